@@ -1,0 +1,1 @@
+"""BGP EVPN federation through ExaBGP (see the EVPN issue)."""

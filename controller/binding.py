@@ -1,0 +1,75 @@
+"""Where each vport is: a pure function of the policy and what discovery has seen.
+
+A vport is located when a VRS shows the port its binding names:
+- kvm:    an interface on the integration bridge with ``external_ids:iface-id`` = binding.iface_id (any VRS);
+- hyperv: an interface named binding.port_name on a VRS of flavour hyperv (the port name is the identity);
+- esxi:   on a VRS of flavour esxi, a trunk interface whose ``external_ids:canopy-vnic-<VLAN>`` = binding.vnic_id
+          (written by the vCenter agent), or the static host/trunk_port/vlan of the binding.
+When the same vport shows up in two places (a migration in flight), the most recent appearance wins.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+from controller.discovery import VrsSnapshot
+from controller.model import binding_key, esxi_static_key
+
+
+@dataclass(frozen=True)
+class Location:
+    vport_id: str
+    session: str
+    chassis: str
+    datapath_id: int | None
+    port: str
+    ofport: int | None
+    vlan: int | None
+    flavour: str
+    mac_seen: str | None  # the MAC the hypervisor reports for the port, if any
+
+    def to_json(self):
+        return {"chassis": self.chassis, "datapath_id": _dpid(self.datapath_id), "port": self.port,
+                "ofport": self.ofport, "vlan": self.vlan, "flavour": self.flavour, "mac_seen": self.mac_seen}
+
+
+def _dpid(dpid):
+    return None if dpid is None else f"{dpid:016x}"
+
+
+def resolve(policy, snapshots: dict[str, VrsSnapshot], flavour_of, seen_order) -> dict[str, Location]:
+    """vport id -> Location. ``flavour_of(snap)`` gives a VRS's effective flavour; ``seen_order(session,
+    port, vlan)`` a number that grows with the time the port appeared there (the latest appearance wins)."""
+    by_key = {binding_key(v): v for v in policy.all("vport")}
+    static = defaultdict(list)  # (host, trunk port) -> [(vlan, vport)]
+    for v in policy.all("vport"):
+        skey = esxi_static_key(v)
+        if skey:
+            static[skey[:2]].append((skey[2], v))
+    found: dict[str, tuple[int, Location]] = {}
+    for snap in snapshots.values():
+        flavour = flavour_of(snap)
+        for vport, port, vlan in _hits(snap, flavour, by_key, static):
+            loc = Location(vport["id"], snap.session, snap.chassis, snap.datapath_id, port.name, port.ofport, vlan,
+                           flavour, port.mac)
+            order = seen_order(snap.session, port.name, vlan)
+            if vport["id"] not in found or order > found[vport["id"]][0]:
+                found[vport["id"]] = (order, loc)
+    return {vid: loc for vid, (_, loc) in found.items()}
+
+
+def _hits(snap, flavour, by_key, static):
+    """(vport, port, vlan) for every vport this VRS shows."""
+    for port in snap.ports:
+        iface_id = port.ext("iface-id")
+        if iface_id and ("kvm", iface_id) in by_key:
+            yield by_key[("kvm", iface_id)], port, None
+        if flavour == "hyperv" and ("hyperv", port.name) in by_key:
+            yield by_key[("hyperv", port.name)], port, None
+        if flavour == "esxi":
+            for vlan, vnic in port.vnic_vlans().items():
+                if ("esxi", vnic) in by_key:
+                    yield by_key[("esxi", vnic)], port, vlan
+            for vlan, vport in static.get((snap.chassis, port.name), ()):
+                yield vport, port, vlan

@@ -1,0 +1,85 @@
+"""What Canopy has discovered about virtual switches (VRS), as plain immutable values.
+
+The OVSDB side (ovsdb/vrs.py) turns each hypervisor's Open_vSwitch database into one ``VrsSnapshot``
+and hands it to State; the OpenFlow side reports datapaths connecting and leaving. Neither side
+programs anything: State derives vport locations from these facts (controller/binding.py).
+
+OVSDB conventions Canopy reads (documented for operators in docs/vrs.md):
+
+- ``Open_vSwitch`` row ``external_ids:system-id``: the chassis name (falls back to the hostname).
+- ``Open_vSwitch`` row ``external_ids:hostname``: shown in REST.
+- ``Open_vSwitch`` row ``external_ids:canopy-vtep-ip``: the VTEP (tunnel) IP of this VRS.
+- ``Open_vSwitch`` row ``external_ids:canopy-flavour``: ``kvm`` | ``hyperv`` | ``esxi``.
+- The integration bridge (``br-int`` unless configured) and its ports/interfaces.
+- ESXi trunk interfaces: ``external_ids:canopy-vnic-<VLAN>=<vnic id>`` written by the vCenter agent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+FLAVOURS = ("kvm", "hyperv", "esxi")
+
+VTEP_IP_KEY = "canopy-vtep-ip"
+FLAVOUR_KEY = "canopy-flavour"
+VNIC_KEY_PREFIX = "canopy-vnic-"
+
+
+@dataclass(frozen=True)
+class PortInfo:
+    """One OVS Interface on the integration bridge."""
+
+    name: str
+    ofport: int | None = None
+    mac: str | None = None  # external_ids:attached-mac, else mac_in_use
+    external_ids: tuple[tuple[str, str], ...] = ()
+    type: str = ""
+
+    def ext(self, key: str) -> str | None:
+        for k, v in self.external_ids:
+            if k == key:
+                return v
+        return None
+
+    def vnic_vlans(self) -> dict[int, str]:
+        """ESXi agent keys on a trunk port: {vlan: vnic id}. Malformed keys are ignored."""
+        out = {}
+        for k, v in self.external_ids:
+            if k.startswith(VNIC_KEY_PREFIX):
+                tail = k[len(VNIC_KEY_PREFIX):]
+                if tail.isdigit() and 1 <= int(tail) <= 4094 and v:
+                    out[int(tail)] = v
+        return out
+
+
+@dataclass(frozen=True)
+class VrsSnapshot:
+    """Everything one OVSDB session currently says about its hypervisor."""
+
+    session: str  # unique per accepted OVSDB connection, e.g. "ovsdb:10.250.0.11:51034"
+    peer: str  # remote address "ip:port"
+    chassis: str  # system-id, else hostname, else peer ip
+    hostname: str = ""
+    flavour: str | None = None  # from external_ids:canopy-flavour, None when absent/invalid
+    vtep_ip: str | None = None  # from external_ids:canopy-vtep-ip, None when absent/invalid
+    bridge: str = "br-int"
+    bridge_present: bool = False
+    datapath_id: int | None = None  # Bridge.datapath_id parsed from hex
+    ovs_version: str = ""
+    ports: tuple[PortInfo, ...] = field(default_factory=tuple)
+
+
+class DiscoverySink:
+    """What State offers to event sources. ovsdb/ and the Ryu app call only these."""
+
+    def vrs_update(self, snap: VrsSnapshot) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def vrs_gone(self, session: str) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def datapath_up(self, dpid: int, peer: str, conn=None) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def datapath_down(self, dpid: int, conn=None) -> None:  # pragma: no cover - interface
+        raise NotImplementedError

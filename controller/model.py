@@ -1,0 +1,330 @@
+"""The tenancy model, declared once as data.
+
+Each kind (tenant, domain, subnet, vport, acl, vtep_binding) is a tuple of ``Field`` specs. The same
+declaration validates REST bodies and YAML documents and generates the OpenAPI schemas, so the three
+cannot drift. Stored objects are plain JSON-able dicts with every field present (``None`` for unset
+optional fields), plus a server-assigned ``id``.
+
+Cross-object rules (uniqueness, references, overlaps) live in controller/policy.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from controller import fields as f
+from controller.fields import Invalid
+
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    type: str  # "string" | "integer" | "boolean" | "array" | "object"
+    doc: str
+    check: Callable[[Any], Any] | None = None
+    required: bool = False
+    default: Any = None  # for optional fields; callables are called for a fresh value
+    nullable: bool = True
+    immutable: bool = False  # may not change after creation
+    auto: bool = False  # allocated by the controller when absent; never changes once allocated
+    items: "Field | None" = None  # for arrays
+    fields: tuple["Field", ...] = ()  # for objects
+    ref: str | None = None  # the kind this id refers to
+
+    def fresh_default(self):
+        return self.default() if callable(self.default) else self.default
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One reason an input is refused. ``field`` is a dotted path inside the object ("dhcp.routes[0].prefix")."""
+
+    kind: str
+    ref: str  # the object's name path, e.g. "acme/prod/web", or its id
+    field: str
+    reason: str
+    code: str = "invalid"
+
+    def describe(self):
+        where = f"{self.kind} {self.ref!r}" if self.ref else self.kind
+        return f"{where}: {self.field}: {self.reason}" if self.field else f"{where}: {self.reason}"
+
+
+class PolicyError(Exception):
+    """The input was refused; nothing was changed. Carries every problem found."""
+
+    def __init__(self, problems, status=422):
+        self.problems = list(problems)
+        self.status = status
+        super().__init__("; ".join(p.describe() for p in self.problems))
+
+
+def _rt_list(name, doc):
+    return Field(name, "array", doc, items=Field("rt", "string", "route target", f.route_target), auto=True)
+
+
+ROUTE = (
+    Field("prefix", "string", "destination prefix", f.ipv4_network, required=True),
+    Field("next_hop", "string", "next hop IPv4 address", f.ipv4, required=True),
+)
+
+BINDING = (
+    Field("flavour", "string", "hypervisor flavour", f.one_of("kvm", "hyperv", "esxi"), required=True),
+    Field("iface_id", "string", "kvm: external_ids:iface-id of the tap port (default: the vport name)",
+          lambda v: f.text(v, 255)),
+    Field("port_name", "string", "hyperv: OVS port name given with Set-VMNetworkAdapterOVSPort "
+          "(at most 48 characters; default: the vport name)", lambda v: f.text(v, 48)),
+    Field("vnic_id", "string", "esxi: the id the vCenter agent writes as canopy-vnic-<vlan> on the trunk "
+          "port (default: the vport name)", lambda v: f.text(v, 255)),
+    Field("host", "string", "esxi static binding: the hypervisor's chassis name (system-id)", f.name),
+    Field("trunk_port", "string", "esxi static binding: the trunk port on the integration bridge",
+          lambda v: f.text(v, 255)),
+    Field("vlan", "integer", "esxi static binding: the vNIC's VLAN on the trunk", f.vlan),
+)
+
+DHCP = (
+    Field("enabled", "boolean", "serve DHCP on this subnet", f.boolean, default=True, nullable=False),
+    Field("dns_servers", "array", "DNS servers (option 6)", items=Field("dns", "string", "IPv4", f.ipv4),
+          default=list, nullable=False),
+    Field("domain_name", "string", "domain name (option 15)", lambda v: f.text(v, 253)),
+    Field("lease_time", "integer", "lease time in seconds (option 51)", lambda v: f.integer(v, 60, 2**31 - 1),
+          default=86400, nullable=False),
+    Field("mtu", "integer", "interface MTU (option 26); default: underlay MTU minus VXLAN overhead",
+          lambda v: f.integer(v, 576, 9000)),
+    Field("ntp_servers", "array", "NTP servers (option 42)", items=Field("ntp", "string", "IPv4", f.ipv4),
+          default=list, nullable=False),
+    Field("routes", "array", "classless static routes (option 121)", items=Field("route", "object", "", fields=ROUTE),
+          default=list, nullable=False),
+)
+
+ACL_RULE = (
+    Field("direction", "string", "traffic entering the VM (ingress) or leaving it (egress)",
+          f.one_of("ingress", "egress"), required=True),
+    Field("action", "string", "allow or deny", f.one_of("allow", "deny"), required=True),
+    Field("protocol", "string", "any, icmp, tcp, udp", f.one_of("any", "icmp", "tcp", "udp"),
+          default="any", nullable=False),
+    Field("remote", "string", "the other end's prefix (default: any)", f.ipv4_network, default="0.0.0.0/0",
+          nullable=False),
+    Field("ports", "string", "tcp/udp destination port or range, e.g. 80 or 1000-2000", f.port_range),
+    Field("stateful", "boolean", "allow the return traffic (conntrack)", f.boolean, default=True, nullable=False),
+)
+
+SCHEMA: dict[str, tuple[Field, ...]] = {
+    "tenant": (
+        Field("name", "string", "tenant (enterprise) name, unique", f.name, required=True),
+        Field("description", "string", "free text", f.text, default="", nullable=False),
+    ),
+    "domain": (
+        Field("tenant_id", "string", "owning tenant", f.text, required=True, immutable=True, ref="tenant"),
+        Field("name", "string", "domain name, unique in its tenant", f.name, required=True),
+        Field("description", "string", "free text", f.text, default="", nullable=False),
+        Field("l3_vni", "integer", "L3 VNI for symmetric IRB (allocated when absent)", f.vni, auto=True),
+        Field("rd", "string", "route distinguisher (allocated as ASN:L3VNI when absent)", f.route_distinguisher,
+              auto=True),
+        _rt_list("import_rts", "route targets imported (default: the domain's own)"),
+        _rt_list("export_rts", "route targets exported (default: ASN:L3VNI)"),
+        Field("gateway_mac", "string", "anycast gateway MAC of the domain (allocated when absent)", f.mac,
+              auto=True),
+        Field("static_routes", "array", "static routes; next hops must lie in one of the domain's subnets",
+              items=Field("route", "object", "", fields=ROUTE), default=list, nullable=False),
+    ),
+    "subnet": (
+        Field("tenant_id", "string", "owning tenant", f.text, required=True, immutable=True, ref="tenant"),
+        Field("domain_id", "string", "routed domain; absent for an L2-only subnet", f.text, immutable=True,
+              ref="domain"),
+        Field("name", "string", "subnet name, unique in its tenant", f.name, required=True),
+        Field("description", "string", "free text", f.text, default="", nullable=False),
+        Field("cidr", "string", "IPv4 prefix (required in a domain, optional for L2-only)",
+              lambda v: f.ipv4_network(v, max_prefix=30)),
+        Field("gateway", "string", "gateway IP inside the CIDR (required in a domain)", f.ipv4),
+        Field("vni", "integer", "L2 VNI (allocated when absent)", f.vni, auto=True),
+        Field("rd", "string", "route distinguisher (allocated as ASN:VNI when absent)", f.route_distinguisher,
+              auto=True),
+        _rt_list("import_rts", "route targets imported (default: the subnet's own)"),
+        _rt_list("export_rts", "route targets exported (default: ASN:VNI)"),
+        Field("dhcp", "object", "DHCP options served by Canopy", fields=DHCP, default=dict, nullable=False),
+    ),
+    "vport": (
+        Field("subnet_id", "string", "subnet the port is in", f.text, required=True, immutable=True, ref="subnet"),
+        Field("name", "string", "port name, unique in its subnet", f.name, required=True),
+        Field("description", "string", "free text", f.text, default="", nullable=False),
+        Field("mac", "string", "the VM's MAC address", f.mac, required=True),
+        Field("ips", "array", "IPv4 addresses (one is allocated from the subnet when absent)",
+              items=Field("ip", "string", "IPv4", f.ipv4), auto=True),
+        Field("binding", "object", "how the port is recognised on its hypervisor", fields=BINDING, required=True),
+        Field("port_security", "boolean", "drop frames not from the port's own MAC/IPs", f.boolean, default=True,
+              nullable=False),
+        Field("acls", "array", "ACL policy ids applied to the port (enforced by the dataplane)",
+              items=Field("acl", "string", "acl id", f.text, ref="acl"), default=list, nullable=False),
+    ),
+    "acl": (
+        Field("tenant_id", "string", "owning tenant", f.text, required=True, immutable=True, ref="tenant"),
+        Field("name", "string", "ACL name, unique in its tenant", f.name, required=True),
+        Field("description", "string", "free text", f.text, default="", nullable=False),
+        Field("default_action", "string", "what happens to traffic no rule matches", f.one_of("allow", "deny"),
+              default="deny", nullable=False),
+        Field("rules", "array", "rules, first match wins", items=Field("rule", "object", "", fields=ACL_RULE),
+              default=list, nullable=False),
+    ),
+    "vtep_binding": (
+        Field("switch", "string", "hardware VTEP name (Physical_Switch name)", f.name, required=True),
+        Field("port", "string", "physical port name on that switch", lambda v: f.text(v, 255), required=True),
+        Field("vlan", "integer", "VLAN on that port (0 = untagged)", lambda v: f.integer(v, 0, 4094),
+              required=True),
+        Field("subnet_id", "string", "the subnet this VLAN joins", f.text, required=True, ref="subnet"),
+    ),
+}
+
+KINDS = tuple(SCHEMA)
+MANAGED = ("id", "source")  # set by the controller on every stored object: its id and the apply source
+PARENT = {"domain": "tenant_id", "subnet": "tenant_id", "vport": "subnet_id", "acl": "tenant_id"}
+
+
+def _problem(kind, ref, path, reason):
+    return Problem(kind, ref, path, reason)
+
+
+def _normalise_value(spec: Field, value, path, problems, kind, ref):
+    if value is None:
+        if spec.required or not spec.nullable:
+            problems.append(_problem(kind, ref, path, "must not be null"))
+        return None
+    if spec.type == "object":
+        if not isinstance(value, dict):
+            problems.append(_problem(kind, ref, path, "must be an object"))
+            return None
+        return normalise_fields(spec.fields, value, path + ".", problems, kind, ref)
+    if spec.type == "array":
+        if not isinstance(value, list):
+            problems.append(_problem(kind, ref, path, "must be a list"))
+            return None
+        return [_normalise_value(spec.items, item, f"{path}[{i}]", problems, kind, ref)
+                for i, item in enumerate(value)]
+    try:
+        return spec.check(value) if spec.check else value
+    except Invalid as exc:
+        problems.append(_problem(kind, ref, path, str(exc)))
+        return None
+
+
+def normalise_fields(specs, data, prefix, problems, kind, ref=""):
+    """Check ``data`` against field specs; append Problems; return the normalised dict (defaults filled)."""
+    known = {s.name for s in specs}
+    for key in data:
+        if key not in known:
+            problems.append(_problem(kind, ref, prefix + str(key), "unknown field"))
+    out = {}
+    for spec in specs:
+        path = prefix + spec.name
+        if spec.name not in data:
+            if spec.required:
+                problems.append(_problem(kind, ref, path, "is required"))
+            default = spec.fresh_default()
+            if spec.type == "object" and default == {}:  # an absent sub-object gets its own defaults
+                default = normalise_fields(spec.fields, {}, path + ".", problems, kind, ref)
+            out[spec.name] = default
+            continue
+        out[spec.name] = _normalise_value(spec, data[spec.name], path, problems, kind, ref)
+    return out
+
+
+def normalise(kind: str, data, current: dict | None = None, ref: str = "") -> dict:
+    """Validate one object's own fields and return its full normalised form.
+
+    ``current`` is the stored object for an update: fields absent from ``data`` keep their current
+    value (merge semantics), immutable fields may not change, and auto fields keep their allocation.
+    Raises PolicyError listing every problem; returns a new dict (with ``id`` when ``current`` has one).
+    """
+    if not isinstance(data, dict):
+        raise PolicyError([Problem(kind, ref, "", "the body must be a JSON object")])
+    problems: list[Problem] = []
+    for key in MANAGED:
+        if key in data and (current is None or data[key] != current.get(key)):
+            problems.append(Problem(kind, ref, key, "is set by the controller and cannot be written"))
+    data = {k: v for k, v in data.items() if k not in MANAGED}
+    if current is not None:
+        for spec in SCHEMA[kind]:
+            if spec.immutable and spec.name in data and data[spec.name] != current.get(spec.name):
+                problems.append(Problem(kind, ref, spec.name, "cannot be changed after creation"))
+        merged = {k: v for k, v in current.items() if k not in MANAGED}
+        merged.update(data)
+        data = merged
+    obj = normalise_fields(SCHEMA[kind], data, "", problems, kind, ref)
+    problems.extend(_object_rules(kind, obj, ref))
+    if problems:
+        raise PolicyError(problems)
+    for key in MANAGED:
+        if current is not None and key in current:
+            obj[key] = current[key]
+    return obj
+
+
+def _object_rules(kind, obj, ref):
+    """Rules that look at several fields of one object."""
+    rule = _OBJECT_RULES.get(kind)
+    return [Problem(kind, ref, path, reason) for path, reason in rule(obj)] if rule else []
+
+
+def _subnet_rules(obj):
+    import ipaddress
+
+    if obj["domain_id"] and not obj["cidr"]:
+        yield "cidr", "is required for a subnet in a domain"
+    if obj["domain_id"] and obj["cidr"] and not obj["gateway"]:
+        yield "gateway", "is required for a subnet in a domain"
+    if obj["gateway"] and not obj["cidr"]:
+        yield "gateway", "needs a cidr"
+    if obj["cidr"] and obj["gateway"]:
+        net = ipaddress.IPv4Network(obj["cidr"])
+        gw = ipaddress.IPv4Address(obj["gateway"])
+        if gw not in net:
+            yield "gateway", f"{gw} is outside the subnet's cidr {net}"
+        elif gw in (net.network_address, net.broadcast_address):
+            yield "gateway", f"{gw} is the network or broadcast address of {net}"
+    if obj["cidr"] is None and (obj["dhcp"] or {}).get("routes"):
+        yield "dhcp.routes", "needs a cidr"
+
+
+def _vport_rules(obj):
+    binding = obj["binding"] or {}
+    flavour = binding.get("flavour")
+    own = {"kvm": {"iface_id"}, "hyperv": {"port_name"}, "esxi": {"vnic_id", "host", "trunk_port", "vlan"}}
+    for key in ("iface_id", "port_name", "vnic_id", "host", "trunk_port", "vlan"):
+        if flavour in own and binding.get(key) is not None and key not in own[flavour]:
+            yield f"binding.{key}", f"does not apply to flavour {flavour}"
+    if flavour == "esxi":
+        static = [binding.get(k) is not None for k in ("host", "trunk_port", "vlan")]
+        if any(static) and not all(static):
+            yield "binding", "an esxi static binding needs host, trunk_port and vlan together"
+    if len(obj["ips"] or []) != len(set(obj["ips"] or [])):
+        yield "ips", "lists the same address twice"
+
+
+def _acl_rules(obj):
+    for i, rule in enumerate(obj["rules"] or []):
+        if rule and rule.get("ports") and rule.get("protocol") not in ("tcp", "udp"):
+            yield f"rules[{i}].ports", "needs protocol tcp or udp"
+
+
+_OBJECT_RULES = {"subnet": _subnet_rules, "vport": _vport_rules, "acl": _acl_rules}
+
+
+def binding_key(vport: dict) -> tuple:
+    """What identifies a vport on a hypervisor; unique across all vports."""
+    b = vport["binding"]
+    flavour = b["flavour"]
+    if flavour == "kvm":
+        return ("kvm", b.get("iface_id") or vport["name"])
+    if flavour == "hyperv":
+        return ("hyperv", b.get("port_name") or vport["name"])
+    return ("esxi", b.get("vnic_id") or vport["name"])
+
+
+def esxi_static_key(vport: dict) -> tuple | None:
+    b = vport["binding"]
+    if b["flavour"] == "esxi" and b.get("host"):
+        return (b["host"], b["trunk_port"], b["vlan"])
+    return None

@@ -1,0 +1,331 @@
+"""The whole tenant policy: objects of every kind, the rules that span objects, and allocation.
+
+``Policy`` is a value: mutations work on a ``copy()`` (copy-on-write per kind), are checked as a whole
+with ``check()``, and only then committed and swapped in. So a refused change leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import defaultdict
+
+from controller.fields import MAX_VNI
+from controller.model import KINDS, PARENT, SCHEMA, Problem, binding_key, esxi_static_key
+
+
+class Policy:
+    def __init__(self, objects: dict[str, dict[str, dict]] | None = None):
+        self.objects = {kind: dict((objects or {}).get(kind, {})) for kind in KINDS}
+
+    def copy(self) -> "Policy":
+        return Policy(self.objects)
+
+    def get(self, kind, oid):
+        return self.objects[kind].get(oid)
+
+    def all(self, kind):
+        return self.objects[kind].values()
+
+    def count(self, kind):
+        return len(self.objects[kind])
+
+    def put(self, kind, obj):
+        self.objects[kind][obj["id"]] = obj
+
+    def remove(self, kind, oid):
+        return self.objects[kind].pop(oid, None)
+
+    def children(self, kind, oid):
+        """(kind, object) pairs that directly depend on the object: parents, subnets of a domain, bindings."""
+        out = []
+        for child, key in PARENT.items():
+            if SCHEMA_REFS.get((child, key)) == kind:
+                out.extend((child, o) for o in self.objects[child].values() if o[key] == oid)
+        if kind == "domain":
+            out.extend(("subnet", s) for s in self.objects["subnet"].values() if s["domain_id"] == oid)
+        if kind == "subnet":
+            out.extend(("vtep_binding", b) for b in self.objects["vtep_binding"].values() if b["subnet_id"] == oid)
+        if kind == "acl":
+            out.extend(("vport", v) for v in self.objects["vport"].values() if oid in v["acls"])
+        return out
+
+    def ref(self, kind, obj) -> str:
+        """A readable name path: tenant 'acme', domain 'acme/prod', subnet 'acme/web', vport 'acme/web/vm1'."""
+        if obj is None:
+            return ""
+        if kind == "tenant":
+            return obj["name"]
+        if kind == "vport":
+            subnet = self.get("subnet", obj["subnet_id"])
+            return f"{self.ref('subnet', subnet) if subnet else obj['subnet_id']}/{obj['name']}"
+        if kind == "vtep_binding":
+            return f"{obj['switch']}/{obj['port']}/{obj['vlan']}"
+        tenant = self.get("tenant", obj["tenant_id"])
+        return f"{tenant['name'] if tenant else obj['tenant_id']}/{obj['name']}"
+
+    def find(self, kind, path: str):
+        """The object whose ref() is ``path``, or None."""
+        for obj in self.objects[kind].values():
+            if self.ref(kind, obj) == path:
+                return obj
+        return None
+
+    def counts(self):
+        return {kind: len(objs) for kind, objs in self.objects.items()}
+
+
+SCHEMA_REFS = {(kind, spec.name): spec.ref for kind, specs in SCHEMA.items() for spec in specs if spec.ref}
+
+
+# ---------------------------------------------------------------------------------------------- rules
+
+def check(policy: Policy) -> list[Problem]:
+    """Every rule that spans objects. Empty list: the policy is consistent."""
+    problems: list[Problem] = []
+    for rule in (_references, _unique_names, _unique_vnis, _unique_rds, _domain_cidrs, _vport_addresses,
+                 _binding_keys, _static_routes, _vtep_bindings):
+        problems.extend(rule(policy))
+    return problems
+
+
+def _p(policy, kind, obj, field, reason, code="invalid"):
+    return Problem(kind, policy.ref(kind, obj), field, reason, code)
+
+
+def _references(policy):
+    for (kind, key), target in SCHEMA_REFS.items():
+        if key == "acls":
+            continue
+        for obj in policy.all(kind):
+            if obj[key] is not None and policy.get(target, obj[key]) is None:
+                yield _p(policy, kind, obj, key, f"no {target} with id {obj[key]!r}", "not_found")
+    for sub in policy.all("subnet"):
+        dom = policy.get("domain", sub["domain_id"]) if sub["domain_id"] else None
+        if dom is not None and dom["tenant_id"] != sub["tenant_id"]:
+            yield _p(policy, "subnet", sub, "domain_id", "the domain belongs to another tenant")
+    for vport in policy.all("vport"):
+        subnet = policy.get("subnet", vport["subnet_id"])
+        for i, acl_id in enumerate(vport["acls"]):
+            acl = policy.get("acl", acl_id)
+            if acl is None:
+                yield _p(policy, "vport", vport, f"acls[{i}]", f"no acl with id {acl_id!r}", "not_found")
+            elif subnet is not None and acl["tenant_id"] != subnet["tenant_id"]:
+                yield _p(policy, "vport", vport, f"acls[{i}]", "the acl belongs to another tenant")
+
+
+def _unique_names(policy):
+    scopes = {"tenant": lambda o: None, "domain": lambda o: o["tenant_id"], "subnet": lambda o: o["tenant_id"],
+              "acl": lambda o: o["tenant_id"], "vport": lambda o: o["subnet_id"]}
+    for kind, scope in scopes.items():
+        seen = {}
+        for obj in policy.all(kind):
+            key = (scope(obj), obj["name"])
+            if key in seen:
+                yield _p(policy, kind, obj, "name", f"{obj['name']!r} is already used by another {kind} here",
+                         "conflict")
+            seen[key] = obj
+
+
+def _unique_vnis(policy):
+    owners = {}
+    for kind, key in (("domain", "l3_vni"), ("subnet", "vni")):
+        for obj in policy.all(kind):
+            vni = obj[key]
+            if vni is None:
+                continue
+            if vni in owners:
+                other_kind, other = owners[vni]
+                yield _p(policy, kind, obj, key, f"VNI {vni} is already used by {other_kind} "
+                         f"{policy.ref(other_kind, other)!r}", "conflict")
+            else:
+                owners[vni] = (kind, obj)
+
+
+def _unique_rds(policy):
+    owners = {}
+    for kind in ("domain", "subnet"):
+        for obj in policy.all(kind):
+            if obj["rd"] is None:
+                continue
+            if obj["rd"] in owners:
+                other_kind, other = owners[obj["rd"]]
+                yield _p(policy, kind, obj, "rd", f"route distinguisher {obj['rd']} is already used by "
+                         f"{other_kind} {policy.ref(other_kind, other)!r}", "conflict")
+            else:
+                owners[obj["rd"]] = (kind, obj)
+
+
+def _domain_cidrs(policy):
+    """Subnets of one domain may not overlap (they share a routing table). Across tenants they may."""
+    by_domain = defaultdict(list)
+    for sub in policy.all("subnet"):
+        if sub["domain_id"] and sub["cidr"]:
+            by_domain[sub["domain_id"]].append(sub)
+    for subs in by_domain.values():
+        subs.sort(key=lambda s: (ipaddress.IPv4Network(s["cidr"]).network_address, s["name"]))
+        for a, b in zip(subs, subs[1:]):
+            if ipaddress.IPv4Network(a["cidr"]).overlaps(ipaddress.IPv4Network(b["cidr"])):
+                yield _p(policy, "subnet", b, "cidr", f"{b['cidr']} overlaps subnet {a['name']!r} ({a['cidr']}) "
+                         "in the same domain", "conflict")
+
+
+def _vport_addresses(policy):
+    macs, ips = {}, {}
+    for vport in sorted(policy.all("vport"), key=lambda v: (v["subnet_id"], v["name"])):
+        subnet = policy.get("subnet", vport["subnet_id"])
+        if subnet is None:
+            continue
+        mkey = (subnet["id"], vport["mac"])
+        if mkey in macs:
+            yield _p(policy, "vport", vport, "mac", f"{vport['mac']} is already used by vport "
+                     f"{macs[mkey]['name']!r} in this subnet", "conflict")
+        macs[mkey] = vport
+        yield from _vport_ips(policy, vport, subnet, ips)
+
+
+def _vport_ips(policy, vport, subnet, seen):
+    net = ipaddress.IPv4Network(subnet["cidr"]) if subnet["cidr"] else None
+    for i, ip in enumerate(vport["ips"] or []):
+        path = f"ips[{i}]"
+        addr = ipaddress.IPv4Address(ip)
+        if net is None:
+            yield _p(policy, "vport", vport, path, "the subnet has no cidr, so its ports have no IPs")
+            continue
+        if addr not in net:
+            yield _p(policy, "vport", vport, path, f"{ip} is outside the subnet's cidr {net}")
+        elif addr in (net.network_address, net.broadcast_address):
+            yield _p(policy, "vport", vport, path, f"{ip} is the network or broadcast address of {net}")
+        elif ip == subnet["gateway"]:
+            yield _p(policy, "vport", vport, path, f"{ip} is the subnet's gateway", "conflict")
+        elif (subnet["id"], ip) in seen:
+            yield _p(policy, "vport", vport, path, f"{ip} is already used by vport "
+                     f"{seen[(subnet['id'], ip)]['name']!r} in this subnet", "conflict")
+        seen[(subnet["id"], ip)] = vport
+
+
+def _binding_keys(policy):
+    seen, static = {}, {}
+    for vport in policy.all("vport"):
+        key = binding_key(vport)
+        if key in seen:
+            yield _p(policy, "vport", vport, "binding", f"{key[0]} binding {key[1]!r} is already used by vport "
+                     f"{policy.ref('vport', seen[key])!r}", "conflict")
+        seen[key] = vport
+        skey = esxi_static_key(vport)
+        if skey and skey in static:
+            yield _p(policy, "vport", vport, "binding", f"host {skey[0]} trunk {skey[1]} vlan {skey[2]} is already "
+                     f"bound to vport {policy.ref('vport', static[skey])!r}", "conflict")
+        if skey:
+            static[skey] = vport
+
+
+def _static_routes(policy):
+    nets = defaultdict(list)
+    for sub in policy.all("subnet"):
+        if sub["domain_id"] and sub["cidr"]:
+            nets[sub["domain_id"]].append(ipaddress.IPv4Network(sub["cidr"]))
+    for dom in policy.all("domain"):
+        for i, route in enumerate(dom["static_routes"]):
+            hop = ipaddress.IPv4Address(route["next_hop"])
+            if not any(hop in net for net in nets[dom["id"]]):
+                yield _p(policy, "domain", dom, f"static_routes[{i}].next_hop",
+                         f"{hop} is not inside any subnet of the domain")
+    for sub in policy.all("subnet"):
+        if not sub["cidr"]:
+            continue
+        net = ipaddress.IPv4Network(sub["cidr"])
+        for i, route in enumerate(sub["dhcp"]["routes"]):
+            if ipaddress.IPv4Address(route["next_hop"]) not in net:
+                yield _p(policy, "subnet", sub, f"dhcp.routes[{i}].next_hop", f"must be inside {net}")
+
+
+def _vtep_bindings(policy):
+    seen = {}
+    for b in policy.all("vtep_binding"):
+        key = (b["switch"], b["port"], b["vlan"])
+        if key in seen:
+            yield _p(policy, "vtep_binding", b, "vlan", f"port {b['port']} vlan {b['vlan']} of switch "
+                     f"{b['switch']} is already bound", "conflict")
+        seen[key] = b
+
+
+# ----------------------------------------------------------------------------------------- allocation
+
+class Allocator:
+    """Fills the fields the operator left out. Allocations are written into the object and stored, so
+    they never change afterwards; the VNI counter only moves forward so a freed VNI is not reused soon."""
+
+    def __init__(self, counters: dict, asn: int, vni_range: tuple[int, int]):
+        self.counters = dict(counters)
+        self.asn = asn
+        self.low, self.high = vni_range
+        self._ips: dict[str, set] = {}
+
+    def _used_ips(self, policy, subnet):
+        """Addresses taken in a subnet; computed once per allocator (one allocator serves one change)."""
+        if subnet["id"] not in self._ips:
+            used = {subnet["gateway"]}
+            for vport in policy.all("vport"):
+                if vport["subnet_id"] == subnet["id"]:
+                    used.update(vport["ips"] or [])
+            self._ips[subnet["id"]] = used
+        return self._ips[subnet["id"]]
+
+    def fill(self, policy: Policy, kind: str, obj: dict) -> list[Problem]:
+        if kind == "domain":
+            return self._fill_domain(policy, obj)
+        if kind == "subnet":
+            return self._fill_vni(policy, obj, "subnet", "vni")
+        if kind == "vport":
+            return self._fill_ips(policy, obj)
+        return []
+
+    def _fill_domain(self, policy, obj):
+        problems = self._fill_vni(policy, obj, "domain", "l3_vni")
+        if obj["gateway_mac"] is None and obj["l3_vni"] is not None:
+            v = obj["l3_vni"]
+            obj["gateway_mac"] = f"02:ca:00:{v >> 16 & 0xff:02x}:{v >> 8 & 0xff:02x}:{v & 0xff:02x}"
+        return problems
+
+    def _fill_vni(self, policy, obj, kind, key):
+        if obj[key] is None:
+            used = {o["l3_vni"] for o in policy.all("domain")} | {o["vni"] for o in policy.all("subnet")}
+            vni = self._next_vni(used)
+            if vni is None:
+                return [Problem(kind, policy.ref(kind, obj), key, f"no free VNI left in {self.low}-{self.high}",
+                                "exhausted")]
+            obj[key] = vni
+        admin = self.asn if self.asn <= 0xFFFF else self.asn & 0xFFFF
+        own = f"{admin}:{obj[key]}"
+        if obj["rd"] is None:
+            obj["rd"] = own
+        for rts in ("import_rts", "export_rts"):
+            if obj[rts] is None:
+                obj[rts] = [own]
+        return []
+
+    def _next_vni(self, used):
+        start = self.counters.get("vni", self.low)
+        span = self.high - self.low + 1
+        for step in range(span):
+            vni = self.low + (start - self.low + step) % span
+            if vni not in used and vni <= MAX_VNI:
+                self.counters["vni"] = vni + 1
+                return vni
+        return None
+
+    def _fill_ips(self, policy, obj):
+        if obj["ips"] is not None:
+            return []
+        subnet = policy.get("subnet", obj["subnet_id"])
+        if subnet is None or not subnet["cidr"]:
+            obj["ips"] = []
+            return []
+        used = self._used_ips(policy, subnet)
+        for host in ipaddress.IPv4Network(subnet["cidr"]).hosts():
+            if str(host) not in used:
+                obj["ips"] = [str(host)]
+                used.add(str(host))
+                return []
+        return [Problem("vport", policy.ref("vport", obj), "ips", f"subnet {subnet['cidr']} has no free address",
+                        "exhausted")]

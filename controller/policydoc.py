@@ -1,0 +1,272 @@
+"""Declarative policy documents: what ``canopy check`` and ``canopy apply`` read.
+
+A document nests objects by name (see config/examples/demo.yaml)::
+
+    source: demo            # optional; names the set of objects this document manages (default: file name)
+    tenants:
+      - name: acme
+        domains:
+          - name: prod
+            subnets:
+              - name: web
+                cidr: 10.0.1.0/24
+                gateway: 10.0.1.1
+                vports: [{name: vm1, mac: "02:00:00:00:00:01", binding: {flavour: kvm}}]
+        subnets: [...]      # L2-only subnets of the tenant
+        acls: [...]
+    vtep_bindings:
+      - {switch: tor1, port: p1, vlan: 100, subnet: acme/web}
+
+``plan()`` turns a document into the changes that make the stored policy match it: objects are matched
+by name path, absent optional fields return to their defaults, allocations are kept, and objects that
+an earlier apply of the same source created but the document no longer lists are deleted when
+``prune`` is set. Applying the same document twice plans nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+from controller import policy as pol
+from controller.model import SCHEMA, PolicyError, Problem, normalise
+from controller.store import Change
+from controller.yamldoc import join
+
+DOC_KEYS = {"source", "tenants", "vtep_bindings"}
+NESTED = {"tenant": {"domains", "subnets", "acls"}, "domain": {"subnets"}, "subnet": {"vports"}}
+ORDER = ("tenant", "acl", "domain", "subnet", "vport", "vtep_binding")
+
+
+@dataclass
+class Desired:
+    kind: str
+    ref: str  # name path, same as Policy.ref()
+    path: str  # where in the document ("tenants[0].domains[1]")
+    body: dict  # model fields; references still by name (resolved in plan())
+    parent_ref: str | None = None
+
+
+@dataclass
+class Plan:
+    source: str
+    policy: pol.Policy  # the candidate policy after the plan
+    changes: list[Change] = field(default_factory=list)
+    summary: list[dict] = field(default_factory=list)  # {"op", "kind", "ref"}
+    paths: dict[tuple[str, str], str] = field(default_factory=dict)  # (kind, ref) -> document path
+
+
+def read(data, default_source: str) -> tuple[str, list[Desired], list[Problem]]:
+    """Flatten a document into Desired objects (parents first). Shape problems carry document paths."""
+    problems: list[Problem] = []
+    if not isinstance(data, dict):
+        return default_source, [], [Problem("document", "", "", "must be a mapping with 'tenants'")]
+    for key in data:
+        if key not in DOC_KEYS:
+            problems.append(Problem("document", "", str(key), f"unknown top-level key; expected {sorted(DOC_KEYS)}"))
+    source = data.get("source", default_source)
+    if not isinstance(source, str) or not source:
+        problems.append(Problem("document", "", "source", "must be a non-empty string"))
+        source = default_source
+    out: list[Desired] = []
+    for i, tenant in enumerate(_list(data, "tenants", "", problems)):
+        _read_tenant(tenant, join("tenants", i), out, problems)
+    for i, binding in enumerate(_list(data, "vtep_bindings", "", problems)):
+        path = join("vtep_bindings", i)
+        if _is_mapping(binding, path, problems):
+            out.append(Desired("vtep_binding", "", path, dict(binding)))
+    out.sort(key=lambda d: ORDER.index(d.kind))
+    return source, out, problems
+
+
+def _read_tenant(tenant, path, out, problems):
+    if not _is_mapping(tenant, path, problems):
+        return
+    ref = str(tenant.get("name"))
+    out.append(Desired("tenant", ref, path, _own_fields("tenant", tenant)))
+    for i, acl in enumerate(_list(tenant, "acls", path, problems)):
+        if _is_mapping(acl, join(join(path, "acls"), i), problems):
+            out.append(Desired("acl", f"{ref}/{acl.get('name')}", join(join(path, "acls"), i), dict(acl), ref))
+    for i, dom in enumerate(_list(tenant, "domains", path, problems)):
+        dpath = join(join(path, "domains"), i)
+        if not _is_mapping(dom, dpath, problems):
+            continue
+        dref = f"{ref}/{dom.get('name')}"
+        out.append(Desired("domain", dref, dpath, _own_fields("domain", dom), ref))
+        for j, sub in enumerate(_list(dom, "subnets", dpath, problems)):
+            _read_subnet(sub, join(join(dpath, "subnets"), j), ref, dref, out, problems)
+    for i, sub in enumerate(_list(tenant, "subnets", path, problems)):
+        _read_subnet(sub, join(join(path, "subnets"), i), ref, None, out, problems)
+
+
+def _read_subnet(sub, path, tenant_ref, domain_ref, out, problems):
+    if not _is_mapping(sub, path, problems):
+        return
+    sref = f"{tenant_ref}/{sub.get('name')}"
+    body = _own_fields("subnet", sub)
+    body["domain_id"] = domain_ref  # resolved to an id in plan()
+    out.append(Desired("subnet", sref, path, body, tenant_ref))
+    for i, vport in enumerate(_list(sub, "vports", path, problems)):
+        vpath = join(join(path, "vports"), i)
+        if _is_mapping(vport, vpath, problems):
+            out.append(Desired("vport", f"{sref}/{vport.get('name')}", vpath, dict(vport), sref))
+
+
+def _own_fields(kind, data):
+    return {k: v for k, v in data.items() if k not in NESTED.get(kind, ())}
+
+
+def _list(data, key, path, problems):
+    value = data.get(key, [])
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        problems.append(Problem("document", "", join(path, key), "must be a list"))
+        return []
+    return value
+
+
+def _is_mapping(value, path, problems):
+    if not isinstance(value, dict):
+        problems.append(Problem("document", "", path, "must be a mapping"))
+        return False
+    return True
+
+
+# ---------------------------------------------------------------------------------------------- plan
+
+def plan(current: pol.Policy, data, default_source: str, allocator: pol.Allocator, prune=False) -> Plan:
+    """The changes that make ``current`` match the document. Raises PolicyError (problems carry document
+    paths in ``field``) and leaves ``current`` untouched."""
+    source, desired, problems = read(data, default_source)
+    if problems:
+        raise PolicyError(problems)
+    result = Plan(source, current.copy())
+    cand = result.policy
+    index = {kind: {cand.ref(kind, o): o for o in cand.all(kind)} for kind in ORDER}
+    created, failed = [], set()
+    for d in desired:
+        result.paths[(d.kind, d.ref)] = d.path
+        body = _resolve_refs(d, index, failed, problems)
+        if body is None:  # a parent was refused already; its problems say why
+            failed.add((d.kind, d.ref))
+            continue
+        place_problems = _place(d, body, index, source, result, created)
+        if place_problems:
+            failed.add((d.kind, d.ref))
+        problems.extend(place_problems)
+    for kind, obj in created:  # allocate once every explicit value in the document is known
+        problems.extend(allocator.fill(cand, kind, obj))
+    if prune:
+        problems.extend(_prune(result, {(d.kind, d.ref) for d in desired}, source))
+    problems.extend(pol.check(cand))
+    if problems:
+        raise PolicyError([_to_doc_path(p, result.paths) for p in problems])
+    return result
+
+
+def _resolve_refs(d: Desired, index, failed, problems):
+    """The body with name references replaced by ids; None when a referenced object was itself refused."""
+    body = {k: v for k, v in d.body.items() if k not in ("subnet",)} if d.kind == "vtep_binding" else dict(d.body)
+    blocked = []
+
+    def lookup(kind, ref, field_name):
+        obj = index[kind].get(ref)
+        if (kind, ref) in failed:
+            blocked.append(ref)
+        elif obj is None:
+            problems.append(Problem("document", "", join(d.path, field_name), f"no {kind} named {ref!r}", "not_found"))
+        return obj["id"] if obj else None
+
+    if d.kind in ("domain", "subnet", "acl"):
+        body["tenant_id"] = lookup("tenant", d.parent_ref, "name")
+    if d.kind == "subnet" and body.get("domain_id"):
+        body["domain_id"] = lookup("domain", body["domain_id"], "name")
+    if d.kind == "vport":
+        body["subnet_id"] = lookup("subnet", d.parent_ref, "name")
+        tenant_ref = d.parent_ref.split("/")[0]
+        acls = body.get("acls", [])
+        if isinstance(acls, list):
+            body["acls"] = [lookup("acl", f"{tenant_ref}/{a}", f"acls[{i}]") if isinstance(a, str) else a
+                            for i, a in enumerate(acls)]
+    if d.kind == "vtep_binding":
+        ref = d.body.get("subnet")
+        if not isinstance(ref, str):
+            problems.append(Problem("document", "", join(d.path, "subnet"), "is required: the subnet as "
+                                    "tenant/subnet"))
+        else:
+            body["subnet_id"] = lookup("subnet", ref, "subnet")
+    return None if blocked else body
+
+
+def _place(d: Desired, body, index, source, result, created):
+    """Create or update one object in the candidate; returns problems."""
+    cand = result.policy
+    existing = index[d.kind].get(d.ref) if d.ref else None
+    if d.kind == "vtep_binding":
+        existing = _find_binding(cand, body)
+    try:
+        if existing is None:
+            obj = normalise(d.kind, body, ref=d.ref)
+            obj["id"] = str(uuid.uuid4())
+        else:
+            keep = {s.name: existing[s.name] for s in SCHEMA[d.kind] if s.auto and s.name not in body}
+            obj = normalise(d.kind, {**body, **keep}, current={"id": existing["id"], **{
+                s.name: existing[s.name] for s in SCHEMA[d.kind] if s.immutable}}, ref=d.ref)
+    except PolicyError as exc:
+        return [Problem(p.kind, d.ref, p.field, p.reason, p.code) for p in exc.problems]
+    obj["source"] = source
+    ref = cand.ref(d.kind, obj)
+    result.paths[(d.kind, ref)] = d.path  # vtep bindings are named by switch/port/vlan only now
+    if existing is not None and existing == obj:
+        index[d.kind][ref] = obj
+        return []
+    if existing is None:
+        created.append((d.kind, obj))
+    cand.put(d.kind, obj)
+    index[d.kind][ref] = obj
+    op = "create" if existing is None else "update"
+    result.changes.append(Change(d.kind, obj["id"], "put", obj))
+    result.summary.append({"op": op, "kind": d.kind, "ref": ref, "id": obj["id"]})
+    return []
+
+
+def _find_binding(cand, body):
+    for b in cand.all("vtep_binding"):
+        if (b["switch"], b["port"], b["vlan"]) == (body.get("switch"), body.get("port"), body.get("vlan")):
+            return b
+    return None
+
+
+def _prune(result, keep, source):
+    """Delete what this source created earlier and the document no longer has, children first."""
+    cand = result.policy
+    problems = []
+    for kind in reversed(ORDER):
+        for obj in list(cand.all(kind)):
+            ref = cand.ref(kind, obj)
+            if obj.get("source") != source or (kind, ref) in keep:
+                continue
+            blockers = [(k, c) for k, c in cand.children(kind, obj["id"]) if c.get("source") != source]
+            if blockers:
+                k, c = blockers[0]
+                problems.append(Problem(kind, ref, "", f"cannot prune: {k} {cand.ref(k, c)!r} (not managed by "
+                                        f"{source!r}) still depends on it", "conflict"))
+                continue
+            cand.remove(kind, obj["id"])
+            result.changes.append(Change(kind, obj["id"], "delete", None))
+            result.summary.append({"op": "delete", "kind": kind, "ref": ref, "id": obj["id"]})
+    return problems
+
+
+def _to_doc_path(p: Problem, paths) -> Problem:
+    """Point a problem at its place in the document when the object came from it."""
+    if p.kind == "document":
+        return p
+    base = paths.get((p.kind, p.ref))
+    if base is None:
+        return p
+    fld = "subnet" if (p.kind == "vtep_binding" and p.field == "subnet_id") else p.field
+    if p.kind == "subnet" and fld == "domain_id":
+        fld = ""
+    return Problem(p.kind, p.ref, join(base, fld) if fld else base, p.reason, p.code)

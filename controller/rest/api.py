@@ -1,0 +1,313 @@
+"""The /v1 REST API, independent of any web framework.
+
+``Api.handle(Request)`` returns a ``Response``; controller/rest/wsgi.py adapts it to ryu-manager's WSGI.
+Routes are a table of data; the OpenAPI document (controller/rest/openapi.py) is generated from that
+same table and the model schema, so the document describes what the server does.
+
+Errors are JSON: ``{"error": {"code", "message", "field", "reason", "errors": [...]}}`` with a 4xx status
+for anything the client got wrong; an unexpected fault is a 500 with an error id that is in the log,
+never a traceback.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import re
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Callable
+
+from controller import __version__
+from controller.model import KINDS, PolicyError
+from controller.service import NotFound
+
+log = logging.getLogger("canopy.rest")
+
+MAX_BODY = 32 * 1024 * 1024
+COLLECTIONS = {"tenant": "tenants", "domain": "domains", "subnet": "subnets", "vport": "vports", "acl": "acls",
+               "vtep_binding": "vtep-bindings"}
+FILTERS = {"domain": ("tenant_id",), "subnet": ("tenant_id", "domain_id"), "vport": ("subnet_id",),
+           "acl": ("tenant_id",), "vtep_binding": ("subnet_id", "switch")}
+STATUS_FOR_CODE = {"conflict": 409, "has_dependents": 409, "exhausted": 409}
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)  # lower-case names
+    body: bytes = b""
+    remote: str = "127.0.0.1"
+
+
+@dataclass
+class Response:
+    status: int
+    body: object = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def encoded(self) -> bytes:
+        return b"" if self.body is None else (json.dumps(self.body, indent=1, sort_keys=True) + "\n").encode()
+
+
+class ApiError(Exception):
+    def __init__(self, status, code, reason, field_name=None, errors=None):
+        self.status, self.code, self.reason, self.field, self.errors = status, code, reason, field_name, errors
+        super().__init__(reason)
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    pattern: str  # "/v1/tenants/{id}"
+    handler: Callable
+    summary: str
+    write: bool = False
+    kind: str | None = None  # the model kind for body/response schemas
+    action: str = ""  # list|create|get|update|delete for object routes
+    query: tuple[tuple[str, str], ...] = ()  # (name, description)
+
+    @property
+    def regex(self):
+        return re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", self.pattern) + "$")
+
+
+class Api:
+    def __init__(self, service, state, settings, extra_routes=()):
+        self.service = service
+        self.state = state
+        self.settings = settings
+        self.routes = self._object_routes() + [
+            Route("GET", "/v1/status", self.status, "version, HA role, uptime and object counts"),
+            Route("GET", "/v1/switches", self.switches, "connected VRS with their ports"),
+            Route("GET", "/v1/switches/{dpid}", self.switch, "one VRS by datapath id (16 hex digits)"),
+            Route("GET", "/v1/changes", self.changes, "the committed change log",
+                  query=(("since", "return changes after this sequence number"), ("limit", "at most this many"))),
+            Route("POST", "/v1/apply", self.apply, "apply a policy document declaratively", write=True),
+            Route("GET", "/v1/openapi.json", self.openapi, "this API's OpenAPI 3 document"),
+        ] + list(extra_routes)
+        self._compiled = [(r, r.regex) for r in self.routes]
+
+    # ------------------------------------------------------------------ dispatch
+    def handle(self, req: Request) -> Response:
+        started = time.monotonic()
+        try:
+            resp = self._dispatch(req)
+        except ApiError as exc:
+            resp = _error(exc.status, exc.code, exc.reason, exc.field, exc.errors)
+        except PolicyError as exc:
+            resp = _policy_error(exc)
+        except NotFound as exc:
+            resp = _error(404, "not_found", str(exc))
+        except Exception:
+            error_id = uuid.uuid4().hex[:12]
+            log.exception("internal error %s on %s %s", error_id, req.method, req.path)
+            resp = _error(500, "internal", f"internal error {error_id}; the controller log has the details")
+        log.debug("%s %s -> %d (%.1f ms)", req.method, req.path, resp.status, (time.monotonic() - started) * 1000)
+        return resp
+
+    def _dispatch(self, req):
+        path = req.path.rstrip("/") or "/"
+        allowed = []
+        for route, regex in self._compiled:
+            match = regex.match(path)
+            if not match:
+                continue
+            if route.method != req.method:
+                allowed.append(route.method)
+                continue
+            self._authorise(req, route)
+            return route.handler(req, **match.groupdict())
+        if allowed:
+            raise ApiError(405, "method_not_allowed", f"{req.method} is not allowed here; use {', '.join(allowed)}")
+        raise ApiError(404, "not_found", f"no such endpoint: {req.path} (see /v1/openapi.json)")
+
+    def _authorise(self, req, route):
+        if not route.write and self._open_read(req.remote):
+            return
+        header = req.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise ApiError(401, "unauthorized", "this request needs 'Authorization: Bearer <token>'")
+        if not _same(token.strip(), self.settings.rest_token or ""):
+            raise ApiError(401, "unauthorized", "the bearer token is not valid")
+
+    def _open_read(self, remote):
+        mode = self.settings.open_reads
+        if mode == "always":
+            return True
+        if mode == "never":
+            return False
+        try:
+            return ipaddress.ip_address(remote.split("%")[0]).is_loopback
+        except ValueError:
+            return False
+
+    # ------------------------------------------------------------------ object routes
+    def _object_routes(self):
+        routes = []
+        for kind in KINDS:
+            base = "/v1/" + COLLECTIONS[kind]
+            filters = tuple((f, f"only objects with this {f}") for f in FILTERS.get(kind, ())) + (
+                ("name", "only objects with this name"),)
+            routes += [
+                Route("GET", base, self._lister(kind), f"list {kind}s", kind=kind, action="list", query=filters),
+                Route("POST", base, self._creator(kind), f"create a {kind}", True, kind, "create"),
+                Route("GET", base + "/{id}", self._getter(kind), f"one {kind}", kind=kind, action="get"),
+                Route("PATCH", base + "/{id}", self._updater(kind), f"change fields of a {kind} (merge)", True,
+                      kind, "update"),
+                Route("DELETE", base + "/{id}", self._deleter(kind), f"delete a {kind}", True, kind, "delete",
+                      query=(("cascade", "true: also delete what belongs to it"),)),
+            ]
+        return routes
+
+    def _lister(self, kind):
+        def handler(req):
+            allowed = set(FILTERS.get(kind, ())) | {"name"}
+            for key in req.query:
+                if key not in allowed:
+                    raise ApiError(400, "bad_query", f"unknown query parameter; use {sorted(allowed)}", key)
+            items = [o for o in self.state.policy.all(kind) if all(o.get(k) == v for k, v in req.query.items())]
+            items.sort(key=lambda o: (self.state.policy.ref(kind, o), o["id"]))
+            return Response(200, {"items": [self._view(kind, o) for o in items], "count": len(items)})
+        return handler
+
+    def _creator(self, kind):
+        def handler(req):
+            obj = self.service.create(kind, _json_body(req))
+            return Response(201, self._view(kind, obj),
+                            {"Location": f"/v1/{COLLECTIONS[kind]}/{obj['id']}"})
+        return handler
+
+    def _getter(self, kind):
+        def handler(req, id):
+            return Response(200, self._view(kind, self.service.get(kind, id)))
+        return handler
+
+    def _updater(self, kind):
+        def handler(req, id):
+            return Response(200, self._view(kind, self.service.update(kind, id, _json_body(req))))
+        return handler
+
+    def _deleter(self, kind):
+        def handler(req, id):
+            cascade = _bool_param(req, "cascade")
+            return Response(200, {"deleted": self.service.delete(kind, id, cascade=cascade)})
+        return handler
+
+    def _view(self, kind, obj):
+        out = dict(obj)
+        out["ref"] = self.state.policy.ref(kind, obj)
+        if kind == "vport":
+            loc = self.state.locations.get(obj["id"])
+            out["location"] = loc.to_json() if loc else None
+            out["status"] = "bound" if loc else "unbound"
+        return out
+
+    # ------------------------------------------------------------------ other routes
+    def status(self, req):
+        return Response(200, {
+            "version": __version__, "role": "standalone", "uptime": round(time.time() - self.state.started, 3),
+            "seq": self.state.last_seq, "counts": self.service.counts(),
+            "switches": {"ovsdb": len(self.state.vrs), "openflow": len(self.state.datapaths)},
+            "vports_bound": len(self.state.locations)})
+
+    def switches(self, req):
+        items = self.state.switches()
+        return Response(200, {"items": items, "count": len(items)})
+
+    def switch(self, req, dpid):
+        key = dpid.lower().replace(":", "")
+        if not re.fullmatch(r"[0-9a-f]{1,16}", key):
+            raise ApiError(400, "bad_request", "a datapath id is up to 16 hex digits", "dpid")
+        for item in self.state.switches():
+            if item["datapath_id"] == key.zfill(16):
+                return Response(200, item)
+        raise ApiError(404, "not_found", f"no switch with datapath id {key.zfill(16)}")
+
+    def changes(self, req):
+        since = _int_param(req, "since", 0)
+        limit = min(_int_param(req, "limit", 1000), 10000)
+        items = [c.to_wire() for c in self.service.store.changes_since(since, limit)]
+        return Response(200, {"items": items, "last_seq": self.state.last_seq,
+                              "oldest_seq": self.service.store.oldest_seq()})
+
+    def apply(self, req):
+        body = _json_body(req)
+        for key in body:
+            if key not in ("document", "source", "prune", "dry_run"):
+                raise ApiError(422, "invalid", "unknown field", key)
+        source = body.get("source", "api")
+        if not isinstance(source, str) or not source:
+            raise ApiError(422, "invalid", "must be a non-empty string", "source")
+        for flag in ("prune", "dry_run"):
+            if not isinstance(body.get(flag, False), bool):
+                raise ApiError(422, "invalid", "must be true or false", flag)
+        if "document" not in body:
+            raise ApiError(422, "invalid", "is required: the policy document as JSON", "document")
+        result = self.service.apply(body["document"], source, prune=body.get("prune", False),
+                                    dry_run=body.get("dry_run", False))
+        return Response(200, result)
+
+    def openapi(self, req):
+        from controller.rest.openapi import document
+
+        return Response(200, document(self.routes))
+
+
+def _json_body(req):
+    ctype = req.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    if ctype not in ("application/json", "", "application/x-www-form-urlencoded"):  # the last: curl -d
+        raise ApiError(415, "unsupported_media_type", f"send application/json, not {ctype}")
+    if len(req.body) > MAX_BODY:
+        raise ApiError(413, "too_large", f"the body is larger than {MAX_BODY} bytes")
+    try:
+        data = json.loads(req.body.decode("utf-8")) if req.body else None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ApiError(400, "bad_json", f"the body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "bad_json", "the body must be a JSON object")
+    return data
+
+
+def _int_param(req, name, default):
+    raw = req.query.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit():
+        raise ApiError(400, "bad_query", "must be a non-negative integer", name)
+    return int(raw)
+
+
+def _bool_param(req, name):
+    raw = req.query.get(name, "false").lower()
+    if raw not in ("true", "false", "1", "0"):
+        raise ApiError(400, "bad_query", "must be true or false", name)
+    return raw in ("true", "1")
+
+
+def _same(a: str, b: str) -> bool:
+    import hmac
+
+    return hmac.compare_digest(a.encode(), b.encode())
+
+
+def _error(status, code, reason, field_name=None, errors=None):
+    message = f"{field_name}: {reason}" if field_name else reason
+    err = {"code": code, "message": message, "reason": reason, "field": field_name}
+    if errors:
+        err["errors"] = errors
+    headers = {"WWW-Authenticate": 'Bearer realm="canopy"'} if status == 401 else {}
+    return Response(status, {"error": err}, headers)
+
+
+def _policy_error(exc: PolicyError):
+    first = exc.problems[0]
+    status = exc.status if exc.status != 422 else STATUS_FOR_CODE.get(first.code, 422)
+    errors = [{"kind": p.kind, "ref": p.ref, "field": p.field, "reason": p.reason, "code": p.code}
+              for p in exc.problems]
+    return _error(status, first.code, first.reason, first.field or None, errors)

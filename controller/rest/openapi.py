@@ -1,0 +1,120 @@
+"""OpenAPI 3.0 document built from the REST route table and the model schema (never written by hand)."""
+
+from __future__ import annotations
+
+import re
+
+from controller import __version__
+from controller.model import SCHEMA, Field
+
+_ERROR_CODES = {
+    "400": "malformed request (bad JSON, bad query parameter)",
+    "401": "missing or invalid bearer token",
+    "404": "no such object or endpoint",
+    "405": "method not allowed on this path",
+    "409": "conflict with existing objects (duplicate, dependents)",
+    "413": "body too large",
+    "415": "body is not application/json",
+    "422": "validation failed; error.field names the field",
+}
+
+
+def _field_schema(spec: Field, for_write: bool) -> dict:
+    if spec.type == "object":
+        out = _object_schema(spec.fields, for_write, partial=False)
+    elif spec.type == "array":
+        out = {"type": "array", "items": _field_schema(spec.items, for_write)}
+    else:
+        out = {"type": spec.type}
+        choices = getattr(spec.check, "choices", None)
+        if choices:
+            out["enum"] = list(choices)
+    if spec.doc:
+        out["description"] = spec.doc + (" (allocated when absent; never changes once allocated)" if spec.auto else "")
+    if spec.nullable and not spec.required:
+        out["nullable"] = True
+    if spec.immutable:
+        out["description"] = out.get("description", "") + " (cannot change after creation)"
+    return out
+
+
+def _object_schema(specs, for_write, partial):
+    schema = {"type": "object", "additionalProperties": False,
+              "properties": {s.name: _field_schema(s, for_write) for s in specs}}
+    required = [s.name for s in specs if s.required and not partial]
+    if required:
+        schema["required"] = required
+    return schema
+
+
+def _kind_schemas(kind):
+    specs = SCHEMA[kind]
+    out = _object_schema(specs, False, partial=False)
+    out["additionalProperties"] = True
+    out["properties"] = dict(out["properties"], id={"type": "string", "description": "assigned by the controller"},
+                             ref={"type": "string", "description": "readable name path"},
+                             source={"type": "string", "nullable": True,
+                                     "description": "the apply source that manages it, if any"})
+    if kind == "vport":
+        out["properties"]["status"] = {"type": "string", "enum": ["bound", "unbound"]}
+        out["properties"]["location"] = {"type": "object", "nullable": True,
+                                         "description": "where the port is attached, when it is"}
+    return {
+        kind: out,
+        kind + "_create": _object_schema(specs, True, partial=False),
+        kind + "_update": _object_schema([s for s in specs if not s.immutable], True, partial=True),
+    }
+
+
+def _operation(route):
+    op = {"summary": route.summary, "operationId": _op_id(route), "responses": {}}
+    params = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+              for name in re.findall(r"\{(\w+)\}", route.pattern)]
+    params += [{"name": name, "in": "query", "required": False, "description": doc, "schema": {"type": "string"}}
+               for name, doc in route.query]
+    if params:
+        op["parameters"] = params
+    ok = "201" if route.action == "create" else "200"
+    if route.kind and route.action in ("get", "create", "update"):
+        body = {"$ref": f"#/components/schemas/{route.kind}"}
+    elif route.kind and route.action == "list":
+        body = {"type": "object", "properties": {"items": {"type": "array", "items": {
+            "$ref": f"#/components/schemas/{route.kind}"}}, "count": {"type": "integer"}}}
+    else:
+        body = {"type": "object"}
+    op["responses"][ok] = {"description": "success", "content": {"application/json": {"schema": body}}}
+    for code, why in _ERROR_CODES.items():
+        op["responses"][code] = {"description": why, "content": {"application/json": {
+            "schema": {"$ref": "#/components/schemas/error"}}}}
+    if route.action in ("create", "update"):
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": {
+            "$ref": f"#/components/schemas/{route.kind}_{route.action}"}}}}
+    elif route.write:
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}
+    op["security"] = [{"bearer": []}] if route.write else [{}, {"bearer": []}]
+    return op
+
+
+def _op_id(route):
+    words = re.sub(r"[{}]", "", route.pattern).strip("/").replace("/", "_").replace("-", "_").replace(".", "_")
+    return f"{route.method.lower()}_{words}"
+
+
+def document(routes) -> dict:
+    paths: dict[str, dict] = {}
+    for route in routes:
+        paths.setdefault(route.pattern, {})[route.method.lower()] = _operation(route)
+    schemas = {"error": {"type": "object", "properties": {"error": {"type": "object", "properties": {
+        "code": {"type": "string"}, "message": {"type": "string"}, "reason": {"type": "string"},
+        "field": {"type": "string", "nullable": True}, "errors": {"type": "array", "items": {"type": "object"}}},
+        "required": ["code", "message", "reason"]}}, "required": ["error"]}}
+    for kind in SCHEMA:
+        schemas.update(_kind_schemas(kind))
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "Canopy SDN controller", "version": __version__,
+                 "description": "Inspection and policy management. Writes need 'Authorization: Bearer <token>'."},
+        "paths": paths,
+        "components": {"schemas": schemas,
+                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+    }

@@ -1,0 +1,6 @@
+"""Hand-over from the ``canopy run`` command to the Ryu application that ryu-manager instantiates.
+
+ryu-manager builds applications itself, so the validated Settings are parked here before it starts.
+"""
+
+SETTINGS = None

@@ -1,0 +1,124 @@
+"""Policy mutations: validate the whole candidate, allocate, commit durably, then update State.
+
+Every write (REST create/update/delete, declarative apply) goes through here and follows one path:
+copy the policy -> change the copy -> check every rule -> commit to the store in one transaction ->
+swap the copy into State. A refused or failed write changes nothing, in memory or on disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from controller import policy as pol
+from controller import policydoc
+from controller.model import KINDS, PolicyError, Problem, normalise
+from controller.store import Change
+
+log = logging.getLogger("canopy.policy")
+
+
+class NotFound(Exception):
+    def __init__(self, kind, oid):
+        self.kind, self.oid = kind, oid
+        super().__init__(f"no {kind} with id {oid!r}")
+
+
+class PolicyService:
+    def __init__(self, store, state, settings):
+        self.store = store
+        self.state = state
+        self.settings = settings
+
+    # ------------------------------------------------------------------ helpers
+    def _allocator(self):
+        return pol.Allocator(self.store.get_meta("counters") or {}, self.settings.asn, self.settings.vni_range)
+
+    def _commit(self, candidate: pol.Policy, changes: list[Change], allocator) -> list[Change]:
+        if not changes:
+            return []
+        done = self.store.commit(changes, meta={"counters": allocator.counters})
+        self.state.policy_committed(candidate, done)
+        log.info("committed %d change(s), seq %d-%d", len(done), done[0].seq, done[-1].seq)
+        return done
+
+    def _checked(self, candidate, focus):
+        """Raise PolicyError if the candidate breaks a rule; problems about ``focus`` first."""
+        problems = pol.check(candidate)
+        if problems:
+            problems.sort(key=lambda p: p.ref != focus)
+            raise PolicyError(problems)
+
+    def get(self, kind, oid):
+        obj = self.state.policy.get(kind, oid)
+        if obj is None:
+            raise NotFound(kind, oid)
+        return obj
+
+    # ------------------------------------------------------------------ object writes
+    def create(self, kind: str, body) -> dict:
+        candidate = self.state.policy.copy()
+        obj = normalise(kind, body, ref=_guess_ref(body))
+        obj["id"] = str(uuid.uuid4())
+        obj["source"] = None
+        allocator = self._allocator()
+        problems = allocator.fill(candidate, kind, obj)
+        if problems:
+            raise PolicyError(problems)
+        candidate.put(kind, obj)
+        self._checked(candidate, candidate.ref(kind, obj))
+        self._commit(candidate, [Change(kind, obj["id"], "put", obj)], allocator)
+        return obj
+
+    def update(self, kind: str, oid: str, body) -> dict:
+        current = self.get(kind, oid)
+        candidate = self.state.policy.copy()
+        obj = normalise(kind, body, current=current, ref=candidate.ref(kind, current))
+        if obj == current:
+            return current
+        candidate.put(kind, obj)
+        self._checked(candidate, candidate.ref(kind, obj))
+        self._commit(candidate, [Change(kind, oid, "put", obj)], self._allocator())
+        return obj
+
+    def delete(self, kind: str, oid: str, cascade: bool = False) -> list[dict]:
+        """Delete an object; with ``cascade`` also what belongs to it (children first)."""
+        current = self.get(kind, oid)
+        candidate = self.state.policy.copy()
+        order: list[tuple[str, dict]] = []
+        self._collect(candidate, kind, current, cascade, order)
+        changes = []
+        for k, obj in order:
+            candidate.remove(k, obj["id"])
+            changes.append(Change(k, obj["id"], "delete", None))
+        summary = [{"op": "delete", "kind": k, "ref": self.state.policy.ref(k, o), "id": o["id"]} for k, o in order]
+        self._checked(candidate, None)
+        self._commit(candidate, changes, self._allocator())
+        return summary
+
+    def _collect(self, policy, kind, obj, cascade, order):
+        for child_kind, child in policy.children(kind, obj["id"]):
+            if not cascade or kind == "acl":
+                what = "remove it from" if kind == "acl" else "delete"
+                raise PolicyError([Problem(kind, policy.ref(kind, obj), "", f"{child_kind} "
+                                   f"{policy.ref(child_kind, child)!r} depends on it; {what} that first"
+                                   + ("" if kind == "acl" else " or delete with cascade=true"), "has_dependents")],
+                                  status=409)
+            if all(child["id"] != o["id"] for _, o in order):
+                self._collect(policy, child_kind, child, cascade, order)
+        order.append((kind, obj))
+
+    # ------------------------------------------------------------------ declarative apply
+    def apply(self, data, source: str, prune: bool = False, dry_run: bool = False) -> dict:
+        allocator = self._allocator()
+        plan = policydoc.plan(self.state.policy, data, source, allocator, prune=prune)
+        done = [] if dry_run else self._commit(plan.policy, plan.changes, allocator)
+        return {"source": plan.source, "dry_run": dry_run, "changes": plan.summary,
+                "seq": done[-1].seq if done else self.state.last_seq}
+
+    def counts(self):
+        return {kind: self.state.policy.count(kind) for kind in KINDS}
+
+
+def _guess_ref(body):
+    return body.get("name", "") if isinstance(body, dict) and isinstance(body.get("name"), str) else ""

@@ -1,0 +1,160 @@
+"""The controller's own settings (not tenant policy): typed, validated, frozen.
+
+Read from a YAML file (``canopy run --config FILE``; see config/canopy.yaml for every key). Unknown keys
+and wrong types are refused with file, line and reason, before anything starts. Runtime state never
+lives here.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+from dataclasses import dataclass, replace
+
+from controller import fields as f
+from controller import yamldoc
+from controller.model import Field, normalise_fields
+
+DEFAULT_DATA_DIR = "/var/lib/canopy"
+
+
+def _listen(value):
+    try:
+        return str(ipaddress.ip_address(f.text(value, 64)))
+    except ValueError:
+        raise f.Invalid(f"{value!r} is not an IP address to listen on") from None
+
+
+def _port(value):
+    return f.integer(value, 1, 65535)
+
+
+def _endpoint(listen, port, doc):
+    return (Field("listen", "string", f"{doc} listen address", _listen, default=listen, nullable=False),
+            Field("port", "integer", f"{doc} TCP port", _port, default=port, nullable=False))
+
+
+SETTINGS = (
+    Field("data_dir", "string", "where the store and the generated REST token live", f.text,
+          default=DEFAULT_DATA_DIR, nullable=False),
+    Field("log_level", "string", "debug, info, warning or error", f.one_of("debug", "info", "warning", "error"),
+          default="info", nullable=False),
+    Field("openflow", "object", "OpenFlow listener for VRS bridges", fields=_endpoint("0.0.0.0", 6653, "OpenFlow"),
+          default=dict, nullable=False),
+    Field("ovsdb", "object", "OVSDB manager listener for VRS and hardware VTEPs",
+          fields=_endpoint("0.0.0.0", 6640, "OVSDB"), default=dict, nullable=False),
+    Field("rest", "object", "REST API", fields=_endpoint("127.0.0.1", 8080, "REST") + (
+        Field("token", "string", "bearer token for writes (default: generated into data_dir/rest-token)",
+              lambda v: f.text(v, 4096)),
+        Field("token_file", "string", "read the bearer token from this file", f.text),
+        Field("open_reads", "string", "who may read without the token: loopback, always or never",
+              f.one_of("loopback", "always", "never"), default="loopback", nullable=False),
+    ), default=dict, nullable=False),
+    Field("vrs", "object", "virtual switches", fields=(
+        Field("bridge", "string", "integration bridge name", f.name, default="br-int", nullable=False),
+        Field("default_flavour", "string", "flavour of a VRS that does not say (external_ids:canopy-flavour)",
+              f.one_of("kvm", "hyperv", "esxi"), default="kvm", nullable=False),
+        Field("underlay_mtu", "integer", "underlay MTU; VM MTU offered by DHCP is this minus 50 (VXLAN)",
+              lambda v: f.integer(v, 1280, 9216), default=1500, nullable=False),
+    ), default=dict, nullable=False),
+    Field("allocation", "object", "automatic allocation pools", fields=(
+        Field("vni_min", "integer", "lowest VNI allocated", f.vni, default=10000, nullable=False),
+        Field("vni_max", "integer", "highest VNI allocated", f.vni, default=99999, nullable=False),
+    ), default=dict, nullable=False),
+    Field("bgp", "object", "BGP identity (used now to derive route distinguishers and targets)", fields=(
+        Field("asn", "integer", "local AS number", lambda v: f.integer(v, 1, 4294967295), default=65000,
+              nullable=False),
+    ), default=dict, nullable=False),
+)
+
+
+class SettingsError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: str
+    log_level: str
+    openflow_listen: str
+    openflow_port: int
+    ovsdb_listen: str
+    ovsdb_port: int
+    rest_listen: str
+    rest_port: int
+    rest_token: str | None  # None until with_token() resolved it
+    rest_token_file: str
+    open_reads: str
+    bridge: str
+    default_flavour: str
+    underlay_mtu: int
+    vni_range: tuple[int, int]
+    asn: int
+    source: str = "<defaults>"
+
+
+def defaults() -> Settings:
+    return from_doc(yamldoc.Doc("<defaults>", {}))
+
+
+def load(path: str | None) -> Settings:
+    """Settings from a YAML file (None: all defaults). Raises SettingsError naming file, line and reason."""
+    doc = yamldoc.load_file(path) if path else yamldoc.Doc("<defaults>", {})
+    return from_doc(doc)
+
+
+def from_doc(doc: yamldoc.Doc) -> Settings:
+    data = doc.data if doc.data is not None else {}
+    if not isinstance(data, dict):
+        raise SettingsError(f"{doc.where('')}: settings must be a mapping")
+    problems = []
+    raw = normalise_fields(SETTINGS, data, "", problems, "settings")
+    if not problems and raw["allocation"]["vni_min"] > raw["allocation"]["vni_max"]:
+        problems.append(_problem("allocation.vni_min", "must not be above vni_max"))
+    if problems:
+        raise SettingsError("\n".join(f"{doc.where(p.field)}: {p.field}: {p.reason}" for p in problems))
+    data_dir = os.path.abspath(raw["data_dir"])
+    rest = raw["rest"]
+    return Settings(
+        data_dir=data_dir, log_level=raw["log_level"],
+        openflow_listen=raw["openflow"]["listen"], openflow_port=raw["openflow"]["port"],
+        ovsdb_listen=raw["ovsdb"]["listen"], ovsdb_port=raw["ovsdb"]["port"],
+        rest_listen=rest["listen"], rest_port=rest["port"], rest_token=rest["token"],
+        rest_token_file=os.path.abspath(rest["token_file"]) if rest["token_file"] else token_path(data_dir),
+        open_reads=rest["open_reads"], bridge=raw["vrs"]["bridge"], default_flavour=raw["vrs"]["default_flavour"],
+        underlay_mtu=raw["vrs"]["underlay_mtu"],
+        vni_range=(raw["allocation"]["vni_min"], raw["allocation"]["vni_max"]), asn=raw["bgp"]["asn"],
+        source=doc.filename)
+
+
+def _problem(path, reason):
+    from controller.model import Problem
+
+    return Problem("settings", "", path, reason)
+
+
+def token_path(data_dir: str) -> str:
+    return os.path.join(data_dir, "rest-token")
+
+
+def with_token(settings: Settings) -> Settings:
+    """Settings with the REST token resolved: the configured one, the token file's, or (when neither is
+    configured) one generated once into data_dir/rest-token with mode 0600. Only ``canopy run`` calls this."""
+    if settings.rest_token:
+        return settings
+    path = settings.rest_token_file
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as fh:
+            token = fh.read().strip()
+        if not token:
+            raise SettingsError(f"{path}: the token file is empty")
+        return replace(settings, rest_token=token)
+    if path != token_path(settings.data_dir):
+        raise SettingsError(f"rest.token_file: {path} does not exist")
+    os.makedirs(settings.data_dir, mode=0o750, exist_ok=True)
+    token = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(token + "\n")
+    return replace(settings, rest_token=token)

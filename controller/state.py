@@ -1,0 +1,167 @@
+"""State: the one place everything Canopy knows comes together.
+
+Inputs change it (policy commits from the service, VRS snapshots from OVSDB, datapaths from OpenFlow);
+derived views (vport locations, the switch list) are recomputed from it. State never talks to a device:
+subscribers (the compilers of later stages) are told what changed and do their own work.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+
+from controller import binding
+from controller.discovery import DiscoverySink, VrsSnapshot
+from controller.policy import Policy
+
+log = logging.getLogger("canopy.state")
+
+
+def dpid_str(dpid: int | None) -> str | None:
+    return None if dpid is None else f"{dpid:016x}"
+
+
+class State(DiscoverySink):
+    def __init__(self, policy: Policy, default_flavour: str = "kvm", last_seq: int = 0):
+        self.policy = policy
+        self.last_seq = last_seq
+        self.default_flavour = default_flavour
+        self.vrs: dict[str, VrsSnapshot] = {}
+        self.vrs_since: dict[str, float] = {}
+        self.datapaths: dict[int, dict] = {}
+        self.locations: dict[str, binding.Location] = {}
+        self._seen: dict[tuple, int] = {}  # (session, port, vlan) -> order of first appearance
+        self._clock = itertools.count(1)
+        self._subscribers = []
+        self.started = time.time()
+
+    # ------------------------------------------------------------------ subscriptions
+    def subscribe(self, callback):
+        """callback(what: str, detail) after every change; what in policy|vrs|datapath|locations."""
+        self._subscribers.append(callback)
+
+    def _notify(self, what, detail=None):
+        for callback in self._subscribers:
+            try:
+                callback(what, detail)
+            except Exception:  # a subscriber's bug must not break State
+                log.exception("subscriber %r failed on %s", callback, what)
+
+    # ------------------------------------------------------------------ policy
+    def policy_committed(self, policy: Policy, changes):
+        self.policy = policy
+        if changes:
+            self.last_seq = max(self.last_seq, changes[-1].seq)
+        self._notify("policy", changes)
+        self._relocate()
+
+    # ------------------------------------------------------------------ discovery (DiscoverySink)
+    def vrs_update(self, snap: VrsSnapshot) -> None:
+        old = self.vrs.get(snap.session)
+        if old is None:
+            self.vrs_since[snap.session] = time.time()
+            log.info("VRS %s connected over OVSDB from %s (bridge %s, dpid %s)", snap.chassis, snap.peer,
+                     snap.bridge, dpid_str(snap.datapath_id))
+        self.vrs[snap.session] = snap
+        self._mark_seen(snap)
+        self._notify("vrs", snap.session)
+        self._relocate()
+
+    def vrs_gone(self, session: str) -> None:
+        snap = self.vrs.pop(session, None)
+        self.vrs_since.pop(session, None)
+        self._seen = {k: v for k, v in self._seen.items() if k[0] != session}
+        if snap is not None:
+            log.info("VRS %s (OVSDB %s) disconnected", snap.chassis, snap.peer)
+            self._notify("vrs", session)
+            self._relocate()
+
+    def datapath_up(self, dpid: int, peer: str, conn=None) -> None:
+        self.datapaths[dpid] = {"peer": peer, "since": time.time(), "conn": conn}
+        log.info("datapath %s connected over OpenFlow from %s", dpid_str(dpid), peer)
+        self._notify("datapath", dpid)
+
+    def datapath_down(self, dpid: int, conn=None) -> None:
+        """``conn`` names the connection that closed: a late close of a replaced connection is ignored."""
+        current = self.datapaths.get(dpid)
+        if current is None or (conn is not None and current["conn"] not in (None, conn)):
+            return
+        del self.datapaths[dpid]
+        log.info("datapath %s disconnected", dpid_str(dpid))
+        self._notify("datapath", dpid)
+
+    def _mark_seen(self, snap):
+        present = set()
+        for port in snap.ports:
+            keys = [(snap.session, port.name, None)]
+            keys += [(snap.session, port.name, vlan) for vlan in port.vnic_vlans()]
+            for key in keys:
+                present.add(key)
+                self._seen.setdefault(key, next(self._clock))
+        for key in [k for k in self._seen if k[0] == snap.session and k not in present]:
+            del self._seen[key]
+
+    # ------------------------------------------------------------------ derived views
+    def flavour_of(self, snap: VrsSnapshot) -> str:
+        return snap.flavour or self.default_flavour
+
+    def _relocate(self):
+        seen = self._seen
+        new = binding.resolve(self.policy, self.vrs, self.flavour_of,
+                              lambda session, port, vlan: seen.get((session, port, vlan), 0))
+        if new != self.locations:
+            moved = {vid for vid in set(new) | set(self.locations) if new.get(vid) != self.locations.get(vid)}
+            for vid in sorted(moved):
+                vport = self.policy.get("vport", vid)
+                name = self.policy.ref("vport", vport) if vport else vid
+                where = new.get(vid)
+                log.info("vport %s %s", name, f"bound at {where.chassis}:{where.port}"
+                         + (f" vlan {where.vlan}" if where.vlan else "") if where else "unbound")
+            self.locations = new
+            self._notify("locations", moved)
+
+    def switches(self) -> list[dict]:
+        """Every VRS known over OVSDB or OpenFlow, joined on the integration bridge's datapath id."""
+        out, covered = [], set()
+        bound = {(loc.session, loc.port, loc.vlan): vid for vid, loc in self.locations.items()}
+        for session, snap in sorted(self.vrs.items(), key=lambda kv: kv[1].chassis):
+            of = self.datapaths.get(snap.datapath_id) if snap.datapath_id is not None else None
+            covered.add(snap.datapath_id)
+            out.append(self._switch_view(snap, of, bound))
+        for dpid, of in sorted(self.datapaths.items()):
+            if dpid not in covered:
+                out.append({"datapath_id": dpid_str(dpid), "name": None, "chassis": None, "flavour": None,
+                            "vtep_ip": None, "bridge": None, "openflow": _of_view(of), "ovsdb": None, "ports": []})
+        return out
+
+    def _switch_view(self, snap, of, bound):
+        ports = []
+        for p in snap.ports:
+            vnics = p.vnic_vlans()
+            entry = {"name": p.name, "ofport": p.ofport, "mac": p.mac, "iface_id": p.ext("iface-id"),
+                     "vport": self._vport_brief(bound.get((snap.session, p.name, None)))}
+            if vnics or self.flavour_of(snap) == "esxi":
+                entry["vnics"] = [{"vlan": vlan, "vnic_id": vnic,
+                                   "vport": self._vport_brief(bound.get((snap.session, p.name, vlan)))}
+                                  for vlan, vnic in sorted(vnics.items())]
+            ports.append(entry)
+        return {"datapath_id": dpid_str(snap.datapath_id), "name": snap.hostname or snap.chassis,
+                "chassis": snap.chassis, "flavour": self.flavour_of(snap), "vtep_ip": snap.vtep_ip,
+                "bridge": snap.bridge, "bridge_present": snap.bridge_present,
+                "openflow": _of_view(of),
+                "ovsdb": {"connected": True, "peer": snap.peer, "since": self.vrs_since.get(snap.session),
+                          "ovs_version": snap.ovs_version},
+                "ports": ports}
+
+    def _vport_brief(self, vid):
+        if vid is None:
+            return None
+        vport = self.policy.get("vport", vid)
+        return {"id": vid, "ref": self.policy.ref("vport", vport)} if vport else {"id": vid, "ref": None}
+
+
+def _of_view(of):
+    if of is None:
+        return {"connected": False}
+    return {"connected": True, "peer": of["peer"], "since": of["since"]}

@@ -1,0 +1,1 @@
+"""OpenFlow pipeline, compiler and reconciler (see the dataplane issue)."""

@@ -1,0 +1,1 @@
+"""OVSDB sessions: the manager listener, VRS discovery and (later) hardware_vtep programming."""
