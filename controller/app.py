@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 from controller import runtime
-from controller.policy import Policy
+from controller.core import build_core
 from controller.rest import wsgi as rest_wsgi
 from controller.rest.api import Api, Route, Response
 from controller.ryu_compat import (
@@ -21,21 +21,9 @@ from controller.ryu_compat import (
     ofproto_v1_3,
     set_ev_cls,
 )
-from controller.service import PolicyService
-from controller.settings import Settings
-from controller.state import State
-from controller.store import Store
 from ovsdb.server import OvsdbManagerServer
 
 log = logging.getLogger("canopy.app")
-
-
-def build_core(settings: Settings):
-    """Store, State, service and API for these settings (also used by tests without Ryu)."""
-    store = Store(settings.data_dir)
-    state = State(Policy(store.load_objects()), settings.default_flavour, store.last_seq())
-    service = PolicyService(store, state, settings)
-    return store, state, service
 
 
 class CanopyApp(RyuApp):

@@ -253,7 +253,8 @@ def normalise(kind: str, data, current: dict | None = None, ref: str = "") -> di
         merged.update(data)
         data = merged
     obj = normalise_fields(SCHEMA[kind], data, "", problems, kind, ref)
-    problems.extend(_object_rules(kind, obj, ref))
+    if not problems:  # rules across fields only make sense once each field is valid
+        problems.extend(_object_rules(kind, obj, ref))
     if problems:
         raise PolicyError(problems)
     for key in MANAGED:

@@ -74,7 +74,8 @@ def read(data, default_source: str) -> tuple[str, list[Desired], list[Problem]]:
     for i, binding in enumerate(_list(data, "vtep_bindings", "", problems)):
         path = join("vtep_bindings", i)
         if _is_mapping(binding, path, problems):
-            out.append(Desired("vtep_binding", "", path, dict(binding)))
+            ref = f"{binding.get('switch')}/{binding.get('port')}/{binding.get('vlan')}"  # as Policy.ref()
+            out.append(Desired("vtep_binding", ref, path, dict(binding)))
     out.sort(key=lambda d: ORDER.index(d.kind))
     return source, out, problems
 
@@ -202,9 +203,7 @@ def _resolve_refs(d: Desired, index, failed, problems):
 def _place(d: Desired, body, index, source, result, created):
     """Create or update one object in the candidate; returns problems."""
     cand = result.policy
-    existing = index[d.kind].get(d.ref) if d.ref else None
-    if d.kind == "vtep_binding":
-        existing = _find_binding(cand, body)
+    existing = index[d.kind].get(d.ref)
     try:
         if existing is None:
             obj = normalise(d.kind, body, ref=d.ref)
@@ -216,8 +215,7 @@ def _place(d: Desired, body, index, source, result, created):
     except PolicyError as exc:
         return [Problem(p.kind, d.ref, p.field, p.reason, p.code) for p in exc.problems]
     obj["source"] = source
-    ref = cand.ref(d.kind, obj)
-    result.paths[(d.kind, ref)] = d.path  # vtep bindings are named by switch/port/vlan only now
+    ref = d.ref
     if existing is not None and existing == obj:
         index[d.kind][ref] = obj
         return []
@@ -229,13 +227,6 @@ def _place(d: Desired, body, index, source, result, created):
     result.changes.append(Change(d.kind, obj["id"], "put", obj))
     result.summary.append({"op": op, "kind": d.kind, "ref": ref, "id": obj["id"]})
     return []
-
-
-def _find_binding(cand, body):
-    for b in cand.all("vtep_binding"):
-        if (b["switch"], b["port"], b["vlan"]) == (body.get("switch"), body.get("port"), body.get("vlan")):
-            return b
-    return None
 
 
 def _prune(result, keep, source):

@@ -9,7 +9,11 @@ Ryu 4.34 is unmaintained and needs two workarounds on Python 3.11 (both document
 Every other Canopy module imports Ryu names from here, so a move to os-ken touches this file only.
 """
 
-import eventlet.wsgi
+import warnings
+
+warnings.filterwarnings("ignore", message=".*Eventlet is deprecated.*")
+
+import eventlet.wsgi  # noqa: E402
 
 if not hasattr(eventlet.wsgi, "ALREADY_HANDLED"):
     eventlet.wsgi.ALREADY_HANDLED = object()

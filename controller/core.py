@@ -1,0 +1,17 @@
+"""Assemble the framework-free core (store, State, policy service) from Settings."""
+
+from __future__ import annotations
+
+from controller.policy import Policy
+from controller.service import PolicyService
+from controller.settings import Settings
+from controller.state import State
+from controller.store import Store
+
+
+def build_core(settings: Settings):
+    """Store, State and PolicyService for these settings; the Ryu app and the tests both use it."""
+    store = Store(settings.data_dir)
+    state = State(Policy(store.load_objects()), settings.default_flavour, store.last_seq())
+    service = PolicyService(store, state, settings)
+    return store, state, service

@@ -1,0 +1,102 @@
+"""Where vports are: State joins discovery snapshots with policy (all three VRS flavours, migration)."""
+
+from controller import policy as pol
+from controller.discovery import PortInfo, VrsSnapshot
+from controller.model import normalise
+from controller.state import State
+
+
+def vport(vid, name, binding):
+    obj = normalise("vport", {"subnet_id": "s", "name": name, "mac": "02:00:00:00:00:01", "binding": binding})
+    obj.update(id=vid, source=None)
+    return obj
+
+
+def policy(*vports):
+    p = pol.Policy()
+    for v in vports:
+        p.put("vport", v)
+    return p
+
+
+def snap(session, chassis, ports, flavour=None, dpid=1):
+    return VrsSnapshot(session=session, peer="10.0.0.1:1", chassis=chassis, flavour=flavour, datapath_id=dpid,
+                       bridge_present=True, ports=tuple(ports))
+
+
+def port(name, ofport=1, **ext):
+    return PortInfo(name=name, ofport=ofport, external_ids=tuple(sorted(ext.items())))
+
+
+def test_kvm_binds_by_iface_id_on_any_vrs():
+    state = State(policy(vport("v1", "vm1", {"flavour": "kvm", "iface_id": "abc"})))
+    state.vrs_update(snap("s1", "hv1", [port("tap1", **{"iface-id": "abc"})], flavour="hyperv"))
+    loc = state.locations["v1"]
+    assert (loc.chassis, loc.port, loc.vlan) == ("hv1", "tap1", None)
+
+
+def test_hyperv_binds_by_port_name_only_on_hyperv_hosts():
+    state = State(policy(vport("v1", "web-01", {"flavour": "hyperv"})))
+    state.vrs_update(snap("s1", "kvm1", [port("web-01")], flavour="kvm"))
+    assert state.locations == {}
+    state.vrs_update(snap("s2", "hyv1", [port("web-01")], flavour="hyperv", dpid=2))
+    assert state.locations["v1"].chassis == "hyv1"
+
+
+def test_esxi_binds_by_agent_vnic_key_with_its_vlan():
+    state = State(policy(vport("v1", "vm1", {"flavour": "esxi", "vnic_id": "vnic-7"})))
+    trunk = port("trunk0", **{"canopy-vnic-101": "vnic-7", "canopy-vnic-9999": "bad"})
+    state.vrs_update(snap("s1", "esx1", [trunk], flavour="esxi"))
+    assert (state.locations["v1"].port, state.locations["v1"].vlan) == ("trunk0", 101)
+    state.vrs_update(snap("s1", "esx1", [port("trunk0")], flavour="esxi"))
+    assert state.locations == {}
+
+
+def test_esxi_static_binding():
+    state = State(policy(vport("v1", "vm1", {"flavour": "esxi", "host": "esx1", "trunk_port": "trunk0",
+                                             "vlan": 300})))
+    state.vrs_update(snap("s1", "esx2", [port("trunk0")], flavour="esxi"))
+    assert state.locations == {}
+    state.vrs_update(snap("s2", "esx1", [port("trunk0")], flavour="esxi", dpid=2))
+    assert (state.locations["v1"].chassis, state.locations["v1"].vlan) == ("esx1", 300)
+
+
+def test_migration_latest_appearance_wins_and_old_host_leaving_keeps_new():
+    state = State(policy(vport("v1", "vm1", {"flavour": "kvm"})))
+    state.vrs_update(snap("s1", "hv1", [port("tapA", **{"iface-id": "vm1"})]))
+    state.vrs_update(snap("s2", "hv2", [port("tapB", **{"iface-id": "vm1"})], dpid=2))
+    assert state.locations["v1"].chassis == "hv2"
+    state.vrs_update(snap("s1", "hv1", []))
+    assert state.locations["v1"].chassis == "hv2"
+    state.vrs_gone("s2")
+    assert state.locations == {}
+
+
+def test_default_flavour_applies_when_vrs_does_not_say():
+    state = State(policy(vport("v1", "web-01", {"flavour": "hyperv"})), default_flavour="hyperv")
+    state.vrs_update(snap("s1", "h", [port("web-01")]))
+    assert "v1" in state.locations
+
+
+def test_late_close_of_a_replaced_openflow_connection_is_ignored():
+    state = State(pol.Policy())
+    state.datapath_up(7, "10.0.0.1:1", conn="old")
+    state.datapath_up(7, "10.0.0.1:2", conn="new")
+    state.datapath_down(7, conn="old")
+    assert 7 in state.datapaths
+    state.datapath_down(7, conn="new")
+    assert 7 not in state.datapaths
+
+
+def test_switch_view_joins_ovsdb_and_openflow():
+    state = State(policy(vport("v1", "vm1", {"flavour": "kvm"})))
+    state.vrs_update(snap("s1", "hv1", [port("tap1", 5, **{"iface-id": "vm1"}), port("tap2", 6)], dpid=0xab))
+    state.datapath_up(0xab, "10.0.0.1:5000")
+    state.datapath_up(0xcd, "10.0.0.2:5000")
+    views = state.switches()
+    assert [v["datapath_id"] for v in views] == ["00000000000000ab", "00000000000000cd"]
+    first = views[0]
+    assert first["openflow"]["connected"] and first["ovsdb"]["connected"] and first["flavour"] == "kvm"
+    assert [(p["name"], p["ofport"], p["vport"] and p["vport"]["id"]) for p in first["ports"]] == [
+        ("tap1", 5, "v1"), ("tap2", 6, None)]
+    assert views[1]["ovsdb"] is None

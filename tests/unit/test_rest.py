@@ -1,0 +1,166 @@
+"""The /v1 API through Api.handle: status codes, JSON errors, auth, and that refused writes change nothing."""
+
+import pytest
+
+from controller.rest.openapi import document
+
+from .helpers import Controller, demo_net
+
+
+@pytest.fixture
+def ctl(tmp_path):
+    c = Controller(tmp_path)
+    yield c
+    c.close()
+
+
+def snapshot(ctl):
+    """Everything a refused request must leave as it was: objects, change log, counters."""
+    return (ctl.store.load_objects(), ctl.store.last_seq(), ctl.store.get_meta("counters"),
+            {k: dict(v) for k, v in ctl.state.policy.objects.items()})
+
+
+def test_create_get_list_update_delete_round_trip(ctl):
+    tenant, domain, subnet = demo_net(ctl)
+    assert subnet["vni"] and subnet["rd"] and subnet["ref"] == "acme/web"
+    status, got = ctl.call("GET", f"/v1/subnets/{subnet['id']}")
+    assert status == 200 and got == subnet
+    status, listing = ctl.call("GET", "/v1/subnets", query={"domain_id": domain["id"]})
+    assert status == 200 and [s["id"] for s in listing["items"]] == [subnet["id"]]
+    status, changed = ctl.call("PATCH", f"/v1/subnets/{subnet['id']}", {"description": "front end"})
+    assert status == 200 and changed["description"] == "front end" and changed["vni"] == subnet["vni"]
+    status, reply = ctl.call("DELETE", f"/v1/tenants/{tenant['id']}")
+    assert status == 409 and reply["error"]["code"] == "has_dependents"
+    status, reply = ctl.call("DELETE", f"/v1/tenants/{tenant['id']}", query={"cascade": "true"})
+    assert status == 200 and {d["kind"] for d in reply["deleted"]} == {"tenant", "domain", "subnet"}
+    assert ctl.call("GET", f"/v1/subnets/{subnet['id']}")[0] == 404
+
+
+def test_vport_shows_where_it_is_attached(ctl):
+    _, _, subnet = demo_net(ctl)
+    vport = ctl.create("vports", {"subnet_id": subnet["id"], "name": "vm1", "mac": "02:00:00:00:00:01",
+                                  "binding": {"flavour": "kvm"}})
+    assert vport["status"] == "unbound" and vport["location"] is None and vport["ips"] == ["10.0.1.2"]
+
+
+@pytest.mark.parametrize("raw, ctype, status, code", [
+    (b"{not json", "application/json", 400, "bad_json"),
+    (b"[1, 2]", "application/json", 400, "bad_json"),
+    (b"\xff\xfe", "application/json", 400, "bad_json"),
+    (b'{"name": "x"}', "text/xml", 415, "unsupported_media_type"),
+])
+def test_malformed_bodies_are_4xx_json_and_change_nothing(ctl, raw, ctype, status, code):
+    demo_net(ctl)
+    before = snapshot(ctl)
+    got, reply = ctl.call("POST", "/v1/tenants", raw=raw, ctype=ctype)
+    assert (got, reply["error"]["code"]) == (status, code)
+    assert snapshot(ctl) == before
+
+
+def test_unknown_field_names_the_field(ctl):
+    before = snapshot(ctl)
+    status, reply = ctl.call("POST", "/v1/tenants", {"name": "acme", "colour": "red"})
+    assert status == 422 and reply["error"]["field"] == "colour" and reply["error"]["reason"] == "unknown field"
+    assert snapshot(ctl) == before
+
+
+def test_invalid_cidr_is_422_naming_cidr_and_changes_nothing(ctl):
+    tenant, domain, _ = demo_net(ctl)
+    before = snapshot(ctl)
+    status, reply = ctl.call("POST", "/v1/subnets", {"tenant_id": tenant["id"], "domain_id": domain["id"],
+                                                     "name": "db", "cidr": "10.0.300.0/24", "gateway": "10.0.3.1"})
+    assert status == 422 and reply["error"]["field"] == "cidr" and "not an IPv4 CIDR" in reply["error"]["reason"]
+    assert snapshot(ctl) == before
+
+
+def test_overlap_is_a_409_conflict_naming_cidr(ctl):
+    tenant, domain, _ = demo_net(ctl)
+    before = snapshot(ctl)
+    status, reply = ctl.call("POST", "/v1/subnets", {"tenant_id": tenant["id"], "domain_id": domain["id"],
+                                                     "name": "db", "cidr": "10.0.1.0/25", "gateway": "10.0.1.126"})
+    assert status == 409 and reply["error"]["field"] == "cidr" and "overlaps" in reply["error"]["reason"]
+    assert snapshot(ctl) == before
+
+
+def test_writes_need_the_token(ctl):
+    before = snapshot(ctl)
+    status, reply = ctl.call("POST", "/v1/tenants", {"name": "acme"}, token=None)
+    assert status == 401 and reply["error"]["code"] == "unauthorized"
+    status, _ = ctl.call("POST", "/v1/tenants", {"name": "acme"}, token="wrong")
+    assert status == 401
+    assert snapshot(ctl) == before
+
+
+def test_reads_are_open_on_loopback_only_by_default(ctl):
+    assert ctl.call("GET", "/v1/status", token=None, remote="127.0.0.1")[0] == 200
+    assert ctl.call("GET", "/v1/status", token=None, remote="::1")[0] == 200
+    assert ctl.call("GET", "/v1/status", token=None, remote="10.250.0.9")[0] == 401
+    assert ctl.call("GET", "/v1/status", remote="10.250.0.9")[0] == 200
+
+
+def test_unknown_path_method_and_query(ctl):
+    assert ctl.call("GET", "/v1/nothing")[1]["error"]["code"] == "not_found"
+    status, reply = ctl.call("PUT", "/v1/tenants")
+    assert status == 405 and "GET" in reply["error"]["reason"]
+    status, reply = ctl.call("GET", "/v1/tenants", query={"colour": "red"})
+    assert status == 400 and reply["error"]["field"] == "colour"
+    assert ctl.call("GET", "/v1/tenants/does-not-exist")[0] == 404
+    assert ctl.call("GET", "/v1/switches/zz")[0] == 400
+
+
+def test_internal_errors_are_json_500_without_traceback(ctl, monkeypatch):
+    def boom(*a, **k):
+        raise RuntimeError("secret detail")
+
+    monkeypatch.setattr(ctl.service, "create", boom)
+    status, reply = ctl.call("POST", "/v1/tenants", {"name": "x"})
+    assert status == 500 and "secret detail" not in str(reply) and reply["error"]["code"] == "internal"
+
+
+def test_apply_endpoint_is_idempotent_and_reports_document_paths(ctl):
+    doc = {"tenants": [{"name": "acme", "subnets": [{"name": "lan"}]}]}
+    status, first = ctl.call("POST", "/v1/apply", {"document": doc, "source": "t"})
+    assert status == 200 and len(first["changes"]) == 2
+    status, second = ctl.call("POST", "/v1/apply", {"document": doc, "source": "t"})
+    assert status == 200 and second["changes"] == [] and second["seq"] == first["seq"]
+    bad = {"tenants": [{"name": "acme", "subnets": [{"name": "lan", "cidr": "nope"}]}]}
+    before = snapshot(ctl)
+    status, reply = ctl.call("POST", "/v1/apply", {"document": bad, "source": "t"})
+    assert status == 422 and reply["error"]["errors"][0]["field"] == "tenants[0].subnets[0].cidr"
+    assert snapshot(ctl) == before
+    assert ctl.call("POST", "/v1/apply", {"document": doc, "sauce": "t"})[1]["error"]["field"] == "sauce"
+
+
+def test_dry_run_changes_nothing(ctl):
+    before = snapshot(ctl)
+    status, reply = ctl.call("POST", "/v1/apply", {"document": {"tenants": [{"name": "a"}]}, "dry_run": True})
+    assert status == 200 and reply["changes"][0]["op"] == "create"
+    assert snapshot(ctl) == before
+
+
+def test_change_log_has_a_sequence_number_per_change(ctl):
+    demo_net(ctl)
+    status, reply = ctl.call("GET", "/v1/changes", query={"since": "1"})
+    assert status == 200 and [c["seq"] for c in reply["items"]] == [2, 3]
+    assert [c["kind"] for c in reply["items"]] == ["domain", "subnet"] and reply["last_seq"] == 3
+
+
+def test_openapi_describes_every_route_and_kind(ctl):
+    status, doc = ctl.call("GET", "/v1/openapi.json")
+    assert status == 200 and doc == document(ctl.api.routes)
+    served = {(r.method.lower(), r.pattern) for r in ctl.api.routes}
+    documented = {(m, p) for p, ops in doc["paths"].items() for m in ops}
+    assert served == documented
+    create = doc["components"]["schemas"]["subnet_create"]
+    assert create["additionalProperties"] is False and "cidr" in create["properties"]
+    assert set(create["required"]) == {"tenant_id", "name"}
+    assert doc["paths"]["/v1/tenants"]["post"]["security"] == [{"bearer": []}]
+
+
+def test_openapi_request_schemas_match_what_the_server_accepts(ctl):
+    """Every property the create schema lists is accepted, and a property it does not list is refused."""
+    doc = ctl.call("GET", "/v1/openapi.json")[1]
+    props = doc["components"]["schemas"]["tenant_create"]["properties"]
+    status, _ = ctl.call("POST", "/v1/tenants", {k: "x1" for k in props})
+    assert status == 201
+    assert ctl.call("POST", "/v1/tenants", {"name": "x2", "not_in_schema": 1})[0] == 422
