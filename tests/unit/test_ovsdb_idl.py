@@ -145,7 +145,8 @@ def test_call_answers_echo_and_returns_the_result(accepted):
 
 
 def test_schema_helper_skips_what_the_peer_lacks():
-    helper = idl.schema_helper(TINY_SCHEMA, {"Open_vSwitch": ["external_ids", "ovs_version"], "Bridge": ["name"]})
+    wanted = {"Open_vSwitch": ["external_ids", "ovs_version"], "Bridge": ["name"]}
+    helper = idl.schema_helper(TINY_SCHEMA, wanted)
     schema = helper.get_idl_schema()
     assert list(schema.tables) == ["Open_vSwitch"]
     assert set(schema.tables["Open_vSwitch"].columns) == {"external_ids"}
