@@ -12,6 +12,6 @@ from controller.store import Store
 def build_core(settings: Settings):
     """Store, State and PolicyService for these settings; the Ryu app and the tests both use it."""
     store = Store(settings.data_dir)
-    state = State(Policy(store.load_objects()), settings.default_flavour, store.last_seq())
+    state = State(Policy(store.load_objects()), settings.default_flavour, store.last_seq(), settings.hosts)
     service = PolicyService(store, state, settings)
     return store, state, service

@@ -57,6 +57,12 @@ SETTINGS = (
               f.one_of("kvm", "hyperv", "esxi"), default="kvm", nullable=False),
         Field("underlay_mtu", "integer", "underlay MTU; VM MTU offered by DHCP is this minus 50 (VXLAN)",
               lambda v: f.integer(v, 1280, 9216), default=1500, nullable=False),
+        Field("hosts", "array", "per-hypervisor overrides of what its OVSDB says", items=Field(
+            "host", "object", "", fields=(
+                Field("chassis", "string", "the hypervisor's system-id", lambda v: f.text(v, 255), required=True),
+                Field("vtep_ip", "string", "its VTEP IP", f.ipv4),
+                Field("flavour", "string", "its flavour", f.one_of("kvm", "hyperv", "esxi")),
+            )), default=list, nullable=False),
     ), default=dict, nullable=False),
     Field("allocation", "object", "automatic allocation pools", fields=(
         Field("vni_min", "integer", "lowest VNI allocated", f.vni, default=10000, nullable=False),
@@ -89,6 +95,7 @@ class Settings:
     bridge: str
     default_flavour: str
     underlay_mtu: int
+    hosts: tuple  # ((chassis, {"vtep_ip":..., "flavour":...}), ...) from vrs.hosts
     vni_range: tuple[int, int]
     asn: int
     source: str = "<defaults>"
@@ -112,6 +119,11 @@ def from_doc(doc: yamldoc.Doc) -> Settings:
     raw = normalise_fields(SETTINGS, data, "", problems, "settings")
     if not problems and raw["allocation"]["vni_min"] > raw["allocation"]["vni_max"]:
         problems.append(_problem("allocation.vni_min", "must not be above vni_max"))
+    seen = set()
+    for i, host in enumerate(raw["vrs"]["hosts"] if not problems else []):
+        if host["chassis"] in seen:
+            problems.append(_problem(f"vrs.hosts[{i}].chassis", f"{host['chassis']!r} is listed twice"))
+        seen.add(host["chassis"])
     if problems:
         raise SettingsError("\n".join(f"{doc.where(p.field)}: {p.field}: {p.reason}" for p in problems))
     data_dir = os.path.abspath(raw["data_dir"])
@@ -124,6 +136,7 @@ def from_doc(doc: yamldoc.Doc) -> Settings:
         rest_token_file=os.path.abspath(rest["token_file"]) if rest["token_file"] else token_path(data_dir),
         open_reads=rest["open_reads"], bridge=raw["vrs"]["bridge"], default_flavour=raw["vrs"]["default_flavour"],
         underlay_mtu=raw["vrs"]["underlay_mtu"],
+        hosts=tuple((h["chassis"], {"vtep_ip": h["vtep_ip"], "flavour": h["flavour"]}) for h in raw["vrs"]["hosts"]),
         vni_range=(raw["allocation"]["vni_min"], raw["allocation"]["vni_max"]), asn=raw["bgp"]["asn"],
         source=doc.filename)
 

@@ -23,10 +23,11 @@ def dpid_str(dpid: int | None) -> str | None:
 
 
 class State(DiscoverySink):
-    def __init__(self, policy: Policy, default_flavour: str = "kvm", last_seq: int = 0):
+    def __init__(self, policy: Policy, default_flavour: str = "kvm", last_seq: int = 0, hosts=()):
         self.policy = policy
         self.last_seq = last_seq
         self.default_flavour = default_flavour
+        self.hosts = dict(hosts)  # chassis -> {"vtep_ip", "flavour"} from settings; wins over OVSDB
         self.vrs: dict[str, VrsSnapshot] = {}
         self.vrs_since: dict[str, float] = {}
         self.datapaths: dict[int, dict] = {}
@@ -104,7 +105,10 @@ class State(DiscoverySink):
 
     # ------------------------------------------------------------------ derived views
     def flavour_of(self, snap: VrsSnapshot) -> str:
-        return snap.flavour or self.default_flavour
+        return self.hosts.get(snap.chassis, {}).get("flavour") or snap.flavour or self.default_flavour
+
+    def vtep_ip_of(self, snap: VrsSnapshot) -> str | None:
+        return self.hosts.get(snap.chassis, {}).get("vtep_ip") or snap.vtep_ip
 
     def _relocate(self):
         seen = self._seen
@@ -147,7 +151,7 @@ class State(DiscoverySink):
                                   for vlan, vnic in sorted(vnics.items())]
             ports.append(entry)
         return {"datapath_id": dpid_str(snap.datapath_id), "name": snap.hostname or snap.chassis,
-                "chassis": snap.chassis, "flavour": self.flavour_of(snap), "vtep_ip": snap.vtep_ip,
+                "chassis": snap.chassis, "flavour": self.flavour_of(snap), "vtep_ip": self.vtep_ip_of(snap),
                 "bridge": snap.bridge, "bridge_present": snap.bridge_present,
                 "openflow": _of_view(of),
                 "ovsdb": {"connected": True, "peer": snap.peer, "since": self.vrs_since.get(snap.session),

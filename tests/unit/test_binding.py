@@ -100,3 +100,11 @@ def test_switch_view_joins_ovsdb_and_openflow():
     assert [(p["name"], p["ofport"], p["vport"] and p["vport"]["id"]) for p in first["ports"]] == [
         ("tap1", 5, "v1"), ("tap2", 6, None)]
     assert views[1]["ovsdb"] is None
+
+
+def test_settings_hosts_override_flavour_and_vtep_ip():
+    state = State(policy(vport("v1", "web-01", {"flavour": "hyperv"})),
+                  hosts=[("h", {"vtep_ip": "192.0.2.5", "flavour": "hyperv"})])
+    state.vrs_update(VrsSnapshot(session="s1", peer="p", chassis="h", flavour="kvm", vtep_ip="192.0.2.9",
+                                 datapath_id=1, ports=(port("web-01"),)))
+    assert "v1" in state.locations and state.switches()[0]["vtep_ip"] == "192.0.2.5"
