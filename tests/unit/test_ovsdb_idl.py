@@ -9,6 +9,7 @@ import socket
 import threading
 import time
 
+import ovs.db.idl
 import ovs.jsonrpc
 import ovs.version
 import pytest
@@ -150,3 +151,11 @@ def test_schema_helper_skips_what_the_peer_lacks():
     schema = helper.get_idl_schema()
     assert list(schema.tables) == ["Open_vSwitch"]
     assert set(schema.tables["Open_vSwitch"].columns) == {"external_ids"}
+
+
+def test_call_gives_up_on_a_peer_flooding_unsolicited_messages(accepted):
+    _, link, client = accepted
+    notify = json.dumps({"id": None, "method": "update", "params": [None, {}]}).encode()
+    client.sendall(notify * (idl.MAX_UNSOLICITED + 5))
+    with pytest.raises(idl.PeerError, match="unsolicited"):
+        link.list_dbs(int(BOUND * 1000))

@@ -1,0 +1,242 @@
+"""Canopy as OVSDB manager: one listener, one green thread and one IDL replica per hypervisor.
+
+Hypervisors run ``ovs-vsctl set-manager tcp:CANOPY:6640``; their ovsdb-server connects here. For each
+accepted connection a green thread:
+
+1. asks the peer which databases it serves (``list_dbs``, bounded by ``handshake_timeout``);
+2. ``hardware_vtep`` (served by hardware VTEPs and the ovs-vtep emulator, which also serve an
+   Open_vSwitch database, hence it wins): logged and held open, idle, answering echo probes, until
+   hardware_vtep programming lands (a later issue). Holding it open keeps the VTEP from reconnecting
+   with back-off and shows it in ``sessions()``. It is never reported as a VRS;
+3. ``Open_vSwitch``: fetches the peer's own schema, replicates the tables in ``ovsdb.vrs.COLUMNS`` and
+   reports ``VrsSnapshot``s to the sink (``ovsdb.vrs.VrsReporter``) until the connection drops;
+4. anything else, garbage, or silence: logged with the peer address, and that connection is dropped.
+
+Nothing a peer sends can stop the listener or another session. Every wait is bounded (``WAKE_MS``).
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import time
+
+from controller.discovery import DiscoverySink
+from controller.ryu_compat import hub
+from ovsdb import idl, vrs
+
+VTEP_DATABASE = "hardware_vtep"
+WAKE_MS = 1000  # longest a green thread sleeps without looking at its connection
+ACCEPT_RETRY_S = 0.1  # pause after an accept error (e.g. EMFILE) before trying again
+
+# Session states shown in sessions().
+HANDSHAKE, SYNCING, SYNCED, IDLE, CLOSED = "handshake", "syncing", "synced", "idle", "closed"
+
+
+def classify(databases: list[str]) -> str | None:
+    """Which kind of peer serves these databases: hardware_vtep, Open_vSwitch (a VRS), or None."""
+    for name in (VTEP_DATABASE, vrs.DATABASE):
+        if name in databases:
+            return name
+    return None
+
+
+class _PeerSession:
+    """One accepted OVSDB connection and the green thread that serves it."""
+
+    def __init__(self, server: OvsdbManagerServer, name: str, link: idl.PeerLink):
+        self._server = server
+        self._log = server.log
+        self.name = name
+        self.peer = link.peer
+        self.database: str | None = None
+        self.state = HANDSHAKE
+        self.connected_since = time.time()
+        self._conn = link  # PeerLink, then Replica or IdleLink
+        self._reporter = vrs.VrsReporter(server.sink, name, link.peer, server.bridge, server.log)
+        self._thread = None
+        self._finished = False
+
+    def start(self) -> None:
+        """Serve the connection in its own green thread."""
+        self._thread = hub.spawn(self._serve)
+
+    def describe(self) -> dict:
+        """JSON-ready summary for REST inspection."""
+        since = datetime.datetime.fromtimestamp(self.connected_since, datetime.timezone.utc)
+        last = self._reporter.last
+        return {
+            "session": self.name,
+            "peer": self.peer,
+            "database": self.database,
+            "connected_since": since.isoformat(timespec="seconds"),
+            "state": self.state,
+            "chassis": last.chassis if last is not None else None,
+        }
+
+    def close(self) -> None:
+        """Stop serving and close the connection; reports vrs_gone if the VRS was ever reported."""
+        thread = self._thread
+        if thread is not None and thread is not hub.getcurrent():
+            hub.kill(thread)  # runs the thread's cleanup (finish) before returning
+        self._finish()
+
+    def _serve(self) -> None:
+        try:
+            self._handshake_and_follow()
+        except idl.PeerError as exc:
+            self._log.warning("ovsdb %s: dropping connection: %s", self.peer, exc)
+        except Exception:  # a bug or a sink failure must not take the server down
+            self._log.exception("ovsdb %s: unexpected error, dropping connection", self.peer)
+        finally:
+            self._finish()
+
+    def _handshake_and_follow(self) -> None:
+        timeout_ms = self._server.handshake_timeout_ms
+        databases = self._conn.list_dbs(timeout_ms)
+        self.database = classify(databases)
+        if self.database is None:
+            raise idl.PeerError("serves %s, neither %s nor %s" % (databases, vrs.DATABASE, VTEP_DATABASE))
+        if self.database == VTEP_DATABASE:
+            self._hold_idle()
+            return
+        schema = self._conn.get_schema(vrs.DATABASE, timeout_ms)
+        self._follow_vrs(schema)
+
+    def _follow_vrs(self, schema: dict) -> None:
+        """Replicate the VRS's Open_vSwitch database and report every change until it goes."""
+        replica = idl.Replica(self._conn, schema, vrs.COLUMNS, self._server.probe_interval_ms)
+        self._conn = replica
+        self.state = SYNCING
+        self._log.info("ovsdb %s: VRS session %s, replicating %s", self.peer, self.name, vrs.DATABASE)
+        seen = None
+        while True:
+            replica.run()
+            if not replica.connected:
+                self._log.info("ovsdb %s: connection closed by peer", self.peer)
+                return
+            if replica.synced and replica.change_seqno != seen:
+                seen = replica.change_seqno
+                self.state = SYNCED
+                self._reporter.refresh(replica.rows(vrs.DATABASE))
+            replica.wait(WAKE_MS)
+
+    def _hold_idle(self) -> None:
+        """Keep a hardware_vtep connection open and quiet until the peer goes."""
+        link = idl.IdleLink(self._conn, self._server.probe_interval_ms)
+        self._conn = link
+        self.state = IDLE
+        self._log.info("ovsdb %s: hardware_vtep peer (session %s); hardware VTEP programming is not "
+                       "implemented yet, holding the connection idle", self.peer, self.name)
+        while True:
+            link.run()
+            if not link.connected:
+                self._log.info("ovsdb %s: hardware_vtep connection closed by peer", self.peer)
+                return
+            link.wait(WAKE_MS)
+
+    def _finish(self) -> None:
+        """Close, report gone, forget; idempotent."""
+        if self._finished:
+            return
+        self._finished = True
+        self.state = CLOSED
+        try:
+            self._conn.close()
+        except Exception:
+            self._log.exception("ovsdb %s: error closing connection", self.peer)
+        try:
+            self._reporter.gone()
+        except Exception:
+            self._log.exception("ovsdb %s: sink failed on vrs_gone(%s)", self.peer, self.name)
+        self._server._forget(self)
+
+
+class OvsdbManagerServer:
+    """Listens for hypervisor ovsdb-servers and reports each VRS to a ``DiscoverySink``.
+
+    ``listen``/``port``: address to bind (port 0 picks a free port; see ``port`` after ``start``).
+    ``bridge``: the integration bridge whose interfaces become ``VrsSnapshot.ports``.
+    ``handshake_timeout``: seconds a new peer has to answer each handshake request.
+    ``probe_interval``: seconds of silence before an echo probe; a peer silent for two is dropped.
+    """
+
+    def __init__(self, listen: str, port: int, sink: DiscoverySink, bridge: str = vrs.DEFAULT_BRIDGE,
+                 log: logging.Logger | None = None, *, handshake_timeout: float = 5.0,
+                 probe_interval: float = 5.0):
+        self.listen = listen
+        self.port = port
+        self.sink = sink
+        self.bridge = bridge
+        self.log = log or logging.getLogger("canopy.ovsdb")
+        self.handshake_timeout_ms = int(handshake_timeout * 1000)
+        self.probe_interval_ms = int(probe_interval * 1000)
+        self._listener: idl.Listener | None = None
+        self._accept_thread = None
+        self._sessions: dict[str, _PeerSession] = {}
+        self._stopping = False
+
+    def start(self) -> None:
+        """Bind the listener (raises ``OSError`` if it cannot) and start accepting in a green thread."""
+        if self._listener is not None:
+            raise RuntimeError("OvsdbManagerServer already started")
+        self._listener = idl.Listener(self.listen, self.port)
+        self.port = self._listener.port
+        self._stopping = False
+        self._accept_thread = hub.spawn(self._accept_loop)
+        self.log.info("ovsdb: manager listening on %s:%d", self.listen, self.port)
+
+    def stop(self) -> None:
+        """Stop accepting and close every session (each VRS ever reported gets its vrs_gone)."""
+        self._stopping = True
+        if self._accept_thread is not None and self._accept_thread is not hub.getcurrent():
+            hub.kill(self._accept_thread)
+        self._accept_thread = None
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        for session in list(self._sessions.values()):
+            session.close()
+        self.log.info("ovsdb: manager on %s:%d stopped", self.listen, self.port)
+
+    def sessions(self) -> list[dict]:
+        """One JSON-ready dict per open session: session, peer, database, connected_since, state."""
+        return [self._sessions[name].describe() for name in sorted(self._sessions)]
+
+    def _accept_loop(self) -> None:
+        last_error = None  # log a persistent accept error (e.g. EMFILE) once, not ten times a second
+        while not self._stopping:
+            try:
+                self._listener.wait(WAKE_MS)
+                self._accept_pending()
+                last_error = None
+            except OSError as exc:
+                if str(exc) != last_error:
+                    self.log.error("ovsdb: accept on %s:%d failed: %s", self.listen, self.port, exc)
+                last_error = str(exc)
+                hub.sleep(ACCEPT_RETRY_S)
+            except Exception:
+                self.log.exception("ovsdb: unexpected error in the accept loop")
+                hub.sleep(ACCEPT_RETRY_S)
+
+    def _accept_pending(self) -> None:
+        while not self._stopping:
+            link = self._listener.accept()
+            if link is None:
+                return
+            session = _PeerSession(self, self._session_name(link.peer), link)
+            self._sessions[session.name] = session
+            self.log.info("ovsdb %s: connected (session %s)", link.peer, session.name)
+            session.start()
+
+    def _session_name(self, peer: str) -> str:
+        """``ovsdb:IP:PORT``, suffixed if a previous connection from that address is still open."""
+        name, n = "ovsdb:%s" % peer, 1
+        while name in self._sessions:
+            n += 1
+            name = "ovsdb:%s#%d" % (peer, n)
+        return name
+
+    def _forget(self, session: _PeerSession) -> None:
+        if self._sessions.get(session.name) is session:
+            del self._sessions[session.name]

@@ -1,0 +1,503 @@
+"""Canopy as OVSDB manager against real ovsdb-server processes, on loopback only.
+
+The manager runs in a child process started by these tests (``python THIS_FILE --driver``) that
+monkey-patches like ryu-manager does (``hub.patch(thread=False)``) and runs ``OvsdbManagerServer`` with
+a recording sink printing one JSON line per sink call. Keeping eventlet out of the pytest process
+keeps other test modules unpatched; the sockets, ovsdb-servers and IDLs are all real.
+
+Hypervisors are bare ovsdb-servers (no ovs-vswitchd: ``ovs-vsctl --no-wait``), each in its own temp
+dir, reached through a unix socket and told ``set-manager tcp:127.0.0.1:PORT``. Processes are stopped
+by PID and temp dirs removed even when a test fails. Every wait polls with a deadline.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+SCHEMAS = Path("/usr/share/openvswitch")
+HANDSHAKE_TIMEOUT = 2.0  # seconds the driver gives a new peer to answer list_dbs / get_schema
+PROBE_MS = 1000  # inactivity probe we ask ovsdb-servers to use towards the manager
+FAST = 1.0  # the brief's bound for a port change to reach the sink
+SLOW = 10.0  # bound for process start-up, connection set-up and teardown
+MANAGER_PROBE_S = 2.0  # the manager's own echo probe interval
+
+
+# Driver: runs in the child process.
+
+def _driver_main(argv: list[str]) -> int:
+    """Run OvsdbManagerServer under eventlet; sink calls and replies go to stdout as JSON lines.
+
+    stdin commands: ``sessions ID`` -> {"ev": "sessions", "id": ID, "sessions": [...]};
+    ``stop`` -> server.stop(), then {"ev": "stopped", "sessions": [...]} and exit.
+    """
+    sys.path.insert(0, str(REPO))
+    from controller.ryu_compat import hub
+
+    hub.patch(thread=False)
+    import dataclasses
+    import logging
+
+    import eventlet.hubs
+
+    from controller.discovery import DiscoverySink
+    from ovsdb.server import OvsdbManagerServer
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+    def emit(**event):
+        sys.stdout.write(json.dumps(event) + "\n")
+        sys.stdout.flush()
+
+    class RecordingSink(DiscoverySink):
+        def vrs_update(self, snap):
+            emit(ev="update", snap=dataclasses.asdict(snap))
+
+        def vrs_gone(self, session):
+            emit(ev="gone", session=session)
+
+    server = OvsdbManagerServer("127.0.0.1", 0, RecordingSink(), handshake_timeout=float(argv[0]),
+                                probe_interval=float(argv[1]))
+    server.start()
+    emit(ev="listening", port=server.port)
+    for words in _stdin_commands(eventlet.hubs.trampoline):
+        if words[0] == "sessions":
+            emit(ev="sessions", id=int(words[1]), sessions=server.sessions())
+        elif words[0] == "stop":
+            break
+    server.stop()
+    emit(ev="stopped", sessions=server.sessions())
+    return 0
+
+
+def _stdin_commands(trampoline):
+    """Yield stdin lines as word lists until EOF, waiting in the hub so green threads keep running.
+
+    (eventlet's green ``select.select`` never reports fd 0 readable here; ``trampoline`` does.)
+    """
+    buffered, fd = b"", sys.stdin.fileno()
+    while True:
+        trampoline(fd, read=True)
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            return
+        *lines, buffered = (buffered + chunk).split(b"\n")
+        for line in lines:
+            if line.split():
+                yield line.decode().split()
+
+
+# Test side.
+
+def wait_until(predicate, timeout: float, what: str, context=lambda: ""):
+    """Poll ``predicate`` every 20 ms until it returns something truthy; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError("timed out after %.1fs waiting for %s\n%s" % (timeout, what, context()))
+        time.sleep(0.02)
+
+
+def hold_for(seconds: float, invariant, what: str, context=lambda: "") -> None:
+    """Check ``invariant`` every 20 ms for ``seconds`` (an observation window, not a sync point)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert invariant(), "%s stopped holding\n%s" % (what, context())
+        time.sleep(0.02)
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 5.0) -> None:
+    """Terminate a child we started, by its PID; kill it if it does not exit in time."""
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout)
+
+
+class ManagerDriver:
+    """The child process running OvsdbManagerServer, and everything its sink recorded."""
+
+    def __init__(self, workdir: str):
+        self.log_path = os.path.join(workdir, "manager.log")
+        self._log = open(self.log_path, "wb")
+        env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--driver", str(HANDSHAKE_TIMEOUT), str(MANAGER_PROBE_S)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, env=env, cwd=str(REPO))
+        self.events: list[dict] = []
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        try:
+            self.port = self.wait_event(lambda e: e["ev"] == "listening", SLOW, "manager listening")["port"]
+        except BaseException:
+            self.close()
+            raise
+
+    def _read(self):
+        for line in self.proc.stdout:
+            with self._lock:
+                self.events.append(json.loads(line))
+
+    def snapshot(self) -> list[dict]:
+        with self._lock:
+            return list(self.events)
+
+    def log(self) -> str:
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
+
+    def context(self) -> str:
+        return "manager log tail:\n" + "\n".join(self.log().splitlines()[-30:])
+
+    def wait_event(self, predicate, timeout: float, what: str) -> dict:
+        """The first recorded event matching ``predicate``, waiting up to ``timeout``."""
+        return wait_until(lambda: next((e for e in self.snapshot() if predicate(e)), None),
+                          timeout, what, self.context)
+
+    def updates(self, session: str) -> list[dict]:
+        return [e["snap"] for e in self.snapshot() if e["ev"] == "update" and e["snap"]["session"] == session]
+
+    def gones(self, session: str) -> int:
+        return sum(1 for e in self.snapshot() if e["ev"] == "gone" and e["session"] == session)
+
+    def wait_latest(self, session: str, predicate, timeout: float, what: str) -> dict:
+        """Wait until the *latest* update of ``session`` matches ``predicate``."""
+        def check():
+            ups = self.updates(session)
+            return ups[-1] if ups and predicate(ups[-1]) else None
+        return wait_until(check, timeout, what, self.context)
+
+    def sessions(self) -> list[dict]:
+        request = next(self._ids)
+        self._send("sessions %d" % request)
+        return self.wait_event(lambda e: e["ev"] == "sessions" and e["id"] == request, SLOW,
+                               "sessions reply")["sessions"]
+
+    def stop(self) -> list[dict]:
+        self._send("stop")
+        return self.wait_event(lambda e: e["ev"] == "stopped", SLOW, "manager stopped")["sessions"]
+
+    def _send(self, line: str) -> None:
+        self.proc.stdin.write((line + "\n").encode())
+        self.proc.stdin.flush()
+
+    def close(self) -> None:
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        stop_process(self.proc)
+        self._reader.join(SLOW)
+        self._log.close()
+
+
+class OvsdbServer:
+    """A real ovsdb-server serving one freshly created database from ``schema``, in its own dir."""
+
+    schema: Path
+    remote_column: str  # where this database keeps its managers, as an ovsdb-server --remote=db:...
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="canopy-ovsdb-")
+        self.sock = os.path.join(self.dir, "db.sock")
+        self.proc = None
+        try:
+            self._start()
+            self._prepare()
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self) -> None:
+        db = os.path.join(self.dir, "conf.db")
+        subprocess.run(["ovsdb-tool", "create", db, str(self.schema)], check=True, timeout=SLOW)
+        self.proc = subprocess.Popen(
+            ["ovsdb-server", db, "--remote=punix:" + self.sock, "--remote=" + self.remote_column,
+             "--unixctl=" + os.path.join(self.dir, "ctl"), "--no-chdir",
+             "--log-file=" + os.path.join(self.dir, "ovsdb-server.log"), "-vconsole:off"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until(lambda: os.path.exists(self.sock), SLOW, "ovsdb-server socket " + self.sock)
+
+    def _prepare(self) -> None:
+        """Initial rows, once the server runs."""
+
+    def run(self, tool: str, *args: str) -> str:
+        out = subprocess.run([tool, "--db=unix:" + self.sock, "--timeout=5", *args],
+                             check=True, capture_output=True, text=True, timeout=SLOW)
+        return out.stdout
+
+    def kill(self) -> None:
+        """SIGKILL, by PID: the connection to the manager dies with the process."""
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(SLOW)
+
+    def close(self) -> None:
+        try:
+            if self.proc is not None:
+                stop_process(self.proc)
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Hypervisor(OvsdbServer):
+    """A VRS stand-in: an Open_vSwitch database with Canopy's external_ids conventions."""
+
+    schema = SCHEMAS / "vswitch.ovsschema"
+    remote_column = "db:Open_vSwitch,Open_vSwitch,manager_options"
+
+    def __init__(self, system_id: str, **external_ids: str):
+        self.system_id = system_id
+        self.external_ids = {"system-id": system_id, **external_ids}
+        super().__init__()
+
+    def _prepare(self) -> None:
+        self.vsctl("init")
+        pairs = ("external_ids:%s=%s" % kv for kv in self.external_ids.items())
+        self.vsctl("set", "Open_vSwitch", ".", *pairs)
+
+    def vsctl(self, *args: str) -> str:
+        return self.run("ovs-vsctl", "--no-wait", *args)
+
+    def manage(self, port: int) -> None:
+        self.vsctl("--inactivity-probe=%d" % PROBE_MS, "set-manager", "tcp:127.0.0.1:%d" % port)
+
+
+class HardwareVtep(OvsdbServer):
+    """A hardware VTEP stand-in: a hardware_vtep database (what ovs-vtep or a ToR switch serves)."""
+
+    schema = SCHEMAS / "vtep.ovsschema"
+    remote_column = "db:hardware_vtep,Global,managers"
+
+    def _prepare(self) -> None:
+        subprocess.run(["ovsdb-client", "transact", "unix:" + self.sock,
+                        json.dumps(["hardware_vtep", {"op": "insert", "table": "Global", "row": {}}])],
+                       check=True, capture_output=True, timeout=SLOW)
+        self.run("vtep-ctl", "add-ps", "tor1")
+
+    def manage(self, port: int) -> None:
+        self.run("vtep-ctl", "--inactivity-probe=%d" % PROBE_MS, "set-manager", "tcp:127.0.0.1:%d" % port)
+
+
+def _names(snap: dict) -> list[str]:
+    return [p["name"] for p in snap["ports"]]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _needs_ovs():
+    for tool in ("ovsdb-server", "ovsdb-tool", "ovsdb-client", "ovs-vsctl", "vtep-ctl"):
+        if shutil.which(tool) is None:
+            pytest.skip("%s not installed" % tool)
+
+
+@pytest.fixture
+def manager():
+    workdir = tempfile.mkdtemp(prefix="canopy-mgr-")
+    try:
+        driver = ManagerDriver(workdir)
+        yield driver
+        driver.close()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def spawn():
+    """Factory for Hypervisor / HardwareVtep instances, all closed at teardown."""
+    started = []
+
+    def make(cls, *args, **kwargs):
+        instance = cls(*args, **kwargs)
+        started.append(instance)
+        return instance
+
+    yield make
+    for instance in reversed(started):
+        instance.close()
+
+
+def connect_vrs(manager: ManagerDriver, hv: Hypervisor) -> dict:
+    """Point ``hv`` at the manager and return its first snapshot."""
+    hv.manage(manager.port)
+    return manager.wait_event(lambda e: e["ev"] == "update" and e["snap"]["chassis"] == hv.system_id,
+                              SLOW, "VRS %s" % hv.system_id)["snap"]
+
+
+def test_vrs_appears_with_identity_from_external_ids(manager, spawn):
+    hv = spawn(Hypervisor, "hv-ident", hostname="compute-1.example", **{
+        "canopy-vtep-ip": "192.0.2.11", "canopy-flavour": "kvm"})
+    snap = connect_vrs(manager, hv)
+    assert snap["session"] == "ovsdb:" + snap["peer"]
+    assert snap["peer"].startswith("127.0.0.1:")
+    assert (snap["hostname"], snap["vtep_ip"], snap["flavour"]) == ("compute-1.example", "192.0.2.11", "kvm")
+    assert (snap["bridge"], snap["bridge_present"], snap["ports"]) == ("br-int", False, [])
+    [info] = [s for s in manager.sessions() if s["session"] == snap["session"]]
+    assert (info["database"], info["state"], info["peer"]) == ("Open_vSwitch", "synced", snap["peer"])
+
+
+def test_ports_come_and_go_within_a_second(manager, spawn):
+    hv = spawn(Hypervisor, "hv-ports")
+    session = connect_vrs(manager, hv)["session"]
+    hv.vsctl("add-br", "br-int")
+    manager.wait_latest(session, lambda s: s["bridge_present"] and s["ports"] == [], FAST, "br-int present")
+
+    hv.vsctl("add-port", "br-int", "tap1", "--", "set", "Interface", "tap1", "type=internal",
+             "external_ids:iface-id=vp1", "external_ids:attached-mac=02:00:00:00:00:01")
+    snap = manager.wait_latest(session, lambda s: _names(s) == ["tap1"], FAST, "tap1 reported")
+    [tap1] = snap["ports"]
+    assert tap1["mac"] == "02:00:00:00:00:01" and tap1["type"] == "internal"
+    assert ["iface-id", "vp1"] in tap1["external_ids"]
+
+    hv.vsctl("del-port", "br-int", "tap1")
+    manager.wait_latest(session, lambda s: s["bridge_present"] and s["ports"] == [], FAST, "tap1 removed")
+
+
+def test_two_vrs_are_two_sessions_and_a_killed_one_goes_exactly_once(manager, spawn):
+    hv_a, hv_b = spawn(Hypervisor, "hv-a"), spawn(Hypervisor, "hv-b")
+    session_a = connect_vrs(manager, hv_a)["session"]
+    session_b = connect_vrs(manager, hv_b)["session"]
+    assert session_a != session_b
+    listed = {s["session"] for s in manager.sessions()}
+    assert {session_a, session_b} <= listed
+
+    hv_a.kill()
+    wait_until(lambda: manager.gones(session_a), SLOW, "vrs_gone for hv-a", manager.context)
+
+    hv_b.vsctl("add-br", "br-int")
+    hv_b.vsctl("add-port", "br-int", "vm-b1")
+    manager.wait_latest(session_b, lambda s: _names(s) == ["vm-b1"], FAST, "hv-b still updating")
+    # Two probe intervals: a second vrs_gone for hv-a, or hv-b flapping, would show up here.
+    hold_for(2 * PROBE_MS / 1000, lambda: manager.gones(session_a) == 1 and manager.gones(session_b) == 0,
+             "one vrs_gone for hv-a, none for hv-b", manager.context)
+    events = manager.snapshot()
+    gone_at = next(i for i, e in enumerate(events) if e.get("session") == session_a)
+    assert not [e for e in events[gone_at:] if e["ev"] == "update" and e["snap"]["session"] == session_a]
+    assert session_a not in {s["session"] for s in manager.sessions()}
+
+
+def _read_request(sock: socket.socket) -> dict:
+    """The next JSON-RPC request from the manager (it sends one, then waits for the reply)."""
+    sock.settimeout(SLOW)
+    buf = b""
+    while chunk := sock.recv(4096):
+        buf += chunk
+        try:
+            return json.loads(buf)
+        except ValueError:
+            continue
+    raise AssertionError("manager closed the connection instead of asking")
+
+
+def _reply(sock: socket.socket, request: dict, result) -> None:
+    sock.sendall(json.dumps({"id": request["id"], "result": result, "error": None}).encode())
+
+
+def _closed_by_manager(sock: socket.socket, timeout: float) -> bool:
+    """True if the manager closes ``sock`` within ``timeout`` (after its one list_dbs request)."""
+    sock.settimeout(timeout)
+    try:
+        while sock.recv(4096):
+            pass
+    except ConnectionResetError:
+        pass
+    except socket.timeout:
+        return False
+    return True
+
+
+def test_bad_peers_are_dropped_without_disturbing_others(manager, spawn):
+    hv = spawn(Hypervisor, "hv-steady")
+    session = connect_vrs(manager, hv)["session"]
+    hv.vsctl("add-br", "br-int")
+
+    garbage = socket.create_connection(("127.0.0.1", manager.port), timeout=SLOW)
+    garbage.sendall(b"\x00\xff\xfe garbage {{{ ]]] \r\n" * 50)
+    silent = socket.create_connection(("127.0.0.1", manager.port), timeout=SLOW)
+    unknown_db = socket.create_connection(("127.0.0.1", manager.port), timeout=SLOW)
+    request = _read_request(unknown_db)
+    assert request["method"] == "list_dbs"
+    _reply(unknown_db, request, ["Foo"])
+    bad_schema = socket.create_connection(("127.0.0.1", manager.port), timeout=SLOW)
+    _reply(bad_schema, _read_request(bad_schema), ["Open_vSwitch"])
+    request = _read_request(bad_schema)
+    assert request["method"] == "get_schema" and request["params"] == ["Open_vSwitch"]
+    _reply(bad_schema, request, {"name": 7, "tables": "none"})
+    peers = {s.getsockname()[1]: s for s in (garbage, silent, unknown_db, bad_schema)}
+
+    hv.vsctl("add-port", "br-int", "tap-steady")
+    manager.wait_latest(session, lambda s: _names(s) == ["tap-steady"], FAST,
+                        "VRS updates while bad peers linger")
+
+    try:
+        for local_port, sock in peers.items():
+            assert _closed_by_manager(sock, HANDSHAKE_TIMEOUT + 3), "peer :%d not dropped" % local_port
+        log = manager.log()
+        for local_port in peers:
+            assert "ovsdb 127.0.0.1:%d: dropping connection" % local_port in log, manager.context()
+    finally:
+        for sock in peers.values():
+            sock.close()
+
+    hv.vsctl("del-port", "br-int", "tap-steady")
+    manager.wait_latest(session, lambda s: s["ports"] == [], FAST, "VRS still updating afterwards")
+    assert [s["session"] for s in manager.sessions()] == [session]
+    assert manager.gones(session) == 0
+
+
+def test_hardware_vtep_is_recognised_and_not_reported_as_vrs(manager, spawn):
+    vtep = spawn(HardwareVtep)
+    vtep.manage(manager.port)
+
+    def vtep_sessions():
+        return [s for s in manager.sessions() if s["database"] == "hardware_vtep"]
+
+    [info] = wait_until(vtep_sessions, SLOW, "hardware_vtep session", manager.context)
+    assert info["state"] == "idle"
+    # Held open: the VTEP probes every second, and an unanswered probe would make it reconnect
+    # (a new session). Watch for three probe intervals.
+    hold_for(3 * PROBE_MS / 1000, lambda: vtep_sessions() == [info], "the same idle hardware_vtep session",
+             manager.context)
+    assert not [e for e in manager.snapshot() if e["ev"] in ("update", "gone")]
+    assert "hardware_vtep peer" in manager.log()
+
+
+def test_stop_closes_every_session_and_reports_each_gone(manager, spawn):
+    hv_a, hv_b = spawn(Hypervisor, "hv-stop-a"), spawn(Hypervisor, "hv-stop-b")
+    vtep = spawn(HardwareVtep)
+    sessions = {connect_vrs(manager, hv)["session"] for hv in (hv_a, hv_b)}
+    vtep.manage(manager.port)
+    wait_until(lambda: len(manager.sessions()) == 3, SLOW, "three sessions", manager.context)
+
+    assert manager.stop() == []
+    gone = [e["session"] for e in manager.snapshot() if e["ev"] == "gone"]
+    assert sorted(gone) == sorted(sessions)
+    wait_until(lambda: manager.proc.poll() is not None, SLOW, "driver exit")
+    assert manager.proc.returncode == 0
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["--driver"]:
+    sys.exit(_driver_main(sys.argv[2:]))
