@@ -1,0 +1,11 @@
+"""Integration-test harness for Canopy: real Open vSwitch, network namespaces, real traffic.
+
+Start with ``tests.harness.lab.Lab``; the other modules are its parts:
+
+- ``netns``: namespaces, veths, commands and sockets inside a namespace;
+- ``process``: child processes with known PIDs, stopped by PID;
+- ``runrecord``: the per-run record under /run/canopy-test and the sweep of dead runs;
+- ``ovs``: one ovsdb-server + ovs-vswitchd per namespace;
+- ``hosts`` and ``vports``: controller hosts, hypervisors (VRS), VMs and the per-flavour plugging;
+- ``controller`` and ``http``: a Canopy process and a REST client reaching it in its namespace.
+"""
