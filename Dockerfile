@@ -1,5 +1,5 @@
 # Canopy controller image.
-#   buildah bud --isolation chroot -t canopy:0.1.0 .
+#   buildah bud --isolation chroot --format docker -t canopy:0.1.0 .   (docker format keeps the HEALTHCHECK)
 #   podman run -d -p 6653:6653 -p 6640:6640 -p 8080:8080 -v canopy-data:/var/lib/canopy canopy:0.1.0
 # The image listens on all addresses (config/container.yaml). The REST token is generated on first start
 # into the data volume (rest-token); or mount your own settings file with rest.token_file and pass
@@ -21,7 +21,9 @@ RUN python -m venv /opt/canopy/venv \
  && /opt/canopy/venv/bin/pip install "setuptools<58" wheel \
  && PBR_VERSION=4.34 /opt/canopy/venv/bin/pip install --no-build-isolation ryu==4.34 \
  && /opt/canopy/venv/bin/pip install . \
- && useradd --system --uid 10001 --home-dir /var/lib/canopy --shell /usr/sbin/nologin canopy \
+ && rm -rf build *.egg-info \
+ && groupadd --system --gid 10001 canopy \
+ && useradd --system --uid 10001 --gid canopy --home-dir /var/lib/canopy --shell /usr/sbin/nologin canopy \
  && mkdir -p /var/lib/canopy && chown canopy:canopy /var/lib/canopy
 
 USER canopy
