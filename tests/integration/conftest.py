@@ -25,7 +25,7 @@ def pytest_runtest_makereport(item, call):
     return report
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def lab_capable() -> None:
     """Skip unless running as root with Open vSwitch installed."""
     if os.geteuid() != 0:

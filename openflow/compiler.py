@@ -1,0 +1,259 @@
+"""The pure compiler: (View, one VRS) -> the complete desired flows and groups of that VRS.
+
+Flows are grouped by the object that owns them (the switch itself, a subnet, a domain, a vport), so a
+change recompiles only the owners it touches (``compile_owners``) and ``compile_switch`` (every owner) is
+the full-recompute fallback; tests check the two agree. Every flow is checked against the pipeline.
+
+What each owner contributes on a switch (see openflow/pipeline.py for tables and registers):
+- switch: the default of every table (drop, or continue where a stage is pass-through);
+- subnet (when the switch has an endpoint in it): the VXLAN classifier for its VNI, the gateway ARP
+  responder and the route-to-gateway entry, flood groups and BUM/unknown-unicast entries;
+- domain (when the switch serves one of its subnets): the VXLAN classifier for the L3 VNI, static routes;
+- vport: where it is local, classifier, port security, DHCP punt, local L2 entry, host route and egress;
+  where it is remote, an L2 entry and a host route over VXLAN (symmetric IRB); everywhere its subnet is,
+  the ARP responder for its IPs.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+from controller.derive import Endpoint, View
+from openflow import pipeline as p
+from openflow.flows import OFPVID_PRESENT, Flow, Group, Owner, flow
+
+ETH_IP, ETH_ARP, UDP = 0x0800, 0x0806, 17
+MCAST = ("01:00:00:00:00:00", "01:00:00:00:00:00")
+FROM_TUNNEL = (p.FLAG_FROM_TUNNEL, p.FLAG_FROM_TUNNEL)
+NOT_FROM_TUNNEL = (0, p.FLAG_FROM_TUNNEL)
+HOST_ROUTE_BASE = 100  # route priority = base + prefix length: longest prefix wins
+
+
+@dataclass
+class Desired:
+    flows: dict[Owner, frozenset[Flow]] = field(default_factory=dict)
+    groups: dict[Owner, tuple[Group, ...]] = field(default_factory=dict)
+
+    def all_flows(self) -> set[Flow]:
+        return set().union(*self.flows.values()) if self.flows else set()
+
+    def all_groups(self) -> dict[int, Group]:
+        return {g.group_id: g for gs in self.groups.values() for g in gs}
+
+    def update(self, other: "Desired", owners) -> None:
+        """Replace the given owners' flows and groups with ``other``'s (absent there = removed)."""
+        for owner in owners:
+            self.flows.pop(owner, None)
+            self.groups.pop(owner, None)
+        self.flows.update({o: fs for o, fs in other.flows.items() if fs})
+        self.groups.update({o: gs for o, gs in other.groups.items() if gs})
+
+
+def group_ids(vni: int) -> tuple[int, int]:
+    """(flood to all, flood to local ports only) group ids of a subnet: derived from its VNI."""
+    return vni << 1, (vni << 1) | 1
+
+
+# ------------------------------------------------------------------------------------------ owners
+
+def owners_of(view: View, session: str) -> set[Owner]:
+    """Every owner with flows on this switch."""
+    subnets = view.subnets_on(session)
+    domains = view.domains_on(session)
+    owners = {Owner("switch", session)} | {Owner("subnet", s) for s in subnets} | \
+             {Owner("domain", d) for d in domains}
+    for ep in view.endpoints.values():
+        sub = view.subnets.get(ep.subnet_id)
+        if ep.session == session or ep.subnet_id in subnets or (sub and sub.domain_id in domains):
+            owners.add(Owner("vport", ep.vport_id))
+    return owners
+
+
+def compile_switch(view: View, session: str) -> Desired:
+    return compile_owners(view, session, owners_of(view, session))
+
+
+def compile_owners(view: View, session: str, owners) -> Desired:
+    """Desired flows and groups of just these owners on this switch (owners not present compile to nothing)."""
+    present = owners_of(view, session)
+    out = Desired()
+    sw = view.switches[session]
+    for owner in owners:
+        if owner not in present:
+            out.flows[owner] = frozenset()
+            continue
+        flows, groups = _COMPILERS[owner.kind](view, sw, owner)
+        for f in flows:
+            p.check_flow(f)
+        out.flows[owner] = frozenset(flows)
+        out.groups[owner] = tuple(groups)
+    return out
+
+
+def _switch(view, sw, owner):
+    defaults = {p.CLASSIFY: (), p.PORT_SECURITY: (), p.INGRESS_ACL: (("goto", p.SERVICES),),
+                p.SERVICES: (("goto", p.L2_LOOKUP),), p.L2_LOOKUP: (), p.L3_ROUTING: (),
+                p.EGRESS_ACL: (("goto", p.EGRESS),), p.EGRESS: ()}
+    return [flow(table, 0, {}, actions, owner) for table, actions in defaults.items()], []
+
+
+def _subnet(view, sw, owner):
+    sub = view.subnets[owner.id]
+    regs = [("set", p.REG_L2, sub.vni), ("set", p.REG_L3, sub.l3_vni), ("set", p.REG_FLAGS, p.FLAG_FROM_TUNNEL)]
+    flows = []
+    if sw.tunnel_ofport:
+        flows.append(flow(p.CLASSIFY, 100, {"in_port": sw.tunnel_ofport, "tunnel_id": sub.vni},
+                          regs + [("goto", p.L2_LOOKUP)], owner))
+    if sub.domain_id and sub.gateway:
+        flows.append(arp_responder(sub.vni, sub.gateway, sub.gateway_mac, owner))
+        flows.append(flow(p.L2_LOOKUP, 100, {"reg5": sub.vni, "eth_dst": sub.gateway_mac},
+                          [("goto", p.L3_ROUTING)], owner))
+    everyone, local_only = group_ids(sub.vni)
+    flows += [
+        flow(p.L2_LOOKUP, 50, {"reg0": FROM_TUNNEL, "reg5": sub.vni, "eth_dst": MCAST}, [("group", local_only)], owner),
+        flow(p.L2_LOOKUP, 40, {"reg5": sub.vni, "eth_dst": MCAST}, [("group", everyone)], owner),
+        flow(p.L2_LOOKUP, 10, {"reg0": FROM_TUNNEL, "reg5": sub.vni}, [("group", local_only)], owner),
+        flow(p.L2_LOOKUP, 5, {"reg5": sub.vni}, [("group", everyone)], owner),
+    ]
+    local = [ep for ep in view.by_subnet.get(sub.id, ()) if ep.session == sw.session and ep.key]
+    local_buckets = tuple((("set", p.REG_OUT, ep.key), ("resubmit", p.EGRESS_ACL)) for ep in local)
+    remote_buckets = tuple(to_vtep(sub.vni, ip, sw) for ip in view.vteps_of(sub.id, sw.session)) \
+        if sw.tunnel_ofport else ()
+    groups = [Group(everyone, local_buckets + remote_buckets, owner), Group(local_only, local_buckets, owner)]
+    return flows, groups
+
+
+def _domain(view, sw, owner):
+    dom = view.domains[owner.id]
+    flows = []
+    if sw.tunnel_ofport:
+        flows.append(flow(p.CLASSIFY, 100, {"in_port": sw.tunnel_ofport, "tunnel_id": dom["l3_vni"]},
+                          [("set", p.REG_L3, dom["l3_vni"]), ("set", p.REG_FLAGS, p.FLAG_FROM_TUNNEL),
+                           ("goto", p.L3_ROUTING)], owner))
+    for route in view.fib.get(owner.id, ()):
+        if route.kind != "static" or route.vport_id not in view.endpoints:
+            continue
+        target = view.endpoints[route.vport_id]
+        flows += route_to(view, sw, target, route.prefix, dom, owner)
+    return flows, []
+
+
+def _vport(view, sw, owner):
+    ep = view.endpoints[owner.id]
+    sub = view.subnets[ep.subnet_id]
+    flows = []
+    local = ep.session == sw.session
+    if local and ep.key:
+        flows += _local_port(ep, sub, owner)
+    if local or ep.subnet_id in view.subnets_on(sw.session):
+        flows += [arp_responder(sub.vni, ip, ep.mac, owner) for ip in ep.ips]
+        if not local and sw.tunnel_ofport:
+            remote_ip = view.switches[ep.session].vtep_ip
+            if remote_ip:
+                flows.append(flow(p.L2_LOOKUP, 100, {"reg0": NOT_FROM_TUNNEL, "reg5": sub.vni, "eth_dst": ep.mac},
+                                  to_vtep(sub.vni, remote_ip, sw), owner))
+    if sub.domain_id:
+        dom = view.domains[sub.domain_id]
+        for ip in ep.ips:
+            flows += route_to(view, sw, ep, f"{ip}/32", dom, owner)
+    return flows, []
+
+
+def _local_port(ep: Endpoint, sub, owner) -> list[Flow]:
+    key = ep.key
+    classify_match = {"in_port": ep.ofport}
+    pop = []
+    if ep.vlan:
+        classify_match["vlan_vid"] = ep.vlan | OFPVID_PRESENT
+        pop = [("pop_vlan",)]
+    flows = [flow(p.CLASSIFY, 100, classify_match, pop + [("set", p.REG_IN, key), ("set", p.REG_L2, sub.vni),
+                                                          ("set", p.REG_L3, sub.l3_vni), ("goto", p.PORT_SECURITY)],
+                  owner)]
+    flows += _port_security(ep, owner)
+    flows += [
+        # the port's own ARP for its address (DAD, gratuitous ARP) is never answered by the responder
+        *[flow(p.SERVICES, 110, {"reg6": key, "eth_type": ETH_ARP, "arp_op": 1, "arp_tpa": ip},
+               [("goto", p.L2_LOOKUP)], owner) for ip in ep.ips],
+        flow(p.L2_LOOKUP, 100, {"reg5": sub.vni, "eth_dst": ep.mac}, [("set", p.REG_OUT, key),
+                                                                      ("goto", p.EGRESS_ACL)], owner),
+    ]
+    if sub.dhcp:
+        flows.append(flow(p.SERVICES, 120, {"reg6": key, "eth_type": ETH_IP, "ip_proto": UDP, "udp_src": 68,
+                                             "udp_dst": 67}, [("output", "controller")], owner))
+    flows += _egress(ep, owner)
+    return flows
+
+
+def _port_security(ep, owner):
+    key = ep.key
+    go = [("goto", p.INGRESS_ACL)]
+    if not ep.port_security:
+        return [flow(p.PORT_SECURITY, 100, {"reg6": key}, go, owner)]
+    flows = [flow(p.PORT_SECURITY, 100, {"reg6": key, "eth_src": ep.mac, "eth_type": ETH_IP, "ipv4_src": ip}, go,
+                  owner) for ip in ep.ips]
+    flows += [flow(p.PORT_SECURITY, 100, {"reg6": key, "eth_src": ep.mac, "eth_type": ETH_ARP, "arp_spa": ip,
+                                          "arp_sha": ep.mac}, go, owner) for ip in ep.ips + ("0.0.0.0",)]
+    flows.append(flow(p.PORT_SECURITY, 100, {"reg6": key, "eth_src": ep.mac, "eth_type": ETH_IP,
+                                             "ipv4_src": "0.0.0.0", "ip_proto": UDP, "udp_src": 68, "udp_dst": 67},
+                      go, owner))
+    return flows
+
+
+def egress_actions(ep: Endpoint, port="port") -> list[tuple]:
+    """Actions that deliver to the endpoint's port ("port") or back out of the ingress port ("in_port").
+    Shared by the egress flows and the DHCP responder's packet-out."""
+    out = ("output", ep.ofport if port == "port" else "in_port")
+    if ep.vlan:
+        return [("push_vlan",), ("set", "vlan_vid", ep.vlan | OFPVID_PRESENT), out]
+    return [out]
+
+
+def _egress(ep, owner):
+    key = ep.key
+    flows = [
+        flow(p.EGRESS, 300, {"in_port": ep.ofport, "reg0": (p.FLAG_LOOPBACK, p.FLAG_LOOPBACK), "reg7": key},
+             egress_actions(ep, "in_port"), owner),
+        flow(p.EGRESS, 100, {"reg7": key}, egress_actions(ep), owner),
+    ]
+    if ep.vlan:  # other vNICs share the trunk: deliver back out of it, but never to the sender itself
+        flows += [flow(p.EGRESS, 200, {"reg6": key, "reg7": key}, [], owner),
+                  flow(p.EGRESS, 150, {"in_port": ep.ofport, "reg7": key}, egress_actions(ep, "in_port"), owner)]
+    return flows
+
+
+# ----------------------------------------------------------------------------- shared flow builders
+
+def arp_responder(vni: int, ip: str, mac: str, owner: Owner) -> Flow:
+    """Answer 'who has ip' in the subnet with mac, from the switch, back out of the asking port."""
+    return flow(p.SERVICES, 100, {"reg5": vni, "eth_type": ETH_ARP, "arp_op": 1, "arp_tpa": ip}, [
+        ("move", "eth_src", "eth_dst"), ("set", "eth_src", mac), ("set", "arp_op", 2),
+        ("move", "arp_sha", "arp_tha"), ("move", "arp_spa", "arp_tpa"), ("set", "arp_sha", mac),
+        ("set", "arp_spa", ip), ("set", p.REG_FLAGS, p.FLAG_LOOPBACK), ("move", p.REG_IN, p.REG_OUT),
+        ("goto", p.EGRESS)], owner)
+
+
+def to_vtep(vni: int, vtep_ip: str, sw) -> tuple:
+    return (("set", "tunnel_id", vni), ("set", "tun_ipv4_dst", vtep_ip), ("output", sw.tunnel_ofport))
+
+
+def route_to(view: View, sw, target: Endpoint, prefix: str, dom: dict, owner: Owner) -> list[Flow]:
+    """Route a prefix in the domain to an endpoint: delivered locally, or over the L3 VNI to its VTEP."""
+    priority = HOST_ROUTE_BASE + ipaddress.IPv4Network(prefix).prefixlen
+    dst = {"reg4": dom["l3_vni"], "eth_type": ETH_IP, "ipv4_dst": prefix}
+    tsub = view.subnets[target.subnet_id]
+    if target.session == sw.session:
+        if not target.key:
+            return []
+        return [flow(p.L3_ROUTING, priority, dst, [
+            ("set", "eth_src", dom["gateway_mac"]), ("set", "eth_dst", target.mac), ("dec_ttl",),
+            ("set", p.REG_L2, tsub.vni), ("set", p.REG_OUT, target.key), ("goto", p.EGRESS_ACL)], owner)]
+    remote = view.switches.get(target.session)
+    if not (sw.tunnel_ofport and remote and remote.vtep_ip and sw.vtep_ip):
+        return []
+    return [flow(p.L3_ROUTING, priority, {"reg0": NOT_FROM_TUNNEL, **dst}, [
+        ("set", "eth_src", sw.router_mac), ("set", "eth_dst", remote.router_mac), ("dec_ttl",),
+        *to_vtep(dom["l3_vni"], remote.vtep_ip, sw)], owner)]
+
+
+_COMPILERS = {"switch": _switch, "subnet": _subnet, "domain": _domain, "vport": _vport}

@@ -1,0 +1,170 @@
+"""Flows and groups as plain, hashable values, and the cookies that name their owners.
+
+The compiler produces ``Flow`` and ``Group`` values; the reconciler diffs sets of them and only then
+encodes the difference as OpenFlow messages. Nothing here depends on Ryu.
+
+A flow's cookie says who owns it and what it is::
+
+    bits 63-56  0xCA          Canopy's mark: flows without it are not Canopy's and are never touched
+    bits 55-52  owner kind    1 switch, 2 subnet, 3 domain, 4 vport
+    bits 51-32  owner hint    20 bits of a hash of the owner id (for reading dump-flows)
+    bits 31-0   content hash  of (table, priority, match, actions)
+
+So (table, priority, cookie) identifies a flow *with* its actions: the reconciler reads back only
+cookies, and a changed flow is a different cookie (added first, then the old one deleted strictly
+with a cookie mask, which is hitless even without bundles).
+
+Match fields use Ryu's OXM names (``eth_dst``, ``ipv4_dst``, ``reg5``, ``tunnel_id``...). A value is an
+int or a string; a masked value is a ``(value, mask)`` tuple. Actions are tuples:
+
+    ("output", port | "in_port" | "controller")     ("set", field, value)
+    ("move", src_field, dst_field)                  ("push_vlan",)  ("pop_vlan",)  ("dec_ttl",)
+    ("resubmit", table)   ("group", group_id)      ("goto", table)  -- goto only as the last action
+An empty action tuple drops.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+
+MARK = 0xCA
+MARK_SHIFT = 56
+MARK_MASK = 0xFF << MARK_SHIFT
+OWNER_KINDS = {"switch": 1, "subnet": 2, "domain": 3, "vport": 4}
+OWNER_NAMES = {v: k for k, v in OWNER_KINDS.items()}
+OFPVID_PRESENT = 0x1000
+
+# Canonical order of match fields, so equal flows render and hash equally.
+FIELD_ORDER = ("in_port", "tunnel_id", "vlan_vid", "reg0", "reg4", "reg5", "reg6", "reg7", "eth_src", "eth_dst",
+               "eth_type", "arp_op", "arp_spa", "arp_tpa", "arp_sha", "ip_proto", "ipv4_src", "ipv4_dst",
+               "udp_src", "udp_dst", "icmpv4_type")
+_RANK = {name: i for i, name in enumerate(FIELD_ORDER)}
+
+
+@dataclass(frozen=True)
+class Owner:
+    kind: str  # switch | subnet | domain | vport
+    id: str
+
+    def hint(self) -> int:
+        return zlib.crc32(self.id.encode()) & 0xFFFFF
+
+
+@dataclass(frozen=True)
+class Flow:
+    table: int
+    priority: int
+    match: tuple  # ((field, value), ...) in FIELD_ORDER
+    actions: tuple  # (action tuple, ...)
+    owner: Owner = field(compare=False, hash=False, default=Owner("switch", ""))
+
+    @property
+    def cookie(self) -> int:
+        return make_cookie(self.owner, self.content_hash())
+
+    def content_hash(self) -> int:
+        return zlib.crc32(repr((self.table, self.priority, self.match, self.actions)).encode())
+
+    @property
+    def key(self):
+        """What identifies this exact flow on a switch."""
+        return (self.table, self.priority, self.cookie)
+
+    def __str__(self):
+        return render_flow(self)
+
+
+def flow(table, priority, match: dict, actions, owner: Owner) -> Flow:
+    """Build a Flow with its match in canonical order."""
+    items = tuple(sorted(match.items(), key=lambda kv: _RANK[kv[0]]))
+    return Flow(table, priority, items, tuple(actions), owner)
+
+
+@dataclass(frozen=True)
+class Group:
+    """An OpenFlow ALL group (head-end replication): every bucket gets a copy."""
+
+    group_id: int
+    buckets: tuple  # (actions tuple, ...) in a stable order
+    owner: Owner = field(compare=False, hash=False, default=Owner("switch", ""))
+
+
+def make_cookie(owner: Owner, content: int) -> int:
+    return (MARK << MARK_SHIFT) | (OWNER_KINDS[owner.kind] << 52) | (owner.hint() << 32) | (content & 0xFFFFFFFF)
+
+
+def is_ours(cookie: int) -> bool:
+    return (cookie & MARK_MASK) == (MARK << MARK_SHIFT)
+
+
+def owner_kind_of(cookie: int) -> str | None:
+    return OWNER_NAMES.get((cookie >> 52) & 0xF) if is_ours(cookie) else None
+
+
+# ------------------------------------------------------------------------------- ovs-ofctl text form
+
+_OFCTL_FIELD = {"eth_src": "dl_src", "eth_dst": "dl_dst", "eth_type": "dl_type", "tunnel_id": "tun_id",
+                "ipv4_src": "nw_src", "ipv4_dst": "nw_dst", "ip_proto": "nw_proto", "udp_src": "tp_src",
+                "udp_dst": "tp_dst", "icmpv4_type": "icmp_type", "vlan_vid": "dl_vlan",
+                "tun_ipv4_dst": "tun_dst"}
+_OFCTL_SET = {"tun_ipv4_dst": "tun_dst", "tunnel_id": "tun_id", "icmpv4_type": "icmp_type"}
+_MOVE_NAME = {"eth_src": "NXM_OF_ETH_SRC[]", "eth_dst": "NXM_OF_ETH_DST[]", "arp_sha": "NXM_NX_ARP_SHA[]",
+              "arp_tha": "NXM_NX_ARP_THA[]", "arp_spa": "NXM_OF_ARP_SPA[]", "arp_tpa": "NXM_OF_ARP_TPA[]",
+              "ipv4_src": "NXM_OF_IP_SRC[]", "ipv4_dst": "NXM_OF_IP_DST[]", "reg6": "NXM_NX_REG6[]",
+              "reg7": "NXM_NX_REG7[]"}
+
+
+def _value(name, value):
+    if isinstance(value, tuple):
+        return f"{_value(name, value[0])}/{_value(name, value[1])}"
+    if name == "vlan_vid" and isinstance(value, int):
+        return str(value & 0xFFF)
+    if isinstance(value, int) and (name.startswith("reg") or name in ("tunnel_id", "eth_type")):
+        return hex(value)
+    return str(value)
+
+
+def render_match(match) -> str:
+    return ",".join(f"{_OFCTL_FIELD.get(n, n)}={_value(n, v)}" for n, v in match)
+
+
+def render_action(action) -> str:
+    kind = action[0]
+    if kind == "output":
+        return {"in_port": "in_port", "controller": "controller"}.get(action[1], f"output:{action[1]}")
+    if kind == "set":
+        name, value = action[1], action[2]
+        if name == "vlan_vid":
+            return f"mod_vlan_vid:{value & 0xFFF}"
+        return f"set_field:{_value(name, value)}->{_OFCTL_SET.get(name, name)}"
+    if kind == "move":
+        return f"move:{_MOVE_NAME[action[1]]}->{_MOVE_NAME[action[2]]}"
+    if kind == "push_vlan":
+        return "push_vlan:0x8100"
+    if kind in ("pop_vlan", "dec_ttl"):
+        return kind
+    if kind == "resubmit":
+        return f"resubmit(,{action[1]})"
+    if kind == "group":
+        return f"group:{action[1]}"
+    if kind == "goto":
+        return f"goto_table:{action[1]}"
+    raise ValueError(f"unknown action {action!r}")
+
+
+def render_actions(actions) -> str:
+    return ",".join(render_action(a) for a in actions) or "drop"
+
+
+def render_flow(f: Flow, with_cookie=True) -> str:
+    """The flow in ovs-ofctl add-flow syntax (OpenFlow 1.3)."""
+    head = f"cookie={f.cookie:#x}," if with_cookie else ""
+    match = render_match(f.match)
+    return f"{head}table={f.table},priority={f.priority}{',' + match if match else ''},actions=" \
+           f"{render_actions(f.actions)}"
+
+
+def render_group(g: Group) -> str:
+    buckets = ",".join(f"bucket={render_actions(b)}" for b in g.buckets)
+    return f"group_id={g.group_id},type=all{',' + buckets if buckets else ''}"

@@ -1,0 +1,91 @@
+"""The OpenFlow pipeline, declared once as data.
+
+Every flow the compiler produces is checked against this declaration (``check_flow``): its table exists,
+it matches only fields that table may match, and it continues only to tables that table may go to.
+The same names appear in REST output and docs/pipeline.md.
+
+Register layout (Nicira registers, all 32 bits):
+
+=====  ==========================================================================
+reg0   flags: bit 0 LOOPBACK (a reply may go back out of its ingress port),
+       bit 1 FROM_TUNNEL (arrived over VXLAN: never sent back into a tunnel)
+reg4   L3 VNI of the packet's routing domain (0: L2-only subnet)
+reg5   L2 VNI of the packet's subnet
+reg6   ingress vport key (0 when from a tunnel)
+reg7   egress vport key (set before EGRESS)
+=====  ==========================================================================
+
+A vport key is local to a switch: the port's ofport, or ``ofport << 12 | vlan`` for an ESXi vNIC on a
+trunk port.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+REG_FLAGS, REG_L3, REG_L2, REG_IN, REG_OUT = "reg0", "reg4", "reg5", "reg6", "reg7"
+FLAG_LOOPBACK = 0x1
+FLAG_FROM_TUNNEL = 0x2
+
+
+@dataclass(frozen=True)
+class Table:
+    id: int
+    name: str
+    matches: frozenset[str]
+    next: frozenset[int]  # tables this one may goto/resubmit to
+    doc: str
+
+
+_L2 = {"eth_src", "eth_dst", "eth_type"}
+_IP = {"ip_proto", "ipv4_src", "ipv4_dst", "udp_src", "udp_dst", "icmpv4_type", "arp_op", "arp_spa", "arp_tpa",
+       "arp_sha"}
+_REGS = {"reg0", "reg4", "reg5", "reg6", "reg7"}
+
+CLASSIFY, PORT_SECURITY, INGRESS_ACL, SERVICES, L2_LOOKUP, L3_ROUTING, EGRESS_ACL, EGRESS = 0, 10, 20, 25, 30, 40, \
+    50, 60
+
+TABLES = (
+    Table(CLASSIFY, "classify", frozenset({"in_port", "vlan_vid", "tunnel_id"}),
+          frozenset({PORT_SECURITY, L2_LOOKUP, L3_ROUTING}),
+          "which vport (port, or trunk port + VLAN) or tunnel (VNI) a packet came from -> registers"),
+    Table(PORT_SECURITY, "port_security", frozenset({"reg6"} | _L2 | _IP), frozenset({INGRESS_ACL}),
+          "a VM may only send from its own MAC and IPs (and DHCP discovery); everything else drops"),
+    Table(INGRESS_ACL, "ingress_acl", frozenset(_REGS | _L2 | _IP), frozenset({SERVICES}),
+          "traffic leaving a VM against its ACLs (stateful with conntrack): pass-through until ACLs land"),
+    Table(SERVICES, "services", frozenset(_REGS | _L2 | _IP), frozenset({L2_LOOKUP, EGRESS}),
+          "ARP answered from flows for gateways and known IPs; DHCP sent to the controller"),
+    Table(L2_LOOKUP, "l2_lookup", frozenset(_REGS | _L2), frozenset({L3_ROUTING, EGRESS_ACL}),
+          "destination MAC in the subnet: local vport, remote VTEP, gateway (route), or flood group"),
+    Table(L3_ROUTING, "l3_routing", frozenset(_REGS | _L2 | _IP), frozenset({EGRESS_ACL}),
+          "longest prefix match in the domain: local host, remote VTEP over the L3 VNI (symmetric IRB)"),
+    Table(EGRESS_ACL, "egress_acl", frozenset(_REGS | _L2 | _IP | {"in_port"}), frozenset({EGRESS}),
+          "traffic entering a VM against its ACLs: pass-through until ACLs land"),
+    Table(EGRESS, "egress", frozenset(_REGS | {"in_port"}), frozenset(),
+          "deliver to the egress vport: its port, or its trunk with its VLAN pushed"),
+)
+BY_ID = {t.id: t for t in TABLES}
+BY_NAME = {t.name: t for t in TABLES}
+
+
+class PipelineError(ValueError):
+    pass
+
+
+def check_flow(flow) -> None:
+    """Raise PipelineError when a flow breaks the declaration."""
+    table = BY_ID.get(flow.table)
+    if table is None:
+        raise PipelineError(f"{flow}: table {flow.table} is not declared")
+    extra = {name for name, _ in flow.match} - table.matches
+    if extra:
+        raise PipelineError(f"{flow}: table {table.name} may not match {sorted(extra)}")
+    for action in flow.actions:
+        if action[0] in ("goto", "resubmit"):
+            target = action[1]
+            if target not in table.next:
+                raise PipelineError(f"{flow}: table {table.name} may not continue to table {target}")
+            if action[0] == "goto" and target <= flow.table:
+                raise PipelineError(f"{flow}: goto must move forward")
+    if any(a[0] == "goto" for a in flow.actions[:-1]):
+        raise PipelineError(f"{flow}: goto must be the last action")

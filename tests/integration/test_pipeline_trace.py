@@ -1,0 +1,277 @@
+"""What packets do in the compiled pipeline, asked of real Open vSwitch with ofproto/trace.
+
+One switch under test (hv1, a real ovs-vswitchd) holds local ports of every kind; a second switch (hv2)
+exists only as discovery data, so its endpoints are remote. The compiled flows and groups are loaded
+with ovs-ofctl (their text form, openflow.flows.render_flow), then packets are traced.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+import pytest
+
+from controller import policy as pol
+from controller import policydoc, yamldoc
+from controller.derive import derive
+from controller.discovery import PortInfo, VrsSnapshot
+from controller.state import State
+from openflow.compiler import compile_switch
+from openflow.flows import render_flow, render_group
+
+pytestmark = pytest.mark.integration
+
+POLICY = """
+tenants:
+  - name: acme
+    domains:
+      - name: prod
+        static_routes: [{prefix: 192.168.50.0/24, next_hop: 10.0.2.12}]
+        subnets:
+          - name: web
+            cidr: 10.0.1.0/24
+            gateway: 10.0.1.1
+            vports:
+              - {name: web1, mac: "02:00:00:00:01:01", ips: [10.0.1.11], binding: {flavour: kvm}}
+              - {name: web2, mac: "02:00:00:00:01:02", ips: [10.0.1.12], binding: {flavour: kvm}}
+              - {name: web3, mac: "02:00:00:00:01:03", ips: [10.0.1.13], binding: {flavour: kvm}}
+              - {name: esx1, mac: "02:00:00:00:01:04", ips: [10.0.1.14], binding: {flavour: esxi}}
+              - {name: esx2, mac: "02:00:00:00:01:05", ips: [10.0.1.15], binding: {flavour: esxi}}
+          - name: db
+            cidr: 10.0.2.0/24
+            gateway: 10.0.2.1
+            vports:
+              - {name: db1, mac: "02:00:00:00:02:01", ips: [10.0.2.11], binding: {flavour: kvm}}
+              - {name: db2, mac: "02:00:00:00:02:02", ips: [10.0.2.12], binding: {flavour: kvm}}
+  - name: globex
+    domains:
+      - name: main
+        subnets:
+          - name: web
+            cidr: 10.0.1.0/24
+            gateway: 10.0.1.1
+            vports:
+              - {name: g1, mac: "02:00:00:00:09:01", ips: [10.0.1.11], binding: {flavour: kvm, iface_id: g1}}
+"""
+PORTS = {"web1": 1, "web2": 2, "db1": 3, "trunk0": 4, "g1": 5, "vxlan0": 100}
+REMOTE_VTEP = "10.251.0.99"
+
+
+def port(name, ofport, type_="internal", **ext):
+    return PortInfo(name=name, ofport=ofport, type=type_, external_ids=tuple(sorted(ext.items())))
+
+
+def build_view(hv):
+    doc = yamldoc.load(POLICY)
+    policy = policydoc.plan(pol.Policy(), doc.data, "t", pol.Allocator({}, 65000, (10000, 20000))).policy
+    state = State(policy, default_flavour="kvm")
+    local = [port(n, o, **{"iface-id": n}) for n, o in PORTS.items() if n in ("web1", "web2", "db1", "g1")]
+    local += [port("trunk0", 4, **{"canopy-vnic-101": "esx1", "canopy-vnic-102": "esx2"}),
+              port("vxlan0", 100, type_="vxlan")]
+    state.vrs_update(VrsSnapshot("s1", "p", "hv1", flavour="esxi", vtep_ip=hv.vtep_ip, datapath_id=1,
+                                 bridge_present=True, ports=tuple(local)))
+    remote = [port("tapA", 7, **{"iface-id": "web3"}), port("tapB", 8, **{"iface-id": "db2"}),
+              port("vxlan0", 100, type_="vxlan")]
+    state.vrs_update(VrsSnapshot("s2", "p", "hv2", vtep_ip=REMOTE_VTEP, datapath_id=2, bridge_present=True,
+                                 ports=tuple(remote)))
+    return policy, derive(state.policy, state.locations, state.vrs, state.vtep_ip_of)
+
+
+class Traced:
+    """The OpenFlow-level outcome of one ofproto/trace: every output with the fields set on its path."""
+
+    def __init__(self, text):
+        self.text = text
+        self.outputs = []  # (port, {field: value})
+        sets, group_base = {}, {}
+        for raw in text.splitlines():
+            line = raw.strip()
+            if line.startswith("group:"):
+                group_base = dict(sets)
+            elif re.fullmatch(r"bucket \d+", line):
+                sets = dict(group_base)
+            elif line.startswith("set_field:"):
+                value, fieldname = line[len("set_field:"):].rsplit("->", 1)
+                sets[fieldname] = value
+            elif m := re.match(r"-> NXM_\w+?_(\w+)\[\] is now (\S+)", line):
+                sets[m.group(1).lower()] = m.group(2)
+            elif line.startswith("pop_vlan"):
+                sets["vlan"] = "popped"
+            elif line.startswith("output:"):
+                self.outputs.append((line.split(":", 1)[1], dict(sets)))
+            elif line == ">> skipping output to input port":  # OVS never sends a packet back where it came in
+                self.outputs.pop()
+            elif line == "IN_PORT":
+                self.outputs.append(("in_port", dict(sets)))
+
+    def ports(self):
+        return sorted(p for p, _ in self.outputs)
+
+    def dropped(self):
+        return not self.outputs
+
+
+@pytest.fixture(scope="module")
+def switch(lab_capable):
+    from tests.harness.lab import Lab
+
+    with Lab() as lab:
+        hv = lab.add_hypervisor("hv1", flavour="esxi")
+        for name, ofport in PORTS.items():
+            extra = ["type=vxlan", "options:remote_ip=flow", "options:key=flow"] if name == "vxlan0" \
+                else ["type=internal"]
+            hv.vsctl("add-port", "br-int", name, "--", "set", "Interface", name, f"ofport_request={ofport}", *extra)
+        policy, view = build_view(hv)
+        desired = compile_switch(view, "s1")
+        workdir = lab.workdir
+        (workdir / "groups").write_text("\n".join(render_group(g) for g in desired.all_groups().values()) + "\n")
+        (workdir / "flows").write_text("\n".join(render_flow(f) for f in desired.all_flows()) + "\n")
+        hv.ofctl("add-groups", "br-int", str(workdir / "groups"))
+        hv.ofctl("add-flows", "br-int", str(workdir / "flows"))
+
+        def trace(packet):
+            done = subprocess.run(["ovs-appctl", "-t", str(hv.ovs.rundir / "ovs-vswitchd.ctl"), "ofproto/trace",
+                                   "br-int", packet], capture_output=True, text=True, timeout=10, check=True)
+            return Traced(done.stdout)
+
+        yield trace, policy, view, desired
+
+
+def vni(policy, ref):
+    return hex(policy.find("subnet", ref)["vni"])
+
+
+def l3vni(policy, ref):
+    return hex(policy.find("domain", ref)["l3_vni"])
+
+
+WEB1 = "in_port=1,dl_src=02:00:00:00:01:01"
+
+
+def test_everything_installed_is_exactly_what_was_compiled(switch):
+    _, _, _, desired = switch
+    assert len(desired.all_flows()) > 40 and len(desired.all_groups()) == 6  # 3 subnets on hv1 x 2 groups
+
+
+def test_local_unicast_in_the_subnet(switch):
+    trace, *_ = switch
+    out = trace(f"{WEB1},dl_dst=02:00:00:00:01:02,ip,nw_src=10.0.1.11,nw_dst=10.0.1.12")
+    assert out.ports() == ["2"]
+
+
+def test_remote_unicast_goes_over_vxlan_with_the_subnet_vni(switch):
+    trace, policy, *_ = switch
+    out = trace(f"{WEB1},dl_dst=02:00:00:00:01:03,ip,nw_src=10.0.1.11,nw_dst=10.0.1.13")
+    [(port_, sets)] = out.outputs
+    assert port_ == "100" and sets["tun_dst"] == REMOTE_VTEP and sets["tun_id"] == vni(policy, "acme/web")
+
+
+def test_spoofed_source_mac_or_ip_is_dropped(switch):
+    trace, *_ = switch
+    assert trace("in_port=1,dl_src=02:00:00:00:01:99,dl_dst=02:00:00:00:01:02,ip,nw_src=10.0.1.11").dropped()
+    assert trace(f"{WEB1},dl_dst=02:00:00:00:01:02,ip,nw_src=10.0.1.99,nw_dst=10.0.1.12").dropped()
+    assert trace(f"{WEB1},dl_dst=ff:ff:ff:ff:ff:ff,arp,arp_op=1,arp_spa=10.0.1.99,arp_sha=02:00:00:00:01:01,"
+                 "arp_tpa=10.0.1.12").dropped()
+
+
+def test_arp_for_gateway_and_known_ips_is_answered_by_the_switch(switch):
+    trace, policy, *_ = switch
+    gw_mac = policy.find("domain", "acme/prod")["gateway_mac"]
+    for target, mac in (("10.0.1.1", gw_mac), ("10.0.1.13", "02:00:00:00:01:03")):
+        out = trace(f"{WEB1},dl_dst=ff:ff:ff:ff:ff:ff,arp,arp_op=1,arp_spa=10.0.1.11,arp_sha=02:00:00:00:01:01,"
+                    f"arp_tpa={target}")
+        [(port_, sets)] = out.outputs
+        assert port_ == "in_port" and sets["arp_op"] == "2" and sets["eth_src"] == mac and sets["arp_sha"] == mac
+        assert sets["arp_spa"] == target and sets["eth_dst"] == "02:00:00:00:01:01"
+
+
+def test_a_port_arping_for_its_own_address_is_not_answered(switch):
+    trace, *_ = switch
+    out = trace(f"{WEB1},dl_dst=ff:ff:ff:ff:ff:ff,arp,arp_op=1,arp_spa=0.0.0.0,arp_sha=02:00:00:00:01:01,"
+                "arp_tpa=10.0.1.11")
+    assert "in_port" not in out.ports() and "100" in out.ports()  # flooded, not answered
+
+
+def test_unknown_arp_floods_the_subnet_locally_and_to_remote_vteps(switch):
+    trace, policy, *_ = switch
+    out = trace(f"{WEB1},dl_dst=ff:ff:ff:ff:ff:ff,arp,arp_op=1,arp_spa=10.0.1.11,arp_sha=02:00:00:00:01:01,"
+                "arp_tpa=10.0.1.200")
+    assert out.ports() == ["100", "2", "4", "4"]  # web2, both ESXi vNICs on the trunk, hv2
+    vlans = sorted(int(s["vlan_vid"]) & 0xFFF for p_, s in out.outputs if p_ == "4")
+    assert vlans == [101, 102]
+    assert [s["tun_dst"] for p_, s in out.outputs if p_ == "100"] == [REMOTE_VTEP]
+
+
+def test_flood_from_the_tunnel_stays_local(switch):
+    trace, policy, *_ = switch
+    out = trace(f"in_port=100,tun_id={vni(policy, 'acme/web')},dl_src=02:00:00:00:01:03,dl_dst=ff:ff:ff:ff:ff:ff")
+    assert out.ports() == ["1", "2", "4", "4"]
+
+
+def test_esxi_vnic_is_classified_by_vlan_and_reached_with_its_vlan(switch):
+    trace, *_ = switch
+    out = trace("in_port=4,dl_vlan=101,dl_src=02:00:00:00:01:04,dl_dst=02:00:00:00:01:01,ip,nw_src=10.0.1.14,"
+                "nw_dst=10.0.1.11")
+    assert out.ports() == ["1"]
+    out = trace(f"{WEB1},dl_dst=02:00:00:00:01:05,ip,nw_src=10.0.1.11,nw_dst=10.0.1.15")
+    [(port_, sets)] = out.outputs
+    assert port_ == "4" and int(sets["vlan_vid"]) & 0xFFF == 102
+    # vNIC to vNIC on the same trunk goes back out of it, with the other VLAN
+    out = trace("in_port=4,dl_vlan=101,dl_src=02:00:00:00:01:04,dl_dst=02:00:00:00:01:05,ip,nw_src=10.0.1.14,"
+                "nw_dst=10.0.1.15")
+    [(port_, sets)] = out.outputs
+    assert port_ == "in_port" and int(sets["vlan_vid"]) & 0xFFF == 102
+
+
+def test_routing_to_a_local_subnet_rewrites_macs_and_decrements_ttl(switch):
+    trace, policy, *_ = switch
+    gw_mac = policy.find("domain", "acme/prod")["gateway_mac"]
+    out = trace(f"{WEB1},dl_dst={gw_mac},ip,nw_src=10.0.1.11,nw_dst=10.0.2.11,nw_ttl=64")
+    [(port_, sets)] = out.outputs
+    assert port_ == "3" and sets["eth_src"] == gw_mac and sets["eth_dst"] == "02:00:00:00:02:01"
+    assert "dec_ttl" in out.text
+
+
+def test_routing_to_a_remote_host_uses_the_l3_vni_and_router_macs(switch):
+    trace, policy, view, _ = switch
+    gw_mac = policy.find("domain", "acme/prod")["gateway_mac"]
+    for dst in ("10.0.2.12", "192.168.50.7"):  # a host route, and a static route via that host
+        out = trace(f"{WEB1},dl_dst={gw_mac},ip,nw_src=10.0.1.11,nw_dst={dst},nw_ttl=64")
+        [(port_, sets)] = out.outputs
+        assert port_ == "100" and sets["tun_id"] == l3vni(policy, "acme/prod") and sets["tun_dst"] == REMOTE_VTEP
+        assert sets["eth_src"] == view.switches["s1"].router_mac and sets["eth_dst"] == view.switches["s2"].router_mac
+
+
+def test_symmetric_irb_from_the_tunnel_delivers_locally(switch):
+    trace, policy, view, _ = switch
+    out = trace(f"in_port=100,tun_id={l3vni(policy, 'acme/prod')},dl_src={view.switches['s2'].router_mac},"
+                f"dl_dst={view.switches['s1'].router_mac},ip,nw_src=10.0.2.12,nw_dst=10.0.1.11,nw_ttl=63")
+    [(port_, sets)] = out.outputs
+    assert port_ == "1" and sets["eth_dst"] == "02:00:00:00:01:01"
+
+
+def test_no_route_for_unknown_destinations(switch):
+    trace, policy, *_ = switch
+    gw_mac = policy.find("domain", "acme/prod")["gateway_mac"]
+    assert trace(f"{WEB1},dl_dst={gw_mac},ip,nw_src=10.0.1.11,nw_dst=8.8.8.8").dropped()
+
+
+def test_tenants_with_the_same_addresses_are_isolated(switch):
+    trace, policy, *_ = switch
+    g1 = "in_port=5,dl_src=02:00:00:00:09:01"
+    # globex's VM asks for acme's addresses and MACs: it must never reach acme's ports
+    assert set(trace(f"{g1},dl_dst=02:00:00:00:01:02,ip,nw_src=10.0.1.11,nw_dst=10.0.1.12").ports()) <= {"100"}
+    out = trace(f"{g1},dl_dst=ff:ff:ff:ff:ff:ff,arp,arp_op=1,arp_spa=10.0.1.11,arp_sha=02:00:00:00:09:01,"
+                "arp_tpa=10.0.1.12")
+    assert not {"1", "2", "3", "4"} & set(out.ports())
+    # acme's web1 shares globex g1's IP; traffic to it stays in acme
+    out = trace(f"{WEB1},dl_dst=02:00:00:00:09:01,ip,nw_src=10.0.1.11,nw_dst=10.0.1.11")
+    assert "5" not in out.ports()
+
+
+def test_dhcp_goes_to_the_controller(switch):
+    trace, *_ = switch
+    out = trace("udp,in_port=1,dl_src=02:00:00:00:01:01,dl_dst=ff:ff:ff:ff:ff:ff,nw_src=0.0.0.0,"
+                "nw_dst=255.255.255.255,udp_src=68,udp_dst=67")
+    assert out.outputs == [] and "controller" in out.text.lower()
