@@ -6,8 +6,8 @@ the full-recompute fallback; tests check the two agree. Every flow is checked ag
 
 What each owner contributes on a switch (see openflow/pipeline.py for tables and registers):
 - switch: the default of every table (drop, or continue where a stage is pass-through);
-- subnet (when the switch has an endpoint in it): the VXLAN classifier for its VNI, the gateway ARP
-  responder and the route-to-gateway entry, flood groups and BUM/unknown-unicast entries;
+- subnet (when the switch has an endpoint in it): the VXLAN classifier for its VNI, the gateway's ARP and
+  ICMP echo responders and the route-to-gateway entry, flood groups and BUM/unknown-unicast entries;
 - domain (when the switch serves one of its subnets): the VXLAN classifier for the L3 VNI, static routes;
 - vport: where it is local, classifier, port security, DHCP punt, local L2 entry, host route and egress;
   where it is remote, an L2 entry and a host route over VXLAN (symmetric IRB); everywhere its subnet is,
@@ -23,7 +23,7 @@ from controller.derive import Endpoint, View
 from openflow import pipeline as p
 from openflow.flows import OFPVID_PRESENT, Flow, Group, Owner, flow
 
-ETH_IP, ETH_ARP, UDP = 0x0800, 0x0806, 17
+ETH_IP, ETH_ARP, UDP, ICMP = 0x0800, 0x0806, 17, 1
 MCAST = ("01:00:00:00:00:00", "01:00:00:00:00:00")
 FROM_TUNNEL = (p.FLAG_FROM_TUNNEL, p.FLAG_FROM_TUNNEL)
 NOT_FROM_TUNNEL = (0, p.FLAG_FROM_TUNNEL)
@@ -107,6 +107,7 @@ def _subnet(view, sw, owner):
                           regs + [("goto", p.L2_LOOKUP)], owner))
     if sub.domain_id and sub.gateway:
         flows.append(arp_responder(sub.vni, sub.gateway, sub.gateway_mac, owner))
+        flows.append(gateway_echo_responder(sub.vni, sub.gateway, sub.gateway_mac, owner))
         flows.append(flow(p.L2_LOOKUP, 100, {"reg5": sub.vni, "eth_dst": sub.gateway_mac},
                           [("goto", p.L3_ROUTING)], owner))
     everyone, local_only = group_ids(sub.vni)
@@ -231,6 +232,15 @@ def arp_responder(vni: int, ip: str, mac: str, owner: Owner) -> Flow:
         ("move", "arp_sha", "arp_tha"), ("move", "arp_spa", "arp_tpa"), ("set", "arp_sha", mac),
         ("set", "arp_spa", ip), ("set", p.REG_FLAGS, p.FLAG_LOOPBACK), ("move", p.REG_IN, p.REG_OUT),
         ("goto", p.EGRESS)], owner)
+
+
+def gateway_echo_responder(vni: int, ip: str, mac: str, owner: Owner) -> Flow:
+    """Answer ICMP echo requests to the subnet's gateway address from the switch."""
+    return flow(p.SERVICES, 100, {"reg5": vni, "eth_type": ETH_IP, "ipv4_dst": ip, "ip_proto": ICMP,
+                                  "icmpv4_type": 8}, [
+        ("move", "eth_src", "eth_dst"), ("set", "eth_src", mac), ("move", "ipv4_src", "ipv4_dst"),
+        ("set", "ipv4_src", ip), ("set", "icmpv4_type", 0), ("set", p.REG_FLAGS, p.FLAG_LOOPBACK),
+        ("move", p.REG_IN, p.REG_OUT), ("goto", p.EGRESS)], owner)
 
 
 def to_vtep(vni: int, vtep_ip: str, sw) -> tuple:

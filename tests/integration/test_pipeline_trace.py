@@ -275,3 +275,12 @@ def test_dhcp_goes_to_the_controller(switch):
     out = trace("udp,in_port=1,dl_src=02:00:00:00:01:01,dl_dst=ff:ff:ff:ff:ff:ff,nw_src=0.0.0.0,"
                 "nw_dst=255.255.255.255,udp_src=68,udp_dst=67")
     assert out.outputs == [] and "controller" in out.text.lower()
+
+
+def test_the_gateway_answers_ping(switch):
+    trace, policy, *_ = switch
+    gw_mac = policy.find("domain", "acme/prod")["gateway_mac"]
+    out = trace(f"icmp,{WEB1},dl_dst={gw_mac},nw_src=10.0.1.11,nw_dst=10.0.1.1,icmp_type=8,icmp_code=0")
+    [(port_, sets)] = out.outputs
+    assert port_ == "in_port" and sets["icmp_type"] == "0" and sets["ip_src"] == "10.0.1.1" and sets["ip_dst"] == "10.0.1.11"
+    assert sets["eth_src"] == gw_mac and sets["eth_dst"] == "02:00:00:00:01:01"

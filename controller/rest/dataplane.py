@@ -1,0 +1,84 @@
+"""REST views of the dataplane: per-domain FIB and per-switch flows (desired against installed)."""
+
+from __future__ import annotations
+
+from controller.rest.api import ApiError, Response, Route
+from controller.service import NotFound
+from openflow.pipeline import BY_ID
+
+
+def routes(state, programmer, reconcilers) -> list[Route]:
+    """``reconcilers()`` returns {datapath id: SwitchReconciler} of the connected switches."""
+
+    def fib(req, id):
+        if state.policy.get("domain", id) is None:
+            raise NotFound("domain", id)
+        view = programmer.view
+        items = [_route_view(state, view, r) for r in view.fib.get(id, [])]
+        return Response(200, {"domain_id": id, "ref": state.policy.ref("domain", state.policy.get("domain", id)),
+                              "l3_vni": state.policy.get("domain", id)["l3_vni"], "routes": items,
+                              "count": len(items)})
+
+    def flows(req, dpid):
+        key = _dpid(dpid)
+        session = next((s for s, sw in programmer.view.switches.items() if sw.datapath_id == key), None)
+        reconciler = reconcilers().get(key)
+        if session is None and reconciler is None:
+            raise ApiError(404, "not_found", f"no switch with datapath id {key:016x}")
+        if reconciler is not None:
+            items = reconciler.flows()
+            status = reconciler.status()
+        else:  # known over OVSDB only: what Canopy wants there, nothing installed yet
+            desired = programmer.desired.get(session)
+            items = [_desired_flow(f) for f in sorted(desired.all_flows(), key=_order)] if desired else []
+            status = {"openflow": "disconnected", "desired": len(items), "installed": 0}
+        for item in items:
+            owner = item.get("owner") or {}
+            obj = state.policy.get(owner.get("kind"), owner.get("id")) if owner.get("kind") in (
+                "subnet", "domain", "vport") else None
+            owner["ref"] = state.policy.ref(owner["kind"], obj) if obj else owner.get("ref")
+        agree = all(i["desired"] == i["installed"] for i in items)
+        return Response(200, {"datapath_id": f"{key:016x}", "status": status, "in_sync": agree, "flows": items,
+                              "count": len(items)})
+
+    return [Route("GET", "/v1/domains/{id}/fib", fib, "the domain's forwarding table: prefix, next hop, origin"),
+            Route("GET", "/v1/switches/{dpid}/flows", flows,
+                  "desired and installed flows of a VRS, with the object that owns each")]
+
+
+def _dpid(text):
+    key = text.lower().replace(":", "")
+    try:
+        return int(key, 16)
+    except ValueError:
+        raise ApiError(400, "bad_request", "a datapath id is up to 16 hex digits", "dpid") from None
+
+
+def _order(flow):
+    return (flow.table, -flow.priority, flow.cookie)
+
+
+def _desired_flow(flow):
+    from openflow.flows import render_flow
+
+    return {"table": flow.table, "table_name": BY_ID[flow.table].name, "priority": flow.priority,
+            "cookie": f"{flow.cookie:#x}", "owner": {"kind": flow.owner.kind, "id": flow.owner.id},
+            "flow": render_flow(flow), "desired": True, "installed": False}
+
+
+def _route_view(state, view, route):
+    out = {"prefix": route.prefix, "origin": route.kind, "next_hop": route.next_hop, "vport": None,
+           "subnet": None, "vtep_ip": None, "chassis": None}
+    if route.subnet_id:
+        sub = state.policy.get("subnet", route.subnet_id)
+        out["subnet"] = {"id": route.subnet_id, "ref": state.policy.ref("subnet", sub) if sub else None}
+    if route.vport_id:
+        vport = state.policy.get("vport", route.vport_id)
+        out["vport"] = {"id": route.vport_id, "ref": state.policy.ref("vport", vport) if vport else None}
+        ep = view.endpoints.get(route.vport_id)
+        sw = view.switches.get(ep.session) if ep else None
+        if sw:
+            out["vtep_ip"], out["chassis"] = sw.vtep_ip, sw.chassis
+    elif route.kind == "static":
+        out["unresolved"] = True  # the next hop is not a known, bound vport: no flows for this route
+    return out
