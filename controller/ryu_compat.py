@@ -26,8 +26,13 @@ from ryu.controller.handler import (  # noqa: E402
     MAIN_DISPATCHER,
     set_ev_cls,
 )
-from ryu.lib import hub  # noqa: E402
-from ryu.ofproto import ofproto_v1_3  # noqa: E402
+from ryu.lib import hub, type_desc  # noqa: E402
+from ryu.lib.packet import dhcp as pkt_dhcp  # noqa: E402
+from ryu.lib.packet import ethernet as pkt_ethernet  # noqa: E402
+from ryu.lib.packet import ipv4 as pkt_ipv4  # noqa: E402
+from ryu.lib.packet import packet as pkt_packet  # noqa: E402
+from ryu.lib.packet import udp as pkt_udp  # noqa: E402
+from ryu.ofproto import ofproto_parser, ofproto_protocol, ofproto_v1_3, ofproto_v1_4  # noqa: E402
 
 RyuApp = app_manager.RyuApp
 
@@ -37,9 +42,18 @@ __all__ = [
     "MAIN_DISPATCHER",
     "RyuApp",
     "hub",
+    "pkt_dhcp",
+    "pkt_ethernet",
+    "pkt_ipv4",
+    "pkt_packet",
+    "pkt_udp",
     "ofp_event",
+    "ofproto_parser",
+    "ofproto_protocol",
     "ofproto_v1_3",
+    "ofproto_v1_4",
     "set_ev_cls",
+    "type_desc",
     "wsgi_classes",
     "run_manager",
 ]
