@@ -11,6 +11,8 @@ import ipaddress
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from controller.policy import dhcp_server_ip
+
 L2_SERVER_MAC = "02:ca:fe:00:00:01"  # DHCP server MAC on L2-only subnets (no anycast gateway there)
 
 
@@ -60,6 +62,7 @@ class SubnetInfo:
     gateway: str | None
     gateway_mac: str  # the domain's anycast gateway MAC, or L2_SERVER_MAC
     dhcp: bool
+    dhcp_server: str | None  # the DHCP server address (the gateway, or reserved on L2-only subnets)
 
 
 @dataclass(frozen=True)
@@ -110,7 +113,8 @@ def derive(policy, locations, snapshots, vtep_ip_of) -> View:
         dom = policy.get("domain", sub["domain_id"]) if sub["domain_id"] else None
         view.subnets[sub["id"]] = SubnetInfo(
             sub["id"], sub["vni"], dom["l3_vni"] if dom else 0, sub["domain_id"], sub["cidr"], sub["gateway"],
-            dom["gateway_mac"] if dom else L2_SERVER_MAC, bool(sub["cidr"] and sub["dhcp"]["enabled"]))
+            dom["gateway_mac"] if dom else L2_SERVER_MAC, bool(sub["cidr"] and sub["dhcp"]["enabled"]),
+            dhcp_server_ip(sub))
     for vid, loc in sorted(locations.items()):
         vport = policy.get("vport", vid)
         if vport is None or loc.session not in view.switches:

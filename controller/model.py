@@ -17,6 +17,7 @@ from controller import fields as f
 from controller.fields import Invalid
 
 _MISSING = object()
+MAX_DHCP_ROUTES = 16
 
 
 @dataclass(frozen=True)
@@ -287,6 +288,8 @@ def _subnet_rules(obj):
             yield "gateway", f"{gw} is the network or broadcast address of {net}"
     if obj["cidr"] is None and (obj["dhcp"] or {}).get("routes"):
         yield "dhcp.routes", "needs a cidr"
+    if len((obj["dhcp"] or {}).get("routes") or ()) > MAX_DHCP_ROUTES:
+        yield "dhcp.routes", f"at most {MAX_DHCP_ROUTES} routes (a DHCP reply must fit 576 bytes)"
 
 
 def _vport_rules(obj):

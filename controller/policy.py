@@ -74,6 +74,14 @@ class Policy:
         return {kind: len(objs) for kind, objs in self.objects.items()}
 
 
+def dhcp_server_ip(subnet: dict) -> str | None:
+    """The address Canopy's DHCP answers from in a subnet: its gateway, or for an L2-only subnet without
+    one the last host address of the CIDR (reserved: never allocated to or configured on a vport)."""
+    if not subnet["cidr"]:
+        return None
+    return subnet["gateway"] or str(ipaddress.IPv4Network(subnet["cidr"]).broadcast_address - 1)
+
+
 SCHEMA_REFS = {(kind, spec.name): spec.ref for kind, specs in SCHEMA.items() for spec in specs if spec.ref}
 
 
@@ -197,6 +205,9 @@ def _vport_ips(policy, vport, subnet, seen):
             yield _p(policy, "vport", vport, path, f"{ip} is the network or broadcast address of {net}")
         elif ip == subnet["gateway"]:
             yield _p(policy, "vport", vport, path, f"{ip} is the subnet's gateway", "conflict")
+        elif ip == dhcp_server_ip(subnet):
+            yield _p(policy, "vport", vport, path, f"{ip} is reserved for the subnet's DHCP server (the last host "
+                     "address of an L2-only subnet without a gateway)", "conflict")
         elif (subnet["id"], ip) in seen:
             yield _p(policy, "vport", vport, path, f"{ip} is already used by vport "
                      f"{seen[(subnet['id'], ip)]['name']!r} in this subnet", "conflict")
@@ -264,7 +275,7 @@ class Allocator:
     def _used_ips(self, policy, subnet):
         """Addresses taken in a subnet; computed once per allocator (one allocator serves one change)."""
         if subnet["id"] not in self._ips:
-            used = {subnet["gateway"]}
+            used = {subnet["gateway"], dhcp_server_ip(subnet)}
             for vport in policy.all("vport"):
                 if vport["subnet_id"] == subnet["id"]:
                     used.update(vport["ips"] or [])

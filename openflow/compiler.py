@@ -110,6 +110,8 @@ def _subnet(view, sw, owner):
         flows.append(gateway_echo_responder(sub.vni, sub.gateway, sub.gateway_mac, owner))
         flows.append(flow(p.L2_LOOKUP, 100, {"reg5": sub.vni, "eth_dst": sub.gateway_mac},
                           [("goto", p.L3_ROUTING)], owner))
+    elif sub.dhcp and sub.dhcp_server:  # L2-only: renewals are unicast to the DHCP server's address
+        flows.append(arp_responder(sub.vni, sub.dhcp_server, sub.gateway_mac, owner))
     everyone, local_only = group_ids(sub.vni)
     flows += [
         flow(p.L2_LOOKUP, 50, {"reg0": FROM_TUNNEL, "reg5": sub.vni, "eth_dst": MCAST}, [("group", local_only)], owner),

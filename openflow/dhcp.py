@@ -16,9 +16,10 @@ import ipaddress
 import struct
 from dataclasses import dataclass
 
+from controller.derive import L2_SERVER_MAC
+from controller.policy import dhcp_server_ip
 from controller.ryu_compat import pkt_dhcp, pkt_ethernet, pkt_ipv4, pkt_packet, pkt_udp
 
-L2_SERVER_MAC = "02:ca:fe:00:00:01"  # our MAC on L2-only subnets (no anycast gateway); as controller/derive.py
 VXLAN_OVERHEAD = 50
 SERVER_PORT, CLIENT_PORT = 67, 68
 BROADCAST_IP, BROADCAST_MAC, ZERO_IP = "255.255.255.255", "ff:ff:ff:ff:ff:ff", "0.0.0.0"
@@ -111,7 +112,7 @@ def lease_for(policy_subnet: dict, vport: dict, domain: dict | None, underlay_mt
     gateway = policy_subnet.get("gateway")
     return Lease(
         client_mac=vport["mac"].lower(), ip=ip, prefix_len=net.prefixlen,
-        server_ip=gateway or str(net.broadcast_address - 1),
+        server_ip=dhcp_server_ip(policy_subnet),
         server_mac=((domain or {}).get("gateway_mac") or L2_SERVER_MAC).lower(),
         router=gateway, dns_servers=tuple(cfg.get("dns_servers") or ()), domain_name=cfg.get("domain_name"),
         lease_time=cfg.get("lease_time") or 86400, mtu=cfg.get("mtu") or underlay_mtu - VXLAN_OVERHEAD,

@@ -222,3 +222,20 @@ def test_four_byte_asn_uses_its_low_16_bits_for_derived_values():
     dom = p.get("domain", "domain-prod")
     alloc.fill(p, "domain", dom)
     assert dom["rd"] == f"{4200000001 & 0xFFFF}:7000"
+
+
+def test_dhcp_server_address_of_an_l2_subnet_is_reserved():
+    p = build(tenant(), subnet("lan", "10.0.0.0/24", None, dom=None),
+              vport("v1", "lan", "02:00:00:00:00:01", ["10.0.0.254"]))
+    assert any(f == "ips[0]" and "DHCP server" in r for _, f, r in reasons(p))
+    alloc = pol.Allocator({}, 65000, (100, 200))
+    sub = p.get("subnet", "subnet-lan")
+    assert pol.dhcp_server_ip(sub) == "10.0.0.254"
+    used = alloc._used_ips(p, sub)
+    assert "10.0.0.254" in used
+
+
+def test_dhcp_routes_are_capped():
+    routes = [{"prefix": f"192.168.{i}.0/24", "next_hop": "10.0.0.5"} for i in range(17)]
+    assert "dhcp.routes" in fields_of("subnet", {"tenant_id": "t", "name": "s", "cidr": "10.0.0.0/24",
+                                                 "dhcp": {"routes": routes}})
