@@ -9,6 +9,8 @@ dialling a server), so this module adapts it, and it is the only Canopy module t
   deadline (``list_dbs``, ``get_schema``) so a silent or confused peer cannot hold us forever.
 - ``Replica``: an ``ovs.db.idl.Idl`` replicating the peer's database over that *accepted* connection.
 - ``IdleLink``: keeps an accepted connection open (answers echo probes) without replicating anything.
+- ``Replica.transact``: writes through an ``ovs.db.idl.Transaction``; the body sees only a
+  ``RowWriter`` and the caller a ``PendingTransaction`` it polls from its own loop (never blocks).
 
 Everything here is cooperative under eventlet: ``ovs.poller`` switches to a ``select.select`` based
 poller when eventlet has patched ``select``, so ``wait()`` yields to other green threads.
@@ -24,6 +26,9 @@ change):
 - ``Idl.__init__`` always opens its own Session from a remote string; we replace ``Idl._session``.
 - ``ovs.vlog`` drops every message unless ``Vlog.init`` was called, so the library's own warnings
   (parse errors, receive errors) are invisible; callers log what they see through this module.
+- ``Transaction.commit()`` sends the request and detaches the transaction from the Idl; later calls
+  return the status that ``Idl.run()`` recorded from the reply (or TRY_AGAIN if the connection
+  dropped). ``PendingTransaction.poll`` relies on that (tests/integration/test_ovsdb_tunnel.py).
 - With eventlet's select, a zero poll timeout is turned into 100 ms (eventlet bug workaround in
   ``ovs.poller``); harmless for us, but it bounds how "immediate" an immediate wake is.
 """
@@ -32,7 +37,8 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 
 import ovs.db.idl
 import ovs.jsonrpc
@@ -46,6 +52,19 @@ PINNED_OVS_VERSION = "4.0.0"
 OVS_VERSION = ovs.version.VERSION
 DEFAULT_PROBE_MS = 5000
 MAX_UNSOLICITED = 100  # messages a peer may send during one handshake call before we give up on it
+TXN_TIMEOUT_MS = 10000  # a transaction without a reply by then is abandoned (TXN_TIMED_OUT)
+
+# Outcomes of a transaction (TxnResult.status).
+TXN_SUCCESS, TXN_UNCHANGED, TXN_TRY_AGAIN, TXN_ERROR, TXN_TIMED_OUT = (
+    "success", "unchanged", "try again", "error", "timed out")
+_FINAL = {
+    ovs.db.idl.Transaction.SUCCESS: TXN_SUCCESS,
+    ovs.db.idl.Transaction.UNCHANGED: TXN_UNCHANGED,
+    ovs.db.idl.Transaction.TRY_AGAIN: TXN_TRY_AGAIN,
+    ovs.db.idl.Transaction.ERROR: TXN_ERROR,
+    ovs.db.idl.Transaction.NOT_LOCKED: TXN_ERROR,
+    ovs.db.idl.Transaction.ABORTED: TXN_ERROR,
+}
 
 
 class PeerError(Exception):
@@ -216,6 +235,90 @@ def _poll(session_wait, timeout_ms: int) -> None:
     poller.block()
 
 
+@dataclass(frozen=True)
+class TxnResult:
+    """How a transaction ended: ``status`` is one of the ``TXN_*`` values; ``detail`` explains errors."""
+
+    status: str
+    detail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """True if the database now holds what the transaction wrote."""
+        return self.status in (TXN_SUCCESS, TXN_UNCHANGED)
+
+    @property
+    def transient(self) -> bool:
+        """True for a conflict with a concurrent change (or a dropped connection): just re-plan."""
+        return self.status == TXN_TRY_AGAIN
+
+
+class RowWriter:
+    """What a transaction body may do to a replica's rows; every change joins one transaction.
+
+    Rows are the replica's own (as returned by ``Replica.rows``) or ones ``insert`` returned.
+    Columns must be replicated (see ``schema_helper``); an unknown column raises ``KeyError``. A
+    value of the wrong type is dropped by ``ovs`` with only a muted vlog message: pass str, int,
+    dict, list and rows matching the schema.
+    """
+
+    def __init__(self, idl: ovs.db.idl.Idl, txn: ovs.db.idl.Transaction):
+        self._idl = idl
+        self._txn = txn
+
+    def insert(self, table: str, **columns):
+        """A new row of ``table`` with ``columns`` set; reference it from a root row, or it is dropped."""
+        row = self._txn.insert(self._idl.tables[table])
+        for column, value in columns.items():
+            self.set(row, column, value)
+        return row
+
+    def set(self, row, column: str, value) -> None:
+        """Replace the whole ``column`` of ``row``."""
+        setattr(row, column, value)
+
+    def verify(self, row, column: str) -> None:
+        """Make the transaction fail (TXN_TRY_AGAIN) if ``column`` changed since the replica read it."""
+        row.verify(column)
+
+    def set_key(self, row, column: str, key: str, value: str) -> None:
+        """Set one key of a map column, leaving the other keys alone (a server-side mutation)."""
+        row.setkey(column, key, value)
+
+    def add_to_set(self, row, column: str, value) -> None:
+        """Add one element (e.g. a row reference) to a set column (a server-side mutation)."""
+        row.addvalue(column, value)
+
+
+class PendingTransaction:
+    """A committed transaction awaiting its reply; ``poll`` it from the loop that runs the replica."""
+
+    def __init__(self, txn: ovs.db.idl.Transaction, status: str, timeout_ms: int):
+        self._txn = txn
+        self._status = status
+        self._deadline = ovs.timeval.msec() + timeout_ms
+        self._timeout_ms = timeout_ms
+        self.result: TxnResult | None = None
+
+    def poll(self) -> TxnResult | None:
+        """The outcome once known (call after ``Replica.run``); None while the reply is awaited."""
+        if self.result is None:
+            # After the first commit() the transaction is detached: commit() returns the status
+            # Idl.run() recorded from the reply.
+            self._status = self._txn.commit()
+            if self._status in _FINAL:
+                status = _FINAL[self._status]
+                self.result = TxnResult(status, self._txn.get_error() if status == TXN_ERROR else "")
+            elif ovs.timeval.msec() >= self._deadline:  # a late reply is ignored
+                self.result = TxnResult(TXN_TIMED_OUT, "no reply within %d ms" % self._timeout_ms)
+        return self.result
+
+    def wait(self, poller) -> None:
+        """Wake ``poller`` when the outcome may be known or the deadline passes."""
+        self._txn.wait(poller)
+        poller.timer_wait_until(self._deadline)
+
+
 class Replica:
     """An ``ovs.db.idl.Idl`` replica of one database, over a connection the peer opened to us."""
 
@@ -233,6 +336,7 @@ class Replica:
             raise RuntimeError("ovs %s: Idl has no _session to replace (pinned %s)"
                                % (OVS_VERSION, PINNED_OVS_VERSION))
         self._idl._session = _session_on(link, probe_ms)
+        self._pending: PendingTransaction | None = None
 
     def run(self) -> None:
         """Process what the peer sent (at most one batch); never blocks."""
@@ -258,9 +362,34 @@ class Replica:
         idl_table = self._idl.tables.get(table)
         return list(idl_table.rows.values()) if idl_table is not None else []
 
+    def transact(self, body: Callable[[RowWriter], None], comment: str = "",
+                 timeout_ms: int = TXN_TIMEOUT_MS) -> PendingTransaction:
+        """Run ``body`` to build one transaction and send it; poll the result with ``poll()``.
+
+        Never blocks. The replica's rows are unchanged until the peer's update arrives. If ``body``
+        raises, the transaction is abandoned and the exception propagates.
+        """
+        txn = ovs.db.idl.Transaction(self._idl)
+        try:
+            if comment:
+                txn.add_comment(comment)
+            body(RowWriter(self._idl, txn))
+        except BaseException:
+            txn.abort()
+            raise
+        pending = PendingTransaction(txn, txn.commit(), timeout_ms)
+        self._pending = pending
+        return pending
+
     def wait(self, timeout_ms: int) -> None:
         """Block cooperatively until there is work for ``run()``, or ``timeout_ms`` passes."""
-        _poll(self._idl.wait, timeout_ms)
+
+        def session_wait(poller):
+            self._idl.wait(poller)
+            if self._pending is not None and self._pending.result is None:
+                self._pending.wait(poller)
+
+        _poll(session_wait, timeout_ms)
 
     def close(self) -> None:
         """Close the connection (idempotent)."""

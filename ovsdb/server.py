@@ -9,7 +9,9 @@ accepted connection a green thread:
    hardware_vtep programming lands (a later issue). Holding it open keeps the VTEP from reconnecting
    with back-off and shows it in ``sessions()``. It is never reported as a VRS;
 3. ``Open_vSwitch``: fetches the peer's own schema, replicates the tables in ``ovsdb.vrs.COLUMNS`` and
-   reports ``VrsSnapshot``s to the sink (``ovsdb.vrs.VrsReporter``) until the connection drops;
+   reports ``VrsSnapshot``s to the sink (``ovsdb.vrs.VrsReporter``) until the connection drops; after
+   each refresh, unless ``provision_tunnel`` is off, ``ovsdb.tunnel.TunnelReconciler`` keeps the VRS's
+   VXLAN tunnel port as desired (the only thing Canopy writes to a VRS database);
 4. anything else, garbage, or silence: logged with the peer address, and that connection is dropped.
 
 Nothing a peer sends can stop the listener or another session. Every wait is bounded (``WAKE_MS``).
@@ -23,7 +25,7 @@ import time
 
 from controller.discovery import DiscoverySink
 from controller.ryu_compat import hub
-from ovsdb import idl, vrs
+from ovsdb import idl, tunnel, vrs
 
 VTEP_DATABASE = "hardware_vtep"
 WAKE_MS = 1000  # longest a green thread sleeps without looking at its connection
@@ -54,6 +56,7 @@ class _PeerSession:
         self.connected_since = time.time()
         self._conn = link  # PeerLink, then Replica or IdleLink
         self._reporter = vrs.VrsReporter(server.sink, name, link.peer, server.bridge, server.log)
+        self._tunnel: tunnel.TunnelReconciler | None = None
         self._thread = None
         self._finished = False
 
@@ -72,6 +75,7 @@ class _PeerSession:
             "connected_since": since.isoformat(timespec="seconds"),
             "state": self.state,
             "chassis": last.chassis if last is not None else None,
+            "tunnel": self._tunnel.describe() if self._tunnel is not None else None,
         }
 
     def close(self) -> None:
@@ -109,17 +113,27 @@ class _PeerSession:
         self._conn = replica
         self.state = SYNCING
         self._log.info("ovsdb %s: VRS session %s, replicating %s", self.peer, self.name, vrs.DATABASE)
+        if self._server.provision_tunnel:
+            self._tunnel = tunnel.TunnelReconciler(replica, self.peer, self._server.tunnel_name, self._log)
         seen = None
         while True:
             replica.run()
-            if not replica.connected:
+            if not replica.connected:  # a transaction in flight is simply dropped with it
                 self._log.info("ovsdb %s: connection closed by peer", self.peer)
                 return
-            if replica.synced and replica.change_seqno != seen:
-                seen = replica.change_seqno
-                self.state = SYNCED
-                self._reporter.refresh(replica.rows(vrs.DATABASE))
-            replica.wait(WAKE_MS)
+            if replica.synced:
+                if replica.change_seqno != seen:
+                    seen = replica.change_seqno
+                    self.state = SYNCED
+                    self._reporter.refresh(replica.rows(vrs.DATABASE))
+                if self._tunnel is not None:
+                    self._tunnel.step(self._reporter.last)
+            replica.wait(self._wake_ms())
+
+    def _wake_ms(self) -> int:
+        """How long the session loop may sleep: WAKE_MS, or less when the tunnel's back-off ends."""
+        due = self._tunnel.wake_in_ms() if self._tunnel is not None else None
+        return WAKE_MS if due is None else min(WAKE_MS, due)
 
     def _hold_idle(self) -> None:
         """Keep a hardware_vtep connection open and quiet until the peer goes."""
@@ -159,11 +173,16 @@ class OvsdbManagerServer:
     ``bridge``: the integration bridge whose interfaces become ``VrsSnapshot.ports``.
     ``handshake_timeout``: seconds a new peer has to answer each handshake request.
     ``probe_interval``: seconds of silence before an echo probe; a peer silent for two is dropped.
+    ``provision_tunnel``: keep each VRS's VXLAN tunnel port (``tunnel_name``) on ``bridge`` as
+    desired (ovsdb/tunnel.py); when False, Canopy writes nothing to any VRS database.
     """
 
     def __init__(self, listen: str, port: int, sink: DiscoverySink, bridge: str = vrs.DEFAULT_BRIDGE,
                  log: logging.Logger | None = None, *, handshake_timeout: float = 5.0,
-                 probe_interval: float = 5.0):
+                 probe_interval: float = 5.0, provision_tunnel: bool = True,
+                 tunnel_name: str = tunnel.DEFAULT_NAME):
+        if not isinstance(tunnel_name, str) or not tunnel_name.strip():
+            raise ValueError("tunnel_name must be a non-empty port name, not %r" % (tunnel_name,))
         self.listen = listen
         self.port = port
         self.sink = sink
@@ -171,6 +190,8 @@ class OvsdbManagerServer:
         self.log = log or logging.getLogger("canopy.ovsdb")
         self.handshake_timeout_ms = int(handshake_timeout * 1000)
         self.probe_interval_ms = int(probe_interval * 1000)
+        self.provision_tunnel = provision_tunnel
+        self.tunnel_name = tunnel_name
         self._listener: idl.Listener | None = None
         self._accept_thread = None
         self._sessions: dict[str, _PeerSession] = {}
@@ -200,7 +221,8 @@ class OvsdbManagerServer:
         self.log.info("ovsdb: manager on %s:%d stopped", self.listen, self.port)
 
     def sessions(self) -> list[dict]:
-        """One JSON-ready dict per open session: session, peer, database, connected_since, state."""
+        """One JSON-ready dict per open session: session, peer, database, connected_since, state,
+        chassis, and tunnel (the tunnel reconciler's name/state/transactions/last_error, or None)."""
         return [self._sessions[name].describe() for name in sorted(self._sessions)]
 
     def _accept_loop(self) -> None:

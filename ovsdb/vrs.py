@@ -27,12 +27,14 @@ from controller.discovery import (
 DATABASE = "Open_vSwitch"
 DEFAULT_BRIDGE = "br-int"
 
-# Everything Canopy replicates from a VRS; nothing else is monitored.
+# Everything Canopy replicates from a VRS; nothing else is monitored. All are writable through
+# ovsdb.idl.Replica.transact; ovsdb/tunnel.py writes Bridge.ports, Port.name/interfaces/external_ids
+# and Interface.name/type/options/external_ids (its tunnel port only).
 COLUMNS = {
     "Open_vSwitch": ("external_ids", "ovs_version", "bridges"),
     "Bridge": ("name", "datapath_id", "ports", "datapath_type", "external_ids"),
-    "Port": ("name", "interfaces"),
-    "Interface": ("name", "ofport", "external_ids", "mac_in_use", "type"),
+    "Port": ("name", "interfaces", "external_ids"),
+    "Interface": ("name", "ofport", "external_ids", "mac_in_use", "type", "options"),
 }
 
 # Called with (external_ids key, offending value) for values that are ignored.

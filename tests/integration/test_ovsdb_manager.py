@@ -1,9 +1,9 @@
 """Canopy as OVSDB manager against real ovsdb-server processes, on loopback only.
 
-The manager runs in a child process started by these tests (``python THIS_FILE --driver``) that
-monkey-patches like ryu-manager does (``hub.patch(thread=False)``) and runs ``OvsdbManagerServer`` with
-a recording sink printing one JSON line per sink call. Keeping eventlet out of the pytest process
-keeps other test modules unpatched; the sockets, ovsdb-servers and IDLs are all real.
+The manager runs in a child process (``tests.harness.ovsdb_driver``) that monkey-patches like
+ryu-manager does and runs ``OvsdbManagerServer`` with a recording sink; the sockets, ovsdb-servers and
+IDLs are all real. Tunnel provisioning is off here (``--no-tunnel``): these tests are about what
+Canopy reads (tests/integration/test_ovsdb_tunnel.py covers what it writes).
 
 Hypervisors are bare ovsdb-servers (no ovs-vswitchd: ``ovs-vsctl --no-wait``), each in its own temp
 dir, reached through a unix socket and told ``set-manager tcp:127.0.0.1:PORT``. Processes are stopped
@@ -12,24 +12,21 @@ by PID and temp dirs removed even when a test fails. Every wait polls with a dea
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 import pytest
 
+from tests.harness.ovsdb_driver import ManagerDriver, hold_for, poll_until, stop_process
+
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
 SCHEMAS = Path("/usr/share/openvswitch")
 HANDSHAKE_TIMEOUT = 2.0  # seconds the driver gives a new peer to answer list_dbs / get_schema
 PROBE_MS = 1000  # inactivity probe we ask ovsdb-servers to use towards the manager
@@ -38,181 +35,10 @@ SLOW = 10.0  # bound for process start-up, connection set-up and teardown
 MANAGER_PROBE_S = 2.0  # the manager's own echo probe interval
 
 
-# Driver: runs in the child process.
-
-def _driver_main(argv: list[str]) -> int:
-    """Run OvsdbManagerServer under eventlet; sink calls and replies go to stdout as JSON lines.
-
-    stdin commands: ``sessions ID`` -> {"ev": "sessions", "id": ID, "sessions": [...]};
-    ``stop`` -> server.stop(), then {"ev": "stopped", "sessions": [...]} and exit.
-    """
-    sys.path.insert(0, str(REPO))
-    from controller.ryu_compat import hub
-
-    hub.patch(thread=False)
-    import dataclasses
-    import logging
-
-    import eventlet.hubs
-
-    from controller.discovery import DiscoverySink
-    from ovsdb.server import OvsdbManagerServer
-
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
-
-    def emit(**event):
-        sys.stdout.write(json.dumps(event) + "\n")
-        sys.stdout.flush()
-
-    class RecordingSink(DiscoverySink):
-        def vrs_update(self, snap):
-            emit(ev="update", snap=dataclasses.asdict(snap))
-
-        def vrs_gone(self, session):
-            emit(ev="gone", session=session)
-
-    server = OvsdbManagerServer("127.0.0.1", 0, RecordingSink(), handshake_timeout=float(argv[0]),
-                                probe_interval=float(argv[1]))
-    server.start()
-    emit(ev="listening", port=server.port)
-    for words in _stdin_commands(eventlet.hubs.trampoline):
-        if words[0] == "sessions":
-            emit(ev="sessions", id=int(words[1]), sessions=server.sessions())
-        elif words[0] == "stop":
-            break
-    server.stop()
-    emit(ev="stopped", sessions=server.sessions())
-    return 0
-
-
-def _stdin_commands(trampoline):
-    """Yield stdin lines as word lists until EOF, waiting in the hub so green threads keep running.
-
-    (eventlet's green ``select.select`` never reports fd 0 readable here; ``trampoline`` does.)
-    """
-    buffered, fd = b"", sys.stdin.fileno()
-    while True:
-        trampoline(fd, read=True)
-        chunk = os.read(fd, 4096)
-        if not chunk:
-            return
-        *lines, buffered = (buffered + chunk).split(b"\n")
-        for line in lines:
-            if line.split():
-                yield line.decode().split()
-
-
-# Test side.
-
-def wait_until(predicate, timeout: float, what: str, context=lambda: ""):
-    """Poll ``predicate`` every 20 ms until it returns something truthy; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError("timed out after %.1fs waiting for %s\n%s" % (timeout, what, context()))
-        time.sleep(0.02)
-
-
-def hold_for(seconds: float, invariant, what: str, context=lambda: "") -> None:
-    """Check ``invariant`` every 20 ms for ``seconds`` (an observation window, not a sync point)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        assert invariant(), "%s stopped holding\n%s" % (what, context())
-        time.sleep(0.02)
-
-
-def stop_process(proc: subprocess.Popen, timeout: float = 5.0) -> None:
-    """Terminate a child we started, by its PID; kill it if it does not exit in time."""
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(timeout)
-
-
-class ManagerDriver:
-    """The child process running OvsdbManagerServer, and everything its sink recorded."""
-
-    def __init__(self, workdir: str):
-        self.log_path = os.path.join(workdir, "manager.log")
-        self._log = open(self.log_path, "wb")
-        env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
-        self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--driver", str(HANDSHAKE_TIMEOUT), str(MANAGER_PROBE_S)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, env=env, cwd=str(REPO))
-        self.events: list[dict] = []
-        self._lock = threading.Lock()
-        self._ids = itertools.count(1)
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        try:
-            self.port = self.wait_event(lambda e: e["ev"] == "listening", SLOW, "manager listening")["port"]
-        except BaseException:
-            self.close()
-            raise
-
-    def _read(self):
-        for line in self.proc.stdout:
-            with self._lock:
-                self.events.append(json.loads(line))
-
-    def snapshot(self) -> list[dict]:
-        with self._lock:
-            return list(self.events)
-
-    def log(self) -> str:
-        with open(self.log_path, errors="replace") as f:
-            return f.read()
-
-    def context(self) -> str:
-        return "manager log tail:\n" + "\n".join(self.log().splitlines()[-30:])
-
-    def wait_event(self, predicate, timeout: float, what: str) -> dict:
-        """The first recorded event matching ``predicate``, waiting up to ``timeout``."""
-        return wait_until(lambda: next((e for e in self.snapshot() if predicate(e)), None),
-                          timeout, what, self.context)
-
-    def updates(self, session: str) -> list[dict]:
-        return [e["snap"] for e in self.snapshot() if e["ev"] == "update" and e["snap"]["session"] == session]
-
-    def gones(self, session: str) -> int:
-        return sum(1 for e in self.snapshot() if e["ev"] == "gone" and e["session"] == session)
-
-    def wait_latest(self, session: str, predicate, timeout: float, what: str) -> dict:
-        """Wait until the *latest* update of ``session`` matches ``predicate``."""
-        def check():
-            ups = self.updates(session)
-            return ups[-1] if ups and predicate(ups[-1]) else None
-        return wait_until(check, timeout, what, self.context)
-
-    def sessions(self) -> list[dict]:
-        request = next(self._ids)
-        self._send("sessions %d" % request)
-        return self.wait_event(lambda e: e["ev"] == "sessions" and e["id"] == request, SLOW,
-                               "sessions reply")["sessions"]
-
-    def stop(self) -> list[dict]:
-        self._send("stop")
-        return self.wait_event(lambda e: e["ev"] == "stopped", SLOW, "manager stopped")["sessions"]
-
-    def _send(self, line: str) -> None:
-        self.proc.stdin.write((line + "\n").encode())
-        self.proc.stdin.flush()
-
-    def close(self) -> None:
-        try:
-            self.proc.stdin.close()
-        except OSError:
-            pass
-        stop_process(self.proc)
-        self._reader.join(SLOW)
-        self._log.close()
+def start_manager(workdir: str) -> ManagerDriver:
+    """The manager child on 127.0.0.1, read-only, with this module's handshake timeout and probe."""
+    return ManagerDriver(workdir, ["--handshake-timeout", str(HANDSHAKE_TIMEOUT),
+                                   "--probe-interval", str(MANAGER_PROBE_S), "--no-tunnel"])
 
 
 class OvsdbServer:
@@ -240,7 +66,7 @@ class OvsdbServer:
              "--unixctl=" + os.path.join(self.dir, "ctl"), "--no-chdir",
              "--log-file=" + os.path.join(self.dir, "ovsdb-server.log"), "-vconsole:off"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_until(lambda: os.path.exists(self.sock), SLOW, "ovsdb-server socket " + self.sock)
+        poll_until(lambda: os.path.exists(self.sock), SLOW, "ovsdb-server socket " + self.sock)
 
     def _prepare(self) -> None:
         """Initial rows, once the server runs."""
@@ -318,7 +144,7 @@ def _needs_ovs():
 def manager():
     workdir = tempfile.mkdtemp(prefix="canopy-mgr-")
     try:
-        driver = ManagerDriver(workdir)
+        driver = start_manager(workdir)
         yield driver
         driver.close()
     finally:
@@ -385,7 +211,7 @@ def test_two_vrs_are_two_sessions_and_a_killed_one_goes_exactly_once(manager, sp
     assert {session_a, session_b} <= listed
 
     hv_a.kill()
-    wait_until(lambda: manager.gones(session_a), SLOW, "vrs_gone for hv-a", manager.context)
+    poll_until(lambda: manager.gones(session_a), SLOW, "vrs_gone for hv-a", manager.context)
 
     hv_b.vsctl("add-br", "br-int")
     hv_b.vsctl("add-port", "br-int", "vm-b1")
@@ -475,7 +301,7 @@ def test_hardware_vtep_is_recognised_and_not_reported_as_vrs(manager, spawn):
     def vtep_sessions():
         return [s for s in manager.sessions() if s["database"] == "hardware_vtep"]
 
-    [info] = wait_until(vtep_sessions, SLOW, "hardware_vtep session", manager.context)
+    [info] = poll_until(vtep_sessions, SLOW, "hardware_vtep session", manager.context)
     assert info["state"] == "idle"
     # Held open: the VTEP probes every second, and an unanswered probe would make it reconnect
     # (a new session). Watch for three probe intervals.
@@ -490,14 +316,10 @@ def test_stop_closes_every_session_and_reports_each_gone(manager, spawn):
     vtep = spawn(HardwareVtep)
     sessions = {connect_vrs(manager, hv)["session"] for hv in (hv_a, hv_b)}
     vtep.manage(manager.port)
-    wait_until(lambda: len(manager.sessions()) == 3, SLOW, "three sessions", manager.context)
+    poll_until(lambda: len(manager.sessions()) == 3, SLOW, "three sessions", manager.context)
 
     assert manager.stop() == []
     gone = [e["session"] for e in manager.snapshot() if e["ev"] == "gone"]
     assert sorted(gone) == sorted(sessions)
-    wait_until(lambda: manager.proc.poll() is not None, SLOW, "driver exit")
+    poll_until(lambda: manager.proc.poll() is not None, SLOW, "driver exit")
     assert manager.proc.returncode == 0
-
-
-if __name__ == "__main__" and sys.argv[1:2] == ["--driver"]:
-    sys.exit(_driver_main(sys.argv[2:]))

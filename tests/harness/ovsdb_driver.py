@@ -1,0 +1,233 @@
+"""``OvsdbManagerServer`` run in a child process, and the test-side handle that drives it.
+
+The child (``python -m tests.harness.ovsdb_driver ...``) monkey-patches like ryu-manager does
+(``hub.patch(thread=False)``) and runs the server with a recording sink printing one JSON line per
+sink call; keeping eventlet out of the pytest process keeps other test modules unpatched. It can run
+inside a network namespace (``ns``); it exits when its stdin closes, so it dies with the test run.
+
+stdin commands: ``sessions ID`` -> {"ev": "sessions", "id": ID, "sessions": [...]};
+``stop`` -> server.stop(), then {"ev": "stopped", "sessions": [...]} and exit.
+
+Also here: the bounded polling helpers the OVSDB integration tests share (``poll_until``,
+``hold_for``) and ``stop_process`` (by PID).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+from tests.harness.process import netns_argv, start_time
+
+REPO = Path(__file__).resolve().parents[2]
+START_TIMEOUT = 10.0  # seconds for the child to listen, answer a command or stop
+
+
+# Child side.
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="ovsdb_driver")
+    parser.add_argument("--listen", default="127.0.0.1")
+    parser.add_argument("--bridge", default="br-int")
+    parser.add_argument("--handshake-timeout", type=float, default=5.0)
+    parser.add_argument("--probe-interval", type=float, default=5.0)
+    parser.add_argument("--no-tunnel", action="store_true", help="provision_tunnel=False")
+    parser.add_argument("--tunnel-name", default=None)
+    return parser.parse_args(argv)
+
+
+def driver_main(argv: list[str]) -> int:
+    """Run OvsdbManagerServer under eventlet; sink calls and replies go to stdout as JSON lines."""
+    args = _parse(argv)
+    from controller.ryu_compat import hub
+
+    hub.patch(thread=False)
+    import dataclasses
+    import logging
+
+    import eventlet.hubs
+
+    from controller.discovery import DiscoverySink
+    from ovsdb.server import OvsdbManagerServer
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+    def emit(**event):
+        sys.stdout.write(json.dumps(event) + "\n")
+        sys.stdout.flush()
+
+    class RecordingSink(DiscoverySink):
+        def vrs_update(self, snap):
+            emit(ev="update", snap=dataclasses.asdict(snap))
+
+        def vrs_gone(self, session):
+            emit(ev="gone", session=session)
+
+    tunnel = {"tunnel_name": args.tunnel_name} if args.tunnel_name else {}
+    server = OvsdbManagerServer(args.listen, 0, RecordingSink(), bridge=args.bridge,
+                                handshake_timeout=args.handshake_timeout,
+                                probe_interval=args.probe_interval,
+                                provision_tunnel=not args.no_tunnel, **tunnel)
+    server.start()
+    emit(ev="listening", port=server.port)
+    for words in _stdin_commands(eventlet.hubs.trampoline):
+        if words[0] == "sessions":
+            emit(ev="sessions", id=int(words[1]), sessions=server.sessions())
+        elif words[0] == "stop":
+            break
+    server.stop()
+    emit(ev="stopped", sessions=server.sessions())
+    return 0
+
+
+def _stdin_commands(trampoline):
+    """Yield stdin lines as word lists until EOF, waiting in the hub so green threads keep running.
+
+    (eventlet's green ``select.select`` never reports fd 0 readable here; ``trampoline`` does.)
+    """
+    buffered, fd = b"", sys.stdin.fileno()
+    while True:
+        trampoline(fd, read=True)
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            return
+        *lines, buffered = (buffered + chunk).split(b"\n")
+        for line in lines:
+            if line.split():
+                yield line.decode().split()
+
+
+# Test side.
+
+def poll_until(predicate, timeout: float, what: str, context=lambda: ""):
+    """Poll ``predicate`` every 20 ms until it returns something truthy; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError("timed out after %.1fs waiting for %s\n%s" % (timeout, what, context()))
+        time.sleep(0.02)
+
+
+def hold_for(seconds: float, invariant, what: str, context=lambda: "") -> None:
+    """Check ``invariant`` every 20 ms for ``seconds`` (an observation window, not a sync point)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert invariant(), "%s stopped holding\n%s" % (what, context())
+        time.sleep(0.02)
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 5.0) -> None:
+    """Terminate a child we started, by its PID; kill it if it does not exit in time."""
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout)
+
+
+class ManagerDriver:
+    """The child process running OvsdbManagerServer, and everything its sink recorded.
+
+    ``ns``: network namespace to run in (None: this one); ``options``: driver flags such as
+    ``--listen 10.250.0.2`` or ``--no-tunnel``; ``record(pid, start_time)`` is told the child's
+    identity (e.g. a ``RunRecord.add_process``) so a crashed run's child can be swept.
+    """
+
+    def __init__(self, workdir: str | Path, options: list[str] = (), ns: str | None = None,
+                 record: Callable[[int, int], None] | None = None, name: str = "manager"):
+        self.log_path = os.path.join(str(workdir), name + ".log")
+        self._log = open(self.log_path, "wb")
+        env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
+        argv = [sys.executable, "-m", "tests.harness.ovsdb_driver", *options]
+        self.proc = subprocess.Popen(netns_argv(ns, argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self._log, env=env, cwd=str(REPO))
+        self.events: list[dict] = []
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        try:
+            if record is not None:
+                record(self.proc.pid, start_time(self.proc.pid))
+            self.port = self.wait_event(lambda e: e["ev"] == "listening", START_TIMEOUT,
+                                        "manager listening")["port"]
+        except BaseException:
+            self.close()
+            raise
+
+    def _read(self):
+        for line in self.proc.stdout:
+            with self._lock:
+                self.events.append(json.loads(line))
+
+    def snapshot(self) -> list[dict]:
+        with self._lock:
+            return list(self.events)
+
+    def log(self) -> str:
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
+
+    def context(self) -> str:
+        return "manager log tail:\n" + "\n".join(self.log().splitlines()[-30:])
+
+    def wait_event(self, predicate, timeout: float, what: str) -> dict:
+        """The first recorded event matching ``predicate``, waiting up to ``timeout``."""
+        return poll_until(lambda: next((e for e in self.snapshot() if predicate(e)), None),
+                          timeout, what, self.context)
+
+    def updates(self, session: str) -> list[dict]:
+        return [e["snap"] for e in self.snapshot() if e["ev"] == "update" and e["snap"]["session"] == session]
+
+    def gones(self, session: str) -> int:
+        return sum(1 for e in self.snapshot() if e["ev"] == "gone" and e["session"] == session)
+
+    def wait_latest(self, session: str, predicate, timeout: float, what: str) -> dict:
+        """Wait until the *latest* update of ``session`` matches ``predicate``."""
+        def check():
+            ups = self.updates(session)
+            return ups[-1] if ups and predicate(ups[-1]) else None
+        return poll_until(check, timeout, what, self.context)
+
+    def sessions(self) -> list[dict]:
+        request = next(self._ids)
+        self._send("sessions %d" % request)
+        return self.wait_event(lambda e: e["ev"] == "sessions" and e["id"] == request, START_TIMEOUT,
+                               "sessions reply")["sessions"]
+
+    def stop(self) -> list[dict]:
+        self._send("stop")
+        return self.wait_event(lambda e: e["ev"] == "stopped", START_TIMEOUT, "manager stopped")["sessions"]
+
+    def _send(self, line: str) -> None:
+        self.proc.stdin.write((line + "\n").encode())
+        self.proc.stdin.flush()
+
+    def close(self) -> None:
+        """Close stdin (the child exits), then stop it by PID if it has not; idempotent."""
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        stop_process(self.proc)
+        self._reader.join(START_TIMEOUT)
+        self._log.close()
+
+
+if __name__ == "__main__":
+    sys.exit(driver_main(sys.argv[1:]))
