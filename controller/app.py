@@ -1,8 +1,11 @@
-"""The Ryu application: thin glue between Ryu's events and Canopy's State.
+"""The Ryu application: thin glue between Ryu's events and Canopy's core.
 
-Handlers here only translate events into State changes (STYLE.md rule 1). The store, State, the policy
-service, the REST API and the OVSDB manager listener are built once, from the Settings that
-``canopy run`` parked in controller.runtime.
+Handlers here only translate events into State changes or hand replies to their switch's reconciler
+(STYLE.md rule 1). State changes wake one green thread that refreshes the desired flows (the
+programmer: derive, recompile what changed) and hands each changed switch its new desired state; the
+switch's reconciler sends only the difference. The store, State, the policy service, the REST API and
+the OVSDB manager listener are built once, from the Settings that ``canopy run`` parked in
+controller.runtime.
 """
 
 from __future__ import annotations
@@ -11,23 +14,31 @@ import logging
 
 from controller import runtime
 from controller.core import build_core
+from controller.programmer import Programmer
+from controller.rest import dataplane as rest_dataplane
 from controller.rest import wsgi as rest_wsgi
-from controller.rest.api import Api, Route, Response
+from controller.rest.api import Api, Response, Route
 from controller.ryu_compat import (
     DEAD_DISPATCHER,
     MAIN_DISPATCHER,
     RyuApp,
+    hub,
     ofp_event,
     ofproto_v1_3,
+    ofproto_v1_4,
     set_ev_cls,
 )
+from openflow import encode
+from openflow.dhcp_service import DhcpService
+from openflow.reconciler import REPLY_EVENTS, SwitchReconciler
 from ovsdb.server import OvsdbManagerServer
 
 log = logging.getLogger("canopy.app")
+COALESCE = 0.005  # seconds: changes arriving together are compiled together
 
 
 class CanopyApp(RyuApp):
-    OFP_VERSIONS = [ofproto_v1_3.OFP_VERSION]
+    OFP_VERSIONS = [ofproto_v1_3.OFP_VERSION, ofproto_v1_4.OFP_VERSION]
     _CONTEXTS = {"wsgi": rest_wsgi.WSGIApplication}
 
     def __init__(self, *args, **kwargs):
@@ -37,11 +48,18 @@ class CanopyApp(RyuApp):
             raise RuntimeError("start Canopy with 'canopy run', which passes its settings to this app")
         self.settings = settings
         self.store, self.state, self.service = build_core(settings)
+        self.programmer = Programmer(self.state)
+        self.reconcilers: dict[int, SwitchReconciler] = {}
+        self.dhcp = DhcpService(self.state, self.programmer, settings.underlay_mtu)
         self.ovsdb = OvsdbManagerServer(settings.ovsdb_listen, settings.ovsdb_port, self.state,
                                         bridge=settings.bridge, log=logging.getLogger("canopy.ovsdb"))
-        sessions = Route("GET", "/v1/ovsdb/sessions", self._ovsdb_sessions, "accepted OVSDB manager connections")
-        self.api = Api(self.service, self.state, settings, extra_routes=[sessions])
+        extra = [Route("GET", "/v1/ovsdb/sessions", self._ovsdb_sessions, "accepted OVSDB manager connections")]
+        extra += rest_dataplane.routes(self.state, self.programmer, lambda: self.reconcilers)
+        self.api = Api(self.service, self.state, settings, extra_routes=extra)
         rest_wsgi.register(kwargs["wsgi"], self.api)
+        self._wake = hub.Event()
+        self._worker = None
+        self.state.subscribe(lambda what, detail: self._wake.set())
         counts = self.state.policy.counts()
         log.info("Canopy started: data %s, %s; OpenFlow %s:%d, OVSDB %s:%d, REST %s:%d",
                  settings.data_dir, ", ".join(f"{n} {k}s" for k, n in counts.items() if n) or "no policy yet",
@@ -50,25 +68,84 @@ class CanopyApp(RyuApp):
 
     def start(self):
         thread = super().start()
+        self._worker = hub.spawn(self._program_loop)
         self.ovsdb.start()
         return thread
 
     def stop(self):
         self.ovsdb.stop()
+        for rec in self.reconcilers.values():
+            rec.stop()
+        if self._worker is not None:
+            hub.kill(self._worker)
         self.store.close()
         super().stop()
 
-    def _ovsdb_sessions(self, req):
-        items = self.ovsdb.sessions()
-        return Response(200, {"items": items, "count": len(items)})
+    # ------------------------------------------------------------------ programming switches
+    def _program_loop(self):
+        """Wait for State to change, then recompile what changed and hand it to the switches."""
+        self.programmer.refresh(full=True)
+        while True:
+            self._wake.wait()
+            hub.sleep(COALESCE)
+            self._wake.clear()
+            try:
+                touched = self.programmer.refresh()
+            except Exception:  # a compiler bug must not stop programming: recompute everything next time
+                log.exception("recompiling failed; falling back to a full recompute")
+                touched = self.programmer.refresh(full=True)
+            for session in touched:
+                self._push(session)
 
+    def _push(self, session):
+        sw = self.programmer.view.switches.get(session)
+        rec = self.reconcilers.get(sw.datapath_id) if sw and sw.datapath_id is not None else None
+        desired = self.programmer.desired.get(session)
+        if rec is not None and desired is not None:
+            rec.set_desired(desired.all_flows(), desired.all_groups().values())
+
+    def _session_of(self, dpid):
+        return next((s for s, sw in self.programmer.view.switches.items() if sw.datapath_id == dpid), None)
+
+    # ------------------------------------------------------------------ Ryu events
     @set_ev_cls(ofp_event.EventOFPStateChange, [MAIN_DISPATCHER, DEAD_DISPATCHER])
     def _datapath_state(self, ev):
         dp = ev.datapath
         if dp.id is None:
             return
         if ev.state == MAIN_DISPATCHER:
+            old = self.reconcilers.pop(dp.id, None)
+            if old is not None:
+                old.stop()
+            rec = SwitchReconciler(dp)
+            self.reconcilers[dp.id] = rec
+            rec.start()
+            session = self._session_of(dp.id)
+            if session is not None:  # known over OVSDB: its desired state is known; else wait for it
+                self._push(session)
             peer = "%s:%s" % dp.address[:2] if dp.address else "?"
             self.state.datapath_up(dp.id, peer, conn=id(dp))
         elif ev.state == DEAD_DISPATCHER:
+            rec = self.reconcilers.get(dp.id)
+            if rec is not None and rec.datapath is dp:
+                rec.stop()
+                del self.reconcilers[dp.id]
             self.state.datapath_down(dp.id, conn=id(dp))
+
+    @set_ev_cls(REPLY_EVENTS, MAIN_DISPATCHER)
+    def _switch_reply(self, ev):
+        rec = self.reconcilers.get(ev.msg.datapath.id)
+        if rec is not None:
+            rec.handle(ev.msg)
+
+    @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
+    def _packet_in(self, ev):
+        msg = ev.msg
+        dp = msg.datapath
+        answer = self.dhcp.answer(dp.id, msg.cookie, bytes(msg.data))
+        if answer is not None:
+            dp.send_msg(encode.packet_out(dp, answer.actions, answer.frame))
+
+    def _ovsdb_sessions(self, req):
+        items = self.ovsdb.sessions()
+        return Response(200, {"items": items, "count": len(items)})

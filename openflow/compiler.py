@@ -251,8 +251,9 @@ def to_vtep(vni: int, vtep_ip: str, sw) -> tuple:
 
 def route_to(view: View, sw, target: Endpoint, prefix: str, dom: dict, owner: Owner) -> list[Flow]:
     """Route a prefix in the domain to an endpoint: delivered locally, or over the L3 VNI to its VTEP."""
-    priority = HOST_ROUTE_BASE + ipaddress.IPv4Network(prefix).prefixlen
-    dst = {"reg4": dom["l3_vni"], "eth_type": ETH_IP, "ipv4_dst": prefix}
+    net = ipaddress.IPv4Network(prefix)
+    priority = HOST_ROUTE_BASE + net.prefixlen
+    dst = {"reg4": dom["l3_vni"], "eth_type": ETH_IP, "ipv4_dst": _prefix_match(net)}
     tsub = view.subnets[target.subnet_id]
     if target.session == sw.session:
         if not target.key:
@@ -266,6 +267,13 @@ def route_to(view: View, sw, target: Endpoint, prefix: str, dom: dict, owner: Ow
     return [flow(p.L3_ROUTING, priority, {"reg0": NOT_FROM_TUNNEL, **dst}, [
         ("set", "eth_src", sw.router_mac), ("set", "eth_dst", remote.router_mac), ("dec_ttl",),
         *to_vtep(dom["l3_vni"], remote.vtep_ip, sw)], owner)]
+
+
+def _prefix_match(net):
+    """A prefix as a match value: the address for a host, else (network, netmask)."""
+    if net.prefixlen == 32:
+        return str(net.network_address)
+    return (str(net.network_address), str(net.netmask))
 
 
 _COMPILERS = {"switch": _switch, "subnet": _subnet, "domain": _domain, "vport": _vport}

@@ -1,0 +1,466 @@
+"""Keeps one switch's flows and groups equal to the desired state, hitlessly (DESIGN "How data flows").
+
+One ``SwitchReconciler`` per connected datapath, owned by the Ryu app, which calls (see docs in each):
+
+- on EventOFPStateChange MAIN: ``rec = SwitchReconciler(datapath); rec.start()``;
+- whenever the compiler has a new desired state for that switch: ``rec.set_desired(flows, groups)``
+  (any time, also before the read-back has finished);
+- for every event in ``REPLY_EVENTS`` (MAIN_DISPATCHER): ``rec.handle(ev.msg)``;
+- on EventOFPStateChange DEAD (of that same datapath object): ``rec.stop()``;
+- REST: ``rec.status()``, ``rec.flows()``; operators: ``rec.resync()``.
+
+Only a master (or equal) controller may change a switch: call ``set_desired`` on the active controller;
+if the switch refuses a change because this controller is its slave, the reconciler waits (state
+"not_master") until the next ``set_desired`` or ``resync()``, which the app calls when it becomes master.
+
+What it does, in one green thread per switch:
+
+1. Read back what the switch holds: flows whose cookie carries Canopy's mark (flow stats over all
+   tables with a cookie mask) and the groups in Canopy's range (group desc). Never a delete-all; until
+   ``set_desired`` has been called nothing at all is sent, so a controller restart leaves traffic alone.
+2. Diff desired against installed by ``Flow.key`` (table, priority, cookie) and send only the
+   difference, as one change set in this order: group adds and modifies, flow adds (downstream tables
+   first), flow delete_stricts (read-back match, full cookie mask; upstream tables first), group
+   deletes. An add with the match and priority of an installed flow replaces it in place, so a changed
+   flow (a new cookie) is never missing, even without bundles.
+3. OpenFlow 1.4: the change set is one atomic, ordered bundle; 1.3: the messages, then a barrier. The
+   installed state changes only when the commit or barrier reply arrives.
+4. OpenFlow errors are matched by xid to the message that caused them and logged with the flow's text.
+   The rejected flow or group is marked (``flows()``, ``status()``) and left out; the rest applies (a
+   failed atomic bundle is sent again without it). Rejected flows are retried when the desired groups
+   change (a missing group is the usual cause) and on ``resync()``.
+
+Groups: Canopy owns group ids ``0..0x1FFFFFF`` (``CANOPY_GROUPS``): every id the compiler can give a
+subnet (``compiler.group_ids``: 2*VNI and 2*VNI+1 for a 24-bit VNI). Only groups in that range are read
+back, modified or deleted as stale; groups above it are foreign and never touched, and a desired group
+outside it is refused (it could never be cleaned up). The range is a constructor argument, should the
+id scheme change. On every read-back each desired group that exists is modified once, since its
+buckets cannot be trusted.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from dataclasses import dataclass, field
+
+from controller.ryu_compat import hub, ofp_event
+from openflow import encode
+from openflow.flows import Flow, Group, owner_kind_of, render_flow, render_group
+from openflow.pipeline import BY_ID
+
+CANOPY_GROUPS = range(2 << 24)
+#: The replies the app must forward to ``SwitchReconciler.handle`` (a list, as set_ev_cls wants).
+REPLY_EVENTS = [ofp_event.EventOFPFlowStatsReply, ofp_event.EventOFPGroupDescStatsReply,
+                ofp_event.EventOFPBarrierReply, ofp_event.EventOFPBundleCtrlMsg, ofp_event.EventOFPErrorMsg]
+REPLY_TIMEOUT = 30.0  # seconds for a read-back or a change set, plus 1 s per REPLY_RATE messages
+REPLY_RATE = 5000
+RETRY_DELAY = 5.0  # seconds before reading back again after the switch did not answer
+SEND_CHUNK = 128 * 1024  # bytes written to the switch at once
+OPENFLOW_NAMES = {4: "1.3", 5: "1.4"}
+
+
+class _DpidLog(logging.LoggerAdapter):
+    def process(self, msg, kwargs):
+        return f"dpid={self.extra['dpid']} {msg}", kwargs
+
+
+@dataclass(slots=True)
+class _Op:
+    """One message of a change set: kind, the flow key or group id, and the Flow/Group/read-back entry."""
+
+    kind: str  # flow_add | flow_delete | group_add | group_modify | group_delete
+    key: object
+    item: object
+
+
+@dataclass
+class _Waiter:
+    """A request whose answer (a reply, the pieces of a multipart reply, or an error) is awaited."""
+
+    event: object = field(default_factory=hub.Event)
+    replies: list = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass
+class _Outcome:
+    """What became of a change set sent once."""
+
+    answered: bool  # the barrier/commit reply (or its error) arrived in time
+    applied: bool  # the change set took effect (minus the rejected messages)
+    errors: dict  # op index -> error text
+
+
+class SwitchReconciler:
+    """Desired versus installed flows and groups of one connected datapath (module docstring)."""
+
+    def __init__(self, datapath, log=None, on_sync=None, groups_owned=CANOPY_GROUPS):
+        """``log``: a logger (default: canopy.reconciler with a dpid prefix); ``on_sync()`` is called (in
+        the reconciler's thread) each time the switch has become equal to the desired state, minus
+        rejected items; ``groups_owned``: the group ids that are Canopy's (supports ``in``)."""
+        self.datapath = datapath
+        self.ofp = datapath.ofproto
+        self.dpid = f"{datapath.id or 0:016x}"
+        self._log = log or _DpidLog(logging.getLogger("canopy.reconciler"), {"dpid": self.dpid})
+        self._on_sync = on_sync
+        self._owned = groups_owned
+        self._wire = encode.WireEncoder(self.ofp)
+        self._bundles = self.ofp.OFP_VERSION >= 5
+        self._bundle_ids = itertools.count(1)
+        self._desired: dict | None = None  # Flow.key -> Flow; None until set_desired
+        self._desired_groups: dict = {}  # group id -> Group
+        self._installed: dict = {}  # Flow.key -> Flow sent, or flow stats entry read back
+        self._read_back_keys: set = set()
+        self._installed_groups: dict = {}  # group id -> Group sent, or None (read back: buckets unknown)
+        self._rejected: dict = {}  # Flow.key -> error text
+        self._rejected_groups: dict = {}  # group id -> error text
+        self._waiters: dict = {}  # xid -> _Waiter
+        self._inflight: dict = {}  # xid -> op index in the change set being sent
+        self._errors: dict = {}  # op index -> error text
+        self._wake = hub.Event()
+        self._need_read = True
+        self._not_master = False
+        self._thread = None
+        self.state = "connected"
+        self.counters = dict.fromkeys(("flow_add", "flow_delete", "group_add", "group_modify", "group_delete",
+                                       "change_sets", "errors", "read_backs"), 0)
+        self.last_change: dict = {}
+
+    # ------------------------------------------------------------------------------ the app's API
+
+    def start(self) -> None:
+        """Start the reconciler's green thread: read back, then keep the switch in sync."""
+        self._thread = hub.spawn(self._run)
+
+    def stop(self) -> None:
+        """Stop the thread (the datapath is gone); pending waits end at once."""
+        self.state = "stopped"
+        if self._thread is not None:
+            hub.kill(self._thread)
+            self._thread = None
+        for waiter in self._waiters.values():
+            waiter.event.set()
+
+    def set_desired(self, flows, groups=()) -> None:
+        """The complete desired state of this switch (empty removes every Canopy flow and group); only
+        the difference to installed is sent. Call it only once the state for this switch is known."""
+        desired = {f.key: f for f in flows}
+        desired_groups, foreign = {}, {}
+        for g in groups:
+            (desired_groups if g.group_id in self._owned else foreign)[g.group_id] = g
+        for gid in foreign.keys() - self._rejected_groups.keys():
+            self._log.error("refusing group %s: id outside Canopy's range", render_group(foreign[gid]))
+        if desired_groups != self._desired_groups:
+            self._rejected.clear()  # flows may have been waiting for a group: retry them
+        self._desired, self._desired_groups = desired, desired_groups
+        self._rejected = {k: v for k, v in self._rejected.items() if k in desired}
+        self._rejected_groups = {**{k: v for k, v in self._rejected_groups.items() if k in desired_groups},
+                                 **dict.fromkeys(foreign, "group id outside Canopy's range")}
+        self._wake.set()
+
+    def resync(self) -> None:
+        """Read everything back again, retry rejected items, and send the difference."""
+        self._need_read = True
+        self._wake.set()
+
+    def handle(self, msg) -> bool:
+        """A reply or error from this switch (REPLY_EVENTS); True if it answered one of our requests."""
+        if msg.datapath is not self.datapath:
+            return False
+        if msg.msg_type == self.ofp.OFPT_ERROR:
+            return self._on_error(msg)
+        waiter = self._waiters.get(msg.xid)
+        if waiter is None:
+            return False
+        if msg.msg_type == self.ofp.OFPT_MULTIPART_REPLY:
+            waiter.replies.extend(msg.body)
+            if msg.flags & self.ofp.OFPMPF_REPLY_MORE:
+                return True
+        else:
+            waiter.replies.append(msg)
+        waiter.event.set()
+        return True
+
+    def status(self) -> dict:
+        """Counts for REST: desired, installed, pending (still to add or remove), rejected; groups alike.
+
+        ``state``: connected, reading (read-back), syncing (a change set in flight), in_sync,
+        not_master (the switch refused changes) or stopped; ``sent`` counts messages by kind."""
+        desired = self._desired or {}
+        missing = desired.keys() - self._installed.keys() - self._rejected.keys()
+        stale = self._installed.keys() - desired.keys() if self._desired is not None else set()
+        return {
+            "datapath": self.dpid, "openflow": OPENFLOW_NAMES.get(self.ofp.OFP_VERSION, "?"),
+            "mode": "bundle" if self._bundles else "barrier", "state": self.state,
+            "desired": len(desired), "installed": len(self._installed), "pending": len(missing) + len(stale),
+            "rejected": len(self._rejected),
+            "groups": {"desired": len(self._desired_groups), "installed": len(self._installed_groups),
+                       "rejected": len(self._rejected_groups)},
+            "sent": dict(self.counters), "last_change": dict(self.last_change),
+        }
+
+    def flows(self) -> list[dict]:
+        """Every desired or installed flow (installed only = stale, not yet removed), in table order."""
+        desired = self._desired or {}
+        rows = [self._flow_row(key, desired.get(key), self._installed.get(key))
+                for key in desired.keys() | self._installed.keys()]
+        rows.sort(key=lambda r: (r["table"], -r["priority"], r["cookie"]))
+        return rows
+
+    def _flow_row(self, key, wanted: Flow | None, have) -> dict:
+        table, priority, cookie = key
+        known = wanted if wanted is not None else have if isinstance(have, Flow) else None
+        owner = {"kind": known.owner.kind, "id": known.owner.id} if known is not None else \
+            {"kind": owner_kind_of(cookie), "id": None}
+        text = render_flow(known) if known is not None else encode.describe_stats(self.ofp, have)
+        return {"table": table, "table_name": BY_ID[table].name if table in BY_ID else None,
+                "priority": priority, "cookie": f"{cookie:#018x}", "owner": owner, "flow": text,
+                "desired": wanted is not None, "installed": have is not None, "error": self._rejected.get(key)}
+
+    # ------------------------------------------------------------------------------ the thread
+
+    def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            if self._not_master:
+                self._wake.wait()  # until set_desired or resync
+                self._not_master = False
+                continue
+            if self._need_read and not self._read_back():
+                self._wake.wait(RETRY_DELAY)
+                continue
+            ops = self._plan() if self._desired is not None else []
+            if ops:
+                self._execute(ops)
+                continue
+            if self._desired is not None and self.state != "in_sync":
+                self.state = "in_sync"
+                self._notify_sync()
+            self._wake.wait()
+
+    def _notify_sync(self) -> None:
+        if self._on_sync is None:
+            return
+        try:
+            self._on_sync()
+        except Exception:  # the caller's bug must not stop the reconciler
+            self._log.exception("on_sync callback failed")
+
+    def _read_back(self) -> bool:
+        """Replace installed with what the switch holds; False if it did not answer."""
+        self.state = "reading"
+        flows = self._request(encode.canopy_flow_stats_request(self.datapath))
+        groups = self._request(encode.group_desc_request(self.datapath)) if flows is not None else None
+        if flows is None or groups is None:
+            return False
+        self._installed = {}
+        for stats in flows:
+            key = (stats.table_id, stats.priority, stats.cookie)
+            if key in self._installed:
+                self._log.warning("two installed flows share table, priority and cookie: %s",
+                                  encode.describe_stats(self.ofp, stats))
+            self._installed[key] = stats
+        self._read_back_keys = set(self._installed)
+        self._installed_groups = {g.group_id: None for g in groups if g.group_id in self._owned}
+        self._rejected.clear()
+        self._rejected_groups = {k: v for k, v in self._rejected_groups.items() if k not in self._owned}
+        self._need_read = False
+        self.counters["read_backs"] += 1
+        self._log.info("read back %d Canopy flows and %d Canopy groups (OpenFlow %s)", len(self._installed),
+                       len(self._installed_groups), OPENFLOW_NAMES.get(self.ofp.OFP_VERSION, "?"))
+        return True
+
+    def _request(self, msg):
+        """Send a request and return its (multipart) replies' entries, or None on error or timeout."""
+        waiter = self._waiters[self._xid(msg)] = _Waiter()
+        try:
+            self.datapath.send_msg(msg)
+            answered = waiter.event.wait(REPLY_TIMEOUT)
+        finally:
+            del self._waiters[msg.xid]
+        if not answered or waiter.error or self.state == "stopped":
+            self._log.error("%s failed: %s", type(msg).__name__, waiter.error or "no answer")
+            return None
+        return waiter.replies
+
+    # ------------------------------------------------------------------------------ planning
+
+    def _plan(self) -> list[_Op]:
+        """The ordered change set that makes installed equal to desired (minus rejected items)."""
+        desired, installed = self._desired, self._installed
+        for key in self._read_back_keys & desired.keys():
+            installed[key] = desired[key]  # same key, same content: keep the Flow, drop the stats
+        self._read_back_keys -= desired.keys()
+        adds = sorted(desired.keys() - installed.keys() - self._rejected.keys(), reverse=True)
+        stale = sorted(installed.keys() - desired.keys() - self._rejected.keys())
+        groups, have, refused = self._desired_groups, self._installed_groups, self._rejected_groups
+        return [
+            *(_Op("group_add", gid, g) for gid, g in groups.items() if gid not in have and gid not in refused),
+            *(_Op("group_modify", gid, g) for gid, g in groups.items()
+              if gid in have and have[gid] != g and gid not in refused),
+            *(_Op("flow_add", key, desired[key]) for key in adds),
+            *(_Op("flow_delete", key, installed[key]) for key in stale),
+            *(_Op("group_delete", gid, Group(gid, ())) for gid in have if gid not in groups and gid not in refused),
+        ]
+
+    # ------------------------------------------------------------------------------ sending
+
+    def _execute(self, ops: list[_Op]) -> None:
+        """Send one change set until it has applied, leaving out what the switch rejects."""
+        self.state = "syncing"
+        started = time.monotonic()
+        sent = len(ops)
+        while ops:
+            bundle = self._bundles
+            outcome = self._transact(ops, bundle)
+            if self._not_master:
+                self._log.warning("the switch refuses changes from a controller that is not its master: "
+                                  "waiting for set_desired or resync")
+                self.state, self._need_read = "not_master", True
+                return
+            for index, text in outcome.errors.items():
+                self._reject(ops[index], text)
+            if outcome.applied:
+                for index, op in enumerate(ops):
+                    if index not in outcome.errors:
+                        self._apply(op)
+                break
+            if not outcome.answered or not bundle:
+                self._log.error("change set of %d messages not confirmed: reading back again", len(ops))
+                self._need_read = True
+                return
+            if not outcome.errors:
+                self._log.error("bundle failed without naming a message: using barriers from now on")
+                self._bundles = False
+            ops = [op for index, op in enumerate(ops) if index not in outcome.errors]
+            sent += len(ops)
+        self.counters["change_sets"] += 1
+        self.last_change = {"messages": sent, "seconds": round(time.monotonic() - started, 3)}
+
+    def _transact(self, ops: list[_Op], bundle: bool) -> _Outcome:
+        """Send ``ops`` as one bundle or followed by a barrier; wait for the commit/barrier reply."""
+        dp = self.datapath
+        bundle_id = next(self._bundle_ids) if bundle else None
+        out = _Batch(dp)
+        self._inflight, self._errors = {}, {}
+        if bundle:  # its reply is not awaited: a failed open makes the commit fail too
+            opening = encode.bundle_ctrl(dp, bundle_id, "OPEN")
+            self._waiters[self._xid(opening)] = _Waiter()
+            out.add(self._serialize(opening))
+        for index, op in enumerate(ops):
+            xid = self._next_xid()
+            try:
+                data = self._encode(op, xid)
+            except encode.EncodeError as exc:
+                self._errors[index] = f"not encodable: {exc}"
+                continue
+            self._inflight[xid] = index
+            self.counters[op.kind] += 1
+            out.add(self._wire.bundle_add(bundle_id, data) if bundle else data)
+        final = encode.bundle_ctrl(dp, bundle_id, "COMMIT") if bundle else dp.ofproto_parser.OFPBarrierRequest(dp)
+        waiter = self._waiters[self._xid(final)] = _Waiter()
+        out.add(self._serialize(final))
+        out.flush()
+        try:
+            answered = waiter.event.wait(REPLY_TIMEOUT + len(ops) / REPLY_RATE) and self.state != "stopped"
+        finally:
+            self._waiters.pop(final.xid, None)
+            if bundle:
+                self._waiters.pop(opening.xid, None)
+            self._inflight = {}
+        return _Outcome(answered, answered and waiter.error is None, self._errors)
+
+    def _encode(self, op: _Op, xid: int) -> bytes:
+        if op.kind == "flow_add":
+            return self._wire.flow_add(op.item, xid, op.key[2])
+        if op.kind == "flow_delete":
+            table, priority, cookie = op.key
+            match = self._wire.match(op.item.match) if isinstance(op.item, Flow) else \
+                encode.ryu_match_bytes(op.item.match)
+            return self._wire.flow_delete_strict(table, priority, cookie, match, xid)
+        msg = encode.group_mod(self.datapath, op.item, op.kind.split("_")[1])
+        msg.set_xid(xid)
+        return self._serialize(msg)
+
+    def _apply(self, op: _Op) -> None:
+        """Record in installed what the switch has confirmed."""
+        if op.kind == "flow_add":
+            self._installed[op.key] = op.item
+        elif op.kind == "flow_delete":
+            self._installed.pop(op.key, None)
+            self._read_back_keys.discard(op.key)
+        elif op.kind == "group_delete":
+            self._installed_groups.pop(op.key, None)
+        else:
+            self._installed_groups[op.key] = op.item
+
+    def _reject(self, op: _Op, text: str) -> None:
+        self.counters["errors"] += 1
+        if op.kind.startswith("flow"):
+            self._rejected[op.key] = text
+            what = render_flow(op.item) if isinstance(op.item, Flow) else encode.describe_stats(self.ofp, op.item)
+        else:
+            self._rejected_groups[op.key] = text
+            what = render_group(op.item)
+        self._log.error("switch rejected %s of %s: %s", op.kind.replace("_", " "), what, text)
+
+    def _on_error(self, msg) -> bool:
+        text = self._error_text(msg)
+        if (msg.type, msg.code) == (self.ofp.OFPET_BAD_REQUEST, self.ofp.OFPBRC_IS_SLAVE):
+            self._not_master = True
+        index = self._inflight.get(msg.xid)
+        if index is not None:
+            self._errors.setdefault(index, text)
+            return True
+        waiter = self._waiters.get(msg.xid)
+        if waiter is None:
+            return False
+        waiter.error = text
+        waiter.event.set()
+        return True
+
+    def _error_text(self, msg) -> str:
+        ofp = self.ofp
+        try:
+            return f"{ofp.ofp_error_type_to_str(msg.type)} {ofp.ofp_error_code_to_str(msg.type, msg.code)}"
+        except (KeyError, AttributeError):
+            return f"error type {msg.type} code {msg.code}"
+
+    # ------------------------------------------------------------------------------ xids and bytes
+
+    def _next_xid(self) -> int:
+        """The datapath's next xid (the same counter Ryu's send_msg uses)."""
+        dp = self.datapath
+        dp.xid = (dp.xid + 1) & self.ofp.MAX_XID
+        return dp.xid
+
+    def _xid(self, msg) -> int:
+        msg.set_xid(self._next_xid())
+        return msg.xid
+
+    def _serialize(self, msg) -> bytes:
+        if msg.xid is None:
+            self._xid(msg)
+        msg.serialize()
+        return bytes(msg.buf)
+
+
+class _Batch:
+    """Messages written to the switch a chunk at a time, yielding to other green threads in between."""
+
+    def __init__(self, datapath):
+        self.datapath = datapath
+        self.buf = bytearray()
+
+    def add(self, data: bytes) -> None:
+        self.buf += data
+        if len(self.buf) >= SEND_CHUNK:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.buf:
+            self.datapath.send(bytes(self.buf))
+            self.buf = bytearray()
+        hub.sleep(0)
