@@ -1,0 +1,68 @@
+"""Representative flows and groups covering Canopy's whole OpenFlow vocabulary (shapes the compiler makes).
+
+Every flow is valid against the pipeline declaration; the encoder tests (unit) and the reconciler
+tests (integration, real OVS) both use them.
+"""
+
+from openflow import pipeline as p
+from openflow.flows import OFPVID_PRESENT, Group, Owner, flow
+
+VM = Owner("vport", "vm-1")
+ESXI_VM = Owner("vport", "vm-esxi")
+SUBNET = Owner("subnet", "subnet-web")
+DOMAIN = Owner("domain", "domain-prod")
+SWITCH = Owner("switch", "hv1")
+MAC, GW_MAC, REMOTE_MAC = "02:00:00:00:00:01", "02:aa:00:00:00:01", "02:00:00:00:00:09"
+VNI, L3_VNI, VM_PORT, ESXI_PORT, TUNNEL_PORT = 5001, 7001, 3, 4, 1
+FLOOD_GROUP = VNI << 1  # as compiler.group_ids numbers them
+ESXI_KEY = ESXI_PORT << 12 | 10
+
+FLOWS = (
+    flow(p.CLASSIFY, 100, {"in_port": VM_PORT}, [("set", "reg6", VM_PORT), ("set", "reg5", VNI),
+                                                  ("set", "reg4", L3_VNI), ("goto", p.PORT_SECURITY)], VM),
+    flow(p.CLASSIFY, 100, {"in_port": ESXI_PORT, "vlan_vid": 10 | OFPVID_PRESENT},
+         [("pop_vlan",), ("set", "reg6", ESXI_KEY), ("set", "reg5", VNI), ("goto", p.PORT_SECURITY)], ESXI_VM),
+    flow(p.CLASSIFY, 100, {"in_port": TUNNEL_PORT, "tunnel_id": VNI},
+         [("set", "reg5", VNI), ("set", "reg0", 2), ("goto", p.L2_LOOKUP)], SUBNET),
+    flow(p.PORT_SECURITY, 100, {"reg6": VM_PORT, "eth_src": MAC, "eth_type": 0x800, "ipv4_src": "10.0.1.5"},
+         [("goto", p.INGRESS_ACL)], VM),
+    flow(p.PORT_SECURITY, 90, {"reg6": VM_PORT, "eth_src": MAC, "eth_type": 0x800, "ip_proto": 17,
+                               "udp_src": 68, "udp_dst": 67}, [("goto", p.INGRESS_ACL)], VM),
+    flow(p.PORT_SECURITY, 0, {}, [], SWITCH),
+    flow(p.INGRESS_ACL, 0, {}, [("goto", p.SERVICES)], SWITCH),
+    flow(p.SERVICES, 200, {"reg5": VNI, "eth_type": 0x806, "arp_op": 1, "arp_tpa": "10.0.1.1"},
+         [("move", "eth_src", "eth_dst"), ("set", "eth_src", GW_MAC), ("set", "arp_op", 2),
+          ("move", "arp_sha", "arp_tha"), ("move", "arp_spa", "arp_tpa"), ("set", "arp_sha", GW_MAC),
+          ("set", "arp_spa", "10.0.1.1"), ("output", "in_port")], SUBNET),
+    flow(p.SERVICES, 150, {"reg6": VM_PORT, "eth_type": 0x800, "ip_proto": 17, "udp_dst": 67},
+         [("output", "controller")], VM),
+    flow(p.SERVICES, 140, {"reg5": VNI, "eth_type": 0x800, "ip_proto": 1, "ipv4_dst": "10.0.1.1",
+                           "icmpv4_type": 8},
+         [("move", "eth_src", "eth_dst"), ("set", "eth_src", GW_MAC), ("move", "ipv4_src", "ipv4_dst"),
+          ("set", "ipv4_src", "10.0.1.1"), ("set", "icmpv4_type", 0), ("set", "reg0", 1),
+          ("move", "reg6", "reg7"), ("goto", p.EGRESS)], SUBNET),
+    flow(p.SERVICES, 0, {}, [("goto", p.L2_LOOKUP)], SWITCH),
+    flow(p.L2_LOOKUP, 100, {"reg5": VNI, "eth_dst": MAC}, [("set", "reg7", VM_PORT), ("goto", p.EGRESS_ACL)], VM),
+    flow(p.L2_LOOKUP, 100, {"reg5": VNI, "eth_dst": REMOTE_MAC},
+         [("set", "tunnel_id", VNI), ("set", "tun_ipv4_dst", "10.251.0.2"), ("output", TUNNEL_PORT)], VM),
+    flow(p.L2_LOOKUP, 90, {"reg5": VNI, "eth_dst": "02:00:00:00:00:07"},
+         [("set", "reg7", ESXI_KEY), ("resubmit", p.EGRESS_ACL)], ESXI_VM),
+    flow(p.L2_LOOKUP, 40, {"reg5": VNI, "eth_dst": ("01:00:00:00:00:00", "01:00:00:00:00:00")},
+         [("group", FLOOD_GROUP)], SUBNET),
+    flow(p.L2_LOOKUP, 5, {"reg5": VNI}, [("group", FLOOD_GROUP)], SUBNET),
+    flow(p.L3_ROUTING, 24, {"reg4": L3_VNI, "eth_type": 0x800, "ipv4_dst": ("10.0.2.0", "255.255.255.0")},
+         [("set", "eth_src", GW_MAC), ("set", "eth_dst", REMOTE_MAC), ("dec_ttl",), ("set", "reg5", 5002),
+          ("set", "reg7", 6), ("goto", p.EGRESS_ACL)], DOMAIN),
+    flow(p.EGRESS_ACL, 0, {}, [("goto", p.EGRESS)], SWITCH),
+    flow(p.EGRESS, 110, {"reg0": (1, 1), "reg7": VM_PORT, "in_port": VM_PORT}, [("output", "in_port")], VM),
+    flow(p.EGRESS, 100, {"reg7": VM_PORT}, [("output", VM_PORT)], VM),
+    flow(p.EGRESS, 100, {"reg7": ESXI_KEY},
+         [("push_vlan",), ("set", "vlan_vid", 10 | OFPVID_PRESENT), ("output", ESXI_PORT)], ESXI_VM),
+)
+
+GROUPS = (
+    Group(FLOOD_GROUP, ((("set", "reg7", VM_PORT), ("resubmit", p.EGRESS_ACL)),
+                        (("set", "reg7", ESXI_KEY), ("resubmit", p.EGRESS_ACL)),
+                        (("set", "tunnel_id", VNI), ("set", "tun_ipv4_dst", "10.251.0.2"),
+                         ("output", TUNNEL_PORT))), SUBNET),
+)
