@@ -82,13 +82,27 @@ class View:
     endpoints: dict[str, Endpoint] = field(default_factory=dict)
     by_subnet: dict[str, list[Endpoint]] = field(default_factory=lambda: defaultdict(list))
     fib: dict[str, list[Route]] = field(default_factory=dict)
+    _on: dict = field(default_factory=dict, repr=False, compare=False)  # session -> (subnets, domains)
 
     def subnets_on(self, session) -> set[str]:
         """Subnets with at least one endpoint on this switch."""
-        return {e.subnet_id for e in self.endpoints.values() if e.session == session}
+        return self._presence(session)[0]
 
     def domains_on(self, session) -> set[str]:
-        return {self.subnets[s].domain_id for s in self.subnets_on(session) if self.subnets[s].domain_id}
+        """Domains with at least one endpoint on this switch."""
+        return self._presence(session)[1]
+
+    def _presence(self, session):
+        if not self._on:  # one pass over the endpoints answers every switch
+            subnets = defaultdict(set)
+            for e in self.endpoints.values():
+                subnets[e.session].add(e.subnet_id)
+            for sess, subs in subnets.items():
+                self._on[sess] = (subs, {self.subnets[s].domain_id for s in subs if self.subnets[s].domain_id})
+        return self._on.get(session, (set(), set()))
+
+    def subnets_of_domain(self, domain_id) -> list[str]:
+        return [s.id for s in self.subnets.values() if s.domain_id == domain_id]
 
     def vteps_of(self, subnet_id, exclude_session=None) -> list[str]:
         """Distinct VTEP IPs of the other switches that have endpoints in the subnet (BUM replication list)."""

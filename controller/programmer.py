@@ -68,12 +68,15 @@ def _presence_changes(old: View, new: View, session: str) -> set[Owner]:
     the subnet or domain itself and every vport of it (its ARP, L2 and route entries appear or go)."""
     subnets = old.subnets_on(session) ^ new.subnets_on(session)
     domains = old.domains_on(session) ^ new.domains_on(session)
+    if not subnets and not domains:
+        return set()
     owners = {Owner("subnet", s) for s in subnets} | {Owner("domain", d) for d in domains}
     for view in (old, new):
-        for ep in view.endpoints.values():
-            sub = view.subnets.get(ep.subnet_id)
-            if ep.subnet_id in subnets or (sub and sub.domain_id in domains):
-                owners.add(Owner("vport", ep.vport_id))
+        reached = set(subnets)
+        for dom in domains:
+            reached.update(view.subnets_of_domain(dom))
+        for sid in reached:
+            owners.update(Owner("vport", ep.vport_id) for ep in view.by_subnet.get(sid, ()))
     return owners
 
 

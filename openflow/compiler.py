@@ -63,20 +63,25 @@ def owners_of(view: View, session: str) -> set[Owner]:
     domains = view.domains_on(session)
     owners = {Owner("switch", session)} | {Owner("subnet", s) for s in subnets} | \
              {Owner("domain", d) for d in domains}
-    for ep in view.endpoints.values():
-        sub = view.subnets.get(ep.subnet_id)
-        if ep.session == session or ep.subnet_id in subnets or (sub and sub.domain_id in domains):
-            owners.add(Owner("vport", ep.vport_id))
+    reached = set(subnets)  # local endpoints are always in a subnet on the switch
+    for dom in domains:
+        reached.update(view.subnets_of_domain(dom))
+    for sid in reached:
+        owners.update(Owner("vport", ep.vport_id) for ep in view.by_subnet.get(sid, ()))
     return owners
 
 
+class _AllOwners(set):
+    """owners_of() of a switch, passed on so compile_owners need not compute it again."""
+
+
 def compile_switch(view: View, session: str) -> Desired:
-    return compile_owners(view, session, owners_of(view, session))
+    return compile_owners(view, session, _AllOwners(owners_of(view, session)))
 
 
 def compile_owners(view: View, session: str, owners) -> Desired:
     """Desired flows and groups of just these owners on this switch (owners not present compile to nothing)."""
-    present = owners_of(view, session)
+    present = owners_of(view, session) if not isinstance(owners, _AllOwners) else owners
     out = Desired()
     sw = view.switches[session]
     for owner in owners:
