@@ -11,7 +11,7 @@ Every other Canopy module imports Ryu names from here, so a move to os-ken touch
 
 import warnings
 
-warnings.filterwarnings("ignore", message=".*Eventlet is deprecated.*")
+warnings.filterwarnings("ignore", message="(?s).*Eventlet is deprecated")
 
 import eventlet.wsgi  # noqa: E402
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass, field
+from functools import cached_property
 
 MARK = 0xCA
 MARK_SHIFT = 56
@@ -59,14 +60,14 @@ class Flow:
     actions: tuple  # (action tuple, ...)
     owner: Owner = field(compare=False, hash=False, default=Owner("switch", ""))
 
-    @property
-    def cookie(self) -> int:
+    @cached_property
+    def cookie(self) -> int:  # cached: a frozen value's cookie never changes, and diffs ask for it a lot
         return make_cookie(self.owner, self.content_hash())
 
     def content_hash(self) -> int:
         return zlib.crc32(repr((self.table, self.priority, self.match, self.actions)).encode())
 
-    @property
+    @cached_property
     def key(self):
         """What identifies this exact flow on a switch."""
         return (self.table, self.priority, self.cookie)

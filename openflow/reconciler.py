@@ -222,6 +222,19 @@ class SwitchReconciler:
     # ------------------------------------------------------------------------------ the thread
 
     def _run(self) -> None:
+        """The switch's green thread: a bug in one round (say, a flow that cannot be encoded) is logged,
+        and the switch is read back and tried again after a pause instead of being abandoned."""
+        while True:
+            try:
+                self._round()
+            except Exception:
+                self.counters["errors"] += 1
+                self.state = "error"
+                self._log.exception("reconciling failed; reading the switch back in %.0f s", RETRY_DELAY)
+                self._need_read = True
+                hub.sleep(RETRY_DELAY)
+
+    def _round(self) -> None:
         while True:
             self._wake.clear()
             if self._not_master:

@@ -14,7 +14,9 @@ pytestmark = pytest.mark.integration
 
 POLICY = {
     "tenants": [
-        {"name": "acme", "domains": [{"name": "prod", "subnets": [
+        {"name": "acme", "domains": [{"name": "prod",
+                                      "static_routes": [{"prefix": "192.168.50.0/24", "next_hop": "10.0.2.13"}],
+                                      "subnets": [
             {"name": "web", "cidr": "10.0.1.0/24", "gateway": "10.0.1.1",
              "dhcp": {"dns_servers": ["10.0.1.53"], "domain_name": "acme.example", "lease_time": 600},
              "vports": [
@@ -188,6 +190,44 @@ def test_controller_restart_during_pings_loses_nothing_and_leaves_exactly_the_de
         dump = hv.ofctl("dump-flows", "br-int")
         canopy_lines = [line for line in dump.splitlines() if "cookie=0xca" in line]
         assert len(canopy_lines) == len(installed)  # no stale, no duplicates
+
+
+def test_domain_fib_shows_connected_host_and_static_routes(demo):
+    _, canopy, hosts, _, _ = demo
+    domain = canopy.api.get("/v1/domains?name=prod").json["items"][0]
+    fib = canopy.api.get(f"/v1/domains/{domain['id']}/fib").json
+    routes = {r["prefix"]: r for r in fib["routes"]}
+    assert routes["10.0.1.0/24"]["origin"] == "connected" and routes["10.0.2.0/24"]["origin"] == "connected"
+    host = routes["10.0.1.13/32"]
+    assert (host["origin"], host["vport"]["ref"], host["chassis"], host["vtep_ip"]) == (
+        "host", "acme/web/webe", "esx1", hosts["esx1"].vtep_ip)
+    static = routes["192.168.50.0/24"]
+    assert (static["origin"], static["next_hop"], static["vport"]["ref"], static["chassis"]) == (
+        "static", "10.0.2.13", "acme/db/dbe", "esx1")
+    assert [r["prefix"] for r in fib["routes"]][:1] != ["10.0.1.0/24"]  # longest prefixes first
+    assert canopy.api.get("/v1/domains/nope/fib").status == 404
+
+
+def test_a_vm_leaving_removes_its_flows_everywhere(demo):
+    lab, canopy, hosts, vms, _ = demo
+    subnet = canopy.api.get("/v1/subnets?name=web").json["items"]
+    web = next(s for s in subnet if s["ref"] == "acme/web")
+    created = canopy.api.post("/v1/vports", {"subnet_id": web["id"], "name": "tmpv", "mac": "02:00:00:00:01:07",
+                                             "ips": ["10.0.1.17"], "binding": {"flavour": "kvm"}})
+    assert created.status == 201, created.text
+    vm = lab.add_vm(hosts["kvm2"], "tmpv", mac="02:00:00:00:01:07", vnic_id="tmpv")
+
+    def flows_mentioning():
+        return {name: [line for line in hv.ofctl("dump-flows", "br-int").splitlines()
+                       if "10.0.1.17" in line or "02:00:00:00:01:07" in line]
+                for name, hv in hosts.items()}
+
+    lab.wait_until(lambda: all(flows_mentioning()[h] for h in ("kvm1", "kvm2", "hyv1", "esx1")), timeout=10,
+                   what="tmpv's flows on every switch that has its subnet or domain")
+    lab.remove_vm(vm)
+    lab.wait_until(lambda: not any(flows_mentioning().values()), timeout=10,
+                   what="every flow of tmpv gone from every switch")
+    assert _location(canopy, "tmpv") is None
 
 
 def test_migration_keeps_traffic_flowing_and_remote_vrs_follow(demo):
