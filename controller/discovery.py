@@ -69,6 +69,53 @@ class VrsSnapshot:
     ports: tuple[PortInfo, ...] = field(default_factory=tuple)
 
 
+@dataclass(frozen=True)
+class VtepMac:
+    """A MAC a hardware VTEP learned on its ports (Ucast_Macs_Local)."""
+
+    mac: str  # lowercase
+    vni: int  # tunnel_key of its Logical_Switch
+    ip: str | None  # ipaddr column, when the switch fills it
+    locator: str  # the tunnel IP (Physical_Locator dst_ip) to reach it
+
+
+@dataclass(frozen=True)
+class VtepPort:
+    name: str
+    vlan_bindings: tuple[tuple[int, int], ...] = ()  # (vlan, vni of the bound Logical_Switch), sorted
+
+
+@dataclass(frozen=True)
+class VtepSnapshot:
+    """Everything one hardware_vtep OVSDB session says about its physical switch."""
+
+    session: str
+    peer: str
+    name: str  # Physical_Switch name (what vtep bindings in policy refer to)
+    tunnel_ips: tuple[str, ...] = ()
+    management_ips: tuple[str, ...] = ()
+    description: str = ""
+    ports: tuple[VtepPort, ...] = ()
+    local_macs: tuple[VtepMac, ...] = ()
+
+    @property
+    def tunnel_ip(self) -> str | None:
+        return self.tunnel_ips[0] if self.tunnel_ips else None
+
+
+@dataclass(frozen=True)
+class VtepDesired:
+    """What Canopy wants in one hardware VTEP's database (ovsdb/vtep.py makes it so).
+
+    Logical switches are named ``canopy-<VNI>`` with tunnel_key = VNI; only those are Canopy's.
+    """
+
+    logical_switches: tuple[int, ...] = ()  # VNIs
+    bindings: tuple[tuple[str, int, int], ...] = ()  # (physical port, vlan, vni)
+    remote_macs: tuple[tuple[int, str, str | None, str], ...] = ()  # (vni, mac, ip, locator ip)
+    flood: tuple[tuple[int, tuple[str, ...]], ...] = ()  # (vni, locator ips) for Mcast_Macs_Remote unknown-dst
+
+
 class DiscoverySink:
     """What State offers to event sources. ovsdb/ and the Ryu app call only these."""
 
@@ -76,6 +123,12 @@ class DiscoverySink:
         raise NotImplementedError
 
     def vrs_gone(self, session: str) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def vtep_update(self, snap: VtepSnapshot) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def vtep_gone(self, session: str) -> None:  # pragma: no cover - interface
         raise NotImplementedError
 
     def datapath_up(self, dpid: int, peer: str, conn=None) -> None:  # pragma: no cover - interface
