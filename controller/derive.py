@@ -34,7 +34,19 @@ class SwitchInfo:
 
 
 @dataclass(frozen=True)
+class VtepInfo:
+    """A connected hardware VTEP: an L2 gateway for the subnets bound to its ports."""
+
+    session: str
+    name: str
+    tunnel_ip: str | None
+
+
+@dataclass(frozen=True)
 class Endpoint:
+    """A MAC in a subnet and where it is: a bound vport on a VRS, or a MAC a hardware VTEP learned
+    (kind "vtep_mac"; its session is the VTEP's)."""
+
     vport_id: str
     subnet_id: str
     mac: str
@@ -43,6 +55,13 @@ class Endpoint:
     session: str
     ofport: int | None
     vlan: int | None
+    kind: str = "vport"
+
+    @property
+    def owner(self):
+        from openflow.flows import Owner
+
+        return Owner(self.kind, self.vport_id)
 
     @property
     def key(self) -> int | None:
@@ -77,6 +96,8 @@ class Route:
 @dataclass
 class View:
     switches: dict[str, SwitchInfo] = field(default_factory=dict)
+    vteps: dict[str, VtepInfo] = field(default_factory=dict)
+    bound_vteps: dict[str, set[str]] = field(default_factory=dict)  # subnet id -> VTEP sessions bound to it
     subnets: dict[str, SubnetInfo] = field(default_factory=dict)
     domains: dict[str, dict] = field(default_factory=dict)
     endpoints: dict[str, Endpoint] = field(default_factory=dict)
@@ -104,10 +125,18 @@ class View:
     def subnets_of_domain(self, domain_id) -> list[str]:
         return [s.id for s in self.subnets.values() if s.domain_id == domain_id]
 
+    def tunnel_ip_of(self, session) -> str | None:
+        """The tunnel IP of a VRS or a hardware VTEP."""
+        if session in self.switches:
+            return self.switches[session].vtep_ip
+        vtep = self.vteps.get(session)
+        return vtep.tunnel_ip if vtep else None
+
     def vteps_of(self, subnet_id, exclude_session=None) -> list[str]:
-        """Distinct VTEP IPs of the other switches that have endpoints in the subnet (BUM replication list)."""
-        ips = {self.switches[e.session].vtep_ip for e in self.by_subnet.get(subnet_id, ())
-               if e.session != exclude_session and e.session in self.switches and self.switches[e.session].vtep_ip}
+        """Tunnel IPs of every other VRS with endpoints in the subnet and of the hardware VTEPs bound to it
+        (the subnet's BUM replication list)."""
+        sessions = {e.session for e in self.by_subnet.get(subnet_id, ())} | self.bound_vteps.get(subnet_id, set())
+        ips = {self.tunnel_ip_of(s) for s in sessions if s != exclude_session} - {None}
         return sorted(ips, key=lambda ip: ipaddress.IPv4Address(ip))
 
 
@@ -116,8 +145,9 @@ def switch_info(snap, vtep_ip) -> SwitchInfo:
     return SwitchInfo(snap.session, snap.datapath_id, snap.chassis, vtep_ip, tunnel)
 
 
-def derive(policy, locations, snapshots, vtep_ip_of) -> View:
-    """The View for the current State. ``vtep_ip_of(snapshot)`` applies settings overrides."""
+def derive(policy, locations, snapshots, vtep_ip_of, vteps=None) -> View:
+    """The View for the current State. ``vtep_ip_of(snapshot)`` applies settings overrides; ``vteps`` are
+    the hardware VTEP snapshots by session."""
     view = View()
     for session, snap in snapshots.items():
         view.switches[session] = switch_info(snap, vtep_ip_of(snap))
@@ -137,9 +167,34 @@ def derive(policy, locations, snapshots, vtep_ip_of) -> View:
                       loc.session, loc.ofport, loc.vlan)
         view.endpoints[vid] = ep
         view.by_subnet[ep.subnet_id].append(ep)
+    _add_vteps(view, policy, vteps or {})
     for dom_id in view.domains:
         view.fib[dom_id] = _fib(view, policy, dom_id)
     return view
+
+
+def _add_vteps(view, policy, vteps):
+    """Hardware VTEPs, the subnets bound to them, and the MACs they learned in those subnets."""
+    by_name = {}
+    for session, snap in sorted(vteps.items()):
+        view.vteps[session] = VtepInfo(session, snap.name, snap.tunnel_ip)
+        by_name.setdefault(snap.name, session)
+    for binding in policy.all("vtep_binding"):
+        session = by_name.get(binding["switch"])
+        if session is not None and binding["subnet_id"] in view.subnets:
+            view.bound_vteps.setdefault(binding["subnet_id"], set()).add(session)
+    by_vni = {s.vni: s.id for s in view.subnets.values()}
+    known = {(e.subnet_id, e.mac) for e in view.endpoints.values()}
+    for session, snap in sorted(vteps.items()):
+        for mac in sorted(snap.local_macs, key=lambda m: (m.vni, m.mac)):
+            sid = by_vni.get(mac.vni)
+            if sid is None or session not in view.bound_vteps.get(sid, ()) or (sid, mac.mac) in known:
+                continue  # not a bound subnet, or a vport's MAC (policy wins)
+            ep = Endpoint(f"{snap.name}/{mac.vni}/{mac.mac}", sid, mac.mac, (mac.ip,) if mac.ip else (), False,
+                          session, None, None, "vtep_mac")
+            view.endpoints[ep.vport_id] = ep
+            view.by_subnet[sid].append(ep)
+            known.add((sid, mac.mac))
 
 
 def _fib(view, policy, dom_id) -> list[Route]:
@@ -159,3 +214,30 @@ def _fib(view, policy, dom_id) -> list[Route]:
                             target.subnet_id if target else None))
     routes.sort(key=lambda r: (-ipaddress.IPv4Network(r.prefix).prefixlen, ipaddress.IPv4Network(r.prefix)))
     return routes
+
+
+def vtep_desired(view: View, policy, name: str):
+    """What the hardware VTEP called ``name`` should hold: a logical switch per bound subnet (key = its
+    VNI), the port/VLAN bindings, every other MAC of those subnets as a remote MAC at its tunnel IP, and
+    the subnet's flood list (every other VRS and VTEP that has the subnet)."""
+    from controller.discovery import VtepDesired
+
+    own = {s for s, v in view.vteps.items() if v.name == name}
+    bindings = sorted((b["port"], b["vlan"], view.subnets[b["subnet_id"]].vni)
+                      for b in policy.all("vtep_binding") if b["switch"] == name and b["subnet_id"] in view.subnets)
+    subnets = sorted({b["subnet_id"] for b in policy.all("vtep_binding")
+                      if b["switch"] == name and b["subnet_id"] in view.subnets}, key=lambda s: view.subnets[s].vni)
+    remote, flood = [], []
+    for sid in subnets:
+        vni = view.subnets[sid].vni
+        for ep in view.by_subnet.get(sid, ()):
+            locator = view.tunnel_ip_of(ep.session)
+            if ep.session not in own and locator:
+                remote.append((vni, ep.mac, ep.ips[0] if ep.ips else None, locator))
+        others = set()
+        for session in own or {None}:
+            others.update(view.vteps_of(sid, exclude_session=session))
+        own_ips = {view.tunnel_ip_of(s) for s in own}
+        flood.append((vni, tuple(sorted(others - own_ips, key=lambda ip: ipaddress.IPv4Address(ip)))))
+    return VtepDesired(logical_switches=tuple(view.subnets[s].vni for s in subnets), bindings=tuple(bindings),
+                       remote_macs=tuple(sorted(remote)), flood=tuple(flood))

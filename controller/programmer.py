@@ -27,13 +27,13 @@ class Programmer:
 
     def derive(self) -> View:
         s = self.state
-        return derive(s.policy, s.locations, s.vrs, s.vtep_ip_of)
+        return derive(s.policy, s.locations, s.vrs, s.vtep_ip_of, s.vteps)
 
     def refresh(self, full: bool = False) -> set[str]:
         """Bring desired state up to date; returns the sessions whose desired flows or groups changed."""
         old, new = self.view, self.derive()
         self.view = new
-        if full or old.switches != new.switches:
+        if full or old.switches != new.switches or old.vteps != new.vteps or old.bound_vteps != new.bound_vteps:
             return self._recompute_all(new)
         changed_owners = affected_owners(old, new)
         touched = set()
@@ -76,7 +76,7 @@ def _presence_changes(old: View, new: View, session: str) -> set[Owner]:
         for dom in domains:
             reached.update(view.subnets_of_domain(dom))
         for sid in reached:
-            owners.update(Owner("vport", ep.vport_id) for ep in view.by_subnet.get(sid, ()))
+            owners.update(ep.owner for ep in view.by_subnet.get(sid, ()))
     return owners
 
 
@@ -85,7 +85,7 @@ def affected_owners(old: View, new: View) -> set[Owner]:
     owners = set()
     for vid in set(old.endpoints) | set(new.endpoints):
         if old.endpoints.get(vid) != new.endpoints.get(vid):
-            owners.add(Owner("vport", vid))
+            owners.add((old.endpoints.get(vid) or new.endpoints.get(vid)).owner)
             for view in (old, new):  # static routes of its domain may point at it
                 ep = view.endpoints.get(vid)
                 sub = view.subnets.get(ep.subnet_id) if ep else None
@@ -97,7 +97,7 @@ def affected_owners(old: View, new: View) -> set[Owner]:
             owners.add(Owner("subnet", sid))
             sub = new.subnets.get(sid) or old.subnets.get(sid)
             if old.subnets.get(sid) != new.subnets.get(sid):  # VNI, gateway... every port in it changes
-                owners |= {Owner("vport", e.vport_id) for e in new.by_subnet.get(sid, []) + old.by_subnet.get(sid, [])}
+                owners |= {e.owner for e in new.by_subnet.get(sid, []) + old.by_subnet.get(sid, [])}
             if sub.domain_id:
                 owners.add(Owner("domain", sub.domain_id))
     for did in set(old.domains) | set(new.domains):
@@ -105,6 +105,6 @@ def affected_owners(old: View, new: View) -> set[Owner]:
             owners.add(Owner("domain", did))
         if old.domains.get(did) != new.domains.get(did):  # L3 VNI or gateway MAC: every routed port changes
             for view in (old, new):
-                owners |= {Owner("vport", e.vport_id) for e in view.endpoints.values()
+                owners |= {e.owner for e in view.endpoints.values()
                            if view.subnets.get(e.subnet_id) and view.subnets[e.subnet_id].domain_id == did}
     return owners

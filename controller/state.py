@@ -12,7 +12,7 @@ import logging
 import time
 
 from controller import binding
-from controller.discovery import DiscoverySink, VrsSnapshot
+from controller.discovery import DiscoverySink, VrsSnapshot, VtepSnapshot
 from controller.policy import Policy
 
 log = logging.getLogger("canopy.state")
@@ -29,6 +29,7 @@ class State(DiscoverySink):
         self.default_flavour = default_flavour
         self.hosts = dict(hosts)  # chassis -> {"vtep_ip", "flavour"} from settings; wins over OVSDB
         self.vrs: dict[str, VrsSnapshot] = {}
+        self.vteps: dict[str, VtepSnapshot] = {}  # hardware VTEPs by OVSDB session
         self.vrs_since: dict[str, float] = {}
         self.datapaths: dict[int, dict] = {}
         self.locations: dict[str, binding.Location] = {}
@@ -77,6 +78,19 @@ class State(DiscoverySink):
             log.info("VRS %s (OVSDB %s) disconnected", snap.chassis, snap.peer)
             self._notify("vrs", session)
             self._relocate()
+
+    def vtep_update(self, snap: VtepSnapshot) -> None:
+        if snap.session not in self.vteps:
+            log.info("hardware VTEP %s connected over OVSDB from %s (tunnel IP %s)", snap.name, snap.peer,
+                     snap.tunnel_ip)
+        self.vteps[snap.session] = snap
+        self._notify("vtep", snap.session)
+
+    def vtep_gone(self, session: str) -> None:
+        snap = self.vteps.pop(session, None)
+        if snap is not None:
+            log.info("hardware VTEP %s (OVSDB %s) disconnected", snap.name, snap.peer)
+            self._notify("vtep", session)
 
     def datapath_up(self, dpid: int, peer: str, conn=None) -> None:
         self.datapaths[dpid] = {"peer": peer, "since": time.time(), "conn": conn}

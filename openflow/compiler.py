@@ -67,7 +67,7 @@ def owners_of(view: View, session: str) -> set[Owner]:
     for dom in domains:
         reached.update(view.subnets_of_domain(dom))
     for sid in reached:
-        owners.update(Owner("vport", ep.vport_id) for ep in view.by_subnet.get(sid, ()))
+        owners.update(ep.owner for ep in view.by_subnet.get(sid, ()))
     return owners
 
 
@@ -157,7 +157,7 @@ def _vport(view, sw, owner):
     if local or ep.subnet_id in view.subnets_on(sw.session):
         flows += [arp_responder(sub.vni, ip, ep.mac, owner) for ip in ep.ips]
         if not local and sw.tunnel_ofport:
-            remote_ip = view.switches[ep.session].vtep_ip
+            remote_ip = view.tunnel_ip_of(ep.session)
             if remote_ip:
                 flows.append(flow(p.L2_LOOKUP, 100, {"reg0": NOT_FROM_TUNNEL, "reg5": sub.vni, "eth_dst": ep.mac},
                                   to_vtep(sub.vni, remote_ip, sw), owner))
@@ -266,7 +266,7 @@ def route_to(view: View, sw, target: Endpoint, prefix: str, dom: dict, owner: Ow
         return [flow(p.L3_ROUTING, priority, dst, [
             ("set", "eth_src", dom["gateway_mac"]), ("set", "eth_dst", target.mac), ("dec_ttl",),
             ("set", p.REG_L2, tsub.vni), ("set", p.REG_OUT, target.key), ("goto", p.EGRESS_ACL)], owner)]
-    remote = view.switches.get(target.session)
+    remote = view.switches.get(target.session)  # None for a hardware VTEP's host: L2 only (docs/vtep.md)
     if not (sw.tunnel_ofport and remote and remote.vtep_ip and sw.vtep_ip):
         return []
     return [flow(p.L3_ROUTING, priority, {"reg0": NOT_FROM_TUNNEL, **dst}, [
@@ -281,4 +281,4 @@ def _prefix_match(net):
     return (str(net.network_address), str(net.netmask))
 
 
-_COMPILERS = {"switch": _switch, "subnet": _subnet, "domain": _domain, "vport": _vport}
+_COMPILERS = {"switch": _switch, "subnet": _subnet, "domain": _domain, "vport": _vport, "vtep_mac": _vport}
