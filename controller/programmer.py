@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 
 from controller.derive import View, derive
-from openflow.compiler import Desired, compile_owners, compile_switch, owners_of
+from openflow.compiler import Desired, compile_owners, compile_switch, present
 from openflow.flows import Owner
 
 log = logging.getLogger("canopy.programmer")
@@ -38,15 +38,14 @@ class Programmer:
         changed_owners = affected_owners(old, new)
         touched = set()
         for session in new.switches:
-            before = owners_of(old, session)
-            after = owners_of(new, session)
-            owners = (changed_owners | _presence_changes(old, new, session)) & (before | after)
+            owners = {o for o in changed_owners | _presence_changes(old, new, session)
+                      if present(old, session, o) or present(new, session, o)}
             if not owners:
                 continue
             current = self.desired.setdefault(session, Desired())
-            snapshot = (current.all_flows(), current.all_groups())
+            before = {o: (current.flows.get(o, frozenset()), current.groups.get(o, ())) for o in owners}
             current.update(compile_owners(new, session, owners), owners)
-            if (current.all_flows(), current.all_groups()) != snapshot:
+            if any((current.flows.get(o, frozenset()), current.groups.get(o, ())) != before[o] for o in owners):
                 touched.add(session)
         self.incremental_updates += 1
         return touched

@@ -57,6 +57,22 @@ def group_ids(vni: int) -> tuple[int, int]:
 
 # ------------------------------------------------------------------------------------------ owners
 
+def present(view: View, session: str, owner: Owner) -> bool:
+    """Whether an owner has flows on this switch (the same rule as owners_of, for one owner)."""
+    if owner.kind == "switch":
+        return owner.id == session
+    if owner.kind == "subnet":
+        return owner.id in view.subnets_on(session)
+    if owner.kind == "domain":
+        return owner.id in view.domains_on(session)
+    ep = view.endpoints.get(owner.id)
+    if ep is None:
+        return False
+    sub = view.subnets.get(ep.subnet_id)
+    return ep.session == session or ep.subnet_id in view.subnets_on(session) or \
+        bool(sub and sub.domain_id in view.domains_on(session))
+
+
 def owners_of(view: View, session: str) -> set[Owner]:
     """Every owner with flows on this switch."""
     subnets = view.subnets_on(session)
@@ -81,11 +97,11 @@ def compile_switch(view: View, session: str) -> Desired:
 
 def compile_owners(view: View, session: str, owners) -> Desired:
     """Desired flows and groups of just these owners on this switch (owners not present compile to nothing)."""
-    present = owners_of(view, session) if not isinstance(owners, _AllOwners) else owners
+    everything = isinstance(owners, _AllOwners)
     out = Desired()
     sw = view.switches[session]
     for owner in owners:
-        if owner not in present:
+        if not everything and not present(view, session, owner):
             out.flows[owner] = frozenset()
             continue
         flows, groups = _COMPILERS[owner.kind](view, sw, owner)

@@ -60,6 +60,13 @@ class Flow:
     actions: tuple  # (action tuple, ...)
     owner: Owner = field(compare=False, hash=False, default=Owner("switch", ""))
 
+    def __hash__(self):  # flows live in big sets that are diffed often: hash once
+        return self._hash
+
+    @cached_property
+    def _hash(self) -> int:
+        return hash((self.table, self.priority, self.match, self.actions))
+
     @cached_property
     def cookie(self) -> int:  # cached: a frozen value's cookie never changes, and diffs ask for it a lot
         return make_cookie(self.owner, self.content_hash())
