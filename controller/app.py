@@ -10,12 +10,15 @@ controller.runtime.
 
 from __future__ import annotations
 
+import gc
 import logging
 
 from controller import runtime
 from controller.core import build_core
 from controller.programmer import Programmer
+from controller.derive import vtep_desired
 from controller.rest import dataplane as rest_dataplane
+from controller.rest import vteps as rest_vteps
 from controller.rest import wsgi as rest_wsgi
 from controller.rest.api import Api, Response, Route
 from controller.ryu_compat import (
@@ -55,6 +58,8 @@ class CanopyApp(RyuApp):
                                         bridge=settings.bridge, log=logging.getLogger("canopy.ovsdb"))
         extra = [Route("GET", "/v1/ovsdb/sessions", self._ovsdb_sessions, "accepted OVSDB manager connections")]
         extra += rest_dataplane.routes(self.state, self.programmer, lambda: self.reconcilers)
+        extra += rest_vteps.routes(self.state, self.programmer)
+        self._vtep_pushed: dict = {}  # hardware VTEP name -> the VtepDesired last handed to OVSDB
         self.api = Api(self.service, self.state, settings, extra_routes=extra)
         rest_wsgi.register(kwargs["wsgi"], self.api)
         self._wake = hub.Event()
@@ -85,17 +90,23 @@ class CanopyApp(RyuApp):
     def _program_loop(self):
         """Wait for State to change, then recompile what changed and hand it to the switches."""
         self.programmer.refresh(full=True)
+        gc.freeze()
         while True:
             self._wake.wait()
             hub.sleep(COALESCE)
             self._wake.clear()
+            full_before = self.programmer.full_recomputes
             try:
                 touched = self.programmer.refresh()
             except Exception:  # a compiler bug must not stop programming: recompute everything next time
                 log.exception("recompiling failed; falling back to a full recompute")
                 touched = self.programmer.refresh(full=True)
+            if self.programmer.full_recomputes != full_before:
+                # flows are acyclic (freed by reference counting): keep the cycle collector off them
+                gc.freeze()
             for session in touched:
                 self._push(session)
+            self._push_vteps()
 
     def _push(self, session):
         sw = self.programmer.view.switches.get(session)
@@ -103,6 +114,16 @@ class CanopyApp(RyuApp):
         desired = self.programmer.desired.get(session)
         if rec is not None and desired is not None:
             rec.set_desired(desired.all_flows(), desired.all_groups().values())
+
+    def _push_vteps(self):
+        """Hand every hardware VTEP (bound in policy or connected) its desired rows when they changed."""
+        names = {b["switch"] for b in self.state.policy.all("vtep_binding")} | \
+                {s.name for s in self.state.vteps.values()} | set(self._vtep_pushed)
+        for name in sorted(names):
+            desired = vtep_desired(self.programmer.view, self.state.policy, name)
+            if self._vtep_pushed.get(name) != desired:
+                self._vtep_pushed[name] = desired
+                self.ovsdb.set_vtep_desired(name, desired)
 
     def _session_of(self, dpid):
         return next((s for s, sw in self.programmer.view.switches.items() if sw.datapath_id == dpid), None)

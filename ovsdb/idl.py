@@ -11,6 +11,8 @@ dialling a server), so this module adapts it, and it is the only Canopy module t
 - ``IdleLink``: keeps an accepted connection open (answers echo probes) without replicating anything.
 - ``Replica.transact``: writes through an ``ovs.db.idl.Transaction``; the body sees only a
   ``RowWriter`` and the caller a ``PendingTransaction`` it polls from its own loop (never blocks).
+- ``Doorbell``: lets another green thread wake a session loop sleeping in ``Replica.wait`` (e.g.
+  when the controller hands a hardware VTEP a new desired state).
 
 Everything here is cooperative under eventlet: ``ovs.poller`` switches to a ``select.select`` based
 poller when eventlet has patched ``select``, so ``wait()`` yields to other green threads.
@@ -289,6 +291,14 @@ class RowWriter:
         """Add one element (e.g. a row reference) to a set column (a server-side mutation)."""
         row.addvalue(column, value)
 
+    def del_key(self, row, column: str, key) -> None:
+        """Remove one key of a map column, leaving the other keys alone (a server-side mutation)."""
+        row.delkey(column, key)
+
+    def delete(self, row) -> None:
+        """Delete ``row``. Rows still referencing it (strongly) make the transaction fail."""
+        row.delete()
+
 
 class PendingTransaction:
     """A committed transaction awaiting its reply; ``poll`` it from the loop that runs the replica."""
@@ -362,6 +372,11 @@ class Replica:
         idl_table = self._idl.tables.get(table)
         return list(idl_table.rows.values()) if idl_table is not None else []
 
+    def has_column(self, table: str, column: str) -> bool:
+        """True if ``table.column`` is replicated (the peer's schema has it and it was wanted)."""
+        idl_table = self._idl.tables.get(table)
+        return idl_table is not None and column in idl_table.columns
+
     def transact(self, body: Callable[[RowWriter], None], comment: str = "",
                  timeout_ms: int = TXN_TIMEOUT_MS) -> PendingTransaction:
         """Run ``body`` to build one transaction and send it; poll the result with ``poll()``.
@@ -381,13 +396,16 @@ class Replica:
         self._pending = pending
         return pending
 
-    def wait(self, timeout_ms: int) -> None:
-        """Block cooperatively until there is work for ``run()``, or ``timeout_ms`` passes."""
+    def wait(self, timeout_ms: int, doorbell: Doorbell | None = None) -> None:
+        """Block cooperatively until there is work for ``run()``, ``doorbell`` rings, or
+        ``timeout_ms`` passes."""
 
         def session_wait(poller):
             self._idl.wait(poller)
             if self._pending is not None and self._pending.result is None:
                 self._pending.wait(poller)
+            if doorbell is not None:
+                doorbell.wait(poller)
 
         _poll(session_wait, timeout_ms)
 
@@ -396,11 +414,50 @@ class Replica:
         self._idl.close()
 
 
+class Doorbell:
+    """Wakes a green thread blocked in ``Replica.wait`` from another green thread (a self-pipe).
+
+    ``ring`` never blocks and may be called any number of times before the sleeper wakes; the
+    sleeper calls ``clear`` once it has looked at whatever the ringer changed. At most one byte is
+    ever in the pipe, and ``clear`` reads only when it is there: eventlet's green ``os.read`` waits
+    for data rather than raising EAGAIN, so reading an empty pipe would hang the sleeper.
+    """
+
+    def __init__(self):
+        self._read, self._write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._rung = False
+
+    def ring(self) -> None:
+        """Wake the sleeper."""
+        if not self._rung and self._write >= 0:
+            self._rung = True
+            os.write(self._write, b"!")
+
+    def clear(self) -> None:
+        """Forget the rings so far."""
+        if self._rung and self._read >= 0:
+            self._rung = False
+            os.read(self._read, 1)
+
+    def wait(self, poller) -> None:
+        """Wake ``poller`` when the bell has been rung."""
+        poller.fd_wait(self._read, ovs.poller.POLLIN)
+
+    def close(self) -> None:
+        """Release the pipe (idempotent)."""
+        for fd in (self._read, self._write):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._read = self._write = -1
+
+
 class IdleLink:
     """Keeps an accepted connection open, answering echo probes, replicating nothing.
 
-    Used for databases Canopy does not program yet (hardware_vtep), so the peer does not see its
-    manager connection flap and reconnect with back-off.
+    For databases Canopy neither reads nor programs, so the peer does not see its manager
+    connection flap and reconnect with back-off. (hardware_vtep peers are replicated now.)
     """
 
     def __init__(self, link: PeerLink, probe_ms: int = DEFAULT_PROBE_MS):

@@ -5,9 +5,11 @@ accepted connection a green thread:
 
 1. asks the peer which databases it serves (``list_dbs``, bounded by ``handshake_timeout``);
 2. ``hardware_vtep`` (served by hardware VTEPs and the ovs-vtep emulator, which also serve an
-   Open_vSwitch database, hence it wins): logged and held open, idle, answering echo probes, until
-   hardware_vtep programming lands (a later issue). Holding it open keeps the VTEP from reconnecting
-   with back-off and shows it in ``sessions()``. It is never reported as a VRS;
+   Open_vSwitch database, hence it wins): replicates the tables in ``ovsdb.vtep.COLUMNS`` and reports
+   ``VtepSnapshot``s to the sink (``ovsdb.vtep.VtepReporter``) until the connection drops; unless
+   ``program_vteps`` is off, ``ovsdb.vtep_sync.VtepReconciler`` keeps Canopy's rows there as the
+   controller wants them (``set_vtep_desired``, keyed by the Physical_Switch name). It is never
+   reported as a VRS;
 3. ``Open_vSwitch``: fetches the peer's own schema, replicates the tables in ``ovsdb.vrs.COLUMNS`` and
    reports ``VrsSnapshot``s to the sink (``ovsdb.vrs.VrsReporter``) until the connection drops; after
    each refresh, unless ``provision_tunnel`` is off, ``ovsdb.tunnel.TunnelReconciler`` keeps the VRS's
@@ -25,14 +27,15 @@ import time
 
 from controller.discovery import DiscoverySink
 from controller.ryu_compat import hub
-from ovsdb import idl, tunnel, vrs
+from controller.discovery import VtepDesired
+from ovsdb import idl, tunnel, vrs, vtep, vtep_sync
 
-VTEP_DATABASE = "hardware_vtep"
+VTEP_DATABASE = vtep.DATABASE
 WAKE_MS = 1000  # longest a green thread sleeps without looking at its connection
 ACCEPT_RETRY_S = 0.1  # pause after an accept error (e.g. EMFILE) before trying again
 
 # Session states shown in sessions().
-HANDSHAKE, SYNCING, SYNCED, IDLE, CLOSED = "handshake", "syncing", "synced", "idle", "closed"
+HANDSHAKE, SYNCING, SYNCED, CLOSED = "handshake", "syncing", "synced", "closed"
 
 
 def classify(databases: list[str]) -> str | None:
@@ -54,9 +57,12 @@ class _PeerSession:
         self.database: str | None = None
         self.state = HANDSHAKE
         self.connected_since = time.time()
-        self._conn = link  # PeerLink, then Replica or IdleLink
+        self._conn = link  # PeerLink, then Replica
         self._reporter = vrs.VrsReporter(server.sink, name, link.peer, server.bridge, server.log)
         self._tunnel: tunnel.TunnelReconciler | None = None
+        self._vtep_reporter = vtep.VtepReporter(server.sink, name, link.peer, server.log)
+        self._vtep: vtep_sync.VtepReconciler | None = None
+        self._doorbell: idl.Doorbell | None = None
         self._thread = None
         self._finished = False
 
@@ -76,10 +82,24 @@ class _PeerSession:
             "state": self.state,
             "chassis": last.chassis if last is not None else None,
             "tunnel": self._tunnel.describe() if self._tunnel is not None else None,
+            "switch": self.switch,
+            "vtep": self._vtep.describe() if self._vtep is not None else None,
         }
 
+    @property
+    def switch(self) -> str | None:
+        """The hardware VTEP's Physical_Switch name, once reported (None for a VRS)."""
+        last = self._vtep_reporter.last
+        return last.name if last is not None else None
+
+    def ring(self) -> None:
+        """Wake the session loop (its VTEP's desired state changed)."""
+        if self._doorbell is not None:
+            self._doorbell.ring()
+
     def close(self) -> None:
-        """Stop serving and close the connection; reports vrs_gone if the VRS was ever reported."""
+        """Stop serving and close the connection; reports vrs_gone / vtep_gone if the VRS / hardware
+        VTEP was ever reported."""
         thread = self._thread
         if thread is not None and thread is not hub.getcurrent():
             hub.kill(thread)  # runs the thread's cleanup (finish) before returning
@@ -101,10 +121,10 @@ class _PeerSession:
         self.database = classify(databases)
         if self.database is None:
             raise idl.PeerError("serves %s, neither %s nor %s" % (databases, vrs.DATABASE, VTEP_DATABASE))
+        schema = self._conn.get_schema(self.database, timeout_ms)
         if self.database == VTEP_DATABASE:
-            self._hold_idle()
+            self._follow_vtep(schema)
             return
-        schema = self._conn.get_schema(vrs.DATABASE, timeout_ms)
         self._follow_vrs(schema)
 
     def _follow_vrs(self, schema: dict) -> None:
@@ -131,23 +151,37 @@ class _PeerSession:
             replica.wait(self._wake_ms())
 
     def _wake_ms(self) -> int:
-        """How long the session loop may sleep: WAKE_MS, or less when the tunnel's back-off ends."""
-        due = self._tunnel.wake_in_ms() if self._tunnel is not None else None
+        """How long the session loop may sleep: WAKE_MS, or less when a reconciler's back-off ends."""
+        reconciler = self._tunnel or self._vtep
+        due = reconciler.wake_in_ms() if reconciler is not None else None
         return WAKE_MS if due is None else min(WAKE_MS, due)
 
-    def _hold_idle(self) -> None:
-        """Keep a hardware_vtep connection open and quiet until the peer goes."""
-        link = idl.IdleLink(self._conn, self._server.probe_interval_ms)
-        self._conn = link
-        self.state = IDLE
-        self._log.info("ovsdb %s: hardware_vtep peer (session %s); hardware VTEP programming is not "
-                       "implemented yet, holding the connection idle", self.peer, self.name)
+    def _follow_vtep(self, schema: dict) -> None:
+        """Replicate a hardware VTEP's database, report it and program it until it goes."""
+        replica = idl.Replica(self._conn, schema, vtep.COLUMNS, self._server.probe_interval_ms)
+        self._conn = replica
+        self.state = SYNCING
+        self._doorbell = idl.Doorbell()
+        self._log.info("ovsdb %s: hardware_vtep peer (session %s), replicating %s%s", self.peer, self.name,
+                       VTEP_DATABASE, "" if self._server.program_vteps else " (read only)")
+        if self._server.program_vteps:
+            self._vtep = vtep_sync.VtepReconciler(replica, self.peer, self._log)
+        seen = None
         while True:
-            link.run()
-            if not link.connected:
+            replica.run()
+            if not replica.connected:
                 self._log.info("ovsdb %s: hardware_vtep connection closed by peer", self.peer)
                 return
-            link.wait(WAKE_MS)
+            if replica.synced:
+                self._doorbell.clear()
+                if replica.change_seqno != seen:
+                    seen = replica.change_seqno
+                    self.state = SYNCED
+                    self._vtep_reporter.refresh(replica.rows("Physical_Switch"),
+                                                replica.rows("Ucast_Macs_Local"))
+                if self._vtep is not None:
+                    self._vtep.step(self.switch, self._server.vtep_desired(self.switch))
+            replica.wait(self._wake_ms(), self._doorbell)
 
     def _finish(self) -> None:
         """Close, report gone, forget; idempotent."""
@@ -163,11 +197,18 @@ class _PeerSession:
             self._reporter.gone()
         except Exception:
             self._log.exception("ovsdb %s: sink failed on vrs_gone(%s)", self.peer, self.name)
+        try:
+            self._vtep_reporter.gone()
+        except Exception:
+            self._log.exception("ovsdb %s: sink failed on vtep_gone(%s)", self.peer, self.name)
+        if self._doorbell is not None:
+            self._doorbell.close()
         self._server._forget(self)
 
 
 class OvsdbManagerServer:
-    """Listens for hypervisor ovsdb-servers and reports each VRS to a ``DiscoverySink``.
+    """Listens for hypervisor and hardware VTEP ovsdb-servers and reports each VRS and hardware VTEP
+    to a ``DiscoverySink``.
 
     ``listen``/``port``: address to bind (port 0 picks a free port; see ``port`` after ``start``).
     ``bridge``: the integration bridge whose interfaces become ``VrsSnapshot.ports``.
@@ -175,12 +216,14 @@ class OvsdbManagerServer:
     ``probe_interval``: seconds of silence before an echo probe; a peer silent for two is dropped.
     ``provision_tunnel``: keep each VRS's VXLAN tunnel port (``tunnel_name``) on ``bridge`` as
     desired (ovsdb/tunnel.py); when False, Canopy writes nothing to any VRS database.
+    ``program_vteps``: write each hardware VTEP's desired rows (``set_vtep_desired``,
+    ovsdb/vtep_sync.py); when False, hardware VTEPs are only read.
     """
 
     def __init__(self, listen: str, port: int, sink: DiscoverySink, bridge: str = vrs.DEFAULT_BRIDGE,
                  log: logging.Logger | None = None, *, handshake_timeout: float = 5.0,
                  probe_interval: float = 5.0, provision_tunnel: bool = True,
-                 tunnel_name: str = tunnel.DEFAULT_NAME):
+                 tunnel_name: str = tunnel.DEFAULT_NAME, program_vteps: bool = True):
         if not isinstance(tunnel_name, str) or not tunnel_name.strip():
             raise ValueError("tunnel_name must be a non-empty port name, not %r" % (tunnel_name,))
         self.listen = listen
@@ -192,6 +235,8 @@ class OvsdbManagerServer:
         self.probe_interval_ms = int(probe_interval * 1000)
         self.provision_tunnel = provision_tunnel
         self.tunnel_name = tunnel_name
+        self.program_vteps = program_vteps
+        self._vtep_desired: dict[str, VtepDesired] = {}
         self._listener: idl.Listener | None = None
         self._accept_thread = None
         self._sessions: dict[str, _PeerSession] = {}
@@ -222,8 +267,31 @@ class OvsdbManagerServer:
 
     def sessions(self) -> list[dict]:
         """One JSON-ready dict per open session: session, peer, database, connected_since, state,
-        chassis, and tunnel (the tunnel reconciler's name/state/transactions/last_error, or None)."""
+        chassis, tunnel (the tunnel reconciler's name/state/transactions/last_error, or None),
+        switch (a hardware VTEP's Physical_Switch name, else None) and vtep (the VTEP reconciler's
+        switch/state/transactions/last_error/conflicts/waiting, or None)."""
         return [self._sessions[name].describe() for name in sorted(self._sessions)]
+
+    def set_vtep_desired(self, name: str, desired: VtepDesired | None) -> None:
+        """What the hardware VTEP whose Physical_Switch is ``name`` should hold (None: nothing of
+        Canopy's). Kept for a VTEP that connects later; sessions of that switch act on it at once."""
+        if not isinstance(name, str) or not name:
+            raise ValueError("a hardware VTEP is named by its Physical_Switch name, not %r" % (name,))
+        if desired is not None and not isinstance(desired, VtepDesired):
+            raise TypeError("desired must be a VtepDesired or None, not %s" % type(desired).__name__)
+        if self._vtep_desired.get(name) == desired:
+            return
+        if desired is None:
+            del self._vtep_desired[name]
+        else:
+            self._vtep_desired[name] = desired
+        for session in self._sessions.values():
+            if session.switch == name:
+                session.ring()
+
+    def vtep_desired(self, name: str | None) -> VtepDesired | None:
+        """The desired state last set for the hardware VTEP ``name`` (None if none)."""
+        return self._vtep_desired.get(name) if name else None
 
     def _accept_loop(self) -> None:
         last_error = None  # log a persistent accept error (e.g. EMFILE) once, not ten times a second

@@ -9,7 +9,10 @@ Layout (every box is a network namespace named ``cnp<run id>-...``)::
 - management network 10.250.0.0/16 (controllers and hypervisors' mgmt0), underlay 10.251.0.0/16
   (each hypervisor's VTEP IP sits on its br-phy internal port, br-phy holding the ul0 veth: the
   arrangement userspace VXLAN needs);
-- VMs are namespaces whose eth0 is a veth to their hypervisor (or, on ESXi, to its port group).
+- VMs are namespaces whose eth0 is a veth to their hypervisor (or, on ESXi, to its port group);
+- hardware VTEPs (``add_hardware_vtep``) are the ovs-vtep emulator in a host namespace like a
+  hypervisor's (mgmt0, br-phy with the tunnel IP), and bare-metal servers (``add_baremetal``) reach
+  its ports through an access switch with VLAN tags (tests.harness.vtep).
 
 Teardown (``close``) stops controllers and other helper processes, deletes VMs, stops OVS, deletes
 the remaining namespaces and the workdir, and never raises: a failed step is logged and skipped.
@@ -36,6 +39,7 @@ from tests.harness.ovs import OvsInstance
 from tests.harness.process import Child
 from tests.harness.runrecord import RunRecord, sweep_stale
 from tests.harness.vports import FLAVOURS
+from tests.harness.vtep import AccessSwitch, BareMetal, HardwareVtep, VtepOvs, vtep_unavailable
 from tests.harness.wait import wait_until
 
 MGMT_NET = ipaddress.ip_network("10.250.0.0/16")
@@ -172,11 +176,20 @@ class Lab:
         netns.add_address(ns, "mgmt0", f"{address}/{MGMT_NET.prefixlen}")
         return address
 
-    def _start_ovs(self, ns: str, rundir: Path) -> OvsInstance:
-        ovs = OvsInstance(ns, rundir)
+    def _start_ovs(self, ns: str, rundir: Path, kind: type[OvsInstance] = OvsInstance) -> OvsInstance:
+        ovs = kind(ns, rundir)
         self._ovs.append(ovs)
         ovs.start(self.spawn)
         return ovs
+
+    def _join_underlay(self, ns: str, name: str, number: int, ovs: OvsInstance) -> str:
+        """Give host ``name`` its tunnel IP on br-phy, which holds the ul0 veth; return the IP."""
+        tunnel_ip = str(UNDERLAY_NET[number])
+        self._join_fabric(ns, name, "ul", "ul0")
+        ovs.add_bridge(BR_PHY, "fail_mode=standalone")
+        ovs.vsctl("add-port", BR_PHY, "ul0")
+        netns.add_address(ns, BR_PHY, f"{tunnel_ip}/{UNDERLAY_NET.prefixlen}")
+        return tunnel_ip
 
     # -- hosts ----------------------------------------------------------------------------------
 
@@ -190,15 +203,11 @@ class Lab:
         if flavour not in FLAVOURS:
             raise ValueError(f"unknown flavour {flavour!r}; expected one of {sorted(FLAVOURS)}")
         ns, number = self._new_host(name)
-        mgmt_ip, vtep_ip = self._join_mgmt(ns, name, number), str(UNDERLAY_NET[number])
-        self._join_fabric(ns, name, "ul", "ul0")
-        hv = Hypervisor(name, ns, flavour, mgmt_ip, vtep_ip,
-                        self._start_ovs(ns, self.workdir / name))
+        mgmt_ip, ovs = self._join_mgmt(ns, name, number), self._start_ovs(ns, self.workdir / name)
+        vtep_ip = self._join_underlay(ns, name, number, ovs)
+        hv = Hypervisor(name, ns, flavour, mgmt_ip, vtep_ip, ovs)
         hv.ovs.add_bridge(BR_INT, "fail_mode=secure", "protocols=OpenFlow13,OpenFlow14",
                           "other_config:disable-in-band=true")
-        hv.ovs.add_bridge(BR_PHY, "fail_mode=standalone")
-        hv.vsctl("add-port", BR_PHY, "ul0")
-        netns.add_address(ns, BR_PHY, f"{vtep_ip}/{UNDERLAY_NET.prefixlen}")
         ids = {"system-id": name, "hostname": name, "canopy-vtep-ip": vtep_ip,
                "canopy-flavour": flavour}
         hv.vsctl("set", "Open_vSwitch", ".", *(f"external_ids:{k}={v}" for k, v in ids.items()))
@@ -215,6 +224,34 @@ class Lab:
             hv.vsctl("add-port", BR_INT, Hypervisor.TRUNK_PORT)
             hv.port_group = group
         return hv.port_group
+
+    def add_hardware_vtep(self, name: str = "tor1", ports=("p1",)) -> HardwareVtep:
+        """A hardware VTEP: physical switch ``name`` (at most 6 characters) with ``ports``, emulated
+        by ovs-vtep in its own namespace, on the management network and the underlay (its tunnel IP
+        on br-phy), not yet connected to any manager (``vtep.connect(ctl)``). Raises RuntimeError
+        when openvswitch-vtep or python3-openvswitch is missing (see tests.harness.vtep)."""
+        reason = vtep_unavailable()
+        if reason:
+            raise RuntimeError(reason)
+        ports = HardwareVtep.check_names(name, ports)
+        ns, number = self._new_host(name)
+        mgmt_ip = self._join_mgmt(ns, name, number)
+        ovs = self._start_ovs(ns, self.workdir / name, VtepOvs)
+        tunnel_ip = self._join_underlay(ns, name, number, ovs)
+        access_ns = self._new_namespace(f"{name}-acc")
+        access = AccessSwitch(access_ns, self._start_ovs(access_ns, self.workdir / f"{name}-acc"))
+        vtep = HardwareVtep(name, ns, mgmt_ip, tunnel_ip, ovs, ports, access)
+        vtep.build(self.spawn)
+        return vtep
+
+    def add_baremetal(self, vtep: HardwareVtep, name: str, port: str = "p1", vlan: int = 100,
+                      mac: str | None = None, ip: str | None = None) -> BareMetal:
+        """A bare-metal server whose eth0 (``mac``, default unique; ``ip`` a CIDR or None) reaches
+        ``vtep``'s ``port`` tagged with ``vlan`` (an access port on the VTEP's access switch)."""
+        server = BareMetal(name, vtep, port, vlan, mac or self._next_mac(), ip)
+        server.ns = self._new_namespace(f"{vtep.name}-{name}")
+        server.plug()
+        return server
 
     # -- VMs ------------------------------------------------------------------------------------
 

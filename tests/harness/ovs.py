@@ -30,6 +30,11 @@ Spawner = Callable[[str, list[str], Path, str, dict], Child]
 class OvsInstance:
     """ovsdb-server and ovs-vswitchd for namespace ``ns``, files under ``rundir``."""
 
+    #: (database file name, schema, ovsdb-server remote column for its managers); a subclass may
+    #: serve more databases (tests.harness.vtep adds hardware_vtep).
+    DATABASES: tuple[tuple[str, Path, str], ...] = (
+        ("conf.db", SCHEMA, "db:Open_vSwitch,Open_vSwitch,manager_options"),)
+
     def __init__(self, ns: str, rundir: Path):
         self.ns = ns
         self.rundir = rundir
@@ -40,13 +45,14 @@ class OvsInstance:
         self.processes: list[Child] = []
 
     def start(self, spawn: Spawner) -> None:
-        """Create the database, start both daemons and wait until ovs-vswitchd has applied it."""
+        """Create the databases, start both daemons and wait until ovs-vswitchd has applied them."""
         self.rundir.mkdir(parents=True, exist_ok=True)
-        database = self.rundir / "conf.db"
-        netns.run(["ovsdb-tool", "create", str(database), str(SCHEMA)])
+        for file_name, schema, _ in self.DATABASES:
+            netns.run(["ovsdb-tool", "create", str(self.rundir / file_name), str(schema)])
         self._start_daemon(spawn, "ovsdb-server", [
-            str(database), f"--remote=punix:{self.db_socket}",
-            "--remote=db:Open_vSwitch,Open_vSwitch,manager_options"])
+            *(str(self.rundir / file_name) for file_name, _, _ in self.DATABASES),
+            f"--remote=punix:{self.db_socket}",
+            *(f"--remote={remote}" for _, _, remote in self.DATABASES)])
         server = self.processes[-1]
         wait_until(lambda: self.db_socket.exists() or not server.alive(), timeout=10,
                    interval=0.02, what=f"{self.db_socket} to appear")

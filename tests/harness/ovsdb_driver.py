@@ -6,7 +6,10 @@ sink call; keeping eventlet out of the pytest process keeps other test modules u
 inside a network namespace (``ns``); it exits when its stdin closes, so it dies with the test run.
 
 stdin commands: ``sessions ID`` -> {"ev": "sessions", "id": ID, "sessions": [...]};
-``stop`` -> server.stop(), then {"ev": "stopped", "sessions": [...]} and exit.
+``desired ID NAME JSON`` -> server.set_vtep_desired(NAME, VtepDesired from JSON, or None for
+``null``), then {"ev": "desired", "id": ID}; ``stop`` -> server.stop(), then {"ev": "stopped",
+"sessions": [...]} and exit. Sink calls: {"ev": "update"|"vtep_update", "snap": {...}} and
+{"ev": "gone"|"vtep_gone", "session": ...}.
 
 Also here: the bounded polling helpers the OVSDB integration tests share (``poll_until``,
 ``hold_for``) and ``stop_process`` (by PID).
@@ -42,7 +45,29 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--probe-interval", type=float, default=5.0)
     parser.add_argument("--no-tunnel", action="store_true", help="provision_tunnel=False")
     parser.add_argument("--tunnel-name", default=None)
+    parser.add_argument("--no-vtep-program", action="store_true", help="program_vteps=False")
     return parser.parse_args(argv)
+
+
+def desired_to_json(desired) -> str:
+    """A ``VtepDesired`` (or None) as one JSON line for the ``desired`` command."""
+    import dataclasses
+
+    return json.dumps(dataclasses.asdict(desired) if desired is not None else None)
+
+
+def desired_from_json(text: str):
+    """The ``VtepDesired`` (or None) that ``desired_to_json`` wrote."""
+    from controller.discovery import VtepDesired
+
+    data = json.loads(text)
+    if data is None:
+        return None
+    return VtepDesired(
+        logical_switches=tuple(data.get("logical_switches", ())),
+        bindings=tuple(tuple(b) for b in data.get("bindings", ())),
+        remote_macs=tuple(tuple(m) for m in data.get("remote_macs", ())),
+        flood=tuple((vni, tuple(ips)) for vni, ips in data.get("flood", ())))
 
 
 def driver_main(argv: list[str]) -> int:
@@ -73,16 +98,27 @@ def driver_main(argv: list[str]) -> int:
         def vrs_gone(self, session):
             emit(ev="gone", session=session)
 
+        def vtep_update(self, snap):
+            emit(ev="vtep_update", snap=dataclasses.asdict(snap))
+
+        def vtep_gone(self, session):
+            emit(ev="vtep_gone", session=session)
+
     tunnel = {"tunnel_name": args.tunnel_name} if args.tunnel_name else {}
     server = OvsdbManagerServer(args.listen, 0, RecordingSink(), bridge=args.bridge,
                                 handshake_timeout=args.handshake_timeout,
                                 probe_interval=args.probe_interval,
-                                provision_tunnel=not args.no_tunnel, **tunnel)
+                                provision_tunnel=not args.no_tunnel,
+                                program_vteps=not args.no_vtep_program, **tunnel)
     server.start()
     emit(ev="listening", port=server.port)
-    for words in _stdin_commands(eventlet.hubs.trampoline):
+    for line in _stdin_commands(eventlet.hubs.trampoline):
+        words = line.split(None, 3)
         if words[0] == "sessions":
             emit(ev="sessions", id=int(words[1]), sessions=server.sessions())
+        elif words[0] == "desired":
+            server.set_vtep_desired(words[2], desired_from_json(words[3]))
+            emit(ev="desired", id=int(words[1]))
         elif words[0] == "stop":
             break
     server.stop()
@@ -91,7 +127,7 @@ def driver_main(argv: list[str]) -> int:
 
 
 def _stdin_commands(trampoline):
-    """Yield stdin lines as word lists until EOF, waiting in the hub so green threads keep running.
+    """Yield non-blank stdin lines until EOF, waiting in the hub so green threads keep running.
 
     (eventlet's green ``select.select`` never reports fd 0 readable here; ``trampoline`` does.)
     """
@@ -104,7 +140,7 @@ def _stdin_commands(trampoline):
         *lines, buffered = (buffered + chunk).split(b"\n")
         for line in lines:
             if line.split():
-                yield line.decode().split()
+                yield line.decode()
 
 
 # Test side.
@@ -209,6 +245,27 @@ class ManagerDriver:
         self._send("sessions %d" % request)
         return self.wait_event(lambda e: e["ev"] == "sessions" and e["id"] == request, START_TIMEOUT,
                                "sessions reply")["sessions"]
+
+    def set_vtep_desired(self, name: str, desired) -> None:
+        """``server.set_vtep_desired(name, desired)`` (a ``VtepDesired`` or None), acknowledged."""
+        request = next(self._ids)
+        self._send("desired %d %s %s" % (request, name, desired_to_json(desired)))
+        self.wait_event(lambda e: e["ev"] == "desired" and e["id"] == request, START_TIMEOUT, "desired ack")
+
+    def vtep_updates(self, session: str | None = None) -> list[dict]:
+        """Every VtepSnapshot reported (of ``session`` if given), oldest first, as dicts."""
+        return [e["snap"] for e in self.snapshot()
+                if e["ev"] == "vtep_update" and session in (None, e["snap"]["session"])]
+
+    def vtep_gones(self, session: str) -> int:
+        return sum(1 for e in self.snapshot() if e["ev"] == "vtep_gone" and e["session"] == session)
+
+    def wait_vtep(self, predicate, timeout: float, what: str, session: str | None = None) -> dict:
+        """Wait until the latest VtepSnapshot (of ``session``, else of any session) matches."""
+        def check():
+            ups = self.vtep_updates(session)
+            return ups[-1] if ups and predicate(ups[-1]) else None
+        return poll_until(check, timeout, what, self.context)
 
     def stop(self) -> list[dict]:
         self._send("stop")

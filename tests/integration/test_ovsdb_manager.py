@@ -301,13 +301,16 @@ def test_hardware_vtep_is_recognised_and_not_reported_as_vrs(manager, spawn):
     def vtep_sessions():
         return [s for s in manager.sessions() if s["database"] == "hardware_vtep"]
 
-    [info] = poll_until(vtep_sessions, SLOW, "hardware_vtep session", manager.context)
-    assert info["state"] == "idle"
+    def synced():
+        return [s for s in vtep_sessions() if s["state"] == "synced" and s["switch"] == "tor1"]
+
+    [info] = poll_until(synced, SLOW, "hardware_vtep session", manager.context)
     # Held open: the VTEP probes every second, and an unanswered probe would make it reconnect
     # (a new session). Watch for three probe intervals.
-    hold_for(3 * PROBE_MS / 1000, lambda: vtep_sessions() == [info], "the same idle hardware_vtep session",
+    hold_for(3 * PROBE_MS / 1000, lambda: synced() == [info], "the same hardware_vtep session",
              manager.context)
     assert not [e for e in manager.snapshot() if e["ev"] in ("update", "gone")]
+    assert [e["snap"]["name"] for e in manager.snapshot() if e["ev"] == "vtep_update"] == ["tor1"]
     assert "hardware_vtep peer" in manager.log()
 
 

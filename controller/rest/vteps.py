@@ -1,0 +1,57 @@
+"""REST view of hardware VTEPs: each switch, its ports and bindings, local and remote MACs, connection."""
+
+from __future__ import annotations
+
+from controller.derive import vtep_desired
+from controller.rest.api import ApiError, Response, Route
+
+
+def routes(state, programmer) -> list[Route]:
+    def listing(req):
+        items = [_vtep_view(state, programmer, name) for name in _names(state)]
+        return Response(200, {"items": items, "count": len(items)})
+
+    def one(req, name):
+        if name not in _names(state):
+            raise ApiError(404, "not_found", f"no hardware VTEP named {name!r} is connected or bound")
+        return Response(200, _vtep_view(state, programmer, name))
+
+    return [Route("GET", "/v1/vteps", listing, "hardware VTEPs: connection, ports, bindings, local and remote MACs"),
+            Route("GET", "/v1/vteps/{name}", one, "one hardware VTEP by its Physical_Switch name")]
+
+
+def _names(state):
+    return sorted({s.name for s in state.vteps.values()} | {b["switch"] for b in state.policy.all("vtep_binding")})
+
+
+def _vtep_view(state, programmer, name):
+    snap = next((s for s in state.vteps.values() if s.name == name), None)
+    desired = vtep_desired(programmer.view, state.policy, name)
+    by_vni = {s["vni"]: s for s in state.policy.all("subnet")}
+    bindings = []
+    for b in sorted(state.policy.all("vtep_binding"), key=lambda b: (b["port"], b["vlan"])):
+        if b["switch"] != name:
+            continue
+        sub = state.policy.get("subnet", b["subnet_id"])
+        seen = snap and any(p.name == b["port"] and (b["vlan"], sub["vni"]) in p.vlan_bindings for p in snap.ports)
+        bindings.append({"id": b["id"], "port": b["port"], "vlan": b["vlan"],
+                         "subnet": {"id": sub["id"], "ref": state.policy.ref("subnet", sub), "vni": sub["vni"]},
+                         "programmed": bool(seen)})
+
+    def subnet_ref(vni):
+        sub = by_vni.get(vni)
+        return state.policy.ref("subnet", sub) if sub else None
+
+    return {
+        "name": name, "connected": snap is not None,
+        "ovsdb": {"session": snap.session, "peer": snap.peer} if snap else None,
+        "tunnel_ips": list(snap.tunnel_ips) if snap else [], "description": snap.description if snap else None,
+        "ports": [{"name": p.name, "vlan_bindings": [{"vlan": v, "vni": n, "subnet": subnet_ref(n)}
+                                                      for v, n in p.vlan_bindings]} for p in snap.ports] if snap else [],
+        "bindings": bindings,
+        "local_macs": [{"mac": m.mac, "vni": m.vni, "subnet": subnet_ref(m.vni), "ip": m.ip, "locator": m.locator}
+                       for m in snap.local_macs] if snap else [],
+        "remote_macs": [{"mac": mac, "vni": vni, "subnet": subnet_ref(vni), "ip": ip, "locator": loc}
+                        for vni, mac, ip, loc in desired.remote_macs],
+        "flood": [{"vni": vni, "subnet": subnet_ref(vni), "locators": list(locs)} for vni, locs in desired.flood],
+    }

@@ -1,0 +1,410 @@
+"""Hardware VTEPs (the ``hardware_vtep`` schema): what Canopy reads, and the rows it wants written.
+
+Two pure functions over replicated rows (``ovs`` IDL rows through ovsdb/idl.py, or stand-ins with the
+same attributes), and the reporter feeding snapshots to State:
+
+- ``build_vtep_snapshot``: Physical_Switch (name, description, tunnel_ips, management_ips, ports),
+  Physical_Port (name, vlan_bindings -> Logical_Switch tunnel_key) and Ucast_Macs_Local (MAC,
+  logical_switch -> tunnel_key, ipaddr, locator -> Physical_Locator dst_ip) -> one ``VtepSnapshot``.
+  One Physical_Switch per database is the normal case; with several, the first by name is the one
+  (logged once by ``VtepReporter``).
+- ``plan_vtep``: a ``VtepDesired`` + the rows -> the ``VtepPlan`` that makes them so (ovsdb/vtep_sync.py
+  writes it). An empty plan means converged: a reconnect or a Canopy restart writes nothing.
+
+The rows Canopy writes (its row model; nothing else is ever changed)::
+
+    Logical_Switch      name "canopy-<VNI>", tunnel_key <VNI>, replication_mode "source_node" (head-end
+                        replication, like the VRS; set only when the peer's schema has the column),
+                        description "Canopy VNI <VNI>" (written once, never compared)
+    Physical_Port       vlan_bindings <VLAN> -> canopy-<VNI>, on the managed Physical_Switch's ports;
+                        only entries pointing at a canopy-* switch are ever changed or removed
+    Ucast_Macs_Remote   MAC (lowercase), logical_switch canopy-<VNI>, ipaddr ("" when unknown), locator
+    Mcast_Macs_Remote   MAC "unknown-dst", logical_switch canopy-<VNI>, locator_set: the flood list (a
+                        Physical_Locator_Set is immutable: a new list is a new set row; the old one is
+                        garbage collected). No row when the flood list is empty.
+    Physical_Locator    encapsulation_type "vxlan_over_ipv4", dst_ip: an existing locator with that
+                        dst_ip is always reused (the schema's index forbids a duplicate anyway)
+
+Every logical switch named ``canopy-<VNI>`` is Canopy's, and so are the remote MACs in it: rows there
+that are not desired are removed. Logical switches of any other name are never touched, nor their
+bindings or MACs. A logical switch no longer desired is removed last: its bindings, remote MACs and
+flood row go first, and the switch itself once nothing references it any more (the VTEP clears its
+own Ucast/Mcast_Macs_Local rows after the binding goes), in a later transaction.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from controller.discovery import DiscoverySink, VtepDesired, VtepMac, VtepPort, VtepSnapshot
+
+DATABASE = "hardware_vtep"
+LS_PREFIX = "canopy-"
+ENCAPSULATION = "vxlan_over_ipv4"
+UNKNOWN_DST = "unknown-dst"
+REPLICATION_MODE = "source_node"
+
+# Everything Canopy replicates from a hardware VTEP. Writes (ovsdb/vtep_sync.py) touch only
+# Logical_Switch, Physical_Port.vlan_bindings, Ucast/Mcast_Macs_Remote and new locator (set) rows.
+COLUMNS = {
+    "Physical_Switch": ("name", "description", "tunnel_ips", "management_ips", "ports"),
+    "Physical_Port": ("name", "vlan_bindings"),
+    "Logical_Switch": ("name", "tunnel_key", "replication_mode", "description"),
+    "Ucast_Macs_Local": ("MAC", "logical_switch", "ipaddr", "locator"),
+    "Mcast_Macs_Local": ("MAC", "logical_switch"),
+    "Ucast_Macs_Remote": ("MAC", "logical_switch", "ipaddr", "locator"),
+    "Mcast_Macs_Remote": ("MAC", "logical_switch", "locator_set", "ipaddr"),
+    "Physical_Locator_Set": ("locators",),
+    "Physical_Locator": ("encapsulation_type", "dst_ip", "tunnel_key"),
+}
+
+
+def ls_name(vni: int) -> str:
+    """The name of Canopy's logical switch for ``vni``."""
+    return "%s%d" % (LS_PREFIX, vni)
+
+
+def canopy_vni(name: str) -> int | None:
+    """The VNI of a logical switch named like Canopy's (``canopy-<VNI>``, canonical digits), else None."""
+    tail = name[len(LS_PREFIX):] if name.startswith(LS_PREFIX) else ""
+    return int(tail) if tail.isdigit() and ls_name(int(tail)) == name else None
+
+
+def _one(value):
+    """The element of an optional (0..1) IDL column, or the value itself; None when empty."""
+    if isinstance(value, (list, tuple)):
+        return value[0] if value else None
+    return value
+
+
+def _vni(ls) -> int | None:
+    """A Logical_Switch row's tunnel_key, None if unset."""
+    key = _one(getattr(ls, "tunnel_key", None)) if ls is not None else None
+    return key if isinstance(key, int) and not isinstance(key, bool) else None
+
+
+def _locator_ip(locator) -> str | None:
+    locator = _one(locator)
+    return getattr(locator, "dst_ip", None) if locator is not None else None
+
+
+def _ip_order(ip: str):
+    try:
+        return (0, ipaddress.ip_address(ip))
+    except ValueError:
+        return (1, ip)
+
+
+def _by_uuid(rows: Iterable) -> list:
+    return sorted(rows, key=lambda row: str(getattr(row, "uuid", "")))
+
+
+# Reading: the snapshot.
+
+def pick_switch(switches: Iterable):
+    """The managed Physical_Switch: the first by name (None if there is none)."""
+    return min(switches, key=lambda row: row.name, default=None)
+
+
+def _port(row) -> VtepPort:
+    bindings = ((vlan, _vni(ls)) for vlan, ls in dict(getattr(row, "vlan_bindings", None) or {}).items())
+    return VtepPort(row.name, tuple(sorted(b for b in bindings if b[1] is not None)))
+
+
+def _local_mac(row) -> VtepMac | None:
+    vni, locator = _vni(_one(row.logical_switch)), _locator_ip(row.locator)
+    if vni is None or locator is None:
+        return None
+    return VtepMac(row.MAC.lower(), vni, getattr(row, "ipaddr", "") or None, locator)
+
+
+def build_vtep_snapshot(session: str, peer: str, switches: Iterable, local_macs: Iterable = ()
+                        ) -> VtepSnapshot | None:
+    """The ``VtepSnapshot`` of the managed Physical_Switch, None while the database has none.
+
+    ``switches``: Physical_Switch rows; ``local_macs``: Ucast_Macs_Local rows (those whose logical
+    switch has no tunnel_key are left out: they have no VNI to report).
+    """
+    switch = pick_switch(switches)
+    if switch is None:
+        return None
+    macs = {mac for mac in map(_local_mac, local_macs) if mac is not None}
+    return VtepSnapshot(
+        session=session,
+        peer=peer,
+        name=switch.name,
+        tunnel_ips=tuple(sorted(getattr(switch, "tunnel_ips", None) or (), key=_ip_order)),
+        management_ips=tuple(sorted(getattr(switch, "management_ips", None) or (), key=_ip_order)),
+        description=getattr(switch, "description", "") or "",
+        ports=tuple(sorted((_port(p) for p in switch.ports or ()), key=lambda p: p.name)),
+        local_macs=tuple(sorted(macs, key=lambda m: (m.vni, m.mac, m.ip or "", m.locator))),
+    )
+
+
+class VtepReporter:
+    """Reports one OVSDB session's hardware VTEP snapshots to a ``DiscoverySink``.
+
+    Contract: ``vtep_update`` only when the snapshot differs from the last one reported; a session
+    reported at least once gets exactly one ``vtep_gone``, and nothing after it.
+    """
+
+    def __init__(self, sink: DiscoverySink, session: str, peer: str, log: logging.Logger | None = None):
+        self._sink = sink
+        self.session = session
+        self.peer = peer
+        self._log = log or logging.getLogger(__name__)
+        self._many_logged: tuple[str, ...] = ()
+        self.last: VtepSnapshot | None = None
+        self._gone = False
+
+    def refresh(self, switches: Iterable, local_macs: Iterable) -> bool:
+        """Rebuild from the current rows; report and return True if the snapshot changed."""
+        if self._gone:
+            return False
+        switches = list(switches)
+        self._note_many(switches)
+        snap = build_vtep_snapshot(self.session, self.peer, switches, local_macs)
+        if snap is None or snap == self.last:
+            return False
+        self.last = snap
+        self._sink.vtep_update(snap)
+        return True
+
+    def gone(self) -> None:
+        """Report the session gone (once, and only if it was ever reported)."""
+        if self._gone:
+            return
+        self._gone = True
+        if self.last is not None:
+            self._sink.vtep_gone(self.session)
+
+    def _note_many(self, switches: list) -> None:
+        names = tuple(sorted(row.name for row in switches))
+        if len(names) > 1 and names != self._many_logged:
+            self._log.warning("ovsdb %s: %d physical switches (%s); managing only %s", self.peer,
+                              len(names), ", ".join(names), names[0])
+        self._many_logged = names if len(names) > 1 else ()
+
+
+# Writing: the plan.
+
+@dataclass(frozen=True)
+class VtepRows:
+    """The replicated rows ``plan_vtep`` reads (tuples of IDL rows or stand-ins)."""
+
+    switch: object | None  # the managed Physical_Switch (see pick_switch)
+    logical_switches: tuple = ()
+    ports: tuple = ()  # every Physical_Port: a binding on any of them references its logical switch
+    ucast_local: tuple = ()
+    mcast_local: tuple = ()
+    ucast_remote: tuple = ()
+    mcast_remote: tuple = ()
+    locators: tuple = ()
+    replication_mode: bool = True  # the peer's Logical_Switch has replication_mode
+
+
+@dataclass
+class VtepPlan:
+    """The writes that bring a hardware VTEP to its desired rows, and what keeps it from getting there.
+
+    Rows are the replica's own. ``ls_rows`` (Canopy's logical switches by VNI) and ``locator_rows``
+    (reusable locators by dst_ip) let the writer reference existing rows instead of inserting.
+    """
+
+    ls_create: list = field(default_factory=list)  # VNI
+    ls_update: list = field(default_factory=list)  # (Logical_Switch row, VNI)
+    ls_delete: list = field(default_factory=list)  # Logical_Switch row
+    bind: list = field(default_factory=list)  # (Physical_Port row, VLAN, VNI)
+    unbind: list = field(default_factory=list)  # (Physical_Port row, VLAN)
+    ucast_add: list = field(default_factory=list)  # (VNI, MAC, ip or None, locator IP)
+    ucast_update: list = field(default_factory=list)  # (Ucast_Macs_Remote row, ip or None, locator IP)
+    ucast_delete: list = field(default_factory=list)  # Ucast_Macs_Remote row
+    flood_set: list = field(default_factory=list)  # (VNI, locator IPs, Mcast_Macs_Remote row or None)
+    flood_delete: list = field(default_factory=list)  # Mcast_Macs_Remote row
+    ls_rows: dict = field(default_factory=dict)
+    locator_rows: dict = field(default_factory=dict)
+    conflicts: list = field(default_factory=list)  # foreign rows in the way (readable sentences)
+    waiting: list = field(default_factory=list)  # what has to happen before the rest can be written
+
+    WRITES = ("ls_create", "ls_update", "ls_delete", "bind", "unbind", "ucast_add", "ucast_update",
+              "ucast_delete", "flood_set", "flood_delete")
+
+    @property
+    def empty(self) -> bool:
+        """True when nothing is to be written."""
+        return not any(getattr(self, name) for name in self.WRITES)
+
+    def summary(self) -> str:
+        """What the plan writes, counted per kind, e.g. "ls_create 1, bind 1, ucast_add 3"."""
+        return ", ".join("%s %d" % (name, len(getattr(self, name)))
+                         for name in self.WRITES if getattr(self, name))
+
+
+def plan_vtep(desired: VtepDesired | None, rows: VtepRows) -> VtepPlan:
+    """The ``VtepPlan`` that makes ``rows`` hold ``desired`` (None: nothing, so Canopy's rows go).
+
+    The logical switches wanted are ``desired.logical_switches`` plus every VNI its bindings, remote
+    MACs and flood lists use (a row never references a switch that is not there).
+    """
+    plan = VtepPlan()
+    ours = {canopy_vni(ls.name): ls for ls in rows.logical_switches if canopy_vni(ls.name) is not None}
+    plan.ls_rows = dict(ours)
+    plan.locator_rows = _reusable_locators(rows.locators)
+    wanted = _wanted_vnis(desired)
+    _plan_switches(wanted, ours, rows, plan)
+    if desired is not None:
+        _plan_bindings(desired, rows.switch, plan)
+    _plan_unbindings(desired, rows.switch, plan)
+    _plan_ucast(desired, wanted, rows.ucast_remote, plan)
+    _plan_flood(desired, wanted, rows.mcast_remote, plan)
+    _plan_removals(wanted, ours, rows, plan)
+    return plan
+
+
+def _wanted_vnis(desired: VtepDesired | None) -> set[int]:
+    if desired is None:
+        return set()
+    return (set(desired.logical_switches) | {vni for _, _, vni in desired.bindings}
+            | {mac[0] for mac in desired.remote_macs} | {vni for vni, _ in desired.flood})
+
+
+def _reusable_locators(locators: Iterable) -> dict:
+    """dst_ip -> an existing vxlan_over_ipv4 locator (one without a tunnel_key preferred)."""
+    found = {}
+    for row in sorted(_by_uuid(locators), key=lambda r: _one(getattr(r, "tunnel_key", None)) is not None):
+        if getattr(row, "encapsulation_type", ENCAPSULATION) == ENCAPSULATION:
+            found.setdefault(row.dst_ip, row)
+    return found
+
+
+def _plan_switches(wanted: set[int], ours: dict, rows: VtepRows, plan: VtepPlan) -> None:
+    """Create or correct Canopy's logical switches; note foreign ones using a wanted VNI."""
+    for ls in sorted(rows.logical_switches, key=lambda r: r.name):
+        vni = _vni(ls)
+        if vni in wanted and canopy_vni(ls.name) is None:
+            plan.conflicts.append("logical switch %r (not Canopy's) also has tunnel_key %d" % (ls.name, vni))
+    for vni in sorted(wanted):
+        ls = ours.get(vni)
+        if ls is None:
+            plan.ls_create.append(vni)
+        elif _vni(ls) != vni or (rows.replication_mode and _one(ls.replication_mode) != REPLICATION_MODE):
+            plan.ls_update.append((ls, vni))
+
+
+def _bindings(port) -> dict:
+    return dict(getattr(port, "vlan_bindings", None) or {})
+
+
+def _wanted_bindings(desired: VtepDesired | None, plan: VtepPlan | None = None) -> dict:
+    """(port name, VLAN) -> VNI; a second VNI for the same port and VLAN is a conflict (first wins)."""
+    want = {}
+    for port, vlan, vni in sorted(desired.bindings if desired is not None else ()):
+        if want.setdefault((port, vlan), vni) != vni and plan is not None:
+            plan.conflicts.append("port %s VLAN %d desired in VNIs %d and %d; keeping %d"
+                                  % (port, vlan, want[(port, vlan)], vni, want[(port, vlan)]))
+    return want
+
+
+def _plan_bindings(desired: VtepDesired, switch, plan: VtepPlan) -> None:
+    """Bind each desired (port, VLAN) to its canopy-<VNI> unless a foreign switch holds it."""
+    want = _wanted_bindings(desired, plan)
+    if switch is None:
+        if want:
+            plan.waiting.append("no Physical_Switch to bind ports on")
+        return
+    ports = {port.name: port for port in switch.ports or ()}
+    for (name, vlan), vni in sorted(want.items()):
+        port = ports.get(name)
+        if port is None:
+            plan.waiting.append("port %s is not on physical switch %s" % (name, switch.name))
+            continue
+        current = _bindings(port).get(vlan)
+        if current is None or (canopy_vni(current.name) not in (None, vni)):
+            plan.bind.append((port, vlan, vni))
+        elif canopy_vni(current.name) is None:
+            plan.conflicts.append("port %s VLAN %d is bound to logical switch %r, not Canopy's"
+                                  % (name, vlan, current.name))
+
+
+def _plan_unbindings(desired: VtepDesired | None, switch, plan: VtepPlan) -> None:
+    """Remove bindings to Canopy's switches that are not desired on the managed switch's ports."""
+    want = _wanted_bindings(desired)
+    for port in sorted(switch.ports or () if switch is not None else (), key=lambda p: p.name):
+        for vlan, ls in sorted(_bindings(port).items()):
+            if canopy_vni(ls.name) is not None and (port.name, vlan) not in want:
+                plan.unbind.append((port, vlan))
+
+
+def _plan_ucast(desired: VtepDesired | None, wanted: set[int], remote: Iterable, plan: VtepPlan) -> None:
+    """Add, correct (ipaddr, locator) and remove remote MACs in Canopy's switches."""
+    want = {}
+    for vni, mac, ip, locator in sorted(desired.remote_macs if desired is not None else ()):
+        if vni in wanted:
+            want.setdefault((vni, mac.lower()), (ip or None, locator))
+    seen = set()
+    for row in _by_uuid(remote):
+        vni = canopy_vni(_one(row.logical_switch).name)
+        if vni is None:
+            continue
+        key = (vni, row.MAC.lower())
+        if key not in want or key in seen:
+            plan.ucast_delete.append(row)
+            continue
+        seen.add(key)
+        ip, locator = want[key]
+        if (row.ipaddr or None) != ip or _locator_ip(row.locator) != locator:
+            plan.ucast_update.append((row, ip, locator))
+    plan.ucast_add.extend((vni, mac, *want[(vni, mac)]) for vni, mac in sorted(set(want) - seen))
+
+
+def _flood_ips(row) -> set:
+    locator_set = _one(row.locator_set)
+    return {_locator_ip(loc) for loc in getattr(locator_set, "locators", None) or ()}
+
+
+def _plan_flood(desired: VtepDesired | None, wanted: set[int], remote: Iterable, plan: VtepPlan) -> None:
+    """One unknown-dst row per Canopy switch with a non-empty flood list; anything else there goes."""
+    want = {}
+    for vni, ips in (desired.flood if desired is not None else ()):
+        if vni in wanted and ips:
+            want[vni] = tuple(sorted(set(ips), key=_ip_order))
+    seen = set()
+    for row in _by_uuid(remote):
+        vni = canopy_vni(_one(row.logical_switch).name)
+        if vni is None:
+            continue
+        if row.MAC != UNKNOWN_DST or vni not in want or vni in seen:
+            plan.flood_delete.append(row)
+            continue
+        seen.add(vni)
+        if _flood_ips(row) != set(want[vni]):
+            plan.flood_set.append((vni, want[vni], row))
+    plan.flood_set.extend((vni, want[vni], None) for vni in sorted(set(want) - seen))
+
+
+def _referrers(ls, rows: VtepRows) -> list[str]:
+    """What still references logical switch ``ls`` (bindings on any port, any MAC row)."""
+    found = ["binding %s/%d" % (port.name, vlan) for port in rows.ports
+             for vlan, bound in _bindings(port).items() if bound is ls]
+    for table, macs in (("Ucast_Macs_Local", rows.ucast_local), ("Mcast_Macs_Local", rows.mcast_local),
+                        ("Ucast_Macs_Remote", rows.ucast_remote), ("Mcast_Macs_Remote", rows.mcast_remote)):
+        count = sum(1 for row in macs if _one(row.logical_switch) is ls)
+        if count:
+            found.append("%d %s" % (count, table))
+    return found
+
+
+def _plan_removals(wanted: set[int], ours: dict, rows: VtepRows, plan: VtepPlan) -> None:
+    """Delete Canopy's switches no longer wanted, once nothing references them."""
+    for vni, ls in sorted(ours.items()):
+        if vni in wanted:
+            continue
+        referrers = _referrers(ls, rows)
+        if referrers:
+            plan.waiting.append("removing %s once unreferenced (%s)" % (ls.name, ", ".join(referrers)))
+        else:
+            plan.ls_delete.append(ls)
+

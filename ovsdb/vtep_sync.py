@@ -1,0 +1,268 @@
+"""Programming a hardware VTEP: a ``VtepPlan`` (ovsdb/vtep.py) written in one transaction, and the
+reconciler that keeps one VTEP's database as desired.
+
+- ``replica_rows``: the replica's rows as the ``VtepRows`` the planner reads.
+- ``apply_plan``: writes a plan through an ``ovsdb.idl.RowWriter``. Existing logical switches and
+  locators are referenced, never duplicated; a locator or switch a plan needs twice is inserted once.
+  Every read-modify-write is verified, so a concurrent change makes the transaction TRY_AGAIN.
+- ``VtepReconciler``: driven by the session loop (ovsdb/server.py) like ``ovsdb.tunnel.TunnelReconciler``:
+  it re-plans when the replica or the desired state changes, has at most one transaction in flight,
+  retries with bounded exponential back-off, and logs each conflict once (and its resolution).
+
+Every transaction carries the comment "canopy: vtep <switch>: <summary>" (``ovsdb-tool show-log``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from controller.discovery import VtepDesired
+from ovsdb.tunnel import backoff_delay
+from ovsdb.vtep import (
+    ENCAPSULATION,
+    REPLICATION_MODE,
+    UNKNOWN_DST,
+    VtepPlan,
+    VtepRows,
+    ls_name,
+    pick_switch,
+    plan_vtep,
+)
+
+COMMENT = "canopy: vtep"
+
+# VtepReconciler.state
+WAITING, IN_SYNC, PENDING, BACKOFF, CONFLICT = "waiting", "in-sync", "pending", "backoff", "conflict"
+
+
+def replica_rows(replica) -> VtepRows:
+    """The rows of an ``ovsdb.idl.Replica`` of a hardware_vtep database, for ``plan_vtep``."""
+    def table(name):
+        return tuple(replica.rows(name))
+
+    return VtepRows(
+        switch=pick_switch(replica.rows("Physical_Switch")),
+        logical_switches=table("Logical_Switch"),
+        ports=table("Physical_Port"),
+        ucast_local=table("Ucast_Macs_Local"),
+        mcast_local=table("Mcast_Macs_Local"),
+        ucast_remote=table("Ucast_Macs_Remote"),
+        mcast_remote=table("Mcast_Macs_Remote"),
+        locators=table("Physical_Locator"),
+        replication_mode=replica.has_column("Logical_Switch", "replication_mode"),
+    )
+
+
+class _Refs:
+    """The rows one transaction references: existing ones reused, missing ones inserted once."""
+
+    def __init__(self, plan: VtepPlan, writer, replication_mode: bool):
+        self._writer = writer
+        self._replication_mode = replication_mode
+        self._switches = dict(plan.ls_rows)
+        self._locators = dict(plan.locator_rows)
+        self._verified: set[str] = set()
+
+    def switch(self, vni: int):
+        """Canopy's logical switch for ``vni``, created if the database has none."""
+        if vni not in self._switches:
+            columns = {"name": ls_name(vni), "tunnel_key": vni, "description": "Canopy VNI %d" % vni}
+            if self._replication_mode:
+                columns["replication_mode"] = REPLICATION_MODE
+            self._switches[vni] = self._writer.insert("Logical_Switch", **columns)
+        return self._switches[vni]
+
+    def locator(self, ip: str):
+        """The vxlan_over_ipv4 locator for ``ip``: the existing one (verified still there) or a new one."""
+        if ip not in self._locators:
+            self._locators[ip] = self._writer.insert("Physical_Locator", encapsulation_type=ENCAPSULATION,
+                                                     dst_ip=ip)
+            self._verified.add(ip)
+        elif ip not in self._verified:
+            self._writer.verify(self._locators[ip], "dst_ip")  # garbage collected meanwhile: try again
+            self._verified.add(ip)
+        return self._locators[ip]
+
+
+def apply_plan(plan: VtepPlan, writer, replication_mode: bool = True) -> None:
+    """Write ``plan`` through ``writer`` (an ``ovsdb.idl.RowWriter``) as one transaction body.
+
+    ``replication_mode``: whether the peer's Logical_Switch has that column (older schemas do not).
+    """
+    refs = _Refs(plan, writer, replication_mode)
+    for vni in plan.ls_create:
+        refs.switch(vni)
+    for ls, vni in plan.ls_update:
+        _update_switch(writer, ls, vni, replication_mode)
+    for port, vlan in plan.unbind:
+        writer.verify(port, "vlan_bindings")
+        writer.del_key(port, "vlan_bindings", vlan)
+    for port, vlan, vni in plan.bind:
+        writer.verify(port, "vlan_bindings")
+        writer.set_key(port, "vlan_bindings", vlan, refs.switch(vni))
+    _write_ucast(plan, writer, refs)
+    _write_flood(plan, writer, refs)
+    for ls in plan.ls_delete:
+        writer.verify(ls, "name")
+        writer.delete(ls)
+
+
+def _update_switch(writer, ls, vni: int, replication_mode: bool) -> None:
+    writer.verify(ls, "name")
+    writer.set(ls, "tunnel_key", vni)
+    if replication_mode:
+        writer.set(ls, "replication_mode", REPLICATION_MODE)
+
+
+def _write_ucast(plan: VtepPlan, writer, refs: _Refs) -> None:
+    for row in plan.ucast_delete:
+        writer.delete(row)
+    for row, ip, locator in plan.ucast_update:
+        for column in ("ipaddr", "locator"):
+            writer.verify(row, column)
+        writer.set(row, "ipaddr", ip or "")
+        writer.set(row, "locator", refs.locator(locator))
+    for vni, mac, ip, locator in plan.ucast_add:
+        writer.insert("Ucast_Macs_Remote", MAC=mac, logical_switch=refs.switch(vni),
+                      locator=refs.locator(locator), ipaddr=ip or "")
+
+
+def _write_flood(plan: VtepPlan, writer, refs: _Refs) -> None:
+    for row in plan.flood_delete:
+        writer.delete(row)
+    for vni, ips, row in plan.flood_set:
+        # A locator set cannot change: a different flood list is a new set (the old one is collected).
+        locator_set = writer.insert("Physical_Locator_Set", locators=[refs.locator(ip) for ip in ips])
+        if row is None:
+            writer.insert("Mcast_Macs_Remote", MAC=UNKNOWN_DST, logical_switch=refs.switch(vni),
+                          locator_set=locator_set, ipaddr="")
+        else:
+            writer.verify(row, "locator_set")
+            writer.set(row, "locator_set", locator_set)
+
+
+class VtepReconciler:
+    """Keeps one hardware VTEP's database as desired; call ``step`` from the session loop after ``run()``.
+
+    ``replica``: an ``ovsdb.idl.Replica`` (``rows``, ``has_column``, ``change_seqno``, ``transact``).
+    Nothing is planned until the database names its physical switch. A plan that has not settled (its
+    transaction failed, or succeeded but the replica still differs) is retried no sooner than
+    ``backoff_delay(attempts)`` later; a new desired state is written at once unless the last
+    transaction failed; reaching the desired state resets the count.
+    """
+
+    def __init__(self, replica, peer: str, log: logging.Logger | None = None,
+                 clock: Callable[[], float] = time.monotonic):
+        self._replica = replica
+        self._peer = peer
+        self._log = log or logging.getLogger(__name__)
+        self._clock = clock
+        self.switch: str | None = None  # the physical switch being programmed
+        self.transactions = 0
+        self.state = WAITING
+        self.last_error = ""
+        self.conflicts: tuple[str, ...] = ()
+        self.waiting: tuple[str, ...] = ()
+        self._pending = None  # ovsdb.idl.PendingTransaction
+        self._summary = ""
+        self._started_with: object = None  # the desired state of the last transaction started
+        self._attempts = 0
+        self._not_before = 0.0
+        self._planned = None  # (change_seqno, switch, desired) at the last plan
+        self._replan = True
+
+    def describe(self) -> dict:
+        """JSON-ready summary for sessions()."""
+        return {"switch": self.switch, "state": self.state, "transactions": self.transactions,
+                "last_error": self.last_error or None, "conflicts": list(self.conflicts),
+                "waiting": list(self.waiting)}
+
+    def wake_in_ms(self) -> int | None:
+        """How soon ``step`` has work even if nothing else happens (a back-off ending), or None."""
+        if self._pending is not None or not self._replan:
+            return None
+        return max(0, int((self._not_before - self._clock()) * 1000))
+
+    def step(self, switch: str | None, desired: VtepDesired | None) -> None:
+        """Finish the transaction in flight, or plan and (back-off permitting) start the next one."""
+        if self._pending is not None and not self._finish_pending():
+            return
+        key = (self._replica.change_seqno, switch, desired)
+        if not self._replan and key == self._planned:
+            return
+        self._replan, self._planned, self.switch = False, key, switch
+        if switch is None:
+            self.state = WAITING
+            return
+        try:
+            self._reconcile(desired)
+        except Exception:  # a bug or an unexpected schema must not end discovery for this VTEP
+            self._log.exception("ovsdb %s: vtep %s: unexpected error", self._peer, switch)
+            self._fail("reconciling", "internal error")
+
+    def _reconcile(self, desired: VtepDesired | None) -> None:
+        rows = replica_rows(self._replica)
+        plan = plan_vtep(desired, rows)
+        self._note(plan)
+        if plan.empty:
+            self.state = CONFLICT if plan.conflicts else WAITING if plan.waiting else IN_SYNC
+            self._attempts, self._not_before = 0, 0.0
+            return
+        fresh = desired != self._started_with and not self.last_error
+        if not fresh and self._clock() < self._not_before:
+            self._replan, self.state = True, BACKOFF  # wake_in_ms brings us back
+            return
+        if fresh:
+            self._attempts = 0
+        self._start(plan, desired, rows.replication_mode)
+
+    def _note(self, plan: VtepPlan) -> None:
+        """Log conflicts and waits when they appear (once) and conflicts when they are resolved."""
+        for conflict in plan.conflicts:
+            if conflict not in self.conflicts:
+                self._log.error("ovsdb %s: vtep %s: %s; leaving it alone", self._peer, self.switch, conflict)
+        for conflict in self.conflicts:
+            if conflict not in plan.conflicts:
+                self._log.info("ovsdb %s: vtep %s: resolved: %s", self._peer, self.switch, conflict)
+        for wait in plan.waiting:
+            if wait not in self.waiting:
+                self._log.info("ovsdb %s: vtep %s: waiting: %s", self._peer, self.switch, wait)
+        self.conflicts, self.waiting = tuple(plan.conflicts), tuple(plan.waiting)
+
+    def _start(self, plan: VtepPlan, desired: VtepDesired | None, replication_mode: bool) -> None:
+        self.transactions += 1
+        self._attempts += 1
+        self._started_with, self._summary = desired, plan.summary()
+        self._log.info("ovsdb %s: vtep %s: %s, transaction %d", self._peer, self.switch, self._summary,
+                       self.transactions)
+        comment = "%s %s: %s" % (COMMENT, self.switch, self._summary)
+        self._pending = self._replica.transact(lambda writer: apply_plan(plan, writer, replication_mode),
+                                               comment)
+        self.state = PENDING
+
+    def _finish_pending(self) -> bool:
+        """True once the transaction in flight has an outcome, which is handled here."""
+        result = self._pending.poll()
+        if result is None:
+            return False
+        self._pending = None
+        if result.ok:
+            self._log.info("ovsdb %s: vtep %s: committed (%s)", self._peer, self.switch, self._summary)
+            self.last_error, self._replan = "", True
+            # If the replica still differs once the update is in, the next attempt waits.
+            self._not_before = self._clock() + backoff_delay(self._attempts)
+        else:
+            error = result.status + (": " + result.detail if result.detail else "")
+            self._fail("transaction (%s)" % self._summary, error, result.transient)
+        return True
+
+    def _fail(self, what: str, error: str, transient: bool = False) -> None:
+        """Log the failure of ``what`` with the peer; the next attempt waits for the back-off."""
+        delay = backoff_delay(max(1, self._attempts))
+        self.last_error, self.state, self._replan = error, BACKOFF, True
+        self._not_before = self._clock() + delay
+        self._log.log(logging.WARNING if transient else logging.ERROR,
+                      "ovsdb %s: vtep %s: %s failed (%s); retrying in %.1fs",
+                      self._peer, self.switch, what, error, delay)
