@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from tests.harness.wait import wait_until
 from tests.harness.process import netns_argv, start_time
 
 REPO = Path(__file__).resolve().parents[2]
@@ -146,15 +147,11 @@ def _stdin_commands(trampoline):
 # Test side.
 
 def poll_until(predicate, timeout: float, what: str, context=lambda: ""):
-    """Poll ``predicate`` every 20 ms until it returns something truthy; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError("timed out after %.1fs waiting for %s\n%s" % (timeout, what, context()))
-        time.sleep(0.02)
+    """``wait_until`` every 20 ms, adding ``context()`` (say, the driver's log) to a timeout's message."""
+    try:
+        return wait_until(predicate, timeout=timeout, interval=0.02, what=what)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{context()}") from None
 
 
 def hold_for(seconds: float, invariant, what: str, context=lambda: "") -> None:
