@@ -1,0 +1,303 @@
+"""Canopy's ExaBGP extension: the ONLY module that imports exabgp (STYLE rule 7).
+
+ExaBGP decodes EVPN but has no API command to announce it. This module:
+
+- checks at import that the installed ExaBGP is exactly the pinned version and that every
+  internal it uses is still where it was (``ExaBGPPinError`` otherwise, naming the pin);
+- adds a Router's MAC extended community (RFC 9135: type 0x06, sub-type 0x03, 6-byte MAC);
+- turns ``bgp.routes`` objects into ExaBGP's own EVPN NLRI (MAC, Multicast, Prefix) and
+  attributes (route targets, encapsulation VXLAN, MAC mobility, PMSI ingress replication,
+  Router's MAC). VNIs go into labels as raw 24-bit values; the next hop is set on the NLRI
+  and no NEXT_HOP attribute is added;
+- registers ``announce evpn`` / ``withdraw evpn`` in ExaBGP's API command registry (the
+  payload format is ``bgp.routes.to_command``); one acknowledgement per command line;
+- ``main(argv)``: install, then run ExaBGP's own main: ``python -m bgp.exabgp_ext <config>``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from bgp import routes
+
+PINNED_EXABGP = "5.0.15"
+
+
+class ExaBGPPinError(RuntimeError):
+    """The installed ExaBGP is not the pinned one, or an internal this module uses moved."""
+
+
+def _pin_failure(detail: str) -> ExaBGPPinError:
+    return ExaBGPPinError(
+        f"bgp.exabgp_ext is written against exabgp=={PINNED_EXABGP} internals: {detail}. "
+        f"Install exabgp=={PINNED_EXABGP} or port and re-test bgp/exabgp_ext.py."
+    )
+
+
+try:
+    from exabgp import version as _exabgp_version
+    from exabgp.application import main as _exabgp_main
+    from exabgp.bgp.message import Action
+    from exabgp.bgp.message.update.attribute import Attributes
+    from exabgp.bgp.message.update.attribute.community.extended import ExtendedCommunity
+    from exabgp.bgp.message.update.attribute.community.extended.communities import ExtendedCommunities
+    from exabgp.bgp.message.update.attribute.community.extended.encapsulation import Encapsulation
+    from exabgp.bgp.message.update.attribute.community.extended.mac_mobility import MacMobility
+    from exabgp.bgp.message.update.attribute.community.extended.rt import (
+        RouteTargetASN2Number,
+        RouteTargetASN4Number,
+        RouteTargetIPNumber,
+    )
+    from exabgp.bgp.message.update.attribute.nexthop import NextHop
+    from exabgp.bgp.message.update.attribute.pmsi import PMSIIngressReplication
+    from exabgp.bgp.message.update.nlri.evpn import MAC, Multicast, Prefix
+    from exabgp.bgp.message.update.nlri.evpn.nlri import EVPN
+    from exabgp.bgp.message.update.nlri.qualifier import (
+        ESI,
+        EthernetTag,
+        Labels,
+        RouteDistinguisher,
+    )
+    from exabgp.bgp.message.update.nlri.qualifier import MAC as MACQualifier
+    from exabgp.protocol.ip import IP
+    from exabgp.reactor.api.command import Command
+    from exabgp.reactor.api.command.limit import extract_neighbors, match_neighbors
+    from exabgp.rib.change import Change
+    from exabgp.bgp.message import Update
+    from exabgp.bgp.message.direction import Direction
+    from exabgp.configuration.check import _negotiated
+    from exabgp.configuration.configuration import Configuration
+    from exabgp.environment import getenv
+    from exabgp.logger import log as _exabgp_log
+    from exabgp.reactor.api.response import Response
+except ImportError as _error:  # pragma: no cover - exercised only on a broken install
+    raise _pin_failure(f"import failed ({_error})") from _error
+
+
+def check_pin() -> None:
+    """Raise ExaBGPPinError unless ExaBGP is the pinned version with the internals we use."""
+    if _exabgp_version.release != PINNED_EXABGP:
+        raise _pin_failure(f"found exabgp {_exabgp_version.release}")
+    expectations = {
+        "EVPN route classes 2, 3, 5": {2: MAC, 3: Multicast, 5: Prefix}.items()
+        <= EVPN.registered_evpn.items(),
+        "Command.register/callback/functions": callable(getattr(Command, "register", None))
+        and set(Command.callback) >= {"text", "json", "neighbor", "options"}
+        and isinstance(Command.functions, list),
+        "ExtendedCommunity.registered_extended": isinstance(ExtendedCommunity.registered_extended, dict),
+        "Labels(raw_labels=...)": "raw_labels" in Labels.__init__.__code__.co_varnames,
+        "PMSIIngressReplication(raw_label=...)": "raw_label"
+        in PMSIIngressReplication.__init__.__code__.co_varnames,
+        "MAC NLRI signature": MAC.__init__.__code__.co_varnames[1:8]
+        == ("rd", "esi", "etag", "mac", "maclen", "label", "ip"),
+        "Prefix NLRI signature": Prefix.__init__.__code__.co_varnames[1:8]
+        == ("rd", "esi", "etag", "label", "ip", "iplen", "gwip"),
+        "exabgp.application.main.main": callable(getattr(_exabgp_main, "main", None)),
+        "Update.messages/unpack_message": hasattr(Update, "messages") and hasattr(Update, "unpack_message"),
+        "Response.JSON(...).update": hasattr(Response.JSON, "update"),
+        "json encoder version 5.0.0": _exabgp_version.json == "5.0.0",
+    }
+    moved = [name for name, present in expectations.items() if not present]
+    if moved:
+        raise _pin_failure("moved or changed: " + ", ".join(moved))
+
+
+check_pin()
+
+
+# --------------------------------------------------------------------------- Router's MAC
+
+
+class RouterMac(ExtendedCommunity):
+    """RFC 9135 Router's MAC extended community (EVPN type 0x06, sub-type 0x03)."""
+
+    COMMUNITY_TYPE = 0x06
+    COMMUNITY_SUBTYPE = 0x03
+    DESCRIPTION = "router-mac"
+
+    def __init__(self, mac: str, community: bytes | None = None):
+        self.mac = mac.lower()
+        packed = community or self._subtype(transitive=True) + bytes.fromhex(self.mac.replace(":", ""))
+        ExtendedCommunity.__init__(self, packed)
+
+    def __hash__(self):
+        return hash(self.community)
+
+    def __repr__(self):
+        return f"{self.DESCRIPTION}:{self.mac}"
+
+    @staticmethod
+    def unpack(data):
+        """Decode the 8 wire bytes (ExaBGP's ExtendedCommunity.unpack calls this)."""
+        return RouterMac(data[2:8].hex(":"), data[:8])
+
+
+# --------------------------------------------------------------------------- building
+
+
+def _rd(text: str):
+    admin, _, number = text.rpartition(":")
+    return RouteDistinguisher.fromElements(admin, int(number))
+
+
+def _route_target(text: str):
+    admin, _, number = text.rpartition(":")
+    if "." in admin:
+        return RouteTargetIPNumber(admin, int(number))
+    if int(admin) < 1 << 16:
+        return RouteTargetASN2Number(int(admin), int(number))
+    return RouteTargetASN4Number(int(admin), int(number))
+
+
+def _esi(value: int):
+    return ESI(value.to_bytes(10, "big"))
+
+
+def _labels(*vnis: int):
+    """VNIs as raw 24-bit labels (RFC 8365), never shifted like MPLS labels."""
+    return Labels([], raw_labels=list(vnis))
+
+
+def build_nlri(route: routes.Route, action: str):
+    """ExaBGP's own EVPN NLRI for ``route``, with the next hop set on the NLRI."""
+    if isinstance(route, routes.MacIpRoute):
+        vnis = (route.l2_vni,) if route.l3_vni is None else (route.l2_vni, route.l3_vni)
+        nlri = MAC(_rd(route.rd), _esi(route.esi), EthernetTag(route.ethernet_tag),
+                   MACQualifier(route.mac), 48, _labels(*vnis),
+                   IP.create(route.ip) if route.ip else None)
+    elif isinstance(route, routes.InclusiveMulticastRoute):
+        nlri = Multicast(_rd(route.rd), EthernetTag(route.ethernet_tag), IP.create(route.originator))
+    elif isinstance(route, routes.IpPrefixRoute):
+        address, length = route.prefix.split("/")
+        nlri = Prefix(_rd(route.rd), _esi(route.esi), EthernetTag(route.ethernet_tag),
+                      _labels(route.l3_vni), IP.create(address), int(length), IP.create(route.gateway))
+    else:
+        raise ValueError(f"not an EVPN route: {route!r}")
+    nlri.nexthop = NextHop(route.next_hop)
+    nlri.action = Action.ANNOUNCE if action == routes.ANNOUNCE else Action.WITHDRAW
+    return nlri
+
+
+def build_attributes(route: routes.Route):
+    """Path attributes: extended communities and, for type 3, the PMSI tunnel. No NEXT_HOP."""
+    communities = ExtendedCommunities()
+    for target in route.route_targets:
+        communities.add(_route_target(target))
+    communities.add(Encapsulation(routes.ENCAPSULATIONS[route.encapsulation]))
+    if getattr(route, "mobility_seq", None) is not None:
+        communities.add(MacMobility(route.mobility_seq))
+    if getattr(route, "router_mac", None) is not None:
+        communities.add(RouterMac(route.router_mac))
+    attributes = Attributes()
+    attributes.add(communities)
+    if isinstance(route, routes.InclusiveMulticastRoute):
+        attributes.add(PMSIIngressReplication(route.originator, raw_label=route.vni))
+    return attributes
+
+
+def build_change(route: routes.Route, action: str):
+    """The ExaBGP Change (NLRI + attributes) that ``action`` on ``route`` injects in a RIB."""
+    return Change(build_nlri(route, action), build_attributes(route))
+
+
+# --------------------------------------------------------------------------- API commands
+
+
+def _run_evpn_command(api, reactor, service, line: str) -> None:
+    """Parse one evpn command line and inject it; exactly one acknowledgement per line."""
+    descriptions, command = extract_neighbors(line)
+    peers = match_neighbors(reactor.peers(service), descriptions)
+    if not peers:
+        api.log_failure(f"no neighbor matching the command : {command}")
+        reactor.processes.answer_error(service)
+        return
+    try:
+        _, action, route = routes.parse_command(command)
+        change = build_change(route, action)
+    except (ValueError, TypeError) as error:
+        api.log_failure(f"invalid evpn command ({error}) : {command}")
+        reactor.processes.answer_error(service)
+        return
+    reactor.configuration.inject_change(peers, change)
+    api.log_message(f"evpn {action} for {', '.join(peers)} : {change.extensive()}")
+    reactor.processes.answer_done(service)
+
+
+def _evpn_handler(api, reactor, service, line, use_json):
+    """ExaBGP command callback: run the command inside ExaBGP's scheduler, as built-ins do."""
+
+    def callback():
+        try:
+            _run_evpn_command(api, reactor, service, line)
+        except Exception as error:  # noqa: BLE001 - one answer per line, whatever happens
+            api.log_failure(f"evpn command failed ({error!r}) : {line}")
+            reactor.processes.answer_error(service)
+        yield True
+
+    reactor.asynchronous.schedule(service, line, callback())
+    return True
+
+
+COMMANDS = ("announce evpn", "withdraw evpn")
+
+
+def install() -> None:
+    """Register the Router's MAC community and the evpn API commands (idempotent)."""
+    ExtendedCommunity.register(RouterMac)
+    for name in COMMANDS:
+        if Command.callback["text"].get(name) is not _evpn_handler:
+            Command.register(name, json_support=True)(_evpn_handler)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Install the extension and run ExaBGP's normal main with ``argv`` (default: sys.argv[1:])."""
+    install()
+    sys.argv = ["exabgp"] + list(sys.argv[1:] if argv is None else argv)
+    result = _exabgp_main.main()
+    return result if isinstance(result, int) else 0
+
+
+# --------------------------------------------------------------------------- offline codec
+
+_CODEC_CONFIG = """neighbor 127.0.0.1 {
+    router-id 10.0.0.2; local-address 127.0.0.1; local-as %d; peer-as %d;
+    family { l2vpn evpn; }
+}"""
+_codec_cache: dict = {}
+
+
+def _codec(local_as: int, peer_as: int):
+    """A (neighbor, negotiated) pair for packing without a session (as ``exabgp decode``)."""
+    if (local_as, peer_as) not in _codec_cache:
+        env = getenv()
+        _exabgp_log.silence()
+        _exabgp_log.init(env)
+        configuration = Configuration([_CODEC_CONFIG % (local_as, peer_as)], text=True)
+        if not configuration.reload():
+            raise ExaBGPPinError(f"codec configuration rejected: {configuration.error}")
+        neighbor = next(iter(configuration.neighbors.values()))
+        _codec_cache[local_as, peer_as] = (neighbor, _negotiated(neighbor))
+    return _codec_cache[local_as, peer_as]
+
+
+def encode_update(route: routes.Route, action: str, local_as: int = 65000, peer_as: int = 65001) -> bytes:
+    """The BGP UPDATE (with header) ExaBGP sends for ``action`` on ``route`` (eBGP by default)."""
+    install()
+    _, negotiated = _codec(local_as, peer_as)
+    change = build_change(route, action)
+    return b"".join(Update([change.nlri], change.attributes).messages(negotiated))
+
+
+def decode_update(message: bytes, local_as: int = 65000, peer_as: int = 65001) -> str:
+    """ExaBGP's JSON for a received UPDATE (with header), as its API processes see it."""
+    install()
+    neighbor, negotiated = _codec(local_as, peer_as)
+    update = Update.unpack_message(message[19:], Direction.IN, negotiated)
+    return Response.JSON(_exabgp_version.json).update(neighbor, "receive", update, None, "", "")
+
+
+__all__ = ["PINNED_EXABGP", "ExaBGPPinError", "RouterMac", "build_attributes", "build_change",
+           "build_nlri", "check_pin", "decode_update", "encode_update", "install", "main"]
+
+if __name__ == "__main__":
+    sys.exit(main())

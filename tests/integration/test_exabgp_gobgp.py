@@ -1,0 +1,177 @@
+"""ExaBGP (through bgp.exabgp_ext) against a real GoBGP over loopback: EVPN both ways."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bgp.routes import InclusiveMulticastRoute, IpPrefixRoute, MacIpRoute, from_exabgp_json, to_command
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(not shutil.which("gobgpd") or not shutil.which("gobgp"), reason="gobgpd/gobgp not installed"),
+]
+REPO = Path(__file__).resolve().parents[2]
+GOBGP_IP, EXABGP_IP = "127.0.0.61", "127.0.0.62"
+
+API_SCRIPT = """
+import os, sys, time, select
+commands, received = sys.argv[1], sys.argv[2]
+done = 0
+with open(received, "a") as out:
+    while True:
+        if select.select([sys.stdin], [], [], 0.1)[0]:
+            line = sys.stdin.readline()
+            if not line:
+                break
+            out.write(line); out.flush()
+        lines = open(commands).read().splitlines() if os.path.exists(commands) else []
+        for line in lines[done:]:
+            sys.stdout.write(line + "\\n"); sys.stdout.flush()
+        done = len(lines)
+"""
+
+TYPE2 = MacIpRoute(rd="65000:100", mac="52:54:00:12:34:56", ip="10.1.0.5", l2_vni=5001, l3_vni=9001,
+                   next_hop="192.0.2.1", route_targets=("65000:5001",), router_mac="02:00:00:00:00:01")
+TYPE3 = InclusiveMulticastRoute(rd="65000:100", vni=5001, next_hop="192.0.2.1", route_targets=("65000:5001",))
+TYPE5 = IpPrefixRoute(rd="65000:100", prefix="10.1.0.0/24", l3_vni=9001, next_hop="192.0.2.1",
+                      route_targets=("65000:9001",), router_mac="02:00:00:00:00:01")
+
+
+def free_port(ip):
+    with socket.socket() as sock:
+        sock.bind((ip, 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(predicate, timeout=30.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(0.3)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def stop(process):
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+
+@pytest.fixture
+def peers(tmp_path):
+    bgp_port, grpc_port = free_port(GOBGP_IP), free_port(GOBGP_IP)
+    (tmp_path / "gobgpd.toml").write_text(f"""
+[global.config]
+  as = 65001
+  router-id = "{GOBGP_IP}"
+  port = {bgp_port}
+  local-address-list = ["{GOBGP_IP}"]
+[[neighbors]]
+  [neighbors.config]
+    neighbor-address = "{EXABGP_IP}"
+    peer-as = 65000
+  [neighbors.transport.config]
+    passive-mode = true
+    local-address = "{GOBGP_IP}"
+  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = "l2vpn-evpn"
+""")
+    (tmp_path / "api.py").write_text(API_SCRIPT)
+    commands, received = tmp_path / "commands", tmp_path / "received"
+    (tmp_path / "exabgp.conf").write_text(f"""
+process canopy {{
+    run {sys.executable} {tmp_path / 'api.py'} {commands} {received};
+    encoder json;
+}}
+neighbor {GOBGP_IP} {{
+    router-id {EXABGP_IP};
+    local-address {EXABGP_IP};
+    local-as 65000;
+    peer-as 65001;
+    connect {bgp_port};
+    family {{ l2vpn evpn; }}
+    api {{ processes [ canopy ]; receive {{ parsed; update; }} }}
+}}
+""")
+    env = dict(os.environ, exabgp_daemon_user=os.environ.get("USER", "root") or "root",
+               exabgp_daemon_drop="false", exabgp_tcp_bind="", exabgp_log_destination=str(tmp_path / "exa.log"),
+               PYTHONPATH=str(REPO))
+    gobgpd = subprocess.Popen(["gobgpd", "-f", str(tmp_path / "gobgpd.toml"), "--api-hosts",
+                               f"{GOBGP_IP}:{grpc_port}"], stdout=open(tmp_path / "gobgpd.log", "w"),
+                              stderr=subprocess.STDOUT, start_new_session=True)
+    exabgp = subprocess.Popen([sys.executable, "-m", "bgp.exabgp_ext", str(tmp_path / "exabgp.conf")],
+                              cwd=REPO, env=env, stdout=open(tmp_path / "exabgp.out", "w"),
+                              stderr=subprocess.STDOUT, start_new_session=True)
+    gobgp = ["gobgp", "-u", GOBGP_IP, "-p", str(grpc_port)]
+    try:
+        yield gobgp, commands, received, tmp_path
+    finally:
+        stop(exabgp)
+        stop(gobgpd)
+
+
+def rib(gobgp):
+    out = subprocess.run(gobgp + ["global", "rib", "-a", "evpn", "-j"], capture_output=True, text=True, timeout=10)
+    return json.loads(out.stdout or "{}") if out.returncode == 0 else {}
+
+
+def established(gobgp):
+    out = subprocess.run(gobgp + ["neighbor", EXABGP_IP, "-j"], capture_output=True, text=True, timeout=10)
+    return out.returncode == 0 and '"session_state":6' in out.stdout.replace(" ", "")
+
+
+def send(commands, *lines):
+    with open(commands, "a") as out:
+        out.write("".join(line + "\n" for line in lines))
+
+
+def test_exabgp_announces_to_gobgp_and_receives_from_it(peers):
+    gobgp, commands, received, tmp = peers
+    wait_for(lambda: established(gobgp), what="BGP session")
+    send(commands, *(to_command(r, "announce") for r in (TYPE2, TYPE3, TYPE5)))
+    table = wait_for(lambda: (t := rib(gobgp)) and len(t) == 3 and t, what="3 EVPN routes in GoBGP")
+    paths = {path["nlri"]["type"]: path for paths in table.values() for path in paths}
+    assert paths[2]["nlri"]["value"]["labels"] == [5001, 9001]
+    assert paths[5]["nlri"]["value"]["label"] == 9001
+    for kind in (2, 3, 5):
+        communities = next(a["value"] for a in paths[kind]["attrs"] if a["type"] == 16)
+        assert {"type": 3, "subtype": 12, "tunnel_type": 8} in communities
+        assert any(c.get("subtype") == 2 and c.get("value", "").startswith("65000:") for c in communities)
+        mp = next(a for a in paths[kind]["attrs"] if a["type"] == 14)
+        assert mp["nexthop"] == "192.0.2.1"
+        assert not any(a["type"] == 3 for a in paths[kind]["attrs"])
+    assert {"type": 6, "subtype": 3, "mac": "02:00:00:00:00:01"} in next(
+        a["value"] for a in paths[2]["attrs"] if a["type"] == 16)
+    pmsi = next(a for a in paths[3]["attrs"] if a["type"] == 22)
+    assert (pmsi["tunnel-type"], pmsi["label"], pmsi["tunnel-id"]) == (6, 5001, "192.0.2.1")
+
+    send(commands, to_command(TYPE3, "withdraw"))
+    wait_for(lambda: len(rib(gobgp)) == 2, what="type 3 withdrawn from GoBGP")
+
+    subprocess.run(gobgp + ["global", "rib", "-a", "evpn", "add", "macadv", "52:54:00:aa:bb:cc", "10.1.0.9",
+                            "etag", "0", "label", "5001", "rd", "65001:100", "rt", "65001:5001",
+                            "encap", "vxlan", "nexthop", "192.0.2.2"], check=True, timeout=10)
+
+    def decoded():
+        lines = received.read_text().splitlines() if received.exists() else []
+        return [item for line in lines for item in from_exabgp_json(line)]
+
+    [(action, route)] = wait_for(decoded, what="GoBGP route decoded from ExaBGP output")
+    assert action == "announce"
+    assert (route.mac, route.ip, route.l2_vni, route.rd) == ("52:54:00:aa:bb:cc", "10.1.0.9", 5001, "65001:100")
+    assert route.route_targets == ("65001:5001",) and route.next_hop == "192.0.2.2"

@@ -1,0 +1,192 @@
+"""EVPN route model: fixtures captured from ExaBGP 5.0.15 / GoBGP 3.10, commands, bad input."""
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from bgp.routes import (
+    InclusiveMulticastRoute,
+    IpPrefixRoute,
+    MacIpRoute,
+    decode_nlri,
+    from_exabgp_json,
+    parse_command,
+    route_from_dict,
+    to_command,
+)
+
+FIXTURES = Path(__file__).resolve().parents[3] / "shared/fixtures/exabgp-evpn"
+needs_fixtures = pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"EVPN fixtures absent: {FIXTURES}")
+
+
+def fixture(name: str) -> str:
+    return (FIXTURES / name).read_text()
+
+
+def only(message) -> tuple:
+    results = from_exabgp_json(message)
+    assert len(results) == 1, results
+    return results[0]
+
+
+@needs_fixtures
+def test_type2_single_label_with_router_mac():
+    action, route = only(fixture("rx_type2_macadv.json"))
+    assert action == "announce"
+    assert route == MacIpRoute(
+        rd="65001:100", mac="52:54:00:aa:bb:cc", ip="10.1.0.9", l2_vni=5001, next_hop="127.0.0.2",
+        route_targets=("65001:5001",), router_mac="02:00:00:00:00:02",
+    )
+    assert route.l3_vni is None and route.encapsulation == "vxlan"
+
+
+@needs_fixtures
+def test_type2_second_label_comes_from_raw_hex():
+    _, route = only(fixture("rx_type2_two_labels.json"))
+    assert (route.l2_vni, route.l3_vni) == (5001, 9001)
+    assert route.route_targets == ("65001:9001",)
+    assert route.mac == "52:54:00:aa:bb:dd" and route.ip == "10.1.0.10"
+
+
+@needs_fixtures
+def test_type2_withdraw_repeats_the_announced_key():
+    _, announced = only(fixture("rx_type2_macadv.json"))
+    action, withdrawn = only(fixture("rx_type2_withdraw.json"))
+    assert action == "withdraw"
+    assert withdrawn.key == announced.key
+
+
+@needs_fixtures
+def test_type3_vni_from_pmsi_string():
+    action, route = only(fixture("rx_type3_multicast_pmsi.json"))
+    assert action == "announce"
+    assert route == InclusiveMulticastRoute(
+        rd="65001:100", vni=5001, next_hop="127.0.0.2", route_targets=("65001:5001",))
+    assert route.originator == "127.0.0.2"
+
+
+@needs_fixtures
+def test_type5_prefix():
+    _, route = only(fixture("rx_type5_prefix.json"))
+    assert route == IpPrefixRoute(
+        rd="65001:100", prefix="10.2.0.0/24", l3_vni=5001, next_hop="127.0.0.2",
+        route_targets=("65001:5001",), router_mac="02:00:00:00:00:02",
+    )
+
+
+@needs_fixtures
+def test_every_fixture_decodes_to_one_route():
+    for path in sorted(FIXTURES.glob("rx_*.json")):
+        assert len(from_exabgp_json(json.loads(path.read_text()))) == 1, path.name
+
+
+def test_mac_mobility_and_ip_rt_and_4byte_rt():
+    message = _update(
+        [(0x0600000000000007, ""), (0x0102C000020100C8, ""), (0x0202000186A00064, "")],
+        "02250000FDE900000064000000000000000000000000000030525400AABBCC200A010009001389",
+    )
+    _, route = only(message)
+    assert route.mobility_seq == 7
+    assert route.route_targets == ("192.0.2.1:200", "100000:100")
+
+
+ROUTES = [
+    MacIpRoute(rd="65000:100", mac="52:54:00:12:34:56", ip="10.1.0.5", l2_vni=5001, l3_vni=9001,
+               next_hop="192.0.2.1", route_targets=("65000:5001", "65000:9001"),
+               router_mac="02:00:00:00:00:01", mobility_seq=3),
+    MacIpRoute(rd="192.0.2.1:7", mac="52:54:00:12:34:57", l2_vni=16777215, next_hop="2001:db8::1",
+               esi=1, ethernet_tag=10),
+    InclusiveMulticastRoute(rd="65000:100", vni=5001, next_hop="192.0.2.1", route_targets=("65000:5001",)),
+    IpPrefixRoute(rd="4200000000:1", prefix="10.1.0.0/24", l3_vni=9001, next_hop="192.0.2.1",
+                  router_mac="02:00:00:00:00:01"),
+    IpPrefixRoute(rd="65000:1", prefix="2001:db8:1::/48", gateway="::", l3_vni=9001, next_hop="2001:db8::1"),
+]
+
+
+@pytest.mark.parametrize("route", ROUTES, ids=lambda r: type(r).__name__)
+@pytest.mark.parametrize("action", ["announce", "withdraw"])
+def test_command_round_trip(route, action):
+    line = to_command(route, action, neighbor="127.0.0.2")
+    assert line.startswith(f"neighbor 127.0.0.2 {action} evpn {{") and "\n" not in line
+    assert " " not in line.split(" evpn ", 1)[1], "payload must have no spaces (ExaBGP dispatch)"
+    assert parse_command(line) == ("127.0.0.2", action, route)
+    assert parse_command(to_command(route, action)) == (None, action, route)
+
+
+def test_normalisation_and_key():
+    route = MacIpRoute(rd="65000:100", mac="52:54:00:AA:BB:CC", l2_vni=1, next_hop="192.0.2.1")
+    assert route.mac == "52:54:00:aa:bb:cc"
+    assert route.key == (2, "65000:100", 0, 0, "52:54:00:aa:bb:cc", None, 1, None)
+    assert IpPrefixRoute(rd="1:1", prefix="10.1.0.7/24", l3_vni=1, next_hop="192.0.2.1").prefix == "10.1.0.0/24"
+
+
+@pytest.mark.parametrize("bad", [
+    dict(mac="52:54:00:12:34"), dict(l2_vni=1 << 24), dict(l2_vni=True), dict(next_hop="vtep"),
+    dict(rd="100"), dict(rd="70000:70000"), dict(route_targets=("x:1",)), dict(encapsulation="mpls"),
+    dict(router_mac="zz"), dict(esi=-1),
+])
+def test_invalid_routes_are_refused(bad):
+    fields = dict(rd="65000:100", mac="52:54:00:12:34:56", l2_vni=5001, next_hop="192.0.2.1") | bad
+    with pytest.raises(ValueError):
+        MacIpRoute(**fields)
+
+
+@pytest.mark.parametrize("line", [
+    "announce evpn", "announce route 10.0.0.0/8 next-hop 1.2.3.4", "announce evpn {not json}",
+    'announce evpn {"type":4}', 'announce evpn {"type":3,"rd":"1:1","vni":1,"next_hop":"1.1.1.1","x":1}',
+    'announce evpn {"type":3,"rd":"1:1"}', 'announce evpn []', 'flush evpn {"type":3}',
+    'announce evpn {"type":3,"rd":"1:1","vni":1,"next_hop":"1.1.1.1","route_targets":"1:1"}',
+])
+def test_bad_commands_raise_value_error(line):
+    with pytest.raises(ValueError):
+        parse_command(line)
+
+
+def test_to_command_refuses_unknown_action():
+    with pytest.raises(ValueError):
+        to_command(ROUTES[0], "replace")
+    with pytest.raises(ValueError):
+        route_from_dict({"type": 2})
+
+
+def _update(communities, raw, next_hop="192.0.2.9", pmsi=None):
+    attribute = {"extended-community": [{"value": v, "string": s} for v, s in communities]}
+    if pmsi is not None:
+        attribute["pmsi"] = pmsi
+    nlri = {"code": int(raw[:2], 16), "parsed": True, "raw": raw}
+    return {"type": "update", "neighbor": {"message": {"update": {
+        "attribute": attribute, "announce": {"l2vpn evpn": {next_hop: [nlri]}}}}}}
+
+
+@pytest.mark.parametrize("message", [
+    "", "not json", "[]", "{}", {"type": "state"}, {"neighbor": {"message": {"update": []}}},
+    {"neighbor": {"message": {"update": {"announce": {"l2vpn evpn": []}}}}},
+    {"neighbor": {"message": {"update": {"announce": {"ipv4 unicast": {"1.1.1.1": [{"nlri": "10.0.0.0/8"}]}}}}}},
+    _update([], "0225"),                                          # truncated NLRI
+    _update([], "02250000FDE9000000640000"),                      # length disagrees
+    _update([], "01190000FDE9000000640000000000000000000000000000000000000000"),  # type 1: ignored
+    _update([(0x030C000000000002, "encap:GRE")],                  # not VXLAN
+            "02250000FDE900000064000000000000000000000000000030525400AABBCC200A010009001389"),
+    _update([], "02250000FDE900000064000000000000000000000000000018525400AABBCC200A010009001389"),
+    _update([], "03110000FDE90000006400000000207F000002", pmsi="pmsi:rsvp:0:0:x"),  # no VNI found
+    _update([("x", "")], "03110000FDE90000006400000000207F000002"),
+])
+def test_malformed_input_is_skipped_not_raised(message, caplog):
+    caplog.set_level(logging.DEBUG, logger="bgp.routes")
+    assert from_exabgp_json(message) == []
+
+
+def test_one_bad_route_does_not_hide_the_good_one():
+    good = "02250000FDE900000064000000000000000000000000000030525400AABBCC200A010009001389"
+    message = _update([], good)
+    nlris = message["neighbor"]["message"]["update"]["announce"]["l2vpn evpn"]["192.0.2.9"]
+    nlris.insert(0, {"code": 2, "raw": "02FF"})
+    assert [r.mac for _, r in from_exabgp_json(message)] == ["52:54:00:aa:bb:cc"]
+
+
+def test_decode_nlri_reads_both_labels():
+    raw = bytes.fromhex("02280000FDE900000064000000000000000000000000000030525400AABBDD200A01000A001389002329")
+    fields = decode_nlri(raw)
+    assert (fields["l2_vni"], fields["l3_vni"], fields["rd"]) == (5001, 9001, "65001:100")

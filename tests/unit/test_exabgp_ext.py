@@ -1,0 +1,221 @@
+"""The ExaBGP extension: pin, EVPN NLRI/attributes packed by ExaBGP and decoded back, commands."""
+
+import json
+import struct
+from pathlib import Path
+
+import pytest
+
+from bgp import exabgp_ext, routes
+from bgp.routes import InclusiveMulticastRoute, IpPrefixRoute, MacIpRoute, from_exabgp_json, to_command
+
+GOBGP_RIB = Path(__file__).resolve().parents[3] / "shared/fixtures/exabgp-evpn/gobgp_rib_after_exabgp_announce.json"
+
+TYPE2 = MacIpRoute(rd="65000:100", mac="52:54:00:12:34:56", ip="10.1.0.5", l2_vni=5001, l3_vni=9001,
+                   next_hop="192.0.2.1", route_targets=("65000:5001", "65000:9001"),
+                   router_mac="02:00:00:00:00:01", mobility_seq=3)
+TYPE2_L2 = MacIpRoute(rd="65000:100", mac="52:54:00:12:34:57", l2_vni=5000, next_hop="192.0.2.1",
+                      route_targets=("65000:5000",))
+TYPE3 = InclusiveMulticastRoute(rd="65000:100", vni=5001, next_hop="192.0.2.1", route_targets=("65000:5001",))
+TYPE5 = IpPrefixRoute(rd="65000:100", prefix="10.1.0.0/24", l3_vni=9001, next_hop="192.0.2.1",
+                      route_targets=("65000:9001",), router_mac="02:00:00:00:00:01")
+ALL = [TYPE2, TYPE2_L2, TYPE3, TYPE5]
+
+
+def attributes(message: bytes) -> dict[int, bytes]:
+    """Path attributes of a BGP UPDATE (with header), by type code."""
+    body = message[19:]
+    withdrawn = struct.unpack("!H", body[:2])[0]
+    length = struct.unpack("!H", body[2 + withdrawn:4 + withdrawn])[0]
+    data, found = body[4 + withdrawn:4 + withdrawn + length], {}
+    while data:
+        flags, code = data[0], data[1]
+        size, head = (struct.unpack("!H", data[2:4])[0], 4) if flags & 0x10 else (data[2], 3)
+        found[code], data = data[head:head + size], data[head + size:]
+    return found
+
+
+def communities(message: bytes) -> set[bytes]:
+    value = attributes(message)[16]
+    return {value[i:i + 8] for i in range(0, len(value), 8)}
+
+
+# --------------------------------------------------------------------------- pin
+
+
+def test_pin_holds_for_the_installed_exabgp():
+    exabgp_ext.check_pin()
+    assert exabgp_ext.PINNED_EXABGP == "5.0.15"
+
+
+def test_pin_fails_loudly_on_another_version(monkeypatch):
+    monkeypatch.setattr(exabgp_ext._exabgp_version, "release", "5.0.16")
+    with pytest.raises(exabgp_ext.ExaBGPPinError, match=r"exabgp==5\.0\.15.*found exabgp 5\.0\.16"):
+        exabgp_ext.check_pin()
+
+
+def test_pin_fails_loudly_when_an_internal_moves(monkeypatch):
+    monkeypatch.delitem(exabgp_ext.EVPN.registered_evpn, 5)
+    with pytest.raises(exabgp_ext.ExaBGPPinError, match="EVPN route classes"):
+        exabgp_ext.check_pin()
+
+
+def test_only_the_extension_imports_exabgp():
+    bgp_dir = Path(exabgp_ext.__file__).parent
+    importers = {p.name for p in bgp_dir.glob("*.py") if "import exabgp" in p.read_text()
+                 or "from exabgp" in p.read_text()}
+    assert importers == {"exabgp_ext.py"}
+
+
+# --------------------------------------------------------------------------- wire
+
+
+@pytest.mark.parametrize("route", ALL, ids=lambda r: f"type{r.TYPE}")
+def test_packed_by_exabgp_and_decoded_back(route):
+    wire = exabgp_ext.encode_update(route, "announce")
+    printed = exabgp_ext.decode_update(wire)
+    assert from_exabgp_json(printed) == [("announce", route)]
+    assert 3 not in attributes(wire), "no NEXT_HOP attribute: the next hop is in MP_REACH_NLRI"
+    mp_reach = attributes(wire)[14]
+    assert mp_reach[:4] == bytes.fromhex("00194604") and mp_reach[4:8] == bytes([192, 0, 2, 1])
+
+
+def test_type2_labels_are_raw_vnis_two_for_symmetric_irb():
+    mp_reach = attributes(exabgp_ext.encode_update(TYPE2, "announce"))[14]
+    assert mp_reach.endswith(bytes.fromhex("525400123456" "20" "0a010005" "001389" "002329"))
+    mp_reach = attributes(exabgp_ext.encode_update(TYPE2_L2, "announce"))[14]
+    assert mp_reach.endswith(bytes.fromhex("525400123457" "00" "001388"))  # even VNI, no IP
+
+
+def test_type2_communities():
+    assert communities(exabgp_ext.encode_update(TYPE2, "announce")) == {
+        bytes.fromhex("0002fde800001389"), bytes.fromhex("0002fde800002329"),  # RT 65000:5001/9001
+        bytes.fromhex("030c000000000008"),                                     # encapsulation VXLAN
+        bytes.fromhex("0600000000000003"),                                     # MAC mobility seq 3
+        bytes.fromhex("0603020000000001"),                                     # Router's MAC
+    }
+
+
+def test_type3_pmsi_ingress_replication_label_is_the_vni():
+    wire = exabgp_ext.encode_update(TYPE3, "announce")
+    assert attributes(wire)[22] == bytes.fromhex("00" "06" "001389" "c0000201")
+    assert bytes.fromhex("030c000000000008") in communities(wire)
+
+
+def test_type5_nlri_and_router_mac():
+    wire = exabgp_ext.encode_update(TYPE5, "announce")
+    assert attributes(wire)[14].endswith(bytes.fromhex("18" "0a010000" "00000000" "002329"))
+    assert bytes.fromhex("0603020000000001") in communities(wire)
+
+
+@pytest.mark.parametrize("route", ALL, ids=lambda r: f"type{r.TYPE}")
+def test_withdraw_repeats_the_announced_nlri(route):
+    announce = exabgp_ext.build_nlri(route, "announce")
+    withdraw = exabgp_ext.build_nlri(route, "withdraw")
+    assert withdraw.index() == announce.index()
+    wire = exabgp_ext.encode_update(route, "withdraw")
+    assert attributes(wire)[15][3:] == announce.pack_nlri()
+    decoded = from_exabgp_json(exabgp_ext.decode_update(wire))
+    assert [(action, r.key) for action, r in decoded] == [("withdraw", route.key)]
+
+
+def test_router_mac_community_decodes_through_exabgp():
+    exabgp_ext.install()
+    community = exabgp_ext.ExtendedCommunity.unpack(bytes.fromhex("0603020000000002"))
+    assert isinstance(community, exabgp_ext.RouterMac)
+    assert repr(community) == "router-mac:02:00:00:00:00:02"  # as in the captured fixtures
+
+
+@pytest.mark.skipif(not GOBGP_RIB.is_file(), reason=f"fixture absent: {GOBGP_RIB}")
+def test_same_fields_as_gobgp_received_from_exabgp():
+    """Build the routes the fixture shows in GoBGP's RIB and compare what GoBGP decoded."""
+    rib = json.loads(GOBGP_RIB.read_text())
+    mac = rib["[type:macadv][rd:65000:100][etag:0][mac:52:54:00:12:34:56][ip:10.1.0.5]"][0]
+    route = MacIpRoute(rd="65000:100", mac="52:54:00:12:34:56", ip="10.1.0.5", l2_vni=5001,
+                       next_hop="127.0.0.3", route_targets=("65000:5001",),
+                       router_mac="02:00:00:00:00:01", mobility_seq=3)
+    assert mac["nlri"]["value"]["labels"] == [route.l2_vni]
+    wire = exabgp_ext.encode_update(route, "announce")
+    gobgp_communities = next(a["value"] for a in mac["attrs"] if a["type"] == 16)
+    assert len(gobgp_communities) == len(communities(wire)) == 4
+    assert {"type": 3, "subtype": 12, "tunnel_type": 8} in gobgp_communities
+    assert {"type": 6, "subtype": 3, "mac": route.router_mac} in gobgp_communities
+    multicast = rib["[type:multicast][rd:65000:100][etag:0][ip:127.0.0.3]"][0]
+    pmsi = next(a for a in multicast["attrs"] if a["type"] == 22)
+    wire = exabgp_ext.encode_update(InclusiveMulticastRoute(rd="65000:100", vni=5001, next_hop="127.0.0.3"),
+                                    "announce")
+    assert pmsi["label"] == int.from_bytes(attributes(wire)[22][2:5], "big") == 5001
+    assert pmsi["tunnel-type"] == attributes(wire)[22][1] == 6
+
+
+# --------------------------------------------------------------------------- API commands
+
+
+class FakeReactor:
+    """Just enough of ExaBGP's reactor for a command callback: records acks and injections."""
+
+    def __init__(self, peers=("neighbor 127.0.0.2 local-ip 127.0.0.1",)):
+        self._peers = list(peers)
+        self.acks, self.injected = [], []
+        self.processes = self
+        self.configuration = self
+        self.asynchronous = self
+
+    def peers(self, service=""):
+        return self._peers
+
+    def answer_done(self, service, force=False):
+        self.acks.append("done")
+
+    def answer_error(self, service):
+        self.acks.append("error")
+
+    def inject_change(self, peers, change):
+        self.injected.append((peers, change))
+        return True
+
+    def schedule(self, service, line, callback):
+        for _ in callback:
+            pass
+
+
+def dispatch(reactor, line):
+    from exabgp.reactor.api import API
+
+    exabgp_ext.install()
+    API(reactor).process(reactor, "canopy", line)
+
+
+@pytest.mark.parametrize("route", ALL, ids=lambda r: f"type{r.TYPE}")
+@pytest.mark.parametrize("action", ["announce", "withdraw"])
+def test_commands_inject_exabgp_changes_and_ack_once(route, action):
+    reactor = FakeReactor()
+    dispatch(reactor, to_command(route, action, neighbor="127.0.0.2"))
+    assert reactor.acks == ["done"]
+    [(peers, change)] = reactor.injected
+    assert peers == reactor._peers
+    assert change.nlri.pack_nlri() == exabgp_ext.build_nlri(route, "announce").pack_nlri()
+    assert str(change.nlri.action).lower().endswith(action)
+
+
+@pytest.mark.parametrize("line", [
+    "announce evpn {}", 'announce evpn {"type":2}', "withdraw evpn nonsense",
+    'announce evpn {"type":3,"rd":"1:1","vni":99999999,"next_hop":"192.0.2.1"}',
+])
+def test_bad_commands_answer_error_once(line):
+    reactor = FakeReactor()
+    dispatch(reactor, line)
+    assert reactor.acks == ["error"] and reactor.injected == []
+
+
+def test_command_for_unknown_neighbor_answers_error():
+    reactor = FakeReactor()
+    dispatch(reactor, to_command(TYPE3, "announce", neighbor="10.9.9.9"))
+    assert reactor.acks == ["error"] and reactor.injected == []
+
+
+def test_install_is_idempotent():
+    exabgp_ext.install()
+    exabgp_ext.install()
+    assert exabgp_ext.Command.functions.count("announce evpn") == 1
+    assert routes.ANNOUNCE == "announce"
