@@ -1,0 +1,396 @@
+"""Time from ``ovs-vsctl add-port`` of a VM to its first answered ping, with 1,000 vports present (benchmark (a)).
+
+    .venv/bin/python -m tests.benchmarks.port_to_ping [--samples 30] [--present 1000]
+
+Setup (tests.harness.lab): one controller, two KVM hypervisors (kvm1, kvm2). POST /v1/apply of one tenant,
+one domain, a few /22 subnets holding ``--present`` vports plus one peer vport and ``--samples`` sample
+vports. The present vports are bound cheaply as internal OVS ports on br-int carrying their iface-id
+(half on each hypervisor, added in batches of 100 per ovs-vsctl call); the peer is a VM on kvm2. The run
+waits (bounded) until /v1/status counts them all bound and both switches' flows are in sync.
+
+One sample: the VM namespace with its veth and static address was made during setup (every sample VM is
+made up front: the lab plugs it with an iface-id Canopy does not know and it is unplugged at once, so no
+VM-making churn reaches the controller between samples). Static neighbour entries are set in it and in
+the peer (so no ARP timer takes part: the figure is the dataplane's readiness, not the kernel's ARP retry
+policy), a pinger starts sending ICMP echo requests to the peer from a raw socket inside the VM every
+``--interval`` seconds, and then the clock starts and the VM's port is added to br-int exactly as libvirt
+does it (one ``ovs-vsctl add-port br-int tap... -- set Interface ... external_ids:iface-id=...``). The
+figure is the time from just before that ovs-vsctl to the first echo reply received in the VM. The path
+goes kvm1 -> VXLAN -> kvm2 and back, so Canopy must have learned the port over OVSDB, bound it,
+recompiled and sent its flows to both switches. The VM is then removed, the run waits until both switches
+are in sync again and leaves the controller QUIET seconds before the next clock starts. From the
+controller's log it also reports when Canopy logged the vport bound (first without, then with its ofport).
+
+Baseline, measured in the same run and interleaved with the samples (each Canopy sample follows one
+baseline sample): a VM made the same way, the same pinger and add-port on
+a plain OVS bridge in NORMAL (MAC learning) mode on the same two ovs-vswitchd processes (br-base, joined
+by a fixed VXLAN port kvm1 <-> kvm2), to an identical peer. It has every cost of the Canopy sample except
+Canopy's own: OVS adding the port, the datapath, VXLAN, the pinger's granularity. So "Canopy minus
+baseline" is what Canopy adds (OVSDB notification, binding, compile, flow-mods to two switches).
+
+Needs root and Open vSwitch, like the integration tests. Not collected by pytest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import math
+import os
+import select
+import socket
+import statistics
+import struct
+import sys
+import threading
+import time
+from datetime import datetime
+
+from tests.harness import netns
+from tests.harness.hosts import BR_INT
+from tests.harness.lab import Lab
+
+PREFIXLEN = 22
+FIRST_NET = ipaddress.IPv4Network("10.10.0.0/22")
+PRESENT_PER_SUBNET = 700  # present vports per /22 (addresses .1.0 upwards), samples in .0.10 upwards
+BASE_NET = ipaddress.IPv4Network("192.168.77.0/24")  # the baseline bridge's VMs
+BASE_BRIDGE = "br-base"
+BASE_KEY = 99  # VNI of the baseline's fixed VXLAN port (Canopy allocates from 10000)
+BATCH = 100
+SETUP_TIMEOUT = 300
+SETTLE_TIMEOUT = 60
+REPLY_TIMEOUT = 15.0
+QUIET = 0.3  # seconds left after a settle so the controller has handled the last OVSDB change when the clock starts
+
+
+# ---------------------------------------------------------------------------------------------- policy
+
+def subnet_net(s: int) -> ipaddress.IPv4Network:
+    return ipaddress.IPv4Network((int(FIRST_NET.network_address) + (s << (32 - PREFIXLEN)), PREFIXLEN))
+
+
+def present_vports(count: int) -> list[dict]:
+    """Present vport i: iface-id p<i>, in subnet i % n (round-robin), address .1.0 upwards."""
+    subnets = max(3, math.ceil(count / PRESENT_PER_SUBNET))
+    out = []
+    for i in range(count):
+        s, k = i % subnets, i // subnets
+        ip = subnet_net(s).network_address + 256 + k
+        out.append({"name": f"p{i}", "subnet": s, "mac": mac("ee", i), "ip": str(ip)})
+    return out
+
+
+def mac(kind: str, i: int) -> str:
+    return f"02:{kind}:00:{i >> 16 & 0xff:02x}:{i >> 8 & 0xff:02x}:{i & 0xff:02x}"
+
+
+def sample_ip(k: int) -> str:
+    return str(FIRST_NET.network_address + 10 + k)
+
+
+PEER = {"name": "peer", "mac": "02:aa:00:00:00:01", "ip": str(FIRST_NET.network_address + 2)}
+
+
+def document(present: list[dict], samples: int) -> dict:
+    subnets = max(3, max((p["subnet"] for p in present), default=0) + 1)
+    nets = [{"name": f"s{s}", "cidr": str(subnet_net(s)), "gateway": str(subnet_net(s).network_address + 1),
+             "vports": []} for s in range(subnets)]
+
+    def kvm(name, mac_, ip):
+        return {"name": name, "mac": mac_, "ips": [ip], "binding": {"flavour": "kvm", "iface_id": name}}
+
+    nets[0]["vports"].append(kvm(PEER["name"], PEER["mac"], PEER["ip"]))
+    for k in range(samples):
+        nets[0]["vports"].append(kvm(f"sample{k}", mac("bb", k), sample_ip(k)))
+    for p in present:
+        nets[p["subnet"]]["vports"].append(kvm(p["name"], p["mac"], p["ip"]))
+    return {"source": "bench", "tenants": [{"name": "bench", "domains": [{"name": "dom", "subnets": nets}]}]}
+
+
+# ---------------------------------------------------------------------------------------------- pinger
+
+def _checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total = (total >> 16) + (total & 0xFFFF)
+    total += total >> 16
+    return ~total & 0xFFFF
+
+
+def echo_request(ident: int, seq: int) -> bytes:
+    payload = b"canopy-port-to-ping".ljust(32, b".")
+    head = struct.pack("!BBHHH", 8, 0, 0, ident, seq)
+    return struct.pack("!BBHHH", 8, 0, _checksum(head + payload), ident, seq) + payload
+
+
+class Pinger(threading.Thread):
+    """Echo requests to ``dst`` every ``interval`` s from a raw socket made inside namespace ``ns``;
+    stops at the first matching echo reply (``reply_at``, time.monotonic()) or at ``deadline``."""
+
+    def __init__(self, ns: str, dst: str, interval: float, timeout: float):
+        super().__init__(name=f"pinger-{ns}", daemon=True)
+        self.sock = netns.call_in(ns, lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW,
+                                                            socket.IPPROTO_ICMP))
+        self.sock.setblocking(False)
+        self.dst = dst
+        self.interval = interval
+        self.deadline = time.monotonic() + timeout
+        self.icmp_id = (os.getpid() ^ threading.get_ident()) & 0xFFFF
+        self.sent: dict[int, float] = {}
+        self.reply_at: float | None = None
+        self.reply_seq: int | None = None
+        self.send_errors = 0
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        seq, next_send = 0, time.monotonic()
+        try:
+            while not self._halt.is_set() and time.monotonic() < self.deadline:
+                now = time.monotonic()
+                if now >= next_send:
+                    seq = (seq + 1) & 0xFFFF
+                    self.sent[seq] = now
+                    try:
+                        self.sock.sendto(echo_request(self.icmp_id, seq), (self.dst, 0))
+                    except OSError:
+                        self.send_errors += 1
+                    next_send += self.interval
+                ready, _, _ = select.select([self.sock], [], [], max(0.0, next_send - time.monotonic()))
+                if ready and self._reply(self.sock.recv(2048)):
+                    return
+        finally:
+            self.sock.close()
+
+    def _reply(self, packet: bytes) -> bool:
+        header = (packet[0] & 0x0F) * 4
+        if len(packet) < header + 8 or socket.inet_ntoa(packet[12:16]) != self.dst:
+            return False
+        kind, _, _, ident, seq = struct.unpack("!BBHHH", packet[header:header + 8])
+        if kind != 0 or ident != self.icmp_id:
+            return False
+        self.reply_at, self.reply_seq = time.monotonic(), seq
+        return True
+
+    def halt(self) -> None:
+        self._halt.set()
+
+
+# ---------------------------------------------------------------------------------------------- lab steps
+
+def add_present_ports(hv, ports: list[dict]) -> None:
+    """Internal ports on br-int with the vports' iface-ids, in batches of BATCH per ovs-vsctl."""
+    for start in range(0, len(ports), BATCH):
+        args = []
+        for p in ports[start:start + BATCH]:
+            args += ["--", "add-port", BR_INT, p["name"], "--", "set", "Interface", p["name"], "type=internal",
+                     f"external_ids:iface-id={p['name']}", f"external_ids:attached-mac={p['mac']}",
+                     "external_ids:iface-status=active"]
+        hv.vsctl(*args[1:])
+
+
+def dpid_of(hv) -> str:
+    return f"{hv.datapath_id():016x}"
+
+
+def in_sync(canopy, hvs) -> bool:
+    for hv in hvs:
+        reply = canopy.api.get(f"/v1/switches/{dpid_of(hv)}/flows")
+        if reply.status != 200 or not reply.json.get("in_sync") or \
+                reply.json["status"].get("openflow") == "disconnected":
+            return False
+    return True
+
+
+def settle(lab, canopy, hvs, bound: int, timeout: float, what: str) -> None:
+    lab.wait_until(lambda: canopy.api.get("/v1/status").json["vports_bound"] == bound, timeout=timeout,
+                   interval=0.1, what=f"{bound} vports bound ({what})")
+    lab.wait_until(lambda: in_sync(canopy, hvs), timeout=timeout, interval=0.2,
+                   what=f"both switches in sync ({what})")
+
+
+def make_vm(lab, hv, name: str, vm_mac: str, ip_cidr: str):
+    """A VM namespace with eth0 and its address, plugged nowhere (the lab plugs it under an iface-id
+    nobody knows; it is unplugged at once)."""
+    vm = lab.add_vm(hv, name, mac=vm_mac, ip=ip_cidr, vnic_id=f"unplugged-{name}")
+    hv.vsctl("--if-exists", "del-port", BR_INT, vm.port)
+    return vm
+
+
+def plug_args(vm, bridge: str, iface_id: str) -> list[str]:
+    """What libvirt/Nova run for a tap (tests.harness.vports.KvmVports.plug), on ``bridge``."""
+    ids = {"iface-id": iface_id, "attached-mac": vm.mac, "vm-uuid": str(vm.uuid), "iface-status": "active"}
+    return ["add-port", bridge, vm.port, "--", "set", "Interface", vm.port,
+            *(f"external_ids:{k}={v}" for k, v in ids.items())]
+
+
+def static_neighbour(host, ip: str, lladdr: str) -> None:
+    host.exec("ip", "neigh", "replace", ip, "lladdr", lladdr, "dev", "eth0", "nud", "permanent", check=True)
+
+
+def measure(vm, hv, bridge: str, iface_id: str, peer, interval: float) -> tuple[float, float, float, float]:
+    """(seconds to the first reply, seconds until ovs-vsctl returned, seconds from add-port to sending the
+    request that was answered, wall-clock time of the add-port) for one add-port of ``vm`` to ``bridge``."""
+    static_neighbour(vm, peer.address, peer.mac)
+    static_neighbour(peer, vm.address, vm.mac)
+    pinger = Pinger(vm.ns, peer.address, interval, REPLY_TIMEOUT + 10)
+    pinger.start()
+    try:
+        time.sleep(3 * interval)  # the pinger is sending (into a veth that is not on any bridge yet)
+        args = plug_args(vm, bridge, iface_id)
+        wall, started = time.time(), time.monotonic()
+        hv.vsctl(*args)
+        vsctl_done = time.monotonic()
+        pinger.join(REPLY_TIMEOUT)
+        if pinger.reply_at is None:
+            raise AssertionError(f"{vm.name}: no echo reply from {peer.address} within {REPLY_TIMEOUT}s of add-port "
+                                 f"on {bridge}")
+        return (pinger.reply_at - started, vsctl_done - started,
+                pinger.sent.get(pinger.reply_seq, started) - started, wall)
+    finally:
+        pinger.halt()
+        pinger.join(2)
+        peer.exec("ip", "neigh", "del", vm.address, "dev", "eth0")
+
+
+def setup_baseline(lab, kvm1, kvm2):
+    """br-base on both hypervisors, NORMAL mode, a fixed VXLAN port to the other; a peer VM on kvm2's."""
+    for hv, other in ((kvm1, kvm2), (kvm2, kvm1)):
+        hv.ovs.add_bridge(BASE_BRIDGE, "fail_mode=standalone")
+        hv.vsctl("add-port", BASE_BRIDGE, "vxbase", "--", "set", "Interface", "vxbase", "type=vxlan",
+                 f"options:remote_ip={other.vtep_ip}", f"options:local_ip={hv.vtep_ip}", f"options:key={BASE_KEY}")
+    peer = make_vm(lab, kvm2, "bpeer", "02:cc:00:00:00:01", f"{BASE_NET.network_address + 2}/{BASE_NET.prefixlen}")
+    kvm2.vsctl(*plug_args(peer, BASE_BRIDGE, "baseline-peer"))
+    return peer
+
+
+# ---------------------------------------------------------------------------------------------- report
+
+def bound_times(lines: list[str], walls: list[float]) -> tuple[list[float], list[float]]:
+    """Seconds from each sample's add-port to the first and the last 'vport ... sample<k> bound at' line of the
+    controller's log (its timestamps have millisecond resolution; the second line comes when OVS has given the
+    port its ofport)."""
+    first, last = [], []
+    for k, wall in enumerate(walls):
+        stamps = []
+        for line in lines:
+            if f"/sample{k} bound at " in line:
+                stamp = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+                if stamp >= wall - 0.002:
+                    stamps.append(stamp - wall)
+        if stamps:
+            first.append(max(0.0, stamps[0]))
+            last.append(max(0.0, stamps[-1]))
+    return first, last
+
+
+def percentile(values: list[float], pct: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(pct / 100 * len(ordered)) - 1)]
+
+
+def summary(label: str, values: list[float]) -> str:
+    ms = [v * 1000 for v in values]
+    return (f"  {label:44} n={len(ms):3d}  median {statistics.median(ms):8.1f}  p95 {percentile(ms, 95):8.1f}  "
+            f"min {min(ms):8.1f}  max {max(ms):8.1f}  ms")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=30, help="add-ports measured on Canopy (and as many "
+                                                                "on the baseline bridge)")
+    parser.add_argument("--present", type=int, default=1000, help="vports bound before measuring")
+    parser.add_argument("--interval", type=float, default=0.005, help="seconds between echo requests")
+    parser.add_argument("--verbose", action="store_true", help="print every sample")
+    parser.add_argument("--dump-log", action="store_true", help="print the controller's log lines about samples")
+    args = parser.parse_args(argv)
+    if not 1 <= args.samples <= 240:
+        parser.error("--samples must be 1..240 (sample addresses .10-.249 of the first subnet)")
+    if args.interval < 0.001:
+        parser.error("--interval must be at least 0.001")
+
+    present = present_vports(args.present)
+    canopy_times, base_times, vsctl_canopy, vsctl_base, sent_canopy = [], [], [], [], []
+    timings = {}
+    walls: list[float] = []
+    with Lab() as lab:
+        t = time.monotonic()
+        ctl = lab.add_controller_host("ctl1")
+        canopy = lab.start_controller(ctl)
+        reply = canopy.api.post("/v1/apply", {"document": document(present, args.samples), "source": "bench"})
+        if reply.status != 200:
+            raise SystemExit(f"apply failed: {reply.status} {reply.text[:500]}")
+        kvm1, kvm2 = lab.add_hypervisor("kvm1", "kvm"), lab.add_hypervisor("kvm2", "kvm")
+        hvs = (kvm1, kvm2)
+        for hv in hvs:
+            hv.connect(ctl)
+        peer = make_vm(lab, kvm2, PEER["name"], PEER["mac"], f"{PEER['ip']}/{PREFIXLEN}")
+        kvm2.vsctl(*plug_args(peer, BR_INT, PEER["name"]))
+        base_peer = setup_baseline(lab, kvm1, kvm2)
+        # every sample VM made up front, so no VM-making churn reaches the controller between samples
+        vms = [make_vm(lab, kvm1, f"s{k}", mac("bb", k), f"{sample_ip(k)}/{PREFIXLEN}") for k in range(args.samples)]
+        bvms = [make_vm(lab, kvm1, f"b{k}", mac("cc", k + 2),
+                        f"{BASE_NET.network_address + 10 + k}/{BASE_NET.prefixlen}") for k in range(args.samples)]
+        timings["lab, controller, policy, VMs"] = time.monotonic() - t
+        t = time.monotonic()
+        add_present_ports(kvm1, present[0::2])
+        add_present_ports(kvm2, present[1::2])
+        timings[f"{args.present} internal ports added"] = time.monotonic() - t
+        settle(lab, canopy, hvs, args.present + 1, SETUP_TIMEOUT, "setup")
+        timings[f"{args.present} ports added, bound and in sync"] = time.monotonic() - t
+        flows = {hv.name: canopy.api.get(f"/v1/switches/{dpid_of(hv)}/flows").json["count"] for hv in hvs}
+
+        t = time.monotonic()
+        for k, (vm, bvm) in enumerate(zip(vms, bvms)):
+            # baseline: VM b<k> on kvm1's br-base (NORMAL) pinging the baseline peer on kvm2's br-base
+            time.sleep(QUIET)
+            bfirst, bvsctl, _, _ = measure(bvm, kvm1, BASE_BRIDGE, f"baseline{k}", base_peer, args.interval)
+            base_times.append(bfirst)
+            vsctl_base.append(bvsctl)
+            kvm1.vsctl("del-port", BASE_BRIDGE, bvm.port)  # then remove_vm's br-int --if-exists finds nothing
+            lab.remove_vm(bvm)
+            settle(lab, canopy, hvs, args.present + 1, SETTLE_TIMEOUT, f"after baseline sample {k}")
+            # Canopy: vport sample<k> on kvm1's br-int pinging the peer on kvm2
+            time.sleep(QUIET)
+            first, vsctl, sent, wall = measure(vm, kvm1, BR_INT, f"sample{k}", peer, args.interval)
+            walls.append(wall)
+            canopy_times.append(first)
+            vsctl_canopy.append(vsctl)
+            sent_canopy.append(sent)
+            lab.remove_vm(vm)
+            settle(lab, canopy, hvs, args.present + 1, SETTLE_TIMEOUT, f"after sample {k}")
+            if args.verbose:
+                print(f"sample {k:3d}: Canopy {first * 1000:7.1f} ms (ovs-vsctl {vsctl * 1000:6.1f}, answered "
+                      f"request sent at {sent * 1000:7.1f})   baseline {bfirst * 1000:7.1f} ms "
+                      f"(ovs-vsctl {bvsctl * 1000:6.1f})", flush=True)
+        timings[f"{args.samples} + {args.samples} samples"] = time.monotonic() - t
+        status = canopy.api.get("/v1/status").json
+        log_lines = [line for line in canopy.log_path.read_text().splitlines() if "bench/s0/sample" in line]
+        if args.dump_log:
+            print("\n".join(log_lines))
+        bound_first, bound_last = bound_times(log_lines, walls)
+
+    print(f"port to first ping: {args.samples} samples, {args.present} vports present and bound "
+          f"({flows['kvm1']:,} flows on kvm1, {flows['kvm2']:,} on kvm2), {status['vports_bound']} bound at the end")
+    print("  one controller, two KVM hypervisors (userspace OVS), sample VM on kvm1 -> VXLAN -> peer VM on kvm2, "
+          "same /22 subnet;")
+    print(f"  addresses static, neighbours static (no DHCP, no ARP); echo requests every {args.interval * 1000:g} ms "
+          "from a raw socket in the VM; clock from just before 'ovs-vsctl add-port' to the first echo reply")
+    print(summary("Canopy (br-int, secure, flows from Canopy)", canopy_times))
+    print(summary("baseline (br-base, NORMAL, same OVS/VXLAN)", base_times))
+    print(summary("  ovs-vsctl add-port returned, Canopy", vsctl_canopy))
+    print(summary("  ovs-vsctl add-port returned, baseline", vsctl_base))
+    print(summary("  answered request sent, Canopy", sent_canopy))
+    if bound_first:
+        print(summary("  Canopy logs the vport bound (1 ms clock)", bound_first))
+        print(summary("  ... and bound again with its ofport", bound_last))
+    median, base_median = statistics.median(canopy_times), statistics.median(base_times)
+    print(f"  Canopy adds {(median - base_median) * 1000:.1f} ms at the median ({median / base_median:.2f} x "
+          f"baseline), {(percentile(canopy_times, 95) - percentile(base_times, 95)) * 1000:.1f} ms at p95")
+    print("  setup: " + ", ".join(f"{label} {seconds:.1f} s" for label, seconds in timings.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
