@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import cached_property, lru_cache
 
 from controller.policy import dhcp_server_ip
 
@@ -24,7 +25,7 @@ class SwitchInfo:
     vtep_ip: str | None
     tunnel_ofport: int | None
 
-    @property
+    @cached_property
     def router_mac(self) -> str:
         """This VRS's own MAC for symmetric IRB (RFC 9135 Router's MAC), derived from its VTEP IP."""
         if not self.vtep_ip:
@@ -103,6 +104,7 @@ class View:
     endpoints: dict[str, Endpoint] = field(default_factory=dict)
     by_subnet: dict[str, list[Endpoint]] = field(default_factory=lambda: defaultdict(list))
     fib: dict[str, list[Route]] = field(default_factory=dict)
+    static: dict[str, list[Route]] = field(default_factory=dict)  # domain id -> its static routes (in fib too)
     _on: dict = field(default_factory=dict, repr=False, compare=False)  # session -> (subnets, domains)
 
     def subnets_on(self, session) -> set[str]:
@@ -170,6 +172,7 @@ def derive(policy, locations, snapshots, vtep_ip_of, vteps=None) -> View:
     _add_vteps(view, policy, vteps or {})
     for dom_id in view.domains:
         view.fib[dom_id] = _fib(view, policy, dom_id)
+        view.static[dom_id] = [r for r in view.fib[dom_id] if r.kind == "static"]
     return view
 
 
@@ -212,8 +215,15 @@ def _fib(view, policy, dom_id) -> list[Route]:
         target = host_by_ip.get(route["next_hop"])
         routes.append(Route(route["prefix"], "static", route["next_hop"], target.vport_id if target else None,
                             target.subnet_id if target else None))
-    routes.sort(key=lambda r: (-ipaddress.IPv4Network(r.prefix).prefixlen, ipaddress.IPv4Network(r.prefix)))
+    routes.sort(key=lambda r: _route_order(r.prefix))
     return routes
+
+
+@lru_cache(maxsize=65536)
+def _route_order(prefix: str):
+    """Longest prefix first, then by address: the FIB's order."""
+    net = ipaddress.IPv4Network(prefix)
+    return (-net.prefixlen, int(net.network_address))
 
 
 def vtep_desired(view: View, policy, name: str):

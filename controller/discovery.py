@@ -17,6 +17,7 @@ OVSDB conventions Canopy reads (documented for operators in docs/vrs.md):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 FLAVOURS = ("kvm", "hyperv", "esxi")
 
@@ -36,10 +37,11 @@ class PortInfo:
     type: str = ""
 
     def ext(self, key: str) -> str | None:
-        for k, v in self.external_ids:
-            if k == key:
-                return v
-        return None
+        return self._ext.get(key)
+
+    @cached_property
+    def _ext(self) -> dict[str, str]:
+        return dict(self.external_ids)
 
     def vnic_vlans(self) -> dict[int, str]:
         """ESXi agent keys on a trunk port: {vlan: vnic id}. Malformed keys are ignored."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from controller.derive import Endpoint, View
 from openflow import pipeline as p
@@ -155,8 +156,8 @@ def _domain(view, sw, owner):
         flows.append(flow(p.CLASSIFY, 100, {"in_port": sw.tunnel_ofport, "tunnel_id": dom["l3_vni"]},
                           [("set", p.REG_L3, dom["l3_vni"]), ("set", p.REG_FLAGS, p.FLAG_FROM_TUNNEL),
                            ("goto", p.L3_ROUTING)], owner))
-    for route in view.fib.get(owner.id, ()):
-        if route.kind != "static" or route.vport_id not in view.endpoints:
+    for route in view.static.get(owner.id, ()):
+        if route.vport_id not in view.endpoints:
             continue
         target = view.endpoints[route.vport_id]
         flows += route_to(view, sw, target, route.prefix, dom, owner)
@@ -272,9 +273,9 @@ def to_vtep(vni: int, vtep_ip: str, sw) -> tuple:
 
 def route_to(view: View, sw, target: Endpoint, prefix: str, dom: dict, owner: Owner) -> list[Flow]:
     """Route a prefix in the domain to an endpoint: delivered locally, or over the L3 VNI to its VTEP."""
-    net = ipaddress.IPv4Network(prefix)
-    priority = HOST_ROUTE_BASE + net.prefixlen
-    dst = {"reg4": dom["l3_vni"], "eth_type": ETH_IP, "ipv4_dst": _prefix_match(net)}
+    match, prefixlen = _prefix_match(prefix)
+    priority = HOST_ROUTE_BASE + prefixlen
+    dst = {"reg4": dom["l3_vni"], "eth_type": ETH_IP, "ipv4_dst": match}
     tsub = view.subnets[target.subnet_id]
     if target.session == sw.session:
         if not target.key:
@@ -290,11 +291,13 @@ def route_to(view: View, sw, target: Endpoint, prefix: str, dom: dict, owner: Ow
         *to_vtep(dom["l3_vni"], remote.vtep_ip, sw)], owner)]
 
 
-def _prefix_match(net):
-    """A prefix as a match value: the address for a host, else (network, netmask)."""
+@lru_cache(maxsize=65536)
+def _prefix_match(prefix: str):
+    """(match value, prefix length) of a prefix: the address for a host, else (network, netmask)."""
+    net = ipaddress.IPv4Network(prefix)
     if net.prefixlen == 32:
-        return str(net.network_address)
-    return (str(net.network_address), str(net.netmask))
+        return str(net.network_address), 32
+    return (str(net.network_address), str(net.netmask)), net.prefixlen
 
 
 _COMPILERS = {"switch": _switch, "subnet": _subnet, "domain": _domain, "vport": _vport, "vtep_mac": _vport}
