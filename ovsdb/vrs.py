@@ -165,33 +165,25 @@ def build_snapshot(session: str, peer: str, root_rows: Iterable, bridge: str = D
     )
 
 
-class VrsReporter:
-    """Reports one OVSDB session's snapshots to a ``DiscoverySink``.
+class SnapshotReporter:
+    """Reports one OVSDB session's snapshots through ``update(snapshot)`` and ``gone(session)``.
 
-    Contract: ``vrs_update`` only when the snapshot differs from the last one reported; a session that
-    was reported at least once gets exactly one ``vrs_gone``, and nothing after it.
+    Contract: an update only when the snapshot differs from the last one reported (None: nothing to
+    report yet); a session reported at least once gets exactly one ``gone``, and nothing after it.
     """
 
-    def __init__(self, sink: DiscoverySink, session: str, peer: str, bridge: str = DEFAULT_BRIDGE,
-                 log: logging.Logger | None = None):
-        self._sink = sink
+    def __init__(self, session: str, update, gone):
         self.session = session
-        self.peer = peer
-        self.bridge = bridge
-        self._log = log or logging.getLogger(__name__)
-        self._warned: set[tuple[str, str]] = set()
-        self.last: VrsSnapshot | None = None
+        self._update, self._gone_callback = update, gone
+        self.last = None
         self._gone = False
 
-    def refresh(self, root_rows: Iterable) -> bool:
-        """Rebuild from the current rows; report and return True if the snapshot changed."""
-        if self._gone:
-            return False
-        snap = build_snapshot(self.session, self.peer, root_rows, self.bridge, self._bad_value)
-        if snap == self.last:
+    def report(self, snap) -> bool:
+        """Report ``snap`` if it is new; True if it was reported."""
+        if self._gone or snap is None or snap == self.last:
             return False
         self.last = snap
-        self._sink.vrs_update(snap)
+        self._update(snap)
         return True
 
     def gone(self) -> None:
@@ -200,7 +192,25 @@ class VrsReporter:
             return
         self._gone = True
         if self.last is not None:
-            self._sink.vrs_gone(self.session)
+            self._gone_callback(self.session)
+
+
+class VrsReporter(SnapshotReporter):
+    """Reports one OVSDB session's VRS snapshots to a ``DiscoverySink`` (vrs_update / vrs_gone)."""
+
+    def __init__(self, sink: DiscoverySink, session: str, peer: str, bridge: str = DEFAULT_BRIDGE,
+                 log: logging.Logger | None = None):
+        super().__init__(session, sink.vrs_update, sink.vrs_gone)
+        self.peer = peer
+        self.bridge = bridge
+        self._log = log or logging.getLogger(__name__)
+        self._warned: set[tuple[str, str]] = set()
+
+    def refresh(self, root_rows: Iterable) -> bool:
+        """Rebuild from the current rows; report and return True if the snapshot changed."""
+        if self._gone:
+            return False
+        return self.report(build_snapshot(self.session, self.peer, root_rows, self.bridge, self._bad_value))
 
     def _bad_value(self, key: str, value: str) -> None:
         if (key, value) not in self._warned:

@@ -40,6 +40,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from controller.discovery import DiscoverySink, VtepDesired, VtepMac, VtepPort, VtepSnapshot
+from ovsdb.vrs import SnapshotReporter
 
 DATABASE = "hardware_vtep"
 LS_PREFIX = "canopy-"
@@ -144,21 +145,15 @@ def build_vtep_snapshot(session: str, peer: str, switches: Iterable, local_macs:
     )
 
 
-class VtepReporter:
-    """Reports one OVSDB session's hardware VTEP snapshots to a ``DiscoverySink``.
-
-    Contract: ``vtep_update`` only when the snapshot differs from the last one reported; a session
-    reported at least once gets exactly one ``vtep_gone``, and nothing after it.
-    """
+class VtepReporter(SnapshotReporter):
+    """Reports one OVSDB session's hardware VTEP snapshots to a ``DiscoverySink`` (vtep_update /
+    vtep_gone), with the contract of SnapshotReporter."""
 
     def __init__(self, sink: DiscoverySink, session: str, peer: str, log: logging.Logger | None = None):
-        self._sink = sink
-        self.session = session
+        super().__init__(session, sink.vtep_update, sink.vtep_gone)
         self.peer = peer
         self._log = log or logging.getLogger(__name__)
         self._many_logged: tuple[str, ...] = ()
-        self.last: VtepSnapshot | None = None
-        self._gone = False
 
     def refresh(self, switches: Iterable, local_macs: Iterable) -> bool:
         """Rebuild from the current rows; report and return True if the snapshot changed."""
@@ -166,20 +161,7 @@ class VtepReporter:
             return False
         switches = list(switches)
         self._note_many(switches)
-        snap = build_vtep_snapshot(self.session, self.peer, switches, local_macs)
-        if snap is None or snap == self.last:
-            return False
-        self.last = snap
-        self._sink.vtep_update(snap)
-        return True
-
-    def gone(self) -> None:
-        """Report the session gone (once, and only if it was ever reported)."""
-        if self._gone:
-            return
-        self._gone = True
-        if self.last is not None:
-            self._sink.vtep_gone(self.session)
+        return self.report(build_vtep_snapshot(self.session, self.peer, switches, local_macs))
 
     def _note_many(self, switches: list) -> None:
         names = tuple(sorted(row.name for row in switches))
