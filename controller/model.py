@@ -10,7 +10,7 @@ Cross-object rules (uniqueness, references, overlaps) live in controller/policy.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from controller import fields as f

@@ -18,6 +18,7 @@ Also here: the bounded polling helpers the OVSDB integration tests share (``poll
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import os
@@ -145,6 +146,26 @@ def _stdin_commands(trampoline):
 
 
 # Test side.
+
+@contextlib.contextmanager
+def drivers_in(lab, host):
+    """A factory starting ManagerDrivers in ``host``'s namespace, listening on its address (probe 2 s);
+    every driver it started is closed on exit."""
+    started: list[ManagerDriver] = []
+    numbers = itertools.count(1)
+
+    def start(*options: str) -> ManagerDriver:
+        driver = ManagerDriver(lab.workdir, ["--listen", host.ip, "--probe-interval", "2", *options],
+                               ns=host.ns, record=lab.record.add_process, name="manager%d" % next(numbers))
+        started.append(driver)
+        return driver
+
+    try:
+        yield start
+    finally:
+        for driver in started:
+            driver.close()
+
 
 def poll_until(predicate, timeout: float, what: str, context=lambda: ""):
     """``wait_until`` every 20 ms, adding ``context()`` (say, the driver's log) to a timeout's message."""

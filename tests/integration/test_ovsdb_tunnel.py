@@ -16,7 +16,6 @@ schema allows a single Port row, reached on loopback with the driver in this nam
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import signal
@@ -27,7 +26,7 @@ import pytest
 
 from tests.harness import netns
 from tests.harness.hosts import BR_INT
-from tests.harness.ovsdb_driver import ManagerDriver, hold_for, poll_until, stop_process
+from tests.harness.ovsdb_driver import ManagerDriver, drivers_in, hold_for, poll_until, stop_process
 
 pytestmark = pytest.mark.integration
 
@@ -48,18 +47,8 @@ def vrs(lab):
 def managers(vrs):
     """Factory starting manager drivers in ctl1's namespace; all are closed at teardown."""
     lab, _, ctl = vrs
-    started: list[ManagerDriver] = []
-    numbers = itertools.count(1)
-
-    def start(*options: str) -> ManagerDriver:
-        driver = ManagerDriver(lab.workdir, ["--listen", ctl.ip, "--probe-interval", "2", *options],
-                               ns=ctl.ns, record=lab.record.add_process, name="manager%d" % next(numbers))
-        started.append(driver)
-        return driver
-
-    yield start
-    for driver in started:
-        driver.close()
+    with drivers_in(lab, ctl) as start:
+        yield start
 
 
 def connect(vrs, driver: ManagerDriver) -> str:

@@ -13,12 +13,11 @@ not exist: the rows and the VXLAN ports ovs-vtep builds from them are what is ch
 
 from __future__ import annotations
 
-import itertools
 
 import pytest
 
 from controller.discovery import VtepDesired
-from tests.harness.ovsdb_driver import ManagerDriver, hold_for, poll_until
+from tests.harness.ovsdb_driver import ManagerDriver, drivers_in, hold_for, poll_until
 from tests.harness.vtep import vtep_unavailable
 
 pytestmark = pytest.mark.integration
@@ -54,18 +53,8 @@ def tor(lab, vtep_capable):
 def managers(tor):
     """Factory starting manager drivers in ctl1's namespace; all are closed at teardown."""
     lab, _, ctl = tor
-    started: list[ManagerDriver] = []
-    numbers = itertools.count(1)
-
-    def start(*options: str) -> ManagerDriver:
-        driver = ManagerDriver(lab.workdir, ["--listen", ctl.ip, "--probe-interval", "2", *options],
-                               ns=ctl.ns, record=lab.record.add_process, name="manager%d" % next(numbers))
-        started.append(driver)
-        return driver
-
-    yield start
-    for driver in started:
-        driver.close()
+    with drivers_in(lab, ctl) as start:
+        yield start
 
 
 def connect(tor, driver: ManagerDriver) -> dict:
