@@ -31,7 +31,6 @@ from controller.ryu_compat import (
     ofproto_v1_4,
     set_ev_cls,
 )
-from openflow import encode
 from openflow.dhcp_service import DhcpService
 from openflow.reconciler import REPLY_EVENTS, SwitchReconciler
 from ovsdb.server import OvsdbManagerServer
@@ -163,9 +162,10 @@ class CanopyApp(RyuApp):
     def _packet_in(self, ev):
         msg = ev.msg
         dp = msg.datapath
-        answer = self.dhcp.answer(dp.id, msg.cookie, bytes(msg.data))
+        rec = self.reconcilers.get(dp.id)
+        answer = self.dhcp.answer(dp.id, msg.cookie, bytes(msg.data)) if rec is not None else None
         if answer is not None:
-            dp.send_msg(encode.packet_out(dp, answer.actions, answer.frame))
+            rec.packet_out(answer.actions, answer.frame)
 
     def _ovsdb_sessions(self, req):
         items = self.ovsdb.sessions()

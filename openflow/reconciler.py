@@ -160,6 +160,11 @@ class SwitchReconciler:
                                  **dict.fromkeys(foreign, "group id outside Canopy's range")}
         self._wake.set()
 
+    def packet_out(self, actions, frame: bytes) -> None:
+        """Send one packet (e.g. a DHCP reply) through ``actions``: this reconciler is the switch's only
+        sender, so replies and flow changes leave through one place."""
+        self.datapath.send_msg(encode.packet_out(self.datapath, actions, frame))
+
     def resync(self) -> None:
         """Read everything back again, retry rejected items, and send the difference."""
         self._need_read = True
