@@ -30,6 +30,17 @@ def _port(value):
     return f.integer(value, 1, 65535)
 
 
+def _asn(value):
+    return f.integer(value, 1, 4294967295)
+
+
+def _hold_time(value):
+    value = f.integer(value, 0, 65535)
+    if value in (1, 2):
+        raise f.Invalid("must be 0 or at least 3 seconds (RFC 4271)")
+    return value
+
+
 def _endpoint(listen, port, doc):
     return (Field("listen", "string", f"{doc} listen address", _listen, default=listen, nullable=False),
             Field("port", "integer", f"{doc} TCP port", _port, default=port, nullable=False))
@@ -68,15 +79,60 @@ SETTINGS = (
         Field("vni_min", "integer", "lowest VNI allocated", f.vni, default=10000, nullable=False),
         Field("vni_max", "integer", "highest VNI allocated", f.vni, default=99999, nullable=False),
     ), default=dict, nullable=False),
-    Field("bgp", "object", "BGP identity (used now to derive route distinguishers and targets)", fields=(
-        Field("asn", "integer", "local AS number", lambda v: f.integer(v, 1, 4294967295), default=65000,
-              nullable=False),
+    Field("bgp", "object", "EVPN federation through ExaBGP (off while no neighbor is configured)", fields=(
+        Field("asn", "integer", "local AS number (also derives route distinguishers and targets: ASN:VNI)", _asn,
+              default=65000, nullable=False),
+        Field("router_id", "string", "BGP router id (default: the first neighbor's local_address)", f.ipv4),
+        Field("listen", "string", "address to accept BGP sessions on (default: none, Canopy only connects)",
+              _listen),
+        Field("port", "integer", "TCP port to accept BGP sessions on", _port, default=179, nullable=False),
+        Field("neighbors", "array", "BGP peers: other controllers, route reflectors, data-centre routers",
+              items=Field("neighbor", "object", "", fields=(
+                  Field("address", "string", "the peer's IP", f.ipv4, required=True),
+                  Field("asn", "integer", "the peer's AS number", _asn, required=True),
+                  Field("port", "integer", "the peer's TCP port", _port, default=179, nullable=False),
+                  Field("local_address", "string", "our source address for the session", f.ipv4),
+                  Field("md5_password", "string", "TCP MD5 signature password (RFC 2385)",
+                        lambda v: f.text(v, 80)),
+                  Field("hold_time", "integer", "hold time in seconds (0 or 3..65535)", _hold_time, default=90,
+                        nullable=False),
+                  Field("passive", "boolean", "only accept the session (needs bgp.listen)", f.boolean,
+                        default=False, nullable=False),
+                  Field("rr_client", "boolean", "the peer is a route reflector and Canopy its client (iBGP)",
+                        f.boolean, default=False, nullable=False),
+              )), default=list, nullable=False),
     ), default=dict, nullable=False),
 )
 
 
+
 class SettingsError(Exception):
     pass
+
+
+@dataclass(frozen=True)
+class BgpNeighbor:
+    address: str
+    asn: int
+    port: int = 179
+    local_address: str | None = None
+    md5_password: str | None = None
+    hold_time: int = 90
+    passive: bool = False
+    rr_client: bool = False
+
+
+@dataclass(frozen=True)
+class BgpSettings:
+    asn: int = 65000
+    router_id: str | None = None
+    listen: str | None = None
+    port: int = 179
+    neighbors: tuple[BgpNeighbor, ...] = ()
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.neighbors)
 
 
 @dataclass(frozen=True)
@@ -98,6 +154,7 @@ class Settings:
     hosts: tuple  # ((chassis, {"vtep_ip":..., "flavour":...}), ...) from vrs.hosts
     vni_range: tuple[int, int]
     asn: int
+    bgp: "BgpSettings" = None  # None only in hand-built Settings; from_doc always sets it
     source: str = "<defaults>"
 
 
@@ -124,6 +181,8 @@ def from_doc(doc: yamldoc.Doc) -> Settings:
         if host["chassis"] in seen:
             problems.append(_problem(f"vrs.hosts[{i}].chassis", f"{host['chassis']!r} is listed twice"))
         seen.add(host["chassis"])
+    if not problems:
+        problems += _bgp_problems(raw["bgp"])
     if problems:
         raise SettingsError("\n".join(f"{doc.where(p.field)}: {p.field}: {p.reason}" for p in problems))
     data_dir = os.path.abspath(raw["data_dir"])
@@ -138,7 +197,32 @@ def from_doc(doc: yamldoc.Doc) -> Settings:
         underlay_mtu=raw["vrs"]["underlay_mtu"],
         hosts=tuple((h["chassis"], {"vtep_ip": h["vtep_ip"], "flavour": h["flavour"]}) for h in raw["vrs"]["hosts"]),
         vni_range=(raw["allocation"]["vni_min"], raw["allocation"]["vni_max"]), asn=raw["bgp"]["asn"],
-        source=doc.filename)
+        bgp=_bgp(raw["bgp"]), source=doc.filename)
+
+
+def _bgp(raw) -> BgpSettings:
+    neighbors = tuple(BgpNeighbor(**n) for n in raw["neighbors"])
+    router_id = raw["router_id"] or next((n.local_address for n in neighbors if n.local_address), None)
+    return BgpSettings(asn=raw["asn"], router_id=router_id, listen=raw["listen"], port=raw["port"],
+                       neighbors=neighbors)
+
+
+def _bgp_problems(raw) -> list:
+    problems, seen = [], set()
+    for i, n in enumerate(raw["neighbors"]):
+        where = f"bgp.neighbors[{i}]"
+        if n["address"] in seen:
+            problems.append(_problem(f"{where}.address", f"{n['address']} is listed twice"))
+        seen.add(n["address"])
+        if n["passive"] and not raw["listen"]:
+            problems.append(_problem(f"{where}.passive", "a passive neighbor needs bgp.listen to accept on"))
+        if n["rr_client"] and n["asn"] != raw["asn"]:
+            problems.append(_problem(f"{where}.rr_client", f"a route reflector session is iBGP: asn {n['asn']} is "
+                                                            f"not the local asn {raw['asn']}"))
+    if raw["neighbors"] and not raw["router_id"] and not any(n["local_address"] for n in raw["neighbors"]):
+        problems.append(_problem("bgp.router_id", "required when neighbors are configured (or give a neighbor a "
+                                                  "local_address)"))
+    return problems
 
 
 def _problem(path, reason):

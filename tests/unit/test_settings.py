@@ -54,3 +54,41 @@ def test_configured_token_file_must_exist(tmp_path):
     s = load(tmp_path, f"data_dir: {tmp_path}/d\nrest: {{token_file: {tmp_path}/missing}}\n")
     with pytest.raises(settings_mod.SettingsError, match="does not exist"):
         settings_mod.with_token(s)
+
+
+BGP = """bgp:
+  asn: 65010
+  router_id: 10.250.0.1
+  neighbors:
+    - {address: 10.250.0.2, asn: 65020, md5_password: s3cret, hold_time: 30}
+    - {address: 10.250.0.3, asn: 65010, rr_client: true, port: 1179, local_address: 10.250.0.1}
+"""
+
+
+def test_bgp_settings(tmp_path):
+    s = load(tmp_path, BGP)
+    assert s.bgp.enabled and s.asn == 65010 and s.bgp.router_id == "10.250.0.1" and s.bgp.listen is None
+    first, second = s.bgp.neighbors
+    assert (first.asn, first.md5_password, first.hold_time, first.port, first.rr_client) == (65020, "s3cret", 30,
+                                                                                             179, False)
+    assert (second.port, second.rr_client, second.local_address) == (1179, True, "10.250.0.1")
+    assert not settings_mod.defaults().bgp.enabled  # no neighbors: no BGP speaker at all
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("bgp: {neighbors: [{address: 10.0.0.1}]}\n", "bgp.neighbors[0].asn: is required"),
+    ("bgp: {router_id: 1.1.1.1, neighbors: [{address: 10.0.0.1, asn: 1, hold_time: 2}]}\n",
+     "bgp.neighbors[0].hold_time: must be 0 or at least 3 seconds"),
+    ("bgp: {neighbors: [{address: 10.0.0.1, asn: 1}]}\n", "bgp.router_id: required when neighbors are configured"),
+    ("bgp: {router_id: 1.1.1.1, neighbors: [{address: 10.0.0.1, asn: 1, passive: true}]}\n",
+     "bgp.neighbors[0].passive: a passive neighbor needs bgp.listen"),
+    ("bgp: {router_id: 1.1.1.1, neighbors: [{address: 10.0.0.1, asn: 1, rr_client: true}]}\n",
+     "bgp.neighbors[0].rr_client: a route reflector session is iBGP"),
+    ("bgp: {router_id: 1.1.1.1, neighbors: [{address: 10.0.0.1, asn: 1}, {address: 10.0.0.1, asn: 2}]}\n",
+     "bgp.neighbors[1].address: 10.0.0.1 is listed twice"),
+    ("bgp: {asn: 0}\n", "bgp.asn: must be between 1 and 4294967295"),
+])
+def test_bad_bgp_settings(tmp_path, text, expected):
+    with pytest.raises(settings_mod.SettingsError) as info:
+        load(tmp_path, text)
+    assert expected in str(info.value)

@@ -1,0 +1,232 @@
+"""EVPN compilers: what Canopy announces, and what the routes it receives mean.
+
+- ``originate(view, policy, seqs)`` -> {key: route}: a pure function of the View (DESIGN: "(state) -> EVPN
+  routes to originate"). Type 2 for every local endpoint (bound vports with L2 VNI, L3 VNI and the VRS's
+  Router's MAC for symmetric IRB; MACs hardware VTEPs learned, L2 only), type 3 per subnet per VTEP that
+  has it, type 5 per subnet prefix and resolved static route of every domain present here. Next hops are
+  the real VTEP IPs; RDs and RTs come from the subnet (L2) and domain (L3) objects.
+- ``import_routes(received, policy)`` -> ``RemoteTable``: received routes filtered by the import route
+  targets of our subnets and domains (and the VNI for L2), hence remote endpoints, flood targets and
+  prefixes. Everything else is counted as ignored.
+- ``Mobility``: MAC mobility sequence numbers (RFC 7432 section 15): a MAC that appears here while a peer
+  announces it gets that sequence + 1; a local move increments ours; a peer with a higher number (or the
+  same number from a lower VTEP IP) wins and we stop announcing it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+
+from bgp.routes import InclusiveMulticastRoute, IpPrefixRoute, MacIpRoute
+from controller.remote import RemoteMac, RemotePrefix, RemoteTable
+
+log = logging.getLogger("canopy.bgp")
+LOCAL_KINDS = ("vport", "vtep_mac")
+
+
+# ------------------------------------------------------------------------------------ originate
+
+def originate(view, policy, seqs: dict | None = None) -> dict:
+    """Every route Canopy should announce for this View. ``seqs``: (subnet id, MAC) -> mobility sequence
+    number, or None for a MAC a peer has won (not announced); MACs absent from it get sequence 0."""
+    seqs = seqs if seqs is not None else {}
+    out = {}
+    for route in _mac_routes(view, policy, seqs):
+        out[route.key] = route
+    for route in _multicast_routes(view, policy):
+        out[route.key] = route
+    for route in _prefix_routes(view):
+        out[route.key] = route
+    return out
+
+
+def _rts(obj) -> tuple[str, ...]:
+    return tuple(obj["export_rts"] or ())
+
+
+def _mac_routes(view, policy, seqs):
+    for ep in view.endpoints.values():
+        if ep.kind not in LOCAL_KINDS:
+            continue
+        next_hop = view.tunnel_ip_of(ep.session)
+        subnet = policy.get("subnet", ep.subnet_id)
+        key = (ep.subnet_id, ep.mac)
+        if next_hop is None or subnet is None or (key in seqs and seqs[key] is None):
+            continue
+        sub = view.subnets[ep.subnet_id]
+        routed = ep.kind == "vport" and sub.domain_id and sub.l3_vni and ep.session in view.switches
+        rts = _rts(subnet) + (_rts(view.domains[sub.domain_id]) if routed else ())
+        common = dict(rd=subnet["rd"], mac=ep.mac, l2_vni=sub.vni, next_hop=next_hop,
+                      route_targets=tuple(dict.fromkeys(rts)), mobility_seq=seqs.get(key) or None)
+        if routed:
+            common.update(l3_vni=sub.l3_vni, router_mac=view.switches[ep.session].router_mac)
+        for ip in ep.ips or (None,):
+            yield MacIpRoute(ip=ip, **common)
+
+
+def _multicast_routes(view, policy):
+    for sid, eps in view.by_subnet.items():
+        subnet = policy.get("subnet", sid)
+        if subnet is None or sid not in view.subnets:
+            continue
+        sessions = {ep.session for ep in eps if ep.kind in LOCAL_KINDS} | view.bound_vteps.get(sid, set())
+        for ip in sorted({view.tunnel_ip_of(s) for s in sessions} - {None}):
+            yield InclusiveMulticastRoute(rd=subnet["rd"], vni=view.subnets[sid].vni, next_hop=ip,
+                                          route_targets=_rts(subnet))
+
+
+def _prefix_routes(view):
+    """Each routed subnet's prefix, announced at the lowest VRS VTEP that has a port in it (any VRS of the
+    domain when none has), and each static route whose next hop is a local endpoint, at that endpoint's VRS."""
+    for dom_id, dom in view.domains.items():
+        present = sorted((s for s in view.switches.values() if dom_id in view.domains_on(s.session) and s.vtep_ip),
+                         key=lambda s: ipaddress.IPv4Address(s.vtep_ip))
+        if not present:
+            continue
+        common = dict(rd=dom["rd"], l3_vni=dom["l3_vni"], route_targets=_rts(dom))
+        for sid in view.subnets_of_domain(dom_id):
+            sub = view.subnets[sid]
+            if not sub.cidr:
+                continue
+            having = [s for s in present if sid in view.subnets_on(s.session)] or present
+            yield IpPrefixRoute(prefix=sub.cidr, next_hop=having[0].vtep_ip, router_mac=having[0].router_mac,
+                                **common)
+        for route in view.static.get(dom_id, ()):
+            target = view.endpoints.get(route.vport_id) if route.vport_id else None
+            sw = view.switches.get(target.session) if target and target.kind == "vport" else None
+            if sw and sw.vtep_ip:
+                yield IpPrefixRoute(prefix=route.prefix, next_hop=sw.vtep_ip, router_mac=sw.router_mac, **common)
+
+
+# ------------------------------------------------------------------------------------ import
+
+@dataclass(frozen=True)
+class ImportResult:
+    table: RemoteTable
+    imported: int
+    ignored: int
+
+
+def import_routes(received: dict, policy) -> ImportResult:
+    """``received``: {(peer, key): route}. Type 2/3 routes are imported into the subnets whose import RTs
+    they carry and whose VNI they name; type 5 (and type 2 host routes of subnets not imported at L2, with
+    an L3 VNI and Router's MAC) into the domains whose import RTs they carry."""
+    subnets_by_rt, domains_by_rt = defaultdict(list), defaultdict(list)
+    for sub in policy.all("subnet"):
+        for rt in sub["import_rts"] or ():
+            subnets_by_rt[rt].append(sub)
+    for dom in policy.all("domain"):
+        for rt in dom["import_rts"] or ():
+            domains_by_rt[rt].append(dom)
+    macs, floods, prefixes = {}, set(), set()
+    imported = ignored = 0
+    for (peer, _key), route in received.items():
+        subnets = _matching(subnets_by_rt, route)
+        domains = _matching(domains_by_rt, route)
+        used = False
+        if isinstance(route, MacIpRoute):
+            for sub in (s for s in subnets if s["vni"] == route.l2_vni):
+                _add_mac(macs, sub, route, peer)
+                used = True
+            if not used and route.ip and route.l3_vni and route.router_mac:
+                for dom in domains:
+                    prefixes.add(RemotePrefix(dom["id"], f"{route.ip}/32", route.next_hop, route.router_mac,
+                                              route.l3_vni, peer))
+                    used = True
+        elif isinstance(route, InclusiveMulticastRoute):
+            for sub in (s for s in subnets if s["vni"] == route.vni):
+                floods.add((sub["id"], route.next_hop))
+                used = True
+        elif isinstance(route, IpPrefixRoute) and route.router_mac:
+            for dom in domains:
+                prefixes.add(RemotePrefix(dom["id"], route.prefix, route.next_hop, route.router_mac, route.l3_vni,
+                                          peer))
+                used = True
+        imported += used
+        ignored += not used
+    table = RemoteTable(macs=tuple(sorted(_merge(macs), key=lambda m: (m.subnet_id, m.mac))),
+                        floods=tuple(sorted(floods)),
+                        prefixes=tuple(sorted(prefixes, key=lambda p: (p.domain_id, p.prefix, p.vtep_ip))))
+    return ImportResult(table, imported, ignored)
+
+
+def _matching(by_rt, route) -> list:
+    found = {}
+    for rt in route.route_targets:
+        for obj in by_rt.get(rt, ()):
+            found[obj["id"]] = obj
+    return list(found.values())
+
+
+def _add_mac(macs, sub, route, peer):
+    """Collect candidate locations per (subnet, MAC): IPs of the same location are merged."""
+    key = (sub["id"], route.mac, route.next_hop)
+    seq = route.mobility_seq or 0
+    old = macs.get(key)
+    ips = tuple(sorted(set((old.ips if old else ()) + ((route.ip,) if route.ip else ()))))
+    router_mac = route.router_mac or (old.router_mac if old else None)
+    l3_vni = route.l3_vni or (old.l3_vni if old else 0)
+    macs[key] = RemoteMac(sub["id"], route.mac, ips, route.next_hop, router_mac if l3_vni else None, l3_vni,
+                          max(seq, old.seq if old else 0), peer)
+
+
+def _merge(macs: dict):
+    """One location per (subnet, MAC): the highest sequence number, then the lowest VTEP IP (RFC 7432 15.1)."""
+    best = {}
+    for mac in macs.values():
+        key = (mac.subnet_id, mac.mac)
+        if key not in best or _beats(mac.seq, mac.vtep_ip, best[key].seq, best[key].vtep_ip):
+            best[key] = mac
+    return best.values()
+
+
+def _beats(seq, ip, other_seq, other_ip) -> bool:
+    if seq != other_seq:
+        return seq > other_seq
+    return ipaddress.IPv4Address(ip) < ipaddress.IPv4Address(other_ip)
+
+
+# ------------------------------------------------------------------------------------ MAC mobility
+
+class Mobility:
+    """Sequence numbers of the MACs Canopy announces, kept between rounds (runtime state, not policy)."""
+
+    def __init__(self):
+        self.entries: dict[tuple[str, str], tuple[int, str]] = {}  # (subnet, MAC) -> (seq, our VTEP IP)
+        self.lost: set[tuple[str, str]] = set()
+
+    def update(self, view, remote: RemoteTable) -> dict:
+        """(subnet id, MAC) -> sequence number to announce, or None where a peer's route wins."""
+        ours = {}
+        for ep in view.endpoints.values():
+            ip = view.tunnel_ip_of(ep.session) if ep.kind in LOCAL_KINDS else None
+            if ip:
+                ours[(ep.subnet_id, ep.mac)] = ip
+        theirs = {(m.subnet_id, m.mac): m for m in remote.macs if m.vtep_ip not in set(ours.values())}
+        seqs = {}
+        for key, ip in ours.items():
+            other = theirs.get(key)
+            prev = self.entries.get(key)
+            if prev is None:  # new here: if a peer has it, the MAC moved to us
+                seq = other.seq + 1 if other else 0
+            elif prev[1] != ip:  # moved between our own VTEPs
+                seq = max(prev[0], other.seq if other else -1) + 1
+            else:
+                seq = prev[0]
+            self.entries[key] = (seq, ip)
+            if other is not None and _beats(other.seq, other.vtep_ip, seq, ip):
+                if key not in self.lost:
+                    log.info("MAC %s of subnet %s is at %s with sequence %d (ours %d): not announcing ours",
+                             key[1], key[0], other.vtep_ip, other.seq, seq)
+                self.lost.add(key)
+                seqs[key] = None
+            else:
+                self.lost.discard(key)
+                seqs[key] = seq
+        for key in set(self.entries) - set(ours):
+            del self.entries[key]
+            self.lost.discard(key)
+        return seqs

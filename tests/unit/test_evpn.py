@@ -1,0 +1,168 @@
+"""EVPN compilers: what Canopy originates from a View, what it imports, and MAC mobility sequence numbers."""
+
+from bgp.evpn import Mobility, import_routes, originate
+from bgp.routes import InclusiveMulticastRoute, IpPrefixRoute, MacIpRoute
+from controller.programmer import Programmer
+from controller.remote import RemoteMac, RemoteTable
+from tests.unit.test_compiler import add_vport, base_state, snapshot
+
+HV1, HV2 = "10.251.0.1", "10.251.0.2"
+
+
+def setup_view(placement=None):
+    """vm1 (web) and vm2 (db, the static route's next hop 10.0.2.11) on hv1, vm3 (web) on hv2, vm4 (lan, L2) on hv2."""
+    state = base_state()
+    add_vport(state, "acme/web", "vm1", "02:00:00:00:00:01", "10.0.1.10")
+    add_vport(state, "acme/db", "vm2", "02:00:00:00:00:02", "10.0.2.11")
+    add_vport(state, "acme/web", "vm3", "02:00:00:00:00:03", "10.0.1.12")
+    add_vport(state, "acme/lan", "vm4", "02:00:00:00:00:04", "10.9.0.5")
+    return state, place(state, placement or {"hv1": [("vm1", 10), ("vm2", 11)], "hv2": [("vm3", 10), ("vm4", 11)]})
+
+
+def place(state, placement):
+    """The View with the vports plugged in where ``placement`` says (host -> [(vport, ofport)])."""
+    for host, vtep in (("hv1", HV1), ("hv2", HV2)):
+        state.vrs_update(snapshot(host, vtep, placement.get(host, [])))
+    return Programmer(state).derive()
+
+
+def by_type(routes, kind):
+    return [r for r in routes.values() if r.TYPE == kind]
+
+
+def test_type2_per_local_vport_with_symmetric_irb_attributes():
+    state, view = setup_view()
+    web, dom, lan = (state.policy.find(*ref) for ref in (("subnet", "acme/web"), ("domain", "acme/prod"),
+                                                           ("subnet", "acme/lan")))
+    routes = originate(view, state.policy)
+    macs = {r.mac: r for r in by_type(routes, 2)}
+    assert set(macs) == {f"02:00:00:00:00:0{i}" for i in range(1, 5)}
+    vm1 = macs["02:00:00:00:00:01"]
+    assert (vm1.ip, vm1.l2_vni, vm1.l3_vni, vm1.next_hop, vm1.rd) == ("10.0.1.10", web["vni"], dom["l3_vni"], HV1,
+                                                                      web["rd"])
+    assert vm1.router_mac == view.switches["hv1"].router_mac
+    assert set(vm1.route_targets) == set(web["export_rts"]) | set(dom["export_rts"])
+    assert vm1.mobility_seq is None  # sequence 0: no MAC mobility community
+    vm4 = macs["02:00:00:00:00:04"]  # L2-only subnet: one label, no Router's MAC
+    assert (vm4.l3_vni, vm4.router_mac, vm4.next_hop, vm4.route_targets) == (None, None, HV2,
+                                                                             tuple(lan["export_rts"]))
+
+
+def test_type3_per_subnet_per_vtep_and_type5_per_prefix_and_static_route():
+    state, view = setup_view()
+    web = state.policy.find("subnet", "acme/web")
+    imet = {(r.vni, r.next_hop) for r in by_type(originate(view, state.policy), 3)}
+    db, lan = state.policy.find("subnet", "acme/db"), state.policy.find("subnet", "acme/lan")
+    assert imet == {(web["vni"], HV1), (web["vni"], HV2), (db["vni"], HV1), (lan["vni"], HV2)}
+    prefixes = {r.prefix: r for r in by_type(originate(view, state.policy), 5)}
+    assert set(prefixes) == {"10.0.1.0/24", "10.0.2.0/24", "192.168.0.0/16"}
+    assert prefixes["10.0.1.0/24"].next_hop == HV1  # the lowest VTEP with a port in the subnet
+    assert prefixes["192.168.0.0/16"].next_hop == HV1  # where its next hop vm2 is
+    assert prefixes["192.168.0.0/16"].router_mac == view.switches["hv1"].router_mac
+
+
+def test_a_vport_that_leaves_withdraws_exactly_its_routes():
+    state, view = setup_view()
+    before = originate(view, state.policy)
+    view2 = place(state, {"hv1": [("vm1", 10), ("vm2", 11)], "hv2": [("vm4", 11)]})
+    after = originate(view2, state.policy)
+    gone = set(before) - set(after)
+    web = state.policy.find("subnet", "acme/web")
+    assert {(r.TYPE, getattr(r, "mac", None), r.next_hop) for k, r in before.items() if k in gone} == {
+        (2, "02:00:00:00:00:03", HV2), (3, None, HV2)}
+    assert all(after[k] == before[k] for k in after)
+    assert InclusiveMulticastRoute(rd=web["rd"], vni=web["vni"], next_hop=HV2,
+                                   route_targets=tuple(web["export_rts"])).key in gone
+
+
+def received_from(policy, *routes, peer="10.250.0.9"):
+    return {(peer, r.key): r for r in routes}
+
+
+def test_import_by_route_target_and_vni():
+    state, _ = setup_view()
+    web, dom = state.policy.find("subnet", "acme/web"), state.policy.find("domain", "acme/prod")
+    rt, l3rt = web["import_rts"][0], dom["import_rts"][0]
+    routes = [
+        MacIpRoute(rd="65001:1", mac="02:aa:00:00:00:01", ip="10.0.1.50", l2_vni=web["vni"], l3_vni=dom["l3_vni"],
+                   next_hop="10.251.0.9", route_targets=(rt, l3rt), router_mac="02:cb:0a:fb:00:09",
+                   mobility_seq=4),
+        MacIpRoute(rd="65001:1", mac="02:aa:00:00:00:02", l2_vni=web["vni"], next_hop="10.251.0.9",
+                   route_targets=("65999:1",)),  # RT we do not import
+        MacIpRoute(rd="65001:1", mac="02:aa:00:00:00:03", l2_vni=web["vni"] + 999, next_hop="10.251.0.9",
+                   route_targets=(rt,)),  # our RT, another VNI
+        MacIpRoute(rd="65001:2", mac="02:aa:00:00:00:04", ip="10.7.0.4", l2_vni=7777, l3_vni=dom["l3_vni"],
+                   next_hop="10.251.0.8", route_targets=(l3rt,), router_mac="02:cb:0a:fb:00:08"),  # L3 only
+        InclusiveMulticastRoute(rd="65001:1", vni=web["vni"], next_hop="10.251.0.9", route_targets=(rt,)),
+        IpPrefixRoute(rd="65001:3", prefix="172.16.0.0/16", l3_vni=dom["l3_vni"], next_hop="10.251.0.8",
+                      route_targets=(l3rt,), router_mac="02:cb:0a:fb:00:08"),
+    ]
+    result = import_routes(received_from(state.policy, *routes), state.policy)
+    assert (result.imported, result.ignored) == (4, 2)
+    [mac] = result.table.macs
+    assert (mac.subnet_id, mac.mac, mac.ips, mac.vtep_ip, mac.l3_vni, mac.seq) == (
+        web["id"], "02:aa:00:00:00:01", ("10.0.1.50",), "10.251.0.9", dom["l3_vni"], 4)
+    assert result.table.floods == ((web["id"], "10.251.0.9"),)
+    assert {(p.prefix, p.vtep_ip) for p in result.table.prefixes} == {("10.7.0.4/32", "10.251.0.8"),
+                                                                      ("172.16.0.0/16", "10.251.0.8")}
+
+
+def test_import_picks_highest_sequence_then_lowest_vtep_ip():
+    state, _ = setup_view()
+    web = state.policy.find("subnet", "acme/web")
+
+    def route(nh, seq):
+        return MacIpRoute(rd=f"6500{nh[-1]}:1", mac="02:aa:00:00:00:01", l2_vni=web["vni"], next_hop=nh,
+                          route_targets=tuple(web["import_rts"]), mobility_seq=seq)
+
+    def winner(*routes):
+        received = {}
+        for i, r in enumerate(routes):
+            received.update(received_from(state.policy, r, peer=f"10.250.0.{i + 1}"))
+        [mac] = import_routes(received, state.policy).table.macs
+        return mac.vtep_ip
+
+    assert winner(route("10.251.0.7", 1), route("10.251.0.5", 0)) == "10.251.0.7"
+    assert winner(route("10.251.0.7", 2), route("10.251.0.5", 2)) == "10.251.0.5"
+
+
+def test_mobility_sequence_numbers():
+    state, view = setup_view()
+    web = state.policy.find("subnet", "acme/web")
+    key = (web["id"], "02:00:00:00:00:01")
+    mobility = Mobility()
+
+    def remote(seq, vtep="10.251.0.9"):
+        return RemoteTable(macs=(RemoteMac(web["id"], key[1], ("10.0.1.10",), vtep, seq=seq),))
+
+    assert mobility.update(view, remote(3))[key] == 4  # appeared here while a peer had it: it moved to us
+    assert mobility.update(view, remote(3))[key] == 4  # stable while nothing moves
+    assert mobility.update(view, remote(5))[key] is None  # it moved away later: the peer wins, we withdraw
+    assert mobility.update(view, RemoteTable())[key] == 4  # the peer gave it up: ours again
+    moved = place(state, {"hv2": [("vm1", 12), ("vm3", 10)]})
+    assert mobility.update(moved, RemoteTable())[key] == 5  # moved between our own VRS
+    gone = place(state, {"hv2": [("vm3", 10)]})
+    assert key not in mobility.update(gone, RemoteTable())
+    back = place(state, {"hv1": [("vm1", 10)]})
+    assert mobility.update(back, RemoteTable())[key] == 0  # back with nothing remote: starts afresh
+
+
+def test_mobility_tie_goes_to_the_lower_vtep_ip():
+    state, view = setup_view()
+    web = state.policy.find("subnet", "acme/web")
+    key = (web["id"], "02:00:00:00:00:01")  # ours is at 10.251.0.1
+    mobility = Mobility()
+    mobility.update(view, RemoteTable())
+    lower = RemoteTable(macs=(RemoteMac(web["id"], key[1], (), "10.251.0.0", seq=0),))
+    higher = RemoteTable(macs=(RemoteMac(web["id"], key[1], (), "10.251.0.200", seq=0),))
+    assert mobility.update(view, higher)[key] == 0
+    assert mobility.update(view, lower)[key] is None
+
+
+def test_originate_skips_macs_a_peer_won():
+    state, view = setup_view()
+    web = state.policy.find("subnet", "acme/web")
+    routes = originate(view, state.policy, {(web["id"], "02:00:00:00:00:01"): None,
+                                            (web["id"], "02:00:00:00:00:03"): 7})
+    macs = {r.mac: r for r in by_type(routes, 2)}
+    assert "02:00:00:00:00:01" not in macs and macs["02:00:00:00:00:03"].mobility_seq == 7
