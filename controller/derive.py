@@ -1,8 +1,14 @@
-"""Derived forwarding state: a pure function of the policy, vport locations and the connected VRS.
+"""Derived forwarding state: a pure function of the policy, vport locations, the connected VRS and VTEPs,
+and what EVPN peers told us.
 
-``derive(policy, locations, snapshots, ...)`` -> ``View``: which endpoints (bound vports) exist and where,
-which subnets and domains each VRS serves, every VRS's VTEP and router MAC, and per domain the FIB
-(connected subnets, host routes, static routes) that the compiler turns into flows and REST shows.
+``derive(policy, locations, snapshots, ...)`` -> ``View``: which endpoints (bound vports, MACs hardware
+VTEPs learned, MACs behind remote EVPN VTEPs) exist and where, which subnets and domains each VRS serves,
+every VRS's VTEP and router MAC, each subnet's BUM replication list, and per domain the FIB (connected
+subnets, host routes, static routes, EVPN prefixes) that the compiler turns into flows and REST shows.
+
+Remote (EVPN) input, a ``controller.remote.RemoteTable``, always yields to local knowledge: a local
+endpoint with the same (subnet, MAC) or IP wins, a route whose VTEP is one of ours (reflected back to us)
+is ignored, and an EVPN prefix never replaces a connected, host or resolved static route of the same prefix.
 """
 
 from __future__ import annotations
@@ -45,8 +51,8 @@ class VtepInfo:
 
 @dataclass(frozen=True)
 class Endpoint:
-    """A MAC in a subnet and where it is: a bound vport on a VRS, or a MAC a hardware VTEP learned
-    (kind "vtep_mac"; its session is the VTEP's)."""
+    """A MAC in a subnet and where it is: a bound vport on a VRS, a MAC a hardware VTEP learned
+    (kind "vtep_mac"; its session is the VTEP's), or a MAC an EVPN peer announced (kind "evpn")."""
 
     vport_id: str
     subnet_id: str
@@ -56,7 +62,9 @@ class Endpoint:
     session: str
     ofport: int | None
     vlan: int | None
-    kind: str = "vport"
+    kind: str = "vport"  # vport | vtep_mac | evpn (behind a remote VTEP; session "evpn:<VTEP IP>")
+    router_mac: str | None = None  # evpn: the remote VTEP's Router's MAC (symmetric IRB), None: L2 only
+    l3_vni: int = 0  # evpn: the L3 VNI to route to it over, 0: L2 only
 
     @property
     def owner(self):
@@ -88,10 +96,13 @@ class SubnetInfo:
 @dataclass(frozen=True)
 class Route:
     prefix: str
-    kind: str  # connected | host | static
-    next_hop: str | None  # IP (static) or None
+    kind: str  # connected | host | static | evpn (a remote prefix: type 5, or type 2 not imported at L2)
+    next_hop: str | None  # IP (static, evpn: the remote VTEP) or None
     vport_id: str | None  # the endpoint traffic goes to (host routes, resolved static routes)
     subnet_id: str | None
+    vtep_ip: str | None = None  # evpn: the remote VTEP
+    router_mac: str | None = None  # evpn: its Router's MAC
+    vni: int = 0  # evpn: the L3 VNI to send over
 
 
 @dataclass
@@ -105,6 +116,8 @@ class View:
     by_subnet: dict[str, list[Endpoint]] = field(default_factory=lambda: defaultdict(list))
     fib: dict[str, list[Route]] = field(default_factory=dict)
     static: dict[str, list[Route]] = field(default_factory=dict)  # domain id -> its static routes (in fib too)
+    remote_vteps: dict[str, str] = field(default_factory=dict)  # evpn session -> remote VTEP IP
+    remote_floods: dict[str, frozenset[str]] = field(default_factory=dict)  # subnet id -> remote VTEPs (type 3)
     _on: dict = field(default_factory=dict, repr=False, compare=False)  # session -> (subnets, domains)
 
     def subnets_on(self, session) -> set[str]:
@@ -128,18 +141,19 @@ class View:
         return [s.id for s in self.subnets.values() if s.domain_id == domain_id]
 
     def tunnel_ip_of(self, session) -> str | None:
-        """The tunnel IP of a VRS or a hardware VTEP."""
+        """The tunnel IP of a VRS, a hardware VTEP or a remote EVPN VTEP."""
         if session in self.switches:
             return self.switches[session].vtep_ip
         vtep = self.vteps.get(session)
-        return vtep.tunnel_ip if vtep else None
+        return vtep.tunnel_ip if vtep else self.remote_vteps.get(session)
 
     def vteps_of(self, subnet_id, exclude_session=None) -> list[str]:
-        """Tunnel IPs of every other VRS with endpoints in the subnet and of the hardware VTEPs bound to it
-        (the subnet's BUM replication list)."""
+        """The subnet's BUM replication list: tunnel IPs of every other VRS with endpoints in the subnet, of
+        the hardware VTEPs bound to it, and of the remote VTEPs that have it (MACs there, or type 3 routes)."""
         sessions = {e.session for e in self.by_subnet.get(subnet_id, ())} | self.bound_vteps.get(subnet_id, set())
-        ips = {self.tunnel_ip_of(s) for s in sessions if s != exclude_session} - {None}
-        return sorted(ips, key=lambda ip: ipaddress.IPv4Address(ip))
+        ips = {self.tunnel_ip_of(s) for s in sessions if s != exclude_session}
+        ips |= self.remote_floods.get(subnet_id, frozenset()) - {self.tunnel_ip_of(exclude_session)}
+        return sorted(ips - {None}, key=lambda ip: ipaddress.IPv4Address(ip))
 
 
 def switch_info(snap, vtep_ip) -> SwitchInfo:
@@ -147,9 +161,9 @@ def switch_info(snap, vtep_ip) -> SwitchInfo:
     return SwitchInfo(snap.session, snap.datapath_id, snap.chassis, vtep_ip, tunnel)
 
 
-def derive(policy, locations, snapshots, vtep_ip_of, vteps=None) -> View:
+def derive(policy, locations, snapshots, vtep_ip_of, vteps=None, remote=None) -> View:
     """The View for the current State. ``vtep_ip_of(snapshot)`` applies settings overrides; ``vteps`` are
-    the hardware VTEP snapshots by session."""
+    the hardware VTEP snapshots by session; ``remote`` is the ``RemoteTable`` imported from EVPN peers."""
     view = View()
     for session, snap in snapshots.items():
         view.switches[session] = switch_info(snap, vtep_ip_of(snap))
@@ -170,8 +184,11 @@ def derive(policy, locations, snapshots, vtep_ip_of, vteps=None) -> View:
         view.endpoints[vid] = ep
         view.by_subnet[ep.subnet_id].append(ep)
     _add_vteps(view, policy, vteps or {})
+    own_ips = {sw.vtep_ip for sw in view.switches.values()} | \
+        {ip for snap in (vteps or {}).values() for ip in snap.tunnel_ips}
+    prefixes = _add_remote(view, remote, own_ips - {None}) if remote is not None else {}
     for dom_id in view.domains:
-        view.fib[dom_id] = _fib(view, policy, dom_id)
+        view.fib[dom_id] = _fib(view, policy, dom_id, prefixes.get(dom_id, ()))
         view.static[dom_id] = [r for r in view.fib[dom_id] if r.kind == "static"]
     return view
 
@@ -200,7 +217,60 @@ def _add_vteps(view, policy, vteps):
             known.add((sid, mac.mac))
 
 
-def _fib(view, policy, dom_id) -> list[Route]:
+def _add_remote(view, remote, own_ips) -> dict[str, list]:
+    """EVPN-learned MACs as endpoints of kind "evpn", type 3 flood targets per subnet; returns the remote
+    prefixes per domain for the FIB. Our own VTEPs' routes reflected back are ignored, and a local endpoint
+    keeps its (subnet, MAC) and its IPs (per domain, or per subnet when L2-only)."""
+    def scope(sid):
+        return view.subnets[sid].domain_id or sid
+
+    known = {(e.subnet_id, e.mac) for e in view.endpoints.values()}
+    claimed = {(scope(e.subnet_id), ip) for e in view.endpoints.values() for ip in e.ips}
+    for mac in sorted(remote.macs, key=lambda m: (m.subnet_id, m.mac, m.vtep_ip)):
+        sid = mac.subnet_id
+        if sid not in view.subnets or (sid, mac.mac) in known or not _ipv4(mac.vtep_ip) or mac.vtep_ip in own_ips:
+            continue
+        ips = tuple(ip for ip in mac.ips if _ipv4(ip) and (scope(sid), ip) not in claimed)
+        routed = bool(mac.router_mac and mac.l3_vni)
+        session = f"evpn:{mac.vtep_ip}"
+        ep = Endpoint(f"evpn:{sid}/{mac.mac}", sid, mac.mac, ips, False, session, None, None, "evpn",
+                      mac.router_mac if routed else None, mac.l3_vni if routed else 0)
+        view.endpoints[ep.vport_id] = ep
+        view.by_subnet[sid].append(ep)
+        view.remote_vteps[session] = mac.vtep_ip
+        known.add((sid, mac.mac))
+        claimed.update((scope(sid), ip) for ip in ips)
+    floods = defaultdict(set)
+    for sid, ip in remote.floods:
+        if sid in view.subnets and _ipv4(ip) and ip not in own_ips:
+            floods[sid].add(ip)
+    view.remote_floods = {sid: frozenset(ips) for sid, ips in floods.items()}
+    prefixes = defaultdict(list)
+    for rp in remote.prefixes:
+        if rp.domain_id in view.domains and _ipv4(rp.vtep_ip) and rp.vtep_ip not in own_ips and \
+                _ipv4_prefix(rp.prefix):
+            prefixes[rp.domain_id].append(rp)
+    return prefixes
+
+
+def _ipv4(text) -> bool:
+    try:
+        ipaddress.IPv4Address(text)
+    except ValueError:
+        return False
+    return True
+
+
+@lru_cache(maxsize=65536)
+def _ipv4_prefix(prefix) -> str | None:
+    """The prefix in canonical form (host bits cleared), or None when it is not IPv4."""
+    try:
+        return str(ipaddress.IPv4Network(prefix, strict=False))
+    except ValueError:
+        return None
+
+
+def _fib(view, policy, dom_id, remote_prefixes=()) -> list[Route]:
     routes = []
     host_by_ip = {}
     for sub in view.subnets.values():
@@ -215,8 +285,25 @@ def _fib(view, policy, dom_id) -> list[Route]:
         target = host_by_ip.get(route["next_hop"])
         routes.append(Route(route["prefix"], "static", route["next_hop"], target.vport_id if target else None,
                             target.subnet_id if target else None))
+    routes += _evpn_routes(routes, remote_prefixes)
     routes.sort(key=lambda r: _route_order(r.prefix))
     return routes
+
+
+def _evpn_routes(routes, remote_prefixes) -> list[Route]:
+    """One FIB route per remote prefix (the lowest VTEP IP when peers announce the same prefix), unless the
+    domain already has that prefix as a connected, host or resolved static route: local knowledge wins, so
+    flows of equal match and priority never compete."""
+    taken = {_ipv4_prefix(r.prefix) for r in routes if r.kind != "static" or r.vport_id}
+    out = []
+    for rp in sorted(remote_prefixes, key=lambda p: (_route_order(_ipv4_prefix(p.prefix)),
+                                                     ipaddress.IPv4Address(p.vtep_ip))):
+        prefix = _ipv4_prefix(rp.prefix)
+        if prefix in taken:
+            continue
+        taken.add(prefix)
+        out.append(Route(prefix, "evpn", rp.vtep_ip, None, None, rp.vtep_ip, rp.router_mac, rp.l3_vni))
+    return out
 
 
 @lru_cache(maxsize=65536)

@@ -1,9 +1,10 @@
 """Keeps every switch's desired flows current: derive, find what changed, recompile only that.
 
-``refresh()`` derives a new View from State, works out which owners (switch, subnet, domain, vport) have
-different inputs than last time, and recompiles just those owners on the switches where they are or
-were present. When a switch itself changed (new switch, VTEP IP, tunnel port) everything is recompiled:
-the full recompute is the safety net, and tests check both paths give the same flows.
+``refresh()`` derives a new View from State (EVPN-learned reachability included), works out which owners
+(switch, subnet, domain, vport, remote MAC) have different inputs than last time, and recompiles just those
+owners on the switches where they are or were present. When a switch itself changed (new switch, VTEP IP,
+tunnel port) everything is recompiled: the full recompute is the safety net, and tests check both paths give
+the same flows.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ class Programmer:
 
     def derive(self) -> View:
         s = self.state
-        return derive(s.policy, s.locations, s.vrs, s.vtep_ip_of, s.vteps)
+        return derive(s.policy, s.locations, s.vrs, s.vtep_ip_of, s.vteps, getattr(s, "remote", None))
 
     def refresh(self, full: bool = False) -> set[str]:
         """Bring desired state up to date; returns the sessions whose desired flows or groups changed."""
@@ -92,7 +93,8 @@ def affected_owners(old: View, new: View) -> set[Owner]:
                     owners.add(Owner("domain", sub.domain_id))
     for sid in set(old.subnets) | set(new.subnets):
         if old.subnets.get(sid) != new.subnets.get(sid) or \
-                old.by_subnet.get(sid, []) != new.by_subnet.get(sid, []):
+                old.by_subnet.get(sid, []) != new.by_subnet.get(sid, []) or \
+                old.remote_floods.get(sid) != new.remote_floods.get(sid):  # type 3: its flood group
             owners.add(Owner("subnet", sid))
             sub = new.subnets.get(sid) or old.subnets.get(sid)
             if old.subnets.get(sid) != new.subnets.get(sid):  # VNI, gateway... every port in it changes
@@ -101,7 +103,7 @@ def affected_owners(old: View, new: View) -> set[Owner]:
                 owners.add(Owner("domain", sub.domain_id))
     for did in set(old.domains) | set(new.domains):
         if old.domains.get(did) != new.domains.get(did) or old.fib.get(did) != new.fib.get(did):
-            owners.add(Owner("domain", did))
+            owners.add(Owner("domain", did))  # static and EVPN prefix routes live in the FIB
         if old.domains.get(did) != new.domains.get(did):  # L3 VNI or gateway MAC: every routed port changes
             for view in (old, new):
                 owners |= {e.owner for e in view.endpoints.values()

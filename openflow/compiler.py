@@ -8,10 +8,17 @@ What each owner contributes on a switch (see openflow/pipeline.py for tables and
 - switch: the default of every table (drop, or continue where a stage is pass-through);
 - subnet (when the switch has an endpoint in it): the VXLAN classifier for its VNI, the gateway's ARP and
   ICMP echo responders and the route-to-gateway entry, flood groups and BUM/unknown-unicast entries;
-- domain (when the switch serves one of its subnets): the VXLAN classifier for the L3 VNI, static routes;
+- domain (when the switch serves one of its subnets): the VXLAN classifier for the L3 VNI, static routes,
+  EVPN prefix routes (over the L3 VNI to the remote VTEP) and, under a less specific EVPN prefix, a drop
+  for each connected subnet (an unknown address of our own subnet is never sent to a remote prefix);
 - vport: where it is local, classifier, port security, DHCP punt, local L2 entry, host route and egress;
-  where it is remote, an L2 entry and a host route over VXLAN (symmetric IRB); everywhere its subnet is,
-  the ARP responder for its IPs.
+  where it is remote (another VRS, a hardware VTEP, or an EVPN VTEP: owner kinds vtep_mac and evpn compile
+  alike), an L2 entry and a host route over VXLAN (symmetric IRB); everywhere its subnet is, the ARP
+  responder for its IPs.
+
+Route priorities are HOST_ROUTE_BASE + prefix length. derive keeps at most one FIB route per prefix of a
+domain (a local host, connected or resolved static route wins over an EVPN prefix of the same length), so
+no two routing flows of equal priority and match compete.
 """
 
 from __future__ import annotations
@@ -161,6 +168,15 @@ def _domain(view, sw, owner):
             continue
         target = view.endpoints[route.vport_id]
         flows += route_to(view, sw, target, route.prefix, dom, owner)
+    fib = view.fib.get(owner.id, ())
+    evpn = [r for r in fib if r.kind == "evpn"]
+    for route in evpn:
+        flows += route_to_vtep(sw, route.prefix, dom, route.vtep_ip, route.router_mac, route.vni, owner)
+    for route in fib:
+        if route.kind == "connected" and any(_covers(r.prefix, route.prefix) for r in evpn):
+            match, prefixlen = _prefix_match(route.prefix)
+            flows.append(flow(p.L3_ROUTING, HOST_ROUTE_BASE + prefixlen,
+                              {"reg4": dom["l3_vni"], "eth_type": ETH_IP, "ipv4_dst": match}, [], owner))
     return flows, []
 
 
@@ -283,12 +299,25 @@ def route_to(view: View, sw, target: Endpoint, prefix: str, dom: dict, owner: Ow
         return [flow(p.L3_ROUTING, priority, dst, [
             ("set", "eth_src", dom["gateway_mac"]), ("set", "eth_dst", target.mac), ("dec_ttl",),
             ("set", p.REG_L2, tsub.vni), ("set", p.REG_OUT, target.key), ("goto", p.EGRESS_ACL)], owner)]
+    if target.kind == "evpn":  # without a Router's MAC and L3 VNI the peer offers L2 only
+        return route_to_vtep(sw, prefix, dom, view.tunnel_ip_of(target.session), target.router_mac,
+                             target.l3_vni, owner)
     remote = view.switches.get(target.session)  # None for a hardware VTEP's host: L2 only (docs/vtep.md)
-    if not (sw.tunnel_ofport and remote and remote.vtep_ip and sw.vtep_ip):
+    if remote is None:
         return []
-    return [flow(p.L3_ROUTING, priority, {"reg0": NOT_FROM_TUNNEL, **dst}, [
-        ("set", "eth_src", sw.router_mac), ("set", "eth_dst", remote.router_mac), ("dec_ttl",),
-        *to_vtep(dom["l3_vni"], remote.vtep_ip, sw)], owner)]
+    return route_to_vtep(sw, prefix, dom, remote.vtep_ip, remote.router_mac, dom["l3_vni"], owner)
+
+
+def route_to_vtep(sw, prefix: str, dom: dict, vtep_ip, router_mac, l3_vni: int, owner: Owner) -> list[Flow]:
+    """Route a prefix in the domain to a remote VTEP by symmetric IRB (RFC 9135): our router MAC to its
+    router MAC, TTL decremented, over the L3 VNI. Nothing when either end lacks what that needs."""
+    if not (sw.tunnel_ofport and sw.vtep_ip and vtep_ip and router_mac and l3_vni):
+        return []
+    match, prefixlen = _prefix_match(prefix)
+    return [flow(p.L3_ROUTING, HOST_ROUTE_BASE + prefixlen,
+                 {"reg0": NOT_FROM_TUNNEL, "reg4": dom["l3_vni"], "eth_type": ETH_IP, "ipv4_dst": match}, [
+                     ("set", "eth_src", sw.router_mac), ("set", "eth_dst", router_mac), ("dec_ttl",),
+                     *to_vtep(l3_vni, vtep_ip, sw)], owner)]
 
 
 @lru_cache(maxsize=65536)
@@ -300,4 +329,12 @@ def _prefix_match(prefix: str):
     return (str(net.network_address), str(net.netmask)), net.prefixlen
 
 
-_COMPILERS = {"switch": _switch, "subnet": _subnet, "domain": _domain, "vport": _vport, "vtep_mac": _vport}
+@lru_cache(maxsize=65536)
+def _covers(outer: str, inner: str) -> bool:
+    """Whether prefix ``outer`` is strictly less specific than ``inner`` and contains it."""
+    a, b = ipaddress.IPv4Network(outer), ipaddress.IPv4Network(inner)
+    return a.prefixlen < b.prefixlen and b.subnet_of(a)
+
+
+_COMPILERS = {"switch": _switch, "subnet": _subnet, "domain": _domain, "vport": _vport, "vtep_mac": _vport,
+              "evpn": _vport}

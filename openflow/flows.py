@@ -6,7 +6,8 @@ encodes the difference as OpenFlow messages. Nothing here depends on Ryu.
 A flow's cookie says who owns it and what it is::
 
     bits 63-56  0xCA          Canopy's mark: flows without it are not Canopy's and are never touched
-    bits 55-52  owner kind    1 switch, 2 subnet, 3 domain, 4 vport, 5 MAC learned by a hardware VTEP
+    bits 55-52  owner kind    1 switch, 2 subnet, 3 domain, 4 vport, 5 MAC learned by a hardware VTEP,
+                              6 MAC behind a remote EVPN VTEP
     bits 51-32  owner hint    20 bits of a hash of the owner id (for reading dump-flows)
     bits 31-0   content hash  of (table, priority, match, actions)
 
@@ -32,7 +33,7 @@ from functools import cached_property
 MARK = 0xCA
 MARK_SHIFT = 56
 MARK_MASK = 0xFF << MARK_SHIFT
-OWNER_KINDS = {"switch": 1, "subnet": 2, "domain": 3, "vport": 4, "vtep_mac": 5}
+OWNER_KINDS = {"switch": 1, "subnet": 2, "domain": 3, "vport": 4, "vtep_mac": 5, "evpn": 6}
 OWNER_NAMES = {v: k for k, v in OWNER_KINDS.items()}
 OFPVID_PRESENT = 0x1000
 
@@ -45,7 +46,7 @@ _RANK = {name: i for i, name in enumerate(FIELD_ORDER)}
 
 @dataclass(frozen=True)
 class Owner:
-    kind: str  # switch | subnet | domain | vport
+    kind: str  # switch | subnet | domain | vport | vtep_mac | evpn
     id: str
 
     def hint(self) -> int:

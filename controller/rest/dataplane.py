@@ -67,18 +67,34 @@ def _desired_flow(flow):
 
 
 def _route_view(state, view, route):
+    """One FIB entry. ``origin``: connected, host, static, or evpn (a remote prefix, or a host route to a MAC
+    an EVPN peer announced); ``vtep_ip``, ``router_mac`` and ``vni`` say where a remote route goes."""
     out = {"prefix": route.prefix, "origin": route.kind, "next_hop": route.next_hop, "vport": None,
-           "subnet": None, "vtep_ip": None, "chassis": None}
+           "subnet": None, "vtep_ip": None, "chassis": None, "router_mac": None, "vni": None}
     if route.subnet_id:
         sub = state.policy.get("subnet", route.subnet_id)
         out["subnet"] = {"id": route.subnet_id, "ref": state.policy.ref("subnet", sub) if sub else None}
-    if route.vport_id:
+    if route.kind == "evpn":
+        out["vtep_ip"], out["router_mac"], out["vni"] = route.vtep_ip, route.router_mac, route.vni
+    elif route.vport_id:
+        ep = view.endpoints.get(route.vport_id)
+        if ep is not None and ep.kind == "evpn":
+            _evpn_host(view, route, ep, out)
+            return out
         vport = state.policy.get("vport", route.vport_id)
         out["vport"] = {"id": route.vport_id, "ref": state.policy.ref("vport", vport) if vport else None}
-        ep = view.endpoints.get(route.vport_id)
         sw = view.switches.get(ep.session) if ep else None
         if sw:
             out["vtep_ip"], out["chassis"] = sw.vtep_ip, sw.chassis
     elif route.kind == "static":
         out["unresolved"] = True  # the next hop is not a known, bound vport: no flows for this route
     return out
+
+
+def _evpn_host(view, route, ep, out):
+    """A route to a MAC behind a remote EVPN VTEP: a host route (origin evpn), or a static route through it."""
+    vtep_ip = view.tunnel_ip_of(ep.session)
+    if route.kind == "host":
+        out["origin"], out["next_hop"] = "evpn", vtep_ip
+    out["vtep_ip"], out["router_mac"], out["vni"] = vtep_ip, ep.router_mac, ep.l3_vni or None
+    out["remote_mac"] = {"id": ep.vport_id, "mac": ep.mac}

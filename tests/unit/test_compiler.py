@@ -9,6 +9,7 @@ from controller import policy as pol
 from controller import policydoc, yamldoc
 from controller.discovery import PortInfo, VrsSnapshot
 from controller.programmer import Programmer
+from controller.remote import RemoteMac, RemotePrefix, RemoteTable
 from controller.state import State
 from openflow.compiler import compile_switch
 from openflow.flows import is_ours
@@ -61,6 +62,28 @@ def assert_matches_full(prog):
         assert inc.all_groups() == full.all_groups(), session
 
 
+def random_remote(rng, state, hosts):
+    """A random RemoteTable: MACs behind peers (some are our own VMs' MACs or IPs, some reflected from our own
+    VTEPs), type 3 flood targets, and prefixes (some equal to or covering our subnets, some host routes)."""
+    subnets = {ref: state.policy.find("subnet", ref) for ref in ("acme/web", "acme/db", "acme/lan")}
+    dom = state.policy.find("domain", "acme/prod")
+    vteps = ["10.99.0.1", "10.99.0.2", "10.99.0.3", rng.choice(list(hosts.values()))]
+    macs = {}
+    for _ in range(rng.randrange(5)):
+        ref = rng.choice(list(subnets))
+        net = subnets[ref]["cidr"].rsplit(".", 1)[0]
+        n = rng.randrange(8, 16)  # 10..21 are our VMs' host numbers: some collide
+        routed = rng.random() < 0.7 and ref != "acme/lan"
+        mac = RemoteMac(subnets[ref]["id"], f"02:00:00:00:00:{n:02x}", (f"{net}.{n}",), rng.choice(vteps),
+                        "02:dd:00:00:00:01" if routed else None, dom["l3_vni"] if routed else 0)
+        macs[(mac.subnet_id, mac.mac)] = mac
+    floods = {(subnets[rng.choice(list(subnets))]["id"], rng.choice(vteps)) for _ in range(rng.randrange(3))}
+    prefixes = {RemotePrefix(dom["id"], rng.choice(["10.0.1.0/24", "10.0.0.0/8", "172.16.0.0/16", "10.0.2.12/32",
+                                                    "10.0.1.128/25"]), rng.choice(vteps), "02:dd:00:00:00:02",
+                             dom["l3_vni"]) for _ in range(rng.randrange(3))}
+    return RemoteTable(tuple(macs.values()), tuple(sorted(floods)), tuple(sorted(prefixes, key=repr)))
+
+
 def test_incremental_equals_full_recompute_through_random_changes():
     rng = random.Random(7)
     state = base_state()
@@ -75,13 +98,15 @@ def test_incremental_equals_full_recompute_through_random_changes():
         state.vrs_update(snapshot(host, vtep, []))
     prog.refresh()
     assert_matches_full(prog)
-    for step in range(60):
+    for step in range(100):
         vm = f"vm{rng.randrange(12)}"
-        action = rng.choice(["place", "place", "move", "remove", "subnet_change"])
+        action = rng.choice(["place", "place", "move", "remove", "subnet_change", "remote", "remote"])
         if action in ("place", "move"):
             placement[vm] = rng.choice(list(hosts))
         elif action == "remove":
             placement.pop(vm, None)
+        elif action == "remote":
+            state.remote = random_remote(rng, state, hosts)
         else:
             policy = state.policy.copy()
             sub = dict(policy.find("subnet", "acme/web"))
@@ -93,7 +118,8 @@ def test_incremental_equals_full_recompute_through_random_changes():
             state.vrs_update(snapshot(host, vtep, ports))
         prog.refresh()
         assert_matches_full(prog)
-    assert prog.incremental_updates > 50 and prog.full_recomputes == 1
+    assert prog.incremental_updates > 90 and prog.full_recomputes == 1
+    assert any(e.kind == "evpn" for e in prog.view.endpoints.values()) or state.remote == RemoteTable()
 
 
 def test_a_new_vport_recompiles_only_its_owners():
