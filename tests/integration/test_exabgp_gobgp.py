@@ -1,22 +1,20 @@
 """ExaBGP (through bgp.exabgp_ext) against a real GoBGP over loopback: EVPN both ways."""
 
-import json
 import os
-import shutil
-import signal
-import socket
-import subprocess
+import pwd
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from bgp.routes import InclusiveMulticastRoute, IpPrefixRoute, MacIpRoute, from_exabgp_json, to_command
+from tests.harness.process import spawn, stop
+from tests.harness.wait import wait_until
+from tests.integration.gobgp import AVAILABLE, GoBGPNeighbor, start_gobgpd
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(not shutil.which("gobgpd") or not shutil.which("gobgp"), reason="gobgpd/gobgp not installed"),
+    pytest.mark.skipif(not AVAILABLE, reason="gobgpd/gobgp not installed"),
 ]
 REPO = Path(__file__).resolve().parents[2]
 GOBGP_IP, EXABGP_IP = "127.0.0.61", "127.0.0.62"
@@ -45,52 +43,9 @@ TYPE5 = IpPrefixRoute(rd="65000:100", prefix="10.1.0.0/24", l3_vni=9001, next_ho
                       route_targets=("65000:9001",), router_mac="02:00:00:00:00:01")
 
 
-def free_port(ip):
-    with socket.socket() as sock:
-        sock.bind((ip, 0))
-        return sock.getsockname()[1]
-
-
-def wait_for(predicate, timeout=30.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-def stop(process):
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-
-
 @pytest.fixture
 def peers(tmp_path):
-    bgp_port, grpc_port = free_port(GOBGP_IP), free_port(GOBGP_IP)
-    (tmp_path / "gobgpd.toml").write_text(f"""
-[global.config]
-  as = 65001
-  router-id = "{GOBGP_IP}"
-  port = {bgp_port}
-  local-address-list = ["{GOBGP_IP}"]
-[[neighbors]]
-  [neighbors.config]
-    neighbor-address = "{EXABGP_IP}"
-    peer-as = 65000
-  [neighbors.transport.config]
-    passive-mode = true
-    local-address = "{GOBGP_IP}"
-  [[neighbors.afi-safis]]
-    [neighbors.afi-safis.config]
-      afi-safi-name = "l2vpn-evpn"
-""")
+    gobgpd = start_gobgpd(tmp_path / "gobgpd", GOBGP_IP, 65001, (GoBGPNeighbor(EXABGP_IP, 65000),))
     (tmp_path / "api.py").write_text(API_SCRIPT)
     commands, received = tmp_path / "commands", tmp_path / "received"
     (tmp_path / "exabgp.conf").write_text(f"""
@@ -103,36 +58,20 @@ neighbor {GOBGP_IP} {{
     local-address {EXABGP_IP};
     local-as 65000;
     peer-as 65001;
-    connect {bgp_port};
+    connect {gobgpd.port};
     family {{ l2vpn evpn; }}
     api {{ processes [ canopy ]; receive {{ parsed; update; }} }}
 }}
 """)
-    env = dict(os.environ, exabgp_daemon_user=os.environ.get("USER", "root") or "root",
-               exabgp_daemon_drop="false", exabgp_tcp_bind="", exabgp_log_destination=str(tmp_path / "exa.log"),
-               PYTHONPATH=str(REPO))
-    gobgpd = subprocess.Popen(["gobgpd", "-f", str(tmp_path / "gobgpd.toml"), "--api-hosts",
-                               f"{GOBGP_IP}:{grpc_port}"], stdout=open(tmp_path / "gobgpd.log", "w"),
-                              stderr=subprocess.STDOUT, start_new_session=True)
-    exabgp = subprocess.Popen([sys.executable, "-m", "bgp.exabgp_ext", str(tmp_path / "exabgp.conf")],
-                              cwd=REPO, env=env, stdout=open(tmp_path / "exabgp.out", "w"),
-                              stderr=subprocess.STDOUT, start_new_session=True)
-    gobgp = ["gobgp", "-u", GOBGP_IP, "-p", str(grpc_port)]
+    env = dict(exabgp_daemon_user=pwd.getpwuid(os.getuid()).pw_name, exabgp_daemon_drop="false",
+               exabgp_tcp_bind="", exabgp_log_destination=str(tmp_path / "exa.log"), PYTHONPATH=str(REPO))
+    exabgp = spawn("exabgp", [sys.executable, "-m", "bgp.exabgp_ext", str(tmp_path / "exabgp.conf")],
+                   tmp_path / "exabgp.out", env=env)
     try:
-        yield gobgp, commands, received, tmp_path
+        yield gobgpd, commands, received, tmp_path
     finally:
-        stop(exabgp)
-        stop(gobgpd)
-
-
-def rib(gobgp):
-    out = subprocess.run(gobgp + ["global", "rib", "-a", "evpn", "-j"], capture_output=True, text=True, timeout=10)
-    return json.loads(out.stdout or "{}") if out.returncode == 0 else {}
-
-
-def established(gobgp):
-    out = subprocess.run(gobgp + ["neighbor", EXABGP_IP, "-j"], capture_output=True, text=True, timeout=10)
-    return out.returncode == 0 and '"session_state":6' in out.stdout.replace(" ", "")
+        stop([exabgp])
+        gobgpd.stop()
 
 
 def send(commands, *lines):
@@ -142,9 +81,9 @@ def send(commands, *lines):
 
 def test_exabgp_announces_to_gobgp_and_receives_from_it(peers):
     gobgp, commands, received, tmp = peers
-    wait_for(lambda: established(gobgp), what="BGP session")
+    wait_until(lambda: gobgp.established(EXABGP_IP), timeout=30, what="BGP session")
     send(commands, *(to_command(r, "announce") for r in (TYPE2, TYPE3, TYPE5)))
-    table = wait_for(lambda: (t := rib(gobgp)) and len(t) == 3 and t, what="3 EVPN routes in GoBGP")
+    table = wait_until(lambda: (t := gobgp.rib()) and len(t) == 3 and t, timeout=30, what="3 EVPN routes in GoBGP")
     paths = {path["nlri"]["type"]: path for paths in table.values() for path in paths}
     assert paths[2]["nlri"]["value"]["labels"] == [5001, 9001]
     assert paths[5]["nlri"]["value"]["label"] == 9001
@@ -161,17 +100,16 @@ def test_exabgp_announces_to_gobgp_and_receives_from_it(peers):
     assert (pmsi["tunnel-type"], pmsi["label"], pmsi["tunnel-id"]) == (6, 5001, "192.0.2.1")
 
     send(commands, to_command(TYPE3, "withdraw"))
-    wait_for(lambda: len(rib(gobgp)) == 2, what="type 3 withdrawn from GoBGP")
+    wait_until(lambda: len(gobgp.rib()) == 2, timeout=30, what="type 3 withdrawn from GoBGP")
 
-    subprocess.run(gobgp + ["global", "rib", "-a", "evpn", "add", "macadv", "52:54:00:aa:bb:cc", "10.1.0.9",
-                            "etag", "0", "label", "5001", "rd", "65001:100", "rt", "65001:5001",
-                            "encap", "vxlan", "nexthop", "192.0.2.2"], check=True, timeout=10)
+    gobgp.add_evpn("macadv", "52:54:00:aa:bb:cc", "10.1.0.9", "etag", "0", "label", "5001", "rd", "65001:100",
+                   "rt", "65001:5001", "encap", "vxlan", "nexthop", "192.0.2.2")
 
     def decoded():
         lines = received.read_text().splitlines() if received.exists() else []
         return [item for line in lines for item in from_exabgp_json(line)]
 
-    [(action, route)] = wait_for(decoded, what="GoBGP route decoded from ExaBGP output")
+    [(action, route)] = wait_until(decoded, timeout=30, what="GoBGP route decoded from ExaBGP output")
     assert action == "announce"
     assert (route.mac, route.ip, route.l2_vni, route.rd) == ("52:54:00:aa:bb:cc", "10.1.0.9", 5001, "65001:100")
     assert route.route_targets == ("65001:5001",) and route.next_hop == "192.0.2.2"

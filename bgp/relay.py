@@ -1,0 +1,80 @@
+"""The API process ExaBGP runs for Canopy: a byte pipe between ExaBGP and the speaker.
+
+ExaBGP talks to its API processes only through their stdin and stdout, and it is the one that
+starts them. ``bgp.speaker.Speaker`` listens on a Unix socket and renders
+``process canopy { run <python> -m bgp.relay <socket>; encoder json; }``, so this relay is:
+
+- ExaBGP -> relay stdin -> socket -> speaker: JSON messages (updates, neighbor states) and
+  one acknowledgement line ("done" / "error") per command;
+- speaker -> socket -> relay stdout -> ExaBGP: API commands, one per line.
+
+It copies bytes both ways, unchanged, and exits when either side closes (ExaBGP gone: stdin at
+end of file; speaker gone: socket at end of file). Standard library only; no Canopy import, so
+nothing here can break with ExaBGP or the controller.
+
+Why a relay: ExaBGP 5.0.15 exchanges API messages only with children it starts itself, over
+their stdin and stdout (even its named-pipe CLI is such a child), and only the processes named
+in a neighbor's ``api`` section receive that neighbor's updates and state changes. Canopy, as
+ExaBGP's parent, has no hold on those pipes; a child that forwards them to a socket Canopy owns
+is the smallest bridge, and it needs no ExaBGP internals.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import sys
+
+CHUNK = 65536
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def relay(sock: socket.socket, stdin_fd: int, stdout_fd: int) -> None:
+    """Copy stdin -> sock and sock -> stdout until either side reaches end of file or closes."""
+    try:
+        _copy(sock, stdin_fd, stdout_fd)
+    except (BrokenPipeError, ConnectionResetError):
+        return
+
+
+def _copy(sock: socket.socket, stdin_fd: int, stdout_fd: int) -> None:
+    while True:
+        readable, _, _ = select.select([stdin_fd, sock], [], [])
+        if stdin_fd in readable:
+            data = os.read(stdin_fd, CHUNK)
+            if not data:
+                return
+            sock.sendall(data)
+        if sock in readable:
+            data = sock.recv(CHUNK)
+            if not data:
+                return
+            _write_all(stdout_fd, data)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bgp.relay <unix socket path>``; exit status 0 on a normal close."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        sys.stderr.write("usage: python -m bgp.relay <unix socket path>\n")
+        return 2
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.connect(args[0])
+            relay(sock, sys.stdin.fileno(), sys.stdout.fileno())
+    except OSError as error:
+        sys.stderr.write(f"bgp.relay: {args[0]}: {error}\n")
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,553 @@
+"""Canopy's BGP speaker: ExaBGP as a supervised child process, and the conversation with it.
+
+``Speaker`` renders ``exabgp.conf`` from a ``SpeakerConfig``, runs ``python -m bgp.exabgp_ext``
+(ExaBGP with Canopy's ``announce evpn`` / ``withdraw evpn`` commands) in its own process group,
+and talks to it through ``bgp.relay``, the API process ExaBGP starts, which connects back to a
+Unix socket in the speaker's workdir. One thread of the speaker's own does all the I/O:
+
+- it (re)starts ExaBGP, with a bounded exponential back-off when it exits, and reaps it;
+- it accepts the relay's connection (only from a child of the current ExaBGP: SO_PEERCRED),
+  re-injects every desired route (a new ExaBGP knows none of them), and sends what
+  ``set_desired`` queued;
+- it reads ExaBGP's JSON messages (received EVPN updates, neighbor state changes) and the
+  acknowledgements ("done" / "error", one per command line, in order).
+
+``RouteBook`` is the bookkeeping behind it (what is desired, sent, acknowledged, received, and each
+peer's state); it does no I/O and is unit tested on its own with real ExaBGP JSON.
+
+Only the standard library's threading, socket, subprocess and select are used, so this runs
+unchanged under ryu-manager's eventlet monkey patching. No ExaBGP import here (STYLE rule 7).
+"""
+
+from __future__ import annotations
+
+import base64
+import ctypes
+import ipaddress
+import logging
+import os
+import pwd
+import re
+import select
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from bgp.routebook import RouteBook
+
+LOG = logging.getLogger("canopy.bgp.speaker")
+_LIBC = ctypes.CDLL(None, use_errno=True)
+PR_SET_PDEATHSIG = 1
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PROCESS_NAME = "canopy"
+BACKOFF_MIN, BACKOFF_MAX = 0.5, 30.0  # seconds before restarting an ExaBGP that exited
+STABLE_AFTER = 30.0  # an ExaBGP that ran this long restarts after BACKOFF_MIN again
+TERM_GRACE = 5.0  # seconds between SIGTERM and SIGKILL, and for the reap after SIGKILL
+POLL_INTERVAL = 0.25  # how often the I/O thread checks the child when nothing else happens
+MAX_LINE = 16 * 1024 * 1024  # a line from ExaBGP longer than this is dropped
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+@dataclass(frozen=True)
+class Neighbor:
+    """One configured BGP peer."""
+
+    address: str  # peer IP
+    asn: int
+    port: int = 179  # peer's TCP port we connect to
+    md5_password: str | None = None
+    hold_time: int = 90
+    local_address: str | None = None  # our source address (None: ExaBGP picks, router_id identifies)
+    passive: bool = False  # only accept (needs SpeakerConfig.listen)
+    rr_client: bool = False  # the peer is a route reflector and we its client (iBGP); info only here
+
+
+@dataclass(frozen=True)
+class SpeakerConfig:
+    """What the speaker runs: local AS, router id, peers, where it listens, where its files live."""
+
+    asn: int
+    router_id: str
+    neighbors: tuple[Neighbor, ...]
+    listen: str | None = None  # address ExaBGP listens on; None: it listens on no address
+    listen_port: int = 179
+    workdir: str = "/var/lib/canopy/bgp"  # exabgp.conf, the relay socket, exabgp.log, exabgp.out
+
+    @property
+    def conf_path(self) -> str:
+        return os.path.join(self.workdir, "exabgp.conf")
+
+    @property
+    def socket_path(self) -> str:
+        return os.path.join(self.workdir, "api.sock")
+
+    @property
+    def log_path(self) -> str:
+        return os.path.join(self.workdir, "exabgp.log")
+
+    @property
+    def output_path(self) -> str:
+        """ExaBGP's own stdout and stderr (tracebacks, early errors)."""
+        return os.path.join(self.workdir, "exabgp.out")
+
+
+def _word(value: str, what: str) -> str:
+    """``value`` double-quoted for exabgp.conf; ValueError if ExaBGP's tokeniser cannot carry it."""
+    if any(char in value for char in "\"'\\\n\r"):
+        raise ValueError(f"{what}: {value!r} cannot be written into exabgp.conf (quote or backslash)")
+    return f'"{value}"'
+
+
+def _local_address(neighbor: Neighbor, config: SpeakerConfig) -> str | None:
+    """The neighbor's local-address: its own, else the listen address if that is one specific IP."""
+    if neighbor.local_address:
+        return neighbor.local_address
+    if config.listen and not ipaddress.ip_address(config.listen).is_unspecified:
+        return config.listen
+    return None
+
+
+def render_config(config: SpeakerConfig) -> str:
+    """exabgp.conf for ``config`` (ExaBGP 5.0.15 grammar); ValueError if a path cannot be written.
+
+    The MD5 password is written base64-encoded (``md5-base64 true``) so no character of it can
+    clash with the configuration syntax. A neighbor with an MD5 password whose local address is
+    the listen address also gets ``listen <port>``: that is how ExaBGP installs the key for the
+    peer on the listening socket, which accepting a signed connection needs.
+    """
+    relay = f"run {_word(sys.executable, 'python')} -m bgp.relay {_word(config.socket_path, 'workdir')};"
+    lines = [f"process {PROCESS_NAME} {{", f"    {relay}", "    encoder json;", "}"]
+    for neighbor in config.neighbors:
+        local = _local_address(neighbor, config)
+        lines += ["", f"neighbor {neighbor.address} {{", f"    router-id {config.router_id};",
+                  f"    local-as {config.asn};", f"    peer-as {neighbor.asn};"]
+        if local:
+            lines.append(f"    local-address {local};")
+        lines += [f"    hold-time {neighbor.hold_time};", f"    connect {neighbor.port};"]
+        if neighbor.passive:
+            lines.append("    passive true;")
+        if neighbor.md5_password:
+            encoded = base64.b64encode(neighbor.md5_password.encode()).decode()
+            lines += [f"    md5-password {encoded};", "    md5-base64 true;"]
+            if config.listen and local == config.listen:
+                lines.append(f"    listen {config.listen_port};")
+        lines += ["    family { l2vpn evpn; }",
+                  f"    api {{ processes [ {PROCESS_NAME} ]; neighbor-changes; receive {{ parsed; update; }} }}",
+                  "}"]
+    return "\n".join(lines) + "\n"
+
+
+def exabgp_env(config: SpeakerConfig, base: dict | None = None) -> dict:
+    """The environment ExaBGP runs with: listen only where configured, log to the workdir, acks on."""
+    env = dict(os.environ if base is None else base)
+    env.update({
+        "exabgp_tcp_bind": config.listen or "",
+        "exabgp_daemon_drop": "false",
+        "exabgp_daemon_user": pwd.getpwuid(os.getuid()).pw_name,
+        "exabgp_daemon_daemonize": "false",
+        "exabgp_log_destination": config.log_path,
+        "exabgp_api_ack": "true",
+        "exabgp_api_cli": "false",  # no named-pipe CLI: nothing else can command this ExaBGP
+        "PYTHONPATH": os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p),
+    })
+    if config.listen:
+        env["exabgp_tcp_port"] = str(config.listen_port)
+    else:
+        env.pop("exabgp_tcp_port", None)
+    return env
+
+
+# --------------------------------------------------------------------------- the process
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the thread that started it dies, so a controller killed
+    with SIGKILL leaves no ExaBGP behind (PR_SET_PDEATHSIG; the speaker's thread lives until stop())."""
+    _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _peer_pid(conn: socket.socket) -> int:
+    """PID of the process at the other end of a Unix socket (SO_PEERCRED)."""
+    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return struct.unpack("3i", creds)[0]
+
+
+def _parent_pid(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+_LOG_LINE = re.compile(r"^\S+ \d+\s+\S+(?: \S+)?\s+(.*)$")  # "21:36:00 935    configuration   <message>"
+_REJECTED = "could not load/reload configuration"
+
+
+def _exit_reason(returncode: int, config: SpeakerConfig, offsets: tuple[int, int]) -> str:
+    """Why ExaBGP exited, for status() and the log: the configuration error it logged, if any."""
+    if returncode < 0:
+        return f"exabgp killed by signal {-returncode}"
+    logged = [m.group(1).strip() for line in _new_lines(config.log_path, offsets[0])
+              if (m := _LOG_LINE.match(line)) and m.group(1).strip()]
+    if _REJECTED in logged:
+        return "exabgp.conf rejected: " + " / ".join(logged[logged.index(_REJECTED) + 1:][:4])
+    printed = [line.strip() for line in _new_lines(config.output_path, offsets[1]) if line.strip()]
+    detail = (printed or logged or [""])[-1]
+    return f"exabgp exited with status {returncode}" + (f": {detail}" if detail else "")
+
+
+def _new_lines(path: str, offset: int) -> list[str]:
+    """Lines appended to ``path`` since it was ``offset`` bytes long (at most its last 64 KiB)."""
+    try:
+        with open(path, "rb") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            handle.seek(max(offset if offset <= size else 0, size - 65536))
+            return handle.read().decode(errors="replace").splitlines()
+    except OSError:
+        return []
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+class Speaker:
+    """ExaBGP as a supervised child process, with the desired, announced and received EVPN routes.
+
+    ``on_change()`` is called from the speaker's thread after received routes or peer states
+    changed (its exceptions are logged). Keep it quick: that thread also reads ExaBGP, which
+    stalls when its API output is not read. Every public method is thread-safe.
+    """
+
+    def __init__(self, config: SpeakerConfig, on_change: Callable[[], None] | None = None, log=None):
+        self.config = config
+        self.on_change = on_change
+        self.log = log or LOG
+        self._lock = threading.Lock()
+        self._book = RouteBook(config.neighbors, log=self.log)
+        self._outbuf = bytearray()  # command bytes for the relay, written by the I/O thread
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._listener: socket.socket | None = None
+        self._wake_r: socket.socket | None = None
+        self._wake_w: socket.socket | None = None
+        self._conn: socket.socket | None = None
+        self._inbuf = bytearray()
+        self._proc: subprocess.Popen | None = None
+        self._started_at = 0.0  # monotonic time of the current ExaBGP's start
+        self._offsets = (0, 0)  # sizes of exabgp.log and exabgp.out when it started
+        self._spawns = 0
+        self._backoff = BACKOFF_MIN
+        self._next_start = 0.0  # monotonic time before which ExaBGP is not (re)started
+        self._last_error: str | None = None
+        self._changed = False
+
+    # ------------------------------------------------------------------ public interface
+    def start(self) -> None:
+        """Render exabgp.conf, open the relay socket, and start the thread that runs ExaBGP."""
+        with self._lock:
+            if self._thread is not None:
+                return
+            self._stopping = False
+        os.makedirs(self.config.workdir, mode=0o700, exist_ok=True)
+        text = render_config(self.config)
+        fd = os.open(self.config.conf_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # MD5 passwords
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as conf:
+            conf.write(text)
+        self._listener = self._listen(self.config.socket_path)
+        self._wake_r, self._wake_w = socket.socketpair()
+        for sock in (self._wake_r, self._wake_w):
+            sock.setblocking(False)
+        self._next_start = 0.0
+        self._thread = threading.Thread(target=self._run, name="canopy-bgp-speaker", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Terminate ExaBGP (SIGTERM, then SIGKILL, to its process group), reap it, close the sockets."""
+        thread = self._thread
+        if thread is None:
+            return
+        self._stopping = True
+        self._wake()
+        thread.join(timeout=3 * TERM_GRACE)
+        if thread.is_alive():
+            self.log.error("BGP speaker thread did not stop in time; terminating ExaBGP from stop()")
+            self._terminate_child()
+        for sock in (self._conn, self._listener, self._wake_r, self._wake_w):
+            if sock is not None:
+                sock.close()
+        self._conn = self._listener = self._wake_r = self._wake_w = None
+        try:
+            os.unlink(self.config.socket_path)
+        except FileNotFoundError:
+            pass
+        self._thread = None
+
+    def set_desired(self, routes: dict) -> None:
+        """Announce exactly ``routes`` ({route.key: route}): withdraw what went, announce what is new or changed."""
+        with self._lock:
+            if routes == self._book.desired:
+                return
+            commands = self._book.set_desired(routes)
+            self._queue(commands)
+        if commands:
+            self._wake()
+
+    def announced(self) -> dict:
+        """{key: route} ExaBGP acknowledged as announced."""
+        with self._lock:
+            return dict(self._book.announced)
+
+    def received(self) -> dict:
+        """{(peer ip, key): route} currently received from peers."""
+        with self._lock:
+            return dict(self._book.received)
+
+    def peers(self) -> list[dict]:
+        """One row per configured neighbor: address, asn, state, since, uptime, received, sent, last_error."""
+        with self._lock:
+            return self._book.peer_rows()
+
+    def status(self) -> dict:
+        """The ExaBGP process and the API conversation with it."""
+        with self._lock:
+            proc, book = self._proc, self._book
+            running = proc is not None and proc.returncode is None
+            waiting = max(0.0, self._next_start - time.monotonic()) if not running and self._thread else None
+            return {
+                "running": running, "pid": proc.pid if running else None,
+                "restarts": max(0, self._spawns - 1), "pending_acks": len(book.pending),
+                "api_connected": book.connected, "desired": len(book.desired),
+                "announced": len(book.announced), "refused": len(book.failed), "received": len(book.received),
+                "last_error": self._last_error, "restart_in": waiting,
+                "config": self.config.conf_path, "log": self.config.log_path,
+            }
+
+    # ------------------------------------------------------------------ the I/O thread
+    def _run(self) -> None:
+        try:
+            while not self._stopping:
+                try:
+                    self._supervise()
+                    self._poll(self._timeout())
+                except Exception:  # noqa: BLE001 - the supervisor must outlive any bug in one turn
+                    self.log.exception("BGP speaker: unexpected error, continuing")
+                    time.sleep(POLL_INTERVAL)
+                self._notify()
+        finally:
+            self._terminate_child()
+            self._reap()
+            self._notify()
+
+    def _timeout(self) -> float:
+        if self._proc is None:
+            return max(0.0, min(POLL_INTERVAL, self._next_start - time.monotonic()))
+        return POLL_INTERVAL
+
+    def _supervise(self) -> None:
+        if self._proc is None and not self._stopping and time.monotonic() >= self._next_start:
+            self._spawn()
+        elif self._proc is not None:
+            self._reap()
+
+    def _spawn(self) -> None:
+        config = self.config
+        self._offsets = (_size(config.log_path), _size(config.output_path))
+        argv = [sys.executable, "-m", "bgp.exabgp_ext", config.conf_path]
+        try:
+            with open(config.output_path, "ab") as output:
+                proc = subprocess.Popen(argv, cwd=config.workdir, env=exabgp_env(config), stdin=subprocess.DEVNULL,
+                                        stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
+                                        preexec_fn=_die_with_parent)
+        except OSError as error:
+            self._record_exit(f"could not start exabgp: {error}")
+            return
+        with self._lock:
+            self._proc, self._spawns = proc, self._spawns + 1
+        self._started_at = time.monotonic()
+        self.log.info("BGP speaker: started exabgp (pid %d) with %s", proc.pid, config.conf_path)
+
+    def _reap(self) -> None:
+        """If ExaBGP exited: reap it, forget what it held, and schedule the restart."""
+        proc = self._proc
+        if proc is None or proc.poll() is None:
+            return
+        reason = _exit_reason(proc.returncode, self.config, self._offsets)
+        self._drop_connection()
+        with self._lock:
+            self._proc = None
+            self._changed |= self._book.detach()
+        if self._stopping:
+            self.log.info("BGP speaker: exabgp (pid %d) stopped", proc.pid)
+            return
+        if time.monotonic() - self._started_at >= STABLE_AFTER:
+            self._backoff = BACKOFF_MIN
+        self._record_exit(f"{reason} (pid {proc.pid})")
+
+    def _record_exit(self, reason: str) -> None:
+        with self._lock:
+            self._last_error = reason
+        self._next_start = time.monotonic() + self._backoff
+        self.log.error("BGP speaker: %s; restarting in %.1fs", reason, self._backoff)
+        self._backoff = min(self._backoff * 2, BACKOFF_MAX)
+
+    def _terminate_child(self) -> None:
+        """SIGTERM ExaBGP's process group, wait, then SIGKILL it; the exit is reaped by ``_reap``."""
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            return
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(proc.pid, sig)  # its own group (start_new_session): only what we started
+            except ProcessLookupError:
+                return
+            try:
+                proc.wait(timeout=TERM_GRACE)
+                return
+            except subprocess.TimeoutExpired:
+                self.log.warning("BGP speaker: exabgp (pid %d) ignored %s", proc.pid, sig.name)
+
+    # ------------------------------------------------------------------ sockets
+    @staticmethod
+    def _listen(path: str) -> socket.socket:
+        try:
+            os.unlink(path)  # a socket file left by a previous run
+        except FileNotFoundError:
+            pass
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(path)
+        os.chmod(path, 0o600)  # and only a child of our ExaBGP is accepted (SO_PEERCRED)
+        listener.listen(4)
+        listener.setblocking(False)
+        return listener
+
+    def _wake(self) -> None:
+        wake = self._wake_w
+        if wake is not None:
+            try:
+                wake.send(b"x")
+            except OSError:
+                pass  # already woken (buffer full), or stopping
+
+    def _queue(self, commands: list[str]) -> None:
+        """Append command lines for the relay (caller holds the lock)."""
+        if commands:
+            self._outbuf += "".join(c + "\n" for c in commands).encode("ascii")
+
+    def _poll(self, timeout: float) -> None:
+        readable = [s for s in (self._listener, self._wake_r, self._conn) if s is not None]
+        with self._lock:
+            writable = [self._conn] if self._conn is not None and self._outbuf else []
+        ready, can_write, _ = select.select(readable, writable, [], timeout)
+        if self._wake_r in ready:
+            try:
+                self._wake_r.recv(4096)
+            except BlockingIOError:
+                pass
+        if self._listener in ready:
+            self._accept()
+        if self._conn is not None and self._conn in ready:
+            self._read()
+        if self._conn is not None and self._conn in can_write:
+            self._write()
+
+    def _accept(self) -> None:
+        try:
+            conn, _ = self._listener.accept()
+        except BlockingIOError:
+            return
+        proc = self._proc
+        relay_pid = _peer_pid(conn)
+        if proc is None or self._conn is not None or self._stopping or _parent_pid(relay_pid) != proc.pid:
+            self.log.warning("BGP speaker: refused API connection from pid %d (not the relay of the current "
+                             "exabgp)", relay_pid)
+            conn.close()
+            return
+        conn.setblocking(False)
+        with self._lock:
+            self._conn, self._inbuf, self._outbuf = conn, bytearray(), bytearray()
+            commands = self._book.attach()
+            self._queue(commands)
+        self.log.info("BGP speaker: exabgp API connected (relay pid %d); injecting %d route(s)",
+                      relay_pid, len(commands))
+
+    def _read(self) -> None:
+        try:
+            data = self._conn.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError as error:
+            data = b""
+            self.log.warning("BGP speaker: API connection failed: %s", error)
+        if not data:
+            self._api_lost()
+            return
+        self._inbuf += data
+        *lines, rest = self._inbuf.split(b"\n")
+        if len(rest) > MAX_LINE:
+            self.log.warning("BGP speaker: dropped an over-long ExaBGP line (%d bytes, no newline)", len(rest))
+            rest = b""
+        self._inbuf = bytearray(rest)
+        with self._lock:
+            for line in lines:
+                self._changed |= self._book.handle_line(line.decode("utf-8", errors="replace"))
+
+    def _write(self) -> None:
+        with self._lock:
+            chunk = bytes(self._outbuf[:65536])
+        try:
+            sent = self._conn.send(chunk)
+        except BlockingIOError:
+            return
+        except OSError as error:
+            self.log.warning("BGP speaker: API connection failed: %s", error)
+            self._api_lost()
+            return
+        with self._lock:
+            del self._outbuf[:sent]
+
+    def _api_lost(self) -> None:
+        """The relay closed: usually ExaBGP died; if not, its messages can no longer be trusted: restart it."""
+        self._drop_connection()
+        proc = self._proc
+        if proc is not None and not self._stopping:
+            try:
+                proc.wait(timeout=1.0)
+            except subprocess.TimeoutExpired:
+                self.log.error("BGP speaker: exabgp API connection closed; restarting exabgp (pid %d)", proc.pid)
+                self._terminate_child()
+        self._reap()
+
+    def _drop_connection(self) -> None:
+        conn = self._conn
+        with self._lock:
+            self._conn, self._outbuf = None, bytearray()
+            self._book.connected = False
+        if conn is not None:
+            conn.close()
+
+    def _notify(self) -> None:
+        with self._lock:
+            changed, self._changed = self._changed, False
+        if changed and self.on_change is not None:
+            try:
+                self.on_change()
+            except Exception:  # noqa: BLE001 - a callback bug must not stop the speaker
+                self.log.exception("BGP speaker: on_change callback failed")
+
+
+__all__ = ["Neighbor", "RouteBook", "Speaker", "SpeakerConfig", "exabgp_env", "render_config"]

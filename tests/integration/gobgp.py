@@ -1,0 +1,143 @@
+"""A real gobgpd for integration tests: started on a loopback address, driven with the gobgp CLI.
+
+``start_gobgpd`` writes a TOML configuration, starts gobgpd in its own process group (through
+``tests.harness.process``, so it is stopped by PID), and returns a ``GoBGP`` handle whose
+methods run ``gobgp -u <address> -p <grpc port> ...`` with bounded timeouts.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.harness.process import Child, log_tail, spawn, stop
+from tests.harness.wait import wait_until
+
+AVAILABLE = bool(shutil.which("gobgpd") and shutil.which("gobgp"))
+CLI_TIMEOUT = 10
+STARTUP_TIMEOUT = 30
+ESTABLISHED = 6  # gobgp's session_state for Established
+
+
+def free_port(ip: str) -> int:
+    """A TCP port free on ``ip`` right now (the kernel's pick)."""
+    with socket.socket() as sock:
+        sock.bind((ip, 0))
+        return sock.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class GoBGPNeighbor:
+    """A neighbor in gobgpd's configuration; ``passive``: gobgpd only accepts."""
+
+    address: str
+    asn: int
+    passive: bool = True
+    remote_port: int = 179
+    md5_password: str | None = None
+
+
+@dataclass
+class GoBGP:
+    """A running gobgpd: its BGP address, AS, ports and process."""
+
+    address: str
+    asn: int
+    port: int
+    grpc_port: int
+    child: Child
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run(["gobgp", "-u", self.address, "-p", str(self.grpc_port), *args],
+                              capture_output=True, text=True, timeout=CLI_TIMEOUT, check=check)
+
+    def answers(self) -> bool:
+        """gobgpd is running and its gRPC API answers."""
+        if not self.child.alive():
+            raise AssertionError(f"gobgpd exited:\n{log_tail(self.child.log_path)}")
+        return self.cli("global", check=False).returncode == 0
+
+    def rib(self) -> dict:
+        """``gobgp global rib -a evpn -j`` ({} while gobgpd does not answer)."""
+        out = self.cli("global", "rib", "-a", "evpn", "-j", check=False)
+        return json.loads(out.stdout or "{}") if out.returncode == 0 else {}
+
+    def rib_paths(self) -> list[dict]:
+        return [path for paths in self.rib().values() for path in paths]
+
+    def session_state(self, neighbor: str) -> int | None:
+        out = self.cli("neighbor", neighbor, "-j", check=False)
+        if out.returncode != 0:
+            return None
+        return json.loads(out.stdout).get("state", {}).get("session_state")
+
+    def established(self, neighbor: str) -> bool:
+        return self.session_state(neighbor) == ESTABLISHED
+
+    def add_evpn(self, *args: str) -> None:
+        """``gobgp global rib -a evpn add <args>`` (macadv ..., multicast ..., prefix ...)."""
+        self.cli("global", "rib", "-a", "evpn", "add", *args)
+
+    def del_evpn(self, *args: str) -> None:
+        self.cli("global", "rib", "-a", "evpn", "del", *args)
+
+    def log_count(self, message: str) -> int:
+        """How many times gobgpd logged ``message`` (its log is JSON lines with a "msg" member)."""
+        try:
+            text = self.child.log_path.read_text(errors="replace")
+        except OSError:
+            return 0
+        return text.count(f'"msg":"{message}"')
+
+    def stop(self) -> None:
+        stop([self.child])
+
+
+def _toml(address: str, asn: int, port: int, neighbors: tuple[GoBGPNeighbor, ...]) -> str:
+    text = f"""
+[global.config]
+  as = {asn}
+  router-id = "{address}"
+  port = {port}
+  local-address-list = ["{address}"]
+"""
+    for n in neighbors:
+        password = f'\n    auth-password = "{n.md5_password}"' if n.md5_password else ""
+        text += f"""
+[[neighbors]]
+  [neighbors.config]
+    neighbor-address = "{n.address}"
+    peer-as = {n.asn}{password}
+  [neighbors.transport.config]
+    passive-mode = {"true" if n.passive else "false"}
+    local-address = "{address}"
+    remote-port = {n.remote_port}
+  [neighbors.timers.config]
+    connect-retry = 1
+    idle-hold-time-after-reset = 1
+  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = "l2vpn-evpn"
+"""
+    return text
+
+
+def start_gobgpd(workdir: Path, address: str, asn: int, neighbors: tuple[GoBGPNeighbor, ...]) -> GoBGP:
+    """gobgpd on ``address`` (BGP on a free port, gRPC on another); stop it with ``.stop()``."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port, grpc_port = free_port(address), free_port(address)
+    conf = workdir / "gobgpd.toml"
+    conf.write_text(_toml(address, asn, port, neighbors))
+    child = spawn("gobgpd", ["gobgpd", "-f", str(conf), "--api-hosts", f"{address}:{grpc_port}"],
+                  workdir / "gobgpd.log")
+    gobgp = GoBGP(address, asn, port, grpc_port, child)
+    try:
+        wait_until(lambda: gobgp.answers(), timeout=STARTUP_TIMEOUT, what=f"gobgpd on {address} to answer")
+    except AssertionError:
+        gobgp.stop()
+        raise AssertionError(f"gobgpd did not start:\n{log_tail(child.log_path)}") from None
+    return gobgp

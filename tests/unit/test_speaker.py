@@ -1,0 +1,296 @@
+"""The BGP speaker without peers: exabgp.conf as ExaBGP itself reads it, its environment, the
+bookkeeping of commands and acknowledgements, ExaBGP's JSON messages, and the relay process."""
+
+import base64
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bgp.routes import InclusiveMulticastRoute, IpPrefixRoute, MacIpRoute, to_command
+from bgp.speaker import Neighbor, RouteBook, SpeakerConfig, exabgp_env, render_config
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = REPO.parent / "shared/fixtures/exabgp-evpn"
+needs_fixtures = pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"EVPN fixtures absent: {FIXTURES}")
+
+TYPE2 = MacIpRoute(rd="65000:100", mac="52:54:00:12:34:56", ip="10.1.0.5", l2_vni=5001, l3_vni=9001,
+                   next_hop="192.0.2.1", route_targets=("65000:5001",), router_mac="02:00:00:00:00:01")
+TYPE3 = InclusiveMulticastRoute(rd="65000:100", vni=5001, next_hop="192.0.2.1", route_targets=("65000:5001",))
+TYPE5 = IpPrefixRoute(rd="65000:100", prefix="10.1.0.0/24", l3_vni=9001, next_hop="192.0.2.1",
+                      route_targets=("65000:9001",))
+PEER = "127.0.0.1"  # the peer address in the captured fixtures
+
+
+def table(*routes):
+    return {route.key: route for route in routes}
+
+
+def fixture(name: str) -> str:
+    """A captured ExaBGP message as ExaBGP sends it: one line."""
+    return json.dumps(json.loads((FIXTURES / name).read_text()))
+
+
+def state_line(state: str, peer: str = PEER, reason: str | None = None) -> str:
+    """A neighbor-changes message in ExaBGP 5.0.15's exact format (captured against GoBGP)."""
+    extra = f', "reason": "{reason}"' if reason is not None else ""
+    return ('{ "exabgp": "5.0.0", "time": 1795470120.39, "host" : "vm", "pid" : 2476, "ppid" : 2469, '
+            '"counter": 6, "type": "state", "neighbor": { "address": { "local": "127.0.0.72", '
+            f'"peer": "{peer}" }}, "asn": {{ "local": 65000, "peer": 65001 }}, "router-id": "127.0.0.72" , '
+            f'"state": "{state}"{extra} }} }}')
+
+
+# --------------------------------------------------------------------------- exabgp.conf
+
+
+def exabgp_reads(config: SpeakerConfig) -> dict[str, dict[str, str]]:
+    """Render ``config`` and return each neighbor's settings as ExaBGP's own validator parsed them."""
+    os.makedirs(config.workdir, exist_ok=True)
+    Path(config.conf_path).write_text(render_config(config))
+    out = subprocess.run([sys.executable, "-m", "bgp.exabgp_ext", "validate", "-nv", config.conf_path],
+                         env=dict(os.environ, PYTHONPATH=str(REPO)), stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout
+    neighbors, current = {}, None
+    for line in out.stdout.splitlines():
+        if not line.startswith(config.conf_path + " "):
+            continue
+        text = line[len(config.conf_path) + 1:]
+        if text.startswith("neighbor "):
+            current = neighbors.setdefault(text.split()[1], {})
+        elif current is not None and text.startswith("  ") and not text.startswith("   ") and text.endswith(";"):
+            key, _, value = text.strip().rstrip(";").partition(" ")
+            current[key] = value.strip('"')
+    return neighbors
+
+
+def test_exabgp_reads_every_neighbor_setting(tmp_path):
+    password = "pa ss;{w}#rd'\"\\"  # every character that ExaBGP's tokeniser would otherwise choke on
+    config = SpeakerConfig(asn=65000, router_id="10.0.0.1", workdir=str(tmp_path), neighbors=(
+        Neighbor("10.0.0.2", 65001, port=1790, md5_password=password, hold_time=30, local_address="10.0.0.1"),
+        Neighbor("10.0.0.3", 65000, hold_time=0, passive=True, local_address="10.0.0.1"),
+    ))
+    read = exabgp_reads(config)
+    first, second = read["10.0.0.2"], read["10.0.0.3"]
+    assert (first["local-as"], first["peer-as"], first["router-id"]) == ("65000", "65001", "10.0.0.1")
+    assert (first["local-address"], first["connect"], first["hold-time"]) == ("10.0.0.1", "1790", "30")
+    assert base64.b64decode(first["md5-password"]).decode() == password and first["md5-base64"] == "true"
+    assert first["passive"] == "false" and "listen" not in first
+    assert second["passive"] == "true" and second["hold-time"] == "0" and "md5-password" not in second
+    assert second["peer-as"] == "65000" and second["connect"] == "179"
+
+
+def test_neighbor_without_local_address(tmp_path):
+    alone = SpeakerConfig(asn=65000, router_id="10.0.0.1", workdir=str(tmp_path / "a"),
+                          neighbors=(Neighbor("10.0.0.2", 65001),))
+    assert exabgp_reads(alone)["10.0.0.2"]["local-address"] == "auto"  # ExaBGP picks, router-id names us
+    listening = SpeakerConfig(asn=65000, router_id="10.0.0.1", workdir=str(tmp_path / "b"), listen="10.0.0.9",
+                              listen_port=1179, neighbors=(Neighbor("10.0.0.2", 65001, passive=True,
+                                                                    md5_password="secret"),))
+    read = exabgp_reads(listening)["10.0.0.2"]
+    assert read["local-address"] == "10.0.0.9"  # accepting needs to know which address is ours
+    assert read["listen"] == "1179" and read["md5-ip"] == "10.0.0.9"  # the MD5 key on the listening socket
+
+
+def test_relay_process_and_api_section(tmp_path):
+    text = render_config(SpeakerConfig(asn=65000, router_id="10.0.0.1", workdir=str(tmp_path),
+                                       neighbors=(Neighbor("10.0.0.2", 65001),)))
+    assert f'run "{sys.executable}" -m bgp.relay "{tmp_path}/api.sock";' in text
+    assert "encoder json;" in text
+    assert "api { processes [ canopy ]; neighbor-changes; receive { parsed; update; } }" in text
+    assert "family { l2vpn evpn; }" in text
+
+
+def test_unwritable_path_is_refused(tmp_path):
+    config = SpeakerConfig(asn=65000, router_id="10.0.0.1", workdir=str(tmp_path / 'it"s'), neighbors=())
+    with pytest.raises(ValueError, match="workdir"):
+        render_config(config)
+
+
+def test_environment_listens_nowhere_unless_told(tmp_path):
+    base = {"PATH": "/usr/bin", "exabgp_tcp_port": "1234", "PYTHONPATH": "/elsewhere"}
+    config = SpeakerConfig(asn=65000, router_id="10.0.0.1", neighbors=(), workdir=str(tmp_path))
+    env = exabgp_env(config, base)
+    assert env["exabgp_tcp_bind"] == "" and "exabgp_tcp_port" not in env
+    assert env["exabgp_daemon_drop"] == "false" and env["exabgp_api_ack"] == "true"
+    assert env["exabgp_log_destination"] == str(tmp_path / "exabgp.log")
+    assert env["PYTHONPATH"].split(os.pathsep) == [str(REPO), "/elsewhere"]
+    assert env["exabgp_api_cli"] == "false" and env["PATH"] == "/usr/bin"
+    listening = exabgp_env(SpeakerConfig(asn=65000, router_id="10.0.0.1", neighbors=(), listen="10.0.0.1",
+                                         listen_port=1179, workdir=str(tmp_path)), base)
+    assert (listening["exabgp_tcp_bind"], listening["exabgp_tcp_port"]) == ("10.0.0.1", "1179")
+
+
+# --------------------------------------------------------------------------- commands and acks
+
+
+def attached(*routes) -> tuple[RouteBook, list[str]]:
+    book = RouteBook((Neighbor(PEER, 65001),))
+    book.set_desired(table(*routes))
+    return book, book.attach()
+
+
+def ack_all(book: RouteBook, answer: str = "done") -> None:
+    for _ in range(len(book.pending)):
+        book.handle_line(answer)
+
+
+def test_nothing_is_sent_before_exabgp_connects_then_everything_is():
+    book = RouteBook(())
+    assert book.set_desired(table(TYPE2, TYPE3)) == []
+    assert sorted(book.attach()) == sorted(to_command(r, "announce") for r in (TYPE2, TYPE3))
+    assert book.announced == {}  # not before the acknowledgements
+    ack_all(book)
+    assert book.announced == table(TYPE2, TYPE3) and not book.pending
+
+
+def test_change_withdraws_exactly_what_went_and_announces_what_changed():
+    book, _ = attached(TYPE2, TYPE3, TYPE5)
+    ack_all(book)
+    moved = MacIpRoute(**{**TYPE2.__dict__, "router_mac": "02:00:00:00:00:09"})
+    commands = book.set_desired(table(moved, TYPE5))
+    assert commands == [to_command(TYPE3, "withdraw"), to_command(moved, "announce")]
+    ack_all(book)
+    assert book.announced == table(moved, TYPE5)
+    assert book.set_desired(table(moved, TYPE5)) == []
+
+
+def test_refused_announce_is_not_announced_nor_resent_until_it_changes(caplog):
+    book, _ = attached(TYPE3)
+    with caplog.at_level(logging.ERROR, logger="canopy.bgp.speaker"):
+        book.handle_line("error")
+    assert book.announced == {} and not book.pending
+    assert to_command(TYPE3, "announce") in caplog.text
+    assert book.set_desired(table(TYPE3)) == []
+    other = InclusiveMulticastRoute(**{**TYPE3.__dict__, "vni": 5002})
+    assert book.set_desired(table(other)) == [to_command(other, "announce")]
+
+
+@needs_fixtures
+def test_exabgp_gone_forgets_announced_and_received_and_reinjects_on_reconnect():
+    book, _ = attached(TYPE5)
+    ack_all(book)
+    book.handle_line(state_line("up"))
+    book.handle_line(fixture("rx_type2_macadv.json"))
+    assert len(book.received) == 1
+    assert book.detach() is True
+    assert book.announced == {} and book.received == {}
+    assert [row["state"] for row in book.peer_rows()] == ["down"]
+    assert book.attach() == [to_command(TYPE5, "announce")]
+
+
+def test_stray_acknowledgement_is_ignored():
+    book = RouteBook(())
+    assert book.handle_line("done") is False and book.announced == {}
+
+
+# --------------------------------------------------------------------------- ExaBGP messages
+
+
+def test_peer_states_and_counts():
+    book, _ = attached(TYPE3)
+    ack_all(book)
+    assert book.peer_rows()[0]["state"] == "idle" and book.peer_rows()[0]["since"] is None
+    assert book.handle_line(state_line("connected")) is True
+    assert book.handle_line(state_line("up")) is True
+    row = book.peer_rows()[0]
+    assert (row["state"], row["sent"], row["received"], row["last_error"]) == ("up", 1, 0, None)
+    assert row["uptime"] is not None and row["since"] is not None
+    assert book.handle_line(state_line("down", reason="notification received (6,3)")) is True
+    row = book.peer_rows()[0]
+    assert (row["state"], row["uptime"], row["sent"]) == ("down", None, 0)
+    assert row["last_error"] == "notification received (6,3)"
+
+
+@needs_fixtures
+def test_received_routes_are_tracked_per_peer_and_dropped_when_it_goes_down():
+    book = RouteBook((Neighbor(PEER, 65001), Neighbor("127.0.0.9", 65002)))
+    book.handle_line(state_line("up"))
+    for name in ("rx_type2_macadv.json", "rx_type2_two_labels.json", "rx_type3_multicast_pmsi.json",
+                 "rx_type5_prefix.json"):
+        assert book.handle_line(fixture(name)) is True
+    other = fixture("rx_type5_prefix.json").replace('"peer": "127.0.0.1"', '"peer": "127.0.0.9"')
+    book.handle_line(other)
+    assert {peer for peer, _ in book.received} == {PEER, "127.0.0.9"}
+    mine = {key: route for (peer, key), route in book.received.items() if peer == PEER}
+    assert sorted(route.TYPE for route in mine.values()) == [2, 2, 3, 5]
+    assert {(r.mac, r.l2_vni, r.l3_vni) for r in mine.values() if r.TYPE == 2} == {
+        ("52:54:00:aa:bb:cc", 5001, None), ("52:54:00:aa:bb:dd", 5001, 9001)}
+    assert book.peer_rows()[0]["received"] == 4
+
+    assert book.handle_line(fixture("rx_type2_withdraw.json")) is True
+    assert "52:54:00:aa:bb:cc" not in {r.mac for r in book.received.values() if r.TYPE == 2}
+    assert book.handle_line(fixture("rx_type2_withdraw.json")) is False  # nothing left to withdraw
+
+    assert book.handle_line(state_line("down", reason="peer reset")) is True
+    assert {peer for peer, _ in book.received} == {"127.0.0.9"}
+
+
+@pytest.mark.parametrize("line", [
+    "{ not json", '{"type": "update"}', '{"type": "state", "neighbor": {}}', '{"type": "update", "neighbor": 3}',
+    '["a list"]', "shutdown", "", '{"type": "state", "neighbor": {"address": {"peer": "127.0.0.1"}, "state": "odd"}}',
+])
+def test_malformed_lines_are_dropped(line):
+    book = RouteBook((Neighbor(PEER, 65001),))
+    assert book.handle_line(line) is False
+    assert book.received == {} and book.peer_rows()[0]["state"] == "idle"
+
+
+def test_state_of_an_unconfigured_peer_is_ignored():
+    book = RouteBook((Neighbor(PEER, 65001),))
+    assert book.handle_line(state_line("up", peer="127.0.0.99")) is False
+
+
+# --------------------------------------------------------------------------- the relay
+
+
+def test_relay_copies_both_ways_and_exits_when_the_speaker_closes(tmp_path):
+    path = str(tmp_path / "api.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(path)
+        listener.listen(1)
+        listener.settimeout(30)
+        relay = subprocess.Popen([sys.executable, "-m", "bgp.relay", path], cwd=REPO, stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE)
+        try:
+            conn, _ = listener.accept()
+            conn.settimeout(30)
+            relay.stdin.write(b'{"type": "state"}\ndone\n')
+            relay.stdin.flush()
+            received = b""
+            while received.count(b"\n") < 2:
+                received += conn.recv(4096)
+            assert received == b'{"type": "state"}\ndone\n'
+            conn.sendall(b"announce evpn {}\n")
+            assert relay.stdout.readline() == b"announce evpn {}\n"
+            conn.close()
+            assert relay.wait(timeout=30) == 0
+        finally:
+            if relay.poll() is None:
+                relay.kill()
+                relay.wait(timeout=30)
+
+
+def test_relay_exits_when_exabgp_closes_its_stdin(tmp_path):
+    path = str(tmp_path / "api.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(path)
+        listener.listen(1)
+        listener.settimeout(30)
+        relay = subprocess.Popen([sys.executable, "-m", "bgp.relay", path], cwd=REPO, stdin=subprocess.PIPE,
+                                 stdout=subprocess.DEVNULL)
+        try:
+            conn, _ = listener.accept()
+            relay.stdin.close()
+            assert relay.wait(timeout=30) == 0
+            conn.settimeout(30)
+            assert conn.recv(10) == b""
+        finally:
+            if relay.poll() is None:
+                relay.kill()
+                relay.wait(timeout=30)
