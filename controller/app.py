@@ -17,6 +17,7 @@ from controller import runtime
 from controller.core import build_core
 from controller.programmer import Programmer
 from controller.derive import vtep_desired
+from controller.rest import bgp as rest_bgp
 from controller.rest import dataplane as rest_dataplane
 from controller.rest import vteps as rest_vteps
 from controller.rest import wsgi as rest_wsgi
@@ -58,6 +59,12 @@ class CanopyApp(RyuApp):
         extra = [Route("GET", "/v1/ovsdb/sessions", self._ovsdb_sessions, "accepted OVSDB manager connections")]
         extra += rest_dataplane.routes(self.state, self.programmer, lambda: self.reconcilers)
         extra += rest_vteps.routes(self.state, self.programmer)
+        self.federation = None
+        if settings.bgp is not None and settings.bgp.enabled:
+            from bgp.federation import Federation  # imports ExaBGP's extension only when BGP is configured
+
+            self.federation = Federation(settings.bgp, settings.data_dir, self.state)
+        extra += rest_bgp.routes(self.federation)
         self._vtep_pushed: dict = {}  # hardware VTEP name -> the VtepDesired last handed to OVSDB
         self.api = Api(self.service, self.state, settings, extra_routes=extra)
         rest_wsgi.register(kwargs["wsgi"], self.api)
@@ -74,9 +81,13 @@ class CanopyApp(RyuApp):
         thread = super().start()
         self._worker = hub.spawn(self._program_loop)
         self.ovsdb.start()
+        if self.federation is not None:
+            self.federation.start()
         return thread
 
     def stop(self):
+        if self.federation is not None:
+            self.federation.stop()
         self.ovsdb.stop()
         for rec in self.reconcilers.values():
             rec.stop()
@@ -88,6 +99,7 @@ class CanopyApp(RyuApp):
     # ------------------------------------------------------------------ programming switches
     def _program_loop(self):
         """Wait for State to change, then recompile what changed and hand it to the switches."""
+        self._import_remote()
         self.programmer.refresh(full=True)
         gc.freeze()
         while True:
@@ -95,6 +107,7 @@ class CanopyApp(RyuApp):
             hub.sleep(COALESCE)
             self._wake.clear()
             full_before = self.programmer.full_recomputes
+            self._import_remote()
             try:
                 touched = self.programmer.refresh()
             except Exception:  # a compiler bug must not stop programming: recompute everything next time
@@ -106,6 +119,21 @@ class CanopyApp(RyuApp):
             for session in touched:
                 self._push(session)
             self._push_vteps()
+            self._publish_routes()
+
+    def _import_remote(self):
+        if self.federation is not None:
+            try:
+                self.federation.refresh_import()
+            except Exception:  # a bad route or an import bug must not stop programming
+                log.exception("importing EVPN routes failed; keeping the previous remote table")
+
+    def _publish_routes(self):
+        if self.federation is not None:
+            try:
+                self.federation.publish(self.programmer.view)
+            except Exception:
+                log.exception("computing the EVPN routes to announce failed")
 
     def _push(self, session):
         sw = self.programmer.view.switches.get(session)

@@ -14,6 +14,7 @@ import time
 from controller import binding
 from controller.discovery import DiscoverySink, VrsSnapshot, VtepSnapshot
 from controller.policy import Policy
+from controller.remote import RemoteTable
 
 log = logging.getLogger("canopy.state")
 
@@ -33,6 +34,8 @@ class State(DiscoverySink):
         self.vrs_since: dict[str, float] = {}
         self.datapaths: dict[int, dict] = {}
         self.locations: dict[str, binding.Location] = {}
+        self.received: dict = {}  # (BGP peer, route key) -> EVPN route, as the speaker last reported
+        self.remote = RemoteTable()  # what of it our import policy takes (set by bgp.federation)
         self._seen: dict[tuple, int] = {}  # (session, port, vlan) -> order of first appearance
         self._clock = itertools.count(1)
         self._subscribers = []
@@ -40,7 +43,7 @@ class State(DiscoverySink):
 
     # ------------------------------------------------------------------ subscriptions
     def subscribe(self, callback):
-        """callback(what: str, detail) after every change; what in policy|vrs|datapath|locations."""
+        """callback(what: str, detail) after every change; what in policy|vrs|vtep|datapath|locations|bgp."""
         self._subscribers.append(callback)
 
     def _notify(self, what, detail=None):
@@ -91,6 +94,11 @@ class State(DiscoverySink):
         if snap is not None:
             log.info("hardware VTEP %s (OVSDB %s) disconnected", snap.name, snap.peer)
             self._notify("vtep", session)
+
+    def bgp_received(self, received: dict) -> None:
+        """The routes BGP peers currently send us (a new dict each time: never mutated afterwards)."""
+        self.received = received
+        self._notify("bgp", len(received))
 
     def datapath_up(self, dpid: int, peer: str, conn=None) -> None:
         self.datapaths[dpid] = {"peer": peer, "since": time.time(), "conn": conn}

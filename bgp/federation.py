@@ -1,0 +1,95 @@
+"""EVPN federation: the glue between State and the BGP speaker.
+
+Data flow (DESIGN.md): the speaker's receive handler only records what peers sent in State
+(``State.bgp_received``); the programming loop then imports it (``refresh_import``: pure import policy ->
+``State.remote``), recompiles flows, and announces (``publish``: MAC mobility, then the pure originate
+compiler, then the speaker sends only the difference).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+from bgp import routes as bgp_routes
+from bgp.evpn import ImportResult, Mobility, import_routes, originate
+from bgp.speaker import Neighbor, Speaker, SpeakerConfig
+from controller.remote import RemoteTable
+
+log = logging.getLogger("canopy.bgp")
+
+
+def speaker_config(bgp, data_dir: str) -> SpeakerConfig:
+    """The speaker's configuration from the controller's BgpSettings."""
+    neighbors = tuple(Neighbor(address=n.address, asn=n.asn, port=n.port, md5_password=n.md5_password,
+                               hold_time=n.hold_time, local_address=n.local_address, passive=n.passive,
+                               rr_client=n.rr_client) for n in bgp.neighbors)
+    return SpeakerConfig(asn=bgp.asn, router_id=bgp.router_id, neighbors=neighbors, listen=bgp.listen,
+                         listen_port=bgp.port, workdir=os.path.join(data_dir, "bgp"))
+
+
+class Federation:
+    def __init__(self, bgp_settings, data_dir: str, state, speaker=None):
+        self.settings = bgp_settings
+        self.state = state
+        self.speaker = speaker or Speaker(speaker_config(bgp_settings, data_dir),
+                                          on_change=self._received_changed, log=log)
+        self.mobility = Mobility()
+        self.result = ImportResult(RemoteTable(), 0, 0)
+        self.originating = True  # False on an HA standby: only the active announces
+        self._imported_from = None  # (received, policy) the current import was made from
+
+    def start(self):
+        os.makedirs(self.speaker_workdir, exist_ok=True)
+        self.speaker.start()
+
+    @property
+    def speaker_workdir(self) -> str:
+        return self.speaker.config.workdir
+
+    def stop(self):
+        self.speaker.stop()
+
+    # ------------------------------------------------------------------ receive (handler -> State)
+    def _received_changed(self):
+        self.state.bgp_received(self.speaker.received())
+
+    # ------------------------------------------------------------------ programming loop steps
+    def refresh_import(self) -> bool:
+        """Re-import when what peers sent or the policy changed; True when State.remote changed."""
+        source = (self.state.received, self.state.policy)
+        if self._imported_from is not None and all(a is b for a, b in zip(source, self._imported_from)):
+            return False
+        self._imported_from = source
+        self.result = import_routes(self.state.received, self.state.policy)
+        if self.result.table == self.state.remote:
+            return False
+        self.state.remote = self.result.table
+        return True
+
+    def publish(self, view) -> None:
+        """Announce what this View originates, and withdraw what it no longer does."""
+        seqs = self.mobility.update(view, self.state.remote)
+        desired = originate(view, self.state.policy, seqs) if self.originating else {}
+        self.speaker.set_desired(desired)
+
+    # ------------------------------------------------------------------ inspection (REST)
+    def peers(self) -> list[dict]:
+        return self.speaker.peers()
+
+    def routes(self, direction: str, kind: int | None = None) -> list[dict]:
+        if direction == "out":
+            items = [(None, r) for r in self.speaker.announced().values()]
+        else:
+            items = [(peer, r) for (peer, _key), r in self.speaker.received().items()]
+        out = []
+        for peer, route in items:
+            if kind is not None and route.TYPE != kind:
+                continue
+            entry = bgp_routes.route_to_dict(route)
+            if peer is not None:
+                entry["peer"] = peer
+            out.append(entry)
+        out.sort(key=lambda e: (e["type"], e.get("peer") or "", json.dumps(e, sort_keys=True)))
+        return out

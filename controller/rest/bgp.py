@@ -1,0 +1,42 @@
+"""REST view of EVPN federation: BGP peers and the routes sent and received."""
+
+from __future__ import annotations
+
+from controller.rest.api import ApiError, Response, Route
+
+DIRECTIONS = ("in", "out")
+TYPES = ("2", "3", "5")
+
+
+def routes(federation) -> list[Route]:
+    """``federation`` is a bgp.federation.Federation, or None when no neighbor is configured."""
+
+    def peers(req):
+        _no_query(req, ())
+        items = federation.peers() if federation else []
+        body = {"items": items, "count": len(items), "enabled": federation is not None}
+        if federation is not None:
+            body["speaker"] = federation.speaker.status()
+            body["import"] = {"imported": federation.result.imported, "ignored": federation.result.ignored}
+        return Response(200, body)
+
+    def bgp_routes(req):
+        _no_query(req, ("direction", "type"))
+        direction = req.query.get("direction", "in")
+        if direction not in DIRECTIONS:
+            raise ApiError(400, "bad_query", f"must be one of {', '.join(DIRECTIONS)}", "direction")
+        kind = req.query.get("type")
+        if kind is not None and kind not in TYPES:
+            raise ApiError(400, "bad_query", f"must be one of {', '.join(TYPES)}", "type")
+        items = federation.routes(direction, int(kind) if kind else None) if federation else []
+        return Response(200, {"items": items, "count": len(items), "direction": direction})
+
+    return [Route("GET", "/v1/bgp/peers", peers, "BGP neighbors: state, uptime, routes received and sent"),
+            Route("GET", "/v1/bgp/routes", bgp_routes, "EVPN routes received from peers (in) or announced (out)",
+                  query=(("direction", "in (default) or out"), ("type", "only this route type: 2, 3 or 5")))]
+
+
+def _no_query(req, allowed):
+    for key in req.query:
+        if key not in allowed:
+            raise ApiError(400, "bad_query", f"unknown query parameter; use {sorted(allowed)}", key)
