@@ -2,7 +2,8 @@
 hypervisor: VMs under controller A reach VMs under controller B in the same subnet (L2 over VXLAN to the
 remote VTEP) and in another subnet of the same domain (symmetric IRB on the L3 VNI); a VM that stops is
 withdrawn on the other side; a VM that migrates from A's hypervisor to B's keeps working and its MAC
-mobility sequence number rises."""
+mobility sequence number rises; a bare-metal server behind a hardware VTEP driven by B reaches a VM
+under A (the VTEP's learned MAC and flood list travel as type 2 and type 3 routes)."""
 
 from __future__ import annotations
 
@@ -86,11 +87,11 @@ def fed(lab_capable):
         lab.wait_until(lambda: peer_up(a.api) and peer_up(b.api), timeout=60, what="the EVPN session A-B")
         for name, vm in vms.items():
             assert dhcp(lab, vm).get("ip"), f"{name} got no DHCP lease"
-        yield lab, a, b, (hva, hvb), vms
+        yield lab, a, b, (hva, hvb), vms, (ctl_a, ctl_b)
 
 
 def test_routes_cross_with_vnis_router_mac_and_real_vtep_next_hops(fed):
-    lab, a, b, (hva, hvb), _ = fed
+    lab, a, b, (hva, hvb), _, _ = fed
     lab.wait_until(lambda: {"02:00:00:0b:00:01", "02:00:00:0b:00:02"} <= set(remote_macs(a.api)), timeout=30,
                    what="B's VMs in A's received routes")
     b1 = remote_macs(a.api)["02:00:00:0b:00:01"]
@@ -105,7 +106,7 @@ def test_routes_cross_with_vnis_router_mac_and_real_vtep_next_hops(fed):
 
 
 def test_ping_across_controllers_in_the_same_subnet_and_across_subnets(fed):
-    lab, _, _, _, vms = fed
+    lab, _, _, _, vms, _ = fed
     reach(lab, vms["a1"], "10.0.1.21", timeout=30)  # web -> web over the L2 VNI
     reach(lab, vms["a1"], "10.0.2.21", timeout=30)  # web -> db over the L3 VNI (symmetric IRB)
     reach(lab, vms["b2"], "10.0.1.11", timeout=30)
@@ -113,7 +114,7 @@ def test_ping_across_controllers_in_the_same_subnet_and_across_subnets(fed):
 
 
 def test_a_vm_that_stops_is_withdrawn_on_the_other_side(fed):
-    lab, a, b, (hva, _), vms = fed
+    lab, a, b, (hva, _), vms, _ = fed
     reach(lab, vms["a1"], "10.0.2.11", timeout=30)
     lab.remove_vm(vms.pop("a2"))
     lab.wait_until(lambda: "02:00:00:0a:00:02" not in remote_macs(b.api), timeout=30,
@@ -127,7 +128,7 @@ def hvb_flows(fed):
 
 
 def test_a_vm_migrating_from_a_to_b_keeps_working_and_its_sequence_rises(fed):
-    lab, a, b, (hva, hvb), vms = fed
+    lab, a, b, (hva, hvb), vms, _ = fed
     mac = "02:00:00:0c:00:01"
     reach(lab, vms["b1"], "10.0.1.30", timeout=30)
     before = remote_macs(b.api)[mac]
@@ -142,3 +143,24 @@ def test_a_vm_migrating_from_a_to_b_keeps_working_and_its_sequence_rises(fed):
     assert dhcp(lab, moved).get("ip") == "10.0.1.30"
     reach(lab, vms["a1"], "10.0.1.30", timeout=30)
     reach(lab, moved, "10.0.2.21", timeout=30)
+
+
+def test_bare_metal_behind_b_and_a_vm_under_a_reach_each_other(fed):
+    from tests.harness.vtep import vtep_unavailable
+
+    reason = vtep_unavailable()
+    if reason:
+        pytest.skip(reason)
+    lab, a, b, (hva, _), vms, (_, ctl_b) = fed
+    tor = lab.add_hardware_vtep("tor1", ports=("p1",))
+    tor.connect(ctl_b)
+    web = b.api.get("/v1/subnets?name=web").json["items"][0]
+    reply = b.api.post("/v1/vtep-bindings", {"switch": "tor1", "port": "p1", "vlan": 100, "subnet_id": web["id"]})
+    assert reply.status == 201, reply.text
+    bm = lab.add_baremetal(tor, "bm1", port="p1", vlan=100, mac="02:00:00:0d:00:01", ip="10.0.1.50/24")
+    lab.wait_until(lambda: tor.remote_macs(f"canopy-{WEB_VNI}")[0].get("02:00:00:0a:00:01") == hva.vtep_ip,
+                   timeout=30, what="A's VM as a remote MAC on B's hardware VTEP")
+    reach(lab, bm, "10.0.1.11", timeout=30)  # bare metal (B's VTEP) -> VM under A
+    lab.wait_until(lambda: (remote_macs(a.api).get("02:00:00:0d:00:01") or {}).get("next_hop") == tor.tunnel_ip,
+                   timeout=30, what="the bare-metal MAC announced by B at the VTEP's tunnel IP")
+    assert vms["a1"].ping("10.0.1.50", count=2, timeout=4)
