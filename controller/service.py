@@ -2,13 +2,16 @@
 
 Every write (REST create/update/delete, declarative apply) goes through here and follows one path:
 copy the policy -> change the copy -> check every rule -> commit to the store in one transaction ->
-swap the copy into State. A refused or failed write changes nothing, in memory or on disk.
+swap the copy into State -> ``before_ack`` (the HA pair ships the change to the standby there, before the
+caller replies). A refused or failed write changes nothing, in memory or on disk. On a node that does
+not take writes (the standby), ``writable`` says why and every write raises NotActive up front.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
+from typing import Callable
 
 from controller import policy as pol
 from controller import policydoc
@@ -24,11 +27,30 @@ class NotFound(Exception):
         super().__init__(f"no {kind} with id {oid!r}")
 
 
+class NotActive(Exception):
+    """A write sent to a node that does not take writes; ``reason`` says where they go instead."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+        super().__init__(reason)
+
+
 class PolicyService:
+    # called with (committed changes, meta written) after each commit, before the write returns
+    before_ack: Callable[[list[Change], dict], None] | None = None
+    # None or a function returning None (writes allowed) or the reason this node refuses them
+    writable: Callable[[], str | None] | None = None
+
     def __init__(self, store, state, settings):
         self.store = store
         self.state = state
         self.settings = settings
+
+    def _check_writable(self):
+        """Raise NotActive if this node does not take writes now."""
+        reason = self.writable() if self.writable is not None else None
+        if reason:
+            raise NotActive(reason)
 
     # ------------------------------------------------------------------ helpers
     def _allocator(self):
@@ -37,9 +59,15 @@ class PolicyService:
     def _commit(self, candidate: pol.Policy, changes: list[Change], allocator) -> list[Change]:
         if not changes:
             return []
-        done = self.store.commit(changes, meta={"counters": allocator.counters})
+        meta = {"counters": allocator.counters}
+        done = self.store.commit(changes, meta=meta)
         self.state.policy_committed(candidate, done)
         log.info("committed %d change(s), seq %d-%d", len(done), done[0].seq, done[-1].seq)
+        if self.before_ack is not None:
+            try:
+                self.before_ack(done, {**meta, "last_txn": done[-1].txn})
+            except Exception:  # the change is committed; replication catches up on its own
+                log.exception("before_ack failed after seq %d", done[-1].seq)
         return done
 
     def _checked(self, candidate, focus):
@@ -57,6 +85,7 @@ class PolicyService:
 
     # ------------------------------------------------------------------ object writes
     def create(self, kind: str, body) -> dict:
+        self._check_writable()
         candidate = self.state.policy.copy()
         obj = normalise(kind, body, ref=_guess_ref(body))
         obj["id"] = str(uuid.uuid4())
@@ -71,6 +100,7 @@ class PolicyService:
         return obj
 
     def update(self, kind: str, oid: str, body) -> dict:
+        self._check_writable()
         current = self.get(kind, oid)
         candidate = self.state.policy.copy()
         obj = normalise(kind, body, current=current, ref=candidate.ref(kind, current))
@@ -83,6 +113,7 @@ class PolicyService:
 
     def delete(self, kind: str, oid: str, cascade: bool = False) -> list[dict]:
         """Delete an object; with ``cascade`` also what belongs to it (children first)."""
+        self._check_writable()
         current = self.get(kind, oid)
         candidate = self.state.policy.copy()
         order: list[tuple[str, dict]] = []
@@ -110,6 +141,9 @@ class PolicyService:
 
     # ------------------------------------------------------------------ declarative apply
     def apply(self, data, source: str, prune: bool = False, dry_run: bool = False) -> dict:
+        """Make the policy match a document; a dry run only plans. Both refused where writes are (NotActive):
+        a plan made on the standby could be stale by the replication lag."""
+        self._check_writable()
         allocator = self._allocator()
         plan = policydoc.plan(self.state.policy, data, source, allocator, prune=prune)
         done = [] if dry_run else self._commit(plan.policy, plan.changes, allocator)

@@ -8,6 +8,12 @@ Tables:
 
 A write is acknowledged only after ``commit()`` returns, and commit runs with ``synchronous=FULL``: a
 ``kill -9`` (or a power cut) right after the acknowledgement loses nothing.
+
+Replication (controller/replication.py) uses the second half of this module: ``apply_replicated()`` writes
+the active's changes with their own seq/txn/ts, ``snapshot()``/``restore()`` copy the whole store, and
+``history()`` names a position in the change history, (seq, ts of that change), so two stores can tell
+whether one is a prefix of the other. The connection is shared between threads (REST, the HA link), so
+every statement and transaction runs under one re-entrant lock.
 """
 
 from __future__ import annotations
@@ -15,8 +21,10 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import threading
 import time
 from dataclasses import dataclass
+from functools import wraps
 
 SCHEMA_VERSION = 1
 
@@ -29,8 +37,23 @@ _DDL = (
 )
 
 
+# meta keys that describe this store's own log, never copied from another store
+LOCAL_META = ("schema_version", "compacted_seq", "compacted_ts")
+
+
 class StoreError(RuntimeError):
     pass
+
+
+def _locked(method):
+    """Run a Store method under the store's lock (one SQLite connection serves several threads)."""
+
+    @wraps(method)
+    def locked(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return locked
 
 
 @dataclass(frozen=True)
@@ -49,12 +72,26 @@ class Change:
         return {"seq": self.seq, "txn": self.txn, "ts": self.ts, "kind": self.kind, "id": self.id,
                 "op": self.op, "body": self.body}
 
+    @classmethod
+    def from_wire(cls, wire: dict) -> "Change":
+        """The inverse of to_wire(); raises StoreError on a map that is not a change."""
+        try:
+            change = cls(wire["kind"], wire["id"], wire["op"], wire["body"], wire["seq"], wire["txn"],
+                         float(wire["ts"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StoreError(f"malformed change {wire!r:.200}: {exc!r}") from None
+        if not (isinstance(change.kind, str) and isinstance(change.id, str) and _is_int(change.seq)
+                and _is_int(change.txn) and (change.body is None or isinstance(change.body, dict))):
+            raise StoreError(f"malformed change {wire!r:.200}")
+        return change
+
 
 class Store:
     def __init__(self, data_dir: str, keep_changes: int = 100_000):
         os.makedirs(data_dir, mode=0o750, exist_ok=True)
         self.path = os.path.join(data_dir, "canopy.db")
         self.keep_changes = keep_changes
+        self._lock = threading.RLock()
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
@@ -72,26 +109,31 @@ class Store:
         self._db.close()
 
     # ------------------------------------------------------------------ reading
+    @_locked
     def load_objects(self) -> dict[str, dict[str, dict]]:
         out: dict[str, dict[str, dict]] = {}
         for kind, oid, body in self._db.execute("SELECT kind, id, body FROM objects"):
             out.setdefault(kind, {})[oid] = json.loads(body)
         return out
 
+    @_locked
     def last_seq(self) -> int:
         row = self._db.execute("SELECT MAX(seq) FROM changes").fetchone()
         return max(row[0] or 0, self.get_meta("compacted_seq") or 0)
 
+    @_locked
     def changes_since(self, seq: int, limit: int = 1000) -> list[Change]:
         rows = self._db.execute(
             "SELECT seq, txn, ts, kind, id, op, body FROM changes WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit))
         return [Change(kind, oid, op, json.loads(body) if body else None, s, txn, ts)
                 for s, txn, ts, kind, oid, op, body in rows]
 
+    @_locked
     def oldest_seq(self) -> int:
         row = self._db.execute("SELECT MIN(seq) FROM changes").fetchone()
         return row[0] or (self.last_seq() + 1)
 
+    @_locked
     def get_meta(self, key, default=None):
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return json.loads(row[0]) if row else default
@@ -133,22 +175,147 @@ class Store:
     def _trim(self, seq):
         cutoff = seq - self.keep_changes
         if cutoff > 0:
+            row = self._db.execute("SELECT ts FROM changes WHERE seq = ?", (cutoff,)).fetchone()
+            if row is not None:  # history() still names the position once the log is empty
+                self._set_meta("compacted_ts", row[0])
             self._db.execute("DELETE FROM changes WHERE seq <= ?", (cutoff,))
             self._set_meta("compacted_seq", max(cutoff, self.get_meta("compacted_seq") or 0))
 
     def _txn(self):
-        return _Transaction(self._db)
+        return _Transaction(self._db, self._lock)
+
+    # ------------------------------------------------------------------ replication
+    @_locked
+    def change_at(self, seq: int) -> Change | None:
+        """The logged change with this sequence number, or None (never written, or compacted away)."""
+        rows = self.changes_since(seq - 1, limit=1)
+        return rows[0] if rows and rows[0].seq == seq else None
+
+    @_locked
+    def history(self) -> tuple[int, float | None]:
+        """(last_seq, commit time of that change): the position in history. The time is the active's and is
+        replicated verbatim, so two stores with the same pair hold the same history. (0, None): empty."""
+        last = self.last_seq()
+        change = self.change_at(last)
+        if change is not None:
+            return last, change.ts
+        return last, (self.get_meta("compacted_ts") if last else None)
+
+    @_locked
+    def replicated_meta(self) -> dict:
+        """The meta values a standby copies (counters, last_txn, ...): all but LOCAL_META."""
+        return {key: json.loads(value) for key, value in self._db.execute("SELECT key, value FROM meta")
+                if key not in LOCAL_META}
+
+    def apply_replicated(self, changes: list[Change], meta: dict) -> int:
+        """Write the active's changes, keeping their seq/txn/ts, and its meta values in one transaction.
+
+        Changes at or below last_seq() were applied before and are skipped (a re-send is harmless); the meta
+        then is not written either, as it may be older than ours. A gap (first new seq != last_seq() + 1, or
+        a hole inside the batch) raises StoreError and writes nothing. Returns the new last_seq()."""
+        with self._txn():
+            last = self.last_seq()
+            new = [c for c in changes if c.seq > last]
+            if changes and not new:
+                return last
+            expected = last + 1
+            for change in new:
+                if change.seq != expected:
+                    raise StoreError(f"replication gap: got change {change.seq}, expected {expected}")
+                expected += 1
+            for change in new:
+                body = json.dumps(change.body, sort_keys=True) if change.body is not None else None
+                self._write_object(change, body)
+                self._db.execute("INSERT INTO changes (seq, txn, ts, kind, id, op, body) VALUES (?,?,?,?,?,?,?)",
+                                 (change.seq, change.txn, change.ts, change.kind, change.id, change.op, body))
+            for key, value in (meta or {}).items():
+                if key not in LOCAL_META:
+                    self._set_meta(key, value)
+            txns = [c.txn for c in new] + [self.get_meta("last_txn") or 0]
+            self._set_meta("last_txn", max(txns))
+            last = new[-1].seq if new else last
+            self._trim(last)
+        return last
+
+    def _write_object(self, change: Change, body: str | None):
+        if change.op == "put":
+            if body is None:
+                raise StoreError(f"put of {change.kind} {change.id} without a body")
+            self._db.execute("INSERT OR REPLACE INTO objects (kind, id, body) VALUES (?, ?, ?)",
+                             (change.kind, change.id, body))
+        elif change.op == "delete":
+            self._db.execute("DELETE FROM objects WHERE kind = ? AND id = ?", (change.kind, change.id))
+        else:
+            raise StoreError(f"unknown change op {change.op!r}")
+
+    def snapshot(self) -> dict:
+        """The whole store as one value: {"objects": {kind: {id: body}}, "meta": {key: value} (all but
+        schema_version), "last_seq": int, "history": [seq, ts] of the last change or None}."""
+        with self._txn():
+            meta = {key: json.loads(value) for key, value in self._db.execute("SELECT key, value FROM meta")
+                    if key != "schema_version"}
+            seq, ts = self.history()
+            return {"objects": self.load_objects(), "meta": meta, "last_seq": seq,
+                    "history": [seq, ts] if ts is not None else None}
+
+    def restore(self, snapshot: dict) -> None:
+        """Replace every object and meta value (schema_version stays) with a snapshot's and empty the change
+        log, so last_seq() and history() equal the snapshot's. One transaction: a malformed snapshot raises
+        StoreError and leaves the store as it was."""
+        try:
+            objects, meta, last = snapshot["objects"], snapshot["meta"], snapshot["last_seq"]
+            history = snapshot.get("history")
+            if not (isinstance(objects, dict) and isinstance(meta, dict) and _is_int(last) and last >= 0):
+                raise StoreError("snapshot has no objects, meta and last_seq")
+            ts = None
+            if history is not None:
+                hseq, ts = history
+                if hseq != last or not isinstance(ts, (int, float)):
+                    raise StoreError(f"snapshot history {history!r} does not match last_seq {last}")
+            with self._txn():
+                self._db.execute("DELETE FROM objects")
+                self._db.execute("DELETE FROM changes")
+                self._db.execute("DELETE FROM meta WHERE key != 'schema_version'")
+                for kind, bodies in objects.items():
+                    for oid, body in bodies.items():
+                        if not (isinstance(kind, str) and isinstance(oid, str) and isinstance(body, dict)):
+                            raise StoreError(f"snapshot object {kind!r}/{oid!r} is not an object body")
+                        self._db.execute("INSERT INTO objects (kind, id, body) VALUES (?, ?, ?)",
+                                         (kind, oid, json.dumps(body, sort_keys=True)))
+                for key, value in meta.items():
+                    if key not in LOCAL_META:
+                        self._set_meta(key, value)
+                self._set_meta("compacted_seq", last)
+                if ts is not None:
+                    self._set_meta("compacted_ts", ts)
+        except StoreError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError, sqlite3.Error) as exc:
+            raise StoreError(f"malformed snapshot: {exc!r}") from None
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception."""
+    """Take the store lock, BEGIN IMMEDIATE ... COMMIT, rolled back on any exception."""
 
-    def __init__(self, db):
+    def __init__(self, db, lock):
         self.db = db
+        self.lock = lock
 
     def __enter__(self):
-        self.db.execute("BEGIN IMMEDIATE")
+        self.lock.acquire()
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self.lock.release()
+            raise
 
     def __exit__(self, exc_type, exc, tb):
-        self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+        try:
+            self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+        finally:
+            self.lock.release()
         return False

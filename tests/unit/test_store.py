@@ -80,3 +80,100 @@ def test_acknowledged_writes_survive_kill_9(tmp_path):
     objects = store.load_objects().get("vport", {})
     assert all(f"v{i}" in objects for i in range(acked + 1))
     assert store.last_seq() >= acked + 1
+
+
+# ------------------------------------------------------------------ replication support
+
+def _source_with_history(tmp_path, keep_changes=100_000):
+    """A store with puts, a replace, a delete and a two-change transaction (seqs 1-5)."""
+    store = Store(str(tmp_path / "source"), keep_changes=keep_changes)
+    store.commit([Change("tenant", "a", "put", {"id": "a", "name": "acme"})], meta={"counters": {"vni": 1}})
+    store.commit([Change("tenant", "b", "put", {"id": "b", "name": "b"}),
+                  Change("domain", "d", "put", {"id": "d", "tenant_id": "a", "rts": ["1:1"]})],
+                 meta={"counters": {"vni": 2}})
+    store.commit([Change("tenant", "a", "put", {"id": "a", "name": "acme2"})])
+    store.commit([Change("tenant", "b", "delete", None)])
+    return store
+
+
+def _content(store):
+    """Everything replication must reproduce."""
+    return (store.load_objects(), store.last_seq(), store.history(),
+            [c.to_wire() for c in store.changes_since(0)], store.replicated_meta())
+
+
+def test_replayed_changes_equal_the_source(tmp_path):
+    source = _source_with_history(tmp_path)
+    replica = Store(str(tmp_path / "replica"))
+    changes = source.changes_since(0)
+    assert replica.apply_replicated(changes[:2], {"counters": {"vni": 2}}) == 2
+    assert replica.apply_replicated(changes[2:], source.replicated_meta()) == 5
+    assert _content(replica) == _content(source)
+    assert replica.get_meta("last_txn") == source.get_meta("last_txn") == 4
+    assert replica.change_at(3) == source.change_at(3) and replica.change_at(9) is None
+
+
+def test_a_resent_batch_is_skipped(tmp_path):
+    source = _source_with_history(tmp_path)
+    replica = Store(str(tmp_path / "replica"))
+    replica.apply_replicated(source.changes_since(0), source.replicated_meta())
+    before = _content(replica)
+    assert replica.apply_replicated(source.changes_since(1), {"counters": {"vni": 0}}) == 5
+    assert _content(replica) == before  # neither the changes nor their (older) meta were written again
+    overlap = source.changes_since(3)
+    source.commit([Change("tenant", "c", "put", {"id": "c"})])
+    assert replica.apply_replicated(overlap + source.changes_since(5), {}) == 6
+    assert _content(replica) == _content(source)
+
+
+@pytest.mark.parametrize("pick", [lambda cs: cs[1:], lambda cs: cs[:1] + cs[2:]], ids=["leading", "inner"])
+def test_a_gap_is_refused_and_writes_nothing(tmp_path, pick):
+    source = _source_with_history(tmp_path)
+    replica = Store(str(tmp_path / "replica"))
+    with pytest.raises(StoreError, match="gap"):
+        replica.apply_replicated(pick(source.changes_since(0)), {"counters": {"vni": 9}})
+    assert replica.load_objects() == {} and replica.last_seq() == 0 and replica.get_meta("counters") is None
+    assert replica.history() == (0, None)
+
+
+def test_snapshot_restore_round_trip(tmp_path):
+    source = _source_with_history(tmp_path)
+    snap = source.snapshot()
+    assert snap["last_seq"] == 5 and snap["history"] == [5, source.change_at(5).ts]
+    replica = Store(str(tmp_path / "replica"))
+    replica.commit([Change("tenant", "x", "put", {"id": "x", "name": "stale"})], meta={"other": 1})
+    replica.restore(snap)
+    assert replica.load_objects() == source.load_objects() and replica.last_seq() == 5
+    assert replica.history() == source.history() and replica.changes_since(0) == []
+    assert replica.replicated_meta() == source.replicated_meta() and replica.get_meta("schema_version") == 1
+    source.commit([Change("tenant", "c", "put", {"id": "c"})])  # the stream continues after a restore
+    assert replica.apply_replicated(source.changes_since(5), source.replicated_meta()) == 6
+    assert replica.load_objects() == source.load_objects() and replica.history() == source.history()
+    replica.close()
+    again = Store(str(tmp_path / "replica"))
+    assert again.last_seq() == 6 and again.history() == source.history()
+
+
+@pytest.mark.parametrize("damage", [
+    lambda s: s.pop("last_seq"),
+    lambda s: s.update(objects=[1, 2]),
+    lambda s: s.update(history=[99, 1.0]),
+    lambda s: s["objects"].update(zzz={"bad": "not a body"}),
+    lambda s: s["objects"].update(zzz={"bad": {"x": object()}}),
+], ids=["no-last-seq", "objects-not-a-map", "history-mismatch", "body-not-a-map", "body-not-json"])
+def test_a_failed_restore_leaves_the_store_unchanged(tmp_path, damage):
+    source = _source_with_history(tmp_path)
+    snap = source.snapshot()
+    damage(snap)
+    replica = Store(str(tmp_path / "replica"))
+    replica.commit([Change("tenant", "x", "put", {"id": "x"})], meta={"counters": {"vni": 7}})
+    before = _content(replica)
+    with pytest.raises(StoreError):
+        replica.restore(snap)
+    assert _content(replica) == before
+
+
+def test_history_survives_a_log_compacted_to_nothing(tmp_path):
+    store = Store(str(tmp_path), keep_changes=0)
+    done = store.commit([Change("tenant", "a", "put", {"id": "a"})])
+    assert store.changes_since(0) == [] and store.history() == (1, done[0].ts)
