@@ -33,6 +33,7 @@ from controller.ryu_compat import (
     set_ev_cls,
 )
 from openflow.dhcp_service import DhcpService
+from openflow.encode import role_name
 from openflow.reconciler import REPLY_EVENTS, SwitchReconciler
 from ovsdb.server import OvsdbManagerServer
 
@@ -66,7 +67,23 @@ class CanopyApp(RyuApp):
             self.federation = Federation(settings.bgp, settings.data_dir, self.state)
         extra += rest_bgp.routes(self.federation)
         self._vtep_pushed: dict = {}  # hardware VTEP name -> the VtepDesired last handed to OVSDB
-        self.api = Api(self.service, self.state, settings, extra_routes=extra)
+        self.pair = None
+        if settings.ha is not None and settings.ha.enabled:
+            from controller.ha import Pair
+
+            self.pair = Pair(settings.ha, self.store, self.state, self._on_role)
+            self.service.before_ack = self.pair.before_ack
+            self.service.writable = self.pair.writable
+            self.ovsdb.writes_enabled = False  # until this node is the active one
+            if self.federation is not None:
+                self.federation.originating = False
+            extra.append(Route("GET", "/v1/ha", lambda req: Response(200, self.pair.status()),
+                               "HA pair: role, peer, heartbeats, replication sequence and lag, generation id"))
+        else:
+            extra.append(Route("GET", "/v1/ha", lambda req: Response(200, {"role": "standalone"}),
+                               "HA pair: role, peer, heartbeats, replication sequence and lag, generation id"))
+        self._roles_wake = hub.Event()
+        self.api = Api(self.service, self.state, settings, extra_routes=extra, ha=self.pair)
         rest_wsgi.register(kwargs["wsgi"], self.api)
         self._wake = hub.Event()
         self._worker = None
@@ -83,9 +100,14 @@ class CanopyApp(RyuApp):
         self.ovsdb.start()
         if self.federation is not None:
             self.federation.start()
+        if self.pair is not None:
+            hub.spawn(self._role_keeper)
+            self.pair.start()
         return thread
 
     def stop(self):
+        if self.pair is not None:
+            self.pair.stop()
         if self.federation is not None:
             self.federation.stop()
         self.ovsdb.stop()
@@ -167,6 +189,9 @@ class CanopyApp(RyuApp):
                 old.stop()
             rec = SwitchReconciler(dp)
             self.reconcilers[dp.id] = rec
+            if self.pair is not None:
+                rec.hold(self.pair.role != "active")  # a standby (or undecided) node never writes
+                self._roles_wake.set()
             rec.start()
             session = self._session_of(dp.id)
             if session is not None:  # known over OVSDB: its desired state is known; else wait for it
@@ -186,10 +211,62 @@ class CanopyApp(RyuApp):
         if rec is not None:
             rec.handle(ev.msg)
 
+    @set_ev_cls(ofp_event.EventOFPRoleStatus, MAIN_DISPATCHER)
+    def _role_status(self, ev):
+        """OpenFlow 1.4: a switch changed our role (another controller took master)."""
+        if self.pair is not None:
+            msg = ev.msg
+            self.pair.switch_reported(msg.generation_id, role_name(msg.datapath.ofproto, msg.role))
+            rec = self.reconcilers.get(msg.datapath.id)
+            if rec is not None:
+                rec.role = role_name(msg.datapath.ofproto, msg.role)
+            self._roles_wake.set()
+
+    # ------------------------------------------------------------------ HA roles
+    def _on_role(self, role, generation):
+        """The pair decided this node's role (called from the pair's thread): apply it everywhere."""
+        active = role == "active"
+        self.ovsdb.set_writes(active)
+        if self.federation is not None:
+            self.federation.originating = active
+        for rec in list(self.reconcilers.values()):
+            if not active:
+                rec.hold(True)
+        self._roles_wake.set()
+        self._wake.set()  # republish BGP routes and VTEP rows under the new role
+
+    def _role_keeper(self):
+        """Keep every switch's OpenFlow role equal to this node's HA role: MASTER (then sync) on the
+        active, SLAVE on the standby, each with the pair's generation id. Retries until confirmed."""
+        while True:
+            self._roles_wake.wait(1.0)
+            self._roles_wake.clear()
+            role = {"active": "master", "standby": "slave"}.get(self.pair.role)
+            if role is None:
+                continue
+            generation = self.pair.generation
+            for rec in list(self.reconcilers.values()):
+                if rec.role == role and rec.role_generation == generation:
+                    continue
+                ok, error = rec.request_role(role, generation)
+                if ok:
+                    rec.hold(role != "master")
+                elif error and "STALE" in error.upper():
+                    log.warning("switch %016x refused %s with generation %d as stale", rec.datapath.id or 0,
+                                role, generation)
+                    self.pair.switch_reported(generation + 1, "slave")
+                    self._roles_wake.set()
+                    hub.sleep(0.1)
+                else:
+                    log.warning("switch %016x did not confirm the %s role: %s", rec.datapath.id or 0, role, error)
+                    self._roles_wake.set()
+
     @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
     def _packet_in(self, ev):
         msg = ev.msg
         dp = msg.datapath
+        if self.pair is not None and self.pair.role != "active":
+            return  # only the active answers (an undecided node's connection is still EQUAL)
         rec = self.reconcilers.get(dp.id)
         answer = self.dhcp.answer(dp.id, msg.cookie, bytes(msg.data)) if rec is not None else None
         if answer is not None:

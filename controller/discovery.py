@@ -69,6 +69,11 @@ class VrsSnapshot:
     datapath_id: int | None = None  # Bridge.datapath_id parsed from hex
     ovs_version: str = ""
     ports: tuple[PortInfo, ...] = field(default_factory=tuple)
+    controllers: tuple[tuple[str, bool, str], ...] = ()  # (target, is_connected, role) of the bridge's controllers
+
+    def other_master(self) -> bool:
+        """Whether the switch reports a connected controller in the master role (not us, if we are not)."""
+        return any(connected and role == "master" for _target, connected, role in self.controllers)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import secrets
+import socket
 from dataclasses import dataclass, replace
 
 from controller import fields as f
@@ -102,6 +103,21 @@ SETTINGS = (
                         f.boolean, default=False, nullable=False),
               )), default=list, nullable=False),
     ), default=dict, nullable=False),
+    Field("ha", "object", "active/standby pair (off while no peer is configured)", fields=(
+        Field("node_id", "string", "this node's name in the pair (default: its hostname)", f.name),
+        Field("peer", "string", "the other controller's address on the HA link", f.ipv4),
+        Field("peer_port", "integer", "the other controller's HA link port (default: port)", _port),
+        Field("listen", "string", "HA link listen address", _listen, default="0.0.0.0", nullable=False),
+        Field("port", "integer", "HA link TCP port", _port, default=6690, nullable=False),
+        Field("priority", "integer", "preference to be active when both start (higher wins)",
+              lambda v: f.integer(v, 0, 255), default=100, nullable=False),
+        Field("heartbeat_interval_ms", "integer", "how often each node tells the other it is alive",
+              lambda v: f.integer(v, 20, 10000), default=200, nullable=False),
+        Field("dead_interval_ms", "integer", "silence after which the peer is taken for dead",
+              lambda v: f.integer(v, 60, 60000), default=1000, nullable=False),
+        Field("ack_timeout_ms", "integer", "how long a write waits for the standby's acknowledgement",
+              lambda v: f.integer(v, 10, 60000), default=2000, nullable=False),
+    ), default=dict, nullable=False),
 )
 
 
@@ -120,6 +136,23 @@ class BgpNeighbor:
     hold_time: int = 90
     passive: bool = False
     rr_client: bool = False
+
+
+@dataclass(frozen=True)
+class HaSettings:
+    node_id: str = ""
+    peer: str | None = None
+    peer_port: int = 6690
+    listen: str = "0.0.0.0"
+    port: int = 6690
+    priority: int = 100
+    heartbeat_interval: float = 0.2  # seconds
+    dead_interval: float = 1.0
+    ack_timeout: float = 2.0
+
+    @property
+    def enabled(self) -> bool:
+        return self.peer is not None
 
 
 @dataclass(frozen=True)
@@ -155,6 +188,7 @@ class Settings:
     vni_range: tuple[int, int]
     asn: int
     bgp: "BgpSettings" = None  # None only in hand-built Settings; from_doc always sets it
+    ha: "HaSettings" = None
     source: str = "<defaults>"
 
 
@@ -183,6 +217,9 @@ def from_doc(doc: yamldoc.Doc) -> Settings:
         seen.add(host["chassis"])
     if not problems:
         problems += _bgp_problems(raw["bgp"])
+        ha = raw["ha"]
+        if ha["dead_interval_ms"] < 3 * ha["heartbeat_interval_ms"]:
+            problems.append(_problem("ha.dead_interval_ms", "must be at least three heartbeat intervals"))
     if problems:
         raise SettingsError("\n".join(f"{doc.where(p.field)}: {p.field}: {p.reason}" for p in problems))
     data_dir = os.path.abspath(raw["data_dir"])
@@ -197,7 +234,14 @@ def from_doc(doc: yamldoc.Doc) -> Settings:
         underlay_mtu=raw["vrs"]["underlay_mtu"],
         hosts=tuple((h["chassis"], {"vtep_ip": h["vtep_ip"], "flavour": h["flavour"]}) for h in raw["vrs"]["hosts"]),
         vni_range=(raw["allocation"]["vni_min"], raw["allocation"]["vni_max"]), asn=raw["bgp"]["asn"],
-        bgp=_bgp(raw["bgp"]), source=doc.filename)
+        bgp=_bgp(raw["bgp"]), ha=_ha(raw["ha"]), source=doc.filename)
+
+
+def _ha(raw) -> HaSettings:
+    return HaSettings(node_id=raw["node_id"] or socket.gethostname(), peer=raw["peer"],
+                      peer_port=raw["peer_port"] or raw["port"], listen=raw["listen"], port=raw["port"],
+                      priority=raw["priority"], heartbeat_interval=raw["heartbeat_interval_ms"] / 1000,
+                      dead_interval=raw["dead_interval_ms"] / 1000, ack_timeout=raw["ack_timeout_ms"] / 1000)
 
 
 def _bgp(raw) -> BgpSettings:

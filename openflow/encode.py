@@ -146,6 +146,23 @@ def group_desc_request(datapath):
     return datapath.ofproto_parser.OFPGroupDescStatsRequest(datapath, 0)
 
 
+ROLES = ("master", "slave", "equal", "nochange")
+
+
+def role_request(datapath, role: str, generation: int):
+    """OFPRoleRequest for ``role`` (master, slave, equal, nochange) with a 64-bit generation id."""
+    if role not in ROLES:
+        raise ValueError(f"role: {role!r} is not one of {ROLES}")
+    ofp = datapath.ofproto
+    value = getattr(ofp, f"OFPCR_ROLE_{role.upper()}")
+    return datapath.ofproto_parser.OFPRoleRequest(datapath, value, generation & 0xFFFFFFFFFFFFFFFF)
+
+
+def role_name(ofp, value: int) -> str:
+    """The name of an OFPCR_ROLE_* value."""
+    return next((r for r in ROLES if getattr(ofp, f"OFPCR_ROLE_{r.upper()}") == value), str(value))
+
+
 def bundle_ctrl(datapath, bundle_id: int, kind: str):
     """OFPBundleCtrlMsg (OpenFlow 1.4) of ``kind`` "OPEN", "COMMIT" or "DISCARD", atomic and ordered."""
     parser, ofp = datapath.ofproto_parser, datapath.ofproto

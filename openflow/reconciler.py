@@ -12,6 +12,9 @@ One ``SwitchReconciler`` per connected datapath, owned by the Ryu app, which cal
 Only a master (or equal) controller may change a switch: call ``set_desired`` on the active controller;
 if the switch refuses a change because this controller is its slave, the reconciler waits (state
 "not_master") until the next ``set_desired`` or ``resync()``, which the app calls when it becomes master.
+An HA standby calls ``hold(True)``: the switch is read back (so the installed state is known) but nothing
+is sent (state "standby"); ``hold(False)`` on takeover reads back again and sends only the difference.
+``request_role(role, generation)`` sends an OpenFlow role request and waits for the answer.
 
 What it does, in one green thread per switch:
 
@@ -53,7 +56,9 @@ from openflow.pipeline import BY_ID
 CANOPY_GROUPS = range(2 << 24)
 #: The replies the app must forward to ``SwitchReconciler.handle`` (a list, as set_ev_cls wants).
 REPLY_EVENTS = [ofp_event.EventOFPFlowStatsReply, ofp_event.EventOFPGroupDescStatsReply,
-                ofp_event.EventOFPBarrierReply, ofp_event.EventOFPBundleCtrlMsg, ofp_event.EventOFPErrorMsg]
+                ofp_event.EventOFPBarrierReply, ofp_event.EventOFPBundleCtrlMsg, ofp_event.EventOFPErrorMsg,
+                ofp_event.EventOFPRoleReply]
+ROLE_TIMEOUT = 5.0  # seconds for a role request's answer
 REPLY_TIMEOUT = 30.0  # seconds for a read-back or a change set, plus 1 s per REPLY_RATE messages
 REPLY_RATE = 5000
 RETRY_DELAY = 5.0  # seconds before reading back again after the switch did not answer
@@ -122,6 +127,9 @@ class SwitchReconciler:
         self._wake = hub.Event()
         self._need_read = True
         self._not_master = False
+        self._hold = False
+        self.role: str | None = None  # the OpenFlow role the switch last confirmed, None: never asked (equal)
+        self.role_generation: int | None = None  # the generation id it was confirmed with
         self._thread = None
         self.state = "connected"
         self.counters = dict.fromkeys(("flow_add", "flow_delete", "group_add", "group_modify", "group_delete",
@@ -164,6 +172,34 @@ class SwitchReconciler:
         """Send one packet (e.g. a DHCP reply) through ``actions``: this reconciler is the switch's only
         sender, so replies and flow changes leave through one place."""
         self.datapath.send_msg(encode.packet_out(self.datapath, actions, frame))
+
+    def hold(self, on: bool) -> None:
+        """Standby: keep reading, send nothing (``on``); takeover: read back again and sync (``not on``)."""
+        if on == self._hold:
+            return
+        self._hold = on
+        if not on:
+            self._not_master = False
+            self._need_read = True
+        self._wake.set()
+
+    def request_role(self, role: str, generation: int) -> tuple[bool, str | None]:
+        """Ask the switch for ``role`` (master, slave, equal) with ``generation``; (confirmed, error text).
+        Blocks the calling green thread until the answer (at most ROLE_TIMEOUT)."""
+        msg = encode.role_request(self.datapath, role, generation)
+        waiter = self._waiters[self._xid(msg)] = _Waiter()
+        try:
+            self.datapath.send_msg(msg)
+            answered = waiter.event.wait(ROLE_TIMEOUT)
+        finally:
+            self._waiters.pop(msg.xid, None)
+        if waiter.error or not answered or not waiter.replies:
+            return False, waiter.error or "no answer"
+        reply = waiter.replies[0]
+        self.role, self.role_generation = encode.role_name(self.ofp, reply.role), generation
+        if role == "master":
+            self._not_master = False
+        return self.role == role, None
 
     def resync(self) -> None:
         """Read everything back again, retry rejected items, and send the difference."""
@@ -248,6 +284,10 @@ class SwitchReconciler:
                 continue
             if self._need_read and not self._read_back():
                 self._wake.wait(RETRY_DELAY)
+                continue
+            if self._hold:
+                self.state = "standby"
+                self._wake.wait()  # until hold(False)
                 continue
             ops = self._plan() if self._desired is not None else []
             if ops:

@@ -146,7 +146,7 @@ class _PeerSession:
                     seen = replica.change_seqno
                     self.state = SYNCED
                     self._reporter.refresh(replica.rows(vrs.DATABASE))
-                if self._tunnel is not None:
+                if self._tunnel is not None and self._server.writes_enabled:
                     self._tunnel.step(self._reporter.last)
             replica.wait(self._wake_ms())
 
@@ -179,7 +179,7 @@ class _PeerSession:
                     self.state = SYNCED
                     self._vtep_reporter.refresh(replica.rows("Physical_Switch"),
                                                 replica.rows("Ucast_Macs_Local"))
-                if self._vtep is not None:
+                if self._vtep is not None and self._server.writes_enabled:
                     self._vtep.step(self.switch, self._server.vtep_desired(self.switch))
             replica.wait(self._wake_ms(), self._doorbell)
 
@@ -236,6 +236,7 @@ class OvsdbManagerServer:
         self.provision_tunnel = provision_tunnel
         self.tunnel_name = tunnel_name
         self.program_vteps = program_vteps
+        self.writes_enabled = True  # False on an HA standby: replicate and report, write nothing
         self._vtep_desired: dict[str, VtepDesired] = {}
         self._listener: idl.Listener | None = None
         self._accept_thread = None
@@ -288,6 +289,14 @@ class OvsdbManagerServer:
         for session in self._sessions.values():
             if session.switch == name:
                 session.ring()
+
+    def set_writes(self, enabled: bool) -> None:
+        """HA: only the active writes tunnel ports and hardware VTEP rows; the standby only reads."""
+        if enabled == self.writes_enabled:
+            return
+        self.writes_enabled = enabled
+        for session in self._sessions.values():
+            session.ring()
 
     def vtep_desired(self, name: str | None) -> VtepDesired | None:
         """The desired state last set for the hardware VTEP ``name`` (None if none)."""

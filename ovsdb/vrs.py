@@ -32,7 +32,8 @@ DEFAULT_BRIDGE = "br-int"
 # and Interface.name/type/options/external_ids (its tunnel port only).
 COLUMNS = {
     "Open_vSwitch": ("external_ids", "ovs_version", "bridges"),
-    "Bridge": ("name", "datapath_id", "ports", "datapath_type", "external_ids"),
+    "Bridge": ("name", "datapath_id", "ports", "datapath_type", "external_ids", "controller"),
+    "Controller": ("target", "is_connected", "role"),
     "Port": ("name", "interfaces", "external_ids"),
     "Interface": ("name", "ofport", "external_ids", "mac_in_use", "type", "options"),
 }
@@ -162,7 +163,18 @@ def build_snapshot(session: str, peer: str, root_rows: Iterable, bridge: str = D
         datapath_id=_datapath_id(br) if br is not None else None,
         ovs_version=(_opt(_column(root, "ovs_version", None)) or "") if root is not None else "",
         ports=bridge_ports(br) if br is not None else (),
+        controllers=bridge_controllers(br) if br is not None else (),
     )
+
+
+def bridge_controllers(bridge) -> tuple:
+    """(target, is_connected, role) of each OpenFlow controller of the bridge, as OVS reports them: the
+    witnesses an HA pair asks before a takeover (is another controller still connected as master?)."""
+    out = []
+    for ctl in _column(bridge, "controller", []):
+        role = _opt(_column(ctl, "role", None)) or ""
+        out.append((str(_column(ctl, "target", "")), bool(_column(ctl, "is_connected", False)), role))
+    return tuple(sorted(out))
 
 
 class SnapshotReporter:

@@ -77,10 +77,13 @@ class Route:
 
 
 class Api:
-    def __init__(self, service, state, settings, extra_routes=()):
+    def __init__(self, service, state, settings, extra_routes=(), ha=None):
+        """``ha``: the controller.ha.Pair of an HA pair (None: standalone): its role shows in /v1/status,
+        and while it is not active every write is refused with 503 naming the active."""
         self.service = service
         self.state = state
         self.settings = settings
+        self.ha = ha
         self.routes = self._object_routes() + [
             Route("GET", "/v1/status", self.status, "version, HA role, uptime and object counts"),
             Route("GET", "/v1/switches", self.switches, "connected VRS with their ports"),
@@ -121,6 +124,10 @@ class Api:
                 allowed.append(route.method)
                 continue
             self._authorise(req, route)
+            if route.write and self.ha is not None:
+                reason = self.ha.writable()
+                if reason:
+                    raise ApiError(503, "not_active", reason)
             return route.handler(req, **match.groupdict())
         if allowed:
             raise ApiError(405, "method_not_allowed", f"{req.method} is not allowed here; use {', '.join(allowed)}")
@@ -211,7 +218,8 @@ class Api:
     # ------------------------------------------------------------------ other routes
     def status(self, req):
         return Response(200, {
-            "version": __version__, "role": "standalone", "uptime": round(time.time() - self.state.started, 3),
+            "version": __version__, "role": self.ha.role if self.ha is not None else "standalone",
+            "uptime": round(time.time() - self.state.started, 3),
             "seq": self.state.last_seq, "counts": self.service.counts(),
             "switches": {"ovsdb": len(self.state.vrs), "openflow": len(self.state.datapaths)},
             "vports_bound": len(self.state.locations)})

@@ -92,3 +92,13 @@ def test_bad_bgp_settings(tmp_path, text, expected):
     with pytest.raises(settings_mod.SettingsError) as info:
         load(tmp_path, text)
     assert expected in str(info.value)
+
+
+def test_ha_settings(tmp_path):
+    s = load(tmp_path, "ha: {node_id: ctl1, peer: 10.250.0.2, priority: 200, heartbeat_interval_ms: 100}\n")
+    assert s.ha.enabled and (s.ha.node_id, s.ha.peer, s.ha.peer_port, s.ha.priority) == ("ctl1", "10.250.0.2",
+                                                                                       6690, 200)
+    assert (s.ha.heartbeat_interval, s.ha.dead_interval) == (0.1, 1.0)
+    assert not settings_mod.defaults().ha.enabled
+    with pytest.raises(settings_mod.SettingsError, match="ha.dead_interval_ms: must be at least three heartbeat"):
+        load(tmp_path, "ha: {peer: 10.250.0.2, heartbeat_interval_ms: 500, dead_interval_ms: 1000}\n")

@@ -1,0 +1,261 @@
+"""The active/standby pair: which node is active, and the rules that keep it to one.
+
+Roles: ``starting`` (just started, not yet sure), ``active`` (OpenFlow MASTER on every switch, writes
+policy, hardware VTEP rows and BGP routes, streams every committed change to the standby) and
+``standby`` (OpenFlow SLAVE, read-only REST, keeps its store, State and compiled flows current from the
+replication stream). Without ``ha.peer`` a controller is ``standalone``.
+
+The split-brain rule (docs/ha.md): a node becomes active only when
+
+1. the peer is not active: it said so on the HA link, or it has been silent for the dead interval (its
+   link refused, i.e. the process is gone, counts at once); and
+2. the switches agree: of the VRS this node sees over OVSDB, a majority report no connected controller
+   in the master role (OVS's Controller table), so a live active that only lost the HA link keeps its
+   switches; and
+3. it takes MASTER with a generation id above every one it has seen (persisted), so each switch fences
+   the old master: OVS refuses a stale generation, and demotes the previous master.
+
+A node that a switch demotes (it reports a master with a higher generation) steps down to standby.
+Both nodes starting together elect by (last change sequence, priority, node id): the one with the
+newest data wins, so an acknowledged write is never overwritten by a stale copy.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from controller.replication import Applier, PairLink, Replicator
+
+log = logging.getLogger("canopy.ha")
+GENERATION_KEY = "ha_generation"
+STARTUP_DEAD_INTERVALS = 4  # a node that never heard its peer waits this many dead intervals before acting alone
+
+
+@dataclass
+class PeerView:
+    """What this node last heard from its peer."""
+
+    node: str | None = None
+    role: str | None = None
+    generation: int = 0
+    priority: int = 0
+    seq: int = 0
+    switches: int = 0  # how many VRS the peer sees over OVSDB
+    heard_at: float | None = None  # time.monotonic()
+    heard_wall: float | None = None  # time.time(), for REST
+
+
+class Pair:
+    def __init__(self, settings, store, state, on_role: Callable[[str, int], None]):
+        """``settings``: HaSettings; ``on_role(role, generation)`` is called (from the pair's thread) on
+        every role change; it must apply the role to switches, OVSDB and BGP."""
+        self.settings = settings
+        self.store = store
+        self.state = state
+        self.on_role = on_role
+        self.role = "starting"
+        self.generation = int(store.get_meta(GENERATION_KEY) or 0)  # highest used or seen
+        self.peer = PeerView()
+        self.switch_generation = 0  # highest master generation a switch reported
+        self.demoted = False
+        self.started = time.monotonic()
+        self.changed_at = time.time()
+        self.reason = "starting"
+        self.takeovers = 0
+        self.link = PairLink(settings.node_id, settings.listen, settings.port, settings.peer, settings.peer_port,
+                             settings.heartbeat_interval, self._heartbeat, self._on_message, log)
+        self.replicator = Replicator(store, self.link, settings.ack_timeout, log)
+        self.applier = Applier(store, state, self.link, log)
+        self._stop = threading.Event()
+        self._thread = None
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        self.started = time.monotonic()
+        self.link.start()
+        self._thread = threading.Thread(target=self._loop, name="canopy-ha", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.link.stop()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+
+    # ------------------------------------------------------------------ what others ask
+    def writable(self) -> str | None:
+        """None when this node takes writes; otherwise why not (names the active)."""
+        if self.role == "active":
+            return None
+        where = f"{self.settings.peer}" + (f" (node {self.peer.node})" if self.peer.node else "")
+        if self.role == "standby":
+            return f"this controller ({self.settings.node_id}) is the standby; send writes to the active at {where}"
+        return f"this controller ({self.settings.node_id}) is still deciding its role; retry, or use {where}"
+
+    def before_ack(self, changes, meta) -> None:
+        """Service hook: a committed write is shipped to the standby before the API acknowledges it."""
+        if self.role == "active" and not self.replicator.ship(changes, meta):
+            log.warning("changes %d-%d committed without the standby's acknowledgement (standby %s)",
+                        changes[0].seq, changes[-1].seq, "unreachable" if not self.link.connected_out
+                        else "too slow")
+
+    def switch_reported(self, generation: int, role: str) -> None:
+        """A switch told us our role changed (OpenFlow 1.4 role status) or refused us as stale."""
+        with self._lock:
+            self.switch_generation = max(self.switch_generation, generation)
+            if self.role == "active" and role != "master" and generation > self.generation_in_use:
+                log.warning("a switch reports another master with generation %d (ours %d): stepping down",
+                            generation, self.generation_in_use)
+                self.demoted = True
+
+    @property
+    def generation_in_use(self) -> int:
+        return self.generation
+
+    def status(self) -> dict:
+        now = time.monotonic()
+        peer = self.peer
+        return {
+            "role": self.role, "node_id": self.settings.node_id, "since": self.changed_at, "reason": self.reason,
+            "generation_id": self.generation, "priority": self.settings.priority, "takeovers": self.takeovers,
+            "peer": {"address": self.settings.peer, "port": self.settings.peer_port, "node_id": peer.node,
+                     "role": peer.role, "alive": self._peer_alive(now),
+                     "link": {"out": self.link.connected_out, "in": self.link.connected_in,
+                              "last_dial_error": self.link.last_dial_error},
+                     "last_heartbeat": peer.heard_wall,
+                     "heartbeat_age": round(now - peer.heard_at, 3) if peer.heard_at else None,
+                     "generation_id": peer.generation, "priority": peer.priority},
+            "replication": self._replication(),
+            "switches": self._switch_view(),
+        }
+
+    def _replication(self) -> dict:
+        seq = self.store.last_seq()
+        if self.role == "active":
+            return {"direction": "out", "seq": seq, "acked_seq": self.replicator.acked_seq,
+                    "lag": self.replicator.lag()}
+        return {"direction": "in", "seq": seq, "peer_seq": self.peer.seq, "lag": max(0, self.peer.seq - seq)}
+
+    def _switch_view(self) -> dict:
+        snaps = list(self.state.vrs.values())
+        return {"seen": len(snaps), "reporting_a_master": sum(1 for s in snaps if s.other_master())}
+
+    # ------------------------------------------------------------------ the HA link
+    def _heartbeat(self) -> dict:
+        return {"role": self.role, "generation": self.generation, "priority": self.settings.priority,
+                "switches": len(self.state.vrs), **self.applier.hello()}
+
+    def _on_message(self, msg: dict) -> None:
+        kind = msg.get("t")
+        if kind in ("hb", "hello"):
+            self._heard(msg)
+        if self.role == "active":
+            self.replicator.on_message(msg)
+        else:
+            self.applier.on_message(msg)
+
+    def _heard(self, msg: dict) -> None:
+        peer = self.peer
+        try:
+            peer.node = str(msg.get("node") or peer.node or "")
+            peer.role = msg.get("role", peer.role)
+            peer.generation = int(msg.get("generation", peer.generation) or 0)
+            peer.priority = int(msg.get("priority", peer.priority) or 0)
+            peer.seq = int(msg.get("seq", peer.seq) or 0)
+            peer.switches = int(msg.get("switches", peer.switches) or 0)
+        except (TypeError, ValueError):
+            log.warning("ignoring a malformed heartbeat from the peer: %r", msg)
+            return
+        peer.heard_at, peer.heard_wall = time.monotonic(), time.time()
+        if peer.generation > self.generation and self.role != "active":
+            self._remember_generation(peer.generation)
+
+    # ------------------------------------------------------------------ deciding
+    def _loop(self) -> None:
+        interval = self.settings.heartbeat_interval
+        while not self._stop.wait(interval / 2):
+            try:
+                self._decide(time.monotonic())
+            except Exception:  # never let a bug end the pair's thread
+                log.exception("HA decision failed")
+
+    def _peer_alive(self, now: float) -> bool:
+        heard = self.peer.heard_at
+        return heard is not None and now - heard < self.settings.dead_interval
+
+    def _peer_gone(self, now: float) -> bool:
+        """Silent for the dead interval after having been heard, or refused (its process is gone); a node
+        that never heard its peer waits STARTUP_DEAD_INTERVALS dead intervals (links and switches reconnect)."""
+        if self._peer_alive(now):
+            return False
+        waited = now - self.started
+        if self.peer.heard_at is not None:
+            return True
+        if self.link.refused():
+            return waited >= self.settings.dead_interval
+        return waited >= STARTUP_DEAD_INTERVALS * self.settings.dead_interval
+
+    def _switches_agree(self) -> bool:
+        """Rule 2: more than half of the VRS known to the pair (the larger of what we see and what the peer
+        last said it sees) report no connected master to us. None known: nothing to fence."""
+        snaps = list(self.state.vrs.values())
+        known = max(len(snaps), self.peer.switches)
+        if not known:
+            return True
+        free = sum(1 for s in snaps if not s.other_master())
+        return free * 2 > known
+
+    def _wins_election(self) -> bool:
+        mine = (self.store.last_seq(), self.settings.priority, self.settings.node_id)
+        theirs = (self.peer.seq, self.peer.priority, self.peer.node or "")
+        return mine > theirs
+
+    def _decide(self, now: float) -> None:
+        alive = self._peer_alive(now)
+        if self.role == "active":
+            if self.demoted:
+                self._become("standby", "a switch reports a newer master")
+            elif alive and self.peer.role == "active" and \
+                    (self.peer.generation, self._tiebreak_peer()) > (self.generation, self._tiebreak_me()):
+                self._become("standby", f"the peer is active with a newer generation {self.peer.generation}")
+            return
+        if alive and self.peer.role == "active":
+            if self.role != "standby":
+                self._become("standby", "the peer is active")
+            return
+        if alive:  # both undecided or standby: elect
+            if self._wins_election() and self._switches_agree():
+                self._become("active", "elected (newest data, then priority, then node id)")
+            return
+        if self._peer_gone(now) and self._switches_agree():
+            self._become("active", "the peer is gone" if self.peer.heard_at else "no peer answered")
+
+    def _tiebreak_me(self):
+        return (self.store.last_seq(), self.settings.priority, self.settings.node_id)
+
+    def _tiebreak_peer(self):
+        return (self.peer.seq, self.peer.priority, self.peer.node or "")
+
+    def _become(self, role: str, reason: str) -> None:
+        with self._lock:
+            if role == "active":
+                self._remember_generation(max(self.generation, self.peer.generation, self.switch_generation) + 1)
+                self.demoted = False
+                if self.role == "standby":
+                    self.takeovers += 1
+            self.role, self.reason, self.changed_at = role, reason, time.time()
+            generation = self.generation
+        log.warning("HA: now %s (generation %d): %s", role, generation, reason)
+        try:
+            self.on_role(role, generation)
+        except Exception:
+            log.exception("applying the HA role %s failed", role)
+
+    def _remember_generation(self, generation: int) -> None:
+        self.generation = generation
+        self.store.set_meta(GENERATION_KEY, generation)
