@@ -1,8 +1,9 @@
 """The redundant pair, proven by traffic: two Canopy controllers, both connected to every VRS; the active
 holds MASTER, the standby SLAVE and a replica of the store. VMs ping continuously (across hypervisors and
 subnets) while the active is SIGKILLed: no ping is lost; a write acknowledged just before the kill is on
-the new active; a VM started after the failover gets DHCP; the old active comes back as standby without
-taking over; cutting the HA link with both alive leaves one master per switch and traffic untouched."""
+the new active; a VM started after the failover gets DHCP; EVPN routes come from the active only, and from
+the new one after the takeover; the old active comes back as standby without taking over; cutting the HA
+link with both alive leaves one master per switch and traffic untouched."""
 
 from __future__ import annotations
 
@@ -24,9 +25,36 @@ POLICY = {"tenants": [{"name": "acme", "domains": [{"name": "prod", "subnets": [
 ]}]}]}
 
 
-def ha_settings(node, peer, priority):
+GOBGP_ASN, CANOPY_ASN = 65099, 65000
+
+
+def ha_settings(node, me, peer, priority, router):
     return {"ha": {"node_id": node, "peer": peer.ip, "priority": priority, "heartbeat_interval_ms": 100,
-                   "dead_interval_ms": 500}}
+                   "dead_interval_ms": 500},
+            "bgp": {"asn": CANOPY_ASN, "router_id": me.ip, "neighbors": [
+                {"address": router.ip, "asn": GOBGP_ASN, "local_address": me.ip, "hold_time": 9}]}}
+
+
+def gobgpd_config(router, *controllers):
+    neighbors = "".join(f"""
+[[neighbors]]
+  [neighbors.config]
+    neighbor-address = "{c.ip}"
+    peer-as = {CANOPY_ASN}
+  [neighbors.transport.config]
+    passive-mode = true
+  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = "l2vpn-evpn"
+""" for c in controllers)
+    return f"""[global.config]\n  as = {GOBGP_ASN}\n  router-id = "{router.ip}"\n{neighbors}"""
+
+
+def evpn_sources(router):
+    """The BGP neighbors GoBGP holds Canopy's EVPN routes from."""
+    done = router.exec("gobgp", "-u", "127.0.0.1", "-p", "50051", "global", "rib", "-a", "evpn", "-j", timeout=15)
+    table = json.loads(done.stdout or "{}") if done.returncode == 0 else {}
+    return {path.get("neighbor-ip") for paths in table.values() for path in paths}
 
 
 def role(ctl):
@@ -53,8 +81,12 @@ def pair(lab_capable):
 
     with Lab() as lab:
         ctl_a, ctl_b = lab.add_controller_host("ctla"), lab.add_controller_host("ctlb")
-        a = lab.start_controller(ctl_a, ha_settings("a", ctl_b, 200), name="canopya")
-        b = lab.start_controller(ctl_b, ha_settings("b", ctl_a, 100), name="canopyb")
+        router = lab.add_controller_host("router")  # GoBGP: a data-centre router peering with both nodes
+        (lab.workdir / "gobgpd.toml").write_text(gobgpd_config(router, ctl_a, ctl_b))
+        lab.spawn("gobgpd", ["gobgpd", "-f", str(lab.workdir / "gobgpd.toml"), "--api-hosts", "127.0.0.1:50051"],
+                  lab.workdir / "gobgpd.log", ns=router.ns)
+        a = lab.start_controller(ctl_a, ha_settings("a", ctl_a, ctl_b, 200, router), name="canopya")
+        b = lab.start_controller(ctl_b, ha_settings("b", ctl_b, ctl_a, 100, router), name="canopyb")
         lab.wait_until(lambda: role(a) == "active" and role(b) == "standby", timeout=30, what="A active, B standby")
         reply = a.api.post("/v1/apply", {"document": POLICY, "source": "ha"})
         assert reply.status == 200, reply.text
@@ -66,7 +98,7 @@ def pair(lab_capable):
                "d1": lab.add_vm(hosts["hv2"], "d1", mac="02:00:00:00:02:01")}
         for name, vm in vms.items():
             assert dhcp(lab, vm).get("ip"), f"{name}: no DHCP lease"
-        yield lab, {"a": a, "b": b}, {"a": ctl_a, "b": ctl_b}, hosts, vms
+        yield lab, {"a": a, "b": b}, {"a": ctl_a, "b": ctl_b, "router": router}, hosts, vms
 
 
 def test_active_is_master_standby_is_slave_and_refuses_writes(pair):
@@ -82,6 +114,9 @@ def test_active_is_master_standby_is_slave_and_refuses_writes(pair):
     ha = a.api.get("/v1/ha").json
     assert ha["peer"]["alive"] and ha["peer"]["role"] == "standby" and ha["generation_id"] >= 1
     assert ha["replication"]["lag"] == 0
+    lab.wait_until(lambda: evpn_sources(hosts_ctl["router"]) == {hosts_ctl["a"].ip}, timeout=30,
+                   what="EVPN routes from the active only")
+    assert b.api.get("/v1/bgp/peers").json["items"][0]["state"] == "up"  # the standby's session is up, silent
     refused = b.api.post("/v1/tenants", {"name": "nope"})
     assert refused.status == 503 and refused.json["error"]["code"] == "not_active"
     assert hosts_ctl["a"].ip in refused.json["error"]["reason"]
@@ -113,6 +148,8 @@ def test_sigkill_of_the_active_loses_no_ping_and_no_acknowledged_write(pair):
         text = (lab.workdir / f"ha-ping-{src}-{dst}.log").read_text()
         assert " 0% packet loss" in text, (src, dst, text[-300:])
     assert b.api.get("/v1/vports?name=late").json["items"], "the acknowledged write is on the new active"
+    lab.wait_until(lambda: evpn_sources(hosts_ctl["router"]) == {hosts_ctl["b"].ip}, timeout=30,
+                   what="the new active announcing the EVPN routes, the old one's gone")
     late = lab.add_vm(hosts["hv1"], "late", mac="02:00:00:00:01:09", vnic_id="late")
     assert dhcp(lab, late).get("ip") == "10.0.1.19"
     reach(lab, late, "10.0.2.11")

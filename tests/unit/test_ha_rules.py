@@ -1,0 +1,104 @@
+"""The pair's decision rules (controller.ha.Pair._decide) on a real store and State, the HA link not
+started: who becomes active, when a standby must not take over (split brain), and fencing by generation."""
+
+import pytest
+
+from controller import settings as settings_mod
+from controller.core import build_core
+from controller.discovery import VrsSnapshot
+from controller.ha import STARTUP_DEAD_INTERVALS, Pair
+from controller.yamldoc import Doc
+
+DEAD = 0.5
+
+
+@pytest.fixture
+def node(tmp_path):
+    settings = settings_mod.from_doc(Doc("<t>", {"data_dir": str(tmp_path / "d"), "ha": {
+        "node_id": "b", "peer": "10.250.0.1", "priority": 100, "heartbeat_interval_ms": 100,
+        "dead_interval_ms": int(DEAD * 1000)}}))
+    store, state, _ = build_core(settings)
+    roles = []
+    pair = Pair(settings.ha, store, state, lambda role, gen: roles.append((role, gen)))
+    pair.roles = roles
+    yield pair
+    store.close()
+
+
+def see_switches(pair, *masters):
+    """The VRS this node sees; each True means it reports a connected master."""
+    for i, master in enumerate(masters):
+        role = "master" if master else "slave"
+        pair.state.vrs[f"s{i}"] = VrsSnapshot(f"s{i}", "p", f"hv{i}", controllers=(("tcp:10.250.0.1:6653", True,
+                                                                                      role),))
+
+
+def hear(pair, now, role, generation=1, seq=0, priority=100, switches=0):
+    pair.peer.node, pair.peer.role, pair.peer.generation = "a", role, generation
+    pair.peer.seq, pair.peer.priority, pair.peer.switches, pair.peer.heard_at = seq, priority, switches, now
+
+
+def test_alone_it_waits_for_the_startup_intervals_then_becomes_active(node):
+    start = node.started
+    node._decide(start + DEAD)
+    assert node.role == "starting"
+    node._decide(start + STARTUP_DEAD_INTERVALS * DEAD)
+    assert node.role == "active" and node.roles == [("active", 1)]
+    assert node.store.get_meta("ha_generation") == 1
+
+
+def test_a_live_active_peer_makes_it_standby_and_it_learns_the_generation(node):
+    hear(node, node.started, "active", generation=7)
+    node._heard({"node": "a", "role": "active", "generation": 7})
+    node._decide(node.started + 0.1)
+    assert node.role == "standby" and node.generation == 7
+
+
+def test_standby_takes_over_a_silent_peer_only_when_the_switches_agree(node):
+    hear(node, node.started, "active", generation=3, switches=2)
+    node._decide(node.started)
+    assert node.role == "standby"
+    later = node.started + 2 * DEAD
+    see_switches(node, True, True)  # the active still masters its switches: only the HA link is cut
+    node._decide(later)
+    assert node.role == "standby"
+    see_switches(node, False, True)  # one of two: no majority
+    node._decide(later)
+    assert node.role == "standby"
+    see_switches(node, False, False)  # the active's connections are gone
+    node._decide(later)
+    assert node.role == "active" and node.generation == 4  # above every generation seen: fences the old one
+
+
+def test_a_node_that_sees_fewer_switches_than_the_peer_reported_does_not_take_over(node):
+    hear(node, node.started, "active", generation=3, switches=3)
+    node._decide(node.started)
+    see_switches(node, False)  # sees 1 of the 3 the active had: not a majority view
+    node._decide(node.started + 10)
+    assert node.role == "standby"
+
+
+def test_an_active_demoted_by_a_switch_steps_down(node):
+    node._decide(node.started + STARTUP_DEAD_INTERVALS * DEAD)
+    assert node.role == "active"
+    node.switch_reported(node.generation, "slave")  # our own generation: nothing newer
+    node._decide(node.started + 10)
+    assert node.role == "active"
+    node.switch_reported(node.generation + 1, "slave")
+    node._decide(node.started + 10)
+    assert node.role == "standby"
+
+
+def test_two_undecided_nodes_elect_the_newest_data_first(node):
+    hear(node, node.started, "starting", seq=5, priority=10)  # the peer has newer data, lower priority
+    node._decide(node.started)
+    assert node.role == "starting"  # the peer wins; it will say it is active
+    hear(node, node.started, "starting", seq=0, priority=10)
+    node._decide(node.started)
+    assert node.role == "active"
+
+
+def test_writes_are_refused_with_the_active_named(node):
+    hear(node, node.started, "active")
+    node._decide(node.started)
+    assert "10.250.0.1" in node.writable() and "standby" in node.writable()
