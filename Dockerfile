@@ -28,7 +28,7 @@ RUN python -m venv /opt/canopy/venv \
 
 USER canopy
 VOLUME ["/var/lib/canopy"]
-EXPOSE 6653 6640 8080
+EXPOSE 6653 6640 8080 6690 179
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
   CMD ["/opt/canopy/venv/bin/python", "-c", "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8080/v1/status', timeout=2).status == 200 else 1)"]
 ENTRYPOINT ["/opt/canopy/venv/bin/canopy"]
