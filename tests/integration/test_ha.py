@@ -2,7 +2,7 @@
 holds MASTER, the standby SLAVE and a replica of the store. VMs ping continuously (across hypervisors and
 subnets) while the active is SIGKILLed: no ping is lost; a write acknowledged just before the kill is on
 the new active; a VM started after the failover gets DHCP; EVPN routes come from the active only, and from
-the new one after the takeover; the old active comes back as standby without taking over; cutting the HA
+the new one after the takeover; only the active writes the hardware VTEP; the old active comes back as standby without taking over; cutting the HA
 link with both alive leaves one master per switch and traffic untouched."""
 
 from __future__ import annotations
@@ -124,10 +124,40 @@ def test_active_is_master_standby_is_slave_and_refuses_writes(pair):
         [s["name"] for s in a.api.get("/v1/subnets").json["items"]]  # reads work on both
 
 
+def vtep_transactions(ctl):
+    """Transactions each controller's hardware VTEP reconciler wrote, by switch name."""
+    sessions = ctl.api.get("/v1/ovsdb/sessions").json["items"]
+    return {s["switch"]: (s.get("vtep") or {}).get("transactions", 0) for s in sessions if s.get("switch")}
+
+
+def test_only_the_active_writes_the_hardware_vtep(pair):
+    from tests.harness.vtep import vtep_unavailable
+
+    reason = vtep_unavailable()
+    if reason:
+        pytest.skip(reason)
+    lab, ctls, hosts_ctl, hosts, vms = pair
+    a, b = ctls["a"], ctls["b"]
+    tor = lab.add_hardware_vtep("tor1", ports=("p1",))
+    tor.connect([hosts_ctl["a"], hosts_ctl["b"]])
+    hosts_ctl["tor"] = tor
+    web = a.api.get("/v1/subnets?name=web").json["items"][0]
+    assert a.api.post("/v1/vtep-bindings", {"switch": "tor1", "port": "p1", "vlan": 100,
+                                            "subnet_id": web["id"]}).status == 201
+    vms["bm"] = lab.add_baremetal(tor, "bm1", port="p1", vlan=100, mac="02:00:00:00:0b:01", ip="10.0.1.50/24")
+    reach(lab, vms["bm"], "10.0.1.11", timeout=30)
+    lab.wait_until(lambda: "tor1" in vtep_transactions(b), timeout=20, what="tor1 connected to the standby too")
+    assert vtep_transactions(a)["tor1"] > 0 and vtep_transactions(b)["tor1"] == 0
+    locators = tor.locator_ips()
+    assert len(locators) == len(set(locators))
+
+
 def test_sigkill_of_the_active_loses_no_ping_and_no_acknowledged_write(pair):
     lab, ctls, hosts_ctl, hosts, vms = pair
     a, b = ctls["a"], ctls["b"]
     pairs = [("w1", "10.0.1.12"), ("w1", "10.0.2.11"), ("d1", "10.0.1.11")]
+    if "bm" in vms:  # the bare-metal server behind the hardware VTEP keeps talking too
+        pairs.append(("bm", "10.0.1.12"))
     for src, dst in pairs:
         reach(lab, vms[src], dst)
     pingers = [lab.spawn(f"ping-{src}-{dst}", ["ping", "-i", "0.05", "-c", "160", "-W", "1", dst],
@@ -153,6 +183,10 @@ def test_sigkill_of_the_active_loses_no_ping_and_no_acknowledged_write(pair):
     late = lab.add_vm(hosts["hv1"], "late", mac="02:00:00:00:01:09", vnic_id="late")
     assert dhcp(lab, late).get("ip") == "10.0.1.19"
     reach(lab, late, "10.0.2.11")
+    if "bm" in vms:  # the new active took over the VTEP without rewriting what was right
+        reach(lab, vms["bm"], "10.0.1.19")
+        locators = hosts_ctl["tor"].locator_ips()
+        assert len(locators) == len(set(locators))
 
 
 def test_the_old_active_comes_back_as_standby(pair):
@@ -169,6 +203,9 @@ def test_the_old_active_comes_back_as_standby(pair):
     for hv in hosts.values():
         assert masters(hv) == [f"tcp:{hosts_ctl['b'].ip}:6653"]
     lab.wait_until(lambda: a.api.get("/v1/vports?name=late").json["items"], timeout=10, what="A replicated")
+    if "tor" in hosts_ctl:
+        lab.wait_until(lambda: "tor1" in vtep_transactions(a), timeout=20, what="tor1 back at A")
+        assert vtep_transactions(a)["tor1"] == 0  # a standby reads the VTEP, never writes it
     reach(lab, vms["w1"], "10.0.2.11")
 
 
