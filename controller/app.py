@@ -39,6 +39,7 @@ from ovsdb.server import OvsdbManagerServer
 
 log = logging.getLogger("canopy.app")
 COALESCE = 0.005  # seconds: changes arriving together are compiled together
+ROLE_RETRY = 0.2  # seconds before asking a switch again for a role it did not confirm
 
 
 class CanopyApp(RyuApp):
@@ -237,7 +238,8 @@ class CanopyApp(RyuApp):
 
     def _role_keeper(self):
         """Keep every switch's OpenFlow role equal to this node's HA role: MASTER (then sync) on the
-        active, SLAVE on the standby, each with the pair's generation id. Retries until confirmed."""
+        active, SLAVE on the standby, each with the pair's generation id. All switches are asked at once
+        (one green thread each); unconfirmed ones are asked again."""
         while True:
             self._roles_wake.wait(1.0)
             self._roles_wake.clear()
@@ -245,21 +247,24 @@ class CanopyApp(RyuApp):
             if role is None:
                 continue
             generation = self.pair.generation
-            for rec in list(self.reconcilers.values()):
-                if rec.role == role and rec.role_generation == generation:
-                    continue
-                ok, error = rec.request_role(role, generation)
-                if ok:
-                    rec.hold(role != "master")
-                elif error and "STALE" in error.upper():
-                    log.warning("switch %016x refused %s with generation %d as stale", rec.datapath.id or 0,
-                                role, generation)
-                    self.pair.switch_reported(generation + 1, "slave")
-                    self._roles_wake.set()
-                    hub.sleep(0.1)
-                else:
-                    log.warning("switch %016x did not confirm the %s role: %s", rec.datapath.id or 0, role, error)
-                    self._roles_wake.set()
+            asks = [hub.spawn(self._ask_role, rec, role, generation) for rec in list(self.reconcilers.values())
+                    if not (rec.role == role and rec.role_generation == generation)]
+            hub.joinall(asks)
+
+    def _ask_role(self, rec, role, generation):
+        ok, error = rec.request_role(role, generation)
+        if ok:
+            rec.hold(role != "master")
+        elif error and "STALE" in error.upper():
+            log.warning("switch %016x refused %s with generation %d as stale", rec.datapath.id or 0, role,
+                        generation)
+            self.pair.switch_reported(generation + 1, "slave")
+            hub.sleep(ROLE_RETRY)
+            self._roles_wake.set()
+        else:
+            log.warning("switch %016x did not confirm the %s role: %s", rec.datapath.id or 0, role, error)
+            hub.sleep(ROLE_RETRY)
+            self._roles_wake.set()
 
     @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
     def _packet_in(self, ev):

@@ -7,10 +7,11 @@ replication stream). Without ``ha.peer`` a controller is ``standalone``.
 
 The split-brain rule (docs/ha.md): a node becomes active only when
 
-1. the peer is not active: it said so on the HA link, or it has been silent for the dead interval (its
-   link refused, i.e. the process is gone, counts at once); and
-2. the switches agree: of the VRS this node sees over OVSDB, a majority report no connected controller
-   in the master role (OVS's Controller table), so a live active that only lost the HA link keeps its
+1. the peer is not active: it said so on the HA link, or its host refused the HA link (the process is
+   gone: that alone is enough, a dead process holds no switch), or it has been silent for the dead
+   interval and
+2. the switches agree: of the VRS known to the pair, a majority report no connected controller in the
+   master role (OVS's Controller table), so a live active that only lost the HA link keeps its
    switches; and
 3. it takes MASTER with a generation id above every one it has seen (persisted), so each switch fences
    the old master: OVS refuses a stale generation, and demotes the previous master.
@@ -191,14 +192,19 @@ class Pair:
     def _peer_gone(self, now: float) -> bool:
         """Silent for the dead interval after having been heard, or refused (its process is gone); a node
         that never heard its peer waits STARTUP_DEAD_INTERVALS dead intervals (links and switches reconnect)."""
-        if self._peer_alive(now):
+        if self._peer_alive(now) and not self._peer_process_gone():
             return False
         waited = now - self.started
+        if self._peer_process_gone():
+            return self.peer.heard_at is not None or waited >= self.settings.dead_interval
         if self.peer.heard_at is not None:
             return True
-        if self.link.refused():
-            return waited >= self.settings.dead_interval
         return waited >= STARTUP_DEAD_INTERVALS * self.settings.dead_interval
+
+    def _peer_process_gone(self) -> bool:
+        """The peer's host refused the HA link after we last heard it: its Canopy process is not running
+        (a live process that is merely cut off times out instead). A dead process holds no switch."""
+        return self.link.refused()
 
     def _switches_agree(self) -> bool:
         """Rule 2: more than half of the VRS known to the pair (the larger of what we see and what the peer
@@ -216,7 +222,7 @@ class Pair:
         return mine > theirs
 
     def _decide(self, now: float) -> None:
-        alive = self._peer_alive(now)
+        alive = self._peer_alive(now) and not self._peer_process_gone()
         if self.role == "active":
             if self.demoted:
                 self._become("standby", "a switch reports a newer master")
@@ -232,8 +238,10 @@ class Pair:
             if self._wins_election() and self._switches_agree():
                 self._become("active", "elected (newest data, then priority, then node id)")
             return
-        if self._peer_gone(now) and self._switches_agree():
-            self._become("active", "the peer is gone" if self.peer.heard_at else "no peer answered")
+        if self._peer_gone(now) and (self._peer_process_gone() or self._switches_agree()):
+            why = "the peer's process is gone (HA link refused)" if self._peer_process_gone() else \
+                "the peer is silent and the switches report no master" if self.peer.heard_at else "no peer answered"
+            self._become("active", why)
 
     def _tiebreak_me(self):
         return (self.store.last_seq(), self.settings.priority, self.settings.node_id)

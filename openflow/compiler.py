@@ -121,10 +121,14 @@ def compile_owners(view: View, session: str, owners) -> Desired:
 
 
 def _switch(view, sw, owner):
+    """The table-miss flows. Their cookie names the switch by chassis, not by OVSDB session (which holds
+    the peer's ephemeral port): the same on every controller and after every reconnect, so neither an HA
+    takeover nor a restart rewrites them."""
     defaults = {p.CLASSIFY: (), p.PORT_SECURITY: (), p.INGRESS_ACL: (("goto", p.SERVICES),),
                 p.SERVICES: (("goto", p.L2_LOOKUP),), p.L2_LOOKUP: (), p.L3_ROUTING: (),
                 p.EGRESS_ACL: (("goto", p.EGRESS),), p.EGRESS: ()}
-    return [flow(table, 0, {}, actions, owner) for table, actions in defaults.items()], []
+    stable = Owner("switch", sw.chassis or owner.id)
+    return [flow(table, 0, {}, actions, stable) for table, actions in defaults.items()], []
 
 
 def _subnet(view, sw, owner):

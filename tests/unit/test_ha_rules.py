@@ -102,3 +102,36 @@ def test_writes_are_refused_with_the_active_named(node):
     hear(node, node.started, "active")
     node._decide(node.started)
     assert "10.250.0.1" in node.writable() and "standby" in node.writable()
+
+
+def test_a_refused_ha_link_means_the_peer_process_is_gone(tmp_path):
+    """The peer was heard, then its host refuses the link (nothing listens): take over at once, without
+    waiting for the switches' view (a dead process holds no switch). Real dial to a closed loopback port."""
+    import socket
+    import time
+
+    ports = []
+    for _ in range(2):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            ports.append(probe.getsockname()[1])
+    closed_port, own_port = ports
+    settings = settings_mod.from_doc(Doc("<t>", {"data_dir": str(tmp_path / "d"), "ha": {
+        "node_id": "b", "peer": "127.0.0.1", "peer_port": closed_port, "listen": "127.0.0.1", "port": own_port,
+        "heartbeat_interval_ms": 50, "dead_interval_ms": 500}}))
+    store, state, _ = build_core(settings)
+    pair = Pair(settings.ha, store, state, lambda role, gen: None)
+    try:
+        pair.link.start()
+        hear(pair, time.monotonic(), "active", generation=5, switches=3)
+        pair.role = "standby"
+        see_switches(pair, True, True, True)  # stale views still show the old master
+        deadline = time.monotonic() + 10
+        while not pair.link.refused() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert pair.link.refused()
+        pair._decide(time.monotonic())
+        assert pair.role == "active" and pair.generation == 6
+    finally:
+        pair.link.stop()
+        store.close()
