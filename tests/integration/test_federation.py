@@ -139,7 +139,8 @@ def test_a_vm_migrating_from_a_to_b_keeps_working_and_its_sequence_rises(fed):
     lab.wait_until(lambda: (remote_macs(a.api).get(mac) or {}).get("next_hop") == hvb.vtep_ip, timeout=30,
                    what="A sees the mover at hvb")
     assert remote_macs(a.api)[mac]["mobility_seq"] >= 1
-    assert mac not in {r["mac"] for r in routes(a.api, "out", 2)}
+    lab.wait_until(lambda: mac not in {r["mac"] for r in routes(a.api, "out", 2)}, timeout=15,
+                   what="A no longer announcing the mover")
     assert dhcp(lab, moved).get("ip") == "10.0.1.30"
     reach(lab, vms["a1"], "10.0.1.30", timeout=30)
     reach(lab, moved, "10.0.2.21", timeout=30)
