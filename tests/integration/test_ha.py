@@ -116,7 +116,9 @@ def test_active_is_master_standby_is_slave_and_refuses_writes(pair):
     assert ha["replication"]["lag"] == 0
     lab.wait_until(lambda: evpn_sources(hosts_ctl["router"]) == {hosts_ctl["a"].ip}, timeout=30,
                    what="EVPN routes from the active only")
-    assert b.api.get("/v1/bgp/peers").json["items"][0]["state"] == "up"  # the standby's session is up, silent
+    lab.wait_until(lambda: b.api.get("/v1/bgp/peers").json["items"][0]["state"] == "up", timeout=30,
+                   what="the standby's BGP session up (and silent)")
+    assert evpn_sources(hosts_ctl["router"]) == {hosts_ctl["a"].ip}
     refused = b.api.post("/v1/tenants", {"name": "nope"})
     assert refused.status == 503 and refused.json["error"]["code"] == "not_active"
     assert hosts_ctl["a"].ip in refused.json["error"]["reason"]
