@@ -1,0 +1,669 @@
+"""EVPN type-2 route rates: Canopy announcing and withdrawing N routes, and receiving N from GoBGP until the
+flows are on the VRS, against GoBGP doing the same work in the same run (docs/benchmarks.md, evpn_routes).
+
+    .venv/bin/python -m tests.benchmarks.evpn_routes [--routes 10000] [--verbose] [--json] [--keep-logs DIR]
+
+Lab (tests.harness.lab): one controller (``bgp:`` settings, its ExaBGP child), one KVM hypervisor (kvm1)
+with one VM (w1) in the subnet Canopy imports into, and three BGP speakers, each in a namespace of its own:
+gobgpd A (Canopy's EVPN neighbor, passive, as in the GoBGP interop test), gobgpd Y (A's other peer, the
+baseline receiver) and the feeder: this process writing UPDATEs made by ExaBGP's own encoder
+(``bgp.exabgp_ext.encode_update``, one route per UPDATE, encoded before any clock starts) on a BGP session
+to A. That is how N routes get into GoBGP fast: ``gobgp global rib add`` is a process per route, and
+``gobgp mrt inject`` only takes IPv4/IPv6 unicast RIB records. A's export policy keeps next hops unchanged
+(as an EVPN spine does) and holds back every route from the peers in its neighbor-set ``held`` (at first
+Canopy, Y and the feeder); ``gobgp policy neighbor del held <ip>`` + ``gobgp neighbor <ip> softresetout``
+then sends that peer all of A's routes at once, over a session already up.
+
+Phases (bounded waits; each probe polls from a thread of its own every 0.1 s, or 2% of the time elapsed
+once that is longer; the CPU seconds of the controller, ExaBGP, its relay, both gobgpd and kvm1's OVS are
+reported per phase):
+
+1. announce: N KVM ports (Port + Interface rows with ``external_ids:iface-id``, ONE OVSDB transaction) whose
+   vports are in the policy, until A's RIB holds Canopy's N type-2 routes (and the type 3 of the newly
+   present subnet); also stamped: Canopy's log of the last vport bound, ExaBGP's last acknowledgement.
+   Baseline: the feeder writes the same routes (read back from ``/v1/bgp/routes?direction=out``) to A.
+2. withdraw: the N ports deleted in one transaction, until A holds none; baseline: the feeder's withdrawals.
+3. receive: the feeder loads N type-2 routes into A (MACs and IPs in subnet ``in``, L2 + L3 VNI, Router's
+   MAC, next hop a VTEP in the underlay range); A releases them to Y (baseline: until Y's RIB holds them),
+   then to Canopy: until br-int has an l2_lookup flow (owner cookie kind evpn) for each MAC, counted with
+   ``dump-aggregate`` and checked once afterwards (``dl_dst=<MAC>`` to ``tun_dst=<VTEP>``).
+4. receive withdraw: the feeder withdraws them at A, until br-int has none of those flows and, on the same
+   event at the same time, until Y holds none.
+
+The ports have no device behind them: internal and patch ports cost this userspace-datapath OVS minutes at
+this count, absent devices a few seconds. Canopy learns such a port like a VM's (the row with its iface-id,
+then ``ofport=-1``), binds and announces it; without an ofport it compiles one ARP responder flow for the
+vport instead of about ten.
+
+Needs root, Open vSwitch and gobgpd, like the integration tests. Not collected by pytest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+
+from tests.harness import netns
+from tests.harness.lab import Lab
+
+CANOPY_ASN, A_ASN, Y_ASN, FEED_ASN = 65000, 65099, 65102, 65010
+IN_VNI, OUT_VNI, L3_VNI = 6101, 6102, 9601
+IN_NET, OUT_NET = "10.1", "10.2"  # a /16 each: "in" gets GoBGP's MACs, "out" holds the vports Canopy announces
+REMOTE_VTEP = "10.251.0.200"  # where GoBGP's routes point (inside the lab's underlay prefix)
+REMOTE_ROUTER_MAC = "02:cb:0a:fb:00:c8"
+HOLD_DUMMY = "192.0.2.1"  # keeps A's neighbor-set non-empty (an empty set would match every peer)
+MAX_ROUTES = 60000
+PROBE_INTERVAL = 0.1  # seconds between polls, growing to PROBE_FRACTION of the time elapsed: a bounded error
+PROBE_FRACTION = 0.02  # and fewer polls in long phases (a RIB summary costs gobgpd ~8 ms at 10,000 routes)
+SETUP_TIMEOUT = 120
+PHASE_TIMEOUT = 900
+EVPN_L2_FLOWS = "table=30,cookie=0xca60000000000000/0xfff0000000000000"  # l2_lookup, owner kind evpn (6)
+W1 = {"name": "w1", "mac": "02:00:00:00:01:01", "ip": f"{IN_NET}.0.11"}
+
+
+# ---------------------------------------------------------------------------------------------- policy, routes
+
+def host_ip(net: str, i: int) -> str:
+    return f"{net}.{(i + 256) >> 8 & 0xff}.{(i + 256) & 0xff}"
+
+
+def mac(kind: str, i: int) -> str:
+    return f"02:{kind}:00:{i >> 16 & 0xff:02x}:{i >> 8 & 0xff:02x}:{i & 0xff:02x}"
+
+
+def out_vport(i: int) -> dict:
+    return {"name": f"o{i}", "mac": mac("0e", i), "ip": host_ip(OUT_NET, i)}
+
+
+def policy(count: int) -> dict:
+    def subnet(name, net, vni, vports):
+        rt = f"{CANOPY_ASN}:{vni}"
+        return {"name": name, "cidr": f"{net}.0.0/16", "gateway": f"{net}.0.1", "vni": vni, "import_rts": [rt],
+                "export_rts": [rt], "vports": [{"name": v["name"], "mac": v["mac"], "ips": [v["ip"]],
+                                                "binding": {"flavour": "kvm", "iface_id": v["name"]}}
+                                               for v in vports]}
+
+    l3_rt = f"{CANOPY_ASN}:{L3_VNI}"
+    return {"tenants": [{"name": "bench", "domains": [{
+        "name": "dom", "l3_vni": L3_VNI, "import_rts": [l3_rt], "export_rts": [l3_rt], "subnets": [
+            subnet("in", IN_NET, IN_VNI, [W1]),
+            subnet("out", OUT_NET, OUT_VNI, [out_vport(i) for i in range(count)])]}]}]}
+
+
+def remote_routes(count: int) -> list:
+    """What a remote VTEP announces for ``count`` MACs of subnet ``in`` (symmetric IRB: two labels)."""
+    from bgp.routes import MacIpRoute
+
+    return [MacIpRoute(rd=f"{REMOTE_VTEP}:{IN_VNI}", mac=mac("aa", i), ip=host_ip(IN_NET, i), l2_vni=IN_VNI,
+                       l3_vni=L3_VNI, next_hop=REMOTE_VTEP, router_mac=REMOTE_ROUTER_MAC,
+                       route_targets=(f"{CANOPY_ASN}:{IN_VNI}", f"{CANOPY_ASN}:{L3_VNI}")) for i in range(count)]
+
+
+def encode(routes, action: str) -> bytes:
+    """BGP UPDATE messages from the feeder to A, one route each, made by ExaBGP's encoder."""
+    from bgp.exabgp_ext import encode_update
+
+    return b"".join(encode_update(route, action, FEED_ASN, A_ASN) for route in routes)
+
+
+# ---------------------------------------------------------------------------------------------- GoBGP
+
+HOLD_POLICY = """[global.apply-policy.config]
+  export-policy-list = ["bench-export"]
+  default-export-policy = "accept-route"
+[[defined-sets.neighbor-sets]]
+  neighbor-set-name = "held"
+  neighbor-info-list = [{members}]
+[[policy-definitions]]
+  name = "bench-export"
+  [[policy-definitions.statements]]
+    name = "hold"
+    [policy-definitions.statements.conditions.match-neighbor-set]
+      neighbor-set = "held"
+      match-set-options = "any"
+    [policy-definitions.statements.actions]
+      route-disposition = "reject-route"
+  [[policy-definitions.statements]]
+    name = "next-hop-unchanged"
+    [policy-definitions.statements.actions]
+      route-disposition = "accept-route"
+    [policy-definitions.statements.actions.bgp-actions]
+      set-next-hop = "unchanged"
+"""
+NEIGHBOR = """[[neighbors]]
+  [neighbors.config]
+    neighbor-address = "{address}"
+    peer-as = {asn}
+  [neighbors.transport.config]
+    passive-mode = {passive}
+    local-address = "{me}"
+  [neighbors.timers.config]
+    connect-retry = 1
+  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = "l2vpn-evpn"
+"""
+
+
+class GoBGP:
+    """A gobgpd in a lab namespace, driven with the gobgp CLI (gRPC on 127.0.0.1 inside it). ``neighbors``:
+    (address, asn, passive); ``held``: the peers it holds routes back from (with the export policy above)."""
+
+    def __init__(self, lab, host, asn: int, neighbors, held=()):
+        self.host = host
+        text = f'[global.config]\n  as = {asn}\n  router-id = "{host.ip}"\n  local-address-list = ["{host.ip}"]\n'
+        if held:
+            text += HOLD_POLICY.format(members=", ".join(f'"{ip}"' for ip in (HOLD_DUMMY, *held)))
+        for address, peer_asn, passive in neighbors:
+            text += NEIGHBOR.format(address=address, asn=peer_asn, passive=str(passive).lower(), me=host.ip)
+        conf = lab.workdir / f"gobgpd-{host.name}.toml"
+        conf.write_text(text)
+        self.child = lab.spawn(f"gobgpd-{host.name}", ["gobgpd", "-f", str(conf), "--api-hosts", "127.0.0.1:50051"],
+                               lab.workdir / f"gobgpd-{host.name}.log", ns=host.ns)
+
+    def run(self, *args: str, timeout: float = 30):
+        return self.host.exec("gobgp", "-u", "127.0.0.1", "-p", "50051", *args, timeout=timeout)
+
+    def cli(self, *args: str, timeout: float = 30) -> str:
+        done = self.run(*args, timeout=timeout)
+        if done.returncode != 0:
+            raise SystemExit(f"gobgp {' '.join(args)} on {self.host.name}: {done.stderr.strip()}")
+        return done.stdout
+
+    def count(self) -> int:
+        """EVPN destinations in the global RIB (``gobgp global rib -a evpn summary``), -1 without an answer."""
+        done = self.run("global", "rib", "-a", "evpn", "summary")
+        found = re.search(r"Destination: (\d+)", done.stdout)
+        return int(found.group(1)) if done.returncode == 0 and found else -1
+
+    def established(self, address: str) -> bool:
+        done = self.run("neighbor", address, "-j")
+        return done.returncode == 0 and json.loads(done.stdout).get("state", {}).get("session_state") == 6
+
+    def release(self, address: str) -> None:
+        """Stop holding routes back from ``address`` and send it everything (soft reset out)."""
+        self.cli("policy", "neighbor", "del", "held", address)
+        self.cli("neighbor", address, "softresetout", "-a", "evpn")
+
+    def macs(self) -> set[str]:
+        table = json.loads(self.cli("global", "rib", "-a", "evpn", "-j", timeout=120) or "{}")
+        return {p["nlri"]["value"]["mac"] for paths in table.values() for p in paths if p["nlri"]["type"] == 2}
+
+
+class Feeder:
+    """A minimal BGP speaker (this process; its socket made in namespace ``host``) writing prepared UPDATE
+    bytes to one peer. It reads (and drops) what the peer sends and keeps the session alive."""
+
+    HOLD = 90
+
+    def __init__(self, host, peer_ip: str, asn: int):
+        self.sock = netns.call_in(host.ns, lambda: socket.create_connection((peer_ip, 179), timeout=5,
+                                                                           source_address=(host.ip, 0)))
+        self.sock.settimeout(None)
+        self._lock = threading.Lock()
+        self.open_seen = threading.Event()
+        self.closed: str | None = None
+        caps = bytes([1, 4, 0, 25, 0, 70, 65, 4]) + struct.pack("!I", asn)  # L2VPN EVPN; 4-octet AS
+        params = bytes([2, len(caps)]) + caps
+        self.send(self._message(1, struct.pack("!BHH4sB", 4, asn, self.HOLD, socket.inet_aton(host.ip), len(params))
+                                + params))
+        self.send(self._message(4, b""))
+        threading.Thread(target=self._read, name="feeder-read", daemon=True).start()
+        threading.Thread(target=self._keepalive, name="feeder-keepalive", daemon=True).start()
+
+    @staticmethod
+    def _message(kind: int, body: bytes) -> bytes:
+        return b"\xff" * 16 + struct.pack("!HB", 19 + len(body), kind) + body
+
+    def send(self, data: bytes) -> None:
+        with self._lock:
+            self.sock.sendall(data)
+
+    def _keepalive(self) -> None:
+        while self.closed is None:
+            time.sleep(self.HOLD / 3)
+            try:
+                self.send(self._message(4, b""))
+            except OSError:
+                return
+
+    def _read(self) -> None:
+        buf = b""
+        while True:
+            try:
+                data = self.sock.recv(1 << 16)
+            except OSError as error:
+                self.closed = self.closed or str(error)
+                return
+            if not data:
+                self.closed = self.closed or "closed by the peer"
+                return
+            buf += data
+            while len(buf) >= 19 and len(buf) >= struct.unpack("!H", buf[16:18])[0]:
+                size, kind = struct.unpack("!H", buf[16:18])[0], buf[18]
+                if kind == 1:
+                    self.open_seen.set()
+                elif kind == 3:
+                    self.closed = f"NOTIFICATION {buf[19:size].hex()}"
+                buf = buf[size:]
+
+    def close(self) -> None:
+        self.closed = self.closed or "closed"
+        self.sock.close()
+
+
+# ---------------------------------------------------------------------------------------------- OVSDB, OVS
+
+def transact(hv, ops: list, timeout: float = 120) -> list:
+    """One OVSDB transaction on the hypervisor's database (JSON-RPC on its unix socket)."""
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(timeout)
+        sock.connect(str(hv.ovs.db_socket))
+        sock.sendall(json.dumps({"method": "transact", "params": ["Open_vSwitch", *ops], "id": 0}).encode())
+        decoder, buf = json.JSONDecoder(), ""
+        while True:
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                raise SystemExit("ovsdb-server closed the connection during a transaction")
+            buf += chunk.decode()
+            try:
+                reply, end = decoder.raw_decode(buf)
+            except ValueError:
+                continue
+            buf = buf[end:].lstrip()
+            if reply.get("id") != 0:  # not our reply (an echo request, say)
+                continue
+            errors = [r for r in reply.get("result") or [] if isinstance(r, dict) and "error" in r]
+            if reply.get("error") or errors:
+                raise SystemExit(f"OVSDB transaction failed: {reply.get('error') or errors[:3]}")
+            return reply["result"]
+
+
+def add_ports_ops(vports: list[dict]) -> list:
+    """Port + Interface rows on br-int as libvirt leaves them for a KVM tap (iface-id, attached-mac)."""
+    ops = []
+    for k, v in enumerate(vports):
+        ids = [["iface-id", v["name"]], ["attached-mac", v["mac"]], ["iface-status", "active"]]
+        ops += [{"op": "insert", "table": "Interface", "uuid-name": f"i{k}",
+                 "row": {"name": v["name"], "external_ids": ["map", ids]}},
+                {"op": "insert", "table": "Port", "uuid-name": f"p{k}",
+                 "row": {"name": v["name"], "interfaces": ["named-uuid", f"i{k}"]}}]
+    refs = [["named-uuid", f"p{k}"] for k in range(len(vports))]
+    return ops + [{"op": "mutate", "table": "Bridge", "where": [["name", "==", "br-int"]],
+                   "mutations": [["ports", "insert", ["set", refs]]]}]
+
+
+def delete_ports_ops(hv, names: set[str]) -> list:
+    rows = transact(hv, [{"op": "select", "table": "Port", "where": [], "columns": ["_uuid", "name"]}])[0]["rows"]
+    uuids = [row["_uuid"] for row in rows if row["name"] in names]
+    if len(uuids) != len(names):
+        raise SystemExit(f"found {len(uuids)} of the {len(names)} ports to delete")
+    return [{"op": "mutate", "table": "Bridge", "where": [["name", "==", "br-int"]],
+             "mutations": [["ports", "delete", ["set", uuids]]]}]
+
+
+def evpn_l2_flows(hv) -> int:
+    """l2_lookup flows br-int holds for MACs behind remote EVPN VTEPs."""
+    found = re.search(r"flow_count=(\d+)", hv.ofctl("dump-aggregate", "br-int", EVPN_L2_FLOWS))
+    return int(found.group(1)) if found else -1
+
+
+def check_remote_flows(hv, routes) -> None:
+    """Every MAC has an l2_lookup flow to the remote VTEP (one full dump, after the clock)."""
+    dump = hv.ofctl("dump-flows", "br-int", "table=30").lower()
+    found = {m.group(1) for line in dump.splitlines() if f"{REMOTE_VTEP}->tun_dst" in line
+             for m in [re.search(r"dl_dst=([0-9a-f:]{17})", line)] if m}
+    missing = {r.mac for r in routes} - found
+    if missing:
+        raise SystemExit(f"{len(missing)} of {len(routes)} MACs have no flow to {REMOTE_VTEP}: {sorted(missing)[:3]}")
+
+
+# ---------------------------------------------------------------------------------------------- clocks, CPU
+
+class Probe(threading.Thread):
+    """Polls ``check`` every PROBE_INTERVAL s (or PROBE_FRACTION of the time elapsed, if longer); ``at``:
+    seconds from ``started`` to the middle of the first poll that found it true (about when the other side
+    answered it). An exception (a slow or refused answer) counts as "not yet"."""
+
+    def __init__(self, name: str, check, started: float, deadline: float):
+        super().__init__(name=f"probe-{name}", daemon=True)
+        self.check, self.started, self.deadline = check, started, deadline
+        self.at: float | None = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        while time.monotonic() < self.deadline:
+            before = time.monotonic()
+            try:
+                if self.check() is True:
+                    self.at = (before + time.monotonic()) / 2 - self.started
+                    return
+            except Exception as error:  # noqa: BLE001
+                self.error = error
+            step = max(PROBE_INTERVAL, PROBE_FRACTION * (before - self.started))
+            time.sleep(max(0.0, step - (time.monotonic() - before)))
+
+
+def clock(action, probes: dict, until: tuple[str, ...], what: str, values: dict) -> dict:
+    """Start the probes (name -> check, True once reached), run ``action`` (the clock starts just before
+    it) and wait until the probes named in ``until`` are reached: {name: seconds or None, "action": how long
+    ``action`` took}. ``values`` (name -> callable) describe the state when the wait times out."""
+    started = time.monotonic()
+    threads = {name: Probe(name, check, started, started + PHASE_TIMEOUT) for name, check in probes.items()}
+    for thread in threads.values():
+        thread.start()
+    action()
+    marks = {"action": time.monotonic() - started}
+    for name in until:
+        threads[name].join(PHASE_TIMEOUT + 1)
+        if threads[name].at is None:
+            now = {k: v() for k, v in values.items()}
+            raise SystemExit(f"{what}: {name} not reached in {PHASE_TIMEOUT}s; now {now}; {threads[name].error!r}")
+    for name, thread in threads.items():
+        thread.join(2 * PROBE_INTERVAL + 1)
+        marks[name] = thread.at
+    return marks
+
+
+def cpu_seconds(pids) -> float:
+    """User + system CPU seconds the processes (all their threads) have used; a gone one counts 0."""
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def children_of(pid: int) -> list[int]:
+    kids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                kids.append(int(entry.name))
+        except OSError:
+            continue
+    return kids
+
+
+def speaker(canopy) -> dict:
+    reply = canopy.api.get("/v1/bgp/peers").json
+    return {"peer": reply["items"][0], "speaker": reply["speaker"]}
+
+
+def logged(canopy, wall: float, needle: str, count: int) -> float | None:
+    """Seconds from ``wall`` to the ``count``-th controller log line (1 ms clock) containing ``needle``."""
+    seen = 0
+    for line in canopy.log_path.read_text(errors="replace").splitlines():
+        if needle in line and line[:4].isdigit():
+            stamp = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+            seen += stamp >= wall - 0.002
+            if seen == count:
+                return stamp - wall
+    return None
+
+
+# ---------------------------------------------------------------------------------------------- the lab
+
+class Bench:
+    """The lab, built by ``build``: controller, kvm1, GoBGP A and Y, the feeder; ``base``: the routes A holds
+    from Canopy before any phase (w1's), ``pids``: the processes whose CPU time the phases report."""
+
+    def __init__(self, lab, args):
+        self.lab, self.args, self.n = lab, args, args.routes
+        self.setup: dict[str, float] = {}
+
+    def progress(self, text: str) -> None:
+        if self.args.verbose:
+            print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+    def build(self) -> None:
+        t, lab = time.monotonic(), self.lab
+        self.ctl, a_host, y_host, self.feed_host = (lab.add_controller_host(name) for name in
+                                                   ("ctl1", "gobgpa", "gobgpy", "feed"))
+        self.a = GoBGP(lab, a_host, A_ASN, [(self.ctl.ip, CANOPY_ASN, True), (self.feed_host.ip, FEED_ASN, True),
+                                            (y_host.ip, Y_ASN, True)], held=(self.ctl.ip, self.feed_host.ip, y_host.ip))
+        self.y = GoBGP(lab, y_host, Y_ASN, [(a_host.ip, A_ASN, False)])
+        neighbor = {"address": a_host.ip, "asn": A_ASN, "local_address": self.ctl.ip}
+        self.canopy = lab.start_controller(self.ctl, {"bgp": {"asn": CANOPY_ASN, "router_id": self.ctl.ip,
+                                                              "neighbors": [neighbor]}})
+        reply = self.canopy.api.post("/v1/apply", {"document": policy(self.n), "source": "bench"})
+        if reply.status != 200:
+            raise SystemExit(f"apply failed: {reply.status} {reply.text[:500]}")
+        self.hv = lab.add_hypervisor("kvm1", "kvm")
+        self.hv.connect(self.ctl)
+        lab.add_vm(self.hv, W1["name"], mac=W1["mac"], ip=f"{W1['ip']}/16", vnic_id=W1["name"])
+        self.setup["lab, controller, policy"] = time.monotonic() - t
+        t = time.monotonic()
+        self.feeder = lab.wait_until(self._feeder, SETUP_TIMEOUT, 0.5, "the feeder's session with GoBGP A")
+        lab.wait_until(lambda: speaker(self.canopy)["peer"]["state"] == "up", SETUP_TIMEOUT, 0.2, "Canopy-A session")
+        lab.wait_until(lambda: self.a.established(y_host.ip), SETUP_TIMEOUT, 0.2, "the Y-A session")
+        lab.wait_until(self._quiet, SETUP_TIMEOUT, 0.2, "w1 bound, its routes in A and br-int in sync")
+        self.base = self.a.count()
+        exabgp = speaker(self.canopy)["speaker"]["pid"]
+        self.pids = {"controller": [self.canopy.pid], "exabgp": [exabgp], "relay": children_of(exabgp),
+                     "gobgpd A": [self.a.child.pid], "gobgpd Y": [self.y.child.pid],
+                     "OVS kvm1": [c.pid for c in self.hv.ovs.processes]}
+        self.setup["sessions up, w1 announced"] = time.monotonic() - t
+
+    def _feeder(self):
+        try:
+            feeder = Feeder(self.feed_host, self.a.host.ip, FEED_ASN)
+        except OSError:
+            return None
+        if feeder.open_seen.wait(5) and self.a.established(self.feed_host.ip):
+            return feeder
+        feeder.close()
+        return None
+
+    def _quiet(self) -> bool:
+        """Canopy has announced what it wants, A holds exactly that, and the switch is in sync."""
+        state = speaker(self.canopy)["speaker"]
+        if not state["desired"] or state["pending_acks"] or state["announced"] != state["desired"]:
+            return False
+        flows = self.canopy.api.get(f"/v1/switches/{self.hv.datapath_id():016x}/flows")
+        return flows.status == 200 and flows.json["in_sync"] and self.a.count() == state["announced"]
+
+    def timed(self, what: str, action, probes: dict, until: tuple[str, ...], **values) -> dict:
+        """``clock`` plus the CPU seconds each watched process used meanwhile."""
+        self.progress(f"{what} ...")
+        before = {name: cpu_seconds(pids) for name, pids in self.pids.items()}
+        marks = clock(action, probes, until, what, values)
+        marks["cpu"] = {name: round(cpu_seconds(pids) - before[name], 2) for name, pids in self.pids.items()}
+        self.progress(f"{what}: {json.dumps(marks, default=str)}")
+        return marks
+
+    def feed(self, data: bytes):
+        def send():
+            self.feeder.send(data)
+            if self.feeder.closed:
+                raise SystemExit(f"the feeder's session with A ended: {self.feeder.closed}")
+        return send
+
+    def encoded(self, routes) -> tuple[bytes, bytes]:
+        t = time.monotonic()
+        data = encode(routes, "announce"), encode(routes, "withdraw")
+        label = "encoding UPDATEs"
+        self.setup[label] = self.setup.get(label, 0.0) + time.monotonic() - t
+        return data
+
+
+# ---------------------------------------------------------------------------------------------- phases
+
+def announce_withdraw(b: Bench) -> dict:
+    """Canopy announces N routes for N new ports, then withdraws them; then the feeder does the same to A."""
+    from bgp.routes import route_from_dict
+
+    vports, n, base = [out_vport(i) for i in range(b.n)], b.n, b.base
+
+    def acked(count):  # ExaBGP acknowledged every command and holds ``count`` routes
+        return lambda: (lambda s: s["announced"] == count and not s["pending_acks"])(speaker(b.canopy)["speaker"])
+
+    # the newly present subnet on kvm1 also brings its type 3 route: A then holds base + N + 1
+    ops, wall = add_ports_ops(vports), time.time()
+    out = b.timed("announce", lambda: transact(b.hv, ops), {"gobgp": lambda: b.a.count() == base + n + 1,
+                                                           "acked": acked(base + n + 1)},
+                  ("gobgp", "acked"), A=b.a.count, speaker=lambda: speaker(b.canopy)["speaker"])
+    out["logged"] = logged(b.canopy, wall, "bench/out/o", n)
+    routes = [r for r in b.canopy.api.get("/v1/bgp/routes?direction=out&type=2").json["items"]
+              if r["mac"].startswith("02:0e:")]
+    if len(routes) != n or not {r["mac"] for r in routes} <= b.a.macs():
+        raise SystemExit(f"Canopy announced {len(routes)} type-2 routes for {n} ports, or A lacks some")
+
+    ops, wall = delete_ports_ops(b.hv, {v["name"] for v in vports}), time.time()
+    back = b.timed("withdraw", lambda: transact(b.hv, ops), {"gobgp": lambda: b.a.count() == base,
+                                                            "acked": acked(base)},
+                   ("gobgp", "acked"), A=b.a.count, speaker=lambda: speaker(b.canopy)["speaker"])
+    back["logged"] = logged(b.canopy, wall, "unbound", n)
+
+    announce, withdraw = b.encoded([route_from_dict(r) for r in routes])
+    base_out = b.timed("baseline announce", b.feed(announce), {"gobgp": lambda: b.a.count() == base + n},
+                       ("gobgp",), A=b.a.count)
+    base_back = b.timed("baseline withdraw", b.feed(withdraw), {"gobgp": lambda: b.a.count() == base},
+                        ("gobgp",), A=b.a.count)
+    return {"announce": (out, out["gobgp"], base_out, base_out["gobgp"]),
+            "withdraw": (back, back["gobgp"], base_back, base_back["gobgp"])}
+
+
+def receive(b: Bench) -> dict:
+    """GoBGP A sends N routes to Y (baseline) and to Canopy (until the flows), then withdraws them."""
+    routes, loaded = remote_routes(b.n), b.base + b.n
+    announce, withdraw = b.encoded(routes)
+    load = b.timed("loading A", b.feed(announce), {"gobgp": lambda: b.a.count() == loaded}, ("gobgp",),
+                   A=b.a.count)
+    b.setup["GoBGP A loading the routes it sends"] = load["gobgp"]
+
+    def flows():
+        return evpn_l2_flows(b.hv)
+
+    def received():
+        return speaker(b.canopy)["peer"]["received"]
+
+    to_y = b.timed("baseline receive", lambda: b.a.release(b.y.host.ip), {"y": lambda: b.y.count() == loaded},
+                   ("y",), Y=b.y.count)
+    got = b.timed("receive", lambda: b.a.release(b.ctl.ip), {"flows": lambda: flows() == b.n,
+                                                            "received": lambda: received() == b.n},
+                  ("flows", "received"), flows=flows, received=received)
+    check_remote_flows(b.hv, routes)
+    gone = b.timed("receive withdraw", b.feed(withdraw), {"flows": lambda: flows() == 0,
+                                                         "received": lambda: received() == 0,
+                                                         "y": lambda: b.y.count() == b.base},
+                   ("flows", "received", "y"), flows=flows, received=received, Y=b.y.count)
+    return {"receive": (got, got["flows"], to_y, to_y["y"]),
+            "receive_withdraw": (gone, gone["flows"], gone, gone["y"])}
+
+
+# ---------------------------------------------------------------------------------------------- report
+
+ROWS = {
+    "announce": ("ports added (one OVSDB transaction) until GoBGP A holds Canopy's routes",
+                 "the feeder writes the same routes to A until A holds them"),
+    "withdraw": ("ports deleted until A holds none of them", "the feeder writes their withdrawals until A holds none"),
+    "receive": ("A releases its routes to Canopy until br-int has every MAC's flow",
+                "A releases them to GoBGP Y until Y holds them"),
+    "receive_withdraw": ("the feeder withdraws them at A until br-int has none of the flows",
+                         "the same withdrawals, until Y holds none (same event, same time)"),
+}
+
+
+def report(b: Bench, phases: dict) -> dict:
+    rows = []
+    for key, (marks, seconds, base_marks, base_seconds) in phases.items():
+        seconds, base_seconds = max(seconds, 1e-6), max(base_seconds, 1e-6)  # a probe's first poll is 0 s
+        rows.append({"phase": key, "routes": b.n, "seconds": seconds, "routes_per_s": b.n / seconds,
+                     "baseline_seconds": base_seconds, "baseline_routes_per_s": b.n / base_seconds,
+                     "ratio": base_seconds / seconds, "canopy": ROWS[key][0], "baseline": ROWS[key][1],
+                     "marks": marks, "baseline_marks": base_marks})
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), "?")
+    done = subprocess.run(["gobgpd", "--version"], capture_output=True, text=True, timeout=10)
+    return {"routes": b.n, "rows": rows, "setup_seconds": b.setup, "gobgpd": done.stdout.strip(),
+            "machine": {"cpus": os.cpu_count(), "cpu": model, "load_average": os.getloadavg(),
+                        "python": sys.version.split()[0]}}
+
+
+def print_table(result: dict) -> None:
+    rows = {row["phase"]: row for row in result["rows"]}
+    print(f"EVPN type-2 routes, N = {result['routes']:,}: one controller (ExaBGP), one KVM hypervisor (userspace "
+          f"OVS), {result['gobgpd']}")
+    print(f"  {'phase':17} {'seconds':>8} {'routes/s':>9}   {'baseline s':>10} {'routes/s':>9}   {'rate ratio':>10}")
+    for row in result["rows"]:
+        print(f"  {row['phase']:17} {row['seconds']:8.2f} {row['routes_per_s']:9,.0f}   {row['baseline_seconds']:10.2f}"
+              f" {row['baseline_routes_per_s']:9,.0f}   {row['ratio']:9.2f}x")
+    print("  rate ratio: Canopy's routes/s over the baseline's (below 1: Canopy is slower)")
+    for key, row in rows.items():
+        print(f"  {key}: Canopy = {row['canopy']}; baseline = {row['baseline']}")
+    for key, what in (("announce", "bound"), ("withdraw", "unbound")):
+        marks = rows[key]["marks"]
+        print(f"  {key}: OVSDB transaction {marks['action']:.2f} s, Canopy logged the last vport {what} at "
+              f"{fmt(marks['logged'])} s, ExaBGP had acknowledged every command at {fmt(marks['acked'])} s")
+    for key in ("receive", "receive_withdraw"):
+        print(f"  {key}: Canopy's speaker had {'all' if key == 'receive' else 'none'} of the routes at "
+              f"{fmt(rows[key]['marks']['received'])} s")
+    names = list(result["rows"][0]["marks"]["cpu"])
+    print(f"  CPU seconds during each phase    {''.join(f'{name:>11}' for name in names)}")
+    for row in result["rows"]:
+        for label, marks in ((row["phase"], row["marks"]), (f"  baseline {row['phase']}", row["baseline_marks"])):
+            if label.strip() != "baseline receive_withdraw":  # the same event as receive_withdraw
+                cpu = marks["cpu"]
+                print(f"    {label:30}{''.join(f'{cpu[name]:11.2f}' for name in names)}")
+    print("  setup: " + ", ".join(f"{label} {seconds:.1f} s" for label, seconds in result["setup_seconds"].items()))
+
+
+def fmt(value) -> str:
+    return "?" if value is None else f"{value:.2f}"
+
+
+def keep_logs(b: Bench, target: Path) -> None:
+    """Copy the controller's, ExaBGP's, both gobgpd's and kvm1's ovs-vswitchd logs to ``target``."""
+    target.mkdir(parents=True, exist_ok=True)
+    workdir = b.lab.workdir
+    paths = [*workdir.glob("*.log"), *workdir.glob("*-data/bgp/exabgp.log"), workdir / "kvm1" / "ovs-vswitchd.log"]
+    for path in paths:
+        if path.is_file():
+            shutil.copy(path, target / path.name)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--routes", type=int, default=10000, help="type-2 routes per direction (phases shorter "
+                        "than ~0.5 s, as below ~1,000, are within the probes' resolution)")
+    parser.add_argument("--verbose", action="store_true", help="print each phase as it runs (on stderr)")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON instead of the table")
+    parser.add_argument("--keep-logs", type=Path, help="copy the logs of the controller, ExaBGP, gobgpd and OVS here")
+    args = parser.parse_args(argv)
+    if not 1 <= args.routes <= MAX_ROUTES:
+        parser.error(f"--routes must be 1..{MAX_ROUTES} (a /16 per direction)")
+    with Lab() as lab:
+        bench = Bench(lab, args)
+        try:
+            bench.build()
+            bench.progress(f"set up: A holds {bench.base} routes from Canopy (w1's)")
+            phases = {**announce_withdraw(bench), **receive(bench)}
+            bench.feeder.close()
+        finally:
+            if args.keep_logs:
+                keep_logs(bench, args.keep_logs)
+        result = report(bench, phases)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print_table(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
