@@ -17,6 +17,7 @@ from controller.policy import Policy
 from controller.remote import RemoteTable
 
 log = logging.getLogger("canopy.state")
+LOG_EACH_MOVE = 50  # more vports moving in one change are summarised at info level, listed at debug
 
 
 def dpid_str(dpid: int | None) -> str | None:
@@ -138,12 +139,16 @@ class State(DiscoverySink):
                               lambda session, port, vlan: seen.get((session, port, vlan), 0))
         if new != self.locations:
             moved = {vid for vid in set(new) | set(self.locations) if new.get(vid) != self.locations.get(vid)}
+            level = logging.INFO if len(moved) <= LOG_EACH_MOVE else logging.DEBUG
+            if level == logging.DEBUG:
+                log.info("%d vports bound or unbound at once (%d bound now); each at debug level", len(moved),
+                         len(new))
             for vid in sorted(moved):
                 vport = self.policy.get("vport", vid)
                 name = self.policy.ref("vport", vport) if vport else vid
                 where = new.get(vid)
-                log.info("vport %s %s", name, f"bound at {where.chassis}:{where.port}"
-                         + (f" vlan {where.vlan}" if where.vlan else "") if where else "unbound")
+                log.log(level, "vport %s %s", name, f"bound at {where.chassis}:{where.port}"
+                        + (f" vlan {where.vlan}" if where.vlan else "") if where else "unbound")
             self.locations = new
             self._notify("locations", moved)
 
