@@ -41,12 +41,7 @@ class Federation:
         self._imported_from = None  # (received, policy) the current import was made from
 
     def start(self):
-        os.makedirs(self.speaker_workdir, exist_ok=True)
         self.speaker.start()
-
-    @property
-    def speaker_workdir(self) -> str:
-        return self.speaker.config.workdir
 
     def stop(self):
         self.speaker.stop()

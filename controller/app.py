@@ -78,11 +78,8 @@ class CanopyApp(RyuApp):
             self.ovsdb.writes_enabled = False  # until this node is the active one
             if self.federation is not None:
                 self.federation.originating = False
-            extra.append(Route("GET", "/v1/ha", lambda req: Response(200, self.pair.status()),
-                               "HA pair: role, peer, heartbeats, replication sequence and lag, generation id"))
-        else:
-            extra.append(Route("GET", "/v1/ha", lambda req: Response(200, {"role": "standalone"}),
-                               "HA pair: role, peer, heartbeats, replication sequence and lag, generation id"))
+        extra.append(Route("GET", "/v1/ha", self._ha_status,
+                           "HA pair: role, peer, heartbeats, replication sequence and lag, generation id"))
         self._roles_wake = hub.Event()
         self.api = Api(self.service, self.state, settings, extra_routes=extra, ha=self.pair)
         rest_wsgi.register(kwargs["wsgi"], self.api)
@@ -276,6 +273,9 @@ class CanopyApp(RyuApp):
         answer = self.dhcp.answer(dp.id, msg.cookie, bytes(msg.data)) if rec is not None else None
         if answer is not None:
             rec.packet_out(answer.actions, answer.frame)
+
+    def _ha_status(self, req):
+        return Response(200, self.pair.status() if self.pair is not None else {"role": "standalone"})
 
     def _ovsdb_sessions(self, req):
         items = self.ovsdb.sessions()

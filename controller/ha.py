@@ -109,14 +109,10 @@ class Pair:
         """A switch told us our role changed (OpenFlow 1.4 role status) or refused us as stale."""
         with self._lock:
             self.switch_generation = max(self.switch_generation, generation)
-            if self.role == "active" and role != "master" and generation > self.generation_in_use:
+            if self.role == "active" and role != "master" and generation > self.generation:
                 log.warning("a switch reports another master with generation %d (ours %d): stepping down",
-                            generation, self.generation_in_use)
+                            generation, self.generation)
                 self.demoted = True
-
-    @property
-    def generation_in_use(self) -> int:
-        return self.generation
 
     def status(self) -> dict:
         now = time.monotonic()
@@ -216,9 +212,13 @@ class Pair:
         free = sum(1 for s in snaps if not s.other_master())
         return free * 2 > known
 
+    def _election_keys(self) -> tuple[tuple, tuple]:
+        """(ours, the peer's): newest data first, then priority, then node id."""
+        return ((self.store.last_seq(), self.settings.priority, self.settings.node_id),
+                (self.peer.seq, self.peer.priority, self.peer.node or ""))
+
     def _wins_election(self) -> bool:
-        mine = (self.store.last_seq(), self.settings.priority, self.settings.node_id)
-        theirs = (self.peer.seq, self.peer.priority, self.peer.node or "")
+        mine, theirs = self._election_keys()
         return mine > theirs
 
     def _decide(self, now: float) -> None:
@@ -226,8 +226,7 @@ class Pair:
         if self.role == "active":
             if self.demoted:
                 self._become("standby", "a switch reports a newer master")
-            elif alive and self.peer.role == "active" and \
-                    (self.peer.generation, self._tiebreak_peer()) > (self.generation, self._tiebreak_me()):
+            elif alive and self.peer.role == "active" and self._peer_outranks_us_as_active():
                 self._become("standby", f"the peer is active with a newer generation {self.peer.generation}")
             return
         if alive and self.peer.role == "active":
@@ -243,11 +242,10 @@ class Pair:
                 "the peer is silent and the switches report no master" if self.peer.heard_at else "no peer answered"
             self._become("active", why)
 
-    def _tiebreak_me(self):
-        return (self.store.last_seq(), self.settings.priority, self.settings.node_id)
-
-    def _tiebreak_peer(self):
-        return (self.peer.seq, self.peer.priority, self.peer.node or "")
+    def _peer_outranks_us_as_active(self) -> bool:
+        """Both active (a healed partition): the newer generation stays, then the election keys."""
+        mine, theirs = self._election_keys()
+        return (self.peer.generation, theirs) > (self.generation, mine)
 
     def _become(self, role: str, reason: str) -> None:
         with self._lock:

@@ -149,13 +149,7 @@ class Store:
             for change in changes:
                 seq += 1
                 body = json.dumps(change.body, sort_keys=True) if change.body is not None else None
-                if change.op == "put":
-                    self._db.execute("INSERT OR REPLACE INTO objects (kind, id, body) VALUES (?, ?, ?)",
-                                     (change.kind, change.id, body))
-                elif change.op == "delete":
-                    self._db.execute("DELETE FROM objects WHERE kind = ? AND id = ?", (change.kind, change.id))
-                else:
-                    raise StoreError(f"unknown change op {change.op!r}")
+                self._write_object(change, body)
                 self._db.execute("INSERT INTO changes (seq, txn, ts, kind, id, op, body) VALUES (?,?,?,?,?,?,?)",
                                  (seq, txn, ts, change.kind, change.id, change.op, body))
                 done.append(Change(change.kind, change.id, change.op, change.body, seq, txn, ts))

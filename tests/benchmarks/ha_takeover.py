@@ -59,12 +59,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from tests.harness import process
-from tests.harness.hosts import BR_INT
+from tests.benchmarks.port_to_ping import add_present_ports
 from tests.harness.lab import Lab
 
 OF_PORT = 6653
 SUBNETS = 4
-BATCH = 100
 READY_TIMEOUT = 180.0
 TAKEOVER_TIMEOUT = 60.0
 OVS_STATUS_PERIOD = 5.0  # ovs-vswitchd: Controller status written with the statistics, every >= 5 s
@@ -104,17 +103,6 @@ def document(ports: list[dict]) -> dict:
         nets[p["subnet"]]["vports"].append({"name": p["name"], "mac": p["mac"], "ips": [p["ip"]],
                                             "binding": {"flavour": "kvm", "iface_id": p["name"]}})
     return {"tenants": [{"name": "bench", "domains": [{"name": "dom", "subnets": nets}]}]}
-
-
-def add_ports(hv, ports: list[dict]) -> None:
-    """Internal ports on br-int with the vports' iface-ids, BATCH per ovs-vsctl call."""
-    for start in range(0, len(ports), BATCH):
-        args = []
-        for p in ports[start:start + BATCH]:
-            args += ["--", "add-port", BR_INT, p["name"], "--", "set", "Interface", p["name"], "type=internal",
-                     f"external_ids:iface-id={p['name']}", f"external_ids:attached-mac={p['mac']}",
-                     "external_ids:iface-status=active"]
-        hv.vsctl(*args[1:])
 
 
 class Node:
@@ -371,7 +359,7 @@ class Pair:
         for h in range(n_vrs):
             hv = lab.add_hypervisor(f"hv{h:02d}", "kvm")
             hv.connect([a.host, b.host])
-            add_ports(hv, [p for p in self.ports if p["hv"] == h])
+            add_present_ports(hv, [p for p in self.ports if p["hv"] == h])
             self.hvs.append(hv)
             self.tables.append(ControllerTable(lab, hv, lab.workdir / f"{hv.name}-controller-table.csv"))
             if n_vrs >= 10 and (h + 1) % 10 == 0:

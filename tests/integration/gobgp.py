@@ -141,3 +141,20 @@ def start_gobgpd(workdir: Path, address: str, asn: int, neighbors: tuple[GoBGPNe
         gobgp.stop()
         raise AssertionError(f"gobgpd did not start:\n{log_tail(child.log_path)}") from None
     return gobgp
+
+
+def lab_router_config(router_ip: str, asn: int, peers: list[str], peer_asn: int) -> str:
+    """gobgpd.toml for a router in a lab namespace: passive EVPN sessions with each of ``peers``
+    (controllers, which dial it); gobgpd listens on its default port in that namespace."""
+    neighbors = "".join(f"""
+[[neighbors]]
+  [neighbors.config]
+    neighbor-address = "{peer}"
+    peer-as = {peer_asn}
+  [neighbors.transport.config]
+    passive-mode = true
+  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = "l2vpn-evpn"
+""" for peer in peers)
+    return f"""[global.config]\n  as = {asn}\n  router-id = "{router_ip}"\n{neighbors}"""

@@ -12,6 +12,8 @@ import shutil
 
 import pytest
 
+from tests.integration.gobgp import lab_router_config
+
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(not shutil.which("gobgpd"), reason="gobgpd (Debian package gobgpd) not installed")]
 
@@ -25,23 +27,6 @@ POLICY = {"tenants": [{"name": "acme", "domains": [{
 WEB_RT, L3_RT = f"{CANOPY_ASN}:{WEB_VNI}", f"{CANOPY_ASN}:{L3_VNI}"
 
 
-def gobgpd_config(me, canopy):
-    return f"""
-[global.config]
-  as = {GOBGP_ASN}
-  router-id = "{me.ip}"
-[[neighbors]]
-  [neighbors.config]
-    neighbor-address = "{canopy.ip}"
-    peer-as = {CANOPY_ASN}
-  [neighbors.transport.config]
-    passive-mode = true
-  [[neighbors.afi-safis]]
-    [neighbors.afi-safis.config]
-      afi-safi-name = "l2vpn-evpn"
-"""
-
-
 @pytest.fixture(scope="module")
 def interop(lab_capable):
     from tests.harness.lab import Lab
@@ -49,7 +34,7 @@ def interop(lab_capable):
     with Lab() as lab:
         ctl, peer = lab.add_controller_host("ctl1"), lab.add_controller_host("gobgp")
         conf = lab.workdir / "gobgpd.toml"
-        conf.write_text(gobgpd_config(peer, ctl))
+        conf.write_text(lab_router_config(peer.ip, GOBGP_ASN, [ctl.ip], CANOPY_ASN))
         lab.spawn("gobgpd", ["gobgpd", "-f", str(conf), "--api-hosts", "127.0.0.1:50051"],
                   lab.workdir / "gobgpd.log", ns=peer.ns)
         canopy = lab.start_controller(ctl, {"bgp": {"asn": CANOPY_ASN, "router_id": ctl.ip, "neighbors": [
