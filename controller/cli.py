@@ -144,18 +144,19 @@ def _defined_elsewhere(doc, defined) -> bool:
 def _print_problems(doc, problems):
     for p in problems:
         place = doc.where(p.field) if doc else ""
-        what = p.field if p.kind == "document" else f"{p.kind} {p.ref!r}: {_leaf(p.field)}"
+        leaf = _leaf(p.field)
+        what = p.field if p.kind == "document" else f"{p.kind} {p.ref!r}" + (f": {leaf}" if leaf else "")
         also = f" (first at {doc.where(p.also) if doc else p.also})" if p.also else ""
         print(f"{place}: {what}: {p.reason}{also}", file=sys.stderr)
 
 
 def _leaf(path):
-    """The field name inside its object: "tenants[0].domains[1].cidr" -> "cidr"."""
+    """The field name inside its object: "tenants[0].domains[1].cidr" -> "cidr"; "" for the object itself."""
     for marker in ("vports[", "subnets[", "domains[", "acls[", "tenants[", "vtep_bindings["):
         i = path.rfind(marker)
         if i >= 0:
             rest = path[path.index("]", i) + 1:]
-            return rest.lstrip(".") or "(object)"
+            return rest.lstrip(".")
     return path
 
 
