@@ -82,6 +82,7 @@ class CanopyApp(RyuApp):
                            "HA pair: role, peer, heartbeats, replication sequence and lag, generation id"))
         self._roles_wake = hub.Event()
         self.api = Api(self.service, self.state, settings, extra_routes=extra, ha=self.pair)
+        self.api.switch_status = self._switch_status
         rest_wsgi.register(kwargs["wsgi"], self.api)
         self._wake = hub.Event()
         self._worker = None
@@ -276,6 +277,10 @@ class CanopyApp(RyuApp):
 
     def _ha_status(self, req):
         return Response(200, self.pair.status() if self.pair is not None else {"role": "standalone"})
+
+    def _switch_status(self, dpid):
+        rec = self.reconcilers.get(dpid)
+        return rec.status() if rec is not None else None
 
     def _ovsdb_sessions(self, req):
         items = self.ovsdb.sessions()

@@ -40,6 +40,7 @@ class State(DiscoverySink):
         self._seen: dict[tuple, int] = {}  # (session, port, vlan) -> order of first appearance
         self._clock = itertools.count(1)
         self._subscribers = []
+        self.version = 0  # grows with every change of anything State holds (REST readers poll it)
         self.started = time.time()
 
     # ------------------------------------------------------------------ subscriptions
@@ -48,6 +49,7 @@ class State(DiscoverySink):
         self._subscribers.append(callback)
 
     def _notify(self, what, detail=None):
+        self.version += 1
         for callback in self._subscribers:
             try:
                 callback(what, detail)

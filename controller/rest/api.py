@@ -77,6 +77,10 @@ class Route:
 
 
 class Api:
+    # None or a function (datapath id as int) -> that switch's programming status (its reconciler's
+    # counts: state, desired, installed, pending) or None when it has no OpenFlow connection
+    switch_status: Callable[[int], dict | None] | None = None
+
     def __init__(self, service, state, settings, extra_routes=(), ha=None):
         """``ha``: the controller.ha.Pair of an HA pair (None: standalone): its role shows in /v1/status,
         and while it is not active every write is refused with 503 naming the active."""
@@ -220,13 +224,21 @@ class Api:
         return Response(200, {
             "version": __version__, "role": self.ha.role if self.ha is not None else "standalone",
             "uptime": round(time.time() - self.state.started, 3),
-            "seq": self.state.last_seq, "counts": self.service.counts(),
+            "seq": self.state.last_seq, "state_version": self.state.version, "counts": self.service.counts(),
             "switches": {"ovsdb": len(self.state.vrs), "openflow": len(self.state.datapaths)},
             "vports_bound": len(self.state.locations)})
 
     def switches(self, req):
-        items = self.state.switches()
+        items = [self._with_sync(item) for item in self.state.switches()]
         return Response(200, {"items": items, "count": len(items)})
+
+    def _with_sync(self, item):
+        """A switch's REST view plus ``sync``: its programming status (None while not connected)."""
+        status = self.switch_status(int(item["datapath_id"], 16)) if (
+            self.switch_status is not None and item.get("datapath_id")) else None
+        keys = ("state", "desired", "installed", "pending", "rejected")
+        item["sync"] = {k: status[k] for k in keys if k in status} if status else None
+        return item
 
     def switch(self, req, dpid):
         key = dpid.lower().replace(":", "")
@@ -234,7 +246,7 @@ class Api:
             raise ApiError(400, "bad_request", "a datapath id is up to 16 hex digits", "dpid")
         for item in self.state.switches():
             if item["datapath_id"] == key.zfill(16):
-                return Response(200, item)
+                return Response(200, self._with_sync(item))
         raise ApiError(404, "not_found", f"no switch with datapath id {key.zfill(16)}")
 
     def changes(self, req):

@@ -20,6 +20,10 @@ def routes(state, programmer, reconcilers) -> list[Route]:
                               "count": len(items)})
 
     def flows(req, dpid):
+        for name in req.query:
+            if name != "owner":
+                raise ApiError(400, "bad_query", "unknown query parameter; use ['owner']", name)
+        owner_id = req.query.get("owner")
         key = _dpid(dpid)
         session = next((s for s, sw in programmer.view.switches.items() if sw.datapath_id == key), None)
         reconciler = reconcilers().get(key)
@@ -38,12 +42,15 @@ def routes(state, programmer, reconcilers) -> list[Route]:
                 "subnet", "domain", "vport") else None
             owner["ref"] = state.policy.ref(owner["kind"], obj) if obj else owner.get("ref")
         agree = all(i["desired"] == i["installed"] for i in items)
+        if owner_id is not None:  # after in_sync: that stays the whole switch's
+            items = [i for i in items if (i.get("owner") or {}).get("id") == owner_id]
         return Response(200, {"datapath_id": f"{key:016x}", "status": status, "in_sync": agree, "flows": items,
                               "count": len(items)})
 
     return [Route("GET", "/v1/domains/{id}/fib", fib, "the domain's forwarding table: prefix, next hop, origin"),
             Route("GET", "/v1/switches/{dpid}/flows", flows,
-                  "desired and installed flows of a VRS, with the object that owns each")]
+                  "desired and installed flows of a VRS, with the object that owns each",
+                  query=(("owner", "only the flows of this owner (a vport, subnet or domain id)"),))]
 
 
 def _dpid(text):

@@ -1,13 +1,15 @@
 """Serve controller.rest.api.Api through ryu-manager's WSGI server (ryu.app.wsgi).
 
 One catch-all route hands every request to the framework-free Api, so routing, errors and the OpenAPI
-document live in one place and unknown paths still get JSON errors.
+document live in one place and unknown paths still get JSON errors. Paths under /ui are the topology page's
+static files (controller/rest/ui.py).
 """
 
 from __future__ import annotations
 
 import webob
 
+from controller.rest import ui
 from controller.rest.api import Request
 from controller.ryu_compat import wsgi_classes
 
@@ -23,6 +25,11 @@ class RestController(ControllerBase):
 
     @route("canopy", "/{path:.*}", requirements={"path": ".*"})
     def dispatch(self, req, path=None):
+        if ui.handles(req.path_info or "/"):
+            page = ui.serve(req.method, req.path_info)
+            out = webob.Response(status=page.status, body=page.body, content_type=page.content_type)
+            out.headers.update(page.headers)
+            return out
         request = Request(method=req.method, path=req.path_info or "/",
                           query={k: v for k, v in req.GET.items()},
                           headers={k.lower(): v for k, v in req.headers.items()},
