@@ -24,11 +24,8 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import logging
 import re
 from dataclasses import dataclass, field
-
-log = logging.getLogger(__name__)
 
 MAX_VNI = (1 << 24) - 1
 ANNOUNCE = "announce"

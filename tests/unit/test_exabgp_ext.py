@@ -11,6 +11,7 @@ import pytest
 from bgp import exabgp_ext, routes
 from bgp.received import from_exabgp_json
 from bgp.routes import InclusiveMulticastRoute, IpPrefixRoute, MacIpRoute, to_command
+from tests.harness.bgpraw import with_next_hop
 
 GOBGP_RIB = Path(__file__).resolve().parents[3] / "shared/fixtures/exabgp-evpn/gobgp_rib_after_exabgp_announce.json"
 
@@ -256,23 +257,6 @@ def test_install_is_idempotent():
 
 
 # --------------------------------------------------------------------------- EVPN next hops on the wire
-
-
-def with_next_hop(message: bytes, hop: bytes) -> bytes:
-    """``message`` (an UPDATE ExaBGP packed) with its MP_REACH_NLRI next hop replaced by ``hop``."""
-    body = message[19:]
-    withdrawn = struct.unpack("!H", body[:2])[0]
-    length = struct.unpack("!H", body[2 + withdrawn:4 + withdrawn])[0]
-    data, out = body[4 + withdrawn:4 + withdrawn + length], b""
-    while data:
-        flags, code = data[0], data[1]
-        size, head = (struct.unpack("!H", data[2:4])[0], 4) if flags & 0x10 else (data[2], 3)
-        value, data = data[head:head + size], data[head + size:]
-        if code == 14:
-            value = value[:3] + bytes([len(hop)]) + hop + value[4 + value[3]:]
-        out += bytes([flags | 0x10, code]) + struct.pack("!H", len(value)) + value
-    body = body[:2 + withdrawn] + struct.pack("!H", len(out)) + out
-    return message[:16] + struct.pack("!HB", 19 + len(body), 2) + body
 
 
 MAPPED = bytes(10) + b"\xff\xff" + bytes([192, 0, 2, 1])  # ::ffff:192.0.2.1, as FRR sends for type 5
