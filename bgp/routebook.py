@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 LOG = logging.getLogger("canopy.bgp.speaker")
 PEER_STATES = ("idle", "connected", "up", "down")
 REFUSAL_LOG_INTERVAL = 60.0  # seconds between log lines for the same peer and reason after the first
+LOG_ONCE = ("not_vxlan",)  # reasons logged only the first time per peer (then only counted)
 EVPN_FAMILY = "l2vpn/evpn"  # as ExaBGP names it in a graceful restart capability
 
 
@@ -100,6 +101,7 @@ class RouteBook:
     log: logging.Logger = LOG
     local: Local | None = None  # our AS and router id, to recognise our own routes come back
     graceful: GracefulRestart = GracefulRestart()
+    clock: object = time.monotonic  # () -> seconds, for the restart timers and the refusal log
     _refusal_log: dict = field(default_factory=dict)  # (peer, reason) -> [next log time, suppressed count]
 
     def __post_init__(self):
@@ -244,7 +246,7 @@ class RouteBook:
         keys = {k[1] for k in self.received if k[0] == peer.address}
         if graceful and self.graceful.enabled and peer.restart_time and keys:
             peer.stale |= keys
-            peer.stale_until = time.monotonic() + peer.restart_time
+            peer.stale_until = self.clock() + peer.restart_time
             self.log.info("BGP peer %s: keeping its %d route(s) for up to %ds while it restarts (graceful "
                           "restart)", peer.address, len(peer.stale), peer.restart_time)
             return False
@@ -253,7 +255,7 @@ class RouteBook:
     def _session_back(self, peer: PeerStatus) -> bool:
         """A restarting peer is back: wait for its End-of-RIB, unless it did not keep its forwarding state."""
         if self.graceful.enabled and peer.restart_time is not None and peer.forwarding:
-            peer.stale_until = time.monotonic() + self.graceful.stale_time
+            peer.stale_until = self.clock() + self.graceful.stale_time
             return False
         self.log.info("BGP peer %s is back without forwarding state for l2vpn evpn: its %d stale route(s) go",
                       peer.address, len(peer.stale))
@@ -269,7 +271,7 @@ class RouteBook:
 
     def expire(self, now: float | None = None) -> bool:
         """Drop the stale routes of peers whose restart or End-of-RIB time is over; True if any went."""
-        now = time.monotonic() if now is None else now
+        now = self.clock() if now is None else now
         changed = False
         for peer in self.peers.values():
             if peer.stale and peer.stale_until is not None and now >= peer.stale_until:
@@ -309,17 +311,18 @@ class RouteBook:
         return changed
 
     def _refused(self, peer: PeerStatus, refusal) -> None:
-        """Count a route refused at the edge; log the first of each reason per peer, then once a minute."""
+        """Count a route refused at the edge; log the first of each reason per peer, then once a minute
+        (``LOG_ONCE`` reasons: never again)."""
         peer.refused[refusal.reason] += 1
-        slot = self._refusal_log.setdefault((peer.address, refusal.reason), [0.0, 0])
-        now = time.monotonic()
+        slot = self._refusal_log.setdefault((peer.address, refusal.reason), [float("-inf"), 0])
+        now = self.clock()
         if now < slot[0]:
             slot[1] += 1
             return
         more = f" (and {slot[1]} more since the last report)" if slot[1] else ""
         self.log.warning("BGP peer %s: route treated as withdrawn: %s: %s%s", peer.address,
                          REASONS.get(refusal.reason, refusal.reason), refusal.detail, more)
-        slot[0], slot[1] = now + REFUSAL_LOG_INTERVAL, 0
+        slot[0], slot[1] = now + (float("inf") if refusal.reason in LOG_ONCE else REFUSAL_LOG_INTERVAL), 0
 
     # ------------------------------------------------------------------ inspection
     def peer_rows(self) -> list[dict]:

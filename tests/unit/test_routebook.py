@@ -143,6 +143,21 @@ def test_refusals_are_logged_once_a_minute_per_peer_and_reason(caplog):
     assert caplog.text.count("treated as withdrawn") == 1 and b.peer_rows()[0]["refused"] == {"own_route": 50}
 
 
+def test_not_vxlan_is_logged_once_other_reasons_again_after_a_minute(caplog):
+    clock = [1000.0]
+    b = book(clock=lambda: clock[0])
+    raw = json.loads(update(ROUTE))
+    raw["neighbor"]["message"]["update"]["attribute"]["extended-community"] = []
+    own = with_attributes(update(ROUTE), originator_id="10.0.0.1")
+    with caplog.at_level(logging.WARNING):
+        for _ in range(3):
+            b.handle_line(json.dumps(raw))
+            b.handle_line(own)
+            clock[0] += 61
+    assert caplog.text.count("no encapsulation") == 1 and caplog.text.count("own router id 10.0.0.1 as ORIGINATOR_ID") == 3
+    assert b.peer_rows()[0]["refused"] == {"not_vxlan": 3, "own_route": 3}
+
+
 @pytest.mark.parametrize("text", [
     '{"type": "update", "neighbor": {"address": {"peer": "127.0.0.1"}, "message": {"update": {"announce": 7}}}}',
     '{"type": "update", "neighbor": {"address": {"peer": "127.0.0.1"}, "message": {"update": {"announce": '
