@@ -154,7 +154,8 @@ def test_not_vxlan_is_logged_once_other_reasons_again_after_a_minute(caplog):
             b.handle_line(json.dumps(raw))
             b.handle_line(own)
             clock[0] += 61
-    assert caplog.text.count("no encapsulation") == 1 and caplog.text.count("own router id 10.0.0.1 as ORIGINATOR_ID") == 3
+    assert caplog.text.count("no encapsulation") == 1
+    assert caplog.text.count("own router id 10.0.0.1 as ORIGINATOR_ID") == 3
     assert b.peer_rows()[0]["refused"] == {"not_vxlan": 3, "own_route": 3}
 
 
