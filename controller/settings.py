@@ -102,6 +102,14 @@ SETTINGS = (
                   Field("rr_client", "boolean", "the peer is a route reflector and Canopy its client (iBGP)",
                         f.boolean, default=False, nullable=False),
               )), default=list, nullable=False),
+        Field("graceful_restart", "object", "BGP graceful restart (RFC 4724) with every neighbor", fields=(
+            Field("enabled", "boolean", "advertise it, and keep a restarting peer's routes (stale) until it is "
+                  "back and sent End-of-RIB", f.boolean, default=True, nullable=False),
+            Field("restart_time", "integer", "seconds peers are asked to keep our routes while we restart",
+                  lambda v: f.integer(v, 1, 4095), default=120, nullable=False),
+            Field("stale_time", "integer", "seconds a restarted peer has to send End-of-RIB before its stale "
+                  "routes are removed", lambda v: f.integer(v, 1, 3600), default=360, nullable=False),
+        ), default=dict, nullable=False),
     ), default=dict, nullable=False),
     Field("ha", "object", "active/standby pair (off while no peer is configured)", fields=(
         Field("node_id", "string", "this node's name in the pair (default: its hostname)", f.name),
@@ -156,12 +164,20 @@ class HaSettings:
 
 
 @dataclass(frozen=True)
+class GracefulRestartSettings:
+    enabled: bool = True
+    restart_time: int = 120
+    stale_time: int = 360
+
+
+@dataclass(frozen=True)
 class BgpSettings:
     asn: int = 65000
     router_id: str | None = None
     listen: str | None = None
     port: int = 179
     neighbors: tuple[BgpNeighbor, ...] = ()
+    graceful_restart: GracefulRestartSettings = GracefulRestartSettings()
 
     @property
     def enabled(self) -> bool:
@@ -248,7 +264,7 @@ def _bgp(raw) -> BgpSettings:
     neighbors = tuple(BgpNeighbor(**n) for n in raw["neighbors"])
     router_id = raw["router_id"] or next((n.local_address for n in neighbors if n.local_address), None)
     return BgpSettings(asn=raw["asn"], router_id=router_id, listen=raw["listen"], port=raw["port"],
-                       neighbors=neighbors)
+                       neighbors=neighbors, graceful_restart=GracefulRestartSettings(**raw["graceful_restart"]))
 
 
 def _bgp_problems(raw) -> list:
