@@ -144,9 +144,9 @@ def _subnet(view, sw, owner):
         flows.append(gateway_echo_responder(sub.vni, sub.gateway, sub.gateway_mac, owner))
         flows.append(flow(p.L2_LOOKUP, 100, {"reg5": sub.vni, "eth_dst": sub.gateway_mac},
                           [("goto", p.L3_ROUTING)], owner))
-        if sub.id in view.bm_gateways:  # bare metal's frames to the gateway: routed like a VM's
+        if sub.id in view.bm_gateways:  # bare metal's frames to the gateway: routed like a VM's (see LEAVE_TUNNEL)
             flows.append(flow(p.L2_LOOKUP, 101, {"reg0": FROM_TUNNEL, "reg5": sub.vni, "eth_dst": sub.gateway_mac},
-                              [("set", p.REG_FLAGS, 0), ("goto", p.L3_ROUTING)], owner))
+                              [("set", p.REG_FLAGS, 0), LEAVE_TUNNEL, ("goto", p.L3_ROUTING)], owner))
     elif sub.dhcp and sub.dhcp_server:  # L2-only: renewals are unicast to the DHCP server's address
         flows.append(arp_responder(sub.vni, sub.dhcp_server, sub.gateway_mac, owner))
     if gateway_here and sw.tunnel_ofport:
@@ -298,6 +298,10 @@ def _egress(ep, owner):
 _BACK_TO_PORT = (("set", p.REG_FLAGS, p.FLAG_LOOPBACK), ("move", p.REG_IN, p.REG_OUT), ("goto", p.EGRESS))
 _BACK_INTO_TUNNEL = (("move", "tun_ipv4_src", "tun_ipv4_dst"), ("output", "in_port"))
 TUNNEL_SERVICE = 115  # priority of answers to what arrives over a tunnel (above the vports' own, 100-110)
+# A packet routed from one tunnel into another leaves by the port it came in on, which OpenFlow suppresses:
+# forget the ingress port first (OVS lets the 16-bit NXM in_port be written, 0 included; nothing after
+# routing matches it but egress, which only concerns packets from a local port).
+LEAVE_TUNNEL = ("set", "in_port_nxm", 0)
 
 
 def _answer(match: dict, rewrite: list, owner: Owner, tunnel: bool) -> Flow:
@@ -365,7 +369,7 @@ def _route_to_bare_metal(view, sw, target: Endpoint, prefix: str, dom: dict, own
     return [flow(p.L3_ROUTING, HOST_ROUTE_BASE + prefixlen,
                  {"reg4": dom["l3_vni"], "eth_type": ETH_IP, "ipv4_dst": match}, [
                      ("set", "eth_src", dom["gateway_mac"]), ("set", "eth_dst", target.mac), ("dec_ttl",),
-                     *to_vtep(view.subnets[target.subnet_id].vni, vtep_ip, sw)], owner)]
+                     LEAVE_TUNNEL, *to_vtep(view.subnets[target.subnet_id].vni, vtep_ip, sw)], owner)]
 
 
 def route_to_vtep(sw, prefix: str, dom: dict, vtep_ip, router_mac, l3_vni: int, owner: Owner) -> list[Flow]:

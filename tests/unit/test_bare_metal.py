@@ -336,3 +336,15 @@ def test_gateway_changes_recompile_incrementally_like_a_full_recompute():
         seen.add(gateway(prog, state))
     assert prog.full_recomputes == full_before and prog.incremental_updates > 70
     assert seen == set(HOSTS)  # the gateway moved between every VRS on the way
+
+
+def test_rest_shows_the_gateway_of_each_bound_subnet_and_routes_to_bare_metal():
+    from controller.rest import dataplane, vteps
+
+    state, prog = setup(gateway_chassis=["hv3"])
+    one = next(r for r in vteps.routes(state, prog) if r.pattern.endswith("{name}"))
+    assert one.handler(None, "tor1").body["gateways"] == [
+        {"vni": 5001, "subnet": "acme/web", "chassis": "hv3", "vtep_ip": "10.251.0.3"}]
+    fib = next(r for r in dataplane.routes(state, prog, dict) if r.pattern.endswith("/fib"))
+    routes = {r["prefix"]: r for r in fib.handler(None, dom(state)["id"]).body["routes"]}
+    assert (routes[f"{BM_IP}/32"]["vport"]["ref"], routes[f"{BM_IP}/32"]["vtep_ip"]) == ("acme/web/bm1", TOR_IP)
