@@ -256,8 +256,10 @@ def bm_gateways(view, policy) -> dict[str, str]:
 
     Candidates are the VRS with a VTEP IP and a tunnel port. The first connected chassis of the subnet's
     ``gateway_chassis`` wins; else a VRS with an endpoint in the subnet, else one serving its domain, else
-    any; ties go to the highest rendezvous hash of (subnet, chassis), so subnets spread over the VRS and a
-    subnet's gateway moves only when its own gateway goes or a better candidate comes."""
+    any (a VRS that already serves the subnet or its domain needs the fewest extra flows); ties go to the
+    highest rendezvous hash of (subnet, chassis), so subnets spread over the VRS, and the gateway moves only
+    when the candidates or their tiers change (a VRS coming or going, gaining or losing its last port in the
+    subnet or domain), never because of an unrelated VRS."""
     candidates = [sw for sw in view.switches.values() if sw.vtep_ip and sw.tunnel_ofport]
     if not candidates:
         return {}

@@ -106,6 +106,11 @@ def test_another_vrs_takes_over_when_the_gateway_vrs_stops(fabric):
     reach(lab, bm, "10.0.2.11")
     process.stop(hosts["hv1"].ovs.processes)  # the gateway's hypervisor goes: its OVSDB and OpenFlow close
     lab.wait_until(lambda: gateway(canopy) == "hv2", timeout=20, what="hv2 takes over web's bare-metal gateway")
+    gw_mac = canopy.api.get("/v1/domains").json["items"][0]["gateway_mac"]
+    lab.wait_until(lambda: tor.remote_macs(LS)[0].get(gw_mac) == hosts["hv2"].vtep_ip, timeout=20,
+                   what="tor1's remote MAC for the gateway points at hv2")
+    row = next(r for r in tor.rows("Ucast_Macs_Remote") if r["MAC"] == gw_mac)
+    assert row["ipaddr"] == "10.0.1.1"
     reach(lab, bm, "10.0.2.11", timeout=TAKEOVER, what="routed pings from the bare-metal server resume via hv2")
     reach(lab, vms["dbk"], BM_IP, what="the db VM reaches the bare-metal server again")
     reach(lab, bm, "10.0.1.1", what="the bare-metal server pings its gateway at hv2")
