@@ -1,8 +1,8 @@
 """Bare metal behind a hardware VTEP (the real ovs-vtep emulator) as a first-class endpoint, with two VRS:
 the server, declared in policy as a bare-metal vport, gets its address from Canopy's DHCP (BusyBox udhcpc in
 its namespace), pings its anycast gateway, a VM of its subnet and a VM of another subnet of the domain
-(routed through the subnet's gateway VRS); when that VRS's hypervisor stops, the other VRS takes over the
-gateway and the routed pings resume."""
+(routed through the subnet's gateway VRS), both with Canopy's choice of gateway and with one named in policy;
+when the gateway VRS's hypervisor stops, the other VRS takes over and the routed pings resume."""
 
 from __future__ import annotations
 
@@ -99,6 +99,21 @@ def test_the_bare_metal_server_reaches_its_gateway_its_subnet_and_another_subnet
     reach(lab, bm, "10.0.2.11", what="the bare-metal server reaches the VM of the db subnet (routed)")
     reach(lab, vms["dbk"], BM_IP, what="the db VM reaches the bare-metal server (routed back through hv1)")
     assert bm.ping("10.0.2.11", count=3, timeout=5)
+
+
+def test_policy_names_the_gateway_and_routing_follows(fabric):
+    lab, canopy, hosts, vms, tor, bm = fabric
+    web = next(s for s in canopy.api.get("/v1/subnets").json["items"] if s["name"] == "web")
+    gw_mac = canopy.api.get("/v1/domains").json["items"][0]["gateway_mac"]
+    for chassis in (["hv2"], []):  # named, then Canopy's own choice again
+        assert canopy.api.patch(f"/v1/subnets/{web['id']}", {"gateway_chassis": chassis}).status == 200
+        expected = chassis[0] if chassis else "hv1"
+        lab.wait_until(lambda: gateway(canopy) == expected, timeout=20, what=f"{expected} is web's gateway")
+        lab.wait_until(lambda: tor.remote_macs(LS)[0].get(gw_mac) == hosts[expected].vtep_ip, timeout=20,
+                       what=f"tor1's remote MAC for the gateway points at {expected}")
+        reach(lab, bm, "10.0.2.11", what=f"routed pings from the bare-metal server through {expected}")
+        reach(lab, vms["dbk"], BM_IP, what=f"routed pings to the bare-metal server through {expected}")
+        reach(lab, bm, "10.0.1.1", what=f"the bare-metal server pings its gateway at {expected}")
 
 
 def test_another_vrs_takes_over_when_the_gateway_vrs_stops(fabric):
