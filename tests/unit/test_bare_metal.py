@@ -348,3 +348,36 @@ def test_rest_shows_the_gateway_of_each_bound_subnet_and_routes_to_bare_metal():
     fib = next(r for r in dataplane.routes(state, prog, dict) if r.pattern.endswith("/fib"))
     routes = {r["prefix"]: r for r in fib.handler(None, dom(state)["id"]).body["routes"]}
     assert (routes[f"{BM_IP}/32"]["vport"]["ref"], routes[f"{BM_IP}/32"]["vtep_ip"]) == ("acme/web/bm1", TOR_IP)
+
+
+L2_DOC = """
+tenants:
+  - name: acme
+    subnets:
+      - name: lan
+        cidr: 10.9.0.0/24
+        vni: 5001
+        vports:
+          - {name: vm1, mac: "02:00:00:00:01:01", ips: [10.9.0.11], binding: {flavour: kvm}}
+          - {name: bm1, mac: "02:00:00:00:0b:01", ips: [10.9.0.50], binding: {flavour: baremetal}}
+      - {name: quiet, cidr: 10.8.0.0/24, vni: 5003, dhcp: {enabled: false}}
+vtep_bindings:
+  - {switch: tor1, port: p1, vlan: 100, subnet: acme/lan}
+  - {switch: tor1, port: p1, vlan: 200, subnet: acme/quiet}
+"""
+
+
+def test_an_l2_only_subnet_gets_dhcp_for_its_bare_metal_but_no_routing():
+    state, prog = setup(doc=L2_DOC)
+    lan, quiet = state.policy.find("subnet", "acme/lan"), state.policy.find("subnet", "acme/quiet")
+    assert set(prog.view.bm_gateways) == {lan["id"]}  # no DHCP and no routing in quiet: nothing to do
+    session = prog.view.bm_gateways[lan["id"]]
+    server = "10.9.0.254"  # the last host address: L2-only subnets' DHCP server
+    assert (5001, "02:ca:fe:00:00:01", server, HOSTS[session][0]) in \
+        vtep_desired(prog.view, state.policy, "tor1").remote_macs
+    [(port, reply)] = arp_for(prog, session, server)
+    assert (port, reply["tun_ipv4_dst"], reply["arp_sha"]) == (TUNNEL, TOR_IP, "02:ca:fe:00:00:01")
+    answer = dhcp_service(state, prog).answer(int(HOSTS[session][0][-1]), punt_cookie(prog, session),
+                                              frame(dhcp_payload(mac=BM_MAC), src_mac=BM_MAC))
+    assert answer is not None and "10.9.0.50" in answer.summary
+    assert not any(f.priority == 101 for f in prog.desired[session].all_flows())  # nothing is routed
