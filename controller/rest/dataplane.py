@@ -93,6 +93,8 @@ def _route_view(state, view, route):
         sw = view.switches.get(ep.session) if ep else None
         if sw:
             out["vtep_ip"], out["chassis"] = sw.vtep_ip, sw.chassis
+        elif ep is not None and ep.session in view.vteps:  # bare metal: behind a hardware VTEP
+            out["vtep_ip"], out["switch"] = view.tunnel_ip_of(ep.session), view.vteps[ep.session].name
     elif route.kind == "static":
         out["unresolved"] = True  # the next hop is not a known, bound vport: no flows for this route
     return out
