@@ -19,6 +19,7 @@ from controller.programmer import Programmer
 from controller.derive import vtep_desired
 from controller.rest import bgp as rest_bgp
 from controller.rest import dataplane as rest_dataplane
+from controller.rest import inspect as rest_inspect
 from controller.rest import vteps as rest_vteps
 from controller.rest import wsgi as rest_wsgi
 from controller.rest.api import Api, Response, Route
@@ -61,6 +62,7 @@ class CanopyApp(RyuApp):
         extra = [Route("GET", "/v1/ovsdb/sessions", self._ovsdb_sessions, "accepted OVSDB manager connections")]
         extra += rest_dataplane.routes(self.state, self.programmer, lambda: self.reconcilers)
         extra += rest_vteps.routes(self.state, self.programmer)
+        extra += rest_inspect.routes(self.state, self.programmer, self.dhcp, settings.underlay_mtu)
         self.federation = None
         if settings.bgp is not None and settings.bgp.enabled:
             from bgp.federation import Federation  # imports ExaBGP's extension only when BGP is configured

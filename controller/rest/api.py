@@ -70,6 +70,7 @@ class Route:
     kind: str | None = None  # the model kind for body/response schemas
     action: str = ""  # list|create|get|update|delete for object routes
     query: tuple[tuple[str, str], ...] = ()  # (name, description)
+    body: dict | None = None  # JSON schema of the request body of a route that is not an object route
 
     @property
     def regex(self):

@@ -12,71 +12,11 @@ import subprocess
 
 import pytest
 
-from controller import policy as pol
-from controller import policydoc, yamldoc
-from controller.derive import derive
-from controller.discovery import PortInfo, VrsSnapshot
-from controller.state import State
 from openflow.compiler import compile_switch
 from openflow.flows import render_flow, render_group
+from tests.unit.pipeline_case import PORTS, REMOTE_VTEP, build_view
 
 pytestmark = pytest.mark.integration
-
-POLICY = """
-tenants:
-  - name: acme
-    domains:
-      - name: prod
-        static_routes: [{prefix: 192.168.50.0/24, next_hop: 10.0.2.12}]
-        subnets:
-          - name: web
-            cidr: 10.0.1.0/24
-            gateway: 10.0.1.1
-            vports:
-              - {name: web1, mac: "02:00:00:00:01:01", ips: [10.0.1.11], binding: {flavour: kvm}}
-              - {name: web2, mac: "02:00:00:00:01:02", ips: [10.0.1.12], binding: {flavour: kvm}}
-              - {name: web3, mac: "02:00:00:00:01:03", ips: [10.0.1.13], binding: {flavour: kvm}}
-              - {name: esx1, mac: "02:00:00:00:01:04", ips: [10.0.1.14], binding: {flavour: esxi}}
-              - {name: esx2, mac: "02:00:00:00:01:05", ips: [10.0.1.15], binding: {flavour: esxi}}
-          - name: db
-            cidr: 10.0.2.0/24
-            gateway: 10.0.2.1
-            vports:
-              - {name: db1, mac: "02:00:00:00:02:01", ips: [10.0.2.11], binding: {flavour: kvm}}
-              - {name: db2, mac: "02:00:00:00:02:02", ips: [10.0.2.12], binding: {flavour: kvm}}
-  - name: globex
-    domains:
-      - name: main
-        subnets:
-          - name: web
-            cidr: 10.0.1.0/24
-            gateway: 10.0.1.1
-            vports:
-              - {name: g1, mac: "02:00:00:00:09:01", ips: [10.0.1.11], binding: {flavour: kvm, iface_id: g1}}
-"""
-PORTS = {"web1": 1, "web2": 2, "db1": 3, "trunk0": 4, "g1": 5, "vxlan0": 100}
-REMOTE_VTEP = "10.251.0.99"
-
-
-def port(name, ofport, type_="internal", **ext):
-    return PortInfo(name=name, ofport=ofport, type=type_, external_ids=tuple(sorted(ext.items())))
-
-
-def build_view(hv):
-    doc = yamldoc.load(POLICY)
-    policy = policydoc.plan(pol.Policy(), doc.data, "t", pol.Allocator({}, 65000, (10000, 20000))).policy
-    state = State(policy, default_flavour="kvm")
-    local = [port(n, o, **{"iface-id": n}) for n, o in PORTS.items() if n in ("web1", "web2", "db1", "g1")]
-    local += [port("trunk0", 4, **{"canopy-vnic-101": "esx1", "canopy-vnic-102": "esx2"}),
-              port("vxlan0", 100, type_="vxlan")]
-    state.vrs_update(VrsSnapshot("s1", "p", "hv1", flavour="esxi", vtep_ip=hv.vtep_ip, datapath_id=1,
-                                 bridge_present=True, ports=tuple(local)))
-    remote = [port("tapA", 7, **{"iface-id": "web3"}), port("tapB", 8, **{"iface-id": "db2"}),
-              port("vxlan0", 100, type_="vxlan")]
-    state.vrs_update(VrsSnapshot("s2", "p", "hv2", vtep_ip=REMOTE_VTEP, datapath_id=2, bridge_present=True,
-                                 ports=tuple(remote)))
-    return policy, derive(state.policy, state.locations, state.vrs, state.vtep_ip_of)
-
 
 class Traced:
     """The OpenFlow-level outcome of one ofproto/trace: every output with the fields set on its path."""
@@ -122,7 +62,7 @@ def switch(lab_capable):
             extra = ["type=vxlan", "options:remote_ip=flow", "options:key=flow"] if name == "vxlan0" \
                 else ["type=internal"]
             hv.vsctl("add-port", "br-int", name, "--", "set", "Interface", name, f"ofport_request={ofport}", *extra)
-        policy, view = build_view(hv)
+        policy, view = build_view(hv.vtep_ip)
         desired = compile_switch(view, "s1")
         workdir = lab.workdir
         (workdir / "groups").write_text("\n".join(render_group(g) for g in desired.all_groups().values()) + "\n")
