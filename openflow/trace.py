@@ -366,17 +366,22 @@ _RENDER = (("in_port", "in_port"), ("tunnel_id", "tun_id"), ("tun_ipv4_src", "tu
            ("tun_ipv4_dst", "tun_dst"), ("vlan_vid", "dl_vlan"), ("eth_src", "dl_src"), ("eth_dst", "dl_dst"),
            ("eth_type", "dl_type"), ("arp_op", "arp_op"), ("arp_spa", "arp_spa"), ("arp_tpa", "arp_tpa"),
            ("arp_sha", "arp_sha"), ("arp_tha", "arp_tha"), ("ip_proto", "nw_proto"), ("ipv4_src", "nw_src"),
-           ("ipv4_dst", "nw_dst"), ("ttl", "nw_ttl"), ("udp_src", "tp_src"), ("udp_dst", "tp_dst"),
-           ("tcp_src", "tp_src"), ("tcp_dst", "tp_dst"), ("icmpv4_type", "icmp_type"))
+           ("ipv4_dst", "nw_dst"), ("ttl", "nw_ttl"), ("udp_src", "udp_src"), ("udp_dst", "udp_dst"),
+           ("tcp_src", "tcp_src"), ("tcp_dst", "tcp_dst"), ("icmpv4_type", "icmp_type"))
 
 
 def render_packet(packet: dict, registers: bool = False) -> str:
     """The packet in the ``ovs-appctl ofproto/trace`` flow syntax (registers only when asked)."""
     parts = []
+    keyword = _keyword_of(packet)
+    if keyword:
+        parts.append(keyword)
     for name, ofctl in _RENDER:
         value = packet.get(name)
         if value is None or (name == "in_port" and value == 0):
             continue
+        if keyword and (name == "eth_type" or (name == "ip_proto" and keyword != "ip")):
+            continue  # said by the keyword (ofproto/trace wants udp, not dl_type+nw_proto, before tp_src)
         if name == "vlan_vid":
             if not value & OFPVID_PRESENT:
                 continue
@@ -389,3 +394,12 @@ def render_packet(packet: dict, registers: bool = False) -> str:
     if registers:
         parts += [f"{r}={packet[r]:#x}" for r in ("reg0", "reg4", "reg5", "reg6", "reg7") if packet.get(r)]
     return ",".join(parts)
+
+
+def _keyword_of(packet):
+    kind = packet.get("eth_type")
+    if kind == ETH_TYPES["arp"]:
+        return "arp"
+    if kind != ETH_TYPES["ip"]:
+        return None
+    return next((word for word, proto in IP_PROTOS.items() if packet.get("ip_proto") == proto), "ip")
