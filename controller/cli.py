@@ -4,6 +4,7 @@
     canopy check FILE...                      validate policy documents offline; errors name file and line
     canopy apply FILE [--prune] [--dry-run]   apply a policy document to a running controller over REST
     canopy status                             what a running controller says about itself
+    canopy show [vport NAME] / canopy trace   what it holds, and a packet through a switch (controller/show.py)
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sys
 import urllib.error
 import urllib.request
 
-from controller import __version__, policydoc, yamldoc
+from controller import __version__, policydoc, show, yamldoc
 from controller import policy as pol
 from controller import settings as settings_mod
 from controller.model import PolicyError
@@ -55,13 +56,19 @@ def _parser():
             cmd.add_argument("--dry-run", action="store_true", help="show what would change; change nothing")
             cmd.add_argument("--source", help="name of the managed set (default: the document's 'source' key, "
                              "else the file name)")
-        cmd.add_argument("--url", default=os.environ.get("CANOPY_URL", "http://127.0.0.1:8080"),
-                         help="controller REST base URL (env CANOPY_URL)")
-        cmd.add_argument("--token", default=os.environ.get("CANOPY_TOKEN"),
-                         help="bearer token (env CANOPY_TOKEN; default: read from the data directory)")
-        cmd.add_argument("--config", help="controller settings, to find the data directory's token file")
+        _remote_args(cmd)
         cmd.set_defaults(func=func)
+    show.add_parsers(sub, _remote_args)
     return p
+
+
+def _remote_args(cmd):
+    """The options of every command that talks to a running controller."""
+    cmd.add_argument("--url", default=os.environ.get("CANOPY_URL", "http://127.0.0.1:8080"),
+                     help="controller REST base URL (env CANOPY_URL)")
+    cmd.add_argument("--token", default=os.environ.get("CANOPY_TOKEN"),
+                     help="bearer token (env CANOPY_TOKEN; default: read from the data directory)")
+    cmd.add_argument("--config", help="controller settings, to find the data directory's token file")
 
 
 # ---------------------------------------------------------------------------------------------- run

@@ -65,13 +65,19 @@ def build_state(vtep_ip=LOCAL_VTEP) -> State:
     doc = yamldoc.load(POLICY)
     policy = policydoc.plan(pol.Policy(), doc.data, "t", pol.Allocator({}, 65000, (10000, 20000))).policy
     state = State(policy, default_flavour="kvm")
+    for snap in snapshots(vtep_ip):
+        state.vrs_update(snap)
+    return state
+
+
+def snapshots(vtep_ip=LOCAL_VTEP) -> list[VrsSnapshot]:
+    """What OVSDB says about hv1 (ESXi flavour: its trunk0 carries two vNICs) and hv2."""
     local = [port(n, o, **{"iface-id": n}) for n, o in PORTS.items() if n in ("web1", "web2", "db1", "g1")]
     local += [port("trunk0", 4, **{"canopy-vnic-101": "esx1", "canopy-vnic-102": "esx2"}),
               port("vxlan0", 100, type_="vxlan")]
-    state.vrs_update(VrsSnapshot("s1", "p", "hv1", flavour="esxi", vtep_ip=vtep_ip, datapath_id=1,
-                                 bridge_present=True, ports=tuple(local)))
     remote = [port("tapA", 7, **{"iface-id": "web3"}), port("tapB", 8, **{"iface-id": "db2"}),
               port("vxlan0", 100, type_="vxlan")]
-    state.vrs_update(VrsSnapshot("s2", "p", "hv2", vtep_ip=REMOTE_VTEP, datapath_id=2, bridge_present=True,
-                                 ports=tuple(remote)))
-    return state
+    return [VrsSnapshot("s1", "p", "hv1", flavour="esxi", vtep_ip=vtep_ip, datapath_id=1, bridge_present=True,
+                        ports=tuple(local)),
+            VrsSnapshot("s2", "p", "hv2", vtep_ip=REMOTE_VTEP, datapath_id=2, bridge_present=True,
+                        ports=tuple(remote))]
