@@ -13,7 +13,7 @@ from __future__ import annotations
 import gc
 import logging
 
-from controller import runtime
+from controller import runtime, sdnotify
 from controller.core import build_core
 from controller.programmer import Programmer
 from controller.derive import vtep_desired
@@ -104,9 +104,11 @@ class CanopyApp(RyuApp):
         if self.pair is not None:
             hub.spawn(self._role_keeper)
             self.pair.start()
+        hub.spawn(sdnotify.announce_ready_when_serving, self.settings.rest_listen, self.settings.rest_port, hub.sleep)
         return thread
 
     def stop(self):
+        sdnotify.notify("STOPPING=1")
         if self.pair is not None:
             self.pair.stop()
         if self.federation is not None:
