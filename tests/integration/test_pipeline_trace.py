@@ -262,18 +262,18 @@ AGREEMENT = {
 }
 
 
-def _verdict_ovs(traced):
+def verdict_ovs(traced, tunnel_port="100"):
     """(sorted outputs as (port, tun_dst, tun_id, vlan), went to the controller) from ofproto/trace."""
     outs = []
     for port_, sets in traced.outputs:
         vlan = int(sets["vlan_vid"]) & 0xFFF if "vlan_vid" in sets else None  # set after any pop_vlan
-        tunnel = port_ == "100"
+        tunnel = port_ == tunnel_port
         outs.append((port_, sets.get("tun_dst") if tunnel else None,
                      int(sets["tun_id"], 16) if tunnel else None, vlan))
     return sorted(outs, key=repr), "controller" in traced.text.lower()
 
 
-def _verdict_canopy(result):
+def verdict_canopy(result):
     outs = [(str(e.port), e.tun_dst, e.tun_id, e.vlan) for e in result.exits if e.kind in ("output", "tunnel")]
     return sorted(outs, key=repr), any(e.kind == "controller" for e in result.exits)
 
@@ -289,8 +289,8 @@ def test_canopy_trace_agrees_with_ofproto_trace(switch, case):
     packet = parse_packet(text)
     ours = walk(desired.all_flows(), desired.all_groups(), packet, view.switches["s1"].tunnel_ofport)
     theirs = trace(render_packet(packet))
-    assert _verdict_canopy(ours) == _verdict_ovs(theirs), theirs.text
-    if not _verdict_ovs(theirs)[0] and not _verdict_ovs(theirs)[1]:
+    assert verdict_canopy(ours) == verdict_ovs(theirs), theirs.text
+    if verdict_ovs(theirs) == ([], False):
         assert ours.drops() and all(e.reason for e in ours.drops())  # a drop always says why
     # flow by flow: the cookies of the flows OVS matched are the ones Canopy's walk matched
     assert {s.cookie for s in ours.steps if s.cookie is not None} == \
