@@ -19,7 +19,7 @@ from controller.programmer import Programmer
 from controller.derive import vtep_desired
 from controller.rest import bgp as rest_bgp
 from controller.rest import dataplane as rest_dataplane
-from controller.rest import inspect as rest_inspect
+from controller.rest import inspection as rest_inspect
 from controller.rest import vteps as rest_vteps
 from controller.rest import wsgi as rest_wsgi
 from controller.rest.api import Api, Response, Route

@@ -1,7 +1,7 @@
 """A switch under test with local ports of every kind, and a second one whose endpoints are remote.
 
 Shared by the unit tests of the tracer (tests/unit/test_trace.py) and the integration tests that ask real
-Open vSwitch the same questions (tests/integration/test_pipeline_trace.py, test_trace_vs_ofproto.py).
+Open vSwitch the same questions (tests/integration/test_pipeline_trace.py).
 hv1 (session s1) holds web1, web2, db1, globex's g1 and two ESXi vNICs on trunk0; hv2 (s2, VTEP REMOTE_VTEP)
 holds web3 and db2.
 """

@@ -9,7 +9,7 @@ from controller import show, yamldoc
 from controller.programmer import Programmer
 from controller.rest import bgp as rest_bgp
 from controller.rest import dataplane as rest_dataplane
-from controller.rest import inspect as rest_inspect
+from controller.rest import inspection as rest_inspect
 from controller.rest import vteps as rest_vteps
 from controller.rest.api import Api, Request, Response, Route
 from openflow.dhcp_service import DhcpService

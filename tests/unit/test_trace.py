@@ -1,13 +1,13 @@
 """The packet tracer (openflow/trace.py) over compiled flows, and POST /v1/trace on top of it.
 
-The switch under test is tests/unit/pipeline_case.py's hv1; tests/integration/test_trace_vs_ofproto.py asks
+The switch under test is tests/unit/pipeline_case.py's hv1; tests/integration/test_pipeline_trace.py asks
 real Open vSwitch the same questions and compares the verdicts.
 """
 
 import pytest
 
 from controller.programmer import Programmer
-from controller.rest import inspect as rest_inspect
+from controller.rest import inspection as rest_inspect
 from controller.rest.api import Api
 from openflow import pipeline as p
 from openflow.compiler import compile_switch

@@ -68,7 +68,7 @@ def run_trace(state, view, desired, body) -> dict:
         if ep is None or ep.session not in view.switches:
             raise ApiError(422, "invalid", f"vport {state.policy.ref('vport', vport)} is not bound on any VRS",
                            "vport")
-    session = _switch_session(view, body.get("switch"), ep)
+    session = _switch_session(state, view, body.get("switch"), ep)
     sw = view.switches[session]
     if ep is not None and ep.session != session:
         raise ApiError(422, "invalid", f"the vport is bound on {view.switches[ep.session].chassis}, not on "
@@ -99,7 +99,8 @@ def run_trace(state, view, desired, body) -> dict:
     return out
 
 
-def _switch_session(view, name, ep):
+def _switch_session(state, view, name, ep):
+    """The session of the VRS named by datapath id, chassis or hostname (default: the vport's)."""
     if name is None:
         if ep is None:
             raise ApiError(422, "invalid", "is required unless the packet comes from a vport", "switch")
@@ -108,12 +109,13 @@ def _switch_session(view, name, ep):
         raise ApiError(422, "invalid", "must be a datapath id, chassis or name", "switch")
     key = name.lower().replace(":", "")
     for session, sw in view.switches.items():
-        if sw.chassis == name or session == name:
+        snap = state.vrs.get(session)
+        if name in (sw.chassis, session) or (snap is not None and snap.hostname == name):
             return session
         if sw.datapath_id is not None and len(key) <= 16 and all(c in "0123456789abcdef" for c in key) \
                 and int(key, 16) == sw.datapath_id:
             return session
-    raise ApiError(422, "not_found", f"no VRS with datapath id or chassis {name!r}", "switch")
+    raise ApiError(422, "not_found", f"no VRS with datapath id, chassis or name {name!r}", "switch")
 
 
 def _from_vport(view, ep, packet):
