@@ -339,7 +339,8 @@ def format_trace(reply) -> str:
         lines.append(f"=> {e['summary']}")
     if reply.get("ambiguous"):
         lines.append("warning: flows of equal priority matched together: " + "; ".join(reply["ambiguous"]))
-    lines.append(f"same packet on the switch: ovs-appctl ofproto/trace br-int '{reply['ofproto_trace']}'")
+    lines.append(f"same packet on the switch: ovs-appctl ofproto/trace {sw.get('bridge') or 'br-int'} "
+                 f"'{reply['ofproto_trace']}'")
     return "\n".join(lines)
 
 

@@ -92,8 +92,10 @@ def run_trace(state, view, desired, body) -> dict:
     for step in out["steps"]:
         step["owner_ref"] = _owner_ref(state.policy, step["owner"])
     out["exits"] = [_describe_exit(state, view, session, e, j) for e, j in zip(result.exits, out["exits"])]
+    snap = state.vrs.get(session)
     out["switch"] = {"chassis": sw.chassis, "datapath_id": f"{sw.datapath_id:016x}" if sw.datapath_id else None,
-                     "vtep_ip": sw.vtep_ip, "tunnel_ofport": sw.tunnel_ofport}
+                     "vtep_ip": sw.vtep_ip, "tunnel_ofport": sw.tunnel_ofport,
+                     "bridge": snap.bridge if snap is not None else None}
     out["ofproto_trace"] = render_packet(packet)
     out["ambiguous"] = result.ambiguous
     return out

@@ -167,6 +167,7 @@ def test_rest_trace_from_a_vport_fills_in_its_port_addresses_and_next_hop(api):
     [out] = body["exits"]
     assert out["kind"] == "output" and out["port_name"] == "db1" and out["vport"]["ref"] == "acme/db/db1"
     assert out["summary"] == "output to port 3 (db1, vport acme/db/db1)"
+    assert body["switch"]["bridge"] == "br-int"
     assert body["switch"]["chassis"] == "hv1" and body["ofproto_trace"].startswith("ip,in_port=1,")
     assert "dl_dst=" + state.policy.find("domain", "acme/prod")["gateway_mac"] in body["ofproto_trace"]
     assert body["steps"][0]["owner_ref"] == "acme/web/web1" and body["steps"][0]["table_name"] == "classify"
