@@ -62,6 +62,8 @@ def routes(state, programmer, dhcp_service=None, underlay_mtu=1500) -> list[Rout
 def run_trace(state, view, desired, body) -> dict:
     """The trace of ``body`` (see TRACE_BODY) on a switch; raises ApiError naming the field at fault."""
     ep = None
+    if body.get("vport") is not None and body.get("vni") is not None:
+        raise ApiError(422, "invalid", "give either vport (from a port) or vni (from a tunnel), not both", "vni")
     if body.get("vport") is not None:
         vport = find_vport(state.policy, body["vport"], field_name="vport", status=422)
         ep = view.endpoints.get(vport["id"])

@@ -193,6 +193,9 @@ def test_rest_trace_refuses_bad_questions_naming_the_field(api):
              ({"switch": "hv1", "vport": "web3", "packet": "ip,nw_dst=10.0.1.11"}, "vport"),
              ({"switch": "hv9", "vni": 5, "packet": "dl_dst=02:00:00:00:01:02"}, "switch"),
              ({"switch": "hv1", "vni": 0, "packet": "dl_dst=02:00:00:00:01:02"}, "vni"),
+             ({"vport": "web1", "vni": 5, "packet": "dl_dst=02:00:00:00:01:02"}, "vni"),
+             ({"switch": "hv1", "vni": 5, "packet": "in_port=1,dl_dst=02:00:00:00:01:02"}, "packet.in_port"),
+             ({"switch": "hv1", "vni": 5, "remote_ip": "x", "packet": "dl_dst=02:00:00:00:01:02"}, "remote_ip"),
              ({"vport": "web1", "packet": "nw_dst=1.2.3"}, "packet.nw_dst"),
              ({"vport": "web1", "packet": "udp,nw_dst=8.8.8.8,tp_dst=53", "colour": "red"}, "colour"),
              ({"vport": "web1", "packet": "dl_type=0x86dd"}, "packet.dl_dst")]
