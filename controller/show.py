@@ -322,18 +322,21 @@ def _strip_table(flow):
 def format_trace(reply) -> str:
     sw = reply["switch"]
     lines = [f"trace on {sw['chassis']} (dpid {sw['datapath_id']}): {reply['ofproto_trace']}", ""]
-    for step in reply["steps"]:
+    exits_at: dict = {}
+    for e in reply["exits"]:
+        exits_at.setdefault(e.get("step"), []).append(e)
+    for index, step in enumerate(reply["steps"]):
         indent = "    " * step["depth"]
-        if step["table_name"] == "group":
+        if step["table_name"] in ("group", "bucket"):
             lines.append(f"{indent}{step['match']}: {step['actions']}{'  ' + step['note'] if step['note'] else ''}")
-            continue
-        if step["priority"] is None:
+        elif step["priority"] is None:
             lines.append(f"{indent}{step['table']:>2}. {step['table_name']}: {step['note']}")
-            continue
-        owner = step.get("owner") or {}
-        lines.append(f"{indent}{step['table']:>2}. {step['table_name']}  priority {step['priority']}  "
-                     f"{owner.get('kind')} {step.get('owner_ref') or owner.get('id')}")
-        lines.append(f"{indent}    {step['match']}  ->  {step['actions']}")
+        else:
+            owner = step.get("owner") or {}
+            lines.append(f"{indent}{step['table']:>2}. {step['table_name']}  priority {step['priority']}  "
+                         f"{owner.get('kind')} {step.get('owner_ref') or owner.get('id')}")
+            lines.append(f"{indent}    {step['match']}  ->  {step['actions']}")
+        lines += [f"{indent}    -> {e['summary']}" for e in exits_at.get(index, ())]
     lines.append("")
     for e in reply["exits"]:
         lines.append(f"=> {e['summary']}")

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from openflow import pipeline as p
 from openflow.flows import OFPVID_PRESENT, render_actions
 
-GROUP = -1  # Step.table of a group applied (its buckets follow)
+GROUP, BUCKET = -1, -2  # Step.table of a group applied, and of each of its buckets
 MAX_DEPTH = 64  # resubmits and groups nested deeper than this are a loop
 ETH_TYPES = {"ip": 0x0800, "arp": 0x0806}
 IP_PROTOS = {"icmp": 1, "tcp": 6, "udp": 17}
@@ -53,7 +53,8 @@ class PacketError(ValueError):
 
 @dataclass
 class Step:
-    """One matched flow (or an applied group) on the packet's path; ``depth`` is the resubmit nesting."""
+    """One matched flow (or an applied group) on the packet's path; ``depth`` is the nesting of resubmits and
+    group buckets (a goto_table stays at its depth, as ofproto/trace prints it)."""
 
     depth: int
     table: int
@@ -66,12 +67,12 @@ class Step:
 
     @property
     def table_name(self) -> str:
-        if self.table == GROUP:
-            return "group"
+        if self.table in (GROUP, BUCKET):
+            return "group" if self.table == GROUP else "bucket"
         return p.BY_ID[self.table].name if self.table in p.BY_ID else str(self.table)
 
     def to_json(self) -> dict:
-        return {"depth": self.depth, "table": self.table if self.table != GROUP else None,
+        return {"depth": self.depth, "table": self.table if self.table >= 0 else None,
                 "table_name": self.table_name, "priority": self.priority,
                 "owner": {"kind": self.owner[0], "id": self.owner[1]} if self.owner else None,
                 "cookie": f"{self.cookie:#x}" if self.cookie is not None else None, "match": self.match,
@@ -189,7 +190,9 @@ class _Walker:
                 packet["vlan_vid"] = OFPVID_PRESENT
             elif kind == "output":
                 self._output(action[1], packet)
-            elif kind in ("goto", "resubmit"):
+            elif kind == "goto":
+                self.lookup(action[1], packet, depth)
+            elif kind == "resubmit":
                 self.lookup(action[1], packet, depth + 1)  # as in OVS, changes made there persist
             elif kind == "group":
                 self._group(action[1], packet, depth)
@@ -205,7 +208,9 @@ class _Walker:
         if not buckets:
             why = "flood group has no other port or VTEP in this subnet" if group else "group is not installed"
             self._exit("drop", packet, reason=f"group {group_id}: {why}")
-        for bucket in buckets:
+        for number, bucket in enumerate(buckets):
+            self.trace.steps.append(Step(depth + 1, BUCKET, None, (group.owner.kind, group.owner.id),
+                                         f"bucket {number}", render_actions(bucket)))
             self.apply(bucket, dict(packet), depth + 1)
 
     def _output(self, port, packet):

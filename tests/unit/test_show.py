@@ -120,13 +120,14 @@ def test_trace_text_shows_each_flow_and_where_the_packet_leaves():
                         "match": "in_port=1", "actions": "goto_table:10", "note": ""},
                        {"depth": 1, "table": None, "table_name": "group", "priority": None, "owner": None,
                         "match": "group 20000", "actions": "2 bucket(s)", "note": ""}],
-             "exits": [{"summary": "output to port 2 (web2, vport acme/web/web2)"}, {"summary": "drop: x"}],
+             "exits": [{"summary": "output to port 2 (web2, vport acme/web/web2)", "step": 1},
+                       {"summary": "drop: x", "step": 1}],
              "ambiguous": []}
     text = show.format_trace(reply).splitlines()
     assert text[0] == "trace on hv1 (dpid 0000000000000001): ip,in_port=1,dl_dst=02:00:00:00:01:02"
     assert " 0. classify  priority 100  vport acme/web/web1" in text
     assert "        in_port=1  ->  goto_table:10" not in text and "    in_port=1  ->  goto_table:10" in text
-    assert "    group 20000: 2 bucket(s)" in text
+    assert "    group 20000: 2 bucket(s)" in text and "        -> drop: x" in text
     assert text[-3:] == ["=> output to port 2 (web2, vport acme/web/web2)", "=> drop: x",
                          "same packet on the switch: ovs-appctl ofproto/trace br-int "
                          "'ip,in_port=1,dl_dst=02:00:00:00:01:02'"]
