@@ -83,6 +83,9 @@ class CanopyApp(RyuApp):
         self._roles_wake = hub.Event()
         self.api = Api(self.service, self.state, settings, extra_routes=extra, ha=self.pair)
         self.api.switch_status = self._switch_status
+        self.api.metrics.attach(reconcilers=lambda: self.reconcilers, ovsdb=self.ovsdb, dhcp=self.dhcp,
+                                federation=self.federation, pair=self.pair)
+        runtime.API = self.api  # for SIGHUP (controller.lifecycle)
         rest_wsgi.register(kwargs["wsgi"], self.api)
         self._wake = hub.Event()
         self._worker = None
@@ -96,6 +99,7 @@ class CanopyApp(RyuApp):
     def start(self):
         thread = super().start()
         self._worker = hub.spawn(self._program_loop)
+        hub.spawn(self.api.metrics.watch_loop, hub.sleep)
         self.ovsdb.start()
         if self.federation is not None:
             self.federation.start()

@@ -4,3 +4,4 @@ ryu-manager builds applications itself, so the validated Settings are parked her
 """
 
 SETTINGS = None
+API = None  # the running controller.rest.api.Api (SIGHUP swaps its settings: controller.lifecycle)

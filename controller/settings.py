@@ -52,6 +52,8 @@ SETTINGS = (
           default=DEFAULT_DATA_DIR, nullable=False),
     Field("log_level", "string", "debug, info, warning or error", f.one_of("debug", "info", "warning", "error"),
           default="info", nullable=False),
+    Field("log_format", "string", "text (one line per record) or json (one JSON object per line)",
+          f.one_of("text", "json"), default="text", nullable=False),
     Field("openflow", "object", "OpenFlow listener for VRS bridges", fields=_endpoint("0.0.0.0", 6653, "OpenFlow"),
           default=dict, nullable=False),
     Field("ovsdb", "object", "OVSDB manager listener for VRS and hardware VTEPs",
@@ -62,6 +64,8 @@ SETTINGS = (
         Field("token_file", "string", "read the bearer token from this file", f.text),
         Field("open_reads", "string", "who may read without the token: loopback, always or never",
               f.one_of("loopback", "always", "never"), default="loopback", nullable=False),
+        Field("access_log", "boolean", "log one line per request at info (default: at debug); never with the "
+              "query string", f.boolean, default=False, nullable=False),
     ), default=dict, nullable=False),
     Field("vrs", "object", "virtual switches", fields=(
         Field("bridge", "string", "integration bridge name", f.name, default="br-int", nullable=False),
@@ -206,6 +210,8 @@ class Settings:
     bgp: "BgpSettings" = None  # None only in hand-built Settings; from_doc always sets it
     ha: "HaSettings" = None
     source: str = "<defaults>"
+    log_format: str = "text"
+    access_log: bool = False
 
 
 def defaults() -> Settings:
@@ -250,7 +256,8 @@ def from_doc(doc: yamldoc.Doc) -> Settings:
         underlay_mtu=raw["vrs"]["underlay_mtu"],
         hosts=tuple((h["chassis"], {"vtep_ip": h["vtep_ip"], "flavour": h["flavour"]}) for h in raw["vrs"]["hosts"]),
         vni_range=(raw["allocation"]["vni_min"], raw["allocation"]["vni_max"]), asn=raw["bgp"]["asn"],
-        bgp=_bgp(raw["bgp"]), ha=_ha(raw["ha"]), source=doc.filename)
+        bgp=_bgp(raw["bgp"]), ha=_ha(raw["ha"]), source=doc.filename, log_format=raw["log_format"],
+        access_log=rest["access_log"])
 
 
 def _ha(raw) -> HaSettings:

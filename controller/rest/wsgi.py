@@ -36,8 +36,9 @@ class RestController(ControllerBase):
                           body=req.body if req.content_length else b"",
                           remote=req.remote_addr or "")
         resp = self.api.handle(request)
-        out = webob.Response(status=resp.status, body=resp.encoded(), content_type="application/json",
-                             charset="utf-8")
+        out = webob.Response(status=resp.status, body=resp.encoded())
+        out.headers["Content-Type"] = resp.content_type if resp.content_type != "application/json" \
+            else "application/json; charset=UTF-8"
         for name, value in resp.headers.items():
             out.headers[name] = value
         return out
