@@ -68,6 +68,7 @@ def _bind(setting, host, port):
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
+        sock.listen(1)  # two bound sockets clash only once one listens
         return sock
     except OSError as exc:
         sock.close()

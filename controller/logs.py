@@ -83,6 +83,5 @@ def current_level() -> str:
 
 
 def announce(logger: logging.Logger, msg: str, *args) -> None:
-    """Log an operator's action at info, or at warning when the level hides info (so it is never lost)."""
-    level = logging.INFO if logging.getLogger().isEnabledFor(logging.INFO) else logging.WARNING
-    logger.log(level, msg, *args)
+    """Log an operator's action (a level change, a reload) at info whatever the level: it is never lost."""
+    logger.handle(logger.makeRecord(logger.name, logging.INFO, "(canopy)", 0, msg, args, None))
