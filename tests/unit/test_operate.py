@@ -379,3 +379,20 @@ def test_wait_programmed_reports_progress_until_nothing_is_pending():
     times = iter([0.0, 5.0, 11.0])
     assert wait_programmed(lambda: (200, stuck), 10, clock=lambda: next(times), sleep=lambda s: None,
                            out=io.StringIO()) == cli.EXIT_TIMEOUT
+
+
+def test_dashboard_and_served_metrics_are_documented(ctl):
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    documented = set(re.findall(r"`(canopy_\w+)`", (root / "docs/operations.md").read_text()))
+    dashboard = json.loads((root / "docs/grafana-dashboard.json").read_text())
+    used = {name for panel in dashboard["panels"] for target in panel["targets"]
+            for name in re.findall(r"canopy_\w+", target["expr"])}
+    strip = re.compile(r"_(bucket|sum|count)$")
+    assert {strip.sub("", n) for n in used} - documented == set()
+    ctl.api.metrics.attach(reconcilers=dict)
+    served = {family.name for family in text_string_to_metric_families(scrape(ctl.api).encoded().decode())
+              if family.name.startswith("canopy_")}
+    assert served and {n if n in documented else n + "_total" for n in served} <= documented
