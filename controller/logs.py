@@ -19,9 +19,10 @@ FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 FORMATS = ("text", "json")
 # loggers that carry eventlet's WSGI server output (Ryu's wrapper logs it as ryu.lib.hub)
-_WSGI_LOGGERS = ("ryu.lib.hub", "canopy.rest.access", "eventlet.wsgi")
+_WSGI_LOGGERS = ("ryu.lib.hub", "canopy.rest.access", "eventlet.wsgi", "eventlet")
 _EVENTLET_ACCESS = re.compile(r'^\S+ - - \[[^\]]*\] "')
-_EVENTLET_CHATTER = re.compile(r"^(\(\d+\) )?(accepted |wsgi starting up|wsgi exit|connection reset|timed out)")
+_EVENTLET_CHATTER = re.compile(r"^(\(\d+\) )?(accepted |wsgi starting up|wsgi exit|connection reset|timed out)"
+                               r"|^\d+ RLock\(s\) were not greened")  # Ryu patches threads after its imports
 
 
 class JsonFormatter(logging.Formatter):
@@ -38,6 +39,9 @@ class _WsgiNoise(logging.Filter):
     """eventlet's access lines dropped, its connection chatter demoted to debug (module docstring)."""
 
     def filter(self, record):
+        if record.levelno < logging.getLogger().level and not getattr(record, "announce", False):
+            # a logger outside the tree (eventlet makes such) skips the level check of the tree
+            return False
         if record.name not in _WSGI_LOGGERS:
             return True
         message = record.getMessage()
@@ -60,6 +64,7 @@ def setup(level: str = "info", fmt: str = "text", stream=None):
     handler.addFilter(_WsgiNoise())
     handler._canopy = True
     root.addHandler(handler)
+    logging.lastResort = handler  # records of loggers outside the tree come here too
     canopy = logging.getLogger("canopy")
     for old in [h for h in canopy.handlers if getattr(h, "_canopy", False)]:
         canopy.removeHandler(old)
@@ -84,4 +89,6 @@ def current_level() -> str:
 
 def announce(logger: logging.Logger, msg: str, *args) -> None:
     """Log an operator's action (a level change, a reload) at info whatever the level: it is never lost."""
-    logger.handle(logger.makeRecord(logger.name, logging.INFO, "(canopy)", 0, msg, args, None))
+    record = logger.makeRecord(logger.name, logging.INFO, "(canopy)", 0, msg, args, None)
+    record.announce = True
+    logger.handle(record)

@@ -86,6 +86,8 @@ def test_metrics_after_real_switches_connect(lab):
     assert value(got, "canopy_store_sequence") == api.get("/v1/status").json["seq"]
     assert value(got, "canopy_rest_requests_total", method="POST", route="/v1/vports", code="201") == 1
     assert value(got, "canopy_ha_role", role="standalone") == 1
+    noise = [line for line in canopy.log_path.read_text().splitlines() if " WARNING " in line or " ERROR " in line]
+    assert noise == [], noise  # a clean start and a switch connecting say nothing alarming
 
     hv.vsctl("del-controller", "br-int")  # the switch drops its OpenFlow connection
     got = wait_until(lambda: (m := metrics(api)) and value(m, "canopy_openflow_disconnects_total") == 1 and m,
