@@ -83,8 +83,8 @@ class CanopyApp(RyuApp):
         self._roles_wake = hub.Event()
         self.api = Api(self.service, self.state, settings, extra_routes=extra, ha=self.pair)
         self.api.switch_status = self._switch_status
-        self.api.metrics.attach(reconcilers=lambda: self.reconcilers, ovsdb=self.ovsdb, dhcp=self.dhcp,
-                                federation=self.federation, pair=self.pair)
+        self.api.metrics.attach(reconcilers=lambda: dict(self.reconcilers), ovsdb=self.ovsdb, dhcp=self.dhcp,
+                                federation=self.federation, pair=self.pair, pause=lambda: hub.sleep(0))
         runtime.API = self.api  # for SIGHUP (controller.lifecycle)
         rest_wsgi.register(kwargs["wsgi"], self.api)
         self._wake = hub.Event()

@@ -59,6 +59,7 @@ class Metrics:
 
     def attach(self, **sources) -> None:
         """Sources read at scrape time, any of: reconcilers (a function returning {dpid: SwitchReconciler}),
+        pause (called between switches: the app gives the event loop a turn),
         ovsdb (OvsdbManagerServer), federation (bgp.federation.Federation), pair (controller.ha.Pair),
         dhcp (openflow.dhcp_service.DhcpService)."""
         self.sources.update(sources)
@@ -94,7 +95,7 @@ class _CanopyCollector:
         yield from _core(m.state, m.service)
         reconcilers = m.sources.get("reconcilers")
         if reconcilers is not None:
-            yield from _switches(m.state, reconcilers())
+            yield from _switches(m.state, reconcilers(), m.sources.get("pause") or (lambda: None))
         if m.sources.get("ovsdb") is not None:
             yield from _ovsdb(m.sources["ovsdb"])
         if m.sources.get("dhcp") is not None:
@@ -147,11 +148,11 @@ def _core(state, service):
                    [((k,), connects.get(k + "_down", 0)) for k in ("vrs", "vtep")])
 
 
-def _switches(state, reconcilers):
-    names = {}
-    for item in state.switches():
-        if item.get("datapath_id"):
-            names[item["datapath_id"]] = item.get("chassis") or ""
+def _switches(state, reconcilers, pause):
+    """Per-switch families; ``pause()`` between switches lets the event loop serve others meanwhile."""
+    names = {f"{dpid:016x}": "" for dpid in state.datapaths}
+    names.update({f"{snap.datapath_id:016x}": snap.chassis for snap in state.vrs.values()
+                  if snap.datapath_id is not None})
     connected = _gauge("canopy_switch_openflow_connected", "1 while the VRS is connected over OpenFlow",
                        ("datapath", "chassis"))
     for dpid, chassis in sorted(names.items()):
@@ -161,6 +162,7 @@ def _switches(state, reconcilers):
     for dpid, rec in sorted(reconcilers.items()):
         key = f"{dpid:016x}"
         rows.append(((key, names.get(key, "")), rec, rec.status()))
+        pause()
     flows = _gauge("canopy_switch_flows", "flows of a connected switch: desired, installed, pending (still to "
                    "add or remove) and rejected", ("datapath", "chassis", "kind"))
     groups = _gauge("canopy_switch_groups", "groups of a connected switch: desired, installed, rejected",
