@@ -98,6 +98,23 @@ def test_metrics_after_real_switches_connect(lab):
     wait_until(lambda: value(metrics(api), "canopy_openflow_connects_total") == 2, timeout=10,
                what="the reconnect counted")
 
+    # canopy apply - --wait: the document from standard input, then progress until the switch is programmed
+    lab.add_vm(hv, "vm2", mac="02:00:00:00:02:02", vnic_id="vm2")
+    document = ("tenants:\n  - name: ops\n    subnets:\n      - name: lan\n        cidr: 10.9.0.0/24\n"
+                "        gateway: 10.9.0.1\n        vports:\n          - {name: vm2, mac: '02:00:00:00:02:02', "
+                "binding: {flavour: kvm, iface_id: vm2}}\n")
+    before = value(metrics(api), "canopy_switch_flows", **labels, kind="desired")
+    done = subprocess.run(["ip", "netns", "exec", ctl.ns, CANOPY, "apply", "-", "--url", "http://127.0.0.1:8080",
+                           "--token", "test-token", "--wait", "--wait-timeout", "30"], input=document,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "create vport ops/lan/vm2" in done.stdout and "<stdin>: 3 change(s)" in done.stdout
+    assert "canopy: programming switches: 1/1 in sync, 0 flow(s) pending" in done.stderr.splitlines()
+    wait_until(lambda: (m := metrics(api)) and value(m, "canopy_vports_bound", flavour="kvm") == 2
+               and value(m, "canopy_switch_flows", **labels, kind="installed")
+               == value(m, "canopy_switch_flows", **labels, kind="desired") > before,
+               timeout=10, what="the new vport's flows installed")
+
 
 def test_sighup_reloads_level_and_token_then_sigint_and_sigterm_stop(lab):
     ctl = lab.add_controller_host("ctl1")
