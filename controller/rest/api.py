@@ -77,6 +77,7 @@ class Route:
     kind: str | None = None  # the model kind for body/response schemas
     action: str = ""  # list|create|get|update|delete for object routes
     query: tuple[tuple[str, str], ...] = ()  # (name, description)
+    media: str = "application/json"  # what a success returns
 
     @property
     def regex(self):
@@ -104,7 +105,8 @@ class Api:
                   query=(("since", "return changes after this sequence number"), ("limit", "at most this many"))),
             Route("POST", "/v1/apply", self.apply, "apply a policy document declaratively", write=True),
             Route("GET", "/v1/openapi.json", self.openapi, "this API's OpenAPI 3 document"),
-            Route("GET", "/metrics", self.prometheus, "metrics in the Prometheus text format (docs/operations.md)"),
+            Route("GET", "/metrics", self.prometheus, "metrics in the Prometheus text format (docs/operations.md)",
+                  media="text/plain"),
             Route("GET", "/v1/log-level", self.log_level, "the controller's log level"),
             Route("PUT", "/v1/log-level", self.set_log_level, "change the log level of every logger now "
                   "(body {\"level\": \"debug|info|warning|error\"}; not kept across restarts)", write=True),

@@ -398,3 +398,13 @@ def test_dashboard_and_served_metrics_are_documented(ctl):
     served = {family.name for family in text_string_to_metric_families(scrape(ctl.api).encoded().decode())
               if family.name.startswith("canopy_")}
     assert served and {n if n in documented else n + "_total" for n in served} <= documented
+
+
+def test_openapi_lists_the_operations_routes(ctl):
+    paths = ctl.call("GET", "/v1/openapi.json")[1]["paths"]
+    assert "text/plain" in paths["/metrics"]["get"]["responses"]["200"]["content"]
+    assert set(paths["/v1/log-level"]) == {"get", "put"}
+    api, _ = flows_api(ctl)
+    paths = json.loads(api.handle(Request("GET", "/v1/openapi.json")).encoded())["paths"]
+    names = {p["name"] for p in paths["/v1/switches/{dpid}/flows"]["get"]["parameters"] if p["in"] == "query"}
+    assert names == {"owner", "table", "cookie"}
