@@ -137,7 +137,8 @@ def cmd_check_settings(args) -> int:
         print(f"{args.file}: rest.token_file: {settings.rest_token_file} does not exist", file=sys.stderr)
         return EXIT_INVALID
     parts = [f"OpenFlow {settings.openflow_listen}:{settings.openflow_port}",
-             f"OVSDB {settings.ovsdb_listen}:{settings.ovsdb_port}", f"REST {settings.rest_listen}:{settings.rest_port}",
+             f"OVSDB {settings.ovsdb_listen}:{settings.ovsdb_port}",
+             f"REST {settings.rest_listen}:{settings.rest_port}",
              f"data {settings.data_dir}"]
     if settings.ha.enabled:
         parts.append(f"HA peer {settings.ha.peer}:{settings.ha.peer_port}")

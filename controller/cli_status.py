@@ -21,8 +21,8 @@ def render_status(reply: dict) -> str:
     lines.append(f"policy: seq {data.pop('seq', '?')}, {objects or 'no objects'}")
     switches = data.pop("switches", None)
     if isinstance(switches, dict):
-        lines.append("switches: " + ", ".join(f"{n} over {name.replace('openflow', 'OpenFlow').replace('ovsdb', 'OVSDB')}"
-                                              for name, n in sorted(switches.items())))
+        names = {"openflow": "OpenFlow", "ovsdb": "OVSDB"}
+        lines.append("switches: " + ", ".join(f"{n} over {names.get(name, name)}" for name, n in sorted(switches.items())))
     if "vports_bound" in data:
         lines.append(f"vports bound: {data.pop('vports_bound')}")
     for key, value in sorted(data.items()):
