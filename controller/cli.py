@@ -120,7 +120,10 @@ def cmd_run(args) -> int:
             "--config-file", os.devnull, "--nouse-stderr", "--default-log-level",
             str(logs.LEVELS[settings.log_level]), "controller.app"]
     lifecycle.install_signals(args.config)
-    code = run_manager(argv) or EXIT_OK
+    try:
+        code = run_manager(argv) or EXIT_OK
+    except KeyboardInterrupt:  # a stop signal while Ryu was still building the applications
+        code = EXIT_OK
     log.info("Canopy stopped")
     return code
 
