@@ -92,6 +92,7 @@ def _parser():
 def cmd_run(args) -> int:
     from controller import lifecycle, logs, runtime
 
+    lifecycle.exit_on_stop_signals()
     try:
         settings = settings_mod.load(args.config)
     except (settings_mod.SettingsError, yamldoc.DocError) as exc:

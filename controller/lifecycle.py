@@ -101,6 +101,15 @@ def check_data_dir(path: str) -> None:
 
 # -------------------------------------------------------------------------------------------- signals
 
+def exit_on_stop_signals() -> None:
+    """Until ``install_signals``: SIGTERM/SIGINT end the process at once (as PID 1 they would be ignored)."""
+    def on_stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+
+
 def install_signals(config_path: str | None) -> None:
     """Handle SIGTERM, SIGINT and SIGHUP in this (the main) greenlet's process (module docstring)."""
     import eventlet.hubs
