@@ -2,6 +2,7 @@
 
 import logging
 import sys
+import time
 
 FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
@@ -24,8 +25,6 @@ class Throttle:
     remembered (the oldest are forgotten), so garbage that keeps changing cannot grow memory."""
 
     def __init__(self, logger: logging.Logger, interval: float = 60.0, max_keys: int = 1024, clock=None):
-        import time
-
         self.logger = logger
         self.interval = interval
         self.max_keys = max_keys

@@ -19,6 +19,7 @@ from controller import fields
 from controller.discovery import (
     FLAVOUR_KEY,
     FLAVOURS,
+    VNIC_KEY_PREFIX,
     VTEP_IP_KEY,
     DiscoverySink,
     PortInfo,
@@ -87,9 +88,19 @@ def _mac(row, ext: dict, bad_value: BadValue) -> str | None:
         return None
 
 
+def _check_vnic_keys(interface, ext: dict, bad_value: BadValue) -> None:
+    """Report ESXi agent keys (``canopy-vnic-<VLAN>``) that ``PortInfo.vnic_vlans`` ignores."""
+    for key, value in ext.items():
+        if key.startswith(VNIC_KEY_PREFIX):
+            tail = key[len(VNIC_KEY_PREFIX):]
+            if not (tail.isdigit() and 1 <= int(tail) <= 4094 and value):
+                bad_value("%s of interface %s (VLAN 1-4094 and a vNIC id expected)" % (key, interface.name), value)
+
+
 def port_info(interface, bad_value: BadValue = _ignore) -> PortInfo:
     """One Interface row as a ``PortInfo`` (external_ids sorted, so equal rows give equal values)."""
     ext = _ext(interface)
+    _check_vnic_keys(interface, ext, bad_value)
     return PortInfo(
         name=interface.name,
         ofport=_ofport(interface),

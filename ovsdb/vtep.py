@@ -89,9 +89,9 @@ def _one(value):
 
 
 def _vni(ls) -> int | None:
-    """A Logical_Switch row's tunnel_key, None if unset."""
+    """A Logical_Switch row's tunnel_key, None if unset or not a VNI (1..2^24-1)."""
     key = _one(getattr(ls, "tunnel_key", None)) if ls is not None else None
-    return key if isinstance(key, int) and not isinstance(key, bool) else None
+    return key if isinstance(key, int) and not isinstance(key, bool) and 1 <= key <= fields.MAX_VNI else None
 
 
 def _locator_ip(locator) -> str | None:
@@ -158,7 +158,7 @@ def _local_mac(row, bad_value: BadRow = _ignore) -> VtepMac | None:
     if vni is None or locator is None:
         return None
     mac = _checked(fields.mac, getattr(row, "MAC", None), "Ucast_Macs_Local MAC", bad_value)
-    if _checked(fields.vni, vni, "Ucast_Macs_Local %s tunnel_key" % mac, bad_value) is None or mac is None:
+    if mac is None:
         return None
     if _tunnel_ip(locator, "Ucast_Macs_Local %s locator" % mac, bad_value) is None:
         return None

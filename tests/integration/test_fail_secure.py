@@ -56,10 +56,13 @@ def reported_safe(canopy, hv) -> bool:
 
 
 def seconds_disconnected(hv) -> int:
-    """How long br-int has been without its controller, as ovs-vswitchd reports it (0 when connected)."""
-    listing = json.loads(hv.vsctl("--format=json", "--columns=status", "list", "Controller"))
-    status = dict(listing["data"][0][0][1]) if listing["data"] else {}
-    return int(status.get("sec_since_disconnect", 0))
+    """How long br-int has been without its controller, as ovs-vswitchd reports it (0 while it reports the
+    controller connected: sec_since_disconnect then counts from an earlier disconnection)."""
+    listing = json.loads(hv.vsctl("--format=json", "--columns=is_connected,status", "list", "Controller"))
+    if not listing["data"]:
+        return 0
+    connected, status = listing["data"][0][0], dict(listing["data"][0][1][1])
+    return 0 if connected else int(status.get("sec_since_disconnect", 0))
 
 
 COUNTERS = re.compile(r"\s*(duration|n_packets|n_bytes|idle_age|hard_age)=[^,\s]+,?")
@@ -147,3 +150,29 @@ def test_a_controller_outage_keeps_flows_and_tenant_isolation(two_tenants):
         lab.wait_until(lambda: canopy.api.get(f"/v1/switches/{dpid}/flows").json.get("in_sync"), timeout=20,
                        what=f"{hv.name} flows in sync after the outage")
     assert vms["a1"].ping("10.0.1.13", count=2, timeout=4)
+
+
+def test_only_a_node_that_may_write_secures_the_bridge(lab):
+    """An HA standby (writes disabled) reports the unsafe bridge and writes nothing; the active fixes it."""
+    from tests.harness import netns
+    from tests.harness.ovsdb_driver import drivers_in, hold_for
+
+    hv, ctl = lab.add_hypervisor("hv1", ovs_defaults=True), lab.add_controller_host("ctl1")
+
+    def bridge_transactions() -> int:
+        log = netns.run(["ovsdb-tool", "show-log", str(hv.ovs.rundir / "conf.db")]).stdout
+        return log.count('"canopy: bridge br-int')
+
+    with drivers_in(lab, ctl) as start:
+        standby = start("--read-only")
+        hv.vsctl("set-manager", f"tcp:{ctl.ip}:{standby.port}")
+        standby.wait_event(lambda e: e["ev"] == "update" and e["snap"]["bridge_present"]
+                           and e["snap"]["fail_mode"] == "", 15, "the standby sees the standalone bridge")
+        hold_for(3.0, lambda: bridge(hv) == ("", set()) and bridge_transactions() == 0,
+                 "the standby writes nothing", standby.context)
+        active = start()
+        hv.vsctl("set-manager", f"tcp:{ctl.ip}:{standby.port}", f"tcp:{ctl.ip}:{active.port}")
+        lab.wait_until(lambda: is_safe(hv), timeout=15, what="the active secures br-int")
+        standby.wait_event(lambda e: e["ev"] == "update" and e["snap"]["fail_mode"] == "secure", 15,
+                           "the standby sees it secure")
+        assert bridge_transactions() == 1

@@ -39,6 +39,8 @@ def garbage_vtep():
     bad_locator = db.add("Physical_Locator", encapsulation_type="vxlan_over_ipv4", dst_ip="2001:db8::9")
     db.add("Ucast_Macs_Local", MAC="02:00:00:00:0b:07", logical_switch=ls, ipaddr="", locator=bad_locator)
     db.add("Ucast_Macs_Local", MAC="02:00:00:00:0b:08", logical_switch=ls, ipaddr="10.0.1.300", locator=db.own)
+    db.add("Ucast_Macs_Local", MAC="02:00:00:00:0b:09", logical_switch=db.logical_switch("big", 1 << 24),
+           ipaddr="", locator=db.own)
     db.switch.tunnel_ips = [OWN_IP, "garbage", "ff02::1"]
     db.switch.management_ips = ["2001:db8::1", "192.0.2.9", "mgmt"]
     db.ports["p2"].vlan_bindings[5000] = ls
@@ -84,7 +86,8 @@ def test_reporters_log_bad_values_rate_limited(caplog):
 
 
 def test_bad_vrs_port_macs_are_left_out_and_reported():
-    iface = SimpleNamespace(name="tap1", ofport=[5], external_ids={"iface-id": "vm1", "attached-mac": "zz:zz"},
+    iface = SimpleNamespace(name="tap1", ofport=[5], external_ids={"iface-id": "vm1", "attached-mac": "zz:zz",
+                                                                   "canopy-vnic-5000": "vm9"},
                             mac_in_use=["02:00:00:00:00:09"], type="")
     good = SimpleNamespace(name="tap2", ofport=[6], external_ids={"attached-mac": "02:00:00:00:00:0A"},
                            mac_in_use=[], type="")
@@ -96,7 +99,8 @@ def test_bad_vrs_port_macs_are_left_out_and_reported():
     bad = Bad()
     snap = build_snapshot("s", "10.0.0.1:1", [root], bad_value=bad)
     assert {p.name: p.mac for p in snap.ports} == {"tap1": None, "tap2": "02:00:00:00:00:0a"}
-    assert bad.seen == [("attached-mac of interface tap1", "zz:zz")]
+    assert bad.seen == [("canopy-vnic-5000 of interface tap1 (VLAN 1-4094 and a vNIC id expected)", "vm9"),
+                        ("attached-mac of interface tap1", "zz:zz")]
     sink = SimpleNamespace(vrs_update=lambda s: None, vrs_gone=lambda s: None)
     log = logging.getLogger("test.vrs")
     reporter = VrsReporter(sink, "s", "10.0.0.1:1", log=log)
