@@ -80,12 +80,12 @@ class CanopyApp(RyuApp):
         extra.append(Route("GET", "/v1/ha", self._ha_status,
                            "HA pair: role, peer, heartbeats, replication sequence and lag, generation id"))
         self._roles_wake = hub.Event()
+        self.api = Api(self.service, self.state, settings, extra_routes=extra, ha=self.pair,
+                       programming=lambda: self.program_loop.status())
+        rest_wsgi.register(kwargs["wsgi"], self.api)
         self._wake = hub.Event()
         self.program_loop = ProgramLoop(self.programmer, self._wake, self._hand_out, prepare=self._import_remote,
                                         sleep=hub.sleep)
-        self.api = Api(self.service, self.state, settings, extra_routes=extra, ha=self.pair,
-                       programming=self.program_loop.status)
-        rest_wsgi.register(kwargs["wsgi"], self.api)
         self._worker = None
         self.state.subscribe(lambda what, detail: self._wake.set())
         counts = self.state.policy.counts()

@@ -79,7 +79,7 @@ def _mac(row, ext: dict, bad_value: BadValue) -> str | None:
     """external_ids:attached-mac, else mac_in_use; a value that is not a unicast MAC is reported, not used."""
     key = "attached-mac" if ext.get("attached-mac") else "mac_in_use"
     mac = ext.get("attached-mac") or _opt(_column(row, "mac_in_use", None))
-    if not mac:
+    if not mac or mac == "00:00:00:00:00:00":  # none, or none yet (OVS reports zeros for some ports)
         return None
     try:
         return fields.mac(mac)

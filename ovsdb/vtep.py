@@ -36,10 +36,8 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-
-from collections.abc import Callable
 
 from controller import fields
 from controller.discovery import DiscoverySink, VtepDesired, VtepMac, VtepPort, VtepSnapshot
