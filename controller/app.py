@@ -10,11 +10,11 @@ controller.runtime.
 
 from __future__ import annotations
 
-import gc
 import logging
 
 from controller import runtime
 from controller.core import build_core
+from controller.programloop import ProgramLoop
 from controller.programmer import Programmer
 from controller.derive import vtep_desired
 from controller.rest import bgp as rest_bgp
@@ -38,7 +38,6 @@ from openflow.reconciler import REPLY_EVENTS, SwitchReconciler
 from ovsdb.server import OvsdbManagerServer
 
 log = logging.getLogger("canopy.app")
-COALESCE = 0.005  # seconds: changes arriving together are compiled together
 ROLE_RETRY = 0.2  # seconds before asking a switch again for a role it did not confirm
 
 
@@ -81,10 +80,13 @@ class CanopyApp(RyuApp):
         extra.append(Route("GET", "/v1/ha", self._ha_status,
                            "HA pair: role, peer, heartbeats, replication sequence and lag, generation id"))
         self._roles_wake = hub.Event()
-        self.api = Api(self.service, self.state, settings, extra_routes=extra, ha=self.pair)
+        self.api = Api(self.service, self.state, settings, extra_routes=extra, ha=self.pair,
+                       programming=lambda: self.program_loop.status())
         self.api.switch_status = self._switch_status
         rest_wsgi.register(kwargs["wsgi"], self.api)
         self._wake = hub.Event()
+        self.program_loop = ProgramLoop(self.programmer, self._wake, self._hand_out, prepare=self._import_remote,
+                                        sleep=hub.sleep)
         self._worker = None
         self.state.subscribe(lambda what, detail: self._wake.set())
         counts = self.state.policy.counts()
@@ -119,28 +121,17 @@ class CanopyApp(RyuApp):
 
     # ------------------------------------------------------------------ programming switches
     def _program_loop(self):
-        """Wait for State to change, then recompile what changed and hand it to the switches."""
-        self._import_remote()
-        self.programmer.refresh(full=True)
-        gc.freeze()
-        while True:
-            self._wake.wait()
-            hub.sleep(COALESCE)
-            self._wake.clear()
-            full_before = self.programmer.full_recomputes
-            self._import_remote()
-            try:
-                touched = self.programmer.refresh()
-            except Exception:  # a compiler bug must not stop programming: recompute everything next time
-                log.exception("recompiling failed; falling back to a full recompute")
-                touched = self.programmer.refresh(full=True)
-            if self.programmer.full_recomputes != full_before:
-                # flows are acyclic (freed by reference counting): keep the cycle collector off them
-                gc.freeze()
-            for session in touched:
-                self._push(session)
-            self._push_vteps()
-            self._publish_routes()
+        """Wait for State to change, then recompile what changed and hand it to the switches; supervised
+        (controller/programloop.py): a failing pass is logged, reported degraded in /v1/status and retried
+        with back-off while the switches keep their last good state. The thread never ends."""
+        self.program_loop.run()
+
+    def _hand_out(self, touched):
+        """A programming pass's result: each touched switch, the hardware VTEPs, the EVPN routes."""
+        for session in touched:
+            self._push(session)
+        self._push_vteps()
+        self._publish_routes()
 
     def _import_remote(self):
         if self.federation is not None:

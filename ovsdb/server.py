@@ -13,7 +13,9 @@ accepted connection a green thread:
 3. ``Open_vSwitch``: fetches the peer's own schema, replicates the tables in ``ovsdb.vrs.COLUMNS`` and
    reports ``VrsSnapshot``s to the sink (``ovsdb.vrs.VrsReporter``) until the connection drops; after
    each refresh, unless ``provision_tunnel`` is off, ``ovsdb.tunnel.TunnelReconciler`` keeps the VRS's
-   VXLAN tunnel port as desired (the only thing Canopy writes to a VRS database);
+   VXLAN tunnel port as desired, and unless ``secure_bridge`` is off, ``ovsdb.bridge.BridgeReconciler``
+   keeps its integration bridge fail-secure (the only things Canopy writes to a VRS database; only
+   while ``writes_enabled``, i.e. on the HA active);
 4. anything else, garbage, or silence: logged with the peer address, and that connection is dropped.
 
 Nothing a peer sends can stop the listener or another session. Every wait is bounded (``WAKE_MS``).
@@ -28,7 +30,7 @@ import time
 from controller.discovery import DiscoverySink
 from controller.ryu_compat import hub
 from controller.discovery import VtepDesired
-from ovsdb import idl, tunnel, vrs, vtep, vtep_sync
+from ovsdb import bridge, idl, tunnel, vrs, vtep, vtep_sync
 
 VTEP_DATABASE = vtep.DATABASE
 WAKE_MS = 1000  # longest a green thread sleeps without looking at its connection
@@ -60,6 +62,7 @@ class _PeerSession:
         self._conn = link  # PeerLink, then Replica
         self._reporter = vrs.VrsReporter(server.sink, name, link.peer, server.bridge, server.log)
         self._tunnel: tunnel.TunnelReconciler | None = None
+        self._bridge: bridge.BridgeReconciler | None = None
         self._vtep_reporter = vtep.VtepReporter(server.sink, name, link.peer, server.log)
         self._vtep: vtep_sync.VtepReconciler | None = None
         self._doorbell: idl.Doorbell | None = None
@@ -82,6 +85,7 @@ class _PeerSession:
             "state": self.state,
             "chassis": last.chassis if last is not None else None,
             "tunnel": self._tunnel.describe() if self._tunnel is not None else None,
+            "bridge": self._bridge.describe() if self._bridge is not None else None,
             "switch": self.switch,
             "vtep": self._vtep.describe() if self._vtep is not None else None,
         }
@@ -135,6 +139,8 @@ class _PeerSession:
         self._log.info("ovsdb %s: VRS session %s, replicating %s", self.peer, self.name, vrs.DATABASE)
         if self._server.provision_tunnel:
             self._tunnel = tunnel.TunnelReconciler(replica, self.peer, self._server.tunnel_name, self._log)
+        if self._server.secure_bridge:
+            self._bridge = bridge.BridgeReconciler(replica, self.peer, self._server.bridge, self._log)
         seen = None
         while True:
             replica.run()
@@ -146,15 +152,16 @@ class _PeerSession:
                     seen = replica.change_seqno
                     self.state = SYNCED
                     self._reporter.refresh(replica.rows(vrs.DATABASE))
-                if self._tunnel is not None and self._server.writes_enabled:
-                    self._tunnel.step(self._reporter.last)
+                if self._server.writes_enabled:
+                    for writer in (self._bridge, self._tunnel):
+                        if writer is not None:
+                            writer.step(self._reporter.last)
             replica.wait(self._wake_ms())
 
     def _wake_ms(self) -> int:
         """How long the session loop may sleep: WAKE_MS, or less when a reconciler's back-off ends."""
-        reconciler = self._tunnel or self._vtep
-        due = reconciler.wake_in_ms() if reconciler is not None else None
-        return WAKE_MS if due is None else min(WAKE_MS, due)
+        dues = [r.wake_in_ms() for r in (self._bridge, self._tunnel, self._vtep) if r is not None]
+        return min([WAKE_MS] + [due for due in dues if due is not None])
 
     def _follow_vtep(self, schema: dict) -> None:
         """Replicate a hardware VTEP's database, report it and program it until it goes."""
@@ -215,7 +222,8 @@ class OvsdbManagerServer:
     ``handshake_timeout``: seconds a new peer has to answer each handshake request.
     ``probe_interval``: seconds of silence before an echo probe; a peer silent for two is dropped.
     ``provision_tunnel``: keep each VRS's VXLAN tunnel port (``tunnel_name``) on ``bridge`` as
-    desired (ovsdb/tunnel.py); when False, Canopy writes nothing to any VRS database.
+    desired (ovsdb/tunnel.py). ``secure_bridge``: keep ``bridge`` fail-secure with OpenFlow 1.3 and 1.4
+    (ovsdb/bridge.py). With both False, Canopy writes nothing to any VRS database.
     ``program_vteps``: write each hardware VTEP's desired rows (``set_vtep_desired``,
     ovsdb/vtep_sync.py); when False, hardware VTEPs are only read.
     """
@@ -223,7 +231,8 @@ class OvsdbManagerServer:
     def __init__(self, listen: str, port: int, sink: DiscoverySink, bridge: str = vrs.DEFAULT_BRIDGE,
                  log: logging.Logger | None = None, *, handshake_timeout: float = 5.0,
                  probe_interval: float = 5.0, provision_tunnel: bool = True,
-                 tunnel_name: str = tunnel.DEFAULT_NAME, program_vteps: bool = True):
+                 tunnel_name: str = tunnel.DEFAULT_NAME, program_vteps: bool = True,
+                 secure_bridge: bool = True):
         if not isinstance(tunnel_name, str) or not tunnel_name.strip():
             raise ValueError("tunnel_name must be a non-empty port name, not %r" % (tunnel_name,))
         self.listen = listen
@@ -234,6 +243,7 @@ class OvsdbManagerServer:
         self.handshake_timeout_ms = int(handshake_timeout * 1000)
         self.probe_interval_ms = int(probe_interval * 1000)
         self.provision_tunnel = provision_tunnel
+        self.secure_bridge = secure_bridge
         self.tunnel_name = tunnel_name
         self.program_vteps = program_vteps
         self.writes_enabled = True  # False on an HA standby: replicate and report, write nothing
@@ -269,6 +279,7 @@ class OvsdbManagerServer:
     def sessions(self) -> list[dict]:
         """One JSON-ready dict per open session: session, peer, database, connected_since, state,
         chassis, tunnel (the tunnel reconciler's name/state/transactions/last_error, or None),
+        bridge (the same for the integration bridge's fail-secure settings, or None),
         switch (a hardware VTEP's Physical_Switch name, else None) and vtep (the VTEP reconciler's
         switch/state/transactions/last_error/conflicts/waiting, or None)."""
         return [self._sessions[name].describe() for name in sorted(self._sessions)]

@@ -81,9 +81,11 @@ class Api:
     # counts: state, desired, installed, pending) or None when it has no OpenFlow connection
     switch_status: Callable[[int], dict | None] | None = None
 
-    def __init__(self, service, state, settings, extra_routes=(), ha=None):
+    def __init__(self, service, state, settings, extra_routes=(), ha=None, programming=None):
         """``ha``: the controller.ha.Pair of an HA pair (None: standalone): its role shows in /v1/status,
-        and while it is not active every write is refused with 503 naming the active."""
+        and while it is not active every write is refused with 503 naming the active. ``programming``:
+        returns the programming loop's status (controller/programloop.py) for /v1/status."""
+        self.programming = programming
         self.service = service
         self.state = state
         self.settings = settings
@@ -226,7 +228,17 @@ class Api:
             "uptime": round(time.time() - self.state.started, 3),
             "seq": self.state.last_seq, "state_version": self.state.version, "counts": self.service.counts(),
             "switches": {"ovsdb": len(self.state.vrs), "openflow": len(self.state.datapaths)},
-            "vports_bound": len(self.state.locations)})
+            "vports_bound": len(self.state.locations), **self._health()})
+
+    def _health(self):
+        """``health`` ok|degraded and, when degraded, ``degraded_reason``; ``programming`` in detail."""
+        if self.programming is None:
+            return {"health": "ok"}
+        programming = self.programming()
+        out = {"health": programming["state"], "programming": programming}
+        if programming["state"] != "ok":
+            out["degraded_reason"] = "programming switches failed: %s" % programming["reason"]
+        return out
 
     def switches(self, req):
         items = [self._with_sync(item) for item in self.state.switches()]
