@@ -257,16 +257,17 @@ def test_a_client_without_the_secret_cannot_inject_or_displace_the_peer(pair):
     body = {"id": "injected-id", "source": None, "name": "injected"}
     change = {"seq": 10_000, "txn": 10_000, "ts": time.time(), "kind": "tenant", "id": "injected-id", "op": "put",
               "body": body}
-    attempts = [  # the old protocol's hello; a handshake without the secret; a bare changes message
-        msgpack.packb({"t": "hello", "node": active, "role": "active", "generation": 99, "seq": 0})
-        + msgpack.packb({"t": "changes", "changes": [change], "meta": {}}),
+    snapshot = {"objects": {"tenant": {"injected-id": body}}, "meta": {}, "last_seq": 10_000,
+                "history": [10_000, 1.0]}
+    attempts = [  # the old protocol's hello (claiming a newer generation); a handshake without the secret; none
+        msgpack.packb({"t": "hello", "node": active, "role": "active", "generation": 99, "seq": 10_000})
+        + msgpack.packb({"t": "snapshot", "snapshot": snapshot}),
         msgpack.packb({"t": "hi", "node": active, "nonce": b"x" * 32})
         + msgpack.packb({"t": "auth", "proof": b"\0" * 32})
-        + msgpack.packb({"t": "snapshot", "snapshot": {"objects": {"tenant": {"injected-id": body}}, "meta": {},
-                                                       "last_seq": 10_000, "history": [10_000, 1.0]}}),
+        + msgpack.packb({"t": "snapshot", "snapshot": snapshot}),
         msgpack.packb({"t": "changes", "changes": [change], "meta": {}}),
     ]
-    before = ctls[standby].api.get("/v1/ha").json["auth"]["failures"]
+    generation = ctls[standby].api.get("/v1/ha").json["generation_id"]
     for attempt in attempts:
         sock = netns.connect_tcp(hosts[active].ns, target.ip, HA_PORT, 5.0)  # from the peer's own address
         try:
@@ -282,6 +283,7 @@ def test_a_client_without_the_secret_cannot_inject_or_displace_the_peer(pair):
     ha = ctls[standby].api.get("/v1/ha").json
     assert ha["auth"]["failures"] >= before + len(attempts)
     assert ha["role"] == "standby" and ha["peer"]["alive"] and ha["peer"]["node_id"] == active
+    assert ha["generation_id"] == generation  # nothing it claimed was believed
     assert not ctls[standby].api.get("/v1/tenants?name=injected").json["items"]
     ledger = Ledger()
     assert ledger.write(ctls[active]) == 201  # the real peer was never displaced
