@@ -92,6 +92,7 @@ class Pair:
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
         self.started = time.monotonic()
+        self._tick = (self.started, time.process_time())
         self.link.start()
         self._thread = threading.Thread(target=self._loop, name="canopy-ha", daemon=True)
         self._thread.start()

@@ -218,3 +218,34 @@ def test_the_secret_may_come_from_a_file(tmp_path):
     path.write_text(SECRET + "\n")
     settings = settings_mod.from_doc(Doc("<t>", {"ha": {"peer": "10.250.0.1", "secret_file": str(path)}}))
     assert settings.ha.secret == SECRET and SECRET not in repr(settings)
+
+
+def test_over_rest_a_write_the_standby_cannot_confirm_is_a_503_that_changes_nothing_until_solo(tmp_path):
+    import json
+
+    from controller.rest.api import Api, Request
+
+    settings = settings_mod.from_doc(Doc("<t>", {"data_dir": str(tmp_path / "d"), "rest": {"token": "t0ken"},
+                                                 "ha": {"peer": "10.250.0.1", "secret": SECRET}}))
+    store, state, service = build_core(settings)
+    pair = Pair(settings.ha, store, state, lambda role, gen: None)
+    service.replicate, service.writable = pair.replicate, pair.writable
+    api = Api(service, state, settings, ha=pair)
+    pair._decide(pair.started + STARTUP_DEAD_INTERVALS * settings.ha.dead_interval)
+    assert pair.role == "active"
+
+    def call(method, path, body):
+        resp = api.handle(Request(method, path, {}, {"authorization": "Bearer t0ken"}, json.dumps(body).encode()))
+        return resp.status, resp.body
+
+    status, body = call("POST", "/v1/tenants", {"name": "acme"})
+    assert status == 503 and body["error"]["code"] == "not_replicated" and "solo" in body["error"]["reason"]
+    assert store.last_seq() == 0 and store.load_objects() == {} and state.policy.count("tenant") == 0
+    assert call("PUT", "/v1/ha/solo", {"solo": "yes"})[0] == 422
+    status, body = call("PUT", "/v1/ha/solo", {"solo": True})
+    assert status == 200 and body["solo"]["enabled"] and "REST" in body["solo"]["by"]
+    assert call("POST", "/v1/tenants", {"name": "acme"})[0] == 201
+    assert store.last_seq() == 1 and state.policy.count("tenant") == 1
+    assert call("PUT", "/v1/ha/solo", {"solo": False})[1]["solo"]["enabled"] is False
+    assert call("POST", "/v1/tenants", {"name": "other"})[0] == 503
+    store.close()
