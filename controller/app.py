@@ -72,7 +72,7 @@ class CanopyApp(RyuApp):
             from controller.ha import Pair
 
             self.pair = Pair(settings.ha, self.store, self.state, self._on_role)
-            self.service.before_ack = self.pair.before_ack
+            self.service.replicate = self.pair.replicate
             self.service.writable = self.pair.writable
             self.ovsdb.writes_enabled = False  # until this node is the active one
             if self.federation is not None:

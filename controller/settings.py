@@ -11,7 +11,7 @@ import ipaddress
 import os
 import secrets
 import socket
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from controller import fields as f
 from controller import yamldoc
@@ -25,6 +25,16 @@ def _listen(value):
         return str(ipaddress.ip_address(f.text(value, 64)))
     except ValueError:
         raise f.Invalid(f"{value!r} is not an IP address to listen on") from None
+
+
+MIN_SECRET = 16
+
+
+def _secret(value):
+    value = f.text(value, 4096)
+    if len(value) < MIN_SECRET:
+        raise f.Invalid(f"must be at least {MIN_SECRET} characters")
+    return value
 
 
 def _port(value):
@@ -125,6 +135,11 @@ SETTINGS = (
               lambda v: f.integer(v, 60, 60000), default=1000, nullable=False),
         Field("ack_timeout_ms", "integer", "how long a write waits for the standby's acknowledgement",
               lambda v: f.integer(v, 10, 60000), default=2000, nullable=False),
+        Field("secret", "string", "shared secret authenticating the HA link (the same on both nodes; at least "
+              f"{MIN_SECRET} characters); required with peer unless secret_file is set", _secret),
+        Field("secret_file", "string", "read the HA link secret from this file instead", f.text),
+        Field("solo", "boolean", "start in solo mode: acknowledge writes the standby did not confirm (they are "
+              "lost if this node dies before the standby catches up)", f.boolean, default=False, nullable=False),
     ), default=dict, nullable=False),
 )
 
@@ -157,6 +172,8 @@ class HaSettings:
     heartbeat_interval: float = 0.2  # seconds
     dead_interval: float = 1.0
     ack_timeout: float = 2.0
+    secret: str | None = field(default=None, repr=False)  # authenticates the HA link (HMAC-SHA256)
+    solo: bool = False  # start in solo mode (writes acknowledged without the standby's confirmation)
 
     @property
     def enabled(self) -> bool:
@@ -236,6 +253,7 @@ def from_doc(doc: yamldoc.Doc) -> Settings:
         ha = raw["ha"]
         if ha["dead_interval_ms"] < 3 * ha["heartbeat_interval_ms"]:
             problems.append(_problem("ha.dead_interval_ms", "must be at least three heartbeat intervals"))
+        problems += _ha_secret(ha)
     if problems:
         raise SettingsError("\n".join(f"{doc.where(p.field)}: {p.field}: {p.reason}" for p in problems))
     data_dir = os.path.abspath(raw["data_dir"])
@@ -257,7 +275,27 @@ def _ha(raw) -> HaSettings:
     return HaSettings(node_id=raw["node_id"] or socket.gethostname(), peer=raw["peer"],
                       peer_port=raw["peer_port"] or raw["port"], listen=raw["listen"], port=raw["port"],
                       priority=raw["priority"], heartbeat_interval=raw["heartbeat_interval_ms"] / 1000,
-                      dead_interval=raw["dead_interval_ms"] / 1000, ack_timeout=raw["ack_timeout_ms"] / 1000)
+                      dead_interval=raw["dead_interval_ms"] / 1000, ack_timeout=raw["ack_timeout_ms"] / 1000,
+                      secret=raw["secret"], solo=raw["solo"])
+
+
+def _ha_secret(ha) -> list:
+    """Check ha.secret / ha.secret_file; a secret read from the file goes into ha["secret"]."""
+    if ha["secret"] and ha["secret_file"]:
+        return [_problem("ha.secret_file", "set ha.secret or ha.secret_file, not both")]
+    if ha["secret_file"]:
+        path = os.path.abspath(ha["secret_file"])
+        try:
+            with open(path, encoding="utf-8") as fh:
+                ha["secret"] = _secret(fh.read().strip())
+        except OSError as exc:
+            return [_problem("ha.secret_file", f"cannot read {path}: {exc.strerror or exc}")]
+        except f.Invalid as exc:
+            return [_problem("ha.secret_file", f"the secret in {path} {exc}")]
+    if ha["peer"] and not ha["secret"]:
+        return [_problem("ha.secret", "is required with ha.peer (or ha.secret_file): the HA link is authenticated "
+                                      "with it; generate one with 'openssl rand -hex 32' and give both nodes the same")]
+    return []
 
 
 def _bgp(raw) -> BgpSettings:

@@ -22,7 +22,7 @@ from typing import Callable
 
 from controller import __version__
 from controller.model import KINDS, PolicyError
-from controller.service import NotFound
+from controller.service import NotActive, NotFound
 
 log = logging.getLogger("canopy.rest")
 
@@ -99,6 +99,9 @@ class Api:
             Route("POST", "/v1/apply", self.apply, "apply a policy document declaratively", write=True),
             Route("GET", "/v1/openapi.json", self.openapi, "this API's OpenAPI 3 document"),
         ] + list(extra_routes)
+        if ha is not None:
+            self.routes.append(Route("PUT", "/v1/ha/solo", self.ha_solo, "solo mode on or off: {\"solo\": true} lets "
+                                     "this active acknowledge writes the standby did not confirm", write=True))
         self._compiled = [(r, r.regex) for r in self.routes]
 
     # ------------------------------------------------------------------ dispatch
@@ -112,6 +115,8 @@ class Api:
             resp = _policy_error(exc)
         except NotFound as exc:
             resp = _error(404, "not_found", str(exc))
+        except NotActive as exc:
+            resp = _error(503, exc.code, exc.reason)
         except Exception:
             error_id = uuid.uuid4().hex[:12]
             log.exception("internal error %s on %s %s", error_id, req.method, req.path)
@@ -284,6 +289,15 @@ class Api:
         result = self.service.apply(body["document"], source, prune=body.get("prune", False),
                                     dry_run=body.get("dry_run", False))
         return Response(200, result)
+
+    def ha_solo(self, req):
+        body = _json_body(req)
+        for key in body:
+            if key != "solo":
+                raise ApiError(422, "invalid", "unknown field", key)
+        if not isinstance(body.get("solo"), bool):
+            raise ApiError(422, "invalid", "is required: true or false", "solo")
+        return Response(200, {"solo": self.ha.set_solo(body["solo"], f"REST from {req.remote}")})
 
     def openapi(self, req):
         from controller.rest.openapi import document
