@@ -20,7 +20,8 @@ from controller.derive import vtep_desired
 from controller.rest import bgp as rest_bgp
 from controller.rest import dataplane as rest_dataplane
 from controller.rest import vteps as rest_vteps
-from controller.rest import wsgi as rest_wsgi
+from controller import guard
+from controller.rest.server import RestServer
 from controller.rest.api import Api, Response, Route
 from controller.ryu_compat import (
     DEAD_DISPATCHER,
@@ -44,7 +45,6 @@ ROLE_RETRY = 0.2  # seconds before asking a switch again for a role it did not c
 
 class CanopyApp(RyuApp):
     OFP_VERSIONS = [ofproto_v1_3.OFP_VERSION, ofproto_v1_4.OFP_VERSION]
-    _CONTEXTS = {"wsgi": rest_wsgi.WSGIApplication}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -56,8 +56,11 @@ class CanopyApp(RyuApp):
         self.programmer = Programmer(self.state)
         self.reconcilers: dict[int, SwitchReconciler] = {}
         self.dhcp = DhcpService(self.state, self.programmer, settings.underlay_mtu)
+        limits = settings.limits
         self.ovsdb = OvsdbManagerServer(settings.ovsdb_listen, settings.ovsdb_port, self.state,
-                                        bridge=settings.bridge, log=logging.getLogger("canopy.ovsdb"))
+                                        bridge=settings.bridge, log=logging.getLogger("canopy.ovsdb"),
+                                        handshake_timeout=limits.ovsdb_handshake_timeout,
+                                        per_source=limits.ovsdb_per_source, max_message=limits.ovsdb_max_message)
         extra = [Route("GET", "/v1/ovsdb/sessions", self._ovsdb_sessions, "accepted OVSDB manager connections")]
         extra += rest_dataplane.routes(self.state, self.programmer, lambda: self.reconcilers)
         extra += rest_vteps.routes(self.state, self.programmer)
@@ -82,7 +85,7 @@ class CanopyApp(RyuApp):
                            "HA pair: role, peer, heartbeats, replication sequence and lag, generation id"))
         self._roles_wake = hub.Event()
         self.api = Api(self.service, self.state, settings, extra_routes=extra, ha=self.pair)
-        rest_wsgi.register(kwargs["wsgi"], self.api)
+        self.rest = RestServer(settings.rest_listen, settings.rest_port, self.api, limits)
         self._wake = hub.Event()
         self._worker = None
         self.state.subscribe(lambda what, detail: self._wake.set())
@@ -95,7 +98,10 @@ class CanopyApp(RyuApp):
     def start(self):
         thread = super().start()
         self._worker = hub.spawn(self._program_loop)
+        guard.essential(self._worker, "the programming loop")
         self.ovsdb.start()
+        guard.essential(self.ovsdb.accept_thread, "the OVSDB listener")
+        guard.essential(self.rest.start(), "the REST listener")
         if self.federation is not None:
             self.federation.start()
         if self.pair is not None:

@@ -109,7 +109,8 @@ class _PeerSession:
         try:
             self._handshake_and_follow()
         except idl.PeerError as exc:
-            self._log.warning("ovsdb %s: dropping connection: %s", self.peer, exc)
+            limit = getattr(self._conn, "limit_error", None)
+            self._log.warning("ovsdb %s: dropping connection: %s", self.peer, limit or exc)
         except Exception:  # a bug or a sink failure must not take the server down
             self._log.exception("ovsdb %s: unexpected error, dropping connection", self.peer)
         finally:
@@ -139,7 +140,7 @@ class _PeerSession:
         while True:
             replica.run()
             if not replica.connected:  # a transaction in flight is simply dropped with it
-                self._log.info("ovsdb %s: connection closed by peer", self.peer)
+                self._closed(replica)
                 return
             if replica.synced:
                 if replica.change_seqno != seen:
@@ -149,6 +150,13 @@ class _PeerSession:
                 if self._tunnel is not None and self._server.writes_enabled:
                     self._tunnel.step(self._reporter.last)
             replica.wait(self._wake_ms())
+
+    def _closed(self, replica) -> None:
+        if replica.limit_error:
+            self._log.warning("ovsdb %s: dropping the session: %s", self.peer, replica.limit_error)
+        else:
+            self._log.info("ovsdb %s: %sconnection closed by peer", self.peer,
+                           "hardware_vtep " if self.database == VTEP_DATABASE else "")
 
     def _wake_ms(self) -> int:
         """How long the session loop may sleep: WAKE_MS, or less when a reconciler's back-off ends."""
@@ -170,7 +178,7 @@ class _PeerSession:
         while True:
             replica.run()
             if not replica.connected:
-                self._log.info("ovsdb %s: hardware_vtep connection closed by peer", self.peer)
+                self._closed(replica)
                 return
             if replica.synced:
                 self._doorbell.clear()
@@ -218,12 +226,15 @@ class OvsdbManagerServer:
     desired (ovsdb/tunnel.py); when False, Canopy writes nothing to any VRS database.
     ``program_vteps``: write each hardware VTEP's desired rows (``set_vtep_desired``,
     ovsdb/vtep_sync.py); when False, hardware VTEPs are only read.
+    ``per_source``: connections one source address may hold open; more are closed at once (logged).
+    ``max_message``: characters in one message from a peer; a longer one drops its session (logged).
     """
 
     def __init__(self, listen: str, port: int, sink: DiscoverySink, bridge: str = vrs.DEFAULT_BRIDGE,
                  log: logging.Logger | None = None, *, handshake_timeout: float = 5.0,
                  probe_interval: float = 5.0, provision_tunnel: bool = True,
-                 tunnel_name: str = tunnel.DEFAULT_NAME, program_vteps: bool = True):
+                 tunnel_name: str = tunnel.DEFAULT_NAME, program_vteps: bool = True, per_source: int = 16,
+                 max_message: int = idl.DEFAULT_MAX_MESSAGE):
         if not isinstance(tunnel_name, str) or not tunnel_name.strip():
             raise ValueError("tunnel_name must be a non-empty port name, not %r" % (tunnel_name,))
         self.listen = listen
@@ -236,6 +247,9 @@ class OvsdbManagerServer:
         self.provision_tunnel = provision_tunnel
         self.tunnel_name = tunnel_name
         self.program_vteps = program_vteps
+        self.per_source = per_source
+        self.max_message = max_message
+        self._refused_logged: dict[str, float] = {}  # source -> when its refusal was last logged
         self.writes_enabled = True  # False on an HA standby: replicate and report, write nothing
         self._vtep_desired: dict[str, VtepDesired] = {}
         self._listener: idl.Listener | None = None
@@ -252,6 +266,11 @@ class OvsdbManagerServer:
         self._stopping = False
         self._accept_thread = hub.spawn(self._accept_loop)
         self.log.info("ovsdb: manager listening on %s:%d", self.listen, self.port)
+
+    @property
+    def accept_thread(self):
+        """The green thread accepting connections (None before start and after stop)."""
+        return self._accept_thread
 
     def stop(self) -> None:
         """Stop accepting and close every session (each VRS ever reported gets its vrs_gone)."""
@@ -320,13 +339,29 @@ class OvsdbManagerServer:
 
     def _accept_pending(self) -> None:
         while not self._stopping:
-            link = self._listener.accept()
+            link = self._listener.accept(self.max_message)
             if link is None:
                 return
+            if not self._admit(link):
+                continue
             session = _PeerSession(self, self._session_name(link.peer), link)
             self._sessions[session.name] = session
             self.log.info("ovsdb %s: connected (session %s)", link.peer, session.name)
             session.start()
+
+    def _admit(self, link: idl.PeerLink) -> bool:
+        """False (and the link closed) if its source address already holds ``per_source`` sessions."""
+        source = link.peer.rsplit(":", 1)[0]
+        held = sum(1 for s in self._sessions.values() if s.peer.rsplit(":", 1)[0] == source)
+        if held < self.per_source:
+            return True
+        now = time.monotonic()
+        if now - self._refused_logged.get(source, -60.0) >= 10.0:  # one line per source per 10 s
+            self._refused_logged[source] = now
+            self.log.warning("ovsdb %s: refusing connection: %s already has %d sessions (the limit per source "
+                             "address)", link.peer, source, self.per_source)
+        link.close()
+        return False
 
     def _session_name(self, peer: str) -> str:
         """``ovsdb:IP:PORT``, suffixed if a previous connection from that address is still open."""
