@@ -30,9 +30,11 @@ from controller.ryu_compat import (
     hub,
     ofp_event,
     ofproto_v1_3,
+    drop_datapath,
     ofproto_v1_4,
     set_ev_cls,
 )
+from openflow import claims
 from openflow.dhcp_service import DhcpService
 from openflow.encode import role_name
 from openflow.reconciler import REPLY_EVENTS, SwitchReconciler
@@ -188,6 +190,34 @@ class CanopyApp(RyuApp):
         if dp.id is None:
             return
         if ev.state == MAIN_DISPATCHER:
+            old = self.reconcilers.get(dp.id)
+            if old is not None and old.datapath is not dp and old.datapath.is_active:
+                hub.spawn(self._contest, old, dp)  # a second claim: decided without holding the event loop
+                return
+            self._adopt(dp)
+        elif ev.state == DEAD_DISPATCHER:
+            rec = self.reconcilers.get(dp.id)
+            if rec is not None and rec.datapath is dp:
+                rec.stop()
+                del self.reconcilers[dp.id]
+            self.state.datapath_down(dp.id, conn=id(dp))
+
+    def _contest(self, old, dp):
+        """A second connection claims a datapath whose session is live: keep one (openflow/claims.py)."""
+        keep_old, reason = claims.decide(self.state, old.datapath, dp, self.settings.openflow_port)
+        if self.reconcilers.get(dp.id) is not old:  # the old session went meanwhile
+            keep_old = False
+        loser = dp if keep_old else old.datapath
+        log.warning("datapath %016x: OpenFlow connection from %s claims it while the session from %s is live; "
+                    "%s: keeping %s, closing %s", dp.id, claims.peer(dp), claims.peer(old.datapath), reason,
+                    claims.peer(old.datapath if keep_old else dp), claims.peer(loser))
+        drop_datapath(loser)
+        if not keep_old and dp.is_active:
+            self._adopt(dp)
+
+    def _adopt(self, dp):
+        """Make ``dp`` the session of its datapath: a reconciler of its own, programmed as desired."""
+        if dp.id is not None:
             old = self.reconcilers.pop(dp.id, None)
             if old is not None:
                 old.stop()
@@ -200,18 +230,16 @@ class CanopyApp(RyuApp):
             session = self._session_of(dp.id)
             if session is not None:  # known over OVSDB: its desired state is known; else wait for it
                 self._push(session)
-            peer = "%s:%s" % dp.address[:2] if dp.address else "?"
-            self.state.datapath_up(dp.id, peer, conn=id(dp))
-        elif ev.state == DEAD_DISPATCHER:
-            rec = self.reconcilers.get(dp.id)
-            if rec is not None and rec.datapath is dp:
-                rec.stop()
-                del self.reconcilers[dp.id]
-            self.state.datapath_down(dp.id, conn=id(dp))
+            self.state.datapath_up(dp.id, claims.peer(dp), conn=id(dp))
+
+    def _reconciler_of(self, dp):
+        """The reconciler of ``dp``'s session; None for a connection that is not (or no longer) it."""
+        rec = self.reconcilers.get(dp.id)
+        return rec if rec is not None and rec.datapath is dp else None
 
     @set_ev_cls(REPLY_EVENTS, MAIN_DISPATCHER)
     def _switch_reply(self, ev):
-        rec = self.reconcilers.get(ev.msg.datapath.id)
+        rec = self._reconciler_of(ev.msg.datapath)
         if rec is not None:
             rec.handle(ev.msg)
 
@@ -220,10 +248,11 @@ class CanopyApp(RyuApp):
         """OpenFlow 1.4: a switch changed our role (another controller took master)."""
         if self.pair is not None:
             msg = ev.msg
+            rec = self._reconciler_of(msg.datapath)
+            if rec is None:
+                return
             self.pair.switch_reported(msg.generation_id, role_name(msg.datapath.ofproto, msg.role))
-            rec = self.reconcilers.get(msg.datapath.id)
-            if rec is not None:
-                rec.role = role_name(msg.datapath.ofproto, msg.role)
+            rec.role = role_name(msg.datapath.ofproto, msg.role)
             self._roles_wake.set()
 
     # ------------------------------------------------------------------ HA roles
@@ -275,7 +304,7 @@ class CanopyApp(RyuApp):
         dp = msg.datapath
         if self.pair is not None and self.pair.role != "active":
             return  # only the active answers (an undecided node's connection is still EQUAL)
-        rec = self.reconcilers.get(dp.id)
+        rec = self._reconciler_of(dp)
         answer = self.dhcp.answer(dp.id, msg.cookie, bytes(msg.data)) if rec is not None else None
         if answer is not None:
             rec.packet_out(answer.actions, answer.frame)

@@ -104,14 +104,27 @@ def _serve(sock, addr, source, handle, limits, name):
             pass
 
 
-_refusals: dict = {}  # (listener, reason) -> last time logged
+_last_logged: dict = {}  # key -> [when last logged, occurrences not logged since]
+LOG_EVERY = 10.0  # seconds: a repeated warning (same key) is logged at most this often, with a count
+
+
+def warn_limited(logger, key, msg: str, *args) -> None:
+    """``logger.warning(msg, *args)``, at most once per LOG_EVERY seconds for the same ``key`` (a hostile
+    peer must not flood the log); the line says how many like it were left out meanwhile."""
+    now = time.monotonic()
+    entry = _last_logged.setdefault(key, [-LOG_EVERY, 0])
+    if now - entry[0] < LOG_EVERY:
+        entry[1] += 1
+        return
+    skipped, entry[0], entry[1] = entry[1], now, 0
+    logger.warning(msg + (f" ({skipped} more like it not logged)" if skipped else ""), *args)
+    if len(_last_logged) > 10000:  # many sources: forget them all rather than grow
+        _last_logged.clear()
 
 
 def _refuse(sock, addr, name, reason, on_refused):
-    now = time.monotonic()
-    if now - _refusals.get((name, reason), -60.0) >= 10.0:  # at most one line per reason per 10 s
-        _refusals[(name, reason)] = now
-        log.warning("%s: refusing connection from %s: %s", name, _peer(addr), reason)
+    warn_limited(log, (name, addr[0] if isinstance(addr, tuple) else addr),
+                 "%s: refusing connection from %s: %s", name, _peer(addr), reason)
     try:
         if on_refused is not None:
             on_refused(sock, reason)
@@ -185,4 +198,5 @@ def _start_deadline():
     real_threading.Thread(target=deadline, name="canopy-fatal", daemon=True).start()
 
 
-__all__ = ["ConnectionLimits", "EXIT_FATAL", "accept_forever", "essential", "fatal", "listen", "raise_nofile"]
+__all__ = ["ConnectionLimits", "EXIT_FATAL", "accept_forever", "essential", "fatal", "listen", "raise_nofile",
+           "warn_limited"]

@@ -67,6 +67,7 @@ __all__ = [
     "run_manager",
     "OpenFlowGuard",
     "probe_datapath",
+    "drop_datapath",
 ]
 
 
@@ -132,8 +133,8 @@ def _guarded_handler(base, limits: OpenFlowGuard):
 
     def expire(dp):
         if dp.state != MAIN_DISPATCHER and dp.is_active:
-            log.warning("openflow %s:%s: no HELLO and features reply within %.0f s; dropping the connection",
-                        *dp.address[:2], limits.handshake_timeout)
+            guard.warn_limited(log, ("handshake", dp.address[0]), "openflow %s:%s: no HELLO and features reply "
+                               "within %g s; dropping the connection", *dp.address[:2], limits.handshake_timeout)
             with contextlib.suppress(OSError):
                 dp.socket.shutdown(socket.SHUT_RDWR)
 
@@ -182,3 +183,9 @@ def probe_datapath(dp, timeout: float) -> bool:
     with contextlib.suppress(ValueError):
         dp.unreplied_echo_requests.remove(xid)
     return False
+
+
+def drop_datapath(dp) -> None:
+    """Close datapath ``dp``'s connection now (Ryu then reports it DEAD)."""
+    with contextlib.suppress(OSError):
+        dp.socket.shutdown(socket.SHUT_RDWR)

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import errno
 import os
+import reprlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
@@ -206,7 +207,7 @@ class PeerLink:
         """Names of the databases the peer serves."""
         result = self.call("list_dbs", [], timeout_ms)
         if not isinstance(result, list) or not all(isinstance(n, str) for n in result):
-            raise PeerError("list_dbs returned %r, not a list of names" % (result,))
+            raise PeerError("list_dbs returned %s, not a list of names" % (reprlib.repr(result),))
         return result
 
     def get_schema(self, database: str, timeout_ms: int) -> dict:

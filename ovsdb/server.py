@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import datetime
 import logging
+import reprlib
 import time
 
 from controller.discovery import DiscoverySink
+from controller.guard import warn_limited
 from controller.ryu_compat import hub
 from controller.discovery import VtepDesired
 from ovsdb import idl, tunnel, vrs, vtep, vtep_sync
@@ -121,7 +123,8 @@ class _PeerSession:
         databases = self._conn.list_dbs(timeout_ms)
         self.database = classify(databases)
         if self.database is None:
-            raise idl.PeerError("serves %s, neither %s nor %s" % (databases, vrs.DATABASE, VTEP_DATABASE))
+            raise idl.PeerError("serves %s, neither %s nor %s" % (reprlib.repr(databases), vrs.DATABASE,
+                                                                   VTEP_DATABASE))
         schema = self._conn.get_schema(self.database, timeout_ms)
         if self.database == VTEP_DATABASE:
             self._follow_vtep(schema)
@@ -249,7 +252,6 @@ class OvsdbManagerServer:
         self.program_vteps = program_vteps
         self.per_source = per_source
         self.max_message = max_message
-        self._refused_logged: dict[str, float] = {}  # source -> when its refusal was last logged
         self.writes_enabled = True  # False on an HA standby: replicate and report, write nothing
         self._vtep_desired: dict[str, VtepDesired] = {}
         self._listener: idl.Listener | None = None
@@ -355,11 +357,8 @@ class OvsdbManagerServer:
         held = sum(1 for s in self._sessions.values() if s.peer.rsplit(":", 1)[0] == source)
         if held < self.per_source:
             return True
-        now = time.monotonic()
-        if now - self._refused_logged.get(source, -60.0) >= 10.0:  # one line per source per 10 s
-            self._refused_logged[source] = now
-            self.log.warning("ovsdb %s: refusing connection: %s already has %d sessions (the limit per source "
-                             "address)", link.peer, source, self.per_source)
+        warn_limited(self.log, ("ovsdb refused", source), "ovsdb %s: refusing connection: %s already has %d "
+                     "sessions (the limit per source address)", link.peer, source, self.per_source)
         link.close()
         return False
 
