@@ -52,7 +52,7 @@ def _limit(name, doc, low, high, default):
 
 
 # Connection limits of the three listeners (docs/security.md, "Connection limits"). An OVSDB message of a
-# real 10,000-port hypervisor (the initial monitor reply Canopy asks for) is about 11 MB: see
+# real 10,000-port hypervisor (the initial monitor reply Canopy asks for) is about 5.6 MB: see
 # tests/integration/test_hostile_net.py::test_ovsdb_cap_fits_a_10000_port_hypervisor.
 OPENFLOW_LIMITS = (
     _limit("handshake_timeout_ms", "a peer that has not sent HELLO and its features by then is dropped",
@@ -63,7 +63,7 @@ OVSDB_LIMITS = (
     _limit("handshake_timeout_ms", "each handshake request (list_dbs, get_schema) must be answered by then",
            100, 600000, 5000),
     _limit("max_connections_per_source", "open OVSDB connections per source address", 1, 100000, 16),
-    _limit("max_message_bytes", "a longer OVSDB message drops its session", 65536, 1 << 31, 64 << 20),
+    _limit("max_message_bytes", "a longer OVSDB message drops its session", 65536, 1 << 31, 32 << 20),
 )
 REST_LIMITS = (
     _limit("header_timeout_ms", "request line and headers must arrive within this (also the keep-alive "
@@ -204,7 +204,7 @@ class Limits:
     openflow_per_source: int = 32
     ovsdb_handshake_timeout: float = 5.0
     ovsdb_per_source: int = 16
-    ovsdb_max_message: int = 64 << 20
+    ovsdb_max_message: int = 32 << 20
     rest_header_timeout: float = 10.0
     rest_body_timeout: float = 30.0
     rest_max_body: int = 32 << 20

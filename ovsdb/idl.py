@@ -56,7 +56,7 @@ from ovsdb import jsonstream
 PINNED_OVS_VERSION = "4.0.0"
 OVS_VERSION = ovs.version.VERSION
 DEFAULT_PROBE_MS = 5000
-DEFAULT_MAX_MESSAGE = 64 << 20  # characters in one message (settings: ovsdb.max_message_bytes)
+DEFAULT_MAX_MESSAGE = 32 << 20  # characters in one message (settings: ovsdb.max_message_bytes)
 READ_BUDGET = 64 * 1024  # bytes one Connection.recv may read and frame before the session loop yields
 MAX_UNSOLICITED = 100  # messages a peer may send during one handshake call before we give up on it
 TXN_TIMEOUT_MS = 10000  # a transaction without a reply by then is abandoned (TXN_TIMED_OUT)
