@@ -8,7 +8,7 @@ Ryu 4.34 is unmaintained and needs two workarounds on Python 3.11 (both document
 
 Every other Canopy module imports Ryu names from here, so a move to os-ken touches this file only.
 
-``run_manager`` is ryu-manager's main loop, with two changes (docs/security.md, "Connection limits"):
+``run_manager`` is ryu-manager's main loop, with two changes (docs/limits.md):
 Ryu's OpenFlow listener is replaced by Canopy's guarded accept loop (controller.guard: EMFILE survived,
 connections per source address capped, a peer that has not finished the HELLO/features handshake within
 ``OpenFlowGuard.handshake_timeout`` seconds dropped), and every service thread is essential: if one ends,

@@ -51,7 +51,7 @@ def _limit(name, doc, low, high, default):
     return Field(name, "integer", doc, lambda v: f.integer(v, low, high), default=default, nullable=False)
 
 
-# Connection limits of the three listeners (docs/security.md, "Connection limits"). An OVSDB message of a
+# Connection limits of the three listeners (docs/limits.md). An OVSDB message of a
 # real 10,000-port hypervisor (the initial monitor reply Canopy asks for) is about 5.6 MB: see
 # tests/integration/test_hostile_net.py::test_ovsdb_cap_fits_a_10000_port_hypervisor.
 OPENFLOW_LIMITS = (

@@ -344,10 +344,10 @@ def test_a_spoofed_datapath_id_does_not_take_the_switch_over(lab):
         fake.closed.wait(15)
     finally:
         fake.close()
-    assert "claims it while the session from" in log_of(canopy)
     wait_until(lambda: connected(api, hv), 10, what="hv1 still shown connected")
     lab.add_vm(hv, "vm2", mac="02:00:00:00:01:02", vnic_id="vm2")
     wait_until(lambda: flows_with(hv, "02:00:00:00:01:02"), 30, what="hv1 still programmed: vm2's flows")
+    assert "claims it while the session from" in log_of(canopy)
 
 
 # ------------------------------------------------------------------------------------ 5. REST limits
