@@ -143,7 +143,9 @@ def _request(environ) -> Request:
         if environ.get(key):
             headers[key.replace("_", "-").lower()] = environ[key]
     query = dict(urllib.parse.parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True))
-    return Request(method=environ["REQUEST_METHOD"], path=environ.get("PATH_INFO") or "/", query=query,
+    # PEP 3333: PATH_INFO holds the decoded bytes as latin-1 characters; paths are UTF-8
+    path = (environ.get("PATH_INFO") or "/").encode("latin-1").decode("utf-8", "replace")
+    return Request(method=environ["REQUEST_METHOD"], path=path, query=query,
                    headers=headers, remote=environ.get("REMOTE_ADDR") or "")
 
 

@@ -173,3 +173,41 @@ def test_limit_settings_defaults_and_overrides(tmp_path):
     with pytest.raises(settings_mod.SettingsError) as info:
         settings_mod.from_doc(yamldoc.Doc("x.yaml", {"ovsdb": {"max_message_bytes": 100}}))
     assert "ovsdb.max_message_bytes" in str(info.value)
+
+
+# ------------------------------------------------------------------------------------- REST server app
+
+def wsgi_call(server, method, path, body=b"", headers=None, remote="127.0.0.1"):
+    import io
+
+    environ = {"REQUEST_METHOD": method, "PATH_INFO": path.encode().decode("latin-1"), "QUERY_STRING": "",
+               "REMOTE_ADDR": remote, "wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body))}
+    for name, value in (headers or {}).items():
+        key = name.upper().replace("-", "_")
+        environ[key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + key] = value
+    got = {}
+
+    def start_response(status, response_headers):
+        got["status"], got["headers"] = int(status.split()[0]), dict(response_headers)
+
+    reply = b"".join(server.application(environ, start_response))
+    return got["status"], got["headers"], json.loads(reply)
+
+
+def test_rest_server_app_refuses_before_reading_and_decodes_utf8_paths(ctl):
+    from controller.rest.server import RestServer
+    from controller.settings import Limits
+
+    server = RestServer("127.0.0.1", 0, ctl.api, Limits(rest_max_body=1024))
+    auth = {"Authorization": f"Bearer {ctl.settings.rest_token}", "Content-Type": "application/json"}
+    status, headers, reply = wsgi_call(server, "POST", "/v1/tenants", b'{"name": "acme"}', auth)
+    assert status == 201 and headers["Location"].startswith("/v1/tenants/")
+    status, _, reply = wsgi_call(server, "POST", "/v1/tenants", b"x" * 2048, auth)
+    assert status == 413 and reply["error"]["code"] == "too_large"
+    status, _, reply = wsgi_call(server, "POST", "/v1/tenants", b'{"name": "x"}',
+                                 {**auth, "Transfer-Encoding": "chunked"})
+    assert status == 411 and reply["error"]["code"] == "length_required"
+    status, _, reply = wsgi_call(server, "POST", "/v1/tenants", b"x" * 2048, remote="10.0.0.5")
+    assert status == 401  # the token is checked before the size, and nothing is read
+    status, _, reply = wsgi_call(server, "GET", "/v1/tenants/caf\u00e9")
+    assert status == 404 and "caf\u00e9" in reply["error"]["reason"]
