@@ -62,7 +62,8 @@ class CanopyApp(RyuApp):
         self.ovsdb = OvsdbManagerServer(settings.ovsdb_listen, settings.ovsdb_port, self.state,
                                         bridge=settings.bridge, log=logging.getLogger("canopy.ovsdb"),
                                         handshake_timeout=limits.ovsdb_handshake_timeout,
-                                        per_source=limits.ovsdb_per_source, max_message=limits.ovsdb_max_message)
+                                        per_source=limits.ovsdb_per_source, max_message=limits.ovsdb_max_message,
+                                        sync_timeout=limits.ovsdb_sync_timeout)
         extra = [Route("GET", "/v1/ovsdb/sessions", self._ovsdb_sessions, "accepted OVSDB manager connections")]
         extra += rest_dataplane.routes(self.state, self.programmer, lambda: self.reconcilers)
         extra += rest_vteps.routes(self.state, self.programmer)

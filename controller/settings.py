@@ -62,6 +62,8 @@ OPENFLOW_LIMITS = (
 OVSDB_LIMITS = (
     _limit("handshake_timeout_ms", "each handshake request (list_dbs, get_schema) must be answered by then",
            100, 600000, 5000),
+    _limit("sync_timeout_ms", "a peer whose first full copy of its database has not arrived by then is dropped",
+           1000, 3600000, 120000),
     _limit("max_connections_per_source", "open OVSDB connections per source address", 1, 100000, 16),
     _limit("max_message_bytes", "a longer OVSDB message drops its session", 65536, 1 << 31, 32 << 20),
 )
@@ -203,6 +205,7 @@ class Limits:
     openflow_handshake_timeout: float = 10.0
     openflow_per_source: int = 32
     ovsdb_handshake_timeout: float = 5.0
+    ovsdb_sync_timeout: float = 120.0
     ovsdb_per_source: int = 16
     ovsdb_max_message: int = 32 << 20
     rest_header_timeout: float = 10.0
@@ -217,6 +220,7 @@ def _limits(raw) -> Limits:
     return Limits(openflow_handshake_timeout=of["handshake_timeout_ms"] / 1000,
                   openflow_per_source=of["max_connections_per_source"],
                   ovsdb_handshake_timeout=ovsdb["handshake_timeout_ms"] / 1000,
+                  ovsdb_sync_timeout=ovsdb["sync_timeout_ms"] / 1000,
                   ovsdb_per_source=ovsdb["max_connections_per_source"], ovsdb_max_message=ovsdb["max_message_bytes"],
                   rest_header_timeout=rest["header_timeout_ms"] / 1000, rest_body_timeout=rest["body_timeout_ms"] / 1000,
                   rest_max_body=rest["max_body_bytes"], rest_max_connections=rest["max_connections"],

@@ -14,7 +14,10 @@ accepted connection a green thread:
    reports ``VrsSnapshot``s to the sink (``ovsdb.vrs.VrsReporter``) until the connection drops; after
    each refresh, unless ``provision_tunnel`` is off, ``ovsdb.tunnel.TunnelReconciler`` keeps the VRS's
    VXLAN tunnel port as desired (the only thing Canopy writes to a VRS database);
-4. anything else, garbage, or silence: logged with the peer address, and that connection is dropped.
+4. anything else, garbage, or silence: logged with the peer address, and that connection is dropped;
+   so is a peer whose first full copy of its database has not arrived within ``sync_timeout``, one
+   that sends a message longer than ``max_message`` (ovsdb/jsonstream.py), and a connection from an
+   address already holding ``per_source`` sessions (docs/limits.md).
 
 Nothing a peer sends can stop the listener or another session. Every wait is bounded (``WAKE_MS``).
 """
@@ -34,6 +37,7 @@ from ovsdb import idl, tunnel, vrs, vtep, vtep_sync
 
 VTEP_DATABASE = vtep.DATABASE
 WAKE_MS = 1000  # longest a green thread sleeps without looking at its connection
+SYNC_TIMEOUT_S = 120.0  # default: a peer whose first full copy of the database has not arrived by then goes
 ACCEPT_RETRY_S = 0.1  # pause after an accept error (e.g. EMFILE) before trying again
 
 # Session states shown in sessions().
@@ -152,7 +156,14 @@ class _PeerSession:
                     self._reporter.refresh(replica.rows(vrs.DATABASE))
                 if self._tunnel is not None and self._server.writes_enabled:
                     self._tunnel.step(self._reporter.last)
+            else:
+                self._check_sync_deadline()
             replica.wait(self._wake_ms())
+
+    def _check_sync_deadline(self) -> None:
+        """Raise PeerError if the peer has not sent its first full copy within the server's sync timeout."""
+        if time.time() - self.connected_since > self._server.sync_timeout:
+            raise idl.PeerError("no full copy of %s within %g s" % (self.database, self._server.sync_timeout))
 
     def _closed(self, replica) -> None:
         if replica.limit_error:
@@ -192,6 +203,8 @@ class _PeerSession:
                                                 replica.rows("Ucast_Macs_Local"))
                 if self._vtep is not None and self._server.writes_enabled:
                     self._vtep.step(self.switch, self._server.vtep_desired(self.switch))
+            else:
+                self._check_sync_deadline()
             replica.wait(self._wake_ms(), self._doorbell)
 
     def _finish(self) -> None:
@@ -231,13 +244,14 @@ class OvsdbManagerServer:
     ovsdb/vtep_sync.py); when False, hardware VTEPs are only read.
     ``per_source``: connections one source address may hold open; more are closed at once (logged).
     ``max_message``: characters in one message from a peer; a longer one drops its session (logged).
+    ``sync_timeout``: seconds a peer has, from connecting, to send its first full copy of the database.
     """
 
     def __init__(self, listen: str, port: int, sink: DiscoverySink, bridge: str = vrs.DEFAULT_BRIDGE,
                  log: logging.Logger | None = None, *, handshake_timeout: float = 5.0,
                  probe_interval: float = 5.0, provision_tunnel: bool = True,
                  tunnel_name: str = tunnel.DEFAULT_NAME, program_vteps: bool = True, per_source: int = 16,
-                 max_message: int = idl.DEFAULT_MAX_MESSAGE):
+                 max_message: int = idl.DEFAULT_MAX_MESSAGE, sync_timeout: float = SYNC_TIMEOUT_S):
         if not isinstance(tunnel_name, str) or not tunnel_name.strip():
             raise ValueError("tunnel_name must be a non-empty port name, not %r" % (tunnel_name,))
         self.listen = listen
@@ -251,6 +265,7 @@ class OvsdbManagerServer:
         self.tunnel_name = tunnel_name
         self.program_vteps = program_vteps
         self.per_source = per_source
+        self.sync_timeout = sync_timeout
         self.max_message = max_message
         self.writes_enabled = True  # False on an HA standby: replicate and report, write nothing
         self._vtep_desired: dict[str, VtepDesired] = {}

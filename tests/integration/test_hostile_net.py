@@ -197,6 +197,32 @@ def test_a_huge_ovsdb_string_is_refused_without_stalling_rest(lab):
     assert canopy.api.get("/v1/ovsdb/sessions").json["count"] == 0
 
 
+def _reply(sock, request, result):
+    sock.sendall(json.dumps({"id": request["id"], "result": result, "error": None}).encode())
+
+
+def test_unidentified_ovsdb_peers_are_capped_and_dropped(lab):
+    ctl = lab.add_controller_host("ctl1")
+    canopy = lab.start_controller(ctl, {"ovsdb": {"max_connections_per_source": 2, "sync_timeout_ms": 3000}})
+    crowd = open_idle(ctl, 6640, range(5, 6), 4)  # four from one address: two over the cap
+    try:
+        wait_until(lambda: sum(closed_by_peer(s) for s in crowd) >= 2, 10, what="two OVSDB connections refused")
+        assert "127.0.0.5 already has 2 sessions (the limit per source address)" in log_of(canopy)
+    finally:
+        close_all(crowd)
+    # A peer that names a real database and hands over its schema, then never sends the database.
+    stalling = in_ns(ctl, lambda: connect_from("127.0.0.6", 6640, timeout=10))
+    try:
+        _reply(stalling, _read_request(stalling), ["Open_vSwitch"])
+        request = _read_request(stalling)
+        assert request["method"] == "get_schema"
+        _reply(stalling, request, json.loads(Path("/usr/share/openvswitch/vswitch.ovsschema").read_text()))
+        wait_until(lambda: closed_by_peer(stalling), 30, what="the peer that never sends its database dropped")
+        assert "no full copy of Open_vSwitch within 3 s" in log_of(canopy)
+    finally:
+        stalling.close()
+
+
 def _populate_vrs_db(lab, ctl, ports: int) -> tuple[Path, int]:
     """An ovsdb-server (no vswitchd) in ``ctl``'s namespace holding a VRS with ``ports`` ports on br-int,
     the columns vswitchd fills set as it would; returns (its socket, the size of the monitor reply for
