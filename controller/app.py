@@ -13,24 +13,23 @@ from __future__ import annotations
 import gc
 import logging
 
-from controller import runtime
+from controller import guard, runtime
 from controller.core import build_core
 from controller.programmer import Programmer
 from controller.derive import vtep_desired
 from controller.rest import bgp as rest_bgp
 from controller.rest import dataplane as rest_dataplane
 from controller.rest import vteps as rest_vteps
-from controller import guard
-from controller.rest.server import RestServer
 from controller.rest.api import Api, Response, Route
+from controller.rest.server import RestServer
 from controller.ryu_compat import (
     DEAD_DISPATCHER,
     MAIN_DISPATCHER,
     RyuApp,
+    drop_datapath,
     hub,
     ofp_event,
     ofproto_v1_3,
-    drop_datapath,
     ofproto_v1_4,
     set_ev_cls,
 )

@@ -18,6 +18,7 @@ the process exits with controller.guard.EXIT_FATAL instead of 0.
 import contextlib
 import logging
 import socket
+import ssl
 import warnings
 from dataclasses import dataclass
 
@@ -138,8 +139,15 @@ def _guarded_handler(base, limits: OpenFlowGuard):
             with contextlib.suppress(OSError):
                 dp.socket.shutdown(socket.SHUT_RDWR)
 
-    def serve_datapath(sock, addr):
-        dp = ryu_controller.Datapath(sock, addr)
+    def serve_datapath(sock, addr, tls):
+        try:
+            if tls is not None:  # the TLS handshake counts against the OpenFlow handshake's time
+                with hub.Timeout(limits.handshake_timeout):
+                    sock = tls.wrap_socket(sock, server_side=True)
+            dp = ryu_controller.Datapath(sock, addr)
+        except (OSError, hub.Timeout) as exc:  # gone, or no TLS: nothing to serve
+            log.debug("openflow %s:%s: not served: %s", *addr[:2], exc)
+            return
         watchdog = hub.spawn_after(limits.handshake_timeout, expire, dp)
         with contextlib.closing(dp):
             try:
@@ -149,9 +157,18 @@ def _guarded_handler(base, limits: OpenFlowGuard):
 
     class GuardedOpenFlowController(ryu_controller.OpenFlowController):
         def server_loop(self, tcp_port, ssl_port):
-            host = cfg.CONF.ofp_listen_host
-            sock = guard.listen(host, tcp_port)
-            guard.accept_forever(sock, serve_datapath, f"openflow {host}:{tcp_port}",
+            """Listen where Ryu would: TLS on ``ssl_port`` when a key and certificate are configured
+            (clients must then hold a certificate of ``ca_certs`` if that is set), else TCP on ``tcp_port``."""
+            conf, tls = cfg.CONF, None
+            if conf.ctl_privkey is not None and conf.ctl_cert is not None:
+                tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+                tls.load_cert_chain(conf.ctl_cert, conf.ctl_privkey)
+                if conf.ca_certs is not None:
+                    tls.verify_mode = ssl.CERT_REQUIRED
+                    tls.load_verify_locations(conf.ca_certs)
+            host, port = conf.ofp_listen_host, ssl_port if tls is not None else tcp_port
+            sock = guard.listen(host, port)
+            guard.accept_forever(sock, lambda s, a: serve_datapath(s, a, tls), f"openflow {host}:{port}",
                                  guard.ConnectionLimits(limits.per_source))
 
     class GuardedOFPHandler(base):
