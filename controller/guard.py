@@ -1,8 +1,8 @@
 """Listeners that hostile peers cannot stop, and a process that never ends quietly.
 
-- ``accept_forever``: the accept loop of every TCP listener Canopy runs itself (OpenFlow, REST). An
-  accept error such as EMFILE ("too many open files") is logged once per kind and retried after a
-  growing pause (``BACKOFF_MIN`` .. ``BACKOFF_MAX``) instead of ending the loop; a source address
+- ``accept_forever``: the accept loop of every TCP listener Canopy runs itself (OpenFlow, REST). Any
+  other accept error than a connection gone before it was accepted, such as EMFILE ("too many open
+  files"), is logged once per kind and retried after a growing pause (``BACKOFF_MIN`` .. ``BACKOFF_MAX``) instead of ending the loop; a source address
   already holding ``per_source`` connections, or any source once ``total`` are open, gets its new
   connection closed at once (``on_refused`` may say why first).
 - ``raise_nofile``: the soft descriptor limit is raised to the hard limit at start.
@@ -31,8 +31,8 @@ log = logging.getLogger("canopy.guard")
 EXIT_FATAL = 70  # EX_SOFTWARE: an essential part of the controller stopped
 BACKOFF_MIN, BACKOFF_MAX = 0.05, 2.0  # seconds between accept attempts while accept keeps failing
 FATAL_GRACE = 10.0  # seconds an orderly stop may take after a fatal error before the process is ended
-# accept errors that say "no resources now" (retry later), as opposed to a closed listener
-RESOURCE_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+# accept errors about the one connection being accepted (it went away): accept the next at once
+TRANSIENT_ERRNOS = {errno.ECONNABORTED, errno.EPROTO, errno.EINTR, errno.EAGAIN}
 
 
 class ConnectionLimits:
@@ -70,10 +70,9 @@ def accept_forever(server_sock, handle: Callable, name: str, limits: ConnectionL
         try:
             sock, addr = server_sock.accept()
         except OSError as exc:
-            if exc.errno not in RESOURCE_ERRNOS and exc.errno not in (errno.ECONNABORTED, errno.EPROTO,
-                                                                       errno.EINTR, errno.EAGAIN):
-                log.error("%s: accept failed: %s; retrying in %.2f s", name, exc, backoff)
-            elif exc.errno != last_error:
+            if exc.errno in TRANSIENT_ERRNOS:  # that one connection is gone; the next may be fine
+                continue
+            if exc.errno != last_error:
                 log.error("%s: accept failed: %s; keeping the listener, retrying with back-off up to %.0f s "
                           "(logged once until it recovers)", name, exc, BACKOFF_MAX)
             last_error = exc.errno
