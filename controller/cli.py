@@ -76,14 +76,17 @@ def cmd_run(args) -> int:
         return EXIT_USAGE
     logs.setup(settings.log_level)
     runtime.SETTINGS = settings
-    from controller.ryu_compat import run_manager
+    from controller import guard
+    from controller.ryu_compat import OpenFlowGuard, run_manager
+
+    guard.raise_nofile()
 
     argv = ["--ofp-listen-host", settings.openflow_listen, "--ofp-tcp-listen-port", str(settings.openflow_port),
-            "--wsapi-host", settings.rest_listen, "--wsapi-port", str(settings.rest_port),
             "--config-file", os.devnull, "controller.app"]
     if settings.log_level == "debug":
         argv.insert(0, "--verbose")
-    return run_manager(argv) or EXIT_OK
+    limits = settings.limits
+    return run_manager(argv, OpenFlowGuard(limits.openflow_handshake_timeout, limits.openflow_per_source))
 
 
 # -------------------------------------------------------------------------------------------- check

@@ -57,22 +57,52 @@ def _endpoint(listen, port, doc):
             Field("port", "integer", f"{doc} TCP port", _port, default=port, nullable=False))
 
 
+def _limit(name, doc, low, high, default):
+    return Field(name, "integer", doc, lambda v: f.integer(v, low, high), default=default, nullable=False)
+
+
+# Connection limits of the three listeners (docs/limits.md). An OVSDB message of a
+# real 10,000-port hypervisor (the initial monitor reply Canopy asks for) is about 5.6 MB: see
+# tests/integration/test_hostile_net.py::test_ovsdb_cap_fits_a_10000_port_hypervisor.
+OPENFLOW_LIMITS = (
+    _limit("handshake_timeout_ms", "a peer that has not sent HELLO and its features by then is dropped",
+           100, 600000, 10000),
+    _limit("max_connections_per_source", "open OpenFlow connections per source address", 1, 100000, 32),
+)
+OVSDB_LIMITS = (
+    _limit("handshake_timeout_ms", "each handshake request (list_dbs, get_schema) must be answered by then",
+           100, 600000, 5000),
+    _limit("sync_timeout_ms", "a peer whose first full copy of its database has not arrived by then is dropped",
+           1000, 3600000, 120000),
+    _limit("max_connections_per_source", "open OVSDB connections per source address", 1, 100000, 16),
+    _limit("max_message_bytes", "a longer OVSDB message drops its session", 65536, 1 << 31, 32 << 20),
+)
+REST_LIMITS = (
+    _limit("header_timeout_ms", "request line and headers must arrive within this (also the keep-alive "
+           "idle time)", 100, 600000, 10000),
+    _limit("body_timeout_ms", "the declared body must arrive within this", 100, 600000, 30000),
+    _limit("max_body_bytes", "a larger body is refused with 413 before it is read", 1024, 1 << 31, 32 << 20),
+    _limit("max_connections", "open REST connections in all", 1, 100000, 256),
+    _limit("max_connections_per_source", "open REST connections per source address", 1, 100000, 64),
+)
+
+
 SETTINGS = (
     Field("data_dir", "string", "where the store and the generated REST token live", f.text,
           default=DEFAULT_DATA_DIR, nullable=False),
     Field("log_level", "string", "debug, info, warning or error", f.one_of("debug", "info", "warning", "error"),
           default="info", nullable=False),
-    Field("openflow", "object", "OpenFlow listener for VRS bridges", fields=_endpoint("0.0.0.0", 6653, "OpenFlow"),
+    Field("openflow", "object", "OpenFlow listener for VRS bridges", fields=_endpoint("0.0.0.0", 6653, "OpenFlow") + OPENFLOW_LIMITS,
           default=dict, nullable=False),
     Field("ovsdb", "object", "OVSDB manager listener for VRS and hardware VTEPs",
-          fields=_endpoint("0.0.0.0", 6640, "OVSDB"), default=dict, nullable=False),
+          fields=_endpoint("0.0.0.0", 6640, "OVSDB") + OVSDB_LIMITS, default=dict, nullable=False),
     Field("rest", "object", "REST API", fields=_endpoint("127.0.0.1", 8080, "REST") + (
         Field("token", "string", "bearer token for writes (default: generated into data_dir/rest-token)",
               lambda v: f.text(v, 4096)),
         Field("token_file", "string", "read the bearer token from this file", f.text),
         Field("open_reads", "string", "who may read without the token: loopback, always or never",
               f.one_of("loopback", "always", "never"), default="loopback", nullable=False),
-    ), default=dict, nullable=False),
+    ) + REST_LIMITS, default=dict, nullable=False),
     Field("vrs", "object", "virtual switches", fields=(
         Field("bridge", "string", "integration bridge name", f.name, default="br-int", nullable=False),
         Field("default_flavour", "string", "flavour of a VRS that does not say (external_ids:canopy-flavour)",
@@ -202,6 +232,35 @@ class BgpSettings:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """Connection limits (seconds and bytes); see OPENFLOW_LIMITS, OVSDB_LIMITS and REST_LIMITS."""
+
+    openflow_handshake_timeout: float = 10.0
+    openflow_per_source: int = 32
+    ovsdb_handshake_timeout: float = 5.0
+    ovsdb_sync_timeout: float = 120.0
+    ovsdb_per_source: int = 16
+    ovsdb_max_message: int = 32 << 20
+    rest_header_timeout: float = 10.0
+    rest_body_timeout: float = 30.0
+    rest_max_body: int = 32 << 20
+    rest_max_connections: int = 256
+    rest_per_source: int = 64
+
+
+def _limits(raw) -> Limits:
+    of, ovsdb, rest = raw["openflow"], raw["ovsdb"], raw["rest"]
+    return Limits(openflow_handshake_timeout=of["handshake_timeout_ms"] / 1000,
+                  openflow_per_source=of["max_connections_per_source"],
+                  ovsdb_handshake_timeout=ovsdb["handshake_timeout_ms"] / 1000,
+                  ovsdb_sync_timeout=ovsdb["sync_timeout_ms"] / 1000,
+                  ovsdb_per_source=ovsdb["max_connections_per_source"], ovsdb_max_message=ovsdb["max_message_bytes"],
+                  rest_header_timeout=rest["header_timeout_ms"] / 1000, rest_body_timeout=rest["body_timeout_ms"] / 1000,
+                  rest_max_body=rest["max_body_bytes"], rest_max_connections=rest["max_connections"],
+                  rest_per_source=rest["max_connections_per_source"])
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: str
     log_level: str
@@ -223,6 +282,7 @@ class Settings:
     bgp: "BgpSettings" = None  # None only in hand-built Settings; from_doc always sets it
     ha: "HaSettings" = None
     source: str = "<defaults>"
+    limits: Limits = Limits()
 
 
 def defaults() -> Settings:
@@ -268,7 +328,7 @@ def from_doc(doc: yamldoc.Doc) -> Settings:
         underlay_mtu=raw["vrs"]["underlay_mtu"],
         hosts=tuple((h["chassis"], {"vtep_ip": h["vtep_ip"], "flavour": h["flavour"]}) for h in raw["vrs"]["hosts"]),
         vni_range=(raw["allocation"]["vni_min"], raw["allocation"]["vni_max"]), asn=raw["bgp"]["asn"],
-        bgp=_bgp(raw["bgp"]), ha=_ha(raw["ha"]), source=doc.filename)
+        bgp=_bgp(raw["bgp"]), ha=_ha(raw["ha"]), source=doc.filename, limits=_limits(raw))
 
 
 def _ha(raw) -> HaSettings:

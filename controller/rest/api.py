@@ -1,6 +1,6 @@
 """The /v1 REST API, independent of any web framework.
 
-``Api.handle(Request)`` returns a ``Response``; controller/rest/wsgi.py adapts it to ryu-manager's WSGI.
+``Api.handle(Request)`` returns a ``Response``; controller/rest/server.py serves it over HTTP.
 Routes are a table of data; the OpenAPI document (controller/rest/openapi.py) is generated from that
 same table and the model schema, so the document describes what the server does.
 
@@ -55,8 +55,9 @@ class Response:
 
 
 class ApiError(Exception):
-    def __init__(self, status, code, reason, field_name=None, errors=None):
+    def __init__(self, status, code, reason, field_name=None, errors=None, headers=None):
         self.status, self.code, self.reason, self.field, self.errors = status, code, reason, field_name, errors
+        self.headers = headers or {}
         super().__init__(reason)
 
 
@@ -111,6 +112,7 @@ class Api:
             resp = self._dispatch(req)
         except ApiError as exc:
             resp = _error(exc.status, exc.code, exc.reason, exc.field, exc.errors)
+            resp.headers.update(exc.headers)
         except PolicyError as exc:
             resp = _policy_error(exc)
         except NotFound as exc:
@@ -124,25 +126,44 @@ class Api:
         log.debug("%s %s -> %d (%.1f ms)", req.method, req.path, resp.status, (time.monotonic() - started) * 1000)
         return resp
 
-    def _dispatch(self, req):
+    def preflight(self, req: Request) -> Response | None:
+        """What the request line and headers alone decide, before a body is read: the error response for an
+        unknown path (404), a method the path does not take (405 with Allow) or a missing or wrong token
+        (401); None if the request may go on."""
+        try:
+            route, _ = self._match(req)
+            self._authorise(req, route)
+        except ApiError as exc:
+            resp = _error(exc.status, exc.code, exc.reason, exc.field, exc.errors)
+            resp.headers.update(exc.headers)
+            return resp
+        return None
+
+    def _match(self, req):
+        """(route, path parameters) for the request; ApiError 404 or 405 (with Allow) if none."""
         path = req.path.rstrip("/") or "/"
         allowed = []
         for route, regex in self._compiled:
-            match = regex.match(path)
+            match = regex.fullmatch(path)  # not match(): "$" also matches before a final newline
             if not match:
                 continue
             if route.method != req.method:
                 allowed.append(route.method)
                 continue
-            self._authorise(req, route)
-            if route.write and self.ha is not None:
-                reason = self.ha.writable()
-                if reason:
-                    raise ApiError(503, "not_active", reason)
-            return route.handler(req, **match.groupdict())
+            return route, match.groupdict()
         if allowed:
-            raise ApiError(405, "method_not_allowed", f"{req.method} is not allowed here; use {', '.join(allowed)}")
-        raise ApiError(404, "not_found", f"no such endpoint: {req.path} (see /v1/openapi.json)")
+            raise ApiError(405, "method_not_allowed", f"{req.method} is not allowed here; use {', '.join(allowed)}",
+                           headers={"Allow": ", ".join(sorted(set(allowed)))})
+        raise ApiError(404, "not_found", f"no such endpoint: {req.path!r} (see /v1/openapi.json)")
+
+    def _dispatch(self, req):
+        route, params = self._match(req)
+        self._authorise(req, route)
+        if route.write and self.ha is not None:
+            reason = self.ha.writable()
+            if reason:
+                raise ApiError(503, "not_active", reason)
+        return route.handler(req, **params)
 
     def _authorise(self, req, route):
         if not route.write and self._open_read(req.remote):
