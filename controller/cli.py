@@ -10,7 +10,8 @@
 Exit codes (EXIT_*): 0 done; 1 invalid input, or the controller refused the request; 2 wrong command line or
 invalid settings for ``run``; 3 the controller cannot be reached; 4 ``run`` cannot start (a port in use, an
 address not on this host, an unusable data directory: one log line names the setting); 5 ``apply --wait``
-timed out before the switches were programmed.
+timed out before the switches were programmed; 70 an essential part of a running controller stopped
+(controller.guard).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from controller.model import PolicyError
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_START, EXIT_TIMEOUT = 0, 1, 2, 3, 4, 5
 EXIT_CODES = """exit codes: 0 done; 1 invalid input or refused by the controller; 2 wrong command line or invalid
 settings; 3 controller unreachable; 4 run cannot start (port in use, address not on this host, data_dir
-unusable); 5 apply --wait timed out"""
+unusable); 5 apply --wait timed out; 70 a running controller's essential part stopped"""
 PROGRESS_EVERY = 2.0  # seconds between progress lines of a long apply
 
 
@@ -114,15 +115,18 @@ def cmd_run(args) -> int:
         log.error("cannot start: data_dir: cannot write the REST token file: %s", exc)
         return EXIT_START
     runtime.SETTINGS = settings
-    from controller.ryu_compat import run_manager
+    from controller import guard
+    from controller.ryu_compat import OpenFlowGuard, run_manager
+
+    guard.raise_nofile()
 
     argv = ["--ofp-listen-host", settings.openflow_listen, "--ofp-tcp-listen-port", str(settings.openflow_port),
-            "--wsapi-host", settings.rest_listen, "--wsapi-port", str(settings.rest_port),
             "--config-file", os.devnull, "--nouse-stderr", "--default-log-level",
             str(logs.LEVELS[settings.log_level]), "controller.app"]
     lifecycle.install_signals(args.config)
     try:
-        code = run_manager(argv) or EXIT_OK
+        limits = settings.limits
+        code = run_manager(argv, OpenFlowGuard(limits.openflow_handshake_timeout, limits.openflow_per_source))
     except KeyboardInterrupt:  # a stop signal while Ryu was still building the applications
         code = EXIT_OK
     log.info("Canopy stopped")

@@ -76,6 +76,7 @@ class State(DiscoverySink):
             log.info("VRS %s connected over OVSDB from %s (bridge %s, dpid %s)", snap.chassis, snap.peer,
                      snap.bridge, dpid_str(snap.datapath_id))
         self.vrs[snap.session] = snap
+        _log_bridge_safety(old, snap)
         self._mark_seen(snap)
         self._notify("vrs", snap.session)
         self._relocate()
@@ -191,6 +192,7 @@ class State(DiscoverySink):
         return {"datapath_id": dpid_str(snap.datapath_id), "name": snap.hostname or snap.chassis,
                 "chassis": snap.chassis, "flavour": self.flavour_of(snap), "vtep_ip": self.vtep_ip_of(snap),
                 "bridge": snap.bridge, "bridge_present": snap.bridge_present,
+                "bridge_safety": _safety_view(snap),
                 "openflow": _of_view(of),
                 "ovsdb": {"connected": True, "peer": snap.peer, "since": self.vrs_since.get(snap.session),
                           "ovs_version": snap.ovs_version},
@@ -201,6 +203,26 @@ class State(DiscoverySink):
             return None
         vport = self.policy.get("vport", vid)
         return {"id": vid, "ref": self.policy.ref("vport", vport)} if vport else {"id": vid, "ref": None}
+
+
+def _safety_view(snap):
+    """Whether the integration bridge is fail-secure with the OpenFlow versions Canopy needs (None while
+    the bridge is absent); ``problems`` says what is not."""
+    if not snap.bridge_present:
+        return None
+    problems = snap.bridge_problems()
+    return {"safe": not problems, "fail_mode": snap.fail_mode or None, "protocols": list(snap.protocols),
+            "problems": list(problems)}
+
+
+def _log_bridge_safety(old, snap):
+    """One line when a VRS's integration bridge becomes unsafe (or its problems change), one when it is safe."""
+    problems = snap.bridge_problems()
+    before = old.bridge_problems() if old is not None else ()
+    if problems and problems != before:
+        log.warning("VRS %s: bridge %s is NOT safe: %s", snap.chassis, snap.bridge, "; ".join(problems))
+    elif before and not problems and snap.bridge_present:
+        log.info("VRS %s: bridge %s is fail-secure with %s", snap.chassis, snap.bridge, ",".join(snap.protocols))
 
 
 def _of_view(of):
