@@ -156,8 +156,8 @@ def test_sigterm_stops_canopy_running_as_pid_1(lab, tmp_path):
     config = tmp_path / "pid1.yaml"
     config.write_text(yaml.safe_dump({"data_dir": str(tmp_path / "data"), "rest": {"token": "t"}}))
     log_path = tmp_path / "pid1.log"
-    child = lab.spawn("pid1", ["unshare", "--pid", "--fork", "--mount-proc", CANOPY, "run", "--config", str(config)],
-                      log_path, ns=ctl.ns)
+    argv = ["unshare", "--pid", "--fork", "--kill-child", "--mount-proc", CANOPY, "run", "--config", str(config)]
+    child = lab.spawn("pid1", argv, log_path, ns=ctl.ns)  # --kill-child: teardown's stop of unshare reaches it
     wait_until(lambda: "Canopy started" in log_path.read_text(), timeout=30, what="Canopy started as PID 1")
     inner = int(subprocess.run(["pgrep", "-P", str(child.pid)], capture_output=True, text=True).stdout.split()[0])
     nspid = next(line for line in Path(f"/proc/{inner}/status").read_text().splitlines() if line.startswith("NSpid:"))
