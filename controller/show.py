@@ -154,7 +154,8 @@ def _switch_node(sw):
     return {"name": sw.get("name"), "chassis": sw.get("chassis"), "datapath_id": sw.get("datapath_id"),
             "flavour": sw.get("flavour"), "vtep_ip": sw.get("vtep_ip"),
             "openflow": bool((sw.get("openflow") or {}).get("connected")),
-            "ovsdb": bool((sw.get("ovsdb") or {}).get("connected")), "sync": sw.get("sync"), "vports": bound}
+            "ovsdb": bool((sw.get("ovsdb") or {}).get("connected")), "sync": sw.get("sync"),
+            "bridge_safety": sw.get("bridge_safety"), "vports": bound}
 
 
 def gather_vport(get, key) -> dict:
@@ -227,6 +228,9 @@ def format_tree(tree) -> str:
         lines.append(f"hypervisor {h['name']}  chassis {h['chassis']}  dpid {h['datapath_id']}  {h['flavour']}  "
                      f"vtep {h['vtep_ip'] or '-'}  openflow {_updown(h['openflow'])}  ovsdb {_updown(h['ovsdb'])}"
                      + flows)
+        safety = h.get("bridge_safety") or {}
+        if safety and not safety.get("safe", True):
+            lines.append(f"    NOT SET UP SAFELY: {'; '.join(safety.get('problems') or ['see /v1/switches'])}")
         for b in h["vports"]:
             vlan = f" vlan {b['vlan']}" if b["vlan"] else ""
             lines.append(f"    port {b['port']}{vlan} (ofport {b['ofport']}) -> {b['vport']}")

@@ -1,4 +1,4 @@
-"""Canopy Architect: the topology page's static files, served under /ui/ by the REST server.
+"""Canopy Architect: the topology page's static files, served under /ui/ by the REST server (server.py).
 
 The files hold no data: the page reads everything through the public /v1 API, under the API's own rules
 (reads open from loopback, a bearer token otherwise, which the page asks for and sends itself). Only files

@@ -67,9 +67,17 @@ def test_container_unit_hands_the_notify_socket_to_canopy_and_runs_it():
     assert any("/etc/canopy:/etc/canopy:ro" in a for a in argv) and "--network" in argv
 
 
-def test_pair_settings_load_and_mirror_each_other():
-    a = settings_mod.load(str(ROOT / "deploy" / "pair" / "ctl-a.yaml"))
-    b = settings_mod.load(str(ROOT / "deploy" / "pair" / "ctl-b.yaml"))
+def test_pair_settings_load_and_mirror_each_other(tmp_path):
+    secret = tmp_path / "ha-secret"
+    secret.write_text("0123456789abcdef0123456789abcdef\n")
+
+    def load(name):  # the secret file is read when settings load: point it at a real one
+        text = (ROOT / "deploy" / "pair" / name).read_text()
+        assert "secret_file: /etc/canopy/ha-secret" in text
+        (tmp_path / name).write_text(text.replace("/etc/canopy/ha-secret", str(secret)))
+        return settings_mod.load(str(tmp_path / name))
+
+    a, b = load("ctl-a.yaml"), load("ctl-b.yaml")
     assert (a.ha.node_id, b.ha.node_id) == ("ctl-a", "ctl-b") and a.ha.peer != b.ha.peer
     assert a.ha.priority != b.ha.priority and a.ha.port == b.ha.port
     assert a.rest_token_file == b.rest_token_file  # one token for whichever node is active

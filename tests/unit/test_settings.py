@@ -105,7 +105,8 @@ def test_bad_bgp_settings(tmp_path, text, expected):
 
 
 def test_ha_settings(tmp_path):
-    s = load(tmp_path, "ha: {node_id: ctl1, peer: 10.250.0.2, priority: 200, heartbeat_interval_ms: 100}\n")
+    s = load(tmp_path, "ha: {node_id: ctl1, peer: 10.250.0.2, priority: 200, heartbeat_interval_ms: 100,\n"
+        "     secret: 0123456789abcdef}\n")
     assert s.ha.enabled and (s.ha.node_id, s.ha.peer, s.ha.peer_port, s.ha.priority) == ("ctl1", "10.250.0.2",
                                                                                        6690, 200)
     assert (s.ha.heartbeat_interval, s.ha.dead_interval) == (0.1, 1.0)

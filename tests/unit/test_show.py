@@ -64,6 +64,8 @@ def test_show_tree_lists_tenants_to_vports_with_where_each_is_bound(get):
     hv1 = next(line for line in lines if line.startswith("hypervisor hv1"))
     assert "dpid 0000000000000001  esxi  vtep 10.251.0.1  openflow down  ovsdb up" in hv1
     assert "    port trunk0 vlan 101 (ofport 4) -> acme/web/esx1" in lines
+    # the case's snapshots say nothing of fail_mode: /v1/switches flags them, and so does show
+    assert lines[lines.index(hv1) + 1].startswith("    NOT SET UP SAFELY: fail_mode is unset")
     assert lines[-1] == "bgp: no neighbors configured"
     assert json.loads(json.dumps(tree)) == tree  # --json prints exactly this
 
