@@ -85,6 +85,9 @@ def cmd_run(args) -> int:
             "--config-file", os.devnull, "controller.app"]
     if settings.log_level == "debug":
         argv.insert(0, "--verbose")
+    if settings.openflow_tls:  # Ryu's TLS options: the guarded listener serves TLS on the OpenFlow port
+        argv[:0] = ["--ctl-privkey", settings.tls.key, "--ctl-cert", settings.tls.cert,
+                    "--ca-certs", settings.tls.ca_cert, "--ofp-ssl-listen-port", str(settings.openflow_port)]
     limits = settings.limits
     return run_manager(argv, OpenFlowGuard(limits.openflow_handshake_timeout, limits.openflow_per_source))
 

@@ -52,6 +52,8 @@ class _Protocol(eventlet.wsgi.HttpProtocol):
     def parse_request(self):
         ok = super().parse_request()
         self._deadline.cancel()  # the headers are in: the body has its own deadline
+        # the access log shows the request line: never its query string (a token could be in it)
+        self.requestline = _without_query(self.requestline)
         return ok
 
     def get_environ(self):
@@ -73,8 +75,9 @@ class RestServer:
     """Serves ``api`` (controller.rest.api.Api) on ``host:port`` with the limits in ``limits``
     (controller.settings.Limits)."""
 
-    def __init__(self, host: str, port: int, api, limits):
+    def __init__(self, host: str, port: int, api, limits, tls=None):
         self.host, self.port = host, port
+        self.tls = tls  # a server-side ssl.SSLContext (controller.tls): HTTPS; None: plain HTTP
         self.api = api
         self.limits = limits
         self.connections = guard.ConnectionLimits(limits.rest_per_source, limits.rest_max_connections)
@@ -90,12 +93,19 @@ class RestServer:
                                           keepalive=self.limits.rest_header_timeout,
                                           socket_timeout=self.limits.rest_body_timeout, debug=False)
         self._wsgi.header_timeout = self.limits.rest_header_timeout
-        log.info("REST API on %s:%d", self.host, self.port)
+        log.info("REST API on %s://%s:%d", "https" if self.tls is not None else "http", self.host, self.port)
         return eventlet.spawn(guard.accept_forever, self._sock, self._serve, f"rest {self.host}:{self.port}",
                               self.connections, _busy)
 
     def _serve(self, sock, addr):
         sock.settimeout(self.limits.rest_body_timeout)
+        if self.tls is not None:  # the TLS handshake counts against the header deadline
+            try:
+                with eventlet.Timeout(self.limits.rest_header_timeout):
+                    sock = self.tls.wrap_socket(sock, server_side=True)
+            except (OSError, eventlet.Timeout) as exc:  # not TLS, gone, or too slow: nothing to serve
+                log.debug("rest %s: no TLS session: %s", addr, exc)
+                return
         self._wsgi.process_request([addr, sock, eventlet.wsgi.STATE_IDLE])
 
     # ------------------------------------------------------------------ WSGI
@@ -160,6 +170,15 @@ def _request(environ) -> Request:
     path = (environ.get("PATH_INFO") or "/").encode("latin-1").decode("utf-8", "replace")
     return Request(method=environ["REQUEST_METHOD"], path=path, query=query,
                    headers=headers, remote=environ.get("REMOTE_ADDR") or "")
+
+
+def _without_query(requestline: str) -> str:
+    """``GET /v1/x?token=secret HTTP/1.1`` -> ``GET /v1/x?... HTTP/1.1``."""
+    method, sep, rest = requestline.partition(" ")
+    target, sep2, version = rest.rpartition(" ") if " " in rest else (rest, "", "")
+    if "?" not in target:
+        return requestline
+    return f"{method}{sep}{target.split('?', 1)[0]}?...{sep2}{version}"
 
 
 def _reason(status: int) -> str:
