@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import subprocess
 
 import pytest
 
@@ -162,10 +163,12 @@ def test_the_ovs_pki_steps_of_the_security_guide_work(lab):
     pki = lab.workdir / "pki"
 
     def ovs_pki(*args):
-        netns.run(["ovs-pki", f"--dir={pki}", f"--log={lab.workdir / 'ovs-pki.log'}", *args], timeout=60)
+        done = subprocess.run(["ovs-pki", f"--dir={pki}", f"--log={lab.workdir / 'ovs-pki.log'}", *args],
+                              cwd=lab.workdir, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stdout + done.stderr
     ovs_pki("init")
     for prefix, kind in (("ctl", "controller"), ("hv1", "switch")):
-        ovs_pki("req+sign", str(lab.workdir / prefix), kind)
+        ovs_pki("req+sign", prefix, kind)  # in the current directory: PREFIX-privkey.pem, PREFIX-cert.pem
     ctl = lab.add_controller_host("ctl1")
     canopy = lab.start_controller(ctl, {"tls": {"key": str(lab.workdir / "ctl-privkey.pem"),
                                                 "cert": str(lab.workdir / "ctl-cert.pem"),
