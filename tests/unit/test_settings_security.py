@@ -60,7 +60,7 @@ def test_the_tls_section_turns_tls_on_for_every_listener_unless_one_says_no(tmp_
     ("ovsdb: {tls: true}\n", "canopy.yaml:1: ovsdb.tls: needs the tls section (key, cert, ca_cert)"),
     ("tls: {key: /k, cert: /c}\n", "canopy.yaml:1: tls.ca_cert: is required"),
     ("tls: {key: /k, cert: /c, ca_cert: /a, extra: 1}\n", "canopy.yaml:1: tls.extra: unknown field"),
-    ("rest: {tls: maybe}\n", "canopy.yaml:1: rest.tls: "),
+    ("rest: {tls: maybe}\n", "canopy.yaml:1: rest.tls: must be true or false"),
 ])
 def test_bad_tls_settings_name_file_line_and_field(tmp_path, text, expected):
     with pytest.raises(settings_mod.SettingsError) as info:
