@@ -97,10 +97,12 @@ SETTINGS = (
           default=DEFAULT_DATA_DIR, nullable=False),
     Field("log_level", "string", "debug, info, warning or error", f.one_of("debug", "info", "warning", "error"),
           default="info", nullable=False),
-    Field("openflow", "object", "OpenFlow listener for VRS bridges", fields=_endpoint("0.0.0.0", 6653, "OpenFlow") + (_tls_switch("OpenFlow"),) + OPENFLOW_LIMITS,
+    Field("openflow", "object", "OpenFlow listener for VRS bridges",
+          fields=_endpoint("0.0.0.0", 6653, "OpenFlow") + (_tls_switch("OpenFlow"),) + OPENFLOW_LIMITS,
           default=dict, nullable=False),
     Field("ovsdb", "object", "OVSDB manager listener for VRS and hardware VTEPs",
-          fields=_endpoint("0.0.0.0", 6640, "OVSDB") + (_tls_switch("OVSDB"),) + OVSDB_LIMITS, default=dict, nullable=False),
+          fields=_endpoint("0.0.0.0", 6640, "OVSDB") + (_tls_switch("OVSDB"),) + OVSDB_LIMITS,
+          default=dict, nullable=False),
     Field("rest", "object", "REST API", fields=_endpoint("127.0.0.1", 8080, "REST") + (
         Field("token", "string", "bearer token for writes (default: generated into data_dir/rest-token)",
               lambda v: f.text(v, 4096)),
@@ -349,7 +351,8 @@ def from_doc(doc: yamldoc.Doc) -> Settings:
         hosts=tuple((h["chassis"], {"vtep_ip": h["vtep_ip"], "flavour": h["flavour"]}) for h in raw["vrs"]["hosts"]),
         vni_range=(raw["allocation"]["vni_min"], raw["allocation"]["vni_max"]), asn=raw["bgp"]["asn"],
         bgp=_bgp(raw["bgp"]), ha=_ha(raw["ha"]), source=doc.filename, limits=_limits(raw),
-        tls=_tls_files(raw["tls"]), **{f"{name}_tls": _tls_on(raw, name) for name in TLS_LISTENERS})
+        tls=_tls_files(raw["tls"]), openflow_tls=_tls_on(raw, "openflow"), ovsdb_tls=_tls_on(raw, "ovsdb"),
+        rest_tls=_tls_on(raw, "rest"))
 
 
 TLS_LISTENERS = ("openflow", "ovsdb", "rest")
