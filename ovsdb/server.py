@@ -1,7 +1,7 @@
 """Canopy as OVSDB manager: one listener, one green thread and one IDL replica per hypervisor.
 
-Hypervisors run ``ovs-vsctl set-manager tcp:CANOPY:6640`` (``ssl:`` with TLS, docs/security.md); their ovsdb-server connects here. For each
-accepted connection a green thread:
+Hypervisors run ``ovs-vsctl set-manager tcp:CANOPY:6640`` (``ssl:`` with TLS, docs/security.md); their
+ovsdb-server connects here. For each accepted connection a green thread:
 
 1. asks the peer which databases it serves (``list_dbs``, bounded by ``handshake_timeout``);
 2. ``hardware_vtep`` (served by hardware VTEPs and the ovs-vtep emulator, which also serve an
