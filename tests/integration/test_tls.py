@@ -120,6 +120,21 @@ def test_clients_without_a_certificate_of_the_ca_are_refused(fabric, port):
     assert session(ctl, port, right) == "ok"  # the same client with the CA's certificate gets through
 
 
+def test_a_hardware_vtep_over_tls_is_served_and_one_of_another_ca_is_not(fabric):
+    lab, ctl, canopy, pki, rogue, _, _ = fabric
+    for name, ca in (("tor1", pki), ("tor2", rogue)):
+        vtep = lab.add_hardware_vtep(name)
+        mine = ca.issue(name)
+        vtep.set_ssl(mine.key, mine.cert, pki.ca_cert)
+        vtep.connect(ctl, scheme="ssl")
+    lab.wait_until(lambda: canopy.api.get("/v1/vteps/tor1").json.get("connected"), timeout=30,
+                   what="tor1 connected over TLS")
+    lab.wait_until(lambda: "TLS handshake failed" in "".join(
+        line for line in canopy.log_path.read_text().splitlines() if f"ovsdb {vtep.mgmt_ip}:" in line),
+        timeout=30, what="tor2 (a certificate of another CA) refused")
+    assert canopy.api.get("/v1/vteps/tor2").status == 404
+
+
 def test_plain_tcp_gets_nothing(fabric):
     _, ctl, _, _, _, _, _ = fabric
 
