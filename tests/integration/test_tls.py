@@ -149,6 +149,24 @@ def test_plain_tcp_gets_nothing(fabric):
     assert b"result" not in netns.call_in(ctl.ns, plain_list_dbs, timeout=30)
 
 
+def test_a_client_that_never_starts_tls_is_dropped(fabric):
+    """The TLS handshake counts against each listener's handshake (REST: header) timeout."""
+    _, ctl, _, _, _, _, _ = fabric
+
+    def idle_until_closed():
+        socks = [socket.create_connection(("127.0.0.1", port), timeout=10) for port in (6653, 6640, 8080)]
+        for sock in socks:
+            sock.settimeout(60)
+        try:
+            return [sock.recv(1) for sock in socks]  # b"" once the controller closes it
+        except OSError as exc:
+            return [f"{exc}"]
+        finally:
+            for sock in socks:
+                sock.close()
+    assert netns.call_in(ctl.ns, idle_until_closed, timeout=120) == [b"", b"", b""]
+
+
 def test_rest_is_served_over_https_only(fabric):
     lab, ctl, canopy, pki, _, _, _ = fabric
     assert canopy.api.tls is not None  # the harness itself talks HTTPS to this controller
