@@ -92,6 +92,9 @@ class CanopyApp(RyuApp):
         self.api.switch_status = self._switch_status
         self.rest = RestServer(settings.rest_listen, settings.rest_port, self.api, limits,
                                tls=listener_context(settings, "rest"))
+        self.api.metrics.attach(reconcilers=lambda: dict(self.reconcilers), ovsdb=self.ovsdb, dhcp=self.dhcp,
+                                federation=self.federation, pair=self.pair, pause=lambda: hub.sleep(0))
+        runtime.API = self.api  # for SIGHUP (controller.lifecycle)
         self._wake = hub.Event()
         self.program_loop = ProgramLoop(self.programmer, self._wake, self._hand_out, prepare=self._import_remote,
                                         sleep=hub.sleep)
@@ -107,6 +110,7 @@ class CanopyApp(RyuApp):
         thread = super().start()
         self._worker = hub.spawn(self._program_loop)
         guard.essential(self._worker, "the programming loop")
+        hub.spawn(self.api.metrics.watch_loop, hub.sleep)
         self.ovsdb.start()
         guard.essential(self.ovsdb.accept_thread, "the OVSDB listener")
         guard.essential(self.rest.start(), "the REST listener")

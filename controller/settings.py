@@ -97,6 +97,8 @@ SETTINGS = (
           default=DEFAULT_DATA_DIR, nullable=False),
     Field("log_level", "string", "debug, info, warning or error", f.one_of("debug", "info", "warning", "error"),
           default="info", nullable=False),
+    Field("log_format", "string", "text (one line per record) or json (one JSON object per line)",
+          f.one_of("text", "json"), default="text", nullable=False),
     Field("openflow", "object", "OpenFlow listener for VRS bridges",
           fields=_endpoint("0.0.0.0", 6653, "OpenFlow") + (_tls_switch("OpenFlow"),) + OPENFLOW_LIMITS,
           default=dict, nullable=False),
@@ -109,6 +111,8 @@ SETTINGS = (
         Field("token_file", "string", "read the bearer token from this file", f.text),
         Field("open_reads", "string", "who may read without the token: loopback, always or never",
               f.one_of("loopback", "always", "never"), default="loopback", nullable=False),
+        Field("access_log", "boolean", "log one line per request at info (default: at debug); never with the "
+              "query string", f.boolean, default=False, nullable=False),
         _tls_switch("REST (HTTPS)"),
     ) + REST_LIMITS, default=dict, nullable=False),
     Field("tls", "object", "certificates for TLS on the OpenFlow, OVSDB and REST listeners (docs/security.md); "
@@ -299,6 +303,8 @@ class Settings:
     ha: "HaSettings" = None
     source: str = "<defaults>"
     limits: Limits = Limits()
+    log_format: str = "text"
+    access_log: bool = False
     tls: TlsFiles | None = None  # the tls section's files; None: no TLS anywhere
     openflow_tls: bool = False  # serve OpenFlow over TLS (mutual: the switch's certificate is checked)
     ovsdb_tls: bool = False  # serve OVSDB over TLS (mutual)
@@ -351,6 +357,7 @@ def from_doc(doc: yamldoc.Doc) -> Settings:
         hosts=tuple((h["chassis"], {"vtep_ip": h["vtep_ip"], "flavour": h["flavour"]}) for h in raw["vrs"]["hosts"]),
         vni_range=(raw["allocation"]["vni_min"], raw["allocation"]["vni_max"]), asn=raw["bgp"]["asn"],
         bgp=_bgp(raw["bgp"]), ha=_ha(raw["ha"]), source=doc.filename, limits=_limits(raw),
+        log_format=raw["log_format"], access_log=rest["access_log"],
         tls=_tls_files(raw["tls"]), openflow_tls=_tls_on(raw, "openflow"), ovsdb_tls=_tls_on(raw, "ovsdb"),
         rest_tls=_tls_on(raw, "rest"))
 

@@ -42,6 +42,9 @@ class State(DiscoverySink):
         self._subscribers = []
         self.version = 0  # grows with every change of anything State holds (REST readers poll it)
         self.started = time.time()
+        # connections seen (for metrics): openflow, vrs, vtep and each kind's "_down"
+        self.connects: dict[str, int] = dict.fromkeys(("openflow", "openflow_down", "vrs", "vrs_down", "vtep",
+                                                       "vtep_down"), 0)
 
     # ------------------------------------------------------------------ subscriptions
     def subscribe(self, callback):
@@ -69,6 +72,7 @@ class State(DiscoverySink):
         old = self.vrs.get(snap.session)
         if old is None:
             self.vrs_since[snap.session] = time.time()
+            self.connects["vrs"] += 1
             log.info("VRS %s connected over OVSDB from %s (bridge %s, dpid %s)", snap.chassis, snap.peer,
                      snap.bridge, dpid_str(snap.datapath_id))
         self.vrs[snap.session] = snap
@@ -82,12 +86,14 @@ class State(DiscoverySink):
         self.vrs_since.pop(session, None)
         self._seen = {k: v for k, v in self._seen.items() if k[0] != session}
         if snap is not None:
+            self.connects["vrs_down"] += 1
             log.info("VRS %s (OVSDB %s) disconnected", snap.chassis, snap.peer)
             self._notify("vrs", session)
             self._relocate()
 
     def vtep_update(self, snap: VtepSnapshot) -> None:
         if snap.session not in self.vteps:
+            self.connects["vtep"] += 1
             log.info("hardware VTEP %s connected over OVSDB from %s (tunnel IP %s)", snap.name, snap.peer,
                      snap.tunnel_ip)
         self.vteps[snap.session] = snap
@@ -96,6 +102,7 @@ class State(DiscoverySink):
     def vtep_gone(self, session: str) -> None:
         snap = self.vteps.pop(session, None)
         if snap is not None:
+            self.connects["vtep_down"] += 1
             log.info("hardware VTEP %s (OVSDB %s) disconnected", snap.name, snap.peer)
             self._notify("vtep", session)
 
@@ -106,6 +113,7 @@ class State(DiscoverySink):
 
     def datapath_up(self, dpid: int, peer: str, conn=None) -> None:
         self.datapaths[dpid] = {"peer": peer, "since": time.time(), "conn": conn}
+        self.connects["openflow"] += 1
         log.info("datapath %s connected over OpenFlow from %s", dpid_str(dpid), peer)
         self._notify("datapath", dpid)
 
@@ -115,6 +123,7 @@ class State(DiscoverySink):
         if current is None or (conn is not None and current["conn"] not in (None, conn)):
             return
         del self.datapaths[dpid]
+        self.connects["openflow_down"] += 1
         log.info("datapath %s disconnected", dpid_str(dpid))
         self._notify("datapath", dpid)
 

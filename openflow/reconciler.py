@@ -136,8 +136,10 @@ class SwitchReconciler:
         self._thread = None
         self.state = "connected"
         self.counters = dict.fromkeys(("flow_add", "flow_delete", "group_add", "group_modify", "group_delete",
-                                       "change_sets", "errors", "unmatched_errors", "read_backs"), 0)
+                                       "change_sets", "errors", "unmatched_errors", "read_backs",
+                                       "errors_received"), 0)
         self.last_change: dict = {}
+        self.change_seconds = 0.0  # time spent sending and confirming change sets (metrics)
 
     # ------------------------------------------------------------------------------ the app's API
 
@@ -398,6 +400,7 @@ class SwitchReconciler:
             ops = [op for index, op in enumerate(ops) if index not in outcome.errors]
             sent += len(ops)
         self.counters["change_sets"] += 1
+        self.change_seconds += time.monotonic() - started
         self.last_change = {"messages": sent, "seconds": round(time.monotonic() - started, 3)}
 
     def _transact(self, ops: list[_Op], bundle: bool) -> _Outcome:
@@ -468,6 +471,7 @@ class SwitchReconciler:
         self._log.error("switch rejected %s of %s: %s", op.kind.replace("_", " "), what, text)
 
     def _on_error(self, msg) -> bool:
+        self.counters["errors_received"] += 1
         text = self._error_text(msg)
         if (msg.type, msg.code) == (self.ofp.OFPET_BAD_REQUEST, self.ofp.OFPBRC_IS_SLAVE):
             self._not_master = True

@@ -20,11 +20,14 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Callable
 
-from controller import __version__
+from controller import __version__, logs
+from controller.metrics import Metrics
 from controller.model import KINDS, PolicyError
 from controller.service import NotActive, NotFound
 
 log = logging.getLogger("canopy.rest")
+access_log = logging.getLogger("canopy.rest.access")
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")  # others are counted as "other"
 
 MAX_BODY = 32 * 1024 * 1024
 COLLECTIONS = {"tenant": "tenants", "domain": "domains", "subnet": "subnets", "vport": "vports", "acl": "acls",
@@ -42,15 +45,19 @@ class Request:
     headers: dict[str, str] = field(default_factory=dict)  # lower-case names
     body: bytes = b""
     remote: str = "127.0.0.1"
+    route: str | None = None  # the matched route's pattern, set by Api (metrics and logs)
 
 
 @dataclass
 class Response:
     status: int
-    body: object = None
+    body: object = None  # JSON-ready, or bytes sent as they are (with content_type)
     headers: dict[str, str] = field(default_factory=dict)
+    content_type: str = "application/json"
 
     def encoded(self) -> bytes:
+        if isinstance(self.body, bytes):
+            return self.body
         return b"" if self.body is None else (json.dumps(self.body, indent=1, sort_keys=True) + "\n").encode()
 
 
@@ -71,6 +78,7 @@ class Route:
     kind: str | None = None  # the model kind for body/response schemas
     action: str = ""  # list|create|get|update|delete for object routes
     query: tuple[tuple[str, str], ...] = ()  # (name, description)
+    media: str = "application/json"  # what a success returns
 
     @property
     def regex(self):
@@ -91,6 +99,7 @@ class Api:
         self.state = state
         self.settings = settings
         self.ha = ha
+        self.metrics = Metrics(state, service)
         self.routes = self._object_routes() + [
             Route("GET", "/v1/status", self.status, "version, HA role, uptime and object counts"),
             Route("GET", "/v1/switches", self.switches, "connected VRS with their ports"),
@@ -99,6 +108,11 @@ class Api:
                   query=(("since", "return changes after this sequence number"), ("limit", "at most this many"))),
             Route("POST", "/v1/apply", self.apply, "apply a policy document declaratively", write=True),
             Route("GET", "/v1/openapi.json", self.openapi, "this API's OpenAPI 3 document"),
+            Route("GET", "/metrics", self.prometheus, "metrics in the Prometheus text format (docs/operations.md)",
+                  media="text/plain"),
+            Route("GET", "/v1/log-level", self.log_level, "the controller's log level"),
+            Route("PUT", "/v1/log-level", self.set_log_level, "change the log level of every logger now "
+                  "(body {\"level\": \"debug|info|warning|error\"}; not kept across restarts)", write=True),
         ] + list(extra_routes)
         if ha is not None:
             self.routes.append(Route("PUT", "/v1/ha/solo", self.ha_solo, "solo mode on or off: {\"solo\": true} lets "
@@ -123,8 +137,17 @@ class Api:
             error_id = uuid.uuid4().hex[:12]
             log.exception("internal error %s on %s %s", error_id, req.method, req.path)
             resp = _error(500, "internal", f"internal error {error_id}; the controller log has the details")
-        log.debug("%s %s -> %d (%.1f ms)", req.method, req.path, resp.status, (time.monotonic() - started) * 1000)
+        self.record(req, resp, time.monotonic() - started)
         return resp
+
+    def record(self, req, resp, seconds):
+        """The access line (never the query string) and the request metrics; also for requests the REST
+        server refused before handle() (preflight)."""
+        route = req.route or "unmatched"
+        method = req.method if req.method in METHODS else "other"
+        self.metrics.observe_request(method, route, resp.status, seconds)
+        level = logging.INFO if getattr(self.settings, "access_log", False) else logging.DEBUG
+        access_log.log(level, "%s %s %s -> %d (%.1f ms)", req.remote, method, req.path, resp.status, seconds * 1000)
 
     def preflight(self, req: Request) -> Response | None:
         """What the request line and headers alone decide, before a body is read: the error response for an
@@ -150,6 +173,7 @@ class Api:
             if route.method != req.method:
                 allowed.append(route.method)
                 continue
+            req.route = route.pattern
             return route, match.groupdict()
         if allowed:
             raise ApiError(405, "method_not_allowed", f"{req.method} is not allowed here; use {', '.join(allowed)}",
@@ -319,6 +343,25 @@ class Api:
         if not isinstance(body.get("solo"), bool):
             raise ApiError(422, "invalid", "is required: true or false", "solo")
         return Response(200, {"solo": self.ha.set_solo(body["solo"], f"REST from {req.remote}")})
+
+    def prometheus(self, req):
+        body, content_type = self.metrics.exposition()
+        return Response(200, body, content_type=content_type)
+
+    def log_level(self, req):
+        return Response(200, {"level": logs.current_level()})
+
+    def set_log_level(self, req):
+        body = _json_body(req)
+        for key in body:
+            if key != "level":
+                raise ApiError(422, "invalid", "unknown field", key)
+        level = body.get("level")
+        if level not in logs.LEVELS:
+            raise ApiError(422, "invalid", f"must be one of {', '.join(logs.LEVELS)}", "level")
+        previous = logs.set_level(level)
+        logs.announce(log, "log level changed from %s to %s over REST (from %s)", previous, level, req.remote)
+        return Response(200, {"level": level, "previous": previous})
 
     def openapi(self, req):
         from controller.rest.openapi import document

@@ -82,7 +82,9 @@ def _operation(route):
             "$ref": f"#/components/schemas/{route.kind}"}}, "count": {"type": "integer"}}}
     else:
         body = {"type": "object"}
-    op["responses"][ok] = {"description": "success", "content": {"application/json": {"schema": body}}}
+    if route.media != "application/json":
+        body = {"type": "string"}
+    op["responses"][ok] = {"description": "success", "content": {route.media: {"schema": body}}}
     for code, why in _ERROR_CODES.items():
         op["responses"][code] = {"description": why, "content": {"application/json": {
             "schema": {"$ref": "#/components/schemas/error"}}}}

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import urllib.parse
 
 import eventlet
@@ -52,8 +53,6 @@ class _Protocol(eventlet.wsgi.HttpProtocol):
     def parse_request(self):
         ok = super().parse_request()
         self._deadline.cancel()  # the headers are in: the body has its own deadline
-        # the access log shows the request line: never its query string (a token could be in it)
-        self.requestline = _without_query(self.requestline)
         return ok
 
     def get_environ(self):
@@ -114,13 +113,17 @@ class RestServer:
         protocol = environ.get("canopy.protocol")
         if ui.handles(req.path):
             return self._page(req, protocol, environ, start_response)
+        started = time.monotonic()
         resp = self._read_body(environ, req)
         if resp is None:
             resp = self.api.handle(req)
-        elif protocol is not None:
-            protocol.close_connection = 1  # the body (if any) was not read: the connection cannot be reused
+        else:
+            self.api.record(req, resp, time.monotonic() - started)  # refused before handle(): counted too
+            if protocol is not None:
+                protocol.close_connection = 1  # the body (if any) was not read: the connection cannot be reused
         body = resp.encoded()
-        headers = [("Content-Type", "application/json; charset=UTF-8"), ("Content-Length", str(len(body)))]
+        ctype = "application/json; charset=UTF-8" if resp.content_type == "application/json" else resp.content_type
+        headers = [("Content-Type", ctype), ("Content-Length", str(len(body)))]
         headers += [(k, v) for k, v in resp.headers.items()]
         start_response(f"{resp.status} {_reason(resp.status)}", headers)
         return [body]
@@ -170,15 +173,6 @@ def _request(environ) -> Request:
     path = (environ.get("PATH_INFO") or "/").encode("latin-1").decode("utf-8", "replace")
     return Request(method=environ["REQUEST_METHOD"], path=path, query=query,
                    headers=headers, remote=environ.get("REMOTE_ADDR") or "")
-
-
-def _without_query(requestline: str) -> str:
-    """``GET /v1/x?token=secret HTTP/1.1`` -> ``GET /v1/x?... HTTP/1.1``."""
-    method, sep, rest = requestline.partition(" ")
-    target, sep2, version = rest.rpartition(" ") if " " in rest else (rest, "", "")
-    if "?" not in target:
-        return requestline
-    return f"{method}{sep}{target.split('?', 1)[0]}?...{sep2}{version}"
 
 
 def _reason(status: int) -> str:

@@ -37,7 +37,8 @@ def fabric(lab_capable):
         ctl = lab.add_controller_host("ctl1")
         own = pki.issue("controller", ips=(ctl.ip, "127.0.0.1"))
         canopy = lab.start_controller(ctl, {"tls": {"key": str(own.key), "cert": str(own.cert),
-                                                    "ca_cert": str(pki.ca_cert)}})
+                                                    "ca_cert": str(pki.ca_cert)},
+                                            "rest": {"access_log": True}})
         assert canopy.api.post("/v1/apply", {"document": POLICY, "source": "tls"}).status == 200
         hvs = [lab.add_hypervisor(name) for name in ("hv1", "hv2")]
         for hv in hvs:
@@ -186,7 +187,7 @@ def test_the_access_log_never_records_a_query_string(fabric):
     canopy.api.get("/v1/status", token="test-token")  # a later line: the first one has been written
     wait_until(lambda: "GET /v1/status" in canopy.log_path.read_text(), timeout=10, what="the access log line")
     log = canopy.log_path.read_text()
-    assert "GET /v1/switches?..." in log
+    assert "GET /v1/switches" in log
     assert "s3cr3t-in-a-query" not in log
 
 
