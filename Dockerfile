@@ -3,6 +3,10 @@
 # tools, runs as uid 10001 under tini (Debian's), which forwards signals to Canopy and reaps children.
 #   buildah bud --isolation chroot --format docker -t canopy:0.1.0 .   (docker format keeps the HEALTHCHECK)
 #   .ci/image-smoke                                                    (build, then run what the image runs)
+#   podman run -d -p 6653:6653 -p 6640:6640 -p 8080:8080 -v canopy-data:/var/lib/canopy canopy:0.1.0
+# The image listens on all addresses (config/container.yaml); every REST request, reads included, needs the
+# token, generated on first start into the data volume (rest-token); or mount your own settings file with
+# rest.token_file (and a tls section: docs/security.md) and pass "run --config /path/to/it".
 # BASE must be in local storage or pullable; both stages use it (the venv links to its Python).
 ARG BASE=docker.io/library/python:3.11-slim-bookworm
 
@@ -45,6 +49,6 @@ WORKDIR /var/lib/canopy
 VOLUME ["/var/lib/canopy"]
 EXPOSE 6653 6640 8080 6690 179
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
-  CMD ["/opt/canopy/venv/bin/python", "-c", "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8080/v1/status', timeout=2).status == 200 else 1)"]
+  CMD ["/opt/canopy/venv/bin/python", "-c", "import sys, urllib.request as u; t = open('/var/lib/canopy/rest-token').read().strip(); sys.exit(0 if u.urlopen(u.Request('http://127.0.0.1:8080/v1/status', headers={'Authorization': 'Bearer ' + t}), timeout=2).status == 200 else 1)"]
 ENTRYPOINT ["/usr/bin/tini", "--", "/opt/canopy/venv/bin/canopy"]
 CMD ["run", "--config", "/opt/canopy/config/container.yaml"]

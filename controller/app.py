@@ -23,6 +23,7 @@ from controller.rest import inspection as rest_inspect
 from controller.rest import vteps as rest_vteps
 from controller.rest.api import Api, Response, Route
 from controller.rest.server import RestServer
+from controller.tls import listener_context
 from controller.ryu_compat import (
     DEAD_DISPATCHER,
     MAIN_DISPATCHER,
@@ -62,7 +63,8 @@ class CanopyApp(RyuApp):
                                         bridge=settings.bridge, log=logging.getLogger("canopy.ovsdb"),
                                         handshake_timeout=limits.ovsdb_handshake_timeout,
                                         per_source=limits.ovsdb_per_source, max_message=limits.ovsdb_max_message,
-                                        sync_timeout=limits.ovsdb_sync_timeout)
+                                        sync_timeout=limits.ovsdb_sync_timeout,
+                                        tls=listener_context(settings, "ovsdb"))
         extra = [Route("GET", "/v1/ovsdb/sessions", self._ovsdb_sessions, "accepted OVSDB manager connections")]
         extra += rest_dataplane.routes(self.state, self.programmer, lambda: self.reconcilers)
         extra += rest_vteps.routes(self.state, self.programmer)
@@ -90,7 +92,8 @@ class CanopyApp(RyuApp):
         self.api = Api(self.service, self.state, settings, extra_routes=extra, ha=self.pair,
                        programming=lambda: self.program_loop.status())
         self.api.switch_status = self._switch_status
-        self.rest = RestServer(settings.rest_listen, settings.rest_port, self.api, limits)
+        self.rest = RestServer(settings.rest_listen, settings.rest_port, self.api, limits,
+                               tls=listener_context(settings, "rest"))
         self.api.metrics.attach(reconcilers=lambda: dict(self.reconcilers), ovsdb=self.ovsdb, dhcp=self.dhcp,
                                 federation=self.federation, pair=self.pair, pause=lambda: hub.sleep(0))
         runtime.API = self.api  # for SIGHUP (controller.lifecycle)

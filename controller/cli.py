@@ -130,6 +130,9 @@ def cmd_run(args) -> int:
     argv = ["--ofp-listen-host", settings.openflow_listen, "--ofp-tcp-listen-port", str(settings.openflow_port),
             "--config-file", os.devnull, "--nouse-stderr", "--default-log-level",
             str(logs.LEVELS[settings.log_level]), "controller.app"]
+    if settings.openflow_tls:  # Ryu's TLS options: the guarded listener serves TLS on the OpenFlow port
+        argv[:0] = ["--ctl-privkey", settings.tls.key, "--ctl-cert", settings.tls.cert,
+                    "--ca-certs", settings.tls.ca_cert, "--ofp-ssl-listen-port", str(settings.openflow_port)]
     lifecycle.install_signals(args.config)
     try:
         limits = settings.limits
