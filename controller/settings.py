@@ -11,11 +11,12 @@ import ipaddress
 import os
 import secrets
 import socket
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from controller import fields as f
-from controller import yamldoc
+from controller import tls, yamldoc
 from controller.model import Field, normalise_fields
+from controller.tls import TlsFiles
 
 DEFAULT_DATA_DIR = "/var/lib/canopy"
 
@@ -25,6 +26,16 @@ def _listen(value):
         return str(ipaddress.ip_address(f.text(value, 64)))
     except ValueError:
         raise f.Invalid(f"{value!r} is not an IP address to listen on") from None
+
+
+MIN_SECRET = 16
+
+
+def _secret(value):
+    value = f.text(value, 4096)
+    if len(value) < MIN_SECRET:
+        raise f.Invalid(f"must be at least {MIN_SECRET} characters")
+    return value
 
 
 def _port(value):
@@ -47,22 +58,70 @@ def _endpoint(listen, port, doc):
             Field("port", "integer", f"{doc} TCP port", _port, default=port, nullable=False))
 
 
+def _tls_switch(doc):
+    return Field("tls", "boolean", f"serve {doc} over TLS (default: yes when the tls section is set)", f.boolean)
+
+
+def _limit(name, doc, low, high, default):
+    return Field(name, "integer", doc, lambda v: f.integer(v, low, high), default=default, nullable=False)
+
+
+# Connection limits of the three listeners (docs/limits.md). An OVSDB message of a
+# real 10,000-port hypervisor (the initial monitor reply Canopy asks for) is about 5.6 MB: see
+# tests/integration/test_hostile_net.py::test_ovsdb_cap_fits_a_10000_port_hypervisor.
+OPENFLOW_LIMITS = (
+    _limit("handshake_timeout_ms", "a peer that has not sent HELLO and its features by then is dropped",
+           100, 600000, 10000),
+    _limit("max_connections_per_source", "open OpenFlow connections per source address", 1, 100000, 32),
+)
+OVSDB_LIMITS = (
+    _limit("handshake_timeout_ms", "each handshake request (list_dbs, get_schema) must be answered by then",
+           100, 600000, 5000),
+    _limit("sync_timeout_ms", "a peer whose first full copy of its database has not arrived by then is dropped",
+           1000, 3600000, 120000),
+    _limit("max_connections_per_source", "open OVSDB connections per source address", 1, 100000, 16),
+    _limit("max_message_bytes", "a longer OVSDB message drops its session", 65536, 1 << 31, 32 << 20),
+)
+REST_LIMITS = (
+    _limit("header_timeout_ms", "request line and headers must arrive within this (also the keep-alive "
+           "idle time)", 100, 600000, 10000),
+    _limit("body_timeout_ms", "the declared body must arrive within this", 100, 600000, 30000),
+    _limit("max_body_bytes", "a larger body is refused with 413 before it is read", 1024, 1 << 31, 32 << 20),
+    _limit("max_connections", "open REST connections in all", 1, 100000, 256),
+    _limit("max_connections_per_source", "open REST connections per source address", 1, 100000, 64),
+)
+
+
 SETTINGS = (
     Field("data_dir", "string", "where the store and the generated REST token live", f.text,
           default=DEFAULT_DATA_DIR, nullable=False),
     Field("log_level", "string", "debug, info, warning or error", f.one_of("debug", "info", "warning", "error"),
           default="info", nullable=False),
-    Field("openflow", "object", "OpenFlow listener for VRS bridges", fields=_endpoint("0.0.0.0", 6653, "OpenFlow"),
+    Field("log_format", "string", "text (one line per record) or json (one JSON object per line)",
+          f.one_of("text", "json"), default="text", nullable=False),
+    Field("openflow", "object", "OpenFlow listener for VRS bridges",
+          fields=_endpoint("0.0.0.0", 6653, "OpenFlow") + (_tls_switch("OpenFlow"),) + OPENFLOW_LIMITS,
           default=dict, nullable=False),
     Field("ovsdb", "object", "OVSDB manager listener for VRS and hardware VTEPs",
-          fields=_endpoint("0.0.0.0", 6640, "OVSDB"), default=dict, nullable=False),
+          fields=_endpoint("0.0.0.0", 6640, "OVSDB") + (_tls_switch("OVSDB"),) + OVSDB_LIMITS,
+          default=dict, nullable=False),
     Field("rest", "object", "REST API", fields=_endpoint("127.0.0.1", 8080, "REST") + (
         Field("token", "string", "bearer token for writes (default: generated into data_dir/rest-token)",
               lambda v: f.text(v, 4096)),
         Field("token_file", "string", "read the bearer token from this file", f.text),
         Field("open_reads", "string", "who may read without the token: loopback, always or never",
               f.one_of("loopback", "always", "never"), default="loopback", nullable=False),
-    ), default=dict, nullable=False),
+        Field("access_log", "boolean", "log one line per request at info (default: at debug); never with the "
+              "query string", f.boolean, default=False, nullable=False),
+        _tls_switch("REST (HTTPS)"),
+    ) + REST_LIMITS, default=dict, nullable=False),
+    Field("tls", "object", "certificates for TLS on the OpenFlow, OVSDB and REST listeners (docs/security.md); "
+          "off while absent", fields=(
+              Field("key", "string", "this controller's private key (PEM)", f.text, required=True),
+              Field("cert", "string", "this controller's certificate (PEM)", f.text, required=True),
+              Field("ca_cert", "string", "the CA certificate(s) (PEM) that switches' and VTEPs' certificates must "
+                    "be signed by", f.text, required=True),
+          )),
     Field("vrs", "object", "virtual switches", fields=(
         Field("bridge", "string", "integration bridge name", f.name, default="br-int", nullable=False),
         Field("default_flavour", "string", "flavour of a VRS that does not say (external_ids:canopy-flavour)",
@@ -102,12 +161,21 @@ SETTINGS = (
                   Field("rr_client", "boolean", "the peer is a route reflector and Canopy its client (iBGP)",
                         f.boolean, default=False, nullable=False),
               )), default=list, nullable=False),
+        Field("graceful_restart", "object", "BGP graceful restart (RFC 4724) with every neighbor", fields=(
+            Field("enabled", "boolean", "advertise it, and keep a restarting peer's routes (stale) until it is "
+                  "back and sent End-of-RIB", f.boolean, default=True, nullable=False),
+            Field("restart_time", "integer", "seconds peers are asked to keep our routes while we restart",
+                  lambda v: f.integer(v, 1, 4095), default=120, nullable=False),
+            Field("stale_time", "integer", "seconds a restarted peer has to send End-of-RIB before its stale "
+                  "routes are removed", lambda v: f.integer(v, 1, 3600), default=360, nullable=False),
+        ), default=dict, nullable=False),
     ), default=dict, nullable=False),
     Field("ha", "object", "active/standby pair (off while no peer is configured)", fields=(
         Field("node_id", "string", "this node's name in the pair (default: its hostname)", f.name),
         Field("peer", "string", "the other controller's address on the HA link", f.ipv4),
         Field("peer_port", "integer", "the other controller's HA link port (default: port)", _port),
-        Field("listen", "string", "HA link listen address", _listen, default="0.0.0.0", nullable=False),
+        Field("listen", "string", "HA link listen address (default: this node's address towards ha.peer)",
+              _listen),
         Field("port", "integer", "HA link TCP port", _port, default=6690, nullable=False),
         Field("priority", "integer", "preference to be active when both start (higher wins)",
               lambda v: f.integer(v, 0, 255), default=100, nullable=False),
@@ -117,6 +185,11 @@ SETTINGS = (
               lambda v: f.integer(v, 60, 60000), default=1000, nullable=False),
         Field("ack_timeout_ms", "integer", "how long a write waits for the standby's acknowledgement",
               lambda v: f.integer(v, 10, 60000), default=2000, nullable=False),
+        Field("secret", "string", "shared secret authenticating the HA link (the same on both nodes; at least "
+              f"{MIN_SECRET} characters); required with peer unless secret_file is set", _secret),
+        Field("secret_file", "string", "read the HA link secret from this file instead", f.text),
+        Field("solo", "boolean", "start in solo mode: acknowledge writes the standby did not confirm (they are "
+              "lost if this node dies before the standby catches up)", f.boolean, default=False, nullable=False),
     ), default=dict, nullable=False),
 )
 
@@ -143,16 +216,25 @@ class HaSettings:
     node_id: str = ""
     peer: str | None = None
     peer_port: int = 6690
-    listen: str = "0.0.0.0"
+    listen: str = "127.0.0.1"  # from_doc: ha.listen, else this node's address towards the peer
     port: int = 6690
     priority: int = 100
     heartbeat_interval: float = 0.2  # seconds
     dead_interval: float = 1.0
     ack_timeout: float = 2.0
+    secret: str | None = field(default=None, repr=False)  # authenticates the HA link (HMAC-SHA256)
+    solo: bool = False  # start in solo mode (writes acknowledged without the standby's confirmation)
 
     @property
     def enabled(self) -> bool:
         return self.peer is not None
+
+
+@dataclass(frozen=True)
+class GracefulRestartSettings:
+    enabled: bool = True
+    restart_time: int = 120
+    stale_time: int = 360
 
 
 @dataclass(frozen=True)
@@ -162,10 +244,40 @@ class BgpSettings:
     listen: str | None = None
     port: int = 179
     neighbors: tuple[BgpNeighbor, ...] = ()
+    graceful_restart: GracefulRestartSettings = GracefulRestartSettings()
 
     @property
     def enabled(self) -> bool:
         return bool(self.neighbors)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Connection limits (seconds and bytes); see OPENFLOW_LIMITS, OVSDB_LIMITS and REST_LIMITS."""
+
+    openflow_handshake_timeout: float = 10.0
+    openflow_per_source: int = 32
+    ovsdb_handshake_timeout: float = 5.0
+    ovsdb_sync_timeout: float = 120.0
+    ovsdb_per_source: int = 16
+    ovsdb_max_message: int = 32 << 20
+    rest_header_timeout: float = 10.0
+    rest_body_timeout: float = 30.0
+    rest_max_body: int = 32 << 20
+    rest_max_connections: int = 256
+    rest_per_source: int = 64
+
+
+def _limits(raw) -> Limits:
+    of, ovsdb, rest = raw["openflow"], raw["ovsdb"], raw["rest"]
+    return Limits(openflow_handshake_timeout=of["handshake_timeout_ms"] / 1000,
+                  openflow_per_source=of["max_connections_per_source"],
+                  ovsdb_handshake_timeout=ovsdb["handshake_timeout_ms"] / 1000,
+                  ovsdb_sync_timeout=ovsdb["sync_timeout_ms"] / 1000,
+                  ovsdb_per_source=ovsdb["max_connections_per_source"], ovsdb_max_message=ovsdb["max_message_bytes"],
+                  rest_header_timeout=rest["header_timeout_ms"] / 1000, rest_body_timeout=rest["body_timeout_ms"] / 1000,
+                  rest_max_body=rest["max_body_bytes"], rest_max_connections=rest["max_connections"],
+                  rest_per_source=rest["max_connections_per_source"])
 
 
 @dataclass(frozen=True)
@@ -190,6 +302,13 @@ class Settings:
     bgp: "BgpSettings" = None  # None only in hand-built Settings; from_doc always sets it
     ha: "HaSettings" = None
     source: str = "<defaults>"
+    limits: Limits = Limits()
+    log_format: str = "text"
+    access_log: bool = False
+    tls: TlsFiles | None = None  # the tls section's files; None: no TLS anywhere
+    openflow_tls: bool = False  # serve OpenFlow over TLS (mutual: the switch's certificate is checked)
+    ovsdb_tls: bool = False  # serve OVSDB over TLS (mutual)
+    rest_tls: bool = False  # serve REST over HTTPS
 
 
 def defaults() -> Settings:
@@ -220,6 +339,9 @@ def from_doc(doc: yamldoc.Doc) -> Settings:
         ha = raw["ha"]
         if ha["dead_interval_ms"] < 3 * ha["heartbeat_interval_ms"]:
             problems.append(_problem("ha.dead_interval_ms", "must be at least three heartbeat intervals"))
+        problems += _ha_secret(ha)
+        problems += _ha_listen(ha)
+        problems += _tls_problems(raw)
     if problems:
         raise SettingsError("\n".join(f"{doc.where(p.field)}: {p.field}: {p.reason}" for p in problems))
     data_dir = os.path.abspath(raw["data_dir"])
@@ -234,21 +356,93 @@ def from_doc(doc: yamldoc.Doc) -> Settings:
         underlay_mtu=raw["vrs"]["underlay_mtu"],
         hosts=tuple((h["chassis"], {"vtep_ip": h["vtep_ip"], "flavour": h["flavour"]}) for h in raw["vrs"]["hosts"]),
         vni_range=(raw["allocation"]["vni_min"], raw["allocation"]["vni_max"]), asn=raw["bgp"]["asn"],
-        bgp=_bgp(raw["bgp"]), ha=_ha(raw["ha"]), source=doc.filename)
+        bgp=_bgp(raw["bgp"]), ha=_ha(raw["ha"]), source=doc.filename, limits=_limits(raw),
+        log_format=raw["log_format"], access_log=rest["access_log"],
+        tls=_tls_files(raw["tls"]), openflow_tls=_tls_on(raw, "openflow"), ovsdb_tls=_tls_on(raw, "ovsdb"),
+        rest_tls=_tls_on(raw, "rest"))
+
+
+TLS_LISTENERS = ("openflow", "ovsdb", "rest")
+
+
+def _tls_files(raw) -> TlsFiles | None:
+    if raw is None:
+        return None
+    return TlsFiles(**{k: os.path.abspath(raw[k]) for k in ("key", "cert", "ca_cert")})
+
+
+def _tls_on(raw, listener: str) -> bool:
+    """Whether ``listener`` serves TLS: its own ``tls`` switch, else yes when the tls section is set."""
+    switch = raw[listener]["tls"]
+    return raw["tls"] is not None if switch is None else switch
+
+
+def _tls_problems(raw) -> list:
+    """A listener asked for TLS without the tls section; certificate files that cannot be used."""
+    problems = [_problem(f"{name}.tls", "needs the tls section (key, cert, ca_cert)") for name in TLS_LISTENERS
+                if raw[name]["tls"] and raw["tls"] is None]
+    files = _tls_files(raw["tls"])
+    if files is not None:
+        try:
+            tls.check(files)
+        except tls.TlsError as exc:
+            problems.append(_problem(f"tls.{exc.field}", str(exc)))
+    return problems
+
+
+def _ha_listen(ha) -> list:
+    """ha.listen defaults to the address this node uses to reach ha.peer (never all addresses)."""
+    if ha["listen"] is not None or not ha["peer"]:
+        return []
+    try:
+        ha["listen"] = source_address(ha["peer"])
+    except OSError as exc:
+        return [_problem("ha.listen", f"no default: no route to ha.peer {ha['peer']} ({exc.strerror or exc}); "
+                                      "set the HA link's listen address")]
+    return []
+
+
+def source_address(peer: str) -> str:
+    """The local address the kernel would use to reach ``peer`` (a UDP connect: nothing is sent)."""
+    family = socket.AF_INET6 if ":" in peer else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        probe.connect((peer, 9))
+        return probe.getsockname()[0]
 
 
 def _ha(raw) -> HaSettings:
     return HaSettings(node_id=raw["node_id"] or socket.gethostname(), peer=raw["peer"],
-                      peer_port=raw["peer_port"] or raw["port"], listen=raw["listen"], port=raw["port"],
+                      peer_port=raw["peer_port"] or raw["port"], listen=raw["listen"] or "127.0.0.1",
+                      port=raw["port"],
                       priority=raw["priority"], heartbeat_interval=raw["heartbeat_interval_ms"] / 1000,
-                      dead_interval=raw["dead_interval_ms"] / 1000, ack_timeout=raw["ack_timeout_ms"] / 1000)
+                      dead_interval=raw["dead_interval_ms"] / 1000, ack_timeout=raw["ack_timeout_ms"] / 1000,
+                      secret=raw["secret"], solo=raw["solo"])
+
+
+def _ha_secret(ha) -> list:
+    """Check ha.secret / ha.secret_file; a secret read from the file goes into ha["secret"]."""
+    if ha["secret"] and ha["secret_file"]:
+        return [_problem("ha.secret_file", "set ha.secret or ha.secret_file, not both")]
+    if ha["secret_file"]:
+        path = os.path.abspath(ha["secret_file"])
+        try:
+            with open(path, encoding="utf-8") as fh:
+                ha["secret"] = _secret(fh.read().strip())
+        except OSError as exc:
+            return [_problem("ha.secret_file", f"cannot read {path}: {exc.strerror or exc}")]
+        except f.Invalid as exc:
+            return [_problem("ha.secret_file", f"the secret in {path} {exc}")]
+    if ha["peer"] and not ha["secret"]:
+        return [_problem("ha.secret", "is required with ha.peer (or ha.secret_file): the HA link is authenticated "
+                                      "with it; generate one with 'openssl rand -hex 32' and give both nodes the same")]
+    return []
 
 
 def _bgp(raw) -> BgpSettings:
     neighbors = tuple(BgpNeighbor(**n) for n in raw["neighbors"])
     router_id = raw["router_id"] or next((n.local_address for n in neighbors if n.local_address), None)
     return BgpSettings(asn=raw["asn"], router_id=router_id, listen=raw["listen"], port=raw["port"],
-                       neighbors=neighbors)
+                       neighbors=neighbors, graceful_restart=GracefulRestartSettings(**raw["graceful_restart"]))
 
 
 def _bgp_problems(raw) -> list:

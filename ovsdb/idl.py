@@ -39,6 +39,8 @@ from __future__ import annotations
 
 import errno
 import os
+import reprlib
+import ssl
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
@@ -50,9 +52,13 @@ import ovs.stream
 import ovs.timeval
 import ovs.version
 
+from ovsdb import jsonstream
+
 PINNED_OVS_VERSION = "4.0.0"
 OVS_VERSION = ovs.version.VERSION
 DEFAULT_PROBE_MS = 5000
+DEFAULT_MAX_MESSAGE = 32 << 20  # characters in one message (settings: ovsdb.max_message_bytes)
+READ_BUDGET = 64 * 1024  # bytes one Connection.recv may read and frame before the session loop yields
 MAX_UNSOLICITED = 100  # messages a peer may send during one handshake call before we give up on it
 TXN_TIMEOUT_MS = 10000  # a transaction without a reply by then is abandoned (TXN_TIMED_OUT)
 
@@ -74,9 +80,10 @@ class PeerError(Exception):
 
 
 class Listener:
-    """A passive TCP OVSDB listener accepting any number of peers."""
+    """A passive TCP OVSDB listener accepting any number of peers; with ``tls`` (a server-side
+    ``ssl.SSLContext``) every accepted connection speaks TLS (``TlsStream``)."""
 
-    def __init__(self, address: str, port: int):
+    def __init__(self, address: str, port: int, tls=None):
         """Bind and listen on IPv4 ``address:port`` (port 0 picks a free one). Raises ``OSError``."""
         if ":" in address:  # ovs 4.0.0 splits the name on ":" and binds AF_INET only
             raise ValueError("IPv6 listen address %r is not supported by ovs %s" % (address, OVS_VERSION))
@@ -85,9 +92,10 @@ class Listener:
         if error:
             raise OSError(error, "cannot listen on %s:%d: %s" % (address, port, os.strerror(error)))
         self._pstream = pstream
+        self._tls = tls
         self.address, self.port = pstream.socket.getsockname()[:2]
 
-    def accept(self) -> PeerLink | None:
+    def accept(self, max_message: int = DEFAULT_MAX_MESSAGE) -> PeerLink | None:
         """Accept one pending connection without blocking; ``None`` when none is pending.
 
         Raises ``OSError`` for accept errors other than "nothing pending" (e.g. EMFILE).
@@ -97,7 +105,9 @@ class Listener:
             return None
         if error:
             raise OSError(error, "accept: %s" % os.strerror(error))
-        return PeerLink(stream)
+        if self._tls is not None:
+            stream = TlsStream.wrap(stream, self._tls)
+        return PeerLink(stream, max_message)
 
     def wait(self, timeout_ms: int) -> None:
         """Block cooperatively until a connection may be pending, or ``timeout_ms`` passes."""
@@ -111,6 +121,75 @@ class Listener:
         self._pstream.close()
 
 
+class TlsStream(ovs.stream.Stream):
+    """The server side of an accepted TLS connection (ovs 4.0.0 only has the client side, ``ssl:``).
+
+    The handshake runs inside ``connect`` a step at a time, as the jsonrpc layer sends and receives, so it
+    never blocks and counts against the first request's deadline (``PeerLink.list_dbs``); ``wait`` polls
+    for whichever direction the handshake needs next, and wakes at once while decrypted bytes are pending
+    (the socket may have nothing more to say though data is there)."""
+
+    def __init__(self, sock, name):
+        super().__init__(sock, name, 0)
+        self._handshaken = False
+        self._want = ovs.poller.POLLIN
+        self.handshake_error: str | None = None
+
+    @classmethod
+    def wrap(cls, stream, context) -> "TlsStream":
+        sock, stream.socket = stream.socket, None  # the plain stream must not close it when collected
+        return cls(context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), stream.name)
+
+    def connect(self):
+        if self._handshaken:
+            return 0
+        if self.handshake_error is not None:
+            return errno.EPROTO
+        try:
+            self.socket.do_handshake()
+        except ssl.SSLWantReadError:
+            self._want = ovs.poller.POLLIN
+            return errno.EAGAIN
+        except ssl.SSLWantWriteError:
+            self._want = ovs.poller.POLLOUT
+            return errno.EAGAIN
+        except (ssl.SSLError, OSError) as exc:  # no certificate, a wrong CA, not TLS at all, or gone
+            self.handshake_error = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
+            return errno.EPROTO
+        self._handshaken = True
+        return 0
+
+    def recv(self, n):
+        try:
+            return super()._recv(n)
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return errno.EAGAIN, ""
+        except ssl.SSLZeroReturnError:
+            return 0, ""
+        except ssl.SSLError:
+            return errno.EPROTO, ""
+        except OSError as exc:
+            return exc.errno or errno.EPROTO, ""
+
+    def send(self, buf):
+        try:
+            return super()._send(buf)
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return -errno.EAGAIN
+        except ssl.SSLError:
+            return -errno.EPROTO
+        except OSError as exc:
+            return -(exc.errno or errno.EPROTO)
+
+    def wait(self, poller, wait):
+        if not self._handshaken and self.handshake_error is None:
+            poller.fd_wait(self.socket, self._want)
+        elif wait == ovs.stream.Stream.W_RECV and self._handshaken and self.socket.pending():
+            poller.immediate_wake()
+        else:
+            super().wait(poller, wait)
+
+
 def _peer_of(stream) -> str:
     """``ip:port`` of the remote end of an accepted stream."""
     try:
@@ -121,12 +200,64 @@ def _peer_of(stream) -> str:
         return stream.name.split(":", 1)[-1]
 
 
+class _ReadBudget:
+    """A stream whose ``recv`` says EAGAIN once ``budget`` bytes were read since the last ``refill``, so
+    that one ``Connection.recv`` never reads (and frames) more than that before its caller yields."""
+
+    def __init__(self, stream):
+        self._stream = stream
+        self.budget = READ_BUDGET
+
+    def refill(self) -> None:
+        self.budget = READ_BUDGET
+
+    def recv(self, n):
+        if self.budget <= 0:
+            return errno.EAGAIN, ""
+        error, data = self._stream.recv(n)
+        if data:
+            self.budget -= len(data)
+        return error, data
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+class BoundedConnection(ovs.jsonrpc.Connection):
+    """``ovs.jsonrpc.Connection`` parsing with ``ovsdb.jsonstream.Parser``: messages longer than
+    ``max_message`` characters drop the connection (``limit_error`` says why), parse time is linear, and
+    one ``recv`` reads at most ``READ_BUDGET`` bytes."""
+
+    def __init__(self, stream, max_message: int):
+        super().__init__(_ReadBudget(stream))
+        self.max_message = max_message
+        self.limit_error: str | None = None
+
+    def recv(self):
+        if self.stream is None:
+            return self.status or ovs.jsonrpc.EOF, None
+        if self.parser is None:
+            self.parser = jsonstream.Parser(self.max_message)
+        parser = self.parser
+        self.stream.refill()
+        status, msg = super().recv()
+        if status == errno.EPROTO and parser.error and self.limit_error is None:
+            self.limit_error = parser.error
+        return status, msg
+
+
 class PeerLink:
     """One accepted connection, speaking plain JSON-RPC until it is bound to a database."""
 
-    def __init__(self, stream):
+    def __init__(self, stream, max_message: int = DEFAULT_MAX_MESSAGE):
         self.peer = _peer_of(stream)
-        self.rpc = ovs.jsonrpc.Connection(stream)
+        self._stream = stream
+        self.rpc = BoundedConnection(stream, max_message)
+
+    @property
+    def limit_error(self) -> str | None:
+        """Why the peer's last message was refused (too long, too deep), if it was."""
+        return self.rpc.limit_error
 
     def call(self, method: str, params: list, timeout_ms: int):
         """Send one request and return its result; raise ``PeerError`` on error, EOF or timeout.
@@ -151,7 +282,7 @@ class PeerLink:
         """Names of the databases the peer serves."""
         result = self.call("list_dbs", [], timeout_ms)
         if not isinstance(result, list) or not all(isinstance(n, str) for n in result):
-            raise PeerError("list_dbs returned %r, not a list of names" % (result,))
+            raise PeerError("list_dbs returned %s, not a list of names" % (reprlib.repr(result),))
         return result
 
     def get_schema(self, database: str, timeout_ms: int) -> dict:
@@ -171,6 +302,9 @@ class PeerLink:
             self.rpc.close()
 
     def _check(self, status: int, method: str) -> None:
+        tls_error = getattr(self._stream, "handshake_error", None)
+        if tls_error:
+            raise PeerError("TLS handshake failed: %s" % tls_error)
         if status == ovs.jsonrpc.EOF:
             raise PeerError("connection closed during %s" % method)
         if status:
@@ -346,7 +480,13 @@ class Replica:
             raise RuntimeError("ovs %s: Idl has no _session to replace (pinned %s)"
                                % (OVS_VERSION, PINNED_OVS_VERSION))
         self._idl._session = _session_on(link, probe_ms)
+        self._link = link
         self._pending: PendingTransaction | None = None
+
+    @property
+    def limit_error(self) -> str | None:
+        """Why the peer's last message was refused (too long, too deep), if it was."""
+        return self._link.limit_error
 
     def run(self) -> None:
         """Process what the peer sent (at most one batch); never blocks."""

@@ -86,13 +86,17 @@ def _operation(route):
             "$ref": f"#/components/schemas/{route.kind}"}}, "count": {"type": "integer"}}}
     else:
         body = {"type": "object"}
-    op["responses"][ok] = {"description": "success", "content": {"application/json": {"schema": body}}}
+    if route.media != "application/json":
+        body = {"type": "string"}
+    op["responses"][ok] = {"description": "success", "content": {route.media: {"schema": body}}}
     for code, why in _ERROR_CODES.items():
         op["responses"][code] = {"description": why, "content": {"application/json": {
             "schema": {"$ref": "#/components/schemas/error"}}}}
     if route.action in ("create", "update"):
         op["requestBody"] = {"required": True, "content": {"application/json": {"schema": {
             "$ref": f"#/components/schemas/{route.kind}_{route.action}"}}}}
+    elif route.body is not None:
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": route.body}}}
     elif route.write:
         op["requestBody"] = {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}
     op["security"] = [{"bearer": []}] if route.write else [{}, {"bearer": []}]

@@ -100,14 +100,14 @@ class ControllerProcess:
         return process.log_tail(self.log_path, lines)
 
     def _wait_ready(self, timeout: float) -> None:
-        probe = RestClient(self.api.ns, self.api.host, self.api.port, timeout=2.0)
+        probe = RestClient(self.api.ns, self.api.host, self.api.port, timeout=2.0, tls=self.api.tls)
         last = ["no answer yet"]
 
         def ready() -> bool:
             if not self.child.alive():
                 self._fail(f"exited with code {self.child.popen.returncode}")
             try:
-                status = probe.get("/v1/status").status
+                status = probe.get("/v1/status", token=self.api.token).status
             except (OSError, http.client.HTTPException) as exc:
                 last[0] = f"GET /v1/status failed: {exc!r}"
                 return False
