@@ -385,6 +385,17 @@ def decode_action(ofp, a):
     return simple[name]()
 
 
+def decode_group(ofp, desc) -> Group | None:
+    """A group-desc entry read back as a Group, to compare with the desired one; None if it is not an ALL
+    group or holds an action outside Canopy's vocabulary (its buckets then cannot be trusted)."""
+    if desc.type != ofp.OFPGT_ALL:
+        return None
+    try:
+        return Group(desc.group_id, tuple(tuple(decode_action(ofp, a) for a in b.actions) for b in desc.buckets))
+    except (EncodeError, AttributeError, KeyError, ValueError):
+        return None
+
+
 def decode_match(match) -> tuple:
     """An OFPMatch as a match tuple in Canopy's canonical field order (unknown fields last)."""
     items = [(name, tuple(value) if isinstance(value, list) else value) for name, value in match.items()]

@@ -37,8 +37,8 @@ Groups: Canopy owns group ids ``0..0x1FFFFFF`` (``CANOPY_GROUPS``): every id the
 subnet (``compiler.group_ids``: 2*VNI and 2*VNI+1 for a 24-bit VNI). Only groups in that range are read
 back, modified or deleted as stale; groups above it are foreign and never touched, and a desired group
 outside it is refused (it could never be cleaned up). The range is a constructor argument, should the
-id scheme change. On every read-back each desired group that exists is modified once, since its
-buckets cannot be trusted.
+id scheme change. Groups read back are decoded (``encode.decode_group``) and compared with the desired
+ones: only a group whose buckets differ, or cannot be decoded, is modified.
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ class SwitchReconciler:
         self._desired_groups: dict = {}  # group id -> Group
         self._installed: dict = {}  # Flow.key -> Flow sent, or flow stats entry read back
         self._read_back_keys: set = set()
-        self._installed_groups: dict = {}  # group id -> Group sent, or None (read back: buckets unknown)
+        self._installed_groups: dict = {}  # group id -> Group sent or read back, None: buckets not decodable
         self._rejected: dict = {}  # Flow.key -> error text
         self._rejected_groups: dict = {}  # group id -> error text
         self._waiters: dict = {}  # xid -> _Waiter
@@ -326,7 +326,8 @@ class SwitchReconciler:
                                   encode.describe_stats(self.ofp, stats))
             self._installed[key] = stats
         self._read_back_keys = set(self._installed)
-        self._installed_groups = {g.group_id: None for g in groups if g.group_id in self._owned}
+        self._installed_groups = {g.group_id: encode.decode_group(self.ofp, g) for g in groups
+                                  if g.group_id in self._owned}
         self._rejected.clear()
         self._rejected_groups = {k: v for k, v in self._rejected_groups.items() if k not in self._owned}
         self._need_read = False
