@@ -23,6 +23,7 @@ from controller.rest import inspection as rest_inspect
 from controller.rest import vteps as rest_vteps
 from controller.rest.api import Api, Response, Route
 from controller.rest.server import RestServer
+from controller.startup_hold import StartupHold
 from controller.tls import listener_context
 from controller.ryu_compat import (
     DEAD_DISPATCHER,
@@ -55,6 +56,7 @@ class CanopyApp(RyuApp):
             raise RuntimeError("start Canopy with 'canopy run', which passes its settings to this app")
         self.settings = settings
         self.store, self.state, self.service = build_core(settings)
+        self.hold = StartupHold(self.store, settings.restart_hold)  # nothing is written before it is released
         self.programmer = Programmer(self.state)
         self.reconcilers: dict[int, SwitchReconciler] = {}
         self.dhcp = DhcpService(self.state, self.programmer, settings.underlay_mtu)
@@ -65,6 +67,7 @@ class CanopyApp(RyuApp):
                                         per_source=limits.ovsdb_per_source, max_message=limits.ovsdb_max_message,
                                         sync_timeout=limits.ovsdb_sync_timeout,
                                         tls=listener_context(settings, "ovsdb"))
+        self.ovsdb.held = self.hold.holding
         extra = [Route("GET", "/v1/ovsdb/sessions", self._ovsdb_sessions, "accepted OVSDB manager connections")]
         extra += rest_dataplane.routes(self.state, self.programmer, lambda: self.reconcilers)
         extra += rest_vteps.routes(self.state, self.programmer)
@@ -90,7 +93,7 @@ class CanopyApp(RyuApp):
                            "HA pair: role, peer, heartbeats, replication sequence and lag, generation id"))
         self._roles_wake = hub.Event()
         self.api = Api(self.service, self.state, settings, extra_routes=extra, ha=self.pair,
-                       programming=lambda: self.program_loop.status())
+                       programming=lambda: self.program_loop.status(), status_parts={"sync": self.hold.status})
         self.api.switch_status = self._switch_status
         self.rest = RestServer(settings.rest_listen, settings.rest_port, self.api, limits,
                                tls=listener_context(settings, "rest"))
@@ -113,6 +116,8 @@ class CanopyApp(RyuApp):
         self._worker = hub.spawn(self._program_loop)
         guard.essential(self._worker, "the programming loop")
         hub.spawn(self.api.metrics.watch_loop, hub.sleep)
+        if self.hold.holding:  # a programming pass when the hold time is over, even if nothing else happens
+            hub.spawn_after(self.hold.seconds_left(), self._wake.set)
         self.ovsdb.start()
         guard.essential(self.ovsdb.accept_thread, "the OVSDB listener")
         guard.essential(self.rest.start(), "the REST listener")
@@ -125,6 +130,7 @@ class CanopyApp(RyuApp):
         return thread
 
     def stop(self):
+        self.hold.close()  # the sessions closed below are not switches leaving
         sdnotify.notify("STOPPING=1")
         if self.pair is not None:
             self.pair.stop()
@@ -146,11 +152,29 @@ class CanopyApp(RyuApp):
         self.program_loop.run()
 
     def _hand_out(self, touched):
-        """A programming pass's result: each touched switch, the hardware VTEPs, the EVPN routes."""
+        """A programming pass's result: each touched switch, the hardware VTEPs, the EVPN routes; nothing
+        while the start-up hold lasts, and every switch when it ends."""
+        touched = self._after_hold(touched)
+        if touched is None:
+            return  # the start-up hold: nothing is written anywhere yet
         for session in touched:
             self._push(session)
         self._push_vteps()
         self._publish_routes()
+        self.hold.remember(*self._reported())
+
+    def _reported(self):
+        """(chassis of every VRS, name of every hardware VTEP) that has reported over OVSDB."""
+        return ({snap.chassis for snap in self.state.vrs.values()},
+                {snap.name for snap in self.state.vteps.values() if snap.name})
+
+    def _after_hold(self, touched):
+        """The sessions to hand their desired state: ``touched``; every one on the pass that releases the
+        start-up hold; None while it lasts (controller/startup_hold.py)."""
+        if self.hold.check(*self._reported()):
+            self.ovsdb.release()
+            return set(self.programmer.desired)
+        return None if self.hold.holding else touched
 
     def _import_remote(self):
         if self.federation is not None:
@@ -231,7 +255,7 @@ class CanopyApp(RyuApp):
                 self._roles_wake.set()
             rec.start()
             session = self._session_of(dp.id)
-            if session is not None:  # known over OVSDB: its desired state is known; else wait for it
+            if session is not None and not self.hold.holding:  # known over OVSDB, and so its desired state
                 self._push(session)
             self.state.datapath_up(dp.id, claims.peer(dp), conn=id(dp))
 

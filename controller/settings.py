@@ -170,6 +170,11 @@ SETTINGS = (
                   "routes are removed", lambda v: f.integer(v, 1, 3600), default=360, nullable=False),
         ), default=dict, nullable=False),
     ), default=dict, nullable=False),
+    Field("restart", "object", "hitless restarts (docs/pipeline.md)", fields=(
+        Field("hold_time", "integer", "seconds after a start during which nothing is written to switches, hardware "
+              "VTEPs or BGP peers unless every switch connected before has reported (0: no hold)",
+              lambda v: f.integer(v, 0, 600), default=15, nullable=False),
+    ), default=dict, nullable=False),
     Field("ha", "object", "active/standby pair (off while no peer is configured)", fields=(
         Field("node_id", "string", "this node's name in the pair (default: its hostname)", f.name),
         Field("peer", "string", "the other controller's address on the HA link", f.ipv4),
@@ -301,6 +306,7 @@ class Settings:
     asn: int
     bgp: "BgpSettings" = None  # None only in hand-built Settings; from_doc always sets it
     ha: "HaSettings" = None
+    restart_hold: float = 15.0  # seconds: restart.hold_time
     source: str = "<defaults>"
     limits: Limits = Limits()
     log_format: str = "text"
@@ -356,7 +362,8 @@ def from_doc(doc: yamldoc.Doc) -> Settings:
         underlay_mtu=raw["vrs"]["underlay_mtu"],
         hosts=tuple((h["chassis"], {"vtep_ip": h["vtep_ip"], "flavour": h["flavour"]}) for h in raw["vrs"]["hosts"]),
         vni_range=(raw["allocation"]["vni_min"], raw["allocation"]["vni_max"]), asn=raw["bgp"]["asn"],
-        bgp=_bgp(raw["bgp"]), ha=_ha(raw["ha"]), source=doc.filename, limits=_limits(raw),
+        bgp=_bgp(raw["bgp"]), ha=_ha(raw["ha"]), restart_hold=float(raw["restart"]["hold_time"]),
+        source=doc.filename, limits=_limits(raw),
         log_format=raw["log_format"], access_log=rest["access_log"],
         tls=_tls_files(raw["tls"]), openflow_tls=_tls_on(raw, "openflow"), ovsdb_tls=_tls_on(raw, "ovsdb"),
         rest_tls=_tls_on(raw, "rest"))

@@ -15,7 +15,7 @@ ovsdb-server connects here. For each accepted connection a green thread:
    each refresh, unless ``provision_tunnel`` is off, ``ovsdb.tunnel.TunnelReconciler`` keeps the VRS's
    VXLAN tunnel port as desired, and unless ``secure_bridge`` is off, ``ovsdb.bridge.BridgeReconciler``
    keeps its integration bridge fail-secure (the only things Canopy writes to a VRS database; only
-   while ``writes_enabled``, i.e. on the HA active);
+   while ``may_write``: on the HA active, once the controller's start-up hold is over);
 4. anything else, garbage, or silence: logged with the peer address, and that connection is dropped;
    so is a peer whose first full copy of its database has not arrived within ``sync_timeout``, one
    that sends a message longer than ``max_message`` (ovsdb/jsonstream.py), and a connection from an
@@ -160,7 +160,7 @@ class _PeerSession:
                     seen = replica.change_seqno
                     self.state = SYNCED
                     self._reporter.refresh(replica.rows(vrs.DATABASE))
-                if self._server.writes_enabled:
+                if self._server.may_write:
                     for writer in (self._bridge, self._tunnel):
                         if writer is not None:
                             writer.step(self._reporter.last)
@@ -208,7 +208,7 @@ class _PeerSession:
                     self.state = SYNCED
                     self._vtep_reporter.refresh(replica.rows("Physical_Switch"),
                                                 replica.rows("Ucast_Macs_Local"))
-                if self._vtep is not None and self._server.writes_enabled:
+                if self._vtep is not None and self._server.may_write:
                     self._vtep.step(self.switch, self._server.vtep_desired(self.switch))
             else:
                 self._check_sync_deadline()
@@ -255,6 +255,8 @@ class OvsdbManagerServer:
     ``sync_timeout``: seconds a peer has, from connecting, to send its first full copy of the database.
     ``tls``: a server-side ``ssl.SSLContext`` (controller.tls): every peer must complete a TLS handshake
     (with a certificate of the context's CA when it requires one) within ``handshake_timeout``; else plain TCP.
+    Nothing is written while ``writes_enabled`` is False (an HA standby) or ``held`` is True (the
+    controller's start-up hold, ended by ``release()``).
     """
 
     def __init__(self, listen: str, port: int, sink: DiscoverySink, bridge: str = vrs.DEFAULT_BRIDGE,
@@ -281,6 +283,7 @@ class OvsdbManagerServer:
         self.max_message = max_message
         self.tls = tls
         self.writes_enabled = True  # False on an HA standby: replicate and report, write nothing
+        self.held = False  # True until the controller's start-up hold ends (release()): write nothing
         self._vtep_desired: dict[str, VtepDesired] = {}
         self._listener: idl.Listener | None = None
         self._accept_thread = None
@@ -325,8 +328,9 @@ class OvsdbManagerServer:
         return [self._sessions[name].describe() for name in sorted(self._sessions)]
 
     def set_vtep_desired(self, name: str, desired: VtepDesired | None) -> None:
-        """What the hardware VTEP whose Physical_Switch is ``name`` should hold (None: nothing of
-        Canopy's). Kept for a VTEP that connects later; sessions of that switch act on it at once."""
+        """What the hardware VTEP whose Physical_Switch is ``name`` should hold (None: not known yet, so
+        the VTEP is left as it is; an empty ``VtepDesired`` removes Canopy's rows). Kept for a VTEP that
+        connects later; sessions of that switch act on it at once."""
         if not isinstance(name, str) or not name:
             raise ValueError("a hardware VTEP is named by its Physical_Switch name, not %r" % (name,))
         if desired is not None and not isinstance(desired, VtepDesired):
@@ -348,6 +352,18 @@ class OvsdbManagerServer:
         self.writes_enabled = enabled
         for session in self._sessions.values():
             session.ring()
+
+    @property
+    def may_write(self) -> bool:
+        """Whether sessions may write tunnel ports and hardware VTEP rows now."""
+        return self.writes_enabled and not self.held
+
+    def release(self) -> None:
+        """The start-up hold is over (controller/startup_hold.py): sessions may write."""
+        if self.held:
+            self.held = False
+            for session in self._sessions.values():
+                session.ring()
 
     def vtep_desired(self, name: str | None) -> VtepDesired | None:
         """The desired state last set for the hardware VTEP ``name`` (None if none)."""

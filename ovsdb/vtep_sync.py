@@ -147,7 +147,8 @@ class VtepReconciler:
     """Keeps one hardware VTEP's database as desired; call ``step`` from the session loop after ``run()``.
 
     ``replica``: an ``ovsdb.idl.Replica`` (``rows``, ``has_column``, ``change_seqno``, ``transact``).
-    Nothing is planned until the database names its physical switch. A plan that has not settled (its
+    Nothing is planned until the database names its physical switch and the controller has given a desired
+    state (None is "not known yet", never "empty"). A plan that has not settled (its
     transaction failed, or succeeded but the replica still differs) is retried no sooner than
     ``backoff_delay(attempts)`` later; a new desired state is written at once unless the last
     transaction failed; reaching the desired state resets the count.
@@ -193,7 +194,7 @@ class VtepReconciler:
         if not self._replan and key == self._planned:
             return
         self._replan, self._planned, self.switch = False, key, switch
-        if switch is None:
+        if switch is None or desired is None:  # no desired state yet is not "nothing": leave the VTEP alone
             self.state = WAITING
             return
         try:

@@ -92,16 +92,18 @@ class Api:
     # counts: state, desired, installed, pending) or None when it has no OpenFlow connection
     switch_status: Callable[[int], dict | None] | None = None
 
-    def __init__(self, service, state, settings, extra_routes=(), ha=None, programming=None):
+    def __init__(self, service, state, settings, extra_routes=(), ha=None, programming=None, status_parts=None):
         """``ha``: the controller.ha.Pair of an HA pair (None: standalone): its role shows in /v1/status,
         and while it is not active every write is refused with 503 naming the active. ``programming``:
-        returns the programming loop's status (controller/programloop.py) for /v1/status."""
+        returns the programming loop's status (controller/programloop.py) for /v1/status. ``status_parts``:
+        {key: callable returning a JSON-ready value} added to /v1/status (e.g. the start-up hold)."""
         self.programming = programming
         self.service = service
         self.state = state
         self.settings = settings
         self.ha = ha
         self.metrics = Metrics(state, service)
+        self.status_parts = dict(status_parts or {})
         self.routes = self._object_routes() + [
             Route("GET", "/v1/status", self.status, "version, HA role, uptime and object counts"),
             Route("GET", "/v1/switches", self.switches, "connected VRS with their ports"),
@@ -279,7 +281,7 @@ class Api:
             "seq": self.state.last_seq, "state_version": self.state.version, "counts": self.service.counts(),
             "switches": {"ovsdb": len(self.state.vrs), "openflow": len(self.state.datapaths)},
             "vports_bound": len(self.state.locations), "vports_mac_mismatch": len(self.state.mismatched),
-            **self._health()})
+            **self._health(), **{key: part() for key, part in self.status_parts.items()}})
 
     def _health(self):
         """``health`` ok|degraded and, when degraded, ``degraded_reason``; ``programming`` in detail."""

@@ -196,7 +196,7 @@ def test_removed_bindings_and_switches_go_and_foreign_rows_stay(tor, managers):
     assert programmed_but_ops(vtep)
     poll_until(lambda: vtep.local_macs(LS)[1], SLOW, "ovs-vtep serving canopy-5001", driver.context)
 
-    driver.set_vtep_desired("tor1", None)
+    driver.set_vtep_desired("tor1", VtepDesired())  # empty: Canopy wants nothing there
     poll_until(lambda: vtep.logical_switches() == ["ops"], SLOW, "canopy-5001 removed", driver.context)
     assert (vtep.bindings("p1"), vtep.bindings("p2")) == ({}, {300: "ops"})
     assert vtep.rows("Ucast_Macs_Remote") == [] and vtep.rows("Mcast_Macs_Remote") == []

@@ -275,6 +275,25 @@ def test_reconciler_converges_and_then_stays_quiet():
     assert rec.describe()["switch"] == "tor1"
 
 
+def test_reconciler_never_plans_a_desired_state_not_known_yet_as_empty():
+    db = FakeVtepDb()
+    replica = FakeReplica(db)
+    first = VtepReconciler(replica, "peer", clock=Clock())
+    for _ in range(3):
+        first.step("tor1", desired())
+    assert first.state == "in-sync" and first.transactions == 1
+    # a controller that has just started: no desired state for tor1 yet; its rows stay
+    rec = VtepReconciler(replica, "peer", clock=Clock())
+    for _ in range(3):
+        rec.step("tor1", None)
+    assert rec.state == "waiting" and rec.transactions == 0 and len(replica.comments) == 1
+    rec.step("tor1", desired())  # the same rows, once known: nothing to write
+    assert rec.state == "in-sync" and rec.transactions == 0
+    for _ in range(3):
+        rec.step("tor1", VtepDesired())  # empty is "nothing of Canopy's": the rows go
+    assert rec.transactions >= 1 and "unbind 1, ucast_delete 2" in replica.comments[1]
+
+
 def test_reconciler_backs_off_after_a_failure_and_a_new_desired_state_waits_for_it(caplog):
     db = FakeVtepDb()
     replica, clock = FakeReplica(db), Clock()

@@ -1,0 +1,131 @@
+"""Hitless restarts: nothing is written to any device until what Canopy knows is complete enough.
+
+After a restart, switches reconnect one by one. Desired state computed from the first of them is
+incomplete (the VMs of hypervisors not yet back, the MACs a hardware VTEP learned), and writing it
+would delete flows and rows that are right, to add them again moments later. So Canopy remembers, in
+its store (meta key ``known_devices``), the hypervisors (by chassis, their system-id) and hardware VTEPs
+(by Physical_Switch name) that were connected, and after a start it writes nothing, to no switch,
+VTEP or BGP peer, until every one of them has reported its state over OVSDB again, or until
+``hold_time`` seconds have passed. Then it is released for the life of the process, and the
+remembered set follows the devices as they come and go.
+
+``StartupHold`` is pure bookkeeping (the app asks it, and hands out desired state only once it is
+released); its clock is injectable for tests.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import time
+from collections.abc import Callable, Iterable
+
+KEY = "known_devices"  # store meta: {"vrs": [chassis, ...], "vteps": [name, ...]}
+DEFAULT_HOLD_TIME = 15.0  # seconds; > Open vSwitch's 8 s maximum reconnection back-off
+
+log = logging.getLogger("canopy.hold")
+
+
+def _names(value) -> frozenset[str]:
+    """The names in a stored list, ignoring anything that is not a non-empty string."""
+    if not isinstance(value, list):
+        return frozenset()
+    return frozenset(v for v in value if isinstance(v, str) and v)
+
+
+def _iso(wall: float) -> str:
+    return datetime.datetime.fromtimestamp(wall, datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+class StartupHold:
+    """Whether desired state may be written yet, and the durable memory of the devices connected.
+
+    ``store``: a controller.store.Store (``get_meta``/``set_meta``); ``hold_time``: seconds to wait at
+    most (0: never hold)."""
+
+    def __init__(self, store, hold_time: float = DEFAULT_HOLD_TIME, clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time):
+        self._store = store
+        self._clock, self._wall = clock, wall
+        self.hold_time = hold_time
+        stored = store.get_meta(KEY)
+        stored = stored if isinstance(stored, dict) else {}
+        self.expected = {"vrs": _names(stored.get("vrs")), "vtep": _names(stored.get("vteps"))}
+        self._recorded = (self.expected["vrs"], self.expected["vtep"])
+        self._deadline = clock() + hold_time
+        self._until = wall() + hold_time
+        self._missing = {kind: set(names) for kind, names in self.expected.items()}
+        self._closed = False
+        self.released_at: float | None = None
+        self.reason = ""
+        total = self.total
+        if total and hold_time > 0:
+            log.info("holding every write until the %d switches connected before have reported (%s), at most "
+                     "%g s", total, self._describe(self._missing), hold_time)
+        else:
+            self._release("no switch was connected before" if not total else "hold_time is 0")
+
+    @property
+    def total(self) -> int:
+        return sum(len(names) for names in self.expected.values())
+
+    @property
+    def holding(self) -> bool:
+        return self.released_at is None
+
+    def check(self, vrs: Iterable[str], vteps: Iterable[str]) -> bool:
+        """Given the chassis of the VRS and the names of the VTEPs that have reported, release the hold
+        when all expected ones have or the hold time is over. True only on the call that releases."""
+        if not self.holding:
+            return False
+        self._missing = {"vrs": set(self.expected["vrs"] - set(vrs)),
+                         "vtep": set(self.expected["vtep"] - set(vteps))}
+        if not any(self._missing.values()):
+            self._release(f"all {self.total} switches connected before have reported")
+        elif self._clock() >= self._deadline:
+            self._release(f"hold time of {self.hold_time:g} s over; still missing {self._describe(self._missing)}")
+        return not self.holding
+
+    def seconds_left(self) -> float | None:
+        """How long the hold can still last (None once released): the programming loop's longest sleep."""
+        return max(0.0, self._deadline - self._clock()) if self.holding else None
+
+    def remember(self, vrs: Iterable[str], vteps: Iterable[str]) -> None:
+        """Record the devices connected now, if that changed (only once released, and not after close)."""
+        if self.holding or self._closed:
+            return
+        now = (frozenset(vrs), frozenset(vteps))
+        if now == self._recorded:
+            return
+        try:
+            self._store.set_meta(KEY, {"vrs": sorted(now[0]), "vteps": sorted(now[1])})
+        except Exception:  # the store is closing or full: memory is best effort, never stops programming
+            log.exception("could not record the connected switches")
+            return
+        self._recorded = now
+
+    def close(self) -> None:
+        """The controller is stopping: the sessions it closes are not devices leaving; forget nothing."""
+        self._closed = True
+
+    def status(self) -> dict:
+        """For GET /v1/status."""
+        if self.holding:
+            missing = sum(len(names) for names in self._missing.values())
+            return {"state": "syncing", "hold_time": self.hold_time,
+                    "message": f"waiting for {missing} of {self.total} switches", "until": _iso(self._until),
+                    "waiting_for": self._listing(self._missing)}
+        return {"state": "synced", "hold_time": self.hold_time, "message": self.reason,
+                "since": _iso(self.released_at)}
+
+    def _release(self, reason: str) -> None:
+        self.released_at, self.reason = self._wall(), reason
+        log.info("writing to switches: %s", reason)
+
+    @staticmethod
+    def _listing(missing) -> list[dict]:
+        return [{"kind": kind, "name": name} for kind in ("vrs", "vtep") for name in sorted(missing[kind])]
+
+    @staticmethod
+    def _describe(missing) -> str:
+        return ", ".join(f"{item['kind']} {item['name']}" for item in StartupHold._listing(missing))

@@ -1,0 +1,206 @@
+"""Hitless controller restarts, proven on every switch: a KVM and a Hyper-V hypervisor and a hardware VTEP
+(the real ovs-vtep) with a bare-metal server, one Canopy, pings running across hypervisors (bridged and
+routed) and from the bare-metal server while the controller is restarted again and again, alternately
+with SIGTERM and kill -9. After each restart: no ping lost, and nothing rewritten: no flow-mod, group-mod
+or bundle sent to either VRS (``ovs-ofctl snoop``), no flow added, changed or deleted in either br-int
+(``ovs-ofctl monitor``), no tunnel-port transaction in either hypervisor's database and no Canopy
+transaction in the VTEP's database.
+
+``CANOPY_HITLESS_RESTARTS`` sets the number of restarts (default 5)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+
+import pytest
+
+from tests.harness import netns
+from tests.harness.hosts import BR_INT
+
+pytestmark = pytest.mark.integration
+
+RESTARTS = int(os.environ.get("CANOPY_HITLESS_RESTARTS", "5"))
+BM_MAC = "02:00:00:00:0b:01"
+POLICY = {
+    "tenants": [{"name": "acme", "domains": [{"name": "prod", "subnets": [
+        {"name": "web", "cidr": "10.0.1.0/24", "gateway": "10.0.1.1", "vni": 5001, "vports": [
+            {"name": "webk", "mac": "02:00:00:00:01:01", "ips": ["10.0.1.11"], "binding": {"flavour": "kvm"}},
+            {"name": "webh", "mac": "02:00:00:00:01:02", "ips": ["10.0.1.12"], "binding": {"flavour": "hyperv"}},
+        ]},
+        {"name": "db", "cidr": "10.0.2.0/24", "gateway": "10.0.2.1", "vni": 5002, "vports": [
+            {"name": "dbh", "mac": "02:00:00:00:02:01", "ips": ["10.0.2.11"], "binding": {"flavour": "hyperv"}},
+        ]}]}]}],
+    "vtep_bindings": [{"switch": "tor1", "port": "p1", "vlan": 100, "subnet": "acme/web"}],
+}
+LS = "canopy-5001"
+# (source, destination): bridged and routed across hypervisors, and from the bare-metal server to both
+PAIRS = [("webk", "10.0.1.12"), ("webk", "10.0.2.11"), ("dbh", "10.0.1.11"), ("bm", "10.0.1.11"),
+         ("bm", "10.0.1.12")]
+WRITES = re.compile(r"FLOW_MOD|GROUP_MOD|BUNDLE", re.IGNORECASE)
+_REPLY = re.compile(r"bytes from .*icmp_seq=(\d+)")
+_SENT = re.compile(r"(\d+) packets transmitted")
+
+
+def reach(lab, host, ip, timeout=30):
+    lab.wait_until(lambda: host.ping(ip, count=1, timeout=2), timeout=timeout, interval=0.2,
+                   what=f"{host.name} reaches {ip}")
+
+
+class Watch:
+    """A background tool's log, read in consecutive pieces, so that no line falls between two of them."""
+
+    def __init__(self, path):
+        self.path = path
+        self.offset = 0
+
+    def peek(self) -> str:
+        """What it printed since the last ``take``."""
+        if not self.path.exists():
+            return ""
+        with open(self.path, "rb") as fh:
+            fh.seek(self.offset)
+            return fh.read().decode(errors="replace")
+
+    def take(self) -> str:
+        """What it printed since the last ``take``, complete lines only; the next piece starts after them."""
+        text = self.peek()
+        text = text[:text.rfind("\n") + 1]
+        self.offset += len(text.encode())
+        return text
+
+
+def tunnel_transactions(hv) -> int:
+    """Transactions Canopy committed to a hypervisor's Open_vSwitch database (its tunnel port)."""
+    log = netns.run(["ovsdb-tool", "show-log", str(hv.ovs.rundir / "conf.db")]).stdout
+    return log.count('"canopy: tunnel')
+
+
+@pytest.fixture(scope="module")
+def fabric(lab_capable):
+    from tests.harness.lab import Lab
+    from tests.harness.vtep import vtep_unavailable
+
+    reason = vtep_unavailable()
+    if reason:
+        pytest.skip(reason)
+    with Lab() as lab:
+        ctl = lab.add_controller_host("ctl1")
+        canopy = lab.start_controller(ctl)
+        assert canopy.api.post("/v1/apply", {"document": POLICY, "source": "hitless"}).status == 200
+        hosts = {"kvm1": lab.add_hypervisor("kvm1", "kvm"), "hyv1": lab.add_hypervisor("hyv1", "hyperv")}
+        for hv in hosts.values():
+            hv.connect(ctl)
+        ends = {"webk": lab.add_vm(hosts["kvm1"], "webk", mac="02:00:00:00:01:01", ip="10.0.1.11/24",
+                                   vnic_id="webk"),
+                "webh": lab.add_vm(hosts["hyv1"], "webh", mac="02:00:00:00:01:02", ip="10.0.1.12/24"),
+                "dbh": lab.add_vm(hosts["hyv1"], "dbh", mac="02:00:00:00:02:01", ip="10.0.2.11/24")}
+        for name, gateway in (("webk", "10.0.1.1"), ("webh", "10.0.1.1"), ("dbh", "10.0.2.1")):
+            ends[name].exec("ip", "route", "add", "default", "via", gateway, check=True)
+        tor = lab.add_hardware_vtep("tor1", ports=("p1",))
+        tor.connect(ctl)
+        ends["bm"] = lab.add_baremetal(tor, "bm1", port="p1", vlan=100, mac=BM_MAC, ip="10.0.1.50/24")
+        lab.wait_until(lambda: tor.bindings("p1") == {100: LS}, timeout=30, what="VLAN 100 bound on tor1")
+        for src, dst in PAIRS:
+            reach(lab, ends[src], dst)
+        yield lab, canopy, hosts, ends, tor
+
+
+def unsettled(canopy, hosts, flows_before) -> str:
+    """Why Canopy has not settled yet ('' once it has): it must be past any start-up hold, every VRS must
+    hold what Canopy wants (as many flows as before the restart, read back and in sync) and the VTEP's
+    reconciler must be in sync."""
+    sync = canopy.api.get("/v1/status").json.get("sync", {})
+    if sync.get("state", "synced") != "synced":
+        return f"start-up hold: {sync}"
+    for name, hv in hosts.items():
+        view = canopy.api.get(f"/v1/switches/{hv.datapath_id():016x}/flows").json
+        status = view.get("status", {})
+        if status.get("state") != "in_sync" or not view.get("in_sync") or \
+                status.get("desired") != flows_before.get(name, status.get("desired")):
+            return f"{name}: {status}, flows agree: {view.get('in_sync')}, wanted {flows_before.get(name)} flows"
+    sessions = canopy.api.get("/v1/ovsdb/sessions").json["items"]
+    vtep = next((s["vtep"] for s in sessions if s.get("switch") == "tor1"), None)
+    return "" if vtep is not None and vtep["state"] == "in-sync" else f"tor1: {vtep}"
+
+
+def wait_settled(lab, canopy, hosts, flows_before, what):
+    try:
+        lab.wait_until(lambda: not unsettled(canopy, hosts, flows_before), timeout=90, what=what)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: {unsettled(canopy, hosts, flows_before)}\n{canopy.log_tail(60)}") from None
+
+
+def desired_counts(canopy, hosts) -> dict:
+    return {name: canopy.api.get(f"/v1/switches/{hv.datapath_id():016x}/flows").json["status"]["desired"]
+            for name, hv in hosts.items()}
+
+
+def losses(path) -> list[int]:
+    """The icmp_seq numbers a stopped ping sent and got no reply to (the last one may be in flight)."""
+    text = path.read_text()
+    sent = _SENT.search(text)
+    assert sent, f"no summary in {path}: {text[-300:]}"
+    total = int(sent[1])
+    assert total > 0, text[-300:]
+    received = {int(seq) for seq in _REPLY.findall(text)}
+    return sorted(set(range(1, total)) - received)
+
+
+def test_restarts_lose_no_ping_and_rewrite_nothing(fabric):
+    lab, canopy, hosts, ends, tor = fabric
+    watches = {}
+    for name, hv in hosts.items():
+        snoop, monitor = lab.workdir / f"snoop-{name}.log", lab.workdir / f"monitor-{name}.log"
+        lab.spawn(f"snoop-{name}", ["ovs-ofctl", "snoop", BR_INT], snoop, None, hv.ovs.env)
+        lab.spawn(f"monitor-{name}", ["ovs-ofctl", "-O", "OpenFlow13", "monitor", BR_INT, "watch:"], monitor,
+                  None, hv.ovs.env)
+        watches[name] = (Watch(snoop), Watch(monitor))
+    lab.wait_until(lambda: BM_MAC in {m["mac"] for m in canopy.api.get("/v1/vteps/tor1").json["local_macs"]},
+                   timeout=30, what="the bare-metal MAC learned by tor1 known to Canopy")
+    wait_settled(lab, canopy, hosts, {}, "Canopy settled before the restarts")
+    flows_before = desired_counts(canopy, hosts)
+    for watch in (w for pair in watches.values() for w in pair):
+        watch.take()  # from here on, every line is looked at
+    problems = []
+    for n in range(1, RESTARTS + 1):
+        how = "kill -9" if n % 2 == 0 else "SIGTERM"
+        vtep_before = tor.canopy_transactions()
+        tunnels_before = {name: tunnel_transactions(hv) for name, hv in hosts.items()}
+        logs = {pair: lab.workdir / f"ping-{n}-{pair[0]}-{pair[1]}.log" for pair in PAIRS}
+        pingers = {pair: lab.spawn(f"ping-{pair[0]}-{pair[1]}", ["ping", "-n", "-i", "0.05", "-W", "1", pair[1]],
+                                   logs[pair], ns=ends[pair[0]].ns) for pair in PAIRS}
+        lab.wait_until(lambda: all(p.alive() for p in pingers.values()), timeout=5, what="pings running")
+        if how == "kill -9":
+            canopy.kill()
+        else:
+            canopy.stop()
+        canopy.start()
+        wait_settled(lab, canopy, hosts, flows_before, f"Canopy settled after restart {n} ({how})")
+        for snoop, _ in watches.values():  # each switch reconnected and was read back after the restart
+            lab.wait_until(lambda: "OFPST_FLOW request" in snoop.peek(),
+                           timeout=30, what=f"read-back seen after restart {n}")
+        for pair, pinger in pingers.items():
+            pinger.send(signal.SIGINT)
+            pinger.popen.wait(timeout=10)
+            lost = losses(logs[pair])
+            if lost:
+                problems.append(f"restart {n} ({how}): {pair[0]} -> {pair[1]} lost icmp_seq {lost}")
+        for name, (snoop, monitor) in watches.items():
+            writes = [line for line in snoop.take().splitlines() if WRITES.search(line)]
+            events = [line for line in monitor.take().splitlines() if "event=" in line]
+            if writes:
+                problems.append(f"restart {n} ({how}): {len(writes)} writes sent to {name}: {writes[:3]}")
+            if events:
+                problems.append(f"restart {n} ({how}): {len(events)} flow changes on {name}: {events[:3]}")
+        changed = {name: tunnel_transactions(hv) - tunnels_before[name] for name, hv in hosts.items()}
+        if any(changed.values()):
+            problems.append(f"restart {n} ({how}): tunnel port transactions {changed}")
+        if tor.canopy_transactions() != vtep_before:
+            problems.append(f"restart {n} ({how}): {tor.canopy_transactions() - vtep_before} VTEP transactions")
+    assert not problems, "\n".join(problems)
+    ucast, mcast = tor.remote_macs(LS)
+    assert ucast == {"02:00:00:00:01:01": hosts["kvm1"].vtep_ip, "02:00:00:00:01:02": hosts["hyv1"].vtep_ip}
+    for src, dst in PAIRS:
+        reach(lab, ends[src], dst)
