@@ -3,7 +3,9 @@
 Handlers here only translate events into State changes or hand replies to their switch's reconciler
 (STYLE.md rule 1). State changes wake one green thread that refreshes the desired flows (the
 programmer: derive, recompile what changed) and hands each changed switch its new desired state; the
-switch's reconciler sends only the difference. The store, State, the policy service, the REST API and
+switch's reconciler sends only the difference. After a start, nothing is handed to any switch, VTEP or
+BGP peer until the start-up hold ends (controller/startup_hold.py: the switches connected before have
+reported, or restart.hold_time has passed). The store, State, the policy service, the REST API and
 the OVSDB manager listener are built once, from the Settings that ``canopy run`` parked in
 controller.runtime.
 """
@@ -23,7 +25,6 @@ from controller.rest import inspection as rest_inspect
 from controller.rest import vteps as rest_vteps
 from controller.rest.api import Api, Response, Route
 from controller.rest.server import RestServer
-from controller.startup_hold import StartupHold
 from controller.tls import listener_context
 from controller.ryu_compat import (
     DEAD_DISPATCHER,
@@ -36,6 +37,7 @@ from controller.ryu_compat import (
     ofproto_v1_4,
     set_ev_cls,
 )
+from controller.startup_hold import StartupHold
 from openflow import claims
 from openflow.dhcp_service import DhcpService
 from openflow.encode import role_name

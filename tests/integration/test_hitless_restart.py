@@ -38,7 +38,7 @@ LS = "canopy-5001"
 # (source, destination): bridged and routed across hypervisors, and from the bare-metal server to both
 PAIRS = [("webk", "10.0.1.12"), ("webk", "10.0.2.11"), ("dbh", "10.0.1.11"), ("bm", "10.0.1.11"),
          ("bm", "10.0.1.12")]
-WRITES = re.compile(r"FLOW_MOD|GROUP_MOD|BUNDLE", re.IGNORECASE)
+WRITES = re.compile(r"OFPT_(FLOW_MOD|GROUP_MOD|BUNDLE_CONTROL|BUNDLE_ADD_MESSAGE)|NXT_FLOW_MOD")
 _REPLY = re.compile(r"bytes from .*icmp_seq=(\d+)")
 _SENT = re.compile(r"(\d+) packets transmitted")
 
@@ -178,6 +178,9 @@ def test_restarts_lose_no_ping_and_rewrite_nothing(fabric):
             canopy.stop()
         canopy.start()
         wait_settled(lab, canopy, hosts, flows_before, f"Canopy settled after restart {n} ({how})")
+        sync = canopy.api.get("/v1/status").json.get("sync", {})
+        if sync.get("message") != "all 3 switches connected before have reported":  # kvm1, hyv1, tor1
+            problems.append(f"restart {n} ({how}): the start-up hold ended otherwise: {sync}")
         for snoop, _ in watches.values():  # each switch reconnected and was read back after the restart
             lab.wait_until(lambda: "OFPST_FLOW request" in snoop.peek(),
                            timeout=30, what=f"read-back seen after restart {n}")

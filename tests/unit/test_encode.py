@@ -170,3 +170,17 @@ def test_foreign_flow_is_still_described():
                                 instructions=[parser.OFPInstructionWriteMetadata(1, 1)])
     text = encode.describe_stats(dp.ofproto, stats)
     assert text.startswith("cookie=0xca00000000000000,table=0,priority=1,") and "WriteMetadata" in text
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_groups_read_back_decode_to_the_groups_sent(version):
+    """A group-mod's buckets, returned as a group-desc entry on the wire, decode to the same Group; a
+    group of another type does not decode (its buckets are not trusted)."""
+    dp = protocol(version)
+    for group in GROUPS:
+        data = serialized(encode.group_mod(dp, group, "add"))
+        buckets = data[16:]  # ofp_header, command, type, pad, group_id
+        for kind, expected in ((dp.ofproto.OFPGT_ALL, group), (dp.ofproto.OFPGT_SELECT, None)):
+            entry = struct.pack("!HBxI", 8 + len(buckets), kind, group.group_id) + buckets
+            desc = dp.ofproto_parser.OFPGroupDescStats.parser(bytearray(entry), 0)
+            assert encode.decode_group(dp.ofproto, desc) == expected

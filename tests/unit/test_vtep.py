@@ -374,3 +374,16 @@ def test_server_keeps_desired_state_by_switch_name():
     with pytest.raises(TypeError):
         server.set_vtep_desired("tor1", {"logical_switches": [5001]})
     assert OvsdbManagerServer("127.0.0.1", 0, None, program_vteps=False).program_vteps is False
+
+
+def test_server_writes_only_when_active_and_past_the_start_up_hold():
+    from ovsdb.server import OvsdbManagerServer
+
+    server = OvsdbManagerServer("127.0.0.1", 0, sink=None)
+    assert server.may_write
+    server.held = True
+    assert not server.may_write
+    server.release()
+    assert server.may_write and not server.held
+    server.set_writes(False)  # an HA standby
+    assert not server.may_write
