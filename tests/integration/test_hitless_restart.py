@@ -15,6 +15,7 @@ import re
 import signal
 
 import pytest
+import yaml
 
 from tests.harness import netns
 from tests.harness.hosts import BR_INT
@@ -104,7 +105,7 @@ def fabric(lab_capable):
         lab.wait_until(lambda: tor.bindings("p1") == {100: LS}, timeout=30, what="VLAN 100 bound on tor1")
         for src, dst in PAIRS:
             reach(lab, ends[src], dst)
-        yield lab, canopy, hosts, ends, tor
+        yield lab, canopy, hosts, ends, tor, ctl
 
 
 def unsettled(canopy, hosts, flows_before) -> str:
@@ -149,7 +150,7 @@ def losses(path) -> list[int]:
 
 
 def test_restarts_lose_no_ping_and_rewrite_nothing(fabric):
-    lab, canopy, hosts, ends, tor = fabric
+    lab, canopy, hosts, ends, tor, _ = fabric
     watches = {}
     for name, hv in hosts.items():
         snoop, monitor = lab.workdir / f"snoop-{name}.log", lab.workdir / f"monitor-{name}.log"
@@ -205,5 +206,33 @@ def test_restarts_lose_no_ping_and_rewrite_nothing(fabric):
     assert not problems, "\n".join(problems)
     ucast, mcast = tor.remote_macs(LS)
     assert ucast == {"02:00:00:00:01:01": hosts["kvm1"].vtep_ip, "02:00:00:00:01:02": hosts["hyv1"].vtep_ip}
+    for src, dst in PAIRS:
+        reach(lab, ends[src], dst)
+
+
+def test_a_switch_that_stays_away_holds_writes_for_the_hold_time_only(fabric):
+    """A hypervisor that was connected before does not come back: /v1/status says what Canopy waits for and
+    until when; after restart.hold_time Canopy programs what it knows and forgets that hypervisor."""
+    lab, canopy, hosts, ends, tor, ctl = fabric
+    config = yaml.safe_load(canopy.config_path.read_text())
+    config["restart"] = {"hold_time": 12}  # > OVS's 8 s reconnection back-off
+    canopy.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    canopy.stop()
+    hosts["hyv1"].vsctl("del-manager")
+    canopy.start()
+    seen = []
+
+    def released():
+        sync = canopy.api.get("/v1/status").json["sync"]
+        seen.append(sync)
+        return sync["state"] == "synced"
+
+    lab.wait_until(released, timeout=30, interval=0.2, what="the start-up hold to end")
+    waiting = [s for s in seen if s["state"] == "syncing"]
+    assert waiting and all(s["until"] == waiting[0]["until"] and s["hold_time"] == 12 for s in waiting), seen
+    assert {"kind": "vrs", "name": "hyv1"} in waiting[-1]["waiting_for"], seen
+    assert waiting[-1]["message"] == f"waiting for {len(waiting[-1]['waiting_for'])} of 3 switches"
+    assert seen[-1]["message"] == "hold time of 12 s over; still missing vrs hyv1", seen
+    hosts["hyv1"].vsctl("set-manager", f"tcp:{ctl.ip}:6640")
     for src, dst in PAIRS:
         reach(lab, ends[src], dst)
