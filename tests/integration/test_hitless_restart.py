@@ -1,9 +1,9 @@
-"""Hitless controller restarts, proven on every switch: a KVM and a Hyper-V hypervisor and a hardware VTEP
-(the real ovs-vtep) with a bare-metal server, one Canopy, pings running across hypervisors (bridged and
+"""Hitless controller restarts, proven on every switch: a KVM, a Hyper-V and an ESXi hypervisor and a
+hardware VTEP (the real ovs-vtep) with a bare-metal server, one Canopy, pings running across hypervisors (bridged and
 routed) and from the bare-metal server while the controller is restarted again and again, alternately
 with SIGTERM and kill -9. After each restart: no ping lost, and nothing rewritten: no flow-mod, group-mod
-or bundle sent to either VRS (``ovs-ofctl snoop``), no flow added, changed or deleted in either br-int
-(``ovs-ofctl monitor``), no tunnel-port transaction in either hypervisor's database and no Canopy
+or bundle sent to any VRS (``ovs-ofctl snoop``), no flow added, changed or deleted in any br-int
+(``ovs-ofctl monitor``), no tunnel-port transaction in any hypervisor's database and no Canopy
 transaction in the VTEP's database.
 
 ``CANOPY_HITLESS_RESTARTS`` sets the number of restarts (default 5)."""
@@ -29,6 +29,7 @@ POLICY = {
         {"name": "web", "cidr": "10.0.1.0/24", "gateway": "10.0.1.1", "vni": 5001, "vports": [
             {"name": "webk", "mac": "02:00:00:00:01:01", "ips": ["10.0.1.11"], "binding": {"flavour": "kvm"}},
             {"name": "webh", "mac": "02:00:00:00:01:02", "ips": ["10.0.1.12"], "binding": {"flavour": "hyperv"}},
+            {"name": "webe", "mac": "02:00:00:00:01:03", "ips": ["10.0.1.13"], "binding": {"flavour": "esxi"}},
         ]},
         {"name": "db", "cidr": "10.0.2.0/24", "gateway": "10.0.2.1", "vni": 5002, "vports": [
             {"name": "dbh", "mac": "02:00:00:00:02:01", "ips": ["10.0.2.11"], "binding": {"flavour": "hyperv"}},
@@ -37,8 +38,9 @@ POLICY = {
 }
 LS = "canopy-5001"
 # (source, destination): bridged and routed across hypervisors, and from the bare-metal server to both
-PAIRS = [("webk", "10.0.1.12"), ("webk", "10.0.2.11"), ("dbh", "10.0.1.11"), ("bm", "10.0.1.11"),
-         ("bm", "10.0.1.12")]
+PAIRS = [("webk", "10.0.1.12"), ("webk", "10.0.2.11"), ("dbh", "10.0.1.13"), ("webe", "10.0.1.11"),
+         ("bm", "10.0.1.11"), ("bm", "10.0.1.12"), ("bm", "10.0.1.13")]
+SWITCHES = 4  # kvm1, hyv1, esx1, tor1
 WRITES = re.compile(r"OFPT_(FLOW_MOD|GROUP_MOD|BUNDLE_CONTROL|BUNDLE_ADD_MESSAGE)|NXT_FLOW_MOD")
 _REPLY = re.compile(r"bytes from .*icmp_seq=(\d+)")
 _SENT = re.compile(r"(\d+) packets transmitted")
@@ -90,14 +92,17 @@ def fabric(lab_capable):
         ctl = lab.add_controller_host("ctl1")
         canopy = lab.start_controller(ctl)
         assert canopy.api.post("/v1/apply", {"document": POLICY, "source": "hitless"}).status == 200
-        hosts = {"kvm1": lab.add_hypervisor("kvm1", "kvm"), "hyv1": lab.add_hypervisor("hyv1", "hyperv")}
+        hosts = {"kvm1": lab.add_hypervisor("kvm1", "kvm"), "hyv1": lab.add_hypervisor("hyv1", "hyperv"),
+                 "esx1": lab.add_hypervisor("esx1", "esxi")}
         for hv in hosts.values():
             hv.connect(ctl)
         ends = {"webk": lab.add_vm(hosts["kvm1"], "webk", mac="02:00:00:00:01:01", ip="10.0.1.11/24",
                                    vnic_id="webk"),
                 "webh": lab.add_vm(hosts["hyv1"], "webh", mac="02:00:00:00:01:02", ip="10.0.1.12/24"),
-                "dbh": lab.add_vm(hosts["hyv1"], "dbh", mac="02:00:00:00:02:01", ip="10.0.2.11/24")}
-        for name, gateway in (("webk", "10.0.1.1"), ("webh", "10.0.1.1"), ("dbh", "10.0.2.1")):
+                "dbh": lab.add_vm(hosts["hyv1"], "dbh", mac="02:00:00:00:02:01", ip="10.0.2.11/24"),
+                "webe": lab.add_vm(hosts["esx1"], "webe", mac="02:00:00:00:01:03", ip="10.0.1.13/24", vnic_id="webe",
+                                   vlan=101)}
+        for name, gateway in (("webk", "10.0.1.1"), ("webh", "10.0.1.1"), ("dbh", "10.0.2.1"), ("webe", "10.0.1.1")):
             ends[name].exec("ip", "route", "add", "default", "via", gateway, check=True)
         tor = lab.add_hardware_vtep("tor1", ports=("p1",))
         tor.connect(ctl)
@@ -180,7 +185,7 @@ def test_restarts_lose_no_ping_and_rewrite_nothing(fabric):
         canopy.start()
         wait_settled(lab, canopy, hosts, flows_before, f"Canopy settled after restart {n} ({how})")
         sync = canopy.api.get("/v1/status").json.get("sync", {})
-        if sync.get("message") != "all 3 switches connected before have reported":  # kvm1, hyv1, tor1
+        if sync.get("message") != f"all {SWITCHES} switches connected before have reported":
             problems.append(f"restart {n} ({how}): the start-up hold ended otherwise: {sync}")
         for snoop, _ in watches.values():  # each switch reconnected and was read back after the restart
             lab.wait_until(lambda: "OFPST_FLOW request" in snoop.peek(),
@@ -205,7 +210,8 @@ def test_restarts_lose_no_ping_and_rewrite_nothing(fabric):
             problems.append(f"restart {n} ({how}): {tor.canopy_transactions() - vtep_before} VTEP transactions")
     assert not problems, "\n".join(problems)
     ucast, mcast = tor.remote_macs(LS)
-    assert ucast == {"02:00:00:00:01:01": hosts["kvm1"].vtep_ip, "02:00:00:00:01:02": hosts["hyv1"].vtep_ip}
+    assert ucast == {"02:00:00:00:01:01": hosts["kvm1"].vtep_ip, "02:00:00:00:01:02": hosts["hyv1"].vtep_ip,
+                     "02:00:00:00:01:03": hosts["esx1"].vtep_ip}
     for src, dst in PAIRS:
         reach(lab, ends[src], dst)
 
@@ -231,7 +237,7 @@ def test_a_switch_that_stays_away_holds_writes_for_the_hold_time_only(fabric):
     waiting = [s for s in seen if s["state"] == "syncing"]
     assert waiting and all(s["until"] == waiting[0]["until"] and s["hold_time"] == 12 for s in waiting), seen
     assert {"kind": "vrs", "name": "hyv1"} in waiting[-1]["waiting_for"], seen
-    assert waiting[-1]["message"] == f"waiting for {len(waiting[-1]['waiting_for'])} of 3 switches"
+    assert waiting[-1]["message"] == f"waiting for {len(waiting[-1]['waiting_for'])} of {SWITCHES} switches"
     assert seen[-1]["message"] == "hold time of 12 s over; still missing vrs hyv1", seen
     hosts["hyv1"].vsctl("set-manager", f"tcp:{ctl.ip}:6640")
     for src, dst in PAIRS:
