@@ -46,6 +46,7 @@ from ovsdb.server import OvsdbManagerServer
 
 log = logging.getLogger("canopy.app")
 ROLE_RETRY = 0.2  # seconds before asking a switch again for a role it did not confirm
+HOLD_TIMER_SLACK = 0.05  # seconds after the start-up hold's deadline at which the loop is woken
 
 
 class CanopyApp(RyuApp):
@@ -95,7 +96,8 @@ class CanopyApp(RyuApp):
                            "HA pair: role, peer, heartbeats, replication sequence and lag, generation id"))
         self._roles_wake = hub.Event()
         self.api = Api(self.service, self.state, settings, extra_routes=extra, ha=self.pair,
-                       programming=lambda: self.program_loop.status(), status_parts={"sync": self.hold.status})
+                       programming=lambda: self.program_loop.status(),
+                       status_parts={"startup_hold": self.hold.status})
         self.api.switch_status = self._switch_status
         self.rest = RestServer(settings.rest_listen, settings.rest_port, self.api, limits,
                                tls=listener_context(settings, "rest"))
@@ -118,8 +120,8 @@ class CanopyApp(RyuApp):
         self._worker = hub.spawn(self._program_loop)
         guard.essential(self._worker, "the programming loop")
         hub.spawn(self.api.metrics.watch_loop, hub.sleep)
-        if self.hold.holding:  # a programming pass when the hold time is over, even if nothing else happens
-            hub.spawn_after(self.hold.seconds_left(), self._wake.set)
+        if self.hold.holding:
+            hub.spawn(self._end_hold_in_time)
         self.ovsdb.start()
         guard.essential(self.ovsdb.accept_thread, "the OVSDB listener")
         guard.essential(self.rest.start(), "the REST listener")
@@ -164,6 +166,12 @@ class CanopyApp(RyuApp):
         self._push_vteps()
         self._publish_routes()
         self.hold.remember(*self._reported())
+
+    def _end_hold_in_time(self):
+        """Wake the programming loop when the hold time is over, even if nothing else happens then."""
+        while self.hold.holding:
+            hub.sleep(self.hold.seconds_left() + HOLD_TIMER_SLACK)
+            self._wake.set()
 
     def _reported(self):
         """(chassis of every VRS, name of every hardware VTEP) that has reported over OVSDB."""

@@ -117,7 +117,7 @@ def unsettled(canopy, hosts, flows_before) -> str:
     """Why Canopy has not settled yet ('' once it has): it must be past any start-up hold, every VRS must
     hold what Canopy wants (as many flows as before the restart, read back and in sync) and the VTEP's
     reconciler must be in sync."""
-    sync = canopy.api.get("/v1/status").json.get("sync", {})
+    sync = canopy.api.get("/v1/status").json.get("startup_hold", {})
     if sync.get("state", "synced") != "synced":
         return f"start-up hold: {sync}"
     for name, hv in hosts.items():
@@ -184,7 +184,7 @@ def test_restarts_lose_no_ping_and_rewrite_nothing(fabric):
             canopy.stop()
         canopy.start()
         wait_settled(lab, canopy, hosts, flows_before, f"Canopy settled after restart {n} ({how})")
-        sync = canopy.api.get("/v1/status").json.get("sync", {})
+        sync = canopy.api.get("/v1/status").json.get("startup_hold", {})
         if sync.get("message") != f"all {SWITCHES} switches connected before have reported":
             problems.append(f"restart {n} ({how}): the start-up hold ended otherwise: {sync}")
         for snoop, _ in watches.values():  # each switch reconnected and was read back after the restart
@@ -229,7 +229,7 @@ def test_a_switch_that_stays_away_holds_writes_for_the_hold_time_only(fabric):
     seen = []
 
     def released():
-        sync = canopy.api.get("/v1/status").json["sync"]
+        sync = canopy.api.get("/v1/status").json["startup_hold"]
         seen.append(sync)
         return sync["state"] == "synced"
 
