@@ -1,9 +1,15 @@
 """The ``canopy`` command.
 
-    canopy run [--config FILE]                start the controller (ryu-manager with Canopy's apps and REST)
+    canopy run [--config FILE] [--accept-store]  start the controller (ryu-manager with Canopy's apps and REST)
     canopy check FILE...                      validate policy documents offline; errors name file and line
     canopy apply FILE [--prune] [--dry-run]   apply a policy document to a running controller over REST
     canopy status                             what a running controller says about itself
+    canopy backup FILE [--config FILE]        copy the store (consistent while the controller runs)
+    canopy restore FILE [--config FILE]       make a backup the store (the controller must be stopped)
+
+``run`` refuses a store that is missing, empty, damaged, another one or older than the last change this data
+directory held (controller/storeguard.py), with one line and exit status EXIT_STORE; ``--accept-store``
+takes it as it is.
 """
 
 from __future__ import annotations
@@ -15,12 +21,12 @@ import sys
 import urllib.error
 import urllib.request
 
-from controller import __version__, policydoc, yamldoc
+from controller import __version__, policydoc, storeguard, yamldoc
 from controller import policy as pol
 from controller import settings as settings_mod
 from controller.model import PolicyError
 
-EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_STORE = 0, 1, 2, 3, 4
 
 
 def main(argv=None) -> int:
@@ -39,7 +45,17 @@ def _parser():
 
     run = sub.add_parser("run", help="start the controller")
     run.add_argument("--config", help="settings YAML (default: built-in defaults, see config/canopy.yaml)")
+    run.add_argument("--accept-store", action="store_true",
+                     help="start with the store as it is even if it looks empty, damaged or older than the last "
+                     "change this data directory held (docs/store.md)")
     run.set_defaults(func=cmd_run)
+
+    for name, func, doc in (("backup", cmd_backup, "copy the store to a new file (safe while running)"),
+                            ("restore", cmd_restore, "make a backup the store (stop the controller first)")):
+        cmd = sub.add_parser(name, help=doc)
+        cmd.add_argument("file")
+        cmd.add_argument("--config", help="controller settings, to find the data directory")
+        cmd.set_defaults(func=func)
 
     check = sub.add_parser("check", help="validate policy documents offline")
     check.add_argument("files", nargs="+")
@@ -74,8 +90,19 @@ def cmd_run(args) -> int:
     except (settings_mod.SettingsError, yamldoc.DocError) as exc:
         print(f"canopy: invalid settings:\n{exc}", file=sys.stderr)
         return EXIT_USAGE
+    try:
+        held = storeguard.lock(settings.data_dir)  # kept open (held) while this process runs
+        accepted = storeguard.verify(settings.data_dir, accept=args.accept_store)
+    except (storeguard.StoreRefused, OSError) as exc:
+        print(f"canopy: {exc}", file=sys.stderr)
+        return EXIT_STORE
     logs.setup(settings.log_level)
+    if accepted:
+        import logging
+
+        logging.getLogger("canopy.store").warning("%s", accepted)
     runtime.SETTINGS = settings
+    runtime.DATA_LOCK = held
     from controller.ryu_compat import run_manager
 
     argv = ["--ofp-listen-host", settings.openflow_listen, "--ofp-tcp-listen-port", str(settings.openflow_port),
@@ -84,6 +111,33 @@ def cmd_run(args) -> int:
     if settings.log_level == "debug":
         argv.insert(0, "--verbose")
     return run_manager(argv) or EXIT_OK
+
+
+# ------------------------------------------------------------------------------------- backup/restore
+
+def _data_dir(args):
+    return settings_mod.load(args.config).data_dir
+
+
+def cmd_backup(args) -> int:
+    try:
+        facts = storeguard.backup(_data_dir(args), args.file)
+    except (settings_mod.SettingsError, yamldoc.DocError, storeguard.StoreRefused, OSError) as exc:
+        print(f"canopy: {exc}", file=sys.stderr)
+        return EXIT_STORE
+    print(f"{args.file}: backup of the store up to change {facts.seq}")
+    return EXIT_OK
+
+
+def cmd_restore(args) -> int:
+    try:
+        facts, kept = storeguard.restore(_data_dir(args), args.file)
+    except (settings_mod.SettingsError, yamldoc.DocError, storeguard.StoreRefused, OSError) as exc:
+        print(f"canopy: {exc}", file=sys.stderr)
+        return EXIT_STORE
+    print(f"restored the store up to change {facts.seq} from {args.file}"
+          + (f"; the store it replaced is kept as {kept}" if kept else ""))
+    return EXIT_OK
 
 
 # -------------------------------------------------------------------------------------------- check

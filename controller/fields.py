@@ -192,6 +192,20 @@ def nesting_depth(value, limit: int) -> int:
     return depth
 
 
+# the shapes the OpenAPI document shows (the checkers above also check ranges and normalise)
+ipv4.schema = {"format": "ipv4"}
+ipv4_network.schema = {"pattern": r"^[0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}$"}
+mac.schema = {"pattern": r"^[0-9a-fA-F]{2}([:-][0-9a-fA-F]{2}){5}$"}
+route_distinguisher.schema = {"pattern": r"^([0-9]{1,10}|[0-9]{1,3}(\.[0-9]{1,3}){3}):[0-9]{1,10}$"}
+route_target.schema = route_distinguisher.schema
+port_range.schema = {"pattern": r"^[0-9]{1,5}(-[0-9]{1,5})?$"}
+
+
+def network_upto(max_prefix):
+    """A checker for a CIDR whose prefix is at most ``max_prefix`` long."""
+    return _with_schema(lambda value: ipv4_network(value, max_prefix), **ipv4_network.schema)
+
+
 def one_of(*choices):
     def check(value):
         if value not in choices:

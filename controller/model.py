@@ -139,7 +139,7 @@ SCHEMA: dict[str, tuple[Field, ...]] = {
         Field("name", "string", "subnet name, unique in its tenant", f.name, required=True),
         Field("description", "string", "free text", f.text, default="", nullable=False),
         Field("cidr", "string", "IPv4 prefix (required in a domain, optional for L2-only)",
-              lambda v: f.ipv4_network(v, max_prefix=30)),
+              f.network_upto(30)),
         Field("gateway", "string", "gateway IP inside the CIDR (required in a domain)", f.ipv4),
         Field("vni", "integer", "L2 VNI (allocated when absent)", f.vni, auto=True),
         Field("rd", "string", "route distinguisher (allocated as ASN:VNI when absent)", f.route_distinguisher,

@@ -4,3 +4,4 @@ ryu-manager builds applications itself, so the validated Settings are parked her
 """
 
 SETTINGS = None
+DATA_LOCK = None  # the open lock file of the data directory (controller/storeguard.py), held while running
