@@ -25,6 +25,7 @@ import os
 import sqlite3
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from controller.store import DB_NAME, MARKER_NAME, SCHEMA_VERSION
 
@@ -67,10 +68,15 @@ def read_marker(data_dir) -> dict | None:
     return data
 
 
+def _read_only(path):
+    """A read-only connection to the SQLite file at ``path`` (any characters in the name)."""
+    return sqlite3.connect(Path(os.path.abspath(path)).as_uri() + "?mode=ro", uri=True)
+
+
 def inspect(path) -> StoreFacts:
     """Read a store file without changing it; StoreRefused naming the damage when it is not a Canopy store."""
     try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        db = _read_only(path)
     except sqlite3.Error as exc:
         raise StoreRefused(f"{path} cannot be opened ({exc})") from None
     try:
@@ -159,7 +165,7 @@ def backup(data_dir: str, dest: str) -> StoreFacts:
         raise StoreRefused(f"there is no store to back up at {path}")
     if os.path.exists(dest):
         raise StoreRefused(f"{dest} exists; name a new file")
-    src = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    src = _read_only(path)
     try:
         out = sqlite3.connect(dest)
         try:
@@ -187,7 +193,7 @@ def restore(data_dir: str, source: str) -> tuple[StoreFacts, str | None]:
             if os.path.exists(path + suffix):
                 kept = f"{path}.replaced-{stamp}"
                 os.replace(path + suffix, kept + suffix)
-        src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+        src = _read_only(source)
         out = sqlite3.connect(path)
         try:
             src.backup(out)
