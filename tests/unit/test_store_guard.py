@@ -1,6 +1,7 @@
 """A damaged, empty or older store is refused before a controller serves it (controller/storeguard.py), with
 one line for the operator; backup, restore and --accept-store are the way back."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -12,7 +13,10 @@ import textwrap
 import pytest
 
 from controller import cli, storeguard
+from controller.core import build_core
 from controller.store import Change, Store
+
+from .helpers import make_settings
 
 TENANTS = 60
 
@@ -192,13 +196,8 @@ def test_run_refuses_in_one_line_without_a_traceback(data, tmp_path, capsys, dam
 
 
 def test_the_core_refuses_too(data, tmp_path):
-    from tests.unit.helpers import make_settings
-
-    from controller.core import build_core
-
     os.truncate(data / "canopy.db", 0)
-    settings = make_settings(tmp_path)
-    settings = type(settings)(**{**settings.__dict__, "data_dir": str(data)})
+    settings = dataclasses.replace(make_settings(tmp_path), data_dir=str(data))
     with pytest.raises(storeguard.StoreRefused):
         build_core(settings)
     assert os.path.getsize(data / "canopy.db") == 0, "a refused store is left as it was"
