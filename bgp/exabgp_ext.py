@@ -11,11 +11,20 @@ ExaBGP decodes EVPN but has no API command to announce it. This module:
   and no NEXT_HOP attribute is added;
 - registers ``announce evpn`` / ``withdraw evpn`` in ExaBGP's API command registry (the
   payload format is ``bgp.routes.to_command``); one acknowledgement per command line;
+- keys the type 2 and type 5 routes it injects in ExaBGP's outgoing RIB by their RFC route key
+  (RFC 7432 section 7.2, RFC 9136 section 3: no ESI, labels or gateway IP), as ``route.key`` does,
+  so a route whose VNI changes replaces the old one (BGP implicit withdraw) instead of joining it;
+- makes ExaBGP accept an EVPN MP_REACH_NLRI next hop of 16 or 32 bytes (ExaBGP 5.0.15 knows only 4
+  and resets the session with NOTIFICATION 3/9): an IPv4-mapped IPv6 address (as FRR sends for its
+  type 5 routes) becomes its IPv4 address, another IPv6 address is passed on (``bgp.received``
+  refuses it: treated as withdrawn), any other length makes the update's routes withdrawals
+  (RFC 7606 treat-as-withdraw), never a session reset;
 - ``main(argv)``: install, then run ExaBGP's own main: ``python -m bgp.exabgp_ext <config>``.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import sys
 
 from bgp import routes
@@ -48,6 +57,7 @@ try:
         RouteTargetASN4Number,
         RouteTargetIPNumber,
     )
+    from exabgp.bgp.message.update.attribute.mprnlri import MPRNLRI
     from exabgp.bgp.message.update.attribute.nexthop import NextHop
     from exabgp.bgp.message.update.attribute.pmsi import PMSIIngressReplication
     from exabgp.bgp.message.update.nlri.evpn import MAC, Multicast, Prefix
@@ -59,7 +69,10 @@ try:
         RouteDistinguisher,
     )
     from exabgp.bgp.message.update.nlri.qualifier import MAC as MACQualifier
+    from exabgp.protocol.family import AFI, SAFI, Family
     from exabgp.protocol.ip import IP
+    from exabgp.rib.outgoing import OutgoingRIB
+    from exabgp.bgp.neighbor import Neighbor as _Neighbor
     from exabgp.reactor.api.command import Command
     from exabgp.reactor.api.command.limit import extract_neighbors, match_neighbors
     from exabgp.rib.change import Change
@@ -96,12 +109,20 @@ def check_pin() -> None:
         "Update.messages/unpack_message": hasattr(Update, "messages") and hasattr(Update, "unpack_message"),
         "Response.JSON(...).update": hasattr(Response.JSON, "update"),
         "json encoder version 5.0.0": _exabgp_version.json == "5.0.0",
+        "Family.size[l2vpn evpn] next hop lengths": Family.size.get((AFI.l2vpn, SAFI.evpn), ((), 0))[0]
+        in ((4,), _EVPN_NEXT_HOP_LENGTHS),
+        "MPRNLRI.unpack(data, direction, negotiated)": MPRNLRI.unpack.__func__.__code__.co_varnames[:4]
+        == ("cls", "data", "direction", "negotiated"),
+        "OutgoingRIB.add_to_rib(change, force)": OutgoingRIB.add_to_rib.__code__.co_varnames[:3]
+        == ("self", "change", "force"),
+        "Neighbor.remove_self": callable(getattr(_Neighbor, "remove_self", None)),
     }
     moved = [name for name, present in expectations.items() if not present]
     if moved:
         raise _pin_failure("moved or changed: " + ", ".join(moved))
 
 
+_EVPN_NEXT_HOP_LENGTHS = (4, 16)  # what ExaBGP accepts once installed (32 is cut to its first 16 bytes)
 check_pin()
 
 
@@ -158,19 +179,35 @@ def _labels(*vnis: int):
     return Labels([], raw_labels=list(vnis))
 
 
+class KeyedMAC(MAC):
+    """ExaBGP's type 2 NLRI, indexed in its RIB by the RFC 7432 route key: RD, Ethernet tag, MAC, IP."""
+
+    def index(self):
+        key = self.rd.pack() + self.etag.pack() + self.mac.pack() + (self.ip.pack() if self.ip else b"")
+        return Family.index(self) + bytes([self.CODE]) + key
+
+
+class KeyedPrefix(Prefix):
+    """ExaBGP's type 5 NLRI, indexed by the RFC 9136 route key: RD, Ethernet tag, IP prefix and length."""
+
+    def index(self):
+        key = self.rd.pack() + self.etag.pack() + bytes([self.iplen]) + self.ip.pack()
+        return Family.index(self) + bytes([self.CODE]) + key
+
+
 def build_nlri(route: routes.Route, action: str):
     """ExaBGP's own EVPN NLRI for ``route``, with the next hop set on the NLRI."""
     if isinstance(route, routes.MacIpRoute):
         vnis = (route.l2_vni,) if route.l3_vni is None else (route.l2_vni, route.l3_vni)
-        nlri = MAC(_rd(route.rd), _esi(route.esi), EthernetTag(route.ethernet_tag),
-                   MACQualifier(route.mac), 48, _labels(*vnis),
-                   IP.create(route.ip) if route.ip else None)
+        nlri = KeyedMAC(_rd(route.rd), _esi(route.esi), EthernetTag(route.ethernet_tag),
+                        MACQualifier(route.mac), 48, _labels(*vnis),
+                        IP.create(route.ip) if route.ip else None)
     elif isinstance(route, routes.InclusiveMulticastRoute):
         nlri = Multicast(_rd(route.rd), EthernetTag(route.ethernet_tag), IP.create(route.originator))
     elif isinstance(route, routes.IpPrefixRoute):
         address, length = route.prefix.split("/")
-        nlri = Prefix(_rd(route.rd), _esi(route.esi), EthernetTag(route.ethernet_tag),
-                      _labels(route.l3_vni), IP.create(address), int(length), IP.create(route.gateway))
+        nlri = KeyedPrefix(_rd(route.rd), _esi(route.esi), EthernetTag(route.ethernet_tag),
+                           _labels(route.l3_vni), IP.create(address), int(length), IP.create(route.gateway))
     else:
         raise ValueError(f"not an EVPN route: {route!r}")
     nlri.nexthop = NextHop(route.next_hop)
@@ -218,9 +255,18 @@ def _run_evpn_command(api, reactor, service, line: str) -> None:
         api.log_failure(f"invalid evpn command ({error}) : {command}")
         reactor.processes.answer_error(service)
         return
-    reactor.configuration.inject_change(peers, change)
+    _inject(reactor.configuration, peers, change)
     api.log_message(f"evpn {action} for {', '.join(peers)} : {change.extensive()}")
     reactor.processes.answer_done(service)
+
+
+def _inject(configuration, peers, change) -> None:
+    """Put ``change`` in each peer's outgoing RIB. ``force``: a route whose key is already there with
+    other labels replaces it (ExaBGP's cache compares only attributes and next hop)."""
+    for name in peers:
+        neighbor = configuration.neighbors.get(name)
+        if neighbor is not None and change.nlri.family().afi_safi() in neighbor.families():
+            neighbor.rib.outgoing.add_to_rib(neighbor.remove_self(change), force=True)
 
 
 def _evpn_handler(api, reactor, service, line, use_json):
@@ -238,12 +284,53 @@ def _evpn_handler(api, reactor, service, line, use_json):
     return True
 
 
+# --------------------------------------------------------------------------- EVPN next hops
+
+_L2VPN_EVPN = b"\x00\x19\x46"  # AFI 25, SAFI 70: how an EVPN MP_REACH_NLRI starts
+_exabgp_mp_reach_unpack = MPRNLRI.unpack.__func__
+
+
+def evpn_next_hop(data: bytes) -> tuple[bytes, bool]:
+    """An MP_REACH_NLRI attribute value with an EVPN next hop ExaBGP can read: (value, unusable).
+
+    4 bytes: unchanged. 16 or 32 bytes (IPv6 global [+ link-local]): an IPv4-mapped address becomes
+    the 4-byte IPv4 address; another IPv6 address keeps its first 16 bytes. Any other length becomes
+    0.0.0.0 and ``unusable`` is True (the caller makes the routes withdrawals). Other families and
+    attributes too short to hold their next hop are returned unchanged (ExaBGP judges them).
+    """
+    if len(data) < 5 or data[:3] != _L2VPN_EVPN or data[3] == 4 or len(data) < 5 + data[3]:
+        return data, False
+    length, hop = data[3], data[4:4 + data[3]]
+    unusable = length not in (16, 32)
+    if unusable:
+        new = bytes(4)
+    else:
+        mapped = ipaddress.IPv6Address(hop[:16]).ipv4_mapped
+        new = mapped.packed if mapped else hop[:16]
+    return data[:3] + bytes([len(new)]) + new + data[4 + length:], unusable
+
+
+def _mp_reach_unpack(cls, data, direction, negotiated):
+    """ExaBGP's MPRNLRI.unpack, with ``evpn_next_hop`` applied first (RFC 7606: treat-as-withdraw)."""
+    data, unusable = evpn_next_hop(bytes(data))
+    reach = _exabgp_mp_reach_unpack(cls, data, direction, negotiated)
+    if unusable:
+        _exabgp_log.warning(lambda: f"EVPN routes with an unusable next hop treated as withdrawn: {reach.nlris}",
+                            "parser")
+        for nlri in reach.nlris:
+            nlri.action = Action.WITHDRAW
+    return reach
+
+
 COMMANDS = ("announce evpn", "withdraw evpn")
 
 
 def install() -> None:
-    """Register the Router's MAC community and the evpn API commands (idempotent)."""
+    """Register the Router's MAC community and the evpn API commands, and accept 16/32-byte EVPN next
+    hops (idempotent)."""
     ExtendedCommunity.register(RouterMac)
+    Family.size[(AFI.l2vpn, SAFI.evpn)] = (_EVPN_NEXT_HOP_LENGTHS, 0)
+    MPRNLRI.unpack = classmethod(_mp_reach_unpack)
     for name in COMMANDS:
         if Command.callback["text"].get(name) is not _evpn_handler:
             Command.register(name, json_support=True)(_evpn_handler)

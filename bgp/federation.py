@@ -14,6 +14,7 @@ import os
 
 from bgp import routes as bgp_routes
 from bgp.evpn import ImportResult, Mobility, import_routes, originate
+from bgp.routebook import GracefulRestart
 from bgp.speaker import Neighbor, Speaker, SpeakerConfig
 from controller.remote import RemoteTable
 
@@ -25,8 +26,10 @@ def speaker_config(bgp, data_dir: str) -> SpeakerConfig:
     neighbors = tuple(Neighbor(address=n.address, asn=n.asn, port=n.port, md5_password=n.md5_password,
                                hold_time=n.hold_time, local_address=n.local_address, passive=n.passive,
                                rr_client=n.rr_client) for n in bgp.neighbors)
+    graceful = bgp.graceful_restart
     return SpeakerConfig(asn=bgp.asn, router_id=bgp.router_id, neighbors=neighbors, listen=bgp.listen,
-                         listen_port=bgp.port, workdir=os.path.join(data_dir, "bgp"))
+                         listen_port=bgp.port, workdir=os.path.join(data_dir, "bgp"),
+                         graceful_restart=GracefulRestart(graceful.enabled, graceful.restart_time, graceful.stale_time))
 
 
 class Federation:

@@ -13,12 +13,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from bgp import routes as bgp_routes
+from bgp.received import REASONS, Local, decode_message
 
 if TYPE_CHECKING:
     from bgp.speaker import Neighbor
 
 LOG = logging.getLogger("canopy.bgp.speaker")
 PEER_STATES = ("idle", "connected", "up", "down")
+REFUSAL_LOG_INTERVAL = 60.0  # seconds between log lines for the same peer and reason after the first
+LOG_ONCE = ("not_vxlan",)  # reasons logged only the first time per peer (then only counted)
+EVPN_FAMILY = "l2vpn/evpn"  # as ExaBGP names it in a graceful restart capability
 
 
 @dataclass
@@ -31,6 +35,11 @@ class PeerStatus:
     since: float | None = None  # epoch time of the last state change
     up_since: float | None = None  # monotonic time the session came up
     last_error: str | None = None
+    restart_time: int | None = None  # graceful restart for l2vpn evpn in its last OPEN: its Restart Time
+    forwarding: bool = False  # ... and its Forwarding State bit for l2vpn evpn
+    stale: set = field(default_factory=set)  # keys of routes kept while it restarts (RFC 4724)
+    stale_until: float | None = None  # monotonic deadline of the stale routes
+    refused: collections.Counter = field(default_factory=collections.Counter)  # reason -> routes refused
 
     def change(self, state: str, error: str | None = None) -> bool:
         if error:
@@ -40,6 +49,15 @@ class PeerStatus:
         self.state, self.since = state, time.time()
         self.up_since = time.monotonic() if state == "up" else None
         return True
+
+
+@dataclass(frozen=True)
+class GracefulRestart:
+    """Our side of BGP graceful restart (RFC 4724): advertised, and honoured for peers that advertise it."""
+
+    enabled: bool = True
+    restart_time: int = 120  # seconds we ask peers to keep our routes while we restart
+    stale_time: int = 360  # seconds a returned peer has to send End-of-RIB before its stale routes go
 
 
 def _ip(text) -> str:
@@ -59,9 +77,16 @@ class RouteBook:
     - ``failed``: {key: route} whose announce was answered "error" (not re-sent until it changes
       or ExaBGP restarts);
     - ``pending``: (action, route) per command line sent and not yet acknowledged, in order;
-    - ``received``: {(peer ip, key): route} from ExaBGP's updates;
-    - ``peers``: {peer ip: PeerStatus}.
+    - ``received``: {(peer ip, key): route} from ExaBGP's updates (routes refused at the edge are
+      treated as withdrawn: ``bgp.received``);
+    - ``peers``: {peer ip: PeerStatus}, with the routes kept stale while a peer restarts.
     Methods that send return the command lines (without newline) for the caller to write.
+
+    Graceful restart (RFC 4724, receiving side), when ``graceful.enabled`` and the peer's last OPEN
+    advertised it for l2vpn evpn with a non-zero Restart Time: when its session ends other than by a
+    NOTIFICATION it sent, or ExaBGP exits, its routes stay, marked stale, for its Restart Time; when it
+    is back with the Forwarding State bit set they stay until its End-of-RIB (at most ``stale_time``),
+    and those it did not announce again are then removed. Without the bit, or after the time, they go.
     """
 
     neighbors: tuple[Neighbor, ...] = ()
@@ -74,6 +99,10 @@ class RouteBook:
     peers: dict = field(default_factory=dict)
     connected: bool = False
     log: logging.Logger = LOG
+    local: Local | None = None  # our AS and router id, to recognise our own routes come back
+    graceful: GracefulRestart = GracefulRestart()
+    clock: object = time.monotonic  # () -> seconds, for the restart timers and the refusal log
+    _refusal_log: dict = field(default_factory=dict)  # (peer, reason) -> [next log time, suppressed count]
 
     def __post_init__(self):
         for neighbor in self.neighbors:
@@ -107,21 +136,25 @@ class RouteBook:
         return bgp_routes.to_command(route, action)
 
     def detach(self) -> bool:
-        """ExaBGP is gone: nothing is announced, every peer is down, nothing received. True if changed."""
+        """ExaBGP is gone: nothing is announced, every peer is down, and what they sent is dropped (or
+        kept stale, graceful restart). True if changed."""
         self.connected = False
         self.expected, self.announced, self.failed = {}, {}, {}
         self.pending.clear()
-        changed = bool(self.received)
-        self.received = {}
+        changed = False
         for peer in self.peers.values():
+            was_up = peer.state == "up"
             changed |= peer.change("down")
+            if was_up:
+                changed |= self._session_lost(peer, graceful=True)
         return changed
 
     # ------------------------------------------------------------------ receiving
     def handle_line(self, line: str) -> bool:
         """One line from ExaBGP (ack or JSON message); True if received routes or peer states changed.
 
-        Malformed or unexpected lines are logged and dropped; this never raises.
+        Malformed or unexpected lines are logged and dropped; this never raises (an exception here would
+        lose the acknowledgements after it and desynchronise the command queue).
         """
         line = line.strip()
         if line in ("done", "error"):
@@ -134,15 +167,17 @@ class RouteBook:
         try:
             message = json.loads(line)
             kind = message.get("type")
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, RecursionError):
             self.log.warning("ExaBGP API: malformed JSON dropped: %r", line[:200])
             return False
         try:
             if kind == "state":
                 return self._state(message["neighbor"])
+            if kind == "open":
+                return self._open(message["neighbor"])
             if kind == "update":
                 return self._update(message)
-        except (KeyError, TypeError, AttributeError, ValueError) as error:
+        except Exception as error:  # noqa: BLE001 - see the docstring
             self.log.warning("ExaBGP API: %s message dropped (%r): %r", kind, error, line[:200])
         return False
 
@@ -165,41 +200,129 @@ class RouteBook:
             if self.expected.get(key) == route:
                 del self.expected[key]
 
-    def _state(self, neighbor: dict) -> bool:
+    def _peer(self, neighbor: dict) -> PeerStatus | None:
         address = _ip(neighbor["address"]["peer"])
-        state = neighbor["state"]
-        if state not in PEER_STATES:
-            self.log.info("ExaBGP API: peer %s in unknown state %r ignored", address, state)
-            return False
         peer = self.peers.get(address)
         if peer is None:
-            self.log.warning("ExaBGP API: state of unconfigured peer %s ignored", address)
+            self.log.warning("ExaBGP API: message about unconfigured peer %s ignored", address)
+        return peer
+
+    def _state(self, neighbor: dict) -> bool:
+        state = neighbor["state"]
+        peer = self._peer(neighbor)
+        if peer is None:
+            return False
+        if state not in PEER_STATES:
+            self.log.info("ExaBGP API: peer %s in unknown state %r ignored", peer.address, state)
             return False
         reason, before = (neighbor.get("reason") if state == "down" else None), peer.state
         changed = peer.change(state, reason or None)
         level = logging.INFO if changed and "up" in (before, state) else logging.DEBUG  # not every retry
-        self.log.log(level, "BGP peer %s is %s%s", address, state, f" ({reason})" if reason else "")
-        if state == "down":
-            gone = [k for k in self.received if k[0] == address]
-            for k in gone:
-                del self.received[k]
-            changed |= bool(gone)
+        self.log.log(level, "BGP peer %s is %s%s", peer.address, state, f" ({reason})" if reason else "")
+        if state == "down" and before == "up":  # not on every failed attempt: the restart timer runs on
+            changed |= self._session_lost(peer, graceful="notification received" not in str(reason))
+        elif state == "up" and peer.stale:
+            changed |= self._session_back(peer)
+        return changed
+
+    def _open(self, neighbor: dict) -> bool:
+        """The peer's OPEN: remember whether it does graceful restart for l2vpn evpn (and how)."""
+        if neighbor.get("direction") != "receive":
+            return False
+        peer = self._peer(neighbor)
+        if peer is None:
+            return False
+        peer.restart_time, peer.forwarding = None, False
+        for capability in (neighbor["open"].get("capabilities") or {}).values():
+            if isinstance(capability, dict) and capability.get("name") == "graceful restart":
+                families = capability.get("address-family-flags") or {}
+                if EVPN_FAMILY in families:
+                    peer.restart_time = int(capability.get("time") or 0)
+                    peer.forwarding = "restart" in (families[EVPN_FAMILY] or ())  # ExaBGP prints F as "restart"
+        return False
+
+    def _session_lost(self, peer: PeerStatus, graceful: bool) -> bool:
+        """The session with ``peer`` ended: keep its routes stale (graceful restart) or drop them."""
+        keys = {k[1] for k in self.received if k[0] == peer.address}
+        if graceful and self.graceful.enabled and peer.restart_time and keys:
+            peer.stale |= keys
+            peer.stale_until = self.clock() + peer.restart_time
+            self.log.info("BGP peer %s: keeping its %d route(s) for up to %ds while it restarts (graceful "
+                          "restart)", peer.address, len(peer.stale), peer.restart_time)
+            return False
+        return self._sweep(peer, keys)
+
+    def _session_back(self, peer: PeerStatus) -> bool:
+        """A restarting peer is back: wait for its End-of-RIB, unless it did not keep its forwarding state."""
+        if self.graceful.enabled and peer.restart_time is not None and peer.forwarding:
+            peer.stale_until = self.clock() + self.graceful.stale_time
+            return False
+        self.log.info("BGP peer %s is back without forwarding state for l2vpn evpn: its %d stale route(s) go",
+                      peer.address, len(peer.stale))
+        return self._sweep(peer, set(peer.stale))
+
+    def _sweep(self, peer: PeerStatus, keys) -> bool:
+        """Remove ``keys`` received from ``peer``; its stale routes are all gone afterwards."""
+        changed = False
+        for key in keys:
+            changed |= self.received.pop((peer.address, key), None) is not None
+        peer.stale, peer.stale_until = set(), None
+        return changed
+
+    def expire(self, now: float | None = None) -> bool:
+        """Drop the stale routes of peers whose restart or End-of-RIB time is over; True if any went."""
+        now = self.clock() if now is None else now
+        changed = False
+        for peer in self.peers.values():
+            if peer.stale and peer.stale_until is not None and now >= peer.stale_until:
+                self.log.warning("BGP peer %s: %d stale route(s) removed (%s)", peer.address, len(peer.stale),
+                                 "no End-of-RIB in time" if peer.state == "up" else "restart time over")
+                changed |= self._sweep(peer, set(peer.stale))
         return changed
 
     def _update(self, message: dict) -> bool:
         neighbor = message["neighbor"]
         if neighbor.get("direction", "receive") != "receive":
             return False
-        address = _ip(neighbor["address"]["peer"])
-        changed = False
-        for action, route in bgp_routes.from_exabgp_json(message):
+        peer = self._peer(neighbor)
+        decoded = decode_message(message, self.local)
+        if peer is None or decoded is None:
+            return False
+        address, changed = peer.address, False
+        for route in decoded.announced:
             key = (address, route.key)
-            if action == bgp_routes.ANNOUNCE:
-                changed |= self.received.get(key) != route
-                self.received[key] = route
-            else:
-                changed |= self.received.pop(key, None) is not None
+            changed |= self.received.get(key) != route
+            self.received[key] = route
+            peer.stale.discard(route.key)
+        gone = list(decoded.withdrawn)
+        for refusal in decoded.refused:
+            self._refused(peer, refusal)
+            if refusal.key is not None:
+                gone.append(refusal.key)
+        for key in gone:
+            changed |= self.received.pop((address, key), None) is not None
+            peer.stale.discard(key)
+        if decoded.end_of_rib and peer.stale:
+            self.log.info("BGP peer %s: End-of-RIB, %d stale route(s) not announced again removed", address,
+                          len(peer.stale))
+            changed |= self._sweep(peer, set(peer.stale))
+        elif decoded.end_of_rib:
+            peer.stale_until = None
         return changed
+
+    def _refused(self, peer: PeerStatus, refusal) -> None:
+        """Count a route refused at the edge; log the first of each reason per peer, then once a minute
+        (``LOG_ONCE`` reasons: never again)."""
+        peer.refused[refusal.reason] += 1
+        slot = self._refusal_log.setdefault((peer.address, refusal.reason), [float("-inf"), 0])
+        now = self.clock()
+        if now < slot[0]:
+            slot[1] += 1
+            return
+        more = f" (and {slot[1]} more since the last report)" if slot[1] else ""
+        self.log.warning("BGP peer %s: route treated as withdrawn: %s: %s%s", peer.address,
+                         REASONS.get(refusal.reason, refusal.reason), refusal.detail, more)
+        slot[0], slot[1] = now + (float("inf") if refusal.reason in LOG_ONCE else REFUSAL_LOG_INTERVAL), 0
 
     # ------------------------------------------------------------------ inspection
     def peer_rows(self) -> list[dict]:
@@ -211,5 +334,8 @@ class RouteBook:
                 "uptime": now - peer.up_since if up and peer.up_since is not None else None,
                 "received": sum(1 for k in self.received if k[0] == peer.address),
                 "sent": len(self.announced) if up else 0, "last_error": peer.last_error,
+                "stale": len(peer.stale), "refused": dict(peer.refused),
+                "graceful_restart": {"restart_time": peer.restart_time, "forwarding": peer.forwarding}
+                if peer.restart_time is not None else None,
             })
         return rows

@@ -8,28 +8,24 @@ Three route types (RFC 7432, RFC 8365, RFC 9135, RFC 9136), as frozen dataclasse
   ingress replication, label = VNI).
 - ``IpPrefixRoute`` (type 5): an IP prefix in a routed domain (L3 VNI, Router's MAC).
 
-``route.key`` is the NLRI identity: every field that goes into the NLRI bytes. ExaBGP indexes
-its RIB by the packed NLRI, so a withdraw must repeat exactly these values.
+``route.key`` is the route key as the RFCs define it (RFC 7432 section 7.2, RFC 9136 section 3): the
+NLRI fields that identify a route, without the ESI, the MPLS labels (VNIs) or the type 5 gateway IP.
+A peer withdraws with any labels (FRR: label 0), and a new announcement with the same key replaces
+the old one, on both sides (``bgp.exabgp_ext`` keys ExaBGP's outgoing RIB the same way).
 
 The API command format is one line: ``[neighbor <ip> ]announce evpn <json>`` or
 ``... withdraw evpn <json>``; the JSON is compact (no spaces) so ExaBGP's command dispatcher,
 which matches registered names by substring, never finds a command name inside the payload.
 
-``from_exabgp_json`` decodes what ExaBGP (``encoder json``) prints for received EVPN routes.
-The NLRI is decoded from its ``raw`` hex (the wire truth: ExaBGP's parsed labels stop at the
-first bottom-of-stack bit and show ``[label >> 4, raw]``); attributes from the extended
-community integer values and the PMSI string.
+What peers send is decoded and checked in ``bgp.received``.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
-import logging
 import re
 from dataclasses import dataclass, field
-
-log = logging.getLogger(__name__)
 
 MAX_VNI = (1 << 24) - 1
 ANNOUNCE = "announce"
@@ -51,10 +47,13 @@ def _mac(value: str, name: str) -> str:
 
 
 def _ip(value: str, name: str) -> str:
+    """The address normalised; an IPv4-mapped IPv6 address (::ffff:a.b.c.d) becomes a.b.c.d."""
     try:
-        return str(ipaddress.ip_address(value))
+        address = ipaddress.ip_address(value)
     except ValueError:
         raise ValueError(f"{name}: {value!r} is not an IP address") from None
+    mapped = getattr(address, "ipv4_mapped", None)
+    return str(mapped or address)
 
 
 def _vni(value: int, name: str) -> int:
@@ -140,8 +139,8 @@ class MacIpRoute:
 
     @property
     def key(self) -> tuple:
-        """The NLRI identity (ESI and labels are in the NLRI bytes too)."""
-        return (2, self.rd, self.esi, self.ethernet_tag, self.mac, self.ip, self.l2_vni, self.l3_vni)
+        """RFC 7432 section 7.2: RD, Ethernet tag, MAC and IP; not the ESI nor the labels."""
+        return route_key(2, vars(self))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -167,8 +166,8 @@ class InclusiveMulticastRoute:
 
     @property
     def key(self) -> tuple:
-        """The NLRI identity."""
-        return (3, self.rd, self.ethernet_tag, self.next_hop)
+        """RFC 7432 section 7.2: RD, Ethernet tag and the originating router's IP (the whole NLRI)."""
+        return route_key(3, vars(self))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -203,12 +202,20 @@ class IpPrefixRoute:
 
     @property
     def key(self) -> tuple:
-        """The NLRI identity."""
-        return (5, self.rd, self.esi, self.ethernet_tag, self.prefix, self.gateway, self.l3_vni)
+        """RFC 9136 section 3: RD, Ethernet tag and the IP prefix (with its length); not the ESI, the
+        gateway IP nor the label."""
+        return route_key(5, vars(self))
 
 
 Route = MacIpRoute | InclusiveMulticastRoute | IpPrefixRoute
 ROUTE_CLASSES = {cls.TYPE: cls for cls in (MacIpRoute, InclusiveMulticastRoute, IpPrefixRoute)}
+KEY_FIELDS = {2: ("rd", "ethernet_tag", "mac", "ip"), 3: ("rd", "ethernet_tag", "next_hop"),
+              5: ("rd", "ethernet_tag", "prefix")}
+
+
+def route_key(kind: int, fields: dict) -> tuple:
+    """The RFC route key of route type ``kind`` from its fields (``decode_nlri`` output or a route's)."""
+    return (kind, *(fields.get(name) for name in KEY_FIELDS[kind]))
 
 
 # --------------------------------------------------------------------------- API commands
@@ -264,187 +271,3 @@ def parse_command(line: str) -> tuple[str | None, str, Route]:
     except json.JSONDecodeError as error:
         raise ValueError(f"evpn command payload is not JSON: {error}") from None
     return neighbor, action, route_from_dict(data)
-
-
-# --------------------------------------------------------------------------- decoding ExaBGP output
-
-
-def from_exabgp_json(message) -> list[tuple[str, Route]]:
-    """Decode one ExaBGP JSON message (str or dict) into [(action, route)].
-
-    Non-update messages, other families, malformed or unsupported routes are logged and
-    skipped: this never raises.
-    """
-    try:
-        if isinstance(message, (str, bytes)):
-            message = json.loads(message)
-        update = message["neighbor"]["message"]["update"]
-    except (ValueError, KeyError, TypeError):
-        log.debug("not an ExaBGP update message, ignored")
-        return []
-    if not isinstance(update, dict):
-        return []
-    attributes = _decode_attributes(update.get("attribute") or {})
-    results = []
-    for next_hop, nlri in _announced(update):
-        _append(results, ANNOUNCE, nlri, next_hop, attributes)
-    for nlri in _withdrawn(update):
-        _append(results, WITHDRAW, nlri, None, {})
-    return results
-
-
-def _announced(update: dict):
-    by_next_hop = (update.get("announce") or {}).get("l2vpn evpn") or {}
-    if not isinstance(by_next_hop, dict):
-        log.warning("EVPN announce section is not an object, ignored")
-        return
-    for next_hop, nlris in by_next_hop.items():
-        for nlri in nlris if isinstance(nlris, list) else []:
-            yield next_hop, nlri
-
-
-def _withdrawn(update: dict):
-    nlris = (update.get("withdraw") or {}).get("l2vpn evpn") or []
-    yield from nlris if isinstance(nlris, list) else []
-
-
-def _append(results: list, action: str, nlri, next_hop, attributes: dict) -> None:
-    try:
-        route = _decode_route(nlri, next_hop, attributes)
-    except (ValueError, KeyError, TypeError, IndexError) as error:
-        log.warning("EVPN %s skipped: %s (%s)", action, error, str(nlri)[:200])
-        return
-    if route is not None:
-        results.append((action, route))
-
-
-def _decode_route(nlri: dict, next_hop: str | None, attributes: dict) -> Route | None:
-    fields = decode_nlri(bytes.fromhex(nlri["raw"]))
-    route_type = fields.pop("type")
-    if route_type not in ROUTE_CLASSES:
-        log.info("EVPN route type %s is not handled, ignored", route_type)
-        return None
-    cls = ROUTE_CLASSES[route_type]
-    values = {k: v for k, v in attributes.items() if k in cls.__dataclass_fields__}
-    values.update(fields)
-    if route_type == 3 and next_hop is None:
-        values.setdefault("vni", 0)  # a withdrawal carries no PMSI; the VNI is not in the key
-    elif route_type == 3 and "vni" not in values:
-        raise ValueError("inclusive multicast route without an ingress replication PMSI")
-    elif next_hop is not None:
-        values["next_hop"] = next_hop
-    values.setdefault("next_hop", "0.0.0.0")  # withdrawals carry no next hop
-    return cls(**values)
-
-
-def decode_nlri(data: bytes) -> dict:
-    """Decode one EVPN NLRI (type, length, value) into route fields; ValueError if malformed."""
-    if len(data) < 2 or len(data) != data[1] + 2:
-        raise ValueError("EVPN NLRI length does not match its header")
-    route_type, value = data[0], data[2:]
-    decoder = _NLRI_DECODERS.get(route_type)
-    if decoder is None:
-        return {"type": route_type}
-    return {"type": route_type, **decoder(value)}
-
-
-def _rd(data: bytes) -> str:
-    kind, body = int.from_bytes(data[:2], "big"), data[2:8]
-    if kind == 0:
-        return f"{int.from_bytes(body[:2], 'big')}:{int.from_bytes(body[2:], 'big')}"
-    if kind == 1:
-        return f"{ipaddress.IPv4Address(body[:4])}:{int.from_bytes(body[4:], 'big')}"
-    if kind == 2:
-        return f"{int.from_bytes(body[:4], 'big')}:{int.from_bytes(body[4:], 'big')}"
-    raise ValueError(f"unknown route distinguisher type {kind}")
-
-
-def _labels(data: bytes) -> list[int]:
-    if len(data) % 3:
-        raise ValueError("label field is not a multiple of 3 bytes")
-    return [int.from_bytes(data[i:i + 3], "big") for i in range(0, len(data), 3)]
-
-
-def _address(data: bytes) -> str:
-    if len(data) not in (4, 16):
-        raise ValueError(f"address of {len(data)} bytes")
-    return str(ipaddress.ip_address(data))
-
-
-def _decode_mac_ip(v: bytes) -> dict:
-    if len(v) < 33 or v[22] != 48:
-        raise ValueError("MAC/IP route too short or MAC length is not 48")
-    ip_len = v[29] // 8
-    labels = _labels(v[30 + ip_len:])
-    if len(labels) not in (1, 2) or ip_len not in (0, 4, 16):
-        raise ValueError("MAC/IP route has a bad IP length or label count")
-    return {
-        "rd": _rd(v[:8]), "esi": int.from_bytes(v[8:18], "big"),
-        "ethernet_tag": int.from_bytes(v[18:22], "big"), "mac": v[23:29].hex(":"),
-        "ip": _address(v[30:30 + ip_len]) if ip_len else None,
-        "l2_vni": labels[0], "l3_vni": labels[1] if len(labels) == 2 else None,
-    }
-
-
-def _decode_multicast(v: bytes) -> dict:
-    if len(v) < 13 or len(v) != 13 + v[12] // 8:
-        raise ValueError("inclusive multicast route has a bad length")
-    return {"rd": _rd(v[:8]), "ethernet_tag": int.from_bytes(v[8:12], "big"),
-            "next_hop": _address(v[13:])}
-
-
-def _decode_prefix(v: bytes) -> dict:
-    size = {34: 4, 58: 16}.get(len(v))
-    if size is None:
-        raise ValueError("IP prefix route is neither IPv4 (34) nor IPv6 (58) bytes")
-    address, gateway = v[23:23 + size], v[23 + size:23 + 2 * size]
-    return {
-        "rd": _rd(v[:8]), "esi": int.from_bytes(v[8:18], "big"),
-        "ethernet_tag": int.from_bytes(v[18:22], "big"),
-        "prefix": f"{_address(address)}/{v[22]}", "gateway": _address(gateway),
-        "l3_vni": _labels(v[-3:])[0],
-    }
-
-
-_NLRI_DECODERS = {2: _decode_mac_ip, 3: _decode_multicast, 5: _decode_prefix}
-_PMSI_RE = re.compile(r"^pmsi:ingressreplication:\d+:(\d+)(?:\((\d+)\))?:(\S+)$")
-
-
-def _decode_attributes(attribute: dict) -> dict:
-    """Route fields carried by path attributes (extended communities, PMSI)."""
-    values: dict = {"route_targets": []}
-    for community in attribute.get("extended-community") or []:
-        try:
-            _decode_extended(int(community["value"]), values)
-        except (KeyError, TypeError, ValueError) as error:
-            log.warning("extended community %r skipped: %s", community, error)
-    values["route_targets"] = tuple(values["route_targets"])
-    pmsi = attribute.get("pmsi")
-    if isinstance(pmsi, str):
-        match = _PMSI_RE.match(pmsi)
-        if match:
-            label, raw, _tunnel = match.groups()
-            values["vni"] = int(raw) if raw is not None else int(label) << 4
-        else:
-            log.warning("PMSI %r is not ingress replication, ignored", pmsi)
-    return values
-
-
-def _decode_extended(value: int, values: dict) -> None:
-    """Decode one 8-byte extended community (as the integer ExaBGP prints) into ``values``."""
-    data = value.to_bytes(8, "big")
-    kind, sub = data[0] & 0x3F, data[1]
-    if sub == 0x02 and kind in (0x00, 0x02):
-        split = 4 if kind == 0x00 else 6
-        admin, number = data[2:split], data[split:]
-        values["route_targets"].append(f"{int.from_bytes(admin, 'big')}:{int.from_bytes(number, 'big')}")
-    elif (kind, sub) == (0x01, 0x02):
-        values["route_targets"].append(f"{ipaddress.IPv4Address(data[2:6])}:{int.from_bytes(data[6:], 'big')}")
-    elif (kind, sub) == (0x03, 0x0C):
-        tunnel = int.from_bytes(data[6:], "big")
-        names = {number: name for name, number in ENCAPSULATIONS.items()}
-        values["encapsulation"] = names.get(tunnel, f"unknown-{tunnel}")
-    elif (kind, sub) == (0x06, 0x00):
-        values["mobility_seq"] = int.from_bytes(data[4:], "big")
-    elif (kind, sub) == (0x06, 0x03):
-        values["router_mac"] = data[2:].hex(":")

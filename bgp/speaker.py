@@ -40,7 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from bgp.routebook import RouteBook
+from bgp.received import Local
+from bgp.routebook import GracefulRestart, RouteBook
 
 LOG = logging.getLogger("canopy.bgp.speaker")
 _LIBC = ctypes.CDLL(None, use_errno=True)
@@ -81,6 +82,7 @@ class SpeakerConfig:
     listen: str | None = None  # address ExaBGP listens on; None: it listens on no address
     listen_port: int = 179
     workdir: str = "/var/lib/canopy/bgp"  # exabgp.conf, the relay socket, exabgp.log, exabgp.out
+    graceful_restart: GracefulRestart = GracefulRestart()
 
     @property
     def conf_path(self) -> str:
@@ -140,8 +142,10 @@ def render_config(config: SpeakerConfig) -> str:
             lines += [f"    md5-password {encoded};", "    md5-base64 true;"]
             if config.listen and local == config.listen:
                 lines.append(f"    listen {config.listen_port};")
+        if config.graceful_restart.enabled:
+            lines.append(f"    capability {{ graceful-restart {config.graceful_restart.restart_time}; }}")
         lines += ["    family { l2vpn evpn; }",
-                  f"    api {{ processes [ {PROCESS_NAME} ]; neighbor-changes; receive {{ parsed; update; }} }}",
+                  f"    api {{ processes [ {PROCESS_NAME} ]; neighbor-changes; receive {{ parsed; update; open; }} }}",
                   "}"]
     return "\n".join(lines) + "\n"
 
@@ -237,7 +241,8 @@ class Speaker:
         self.on_change = on_change
         self.log = log or LOG
         self._lock = threading.Lock()
-        self._book = RouteBook(config.neighbors, log=self.log)
+        self._book = RouteBook(config.neighbors, log=self.log, local=Local(config.asn, config.router_id),
+                               graceful=config.graceful_restart)
         self._outbuf = bytearray()  # command bytes for the relay, written by the I/O thread
         self._thread: threading.Thread | None = None
         self._stopping = False
@@ -344,6 +349,8 @@ class Speaker:
                 try:
                     self._supervise()
                     self._poll(self._timeout())
+                    with self._lock:
+                        self._changed |= self._book.expire()
                 except Exception:  # noqa: BLE001 - the supervisor must outlive any bug in one turn
                     self.log.exception("BGP speaker: unexpected error, continuing")
                     time.sleep(POLL_INTERVAL)
@@ -503,7 +510,7 @@ class Speaker:
             rest = b""
         self._inbuf = bytearray(rest)
         with self._lock:
-            for line in lines:
+            for line in lines:  # handle_line never raises: no acknowledgement after a bad line is lost
                 self._changed |= self._book.handle_line(line.decode("utf-8", errors="replace"))
 
     def _write(self) -> None:

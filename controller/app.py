@@ -10,41 +10,41 @@ controller.runtime.
 
 from __future__ import annotations
 
-import gc
 import logging
 
-from controller import runtime
+from controller import guard, runtime
 from controller.core import build_core
+from controller.programloop import ProgramLoop
 from controller.programmer import Programmer
 from controller.derive import vtep_desired
 from controller.rest import bgp as rest_bgp
 from controller.rest import dataplane as rest_dataplane
 from controller.rest import vteps as rest_vteps
-from controller.rest import wsgi as rest_wsgi
 from controller.rest.api import Api, Response, Route
+from controller.rest.server import RestServer
 from controller.ryu_compat import (
     DEAD_DISPATCHER,
     MAIN_DISPATCHER,
     RyuApp,
+    drop_datapath,
     hub,
     ofp_event,
     ofproto_v1_3,
     ofproto_v1_4,
     set_ev_cls,
 )
+from openflow import claims
 from openflow.dhcp_service import DhcpService
 from openflow.encode import role_name
 from openflow.reconciler import REPLY_EVENTS, SwitchReconciler
 from ovsdb.server import OvsdbManagerServer
 
 log = logging.getLogger("canopy.app")
-COALESCE = 0.005  # seconds: changes arriving together are compiled together
 ROLE_RETRY = 0.2  # seconds before asking a switch again for a role it did not confirm
 
 
 class CanopyApp(RyuApp):
     OFP_VERSIONS = [ofproto_v1_3.OFP_VERSION, ofproto_v1_4.OFP_VERSION]
-    _CONTEXTS = {"wsgi": rest_wsgi.WSGIApplication}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -56,8 +56,12 @@ class CanopyApp(RyuApp):
         self.programmer = Programmer(self.state)
         self.reconcilers: dict[int, SwitchReconciler] = {}
         self.dhcp = DhcpService(self.state, self.programmer, settings.underlay_mtu)
+        limits = settings.limits
         self.ovsdb = OvsdbManagerServer(settings.ovsdb_listen, settings.ovsdb_port, self.state,
-                                        bridge=settings.bridge, log=logging.getLogger("canopy.ovsdb"))
+                                        bridge=settings.bridge, log=logging.getLogger("canopy.ovsdb"),
+                                        handshake_timeout=limits.ovsdb_handshake_timeout,
+                                        per_source=limits.ovsdb_per_source, max_message=limits.ovsdb_max_message,
+                                        sync_timeout=limits.ovsdb_sync_timeout)
         extra = [Route("GET", "/v1/ovsdb/sessions", self._ovsdb_sessions, "accepted OVSDB manager connections")]
         extra += rest_dataplane.routes(self.state, self.programmer, lambda: self.reconcilers)
         extra += rest_vteps.routes(self.state, self.programmer)
@@ -73,7 +77,7 @@ class CanopyApp(RyuApp):
             from controller.ha import Pair
 
             self.pair = Pair(settings.ha, self.store, self.state, self._on_role)
-            self.service.before_ack = self.pair.before_ack
+            self.service.replicate = self.pair.replicate
             self.service.writable = self.pair.writable
             self.ovsdb.writes_enabled = False  # until this node is the active one
             if self.federation is not None:
@@ -81,9 +85,16 @@ class CanopyApp(RyuApp):
         extra.append(Route("GET", "/v1/ha", self._ha_status,
                            "HA pair: role, peer, heartbeats, replication sequence and lag, generation id"))
         self._roles_wake = hub.Event()
-        self.api = Api(self.service, self.state, settings, extra_routes=extra, ha=self.pair)
-        rest_wsgi.register(kwargs["wsgi"], self.api)
+        self.api = Api(self.service, self.state, settings, extra_routes=extra, ha=self.pair,
+                       programming=lambda: self.program_loop.status())
+        self.api.switch_status = self._switch_status
+        self.rest = RestServer(settings.rest_listen, settings.rest_port, self.api, limits)
+        self.api.metrics.attach(reconcilers=lambda: dict(self.reconcilers), ovsdb=self.ovsdb, dhcp=self.dhcp,
+                                federation=self.federation, pair=self.pair, pause=lambda: hub.sleep(0))
+        runtime.API = self.api  # for SIGHUP (controller.lifecycle)
         self._wake = hub.Event()
+        self.program_loop = ProgramLoop(self.programmer, self._wake, self._hand_out, prepare=self._import_remote,
+                                        sleep=hub.sleep)
         self._worker = None
         self.state.subscribe(lambda what, detail: self._wake.set())
         counts = self.state.policy.counts()
@@ -95,7 +106,11 @@ class CanopyApp(RyuApp):
     def start(self):
         thread = super().start()
         self._worker = hub.spawn(self._program_loop)
+        guard.essential(self._worker, "the programming loop")
+        hub.spawn(self.api.metrics.watch_loop, hub.sleep)
         self.ovsdb.start()
+        guard.essential(self.ovsdb.accept_thread, "the OVSDB listener")
+        guard.essential(self.rest.start(), "the REST listener")
         if self.federation is not None:
             self.federation.start()
         if self.pair is not None:
@@ -118,28 +133,17 @@ class CanopyApp(RyuApp):
 
     # ------------------------------------------------------------------ programming switches
     def _program_loop(self):
-        """Wait for State to change, then recompile what changed and hand it to the switches."""
-        self._import_remote()
-        self.programmer.refresh(full=True)
-        gc.freeze()
-        while True:
-            self._wake.wait()
-            hub.sleep(COALESCE)
-            self._wake.clear()
-            full_before = self.programmer.full_recomputes
-            self._import_remote()
-            try:
-                touched = self.programmer.refresh()
-            except Exception:  # a compiler bug must not stop programming: recompute everything next time
-                log.exception("recompiling failed; falling back to a full recompute")
-                touched = self.programmer.refresh(full=True)
-            if self.programmer.full_recomputes != full_before:
-                # flows are acyclic (freed by reference counting): keep the cycle collector off them
-                gc.freeze()
-            for session in touched:
-                self._push(session)
-            self._push_vteps()
-            self._publish_routes()
+        """Wait for State to change, then recompile what changed and hand it to the switches; supervised
+        (controller/programloop.py): a failing pass is logged, reported degraded in /v1/status and retried
+        with back-off while the switches keep their last good state. The thread never ends."""
+        self.program_loop.run()
+
+    def _hand_out(self, touched):
+        """A programming pass's result: each touched switch, the hardware VTEPs, the EVPN routes."""
+        for session in touched:
+            self._push(session)
+        self._push_vteps()
+        self._publish_routes()
 
     def _import_remote(self):
         if self.federation is not None:
@@ -182,6 +186,34 @@ class CanopyApp(RyuApp):
         if dp.id is None:
             return
         if ev.state == MAIN_DISPATCHER:
+            old = self.reconcilers.get(dp.id)
+            if old is not None and old.datapath is not dp and old.datapath.is_active:
+                hub.spawn(self._contest, old, dp)  # a second claim: decided without holding the event loop
+                return
+            self._adopt(dp)
+        elif ev.state == DEAD_DISPATCHER:
+            rec = self.reconcilers.get(dp.id)
+            if rec is not None and rec.datapath is dp:
+                rec.stop()
+                del self.reconcilers[dp.id]
+            self.state.datapath_down(dp.id, conn=id(dp))
+
+    def _contest(self, old, dp):
+        """A second connection claims a datapath whose session is live: keep one (openflow/claims.py)."""
+        keep_old, reason = claims.decide(self.state, old.datapath, dp, self.settings.openflow_port)
+        if self.reconcilers.get(dp.id) is not old:  # the old session went meanwhile
+            keep_old = False
+        loser = dp if keep_old else old.datapath
+        log.warning("datapath %016x: OpenFlow connection from %s claims it while the session from %s is live; "
+                    "%s: keeping %s, closing %s", dp.id, claims.peer(dp), claims.peer(old.datapath), reason,
+                    claims.peer(old.datapath if keep_old else dp), claims.peer(loser))
+        drop_datapath(loser)
+        if not keep_old and dp.is_active:
+            self._adopt(dp)
+
+    def _adopt(self, dp):
+        """Make ``dp`` the session of its datapath: a reconciler of its own, programmed as desired."""
+        if dp.id is not None:
             old = self.reconcilers.pop(dp.id, None)
             if old is not None:
                 old.stop()
@@ -194,18 +226,16 @@ class CanopyApp(RyuApp):
             session = self._session_of(dp.id)
             if session is not None:  # known over OVSDB: its desired state is known; else wait for it
                 self._push(session)
-            peer = "%s:%s" % dp.address[:2] if dp.address else "?"
-            self.state.datapath_up(dp.id, peer, conn=id(dp))
-        elif ev.state == DEAD_DISPATCHER:
-            rec = self.reconcilers.get(dp.id)
-            if rec is not None and rec.datapath is dp:
-                rec.stop()
-                del self.reconcilers[dp.id]
-            self.state.datapath_down(dp.id, conn=id(dp))
+            self.state.datapath_up(dp.id, claims.peer(dp), conn=id(dp))
+
+    def _reconciler_of(self, dp):
+        """The reconciler of ``dp``'s session; None for a connection that is not (or no longer) it."""
+        rec = self.reconcilers.get(dp.id)
+        return rec if rec is not None and rec.datapath is dp else None
 
     @set_ev_cls(REPLY_EVENTS, MAIN_DISPATCHER)
     def _switch_reply(self, ev):
-        rec = self.reconcilers.get(ev.msg.datapath.id)
+        rec = self._reconciler_of(ev.msg.datapath)
         if rec is not None:
             rec.handle(ev.msg)
 
@@ -214,10 +244,11 @@ class CanopyApp(RyuApp):
         """OpenFlow 1.4: a switch changed our role (another controller took master)."""
         if self.pair is not None:
             msg = ev.msg
+            rec = self._reconciler_of(msg.datapath)
+            if rec is None:
+                return
             self.pair.switch_reported(msg.generation_id, role_name(msg.datapath.ofproto, msg.role))
-            rec = self.reconcilers.get(msg.datapath.id)
-            if rec is not None:
-                rec.role = role_name(msg.datapath.ofproto, msg.role)
+            rec.role = role_name(msg.datapath.ofproto, msg.role)
             self._roles_wake.set()
 
     # ------------------------------------------------------------------ HA roles
@@ -269,13 +300,17 @@ class CanopyApp(RyuApp):
         dp = msg.datapath
         if self.pair is not None and self.pair.role != "active":
             return  # only the active answers (an undecided node's connection is still EQUAL)
-        rec = self.reconcilers.get(dp.id)
+        rec = self._reconciler_of(dp)
         answer = self.dhcp.answer(dp.id, msg.cookie, bytes(msg.data)) if rec is not None else None
         if answer is not None:
             rec.packet_out(answer.actions, answer.frame)
 
     def _ha_status(self, req):
         return Response(200, self.pair.status() if self.pair is not None else {"role": "standalone"})
+
+    def _switch_status(self, dpid):
+        rec = self.reconcilers.get(dpid)
+        return rec.status() if rec is not None else None
 
     def _ovsdb_sessions(self, req):
         items = self.ovsdb.sessions()

@@ -2,20 +2,27 @@
 
     canopy run [--config FILE] [--accept-store]  start the controller (ryu-manager with Canopy's apps and REST)
     canopy check FILE...                      validate policy documents offline; errors name file and line
-    canopy apply FILE [--prune] [--dry-run]   apply a policy document to a running controller over REST
-    canopy status                             what a running controller says about itself
+    canopy check-settings FILE                validate a controller settings file offline
+    canopy apply FILE|- [--prune] [--dry-run] [--wait]
+                                              apply a policy document (- reads standard input) over REST
+    canopy status [--json]                    what a running controller says about itself
     canopy backup FILE [--config FILE]        copy the store (consistent while the controller runs)
     canopy restore FILE [--config FILE]       make a backup the store (the controller must be stopped)
 
-``run`` refuses a store that is missing, empty, damaged, another one or older than the last change this data
-directory held (controller/storeguard.py), with one line and exit status EXIT_STORE; ``--accept-store``
-takes it as it is.
+Exit codes (EXIT_*): 0 done; 1 invalid input, or the controller refused the request; 2 wrong command line or
+invalid settings for ``run``; 3 the controller cannot be reached; 4 ``run`` cannot start (a port in use, an
+address not on this host, an unusable data directory, a store that is empty, damaged or older than the last
+change this data directory held (controller/storeguard.py): one log line names the setting or the store;
+``backup`` and ``restore`` use 4 too); 5 ``apply --wait``
+timed out before the switches were programmed; 70 an essential part of a running controller stopped
+(controller.guard).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import urllib.error
@@ -26,7 +33,11 @@ from controller import policy as pol
 from controller import settings as settings_mod
 from controller.model import PolicyError
 
-EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_STORE = 0, 1, 2, 3, 4
+EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_START, EXIT_TIMEOUT = 0, 1, 2, 3, 4, 5
+EXIT_CODES = """exit codes: 0 done; 1 invalid input or refused by the controller; 2 wrong command line or invalid
+settings; 3 controller unreachable; 4 run cannot start (port in use, address not on this host, data_dir
+unusable, store refused: see docs/store.md), or backup/restore failed; 5 apply --wait timed out; 70 a running controller's essential part stopped"""
+PROGRESS_EVERY = 2.0  # seconds between progress lines of a long apply
 
 
 def main(argv=None) -> int:
@@ -39,7 +50,8 @@ def main(argv=None) -> int:
 
 
 def _parser():
-    p = argparse.ArgumentParser(prog="canopy", description="Canopy SDN controller")
+    p = argparse.ArgumentParser(prog="canopy", description="Canopy SDN controller", epilog=EXIT_CODES,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"canopy {__version__}")
     sub = p.add_subparsers()
 
@@ -61,11 +73,21 @@ def _parser():
     check.add_argument("files", nargs="+")
     check.set_defaults(func=cmd_check)
 
+    check_settings = sub.add_parser("check-settings", help="validate a controller settings file offline")
+    check_settings.add_argument("file")
+    check_settings.set_defaults(func=cmd_check_settings)
+
     for name, func, doc in (("apply", cmd_apply, "apply a policy document through the REST API"),
                             ("status", cmd_status, "show a running controller's status")):
         cmd = sub.add_parser(name, help=doc)
+        if name == "status":
+            cmd.add_argument("--json", action="store_true", help="print the controller's raw JSON")
         if name == "apply":
-            cmd.add_argument("file")
+            cmd.add_argument("file", help="the policy document; - reads it from standard input")
+            cmd.add_argument("--wait", action="store_true",
+                             help="after the commit, follow the switches until they are programmed")
+            cmd.add_argument("--wait-timeout", type=float, default=300.0, metavar="SECONDS",
+                             help="give up waiting after this long (exit code 5)")
             cmd.add_argument("--prune", action="store_true",
                              help="delete objects an earlier apply of this source created that the file no longer has")
             cmd.add_argument("--dry-run", action="store_true", help="show what would change; change nothing")
@@ -83,34 +105,74 @@ def _parser():
 # ---------------------------------------------------------------------------------------------- run
 
 def cmd_run(args) -> int:
-    from controller import logs, runtime
+    from controller import lifecycle, logs, runtime
 
+    lifecycle.exit_on_stop_signals()
     try:
-        settings = settings_mod.with_token(settings_mod.load(args.config))
+        settings = settings_mod.load(args.config)
     except (settings_mod.SettingsError, yamldoc.DocError) as exc:
         print(f"canopy: invalid settings:\n{exc}", file=sys.stderr)
         return EXIT_USAGE
+    logs.setup(settings.log_level, settings.log_format)
+    log = logging.getLogger("canopy.lifecycle")
     try:
+        accepted = storeguard.verify(settings.data_dir, accept=args.accept_store)  # before anything opens it
+        lifecycle.check_data_dir(settings.data_dir)
         held = storeguard.lock(settings.data_dir)  # kept open (held) while this process runs
-        accepted = storeguard.verify(settings.data_dir, accept=args.accept_store)
-    except (storeguard.StoreRefused, OSError) as exc:
-        print(f"canopy: {exc}", file=sys.stderr)
-        return EXIT_STORE
-    logs.setup(settings.log_level)
+        settings = settings_mod.with_token(settings)
+        lifecycle.check_listeners(lifecycle.listeners(settings))
+    except settings_mod.SettingsError as exc:
+        log.error("cannot start: %s", exc)
+        return EXIT_USAGE
+    except (lifecycle.StartError, storeguard.StoreRefused) as exc:
+        log.error("cannot start: %s", exc)
+        return EXIT_START
+    except OSError as exc:  # writing the generated REST token
+        log.error("cannot start: data_dir: cannot write the REST token file: %s", exc)
+        return EXIT_START
     if accepted:
-        import logging
-
         logging.getLogger("canopy.store").warning("%s", accepted)
     runtime.SETTINGS = settings
     runtime.DATA_LOCK = held
-    from controller.ryu_compat import run_manager
+    from controller import guard
+    from controller.ryu_compat import OpenFlowGuard, run_manager
+
+    guard.raise_nofile()
 
     argv = ["--ofp-listen-host", settings.openflow_listen, "--ofp-tcp-listen-port", str(settings.openflow_port),
-            "--wsapi-host", settings.rest_listen, "--wsapi-port", str(settings.rest_port),
-            "--config-file", os.devnull, "controller.app"]
-    if settings.log_level == "debug":
-        argv.insert(0, "--verbose")
-    return run_manager(argv) or EXIT_OK
+            "--config-file", os.devnull, "--nouse-stderr", "--default-log-level",
+            str(logs.LEVELS[settings.log_level]), "controller.app"]
+    lifecycle.install_signals(args.config)
+    try:
+        limits = settings.limits
+        code = run_manager(argv, OpenFlowGuard(limits.openflow_handshake_timeout, limits.openflow_per_source))
+    except KeyboardInterrupt:  # a stop signal while Ryu was still building the applications
+        code = EXIT_OK
+    log.info("Canopy stopped")
+    return code
+
+
+def cmd_check_settings(args) -> int:
+    """Validate a settings file offline (nothing is bound or written)."""
+    try:
+        settings = settings_mod.load(args.file)
+    except (settings_mod.SettingsError, yamldoc.DocError) as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_INVALID
+    if not settings.rest_token and settings.rest_token_file != settings_mod.token_path(settings.data_dir) \
+            and not os.path.exists(settings.rest_token_file):
+        print(f"{args.file}: rest.token_file: {settings.rest_token_file} does not exist", file=sys.stderr)
+        return EXIT_INVALID
+    parts = [f"OpenFlow {settings.openflow_listen}:{settings.openflow_port}",
+             f"OVSDB {settings.ovsdb_listen}:{settings.ovsdb_port}",
+             f"REST {settings.rest_listen}:{settings.rest_port}",
+             f"data {settings.data_dir}"]
+    if settings.ha.enabled:
+        parts.append(f"HA peer {settings.ha.peer}:{settings.ha.peer_port}")
+    if settings.bgp.enabled:
+        parts.append(f"BGP AS {settings.bgp.asn} with {len(settings.bgp.neighbors)} neighbor(s)")
+    print(f"{args.file}: ok ({', '.join(parts)})")
+    return EXIT_OK
 
 
 # ------------------------------------------------------------------------------------- backup/restore
@@ -124,7 +186,7 @@ def cmd_backup(args) -> int:
         facts = storeguard.backup(_data_dir(args), args.file)
     except (settings_mod.SettingsError, yamldoc.DocError, storeguard.StoreRefused, OSError) as exc:
         print(f"canopy: {exc}", file=sys.stderr)
-        return EXIT_STORE
+        return EXIT_START
     print(f"{args.file}: backup of the store up to change {facts.seq}")
     return EXIT_OK
 
@@ -134,7 +196,7 @@ def cmd_restore(args) -> int:
         facts, kept = storeguard.restore(_data_dir(args), args.file)
     except (settings_mod.SettingsError, yamldoc.DocError, storeguard.StoreRefused, OSError) as exc:
         print(f"canopy: {exc}", file=sys.stderr)
-        return EXIT_STORE
+        return EXIT_START
     print(f"restored the store up to change {facts.seq} from {args.file}"
           + (f"; the store it replaced is kept as {kept}" if kept else ""))
     return EXIT_OK
@@ -191,14 +253,21 @@ def _leaf(path):
 
 def cmd_apply(args) -> int:
     try:
-        doc = yamldoc.load_file(args.file)
+        doc = yamldoc.load(sys.stdin.read(), "<stdin>") if args.file == "-" else yamldoc.load_file(args.file)
     except yamldoc.DocError as exc:
         print(exc, file=sys.stderr)
         return EXIT_INVALID
+    except UnicodeDecodeError:
+        print("<stdin>: is not UTF-8 text", file=sys.stderr)
+        return EXIT_INVALID
     source = args.source or (doc.data.get("source") if isinstance(doc.data, dict) else None) \
-        or os.path.basename(args.file)
+        or ("stdin" if args.file == "-" else os.path.basename(args.file))
+    if args.file == "-" and not args.source and not (isinstance(doc.data, dict) and doc.data.get("source")):
+        print("canopy: a document from standard input is applied as source 'stdin' (set --source or a "
+              "'source' key to name it)", file=sys.stderr)
     body = {"document": doc.data, "source": source, "prune": args.prune, "dry_run": args.dry_run}
-    status, reply = _request(args, "POST", "/v1/apply", body)
+    with _Progress(f"applying {doc.filename}"):
+        status, reply = _request(args, "POST", "/v1/apply", body)
     if status is None:
         return EXIT_UNREACHABLE
     if status != 200:
@@ -216,8 +285,12 @@ def cmd_apply(args) -> int:
     verb = "would" if reply["dry_run"] else ""
     for c in changes:
         print(f"{verb + ' ' if verb else ''}{c['op']} {c['kind']} {c['ref']}")
-    print(f"{args.file}: {len(changes)} change(s){' (dry run)' if reply['dry_run'] else ''}, "
+    print(f"{doc.filename}: {len(changes)} change(s){' (dry run)' if reply['dry_run'] else ''}, "
           f"source {reply['source']!r}, seq {reply['seq']}")
+    if args.wait and not reply["dry_run"]:
+        from controller.cli_status import wait_programmed
+
+        return wait_programmed(lambda: _request(args, "GET", "/v1/switches", None), args.wait_timeout)
     return EXIT_OK
 
 
@@ -225,8 +298,42 @@ def cmd_status(args) -> int:
     status, reply = _request(args, "GET", "/v1/status", None)
     if status is None:
         return EXIT_UNREACHABLE
-    print(json.dumps(reply, indent=2, sort_keys=True))
+    if args.json or status != 200 or not isinstance(reply, dict):
+        print(json.dumps(reply, indent=2, sort_keys=True))
+    else:
+        from controller.cli_status import render_status
+
+        print(render_status(reply))
     return EXIT_OK if status == 200 else EXIT_INVALID
+
+
+class _Progress:
+    """While a request runs longer than PROGRESS_EVERY seconds, say so on standard error every so often."""
+
+    def __init__(self, what: str):
+        import threading
+
+        self.what = what
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):
+        import time
+
+        self._started = time.monotonic()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._done.set()
+        self._thread.join()
+
+    def _run(self):
+        import time
+
+        while not self._done.wait(PROGRESS_EVERY):
+            print(f"canopy: {self.what}: waiting for the controller ({time.monotonic() - self._started:.0f} s)",
+                  file=sys.stderr, flush=True)
 
 
 def _token(args):

@@ -13,6 +13,7 @@ is ignored, and an EVPN prefix never replaces a connected, host or resolved stat
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -118,6 +119,7 @@ class View:
     static: dict[str, list[Route]] = field(default_factory=dict)  # domain id -> its static routes (in fib too)
     remote_vteps: dict[str, str] = field(default_factory=dict)  # evpn session -> remote VTEP IP
     remote_floods: dict[str, frozenset[str]] = field(default_factory=dict)  # subnet id -> remote VTEPs (type 3)
+    bm_gateways: dict[str, str] = field(default_factory=dict)  # subnet id -> the VRS routing for its bare metal
     _on: dict = field(default_factory=dict, repr=False, compare=False)  # session -> (subnets, domains)
 
     def subnets_on(self, session) -> set[str]:
@@ -133,6 +135,8 @@ class View:
             subnets = defaultdict(set)
             for e in self.endpoints.values():
                 subnets[e.session].add(e.subnet_id)
+            for sid, sess in self.bm_gateways.items():  # the gateway VRS serves the subnet like a holder
+                subnets[sess].add(sid)
             for sess, subs in subnets.items():
                 self._on[sess] = (subs, {self.subnets[s].domain_id for s in subs if self.subnets[s].domain_id})
         return self._on.get(session, (set(), set()))
@@ -151,6 +155,8 @@ class View:
         """The subnet's BUM replication list: tunnel IPs of every other VRS with endpoints in the subnet, of
         the hardware VTEPs bound to it, and of the remote VTEPs that have it (MACs there, or type 3 routes)."""
         sessions = {e.session for e in self.by_subnet.get(subnet_id, ())} | self.bound_vteps.get(subnet_id, set())
+        if subnet_id in self.bm_gateways:
+            sessions.add(self.bm_gateways[subnet_id])
         ips = {self.tunnel_ip_of(s) for s in sessions if s != exclude_session}
         ips |= self.remote_floods.get(subnet_id, frozenset()) - {self.tunnel_ip_of(exclude_session)}
         return sorted(ips - {None}, key=lambda ip: ipaddress.IPv4Address(ip))
@@ -184,6 +190,7 @@ def derive(policy, locations, snapshots, vtep_ip_of, vteps=None, remote=None) ->
         view.endpoints[vid] = ep
         view.by_subnet[ep.subnet_id].append(ep)
     _add_vteps(view, policy, vteps or {})
+    view.bm_gateways = bm_gateways(view, policy)
     own_ips = {sw.vtep_ip for sw in view.switches.values()} | \
         {ip for snap in (vteps or {}).values() for ip in snap.tunnel_ips}
     prefixes = _add_remote(view, remote, own_ips - {None}) if remote is not None else {}
@@ -205,16 +212,85 @@ def _add_vteps(view, policy, vteps):
             view.bound_vteps.setdefault(binding["subnet_id"], set()).add(session)
     by_vni = {s.vni: s.id for s in view.subnets.values()}
     known = {(e.subnet_id, e.mac) for e in view.endpoints.values()}
+    servers = {(v["subnet_id"], v["mac"]): v for v in policy.all("vport")
+               if v["binding"]["flavour"] == "baremetal" and v["subnet_id"] in view.subnets}
     for session, snap in sorted(vteps.items()):
         for mac in sorted(snap.local_macs, key=lambda m: (m.vni, m.mac)):
             sid = by_vni.get(mac.vni)
             if sid is None or session not in view.bound_vteps.get(sid, ()) or (sid, mac.mac) in known:
                 continue  # not a bound subnet, or a vport's MAC (policy wins)
-            ep = Endpoint(f"{snap.name}/{mac.vni}/{mac.mac}", sid, mac.mac, (mac.ip,) if mac.ip else (), False,
-                          session, None, None, "vtep_mac")
-            view.endpoints[ep.vport_id] = ep
-            view.by_subnet[sid].append(ep)
+            server = servers.get((sid, mac.mac))
+            if server is not None:  # a declared bare-metal server: its id and IPs come from policy
+                _add_server(view, server, session)
+            else:
+                _add_endpoint(view, Endpoint(f"{snap.name}/{mac.vni}/{mac.mac}", sid, mac.mac,
+                                             (mac.ip,) if _ipv4(mac.ip) else (), False, session, None, None,
+                                             "vtep_mac"))
             known.add((sid, mac.mac))
+    for (sid, mac), server in sorted(servers.items()):
+        bound = view.bound_vteps.get(sid, set())
+        if (sid, mac) not in known and len(bound) == 1:  # not learned yet: behind the subnet's only VTEP
+            _add_server(view, server, next(iter(bound)))
+
+
+def _add_endpoint(view, ep):
+    view.endpoints[ep.vport_id] = ep
+    view.by_subnet[ep.subnet_id].append(ep)
+
+
+def _add_server(view, vport, session):
+    """A bare-metal vport (flavour baremetal) behind the hardware VTEP of ``session``."""
+    _add_endpoint(view, Endpoint(vport["id"], vport["subnet_id"], vport["mac"], tuple(vport["ips"] or ()), False,
+                                 session, None, None, "vtep_mac"))
+
+
+def needs_gateway(sub: SubnetInfo) -> bool:
+    """Whether bare metal in this subnet needs a gateway VRS: it is routed, or Canopy serves its DHCP."""
+    return bool((sub.domain_id and sub.gateway) or (sub.dhcp and sub.dhcp_server))
+
+
+def bm_gateways(view, policy) -> dict[str, str]:
+    """Subnet id -> the VRS session that answers ARP and DHCP and routes for the subnet's bare metal, for
+    every subnet with a VTEP binding in policy that needs one (``needs_gateway``), whether or not the VTEP
+    is connected to Canopy right now (its rows, and so its traffic, outlive the OVSDB session).
+
+    Candidates are the VRS with a VTEP IP and a tunnel port. The first connected chassis of the subnet's
+    ``gateway_chassis`` wins; else a VRS with an endpoint in the subnet, else one serving its domain, else
+    any (a VRS that already serves the subnet or its domain needs the fewest extra flows); ties go to the
+    highest rendezvous hash of (subnet, chassis), so subnets spread over the VRS, and the gateway moves only
+    when the candidates or their tiers change (a VRS coming or going, gaining or losing its last port in the
+    subnet or domain), never because of an unrelated VRS."""
+    candidates = [sw for sw in view.switches.values() if sw.vtep_ip and sw.tunnel_ofport]
+    if not candidates:
+        return {}
+    holders = defaultdict(set)
+    for ep in view.endpoints.values():
+        if ep.session in view.switches:
+            holders[ep.subnet_id].add(ep.session)
+    domains = defaultdict(set)
+    for sid, sessions in holders.items():
+        if view.subnets[sid].domain_id:
+            domains[view.subnets[sid].domain_id] |= sessions
+    out = {}
+    for sid in sorted({b["subnet_id"] for b in policy.all("vtep_binding") if b["subnet_id"] in view.subnets}):
+        sub = view.subnets[sid]
+        if needs_gateway(sub):
+            preferred = list(policy.get("subnet", sid).get("gateway_chassis") or ())
+            serving = (holders[sid], domains.get(sub.domain_id, set()))
+            out[sid] = min(candidates, key=lambda sw: _gateway_rank(sid, sw, preferred, serving)).session
+    return out
+
+
+def _gateway_rank(sid, sw, preferred, serving):
+    named = preferred.index(sw.chassis) if sw.chassis in preferred else len(preferred)
+    holding, in_domain = serving
+    tier = 0 if sw.session in holding else 1 if sw.session in in_domain else 2
+    return named, tier, -_rendezvous(sid, sw.chassis), sw.session
+
+
+@lru_cache(maxsize=65536)
+def _rendezvous(subnet_id: str, chassis: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"{subnet_id}/{chassis}".encode()).digest()[:8], "big")
 
 
 def _add_remote(view, remote, own_ips) -> dict[str, list]:
@@ -315,8 +391,9 @@ def _route_order(prefix: str):
 
 def vtep_desired(view: View, policy, name: str):
     """What the hardware VTEP called ``name`` should hold: a logical switch per bound subnet (key = its
-    VNI), the port/VLAN bindings, every other MAC of those subnets as a remote MAC at its tunnel IP, and
-    the subnet's flood list (every other VRS and VTEP that has the subnet)."""
+    VNI), the port/VLAN bindings, every other MAC of those subnets as a remote MAC at its tunnel IP, the
+    subnet's gateway MAC (with the gateway IP) at its gateway VRS (``bm_gateways``), and the subnet's flood
+    list (every other VRS and VTEP that has the subnet, the gateway VRS included)."""
     from controller.discovery import VtepDesired
 
     own = {s for s, v in view.vteps.items() if v.name == name}
@@ -331,6 +408,10 @@ def vtep_desired(view: View, policy, name: str):
             locator = view.tunnel_ip_of(ep.session)
             if ep.session not in own and locator:
                 remote.append((vni, ep.mac, ep.ips[0] if ep.ips else None, locator))
+        gateway = view.tunnel_ip_of(view.bm_gateways.get(sid))
+        if gateway:  # the subnet's gateway (or DHCP server) MAC and IP are at its gateway VRS
+            sub = view.subnets[sid]
+            remote.append((vni, sub.gateway_mac, sub.gateway or sub.dhcp_server, gateway))
         others = set()
         for session in own or {None}:
             others.update(view.vteps_of(sid, exclude_session=session))

@@ -12,6 +12,8 @@ OVSDB conventions Canopy reads (documented for operators in docs/vrs.md):
 - ``Open_vSwitch`` row ``external_ids:canopy-flavour``: ``kvm`` | ``hyperv`` | ``esxi``.
 - The integration bridge (``br-int`` unless configured) and its ports/interfaces.
 - ESXi trunk interfaces: ``external_ids:canopy-vnic-<VLAN>=<vnic id>`` written by the vCenter agent.
+- The integration bridge's ``fail_mode`` and ``protocols``: it is safe (``bridge_problems``) with
+  ``fail_mode=secure`` and OpenFlow 1.3 and 1.4 allowed (ovsdb/bridge.py keeps it so).
 """
 
 from __future__ import annotations
@@ -24,6 +26,25 @@ FLAVOURS = ("kvm", "hyperv", "esxi")
 VTEP_IP_KEY = "canopy-vtep-ip"
 FLAVOUR_KEY = "canopy-flavour"
 VNIC_KEY_PREFIX = "canopy-vnic-"
+SECURE_FAIL_MODE = "secure"
+REQUIRED_PROTOCOLS = ("OpenFlow13", "OpenFlow14")  # the floor, and native bundles / role status
+
+
+def bridge_problems(fail_mode: str, protocols) -> tuple[str, ...]:
+    """Why an integration bridge with this ``fail_mode`` and ``protocols`` is not safe, as readable
+    phrases; empty when it is. Standalone (the default when unset) turns the bridge into a learning
+    switch after a controller outage, across tenants, and flushes the flow table; without OpenFlow 1.3
+    and 1.4 Canopy cannot program it as it should."""
+    found = []
+    if fail_mode != SECURE_FAIL_MODE:
+        found.append("fail_mode is %s, not secure (after a controller outage OVS would flush the flows and "
+                     "switch frames between tenants)" % (fail_mode or "unset, i.e. standalone"))
+    missing = [p for p in REQUIRED_PROTOCOLS if protocols and p not in protocols]
+    if not protocols:
+        found.append("protocols is empty (OVS defaults) rather than listing %s" % ", ".join(REQUIRED_PROTOCOLS))
+    elif missing:
+        found.append("protocols %s lack %s" % (",".join(sorted(protocols)), ", ".join(missing)))
+    return tuple(found)
 
 
 @dataclass(frozen=True)
@@ -70,6 +91,12 @@ class VrsSnapshot:
     ovs_version: str = ""
     ports: tuple[PortInfo, ...] = field(default_factory=tuple)
     controllers: tuple[tuple[str, bool, str], ...] = ()  # (target, is_connected, role) of the bridge's controllers
+    fail_mode: str = ""  # the bridge's fail_mode ("" when unset: OVS then runs it standalone)
+    protocols: tuple[str, ...] = ()  # the bridge's OpenFlow protocols, sorted ("" set: OVS defaults)
+
+    def bridge_problems(self) -> tuple[str, ...]:
+        """Why the integration bridge is not safe (see ``bridge_problems``); empty when it is or is absent."""
+        return bridge_problems(self.fail_mode, self.protocols) if self.bridge_present else ()
 
     def other_master(self) -> bool:
         """Whether the switch reports a connected controller in the master role (not us, if we are not)."""

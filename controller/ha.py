@@ -1,24 +1,30 @@
 """The active/standby pair: which node is active, and the rules that keep it to one.
 
 Roles: ``starting`` (just started, not yet sure), ``active`` (OpenFlow MASTER on every switch, writes
-policy, hardware VTEP rows and BGP routes, streams every committed change to the standby) and
+policy, hardware VTEP rows and BGP routes, gets every write onto the standby before acknowledging it) and
 ``standby`` (OpenFlow SLAVE, read-only REST, keeps its store, State and compiled flows current from the
 replication stream). Without ``ha.peer`` a controller is ``standalone``.
 
 The split-brain rule (docs/ha.md): a node becomes active only when
 
-1. the peer is not active: it said so on the HA link, or its host refused the HA link (the process is
-   gone: that alone is enough, a dead process holds no switch), or it has been silent for the dead
-   interval and
+1. the peer is not active: it said so on the HA link, or it has been silent for the dead interval (a refused
+   dial counts as silence, never as proof that the peer process is gone: a firewall rejects too), and
 2. the switches agree: of the VRS known to the pair, a majority report no connected controller in the
    master role (OVS's Controller table), so a live active that only lost the HA link keeps its
    switches; and
 3. it takes MASTER with a generation id above every one it has seen (persisted), so each switch fences
    the old master: OVS refuses a stale generation, and demotes the previous master.
 
-A node that a switch demotes (it reports a master with a higher generation) steps down to standby.
-Both nodes starting together elect by (last change sequence, priority, node id): the one with the
-newest data wins, so an acknowledged write is never overwritten by a stale copy.
+A node that a switch demotes (it reports a master with a higher generation) steps down to standby, and so
+does an active that finds it did not run for longer than the dead interval (stopped, or starved of CPU):
+the peer may have replaced it meanwhile. Both nodes starting together elect by (last change sequence,
+priority, node id): the one with the newest data wins, so an acknowledged write is never overwritten by a
+stale copy.
+
+Writes: an acknowledged write is on both nodes. ``replicate`` (the service's hook, called before the active
+commits) re-checks the role, then waits for the standby to hold the write, and refuses it (NotActive,
+code ``not_replicated``) when the standby does not confirm, unless the operator put the node in solo mode
+(``ha.solo`` or PUT /v1/ha/solo), which acknowledges without the standby and says so in the log.
 """
 
 from __future__ import annotations
@@ -29,7 +35,9 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from controller.replication import Applier, PairLink, Replicator
+from controller.pairlink import PairLink
+from controller.replication import Applier, Replicator
+from controller.service import NotActive
 
 log = logging.getLogger("canopy.ha")
 GENERATION_KEY = "ha_generation"
@@ -67,8 +75,14 @@ class Pair:
         self.changed_at = time.time()
         self.reason = "starting"
         self.takeovers = 0
+        self.refused_writes = 0  # writes refused because the standby did not confirm them
+        self.solo = {"enabled": False, "since": None, "by": None}
+        if settings.solo:
+            self.set_solo(True, "settings (ha.solo)")
+        self._tick = (time.monotonic(), time.process_time())  # when the decision loop last ran
         self.link = PairLink(settings.node_id, settings.listen, settings.port, settings.peer, settings.peer_port,
-                             settings.heartbeat_interval, self._heartbeat, self._on_message, log)
+                             settings.heartbeat_interval, self._heartbeat, self._on_message, log,
+                             secret=settings.secret)
         self.replicator = Replicator(store, self.link, settings.ack_timeout, log)
         self.applier = Applier(store, state, self.link, log)
         self._stop = threading.Event()
@@ -78,6 +92,7 @@ class Pair:
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
         self.started = time.monotonic()
+        self._tick = (self.started, time.process_time())
         self.link.start()
         self._thread = threading.Thread(target=self._loop, name="canopy-ha", daemon=True)
         self._thread.start()
@@ -91,19 +106,68 @@ class Pair:
     # ------------------------------------------------------------------ what others ask
     def writable(self) -> str | None:
         """None when this node takes writes; otherwise why not (names the active)."""
+        self._check_stall()
         if self.role == "active":
-            return None
+            return self._superseded()
         where = f"{self.settings.peer}" + (f" (node {self.peer.node})" if self.peer.node else "")
         if self.role == "standby":
             return f"this controller ({self.settings.node_id}) is the standby; send writes to the active at {where}"
         return f"this controller ({self.settings.node_id}) is still deciding its role; retry, or use {where}"
 
-    def before_ack(self, changes, meta) -> None:
-        """Service hook: a committed write is shipped to the standby before the API acknowledges it."""
-        if self.role == "active" and not self.replicator.ship(changes, meta):
-            log.warning("changes %d-%d committed without the standby's acknowledgement (standby %s)",
-                        changes[0].seq, changes[-1].seq, "unreachable" if not self.link.connected_out
-                        else "too slow")
+    def replicate(self, changes, meta) -> None:
+        """Service hook, called with a numbered write before this node commits it: returns once the standby
+        holds it (or, in solo mode, after trying); raises NotActive when this node may not acknowledge it:
+        not (or no longer) the active, or the standby did not confirm (code ``not_replicated``)."""
+        reason = self.writable()  # re-checked right before acknowledging: role, generation, the peer's state
+        if reason:
+            raise NotActive(reason)
+        why = self.replicator.confirm(changes, meta)
+        if why is None:
+            return
+        first, last = changes[0].seq, changes[-1].seq
+        if self.solo["enabled"]:
+            log.warning("solo mode: acknowledging changes %d-%d without the standby (%s)", first, last, why)
+            return
+        self.refused_writes += 1
+        log.warning("refused a write (changes %d-%d, nothing committed): %s", first, last, why)
+        raise NotActive(f"the write was refused and nothing was changed: {why} (the standby "
+                        f"{self.settings.peer} must hold every acknowledged write; retry, or if the standby is "
+                        "down for good put this node in solo mode: PUT /v1/ha/solo {\"solo\": true})",
+                        code="not_replicated")
+
+    def set_solo(self, enabled: bool, by: str) -> dict:
+        """Solo mode on or off (the operator's decision, logged); returns the solo status."""
+        enabled = bool(enabled)
+        if enabled != self.solo["enabled"]:
+            self.solo = {"enabled": enabled, "since": time.time(), "by": by}
+            if enabled:
+                log.warning("HA: solo mode ON (by %s): writes are acknowledged even when the standby does not "
+                            "hold them; they are lost if this node dies before the standby catches up", by)
+            else:
+                log.warning("HA: solo mode OFF (by %s): every acknowledged write is on both nodes", by)
+        return dict(self.solo)
+
+    def _superseded(self) -> str | None:
+        """Why this active must not acknowledge anything (a newer active exists), or None."""
+        if self.demoted or self.switch_generation > self.generation:
+            return (f"this controller ({self.settings.node_id}) was active but a switch reports a newer master "
+                    f"(generation {self.switch_generation}, ours {self.generation}); it is stepping down")
+        if self._peer_alive(time.monotonic()) and self.peer.role == "active" and self.peer.generation > self.generation:
+            return (f"this controller ({self.settings.node_id}) was active but the peer {self.settings.peer} is "
+                    f"active with a newer generation {self.peer.generation}; send writes there")
+        return None
+
+    def _check_stall(self) -> None:
+        """An active whose decision loop did not run for longer than the dead interval while the process
+        used little CPU (it was stopped, e.g. SIGSTOP, or starved) steps down: the peer may have taken over
+        meanwhile. It re-decides from fresh heartbeats and switch reports."""
+        if self._thread is None or self.role != "active":
+            return
+        wall, cpu = time.monotonic() - self._tick[0], time.process_time() - self._tick[1]
+        if wall > self.settings.dead_interval and cpu < wall / 2:
+            self._tick = (time.monotonic(), time.process_time())
+            self._become("standby", f"this node did not run for {wall:.1f} s (stopped or starved), longer than "
+                                    "the dead interval: the peer may have taken over; re-checking")
 
     def switch_reported(self, generation: int, role: str) -> None:
         """A switch told us our role changed (OpenFlow 1.4 role status) or refused us as stale."""
@@ -115,15 +179,19 @@ class Pair:
                 self.demoted = True
 
     def status(self) -> dict:
+        self._check_stall()
         now = time.monotonic()
         peer = self.peer
         return {
             "role": self.role, "node_id": self.settings.node_id, "since": self.changed_at, "reason": self.reason,
             "generation_id": self.generation, "priority": self.settings.priority, "takeovers": self.takeovers,
+            "solo": dict(self.solo), "refused_writes": self.refused_writes,
+            "auth": {"method": "hmac-sha256 shared secret (ha.secret)", "failures": self.link.auth_failures,
+                     "refused_replicas": self.applier.refused},
             "peer": {"address": self.settings.peer, "port": self.settings.peer_port, "node_id": peer.node,
                      "role": peer.role, "alive": self._peer_alive(now),
                      "link": {"out": self.link.connected_out, "in": self.link.connected_in,
-                              "last_dial_error": self.link.last_dial_error},
+                              "refused": self.link.refused(), "last_dial_error": self.link.last_dial_error},
                      "last_heartbeat": peer.heard_wall,
                      "heartbeat_age": round(now - peer.heard_at, 3) if peer.heard_at else None,
                      "generation_id": peer.generation, "priority": peer.priority},
@@ -177,30 +245,25 @@ class Pair:
         interval = self.settings.heartbeat_interval
         while not self._stop.wait(interval / 2):
             try:
+                self._check_stall()
                 self._decide(time.monotonic())
             except Exception:  # never let a bug end the pair's thread
                 log.exception("HA decision failed")
+            self._tick = (time.monotonic(), time.process_time())
 
     def _peer_alive(self, now: float) -> bool:
         heard = self.peer.heard_at
         return heard is not None and now - heard < self.settings.dead_interval
 
     def _peer_gone(self, now: float) -> bool:
-        """Silent for the dead interval after having been heard, or refused (its process is gone); a node
-        that never heard its peer waits STARTUP_DEAD_INTERVALS dead intervals (links and switches reconnect)."""
-        if self._peer_alive(now) and not self._peer_process_gone():
+        """Silent for the dead interval after having been heard (a refused dial counts as silence: the link
+        is down, whether the process or a firewall refuses it); a node that never heard its peer waits
+        STARTUP_DEAD_INTERVALS dead intervals (links and switches reconnect). Rule 2 must hold too."""
+        if self._peer_alive(now) and not self.link.refused():
             return False
-        waited = now - self.started
-        if self._peer_process_gone():
-            return self.peer.heard_at is not None or waited >= self.settings.dead_interval
         if self.peer.heard_at is not None:
             return True
-        return waited >= STARTUP_DEAD_INTERVALS * self.settings.dead_interval
-
-    def _peer_process_gone(self) -> bool:
-        """The peer's host refused the HA link after we last heard it: its Canopy process is not running
-        (a live process that is merely cut off times out instead). A dead process holds no switch."""
-        return self.link.refused()
+        return now - self.started >= STARTUP_DEAD_INTERVALS * self.settings.dead_interval
 
     def _switches_agree(self) -> bool:
         """Rule 2: more than half of the VRS known to the pair (the larger of what we see and what the peer
@@ -222,7 +285,7 @@ class Pair:
         return mine > theirs
 
     def _decide(self, now: float) -> None:
-        alive = self._peer_alive(now) and not self._peer_process_gone()
+        alive = self._peer_alive(now) and not self.link.refused()
         if self.role == "active":
             if self.demoted:
                 self._become("standby", "a switch reports a newer master")
@@ -237,9 +300,10 @@ class Pair:
             if self._wins_election() and self._switches_agree():
                 self._become("active", "elected (newest data, then priority, then node id)")
             return
-        if self._peer_gone(now) and (self._peer_process_gone() or self._switches_agree()):
-            why = "the peer's process is gone (HA link refused)" if self._peer_process_gone() else \
-                "the peer is silent and the switches report no master" if self.peer.heard_at else "no peer answered"
+        if self._peer_gone(now) and self._switches_agree():
+            link = "refuses the HA link" if self.link.refused() else "is silent"
+            why = f"the peer {link} and the switches report no master" if self.peer.heard_at else \
+                "no peer answered and the switches report no master"
             self._become("active", why)
 
     def _peer_outranks_us_as_active(self) -> bool:

@@ -73,7 +73,9 @@ ROUTE = (
 )
 
 BINDING = (
-    Field("flavour", "string", "hypervisor flavour", f.one_of("kvm", "hyperv", "esxi"), required=True),
+    Field("flavour", "string", "hypervisor flavour, or baremetal: a server behind a hardware VTEP bound to the "
+          "vport's subnet (its MAC and IPs are what Canopy's DHCP and routing use)",
+          f.one_of("kvm", "hyperv", "esxi", "baremetal"), required=True),
     Field("iface_id", "string", "kvm: external_ids:iface-id of the tap port (default: the vport name)",
           f.text_upto(255)),
     Field("port_name", "string", "hyperv: OVS port name given with Set-VMNetworkAdapterOVSPort "
@@ -147,6 +149,10 @@ SCHEMA: dict[str, tuple[Field, ...]] = {
         _rt_list("import_rts", "route targets imported (default: the subnet's own)"),
         _rt_list("export_rts", "route targets exported (default: ASN:VNI)"),
         Field("dhcp", "object", "DHCP options served by Canopy", fields=DHCP, default=dict, nullable=False),
+        Field("gateway_chassis", "array", "VRS chassis (system-id) preferred to answer ARP and DHCP and route for "
+              "this subnet's bare-metal servers behind hardware VTEPs, most preferred first; when none of them is "
+              "connected, Canopy picks one (docs/vtep.md)",
+              items=Field("chassis", "string", "a VRS chassis name", f.name), default=list, nullable=False),
     ),
     "vport": (
         Field("subnet_id", "string", "subnet the port is in", f.text, required=True, immutable=True, ref="subnet"),
@@ -300,7 +306,8 @@ def _subnet_rules(obj):
 def _vport_rules(obj):
     binding = obj["binding"] or {}
     flavour = binding.get("flavour")
-    own = {"kvm": {"iface_id"}, "hyperv": {"port_name"}, "esxi": {"vnic_id", "host", "trunk_port", "vlan"}}
+    own = {"kvm": {"iface_id"}, "hyperv": {"port_name"}, "esxi": {"vnic_id", "host", "trunk_port", "vlan"},
+           "baremetal": set()}
     for key in ("iface_id", "port_name", "vnic_id", "host", "trunk_port", "vlan"):
         if flavour in own and binding.get(key) is not None and key not in own[flavour]:
             yield f"binding.{key}", f"does not apply to flavour {flavour}"
@@ -322,9 +329,12 @@ _OBJECT_RULES = {"subnet": _subnet_rules, "vport": _vport_rules, "acl": _acl_rul
 
 
 def binding_key(vport: dict) -> tuple:
-    """What identifies a vport on a hypervisor; unique across all vports."""
+    """What identifies a vport on a hypervisor; unique across all vports. A bare-metal server is known
+    by its MAC in its subnet (unique there already)."""
     b = vport["binding"]
     flavour = b["flavour"]
+    if flavour == "baremetal":
+        return ("baremetal", vport.get("subnet_id"), vport["mac"])
     if flavour == "kvm":
         return ("kvm", b.get("iface_id") or vport["name"])
     if flavour == "hyperv":

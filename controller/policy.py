@@ -218,6 +218,8 @@ def _binding_keys(policy):
     seen, static = {}, {}
     for vport in policy.all("vport"):
         key = binding_key(vport)
+        if key[0] == "baremetal":  # its MAC, already unique in its subnet
+            continue
         if key in seen:
             yield _p(policy, "vport", vport, "binding", f"{key[0]} binding {key[1]!r} is already used by vport "
                      f"{policy.ref('vport', seen[key])!r}", "conflict")

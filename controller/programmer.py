@@ -101,6 +101,14 @@ def affected_owners(old: View, new: View) -> set[Owner]:
                 owners |= {e.owner for e in new.by_subnet.get(sid, []) + old.by_subnet.get(sid, [])}
             if sub.domain_id:
                 owners.add(Owner("domain", sub.domain_id))
+    for sid in set(old.bm_gateways) | set(new.bm_gateways):
+        if old.bm_gateways.get(sid) != new.bm_gateways.get(sid):  # its services, and routes to its bare metal
+            for view in (old, new):
+                sub = view.subnets.get(sid)
+                owners.add(Owner("subnet", sid))
+                owners |= {e.owner for e in view.by_subnet.get(sid, [])}
+                if sub and sub.domain_id:
+                    owners.add(Owner("domain", sub.domain_id))
     for did in set(old.domains) | set(new.domains):
         if old.domains.get(did) != new.domains.get(did) or old.fib.get(did) != new.fib.get(did):
             owners.add(Owner("domain", did))  # static and EVPN prefix routes live in the FIB

@@ -1,379 +1,60 @@
-"""Active/standby replication: the HA link between the two controllers of a pair, and both ends of the
-store stream that runs over it.
+"""Active/standby replication: both ends of the store stream that runs over the HA link
+(controller.pairlink.PairLink, authenticated).
 
-- ``PairLink`` carries msgpack maps between the two nodes over TCP. Each node listens and also dials its
-  peer, so there are two connections: a node sends on the one it dialled and receives on the one it
-  accepted. It sends heartbeats; the pair state machine (not here) reads them to decide roles.
-- ``Replicator`` (active side) ships every committed change to the standby and waits for its
-  acknowledgement; when the standby is behind it sends the missing changes, or a snapshot of the whole
-  store when those are compacted away or the standby's history diverged from ours.
-- ``Applier`` (standby side) writes what arrives into its own store and State and acknowledges it.
+- ``Replicator`` (active side) gets every write to the standby before the active commits it: confirm()
+  sends the numbered changes and waits for the standby's acknowledgement; the active commits (and the API
+  acknowledges) only after it, and refuses the write otherwise. When the standby is behind it sends the
+  missing changes first, or a snapshot of the whole store when those are compacted away or the standby's
+  history diverged from ours.
+- ``Applier`` (standby side) validates what arrives with the rules of a REST write (controller.model
+  normalise, controller.policy check), writes it into its own store and State and acknowledges it; what
+  fails validation is refused (logged, told to the active), never applied.
 
 Positions in history are (seq, ts) pairs (Store.history()): the standby reports its own in every
-heartbeat and acknowledgement, and the active trusts a position only if its own change at that seq has
-the same commit time, so a standby with commits of its own (an old active) is replaced, never merged.
+heartbeat and acknowledgement, and the active trusts a position only if its own change at that seq (or
+the write it is confirming) has the same commit time, so a standby with commits of its own (an old active,
+or a write the active then refused) is replaced by a snapshot, never merged.
 
-Only stdlib threading/socket/select/time: under ryu-manager they are eventlet's green versions.
+Only stdlib threading/time: under ryu-manager they are eventlet's green versions.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import select
-import socket
 import threading
 import time
-from typing import Callable
 
-import msgpack
-
+from controller import policy as pol
+from controller.model import KINDS, MANAGED, PolicyError, normalise
+from controller.pairlink import PairLink
 from controller.policy import Policy
 from controller.store import Change, StoreError
 
-MAX_MESSAGE = 256 * 1024 * 1024  # the largest message a link accepts (a snapshot of a big policy)
-POLL = 0.2                       # how often the link threads look at the stop flag
-BACKOFF_MIN, BACKOFF_MAX = 0.2, 2.0
-DIAL_TIMEOUT = 2.0
-SEND_TIMEOUT = 5.0               # a send blocked this long drops the connection (the peer stopped reading)
-HELLO_TIMEOUT = 5.0              # an accepted connection must introduce itself within this
-MAX_STRANGERS = 8                # accepted connections that have not introduced themselves yet
+POLL = 0.2                       # how often a waiting confirm() looks again
 BATCH = 500                      # changes per catch-up message
 RESYNC_HOLDOFF = 0.5             # the standby asks again for the same position no sooner than this
-
-
-class _Inbound:
-    """One accepted connection: its socket, stream decoder, and the peer node once it said hello."""
-
-    def __init__(self, sock, addr):
-        self.sock = sock
-        self.addr = f"{addr[0]}:{addr[1]}"
-        self.unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=MAX_MESSAGE)
-        self.accepted = time.monotonic()
-        self.heard = self.accepted
-        self.peer: str | None = None
-
-
-class PairLink:
-    """The HA link: this node listens on (listen, port); it also dials the peer at (peer_address, peer_port)
-    and keeps re-dialling (back-off BACKOFF_MIN .. BACKOFF_MAX). Messages are msgpack maps, decoded with a
-    streaming Unpacker. Outbound messages go on the dialled connection; inbound ones arrive on the accepted
-    one (both exist once both nodes run).
-
-    Every ``heartbeat_interval`` it sends {"t": "hb", "node": node_id, **heartbeat()}; a new dialled
-    connection starts with the same map as {"t": "hello", ...}. Every inbound message from the peer,
-    heartbeats included, goes to ``on_message`` (on the link's receiving thread). An accepted connection
-    must start with a hello or hb from a node other than ourselves; one that sends anything else, or bytes
-    that are not msgpack, is logged and closed. One silent for ``silence_timeout`` is closed too (the peer
-    re-dials). ``heartbeat`` is called with the send lock held: it must not wait for other link traffic.
-    ``on_message`` and ``heartbeat`` are plain attributes, so the owner may swap them."""
-
-    def __init__(self, node_id: str, listen: str, port: int, peer_address: str, peer_port: int,
-                 heartbeat_interval: float, heartbeat: Callable[[], dict], on_message: Callable[[dict], None],
-                 log=None, silence_timeout: float | None = None):
-        self.node_id = node_id
-        self.listen, self.port = listen, port
-        self.peer_address, self.peer_port = peer_address, peer_port
-        self.heartbeat_interval = heartbeat_interval
-        self.heartbeat = heartbeat
-        self.on_message = on_message
-        self.log = log or logging.getLogger("canopy.ha")
-        self.silence_timeout = silence_timeout or max(2.0, 6 * heartbeat_interval)
-        self.last_heard: float | None = None      # time.monotonic() of the last message from the peer
-        self.last_dial_error: str | None = None   # why the last dial failed; None once connected
-        self.out_epoch = 0                        # counts dialled connections: a change may have lost data
-        self._refused_at: float | None = None
-        self._out: socket.socket | None = None
-        self._out_lock = threading.RLock()
-        self._inbound: dict[socket.socket, _Inbound] = {}
-        self._peer_in: _Inbound | None = None
-        self._listener: socket.socket | None = None
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-
-    # ------------------------------------------------------------------ life cycle
-    def start(self):
-        """Bind the listener (raises OSError if the port is taken), then start the two link threads."""
-        family = socket.AF_INET6 if ":" in self.listen else socket.AF_INET
-        listener = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            listener.bind((self.listen, self.port))
-            listener.listen(8)
-        except OSError:
-            listener.close()
-            raise
-        self._listener = listener
-        self.port = listener.getsockname()[1]
-        self._stop.clear()
-        self._threads = [threading.Thread(target=target, name=f"canopy-ha-{name}-{self.node_id}", daemon=True)
-                         for name, target in (("in", self._serve), ("out", self._dial_loop))]
-        for thread in self._threads:
-            thread.start()
-        self.log.info("HA link %s listening on %s:%d, peer %s:%d", self.node_id, self.listen, self.port,
-                      self.peer_address, self.peer_port)
-
-    def stop(self):
-        """Close every socket and join the link threads (bounded)."""
-        self._stop.set()
-        with self._out_lock:
-            if self._out is not None:
-                _shutdown(self._out)
-        for thread in self._threads:
-            thread.join(DIAL_TIMEOUT + SEND_TIMEOUT + 1)
-            if thread.is_alive():
-                self.log.warning("HA link thread %s did not stop", thread.name)
-        self._threads = []
-
-    # ------------------------------------------------------------------ status
-    @property
-    def connected_out(self) -> bool:
-        return self._out is not None
-
-    @property
-    def connected_in(self) -> bool:
-        return self._peer_in is not None
-
-    def refused(self) -> bool:
-        """True if the last dial was refused (nothing listens on the peer's port) and nothing was heard
-        from the peer since: evidence that the peer process is gone, not merely unreachable."""
-        refused_at = self._refused_at
-        if refused_at is None:
-            return False
-        heard = self.last_heard
-        return heard is None or heard < refused_at
-
-    # ------------------------------------------------------------------ sending
-    def send(self, msg: dict) -> bool:
-        """Send one message on the dialled connection. False if not connected or the send failed (the
-        connection is then dropped and re-dialled); never raises."""
-        try:
-            data = msgpack.packb(msg, use_bin_type=True)
-        except (TypeError, ValueError, OverflowError) as exc:
-            self.log.error("HA link %s: cannot encode %r message: %s", self.node_id, msg.get("t"), exc)
-            return False
-        with self._out_lock:
-            sock = self._out
-            if sock is None:
-                return False
-            try:
-                sock.sendall(data)
-                return True
-            except OSError as exc:
-                self.log.warning("HA link %s: send to %s:%d failed (%s); reconnecting", self.node_id,
-                                 self.peer_address, self.peer_port, exc)
-                self._out = None
-                _shutdown(sock)  # the dialling thread sees the end and closes it
-                return False
-
-    def _greeting(self, kind: str) -> dict:
-        try:
-            extra = self.heartbeat() or {}
-        except Exception:
-            self.log.exception("HA link %s: heartbeat() failed", self.node_id)
-            extra = {}
-        return {**extra, "t": kind, "node": self.node_id}
-
-    # ------------------------------------------------------------------ dialling (outbound thread)
-    def _dial_loop(self):
-        delay = BACKOFF_MIN
-        while not self._stop.is_set():
-            sock = self._dial()
-            if sock is not None:
-                began = time.monotonic()
-                self._run_out(sock)
-                if time.monotonic() - began > BACKOFF_MAX:
-                    delay = BACKOFF_MIN
-            self._stop.wait(delay)
-            delay = min(delay * 2, BACKOFF_MAX)
-
-    def _dial(self) -> socket.socket | None:
-        """Connect to the peer and send hello; the socket, or None with last_dial_error set."""
-        try:
-            sock = socket.create_connection((self.peer_address, self.peer_port), timeout=DIAL_TIMEOUT)
-        except OSError as exc:
-            self._dial_failed(exc)
-            return None
-        _tune(sock)
-        with self._out_lock:
-            if self._stop.is_set():
-                sock.close()
-                return None
-            try:
-                sock.sendall(msgpack.packb(self._greeting("hello"), use_bin_type=True))
-            except (OSError, TypeError, ValueError) as exc:
-                self._dial_failed(exc)
-                sock.close()
-                return None
-            self._out = sock
-            self.out_epoch += 1
-        self.last_dial_error, self._refused_at = None, None
-        self.log.info("HA link %s: connected to peer %s:%d", self.node_id, self.peer_address, self.peer_port)
-        return sock
-
-    def _dial_failed(self, exc):
-        refused = isinstance(exc, ConnectionRefusedError)
-        self._refused_at = time.monotonic() if refused else None
-        error = "connection refused" if refused else (
-            "timed out" if isinstance(exc, socket.timeout) else (exc.strerror or str(exc)).lower())
-        if error != self.last_dial_error:
-            self.log.info("HA link %s: cannot reach peer %s:%d: %s", self.node_id, self.peer_address,
-                          self.peer_port, error)
-        self.last_dial_error = error
-
-    def _run_out(self, sock):
-        """Send heartbeats on a dialled connection until it fails, is dropped by send(), or the link stops."""
-        next_beat = time.monotonic() + self.heartbeat_interval
-        try:
-            while not self._stop.is_set() and self._out is sock:
-                wait = min(POLL, max(0.0, next_beat - time.monotonic()))
-                readable, _, _ = select.select([sock], [], [], wait)
-                if readable and not sock.recv(4096):  # the peer sends nothing here: data is ignored, EOF ends
-                    self.log.info("HA link %s: peer closed our connection", self.node_id)
-                    break
-                if time.monotonic() >= next_beat:
-                    with self._out_lock:  # built and sent under one hold: never older than a prior ack
-                        if self._out is not sock or not self.send(self._greeting("hb")):
-                            break
-                    next_beat = time.monotonic() + self.heartbeat_interval
-        except (OSError, ValueError) as exc:
-            self.log.info("HA link %s: connection to peer lost: %s", self.node_id, exc)
-        finally:
-            with self._out_lock:
-                if self._out is sock:
-                    self._out = None
-            sock.close()
-
-    # ------------------------------------------------------------------ receiving (inbound thread)
-    def _serve(self):
-        try:
-            while not self._stop.is_set():
-                socks = [self._listener, *self._inbound]
-                try:
-                    readable, _, _ = select.select(socks, [], [], POLL)
-                except (OSError, ValueError):
-                    for sock in [s for s in self._inbound if s.fileno() < 0]:
-                        self._drop(self._inbound[sock], "socket closed")
-                    continue
-                for sock in readable:
-                    if sock is self._listener:
-                        self._accept()
-                    elif sock in self._inbound:
-                        self._read(self._inbound[sock])
-                self._expire()
-        finally:
-            for conn in list(self._inbound.values()):
-                self._drop(conn, None)
-            self._listener.close()
-
-    def _accept(self):
-        try:
-            sock, addr = self._listener.accept()
-        except OSError as exc:
-            self.log.warning("HA link %s: accept failed: %s", self.node_id, exc)
-            return
-        _tune(sock)
-        strangers = sorted((c for c in self._inbound.values() if c.peer is None), key=lambda c: c.accepted)
-        if len(strangers) >= MAX_STRANGERS:
-            self._drop(strangers[0], "too many connections that did not say hello")
-        self._inbound[sock] = _Inbound(sock, addr)
-
-    def _read(self, conn: _Inbound):
-        try:
-            data = conn.sock.recv(65536)
-        except OSError as exc:
-            self._drop(conn, f"read failed: {exc}")
-            return
-        if not data:
-            self._drop(conn, "closed by the other end" if conn.peer else None)
-            return
-        try:
-            conn.unpacker.feed(data)
-            for msg in conn.unpacker:
-                if not self._receive(conn, msg):
-                    return
-        except Exception as exc:  # any decoding error: the stream cannot be trusted any more
-            self._drop(conn, f"malformed data ({type(exc).__name__}: {exc})", warn=True)
-
-    def _receive(self, conn: _Inbound, msg) -> bool:
-        """Check and deliver one decoded message; False if the connection was dropped."""
-        if not isinstance(msg, dict) or not isinstance(msg.get("t"), str):
-            self._drop(conn, f"malformed message {msg!r:.80}", warn=True)
-            return False
-        if conn.peer is None and not self._introduce(conn, msg):
-            return False
-        conn.heard = self.last_heard = time.monotonic()
-        try:
-            self.on_message(msg)
-        except Exception:
-            self.log.exception("HA link %s: handling %r message failed", self.node_id, msg.get("t"))
-        return conn.sock in self._inbound
-
-    def _introduce(self, conn: _Inbound, msg) -> bool:
-        node = msg.get("node")
-        if msg["t"] not in ("hello", "hb") or not isinstance(node, str) or not node:
-            self._drop(conn, f"first message is not a hello ({msg['t']!r:.40})", warn=True)
-            return False
-        if node == self.node_id:
-            self._drop(conn, "it is ourselves (does the peer address point at this node?)", warn=True)
-            return False
-        for other in [c for c in self._inbound.values() if c is not conn and c.peer is not None]:
-            self._drop(other, "replaced by a new connection from the peer")
-        conn.peer = node
-        self._peer_in = conn
-        self.log.info("HA link %s: peer %s connected from %s", self.node_id, node, conn.addr)
-        return True
-
-    def _expire(self):
-        now = time.monotonic()
-        for conn in list(self._inbound.values()):
-            if conn.peer is None and now - conn.accepted > HELLO_TIMEOUT:
-                self._drop(conn, "no hello", warn=True)
-            elif conn.peer is not None and now - conn.heard > self.silence_timeout:
-                self._drop(conn, f"nothing heard for {self.silence_timeout:g} s", warn=True)
-
-    def _drop(self, conn: _Inbound, why: str | None, warn: bool = False):
-        self._inbound.pop(conn.sock, None)
-        if self._peer_in is conn:
-            self._peer_in = None
-        conn.sock.close()
-        if why:
-            (self.log.warning if warn else self.log.info)(
-                "HA link %s: closed connection from %s (%s): %s", self.node_id, conn.addr,
-                conn.peer or "unknown", why)
-
-
-def _tune(sock):
-    """TCP_NODELAY, keepalive, a send timeout and (Linux) a bound on unacknowledged data."""
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-    if hasattr(socket, "TCP_USER_TIMEOUT"):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(SEND_TIMEOUT * 1000))
-    sock.settimeout(SEND_TIMEOUT)
-
-
-def _shutdown(sock):
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
+MAX_ID = 255                     # the longest object id a replica accepts
 
 
 # ---------------------------------------------------------------------------------------------- active
 
 class Replicator:
-    """Active side. ship(changes, meta) sends {"t": "changes", "changes": [c.to_wire()...], "meta": meta}
-    and waits (bounded by ack_timeout) for the standby's {"t": "ack", "seq": >= last, "history": ...}.
-    Returns True if acknowledged; False at once when no standby is connected (both link directions), or
-    after the timeout (the standby is then ``lagging`` and is caught up when it next reports its position).
+    """Active side. confirm(changes, meta) sends a numbered write, not yet in our store, as {"t": "changes",
+    "changes": [c.to_wire()...], "meta": meta} and waits (bounded by ack_timeout) for the standby's
+    {"t": "ack", "seq": >= last, "history": [seq, ts]} on our history (the write's own ts counts). It
+    returns None once the standby holds the write, else why not: at once when no standby is connected (both
+    link directions) or the standby refused the write ({"t": "refused", "seq", "ts", "reason"}), or after the
+    timeout (the standby is then ``lagging`` and is caught up when it next reports its position).
 
-    on_message handles the standby's "ack", and the "hello", "hb" and "resync" maps that carry its
-    position ("seq" and "history"): behind on our history, it gets the missing changes (in batches of
-    BATCH); behind a compacted log, or diverged from our history, a {"t": "snapshot", "snapshot":
-    store.snapshot()}. Other message types are ignored. What was sent recently on the current connection
-    counts as on its way, so a heartbeat does not trigger the same catch-up twice.
+    on_message handles the standby's "ack" and "refused", and the "hello", "hb" and "resync" maps that carry
+    its position ("seq" and "history"): behind on our history, it gets the missing changes (in batches of
+    BATCH); behind a compacted log, or diverged from our history (a write we refused after it got there
+    included), a {"t": "snapshot", "snapshot": store.snapshot()}. Other message types are ignored. What was
+    sent recently on the current connection counts as on its way, so a heartbeat does not trigger the same
+    catch-up twice.
 
-    on_message and ship() share one lock; ``synced``, ``lag()`` and ``acked_seq`` read without it, so a
+    on_message and confirm() share one lock; ``synced``, ``lag()`` and ``acked_seq`` read without it, so a
     link heartbeat() may call them."""
 
     def __init__(self, store, link: PairLink, ack_timeout: float = 2.0, log=None):
@@ -383,11 +64,14 @@ class Replicator:
         self.resend_after = max(ack_timeout, 1.0)
         self.log = log or logging.getLogger("canopy.ha")
         self.acked_seq = 0        # the standby holds our history up to here (it acknowledged or reported it)
-        self.lagging = False      # a ship() timed out and the standby has not caught up since
+        self.lagging = False      # a write went unconfirmed and the standby has not caught up since
         self._known = False       # acked_seq is a verified position of the connected standby
         self._sent_upto = 0       # everything up to here was sent in order, on _sent_epoch, at _sent_at
         self._sent_epoch = -1
         self._sent_at = 0.0
+        self._pending: list[Change] = []  # the write being confirmed (numbered; in our store once committed)
+        self._pending_meta: dict = {}
+        self._refusal: str | None = None  # why the standby refused the pending write
         self._cond = threading.Condition(threading.RLock())
 
     @property
@@ -399,28 +83,39 @@ class Replicator:
         """How many changes the standby is behind (by what it acknowledged)."""
         return max(0, self.store.last_seq() - self.acked_seq)
 
-    # ------------------------------------------------------------------ shipping a commit
-    def ship(self, changes: list[Change], meta: dict) -> bool:
+    # ------------------------------------------------------------------ confirming a write
+    def confirm(self, changes: list[Change], meta: dict) -> str | None:
+        """Get a numbered write (seq from our last_seq() + 1 on) onto the standby; None when it holds it."""
         if not changes:
-            return True
+            return None
         last = changes[-1].seq
         if not (self.link.connected_out and self.link.connected_in):
             self._mark_lagging(last, "no standby connected")
-            return False
+            return "the standby is not connected on the HA link"
         with self._cond:
-            base = self._base()
-            if base is not None and base < last:
-                if base == changes[0].seq - 1:
-                    self._send_changes(changes, meta)
-                else:  # behind, or ahead of a lost send: catch up from the store (holds these changes too)
-                    self._send_from(base)
-            deadline = time.monotonic() + self.ack_timeout
-            while self.acked_seq < last and self.link.connected_out and time.monotonic() < deadline:
-                self._cond.wait(min(deadline - time.monotonic(), POLL))
-            if self.acked_seq >= last:
-                return True
-        self._mark_lagging(last, "no acknowledgement in time")
-        return False
+            self._pending, self._pending_meta, self._refusal = list(changes), meta, None
+            why = self._wait_for(last)
+            if why is not None:  # forget the write; a standby that got it is not on our history any more
+                self._pending, self._sent_epoch = [], -1
+                self.acked_seq = min(self.acked_seq, changes[0].seq - 1)
+        if why is not None:
+            self._mark_lagging(last, why)
+        return why
+
+    def _wait_for(self, last: int) -> str | None:
+        deadline = time.monotonic() + self.ack_timeout
+        while True:
+            if self._known and self.acked_seq >= last:
+                return None
+            if self._refusal is not None:
+                return f"the standby refused it: {self._refusal}"
+            if not self.link.connected_out:
+                return "the HA link to the standby went down"
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return f"the standby did not confirm it within {self.ack_timeout:g} s"
+            self._advance()
+            self._cond.wait(min(remaining, POLL))
 
     def _mark_lagging(self, seq, why):
         if not self.lagging:
@@ -430,6 +125,9 @@ class Replicator:
     # ------------------------------------------------------------------ the standby's reports
     def on_message(self, msg: dict):
         kind = msg.get("t")
+        if kind == "refused":
+            self._on_refused(msg)
+            return
         if kind not in ("ack", "hello", "hb", "resync") or "seq" not in msg:
             return
         seq, history = msg["seq"], msg.get("history")
@@ -454,19 +152,36 @@ class Replicator:
             if kind != "ack" or not verified:
                 self._advance()
 
+    def _on_refused(self, msg):
+        reason, seq, ts = msg.get("reason"), msg.get("seq"), msg.get("ts")
+        with self._cond:
+            if any(c.seq == seq and c.ts == ts for c in self._pending):
+                self._refusal = str(reason)[:500]
+                self._cond.notify_all()
+
+    def _ts_at(self, seq: int):
+        """The commit time of our change at seq (the pending write included); None if we do not have it."""
+        change = self.store.change_at(seq)
+        if change is None:
+            change = next((c for c in self._pending if c.seq == seq), None)
+        if change is not None:
+            return change.ts
+        if seq == self.store.get_meta("compacted_seq"):  # the last change compacted away; its time is kept
+            return self.store.get_meta("compacted_ts")
+        return None  # compacted away (cannot tell: a snapshot), or never ours
+
+    def _last(self) -> int:
+        """The newest position the standby should hold: our last change, or the write being confirmed."""
+        return max(self.store.last_seq(), self._pending[-1].seq if self._pending else 0)
+
     def _verified(self, seq: int, history) -> bool:
         """Whether the standby's position (seq, ts) lies on our history."""
         if seq == 0:
             return True
-        if seq > self.store.last_seq() or not isinstance(history, (list, tuple)) or len(history) != 2:
+        if seq > self._last() or not isinstance(history, (list, tuple)) or len(history) != 2:
             return False
-        change = self.store.change_at(seq)
-        if change is not None:
-            return change.ts == history[1]
-        if seq == self.store.get_meta("compacted_seq"):  # the last change compacted away; its time is kept
-            ts = self.store.get_meta("compacted_ts")
-            return ts is not None and ts == history[1]
-        return False  # compacted away: cannot tell, so a snapshot
+        ts = self._ts_at(seq)
+        return ts is not None and ts == history[1]
 
     # ------------------------------------------------------------------ catching up
     def _base(self) -> int | None:
@@ -477,28 +192,34 @@ class Replicator:
         return self.acked_seq if self._known else None
 
     def _advance(self):
-        """Send the standby whatever it lacks: nothing, the missing changes, or a snapshot."""
+        """Send the standby whatever it lacks: nothing, the missing changes, or a snapshot (then the pending
+        write, if any)."""
         if not self.link.connected_out:
             return
         base = self._base()
         if base is None:
-            self._send_snapshot()
-        elif base < self.store.last_seq():
+            base = self._send_snapshot()
+        if base is not None and base < self._last():
             self._send_from(base)
 
     def _send_from(self, seq: int):
         meta = self.store.replicated_meta()
-        while True:
+        while seq < self.store.last_seq():
             batch = self.store.changes_since(seq, BATCH)
             if not batch:
-                return
+                break
             if batch[0].seq != seq + 1:  # compacted away
+                self._sent_epoch = -1
+                self._known = False
                 self._send_snapshot()
                 return
             if not self._send_changes(batch, meta):
                 return
             self.log.info("standby catch-up: sent changes %d-%d", batch[0].seq, batch[-1].seq)
             seq = batch[-1].seq
+        pending = [c for c in self._pending if c.seq > seq]
+        if pending and pending[0].seq == seq + 1:
+            self._send_changes(pending, self._pending_meta)
 
     def _send_changes(self, changes, meta) -> bool:
         epoch = self.link.out_epoch
@@ -507,12 +228,15 @@ class Replicator:
         self._sent(changes[-1].seq, epoch)
         return True
 
-    def _send_snapshot(self):
+    def _send_snapshot(self) -> int | None:
+        """Send the whole store; the seq it ends at, or None if the send failed."""
         epoch = self.link.out_epoch
         snap = self.store.snapshot()
-        if self.link.send({"t": "snapshot", "snapshot": snap}):
-            self._sent(snap["last_seq"], epoch)
-            self.log.info("standby catch-up: sent a snapshot at seq %d", snap["last_seq"])
+        if not self.link.send({"t": "snapshot", "snapshot": snap}):
+            return None
+        self._sent(snap["last_seq"], epoch)
+        self.log.info("standby catch-up: sent a snapshot at seq %d", snap["last_seq"])
+        return snap["last_seq"]
 
     def _sent(self, upto, epoch):
         self._sent_upto, self._sent_epoch, self._sent_at = upto, epoch, time.monotonic()
@@ -520,19 +244,27 @@ class Replicator:
 
 # ---------------------------------------------------------------------------------------------- standby
 
+class InvalidReplica(ValueError):
+    """Replicated data that a REST write with the same content would be refused for."""
+
+
 class Applier:
-    """Standby side. on_message handles "changes" (store.apply_replicated, then State gets a copy of its
-    policy with the new changes put/removed, then {"t": "ack", "seq": last, "history": [seq, ts]}) and
-    "snapshot" (store.restore, State gets the whole restored policy, then the ack). A gap, or a message it
-    cannot apply, makes it ask for catch-up: {"t": "resync", "seq": last_seq, "history": store.history()}.
-    Other message types are ignored. Bodies pass through JSON on the way in, so State holds exactly what
-    a restart would load from the store."""
+    """Standby side. on_message handles "changes" and "snapshot" (see the module docstring): each is first
+    checked with the rules of a REST write: every object body through controller.model.normalise (with its
+    id and source as the store keeps them), the resulting policy through controller.policy.check. What
+    passes goes into the store (store.apply_replicated / store.restore) and State, then {"t": "ack", "seq":
+    last, "history": [seq, ts]}. What fails is logged and refused ({"t": "refused", "seq", "ts", "reason"}:
+    the first refused change, when it is one), and
+    changes nothing. A gap, or a message the store cannot apply, makes it ask for catch-up: {"t":
+    "resync", "seq": last_seq, "history": store.history()}. Other message types are ignored. Bodies pass
+    through JSON on the way in, so State holds exactly what a restart would load from the store."""
 
     def __init__(self, store, state, link: PairLink, log=None):
         self.store = store
         self.state = state
         self.link = link
         self.log = log or logging.getLogger("canopy.ha")
+        self.refused = 0  # replicated messages refused as invalid
         self._last_resync = (None, 0.0)
 
     def hello(self) -> dict:
@@ -549,28 +281,39 @@ class Applier:
 
     def _apply_changes(self, msg):
         try:
-            changes = [_json_clean(Change.from_wire(w)) for w in msg["changes"]]
-            meta = msg.get("meta") or {}
-            before = self.store.last_seq()
-            last = self.store.apply_replicated(changes, meta)
+            wires, meta = msg["changes"], msg.get("meta") or {}
+            if not isinstance(wires, list) or not isinstance(meta, dict):
+                raise StoreError("changes must be a list and meta a map")
+            changes = [_json_clean(Change.from_wire(w)) for w in wires]
         except (StoreError, KeyError, TypeError, ValueError, AttributeError) as exc:
+            self._refuse(None, InvalidReplica(f"malformed changes: {exc}"))
+            return
+        before = self.store.last_seq()
+        new = [c for c in changes if c.seq > before]
+        try:
+            checked, policy = checked_changes(new, self.state.policy)
+            check_meta(meta)
+        except InvalidReplica as exc:
+            self._refuse(new[0] if new else None, exc)
+            return
+        try:
+            last = self.store.apply_replicated([c for c in changes if c.seq <= before] + checked, meta)
+        except (StoreError, TypeError, ValueError) as exc:
             self.log.warning("cannot apply replicated changes: %s; asking the active to resync", exc)
             self._resync()
             return
-        new = [c for c in changes if before < c.seq <= last]
-        if new:
-            policy = self.state.policy.copy()
-            for change in new:
-                if change.op == "put":
-                    policy.put(change.kind, change.body)
-                else:
-                    policy.remove(change.kind, change.id)
-            self.state.policy_committed(policy, new)
+        if checked:
+            self.state.policy_committed(policy, [c for c in checked if c.seq <= last])
         self._ack()
 
     def _apply_snapshot(self, msg):
         try:
-            self.store.restore(msg["snapshot"])
+            snapshot = msg["snapshot"]
+            checked_snapshot(snapshot)
+            self.store.restore(snapshot)
+        except InvalidReplica as exc:
+            self._refuse(None, exc)
+            return
         except (StoreError, KeyError, TypeError, AttributeError) as exc:
             self.log.warning("cannot restore the active's snapshot: %s; asking the active to resync", exc)
             self._resync()
@@ -579,6 +322,13 @@ class Applier:
         self.state.policy_committed(Policy(self.store.load_objects()), [])
         self.log.info("restored a snapshot of the active at seq %d", self.state.last_seq)
         self._ack()
+
+    def _refuse(self, change: Change | None, exc):
+        """Log and tell the active; ``change`` names the first refused change by (seq, ts), if known."""
+        self.refused += 1
+        self.log.warning("refused replicated data from the peer (nothing applied): %s", exc)
+        where = {"seq": change.seq, "ts": change.ts} if change is not None else {}
+        self.link.send({"t": "refused", **where, "reason": str(exc)[:500]})
 
     def _ack(self):
         self.link.send({"t": "ack", **self.hello()})
@@ -590,6 +340,90 @@ class Applier:
             return  # asked already; the heartbeats carry the position anyway
         self._last_resync = (position["seq"], time.monotonic())
         self.link.send({"t": "resync", **position})
+
+
+# ---------------------------------------------------------------------------------------------- validation
+
+def stored_object(kind, oid, body) -> dict:
+    """A replicated object body checked as a REST write would check it, with the managed fields (id, source)
+    the store keeps; raises InvalidReplica naming the object and the reason."""
+    _check_ref(kind, oid)
+    where = f"{kind} {oid!r}"
+    if not isinstance(body, dict):
+        raise InvalidReplica(f"{where}: the body is not an object")
+    if body.get("id") != oid:
+        raise InvalidReplica(f"{where}: id: the body's id {body.get('id')!r:.80} differs")
+    source = body.get("source")
+    if source is not None and not isinstance(source, str):
+        raise InvalidReplica(f"{where}: source: must be a string or null")
+    try:
+        obj = normalise(kind, {k: v for k, v in body.items() if k not in MANAGED}, ref=str(body.get("name", "")))
+    except PolicyError as exc:
+        raise InvalidReplica(f"{where}: " + "; ".join(p.describe() for p in exc.problems)) from None
+    obj.update(id=oid, source=source)
+    return obj
+
+
+def _check_ref(kind, oid) -> None:
+    if kind not in KINDS:
+        raise InvalidReplica(f"unknown kind {kind!r:.40}")
+    if not isinstance(oid, str) or not oid or len(oid) > MAX_ID:
+        raise InvalidReplica(f"{kind}: id {oid!r:.80} is not an object id")
+
+
+def checked_changes(changes: list[Change], policy: Policy) -> tuple[list[Change], Policy]:
+    """The changes with checked bodies, and the policy they lead to from ``policy``; raises InvalidReplica."""
+    candidate, out = policy.copy(), []
+    for change in changes:
+        if change.op == "put":
+            body = stored_object(change.kind, change.id, change.body)
+            candidate.put(change.kind, body)
+        elif change.op == "delete" and change.body is None:
+            _check_ref(change.kind, change.id)
+            body = None
+            candidate.remove(change.kind, change.id)
+        else:
+            raise InvalidReplica(f"change {change.seq}: op {change.op!r:.40} is not put or delete")
+        out.append(Change(change.kind, change.id, change.op, body, change.seq, change.txn, change.ts))
+    _check_policy(candidate)
+    return out, candidate
+
+
+def checked_snapshot(snapshot) -> Policy:
+    """The policy a snapshot holds, every object and the whole checked; raises InvalidReplica."""
+    if not isinstance(snapshot, dict) or not isinstance(snapshot.get("objects"), dict):
+        raise InvalidReplica("the snapshot has no objects map")
+    objects = {}
+    for kind, bodies in snapshot["objects"].items():
+        if not isinstance(bodies, dict):
+            raise InvalidReplica(f"snapshot: {kind!r:.40}: not a map of objects")
+        objects[kind] = {oid: stored_object(kind, oid, body) for oid, body in bodies.items()}
+    check_meta(snapshot.get("meta"))
+    policy = Policy(objects)
+    _check_policy(policy)
+    snapshot["objects"] = objects  # what the store restores: the checked bodies
+    return policy
+
+
+def check_meta(meta) -> None:
+    """The replicated meta values the write path reads back (allocation counters, last_txn) have their type."""
+    if not isinstance(meta, dict):
+        raise InvalidReplica("meta is not a map")
+    counters = meta.get("counters", {})
+    if not isinstance(counters, dict) or not all(
+            isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 0
+            for k, v in counters.items()):
+        raise InvalidReplica(f"meta: counters: {counters!r:.80} is not a map of non-negative integers")
+    txn = meta.get("last_txn", 0)
+    if not isinstance(txn, int) or isinstance(txn, bool) or txn < 0:
+        raise InvalidReplica(f"meta: last_txn: {txn!r:.40} is not a non-negative integer")
+
+
+def _check_policy(policy: Policy) -> None:
+    problems = pol.check(policy)
+    if problems:
+        raise InvalidReplica("; ".join(p.describe() for p in problems[:5])
+                             + (f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""))
 
 
 def _json_clean(change: Change) -> Change:

@@ -4,4 +4,8 @@ ryu-manager builds applications itself, so the validated Settings are parked her
 """
 
 SETTINGS = None
+STOPPING = False  # set when the controller stops in order (an operator's interrupt): threads ending is expected
+FATAL = None  # the reason an essential part stopped (controller.guard.fatal), else None
+MAIN_GREENLET = None  # the greenlet running the controller's main loop (gets SystemExit on a fatal error)
+API = None  # the running controller.rest.api.Api (SIGHUP swaps its settings: controller.lifecycle)
 DATA_LOCK = None  # the open lock file of the data directory (controller/storeguard.py), held while running

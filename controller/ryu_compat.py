@@ -7,9 +7,20 @@ Ryu 4.34 is unmaintained and needs two workarounds on Python 3.11 (both document
    back before Ryu is imported.
 
 Every other Canopy module imports Ryu names from here, so a move to os-ken touches this file only.
+
+``run_manager`` is ryu-manager's main loop, with two changes (docs/limits.md):
+Ryu's OpenFlow listener is replaced by Canopy's guarded accept loop (controller.guard: EMFILE survived,
+connections per source address capped, a peer that has not finished the HELLO/features handshake within
+``OpenFlowGuard.handshake_timeout`` seconds dropped), and every service thread is essential: if one ends,
+the process exits with controller.guard.EXIT_FATAL instead of 0.
 """
 
+import contextlib
+import logging
+import socket
+import ssl
 import warnings
+from dataclasses import dataclass
 
 warnings.filterwarnings("ignore", message="(?s).*Eventlet is deprecated")
 
@@ -54,20 +65,144 @@ __all__ = [
     "ofproto_v1_4",
     "set_ev_cls",
     "type_desc",
-    "wsgi_classes",
     "run_manager",
+    "OpenFlowGuard",
+    "probe_datapath",
+    "drop_datapath",
 ]
 
 
-def wsgi_classes():
-    """Return (ControllerBase, WSGIApplication, route) from ryu.app.wsgi."""
+@dataclass(frozen=True)
+class OpenFlowGuard:
+    """Limits of the OpenFlow listener: seconds to finish the handshake, connections per source address."""
+
+    handshake_timeout: float = 10.0
+    per_source: int = 32
+
+
+def run_manager(argv, openflow_guard: OpenFlowGuard | None = None):
+    """Run ryu-manager's main loop in this process with the given command-line arguments; returns the exit
+    status (controller.guard.EXIT_FATAL if an essential thread ended, else 0 after an interrupt)."""
+    import greenlet
+    from ryu import cfg
+    from ryu import log as ryu_log
     from ryu.app import wsgi
+    from ryu.base.app_manager import AppManager
+    from ryu.cmd import manager  # noqa: F401  (registers ryu-manager's options)
 
-    return wsgi.ControllerBase, wsgi.WSGIApplication, wsgi.route
+    from controller import guard, runtime
+
+    cfg.CONF(args=list(argv), project="ryu", version="ryu-manager", default_config_files=[])
+    ryu_log.init_log()
+    hub.patch(thread=True)
+    app_mgr = AppManager.get_instance()
+    app_mgr.load_apps(cfg.CONF.app_lists + cfg.CONF.app)
+    base = app_mgr.applications_cls.get("ryu.controller.ofp_handler")
+    if base is not None:
+        app_mgr.applications_cls["ryu.controller.ofp_handler"] = _guarded_handler(base, openflow_guard
+                                                                                  or OpenFlowGuard())
+    services = app_mgr.instantiate_apps(**app_mgr.create_contexts())
+    webapp = wsgi.start_service(app_mgr)
+    if webapp:
+        services.append(hub.spawn(webapp))
+        guard.essential(services[-1], "Ryu's web server")
+    for app in list(app_mgr.applications.values()):
+        for thread in [getattr(app, "main_thread", None)] + list(app.threads):
+            if thread is not None:
+                guard.essential(thread, f"the {app.name} application's thread")
+    runtime.MAIN_GREENLET = greenlet.getcurrent()
+    try:
+        hub.joinall(services)
+    except KeyboardInterrupt:
+        logging.getLogger("canopy").info("interrupted; stopping")
+    except SystemExit:
+        pass
+    finally:
+        runtime.STOPPING = True
+        app_mgr.close()
+    return guard.EXIT_FATAL if runtime.FATAL else 0
 
 
-def run_manager(argv):
-    """Run ryu-manager in this process with the given command-line arguments; returns its exit code."""
-    from ryu.cmd import manager
+def _guarded_handler(base, limits: OpenFlowGuard):
+    """Ryu's OFPHandler with Canopy's OpenFlow listener (see the module docstring)."""
+    from ryu import cfg
+    from ryu.controller import controller as ryu_controller
 
-    return manager.main(args=list(argv))
+    from controller import guard
+
+    log = logging.getLogger("canopy.openflow")
+
+    def expire(dp):
+        if dp.state != MAIN_DISPATCHER and dp.is_active:
+            guard.warn_limited(log, ("handshake", dp.address[0]), "openflow %s:%s: no HELLO and features reply "
+                               "within %g s; dropping the connection", *dp.address[:2], limits.handshake_timeout)
+            with contextlib.suppress(OSError):
+                dp.socket.shutdown(socket.SHUT_RDWR)
+
+    def serve_datapath(sock, addr, tls):
+        try:
+            if tls is not None:  # the TLS handshake counts against the OpenFlow handshake's time
+                with hub.Timeout(limits.handshake_timeout):
+                    sock = tls.wrap_socket(sock, server_side=True)
+            dp = ryu_controller.Datapath(sock, addr)
+        except (OSError, hub.Timeout) as exc:  # gone, or no TLS: nothing to serve
+            log.debug("openflow %s:%s: not served: %s", *addr[:2], exc)
+            return
+        watchdog = hub.spawn_after(limits.handshake_timeout, expire, dp)
+        with contextlib.closing(dp):
+            try:
+                dp.serve()
+            finally:
+                hub.kill(watchdog)
+
+    class GuardedOpenFlowController(ryu_controller.OpenFlowController):
+        def server_loop(self, tcp_port, ssl_port):
+            """Listen where Ryu would: TLS on ``ssl_port`` when a key and certificate are configured
+            (clients must then hold a certificate of ``ca_certs`` if that is set), else TCP on ``tcp_port``."""
+            conf, tls = cfg.CONF, None
+            if conf.ctl_privkey is not None and conf.ctl_cert is not None:
+                tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+                tls.load_cert_chain(conf.ctl_cert, conf.ctl_privkey)
+                if conf.ca_certs is not None:
+                    tls.verify_mode = ssl.CERT_REQUIRED
+                    tls.load_verify_locations(conf.ca_certs)
+            host, port = conf.ofp_listen_host, ssl_port if tls is not None else tcp_port
+            sock = guard.listen(host, port)
+            guard.accept_forever(sock, lambda s, a: serve_datapath(s, a, tls), f"openflow {host}:{port}",
+                                 guard.ConnectionLimits(limits.per_source))
+
+    class GuardedOFPHandler(base):
+        def start(self):
+            super(base, self).start()  # RyuApp.start; OFPHandler.start would build Ryu's own listener
+            self.controller = GuardedOpenFlowController()
+            return hub.spawn(self.controller)
+
+    return GuardedOFPHandler
+
+
+def probe_datapath(dp, timeout: float) -> bool:
+    """True if datapath ``dp`` answers an OpenFlow echo request within ``timeout`` seconds."""
+    if not dp.is_active or dp.state == DEAD_DISPATCHER:
+        return False
+    request = dp.ofproto_parser.OFPEchoRequest(dp, data=b"canopy-probe")
+    xid = dp.set_xid(request)
+    dp.unreplied_echo_requests.append(xid)  # Ryu's echo reply handler removes it when the reply comes
+    if not dp.send_msg(request):
+        return False
+    waited = 0.0
+    while waited < timeout:
+        hub.sleep(0.05)
+        waited += 0.05
+        if xid not in dp.unreplied_echo_requests:
+            return True
+        if not dp.is_active:
+            return False
+    with contextlib.suppress(ValueError):
+        dp.unreplied_echo_requests.remove(xid)
+    return False
+
+
+def drop_datapath(dp) -> None:
+    """Close datapath ``dp``'s connection now (Ryu then reports it DEAD)."""
+    with contextlib.suppress(OSError):
+        dp.socket.shutdown(socket.SHUT_RDWR)

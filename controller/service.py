@@ -1,15 +1,19 @@
 """Policy mutations: validate the whole candidate, allocate, commit durably, then update State.
 
-Every write (REST create/update/delete, declarative apply) goes through here and follows one path:
-copy the policy -> change the copy -> check every rule -> commit to the store in one transaction ->
-swap the copy into State -> ``before_ack`` (the HA pair ships the change to the standby there, before the
-caller replies). A refused or failed write changes nothing, in memory or on disk. On a node that does
-not take writes (the standby), ``writable`` says why and every write raises NotActive up front.
+Every write (REST create/update/delete, declarative apply) goes through here and follows one path, one
+write at a time: copy the policy -> change the copy -> check every rule -> number the changes ->
+``replicate`` (the HA pair gets them onto the standby there, or refuses the write with NotActive) ->
+commit to the store in one transaction -> swap the copy into State. So a write is acknowledged only once
+it is on both nodes, and a refused or failed write changes nothing, in memory or on disk. On a node that
+does not take writes (the standby), ``writable`` says why and every write raises NotActive up front.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import threading
+import time
 import uuid
 from typing import Callable
 
@@ -28,16 +32,30 @@ class NotFound(Exception):
 
 
 class NotActive(Exception):
-    """A write sent to a node that does not take writes; ``reason`` says where they go instead."""
+    """A write this node will not acknowledge (REST: 503 with ``code``): it does not take writes
+    (``not_active``; ``reason`` says where they go instead) or the standby did not confirm it
+    (``not_replicated``). Nothing was changed."""
 
-    def __init__(self, reason: str):
-        self.reason = reason
+    def __init__(self, reason: str, code: str = "not_active"):
+        self.reason, self.code = reason, code
         super().__init__(reason)
 
 
+def _one_at_a_time(method):
+    """Run a write under the service's lock: a write waiting for the standby keeps the next one from
+    building on a policy that may still be refused."""
+
+    @functools.wraps(method)
+    def serialised(self, *args, **kwargs):
+        with self._write_lock:
+            return method(self, *args, **kwargs)
+
+    return serialised
+
+
 class PolicyService:
-    # called with (committed changes, meta written) after each commit, before the write returns
-    before_ack: Callable[[list[Change], dict], None] | None = None
+    # called with (numbered changes, meta) before they are committed; raises NotActive to refuse the write
+    replicate: Callable[[list[Change], dict], None] | None = None
     # None or a function returning None (writes allowed) or the reason this node refuses them
     writable: Callable[[], str | None] | None = None
 
@@ -45,6 +63,7 @@ class PolicyService:
         self.store = store
         self.state = state
         self.settings = settings
+        self._write_lock = threading.RLock()
 
     def _check_writable(self):
         """Raise NotActive if this node does not take writes now."""
@@ -60,15 +79,21 @@ class PolicyService:
         if not changes:
             return []
         meta = {"counters": allocator.counters}
-        done = self.store.commit(changes, meta=meta)
+        if self.replicate is None:
+            done = self.store.commit(changes, meta=meta)
+        else:  # numbered here, on the standby first (or refused), then committed with the same numbers
+            done = self._numbered(changes)
+            meta["last_txn"] = done[-1].txn
+            self.replicate(done, meta)
+            self.store.apply_replicated(done, meta)
         self.state.policy_committed(candidate, done)
         log.info("committed %d change(s), seq %d-%d", len(done), done[0].seq, done[-1].seq)
-        if self.before_ack is not None:
-            try:
-                self.before_ack(done, {**meta, "last_txn": done[-1].txn})
-            except Exception:  # the change is committed; replication catches up on its own
-                log.exception("before_ack failed after seq %d", done[-1].seq)
         return done
+
+    def _numbered(self, changes: list[Change]) -> list[Change]:
+        """The changes with the seq, txn and ts the store's next commit would give them."""
+        seq, txn, ts = self.store.last_seq(), (self.store.get_meta("last_txn") or 0) + 1, time.time()
+        return [Change(c.kind, c.id, c.op, c.body, seq + i, txn, ts) for i, c in enumerate(changes, 1)]
 
     def _checked(self, candidate, focus):
         """Raise PolicyError if the candidate breaks a rule; problems about ``focus`` first."""
@@ -84,6 +109,7 @@ class PolicyService:
         return obj
 
     # ------------------------------------------------------------------ object writes
+    @_one_at_a_time
     def create(self, kind: str, body) -> dict:
         self._check_writable()
         candidate = self.state.policy.copy()
@@ -99,6 +125,7 @@ class PolicyService:
         self._commit(candidate, [Change(kind, obj["id"], "put", obj)], allocator)
         return obj
 
+    @_one_at_a_time
     def update(self, kind: str, oid: str, body) -> dict:
         self._check_writable()
         current = self.get(kind, oid)
@@ -111,6 +138,7 @@ class PolicyService:
         self._commit(candidate, [Change(kind, oid, "put", obj)], self._allocator())
         return obj
 
+    @_one_at_a_time
     def delete(self, kind: str, oid: str, cascade: bool = False) -> list[dict]:
         """Delete an object; with ``cascade`` also what belongs to it (children first)."""
         self._check_writable()
@@ -140,6 +168,7 @@ class PolicyService:
         order.append((kind, obj))
 
     # ------------------------------------------------------------------ declarative apply
+    @_one_at_a_time
     def apply(self, data, source: str, prune: bool = False, dry_run: bool = False) -> dict:
         """Make the policy match a document; a dry run only plans. Both refused where writes are (NotActive):
         a plan made on the standby could be stale by the replication lag."""

@@ -11,7 +11,7 @@ import ipaddress
 import os
 import secrets
 import socket
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from controller import fields as f
 from controller import yamldoc
@@ -25,6 +25,16 @@ def _listen(value):
         return str(ipaddress.ip_address(f.text(value, 64)))
     except ValueError:
         raise f.Invalid(f"{value!r} is not an IP address to listen on") from None
+
+
+MIN_SECRET = 16
+
+
+def _secret(value):
+    value = f.text(value, 4096)
+    if len(value) < MIN_SECRET:
+        raise f.Invalid(f"must be at least {MIN_SECRET} characters")
+    return value
 
 
 def _port(value):
@@ -47,22 +57,56 @@ def _endpoint(listen, port, doc):
             Field("port", "integer", f"{doc} TCP port", _port, default=port, nullable=False))
 
 
+def _limit(name, doc, low, high, default):
+    return Field(name, "integer", doc, lambda v: f.integer(v, low, high), default=default, nullable=False)
+
+
+# Connection limits of the three listeners (docs/limits.md). An OVSDB message of a
+# real 10,000-port hypervisor (the initial monitor reply Canopy asks for) is about 5.6 MB: see
+# tests/integration/test_hostile_net.py::test_ovsdb_cap_fits_a_10000_port_hypervisor.
+OPENFLOW_LIMITS = (
+    _limit("handshake_timeout_ms", "a peer that has not sent HELLO and its features by then is dropped",
+           100, 600000, 10000),
+    _limit("max_connections_per_source", "open OpenFlow connections per source address", 1, 100000, 32),
+)
+OVSDB_LIMITS = (
+    _limit("handshake_timeout_ms", "each handshake request (list_dbs, get_schema) must be answered by then",
+           100, 600000, 5000),
+    _limit("sync_timeout_ms", "a peer whose first full copy of its database has not arrived by then is dropped",
+           1000, 3600000, 120000),
+    _limit("max_connections_per_source", "open OVSDB connections per source address", 1, 100000, 16),
+    _limit("max_message_bytes", "a longer OVSDB message drops its session", 65536, 1 << 31, 32 << 20),
+)
+REST_LIMITS = (
+    _limit("header_timeout_ms", "request line and headers must arrive within this (also the keep-alive "
+           "idle time)", 100, 600000, 10000),
+    _limit("body_timeout_ms", "the declared body must arrive within this", 100, 600000, 30000),
+    _limit("max_body_bytes", "a larger body is refused with 413 before it is read", 1024, 1 << 31, 32 << 20),
+    _limit("max_connections", "open REST connections in all", 1, 100000, 256),
+    _limit("max_connections_per_source", "open REST connections per source address", 1, 100000, 64),
+)
+
+
 SETTINGS = (
     Field("data_dir", "string", "where the store and the generated REST token live", f.text,
           default=DEFAULT_DATA_DIR, nullable=False),
     Field("log_level", "string", "debug, info, warning or error", f.one_of("debug", "info", "warning", "error"),
           default="info", nullable=False),
-    Field("openflow", "object", "OpenFlow listener for VRS bridges", fields=_endpoint("0.0.0.0", 6653, "OpenFlow"),
+    Field("log_format", "string", "text (one line per record) or json (one JSON object per line)",
+          f.one_of("text", "json"), default="text", nullable=False),
+    Field("openflow", "object", "OpenFlow listener for VRS bridges", fields=_endpoint("0.0.0.0", 6653, "OpenFlow") + OPENFLOW_LIMITS,
           default=dict, nullable=False),
     Field("ovsdb", "object", "OVSDB manager listener for VRS and hardware VTEPs",
-          fields=_endpoint("0.0.0.0", 6640, "OVSDB"), default=dict, nullable=False),
+          fields=_endpoint("0.0.0.0", 6640, "OVSDB") + OVSDB_LIMITS, default=dict, nullable=False),
     Field("rest", "object", "REST API", fields=_endpoint("127.0.0.1", 8080, "REST") + (
         Field("token", "string", "bearer token for writes (default: generated into data_dir/rest-token)",
               lambda v: f.text(v, 4096)),
         Field("token_file", "string", "read the bearer token from this file", f.text),
         Field("open_reads", "string", "who may read without the token: loopback, always or never",
               f.one_of("loopback", "always", "never"), default="loopback", nullable=False),
-    ), default=dict, nullable=False),
+        Field("access_log", "boolean", "log one line per request at info (default: at debug); never with the "
+              "query string", f.boolean, default=False, nullable=False),
+    ) + REST_LIMITS, default=dict, nullable=False),
     Field("vrs", "object", "virtual switches", fields=(
         Field("bridge", "string", "integration bridge name", f.name, default="br-int", nullable=False),
         Field("default_flavour", "string", "flavour of a VRS that does not say (external_ids:canopy-flavour)",
@@ -102,6 +146,14 @@ SETTINGS = (
                   Field("rr_client", "boolean", "the peer is a route reflector and Canopy its client (iBGP)",
                         f.boolean, default=False, nullable=False),
               )), default=list, nullable=False),
+        Field("graceful_restart", "object", "BGP graceful restart (RFC 4724) with every neighbor", fields=(
+            Field("enabled", "boolean", "advertise it, and keep a restarting peer's routes (stale) until it is "
+                  "back and sent End-of-RIB", f.boolean, default=True, nullable=False),
+            Field("restart_time", "integer", "seconds peers are asked to keep our routes while we restart",
+                  lambda v: f.integer(v, 1, 4095), default=120, nullable=False),
+            Field("stale_time", "integer", "seconds a restarted peer has to send End-of-RIB before its stale "
+                  "routes are removed", lambda v: f.integer(v, 1, 3600), default=360, nullable=False),
+        ), default=dict, nullable=False),
     ), default=dict, nullable=False),
     Field("ha", "object", "active/standby pair (off while no peer is configured)", fields=(
         Field("node_id", "string", "this node's name in the pair (default: its hostname)", f.name),
@@ -117,6 +169,11 @@ SETTINGS = (
               lambda v: f.integer(v, 60, 60000), default=1000, nullable=False),
         Field("ack_timeout_ms", "integer", "how long a write waits for the standby's acknowledgement",
               lambda v: f.integer(v, 10, 60000), default=2000, nullable=False),
+        Field("secret", "string", "shared secret authenticating the HA link (the same on both nodes; at least "
+              f"{MIN_SECRET} characters); required with peer unless secret_file is set", _secret),
+        Field("secret_file", "string", "read the HA link secret from this file instead", f.text),
+        Field("solo", "boolean", "start in solo mode: acknowledge writes the standby did not confirm (they are "
+              "lost if this node dies before the standby catches up)", f.boolean, default=False, nullable=False),
     ), default=dict, nullable=False),
 )
 
@@ -149,10 +206,19 @@ class HaSettings:
     heartbeat_interval: float = 0.2  # seconds
     dead_interval: float = 1.0
     ack_timeout: float = 2.0
+    secret: str | None = field(default=None, repr=False)  # authenticates the HA link (HMAC-SHA256)
+    solo: bool = False  # start in solo mode (writes acknowledged without the standby's confirmation)
 
     @property
     def enabled(self) -> bool:
         return self.peer is not None
+
+
+@dataclass(frozen=True)
+class GracefulRestartSettings:
+    enabled: bool = True
+    restart_time: int = 120
+    stale_time: int = 360
 
 
 @dataclass(frozen=True)
@@ -162,10 +228,40 @@ class BgpSettings:
     listen: str | None = None
     port: int = 179
     neighbors: tuple[BgpNeighbor, ...] = ()
+    graceful_restart: GracefulRestartSettings = GracefulRestartSettings()
 
     @property
     def enabled(self) -> bool:
         return bool(self.neighbors)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Connection limits (seconds and bytes); see OPENFLOW_LIMITS, OVSDB_LIMITS and REST_LIMITS."""
+
+    openflow_handshake_timeout: float = 10.0
+    openflow_per_source: int = 32
+    ovsdb_handshake_timeout: float = 5.0
+    ovsdb_sync_timeout: float = 120.0
+    ovsdb_per_source: int = 16
+    ovsdb_max_message: int = 32 << 20
+    rest_header_timeout: float = 10.0
+    rest_body_timeout: float = 30.0
+    rest_max_body: int = 32 << 20
+    rest_max_connections: int = 256
+    rest_per_source: int = 64
+
+
+def _limits(raw) -> Limits:
+    of, ovsdb, rest = raw["openflow"], raw["ovsdb"], raw["rest"]
+    return Limits(openflow_handshake_timeout=of["handshake_timeout_ms"] / 1000,
+                  openflow_per_source=of["max_connections_per_source"],
+                  ovsdb_handshake_timeout=ovsdb["handshake_timeout_ms"] / 1000,
+                  ovsdb_sync_timeout=ovsdb["sync_timeout_ms"] / 1000,
+                  ovsdb_per_source=ovsdb["max_connections_per_source"], ovsdb_max_message=ovsdb["max_message_bytes"],
+                  rest_header_timeout=rest["header_timeout_ms"] / 1000, rest_body_timeout=rest["body_timeout_ms"] / 1000,
+                  rest_max_body=rest["max_body_bytes"], rest_max_connections=rest["max_connections"],
+                  rest_per_source=rest["max_connections_per_source"])
 
 
 @dataclass(frozen=True)
@@ -190,6 +286,9 @@ class Settings:
     bgp: "BgpSettings" = None  # None only in hand-built Settings; from_doc always sets it
     ha: "HaSettings" = None
     source: str = "<defaults>"
+    limits: Limits = Limits()
+    log_format: str = "text"
+    access_log: bool = False
 
 
 def defaults() -> Settings:
@@ -220,6 +319,7 @@ def from_doc(doc: yamldoc.Doc) -> Settings:
         ha = raw["ha"]
         if ha["dead_interval_ms"] < 3 * ha["heartbeat_interval_ms"]:
             problems.append(_problem("ha.dead_interval_ms", "must be at least three heartbeat intervals"))
+        problems += _ha_secret(ha)
     if problems:
         raise SettingsError("\n".join(f"{doc.where(p.field)}: {p.field}: {p.reason}" for p in problems))
     data_dir = os.path.abspath(raw["data_dir"])
@@ -234,21 +334,42 @@ def from_doc(doc: yamldoc.Doc) -> Settings:
         underlay_mtu=raw["vrs"]["underlay_mtu"],
         hosts=tuple((h["chassis"], {"vtep_ip": h["vtep_ip"], "flavour": h["flavour"]}) for h in raw["vrs"]["hosts"]),
         vni_range=(raw["allocation"]["vni_min"], raw["allocation"]["vni_max"]), asn=raw["bgp"]["asn"],
-        bgp=_bgp(raw["bgp"]), ha=_ha(raw["ha"]), source=doc.filename)
+        bgp=_bgp(raw["bgp"]), ha=_ha(raw["ha"]), source=doc.filename, limits=_limits(raw),
+        log_format=raw["log_format"], access_log=rest["access_log"])
 
 
 def _ha(raw) -> HaSettings:
     return HaSettings(node_id=raw["node_id"] or socket.gethostname(), peer=raw["peer"],
                       peer_port=raw["peer_port"] or raw["port"], listen=raw["listen"], port=raw["port"],
                       priority=raw["priority"], heartbeat_interval=raw["heartbeat_interval_ms"] / 1000,
-                      dead_interval=raw["dead_interval_ms"] / 1000, ack_timeout=raw["ack_timeout_ms"] / 1000)
+                      dead_interval=raw["dead_interval_ms"] / 1000, ack_timeout=raw["ack_timeout_ms"] / 1000,
+                      secret=raw["secret"], solo=raw["solo"])
+
+
+def _ha_secret(ha) -> list:
+    """Check ha.secret / ha.secret_file; a secret read from the file goes into ha["secret"]."""
+    if ha["secret"] and ha["secret_file"]:
+        return [_problem("ha.secret_file", "set ha.secret or ha.secret_file, not both")]
+    if ha["secret_file"]:
+        path = os.path.abspath(ha["secret_file"])
+        try:
+            with open(path, encoding="utf-8") as fh:
+                ha["secret"] = _secret(fh.read().strip())
+        except OSError as exc:
+            return [_problem("ha.secret_file", f"cannot read {path}: {exc.strerror or exc}")]
+        except f.Invalid as exc:
+            return [_problem("ha.secret_file", f"the secret in {path} {exc}")]
+    if ha["peer"] and not ha["secret"]:
+        return [_problem("ha.secret", "is required with ha.peer (or ha.secret_file): the HA link is authenticated "
+                                      "with it; generate one with 'openssl rand -hex 32' and give both nodes the same")]
+    return []
 
 
 def _bgp(raw) -> BgpSettings:
     neighbors = tuple(BgpNeighbor(**n) for n in raw["neighbors"])
     router_id = raw["router_id"] or next((n.local_address for n in neighbors if n.local_address), None)
     return BgpSettings(asn=raw["asn"], router_id=router_id, listen=raw["listen"], port=raw["port"],
-                       neighbors=neighbors)
+                       neighbors=neighbors, graceful_restart=GracefulRestartSettings(**raw["graceful_restart"]))
 
 
 def _bgp_problems(raw) -> list:

@@ -40,7 +40,11 @@ class State(DiscoverySink):
         self._seen: dict[tuple, int] = {}  # (session, port, vlan) -> order of first appearance
         self._clock = itertools.count(1)
         self._subscribers = []
+        self.version = 0  # grows with every change of anything State holds (REST readers poll it)
         self.started = time.time()
+        # connections seen (for metrics): openflow, vrs, vtep and each kind's "_down"
+        self.connects: dict[str, int] = dict.fromkeys(("openflow", "openflow_down", "vrs", "vrs_down", "vtep",
+                                                       "vtep_down"), 0)
 
     # ------------------------------------------------------------------ subscriptions
     def subscribe(self, callback):
@@ -48,6 +52,7 @@ class State(DiscoverySink):
         self._subscribers.append(callback)
 
     def _notify(self, what, detail=None):
+        self.version += 1
         for callback in self._subscribers:
             try:
                 callback(what, detail)
@@ -67,9 +72,11 @@ class State(DiscoverySink):
         old = self.vrs.get(snap.session)
         if old is None:
             self.vrs_since[snap.session] = time.time()
+            self.connects["vrs"] += 1
             log.info("VRS %s connected over OVSDB from %s (bridge %s, dpid %s)", snap.chassis, snap.peer,
                      snap.bridge, dpid_str(snap.datapath_id))
         self.vrs[snap.session] = snap
+        _log_bridge_safety(old, snap)
         self._mark_seen(snap)
         self._notify("vrs", snap.session)
         self._relocate()
@@ -79,12 +86,14 @@ class State(DiscoverySink):
         self.vrs_since.pop(session, None)
         self._seen = {k: v for k, v in self._seen.items() if k[0] != session}
         if snap is not None:
+            self.connects["vrs_down"] += 1
             log.info("VRS %s (OVSDB %s) disconnected", snap.chassis, snap.peer)
             self._notify("vrs", session)
             self._relocate()
 
     def vtep_update(self, snap: VtepSnapshot) -> None:
         if snap.session not in self.vteps:
+            self.connects["vtep"] += 1
             log.info("hardware VTEP %s connected over OVSDB from %s (tunnel IP %s)", snap.name, snap.peer,
                      snap.tunnel_ip)
         self.vteps[snap.session] = snap
@@ -93,6 +102,7 @@ class State(DiscoverySink):
     def vtep_gone(self, session: str) -> None:
         snap = self.vteps.pop(session, None)
         if snap is not None:
+            self.connects["vtep_down"] += 1
             log.info("hardware VTEP %s (OVSDB %s) disconnected", snap.name, snap.peer)
             self._notify("vtep", session)
 
@@ -103,6 +113,7 @@ class State(DiscoverySink):
 
     def datapath_up(self, dpid: int, peer: str, conn=None) -> None:
         self.datapaths[dpid] = {"peer": peer, "since": time.time(), "conn": conn}
+        self.connects["openflow"] += 1
         log.info("datapath %s connected over OpenFlow from %s", dpid_str(dpid), peer)
         self._notify("datapath", dpid)
 
@@ -112,6 +123,7 @@ class State(DiscoverySink):
         if current is None or (conn is not None and current["conn"] not in (None, conn)):
             return
         del self.datapaths[dpid]
+        self.connects["openflow_down"] += 1
         log.info("datapath %s disconnected", dpid_str(dpid))
         self._notify("datapath", dpid)
 
@@ -180,6 +192,7 @@ class State(DiscoverySink):
         return {"datapath_id": dpid_str(snap.datapath_id), "name": snap.hostname or snap.chassis,
                 "chassis": snap.chassis, "flavour": self.flavour_of(snap), "vtep_ip": self.vtep_ip_of(snap),
                 "bridge": snap.bridge, "bridge_present": snap.bridge_present,
+                "bridge_safety": _safety_view(snap),
                 "openflow": _of_view(of),
                 "ovsdb": {"connected": True, "peer": snap.peer, "since": self.vrs_since.get(snap.session),
                           "ovs_version": snap.ovs_version},
@@ -190,6 +203,26 @@ class State(DiscoverySink):
             return None
         vport = self.policy.get("vport", vid)
         return {"id": vid, "ref": self.policy.ref("vport", vport)} if vport else {"id": vid, "ref": None}
+
+
+def _safety_view(snap):
+    """Whether the integration bridge is fail-secure with the OpenFlow versions Canopy needs (None while
+    the bridge is absent); ``problems`` says what is not."""
+    if not snap.bridge_present:
+        return None
+    problems = snap.bridge_problems()
+    return {"safe": not problems, "fail_mode": snap.fail_mode or None, "protocols": list(snap.protocols),
+            "problems": list(problems)}
+
+
+def _log_bridge_safety(old, snap):
+    """One line when a VRS's integration bridge becomes unsafe (or its problems change), one when it is safe."""
+    problems = snap.bridge_problems()
+    before = old.bridge_problems() if old is not None else ()
+    if problems and problems != before:
+        log.warning("VRS %s: bridge %s is NOT safe: %s", snap.chassis, snap.bridge, "; ".join(problems))
+    elif before and not problems and snap.bridge_present:
+        log.info("VRS %s: bridge %s is fail-secure with %s", snap.chassis, snap.bridge, ",".join(snap.protocols))
 
 
 def _of_view(of):

@@ -98,6 +98,9 @@ class Change:
 class Store:
     def __init__(self, data_dir: str, keep_changes: int = 100_000):
         os.makedirs(data_dir, mode=0o750, exist_ok=True)
+        from controller.storeguard import verify  # imports this module
+
+        verify(data_dir)  # StoreRefused: never turn an empty, damaged or older store into a served one
         self.path = os.path.join(data_dir, DB_NAME)
         self.marker_path = os.path.join(data_dir, MARKER_NAME)
         self.keep_changes = keep_changes

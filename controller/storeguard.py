@@ -27,14 +27,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from controller.store import DB_NAME, MARKER_NAME, SCHEMA_VERSION
+from controller.store import DB_NAME, MARKER_NAME, SCHEMA_VERSION, StoreError
 
 LOCK_NAME = "canopy.lock"
 RECOVERY = ("restore a backup with 'canopy restore FILE' (a 'canopy backup' from this node or the HA peer), "
             "or take the store as it is with 'canopy run --accept-store'")
 
 
-class StoreRefused(Exception):
+class StoreRefused(StoreError):
     """The store is not safe to serve; ``str()`` is one line for the operator."""
 
 
@@ -100,7 +100,8 @@ def inspect(path) -> StoreFacts:
 
 def verify(data_dir: str, accept: bool = False) -> str | None:
     """Raise StoreRefused when the store must not be served. With ``accept`` the store is taken as it is:
-    the marker is removed (the store writes a new one) and the returned line says what was accepted."""
+    the marker is moved aside (the store writes a new one), and so is a database that cannot be read (an
+    empty store is made in its place); the returned line says what was accepted."""
     try:
         problem = _problem(data_dir)
     except StoreRefused as exc:
@@ -108,11 +109,29 @@ def verify(data_dir: str, accept: bool = False) -> str | None:
     if problem is None:
         return None
     if not accept:
-        raise StoreRefused(f"refusing to start: {problem}; {RECOVERY}")
-    _, marker = _paths(data_dir)
+        raise StoreRefused(f"{problem}; {RECOVERY}")
+    path, marker = _paths(data_dir)
+    stamp = int(time.time())
     if os.path.exists(marker):
-        os.replace(marker, f"{marker}.replaced-{int(time.time())}")
+        os.replace(marker, f"{marker}.replaced-{stamp}")
+    if not _readable(path):
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(path + suffix):
+                os.replace(path + suffix, f"{path}.replaced-{stamp}{suffix}")
     return f"accepted the store as it is (--accept-store): {problem}"
+
+
+def _readable(path) -> bool:
+    """True when ``path`` is missing (a new store is made) or a readable Canopy store."""
+    if not os.path.exists(path):
+        return True
+    if os.path.getsize(path) == 0:
+        return False
+    try:
+        inspect(path)
+    except StoreRefused:
+        return False
+    return True
 
 
 def _problem(data_dir) -> str | None:

@@ -135,16 +135,22 @@ def _subnet(view, sw, owner):
     sub = view.subnets[owner.id]
     regs = [("set", p.REG_L2, sub.vni), ("set", p.REG_L3, sub.l3_vni), ("set", p.REG_FLAGS, p.FLAG_FROM_TUNNEL)]
     flows = []
+    gateway_here = view.bm_gateways.get(sub.id) == sw.session
     if sw.tunnel_ofport:
         flows.append(flow(p.CLASSIFY, 100, {"in_port": sw.tunnel_ofport, "tunnel_id": sub.vni},
-                          regs + [("goto", p.L2_LOOKUP)], owner))
+                          regs + [("goto", p.SERVICES if gateway_here else p.L2_LOOKUP)], owner))
     if sub.domain_id and sub.gateway:
         flows.append(arp_responder(sub.vni, sub.gateway, sub.gateway_mac, owner))
         flows.append(gateway_echo_responder(sub.vni, sub.gateway, sub.gateway_mac, owner))
         flows.append(flow(p.L2_LOOKUP, 100, {"reg5": sub.vni, "eth_dst": sub.gateway_mac},
                           [("goto", p.L3_ROUTING)], owner))
+        if sub.id in view.bm_gateways:  # bare metal's frames to the gateway: routed like a VM's (see LEAVE_TUNNEL)
+            flows.append(flow(p.L2_LOOKUP, 101, {"reg0": FROM_TUNNEL, "reg5": sub.vni, "eth_dst": sub.gateway_mac},
+                              [("set", p.REG_FLAGS, 0), LEAVE_TUNNEL, ("goto", p.L3_ROUTING)], owner))
     elif sub.dhcp and sub.dhcp_server:  # L2-only: renewals are unicast to the DHCP server's address
         flows.append(arp_responder(sub.vni, sub.dhcp_server, sub.gateway_mac, owner))
+    if gateway_here and sw.tunnel_ofport:
+        flows += _bare_metal_services(sub, owner)
     everyone, local_only = group_ids(sub.vni)
     flows += [
         flow(p.L2_LOOKUP, 50, {"reg0": FROM_TUNNEL, "reg5": sub.vni, "eth_dst": MCAST}, [("group", local_only)], owner),
@@ -158,6 +164,24 @@ def _subnet(view, sw, owner):
         if sw.tunnel_ofport else ()
     groups = [Group(everyone, local_buckets + remote_buckets, owner), Group(local_only, local_buckets, owner)]
     return flows, groups
+
+
+def _bare_metal_services(sub, owner) -> list[Flow]:
+    """On the subnet's bare-metal gateway VRS: what hardware VTEPs send over the subnet's VNI meets the
+    gateway's ARP and ICMP echo responders (or the L2-only DHCP server's ARP) and the DHCP punt, answered
+    back into the tunnel; everything else goes on to l2_lookup, past the vports' own services."""
+    tunnel = {"reg0": FROM_TUNNEL, "reg5": sub.vni}
+    flows = [flow(p.SERVICES, TUNNEL_SERVICE - 5, tunnel, [("goto", p.L2_LOOKUP)], owner)]
+    server = sub.gateway if sub.domain_id and sub.gateway else sub.dhcp_server
+    if server:
+        flows.append(arp_responder(sub.vni, server, sub.gateway_mac, owner, tunnel=True))
+    if sub.domain_id and sub.gateway:
+        flows.append(gateway_echo_responder(sub.vni, sub.gateway, sub.gateway_mac, owner, tunnel=True))
+    if sub.dhcp:
+        flows.append(flow(p.SERVICES, TUNNEL_SERVICE + 5, {**tunnel, "eth_type": ETH_IP, "ip_proto": UDP,
+                                                          "udp_src": 68, "udp_dst": 67},
+                          [("output", "controller")], owner))
+    return flows
 
 
 def _domain(view, sw, owner):
@@ -269,22 +293,37 @@ def _egress(ep, owner):
 
 # ----------------------------------------------------------------------------- shared flow builders
 
-def arp_responder(vni: int, ip: str, mac: str, owner: Owner) -> Flow:
-    """Answer 'who has ip' in the subnet with mac, from the switch, back out of the asking port."""
-    return flow(p.SERVICES, 100, {"reg5": vni, "eth_type": ETH_ARP, "arp_op": 1, "arp_tpa": ip}, [
+# How an answer made by the switch goes back: out of the asking vport's own port, or (from a tunnel) back
+# into the tunnel to the VTEP that sent the question, with the VNI it came with.
+_BACK_TO_PORT = (("set", p.REG_FLAGS, p.FLAG_LOOPBACK), ("move", p.REG_IN, p.REG_OUT), ("goto", p.EGRESS))
+_BACK_INTO_TUNNEL = (("move", "tun_ipv4_src", "tun_ipv4_dst"), ("output", "in_port"))
+TUNNEL_SERVICE = 115  # priority of answers to what arrives over a tunnel (above the vports' own, 100-110)
+# A packet routed from one tunnel into another leaves by the port it came in on, which OpenFlow suppresses:
+# forget the ingress port first (OVS lets the 16-bit NXM in_port be written, 0 included; nothing after
+# routing matches it but egress, which only concerns packets from a local port).
+LEAVE_TUNNEL = ("set", "in_port_nxm", 0)
+
+
+def _answer(match: dict, rewrite: list, owner: Owner, tunnel: bool) -> Flow:
+    if tunnel:
+        return flow(p.SERVICES, TUNNEL_SERVICE, {"reg0": FROM_TUNNEL, **match}, rewrite + list(_BACK_INTO_TUNNEL),
+                    owner)
+    return flow(p.SERVICES, 100, match, rewrite + list(_BACK_TO_PORT), owner)
+
+
+def arp_responder(vni: int, ip: str, mac: str, owner: Owner, tunnel: bool = False) -> Flow:
+    """Answer 'who has ip' in the subnet with mac, from the switch, back to the asker (see _answer)."""
+    return _answer({"reg5": vni, "eth_type": ETH_ARP, "arp_op": 1, "arp_tpa": ip}, [
         ("move", "eth_src", "eth_dst"), ("set", "eth_src", mac), ("set", "arp_op", 2),
         ("move", "arp_sha", "arp_tha"), ("move", "arp_spa", "arp_tpa"), ("set", "arp_sha", mac),
-        ("set", "arp_spa", ip), ("set", p.REG_FLAGS, p.FLAG_LOOPBACK), ("move", p.REG_IN, p.REG_OUT),
-        ("goto", p.EGRESS)], owner)
+        ("set", "arp_spa", ip)], owner, tunnel)
 
 
-def gateway_echo_responder(vni: int, ip: str, mac: str, owner: Owner) -> Flow:
+def gateway_echo_responder(vni: int, ip: str, mac: str, owner: Owner, tunnel: bool = False) -> Flow:
     """Answer ICMP echo requests to the subnet's gateway address from the switch."""
-    return flow(p.SERVICES, 100, {"reg5": vni, "eth_type": ETH_IP, "ipv4_dst": ip, "ip_proto": ICMP,
-                                  "icmpv4_type": 8}, [
+    return _answer({"reg5": vni, "eth_type": ETH_IP, "ipv4_dst": ip, "ip_proto": ICMP, "icmpv4_type": 8}, [
         ("move", "eth_src", "eth_dst"), ("set", "eth_src", mac), ("move", "ipv4_src", "ipv4_dst"),
-        ("set", "ipv4_src", ip), ("set", "icmpv4_type", 0), ("set", p.REG_FLAGS, p.FLAG_LOOPBACK),
-        ("move", p.REG_IN, p.REG_OUT), ("goto", p.EGRESS)], owner)
+        ("set", "ipv4_src", ip), ("set", "icmpv4_type", 0)], owner, tunnel)
 
 
 def to_vtep(vni: int, vtep_ip: str, sw) -> tuple:
@@ -306,10 +345,31 @@ def route_to(view: View, sw, target: Endpoint, prefix: str, dom: dict, owner: Ow
     if target.kind == "evpn":  # without a Router's MAC and L3 VNI the peer offers L2 only
         return route_to_vtep(sw, prefix, dom, view.tunnel_ip_of(target.session), target.router_mac,
                              target.l3_vni, owner)
-    remote = view.switches.get(target.session)  # None for a hardware VTEP's host: L2 only (docs/vtep.md)
+    if target.session in view.vteps:
+        return _route_to_bare_metal(view, sw, target, prefix, dom, owner)
+    remote = view.switches.get(target.session)
     if remote is None:
         return []
     return route_to_vtep(sw, prefix, dom, remote.vtep_ip, remote.router_mac, dom["l3_vni"], owner)
+
+
+def _route_to_bare_metal(view, sw, target: Endpoint, prefix: str, dom: dict, owner: Owner) -> list[Flow]:
+    """Route to a host behind a hardware VTEP through its subnet's gateway VRS: there, bridged into the
+    subnet (gateway MAC to its MAC, TTL decremented) over the L2 VNI to the VTEP, whatever the packet came
+    from; elsewhere, by symmetric IRB to the gateway VRS."""
+    gateway = view.bm_gateways.get(target.subnet_id)
+    if gateway != sw.session:
+        remote = view.switches.get(gateway)
+        return route_to_vtep(sw, prefix, dom, remote.vtep_ip, remote.router_mac, dom["l3_vni"], owner) \
+            if remote else []
+    vtep_ip = view.tunnel_ip_of(target.session)
+    if not (sw.tunnel_ofport and vtep_ip):
+        return []
+    match, prefixlen = _prefix_match(prefix)
+    return [flow(p.L3_ROUTING, HOST_ROUTE_BASE + prefixlen,
+                 {"reg4": dom["l3_vni"], "eth_type": ETH_IP, "ipv4_dst": match}, [
+                     ("set", "eth_src", dom["gateway_mac"]), ("set", "eth_dst", target.mac), ("dec_ttl",),
+                     LEAVE_TUNNEL, *to_vtep(view.subnets[target.subnet_id].vni, vtep_ip, sw)], owner)]
 
 
 def route_to_vtep(sw, prefix: str, dom: dict, vtep_ip, router_mac, l3_vni: int, owner: Owner) -> list[Flow]:

@@ -4,6 +4,10 @@ The pipeline sends a VM's DHCP to the controller with a flow owned by that VM's 
 vport, table services). The packet-in carries the flow's cookie, so the asking vport is known without
 trusting anything in the packet; its lease comes from policy (openflow/dhcp.py). The reply goes out of
 the vport's own port (with its VLAN on an ESXi trunk): the same egress actions the pipeline uses.
+
+Bare metal behind a hardware VTEP asks over the tunnel; its subnet's gateway VRS punts that with a flow
+owned by the subnet. The client's MAC must then be a bare-metal vport of that subnet (binding flavour
+baremetal): only its configured IP is offered, and the reply goes back into the tunnel to the VTEP.
 State is only read here.
 """
 
@@ -13,7 +17,7 @@ import logging
 from dataclasses import dataclass
 
 from openflow import dhcp
-from openflow.compiler import egress_actions
+from openflow.compiler import egress_actions, to_vtep
 from openflow.flows import owner_kind_of
 
 log = logging.getLogger("canopy.dhcp")
@@ -42,9 +46,11 @@ class DhcpService:
 
     def _answer(self, datapath_id, cookie, frame):
         request = dhcp.parse_request(frame)
+        if request is not None and owner_kind_of(cookie) == "subnet":
+            return self._answer_bare_metal(datapath_id, cookie, request)
         if request is None or owner_kind_of(cookie) != "vport":
             return None
-        vport_id = self._vport_of(datapath_id, cookie)
+        vport_id = self._owner_of(datapath_id, cookie, "vport")
         vport = self.state.policy.get("vport", vport_id) if vport_id else None
         endpoint = self.programmer.view.endpoints.get(vport_id) if vport_id else None
         if vport is None or endpoint is None or request.chaddr != vport["mac"]:
@@ -61,14 +67,49 @@ class DhcpService:
         log.info("%s for vport %s: %s", request.describe(), ref, lease.ip)
         return Answer(egress_actions(endpoint), frame_out, f"{request.describe()} -> {lease.ip}")
 
-    def _vport_of(self, datapath_id, cookie):
-        """The vport owning the punt flow with this cookie on this switch."""
-        session = next((s for s, sw in self.programmer.view.switches.items() if sw.datapath_id == datapath_id),
-                       None)
-        desired = self.programmer.desired.get(session)
+    def _answer_bare_metal(self, datapath_id, cookie, request):
+        """DHCP a hardware VTEP sent over the tunnel to its subnet's gateway VRS (the punt flow is the
+        subnet's): answered for a bare-metal vport of that subnet with the client's MAC, back into the
+        tunnel to the VTEP behind which the server is (every VTEP bound to the subnet while none has
+        learned its MAC)."""
+        sid = self._owner_of(datapath_id, cookie, "subnet")
+        view, policy = self.programmer.view, self.state.policy
+        subnet = policy.get("subnet", sid) if sid else None
+        vport = bare_metal_vport(policy, sid, request.chaddr) if subnet else None
+        if vport is None:
+            log.info("ignoring %s from a hardware VTEP on datapath %016x: no bare-metal vport of subnet %s has "
+                     "that MAC", request.describe(), datapath_id, policy.ref("subnet", subnet) or "?")
+            return None
+        domain = policy.get("domain", subnet["domain_id"]) if subnet["domain_id"] else None
+        lease = dhcp.lease_for(subnet, vport, domain, self.underlay_mtu)
+        frame_out = dhcp.reply(request, lease) if lease else None
+        sw = self._switch_of(datapath_id)
+        endpoint = view.endpoints.get(vport["id"])
+        sessions = [endpoint.session] if endpoint else sorted(view.bound_vteps.get(sid, ()))
+        vteps = [ip for ip in map(view.tunnel_ip_of, sessions) if ip]
+        if frame_out is None or sw is None or not sw.tunnel_ofport or not vteps:
+            return None
+        log.info("%s for bare-metal vport %s: %s (to %s)", request.describe(), policy.ref("vport", vport), lease.ip,
+                 ", ".join(vteps))
+        actions = [a for ip in vteps for a in to_vtep(subnet["vni"], ip, sw)]
+        return Answer(actions, frame_out, f"{request.describe()} -> {lease.ip}")
+
+    def _switch_of(self, datapath_id):
+        return next((sw for sw in self.programmer.view.switches.values() if sw.datapath_id == datapath_id), None)
+
+    def _owner_of(self, datapath_id, cookie, kind):
+        """The id of the owner (of ``kind``) of the punt flow with this cookie on this switch."""
+        sw = self._switch_of(datapath_id)
+        desired = self.programmer.desired.get(sw.session) if sw else None
         if desired is None:
             return None
         for owner, flows in desired.flows.items():
-            if owner.kind == "vport" and any(f.cookie == cookie for f in flows):
+            if owner.kind == kind and any(f.cookie == cookie for f in flows):
                 return owner.id
         return None
+
+
+def bare_metal_vport(policy, subnet_id, mac):
+    """The bare-metal vport (binding flavour baremetal) of the subnet with this MAC, or None."""
+    return next((v for v in policy.all("vport") if v["subnet_id"] == subnet_id and v["mac"] == mac
+                 and v["binding"]["flavour"] == "baremetal"), None)

@@ -118,11 +118,12 @@ _OFCTL_FIELD = {"eth_src": "dl_src", "eth_dst": "dl_dst", "eth_type": "dl_type",
                 "udp_dst": "tp_dst", "icmpv4_type": "icmp_type", "vlan_vid": "dl_vlan",
                 "tun_ipv4_dst": "tun_dst"}
 _OFCTL_SET = {"tun_ipv4_dst": "tun_dst", "tunnel_id": "tun_id", "icmpv4_type": "icmp_type", "ipv4_src": "ip_src",
-             "ipv4_dst": "ip_dst"}
+             "ipv4_dst": "ip_dst", "in_port_nxm": "in_port"}
 _MOVE_NAME = {"eth_src": "NXM_OF_ETH_SRC[]", "eth_dst": "NXM_OF_ETH_DST[]", "arp_sha": "NXM_NX_ARP_SHA[]",
               "arp_tha": "NXM_NX_ARP_THA[]", "arp_spa": "NXM_OF_ARP_SPA[]", "arp_tpa": "NXM_OF_ARP_TPA[]",
               "ipv4_src": "NXM_OF_IP_SRC[]", "ipv4_dst": "NXM_OF_IP_DST[]", "reg6": "NXM_NX_REG6[]",
-              "reg7": "NXM_NX_REG7[]"}
+              "reg7": "NXM_NX_REG7[]", "tun_ipv4_src": "NXM_NX_TUN_IPV4_SRC[]",
+              "tun_ipv4_dst": "NXM_NX_TUN_IPV4_DST[]"}
 
 
 def _value(name, value):

@@ -47,14 +47,15 @@ CLASSIFY, PORT_SECURITY, INGRESS_ACL, SERVICES, L2_LOOKUP, L3_ROUTING, EGRESS_AC
 
 TABLES = (
     Table(CLASSIFY, "classify", frozenset({"in_port", "vlan_vid", "tunnel_id"}),
-          frozenset({PORT_SECURITY, L2_LOOKUP, L3_ROUTING}),
+          frozenset({PORT_SECURITY, SERVICES, L2_LOOKUP, L3_ROUTING}),
           "which vport (port, or trunk port + VLAN) or tunnel (VNI) a packet came from -> registers"),
     Table(PORT_SECURITY, "port_security", frozenset({"reg6"} | _L2 | _IP), frozenset({INGRESS_ACL}),
           "a VM may only send from its own MAC and IPs (and DHCP discovery); everything else drops"),
     Table(INGRESS_ACL, "ingress_acl", frozenset(_REGS | _L2 | _IP), frozenset({SERVICES}),
           "traffic leaving a VM against its ACLs (stateful with conntrack): pass-through until ACLs land"),
     Table(SERVICES, "services", frozenset(_REGS | _L2 | _IP), frozenset({L2_LOOKUP, EGRESS}),
-          "ARP answered from flows for gateways and known IPs; DHCP sent to the controller"),
+          "ARP answered from flows for gateways and known IPs; DHCP sent to the controller; on a subnet's "
+          "bare-metal gateway VRS, the same for what hardware VTEPs send over the tunnel"),
     Table(L2_LOOKUP, "l2_lookup", frozenset(_REGS | _L2), frozenset({L3_ROUTING, EGRESS_ACL}),
           "destination MAC in the subnet: local vport, remote VTEP, gateway (route), or flood group"),
     Table(L3_ROUTING, "l3_routing", frozenset(_REGS | _L2 | _IP), frozenset({EGRESS_ACL}),

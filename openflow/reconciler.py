@@ -45,9 +45,11 @@ from __future__ import annotations
 
 import itertools
 import logging
+import struct
 import time
 from dataclasses import dataclass, field
 
+from controller.logs import Throttle
 from controller.ryu_compat import hub, ofp_event
 from openflow import encode
 from openflow.flows import Flow, Group, owner_kind_of, render_flow, render_group
@@ -124,6 +126,7 @@ class SwitchReconciler:
         self._waiters: dict = {}  # xid -> _Waiter
         self._inflight: dict = {}  # xid -> op index in the change set being sent
         self._errors: dict = {}  # op index -> error text
+        self._unmatched = Throttle(self._log, interval=10.0)
         self._wake = hub.Event()
         self._need_read = True
         self._not_master = False
@@ -133,8 +136,10 @@ class SwitchReconciler:
         self._thread = None
         self.state = "connected"
         self.counters = dict.fromkeys(("flow_add", "flow_delete", "group_add", "group_modify", "group_delete",
-                                       "change_sets", "errors", "read_backs"), 0)
+                                       "change_sets", "errors", "unmatched_errors", "read_backs",
+                                       "errors_received"), 0)
         self.last_change: dict = {}
+        self.change_seconds = 0.0  # time spent sending and confirming change sets (metrics)
 
     # ------------------------------------------------------------------------------ the app's API
 
@@ -395,6 +400,7 @@ class SwitchReconciler:
             ops = [op for index, op in enumerate(ops) if index not in outcome.errors]
             sent += len(ops)
         self.counters["change_sets"] += 1
+        self.change_seconds += time.monotonic() - started
         self.last_change = {"messages": sent, "seconds": round(time.monotonic() - started, 3)}
 
     def _transact(self, ops: list[_Op], bundle: bool) -> _Outcome:
@@ -465,6 +471,7 @@ class SwitchReconciler:
         self._log.error("switch rejected %s of %s: %s", op.kind.replace("_", " "), what, text)
 
     def _on_error(self, msg) -> bool:
+        self.counters["errors_received"] += 1
         text = self._error_text(msg)
         if (msg.type, msg.code) == (self.ofp.OFPET_BAD_REQUEST, self.ofp.OFPBRC_IS_SLAVE):
             self._not_master = True
@@ -474,10 +481,20 @@ class SwitchReconciler:
             return True
         waiter = self._waiters.get(msg.xid)
         if waiter is None:
+            self._unmatched_error(msg, text)
             return False
         waiter.error = text
         waiter.event.set()
         return True
+
+    def _unmatched_error(self, msg, text: str) -> None:
+        """An error that no request of ours awaits (a packet-out, an answer after its timeout, another
+        controller's message): logged (rate-limited per kind) with the message it refers to."""
+        self.counters["unmatched_errors"] += 1
+        refers = echoed_message(self.ofp, msg.type, getattr(msg, "data", b""))
+        self._unmatched.warning((msg.type, msg.code, refers.split(" ", 1)[0]),
+                                "switch sent error %s (xid %d) that matches no request in flight; it refers to %s",
+                                text, msg.xid or 0, refers)
 
     def _error_text(self, msg) -> str:
         ofp = self.ofp
@@ -503,6 +520,21 @@ class SwitchReconciler:
             self._xid(msg)
         msg.serialize()
         return bytes(msg.buf)
+
+
+def echoed_message(ofp, error_type: int, data) -> str:
+    """What an error message's data says about the message it answers: its type name and xid, decoded
+    from the echoed OpenFlow header (a HELLO_FAILED error carries text instead). Never raises."""
+    data = bytes(data or b"")
+    if error_type == getattr(ofp, "OFPET_HELLO_FAILED", None):
+        return "the hello exchange (%r)" % data[:64].decode("ascii", "replace")
+    if len(data) < 8:
+        return "a message it did not echo (%d bytes of data)" % len(data)
+    version, msg_type, length, xid = struct.unpack_from("!BBHI", data)
+    names = {value: name for name, value in vars(ofp).items()
+             if name.startswith("OFPT_") and isinstance(value, int)}
+    return "%s xid %d (version 0x%02x, %d bytes, %d echoed)" % (
+        names.get(msg_type, "message type %d" % msg_type), xid, version, length, len(data))
 
 
 class _Batch:

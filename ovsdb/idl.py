@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import errno
 import os
+import reprlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
@@ -50,9 +51,13 @@ import ovs.stream
 import ovs.timeval
 import ovs.version
 
+from ovsdb import jsonstream
+
 PINNED_OVS_VERSION = "4.0.0"
 OVS_VERSION = ovs.version.VERSION
 DEFAULT_PROBE_MS = 5000
+DEFAULT_MAX_MESSAGE = 32 << 20  # characters in one message (settings: ovsdb.max_message_bytes)
+READ_BUDGET = 64 * 1024  # bytes one Connection.recv may read and frame before the session loop yields
 MAX_UNSOLICITED = 100  # messages a peer may send during one handshake call before we give up on it
 TXN_TIMEOUT_MS = 10000  # a transaction without a reply by then is abandoned (TXN_TIMED_OUT)
 
@@ -87,7 +92,7 @@ class Listener:
         self._pstream = pstream
         self.address, self.port = pstream.socket.getsockname()[:2]
 
-    def accept(self) -> PeerLink | None:
+    def accept(self, max_message: int = DEFAULT_MAX_MESSAGE) -> PeerLink | None:
         """Accept one pending connection without blocking; ``None`` when none is pending.
 
         Raises ``OSError`` for accept errors other than "nothing pending" (e.g. EMFILE).
@@ -97,7 +102,7 @@ class Listener:
             return None
         if error:
             raise OSError(error, "accept: %s" % os.strerror(error))
-        return PeerLink(stream)
+        return PeerLink(stream, max_message)
 
     def wait(self, timeout_ms: int) -> None:
         """Block cooperatively until a connection may be pending, or ``timeout_ms`` passes."""
@@ -121,12 +126,63 @@ def _peer_of(stream) -> str:
         return stream.name.split(":", 1)[-1]
 
 
+class _ReadBudget:
+    """A stream whose ``recv`` says EAGAIN once ``budget`` bytes were read since the last ``refill``, so
+    that one ``Connection.recv`` never reads (and frames) more than that before its caller yields."""
+
+    def __init__(self, stream):
+        self._stream = stream
+        self.budget = READ_BUDGET
+
+    def refill(self) -> None:
+        self.budget = READ_BUDGET
+
+    def recv(self, n):
+        if self.budget <= 0:
+            return errno.EAGAIN, ""
+        error, data = self._stream.recv(n)
+        if data:
+            self.budget -= len(data)
+        return error, data
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+class BoundedConnection(ovs.jsonrpc.Connection):
+    """``ovs.jsonrpc.Connection`` parsing with ``ovsdb.jsonstream.Parser``: messages longer than
+    ``max_message`` characters drop the connection (``limit_error`` says why), parse time is linear, and
+    one ``recv`` reads at most ``READ_BUDGET`` bytes."""
+
+    def __init__(self, stream, max_message: int):
+        super().__init__(_ReadBudget(stream))
+        self.max_message = max_message
+        self.limit_error: str | None = None
+
+    def recv(self):
+        if self.stream is None:
+            return self.status or ovs.jsonrpc.EOF, None
+        if self.parser is None:
+            self.parser = jsonstream.Parser(self.max_message)
+        parser = self.parser
+        self.stream.refill()
+        status, msg = super().recv()
+        if status == errno.EPROTO and parser.error and self.limit_error is None:
+            self.limit_error = parser.error
+        return status, msg
+
+
 class PeerLink:
     """One accepted connection, speaking plain JSON-RPC until it is bound to a database."""
 
-    def __init__(self, stream):
+    def __init__(self, stream, max_message: int = DEFAULT_MAX_MESSAGE):
         self.peer = _peer_of(stream)
-        self.rpc = ovs.jsonrpc.Connection(stream)
+        self.rpc = BoundedConnection(stream, max_message)
+
+    @property
+    def limit_error(self) -> str | None:
+        """Why the peer's last message was refused (too long, too deep), if it was."""
+        return self.rpc.limit_error
 
     def call(self, method: str, params: list, timeout_ms: int):
         """Send one request and return its result; raise ``PeerError`` on error, EOF or timeout.
@@ -151,7 +207,7 @@ class PeerLink:
         """Names of the databases the peer serves."""
         result = self.call("list_dbs", [], timeout_ms)
         if not isinstance(result, list) or not all(isinstance(n, str) for n in result):
-            raise PeerError("list_dbs returned %r, not a list of names" % (result,))
+            raise PeerError("list_dbs returned %s, not a list of names" % (reprlib.repr(result),))
         return result
 
     def get_schema(self, database: str, timeout_ms: int) -> dict:
@@ -346,7 +402,13 @@ class Replica:
             raise RuntimeError("ovs %s: Idl has no _session to replace (pinned %s)"
                                % (OVS_VERSION, PINNED_OVS_VERSION))
         self._idl._session = _session_on(link, probe_ms)
+        self._link = link
         self._pending: PendingTransaction | None = None
+
+    @property
+    def limit_error(self) -> str | None:
+        """Why the peer's last message was refused (too long, too deep), if it was."""
+        return self._link.limit_error
 
     def run(self) -> None:
         """Process what the peer sent (at most one batch); never blocks."""

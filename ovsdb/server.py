@@ -13,8 +13,13 @@ accepted connection a green thread:
 3. ``Open_vSwitch``: fetches the peer's own schema, replicates the tables in ``ovsdb.vrs.COLUMNS`` and
    reports ``VrsSnapshot``s to the sink (``ovsdb.vrs.VrsReporter``) until the connection drops; after
    each refresh, unless ``provision_tunnel`` is off, ``ovsdb.tunnel.TunnelReconciler`` keeps the VRS's
-   VXLAN tunnel port as desired (the only thing Canopy writes to a VRS database);
-4. anything else, garbage, or silence: logged with the peer address, and that connection is dropped.
+   VXLAN tunnel port as desired, and unless ``secure_bridge`` is off, ``ovsdb.bridge.BridgeReconciler``
+   keeps its integration bridge fail-secure (the only things Canopy writes to a VRS database; only
+   while ``writes_enabled``, i.e. on the HA active);
+4. anything else, garbage, or silence: logged with the peer address, and that connection is dropped;
+   so is a peer whose first full copy of its database has not arrived within ``sync_timeout``, one
+   that sends a message longer than ``max_message`` (ovsdb/jsonstream.py), and a connection from an
+   address already holding ``per_source`` sessions (docs/limits.md).
 
 Nothing a peer sends can stop the listener or another session. Every wait is bounded (``WAKE_MS``).
 """
@@ -23,15 +28,18 @@ from __future__ import annotations
 
 import datetime
 import logging
+import reprlib
 import time
 
 from controller.discovery import DiscoverySink
+from controller.guard import warn_limited
 from controller.ryu_compat import hub
 from controller.discovery import VtepDesired
-from ovsdb import idl, tunnel, vrs, vtep, vtep_sync
+from ovsdb import bridge, idl, tunnel, vrs, vtep, vtep_sync
 
 VTEP_DATABASE = vtep.DATABASE
 WAKE_MS = 1000  # longest a green thread sleeps without looking at its connection
+SYNC_TIMEOUT_S = 120.0  # default: a peer whose first full copy of the database has not arrived by then goes
 ACCEPT_RETRY_S = 0.1  # pause after an accept error (e.g. EMFILE) before trying again
 
 # Session states shown in sessions().
@@ -60,6 +68,7 @@ class _PeerSession:
         self._conn = link  # PeerLink, then Replica
         self._reporter = vrs.VrsReporter(server.sink, name, link.peer, server.bridge, server.log)
         self._tunnel: tunnel.TunnelReconciler | None = None
+        self._bridge: bridge.BridgeReconciler | None = None
         self._vtep_reporter = vtep.VtepReporter(server.sink, name, link.peer, server.log)
         self._vtep: vtep_sync.VtepReconciler | None = None
         self._doorbell: idl.Doorbell | None = None
@@ -82,6 +91,7 @@ class _PeerSession:
             "state": self.state,
             "chassis": last.chassis if last is not None else None,
             "tunnel": self._tunnel.describe() if self._tunnel is not None else None,
+            "bridge": self._bridge.describe() if self._bridge is not None else None,
             "switch": self.switch,
             "vtep": self._vtep.describe() if self._vtep is not None else None,
         }
@@ -109,7 +119,8 @@ class _PeerSession:
         try:
             self._handshake_and_follow()
         except idl.PeerError as exc:
-            self._log.warning("ovsdb %s: dropping connection: %s", self.peer, exc)
+            limit = getattr(self._conn, "limit_error", None)
+            self._log.warning("ovsdb %s: dropping connection: %s", self.peer, limit or exc)
         except Exception:  # a bug or a sink failure must not take the server down
             self._log.exception("ovsdb %s: unexpected error, dropping connection", self.peer)
         finally:
@@ -120,7 +131,8 @@ class _PeerSession:
         databases = self._conn.list_dbs(timeout_ms)
         self.database = classify(databases)
         if self.database is None:
-            raise idl.PeerError("serves %s, neither %s nor %s" % (databases, vrs.DATABASE, VTEP_DATABASE))
+            raise idl.PeerError("serves %s, neither %s nor %s" % (reprlib.repr(databases), vrs.DATABASE,
+                                                                   VTEP_DATABASE))
         schema = self._conn.get_schema(self.database, timeout_ms)
         if self.database == VTEP_DATABASE:
             self._follow_vtep(schema)
@@ -135,26 +147,43 @@ class _PeerSession:
         self._log.info("ovsdb %s: VRS session %s, replicating %s", self.peer, self.name, vrs.DATABASE)
         if self._server.provision_tunnel:
             self._tunnel = tunnel.TunnelReconciler(replica, self.peer, self._server.tunnel_name, self._log)
+        if self._server.secure_bridge:
+            self._bridge = bridge.BridgeReconciler(replica, self.peer, self._server.bridge, self._log)
         seen = None
         while True:
             replica.run()
             if not replica.connected:  # a transaction in flight is simply dropped with it
-                self._log.info("ovsdb %s: connection closed by peer", self.peer)
+                self._closed(replica)
                 return
             if replica.synced:
                 if replica.change_seqno != seen:
                     seen = replica.change_seqno
                     self.state = SYNCED
                     self._reporter.refresh(replica.rows(vrs.DATABASE))
-                if self._tunnel is not None and self._server.writes_enabled:
-                    self._tunnel.step(self._reporter.last)
+                if self._server.writes_enabled:
+                    for writer in (self._bridge, self._tunnel):
+                        if writer is not None:
+                            writer.step(self._reporter.last)
+            else:
+                self._check_sync_deadline()
             replica.wait(self._wake_ms())
+
+    def _check_sync_deadline(self) -> None:
+        """Raise PeerError if the peer has not sent its first full copy within the server's sync timeout."""
+        if time.time() - self.connected_since > self._server.sync_timeout:
+            raise idl.PeerError("no full copy of %s within %g s" % (self.database, self._server.sync_timeout))
+
+    def _closed(self, replica) -> None:
+        if replica.limit_error:
+            self._log.warning("ovsdb %s: dropping the session: %s", self.peer, replica.limit_error)
+        else:
+            self._log.info("ovsdb %s: %sconnection closed by peer", self.peer,
+                           "hardware_vtep " if self.database == VTEP_DATABASE else "")
 
     def _wake_ms(self) -> int:
         """How long the session loop may sleep: WAKE_MS, or less when a reconciler's back-off ends."""
-        reconciler = self._tunnel or self._vtep
-        due = reconciler.wake_in_ms() if reconciler is not None else None
-        return WAKE_MS if due is None else min(WAKE_MS, due)
+        dues = [r.wake_in_ms() for r in (self._bridge, self._tunnel, self._vtep) if r is not None]
+        return min([WAKE_MS] + [due for due in dues if due is not None])
 
     def _follow_vtep(self, schema: dict) -> None:
         """Replicate a hardware VTEP's database, report it and program it until it goes."""
@@ -170,7 +199,7 @@ class _PeerSession:
         while True:
             replica.run()
             if not replica.connected:
-                self._log.info("ovsdb %s: hardware_vtep connection closed by peer", self.peer)
+                self._closed(replica)
                 return
             if replica.synced:
                 self._doorbell.clear()
@@ -181,6 +210,8 @@ class _PeerSession:
                                                 replica.rows("Ucast_Macs_Local"))
                 if self._vtep is not None and self._server.writes_enabled:
                     self._vtep.step(self.switch, self._server.vtep_desired(self.switch))
+            else:
+                self._check_sync_deadline()
             replica.wait(self._wake_ms(), self._doorbell)
 
     def _finish(self) -> None:
@@ -215,15 +246,21 @@ class OvsdbManagerServer:
     ``handshake_timeout``: seconds a new peer has to answer each handshake request.
     ``probe_interval``: seconds of silence before an echo probe; a peer silent for two is dropped.
     ``provision_tunnel``: keep each VRS's VXLAN tunnel port (``tunnel_name``) on ``bridge`` as
-    desired (ovsdb/tunnel.py); when False, Canopy writes nothing to any VRS database.
+    desired (ovsdb/tunnel.py). ``secure_bridge``: keep ``bridge`` fail-secure with OpenFlow 1.3 and 1.4
+    (ovsdb/bridge.py). With both False, Canopy writes nothing to any VRS database.
     ``program_vteps``: write each hardware VTEP's desired rows (``set_vtep_desired``,
     ovsdb/vtep_sync.py); when False, hardware VTEPs are only read.
+    ``per_source``: connections one source address may hold open; more are closed at once (logged).
+    ``max_message``: characters in one message from a peer; a longer one drops its session (logged).
+    ``sync_timeout``: seconds a peer has, from connecting, to send its first full copy of the database.
     """
 
     def __init__(self, listen: str, port: int, sink: DiscoverySink, bridge: str = vrs.DEFAULT_BRIDGE,
                  log: logging.Logger | None = None, *, handshake_timeout: float = 5.0,
                  probe_interval: float = 5.0, provision_tunnel: bool = True,
-                 tunnel_name: str = tunnel.DEFAULT_NAME, program_vteps: bool = True):
+                 tunnel_name: str = tunnel.DEFAULT_NAME, program_vteps: bool = True,
+                 secure_bridge: bool = True, per_source: int = 16,
+                 max_message: int = idl.DEFAULT_MAX_MESSAGE, sync_timeout: float = SYNC_TIMEOUT_S):
         if not isinstance(tunnel_name, str) or not tunnel_name.strip():
             raise ValueError("tunnel_name must be a non-empty port name, not %r" % (tunnel_name,))
         self.listen = listen
@@ -234,8 +271,12 @@ class OvsdbManagerServer:
         self.handshake_timeout_ms = int(handshake_timeout * 1000)
         self.probe_interval_ms = int(probe_interval * 1000)
         self.provision_tunnel = provision_tunnel
+        self.secure_bridge = secure_bridge
         self.tunnel_name = tunnel_name
         self.program_vteps = program_vteps
+        self.per_source = per_source
+        self.sync_timeout = sync_timeout
+        self.max_message = max_message
         self.writes_enabled = True  # False on an HA standby: replicate and report, write nothing
         self._vtep_desired: dict[str, VtepDesired] = {}
         self._listener: idl.Listener | None = None
@@ -253,6 +294,11 @@ class OvsdbManagerServer:
         self._accept_thread = hub.spawn(self._accept_loop)
         self.log.info("ovsdb: manager listening on %s:%d", self.listen, self.port)
 
+    @property
+    def accept_thread(self):
+        """The green thread accepting connections (None before start and after stop)."""
+        return self._accept_thread
+
     def stop(self) -> None:
         """Stop accepting and close every session (each VRS ever reported gets its vrs_gone)."""
         self._stopping = True
@@ -269,6 +315,7 @@ class OvsdbManagerServer:
     def sessions(self) -> list[dict]:
         """One JSON-ready dict per open session: session, peer, database, connected_since, state,
         chassis, tunnel (the tunnel reconciler's name/state/transactions/last_error, or None),
+        bridge (the same for the integration bridge's fail-secure settings, or None),
         switch (a hardware VTEP's Physical_Switch name, else None) and vtep (the VTEP reconciler's
         switch/state/transactions/last_error/conflicts/waiting, or None)."""
         return [self._sessions[name].describe() for name in sorted(self._sessions)]
@@ -320,13 +367,26 @@ class OvsdbManagerServer:
 
     def _accept_pending(self) -> None:
         while not self._stopping:
-            link = self._listener.accept()
+            link = self._listener.accept(self.max_message)
             if link is None:
                 return
+            if not self._admit(link):
+                continue
             session = _PeerSession(self, self._session_name(link.peer), link)
             self._sessions[session.name] = session
             self.log.info("ovsdb %s: connected (session %s)", link.peer, session.name)
             session.start()
+
+    def _admit(self, link: idl.PeerLink) -> bool:
+        """False (and the link closed) if its source address already holds ``per_source`` sessions."""
+        source = link.peer.rsplit(":", 1)[0]
+        held = sum(1 for s in self._sessions.values() if s.peer.rsplit(":", 1)[0] == source)
+        if held < self.per_source:
+            return True
+        warn_limited(self.log, ("ovsdb refused", source), "ovsdb %s: refusing connection: %s already has %d "
+                     "sessions (the limit per source address)", link.peer, source, self.per_source)
+        link.close()
+        return False
 
     def _session_name(self, peer: str) -> str:
         """``ovsdb:IP:PORT``, suffixed if a previous connection from that address is still open."""

@@ -15,8 +15,9 @@ Three layers, in the order data flows (docs/DESIGN.md):
   Canopy only ever modifies an interface carrying ``canopy-owned=true``. A same-named foreign
   interface that already matches exactly is adopted (the key is added); one that differs, or a
   name clash of another shape, is a CONFLICT: reported, never written.
-- ``TunnelReconciler``: driven by the VRS session loop (ovsdb/server.py). At most one transaction
-  in flight; failures retry with bounded exponential back-off; conflicts are logged once.
+- ``TunnelReconciler``: driven by the VRS session loop (ovsdb/server.py), on the machinery of
+  ``ovsdb.rowsync.RowReconciler``: at most one transaction in flight; failures retry with bounded
+  exponential back-off; conflicts are logged once.
 
 Rows are the ``ovs`` IDL's (through ovsdb/idl.py) or any stand-ins with the same attributes.
 """
@@ -29,16 +30,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from controller.discovery import VrsSnapshot
+from ovsdb.rowsync import CONFLICT, BACKOFF_MAX_S, RowReconciler, backoff_delay  # noqa: F401 (re-exported)
 
 DEFAULT_NAME = "vxlan0"
 TUNNEL_TYPE = "vxlan"
 OWNER_KEY = "canopy-owned"
 OWNER_VALUE = "true"
-BACKOFF_BASE_S = 0.5  # delay before the second attempt at an unsettled change
-BACKOFF_MAX_S = 30.0
 
 # TunnelChange.kind
-CREATE, UPDATE, ADOPT, CONFLICT = "create", "update", "adopt", "conflict"
+CREATE, UPDATE, ADOPT = "create", "update", "adopt"
 
 
 @dataclass(frozen=True)
@@ -166,130 +166,35 @@ def apply_change(change: TunnelChange, writer) -> None:
         raise ValueError("cannot apply a %s" % change.kind)
 
 
-def backoff_delay(attempts: int) -> float:
-    """Seconds to wait before attempt number ``attempts + 1`` of a change that has not settled."""
-    if attempts <= 0:
-        return 0.0
-    return min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** (attempts - 1))
-
-
 def _find(rows: Iterable, name: str):
     return next((row for row in rows if row.name == name), None)
 
 
-class TunnelReconciler:
+class TunnelReconciler(RowReconciler):
     """Keeps one VRS's tunnel port as desired; call ``step`` from the session loop after ``run()``.
 
-    ``replica``: an ``ovsdb.idl.Replica`` (``rows``, ``change_seqno``, ``transact``). It re-plans
-    when the replica changes, and has at most one transaction in flight. A change that has not
-    settled (its transaction failed, or succeeded but the replica still differs) is retried no
-    sooner than ``backoff_delay(attempts)`` later; reaching the desired state resets the count.
+    The machinery (one transaction in flight, bounded back-off, conflicts logged once) is
+    ``ovsdb.rowsync.RowReconciler``'s; this class plans and writes the tunnel port.
     """
 
     def __init__(self, replica, peer: str, name: str = DEFAULT_NAME,
                  log: logging.Logger | None = None, clock: Callable[[], float] = time.monotonic):
-        self._replica = replica
-        self._peer = peer
+        super().__init__(replica, peer, "tunnel %s" % name, log, clock)
         self.name = name
-        self._log = log or logging.getLogger(__name__)
-        self._clock = clock
-        self.transactions = 0  # transactions this reconciler started
-        self.state = "waiting"  # waiting | in-sync | pending | backoff | conflict
-        self.last_error = ""
-        self._pending = None  # ovsdb.idl.PendingTransaction
-        self._change: TunnelChange | None = None
-        self._attempts = 0  # transactions since the replica last matched the desired state
-        self._not_before = 0.0  # no transaction starts before this clock time
-        self._planned_seqno = None  # replica.change_seqno at the last plan
-        self._replan = True  # plan again even if the replica did not change
-        self._conflict = ""  # the conflict last logged
 
     def describe(self) -> dict:
         """JSON-ready summary for sessions()."""
-        return {"name": self.name, "state": self.state, "transactions": self.transactions,
-                "last_error": self.last_error or None}
+        return {"name": self.name, **super().describe()}
 
-    def wake_in_ms(self) -> int | None:
-        """How soon ``step`` has work even if the peer stays silent (a back-off ending), or None."""
-        if self._pending is not None or not self._replan:
-            return None
-        return max(0, int((self._not_before - self._clock()) * 1000))
-
-    def step(self, snap: VrsSnapshot | None) -> None:
-        """Finish the transaction in flight, or plan and (back-off permitting) start the next one."""
-        if self._pending is not None and not self._finish_pending():
-            return
-        seqno = self._replica.change_seqno
-        if not self._replan and seqno == self._planned_seqno:
-            return
-        self._replan, self._planned_seqno = False, seqno
-        try:
-            self._reconcile(snap)
-        except Exception:  # a bug or an unexpected schema must not end discovery for this VRS
-            self._log.exception("ovsdb %s: tunnel %s: unexpected error", self._peer, self.name)
-            self._fail("reconciling", "internal error")
-
-    def _reconcile(self, snap: VrsSnapshot | None) -> None:
+    def _plan(self, snap: VrsSnapshot | None):
         spec = desired_tunnel(snap, snap.vtep_ip if snap else None, self.name)
         bridge = _find(self._replica.rows("Bridge"), spec.bridge) if spec else None
-        change = plan_tunnel(spec, bridge, self._replica.rows("Port"))
-        if change is None:
-            self._settled("in-sync" if spec else "waiting")
-        elif change.kind == CONFLICT:
-            self._report_conflict(change.reason)
-        elif self._clock() < self._not_before:
-            self._replan, self.state = True, "backoff"  # wake_in_ms brings us back
-        else:
-            self._start(change)
+        return plan_tunnel(spec, bridge, self._replica.rows("Port")), "in-sync" if spec else "waiting"
 
-    def _settled(self, state: str) -> None:
-        if self._conflict:
-            self._log.info("ovsdb %s: tunnel %s: conflict resolved", self._peer, self.name)
-        self.state, self._conflict = state, ""
-        self._attempts, self._not_before = 0, 0.0
+    def _apply(self, change: TunnelChange, writer) -> None:
+        apply_change(change, writer)
 
-    def _report_conflict(self, reason: str) -> None:
-        """Log a conflict once (again only if it changes); nothing is written while it lasts."""
-        if reason != self._conflict:
-            self._log.error("ovsdb %s: tunnel %s: %s; leaving it alone", self._peer, self.name, reason)
-        self.state, self._conflict = "conflict", reason
-        self._attempts, self._not_before = 0, 0.0
-
-    def _start(self, change: TunnelChange) -> None:
-        self.transactions += 1
-        self._attempts += 1
-        self._change, self._conflict = change, ""
-        what = change.kind + (" (%s)" % change.reason if change.reason else "")
-        self._log.info("ovsdb %s: tunnel %s: %s, transaction %d", self._peer, self.name, what,
-                       self.transactions)
+    def _starting(self, change: TunnelChange) -> None:
         if change.kind == ADOPT:
             self._log.info("ovsdb %s: tunnel %s: adopting the existing port, which matches exactly "
                            "(adding external_ids:%s=%s)", self._peer, self.name, OWNER_KEY, OWNER_VALUE)
-        comment = "canopy: tunnel %s: %s" % (self.name, change.kind)
-        self._pending = self._replica.transact(lambda writer: apply_change(change, writer), comment)
-        self.state = "pending"
-
-    def _finish_pending(self) -> bool:
-        """True once the transaction in flight has an outcome, which is handled here."""
-        result = self._pending.poll()
-        if result is None:
-            return False
-        self._pending = None
-        if result.ok:
-            self._log.info("ovsdb %s: tunnel %s: %s committed", self._peer, self.name, self._change.kind)
-            self.last_error, self._replan = "", True
-            # If the replica still differs once the update is in, the next attempt waits.
-            self._not_before = self._clock() + backoff_delay(self._attempts)
-        else:
-            error = result.status + (": " + result.detail if result.detail else "")
-            self._fail("%s transaction" % self._change.kind, error, result.transient)
-        return True
-
-    def _fail(self, what: str, error: str, transient: bool = False) -> None:
-        """Log the failure of ``what`` with the peer; the next attempt waits for the back-off."""
-        delay = backoff_delay(max(1, self._attempts))
-        self.last_error, self.state, self._replan = error, "backoff", True
-        self._not_before = self._clock() + delay
-        self._log.log(logging.WARNING if transient else logging.ERROR,
-                      "ovsdb %s: tunnel %s: %s failed (%s); retrying in %.1fs",
-                      self._peer, self.name, what, error, delay)

@@ -15,24 +15,29 @@ import ipaddress
 import logging
 from collections.abc import Callable, Iterable
 
+from controller import fields
 from controller.discovery import (
     FLAVOUR_KEY,
     FLAVOURS,
+    VNIC_KEY_PREFIX,
     VTEP_IP_KEY,
     DiscoverySink,
     PortInfo,
     VrsSnapshot,
 )
+from controller.logs import Throttle
 
 DATABASE = "Open_vSwitch"
 DEFAULT_BRIDGE = "br-int"
 
 # Everything Canopy replicates from a VRS; nothing else is monitored. All are writable through
 # ovsdb.idl.Replica.transact; ovsdb/tunnel.py writes Bridge.ports, Port.name/interfaces/external_ids
-# and Interface.name/type/options/external_ids (its tunnel port only).
+# and Interface.name/type/options/external_ids (its tunnel port only); ovsdb/bridge.py writes the
+# integration bridge's fail_mode and protocols.
 COLUMNS = {
     "Open_vSwitch": ("external_ids", "ovs_version", "bridges"),
-    "Bridge": ("name", "datapath_id", "ports", "datapath_type", "external_ids", "controller"),
+    "Bridge": ("name", "datapath_id", "ports", "datapath_type", "external_ids", "controller", "fail_mode",
+               "protocols"),
     "Controller": ("target", "is_connected", "role"),
     "Port": ("name", "interfaces", "external_ids"),
     "Interface": ("name", "ofport", "external_ids", "mac_in_use", "type", "options"),
@@ -70,24 +75,42 @@ def _ofport(row) -> int | None:
     return ofport
 
 
-def _mac(row, ext: dict) -> str | None:
+def _mac(row, ext: dict, bad_value: BadValue) -> str | None:
+    """external_ids:attached-mac, else mac_in_use; a value that is not a unicast MAC is reported, not used."""
+    key = "attached-mac" if ext.get("attached-mac") else "mac_in_use"
     mac = ext.get("attached-mac") or _opt(_column(row, "mac_in_use", None))
-    return mac.lower() if mac else None
+    if not mac or mac == "00:00:00:00:00:00":  # none, or none yet (OVS reports zeros for some ports)
+        return None
+    try:
+        return fields.mac(mac)
+    except fields.Invalid:
+        bad_value("%s of interface %s" % (key, row.name), mac)
+        return None
 
 
-def port_info(interface) -> PortInfo:
+def _check_vnic_keys(interface, ext: dict, bad_value: BadValue) -> None:
+    """Report ESXi agent keys (``canopy-vnic-<VLAN>``) that ``PortInfo.vnic_vlans`` ignores."""
+    for key, value in ext.items():
+        if key.startswith(VNIC_KEY_PREFIX):
+            tail = key[len(VNIC_KEY_PREFIX):]
+            if not (tail.isdigit() and 1 <= int(tail) <= 4094 and value):
+                bad_value("%s of interface %s (VLAN 1-4094 and a vNIC id expected)" % (key, interface.name), value)
+
+
+def port_info(interface, bad_value: BadValue = _ignore) -> PortInfo:
     """One Interface row as a ``PortInfo`` (external_ids sorted, so equal rows give equal values)."""
     ext = _ext(interface)
+    _check_vnic_keys(interface, ext, bad_value)
     return PortInfo(
         name=interface.name,
         ofport=_ofport(interface),
-        mac=_mac(interface, ext),
+        mac=_mac(interface, ext, bad_value),
         external_ids=tuple(sorted(ext.items())),
         type=_column(interface, "type", ""),
     )
 
 
-def bridge_ports(bridge) -> tuple[PortInfo, ...]:
+def bridge_ports(bridge, bad_value: BadValue = _ignore) -> tuple[PortInfo, ...]:
     """Every Interface of every Port on ``bridge`` except the bridge's own internal interface."""
     interfaces = [
         iface
@@ -95,7 +118,7 @@ def bridge_ports(bridge) -> tuple[PortInfo, ...]:
         for iface in _column(port, "interfaces", [])
         if iface.name != bridge.name
     ]
-    return tuple(sorted((port_info(i) for i in interfaces), key=lambda p: p.name))
+    return tuple(sorted((port_info(i, bad_value) for i in interfaces), key=lambda p: p.name))
 
 
 def _datapath_id(bridge) -> int | None:
@@ -162,9 +185,24 @@ def build_snapshot(session: str, peer: str, root_rows: Iterable, bridge: str = D
         bridge_present=br is not None,
         datapath_id=_datapath_id(br) if br is not None else None,
         ovs_version=(_opt(_column(root, "ovs_version", None)) or "") if root is not None else "",
-        ports=bridge_ports(br) if br is not None else (),
+        ports=bridge_ports(br, bad_value) if br is not None else (),
         controllers=bridge_controllers(br) if br is not None else (),
+        fail_mode=bridge_fail_mode(br) if br is not None else "",
+        protocols=bridge_protocols(br) if br is not None else (),
     )
+
+
+def bridge_fail_mode(bridge) -> str:
+    """The bridge's fail_mode ("" when unset, which OVS runs as standalone)."""
+    value = _opt(_column(bridge, "fail_mode", None))
+    return value if isinstance(value, str) else ""
+
+
+def bridge_protocols(bridge) -> tuple[str, ...]:
+    """The OpenFlow versions the bridge allows, sorted (empty: OVS's defaults)."""
+    value = _column(bridge, "protocols", ())
+    return tuple(sorted(p for p in (value if isinstance(value, (list, tuple, set)) else (value,))
+                        if isinstance(p, str)))
 
 
 def bridge_controllers(bridge) -> tuple:
@@ -216,7 +254,7 @@ class VrsReporter(SnapshotReporter):
         self.peer = peer
         self.bridge = bridge
         self._log = log or logging.getLogger(__name__)
-        self._warned: set[tuple[str, str]] = set()
+        self._bad = Throttle(self._log)
 
     def refresh(self, root_rows: Iterable) -> bool:
         """Rebuild from the current rows; report and return True if the snapshot changed."""
@@ -225,6 +263,5 @@ class VrsReporter(SnapshotReporter):
         return self.report(build_snapshot(self.session, self.peer, root_rows, self.bridge, self._bad_value))
 
     def _bad_value(self, key: str, value: str) -> None:
-        if (key, value) not in self._warned:
-            self._warned.add((key, value))
-            self._log.warning("%s (%s): ignoring external_ids:%s=%r", self.session, self.peer, key, value)
+        self._bad.warning((key, str(value)[:64]), "%s (%s): ignoring %s=%r", self.session, self.peer,
+                          key if " " in key else "external_ids:" + key, value)

@@ -36,10 +36,12 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from controller import fields
 from controller.discovery import DiscoverySink, VtepDesired, VtepMac, VtepPort, VtepSnapshot
+from controller.logs import Throttle
 from ovsdb.vrs import SnapshotReporter
 
 DATABASE = "hardware_vtep"
@@ -47,6 +49,9 @@ LS_PREFIX = "canopy-"
 ENCAPSULATION = "vxlan_over_ipv4"
 UNKNOWN_DST = "unknown-dst"
 REPLICATION_MODE = "source_node"
+
+# Told about each value read from a peer that is left out: (what, the value, why).
+BadRow = Callable[[str, object, str], None]
 
 # Everything Canopy replicates from a hardware VTEP. Writes (ovsdb/vtep_sync.py) touch only
 # Logical_Switch, Physical_Port.vlan_bindings, Ucast/Mcast_Macs_Remote and new locator (set) rows.
@@ -82,9 +87,9 @@ def _one(value):
 
 
 def _vni(ls) -> int | None:
-    """A Logical_Switch row's tunnel_key, None if unset."""
+    """A Logical_Switch row's tunnel_key, None if unset or not a VNI (1..2^24-1)."""
     key = _one(getattr(ls, "tunnel_key", None)) if ls is not None else None
-    return key if isinstance(key, int) and not isinstance(key, bool) else None
+    return key if isinstance(key, int) and not isinstance(key, bool) and 1 <= key <= fields.MAX_VNI else None
 
 
 def _locator_ip(locator) -> str | None:
@@ -93,10 +98,12 @@ def _locator_ip(locator) -> str | None:
 
 
 def _ip_order(ip: str):
+    """Sort key for addresses as a peer reports them: IPv4, then IPv6, then anything else (never raises)."""
     try:
-        return (0, ipaddress.ip_address(ip))
+        address = ipaddress.ip_address(ip)
     except ValueError:
-        return (1, ip)
+        return (1, 0, str(ip))
+    return (0, address.version, address.packed)
 
 
 def _by_uuid(rows: Iterable) -> list:
@@ -110,37 +117,78 @@ def pick_switch(switches: Iterable):
     return min(switches, key=lambda row: row.name, default=None)
 
 
-def _port(row) -> VtepPort:
-    bindings = ((vlan, _vni(ls)) for vlan, ls in dict(getattr(row, "vlan_bindings", None) or {}).items())
-    return VtepPort(row.name, tuple(sorted(b for b in bindings if b[1] is not None)))
+def _ignore(_what: str, _value, _reason: str) -> None:
+    """Default ``BadRow``: drop silently."""
 
 
-def _local_mac(row) -> VtepMac | None:
+def _checked(check, value, what: str, bad_value: BadRow):
+    """``check(value)`` (a controller.fields checker), or None after telling ``bad_value`` why not."""
+    try:
+        return check(value)
+    except fields.Invalid as exc:
+        bad_value(what, value, str(exc))
+        return None
+
+
+def _tunnel_ip(value, what: str, bad_value: BadRow) -> str | None:
+    """A unicast IPv4 tunnel endpoint, else None (reported)."""
+    ip = _checked(fields.ipv4, value, what, bad_value)
+    if ip is not None and (ipaddress.IPv4Address(ip).is_multicast or ipaddress.IPv4Address(ip).is_unspecified):
+        bad_value(what, value, "not a unicast address")
+        return None
+    return ip
+
+
+def _port(row, bad_value: BadRow = _ignore) -> VtepPort:
+    bindings = []
+    for vlan, ls in dict(getattr(row, "vlan_bindings", None) or {}).items():
+        vni = _vni(ls)
+        if vni is not None and _checked(lambda v: fields.integer(v, 0, 4095), vlan,
+                                        "Physical_Port %s vlan_bindings key" % row.name, bad_value) is not None:
+            bindings.append((vlan, vni))
+    return VtepPort(row.name, tuple(sorted(bindings)))
+
+
+def _local_mac(row, bad_value: BadRow = _ignore) -> VtepMac | None:
+    """A Ucast_Macs_Local row as a ``VtepMac``; None when it has no usable VNI, MAC or locator (reported).
+    An ipaddr that is not IPv4 (an IPv6 neighbour, garbage) is dropped and reported; the MAC is kept."""
     vni, locator = _vni(_one(row.logical_switch)), _locator_ip(row.locator)
     if vni is None or locator is None:
         return None
-    return VtepMac(row.MAC.lower(), vni, getattr(row, "ipaddr", "") or None, locator)
+    mac = _checked(fields.mac, getattr(row, "MAC", None), "Ucast_Macs_Local MAC", bad_value)
+    if mac is None:
+        return None
+    if _tunnel_ip(locator, "Ucast_Macs_Local %s locator" % mac, bad_value) is None:
+        return None
+    ip = getattr(row, "ipaddr", "") or None
+    if ip is not None:
+        ip = _checked(fields.ipv4, ip, "Ucast_Macs_Local %s ipaddr" % mac, bad_value)
+    return VtepMac(mac, vni, ip, locator)
 
 
-def build_vtep_snapshot(session: str, peer: str, switches: Iterable, local_macs: Iterable = ()
-                        ) -> VtepSnapshot | None:
+def build_vtep_snapshot(session: str, peer: str, switches: Iterable, local_macs: Iterable = (),
+                        bad_value: BadRow = _ignore) -> VtepSnapshot | None:
     """The ``VtepSnapshot`` of the managed Physical_Switch, None while the database has none.
 
     ``switches``: Physical_Switch rows; ``local_macs``: Ucast_Macs_Local rows (those whose logical
-    switch has no tunnel_key are left out: they have no VNI to report).
+    switch has no tunnel_key are left out: they have no VNI to report). Values Canopy cannot use (a MAC,
+    VNI, VLAN or tunnel IP that is not one, an ipaddr that is not IPv4) are left out and reported to
+    ``bad_value(what, value, reason)``; nothing here raises on what a peer sends.
     """
     switch = pick_switch(switches)
     if switch is None:
         return None
-    macs = {mac for mac in map(_local_mac, local_macs) if mac is not None}
+    macs = {mac for mac in (_local_mac(row, bad_value) for row in local_macs) if mac is not None}
+    tunnel_ips = (_tunnel_ip(ip, "Physical_Switch %s tunnel_ips" % switch.name, bad_value)
+                  for ip in getattr(switch, "tunnel_ips", None) or ())
     return VtepSnapshot(
         session=session,
         peer=peer,
         name=switch.name,
-        tunnel_ips=tuple(sorted(getattr(switch, "tunnel_ips", None) or (), key=_ip_order)),
+        tunnel_ips=tuple(sorted({ip for ip in tunnel_ips if ip is not None}, key=_ip_order)),
         management_ips=tuple(sorted(getattr(switch, "management_ips", None) or (), key=_ip_order)),
         description=getattr(switch, "description", "") or "",
-        ports=tuple(sorted((_port(p) for p in switch.ports or ()), key=lambda p: p.name)),
+        ports=tuple(sorted((_port(p, bad_value) for p in switch.ports or ()), key=lambda p: p.name)),
         local_macs=tuple(sorted(macs, key=lambda m: (m.vni, m.mac, m.ip or "", m.locator))),
     )
 
@@ -154,6 +202,7 @@ class VtepReporter(SnapshotReporter):
         self.peer = peer
         self._log = log or logging.getLogger(__name__)
         self._many_logged: tuple[str, ...] = ()
+        self._bad = Throttle(self._log)
 
     def refresh(self, switches: Iterable, local_macs: Iterable) -> bool:
         """Rebuild from the current rows; report and return True if the snapshot changed."""
@@ -161,7 +210,11 @@ class VtepReporter(SnapshotReporter):
             return False
         switches = list(switches)
         self._note_many(switches)
-        return self.report(build_vtep_snapshot(self.session, self.peer, switches, local_macs))
+        return self.report(build_vtep_snapshot(self.session, self.peer, switches, local_macs, self._bad_value))
+
+    def _bad_value(self, what: str, value, reason: str) -> None:
+        self._bad.warning((what, str(value)[:64]), "ovsdb %s: hardware VTEP: ignoring %s %r: %s", self.peer,
+                          what, value, reason)
 
     def _note_many(self, switches: list) -> None:
         names = tuple(sorted(row.name for row in switches))

@@ -1,6 +1,6 @@
 """The /v1 REST API, independent of any web framework.
 
-``Api.handle(Request)`` returns a ``Response``; controller/rest/wsgi.py adapts it to ryu-manager's WSGI.
+``Api.handle(Request)`` returns a ``Response``; controller/rest/server.py serves it over HTTP.
 Routes are a table of data; the OpenAPI document (controller/rest/openapi.py) is generated from that
 same table and the model schema, so the document describes what the server does.
 
@@ -20,11 +20,14 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Callable
 
-from controller import __version__, fields
+from controller import __version__, fields, logs
+from controller.metrics import Metrics
 from controller.model import KINDS, PolicyError
-from controller.service import NotFound
+from controller.service import NotActive, NotFound
 
 log = logging.getLogger("canopy.rest")
+access_log = logging.getLogger("canopy.rest.access")
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")  # others are counted as "other"
 
 MAX_BODY = 32 * 1024 * 1024
 MAX_DEPTH = 32  # lists and objects nested deeper than any Canopy document is refused up front
@@ -46,21 +49,26 @@ class Request:
     headers: dict[str, str] = field(default_factory=dict)  # lower-case names
     body: bytes = b""
     remote: str = "127.0.0.1"
+    route: str | None = None  # the matched route's pattern, set by Api (metrics and logs)
 
 
 @dataclass
 class Response:
     status: int
-    body: object = None
+    body: object = None  # JSON-ready, or bytes sent as they are (with content_type)
     headers: dict[str, str] = field(default_factory=dict)
+    content_type: str = "application/json"
 
     def encoded(self) -> bytes:
+        if isinstance(self.body, bytes):
+            return self.body
         return b"" if self.body is None else (json.dumps(self.body, indent=1, sort_keys=True) + "\n").encode()
 
 
 class ApiError(Exception):
-    def __init__(self, status, code, reason, field_name=None, errors=None):
+    def __init__(self, status, code, reason, field_name=None, errors=None, headers=None):
         self.status, self.code, self.reason, self.field, self.errors = status, code, reason, field_name, errors
+        self.headers = headers or {}
         super().__init__(reason)
 
 
@@ -74,6 +82,7 @@ class Route:
     kind: str | None = None  # the model kind for body/response schemas
     action: str = ""  # list|create|get|update|delete for object routes
     query: tuple[tuple, ...] = ()  # (name, description) or (name, description, JSON schema of the value)
+    media: str = "application/json"  # what a success returns
 
     @property
     def regex(self):
@@ -81,13 +90,20 @@ class Route:
 
 
 class Api:
-    def __init__(self, service, state, settings, extra_routes=(), ha=None):
+    # None or a function (datapath id as int) -> that switch's programming status (its reconciler's
+    # counts: state, desired, installed, pending) or None when it has no OpenFlow connection
+    switch_status: Callable[[int], dict | None] | None = None
+
+    def __init__(self, service, state, settings, extra_routes=(), ha=None, programming=None):
         """``ha``: the controller.ha.Pair of an HA pair (None: standalone): its role shows in /v1/status,
-        and while it is not active every write is refused with 503 naming the active."""
+        and while it is not active every write is refused with 503 naming the active. ``programming``:
+        returns the programming loop's status (controller/programloop.py) for /v1/status."""
+        self.programming = programming
         self.service = service
         self.state = state
         self.settings = settings
         self.ha = ha
+        self.metrics = Metrics(state, service)
         self.routes = self._object_routes() + [
             Route("GET", "/v1/status", self.status, "version, HA role, uptime and object counts"),
             Route("GET", "/v1/switches", self.switches, "connected VRS with their ports"),
@@ -97,7 +113,15 @@ class Api:
                          ("limit", "at most this many (capped at 10000)", SEQ_SCHEMA))),
             Route("POST", "/v1/apply", self.apply, "apply a policy document declaratively", write=True),
             Route("GET", "/v1/openapi.json", self.openapi, "this API's OpenAPI 3 document"),
+            Route("GET", "/metrics", self.prometheus, "metrics in the Prometheus text format (docs/operations.md)",
+                  media="text/plain"),
+            Route("GET", "/v1/log-level", self.log_level, "the controller's log level"),
+            Route("PUT", "/v1/log-level", self.set_log_level, "change the log level of every logger now "
+                  "(body {\"level\": \"debug|info|warning|error\"}; not kept across restarts)", write=True),
         ] + list(extra_routes)
+        if ha is not None:
+            self.routes.append(Route("PUT", "/v1/ha/solo", self.ha_solo, "solo mode on or off: {\"solo\": true} lets "
+                                     "this active acknowledge writes the standby did not confirm", write=True))
         self._compiled = [(r, r.regex) for r in self.routes]
 
     # ------------------------------------------------------------------ dispatch
@@ -107,36 +131,68 @@ class Api:
             resp = self._dispatch(req)
         except ApiError as exc:
             resp = _error(exc.status, exc.code, exc.reason, exc.field, exc.errors)
+            resp.headers.update(exc.headers)
         except PolicyError as exc:
             resp = _policy_error(exc)
         except NotFound as exc:
             resp = _error(404, "not_found", str(exc))
+        except NotActive as exc:
+            resp = _error(503, exc.code, exc.reason)
         except Exception:
             error_id = uuid.uuid4().hex[:12]
             log.exception("internal error %s on %s %s", error_id, req.method, req.path)
             resp = _error(500, "internal", f"internal error {error_id}; the controller log has the details")
-        log.debug("%s %s -> %d (%.1f ms)", req.method, req.path, resp.status, (time.monotonic() - started) * 1000)
+        self.record(req, resp, time.monotonic() - started)
         return resp
 
-    def _dispatch(self, req):
+    def record(self, req, resp, seconds):
+        """The access line (never the query string) and the request metrics; also for requests the REST
+        server refused before handle() (preflight)."""
+        route = req.route or "unmatched"
+        method = req.method if req.method in METHODS else "other"
+        self.metrics.observe_request(method, route, resp.status, seconds)
+        level = logging.INFO if getattr(self.settings, "access_log", False) else logging.DEBUG
+        access_log.log(level, "%s %s %s -> %d (%.1f ms)", req.remote, method, req.path, resp.status, seconds * 1000)
+
+    def preflight(self, req: Request) -> Response | None:
+        """What the request line and headers alone decide, before a body is read: the error response for an
+        unknown path (404), a method the path does not take (405 with Allow) or a missing or wrong token
+        (401); None if the request may go on."""
+        try:
+            route, _ = self._match(req)
+            self._authorise(req, route)
+        except ApiError as exc:
+            resp = _error(exc.status, exc.code, exc.reason, exc.field, exc.errors)
+            resp.headers.update(exc.headers)
+            return resp
+        return None
+
+    def _match(self, req):
+        """(route, path parameters) for the request; ApiError 404 or 405 (with Allow) if none."""
         path = req.path.rstrip("/") or "/"
         allowed = []
         for route, regex in self._compiled:
-            match = regex.match(path)
+            match = regex.fullmatch(path)  # not match(): "$" also matches before a final newline
             if not match:
                 continue
             if route.method != req.method:
                 allowed.append(route.method)
                 continue
-            self._authorise(req, route)
-            if route.write and self.ha is not None:
-                reason = self.ha.writable()
-                if reason:
-                    raise ApiError(503, "not_active", reason)
-            return route.handler(req, **match.groupdict())
+            req.route = route.pattern
+            return route, match.groupdict()
         if allowed:
-            raise ApiError(405, "method_not_allowed", f"{req.method} is not allowed here; use {', '.join(allowed)}")
-        raise ApiError(404, "not_found", f"no such endpoint: {req.path} (see /v1/openapi.json)")
+            raise ApiError(405, "method_not_allowed", f"{req.method} is not allowed here; use {', '.join(allowed)}",
+                           headers={"Allow": ", ".join(sorted(set(allowed)))})
+        raise ApiError(404, "not_found", f"no such endpoint: {req.path!r} (see /v1/openapi.json)")
+
+    def _dispatch(self, req):
+        route, params = self._match(req)
+        self._authorise(req, route)
+        if route.write and self.ha is not None:
+            reason = self.ha.writable()
+            if reason:
+                raise ApiError(503, "not_active", reason)
+        return route.handler(req, **params)
 
     def _authorise(self, req, route):
         if not route.write and self._open_read(req.remote):
@@ -225,13 +281,31 @@ class Api:
         return Response(200, {
             "version": __version__, "role": self.ha.role if self.ha is not None else "standalone",
             "uptime": round(time.time() - self.state.started, 3),
-            "seq": self.state.last_seq, "counts": self.service.counts(),
+            "seq": self.state.last_seq, "state_version": self.state.version, "counts": self.service.counts(),
             "switches": {"ovsdb": len(self.state.vrs), "openflow": len(self.state.datapaths)},
-            "vports_bound": len(self.state.locations)})
+            "vports_bound": len(self.state.locations), **self._health()})
+
+    def _health(self):
+        """``health`` ok|degraded and, when degraded, ``degraded_reason``; ``programming`` in detail."""
+        if self.programming is None:
+            return {"health": "ok"}
+        programming = self.programming()
+        out = {"health": programming["state"], "programming": programming}
+        if programming["state"] != "ok":
+            out["degraded_reason"] = "programming switches failed: %s" % programming["reason"]
+        return out
 
     def switches(self, req):
-        items = self.state.switches()
+        items = [self._with_sync(item) for item in self.state.switches()]
         return Response(200, {"items": items, "count": len(items)})
+
+    def _with_sync(self, item):
+        """A switch's REST view plus ``sync``: its programming status (None while not connected)."""
+        status = self.switch_status(int(item["datapath_id"], 16)) if (
+            self.switch_status is not None and item.get("datapath_id")) else None
+        keys = ("state", "desired", "installed", "pending", "rejected")
+        item["sync"] = {k: status[k] for k in keys if k in status} if status else None
+        return item
 
     def switch(self, req, dpid):
         key = dpid.lower().replace(":", "")
@@ -239,7 +313,7 @@ class Api:
             raise ApiError(400, "bad_request", "a datapath id is up to 16 hex digits", "dpid")
         for item in self.state.switches():
             if item["datapath_id"] == key.zfill(16):
-                return Response(200, item)
+                return Response(200, self._with_sync(item))
         raise ApiError(404, "not_found", f"no switch with datapath id {key.zfill(16)}")
 
     def changes(self, req):
@@ -265,6 +339,34 @@ class Api:
         result = self.service.apply(body["document"], source, prune=body.get("prune", False),
                                     dry_run=body.get("dry_run", False))
         return Response(200, result)
+
+    def ha_solo(self, req):
+        body = _json_body(req)
+        for key in body:
+            if key != "solo":
+                raise ApiError(422, "invalid", "unknown field", key)
+        if not isinstance(body.get("solo"), bool):
+            raise ApiError(422, "invalid", "is required: true or false", "solo")
+        return Response(200, {"solo": self.ha.set_solo(body["solo"], f"REST from {req.remote}")})
+
+    def prometheus(self, req):
+        body, content_type = self.metrics.exposition()
+        return Response(200, body, content_type=content_type)
+
+    def log_level(self, req):
+        return Response(200, {"level": logs.current_level()})
+
+    def set_log_level(self, req):
+        body = _json_body(req)
+        for key in body:
+            if key != "level":
+                raise ApiError(422, "invalid", "unknown field", key)
+        level = body.get("level")
+        if level not in logs.LEVELS:
+            raise ApiError(422, "invalid", f"must be one of {', '.join(logs.LEVELS)}", "level")
+        previous = logs.set_level(level)
+        logs.announce(log, "log level changed from %s to %s over REST (from %s)", previous, level, req.remote)
+        return Response(200, {"level": level, "previous": previous})
 
     def openapi(self, req):
         from controller.rest.openapi import document

@@ -22,6 +22,10 @@ def routes(state, programmer, reconcilers) -> list[Route]:
                               "count": len(items)})
 
     def flows(req, dpid):
+        for name in req.query:
+            if name not in FLOW_FILTERS:
+                raise ApiError(400, "bad_query", f"unknown query parameter; use {sorted(FLOW_FILTERS)}", name)
+        keep = _flow_filter(req.query)
         key = _dpid(dpid)
         session = next((s for s, sw in programmer.view.switches.items() if sw.datapath_id == key), None)
         reconciler = reconcilers().get(key)
@@ -40,12 +44,49 @@ def routes(state, programmer, reconcilers) -> list[Route]:
                 "subnet", "domain", "vport") else None
             owner["ref"] = state.policy.ref(owner["kind"], obj) if obj else owner.get("ref")
         agree = all(i["desired"] == i["installed"] for i in items)
+        items = [i for i in items if keep(i)]  # after in_sync: that stays the whole switch's
         return Response(200, {"datapath_id": f"{key:016x}", "status": status, "in_sync": agree, "flows": items,
                               "count": len(items)})
 
     return [Route("GET", "/v1/domains/{id}/fib", fib, "the domain's forwarding table: prefix, next hop, origin"),
             Route("GET", "/v1/switches/{dpid}/flows", flows,
-                  "desired and installed flows of a VRS, with the object that owns each")]
+                  "desired and installed flows of a VRS, with the object that owns each",
+                  query=tuple(FLOW_FILTERS.items()))]
+
+
+FLOW_FILTERS = {"owner": "only the flows of this owner (a vport, subnet or domain id)",
+                "table": "only the flows of this table (its number or its name)",
+                "cookie": "only the flows with this cookie (hex with 0x, or decimal)"}
+
+
+def _flow_filter(query):
+    """A predicate over flow rows for the ?owner= ?table= ?cookie= filters (all must hold)."""
+    owner = query.get("owner")
+    table = _table_param(query["table"]) if "table" in query else None
+    cookie = _cookie_param(query["cookie"]) if "cookie" in query else None
+
+    def keep(item):
+        return ((owner is None or (item.get("owner") or {}).get("id") == owner)
+                and (table is None or item["table"] == table)
+                and (cookie is None or int(item["cookie"], 16) == cookie))
+    return keep
+
+
+def _table_param(text):
+    if text.isdigit():
+        return int(text)
+    for table_id, table in BY_ID.items():
+        if table.name == text:
+            return table_id
+    names = ", ".join(t.name for t in BY_ID.values())
+    raise ApiError(400, "bad_query", f"{text!r} is not a table number or name ({names})", "table")
+
+
+def _cookie_param(text):
+    try:
+        return int(text, 16) if text.lower().startswith("0x") else int(text)
+    except ValueError:
+        raise ApiError(400, "bad_query", "must be a cookie in hex (0x...) or decimal", "cookie") from None
 
 
 def _dpid(text):
@@ -87,6 +128,8 @@ def _route_view(state, view, route):
         sw = view.switches.get(ep.session) if ep else None
         if sw:
             out["vtep_ip"], out["chassis"] = sw.vtep_ip, sw.chassis
+        elif ep is not None and ep.session in view.vteps:  # bare metal: behind a hardware VTEP
+            out["vtep_ip"], out["switch"] = view.tunnel_ip_of(ep.session), view.vteps[ep.session].name
     elif route.kind == "static":
         out["unresolved"] = True  # the next hop is not a known, bound vport: no flows for this route
     return out

@@ -83,7 +83,9 @@ def _operation(route):
             "$ref": f"#/components/schemas/{route.kind}"}}, "count": {"type": "integer"}}}
     else:
         body = {"type": "object"}
-    op["responses"][ok] = {"description": "success", "content": {"application/json": {"schema": body}}}
+    if route.media != "application/json":
+        body = {"type": "string"}
+    op["responses"][ok] = {"description": "success", "content": {route.media: {"schema": body}}}
     if route.action == "create":
         op["responses"][ok]["links"] = _links(route.kind)
     for code, why in _ERROR_CODES.items():

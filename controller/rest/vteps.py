@@ -54,4 +54,18 @@ def _vtep_view(state, programmer, name):
         "remote_macs": [{"mac": mac, "vni": vni, "subnet": subnet_ref(vni), "ip": ip, "locator": loc}
                         for vni, mac, ip, loc in desired.remote_macs],
         "flood": [{"vni": vni, "subnet": subnet_ref(vni), "locators": list(locs)} for vni, locs in desired.flood],
+        "gateways": _gateways(state, programmer.view, desired),
     }
+
+
+def _gateways(state, view, desired):
+    """Per bound subnet, the VRS that answers ARP and DHCP and routes for its bare metal (docs/vtep.md)."""
+    out = []
+    for vni in desired.logical_switches:
+        sub = next((s for s in view.subnets.values() if s.vni == vni), None)
+        session = view.bm_gateways.get(sub.id) if sub else None
+        sw = view.switches.get(session)
+        if sw is not None:
+            out.append({"vni": vni, "subnet": state.policy.ref("subnet", state.policy.get("subnet", sub.id)),
+                        "chassis": sw.chassis, "vtep_ip": sw.vtep_ip})
+    return out

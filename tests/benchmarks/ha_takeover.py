@@ -81,7 +81,7 @@ def progress(text: str) -> None:
 
 def ha_settings(node: str, peer, priority: int, heartbeat_ms: int, dead_ms: int) -> dict:
     return {"ha": {"node_id": node, "peer": peer.ip, "priority": priority, "heartbeat_interval_ms": heartbeat_ms,
-                   "dead_interval_ms": dead_ms}}
+                   "dead_interval_ms": dead_ms, "secret": "benchmark-pair-secret-0123"}}
 
 
 def vports(n_vrs: int, per_vrs: int) -> list[dict]:

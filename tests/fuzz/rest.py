@@ -77,7 +77,7 @@ def run_schemathesis(base: str, workdir: Path, args) -> int:
     if args.seed is not None:
         argv += ["--seed", str(args.seed)]
     print("+", " ".join(argv), flush=True)
-    return subprocess.run(argv, check=False, env={**os.environ, "NO_COLOR": "1"}).returncode
+    return subprocess.run(argv, check=False, cwd=workdir, env={**os.environ, "NO_COLOR": "1"}).returncode
 
 
 def answers(workdir: Path) -> list[tuple[str, str, int]]:

@@ -107,7 +107,7 @@ class ControllerProcess:
             if not self.child.alive():
                 self._fail(f"exited with code {self.child.popen.returncode}")
             try:
-                status = probe.get("/v1/status").status
+                status = probe.get("/v1/status", token=self.api.token).status
             except (OSError, http.client.HTTPException) as exc:
                 last[0] = f"GET /v1/status failed: {exc!r}"
                 return False

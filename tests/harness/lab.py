@@ -198,16 +198,20 @@ class Lab:
         ns, number = self._new_host(name)
         return ControllerHost(name, ns, self._join_mgmt(ns, name, number))
 
-    def add_hypervisor(self, name: str, flavour: str = "kvm") -> Hypervisor:
-        """A VRS of ``flavour`` (kvm, hyperv, esxi) with br-int, br-phy and its VTEP IP."""
+    def add_hypervisor(self, name: str, flavour: str = "kvm", ovs_defaults: bool = False) -> Hypervisor:
+        """A VRS of ``flavour`` (kvm, hyperv, esxi) with br-int, br-phy and its VTEP IP.
+
+        br-int is made ``fail_mode=secure`` with ``protocols=OpenFlow13,OpenFlow14`` as docs/vrs.md asks
+        operators to, unless ``ovs_defaults``: then both are left unset (standalone, OVS's default
+        protocols), as on a hypervisor set up with ``set-controller``/``set-manager`` only."""
         if flavour not in FLAVOURS:
             raise ValueError(f"unknown flavour {flavour!r}; expected one of {sorted(FLAVOURS)}")
         ns, number = self._new_host(name)
         mgmt_ip, ovs = self._join_mgmt(ns, name, number), self._start_ovs(ns, self.workdir / name)
         vtep_ip = self._join_underlay(ns, name, number, ovs)
         hv = Hypervisor(name, ns, flavour, mgmt_ip, vtep_ip, ovs)
-        hv.ovs.add_bridge(BR_INT, "fail_mode=secure", "protocols=OpenFlow13,OpenFlow14",
-                          "other_config:disable-in-band=true")
+        safety = () if ovs_defaults else ("fail_mode=secure", "protocols=OpenFlow13,OpenFlow14")
+        hv.ovs.add_bridge(BR_INT, *safety, "other_config:disable-in-band=true")
         ids = {"system-id": name, "hostname": name, "canopy-vtep-ip": vtep_ip,
                "canopy-flavour": flavour}
         hv.vsctl("set", "Open_vSwitch", ".", *(f"external_ids:{k}={v}" for k, v in ids.items()))

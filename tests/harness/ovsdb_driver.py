@@ -48,6 +48,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--no-tunnel", action="store_true", help="provision_tunnel=False")
     parser.add_argument("--tunnel-name", default=None)
     parser.add_argument("--no-vtep-program", action="store_true", help="program_vteps=False")
+    parser.add_argument("--read-only", action="store_true", help="writes_enabled=False (an HA standby)")
     return parser.parse_args(argv)
 
 
@@ -112,6 +113,7 @@ def driver_main(argv: list[str]) -> int:
                                 probe_interval=args.probe_interval,
                                 provision_tunnel=not args.no_tunnel,
                                 program_vteps=not args.no_vtep_program, **tunnel)
+    server.writes_enabled = not args.read_only
     server.start()
     emit(ev="listening", port=server.port)
     for line in _stdin_commands(eventlet.hubs.trampoline):

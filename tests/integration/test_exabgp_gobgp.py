@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bgp.routes import InclusiveMulticastRoute, IpPrefixRoute, MacIpRoute, from_exabgp_json, to_command
+from bgp.received import from_exabgp_json
+from bgp.routes import InclusiveMulticastRoute, IpPrefixRoute, MacIpRoute, to_command
 from tests.harness.process import spawn, stop
 from tests.harness.wait import wait_until
 from tests.integration.gobgp import AVAILABLE, GoBGPNeighbor, start_gobgpd

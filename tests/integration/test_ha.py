@@ -27,11 +27,12 @@ POLICY = {"tenants": [{"name": "acme", "domains": [{"name": "prod", "subnets": [
 
 
 GOBGP_ASN, CANOPY_ASN = 65099, 65000
+HA_SECRET = "integration-pair-secret-0123"  # ha.secret: the same on both nodes
 
 
 def ha_settings(node, me, peer, priority, router):
     return {"ha": {"node_id": node, "peer": peer.ip, "priority": priority, "heartbeat_interval_ms": 100,
-                   "dead_interval_ms": 500},
+                   "dead_interval_ms": 500, "secret": HA_SECRET},
             "bgp": {"asn": CANOPY_ASN, "router_id": me.ip, "neighbors": [
                 {"address": router.ip, "asn": GOBGP_ASN, "local_address": me.ip, "hold_time": 9}]}}
 

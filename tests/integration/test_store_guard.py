@@ -74,7 +74,7 @@ def test_an_empty_store_is_refused_and_the_switch_keeps_its_flows(lab, tmp_path)
         process.stop([child], 5)
     assert child.popen.returncode == 4
     said = (tmp_path / "empty.log").read_text().strip().splitlines()
-    assert len(said) == 1 and said[0].startswith("canopy: refusing to start: ") and "0 bytes" in said[0]
+    assert len(said) == 1 and "cannot start: " in said[0] and "is empty (0 bytes)" in said[0]
     assert "canopy restore FILE" in said[0] and "Traceback" not in said[0]
     assert os.path.getsize(db) == 0, "a refused store is left as it was"
     assert vms[0].ping("10.0.1.11"), "traffic still flows while the controller is down"

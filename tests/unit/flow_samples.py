@@ -50,6 +50,13 @@ FLOWS = (
     flow(p.L2_LOOKUP, 40, {"reg5": VNI, "eth_dst": ("01:00:00:00:00:00", "01:00:00:00:00:00")},
          [("group", FLOOD_GROUP)], SUBNET),
     flow(p.L2_LOOKUP, 5, {"reg5": VNI}, [("group", FLOOD_GROUP)], SUBNET),
+    # bare metal behind a hardware VTEP: answered back into the tunnel; routed out of the tunnel it came by
+    flow(p.SERVICES, 115, {"reg0": (2, 2), "reg5": VNI, "eth_type": 0x806, "arp_op": 1, "arp_tpa": "10.0.1.1"},
+         [("move", "eth_src", "eth_dst"), ("set", "eth_src", GW_MAC), ("set", "arp_op", 2),
+          ("move", "arp_sha", "arp_tha"), ("move", "arp_spa", "arp_tpa"), ("set", "arp_sha", GW_MAC),
+          ("set", "arp_spa", "10.0.1.1"), ("move", "tun_ipv4_src", "tun_ipv4_dst"), ("output", "in_port")], SUBNET),
+    flow(p.L2_LOOKUP, 101, {"reg0": (2, 2), "reg5": VNI, "eth_dst": GW_MAC},
+         [("set", "reg0", 0), ("set", "in_port_nxm", 0), ("goto", p.L3_ROUTING)], SUBNET),
     flow(p.L3_ROUTING, 24, {"reg4": L3_VNI, "eth_type": 0x800, "ipv4_dst": ("10.0.2.0", "255.255.255.0")},
          [("set", "eth_src", GW_MAC), ("set", "eth_dst", REMOTE_MAC), ("dec_ttl",), ("set", "reg5", 5002),
           ("set", "reg7", 6), ("goto", p.EGRESS_ACL)], DOMAIN),

@@ -80,7 +80,8 @@ def trace(desired, packet, table=0, _depth=0):
     """Run a packet (a dict of match fields; registers default to 0) through a switch's compiled flows and
     groups, as OVS would: per table the highest-priority match (two at the same priority is an error), its
     actions applied in order, goto/resubmit/group followed. Returns [(output port, packet as sent), ...];
-    an output to "in_port" is reported as the packet's in_port."""
+    an output to "in_port" is reported as the packet's in_port, and an output to the packet's in_port by
+    number is dropped (OpenFlow never sends a packet back where it came from unless asked with in_port)."""
     flows = desired.all_flows() if hasattr(desired, "all_flows") else desired[0]
     groups = desired.all_groups() if hasattr(desired, "all_groups") else desired[1]
     assert _depth < 32, "resubmit loop"
@@ -98,7 +99,7 @@ def _apply(actions, packet, tables, depth):
     for action in actions:
         kind = action[0]
         if kind == "set":
-            packet[action[1]] = action[2]
+            packet["in_port" if action[1] == "in_port_nxm" else action[1]] = action[2]
         elif kind == "move":
             packet[action[2]] = packet.get(action[1], 0)
         elif kind == "dec_ttl":
@@ -108,6 +109,8 @@ def _apply(actions, packet, tables, depth):
         elif kind == "push_vlan":
             packet["vlan_vid"] = 0
         elif kind == "output":
+            if action[1] != "in_port" and action[1] == packet.get("in_port"):
+                continue  # OpenFlow suppresses output to the ingress port unless it is asked for as in_port
             port = packet["in_port"] if action[1] == "in_port" else action[1]
             out.append((port, dict(packet)))
         elif kind in ("goto", "resubmit"):

@@ -6,12 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from bgp.received import decode_nlri, from_exabgp_json
 from bgp.routes import (
     InclusiveMulticastRoute,
     IpPrefixRoute,
     MacIpRoute,
-    decode_nlri,
-    from_exabgp_json,
     parse_command,
     route_from_dict,
     to_command,
@@ -55,7 +54,7 @@ def test_type2_withdraw_repeats_the_announced_key():
     _, announced = only(fixture("rx_type2_macadv.json"))
     action, withdrawn = only(fixture("rx_type2_withdraw.json"))
     assert action == "withdraw"
-    assert withdrawn.key == announced.key
+    assert withdrawn == announced.key
 
 
 @needs_fixtures
@@ -82,9 +81,12 @@ def test_every_fixture_decodes_to_one_route():
         assert len(from_exabgp_json(json.loads(path.read_text()))) == 1, path.name
 
 
+VXLAN = (0x030C000000000008, "encap:VXLAN")
+
+
 def test_mac_mobility_and_ip_rt_and_4byte_rt():
     message = _update(
-        [(0x0600000000000007, ""), (0x0102C000020100C8, ""), (0x0202000186A00064, "")],
+        [(0x0600000000000007, ""), (0x0102C000020100C8, ""), (0x0202000186A00064, ""), VXLAN],
         "02250000FDE900000064000000000000000000000000000030525400AABBCC200A010009001389",
     )
     _, route = only(message)
@@ -118,7 +120,9 @@ def test_command_round_trip(route, action):
 def test_normalisation_and_key():
     route = MacIpRoute(rd="65000:100", mac="52:54:00:AA:BB:CC", l2_vni=1, next_hop="192.0.2.1")
     assert route.mac == "52:54:00:aa:bb:cc"
-    assert route.key == (2, "65000:100", 0, 0, "52:54:00:aa:bb:cc", None, 1, None)
+    assert route.key == (2, "65000:100", 0, "52:54:00:aa:bb:cc", None)  # RFC 7432 7.2: no ESI, no labels
+    assert IpPrefixRoute(rd="1:1", prefix="10.1.0.0/24", l3_vni=1, next_hop="192.0.2.1", esi=5).key == \
+        (5, "1:1", 0, "10.1.0.0/24")  # RFC 9136: no ESI, gateway or label
     assert IpPrefixRoute(rd="1:1", prefix="10.1.0.7/24", l3_vni=1, next_hop="192.0.2.1").prefix == "10.1.0.0/24"
 
 
@@ -180,7 +184,7 @@ def test_malformed_input_is_skipped_not_raised(message, caplog):
 
 def test_one_bad_route_does_not_hide_the_good_one():
     good = "02250000FDE900000064000000000000000000000000000030525400AABBCC200A010009001389"
-    message = _update([], good)
+    message = _update([VXLAN], good)
     nlris = message["neighbor"]["message"]["update"]["announce"]["l2vpn evpn"]["192.0.2.9"]
     nlris.insert(0, {"code": 2, "raw": "02FF"})
     assert [r.mac for _, r in from_exabgp_json(message)] == ["52:54:00:aa:bb:cc"]

@@ -1,13 +1,17 @@
 """The ExaBGP extension: pin, EVPN NLRI/attributes packed by ExaBGP and decoded back, commands."""
 
+import copy
 import json
 import struct
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from bgp import exabgp_ext, routes
-from bgp.routes import InclusiveMulticastRoute, IpPrefixRoute, MacIpRoute, from_exabgp_json, to_command
+from bgp.received import from_exabgp_json
+from bgp.routes import InclusiveMulticastRoute, IpPrefixRoute, MacIpRoute, to_command
+from tests.harness.bgpraw import with_next_hop
 
 GOBGP_RIB = Path(__file__).resolve().parents[3] / "shared/fixtures/exabgp-evpn/gobgp_rib_after_exabgp_announce.json"
 
@@ -116,7 +120,7 @@ def test_withdraw_repeats_the_announced_nlri(route):
     wire = exabgp_ext.encode_update(route, "withdraw")
     assert attributes(wire)[15][3:] == announce.pack_nlri()
     decoded = from_exabgp_json(exabgp_ext.decode_update(wire))
-    assert [(action, r.key) for action, r in decoded] == [("withdraw", route.key)]
+    assert decoded == [("withdraw", route.key)]
 
 
 def test_router_mac_community_decodes_through_exabgp():
@@ -152,14 +156,34 @@ def test_same_fields_as_gobgp_received_from_exabgp():
 
 
 class FakeReactor:
-    """Just enough of ExaBGP's reactor for a command callback: records acks and injections."""
+    """Just enough of ExaBGP's reactor for a command callback: records acks; the peer is a real ExaBGP
+    neighbor (from a real configuration) with its real outgoing RIB."""
 
     def __init__(self, peers=("neighbor 127.0.0.2 local-ip 127.0.0.1",)):
+        from exabgp.bgp.neighbor import Neighbor
+
         self._peers = list(peers)
-        self.acks, self.injected = [], []
+        self.acks = []
         self.processes = self
         self.configuration = self
         self.asynchronous = self
+        template, _ = exabgp_ext._codec(65000, 65001)
+        neighbor = copy.deepcopy(template)
+        neighbor.make_rib()
+        neighbor.rib.outgoing.clear()  # ExaBGP keeps one RIB per neighbor name, shared between tests
+        self.neighbors = {name: neighbor for name in self._peers}
+        self.rib = neighbor.rib.outgoing
+        assert isinstance(neighbor, Neighbor)
+
+    @property
+    def injected(self):
+        """The changes the RIB will send next (and forgets them)."""
+        return list(self.rib.queued_changes())
+
+    def sent(self):
+        """The NLRIs of the UPDATEs the RIB sends now, with their actions."""
+        return [(str(nlri.action).lower().rsplit(".", 1)[-1], nlri.pack_nlri())
+                for update in self.rib.updates(False) for nlri in update.nlris]
 
     def peers(self, service=""):
         return self._peers
@@ -169,10 +193,6 @@ class FakeReactor:
 
     def answer_error(self, service):
         self.acks.append("error")
-
-    def inject_change(self, peers, change):
-        self.injected.append((peers, change))
-        return True
 
     def schedule(self, service, line, callback):
         for _ in callback:
@@ -192,10 +212,25 @@ def test_commands_inject_exabgp_changes_and_ack_once(route, action):
     reactor = FakeReactor()
     dispatch(reactor, to_command(route, action, neighbor="127.0.0.2"))
     assert reactor.acks == ["done"]
-    [(peers, change)] = reactor.injected
-    assert peers == reactor._peers
+    [change] = reactor.injected
     assert change.nlri.pack_nlri() == exabgp_ext.build_nlri(route, "announce").pack_nlri()
     assert str(change.nlri.action).lower().endswith(action)
+
+
+@pytest.mark.parametrize("route, other", [
+    (TYPE2, replace(TYPE2, l2_vni=5002, l3_vni=None, esi=7)),
+    (TYPE5, replace(TYPE5, l3_vni=9002, gateway="0.0.0.0", esi=3)),
+], ids=["type2", "type5"])
+def test_a_new_label_replaces_the_route_and_any_labels_withdraw_it(route, other):
+    """RFC 7432 7.2 / RFC 9136: ESI and labels are not in the key: ExaBGP's RIB holds one route per key."""
+    reactor = FakeReactor()
+    dispatch(reactor, to_command(route, "announce"))
+    assert reactor.sent() == [("announce", exabgp_ext.build_nlri(route, "announce").pack_nlri())]
+    dispatch(reactor, to_command(other, "announce"))  # same key, other VNI: replaces, no withdraw
+    assert reactor.sent() == [("announce", exabgp_ext.build_nlri(other, "announce").pack_nlri())]
+    dispatch(reactor, to_command(route, "withdraw"))  # a withdraw with the old labels removes it
+    assert [action for action, _ in reactor.sent()] == ["withdraw"]
+    assert list(reactor.rib.cached_changes()) == []
 
 
 @pytest.mark.parametrize("line", [
@@ -219,3 +254,39 @@ def test_install_is_idempotent():
     exabgp_ext.install()
     assert exabgp_ext.Command.functions.count("announce evpn") == 1
     assert routes.ANNOUNCE == "announce"
+
+
+# --------------------------------------------------------------------------- EVPN next hops on the wire
+
+
+MAPPED = bytes(10) + b"\xff\xff" + bytes([192, 0, 2, 1])  # ::ffff:192.0.2.1, as FRR sends for type 5
+
+
+@pytest.mark.parametrize("route", ALL, ids=lambda r: f"type{r.TYPE}")
+def test_an_ipv4_mapped_ipv6_next_hop_is_read_as_its_ipv4_address(route):
+    """ExaBGP 5.0.15 alone answers this UPDATE with NOTIFICATION 3/9 (and resets the session)."""
+    wire = with_next_hop(exabgp_ext.encode_update(route, "announce"), MAPPED)
+    assert attributes(wire)[14][3] == 16
+    assert from_exabgp_json(exabgp_ext.decode_update(wire)) == [("announce", route)]
+    global_and_link_local = MAPPED + bytes.fromhex("fe800000000000000000000000000001")
+    assert from_exabgp_json(exabgp_ext.decode_update(with_next_hop(wire, global_and_link_local))) == [
+        ("announce", route)]
+
+
+def test_an_ipv6_next_hop_is_refused_as_withdrawn_and_a_bad_length_withdraws():
+    from bgp.received import decode_message
+
+    wire = with_next_hop(exabgp_ext.encode_update(TYPE2, "announce"), bytes.fromhex("20010db8" + "00" * 11 + "01"))
+    decoded = decode_message(exabgp_ext.decode_update(wire))
+    assert decoded.announced == [] and [(r.key, r.reason) for r in decoded.refused] == [(TYPE2.key, "next_hop")]
+    odd = with_next_hop(wire, bytes(7))  # neither 4, 16 nor 32 bytes: RFC 7606 treat-as-withdraw
+    assert from_exabgp_json(exabgp_ext.decode_update(odd)) == [("withdraw", TYPE2.key)]
+
+
+def test_evpn_next_hop_leaves_other_families_and_ipv4_alone():
+    ipv4 = bytes.fromhex("00194604c000020100")
+    assert exabgp_ext.evpn_next_hop(ipv4) == (ipv4, False)
+    ipv6_unicast = bytes.fromhex("00020110") + MAPPED + b"\x00"
+    assert exabgp_ext.evpn_next_hop(ipv6_unicast) == (ipv6_unicast, False)
+    assert exabgp_ext.evpn_next_hop(bytes.fromhex("00194610") + MAPPED + b"\x00abc") == (
+        bytes.fromhex("00194604c0000201") + b"\x00abc", False)

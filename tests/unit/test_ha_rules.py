@@ -1,5 +1,9 @@
 """The pair's decision rules (controller.ha.Pair._decide) on a real store and State, the HA link not
-started: who becomes active, when a standby must not take over (split brain), and fencing by generation."""
+started: who becomes active, when a standby must not take over (split brain), fencing by generation, and
+when an active may acknowledge a write."""
+
+import socket
+import time
 
 import pytest
 
@@ -7,16 +11,19 @@ from controller import settings as settings_mod
 from controller.core import build_core
 from controller.discovery import VrsSnapshot
 from controller.ha import STARTUP_DEAD_INTERVALS, Pair
+from controller.service import NotActive
+from controller.store import Change
 from controller.yamldoc import Doc
 
 DEAD = 0.5
+SECRET = "unit-test-pair-secret"
 
 
 @pytest.fixture
 def node(tmp_path):
     settings = settings_mod.from_doc(Doc("<t>", {"data_dir": str(tmp_path / "d"), "ha": {
         "node_id": "b", "peer": "10.250.0.1", "priority": 100, "heartbeat_interval_ms": 100,
-        "dead_interval_ms": int(DEAD * 1000)}}))
+        "dead_interval_ms": int(DEAD * 1000), "secret": SECRET}}))
     store, state, _ = build_core(settings)
     roles = []
     pair = Pair(settings.ha, store, state, lambda role, gen: roles.append((role, gen)))
@@ -104,34 +111,141 @@ def test_writes_are_refused_with_the_active_named(node):
     assert "10.250.0.1" in node.writable() and "standby" in node.writable()
 
 
-def test_a_refused_ha_link_means_the_peer_process_is_gone(tmp_path):
-    """The peer was heard, then its host refuses the link (nothing listens): take over at once, without
-    waiting for the switches' view (a dead process holds no switch). Real dial to a closed loopback port."""
-    import socket
-    import time
-
+def free_ports(n):
     ports = []
-    for _ in range(2):
+    for _ in range(n):
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             ports.append(probe.getsockname()[1])
-    closed_port, own_port = ports
+    return ports
+
+
+def test_a_refused_ha_link_alone_is_no_reason_to_take_over(tmp_path):
+    """The peer was heard, then its host refuses the link (a firewall's reject looks the same as a dead
+    process): the standby takes over only once the switches report no master. Real dial to a closed port."""
+    closed_port, own_port = free_ports(2)
     settings = settings_mod.from_doc(Doc("<t>", {"data_dir": str(tmp_path / "d"), "ha": {
         "node_id": "b", "peer": "127.0.0.1", "peer_port": closed_port, "listen": "127.0.0.1", "port": own_port,
-        "heartbeat_interval_ms": 50, "dead_interval_ms": 500}}))
+        "heartbeat_interval_ms": 50, "dead_interval_ms": 500, "secret": SECRET}}))
     store, state, _ = build_core(settings)
     pair = Pair(settings.ha, store, state, lambda role, gen: None)
     try:
         pair.link.start()
         hear(pair, time.monotonic(), "active", generation=5, switches=3)
         pair.role = "standby"
-        see_switches(pair, True, True, True)  # stale views still show the old master
+        see_switches(pair, True, True, True)  # the active still holds its switches
         deadline = time.monotonic() + 10
         while not pair.link.refused() and time.monotonic() < deadline:
             time.sleep(0.05)
         assert pair.link.refused()
         pair._decide(time.monotonic())
+        assert pair.role == "standby"
+        assert pair.status()["peer"]["link"]["refused"] is True
+        see_switches(pair, False, False, False)  # now its connections are gone: it is
+        pair._decide(time.monotonic())
         assert pair.role == "active" and pair.generation == 6
     finally:
         pair.link.stop()
         store.close()
+
+
+def _write(pair):
+    seq = pair.store.last_seq() + 1
+    return [Change("tenant", "t1", "put", {"id": "t1", "source": None, "name": "acme"}, seq, seq, time.time())]
+
+
+def test_an_active_without_a_confirming_standby_refuses_writes_unless_solo(node):
+    node._decide(node.started + STARTUP_DEAD_INTERVALS * DEAD)
+    assert node.role == "active" and node.writable() is None
+    with pytest.raises(NotActive) as refused:
+        node.replicate(_write(node), {})
+    assert refused.value.code == "not_replicated" and "solo" in refused.value.reason
+    assert node.status()["refused_writes"] == 1 and node.status()["solo"]["enabled"] is False
+    node.set_solo(True, "a test")
+    node.replicate(_write(node), {})  # acknowledged alone
+    assert node.status()["solo"] == {"enabled": True, "since": node.solo["since"], "by": "a test"}
+    assert node.status()["refused_writes"] == 1
+
+
+def test_solo_mode_from_the_settings(tmp_path):
+    settings = settings_mod.from_doc(Doc("<t>", {"data_dir": str(tmp_path / "d"), "ha": {
+        "peer": "10.250.0.1", "secret": SECRET, "solo": True}}))
+    store, state, _ = build_core(settings)
+    pair = Pair(settings.ha, store, state, lambda role, gen: None)
+    assert pair.status()["solo"]["enabled"] and "settings" in pair.status()["solo"]["by"]
+    store.close()
+
+
+def test_an_active_superseded_by_a_newer_peer_or_switch_refuses_before_acknowledging(node):
+    node._decide(node.started + STARTUP_DEAD_INTERVALS * DEAD)
+    node.set_solo(True, "a test")  # not even solo mode lets a replaced active acknowledge
+    hear(node, time.monotonic(), "active", generation=node.generation + 1)
+    with pytest.raises(NotActive) as refused:
+        node.replicate(_write(node), {})
+    assert refused.value.code == "not_active" and "newer generation" in refused.value.reason
+    hear(node, time.monotonic() - 10, "standby")
+    node.replicate(_write(node), {})
+    node.switch_reported(node.generation + 1, "slave")
+    with pytest.raises(NotActive):
+        node.replicate(_write(node), {})
+
+
+def test_an_active_that_did_not_run_for_longer_than_the_dead_interval_steps_down(node):
+    node._decide(node.started + STARTUP_DEAD_INTERVALS * DEAD)
+    node._thread = object()  # as if its loop were running
+    node._tick = (time.monotonic() - 10 * DEAD, time.process_time() - 10 * DEAD)  # busy: it was running
+    assert node.status()["role"] == "active"
+    node._tick = (time.monotonic() - 10 * DEAD, time.process_time())  # stopped (SIGSTOP) or starved
+    status = node.status()
+    assert status["role"] == "standby" and "did not run" in status["reason"]
+    assert node.roles[-1][0] == "standby" and node.writable()
+
+
+@pytest.mark.parametrize("ha, error", [
+    ({"peer": "10.250.0.1"}, "ha.secret: is required with ha.peer"),
+    ({"peer": "10.250.0.1", "secret": "short"}, "ha.secret: must be at least 16 characters"),
+    ({"peer": "10.250.0.1", "secret_file": "/nonexistent/secret"}, "ha.secret_file: cannot read"),
+    ({"peer": "10.250.0.1", "secret": SECRET, "secret_file": "/x"}, "not both"),
+], ids=["missing", "short", "no-file", "both"])
+def test_a_pair_needs_a_shared_secret(tmp_path, ha, error):
+    with pytest.raises(settings_mod.SettingsError) as refused:
+        settings_mod.from_doc(Doc("<t>", {"data_dir": str(tmp_path / "d"), "ha": ha}))
+    assert error in str(refused.value)
+
+
+def test_the_secret_may_come_from_a_file(tmp_path):
+    path = tmp_path / "ha-secret"
+    path.write_text(SECRET + "\n")
+    settings = settings_mod.from_doc(Doc("<t>", {"ha": {"peer": "10.250.0.1", "secret_file": str(path)}}))
+    assert settings.ha.secret == SECRET and SECRET not in repr(settings)
+
+
+def test_over_rest_a_write_the_standby_cannot_confirm_is_a_503_that_changes_nothing_until_solo(tmp_path):
+    import json
+
+    from controller.rest.api import Api, Request
+
+    settings = settings_mod.from_doc(Doc("<t>", {"data_dir": str(tmp_path / "d"), "rest": {"token": "t0ken"},
+                                                 "ha": {"peer": "10.250.0.1", "secret": SECRET}}))
+    store, state, service = build_core(settings)
+    pair = Pair(settings.ha, store, state, lambda role, gen: None)
+    service.replicate, service.writable = pair.replicate, pair.writable
+    api = Api(service, state, settings, ha=pair)
+    pair._decide(pair.started + STARTUP_DEAD_INTERVALS * settings.ha.dead_interval)
+    assert pair.role == "active"
+
+    def call(method, path, body):
+        resp = api.handle(Request(method, path, {}, {"authorization": "Bearer t0ken"}, json.dumps(body).encode()))
+        return resp.status, resp.body
+
+    status, body = call("POST", "/v1/tenants", {"name": "acme"})
+    assert status == 503 and body["error"]["code"] == "not_replicated" and "solo" in body["error"]["reason"]
+    assert store.last_seq() == 0 and store.load_objects() == {} and state.policy.count("tenant") == 0
+    assert call("PUT", "/v1/ha/solo", {"solo": "yes"})[0] == 422
+    status, body = call("PUT", "/v1/ha/solo", {"solo": True})
+    assert status == 200 and body["solo"]["enabled"] and "REST" in body["solo"]["by"]
+    assert call("POST", "/v1/tenants", {"name": "acme"})[0] == 201
+    assert store.last_seq() == 1 and state.policy.count("tenant") == 1
+    assert call("PUT", "/v1/ha/solo", {"solo": False})[1]["solo"]["enabled"] is False
+    assert call("POST", "/v1/tenants", {"name": "other"})[0] == 503
+    store.close()

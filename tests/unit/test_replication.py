@@ -15,8 +15,9 @@ import time
 import msgpack
 import pytest
 
+from controller.pairlink import PairLink
 from controller.policy import Policy
-from controller.replication import Applier, PairLink, Replicator
+from controller.replication import Applier, Replicator
 from controller.service import NotActive, PolicyService
 from controller.state import State
 from controller.store import Store
@@ -25,6 +26,11 @@ from .helpers import make_settings
 
 BOUND = 20.0      # seconds any single wait may take before the test fails
 INTERVAL = 0.05   # heartbeat interval of the test links
+SECRET = "unit-test-pair-secret"
+
+
+def link(name, port, peer_port, heartbeat=dict, on_message=print, secret=SECRET):
+    return PairLink(name, "127.0.0.1", port, "127.0.0.1", peer_port, INTERVAL, heartbeat, on_message, secret=secret)
 
 
 def wait_for(condition, what, bound=BOUND):
@@ -43,25 +49,33 @@ def free_port():
 
 class Node:
     """One controller of a pair: store, State and PolicyService on its own data directory, its PairLink,
-    and the Replicator (role "active") or the Applier (role "standby") wired to the link."""
+    and the Replicator (role "active") or the Applier (role "standby") wired to the link. An active in
+    ``solo`` mode commits writes the standby did not confirm; otherwise they are refused (as controller.ha)."""
 
-    def __init__(self, tmp_path, name, role, port, peer_port, keep_changes=100_000, ack_timeout=BOUND):
+    def __init__(self, tmp_path, name, role, port, peer_port, keep_changes=100_000, ack_timeout=BOUND, solo=False):
         settings = make_settings(tmp_path / name)
         self.store = Store(settings.data_dir, keep_changes=keep_changes)
         self.state = State(Policy(self.store.load_objects()), last_seq=self.store.last_seq())
         self.service = PolicyService(self.store, self.state, settings)
-        self.link = PairLink(name, "127.0.0.1", port, "127.0.0.1", peer_port, INTERVAL, dict, self._receive)
+        self.link = link(name, port, peer_port, on_message=self._receive)
         self.replicator = self.applier = None
-        self.shipped = []  # what ship() returned for each commit
+        self.solo = solo
+        self.shipped = []  # for each write: whether the standby confirmed it
         if role == "active":
             self.replicator = Replicator(self.store, self.link, ack_timeout=ack_timeout)
-            self.service.before_ack = lambda changes, meta: self.shipped.append(self.replicator.ship(changes, meta))
+            self.service.replicate = self._replicate
         else:
             self.applier = Applier(self.store, self.state, self.link)
             self.link.heartbeat = self.applier.hello
 
     def _receive(self, msg):
         (self.replicator or self.applier).on_message(msg)
+
+    def _replicate(self, changes, meta):
+        why = self.replicator.confirm(changes, meta)
+        self.shipped.append(why is None)
+        if why is not None and not self.solo:
+            raise NotActive(why, code="not_replicated")
 
     def tenant(self, name):
         return self.service.create("tenant", {"name": name})
@@ -117,7 +131,7 @@ def test_writes_reach_the_standby_before_they_are_acknowledged(pair):
     active.service.update("subnet", subnet["id"], {"description": "front end"})
     active.tenant("other")
     active.service.delete("tenant", tenant["id"], cascade=True)
-    # ship() returned True, so each write was on the standby before the service call returned
+    # confirm() returned None, so each write was on the standby before the service call returned
     assert active.shipped == [True] * 6 and active.replicator.lag() == 0
     assert_same(active, standby)
     assert [c.seq for c in standby.store.changes_since(0)] == list(range(1, 9))
@@ -125,7 +139,7 @@ def test_writes_reach_the_standby_before_they_are_acknowledged(pair):
 
 
 def test_a_late_standby_catches_up_by_changes(pair):
-    active = pair("active")
+    active = pair("active", solo=True)
     active.link.start()
     for name in ("a", "b", "c"):
         active.tenant(name)
@@ -140,7 +154,7 @@ def test_a_late_standby_catches_up_by_changes(pair):
 
 
 def test_a_standby_behind_a_compacted_log_gets_a_snapshot(pair):
-    active = pair("active", keep_changes=2)
+    active = pair("active", keep_changes=2, solo=True)
     active.link.start()
     for name in "abcde":
         active.tenant(name)
@@ -156,7 +170,7 @@ def test_a_standby_behind_a_compacted_log_gets_a_snapshot(pair):
 
 @pytest.mark.parametrize("rogue_commits", [1, 2, 4], ids=["shorter", "same-length", "longer"])
 def test_a_diverged_standby_is_replaced_by_a_snapshot(pair, rogue_commits):
-    active, standby = pair("active"), pair("standby")
+    active, standby = pair("active", solo=True), pair("standby")
     active.tenant("a")
     active.tenant("b")
     for i in range(rogue_commits):  # commits of its own, e.g. while it was active alone
@@ -172,8 +186,30 @@ def test_a_diverged_standby_is_replaced_by_a_snapshot(pair, rogue_commits):
     assert_same(active, standby, log=False)
 
 
-def test_without_a_standby_ship_returns_false_at_once_and_the_write_stands(pair):
+def test_without_a_standby_a_write_is_refused_at_once_and_changes_nothing(pair):
     active = pair("active", ack_timeout=3600)  # waiting for an acknowledgement would hang the writer
+    active.link.start()
+    done = threading.Event()
+    refused = []
+
+    def write():
+        try:
+            active.tenant("acme")
+        except NotActive as exc:
+            refused.append(exc)
+        done.set()
+
+    thread = threading.Thread(target=write, daemon=True)
+    thread.start()
+    thread.join(BOUND)
+    assert done.is_set() and active.shipped == [False] and refused[0].code == "not_replicated"
+    assert "not connected" in refused[0].reason
+    assert active.store.last_seq() == 0 and active.store.load_objects() == {}
+    assert active.state.policy.count("tenant") == 0 and active.state.last_seq == 0
+
+
+def test_in_solo_mode_without_a_standby_the_write_stands_at_once(pair):
+    active = pair("active", ack_timeout=3600, solo=True)
     active.link.start()
     done = threading.Event()
     thread = threading.Thread(target=lambda: (active.tenant("acme"), done.set()), daemon=True)
@@ -185,7 +221,7 @@ def test_without_a_standby_ship_returns_false_at_once_and_the_write_stands(pair)
 
 
 def test_a_standby_that_stops_acknowledging_lags_then_catches_up(pair):
-    active, standby = pair("active", ack_timeout=0.2), pair("standby")
+    active, standby = pair("active", ack_timeout=0.2, solo=True), pair("standby")
     active.link.start()
     standby.link.start()
     wait_for(lambda: in_step(active, standby), "the pair to connect")
@@ -214,21 +250,24 @@ def _closed_by_peer(sock):
     b"\xc1\xc1 not msgpack at all",
     b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
     msgpack.packb([1, 2, 3]),
-    msgpack.packb({"t": "changes", "changes": []}),        # no hello first
-    msgpack.packb({"t": "hello", "node": "me"}),           # claims to be ourselves
-    msgpack.packb({"t": "hello"}),                         # hello without a node
+    msgpack.packb({"t": "changes", "changes": []}),        # no handshake first
+    msgpack.packb({"t": "hello", "node": "peer"}),         # the old unauthenticated hello
+    msgpack.packb({"t": "hi", "node": "me", "nonce": b"n" * 32}),  # claims to be ourselves
+    msgpack.packb({"t": "hi", "nonce": b"n" * 32}),        # hi without a node
+    msgpack.packb({"t": "hi", "node": "peer", "nonce": b"n" * 32}) + msgpack.packb({"t": "auth", "proof": b"x" * 32}),
     b"\xdf\xff\xff\xff\xff",                               # a map header far beyond any size limit
-], ids=["bad-bytes", "http", "not-a-map", "no-hello", "own-node", "anonymous", "huge-header"])
+], ids=["bad-bytes", "http", "not-a-map", "no-handshake", "old-hello", "own-node", "anonymous", "bad-proof",
+        "huge-header"])
 def test_garbage_closes_that_connection_and_the_link_keeps_working(tmp_path, garbage):
     received = []
-    me = PairLink("me", "127.0.0.1", 0, "127.0.0.1", free_port(), INTERVAL, dict, received.append)
+    me = link("me", 0, free_port(), on_message=received.append)
     me.start()
     try:
         with socket.create_connection(("127.0.0.1", me.port), timeout=BOUND) as rogue:
             rogue.sendall(garbage)
             assert _closed_by_peer(rogue)
         assert received == [] and not me.connected_in
-        peer = PairLink("peer", "127.0.0.1", 0, "127.0.0.1", me.port, INTERVAL, lambda: {"x": 1}, print)
+        peer = link("peer", 0, me.port, heartbeat=lambda: {"x": 1})
         peer.start()
         try:
             wait_for(lambda: any(m.get("t") == "hb" for m in received), "a heartbeat from the real peer")
@@ -247,9 +286,9 @@ def test_a_handler_exception_is_logged_and_the_link_goes_on(tmp_path):
         received.append(msg)
         raise RuntimeError("handler bug")
 
-    me = PairLink("me", "127.0.0.1", 0, "127.0.0.1", free_port(), INTERVAL, dict, handler)
+    me = link("me", 0, free_port(), on_message=handler)
     me.start()
-    peer = PairLink("peer", "127.0.0.1", 0, "127.0.0.1", me.port, INTERVAL, dict, print)
+    peer = link("peer", 0, me.port)
     peer.start()
     try:
         wait_for(lambda: len(received) >= 3, "several messages despite the failing handler")
@@ -260,21 +299,21 @@ def test_a_handler_exception_is_logged_and_the_link_goes_on(tmp_path):
 
 
 def test_dialling_a_port_nobody_listens_on_reports_refused(tmp_path):
-    link = PairLink("me", "127.0.0.1", 0, "127.0.0.1", free_port(), INTERVAL, dict, print)
-    link.start()
+    me = link("me", 0, free_port())
+    me.start()
     try:
-        wait_for(link.refused, "a refused dial")
-        assert link.last_dial_error == "connection refused" and not link.connected_out
-        assert link.send({"t": "x"}) is False
+        wait_for(me.refused, "a refused dial")
+        assert me.last_dial_error == "connection refused" and not me.connected_out
+        assert me.send({"t": "x"}) is False
     finally:
-        link.stop()
+        me.stop()
 
 
 def test_the_peer_coming_up_ends_refused(tmp_path):
     port = free_port()
-    me = PairLink("me", "127.0.0.1", 0, "127.0.0.1", port, INTERVAL, dict, print)
+    me = link("me", 0, port)
     me.start()
-    peer = PairLink("peer", "127.0.0.1", port, "127.0.0.1", me.port, INTERVAL, dict, print)
+    peer = link("peer", port, me.port)
     try:
         wait_for(me.refused, "a refused dial")
         peer.start()
@@ -310,23 +349,30 @@ def test_a_node_that_is_not_writable_refuses_every_write_and_changes_nothing(tmp
     node.close()
 
 
-def test_before_ack_sees_the_commit_and_its_failure_undoes_nothing(tmp_path):
+def test_replicate_sees_the_numbered_write_before_the_commit_and_a_refusal_changes_nothing(tmp_path):
     node = Node(tmp_path, "solo", "standby", free_port(), free_port())
+    node.tenant("before")  # no hook: committed directly
     seen = []
 
-    def before_ack(changes, meta):
-        seen.append(([c.seq for c in changes], meta, node.state.last_seq))
-        raise RuntimeError("replication bug")
+    def replicate(changes, meta):
+        seen.append(([(c.seq, c.txn) for c in changes], meta, node.store.last_seq(), node.state.last_seq))
+        raise NotActive("the standby did not confirm it", code="not_replicated")
 
-    node.service.before_ack = before_ack
+    node.service.replicate = replicate
+    before = (node.store.load_objects(), node.store.history(), node.store.replicated_meta())
+    with pytest.raises(NotActive):
+        node.tenant("acme")
+    assert seen == [([(2, 2)], {"counters": node.store.get_meta("counters"), "last_txn": 2}, 1, 1)]
+    assert (node.store.load_objects(), node.store.history(), node.store.replicated_meta()) == before
+    assert node.state.policy.count("tenant") == 1 and node.state.last_seq == 1
+    node.service.replicate = lambda changes, meta: seen.append(changes)
     node.tenant("acme")
-    assert seen == [([1], {"counters": node.store.get_meta("counters"), "last_txn": 1}, 1)]
-    assert node.store.last_seq() == 1 and node.state.policy.count("tenant") == 1
+    assert [c.to_wire() for c in node.store.changes_since(1)] == [c.to_wire() for c in seen[-1]]
     node.close()
 
 
 def test_a_standby_at_the_compaction_boundary_catches_up_by_changes(pair):
-    active = pair("active", keep_changes=2)
+    active = pair("active", keep_changes=2, solo=True)
     for name in "abc":
         active.tenant(name)
     standby = pair("standby")
@@ -349,7 +395,7 @@ EVENTLET_PAIR = textwrap.dedent("""
     sys.path.insert(0, {root!r})
     from tests.unit.test_replication import Node, free_port, in_step, wait_for
     tmp, ports = pathlib.Path({tmp!r}), (free_port(), free_port())
-    active = Node(tmp, "active", "active", ports[0], ports[1])
+    active = Node(tmp, "active", "active", ports[0], ports[1], solo=True)
     standby = Node(tmp, "standby", "standby", ports[1], ports[0])
     active.tenant("before")
     active.link.start()
@@ -370,3 +416,124 @@ def test_the_pair_works_under_eventlet_monkey_patching(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result == {"shipped": [False] + [True] * 20, "same": True, "tenants": 21}
+
+
+# ------------------------------------------------------------------ refused writes never resurface
+
+def test_a_write_the_standby_got_but_did_not_confirm_in_time_is_refused_and_removed_from_it(pair):
+    active, standby = pair("active", ack_timeout=0.3), pair("standby")
+    active.link.start()
+    standby.link.start()
+    wait_for(lambda: in_step(active, standby), "the pair to connect")
+    kept = active.tenant("kept")
+    standby.link.send = lambda msg: False  # it applies the write, but nothing it says arrives any more
+    with pytest.raises(NotActive) as refused:
+        active.tenant("refused")
+    assert refused.value.code == "not_replicated" and "did not confirm" in refused.value.reason
+    assert [t["name"] for t in active.state.policy.all("tenant")] == ["kept"] and active.store.last_seq() == 1
+    assert standby.store.last_seq() == 2  # it got there: the ambiguous case
+    del standby.link.send  # speaking again: it reports a position not on our history
+    wait_for(lambda: in_step(active, standby), "the standby's copy replaced by a snapshot")
+    assert [t["name"] for t in standby.state.policy.all("tenant")] == ["kept"]
+    assert_same(active, standby, log=False)
+    again = active.tenant("again")  # the same seq number as the refused write, another commit time
+    assert active.shipped[-1] is True and standby.state.policy.get("tenant", again["id"])
+    assert standby.state.policy.get("tenant", kept["id"])
+    assert_same(active, standby, log=False)
+
+
+# ------------------------------------------------------------------ what the standby accepts
+
+def _wire(kind, oid, body, seq=1, op="put"):
+    return {"seq": seq, "txn": seq, "ts": 1000.0 + seq, "kind": kind, "id": oid, "op": op, "body": body}
+
+
+BAD_CHANGES = {
+    "unknown-kind": [_wire("router", "r1", {"id": "r1", "source": None, "name": "x"})],
+    "unknown-field": [_wire("tenant", "t1", {"id": "t1", "source": None, "name": "acme", "evil": 1})],
+    "bad-value": [_wire("tenant", "t1", {"id": "t1", "source": None, "name": 42})],
+    "id-mismatch": [_wire("tenant", "t1", {"id": "t2", "source": None, "name": "acme"})],
+    "bad-op": [_wire("tenant", "t1", {"id": "t1", "source": None, "name": "acme"}, op="merge")],
+    "dangling-reference": [_wire("domain", "d1", {"id": "d1", "source": None, "name": "prod", "tenant_id": "nope"})],
+    "duplicate-name": [_wire("tenant", "t1", {"id": "t1", "source": None, "name": "acme"}),
+                       _wire("tenant", "t2", {"id": "t2", "source": None, "name": "acme"}, seq=2)],
+    "not-a-body": [_wire("tenant", "t1", ["a", "list"])],
+}
+
+
+@pytest.mark.parametrize("changes", BAD_CHANGES.values(), ids=BAD_CHANGES.keys())
+def test_replicated_changes_that_a_rest_write_would_refuse_are_refused_and_change_nothing(pair, changes):
+    active, standby = pair("active"), pair("standby")
+    active.link.start()
+    standby.link.start()
+    wait_for(lambda: in_step(active, standby), "the pair to connect")
+    before = (standby.store.load_objects(), standby.store.history(), dict(standby.state.policy.objects))
+    assert active.link.send({"t": "changes", "changes": changes, "meta": {}})
+    wait_for(lambda: standby.applier.refused == 1, "the standby to refuse the changes")
+    assert (standby.store.load_objects(), standby.store.history(), dict(standby.state.policy.objects)) == before
+    tenant = active.tenant("fine")  # the link and the stream go on
+    assert standby.state.policy.get("tenant", tenant["id"]) and active.shipped == [True]
+
+
+@pytest.mark.parametrize("snapshot", [
+    {"objects": {"tenant": {"t1": {"id": "t1", "source": None, "name": "acme", "evil": 1}}}, "meta": {},
+     "last_seq": 1, "history": [1, 1001.0]},
+    {"objects": {"domain": {"d1": {"id": "d1", "source": None, "name": "p", "tenant_id": "nope"}}}, "meta": {},
+     "last_seq": 1, "history": [1, 1001.0]},
+    {"objects": {}, "meta": {"counters": {"vni": "many"}}, "last_seq": 1, "history": [1, 1001.0]},
+    {"objects": "all of them", "meta": {}, "last_seq": 1},
+], ids=["unknown-field", "dangling-reference", "bad-counters", "not-a-map"])
+def test_a_snapshot_that_breaks_a_rule_is_refused_and_changes_nothing(pair, snapshot):
+    active, standby = pair("active", solo=True), pair("standby")
+    active.tenant("acme")
+    active.link.start()
+    standby.link.start()
+    wait_for(lambda: in_step(active, standby), "the pair to connect")
+    before = (standby.store.load_objects(), standby.store.history(), dict(standby.state.policy.objects))
+    assert active.link.send({"t": "snapshot", "snapshot": snapshot})
+    wait_for(lambda: standby.applier.refused == 1, "the standby to refuse the snapshot")
+    assert (standby.store.load_objects(), standby.store.history(), dict(standby.state.policy.objects)) == before
+
+
+# ------------------------------------------------------------------ who may speak on the link
+
+def test_a_node_without_the_secret_cannot_connect_either_way(tmp_path):
+    received, stranger_got = [], []
+    me = link("me", 0, free_port(), on_message=received.append)
+    me.start()
+    stranger = link("peer", 0, me.port, on_message=stranger_got.append, secret="not-the-pair-secret")
+    stranger.start()
+    me.peer_port = stranger.port  # and we dial it: it cannot prove the secret to us either
+    try:
+        wait_for(lambda: me.auth_failures >= 2 and stranger.auth_failures >= 1, "both handshakes to fail")
+        assert received == [] and stranger_got == [] and not me.connected_in and not me.connected_out
+        assert "authentication failed" in (me.last_dial_error or "")
+        assert "authentication failed" in (stranger.last_dial_error or "")
+    finally:
+        stranger.stop()
+        me.stop()
+
+
+def test_a_stranger_cannot_displace_or_speak_for_a_live_peer(tmp_path):
+    received = []
+    me = link("me", 0, free_port(), on_message=received.append)
+    me.start()
+    peer = link("peer", 0, me.port, heartbeat=lambda: {"x": 1})
+    peer.start()
+    try:
+        wait_for(lambda: me.connected_in and len(received) >= 2, "the real peer")
+        real = me._peer_in
+        with socket.create_connection(("127.0.0.1", me.port), timeout=BOUND) as rogue:
+            rogue.sendall(msgpack.packb({"t": "hi", "node": "peer", "nonce": b"r" * 32}))
+            challenge = msgpack.Unpacker(raw=False)
+            challenge.feed(rogue.recv(4096))
+            assert next(challenge)["t"] == "challenge"  # it gets a challenge it cannot answer
+            rogue.sendall(msgpack.packb({"t": "auth", "proof": b"\0" * 32})
+                          + msgpack.packb({"t": "changes", "changes": [], "node": "peer"}))
+            assert _closed_by_peer(rogue)
+        count = len(received)
+        wait_for(lambda: len(received) > count + 2, "the real peer still heard")
+        assert me._peer_in is real and all(m.get("node") == "peer" and m.get("x") == 1 for m in received)
+    finally:
+        peer.stop()
+        me.stop()

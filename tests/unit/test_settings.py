@@ -73,6 +73,12 @@ def test_bgp_settings(tmp_path):
                                                                                              179, False)
     assert (second.port, second.rr_client, second.local_address) == (1179, True, "10.250.0.1")
     assert not settings_mod.defaults().bgp.enabled  # no neighbors: no BGP speaker at all
+    assert s.bgp.graceful_restart == settings_mod.GracefulRestartSettings(True, 120, 360)  # on by default
+
+
+def test_graceful_restart_settings(tmp_path):
+    s = load(tmp_path, "bgp:\n  graceful_restart: {enabled: false, restart_time: 30, stale_time: 90}\n")
+    assert s.bgp.graceful_restart == settings_mod.GracefulRestartSettings(False, 30, 90)
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -87,6 +93,10 @@ def test_bgp_settings(tmp_path):
     ("bgp: {router_id: 1.1.1.1, neighbors: [{address: 10.0.0.1, asn: 1}, {address: 10.0.0.1, asn: 2}]}\n",
      "bgp.neighbors[1].address: 10.0.0.1 is listed twice"),
     ("bgp: {asn: 0}\n", "bgp.asn: must be between 1 and 4294967295"),
+    ("bgp:\n  graceful_restart:\n    restart_time: 5000\n", ":3: bgp.graceful_restart.restart_time: must be "
+     "between 1 and 4095"),
+    ("bgp:\n  graceful_restart: {enable: true}\n", "bgp.graceful_restart.enable: unknown"),
+    ("bgp:\n  graceful_restart: {enabled: 3}\n", "bgp.graceful_restart.enabled:"),
 ])
 def test_bad_bgp_settings(tmp_path, text, expected):
     with pytest.raises(settings_mod.SettingsError) as info:
@@ -95,7 +105,8 @@ def test_bad_bgp_settings(tmp_path, text, expected):
 
 
 def test_ha_settings(tmp_path):
-    s = load(tmp_path, "ha: {node_id: ctl1, peer: 10.250.0.2, priority: 200, heartbeat_interval_ms: 100}\n")
+    s = load(tmp_path, "ha: {node_id: ctl1, peer: 10.250.0.2, priority: 200, heartbeat_interval_ms: 100,\n"
+        "     secret: 0123456789abcdef}\n")
     assert s.ha.enabled and (s.ha.node_id, s.ha.peer, s.ha.peer_port, s.ha.priority) == ("ctl1", "10.250.0.2",
                                                                                        6690, 200)
     assert (s.ha.heartbeat_interval, s.ha.dead_interval) == (0.1, 1.0)

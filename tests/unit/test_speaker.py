@@ -102,7 +102,8 @@ def test_relay_process_and_api_section(tmp_path):
                                        neighbors=(Neighbor("10.0.0.2", 65001),)))
     assert f'run "{sys.executable}" -m bgp.relay "{tmp_path}/api.sock";' in text
     assert "encoder json;" in text
-    assert "api { processes [ canopy ]; neighbor-changes; receive { parsed; update; } }" in text
+    assert "api { processes [ canopy ]; neighbor-changes; receive { parsed; update; open; } }" in text
+    assert "capability { graceful-restart 120; }" in text
     assert "family { l2vpn evpn; }" in text
 
 

@@ -190,9 +190,10 @@ def test_run_refuses_in_one_line_without_a_traceback(data, tmp_path, capsys, dam
     else:
         with open(data / "canopy.db", "r+b") as fh:
             fh.write(b"\0" * 200)
-    assert cli.main(["run", "--config", write_settings(tmp_path, data)]) == cli.EXIT_STORE
+    assert cli.main(["run", "--config", write_settings(tmp_path, data)]) == cli.EXIT_START
     err = capsys.readouterr().err
-    assert err.startswith("canopy: refusing to start: ") and err.count("\n") == 1 and "Traceback" not in err
+    assert "cannot start: " in err and "canopy restore FILE" in err
+    assert err.count("\n") == 1 and "Traceback" not in err
 
 
 def test_the_core_refuses_too(data, tmp_path):

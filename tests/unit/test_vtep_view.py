@@ -70,8 +70,11 @@ def test_desired_rows_for_the_vtep():
     desired = vtep_desired(view, state.policy, "tor1")
     assert desired.logical_switches == (5001,)
     assert desired.bindings == (("p1", 100, 5001),)
-    assert desired.remote_macs == ((5001, "02:00:00:00:01:01", "10.0.1.11", "10.251.0.1"),
-                                   (5001, "02:00:00:00:01:02", "10.0.1.12", "10.251.0.2"))
+    gateway = view.tunnel_ip_of(view.bm_gateways[state.policy.find("subnet", "acme/web")["id"]])  # docs/vtep.md
+    gw_mac = state.policy.find("domain", "acme/prod")["gateway_mac"]
+    assert desired.remote_macs == tuple(sorted(((5001, "02:00:00:00:01:01", "10.0.1.11", "10.251.0.1"),
+                                                (5001, "02:00:00:00:01:02", "10.0.1.12", "10.251.0.2"),
+                                                (5001, gw_mac, "10.0.1.1", gateway))))
     assert desired.flood == ((5001, ("10.251.0.1", "10.251.0.2")),)
     assert vtep_desired(view, state.policy, "tor9").logical_switches == ()
 

@@ -1,0 +1,84 @@
+"""Human-readable output of ``canopy status`` and the switch progress of ``canopy apply --wait``."""
+
+from __future__ import annotations
+
+import datetime
+import sys
+import time
+
+POLL = 0.5  # seconds between polls of /v1/switches while waiting
+SETTLED_POLLS = 2  # consecutive polls with nothing pending before the switches count as programmed
+
+
+def render_status(reply: dict) -> str:
+    """/v1/status as lines of text: durations and times readable, every key shown (new ones at the end)."""
+    data = dict(reply)
+    uptime = data.pop("uptime", None)
+    lines = [f"Canopy {data.pop('version', '?')}, role {data.pop('role', '?')}"
+             + (f", up {duration(uptime)} (since {when(time.time() - uptime)})" if uptime is not None else "")]
+    counts = data.pop("counts", None) or {}
+    objects = ", ".join(f"{n} {kind}{'s' if n != 1 else ''}" for kind, n in sorted(counts.items()) if n)
+    lines.append(f"policy: seq {data.pop('seq', '?')}, {objects or 'no objects'}")
+    switches = data.pop("switches", None)
+    if isinstance(switches, dict):
+        names = {"openflow": "OpenFlow", "ovsdb": "OVSDB"}
+        lines.append("switches: " + ", ".join(f"{n} over {names.get(name, name)}" for name, n in sorted(switches.items())))
+    if "vports_bound" in data:
+        lines.append(f"vports bound: {data.pop('vports_bound')}")
+    for key, value in sorted(data.items()):
+        lines += _lines(key, value, "")
+    return "\n".join(lines)
+
+
+def _lines(key, value, indent):
+    if isinstance(value, dict):
+        out = [f"{indent}{key.replace('_', ' ')}:"]
+        for k, v in sorted(value.items()):
+            out += _lines(k, v, indent + "  ")
+        return out
+    if isinstance(value, float) and value > 1e9:  # an epoch time
+        value = when(value)
+    elif isinstance(value, list):
+        value = ", ".join(str(v) for v in value) or "none"
+    return [f"{indent}{key.replace('_', ' ')}: {value}"]
+
+
+def duration(seconds: float) -> str:
+    seconds = int(seconds)
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h {minutes:02d}m"
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
+
+
+def when(epoch: float) -> str:
+    return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def wait_programmed(fetch, timeout: float, clock=time.monotonic, sleep=time.sleep, out=sys.stderr) -> int:
+    """Poll ``fetch()`` (-> (status, /v1/switches reply)) until every switch connected over OpenFlow has
+    nothing pending, printing progress when it changes; 0, 3 (unreachable) or 5 (timed out)."""
+    deadline = clock() + timeout
+    settled, last = 0, None
+    while True:
+        status, reply = fetch()
+        if status is None:
+            return 3
+        syncs = [i["sync"] for i in (reply or {}).get("items", []) if i.get("sync")]
+        done = sum(1 for s in syncs if not s.get("pending") and s.get("state") in ("in_sync", "standby"))
+        pending = sum(s.get("pending") or 0 for s in syncs)
+        line = f"programming switches: {done}/{len(syncs)} in sync, {pending} flow(s) pending"
+        if line != last:
+            print(f"canopy: {line}", file=out, flush=True)
+            last = line
+        settled = settled + 1 if done == len(syncs) else 0
+        if settled >= SETTLED_POLLS:
+            return 0
+        if clock() >= deadline:
+            print(f"canopy: gave up after {timeout:g} s: {line}", file=out, flush=True)
+            return 5
+        sleep(POLL)

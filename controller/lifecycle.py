@@ -1,0 +1,188 @@
+"""The life of a ``canopy run`` process: checks before starting, signals, live reload (docs/operations.md).
+
+- ``preflight``: what the host must allow before anything starts (the data directory and its store can be
+  opened, every listener can bind); a refusal is one ``StartError`` line naming the setting.
+- ``install_signals``: SIGTERM and SIGINT stop the controller in order (also as PID 1, where signals without
+  a handler are ignored); a second one exits at once. SIGHUP re-reads the settings file and applies what can
+  change live (``reload``); the rest is named in the log as waiting for a restart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import logging
+import os
+import signal
+import socket
+import sqlite3
+
+from controller import logs, runtime
+from controller import settings as settings_mod
+from controller import yamldoc
+
+log = logging.getLogger("canopy.lifecycle")
+LIVE = ("log_level", "log_format", "rest_token", "rest_token_file", "access_log")  # applied by reload
+IGNORED = ("source",)
+
+
+class StartError(Exception):
+    """The host refuses a setting; the message starts with the setting's name."""
+
+
+# ------------------------------------------------------------------------------------------ preflight
+
+def preflight(settings) -> None:
+    """Raise StartError for the first thing that would stop the controller from starting."""
+    check_data_dir(settings.data_dir)
+    check_listeners(listeners(settings))
+
+
+def listeners(settings) -> list[tuple[str, str, int]]:
+    """(setting, address, port) of every TCP listener these settings open."""
+    out = [("openflow", settings.openflow_listen, settings.openflow_port),
+           ("ovsdb", settings.ovsdb_listen, settings.ovsdb_port),
+           ("rest", settings.rest_listen, settings.rest_port)]
+    if settings.ha is not None and settings.ha.enabled:
+        out.append(("ha", settings.ha.listen, settings.ha.port))
+    if settings.bgp is not None and settings.bgp.enabled and settings.bgp.listen:
+        out.append(("bgp", settings.bgp.listen, settings.bgp.port))
+    return out
+
+
+def check_listeners(items) -> None:
+    """Bind each (setting, address, port) as the controller will (all held at once, so two settings on one
+    port clash too), then release them."""
+    held = []
+    try:
+        for setting, host, port in items:
+            held.append(_bind(setting, host, port))
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def _bind(setting, host, port):
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(1)  # two bound sockets clash only once one listens
+        return sock
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise StartError(f"{setting}.port: {host}:{port} is already in use") from None
+        if exc.errno == errno.EADDRNOTAVAIL:
+            raise StartError(f"{setting}.listen: {host} is not an address of this host") from None
+        if exc.errno == errno.EACCES:
+            raise StartError(f"{setting}.port: listening on port {port} is not permitted to this user") from None
+        raise StartError(f"{setting}: cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
+def check_data_dir(path: str) -> None:
+    """The data directory exists (or can be made) and its store opens."""
+    from controller.store import Store, StoreError
+
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise StartError(f"data_dir: {path} is not a directory")
+    try:
+        os.makedirs(path, mode=0o750, exist_ok=True)
+    except OSError as exc:
+        raise StartError(f"data_dir: cannot create {path}: {exc.strerror}") from None
+    if not os.access(path, os.R_OK | os.W_OK | os.X_OK):
+        raise StartError(f"data_dir: {path} is not readable and writable by this user")
+    try:
+        Store(path).close()
+    except (OSError, sqlite3.Error, StoreError) as exc:  # StoreError: refused by controller/storeguard.py
+        raise StartError(f"data_dir: cannot open the store in {path}: {exc}") from None
+
+
+# -------------------------------------------------------------------------------------------- signals
+
+def exit_on_stop_signals() -> None:
+    """Until ``install_signals``: SIGTERM/SIGINT end the process at once (as PID 1 they would be ignored)."""
+    def on_stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+
+
+def install_signals(config_path: str | None) -> None:
+    """Handle SIGTERM, SIGINT and SIGHUP in this (the main) greenlet's process (module docstring)."""
+    import eventlet.hubs
+    import greenlet
+
+    main = greenlet.getcurrent()
+    stopping = []
+
+    def on_stop(signum, frame):
+        name = signal.Signals(signum).name
+        if stopping:
+            os.write(2, f"canopy: second {name} while stopping: exiting now\n".encode())
+            os._exit(128 + signum)
+        stopping.append(name)
+        eventlet.hubs.get_hub().schedule_call_global(0, _interrupt, main, name)
+
+    def on_hup(signum, frame):
+        eventlet.hubs.get_hub().schedule_call_global(0, _spawn_reload, config_path)
+
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+    signal.signal(signal.SIGHUP, on_hup)
+
+
+def _interrupt(main, name):
+    log.info("received %s: stopping", name)
+    if not main.dead:
+        main.throw(KeyboardInterrupt(name))
+
+
+def _spawn_reload(config_path):
+    import eventlet
+
+    eventlet.spawn_n(reload, config_path)
+
+
+# --------------------------------------------------------------------------------------------- reload
+
+def reload(config_path: str | None) -> list[str]:
+    """Re-read the settings file and apply what can change live; returns what was done (also logged)."""
+    running = runtime.SETTINGS
+    where = config_path or "the built-in defaults"
+    try:
+        new = settings_mod.with_token(settings_mod.load(config_path))
+    except (settings_mod.SettingsError, yamldoc.DocError, OSError) as exc:
+        log.error("SIGHUP: %s not reloaded; the running settings stay: %s", where, " / ".join(str(exc).splitlines()))
+        return []
+    done = []
+    level = logs.current_level()
+    if new.log_format != running.log_format:
+        logs.setup(new.log_level, new.log_format)
+        done.append(f"log_format {running.log_format} -> {new.log_format}")
+    logs.set_level(new.log_level)
+    done.append(f"log_level {level} -> {new.log_level}" if level != new.log_level else f"log_level {level} (same)")
+    token = "REST token replaced" if new.rest_token != running.rest_token else "REST token unchanged"
+    done.append(f"{token} ({'inline' if new.rest_token and not _token_from_file(new) else new.rest_token_file})")
+    if new.access_log != running.access_log:
+        done.append(f"rest.access_log {running.access_log} -> {new.access_log}")
+    live = dataclasses.replace(running, **{name: getattr(new, name) for name in LIVE})
+    runtime.SETTINGS = live
+    if runtime.API is not None:
+        runtime.API.settings = dataclasses.replace(runtime.API.settings, **{n: getattr(new, n) for n in LIVE})
+    waiting = [f.name for f in dataclasses.fields(new)
+               if f.name not in LIVE + IGNORED and getattr(new, f.name) != getattr(running, f.name)]
+    logs.announce(log, "SIGHUP: reloaded %s: %s", where, "; ".join(done))
+    if waiting:
+        log.warning("SIGHUP: %s changed in %s; these apply only after a restart", ", ".join(waiting), where)
+    return done
+
+
+def _token_from_file(settings) -> bool:
+    try:
+        with open(settings.rest_token_file, encoding="utf-8") as fh:
+            return fh.read().strip() == settings.rest_token
+    except OSError:
+        return False

@@ -1,0 +1,245 @@
+"""Prometheus metrics: ``GET /metrics`` in the Prometheus text format (docs/operations.md lists them).
+
+Most values already live in Canopy's objects (State, the switches' reconcilers, the OVSDB listener, the
+BGP speaker, the HA pair, the DHCP service), so one collector reads them when Prometheus scrapes instead of
+counting twice. Only what nothing else keeps is counted here: REST requests (by route pattern, never the
+raw path, so that ids cannot grow the series) and the event loop's lag, measured by a green thread as the
+overshoot of a short sleep (the hub is shared by everything: a late wake-up means something held it).
+"""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
+from prometheus_client.process_collector import ProcessCollector
+
+from controller import __version__
+
+disable_created_metrics()  # the _created series only add noise to a long-running process
+
+LAG_INTERVAL = 0.5  # seconds between event-loop lag samples
+LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+REST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+ROLES = ("standalone", "starting", "active", "standby")
+SWITCH_STATES = ("connected", "reading", "syncing", "in_sync", "standby", "not_master", "error", "stopped")
+SENT_KINDS = ("flow_add", "flow_delete", "group_add", "group_modify", "group_delete")
+
+
+class Metrics:
+    """One registry per controller (tests build several in one process).
+
+    ``state`` and ``service`` are always there; the app attaches the rest with ``attach``."""
+
+    def __init__(self, state, service):
+        self.state = state
+        self.service = service
+        self.sources: dict = {}
+        self.registry = CollectorRegistry()
+        self.rest_requests = Counter("canopy_rest_requests", "REST requests answered, by route and status code",
+                                     ("method", "route", "code"), registry=self.registry)
+        self.rest_seconds = Histogram("canopy_rest_request_duration_seconds", "time to answer a REST request",
+                                      ("method", "route"), buckets=REST_BUCKETS, registry=self.registry)
+        self.loop_lag = Histogram("canopy_event_loop_lag_seconds", "how late a green thread's short sleep woke up "
+                                  "(the event loop was held by other work)", buckets=LAG_BUCKETS,
+                                  registry=self.registry)
+        self.loop_lag_last = Gauge("canopy_event_loop_lag_last_seconds", "the latest event-loop lag sample",
+                                   registry=self.registry)
+        self.registry.register(_CanopyCollector(self))
+        ProcessCollector(namespace="", registry=self.registry)
+
+    def attach(self, **sources) -> None:
+        """Sources read at scrape time, any of: reconcilers (a function returning {dpid: SwitchReconciler}),
+        pause (called between switches: the app gives the event loop a turn),
+        ovsdb (OvsdbManagerServer), federation (bgp.federation.Federation), pair (controller.ha.Pair),
+        dhcp (openflow.dhcp_service.DhcpService)."""
+        self.sources.update(sources)
+
+    def observe_request(self, method: str, route: str, code: int, seconds: float) -> None:
+        self.rest_requests.labels(method, route, str(code)).inc()
+        self.rest_seconds.labels(method, route).observe(seconds)
+
+    def watch_loop(self, sleep, interval: float = LAG_INTERVAL, clock=time.monotonic) -> None:
+        """Run forever in a green thread: sleep ``interval`` and record how much later than that it woke."""
+        while True:
+            before = clock()
+            sleep(interval)
+            self.record_lag(max(0.0, clock() - before - interval))
+
+    def record_lag(self, seconds: float) -> None:
+        self.loop_lag.observe(seconds)
+        self.loop_lag_last.set(seconds)
+
+    def exposition(self) -> tuple[bytes, str]:
+        """(body, content type) of the Prometheus text format."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class _CanopyCollector:
+    """Reads Canopy's state on each scrape (see the module docstring)."""
+
+    def __init__(self, metrics: Metrics):
+        self.m = metrics
+
+    def collect(self):
+        m = self.m
+        yield from _core(m.state, m.service)
+        reconcilers = m.sources.get("reconcilers")
+        if reconcilers is not None:
+            yield from _switches(m.state, reconcilers(), m.sources.get("pause") or (lambda: None))
+        if m.sources.get("ovsdb") is not None:
+            yield from _ovsdb(m.sources["ovsdb"])
+        if m.sources.get("dhcp") is not None:
+            yield _counter("canopy_dhcp_requests", "DHCP requests punted to the controller, by result",
+                           ("result",), [((k,), v) for k, v in sorted(m.sources["dhcp"].counters.items())
+                                         if k != "requests"])
+        yield from _bgp(m.sources.get("federation"))
+        yield from _ha(m.sources.get("pair"))
+
+
+def _gauge(name, doc, labels=(), samples=()):
+    family = GaugeMetricFamily(name, doc, labels=list(labels))
+    for values, value in samples:
+        family.add_metric(list(values), value)
+    return family
+
+
+def _counter(name, doc, labels=(), samples=()):
+    family = CounterMetricFamily(name, doc, labels=list(labels))
+    for values, value in samples:
+        family.add_metric(list(values), value)
+    return family
+
+
+def _core(state, service):
+    yield _gauge("canopy_build_info", "the running Canopy's version", ("version",), [((__version__,), 1)])
+    yield _gauge("canopy_store_sequence", "sequence number of the last committed policy change", (),
+                 [((), state.last_seq)])
+    yield _gauge("canopy_state_version", "grows with every change of anything the controller's State holds", (),
+                 [((), state.version)])
+    yield _gauge("canopy_policy_objects", "policy objects by kind", ("kind",),
+                 [((k,), n) for k, n in sorted(service.counts().items())])
+    bound: dict[str, int] = {}
+    for loc in state.locations.values():
+        bound[loc.flavour] = bound.get(loc.flavour, 0) + 1
+    yield _gauge("canopy_vports_bound", "vports bound to a port of a virtual switch or VTEP, by flavour",
+                 ("flavour",), [((f,), bound.get(f, 0)) for f in sorted({"kvm", "hyperv", "esxi"} | set(bound))])
+    connects = getattr(state, "connects", {})
+    yield _gauge("canopy_openflow_connected_switches", "datapaths connected over OpenFlow", (),
+                 [((), len(state.datapaths))])
+    yield _counter("canopy_openflow_connects", "OpenFlow connections that completed the handshake", (),
+                   [((), connects.get("openflow", 0))])
+    yield _counter("canopy_openflow_disconnects", "OpenFlow connections that closed", (),
+                   [((), connects.get("openflow_down", 0))])
+    yield _gauge("canopy_ovsdb_connected", "OVSDB peers reporting, by kind", ("kind",),
+                 [(("vrs",), len(state.vrs)), (("vtep",), len(state.vteps))])
+    yield _counter("canopy_ovsdb_connects", "OVSDB peers that reported for the first time on a connection",
+                   ("kind",), [((k,), connects.get(k, 0)) for k in ("vrs", "vtep")])
+    yield _counter("canopy_ovsdb_disconnects", "OVSDB peers whose connection closed", ("kind",),
+                   [((k,), connects.get(k + "_down", 0)) for k in ("vrs", "vtep")])
+
+
+def _switches(state, reconcilers, pause):
+    """Per-switch families; ``pause()`` between switches lets the event loop serve others meanwhile."""
+    names = {f"{dpid:016x}": "" for dpid in state.datapaths}
+    names.update({f"{snap.datapath_id:016x}": snap.chassis for snap in state.vrs.values()
+                  if snap.datapath_id is not None})
+    connected = _gauge("canopy_switch_openflow_connected", "1 while the VRS is connected over OpenFlow",
+                       ("datapath", "chassis"))
+    for dpid, chassis in sorted(names.items()):
+        connected.add_metric([dpid, chassis], 1 if int(dpid, 16) in state.datapaths else 0)
+    yield connected
+    rows = []
+    for dpid, rec in sorted(reconcilers.items()):
+        key = f"{dpid:016x}"
+        rows.append(((key, names.get(key, "")), rec, rec.status()))
+        pause()
+    flows = _gauge("canopy_switch_flows", "flows of a connected switch: desired, installed, pending (still to "
+                   "add or remove) and rejected", ("datapath", "chassis", "kind"))
+    groups = _gauge("canopy_switch_groups", "groups of a connected switch: desired, installed, rejected",
+                    ("datapath", "chassis", "kind"))
+    sync = _gauge("canopy_switch_sync_state", "1 for the reconciler's current state", ("datapath", "chassis",
+                                                                                         "state"))
+    sent = _counter("canopy_switch_messages_sent", "flow-mods and group-mods sent, by kind",
+                    ("datapath", "chassis", "kind"))
+    changes = _counter("canopy_switch_change_sets", "change sets (reconcile rounds that sent something) applied",
+                       ("datapath", "chassis"))
+    reads = _counter("canopy_switch_read_backs", "full read-backs of the switch's flows and groups",
+                     ("datapath", "chassis"))
+    errors = _counter("canopy_switch_errors_received", "OpenFlow errors the switch returned for Canopy's "
+                      "messages", ("datapath", "chassis"))
+    faults = _counter("canopy_switch_reconcile_faults", "reconcile rounds that failed inside Canopy (then retried)",
+                      ("datapath", "chassis"))
+    seconds = SummaryMetricFamily("canopy_switch_change_set_seconds", "time to send and confirm a change set",
+                                  labels=["datapath", "chassis"])
+    for labels, rec, status in rows:
+        for kind in ("desired", "installed", "pending", "rejected"):
+            flows.add_metric([*labels, kind], status[kind])
+        for kind, value in status["groups"].items():
+            groups.add_metric([*labels, kind], value)
+        for name in sorted(set(SWITCH_STATES) | {status["state"]}):
+            sync.add_metric([*labels, name], 1 if status["state"] == name else 0)
+        counters = status["sent"]
+        for kind in SENT_KINDS:
+            sent.add_metric([*labels, kind], counters.get(kind, 0))
+        changes.add_metric(list(labels), counters.get("change_sets", 0))
+        reads.add_metric(list(labels), counters.get("read_backs", 0))
+        errors.add_metric(list(labels), counters.get("errors_received", 0))
+        faults.add_metric(list(labels), counters.get("errors", 0))
+        seconds.add_metric(list(labels), count_value=counters.get("change_sets", 0),
+                           sum_value=getattr(rec, "change_seconds", 0.0))
+    yield from (flows, groups, sync, sent, changes, reads, errors, faults, seconds)
+
+
+def _ovsdb(server):
+    sessions = server.sessions()
+    kinds: dict[str, int] = {}
+    for s in sessions:
+        kind = "vtep" if s.get("switch") else "vrs" if s.get("chassis") else "unidentified"
+        kinds[kind] = kinds.get(kind, 0) + 1
+    yield _gauge("canopy_ovsdb_sessions", "open OVSDB manager connections, by what the peer is", ("kind",),
+                 [((k,), kinds.get(k, 0)) for k in sorted({"vrs", "vtep", "unidentified"} | set(kinds))])
+
+
+def _bgp(federation):
+    if federation is None:
+        return
+    rows = federation.peers()
+    yield _gauge("canopy_bgp_session_up", "1 while the BGP session with the neighbor is established",
+                 ("neighbor", "peer_asn"), [((r["address"], str(r["asn"])), 1 if r["state"] == "up" else 0)
+                                            for r in rows])
+    yield _gauge("canopy_bgp_routes_received", "EVPN routes the neighbor currently sends us", ("neighbor",),
+                 [((r["address"],), r["received"]) for r in rows])
+    yield _gauge("canopy_bgp_routes_sent", "EVPN routes announced to the neighbor", ("neighbor",),
+                 [((r["address"],), r["sent"]) for r in rows])
+    status = federation.speaker.status()
+    yield _gauge("canopy_bgp_routes_announced", "EVPN routes Canopy announces (to every neighbor)", (),
+                 [((), status["announced"])])
+    yield _counter("canopy_bgp_speaker_restarts", "times the BGP speaker (ExaBGP) was restarted", (),
+                   [((), status["restarts"])])
+
+
+def _ha(pair):
+    role = pair.role if pair is not None else "standalone"
+    yield _gauge("canopy_ha_role", "1 for this node's current role in the pair", ("role",),
+                 [((r,), 1 if r == role else 0) for r in sorted(set(ROLES) | {role})])
+    if pair is None:
+        return
+    status = pair.status()
+    repl = status.get("replication") or {}
+    yield _gauge("canopy_ha_generation", "the pair's OpenFlow generation id held by this node", (),
+                 [((), status.get("generation_id") or 0)])
+    yield _gauge("canopy_ha_replication_lag", "committed changes the standby has not confirmed (on the active) "
+                 "or not received (on the standby)", (), [((), repl.get("lag") or 0)])
+    yield _gauge("canopy_ha_peer_alive", "1 while the peer's heartbeats arrive", (),
+                 [((), 1 if (status.get("peer") or {}).get("alive") else 0)])
+    yield _counter("canopy_ha_takeovers", "times this node became active", (), [((), status.get("takeovers") or 0)])

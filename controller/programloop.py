@@ -1,0 +1,116 @@
+"""The programming thread, supervised: wait for State to change, refresh the desired state, hand it out.
+
+One pass: ``prepare()`` (import EVPN routes), ``programmer.refresh()`` (derive, recompile what changed),
+then ``hand_out(touched)`` (push to switches, hardware VTEPs and BGP). A pass that raises, whatever the
+reason (a bad input that slipped past validation, a compiler bug), never ends the thread:
+
+- it is logged (the traceback once per distinct reason, then one line) and the loop reports
+  ``degraded`` with the reason (``status()``, shown by ``/v1/status``) until a pass succeeds;
+- nothing of the failed pass is handed out: switches and VTEPs keep the last good desired state;
+- the next pass comes after a bounded exponential back-off (or sooner if State changes) and is a full
+  recompute, and then hands every switch its desired state (the reconcilers send only differences), so
+  nothing a half-done pass changed inside the programmer is left unsent.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import time
+from collections.abc import Callable
+
+log = logging.getLogger("canopy.app")
+COALESCE = 0.005  # seconds: changes arriving together are compiled together
+RETRY_BASE_S = 0.5  # first back-off after a failed pass
+RETRY_MAX_S = 30.0
+OK, DEGRADED = "ok", "degraded"
+
+
+def retry_delay(failures: int) -> float:
+    """Seconds before the next pass after ``failures`` failed passes in a row (0 when none failed)."""
+    return 0.0 if failures <= 0 else min(RETRY_MAX_S, RETRY_BASE_S * 2 ** (failures - 1))
+
+
+class ProgramLoop:
+    """Runs programming passes (see the module docstring); ``run`` is the green thread's body.
+
+    ``wake``: an event (``wait(timeout)``, ``clear``) that State changes set; ``sleep``: the hub's.
+    """
+
+    def __init__(self, programmer, wake, hand_out: Callable[[set], None], prepare: Callable[[], None] = lambda: None,
+                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.time):
+        self.programmer = programmer
+        self._wake = wake
+        self._hand_out = hand_out
+        self._prepare = prepare
+        self._sleep = sleep
+        self._clock = clock
+        self.state = OK
+        self.reason: str | None = None
+        self.since: float | None = None  # when the current degradation began
+        self.failures = 0  # failed passes in a row
+        self.passes = 0
+        self._started = False  # the first (full, not handed out) pass succeeded
+        self._logged_reason = None
+
+    def status(self) -> dict:
+        """JSON-ready: state ok|degraded, reason, since (epoch seconds), failures in a row, next retry."""
+        return {"state": self.state, "reason": self.reason, "since": self.since, "failures": self.failures,
+                "retry_in": retry_delay(self.failures) if self.failures else None}
+
+    def run(self) -> None:
+        """Forever: a pass, then wait for State to change (or for the back-off to end after a failure)."""
+        self.attempt()
+        while True:
+            self._wake.wait(retry_delay(self.failures) if self.failures else None)
+            self._sleep(COALESCE)
+            self._wake.clear()
+            self.attempt()
+
+    def attempt(self) -> bool:
+        """One supervised pass; True if it succeeded. Never raises (but lets GreenletExit through)."""
+        try:
+            self._pass()
+        except Exception as exc:  # whatever it is, programming goes on
+            self._failed(exc)
+            return False
+        self._succeeded()
+        return True
+
+    def _pass(self) -> None:
+        full_before = self.programmer.full_recomputes
+        self._prepare()
+        if not self._started or self.failures:  # at start, and after a failure: from scratch
+            touched = self.programmer.refresh(full=True)
+        else:
+            touched = self.programmer.refresh()
+        if self.failures:  # every switch gets its state again: a failed pass may have changed some unsent
+            self._hand_out(set(self.programmer.desired))
+        elif self._started:  # (a clean start hands nothing out: switches get theirs as they connect)
+            self._hand_out(touched)
+        self._started = True
+        if self.programmer.full_recomputes != full_before:
+            # flows are acyclic (freed by reference counting): keep the cycle collector off them
+            gc.freeze()
+        self.passes += 1
+
+    def _failed(self, exc: Exception) -> None:
+        reason = "%s: %s" % (type(exc).__name__, exc)
+        self.failures += 1
+        if self.state != DEGRADED:
+            self.state, self.since = DEGRADED, self._clock()
+        self.reason = reason
+        delay = retry_delay(self.failures)
+        if reason != self._logged_reason:
+            log.exception("programming pass failed (%s); switches keep their last good state; retrying in "
+                          "%.1fs", reason, delay)
+            self._logged_reason = reason
+        else:
+            log.error("programming pass failed again (%d in a row: %s); retrying in %.1fs", self.failures, reason,
+                      delay)
+
+    def _succeeded(self) -> None:
+        if self.state == DEGRADED:
+            log.warning("programming recovered after %d failed passes (last: %s)", self.failures, self.reason)
+        self.state, self.reason, self.since, self.failures = OK, None, None, 0
+        self._logged_reason = None

@@ -1,0 +1,179 @@
+"""The REST listener: eventlet's HTTP/1.1 protocol behind Canopy's guarded accept loop, serving Api.
+
+What a client cannot do here (docs/rest.md, "Limits"):
+- hold a connection without finishing its request line and headers within ``header_timeout`` seconds
+  (counted from when the server starts waiting for the request, so it is also the keep-alive idle time);
+- hold a request whose declared body does not arrive within ``body_timeout`` seconds (408);
+- make the server read a body before it is authorised: the route, method (405 with ``Allow``) and the
+  token are checked from the headers first; a body over ``max_body`` bytes is refused (413) unread;
+- send a chunked body (411: send ``Content-Length``);
+- open more than ``per_source`` connections from one address or ``max_connections`` in all (503, closed);
+- get an error that is not JSON (HTML from the HTTP layer is replaced by a JSON body).
+Paths under /ui are the topology page's static files (controller/rest/ui.py), answered without reading a body.
+The listener itself survives EMFILE and the like (controller.guard).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import urllib.parse
+
+import eventlet
+import eventlet.wsgi
+
+from controller import guard
+from controller.rest import ui
+from controller.rest.api import Request, Response, _error
+
+log = logging.getLogger("canopy.rest")
+access_log = logging.getLogger("canopy.rest.access")
+BUSY_TIMEOUT = 1.0  # seconds to hand a refused connection its 503
+
+
+class _HeaderTimeout(Exception):
+    """The request line and headers did not arrive in time."""
+
+
+class _Protocol(eventlet.wsgi.HttpProtocol):
+    """eventlet's protocol with one deadline for the request line and headers, and JSON errors."""
+
+    def handle_one_request(self):
+        self._deadline = eventlet.Timeout(self.server.header_timeout, _HeaderTimeout())
+        try:
+            super().handle_one_request()
+        except _HeaderTimeout:
+            log.debug("rest %s: no complete request within %.1f s; closing", self.client_address,
+                      self.server.header_timeout)
+            self.close_connection = 1
+        finally:
+            self._deadline.cancel()
+
+    def parse_request(self):
+        ok = super().parse_request()
+        self._deadline.cancel()  # the headers are in: the body has its own deadline
+        return ok
+
+    def get_environ(self):
+        env = super().get_environ()
+        env["canopy.protocol"] = self
+        return env
+
+    def send_error(self, code, message=None, explain=None):
+        """The HTTP layer's own refusals (a malformed request line, an unsupported version): JSON."""
+        self.close_connection = 1
+        body = _error(code, "bad_request", message or self.responses.get(code, ("error",))[0]).encoded()
+        head = (f"HTTP/1.1 {code} {self.responses.get(code, ('Error',))[0]}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+        self.wfile.write(head + body)
+        self.wfile.flush()
+
+
+class RestServer:
+    """Serves ``api`` (controller.rest.api.Api) on ``host:port`` with the limits in ``limits``
+    (controller.settings.Limits)."""
+
+    def __init__(self, host: str, port: int, api, limits):
+        self.host, self.port = host, port
+        self.api = api
+        self.limits = limits
+        self.connections = guard.ConnectionLimits(limits.rest_per_source, limits.rest_max_connections)
+        self._wsgi = None
+        self._sock = None
+
+    def start(self):
+        """Bind (raises OSError if it cannot) and serve in a green thread, which is returned."""
+        self._sock = guard.listen(self.host, self.port)
+        self.port = self._sock.getsockname()[1]
+        self._wsgi = eventlet.wsgi.Server(self._sock, self._sock.getsockname(), self.application,
+                                          log=access_log, protocol=_Protocol,
+                                          keepalive=self.limits.rest_header_timeout,
+                                          socket_timeout=self.limits.rest_body_timeout, debug=False)
+        self._wsgi.header_timeout = self.limits.rest_header_timeout
+        log.info("REST API on %s:%d", self.host, self.port)
+        return eventlet.spawn(guard.accept_forever, self._sock, self._serve, f"rest {self.host}:{self.port}",
+                              self.connections, _busy)
+
+    def _serve(self, sock, addr):
+        sock.settimeout(self.limits.rest_body_timeout)
+        self._wsgi.process_request([addr, sock, eventlet.wsgi.STATE_IDLE])
+
+    # ------------------------------------------------------------------ WSGI
+    def application(self, environ, start_response):
+        req = _request(environ)
+        protocol = environ.get("canopy.protocol")
+        if ui.handles(req.path):
+            return self._page(req, protocol, environ, start_response)
+        started = time.monotonic()
+        resp = self._read_body(environ, req)
+        if resp is None:
+            resp = self.api.handle(req)
+        else:
+            self.api.record(req, resp, time.monotonic() - started)  # refused before handle(): counted too
+            if protocol is not None:
+                protocol.close_connection = 1  # the body (if any) was not read: the connection cannot be reused
+        body = resp.encoded()
+        ctype = "application/json; charset=UTF-8" if resp.content_type == "application/json" else resp.content_type
+        headers = [("Content-Type", ctype), ("Content-Length", str(len(body)))]
+        headers += [(k, v) for k, v in resp.headers.items()]
+        start_response(f"{resp.status} {_reason(resp.status)}", headers)
+        return [body]
+
+    def _page(self, req, protocol, environ, start_response):
+        """The topology page's static files (controller/rest/ui.py); a request body is never read."""
+        page = ui.serve(req.method, req.path)
+        if protocol is not None and (environ.get("CONTENT_LENGTH") or environ.get("HTTP_TRANSFER_ENCODING")):
+            protocol.close_connection = 1
+        headers = [("Content-Type", page.content_type), ("Content-Length", str(len(page.body)))]
+        start_response(f"{page.status} {_reason(page.status)}", headers + list(page.headers.items()))
+        return [page.body]
+
+    def _read_body(self, environ, req) -> Response | None:
+        """Check everything the headers tell, then read the body into ``req``; a refusal (unread body)."""
+        refused = self.api.preflight(req)
+        if refused is not None:
+            return refused
+        if environ.get("HTTP_TRANSFER_ENCODING"):
+            return _error(411, "length_required", "chunked request bodies are not accepted; send the body with "
+                          "Content-Length")
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return _error(400, "bad_request", "Content-Length is not a number")
+        if length > self.limits.rest_max_body:
+            return _error(413, "too_large", f"the body is larger than {self.limits.rest_max_body} bytes")
+        if length:
+            try:
+                with eventlet.Timeout(self.limits.rest_body_timeout):
+                    req.body = environ["wsgi.input"].read(length)
+            except eventlet.Timeout:
+                return _error(408, "body_timeout", f"the body did not arrive within "
+                              f"{self.limits.rest_body_timeout:g} s")
+            if len(req.body) < length:
+                return _error(400, "bad_request", "the connection closed before the declared body arrived")
+        return None
+
+
+def _request(environ) -> Request:
+    headers = {k[5:].replace("_", "-").lower(): v for k, v in environ.items() if k.startswith("HTTP_")}
+    for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+        if environ.get(key):
+            headers[key.replace("_", "-").lower()] = environ[key]
+    query = dict(urllib.parse.parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True))
+    # PEP 3333: PATH_INFO holds the decoded bytes as latin-1 characters; paths are UTF-8
+    path = (environ.get("PATH_INFO") or "/").encode("latin-1").decode("utf-8", "replace")
+    return Request(method=environ["REQUEST_METHOD"], path=path, query=query,
+                   headers=headers, remote=environ.get("REMOTE_ADDR") or "")
+
+
+def _reason(status: int) -> str:
+    return _Protocol.responses.get(status, ("Error",))[0]
+
+
+def _busy(sock, reason):
+    """A refused connection gets a 503 saying why (if it takes it at once), then is closed."""
+    body = (json.dumps({"error": {"code": "busy", "message": reason, "reason": reason, "field": None}}) + "\n").encode()
+    sock.settimeout(BUSY_TIMEOUT)
+    sock.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
+                 b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))

@@ -1,0 +1,256 @@
+"""Two Canopy controllers in one AS, federated through two FRR route reflectors (Debian's bgpd, an
+independent EVPN implementation), each controller an iBGP route-reflector client of both:
+
+- routes cross through the reflectors and VMs under A and B ping each other;
+- a withdrawal reaches the other controller's flows (FRR withdraws with label 0: RFC 7432 route keys);
+- a reflector that crashes and restarts loses no ping (graceful restart, RFC 4724), with the other
+  reflector down, so the restarting one is the only path;
+- with both reflectors up, losing one for good changes nothing (no single point of failure);
+- an EVPN route with an IPv4-mapped IPv6 next hop (16 bytes on the wire, as FRR sends for its type 5
+  routes) from a third peer leaves every session up and traffic flowing.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests.integration import frr
+from tests.integration.test_federation import L3_VNI, VPORTS, policy
+from tests.integration.test_overlay import dhcp, reach
+
+pytestmark = [pytest.mark.integration,
+              pytest.mark.skipif(not frr.AVAILABLE and os.environ.get("CI") != "true",
+                                 reason="FRR bgpd (Debian package frr) not installed")]
+
+REPO = Path(__file__).resolve().parents[2]
+ASN = 65000
+RAW_ASN = 65099
+MACS = {v["name"]: v["mac"] for v in VPORTS}
+
+
+def controller_policy(me):
+    """The shared tenant, with this controller's own RDs (a reflector keeps one best path per RD)."""
+    doc = policy([dict(v) for v in VPORTS])
+    domain = doc["tenants"][0]["domains"][0]
+    domain["rd"] = f"{me.ip}:1"
+    for number, subnet in enumerate(domain["subnets"], start=2):
+        subnet["rd"] = f"{me.ip}:{number}"
+    return doc
+
+
+def bgp_settings(me, reflectors, extra=()):
+    neighbors = [{"address": rr.ip, "asn": ASN, "local_address": me.ip, "hold_time": 9, "rr_client": True}
+                 for rr in reflectors]
+    return {"bgp": {"asn": ASN, "router_id": me.ip, "neighbors": neighbors + list(extra)}}
+
+
+def peers(api):
+    return {p["address"]: p for p in api.get("/v1/bgp/peers").json["items"]}
+
+
+def received(api, kind):
+    return api.get(f"/v1/bgp/routes?direction=in&type={kind}").json["items"]
+
+
+def received_macs(api):
+    return {r["mac"] for r in received(api, 2)}
+
+
+def flows(hv):
+    return hv.ofctl("dump-flows", "br-int").lower()
+
+
+@pytest.fixture(scope="module")
+def fed(lab_capable):
+    from tests.harness.lab import Lab
+
+    with Lab() as lab:
+        ctl_a, ctl_b = lab.add_controller_host("ctla"), lab.add_controller_host("ctlb")
+        rr1, rr2, raw = lab.add_controller_host("rr1"), lab.add_controller_host("rr2"), lab.add_controller_host("raw")
+        reflectors = {host.name: frr.start_route_reflector(lab, host, ASN, [ctl_a.ip, ctl_b.ip])
+                      for host in (rr1, rr2)}
+        raw_updates = lab.workdir / "raw-updates.hex"
+        lab.spawn("bgpraw", [sys.executable, "-m", "tests.harness.bgpraw", "--listen", raw.ip, "--asn", str(RAW_ASN),
+                             "--router-id", raw.ip, str(raw_updates)], lab.workdir / "bgpraw.log", ns=raw.ns,
+                  env={"PYTHONPATH": str(REPO)})
+        raw_neighbor = {"address": raw.ip, "asn": RAW_ASN, "local_address": ctl_a.ip, "hold_time": 9}
+        a = lab.start_controller(ctl_a, bgp_settings(ctl_a, (rr1, rr2), [raw_neighbor]), name="canopya")
+        b = lab.start_controller(ctl_b, bgp_settings(ctl_b, (rr1, rr2)), name="canopyb")
+        for api, me in ((a.api, ctl_a), (b.api, ctl_b)):
+            reply = api.post("/v1/apply", {"document": controller_policy(me), "source": "fed"})
+            assert reply.status == 200, reply.text
+        hva, hvb = lab.add_hypervisor("hva", "kvm"), lab.add_hypervisor("hvb", "kvm")
+        hva.connect(ctl_a)
+        hvb.connect(ctl_b)
+        vms = {name: lab.add_vm(hv, name, mac=MACS[name], vnic_id=name)
+               for name, hv in (("a1", hva), ("a2", hva), ("b1", hvb), ("b2", hvb))}
+
+        def sessions_up():
+            return all(peers(api)[rr.ip]["state"] == "up" for api in (a.api, b.api) for rr in (rr1, rr2))
+
+        lab.wait_until(sessions_up, timeout=60, what="both controllers' sessions with both reflectors")
+        for name, vm in vms.items():
+            assert dhcp(lab, vm).get("ip"), f"{name} got no DHCP lease"
+        yield lab, a, b, (hva, hvb), vms, reflectors, (raw, raw_updates)
+
+
+def test_routes_cross_the_reflectors_and_vms_ping(fed):
+    lab, a, b, _, vms, reflectors, _ = fed
+    lab.wait_until(lambda: {MACS["b1"], MACS["b2"]} <= received_macs(a.api), timeout=30,
+                   what="B's VMs in A's received routes")
+    assert {MACS["a1"], MACS["b1"]} <= reflectors["rr1"].evpn_macs()
+    reach(lab, vms["a1"], "10.0.1.21", timeout=30)  # same subnet, L2 VNI
+    reach(lab, vms["a1"], "10.0.2.21", timeout=30)  # across subnets, L3 VNI
+    reach(lab, vms["b2"], "10.0.1.11", timeout=30)
+    row = peers(a.api)[reflectors["rr1"].host.ip]
+    assert row["graceful_restart"] and row["graceful_restart"]["forwarding"]
+
+
+def test_a_withdrawal_reaches_the_other_controllers_flows(fed):
+    """FRR withdraws a type 2 route with label 0 and no second label; B must still remove it."""
+    lab, a, b, (hva, hvb), vms, _, _ = fed
+    reach(lab, vms["b2"], "10.0.2.11", timeout=30)
+    lab.wait_until(lambda: MACS["a2"] in flows(hvb), timeout=15, what="a2's flows on hvb")
+    lab.remove_vm(vms.pop("a2"))
+    lab.wait_until(lambda: MACS["a2"] not in received_macs(b.api), timeout=30, what="a2's route withdrawn at B")
+    lab.wait_until(lambda: MACS["a2"] not in flows(hvb), timeout=15, what="a2's flows gone on hvb")
+    assert not vms["b2"].ping("10.0.2.11", count=1, timeout=2)
+
+
+class Pinger:
+    """``ping -i 0.01`` from a VM until stopped, its replies counted as they come; ``stop()`` returns
+    (sent, received) up to the last reply (the request in flight when it is stopped is not a loss)."""
+
+    def __init__(self, vm, ip):
+        self.replies = 0
+        self.seqs: set[int] = set()
+        self.proc = subprocess.Popen(["ip", "netns", "exec", vm.ns, "ping", "-n", "-i", "0.01", "-w", "600", ip],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.lines: list[str] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.append(line)
+            if "bytes from" in line and "icmp_seq=" in line:
+                self.seqs.add(int(line.split("icmp_seq=")[1].split()[0]))
+                self.replies = len(self.seqs)
+
+    def wait_replies(self, lab, count):
+        """Bounded wait for ``count`` more replies (so the window around an event is never empty)."""
+        target = self.replies + count
+        lab.wait_until(lambda: self.replies >= target, timeout=60, what=f"{count} more ping replies")
+
+    def stop(self) -> tuple[int, int]:
+        self.proc.send_signal(signal.SIGINT)
+        self.proc.wait(timeout=10)
+        self.reader.join(timeout=10)
+        if not self.seqs:
+            raise AssertionError(f"no ping reply: {''.join(self.lines[-5:])}")
+        return max(self.seqs), len(self.seqs)
+
+
+def converged(lab, apis, reflector):
+    """Both controllers up with ``reflector`` again and nothing stale any more."""
+    def done():
+        rows = [peers(api)[reflector.host.ip] for api in apis]
+        return all(r["state"] == "up" and r["stale"] == 0 and r["received"] > 0 for r in rows)
+
+    lab.wait_until(done, timeout=120, what=f"the controllers back with {reflector.host.name}, nothing stale")
+
+
+def test_a_reflector_restart_loses_no_ping(fed):
+    """The only reflector crashes and comes back: both controllers keep its routes (stale) until its
+    End-of-RIB, so no flow goes and no ping is lost."""
+    lab, a, b, _, vms, reflectors, _ = fed
+    rr1, rr2 = reflectors["rr1"], reflectors["rr2"]
+    rr2.kill()  # rr1 becomes the only path between A and B
+    lab.wait_until(lambda: all(peers(api)[rr2.host.ip]["state"] != "up" for api in (a.api, b.api)), timeout=30,
+                   what="the controllers to see rr2 down")
+    reach(lab, vms["a1"], "10.0.1.21", timeout=30)
+    pinger = Pinger(vms["a1"], "10.0.1.21")
+    try:
+        pinger.wait_replies(lab, 100)
+        rr1.kill()
+        lab.wait_until(lambda: all(peers(api)[rr1.host.ip]["state"] != "up" for api in (a.api, b.api)),
+                       timeout=30, what="the controllers to see rr1 down")
+        assert all(peers(api)[rr1.host.ip]["stale"] > 0 for api in (a.api, b.api))  # kept, not dropped
+        rr1.start()
+        converged(lab, (a.api, b.api), rr1)
+        assert {MACS["b1"], MACS["b2"]} <= received_macs(a.api)
+        pinger.wait_replies(lab, 100)
+    finally:
+        sent, got = pinger.stop()
+    assert sent >= 200 and got == sent, f"{sent - got} of {sent} pings lost across the reflector restart"
+    rr2.start()
+    converged(lab, (a.api, b.api), rr2)
+
+
+def test_two_reflectors_losing_one_changes_nothing(fed):
+    lab, a, b, (hva, hvb), vms, reflectors, _ = fed
+    rr1, rr2 = reflectors["rr1"], reflectors["rr2"]
+    pinger = Pinger(vms["b1"], "10.0.1.11")
+    try:
+        pinger.wait_replies(lab, 100)
+        rr2.kill()
+        lab.wait_until(lambda: all(peers(api)[rr2.host.ip]["state"] != "up" for api in (a.api, b.api)),
+                       timeout=30, what="the controllers to see rr2 down")
+        vms["a2"] = lab.add_vm(hva, "a2", mac=MACS["a2"], vnic_id="a2")  # back, announced through rr1 only
+        assert dhcp(lab, vms["a2"]).get("ip") == "10.0.2.11"
+        lab.wait_until(lambda: MACS["a2"] in received_macs(b.api), timeout=30, what="a2's route at B through rr1")
+        reach(lab, vms["b2"], "10.0.2.11", timeout=30)
+        pinger.wait_replies(lab, 100)
+    finally:
+        sent, got = pinger.stop()
+    assert sent >= 200 and got == sent, f"{sent - got} of {sent} pings lost when a reflector went"
+    rr2.start()
+    converged(lab, (a.api, b.api), rr2)
+
+
+def test_a_route_with_an_ipv4_mapped_ipv6_next_hop_leaves_the_sessions_up_and_traffic_flowing(fed):
+    """A type 5 route whose MP_REACH_NLRI next hop is 16 bytes, ::ffff:<hvb's VTEP> (as FRR sends for its
+    own type 5 routes), and one with a plain IPv6 next hop: ExaBGP 5.0.15 alone resets the session with
+    NOTIFICATION 3/9 for each. Now the first is imported at the IPv4 VTEP, the second is treated as
+    withdrawn (counted), and no session goes down."""
+    from bgp import exabgp_ext
+    from bgp.routes import IpPrefixRoute
+    from tests.harness.bgpraw import with_next_hop
+
+    lab, a, b, (_, hvb), vms, reflectors, (raw, raw_updates) = fed
+    lab.wait_until(lambda: peers(a.api)[raw.ip]["state"] == "up", timeout=60, what="A's session with the raw peer")
+    router_mac = next(r["router_mac"] for r in received(a.api, 2) if r["mac"] == MACS["b1"])
+    common = dict(rd=f"{raw.ip}:5", l3_vni=L3_VNI, next_hop=hvb.vtep_ip, route_targets=(f"65000:{L3_VNI}",),
+                  router_mac=router_mac)
+    mapped = bytes(10) + b"\xff\xff" + ipaddress.IPv4Address(hvb.vtep_ip).packed
+    ipv6 = ipaddress.IPv6Address("2001:db8::1").packed
+    updates = [with_next_hop(exabgp_ext.encode_update(IpPrefixRoute(prefix=prefix, **common), "announce",
+                                                      local_as=RAW_ASN, peer_as=ASN), hop)
+               for prefix, hop in (("172.16.50.0/24", mapped), ("172.16.51.0/24", ipv6))]
+    rr_uptimes = {ip: peers(a.api)[ip]["uptime"] for ip in (reflectors["rr1"].host.ip, reflectors["rr2"].host.ip)}
+    pinger = Pinger(vms["a1"], "10.0.1.21")
+    try:
+        pinger.wait_replies(lab, 100)
+        raw_updates.write_text("".join(update.hex() + "\n" for update in updates))
+        lab.wait_until(lambda: {(r["prefix"], r["next_hop"]) for r in received(a.api, 5) if r["peer"] == raw.ip}
+                       == {("172.16.50.0/24", hvb.vtep_ip)}, timeout=30, what="the mapped next hop's route at A")
+        lab.wait_until(lambda: peers(a.api)[raw.ip]["refused"] == {"next_hop": 1}, timeout=30,
+                       what="the IPv6 next hop's route refused at A")
+        pinger.wait_replies(lab, 400)  # a few keepalive intervals of the raw session after its updates
+    finally:
+        sent, got = pinger.stop()
+    assert sent >= 500 and got == sent, f"{sent - got} of {sent} pings lost"
+    log = (lab.workdir / "bgpraw.log").read_text()
+    assert log.count("established") == 1 and "NOTIFICATION" not in log, log
+    assert "sent update 2" in log and peers(a.api)[raw.ip]["state"] == "up"
+    assert all(peers(a.api)[ip]["uptime"] > before for ip, before in rr_uptimes.items())
+    fib = a.api.get("/v1/domains").json["items"][0]["id"]
+    assert "172.16.50.0/24" in str(a.api.get(f"/v1/domains/{fib}/fib").json)

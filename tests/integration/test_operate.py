@@ -1,0 +1,257 @@
+"""Operating a real controller process: /metrics after real OVS switches connect, signals (SIGTERM, SIGINT,
+SIGHUP, and SIGTERM to Canopy as PID 1), one-line start errors, and the one log format."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.harness.wait import wait_until
+
+pytestmark = pytest.mark.integration
+
+CANOPY = str(Path(sys.executable).parent / "canopy")
+
+
+def create(api, collection, body):
+    resp = api.post(f"/v1/{collection}", body)
+    assert resp.status == 201, resp.text
+    return resp.json
+
+
+def metrics(api):
+    resp = api.get("/metrics")
+    assert resp.status == 200 and resp.headers["content-type"].startswith("text/plain"), resp.text
+    out = {}
+    for family in text_string_to_metric_families(resp.text):
+        for s in family.samples:
+            out[(s.name, frozenset(s.labels.items()))] = s.value
+    return out
+
+
+def value(got, name, **labels):
+    return got.get((name, frozenset(labels.items())))
+
+
+def switch_sync(api, chassis):
+    for item in api.get("/v1/switches").json["items"]:
+        if item["chassis"] == chassis and item.get("sync"):
+            return item["sync"]
+    return None
+
+
+def test_metrics_after_real_switches_connect(lab):
+    ctl = lab.add_controller_host("ctl1")
+    canopy = lab.start_controller(ctl)
+    api = canopy.api
+    tenant = create(api, "tenants", {"name": "acme"})
+    domain = create(api, "domains", {"tenant_id": tenant["id"], "name": "prod"})
+    subnet = create(api, "subnets", {"tenant_id": tenant["id"], "domain_id": domain["id"], "name": "web",
+                                     "cidr": "10.0.1.0/24", "gateway": "10.0.1.1"})
+    create(api, "vports", {"subnet_id": subnet["id"], "name": "vm1", "mac": "02:00:00:00:01:01",
+                           "binding": {"flavour": "kvm", "iface_id": "vm1"}})
+    hv = lab.add_hypervisor("kvm1")
+    hv.connect(ctl)
+    lab.add_vm(hv, "vm1", mac="02:00:00:00:01:01", vnic_id="vm1")
+    dpid = f"{hv.datapath_id():016x}"
+    sync = wait_until(lambda: (s := switch_sync(api, "kvm1")) and s["state"] == "in_sync" and s["desired"] > 0
+                      and s["pending"] == 0 and api.get("/v1/status").json["vports_bound"] == 1 and s,
+                      timeout=20, what="kvm1 programmed with its vport bound")
+    got = wait_until(lambda: (m := metrics(api)) and value(m, "canopy_event_loop_lag_seconds_count", ) and m,
+                     timeout=10, what="an event-loop lag sample")
+    labels = {"datapath": dpid, "chassis": "kvm1"}
+    assert value(got, "canopy_switch_openflow_connected", **labels) == 1
+    installed = value(got, "canopy_switch_flows", **labels, kind="installed")
+    assert value(got, "canopy_switch_flows", **labels, kind="desired") == installed >= sync["desired"] > 0
+    assert value(got, "canopy_switch_flows", **labels, kind="pending") == 0
+    assert value(got, "canopy_switch_sync_state", **labels, state="in_sync") == 1
+    assert value(got, "canopy_switch_messages_sent_total", **labels, kind="flow_add") >= installed
+    assert value(got, "canopy_switch_change_sets_total", **labels) >= 1
+    assert value(got, "canopy_switch_change_set_seconds_count", **labels) >= 1
+    assert value(got, "canopy_switch_read_backs_total", **labels) >= 1
+    assert value(got, "canopy_switch_errors_received_total", **labels) == 0
+    assert value(got, "canopy_vports_bound", flavour="kvm") == 1
+    assert value(got, "canopy_ovsdb_connected", kind="vrs") == 1
+    assert value(got, "canopy_ovsdb_sessions", kind="vrs") == 1
+    assert value(got, "canopy_openflow_connects_total") == 1
+    assert value(got, "canopy_store_sequence") == api.get("/v1/status").json["seq"]
+    assert value(got, "canopy_rest_requests_total", method="POST", route="/v1/vports", code="201") == 1
+    assert value(got, "canopy_ha_role", role="standalone") == 1
+    noise = [line for line in canopy.log_path.read_text().splitlines() if " WARNING " in line or " ERROR " in line]
+    assert noise == [], noise  # a clean start and a switch connecting say nothing alarming
+
+    hv.vsctl("del-controller", "br-int")  # the switch drops its OpenFlow connection
+    got = wait_until(lambda: (m := metrics(api)) and value(m, "canopy_openflow_disconnects_total") == 1 and m,
+                     timeout=10, what="the OpenFlow disconnect counted")
+    assert value(got, "canopy_switch_openflow_connected", **labels) == 0
+    assert value(got, "canopy_openflow_connected_switches") == 0
+    hv.connect(ctl)
+    wait_until(lambda: value(metrics(api), "canopy_openflow_connects_total") == 2, timeout=10,
+               what="the reconnect counted")
+
+    # canopy apply - --wait: the document from standard input, then progress until the switch is programmed
+    lab.add_vm(hv, "vm2", mac="02:00:00:00:02:02", vnic_id="vm2")
+    document = ("tenants:\n  - name: ops\n    subnets:\n      - name: lan\n        cidr: 10.9.0.0/24\n"
+                "        gateway: 10.9.0.1\n        vports:\n          - {name: vm2, mac: '02:00:00:00:02:02', "
+                "binding: {flavour: kvm, iface_id: vm2}}\n")
+    before = value(metrics(api), "canopy_switch_flows", **labels, kind="desired")
+    done = subprocess.run(["ip", "netns", "exec", ctl.ns, CANOPY, "apply", "-", "--url", "http://127.0.0.1:8080",
+                           "--token", "test-token", "--wait", "--wait-timeout", "30"], input=document,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "create vport ops/lan/vm2" in done.stdout and "<stdin>: 3 change(s)" in done.stdout
+    assert "canopy: programming switches: 1/1 in sync, 0 flow(s) pending" in done.stderr.splitlines()
+    wait_until(lambda: (m := metrics(api)) and value(m, "canopy_vports_bound", flavour="kvm") == 2
+               and value(m, "canopy_switch_flows", **labels, kind="installed")
+               == value(m, "canopy_switch_flows", **labels, kind="desired") > before,
+               timeout=10, what="the new vport's flows installed")
+
+
+def test_sighup_reloads_level_and_token_then_sigint_and_sigterm_stop(lab):
+    ctl = lab.add_controller_host("ctl1")
+    canopy = lab.start_controller(ctl)
+    api = canopy.api
+    config = yaml.safe_load(canopy.config_path.read_text())
+    config["log_level"] = "debug"
+    config["rest"]["token"] = "second-token"
+    config["ovsdb"]["port"] = 6641
+    canopy.config_path.write_text(yaml.safe_dump(config))
+    canopy.child.send(signal.SIGHUP)
+    wait_until(lambda: "SIGHUP: reloaded" in canopy.log_path.read_text(), timeout=10, what="the reload logged")
+    log = canopy.log_path.read_text()
+    assert "log_level info -> debug" in log and "REST token replaced" in log
+    assert "ovsdb_port changed" in log and "apply only after a restart" in log
+    assert api.get("/v1/log-level").json == {"level": "debug"}
+    assert api.post("/v1/tenants", {"name": "a"}, token="test-token").status == 401
+    assert api.post("/v1/tenants", {"name": "a"}, token="second-token").status == 201
+    assert canopy.alive()
+
+    canopy.child.send(signal.SIGINT)
+    assert wait_until(lambda: canopy.child.popen.poll() is not None, timeout=15, what="exit on SIGINT") is not None
+    assert canopy.child.popen.returncode == 0
+    log = canopy.log_path.read_text()
+    assert "received SIGINT: stopping" in log and log.rstrip().endswith("Canopy stopped")
+
+    config["log_level"] = "info"
+    config["rest"]["token"] = "test-token"
+    canopy.config_path.write_text(yaml.safe_dump(config))
+    canopy.start()
+    canopy.child.send(signal.SIGTERM)
+    wait_until(lambda: canopy.child.popen.poll() is not None, timeout=15, what="exit on SIGTERM")
+    assert canopy.child.popen.returncode == 0
+    assert canopy.log_path.read_text().count("received SIGTERM: stopping") == 1
+
+
+def test_sigterm_stops_canopy_running_as_pid_1(lab, tmp_path):
+    ctl = lab.add_controller_host("ctl1")
+    config = tmp_path / "pid1.yaml"
+    config.write_text(yaml.safe_dump({"data_dir": str(tmp_path / "data"), "rest": {"token": "t"}}))
+    log_path = tmp_path / "pid1.log"
+    argv = ["unshare", "--pid", "--fork", "--kill-child", "--mount-proc", CANOPY, "run", "--config", str(config)]
+    child = lab.spawn("pid1", argv, log_path, ns=ctl.ns)  # --kill-child: teardown's stop of unshare reaches it
+    wait_until(lambda: "Canopy started" in log_path.read_text(), timeout=30, what="Canopy started as PID 1")
+    inner = int(subprocess.run(["pgrep", "-P", str(child.pid)], capture_output=True, text=True).stdout.split()[0])
+    nspid = next(line for line in Path(f"/proc/{inner}/status").read_text().splitlines() if line.startswith("NSpid:"))
+    assert nspid.split()[-1] == "1", nspid  # PID 1 in its own PID namespace
+    os.kill(inner, signal.SIGTERM)
+    wait_until(lambda: child.popen.poll() is not None, timeout=15, what="PID 1 Canopy exits on SIGTERM")
+    assert child.popen.returncode == 0
+    assert "received SIGTERM: stopping" in log_path.read_text()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def loopback_settings(tmp_path, **extra):
+    settings = {"data_dir": str(tmp_path / "data"),
+                "openflow": {"listen": "127.0.0.1", "port": free_port()},
+                "ovsdb": {"listen": "127.0.0.1", "port": free_port()},
+                "rest": {"listen": "127.0.0.1", "port": free_port(), "token": "t"}}
+    for key, val in extra.items():
+        if isinstance(val, dict):
+            settings.setdefault(key, {}).update(val)
+        else:
+            settings[key] = val
+    path = tmp_path / "canopy.yaml"
+    path.write_text(yaml.safe_dump(settings))
+    return path, settings
+
+
+def run_briefly(path, timeout=30):
+    return subprocess.run([CANOPY, "run", "--config", str(path)], capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+
+
+def test_start_errors_are_one_line_naming_the_setting(lab_capable, tmp_path):
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    port = busy.getsockname()[1]
+    try:
+        path, _ = loopback_settings(tmp_path, openflow={"port": port})
+        done = run_briefly(path)
+    finally:
+        busy.close()
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 4 and len(lines) == 1, done.stderr
+    assert f"cannot start: openflow.port: 127.0.0.1:{port} is already in use" in lines[0]
+
+    path, _ = loopback_settings(tmp_path, rest={"listen": "192.0.2.77"})
+    done = run_briefly(path)
+    assert done.returncode == 4 and done.stderr.count("\n") == 1, done.stderr
+    assert "cannot start: rest.listen: 192.0.2.77 is not an address of this host" in done.stderr
+
+    (tmp_path / "afile").write_text("x")
+    path, _ = loopback_settings(tmp_path, data_dir=str(tmp_path / "afile"))
+    done = run_briefly(path)
+    assert done.returncode == 4 and done.stderr.count("\n") == 1, done.stderr
+    assert "cannot start: data_dir:" in done.stderr and "is not a directory" in done.stderr
+
+
+def test_json_log_format_covers_every_logger_and_hides_queries(lab_capable, tmp_path):
+    import http.client
+
+    path, settings = loopback_settings(tmp_path, log_format="json", rest={"access_log": True})
+    log_path = tmp_path / "canopy.log"
+    with open(log_path, "wb") as out:
+        proc = subprocess.Popen([CANOPY, "run", "--config", str(path)], stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
+    try:
+        port = settings["rest"]["port"]
+
+        def get(path_):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            try:
+                conn.request("GET", path_)
+                return conn.getresponse().status
+            except OSError:
+                return None
+            finally:
+                conn.close()
+
+        wait_until(lambda: get("/v1/status") == 200, timeout=30, what="the controller answers")
+        assert get("/v1/tenants?name=very-secret-name") == 200
+        wait_until(lambda: "/v1/tenants" in log_path.read_text(), timeout=10, what="the access line")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=15)
+    assert proc.returncode == 0
+    records = [json.loads(line) for line in log_path.read_text().splitlines()]  # every line is JSON
+    loggers = {r["logger"] for r in records}
+    assert {"canopy.app", "ryu.base.app_manager", "canopy.rest.access", "canopy.lifecycle"} <= loggers
+    assert not [r for r in records if r["level"] in ("warning", "error")], records
+    assert "very-secret-name" not in log_path.read_text() and "accepted" not in log_path.read_text()
+    access = [r for r in records if r["logger"] == "canopy.rest.access" and "/v1/tenants" in r["message"]]
+    assert access and access[0]["level"] == "info" and "GET /v1/tenants -> 200" in access[0]["message"]

@@ -1,0 +1,383 @@
+"""Bare metal behind a hardware VTEP as a first-class endpoint: the subnet's gateway VRS (how it is chosen and
+replaced), the rows the VTEP gets for the gateway, what packets from the tunnel meet on the gateway VRS and
+elsewhere (traced through the compiled flows by tests.unit.helpers.trace), routing back to bare metal, DHCP
+for declared bare-metal vports, and incremental recompilation agreeing with a full recompute."""
+
+import random
+
+import pytest
+
+from controller import policy as pol
+from controller import policydoc, yamldoc
+from controller.derive import derive, vtep_desired
+from controller.discovery import PortInfo, VrsSnapshot, VtepMac, VtepPort, VtepSnapshot
+from controller.model import PolicyError, normalise
+from controller.programmer import Programmer
+from controller.state import State
+from openflow import dhcp
+from openflow.compiler import compile_switch
+from openflow.dhcp_service import DhcpService
+from tests.unit.helpers import trace
+from tests.unit.test_dhcp import dhcp_payload, frame
+
+DOC = """
+tenants:
+  - name: acme
+    domains:
+      - name: prod
+        subnets:
+          - name: web
+            cidr: 10.0.1.0/24
+            gateway: 10.0.1.1
+            vni: 5001
+            vports:
+              - {name: vm1, mac: "02:00:00:00:01:01", ips: [10.0.1.11], binding: {flavour: kvm}}
+              - {name: vm2, mac: "02:00:00:00:01:02", ips: [10.0.1.12], binding: {flavour: kvm}}
+              - {name: bm1, mac: "02:00:00:00:0b:01", ips: [10.0.1.50], binding: {flavour: baremetal}}
+          - name: db
+            cidr: 10.0.2.0/24
+            gateway: 10.0.2.1
+            vni: 5002
+            vports:
+              - {name: db1, mac: "02:00:00:00:02:01", ips: [10.0.2.11], binding: {flavour: kvm}}
+vtep_bindings:
+  - {switch: tor1, port: p1, vlan: 100, subnet: acme/web}
+"""
+HOSTS = {"hv1": ("10.251.0.1", "vm1"), "hv2": ("10.251.0.2", "vm2"), "hv3": ("10.251.0.3", "db1")}
+VM_PORT, TUNNEL = 5, 99
+TOR_IP, BM_MAC, BM_IP = "10.251.0.9", "02:00:00:00:0b:01", "10.0.1.50"
+
+
+def vrs(session, vms=None):
+    vtep_ip, vm = HOSTS[session]
+    vms = [vm] if vms is None else vms
+    ports = tuple(PortInfo(f"tap-{v}", VM_PORT + i, external_ids=(("iface-id", v),)) for i, v in enumerate(vms))
+    return VrsSnapshot(session, "p", session, vtep_ip=vtep_ip, datapath_id=int(vtep_ip[-1]), bridge_present=True,
+                       ports=ports + (PortInfo("vxlan0", TUNNEL, type="vxlan"),))
+
+
+def tor(local_macs=()):
+    return VtepSnapshot("v1", "p", "tor1", tunnel_ips=(TOR_IP,), ports=(VtepPort("p1", ((100, 5001),)),),
+                        local_macs=tuple(local_macs))
+
+
+def setup(gateway_chassis=None, doc=DOC):
+    state = State(policydoc.plan(pol.Policy(), yamldoc.load(doc).data, "t",
+                                 pol.Allocator({}, 65000, (10000, 20000))).policy)
+    if gateway_chassis is not None:
+        prefer(state, gateway_chassis)
+    for session in HOSTS:
+        state.vrs_update(vrs(session))
+    state.vtep_update(tor())
+    prog = Programmer(state)
+    prog.refresh()
+    return state, prog
+
+
+def prefer(state, chassis):
+    policy = state.policy.copy()
+    web = dict(policy.find("subnet", "acme/web"), gateway_chassis=list(chassis))
+    policy.put("subnet", web)
+    state.policy_committed(policy, [])
+
+
+def web(state):
+    return state.policy.find("subnet", "acme/web")
+
+
+def dom(state):
+    return state.policy.find("domain", "acme/prod")
+
+
+def gateway(prog, state):
+    return prog.view.bm_gateways.get(web(state)["id"])
+
+
+def from_tor(prog, session, **packet):
+    """What leaves ``session`` when tor1 sends it this frame over the tunnel with the web subnet's VNI."""
+    base = {"in_port": TUNNEL, "tunnel_id": 5001, "tun_ipv4_src": TOR_IP, "eth_src": BM_MAC, "eth_type": 0x0800,
+            "ipv4_src": BM_IP}
+    return trace(prog.desired[session], {**base, **packet})
+
+
+def arp_for(prog, session, ip):
+    return from_tor(prog, session, eth_dst="ff:ff:ff:ff:ff:ff", eth_type=0x0806, arp_op=1, arp_spa=BM_IP,
+                    arp_sha=BM_MAC, arp_tpa=ip, ipv4_src=None)
+
+
+def assert_matches_full(prog):
+    view = prog.derive()
+    for session in view.switches:
+        full = compile_switch(view, session)
+        assert prog.desired[session].all_flows() == full.all_flows(), session
+        assert prog.desired[session].all_groups() == full.all_groups(), session
+
+
+# ------------------------------------------------------------------------------ choosing the gateway
+
+def test_the_gateway_is_a_vrs_holding_the_subnet_and_the_same_on_every_derive():
+    state, prog = setup()
+    assert gateway(prog, state) in ("hv1", "hv2")  # both hold web; hv3 only serves the domain
+    again = derive(state.policy, state.locations, state.vrs, state.vtep_ip_of, state.vteps)
+    assert again.bm_gateways == prog.view.bm_gateways
+    assert state.policy.find("subnet", "acme/db")["id"] not in prog.view.bm_gateways  # no VTEP binding
+
+
+def test_policy_names_the_gateway_and_another_vrs_takes_over_when_it_goes():
+    state, prog = setup(gateway_chassis=["hv3", "hv2"])
+    assert gateway(prog, state) == "hv3"  # named first, though it has no port in web
+    assert web(state)["id"] in prog.view.subnets_on("hv3")
+    state.vrs_gone("hv3")
+    prog.refresh()
+    assert gateway(prog, state) == "hv2"
+    state.vrs_gone("hv2")
+    prog.refresh()
+    assert gateway(prog, state) == "hv1"  # none named is left: Canopy's own choice
+    state.vrs_update(vrs("hv3"))
+    prog.refresh()
+    assert gateway(prog, state) == "hv3"
+
+
+def test_with_no_vrs_there_is_no_gateway_and_nothing_breaks():
+    state, prog = setup()
+    for session in HOSTS:
+        state.vrs_gone(session)
+    prog.refresh()
+    assert prog.view.bm_gateways == {}
+    assert (5001, dom(state)["gateway_mac"]) not in {r[:2] for r in vtep_desired(prog.view, state.policy,
+                                                                                "tor1").remote_macs}
+
+
+def test_the_vteps_gateway_mac_row_and_flood_list_point_at_the_gateway():
+    state, prog = setup(gateway_chassis=["hv3"])
+    desired = vtep_desired(prog.view, state.policy, "tor1")
+    assert (5001, dom(state)["gateway_mac"], "10.0.1.1", "10.251.0.3") in desired.remote_macs
+    assert desired.flood == ((5001, ("10.251.0.1", "10.251.0.2", "10.251.0.3")),)
+    state.vrs_gone("hv3")
+    prog.refresh()
+    rows = {r[1]: r[3] for r in vtep_desired(prog.view, state.policy, "tor1").remote_macs}
+    assert gateway(prog, state) in ("hv1", "hv2")
+    assert rows[dom(state)["gateway_mac"]] == HOSTS[gateway(prog, state)][0]
+
+
+# ------------------------------------------------------------------------------ from the bare metal
+
+def test_the_gateway_answers_arp_and_ping_for_the_gateway_back_into_the_tunnel():
+    state, prog = setup(gateway_chassis=["hv1"])
+    gw_mac = dom(state)["gateway_mac"]
+    [(port, reply)] = arp_for(prog, "hv1", "10.0.1.1")
+    assert (port, reply["tun_ipv4_dst"], reply["tunnel_id"]) == (TUNNEL, TOR_IP, 5001)
+    assert (reply["arp_op"], reply["arp_sha"], reply["arp_spa"], reply["arp_tha"], reply["eth_dst"]) == \
+        (2, gw_mac, "10.0.1.1", BM_MAC, BM_MAC)
+    [(port, echo)] = from_tor(prog, "hv1", eth_dst=gw_mac, ipv4_dst="10.0.1.1", ip_proto=1, icmpv4_type=8)
+    assert (port, echo["tun_ipv4_dst"], echo["icmpv4_type"], echo["ipv4_dst"], echo["eth_dst"]) == \
+        (TUNNEL, TOR_IP, 0, BM_IP, BM_MAC)
+
+
+def test_other_vrs_leave_arp_for_the_gateway_to_the_gateway_and_still_answer_their_vms():
+    state, prog = setup(gateway_chassis=["hv1"])
+    out = arp_for(prog, "hv2", "10.0.1.1")
+    assert all(port == VM_PORT for port, _ in out)  # flooded to its local VM (split horizon), not answered
+    reply = trace(prog.desired["hv2"], {"in_port": VM_PORT, "eth_src": "02:00:00:00:01:02", "eth_type": 0x0806,
+                                        "eth_dst": "ff:ff:ff:ff:ff:ff", "arp_op": 1, "arp_spa": "10.0.1.12",
+                                        "arp_sha": "02:00:00:00:01:02", "arp_tpa": "10.0.1.1"})
+    assert [(port, pkt["arp_op"]) for port, pkt in reply] == [(VM_PORT, 2)]
+
+
+def test_arp_from_the_tunnel_for_a_vm_reaches_the_vm_on_the_gateway():
+    state, prog = setup(gateway_chassis=["hv1"])
+    out = arp_for(prog, "hv1", "10.0.1.11")
+    assert [(port, pkt["arp_op"]) for port, pkt in out] == [(VM_PORT, 1)]  # the VM answers it itself
+
+
+def test_dhcp_from_the_tunnel_is_punted_only_on_the_gateway():
+    state, prog = setup(gateway_chassis=["hv1"])
+    discover = dict(eth_dst="ff:ff:ff:ff:ff:ff", ipv4_src="0.0.0.0", ipv4_dst="255.255.255.255", ip_proto=17,
+                    udp_src=68, udp_dst=67)
+    assert [port for port, _ in from_tor(prog, "hv1", **discover)] == ["controller"]
+    assert "controller" not in [port for port, _ in from_tor(prog, "hv2", **discover)]
+
+
+def test_bare_metal_is_routed_to_a_vm_in_another_subnet_like_a_vm():
+    state, prog = setup(gateway_chassis=["hv1"])
+    gw_mac, l3 = dom(state)["gateway_mac"], dom(state)["l3_vni"]
+    [(port, pkt)] = from_tor(prog, "hv1", eth_dst=gw_mac, ipv4_dst="10.0.2.11", ttl=64)
+    assert (port, pkt["tun_ipv4_dst"], pkt["tunnel_id"], pkt["eth_dst"], pkt["ttl"]) == \
+        (TUNNEL, "10.251.0.3", l3, "02:cb:0a:fb:00:03", 63)  # symmetric IRB to hv3's router MAC
+    # on hv3 it arrives over the L3 VNI and is delivered to db1
+    [(port, pkt)] = trace(prog.desired["hv3"], {**pkt, "in_port": TUNNEL, "reg0": 0})
+    assert (port, pkt["eth_dst"], pkt["eth_src"]) == (VM_PORT, "02:00:00:00:02:01", gw_mac)
+
+
+def test_a_vrs_that_is_not_the_gateway_routes_what_reaches_it_too():
+    state, prog = setup(gateway_chassis=["hv1"])
+    [(port, pkt)] = from_tor(prog, "hv2", eth_dst=dom(state)["gateway_mac"], ipv4_dst="10.0.2.11", ttl=64)
+    assert (port, pkt["tun_ipv4_dst"]) == (TUNNEL, "10.251.0.3")  # e.g. while the VTEP's row still names it
+
+
+def test_traffic_to_bare_metal_is_routed_through_the_gateway_to_the_vtep():
+    state, prog = setup(gateway_chassis=["hv1"])
+    gw_mac, l3 = dom(state)["gateway_mac"], dom(state)["l3_vni"]
+    db1 = {"in_port": VM_PORT, "eth_src": "02:00:00:00:02:01", "eth_dst": gw_mac, "eth_type": 0x0800,
+           "ipv4_src": "10.0.2.11", "ipv4_dst": BM_IP, "ttl": 64}
+    [(port, pkt)] = trace(prog.desired["hv3"], db1)
+    assert (port, pkt["tun_ipv4_dst"], pkt["tunnel_id"], pkt["eth_dst"]) == \
+        (TUNNEL, "10.251.0.1", l3, "02:cb:0a:fb:00:01")  # to the gateway VRS's router MAC
+    [(port, pkt)] = trace(prog.desired["hv1"], {**pkt, "in_port": TUNNEL, "reg0": 0})
+    assert (port, pkt["tun_ipv4_dst"], pkt["tunnel_id"], pkt["eth_src"], pkt["eth_dst"], pkt["ttl"]) == \
+        (TUNNEL, TOR_IP, 5001, gw_mac, BM_MAC, 62)
+    # a VM of web on the gateway itself: L2 straight to the VTEP
+    vm1 = {"in_port": VM_PORT, "eth_src": "02:00:00:00:01:01", "eth_dst": BM_MAC, "eth_type": 0x0800,
+           "ipv4_src": "10.0.1.11", "ipv4_dst": BM_IP}
+    assert [(p, o["tun_ipv4_dst"]) for p, o in trace(prog.desired["hv1"], vm1)] == [(TUNNEL, TOR_IP)]
+
+
+def test_an_address_the_vtep_reports_is_routed_too():
+    learned = VtepMac("02:00:00:00:0b:07", 5001, "10.0.1.77", TOR_IP)
+    state, prog = setup(gateway_chassis=["hv1"])
+    state.vtep_update(tor([learned, VtepMac("02:00:00:00:0b:08", 5001, "fe80::1", TOR_IP)]))
+    prog.refresh()
+    db1 = {"in_port": VM_PORT, "eth_src": "02:00:00:00:02:01", "eth_dst": dom(state)["gateway_mac"],
+           "eth_type": 0x0800, "ipv4_src": "10.0.2.11", "ipv4_dst": "10.0.1.77", "ttl": 64}
+    [(port, pkt)] = trace(prog.desired["hv3"], db1)
+    [(port, pkt)] = trace(prog.desired["hv1"], {**pkt, "in_port": TUNNEL, "reg0": 0})
+    assert (pkt["tun_ipv4_dst"], pkt["eth_dst"]) == (TOR_IP, "02:00:00:00:0b:07")
+
+
+def test_a_declared_server_is_located_where_the_vtep_learned_it():
+    state, prog = setup()
+    bm = state.policy.find("vport", "acme/web/bm1")
+    ep = prog.view.endpoints[bm["id"]]  # tor1 is the subnet's only VTEP: there before it is learned
+    assert (ep.kind, ep.session, ep.ips) == ("vtep_mac", "v1", (BM_IP,))
+    state.vtep_update(tor([VtepMac(BM_MAC, 5001, None, TOR_IP)]))
+    prog.refresh()
+    assert [e.vport_id for e in prog.view.endpoints.values() if e.mac == BM_MAC] == [bm["id"]]
+
+
+# ------------------------------------------------------------------------------ DHCP
+
+def dhcp_service(state, prog):
+    return DhcpService(state, prog, underlay_mtu=1500)
+
+
+def punt_cookie(prog, session):
+    return next(f.cookie for f in prog.desired[session].all_flows()
+                if f.owner.kind == "subnet" and ("output", "controller") in f.actions)
+
+
+def test_a_declared_bare_metal_server_gets_its_lease_back_through_the_tunnel():
+    state, prog = setup(gateway_chassis=["hv2"])
+    answer = dhcp_service(state, prog).answer(2, punt_cookie(prog, "hv2"), frame(dhcp_payload(mac=BM_MAC),
+                                                                                 src_mac=BM_MAC))
+    assert answer is not None
+    assert answer.actions == [("set", "tunnel_id", 5001), ("set", "tun_ipv4_dst", TOR_IP), ("output", TUNNEL)]
+    offer = dhcp.parse_request(answer.frame)  # a reply is not a client message
+    assert offer is None and "10.0.1.50" in answer.summary
+    assert answer.frame[6:12] == bytes.fromhex(dom(state)["gateway_mac"].replace(":", ""))
+
+
+def test_dhcp_from_an_undeclared_mac_behind_the_vtep_is_not_answered():
+    state, prog = setup(gateway_chassis=["hv2"])
+    service = dhcp_service(state, prog)
+    stranger = "02:00:00:00:0b:99"
+    assert service.answer(2, punt_cookie(prog, "hv2"), frame(dhcp_payload(mac=stranger), src_mac=stranger)) is None
+    vm_mac = "02:00:00:00:01:01"  # a VM's MAC is not a bare-metal server
+    assert service.answer(2, punt_cookie(prog, "hv2"), frame(dhcp_payload(mac=vm_mac), src_mac=vm_mac)) is None
+    assert service.counters["ignored"] == 2
+
+
+# ------------------------------------------------------------------------------ policy
+
+def test_a_baremetal_binding_takes_no_hypervisor_fields_and_gateway_chassis_are_names():
+    body = {"subnet_id": "s", "name": "bm", "mac": "02:00:00:00:0b:01", "binding": {"flavour": "baremetal"}}
+    assert normalise("vport", body)["binding"]["flavour"] == "baremetal"
+    with pytest.raises(PolicyError, match="binding.iface_id: does not apply to flavour baremetal"):
+        normalise("vport", {**body, "binding": {"flavour": "baremetal", "iface_id": "x"}})
+    subnet = {"tenant_id": "t", "name": "web"}
+    assert normalise("subnet", subnet)["gateway_chassis"] == []
+    with pytest.raises(PolicyError, match=r"gateway_chassis\[0\]"):
+        normalise("subnet", {**subnet, "gateway_chassis": ["bad name!"]})
+
+
+# ------------------------------------------------------------------------------ incremental
+
+def test_gateway_changes_recompile_incrementally_like_a_full_recompute():
+    rng = random.Random(11)
+    state, prog = setup()
+    full_before = prog.full_recomputes
+    vms = {"hv1": ["vm1"], "hv2": ["vm2"], "hv3": ["db1"]}
+    seen = set()
+    for _ in range(80):
+        action = rng.choice(["prefer", "move", "learn", "declare"])
+        if action == "prefer":
+            prefer(state, rng.sample(list(HOSTS), rng.randrange(3)))
+        elif action == "move":  # VMs come and go: the holders of web change
+            vm = rng.choice(["vm1", "vm2", "db1"])
+            for placed in vms.values():
+                if vm in placed:
+                    placed.remove(vm)
+            if rng.random() < 0.7:
+                vms[rng.choice(list(HOSTS))].append(vm)
+            for session in HOSTS:
+                state.vrs_update(vrs(session, vms[session]))
+        elif action == "learn":
+            macs = [VtepMac(BM_MAC, 5001, None, TOR_IP)] if rng.random() < 0.5 else []
+            if rng.random() < 0.5:
+                macs.append(VtepMac("02:00:00:00:0b:07", 5001, "10.0.1.77", TOR_IP))
+            state.vtep_update(tor(macs))
+        else:
+            policy = state.policy.copy()
+            bm = dict(policy.find("vport", "acme/web/bm1"))
+            bm["ips"] = [rng.choice(["10.0.1.50", "10.0.1.51"])]
+            policy.put("vport", bm)
+            state.policy_committed(policy, [])
+        prog.refresh()
+        assert_matches_full(prog)
+        seen.add(gateway(prog, state))
+    assert prog.full_recomputes == full_before and prog.incremental_updates > 70
+    assert seen == set(HOSTS)  # the gateway moved between every VRS on the way
+
+
+def test_rest_shows_the_gateway_of_each_bound_subnet_and_routes_to_bare_metal():
+    from controller.rest import dataplane, vteps
+
+    state, prog = setup(gateway_chassis=["hv3"])
+    one = next(r for r in vteps.routes(state, prog) if r.pattern.endswith("{name}"))
+    assert one.handler(None, "tor1").body["gateways"] == [
+        {"vni": 5001, "subnet": "acme/web", "chassis": "hv3", "vtep_ip": "10.251.0.3"}]
+    fib = next(r for r in dataplane.routes(state, prog, dict) if r.pattern.endswith("/fib"))
+    routes = {r["prefix"]: r for r in fib.handler(None, dom(state)["id"]).body["routes"]}
+    assert (routes[f"{BM_IP}/32"]["vport"]["ref"], routes[f"{BM_IP}/32"]["vtep_ip"]) == ("acme/web/bm1", TOR_IP)
+
+
+L2_DOC = """
+tenants:
+  - name: acme
+    subnets:
+      - name: lan
+        cidr: 10.9.0.0/24
+        vni: 5001
+        vports:
+          - {name: vm1, mac: "02:00:00:00:01:01", ips: [10.9.0.11], binding: {flavour: kvm}}
+          - {name: bm1, mac: "02:00:00:00:0b:01", ips: [10.9.0.50], binding: {flavour: baremetal}}
+      - {name: quiet, cidr: 10.8.0.0/24, vni: 5003, dhcp: {enabled: false}}
+vtep_bindings:
+  - {switch: tor1, port: p1, vlan: 100, subnet: acme/lan}
+  - {switch: tor1, port: p1, vlan: 200, subnet: acme/quiet}
+"""
+
+
+def test_an_l2_only_subnet_gets_dhcp_for_its_bare_metal_but_no_routing():
+    state, prog = setup(doc=L2_DOC)
+    lan, quiet = state.policy.find("subnet", "acme/lan"), state.policy.find("subnet", "acme/quiet")
+    assert set(prog.view.bm_gateways) == {lan["id"]}  # no DHCP and no routing in quiet: nothing to do
+    session = prog.view.bm_gateways[lan["id"]]
+    server = "10.9.0.254"  # the last host address: L2-only subnets' DHCP server
+    assert (5001, "02:ca:fe:00:00:01", server, HOSTS[session][0]) in \
+        vtep_desired(prog.view, state.policy, "tor1").remote_macs
+    [(port, reply)] = arp_for(prog, session, server)
+    assert (port, reply["tun_ipv4_dst"], reply["arp_sha"]) == (TUNNEL, TOR_IP, "02:ca:fe:00:00:01")
+    answer = dhcp_service(state, prog).answer(int(HOSTS[session][0][-1]), punt_cookie(prog, session),
+                                              frame(dhcp_payload(mac=BM_MAC), src_mac=BM_MAC))
+    assert answer is not None and "10.9.0.50" in answer.summary
+    assert not any(f.priority == 101 for f in prog.desired[session].all_flows())  # nothing is routed

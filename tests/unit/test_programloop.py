@@ -1,0 +1,137 @@
+"""The supervised programming loop (controller/programloop.py): a failing pass (derive raising, the full
+recompute fallback raising too, a push raising) never ends the loop; the switches keep their last good
+state; /v1/status says degraded with the reason until a pass succeeds, then ok and every switch is handed
+its state again."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from controller import programloop
+from controller.programloop import ProgramLoop
+from controller.programmer import Programmer
+from controller.rest.api import Api, Request
+
+from .test_compiler import add_vport, base_state, snapshot
+
+
+class Switches:
+    """What the loop hands out: the desired flows each switch was last given."""
+
+    def __init__(self, programmer):
+        self.programmer, self.given, self.calls = programmer, {}, 0
+
+    def __call__(self, touched):
+        self.calls += 1
+        for session in touched:
+            self.given[session] = self.programmer.desired[session].all_flows()
+
+
+class Breakable:
+    """Wraps Programmer.derive: raises while ``broken`` (counting the calls)."""
+
+    def __init__(self, programmer):
+        self.real, self.broken, self.calls = programmer.derive, False, 0
+        programmer.derive = self
+
+    def __call__(self):
+        self.calls += 1
+        if self.broken:
+            raise ValueError("'fe80::1' does not appear to be an IPv4 address")
+        return self.real()
+
+
+@pytest.fixture
+def world():
+    state = base_state()
+    add_vport(state, "acme/web", "vm1", "02:00:00:00:00:01", "10.0.1.11")
+    state.vrs_update(snapshot("s1", "10.251.0.1", [("vm1", 1)]))
+    programmer = Programmer(state)
+    switches = Switches(programmer)
+    loop = ProgramLoop(programmer, threading.Event(), switches, sleep=lambda s: None)
+    return state, programmer, switches, loop, Breakable(programmer)
+
+
+def test_a_failing_pass_is_reported_degraded_changes_nothing_and_recovers(world):
+    state, programmer, switches, loop, derive = world
+    assert loop.attempt()
+    switches(set(programmer.desired))  # the switch connects and gets its state (CanopyApp._datapath_state)
+    good = dict(switches.given)
+    assert good and loop.status()["state"] == "ok"
+    derive.broken = True
+    add_vport(state, "acme/web", "vm2", "02:00:00:00:00:02", "10.0.1.12")
+    state.vrs_update(snapshot("s1", "10.251.0.1", [("vm1", 1), ("vm2", 2)]))  # its VM starts
+    for _ in range(3):  # the incremental pass, then the full recompute that follows, all fail
+        assert loop.attempt() is False
+    status = loop.status()
+    assert status["state"] == "degraded" and "fe80::1" in status["reason"] and status["failures"] == 3
+    assert status["retry_in"] == 2.0 and switches.given == good  # the last good state stays
+    derive.broken = False
+    assert loop.attempt()
+    assert loop.status() == {"state": "ok", "reason": None, "since": None, "failures": 0, "retry_in": None}
+    assert switches.given["s1"] != good["s1"]  # vm2's flows, computed from scratch and handed out
+    assert switches.given["s1"] == from_scratch(state)
+
+
+def test_a_failing_push_is_retried(world):
+    _, _, switches, loop, _ = world
+    loop.attempt()
+    add_vport(loop.programmer.state, "acme/web", "vm2", "02:00:00:00:00:02", "10.0.1.12")
+    broken = [True]
+
+    def hand_out(touched):
+        if broken[0]:
+            raise RuntimeError("switch went away")
+        switches(touched)
+
+    loop._hand_out = hand_out
+    assert not loop.attempt() and loop.status()["state"] == "degraded"
+    broken[0] = False
+    assert loop.attempt() and switches.given
+
+
+def test_the_loop_thread_survives_failures_and_status_follows(world, monkeypatch):
+    state, _, switches, loop, derive = world
+    monkeypatch.setattr(programloop, "RETRY_BASE_S", 0.01)
+    derive.broken = True
+    wake = loop._wake
+    thread = threading.Thread(target=loop.run, daemon=True)
+    thread.start()
+    ctl = _api(loop)
+    _poll(lambda: derive.calls >= 3, "three failed passes")
+    assert thread.is_alive()
+    reply = ctl.handle(Request("GET", "/v1/status")).body
+    assert reply["health"] == "degraded" and "fe80::1" in reply["degraded_reason"]
+    derive.broken = False
+    _poll(lambda: loop.status()["state"] == "ok", "recovery on the next retry, without a State change")
+    add_vport(state, "acme/web", "vm3", "02:00:00:00:00:03", "10.0.1.13")
+    state.vrs_update(snapshot("s1", "10.251.0.1", [("vm1", 1), ("vm3", 3)]))
+    wake.set()
+    _poll(lambda: switches.given.get("s1") == from_scratch(state), "vm3's flows handed out")
+    assert thread.is_alive() and ctl.handle(Request("GET", "/v1/status")).body["health"] == "ok"
+
+
+def from_scratch(state):
+    """The flows a fresh programmer computes for switch s1 from the same State."""
+    fresh = Programmer(state)
+    fresh.refresh(full=True)
+    return fresh.desired["s1"].all_flows()
+
+
+def _api(loop):
+    from types import SimpleNamespace
+
+    state = loop.programmer.state
+    service = SimpleNamespace(counts=lambda: {})
+    return Api(service, state, SimpleNamespace(open_reads="always"), programming=loop.status)
+
+
+def _poll(predicate, what, timeout=10.0):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)

@@ -1,0 +1,247 @@
+"""The speaker's bookkeeping of what peers send: RFC route keys, routes refused at the edge (treated as
+withdrawn, counted, logged with a limit), graceful restart (RFC 4724), and no line that can desynchronise
+the acknowledgements. Messages are in ExaBGP 5.0.15's exact JSON (its encoder, ``encoder json``)."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from bgp import exabgp_ext
+from bgp.received import Local, decode_message
+from bgp.routebook import GracefulRestart, RouteBook
+from bgp.routes import IpPrefixRoute, MacIpRoute
+from bgp.speaker import Neighbor
+
+PEER = "127.0.0.1"
+ROUTE = MacIpRoute(rd="65001:100", mac="52:54:00:12:34:56", ip="10.1.0.5", l2_vni=5001, l3_vni=9001,
+                   next_hop="192.0.2.1", route_targets=("65001:5001",), router_mac="02:00:00:00:00:01")
+OTHER = MacIpRoute(rd="65001:100", mac="52:54:00:12:34:57", l2_vni=5001, next_hop="192.0.2.1",
+                   route_targets=("65001:5001",))
+HEADER = ('"exabgp": "5.0.0", "time": 1796322031.9, "host" : "vm", "pid" : 2, "ppid" : 1, "counter": 1, '
+          '"type": "{kind}", "neighbor": {{ "address": {{ "local": "127.0.0.72", "peer": "{peer}" }}, '
+          '"asn": {{ "local": 65000, "peer": 65001 }}, "router-id": "127.0.0.72" , {body} }}')
+
+
+def line(kind: str, body: str, peer: str = PEER) -> str:
+    return "{ " + HEADER.format(kind=kind, peer=peer, body=body) + " }"
+
+
+def state(value: str, reason: str | None = None) -> str:
+    return line("state", f'"state": "{value}"' + (f', "reason": "{reason}"' if reason else ""))
+
+
+def open_message(restart_time: int | None = 120, forwarding: bool = True) -> str:
+    capabilities = ""
+    if restart_time is not None:
+        flags = '"restart"' if forwarding else ""
+        capabilities = (f'"64": {{ "name": "graceful restart", "time": {restart_time}, "address-family-flags": '
+                        f'{{ "l2vpn/evpn": [ {flags} ] }}, "restart-flags": [ ]  }}')
+    return line("open", '"direction": "receive", "open": { "version": 4, "asn": 65001, "hold_time": 90, '
+                        f'"router_id": "10.0.0.9", "capabilities": {{ {capabilities} }} }}')
+
+
+EOR = line("update", '"direction": "receive", "message": { "eor": { "afi" : "l2vpn", "safi" : "evpn" } }')
+
+
+def update(route, action: str = "announce") -> str:
+    """What ExaBGP prints for ``route`` received on the wire (packed and decoded by ExaBGP itself)."""
+    message = exabgp_ext.encode_update(route, action, local_as=65001, peer_as=65000)
+    return json.dumps(json.loads(exabgp_ext.decode_update(message, local_as=65000, peer_as=65001)))
+
+
+def book(**kwargs) -> RouteBook:
+    return RouteBook((Neighbor(PEER, 65001),), local=Local(65000, "10.0.0.1"), **kwargs)
+
+
+def received_keys(b: RouteBook) -> set:
+    return {key for _, key in b.received}
+
+
+# --------------------------------------------------------------------------- keys and refusals
+
+
+def test_a_withdrawal_with_other_labels_and_esi_removes_the_route():
+    """FRR withdraws type 2 with label 0 and no second label: RFC 7432 7.2 keys have no labels nor ESI."""
+    b = book()
+    assert b.handle_line(update(ROUTE))
+    frr_withdraw = MacIpRoute(rd=ROUTE.rd, mac=ROUTE.mac, ip=ROUTE.ip, l2_vni=0, esi=9, next_hop="0.0.0.0")
+    assert b.handle_line(update(frr_withdraw, "withdraw"))
+    assert b.received == {}
+
+
+def test_a_route_without_the_encapsulation_community_is_not_vxlan(caplog):
+    raw = json.loads(update(ROUTE))
+    communities = raw["neighbor"]["message"]["update"]["attribute"]["extended-community"]
+    raw["neighbor"]["message"]["update"]["attribute"]["extended-community"] = [
+        c for c in communities if not c["string"].startswith("encap")]
+    b = book()
+    b.handle_line(update(ROUTE))
+    with caplog.at_level(logging.WARNING):
+        assert b.handle_line(json.dumps(raw))  # treated as withdrawn: the VXLAN route it replaces goes
+        b.handle_line(json.dumps(raw))
+    assert b.received == {}
+    assert b.peer_rows()[0]["refused"] == {"not_vxlan": 2}
+    assert len([r for r in caplog.records if "not_vxlan" in r.getMessage() or "VXLAN" in r.getMessage()]) == 1
+
+
+def test_an_extended_community_too_big_for_8_bytes_withdraws_and_keeps_the_acks_in_step():
+    """The OverflowError of issue 10: it escaped, and the acknowledgements after it were lost."""
+    b = book()
+    b.set_desired({OTHER.key: OTHER})
+    b.attach()
+    b.handle_line(update(ROUTE))
+    raw = json.loads(update(ROUTE))
+    raw["neighbor"]["message"]["update"]["attribute"]["extended-community"][0]["value"] = 1 << 70
+    assert b.handle_line(json.dumps(raw))
+    assert b.received == {} and b.peer_rows()[0]["refused"] == {"malformed": 1}
+    b.handle_line("done")
+    assert b.announced == {OTHER.key: OTHER} and not b.pending
+
+
+def with_attributes(text: str, **attributes) -> str:
+    message = json.loads(text)
+    message["neighbor"]["message"]["update"]["attribute"].update(
+        {name.replace("_", "-"): value for name, value in attributes.items()})
+    return json.dumps(message)
+
+
+@pytest.mark.parametrize("attributes, reason", [
+    ({"as_path": {"0": {"element": "as-sequence", "value": [65001, 65000]}}}, "own AS"),
+    ({"originator_id": "10.0.0.1"}, "ORIGINATOR_ID"),
+    ({"cluster_list": ["10.9.9.9", "10.0.0.1"]}, "CLUSTER_LIST"),
+])
+def test_our_own_routes_reflected_back_are_dropped(attributes, reason, caplog):
+    assert book().handle_line(with_attributes(update(ROUTE), as_path={}, originator_id="10.0.0.7",
+                                              cluster_list=["10.0.0.7"]))  # somebody else's: kept
+    raw = with_attributes(update(ROUTE), **attributes)
+    b = book()
+    with caplog.at_level(logging.WARNING):
+        b.handle_line(raw)
+    assert b.received == {} and b.peer_rows()[0]["refused"] == {"own_route": 1}
+    assert reason in caplog.text
+
+
+def test_a_type5_route_with_a_gateway_ip_is_refused():
+    route = IpPrefixRoute(rd="65001:1", prefix="10.9.0.0/24", l3_vni=9001, next_hop="192.0.2.1", gateway="10.9.0.1",
+                          router_mac="02:00:00:00:00:01", route_targets=("65001:9001",))
+    b = book()
+    b.handle_line(update(route))
+    assert b.received == {} and b.peer_rows()[0]["refused"] == {"gateway_ip": 1}
+    b.handle_line(update(route.__class__(**{**vars(route), "gateway": "0.0.0.0"})))
+    assert received_keys(b) == {route.key}
+
+
+def test_refusals_are_logged_once_a_minute_per_peer_and_reason(caplog):
+    raw = with_attributes(update(ROUTE), originator_id="10.0.0.1")
+    b = book()
+    with caplog.at_level(logging.WARNING):
+        for _ in range(50):
+            b.handle_line(raw)
+    assert caplog.text.count("treated as withdrawn") == 1 and b.peer_rows()[0]["refused"] == {"own_route": 50}
+
+
+def test_not_vxlan_is_logged_once_other_reasons_again_after_a_minute(caplog):
+    clock = [1000.0]
+    b = book(clock=lambda: clock[0])
+    raw = json.loads(update(ROUTE))
+    raw["neighbor"]["message"]["update"]["attribute"]["extended-community"] = []
+    own = with_attributes(update(ROUTE), originator_id="10.0.0.1")
+    with caplog.at_level(logging.WARNING):
+        for _ in range(3):
+            b.handle_line(json.dumps(raw))
+            b.handle_line(own)
+            clock[0] += 61
+    assert caplog.text.count("no encapsulation") == 1
+    assert caplog.text.count("own router id 10.0.0.1 as ORIGINATOR_ID") == 3
+    assert b.peer_rows()[0]["refused"] == {"not_vxlan": 3, "own_route": 3}
+
+
+@pytest.mark.parametrize("text", [
+    '{"type": "update", "neighbor": {"address": {"peer": "127.0.0.1"}, "message": {"update": {"announce": 7}}}}',
+    '{"type": "update", "neighbor": {"address": {"peer": "127.0.0.1"}, "message": {"update": {"announce": '
+    '{"l2vpn evpn": {"192.0.2.1": [{"raw": "zz"}]}}}}}}',
+    '{"type": "open", "neighbor": {"address": {"peer": "127.0.0.1"}, "direction": "receive", "open": 3}}',
+    '{"type": "state", "neighbor": {"address": {"peer": 5}, "state": "up"}}',
+    "[" * 100000,
+])
+def test_no_line_raises(text):
+    b = book()
+    b.handle_line(text)
+    assert not b.received
+
+
+# --------------------------------------------------------------------------- graceful restart
+
+
+def restarted(b: RouteBook, reason: str = "closing connection") -> None:
+    for text in (open_message(), state("up"), update(ROUTE), update(OTHER), state("down", reason)):
+        b.handle_line(text)
+
+
+def test_a_restarting_peer_keeps_its_routes_until_end_of_rib_then_what_it_did_not_resend_goes():
+    b = book()
+    restarted(b)
+    assert received_keys(b) == {ROUTE.key, OTHER.key} and b.peer_rows()[0]["stale"] == 2
+    assert not b.expire()  # its restart time (120 s) is not over
+    for text in (open_message(), state("up"), update(ROUTE)):
+        b.handle_line(text)
+    assert b.peer_rows()[0]["stale"] == 1 and received_keys(b) == {ROUTE.key, OTHER.key}
+    assert b.handle_line(EOR)
+    assert received_keys(b) == {ROUTE.key} and b.peer_rows()[0]["stale"] == 0
+
+
+def test_stale_routes_go_when_the_restart_time_is_over():
+    b = book()
+    restarted(b)
+    before = b.peers[PEER].stale_until
+    b.handle_line(state("connected"))
+    b.handle_line(state("down", "closing connection"))  # a failed attempt does not restart the timer
+    assert b.peers[PEER].stale_until == before
+    assert b.expire(before + 0.1) and b.received == {}
+
+
+def test_stale_routes_go_when_no_end_of_rib_comes_in_stale_time():
+    b = book(graceful=GracefulRestart(stale_time=5))
+    restarted(b)
+    b.handle_line(open_message())
+    b.handle_line(state("up"))
+    assert not b.expire() and b.expire(b.peers[PEER].stale_until + 0.1) and b.received == {}
+
+
+@pytest.mark.parametrize("back", [open_message(restart_time=None), open_message(forwarding=False)])
+def test_a_peer_back_without_graceful_restart_or_forwarding_state_loses_its_stale_routes_at_once(back):
+    b = book()
+    restarted(b)
+    b.handle_line(back)
+    assert b.handle_line(state("up")) and b.received == {}
+
+
+@pytest.mark.parametrize("kwargs, opened, reason", [
+    ({"graceful": GracefulRestart(enabled=False)}, open_message(), "closing connection"),
+    ({}, open_message(restart_time=None), "closing connection"),
+    ({}, open_message(restart_time=0), "closing connection"),
+    ({}, open_message(), "notification received (6,2)"),
+])
+def test_routes_go_at_once_without_graceful_restart_or_after_a_notification(kwargs, opened, reason):
+    b = book(**kwargs)
+    for text in (opened, state("up"), update(ROUTE)):
+        b.handle_line(text)
+    assert b.handle_line(state("down", reason)) and b.received == {}
+
+
+def test_exabgp_exiting_keeps_the_routes_of_peers_that_do_graceful_restart():
+    b = book()
+    for text in (open_message(), state("up"), update(ROUTE)):
+        b.handle_line(text)
+    b.attach()
+    b.detach()
+    assert received_keys(b) == {ROUTE.key} and b.peer_rows()[0]["stale"] == 1
+
+
+def test_decode_message_reports_end_of_rib_only_for_evpn():
+    assert decode_message(EOR).end_of_rib
+    assert not decode_message(EOR.replace('"l2vpn"', '"ipv4"').replace('"evpn"', '"unicast"')).end_of_rib
+
