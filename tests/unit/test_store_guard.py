@@ -208,3 +208,19 @@ def test_sqlite_reads_the_backup_as_a_plain_database(tmp_path, data):
     storeguard.backup(str(data), str(tmp_path / "b.db"))
     db = sqlite3.connect(tmp_path / "b.db")
     assert db.execute("SELECT COUNT(*) FROM objects").fetchone()[0] == TENANTS
+
+
+def test_any_opener_of_the_store_refuses(data):
+    os.truncate(data / "canopy.db", 0)
+    with pytest.raises(storeguard.StoreRefused, match="0 bytes"):
+        Store(str(data))
+    assert os.path.getsize(data / "canopy.db") == 0
+
+
+def test_accept_store_moves_an_unreadable_database_aside(data):
+    checkpointed(data)
+    with open(data / "canopy.db", "r+b") as fh:
+        fh.write(b"\0" * 200)
+    assert "damaged" in storeguard.verify(str(data), accept=True)
+    assert list(data.glob("canopy.db.replaced-*")) and list(data.glob("canopy.db.marker.replaced-*"))
+    assert Store(str(data)).last_seq() == 0
