@@ -119,6 +119,7 @@ class Store:
                 raise StoreError(f"{self.path} has store schema {version}; this Canopy reads {SCHEMA_VERSION}")
             if self.get_meta("store_id") is None:  # new, or made before store ids existed
                 self._set_meta("store_id", uuid.uuid4().hex)
+            self._store_id = self.get_meta("store_id")  # local meta: never replaced by replication or restore
         self.write_marker()
 
     def close(self):
@@ -157,23 +158,29 @@ class Store:
     # ------------------------------------------------------------------ writing
     def commit(self, changes: list[Change], meta: dict | None = None) -> list[Change]:
         """Write object changes and meta values in one transaction; returns the changes with seq numbers."""
+        with self._lock:  # held on for the marker, so markers are written in commit order
+            with self._txn():
+                done = self._commit_changes(changes, meta)
+            if done:
+                self._write_marker(done[-1].seq, done[-1].ts)
+        return done
+
+    def _commit_changes(self, changes, meta):
         done = []
-        with self._txn():
-            seq = self.last_seq()
-            txn = (self.get_meta("last_txn") or 0) + 1
-            ts = time.time()
-            for change in changes:
-                seq += 1
-                body = json.dumps(change.body, sort_keys=True) if change.body is not None else None
-                self._write_object(change, body)
-                self._db.execute("INSERT INTO changes (seq, txn, ts, kind, id, op, body) VALUES (?,?,?,?,?,?,?)",
-                                 (seq, txn, ts, change.kind, change.id, change.op, body))
-                done.append(Change(change.kind, change.id, change.op, change.body, seq, txn, ts))
-            self._set_meta("last_txn", txn)
-            for key, value in (meta or {}).items():
-                self._set_meta(key, value)
-            self._trim(seq)
-        self.write_marker()
+        seq = self.last_seq()
+        txn = (self.get_meta("last_txn") or 0) + 1
+        ts = time.time()
+        for change in changes:
+            seq += 1
+            body = json.dumps(change.body, sort_keys=True) if change.body is not None else None
+            self._write_object(change, body)
+            self._db.execute("INSERT INTO changes (seq, txn, ts, kind, id, op, body) VALUES (?,?,?,?,?,?,?)",
+                             (seq, txn, ts, change.kind, change.id, change.op, body))
+            done.append(Change(change.kind, change.id, change.op, change.body, seq, txn, ts))
+        self._set_meta("last_txn", txn)
+        for key, value in (meta or {}).items():
+            self._set_meta(key, value)
+        self._trim(seq)
         return done
 
     def set_meta(self, key, value):
@@ -224,11 +231,18 @@ class Store:
         Changes at or below last_seq() were applied before and are skipped (a re-send is harmless); the meta
         then is not written either, as it may be older than ours. A gap (first new seq != last_seq() + 1, or
         a hole inside the batch) raises StoreError and writes nothing. Returns the new last_seq()."""
+        with self._lock:  # held on for the marker, written once the transaction is committed
+            last, new = self._apply_changes(changes, meta)
+            if new:
+                self._write_marker(new[-1].seq, new[-1].ts)
+        return last
+
+    def _apply_changes(self, changes, meta):
         with self._txn():
             last = self.last_seq()
             new = [c for c in changes if c.seq > last]
             if changes and not new:
-                return last
+                return last, new
             expected = last + 1
             for change in new:
                 if change.seq != expected:
@@ -246,15 +260,16 @@ class Store:
             self._set_meta("last_txn", max(txns))
             last = new[-1].seq if new else last
             self._trim(last)
-        self.write_marker()
-        return last
+        return last, new
 
     @_locked
     def write_marker(self):
         """Record (store_id, last_seq) in the marker file beside the database. Not fsynced: after a crash it
         may name an earlier change than the store holds (accepted), never a later one."""
-        seq, ts = self.history()
-        data = {"store_id": self.get_meta("store_id"), "seq": seq, "ts": ts, "written": time.time()}
+        self._write_marker(*self.history())
+
+    def _write_marker(self, seq, ts):
+        data = {"store_id": self._store_id, "seq": seq, "ts": ts, "written": time.time()}
         tmp = self.marker_path + ".tmp"
         with open(tmp, "w", encoding="utf-8") as fh:
             json.dump(data, fh)
