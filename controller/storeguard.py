@@ -135,6 +135,8 @@ def _readable(path) -> bool:
 
 
 def _problem(data_dir) -> str | None:
+    if not os.path.isdir(data_dir):
+        return None  # nothing stored yet (or not a directory at all: the data directory check says so)
     path, _ = _paths(data_dir)
     marker = read_marker(data_dir)
     last = _describe(marker) if marker else ""
