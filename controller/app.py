@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import logging
 
-from controller import guard, runtime
+from controller import guard, runtime, sdnotify
 from controller.core import build_core
 from controller.programloop import ProgramLoop
 from controller.programmer import Programmer
 from controller.derive import vtep_desired
 from controller.rest import bgp as rest_bgp
 from controller.rest import dataplane as rest_dataplane
+from controller.rest import inspection as rest_inspect
 from controller.rest import vteps as rest_vteps
 from controller.rest.api import Api, Response, Route
 from controller.rest.server import RestServer
+from controller.tls import listener_context
 from controller.ryu_compat import (
     DEAD_DISPATCHER,
     MAIN_DISPATCHER,
@@ -61,10 +63,12 @@ class CanopyApp(RyuApp):
                                         bridge=settings.bridge, log=logging.getLogger("canopy.ovsdb"),
                                         handshake_timeout=limits.ovsdb_handshake_timeout,
                                         per_source=limits.ovsdb_per_source, max_message=limits.ovsdb_max_message,
-                                        sync_timeout=limits.ovsdb_sync_timeout)
+                                        sync_timeout=limits.ovsdb_sync_timeout,
+                                        tls=listener_context(settings, "ovsdb"))
         extra = [Route("GET", "/v1/ovsdb/sessions", self._ovsdb_sessions, "accepted OVSDB manager connections")]
         extra += rest_dataplane.routes(self.state, self.programmer, lambda: self.reconcilers)
         extra += rest_vteps.routes(self.state, self.programmer)
+        extra += rest_inspect.routes(self.state, self.programmer, self.dhcp, settings.underlay_mtu)
         self.federation = None
         if settings.bgp is not None and settings.bgp.enabled:
             from bgp.federation import Federation  # imports ExaBGP's extension only when BGP is configured
@@ -88,7 +92,8 @@ class CanopyApp(RyuApp):
         self.api = Api(self.service, self.state, settings, extra_routes=extra, ha=self.pair,
                        programming=lambda: self.program_loop.status())
         self.api.switch_status = self._switch_status
-        self.rest = RestServer(settings.rest_listen, settings.rest_port, self.api, limits)
+        self.rest = RestServer(settings.rest_listen, settings.rest_port, self.api, limits,
+                               tls=listener_context(settings, "rest"))
         self.api.metrics.attach(reconcilers=lambda: dict(self.reconcilers), ovsdb=self.ovsdb, dhcp=self.dhcp,
                                 federation=self.federation, pair=self.pair, pause=lambda: hub.sleep(0))
         runtime.API = self.api  # for SIGHUP (controller.lifecycle)
@@ -116,9 +121,11 @@ class CanopyApp(RyuApp):
         if self.pair is not None:
             hub.spawn(self._role_keeper)
             self.pair.start()
+        hub.spawn(sdnotify.announce_ready_when_serving, self.settings.rest_listen, self.settings.rest_port, hub.sleep)
         return thread
 
     def stop(self):
+        sdnotify.notify("STOPPING=1")
         if self.pair is not None:
             self.pair.stop()
         if self.federation is not None:

@@ -8,6 +8,7 @@
     canopy status [--json]                    what a running controller says about itself
     canopy backup FILE [--config FILE]        copy the store (consistent while the controller runs)
     canopy restore FILE [--config FILE]       make a backup the store (the controller must be stopped)
+    canopy show [vport NAME] / canopy trace   what it holds, and a packet through a switch (controller/show.py)
 
 Exit codes (EXIT_*): 0 done; 1 invalid input, or the controller refused the request; 2 wrong command line or
 invalid settings for ``run``; 3 the controller cannot be reached; 4 ``run`` cannot start (a port in use, an
@@ -28,7 +29,7 @@ import sys
 import urllib.error
 import urllib.request
 
-from controller import __version__, policydoc, storeguard, yamldoc
+from controller import __version__, policydoc, show, storeguard, yamldoc
 from controller import policy as pol
 from controller import settings as settings_mod
 from controller.model import PolicyError
@@ -93,13 +94,19 @@ def _parser():
             cmd.add_argument("--dry-run", action="store_true", help="show what would change; change nothing")
             cmd.add_argument("--source", help="name of the managed set (default: the document's 'source' key, "
                              "else the file name)")
-        cmd.add_argument("--url", default=os.environ.get("CANOPY_URL", "http://127.0.0.1:8080"),
-                         help="controller REST base URL (env CANOPY_URL)")
-        cmd.add_argument("--token", default=os.environ.get("CANOPY_TOKEN"),
-                         help="bearer token (env CANOPY_TOKEN; default: read from the data directory)")
-        cmd.add_argument("--config", help="controller settings, to find the data directory's token file")
+        _remote_args(cmd)
         cmd.set_defaults(func=func)
+    show.add_parsers(sub, _remote_args)
     return p
+
+
+def _remote_args(cmd):
+    """The options of every command that talks to a running controller."""
+    cmd.add_argument("--url", default=os.environ.get("CANOPY_URL", "http://127.0.0.1:8080"),
+                     help="controller REST base URL (env CANOPY_URL)")
+    cmd.add_argument("--token", default=os.environ.get("CANOPY_TOKEN"),
+                     help="bearer token (env CANOPY_TOKEN; default: read from the data directory)")
+    cmd.add_argument("--config", help="controller settings, to find the data directory's token file")
 
 
 # ---------------------------------------------------------------------------------------------- run
@@ -142,6 +149,9 @@ def cmd_run(args) -> int:
     argv = ["--ofp-listen-host", settings.openflow_listen, "--ofp-tcp-listen-port", str(settings.openflow_port),
             "--config-file", os.devnull, "--nouse-stderr", "--default-log-level",
             str(logs.LEVELS[settings.log_level]), "controller.app"]
+    if settings.openflow_tls:  # Ryu's TLS options: the guarded listener serves TLS on the OpenFlow port
+        argv[:0] = ["--ctl-privkey", settings.tls.key, "--ctl-cert", settings.tls.cert,
+                    "--ca-certs", settings.tls.ca_cert, "--ofp-ssl-listen-port", str(settings.openflow_port)]
     lifecycle.install_signals(args.config)
     try:
         limits = settings.limits

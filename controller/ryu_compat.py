@@ -145,7 +145,11 @@ def _guarded_handler(base, limits: OpenFlowGuard):
                 with hub.Timeout(limits.handshake_timeout):
                     sock = tls.wrap_socket(sock, server_side=True)
             dp = ryu_controller.Datapath(sock, addr)
-        except (OSError, hub.Timeout) as exc:  # gone, or no TLS: nothing to serve
+        except ssl.SSLError as exc:  # no certificate, one of another CA, or not TLS at all
+            guard.warn_limited(log, ("tls", addr[0]), "openflow %s:%s: TLS handshake failed: %s; closing",
+                               *addr[:2], exc.reason or exc)
+            return
+        except (OSError, hub.Timeout) as exc:  # gone, or too slow: nothing to serve
             log.debug("openflow %s:%s: not served: %s", *addr[:2], exc)
             return
         watchdog = hub.spawn_after(limits.handshake_timeout, expire, dp)
@@ -162,12 +166,14 @@ def _guarded_handler(base, limits: OpenFlowGuard):
             conf, tls = cfg.CONF, None
             if conf.ctl_privkey is not None and conf.ctl_cert is not None:
                 tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+                tls.minimum_version = ssl.TLSVersion.TLSv1_2
                 tls.load_cert_chain(conf.ctl_cert, conf.ctl_privkey)
                 if conf.ca_certs is not None:
                     tls.verify_mode = ssl.CERT_REQUIRED
                     tls.load_verify_locations(conf.ca_certs)
             host, port = conf.ofp_listen_host, ssl_port if tls is not None else tcp_port
             sock = guard.listen(host, port)
+            log.info("OpenFlow listening on %s:%d%s", host, port, " (TLS)" if tls is not None else "")
             guard.accept_forever(sock, lambda s, a: serve_datapath(s, a, tls), f"openflow {host}:{port}",
                                  guard.ConnectionLimits(limits.per_source))
 

@@ -14,8 +14,9 @@ import socket
 from dataclasses import dataclass, field, replace
 
 from controller import fields as f
-from controller import yamldoc
+from controller import tls, yamldoc
 from controller.model import Field, normalise_fields
+from controller.tls import TlsFiles
 
 DEFAULT_DATA_DIR = "/var/lib/canopy"
 
@@ -57,6 +58,10 @@ def _endpoint(listen, port, doc):
             Field("port", "integer", f"{doc} TCP port", _port, default=port, nullable=False))
 
 
+def _tls_switch(doc):
+    return Field("tls", "boolean", f"serve {doc} over TLS (default: yes when the tls section is set)", f.boolean)
+
+
 def _limit(name, doc, low, high, default):
     return Field(name, "integer", doc, lambda v: f.integer(v, low, high), default=default, nullable=False)
 
@@ -94,10 +99,12 @@ SETTINGS = (
           default="info", nullable=False),
     Field("log_format", "string", "text (one line per record) or json (one JSON object per line)",
           f.one_of("text", "json"), default="text", nullable=False),
-    Field("openflow", "object", "OpenFlow listener for VRS bridges", fields=_endpoint("0.0.0.0", 6653, "OpenFlow") + OPENFLOW_LIMITS,
+    Field("openflow", "object", "OpenFlow listener for VRS bridges",
+          fields=_endpoint("0.0.0.0", 6653, "OpenFlow") + (_tls_switch("OpenFlow"),) + OPENFLOW_LIMITS,
           default=dict, nullable=False),
     Field("ovsdb", "object", "OVSDB manager listener for VRS and hardware VTEPs",
-          fields=_endpoint("0.0.0.0", 6640, "OVSDB") + OVSDB_LIMITS, default=dict, nullable=False),
+          fields=_endpoint("0.0.0.0", 6640, "OVSDB") + (_tls_switch("OVSDB"),) + OVSDB_LIMITS,
+          default=dict, nullable=False),
     Field("rest", "object", "REST API", fields=_endpoint("127.0.0.1", 8080, "REST") + (
         Field("token", "string", "bearer token for writes (default: generated into data_dir/rest-token)",
               lambda v: f.text(v, 4096)),
@@ -106,7 +113,15 @@ SETTINGS = (
               f.one_of("loopback", "always", "never"), default="loopback", nullable=False),
         Field("access_log", "boolean", "log one line per request at info (default: at debug); never with the "
               "query string", f.boolean, default=False, nullable=False),
+        _tls_switch("REST (HTTPS)"),
     ) + REST_LIMITS, default=dict, nullable=False),
+    Field("tls", "object", "certificates for TLS on the OpenFlow, OVSDB and REST listeners (docs/security.md); "
+          "off while absent", fields=(
+              Field("key", "string", "this controller's private key (PEM)", f.text, required=True),
+              Field("cert", "string", "this controller's certificate (PEM)", f.text, required=True),
+              Field("ca_cert", "string", "the CA certificate(s) (PEM) that switches' and VTEPs' certificates must "
+                    "be signed by", f.text, required=True),
+          )),
     Field("vrs", "object", "virtual switches", fields=(
         Field("bridge", "string", "integration bridge name", f.name, default="br-int", nullable=False),
         Field("default_flavour", "string", "flavour of a VRS that does not say (external_ids:canopy-flavour)",
@@ -159,7 +174,8 @@ SETTINGS = (
         Field("node_id", "string", "this node's name in the pair (default: its hostname)", f.name),
         Field("peer", "string", "the other controller's address on the HA link", f.ipv4),
         Field("peer_port", "integer", "the other controller's HA link port (default: port)", _port),
-        Field("listen", "string", "HA link listen address", _listen, default="0.0.0.0", nullable=False),
+        Field("listen", "string", "HA link listen address (default: this node's address towards ha.peer)",
+              _listen),
         Field("port", "integer", "HA link TCP port", _port, default=6690, nullable=False),
         Field("priority", "integer", "preference to be active when both start (higher wins)",
               lambda v: f.integer(v, 0, 255), default=100, nullable=False),
@@ -200,7 +216,7 @@ class HaSettings:
     node_id: str = ""
     peer: str | None = None
     peer_port: int = 6690
-    listen: str = "0.0.0.0"
+    listen: str = "127.0.0.1"  # from_doc: ha.listen, else this node's address towards the peer
     port: int = 6690
     priority: int = 100
     heartbeat_interval: float = 0.2  # seconds
@@ -289,6 +305,10 @@ class Settings:
     limits: Limits = Limits()
     log_format: str = "text"
     access_log: bool = False
+    tls: TlsFiles | None = None  # the tls section's files; None: no TLS anywhere
+    openflow_tls: bool = False  # serve OpenFlow over TLS (mutual: the switch's certificate is checked)
+    ovsdb_tls: bool = False  # serve OVSDB over TLS (mutual)
+    rest_tls: bool = False  # serve REST over HTTPS
 
 
 def defaults() -> Settings:
@@ -320,6 +340,8 @@ def from_doc(doc: yamldoc.Doc) -> Settings:
         if ha["dead_interval_ms"] < 3 * ha["heartbeat_interval_ms"]:
             problems.append(_problem("ha.dead_interval_ms", "must be at least three heartbeat intervals"))
         problems += _ha_secret(ha)
+        problems += _ha_listen(ha)
+        problems += _tls_problems(raw)
     if problems:
         raise SettingsError("\n".join(f"{doc.where(p.field)}: {p.field}: {p.reason}" for p in problems))
     data_dir = os.path.abspath(raw["data_dir"])
@@ -335,12 +357,63 @@ def from_doc(doc: yamldoc.Doc) -> Settings:
         hosts=tuple((h["chassis"], {"vtep_ip": h["vtep_ip"], "flavour": h["flavour"]}) for h in raw["vrs"]["hosts"]),
         vni_range=(raw["allocation"]["vni_min"], raw["allocation"]["vni_max"]), asn=raw["bgp"]["asn"],
         bgp=_bgp(raw["bgp"]), ha=_ha(raw["ha"]), source=doc.filename, limits=_limits(raw),
-        log_format=raw["log_format"], access_log=rest["access_log"])
+        log_format=raw["log_format"], access_log=rest["access_log"],
+        tls=_tls_files(raw["tls"]), openflow_tls=_tls_on(raw, "openflow"), ovsdb_tls=_tls_on(raw, "ovsdb"),
+        rest_tls=_tls_on(raw, "rest"))
+
+
+TLS_LISTENERS = ("openflow", "ovsdb", "rest")
+
+
+def _tls_files(raw) -> TlsFiles | None:
+    if raw is None:
+        return None
+    return TlsFiles(**{k: os.path.abspath(raw[k]) for k in ("key", "cert", "ca_cert")})
+
+
+def _tls_on(raw, listener: str) -> bool:
+    """Whether ``listener`` serves TLS: its own ``tls`` switch, else yes when the tls section is set."""
+    switch = raw[listener]["tls"]
+    return raw["tls"] is not None if switch is None else switch
+
+
+def _tls_problems(raw) -> list:
+    """A listener asked for TLS without the tls section; certificate files that cannot be used."""
+    problems = [_problem(f"{name}.tls", "needs the tls section (key, cert, ca_cert)") for name in TLS_LISTENERS
+                if raw[name]["tls"] and raw["tls"] is None]
+    files = _tls_files(raw["tls"])
+    if files is not None:
+        try:
+            tls.check(files)
+        except tls.TlsError as exc:
+            problems.append(_problem(f"tls.{exc.field}", str(exc)))
+    return problems
+
+
+def _ha_listen(ha) -> list:
+    """ha.listen defaults to the address this node uses to reach ha.peer (never all addresses)."""
+    if ha["listen"] is not None or not ha["peer"]:
+        return []
+    try:
+        ha["listen"] = source_address(ha["peer"])
+    except OSError as exc:
+        return [_problem("ha.listen", f"no default: no route to ha.peer {ha['peer']} ({exc.strerror or exc}); "
+                                      "set the HA link's listen address")]
+    return []
+
+
+def source_address(peer: str) -> str:
+    """The local address the kernel would use to reach ``peer`` (a UDP connect: nothing is sent)."""
+    family = socket.AF_INET6 if ":" in peer else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        probe.connect((peer, 9))
+        return probe.getsockname()[0]
 
 
 def _ha(raw) -> HaSettings:
     return HaSettings(node_id=raw["node_id"] or socket.gethostname(), peer=raw["peer"],
-                      peer_port=raw["peer_port"] or raw["port"], listen=raw["listen"], port=raw["port"],
+                      peer_port=raw["peer_port"] or raw["port"], listen=raw["listen"] or "127.0.0.1",
+                      port=raw["port"],
                       priority=raw["priority"], heartbeat_interval=raw["heartbeat_interval_ms"] / 1000,
                       dead_interval=raw["dead_interval_ms"] / 1000, ack_timeout=raw["ack_timeout_ms"] / 1000,
                       secret=raw["secret"], solo=raw["solo"])

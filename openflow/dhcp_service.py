@@ -14,6 +14,7 @@ State is only read here.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 from openflow import dhcp
@@ -36,6 +37,7 @@ class DhcpService:
         self.programmer = programmer
         self.underlay_mtu = underlay_mtu
         self.counters = {"requests": 0, "answered": 0, "ignored": 0}
+        self.served: dict[str, dict] = {}  # vport id -> {"at", "ip", "request"} of the last answer (REST shows it)
 
     def answer(self, datapath_id: int, cookie: int, frame: bytes) -> Answer | None:
         """The reply to a DHCP packet-in, or None (not DHCP, unknown vport, no lease, nothing to say)."""
@@ -65,6 +67,7 @@ class DhcpService:
             return None
         ref = self.state.policy.ref("vport", vport)
         log.info("%s for vport %s: %s", request.describe(), ref, lease.ip)
+        self.served[vport_id] = {"at": time.time(), "ip": lease.ip, "request": request.describe()}
         return Answer(egress_actions(endpoint), frame_out, f"{request.describe()} -> {lease.ip}")
 
     def _answer_bare_metal(self, datapath_id, cookie, request):
@@ -92,6 +95,7 @@ class DhcpService:
         log.info("%s for bare-metal vport %s: %s (to %s)", request.describe(), policy.ref("vport", vport), lease.ip,
                  ", ".join(vteps))
         actions = [a for ip in vteps for a in to_vtep(subnet["vni"], ip, sw)]
+        self.served[vport["id"]] = {"at": time.time(), "ip": lease.ip, "request": request.describe()}
         return Answer(actions, frame_out, f"{request.describe()} -> {lease.ip}")
 
     def _switch_of(self, datapath_id):

@@ -40,6 +40,7 @@ from __future__ import annotations
 import errno
 import os
 import reprlib
+import ssl
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
@@ -79,9 +80,10 @@ class PeerError(Exception):
 
 
 class Listener:
-    """A passive TCP OVSDB listener accepting any number of peers."""
+    """A passive TCP OVSDB listener accepting any number of peers; with ``tls`` (a server-side
+    ``ssl.SSLContext``) every accepted connection speaks TLS (``TlsStream``)."""
 
-    def __init__(self, address: str, port: int):
+    def __init__(self, address: str, port: int, tls=None):
         """Bind and listen on IPv4 ``address:port`` (port 0 picks a free one). Raises ``OSError``."""
         if ":" in address:  # ovs 4.0.0 splits the name on ":" and binds AF_INET only
             raise ValueError("IPv6 listen address %r is not supported by ovs %s" % (address, OVS_VERSION))
@@ -90,6 +92,7 @@ class Listener:
         if error:
             raise OSError(error, "cannot listen on %s:%d: %s" % (address, port, os.strerror(error)))
         self._pstream = pstream
+        self._tls = tls
         self.address, self.port = pstream.socket.getsockname()[:2]
 
     def accept(self, max_message: int = DEFAULT_MAX_MESSAGE) -> PeerLink | None:
@@ -102,6 +105,8 @@ class Listener:
             return None
         if error:
             raise OSError(error, "accept: %s" % os.strerror(error))
+        if self._tls is not None:
+            stream = TlsStream.wrap(stream, self._tls)
         return PeerLink(stream, max_message)
 
     def wait(self, timeout_ms: int) -> None:
@@ -114,6 +119,75 @@ class Listener:
     def close(self) -> None:
         """Stop listening. Connections already accepted are not affected."""
         self._pstream.close()
+
+
+class TlsStream(ovs.stream.Stream):
+    """The server side of an accepted TLS connection (ovs 4.0.0 only has the client side, ``ssl:``).
+
+    The handshake runs inside ``connect`` a step at a time, as the jsonrpc layer sends and receives, so it
+    never blocks and counts against the first request's deadline (``PeerLink.list_dbs``); ``wait`` polls
+    for whichever direction the handshake needs next, and wakes at once while decrypted bytes are pending
+    (the socket may have nothing more to say though data is there)."""
+
+    def __init__(self, sock, name):
+        super().__init__(sock, name, 0)
+        self._handshaken = False
+        self._want = ovs.poller.POLLIN
+        self.handshake_error: str | None = None
+
+    @classmethod
+    def wrap(cls, stream, context) -> "TlsStream":
+        sock, stream.socket = stream.socket, None  # the plain stream must not close it when collected
+        return cls(context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), stream.name)
+
+    def connect(self):
+        if self._handshaken:
+            return 0
+        if self.handshake_error is not None:
+            return errno.EPROTO
+        try:
+            self.socket.do_handshake()
+        except ssl.SSLWantReadError:
+            self._want = ovs.poller.POLLIN
+            return errno.EAGAIN
+        except ssl.SSLWantWriteError:
+            self._want = ovs.poller.POLLOUT
+            return errno.EAGAIN
+        except (ssl.SSLError, OSError) as exc:  # no certificate, a wrong CA, not TLS at all, or gone
+            self.handshake_error = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
+            return errno.EPROTO
+        self._handshaken = True
+        return 0
+
+    def recv(self, n):
+        try:
+            return super()._recv(n)
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return errno.EAGAIN, ""
+        except ssl.SSLZeroReturnError:
+            return 0, ""
+        except ssl.SSLError:
+            return errno.EPROTO, ""
+        except OSError as exc:
+            return exc.errno or errno.EPROTO, ""
+
+    def send(self, buf):
+        try:
+            return super()._send(buf)
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return -errno.EAGAIN
+        except ssl.SSLError:
+            return -errno.EPROTO
+        except OSError as exc:
+            return -(exc.errno or errno.EPROTO)
+
+    def wait(self, poller, wait):
+        if not self._handshaken and self.handshake_error is None:
+            poller.fd_wait(self.socket, self._want)
+        elif wait == ovs.stream.Stream.W_RECV and self._handshaken and self.socket.pending():
+            poller.immediate_wake()
+        else:
+            super().wait(poller, wait)
 
 
 def _peer_of(stream) -> str:
@@ -177,6 +251,7 @@ class PeerLink:
 
     def __init__(self, stream, max_message: int = DEFAULT_MAX_MESSAGE):
         self.peer = _peer_of(stream)
+        self._stream = stream
         self.rpc = BoundedConnection(stream, max_message)
 
     @property
@@ -227,6 +302,9 @@ class PeerLink:
             self.rpc.close()
 
     def _check(self, status: int, method: str) -> None:
+        tls_error = getattr(self._stream, "handshake_error", None)
+        if tls_error:
+            raise PeerError("TLS handshake failed: %s" % tls_error)
         if status == ovs.jsonrpc.EOF:
             raise PeerError("connection closed during %s" % method)
         if status:

@@ -1,7 +1,7 @@
 """Canopy as OVSDB manager: one listener, one green thread and one IDL replica per hypervisor.
 
-Hypervisors run ``ovs-vsctl set-manager tcp:CANOPY:6640``; their ovsdb-server connects here. For each
-accepted connection a green thread:
+Hypervisors run ``ovs-vsctl set-manager tcp:CANOPY:6640`` (``ssl:`` with TLS, docs/security.md); their
+ovsdb-server connects here. For each accepted connection a green thread:
 
 1. asks the peer which databases it serves (``list_dbs``, bounded by ``handshake_timeout``);
 2. ``hardware_vtep`` (served by hardware VTEPs and the ovs-vtep emulator, which also serve an
@@ -253,6 +253,8 @@ class OvsdbManagerServer:
     ``per_source``: connections one source address may hold open; more are closed at once (logged).
     ``max_message``: characters in one message from a peer; a longer one drops its session (logged).
     ``sync_timeout``: seconds a peer has, from connecting, to send its first full copy of the database.
+    ``tls``: a server-side ``ssl.SSLContext`` (controller.tls): every peer must complete a TLS handshake
+    (with a certificate of the context's CA when it requires one) within ``handshake_timeout``; else plain TCP.
     """
 
     def __init__(self, listen: str, port: int, sink: DiscoverySink, bridge: str = vrs.DEFAULT_BRIDGE,
@@ -260,7 +262,7 @@ class OvsdbManagerServer:
                  probe_interval: float = 5.0, provision_tunnel: bool = True,
                  tunnel_name: str = tunnel.DEFAULT_NAME, program_vteps: bool = True,
                  secure_bridge: bool = True, per_source: int = 16,
-                 max_message: int = idl.DEFAULT_MAX_MESSAGE, sync_timeout: float = SYNC_TIMEOUT_S):
+                 max_message: int = idl.DEFAULT_MAX_MESSAGE, sync_timeout: float = SYNC_TIMEOUT_S, tls=None):
         if not isinstance(tunnel_name, str) or not tunnel_name.strip():
             raise ValueError("tunnel_name must be a non-empty port name, not %r" % (tunnel_name,))
         self.listen = listen
@@ -277,6 +279,7 @@ class OvsdbManagerServer:
         self.per_source = per_source
         self.sync_timeout = sync_timeout
         self.max_message = max_message
+        self.tls = tls
         self.writes_enabled = True  # False on an HA standby: replicate and report, write nothing
         self._vtep_desired: dict[str, VtepDesired] = {}
         self._listener: idl.Listener | None = None
@@ -288,11 +291,12 @@ class OvsdbManagerServer:
         """Bind the listener (raises ``OSError`` if it cannot) and start accepting in a green thread."""
         if self._listener is not None:
             raise RuntimeError("OvsdbManagerServer already started")
-        self._listener = idl.Listener(self.listen, self.port)
+        self._listener = idl.Listener(self.listen, self.port, self.tls)
         self.port = self._listener.port
         self._stopping = False
         self._accept_thread = hub.spawn(self._accept_loop)
-        self.log.info("ovsdb: manager listening on %s:%d", self.listen, self.port)
+        self.log.info("ovsdb: manager listening on %s:%d%s", self.listen, self.port,
+                      " (TLS)" if self.tls is not None else "")
 
     @property
     def accept_thread(self):

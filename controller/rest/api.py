@@ -83,6 +83,7 @@ class Route:
     action: str = ""  # list|create|get|update|delete for object routes
     query: tuple[tuple, ...] = ()  # (name, description) or (name, description, JSON schema of the value)
     media: str = "application/json"  # what a success returns
+    body: dict | None = None  # JSON schema of the request body of a route that is not an object route
 
     @property
     def regex(self):

@@ -6,6 +6,7 @@ from controller.rest.api import ApiError, Response, Route
 
 DIRECTIONS = ("in", "out")
 TYPES = ("2", "3", "5")
+PRIVATE = ("pid", "config", "log")  # speaker status fields REST never shows (docs/security.md)
 
 
 def routes(federation) -> list[Route]:
@@ -16,7 +17,8 @@ def routes(federation) -> list[Route]:
         items = federation.peers() if federation else []
         body = {"items": items, "count": len(items), "enabled": federation is not None}
         if federation is not None:
-            body["speaker"] = federation.speaker.status()
+            # ExaBGP's pid and file paths stay in the log ("BGP speaker: started exabgp (pid N) with FILE")
+            body["speaker"] = {k: v for k, v in federation.speaker.status().items() if k not in PRIVATE}
             body["import"] = {"imported": federation.result.imported, "ignored": federation.result.ignored}
         return Response(200, body)
 

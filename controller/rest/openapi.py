@@ -94,6 +94,8 @@ def _operation(route):
     if route.action in ("create", "update"):
         op["requestBody"] = {"required": True, "content": {"application/json": {"schema": {
             "$ref": f"#/components/schemas/{route.kind}_{route.action}"}}}}
+    elif route.body is not None:
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": route.body}}}
     elif route.write:
         op["requestBody"] = {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}
     op["security"] = [{"bearer": []}] if route.write else [{}, {"bearer": []}]

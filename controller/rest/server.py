@@ -74,8 +74,9 @@ class RestServer:
     """Serves ``api`` (controller.rest.api.Api) on ``host:port`` with the limits in ``limits``
     (controller.settings.Limits)."""
 
-    def __init__(self, host: str, port: int, api, limits):
+    def __init__(self, host: str, port: int, api, limits, tls=None):
         self.host, self.port = host, port
+        self.tls = tls  # a server-side ssl.SSLContext (controller.tls): HTTPS; None: plain HTTP
         self.api = api
         self.limits = limits
         self.connections = guard.ConnectionLimits(limits.rest_per_source, limits.rest_max_connections)
@@ -91,12 +92,19 @@ class RestServer:
                                           keepalive=self.limits.rest_header_timeout,
                                           socket_timeout=self.limits.rest_body_timeout, debug=False)
         self._wsgi.header_timeout = self.limits.rest_header_timeout
-        log.info("REST API on %s:%d", self.host, self.port)
+        log.info("REST API on %s://%s:%d", "https" if self.tls is not None else "http", self.host, self.port)
         return eventlet.spawn(guard.accept_forever, self._sock, self._serve, f"rest {self.host}:{self.port}",
                               self.connections, _busy)
 
     def _serve(self, sock, addr):
         sock.settimeout(self.limits.rest_body_timeout)
+        if self.tls is not None:  # the TLS handshake counts against the header deadline
+            try:
+                with eventlet.Timeout(self.limits.rest_header_timeout):
+                    sock = self.tls.wrap_socket(sock, server_side=True)
+            except (OSError, eventlet.Timeout) as exc:  # not TLS, gone, or too slow: nothing to serve
+                log.debug("rest %s: no TLS session: %s", addr, exc)
+                return
         self._wsgi.process_request([addr, sock, eventlet.wsgi.STATE_IDLE])
 
     # ------------------------------------------------------------------ WSGI

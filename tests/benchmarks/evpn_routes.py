@@ -55,6 +55,7 @@ from datetime import datetime
 from pathlib import Path
 
 from tests.harness import netns
+from tests.harness.process import child_running, children_of
 from tests.harness.lab import Lab
 
 CANOPY_ASN, A_ASN, Y_ASN, FEED_ASN = 65000, 65099, 65102, 65010
@@ -388,17 +389,6 @@ def cpu_seconds(pids) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def children_of(pid: int) -> list[int]:
-    kids = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                kids.append(int(entry.name))
-        except OSError:
-            continue
-    return kids
-
-
 def speaker(canopy) -> dict:
     reply = canopy.api.get("/v1/bgp/peers").json
     return {"peer": reply["items"][0], "speaker": reply["speaker"]}
@@ -453,7 +443,7 @@ class Bench:
         lab.wait_until(lambda: self.a.established(y_host.ip), SETUP_TIMEOUT, 0.2, "the Y-A session")
         lab.wait_until(self._quiet, SETUP_TIMEOUT, 0.2, "w1 bound, its routes in A and br-int in sync")
         self.base = self.a.count()
-        exabgp = speaker(self.canopy)["speaker"]["pid"]
+        exabgp = child_running(self.canopy.pid, "bgp.exabgp_ext")  # REST does not show ExaBGP's pid
         self.pids = {"controller": [self.canopy.pid], "exabgp": [exabgp], "relay": children_of(exabgp),
                      "gobgpd A": [self.a.child.pid], "gobgpd Y": [self.y.child.pid],
                      "OVS kvm1": [c.pid for c in self.hv.ovs.processes]}

@@ -100,7 +100,7 @@ class ControllerProcess:
         return process.log_tail(self.log_path, lines)
 
     def _wait_ready(self, timeout: float) -> None:
-        probe = RestClient(self.api.ns, self.api.host, self.api.port, timeout=2.0)
+        probe = RestClient(self.api.ns, self.api.host, self.api.port, timeout=2.0, tls=self.api.tls)
         last = ["no answer yet"]
 
         def ready() -> bool:

@@ -87,11 +87,16 @@ class Hypervisor(NetnsHost):
         """br-int's datapath id, as the controller sees it in FEATURES_REPLY."""
         return int(self.vsctl("get", "Bridge", BR_INT, "datapath_id").strip('"'), 16)
 
-    def connect(self, controllers, of_port: int = 6653, ovsdb_port: int = 6640) -> None:
-        """Point br-int's OpenFlow and the OVSDB manager at one controller host or a list of them."""
+    def connect(self, controllers, of_port: int = 6653, ovsdb_port: int = 6640, scheme: str = "tcp") -> None:
+        """Point br-int's OpenFlow and the OVSDB manager at one controller host or a list of them
+        (``scheme`` "ssl": over TLS, with the files given to ``set_ssl`` first)."""
         hosts = controllers if isinstance(controllers, (list, tuple)) else [controllers]
-        self.vsctl("set-controller", BR_INT, *(f"tcp:{c.ip}:{of_port}" for c in hosts))
-        self.vsctl("set-manager", *(f"tcp:{c.ip}:{ovsdb_port}" for c in hosts))
+        self.vsctl("set-controller", BR_INT, *(f"{scheme}:{c.ip}:{of_port}" for c in hosts))
+        self.vsctl("set-manager", *(f"{scheme}:{c.ip}:{ovsdb_port}" for c in hosts))
+
+    def set_ssl(self, key, cert, ca_cert) -> None:
+        """``ovs-vsctl set-ssl``: this hypervisor's key and certificate, and the CA the controller's must be of."""
+        self.vsctl("set-ssl", str(key), str(cert), str(ca_cert))
 
 
 class Vm(NetnsHost):

@@ -40,8 +40,9 @@ class RestClient:
     """
 
     def __init__(self, ns: str, host: str = "127.0.0.1", port: int = 8080,
-                 token: str | None = "test-token", timeout: float = 10.0):
+                 token: str | None = "test-token", timeout: float = 10.0, tls=None):
         self.ns = ns
+        self.tls = tls  # an ssl.SSLContext: HTTPS (the server's certificate checked against host)
         self.host = host
         self.port = port
         self.token = token
@@ -71,6 +72,8 @@ class RestClient:
             all_headers.setdefault("Authorization", f"Bearer {token}")
         conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
         conn.sock = netns.connect_tcp(self.ns, self.host, self.port, self.timeout)
+        if self.tls is not None:
+            conn.sock = self.tls.wrap_socket(conn.sock, server_hostname=self.host)
         try:
             conn.request(method, path, body=payload, headers=all_headers)
             reply = conn.getresponse()

@@ -24,6 +24,7 @@ import ipaddress
 import itertools
 import logging
 import shutil
+import ssl
 import sys
 import tempfile
 from pathlib import Path
@@ -310,7 +311,8 @@ class Lab:
         host = "127.0.0.1" if rest["listen"] in ("0.0.0.0", "127.0.0.1") else rest["listen"]
         controller = ControllerProcess(
             name, ctl.ns, self.controller_argv(config_path), config_path,
-            self.workdir / f"{name}.log", RestClient(ctl.ns, host, rest["port"], rest.get("token")),
+            self.workdir / f"{name}.log", RestClient(ctl.ns, host, rest["port"], rest.get("token"),
+                                                     tls=_rest_tls(config)),
             self.spawn)
         controller.start()  # raises ControllerStartError (with the log tail) if not ready
         self._controllers[name] = controller
@@ -322,3 +324,10 @@ class Lab:
 
     #: Bounded polling, see tests.harness.wait.wait_until.
     wait_until = staticmethod(wait_until)
+
+
+def _rest_tls(config: dict):
+    """A client context trusting the settings' CA when the controller serves REST over HTTPS, else None."""
+    if not config.get("tls") or config["rest"].get("tls") is False:
+        return None
+    return ssl.create_default_context(cafile=config["tls"]["ca_cert"])

@@ -27,6 +27,11 @@ _N_PACKETS = re.compile(r"\bn_packets=(\d+)")
 Spawner = Callable[[str, list[str], Path, str, dict], Child]
 
 
+# as Debian's ovs-ctl starts ovsdb-server: its ssl: managers use the files `ovs-vsctl set-ssl` sets
+SSL_OPTIONS = ("--private-key=db:Open_vSwitch,SSL,private_key", "--certificate=db:Open_vSwitch,SSL,certificate",
+               "--ca-cert=db:Open_vSwitch,SSL,ca_cert")
+
+
 class OvsInstance:
     """ovsdb-server and ovs-vswitchd for namespace ``ns``, files under ``rundir``."""
 
@@ -52,7 +57,7 @@ class OvsInstance:
         self._start_daemon(spawn, "ovsdb-server", [
             *(str(self.rundir / file_name) for file_name, _, _ in self.DATABASES),
             f"--remote=punix:{self.db_socket}",
-            *(f"--remote={remote}" for _, _, remote in self.DATABASES)])
+            *(f"--remote={remote}" for _, _, remote in self.DATABASES), *SSL_OPTIONS])
         server = self.processes[-1]
         wait_until(lambda: self.db_socket.exists() or not server.alive(), timeout=10,
                    interval=0.02, what=f"{self.db_socket} to appear")

@@ -114,6 +114,29 @@ def kill_foreign(pid: int, started: int) -> bool:
     return True
 
 
+def children_of(pid: int) -> list[int]:
+    """The pids of ``pid``'s child processes (from /proc)."""
+    kids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                kids.append(int(entry.name))
+        except OSError:
+            continue
+    return kids
+
+
+def child_running(pid: int, marker: str) -> int | None:
+    """The pid of a child of ``pid`` whose command line contains ``marker``, or None."""
+    for kid in children_of(pid):
+        try:
+            if marker in Path(f"/proc/{kid}/cmdline").read_text():
+                return kid
+        except OSError:
+            continue
+    return None
+
+
 def log_tail(path: Path, lines: int = 40) -> str:
     """The last ``lines`` lines of a log file ('' if it does not exist)."""
     try:

@@ -147,11 +147,18 @@ class HardwareVtep(NetnsHost):
     def ofctl(self, *args: str) -> str:
         return self.ovs.ofctl(*args)
 
-    def connect(self, controllers, ovsdb_port: int = 6640, inactivity_probe_ms: int | None = None) -> None:
-        """``vtep-ctl set-manager`` towards one controller host (anything with ``.ip``) or a list."""
+    def connect(self, controllers, ovsdb_port: int = 6640, inactivity_probe_ms: int | None = None,
+                scheme: str = "tcp") -> None:
+        """``vtep-ctl set-manager`` towards one controller host (anything with ``.ip``) or a list (``scheme``
+        "ssl": over TLS, with the files given to ``set_ssl`` first)."""
         hosts = controllers if isinstance(controllers, (list, tuple)) else [controllers]
         probe = [f"--inactivity-probe={inactivity_probe_ms}"] if inactivity_probe_ms else []
-        self.vtepctl(*probe, "set-manager", *(f"tcp:{c.ip}:{ovsdb_port}" for c in hosts))
+        self.vtepctl(*probe, "set-manager", *(f"{scheme}:{c.ip}:{ovsdb_port}" for c in hosts))
+
+    def set_ssl(self, key, cert, ca_cert) -> None:
+        """The key, certificate and CA certificate its ovsdb-server uses for ``ssl:`` managers (the hardware_vtep
+        schema has no SSL table: this ovsdb-server reads them from its Open_vSwitch database's, as started)."""
+        self.ovs.vsctl("set-ssl", str(key), str(cert), str(ca_cert))
 
     def disconnect(self) -> None:
         """``vtep-ctl del-manager``: the VTEP drops its manager connections."""

@@ -12,6 +12,7 @@ import shutil
 
 import pytest
 
+from tests.harness.process import child_running
 from tests.integration.gobgp import lab_router_config
 
 pytestmark = [pytest.mark.integration,
@@ -139,8 +140,8 @@ def test_a_restarted_controller_announces_again_and_a_killed_one_leaves_no_exabg
     lab, canopy, hv, gobgp = interop
     canopy.restart()
     lab.wait_until(lambda: {2, 3, 5} <= canopy_types(gobgp, hv), timeout=60, what="routes announced after a restart")
-    exabgp = canopy.api.get("/v1/bgp/peers").json["speaker"]["pid"]
-    assert exabgp and open(f"/proc/{exabgp}/cmdline").read().find("bgp.exabgp_ext") >= 0
+    exabgp = lab.wait_until(lambda: child_running(canopy.pid, "bgp.exabgp_ext"), timeout=15,
+                            what="the controller's ExaBGP child")  # REST does not show its pid
     canopy.kill()  # SIGKILL: Canopy cannot clean up; its ExaBGP must still go (and with it the session)
 
     def gone():

@@ -12,71 +12,11 @@ import subprocess
 
 import pytest
 
-from controller import policy as pol
-from controller import policydoc, yamldoc
-from controller.derive import derive
-from controller.discovery import PortInfo, VrsSnapshot
-from controller.state import State
 from openflow.compiler import compile_switch
 from openflow.flows import render_flow, render_group
+from tests.unit.pipeline_case import PORTS, REMOTE_VTEP, build_view
 
 pytestmark = pytest.mark.integration
-
-POLICY = """
-tenants:
-  - name: acme
-    domains:
-      - name: prod
-        static_routes: [{prefix: 192.168.50.0/24, next_hop: 10.0.2.12}]
-        subnets:
-          - name: web
-            cidr: 10.0.1.0/24
-            gateway: 10.0.1.1
-            vports:
-              - {name: web1, mac: "02:00:00:00:01:01", ips: [10.0.1.11], binding: {flavour: kvm}}
-              - {name: web2, mac: "02:00:00:00:01:02", ips: [10.0.1.12], binding: {flavour: kvm}}
-              - {name: web3, mac: "02:00:00:00:01:03", ips: [10.0.1.13], binding: {flavour: kvm}}
-              - {name: esx1, mac: "02:00:00:00:01:04", ips: [10.0.1.14], binding: {flavour: esxi}}
-              - {name: esx2, mac: "02:00:00:00:01:05", ips: [10.0.1.15], binding: {flavour: esxi}}
-          - name: db
-            cidr: 10.0.2.0/24
-            gateway: 10.0.2.1
-            vports:
-              - {name: db1, mac: "02:00:00:00:02:01", ips: [10.0.2.11], binding: {flavour: kvm}}
-              - {name: db2, mac: "02:00:00:00:02:02", ips: [10.0.2.12], binding: {flavour: kvm}}
-  - name: globex
-    domains:
-      - name: main
-        subnets:
-          - name: web
-            cidr: 10.0.1.0/24
-            gateway: 10.0.1.1
-            vports:
-              - {name: g1, mac: "02:00:00:00:09:01", ips: [10.0.1.11], binding: {flavour: kvm, iface_id: g1}}
-"""
-PORTS = {"web1": 1, "web2": 2, "db1": 3, "trunk0": 4, "g1": 5, "vxlan0": 100}
-REMOTE_VTEP = "10.251.0.99"
-
-
-def port(name, ofport, type_="internal", **ext):
-    return PortInfo(name=name, ofport=ofport, type=type_, external_ids=tuple(sorted(ext.items())))
-
-
-def build_view(hv):
-    doc = yamldoc.load(POLICY)
-    policy = policydoc.plan(pol.Policy(), doc.data, "t", pol.Allocator({}, 65000, (10000, 20000))).policy
-    state = State(policy, default_flavour="kvm")
-    local = [port(n, o, **{"iface-id": n}) for n, o in PORTS.items() if n in ("web1", "web2", "db1", "g1")]
-    local += [port("trunk0", 4, **{"canopy-vnic-101": "esx1", "canopy-vnic-102": "esx2"}),
-              port("vxlan0", 100, type_="vxlan")]
-    state.vrs_update(VrsSnapshot("s1", "p", "hv1", flavour="esxi", vtep_ip=hv.vtep_ip, datapath_id=1,
-                                 bridge_present=True, ports=tuple(local)))
-    remote = [port("tapA", 7, **{"iface-id": "web3"}), port("tapB", 8, **{"iface-id": "db2"}),
-              port("vxlan0", 100, type_="vxlan")]
-    state.vrs_update(VrsSnapshot("s2", "p", "hv2", vtep_ip=REMOTE_VTEP, datapath_id=2, bridge_present=True,
-                                 ports=tuple(remote)))
-    return policy, derive(state.policy, state.locations, state.vrs, state.vtep_ip_of)
-
 
 class Traced:
     """The OpenFlow-level outcome of one ofproto/trace: every output with the fields set on its path."""
@@ -122,7 +62,7 @@ def switch(lab_capable):
             extra = ["type=vxlan", "options:remote_ip=flow", "options:key=flow"] if name == "vxlan0" \
                 else ["type=internal"]
             hv.vsctl("add-port", "br-int", name, "--", "set", "Interface", name, f"ofport_request={ofport}", *extra)
-        policy, view = build_view(hv)
+        policy, view = build_view(hv.vtep_ip)
         desired = compile_switch(view, "s1")
         workdir = lab.workdir
         (workdir / "groups").write_text("\n".join(render_group(g) for g in desired.all_groups().values()) + "\n")
@@ -284,3 +224,74 @@ def test_the_gateway_answers_ping(switch):
     [(port_, sets)] = out.outputs
     assert port_ == "in_port" and sets["icmp_type"] == "0" and sets["ip_src"] == "10.0.1.1" and sets["ip_dst"] == "10.0.1.11"
     assert sets["eth_src"] == gw_mac and sets["eth_dst"] == "02:00:00:00:01:01"
+
+
+# --------------------------------------------------- Canopy's own tracer (openflow/trace.py) agrees with OVS
+
+GW = "{gw}"  # replaced by the domain's gateway MAC
+AGREEMENT = {
+    "l2 local": f"{WEB1},dl_dst=02:00:00:00:01:02,ip,nw_src=10.0.1.11,nw_dst=10.0.1.12",
+    "l2 remote over vxlan": f"{WEB1},dl_dst=02:00:00:00:01:03,ip,nw_src=10.0.1.11,nw_dst=10.0.1.13",
+    "routed local": f"{WEB1},dl_dst={GW},ip,nw_src=10.0.1.11,nw_dst=10.0.2.11,nw_ttl=64",
+    "routed remote host": f"{WEB1},dl_dst={GW},ip,nw_src=10.0.1.11,nw_dst=10.0.2.12,nw_ttl=64",
+    "routed static via remote": f"{WEB1},dl_dst={GW},ip,nw_src=10.0.1.11,nw_dst=192.168.50.7,nw_ttl=64",
+    "no route": f"{WEB1},dl_dst={GW},ip,nw_src=10.0.1.11,nw_dst=8.8.8.8",
+    "esxi vlan in": "in_port=4,dl_vlan=101,dl_src=02:00:00:00:01:04,dl_dst=02:00:00:00:01:01,ip,nw_src=10.0.1.14,"
+                    "nw_dst=10.0.1.11",
+    "esxi vlan out": f"{WEB1},dl_dst=02:00:00:00:01:05,ip,nw_src=10.0.1.11,nw_dst=10.0.1.15",
+    "esxi vnic to vnic": "in_port=4,dl_vlan=101,dl_src=02:00:00:00:01:04,dl_dst=02:00:00:00:01:05,ip,"
+                         "nw_src=10.0.1.14,nw_dst=10.0.1.15",
+    "esxi vnic to itself": "in_port=4,dl_vlan=101,dl_src=02:00:00:00:01:04,dl_dst=02:00:00:00:01:04,ip,"
+                           "nw_src=10.0.1.14,nw_dst=10.0.1.14",
+    "spoofed mac": "in_port=1,dl_src=02:00:00:00:01:99,dl_dst=02:00:00:00:01:02,ip,nw_src=10.0.1.11",
+    "spoofed ip": f"{WEB1},dl_dst=02:00:00:00:01:02,ip,nw_src=10.0.1.99,nw_dst=10.0.1.12",
+    "spoofed arp": f"{WEB1},dl_dst=ff:ff:ff:ff:ff:ff,arp,arp_op=1,arp_spa=10.0.1.99,arp_sha=02:00:00:00:01:01,"
+                   "arp_tpa=10.0.1.12",
+    "arp for the gateway": f"{WEB1},dl_dst=ff:ff:ff:ff:ff:ff,arp,arp_op=1,arp_spa=10.0.1.11,"
+                           "arp_sha=02:00:00:00:01:01,arp_tpa=10.0.1.1",
+    "arp flood": f"{WEB1},dl_dst=ff:ff:ff:ff:ff:ff,arp,arp_op=1,arp_spa=10.0.1.11,arp_sha=02:00:00:00:01:01,"
+                 "arp_tpa=10.0.1.200",
+    "flood from the tunnel": "in_port=100,tun_id={vni},dl_src=02:00:00:00:01:03,dl_dst=ff:ff:ff:ff:ff:ff",
+    "irb from the tunnel": "in_port=100,tun_id={l3vni},dl_src={rmac2},dl_dst={rmac1},ip,nw_src=10.0.2.12,"
+                           "nw_dst=10.0.1.11,nw_ttl=63",
+    "dhcp": "udp,in_port=1,dl_src=02:00:00:00:01:01,dl_dst=ff:ff:ff:ff:ff:ff,nw_src=0.0.0.0,"
+            "nw_dst=255.255.255.255,tp_src=68,tp_dst=67",
+    "gateway ping": f"icmp,{WEB1},dl_dst={GW},nw_src=10.0.1.11,nw_dst=10.0.1.1,icmp_type=8",
+    "other tenant": "in_port=5,dl_src=02:00:00:00:09:01,dl_dst=02:00:00:00:01:02,ip,nw_src=10.0.1.11,"
+                    "nw_dst=10.0.1.12",
+}
+
+
+def verdict_ovs(traced, tunnel_port="100"):
+    """(sorted outputs as (port, tun_dst, tun_id, vlan), went to the controller) from ofproto/trace."""
+    outs = []
+    for port_, sets in traced.outputs:
+        vlan = int(sets["vlan_vid"]) & 0xFFF if "vlan_vid" in sets else None  # set after any pop_vlan
+        tunnel = port_ == tunnel_port
+        outs.append((port_, sets.get("tun_dst") if tunnel else None,
+                     int(sets["tun_id"], 16) if tunnel else None, vlan))
+    return sorted(outs, key=repr), "controller" in traced.text.lower()
+
+
+def verdict_canopy(result):
+    outs = [(str(e.port), e.tun_dst, e.tun_id, e.vlan) for e in result.exits if e.kind in ("output", "tunnel")]
+    return sorted(outs, key=repr), any(e.kind == "controller" for e in result.exits)
+
+
+@pytest.mark.parametrize("case", sorted(AGREEMENT))
+def test_canopy_trace_agrees_with_ofproto_trace(switch, case):
+    from openflow.trace import parse_packet, render_packet, walk
+
+    trace, policy, view, desired = switch
+    text = AGREEMENT[case].format(gw=policy.find("domain", "acme/prod")["gateway_mac"],
+                                  vni=vni(policy, "acme/web"), l3vni=l3vni(policy, "acme/prod"),
+                                  rmac1=view.switches["s1"].router_mac, rmac2=view.switches["s2"].router_mac)
+    packet = parse_packet(text)
+    ours = walk(desired.all_flows(), desired.all_groups(), packet, view.switches["s1"].tunnel_ofport)
+    theirs = trace(render_packet(packet))
+    assert verdict_canopy(ours) == verdict_ovs(theirs), theirs.text
+    if verdict_ovs(theirs) == ([], False):
+        assert ours.drops() and all(e.reason for e in ours.drops())  # a drop always says why
+    # flow by flow: the cookies of the flows OVS matched are the ones Canopy's walk matched
+    assert {s.cookie for s in ours.steps if s.cookie is not None} == \
+        {int(c, 16) for c in re.findall(r"cookie (0x[0-9a-f]+)", theirs.text)}, theirs.text

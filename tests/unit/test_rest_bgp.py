@@ -1,5 +1,7 @@
 """REST /v1/bgp: peers and routes, with BGP off and with a configured (not started) speaker."""
 
+import json
+
 import pytest
 
 from bgp.federation import Federation
@@ -45,6 +47,7 @@ def test_configured_peers_and_routes(ctl, tmp_path):
     with_routes(ctl, federation)
     status, body = ctl.call("GET", "/v1/bgp/peers")
     assert status == 200 and body["enabled"] is True
+    assert str(tmp_path) not in json.dumps(body) and "pid" not in body["speaker"]  # no paths, no pid
     [peer] = body["items"]
     assert (peer["address"], peer["asn"], peer["state"], peer["received"]) == ("10.250.0.2", 65002, "idle", 0)
     route = MacIpRoute(rd="65000:1", mac="02:00:00:00:00:01", l2_vni=5001, next_hop="10.251.0.1")

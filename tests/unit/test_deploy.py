@@ -1,0 +1,140 @@
+"""Deployment files stay consistent with the code: systemd units, the pair's settings, the image, the locks."""
+
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+
+from controller import cli
+from controller import settings as settings_mod
+
+ROOT = Path(__file__).resolve().parents[2]
+UNITS = ROOT / "deploy" / "systemd"
+
+
+def unit(name) -> dict[str, list[str]]:
+    """key -> values of a unit file (continuation lines joined)."""
+    out: dict[str, list[str]] = {}
+    text = (UNITS / name).read_text().replace("\\\n", " ")
+    for line in text.splitlines():
+        if "=" in line and not line.lstrip().startswith(("#", "[")):
+            key, value = line.split("=", 1)
+            out.setdefault(key.strip(), []).append(value.strip())
+    return out
+
+
+def canopy_args(argv):
+    """The canopy command line in argv parses, and is 'run --config FILE'."""
+    args = cli._parser().parse_args(argv)
+    assert args.func is cli.cmd_run and args.config == "/etc/canopy/canopy.yaml"
+
+
+def test_native_unit_is_notify_and_runs_canopy_with_the_system_settings():
+    u = unit("canopy.service")
+    assert u["Type"] == ["notify"] and u["NotifyAccess"] == ["main"] and u["User"] == ["canopy"]
+    assert u["StateDirectory"] == ["canopy"]  # /var/lib/canopy: the default data_dir
+    assert settings_mod.defaults().data_dir == "/var/lib/canopy"
+    exe, *argv = shlex.split(u["ExecStart"][0])
+    assert exe == "/opt/canopy/venv/bin/canopy"
+    canopy_args(argv)
+
+
+def test_native_unit_passes_systemd_analyze_verify(tmp_path):
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed (Debian package systemd; .ci/setup installs it)")
+    text = (UNITS / "canopy.service").read_text().replace("/opt/canopy/venv/bin/canopy",
+                                                           str(Path(sys.executable).with_name("canopy")))
+    (tmp_path / "canopy.service").write_text(text)
+    done = subprocess.run([analyze, "verify", str(tmp_path / "canopy.service")], capture_output=True, text=True,
+                          timeout=60)
+    problems = [line for line in (done.stdout + done.stderr).splitlines() if "canopy.service" in line]
+    assert done.returncode == 0 and not problems, done.stdout + done.stderr
+
+
+def test_container_unit_hands_the_notify_socket_to_canopy_and_runs_it():
+    u = unit("canopy-container.service")
+    assert u["Type"] == ["notify"]
+    argv = shlex.split(u["ExecStart"][0])
+    assert argv[:2] == ["/usr/bin/podman", "run"] and "--sdnotify=container" in argv and "--pull=never" in argv
+    canopy_args(argv[argv.index("${CANOPY_IMAGE}") + 1:])
+    assert any("/etc/canopy:/etc/canopy:ro" in a for a in argv) and "--network" in argv
+
+
+def test_pair_settings_load_and_mirror_each_other(tmp_path):
+    secret = tmp_path / "ha-secret"
+    secret.write_text("0123456789abcdef0123456789abcdef\n")
+
+    def load(name):  # the secret file is read when settings load: point it at a real one
+        text = (ROOT / "deploy" / "pair" / name).read_text()
+        assert "secret_file: /etc/canopy/ha-secret" in text
+        (tmp_path / name).write_text(text.replace("/etc/canopy/ha-secret", str(secret)))
+        return settings_mod.load(str(tmp_path / name))
+
+    a, b = load("ctl-a.yaml"), load("ctl-b.yaml")
+    assert (a.ha.node_id, b.ha.node_id) == ("ctl-a", "ctl-b") and a.ha.peer != b.ha.peer
+    assert a.ha.priority != b.ha.priority and a.ha.port == b.ha.port
+    assert a.rest_token_file == b.rest_token_file  # one token for whichever node is active
+
+
+def test_image_is_multi_stage_numeric_user_under_tini_without_build_tools():
+    text = (ROOT / "Dockerfile").read_text()
+    stages = re.split(r"^FROM ", text, flags=re.M)[1:]
+    assert len(stages) == 2 and stages[0].startswith("${BASE} AS build")
+    final = stages[1]
+    assert re.search(r"^USER 10001:10001$", final, re.M)
+    assert 'ENTRYPOINT ["/usr/bin/tini", "--", "/opt/canopy/venv/bin/canopy"]' in final
+    assert "pip uninstall -y pip setuptools wheel" in final  # the base image's own
+    assert "pip uninstall -y setuptools wheel pip" in stages[0]  # the venv's, before it is copied
+    copied = re.findall(r"^COPY (?:--\S+ )*(\S+)", final, re.M)
+    assert not [c for c in copied if "tests" in c]
+    assert "pip install -r requirements.lock" in stages[0]
+    ignore = (ROOT / ".dockerignore").read_text().splitlines()
+    assert ignore[1] == "*" and "!tests" not in ignore and "!.venv" not in ignore
+
+
+BUILD_TOOLS = {"pip", "setuptools", "wheel"}
+
+
+def _lock(name):
+    pins = {}
+    for line in (ROOT / name).read_text().splitlines():
+        if line and not line.startswith(("#", "-r")):
+            dist, version = line.split("==")
+            pins[_norm(dist)] = version
+    return pins
+
+
+def _norm(name):
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def test_lock_pins_every_dependency_and_all_of_theirs():
+    """requirements.lock is closed: each runtime dependency of Canopy, and each of theirs, is pinned there, at
+    the version installed here (.ci/setup installs from it). Re-run .ci/lock after changing dependencies.
+    Build tools are not locked: setuptools<58 and wheel come with Ryu's install step (pbr declares setuptools
+    but Canopy runs without it: the image removes it, .ci/image-smoke checks that)."""
+    runtime, test = _lock("requirements.lock"), _lock("requirements-test.lock")
+    assert not set(runtime) & set(test)
+    declared = [Requirement(r) for r in metadata.requires("canopy-sdn")]
+    todo = [r for r in declared if not r.marker or r.marker.evaluate({"extra": ""})]
+    seen = set()
+    while todo:
+        req = todo.pop()
+        name = _norm(req.name)
+        if name in seen or name in BUILD_TOOLS:
+            continue
+        seen.add(name)
+        assert name in runtime, f"{req.name} is needed at run time but not in requirements.lock"
+        assert metadata.version(req.name) == runtime[name], f"{req.name}: installed differs from the lock"
+        todo += [Requirement(r) for r in metadata.requires(req.name) or ()
+                 if not Requirement(r).marker or Requirement(r).marker.evaluate({"extra": ""})]
+    for extra in [Requirement(r) for r in metadata.requires("canopy-sdn")
+                  if Requirement(r).marker and Requirement(r).marker.evaluate({"extra": "test"})]:
+        assert _norm(extra.name) in test, f"{extra.name} (test extra) is not in requirements-test.lock"

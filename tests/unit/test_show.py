@@ -1,0 +1,144 @@
+"""``canopy show`` and ``canopy trace``: gathered through the REST API (Api.handle), formatted as text."""
+
+import json
+import urllib.parse
+
+import pytest
+
+from controller import show, yamldoc
+from controller.programmer import Programmer
+from controller.rest import bgp as rest_bgp
+from controller.rest import dataplane as rest_dataplane
+from controller.rest import inspection as rest_inspect
+from controller.rest import vteps as rest_vteps
+from controller.rest.api import Api, Request, Response, Route
+from openflow.dhcp_service import DhcpService
+from tests.unit.helpers import Controller
+from tests.unit.pipeline_case import POLICY, snapshots
+
+
+@pytest.fixture()
+def get(tmp_path):
+    ctl = Controller(tmp_path)
+    ctl.service.apply(yamldoc.load(POLICY).data, "case")
+    web = ctl.state.policy.find("subnet", "acme/web")
+    acl = ctl.service.create("acl", {"tenant_id": web["tenant_id"], "name": "web-in", "rules": [
+        {"direction": "ingress", "action": "allow", "protocol": "tcp", "ports": "80"}]})
+    web1 = ctl.state.policy.find("vport", "acme/web/web1")
+    ctl.service.update("vport", web1["id"], {"acls": [acl["id"]]})
+    for snap in snapshots():
+        ctl.state.vrs_update(snap)
+    prog = Programmer(ctl.state)
+    prog.refresh(full=True)
+    dhcp = DhcpService(ctl.state, prog, 1500)
+    dhcp.served[web1["id"]] = {"at": 0, "ip": "10.0.1.11", "request": "DHCPREQUEST from 02:00:00:00:01:01"}
+    routes = rest_dataplane.routes(ctl.state, prog, lambda: {}) + rest_vteps.routes(ctl.state, prog) + \
+        rest_bgp.routes(None) + rest_inspect.routes(ctl.state, prog, dhcp) + \
+        [Route("GET", "/v1/ha", lambda req: Response(200, {"role": "standalone"}), "HA")]
+    api = Api(ctl.service, ctl.state, ctl.settings, extra_routes=routes)
+
+    def fetch(path):
+        path, _, qs = path.partition("?")
+        resp = api.handle(Request("GET", urllib.parse.unquote(path), dict(urllib.parse.parse_qsl(qs))))
+        body = json.loads(resp.encoded() or b"null")
+        if resp.status != 200:
+            raise show.Failed(resp.status, body["error"]["message"])
+        return body
+
+    yield fetch
+    ctl.close()
+
+
+def test_show_tree_lists_tenants_to_vports_with_where_each_is_bound(get):
+    tree = show.gather_tree(get)
+    text = show.format_tree(tree)
+    lines = text.splitlines()
+    assert lines[0].startswith("canopy ") and "role standalone" in lines[0]
+    acme = next(i for i, line in enumerate(lines) if line.startswith("tenant acme "))
+    assert lines[acme + 1].startswith("    domain prod  l3 vni ")
+    assert lines[acme + 2].startswith("        subnet db  10.0.2.0/24  gateway 10.0.2.1  vni ")
+    assert any(line.startswith("        subnet web  10.0.1.0/24  gateway 10.0.1.1  vni ") for line in lines)
+    assert "            vport web1  02:00:00:00:01:01  10.0.1.11  kvm  on hv1 port web1 (ofport 1)" in lines
+    assert "            vport esx2  02:00:00:00:01:05  10.0.1.15  esxi  on hv1 port trunk0 vlan 102 (ofport 4)" in lines
+    assert "            vport web3  02:00:00:00:01:03  10.0.1.13  kvm  on hv2 port tapA (ofport 7)" in lines
+    hv1 = next(line for line in lines if line.startswith("hypervisor hv1"))
+    assert "dpid 0000000000000001  esxi  vtep 10.251.0.1  openflow down  ovsdb up" in hv1
+    assert "    port trunk0 vlan 101 (ofport 4) -> acme/web/esx1" in lines
+    # the case's snapshots say nothing of fail_mode: /v1/switches flags them, and so does show
+    assert lines[lines.index(hv1) + 1].startswith("    NOT SET UP SAFELY: fail_mode is unset")
+    assert lines[-1] == "bgp: no neighbors configured"
+    assert json.loads(json.dumps(tree)) == tree  # --json prints exactly this
+
+
+def test_show_tree_of_an_empty_controller(tmp_path):
+    ctl = Controller(tmp_path)
+    routes = rest_vteps.routes(ctl.state, Programmer(ctl.state)) + rest_bgp.routes(None) + \
+        [Route("GET", "/v1/ha", lambda req: Response(200, {"role": "standalone"}), "HA")]
+    api = Api(ctl.service, ctl.state, ctl.settings, extra_routes=routes)
+
+    def fetch(path):
+        return json.loads(api.handle(Request("GET", path)).encoded())
+
+    assert show.format_tree(show.gather_tree(fetch)).splitlines()[1:] == ["bgp: no neighbors configured"]
+    ctl.close()
+
+
+def test_show_vport_has_policy_binding_switch_flows_by_table_and_lease(get):
+    for key in ("web1", "acme/web/web1"):
+        data = show.gather_vport(get, key)
+        assert data["vport"]["name"] == "web1"
+    assert show.gather_vport(get, data["vport"]["id"])["vport"]["ref"] == "acme/web/web1"
+    text = show.format_vport(data)
+    lines = text.splitlines()
+    assert lines[0] == f"vport acme/web/web1 ({data['vport']['id']})"
+    assert "    mac 02:00:00:00:01:01  ips 10.0.1.11  port security on" in lines
+    assert "    binding kvm" in lines
+    assert "    acls acme/web-in (1 rules, default deny)" in lines
+    assert "    status bound  on hv1 port web1 (ofport 1)" in lines
+    assert any(line.startswith("    switch hv1  chassis hv1  dpid 0000000000000001") for line in lines)
+    assert any(line.startswith("    dhcp 10.0.1.11/24  router 10.0.1.1  server 10.0.1.1") for line in lines)
+    assert "    dhcp last answered: DHCPREQUEST from 02:00:00:00:01:01 -> 10.0.1.11 at 1970-01-01 00:00:00 UTC" in lines
+    tables = [line.strip() for line in lines if line.startswith("      table ")]
+    assert tables == ["table 0 classify", "table 10 port_security", "table 25 services", "table 30 l2_lookup",
+                      "table 40 l3_routing", "table 60 egress"]
+    assert any("in_port=1 actions=" in line or "in_port=1,actions=" in line for line in lines)
+    assert all("[not installed yet]" in line for line in lines if line.startswith("        priority="))
+
+
+def test_show_vport_names_are_resolved_or_refused_clearly(get):
+    with pytest.raises(show.Failed) as err:
+        show.gather_vport(get, "nope")
+    assert err.value.status == 404 and "'nope'" in err.value.message
+    with pytest.raises(show.Failed) as err:  # web1 exists, but not in globex
+        show.gather_vport(get, "globex/web/web1")
+    assert err.value.status == 404
+
+
+def test_trace_text_shows_each_flow_and_where_the_packet_leaves():
+    reply = {"switch": {"chassis": "hv1", "datapath_id": "0000000000000001"},
+             "ofproto_trace": "ip,in_port=1,dl_dst=02:00:00:00:01:02",
+             "steps": [{"depth": 0, "table": 0, "table_name": "classify", "priority": 100,
+                        "owner": {"kind": "vport", "id": "v1"}, "owner_ref": "acme/web/web1",
+                        "match": "in_port=1", "actions": "goto_table:10", "note": ""},
+                       {"depth": 1, "table": None, "table_name": "group", "priority": None, "owner": None,
+                        "match": "group 20000", "actions": "2 bucket(s)", "note": ""}],
+             "exits": [{"summary": "output to port 2 (web2, vport acme/web/web2)", "step": 1},
+                       {"summary": "drop: x", "step": 1}],
+             "ambiguous": []}
+    text = show.format_trace(reply).splitlines()
+    assert text[0] == "trace on hv1 (dpid 0000000000000001): ip,in_port=1,dl_dst=02:00:00:00:01:02"
+    assert " 0. classify  priority 100  vport acme/web/web1" in text
+    assert "        in_port=1  ->  goto_table:10" not in text and "    in_port=1  ->  goto_table:10" in text
+    assert "    group 20000: 2 bucket(s)" in text and "        -> drop: x" in text
+    assert text[-3:] == ["=> output to port 2 (web2, vport acme/web/web2)", "=> drop: x",
+                         "same packet on the switch: ovs-appctl ofproto/trace br-int "
+                         "'ip,in_port=1,dl_dst=02:00:00:00:01:02'"]
+
+
+def test_cli_show_usage_and_unreachable(capsys):
+    from controller import cli
+
+    assert cli.main(["show", "tenant", "x"]) == cli.EXIT_USAGE
+    assert cli.main(["show", "--url", "http://127.0.0.1:9"]) == cli.EXIT_UNREACHABLE
+    assert cli.main(["trace", "ip", "--vport", "a", "--url", "http://127.0.0.1:9"]) == cli.EXIT_UNREACHABLE
+    assert "cannot reach" in capsys.readouterr().err
