@@ -14,9 +14,8 @@ Exit codes (EXIT_*): 0 done; 1 invalid input, or the controller refused the requ
 invalid settings for ``run``; 3 the controller cannot be reached; 4 ``run`` cannot start (a port in use, an
 address not on this host, an unusable data directory, a store that is empty, damaged or older than the last
 change this data directory held (controller/storeguard.py): one log line names the setting or the store;
-``backup`` and ``restore`` use 4 too); 5 ``apply --wait``
-timed out before the switches were programmed; 70 an essential part of a running controller stopped
-(controller.guard).
+``backup`` and ``restore`` use 4 too); 5 ``apply --wait`` timed out before the switches were programmed;
+70 an essential part of a running controller stopped (controller.guard).
 """
 
 from __future__ import annotations
@@ -37,7 +36,8 @@ from controller.model import PolicyError
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_START, EXIT_TIMEOUT = 0, 1, 2, 3, 4, 5
 EXIT_CODES = """exit codes: 0 done; 1 invalid input or refused by the controller; 2 wrong command line or invalid
 settings; 3 controller unreachable; 4 run cannot start (port in use, address not on this host, data_dir
-unusable, store refused: see docs/store.md), or backup/restore failed; 5 apply --wait timed out; 70 a running controller's essential part stopped"""
+unusable, store refused: see docs/store.md), or backup/restore failed; 5 apply --wait timed out; 70 a running
+controller's essential part stopped"""
 PROGRESS_EVERY = 2.0  # seconds between progress lines of a long apply
 
 
