@@ -141,6 +141,7 @@ def cmd_run(args) -> int:
         logging.getLogger("canopy.store").warning("%s", accepted)
     runtime.SETTINGS = settings
     runtime.DATA_LOCK = held
+    runtime.STORE_ACCEPTED = bool(accepted)
     from controller import guard
     from controller.ryu_compat import OpenFlowGuard, run_manager
 

@@ -6,6 +6,7 @@ switch is resynced without losing a flow."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -33,7 +34,8 @@ def in_ns(ctl_host, *argv, timeout=60):
                           timeout=timeout)
 
 
-def test_an_empty_store_is_refused_and_the_switch_keeps_its_flows(lab, tmp_path):
+def programmed(lab):
+    """A controller with acme/prod/web and two vports, a hypervisor with their VMs pinging each other."""
     ctl_host = lab.add_controller_host("ctl1")
     canopy = lab.start_controller(ctl_host)
     api = canopy.api
@@ -53,9 +55,17 @@ def test_an_empty_store_is_refused_and_the_switch_keeps_its_flows(lab, tmp_path)
     lab.wait_until(lambda: vms[0].ping("10.0.1.11"), timeout=15, what="vm0 pings vm1 through Canopy's flows")
     flows = tenant_flows(hv)
     assert any("02:00:00:00:01:01" in f for f in flows)
+    return ctl_host, canopy, hv, vms, flows
 
+
+def data_dir_of(canopy):
+    return Path(canopy.config_path.read_text().split("data_dir:")[1].split("\n")[0].strip().strip("'\""))
+
+
+def test_an_empty_store_is_refused_and_the_switch_keeps_its_flows(lab, tmp_path):
+    ctl_host, canopy, hv, vms, flows = programmed(lab)
     config = str(canopy.config_path)
-    data_dir = Path(canopy.config_path.read_text().split("data_dir:")[1].split("\n")[0].strip().strip("'\""))
+    data_dir = data_dir_of(canopy)
     backup = tmp_path / "backup.db"
     made = in_ns(ctl_host, "backup", str(backup), "--config", config)
     assert made.returncode == 0 and "up to change" in made.stdout, made.stderr
@@ -87,3 +97,26 @@ def test_an_empty_store_is_refused_and_the_switch_keeps_its_flows(lab, tmp_path)
     assert len(canopy.api.get("/v1/vports").json["items"]) == 2
     lab.wait_until(lambda: tenant_flows(hv) == flows, timeout=10, what="the same flows after the restore")
     assert vms[0].ping("10.0.1.11")
+
+
+def test_a_wiped_data_directory_starts_empty_and_deletes_nothing_until_told(lab):
+    """Store and marker both gone: nothing says a store was there, so Canopy starts, but a new, empty store
+    deletes nothing from the switches until the first policy change."""
+    ctl_host, canopy, hv, vms, flows = programmed(lab)
+    canopy.stop()
+    shutil.rmtree(data_dir_of(canopy))
+    canopy.start()
+    dpid = f"{hv.datapath_id():016x}"
+
+    def synced():
+        reply = canopy.api.get(f"/v1/switches/{dpid}/flows")
+        return reply.status == 200 and reply.json["status"].get("state") == "in_sync" and reply.json
+
+    lab.wait_until(synced, timeout=20, what="hv1 reconciled by the new controller")
+    assert tenant_flows(hv) == flows, "a new, empty store deleted the switch's flows"
+    assert "keeping" in canopy.log_tail(200) and "store is new and empty" in canopy.log_tail(200)
+    assert vms[0].ping("10.0.1.11"), "traffic still flows"
+
+    create(canopy.api, "tenants", {"name": "other"})  # the operator's first change: now Canopy syncs fully
+    lab.wait_until(lambda: not any("02:00:00:00:01:01" in f for f in tenant_flows(hv)), timeout=20,
+                   what="the flows of the vports the new store does not hold removed")
