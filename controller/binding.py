@@ -6,6 +6,13 @@ A vport is located when a VRS shows the port its binding names:
 - esxi:   on a VRS of flavour esxi, a trunk interface whose ``external_ids:canopy-vnic-<VLAN>`` = binding.vnic_id
           (written by the vCenter agent), or the static host/trunk_port/vlan of the binding.
 When the same vport shows up in two places (a migration in flight), the most recent appearance wins.
+
+A located vport is bound only when the hypervisor does not contradict its MAC: when the port's
+``external_ids:attached-mac`` (libvirt/Nova, os-vif on Hyper-V) names another MAC than the vport's policy MAC,
+the vport is a MAC mismatch instead (``partition``) and is not programmed: port security would drop every
+frame the VM sends from its real MAC anyway, and the switch would answer ARP and advertise (EVPN) a MAC the
+VM does not have. The port's own ``mac_in_use`` is not compared: on KVM it is the tap device's MAC
+(fe:..), never the VM's. ESXi trunk ports carry no per-vNIC MAC.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from controller.discovery import VrsSnapshot
+from controller.fields import Invalid, mac as parse_mac
 from controller.model import binding_key, esxi_static_key
 
 
@@ -28,6 +36,7 @@ class Location:
     vlan: int | None
     flavour: str
     mac_seen: str | None  # the MAC the hypervisor reports for the port, if any
+    attached_mac: str | None = None  # external_ids:attached-mac, normalised: the VM's MAC per the hypervisor
 
     def to_json(self):
         return {"chassis": self.chassis, "datapath_id": _dpid(self.datapath_id), "port": self.port,
@@ -52,11 +61,32 @@ def resolve(policy, snapshots: dict[str, VrsSnapshot], flavour_of, seen_order) -
         flavour = flavour_of(snap)
         for vport, port, vlan in _hits(snap, flavour, by_key, static):
             loc = Location(vport["id"], snap.session, snap.chassis, snap.datapath_id, port.name, port.ofport, vlan,
-                           flavour, port.mac)
+                           flavour, port.mac, None if vlan is not None else attached_mac(port))
             order = seen_order(snap.session, port.name, vlan)
             if vport["id"] not in found or order > found[vport["id"]][0]:
                 found[vport["id"]] = (order, loc)
     return {vid: loc for vid, (_, loc) in found.items()}
+
+
+def attached_mac(port) -> str | None:
+    """The port's ``external_ids:attached-mac`` normalised (Hyper-V's dashes too); None when absent or not a
+    unicast MAC (nothing reliable to compare)."""
+    raw = port.ext("attached-mac")
+    try:
+        return parse_mac(raw) if raw else None
+    except Invalid:
+        return None
+
+
+def partition(policy, found: dict[str, Location]) -> tuple[dict[str, Location], dict[str, Location]]:
+    """(bound, mac mismatches): a location is a mismatch when the hypervisor reports a MAC for the VM that
+    is not the vport's policy MAC."""
+    bound, mismatched = {}, {}
+    for vid, loc in found.items():
+        vport = policy.get("vport", vid)
+        wrong = vport is not None and loc.attached_mac is not None and loc.attached_mac != vport["mac"]
+        (mismatched if wrong else bound)[vid] = loc
+    return bound, mismatched
 
 
 def _hits(snap, flavour, by_key, static):

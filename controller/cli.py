@@ -3,7 +3,7 @@
     canopy run [--config FILE] [--accept-store]  start the controller (ryu-manager with Canopy's apps and REST)
     canopy check FILE...                      validate policy documents offline; errors name file and line
     canopy check-settings FILE                validate a controller settings file offline
-    canopy apply FILE|- [--prune] [--dry-run] [--wait]
+    canopy apply FILE|- [--prune] [--dry-run] [--adopt] [--wait]
                                               apply a policy document (- reads standard input) over REST
     canopy status [--json]                    what a running controller says about itself
     canopy backup FILE [--config FILE]        copy the store (consistent while the controller runs)
@@ -91,7 +91,11 @@ def _parser():
                              help="give up waiting after this long (exit code 5)")
             cmd.add_argument("--prune", action="store_true",
                              help="delete objects an earlier apply of this source created that the file no longer has")
-            cmd.add_argument("--dry-run", action="store_true", help="show what would change; change nothing")
+            cmd.add_argument("--dry-run", action="store_true",
+                             help="show what would change, field by field; change nothing")
+            cmd.add_argument("--adopt", action="store_true",
+                             help="take over objects the file lists that another source or a REST create owns "
+                             "(refused otherwise)")
             cmd.add_argument("--source", help="name of the managed set (default: the document's 'source' key, "
                              "else the file name)")
         _remote_args(cmd)
@@ -221,9 +225,14 @@ def cmd_check(args) -> int:
     defaults = settings_mod.defaults()
     failed = False
     total = []
+    defined: dict[tuple[str, str], tuple[str, str]] = {}  # (kind, ref) -> (file, "file:line") defining it
     for path in args.files:
+        doc = None
         try:
             doc = yamldoc.load_file(path)
+            if _defined_elsewhere(doc, defined):
+                failed = True
+                continue
             result = policydoc.plan(candidate, doc.data, os.path.basename(path),
                                     pol.Allocator({}, defaults.asn, defaults.vni_range))
         except yamldoc.DocError as exc:
@@ -243,20 +252,37 @@ def cmd_check(args) -> int:
     return EXIT_OK
 
 
+def _defined_elsewhere(doc, defined) -> bool:
+    """Print and return whether the document defines an object an earlier file defines (applied in order,
+    the second file would be refused, or would overwrite the first when both have the same source)."""
+    _, desired, _ = policydoc.read(doc.data, os.path.basename(doc.filename))
+    clash = False
+    for d in policydoc.named(desired):
+        here = doc.where(policydoc.name_path(d))
+        filename, first = defined.setdefault((d.kind, d.ref), (doc.filename, here))
+        if filename != doc.filename:
+            print(f"{here}: {d.kind} {d.ref!r}: is also defined in another file; each object may appear once "
+                  f"(first at {first})", file=sys.stderr)
+            clash = True
+    return clash
+
+
 def _print_problems(doc, problems):
     for p in problems:
         place = doc.where(p.field) if doc else ""
-        what = p.field if p.kind == "document" else f"{p.kind} {p.ref!r}: {_leaf(p.field)}"
-        print(f"{place}: {what}: {p.reason}", file=sys.stderr)
+        leaf = _leaf(p.field)
+        what = p.field if p.kind == "document" else f"{p.kind} {p.ref!r}" + (f": {leaf}" if leaf else "")
+        also = f" (first at {doc.where(p.also) if doc else p.also})" if p.also else ""
+        print(f"{place}: {what}: {p.reason}{also}", file=sys.stderr)
 
 
 def _leaf(path):
-    """The field name inside its object: "tenants[0].domains[1].cidr" -> "cidr"."""
+    """The field name inside its object: "tenants[0].domains[1].cidr" -> "cidr"; "" for the object itself."""
     for marker in ("vports[", "subnets[", "domains[", "acls[", "tenants[", "vtep_bindings["):
         i = path.rfind(marker)
         if i >= 0:
             rest = path[path.index("]", i) + 1:]
-            return rest.lstrip(".") or "(object)"
+            return rest.lstrip(".")
     return path
 
 
@@ -276,7 +302,8 @@ def cmd_apply(args) -> int:
     if args.file == "-" and not args.source and not (isinstance(doc.data, dict) and doc.data.get("source")):
         print("canopy: a document from standard input is applied as source 'stdin' (set --source or a "
               "'source' key to name it)", file=sys.stderr)
-    body = {"document": doc.data, "source": source, "prune": args.prune, "dry_run": args.dry_run}
+    body = {"document": doc.data, "source": source, "prune": args.prune, "dry_run": args.dry_run,
+            "adopt": args.adopt}
     with _Progress(f"applying {doc.filename}"):
         status, reply = _request(args, "POST", "/v1/apply", body)
     if status is None:
@@ -287,15 +314,17 @@ def cmd_apply(args) -> int:
         if problems:
             from controller.model import Problem
 
-            _print_problems(doc, [Problem(p["kind"], p["ref"], p["field"] or "", p["reason"], p["code"])
-                                  for p in problems])
+            _print_problems(doc, [Problem(p["kind"], p["ref"], p["field"] or "", p["reason"], p["code"],
+                                          p.get("also", "")) for p in problems])
         else:
             print(f"canopy: {status}: {err.get('message', reply)}", file=sys.stderr)
         return EXIT_INVALID
     changes = reply["changes"]
     verb = "would" if reply["dry_run"] else ""
     for c in changes:
-        print(f"{verb + ' ' if verb else ''}{c['op']} {c['kind']} {c['ref']}")
+        print(f"{verb + ' ' if verb else ''}{c['op']} {c['kind']} {c['ref']}{_taken_from(c)}")
+        for d in c.get("diff", ()):
+            print(f"    {d['field']}: {_value(d['old'])} -> {_value(d['new'])}")
     print(f"{doc.filename}: {len(changes)} change(s){' (dry run)' if reply['dry_run'] else ''}, "
           f"source {reply['source']!r}, seq {reply['seq']}")
     if args.wait and not reply["dry_run"]:
@@ -303,6 +332,17 @@ def cmd_apply(args) -> int:
 
         return wait_programmed(lambda: _request(args, "GET", "/v1/switches", None), args.wait_timeout)
     return EXIT_OK
+
+
+def _taken_from(change) -> str:
+    if change["op"] != "adopt":
+        return ""
+    owner = change.get("from_source")
+    return " (from the REST API)" if owner is None else f" (from source {owner!r})"
+
+
+def _value(value) -> str:
+    return json.dumps(value, sort_keys=True)
 
 
 def cmd_status(args) -> int:

@@ -48,10 +48,12 @@ class Problem:
     field: str
     reason: str
     code: str = "invalid"
+    also: str = ""  # a second place in the input the problem is about (the first definition of a duplicate)
 
     def describe(self):
         where = f"{self.kind} {self.ref!r}" if self.ref else self.kind
-        return f"{where}: {self.field}: {self.reason}" if self.field else f"{where}: {self.reason}"
+        text = f"{where}: {self.field}: {self.reason}" if self.field else f"{where}: {self.reason}"
+        return f"{text} (first at {self.also})" if self.also else text
 
 
 class PolicyError(Exception):

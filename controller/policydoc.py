@@ -21,6 +21,11 @@ A document nests objects by name (see config/examples/demo.yaml)::
 by name path, absent optional fields return to their defaults, allocations are kept, and objects that
 an earlier apply of the same source created but the document no longer lists are deleted when
 ``prune`` is set. Applying the same document twice plans nothing.
+
+A document owns every object it lists. So it is refused when it names one object twice (same kind, same
+name in the same parent: the second would silently replace the first), and when it lists an object that
+another source (or a REST create) owns, unless ``adopt`` is set: the object then changes hands. Each
+update and adoption in the plan carries its field-level diff.
 """
 
 from __future__ import annotations
@@ -29,13 +34,15 @@ import uuid
 from dataclasses import dataclass, field
 
 from controller import policy as pol
-from controller.model import SCHEMA, PolicyError, Problem, normalise
+from controller.model import MANAGED, SCHEMA, PolicyError, Problem, normalise
 from controller.store import Change
 from controller.yamldoc import join
 
 DOC_KEYS = {"source", "tenants", "vtep_bindings"}
 NESTED = {"tenant": {"domains", "subnets", "acls"}, "domain": {"subnets"}, "subnet": {"vports"}}
 ORDER = ("tenant", "acl", "domain", "subnet", "vport", "vtep_binding")
+PARENT_KIND = {"domain": "tenant", "subnet": "tenant", "acl": "tenant", "vport": "subnet"}  # whose names scope it
+REF_FIELDS = {"tenant_id": "tenant", "domain_id": "domain", "subnet_id": "subnet"}  # shown by name in diffs
 
 
 @dataclass
@@ -52,7 +59,7 @@ class Plan:
     source: str
     policy: pol.Policy  # the candidate policy after the plan
     changes: list[Change] = field(default_factory=list)
-    summary: list[dict] = field(default_factory=list)  # {"op", "kind", "ref"}
+    summary: list[dict] = field(default_factory=list)  # {"op", "kind", "ref", "id"[, "diff", "from_source"]}
     paths: dict[tuple[str, str], str] = field(default_factory=dict)  # (kind, ref) -> document path
 
 
@@ -76,6 +83,7 @@ def read(data, default_source: str) -> tuple[str, list[Desired], list[Problem]]:
         if _is_mapping(binding, path, problems):
             ref = f"{binding.get('switch')}/{binding.get('port')}/{binding.get('vlan')}"  # as Policy.ref()
             out.append(Desired("vtep_binding", ref, path, dict(binding)))
+    problems.extend(_duplicates(out))
     out.sort(key=lambda d: ORDER.index(d.kind))
     return source, out, problems
 
@@ -113,6 +121,45 @@ def _read_subnet(sub, path, tenant_ref, domain_ref, out, problems):
             out.append(Desired("vport", f"{sref}/{vport.get('name')}", vpath, dict(vport), sref))
 
 
+def named(desired):
+    """The Desired objects (in document order, parents first) whose name path is real: objects without a
+    string name, or under a parent without one, are left to the field checks."""
+    seen = set()
+    for d in desired:
+        if d.kind != "vtep_binding":
+            parent = (PARENT_KIND[d.kind], d.parent_ref) if d.kind in PARENT_KIND else None
+            if not isinstance(d.body.get("name"), str) or (parent is not None and parent not in seen):
+                continue
+            seen.add((d.kind, d.ref))
+        yield d
+
+
+def _duplicates(desired):
+    """Problems for every object defined a second time in the document."""
+    first, problems = {}, []
+    for d in named(desired):
+        key = (d.kind, d.ref)
+        if key not in first:
+            first[key] = d
+            continue
+        problems.append(Problem(d.kind, d.ref, name_path(d), f"{_scope_text(d)}; each object may appear once "
+                                "(a second definition would replace the first)", "duplicate",
+                                also=name_path(first[key])))
+    return problems
+
+
+def name_path(d: Desired) -> str:
+    """Where the object's name is in the document (a vtep binding: the entry itself)."""
+    return d.path if d.kind == "vtep_binding" else join(d.path, "name")
+
+
+def _scope_text(d: Desired) -> str:
+    if d.kind == "vtep_binding":
+        return f"switch {d.body.get('switch')!r} port {d.body.get('port')!r} vlan {d.body.get('vlan')!r} is bound twice"
+    where = f" in {PARENT_KIND[d.kind]} {d.parent_ref!r}" if d.kind in PARENT_KIND else ""
+    return f"{d.kind} name {d.body['name']!r} is used twice{where}"
+
+
 def _own_fields(kind, data):
     return {k: v for k, v in data.items() if k not in NESTED.get(kind, ())}
 
@@ -136,9 +183,11 @@ def _is_mapping(value, path, problems):
 
 # ---------------------------------------------------------------------------------------------- plan
 
-def plan(current: pol.Policy, data, default_source: str, allocator: pol.Allocator, prune=False) -> Plan:
+def plan(current: pol.Policy, data, default_source: str, allocator: pol.Allocator, prune=False,
+         adopt=False) -> Plan:
     """The changes that make ``current`` match the document. Raises PolicyError (problems carry document
-    paths in ``field``) and leaves ``current`` untouched."""
+    paths in ``field``) and leaves ``current`` untouched. ``adopt``: take over objects another source (or
+    a REST create) owns instead of refusing them."""
     source, desired, problems = read(data, default_source)
     if problems:
         raise PolicyError(problems)
@@ -152,7 +201,7 @@ def plan(current: pol.Policy, data, default_source: str, allocator: pol.Allocato
         if body is None:  # a parent was refused already; its problems say why
             failed.add((d.kind, d.ref))
             continue
-        place_problems = _place(d, body, index, source, result, created)
+        place_problems = _place(d, body, index, source, result, created, adopt)
         if place_problems:
             failed.add((d.kind, d.ref))
         problems.extend(place_problems)
@@ -200,10 +249,15 @@ def _resolve_refs(d: Desired, index, failed, problems):
     return None if blocked else body
 
 
-def _place(d: Desired, body, index, source, result, created):
-    """Create or update one object in the candidate; returns problems."""
+def _place(d: Desired, body, index, source, result, created, adopt):
+    """Create, update or adopt one object in the candidate; returns problems."""
     cand = result.policy
     existing = index[d.kind].get(d.ref)
+    prior = existing.get("source") if existing is not None else None
+    adopting = existing is not None and prior != source
+    if adopting and not adopt:
+        return [Problem(d.kind, d.ref, "", f"is managed by {_owner(prior)}, not by this document's source "
+                        f"{source!r}; apply with --adopt (REST: \"adopt\": true) to take it over", "source_conflict")]
     try:
         if existing is None:
             obj = normalise(d.kind, body, ref=d.ref)
@@ -223,10 +277,52 @@ def _place(d: Desired, body, index, source, result, created):
         created.append((d.kind, obj))
     cand.put(d.kind, obj)
     index[d.kind][ref] = obj
-    op = "create" if existing is None else "update"
     result.changes.append(Change(d.kind, obj["id"], "put", obj))
-    result.summary.append({"op": op, "kind": d.kind, "ref": ref, "id": obj["id"]})
+    entry = {"op": "create", "kind": d.kind, "ref": ref, "id": obj["id"]}
+    if existing is not None:
+        entry.update(op="adopt" if adopting else "update", diff=field_diff(existing, obj, cand))
+        if adopting:
+            entry["from_source"] = prior
+    result.summary.append(entry)
     return []
+
+
+def _owner(source) -> str:
+    return "the REST API (created there, no source)" if source is None else f"source {source!r}"
+
+
+def field_diff(old: dict, new: dict, policy: pol.Policy) -> list[dict]:
+    """[{"field", "old", "new"}] for every field (dotted inside sub-objects) that differs; references by name."""
+    out: list[dict] = []
+    _diff_into(out, "", old, new, policy)
+    return out
+
+
+def _diff_into(out, prefix, old, new, policy):
+    for key in list(new) + [k for k in old if k not in new]:
+        if key in MANAGED and not prefix:
+            continue
+        a, b = old.get(key), new.get(key)
+        if a == b:
+            continue
+        path = join(prefix, key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            _diff_into(out, path, a, b, policy)
+        else:
+            out.append({"field": path, "old": _shown(key, a, policy), "new": _shown(key, b, policy)})
+
+
+def _shown(key, value, policy):
+    """A value as the operator wrote it: ids of referenced objects become their name paths."""
+    def name(kind, oid):
+        obj = policy.get(kind, oid) if isinstance(oid, str) else None
+        return policy.ref(kind, obj) if obj is not None else oid
+
+    if key in REF_FIELDS:
+        return name(REF_FIELDS[key], value)
+    if key == "acls" and isinstance(value, list):
+        return [name("acl", a) for a in value]
+    return value
 
 
 def _prune(result, keep, source):

@@ -169,12 +169,13 @@ class PolicyService:
 
     # ------------------------------------------------------------------ declarative apply
     @_one_at_a_time
-    def apply(self, data, source: str, prune: bool = False, dry_run: bool = False) -> dict:
+    def apply(self, data, source: str, prune: bool = False, dry_run: bool = False, adopt: bool = False) -> dict:
         """Make the policy match a document; a dry run only plans. Both refused where writes are (NotActive):
-        a plan made on the standby could be stale by the replication lag."""
+        a plan made on the standby could be stale by the replication lag. ``adopt``: take over objects that
+        another source or a REST create owns (refused otherwise, see controller/policydoc.py)."""
         self._check_writable()
         allocator = self._allocator()
-        plan = policydoc.plan(self.state.policy, data, source, allocator, prune=prune)
+        plan = policydoc.plan(self.state.policy, data, source, allocator, prune=prune, adopt=adopt)
         done = [] if dry_run else self._commit(plan.policy, plan.changes, allocator)
         return {"source": plan.source, "dry_run": dry_run, "changes": plan.summary,
                 "seq": done[-1].seq if done else self.state.last_seq}

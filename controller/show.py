@@ -137,7 +137,8 @@ def _subnet_node(subnet, vports):
     return {"name": subnet["name"], "id": subnet["id"], "domain_id": subnet.get("domain_id"),
             "cidr": subnet.get("cidr"), "gateway": subnet.get("gateway"), "vni": subnet.get("vni"),
             "vports": [{"name": v["name"], "id": v["id"], "mac": v["mac"], "ips": v.get("ips") or [],
-                        "flavour": v["binding"]["flavour"], "status": v.get("status"), "location": v.get("location")}
+                        "flavour": v["binding"]["flavour"], "status": v.get("status"), "location": v.get("location"),
+                        "mac_mismatch": v.get("mac_mismatch")}
                        for v in vports if v["subnet_id"] == subnet["id"]]}
 
 
@@ -260,8 +261,14 @@ def _subnet_lines(subnets, indent, l2=False):
         lines.append(f"{indent}subnet {s['name']}{' (L2 only)' if l2 else ''}  {where}  vni {s['vni']}")
         for v in s["vports"]:
             lines.append(f"{indent}    vport {v['name']}  {v['mac']}  {' '.join(v['ips']) or '-'}  {v['flavour']}  "
-                         f"{_where(v.get('location'))}")
+                         f"{_where(v.get('location'))}{_mismatch(v)}")
     return lines
+
+
+def _mismatch(vport) -> str:
+    """What a vport whose hypervisor reports another MAC shows after its location (docs/vrs.md)."""
+    wrong = vport.get("mac_mismatch")
+    return f"  MAC MISMATCH: the hypervisor reports {wrong['hypervisor']}, not programmed" if wrong else ""
 
 
 def _where(loc):
@@ -283,7 +290,7 @@ def format_vport(data) -> str:
              f"    binding {_binding(v.get('binding') or {})}",
              "    acls " + (", ".join(f"{a['ref']} ({a['rules']} rules, default {a['default_action']})"
                                      for a in data["acls"]) or "-"),
-             f"    status {v.get('status')}  {_where(v.get('location'))}"]
+             f"    status {v.get('status')}  {_where(v.get('location'))}{_mismatch(v)}"]
     sw = data.get("switch")
     if sw:
         lines.append(f"    switch {sw['name']}  chassis {sw['chassis']}  dpid {sw['datapath_id']}  vtep "

@@ -34,7 +34,9 @@ class State(DiscoverySink):
         self.vteps: dict[str, VtepSnapshot] = {}  # hardware VTEPs by OVSDB session
         self.vrs_since: dict[str, float] = {}
         self.datapaths: dict[int, dict] = {}
-        self.locations: dict[str, binding.Location] = {}
+        self.locations: dict[str, binding.Location] = {}  # bound vports: these are programmed
+        self.mismatched: dict[str, binding.Location] = {}  # located, but the hypervisor reports another MAC
+        self._warned: dict[str, tuple] = {}  # vport id -> the mismatch last logged for it
         self.received: dict = {}  # (BGP peer, route key) -> EVPN route, as the speaker last reported
         self.remote = RemoteTable()  # what of it our import policy takes (set by bgp.federation)
         self._seen: dict[tuple, int] = {}  # (session, port, vlan) -> order of first appearance
@@ -147,8 +149,10 @@ class State(DiscoverySink):
 
     def _relocate(self):
         seen = self._seen
-        new = binding.resolve(self.policy, self.vrs, self.flavour_of,
-                              lambda session, port, vlan: seen.get((session, port, vlan), 0))
+        found = binding.resolve(self.policy, self.vrs, self.flavour_of,
+                                lambda session, port, vlan: seen.get((session, port, vlan), 0))
+        new, self.mismatched = binding.partition(self.policy, found)
+        self._warn_mismatches()
         if new != self.locations:
             moved = {vid for vid in set(new) | set(self.locations) if new.get(vid) != self.locations.get(vid)}
             level = logging.INFO if len(moved) <= LOG_EACH_MOVE else logging.DEBUG
@@ -164,10 +168,36 @@ class State(DiscoverySink):
             self.locations = new
             self._notify("locations", moved)
 
+    def _warn_mismatches(self):
+        """One warning per vport and distinct mismatch (again only after it was resolved or changed)."""
+        warned = {}
+        for vid, loc in sorted(self.mismatched.items()):
+            vport = self.policy.get("vport", vid)
+            key = (loc.attached_mac, vport["mac"], loc.chassis, loc.port)
+            if self._warned.get(vid) != key:
+                log.warning("vport %s: MAC mismatch at %s:%s: policy MAC %s, the hypervisor reports %s "
+                            "(external_ids:attached-mac); not programmed until they agree",
+                            self.policy.ref("vport", vport), loc.chassis, loc.port, vport["mac"], loc.attached_mac)
+            warned[vid] = key
+        self._warned = warned
+
+    def vport_status(self, vid: str) -> dict:
+        """{"status": bound|mac_mismatch|unbound, "location", "mac_mismatch"} for REST."""
+        loc = self.locations.get(vid)
+        if loc is not None:
+            return {"status": "bound", "location": loc.to_json(), "mac_mismatch": None}
+        loc = self.mismatched.get(vid)
+        vport = self.policy.get("vport", vid)
+        if loc is not None and vport is not None:
+            return {"status": "mac_mismatch", "location": loc.to_json(),
+                    "mac_mismatch": {"policy": vport["mac"], "hypervisor": loc.attached_mac}}
+        return {"status": "unbound", "location": None, "mac_mismatch": None}
+
     def switches(self) -> list[dict]:
         """Every VRS known over OVSDB or OpenFlow, joined on the integration bridge's datapath id."""
         out, covered = [], set()
-        bound = {(loc.session, loc.port, loc.vlan): vid for vid, loc in self.locations.items()}
+        bound = {(loc.session, loc.port, loc.vlan): vid
+                 for located in (self.mismatched, self.locations) for vid, loc in located.items()}
         for session, snap in sorted(self.vrs.items(), key=lambda kv: kv[1].chassis):
             of = self.datapaths.get(snap.datapath_id) if snap.datapath_id is not None else None
             covered.add(snap.datapath_id)
@@ -202,7 +232,9 @@ class State(DiscoverySink):
         if vid is None:
             return None
         vport = self.policy.get("vport", vid)
-        return {"id": vid, "ref": self.policy.ref("vport", vport)} if vport else {"id": vid, "ref": None}
+        status = self.vport_status(vid)
+        return {"id": vid, "ref": self.policy.ref("vport", vport) if vport else None, "status": status["status"],
+                "mac_mismatch": status["mac_mismatch"]}
 
 
 def _safety_view(snap):

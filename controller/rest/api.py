@@ -38,7 +38,8 @@ COLLECTIONS = {"tenant": "tenants", "domain": "domains", "subnet": "subnets", "v
                "vtep_binding": "vtep-bindings"}
 FILTERS = {"domain": ("tenant_id",), "subnet": ("tenant_id", "domain_id"), "vport": ("subnet_id",),
            "acl": ("tenant_id",), "vtep_binding": ("subnet_id", "switch")}
-STATUS_FOR_CODE = {"conflict": 409, "has_dependents": 409, "exhausted": 409}
+STATUS_FOR_CODE = {"conflict": 409, "has_dependents": 409, "exhausted": 409, "source_conflict": 409}
+APPLY_FLAGS = ("prune", "dry_run", "adopt")
 
 
 @dataclass
@@ -272,9 +273,7 @@ class Api:
         out = dict(obj)
         out["ref"] = self.state.policy.ref(kind, obj)
         if kind == "vport":
-            loc = self.state.locations.get(obj["id"])
-            out["location"] = loc.to_json() if loc else None
-            out["status"] = "bound" if loc else "unbound"
+            out.update(self.state.vport_status(obj["id"]))
         return out
 
     # ------------------------------------------------------------------ other routes
@@ -284,7 +283,8 @@ class Api:
             "uptime": round(time.time() - self.state.started, 3),
             "seq": self.state.last_seq, "state_version": self.state.version, "counts": self.service.counts(),
             "switches": {"ovsdb": len(self.state.vrs), "openflow": len(self.state.datapaths)},
-            "vports_bound": len(self.state.locations), **self._health()})
+            "vports_bound": len(self.state.locations), "vports_mac_mismatch": len(self.state.mismatched),
+            **self._health()})
 
     def _health(self):
         """``health`` ok|degraded and, when degraded, ``degraded_reason``; ``programming`` in detail."""
@@ -327,18 +327,17 @@ class Api:
     def apply(self, req):
         body = _json_body(req)
         for key in body:
-            if key not in ("document", "source", "prune", "dry_run"):
+            if key not in ("document", "source") + APPLY_FLAGS:
                 raise ApiError(422, "invalid", "unknown field", key)
         source = body.get("source", "api")
         if not isinstance(source, str) or not source:
             raise ApiError(422, "invalid", "must be a non-empty string", "source")
-        for flag in ("prune", "dry_run"):
+        for flag in APPLY_FLAGS:
             if not isinstance(body.get(flag, False), bool):
                 raise ApiError(422, "invalid", "must be true or false", flag)
         if "document" not in body:
             raise ApiError(422, "invalid", "is required: the policy document as JSON", "document")
-        result = self.service.apply(body["document"], source, prune=body.get("prune", False),
-                                    dry_run=body.get("dry_run", False))
+        result = self.service.apply(body["document"], source, **{flag: body.get(flag, False) for flag in APPLY_FLAGS})
         return Response(200, result)
 
     def ha_solo(self, req):
@@ -428,6 +427,7 @@ def _error(status, code, reason, field_name=None, errors=None):
 def _policy_error(exc: PolicyError):
     first = exc.problems[0]
     status = exc.status if exc.status != 422 else STATUS_FOR_CODE.get(first.code, 422)
-    errors = [{"kind": p.kind, "ref": p.ref, "field": p.field, "reason": p.reason, "code": p.code}
-              for p in exc.problems]
-    return _error(status, first.code, first.reason, first.field or None, errors)
+    errors = [{"kind": p.kind, "ref": p.ref, "field": p.field, "reason": p.reason, "code": p.code,
+               **({"also": p.also} if p.also else {})} for p in exc.problems]
+    reason = f"{first.reason} (first at {first.also})" if first.also else first.reason
+    return _error(status, first.code, reason, first.field or None, errors)

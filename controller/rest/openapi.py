@@ -57,7 +57,11 @@ def _kind_schemas(kind):
                              source={"type": "string", "nullable": True,
                                      "description": "the apply source that manages it, if any"})
     if kind == "vport":
-        out["properties"]["status"] = {"type": "string", "enum": ["bound", "unbound"]}
+        out["properties"]["status"] = {"type": "string", "enum": ["bound", "unbound", "mac_mismatch"],
+                                       "description": "mac_mismatch: the port is there but the hypervisor "
+                                       "reports another MAC for the VM (see mac_mismatch); it is not programmed"}
+        out["properties"]["mac_mismatch"] = {"type": "object", "nullable": True, "description": "with status "
+                                             "mac_mismatch: {policy, hypervisor} MACs"}
         out["properties"]["location"] = {"type": "object", "nullable": True,
                                          "description": "where the port is attached, when it is"}
     return {

@@ -108,3 +108,31 @@ def test_settings_hosts_override_flavour_and_vtep_ip():
     state.vrs_update(VrsSnapshot(session="s1", peer="p", chassis="h", flavour="kvm", vtep_ip="192.0.2.9",
                                  datapath_id=1, ports=(port("web-01"),)))
     assert "v1" in state.locations and state.switches()[0]["vtep_ip"] == "192.0.2.5"
+
+
+def test_attached_mac_other_than_the_policy_mac_is_a_mismatch_not_bound(caplog):
+    state = State(policy(vport("v1", "vm1", {"flavour": "kvm"})))
+    wrong = port("tap1", 5, **{"iface-id": "vm1", "attached-mac": "02:00:00:00:00:99"})
+    with caplog.at_level("WARNING", logger="canopy.state"):
+        state.vrs_update(snap("s1", "hv1", [wrong]))
+        state.vrs_update(snap("s1", "hv1", [wrong, port("tap2", 6)]))  # same mismatch: no second warning
+    assert state.locations == {} and state.mismatched["v1"].port == "tap1"
+    assert state.vport_status("v1")["status"] == "mac_mismatch"
+    assert state.vport_status("v1")["mac_mismatch"] == {"policy": "02:00:00:00:00:01",
+                                                        "hypervisor": "02:00:00:00:00:99"}
+    warnings = [r.getMessage() for r in caplog.records if "MAC mismatch" in r.getMessage()]
+    assert len(warnings) == 1 and "02:00:00:00:00:99" in warnings[0] and "02:00:00:00:00:01" in warnings[0]
+    ports = state.switches()[0]["ports"]
+    assert ports[0]["vport"]["status"] == "mac_mismatch" and ports[1]["vport"] is None
+    # the hypervisor's MAC agrees once it is fixed (Hyper-V's dashed upper case is the same MAC)
+    state.vrs_update(snap("s1", "hv1", [port("tap1", 5, **{"iface-id": "vm1", "attached-mac": "02-00-00-00-00-01"})]))
+    assert "v1" in state.locations and state.mismatched == {} and state.vport_status("v1")["status"] == "bound"
+
+
+def test_mac_in_use_and_esxi_trunks_are_not_compared():
+    state = State(policy(vport("v1", "vm1", {"flavour": "kvm"}),
+                         {**vport("v2", "vm2", {"flavour": "esxi", "vnic_id": "vnic-7"}), "mac": "02:00:00:00:00:02"}))
+    tap = PortInfo(name="tap1", ofport=5, mac="fe:00:00:00:00:01", external_ids=(("iface-id", "vm1"),))
+    trunk = port("trunk0", 7, **{"canopy-vnic-101": "vnic-7", "attached-mac": "02:00:00:00:00:77"})
+    state.vrs_update(snap("s1", "hv1", [tap, trunk], flavour="esxi"))
+    assert set(state.locations) == {"v1", "v2"} and state.mismatched == {}

@@ -1,6 +1,16 @@
 """The canopy command: offline check with file and line, and usage errors."""
 
+import json
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
 from controller import cli
+
+from .helpers import TOKEN
 
 
 def write(tmp_path, name, text):
@@ -62,3 +72,104 @@ def test_apply_reports_unreachable_controller(tmp_path, capsys):
     path = write(tmp_path, "a.yaml", "tenants: [{name: acme}]\n")
     assert cli.main(["apply", path, "--url", "http://127.0.0.1:9", "--token", "x"]) == cli.EXIT_UNREACHABLE
     assert "cannot reach the controller" in capsys.readouterr().err
+
+
+def test_check_refuses_a_name_used_twice_naming_both_lines(tmp_path, capsys):
+    path = write(tmp_path, "dup.yaml", """\
+tenants:
+  - name: acme
+    subnets:
+      - name: lan
+        vports:
+          - {name: vm1, mac: "02:00:00:00:00:01"}
+          - {name: vm1, mac: "02:00:00:00:00:02"}
+""")
+    assert cli.main(["check", path]) == cli.EXIT_INVALID
+    assert capsys.readouterr().err.strip() == (
+        f"{path}:7: vport 'acme/lan/vm1': name: vport name 'vm1' is used twice in subnet 'acme/lan'; each object "
+        f"may appear once (a second definition would replace the first) (first at {path}:6)")
+
+
+def test_check_refuses_an_object_defined_in_two_files(tmp_path, capsys):
+    a = write(tmp_path, "a.yaml", "tenants:\n  - name: acme\n")
+    b = write(tmp_path, "b.yaml", "tenants:\n  - name: globex\n  - name: acme\n")
+    assert cli.main(["check", a, b]) == cli.EXIT_INVALID
+    assert capsys.readouterr().err.strip() == (f"{b}:3: tenant 'acme': is also defined in another file; each "
+                                               f"object may appear once (first at {a}:2)")
+
+
+SERVE = """
+import http.server, pathlib, sys, urllib.parse
+from controller.rest.api import Request
+from tests.unit.helpers import Controller
+
+ctl = Controller(pathlib.Path(sys.argv[1]))
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def _serve(self):
+        body = self.rfile.read(int(self.headers.get("content-length", 0)))
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        url = urllib.parse.urlsplit(self.path)
+        query = dict(urllib.parse.parse_qsl(url.query))
+        resp = ctl.api.handle(Request(self.command, url.path, query, headers, body, self.client_address[0]))
+        data = resp.encoded()
+        self.send_response(resp.status)
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = _serve
+
+    def log_message(self, *args):
+        pass
+
+server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"""
+
+
+@pytest.fixture
+def served(tmp_path):
+    """The controller core and its REST API behind a real HTTP server on loopback, in a process of its own
+    (the test process has Ryu's eventlet imported, which makes threads unreliable here)."""
+    proc = subprocess.Popen([sys.executable, "-c", SERVE, str(tmp_path / "ctl")], stdout=subprocess.PIPE,
+                            text=True, cwd=str(Path(__file__).resolve().parents[2]))
+    try:
+        yield f"http://127.0.0.1:{int(proc.stdout.readline())}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def tenant_source(url, name):
+    with urllib.request.urlopen(f"{url}/v1/tenants?name={name}", timeout=30) as resp:
+        return json.loads(resp.read())["items"][0]["source"]
+
+
+def test_apply_refuses_another_sources_object_then_adopts_it_showing_the_diff(tmp_path, capsys, served):
+    url = served
+    first = write(tmp_path, "one.yaml", "tenants:\n  - name: acme\n    description: first\n")
+    second = write(tmp_path, "two.yaml", "tenants:\n  - name: acme\n")
+    args = ["--url", url, "--token", TOKEN]
+    assert cli.main(["apply", first, *args]) == cli.EXIT_OK
+    capsys.readouterr()
+    assert cli.main(["apply", second, *args]) == cli.EXIT_INVALID
+    assert capsys.readouterr().err.strip() == (
+        f"{second}:2: tenant 'acme': is managed by source 'one.yaml', not by this document's source "
+        "'two.yaml'; apply with --adopt (REST: \"adopt\": true) to take it over")
+    assert cli.main(["apply", second, "--adopt", "--dry-run", *args]) == cli.EXIT_OK
+    out = capsys.readouterr().out.splitlines()
+    assert out[:2] == ["would adopt tenant acme (from source 'one.yaml')", '    description: "first" -> ""']
+    assert tenant_source(url, "acme") == "one.yaml"
+    assert cli.main(["apply", second, "--adopt", *args]) == cli.EXIT_OK
+    assert tenant_source(url, "acme") == "two.yaml"
+
+
+def test_apply_names_both_lines_of_a_duplicate_the_controller_refused(tmp_path, capsys, served):
+    url = served
+    path = write(tmp_path, "dup.yaml", "tenants:\n  - name: acme\n  - name: acme\n")
+    assert cli.main(["apply", path, "--url", url, "--token", TOKEN]) == cli.EXIT_INVALID
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"{path}:3: tenant 'acme': name: tenant name 'acme' is used twice")
+    assert err.endswith(f"(first at {path}:2)")

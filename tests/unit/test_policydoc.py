@@ -157,3 +157,88 @@ def test_example_documents_are_valid():
         doc = yamldoc.load_file(path)
         cand = policydoc.plan(cand, doc.data, path, pol.Allocator({}, 65000, (10000, 20000))).policy
     assert cand.count("vport") >= 5
+
+
+def problems_of(current, text, adopt=False):
+    doc = yamldoc.load(text, "lab.yaml")
+    with pytest.raises(PolicyError) as info:
+        policydoc.plan(current, doc.data, "lab.yaml", pol.Allocator({}, 65000, (10000, 20000)), adopt=adopt)
+    return doc, info.value.problems
+
+
+def test_two_vports_with_one_name_in_a_subnet_are_refused_with_both_lines():
+    twice = DOC.replace("- name: vm2", "- name: vm1")
+    doc, found = problems_of(pol.Policy(), twice)
+    assert [(p.kind, p.ref, p.code) for p in found] == [("vport", "acme/web/vm1", "duplicate")]
+    assert (doc.line_of(found[0].field), doc.line_of(found[0].also)) == (18, 14)
+    assert "vport name 'vm1' is used twice in subnet 'acme/web'" in found[0].reason
+
+
+def test_two_tenants_two_subnets_and_two_bindings_with_one_name_are_refused():
+    text = """\
+tenants:
+  - name: acme
+    domains: [{name: prod, subnets: [{name: web}]}]
+    subnets: [{name: web}]
+  - name: acme
+vtep_bindings:
+  - {switch: tor1, port: eth1, vlan: 100, subnet: acme/web}
+  - {switch: tor1, port: eth1, vlan: 100, subnet: acme/web}
+"""
+    doc, found = problems_of(pol.Policy(), text)
+    got = sorted((p.kind, p.ref, doc.line_of(p.field), doc.line_of(p.also)) for p in found)
+    assert got == [("subnet", "acme/web", 4, 3), ("tenant", "acme", 5, 2), ("vtep_binding", "tor1/eth1/100", 8, 7)]
+
+
+def test_objects_without_names_are_not_reported_as_duplicates():
+    found = errors(pol.Policy(), "tenants:\n  - {description: a}\n  - {description: b}\n")
+    assert found and all("twice" not in reason for _, _, reason in found)
+
+
+OTHER = """\
+source: other
+tenants:
+  - name: acme
+    description: taken
+"""
+
+
+def test_a_document_of_another_source_is_refused_naming_both_sources():
+    first = plan(pol.Policy(), DOC)
+    before = {k: dict(v) for k, v in first.policy.objects.items()}
+    doc, found = problems_of(first.policy, OTHER)
+    assert [(p.kind, p.ref, p.code, doc.line_of(p.field)) for p in found] == [
+        ("tenant", "acme", "source_conflict", 3)]
+    assert "managed by source 'lab'" in found[0].reason and "source 'other'" in found[0].reason
+    assert "--adopt" in found[0].reason
+    assert first.policy.objects == before
+
+
+def test_an_object_created_through_rest_is_not_claimed_silently():
+    cand = plan(pol.Policy(), DOC).policy
+    cand.put("subnet", api_subnet(cand))
+    doc, found = problems_of(cand, DOC.replace("      - name: lan\n", "      - name: lan\n      - name: api\n"))
+    assert [(p.ref, p.code) for p in found] == [("acme/api", "source_conflict")]
+    assert "REST API" in found[0].reason
+
+
+def test_adopt_takes_the_objects_over_and_lists_the_fields_it_resets():
+    first = plan(pol.Policy(), DOC.replace("  - name: acme\n", "  - name: acme\n    description: mine\n"))
+    doc = yamldoc.load(OTHER, "other.yaml")
+    taken = policydoc.plan(first.policy, doc.data, "other.yaml", pol.Allocator({}, 65000, (10000, 20000)),
+                           adopt=True)
+    assert taken.summary == [{"op": "adopt", "kind": "tenant", "ref": "acme", "id": taken.summary[0]["id"],
+                              "from_source": "lab",
+                              "diff": [{"field": "description", "old": "mine", "new": "taken"}]}]
+    assert taken.policy.find("tenant", "acme")["source"] == "other"
+
+
+def test_updates_carry_field_diffs_with_nested_fields_and_names_for_references():
+    first = plan(pol.Policy(), DOC)
+    changed = DOC.replace("acls: [web-in]", "acls: []").replace(
+        "gateway: 10.0.1.1", "gateway: 10.0.1.1\n            dhcp: {enabled: false}")
+    second = plan(first.policy, changed)
+    diffs = {c["ref"]: c["diff"] for c in second.summary}
+    assert diffs["acme/web/vm1"] == [{"field": "acls", "old": ["acme/web-in"], "new": []}]
+    assert {"field": "dhcp.enabled", "old": True, "new": False} in diffs["acme/web"]
+    assert all(c["op"] == "update" for c in second.summary)

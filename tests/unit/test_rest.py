@@ -164,3 +164,57 @@ def test_openapi_request_schemas_match_what_the_server_accepts(ctl):
     status, _ = ctl.call("POST", "/v1/tenants", {k: "x1" for k in props})
     assert status == 201
     assert ctl.call("POST", "/v1/tenants", {"name": "x2", "not_in_schema": 1})[0] == 422
+
+
+def test_apply_refuses_duplicates_naming_both_paths_and_changes_nothing(ctl):
+    before = snapshot(ctl)
+    doc = {"tenants": [{"name": "acme", "subnets": [{"name": "lan", "vports": [
+        {"name": "vm1", "mac": "02:00:00:00:00:01"}, {"name": "vm1", "mac": "02:00:00:00:00:02"}]}]}]}
+    status, reply = ctl.call("POST", "/v1/apply", {"document": doc, "source": "t"})
+    assert status == 422 and reply["error"]["code"] == "duplicate"
+    assert reply["error"]["errors"][0]["field"] == "tenants[0].subnets[0].vports[1].name"
+    assert reply["error"]["errors"][0]["also"] == "tenants[0].subnets[0].vports[0].name"
+    assert "first at tenants[0].subnets[0].vports[0].name" in reply["error"]["message"]
+    assert snapshot(ctl) == before
+
+
+def test_apply_refuses_a_source_change_unless_adopt_and_dry_run_shows_the_diff(ctl):
+    assert ctl.call("POST", "/v1/apply", {"document": {"tenants": [{"name": "acme", "description": "a"}]},
+                                          "source": "one"})[0] == 200
+    before = snapshot(ctl)
+    other = {"document": {"tenants": [{"name": "acme"}]}, "source": "two"}
+    status, reply = ctl.call("POST", "/v1/apply", other)
+    assert status == 409 and reply["error"]["code"] == "source_conflict"
+    assert reply["error"]["errors"][0]["ref"] == "acme" and "source 'one'" in reply["error"]["reason"]
+    assert snapshot(ctl) == before
+    status, reply = ctl.call("POST", "/v1/apply", {**other, "adopt": True, "dry_run": True})
+    assert status == 200 and reply["changes"] == [{
+        "op": "adopt", "kind": "tenant", "ref": "acme", "id": reply["changes"][0]["id"], "from_source": "one",
+        "diff": [{"field": "description", "old": "a", "new": ""}]}]
+    assert snapshot(ctl) == before
+    assert ctl.call("POST", "/v1/apply", {**other, "adopt": "yes"})[1]["error"]["field"] == "adopt"
+    status, reply = ctl.call("POST", "/v1/apply", {**other, "adopt": True})
+    assert status == 200 and ctl.call("GET", "/v1/tenants")[1]["items"][0]["source"] == "two"
+
+
+def test_a_rest_created_object_is_claimed_by_a_document_only_with_adopt(ctl):
+    ctl.create("tenants", {"name": "acme"})
+    status, reply = ctl.call("POST", "/v1/apply", {"document": {"tenants": [{"name": "acme"}]}})
+    assert status == 409 and "REST API" in reply["error"]["reason"]
+
+
+def test_vport_and_switch_views_report_a_mac_mismatch(ctl):
+    from controller.discovery import PortInfo, VrsSnapshot
+
+    _, _, subnet = demo_net(ctl)
+    vport = ctl.create("vports", {"subnet_id": subnet["id"], "name": "vm1", "mac": "02:00:00:00:00:01",
+                                  "binding": {"flavour": "kvm", "iface_id": "vm1"}})
+    tap = PortInfo("tap1", 5, "02:00:00:00:00:09", (("attached-mac", "02:00:00:00:00:09"), ("iface-id", "vm1")))
+    ctl.state.vrs_update(VrsSnapshot("s1", "10.0.0.1:1", "hv1", datapath_id=1, bridge_present=True, ports=(tap,)))
+    got = ctl.call("GET", f"/v1/vports/{vport['id']}")[1]
+    assert got["status"] == "mac_mismatch" and got["location"]["port"] == "tap1"
+    assert got["mac_mismatch"] == {"policy": "02:00:00:00:00:01", "hypervisor": "02:00:00:00:00:09"}
+    port = ctl.call("GET", "/v1/switches")[1]["items"][0]["ports"][0]
+    assert port["vport"]["status"] == "mac_mismatch" and port["vport"]["ref"] == "acme/web/vm1"
+    status = ctl.call("GET", "/v1/status")[1]
+    assert (status["vports_bound"], status["vports_mac_mismatch"]) == (0, 1)

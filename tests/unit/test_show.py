@@ -28,10 +28,17 @@ def get(tmp_path):
     ctl.service.update("vport", web1["id"], {"acls": [acl["id"]]})
     for snap in snapshots():
         ctl.state.vrs_update(snap)
+    yield fetcher(ctl, served={web1["id"]: {"at": 0, "ip": "10.0.1.11",
+                                            "request": "DHCPREQUEST from 02:00:00:00:01:01"}})
+    ctl.close()
+
+
+def fetcher(ctl, served=None):
+    """GET through the whole API (with the dataplane, VTEP, BGP and inspection routes) as canopy show does."""
     prog = Programmer(ctl.state)
     prog.refresh(full=True)
     dhcp = DhcpService(ctl.state, prog, 1500)
-    dhcp.served[web1["id"]] = {"at": 0, "ip": "10.0.1.11", "request": "DHCPREQUEST from 02:00:00:00:01:01"}
+    dhcp.served.update(served or {})
     routes = rest_dataplane.routes(ctl.state, prog, lambda: {}) + rest_vteps.routes(ctl.state, prog) + \
         rest_bgp.routes(None) + rest_inspect.routes(ctl.state, prog, dhcp) + \
         [Route("GET", "/v1/ha", lambda req: Response(200, {"role": "standalone"}), "HA")]
@@ -45,8 +52,7 @@ def get(tmp_path):
             raise show.Failed(resp.status, body["error"]["message"])
         return body
 
-    yield fetch
-    ctl.close()
+    return fetch
 
 
 def test_show_tree_lists_tenants_to_vports_with_where_each_is_bound(get):
@@ -142,3 +148,18 @@ def test_cli_show_usage_and_unreachable(capsys):
     assert cli.main(["show", "--url", "http://127.0.0.1:9"]) == cli.EXIT_UNREACHABLE
     assert cli.main(["trace", "ip", "--vport", "a", "--url", "http://127.0.0.1:9"]) == cli.EXIT_UNREACHABLE
     assert "cannot reach" in capsys.readouterr().err
+
+
+def test_show_marks_a_vport_whose_hypervisor_reports_another_mac(tmp_path):
+    import dataclasses
+
+    ctl = Controller(tmp_path)
+    ctl.service.apply(yamldoc.load(POLICY).data, "case")
+    for snap in snapshots():
+        ports = tuple(dataclasses.replace(p, external_ids=p.external_ids + (("attached-mac", "02:00:00:00:01:99"),))
+                      if p.name == "web1" else p for p in snap.ports)
+        ctl.state.vrs_update(dataclasses.replace(snap, ports=ports))
+    lines = show.format_tree(show.gather_tree(fetcher(ctl))).splitlines()
+    assert ("            vport web1  02:00:00:00:01:01  10.0.1.11  kvm  on hv1 port web1 (ofport 1)  MAC MISMATCH: "
+            "the hypervisor reports 02:00:00:00:01:99, not programmed") in lines
+    ctl.close()
