@@ -109,6 +109,10 @@ class CanopyApp(RyuApp):
                                         sleep=hub.sleep)
         self._worker = None
         self.state.subscribe(lambda what, detail: self._wake.set())
+        # a new, empty store deletes nothing from switches until the first policy change (docs/store.md)
+        self._keep_stale = self.store.last_seq() == 0 and not runtime.STORE_ACCEPTED
+        if self._keep_stale:
+            self.state.subscribe(self._first_policy)
         counts = self.state.policy.counts()
         log.info("Canopy started: data %s, %s; OpenFlow %s:%d, OVSDB %s:%d, REST %s:%d",
                  settings.data_dir, ", ".join(f"{n} {k}s" for k, n in counts.items() if n) or "no policy yet",
@@ -260,6 +264,7 @@ class CanopyApp(RyuApp):
                 old.stop()
             rec = SwitchReconciler(dp)
             self.reconcilers[dp.id] = rec
+            rec.keep_stale(self._keep_stale)
             if self.pair is not None:
                 rec.hold(self.pair.role != "active")  # a standby (or undecided) node never writes
                 self._roles_wake.set()
@@ -268,6 +273,14 @@ class CanopyApp(RyuApp):
             if session is not None and not self.hold.holding:  # known over OVSDB, and so its desired state
                 self._push(session)
             self.state.datapath_up(dp.id, claims.peer(dp), conn=id(dp))
+
+    def _first_policy(self, what, detail):
+        """The first policy change (made here or replicated) lets the switches be synced fully."""
+        if what == "policy" and self._keep_stale:
+            self._keep_stale = False
+            log.info("first policy change on a new store: switches are now synced fully")
+            for rec in list(self.reconcilers.values()):
+                rec.keep_stale(False)
 
     def _reconciler_of(self, dp):
         """The reconciler of ``dp``'s session; None for a connection that is not (or no longer) it."""

@@ -1,18 +1,21 @@
 """The ``canopy`` command.
 
-    canopy run [--config FILE]                start the controller (ryu-manager with Canopy's apps and REST)
+    canopy run [--config FILE] [--accept-store]  start the controller (ryu-manager with Canopy's apps and REST)
     canopy check FILE...                      validate policy documents offline; errors name file and line
     canopy check-settings FILE                validate a controller settings file offline
     canopy apply FILE|- [--prune] [--dry-run] [--adopt] [--wait]
                                               apply a policy document (- reads standard input) over REST
     canopy status [--json]                    what a running controller says about itself
+    canopy backup FILE [--config FILE]        copy the store (consistent while the controller runs)
+    canopy restore FILE [--config FILE]       make a backup the store (the controller must be stopped)
     canopy show [vport NAME] / canopy trace   what it holds, and a packet through a switch (controller/show.py)
 
 Exit codes (EXIT_*): 0 done; 1 invalid input, or the controller refused the request; 2 wrong command line or
 invalid settings for ``run``; 3 the controller cannot be reached; 4 ``run`` cannot start (a port in use, an
-address not on this host, an unusable data directory: one log line names the setting); 5 ``apply --wait``
-timed out before the switches were programmed; 70 an essential part of a running controller stopped
-(controller.guard).
+address not on this host, an unusable data directory, a store that is empty, damaged or older than the last
+change this data directory held (controller/storeguard.py): one log line names the setting or the store;
+``backup`` and ``restore`` use 4 too); 5 ``apply --wait`` timed out before the switches were programmed;
+70 an essential part of a running controller stopped (controller.guard).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import sys
 import urllib.error
 import urllib.request
 
-from controller import __version__, policydoc, show, yamldoc
+from controller import __version__, policydoc, show, storeguard, yamldoc
 from controller import policy as pol
 from controller import settings as settings_mod
 from controller.model import PolicyError
@@ -33,7 +36,8 @@ from controller.model import PolicyError
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_START, EXIT_TIMEOUT = 0, 1, 2, 3, 4, 5
 EXIT_CODES = """exit codes: 0 done; 1 invalid input or refused by the controller; 2 wrong command line or invalid
 settings; 3 controller unreachable; 4 run cannot start (port in use, address not on this host, data_dir
-unusable); 5 apply --wait timed out; 70 a running controller's essential part stopped"""
+unusable, store refused: see docs/store.md), or backup/restore failed; 5 apply --wait timed out; 70 a running
+controller's essential part stopped"""
 PROGRESS_EVERY = 2.0  # seconds between progress lines of a long apply
 
 
@@ -54,7 +58,17 @@ def _parser():
 
     run = sub.add_parser("run", help="start the controller")
     run.add_argument("--config", help="settings YAML (default: built-in defaults, see config/canopy.yaml)")
+    run.add_argument("--accept-store", action="store_true",
+                     help="start with the store as it is even if it looks empty, damaged or older than the last "
+                     "change this data directory held (docs/store.md)")
     run.set_defaults(func=cmd_run)
+
+    for name, func, doc in (("backup", cmd_backup, "copy the store to a new file (safe while running)"),
+                            ("restore", cmd_restore, "make a backup the store (stop the controller first)")):
+        cmd = sub.add_parser(name, help=doc)
+        cmd.add_argument("file")
+        cmd.add_argument("--config", help="controller settings, to find the data directory")
+        cmd.set_defaults(func=func)
 
     check = sub.add_parser("check", help="validate policy documents offline")
     check.add_argument("files", nargs="+")
@@ -113,19 +127,25 @@ def cmd_run(args) -> int:
     logs.setup(settings.log_level, settings.log_format)
     log = logging.getLogger("canopy.lifecycle")
     try:
+        accepted = storeguard.verify(settings.data_dir, accept=args.accept_store)  # before anything opens it
         lifecycle.check_data_dir(settings.data_dir)
+        held = storeguard.lock(settings.data_dir)  # kept open (held) while this process runs
         settings = settings_mod.with_token(settings)
         lifecycle.check_listeners(lifecycle.listeners(settings))
     except settings_mod.SettingsError as exc:
         log.error("cannot start: %s", exc)
         return EXIT_USAGE
-    except lifecycle.StartError as exc:
+    except (lifecycle.StartError, storeguard.StoreRefused) as exc:
         log.error("cannot start: %s", exc)
         return EXIT_START
     except OSError as exc:  # writing the generated REST token
         log.error("cannot start: data_dir: cannot write the REST token file: %s", exc)
         return EXIT_START
+    if accepted:
+        logging.getLogger("canopy.store").warning("%s", accepted)
     runtime.SETTINGS = settings
+    runtime.DATA_LOCK = held
+    runtime.STORE_ACCEPTED = bool(accepted)
     from controller import guard
     from controller.ryu_compat import OpenFlowGuard, run_manager
 
@@ -167,6 +187,33 @@ def cmd_check_settings(args) -> int:
     if settings.bgp.enabled:
         parts.append(f"BGP AS {settings.bgp.asn} with {len(settings.bgp.neighbors)} neighbor(s)")
     print(f"{args.file}: ok ({', '.join(parts)})")
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------------------------- backup/restore
+
+def _data_dir(args):
+    return settings_mod.load(args.config).data_dir
+
+
+def cmd_backup(args) -> int:
+    try:
+        facts = storeguard.backup(_data_dir(args), args.file)
+    except (settings_mod.SettingsError, yamldoc.DocError, storeguard.StoreRefused, OSError) as exc:
+        print(f"canopy: {exc}", file=sys.stderr)
+        return EXIT_START
+    print(f"{args.file}: backup of the store up to change {facts.seq}")
+    return EXIT_OK
+
+
+def cmd_restore(args) -> int:
+    try:
+        facts, kept = storeguard.restore(_data_dir(args), args.file)
+    except (settings_mod.SettingsError, yamldoc.DocError, storeguard.StoreRefused, OSError) as exc:
+        print(f"canopy: {exc}", file=sys.stderr)
+        return EXIT_START
+    print(f"restored the store up to change {facts.seq} from {args.file}"
+          + (f"; the store it replaced is kept as {kept}" if kept else ""))
     return EXIT_OK
 
 

@@ -10,7 +10,8 @@ from controller.store import Store
 
 
 def build_core(settings: Settings):
-    """Store, State and PolicyService for these settings; the Ryu app and the tests both use it."""
+    """Store, State and PolicyService for these settings; the Ryu app and the tests both use it. A store
+    that is not safe to serve raises StoreRefused (``canopy run`` checks first and says so in one line)."""
     store = Store(settings.data_dir)
     state = State(Policy(store.load_objects()), settings.default_flavour, store.last_seq(), settings.hosts)
     service = PolicyService(store, state, settings)

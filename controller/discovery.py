@@ -70,7 +70,7 @@ class PortInfo:
         for k, v in self.external_ids:
             if k.startswith(VNIC_KEY_PREFIX):
                 tail = k[len(VNIC_KEY_PREFIX):]
-                if tail.isdigit() and 1 <= int(tail) <= 4094 and v:
+                if tail.isascii() and tail.isdigit() and 1 <= int(tail) <= 4094 and v:  # not '²'
                     out[int(tail)] = v
         return out
 

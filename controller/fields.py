@@ -9,18 +9,32 @@ import ipaddress
 import re
 
 MAX_VNI = (1 << 24) - 1
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
+NAME_RE = re.compile(NAME_PATTERN)
 MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+MAX_INT_DIGITS = 20  # no Canopy number is longer; a longer string is refused before int() parses it
 
 
 class Invalid(ValueError):
     """A value was rejected; str(self) is the reason, written for an operator."""
 
 
+def is_digits(value: str) -> bool:
+    """True for a non-empty string of ASCII digits 0-9 only (str.isdigit() also takes '²' and other scripts'
+    digits, which int() then refuses), short enough to be a number Canopy uses."""
+    return value.isascii() and value.isdigit() and len(value) <= MAX_INT_DIGITS
+
+
+def _with_schema(check, **schema):
+    """Attach the JSON-schema keywords a checker enforces (the OpenAPI document shows them)."""
+    check.schema = schema
+    return check
+
+
 def name(value):
     if not isinstance(value, str):
         raise Invalid("must be a string")
-    if not NAME_RE.match(value):
+    if not NAME_RE.fullmatch(value):  # fullmatch: "$" alone would take a trailing newline
         raise Invalid("must be 1-63 characters of letters, digits, '-', '_' or '.', starting with a letter or digit")
     return value
 
@@ -33,12 +47,28 @@ def text(value, limit=1024):
     return value
 
 
+name.schema = {"pattern": NAME_PATTERN, "minLength": 1, "maxLength": 63}
+
+
+text.schema = {"maxLength": 1024}
+
+
+def text_upto(limit):
+    """A checker for text of at most ``limit`` characters."""
+    return _with_schema(lambda value: text(value, limit), maxLength=limit)
+
+
 def integer(value, low, high):
     if isinstance(value, bool) or not isinstance(value, int):
         raise Invalid("must be an integer")
     if not low <= value <= high:
         raise Invalid(f"must be between {low} and {high}")
     return value
+
+
+def int_range(low, high):
+    """A checker for an integer in [low, high]."""
+    return _with_schema(lambda value: integer(value, low, high), minimum=low, maximum=high)
 
 
 def boolean(value):
@@ -55,11 +85,15 @@ def vlan(value):
     return integer(value, 1, 4094)
 
 
+vni.schema = {"minimum": 1, "maximum": MAX_VNI}
+vlan.schema = {"minimum": 1, "maximum": 4094}
+
+
 def mac(value):
     if not isinstance(value, str):
         raise Invalid("must be a MAC address string like 02:00:00:00:00:01")
     norm = value.strip().lower().replace("-", ":")
-    if not MAC_RE.match(norm):
+    if not MAC_RE.fullmatch(norm):
         raise Invalid(f"{value!r} is not a MAC address (expected six hex octets like 02:00:00:00:00:01)")
     if int(norm[:2], 16) & 1:
         raise Invalid(f"{value!r} is a multicast MAC address; a port needs a unicast one")
@@ -103,10 +137,10 @@ def _ext_community(value, what):
     if not isinstance(value, str) or value.count(":") != 1:
         raise Invalid(f"{value!r} is not a {what}; use ASN:NN or IPv4:NN, like 65000:100")
     admin, _, num = value.partition(":")
-    if not num.isdigit():
-        raise Invalid(f"{value!r}: the part after ':' must be a number")
+    if not is_digits(num):
+        raise Invalid(f"{value!r}: the part after ':' must be a number (digits 0-9)")
     number = int(num)
-    if admin.isdigit():
+    if is_digits(admin):
         asn = int(admin)
         if asn > 0xFFFFFFFF:
             raise Invalid(f"{value!r}: AS number {asn} is larger than 4294967295")
@@ -134,15 +168,42 @@ def port_range(value):
     """'80' or '1000-2000' -> (low, high)."""
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
-    if not isinstance(value, str):
+    if not isinstance(value, str) or len(value) > 11:
         raise Invalid("must be a port number or range like 80 or 1000-2000")
     low, _, high = value.partition("-")
-    if not low.isdigit() or (high and not high.isdigit()):
+    if not is_digits(low) or (high and not is_digits(high)):
         raise Invalid(f"{value!r} is not a port number or range like 80 or 1000-2000")
     lo, hi = int(low), int(high or low)
     if not 1 <= lo <= hi <= 65535:
         raise Invalid(f"{value!r}: ports must be 1-65535 with the low end first")
     return f"{lo}" if lo == hi else f"{lo}-{hi}"
+
+
+def nesting_depth(value, limit: int) -> int:
+    """How deep lists and dicts nest inside ``value`` (a scalar: 0, ``[1]``: 1), counted level by level
+    without recursion and stopping once past ``limit``, so a hostile value costs little to measure."""
+    depth, level = 0, [value]
+    while depth <= limit:
+        containers = [item for item in level if isinstance(item, (dict, list))]
+        if not containers:
+            break
+        depth += 1
+        level = [v for c in containers for v in (c.values() if isinstance(c, dict) else c)]
+    return depth
+
+
+# the shapes the OpenAPI document shows (the checkers above also check ranges and normalise)
+ipv4.schema = {"format": "ipv4"}
+ipv4_network.schema = {"pattern": r"^[0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}$"}
+mac.schema = {"pattern": r"^[0-9a-fA-F]{2}([:-][0-9a-fA-F]{2}){5}$"}
+route_distinguisher.schema = {"pattern": r"^([0-9]{1,10}|[0-9]{1,3}(\.[0-9]{1,3}){3}):[0-9]{1,10}$"}
+route_target.schema = route_distinguisher.schema
+port_range.schema = {"pattern": r"^[0-9]{1,5}(-[0-9]{1,5})?$"}
+
+
+def network_upto(max_prefix):
+    """A checker for a CIDR whose prefix is at most ``max_prefix`` long."""
+    return _with_schema(lambda value: ipv4_network(value, max_prefix), **ipv4_network.schema)
 
 
 def one_of(*choices):

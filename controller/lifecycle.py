@@ -83,7 +83,7 @@ def _bind(setting, host, port):
 
 def check_data_dir(path: str) -> None:
     """The data directory exists (or can be made) and its store opens."""
-    from controller.store import Store
+    from controller.store import Store, StoreError
 
     if os.path.exists(path) and not os.path.isdir(path):
         raise StartError(f"data_dir: {path} is not a directory")
@@ -95,7 +95,7 @@ def check_data_dir(path: str) -> None:
         raise StartError(f"data_dir: {path} is not readable and writable by this user")
     try:
         Store(path).close()
-    except (OSError, sqlite3.Error) as exc:
+    except (OSError, sqlite3.Error, StoreError) as exc:  # StoreError: refused by controller/storeguard.py
         raise StartError(f"data_dir: cannot open the store in {path}: {exc}") from None
 
 

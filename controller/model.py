@@ -79,14 +79,14 @@ BINDING = (
           "vport's subnet (its MAC and IPs are what Canopy's DHCP and routing use)",
           f.one_of("kvm", "hyperv", "esxi", "baremetal"), required=True),
     Field("iface_id", "string", "kvm: external_ids:iface-id of the tap port (default: the vport name)",
-          lambda v: f.text(v, 255)),
+          f.text_upto(255)),
     Field("port_name", "string", "hyperv: OVS port name given with Set-VMNetworkAdapterOVSPort "
-          "(at most 48 characters; default: the vport name)", lambda v: f.text(v, 48)),
+          "(at most 48 characters; default: the vport name)", f.text_upto(48)),
     Field("vnic_id", "string", "esxi: the id the vCenter agent writes as canopy-vnic-<vlan> on the trunk "
-          "port (default: the vport name)", lambda v: f.text(v, 255)),
+          "port (default: the vport name)", f.text_upto(255)),
     Field("host", "string", "esxi static binding: the hypervisor's chassis name (system-id)", f.name),
     Field("trunk_port", "string", "esxi static binding: the trunk port on the integration bridge",
-          lambda v: f.text(v, 255)),
+          f.text_upto(255)),
     Field("vlan", "integer", "esxi static binding: the vNIC's VLAN on the trunk", f.vlan),
 )
 
@@ -94,11 +94,11 @@ DHCP = (
     Field("enabled", "boolean", "serve DHCP on this subnet", f.boolean, default=True, nullable=False),
     Field("dns_servers", "array", "DNS servers (option 6)", items=Field("dns", "string", "IPv4", f.ipv4),
           default=list, nullable=False),
-    Field("domain_name", "string", "domain name (option 15)", lambda v: f.text(v, 253)),
-    Field("lease_time", "integer", "lease time in seconds (option 51)", lambda v: f.integer(v, 60, 2**31 - 1),
+    Field("domain_name", "string", "domain name (option 15)", f.text_upto(253)),
+    Field("lease_time", "integer", "lease time in seconds (option 51)", f.int_range(60, 2**31 - 1),
           default=86400, nullable=False),
     Field("mtu", "integer", "interface MTU (option 26); default: underlay MTU minus VXLAN overhead",
-          lambda v: f.integer(v, 576, 9000)),
+          f.int_range(576, 9000)),
     Field("ntp_servers", "array", "NTP servers (option 42)", items=Field("ntp", "string", "IPv4", f.ipv4),
           default=list, nullable=False),
     Field("routes", "array", "classless static routes (option 121)", items=Field("route", "object", "", fields=ROUTE),
@@ -143,7 +143,7 @@ SCHEMA: dict[str, tuple[Field, ...]] = {
         Field("name", "string", "subnet name, unique in its tenant", f.name, required=True),
         Field("description", "string", "free text", f.text, default="", nullable=False),
         Field("cidr", "string", "IPv4 prefix (required in a domain, optional for L2-only)",
-              lambda v: f.ipv4_network(v, max_prefix=30)),
+              f.network_upto(30)),
         Field("gateway", "string", "gateway IP inside the CIDR (required in a domain)", f.ipv4),
         Field("vni", "integer", "L2 VNI (allocated when absent)", f.vni, auto=True),
         Field("rd", "string", "route distinguisher (allocated as ASN:VNI when absent)", f.route_distinguisher,
@@ -180,8 +180,8 @@ SCHEMA: dict[str, tuple[Field, ...]] = {
     ),
     "vtep_binding": (
         Field("switch", "string", "hardware VTEP name (Physical_Switch name)", f.name, required=True),
-        Field("port", "string", "physical port name on that switch", lambda v: f.text(v, 255), required=True),
-        Field("vlan", "integer", "VLAN on that port (0 = untagged)", lambda v: f.integer(v, 0, 4094),
+        Field("port", "string", "physical port name on that switch", f.text_upto(255), required=True),
+        Field("vlan", "integer", "VLAN on that port (0 = untagged)", f.int_range(0, 4094),
               required=True),
         Field("subnet_id", "string", "the subnet this VLAN joins", f.text, required=True, ref="subnet"),
     ),
@@ -210,8 +210,13 @@ def _normalise_value(spec: Field, value, path, problems, kind, ref):
         if not isinstance(value, list):
             problems.append(_problem(kind, ref, path, "must be a list"))
             return None
-        return [_normalise_value(spec.items, item, f"{path}[{i}]", problems, kind, ref)
-                for i, item in enumerate(value)]
+        out = []
+        for i, item in enumerate(value):
+            if item is None:  # a list holds values; null is never one (it would be stored, then break later)
+                problems.append(_problem(kind, ref, f"{path}[{i}]", "must not be null"))
+            else:
+                out.append(_normalise_value(spec.items, item, f"{path}[{i}]", problems, kind, ref))
+        return out
     try:
         return spec.check(value) if spec.check else value
     except Invalid as exc:

@@ -8,3 +8,5 @@ STOPPING = False  # set when the controller stops in order (an operator's interr
 FATAL = None  # the reason an essential part stopped (controller.guard.fatal), else None
 MAIN_GREENLET = None  # the greenlet running the controller's main loop (gets SystemExit on a fatal error)
 API = None  # the running controller.rest.api.Api (SIGHUP swaps its settings: controller.lifecycle)
+DATA_LOCK = None  # the open lock file of the data directory (controller/storeguard.py), held while running
+STORE_ACCEPTED = False  # canopy run --accept-store took a refused store: switches are made to match it at once

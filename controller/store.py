@@ -14,6 +14,12 @@ the active's changes with their own seq/txn/ts, ``snapshot()``/``restore()`` cop
 ``history()`` names a position in the change history, (seq, ts of that change), so two stores can tell
 whether one is a prefix of the other. The connection is shared between threads (REST, the HA link), so
 every statement and transaction runs under one re-entrant lock.
+
+Beside the database, a marker file (``canopy.db.marker``) remembers which store this data directory holds
+(``store_id``, a random id made when the store is created) and the last change it held. It is replaced
+(write, rename; no fsync, so it can only lag the store, never lead it) after every commit, replicated
+batch and restore. controller/storeguard.py compares the two before a controller starts: a store that is
+empty, missing, another one, or older than its marker is refused instead of served.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import uuid
 import threading
 import time
 from dataclasses import dataclass
@@ -38,7 +45,9 @@ _DDL = (
 
 
 # meta keys that describe this store's own log, never copied from another store
-LOCAL_META = ("schema_version", "compacted_seq", "compacted_ts")
+LOCAL_META = ("schema_version", "compacted_seq", "compacted_ts", "store_id")
+DB_NAME = "canopy.db"
+MARKER_NAME = DB_NAME + ".marker"
 
 
 class StoreError(RuntimeError):
@@ -89,7 +98,11 @@ class Change:
 class Store:
     def __init__(self, data_dir: str, keep_changes: int = 100_000):
         os.makedirs(data_dir, mode=0o750, exist_ok=True)
-        self.path = os.path.join(data_dir, "canopy.db")
+        from controller.storeguard import verify  # imports this module
+
+        verify(data_dir)  # StoreRefused: never turn an empty, damaged or older store into a served one
+        self.path = os.path.join(data_dir, DB_NAME)
+        self.marker_path = os.path.join(data_dir, MARKER_NAME)
         self.keep_changes = keep_changes
         self._lock = threading.RLock()
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -104,6 +117,10 @@ class Store:
                 self._set_meta("schema_version", SCHEMA_VERSION)
             elif version != SCHEMA_VERSION:
                 raise StoreError(f"{self.path} has store schema {version}; this Canopy reads {SCHEMA_VERSION}")
+            if self.get_meta("store_id") is None:  # new, or made before store ids existed
+                self._set_meta("store_id", uuid.uuid4().hex)
+            self._store_id = self.get_meta("store_id")  # local meta: never replaced by replication or restore
+        self.write_marker()
 
     def close(self):
         self._db.close()
@@ -141,22 +158,29 @@ class Store:
     # ------------------------------------------------------------------ writing
     def commit(self, changes: list[Change], meta: dict | None = None) -> list[Change]:
         """Write object changes and meta values in one transaction; returns the changes with seq numbers."""
+        with self._lock:  # held on for the marker, so markers are written in commit order
+            with self._txn():
+                done = self._commit_changes(changes, meta)
+            if done:
+                self._write_marker(done[-1].seq, done[-1].ts)
+        return done
+
+    def _commit_changes(self, changes, meta):
         done = []
-        with self._txn():
-            seq = self.last_seq()
-            txn = (self.get_meta("last_txn") or 0) + 1
-            ts = time.time()
-            for change in changes:
-                seq += 1
-                body = json.dumps(change.body, sort_keys=True) if change.body is not None else None
-                self._write_object(change, body)
-                self._db.execute("INSERT INTO changes (seq, txn, ts, kind, id, op, body) VALUES (?,?,?,?,?,?,?)",
-                                 (seq, txn, ts, change.kind, change.id, change.op, body))
-                done.append(Change(change.kind, change.id, change.op, change.body, seq, txn, ts))
-            self._set_meta("last_txn", txn)
-            for key, value in (meta or {}).items():
-                self._set_meta(key, value)
-            self._trim(seq)
+        seq = self.last_seq()
+        txn = (self.get_meta("last_txn") or 0) + 1
+        ts = time.time()
+        for change in changes:
+            seq += 1
+            body = json.dumps(change.body, sort_keys=True) if change.body is not None else None
+            self._write_object(change, body)
+            self._db.execute("INSERT INTO changes (seq, txn, ts, kind, id, op, body) VALUES (?,?,?,?,?,?,?)",
+                             (seq, txn, ts, change.kind, change.id, change.op, body))
+            done.append(Change(change.kind, change.id, change.op, change.body, seq, txn, ts))
+        self._set_meta("last_txn", txn)
+        for key, value in (meta or {}).items():
+            self._set_meta(key, value)
+        self._trim(seq)
         return done
 
     def set_meta(self, key, value):
@@ -207,11 +231,18 @@ class Store:
         Changes at or below last_seq() were applied before and are skipped (a re-send is harmless); the meta
         then is not written either, as it may be older than ours. A gap (first new seq != last_seq() + 1, or
         a hole inside the batch) raises StoreError and writes nothing. Returns the new last_seq()."""
+        with self._lock:  # held on for the marker, written once the transaction is committed
+            last, new = self._apply_changes(changes, meta)
+            if new:
+                self._write_marker(new[-1].seq, new[-1].ts)
+        return last
+
+    def _apply_changes(self, changes, meta):
         with self._txn():
             last = self.last_seq()
             new = [c for c in changes if c.seq > last]
             if changes and not new:
-                return last
+                return last, new
             expected = last + 1
             for change in new:
                 if change.seq != expected:
@@ -229,7 +260,20 @@ class Store:
             self._set_meta("last_txn", max(txns))
             last = new[-1].seq if new else last
             self._trim(last)
-        return last
+        return last, new
+
+    @_locked
+    def write_marker(self):
+        """Record (store_id, last_seq) in the marker file beside the database. Not fsynced: after a crash it
+        may name an earlier change than the store holds (accepted), never a later one."""
+        self._write_marker(*self.history())
+
+    def _write_marker(self, seq, ts):
+        data = {"store_id": self._store_id, "seq": seq, "ts": ts, "written": time.time()}
+        tmp = self.marker_path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(data, fh)
+        os.replace(tmp, self.marker_path)
 
     def _write_object(self, change: Change, body: str | None):
         if change.op == "put":
@@ -253,9 +297,9 @@ class Store:
                     "history": [seq, ts] if ts is not None else None}
 
     def restore(self, snapshot: dict) -> None:
-        """Replace every object and meta value (schema_version stays) with a snapshot's and empty the change
-        log, so last_seq() and history() equal the snapshot's. One transaction: a malformed snapshot raises
-        StoreError and leaves the store as it was."""
+        """Replace every object and meta value (schema_version and store_id stay) with a snapshot's and empty
+        the change log, so last_seq() and history() equal the snapshot's. One transaction: a malformed snapshot
+        raises StoreError and leaves the store as it was."""
         try:
             objects, meta, last = snapshot["objects"], snapshot["meta"], snapshot["last_seq"]
             history = snapshot.get("history")
@@ -269,7 +313,7 @@ class Store:
             with self._txn():
                 self._db.execute("DELETE FROM objects")
                 self._db.execute("DELETE FROM changes")
-                self._db.execute("DELETE FROM meta WHERE key != 'schema_version'")
+                self._db.execute("DELETE FROM meta WHERE key NOT IN ('schema_version', 'store_id')")
                 for kind, bodies in objects.items():
                     for oid, body in bodies.items():
                         if not (isinstance(kind, str) and isinstance(oid, str) and isinstance(body, dict)):
@@ -282,6 +326,7 @@ class Store:
                 self._set_meta("compacted_seq", last)
                 if ts is not None:
                     self._set_meta("compacted_ts", ts)
+            self.write_marker()
         except StoreError:
             raise
         except (KeyError, TypeError, ValueError, AttributeError, sqlite3.Error) as exc:

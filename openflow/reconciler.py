@@ -131,6 +131,8 @@ class SwitchReconciler:
         self._need_read = True
         self._not_master = False
         self._hold = False
+        self._keep = False  # keep what Canopy would delete (keep_stale)
+        self._kept_logged = 0
         self.role: str | None = None  # the OpenFlow role the switch last confirmed, None: never asked (equal)
         self.role_generation: int | None = None  # the generation id it was confirmed with
         self._thread = None
@@ -185,6 +187,16 @@ class SwitchReconciler:
         self._hold = on
         if not on:
             self._not_master = False
+            self._need_read = True
+        self._wake.set()
+
+    def keep_stale(self, on: bool) -> None:
+        """``on``: add what is missing but delete nothing (the controller's store is new and empty, so flows
+        it does not know may be a tenant's: docs/store.md); ``not on``: read back again and sync fully."""
+        if on == self._keep:
+            return
+        self._keep = on
+        if not on:
             self._need_read = True
         self._wake.set()
 
@@ -360,6 +372,9 @@ class SwitchReconciler:
         adds = sorted(desired.keys() - installed.keys() - self._rejected.keys(), reverse=True)
         stale = sorted(installed.keys() - desired.keys() - self._rejected.keys())
         groups, have, refused = self._desired_groups, self._installed_groups, self._rejected_groups
+        if self._keep:
+            self._log_kept(len(stale))
+            stale, have = [], {gid: g for gid, g in have.items() if gid in groups}
         return [
             *(_Op("group_add", gid, g) for gid, g in groups.items() if gid not in have and gid not in refused),
             *(_Op("group_modify", gid, g) for gid, g in groups.items()
@@ -368,6 +383,13 @@ class SwitchReconciler:
             *(_Op("flow_delete", key, installed[key]) for key in stale),
             *(_Op("group_delete", gid, Group(gid, ())) for gid in have if gid not in groups and gid not in refused),
         ]
+
+    def _log_kept(self, count: int) -> None:
+        if count and count != self._kept_logged:
+            self._kept_logged = count
+            self._log.warning("keeping %d flow(s) Canopy would delete: this controller's store is new and empty "
+                              "(restore one, or make any policy change to let Canopy remove them: docs/store.md)",
+                              count)
 
     # ------------------------------------------------------------------------------ sending
 

@@ -76,7 +76,7 @@ def ls_name(vni: int) -> str:
 def canopy_vni(name: str) -> int | None:
     """The VNI of a logical switch named like Canopy's (``canopy-<VNI>``, canonical digits), else None."""
     tail = name[len(LS_PREFIX):] if name.startswith(LS_PREFIX) else ""
-    return int(tail) if tail.isdigit() and ls_name(int(tail)) == name else None
+    return int(tail) if tail.isascii() and tail.isdigit() and ls_name(int(tail)) == name else None
 
 
 def _one(value):

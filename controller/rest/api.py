@@ -20,7 +20,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Callable
 
-from controller import __version__, logs
+from controller import __version__, fields, logs
 from controller.metrics import Metrics
 from controller.model import KINDS, PolicyError
 from controller.service import NotActive, NotFound
@@ -30,6 +30,10 @@ access_log = logging.getLogger("canopy.rest.access")
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")  # others are counted as "other"
 
 MAX_BODY = 32 * 1024 * 1024
+MAX_DEPTH = 32  # lists and objects nested deeper than any Canopy document is refused up front
+MAX_QUERY_INT = 2**63 - 1  # the store's sequence numbers are SQLite INTEGERs
+SEQ_SCHEMA = {"type": "integer", "minimum": 0, "maximum": MAX_QUERY_INT}
+BOOL_SCHEMA = {"type": "string", "enum": ["true", "false", "1", "0"]}
 COLLECTIONS = {"tenant": "tenants", "domain": "domains", "subnet": "subnets", "vport": "vports", "acl": "acls",
                "vtep_binding": "vtep-bindings"}
 FILTERS = {"domain": ("tenant_id",), "subnet": ("tenant_id", "domain_id"), "vport": ("subnet_id",),
@@ -78,7 +82,7 @@ class Route:
     write: bool = False
     kind: str | None = None  # the model kind for body/response schemas
     action: str = ""  # list|create|get|update|delete for object routes
-    query: tuple[tuple[str, str], ...] = ()  # (name, description)
+    query: tuple[tuple, ...] = ()  # (name, description) or (name, description, JSON schema of the value)
     media: str = "application/json"  # what a success returns
     body: dict | None = None  # JSON schema of the request body of a route that is not an object route
 
@@ -109,7 +113,8 @@ class Api:
             Route("GET", "/v1/switches", self.switches, "connected VRS with their ports"),
             Route("GET", "/v1/switches/{dpid}", self.switch, "one VRS by datapath id (16 hex digits)"),
             Route("GET", "/v1/changes", self.changes, "the committed change log",
-                  query=(("since", "return changes after this sequence number"), ("limit", "at most this many"))),
+                  query=(("since", "return changes after this sequence number", SEQ_SCHEMA),
+                         ("limit", "at most this many (capped at 10000)", SEQ_SCHEMA))),
             Route("POST", "/v1/apply", self.apply, "apply a policy document declaratively", write=True),
             Route("GET", "/v1/openapi.json", self.openapi, "this API's OpenAPI 3 document"),
             Route("GET", "/metrics", self.prometheus, "metrics in the Prometheus text format (docs/operations.md)",
@@ -228,7 +233,7 @@ class Api:
                 Route("PATCH", base + "/{id}", self._updater(kind), f"change fields of a {kind} (merge)", True,
                       kind, "update"),
                 Route("DELETE", base + "/{id}", self._deleter(kind), f"delete a {kind}", True, kind, "delete",
-                      query=(("cascade", "true: also delete what belongs to it"),)),
+                      query=(("cascade", "true: also delete what belongs to it", BOOL_SCHEMA),)),
             ]
         return routes
 
@@ -379,10 +384,14 @@ def _json_body(req):
         raise ApiError(413, "too_large", f"the body is larger than {MAX_BODY} bytes")
     try:
         data = json.loads(req.body.decode("utf-8")) if req.body else None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ApiError(400, "bad_json", f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ApiError(400, "bad_json", f"the body nests deeper than {MAX_DEPTH} levels") from None
+    except (UnicodeDecodeError, ValueError) as exc:  # ValueError: also an integer of more than 4300 digits
+        raise ApiError(400, "bad_json", f"the body is not valid JSON: {str(exc)[:200]}") from None
     if not isinstance(data, dict):
         raise ApiError(400, "bad_json", "the body must be a JSON object")
+    if fields.nesting_depth(data, MAX_DEPTH) > MAX_DEPTH:
+        raise ApiError(400, "bad_json", f"the body nests deeper than {MAX_DEPTH} levels")
     return data
 
 
@@ -390,8 +399,8 @@ def _int_param(req, name, default):
     raw = req.query.get(name)
     if raw is None:
         return default
-    if not raw.isdigit():
-        raise ApiError(400, "bad_query", "must be a non-negative integer", name)
+    if not fields.is_digits(raw) or int(raw) > MAX_QUERY_INT:
+        raise ApiError(400, "bad_query", f"must be an integer from 0 to {MAX_QUERY_INT} (digits 0-9)", name)
     return int(raw)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from controller.rest.api import ApiError, Response, Route
 from controller.service import NotFound
 from openflow.pipeline import BY_ID
@@ -89,10 +91,9 @@ def _cookie_param(text):
 
 def _dpid(text):
     key = text.lower().replace(":", "")
-    try:
-        return int(key, 16)
-    except ValueError:
-        raise ApiError(400, "bad_request", "a datapath id is up to 16 hex digits", "dpid") from None
+    if not re.fullmatch(r"[0-9a-f]{1,16}", key):  # ASCII only: int() would also take "0x", "_", "５"
+        raise ApiError(400, "bad_request", "a datapath id is up to 16 hex digits", "dpid")
+    return int(key, 16)
 
 
 def _order(flow):

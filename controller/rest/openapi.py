@@ -6,6 +6,7 @@ import re
 
 from controller import __version__
 from controller.model import SCHEMA, Field
+from controller.rest.api import COLLECTIONS
 
 _ERROR_CODES = {
     "400": "malformed request (bad JSON, bad query parameter)",
@@ -25,7 +26,7 @@ def _field_schema(spec: Field, for_write: bool) -> dict:
     elif spec.type == "array":
         out = {"type": "array", "items": _field_schema(spec.items, for_write)}
     else:
-        out = {"type": spec.type}
+        out = {"type": spec.type, **getattr(spec.check, "schema", {})}  # bounds the checker enforces
         choices = getattr(spec.check, "choices", None)
         if choices:
             out["enum"] = list(choices)
@@ -74,8 +75,8 @@ def _operation(route):
     op = {"summary": route.summary, "operationId": _op_id(route), "responses": {}}
     params = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
               for name in re.findall(r"\{(\w+)\}", route.pattern)]
-    params += [{"name": name, "in": "query", "required": False, "description": doc, "schema": {"type": "string"}}
-               for name, doc in route.query]
+    params += [{"name": name, "in": "query", "required": False, "description": doc,
+                "schema": dict(schema[0]) if schema else {"type": "string"}} for name, doc, *schema in route.query]
     if params:
         op["parameters"] = params
     ok = "201" if route.action == "create" else "200"
@@ -89,6 +90,8 @@ def _operation(route):
     if route.media != "application/json":
         body = {"type": "string"}
     op["responses"][ok] = {"description": "success", "content": {route.media: {"schema": body}}}
+    if route.action == "create":
+        op["responses"][ok]["links"] = _links(route.kind)
     for code, why in _ERROR_CODES.items():
         op["responses"][code] = {"description": why, "content": {"application/json": {
             "schema": {"$ref": "#/components/schemas/error"}}}}
@@ -101,6 +104,28 @@ def _operation(route):
         op["requestBody"] = {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}
     op["security"] = [{"bearer": []}] if route.write else [{}, {"bearer": []}]
     return op
+
+
+# what a created object's id fills in another kind's create body: {child kind: {field: expression}}
+_CHILD_LINKS = {
+    "tenant": {"domain": {"tenant_id": "$response.body#/id"}, "subnet": {"tenant_id": "$response.body#/id"},
+               "acl": {"tenant_id": "$response.body#/id"}},
+    "domain": {"subnet": {"tenant_id": "$response.body#/tenant_id", "domain_id": "$response.body#/id"}},
+    "subnet": {"vport": {"subnet_id": "$response.body#/id"}, "vtep_binding": {"subnet_id": "$response.body#/id"}},
+}
+
+
+def _links(kind):
+    """OpenAPI links from a create: read, change and delete the new object, and create what belongs to it
+    (clients and fuzzers follow them to reach objects that exist)."""
+    collection = "/v1/" + COLLECTIONS[kind]
+    words = collection.strip("/").replace("/", "_").replace("-", "_")
+    links = {f"{verb}_{kind}": {"operationId": f"{verb}_{words}_id", "parameters": {"id": "$response.body#/id"}}
+             for verb in ("get", "patch", "delete")}
+    for child, body in _CHILD_LINKS.get(kind, {}).items():
+        child_words = ("/v1/" + COLLECTIONS[child]).strip("/").replace("/", "_").replace("-", "_")
+        links[f"create_{child}"] = {"operationId": f"post_{child_words}", "requestBody": body}
+    return links
 
 
 def _op_id(route):

@@ -1,0 +1,232 @@
+"""Before a controller serves its store: is it the store this data directory last held, whole and current?
+
+A controller trusts its store completely: whatever policy it holds is what every switch is made to match.
+So an empty ``canopy.db`` (zero bytes, deleted, or replaced by a fresh one) or one that lost its newest
+changes (a truncated, garbled or deleted write-ahead log) would delete tenant flows from every switch that
+connects. ``verify()`` compares the database with the marker file the store keeps beside it
+(controller/store.py) and refuses, with one line saying what is wrong and what to do, when:
+
+- ``canopy.db`` is missing or empty (0 bytes) while the marker (or a write-ahead log) says a store was here;
+  a zero-length ``canopy.db`` is refused even without a marker (SQLite never leaves one behind);
+- it is not a readable Canopy store (``PRAGMA quick_check`` fails, tables or schema version missing);
+- it is another store than the marker names (``store_id``);
+- it holds fewer changes than the marker says it last held.
+
+Recovery (docs/store.md): ``canopy restore FILE`` from a ``canopy backup`` (taken on this node or on the
+HA peer), or ``canopy run --accept-store`` to take the store as it is. ``backup()`` copies a live store
+consistently with SQLite's online backup; ``restore()`` needs the controller stopped (``lock()``).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from controller.store import DB_NAME, MARKER_NAME, SCHEMA_VERSION, StoreError
+
+LOCK_NAME = "canopy.lock"
+RECOVERY = ("restore a backup with 'canopy restore FILE' (a 'canopy backup' from this node or the HA peer), "
+            "or take the store as it is with 'canopy run --accept-store'")
+
+
+class StoreRefused(StoreError):
+    """The store is not safe to serve; ``str()`` is one line for the operator."""
+
+
+@dataclass(frozen=True)
+class StoreFacts:
+    """What a database file holds: its store id and last change (seq) and when that change was made."""
+
+    store_id: str | None
+    seq: int
+    ts: float | None
+
+
+def _paths(data_dir):
+    return os.path.join(data_dir, DB_NAME), os.path.join(data_dir, MARKER_NAME)
+
+
+def read_marker(data_dir) -> dict | None:
+    """The marker's contents, None when there is none; StoreRefused when it cannot be read."""
+    _, marker = _paths(data_dir)
+    try:
+        with open(marker, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise StoreRefused(f"the store marker {marker} is unreadable ({exc}); if {DB_NAME} is right, "
+                           "start with 'canopy run --accept-store'") from None
+    if not (isinstance(data, dict) and isinstance(data.get("seq"), int)):
+        raise StoreRefused(f"the store marker {marker} is malformed; if {DB_NAME} is right, start with "
+                           "'canopy run --accept-store'")
+    return data
+
+
+def _read_only(path):
+    """A read-only connection to the SQLite file at ``path`` (any characters in the name)."""
+    return sqlite3.connect(Path(os.path.abspath(path)).as_uri() + "?mode=ro", uri=True)
+
+
+def inspect(path) -> StoreFacts:
+    """Read a store file without changing it; StoreRefused naming the damage when it is not a Canopy store."""
+    try:
+        db = _read_only(path)
+    except sqlite3.Error as exc:
+        raise StoreRefused(f"{path} cannot be opened ({exc})") from None
+    try:
+        check = db.execute("PRAGMA quick_check").fetchone()[0]
+        if check != "ok":
+            raise StoreRefused(f"{path} is damaged (SQLite: {check})")
+        meta = dict(db.execute("SELECT key, value FROM meta"))
+        if json.loads(meta.get("schema_version", "null")) != SCHEMA_VERSION:
+            raise StoreRefused(f"{path} has store schema {meta.get('schema_version')}; this Canopy reads "
+                               f"{SCHEMA_VERSION}")
+        seq = max(db.execute("SELECT MAX(seq) FROM changes").fetchone()[0] or 0,
+                  json.loads(meta.get("compacted_seq", "0")) or 0)
+        row = db.execute("SELECT ts FROM changes WHERE seq = ?", (seq,)).fetchone()
+        ts = row[0] if row else json.loads(meta.get("compacted_ts", "null"))
+        return StoreFacts(json.loads(meta.get("store_id", "null")), seq, ts)
+    except sqlite3.Error as exc:
+        raise StoreRefused(f"{path} is damaged or not a Canopy store ({exc})") from None
+    finally:
+        db.close()
+
+
+def verify(data_dir: str, accept: bool = False) -> str | None:
+    """Raise StoreRefused when the store must not be served. With ``accept`` the store is taken as it is:
+    the marker is moved aside (the store writes a new one), and so is a database that cannot be read (an
+    empty store is made in its place); the returned line says what was accepted."""
+    try:
+        problem = _problem(data_dir)
+    except StoreRefused as exc:
+        problem = str(exc)
+    if problem is None:
+        return None
+    if not accept:
+        raise StoreRefused(f"{problem}; {RECOVERY}")
+    path, marker = _paths(data_dir)
+    stamp = int(time.time())
+    if os.path.exists(marker):
+        os.replace(marker, f"{marker}.replaced-{stamp}")
+    if not _readable(path):
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(path + suffix):
+                os.replace(path + suffix, f"{path}.replaced-{stamp}{suffix}")
+    return f"accepted the store as it is (--accept-store): {problem}"
+
+
+def _readable(path) -> bool:
+    """True when ``path`` is missing (a new store is made) or a readable Canopy store."""
+    if not os.path.exists(path):
+        return True
+    if os.path.getsize(path) == 0:
+        return False
+    try:
+        inspect(path)
+    except StoreRefused:
+        return False
+    return True
+
+
+def _problem(data_dir) -> str | None:
+    if not os.path.isdir(data_dir):
+        return None  # nothing stored yet (or not a directory at all: the data directory check says so)
+    path, _ = _paths(data_dir)
+    marker = read_marker(data_dir)
+    last = _describe(marker) if marker else ""
+    size = os.path.getsize(path) if os.path.exists(path) else None
+    if size is None:
+        if marker and marker["seq"] > 0:
+            return f"{path} is missing but this data directory last held {last}"
+        if os.path.exists(path + "-wal"):
+            return f"{path} is missing but its write-ahead log {path}-wal is there"
+        return None  # a new data directory
+    if size == 0:
+        return f"{path} is empty (0 bytes)" + (f" but this data directory last held {last}" if marker else "")
+    facts = inspect(path)
+    if marker is None:
+        return None  # a store from before markers existed: the store writes one now
+    if marker.get("store_id") and facts.store_id != marker["store_id"]:
+        return f"{path} is another store than the one this data directory last held ({last})"
+    if facts.seq < marker["seq"]:
+        return (f"{path} holds changes up to {facts.seq} but this data directory last held {last}: the newest "
+                f"changes are lost (was {DB_NAME}-wal truncated, damaged or deleted?)")
+    return None
+
+
+def _describe(marker) -> str:
+    when = marker.get("ts")
+    stamp = time.strftime(" of %Y-%m-%d %H:%M:%S UTC", time.gmtime(when)) if isinstance(when, (int, float)) else ""
+    return f"change {marker['seq']}{stamp}"
+
+
+def lock(data_dir: str):
+    """Take this data directory for one process (held until the returned file is closed or the process
+    ends); StoreRefused when another Canopy holds it."""
+    os.makedirs(data_dir, mode=0o750, exist_ok=True)
+    fh = open(os.path.join(data_dir, LOCK_NAME), "a+")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.close()
+        raise StoreRefused(f"another Canopy process is using {data_dir}; stop it first") from None
+    return fh
+
+
+def backup(data_dir: str, dest: str) -> StoreFacts:
+    """Copy the live store to ``dest`` (SQLite online backup: consistent while the controller writes)."""
+    path, _ = _paths(data_dir)
+    if not os.path.exists(path) or os.path.getsize(path) == 0:
+        raise StoreRefused(f"there is no store to back up at {path}")
+    if os.path.exists(dest):
+        raise StoreRefused(f"{dest} exists; name a new file")
+    src = _read_only(path)
+    try:
+        out = sqlite3.connect(dest)
+        try:
+            src.backup(out)
+        finally:
+            out.close()
+    except sqlite3.Error as exc:
+        raise StoreRefused(f"backing up {path} failed ({exc})") from None
+    finally:
+        src.close()
+    return inspect(dest)
+
+
+def restore(data_dir: str, source: str) -> tuple[StoreFacts, str | None]:
+    """Make a backup the store of ``data_dir`` (the controller must be stopped). The store it replaces is
+    kept beside it as ``canopy.db.replaced-<time>`` (with its -wal), and the marker is rewritten.
+    Returns (what the restored store holds, where the replaced one went)."""
+    facts = inspect(source)  # refuse a damaged backup before touching anything
+    held = lock(data_dir)
+    try:
+        path, marker = _paths(data_dir)
+        kept = None
+        stamp = int(time.time())
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(path + suffix):
+                kept = f"{path}.replaced-{stamp}"
+                os.replace(path + suffix, kept + suffix)
+        src = _read_only(source)
+        out = sqlite3.connect(path)
+        try:
+            src.backup(out)
+            out.execute("PRAGMA journal_mode=WAL")
+        finally:
+            out.close()
+            src.close()
+        with open(marker + ".tmp", "w", encoding="utf-8") as fh:
+            json.dump({"store_id": facts.store_id, "seq": facts.seq, "ts": facts.ts, "written": time.time()}, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(marker + ".tmp", marker)
+    finally:
+        held.close()
+    return facts, kept
