@@ -17,6 +17,7 @@ from controller.discovery import DiscoverySink, VrsSnapshot, VtepSnapshot
 from controller.journal import Journal
 from controller.policy import Policy
 from controller.remote import RemoteTable, changed_scopes
+from controller.store import Change
 
 log = logging.getLogger("canopy.state")
 LOG_EACH_MOVE = 50  # more vports moving in one change are summarised at info level, listed at debug
@@ -118,11 +119,9 @@ class State(DiscoverySink):
 
     def _apply_policy_changes(self, old, new, changes) -> set[str]:
         """Update the binding index from a commit's change list; the journal gets what it reaches. Without
-        a change list (a policy replaced wholesale) everything is re-resolved and recomputed."""
+        a change list (a policy replaced wholesale: a snapshot restore) the two policies are compared."""
         if not changes:
-            reached = set(self.found) | self._learn_policy(new)
-            self._record_full()
-            return reached
+            changes = _policy_diff(old, new)
         reached = set()
         for change in changes:
             before, after = old.get(change.kind, change.id), new.get(change.kind, change.id)
@@ -367,6 +366,18 @@ class State(DiscoverySink):
         status = self.vport_status(vid)
         return {"id": vid, "ref": self.policy.ref("vport", vport) if vport else None, "status": status["status"],
                 "mac_mismatch": status["mac_mismatch"]}
+
+
+def _policy_diff(old, new) -> list[Change]:
+    """The changes between two policies, for the kinds the derived View reads (no change list at hand)."""
+    out = []
+    for kind in ("domain", "subnet", "vport", "vtep_binding"):
+        before, after = old.objects[kind], new.objects[kind]
+        if before is after:
+            continue
+        out += [Change(kind, oid, "put", None) for oid in set(before) | set(after)
+                if before.get(oid) is not after.get(oid) and before.get(oid) != after.get(oid)]
+    return out
 
 
 def _changed_ports(old, snap, flavour_of) -> frozenset[str] | None:

@@ -30,17 +30,21 @@ class Switches:
 
 
 class Breakable:
-    """Wraps Programmer.derive: raises while ``broken`` (counting the calls)."""
+    """Wraps the View's derivation (the incremental update and the from-scratch build): raises while
+    ``broken`` (counting the calls)."""
 
     def __init__(self, programmer):
-        self.real, self.broken, self.calls = programmer.derive, False, 0
-        programmer.derive = self
+        self.broken, self.calls = False, 0
+        live = programmer.live
+        live.apply, live.build = self._wrap(live.apply), self._wrap(live.build)
 
-    def __call__(self):
-        self.calls += 1
-        if self.broken:
-            raise ValueError("'fe80::1' does not appear to be an IPv4 address")
-        return self.real()
+    def _wrap(self, real):
+        def call(*args):
+            self.calls += 1
+            if self.broken:
+                raise ValueError("'fe80::1' does not appear to be an IPv4 address")
+            return real(*args)
+        return call
 
 
 @pytest.fixture
