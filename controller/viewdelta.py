@@ -626,6 +626,11 @@ class LiveView:
     def _presence_owners(self):
         """A subnet or domain arriving on a switch or leaving it: it and every endpoint it reaches, there."""
         v, owners = self.view, self.r.owners
+        changed = defaultdict(set)  # subnet -> owners of endpoints that changed there (gone ones included)
+        for pair in self.changed.values():
+            for ep in pair:
+                if ep is not None:
+                    changed[ep.subnet_id].add(ep.owner)
         for session, items in self.presence.items():
             if session not in v.switches:
                 continue
@@ -639,6 +644,7 @@ class LiveView:
                     reached.add(item)
             for sid in reached:
                 owners[session].update(ep.owner for ep in v.by_subnet.get(sid, ()))
+                owners[session].update(changed.get(sid, ()))
 
 
 def _subnet_info(policy, sub) -> d.SubnetInfo | None:
