@@ -92,6 +92,7 @@ class LiveView:
         self.prefixes: dict[str, list] = {}  # domain -> its EVPN routes (derive._evpn_routes)
         self.static_of: dict[str, set[str]] = {}  # domain -> endpoint ids its static routes go to
         self.dom_keys: dict[str, tuple] = {}  # domain -> what its own flows are compiled from
+        self.present_dom: dict[tuple, str | None] = {}  # (session, subnet) present -> the subnet's domain then
 
     # ------------------------------------------------------------------------------------------ build
     def build(self) -> Reach:
@@ -113,6 +114,7 @@ class LiveView:
         self.tunnels = set()  # sessions whose tunnel IP (or tunnel port) changed
         self.switches_changed = False
         self.redo = set()  # vports of subnets whose SubnetInfo changed
+        self.was_at = {}  # endpoint id -> where its owner had flows before it changed
         self.domains_touched = set()  # domains whose subnets changed
         self.touched_ips = defaultdict(set)  # domain -> IPs of endpoints that changed there
         own_before = set(self.own_ips)
@@ -352,6 +354,7 @@ class LiveView:
         """Replace one endpoint in the view and every index."""
         v = self.view
         if old is not None:
+            self.was_at[eid] = self.was_at.get(eid, set()) | self._where(old)
             self._count(old, -1)
             if v.endpoints.get(eid) == old:
                 del v.endpoints[eid]
@@ -429,12 +432,13 @@ class LiveView:
         if here == (sid in subnets):
             return
         self.presence[session].add(sid)
-        sub = v.subnets.get(sid)
-        dom = sub.domain_id if sub else None
         if here:
+            sub = v.subnets.get(sid)
+            dom = self.present_dom[(session, sid)] = sub.domain_id if sub else None
             subnets.add(sid)
             self.sub_on[sid].add(session)
         else:
+            dom = self.present_dom.pop((session, sid), None)  # the domain it was counted under
             subnets.discard(sid)
             self.sub_on[sid].discard(session)
         if dom:
@@ -528,6 +532,7 @@ class LiveView:
                 continue
             taken.add(prefix)
             evpn.append(d.Route(prefix, "evpn", rp.vtep_ip, None, None, rp.vtep_ip, rp.router_mac, rp.l3_vni))
+        static.sort(key=lambda r: d._route_order(r.prefix))  # derive's order (the FIB's, stable)
         key = (dom, static, evpn, connected)
         if key != self.dom_keys.get(did):
             self.dom_changed.add(did)
@@ -615,8 +620,8 @@ class LiveView:
             sub = v.subnets.get(sid)
             if sub is not None and sub.domain_id:
                 domains.add(sub.domain_id)
-        for ep in endpoints.values():
-            self._add(ep.owner, self._where(ep))
+        for (eid, _), ep in endpoints.items():
+            self._add(ep.owner, self._where(ep) | self.was_at.get(eid, set()))
         for sid in subnets:
             self._add(Owner("subnet", sid), self.sub_on.get(sid, ()))
         for did in domains:
