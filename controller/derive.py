@@ -121,6 +121,10 @@ class View:
     remote_floods: dict[str, frozenset[str]] = field(default_factory=dict)  # subnet id -> remote VTEPs (type 3)
     bm_gateways: dict[str, str] = field(default_factory=dict)  # subnet id -> the VRS routing for its bare metal
     _on: dict = field(default_factory=dict, repr=False, compare=False)  # session -> (subnets, domains)
+    # kept by controller.viewdelta.LiveView (None in a View derived from scratch): subnet -> sessions with
+    # endpoints there (counts), and (subnet, session) -> ids of the local vports there, sorted
+    _holders: dict | None = field(default=None, repr=False, compare=False)
+    _locals: dict | None = field(default=None, repr=False, compare=False)
 
     def subnets_on(self, session) -> set[str]:
         """Subnets with at least one endpoint on this switch."""
@@ -141,6 +145,13 @@ class View:
                 self._on[sess] = (subs, {self.subnets[s].domain_id for s in subs if self.subnets[s].domain_id})
         return self._on.get(session, (set(), set()))
 
+    def local_endpoints(self, subnet_id, session) -> list[Endpoint]:
+        """The subnet's vports on this switch that have a port there (a key), in by_subnet's order."""
+        if self._locals is not None:
+            eps = (self.endpoints[vid] for vid in self._locals.get((subnet_id, session), ()))
+            return [ep for ep in eps if ep.key]
+        return [ep for ep in self.by_subnet.get(subnet_id, ()) if ep.session == session and ep.key]
+
     def subnets_of_domain(self, domain_id) -> list[str]:
         return [s.id for s in self.subnets.values() if s.domain_id == domain_id]
 
@@ -154,12 +165,16 @@ class View:
     def vteps_of(self, subnet_id, exclude_session=None) -> list[str]:
         """The subnet's BUM replication list: tunnel IPs of every other VRS with endpoints in the subnet, of
         the hardware VTEPs bound to it, and of the remote VTEPs that have it (MACs there, or type 3 routes)."""
-        sessions = {e.session for e in self.by_subnet.get(subnet_id, ())} | self.bound_vteps.get(subnet_id, set())
+        if self._holders is not None:
+            sessions = set(self._holders.get(subnet_id, ()))
+        else:
+            sessions = {e.session for e in self.by_subnet.get(subnet_id, ())}
+        sessions |= self.bound_vteps.get(subnet_id, set())
         if subnet_id in self.bm_gateways:
             sessions.add(self.bm_gateways[subnet_id])
         ips = {self.tunnel_ip_of(s) for s in sessions if s != exclude_session}
         ips |= self.remote_floods.get(subnet_id, frozenset()) - {self.tunnel_ip_of(exclude_session)}
-        return sorted(ips - {None}, key=lambda ip: ipaddress.IPv4Address(ip))
+        return sorted(ips - {None}, key=_ip_order)
 
 
 def switch_info(snap, vtep_ip) -> SwitchInfo:
@@ -380,6 +395,11 @@ def _evpn_routes(routes, remote_prefixes) -> list[Route]:
         taken.add(prefix)
         out.append(Route(prefix, "evpn", rp.vtep_ip, None, None, rp.vtep_ip, rp.router_mac, rp.l3_vni))
     return out
+
+
+@lru_cache(maxsize=65536)
+def _ip_order(ip: str) -> int:
+    return int(ipaddress.IPv4Address(ip))
 
 
 @lru_cache(maxsize=65536)

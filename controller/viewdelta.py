@@ -71,10 +71,12 @@ class LiveView:
         self.view.fib = LazyFib(self._fib)
         v = self.view
         v._on = {}
+        v._locals = defaultdict(list)  # (subnet, session) -> sorted local vport ids
         self.sub_on: dict[str, set[str]] = defaultdict(set)  # subnet -> switches (sessions) it is present on
         self.dom_on: dict[str, set[str]] = defaultdict(set)
         self.dom_count: dict[str, Counter] = defaultdict(Counter)  # session -> domain -> its subnets there
         self.ep_count: dict[str, Counter] = defaultdict(Counter)  # subnet -> session -> endpoints
+        v._holders = self.ep_count
         self.by_session: dict[str, set[str]] = defaultdict(set)  # session -> endpoint ids
         self.vports_in: dict[str, list[str]] = defaultdict(list)  # subnet -> sorted located vport ids
         self.hw: dict[str, list] = {}  # subnet -> its hardware VTEP endpoints, in derive's order
@@ -115,6 +117,7 @@ class LiveView:
         self.switches_changed = False
         self.redo = set()  # vports of subnets whose SubnetInfo changed
         self.was_at = {}  # endpoint id -> where its owner had flows before it changed
+        self.tails = set()  # subnets whose hardware VTEP or EVPN endpoints changed
         self.domains_touched = set()  # domains whose subnets changed
         self.touched_ips = defaultdict(set)  # domain -> IPs of endpoints that changed there
         own_before = set(self.own_ips)
@@ -255,12 +258,30 @@ class LiveView:
             old = v.endpoints.get(vid)
             old = old if old is not None and old.kind == "vport" else None
             if old != new:
-                if old is not None:
-                    lst = self.vports_in[old.subnet_id]
-                    del lst[bisect.bisect_left(lst, vid)]
-                if new is not None:
-                    bisect.insort(self.vports_in[new.subnet_id], vid)
                 self._swap(vid, old, new)
+                if old is not None:
+                    self._place(old, remove=True)
+                if new is not None:
+                    self._place(new)
+
+    def _place(self, ep, remove=False):
+        """A vport endpoint into (or out of) its subnet's sorted vports, by_subnet and the local index."""
+        v, sid, vid = self.view, ep.subnet_id, ep.vport_id
+        ids, local = self.vports_in[sid], v._locals[(sid, ep.session)]
+        at = bisect.bisect_left(ids, vid)
+        eps = v.by_subnet.setdefault(sid, [])
+        if remove:
+            del ids[at]
+            del eps[at]
+            del local[bisect.bisect_left(local, vid)]
+            if not eps:
+                del v.by_subnet[sid]
+            if not local:
+                del v._locals[(sid, ep.session)]
+        else:
+            ids.insert(at, vid)
+            eps.insert(at, ep)
+            bisect.insort(local, vid)
 
     def _server(self, vid, vport):
         old = self.server_at.pop(vid, None)
@@ -346,6 +367,8 @@ class LiveView:
         else:
             lists.pop(sid, None)
         fresh = {ep.vport_id: ep for ep in new}
+        if list(old.values()) != new:
+            self.tails.add(sid)
         for eid in set(old) | set(fresh):
             if old.get(eid) != fresh.get(eid):
                 self._swap(eid, old.get(eid), fresh.get(eid))
@@ -404,8 +427,10 @@ class LiveView:
     def _drop_subnet_eps(self, sid):
         """Every endpoint of a subnet whose SubnetInfo changes leaves (counted under the old info); the
         derivation puts them back under the new one."""
-        for vid in self.vports_in.pop(sid, []):
-            self._swap(vid, self.view.endpoints.get(vid), None)
+        for vid in list(self.vports_in.get(sid, ())):
+            ep = self.view.endpoints.get(vid)
+            self._swap(vid, ep, None)
+            self._place(ep, remove=True)
             self.redo.add(vid)
         self._replace_list(self.hw, sid, [])
         self._replace_list(self.ev, sid, [])
@@ -415,9 +440,10 @@ class LiveView:
         return (sub.domain_id if sub else None) or sid
 
     def _by_subnet(self):
+        """by_subnet: the vports (kept in place by _place), then the subnet's hardware VTEP and EVPN endpoints."""
         v = self.view
-        for sid in {ep.subnet_id for pair in self.changed.values() for ep in pair if ep is not None}:
-            eps = [v.endpoints[vid] for vid in self.vports_in.get(sid, ())] + self.hw.get(sid, []) + \
+        for sid in self.tails:
+            eps = v.by_subnet.get(sid, [])[:len(self.vports_in.get(sid, ()))] + self.hw.get(sid, []) + \
                 self.ev.get(sid, [])
             if eps:
                 v.by_subnet[sid] = eps

@@ -158,7 +158,7 @@ def _subnet(view, sw, owner):
         flow(p.L2_LOOKUP, 10, {"reg0": FROM_TUNNEL, "reg5": sub.vni}, [("group", local_only)], owner),
         flow(p.L2_LOOKUP, 5, {"reg5": sub.vni}, [("group", everyone)], owner),
     ]
-    local = [ep for ep in view.by_subnet.get(sub.id, ()) if ep.session == sw.session and ep.key]
+    local = view.local_endpoints(sub.id, sw.session)
     local_buckets = tuple((("set", p.REG_OUT, ep.key), ("resubmit", p.EGRESS_ACL)) for ep in local)
     remote_buckets = tuple(to_vtep(sub.vni, ip, sw) for ip in view.vteps_of(sub.id, sw.session)) \
         if sw.tunnel_ofport else ()
