@@ -34,8 +34,8 @@ from controller.state import State
 from controller.store import Change
 from openflow.compiler import compile_switch
 
-SEEDS = int(os.environ.get("CANOPY_ORACLE_SEEDS", "8"))
-STEPS = int(os.environ.get("CANOPY_ORACLE_STEPS", "120"))
+SEEDS = int(os.environ.get("CANOPY_ORACLE_SEEDS", "16"))
+STEPS = int(os.environ.get("CANOPY_ORACLE_STEPS", "150"))
 HOSTS = {"hv1": "kvm", "hv2": "hyperv", "hv3": "esxi", "hv4": "kvm"}
 SUBNETS = {  # name -> (domain or None for L2-only, cidr)
     "web": ("prod", "10.0.1.0/24"), "db": ("prod", "10.0.2.0/24"), "app": ("dev", "10.0.3.0/24"),
@@ -63,6 +63,7 @@ class World:
         self.bindings: set[tuple] = set()  # (port, vlan, subnet)
         self.hosts: dict[str, dict] = {}  # connected: name -> {tunnel ofport, vtep ip}
         self.placed: dict[str, str] = {}  # vport name -> host it is on
+        self.lingering: dict[str, str] = {}  # vport name -> the host it left, still showing its port (migration)
         self.ofports: dict[str, int] = {}
         self.wrong_mac: set[str] = set()  # the hypervisor reports another MAC for these
         self.tor = None  # None: not connected; else its learned MACs
@@ -113,7 +114,8 @@ class World:
         flavour = HOSTS[host]
         ports = [PortInfo("vxlan0", h["tunnel"], None, (), "vxlan")]
         trunk = []
-        for name, where in sorted(self.placed.items()):
+        shown = sorted(self.placed.items()) + sorted(self.lingering.items())
+        for name, where in shown:
             if where != host:
                 continue
             kind = VPORTS[name]
@@ -164,12 +166,16 @@ class World:
     def ev_place(self):
         rng, name = self.rng, self.rng.choice(sorted(n for n in VPORTS if VPORTS[n] != "baremetal"))
         old = self.placed.pop(name, None)
+        gone = self.lingering.pop(name, None)
         kind = VPORTS[name]
         fits = [h for h in HOSTS if kind not in ("esxi", "static") or HOSTS[h] == "esxi"]
         if rng.random() < 0.75:
             self.placed[name] = rng.choice(fits)
             self.ofports[name] = rng.randrange(10, 20)
-        for host in {old, self.placed.get(name)} - {None}:
+        if old and old != self.placed.get(name) and kind in ("kvm", "hyperv") and rng.random() < 0.4:
+            self.lingering[name] = old  # a migration in flight: both hypervisors show the port for a while
+            old = None
+        for host in {old, gone, self.placed.get(name)} - {None}:
             self.push(host)
 
     def ev_mismatch(self):
