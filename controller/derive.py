@@ -191,19 +191,12 @@ def derive(policy, locations, snapshots, vtep_ip_of, vteps=None, remote=None) ->
     for dom in policy.all("domain"):
         view.domains[dom["id"]] = dom
     for sub in policy.all("subnet"):
-        dom = policy.get("domain", sub["domain_id"]) if sub["domain_id"] else None
-        view.subnets[sub["id"]] = SubnetInfo(
-            sub["id"], sub["vni"], dom["l3_vni"] if dom else 0, sub["domain_id"], sub["cidr"], sub["gateway"],
-            dom["gateway_mac"] if dom else L2_SERVER_MAC, bool(sub["cidr"] and sub["dhcp"]["enabled"]),
-            dhcp_server_ip(sub))
+        view.subnets[sub["id"]] = subnet_info(policy, sub)
     for vid, loc in sorted(locations.items()):
         vport = policy.get("vport", vid)
         if vport is None or loc.session not in view.switches:
             continue
-        ep = Endpoint(vid, vport["subnet_id"], vport["mac"], tuple(vport["ips"] or ()), vport["port_security"],
-                      loc.session, loc.ofport, loc.vlan)
-        view.endpoints[vid] = ep
-        view.by_subnet[ep.subnet_id].append(ep)
+        _add_endpoint(view, vport_endpoint(vport, loc))
     _add_vteps(view, policy, vteps or {})
     view.bm_gateways = bm_gateways(view, policy)
     own_ips = {sw.vtep_ip for sw in view.switches.values()} | \
@@ -213,6 +206,41 @@ def derive(policy, locations, snapshots, vtep_ip_of, vteps=None, remote=None) ->
         view.fib[dom_id] = _fib(view, policy, dom_id, prefixes.get(dom_id, ()))
         view.static[dom_id] = [r for r in view.fib[dom_id] if r.kind == "static"]
     return view
+
+
+def subnet_info(policy, sub) -> SubnetInfo | None:
+    """What the compiler needs of a subnet (None for no subnet)."""
+    if sub is None:
+        return None
+    dom = policy.get("domain", sub["domain_id"]) if sub["domain_id"] else None
+    return SubnetInfo(sub["id"], sub["vni"], dom["l3_vni"] if dom else 0, sub["domain_id"], sub["cidr"],
+                      sub["gateway"], dom["gateway_mac"] if dom else L2_SERVER_MAC,
+                      bool(sub["cidr"] and sub["dhcp"]["enabled"]), dhcp_server_ip(sub))
+
+
+def vport_endpoint(vport, loc) -> Endpoint:
+    """A bound vport at its location (``controller.binding.Location``)."""
+    return Endpoint(vport["id"], vport["subnet_id"], vport["mac"], tuple(vport["ips"] or ()), vport["port_security"],
+                    loc.session, loc.ofport, loc.vlan)
+
+
+def server_endpoint(vport, session) -> Endpoint:
+    """A bare-metal vport (flavour baremetal) behind the hardware VTEP of ``session``."""
+    return Endpoint(vport["id"], vport["subnet_id"], vport["mac"], tuple(vport["ips"] or ()), False, session, None,
+                    None, "vtep_mac")
+
+
+def learned_endpoint(vtep_name, mac, subnet_id, session) -> Endpoint:
+    """A MAC a hardware VTEP learned in a bound subnet (not a declared server)."""
+    return Endpoint(f"{vtep_name}/{mac.vni}/{mac.mac}", subnet_id, mac.mac, (mac.ip,) if _ipv4(mac.ip) else (),
+                    False, session, None, None, "vtep_mac")
+
+
+def evpn_endpoint(mac, ips) -> Endpoint:
+    """A MAC behind a remote EVPN VTEP (``controller.remote.RemoteMac``) with the IPs left to it."""
+    routed = bool(mac.router_mac and mac.l3_vni)
+    return Endpoint(f"evpn:{mac.subnet_id}/{mac.mac}", mac.subnet_id, mac.mac, ips, False, f"evpn:{mac.vtep_ip}",
+                    None, None, "evpn", mac.router_mac if routed else None, mac.l3_vni if routed else 0)
 
 
 def _add_vteps(view, policy, vteps):
@@ -236,27 +264,19 @@ def _add_vteps(view, policy, vteps):
                 continue  # not a bound subnet, or a vport's MAC (policy wins)
             server = servers.get((sid, mac.mac))
             if server is not None:  # a declared bare-metal server: its id and IPs come from policy
-                _add_server(view, server, session)
+                _add_endpoint(view, server_endpoint(server, session))
             else:
-                _add_endpoint(view, Endpoint(f"{snap.name}/{mac.vni}/{mac.mac}", sid, mac.mac,
-                                             (mac.ip,) if _ipv4(mac.ip) else (), False, session, None, None,
-                                             "vtep_mac"))
+                _add_endpoint(view, learned_endpoint(snap.name, mac, sid, session))
             known.add((sid, mac.mac))
     for (sid, mac), server in sorted(servers.items()):
         bound = view.bound_vteps.get(sid, set())
         if (sid, mac) not in known and len(bound) == 1:  # not learned yet: behind the subnet's only VTEP
-            _add_server(view, server, next(iter(bound)))
+            _add_endpoint(view, server_endpoint(server, next(iter(bound))))
 
 
 def _add_endpoint(view, ep):
     view.endpoints[ep.vport_id] = ep
     view.by_subnet[ep.subnet_id].append(ep)
-
-
-def _add_server(view, vport, session):
-    """A bare-metal vport (flavour baremetal) behind the hardware VTEP of ``session``."""
-    _add_endpoint(view, Endpoint(vport["id"], vport["subnet_id"], vport["mac"], tuple(vport["ips"] or ()), False,
-                                 session, None, None, "vtep_mac"))
 
 
 def needs_gateway(sub: SubnetInfo) -> bool:
@@ -322,13 +342,9 @@ def _add_remote(view, remote, own_ips) -> dict[str, list]:
         if sid not in view.subnets or (sid, mac.mac) in known or not _ipv4(mac.vtep_ip) or mac.vtep_ip in own_ips:
             continue
         ips = tuple(ip for ip in mac.ips if _ipv4(ip) and (scope(sid), ip) not in claimed)
-        routed = bool(mac.router_mac and mac.l3_vni)
-        session = f"evpn:{mac.vtep_ip}"
-        ep = Endpoint(f"evpn:{sid}/{mac.mac}", sid, mac.mac, ips, False, session, None, None, "evpn",
-                      mac.router_mac if routed else None, mac.l3_vni if routed else 0)
-        view.endpoints[ep.vport_id] = ep
-        view.by_subnet[sid].append(ep)
-        view.remote_vteps[session] = mac.vtep_ip
+        ep = evpn_endpoint(mac, ips)
+        _add_endpoint(view, ep)
+        view.remote_vteps[ep.session] = mac.vtep_ip
         known.add((sid, mac.mac))
         claimed.update((scope(sid), ip) for ip in ips)
     floods = defaultdict(set)

@@ -3,7 +3,7 @@
 ``LiveView.apply(journal)`` takes what State recorded (``controller.journal``) and updates its ``View`` in place
 for just those objects: the endpoints of the vports that moved or changed, the hardware-VTEP and EVPN endpoints of
 the subnets they reach, switch presence, bare-metal gateways, flood lists, and per domain its static and EVPN
-routes (the full FIB, host routes included, is rebuilt lazily when read: ``LazyFib``). It returns a ``Reach``: per
+routes (``controller.viewroutes``; the full FIB, host routes included, is rebuilt lazily when read). It returns a ``Reach``: per
 switch the owners to recompile, and the switches to compile whole (connected or changed). Nothing here walks every
 vport or every switch because one changed. ``LiveView.build()`` is the same from scratch (start, fallback); the
 incremental and scratch results are checked against ``derive.derive`` by tests/unit/test_incremental_oracle.py.
@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from controller import derive as d
 from controller.journal import Journal
+from controller.viewroutes import Routes
 from openflow.flows import Owner
 
 
@@ -27,48 +28,11 @@ class Reach:
     gone: set[str] = field(default_factory=set)  # switches that left
 
 
-class LazyFib(dict):
-    """domain id -> FIB; a domain marked stale is rebuilt when read (host routes change with every vport)."""
-
-    def __init__(self, build):
-        super().__init__()
-        self._build = build
-        self._stale = set()
-
-    def stale(self, did):
-        self._stale.add(did)
-        dict.__setitem__(self, did, None)
-
-    def drop(self, did):
-        self._stale.discard(did)
-        self.pop(did, None)
-
-    def __getitem__(self, did):
-        if did in self._stale:
-            self._stale.discard(did)
-            dict.__setitem__(self, did, self._build(did))
-        return dict.__getitem__(self, did)
-
-    def get(self, did, default=None):
-        return self[did] if did in self else default
-
-    def values(self):
-        return [self[did] for did in self]
-
-    def items(self):
-        return [(did, self[did]) for did in self]
-
-    def __eq__(self, other):
-        return isinstance(other, dict) and dict(self.items()) == dict(other.items())
-
-    __hash__ = None
-
-
 class LiveView:
     def __init__(self, state):
         self.state = state
         self.view = d.View()
-        self.view.fib = LazyFib(self._fib)
+        self.routes = Routes(self)
         v = self.view
         v._on = {}
         v._locals = defaultdict(list)  # (subnet, session) -> sorted local vport ids
@@ -83,17 +47,12 @@ class LiveView:
         self.ev: dict[str, list] = {}  # subnet -> its EVPN endpoints
         self.vport_macs: dict[str, Counter] = defaultdict(Counter)  # subnet -> MACs of its vport endpoints
         self.claims: dict[str, Counter] = defaultdict(Counter)  # scope -> IPs of vport and hw endpoints
-        self.host_eps: dict[str, dict] = defaultdict(lambda: defaultdict(dict))  # domain -> ip -> {id: ep}
         self.dom_subnets: dict[str, list[str]] = defaultdict(list)
         self.servers: dict[str, dict[str, dict]] = defaultdict(dict)  # subnet -> MAC -> bare-metal vport
         self.server_at: dict[str, tuple] = {}
         self.vtep_macs: dict[str, dict[int, list]] = {}  # VTEP session -> VNI -> MACs sorted
         self.vtep_tunnels: dict[str, tuple] = {}
         self.own_ips: Counter = Counter()
-        self.targets: dict[str, set[str]] = defaultdict(set)  # endpoint id -> domains whose static routes use it
-        self.prefixes: dict[str, list] = {}  # domain -> its EVPN routes (derive._evpn_routes)
-        self.static_of: dict[str, set[str]] = {}  # domain -> endpoint ids its static routes go to
-        self.dom_keys: dict[str, tuple] = {}  # domain -> what its own flows are compiled from
         self.present_dom: dict[tuple, str | None] = {}  # (session, subnet) present -> the subnet's domain then
 
     # ------------------------------------------------------------------------------------------ build
@@ -118,8 +77,7 @@ class LiveView:
         self.redo = set()  # vports of subnets whose SubnetInfo changed
         self.was_at = {}  # endpoint id -> where its owner had flows before it changed
         self.tails = set()  # subnets whose hardware VTEP or EVPN endpoints changed
-        self.domains_touched = set()  # domains whose subnets changed
-        self.touched_ips = defaultdict(set)  # domain -> IPs of endpoints that changed there
+        self.routes.start()
         own_before = set(self.own_ips)
         self._switches(j.switches)
         self._vteps(j.vteps)
@@ -134,7 +92,7 @@ class LiveView:
         self._remote(j, info_changed, own_changed)
         self._by_subnet()
         bm_changed = self._bm_gateways(j, info_changed)
-        self._domains(j, info_changed, own_changed)
+        self.routes.update(j, own_changed)
         self._owners(info_changed, bm_changed)
         return self.r
 
@@ -203,7 +161,7 @@ class LiveView:
         info_changed = set()
         for sid in set(j.subnets) | {s for did in j.domains for s in self.dom_subnets.get(did, ())}:
             old = v.subnets.get(sid)
-            new = _subnet_info(p, p.get("subnet", sid))
+            new = d.subnet_info(p, p.get("subnet", sid))
             if old == new:
                 continue
             info_changed.add(sid)
@@ -211,7 +169,7 @@ class LiveView:
                 self._drop_subnet_eps(sid)
             for info in (old, new):
                 if info is not None and info.domain_id:
-                    self.domains_touched.add(info.domain_id)
+                    self.routes.touched.add(info.domain_id)
             if new is None:
                 del v.subnets[sid]
             else:
@@ -253,8 +211,7 @@ class LiveView:
             loc = s.locations.get(vid)
             new = None
             if vport is not None and loc is not None and loc.session in v.switches and vport["subnet_id"] in v.subnets:
-                new = d.Endpoint(vid, vport["subnet_id"], vport["mac"], tuple(vport["ips"] or ()),
-                                 vport["port_security"], loc.session, loc.ofport, loc.vlan)
+                new = d.vport_endpoint(vport, loc)
             old = v.endpoints.get(vid)
             old = old if old is not None and old.kind == "vport" else None
             if old != new:
@@ -306,14 +263,12 @@ class LiveView:
                     if mac.mac in known or macs[mac.mac]:
                         continue
                     server = servers.get(mac.mac)
-                    out.append(_server_ep(server, session) if server is not None else
-                               d.Endpoint(f"{snap_name}/{mac.vni}/{mac.mac}", sid, mac.mac,
-                                          (mac.ip,) if d._ipv4(mac.ip) else (), False, session, None, None,
-                                          "vtep_mac"))
+                    out.append(d.server_endpoint(server, session) if server is not None else
+                               d.learned_endpoint(snap_name, mac, sid, session))
                     known.add(mac.mac)
             for mac, server in sorted(servers.items()):
                 if mac not in known and not macs[mac] and len(bound) == 1:
-                    out.append(_server_ep(server, next(iter(bound))))
+                    out.append(d.server_endpoint(server, next(iter(bound))))
         self._replace_list(self.hw, sid, out)
 
     def _remote(self, j, info_changed, own_changed):
@@ -352,9 +307,7 @@ class LiveView:
                         mac.vtep_ip in self.own_ips:
                     continue
                 ips = tuple(ip for ip in mac.ips if d._ipv4(ip) and not self.claims[scope][ip] and ip not in claimed)
-                routed = bool(mac.router_mac and mac.l3_vni)
-                out.append(d.Endpoint(f"evpn:{sid}/{mac.mac}", sid, mac.mac, ips, False, f"evpn:{mac.vtep_ip}", None,
-                                      None, "evpn", mac.router_mac if routed else None, mac.l3_vni if routed else 0))
+                out.append(d.evpn_endpoint(mac, ips))
                 known.add(mac.mac)
                 claimed.update(ips)
         self._replace_list(self.ev, sid, out)
@@ -411,18 +364,8 @@ class LiveView:
                 self.claims[scope][ip] += step
         if ep.kind == "evpn":
             v.remote_vteps[session] = session[len("evpn:"):]
-        dom = sub.domain_id if sub else None
-        if dom and sub.cidr:
-            for ip in ep.ips:
-                if step > 0:
-                    self.host_eps[dom][ip][ep.vport_id] = ep
-                else:
-                    self.host_eps[dom][ip].pop(ep.vport_id, None)
-                    if not self.host_eps[dom][ip]:
-                        del self.host_eps[dom][ip]
-            if dom in v.domains:
-                v.fib.stale(dom)
-            self.touched_ips[dom].update(ep.ips)
+        if sub is not None and sub.domain_id and sub.cidr:
+            self.routes.count(ep, sub.domain_id, step)
 
     def _drop_subnet_eps(self, sid):
         """Every endpoint of a subnet whose SubnetInfo changes leaves (counted under the old info); the
@@ -516,95 +459,6 @@ class LiveView:
             out[sid] = min(candidates, key=lambda sw: d._gateway_rank(sid, sw, preferred, (holding, in_domain))).session
         return out
 
-    # ------------------------------------------------------------------------------------------ domains
-    def _domains(self, j, info_changed, own_changed):
-        v, remote = self.view, self.state.remote.by_domain
-        dirty = set(j.domains) | self.domains_touched | set(j.remote_domains)
-        if own_changed:
-            dirty |= set(remote) | set(self.prefixes)
-        for dom, ips in self.touched_ips.items():
-            dvals = v.domains.get(dom)
-            if dvals is not None and (remote.get(dom) or
-                                      any(r["next_hop"] in ips for r in dvals["static_routes"])):
-                dirty.add(dom)
-        self.dom_changed = set()
-        for did in dirty:
-            if did not in v.domains:
-                v.static.pop(did, None)
-                v.fib.drop(did)
-                self.prefixes.pop(did, None)
-                self._set_targets(did, ())
-                continue
-            self._domain(did, remote.get(did, ()))
-
-    def _domain(self, did, remote_prefixes):
-        v = self.view
-        dom = v.domains[did]
-        connected = [d.Route(v.subnets[s].cidr, "connected", None, None, s) for s in self.dom_subnets.get(did, ())
-                     if v.subnets[s].cidr]
-        static = []
-        for route in dom["static_routes"]:
-            target = self._host(did, route["next_hop"])
-            static.append(d.Route(route["prefix"], "static", route["next_hop"], target.vport_id if target else None,
-                                  target.subnet_id if target else None))
-        prefixes = [rp for rp in remote_prefixes if d._ipv4(rp.vtep_ip) and rp.vtep_ip not in self.own_ips
-                    and d._ipv4_prefix(rp.prefix)]
-        taken = {d._ipv4_prefix(r.prefix) for r in connected + static if r.kind != "static" or r.vport_id}
-        evpn = []
-        for rp in sorted(prefixes, key=lambda x: (d._route_order(d._ipv4_prefix(x.prefix)),
-                                                  d.ipaddress.IPv4Address(x.vtep_ip))):
-            prefix = d._ipv4_prefix(rp.prefix)
-            if prefix in taken or (prefix.endswith("/32") and prefix[:-3] in self.host_eps.get(did, {})):
-                continue
-            taken.add(prefix)
-            evpn.append(d.Route(prefix, "evpn", rp.vtep_ip, None, None, rp.vtep_ip, rp.router_mac, rp.l3_vni))
-        static.sort(key=lambda r: d._route_order(r.prefix))  # derive's order (the FIB's, stable)
-        key = (dom, static, evpn, connected)
-        if key != self.dom_keys.get(did):
-            self.dom_changed.add(did)
-            self.dom_keys[did] = key
-        v.static[did] = static
-        self.prefixes[did] = evpn
-        self._set_targets(did, {r.vport_id for r in static if r.vport_id})
-        v.fib.stale(did)
-
-    def _set_targets(self, did, vids):
-        for vid in self.static_of.pop(did, ()):
-            self.targets[vid].discard(did)
-        self.static_of[did] = set(vids)
-        for vid in vids:
-            self.targets[vid].add(did)
-
-    def _host(self, did, ip):
-        """The endpoint a host route of this IP goes to in the domain (derive's: the last one)."""
-        eps = self.host_eps.get(did, {}).get(ip)
-        if not eps:
-            return None
-        if len(eps) == 1:
-            return next(iter(eps.values()))
-        last = None
-        for sid in self.dom_subnets.get(did, ()):
-            for ep in self.view.by_subnet.get(sid, ()):
-                if ep.vport_id in eps:
-                    last = ep
-        return last
-
-    def _fib(self, did):
-        """derive._fib from the maintained parts: connected and host routes in derive's order, static and
-        EVPN routes as _domain resolved them, sorted longest prefix first."""
-        v = self.view
-        routes = []
-        for sid in self.dom_subnets.get(did, ()):
-            sub = v.subnets[sid]
-            if not sub.cidr:
-                continue
-            routes.append(d.Route(sub.cidr, "connected", None, None, sid))
-            routes += [d.Route(f"{ip}/32", "host", None, ep.vport_id, sid) for ep in v.by_subnet.get(sid, ())
-                       for ip in ep.ips]
-        routes += v.static.get(did, []) + self.prefixes.get(did, [])
-        routes.sort(key=lambda r: d._route_order(r.prefix))
-        return routes
-
     # ------------------------------------------------------------------------------------------ owners
     def _where(self, ep) -> set[str]:
         """The switches where an endpoint's owner may have flows: its own, and those its subnet or domain is on."""
@@ -623,7 +477,7 @@ class LiveView:
     def _owners(self, info_changed, bm_changed):
         v = self.view
         subnets = set(info_changed) | self.holders_changed | self.bound_changed | bm_changed
-        domains = set(self.dom_changed)
+        domains = set(self.routes.changed)
         endpoints = {}
         for eid, pair in self.changed.items():
             for ep in pair:
@@ -632,11 +486,11 @@ class LiveView:
                 endpoints[(eid, ep)] = ep
                 if ep.kind == "vport" and ep.key:  # its subnet's local flood buckets there
                     self._add(Owner("subnet", ep.subnet_id), {ep.session})
-            domains |= self.targets.get(eid, set())
+            domains |= self.routes.targets.get(eid, set())
         for session in self.tunnels:
             for eid in self.by_session.get(session, ()):
                 endpoints[(eid, None)] = v.endpoints[eid]
-                domains |= self.targets.get(eid, set())
+                domains |= self.routes.targets.get(eid, set())
             subnets |= v._on.get(session, (set(), set()))[0]
             subnets |= {sid for sid, bound in v.bound_vteps.items() if session in bound}
             bm_changed = bm_changed | {sid for sid, gw in v.bm_gateways.items() if gw == session}
@@ -676,17 +530,3 @@ class LiveView:
             for sid in reached:
                 owners[session].update(ep.owner for ep in v.by_subnet.get(sid, ()))
                 owners[session].update(changed.get(sid, ()))
-
-
-def _subnet_info(policy, sub) -> d.SubnetInfo | None:
-    if sub is None:
-        return None
-    dom = policy.get("domain", sub["domain_id"]) if sub["domain_id"] else None
-    return d.SubnetInfo(sub["id"], sub["vni"], dom["l3_vni"] if dom else 0, sub["domain_id"], sub["cidr"],
-                        sub["gateway"], dom["gateway_mac"] if dom else d.L2_SERVER_MAC,
-                        bool(sub["cidr"] and sub["dhcp"]["enabled"]), d.dhcp_server_ip(sub))
-
-
-def _server_ep(vport, session) -> d.Endpoint:
-    return d.Endpoint(vport["id"], vport["subnet_id"], vport["mac"], tuple(vport["ips"] or ()), False, session, None,
-                      None, "vtep_mac")
