@@ -23,12 +23,16 @@ from openflow.flows import Owner
 
 @dataclass
 class Reach:
+    """What one delta reaches: the owners to recompile per switch, the switches to compile whole."""
+
     owners: dict[str, set[Owner]] = field(default_factory=lambda: defaultdict(set))  # session -> owners
     rebuild: set[str] = field(default_factory=set)  # switches compiled whole
     gone: set[str] = field(default_factory=set)  # switches that left
 
 
 class LiveView:
+    """The View of one State and the indexes that keep it current (see the module docstring)."""
+
     def __init__(self, state):
         self.state = state
         self.view = d.View()
@@ -68,6 +72,7 @@ class LiveView:
 
     # ------------------------------------------------------------------------------------------ apply
     def apply(self, j: Journal) -> Reach:
+        """Update the View for what the journal names; returns what that reaches."""
         self.r = Reach()
         self.changed = {}  # endpoint id -> (old, new)
         self.presence = defaultdict(set)  # session -> subnets and ("d", domain) whose presence there changed
@@ -121,7 +126,6 @@ class LiveView:
 
     def _vteps(self, sessions):
         s, v = self.state, self.view
-        self.hw_vtep_subnets = set()
         names = set()
         for session in sessions:
             snap = s.vteps.get(session)
@@ -159,7 +163,9 @@ class LiveView:
             else:
                 v.domains[did] = dom
         info_changed = set()
-        for sid in set(j.subnets) | {s for did in j.domains for s in self.dom_subnets.get(did, ())}:
+        wanted = set(j.subnets) | {s for did in j.domains for s in self.dom_subnets.get(did, ())}
+        ordered = [x["id"] for x in p.all("subnet") if x["id"] in wanted] if wanted else []  # derive's order
+        for sid in ordered + sorted(wanted - set(ordered)):
             old = v.subnets.get(sid)
             new = d.subnet_info(p, p.get("subnet", sid))
             if old == new:
