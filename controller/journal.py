@@ -2,8 +2,8 @@
 
 State records every change it takes as the objects it reaches (vports, subnets, domains, VRS and hardware
 VTEP sessions, EVPN scopes); ``controller.viewdelta`` updates the derived View for just those and tells the
-Programmer which owners to recompile where. ``full`` asks for a recompute from scratch (a change whose reach
-State cannot tell, e.g. a policy replaced wholesale by a snapshot restore).
+Programmer which owners to recompile where. A policy replaced without a change list (a snapshot restore on an
+HA standby) is compared with the previous one, so it too arrives as the objects that changed.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 
 @dataclass(eq=False)
 class Journal:
-    full: bool = False
     vports: set[str] = field(default_factory=set)  # policy or location changed
     subnets: set[str] = field(default_factory=set)  # policy changed (vtep bindings and bare-metal servers too)
     domains: set[str] = field(default_factory=set)  # policy changed
@@ -23,12 +22,12 @@ class Journal:
     remote_domains: set[str] = field(default_factory=set)  # EVPN prefixes changed there
 
     def empty(self) -> bool:
-        return not (self.full or self.vports or self.subnets or self.domains or self.switches or self.vteps
+        return not (self.vports or self.subnets or self.domains or self.switches or self.vteps
                     or self.remote_subnets or self.remote_domains)
 
     def take(self) -> "Journal":
         """What was recorded (returned) and a clean slate (this journal)."""
-        out = Journal(self.full, self.vports, self.subnets, self.domains, self.switches, self.vteps,
+        out = Journal(self.vports, self.subnets, self.domains, self.switches, self.vteps,
                       self.remote_subnets, self.remote_domains)
         self.__init__()
         return out

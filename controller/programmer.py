@@ -43,7 +43,7 @@ class Programmer:
     def refresh(self, full: bool = False) -> set[str]:
         """Bring desired state up to date; returns the sessions whose desired flows or groups changed."""
         journal = self.journal.take() if self.journal is not None else None
-        if full or not self._built or journal is None or journal.full:
+        if full or not self._built or journal is None:
             self._built = False
             self.live.build()
             self._built = True

@@ -1,8 +1,11 @@
 """State: the one place everything Canopy knows comes together.
 
-Inputs change it (policy commits from the service, VRS snapshots from OVSDB, datapaths from OpenFlow);
-derived views (vport locations, the switch list) are recomputed from it. State never talks to a device:
-subscribers (the compilers of later stages) are told what changed and do their own work.
+Inputs change it as deltas (policy commits with their change list, VRS snapshots with the ports that changed,
+hardware VTEP snapshots, EVPN routes after import policy, datapaths from OpenFlow). State keeps vport locations
+current with a binding index (controller/binding.py ``BindingIndex``): a changed port or a changed vport
+re-resolves only the vports it reaches. Every change is recorded in the change journals of its readers
+(controller/journal.py; the Programmer drains its own), naming the objects it reached. State never talks to a
+device: subscribers are told that something changed and do their own work.
 """
 
 from __future__ import annotations
@@ -48,7 +51,6 @@ class State(DiscoverySink):
         self._rank: dict[str, int] = {}  # VRS session -> order it connected in (ties between sightings)
         self._ranks = itertools.count(1)
         self.index = binding.BindingIndex()
-        self.found: dict[str, binding.Location] = {}  # located vports, bound or mismatched
         self._journals = weakref.WeakSet()
         self._learn_policy(policy)
         self._subscribers = []
@@ -82,10 +84,6 @@ class State(DiscoverySink):
         for journal in self._journals:
             getattr(journal, what).update(items)
 
-    def _record_full(self) -> None:
-        for journal in self._journals:
-            journal.full = True
-
     @property
     def remote(self) -> RemoteTable:
         return self._remote
@@ -110,12 +108,11 @@ class State(DiscoverySink):
         self._notify("policy", changes)
         self._relocate(reached)
 
-    def _learn_policy(self, policy) -> set[str]:
-        """Index every vport of a policy (from scratch); returns their ids."""
+    def _learn_policy(self, policy) -> None:
+        """Index every vport of a policy (from scratch)."""
         self.index = binding.BindingIndex()
         for vport in policy.all("vport"):
             self.index.learn_vport(vport)
-        return set(self.index.key_of)
 
     def _apply_policy_changes(self, old, new, changes) -> set[str]:
         """Update the binding index from a commit's change list; the journal gets what it reaches. Without
@@ -268,10 +265,6 @@ class State(DiscoverySink):
             loc = self.index.locate(vid, seen_order) if vid in self.index.key_of else None
             vport = self.policy.get("vport", vid)
             bound = None if loc is None or binding.is_mismatch(vport, loc) else loc
-            if loc is None:
-                self.found.pop(vid, None)
-            else:
-                self.found[vid] = loc
             mismatch = loc if loc is not None and bound is None else None
             if mismatch is not None:
                 self.mismatched[vid] = mismatch
@@ -391,7 +384,11 @@ def _changed_ports(old, snap, flavour_of) -> frozenset[str] | None:
     if changed is not None:
         return frozenset(changed)
     before = {p.name: p for p in old.ports}
-    names = {p.name for p in snap.ports if before.pop(p.name, None) != p}  # reused PortInfo: cheap equality
+    names = set()
+    for port in snap.ports:
+        was = before.pop(port.name, None)
+        if was is not port and was != port:  # an unchanged port is usually the same object
+            names.add(port.name)
     return frozenset(names | set(before))
 
 

@@ -187,7 +187,7 @@ class LiveView:
                     self.dom_subnets[new.domain_id].append(sid)
                     order = {x: n for n, x in enumerate(v.subnets)}
                     self.dom_subnets[new.domain_id].sort(key=order.get)
-        if j.vteps or j.subnets or j.full:
+        if j.vteps or j.subnets:
             self._bound()
         else:
             self.bound_changed = set()
