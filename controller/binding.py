@@ -13,6 +13,10 @@ the vport is a MAC mismatch instead (``partition``) and is not programmed: port 
 frame the VM sends from its real MAC anyway, and the switch would answer ARP and advertise (EVPN) a MAC the
 VM does not have. The port's own ``mac_in_use`` is not compared: on KVM it is the tap device's MAC
 (fe:..), never the VM's. ESXi trunk ports carry no per-vNIC MAC.
+
+State keeps locations with ``BindingIndex`` (which ports show which binding key), re-resolving only the vports
+a changed port or vport reaches; ``resolve`` is the same rule over everything at once, the reference the
+incremental result is tested against (tests/unit/test_incremental_oracle.py).
 """
 
 from __future__ import annotations
