@@ -61,18 +61,19 @@ class LiveView:
 
     # ------------------------------------------------------------------------------------------ build
     def build(self) -> Reach:
-        """From scratch: every object of State is dirty."""
+        """From scratch: every object of State is dirty (no owners to list: every switch is compiled whole)."""
         self.__init__(self.state)
         s = self.state
         j = Journal(vports=set(s.locations) | {v["id"] for v in s.policy.all("vport")},
                     subnets={x["id"] for x in s.policy.all("subnet")}, domains={x["id"] for x in s.policy.all("domain")},
                     switches=set(s.vrs), vteps=set(s.vteps), remote_subnets=set(s.remote.by_subnet),
                     remote_domains=set(s.remote.by_domain))
-        return self.apply(j)
+        return self.apply(j, owners=False)
 
     # ------------------------------------------------------------------------------------------ apply
-    def apply(self, j: Journal) -> Reach:
-        """Update the View for what the journal names; returns what that reaches."""
+    def apply(self, j: Journal, owners: bool = True) -> Reach:
+        """Update the View for what the journal names; returns what that reaches (owners: per switch, the
+        owners to recompile; not needed when everything is compiled anyway)."""
         self.r = Reach()
         self.changed = {}  # endpoint id -> (old, new)
         self.presence = defaultdict(set)  # session -> subnets and ("d", domain) whose presence there changed
@@ -98,7 +99,8 @@ class LiveView:
         self._by_subnet()
         bm_changed = self._bm_gateways(j, info_changed)
         self.routes.update(j, own_changed)
-        self._owners(info_changed, bm_changed)
+        if owners:
+            self._owners(info_changed, bm_changed)
         return self.r
 
     # ------------------------------------------------------------------------------------------ inputs

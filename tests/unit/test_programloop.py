@@ -39,11 +39,11 @@ class Breakable:
         live.apply, live.build = self._wrap(live.apply), self._wrap(live.build)
 
     def _wrap(self, real):
-        def call(*args):
+        def call(*args, **kwargs):
             self.calls += 1
             if self.broken:
                 raise ValueError("'fe80::1' does not appear to be an IPv4 address")
-            return real(*args)
+            return real(*args, **kwargs)
         return call
 
 
