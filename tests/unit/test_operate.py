@@ -309,6 +309,31 @@ def test_reload_applies_log_level_and_token_and_names_the_rest(tmp_path, log_str
         ctl.close()
 
 
+def test_reload_names_each_bgp_change_and_applies_none_of_them(tmp_path, log_stream):
+    config = tmp_path / "canopy.yaml"
+
+    def write(neighbors, asn=65000):
+        config.write_text(f"data_dir: {tmp_path}\nbgp:\n  asn: {asn}\n  router_id: 192.0.2.250\n  neighbors:\n"
+                          + "".join(f"    - {{address: {a}, asn: 65001, hold_time: {h}}}\n" for a, h in neighbors))
+
+    write([("192.0.2.1", 90), ("192.0.2.2", 90)])
+    runtime.SETTINGS = cli.settings_mod.with_token(cli.settings_mod.load(str(config)))
+    running = runtime.SETTINGS.bgp
+    try:
+        write([("192.0.2.1", 30), ("192.0.2.3", 90)], asn=65010)
+        done = lifecycle.reload(str(config))
+        assert not any("neighbor" in d or "asn" in d for d in done) and runtime.SETTINGS.bgp == running
+        [line] = [x for x in log_stream.getvalue().splitlines() if "SIGHUP: bgp changed" in x]
+        assert ("(neighbor 192.0.2.3 added; neighbor 192.0.2.2 removed; neighbor 192.0.2.1: hold_time changed; "
+                "bgp.asn changed); not applied: BGP settings apply only after a restart") in line
+        assert lifecycle.BGP_RESTART in line
+        write([("192.0.2.1", 90), ("192.0.2.2", 90)])
+        lifecycle.reload(str(config))
+        assert log_stream.getvalue().count("SIGHUP: bgp changed") == 1  # no change, no warning
+    finally:
+        runtime.SETTINGS = None
+
+
 # ---------------------------------------------------------------------------------------------- CLI
 
 def test_check_settings(tmp_path, capsys):
