@@ -15,17 +15,12 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.harness.policy import acme_web, create
 from tests.harness.wait import wait_until
 
 pytestmark = pytest.mark.integration
 
 CANOPY = str(Path(sys.executable).parent / "canopy")
-
-
-def create(api, collection, body):
-    resp = api.post(f"/v1/{collection}", body)
-    assert resp.status == 201, resp.text
-    return resp.json
 
 
 def metrics(api):
@@ -53,10 +48,7 @@ def test_metrics_after_real_switches_connect(lab):
     ctl = lab.add_controller_host("ctl1")
     canopy = lab.start_controller(ctl)
     api = canopy.api
-    tenant = create(api, "tenants", {"name": "acme"})
-    domain = create(api, "domains", {"tenant_id": tenant["id"], "name": "prod"})
-    subnet = create(api, "subnets", {"tenant_id": tenant["id"], "domain_id": domain["id"], "name": "web",
-                                     "cidr": "10.0.1.0/24", "gateway": "10.0.1.1"})
+    tenant, domain, subnet = acme_web(api)
     create(api, "vports", {"subnet_id": subnet["id"], "name": "vm1", "mac": "02:00:00:00:01:01",
                            "binding": {"flavour": "kvm", "iface_id": "vm1"}})
     hv = lab.add_hypervisor("kvm1")
