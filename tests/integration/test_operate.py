@@ -58,9 +58,14 @@ def test_metrics_after_real_switches_connect(lab):
     sync = wait_until(lambda: (s := switch_sync(api, "kvm1")) and s["state"] == "in_sync" and s["desired"] > 0
                       and s["pending"] == 0 and api.get("/v1/status").json["vports_bound"] == 1 and s,
                       timeout=20, what="kvm1 programmed with its vport bound")
-    got = wait_until(lambda: (m := metrics(api)) and value(m, "canopy_event_loop_lag_seconds_count", ) and m,
-                     timeout=10, what="an event-loop lag sample")
     labels = {"datapath": dpid, "chassis": "kvm1"}
+
+    def settled(m):  # the binding shows in /v1/status before the programming loop has compiled its flows
+        flows = {kind: value(m, "canopy_switch_flows", **labels, kind=kind) for kind in ("desired", "installed")}
+        return flows["desired"] == flows["installed"] and value(m, "canopy_switch_flows", **labels, kind="pending") == 0
+
+    got = wait_until(lambda: (m := metrics(api)) and value(m, "canopy_event_loop_lag_seconds_count") and settled(m)
+                     and m, timeout=10, what="an event-loop lag sample and kvm1's flows all installed")
     assert value(got, "canopy_switch_openflow_connected", **labels) == 1
     installed = value(got, "canopy_switch_flows", **labels, kind="installed")
     assert value(got, "canopy_switch_flows", **labels, kind="desired") == installed >= sync["desired"] > 0
