@@ -53,6 +53,8 @@ STABLE_AFTER = 30.0  # an ExaBGP that ran this long restarts after BACKOFF_MIN a
 TERM_GRACE = 5.0  # seconds between SIGTERM and SIGKILL, and for the reap after SIGKILL
 POLL_INTERVAL = 0.25  # how often the I/O thread checks the child when nothing else happens
 MAX_LINE = 16 * 1024 * 1024  # a line from ExaBGP longer than this is dropped
+READ_CHUNK = 1 << 16  # bytes per recv from the relay
+READ_BURST = 1 << 18  # bytes read from the relay per turn of the I/O thread before its lines are handled
 
 
 # --------------------------------------------------------------------------- configuration
@@ -322,6 +324,11 @@ class Speaker:
         with self._lock:
             return dict(self._book.received)
 
+    def take_received_changes(self) -> dict:
+        """{(peer ip, key): route, or None if withdrawn} since the last call (RouteBook.take_received_changes)."""
+        with self._lock:
+            return self._book.take_received_changes()
+
     def peers(self) -> list[dict]:
         """One row per configured neighbor: address, asn, state, since, uptime, received, sent, last_error."""
         with self._lock:
@@ -493,15 +500,24 @@ class Speaker:
                       relay_pid, len(commands))
 
     def _read(self) -> None:
-        try:
-            data = self._conn.recv(65536)
-        except BlockingIOError:
-            return
-        except OSError as error:
-            data = b""
-            self.log.warning("BGP speaker: API connection failed: %s", error)
+        """Read what the relay has (up to READ_BURST bytes: received routes are handled, and on_change told,
+        in batches of that size) and handle its complete lines."""
+        data = bytearray()
+        while len(data) < READ_BURST:
+            try:
+                chunk = self._conn.recv(READ_CHUNK)
+            except BlockingIOError:
+                break
+            except OSError as error:
+                chunk = b""
+                self.log.warning("BGP speaker: API connection failed: %s", error)
+            if not chunk:
+                if data:
+                    break  # handle what came before the end; the next turn sees the end again
+                self._api_lost()
+                return
+            data += chunk
         if not data:
-            self._api_lost()
             return
         self._inbuf += data
         *lines, rest = self._inbuf.split(b"\n")
@@ -512,6 +528,7 @@ class Speaker:
         with self._lock:
             for line in lines:  # handle_line never raises: no acknowledgement after a bad line is lost
                 self._changed |= self._book.handle_line(line.decode("utf-8", errors="replace"))
+            self._queue(self._book.take_outbox())
 
     def _write(self) -> None:
         with self._lock:
