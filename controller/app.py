@@ -169,6 +169,7 @@ class CanopyApp(RyuApp):
             return  # the start-up hold: nothing is written anywhere yet
         for session in touched:
             self._push(session)
+            hub.sleep(0)  # a turn for echo replies, heartbeats and REST between switches
         self._push_vteps()
         self._publish_routes()
         self.hold.remember(*self._reported())
