@@ -39,14 +39,21 @@ class HubProbe:
         import eventlet
 
         self._eventlet = eventlet
-        self.probe = LagProbe(interval=interval)
+        self._since = 0.0  # the largest sample since the last settle()
+        self.probe = LagProbe(interval=interval, on_sample=self._sample)
         self._thread = eventlet.spawn(self.probe.run, eventlet.sleep)
-        eventlet.sleep(0)
+        for _ in range(3):  # the first turns of a new hub are slow: not a step's doing
+            self.settle()
+
+    def _sample(self, lag: float) -> None:
+        self._since = max(self._since, lag)
 
     def settle(self) -> float:
-        """Give the probe its turn (it records the stretch just run); the largest sample so far, in ms."""
+        """Give the probe its turn (it records the stretch just run); the largest sample since the last
+        settle(), in ms."""
         self._eventlet.sleep(self.probe.interval * 2)
-        return self.max_ms
+        since, self._since = self._since, 0.0
+        return since * 1000
 
     @property
     def max_ms(self) -> float:
