@@ -55,6 +55,7 @@ POLL_INTERVAL = 0.25  # how often the I/O thread checks the child when nothing e
 MAX_LINE = 16 * 1024 * 1024  # a line from ExaBGP longer than this is dropped
 READ_CHUNK = 1 << 16  # bytes per recv from the relay
 READ_BURST = 1 << 18  # bytes read from the relay per turn of the I/O thread before its lines are handled
+NOTIFY_EVERY = 0.25  # seconds: while ExaBGP has more to say, on_change is called at most this often
 
 
 # --------------------------------------------------------------------------- configuration
@@ -261,6 +262,8 @@ class Speaker:
         self._next_start = 0.0  # monotonic time before which ExaBGP is not (re)started
         self._last_error: str | None = None
         self._changed = False
+        self._backlog = False  # the last read stopped at READ_BURST: the relay probably has more
+        self._notified = 0.0  # monotonic time of the last on_change call
 
     # ------------------------------------------------------------------ public interface
     def start(self) -> None:
@@ -361,7 +364,8 @@ class Speaker:
                 except Exception:  # noqa: BLE001 - the supervisor must outlive any bug in one turn
                     self.log.exception("BGP speaker: unexpected error, continuing")
                     time.sleep(POLL_INTERVAL)
-                self._notify()
+                if not self._backlog or time.monotonic() - self._notified >= NOTIFY_EVERY:
+                    self._notify()  # a burst of updates is reported once it is read (or every NOTIFY_EVERY)
         finally:
             self._terminate_child()
             self._reap()
@@ -503,6 +507,7 @@ class Speaker:
         """Read what the relay has (up to READ_BURST bytes: received routes are handled, and on_change told,
         in batches of that size) and handle its complete lines."""
         data = bytearray()
+        self._backlog = False
         while len(data) < READ_BURST:
             try:
                 chunk = self._conn.recv(READ_CHUNK)
@@ -517,6 +522,7 @@ class Speaker:
                 self._api_lost()
                 return
             data += chunk
+        self._backlog = len(data) >= READ_BURST
         if not data:
             return
         self._inbuf += data
@@ -565,6 +571,7 @@ class Speaker:
             conn.close()
 
     def _notify(self) -> None:
+        self._notified = time.monotonic()
         with self._lock:
             changed, self._changed = self._changed, False
         if changed and self.on_change is not None:
