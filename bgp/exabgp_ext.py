@@ -77,7 +77,6 @@ try:
     from exabgp.protocol.family import AFI, SAFI, Family
     from exabgp.protocol.ip import IP
     from exabgp.rib.outgoing import OutgoingRIB
-    from exabgp.bgp.neighbor import Neighbor as _Neighbor
     from exabgp.reactor.api.command import Command
     from exabgp.reactor.api.command.limit import extract_neighbors, match_neighbors
     from exabgp.rib.change import Change
@@ -120,7 +119,6 @@ def check_pin() -> None:
         == ("cls", "data", "direction", "negotiated"),
         "OutgoingRIB.add_to_rib(change, force)": OutgoingRIB.add_to_rib.__code__.co_varnames[:3]
         == ("self", "change", "force"),
-        "Neighbor.remove_self": callable(getattr(_Neighbor, "remove_self", None)),
         "OutgoingRIB.updates(self, grouped)": OutgoingRIB.updates.__code__.co_varnames[:2] == ("self", "grouped"),
         "Update(nlris, attributes).nlris/.attributes": Update.__init__.__code__.co_varnames[1:3]
         == ("nlris", "attributes"),
@@ -223,6 +221,29 @@ def build_nlri(route: routes.Route, action: str):
     return nlri
 
 
+_ATTRIBUTES_CACHE: dict = {}
+_ATTRIBUTES_CACHE_SIZE = 4096
+
+
+def _attribute_fields(route: routes.Route) -> tuple:
+    """What ``build_attributes`` reads from a route."""
+    pmsi = (route.originator, route.vni) if isinstance(route, routes.InclusiveMulticastRoute) else None
+    return (route.route_targets, route.encapsulation, getattr(route, "mobility_seq", None),
+            getattr(route, "router_mac", None), pmsi)
+
+
+def shared_attributes(route: routes.Route):
+    """``build_attributes(route)``, one object for every route with the same attribute fields (ExaBGP's RIB
+    keeps changes per attribute set, and sends the changes of one set together)."""
+    fields = _attribute_fields(route)
+    attributes = _ATTRIBUTES_CACHE.get(fields)
+    if attributes is None:
+        if len(_ATTRIBUTES_CACHE) >= _ATTRIBUTES_CACHE_SIZE:
+            _ATTRIBUTES_CACHE.clear()
+        attributes = _ATTRIBUTES_CACHE[fields] = build_attributes(route)
+    return attributes
+
+
 def build_attributes(route: routes.Route):
     """Path attributes: extended communities and, for type 3, the PMSI tunnel. No NEXT_HOP."""
     communities = ExtendedCommunities()
@@ -241,8 +262,9 @@ def build_attributes(route: routes.Route):
 
 
 def build_change(route: routes.Route, action: str):
-    """The ExaBGP Change (NLRI + attributes) that ``action`` on ``route`` injects in a RIB."""
-    return Change(build_nlri(route, action), build_attributes(route))
+    """The ExaBGP Change (NLRI + attributes) that ``action`` on ``route`` injects in a RIB (the attributes
+    object is shared with the other routes that have the same attribute fields)."""
+    return Change(build_nlri(route, action), shared_attributes(route))
 
 
 # --------------------------------------------------------------------------- API commands
@@ -258,25 +280,33 @@ def _run_evpn_command(api, reactor, service, line: str) -> None:
         return
     try:
         _, action, batch = routes.parse_batch_command(command)
-        changes = [build_change(route, action) for route in batch]
+        first = [build_change(route, action) for route in batch]  # every route checked before any goes in
     except (ValueError, TypeError) as error:
         api.log_failure(f"invalid evpn command ({error}) : {command[:300]}")
         reactor.processes.answer_error(service)
         return
-    for change in changes:
-        _inject(reactor.configuration, peers, change)
-    more = f" (and {len(changes) - 1} more route(s))" if len(changes) > 1 else ""
-    api.log_message(f"evpn {action} for {', '.join(peers)} : {changes[0].extensive()}{more}")
+    _inject(reactor.configuration, peers, batch, action, first)
+    more = f" (and {len(first) - 1} more route(s))" if len(first) > 1 else ""
+    api.log_message(f"evpn {action} for {', '.join(peers)} : {first[0].extensive()}{more}")
     reactor.processes.answer_done(service)
 
 
-def _inject(configuration, peers, change) -> None:
-    """Put ``change`` in each peer's outgoing RIB. ``force``: a route whose key is already there with
-    other labels replaces it (ExaBGP's cache compares only attributes and next hop)."""
+def _inject(configuration, peers, batch, action: str, first: list) -> None:
+    """Put the changes for ``batch`` in each peer's outgoing RIB, a Change object of its own per peer (the
+    first peer takes ``first``). ExaBGP's own path copies each change with ``Neighbor.remove_self`` (a deep
+    copy, to resolve "next-hop self"): Canopy's next hops are always explicit, and building the change again
+    costs a third of that copy. ``force``: a route whose key is already there with other labels replaces it
+    (ExaBGP's cache compares only attributes and next hop)."""
+    changes = first
     for name in peers:
         neighbor = configuration.neighbors.get(name)
-        if neighbor is not None and change.nlri.family().afi_safi() in neighbor.families():
-            neighbor.rib.outgoing.add_to_rib(neighbor.remove_self(change), force=True)
+        if neighbor is None or (AFI.l2vpn, SAFI.evpn) not in neighbor.families():
+            continue
+        changes = changes if changes is not None else [build_change(route, action) for route in batch]
+        rib = neighbor.rib.outgoing
+        for change in changes:
+            rib.add_to_rib(change, force=True)
+        changes = None
 
 
 def _evpn_handler(api, reactor, service, line, use_json):
