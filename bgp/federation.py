@@ -81,13 +81,11 @@ class Federation:
             self.remote_delta = None
         elif changes:
             self.remote_delta = self._importer.apply(changes)
-            if not self.remote_delta:
-                return False
         else:
             return False
         importer = self._importer
-        self.result = ImportResult(importer.table(), importer.imported, importer.ignored)
-        if self.result.table == self.state.remote:
+        self.result = ImportResult(importer.table(), importer.imported, importer.ignored)  # counts: always
+        if self.remote_delta is not None and not self.remote_delta or self.result.table == self.state.remote:
             return False
         self.state.remote = self.result.table
         return True

@@ -124,6 +124,12 @@ def test_federation_imports_only_what_changed_and_again_from_scratch_after_a_pol
     assert federation.remote_delta is not None and federation.remote_delta.removed
     assert state.remote == import_routes(speaker.received(), state.policy).table
     assert not federation.refresh_import()  # nothing new
+    ignored = MacIpRoute(rd="65001:9", mac="02:aa:00:00:00:0f", l2_vni=7, next_hop="10.251.0.9",
+                         route_targets=("65999:1",))
+    before = federation.result.ignored
+    speaker.receive(ignored)  # a route nothing imports: no change to State, but it is counted
+    federation._received_changed()
+    assert not federation.refresh_import() and federation.result.ignored == before + 1
     state.policy = state.policy.copy()  # as a policy commit swaps it
     federation.refresh_import()
     assert federation.remote_delta is None and state.remote == import_routes(speaker.received(), state.policy).table
