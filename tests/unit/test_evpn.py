@@ -203,3 +203,10 @@ def test_mobility_is_indexed_by_mac_work_grows_linearly_with_the_macs():
     seqs = mobility.update(view, remote)
     assert CountedIp.hashes <= 4 * n
     assert [seqs[("s", mac)] for mac in macs[:4]] == [3, 0, 3, 0]  # moved to us from the remote VTEP, or new
+
+
+def test_originating_again_reuses_the_routes_built_before():
+    """A round that originates unchanged routes does not build (and validate) them again: same objects."""
+    state, view = setup_view()
+    first, again = originate(view, state.policy), originate(view, state.policy)
+    assert first == again and all(again[key] is route for key, route in first.items() if route.TYPE in (2, 3))
