@@ -34,6 +34,7 @@ from controller.ryu_compat import (
     hub,
     ofp_event,
     ofproto_v1_3,
+    blocking,
     ofproto_v1_4,
     set_ev_cls,
 )
@@ -59,6 +60,7 @@ class CanopyApp(RyuApp):
             raise RuntimeError("start Canopy with 'canopy run', which passes its settings to this app")
         self.settings = settings
         self.store, self.state, self.service = build_core(settings)
+        self.store.offload = blocking  # commits and their fsyncs off the event loop (controller/store.py)
         self.hold = StartupHold(self.store, settings.restart_hold)  # nothing is written before it is released
         self.programmer = Programmer(self.state)
         self.reconcilers: dict[int, SwitchReconciler] = {}
@@ -168,6 +170,7 @@ class CanopyApp(RyuApp):
             return  # the start-up hold: nothing is written anywhere yet
         for session in touched:
             self._push(session)
+            hub.sleep(0)  # a turn for echo replies, heartbeats and REST between switches
         self._push_vteps()
         self._publish_routes()
         self.hold.remember(*self._reported())

@@ -45,6 +45,7 @@ from controller.discovery import PortInfo, VrsSnapshot
 from controller.programmer import Programmer
 from controller.state import State
 from controller.store import Change
+from tests.benchmarks import health
 
 VNI_RANGE = (10000, 20000)
 ASN = 65000
@@ -145,16 +146,20 @@ class Clock:
         self.gc = GcMeter()
         self.rows: list[tuple[str, float, int, float, int]] = []
         self.profiles: list[tuple[str, str]] = []
+        self.hub = health.HubProbe()  # the event-loop lag each step would cause in the controller
+        self.lags: dict[str, float] = {}
 
     def run(self, label: str, function, *args):
         profiler = cProfile.Profile() if self.profile else None
         gc_seconds, gc_full = self.gc.reading()
+        self.hub.settle()
         started = time.perf_counter()
         if profiler:
             result = profiler.runcall(function, *args)
         else:
             result = function(*args)
         seconds = time.perf_counter() - started
+        self.lags[label] = self.hub.settle()
         gc_after, full_after = self.gc.reading()
         self.rows.append((label, seconds, rss_kib(), gc_after - gc_seconds, full_after - gc_full))
         if profiler:
@@ -324,9 +329,12 @@ def main(argv=None) -> int:
     print(f"Canopy compile scale: {args.vports:,} vports on {args.switches} VRS ({args.layout} layout), one tenant, "
           f"one domain, {len(doc['tenants'][0]['domains'][0]['subnets'])} /22 subnets of up to {args.per_subnet} "
           f"vports; in-process, Python {sys.version.split()[0]}")
-    print(f"{'step':58} {'seconds':>10} {'RSS MiB':>9} {'of which GC s':>14} {'full GCs':>9}")
+    print(f"{'step':58} {'seconds':>10} {'RSS MiB':>9} {'of which GC s':>14} {'full GCs':>9} {'max lag ms':>11}")
     for label, seconds, rss, gc_seconds, gc_full in clock.rows:
-        print(f"  {label:56} {seconds:10.3f} {rss / 1024:9.1f} {gc_seconds:14.3f} {gc_full:9d}")
+        print(f"  {label:56} {seconds:10.3f} {rss / 1024:9.1f} {gc_seconds:14.3f} {gc_full:9d} "
+              f"{clock.lags.get(label, 0.0):11.1f}")
+    print(f"max event-loop lag (in-process probe: the longest stretch a step held an eventlet hub): "
+          f"{max(clock.lags.values(), default=0.0):,.1f} ms")
     print(f"flows: {flows_total:,} on {args.switches} switches (per switch: min {min(per_switch):,}, median "
           f"{statistics.median(per_switch):,.0f}, max {max(per_switch):,}); groups: {groups_total:,}")
     print(f"  after adding 1 vport: {flows_after_add:,} flows ({flows_after_add - flows_total:+,}); "

@@ -46,6 +46,7 @@ import threading
 import time
 from datetime import datetime
 
+from tests.benchmarks import health
 from tests.harness import netns
 from tests.harness.hosts import BR_INT
 from tests.harness.lab import Lab
@@ -388,6 +389,7 @@ def main(argv=None) -> int:
     median, base_median = statistics.median(canopy_times), statistics.median(base_times)
     print(f"  Canopy adds {(median - base_median) * 1000:.1f} ms at the median ({median / base_median:.2f} x "
           f"baseline), {(percentile(canopy_times, 95) - percentile(base_times, 95)) * 1000:.1f} ms at p95")
+    print("  " + health.lag_line(health.lag_from_status(status)))
     print("  setup: " + ", ".join(f"{label} {seconds:.1f} s" for label, seconds in timings.items()))
     return 0
 

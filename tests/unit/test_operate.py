@@ -118,7 +118,10 @@ def test_metrics_follow_the_read_rules(ctl):
 
 
 def test_event_loop_lag_is_the_sleeps_overshoot(ctl):
-    clock = iter([0.0, 0.5, 1.0, 1.75]).__next__
+    times = [0.0, 0.5, 1.0, 1.75]
+
+    def clock():
+        return times.pop(0) if len(times) > 1 else times[0]
     slept = []
 
     def sleep(seconds):
@@ -135,6 +138,9 @@ def test_event_loop_lag_is_the_sleeps_overshoot(ctl):
     got = samples(scrape(ctl.api))
     assert got[("canopy_event_loop_lag_last_seconds", frozenset())] == 0.25
     assert got[("canopy_event_loop_lag_seconds_bucket", frozenset({("le", "0.1")}))] == 1
+    assert got[("canopy_event_loop_lag_max_seconds", frozenset())] == 0.25
+    lag = ctl.api.status(None).body["event_loop_lag"]
+    assert lag["current_ms"] == 250.0 and lag["max_1m_ms"] == 250.0
 
 
 # ---------------------------------------------------------------------------------------------- logs
