@@ -35,9 +35,9 @@ MAX_QUERY_INT = 2**63 - 1  # the store's sequence numbers are SQLite INTEGERs
 SEQ_SCHEMA = {"type": "integer", "minimum": 0, "maximum": MAX_QUERY_INT}
 BOOL_SCHEMA = {"type": "string", "enum": ["true", "false", "1", "0"]}
 COLLECTIONS = {"tenant": "tenants", "domain": "domains", "subnet": "subnets", "vport": "vports", "acl": "acls",
-               "vtep_binding": "vtep-bindings"}
+               "policy_group": "policy-groups", "vtep_binding": "vtep-bindings"}
 FILTERS = {"domain": ("tenant_id",), "subnet": ("tenant_id", "domain_id"), "vport": ("subnet_id",),
-           "acl": ("tenant_id",), "vtep_binding": ("subnet_id", "switch")}
+           "acl": ("tenant_id",), "policy_group": ("tenant_id",), "vtep_binding": ("subnet_id", "switch")}
 STATUS_FOR_CODE = {"conflict": 409, "has_dependents": 409, "exhausted": 409, "source_conflict": 409}
 APPLY_FLAGS = ("prune", "dry_run", "adopt")
 
