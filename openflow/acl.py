@@ -114,7 +114,7 @@ def compile_switch_acl(view, sw, owner):
             flow(side.ct, 200, {"ct_state": (CT_INV | CT_TRK, CT_INV | CT_TRK)},
                  [("set", p.REG_VERDICT, DENY), ("goto", side.verdict)], stable),
             flow(side.ct, 0, {}, [], stable),
-            flow(side.verdict, 50, {p.REG_VERDICT: (COMMIT, KIND_MASK)},
+            flow(side.verdict, 50, {p.REG_VERDICT: (COMMIT, KIND_MASK), "eth_type": ETH_IP},  # ct needs IP
                  [("ct", p.REG_ZONE, None, True, p.REG_VERDICT), ("goto", side.after)], stable),
             flow(side.verdict, 50, {p.REG_VERDICT: (ALLOW, KIND_MASK)}, [("goto", side.after)], stable),
             flow(side.verdict, 0, {}, [], stable),

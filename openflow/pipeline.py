@@ -68,7 +68,7 @@ TABLES = (
           "after conntrack: invalid packets are denied; the vport's ACLs' rules are evaluated in order"),
     Table(INGRESS_ACL_RULES, "ingress_acl_rules", frozenset(_REGS | _ACL_REGS | _CT | _L2 | _RULE), frozenset(),
           "the rules of each ACL (egress direction) and its return-traffic checks: they only set the verdict"),
-    Table(INGRESS_ACL_VERDICT, "ingress_acl_verdict", frozenset(_REGS | _ACL_REGS), frozenset({SERVICES}),
+    Table(INGRESS_ACL_VERDICT, "ingress_acl_verdict", frozenset(_REGS | _ACL_REGS | {"eth_type"}), frozenset({SERVICES}),
           "allow (committing stateful connections with the rule's mark) or drop, counted per vport"),
     Table(SERVICES, "services", frozenset(_REGS | _L2 | _IP), frozenset({L2_LOOKUP, EGRESS}),
           "ARP answered from flows for gateways and known IPs; DHCP sent to the controller; on a subnet's "
@@ -83,7 +83,7 @@ TABLES = (
           "after conntrack: invalid packets are denied; the vport's ACLs' rules are evaluated in order"),
     Table(EGRESS_ACL_RULES, "egress_acl_rules", frozenset(_REGS | _ACL_REGS | _CT | _L2 | _RULE), frozenset(),
           "the rules of each ACL (ingress direction) and its return-traffic checks: they only set the verdict"),
-    Table(EGRESS_ACL_VERDICT, "egress_acl_verdict", frozenset(_REGS | _ACL_REGS), frozenset({EGRESS}),
+    Table(EGRESS_ACL_VERDICT, "egress_acl_verdict", frozenset(_REGS | _ACL_REGS | {"eth_type"}), frozenset({EGRESS}),
           "allow (committing stateful connections with the rule's mark) or drop, counted per vport"),
     Table(EGRESS, "egress", frozenset(_REGS | {"in_port"}), frozenset(),
           "deliver to the egress vport: its port, or its trunk with its VLAN pushed"),
