@@ -32,6 +32,7 @@ ALLOW, COMMIT, DENY = 1 << 30, 2 << 30, 3 << 30  # verdict kinds in reg2 bits 30
 KIND_MASK = 3 << 30
 NONE_YET = (0, KIND_MASK)
 CT_NEW, CT_EST, CT_REL, CT_RPL, CT_INV, CT_TRK = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
+DENIED_PRIORITY, DEFAULT_PRIORITY = 100, 90  # a vport's verdict flows: denied by a rule (or invalid); default
 REPLY_PRIORITY, RULE_TOP = 60000, 50000  # rule priorities: RULE_TOP - position (at most 1000 rules)
 ZONE_LIMIT = 0xFF00  # vport zones are 1..0xFEFF; 0xFF00-0xFFFF are left to other stages (docs/pipeline.md)
 OWNER_KINDS = ("acl", "acl_port", "acl_switch")
@@ -138,8 +139,8 @@ def compile_port(view, sw, owner):
                  owner),
             flow(side.ct, 100, mine, [a if a[0] != "resubmit" else ("resubmit", side.rules) for a in chain]
                  + [("goto", side.verdict)], owner),
-            flow(side.verdict, 100, {**mine, p.REG_VERDICT: (DENY, KIND_MASK)}, [], owner),
-            flow(side.verdict, 90, {**mine, p.REG_VERDICT: NONE_YET},
+            flow(side.verdict, DENIED_PRIORITY, {**mine, p.REG_VERDICT: (DENY, KIND_MASK)}, [], owner),
+            flow(side.verdict, DEFAULT_PRIORITY, {**mine, p.REG_VERDICT: NONE_YET},
                  [("goto", side.after)] if policy.default_allow else [], owner),
         ]
     return flows, []

@@ -152,9 +152,14 @@ def packet_out(datapath, actions, data: bytes, in_port="controller"):
 
 def canopy_flow_stats_request(datapath):
     """Flow stats of every table, only flows whose cookie carries Canopy's mark."""
+    return flow_stats_request(datapath, MARK << MARK_SHIFT, MARK_MASK)
+
+
+def flow_stats_request(datapath, cookie: int, cookie_mask: int):
+    """Flow stats of every table, only flows whose cookie matches ``cookie`` under ``cookie_mask``."""
     parser, ofp = datapath.ofproto_parser, datapath.ofproto
-    return parser.OFPFlowStatsRequest(datapath, 0, ofp.OFPTT_ALL, OFPP_ANY, OFPG_ANY,
-                                      MARK << MARK_SHIFT, MARK_MASK, parser.OFPMatch())
+    return parser.OFPFlowStatsRequest(datapath, 0, ofp.OFPTT_ALL, OFPP_ANY, OFPG_ANY, cookie, cookie_mask,
+                                      parser.OFPMatch())
 
 
 def group_desc_request(datapath):

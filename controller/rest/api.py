@@ -22,6 +22,7 @@ from typing import Callable
 
 from controller import __version__, fields, logs
 from controller.metrics import Metrics
+from controller import security
 from controller.model import KINDS, PolicyError
 from controller.service import NotActive, NotFound
 
@@ -276,6 +277,8 @@ class Api:
         out["ref"] = self.state.policy.ref(kind, obj)
         if kind == "vport":
             out.update(self.state.vport_status(obj["id"]))
+        if kind == "acl":  # where it applies (controller/security.py)
+            out["applied"] = security.applied(self.state.policy, obj, self.state.locations)
         return out
 
     # ------------------------------------------------------------------ other routes

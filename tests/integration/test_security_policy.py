@@ -171,3 +171,29 @@ def test_other_tenant_with_the_same_addresses_follows_its_own_default(net):
         assert not tcp(vms["web1"], "10.0.2.11", 22), "acme's database policy is unchanged"
     finally:
         assert canopy.api.patch(f"/v1/domains/{main['id']}", {"default_acl_action": "deny"}).status == 200
+
+
+def test_the_acl_shows_where_it_applies_and_counts_per_rule_and_per_vport(net):
+    lab, canopy, vms = net
+    acl = find(canopy.api, "acls", "db-in")
+    db1 = find(canopy.api, "vports", "db1")
+    applied = acl["applied"]
+    assert applied["policy_groups"] == ["acme/db"]
+    assert [(v["ref"], v["direct"], v["via_groups"]) for v in applied["vports"]] == [("acme/db/db1", False,
+                                                                                       ["acme/db"])]
+    assert applied["vports"][0]["switch"]
+    lab.wait_until(lambda: tcp(vms["web1"], "10.0.2.11"), timeout=20, what="web1 -> db1 tcp")
+    assert not tcp(vms["web1"], "10.0.2.11", 22)
+    assert not vms["db1"].ping("10.0.1.11", timeout=1)
+
+    def counted():  # OVS updates flow statistics about once a second: poll
+        rules = canopy.api.get(f"/v1/acls/{acl['id']}/stats").json["rules"]
+        drops = canopy.api.get(f"/v1/vports/{db1['id']}/acl-stats").json
+        return rules[0]["packets"] and rules[0]["return_packets"] and drops["entering"]["default_denied"] and \
+            drops["leaving"]["default_denied"] and (rules, drops)
+
+    rules, drops = lab.wait_until(counted, timeout=15, what="rule hits and drops counted")
+    assert [r["protocol"] for r in rules] == ["tcp", "udp", "icmp"]
+    assert drops["policed"] and drops["unanswered"] == []
+    other = find(canopy.api, "vports", "web2")
+    assert canopy.api.get(f"/v1/vports/{other['id']}/acl-stats").json["policed"] is False
