@@ -233,9 +233,8 @@ def test_acl_flows_are_shared_across_switches_and_pass_the_pipeline_check():
     state.policy_committed(p, [])
     hosts = {"hv1": "10.251.0.1", "hv2": "10.251.0.2"}
     names = sorted(v["name"] for v in p.all("vport"))
-    by_name = {v["name"]: v["id"] for v in p.all("vport")}
     for n, (host, vtep) in enumerate(hosts.items()):
-        mine = [(by_name[name], 10 + i) for i, name in enumerate(names) if i % 2 == n]
+        mine = [(name, 10 + i) for i, name in enumerate(names) if i % 2 == n]  # kvm: iface-id = vport name
         snap = snapshot(host, vtep, [])
         from controller.discovery import PortInfo
         infos = tuple(PortInfo(name=f"p{o}", ofport=o, external_ids=(("iface-id", vid),)) for vid, o in mine)
