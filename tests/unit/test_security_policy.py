@@ -247,3 +247,58 @@ def test_acl_flows_are_shared_across_switches_and_pass_the_pipeline_check():
     owner = Owner("acl", p.find("acl", "t/x")["id"])
     both = [compile_switch(view, s).flows.get(owner) for s in hosts]
     assert both[0] and both[0] == both[1]  # one compile, the same flows on every switch
+
+
+def _traced_switch(doc=DOC):
+    """DOC bound on one switch hv1: w1 (ofport 11), w2 (12), d1 (13); tunnel ofport 99."""
+    state = base_state()
+    state.policy_committed(plan(doc).policy, [])
+    state.vrs_update(snapshot("hv1", "10.251.0.1", [("w1", 11), ("w2", 12), ("d1", 13)]))
+    from controller.programmer import Programmer
+
+    prog = Programmer(state)
+    prog.refresh()
+    return prog.desired["hv1"], state
+
+
+def _to_d1(**fields):
+    base = {"in_port": 11, "eth_src": "02:00:00:00:01:01", "eth_dst": "02:ca:00:00:27:10", "eth_type": 0x0800,
+            "ipv4_src": "10.0.1.11", "ipv4_dst": "10.0.2.11", "ip_proto": 6, "tcp_dst": 5432, "ttl": 64}
+    return {**base, **fields}
+
+
+def test_packets_through_the_compiled_policy():
+    from tests.unit.helpers import trace
+
+    desired, state = _traced_switch()
+    gw = state.policy.find("domain", "acme/prod")["gateway_mac"]
+    assert [port for port, _ in trace(desired, _to_d1(eth_dst=gw))] == [13]  # web member, tcp 5432: allowed
+    assert trace(desired, _to_d1(eth_dst=gw, tcp_dst=23)) == []  # no rule for 23; db-in denies by default
+    assert [port for port, _ in trace(desired, _to_d1(eth_dst=gw, tcp_dst=22))] == [13]  # ops allows 22
+    icmp = _to_d1(eth_dst=gw, ip_proto=1, icmpv4_type=8, icmpv4_code=0)
+    del icmp["tcp_dst"]
+    assert trace(desired, icmp) == []  # db-in denies echo requests (priority 5)
+    from_tunnel = _to_d1(in_port=99, tunnel_id=state.policy.find("domain", "acme/prod")["l3_vni"],
+                         eth_dst="02:cb:0a:fb:00:01", ipv4_src="10.0.1.12")
+    assert [port for port, _ in trace(desired, from_tunnel)] == [13]  # over the L3 VNI: same rules
+    assert trace(desired, {**from_tunnel, "ipv4_src": "10.0.1.99"}) == []  # not a member of web
+
+
+def test_a_reply_passes_only_with_the_mark_of_a_current_rule():
+    from openflow.trace import walk
+
+    tenant = DOC["tenants"][0]
+    no_egress = [{**tenant["acls"][0], "rules": tenant["acls"][0]["rules"][:2]}, tenant["acls"][1]]
+    desired, state = _traced_switch({"tenants": [{**tenant, "acls": no_egress}]})
+    spec = next(s for s in state.policy.all("acl") if s["name"] == "db-in")
+    rule = derive_security(state.policy).acls[spec["id"]].rules[1]  # tcp 5432 from web (after the icmp deny)
+    assert rule.index == 0
+    reply = {"in_port": 13, "eth_src": "02:00:00:00:02:01", "eth_dst": "02:ca:00:00:27:10", "eth_type": 0x0800,
+             "ipv4_src": "10.0.2.11", "ipv4_dst": "10.0.1.11", "ip_proto": 6, "tcp_src": 5432, "ttl": 64}
+    gw = state.policy.find("domain", "acme/prod")["gateway_mac"]
+    reply["eth_dst"] = gw
+    flows, groups = desired.all_flows(), desired.all_groups()
+    ok = walk(flows, groups, {**reply, "ct_state": 0x2a, "ct_mark": acl.COMMIT | rule.mark})
+    assert [e.port for e in ok.exits if e.kind == "output"] == [11]
+    stale = walk(flows, groups, {**reply, "ct_state": 0x2a, "ct_mark": acl.COMMIT | (rule.mark ^ 1)})
+    assert [e.kind for e in stale.exits] == ["drop"]  # d1 has no egress rule matching: denied
