@@ -64,6 +64,9 @@ class PortPolicy:
 class SecurityView:
     acls: dict[str, AclSpec] = field(default_factory=dict)
     ports: dict[str, PortPolicy] = field(default_factory=dict)
+    # session -> (policed local vport ids, ACL ids they use): filled by openflow/acl.py from the View's
+    # endpoints, once per View (a View and its SecurityView are derived together and never change)
+    local: dict = field(default_factory=dict, repr=False, compare=False)
 
 
 def acl_tag(acl: dict) -> int:

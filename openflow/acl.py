@@ -67,25 +67,29 @@ def zone_of(key: int) -> int:
 def present(view, session: str, owner: Owner) -> bool:
     if owner.kind == "acl_switch":
         return owner.id == session
-    if owner.kind == "acl_port":
-        ep = view.endpoints.get(owner.id)
-        return bool(ep and ep.session == session and ep.key and owner.id in view.security.ports)
-    return any(owner.id == aid for vid in _local_policed(view, session)
-               for aid, _ in view.security.ports[vid].acls)
+    ports, acls = _local(view, session)
+    return owner.id in (ports if owner.kind == "acl_port" else acls)
 
 
 def owners_on(view, session: str) -> set[Owner]:
-    owners = {Owner("acl_switch", session)}
-    for vid in _local_policed(view, session):
-        owners.add(Owner("acl_port", vid))
-        owners.update(Owner("acl", aid) for aid, _ in view.security.ports[vid].acls)
-    return owners
+    ports, acls = _local(view, session)
+    return {Owner("acl_switch", session)} | {Owner("acl_port", v) for v in ports} | {Owner("acl", a) for a in acls}
 
 
-def _local_policed(view, session):
-    ports = view.security.ports
-    return [ep.vport_id for ep in view.endpoints.values()
-            if ep.session == session and ep.key and ep.kind == "vport" and ep.vport_id in ports]
+def _local(view, session):
+    """(policed vports bound on the switch, the ACLs they use), computed for every switch in one pass."""
+    sec = view.security
+    if not sec.local:
+        found = {}
+        for ep in view.endpoints.values():
+            port = sec.ports.get(ep.vport_id)
+            if port is not None and ep.key and ep.kind == "vport":
+                vports, acls = found.setdefault(ep.session, (set(), set()))
+                vports.add(ep.vport_id)
+                acls.update(aid for aid, _ in port.acls)
+        sec.local.update(found)
+        sec.local.setdefault(None, (set(), set()))  # computed, even when nothing is policed
+    return sec.local.get(session, (set(), set()))
 
 
 def affected(old, new) -> set[Owner]:
