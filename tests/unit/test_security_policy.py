@@ -302,3 +302,14 @@ def test_a_reply_passes_only_with_the_mark_of_a_current_rule():
     assert [e.port for e in ok.exits if e.kind == "output"] == [11]
     stale = walk(flows, groups, {**reply, "ct_state": 0x2a, "ct_mark": acl.COMMIT | (rule.mark ^ 1)})
     assert [e.kind for e in stale.exits] == ["drop"]  # d1 has no egress rule matching: denied
+
+
+def test_a_subnet_named_in_a_rule_is_not_deleted_with_cascade(tmp_path):
+    ctl = Controller(tmp_path)
+    tenant, _, subnet = demo_net(ctl)
+    a = ctl.create("acls", {"tenant_id": tenant["id"], "name": "a", "rules": [
+        {"direction": "ingress", "action": "allow", "remote_subnet": subnet["id"]}]})
+    status, reply = ctl.call("DELETE", f"/v1/subnets/{subnet['id']}", query={"cascade": "true"})
+    assert status == 409 and "acl 'acme/a'" in reply["error"]["message"]
+    assert ctl.call("GET", f"/v1/acls/{a['id']}")[0] == 200
+    ctl.close()
