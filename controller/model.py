@@ -112,8 +112,8 @@ ACL_RULE = (
     Field("direction", "string", "traffic entering the VM (ingress) or leaving it (egress)",
           f.one_of("ingress", "egress"), required=True),
     Field("action", "string", "allow or deny", f.one_of("allow", "deny"), required=True),
-    Field("priority", "integer", "evaluation order inside the ACL, lowest first; equal or absent: list order "
-          "(docs/policy.md)", f.int_range(0, 9999)),
+    Field("priority", "integer", "evaluation order inside the ACL, lowest first (absent: 1000; ties: list "
+          "order; docs/policy.md)", f.int_range(0, 9999)),
     Field("protocol", "string", "any, icmp, tcp, udp", f.one_of("any", "icmp", "tcp", "udp"),
           default="any", nullable=False),
     Field("remote", "string", "the other end's prefix (default: any)", f.ipv4_network, default="0.0.0.0/0",

@@ -132,17 +132,16 @@ def compile_port(view, sw, owner):
     ep = view.endpoints[owner.id]
     policy = view.security.ports[owner.id]
     key, zone = ep.key, zone_of(ep.key)
-    chain = [a for _, tag in policy.acls for a in (("set", p.REG_ACL, tag), ("resubmit", None))]
     flows = [flow(p.INGRESS_ACL, 110, {p.REG_IN: key, "eth_type": ETH_IP, "ip_proto": UDP, "udp_src": 68,
                                        "udp_dst": 67}, [("goto", p.SERVICES)], owner)]  # DHCP always
     for side in SIDES:
         mine = {side.reg: key}
+        chain = [a for _, tag in policy.acls for a in (("set", p.REG_ACL, tag), ("resubmit", side.rules))]
         flows += [
             flow(side.entry, 100, {**mine, "eth_type": ETH_IP},
                  [("set", p.REG_ZONE, zone), ("set", p.REG_VERDICT, 0), ("ct", p.REG_ZONE, side.ct, False, None)],
                  owner),
-            flow(side.ct, 100, mine, [a if a[0] != "resubmit" else ("resubmit", side.rules) for a in chain]
-                 + [("goto", side.verdict)], owner),
+            flow(side.ct, 100, mine, chain + [("goto", side.verdict)], owner),
             flow(side.verdict, DENIED_PRIORITY, {**mine, p.REG_VERDICT: (DENY, KIND_MASK)}, [], owner),
             flow(side.verdict, DEFAULT_PRIORITY, {**mine, p.REG_VERDICT: NONE_YET},
                  [("goto", side.after)] if policy.default_allow else [], owner),
