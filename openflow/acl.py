@@ -149,14 +149,28 @@ def compile_port(view, sw, owner):
     return flows, []
 
 
+_COMPILED: dict = {}  # ACL id -> (spec, its flows): the latest version of each ACL only
+
+
 def compile_acl(view, sw, owner):
-    spec = view.security.acls[owner.id]
-    return list(acl_flows(spec)), []
+    return list(acl_flows(view.security.acls[owner.id], view.security.acls)), []
 
 
-@lru_cache(maxsize=4096)
-def acl_flows(spec) -> frozenset:
-    """An ACL's flows: the same on every switch, so compiled once per version of the ACL."""
+def acl_flows(spec, current=None) -> frozenset:
+    """An ACL's flows: the same on every switch, so compiled once per version of the ACL and shared. Only the
+    latest version of each ACL is kept; ACLs no longer in ``current`` are forgotten when the cache grows."""
+    cached = _COMPILED.get(spec.id)
+    if cached is not None and (cached[0] is spec or cached[0] == spec):
+        return cached[1]
+    flows = _build(spec)
+    if current is not None and len(_COMPILED) > 2 * len(current) + 64:
+        for gone in [a for a in _COMPILED if a not in current]:
+            del _COMPILED[gone]
+    _COMPILED[spec.id] = (spec, flows)
+    return flows
+
+
+def _build(spec) -> frozenset:
     owner = Owner("acl", spec.id)
     flows = []
     for side in SIDES:
