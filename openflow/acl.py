@@ -153,7 +153,8 @@ _COMPILED: dict = {}  # ACL id -> (spec, its flows): the latest version of each 
 
 
 def compile_acl(view, sw, owner):
-    return list(acl_flows(view.security.acls[owner.id], view.security.acls)), []
+    """The ACL's shared flow set itself (compile_owners keeps a frozenset as it is)."""
+    return acl_flows(view.security.acls[owner.id], view.security.acls), []
 
 
 def acl_flows(spec, current=None) -> frozenset:
@@ -163,6 +164,8 @@ def acl_flows(spec, current=None) -> frozenset:
     if cached is not None and (cached[0] is spec or cached[0] == spec):
         return cached[1]
     flows = _build(spec)
+    for f in flows:
+        p.check_flow(f)
     if current is not None and len(_COMPILED) > 2 * len(current) + 64:
         for gone in [a for a in _COMPILED if a not in current]:
             del _COMPILED[gone]

@@ -117,9 +117,11 @@ def compile_owners(view: View, session: str, owners) -> Desired:
             out.flows[owner] = frozenset()
             continue
         flows, groups = _COMPILERS[owner.kind](view, sw, owner)
-        for f in flows:
-            p.check_flow(f)
-        out.flows[owner] = frozenset(flows)
+        if not isinstance(flows, frozenset):  # a frozenset is shared by switches, checked once (openflow/acl.py)
+            for f in flows:
+                p.check_flow(f)
+            flows = frozenset(flows)
+        out.flows[owner] = flows
         out.groups[owner] = tuple(groups)
     return out
 

@@ -246,7 +246,7 @@ def test_acl_flows_are_shared_across_switches_and_pass_the_pipeline_check():
     view = prog.view
     owner = Owner("acl", p.find("acl", "t/x")["id"])
     both = [compile_switch(view, s).flows.get(owner) for s in hosts]
-    assert both[0] and both[0] == both[1]  # one compile, the same flows on every switch
+    assert both[0] and both[0] is both[1]  # compiled once: the same set object on every switch
 
 
 def _traced_switch(doc=DOC):
