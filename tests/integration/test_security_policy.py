@@ -149,6 +149,15 @@ def test_removing_the_rule_cuts_the_open_connection(net):
     lab.spawn("stream", [sys.executable, ECHO, "stream", "10.0.2.11", "5432", "60"], log, ns=vms["web1"].ns)
     lab.wait_until(lambda: log.exists() and "ok 5" in log.read_text(), timeout=15, what="the stream flows")
     rules = acl["rules"]  # as stored: remote groups by id
+    widened = [dict(rules[0], ports="5400-5500")] + rules[1:]  # changed, still matching: the stream goes on
+    assert canopy.api.patch(f"/v1/acls/{acl['id']}", {"rules": widened}).status == 200
+    esx1 = vms["db1"].hv
+    lab.wait_until(lambda: "tp_dst=5432" not in esx1.ofctl("-O", "OpenFlow13", "dump-flows", "br-int", "table=52"),
+                   timeout=15, what="the changed rule installed on esx1")
+    seen = len(log.read_text().splitlines())
+    lab.wait_until(lambda: len(log.read_text().splitlines()) >= seen + 20, timeout=15,
+                   what="20 more lines echoed after the rule changed")
+    assert "cut" not in log.read_text()
     reply = canopy.api.patch(f"/v1/acls/{acl['id']}", {"rules": rules[1:]})
     assert reply.status == 200, reply.text
     try:
