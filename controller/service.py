@@ -157,11 +157,13 @@ class PolicyService:
 
     def _collect(self, policy, kind, obj, cascade, order):
         for child_kind, child in policy.children(kind, obj["id"]):
-            if not cascade or kind == "acl":
-                what = "remove it from" if kind == "acl" else "delete"
+            referenced = kind in ("acl", "policy_group") or (kind, child_kind) == ("subnet", "acl")  # never cascaded
+            if not cascade or referenced:
+                what = "remove it from" if referenced else "delete"
                 raise PolicyError([Problem(kind, policy.ref(kind, obj), "", f"{child_kind} "
                                    f"{policy.ref(child_kind, child)!r} depends on it; {what} that first"
-                                   + ("" if kind == "acl" else " or delete with cascade=true"), "has_dependents")],
+                                   + ("" if referenced else " or delete with cascade=true"),
+                                   "has_dependents")],
                                   status=409)
             if all(child["id"] != o["id"] for _, o in order):
                 self._collect(policy, child_kind, child, cascade, order)
