@@ -11,6 +11,9 @@ dialling a server), so this module adapts it, and it is the only Canopy module t
 - ``IdleLink``: keeps an accepted connection open (answers echo probes) without replicating anything.
 - ``Replica.transact``: writes through an ``ovs.db.idl.Transaction``; the body sees only a
   ``RowWriter`` and the caller a ``PendingTransaction`` it polls from its own loop (never blocks).
+- ``Replica.take_changes``: the rows the IDL reported changed since the last call (``RowChanges``), so
+  readers apply deltas instead of re-reading whole tables; ``Replica.named`` finds Port/Interface rows
+  by name through an index kept from the same notifications.
 - ``Doorbell``: lets another green thread wake a session loop sleeping in ``Replica.wait`` (e.g.
   when the controller hands a hardware VTEP a new desired state).
 
@@ -463,16 +466,87 @@ class PendingTransaction:
         poller.timer_wait_until(self._deadline)
 
 
+@dataclass(frozen=True)
+class RowChange:
+    """One row that changed: ``row`` as it is now (a deleted row: as it was); ``columns`` the columns
+    that changed, None when the whole row is new or gone (or the peer did not say)."""
+
+    row: object
+    deleted: bool = False
+    columns: frozenset[str] | None = None
+
+
+class RowChanges:
+    """Rows that changed, by table name then row uuid; a row changed twice keeps one merged entry."""
+
+    def __init__(self):
+        self._tables: dict[str, dict] = {}
+
+    def record(self, table: str, uuid, change: RowChange) -> None:
+        rows = self._tables.setdefault(table, {})
+        before = rows.get(uuid)
+        if before is not None and not change.deleted:
+            if before.columns is None or change.columns is None:
+                change = RowChange(change.row, False, None)
+            else:
+                change = RowChange(change.row, False, before.columns | change.columns)
+        rows[uuid] = change
+
+    def table(self, name: str) -> dict:
+        """{uuid: RowChange} of ``name`` (empty if none of its rows changed)."""
+        return self._tables.get(name, {})
+
+    def __len__(self) -> int:
+        return sum(len(rows) for rows in self._tables.values())
+
+
+class _TrackingIdl(ovs.db.idl.Idl):
+    """An Idl that records every row change its ``notify`` hook is told of (``changes``) and keeps, for
+    the tables in ``named``, an index name -> {uuid: row}."""
+
+    def __init__(self, *args, named: Iterable[str] = (), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.changes = RowChanges()
+        self.names: dict[str, dict[str, dict]] = {table: {} for table in named}
+
+    def notify(self, event, row, updates=None):
+        table = row._table.name  # HACK (ovs 4.0.0): Row keeps its table and old data in __dict__
+        columns = None
+        if event == ovs.db.idl.ROW_UPDATE and updates is not None:
+            columns = frozenset(updates.__dict__.get("_data") or ()) or None
+        self.changes.record(table, row.uuid, RowChange(row, event == ovs.db.idl.ROW_DELETE, columns))
+        index = self.names.get(table)
+        if index is not None:
+            self._index(index, event, row, updates, columns)
+
+    @staticmethod
+    def _index(index: dict, event, row, updates, columns) -> None:
+        if event != ovs.db.idl.ROW_CREATE and (columns is None or "name" in columns):
+            old = row.name if event == ovs.db.idl.ROW_DELETE or updates is None else updates.name
+            named = index.get(old)
+            if named is not None:
+                named.pop(row.uuid, None)
+                if not named:
+                    del index[old]
+        if event != ovs.db.idl.ROW_DELETE:
+            index.setdefault(row.name, {})[row.uuid] = row
+
+
 class Replica:
     """An ``ovs.db.idl.Idl`` replica of one database, over a connection the peer opened to us."""
 
     def __init__(self, link: PeerLink, schema_json: dict, wanted: Mapping[str, Iterable[str]],
-                 probe_ms: int = DEFAULT_PROBE_MS):
+                 probe_ms: int = DEFAULT_PROBE_MS, track: bool = False, named: Iterable[str] = ()):
+        """``track``: record row changes for ``take_changes``; ``named``: tables (with a name column) that
+        ``named()`` looks up by name (implies ``track``)."""
         self.database = schema_json["name"]
         helper = schema_helper(schema_json, wanted)
         # leader_only=False: whatever the peer is (standalone, cluster member, relay), it chose to
         # connect to us; there is no other server to go to.
-        self._idl = ovs.db.idl.Idl("tcp:%s" % link.peer, helper, leader_only=False)
+        if track or named:
+            self._idl = _TrackingIdl("tcp:%s" % link.peer, helper, leader_only=False, named=named)
+        else:
+            self._idl = ovs.db.idl.Idl("tcp:%s" % link.peer, helper, leader_only=False)
         # HACK (ovs 4.0.0): Idl.__init__ always creates its own Session from the remote string (it
         # has not connected yet: nothing happens before run()). Swap in a Session on the accepted
         # connection. Checked by tests/unit/test_ovsdb_idl.py.
@@ -511,6 +585,17 @@ class Replica:
         """Current rows of ``table`` (empty if the table is not replicated)."""
         idl_table = self._idl.tables.get(table)
         return list(idl_table.rows.values()) if idl_table is not None else []
+
+    def take_changes(self) -> RowChanges | None:
+        """The rows changed since the last call (None if this replica does not track changes)."""
+        if not isinstance(self._idl, _TrackingIdl):
+            return None
+        changes, self._idl.changes = self._idl.changes, RowChanges()
+        return changes
+
+    def named(self, table: str, name: str) -> list:
+        """The rows of ``table`` (one of the ``named`` tables) whose name is ``name``; O(1)."""
+        return list(self._idl.names[table].get(name, {}).values())
 
     def has_column(self, table: str, column: str) -> bool:
         """True if ``table.column`` is replicated (the peer's schema has it and it was wanted)."""

@@ -11,7 +11,8 @@ ovsdb-server connects here. For each accepted connection a green thread:
    controller wants them (``set_vtep_desired``, keyed by the Physical_Switch name). It is never
    reported as a VRS;
 3. ``Open_vSwitch``: fetches the peer's own schema, replicates the tables in ``ovsdb.vrs.COLUMNS`` and
-   reports ``VrsSnapshot``s to the sink (``ovsdb.vrs.VrsReporter``) until the connection drops; after
+   reports ``VrsSnapshot``s, keyed by chassis and applied from the rows the IDL says changed, to the
+   sink (``ovsdb.vrs.VrsReporter``, ``ovsdb.claims``) until the connection drops; after
    each refresh, unless ``provision_tunnel`` is off, ``ovsdb.tunnel.TunnelReconciler`` keeps the VRS's
    VXLAN tunnel port as desired, and unless ``secure_bridge`` is off, ``ovsdb.bridge.BridgeReconciler``
    keeps its integration bridge fail-secure (the only things Canopy writes to a VRS database; only
@@ -35,7 +36,7 @@ from controller.discovery import DiscoverySink
 from controller.guard import warn_limited
 from controller.ryu_compat import hub
 from controller.discovery import VtepDesired
-from ovsdb import bridge, idl, tunnel, vrs, vtep, vtep_sync
+from ovsdb import bridge, claims, idl, tunnel, vrs, vtep, vtep_sync
 
 VTEP_DATABASE = vtep.DATABASE
 WAKE_MS = 1000  # longest a green thread sleeps without looking at its connection
@@ -66,7 +67,7 @@ class _PeerSession:
         self.state = HANDSHAKE
         self.connected_since = time.time()
         self._conn = link  # PeerLink, then Replica
-        self._reporter = vrs.VrsReporter(server.sink, name, link.peer, server.bridge, server.log)
+        self._reporter = vrs.VrsReporter(server.sink, name, link.peer, server.bridge, server.log, server.claims)
         self._tunnel: tunnel.TunnelReconciler | None = None
         self._bridge: bridge.BridgeReconciler | None = None
         self._vtep_reporter = vtep.VtepReporter(server.sink, name, link.peer, server.log)
@@ -90,6 +91,8 @@ class _PeerSession:
             "connected_since": since.isoformat(timespec="seconds"),
             "state": self.state,
             "chassis": last.chassis if last is not None else None,
+            "key": last.session if last is not None else None,
+            "speaking": self._reporter.speaking if last is not None else None,
             "tunnel": self._tunnel.describe() if self._tunnel is not None else None,
             "bridge": self._bridge.describe() if self._bridge is not None else None,
             "switch": self.switch,
@@ -141,12 +144,14 @@ class _PeerSession:
 
     def _follow_vrs(self, schema: dict) -> None:
         """Replicate the VRS's Open_vSwitch database and report every change until it goes."""
-        replica = idl.Replica(self._conn, schema, vrs.COLUMNS, self._server.probe_interval_ms)
+        replica = idl.Replica(self._conn, schema, vrs.COLUMNS, self._server.probe_interval_ms,
+                              named=tunnel.NAMED_TABLES)
         self._conn = replica
         self.state = SYNCING
         self._log.info("ovsdb %s: VRS session %s, replicating %s", self.peer, self.name, vrs.DATABASE)
         if self._server.provision_tunnel:
-            self._tunnel = tunnel.TunnelReconciler(replica, self.peer, self._server.tunnel_name, self._log)
+            self._tunnel = tunnel.TunnelReconciler(replica, self.peer, self._server.tunnel_name, self._log,
+                                                   on_bridge=self._reporter.holds_port)
         if self._server.secure_bridge:
             self._bridge = bridge.BridgeReconciler(replica, self.peer, self._server.bridge, self._log)
         seen = None
@@ -159,7 +164,7 @@ class _PeerSession:
                 if replica.change_seqno != seen:
                     seen = replica.change_seqno
                     self.state = SYNCED
-                    self._reporter.refresh(replica.rows(vrs.DATABASE))
+                    self._reporter.refresh(replica.rows(vrs.DATABASE), replica.take_changes())
                 if self._server.may_write:
                     for writer in (self._bridge, self._tunnel):
                         if writer is not None:
@@ -253,6 +258,8 @@ class OvsdbManagerServer:
     ``per_source``: connections one source address may hold open; more are closed at once (logged).
     ``max_message``: characters in one message from a peer; a longer one drops its session (logged).
     ``sync_timeout``: seconds a peer has, from connecting, to send its first full copy of the database.
+    ``reconnect_grace``: seconds a VRS stays known after its OVSDB session ends, so that a reconnect of
+    the same chassis continues the same switch (ovsdb/claims.py).
     ``tls``: a server-side ``ssl.SSLContext`` (controller.tls): every peer must complete a TLS handshake
     (with a certificate of the context's CA when it requires one) within ``handshake_timeout``; else plain TCP.
     Nothing is written while ``writes_enabled`` is False (an HA standby) or ``held`` is True (the
@@ -264,7 +271,8 @@ class OvsdbManagerServer:
                  probe_interval: float = 5.0, provision_tunnel: bool = True,
                  tunnel_name: str = tunnel.DEFAULT_NAME, program_vteps: bool = True,
                  secure_bridge: bool = True, per_source: int = 16,
-                 max_message: int = idl.DEFAULT_MAX_MESSAGE, sync_timeout: float = SYNC_TIMEOUT_S, tls=None):
+                 max_message: int = idl.DEFAULT_MAX_MESSAGE, sync_timeout: float = SYNC_TIMEOUT_S, tls=None,
+                 reconnect_grace: float = claims.DEFAULT_GRACE_S):
         if not isinstance(tunnel_name, str) or not tunnel_name.strip():
             raise ValueError("tunnel_name must be a non-empty port name, not %r" % (tunnel_name,))
         self.listen = listen
@@ -282,6 +290,7 @@ class OvsdbManagerServer:
         self.sync_timeout = sync_timeout
         self.max_message = max_message
         self.tls = tls
+        self.claims = claims.VrsClaims(sink, reconnect_grace, self.log)
         self.writes_enabled = True  # False on an HA standby: replicate and report, write nothing
         self.held = False  # True until the controller's start-up hold ends (release()): write nothing
         self._vtep_desired: dict[str, VtepDesired] = {}
@@ -317,11 +326,13 @@ class OvsdbManagerServer:
             self._listener = None
         for session in list(self._sessions.values()):
             session.close()
+        self.claims.flush()
         self.log.info("ovsdb: manager on %s:%d stopped", self.listen, self.port)
 
     def sessions(self) -> list[dict]:
         """One JSON-ready dict per open session: session, peer, database, connected_since, state,
-        chassis, tunnel (the tunnel reconciler's name/state/transactions/last_error, or None),
+        chassis, key (the switch key this VRS session claims) and speaking (whether it speaks for that
+        switch: the newest session of a chassis does, ovsdb/claims.py), tunnel (the tunnel reconciler's name/state/transactions/last_error, or None),
         bridge (the same for the integration bridge's fail-secure settings, or None),
         switch (a hardware VTEP's Physical_Switch name, else None) and vtep (the VTEP reconciler's
         switch/state/transactions/last_error/conflicts/waiting, or None)."""
@@ -375,6 +386,7 @@ class OvsdbManagerServer:
             try:
                 self._listener.wait(WAKE_MS)
                 self._accept_pending()
+                self.claims.expire()
                 last_error = None
             except OSError as exc:
                 if str(exc) != last_error:
