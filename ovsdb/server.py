@@ -41,6 +41,7 @@ from ovsdb import bridge, claims, idl, tunnel, vrs, vtep, vtep_sync
 VTEP_DATABASE = vtep.DATABASE
 WAKE_MS = 1000  # longest a green thread sleeps without looking at its connection
 SYNC_TIMEOUT_S = 120.0  # default: a peer whose first full copy of the database has not arrived by then goes
+EXPIRE_S = 1.0  # longest between two looks for VRS whose reconnect grace is over
 ACCEPT_RETRY_S = 0.1  # pause after an accept error (e.g. EMFILE) before trying again
 
 # Session states shown in sessions().
@@ -296,6 +297,7 @@ class OvsdbManagerServer:
         self._vtep_desired: dict[str, VtepDesired] = {}
         self._listener: idl.Listener | None = None
         self._accept_thread = None
+        self._expire_thread = None
         self._sessions: dict[str, _PeerSession] = {}
         self._stopping = False
 
@@ -307,6 +309,7 @@ class OvsdbManagerServer:
         self.port = self._listener.port
         self._stopping = False
         self._accept_thread = hub.spawn(self._accept_loop)
+        self._expire_thread = hub.spawn(self._expire_loop)
         self.log.info("ovsdb: manager listening on %s:%d%s", self.listen, self.port,
                       " (TLS)" if self.tls is not None else "")
 
@@ -321,6 +324,9 @@ class OvsdbManagerServer:
         if self._accept_thread is not None and self._accept_thread is not hub.getcurrent():
             hub.kill(self._accept_thread)
         self._accept_thread = None
+        if self._expire_thread is not None and self._expire_thread is not hub.getcurrent():
+            hub.kill(self._expire_thread)
+        self._expire_thread = None
         if self._listener is not None:
             self._listener.close()
             self._listener = None
@@ -386,7 +392,6 @@ class OvsdbManagerServer:
             try:
                 self._listener.wait(WAKE_MS)
                 self._accept_pending()
-                self.claims.expire()
                 last_error = None
             except OSError as exc:
                 if str(exc) != last_error:
@@ -396,6 +401,16 @@ class OvsdbManagerServer:
             except Exception:
                 self.log.exception("ovsdb: unexpected error in the accept loop")
                 hub.sleep(ACCEPT_RETRY_S)
+
+    def _expire_loop(self) -> None:
+        """About once a second: report gone the VRS whose reconnect grace is over (ovsdb/claims.py). (The
+        accept loop cannot: a green accept waits for a connection.)"""
+        while not self._stopping:
+            hub.sleep(min(EXPIRE_S, max(0.05, self.claims.grace / 4)))
+            try:
+                self.claims.expire()
+            except Exception:  # a sink failure must not stop the next expiries
+                self.log.exception("ovsdb: unexpected error reporting a VRS gone")
 
     def _accept_pending(self) -> None:
         while not self._stopping:
