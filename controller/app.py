@@ -97,7 +97,8 @@ class CanopyApp(RyuApp):
         self._roles_wake = hub.Event()
         self.api = Api(self.service, self.state, settings, extra_routes=extra, ha=self.pair,
                        programming=lambda: self.program_loop.status(),
-                       status_parts={"startup_hold": self.hold.status})
+                       status_parts={"startup_hold": self.hold.status,
+                                     "programmer": self._programmer_counts})
         self.api.switch_status = self._switch_status
         self.rest = RestServer(settings.rest_listen, settings.rest_port, self.api, limits,
                                tls=listener_context(settings, "rest"))
@@ -365,6 +366,11 @@ class CanopyApp(RyuApp):
     def _switch_status(self, dpid):
         rec = self.reconcilers.get(dpid)
         return rec.status() if rec is not None else None
+
+    def _programmer_counts(self):
+        """For GET /v1/status: how often the desired state was recomputed from scratch or incrementally."""
+        return {"full_recomputes": self.programmer.full_recomputes,
+                "incremental_updates": self.programmer.incremental_updates}
 
     def _ovsdb_sessions(self, req):
         items = self.ovsdb.sessions()
