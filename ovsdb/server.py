@@ -193,7 +193,7 @@ class _PeerSession:
 
     def _follow_vtep(self, schema: dict) -> None:
         """Replicate a hardware VTEP's database, report it and program it until it goes."""
-        replica = idl.Replica(self._conn, schema, vtep.COLUMNS, self._server.probe_interval_ms)
+        replica = idl.Replica(self._conn, schema, vtep.COLUMNS, self._server.probe_interval_ms, track=True)
         self._conn = replica
         self.state = SYNCING
         self._doorbell = idl.Doorbell()
@@ -210,10 +210,14 @@ class _PeerSession:
             if replica.synced:
                 self._doorbell.clear()
                 if replica.change_seqno != seen:
+                    changes = replica.take_changes()
+                    if seen is None or vtep.reported(changes):
+                        self._vtep_reporter.refresh(replica.rows("Physical_Switch"),
+                                                    replica.rows("Ucast_Macs_Local"))
+                    if self._vtep is not None:
+                        self._vtep.note(changes if seen is not None else None)
                     seen = replica.change_seqno
                     self.state = SYNCED
-                    self._vtep_reporter.refresh(replica.rows("Physical_Switch"),
-                                                replica.rows("Ucast_Macs_Local"))
                 if self._vtep is not None and self._server.may_write:
                     self._vtep.step(self.switch, self._server.vtep_desired(self.switch))
             else:

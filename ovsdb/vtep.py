@@ -68,6 +68,16 @@ COLUMNS = {
 }
 
 
+# The tables a VtepSnapshot is read from: a change elsewhere (the remote MACs and flood lists Canopy writes)
+# needs no new snapshot.
+SNAPSHOT_TABLES = ("Physical_Switch", "Physical_Port", "Logical_Switch", "Ucast_Macs_Local", "Physical_Locator")
+
+
+def reported(changes) -> bool:
+    """Whether ``changes`` (``ovsdb.idl.RowChanges``, None: unknown) may change the VTEP's snapshot."""
+    return changes is None or any(changes.table(name) for name in SNAPSHOT_TABLES)
+
+
 def ls_name(vni: int) -> str:
     """The name of Canopy's logical switch for ``vni``."""
     return "%s%d" % (LS_PREFIX, vni)
@@ -278,22 +288,27 @@ class VtepPlan:
                          for name in self.WRITES if getattr(self, name))
 
 
-def plan_vtep(desired: VtepDesired | None, rows: VtepRows) -> VtepPlan:
+def plan_vtep(desired: VtepDesired | None, rows: VtepRows, ucast=None, wanted: set[int] | None = None) -> VtepPlan:
     """The ``VtepPlan`` that makes ``rows`` hold ``desired`` (None: nothing, so Canopy's rows go).
 
     The logical switches wanted are ``desired.logical_switches`` plus every VNI its bindings, remote
-    MACs and flood lists use (a row never references a switch that is not there).
+    MACs and flood lists use (a row never references a switch that is not there). ``ucast``: plan the
+    remote MACs with ``ucast(wanted, plan)`` instead of from every row of ``rows.ucast_remote`` (the
+    reconciler's delta, ovsdb/vtep_sync.py); ``wanted``: the VNIs wanted, when the caller knows them.
     """
     plan = VtepPlan()
     ours = {canopy_vni(ls.name): ls for ls in rows.logical_switches if canopy_vni(ls.name) is not None}
     plan.ls_rows = dict(ours)
     plan.locator_rows = _reusable_locators(rows.locators)
-    wanted = _wanted_vnis(desired)
+    wanted = _wanted_vnis(desired) if wanted is None else wanted
     _plan_switches(wanted, ours, rows, plan)
     if desired is not None:
         _plan_bindings(desired, rows.switch, plan)
     _plan_unbindings(desired, rows.switch, plan)
-    _plan_ucast(desired, wanted, rows.ucast_remote, plan)
+    if ucast is None:
+        _plan_ucast(desired, wanted, rows.ucast_remote, plan)
+    else:
+        ucast(wanted, plan)
     _plan_flood(desired, wanted, rows.mcast_remote, plan)
     _plan_removals(wanted, ours, rows, plan)
     return plan
@@ -393,6 +408,31 @@ def _plan_ucast(desired: VtepDesired | None, wanted: set[int], remote: Iterable,
         if (row.ipaddr or None) != ip or _locator_ip(row.locator) != locator:
             plan.ucast_update.append((row, ip, locator))
     plan.ucast_add.extend((vni, mac, *want[(vni, mac)]) for vni, mac in sorted(set(want) - seen))
+
+
+def plan_ucast_keys(keys, want: dict, wanted: set[int], rows_of, plan: VtepPlan) -> None:
+    """``_plan_ucast`` for the (VNI, lowercase MAC) ``keys`` only: ``want`` maps a key to its desired
+    (ip or None, locator IP), ``rows_of(key)`` gives its Ucast_Macs_Remote rows in Canopy's switches."""
+    for key in sorted(keys):
+        target = want.get(key) if key[0] in wanted else None
+        rows = _by_uuid(rows_of(key))
+        if target is None:
+            plan.ucast_delete.extend(rows)
+            continue
+        if not rows:
+            plan.ucast_add.append((key[0], key[1], *target))
+            continue
+        first, *extra = rows
+        plan.ucast_delete.extend(extra)
+        if (first.ipaddr or None) != target[0] or _locator_ip(first.locator) != target[1]:
+            plan.ucast_update.append((first, *target))
+
+
+def ucast_key(row) -> tuple | None:
+    """(VNI, lowercase MAC) of a Ucast_Macs_Remote row in one of Canopy's switches, else None."""
+    ls = _one(getattr(row, "logical_switch", None))
+    vni = canopy_vni(ls.name) if ls is not None else None
+    return (vni, row.MAC.lower()) if vni is not None else None
 
 
 def _flood_ips(row) -> set:
