@@ -213,7 +213,8 @@ class _PeerSession:
                     changes = replica.take_changes()
                     if seen is None or vtep.reported(changes):
                         self._vtep_reporter.refresh(replica.rows("Physical_Switch"),
-                                                    replica.rows("Ucast_Macs_Local"))
+                                                    lambda: replica.rows("Ucast_Macs_Local"),
+                                                    changes if seen is not None else None)
                     if self._vtep is not None:
                         self._vtep.note(changes if seen is not None else None)
                     seen = replica.change_seqno

@@ -34,6 +34,8 @@ own Ucast/Mcast_Macs_Local rows after the binding goes), in a later transaction.
 
 from __future__ import annotations
 
+import bisect
+import dataclasses
 import ipaddress
 import logging
 from collections.abc import Callable, Iterable
@@ -203,6 +205,44 @@ def build_vtep_snapshot(session: str, peer: str, switches: Iterable, local_macs:
     )
 
 
+def _mac_order(mac: VtepMac) -> tuple:
+    return (mac.vni, mac.mac, mac.ip or "", mac.locator)
+
+
+class LocalMacs:
+    """The ``VtepMac`` of each Ucast_Macs_Local row, kept from row changes, and their sorted set."""
+
+    def __init__(self, rows: Iterable, read):
+        self._read = read  # row -> VtepMac or None
+        self._of: dict = {}  # uuid (or the row) -> VtepMac
+        self._count: dict[VtepMac, int] = {}
+        self._sorted: list[VtepMac] = []
+        self._keys: list[tuple] = []  # _mac_order of _sorted, for bisect
+        for row in rows:
+            self.row_changed(getattr(row, "uuid", None) or id(row), row)
+
+    def sorted(self) -> tuple[VtepMac, ...]:
+        return tuple(self._sorted)
+
+    def row_changed(self, uuid, row) -> None:
+        old = self._of.pop(uuid, None)
+        if old is not None:
+            self._count[old] -= 1
+            if not self._count[old]:
+                del self._count[old]
+                i = bisect.bisect_left(self._keys, _mac_order(old))
+                del self._keys[i], self._sorted[i]
+        mac = self._read(row) if row is not None else None
+        if mac is None:
+            return
+        self._of[uuid] = mac
+        self._count[mac] = self._count.get(mac, 0) + 1
+        if self._count[mac] == 1:
+            i = bisect.bisect_left(self._keys, _mac_order(mac))
+            self._keys.insert(i, _mac_order(mac))
+            self._sorted.insert(i, mac)
+
+
 class VtepReporter(SnapshotReporter):
     """Reports one OVSDB session's hardware VTEP snapshots to a ``DiscoverySink`` (vtep_update /
     vtep_gone), with the contract of SnapshotReporter."""
@@ -213,14 +253,26 @@ class VtepReporter(SnapshotReporter):
         self._log = log or logging.getLogger(__name__)
         self._many_logged: tuple[str, ...] = ()
         self._bad = Throttle(self._log)
+        self._local: LocalMacs | None = None
 
-    def refresh(self, switches: Iterable, local_macs: Iterable) -> bool:
-        """Rebuild from the current rows; report and return True if the snapshot changed."""
+    def refresh(self, switches: Iterable, local_macs: Iterable, changes=None) -> bool:
+        """Read the current rows; report and return True if the snapshot changed. With ``changes``
+        (``ovsdb.idl.RowChanges``) touching no snapshot table but Ucast_Macs_Local, only the local MACs
+        named there are read again (``local_macs``, rows or a function returning them, is not read)."""
         if self._gone:
             return False
         switches = list(switches)
         self._note_many(switches)
-        return self.report(build_vtep_snapshot(self.session, self.peer, switches, local_macs, self._bad_value))
+        local = self._local
+        if changes is None or local is None or any(changes.table(t) for t in SNAPSHOT_TABLES
+                                                    if t != "Ucast_Macs_Local"):
+            rows = local_macs() if callable(local_macs) else local_macs
+            local = self._local = LocalMacs(rows, lambda row: _local_mac(row, self._bad_value))
+        else:
+            for uuid, change in changes.table("Ucast_Macs_Local").items():
+                local.row_changed(uuid, None if change.deleted else change.row)
+        snap = build_vtep_snapshot(self.session, self.peer, switches, (), self._bad_value)
+        return self.report(dataclasses.replace(snap, local_macs=local.sorted()) if snap is not None else None)
 
     def _bad_value(self, what: str, value, reason: str) -> None:
         self._bad.warning((what, str(value)[:64]), "ovsdb %s: hardware VTEP: ignoring %s %r: %s", self.peer,

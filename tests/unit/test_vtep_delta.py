@@ -109,3 +109,42 @@ def test_random_desired_states_converge_like_a_full_plan():
         assert remote(db) == macs
         assert plan_vtep(want, db.rows()).empty
     assert rec.delta_plans > 30
+
+
+class Sink:
+    def __init__(self):
+        self.snaps = []
+
+    def vtep_update(self, snap):
+        self.snaps.append(snap)
+
+    def vtep_gone(self, session):
+        pass
+
+
+def test_the_macs_a_vtep_learns_are_applied_one_row_at_a_time():
+    from ovsdb.vtep import VtepReporter, build_vtep_snapshot
+
+    rng = random.Random(7)
+    db = FakeVtepDb()
+    for vni in (5001, 5002):
+        db.logical_switch(f"canopy-{vni}", vni)
+    sink = Sink()
+    reporter = VtepReporter(sink, "v1", "10.0.0.9:1")
+    reporter.refresh(db.all("Physical_Switch"), db.all("Ucast_Macs_Local"))
+
+    def boom():
+        raise AssertionError("every local MAC was read again")
+
+    for _ in range(100):
+        changes = RowChanges()
+        if rng.random() < 0.6 or not db.all("Ucast_Macs_Local"):
+            row = db.switch_learns(rng.choice([5001, 5002]), mac(rng.randrange(50)))
+            changes.record("Ucast_Macs_Local", row.uuid, RowChange(row))
+        else:
+            row = rng.choice(db.all("Ucast_Macs_Local"))
+            db.tables["Ucast_Macs_Local"].remove(row)
+            changes.record("Ucast_Macs_Local", row.uuid, RowChange(row, deleted=True))
+        reporter.refresh(db.all("Physical_Switch"), boom, changes)
+        scratch = build_vtep_snapshot("v1", "10.0.0.9:1", db.all("Physical_Switch"), db.all("Ucast_Macs_Local"))
+        assert sink.snaps[-1] == scratch
