@@ -244,14 +244,18 @@ def measure(vm, hv, bridge: str, iface_id: str, peer, interval: float) -> tuple[
         vsctl_done = time.monotonic()
         pinger.join(REPLY_TIMEOUT)
         if pinger.reply_at is None:
-            raise AssertionError(f"{vm.name}: no echo reply from {peer.address} within {REPLY_TIMEOUT}s of add-port "
-                                 f"on {bridge}")
+            raise NoReply(f"{vm.name}: no echo reply from {peer.address} within {REPLY_TIMEOUT}s of add-port "
+                          f"on {bridge}")
         return (pinger.reply_at - started, vsctl_done - started,
                 pinger.sent.get(pinger.reply_seq, started) - started, wall)
     finally:
         pinger.halt()
         pinger.join(2)
         peer.exec("ip", "neigh", "del", vm.address, "dev", "eth0")
+
+
+class NoReply(AssertionError):
+    """A sample without an answer within REPLY_TIMEOUT (counted, and left out of the figures)."""
 
 
 def setup_baseline(lab, kvm1, kvm2):
@@ -315,6 +319,7 @@ class Round:
         self.setup = 0.0
         self.log_lines: list[str] = []
         self.counts: dict = {}
+        self.no_reply: list[str] = []  # samples (Canopy or baseline) without an answer in REPLY_TIMEOUT
 
     @property
     def adds(self) -> float:
@@ -345,23 +350,32 @@ def run_round(lab, ctl, hvs, peer, base_peer, vms, bvms, present, rnd: Round, co
         kvm1 = hvs[0]
         for k, (vm, bvm) in enumerate(zip(vms, bvms)):
             time.sleep(QUIET)
-            bfirst, bvsctl, _, _ = measure(bvm, kvm1, BASE_BRIDGE, f"baseline{k}", base_peer, args.interval)
-            rnd.base.append(bfirst)
-            rnd.vsctl_base.append(bvsctl)
-            kvm1.vsctl("del-port", BASE_BRIDGE, bvm.port)
+            try:
+                bfirst, bvsctl, _, _ = measure(bvm, kvm1, BASE_BRIDGE, f"baseline{k}", base_peer, args.interval)
+                rnd.base.append(bfirst)
+                rnd.vsctl_base.append(bvsctl)
+            except NoReply as exc:
+                rnd.no_reply.append(str(exc))
+            kvm1.vsctl("--if-exists", "del-port", BASE_BRIDGE, bvm.port)
             settle(lab, canopy, hvs, rnd.present + 1, SETTLE_TIMEOUT, f"after baseline sample {k}")
             time.sleep(QUIET)
-            first, vsctl, sent, wall = measure(vm, kvm1, BR_INT, f"sample{k}", peer, args.interval)
-            rnd.walls.append(wall)
-            rnd.canopy.append(first)
-            rnd.vsctl_canopy.append(vsctl)
-            rnd.sent.append(sent)
-            kvm1.vsctl("del-port", BR_INT, vm.port)  # the VM is kept for the next round
+            try:
+                first, vsctl, sent, wall = measure(vm, kvm1, BR_INT, f"sample{k}", peer, args.interval)
+                rnd.walls.append(wall)
+                rnd.canopy.append(first)
+                rnd.vsctl_canopy.append(vsctl)
+                rnd.sent.append(sent)
+            except NoReply as exc:
+                rnd.no_reply.append(str(exc))
+            kvm1.vsctl("--if-exists", "del-port", BR_INT, vm.port)  # the VM is kept for the next round
             settle(lab, canopy, hvs, rnd.present + 1, SETTLE_TIMEOUT, f"after sample {k}")
+            if not (rnd.canopy and rnd.base):
+                continue
             if args.verbose:
-                print(f"{rnd.label} {rnd.present:5d} sample {k:3d}: Canopy {first * 1000:7.1f} ms (ovs-vsctl "
-                      f"{vsctl * 1000:6.1f}, answered request sent at {sent * 1000:7.1f})   baseline "
-                      f"{bfirst * 1000:7.1f} ms (ovs-vsctl {bvsctl * 1000:6.1f})", flush=True)
+                print(f"{rnd.label} {rnd.present:5d} sample {k:3d}: Canopy {rnd.canopy[-1] * 1000:7.1f} ms (ovs-vsctl "
+                      f"{rnd.vsctl_canopy[-1] * 1000:6.1f}, answered request sent at {rnd.sent[-1] * 1000:7.1f})   "
+                      f"baseline {rnd.base[-1] * 1000:7.1f} ms (ovs-vsctl {rnd.vsctl_base[-1] * 1000:6.1f})"
+                      + (f"   [{len(rnd.no_reply)} without reply so far]" if rnd.no_reply else ""), flush=True)
         rnd.counts = canopy.api.get("/v1/status").json
         rnd.log_lines = [line for line in canopy.log_path.read_text().splitlines() if "bench/s0/sample" in line]
     finally:
@@ -371,7 +385,9 @@ def run_round(lab, ctl, hvs, peer, base_peer, vms, bvms, present, rnd: Round, co
 def report(rnd: Round, args) -> None:
     print(f"{rnd.label}: {args.samples} samples, {rnd.present} vports present and bound ({rnd.flows.get('kvm1', 0):,} "
           f"flows on kvm1, {rnd.flows.get('kvm2', 0):,} on kvm2), {rnd.counts.get('vports_bound')} bound at the end; "
-          f"controller ready, policy applied, bound and in sync in {rnd.setup:.1f} s")
+          f"controller ready, policy applied, bound and in sync in {rnd.setup:.1f} s"
+          + (f"; {len(rnd.no_reply)} samples without a reply within {REPLY_TIMEOUT:g} s, left out: "
+             + "; ".join(rnd.no_reply) if rnd.no_reply else ""))
     print(summary("Canopy (br-int, secure, flows from Canopy)", rnd.canopy))
     print(summary("baseline (br-base, NORMAL, same OVS/VXLAN)", rnd.base))
     print(summary("  ovs-vsctl add-port returned, Canopy", rnd.vsctl_canopy))
