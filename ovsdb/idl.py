@@ -47,7 +47,9 @@ import ssl
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+import ovs.db.data
 import ovs.db.idl
+import ovs.db.types
 import ovs.jsonrpc
 import ovs.poller
 import ovs.reconnect
@@ -464,6 +466,27 @@ class PendingTransaction:
         """Wake ``poller`` when the outcome may be known or the deadline passes."""
         self._txn.wait(poller)
         poller.timer_wait_until(self._deadline)
+
+
+def references(row, column: str, target) -> bool:
+    """Whether ``row``'s reference column ``column`` holds ``target`` (a row): one lookup in the committed
+    datum of an IDL row, not a conversion of the whole column; plain stand-ins are searched."""
+    datum = _datum(row, column)
+    if datum is None:
+        return any(ref is target for ref in getattr(row, column, None) or ())
+    return ovs.db.data.Atom(ovs.db.types.UuidType, target.uuid) in datum.values
+
+
+def reference_count(row, column: str) -> int:
+    """How many references ``row``'s set column ``column`` holds, without converting it."""
+    datum = _datum(row, column)
+    return len(getattr(row, column, None) or ()) if datum is None else len(datum.values)
+
+
+def _datum(row, column: str):
+    # HACK (ovs 4.0.0): an IDL Row keeps its committed columns as Datums in __dict__["_data"].
+    data = row.__dict__.get("_data") if isinstance(row, ovs.db.idl.Row) else None
+    return data.get(column) if data else None
 
 
 @dataclass(frozen=True)

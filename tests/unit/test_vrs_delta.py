@@ -206,3 +206,14 @@ def test_two_live_sessions_of_one_chassis_the_newest_speaks_and_the_other_takes_
     snap = sink.calls[-1][1]  # a speaks again at once, as a delta against what b said
     assert (snap.peer, snap.changed) == (PEER_A, {"only-a", "only-b"})
     assert [c[0] for c in sink.calls] == ["update", "update", "update"]
+
+
+def test_a_port_moved_from_another_bridge_is_found_by_the_port_count():
+    db, sink = Db(ports=3), Sink()
+    reporter = follow(db, sink)
+    moved = port("tapm", iface("tapm", 9, {"iface-id": "vpm"}))  # was on another bridge: no Port row created
+    db.bridge.ports = db.bridge.ports + [moved]
+    db.changes.record("Bridge", db.bridge.uuid, RowChange(db.bridge, columns=frozenset({"ports"})))
+    reporter.refresh([db.root], db.take())
+    snap = sink.calls[-1][1]
+    assert snap.changed == {"tapm"} and by_name(snap)["tapm"].ext("iface-id") == "vpm"
