@@ -217,3 +217,15 @@ def test_a_port_moved_from_another_bridge_is_found_by_the_port_count():
     reporter.refresh([db.root], db.take())
     snap = sink.calls[-1][1]
     assert snap.changed == {"tapm"} and by_name(snap)["tapm"].ext("iface-id") == "vpm"
+
+
+def test_row_changes_merge_per_row():
+    changes, a, b = RowChanges(), object(), object()
+    changes.record("Interface", 1, RowChange(a, columns=frozenset({"ofport"})))
+    changes.record("Interface", 1, RowChange(a, columns=frozenset({"external_ids"})))
+    changes.record("Interface", 2, RowChange(b))  # created
+    changes.record("Interface", 2, RowChange(b, columns=frozenset({"ofport"})))
+    assert changes.table("Interface")[1].columns == {"ofport", "external_ids"}
+    assert changes.table("Interface")[2].columns is None and len(changes) == 2
+    changes.record("Interface", 1, RowChange(a, deleted=True))
+    assert changes.table("Interface")[1].deleted and changes.table("Port") == {}
