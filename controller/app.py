@@ -69,6 +69,7 @@ class CanopyApp(RyuApp):
                                         handshake_timeout=limits.ovsdb_handshake_timeout,
                                         per_source=limits.ovsdb_per_source, max_message=limits.ovsdb_max_message,
                                         sync_timeout=limits.ovsdb_sync_timeout,
+                                        reconnect_grace=limits.ovsdb_reconnect_grace,
                                         tls=listener_context(settings, "ovsdb"))
         self.ovsdb.held = self.hold.holding
         extra = [Route("GET", "/v1/ovsdb/sessions", self._ovsdb_sessions, "accepted OVSDB manager connections")]
