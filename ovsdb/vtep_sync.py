@@ -70,6 +70,7 @@ class RemoteMacs:
         for row in rows:
             self.row_changed(row.uuid, row)
         self.desired = desired
+        self._desired_set = set(desired.remote_macs)
         self._want: dict[tuple, dict] = {}  # key -> {(ip, locator): None}, every desired value of it
         self._vnis: dict[int, int] = {}  # VNI -> how many keys of it are desired
         self._add_wanted(desired.remote_macs)
@@ -108,7 +109,9 @@ class RemoteMacs:
         self.desired = desired
         if old is new or old == new:
             return set()
-        gone, came = set(old) - set(new), set(new) - set(old)
+        now = set(new)  # one pass over the desired MACs, in C (derive hands over whole desired states)
+        gone, came = self._desired_set - now, now - self._desired_set
+        self._desired_set = now
         for vni, mac, ip, locator in gone:
             values = self._want.get((vni, mac.lower()), {})
             values.pop((ip or None, locator), None)
