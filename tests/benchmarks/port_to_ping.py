@@ -194,18 +194,30 @@ def dpid_of(hv) -> str:
     return f"{hv.datapath_id():016x}"
 
 
+def api_get(canopy, path: str):
+    """GET ``path``, or None while the controller is too busy to answer within the client's timeout (a
+    controller compiling thousands of vports at start)."""
+    try:
+        return canopy.api.get(path)
+    except OSError:  # socket.timeout is TimeoutError, an OSError
+        return None
+
+
 def in_sync(canopy, hvs) -> bool:
     for hv in hvs:
-        reply = canopy.api.get(f"/v1/switches/{dpid_of(hv)}/flows")
-        if reply.status != 200 or not reply.json.get("in_sync") or \
+        reply = api_get(canopy, f"/v1/switches/{dpid_of(hv)}/flows")
+        if reply is None or reply.status != 200 or not reply.json.get("in_sync") or \
                 reply.json["status"].get("openflow") == "disconnected":
             return False
     return True
 
 
 def settle(lab, canopy, hvs, bound: int, timeout: float, what: str) -> None:
-    lab.wait_until(lambda: canopy.api.get("/v1/status").json["vports_bound"] == bound, timeout=timeout,
-                   interval=0.1, what=f"{bound} vports bound ({what})")
+    def bound_now():
+        reply = api_get(canopy, "/v1/status")
+        return reply is not None and reply.json["vports_bound"] == bound
+
+    lab.wait_until(bound_now, timeout=timeout, interval=0.1, what=f"{bound} vports bound ({what})")
     lab.wait_until(lambda: in_sync(canopy, hvs), timeout=timeout, interval=0.2,
                    what=f"both switches in sync ({what})")
 
