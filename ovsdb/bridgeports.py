@@ -41,6 +41,7 @@ class BridgePorts:
         self._by_name: dict[str, PortInfo] = {}
         self._names: list[str] = []  # sorted
         self.ports: tuple[PortInfo, ...] = ()
+        self.full_reads = getattr(self, "full_reads", 0)  # times every port of the bridge was read
         self._reuse: dict[str, PortInfo] = {}  # during rebuild: values to hand out again when equal
         self._bulk = False  # during rebuild: the names are sorted once at the end
 
@@ -63,6 +64,7 @@ class BridgePorts:
         (equal values are reused, and the result names what differs); None: nothing before, returns None."""
         self.__init__(self._port_info)
         self.bridge_key, self._bridge_name = row_key(bridge), bridge.name
+        self.full_reads += 1
         self._reuse, self._bulk = previous or {}, True
         try:
             for port in getattr(bridge, "ports", None) or []:
@@ -102,6 +104,7 @@ class BridgePorts:
         return frozenset(changed)
 
     def _resync_members(self, bridge, changed: set, done: set) -> None:
+        self.full_reads += 1
         now = {row_key(p): p for p in getattr(bridge, "ports", None) or []}
         for key in self._members.keys() - now.keys():
             self._drop_port(key, changed)

@@ -94,6 +94,7 @@ class _PeerSession:
             "chassis": last.chassis if last is not None else None,
             "key": last.session if last is not None else None,
             "speaking": self._reporter.speaking if last is not None else None,
+            "full_reads": self._reporter.full_reads if last is not None else None,
             "tunnel": self._tunnel.describe() if self._tunnel is not None else None,
             "bridge": self._bridge.describe() if self._bridge is not None else None,
             "switch": self.switch,
@@ -343,7 +344,9 @@ class OvsdbManagerServer:
     def sessions(self) -> list[dict]:
         """One JSON-ready dict per open session: session, peer, database, connected_since, state,
         chassis, key (the switch key this VRS session claims) and speaking (whether it speaks for that
-        switch: the newest session of a chassis does, ovsdb/claims.py), tunnel (the tunnel reconciler's name/state/transactions/last_error, or None),
+        switch: the newest session of a chassis does, ovsdb/claims.py), full_reads (how often every port of
+        its bridge was read rather than the changed rows applied), tunnel (the tunnel reconciler's
+        name/state/transactions/last_error, or None),
         bridge (the same for the integration bridge's fail-secure settings, or None),
         switch (a hardware VTEP's Physical_Switch name, else None) and vtep (the VTEP reconciler's
         switch/state/transactions/last_error/conflicts/waiting, or None)."""

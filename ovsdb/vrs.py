@@ -294,6 +294,11 @@ class VrsReporter:
         """Whether this session speaks for its switch (see ovsdb/claims.py)."""
         return self.key is not None and self._claims.speaker(self.key) is self
 
+    @property
+    def full_reads(self) -> int:
+        """How many times every port of the bridge was read (the first copy, a resync, a bridge replaced)."""
+        return self._ports.full_reads
+
     def holds_port(self, port_row) -> bool:
         """Whether ``port_row`` is on the integration bridge (O(1))."""
         return self._ports.holds_port(port_row)

@@ -191,16 +191,22 @@ def test_ports_come_and_go_within_a_second(manager, spawn):
     session = connect_vrs(manager, hv)["session"]
     hv.vsctl("add-br", "br-int")
     manager.wait_latest(session, lambda s: s["bridge_present"] and s["ports"] == [], FAST, "br-int present")
+    [info] = [s for s in manager.sessions() if s["key"] == session]
+    full_reads = info["full_reads"]
 
     hv.vsctl("add-port", "br-int", "tap1", "--", "set", "Interface", "tap1", "type=internal",
              "external_ids:iface-id=vp1", "external_ids:attached-mac=02:00:00:00:00:01")
     snap = manager.wait_latest(session, lambda s: _names(s) == ["tap1"], FAST, "tap1 reported")
     [tap1] = snap["ports"]
+    assert snap["changed"] == ["tap1"]  # the ports whose rows changed since the previous snapshot
     assert tap1["mac"] == "02:00:00:00:00:01" and tap1["type"] == "internal"
     assert ["iface-id", "vp1"] in tap1["external_ids"]
 
     hv.vsctl("del-port", "br-int", "tap1")
     manager.wait_latest(session, lambda s: s["bridge_present"] and s["ports"] == [], FAST, "tap1 removed")
+    # applied from the rows the IDL reported changed: the bridge's ports were not read again
+    [info] = [s for s in manager.sessions() if s["key"] == session]
+    assert info["full_reads"] == full_reads, info
 
 
 def test_two_vrs_are_two_sessions_and_a_killed_one_goes_exactly_once(manager, spawn):
