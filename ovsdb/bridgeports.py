@@ -2,7 +2,7 @@
 
 ``BridgePorts`` holds one ``PortInfo`` per Interface of every Port on the bridge (except the bridge's own
 internal interface), sorted by name. ``rebuild`` reads them all (the first copy, a bridge replaced, or no
-change list); ``apply`` reads only the rows an ``ovsdb.idl.RowChanges`` names: one port appearing costs
+change list); ``apply`` reads only the rows an ``ovsdb.rowchanges.RowChanges`` names: one port appearing costs
 that port's rows, not the bridge's. Either way it returns the names of the ports whose ``PortInfo``
 changed, and a ``PortInfo`` that did not change stays the same object.
 
@@ -78,7 +78,7 @@ class BridgePorts:
         return frozenset(n for n in set(previous) | set(self._by_name) if previous.get(n) is not self._by_name.get(n))
 
     def apply(self, bridge, changes) -> frozenset[str]:
-        """Apply the changed rows of ``changes`` (an ``ovsdb.idl.RowChanges``) for ``bridge``, the same
+        """Apply the changed rows of ``changes`` (an ``ovsdb.rowchanges.RowChanges``) for ``bridge``, the same
         bridge row as before; returns the names of the ports that changed."""
         changed: set[str] = set()
         done: set = set()

@@ -58,6 +58,7 @@ import ovs.timeval
 import ovs.version
 
 from ovsdb import jsonstream
+from ovsdb.rowchanges import RowChange, RowChanges
 
 PINNED_OVS_VERSION = "4.0.0"
 OVS_VERSION = ovs.version.VERSION
@@ -487,40 +488,6 @@ def _datum(row, column: str):
     # HACK (ovs 4.0.0): an IDL Row keeps its committed columns as Datums in __dict__["_data"].
     data = row.__dict__.get("_data") if isinstance(row, ovs.db.idl.Row) else None
     return data.get(column) if data else None
-
-
-@dataclass(frozen=True)
-class RowChange:
-    """One row that changed: ``row`` as it is now (a deleted row: as it was); ``columns`` the columns
-    that changed, None when the whole row is new or gone (or the peer did not say)."""
-
-    row: object
-    deleted: bool = False
-    columns: frozenset[str] | None = None
-
-
-class RowChanges:
-    """Rows that changed, by table name then row uuid; a row changed twice keeps one merged entry."""
-
-    def __init__(self):
-        self._tables: dict[str, dict] = {}
-
-    def record(self, table: str, uuid, change: RowChange) -> None:
-        rows = self._tables.setdefault(table, {})
-        before = rows.get(uuid)
-        if before is not None and not change.deleted:
-            if before.columns is None or change.columns is None:
-                change = RowChange(change.row, False, None)
-            else:
-                change = RowChange(change.row, False, before.columns | change.columns)
-        rows[uuid] = change
-
-    def table(self, name: str) -> dict:
-        """{uuid: RowChange} of ``name`` (empty if none of its rows changed)."""
-        return self._tables.get(name, {})
-
-    def __len__(self) -> int:
-        return sum(len(rows) for rows in self._tables.values())
 
 
 class _TrackingIdl(ovs.db.idl.Idl):

@@ -264,7 +264,7 @@ class VrsReporter:
     """Reports one OVSDB session's VRS snapshots, keyed by chassis, through ``claims`` (ovsdb/claims.py)
     to its sink.
 
-    ``refresh(root_rows, changes)`` after each replica change: with ``changes`` (``ovsdb.idl.RowChanges``)
+    ``refresh(root_rows, changes)`` after each replica change: with ``changes`` (``ovsdb.rowchanges.RowChanges``)
     only the rows named there are read again (``ovsdb.bridgeports``); without, everything. The snapshot
     reported has ``session`` = the switch key and ``changed`` = the ports whose ``PortInfo`` differs from
     the last snapshot reported for that switch (by any session; None when there was none). A switch is

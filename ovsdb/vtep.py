@@ -76,7 +76,7 @@ SNAPSHOT_TABLES = ("Physical_Switch", "Physical_Port", "Logical_Switch", "Ucast_
 
 
 def reported(changes) -> bool:
-    """Whether ``changes`` (``ovsdb.idl.RowChanges``, None: unknown) may change the VTEP's snapshot."""
+    """Whether ``changes`` (``ovsdb.rowchanges.RowChanges``, None: unknown) may change the VTEP's snapshot."""
     return changes is None or any(changes.table(name) for name in SNAPSHOT_TABLES)
 
 
@@ -257,7 +257,7 @@ class VtepReporter(SnapshotReporter):
 
     def refresh(self, switches: Iterable, local_macs: Iterable, changes=None) -> bool:
         """Read the current rows; report and return True if the snapshot changed. With ``changes``
-        (``ovsdb.idl.RowChanges``) touching no snapshot table but Ucast_Macs_Local, only the local MACs
+        (``ovsdb.rowchanges.RowChanges``) touching no snapshot table but Ucast_Macs_Local, only the local MACs
         named there are read again (``local_macs``, rows or a function returning them, is not read)."""
         if self._gone:
             return False

@@ -276,7 +276,7 @@ class VtepReconciler:
                 "waiting": list(self.waiting)}
 
     def note(self, changes) -> None:
-        """The rows the replica reports changed (``ovsdb.idl.RowChanges``; None: unknown), so that the next
+        """The rows the replica reports changed (``ovsdb.rowchanges.RowChanges``; None: unknown), so that the next
         plan covers only the remote MACs they and the desired state's changes reach."""
         self._tracking = True
         if changes is None or changes.table("Logical_Switch"):

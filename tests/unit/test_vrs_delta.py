@@ -1,6 +1,6 @@
 """VRS discovery applies the rows the IDL reports changed (ovsdb/bridgeports.py) and keys switches by
 chassis across OVSDB sessions (ovsdb/claims.py). Row stand-ins carry a uuid like IDL rows; a change list is
-an ``ovsdb.idl.RowChanges`` filled as the IDL's notify hook fills it."""
+an ``ovsdb.rowchanges.RowChanges`` filled as the IDL's notify hook fills it."""
 
 import random
 import uuid
@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 from controller.discovery import DiscoverySink
 from ovsdb.claims import VrsClaims
-from ovsdb.idl import RowChange, RowChanges
+from ovsdb.rowchanges import RowChange, RowChanges
 from ovsdb.vrs import VrsReporter, bridge_ports
 
 PEER_A, PEER_B = "10.250.0.11:51034", "10.250.0.11:51999"

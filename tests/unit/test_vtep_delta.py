@@ -4,7 +4,7 @@ replica reports changed and the difference between two desired states, not every
 import random
 
 from controller.discovery import VtepDesired
-from ovsdb.idl import RowChange, RowChanges
+from ovsdb.rowchanges import RowChange, RowChanges
 from ovsdb.vtep import plan_vtep
 from ovsdb.vtep_sync import VtepReconciler
 from tests.unit.vtep_fakes import HV1, HV2, HV3, Clock, FakeReplica, FakeVtepDb
