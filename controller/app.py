@@ -72,6 +72,7 @@ class CanopyApp(RyuApp):
                                         handshake_timeout=limits.ovsdb_handshake_timeout,
                                         per_source=limits.ovsdb_per_source, max_message=limits.ovsdb_max_message,
                                         sync_timeout=limits.ovsdb_sync_timeout,
+                                        reconnect_grace=limits.ovsdb_reconnect_grace,
                                         tls=listener_context(settings, "ovsdb"))
         self.ovsdb.held = self.hold.holding
         extra = [Route("GET", "/v1/ovsdb/sessions", self._ovsdb_sessions, "accepted OVSDB manager connections")]
@@ -101,7 +102,8 @@ class CanopyApp(RyuApp):
         self._roles_wake = hub.Event()
         self.api = Api(self.service, self.state, settings, extra_routes=extra, ha=self.pair,
                        programming=lambda: self.program_loop.status(),
-                       status_parts={"startup_hold": self.hold.status})
+                       status_parts={"startup_hold": self.hold.status,
+                                     "programmer": self._programmer_counts})
         self.api.switch_status = self._switch_status
         self.rest = RestServer(settings.rest_listen, settings.rest_port, self.api, limits,
                                tls=listener_context(settings, "rest"))
@@ -371,6 +373,11 @@ class CanopyApp(RyuApp):
     def _switch_status(self, dpid):
         rec = self.reconcilers.get(dpid)
         return rec.status() if rec is not None else None
+
+    def _programmer_counts(self):
+        """For GET /v1/status: how often the desired state was recomputed from scratch or incrementally."""
+        return {"full_recomputes": self.programmer.full_recomputes,
+                "incremental_updates": self.programmer.incremental_updates}
 
     def _ovsdb_sessions(self, req):
         items = self.ovsdb.sessions()
