@@ -22,6 +22,7 @@ from controller.derive import vtep_desired
 from controller.rest import bgp as rest_bgp
 from controller.rest import dataplane as rest_dataplane
 from controller.rest import inspection as rest_inspect
+from controller.rest import security as rest_security
 from controller.rest import vteps as rest_vteps
 from controller.rest.api import Api, Response, Route
 from controller.rest.server import RestServer
@@ -34,6 +35,7 @@ from controller.ryu_compat import (
     hub,
     ofp_event,
     ofproto_v1_3,
+    blocking,
     ofproto_v1_4,
     set_ev_cls,
 )
@@ -59,6 +61,7 @@ class CanopyApp(RyuApp):
             raise RuntimeError("start Canopy with 'canopy run', which passes its settings to this app")
         self.settings = settings
         self.store, self.state, self.service = build_core(settings)
+        self.store.offload = blocking  # commits and their fsyncs off the event loop (controller/store.py)
         self.hold = StartupHold(self.store, settings.restart_hold)  # nothing is written before it is released
         self.programmer = Programmer(self.state)
         self.reconcilers: dict[int, SwitchReconciler] = {}
@@ -69,10 +72,12 @@ class CanopyApp(RyuApp):
                                         handshake_timeout=limits.ovsdb_handshake_timeout,
                                         per_source=limits.ovsdb_per_source, max_message=limits.ovsdb_max_message,
                                         sync_timeout=limits.ovsdb_sync_timeout,
+                                        reconnect_grace=limits.ovsdb_reconnect_grace,
                                         tls=listener_context(settings, "ovsdb"))
         self.ovsdb.held = self.hold.holding
         extra = [Route("GET", "/v1/ovsdb/sessions", self._ovsdb_sessions, "accepted OVSDB manager connections")]
         extra += rest_dataplane.routes(self.state, self.programmer, lambda: self.reconcilers)
+        extra += rest_security.routes(self.state, self.programmer, lambda: self.reconcilers)
         extra += rest_vteps.routes(self.state, self.programmer)
         extra += rest_inspect.routes(self.state, self.programmer, self.dhcp, settings.underlay_mtu)
         self.federation = None
@@ -97,12 +102,14 @@ class CanopyApp(RyuApp):
         self._roles_wake = hub.Event()
         self.api = Api(self.service, self.state, settings, extra_routes=extra, ha=self.pair,
                        programming=lambda: self.program_loop.status(),
-                       status_parts={"startup_hold": self.hold.status})
+                       status_parts={"startup_hold": self.hold.status,
+                                     "programmer": self._programmer_counts})
         self.api.switch_status = self._switch_status
         self.rest = RestServer(settings.rest_listen, settings.rest_port, self.api, limits,
                                tls=listener_context(settings, "rest"))
         self.api.metrics.attach(reconcilers=lambda: dict(self.reconcilers), ovsdb=self.ovsdb, dhcp=self.dhcp,
-                                federation=self.federation, pair=self.pair, pause=lambda: hub.sleep(0))
+                                federation=self.federation, pair=self.pair, hold=self.hold,
+                                pause=lambda: hub.sleep(0))
         runtime.API = self.api  # for SIGHUP (controller.lifecycle)
         self._wake = hub.Event()
         self.program_loop = ProgramLoop(self.programmer, self._wake, self._hand_out, prepare=self._import_remote,
@@ -167,6 +174,7 @@ class CanopyApp(RyuApp):
             return  # the start-up hold: nothing is written anywhere yet
         for session in touched:
             self._push(session)
+            hub.sleep(0)  # a turn for echo replies, heartbeats and REST between switches
         self._push_vteps()
         self._publish_routes()
         self.hold.remember(*self._reported())
@@ -365,6 +373,11 @@ class CanopyApp(RyuApp):
     def _switch_status(self, dpid):
         rec = self.reconcilers.get(dpid)
         return rec.status() if rec is not None else None
+
+    def _programmer_counts(self):
+        """For GET /v1/status: how often the desired state was recomputed from scratch or incrementally."""
+        return {"full_recomputes": self.programmer.full_recomputes,
+                "incremental_updates": self.programmer.incremental_updates}
 
     def _ovsdb_sessions(self, req):
         items = self.ovsdb.sessions()

@@ -18,6 +18,7 @@ from controller.fields import Invalid
 
 _MISSING = object()
 MAX_DHCP_ROUTES = 16
+MAX_ACL_TAG = 2**20 - 1  # 20 bits: the tag is part of conjunction ids (openflow/acl.py)
 
 
 @dataclass(frozen=True)
@@ -105,15 +106,26 @@ DHCP = (
           default=list, nullable=False),
 )
 
+MAX_ACL_RULES = 1000  # rules of one ACL: each takes one OpenFlow priority in its table (openflow/acl.py)
+
 ACL_RULE = (
     Field("direction", "string", "traffic entering the VM (ingress) or leaving it (egress)",
           f.one_of("ingress", "egress"), required=True),
     Field("action", "string", "allow or deny", f.one_of("allow", "deny"), required=True),
+    Field("priority", "integer", "evaluation order inside the ACL, lowest first (absent: 1000; ties: list "
+          "order; docs/policy.md)", f.int_range(0, 9999)),
     Field("protocol", "string", "any, icmp, tcp, udp", f.one_of("any", "icmp", "tcp", "udp"),
           default="any", nullable=False),
     Field("remote", "string", "the other end's prefix (default: any)", f.ipv4_network, default="0.0.0.0/0",
           nullable=False),
+    Field("remote_subnet", "string", "the other end is any address of this subnet of the tenant (instead of "
+          "remote)", f.text),
+    Field("remote_group", "string", "the other end is any address of a member of this policy group of the "
+          "tenant, as membership changes (instead of remote)", f.text),
     Field("ports", "string", "tcp/udp destination port or range, e.g. 80 or 1000-2000", f.port_range),
+    Field("source_ports", "string", "tcp/udp source port or range", f.port_range),
+    Field("icmp_type", "integer", "icmp: the ICMP type (default: any)", f.int_range(0, 255)),
+    Field("icmp_code", "integer", "icmp: the ICMP code (needs icmp_type; default: any)", f.int_range(0, 255)),
     Field("stateful", "boolean", "allow the return traffic (conntrack)", f.boolean, default=True, nullable=False),
 )
 
@@ -135,6 +147,8 @@ SCHEMA: dict[str, tuple[Field, ...]] = {
               auto=True),
         Field("static_routes", "array", "static routes; next hops must lie in one of the domain's subnets",
               items=Field("route", "object", "", fields=ROUTE), default=list, nullable=False),
+        Field("default_acl_action", "string", "what happens to IP traffic of the domain's vports that have no ACL",
+              f.one_of("allow", "deny"), default="allow", nullable=False),
     ),
     "subnet": (
         Field("tenant_id", "string", "owning tenant", f.text, required=True, immutable=True, ref="tenant"),
@@ -168,15 +182,31 @@ SCHEMA: dict[str, tuple[Field, ...]] = {
               nullable=False),
         Field("acls", "array", "ACL policy ids applied to the port (enforced by the dataplane)",
               items=Field("acl", "string", "acl id", f.text, ref="acl"), default=list, nullable=False),
+        Field("policy_groups", "array", "policy groups the port is a member of (their ACLs apply to it, and "
+              "rules naming them as remote_group match its addresses)",
+              items=Field("group", "string", "policy group id", f.text, ref="policy_group"), default=list,
+              nullable=False),
     ),
     "acl": (
         Field("tenant_id", "string", "owning tenant", f.text, required=True, immutable=True, ref="tenant"),
         Field("name", "string", "ACL name, unique in its tenant", f.name, required=True),
         Field("description", "string", "free text", f.text, default="", nullable=False),
-        Field("default_action", "string", "what happens to traffic no rule matches", f.one_of("allow", "deny"),
-              default="deny", nullable=False),
-        Field("rules", "array", "rules, first match wins", items=Field("rule", "object", "", fields=ACL_RULE),
-              default=list, nullable=False),
+        Field("priority", "integer", "order among the ACLs of one vport, lowest first (ties: by name)",
+              f.int_range(0, 9999), default=1000, nullable=False),
+        Field("default_action", "string", "what happens to traffic no rule of the vport's ACLs matches (deny "
+              "when any of them says deny)", f.one_of("allow", "deny"), default="deny", nullable=False),
+        Field("rules", "array", "rules, by priority then list order; the first match wins",
+              items=Field("rule", "object", "", fields=ACL_RULE), default=list, nullable=False),
+        Field("policy_groups", "array", "policy groups whose members this ACL also applies to",
+              items=Field("group", "string", "policy group id", f.text, ref="policy_group"), default=list,
+              nullable=False),
+        Field("tag", "integer", "the ACL's number in the dataplane (allocated when absent)", f.int_range(1, MAX_ACL_TAG),
+              auto=True),
+    ),
+    "policy_group": (
+        Field("tenant_id", "string", "owning tenant", f.text, required=True, immutable=True, ref="tenant"),
+        Field("name", "string", "policy group name, unique in its tenant", f.name, required=True),
+        Field("description", "string", "free text", f.text, default="", nullable=False),
     ),
     "vtep_binding": (
         Field("switch", "string", "hardware VTEP name (Physical_Switch name)", f.name, required=True),
@@ -189,7 +219,8 @@ SCHEMA: dict[str, tuple[Field, ...]] = {
 
 KINDS = tuple(SCHEMA)
 MANAGED = ("id", "source")  # set by the controller on every stored object: its id and the apply source
-PARENT = {"domain": "tenant_id", "subnet": "tenant_id", "vport": "subnet_id", "acl": "tenant_id"}
+PARENT = {"domain": "tenant_id", "subnet": "tenant_id", "vport": "subnet_id", "acl": "tenant_id",
+          "policy_group": "tenant_id"}
 
 
 def _problem(kind, ref, path, reason):
@@ -319,12 +350,35 @@ def _vport_rules(obj):
             yield "binding", "an esxi static binding needs host, trunk_port and vlan together"
     if len(obj["ips"] or []) != len(set(obj["ips"] or [])):
         yield "ips", "lists the same address twice"
+    if len(obj["policy_groups"] or []) != len(set(obj["policy_groups"] or [])):
+        yield "policy_groups", "lists the same group twice"
 
 
 def _acl_rules(obj):
-    for i, rule in enumerate(obj["rules"] or []):
-        if rule and rule.get("ports") and rule.get("protocol") not in ("tcp", "udp"):
-            yield f"rules[{i}].ports", "needs protocol tcp or udp"
+    rules = obj["rules"] or []
+    if len(rules) > MAX_ACL_RULES:
+        yield "rules", f"at most {MAX_ACL_RULES} rules in one ACL"
+    for i, rule in enumerate(rules):
+        yield from ((f"rules[{i}].{field}", reason) for field, reason in _acl_rule(rule or {}))
+    if len(obj["policy_groups"] or []) != len(set(obj["policy_groups"] or [])):
+        yield "policy_groups", "lists the same group twice"
+
+
+def _acl_rule(rule):
+    proto = rule.get("protocol")
+    for key in ("ports", "source_ports"):
+        if rule.get(key) and proto not in ("tcp", "udp"):
+            yield key, "needs protocol tcp or udp"
+    for key in ("icmp_type", "icmp_code"):
+        if rule.get(key) is not None and proto != "icmp":
+            yield key, "needs protocol icmp"
+    if rule.get("icmp_code") is not None and rule.get("icmp_type") is None:
+        yield "icmp_code", "needs icmp_type"
+    remotes = [k for k in ("remote_subnet", "remote_group") if rule.get(k) is not None]
+    if rule.get("remote") != "0.0.0.0/0":
+        remotes.insert(0, "remote")
+    if len(remotes) > 1:
+        yield remotes[1], f"give only one of remote, remote_subnet and remote_group (also {remotes[0]})"
 
 
 _OBJECT_RULES = {"subnet": _subnet_rules, "vport": _vport_rules, "acl": _acl_rules}

@@ -10,15 +10,46 @@ import ipaddress
 from collections import defaultdict
 
 from controller.fields import MAX_VNI
-from controller.model import KINDS, PARENT, SCHEMA, Problem, binding_key, esxi_static_key
+from controller import policyindex
+from controller.model import KINDS, MAX_ACL_TAG, PARENT, SCHEMA, Problem, binding_key, esxi_static_key
+from controller.policyindex import PolicyIndex
 
 
 class Policy:
     def __init__(self, objects: dict[str, dict[str, dict]] | None = None):
         self.objects = {kind: dict((objects or {}).get(kind, {})) for kind in KINDS}
+        self._token = object()  # who this policy is, for the shared index (controller/policyindex.py)
+        self._index: PolicyIndex | None = None
+        self._base = None  # the token of the policy this one was copied from
+        self._pending: list[tuple[str, str]] = []  # (kind, id) put or removed since that copy
 
     def copy(self) -> "Policy":
-        return Policy(self.objects)
+        copied = Policy(self.objects)
+        copied._index, copied._base = self._index, self._token
+        return copied
+
+    def index(self) -> PolicyIndex:
+        """The index of this policy's objects (controller/policyindex.py): shared with the policy it was
+        copied from, brought up to date with this one's changes; built from scratch only if that one's
+        index has moved on to another copy meanwhile."""
+        index = self._index
+        if index is not None and index.owner is self._token:
+            return index
+        if index is not None and index.owner is self._base:
+            for kind, oid in self._pending:
+                index.update(kind, oid, self.objects[kind].get(oid))
+            index.owner = self._token
+        else:
+            self._index = index = PolicyIndex.build(self, self._token)
+        self._pending = []
+        return index
+
+    def _changed(self, kind, oid):
+        index = self._index
+        if index is not None and index.owner is self._token:
+            index.update(kind, oid, self.objects[kind].get(oid))
+        else:
+            self._pending.append((kind, oid))
 
     def get(self, kind, oid):
         return self.objects[kind].get(oid)
@@ -31,9 +62,12 @@ class Policy:
 
     def put(self, kind, obj):
         self.objects[kind][obj["id"]] = obj
+        self._changed(kind, obj["id"])
 
     def remove(self, kind, oid):
-        return self.objects[kind].pop(oid, None)
+        removed = self.objects[kind].pop(oid, None)
+        self._changed(kind, oid)
+        return removed
 
     def children(self, kind, oid):
         """(kind, object) pairs that directly depend on the object: parents, subnets of a domain, bindings."""
@@ -47,6 +81,12 @@ class Policy:
             out.extend(("vtep_binding", b) for b in self.objects["vtep_binding"].values() if b["subnet_id"] == oid)
         if kind == "acl":
             out.extend(("vport", v) for v in self.objects["vport"].values() if oid in v["acls"])
+        if kind == "policy_group":
+            out.extend(("vport", v) for v in self.objects["vport"].values() if oid in (v.get("policy_groups") or ()))
+        if kind in ("policy_group", "subnet"):
+            key = "remote_group" if kind == "policy_group" else "remote_subnet"
+            out.extend(("acl", a) for a in self.objects["acl"].values()
+                       if oid in (a.get("policy_groups") or ()) or any(r.get(key) == oid for r in a["rules"]))
         return out
 
     def ref(self, kind, obj) -> str:
@@ -87,11 +127,18 @@ SCHEMA_REFS = {(kind, spec.name): spec.ref for kind, specs in SCHEMA.items() for
 
 # ---------------------------------------------------------------------------------------------- rules
 
+def check_changes(policy: Policy, changed) -> list[Problem]:
+    """What ``check`` says, looking at the changed (kind, id) and what they reach first: when none of
+    them can break a rule, that is no problem, without going through the whole policy (the policy before
+    the change is presumed to pass ``check``). See controller/policyindex.py."""
+    return policyindex.check_changes(policy, changed, check)
+
+
 def check(policy: Policy) -> list[Problem]:
     """Every rule that spans objects. Empty list: the policy is consistent."""
     problems: list[Problem] = []
-    for rule in (_references, _unique_names, _unique_vnis, _unique_rds, _domain_cidrs, _vport_addresses,
-                 _binding_keys, _static_routes, _vtep_bindings):
+    for rule in (_references, _acl_references, _unique_names, _unique_vnis, _unique_rds, _unique_tags,
+                 _domain_cidrs, _vport_addresses, _binding_keys, _static_routes, _vtep_bindings):
         problems.extend(rule(policy))
     return problems
 
@@ -102,7 +149,7 @@ def _p(policy, kind, obj, field, reason, code="invalid"):
 
 def _references(policy):
     for (kind, key), target in SCHEMA_REFS.items():
-        if key == "acls":
+        if key in ("acls", "policy_groups"):  # lists: checked with their tenant in _acl_references
             continue
         for obj in policy.all(kind):
             if obj[key] is not None and policy.get(target, obj[key]) is None:
@@ -121,9 +168,51 @@ def _references(policy):
                 yield _p(policy, "vport", vport, f"acls[{i}]", "the acl belongs to another tenant")
 
 
+def _acl_references(policy):
+    """Policy groups named by vports and ACLs, and the subnets and groups ACL rules name as their remote: they
+    exist and belong to the same tenant."""
+    def same_tenant(kind, obj, path, target_kind, target_id, tenant_id):
+        target = policy.get(target_kind, target_id)
+        if target is None:
+            yield _p(policy, kind, obj, path, f"no {target_kind} with id {target_id!r}", "not_found")
+        elif tenant_id is not None and target["tenant_id"] != tenant_id:
+            yield _p(policy, kind, obj, path, f"the {target_kind} belongs to another tenant")
+
+    for vport in policy.all("vport"):
+        subnet = policy.get("subnet", vport["subnet_id"])
+        tenant = subnet["tenant_id"] if subnet else None
+        for i, gid in enumerate(vport.get("policy_groups") or ()):
+            yield from same_tenant("vport", vport, f"policy_groups[{i}]", "policy_group", gid, tenant)
+    for acl in policy.all("acl"):
+        for i, gid in enumerate(acl.get("policy_groups") or ()):
+            yield from same_tenant("acl", acl, f"policy_groups[{i}]", "policy_group", gid, acl["tenant_id"])
+        for i, rule in enumerate(acl["rules"]):
+            if rule.get("remote_group") is not None:
+                yield from same_tenant("acl", acl, f"rules[{i}].remote_group", "policy_group", rule["remote_group"],
+                                       acl["tenant_id"])
+            if rule.get("remote_subnet") is not None:
+                yield from same_tenant("acl", acl, f"rules[{i}].remote_subnet", "subnet", rule["remote_subnet"],
+                                       acl["tenant_id"])
+                sub = policy.get("subnet", rule["remote_subnet"])
+                if sub is not None and not sub["cidr"]:
+                    yield _p(policy, "acl", acl, f"rules[{i}].remote_subnet", "the subnet has no cidr")
+
+
+def _unique_tags(policy):
+    seen = {}
+    for acl in policy.all("acl"):
+        if acl.get("tag") is None:
+            continue
+        if acl["tag"] in seen:
+            yield _p(policy, "acl", acl, "tag", f"tag {acl['tag']} is already used by acl "
+                     f"{policy.ref('acl', seen[acl['tag']])!r}", "conflict")
+        seen[acl["tag"]] = acl
+
+
 def _unique_names(policy):
     scopes = {"tenant": lambda o: None, "domain": lambda o: o["tenant_id"], "subnet": lambda o: o["tenant_id"],
-              "acl": lambda o: o["tenant_id"], "vport": lambda o: o["subnet_id"]}
+              "acl": lambda o: o["tenant_id"], "policy_group": lambda o: o["tenant_id"],
+              "vport": lambda o: o["subnet_id"]}
     for kind, scope in scopes.items():
         seen = {}
         for obj in policy.all(kind):
@@ -275,13 +364,10 @@ class Allocator:
         self._ips: dict[str, set] = {}
 
     def _used_ips(self, policy, subnet):
-        """Addresses taken in a subnet; computed once per allocator (one allocator serves one change)."""
+        """Addresses taken in a subnet: by its vports (the policy's index) and by this allocator so far (one
+        allocator serves one change)."""
         if subnet["id"] not in self._ips:
-            used = {subnet["gateway"], dhcp_server_ip(subnet)}
-            for vport in policy.all("vport"):
-                if vport["subnet_id"] == subnet["id"]:
-                    used.update(vport["ips"] or [])
-            self._ips[subnet["id"]] = used
+            self._ips[subnet["id"]] = _UsedIps(policy.index(), subnet)
         return self._ips[subnet["id"]]
 
     def fill(self, policy: Policy, kind: str, obj: dict) -> list[Problem]:
@@ -291,7 +377,23 @@ class Allocator:
             return self._fill_vni(policy, obj, "subnet", "vni")
         if kind == "vport":
             return self._fill_ips(policy, obj)
+        if kind == "acl":
+            return self._fill_tag(policy, obj)
         return []
+
+    def _fill_tag(self, policy, obj):
+        """The lowest free ACL tag at or after the counter (wrapping), so tags are reused only late."""
+        if obj.get("tag") is not None:
+            return []
+        used = {a.get("tag") for a in policy.all("acl")}
+        start = self.counters.get("acl_tag", 1)
+        for step in range(MAX_ACL_TAG):
+            tag = 1 + (start - 1 + step) % MAX_ACL_TAG
+            if tag not in used:
+                obj["tag"] = tag
+                self.counters["acl_tag"] = tag + 1
+                return []
+        return [Problem("acl", policy.ref("acl", obj), "tag", "no free ACL tag left", "exhausted")]
 
     def _fill_domain(self, policy, obj):
         problems = self._fill_vni(policy, obj, "domain", "l3_vni")
@@ -342,3 +444,17 @@ class Allocator:
                 return []
         return [Problem("vport", policy.ref("vport", obj), "ips", f"subnet {subnet['cidr']} has no free address",
                         "exhausted")]
+
+
+class _UsedIps:
+    """Whether an address of a subnet is taken: reserved, held by a vport, or allocated in this change."""
+
+    def __init__(self, index: PolicyIndex, subnet: dict):
+        self._index, self._sid = index, subnet["id"]
+        self._taken = {subnet["gateway"], dhcp_server_ip(subnet)}
+
+    def __contains__(self, ip: str) -> bool:
+        return ip in self._taken or bool(self._index.holders("ip", self._sid, ip))
+
+    def add(self, ip: str) -> None:
+        self._taken.add(ip)

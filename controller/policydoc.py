@@ -13,7 +13,8 @@ A document nests objects by name (see config/examples/demo.yaml)::
                 gateway: 10.0.1.1
                 vports: [{name: vm1, mac: "02:00:00:00:00:01", binding: {flavour: kvm}}]
         subnets: [...]      # L2-only subnets of the tenant
-        acls: [...]
+        acls: [...]         # rules name remote_group / remote_subnet, and policy_groups, by name in the tenant
+        policy_groups: [{name: web}]   # vports join with policy_groups: [web]
     vtep_bindings:
       - {switch: tor1, port: p1, vlan: 100, subnet: acme/web}
 
@@ -39,9 +40,10 @@ from controller.store import Change
 from controller.yamldoc import join
 
 DOC_KEYS = {"source", "tenants", "vtep_bindings"}
-NESTED = {"tenant": {"domains", "subnets", "acls"}, "domain": {"subnets"}, "subnet": {"vports"}}
-ORDER = ("tenant", "acl", "domain", "subnet", "vport", "vtep_binding")
-PARENT_KIND = {"domain": "tenant", "subnet": "tenant", "acl": "tenant", "vport": "subnet"}  # whose names scope it
+NESTED = {"tenant": {"domains", "subnets", "acls", "policy_groups"}, "domain": {"subnets"}, "subnet": {"vports"}}
+ORDER = ("tenant", "policy_group", "domain", "subnet", "acl", "vport", "vtep_binding")
+PARENT_KIND = {"domain": "tenant", "subnet": "tenant", "acl": "tenant", "policy_group": "tenant",
+               "vport": "subnet"}  # whose names scope it
 REF_FIELDS = {"tenant_id": "tenant", "domain_id": "domain", "subnet_id": "subnet"}  # shown by name in diffs
 
 
@@ -96,6 +98,10 @@ def _read_tenant(tenant, path, out, problems):
     for i, acl in enumerate(_list(tenant, "acls", path, problems)):
         if _is_mapping(acl, join(join(path, "acls"), i), problems):
             out.append(Desired("acl", f"{ref}/{acl.get('name')}", join(join(path, "acls"), i), dict(acl), ref))
+    for i, group in enumerate(_list(tenant, "policy_groups", path, problems)):
+        gpath = join(join(path, "policy_groups"), i)
+        if _is_mapping(group, gpath, problems):
+            out.append(Desired("policy_group", f"{ref}/{group.get('name')}", gpath, dict(group), ref))
     for i, dom in enumerate(_list(tenant, "domains", path, problems)):
         dpath = join(join(path, "domains"), i)
         if not _is_mapping(dom, dpath, problems):
@@ -207,9 +213,10 @@ def plan(current: pol.Policy, data, default_source: str, allocator: pol.Allocato
         problems.extend(place_problems)
     for kind, obj in created:  # allocate once every explicit value in the document is known
         problems.extend(allocator.fill(cand, kind, obj))
+        cand.put(kind, obj)  # again: what was allocated is indexed too
     if prune:
         problems.extend(_prune(result, {(d.kind, d.ref) for d in desired}, source))
-    problems.extend(pol.check(cand))
+    problems.extend(pol.check_changes(cand, [(c.kind, c.id) for c in result.changes]))
     if problems:
         raise PolicyError([_to_doc_path(p, result.paths) for p in problems])
     return result
@@ -228,17 +235,20 @@ def _resolve_refs(d: Desired, index, failed, problems):
             problems.append(Problem("document", "", join(d.path, field_name), f"no {kind} named {ref!r}", "not_found"))
         return obj["id"] if obj else None
 
-    if d.kind in ("domain", "subnet", "acl"):
+    if d.kind in ("domain", "subnet", "acl", "policy_group"):
         body["tenant_id"] = lookup("tenant", d.parent_ref, "name")
+    if d.kind == "acl":
+        _resolve_acl_names(body, d.parent_ref, lookup)
     if d.kind == "subnet" and body.get("domain_id"):
         body["domain_id"] = lookup("domain", body["domain_id"], "name")
     if d.kind == "vport":
         body["subnet_id"] = lookup("subnet", d.parent_ref, "name")
         tenant_ref = d.parent_ref.split("/")[0]
-        acls = body.get("acls", [])
-        if isinstance(acls, list):
-            body["acls"] = [lookup("acl", f"{tenant_ref}/{a}", f"acls[{i}]") if isinstance(a, str) else a
-                            for i, a in enumerate(acls)]
+        for key, kind in (("acls", "acl"), ("policy_groups", "policy_group")):
+            names = body.get(key, [])
+            if isinstance(names, list):
+                body[key] = [lookup(kind, f"{tenant_ref}/{a}", f"{key}[{i}]") if isinstance(a, str) else a
+                             for i, a in enumerate(names)]
     if d.kind == "vtep_binding":
         ref = d.body.get("subnet")
         if not isinstance(ref, str):
@@ -247,6 +257,24 @@ def _resolve_refs(d: Desired, index, failed, problems):
         else:
             body["subnet_id"] = lookup("subnet", ref, "subnet")
     return None if blocked else body
+
+
+def _resolve_acl_names(body, tenant_ref, lookup):
+    """An ACL's policy_groups and its rules' remote_group / remote_subnet, named in the tenant, as ids."""
+    groups = body.get("policy_groups", [])
+    if isinstance(groups, list):
+        body["policy_groups"] = [lookup("policy_group", f"{tenant_ref}/{g}", f"policy_groups[{i}]")
+                                 if isinstance(g, str) else g for i, g in enumerate(groups)]
+    rules = body.get("rules")
+    if not isinstance(rules, list):
+        return
+    body["rules"] = [dict(r) if isinstance(r, dict) else r for r in rules]
+    for i, rule in enumerate(body["rules"]):
+        if not isinstance(rule, dict):
+            continue
+        for key, kind in (("remote_group", "policy_group"), ("remote_subnet", "subnet")):
+            if isinstance(rule.get(key), str):
+                rule[key] = lookup(kind, f"{tenant_ref}/{rule[key]}", f"rules[{i}].{key}")
 
 
 def _place(d: Desired, body, index, source, result, created, adopt):
@@ -320,8 +348,8 @@ def _shown(key, value, policy):
 
     if key in REF_FIELDS:
         return name(REF_FIELDS[key], value)
-    if key == "acls" and isinstance(value, list):
-        return [name("acl", a) for a in value]
+    if key in ("acls", "policy_groups") and isinstance(value, list):
+        return [name("acl" if key == "acls" else "policy_group", a) for a in value]
     return value
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from controller import derive as d
 from controller.journal import Journal
+from controller.security import derive_security
 from controller.viewroutes import Routes
 from openflow.flows import Owner
 
@@ -58,6 +59,7 @@ class LiveView:
         self.vtep_tunnels: dict[str, tuple] = {}
         self.own_ips: Counter = Counter()
         self.present_dom: dict[tuple, str | None] = {}  # (session, subnet) present -> the subnet's domain then
+        self.policy = None  # the policy view.security was derived from
 
     # ------------------------------------------------------------------------------------------ build
     def build(self) -> Reach:
@@ -83,6 +85,7 @@ class LiveView:
         self.redo = set()  # vports of subnets whose SubnetInfo changed
         self.was_at = {}  # endpoint id -> where its owner had flows before it changed
         self.tails = set()  # subnets whose hardware VTEP or EVPN endpoints changed
+        self.old_security = None
         self.routes.start()
         own_before = set(self.own_ips)
         self._switches(j.switches)
@@ -99,9 +102,45 @@ class LiveView:
         self._by_subnet()
         bm_changed = self._bm_gateways(j, info_changed)
         self.routes.update(j, own_changed)
+        acl_owners = self._security()
         if owners:
             self._owners(info_changed, bm_changed)
+            for owner in acl_owners:
+                self._add(owner, self.view.switches)
+            self._acl_ports()
         return self.r
+
+    # ------------------------------------------------------------------------------------------ security
+    def _security(self) -> set[Owner]:
+        """view.security (controller/security.py, a function of policy alone) again after a policy change;
+        returns the ACL owners whose inputs changed (acl.affected, for the security part)."""
+        v, policy = self.view, self.state.policy
+        if policy is self.policy:
+            if self.changed:
+                v.security.local.clear()  # openflow/acl.py's per-switch cache of policed local vports
+            return set()
+        old, new = v.security, derive_security(policy)
+        self.policy, v.security = policy, new
+        owners = {Owner("acl", a) for a in old.acls.keys() | new.acls.keys() if old.acls.get(a) != new.acls.get(a)}
+        for vid in old.ports.keys() | new.ports.keys():
+            before, after = old.ports.get(vid), new.ports.get(vid)
+            if before != after:
+                owners.add(Owner("acl_port", vid))
+                for port in (before, after):
+                    owners.update(Owner("acl", a) for a, _ in (port.acls if port else ()))
+        self.old_security = old
+        return owners
+
+    def _acl_ports(self):
+        """A policed vport that changed (moved, came, went): its chain and its ACLs, where it was and is."""
+        sec, old_sec = self.view.security, getattr(self, "old_security", None)
+        for eid, pair in self.changed.items():
+            ports = [sec.ports.get(eid)] + ([old_sec.ports.get(eid)] if old_sec is not None else [])
+            if not any(ports):
+                continue
+            owners = {Owner("acl_port", eid)} | {Owner("acl", a) for port in ports if port for a, _ in port.acls}
+            for owner in owners:
+                self._add(owner, {ep.session for ep in pair if ep is not None})
 
     # ------------------------------------------------------------------------------------------ inputs
     def _switches(self, sessions):

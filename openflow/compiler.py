@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from controller.derive import Endpoint, View
+from openflow import acl
 from openflow import pipeline as p
 from openflow.flows import OFPVID_PRESENT, Flow, Group, Owner, flow
 
@@ -73,6 +74,8 @@ def present(view: View, session: str, owner: Owner) -> bool:
         return owner.id in view.subnets_on(session)
     if owner.kind == "domain":
         return owner.id in view.domains_on(session)
+    if owner.kind in acl.OWNER_KINDS:  # security policy: openflow/acl.py
+        return acl.present(view, session, owner)
     ep = view.endpoints.get(owner.id)
     if ep is None:
         return False
@@ -92,6 +95,7 @@ def owners_of(view: View, session: str) -> set[Owner]:
         reached.update(view.subnets_of_domain(dom))
     for sid in reached:
         owners.update(ep.owner for ep in view.by_subnet.get(sid, ()))
+    owners |= acl.owners_on(view, session)  # security policy: openflow/acl.py
     return owners
 
 
@@ -113,9 +117,11 @@ def compile_owners(view: View, session: str, owners) -> Desired:
             out.flows[owner] = frozenset()
             continue
         flows, groups = _COMPILERS[owner.kind](view, sw, owner)
-        for f in flows:
-            p.check_flow(f)
-        out.flows[owner] = frozenset(flows)
+        if not isinstance(flows, frozenset):  # a frozenset is shared by switches, checked once (openflow/acl.py)
+            for f in flows:
+                p.check_flow(f)
+            flows = frozenset(flows)
+        out.flows[owner] = flows
         out.groups[owner] = tuple(groups)
     return out
 
@@ -401,4 +407,4 @@ def _covers(outer: str, inner: str) -> bool:
 
 
 _COMPILERS = {"switch": _switch, "subnet": _subnet, "domain": _domain, "vport": _vport, "vtep_mac": _vport,
-              "evpn": _vport}
+              "evpn": _vport, **acl.COMPILERS}

@@ -21,6 +21,11 @@ one apply-actions instruction, in order):
 ("dec_ttl",)           OFPAT_DEC_NW_TTL
 ("resubmit", table)    NXAST_RESUBMIT_TABLE (in_port unchanged)
 ("group", group_id)    OFPAT_GROUP
+("ct", zone_reg, table, commit, mark_reg)
+                       NXAST_CT: zone from zone_reg[0..15], recirculate to table (or none),
+                       NX_CT_F_COMMIT when commit, and a nested reg-move mark_reg -> ct_mark
+("conjunction", id, k, n)
+                       NXAST_CONJUNCTION (clause k of n, 1-based here, 0-based on the wire)
 =====================  =====================================================================
 """
 
@@ -37,7 +42,10 @@ OFPP_ANY = OFPG_ANY = 0xFFFFFFFF
 OFP_NO_BUFFER = 0xFFFFFFFF
 OFPCML_NO_BUFFER = 0xFFFF
 NX_EXPERIMENTER = 0x00002320
-NXAST_REG_MOVE, NXAST_RESUBMIT_TABLE = 6, 14
+NXAST_REG_MOVE, NXAST_RESUBMIT_TABLE, NXAST_CONJUNCTION, NXAST_CT = 6, 14, 34, 35
+NX_CT_F_COMMIT = 1
+NX_CT_RECIRC_NONE = 0xFF
+CT_ZONE_OFS_NBITS = 15  # bits 0..15 of the zone register: (offset << 6) | (n_bits - 1)
 NX_IN_PORT = 0xFFF8  # OFPP_IN_PORT in the 16-bit port space of Nicira actions
 INSTRUCTION_CACHE = 65536  # distinct action tuples remembered by a WireEncoder
 _GROUP_COMMANDS = {"add": "OFPGC_ADD", "modify": "OFPGC_MODIFY", "delete": "OFPGC_DELETE"}
@@ -78,6 +86,13 @@ def ryu_action(parser, action):
         return parser.NXActionResubmitTable(in_port=NX_IN_PORT, table_id=action[1])
     if kind == "group":
         return parser.OFPActionGroup(action[1])
+    if kind == "ct":
+        _, zone, table, commit, mark = action
+        nested = [ryu_action(parser, ("move", mark, "ct_mark"))] if mark else []
+        return parser.NXActionCT(NX_CT_F_COMMIT if commit else 0, zone, CT_ZONE_OFS_NBITS,
+                                 NX_CT_RECIRC_NONE if table is None else table, 0, nested)
+    if kind == "conjunction":
+        return parser.NXActionConjunction(action[2] - 1, action[3], action[1])
     raise EncodeError(f"unknown or misplaced action {action!r}")
 
 
@@ -137,9 +152,14 @@ def packet_out(datapath, actions, data: bytes, in_port="controller"):
 
 def canopy_flow_stats_request(datapath):
     """Flow stats of every table, only flows whose cookie carries Canopy's mark."""
+    return flow_stats_request(datapath, MARK << MARK_SHIFT, MARK_MASK)
+
+
+def flow_stats_request(datapath, cookie: int, cookie_mask: int):
+    """Flow stats of every table, only flows whose cookie matches ``cookie`` under ``cookie_mask``."""
     parser, ofp = datapath.ofproto_parser, datapath.ofproto
-    return parser.OFPFlowStatsRequest(datapath, 0, ofp.OFPTT_ALL, OFPP_ANY, OFPG_ANY,
-                                      MARK << MARK_SHIFT, MARK_MASK, parser.OFPMatch())
+    return parser.OFPFlowStatsRequest(datapath, 0, ofp.OFPTT_ALL, OFPP_ANY, OFPG_ANY, cookie, cookie_mask,
+                                      parser.OFPMatch())
 
 
 def group_desc_request(datapath):
@@ -192,6 +212,8 @@ _PUSH_VLAN = struct.Struct("!HHH2x")
 _NX_HEADER = struct.Struct("!HHIH")
 _REG_MOVE = struct.Struct("!HHH")
 _RESUBMIT = struct.Struct("!HB3x")
+_CT = struct.Struct("!H4sHB3xH")  # flags, zone_src (NXM header), zone_ofs_nbits, recirc_table, pad, alg
+_CONJUNCTION = struct.Struct("!BBI")
 _GOTO = struct.Struct("!HHB3x")
 _BUNDLE_ADD = struct.Struct("!BBHII2xH")
 
@@ -258,6 +280,9 @@ class WireEncoder:
             "dec_ttl": lambda a: _PLAIN.pack(ofproto.OFPAT_DEC_NW_TTL, 8),
             "resubmit": self._resubmit,
             "group": lambda a: _GROUP.pack(ofproto.OFPAT_GROUP, 8, a[1]),
+            "ct": self._ct,
+            "conjunction": lambda a: _NX_HEADER.pack(ofproto.OFPAT_EXPERIMENTER, 16, NX_EXPERIMENTER,
+                                                     NXAST_CONJUNCTION) + _CONJUNCTION.pack(a[2] - 1, a[3], a[1]),
         }
 
     def flow_add(self, f: Flow, xid: int, cookie: int | None = None) -> bytes:
@@ -337,6 +362,14 @@ class WireEncoder:
         return _NX_HEADER.pack(self.ofp.OFPAT_EXPERIMENTER, length + pad, NX_EXPERIMENTER, NXAST_REG_MOVE) + \
             body + b"\0" * pad
 
+    def _ct(self, action) -> bytes:
+        _, zone, table, commit, mark = action
+        nested = self._reg_move(("move", mark, "ct_mark")) if mark else b""
+        body = _CT.pack(NX_CT_F_COMMIT if commit else 0, self._field(zone).header, CT_ZONE_OFS_NBITS,
+                        NX_CT_RECIRC_NONE if table is None else table, 0)
+        return _NX_HEADER.pack(self.ofp.OFPAT_EXPERIMENTER, 10 + len(body) + len(nested), NX_EXPERIMENTER,
+                               NXAST_CT) + body + nested
+
     def _resubmit(self, action) -> bytes:
         return _NX_HEADER.pack(self.ofp.OFPAT_EXPERIMENTER, 16, NX_EXPERIMENTER, NXAST_RESUBMIT_TABLE) + \
             _RESUBMIT.pack(NX_IN_PORT, action[1])
@@ -379,10 +412,20 @@ def decode_action(ofp, a):
               "OFPActionPushVlan": lambda: ("push_vlan",), "OFPActionPopVlan": lambda: ("pop_vlan",),
               "OFPActionDecNwTtl": lambda: ("dec_ttl",),
               "NXActionResubmitTable": lambda: ("resubmit", a.table_id),
-              "OFPActionGroup": lambda: ("group", a.group_id)}
+              "OFPActionGroup": lambda: ("group", a.group_id),
+              "NXActionConjunction": lambda: ("conjunction", a.id, a.clause + 1, a.n_clauses),
+              "NXActionCT": lambda: _decode_ct(ofp, a)}
     if name not in simple:
         raise EncodeError(f"action {a} is not in Canopy's vocabulary")
     return simple[name]()
+
+
+def _decode_ct(ofp, a):
+    marks = [decode_action(ofp, n) for n in a.actions]
+    if a.zone_ofs_nbits != CT_ZONE_OFS_NBITS or a.alg or any(m[0] != "move" or m[2] != "ct_mark" for m in marks):
+        raise EncodeError(f"action {a} is not in Canopy's vocabulary")
+    table = None if a.recirc_table == NX_CT_RECIRC_NONE else a.recirc_table
+    return "ct", a.zone_src, table, bool(a.flags & NX_CT_F_COMMIT), marks[0][1] if marks else None
 
 
 def decode_group(ofp, desc) -> Group | None:

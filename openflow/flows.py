@@ -7,7 +7,8 @@ A flow's cookie says who owns it and what it is::
 
     bits 63-56  0xCA          Canopy's mark: flows without it are not Canopy's and are never touched
     bits 55-52  owner kind    1 switch, 2 subnet, 3 domain, 4 vport, 5 MAC learned by a hardware VTEP,
-                              6 MAC behind a remote EVPN VTEP
+                              6 MAC behind a remote EVPN VTEP, 7 ACL rules, 8 a vport's ACL chain,
+                              9 a switch's shared ACL verdict flows
     bits 51-32  owner hint    20 bits of a hash of the owner id (for reading dump-flows)
     bits 31-0   content hash  of (table, priority, match, actions)
 
@@ -21,6 +22,9 @@ int or a string; a masked value is a ``(value, mask)`` tuple. Actions are tuples
     ("output", port | "in_port" | "controller")     ("set", field, value)
     ("move", src_field, dst_field)                  ("push_vlan",)  ("pop_vlan",)  ("dec_ttl",)
     ("resubmit", table)   ("group", group_id)      ("goto", table)  -- goto only as the last action
+    ("ct", zone_reg, table | None, commit, mark_reg | None)  conntrack in the zone held in zone_reg[0..15]
+                          (then continue in table, if any; commit: with ct_mark loaded from mark_reg)
+    ("conjunction", id, clause, n_clauses)          one clause (1-based) of a conjunctive match
 An empty action tuple drops.
 """
 
@@ -33,14 +37,17 @@ from functools import cached_property
 MARK = 0xCA
 MARK_SHIFT = 56
 MARK_MASK = 0xFF << MARK_SHIFT
-OWNER_KINDS = {"switch": 1, "subnet": 2, "domain": 3, "vport": 4, "vtep_mac": 5, "evpn": 6}
+OWNER_KINDS = {"switch": 1, "subnet": 2, "domain": 3, "vport": 4, "vtep_mac": 5, "evpn": 6,
+               "acl": 7, "acl_port": 8, "acl_switch": 9}  # acl*: openflow/acl.py
 OWNER_NAMES = {v: k for k, v in OWNER_KINDS.items()}
 OFPVID_PRESENT = 0x1000
 
 # Canonical order of match fields, so equal flows render and hash equally.
-FIELD_ORDER = ("in_port", "tunnel_id", "vlan_vid", "reg0", "reg4", "reg5", "reg6", "reg7", "eth_src", "eth_dst",
-               "eth_type", "arp_op", "arp_spa", "arp_tpa", "arp_sha", "ip_proto", "ipv4_src", "ipv4_dst",
-               "udp_src", "udp_dst", "icmpv4_type")
+FIELD_ORDER = ("in_port", "tunnel_id", "vlan_vid", "reg0", "reg1", "reg2", "reg3", "reg4", "reg5", "reg6", "reg7",
+               "conj_id", "ct_state", "ct_zone", "ct_mark", "eth_src", "eth_dst", "eth_type", "arp_op", "arp_spa",
+               "arp_tpa", "arp_sha", "ip_proto", "ipv4_src", "ipv4_dst", "tcp_src", "tcp_dst", "udp_src", "udp_dst",
+               "icmpv4_type", "icmpv4_code")
+CT_FLAGS = (("new", 0x01), ("est", 0x02), ("rel", 0x04), ("rpl", 0x08), ("inv", 0x10), ("trk", 0x20))
 _RANK = {name: i for i, name in enumerate(FIELD_ORDER)}
 
 
@@ -115,23 +122,31 @@ def owner_kind_of(cookie: int) -> str | None:
 
 _OFCTL_FIELD = {"eth_src": "dl_src", "eth_dst": "dl_dst", "eth_type": "dl_type", "tunnel_id": "tun_id",
                 "ipv4_src": "nw_src", "ipv4_dst": "nw_dst", "ip_proto": "nw_proto", "udp_src": "tp_src",
-                "udp_dst": "tp_dst", "icmpv4_type": "icmp_type", "vlan_vid": "dl_vlan",
+                "udp_dst": "tp_dst", "tcp_src": "tp_src", "tcp_dst": "tp_dst", "icmpv4_type": "icmp_type",
+                "icmpv4_code": "icmp_code", "vlan_vid": "dl_vlan",
                 "tun_ipv4_dst": "tun_dst"}
 _OFCTL_SET = {"tun_ipv4_dst": "tun_dst", "tunnel_id": "tun_id", "icmpv4_type": "icmp_type", "ipv4_src": "ip_src",
              "ipv4_dst": "ip_dst", "in_port_nxm": "in_port"}
 _MOVE_NAME = {"eth_src": "NXM_OF_ETH_SRC[]", "eth_dst": "NXM_OF_ETH_DST[]", "arp_sha": "NXM_NX_ARP_SHA[]",
               "arp_tha": "NXM_NX_ARP_THA[]", "arp_spa": "NXM_OF_ARP_SPA[]", "arp_tpa": "NXM_OF_ARP_TPA[]",
               "ipv4_src": "NXM_OF_IP_SRC[]", "ipv4_dst": "NXM_OF_IP_DST[]", "reg6": "NXM_NX_REG6[]",
-              "reg7": "NXM_NX_REG7[]", "tun_ipv4_src": "NXM_NX_TUN_IPV4_SRC[]",
+              "reg7": "NXM_NX_REG7[]", "reg1": "NXM_NX_REG1[]", "reg2": "NXM_NX_REG2[]", "ct_mark": "NXM_NX_CT_MARK[]", "tun_ipv4_src": "NXM_NX_TUN_IPV4_SRC[]",
               "tun_ipv4_dst": "NXM_NX_TUN_IPV4_DST[]"}
 
 
+def ct_state_text(value, mask) -> str:
+    """ct_state (value, mask) in ovs-ofctl's flag syntax: +trk+est-rpl."""
+    return "".join(("+" if value & bit else "-") + name for name, bit in CT_FLAGS if mask & bit)
+
+
 def _value(name, value):
+    if name == "ct_state":
+        return ct_state_text(*(value if isinstance(value, tuple) else (value, value)))
     if isinstance(value, tuple):
         return f"{_value(name, value[0])}/{_value(name, value[1])}"
     if name == "vlan_vid" and isinstance(value, int):
         return str(value & 0xFFF)
-    if isinstance(value, int) and (name.startswith("reg") or name in ("tunnel_id", "eth_type")):
+    if isinstance(value, int) and (name.startswith("reg") or name in ("tunnel_id", "eth_type", "ct_mark")):
         return hex(value)
     return str(value)
 
@@ -161,6 +176,14 @@ def render_action(action) -> str:
         return f"group:{action[1]}"
     if kind == "goto":
         return f"goto_table:{action[1]}"
+    if kind == "ct":
+        _, zone, table, commit, mark = action
+        parts = (["commit"] if commit else []) + [f"zone={_MOVE_NAME[zone][:-2]}[0..15]"] + \
+            ([f"table={table}"] if table is not None else []) + \
+            ([f"exec(move:{_MOVE_NAME[mark]}->NXM_NX_CT_MARK[])"] if mark else [])
+        return f"ct({','.join(parts)})"
+    if kind == "conjunction":
+        return f"conjunction({action[1]},{action[2]}/{action[3]})"
     raise ValueError(f"unknown action {action!r}")
 
 

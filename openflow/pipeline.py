@@ -9,6 +9,10 @@ Register layout (Nicira registers, all 32 bits):
 =====  ==========================================================================
 reg0   flags: bit 0 LOOPBACK (a reply may go back out of its ingress port),
        bit 1 FROM_TUNNEL (arrived over VXLAN: never sent back into a tunnel)
+reg1   ACL: the conntrack zone of the vport whose ACLs are evaluated (bits 0-15)
+reg2   ACL: the verdict so far: bits 30-31 none (0), allow (1), allow and commit (2), deny (3); bits 0-29 the
+       deciding rule's mark (committed as ct_mark)
+reg3   ACL: the tag of the ACL whose rules are being evaluated
 reg4   L3 VNI of the packet's routing domain (0: L2-only subnet)
 reg5   L2 VNI of the packet's subnet
 reg6   ingress vport key (0 when from a tunnel)
@@ -24,6 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 REG_FLAGS, REG_L3, REG_L2, REG_IN, REG_OUT = "reg0", "reg4", "reg5", "reg6", "reg7"
+REG_ZONE, REG_VERDICT, REG_ACL = "reg1", "reg2", "reg3"
 FLAG_LOOPBACK = 0x1
 FLAG_FROM_TUNNEL = 0x2
 
@@ -41,9 +46,15 @@ _L2 = {"eth_src", "eth_dst", "eth_type"}
 _IP = {"ip_proto", "ipv4_src", "ipv4_dst", "udp_src", "udp_dst", "icmpv4_type", "arp_op", "arp_spa", "arp_tpa",
        "arp_sha"}
 _REGS = {"reg0", "reg4", "reg5", "reg6", "reg7"}
+_ACL_REGS = {"reg1", "reg2", "reg3"}
+_CT = {"ct_state", "ct_mark"}
+_RULE = _IP | {"tcp_src", "tcp_dst", "icmpv4_code", "conj_id"}
 
 CLASSIFY, PORT_SECURITY, INGRESS_ACL, SERVICES, L2_LOOKUP, L3_ROUTING, EGRESS_ACL, EGRESS = 0, 10, 20, 25, 30, 40, \
     50, 60
+# After conntrack (a vport's ACL chain), the ACLs' rules (reached by resubmit only), the verdict.
+INGRESS_ACL_CT, INGRESS_ACL_RULES, INGRESS_ACL_VERDICT = 21, 22, 23
+EGRESS_ACL_CT, EGRESS_ACL_RULES, EGRESS_ACL_VERDICT = 51, 52, 53
 
 TABLES = (
     Table(CLASSIFY, "classify", frozenset({"in_port", "vlan_vid", "tunnel_id"}),
@@ -51,8 +62,14 @@ TABLES = (
           "which vport (port, or trunk port + VLAN) or tunnel (VNI) a packet came from -> registers"),
     Table(PORT_SECURITY, "port_security", frozenset({"reg6"} | _L2 | _IP), frozenset({INGRESS_ACL}),
           "a VM may only send from its own MAC and IPs (and DHCP discovery); everything else drops"),
-    Table(INGRESS_ACL, "ingress_acl", frozenset(_REGS | _L2 | _IP), frozenset({SERVICES}),
-          "traffic leaving a VM against its ACLs (stateful with conntrack): pass-through until ACLs land"),
+    Table(INGRESS_ACL, "ingress_acl", frozenset(_REGS | _L2 | _IP), frozenset({SERVICES, INGRESS_ACL_CT}),
+          "traffic leaving a vport with ACLs (IP): into conntrack in the vport's zone; other traffic goes on"),
+    Table(INGRESS_ACL_CT, "ingress_acl_ct", frozenset(_REGS | _CT), frozenset({INGRESS_ACL_RULES, INGRESS_ACL_VERDICT}),
+          "after conntrack: invalid packets are denied; the vport's ACLs' rules are evaluated in order"),
+    Table(INGRESS_ACL_RULES, "ingress_acl_rules", frozenset(_REGS | _ACL_REGS | _CT | _L2 | _RULE), frozenset(),
+          "the rules of each ACL (egress direction) and its return-traffic checks: they only set the verdict"),
+    Table(INGRESS_ACL_VERDICT, "ingress_acl_verdict", frozenset(_REGS | _ACL_REGS | {"eth_type"}), frozenset({SERVICES}),
+          "allow (committing stateful connections with the rule's mark) or drop, counted per vport"),
     Table(SERVICES, "services", frozenset(_REGS | _L2 | _IP), frozenset({L2_LOOKUP, EGRESS}),
           "ARP answered from flows for gateways and known IPs; DHCP sent to the controller; on a subnet's "
           "bare-metal gateway VRS, the same for what hardware VTEPs send over the tunnel"),
@@ -60,8 +77,14 @@ TABLES = (
           "destination MAC in the subnet: local vport, remote VTEP, gateway (route), or flood group"),
     Table(L3_ROUTING, "l3_routing", frozenset(_REGS | _L2 | _IP), frozenset({EGRESS_ACL}),
           "longest prefix match in the domain: local host, remote VTEP over the L3 VNI (symmetric IRB)"),
-    Table(EGRESS_ACL, "egress_acl", frozenset(_REGS | _L2 | _IP | {"in_port"}), frozenset({EGRESS}),
-          "traffic entering a VM against its ACLs: pass-through until ACLs land"),
+    Table(EGRESS_ACL, "egress_acl", frozenset(_REGS | _L2 | _IP | {"in_port"}), frozenset({EGRESS, EGRESS_ACL_CT}),
+          "traffic entering a vport with ACLs (IP): into conntrack in the vport's zone; other traffic goes on"),
+    Table(EGRESS_ACL_CT, "egress_acl_ct", frozenset(_REGS | _CT), frozenset({EGRESS_ACL_RULES, EGRESS_ACL_VERDICT}),
+          "after conntrack: invalid packets are denied; the vport's ACLs' rules are evaluated in order"),
+    Table(EGRESS_ACL_RULES, "egress_acl_rules", frozenset(_REGS | _ACL_REGS | _CT | _L2 | _RULE), frozenset(),
+          "the rules of each ACL (ingress direction) and its return-traffic checks: they only set the verdict"),
+    Table(EGRESS_ACL_VERDICT, "egress_acl_verdict", frozenset(_REGS | _ACL_REGS | {"eth_type"}), frozenset({EGRESS}),
+          "allow (committing stateful connections with the rule's mark) or drop, counted per vport"),
     Table(EGRESS, "egress", frozenset(_REGS | {"in_port"}), frozenset(),
           "deliver to the egress vport: its port, or its trunk with its VLAN pushed"),
 )
@@ -82,11 +105,11 @@ def check_flow(flow) -> None:
     if extra:
         raise PipelineError(f"{flow}: table {table.name} may not match {sorted(extra)}")
     for action in flow.actions:
-        if action[0] in ("goto", "resubmit"):
-            target = action[1]
+        if action[0] in ("goto", "resubmit", "ct") and (action[0] != "ct" or action[2] is not None):
+            target = action[1] if action[0] != "ct" else action[2]
             if target not in table.next:
                 raise PipelineError(f"{flow}: table {table.name} may not continue to table {target}")
-            if action[0] == "goto" and target <= flow.table:
+            if action[0] in ("goto", "ct") and target <= flow.table:
                 raise PipelineError(f"{flow}: goto must move forward")
     if any(a[0] == "goto" for a in flow.actions[:-1]):
         raise PipelineError(f"{flow}: goto must be the last action")

@@ -259,6 +259,17 @@ class SwitchReconciler:
             "sent": dict(self.counters), "last_change": dict(self.last_change),
         }
 
+    def flow_stats(self, cookie: int, cookie_mask: int) -> dict | None:
+        """{cookie: packet count} of the installed flows whose cookie matches, asked of the switch now; None
+        when it does not answer (for REST counters: ACL rule hits, drops per vport)."""
+        stats = self._request(encode.flow_stats_request(self.datapath, cookie, cookie_mask))
+        if stats is None:
+            return None
+        out: dict = {}
+        for entry in stats:
+            out[entry.cookie] = out.get(entry.cookie, 0) + entry.packet_count
+        return out
+
     def flows(self) -> list[dict]:
         """Every desired or installed flow (installed only = stale, not yet removed), in table order."""
         desired = self._desired or {}

@@ -11,6 +11,10 @@ It records every matched flow (table, priority, owner, actions) and how each cop
 - ``drop``: with the reason (a table's default, an explicit drop, an empty flood group, output to the
   ingress port, which OpenFlow suppresses).
 
+Conntrack: ``ct(table=N)`` continues in table N with ``ct_state`` and ``ct_mark`` as the packet gives them
+(default: a new connection, ``+trk+new``, mark 0), so a trace shows what the ACLs decide for the first packet
+of a connection; a commit changes nothing in the trace. Conjunctive matches are resolved as OVS does.
+
 A packet is a dict of OXM field names (those openflow/flows.py uses: ``in_port``, ``tunnel_id``,
 ``vlan_vid``, ``eth_src``... plus ``tun_ipv4_src``, ``tun_ipv4_dst`` and ``ttl``); registers default to 0.
 ``parse_packet`` reads the ``ovs-appctl ofproto/trace`` syntax (``in_port=1,dl_dst=..,ip,nw_dst=..``)
@@ -22,12 +26,15 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, field
+from itertools import groupby
 
 from openflow import pipeline as p
 from openflow.flows import OFPVID_PRESENT, render_actions
 
 GROUP, BUCKET = -1, -2  # Step.table of a group applied, and of each of its buckets
 MAX_DEPTH = 64  # resubmits and groups nested deeper than this are a loop
+CT_NEW = 0x21  # +trk+new: what conntrack says of a packet the trace does not say otherwise
+RESUBMIT_ONLY = (p.INGRESS_ACL_RULES, p.EGRESS_ACL_RULES)  # flows there set registers and return
 ETH_TYPES = {"ip": 0x0800, "arp": 0x0806}
 IP_PROTOS = {"icmp": 1, "tcp": 6, "udp": 17}
 
@@ -154,26 +161,42 @@ class _Walker:
         if depth > MAX_DEPTH:
             self._exit("drop", packet, reason=f"more than {MAX_DEPTH} nested resubmits: a loop")
             return
-        best = None
-        for f in self.by_table.get(table, ()):
-            if best is not None and f.priority < best.priority:
-                break
-            if matches(f, packet):
-                if best is None:
-                    best = f
-                else:
-                    self.trace.ambiguous.append(f"table {table}: {best} and {f}")
-                    break
+        best = self._best(table, packet)
+        if best is None and table in RESUBMIT_ONLY:
+            return
         if best is None:
             self.trace.steps.append(Step(depth, table, None, None, "", "", note="no flow matched"))
             self._exit("drop", packet, reason=MISS_REASONS.get(table, f"no flow matched in table {table}"))
             return
         self.trace.steps.append(Step(depth, table, best.priority, (best.owner.kind, best.owner.id),
                                      _render_match(best), render_actions(best.actions), best.cookie))
-        if not any(a[0] in ("output", "goto", "resubmit", "group") for a in best.actions):
+        if not any(a[0] in ("output", "goto", "resubmit", "group", "ct") for a in best.actions) and \
+                best.table not in RESUBMIT_ONLY:
             self._exit("drop", packet, reason=_drop_reason(best))
             return
         self.apply(best.actions, packet, depth)
+
+    def _best(self, table, packet):
+        """The flow OVS would pick: the highest-priority match; at a priority whose matches are clauses of
+        conjunctive matches, the conj_id flow of a conjunction whose every clause matched (else lower)."""
+        for priority, level in groupby(self.by_table.get(table, ()), key=lambda f: f.priority):  # sorted
+            level = list(level)
+            found = [f for f in level if "conj_id" not in dict(f.match) and matches(f, packet)]
+            clauses = {}
+            for f in found:
+                for a in f.actions:
+                    if a[0] == "conjunction":
+                        clauses.setdefault((a[1], a[3]), set()).add(a[2])
+            plain = [f for f in found if not any(a[0] == "conjunction" for a in f.actions)]
+            done = sorted(cid for (cid, n), seen in clauses.items() if len(seen) == n)
+            for cid in done:
+                conj = [f for f in level if dict(f.match).get("conj_id") == cid and matches(f, {**packet, "conj_id": cid})]
+                plain += conj
+            if len(plain) > 1:
+                self.trace.ambiguous.append(f"table {table}: {plain[0]} and {plain[1]}")
+            if plain:
+                return plain[0]
+        return None
 
     def apply(self, actions, packet, depth):
         for action in actions:
@@ -196,6 +219,13 @@ class _Walker:
                 self.lookup(action[1], packet, depth + 1)  # as in OVS, changes made there persist
             elif kind == "group":
                 self._group(action[1], packet, depth)
+            elif kind == "ct":
+                packet.setdefault("ct_state", CT_NEW)
+                packet.setdefault("ct_mark", 0)
+                if action[2] is not None:  # recirculation: the rest of this action list is not traced
+                    self.lookup(action[2], packet, depth)
+            elif kind == "conjunction":
+                pass
             else:
                 raise ValueError(f"unknown action {action!r}")
 

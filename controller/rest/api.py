@@ -22,6 +22,7 @@ from typing import Callable
 
 from controller import __version__, fields, logs
 from controller.metrics import Metrics
+from controller import security
 from controller.model import KINDS, PolicyError
 from controller.service import NotActive, NotFound
 
@@ -35,9 +36,9 @@ MAX_QUERY_INT = 2**63 - 1  # the store's sequence numbers are SQLite INTEGERs
 SEQ_SCHEMA = {"type": "integer", "minimum": 0, "maximum": MAX_QUERY_INT}
 BOOL_SCHEMA = {"type": "string", "enum": ["true", "false", "1", "0"]}
 COLLECTIONS = {"tenant": "tenants", "domain": "domains", "subnet": "subnets", "vport": "vports", "acl": "acls",
-               "vtep_binding": "vtep-bindings"}
+               "policy_group": "policy-groups", "vtep_binding": "vtep-bindings"}
 FILTERS = {"domain": ("tenant_id",), "subnet": ("tenant_id", "domain_id"), "vport": ("subnet_id",),
-           "acl": ("tenant_id",), "vtep_binding": ("subnet_id", "switch")}
+           "acl": ("tenant_id",), "policy_group": ("tenant_id",), "vtep_binding": ("subnet_id", "switch")}
 STATUS_FOR_CODE = {"conflict": 409, "has_dependents": 409, "exhausted": 409, "source_conflict": 409}
 APPLY_FLAGS = ("prune", "dry_run", "adopt")
 
@@ -276,6 +277,8 @@ class Api:
         out["ref"] = self.state.policy.ref(kind, obj)
         if kind == "vport":
             out.update(self.state.vport_status(obj["id"]))
+        if kind == "acl":  # where it applies (controller/security.py)
+            out["applied"] = security.applied(self.state.policy, obj, self.state.locations)
         return out
 
     # ------------------------------------------------------------------ other routes
@@ -286,7 +289,7 @@ class Api:
             "seq": self.state.last_seq, "state_version": self.state.version, "counts": self.service.counts(),
             "switches": {"ovsdb": len(self.state.vrs), "openflow": len(self.state.datapaths)},
             "vports_bound": len(self.state.locations), "vports_mac_mismatch": len(self.state.mismatched),
-            **self._health(), **{key: part() for key, part in self.status_parts.items()}})
+            "event_loop_lag": self.metrics.lag.status(), **self._health(), **{key: part() for key, part in self.status_parts.items()}})
 
     def _health(self):
         """``health`` ok|degraded and, when degraded, ``degraded_reason``; ``programming`` in detail."""

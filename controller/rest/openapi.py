@@ -109,7 +109,7 @@ def _operation(route):
 # what a created object's id fills in another kind's create body: {child kind: {field: expression}}
 _CHILD_LINKS = {
     "tenant": {"domain": {"tenant_id": "$response.body#/id"}, "subnet": {"tenant_id": "$response.body#/id"},
-               "acl": {"tenant_id": "$response.body#/id"}},
+               "acl": {"tenant_id": "$response.body#/id"}, "policy_group": {"tenant_id": "$response.body#/id"}},
     "domain": {"subnet": {"tenant_id": "$response.body#/tenant_id", "domain_id": "$response.body#/id"}},
     "subnet": {"vport": {"subnet_id": "$response.body#/id"}, "vtep_binding": {"subnet_id": "$response.body#/id"}},
 }

@@ -45,6 +45,7 @@ from controller.discovery import PortInfo, VrsSnapshot
 from controller.programmer import Programmer
 from controller.state import State
 from controller.store import Change
+from tests.benchmarks import health
 
 VNI_RANGE = (10000, 20000)
 ASN = 65000
@@ -145,16 +146,20 @@ class Clock:
         self.gc = GcMeter()
         self.rows: list[tuple[str, float, int, float, int]] = []
         self.profiles: list[tuple[str, str]] = []
+        self.hub = health.HubProbe()  # the event-loop lag each step would cause in the controller
+        self.lags: dict[str, float] = {}
 
     def run(self, label: str, function, *args):
         profiler = cProfile.Profile() if self.profile else None
         gc_seconds, gc_full = self.gc.reading()
+        self.hub.settle()
         started = time.perf_counter()
         if profiler:
             result = profiler.runcall(function, *args)
         else:
             result = function(*args)
         seconds = time.perf_counter() - started
+        self.lags[label] = self.hub.settle()
         gc_after, full_after = self.gc.reading()
         self.rows.append((label, seconds, rss_kib(), gc_after - gc_seconds, full_after - gc_full))
         if profiler:
@@ -255,7 +260,13 @@ def main(argv=None) -> int:
     parser.add_argument("--profile", action="store_true", help="cProfile every step (slows them down)")
     parser.add_argument("--baseline-sample", type=int, default=200000,
                         help="flows (evenly spread) the render/WireEncoder baselines run over (Ryu: 20,000)")
+    parser.add_argument("--security-policy", action="store_true",
+                        help="the security policy case instead (security_policy_case below)")
+    parser.add_argument("--groups", type=int, default=100, help="--security-policy: policy groups (one ACL each)")
+    parser.add_argument("--rules", type=int, default=20, help="--security-policy: rules per ACL")
     args = parser.parse_args(argv)
+    if args.security_policy:
+        return security_policy_case(args)
     prefixlen = 22
     if not 1 <= args.per_subnet <= (1 << (32 - prefixlen)) - 3:
         parser.error("--per-subnet must fit a /22 with its gateway and a spare address")
@@ -324,9 +335,12 @@ def main(argv=None) -> int:
     print(f"Canopy compile scale: {args.vports:,} vports on {args.switches} VRS ({args.layout} layout), one tenant, "
           f"one domain, {len(doc['tenants'][0]['domains'][0]['subnets'])} /22 subnets of up to {args.per_subnet} "
           f"vports; in-process, Python {sys.version.split()[0]}")
-    print(f"{'step':58} {'seconds':>10} {'RSS MiB':>9} {'of which GC s':>14} {'full GCs':>9}")
+    print(f"{'step':58} {'seconds':>10} {'RSS MiB':>9} {'of which GC s':>14} {'full GCs':>9} {'max lag ms':>11}")
     for label, seconds, rss, gc_seconds, gc_full in clock.rows:
-        print(f"  {label:56} {seconds:10.3f} {rss / 1024:9.1f} {gc_seconds:14.3f} {gc_full:9d}")
+        print(f"  {label:56} {seconds:10.3f} {rss / 1024:9.1f} {gc_seconds:14.3f} {gc_full:9d} "
+              f"{clock.lags.get(label, 0.0):11.1f}")
+    print(f"max event-loop lag (in-process probe: the longest stretch a step held an eventlet hub): "
+          f"{max(clock.lags.values(), default=0.0):,.1f} ms")
     print(f"flows: {flows_total:,} on {args.switches} switches (per switch: min {min(per_switch):,}, median "
           f"{statistics.median(per_switch):,.0f}, max {max(per_switch):,}); groups: {groups_total:,}")
     print(f"  after adding 1 vport: {flows_after_add:,} flows ({flows_after_add - flows_total:+,}); "
@@ -348,6 +362,78 @@ def main(argv=None) -> int:
               f"{current / 2**20:.1f} MiB ({current / flows_total:.0f} bytes per flow), peak {peak / 2**20:.1f} MiB")
     for label, text in clock.profiles:
         print(f"\n==== profile: {label}\n{text}")
+    return 0
+
+
+
+# ------------------------------------------------------------------------------- security policy case
+
+def security_document(vports: int, per_subnet: int, groups: int, rules: int, switches: int) -> dict:
+    """The base document, plus: vport i in policy group g<(i // switches) % groups> (with the spread layout every
+    switch has members of every group: every ACL on every switch, the worst case); ACL a<g> applied to g<g>,
+    with ``rules`` ingress rules: allow tcp port 1000+r from group g<(g + r + 1) % groups>, stateful."""
+    doc = document(vports, per_subnet, 22)
+    tenant = doc["tenants"][0]
+    for i, vport in enumerate(v for s in tenant["domains"][0]["subnets"] for v in s["vports"]):
+        vport["policy_groups"] = [f"g{(i // switches) % groups}"]
+    tenant["policy_groups"] = [{"name": f"g{g}"} for g in range(groups)]
+    tenant["acls"] = [{"name": f"a{g}", "policy_groups": [f"g{g}"], "rules": [
+        {"direction": "ingress", "action": "allow", "protocol": "tcp", "ports": str(1000 + r),
+         "remote_group": f"g{(g + r + 1) % groups}"} for r in range(rules)]} for g in range(groups)]
+    return doc
+
+
+def security_policy_case(args) -> int:
+    """``--security-policy``: --vports vports in --groups policy groups, one ACL of --rules rules between
+    groups per group, bound spread over --switches VRS. Reports the policy plan, the full compile (time,
+    flows per switch, how many are ACL flows, RSS) and two changes: a vport joining another group, and one
+    rule of one ACL changed, each as its refresh time and the flows it touched."""
+    from openflow.flows import Owner
+
+    clock = Clock(args.profile)
+    rss_start = rss_kib()
+    doc = security_document(args.vports, args.per_subnet, args.groups, args.rules, args.switches)
+    plan, _ = clock.run("policy with groups and ACLs: plan + validate", build_policy, doc)
+    state = State(pol.Policy(), "kvm")
+    clock.run("policy: commit to State", commit, state, plan)
+    clock.run(f"discovery: {args.switches} VRS snapshots", discover, state,
+              snapshots(args.vports, args.switches, args.layout))
+    programmer = Programmer(state)
+    gc.collect()
+    _, full = clock.run("full compile with security policies", programmer.refresh, True)
+    total, _, per_switch = flow_totals(programmer)
+    acl_kinds = ("acl", "acl_port", "acl_switch")
+    acl_per_switch = [sum(len(fs) for o, fs in d.flows.items() if o.kind in acl_kinds)
+                      for d in programmer.desired.values()]
+    distinct = len({id(fs) for d in programmer.desired.values() for o, fs in d.flows.items() if o.kind == "acl"})
+    rss_full = rss_kib()
+
+    policy = state.policy.copy()
+    mover = dict(policy.find("vport", "bench/s0/v0"))
+    mover["policy_groups"] = [policy.find("policy_group", "bench/g1")["id"]]
+    policy.put("vport", mover)
+    clock.run("vport v0 joins group g1: commit", state.policy_committed, policy, [])
+    joined, _ = clock.run("vport v0 joins group g1: refresh", refresh, programmer)
+    policy = state.policy.copy()
+    acl = dict(policy.find("acl", "bench/a5"))
+    acl["rules"] = [dict(acl["rules"][0], ports="2000-2099")] + acl["rules"][1:]
+    policy.put("acl", acl)
+    clock.run("one rule of a5 changed: commit", state.policy_committed, policy, [])
+    changed, _ = clock.run("one rule of a5 changed: refresh", refresh, programmer)
+    a5 = Owner("acl", acl["id"])
+    holders = sum(1 for d in programmer.desired.values() if a5 in d.flows)
+
+    print(f"\nsecurity policies: {args.vports} vports in {args.groups} groups, {args.groups} ACLs x {args.rules} "
+          f"rules between groups, {args.switches} switches ({args.layout})")
+    for label, seconds, rss, gc_seconds, _ in clock.rows:
+        print(f"  {label:58s} {seconds * 1000:10.1f} ms  RSS {rss / 1024:7,.0f} MiB  gc {gc_seconds * 1000:6.1f} ms")
+    print(f"  flows per switch: mean {statistics.mean(per_switch):,.0f}, max {max(per_switch):,} "
+          f"(ACL flows: mean {statistics.mean(acl_per_switch):,.0f}, max {max(acl_per_switch):,}); total {total:,}")
+    print(f"  compiled ACL flow sets: {distinct} distinct, shared by every switch that needs one "
+          f"(a5 is on {holders} switches)")
+    print(f"  full compile: {total / full:,.0f} flows/s")
+    print(f"  RSS: {rss_start / 1024:,.0f} MiB at start, {rss_full / 1024:,.0f} MiB after the full compile")
+    print(f"  group join touched {len(joined)} switches; rule change touched {len(changed)} switches")
     return 0
 
 

@@ -12,6 +12,7 @@ ESXI_VM = Owner("vport", "vm-esxi")
 SUBNET = Owner("subnet", "subnet-web")
 DOMAIN = Owner("domain", "domain-prod")
 SWITCH = Owner("switch", "hv1")
+ACL, ACL_PORT = Owner("acl", "acl-db"), Owner("acl_port", "vm-1")
 MAC, GW_MAC, REMOTE_MAC = "02:00:00:00:00:01", "02:aa:00:00:00:01", "02:00:00:00:00:09"
 VNI, L3_VNI, VM_PORT, ESXI_PORT, TUNNEL_PORT = 5001, 7001, 3, 4, 1
 FLOOD_GROUP = VNI << 1  # as compiler.group_ids numbers them
@@ -65,6 +66,25 @@ FLOWS = (
     flow(p.EGRESS, 100, {"reg7": VM_PORT}, [("output", VM_PORT)], VM),
     flow(p.EGRESS, 100, {"reg7": ESXI_KEY},
          [("push_vlan",), ("set", "vlan_vid", 10 | OFPVID_PRESENT), ("output", ESXI_PORT)], ESXI_VM),
+    # security policies (openflow/acl.py): conntrack in a zone from reg1, an ACL chain, a conjunctive rule,
+    # a return-traffic check on ct_state and ct_mark, and the commit with the rule's mark
+    flow(p.INGRESS_ACL, 100, {"reg6": VM_PORT, "eth_type": 0x800},
+         [("set", "reg1", VM_PORT), ("set", "reg2", 0), ("ct", "reg1", p.INGRESS_ACL_CT, False, None)], ACL_PORT),
+    flow(p.INGRESS_ACL_CT, 100, {"reg6": VM_PORT},
+         [("set", "reg3", 7), ("resubmit", p.INGRESS_ACL_RULES), ("goto", p.INGRESS_ACL_VERDICT)], ACL_PORT),
+    flow(p.EGRESS_ACL_RULES, 50000, {"reg3": 7, "reg2": (0, 0xC0000000), "eth_type": 0x800, "ip_proto": 6,
+                                     "ipv4_src": "10.0.1.5"}, [("conjunction", 28673, 1, 2)], ACL),
+    flow(p.EGRESS_ACL_RULES, 50000, {"reg3": 7, "reg2": (0, 0xC0000000), "eth_type": 0x800, "ip_proto": 6,
+                                     "tcp_dst": (1024, 0xFC00)}, [("conjunction", 28673, 2, 2)], ACL),
+    flow(p.EGRESS_ACL_RULES, 50000, {"conj_id": 28673}, [("set", "reg2", 0x80000123)], ACL),
+    flow(p.INGRESS_ACL_RULES, 60000, {"reg3": 7, "reg2": (0, 0xC0000000), "ct_state": (0x2A, 0x2A),
+                                      "ct_mark": 0x80000123}, [("set", "reg2", 0x40000123)], ACL),
+    flow(p.INGRESS_ACL_VERDICT, 50, {"reg2": (0x80000000, 0xC0000000), "eth_type": 0x800},
+         [("ct", "reg1", None, True, "reg2"), ("goto", p.SERVICES)], SWITCH),
+    flow(p.EGRESS_ACL_CT, 200, {"ct_state": (0x30, 0x30)}, [("set", "reg2", 0xC0000000),
+                                                             ("goto", p.EGRESS_ACL_VERDICT)], SWITCH),
+    flow(p.EGRESS_ACL_RULES, 49999, {"reg3": 7, "reg2": (0, 0xC0000000), "eth_type": 0x800, "ip_proto": 1,
+                                     "icmpv4_type": 3, "icmpv4_code": 1}, [("set", "reg2", 0xC0000124)], ACL),
 )
 
 GROUPS = (

@@ -318,4 +318,4 @@ def test_the_events_reach_every_kind_of_owner():
             world.step()
             world.prog.refresh()
             kinds |= {o.kind for d in world.prog.desired.values() for o in d.flows}
-    assert kinds == {"switch", "subnet", "domain", "vport", "vtep_mac", "evpn"}
+    assert kinds >= {"switch", "subnet", "domain", "vport", "vtep_mac", "evpn"}

@@ -100,13 +100,16 @@ def test_show_vport_has_policy_binding_switch_flows_by_table_and_lease(get):
     assert "    mac 02:00:00:00:01:01  ips 10.0.1.11  port security on" in lines
     assert "    binding kvm" in lines
     assert "    acls acme/web-in (1 rules, default deny)" in lines
+    assert "    policy groups -" in lines
     assert "    status bound  on hv1 port web1 (ofport 1)" in lines
     assert any(line.startswith("    switch hv1  chassis hv1  dpid 0000000000000001") for line in lines)
     assert any(line.startswith("    dhcp 10.0.1.11/24  router 10.0.1.1  server 10.0.1.1") for line in lines)
     assert "    dhcp last answered: DHCPREQUEST from 02:00:00:00:01:01 -> 10.0.1.11 at 1970-01-01 00:00:00 UTC" in lines
     tables = [line.strip() for line in lines if line.startswith("      table ")]
-    assert tables == ["table 0 classify", "table 10 port_security", "table 25 services", "table 30 l2_lookup",
-                      "table 40 l3_routing", "table 60 egress"]
+    assert tables == ["table 0 classify", "table 10 port_security", "table 20 ingress_acl", "table 21 ingress_acl_ct",
+                      "table 23 ingress_acl_verdict", "table 25 services", "table 30 l2_lookup", "table 40 l3_routing",
+                      "table 50 egress_acl", "table 51 egress_acl_ct", "table 53 egress_acl_verdict",
+                      "table 60 egress"]  # its ACL is enforced: conntrack, its ACL chain and its drops
     assert any("in_port=1 actions=" in line or "in_port=1,actions=" in line for line in lines)
     assert all("[not installed yet]" in line for line in lines if line.startswith("        priority="))
 
