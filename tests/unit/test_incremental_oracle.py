@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import os
 import random
+from dataclasses import replace
 
 import pytest
 
@@ -132,8 +133,17 @@ class World:
                            0x100 + int(host[2:]), "3.1.0", tuple(ports))
 
     def push(self, host):
-        if host in self.hosts:
-            self.state.vrs_update(self.snapshot(host))
+        """Report a host's snapshot, half of the time saying which ports changed (as ovsdb/vrs.py does), half
+        of the time not (State then compares with the previous snapshot)."""
+        if host not in self.hosts:
+            return
+        snap = self.snapshot(host)
+        before = self.state.vrs.get(snap.session)
+        if before is not None and self.rng.random() < 0.5:
+            old = {p.name: p for p in before.ports}
+            new = {p.name: p for p in snap.ports}
+            snap = replace(snap, changed=frozenset(n for n in old.keys() | new.keys() if old.get(n) != new.get(n)))
+        self.state.vrs_update(snap)
 
     def push_tor(self):
         if self.tor is None:
