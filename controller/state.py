@@ -84,6 +84,10 @@ class State(DiscoverySink):
         for journal in self._journals:
             getattr(journal, what).update(items)
 
+    def _record_security(self) -> None:
+        for journal in self._journals:
+            journal.security = True
+
     @property
     def remote(self) -> RemoteTable:
         return self._remote
@@ -122,6 +126,9 @@ class State(DiscoverySink):
         reached = set()
         for change in changes:
             before, after = old.get(change.kind, change.id), new.get(change.kind, change.id)
+            if change.kind not in ("vport", "vtep_binding", "tenant") or \
+                    any(o.get("policy_groups") for o in (before, after) if o is not None):
+                self._record_security()  # security policy (controller/security.py) reaches beyond one vport
             if change.kind == "vport":
                 if before is not None:
                     self.index.forget_vport(before)
@@ -362,9 +369,9 @@ class State(DiscoverySink):
 
 
 def _policy_diff(old, new) -> list[Change]:
-    """The changes between two policies, for the kinds the derived View reads (no change list at hand)."""
+    """The changes between two policies (no change list at hand)."""
     out = []
-    for kind in ("domain", "subnet", "vport", "vtep_binding"):
+    for kind in new.objects:
         before, after = old.objects[kind], new.objects[kind]
         if before is after:
             continue

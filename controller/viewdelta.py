@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import bisect
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from controller import derive as d
 from controller.journal import Journal
-from controller.security import derive_security
+from controller.security import derive_security, port_policy
 from controller.viewroutes import Routes
 from openflow.flows import Owner
 
@@ -102,7 +102,7 @@ class LiveView:
         self._by_subnet()
         bm_changed = self._bm_gateways(j, info_changed)
         self.routes.update(j, own_changed)
-        acl_owners = self._security()
+        acl_owners = self._security(j)
         if owners:
             self._owners(info_changed, bm_changed)
             for owner in acl_owners:
@@ -111,24 +111,39 @@ class LiveView:
         return self.r
 
     # ------------------------------------------------------------------------------------------ security
-    def _security(self) -> set[Owner]:
-        """view.security (controller/security.py, a function of policy alone) again after a policy change;
-        returns the ACL owners whose inputs changed (acl.affected, for the security part)."""
+    def _security(self, j) -> set[Owner]:
+        """view.security (controller/security.py): derived again after a change that reaches beyond single
+        vports (ACLs, policy groups, subnets, domains); else only the policy of the vports that changed.
+        Returns the ACL owners whose inputs changed (acl.affected, for the security part)."""
         v, policy = self.view, self.state.policy
         if policy is self.policy:
             if self.changed:
                 v.security.local.clear()  # openflow/acl.py's per-switch cache of policed local vports
             return set()
-        old, new = v.security, derive_security(policy)
-        self.policy, v.security = policy, new
+        old = v.security
+        if j.security or self.policy is None:
+            new = derive_security(policy)
+            vids = old.ports.keys() | new.ports.keys()
+        else:  # vports changed, none of them in a policy group (State says so): their own policy only
+            new = replace(old, ports=dict(old.ports), local={})
+            vids = j.vports
+            for vid in vids:
+                vport = policy.get("vport", vid)
+                if vport is not None and vport.get("policy_groups"):
+                    continue  # only moved: a policy change of a group member sets j.security
+                port = port_policy(policy, vport) if vport is not None else None
+                if port is None:
+                    new.ports.pop(vid, None)
+                else:
+                    new.ports[vid] = port
+        self.policy, v.security, self.old_security = policy, new, old
         owners = {Owner("acl", a) for a in old.acls.keys() | new.acls.keys() if old.acls.get(a) != new.acls.get(a)}
-        for vid in old.ports.keys() | new.ports.keys():
+        for vid in vids:
             before, after = old.ports.get(vid), new.ports.get(vid)
             if before != after:
                 owners.add(Owner("acl_port", vid))
                 for port in (before, after):
                     owners.update(Owner("acl", a) for a, _ in (port.acls if port else ()))
-        self.old_security = old
         return owners
 
     def _acl_ports(self):
