@@ -6,8 +6,9 @@
   down or refuses is logged and repaired by the periodic sync;
 - bind_port: VXLAN segments on hosts Canopy knows (its switch list says each host's flavour, or
   ``[canopy] host_flavours``): vif_type ovs with port_filter true;
-- a PortWatcher thread completes the provisioning block when Canopy reports the vport programmed, and a sync
-  thread runs the full consistency sync at start and every ``sync_interval`` seconds.
+- in each API worker, once Neutron has loaded its plugins (PROCESS AFTER_INIT), a PortWatcher thread completes
+  the provisioning block when Canopy reports the vport programmed, and a sync thread runs the full consistency
+  sync at start and every ``sync_interval`` seconds.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import time
 
 from neutron.db import provisioning_blocks
 from neutron_lib.api.definitions import portbindings
+from neutron_lib.callbacks import events
+from neutron_lib.callbacks import registry
 from neutron_lib.callbacks import resources
 from neutron_lib import constants as n_const
 from neutron_lib import exceptions as n_exc
@@ -58,9 +61,13 @@ class CanopyMechanismDriver(api.MechanismDriver):
         self.syncer = Syncer(self.client)
         self.watcher = PortWatcher(self.client, cfg.CONF.canopy.watch_wait)
         self._flavours, self._flavours_at = {}, 0.0
+        registry.subscribe(self._post_fork_initialize, resources.PROCESS, events.AFTER_INIT)
+        LOG.info("Canopy mechanism driver: Canopy at %s", cfg.CONF.canopy.url)
+
+    def _post_fork_initialize(self, resource, event, trigger, payload=None):
+        """In each API worker once its plugins are loaded: the vport watch and the consistency sync."""
         _start("canopy-vport-watch", self.watcher.run)
         _start("canopy-sync", self._sync_loop)
-        LOG.info("Canopy mechanism driver: Canopy at %s", cfg.CONF.canopy.url)
 
     def _sync_loop(self):
         interval = cfg.CONF.canopy.sync_interval

@@ -184,3 +184,39 @@ def test_the_sync_repairs_a_vport_deleted_behind_neutrons_back_and_leaves_others
     lab.wait_until(lambda: neutron.show("port", ports["vmd"]["id"])["status"] == "ACTIVE", timeout=30,
                    what="the repaired port ACTIVE")
     assert canopy_items(canopy, "tenants", name="manual"), "a tenant made outside Neutron was removed"
+
+
+def test_a_router_interface_removed_and_added_again_moves_the_subnet_out_of_and_into_the_domain(cloud):
+    lab, canopy, neutron, nets, router, ports = (cloud.lab, cloud.canopy, cloud.neutron, cloud.nets, cloud.router,
+                                                 cloud.ports)
+    db_net, db_sub = nets["db"]
+    vmd_ip = ports["vmd"]["fixed_ips"][0]["ip_address"]
+    path = f"/v2.0/routers/{router['id']}"
+    assert neutron.api.put(path + "/remove_router_interface", {"subnet_id": db_sub["id"]}).status == 200
+    [subnet] = canopy_items(canopy, "subnets", name=f"os-{db_net['id']}")
+    assert subnet["domain_id"] is None and vport_of(canopy, ports["vmd"]["id"]) is not None
+    lab.wait_until(lambda: not pings(cloud.vms["vma"], vmd_ip), timeout=15, what="no route to the db network")
+    assert neutron.api.put(path + "/add_router_interface", {"subnet_id": db_sub["id"]}).status == 200
+    [domain] = canopy_items(canopy, "domains", name=f"os-{router['id']}")
+    assert canopy_items(canopy, "subnets", name=f"os-{db_net['id']}")[0]["domain_id"] == domain["id"]
+    reach(lab, cloud.vms["vma"], vmd_ip, "KVM to ESXi across the router again")
+
+
+def test_a_vm_leaving_its_hypervisor_takes_its_port_down_and_up_again_when_it_returns(cloud):
+    lab, neutron, port = cloud.lab, cloud.neutron, cloud.ports["vmd"]
+    lab.wait_until(lambda: neutron.show("port", port["id"])["status"] == "ACTIVE", timeout=30, what="vmd ACTIVE")
+    lab.remove_vm(cloud.vms.pop("vmd"))
+    lab.wait_until(lambda: neutron.show("port", port["id"])["status"] == "DOWN", timeout=30, what="vmd DOWN")
+    plugged = [e for e in neutron.nova_events() if e["tag"] == port["id"] and e["name"] == "network-vif-plugged"]
+    vm = lab.add_vm(cloud.hosts["esxi"], "vmd2", mac=port["mac_address"], vnic_id=port["id"], vlan=102)
+    cloud.vms["vmd"] = vm
+    lab.wait_until(lambda: neutron.show("port", port["id"])["status"] == "ACTIVE", timeout=30, what="vmd ACTIVE again")
+    lab.wait_until(lambda: len([e for e in neutron.nova_events() if e["tag"] == port["id"]
+                                and e["name"] == "network-vif-plugged"]) > len(plugged), timeout=30,
+                   what="a second network-vif-plugged for vmd")
+
+
+def test_the_driver_logged_no_error(cloud):
+    # (ML2 itself logs each refusal above with a traceback: neutron.plugins.ml2.managers, not the driver)
+    errors = [line for line in cloud.neutron.neutron_log.read_text().splitlines() if "ERROR networking_canopy" in line]
+    assert not errors, "\n".join(errors[:20])
