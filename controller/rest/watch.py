@@ -17,7 +17,7 @@ from typing import Callable
 
 from controller.rest.api import ApiError, Response, Route, _int_param
 
-MAX_WAIT = 60  # seconds a request may stay open (proxies and clients time out around there)
+MAX_WAIT = 25  # seconds a request may stay open: under the 30 s many proxies and clients time out at
 POLL = 0.1  # seconds between looks at the cursor while a request waits (a green sleep: cheap)
 
 

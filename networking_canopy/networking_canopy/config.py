@@ -11,7 +11,7 @@ OPTS = [
     cfg.FloatOpt("timeout", default=10.0, help="Seconds a REST request to Canopy may take"),
     cfg.IntOpt("sync_interval", default=300, min=0,
                help="Seconds between full consistency syncs (0: only at start)"),
-    cfg.IntOpt("watch_wait", default=25, min=1, max=60,
+    cfg.IntOpt("watch_wait", default=25, min=1, max=25,
                help="Seconds one long poll of /v1/watch/vports stays open"),
     cfg.DictOpt("host_flavours", default={},
                 help="host:flavour (kvm, hyperv, esxi) for hosts whose flavour Canopy does not report"),

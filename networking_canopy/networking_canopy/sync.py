@@ -54,9 +54,8 @@ class Syncer:
         got = {"tenant": [], "domain": [], "subnet": [], "vport": []}
         for name in sorted(n for n in tenants if n):
             got["tenant"] += self.client.items("tenants", name=name)
-        for rid in sorted(set(router_ids) | {n for k, n in desired if k == "domain"}):
-            got["domain"] += self.client.items("domains", name=rid if rid.startswith(mapping.PREFIX)
-                                               else mapping.name_of(rid))
+        for name in sorted({mapping.name_of(r) for r in router_ids} | {n for k, n in desired if k == "domain"}):
+            got["domain"] += self.client.items("domains", name=name)
         for name in sorted(names):
             subnets = self.client.items("subnets", name=name)
             got["subnet"] += subnets

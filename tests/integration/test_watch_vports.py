@@ -32,7 +32,7 @@ def test_a_long_poll_follows_a_vm_until_its_vport_is_programmed(lab):
     assert (item["name"], item["status"], item["programmed"]) == ("os-vm1", "unbound", False)
     replies = []
     poll = threading.Thread(target=lambda: replies.append(
-        watcher.get(f"/v1/watch/vports?prefix=os-&since={first['cursor']}&wait=30")))
+        watcher.get(f"/v1/watch/vports?prefix=os-&since={first['cursor']}&wait=20")))
     poll.start()
     lab.wait_until(lambda: not replies and poll.is_alive(), timeout=5, what="the long poll open and waiting")
     vm = lab.add_vm(hv, "vm1", mac="02:00:00:00:01:01", vnic_id="vm1")
@@ -44,7 +44,7 @@ def test_a_long_poll_follows_a_vm_until_its_vport_is_programmed(lab):
         nonlocal reply
         if reply["items"][0]["programmed"]:
             return reply
-        reply = watcher.get(f"/v1/watch/vports?prefix=os-&since={reply['cursor']}&wait=30").json
+        reply = watcher.get(f"/v1/watch/vports?prefix=os-&since={reply['cursor']}&wait=20").json
         return reply["items"][0]["programmed"] and reply
 
     done = lab.wait_until(followed, timeout=30, what="os-vm1 programmed")

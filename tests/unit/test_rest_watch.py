@@ -91,11 +91,11 @@ def test_the_long_poll_answers_when_the_cursor_moves_and_not_before(ctl):
     add_vport(ctl)
     cursor = watch(ctl)[1]["cursor"]
     ctl.clock.on_sleep = lambda: plug(ctl, "os-p1") if ctl.clock.slept == 3 else None
-    status, body = watch(ctl, since=cursor, wait=30)
+    status, body = watch(ctl, since=cursor, wait=20)
     assert status == 200 and body["cursor"] > cursor and body["items"][0]["status"] == "bound"
     assert ctl.clock.slept == 3  # answered at the first look after the change
     ctl.clock.on_sleep = lambda: ctl.watch.note_synced() if ctl.clock.slept == 5 else None
-    assert watch(ctl, since=body["cursor"], wait=30)[1]["cursor"] == body["cursor"] + 1
+    assert watch(ctl, since=body["cursor"], wait=20)[1]["cursor"] == body["cursor"] + 1
 
 
 def test_the_long_poll_ends_after_wait_seconds_with_the_same_cursor(ctl):
@@ -104,7 +104,7 @@ def test_the_long_poll_ends_after_wait_seconds_with_the_same_cursor(ctl):
     status, body = watch(ctl, since=cursor, wait=2)
     assert status == 200 and body["cursor"] == cursor and ctl.clock.now >= 2
     ctl.clock.slept = 0
-    assert watch(ctl, since=cursor - 1, wait=30)[1]["cursor"] == cursor and ctl.clock.slept == 0  # stale: at once
+    assert watch(ctl, since=cursor - 1, wait=20)[1]["cursor"] == cursor and ctl.clock.slept == 0  # stale: at once
 
 
 def test_the_prefix_filter_and_bad_queries(ctl):
