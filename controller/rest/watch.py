@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-from controller.rest.api import ApiError, Response, Route, _int_param
+from controller.rest.api import SEQ_SCHEMA, ApiError, Response, Route, _int_param
 
 MAX_WAIT = 25  # seconds a request may stay open: under the 30 s many proxies and clients time out at
 POLL = 0.1  # seconds between looks at the cursor while a request waits (a green sleep: cheap)
@@ -61,7 +61,7 @@ class VportWatch:
         for key in req.query:
             if key not in ("since", "wait", "prefix"):
                 raise ApiError(400, "bad_query", "unknown query parameter; use ['prefix', 'since', 'wait']", key)
-        since = _int_param(req, "since", -1) if "since" in req.query else None
+        since = _int_param(req, "since", 0) if "since" in req.query else None
         wait = _int_param(req, "wait", 0)
         if wait > MAX_WAIT:
             raise ApiError(400, "bad_query", f"must be from 0 to {MAX_WAIT} (seconds)", "wait")
@@ -76,8 +76,7 @@ class VportWatch:
         return Route("GET", "/v1/watch/vports", self.handle,
                      "every vport's status and whether its flows are programmed; long poll: answers when "
                      "anything changed since the cursor `since`, or after `wait` seconds",
-                     query=(("since", "the cursor of the previous reply: wait for a change after it",
-                             {"type": "integer", "minimum": 0}),
+                     query=(("since", "the cursor of the previous reply: wait for a change after it", SEQ_SCHEMA),
                             ("wait", f"seconds to wait for a change (0 to {MAX_WAIT})",
                              {"type": "integer", "minimum": 0, "maximum": MAX_WAIT}),
                             ("prefix", "only vports whose name starts with this")))

@@ -150,8 +150,9 @@ def test_what_canopy_cannot_express_is_refused_and_nothing_is_half_created(cloud
     assert reply.status == 400 and "one IPv4 subnet" in reply.json["NeutronError"]["message"], reply.text
     reply = neutron.api.post("/v2.0/floatingips", {"floatingip": {"floating_network_id": secured["id"],
                                                                   "project_id": PROJECT}})
-    assert reply.status in (400, 404), reply.text
-    assert neutron.api.get(f"/v2.0/networks?name=ext").json["networks"] == []
+    assert reply.status == 400 and "external connectivity" in reply.json["NeutronError"]["message"], reply.text
+    assert neutron.api.get("/v2.0/floatingips").json["floatingips"] == []
+    assert neutron.api.get("/v2.0/networks?name=ext").json["networks"] == []
     assert len(canopy_items(canopy, "vports")) == before
     assert neutron.api.delete(f"/v2.0/networks/{secured['id']}").status == 204
 
