@@ -179,8 +179,9 @@ def test_the_sync_repairs_a_vport_deleted_behind_neutrons_back_and_leaves_others
     repaired = lab.wait_until(lambda: vport_of(canopy, ports["vmd"]["id"]), timeout=30,
                               what="the periodic sync recreating the vport")
     assert repaired["id"] != victim["id"] and repaired["mac"] == victim["mac"] and repaired["ips"] == victim["ips"]
-    assert "Canopy repair: create vport os-%s (missing in Canopy)" % ports["vmd"]["id"] in \
-        neutron.neutron_log.read_text()
+    repair = "Canopy repair: create vport os-%s (missing in Canopy)" % ports["vmd"]["id"]
+    lab.wait_until(lambda: repair in neutron.neutron_log.read_text(), timeout=10,
+                   what="the repair in Neutron's log (written just after the create)")
     reach(lab, vms["vma"], ports["vmd"]["fixed_ips"][0]["ip_address"], "KVM to ESXi again after the repair")
     lab.wait_until(lambda: neutron.show("port", ports["vmd"]["id"])["status"] == "ACTIVE", timeout=30,
                    what="the repaired port ACTIVE")
