@@ -74,8 +74,7 @@ def cloud(lab_capable):
 
 
 def test_networks_subnets_and_the_router_become_canopy_subnets_in_a_domain(cloud):
-    lab, canopy, neutron, nets, router, ports = (cloud.lab, cloud.canopy, cloud.neutron, cloud.nets, cloud.router,
-                                                 cloud.ports)
+    canopy, nets, router = cloud.canopy, cloud.nets, cloud.router
     [tenant] = canopy_items(canopy, "tenants", name=f"os-{PROJECT}")
     [domain] = canopy_items(canopy, "domains", name=f"os-{router['id']}")
     assert domain["tenant_id"] == tenant["id"]
@@ -87,8 +86,7 @@ def test_networks_subnets_and_the_router_become_canopy_subnets_in_a_domain(cloud
 
 
 def test_ports_bind_with_vif_type_ovs_and_stay_down_until_the_vm_is_wired(cloud):
-    lab, canopy, neutron, nets, router, ports = (cloud.lab, cloud.canopy, cloud.neutron, cloud.nets, cloud.router,
-                                                 cloud.ports)
+    lab, canopy, ports = cloud.lab, cloud.canopy, cloud.ports
     flavours = {"vma": "kvm", "vmh": "hyperv", "vmd": "esxi"}
     for name, port in ports.items():
         assert port["binding:vif_type"] == "ovs" and port["binding:vif_details"]["port_filter"] is True
@@ -99,8 +97,7 @@ def test_ports_bind_with_vif_type_ovs_and_stay_down_until_the_vm_is_wired(cloud)
 
 
 def test_vms_plugged_like_nova_does_make_ports_active_and_nova_hears_vif_plugged(cloud):
-    lab, canopy, neutron, nets, router, ports = (cloud.lab, cloud.canopy, cloud.neutron, cloud.nets, cloud.router,
-                                                 cloud.ports)
+    lab, neutron, ports = cloud.lab, cloud.neutron, cloud.ports
     vms = {
         "vma": lab.add_vm(cloud.hosts["kvm"], "vma", mac=ports["vma"]["mac_address"], vnic_id=ports["vma"]["id"]),
         "vmh": lab.add_vm(cloud.hosts["hyperv"], "vmh", mac=ports["vmh"]["mac_address"]),
@@ -121,8 +118,7 @@ def test_vms_plugged_like_nova_does_make_ports_active_and_nova_hears_vif_plugged
 
 
 def test_vms_get_their_neutron_addresses_by_dhcp_and_ping_across_hosts_and_subnets(cloud):
-    lab, canopy, neutron, nets, router, ports = (cloud.lab, cloud.canopy, cloud.neutron, cloud.nets, cloud.router,
-                                                 cloud.ports)
+    lab, nets, router, ports = cloud.lab, cloud.nets, cloud.router, cloud.ports
     vms = cloud.vms
     for name, vm in vms.items():
         lease = dhcp(lab, vm)
@@ -136,8 +132,7 @@ def test_vms_get_their_neutron_addresses_by_dhcp_and_ping_across_hosts_and_subne
 
 
 def test_what_canopy_cannot_express_is_refused_and_nothing_is_half_created(cloud):
-    lab, canopy, neutron, nets, router, ports = (cloud.lab, cloud.canopy, cloud.neutron, cloud.nets, cloud.router,
-                                                 cloud.ports)
+    canopy, neutron, nets, router, ports = cloud.canopy, cloud.neutron, cloud.nets, cloud.router, cloud.ports
     before = len(canopy_items(canopy, "vports"))
     secured = neutron.create("network", {"name": "sec", "project_id": PROJECT})  # port security on by default
     reply = neutron.api.post("/v2.0/ports", {"port": {"network_id": secured["id"], "project_id": PROJECT}})
@@ -158,8 +153,7 @@ def test_what_canopy_cannot_express_is_refused_and_nothing_is_half_created(cloud
 
 
 def test_deleting_a_port_removes_its_vport_and_its_traffic(cloud):
-    lab, canopy, neutron, nets, router, ports = (cloud.lab, cloud.canopy, cloud.neutron, cloud.nets, cloud.router,
-                                                 cloud.ports)
+    lab, canopy, neutron, ports = cloud.lab, cloud.canopy, cloud.neutron, cloud.ports
     vms = cloud.vms
     target = ports["vmh"]
     assert neutron.api.delete(f"/v2.0/ports/{target['id']}").status == 204
@@ -169,8 +163,7 @@ def test_deleting_a_port_removes_its_vport_and_its_traffic(cloud):
 
 
 def test_the_sync_repairs_a_vport_deleted_behind_neutrons_back_and_leaves_others_alone(cloud):
-    lab, canopy, neutron, nets, router, ports = (cloud.lab, cloud.canopy, cloud.neutron, cloud.nets, cloud.router,
-                                                 cloud.ports)
+    lab, canopy, neutron, ports = cloud.lab, cloud.canopy, cloud.neutron, cloud.ports
     vms = cloud.vms
     manual = canopy.api.post("/v1/tenants", {"name": "manual"})
     assert manual.status == 201, manual.text
@@ -189,9 +182,8 @@ def test_the_sync_repairs_a_vport_deleted_behind_neutrons_back_and_leaves_others
 
 
 def test_a_router_interface_removed_and_added_again_moves_the_subnet_out_of_and_into_the_domain(cloud):
-    lab, canopy, neutron, nets, router, ports = (cloud.lab, cloud.canopy, cloud.neutron, cloud.nets, cloud.router,
-                                                 cloud.ports)
-    db_net, db_sub = nets["db"]
+    lab, canopy, neutron, router, ports = cloud.lab, cloud.canopy, cloud.neutron, cloud.router, cloud.ports
+    db_net, db_sub = cloud.nets["db"]
     vmd_ip = ports["vmd"]["fixed_ips"][0]["ip_address"]
     path = f"/v2.0/routers/{router['id']}"
     assert neutron.api.put(path + "/remove_router_interface", {"subnet_id": db_sub["id"]}).status == 200

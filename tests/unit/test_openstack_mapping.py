@@ -12,11 +12,13 @@ P = "0123456789abcdef0123456789abcdef"
 NET = {"id": "11111111-1111-1111-1111-111111111111", "name": "web", "project_id": P, "mtu": 1450,
        "provider:network_type": "vxlan", "provider:segmentation_id": 5001, "router:external": False}
 SUB = {"id": "22222222-2222-2222-2222-222222222222", "network_id": NET["id"], "ip_version": 4,
-       "cidr": "10.0.1.0/24", "gateway_ip": "10.0.1.1", "enable_dhcp": True, "dns_nameservers": ["10.0.1.53", "fd00::1"],
+       "cidr": "10.0.1.0/24", "gateway_ip": "10.0.1.1", "enable_dhcp": True,
+       "dns_nameservers": ["10.0.1.53", "fd00::1"],
        "host_routes": [{"destination": "192.168.0.0/24", "nexthop": "10.0.1.254"}]}
 ROUTER = {"id": "33333333-3333-3333-3333-333333333333", "name": "r1", "project_id": P,
           "routes": [{"destination": "172.16.0.0/16", "nexthop": "10.0.1.9"}]}
-RIF = {"id": "44444444-4444-4444-4444-444444444444", "network_id": NET["id"], "device_owner": "network:router_interface",
+RIF = {"id": "44444444-4444-4444-4444-444444444444", "network_id": NET["id"],
+       "device_owner": "network:router_interface",
        "device_id": ROUTER["id"], "fixed_ips": [{"subnet_id": SUB["id"], "ip_address": "10.0.1.1"}]}
 
 
