@@ -79,6 +79,10 @@ class Syncer:
                 LOG.error("Canopy: cannot sync networks %s / routers %s now (%s); the periodic sync will",
                           sorted(network_ids), sorted(router_ids), exc)
                 return []
+            except Exception:  # never fail a Neutron call that has committed (ML2 would undo it)
+                LOG.exception("Canopy: syncing networks %s / routers %s failed; the periodic sync retries",
+                              sorted(network_ids), sorted(router_ids))
+                return []
             touched = {mapping.name_of(i) for i in network_ids | router_ids}
 
             def scope(key):  # never deletes a tenant here, nor a domain that is not one of these routers
