@@ -7,6 +7,7 @@ neutron 29, uwsgi, PyMySQL and networking_canopy (docs/openstack.md, docs/testin
 from __future__ import annotations
 
 import shutil
+import signal
 import sys
 import textwrap
 from pathlib import Path
@@ -55,9 +56,23 @@ class NeutronLab:
         self.lab.spawn("fake-nova", [sys.executable, "-m", "tests.harness.fake_nova", str(NOVA_PORT),
                                      str(self.events_file)], self.dir / "fake-nova.log", ns=self.ctl.ns,
                        env={"PYTHONPATH": str(REPO)})
-        self.lab.spawn("neutron", [str(VENV / "bin" / "uwsgi"), "--ini", str(self.dir / "uwsgi.ini")],
-                       self.neutron_log, ns=self.ctl.ns)
+        self.start_neutron()
+
+    def start_neutron(self) -> None:
+        """Run Neutron's API under uWSGI and wait until it answers."""
+        self.neutron = self.lab.spawn("neutron", [str(VENV / "bin" / "uwsgi"), "--ini", str(self.dir / "uwsgi.ini")],
+                                      self.neutron_log, ns=self.ctl.ns)
         self.lab.wait_until(self._answers, timeout=120, interval=0.5, what="Neutron's API (log: %s)" % self.neutron_log)
+
+    def stop_neutron(self) -> None:
+        """SIGTERM Neutron (uWSGI dies on term) and wait until it has exited."""
+        self.neutron.send(signal.SIGTERM)
+        self.lab.wait_until(lambda: not self.neutron.alive(), timeout=30, what="Neutron stopped")
+
+    def set_sync_interval(self, seconds: int) -> None:
+        """Takes effect at the next start_neutron()."""
+        self.sync_interval = seconds
+        self._write_neutron_config()
 
     def _answers(self) -> bool:
         try:

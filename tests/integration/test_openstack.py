@@ -181,6 +181,26 @@ def test_the_sync_repairs_a_vport_deleted_behind_neutrons_back_and_leaves_others
     assert canopy_items(canopy, "tenants", name="manual"), "a tenant made outside Neutron was removed"
 
 
+def test_a_neutron_restart_repairs_canopy_with_its_start_up_sync(cloud):
+    lab, canopy, neutron, ports = cloud.lab, cloud.canopy, cloud.neutron, cloud.ports
+    neutron.set_sync_interval(0)  # from now on only the start-up sync runs
+    neutron.stop_neutron()
+    victim = vport_of(canopy, ports["vma"]["id"])
+    assert canopy.api.delete(f"/v1/vports/{victim['id']}").status == 200
+    [tenant] = canopy_items(canopy, "tenants", name=f"os-{PROJECT}")
+    stale = canopy.api.post("/v1/subnets", {"tenant_id": tenant["id"], "name": f"os-{uuid.uuid4()}"})
+    assert stale.status == 201, stale.text
+    neutron.start_neutron()
+    lab.wait_until(lambda: vport_of(canopy, ports["vma"]["id"]), timeout=30, what="the start-up sync's repair")
+    lab.wait_until(lambda: not canopy_items(canopy, "subnets", name=stale.json["name"]), timeout=30,
+                   what="the stale subnet deleted")
+    for line in (f"Canopy repair: create vport os-{ports['vma']['id']} (missing in Canopy)",
+                 f"Canopy repair: delete subnet {stale.json['name']} (not in Neutron)"):
+        lab.wait_until(lambda: line in neutron.neutron_log.read_text(), timeout=10, what=line)
+    assert canopy_items(canopy, "tenants", name="manual"), "a tenant made outside Neutron was removed"
+    reach(lab, cloud.vms["vma"], ports["vmd"]["fixed_ips"][0]["ip_address"], "KVM to ESXi after the restart")
+
+
 def test_a_router_interface_removed_and_added_again_moves_the_subnet_out_of_and_into_the_domain(cloud):
     lab, canopy, neutron, router, ports = cloud.lab, cloud.canopy, cloud.neutron, cloud.router, cloud.ports
     db_net, db_sub = cloud.nets["db"]
