@@ -105,7 +105,8 @@ class CanopyApp(RyuApp):
         self.rest = RestServer(settings.rest_listen, settings.rest_port, self.api, limits,
                                tls=listener_context(settings, "rest"))
         self.api.metrics.attach(reconcilers=lambda: dict(self.reconcilers), ovsdb=self.ovsdb, dhcp=self.dhcp,
-                                federation=self.federation, pair=self.pair, pause=lambda: hub.sleep(0))
+                                federation=self.federation, pair=self.pair, hold=self.hold,
+                                pause=lambda: hub.sleep(0))
         runtime.API = self.api  # for SIGHUP (controller.lifecycle)
         self._wake = hub.Event()
         self.program_loop = ProgramLoop(self.programmer, self._wake, self._hand_out, prepare=self._import_remote,

@@ -61,7 +61,7 @@ class Metrics:
         """Sources read at scrape time, any of: reconcilers (a function returning {dpid: SwitchReconciler}),
         pause (called between switches: the app gives the event loop a turn),
         ovsdb (OvsdbManagerServer), federation (bgp.federation.Federation), pair (controller.ha.Pair),
-        dhcp (openflow.dhcp_service.DhcpService)."""
+        dhcp (openflow.dhcp_service.DhcpService), hold (controller.startup_hold.StartupHold)."""
         self.sources.update(sources)
 
     def observe_request(self, method: str, route: str, code: int, seconds: float) -> None:
@@ -102,6 +102,8 @@ class _CanopyCollector:
             yield _counter("canopy_dhcp_requests", "DHCP requests punted to the controller, by result",
                            ("result",), [((k,), v) for k, v in sorted(m.sources["dhcp"].counters.items())
                                          if k != "requests"])
+        if m.sources.get("hold") is not None:
+            yield from _hold(m.sources["hold"])
         yield from _bgp(m.sources.get("federation"))
         yield from _ha(m.sources.get("pair"))
 
@@ -208,6 +210,13 @@ def _ovsdb(server):
         kinds[kind] = kinds.get(kind, 0) + 1
     yield _gauge("canopy_ovsdb_sessions", "open OVSDB manager connections, by what the peer is", ("kind",),
                  [((k,), kinds.get(k, 0)) for k in sorted({"vrs", "vtep", "unidentified"} | set(kinds))])
+
+
+def _hold(hold):
+    yield _gauge("canopy_startup_hold", "1 while the start-up hold keeps every write back (hitless restart), "
+                 "0 once released", (), [((), 1 if hold.holding else 0)])
+    yield _gauge("canopy_startup_hold_waiting_switches", "switches connected before the restart that have not "
+                 "reported yet (0 once released)", ("kind",), [((k,), n) for k, n in sorted(hold.waiting().items())])
 
 
 def _bgp(federation):
