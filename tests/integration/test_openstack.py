@@ -9,8 +9,9 @@ from types import SimpleNamespace
 
 import pytest
 
+from tests.harness.fabric import reach
 from tests.harness.openstack import NeutronLab, neutron_unavailable
-from tests.integration.test_overlay import dhcp, pings, reach
+from tests.integration.test_overlay import dhcp, pings
 
 pytestmark = pytest.mark.integration
 PROJECT = "0123456789abcdef0123456789abcdef"
