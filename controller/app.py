@@ -26,6 +26,7 @@ from controller.rest import security as rest_security
 from controller.rest import vteps as rest_vteps
 from controller.rest.api import Api, Response, Route
 from controller.rest.server import RestServer
+from controller.rest.watch import VportWatch
 from controller.tls import listener_context
 from controller.ryu_compat import (
     DEAD_DISPATCHER,
@@ -80,6 +81,8 @@ class CanopyApp(RyuApp):
         extra += rest_security.routes(self.state, self.programmer, lambda: self.reconcilers)
         extra += rest_vteps.routes(self.state, self.programmer)
         extra += rest_inspect.routes(self.state, self.programmer, self.dhcp, settings.underlay_mtu)
+        self.watch = VportWatch(self.state, lambda: self.reconcilers, sleep=hub.sleep)
+        extra.append(self.watch.route())
         self.federation = None
         if settings.bgp is not None and settings.bgp.enabled:
             from bgp.federation import Federation  # imports ExaBGP's extension only when BGP is configured
@@ -270,7 +273,7 @@ class CanopyApp(RyuApp):
             old = self.reconcilers.pop(dp.id, None)
             if old is not None:
                 old.stop()
-            rec = SwitchReconciler(dp)
+            rec = SwitchReconciler(dp, on_sync=self.watch.note_synced)
             self.reconcilers[dp.id] = rec
             rec.keep_stale(self._keep_stale)
             if self.pair is not None:

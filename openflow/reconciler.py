@@ -117,6 +117,7 @@ class SwitchReconciler:
         self._bundles = self.ofp.OFP_VERSION >= 5
         self._bundle_ids = itertools.count(1)
         self._desired: dict | None = None  # Flow.key -> Flow; None until set_desired
+        self._owner_keys: dict | None = None  # owner id -> [Flow.key] of desired, built on demand
         self._desired_groups: dict = {}  # group id -> Group
         self._installed: dict = {}  # Flow.key -> Flow sent, or flow stats entry read back
         self._read_back_keys: set = set()
@@ -170,6 +171,7 @@ class SwitchReconciler:
         if desired_groups != self._desired_groups:
             self._rejected.clear()  # flows may have been waiting for a group: retry them
         self._desired, self._desired_groups = desired, desired_groups
+        self._owner_keys = None  # rebuilt on the next owner_programmed()
         self._rejected = {k: v for k, v in self._rejected.items() if k in desired}
         self._rejected_groups = {**{k: v for k, v in self._rejected_groups.items() if k in desired_groups},
                                  **dict.fromkeys(foreign, "group id outside Canopy's range")}
@@ -269,6 +271,19 @@ class SwitchReconciler:
         for entry in stats:
             out[entry.cookie] = out.get(entry.cookie, 0) + entry.packet_count
         return out
+
+    def owner_programmed(self, owner_id: str) -> bool:
+        """Whether ``owner_id`` (a vport, subnet or domain id) has desired flows here and all of them are
+        installed (confirmed by the switch). The owner index is built once per desired state, on demand."""
+        if self._desired is None:
+            return False
+        if self._owner_keys is None:
+            index: dict = {}
+            for key, flow in self._desired.items():
+                index.setdefault(flow.owner.id, []).append(key)
+            self._owner_keys = index
+        keys = self._owner_keys.get(owner_id)
+        return bool(keys) and all(key in self._installed for key in keys)
 
     def flows(self) -> list[dict]:
         """Every desired or installed flow (installed only = stale, not yet removed), in table order."""
