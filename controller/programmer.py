@@ -1,5 +1,10 @@
 """Keeps every switch's desired flows current: derive, find what changed, recompile only that.
 
+Compile once, share: the programmer keeps one ``compiler.Shared``, so an owner's flows that are the same on
+many switches (a remote vport's L2, ARP and host-route entries; a subnet's and a domain's flows) are compiled
+once and every switch's ``Desired`` holds the same frozenset. Per switch it also records which owners
+changed since the switch was last handed its state (``take_changes``), so its reconciler plans only those.
+
 ``refresh()`` derives a new View from State (EVPN-learned reachability included), works out which owners
 (switch, subnet, domain, vport, remote MAC) have different inputs than last time, and recompiles just those
 owners on the switches where they are or were present. When a switch itself changed (new switch, VTEP IP,
@@ -9,10 +14,12 @@ the same flows.
 
 from __future__ import annotations
 
+import gc
 import logging
+from contextlib import contextmanager
 
 from controller.derive import View, derive
-from openflow.compiler import Desired, compile_owners, compile_switch, present
+from openflow.compiler import Desired, Shared, compile_owners, compile_switch, present
 from openflow.flows import Owner
 
 log = logging.getLogger("canopy.programmer")
@@ -23,6 +30,8 @@ class Programmer:
         self.state = state
         self.view = View()
         self.desired: dict[str, Desired] = {}
+        self.shared = Shared()
+        self._changes: dict[str, set | None] = {}  # session -> owners changed since take_changes (None: all)
         self.full_recomputes = 0
         self.incremental_updates = 0
 
@@ -37,30 +46,83 @@ class Programmer:
         if full or old.switches != new.switches or old.vteps != new.vteps or old.bound_vteps != new.bound_vteps:
             return self._recompute_all(new)
         changed_owners = affected_owners(old, new)
-        touched = set()
+        work = {}
         for session in new.switches:
             owners = {o for o in changed_owners | _presence_changes(old, new, session)
                       if present(old, session, o) or present(new, session, o)}
-            if not owners:
-                continue
+            if owners:
+                work[session] = owners
+        self.incremental_updates += 1
+        return self._recompile(new, work, changed_owners)
+
+    def _recompile(self, view: View, work: dict, changed_owners) -> set[str]:
+        """Recompile ``work`` (session -> owners) against ``view``; ``changed_owners``: the owners whose inputs
+        changed (their shared flows are compiled again). Returns the sessions whose desired state changed."""
+        self.shared.forget(changed_owners)
+        self.shared.begin(view)
+        touched = set()
+        for session, owners in work.items():
             current = self.desired.setdefault(session, Desired())
             before = {o: (current.flows.get(o, frozenset()), current.groups.get(o, ())) for o in owners}
-            current.update(compile_owners(new, session, owners), owners)
-            if any((current.flows.get(o, frozenset()), current.groups.get(o, ())) != before[o] for o in owners):
+            current.update(compile_owners(view, session, owners, self.shared), owners)
+            changed = {o for o in owners
+                       if (current.flows.get(o, frozenset()), current.groups.get(o, ())) != before[o]}
+            if changed:
                 touched.add(session)
-        self.incremental_updates += 1
+                self._note(session, changed)
         return touched
 
     def _recompute_all(self, view) -> set[str]:
+        """Every owner on every switch from scratch (nothing kept from before): the oracle and the fallback."""
         self.full_recomputes += 1
         previous = self.desired
-        self.desired = {session: compile_switch(view, session) for session in view.switches}
-        return {s for s in set(previous) | set(self.desired)
-                if _content(previous.get(s)) != _content(self.desired.get(s))}
+        self.shared.clear()
+        self.shared.begin(view)
+        with _cycle_collector_paused():
+            self.desired = {session: compile_switch(view, session, self.shared) for session in view.switches}
+        touched = set()
+        for session in set(previous) | set(self.desired):
+            changed = _changed_owners(previous.get(session), self.desired.get(session))
+            if changed:
+                touched.add(session)
+                self._note(session, changed)
+        return touched
+
+    def _note(self, session: str, owners: set) -> None:
+        pending = self._changes.get(session, set())
+        if pending is not None:
+            self._changes[session] = pending | owners
+
+    def take_changes(self, session: str) -> set | None:
+        """The owners whose desired flows or groups on this switch changed since the last call (and so since
+        its reconciler was last handed its state); None: unknown, plan every owner."""
+        return self._changes.pop(session, set())
 
 
-def _content(desired):
-    return None if desired is None else (desired.all_flows(), desired.all_groups())
+@contextmanager
+def _cycle_collector_paused():
+    """Compiling allocates millions of acyclic objects (flows are freed by reference counting): without a pause
+    the cyclic collector would walk all of them again and again while they pile up."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _changed_owners(old: Desired | None, new: Desired | None) -> set:
+    """Owners whose flows or groups differ between two desired states of one switch."""
+    old, new = old or Desired(), new or Desired()
+    changed = set()
+    for attr, none in (("flows", frozenset()), ("groups", ())):
+        before, after = getattr(old, attr), getattr(new, attr)
+        for owner in before.keys() | after.keys():
+            a, b = before.get(owner, none), after.get(owner, none)
+            if a is not b and a != b:
+                changed.add(owner)
+    return changed
 
 
 def _presence_changes(old: View, new: View, session: str) -> set[Owner]:

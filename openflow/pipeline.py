@@ -15,6 +15,10 @@ reg6   ingress vport key (0 when from a tunnel)
 reg7   egress vport key (set before EGRESS)
 =====  ==========================================================================
 
+Flows that send into a tunnel set ``tun_dst`` and ``tun_id`` and go to ``irb_out`` (routed: the switch's
+own Router's MAC) or ``tunnel_out`` (the switch's VXLAN port): those two tables hold the only per-switch
+parts, so a remote endpoint's flows are the same on every switch and compiled once (openflow/compiler.py).
+
 A vport key is local to a switch: the port's ofport, or ``ofport << 12 | vlan`` for an ESXi vNIC on a
 trunk port.
 """
@@ -44,6 +48,7 @@ _REGS = {"reg0", "reg4", "reg5", "reg6", "reg7"}
 
 CLASSIFY, PORT_SECURITY, INGRESS_ACL, SERVICES, L2_LOOKUP, L3_ROUTING, EGRESS_ACL, EGRESS = 0, 10, 20, 25, 30, 40, \
     50, 60
+IRB_OUT, TUNNEL_OUT = 70, 75
 
 TABLES = (
     Table(CLASSIFY, "classify", frozenset({"in_port", "vlan_vid", "tunnel_id"}),
@@ -56,14 +61,18 @@ TABLES = (
     Table(SERVICES, "services", frozenset(_REGS | _L2 | _IP), frozenset({L2_LOOKUP, EGRESS}),
           "ARP answered from flows for gateways and known IPs; DHCP sent to the controller; on a subnet's "
           "bare-metal gateway VRS, the same for what hardware VTEPs send over the tunnel"),
-    Table(L2_LOOKUP, "l2_lookup", frozenset(_REGS | _L2), frozenset({L3_ROUTING, EGRESS_ACL}),
+    Table(L2_LOOKUP, "l2_lookup", frozenset(_REGS | _L2), frozenset({L3_ROUTING, EGRESS_ACL, TUNNEL_OUT}),
           "destination MAC in the subnet: local vport, remote VTEP, gateway (route), or flood group"),
-    Table(L3_ROUTING, "l3_routing", frozenset(_REGS | _L2 | _IP), frozenset({EGRESS_ACL}),
+    Table(L3_ROUTING, "l3_routing", frozenset(_REGS | _L2 | _IP), frozenset({EGRESS_ACL, IRB_OUT, TUNNEL_OUT}),
           "longest prefix match in the domain: local host, remote VTEP over the L3 VNI (symmetric IRB)"),
     Table(EGRESS_ACL, "egress_acl", frozenset(_REGS | _L2 | _IP | {"in_port"}), frozenset({EGRESS}),
           "traffic entering a VM against its ACLs: pass-through until ACLs land"),
     Table(EGRESS, "egress", frozenset(_REGS | {"in_port"}), frozenset(),
           "deliver to the egress vport: its port, or its trunk with its VLAN pushed"),
+    Table(IRB_OUT, "irb_out", frozenset(), frozenset({TUNNEL_OUT}),
+          "routed to a remote VTEP (symmetric IRB): this VRS's own Router's MAC as the source, then tunnel_out"),
+    Table(TUNNEL_OUT, "tunnel_out", frozenset(), frozenset(),
+          "out of this VRS's VXLAN port (tun_dst and tun_id already set)"),
 )
 BY_ID = {t.id: t for t in TABLES}
 BY_NAME = {t.name: t for t in TABLES}
