@@ -80,9 +80,9 @@ class Programmer:
         self.shared.begin(view)
         with _cycle_collector_paused():
             self.desired = {session: compile_switch(view, session, self.shared) for session in view.switches}
-        touched = set()
+        touched, same = set(), {}
         for session in set(previous) | set(self.desired):
-            changed = _changed_owners(previous.get(session), self.desired.get(session))
+            changed = _changed_owners(previous.get(session), self.desired.get(session), same)
             if changed:
                 touched.add(session)
                 self._note(session, changed)
@@ -112,15 +112,22 @@ def _cycle_collector_paused():
             gc.enable()
 
 
-def _changed_owners(old: Desired | None, new: Desired | None) -> set:
-    """Owners whose flows or groups differ between two desired states of one switch."""
+def _changed_owners(old: Desired | None, new: Desired | None, same: dict) -> set:
+    """Owners whose flows or groups differ between two desired states of one switch. ``same`` remembers
+    comparisons by identity: switches share their flow sets, so each pair of sets is compared once."""
     old, new = old or Desired(), new or Desired()
     changed = set()
     for attr, none in (("flows", frozenset()), ("groups", ())):
         before, after = getattr(old, attr), getattr(new, attr)
         for owner in before.keys() | after.keys():
             a, b = before.get(owner, none), after.get(owner, none)
-            if a is not b and a != b:
+            if a is b:
+                continue
+            pair = (id(a), id(b))
+            equal = same.get(pair)
+            if equal is None:
+                equal = same[pair] = a == b
+            if not equal:
                 changed.add(owner)
     return changed
 

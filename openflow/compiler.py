@@ -93,16 +93,18 @@ class Shared:
         """The owner's flows on switch ``sw``: compiled once per variant and shared."""
         if self.memo.get("view") is not view:
             self.begin(view)
-        kind = owner.kind
-        if kind == "switch":
+        if owner.kind == "switch":
             return _checked(_switch(view, sw, owner))
-        variant = _VARIANTS[kind](view, sw, owner, self.memo)
+        return self.variant_flows(view, sw, owner, _VARIANTS[owner.kind](view, sw, owner, self.memo))
+
+    def variant_flows(self, view, sw, owner: Owner, variant) -> frozenset:
+        """The owner's flows in this variant (``_VARIANTS``; ``sw`` is one switch of that variant)."""
         by_variant = self.flows.get(owner)
         if by_variant is None:
             by_variant = self.flows[owner] = {}
         flows = by_variant.get(variant)
         if flows is None:
-            flows = by_variant[variant] = _checked(_FLOWS[kind](view, sw, owner))
+            flows = by_variant[variant] = _checked(_FLOWS[owner.kind](view, sw, owner))
             self.compiled += 1
         return flows
 
@@ -150,23 +152,95 @@ def owners_of(view: View, session: str) -> set[Owner]:
     return owners
 
 
-class _AllOwners(set):
-    """owners_of() of a switch, passed on so compile_owners need not compute it again."""
-
-
 def compile_switch(view: View, session: str, shared: Shared | None = None) -> Desired:
-    return compile_owners(view, session, _AllOwners(owners_of(view, session)), shared)
+    """Every owner with flows on this switch (the owners of owners_of), compiled or taken from ``shared``."""
+    shared = shared or Shared()
+    if shared.memo.get("view") is not view:
+        shared.begin(view)
+    memo, sw, out = shared.memo, view.switches[session], Desired()
+    me = Owner("switch", session)
+    out.flows[me] = shared.owner_flows(view, sw, me)
+    subnets, domains = view.subnets_on(session), view.domains_on(session)
+    for sid in subnets:
+        owner = Owner("subnet", sid)
+        out.flows[owner] = shared.owner_flows(view, sw, owner)
+        out.groups[owner] = _subnet_groups(view, sw, owner, memo)
+    for did in domains:
+        owner = Owner("domain", did)
+        out.flows[owner] = shared.owner_flows(view, sw, owner)
+    reached = set(subnets)
+    for did in domains:
+        reached.update(view.subnets_of_domain(did))
+    for sid in reached:  # the endpoints: most are remote to this switch, and share one variant per subnet
+        out.flows.update(_remote_endpoints(view, sw, sid, sid in subnets, shared))
+        for ep, owner in _endpoints(view, sid, memo)[1].get(session, ()):  # then the exceptions
+            out.flows[owner] = shared.variant_flows(view, sw, owner, _vport_variant(view, sw, owner, memo))
+    return out
+
+
+def _endpoints(view, subnet_id, memo) -> tuple[list, dict]:
+    """A subnet's endpoints, once per view: [(endpoint, Owner)] of those on a VRS, and session -> [(endpoint,
+    Owner)] of those whose variant is not the subnet's common remote one on that session's switch (its own
+    ports there; hosts behind hardware VTEPs, listed under every session)."""
+    key = ("endpoints", subnet_id)
+    entry = memo.get(key)
+    if entry is None:
+        ordinary, special, everywhere = [], {}, []
+        for ep in view.by_subnet.get(subnet_id, ()):
+            pair = (ep, ep.owner)
+            if ep.session in view.vteps:
+                everywhere.append(pair)
+            else:
+                ordinary.append(pair)
+                special.setdefault(ep.session, []).append(pair)
+        if everywhere:
+            special = _Everywhere(special, everywhere)
+        entry = memo[key] = (ordinary, special)
+    return entry
+
+
+class _Everywhere(dict):
+    """session -> exceptions, where some exceptions (``always``) apply to every session."""
+
+    def __init__(self, by_session, always):
+        super().__init__(by_session)
+        self.always = always
+
+    def get(self, session, default=()):
+        return [*super().get(session, ()), *self.always]
+
+
+def _remote_endpoints(view, sw, subnet_id, subnet_here: bool, shared) -> dict:
+    """{Owner: flows} of the subnet's endpoints on other VRS, as a switch of this variant holds them: one dict
+    per (subnet, variant), merged into each such switch's Desired (its own ports are then overridden). The
+    first switch to ask compiles all but its own ports (which it cannot compile as remote); the next one
+    adds those."""
+    variant = (subnet_here, bool(sw.tunnel_ofport), bool(sw.vtep_ip), False)
+    key = ("remote", subnet_id, variant)
+    entry = shared.memo.get(key)
+    if entry is None:
+        flows, later = {}, []
+        for ep, owner in _endpoints(view, subnet_id, shared.memo)[0]:
+            if ep.session == sw.session:
+                later.append(owner)
+            else:
+                flows[owner] = shared.variant_flows(view, sw, owner, variant)
+        entry = shared.memo[key] = (flows, later)
+    flows, later = entry
+    if later and view.endpoints[later[0].id].session != sw.session:
+        flows.update((owner, shared.variant_flows(view, sw, owner, variant)) for owner in later)
+        later.clear()
+    return flows
 
 
 def compile_owners(view: View, session: str, owners, shared: Shared | None = None) -> Desired:
     """Desired flows and groups of just these owners on this switch (owners not present compile to nothing).
     With ``shared``, flows an owner has in the same form on several switches are compiled once."""
-    everything = isinstance(owners, _AllOwners)
     shared = shared or Shared()
     out = Desired()
     sw = view.switches[session]
     for owner in owners:
-        if not everything and not present(view, session, owner):
+        if not present(view, session, owner):
             out.flows[owner] = EMPTY
             continue
         out.flows[owner] = shared.owner_flows(view, sw, owner)

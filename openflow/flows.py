@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 MARK = 0xCA
 MARK_SHIFT = 56
@@ -43,8 +44,10 @@ FIELD_ORDER = ("in_port", "tunnel_id", "vlan_vid", "reg0", "reg4", "reg5", "reg6
 _RANK = {name: i for i, name in enumerate(FIELD_ORDER)}
 
 
-@dataclass(frozen=True, slots=True)
-class Owner:
+class Owner(NamedTuple):
+    """Who a flow belongs to. A tuple: owners key every switch's desired state and every diff, and a tuple's
+    hash and equality run in C."""
+
     kind: str  # switch | subnet | domain | vport | vtep_mac | evpn
     id: str
 
