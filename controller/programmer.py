@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import time
 from contextlib import contextmanager
 
 from controller.derive import View, derive
@@ -34,6 +35,7 @@ class Programmer:
         self._changes: dict[str, set | None] = {}  # session -> owners changed since take_changes (None: all)
         self.full_recomputes = 0
         self.incremental_updates = 0
+        self.timings: dict[str, float] = {}  # the last refresh: seconds in derive, finding owners, compiling
 
     def derive(self) -> View:
         s = self.state
@@ -41,8 +43,17 @@ class Programmer:
 
     def refresh(self, full: bool = False) -> set[str]:
         """Bring desired state up to date; returns the sessions whose desired flows or groups changed."""
+        recomputes = self.full_recomputes
+        with _cycle_collector_paused() as after:
+            touched = self._refresh(full)
+            after.freeze = self.full_recomputes != recomputes
+        return touched
+
+    def _refresh(self, full: bool) -> set[str]:
+        started = time.perf_counter()
         old, new = self.view, self.derive()
         self.view = new
+        self.timings = {"derive": time.perf_counter() - started, "compile": 0.0}
         if full or old.switches != new.switches or old.vteps != new.vteps or old.bound_vteps != new.bound_vteps:
             return self._recompute_all(new)
         changed_owners = affected_owners(old, new)
@@ -53,11 +64,14 @@ class Programmer:
             if owners:
                 work[session] = owners
         self.incremental_updates += 1
-        return self._recompile(new, work, changed_owners)
+        touched = self._recompile(new, work, changed_owners)
+        self.timings["owners"] = time.perf_counter() - started - self.timings["derive"] - self.timings["compile"]
+        return touched
 
     def _recompile(self, view: View, work: dict, changed_owners) -> set[str]:
         """Recompile ``work`` (session -> owners) against ``view``; ``changed_owners``: the owners whose inputs
         changed (their shared flows are compiled again). Returns the sessions whose desired state changed."""
+        started = time.perf_counter()
         self.shared.forget(changed_owners)
         self.shared.begin(view)
         touched = set()
@@ -70,22 +84,24 @@ class Programmer:
             if changed:
                 touched.add(session)
                 self._note(session, changed)
+        self.timings["compile"] = time.perf_counter() - started
         return touched
 
     def _recompute_all(self, view) -> set[str]:
         """Every owner on every switch from scratch (nothing kept from before): the oracle and the fallback."""
         self.full_recomputes += 1
+        started = time.perf_counter()
         previous = self.desired
         self.shared.clear()
         self.shared.begin(view)
-        with _cycle_collector_paused():
-            self.desired = {session: compile_switch(view, session, self.shared) for session in view.switches}
+        self.desired = {session: compile_switch(view, session, self.shared) for session in view.switches}
         touched, same = set(), {}
         for session in set(previous) | set(self.desired):
             changed = _changed_owners(previous.get(session), self.desired.get(session), same)
             if changed:
                 touched.add(session)
                 self._note(session, changed)
+        self.timings["compile"] = time.perf_counter() - started
         return touched
 
     def _note(self, session: str, owners: set) -> None:
@@ -99,15 +115,24 @@ class Programmer:
         return self._changes.pop(session, set())
 
 
+class _Pause:
+    freeze = False  # set: freeze what exists at the end (a full compile's result) out of the collector's sight
+
+
 @contextmanager
 def _cycle_collector_paused():
-    """Compiling allocates millions of acyclic objects (flows are freed by reference counting): without a pause
-    the cyclic collector would walk all of them again and again while they pile up."""
+    """Deriving and compiling allocate up to millions of acyclic objects (freed by reference counting): without a
+    pause the cyclic collector walks all of them again and again while they pile up (34 s of a 78 s full compile
+    before issue 13), and once more right after. After a full compile, what it keeps is frozen (gc.freeze: never
+    scanned again, still freed by reference counting), so the collector does not walk it at all."""
     enabled = gc.isenabled()
     gc.disable()
+    pause = _Pause()
     try:
-        yield
+        yield pause
     finally:
+        if pause.freeze:
+            gc.freeze()
         if enabled:
             gc.enable()
 
