@@ -100,18 +100,22 @@ class Programmer:
             changed = _changed_owners(previous.get(session), self.desired.get(session), same)
             if changed:
                 touched.add(session)
-                self._note(session, changed)
+                held = len(self.desired[session].flows) if session in self.desired else 0
+                self._note(session, changed if len(changed) * 2 < held else None)  # most changed: diff all
         self.timings["compile"] = time.perf_counter() - started
         return touched
 
-    def _note(self, session: str, owners: set) -> None:
-        pending = self._changes.get(session, set())
+    def _note(self, session: str, owners: set | None) -> None:
+        if owners is None:
+            self._changes[session] = None
+            return
+        pending = self._changes.setdefault(session, set())
         if pending is not None:
-            self._changes[session] = pending | owners
+            pending.update(owners)
 
     def take_changes(self, session: str) -> set | None:
         """The owners whose desired flows or groups on this switch changed since the last call (and so since
-        its reconciler was last handed its state); None: unknown, plan every owner."""
+        its reconciler was last handed its state); None: unknown or most of them, diff every owner."""
         return self._changes.pop(session, set())
 
 

@@ -335,8 +335,7 @@ def _subnet_groups(view, sw, owner, memo) -> tuple[Group, ...]:
     everyone, local_only = group_ids(sub.vni)
     local = _local_ports(view, sub.id, memo).get(sw.session, ())
     local_buckets = tuple((("set", p.REG_OUT, ep.key), ("resubmit", p.EGRESS_ACL)) for ep in local)
-    remote_buckets = tuple(to_vtep(sub.vni, ip, sw) for ip in _flood_ips(view, sub.id, sw.session, memo)) \
-        if sw.tunnel_ofport else ()
+    remote_buckets = _remote_buckets(view, sub, sw, memo) if sw.tunnel_ofport else ()
     return Group(everyone, local_buckets + remote_buckets, owner), Group(local_only, local_buckets, owner)
 
 
@@ -352,12 +351,30 @@ def _local_ports(view, subnet_id, memo) -> dict:
     return ports
 
 
-def _flood_ips(view, subnet_id, session, memo) -> list[str]:
-    """``view.vteps_of(subnet_id, session)``, with the subnet's VTEPs gathered once per view, not per switch."""
+def _remote_buckets(view, sub, sw, memo) -> tuple:
+    """A bucket to every VTEP of ``view.vteps_of(sub.id, sw.session)``: built once per view for every VTEP of
+    the subnet, and each switch takes them all but its own."""
+    key = ("buckets", sub.id, sw.tunnel_ofport)
+    entry = memo.get(key)
+    if entry is None:
+        holders, every = _flood_vteps(view, sub.id, memo)
+        entry = memo[key] = (tuple(to_vtep(sub.vni, ip, sw) for ip in every), {ip: n for n, ip in enumerate(every)})
+    buckets, index = entry
+    own = view.tunnel_ip_of(sw.session)
+    n = index.get(own)
+    if n is None or _flood_vteps(view, sub.id, memo)[0].get(own, set()) - {sw.session}:
+        return buckets  # our own VTEP is not among them, or another of the subnet's switches has the same one
+    return buckets[:n] + buckets[n + 1:]
+
+
+def _flood_vteps(view, subnet_id, memo) -> tuple[dict, list]:
+    """(tunnel IP -> sessions with it, every tunnel IP sorted) of the subnet's BUM list (``view.vteps_of``'s
+    sources: its endpoints' switches and VTEPs, the hardware VTEPs bound to it, its bare-metal gateway and the
+    remote VTEPs that have it), gathered once per view, not per switch."""
     key = ("flood", subnet_id)
     entry = memo.get(key)
     if entry is None:
-        holders: dict = {}  # tunnel IP -> sessions with it (vteps_of's sources)
+        holders: dict = {}
         sessions = {e.session for e in view.by_subnet.get(subnet_id, ())} | view.bound_vteps.get(subnet_id, set())
         if subnet_id in view.bm_gateways:
             sessions.add(view.bm_gateways[subnet_id])
@@ -365,9 +382,7 @@ def _flood_ips(view, subnet_id, session, memo) -> list[str]:
             holders.setdefault(view.tunnel_ip_of(s), set()).add(s)
         every = (set(holders) | view.remote_floods.get(subnet_id, frozenset())) - {None}
         entry = memo[key] = (holders, sorted(every, key=ipaddress.IPv4Address))
-    holders, every = entry
-    own = view.tunnel_ip_of(session)
-    return [ip for ip in every if ip != own or holders.get(ip, set()) - {session}]
+    return entry
 
 
 def _bare_metal_services(sub, owner) -> list[Flow]:

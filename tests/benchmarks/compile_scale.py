@@ -324,11 +324,11 @@ class Changes:
         profiler = cProfile.Profile() if self.profile and k == 0 else None
         if profiler:
             profiler.enable()
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         events()
         entered = time.perf_counter()
         touched = self.programmer.refresh()
-        done = time.perf_counter()
+        done, cpu = time.perf_counter(), time.process_time() - cpu
         if profiler:
             profiler.disable()
             out = io.StringIO()
@@ -336,18 +336,19 @@ class Changes:
             self.profiles.append((f"one vport {kind}", out.getvalue()))
         t = self.programmer.timings
         self.rows[kind].append((done - started, entered - started, t.get("derive", 0.0), t.get("owners", 0.0),
-                                t.get("compile", 0.0), len(touched)))
+                                t.get("compile", 0.0), len(touched), cpu))
 
     def report(self) -> list[str]:
-        lines = [f"{'per change (median of ' + str(len(self.rows['add'])) + ')':30} {'total ms':>9} {'State':>8} "
-                 f"{'derive':>8} {'owners':>8} {'compile':>8}  switches touched (min/median/max)"]
+        lines = [f"{'per change (median of ' + str(len(self.rows['add'])) + ')':30} {'total ms':>9} {'CPU ms':>8} "
+                 f"{'State':>8} {'derive':>8} {'owners':>8} {'compile':>8}  switches touched (min/median/max)"]
         for kind, rows in self.rows.items():
             if not rows:
                 continue
             med = [statistics.median(r[c] for r in rows) * 1000 for c in range(5)]
             touched = [r[5] for r in rows]
-            lines.append(f"  one vport {kind:19} {med[0]:9.2f} {med[1]:8.2f} {med[2]:8.2f} {med[3]:8.2f} {med[4]:8.2f}"
-                         f"  {min(touched)}/{statistics.median(touched):.0f}/{max(touched)}")
+            cpu = statistics.median(r[6] for r in rows) * 1000
+            lines.append(f"  one vport {kind:19} {med[0]:9.2f} {cpu:8.2f} {med[1]:8.2f} {med[2]:8.2f} {med[3]:8.2f} "
+                         f"{med[4]:8.2f}  {min(touched)}/{statistics.median(touched):.0f}/{max(touched)}")
         return lines
 
 

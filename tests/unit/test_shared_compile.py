@@ -106,7 +106,7 @@ def test_a_full_compile_leaves_the_cycle_collector_alone():
 def test_the_programmer_tells_each_switch_which_owners_changed():
     state, prog = programmed()
     for session in HOSTS:
-        assert prog.take_changes(session)  # the first compile: everything on it is new
+        assert prog.take_changes(session) is None  # the first compile: everything on it is new (diff all)
         assert prog.take_changes(session) == set()
     add_vport(state, "acme/web", "vm99", "02:00:00:00:01:99", "10.0.1.99")
     state.vrs_update(snapshot("hv2", HOSTS["hv2"], [(f"vm{i}", 10 + i) for i in range(12) if i % 3 == 1] +
