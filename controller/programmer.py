@@ -55,7 +55,7 @@ class Programmer:
         self.view = new
         self.timings = {"derive": time.perf_counter() - started, "compile": 0.0}
         if full or old.switches != new.switches or old.vteps != new.vteps or old.bound_vteps != new.bound_vteps:
-            return self._recompute_all(new)
+            return self._recompute_all(new, diff_all=full)
         changed_owners = affected_owners(old, new)
         work = {}
         for session in new.switches:
@@ -87,8 +87,10 @@ class Programmer:
         self.timings["compile"] = time.perf_counter() - started
         return touched
 
-    def _recompute_all(self, view) -> set[str]:
-        """Every owner on every switch from scratch (nothing kept from before): the oracle and the fallback."""
+    def _recompute_all(self, view, diff_all: bool = False) -> set[str]:
+        """Every owner on every switch from scratch (nothing kept from before): the oracle and the fallback.
+        ``diff_all`` (a full refresh asked for: at start, after a failed pass): the switches' reconcilers are
+        told to diff every owner, whatever was handed out before."""
         self.full_recomputes += 1
         started = time.perf_counter()
         previous = self.desired
@@ -96,12 +98,15 @@ class Programmer:
         self.shared.begin(view)
         self.desired = {session: compile_switch(view, session, self.shared) for session in view.switches}
         touched, same = set(), {}
+        if diff_all:
+            for session in self.desired:
+                self._note(session, None)
         for session in set(previous) | set(self.desired):
             changed = _changed_owners(previous.get(session), self.desired.get(session), same)
             if changed:
                 touched.add(session)
                 held = len(self.desired[session].flows) if session in self.desired else 0
-                self._note(session, changed if len(changed) * 2 < held else None)  # most changed: diff all
+                self._note(session, changed if len(changed) * 2 < held and not diff_all else None)
         self.timings["compile"] = time.perf_counter() - started
         return touched
 

@@ -117,3 +117,15 @@ def test_the_programmer_tells_each_switch_which_owners_changed():
     changed = prog.take_changes("hv2")
     assert vm99 in changed and Owner("vport", "vm0") not in changed
     assert prog.take_changes("hv4") == set() and "hv4" not in touched
+
+
+def test_a_full_recompute_tells_precise_owners_unless_it_was_asked_for():
+    state, prog = programmed()
+    for session in HOSTS:
+        prog.take_changes(session)
+    state.vrs_update(snapshot("hv5", "10.251.0.5", [("vm0", 50)]))  # vm0 moves to a new VRS: a full recompute
+    prog.refresh()
+    changed = prog.take_changes("hv2")
+    assert prog.full_recomputes == 2 and Owner("vport", "vm0") in changed and Owner("vport", "vm1") not in changed
+    prog.refresh(full=True)  # asked for (start, after a failed pass): every switch diffs everything
+    assert all(prog.take_changes(session) is None for session in prog.desired)
