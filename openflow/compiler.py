@@ -29,6 +29,7 @@ from functools import lru_cache
 
 from controller.derive import Endpoint, View
 from openflow import pipeline as p
+from openflow.floods import group_ids, subnet_groups, to_vtep  # noqa: F401 (group_ids, to_vtep: API)
 from openflow.flows import OFPVID_PRESENT, Flow, Group, Owner, flow
 
 ETH_IP, ETH_ARP, UDP, ICMP = 0x0800, 0x0806, 17, 1
@@ -115,11 +116,6 @@ def _checked(flows) -> frozenset:
     return frozenset(flows) if flows else EMPTY
 
 
-def group_ids(vni: int) -> tuple[int, int]:
-    """(flood to all, flood to local ports only) group ids of a subnet: derived from its VNI."""
-    return vni << 1, (vni << 1) | 1
-
-
 # ------------------------------------------------------------------------------------------ owners
 
 def present(view: View, session: str, owner: Owner) -> bool:
@@ -164,7 +160,7 @@ def compile_switch(view: View, session: str, shared: Shared | None = None) -> De
     for sid in subnets:
         owner = Owner("subnet", sid)
         out.flows[owner] = shared.owner_flows(view, sw, owner)
-        out.groups[owner] = _subnet_groups(view, sw, owner, memo)
+        out.groups[owner] = subnet_groups(view, sw, owner, memo)
     for did in domains:
         owner = Owner("domain", did)
         out.flows[owner] = shared.owner_flows(view, sw, owner)
@@ -245,7 +241,7 @@ def compile_owners(view: View, session: str, owners, shared: Shared | None = Non
             continue
         out.flows[owner] = shared.owner_flows(view, sw, owner)
         if owner.kind == "subnet":
-            out.groups[owner] = _subnet_groups(view, sw, owner, shared.memo)
+            out.groups[owner] = subnet_groups(view, sw, owner, shared.memo)
     return out
 
 
@@ -327,62 +323,6 @@ def _subnet(view, sw, owner):
         flow(p.L2_LOOKUP, 5, {"reg5": sub.vni}, [("group", everyone)], owner),
     ]
     return flows
-
-
-def _subnet_groups(view, sw, owner, memo) -> tuple[Group, ...]:
-    """The subnet's two flood groups on this switch: its local ports, and (all) the other VTEPs too."""
-    sub = view.subnets[owner.id]
-    everyone, local_only = group_ids(sub.vni)
-    local = _local_ports(view, sub.id, memo).get(sw.session, ())
-    local_buckets = tuple((("set", p.REG_OUT, ep.key), ("resubmit", p.EGRESS_ACL)) for ep in local)
-    remote_buckets = _remote_buckets(view, sub, sw, memo) if sw.tunnel_ofport else ()
-    return Group(everyone, local_buckets + remote_buckets, owner), Group(local_only, local_buckets, owner)
-
-
-def _local_ports(view, subnet_id, memo) -> dict:
-    """session -> the subnet's endpoints with a port there (in by_subnet order), once per view."""
-    key = ("local", subnet_id)
-    ports = memo.get(key)
-    if ports is None:
-        ports = memo[key] = {}
-        for ep in view.by_subnet.get(subnet_id, ()):
-            if ep.key:
-                ports.setdefault(ep.session, []).append(ep)
-    return ports
-
-
-def _remote_buckets(view, sub, sw, memo) -> tuple:
-    """A bucket to every VTEP of ``view.vteps_of(sub.id, sw.session)``: built once per view for every VTEP of
-    the subnet, and each switch takes them all but its own."""
-    key = ("buckets", sub.id, sw.tunnel_ofport)
-    entry = memo.get(key)
-    if entry is None:
-        holders, every = _flood_vteps(view, sub.id, memo)
-        entry = memo[key] = (tuple(to_vtep(sub.vni, ip, sw) for ip in every), {ip: n for n, ip in enumerate(every)})
-    buckets, index = entry
-    own = view.tunnel_ip_of(sw.session)
-    n = index.get(own)
-    if n is None or _flood_vteps(view, sub.id, memo)[0].get(own, set()) - {sw.session}:
-        return buckets  # our own VTEP is not among them, or another of the subnet's switches has the same one
-    return buckets[:n] + buckets[n + 1:]
-
-
-def _flood_vteps(view, subnet_id, memo) -> tuple[dict, list]:
-    """(tunnel IP -> sessions with it, every tunnel IP sorted) of the subnet's BUM list (``view.vteps_of``'s
-    sources: its endpoints' switches and VTEPs, the hardware VTEPs bound to it, its bare-metal gateway and the
-    remote VTEPs that have it), gathered once per view, not per switch."""
-    key = ("flood", subnet_id)
-    entry = memo.get(key)
-    if entry is None:
-        holders: dict = {}
-        sessions = {e.session for e in view.by_subnet.get(subnet_id, ())} | view.bound_vteps.get(subnet_id, set())
-        if subnet_id in view.bm_gateways:
-            sessions.add(view.bm_gateways[subnet_id])
-        for s in sessions:
-            holders.setdefault(view.tunnel_ip_of(s), set()).add(s)
-        every = (set(holders) | view.remote_floods.get(subnet_id, frozenset())) - {None}
-        entry = memo[key] = (holders, sorted(every, key=ipaddress.IPv4Address))
-    return entry
 
 
 def _bare_metal_services(sub, owner) -> list[Flow]:
@@ -543,11 +483,6 @@ def gateway_echo_responder(vni: int, ip: str, mac: str, owner: Owner, tunnel: bo
     return _answer({"reg5": vni, "eth_type": ETH_IP, "ipv4_dst": ip, "ip_proto": ICMP, "icmpv4_type": 8}, [
         ("move", "eth_src", "eth_dst"), ("set", "eth_src", mac), ("move", "ipv4_src", "ipv4_dst"),
         ("set", "ipv4_src", ip), ("set", "icmpv4_type", 0)], owner, tunnel)
-
-
-def to_vtep(vni: int, vtep_ip: str, sw) -> tuple:
-    """Actions straight out of this switch's VXLAN port (group buckets, packet-outs)."""
-    return (("set", "tunnel_id", vni), ("set", "tun_ipv4_dst", vtep_ip), ("output", sw.tunnel_ofport))
 
 
 def via_tunnel(vni: int, vtep_ip: str, table: int = p.TUNNEL_OUT) -> tuple:
