@@ -147,12 +147,19 @@ class FlowBook:
         return {f.key: f for flows in (self.desired or {}).values() for f in flows}
 
     def counts(self) -> tuple[int, int, int]:
-        """(desired, installed, pending: still to add or remove, rejected left out) flows."""
-        desired = self.desired_by_key()
-        have = self._installed_by_key()
-        missing = desired.keys() - have.keys() - self.rejected.keys()
-        stale = have.keys() - desired.keys() if self.desired is not None else set()
-        return len(desired), len(have), len(missing) + len(stale)
+        """(desired, installed, pending: still to add or remove, rejected left out) flows; a full diff only
+        while one is due (after a read-back), else the changed owners' differences."""
+        desired = sum(len(fs) for fs in (self.desired or {}).values())
+        installed = sum(len(fs) for fs in self.installed.values()) + len(self.loose)
+        if self.desired is None:
+            return 0, installed, 0
+        if self.dirty is None:
+            want, have = self.desired_by_key(), self._installed_by_key()
+            pending = len(want.keys() - have.keys() - self.rejected.keys()) + len(have.keys() - want.keys())
+        else:
+            plan = self._by_owner(self.dirty)
+            pending = len(plan.adds) + len(plan.deletes)
+        return desired, installed, pending
 
     def rows(self) -> list[tuple]:
         """(key, desired Flow or None, installed item or None) of every desired or installed flow."""
