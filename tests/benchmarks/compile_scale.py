@@ -336,19 +336,21 @@ class Changes:
             self.profiles.append((f"one vport {kind}", out.getvalue()))
         t = self.programmer.timings
         self.rows[kind].append((done - started, entered - started, t.get("derive", 0.0), t.get("owners", 0.0),
-                                t.get("compile", 0.0), len(touched), cpu))
+                                t.get("compile", 0.0), len(touched), cpu, t.get("compile_cpu", 0.0)))
 
     def report(self) -> list[str]:
         lines = [f"{'per change (median of ' + str(len(self.rows['add'])) + ')':30} {'total ms':>9} {'CPU ms':>8} "
-                 f"{'State':>8} {'derive':>8} {'owners':>8} {'compile':>8}  switches touched (min/median/max)"]
+                 f"{'State':>8} {'derive':>8} {'owners':>8} {'compile':>8} {'its CPU':>8}  switches touched "
+                 f"(min/median/max)"]
         for kind, rows in self.rows.items():
             if not rows:
                 continue
             med = [statistics.median(r[c] for r in rows) * 1000 for c in range(5)]
             touched = [r[5] for r in rows]
-            cpu = statistics.median(r[6] for r in rows) * 1000
+            cpu, compile_cpu = (statistics.median(r[c] for r in rows) * 1000 for c in (6, 7))
             lines.append(f"  one vport {kind:19} {med[0]:9.2f} {cpu:8.2f} {med[1]:8.2f} {med[2]:8.2f} {med[3]:8.2f} "
-                         f"{med[4]:8.2f}  {min(touched)}/{statistics.median(touched):.0f}/{max(touched)}")
+                         f"{med[4]:8.2f} {compile_cpu:8.2f}  {min(touched)}/{statistics.median(touched):.0f}/"
+                         f"{max(touched)}")
         return lines
 
 
