@@ -103,6 +103,10 @@ class Programmer:
             for session in self.desired:
                 self._note(session, None)
         for session in set(previous) | set(self.desired):
+            if session not in previous:  # new (at start: every switch): all of it is new, nothing to compare
+                touched.add(session)
+                self._note(session, None)
+                continue
             changed = _changed_owners(previous.get(session), self.desired.get(session), same)
             if changed:
                 touched.add(session)
