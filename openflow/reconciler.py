@@ -24,9 +24,9 @@ What it does, in one green thread per switch:
    ``set_desired`` has been called nothing at all is sent, so a controller restart leaves traffic alone.
 2. Diff desired against installed by ``Flow.key`` (table, priority, cookie) and send only the
    difference: after a read-back (or when the changed owners are not known) everything; otherwise only the
-   owners that changed (openflow/installed.py keeps both records by owner, as references). The difference goes as one change set in this order: group adds and modifies, flow adds (downstream tables
-   first), flow delete_stricts (read-back match, full cookie mask; upstream tables first), group
-   deletes. An add with the match and priority of an installed flow replaces it in place, so a changed
+   owners that changed (openflow/installed.py keeps both records by owner, as references). The difference
+   goes as one change set in this order: group adds and modifies, flow adds (downstream tables first),
+   flow delete_stricts (read-back match, full cookie mask; upstream tables first), group deletes. An add with the match and priority of an installed flow replaces it in place, so a changed
    flow (a new cookie) is never missing, even without bundles.
 3. OpenFlow 1.4: the change set is one atomic, ordered bundle; 1.3: the messages, then a barrier. The
    installed state changes only when the commit or barrier reply arrives.

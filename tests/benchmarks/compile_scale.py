@@ -426,8 +426,8 @@ def main(argv=None) -> int:
           f"{statistics.median(per_switch):,.0f}, max {max(per_switch):,}); groups: {groups_total:,}")
     print(f"  shared: {distinct_flows:,} distinct Flow objects in {distinct_sets:,} distinct flow sets "
           f"({flows_total / max(1, distinct_flows):.1f} switches hold each flow on average)")
-    print(f"full compile: {full_seconds:.2f} s wall, {full_cpu:.2f} s CPU; {flows_total / full_seconds:,.0f} flows/s held "
-          f"({full_seconds / flows_total * 1e6:.2f} us per flow held, "
+    print(f"full compile: {full_seconds:.2f} s wall, {full_cpu:.2f} s CPU; {flows_total / full_seconds:,.0f} flows/s "
+          f"held ({full_seconds / flows_total * 1e6:.2f} us per flow held, "
           f"{full_seconds / max(1, distinct_flows) * 1e6:.1f} us per distinct flow)")
     print(f"memory: RSS {rss_start / 1024:.1f} MiB at start, {rss_before_compile / 1024:.1f} MiB before the compile, "
           f"{rss_compiled / 1024:.1f} MiB after (+{(rss_compiled - rss_before_compile) / 1024:.1f} MiB, "
