@@ -219,8 +219,9 @@ class CanopyApp(RyuApp):
         sw = self.programmer.view.switches.get(session)
         rec = self.reconcilers.get(sw.datapath_id) if sw and sw.datapath_id is not None else None
         desired = self.programmer.desired.get(session)
+        changed = self.programmer.take_changes(session)  # owners changed since this switch's last hand-out
         if rec is not None and desired is not None:
-            rec.set_desired(desired.all_flows(), desired.all_groups().values())
+            rec.set_desired_owners(desired.flows, desired.all_groups().values(), changed)
 
     def _push_vteps(self):
         """Hand every hardware VTEP (bound in policy or connected) its desired rows when they changed."""

@@ -9,6 +9,7 @@ from controller.discovery import PortInfo, VrsSnapshot
 from controller.rest.api import Api
 from controller.rest.watch import MAX_WAIT, VportWatch
 from openflow.flows import Owner, flow
+from openflow.installed import FlowPlan
 from openflow.reconciler import SwitchReconciler
 from tests.unit.helpers import Controller, demo_net
 
@@ -53,8 +54,11 @@ def plug(ctl, iface_id):
 
 def confirm(rec, flows):
     """The switch confirmed these flows (what the reconciler records after a commit or barrier reply)."""
+    by_owner: dict = {}
     for f in flows:
-        rec._installed[f.key] = f
+        by_owner.setdefault(f.owner, set()).add(f)
+    book = rec._book
+    book.applied(FlowPlan(owners={o: book.installed.get(o, frozenset()) | frozenset(fs) for o, fs in by_owner.items()}))
 
 
 def watch(ctl, **query):
