@@ -26,6 +26,7 @@ from controller.rest import security as rest_security
 from controller.rest import vteps as rest_vteps
 from controller.rest.api import Api, Response, Route
 from controller.rest.server import RestServer
+from controller.rest.watch import VportWatch
 from controller.tls import listener_context
 from controller.ryu_compat import (
     DEAD_DISPATCHER,
@@ -80,6 +81,8 @@ class CanopyApp(RyuApp):
         extra += rest_security.routes(self.state, self.programmer, lambda: self.reconcilers)
         extra += rest_vteps.routes(self.state, self.programmer)
         extra += rest_inspect.routes(self.state, self.programmer, self.dhcp, settings.underlay_mtu)
+        self.watch = VportWatch(self.state, lambda: self.reconcilers, sleep=hub.sleep)
+        extra.append(self.watch.route())
         self.federation = None
         if settings.bgp is not None and settings.bgp.enabled:
             from bgp.federation import Federation  # imports ExaBGP's extension only when BGP is configured
@@ -216,8 +219,9 @@ class CanopyApp(RyuApp):
         sw = self.programmer.view.switches.get(session)
         rec = self.reconcilers.get(sw.datapath_id) if sw and sw.datapath_id is not None else None
         desired = self.programmer.desired.get(session)
+        changed = self.programmer.take_changes(session)  # owners changed since this switch's last hand-out
         if rec is not None and desired is not None:
-            rec.set_desired(desired.all_flows(), desired.all_groups().values())
+            rec.set_desired_owners(desired.flows, desired.all_groups().values(), changed)
 
     def _push_vteps(self):
         """Hand every hardware VTEP (bound in policy or connected) its desired rows when they changed."""
@@ -270,7 +274,7 @@ class CanopyApp(RyuApp):
             old = self.reconcilers.pop(dp.id, None)
             if old is not None:
                 old.stop()
-            rec = SwitchReconciler(dp)
+            rec = SwitchReconciler(dp, on_sync=self.watch.note_synced)
             self.reconcilers[dp.id] = rec
             rec.keep_stale(self._keep_stale)
             if self.pair is not None:
