@@ -124,9 +124,8 @@ class View:
     security: SecurityView = field(default_factory=SecurityView)  # ACLs and policed vports (controller/security.py)
     _on: dict = field(default_factory=dict, repr=False, compare=False)  # session -> (subnets, domains)
     # kept by controller.viewdelta.LiveView (None in a View derived from scratch): subnet -> sessions with
-    # endpoints there (counts), and (subnet, session) -> ids of the local vports there, sorted
+    # endpoints there (counts)
     _holders: dict | None = field(default=None, repr=False, compare=False)
-    _locals: dict | None = field(default=None, repr=False, compare=False)
 
     def subnets_on(self, session) -> set[str]:
         """Subnets with at least one endpoint on this switch."""
@@ -146,13 +145,6 @@ class View:
             for sess, subs in subnets.items():
                 self._on[sess] = (subs, {self.subnets[s].domain_id for s in subs if self.subnets[s].domain_id})
         return self._on.get(session, (set(), set()))
-
-    def local_endpoints(self, subnet_id, session) -> list[Endpoint]:
-        """The subnet's vports on this switch that have a port there (a key), in by_subnet's order."""
-        if self._locals is not None:
-            eps = (self.endpoints[vid] for vid in self._locals.get((subnet_id, session), ()))
-            return [ep for ep in eps if ep.key]
-        return [ep for ep in self.by_subnet.get(subnet_id, ()) if ep.session == session and ep.key]
 
     def subnets_of_domain(self, domain_id) -> list[str]:
         return [s.id for s in self.subnets.values() if s.domain_id == domain_id]

@@ -40,7 +40,6 @@ class LiveView:
         self.routes = Routes(self)
         v = self.view
         v._on = {}
-        v._locals = defaultdict(list)  # (subnet, session) -> sorted local vport ids
         self.sub_on: dict[str, set[str]] = defaultdict(set)  # subnet -> switches (sessions) it is present on
         self.dom_on: dict[str, set[str]] = defaultdict(set)
         self.dom_count: dict[str, Counter] = defaultdict(Counter)  # session -> domain -> its subnets there
@@ -284,23 +283,19 @@ class LiveView:
                     self._place(new)
 
     def _place(self, ep, remove=False):
-        """A vport endpoint into (or out of) its subnet's sorted vports, by_subnet and the local index."""
+        """A vport endpoint into (or out of) its subnet's sorted vports and by_subnet."""
         v, sid, vid = self.view, ep.subnet_id, ep.vport_id
-        ids, local = self.vports_in[sid], v._locals[(sid, ep.session)]
+        ids = self.vports_in[sid]
         at = bisect.bisect_left(ids, vid)
         eps = v.by_subnet.setdefault(sid, [])
         if remove:
             del ids[at]
             del eps[at]
-            del local[bisect.bisect_left(local, vid)]
             if not eps:
                 del v.by_subnet[sid]
-            if not local:
-                del v._locals[(sid, ep.session)]
         else:
             ids.insert(at, vid)
             eps.insert(at, ep)
-            bisect.insort(local, vid)
 
     def _server(self, vid, vport):
         old = self.server_at.pop(vid, None)
