@@ -189,9 +189,11 @@ class CanopyApp(RyuApp):
             self._wake.set()
 
     def _reported(self):
-        """(chassis of every VRS, name of every hardware VTEP) that has reported over OVSDB."""
-        return ({snap.chassis for snap in self.state.vrs.values()},
-                {snap.name for snap in self.state.vteps.values() if snap.name})
+        """(chassis of every VRS, name of every hardware VTEP) that had reported over OVSDB when the desired
+        state about to be handed out was computed: the programmer's view, not State, which may have moved on
+        while the pass yielded (the hold must end on a pass that saw every remembered switch)."""
+        view = self.programmer.view
+        return ({sw.chassis for sw in view.switches.values()}, {v.name for v in view.vteps.values() if v.name})
 
     def _after_hold(self, touched):
         """The sessions to hand their desired state: ``touched``; every one on the pass that releases the
