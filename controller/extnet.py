@@ -9,7 +9,7 @@ a port of its integration bridge with ``external_ids:canopy-external-network=<ne
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from controller.model import Problem
 
@@ -157,3 +157,60 @@ def floating_status(policy, fip, locations) -> dict:
         return {"state": "attached_unbound", "active_on": None}
     dpid = f"{loc.datapath_id:016x}" if loc.datapath_id is not None else None
     return {"state": "active", "active_on": {"chassis": loc.chassis, "dpid": dpid}}
+
+
+# ------------------------------------------------------------------------- the derived view
+
+@dataclass(frozen=True)
+class FloatingInfo:
+    id: str
+    address: str
+    mac: str  # what answers for it on the external network (the same on every VRS)
+    vm_ip: str
+    session: str
+    l3_vni: int
+    network_id: str
+    uplink_ofport: int
+    vlan: int | None
+    gateway_mac: str | None  # the external network's gateway; None: nothing outbound
+    inside: tuple[str, ...] = ()  # the CIDRs of the domain's subnets: never sent out
+
+
+@dataclass
+class ExternalView:
+    floating: dict[str, FloatingInfo] = field(default_factory=dict)
+    by_session: dict[str, list[FloatingInfo]] = field(default_factory=dict)
+
+    def uplinks_on(self, session) -> set[tuple[str, int, int | None]]:
+        """(network id, uplink ofport, vlan) of the uplinks this switch needs."""
+        return {(f.network_id, f.uplink_ofport, f.vlan) for f in self.by_session.get(session, ())}
+
+
+def floating_mac(address: str) -> str:
+    return "02:cf:" + ":".join(f"{b:02x}" for b in ipaddress.IPv4Address(address).packed)
+
+
+def external_view(policy, view, snapshots) -> ExternalView:
+    """Where each attached floating IP is active: its vport is bound on a VRS with an uplink to its network."""
+    out = ExternalView()
+    uplinks = {}
+    for fip in policy.all("floating_ip"):
+        ep = view.endpoints.get(fip["vport_id"]) if fip["vport_id"] else None
+        sub = view.subnets.get(ep.subnet_id) if ep else None
+        snap = snapshots.get(ep.session) if ep else None
+        if ep is None or sub is None or not sub.domain_id or not ep.ips or snap is None:
+            continue
+        if ep.session not in uplinks:
+            uplinks[ep.session] = uplinks_of(policy, snap)
+        up = uplinks[ep.session].get(fip["external_network_id"])
+        ofport = next((port.ofport for port in snap.ports if up and port.name == up.port), None)
+        if up is None or not ofport or ofport < 0:
+            continue
+        net_obj = policy.get("external_network", fip["external_network_id"])
+        info = FloatingInfo(fip["id"], fip["address"], floating_mac(fip["address"]), ep.ips[0], ep.session,
+                            sub.l3_vni, fip["external_network_id"], ofport, up.vlan, net_obj.get("gateway_mac"),
+                            tuple(sorted(view.subnets[s].cidr for s in view.subnets_of_domain(sub.domain_id)
+                                         if view.subnets[s].cidr)))
+        out.floating[fip["id"]] = info
+        out.by_session.setdefault(ep.session, []).append(info)
+    return out

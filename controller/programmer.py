@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 
 from controller.derive import View, derive
-from openflow import acl
+from openflow import acl, external
 from openflow.compiler import Desired, compile_owners, compile_switch, present
 from openflow.flows import Owner
 
@@ -118,4 +118,5 @@ def affected_owners(old: View, new: View) -> set[Owner]:
                 owners |= {e.owner for e in view.endpoints.values()
                            if view.subnets.get(e.subnet_id) and view.subnets[e.subnet_id].domain_id == did}
     owners |= acl.affected(old, new)  # security policy: openflow/acl.py
+    owners |= external.affected(old, new)  # external networks: openflow/external.py
     return owners

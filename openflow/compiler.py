@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from controller.derive import Endpoint, View
-from openflow import acl
+from openflow import acl, external
 from openflow import pipeline as p
 from openflow.flows import OFPVID_PRESENT, Flow, Group, Owner, flow
 
@@ -76,6 +76,8 @@ def present(view: View, session: str, owner: Owner) -> bool:
         return owner.id in view.domains_on(session)
     if owner.kind in acl.OWNER_KINDS:  # security policy: openflow/acl.py
         return acl.present(view, session, owner)
+    if owner.kind in external.OWNER_KINDS:  # external networks: openflow/external.py
+        return external.present(view, session, owner)
     ep = view.endpoints.get(owner.id)
     if ep is None:
         return False
@@ -96,6 +98,7 @@ def owners_of(view: View, session: str) -> set[Owner]:
     for sid in reached:
         owners.update(ep.owner for ep in view.by_subnet.get(sid, ()))
     owners |= acl.owners_on(view, session)  # security policy: openflow/acl.py
+    owners |= external.owners_on(view, session)  # external networks: openflow/external.py
     return owners
 
 
@@ -407,4 +410,4 @@ def _covers(outer: str, inner: str) -> bool:
 
 
 _COMPILERS = {"switch": _switch, "subnet": _subnet, "domain": _domain, "vport": _vport, "vtep_mac": _vport,
-              "evpn": _vport, **acl.COMPILERS}
+              "evpn": _vport, **acl.COMPILERS, **external.COMPILERS}

@@ -8,7 +8,8 @@ A flow's cookie says who owns it and what it is::
     bits 63-56  0xCA          Canopy's mark: flows without it are not Canopy's and are never touched
     bits 55-52  owner kind    1 switch, 2 subnet, 3 domain, 4 vport, 5 MAC learned by a hardware VTEP,
                               6 MAC behind a remote EVPN VTEP, 7 ACL rules, 8 a vport's ACL chain,
-                              9 a switch's shared ACL verdict flows
+                              9 a switch's shared ACL verdict flows, 10 an uplink to an external network,
+                              11 a floating IP
     bits 51-32  owner hint    20 bits of a hash of the owner id (for reading dump-flows)
     bits 31-0   content hash  of (table, priority, match, actions)
 
@@ -38,7 +39,8 @@ MARK = 0xCA
 MARK_SHIFT = 56
 MARK_MASK = 0xFF << MARK_SHIFT
 OWNER_KINDS = {"switch": 1, "subnet": 2, "domain": 3, "vport": 4, "vtep_mac": 5, "evpn": 6,
-               "acl": 7, "acl_port": 8, "acl_switch": 9}  # acl*: openflow/acl.py
+               "acl": 7, "acl_port": 8, "acl_switch": 9,  # acl*: openflow/acl.py
+               "uplink": 10, "fip": 11}  # openflow/external.py
 OWNER_NAMES = {v: k for k, v in OWNER_KINDS.items()}
 OFPVID_PRESENT = 0x1000
 

@@ -55,10 +55,11 @@ CLASSIFY, PORT_SECURITY, INGRESS_ACL, SERVICES, L2_LOOKUP, L3_ROUTING, EGRESS_AC
 # After conntrack (a vport's ACL chain), the ACLs' rules (reached by resubmit only), the verdict.
 INGRESS_ACL_CT, INGRESS_ACL_RULES, INGRESS_ACL_VERDICT = 21, 22, 23
 EGRESS_ACL_CT, EGRESS_ACL_RULES, EGRESS_ACL_VERDICT = 51, 52, 53
+EXTERNAL_IN = 35  # what arrives on an uplink to an external network (openflow/external.py)
 
 TABLES = (
     Table(CLASSIFY, "classify", frozenset({"in_port", "vlan_vid", "tunnel_id"}),
-          frozenset({PORT_SECURITY, SERVICES, L2_LOOKUP, L3_ROUTING}),
+          frozenset({PORT_SECURITY, SERVICES, L2_LOOKUP, L3_ROUTING, EXTERNAL_IN}),
           "which vport (port, or trunk port + VLAN) or tunnel (VNI) a packet came from -> registers"),
     Table(PORT_SECURITY, "port_security", frozenset({"reg6"} | _L2 | _IP), frozenset({INGRESS_ACL}),
           "a VM may only send from its own MAC and IPs (and DHCP discovery); everything else drops"),
@@ -75,6 +76,9 @@ TABLES = (
           "bare-metal gateway VRS, the same for what hardware VTEPs send over the tunnel"),
     Table(L2_LOOKUP, "l2_lookup", frozenset(_REGS | _L2), frozenset({L3_ROUTING, EGRESS_ACL}),
           "destination MAC in the subnet: local vport, remote VTEP, gateway (route), or flood group"),
+    Table(EXTERNAL_IN, "external_in", frozenset({"in_port"} | _L2 | _IP), frozenset({L3_ROUTING}),
+          "from an external network's uplink: ARP for floating IPs answered, traffic to a floating IP translated to "
+          "its VM's address and routed in the VM's domain"),
     Table(L3_ROUTING, "l3_routing", frozenset(_REGS | _L2 | _IP), frozenset({EGRESS_ACL}),
           "longest prefix match in the domain: local host, remote VTEP over the L3 VNI (symmetric IRB)"),
     Table(EGRESS_ACL, "egress_acl", frozenset(_REGS | _L2 | _IP | {"in_port"}), frozenset({EGRESS, EGRESS_ACL_CT}),
