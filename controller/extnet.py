@@ -34,6 +34,21 @@ def check(policy):
     yield from _overlaps(policy)
     yield from _floating_addresses(policy)
     yield from _floating_vports(policy)
+    yield from _translated_domains(policy)
+
+
+def _translated_domains(policy):
+    """Domains translated to the underlay share one conntrack zone per VRS (openflow/external.py): their subnets
+    may not overlap, or two connections of different tenants could be taken for one."""
+    nats = {d["id"]: d for d in policy.all("domain") if d["underlay_nat"]}
+    subs = sorted(((ipaddress.IPv4Network(s["cidr"]), s) for s in policy.all("subnet")
+                   if s["domain_id"] in nats and s["cidr"]), key=lambda ns: (ns[0], ns[1]["name"]))
+    for (net_a, a), (net_b, b) in zip(subs, subs[1:]):
+        if net_a.overlaps(net_b) and a["domain_id"] != b["domain_id"]:
+            dom = nats[b["domain_id"]]
+            yield _p(policy, "domain", dom, "underlay_nat", f"subnet {b['name']!r} ({net_b}) overlaps subnet "
+                     f"{a['name']!r} ({net_a}) of domain {policy.ref('domain', nats[a['domain_id']])!r}, also "
+                     "translated to the underlay", "conflict")
 
 
 def _overlaps(policy):
@@ -176,14 +191,34 @@ class FloatingInfo:
     inside: tuple[str, ...] = ()  # the CIDRs of the domain's subnets: never sent out
 
 
+@dataclass(frozen=True)
+class PatInfo:
+    """Port address translation on one VRS to one external network: the domains it hides behind its address."""
+
+    session: str
+    network_id: str
+    uplink_ofport: int
+    vlan: int | None
+    address: str  # the hypervisor's address on the external network
+    mac: str  # what answers for it there
+    gateway_mac: str
+    domains: tuple[tuple[int, tuple[str, ...]], ...]  # (L3 VNI, the CIDRs of its subnets), sorted
+
+
 @dataclass
 class ExternalView:
     floating: dict[str, FloatingInfo] = field(default_factory=dict)
     by_session: dict[str, list[FloatingInfo]] = field(default_factory=dict)
+    pat: dict[tuple[str, str], PatInfo] = field(default_factory=dict)  # (session, network id) -> translation
 
     def uplinks_on(self, session) -> set[tuple[str, int, int | None]]:
         """(network id, uplink ofport, vlan) of the uplinks this switch needs."""
-        return {(f.network_id, f.uplink_ofport, f.vlan) for f in self.by_session.get(session, ())}
+        return {(f.network_id, f.uplink_ofport, f.vlan) for f in self.by_session.get(session, ())} | \
+            {(t.network_id, t.uplink_ofport, t.vlan) for (sess, _), t in self.pat.items() if sess == session}
+
+
+def pat_mac(address: str) -> str:
+    return "02:ce:" + ":".join(f"{b:02x}" for b in ipaddress.IPv4Address(address).packed)
 
 
 def floating_mac(address: str) -> str:
@@ -213,4 +248,27 @@ def external_view(policy, view, snapshots) -> ExternalView:
                                          if view.subnets[s].cidr)))
         out.floating[fip["id"]] = info
         out.by_session.setdefault(ep.session, []).append(info)
+    for session in view.switches:
+        _add_pat(out, policy, view, session, snapshots.get(session), uplinks)
     return out
+
+
+def _add_pat(out, policy, view, session, snap, uplinks):
+    """The translation a switch does for the domains (with underlay_nat) it serves, per external network."""
+    by_net = {}
+    for did in view.domains_on(session):
+        dom = view.domains.get(did)
+        if dom and dom.get("underlay_nat") and dom.get("external_network_id"):
+            cidrs = tuple(sorted(view.subnets[s].cidr for s in view.subnets_of_domain(did) if view.subnets[s].cidr))
+            by_net.setdefault(dom["external_network_id"], []).append((dom["l3_vni"], cidrs))
+    if not by_net or snap is None:
+        return
+    if session not in uplinks:
+        uplinks[session] = uplinks_of(policy, snap)
+    for net_id, domains in by_net.items():
+        up, net_obj = uplinks[session].get(net_id), policy.get("external_network", net_id)
+        ofport = next((port.ofport for port in snap.ports if up and port.name == up.port), None)
+        if up is None or not up.ip or not ofport or ofport < 0 or not (net_obj or {}).get("gateway_mac"):
+            continue
+        out.pat[(session, net_id)] = PatInfo(session, net_id, ofport, up.vlan, up.ip, pat_mac(up.ip),
+                                             net_obj["gateway_mac"], tuple(sorted(domains)))

@@ -1,9 +1,10 @@
-"""Floating IPs proven by packets on real OVS (userspace datapath): an outside host on the external network
-(a Linux bridge that every hypervisor's uplink port joins) pings and connects by TCP to VMs on KVM, Hyper-V and
-ESXi through their floating IPs, and they reach it with their floating IP as source; a VM without one is not
-reachable from outside; a floating IP moved to another VM answers there; a VM that migrates keeps its floating
-IP (gratuitous ARP from the new hypervisor; lost pings counted); a security policy on a VM applies to what
-arrives through its floating IP."""
+"""External networks proven by packets on real OVS (userspace datapath, conntrack): an outside host on the
+external network (a Linux bridge that every hypervisor's uplink port joins) pings and connects by TCP to VMs on
+KVM, Hyper-V and ESXi through their floating IPs, and they reach it with their floating IP as source; VMs without
+one reach it through port address translation behind their hypervisor's address, and are not reachable from
+outside; a floating IP moved to another VM answers there; a VM that migrates keeps its floating IP (gratuitous
+ARP from the new hypervisor; lost pings counted); security policies apply to what arrives through a floating IP
+and to translated traffic, on the inside address."""
 
 from __future__ import annotations
 
@@ -19,20 +20,22 @@ pytestmark = pytest.mark.integration
 ECHO = str(Path(__file__).resolve().parents[1] / "harness" / "echo.py")
 OUTSIDE_IP, OUTSIDE_MAC = "203.0.113.1", "02:00:00:ee:00:01"
 FIPS = {"vm1": "203.0.113.11", "vm2": "203.0.113.12", "vm3": "203.0.113.13"}
+UPLINK_IPS = {"kvm1": "203.0.113.101", "hyv1": "203.0.113.102", "esx1": "203.0.113.103", "kvm2": "203.0.113.104"}
 VMS = {  # name: (hypervisor, mac, ip, extra ports it serves)
     "vm1": ("kvm1", "02:00:00:00:01:01", "10.0.1.11", 7001),
     "vm2": ("hyv1", "02:00:00:00:01:02", "10.0.1.12", 7002),
     "vm3": ("esx1", "02:00:00:00:01:03", "10.0.1.13", 7003),
     "vm4": ("kvm1", "02:00:00:00:01:04", "10.0.1.14", 7004),
-    "vm5": ("hyv1", "02:00:00:00:01:05", "10.0.1.15", 7005),  # no floating IP
+    "vm5": ("hyv1", "02:00:00:00:01:05", "10.0.1.15", 7005),  # no floating IP; its ACL only lets it open tcp 9000
 }
+ACLS = {"vm2": "vm2-in", "vm5": "vm5-out"}
 
 
 def vport(name):
     hv, mac, ip, _ = VMS[name]
     flavour = {"kvm1": "kvm", "kvm2": "kvm", "hyv1": "hyperv", "esx1": "esxi"}[hv]
     return {"name": name, "mac": mac, "ips": [ip], "binding": {"flavour": flavour},
-            **({"acls": ["vm2-in"]} if name == "vm2" else {})}
+            **({"acls": [ACLS[name]]} if name in ACLS else {})}
 
 
 POLICY = {
@@ -43,10 +46,12 @@ POLICY = {
         "acls": [{"name": "vm2-in", "default_action": "deny", "rules": [
             {"direction": "ingress", "action": "allow", "protocol": "tcp", "ports": "22"},
             {"direction": "ingress", "action": "allow", "protocol": "icmp"},
-            {"direction": "egress", "action": "allow"}]}],
+            {"direction": "egress", "action": "allow"}]},
+                 {"name": "vm5-out", "default_action": "deny", "rules": [
+                     {"direction": "egress", "action": "allow", "protocol": "tcp", "ports": "9000"}]}],
         "floating_ips": [{"name": f"fip-{vm}", "external_network": "public", "address": ip, "vport": f"web/{vm}"}
                          for vm, ip in FIPS.items()],
-        "domains": [{"name": "prod", "external_network": "public", "subnets": [
+        "domains": [{"name": "prod", "external_network": "public", "underlay_nat": True, "subnets": [
             {"name": "web", "cidr": "10.0.1.0/24", "gateway": "10.0.1.1", "vports": [vport(n) for n in VMS]}]}],
     }]}
 
@@ -67,13 +72,14 @@ def add_vm(lab, hosts, name, hv_name=None):
 
 
 def join_external(lab, segment, hv):
-    """hv's uplink: port up0 on br-int, named for the external network in OVSDB (no policy uplink)."""
+    """hv's uplink: port up0 on br-int, named for the external network in OVSDB with the hypervisor's address
+    there (no policy uplink)."""
     from tests.harness import netns
 
     netns.add_veth(segment, f"x-{hv.name}", hv.ns, "up0")
     netns.enslave(segment, f"x-{hv.name}", "br0")
     hv.vsctl("add-port", "br-int", "up0", "--", "set", "Interface", "up0",
-             "external_ids:canopy-external-network=public")
+             "external_ids:canopy-external-network=public", f"external_ids:canopy-external-ip={UPLINK_IPS[hv.name]}")
 
 
 @pytest.fixture(scope="module")
@@ -132,12 +138,30 @@ def test_a_vm_reaches_the_outside_with_its_floating_ip_as_source(net):
         lab.wait_until(lambda: tcp(vms[name], OUTSIDE_IP, 9000), timeout=20, what=f"{name} connects outside")
 
 
+def test_vms_without_a_floating_ip_reach_the_outside_behind_their_hypervisors_address(net):
+    """vm4 (kvm1) and vm5 (hyv1) have no floating IP: their connections leave translated (conntrack NAT, ports
+    included) behind kvm1's and hyv1's addresses, the only addresses their answers can come back to; the
+    translation zone of each VRS holds them. vm5's ACL lets it open tcp 9000 only (checked on its own address)."""
+    lab, _, hosts, vms, outside = net
+    lab.wait_until(lambda: tcp(vms["vm4"], OUTSIDE_IP, 9000), timeout=20, what="vm4 connects outside")
+    lab.wait_until(lambda: vms["vm4"].ping(OUTSIDE_IP, timeout=1), timeout=20, what="vm4 pings outside")
+    lab.wait_until(lambda: tcp(vms["vm5"], OUTSIDE_IP, 9000), timeout=20, what="vm5 connects outside")
+    assert not vms["vm5"].ping(OUTSIDE_IP, timeout=1), "vm5's ACL allows tcp 9000 only"
+    for hv, vm in (("kvm1", "vm4"), ("hyv1", "vm5")):
+        ctl = str(hosts[hv].ovs.rundir / "ovs-vswitchd.ctl")
+        dump = hosts[hv].exec("ovs-appctl", "-t", ctl, "dpctl/dump-conntrack", "zone=65281", check=True).stdout
+        assert f"src={VMS[vm][2]}" in dump and f"dst={UPLINK_IPS[hv]}" in dump, dump
+    neighbours = outside.exec("ip", "neigh", "show", "dev", "eth0", check=True).stdout
+    assert UPLINK_IPS["kvm1"] in neighbours and UPLINK_IPS["hyv1"] in neighbours, neighbours
+
+
 def test_a_vm_without_a_floating_ip_cannot_be_reached_from_outside(net):
     lab, _, _, vms, outside = net
     lab.wait_until(lambda: outside.ping(FIPS["vm1"], timeout=1), timeout=20, what="the outside network works")
     assert not outside.ping(VMS["vm5"][2], timeout=1)
     assert not tcp(outside, VMS["vm5"][2], 22)
     assert not outside.ping("203.0.113.15", timeout=1)  # nobody answers for an address not floating
+    assert not tcp(outside, UPLINK_IPS["hyv1"], 7005)  # nor lets a new connection in through the translation
 
 
 def test_a_security_policy_applies_to_what_comes_through_a_floating_ip(net):
