@@ -163,13 +163,17 @@ def _ipv4_in(text, cidr) -> str | None:
     return str(addr) if addr in ipaddress.IPv4Network(cidr) else None
 
 
-def floating_status(policy, fip, locations) -> dict:
-    """Where a floating IP is active: the chassis and datapath of its vport's hypervisor, or why it is not."""
+def floating_status(policy, fip, locations, snapshots) -> dict:
+    """Where a floating IP is active: the chassis and datapath of its vport's hypervisor when that hypervisor
+    has an uplink to the floating IP's network, or why it is not active."""
     if not fip["vport_id"]:
         return {"state": "free", "active_on": None}
     loc = locations.get(fip["vport_id"])
     if loc is None:
         return {"state": "attached_unbound", "active_on": None}
+    snap = snapshots.get(loc.session)
+    if snap is None or fip["external_network_id"] not in uplinks_of(policy, snap):
+        return {"state": "no_uplink", "active_on": None, "bound_on": loc.chassis}
     dpid = f"{loc.datapath_id:016x}" if loc.datapath_id is not None else None
     return {"state": "active", "active_on": {"chassis": loc.chassis, "dpid": dpid}}
 

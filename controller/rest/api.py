@@ -282,7 +282,8 @@ class Api:
         if kind == "acl":  # where it applies (controller/security.py)
             out["applied"] = security.applied(self.state.policy, obj, self.state.locations)
         if kind == "floating_ip":  # where it is active (controller/extnet.py)
-            out.update(extnet.floating_status(self.state.policy, obj, self.state.locations))
+            out.update(extnet.floating_status(self.state.policy, obj, self.state.locations,
+                                                      self.state.vrs))
         return out
 
     # ------------------------------------------------------------------ other routes

@@ -124,3 +124,27 @@ def test_a_floating_ip_is_announced_once_where_it_becomes_active():
     prog.refresh()
     [moved] = garp.due(prog.view)
     assert moved.session == "hv2" and external.garp_actions(moved)[-1] == ("output", UPLINK)
+
+
+def test_a_translated_domain_leaves_behind_the_hypervisors_address_and_lets_nothing_new_in():
+    state, prog = setup({"vm0": "hv1", "vm1": "hv2", "vm2": "hv2"})
+    policy = state.policy.copy()
+    dom = dict(policy.find("domain", "acme/prod"), external_network_id="n1", underlay_nat=True)
+    policy.put("domain", dom)
+    state.policy_committed(policy, [])
+    prog.refresh()
+    assert_matches_full(prog)
+    out = {"in_port": 12, "eth_src": "02:00:00:00:00:03", "eth_dst": dom["gateway_mac"], "eth_type": 0x0800,
+           "ip_proto": 6, "tcp_src": 40000, "tcp_dst": 80, "ipv4_src": "10.0.1.12", "ipv4_dst": "198.51.100.7"}
+    [(port, sent)] = trace(prog.desired["hv2"], out)  # vm2: no floating IP, translated behind 203.0.113.2
+    assert port == UPLINK and sent["eth_src"] == extnet.pat_mac("203.0.113.2")
+    assert sent["vlan_vid"] == 30 | OFPVID_PRESENT
+    [(port, sent)] = trace(prog.desired["hv2"], dict(out, in_port=11, eth_src="02:00:00:00:00:02",
+                                                     ipv4_src="10.0.1.11"))
+    assert sent["ipv4_src"] == "203.0.113.11"  # vm1 has a floating IP: it leaves with that
+    assert trace(prog.desired["hv2"], dict(out, ipv4_dst="10.0.2.9")) == []  # its own domain: never out
+    inbound = {"in_port": UPLINK, "vlan_vid": 30 | OFPVID_PRESENT, "eth_src": "02:00:00:ee:00:01",
+               "eth_dst": extnet.pat_mac("203.0.113.2"), "eth_type": 0x0800, "ip_proto": 6, "tcp_src": 80,
+               "tcp_dst": 40000, "ipv4_src": "198.51.100.7", "ipv4_dst": "203.0.113.2"}
+    assert trace(prog.desired["hv2"], inbound) == []  # a new connection from outside: dropped
+    assert not any(o.kind == "pat" for o in prog.desired["hv1"].flows)  # hv1 has no address on the network

@@ -194,7 +194,30 @@ def test_floating_ip_shows_the_hypervisor_it_is_active_on(ctl):
     fip = ctl.create("floating-ips", {"tenant_id": tenant["id"], "name": "a", "external_network_id": net["id"],
                                       "vport_id": port["id"]})
     ctl.state.locations[port["id"]] = binding.Location(port["id"], "s1", "hv1", 0xab, "tap1", 5, None, "kvm", None)
+    ctl.state.vrs["s1"] = VrsSnapshot("s1", "p", "hv1", ports=(PortInfo("eth0", 3),))
+    assert ctl.call("GET", f"/v1/floating-ips/{fip['id']}")[1]["state"] == "active"  # hv1's uplink: policy
+    ctl.state.locations[port["id"]] = binding.Location(port["id"], "s2", "hv2", 0xac, "tap1", 5, None, "kvm", None)
+    ctl.state.vrs["s2"] = VrsSnapshot("s2", "p", "hv2", ports=(PortInfo("eth0", 3),))
+    got = ctl.call("GET", f"/v1/floating-ips/{fip['id']}")[1]
+    assert (got["state"], got["active_on"], got["bound_on"]) == ("no_uplink", None, "hv2")
+    ctl.state.vrs["s2"] = VrsSnapshot("s2", "p", "hv2", ports=(
+        PortInfo("eth0", 3, external_ids=(("canopy-external-network", "public"),)),))
     status, listing = ctl.call("GET", "/v1/floating-ips")
     assert status == 200 and listing["items"][0]["id"] == fip["id"]
     assert listing["items"][0]["state"] == "active"
-    assert listing["items"][0]["active_on"] == {"chassis": "hv1", "dpid": "00000000000000ab"}
+    assert listing["items"][0]["active_on"] == {"chassis": "hv2", "dpid": "00000000000000ac"}
+
+
+def test_domains_translated_to_the_underlay_may_not_overlap(ctl):
+    tenant, domain, _ = demo_net(ctl)
+    net = public(ctl)
+    other = ctl.create("tenants", {"name": "globex"})
+    dom2 = ctl.create("domains", {"tenant_id": other["id"], "name": "main", "external_network_id": net["id"],
+                                  "underlay_nat": True})
+    ctl.create("subnets", {"tenant_id": other["id"], "domain_id": dom2["id"], "name": "web", "cidr": "10.0.1.0/25",
+                           "gateway": "10.0.1.1"})
+    problems = refused(ctl, "PATCH", f"/v1/domains/{domain['id']}", {"external_network_id": net["id"],
+                                                                    "underlay_nat": True}, 409)
+    assert problems[0][0] == "underlay_nat" and "overlaps subnet" in problems[0][1]
+    status, _ = ctl.call("PATCH", f"/v1/domains/{domain['id']}", {"external_network_id": net["id"]})
+    assert status == 200  # the same addresses with floating IPs only: fine
