@@ -165,7 +165,8 @@ def gather_vport(get, key) -> dict:
     subnet = get(f"/v1/subnets/{_q(vport['subnet_id'])}")
     domain = get(f"/v1/domains/{_q(subnet['domain_id'])}") if subnet.get("domain_id") else None
     acls = [get(f"/v1/acls/{_q(a)}") for a in vport.get("acls") or []]
-    out = {"vport": vport, "subnet": {k: subnet.get(k) for k in ("id", "ref", "cidr", "gateway", "vni")},
+    groups = [get(f"/v1/policy-groups/{_q(g)}")["ref"] for g in vport.get("policy_groups") or []]
+    out = {"policy_groups": groups, "vport": vport, "subnet": {k: subnet.get(k) for k in ("id", "ref", "cidr", "gateway", "vni")},
            "domain": {k: domain.get(k) for k in ("id", "ref", "l3_vni", "gateway_mac")} if domain else None,
            "acls": [{"id": a["id"], "ref": a["ref"], "default_action": a.get("default_action"),
                      "rules": len(a.get("rules") or [])} for a in acls],
@@ -290,6 +291,7 @@ def format_vport(data) -> str:
              f"    binding {_binding(v.get('binding') or {})}",
              "    acls " + (", ".join(f"{a['ref']} ({a['rules']} rules, default {a['default_action']})"
                                      for a in data["acls"]) or "-"),
+             "    policy groups " + (", ".join(data.get("policy_groups") or ()) or "-"),
              f"    status {v.get('status')}  {_where(v.get('location'))}{_mismatch(v)}"]
     sw = data.get("switch")
     if sw:

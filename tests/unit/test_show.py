@@ -100,6 +100,7 @@ def test_show_vport_has_policy_binding_switch_flows_by_table_and_lease(get):
     assert "    mac 02:00:00:00:01:01  ips 10.0.1.11  port security on" in lines
     assert "    binding kvm" in lines
     assert "    acls acme/web-in (1 rules, default deny)" in lines
+    assert "    policy groups -" in lines
     assert "    status bound  on hv1 port web1 (ofport 1)" in lines
     assert any(line.startswith("    switch hv1  chassis hv1  dpid 0000000000000001") for line in lines)
     assert any(line.startswith("    dhcp 10.0.1.11/24  router 10.0.1.1  server 10.0.1.1") for line in lines)
