@@ -193,6 +193,11 @@ class FloatingInfo:
     vlan: int | None
     gateway_mac: str | None  # the external network's gateway; None: nothing outbound
     inside: tuple[str, ...] = ()  # the CIDRs of the domain's subnets: never sent out
+    domain_id: str = ""
+    vm_mac: str = ""  # for traffic to the floating IP routed in the domain (over its L3 VNI from EVPN peers)
+    l2_vni: int = 0
+    vport_key: int = 0
+    domain_mac: str = ""  # the domain's anycast gateway MAC
 
 
 @dataclass(frozen=True)
@@ -249,7 +254,8 @@ def external_view(policy, view, snapshots) -> ExternalView:
         info = FloatingInfo(fip["id"], fip["address"], floating_mac(fip["address"]), ep.ips[0], ep.session,
                             sub.l3_vni, fip["external_network_id"], ofport, up.vlan, net_obj.get("gateway_mac"),
                             tuple(sorted(view.subnets[s].cidr for s in view.subnets_of_domain(sub.domain_id)
-                                         if view.subnets[s].cidr)))
+                                         if view.subnets[s].cidr)),
+                            sub.domain_id, ep.mac, sub.vni, ep.key or 0, sub.gateway_mac)
         out.floating[fip["id"]] = info
         out.by_session.setdefault(ep.session, []).append(info)
     for session in view.switches:

@@ -30,6 +30,7 @@ from openflow.flows import OFPVID_PRESENT, Owner, flow
 OWNER_KINDS = ("uplink", "fip", "pat")
 ETH_IP, ETH_ARP = 0x0800, 0x0806
 OUTBOUND = 50  # in l3_routing: below every route of the domain (100 + prefix length)
+HOST_ROUTE = 132  # in l3_routing: a floating IP as a host route of its domain (100 + 32)
 TRANSLATED = 40  # in l3_routing: below a floating IP's outbound flows (a VM with one leaves with it)
 PAT_ZONE = 0xFF01  # the conntrack zone of port address translation (docs/pipeline.md: 0xFF00-0xFFFF are ours)
 CT_ESTABLISHED, CT_RELATED = (0x22, 0x22), (0x24, 0x24)  # +trk+est, +trk+rel
@@ -92,6 +93,11 @@ def _floating(view, sw, owner):
     back = [("push_vlan",), ("set", "vlan_vid", f.vlan | OFPVID_PRESENT)] if f.vlan else []
     flows = [
         _arp_answer(f.uplink_ofport, f.address, f.mac, back, owner),
+        # routed to it in the domain (over the L3 VNI from an EVPN peer that learnt its /32, bgp/evpn.py)
+        flow(p.L3_ROUTING, HOST_ROUTE, {"reg4": f.l3_vni, "eth_type": ETH_IP, "ipv4_dst": f.address}, [
+            ("set", "ipv4_dst", f.vm_ip), ("set", "eth_src", f.domain_mac), ("set", "eth_dst", f.vm_mac),
+            ("dec_ttl",), ("set", p.REG_L2, f.l2_vni), ("set", p.REG_OUT, f.vport_key), ("goto", p.EGRESS_ACL)],
+             owner),
         flow(p.EXTERNAL_IN, 100, {"in_port": f.uplink_ofport, "eth_type": ETH_IP, "ipv4_dst": f.address}, [
             ("set", "ipv4_dst", f.vm_ip), ("set", p.REG_L3, f.l3_vni), ("goto", p.L3_ROUTING)], owner),
     ]

@@ -148,3 +148,23 @@ def test_a_translated_domain_leaves_behind_the_hypervisors_address_and_lets_noth
                "tcp_dst": 40000, "ipv4_src": "198.51.100.7", "ipv4_dst": "203.0.113.2"}
     assert trace(prog.desired["hv2"], inbound) == []  # a new connection from outside: dropped
     assert not any(o.kind == "pat" for o in prog.desired["hv1"].flows)  # hv1 has no address on the network
+
+
+def test_an_active_floating_ip_is_a_type5_host_route_at_its_vrs_and_routed_to_its_vm():
+    from bgp.evpn import originate
+
+    state, prog = setup({"vm0": "hv1", "vm2": "hv2"})  # f1 (vm1) is attached but not bound: not announced
+    dom = state.policy.find("domain", "acme/prod")
+    routes = {r.prefix: r for r in originate(prog.view, state.policy).values() if r.TYPE == 5}
+    assert "203.0.113.11/32" not in routes
+    fip = routes["203.0.113.10/32"]
+    assert (fip.next_hop, fip.l3_vni, fip.rd) == ("10.251.0.1", dom["l3_vni"], dom["rd"])
+    assert fip.router_mac == prog.view.switches["hv1"].router_mac and fip.route_targets == tuple(dom["export_rts"])
+    from_peer = {"in_port": 99, "tunnel_id": dom["l3_vni"], "eth_src": "02:dd:00:00:00:01",
+                 "eth_dst": prog.view.switches["hv1"].router_mac, "eth_type": 0x0800, "ip_proto": 1,
+                 "icmpv4_type": 8, "ipv4_src": "198.51.100.7", "ipv4_dst": "203.0.113.10"}
+    [(port, inside)] = trace(prog.desired["hv1"], from_peer)
+    assert port == 10 and inside["ipv4_dst"] == "10.0.1.10" and inside["eth_dst"] == "02:00:00:00:00:01"
+    with_fips(state, [None, "vm1"])  # f0 detached: withdrawn
+    prog.refresh()
+    assert not any(r.TYPE == 5 and r.prefix == "203.0.113.10/32" for r in originate(prog.view, state.policy).values())
