@@ -21,6 +21,7 @@ from controller.programmer import Programmer
 from controller.derive import vtep_desired
 from controller.rest import bgp as rest_bgp
 from controller.rest import dataplane as rest_dataplane
+from controller.rest import external as rest_external
 from controller.rest import inspection as rest_inspect
 from controller.rest import security as rest_security
 from controller.rest import vteps as rest_vteps
@@ -77,6 +78,7 @@ class CanopyApp(RyuApp):
         extra = [Route("GET", "/v1/ovsdb/sessions", self._ovsdb_sessions, "accepted OVSDB manager connections")]
         extra += rest_dataplane.routes(self.state, self.programmer, lambda: self.reconcilers)
         extra += rest_security.routes(self.state, self.programmer, lambda: self.reconcilers)
+        extra += rest_external.routes(self.state, self.programmer, lambda: self.reconcilers)
         extra += rest_vteps.routes(self.state, self.programmer)
         extra += rest_inspect.routes(self.state, self.programmer, self.dhcp, settings.underlay_mtu)
         self.federation = None

@@ -127,6 +127,10 @@ def test_outside_reaches_each_flavour_by_its_floating_ip_by_ping_and_tcp(net):
         lab.wait_until(lambda: tcp(outside, fip, 22), timeout=20, what=f"outside connects to {vm} at {fip}:22")
     where = {fip_named(canopy, f"fip-{vm}")["active_on"]["chassis"] for vm in FIPS}
     assert where == {"kvm1", "hyv1", "esx1"}
+    for vm in FIPS:  # counted by the switch that translates (flow statistics)
+        stats = canopy.api.get(f"/v1/floating-ips/{fip_named(canopy, f'fip-{vm}')['id']}/stats").json
+        assert stats["inbound_packets"] > 0 and stats["outbound_packets"] > 0 and stats["arp_answered"] > 0, stats
+        assert stats["unanswered"] == [], stats
 
 
 def test_a_vm_reaches_the_outside_with_its_floating_ip_as_source(net):
@@ -142,7 +146,7 @@ def test_vms_without_a_floating_ip_reach_the_outside_behind_their_hypervisors_ad
     """vm4 (kvm1) and vm5 (hyv1) have no floating IP: their connections leave translated (conntrack NAT, ports
     included) behind kvm1's and hyv1's addresses, the only addresses their answers can come back to; the
     translation zone of each VRS holds them. vm5's ACL lets it open tcp 9000 only (checked on its own address)."""
-    lab, _, hosts, vms, outside = net
+    lab, canopy, hosts, vms, outside = net
     lab.wait_until(lambda: tcp(vms["vm4"], OUTSIDE_IP, 9000), timeout=20, what="vm4 connects outside")
     lab.wait_until(lambda: vms["vm4"].ping(OUTSIDE_IP, timeout=1), timeout=20, what="vm4 pings outside")
     lab.wait_until(lambda: tcp(vms["vm5"], OUTSIDE_IP, 9000), timeout=20, what="vm5 connects outside")
@@ -153,6 +157,11 @@ def test_vms_without_a_floating_ip_reach_the_outside_behind_their_hypervisors_ad
         assert f"src={VMS[vm][2]}" in dump and f"dst={UPLINK_IPS[hv]}" in dump, dump
     neighbours = outside.exec("ip", "neigh", "show", "dev", "eth0", check=True).stdout
     assert UPLINK_IPS["kvm1"] in neighbours and UPLINK_IPS["hyv1"] in neighbours, neighbours
+    net_id = canopy.api.get("/v1/external-networks?name=public").json["items"][0]["id"]
+    stats = {s["chassis"]: s for s in canopy.api.get(f"/v1/external-networks/{net_id}/stats").json["translation"]}
+    for hv in ("kvm1", "hyv1"):
+        assert stats[hv]["outbound_packets"] > 0 and stats[hv]["reply_packets"] > 0, stats
+        assert stats[hv]["address"] == UPLINK_IPS[hv]
 
 
 def test_a_vm_without_a_floating_ip_cannot_be_reached_from_outside(net):
