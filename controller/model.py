@@ -1,9 +1,9 @@
 """The tenancy model, declared once as data.
 
-Each kind (tenant, domain, subnet, vport, acl, policy_group, external_network, floating_ip, vtep_binding) is a tuple of ``Field`` specs. The same
-declaration validates REST bodies and YAML documents and generates the OpenAPI schemas, so the three
-cannot drift. Stored objects are plain JSON-able dicts with every field present (``None`` for unset
-optional fields), plus a server-assigned ``id``.
+Each kind (tenant, domain, subnet, vport, acl, policy_group, external_network, floating_ip, vtep_binding) is a
+tuple of ``Field`` specs. The same declaration validates REST bodies and YAML documents and generates the
+OpenAPI schemas, so the three cannot drift. Stored objects are plain JSON-able dicts with every field present
+(``None`` for unset optional fields), plus a server-assigned ``id``.
 
 Cross-object rules (uniqueness, references, overlaps) live in controller/policy.py.
 """
