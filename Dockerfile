@@ -28,8 +28,11 @@ COPY controller ./controller
 COPY bgp ./bgp
 COPY ovsdb ./ovsdb
 COPY openflow ./openflow
+# Dependencies ship their own test suites (tinyrpc even as a top-level "tests" package; ryu/tests alone is
+# ~5 MB): nothing imports them at run time, so every "tests" directory of the venv goes too.
 RUN /opt/canopy/venv/bin/pip install --no-deps . \
  && /opt/canopy/venv/bin/pip uninstall -y setuptools wheel pip \
+ && find /opt/canopy/venv/lib -type d -name tests -prune -exec rm -rf {} + \
  && /opt/canopy/venv/bin/python -m compileall -q /opt/canopy/venv/lib
 
 FROM ${BASE}

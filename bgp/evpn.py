@@ -8,7 +8,8 @@
   the real VTEP IPs; RDs and RTs come from the subnet (L2) and domain (L3) objects.
 - ``import_routes(received, policy)`` -> ``RemoteTable``: received routes filtered by the import route
   targets of our subnets and domains (and the VNI for L2), hence remote endpoints, flood targets and
-  prefixes. Everything else is counted as ignored.
+  prefixes. Everything else is counted as ignored. From scratch; ``bgp.importer.RouteImport`` does the
+  same route by route (the programming loop's import, by delta).
 - ``Mobility``: MAC mobility sequence numbers (RFC 7432 section 15): a MAC that appears here while a peer
   announces it gets that sequence + 1; a local move increments ours; a peer with a higher number (or the
   same number from a lower VTEP IP) wins and we stop announcing it.
@@ -21,8 +22,9 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass
 
+from bgp.importer import RouteImport, beats
 from bgp.routes import InclusiveMulticastRoute, IpPrefixRoute, MacIpRoute
-from controller.remote import RemoteMac, RemotePrefix, RemoteTable
+from controller.remote import RemoteTable
 
 log = logging.getLogger("canopy.bgp")
 LOCAL_KINDS = ("vport", "vtep_mac")
@@ -50,6 +52,22 @@ def _rts(obj) -> tuple[str, ...]:
     return tuple(obj["export_rts"] or ())
 
 
+_BUILT: dict = {}  # (route class, its fields) -> the route: built (and validated) once, shared afterwards
+_BUILT_SIZE = 1 << 18
+
+
+def _route(cls, **fields):
+    """``cls(**fields)``, the same (frozen, equal) object as the last time these fields were given: a round
+    that originates 10,000 unchanged routes looks them up instead of validating each again."""
+    key = (cls, tuple(fields.items()))
+    route = _BUILT.get(key)
+    if route is None:
+        if len(_BUILT) >= _BUILT_SIZE:
+            _BUILT.clear()
+        route = _BUILT[key] = cls(**fields)
+    return route
+
+
 def _mac_routes(view, policy, seqs):
     for ep in view.endpoints.values():
         if ep.kind not in LOCAL_KINDS:
@@ -67,7 +85,7 @@ def _mac_routes(view, policy, seqs):
         if routed:
             common.update(l3_vni=sub.l3_vni, router_mac=view.switches[ep.session].router_mac)
         for ip in ep.ips or (None,):
-            yield MacIpRoute(ip=ip, **common)
+            yield _route(MacIpRoute, ip=ip, **common)
 
 
 def _multicast_routes(view, policy):
@@ -77,8 +95,8 @@ def _multicast_routes(view, policy):
             continue
         sessions = {ep.session for ep in eps if ep.kind in LOCAL_KINDS} | view.bound_vteps.get(sid, set())
         for ip in sorted({view.tunnel_ip_of(s) for s in sessions} - {None}):
-            yield InclusiveMulticastRoute(rd=subnet["rd"], vni=view.subnets[sid].vni, next_hop=ip,
-                                          route_targets=_rts(subnet))
+            yield _route(InclusiveMulticastRoute, rd=subnet["rd"], vni=view.subnets[sid].vni, next_hop=ip,
+                         route_targets=_rts(subnet))
 
 
 def _prefix_routes(view):
@@ -126,80 +144,11 @@ class ImportResult:
 def import_routes(received: dict, policy) -> ImportResult:
     """``received``: {(peer, key): route}. Type 2/3 routes are imported into the subnets whose import RTs
     they carry and whose VNI they name; type 5 (and type 2 host routes of subnets not imported at L2, with
-    an L3 VNI and Router's MAC) into the domains whose import RTs they carry."""
-    subnets_by_rt, domains_by_rt = defaultdict(list), defaultdict(list)
-    for sub in policy.all("subnet"):
-        for rt in sub["import_rts"] or ():
-            subnets_by_rt[rt].append(sub)
-    for dom in policy.all("domain"):
-        for rt in dom["import_rts"] or ():
-            domains_by_rt[rt].append(dom)
-    macs, floods, prefixes = {}, set(), set()
-    imported = ignored = 0
-    for (peer, _key), route in received.items():
-        subnets = _matching(subnets_by_rt, route)
-        domains = _matching(domains_by_rt, route)
-        used = False
-        if isinstance(route, MacIpRoute):
-            for sub in (s for s in subnets if s["vni"] == route.l2_vni):
-                _add_mac(macs, sub, route, peer)
-                used = True
-            if not used and route.ip and route.l3_vni and route.router_mac:
-                for dom in domains:
-                    prefixes.add(RemotePrefix(dom["id"], f"{route.ip}/32", route.next_hop, route.router_mac,
-                                              route.l3_vni, peer))
-                    used = True
-        elif isinstance(route, InclusiveMulticastRoute):
-            for sub in (s for s in subnets if s["vni"] == route.vni):
-                floods.add((sub["id"], route.next_hop))
-                used = True
-        elif isinstance(route, IpPrefixRoute) and route.router_mac:
-            for dom in domains:
-                prefixes.add(RemotePrefix(dom["id"], route.prefix, route.next_hop, route.router_mac, route.l3_vni,
-                                          peer))
-                used = True
-        imported += used
-        ignored += not used
-    table = RemoteTable(macs=tuple(sorted(_merge(macs), key=lambda m: (m.subnet_id, m.mac))),
-                        floods=tuple(sorted(floods)),
-                        prefixes=tuple(sorted(prefixes, key=lambda p: (p.domain_id, p.prefix, p.vtep_ip))))
-    return ImportResult(table, imported, ignored)
-
-
-def _matching(by_rt, route) -> list:
-    found = {}
-    for rt in route.route_targets:
-        for obj in by_rt.get(rt, ()):
-            found[obj["id"]] = obj
-    return list(found.values())
-
-
-def _add_mac(macs, sub, route, peer):
-    """Collect candidate locations per (subnet, MAC): IPs of the same location are merged."""
-    key = (sub["id"], route.mac, route.next_hop)
-    seq = route.mobility_seq or 0
-    old = macs.get(key)
-    ips = tuple(sorted(set((old.ips if old else ()) + ((route.ip,) if route.ip else ()))))
-    router_mac = route.router_mac or (old.router_mac if old else None)
-    l3_vni = route.l3_vni or (old.l3_vni if old else 0)
-    macs[key] = RemoteMac(sub["id"], route.mac, ips, route.next_hop, router_mac if l3_vni else None, l3_vni,
-                          max(seq, old.seq if old else 0), peer)
-
-
-def _merge(macs: dict):
-    """One location per (subnet, MAC): the highest sequence number, then the lowest VTEP IP (RFC 7432 15.1)."""
-    best = {}
-    for mac in macs.values():
-        key = (mac.subnet_id, mac.mac)
-        if key not in best or _beats(mac.seq, mac.vtep_ip, best[key].seq, best[key].vtep_ip):
-            best[key] = mac
-    return best.values()
-
-
-def _beats(seq, ip, other_seq, other_ip) -> bool:
-    if seq != other_seq:
-        return seq > other_seq
-    return ipaddress.IPv4Address(ip) < ipaddress.IPv4Address(other_ip)
+    an L3 VNI and Router's MAC) into the domains whose import RTs they carry. From scratch: the same rules
+    as the incremental import (``bgp.importer.RouteImport``), which the programming loop uses."""
+    importer = RouteImport(policy)
+    importer.apply(received)
+    return ImportResult(importer.table(), importer.imported, importer.ignored)
 
 
 # ------------------------------------------------------------------------------------ MAC mobility
@@ -210,6 +159,17 @@ class Mobility:
     def __init__(self):
         self.entries: dict[tuple[str, str], tuple[int, str]] = {}  # (subnet, MAC) -> (seq, our VTEP IP)
         self.lost: set[tuple[str, str]] = set()
+        self._index_of = None  # the RemoteTable ``_theirs`` indexes
+        self._theirs: dict[tuple[str, str], tuple] = {}  # (subnet, MAC) -> its remote locations
+
+    def _remote_by_mac(self, remote: RemoteTable) -> dict:
+        """(subnet id, MAC) -> the RemoteMacs of that MAC; built once per remote table."""
+        if remote is not self._index_of:
+            index: dict = defaultdict(list)
+            for mac in remote.macs:
+                index[(mac.subnet_id, mac.mac)].append(mac)
+            self._index_of, self._theirs = remote, {key: tuple(macs) for key, macs in index.items()}
+        return self._theirs
 
     def update(self, view, remote: RemoteTable) -> dict:
         """(subnet id, MAC) -> sequence number to announce, or None where a peer's route wins."""
@@ -218,7 +178,13 @@ class Mobility:
             ip = view.tunnel_ip_of(ep.session) if ep.kind in LOCAL_KINDS else None
             if ip:
                 ours[(ep.subnet_id, ep.mac)] = ip
-        theirs = {(m.subnet_id, m.mac): m for m in remote.macs if m.vtep_ip not in set(ours.values())}
+        our_vteps = set(ours.values())
+        by_mac = self._remote_by_mac(remote)
+        theirs = {}
+        for key in ours.keys() & by_mac.keys():  # a remote location at one of our own VTEPs is our route
+            elsewhere = [m for m in by_mac[key] if m.vtep_ip not in our_vteps]
+            if elsewhere:
+                theirs[key] = elsewhere[-1]
         seqs = {}
         for key, ip in ours.items():
             other = theirs.get(key)
@@ -230,7 +196,7 @@ class Mobility:
             else:
                 seq = prev[0]
             self.entries[key] = (seq, ip)
-            if other is not None and _beats(other.seq, other.vtep_ip, seq, ip):
+            if other is not None and beats(other.seq, other.vtep_ip, seq, ip):
                 if key not in self.lost:
                     log.info("MAC %s of subnet %s is at %s with sequence %d (ours %d): not announcing ours",
                              key[1], key[0], other.vtep_ip, other.seq, seq)

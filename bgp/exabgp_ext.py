@@ -10,7 +10,12 @@ ExaBGP decodes EVPN but has no API command to announce it. This module:
   Router's MAC). VNIs go into labels as raw 24-bit values; the next hop is set on the NLRI
   and no NEXT_HOP attribute is added;
 - registers ``announce evpn`` / ``withdraw evpn`` in ExaBGP's API command registry (the
-  payload format is ``bgp.routes.to_command``); one acknowledgement per command line;
+  payload format is ``bgp.routes.to_command``, or ``to_batch_command`` for many routes in one line);
+  one acknowledgement per command line, whatever the number of routes in it (all are injected, or
+  none when one of them is invalid);
+- sends the EVPN routes queued together that share their path attributes in as few UPDATEs as fit
+  (one MP_REACH_NLRI / MP_UNREACH_NLRI per next hop, up to the message size); ExaBGP 5.0.15 itself
+  groups only IPv4 unicast and MVPN and sends one UPDATE per EVPN route;
 - keys the type 2 and type 5 routes it injects in ExaBGP's outgoing RIB by their RFC route key
   (RFC 7432 section 7.2, RFC 9136 section 3: no ESI, labels or gateway IP), as ``route.key`` does,
   so a route whose VNI changes replaces the old one (BGP implicit withdraw) instead of joining it;
@@ -72,7 +77,6 @@ try:
     from exabgp.protocol.family import AFI, SAFI, Family
     from exabgp.protocol.ip import IP
     from exabgp.rib.outgoing import OutgoingRIB
-    from exabgp.bgp.neighbor import Neighbor as _Neighbor
     from exabgp.reactor.api.command import Command
     from exabgp.reactor.api.command.limit import extract_neighbors, match_neighbors
     from exabgp.rib.change import Change
@@ -115,7 +119,9 @@ def check_pin() -> None:
         == ("cls", "data", "direction", "negotiated"),
         "OutgoingRIB.add_to_rib(change, force)": OutgoingRIB.add_to_rib.__code__.co_varnames[:3]
         == ("self", "change", "force"),
-        "Neighbor.remove_self": callable(getattr(_Neighbor, "remove_self", None)),
+        "OutgoingRIB.updates(self, grouped)": OutgoingRIB.updates.__code__.co_varnames[:2] == ("self", "grouped"),
+        "Update(nlris, attributes).nlris/.attributes": Update.__init__.__code__.co_varnames[1:3]
+        == ("nlris", "attributes"),
     }
     moved = [name for name, present in expectations.items() if not present]
     if moved:
@@ -215,6 +221,29 @@ def build_nlri(route: routes.Route, action: str):
     return nlri
 
 
+_ATTRIBUTES_CACHE: dict = {}
+_ATTRIBUTES_CACHE_SIZE = 4096
+
+
+def _attribute_fields(route: routes.Route) -> tuple:
+    """What ``build_attributes`` reads from a route."""
+    pmsi = (route.originator, route.vni) if isinstance(route, routes.InclusiveMulticastRoute) else None
+    return (route.route_targets, route.encapsulation, getattr(route, "mobility_seq", None),
+            getattr(route, "router_mac", None), pmsi)
+
+
+def shared_attributes(route: routes.Route):
+    """``build_attributes(route)``, one object for every route with the same attribute fields (ExaBGP's RIB
+    keeps changes per attribute set, and sends the changes of one set together)."""
+    fields = _attribute_fields(route)
+    attributes = _ATTRIBUTES_CACHE.get(fields)
+    if attributes is None:
+        if len(_ATTRIBUTES_CACHE) >= _ATTRIBUTES_CACHE_SIZE:
+            _ATTRIBUTES_CACHE.clear()
+        attributes = _ATTRIBUTES_CACHE[fields] = build_attributes(route)
+    return attributes
+
+
 def build_attributes(route: routes.Route):
     """Path attributes: extended communities and, for type 3, the PMSI tunnel. No NEXT_HOP."""
     communities = ExtendedCommunities()
@@ -233,8 +262,9 @@ def build_attributes(route: routes.Route):
 
 
 def build_change(route: routes.Route, action: str):
-    """The ExaBGP Change (NLRI + attributes) that ``action`` on ``route`` injects in a RIB."""
-    return Change(build_nlri(route, action), build_attributes(route))
+    """The ExaBGP Change (NLRI + attributes) that ``action`` on ``route`` injects in a RIB (the attributes
+    object is shared with the other routes that have the same attribute fields)."""
+    return Change(build_nlri(route, action), shared_attributes(route))
 
 
 # --------------------------------------------------------------------------- API commands
@@ -249,24 +279,34 @@ def _run_evpn_command(api, reactor, service, line: str) -> None:
         reactor.processes.answer_error(service)
         return
     try:
-        _, action, route = routes.parse_command(command)
-        change = build_change(route, action)
+        _, action, batch = routes.parse_batch_command(command)
+        first = [build_change(route, action) for route in batch]  # every route checked before any goes in
     except (ValueError, TypeError) as error:
-        api.log_failure(f"invalid evpn command ({error}) : {command}")
+        api.log_failure(f"invalid evpn command ({error}) : {command[:300]}")
         reactor.processes.answer_error(service)
         return
-    _inject(reactor.configuration, peers, change)
-    api.log_message(f"evpn {action} for {', '.join(peers)} : {change.extensive()}")
+    _inject(reactor.configuration, peers, batch, action, first)
+    more = f" (and {len(first) - 1} more route(s))" if len(first) > 1 else ""
+    api.log_message(f"evpn {action} for {', '.join(peers)} : {first[0].extensive()}{more}")
     reactor.processes.answer_done(service)
 
 
-def _inject(configuration, peers, change) -> None:
-    """Put ``change`` in each peer's outgoing RIB. ``force``: a route whose key is already there with
-    other labels replaces it (ExaBGP's cache compares only attributes and next hop)."""
+def _inject(configuration, peers, batch, action: str, first: list) -> None:
+    """Put the changes for ``batch`` in each peer's outgoing RIB, a Change object of its own per peer (the
+    first peer takes ``first``). ExaBGP's own path copies each change with ``Neighbor.remove_self`` (a deep
+    copy, to resolve "next-hop self"): Canopy's next hops are always explicit, and building the change again
+    costs a third of that copy. ``force``: a route whose key is already there with other labels replaces it
+    (ExaBGP's cache compares only attributes and next hop)."""
+    changes = first
     for name in peers:
         neighbor = configuration.neighbors.get(name)
-        if neighbor is not None and change.nlri.family().afi_safi() in neighbor.families():
-            neighbor.rib.outgoing.add_to_rib(neighbor.remove_self(change), force=True)
+        if neighbor is None or (AFI.l2vpn, SAFI.evpn) not in neighbor.families():
+            continue
+        changes = changes if changes is not None else [build_change(route, action) for route in batch]
+        rib = neighbor.rib.outgoing
+        for change in changes:
+            rib.add_to_rib(change, force=True)
+        changes = None
 
 
 def _evpn_handler(api, reactor, service, line, use_json):
@@ -322,15 +362,48 @@ def _mp_reach_unpack(cls, data, direction, negotiated):
     return reach
 
 
+# --------------------------------------------------------------------------- grouping EVPN UPDATEs
+
+_exabgp_rib_updates = OutgoingRIB.updates
+_EVPN_FAMILY = (AFI.l2vpn, SAFI.evpn)
+
+
+def _is_evpn_single(message) -> bool:
+    return (isinstance(message, Update) and len(message.nlris) == 1
+            and message.nlris[0].family().afi_safi() == _EVPN_FAMILY)
+
+
+def _grouped_updates(self, grouped):
+    """ExaBGP's OutgoingRIB.updates, with consecutive one-route EVPN Updates that share the same attributes
+    (ExaBGP yields them per attribute bucket, with that bucket's Attributes object) merged into one Update
+    (``Update.messages`` then packs them per next hop up to the message size)."""
+    pending_nlris, pending_attributes = [], None
+    for message in _exabgp_rib_updates(self, grouped):
+        if grouped and _is_evpn_single(message):
+            if pending_nlris and message.attributes is not pending_attributes:
+                yield Update(pending_nlris, pending_attributes)
+                pending_nlris = []
+            pending_nlris.append(message.nlris[0])
+            pending_attributes = message.attributes
+            continue
+        if pending_nlris:
+            yield Update(pending_nlris, pending_attributes)
+            pending_nlris = []
+        yield message
+    if pending_nlris:
+        yield Update(pending_nlris, pending_attributes)
+
+
 COMMANDS = ("announce evpn", "withdraw evpn")
 
 
 def install() -> None:
-    """Register the Router's MAC community and the evpn API commands, and accept 16/32-byte EVPN next
-    hops (idempotent)."""
+    """Register the Router's MAC community and the evpn API commands, accept 16/32-byte EVPN next hops,
+    and group EVPN UPDATEs (idempotent)."""
     ExtendedCommunity.register(RouterMac)
     Family.size[(AFI.l2vpn, SAFI.evpn)] = (_EVPN_NEXT_HOP_LENGTHS, 0)
     MPRNLRI.unpack = classmethod(_mp_reach_unpack)
+    OutgoingRIB.updates = _grouped_updates
     for name in COMMANDS:
         if Command.callback["text"].get(name) is not _evpn_handler:
             Command.register(name, json_support=True)(_evpn_handler)
@@ -375,6 +448,17 @@ def encode_update(route: routes.Route, action: str, local_as: int = 65000, peer_
     return b"".join(Update([change.nlri], change.attributes).messages(negotiated))
 
 
+def encode_rib_updates(batch, action: str, local_as: int = 65000, peer_as: int = 65001) -> list[bytes]:
+    """The BGP UPDATE messages (with headers) ExaBGP sends when ``action`` on every route of ``batch`` is in
+    a peer's outgoing RIB at once: what one batched API command puts on the wire."""
+    install()
+    neighbor, negotiated = _codec(local_as, peer_as)
+    rib = OutgoingRIB(neighbor.rib.outgoing.cache, neighbor.families())
+    for route in batch:
+        rib.add_to_rib(build_change(route, action), force=True)
+    return [message for update in rib.updates(True) for message in update.messages(negotiated)]
+
+
 def decode_update(message: bytes, local_as: int = 65000, peer_as: int = 65001) -> str:
     """ExaBGP's JSON for a received UPDATE (with header), as its API processes see it."""
     install()
@@ -384,7 +468,7 @@ def decode_update(message: bytes, local_as: int = 65000, peer_as: int = 65001) -
 
 
 __all__ = ["PINNED_EXABGP", "ExaBGPPinError", "RouterMac", "build_attributes", "build_change",
-           "build_nlri", "check_pin", "decode_update", "encode_update", "install", "main"]
+           "build_nlri", "check_pin", "decode_update", "encode_rib_updates", "encode_update", "install", "main"]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,9 +1,15 @@
 """EVPN federation: the glue between State and the BGP speaker.
 
 Data flow (DESIGN.md): the speaker's receive handler only records what peers sent in State
-(``State.bgp_received``); the programming loop then imports it (``refresh_import``: pure import policy ->
+(``State.bgp_received``); the programming loop then imports it (``refresh_import``: import policy ->
 ``State.remote``), recompiles flows, and announces (``publish``: MAC mobility, then the pure originate
 compiler, then the speaker sends only the difference).
+
+The import goes by delta: the receive handler also collects the speaker's route changes
+({(peer, key): route or None}, ``RouteBook.take_received_changes``), and ``refresh_import`` hands only
+those to the importer (``bgp.importer.RouteImport``), so a round costs what changed, not what was
+received. ``remote_delta`` is what the last import changed in the RemoteTable (entries added and removed),
+None after an import from scratch (at start, and after every policy change).
 """
 
 from __future__ import annotations
@@ -11,9 +17,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 
 from bgp import routes as bgp_routes
-from bgp.evpn import ImportResult, Mobility, import_routes, originate
+from bgp.evpn import ImportResult, Mobility, originate
+from bgp.importer import RemoteDelta, RouteImport
 from bgp.routebook import GracefulRestart
 from bgp.speaker import Neighbor, Speaker, SpeakerConfig
 from controller.remote import RemoteTable
@@ -41,7 +49,11 @@ class Federation:
         self.mobility = Mobility()
         self.result = ImportResult(RemoteTable(), 0, 0)
         self.originating = True  # False on an HA standby: only the active announces
-        self._imported_from = None  # (received, policy) the current import was made from
+        self.remote_delta: RemoteDelta | None = None  # what the last import changed (None: from scratch)
+        self._lock = threading.Lock()  # the receive handler runs in the speaker's thread
+        self._received: dict = {}  # what the speaker had received at its last report
+        self._changes: dict = {}  # {(peer, key): route or None} reported and not imported yet
+        self._importer: RouteImport | None = None
 
     def start(self):
         self.speaker.start()
@@ -51,17 +63,29 @@ class Federation:
 
     # ------------------------------------------------------------------ receive (handler -> State)
     def _received_changed(self):
-        self.state.bgp_received(self.speaker.received())
+        with self._lock:
+            self._changes.update(self.speaker.take_received_changes())
+            self._received = received = self.speaker.received()
+        self.state.bgp_received(received)
 
     # ------------------------------------------------------------------ programming loop steps
     def refresh_import(self) -> bool:
-        """Re-import when what peers sent or the policy changed; True when State.remote changed."""
-        source = (self.state.received, self.state.policy)
-        if self._imported_from is not None and all(a is b for a, b in zip(source, self._imported_from)):
+        """Import what peers sent since the last round (from scratch when the policy changed); True when
+        State.remote changed."""
+        with self._lock:
+            changes, self._changes = self._changes, {}
+            received = self._received
+        if self._importer is None or self._importer.policy is not self.state.policy:
+            self._importer = RouteImport(self.state.policy)
+            self._importer.apply(received)  # everything reported so far (the changes included)
+            self.remote_delta = None
+        elif changes:
+            self.remote_delta = self._importer.apply(changes)
+        else:
             return False
-        self._imported_from = source
-        self.result = import_routes(self.state.received, self.state.policy)
-        if self.result.table == self.state.remote:
+        importer = self._importer
+        self.result = ImportResult(importer.table(), importer.imported, importer.ignored)  # counts: always
+        if self.remote_delta is not None and not self.remote_delta or self.result.table == self.state.remote:
             return False
         self.state.remote = self.result.table
         return True

@@ -76,11 +76,16 @@ class RouteBook:
     - ``announced``: {key: route} acknowledged "done";
     - ``failed``: {key: route} whose announce was answered "error" (not re-sent until it changes
       or ExaBGP restarts);
-    - ``pending``: (action, route) per command line sent and not yet acknowledged, in order;
+    - ``pending``: (action, routes) per command line sent and not yet acknowledged, in order; a line
+      carries up to ``batch`` routes of one action (``bgp.routes.to_batch_command``);
     - ``received``: {(peer ip, key): route} from ExaBGP's updates (routes refused at the edge are
       treated as withdrawn: ``bgp.received``);
+    - ``received_changes``: {(peer ip, key): route, or None when withdrawn} since ``take_received_changes``
+      was last called: the delta of ``received``;
     - ``peers``: {peer ip: PeerStatus}, with the routes kept stale while a peer restarts.
-    Methods that send return the command lines (without newline) for the caller to write.
+    Methods that send return the command lines (without newline) for the caller to write; command lines
+    made while handling ExaBGP's answers (a refused batch is re-sent one route per line, so that only the
+    bad route is refused) wait in ``outbox`` (``take_outbox``).
 
     Graceful restart (RFC 4724, receiving side), when ``graceful.enabled`` and the peer's last OPEN
     advertised it for l2vpn evpn with a non-zero Restart Time: when its session ends other than by a
@@ -96,7 +101,11 @@ class RouteBook:
     failed: dict = field(default_factory=dict)
     pending: collections.deque = field(default_factory=collections.deque)
     received: dict = field(default_factory=dict)
+    received_changes: dict = field(default_factory=dict)
     peers: dict = field(default_factory=dict)
+    outbox: list = field(default_factory=list)
+    received_per_peer: collections.Counter = field(default_factory=collections.Counter)  # peer ip -> routes
+    batch: int = bgp_routes.BATCH_ROUTES
     connected: bool = False
     log: logging.Logger = LOG
     local: Local | None = None  # our AS and router id, to recognise our own routes come back
@@ -119,21 +128,37 @@ class RouteBook:
         self.connected = True
         self.expected, self.announced, self.failed = {}, {}, {}
         self.pending.clear()
+        self.outbox.clear()
         return self._sync()
 
     def _sync(self) -> list[str]:
-        commands = []
-        for key in [k for k in self.expected if k not in self.desired]:
-            commands.append(self._send(bgp_routes.WITHDRAW, self.expected.pop(key)))
+        withdraw = [self.expected.pop(k) for k in [k for k in self.expected if k not in self.desired]]
+        announce = []
         for key, route in self.desired.items():
             if self.expected.get(key) != route and self.failed.get(key) != route:
                 self.expected[key] = route
-                commands.append(self._send(bgp_routes.ANNOUNCE, route))
-        return commands
+                announce.append(route)
+        return self._send_all(bgp_routes.WITHDRAW, withdraw) + self._send_all(bgp_routes.ANNOUNCE, announce)
 
-    def _send(self, action: str, route) -> str:
-        self.pending.append((action, route))
-        return bgp_routes.to_command(route, action)
+    def _send_all(self, action: str, routes: list, size: int | None = None) -> list[str]:
+        """Command lines for ``action`` on ``routes``, ``size`` (default ``batch``) routes per line."""
+        size = size or self.batch
+        return [self._send(action, tuple(routes[i:i + size])) for i in range(0, len(routes), size)]
+
+    def _send(self, action: str, routes: tuple) -> str:
+        self.pending.append((action, routes))
+        return bgp_routes.to_batch_command(routes, action)
+
+    def take_outbox(self) -> list[str]:
+        """Command lines made while handling answers, for the caller to write (after what it already has)."""
+        out, self.outbox = self.outbox, []
+        return out
+
+    def take_received_changes(self) -> dict:
+        """{(peer ip, key): route or None (withdrawn)} since the last call: what ``received`` gained, replaced
+        or lost, each key once with its latest state."""
+        out, self.received_changes = self.received_changes, {}
+        return out
 
     def detach(self) -> bool:
         """ExaBGP is gone: nothing is announced, every peer is down, and what they sent is dropped (or
@@ -141,6 +166,7 @@ class RouteBook:
         self.connected = False
         self.expected, self.announced, self.failed = {}, {}, {}
         self.pending.clear()
+        self.outbox.clear()
         changed = False
         for peer in self.peers.values():
             was_up = peer.state == "up"
@@ -185,20 +211,26 @@ class RouteBook:
         if not self.pending:
             self.log.warning("ExaBGP API: %r acknowledges no command", answer)
             return
-        action, route = self.pending.popleft()
-        key = route.key
+        action, routes = self.pending.popleft()
         if answer == "done":
-            if action == bgp_routes.ANNOUNCE:
-                self.announced[key] = route
-                self.failed.pop(key, None)
-            else:
-                self.announced.pop(key, None)
+            for route in routes:
+                if action == bgp_routes.ANNOUNCE:
+                    self.announced[route.key] = route
+                    self.failed.pop(route.key, None)
+                else:
+                    self.announced.pop(route.key, None)
             return
+        if len(routes) > 1:  # one bad route refuses its whole line: find it, one route per line
+            self.log.warning("ExaBGP refused a command of %d routes (%s); sending them one by one", len(routes),
+                             action)
+            self.outbox += self._send_all(action, list(routes), size=1)
+            return
+        route = routes[0]
         self.log.error("ExaBGP refused: %s", bgp_routes.to_command(route, action))
         if action == bgp_routes.ANNOUNCE:
-            self.failed[key] = route
-            if self.expected.get(key) == route:
-                del self.expected[key]
+            self.failed[route.key] = route
+            if self.expected.get(route.key) == route:
+                del self.expected[route.key]
 
     def _peer(self, neighbor: dict) -> PeerStatus | None:
         address = _ip(neighbor["address"]["peer"])
@@ -265,9 +297,16 @@ class RouteBook:
         """Remove ``keys`` received from ``peer``; its stale routes are all gone afterwards."""
         changed = False
         for key in keys:
-            changed |= self.received.pop((peer.address, key), None) is not None
+            changed |= self._unreceive((peer.address, key))
         peer.stale, peer.stale_until = set(), None
         return changed
+
+    def _unreceive(self, key) -> bool:
+        if self.received.pop(key, None) is None:
+            return False
+        self.received_changes[key] = None
+        self.received_per_peer[key[0]] -= 1
+        return True
 
     def expire(self, now: float | None = None) -> bool:
         """Drop the stale routes of peers whose restart or End-of-RIB time is over; True if any went."""
@@ -291,8 +330,10 @@ class RouteBook:
         address, changed = peer.address, False
         for route in decoded.announced:
             key = (address, route.key)
-            changed |= self.received.get(key) != route
-            self.received[key] = route
+            if self.received.get(key) != route:
+                self.received_per_peer[address] += key not in self.received
+                self.received[key] = self.received_changes[key] = route
+                changed = True
             peer.stale.discard(route.key)
         gone = list(decoded.withdrawn)
         for refusal in decoded.refused:
@@ -300,7 +341,7 @@ class RouteBook:
             if refusal.key is not None:
                 gone.append(refusal.key)
         for key in gone:
-            changed |= self.received.pop((address, key), None) is not None
+            changed |= self._unreceive((address, key))
             peer.stale.discard(key)
         if decoded.end_of_rib and peer.stale:
             self.log.info("BGP peer %s: End-of-RIB, %d stale route(s) not announced again removed", address,
@@ -332,7 +373,7 @@ class RouteBook:
             rows.append({
                 "address": peer.address, "asn": peer.asn, "state": peer.state, "since": peer.since,
                 "uptime": now - peer.up_since if up and peer.up_since is not None else None,
-                "received": sum(1 for k in self.received if k[0] == peer.address),
+                "received": self.received_per_peer[peer.address],
                 "sent": len(self.announced) if up else 0, "last_error": peer.last_error,
                 "stale": len(peer.stale), "refused": dict(peer.refused),
                 "graceful_restart": {"restart_time": peer.restart_time, "forwarding": peer.forwarding}

@@ -15,7 +15,9 @@ the old one, on both sides (``bgp.exabgp_ext`` keys ExaBGP's outgoing RIB the sa
 
 The API command format is one line: ``[neighbor <ip> ]announce evpn <json>`` or
 ``... withdraw evpn <json>``; the JSON is compact (no spaces) so ExaBGP's command dispatcher,
-which matches registered names by substring, never finds a command name inside the payload.
+which matches registered names by substring, never finds a command name inside the payload. The
+payload is one route (an object) or several (an array of objects, ``to_batch_command``): one command
+line, one acknowledgement, however many routes it carries.
 
 What peers send is decoded and checked in ``bgp.received``.
 """
@@ -33,7 +35,8 @@ WITHDRAW = "withdraw"
 ACTIONS = (ANNOUNCE, WITHDRAW)
 ENCAPSULATIONS = {"vxlan": 8}
 _MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
-_COMMAND_RE = re.compile(r"^(?:neighbor (\S+) )?(announce|withdraw) evpn (\{.*\})$")
+_COMMAND_RE = re.compile(r"^(?:neighbor (\S+) )?(announce|withdraw) evpn (\{.*\}|\[.*\])$")
+BATCH_ROUTES = 500  # routes per command line at most (ExaBGP takes lines of up to 1 MiB)
 
 
 # --------------------------------------------------------------------------- validation
@@ -253,15 +256,36 @@ def route_from_dict(data: dict) -> Route:
 
 def to_command(route: Route, action: str, neighbor: str | None = None) -> str:
     """One API line: ``[neighbor <ip> ]announce|withdraw evpn {json}`` (no newline)."""
+    return _command(route_to_dict(route), action, neighbor)
+
+
+def to_batch_command(batch, action: str, neighbor: str | None = None) -> str:
+    """One API line for several routes: ``[neighbor <ip> ]announce|withdraw evpn [{json},...]``; a batch of
+    one is written as ``to_command`` writes it."""
+    batch = list(batch)
+    if len(batch) == 1:
+        return to_command(batch[0], action, neighbor)
+    return _command([route_to_dict(route) for route in batch], action, neighbor)
+
+
+def _command(payload, action: str, neighbor: str | None) -> str:
     if action not in ACTIONS:
         raise ValueError(f"action: {action!r} is not one of {ACTIONS}")
-    payload = json.dumps(route_to_dict(route), separators=(",", ":"), sort_keys=True)
     prefix = f"neighbor {neighbor} " if neighbor else ""
-    return f"{prefix}{action} evpn {payload}"
+    return f"{prefix}{action} evpn {json.dumps(payload, separators=(',', ':'), sort_keys=True)}"
 
 
 def parse_command(line: str) -> tuple[str | None, str, Route]:
     """Parse a ``to_command`` line into (neighbor or None, action, route); ValueError if bad."""
+    neighbor, action, batch = parse_batch_command(line)
+    if len(batch) != 1:
+        raise ValueError(f"evpn command carries {len(batch)} routes, expected one")
+    return neighbor, action, batch[0]
+
+
+def parse_batch_command(line: str) -> tuple[str | None, str, tuple[Route, ...]]:
+    """Parse a ``to_command`` or ``to_batch_command`` line into (neighbor or None, action, routes); ValueError
+    if the line or any route in it is bad (naming the route's position in a batch)."""
     match = _COMMAND_RE.match(line.strip())
     if not match:
         raise ValueError(f"not an evpn command: {line[:80]!r}")
@@ -270,4 +294,14 @@ def parse_command(line: str) -> tuple[str | None, str, Route]:
         data = json.loads(payload)
     except json.JSONDecodeError as error:
         raise ValueError(f"evpn command payload is not JSON: {error}") from None
-    return neighbor, action, route_from_dict(data)
+    if not isinstance(data, list):
+        return neighbor, action, (route_from_dict(data),)
+    if not data:
+        raise ValueError("evpn command carries no route")
+    batch = []
+    for position, item in enumerate(data):
+        try:
+            batch.append(route_from_dict(item))
+        except ValueError as error:
+            raise ValueError(f"route {position}: {error}") from None
+    return neighbor, action, tuple(batch)

@@ -53,6 +53,9 @@ STABLE_AFTER = 30.0  # an ExaBGP that ran this long restarts after BACKOFF_MIN a
 TERM_GRACE = 5.0  # seconds between SIGTERM and SIGKILL, and for the reap after SIGKILL
 POLL_INTERVAL = 0.25  # how often the I/O thread checks the child when nothing else happens
 MAX_LINE = 16 * 1024 * 1024  # a line from ExaBGP longer than this is dropped
+READ_CHUNK = 1 << 16  # bytes per recv from the relay
+READ_BURST = 1 << 18  # bytes read from the relay per turn of the I/O thread before its lines are handled
+NOTIFY_EVERY = 0.25  # seconds: while ExaBGP has more to say, on_change is called at most this often
 
 
 # --------------------------------------------------------------------------- configuration
@@ -259,6 +262,8 @@ class Speaker:
         self._next_start = 0.0  # monotonic time before which ExaBGP is not (re)started
         self._last_error: str | None = None
         self._changed = False
+        self._backlog = False  # the last read stopped at READ_BURST: the relay probably has more
+        self._notified = 0.0  # monotonic time of the last on_change call
 
     # ------------------------------------------------------------------ public interface
     def start(self) -> None:
@@ -322,6 +327,11 @@ class Speaker:
         with self._lock:
             return dict(self._book.received)
 
+    def take_received_changes(self) -> dict:
+        """{(peer ip, key): route, or None if withdrawn} since the last call (RouteBook.take_received_changes)."""
+        with self._lock:
+            return self._book.take_received_changes()
+
     def peers(self) -> list[dict]:
         """One row per configured neighbor: address, asn, state, since, uptime, received, sent, last_error."""
         with self._lock:
@@ -354,7 +364,8 @@ class Speaker:
                 except Exception:  # noqa: BLE001 - the supervisor must outlive any bug in one turn
                     self.log.exception("BGP speaker: unexpected error, continuing")
                     time.sleep(POLL_INTERVAL)
-                self._notify()
+                if not self._backlog or time.monotonic() - self._notified >= NOTIFY_EVERY:
+                    self._notify()  # a burst of updates is reported once it is read (or every NOTIFY_EVERY)
         finally:
             self._terminate_child()
             self._reap()
@@ -493,15 +504,26 @@ class Speaker:
                       relay_pid, len(commands))
 
     def _read(self) -> None:
-        try:
-            data = self._conn.recv(65536)
-        except BlockingIOError:
-            return
-        except OSError as error:
-            data = b""
-            self.log.warning("BGP speaker: API connection failed: %s", error)
+        """Read what the relay has (up to READ_BURST bytes: received routes are handled, and on_change told,
+        in batches of that size) and handle its complete lines."""
+        data = bytearray()
+        self._backlog = False
+        while len(data) < READ_BURST:
+            try:
+                chunk = self._conn.recv(READ_CHUNK)
+            except BlockingIOError:
+                break
+            except OSError as error:
+                chunk = b""
+                self.log.warning("BGP speaker: API connection failed: %s", error)
+            if not chunk:
+                if data:
+                    break  # handle what came before the end; the next turn sees the end again
+                self._api_lost()
+                return
+            data += chunk
+        self._backlog = len(data) >= READ_BURST
         if not data:
-            self._api_lost()
             return
         self._inbuf += data
         *lines, rest = self._inbuf.split(b"\n")
@@ -512,6 +534,7 @@ class Speaker:
         with self._lock:
             for line in lines:  # handle_line never raises: no acknowledgement after a bad line is lost
                 self._changed |= self._book.handle_line(line.decode("utf-8", errors="replace"))
+            self._queue(self._book.take_outbox())
 
     def _write(self) -> None:
         with self._lock:
@@ -548,6 +571,7 @@ class Speaker:
             conn.close()
 
     def _notify(self) -> None:
+        self._notified = time.monotonic()
         with self._lock:
             changed, self._changed = self._changed, False
         if changed and self.on_change is not None:

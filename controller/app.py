@@ -27,6 +27,7 @@ from controller.rest import security as rest_security
 from controller.rest import vteps as rest_vteps
 from controller.rest.api import Api, Response, Route
 from controller.rest.server import RestServer
+from controller.rest.watch import VportWatch
 from controller.tls import listener_context
 from controller.ryu_compat import (
     DEAD_DISPATCHER,
@@ -36,6 +37,7 @@ from controller.ryu_compat import (
     hub,
     ofp_event,
     ofproto_v1_3,
+    blocking,
     ofproto_v1_4,
     set_ev_cls,
 )
@@ -62,6 +64,7 @@ class CanopyApp(RyuApp):
             raise RuntimeError("start Canopy with 'canopy run', which passes its settings to this app")
         self.settings = settings
         self.store, self.state, self.service = build_core(settings)
+        self.store.offload = blocking  # commits and their fsyncs off the event loop (controller/store.py)
         self.hold = StartupHold(self.store, settings.restart_hold)  # nothing is written before it is released
         self.programmer = Programmer(self.state)
         self.reconcilers: dict[int, SwitchReconciler] = {}
@@ -73,6 +76,7 @@ class CanopyApp(RyuApp):
                                         handshake_timeout=limits.ovsdb_handshake_timeout,
                                         per_source=limits.ovsdb_per_source, max_message=limits.ovsdb_max_message,
                                         sync_timeout=limits.ovsdb_sync_timeout,
+                                        reconnect_grace=limits.ovsdb_reconnect_grace,
                                         tls=listener_context(settings, "ovsdb"))
         self.ovsdb.held = self.hold.holding
         extra = [Route("GET", "/v1/ovsdb/sessions", self._ovsdb_sessions, "accepted OVSDB manager connections")]
@@ -81,6 +85,8 @@ class CanopyApp(RyuApp):
         extra += rest_external.routes(self.state, self.programmer, lambda: self.reconcilers)
         extra += rest_vteps.routes(self.state, self.programmer)
         extra += rest_inspect.routes(self.state, self.programmer, self.dhcp, settings.underlay_mtu)
+        self.watch = VportWatch(self.state, lambda: self.reconcilers, sleep=hub.sleep)
+        extra.append(self.watch.route())
         self.federation = None
         if settings.bgp is not None and settings.bgp.enabled:
             from bgp.federation import Federation  # imports ExaBGP's extension only when BGP is configured
@@ -103,12 +109,14 @@ class CanopyApp(RyuApp):
         self._roles_wake = hub.Event()
         self.api = Api(self.service, self.state, settings, extra_routes=extra, ha=self.pair,
                        programming=lambda: self.program_loop.status(),
-                       status_parts={"startup_hold": self.hold.status})
+                       status_parts={"startup_hold": self.hold.status,
+                                     "programmer": self._programmer_counts})
         self.api.switch_status = self._switch_status
         self.rest = RestServer(settings.rest_listen, settings.rest_port, self.api, limits,
                                tls=listener_context(settings, "rest"))
         self.api.metrics.attach(reconcilers=lambda: dict(self.reconcilers), ovsdb=self.ovsdb, dhcp=self.dhcp,
-                                federation=self.federation, pair=self.pair, pause=lambda: hub.sleep(0))
+                                federation=self.federation, pair=self.pair, hold=self.hold,
+                                pause=lambda: hub.sleep(0))
         runtime.API = self.api  # for SIGHUP (controller.lifecycle)
         self._wake = hub.Event()
         self.program_loop = ProgramLoop(self.programmer, self._wake, self._hand_out, prepare=self._import_remote,
@@ -173,6 +181,7 @@ class CanopyApp(RyuApp):
             return  # the start-up hold: nothing is written anywhere yet
         for session in touched:
             self._push(session)
+            hub.sleep(0)  # a turn for echo replies, heartbeats and REST between switches
         self._announce_floating_ips()
         self._push_vteps()
         self._publish_routes()
@@ -185,9 +194,11 @@ class CanopyApp(RyuApp):
             self._wake.set()
 
     def _reported(self):
-        """(chassis of every VRS, name of every hardware VTEP) that has reported over OVSDB."""
-        return ({snap.chassis for snap in self.state.vrs.values()},
-                {snap.name for snap in self.state.vteps.values() if snap.name})
+        """(chassis of every VRS, name of every hardware VTEP) that had reported over OVSDB when the desired
+        state about to be handed out was computed: the programmer's view, not State, which may have moved on
+        while the pass yielded (the hold must end on a pass that saw every remembered switch)."""
+        view = self.programmer.view
+        return ({sw.chassis for sw in view.switches.values()}, {v.name for v in view.vteps.values() if v.name})
 
     def _after_hold(self, touched):
         """The sessions to hand their desired state: ``touched``; every one on the pass that releases the
@@ -215,8 +226,9 @@ class CanopyApp(RyuApp):
         sw = self.programmer.view.switches.get(session)
         rec = self.reconcilers.get(sw.datapath_id) if sw and sw.datapath_id is not None else None
         desired = self.programmer.desired.get(session)
+        changed = self.programmer.take_changes(session)  # owners changed since this switch's last hand-out
         if rec is not None and desired is not None:
-            rec.set_desired(desired.all_flows(), desired.all_groups().values())
+            rec.set_desired_owners(desired.flows, desired.all_groups().values(), changed)
 
     def _announce_floating_ips(self):
         """Gratuitous ARP from the VRS where a floating IP became active (openflow/external.py), a few times:
@@ -291,7 +303,7 @@ class CanopyApp(RyuApp):
             old = self.reconcilers.pop(dp.id, None)
             if old is not None:
                 old.stop()
-            rec = SwitchReconciler(dp)
+            rec = SwitchReconciler(dp, on_sync=self.watch.note_synced)
             self.reconcilers[dp.id] = rec
             rec.keep_stale(self._keep_stale)
             if self.pair is not None:
@@ -394,6 +406,11 @@ class CanopyApp(RyuApp):
     def _switch_status(self, dpid):
         rec = self.reconcilers.get(dpid)
         return rec.status() if rec is not None else None
+
+    def _programmer_counts(self):
+        """For GET /v1/status: how often the desired state was recomputed from scratch or incrementally."""
+        return {"full_recomputes": self.programmer.full_recomputes,
+                "incremental_updates": self.programmer.incremental_updates}
 
     def _ovsdb_sessions(self, req):
         items = self.ovsdb.sessions()

@@ -13,6 +13,10 @@ the vport is a MAC mismatch instead (``partition``) and is not programmed: port 
 frame the VM sends from its real MAC anyway, and the switch would answer ARP and advertise (EVPN) a MAC the
 VM does not have. The port's own ``mac_in_use`` is not compared: on KVM it is the tap device's MAC
 (fe:..), never the VM's. ESXi trunk ports carry no per-vNIC MAC.
+
+State keeps locations with ``BindingIndex`` (which ports show which binding key), re-resolving only the vports
+a changed port or vport reaches; ``resolve`` is the same rule over everything at once, the reference the
+incremental result is tested against (tests/unit/test_incremental_oracle.py).
 """
 
 from __future__ import annotations
@@ -83,9 +87,7 @@ def partition(policy, found: dict[str, Location]) -> tuple[dict[str, Location], 
     is not the vport's policy MAC."""
     bound, mismatched = {}, {}
     for vid, loc in found.items():
-        vport = policy.get("vport", vid)
-        wrong = vport is not None and loc.attached_mac is not None and loc.attached_mac != vport["mac"]
-        (mismatched if wrong else bound)[vid] = loc
+        (mismatched if is_mismatch(policy.get("vport", vid), loc) else bound)[vid] = loc
     return bound, mismatched
 
 
@@ -103,3 +105,117 @@ def _hits(snap, flavour, by_key, static):
                     yield by_key[("esxi", vnic)], port, vlan
             for vlan, vport in static.get((snap.chassis, port.name), ()):
                 yield vport, port, vlan
+
+
+class BindingIndex:
+    """``resolve`` kept up to date by deltas: which ports show which binding key, so a changed port or a
+    changed vport re-resolves only the vports it reaches.
+
+    - ``vport_at``: binding key -> vport id (from policy), ``static_at``: (host, trunk port) -> {vport id: vlan};
+    - ``sightings``: binding key -> {(session, port, vlan): (session rank, port, flavour, chassis, dpid)} of the
+      ports that show it now, ``trunks``: (chassis, port) -> the same for ESXi trunks (static bindings);
+    - ``shown``: session -> {port name: the sighting keys that port contributed}.
+    ``locate(vid, seen_order)`` answers like ``resolve`` for one vport: the latest appearance wins (ties: the
+    switch that connected first)."""
+
+    def __init__(self):
+        self.vport_at: dict[tuple, str] = {}
+        self.key_of: dict[str, tuple] = {}
+        self.static_of: dict[str, tuple] = {}
+        self.static_at: dict[tuple, dict[str, int]] = defaultdict(dict)
+        self.sightings: dict[tuple, dict[tuple, tuple]] = defaultdict(dict)
+        self.trunks: dict[tuple, dict[str, tuple]] = defaultdict(dict)
+        self.shown: dict[str, dict[str, list]] = defaultdict(dict)
+
+    # ---------------------------------------------------------------- policy side
+    def forget_vport(self, vport: dict) -> None:
+        vid = vport["id"]
+        key = self.key_of.pop(vid, None)
+        if key is not None and self.vport_at.get(key) == vid:
+            del self.vport_at[key]
+        skey = self.static_of.pop(vid, None)
+        if skey is not None:
+            self.static_at[skey[:2]].pop(vid, None)
+            if not self.static_at[skey[:2]]:
+                del self.static_at[skey[:2]]
+
+    def learn_vport(self, vport: dict) -> None:
+        vid = vport["id"]
+        key = binding_key(vport)
+        self.key_of[vid] = key
+        self.vport_at[key] = vid
+        skey = esxi_static_key(vport)
+        if skey:
+            self.static_of[vid] = skey
+            self.static_at[skey[:2]][vid] = skey[2]
+
+    # ---------------------------------------------------------------- discovery side
+    def forget_port(self, session: str, name: str, chassis: str, reached: set) -> None:
+        """Drop what a port showed; the vport ids it showed are added to ``reached``."""
+        for kind, key in self.shown[session].pop(name, ()):
+            if kind == "trunk":
+                self.trunks[key].pop(session, None)
+                if not self.trunks[key]:
+                    del self.trunks[key]
+                reached.update(self.static_at.get(key, ()))
+            else:
+                spot, bkey = key
+                self.sightings[bkey].pop(spot, None)
+                if not self.sightings[bkey]:
+                    del self.sightings[bkey]
+                if bkey in self.vport_at:
+                    reached.add(self.vport_at[bkey])
+
+    def learn_port(self, snap, rank: int, flavour: str, port, reached: set) -> None:
+        """Record what a port shows on its VRS; the vport ids it shows are added to ``reached``."""
+        shown = []
+        where = (rank, port, flavour, snap.chassis, snap.datapath_id)
+        keys = []
+        iface_id = port.ext("iface-id")
+        if iface_id:
+            keys.append((("kvm", iface_id), None))
+        if flavour == "hyperv":
+            keys.append((("hyperv", port.name), None))
+        if flavour == "esxi":
+            keys += [(("esxi", vnic), vlan) for vlan, vnic in port.vnic_vlans().items()]
+            trunk = (snap.chassis, port.name)
+            self.trunks[trunk][snap.session] = where
+            shown.append(("trunk", trunk))
+            reached.update(self.static_at.get(trunk, ()))
+        for bkey, vlan in keys:
+            spot = (snap.session, port.name, vlan)
+            self.sightings[bkey][spot] = where
+            shown.append(("key", (spot, bkey)))
+            if bkey in self.vport_at:
+                reached.add(self.vport_at[bkey])
+        self.shown[snap.session][port.name] = shown
+
+    def forget_session(self, session: str, chassis: str, reached: set) -> None:
+        for name in list(self.shown.get(session, ())):
+            self.forget_port(session, name, chassis, reached)
+        self.shown.pop(session, None)
+
+    # ---------------------------------------------------------------- resolution
+    def locate(self, vid: str, seen_order) -> Location | None:
+        """Where vport ``vid`` is now (see ``resolve``), or None."""
+        best, best_rank = None, None
+        key = self.key_of.get(vid)
+        candidates = []
+        for (session, name, vlan), where in self.sightings.get(key, {}).items() if key else ():
+            candidates.append((session, vlan, where))
+        skey = self.static_of.get(vid)
+        if skey:
+            candidates += [(session, skey[2], where) for session, where in self.trunks.get(skey[:2], {}).items()]
+        for session, vlan, where in candidates:
+            rank, port, flavour, chassis, dpid = where
+            order = (seen_order(session, port.name, vlan), -rank)
+            if best_rank is None or order > best_rank:
+                best_rank = order
+                best = Location(vid, session, chassis, dpid, port.name, port.ofport, vlan, flavour, port.mac,
+                                None if vlan is not None else attached_mac(port))
+        return best
+
+
+def is_mismatch(vport: dict | None, loc: Location) -> bool:
+    """Whether the hypervisor reports a MAC for the VM that is not the vport's policy MAC."""
+    return vport is not None and loc.attached_mac is not None and loc.attached_mac != vport["mac"]

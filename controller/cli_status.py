@@ -39,8 +39,15 @@ def _lines(key, value, indent):
     if isinstance(value, float) and value > 1e9:  # an epoch time
         value = when(value)
     elif isinstance(value, list):
-        value = ", ".join(str(v) for v in value) or "none"
+        value = ", ".join(_item(v) for v in value) or "none"
     return [f"{indent}{key.replace('_', ' ')}: {value}"]
+
+
+def _item(value) -> str:
+    """One element of a list: a dict is its values in order (``{"kind": "vrs", "name": "hv1"}``: ``vrs hv1``)."""
+    if isinstance(value, dict):
+        return " ".join(str(v) for v in value.values())
+    return str(value)
 
 
 def duration(seconds: float) -> str:

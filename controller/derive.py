@@ -125,6 +125,9 @@ class View:
     security: SecurityView = field(default_factory=SecurityView)  # ACLs and policed vports (controller/security.py)
     external: ExternalView = field(default_factory=ExternalView)  # active floating IPs (controller/extnet.py)
     _on: dict = field(default_factory=dict, repr=False, compare=False)  # session -> (subnets, domains)
+    # kept by controller.viewdelta.LiveView (None in a View derived from scratch): subnet -> sessions with
+    # endpoints there (counts)
+    _holders: dict | None = field(default=None, repr=False, compare=False)
 
     def subnets_on(self, session) -> set[str]:
         """Subnets with at least one endpoint on this switch."""
@@ -158,12 +161,16 @@ class View:
     def vteps_of(self, subnet_id, exclude_session=None) -> list[str]:
         """The subnet's BUM replication list: tunnel IPs of every other VRS with endpoints in the subnet, of
         the hardware VTEPs bound to it, and of the remote VTEPs that have it (MACs there, or type 3 routes)."""
-        sessions = {e.session for e in self.by_subnet.get(subnet_id, ())} | self.bound_vteps.get(subnet_id, set())
+        if self._holders is not None:
+            sessions = set(self._holders.get(subnet_id, ()))
+        else:
+            sessions = {e.session for e in self.by_subnet.get(subnet_id, ())}
+        sessions |= self.bound_vteps.get(subnet_id, set())
         if subnet_id in self.bm_gateways:
             sessions.add(self.bm_gateways[subnet_id])
         ips = {self.tunnel_ip_of(s) for s in sessions if s != exclude_session}
         ips |= self.remote_floods.get(subnet_id, frozenset()) - {self.tunnel_ip_of(exclude_session)}
-        return sorted(ips - {None}, key=lambda ip: ipaddress.IPv4Address(ip))
+        return sorted(ips - {None}, key=_ip_order)
 
 
 def switch_info(snap, vtep_ip) -> SwitchInfo:
@@ -180,19 +187,12 @@ def derive(policy, locations, snapshots, vtep_ip_of, vteps=None, remote=None) ->
     for dom in policy.all("domain"):
         view.domains[dom["id"]] = dom
     for sub in policy.all("subnet"):
-        dom = policy.get("domain", sub["domain_id"]) if sub["domain_id"] else None
-        view.subnets[sub["id"]] = SubnetInfo(
-            sub["id"], sub["vni"], dom["l3_vni"] if dom else 0, sub["domain_id"], sub["cidr"], sub["gateway"],
-            dom["gateway_mac"] if dom else L2_SERVER_MAC, bool(sub["cidr"] and sub["dhcp"]["enabled"]),
-            dhcp_server_ip(sub))
+        view.subnets[sub["id"]] = subnet_info(policy, sub)
     for vid, loc in sorted(locations.items()):
         vport = policy.get("vport", vid)
         if vport is None or loc.session not in view.switches:
             continue
-        ep = Endpoint(vid, vport["subnet_id"], vport["mac"], tuple(vport["ips"] or ()), vport["port_security"],
-                      loc.session, loc.ofport, loc.vlan)
-        view.endpoints[vid] = ep
-        view.by_subnet[ep.subnet_id].append(ep)
+        _add_endpoint(view, vport_endpoint(vport, loc))
     _add_vteps(view, policy, vteps or {})
     view.bm_gateways = bm_gateways(view, policy)
     own_ips = {sw.vtep_ip for sw in view.switches.values()} | \
@@ -204,6 +204,41 @@ def derive(policy, locations, snapshots, vtep_ip_of, vteps=None, remote=None) ->
     view.security = derive_security(policy)
     view.external = external_view(policy, view, snapshots)  # external networks: controller/extnet.py
     return view
+
+
+def subnet_info(policy, sub) -> SubnetInfo | None:
+    """What the compiler needs of a subnet (None for no subnet)."""
+    if sub is None:
+        return None
+    dom = policy.get("domain", sub["domain_id"]) if sub["domain_id"] else None
+    return SubnetInfo(sub["id"], sub["vni"], dom["l3_vni"] if dom else 0, sub["domain_id"], sub["cidr"],
+                      sub["gateway"], dom["gateway_mac"] if dom else L2_SERVER_MAC,
+                      bool(sub["cidr"] and sub["dhcp"]["enabled"]), dhcp_server_ip(sub))
+
+
+def vport_endpoint(vport, loc) -> Endpoint:
+    """A bound vport at its location (``controller.binding.Location``)."""
+    return Endpoint(vport["id"], vport["subnet_id"], vport["mac"], tuple(vport["ips"] or ()), vport["port_security"],
+                    loc.session, loc.ofport, loc.vlan)
+
+
+def server_endpoint(vport, session) -> Endpoint:
+    """A bare-metal vport (flavour baremetal) behind the hardware VTEP of ``session``."""
+    return Endpoint(vport["id"], vport["subnet_id"], vport["mac"], tuple(vport["ips"] or ()), False, session, None,
+                    None, "vtep_mac")
+
+
+def learned_endpoint(vtep_name, mac, subnet_id, session) -> Endpoint:
+    """A MAC a hardware VTEP learned in a bound subnet (not a declared server)."""
+    return Endpoint(f"{vtep_name}/{mac.vni}/{mac.mac}", subnet_id, mac.mac, (mac.ip,) if _ipv4(mac.ip) else (),
+                    False, session, None, None, "vtep_mac")
+
+
+def evpn_endpoint(mac, ips) -> Endpoint:
+    """A MAC behind a remote EVPN VTEP (``controller.remote.RemoteMac``) with the IPs left to it."""
+    routed = bool(mac.router_mac and mac.l3_vni)
+    return Endpoint(f"evpn:{mac.subnet_id}/{mac.mac}", mac.subnet_id, mac.mac, ips, False, f"evpn:{mac.vtep_ip}",
+                    None, None, "evpn", mac.router_mac if routed else None, mac.l3_vni if routed else 0)
 
 
 def _add_vteps(view, policy, vteps):
@@ -227,27 +262,19 @@ def _add_vteps(view, policy, vteps):
                 continue  # not a bound subnet, or a vport's MAC (policy wins)
             server = servers.get((sid, mac.mac))
             if server is not None:  # a declared bare-metal server: its id and IPs come from policy
-                _add_server(view, server, session)
+                _add_endpoint(view, server_endpoint(server, session))
             else:
-                _add_endpoint(view, Endpoint(f"{snap.name}/{mac.vni}/{mac.mac}", sid, mac.mac,
-                                             (mac.ip,) if _ipv4(mac.ip) else (), False, session, None, None,
-                                             "vtep_mac"))
+                _add_endpoint(view, learned_endpoint(snap.name, mac, sid, session))
             known.add((sid, mac.mac))
     for (sid, mac), server in sorted(servers.items()):
         bound = view.bound_vteps.get(sid, set())
         if (sid, mac) not in known and len(bound) == 1:  # not learned yet: behind the subnet's only VTEP
-            _add_server(view, server, next(iter(bound)))
+            _add_endpoint(view, server_endpoint(server, next(iter(bound))))
 
 
 def _add_endpoint(view, ep):
     view.endpoints[ep.vport_id] = ep
     view.by_subnet[ep.subnet_id].append(ep)
-
-
-def _add_server(view, vport, session):
-    """A bare-metal vport (flavour baremetal) behind the hardware VTEP of ``session``."""
-    _add_endpoint(view, Endpoint(vport["id"], vport["subnet_id"], vport["mac"], tuple(vport["ips"] or ()), False,
-                                 session, None, None, "vtep_mac"))
 
 
 def needs_gateway(sub: SubnetInfo) -> bool:
@@ -313,13 +340,9 @@ def _add_remote(view, remote, own_ips) -> dict[str, list]:
         if sid not in view.subnets or (sid, mac.mac) in known or not _ipv4(mac.vtep_ip) or mac.vtep_ip in own_ips:
             continue
         ips = tuple(ip for ip in mac.ips if _ipv4(ip) and (scope(sid), ip) not in claimed)
-        routed = bool(mac.router_mac and mac.l3_vni)
-        session = f"evpn:{mac.vtep_ip}"
-        ep = Endpoint(f"evpn:{sid}/{mac.mac}", sid, mac.mac, ips, False, session, None, None, "evpn",
-                      mac.router_mac if routed else None, mac.l3_vni if routed else 0)
-        view.endpoints[ep.vport_id] = ep
-        view.by_subnet[sid].append(ep)
-        view.remote_vteps[session] = mac.vtep_ip
+        ep = evpn_endpoint(mac, ips)
+        _add_endpoint(view, ep)
+        view.remote_vteps[ep.session] = mac.vtep_ip
         known.add((sid, mac.mac))
         claimed.update((scope(sid), ip) for ip in ips)
     floods = defaultdict(set)
@@ -386,6 +409,11 @@ def _evpn_routes(routes, remote_prefixes) -> list[Route]:
         taken.add(prefix)
         out.append(Route(prefix, "evpn", rp.vtep_ip, None, None, rp.vtep_ip, rp.router_mac, rp.l3_vni))
     return out
+
+
+@lru_cache(maxsize=65536)
+def _ip_order(ip: str) -> int:
+    return int(ipaddress.IPv4Address(ip))
 
 
 @lru_cache(maxsize=65536)

@@ -79,7 +79,7 @@ class PortInfo:
 class VrsSnapshot:
     """Everything one OVSDB session currently says about its hypervisor."""
 
-    session: str  # unique per accepted OVSDB connection, e.g. "ovsdb:10.250.0.11:51034"
+    session: str  # the switch key: opaque, stable across OVSDB reconnects (ovsdb/claims.py: "vrs:<chassis>")
     peer: str  # remote address "ip:port"
     chassis: str  # system-id, else hostname, else peer ip
     hostname: str = ""
@@ -93,6 +93,10 @@ class VrsSnapshot:
     controllers: tuple[tuple[str, bool, str], ...] = ()  # (target, is_connected, role) of the bridge's controllers
     fail_mode: str = ""  # the bridge's fail_mode ("" when unset: OVS then runs it standalone)
     protocols: tuple[str, ...] = ()  # the bridge's OpenFlow protocols, sorted ("" set: OVS defaults)
+    # Names of the ports whose PortInfo differs from the previous snapshot of this switch (None: unknown,
+    # treat every port as changed). A PortInfo that did not change is the same object as before. Not part
+    # of the value: two snapshots of the same rows are equal whatever they say changed.
+    changed: frozenset[str] | None = field(default=None, compare=False)
 
     def bridge_problems(self) -> tuple[str, ...]:
         """Why the integration bridge is not safe (see ``bridge_problems``); empty when it is or is absent."""

@@ -4,7 +4,8 @@
   opened, every listener can bind); a refusal is one ``StartError`` line naming the setting.
 - ``install_signals``: SIGTERM and SIGINT stop the controller in order (also as PID 1, where signals without
   a handler are ignored); a second one exits at once. SIGHUP re-reads the settings file and applies what can
-  change live (``reload``); the rest is named in the log as waiting for a restart.
+  change live (``reload``); the rest is named in the log as waiting for a restart (BGP changes neighbor by
+  neighbor, with the reason: ``BGP_RESTART``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from controller import yamldoc
 log = logging.getLogger("canopy.lifecycle")
 LIVE = ("log_level", "log_format", "rest_token", "rest_token_file", "access_log")  # applied by reload
 IGNORED = ("source",)
+BGP = ("bgp", "asn")  # Settings.asn is bgp.asn; both are reported by bgp_changes
+BGP_RESTART = ("the BGP speaker gives ExaBGP its neighbors only when it starts it, and has no live "
+               "reconfiguration; restarting the speaker alone would reset every session, unchanged ones included")
 
 
 class StartError(Exception):
@@ -173,11 +177,31 @@ def reload(config_path: str | None) -> list[str]:
     if runtime.API is not None:
         runtime.API.settings = dataclasses.replace(runtime.API.settings, **{n: getattr(new, n) for n in LIVE})
     waiting = [f.name for f in dataclasses.fields(new)
-               if f.name not in LIVE + IGNORED and getattr(new, f.name) != getattr(running, f.name)]
+               if f.name not in LIVE + IGNORED + BGP and getattr(new, f.name) != getattr(running, f.name)]
     logs.announce(log, "SIGHUP: reloaded %s: %s", where, "; ".join(done))
     if waiting:
         log.warning("SIGHUP: %s changed in %s; these apply only after a restart", ", ".join(waiting), where)
+    bgp = bgp_changes(running.bgp, new.bgp)
+    if bgp:
+        log.warning("SIGHUP: bgp changed in %s (%s); not applied: BGP settings apply only after a restart (%s)",
+                    where, "; ".join(bgp), BGP_RESTART)
     return done
+
+
+def bgp_changes(old, new) -> list[str]:
+    """What differs between two BgpSettings, neighbor by neighbor (address) and setting by setting."""
+    before = {n.address: n for n in old.neighbors}
+    after = {n.address: n for n in new.neighbors}
+    out = [f"neighbor {a} added" for a in sorted(after.keys() - before.keys())]
+    out += [f"neighbor {a} removed" for a in sorted(before.keys() - after.keys())]
+    for address in sorted(before.keys() & after.keys()):
+        fields = [f.name for f in dataclasses.fields(after[address])
+                  if getattr(after[address], f.name) != getattr(before[address], f.name)]
+        if fields:
+            out.append(f"neighbor {address}: {', '.join(fields)} changed")
+    out += [f"bgp.{f.name} changed" for f in dataclasses.fields(new)
+            if f.name != "neighbors" and getattr(new, f.name) != getattr(old, f.name)]
+    return out
 
 
 def _token_from_file(settings) -> bool:

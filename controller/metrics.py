@@ -4,12 +4,12 @@ Most values already live in Canopy's objects (State, the switches' reconcilers, 
 BGP speaker, the HA pair, the DHCP service), so one collector reads them when Prometheus scrapes instead of
 counting twice. Only what nothing else keeps is counted here: REST requests (by route pattern, never the
 raw path, so that ids cannot grow the series) and the event loop's lag, measured by a green thread as the
-overshoot of a short sleep (the hub is shared by everything: a late wake-up means something held it).
+overshoot of a short sleep (controller/lagprobe.py; the hub is shared by everything: a late wake-up means
+something held it).
 """
 
 from __future__ import annotations
 
-import time
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -24,10 +24,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Summa
 from prometheus_client.process_collector import ProcessCollector
 
 from controller import __version__
+from controller.lagprobe import LagProbe
 
 disable_created_metrics()  # the _created series only add noise to a long-running process
 
-LAG_INTERVAL = 0.5  # seconds between event-loop lag samples
 LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 REST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 ROLES = ("standalone", "starting", "active", "standby")
@@ -54,6 +54,9 @@ class Metrics:
                                   registry=self.registry)
         self.loop_lag_last = Gauge("canopy_event_loop_lag_last_seconds", "the latest event-loop lag sample",
                                    registry=self.registry)
+        self.lag = LagProbe(on_sample=self._observe_lag)  # its run() is the probe's green thread (watch_loop)
+        Gauge("canopy_event_loop_lag_max_seconds", "the largest event-loop lag sample of the last minute",
+              registry=self.registry).set_function(lambda: self.lag.max_recent())
         self.registry.register(_CanopyCollector(self))
         ProcessCollector(namespace="", registry=self.registry)
 
@@ -61,21 +64,25 @@ class Metrics:
         """Sources read at scrape time, any of: reconcilers (a function returning {dpid: SwitchReconciler}),
         pause (called between switches: the app gives the event loop a turn),
         ovsdb (OvsdbManagerServer), federation (bgp.federation.Federation), pair (controller.ha.Pair),
-        dhcp (openflow.dhcp_service.DhcpService)."""
+        dhcp (openflow.dhcp_service.DhcpService), hold (controller.startup_hold.StartupHold)."""
         self.sources.update(sources)
 
     def observe_request(self, method: str, route: str, code: int, seconds: float) -> None:
         self.rest_requests.labels(method, route, str(code)).inc()
         self.rest_seconds.labels(method, route).observe(seconds)
 
-    def watch_loop(self, sleep, interval: float = LAG_INTERVAL, clock=time.monotonic) -> None:
-        """Run forever in a green thread: sleep ``interval`` and record how much later than that it woke."""
-        while True:
-            before = clock()
-            sleep(interval)
-            self.record_lag(max(0.0, clock() - before - interval))
+    def watch_loop(self, sleep, interval: float | None = None, clock=None) -> None:
+        """Run forever in a green thread: the lag probe (controller/lagprobe.py), sampling every ``interval``."""
+        if interval is not None:
+            self.lag.interval = interval
+        if clock is not None:
+            self.lag.clock = clock
+        self.lag.run(sleep)
 
     def record_lag(self, seconds: float) -> None:
+        self.lag.record(seconds)
+
+    def _observe_lag(self, seconds: float) -> None:
         self.loop_lag.observe(seconds)
         self.loop_lag_last.set(seconds)
 
@@ -102,6 +109,8 @@ class _CanopyCollector:
             yield _counter("canopy_dhcp_requests", "DHCP requests punted to the controller, by result",
                            ("result",), [((k,), v) for k, v in sorted(m.sources["dhcp"].counters.items())
                                          if k != "requests"])
+        if m.sources.get("hold") is not None:
+            yield from _hold(m.sources["hold"])
         yield from _bgp(m.sources.get("federation"))
         yield from _ha(m.sources.get("pair"))
 
@@ -208,6 +217,13 @@ def _ovsdb(server):
         kinds[kind] = kinds.get(kind, 0) + 1
     yield _gauge("canopy_ovsdb_sessions", "open OVSDB manager connections, by what the peer is", ("kind",),
                  [((k,), kinds.get(k, 0)) for k in sorted({"vrs", "vtep", "unidentified"} | set(kinds))])
+
+
+def _hold(hold):
+    yield _gauge("canopy_startup_hold", "1 while the start-up hold keeps every write back (hitless restart), "
+                 "0 once released", (), [((), 1 if hold.holding else 0)])
+    yield _gauge("canopy_startup_hold_waiting_switches", "switches connected before the restart that have not "
+                 "reported yet (0 once released)", ("kind",), [((k,), n) for k, n in sorted(hold.waiting().items())])
 
 
 def _bgp(federation):

@@ -11,15 +11,46 @@ from collections import defaultdict
 
 from controller import extnet
 from controller.fields import MAX_VNI
+from controller import policyindex
 from controller.model import KINDS, MAX_ACL_TAG, PARENT, SCHEMA, Problem, binding_key, esxi_static_key
+from controller.policyindex import PolicyIndex
 
 
 class Policy:
     def __init__(self, objects: dict[str, dict[str, dict]] | None = None):
         self.objects = {kind: dict((objects or {}).get(kind, {})) for kind in KINDS}
+        self._token = object()  # who this policy is, for the shared index (controller/policyindex.py)
+        self._index: PolicyIndex | None = None
+        self._base = None  # the token of the policy this one was copied from
+        self._pending: list[tuple[str, str]] = []  # (kind, id) put or removed since that copy
 
     def copy(self) -> "Policy":
-        return Policy(self.objects)
+        copied = Policy(self.objects)
+        copied._index, copied._base = self._index, self._token
+        return copied
+
+    def index(self) -> PolicyIndex:
+        """The index of this policy's objects (controller/policyindex.py): shared with the policy it was
+        copied from, brought up to date with this one's changes; built from scratch only if that one's
+        index has moved on to another copy meanwhile."""
+        index = self._index
+        if index is not None and index.owner is self._token:
+            return index
+        if index is not None and index.owner is self._base:
+            for kind, oid in self._pending:
+                index.update(kind, oid, self.objects[kind].get(oid))
+            index.owner = self._token
+        else:
+            self._index = index = PolicyIndex.build(self, self._token)
+        self._pending = []
+        return index
+
+    def _changed(self, kind, oid):
+        index = self._index
+        if index is not None and index.owner is self._token:
+            index.update(kind, oid, self.objects[kind].get(oid))
+        else:
+            self._pending.append((kind, oid))
 
     def get(self, kind, oid):
         return self.objects[kind].get(oid)
@@ -32,9 +63,12 @@ class Policy:
 
     def put(self, kind, obj):
         self.objects[kind][obj["id"]] = obj
+        self._changed(kind, obj["id"])
 
     def remove(self, kind, oid):
-        return self.objects[kind].pop(oid, None)
+        removed = self.objects[kind].pop(oid, None)
+        self._changed(kind, oid)
+        return removed
 
     def children(self, kind, oid):
         """(kind, object) pairs that directly depend on the object: parents, subnets of a domain, bindings."""
@@ -99,6 +133,13 @@ SCHEMA_REFS = {(kind, spec.name): spec.ref for kind, specs in SCHEMA.items() for
 
 
 # ---------------------------------------------------------------------------------------------- rules
+
+def check_changes(policy: Policy, changed) -> list[Problem]:
+    """What ``check`` says, looking at the changed (kind, id) and what they reach first: when none of
+    them can break a rule, that is no problem, without going through the whole policy (the policy before
+    the change is presumed to pass ``check``). See controller/policyindex.py."""
+    return policyindex.check_changes(policy, changed, check)
+
 
 def check(policy: Policy) -> list[Problem]:
     """Every rule that spans objects. Empty list: the policy is consistent."""
@@ -331,13 +372,10 @@ class Allocator:
         self._ips: dict[str, set] = {}
 
     def _used_ips(self, policy, subnet):
-        """Addresses taken in a subnet; computed once per allocator (one allocator serves one change)."""
+        """Addresses taken in a subnet: by its vports (the policy's index) and by this allocator so far (one
+        allocator serves one change)."""
         if subnet["id"] not in self._ips:
-            used = {subnet["gateway"], dhcp_server_ip(subnet)}
-            for vport in policy.all("vport"):
-                if vport["subnet_id"] == subnet["id"]:
-                    used.update(vport["ips"] or [])
-            self._ips[subnet["id"]] = used
+            self._ips[subnet["id"]] = _UsedIps(policy.index(), subnet)
         return self._ips[subnet["id"]]
 
     def fill(self, policy: Policy, kind: str, obj: dict) -> list[Problem]:
@@ -417,3 +455,17 @@ class Allocator:
                 return []
         return [Problem("vport", policy.ref("vport", obj), "ips", f"subnet {subnet['cidr']} has no free address",
                         "exhausted")]
+
+
+class _UsedIps:
+    """Whether an address of a subnet is taken: reserved, held by a vport, or allocated in this change."""
+
+    def __init__(self, index: PolicyIndex, subnet: dict):
+        self._index, self._sid = index, subnet["id"]
+        self._taken = {subnet["gateway"], dhcp_server_ip(subnet)}
+
+    def __contains__(self, ip: str) -> bool:
+        return ip in self._taken or bool(self._index.holders("ip", self._sid, ip))
+
+    def add(self, ip: str) -> None:
+        self._taken.add(ip)

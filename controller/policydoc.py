@@ -231,9 +231,10 @@ def plan(current: pol.Policy, data, default_source: str, allocator: pol.Allocato
         problems.extend(place_problems)
     for kind, obj in created:  # allocate once every explicit value in the document is known
         problems.extend(allocator.fill(cand, kind, obj))
+        cand.put(kind, obj)  # again: what was allocated is indexed too
     if prune:
         problems.extend(_prune(result, {(d.kind, d.ref) for d in desired}, source))
-    problems.extend(pol.check(cand))
+    problems.extend(pol.check_changes(cand, [(c.kind, c.id) for c in result.changes]))
     if problems:
         raise PolicyError([_to_doc_path(p, result.paths) for p in problems])
     return result

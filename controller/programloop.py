@@ -1,7 +1,9 @@
 """The programming thread, supervised: wait for State to change, refresh the desired state, hand it out.
 
 One pass: ``prepare()`` (import EVPN routes), ``programmer.refresh()`` (derive, recompile what changed),
-then ``hand_out(touched)`` (push to switches, hardware VTEPs and BGP). A pass that raises, whatever the
+then ``hand_out(touched)`` (push to switches, hardware VTEPs and BGP). Between the steps (and, in the app,
+between the switches handed out) the loop gives the event loop a turn, so echo replies and HA heartbeats
+wait at most for one step, not a whole pass. A pass that raises, whatever the
 reason (a bad input that slipped past validation, a compiler bug), never ends the thread:
 
 - it is logged (the traceback once per distinct reason, then one line) and the loop reports
@@ -80,10 +82,12 @@ class ProgramLoop:
     def _pass(self) -> None:
         full_before = self.programmer.full_recomputes
         self._prepare()
+        self._sleep(0)  # a turn for echo replies, heartbeats and REST between the steps of a pass
         if not self._started or self.failures:  # at start, and after a failure: from scratch
             touched = self.programmer.refresh(full=True)
         else:
             touched = self.programmer.refresh()
+        self._sleep(0)
         if self.failures:  # every switch gets its state again: a failed pass may have changed some unsent
             self._hand_out(set(self.programmer.desired))
         elif self._started:  # (a clean start hands nothing out: switches get theirs as they connect)

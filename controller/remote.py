@@ -3,11 +3,15 @@
 ``bgp.evpn.import_routes`` turns received routes into one ``RemoteTable``; ``controller.derive`` turns it
 into remote endpoints (type 2), extra BUM replication targets (type 3) and domain FIB entries (type 5 and
 type 2 host routes of subnets that are not imported at L2). Frozen values: equal tables compile alike.
+``changed_scopes`` gives the subnets and domains whose routes were added or withdrawn between two tables:
+State records them in its change journal, so the View re-derives only those.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
+from functools import cached_property
 
 
 @dataclass(frozen=True)
@@ -42,3 +46,31 @@ class RemoteTable:
     macs: tuple[RemoteMac, ...] = ()
     floods: tuple[tuple[str, str], ...] = ()  # (subnet id, remote VTEP IP) from type 3
     prefixes: tuple[RemotePrefix, ...] = ()
+
+    @cached_property
+    def by_subnet(self) -> dict[str, tuple]:
+        """Subnet id -> (its MACs, its type 3 flood VTEP IPs), for the View's per-subnet updates."""
+        macs, floods = defaultdict(list), defaultdict(list)
+        for mac in self.macs:
+            macs[mac.subnet_id].append(mac)
+        for sid, ip in self.floods:
+            floods[sid].append(ip)
+        return {sid: (tuple(macs.get(sid, ())), tuple(floods.get(sid, ()))) for sid in set(macs) | set(floods)}
+
+    @cached_property
+    def by_domain(self) -> dict[str, tuple[RemotePrefix, ...]]:
+        """Domain id -> its remote prefixes."""
+        out = defaultdict(list)
+        for prefix in self.prefixes:
+            out[prefix.domain_id].append(prefix)
+        return {did: tuple(ps) for did, ps in out.items()}
+
+
+def changed_scopes(old: RemoteTable, new: RemoteTable) -> tuple[set[str], set[str]]:
+    """(subnet ids, domain ids) whose entries differ between two tables: the routes added or withdrawn."""
+    if old is new:
+        return set(), set()
+    macs = set(old.macs) ^ set(new.macs)
+    floods = set(old.floods) ^ set(new.floods)
+    prefixes = set(old.prefixes) ^ set(new.prefixes)
+    return {m.subnet_id for m in macs} | {sid for sid, _ in floods}, {p.domain_id for p in prefixes}

@@ -47,11 +47,21 @@ from ryu.ofproto import ofproto_parser, ofproto_protocol, ofproto_v1_3, ofproto_
 
 RyuApp = app_manager.RyuApp
 
+
+def blocking(function, *args):
+    """Run ``function(*args)`` in eventlet's pool of OS threads and wait for it without holding the hub
+    (for calls that block in C with the GIL released, such as SQLite's commit and its fsync). The function
+    must not touch green locks or sockets."""
+    import eventlet.tpool
+
+    return eventlet.tpool.execute(function, *args)
+
 __all__ = [
     "CONFIG_DISPATCHER",
     "DEAD_DISPATCHER",
     "MAIN_DISPATCHER",
     "RyuApp",
+    "blocking",
     "hub",
     "pkt_dhcp",
     "pkt_ethernet",

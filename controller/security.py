@@ -95,6 +95,12 @@ def derive_security(policy) -> SecurityView:
     return out
 
 
+def port_policy(policy, vport) -> PortPolicy | None:
+    """One vport's policy, for a vport in no policy group (controller/viewdelta.py: one vport changed)."""
+    assert not vport.get("policy_groups")
+    return _port_policy(policy, vport, {})
+
+
 def _port_policy(policy, vport, by_group) -> PortPolicy | None:
     acls = {a: policy.get("acl", a) for a in vport["acls"]}
     for gid in vport.get("policy_groups") or ():

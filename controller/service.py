@@ -1,7 +1,8 @@
 """Policy mutations: validate the whole candidate, allocate, commit durably, then update State.
 
 Every write (REST create/update/delete, declarative apply) goes through here and follows one path, one
-write at a time: copy the policy -> change the copy -> check every rule -> number the changes ->
+write at a time: copy the policy -> change the copy -> check every rule the change can break (from the
+changed objects, through the policy's index: controller/policyindex.py) -> number the changes ->
 ``replicate`` (the HA pair gets them onto the standby there, or refuses the write with NotActive) ->
 commit to the store in one transaction -> swap the copy into State. So a write is acknowledged only once
 it is on both nodes, and a refused or failed write changes nothing, in memory or on disk. On a node that
@@ -95,9 +96,10 @@ class PolicyService:
         seq, txn, ts = self.store.last_seq(), (self.store.get_meta("last_txn") or 0) + 1, time.time()
         return [Change(c.kind, c.id, c.op, c.body, seq + i, txn, ts) for i, c in enumerate(changes, 1)]
 
-    def _checked(self, candidate, focus):
-        """Raise PolicyError if the candidate breaks a rule; problems about ``focus`` first."""
-        problems = pol.check(candidate)
+    def _checked(self, candidate, focus, changed):
+        """Raise PolicyError if the candidate breaks a rule; problems about ``focus`` first. ``changed``: the
+        (kind, id) the write put or removed (the rules are checked from them, controller/policyindex.py)."""
+        problems = pol.check_changes(candidate, changed)
         if problems:
             problems.sort(key=lambda p: p.ref != focus)
             raise PolicyError(problems)
@@ -121,7 +123,7 @@ class PolicyService:
         if problems:
             raise PolicyError(problems)
         candidate.put(kind, obj)
-        self._checked(candidate, candidate.ref(kind, obj))
+        self._checked(candidate, candidate.ref(kind, obj), [(kind, obj["id"])])
         self._commit(candidate, [Change(kind, obj["id"], "put", obj)], allocator)
         return obj
 
@@ -134,7 +136,7 @@ class PolicyService:
         if obj == current:
             return current
         candidate.put(kind, obj)
-        self._checked(candidate, candidate.ref(kind, obj))
+        self._checked(candidate, candidate.ref(kind, obj), [(kind, oid)])
         self._commit(candidate, [Change(kind, oid, "put", obj)], self._allocator())
         return obj
 
@@ -151,7 +153,7 @@ class PolicyService:
             candidate.remove(k, obj["id"])
             changes.append(Change(k, obj["id"], "delete", None))
         summary = [{"op": "delete", "kind": k, "ref": self.state.policy.ref(k, o), "id": o["id"]} for k, o in order]
-        self._checked(candidate, None)
+        self._checked(candidate, None, [(k, o["id"]) for k, o in order])
         self._commit(candidate, changes, self._allocator())
         return summary
 

@@ -81,6 +81,8 @@ OVSDB_LIMITS = (
            1000, 3600000, 120000),
     _limit("max_connections_per_source", "open OVSDB connections per source address", 1, 100000, 16),
     _limit("max_message_bytes", "a longer OVSDB message drops its session", 65536, 1 << 31, 32 << 20),
+    _limit("reconnect_grace_ms", "a VRS whose OVSDB connection ended stays known this long: a reconnect of the "
+           "same chassis meanwhile is the same switch (docs/vrs.md)", 0, 600000, 10000),
 )
 REST_LIMITS = (
     _limit("header_timeout_ms", "request line and headers must arrive within this (also the keep-alive "
@@ -266,6 +268,7 @@ class Limits:
     ovsdb_sync_timeout: float = 120.0
     ovsdb_per_source: int = 16
     ovsdb_max_message: int = 32 << 20
+    ovsdb_reconnect_grace: float = 10.0
     rest_header_timeout: float = 10.0
     rest_body_timeout: float = 30.0
     rest_max_body: int = 32 << 20
@@ -280,6 +283,7 @@ def _limits(raw) -> Limits:
                   ovsdb_handshake_timeout=ovsdb["handshake_timeout_ms"] / 1000,
                   ovsdb_sync_timeout=ovsdb["sync_timeout_ms"] / 1000,
                   ovsdb_per_source=ovsdb["max_connections_per_source"], ovsdb_max_message=ovsdb["max_message_bytes"],
+                  ovsdb_reconnect_grace=ovsdb["reconnect_grace_ms"] / 1000,
                   rest_header_timeout=rest["header_timeout_ms"] / 1000, rest_body_timeout=rest["body_timeout_ms"] / 1000,
                   rest_max_body=rest["max_body_bytes"], rest_max_connections=rest["max_connections"],
                   rest_per_source=rest["max_connections_per_source"])

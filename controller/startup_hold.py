@@ -86,6 +86,10 @@ class StartupHold:
             self._release(f"hold time of {self.hold_time:g} s over; still missing {self._describe(self._missing)}")
         return not self.holding
 
+    def waiting(self) -> dict[str, int]:
+        """{"vrs": n, "vtep": n}: remembered switches that have not reported yet (0 each once released)."""
+        return {kind: len(names) if self.holding else 0 for kind, names in self._missing.items()}
+
     def seconds_left(self) -> float | None:
         """How long the hold can still last (None once released): the programming loop's longest sleep."""
         return max(0.0, self._deadline - self._clock()) if self.holding else None

@@ -1,8 +1,11 @@
 """State: the one place everything Canopy knows comes together.
 
-Inputs change it (policy commits from the service, VRS snapshots from OVSDB, datapaths from OpenFlow);
-derived views (vport locations, the switch list) are recomputed from it. State never talks to a device:
-subscribers (the compilers of later stages) are told what changed and do their own work.
+Inputs change it as deltas (policy commits with their change list, VRS snapshots with the ports that changed,
+hardware VTEP snapshots, EVPN routes after import policy, datapaths from OpenFlow). State keeps vport locations
+current with a binding index (controller/binding.py ``BindingIndex``): a changed port or a changed vport
+re-resolves only the vports it reaches. Every change is recorded in the change journals of its readers
+(controller/journal.py; the Programmer drains its own), naming the objects it reached. State never talks to a
+device: subscribers are told that something changed and do their own work.
 """
 
 from __future__ import annotations
@@ -10,11 +13,14 @@ from __future__ import annotations
 import itertools
 import logging
 import time
+import weakref
 
 from controller import binding
 from controller.discovery import DiscoverySink, VrsSnapshot, VtepSnapshot
+from controller.journal import Journal
 from controller.policy import Policy
-from controller.remote import RemoteTable
+from controller.remote import RemoteTable, changed_scopes
+from controller.store import Change
 
 log = logging.getLogger("canopy.state")
 LOG_EACH_MOVE = 50  # more vports moving in one change are summarised at info level, listed at debug
@@ -38,9 +44,15 @@ class State(DiscoverySink):
         self.mismatched: dict[str, binding.Location] = {}  # located, but the hypervisor reports another MAC
         self._warned: dict[str, tuple] = {}  # vport id -> the mismatch last logged for it
         self.received: dict = {}  # (BGP peer, route key) -> EVPN route, as the speaker last reported
-        self.remote = RemoteTable()  # what of it our import policy takes (set by bgp.federation)
+        self._remote = RemoteTable()  # what of it our import policy takes (set by bgp.federation)
         self._seen: dict[tuple, int] = {}  # (session, port, vlan) -> order of first appearance
+        self._seen_ports: dict[str, dict[str, list]] = {}  # session -> port name -> its keys in _seen
         self._clock = itertools.count(1)
+        self._rank: dict[str, int] = {}  # VRS session -> order it connected in (ties between sightings)
+        self._ranks = itertools.count(1)
+        self.index = binding.BindingIndex()
+        self._journals = weakref.WeakSet()
+        self._learn_policy(policy)
         self._subscribers = []
         self.version = 0  # grows with every change of anything State holds (REST readers poll it)
         self.started = time.time()
@@ -62,12 +74,84 @@ class State(DiscoverySink):
                 log.exception("subscriber %r failed on %s", callback, what)
 
     # ------------------------------------------------------------------ policy
+    def journal(self) -> Journal:
+        """A change journal of this State for one reader (the Programmer), recording from now on."""
+        journal = Journal()
+        self._journals.add(journal)
+        return journal
+
+    def _record(self, what: str, items) -> None:
+        for journal in self._journals:
+            getattr(journal, what).update(items)
+
+    def _record_security(self) -> None:
+        for journal in self._journals:
+            journal.security = True
+
+    def _record_external(self) -> None:
+        for journal in self._journals:
+            journal.external = True
+
+    @property
+    def remote(self) -> RemoteTable:
+        return self._remote
+
+    @remote.setter
+    def remote(self, table: RemoteTable) -> None:
+        """EVPN routes after import policy (bgp.federation): the journal gets the subnets and domains whose
+        entries were added or withdrawn."""
+        subnets, domains = changed_scopes(self._remote, table)
+        self._remote = table
+        self._record("remote_subnets", subnets)
+        self._record("remote_domains", domains)
+
     def policy_committed(self, policy: Policy, changes):
-        self.policy = policy
+        old, self.policy = self.policy, policy
         if changes:
             self.last_seq = max(self.last_seq, changes[-1].seq)
+        if changes or old is not policy:
+            reached = self._apply_policy_changes(old, policy, changes)
+        else:
+            reached = set()
         self._notify("policy", changes)
-        self._relocate()
+        self._relocate(reached)
+
+    def _learn_policy(self, policy) -> None:
+        """Index every vport of a policy (from scratch)."""
+        self.index = binding.BindingIndex()
+        for vport in policy.all("vport"):
+            self.index.learn_vport(vport)
+
+    def _apply_policy_changes(self, old, new, changes) -> set[str]:
+        """Update the binding index from a commit's change list; the journal gets what it reaches. Without
+        a change list (a policy replaced wholesale: a snapshot restore) the two policies are compared."""
+        if not changes:
+            changes = _policy_diff(old, new)
+        reached = set()
+        for change in changes:
+            before, after = old.get(change.kind, change.id), new.get(change.kind, change.id)
+            if change.kind in ("external_network", "floating_ip"):
+                self._record_external()  # external networks (controller/extnet.py); no security policy there
+                continue
+            if change.kind not in ("vport", "vtep_binding", "tenant") or \
+                    any(o.get("policy_groups") for o in (before, after) if o is not None):
+                self._record_security()  # security policy (controller/security.py) reaches beyond one vport
+            if change.kind == "vport":
+                if before is not None:
+                    self.index.forget_vport(before)
+                if after is not None:
+                    self.index.learn_vport(after)
+                reached.add(change.id)
+                self._record("vports", [change.id])
+                self._record("subnets", {o["subnet_id"] for o in (before, after)
+                                         if o is not None and o["binding"]["flavour"] == "baremetal"})
+            elif change.kind == "subnet":
+                self._record("subnets", [change.id])
+            elif change.kind == "domain":
+                self._record("domains", [change.id])
+            elif change.kind == "vtep_binding":
+                self._record("subnets", {o["subnet_id"] for o in (before, after) if o is not None})
+        return reached
 
     # ------------------------------------------------------------------ discovery (DiscoverySink)
     def vrs_update(self, snap: VrsSnapshot) -> None:
@@ -78,20 +162,47 @@ class State(DiscoverySink):
             log.info("VRS %s connected over OVSDB from %s (bridge %s, dpid %s)", snap.chassis, snap.peer,
                      snap.bridge, dpid_str(snap.datapath_id))
         self.vrs[snap.session] = snap
+        self._rank.setdefault(snap.session, next(self._ranks))
         _log_bridge_safety(old, snap)
-        self._mark_seen(snap)
+        changed = _changed_ports(old, snap, self.flavour_of)
+        self._mark_seen(snap, changed)
+        reached = self._index_ports(old, snap, changed)
+        self._record("switches", [snap.session])
         self._notify("vrs", snap.session)
-        self._relocate()
+        self._relocate(reached)
 
     def vrs_gone(self, session: str) -> None:
         snap = self.vrs.pop(session, None)
         self.vrs_since.pop(session, None)
-        self._seen = {k: v for k, v in self._seen.items() if k[0] != session}
+        self._rank.pop(session, None)
+        for keys in self._seen_ports.pop(session, {}).values():
+            for key in keys:
+                self._seen.pop(key, None)
         if snap is not None:
             self.connects["vrs_down"] += 1
             log.info("VRS %s (OVSDB %s) disconnected", snap.chassis, snap.peer)
+            reached = set()
+            self.index.forget_session(session, snap.chassis, reached)
+            self._record("switches", [session])
             self._notify("vrs", session)
-            self._relocate()
+            self._relocate(reached)
+
+    def _index_ports(self, old, snap, changed) -> set[str]:
+        """Update the binding index for the ports that changed; returns the vport ids they reach."""
+        reached = set()
+        if changed is None:
+            if old is not None:
+                self.index.forget_session(snap.session, old.chassis, reached)
+            names = None
+        else:
+            for name in changed:
+                self.index.forget_port(snap.session, name, snap.chassis, reached)
+            names = changed
+        flavour, rank = self.flavour_of(snap), self._rank[snap.session]
+        for port in snap.ports:
+            if names is None or port.name in names:
+                self.index.learn_port(snap, rank, flavour, port, reached)
+        return reached
 
     def vtep_update(self, snap: VtepSnapshot) -> None:
         if snap.session not in self.vteps:
@@ -99,6 +210,7 @@ class State(DiscoverySink):
             log.info("hardware VTEP %s connected over OVSDB from %s (tunnel IP %s)", snap.name, snap.peer,
                      snap.tunnel_ip)
         self.vteps[snap.session] = snap
+        self._record("vteps", [snap.session])
         self._notify("vtep", snap.session)
 
     def vtep_gone(self, session: str) -> None:
@@ -106,6 +218,7 @@ class State(DiscoverySink):
         if snap is not None:
             self.connects["vtep_down"] += 1
             log.info("hardware VTEP %s (OVSDB %s) disconnected", snap.name, snap.peer)
+            self._record("vteps", [session])
             self._notify("vtep", session)
 
     def bgp_received(self, received: dict) -> None:
@@ -129,16 +242,23 @@ class State(DiscoverySink):
         log.info("datapath %s disconnected", dpid_str(dpid))
         self._notify("datapath", dpid)
 
-    def _mark_seen(self, snap):
-        present = set()
-        for port in snap.ports:
-            keys = [(snap.session, port.name, None)]
-            keys += [(snap.session, port.name, vlan) for vlan in port.vnic_vlans()]
+    def _mark_seen(self, snap, changed):
+        """Order of first appearance of the (session, port, vlan) keys of the changed ports (None: all)."""
+        ports = self._seen_ports.setdefault(snap.session, {})
+        names = set(ports) | {p.name for p in snap.ports} if changed is None else changed
+        now = {p.name: p for p in snap.ports if p.name in names}
+        for name in names:
+            port = now.get(name)
+            keys = [] if port is None else \
+                [(snap.session, name, None)] + [(snap.session, name, vlan) for vlan in port.vnic_vlans()]
             for key in keys:
-                present.add(key)
                 self._seen.setdefault(key, next(self._clock))
-        for key in [k for k in self._seen if k[0] == snap.session and k not in present]:
-            del self._seen[key]
+            for key in set(ports.get(name, ())) - set(keys):
+                self._seen.pop(key, None)
+            if keys:
+                ports[name] = keys
+            else:
+                ports.pop(name, None)
 
     # ------------------------------------------------------------------ derived views
     def flavour_of(self, snap: VrsSnapshot) -> str:
@@ -147,14 +267,34 @@ class State(DiscoverySink):
     def vtep_ip_of(self, snap: VrsSnapshot) -> str | None:
         return self.hosts.get(snap.chassis, {}).get("vtep_ip") or snap.vtep_ip
 
-    def _relocate(self):
+    def _relocate(self, reached):
+        """Re-resolve the vports a change reached (binding.BindingIndex); the rest keep their location."""
         seen = self._seen
-        found = binding.resolve(self.policy, self.vrs, self.flavour_of,
-                                lambda session, port, vlan: seen.get((session, port, vlan), 0))
-        new, self.mismatched = binding.partition(self.policy, found)
-        self._warn_mismatches()
-        if new != self.locations:
-            moved = {vid for vid in set(new) | set(self.locations) if new.get(vid) != self.locations.get(vid)}
+
+        def seen_order(session, port, vlan):
+            return seen.get((session, port, vlan), 0)
+
+        moved, warn = set(), set()
+        for vid in reached:
+            loc = self.index.locate(vid, seen_order) if vid in self.index.key_of else None
+            vport = self.policy.get("vport", vid)
+            bound = None if loc is None or binding.is_mismatch(vport, loc) else loc
+            mismatch = loc if loc is not None and bound is None else None
+            if mismatch is not None:
+                self.mismatched[vid] = mismatch
+                warn.add(vid)
+            elif self.mismatched.pop(vid, None) is not None:
+                self._warned.pop(vid, None)
+            if bound != self.locations.get(vid):
+                moved.add(vid)
+                if bound is None:
+                    del self.locations[vid]
+                else:
+                    self.locations[vid] = bound
+        self._warn_mismatches(warn)
+        if moved:
+            self._record("vports", moved)
+            new = self.locations
             level = logging.INFO if len(moved) <= LOG_EACH_MOVE else logging.DEBUG
             if level == logging.DEBUG:
                 log.info("%d vports bound or unbound at once (%d bound now); each at debug level", len(moved),
@@ -165,21 +305,19 @@ class State(DiscoverySink):
                 where = new.get(vid)
                 log.log(level, "vport %s %s", name, f"bound at {where.chassis}:{where.port}"
                         + (f" vlan {where.vlan}" if where.vlan else "") if where else "unbound")
-            self.locations = new
             self._notify("locations", moved)
 
-    def _warn_mismatches(self):
+    def _warn_mismatches(self, vids):
         """One warning per vport and distinct mismatch (again only after it was resolved or changed)."""
-        warned = {}
-        for vid, loc in sorted(self.mismatched.items()):
+        for vid in sorted(vids):
+            loc = self.mismatched[vid]
             vport = self.policy.get("vport", vid)
             key = (loc.attached_mac, vport["mac"], loc.chassis, loc.port)
             if self._warned.get(vid) != key:
                 log.warning("vport %s: MAC mismatch at %s:%s: policy MAC %s, the hypervisor reports %s "
                             "(external_ids:attached-mac); not programmed until they agree",
                             self.policy.ref("vport", vport), loc.chassis, loc.port, vport["mac"], loc.attached_mac)
-            warned[vid] = key
-        self._warned = warned
+            self._warned[vid] = key
 
     def vport_status(self, vid: str) -> dict:
         """{"status": bound|mac_mismatch|unbound, "location", "mac_mismatch"} for REST."""
@@ -235,6 +373,37 @@ class State(DiscoverySink):
         status = self.vport_status(vid)
         return {"id": vid, "ref": self.policy.ref("vport", vport) if vport else None, "status": status["status"],
                 "mac_mismatch": status["mac_mismatch"]}
+
+
+def _policy_diff(old, new) -> list[Change]:
+    """The changes between two policies (no change list at hand)."""
+    out = []
+    for kind in new.objects:
+        before, after = old.objects[kind], new.objects[kind]
+        if before is after:
+            continue
+        out += [Change(kind, oid, "put", None) for oid in set(before) | set(after)
+                if before.get(oid) is not after.get(oid) and before.get(oid) != after.get(oid)]
+    return out
+
+
+def _changed_ports(old, snap, flavour_of) -> frozenset[str] | None:
+    """Names of the ports whose rows changed since ``old`` (``VrsSnapshot.changed``), or None when every
+    port counts as changed: a new switch, or one whose chassis, datapath or flavour changed (every
+    location on it says those)."""
+    if old is None or (old.chassis, old.datapath_id, flavour_of(old)) != \
+            (snap.chassis, snap.datapath_id, flavour_of(snap)):
+        return None
+    changed = getattr(snap, "changed", None)
+    if changed is not None:
+        return frozenset(changed)
+    before = {p.name: p for p in old.ports}
+    names = set()
+    for port in snap.ports:
+        was = before.pop(port.name, None)
+        if was is not port and was != port:  # an unchanged port is usually the same object
+            names.add(port.name)
+    return frozenset(names | set(before))
 
 
 def _safety_view(snap):

@@ -7,7 +7,11 @@ Tables:
 - ``meta(key, value)``: schema version, allocation counters and other small durable values.
 
 A write is acknowledged only after ``commit()`` returns, and commit runs with ``synchronous=FULL``: a
-``kill -9`` (or a power cut) right after the acknowledgement loses nothing.
+``kill -9`` (or a power cut) right after the acknowledgement loses nothing. The transactions of ``commit()``
+and ``apply_replicated()`` (their fsyncs) run through ``offload``: in the controller that is eventlet's thread
+pool (``controller.ryu_compat.blocking``), so the event loop keeps serving OpenFlow, OVSDB, HA and REST while
+the disk works, and the caller (its green thread) still returns only once the transaction is durable. Work
+handed to ``offload`` takes no lock of its own: the caller holds the store's lock around it.
 
 Replication (controller/replication.py) uses the second half of this module: ``apply_replicated()`` writes
 the active's changes with their own seq/txn/ts, ``snapshot()``/``restore()`` copy the whole store, and
@@ -54,6 +58,10 @@ class StoreError(RuntimeError):
     pass
 
 
+def _direct(function, *args):
+    return function(*args)
+
+
 def _locked(method):
     """Run a Store method under the store's lock (one SQLite connection serves several threads)."""
 
@@ -96,7 +104,7 @@ class Change:
 
 
 class Store:
-    def __init__(self, data_dir: str, keep_changes: int = 100_000):
+    def __init__(self, data_dir: str, keep_changes: int = 100_000, offload=_direct):
         os.makedirs(data_dir, mode=0o750, exist_ok=True)
         from controller.storeguard import verify  # imports this module
 
@@ -104,6 +112,7 @@ class Store:
         self.path = os.path.join(data_dir, DB_NAME)
         self.marker_path = os.path.join(data_dir, MARKER_NAME)
         self.keep_changes = keep_changes
+        self.offload = offload  # (function, *args) -> its result: where the write transactions run
         self._lock = threading.RLock()
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -135,8 +144,11 @@ class Store:
 
     @_locked
     def last_seq(self) -> int:
+        return self._last_seq()
+
+    def _last_seq(self) -> int:
         row = self._db.execute("SELECT MAX(seq) FROM changes").fetchone()
-        return max(row[0] or 0, self.get_meta("compacted_seq") or 0)
+        return max(row[0] or 0, self._get_meta("compacted_seq") or 0)
 
     @_locked
     def changes_since(self, seq: int, limit: int = 1000) -> list[Change]:
@@ -152,6 +164,9 @@ class Store:
 
     @_locked
     def get_meta(self, key, default=None):
+        return self._get_meta(key, default)
+
+    def _get_meta(self, key, default=None):
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return json.loads(row[0]) if row else default
 
@@ -159,16 +174,20 @@ class Store:
     def commit(self, changes: list[Change], meta: dict | None = None) -> list[Change]:
         """Write object changes and meta values in one transaction; returns the changes with seq numbers."""
         with self._lock:  # held on for the marker, so markers are written in commit order
-            with self._txn():
-                done = self._commit_changes(changes, meta)
+            done = self.offload(self._commit_unlocked, changes, meta)
             if done:
                 self._write_marker(done[-1].seq, done[-1].ts)
         return done
 
+    def _commit_unlocked(self, changes, meta):
+        """The commit's transaction; the caller holds the lock (this may run in another OS thread)."""
+        with _Transaction(self._db):
+            return self._commit_changes(changes, meta)
+
     def _commit_changes(self, changes, meta):
         done = []
-        seq = self.last_seq()
-        txn = (self.get_meta("last_txn") or 0) + 1
+        seq = self._last_seq()
+        txn = (self._get_meta("last_txn") or 0) + 1
         ts = time.time()
         for change in changes:
             seq += 1
@@ -197,7 +216,7 @@ class Store:
             if row is not None:  # history() still names the position once the log is empty
                 self._set_meta("compacted_ts", row[0])
             self._db.execute("DELETE FROM changes WHERE seq <= ?", (cutoff,))
-            self._set_meta("compacted_seq", max(cutoff, self.get_meta("compacted_seq") or 0))
+            self._set_meta("compacted_seq", max(cutoff, self._get_meta("compacted_seq") or 0))
 
     def _txn(self):
         return _Transaction(self._db, self._lock)
@@ -232,14 +251,15 @@ class Store:
         then is not written either, as it may be older than ours. A gap (first new seq != last_seq() + 1, or
         a hole inside the batch) raises StoreError and writes nothing. Returns the new last_seq()."""
         with self._lock:  # held on for the marker, written once the transaction is committed
-            last, new = self._apply_changes(changes, meta)
+            last, new = self.offload(self._apply_changes, changes, meta)
             if new:
                 self._write_marker(new[-1].seq, new[-1].ts)
         return last
 
     def _apply_changes(self, changes, meta):
-        with self._txn():
-            last = self.last_seq()
+        """The replicated batch's transaction; the caller holds the lock (this may run in another OS thread)."""
+        with _Transaction(self._db):
+            last = self._last_seq()
             new = [c for c in changes if c.seq > last]
             if changes and not new:
                 return last, new
@@ -256,7 +276,7 @@ class Store:
             for key, value in (meta or {}).items():
                 if key not in LOCAL_META:
                     self._set_meta(key, value)
-            txns = [c.txn for c in new] + [self.get_meta("last_txn") or 0]
+            txns = [c.txn for c in new] + [self._get_meta("last_txn") or 0]
             self._set_meta("last_txn", max(txns))
             last = new[-1].seq if new else last
             self._trim(last)
@@ -337,10 +357,19 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-class _Transaction:
-    """Take the store lock, BEGIN IMMEDIATE ... COMMIT, rolled back on any exception."""
+class _Unlocked:
+    def acquire(self):
+        pass
 
-    def __init__(self, db, lock):
+    def release(self):
+        pass
+
+
+class _Transaction:
+    """Take the store lock (none: the caller holds it), BEGIN IMMEDIATE ... COMMIT, rolled back on any
+    exception."""
+
+    def __init__(self, db, lock=_Unlocked()):
         self.db = db
         self.lock = lock
 

@@ -30,6 +30,7 @@ from functools import lru_cache
 from controller.derive import Endpoint, View
 from openflow import acl, external
 from openflow import pipeline as p
+from openflow.floods import group_ids, subnet_groups, to_vtep  # noqa: F401 (group_ids, to_vtep: API)
 from openflow.flows import OFPVID_PRESENT, Flow, Group, Owner, flow
 
 ETH_IP, ETH_ARP, UDP, ICMP = 0x0800, 0x0806, 17, 1
@@ -39,8 +40,14 @@ NOT_FROM_TUNNEL = (0, p.FLAG_FROM_TUNNEL)
 HOST_ROUTE_BASE = 100  # route priority = base + prefix length: longest prefix wins
 
 
+EMPTY: frozenset = frozenset()
+
+
 @dataclass
 class Desired:
+    """One switch's desired state by owner. The flow sets are references: a set compiled once for an owner
+    (``Shared``) is the same object in every switch's Desired that holds it. Treat them as immutable."""
+
     flows: dict[Owner, frozenset[Flow]] = field(default_factory=dict)
     groups: dict[Owner, tuple[Group, ...]] = field(default_factory=dict)
 
@@ -59,9 +66,60 @@ class Desired:
         self.groups.update({o: gs for o, gs in other.groups.items() if gs})
 
 
-def group_ids(vni: int) -> tuple[int, int]:
-    """(flood to all, flood to local ports only) group ids of a subnet: derived from its VNI."""
-    return vni << 1, (vni << 1) | 1
+class Shared:
+    """Compile once, share: an owner's flows by *variant*, the few facts about a switch they depend on
+    (``_VARIANTS``). A remote vport's flows, for example, differ only by whether its subnet is on the
+    switch and whether the switch has a tunnel, so 100 switches share one or two frozensets of them.
+
+    ``begin(view)`` before compiling against a (new or changed) view: it drops the per-view memos (flood
+    lists, local ports by subnet); ``forget(owners)`` drops the flows of owners whose inputs changed.
+    Without a Shared, each compile_* call makes its own (nothing shared, nothing kept)."""
+
+    def __init__(self):
+        self.flows: dict[Owner, dict] = {}  # owner -> {variant: frozenset of its flows}
+        self.memo: dict = {}  # per-view facts, valid until the next begin()
+        self.compiled = 0  # owner variants compiled (for benchmarks)
+
+    def begin(self, view) -> None:
+        self.memo = {"view": view}
+
+    def forget(self, owners) -> None:
+        for owner in owners:
+            self.flows.pop(owner, None)
+
+    def clear(self) -> None:
+        self.flows.clear()
+        self.memo = {}
+
+    def owner_flows(self, view, sw, owner: Owner) -> frozenset:
+        """The owner's flows on switch ``sw``: compiled once per variant and shared."""
+        if self.memo.get("view") is not view:
+            self.begin(view)
+        if owner.kind == "switch":
+            return _checked(_switch(view, sw, owner))
+        if owner.kind in acl.COMPILERS:  # security policy (openflow/acl.py): an ACL's set is shared already
+            flows, _ = acl.COMPILERS[owner.kind](view, sw, owner)
+            return flows if isinstance(flows, frozenset) else _checked(flows)
+        if owner.kind in external.COMPILERS:  # external networks (openflow/external.py): per switch, not shared
+            return _checked(external.COMPILERS[owner.kind](view, sw, owner)[0])
+        return self.variant_flows(view, sw, owner, _VARIANTS[owner.kind](view, sw, owner, self.memo))
+
+    def variant_flows(self, view, sw, owner: Owner, variant) -> frozenset:
+        """The owner's flows in this variant (``_VARIANTS``; ``sw`` is one switch of that variant)."""
+        by_variant = self.flows.get(owner)
+        if by_variant is None:
+            by_variant = self.flows[owner] = {}
+        flows = by_variant.get(variant)
+        if flows is None:
+            flows = by_variant[variant] = _checked(_FLOWS[owner.kind](view, sw, owner))
+            self.compiled += 1
+        return flows
+
+
+def _checked(flows) -> frozenset:
+    for f in flows:
+        p.check_flow(f)
+    return frozenset(flows) if flows else EMPTY
 
 
 # ------------------------------------------------------------------------------------------ owners
@@ -102,31 +160,141 @@ def owners_of(view: View, session: str) -> set[Owner]:
     return owners
 
 
-class _AllOwners(set):
-    """owners_of() of a switch, passed on so compile_owners need not compute it again."""
+def compile_switch(view: View, session: str, shared: Shared | None = None) -> Desired:
+    """Every owner with flows on this switch (the owners of owners_of), compiled or taken from ``shared``."""
+    shared = shared or Shared()
+    if shared.memo.get("view") is not view:
+        shared.begin(view)
+    memo, sw, out = shared.memo, view.switches[session], Desired()
+    me = Owner("switch", session)
+    out.flows[me] = shared.owner_flows(view, sw, me)
+    subnets, domains = view.subnets_on(session), view.domains_on(session)
+    for sid in subnets:
+        owner = Owner("subnet", sid)
+        out.flows[owner] = shared.owner_flows(view, sw, owner)
+        out.groups[owner] = subnet_groups(view, sw, owner, memo)
+    for did in domains:
+        owner = Owner("domain", did)
+        out.flows[owner] = shared.owner_flows(view, sw, owner)
+    for owner in acl.owners_on(view, session):  # security policy: openflow/acl.py
+        out.flows[owner] = shared.owner_flows(view, sw, owner)
+    for owner in external.owners_on(view, session):  # external networks: openflow/external.py
+        out.flows[owner] = shared.owner_flows(view, sw, owner)
+    reached = set(subnets)
+    for did in domains:
+        reached.update(view.subnets_of_domain(did))
+    for sid in reached:  # the endpoints: most are remote to this switch, and share one variant per subnet
+        out.flows.update(_remote_endpoints(view, sw, sid, sid in subnets, shared))
+        for ep, owner in _endpoints(view, sid, memo)[1].get(session, ()):  # then the exceptions
+            out.flows[owner] = shared.variant_flows(view, sw, owner, _vport_variant(view, sw, owner, memo))
+    return out
 
 
-def compile_switch(view: View, session: str) -> Desired:
-    return compile_owners(view, session, _AllOwners(owners_of(view, session)))
+def _endpoints(view, subnet_id, memo) -> tuple[list, dict]:
+    """A subnet's endpoints, once per view: [(endpoint, Owner)] of those on a VRS, and session -> [(endpoint,
+    Owner)] of those whose variant is not the subnet's common remote one on that session's switch (its own
+    ports there; hosts behind hardware VTEPs, listed under every session)."""
+    key = ("endpoints", subnet_id)
+    entry = memo.get(key)
+    if entry is None:
+        ordinary, special, everywhere = [], {}, []
+        for ep in view.by_subnet.get(subnet_id, ()):
+            pair = (ep, ep.owner)
+            if ep.session in view.vteps:
+                everywhere.append(pair)
+            else:
+                ordinary.append(pair)
+                special.setdefault(ep.session, []).append(pair)
+        if everywhere:
+            special = _Everywhere(special, everywhere)
+        entry = memo[key] = (ordinary, special)
+    return entry
 
 
-def compile_owners(view: View, session: str, owners) -> Desired:
-    """Desired flows and groups of just these owners on this switch (owners not present compile to nothing)."""
-    everything = isinstance(owners, _AllOwners)
+class _Everywhere(dict):
+    """session -> exceptions, where some exceptions (``always``) apply to every session."""
+
+    def __init__(self, by_session, always):
+        super().__init__(by_session)
+        self.always = always
+
+    def get(self, session, default=()):
+        return [*super().get(session, ()), *self.always]
+
+
+def _remote_endpoints(view, sw, subnet_id, subnet_here: bool, shared) -> dict:
+    """{Owner: flows} of the subnet's endpoints on other VRS, as a switch of this variant holds them: one dict
+    per (subnet, variant), merged into each such switch's Desired (its own ports are then overridden). The
+    first switch to ask compiles all but its own ports (which it cannot compile as remote); the next one
+    adds those."""
+    variant = (subnet_here, bool(sw.tunnel_ofport), bool(sw.vtep_ip), False)
+    key = ("remote", subnet_id, variant)
+    entry = shared.memo.get(key)
+    if entry is None:
+        flows, later = {}, []
+        for ep, owner in _endpoints(view, subnet_id, shared.memo)[0]:
+            if ep.session == sw.session:
+                later.append(owner)
+            else:
+                flows[owner] = shared.variant_flows(view, sw, owner, variant)
+        entry = shared.memo[key] = (flows, later)
+    flows, later = entry
+    if later and view.endpoints[later[0].id].session != sw.session:
+        flows.update((owner, shared.variant_flows(view, sw, owner, variant)) for owner in later)
+        later.clear()
+    return flows
+
+
+def compile_owners(view: View, session: str, owners, shared: Shared | None = None) -> Desired:
+    """Desired flows and groups of just these owners on this switch (owners not present compile to nothing).
+    With ``shared``, flows an owner has in the same form on several switches are compiled once."""
+    shared = shared or Shared()
     out = Desired()
     sw = view.switches[session]
     for owner in owners:
-        if not everything and not present(view, session, owner):
-            out.flows[owner] = frozenset()
+        if not present(view, session, owner):
+            out.flows[owner] = EMPTY
             continue
-        flows, groups = _COMPILERS[owner.kind](view, sw, owner)
-        if not isinstance(flows, frozenset):  # a frozenset is shared by switches, checked once (openflow/acl.py)
-            for f in flows:
-                p.check_flow(f)
-            flows = frozenset(flows)
-        out.flows[owner] = flows
-        out.groups[owner] = tuple(groups)
+        out.flows[owner] = shared.owner_flows(view, sw, owner)
+        if owner.kind == "subnet":
+            out.groups[owner] = subnet_groups(view, sw, owner, shared.memo)
     return out
+
+
+# ------------------------------------------------------------------------------ variants (what is shared)
+
+def _subnet_variant(view, sw, owner, memo):
+    return sw.tunnel_ofport, view.bm_gateways.get(owner.id) == sw.session
+
+
+def _domain_variant(view, sw, owner, memo):
+    """Static routes to a port on this switch, or through it as a bare-metal gateway, are its own."""
+    key = ("domain", owner.id)
+    special = memo.get(key)
+    if special is None:
+        special = memo[key] = _static_route_sessions(view, owner.id)
+    return sw.tunnel_ofport, bool(sw.vtep_ip), sw.session if sw.session in special else None
+
+
+def _static_route_sessions(view, domain_id) -> frozenset:
+    sessions = set()
+    for route in view.static.get(domain_id, ()):
+        target = view.endpoints.get(route.vport_id)
+        if target is not None:
+            sessions.add(target.session)
+            sessions.add(view.bm_gateways.get(target.subnet_id))
+    return frozenset(sessions)
+
+
+def _vport_variant(view, sw, owner, memo):
+    """Where the endpoint is local, its flows are that switch's; elsewhere they depend only on whether its
+    subnet is on the switch, whether the switch can tunnel and route (VTEP IP), and, for a host behind a
+    hardware VTEP, whether the switch is its subnet's bare-metal gateway."""
+    ep = view.endpoints[owner.id]
+    if ep.session == sw.session:
+        return sw.session
+    return (ep.subnet_id in view.subnets_on(sw.session), bool(sw.tunnel_ofport), bool(sw.vtep_ip),
+            ep.session in view.vteps and view.bm_gateways.get(ep.subnet_id) == sw.session)
 
 
 def _switch(view, sw, owner):
@@ -135,9 +303,12 @@ def _switch(view, sw, owner):
     takeover nor a restart rewrites them."""
     defaults = {p.CLASSIFY: (), p.PORT_SECURITY: (), p.INGRESS_ACL: (("goto", p.SERVICES),),
                 p.SERVICES: (("goto", p.L2_LOOKUP),), p.L2_LOOKUP: (), p.L3_ROUTING: (),
-                p.EGRESS_ACL: (("goto", p.EGRESS),), p.EGRESS: ()}
+                p.EGRESS_ACL: (("goto", p.EGRESS),), p.EGRESS: (), p.IRB_OUT: (), p.TUNNEL_OUT: ()}
+    if sw.tunnel_ofport:  # the only per-switch parts of what goes into a tunnel (openflow/pipeline.py)
+        defaults[p.IRB_OUT] = (("set", "eth_src", sw.router_mac), ("goto", p.TUNNEL_OUT))
+        defaults[p.TUNNEL_OUT] = (("output", sw.tunnel_ofport),)
     stable = Owner("switch", sw.chassis or owner.id)
-    return [flow(table, 0, {}, actions, stable) for table, actions in defaults.items()], []
+    return [flow(table, 0, {}, actions, stable) for table, actions in defaults.items()]
 
 
 def _subnet(view, sw, owner):
@@ -167,12 +338,7 @@ def _subnet(view, sw, owner):
         flow(p.L2_LOOKUP, 10, {"reg0": FROM_TUNNEL, "reg5": sub.vni}, [("group", local_only)], owner),
         flow(p.L2_LOOKUP, 5, {"reg5": sub.vni}, [("group", everyone)], owner),
     ]
-    local = [ep for ep in view.by_subnet.get(sub.id, ()) if ep.session == sw.session and ep.key]
-    local_buckets = tuple((("set", p.REG_OUT, ep.key), ("resubmit", p.EGRESS_ACL)) for ep in local)
-    remote_buckets = tuple(to_vtep(sub.vni, ip, sw) for ip in view.vteps_of(sub.id, sw.session)) \
-        if sw.tunnel_ofport else ()
-    groups = [Group(everyone, local_buckets + remote_buckets, owner), Group(local_only, local_buckets, owner)]
-    return flows, groups
+    return flows
 
 
 def _bare_metal_services(sub, owner) -> list[Flow]:
@@ -214,7 +380,7 @@ def _domain(view, sw, owner):
             match, prefixlen = _prefix_match(route.prefix)
             flows.append(flow(p.L3_ROUTING, HOST_ROUTE_BASE + prefixlen,
                               {"reg4": dom["l3_vni"], "eth_type": ETH_IP, "ipv4_dst": match}, [], owner))
-    return flows, []
+    return flows
 
 
 def _vport(view, sw, owner):
@@ -230,12 +396,12 @@ def _vport(view, sw, owner):
             remote_ip = view.tunnel_ip_of(ep.session)
             if remote_ip:
                 flows.append(flow(p.L2_LOOKUP, 100, {"reg0": NOT_FROM_TUNNEL, "reg5": sub.vni, "eth_dst": ep.mac},
-                                  to_vtep(sub.vni, remote_ip, sw), owner))
+                                  via_tunnel(sub.vni, remote_ip), owner))
     if sub.domain_id:
         dom = view.domains[sub.domain_id]
         for ip in ep.ips:
             flows += route_to(view, sw, ep, f"{ip}/32", dom, owner)
-    return flows, []
+    return flows
 
 
 def _local_port(ep: Endpoint, sub, owner) -> list[Flow]:
@@ -335,8 +501,10 @@ def gateway_echo_responder(vni: int, ip: str, mac: str, owner: Owner, tunnel: bo
         ("set", "ipv4_src", ip), ("set", "icmpv4_type", 0)], owner, tunnel)
 
 
-def to_vtep(vni: int, vtep_ip: str, sw) -> tuple:
-    return (("set", "tunnel_id", vni), ("set", "tun_ipv4_dst", vtep_ip), ("output", sw.tunnel_ofport))
+def via_tunnel(vni: int, vtep_ip: str, table: int = p.TUNNEL_OUT) -> tuple:
+    """Actions of a flow into a tunnel, the same on every switch: VNI and remote VTEP, then ``tunnel_out``
+    (or ``irb_out`` when routed), which holds the switch's own port and Router's MAC."""
+    return (("set", "tunnel_id", vni), ("set", "tun_ipv4_dst", vtep_ip), ("goto", table))
 
 
 def route_to(view: View, sw, target: Endpoint, prefix: str, dom: dict, owner: Owner) -> list[Flow]:
@@ -378,19 +546,19 @@ def _route_to_bare_metal(view, sw, target: Endpoint, prefix: str, dom: dict, own
     return [flow(p.L3_ROUTING, HOST_ROUTE_BASE + prefixlen,
                  {"reg4": dom["l3_vni"], "eth_type": ETH_IP, "ipv4_dst": match}, [
                      ("set", "eth_src", dom["gateway_mac"]), ("set", "eth_dst", target.mac), ("dec_ttl",),
-                     LEAVE_TUNNEL, *to_vtep(view.subnets[target.subnet_id].vni, vtep_ip, sw)], owner)]
+                     LEAVE_TUNNEL, *via_tunnel(view.subnets[target.subnet_id].vni, vtep_ip)], owner)]
 
 
 def route_to_vtep(sw, prefix: str, dom: dict, vtep_ip, router_mac, l3_vni: int, owner: Owner) -> list[Flow]:
     """Route a prefix in the domain to a remote VTEP by symmetric IRB (RFC 9135): our router MAC to its
-    router MAC, TTL decremented, over the L3 VNI. Nothing when either end lacks what that needs."""
+    router MAC, TTL decremented, over the L3 VNI (our router MAC is set in irb_out, so that the flow is the same
+    on every switch). Nothing when either end lacks what that needs."""
     if not (sw.tunnel_ofport and sw.vtep_ip and vtep_ip and router_mac and l3_vni):
         return []
     match, prefixlen = _prefix_match(prefix)
     return [flow(p.L3_ROUTING, HOST_ROUTE_BASE + prefixlen,
                  {"reg0": NOT_FROM_TUNNEL, "reg4": dom["l3_vni"], "eth_type": ETH_IP, "ipv4_dst": match}, [
-                     ("set", "eth_src", sw.router_mac), ("set", "eth_dst", router_mac), ("dec_ttl",),
-                     *to_vtep(l3_vni, vtep_ip, sw)], owner)]
+                     ("set", "eth_dst", router_mac), ("dec_ttl",), *via_tunnel(l3_vni, vtep_ip, p.IRB_OUT)], owner)]
 
 
 @lru_cache(maxsize=65536)
@@ -409,5 +577,6 @@ def _covers(outer: str, inner: str) -> bool:
     return a.prefixlen < b.prefixlen and b.subnet_of(a)
 
 
-_COMPILERS = {"switch": _switch, "subnet": _subnet, "domain": _domain, "vport": _vport, "vtep_mac": _vport,
-              "evpn": _vport, **acl.COMPILERS, **external.COMPILERS}
+_FLOWS = {"subnet": _subnet, "domain": _domain, "vport": _vport, "vtep_mac": _vport, "evpn": _vport}
+_VARIANTS = {"subnet": _subnet_variant, "domain": _domain_variant, "vport": _vport_variant,
+             "vtep_mac": _vport_variant, "evpn": _vport_variant}

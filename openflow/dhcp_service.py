@@ -2,7 +2,9 @@
 
 The pipeline sends a VM's DHCP to the controller with a flow owned by that VM's vport (one per local
 vport, table services). The packet-in carries the flow's cookie, so the asking vport is known without
-trusting anything in the packet; its lease comes from policy (openflow/dhcp.py). The reply goes out of
+trusting anything in the packet: the cookie's owner hint picks the candidates from an index of the
+policy's vport ids (``OwnerHints``), and (switch, cookie) -> vport is remembered, each checked against the
+switch's desired flows of that one owner (no scan of the switch's flows); its lease comes from policy (openflow/dhcp.py). The reply goes out of
 the vport's own port (with its VLAN on an ESXi trunk): the same egress actions the pipeline uses.
 
 Bare metal behind a hardware VTEP asks over the tunnel; its subnet's gateway VRS punts that with a flow
@@ -19,9 +21,11 @@ from dataclasses import dataclass
 
 from openflow import dhcp
 from openflow.compiler import egress_actions, to_vtep
-from openflow.flows import owner_kind_of
+from openflow.flows import Owner, owner_kind_of
 
 log = logging.getLogger("canopy.dhcp")
+HINT_BITS = 0xFFFFF  # the owner hint in a cookie (openflow/flows.py): bits 51-32
+MAX_CACHED = 65536  # (datapath, cookie) -> owner entries kept before the cache starts afresh
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,9 @@ class DhcpService:
         self.underlay_mtu = underlay_mtu
         self.counters = {"requests": 0, "answered": 0, "ignored": 0}
         self.served: dict[str, dict] = {}  # vport id -> {"at", "ip", "request"} of the last answer (REST shows it)
+        self._owners: dict[tuple, str] = {}  # (datapath id, cookie) -> owner id, checked on every use
+        self._hints = OwnerHints()
+        self._switches: dict[int, str] = {}  # datapath id -> switch key, checked on every use
 
     def answer(self, datapath_id: int, cookie: int, frame: bytes) -> Answer | None:
         """The reply to a DHCP packet-in, or None (not DHCP, unknown vport, no lease, nothing to say)."""
@@ -99,18 +106,63 @@ class DhcpService:
         return Answer(actions, frame_out, f"{request.describe()} -> {lease.ip}")
 
     def _switch_of(self, datapath_id):
-        return next((sw for sw in self.programmer.view.switches.values() if sw.datapath_id == datapath_id), None)
+        """The View's switch with this datapath id (a remembered key, checked; else one look through)."""
+        switches = self.programmer.view.switches
+        sw = switches.get(self._switches.get(datapath_id))
+        if sw is not None and sw.datapath_id == datapath_id:
+            return sw
+        sw = next((sw for sw in switches.values() if sw.datapath_id == datapath_id), None)
+        if sw is not None:
+            self._switches[datapath_id] = sw.session
+        return sw
 
     def _owner_of(self, datapath_id, cookie, kind):
-        """The id of the owner (of ``kind``) of the punt flow with this cookie on this switch."""
+        """The id of the owner (of ``kind``) of the punt flow with this cookie on this switch: the owner
+        remembered for (switch, cookie), else the owners whose id hashes to the cookie's owner hint;
+        either way it must hold a flow with that cookie in the switch's desired state."""
         sw = self._switch_of(datapath_id)
         desired = self.programmer.desired.get(sw.session) if sw else None
         if desired is None:
             return None
-        for owner, flows in desired.flows.items():
-            if owner.kind == kind and any(f.cookie == cookie for f in flows):
-                return owner.id
-        return None
+
+        def holds(oid):
+            return any(f.cookie == cookie for f in desired.flows.get(Owner(kind, oid), ()))
+
+        known = self._owners.get((datapath_id, cookie))
+        if known is not None and holds(known):
+            return known
+        hint = (cookie >> 32) & HINT_BITS
+        found = next((oid for oid in self._hints.ids(self.state.policy, kind, hint) if holds(oid)), None)
+        if found is None:  # the policy may have changed in place since the index was built: build it again
+            found = next((oid for oid in self._hints.ids(self.state.policy, kind, hint, fresh=True) if holds(oid)),
+                         None)
+        if found is not None:
+            if len(self._owners) >= MAX_CACHED:
+                self._owners.clear()
+            self._owners[(datapath_id, cookie)] = found
+        return found
+
+
+class OwnerHints:
+    """{owner hint: ids} of the vports and subnets of a policy, built when first asked after the policy
+    changed (one pass over its vports and subnets per policy commit that is followed by a DHCP packet-in
+    from a VM not asked about before), never per packet."""
+
+    def __init__(self):
+        self._policy = None
+        self._counts = None
+        self._index: dict[tuple[str, int], list[str]] = {}
+
+    def ids(self, policy, kind: str, hint: int, fresh: bool = False) -> list[str]:
+        """The ids of ``kind`` whose owner hint is ``hint`` (``fresh``: rebuild the index first)."""
+        counts = (policy.count("vport"), policy.count("subnet"))
+        if fresh or policy is not self._policy or counts != self._counts:
+            self._index = {}
+            for k in ("vport", "subnet"):
+                for obj in policy.all(k):
+                    self._index.setdefault((k, Owner(k, obj["id"]).hint()), []).append(obj["id"])
+            self._policy, self._counts = policy, counts
+        return self._index.get((kind, hint), [])
 
 
 def bare_metal_vport(policy, subnet_id, mac):

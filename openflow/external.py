@@ -56,17 +56,27 @@ def owners_on(view, session) -> set[Owner]:
         {Owner("pat", f"{sess}|{n}") for sess, n in ext.pat if sess == session}
 
 
-def affected(old, new) -> set[Owner]:
-    """Owners whose inputs differ between two views."""
-    a, b = old.external, new.external
+def affected_views(a, b) -> set[Owner]:
+    """Owners whose inputs differ between two ExternalViews (controller/extnet.py)."""
     owners = {Owner("fip", fid) for fid in set(a.floating) | set(b.floating)
               if a.floating.get(fid) != b.floating.get(fid)}
-    for session in set(a.by_session) | set(b.by_session):
+    for session in set(a.by_session) | set(b.by_session) | {sess for sess, _ in a.pat.keys() | b.pat.keys()}:
         ups_a, ups_b = a.uplinks_on(session), b.uplinks_on(session)
         owners |= {Owner("uplink", f"{session}|{n}") for n, _, _ in ups_a ^ ups_b}
     owners |= {Owner("pat", f"{sess}|{n}") for sess, n in set(a.pat) | set(b.pat) if a.pat.get((sess, n)) !=
                b.pat.get((sess, n))}
     return owners
+
+
+def reached(old, new) -> dict[Owner, set[str]]:
+    """Owners whose inputs differ between two ExternalViews, and the switches they are or were on."""
+    out = {}
+    for owner in affected_views(old, new):
+        if owner.kind == "fip":
+            out[owner] = {f.session for f in (old.floating.get(owner.id), new.floating.get(owner.id)) if f}
+        else:
+            out[owner] = {owner.id.split("|", 1)[0]}
+    return out
 
 
 # ---------------------------------------------------------------------------------------- compilers

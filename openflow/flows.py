@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass, field
-from functools import cached_property
+from typing import NamedTuple
 
 MARK = 0xCA
 MARK_SHIFT = 56
@@ -55,8 +55,10 @@ CT_FLAGS = (("new", 0x01), ("est", 0x02), ("rel", 0x04), ("rpl", 0x08), ("inv", 
 _RANK = {name: i for i, name in enumerate(FIELD_ORDER)}
 
 
-@dataclass(frozen=True)
-class Owner:
+class Owner(NamedTuple):
+    """Who a flow belongs to. A tuple: owners key every switch's desired state and every diff, and a tuple's
+    hash and equality run in C."""
+
     kind: str  # switch | subnet | domain | vport | vtep_mac | evpn
     id: str
 
@@ -64,29 +66,59 @@ class Owner:
         return zlib.crc32(self.id.encode()) & 0xFFFFF
 
 
-@dataclass(frozen=True)
-class Flow:
-    table: int
-    priority: int
-    match: tuple  # ((field, value), ...) in FIELD_ORDER
-    actions: tuple  # (action tuple, ...)
-    owner: Owner = field(compare=False, hash=False, default=Owner("switch", ""))
+NO_OWNER = Owner("switch", "")
 
-    def __hash__(self):  # flows live in big sets that are diffed often: hash once
+
+class Flow:
+    """One flow: an immutable value, compared and hashed by (table, priority, match, actions); the owner
+    only names it (in its cookie). Lean on purpose: a switch holds tens of thousands and one Flow object is
+    shared by every switch that needs the same flow (openflow/compiler.py), so no per-instance dict, the hash
+    computed once and the cookie once, on first use."""
+
+    __slots__ = ("table", "priority", "match", "actions", "owner", "_hash", "_cookie")
+
+    def __init__(self, table: int, priority: int, match: tuple, actions: tuple, owner: Owner = NO_OWNER):
+        setter = object.__setattr__
+        setter(self, "table", table)
+        setter(self, "priority", priority)
+        setter(self, "match", match)  # ((field, value), ...) in FIELD_ORDER
+        setter(self, "actions", actions)  # (action tuple, ...)
+        setter(self, "owner", owner)
+        setter(self, "_hash", hash((table, priority, match, actions)))
+        setter(self, "_cookie", None)
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"Flow is immutable (cannot set {name})")
+
+    def __reduce__(self):  # rebuilt (and re-hashed) where it is unpickled: str hashes differ per process
+        return Flow, (self.table, self.priority, self.match, self.actions, self.owner)
+
+    def __hash__(self):
         return self._hash
 
-    @cached_property
-    def _hash(self) -> int:
-        return hash((self.table, self.priority, self.match, self.actions))
+    def __eq__(self, other):
+        if self is other:
+            return True
+        if not isinstance(other, Flow):
+            return NotImplemented
+        return self._hash == other._hash and self.table == other.table and self.priority == other.priority \
+            and self.match == other.match and self.actions == other.actions
 
-    @cached_property
-    def cookie(self) -> int:  # cached: a frozen value's cookie never changes, and diffs ask for it a lot
-        return make_cookie(self.owner, self.content_hash())
+    def __repr__(self):
+        return f"Flow({self.table}, {self.priority}, {self.match!r}, {self.actions!r}, {self.owner!r})"
+
+    @property
+    def cookie(self) -> int:
+        cookie = self._cookie
+        if cookie is None:  # computed once: diffs and encoders ask for it a lot
+            cookie = make_cookie(self.owner, self.content_hash())
+            object.__setattr__(self, "_cookie", cookie)
+        return cookie
 
     def content_hash(self) -> int:
         return zlib.crc32(repr((self.table, self.priority, self.match, self.actions)).encode())
 
-    @cached_property
+    @property
     def key(self):
         """What identifies this exact flow on a switch."""
         return (self.table, self.priority, self.cookie)
@@ -107,7 +139,7 @@ class Group:
 
     group_id: int
     buckets: tuple  # (actions tuple, ...) in a stable order
-    owner: Owner = field(compare=False, hash=False, default=Owner("switch", ""))
+    owner: Owner = field(compare=False, hash=False, default=NO_OWNER)
 
 
 def make_cookie(owner: Owner, content: int) -> int:

@@ -19,6 +19,10 @@ reg6   ingress vport key (0 when from a tunnel)
 reg7   egress vport key (set before EGRESS)
 =====  ==========================================================================
 
+Flows that send into a tunnel set ``tun_dst`` and ``tun_id`` and go to ``irb_out`` (routed: the switch's
+own Router's MAC) or ``tunnel_out`` (the switch's VXLAN port): those two tables hold the only per-switch
+parts, so a remote endpoint's flows are the same on every switch and compiled once (openflow/compiler.py).
+
 A vport key is local to a switch: the port's ofport, or ``ofport << 12 | vlan`` for an ESXi vNIC on a
 trunk port.
 """
@@ -57,6 +61,7 @@ INGRESS_ACL_CT, INGRESS_ACL_RULES, INGRESS_ACL_VERDICT = 21, 22, 23
 EGRESS_ACL_CT, EGRESS_ACL_RULES, EGRESS_ACL_VERDICT = 51, 52, 53
 EXTERNAL_IN = 35  # what arrives on an uplink to an external network (openflow/external.py)
 EXTERNAL_NAT = 36  # after conntrack undid the port address translation of a reply
+IRB_OUT, TUNNEL_OUT = 70, 75
 
 TABLES = (
     Table(CLASSIFY, "classify", frozenset({"in_port", "vlan_vid", "tunnel_id"}),
@@ -75,7 +80,7 @@ TABLES = (
     Table(SERVICES, "services", frozenset(_REGS | _L2 | _IP), frozenset({L2_LOOKUP, EGRESS}),
           "ARP answered from flows for gateways and known IPs; DHCP sent to the controller; on a subnet's "
           "bare-metal gateway VRS, the same for what hardware VTEPs send over the tunnel"),
-    Table(L2_LOOKUP, "l2_lookup", frozenset(_REGS | _L2), frozenset({L3_ROUTING, EGRESS_ACL}),
+    Table(L2_LOOKUP, "l2_lookup", frozenset(_REGS | _L2), frozenset({L3_ROUTING, EGRESS_ACL, TUNNEL_OUT}),
           "destination MAC in the subnet: local vport, remote VTEP, gateway (route), or flood group"),
     Table(EXTERNAL_IN, "external_in", frozenset({"in_port"} | _L2 | _IP), frozenset({L3_ROUTING, EXTERNAL_NAT}),
           "from an external network's uplink: ARP for floating IPs and the hypervisor's address answered, traffic to "
@@ -84,7 +89,7 @@ TABLES = (
     Table(EXTERNAL_NAT, "external_nat", frozenset(_CT | _IP | {"eth_type"}), frozenset({L3_ROUTING}),
           "replies of translated connections, back at the inside address: routed in the domain that address is in; "
           "anything else (new connections from outside) drops"),
-    Table(L3_ROUTING, "l3_routing", frozenset(_REGS | _L2 | _IP), frozenset({EGRESS_ACL}),
+    Table(L3_ROUTING, "l3_routing", frozenset(_REGS | _L2 | _IP), frozenset({EGRESS_ACL, IRB_OUT, TUNNEL_OUT}),
           "longest prefix match in the domain: local host, remote VTEP over the L3 VNI (symmetric IRB)"),
     Table(EGRESS_ACL, "egress_acl", frozenset(_REGS | _L2 | _IP | {"in_port"}), frozenset({EGRESS, EGRESS_ACL_CT}),
           "traffic entering a vport with ACLs (IP): into conntrack in the vport's zone; other traffic goes on"),
@@ -96,6 +101,10 @@ TABLES = (
           "allow (committing stateful connections with the rule's mark) or drop, counted per vport"),
     Table(EGRESS, "egress", frozenset(_REGS | {"in_port"}), frozenset(),
           "deliver to the egress vport: its port, or its trunk with its VLAN pushed"),
+    Table(IRB_OUT, "irb_out", frozenset(), frozenset({TUNNEL_OUT}),
+          "routed to a remote VTEP (symmetric IRB): this VRS's own Router's MAC as the source, then tunnel_out"),
+    Table(TUNNEL_OUT, "tunnel_out", frozenset(), frozenset(),
+          "out of this VRS's VXLAN port (tun_dst and tun_id already set)"),
 )
 BY_ID = {t.id: t for t in TABLES}
 BY_NAME = {t.name: t for t in TABLES}

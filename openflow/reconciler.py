@@ -3,8 +3,9 @@
 One ``SwitchReconciler`` per connected datapath, owned by the Ryu app, which calls (see docs in each):
 
 - on EventOFPStateChange MAIN: ``rec = SwitchReconciler(datapath); rec.start()``;
-- whenever the compiler has a new desired state for that switch: ``rec.set_desired(flows, groups)``
-  (any time, also before the read-back has finished);
+- whenever the compiler has a new desired state for that switch: ``rec.set_desired_owners(flows_by_owner,
+  groups, changed)`` with the owners that changed since the last call (None: not known), or
+  ``rec.set_desired(flows, groups)`` with all of them (any time, also before the read-back has finished);
 - for every event in ``REPLY_EVENTS`` (MAIN_DISPATCHER): ``rec.handle(ev.msg)``;
 - on EventOFPStateChange DEAD (of that same datapath object): ``rec.stop()``;
 - REST: ``rec.status()``, ``rec.flows()``; operators: ``rec.resync()``.
@@ -22,9 +23,10 @@ What it does, in one green thread per switch:
    tables with a cookie mask) and the groups in Canopy's range (group desc). Never a delete-all; until
    ``set_desired`` has been called nothing at all is sent, so a controller restart leaves traffic alone.
 2. Diff desired against installed by ``Flow.key`` (table, priority, cookie) and send only the
-   difference, as one change set in this order: group adds and modifies, flow adds (downstream tables
-   first), flow delete_stricts (read-back match, full cookie mask; upstream tables first), group
-   deletes. An add with the match and priority of an installed flow replaces it in place, so a changed
+   difference: after a read-back (or when the changed owners are not known) everything; otherwise only the
+   owners that changed (openflow/installed.py keeps both records by owner, as references). The difference
+   goes as one change set in this order: group adds and modifies, flow adds (downstream tables first),
+   flow delete_stricts (read-back match, full cookie mask; upstream tables first), group deletes. An add with the match and priority of an installed flow replaces it in place, so a changed
    flow (a new cookie) is never missing, even without bundles.
 3. OpenFlow 1.4: the change set is one atomic, ordered bundle; 1.3: the messages, then a barrier. The
    installed state changes only when the commit or barrier reply arrives.
@@ -52,8 +54,12 @@ from dataclasses import dataclass, field
 from controller.logs import Throttle
 from controller.ryu_compat import hub, ofp_event
 from openflow import encode
-from openflow.flows import Flow, Group, owner_kind_of, render_flow, render_group
+from openflow.flows import Flow, Group, Owner, owner_kind_of, render_flow, render_group
+from openflow.installed import FlowBook
 from openflow.pipeline import BY_ID
+
+#: owner kinds whose flows make an object "programmed" (owner_programmed): a vport's own and its ACL chain's
+PROGRAMMED_KINDS = ("vport", "acl_port", "subnet", "domain")
 
 CANOPY_GROUPS = range(2 << 24)
 #: The replies the app must forward to ``SwitchReconciler.handle`` (a list, as set_ev_cls wants).
@@ -116,12 +122,10 @@ class SwitchReconciler:
         self._wire = encode.WireEncoder(self.ofp)
         self._bundles = self.ofp.OFP_VERSION >= 5
         self._bundle_ids = itertools.count(1)
-        self._desired: dict | None = None  # Flow.key -> Flow; None until set_desired
+        self._book = FlowBook()  # flows desired and installed, by owner
+        self._planned = None  # the FlowPlan of the change set being sent
         self._desired_groups: dict = {}  # group id -> Group
-        self._installed: dict = {}  # Flow.key -> Flow sent, or flow stats entry read back
-        self._read_back_keys: set = set()
         self._installed_groups: dict = {}  # group id -> Group sent or read back, None: buckets not decodable
-        self._rejected: dict = {}  # Flow.key -> error text
         self._rejected_groups: dict = {}  # group id -> error text
         self._waiters: dict = {}  # xid -> _Waiter
         self._inflight: dict = {}  # xid -> op index in the change set being sent
@@ -158,19 +162,31 @@ class SwitchReconciler:
         for waiter in self._waiters.values():
             waiter.event.set()
 
+    @property
+    def _rejected(self) -> dict:  # Flow.key -> error text
+        return self._book.rejected
+
     def set_desired(self, flows, groups=()) -> None:
         """The complete desired state of this switch (empty removes every Canopy flow and group); only
         the difference to installed is sent. Call it only once the state for this switch is known."""
-        desired = {f.key: f for f in flows}
+        by_owner: dict = {}
+        for f in flows:
+            by_owner.setdefault(f.owner, set()).add(f)
+        self.set_desired_owners({o: frozenset(fs) for o, fs in by_owner.items()}, groups, None)
+
+    def set_desired_owners(self, flows_by_owner, groups=(), changed=None) -> None:
+        """The desired state as the compiler keeps it: owner -> frozenset of flows (references are kept, so
+        the sets must not change), every group; ``changed``: the owners whose flows changed since the last
+        call, the only ones planned (None: not known, everything is diffed)."""
+        self._book.set_desired(flows_by_owner, changed)
         desired_groups, foreign = {}, {}
         for g in groups:
             (desired_groups if g.group_id in self._owned else foreign)[g.group_id] = g
         for gid in foreign.keys() - self._rejected_groups.keys():
             self._log.error("refusing group %s: id outside Canopy's range", render_group(foreign[gid]))
         if desired_groups != self._desired_groups:
-            self._rejected.clear()  # flows may have been waiting for a group: retry them
-        self._desired, self._desired_groups = desired, desired_groups
-        self._rejected = {k: v for k, v in self._rejected.items() if k in desired}
+            self._book.retry_rejected()  # flows may have been waiting for a group: retry them
+        self._desired_groups = desired_groups
         self._rejected_groups = {**{k: v for k, v in self._rejected_groups.items() if k in desired_groups},
                                  **dict.fromkeys(foreign, "group id outside Canopy's range")}
         self._wake.set()
@@ -246,13 +262,11 @@ class SwitchReconciler:
 
         ``state``: connected, reading (read-back), syncing (a change set in flight), in_sync,
         not_master (the switch refused changes) or stopped; ``sent`` counts messages by kind."""
-        desired = self._desired or {}
-        missing = desired.keys() - self._installed.keys() - self._rejected.keys()
-        stale = self._installed.keys() - desired.keys() if self._desired is not None else set()
+        desired, installed, pending = self._book.counts()
         return {
             "datapath": self.dpid, "openflow": OPENFLOW_NAMES.get(self.ofp.OFP_VERSION, "?"),
             "mode": "bundle" if self._bundles else "barrier", "state": self.state,
-            "desired": len(desired), "installed": len(self._installed), "pending": len(missing) + len(stale),
+            "desired": desired, "installed": installed, "pending": pending,
             "rejected": len(self._rejected),
             "groups": {"desired": len(self._desired_groups), "installed": len(self._installed_groups),
                        "rejected": len(self._rejected_groups)},
@@ -270,11 +284,18 @@ class SwitchReconciler:
             out[entry.cookie] = out.get(entry.cookie, 0) + entry.packet_count
         return out
 
+    def owner_programmed(self, owner_id: str) -> bool:
+        """Whether ``owner_id`` (a vport, subnet or domain id) has desired flows here and all of them are
+        installed (confirmed by the switch): its owners' installed sets equal their desired ones."""
+        book = self._book
+        if book.desired is None:
+            return False
+        owners = [o for o in (Owner(kind, owner_id) for kind in PROGRAMMED_KINDS) if o in book.desired]
+        return bool(owners) and all(book.installed.get(o) == book.desired[o] for o in owners)
+
     def flows(self) -> list[dict]:
         """Every desired or installed flow (installed only = stale, not yet removed), in table order."""
-        desired = self._desired or {}
-        rows = [self._flow_row(key, desired.get(key), self._installed.get(key))
-                for key in desired.keys() | self._installed.keys()]
+        rows = [self._flow_row(key, wanted, have) for key, wanted, have in self._book.rows()]
         rows.sort(key=lambda r: (r["table"], -r["priority"], r["cookie"]))
         return rows
 
@@ -317,11 +338,11 @@ class SwitchReconciler:
                 self.state = "standby"
                 self._wake.wait()  # until hold(False)
                 continue
-            ops = self._plan() if self._desired is not None else []
+            ops = self._plan() if self._book.desired is not None else []
             if ops:
                 self._execute(ops)
                 continue
-            if self._desired is not None and self.state != "in_sync":
+            if self._book.desired is not None and self.state != "in_sync":
                 self.state = "in_sync"
                 self._notify_sync()
             self._wake.wait()
@@ -341,21 +362,20 @@ class SwitchReconciler:
         groups = self._request(encode.group_desc_request(self.datapath)) if flows is not None else None
         if flows is None or groups is None:
             return False
-        self._installed = {}
+        installed = {}
         for stats in flows:
             key = (stats.table_id, stats.priority, stats.cookie)
-            if key in self._installed:
+            if key in installed:
                 self._log.warning("two installed flows share table, priority and cookie: %s",
                                   encode.describe_stats(self.ofp, stats))
-            self._installed[key] = stats
-        self._read_back_keys = set(self._installed)
+            installed[key] = stats
+        self._book.read_back(installed)
         self._installed_groups = {g.group_id: encode.decode_group(self.ofp, g) for g in groups
                                   if g.group_id in self._owned}
-        self._rejected.clear()
         self._rejected_groups = {k: v for k, v in self._rejected_groups.items() if k not in self._owned}
         self._need_read = False
         self.counters["read_backs"] += 1
-        self._log.info("read back %d Canopy flows and %d Canopy groups (OpenFlow %s)", len(self._installed),
+        self._log.info("read back %d Canopy flows and %d Canopy groups (OpenFlow %s)", len(installed),
                        len(self._installed_groups), OPENFLOW_NAMES.get(self.ofp.OFP_VERSION, "?"))
         return True
 
@@ -375,23 +395,22 @@ class SwitchReconciler:
     # ------------------------------------------------------------------------------ planning
 
     def _plan(self) -> list[_Op]:
-        """The ordered change set that makes installed equal to desired (minus rejected items)."""
-        desired, installed = self._desired, self._installed
-        for key in self._read_back_keys & desired.keys():
-            installed[key] = desired[key]  # same key, same content: keep the Flow, drop the stats
-        self._read_back_keys -= desired.keys()
-        adds = sorted(desired.keys() - installed.keys() - self._rejected.keys(), reverse=True)
-        stale = sorted(installed.keys() - desired.keys() - self._rejected.keys())
+        """The ordered change set that makes installed equal to desired (minus rejected items): every flow
+        after a read-back, else only the owners that changed (FlowBook.plan)."""
+        plan = self._planned = self._book.plan(self._keep)
         groups, have, refused = self._desired_groups, self._installed_groups, self._rejected_groups
         if self._keep:
-            self._log_kept(len(stale))
-            stale, have = [], {gid: g for gid, g in have.items() if gid in groups}
+            self._log_kept(len(plan.kept) + len(self._book.loose))
+            have = {gid: g for gid, g in have.items() if gid in groups}
+        if not (plan.adds or plan.deletes):  # no flow to send: the owners are installed as planned already
+            self._book.applied(plan)
+            self._planned = None
         return [
             *(_Op("group_add", gid, g) for gid, g in groups.items() if gid not in have and gid not in refused),
             *(_Op("group_modify", gid, g) for gid, g in groups.items()
               if gid in have and have[gid] != g and gid not in refused),
-            *(_Op("flow_add", key, desired[key]) for key in adds),
-            *(_Op("flow_delete", key, installed[key]) for key in stale),
+            *(_Op("flow_add", key, f) for key, f in plan.adds),
+            *(_Op("flow_delete", key, item) for key, item in plan.deletes),
             *(_Op("group_delete", gid, Group(gid, ())) for gid in have if gid not in groups and gid not in refused),
         ]
 
@@ -423,6 +442,9 @@ class SwitchReconciler:
                 for index, op in enumerate(ops):
                     if index not in outcome.errors:
                         self._apply(op)
+                if self._planned is not None:
+                    self._book.applied(self._planned)
+                    self._planned = None
                 break
             if not outcome.answered or not bundle:
                 self._log.error("change set of %d messages not confirmed: reading back again", len(ops))
@@ -483,13 +505,10 @@ class SwitchReconciler:
         return self._serialize(msg)
 
     def _apply(self, op: _Op) -> None:
-        """Record in installed what the switch has confirmed."""
-        if op.kind == "flow_add":
-            self._installed[op.key] = op.item
-        elif op.kind == "flow_delete":
-            self._installed.pop(op.key, None)
-            self._read_back_keys.discard(op.key)
-        elif op.kind == "group_delete":
+        """Record the groups the switch has confirmed (flows: FlowBook.applied, once per change set)."""
+        if op.kind.startswith("flow"):
+            return
+        if op.kind == "group_delete":
             self._installed_groups.pop(op.key, None)
         else:
             self._installed_groups[op.key] = op.item

@@ -11,6 +11,9 @@ dialling a server), so this module adapts it, and it is the only Canopy module t
 - ``IdleLink``: keeps an accepted connection open (answers echo probes) without replicating anything.
 - ``Replica.transact``: writes through an ``ovs.db.idl.Transaction``; the body sees only a
   ``RowWriter`` and the caller a ``PendingTransaction`` it polls from its own loop (never blocks).
+- ``Replica.take_changes``: the rows the IDL reported changed since the last call (``RowChanges``), so
+  readers apply deltas instead of re-reading whole tables; ``Replica.named`` finds Port/Interface rows
+  by name through an index kept from the same notifications.
 - ``Doorbell``: lets another green thread wake a session loop sleeping in ``Replica.wait`` (e.g.
   when the controller hands a hardware VTEP a new desired state).
 
@@ -44,7 +47,9 @@ import ssl
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+import ovs.db.data
 import ovs.db.idl
+import ovs.db.types
 import ovs.jsonrpc
 import ovs.poller
 import ovs.reconnect
@@ -53,6 +58,7 @@ import ovs.timeval
 import ovs.version
 
 from ovsdb import jsonstream
+from ovsdb.rowchanges import RowChange, RowChanges
 
 PINNED_OVS_VERSION = "4.0.0"
 OVS_VERSION = ovs.version.VERSION
@@ -463,16 +469,74 @@ class PendingTransaction:
         poller.timer_wait_until(self._deadline)
 
 
+def references(row, column: str, target) -> bool:
+    """Whether ``row``'s reference column ``column`` holds ``target`` (a row): one lookup in the committed
+    datum of an IDL row, not a conversion of the whole column; plain stand-ins are searched."""
+    datum = _datum(row, column)
+    if datum is None:
+        return any(ref is target for ref in getattr(row, column, None) or ())
+    return ovs.db.data.Atom(ovs.db.types.UuidType, target.uuid) in datum.values
+
+
+def reference_count(row, column: str) -> int:
+    """How many references ``row``'s set column ``column`` holds, without converting it."""
+    datum = _datum(row, column)
+    return len(getattr(row, column, None) or ()) if datum is None else len(datum.values)
+
+
+def _datum(row, column: str):
+    # HACK (ovs 4.0.0): an IDL Row keeps its committed columns as Datums in __dict__["_data"].
+    data = row.__dict__.get("_data") if isinstance(row, ovs.db.idl.Row) else None
+    return data.get(column) if data else None
+
+
+class _TrackingIdl(ovs.db.idl.Idl):
+    """An Idl that records every row change its ``notify`` hook is told of (``changes``) and keeps, for
+    the tables in ``named``, an index name -> {uuid: row}."""
+
+    def __init__(self, *args, named: Iterable[str] = (), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.changes = RowChanges()
+        self.names: dict[str, dict[str, dict]] = {table: {} for table in named}
+
+    def notify(self, event, row, updates=None):
+        table = row._table.name  # HACK (ovs 4.0.0): Row keeps its table and old data in __dict__
+        columns = None
+        if event == ovs.db.idl.ROW_UPDATE and updates is not None:
+            columns = frozenset(updates.__dict__.get("_data") or ()) or None
+        self.changes.record(table, row.uuid, RowChange(row, event == ovs.db.idl.ROW_DELETE, columns))
+        index = self.names.get(table)
+        if index is not None:
+            self._index(index, event, row, updates, columns)
+
+    @staticmethod
+    def _index(index: dict, event, row, updates, columns) -> None:
+        if event != ovs.db.idl.ROW_CREATE and (columns is None or "name" in columns):
+            old = row.name if event == ovs.db.idl.ROW_DELETE or updates is None else updates.name
+            named = index.get(old)
+            if named is not None:
+                named.pop(row.uuid, None)
+                if not named:
+                    del index[old]
+        if event != ovs.db.idl.ROW_DELETE:
+            index.setdefault(row.name, {})[row.uuid] = row
+
+
 class Replica:
     """An ``ovs.db.idl.Idl`` replica of one database, over a connection the peer opened to us."""
 
     def __init__(self, link: PeerLink, schema_json: dict, wanted: Mapping[str, Iterable[str]],
-                 probe_ms: int = DEFAULT_PROBE_MS):
+                 probe_ms: int = DEFAULT_PROBE_MS, track: bool = False, named: Iterable[str] = ()):
+        """``track``: record row changes for ``take_changes``; ``named``: tables (with a name column) that
+        ``named()`` looks up by name (implies ``track``)."""
         self.database = schema_json["name"]
         helper = schema_helper(schema_json, wanted)
         # leader_only=False: whatever the peer is (standalone, cluster member, relay), it chose to
         # connect to us; there is no other server to go to.
-        self._idl = ovs.db.idl.Idl("tcp:%s" % link.peer, helper, leader_only=False)
+        if track or named:
+            self._idl = _TrackingIdl("tcp:%s" % link.peer, helper, leader_only=False, named=named)
+        else:
+            self._idl = ovs.db.idl.Idl("tcp:%s" % link.peer, helper, leader_only=False)
         # HACK (ovs 4.0.0): Idl.__init__ always creates its own Session from the remote string (it
         # has not connected yet: nothing happens before run()). Swap in a Session on the accepted
         # connection. Checked by tests/unit/test_ovsdb_idl.py.
@@ -511,6 +575,17 @@ class Replica:
         """Current rows of ``table`` (empty if the table is not replicated)."""
         idl_table = self._idl.tables.get(table)
         return list(idl_table.rows.values()) if idl_table is not None else []
+
+    def take_changes(self) -> RowChanges | None:
+        """The rows changed since the last call (None if this replica does not track changes)."""
+        if not isinstance(self._idl, _TrackingIdl):
+            return None
+        changes, self._idl.changes = self._idl.changes, RowChanges()
+        return changes
+
+    def named(self, table: str, name: str) -> list:
+        """The rows of ``table`` (one of the ``named`` tables) whose name is ``name``; O(1)."""
+        return list(self._idl.names[table].get(name, {}).values())
 
     def has_column(self, table: str, column: str) -> bool:
         """True if ``table.column`` is replicated (the peer's schema has it and it was wanted)."""

@@ -11,7 +11,8 @@ ovsdb-server connects here. For each accepted connection a green thread:
    controller wants them (``set_vtep_desired``, keyed by the Physical_Switch name). It is never
    reported as a VRS;
 3. ``Open_vSwitch``: fetches the peer's own schema, replicates the tables in ``ovsdb.vrs.COLUMNS`` and
-   reports ``VrsSnapshot``s to the sink (``ovsdb.vrs.VrsReporter``) until the connection drops; after
+   reports ``VrsSnapshot``s, keyed by chassis and applied from the rows the IDL says changed, to the
+   sink (``ovsdb.vrs.VrsReporter``, ``ovsdb.claims``) until the connection drops; after
    each refresh, unless ``provision_tunnel`` is off, ``ovsdb.tunnel.TunnelReconciler`` keeps the VRS's
    VXLAN tunnel port as desired, and unless ``secure_bridge`` is off, ``ovsdb.bridge.BridgeReconciler``
    keeps its integration bridge fail-secure (the only things Canopy writes to a VRS database; only
@@ -35,11 +36,12 @@ from controller.discovery import DiscoverySink
 from controller.guard import warn_limited
 from controller.ryu_compat import hub
 from controller.discovery import VtepDesired
-from ovsdb import bridge, idl, tunnel, vrs, vtep, vtep_sync
+from ovsdb import bridge, claims, idl, tunnel, vrs, vtep, vtep_sync
 
 VTEP_DATABASE = vtep.DATABASE
 WAKE_MS = 1000  # longest a green thread sleeps without looking at its connection
 SYNC_TIMEOUT_S = 120.0  # default: a peer whose first full copy of the database has not arrived by then goes
+EXPIRE_S = 1.0  # longest between two looks for VRS whose reconnect grace is over
 ACCEPT_RETRY_S = 0.1  # pause after an accept error (e.g. EMFILE) before trying again
 
 # Session states shown in sessions().
@@ -66,7 +68,7 @@ class _PeerSession:
         self.state = HANDSHAKE
         self.connected_since = time.time()
         self._conn = link  # PeerLink, then Replica
-        self._reporter = vrs.VrsReporter(server.sink, name, link.peer, server.bridge, server.log)
+        self._reporter = vrs.VrsReporter(server.sink, name, link.peer, server.bridge, server.log, server.claims)
         self._tunnel: tunnel.TunnelReconciler | None = None
         self._bridge: bridge.BridgeReconciler | None = None
         self._vtep_reporter = vtep.VtepReporter(server.sink, name, link.peer, server.log)
@@ -90,6 +92,9 @@ class _PeerSession:
             "connected_since": since.isoformat(timespec="seconds"),
             "state": self.state,
             "chassis": last.chassis if last is not None else None,
+            "key": last.session if last is not None else None,
+            "speaking": self._reporter.speaking if last is not None else None,
+            "full_reads": self._reporter.full_reads if last is not None else None,
             "tunnel": self._tunnel.describe() if self._tunnel is not None else None,
             "bridge": self._bridge.describe() if self._bridge is not None else None,
             "switch": self.switch,
@@ -141,12 +146,14 @@ class _PeerSession:
 
     def _follow_vrs(self, schema: dict) -> None:
         """Replicate the VRS's Open_vSwitch database and report every change until it goes."""
-        replica = idl.Replica(self._conn, schema, vrs.COLUMNS, self._server.probe_interval_ms)
+        replica = idl.Replica(self._conn, schema, vrs.COLUMNS, self._server.probe_interval_ms,
+                              named=tunnel.NAMED_TABLES)
         self._conn = replica
         self.state = SYNCING
         self._log.info("ovsdb %s: VRS session %s, replicating %s", self.peer, self.name, vrs.DATABASE)
         if self._server.provision_tunnel:
-            self._tunnel = tunnel.TunnelReconciler(replica, self.peer, self._server.tunnel_name, self._log)
+            self._tunnel = tunnel.TunnelReconciler(replica, self.peer, self._server.tunnel_name, self._log,
+                                                   on_bridge=self._reporter.holds_port)
         if self._server.secure_bridge:
             self._bridge = bridge.BridgeReconciler(replica, self.peer, self._server.bridge, self._log)
         seen = None
@@ -159,7 +166,7 @@ class _PeerSession:
                 if replica.change_seqno != seen:
                     seen = replica.change_seqno
                     self.state = SYNCED
-                    self._reporter.refresh(replica.rows(vrs.DATABASE))
+                    self._reporter.refresh(replica.rows(vrs.DATABASE), replica.take_changes())
                 if self._server.may_write:
                     for writer in (self._bridge, self._tunnel):
                         if writer is not None:
@@ -187,7 +194,7 @@ class _PeerSession:
 
     def _follow_vtep(self, schema: dict) -> None:
         """Replicate a hardware VTEP's database, report it and program it until it goes."""
-        replica = idl.Replica(self._conn, schema, vtep.COLUMNS, self._server.probe_interval_ms)
+        replica = idl.Replica(self._conn, schema, vtep.COLUMNS, self._server.probe_interval_ms, track=True)
         self._conn = replica
         self.state = SYNCING
         self._doorbell = idl.Doorbell()
@@ -204,10 +211,15 @@ class _PeerSession:
             if replica.synced:
                 self._doorbell.clear()
                 if replica.change_seqno != seen:
+                    changes = replica.take_changes()
+                    if seen is None or vtep.reported(changes):
+                        self._vtep_reporter.refresh(replica.rows("Physical_Switch"),
+                                                    lambda: replica.rows("Ucast_Macs_Local"),
+                                                    changes if seen is not None else None)
+                    if self._vtep is not None:
+                        self._vtep.note(changes if seen is not None else None)
                     seen = replica.change_seqno
                     self.state = SYNCED
-                    self._vtep_reporter.refresh(replica.rows("Physical_Switch"),
-                                                replica.rows("Ucast_Macs_Local"))
                 if self._vtep is not None and self._server.may_write:
                     self._vtep.step(self.switch, self._server.vtep_desired(self.switch))
             else:
@@ -253,6 +265,8 @@ class OvsdbManagerServer:
     ``per_source``: connections one source address may hold open; more are closed at once (logged).
     ``max_message``: characters in one message from a peer; a longer one drops its session (logged).
     ``sync_timeout``: seconds a peer has, from connecting, to send its first full copy of the database.
+    ``reconnect_grace``: seconds a VRS stays known after its OVSDB session ends, so that a reconnect of
+    the same chassis continues the same switch (ovsdb/claims.py).
     ``tls``: a server-side ``ssl.SSLContext`` (controller.tls): every peer must complete a TLS handshake
     (with a certificate of the context's CA when it requires one) within ``handshake_timeout``; else plain TCP.
     Nothing is written while ``writes_enabled`` is False (an HA standby) or ``held`` is True (the
@@ -264,7 +278,8 @@ class OvsdbManagerServer:
                  probe_interval: float = 5.0, provision_tunnel: bool = True,
                  tunnel_name: str = tunnel.DEFAULT_NAME, program_vteps: bool = True,
                  secure_bridge: bool = True, per_source: int = 16,
-                 max_message: int = idl.DEFAULT_MAX_MESSAGE, sync_timeout: float = SYNC_TIMEOUT_S, tls=None):
+                 max_message: int = idl.DEFAULT_MAX_MESSAGE, sync_timeout: float = SYNC_TIMEOUT_S, tls=None,
+                 reconnect_grace: float = claims.DEFAULT_GRACE_S):
         if not isinstance(tunnel_name, str) or not tunnel_name.strip():
             raise ValueError("tunnel_name must be a non-empty port name, not %r" % (tunnel_name,))
         self.listen = listen
@@ -282,11 +297,13 @@ class OvsdbManagerServer:
         self.sync_timeout = sync_timeout
         self.max_message = max_message
         self.tls = tls
+        self.claims = claims.VrsClaims(sink, reconnect_grace, self.log)
         self.writes_enabled = True  # False on an HA standby: replicate and report, write nothing
         self.held = False  # True until the controller's start-up hold ends (release()): write nothing
         self._vtep_desired: dict[str, VtepDesired] = {}
         self._listener: idl.Listener | None = None
         self._accept_thread = None
+        self._expire_thread = None
         self._sessions: dict[str, _PeerSession] = {}
         self._stopping = False
 
@@ -298,6 +315,7 @@ class OvsdbManagerServer:
         self.port = self._listener.port
         self._stopping = False
         self._accept_thread = hub.spawn(self._accept_loop)
+        self._expire_thread = hub.spawn(self._expire_loop)
         self.log.info("ovsdb: manager listening on %s:%d%s", self.listen, self.port,
                       " (TLS)" if self.tls is not None else "")
 
@@ -312,16 +330,23 @@ class OvsdbManagerServer:
         if self._accept_thread is not None and self._accept_thread is not hub.getcurrent():
             hub.kill(self._accept_thread)
         self._accept_thread = None
+        if self._expire_thread is not None and self._expire_thread is not hub.getcurrent():
+            hub.kill(self._expire_thread)
+        self._expire_thread = None
         if self._listener is not None:
             self._listener.close()
             self._listener = None
         for session in list(self._sessions.values()):
             session.close()
+        self.claims.flush()
         self.log.info("ovsdb: manager on %s:%d stopped", self.listen, self.port)
 
     def sessions(self) -> list[dict]:
         """One JSON-ready dict per open session: session, peer, database, connected_since, state,
-        chassis, tunnel (the tunnel reconciler's name/state/transactions/last_error, or None),
+        chassis, key (the switch key this VRS session claims) and speaking (whether it speaks for that
+        switch: the newest session of a chassis does, ovsdb/claims.py), full_reads (how often every port of
+        its bridge was read rather than the changed rows applied), tunnel (the tunnel reconciler's
+        name/state/transactions/last_error, or None),
         bridge (the same for the integration bridge's fail-secure settings, or None),
         switch (a hardware VTEP's Physical_Switch name, else None) and vtep (the VTEP reconciler's
         switch/state/transactions/last_error/conflicts/waiting, or None)."""
@@ -384,6 +409,16 @@ class OvsdbManagerServer:
             except Exception:
                 self.log.exception("ovsdb: unexpected error in the accept loop")
                 hub.sleep(ACCEPT_RETRY_S)
+
+    def _expire_loop(self) -> None:
+        """About once a second: report gone the VRS whose reconnect grace is over (ovsdb/claims.py). (The
+        accept loop cannot: a green accept waits for a connection.)"""
+        while not self._stopping:
+            hub.sleep(min(EXPIRE_S, max(0.05, self.claims.grace / 4)))
+            try:
+                self.claims.expire()
+            except Exception:  # a sink failure must not stop the next expiries
+                self.log.exception("ovsdb: unexpected error reporting a VRS gone")
 
     def _accept_pending(self) -> None:
         while not self._stopping:

@@ -33,6 +33,7 @@ from controller.discovery import VrsSnapshot
 from ovsdb.rowsync import CONFLICT, BACKOFF_MAX_S, RowReconciler, backoff_delay  # noqa: F401 (re-exported)
 
 DEFAULT_NAME = "vxlan0"
+NAMED_TABLES = ("Port", "Interface")  # the replica indexes these by name (ovsdb.idl.Replica.named)
 TUNNEL_TYPE = "vxlan"
 OWNER_KEY = "canopy-owned"
 OWNER_VALUE = "true"
@@ -106,7 +107,7 @@ def _holder(name: str, ports: Iterable):
     return None, None
 
 
-def _shape_conflict(spec: TunnelSpec, bridge, port, iface) -> str | None:
+def _shape_conflict(spec: TunnelSpec, bridge, port, iface, on_bridge) -> str | None:
     """Why an existing port/interface named like the tunnel cannot be the tunnel, or None."""
     if iface is None:
         return "port %s exists without an interface of that name" % spec.name
@@ -114,23 +115,31 @@ def _shape_conflict(spec: TunnelSpec, bridge, port, iface) -> str | None:
         return "interface %s belongs to port %s" % (spec.name, port.name)
     if len(port.interfaces) != 1:
         return "port %s has %d interfaces" % (spec.name, len(port.interfaces))
-    if spec.name not in {p.name for p in getattr(bridge, "ports", None) or []}:
+    if not on_bridge(port):
         return "port %s is not on bridge %s" % (spec.name, spec.bridge)
     return None
 
 
-def plan_tunnel(spec: TunnelSpec | None, bridge, ports: Iterable) -> TunnelChange | None:
+def _on(bridge):
+    """Whether a Port row is on ``bridge``, by reading the bridge's ports (the pure planner's default)."""
+    names = {p.name for p in getattr(bridge, "ports", None) or []}
+    return lambda port: port.name in names
+
+
+def plan_tunnel(spec: TunnelSpec | None, bridge, ports: Iterable, on_bridge=None) -> TunnelChange | None:
     """The change that makes the replica hold ``spec``, or None when nothing is to be done.
 
     ``bridge``: the integration bridge row (None: nothing to attach to); ``ports``: every Port
-    row of the database (so a name clash on another bridge is seen too).
+    row of the database that may hold the tunnel (so a name clash on another bridge is seen too): the
+    ones named like it and the one holding an interface named like it are enough. ``on_bridge(port)``:
+    whether a port is on ``bridge`` (default: read ``bridge.ports``).
     """
     if spec is None or bridge is None:
         return None
     port, iface = _holder(spec.name, ports)
     if port is None:
         return TunnelChange(CREATE, spec, bridge=bridge)
-    clash = _shape_conflict(spec, bridge, port, iface)
+    clash = _shape_conflict(spec, bridge, port, iface, on_bridge or _on(bridge))
     if clash is not None:
         return TunnelChange(CONFLICT, spec, clash)
     differences = _differences(spec, iface)
@@ -178,9 +187,10 @@ class TunnelReconciler(RowReconciler):
     """
 
     def __init__(self, replica, peer: str, name: str = DEFAULT_NAME,
-                 log: logging.Logger | None = None, clock: Callable[[], float] = time.monotonic):
+                 log: logging.Logger | None = None, clock: Callable[[], float] = time.monotonic, on_bridge=None):
         super().__init__(replica, peer, "tunnel %s" % name, log, clock)
         self.name = name
+        self._on_bridge = on_bridge  # Port row -> on the integration bridge? (None: read the bridge's ports)
 
     def describe(self) -> dict:
         """JSON-ready summary for sessions()."""
@@ -189,7 +199,22 @@ class TunnelReconciler(RowReconciler):
     def _plan(self, snap: VrsSnapshot | None):
         spec = desired_tunnel(snap, snap.vtep_ip if snap else None, self.name)
         bridge = _find(self._replica.rows("Bridge"), spec.bridge) if spec else None
-        return plan_tunnel(spec, bridge, self._replica.rows("Port")), "in-sync" if spec else "waiting"
+        if bridge is None:
+            return None, "in-sync" if spec else "waiting"
+        return plan_tunnel(spec, bridge, self._candidates(), self._on_bridge), "in-sync"
+
+    def _candidates(self) -> list:
+        """The Port rows that may hold the tunnel: named like it, or holding an interface named like it.
+        By name through the replica's index (``Replica.named``); every Port row only when an interface
+        of that name sits in a port of another name (a conflict), or the replica has no index."""
+        named = getattr(self._replica, "named", None)
+        if named is None:
+            return self._replica.rows("Port")
+        ports = named("Port", self.name)
+        ifaces = named("Interface", self.name)
+        if ifaces and not any(i in (getattr(p, "interfaces", None) or []) for p in ports for i in ifaces):
+            return self._replica.rows("Port")
+        return ports
 
     def _apply(self, change: TunnelChange, writer) -> None:
         apply_change(change, writer)

@@ -1,8 +1,10 @@
 """VRS discovery: one hypervisor's Open_vSwitch database -> one ``VrsSnapshot`` for State.
 
 ``build_snapshot`` is a pure function of the replicated rows (or any stand-ins with the same
-attributes), so it is unit-tested without OVSDB. ``VrsReporter`` feeds the snapshots of one OVSDB
-session into a ``DiscoverySink``: an update whenever the snapshot changes, one ``vrs_gone`` at the end.
+attributes), so it is unit-tested without OVSDB. ``VrsReporter`` follows one OVSDB session: it applies the
+rows the IDL reports changed (ovsdb/bridgeports.py) and reports the switch, keyed by chassis, through
+ovsdb/claims.py to a ``DiscoverySink``: an update whenever the snapshot changes, ``vrs_gone`` when no
+session has spoken for the chassis for the grace period.
 
 Row shapes follow the ``ovs`` IDL: optional columns (``ovs_version``, ``datapath_id``, ``ofport``,
 ``mac_in_use``) read as lists of zero or one element, maps as dicts, references as rows. Plain scalars
@@ -26,6 +28,8 @@ from controller.discovery import (
     VrsSnapshot,
 )
 from controller.logs import Throttle
+from ovsdb.bridgeports import BridgePorts, row_key
+from ovsdb.claims import VrsClaims, switch_key
 
 DATABASE = "Open_vSwitch"
 DEFAULT_BRIDGE = "br-int"
@@ -164,6 +168,11 @@ def _find_bridge(root, name: str):
     return None
 
 
+def _chassis(ext: dict, peer: str) -> str:
+    """system-id, else hostname, else the peer's IP address."""
+    return ext.get("system-id") or ext.get("hostname", "") or peer.rsplit(":", 1)[0]
+
+
 def build_snapshot(session: str, peer: str, root_rows: Iterable, bridge: str = DEFAULT_BRIDGE,
                    bad_value: BadValue = _ignore) -> VrsSnapshot:
     """The ``VrsSnapshot`` for one VRS from its ``Open_vSwitch`` table rows (normally exactly one).
@@ -171,24 +180,30 @@ def build_snapshot(session: str, peer: str, root_rows: Iterable, bridge: str = D
     ``peer`` is "ip:port"; ``bad_value`` is told about external_ids values that were ignored.
     """
     root = next(iter(root_rows), None)
-    ext = _ext(root) if root is not None else {}
-    hostname = ext.get("hostname", "")
     br = _find_bridge(root, bridge)
+    ports = bridge_ports(br, bad_value) if br is not None else ()
+    return _snapshot(session, peer, root, bridge, br, ports, bad_value)
+
+
+def _snapshot(session: str, peer: str, root, bridge: str, br, ports: tuple, bad_value: BadValue,
+              changed: frozenset[str] | None = None) -> VrsSnapshot:
+    ext = _ext(root) if root is not None else {}
     return VrsSnapshot(
         session=session,
         peer=peer,
-        chassis=ext.get("system-id") or hostname or peer.rsplit(":", 1)[0],
-        hostname=hostname,
+        chassis=_chassis(ext, peer),
+        hostname=ext.get("hostname", ""),
         flavour=_flavour(ext, bad_value),
         vtep_ip=_vtep_ip(ext, bad_value),
         bridge=bridge,
         bridge_present=br is not None,
         datapath_id=_datapath_id(br) if br is not None else None,
         ovs_version=(_opt(_column(root, "ovs_version", None)) or "") if root is not None else "",
-        ports=bridge_ports(br, bad_value) if br is not None else (),
+        ports=ports,
         controllers=bridge_controllers(br) if br is not None else (),
         fail_mode=bridge_fail_mode(br) if br is not None else "",
         protocols=bridge_protocols(br) if br is not None else (),
+        changed=changed,
     )
 
 
@@ -245,22 +260,100 @@ class SnapshotReporter:
             self._gone_callback(self.session)
 
 
-class VrsReporter(SnapshotReporter):
-    """Reports one OVSDB session's VRS snapshots to a ``DiscoverySink`` (vrs_update / vrs_gone)."""
+class VrsReporter:
+    """Reports one OVSDB session's VRS snapshots, keyed by chassis, through ``claims`` (ovsdb/claims.py)
+    to its sink.
+
+    ``refresh(root_rows, changes)`` after each replica change: with ``changes`` (``ovsdb.rowchanges.RowChanges``)
+    only the rows named there are read again (``ovsdb.bridgeports``); without, everything. The snapshot
+    reported has ``session`` = the switch key and ``changed`` = the ports whose ``PortInfo`` differs from
+    the last snapshot reported for that switch (by any session; None when there was none). A switch is
+    reported only while this session speaks for it, and only when its snapshot changed. ``gone()`` ends
+    the claim (once); the claims decide when the switch is reported gone. Without ``claims`` the reporter
+    has its own, with no grace (gone at once).
+    """
 
     def __init__(self, sink: DiscoverySink, session: str, peer: str, bridge: str = DEFAULT_BRIDGE,
-                 log: logging.Logger | None = None):
-        super().__init__(session, sink.vrs_update, sink.vrs_gone)
+                 log: logging.Logger | None = None, claims: VrsClaims | None = None):
+        self.session = session  # the connection's name (logs, sessions())
         self.peer = peer
         self.bridge = bridge
         self._log = log or logging.getLogger(__name__)
         self._bad = Throttle(self._log)
+        self._claims = claims if claims is not None else VrsClaims(sink, 0.0, self._log)
+        self._ports = BridgePorts(lambda iface: port_info(iface, self._bad_value))
+        self.key: str | None = None  # the switch key this session claims
+        self.last: VrsSnapshot | None = None  # this session's latest snapshot (reported or not)
+        self._root_rows: Iterable = ()
+        self._changed: set[str] | None = None  # ports changed since the switch was last reported
+        self._resync = True  # the next refresh reads every port (first copy, or taking over a key)
+        self._gone = False
 
-    def refresh(self, root_rows: Iterable) -> bool:
-        """Rebuild from the current rows; report and return True if the snapshot changed."""
+    @property
+    def speaking(self) -> bool:
+        """Whether this session speaks for its switch (see ovsdb/claims.py)."""
+        return self.key is not None and self._claims.speaker(self.key) is self
+
+    @property
+    def full_reads(self) -> int:
+        """How many times every port of the bridge was read (the first copy, a resync, a bridge replaced)."""
+        return self._ports.full_reads
+
+    def holds_port(self, port_row) -> bool:
+        """Whether ``port_row`` is on the integration bridge (O(1))."""
+        return self._ports.holds_port(port_row)
+
+    def refresh(self, root_rows: Iterable, changes=None) -> bool:
+        """Apply the current rows; report and return True if the switch's snapshot changed."""
         if self._gone:
             return False
-        return self.report(build_snapshot(self.session, self.peer, root_rows, self.bridge, self._bad_value))
+        self._root_rows = root_rows
+        root = next(iter(root_rows), None)
+        key = switch_key(_chassis(_ext(root) if root is not None else {}, self.peer))
+        if key != self.key:
+            if self.key is not None:
+                self._claims.leave(self.key, self, now=True)
+            self.key, self._resync = key, True
+            self._claims.join(key, self)
+        br = _find_bridge(root, self.bridge)
+        self._read_ports(br, changes)
+        changed = frozenset(self._changed) if self._changed is not None else None
+        self.last = _snapshot(key, self.peer, root, self.bridge, br, self._ports.ports, self._bad_value, changed)
+        if not self.speaking or not self._claims.report(key, self.last):
+            return False
+        self._changed = set()
+        return True
+
+    def speak(self) -> None:
+        """This session speaks for its switch again (the speaker went): report its rows as they are."""
+        self._resync = True
+        self.refresh(self._root_rows)
+
+    def gone(self) -> None:
+        """The session ended: give up the claim (once)."""
+        if self._gone:
+            return
+        self._gone = True
+        if self.key is not None:
+            self._claims.leave(self.key, self)
+
+    def _read_ports(self, br, changes) -> None:
+        """Bring the bridge's ports up to date and ``_changed`` with them."""
+        if not self._resync and changes is not None and br is not None and \
+                self._ports.bridge_key is not None and row_key(br) == self._ports.bridge_key:
+            delta = self._ports.apply(br, changes)
+            if self._changed is not None:
+                self._changed |= delta
+            return
+        self._resync = False
+        last = self._claims.last(self.key)
+        previous = {p.name: p for p in last.ports} if last is not None else None
+        if br is None:
+            self._ports.clear()
+            self._changed = set(previous) if previous is not None else None
+        else:
+            delta = self._ports.rebuild(br, previous)
+            self._changed = set(delta) if delta is not None else None
 
     def _bad_value(self, key: str, value: str) -> None:
         self._bad.warning((key, str(value)[:64]), "%s (%s): ignoring %s=%r", self.session, self.peer,

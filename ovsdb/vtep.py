@@ -34,6 +34,8 @@ own Ucast/Mcast_Macs_Local rows after the binding goes), in a later transaction.
 
 from __future__ import annotations
 
+import bisect
+import dataclasses
 import ipaddress
 import logging
 from collections.abc import Callable, Iterable
@@ -66,6 +68,16 @@ COLUMNS = {
     "Physical_Locator_Set": ("locators",),
     "Physical_Locator": ("encapsulation_type", "dst_ip", "tunnel_key"),
 }
+
+
+# The tables a VtepSnapshot is read from: a change elsewhere (the remote MACs and flood lists Canopy writes)
+# needs no new snapshot.
+SNAPSHOT_TABLES = ("Physical_Switch", "Physical_Port", "Logical_Switch", "Ucast_Macs_Local", "Physical_Locator")
+
+
+def reported(changes) -> bool:
+    """Whether ``changes`` (``ovsdb.rowchanges.RowChanges``, None: unknown) may change the VTEP's snapshot."""
+    return changes is None or any(changes.table(name) for name in SNAPSHOT_TABLES)
 
 
 def ls_name(vni: int) -> str:
@@ -193,6 +205,44 @@ def build_vtep_snapshot(session: str, peer: str, switches: Iterable, local_macs:
     )
 
 
+def _mac_order(mac: VtepMac) -> tuple:
+    return (mac.vni, mac.mac, mac.ip or "", mac.locator)
+
+
+class LocalMacs:
+    """The ``VtepMac`` of each Ucast_Macs_Local row, kept from row changes, and their sorted set."""
+
+    def __init__(self, rows: Iterable, read):
+        self._read = read  # row -> VtepMac or None
+        self._of: dict = {}  # uuid (or the row) -> VtepMac
+        self._count: dict[VtepMac, int] = {}
+        self._sorted: list[VtepMac] = []
+        self._keys: list[tuple] = []  # _mac_order of _sorted, for bisect
+        for row in rows:
+            self.row_changed(getattr(row, "uuid", None) or id(row), row)
+
+    def sorted(self) -> tuple[VtepMac, ...]:
+        return tuple(self._sorted)
+
+    def row_changed(self, uuid, row) -> None:
+        old = self._of.pop(uuid, None)
+        if old is not None:
+            self._count[old] -= 1
+            if not self._count[old]:
+                del self._count[old]
+                i = bisect.bisect_left(self._keys, _mac_order(old))
+                del self._keys[i], self._sorted[i]
+        mac = self._read(row) if row is not None else None
+        if mac is None:
+            return
+        self._of[uuid] = mac
+        self._count[mac] = self._count.get(mac, 0) + 1
+        if self._count[mac] == 1:
+            i = bisect.bisect_left(self._keys, _mac_order(mac))
+            self._keys.insert(i, _mac_order(mac))
+            self._sorted.insert(i, mac)
+
+
 class VtepReporter(SnapshotReporter):
     """Reports one OVSDB session's hardware VTEP snapshots to a ``DiscoverySink`` (vtep_update /
     vtep_gone), with the contract of SnapshotReporter."""
@@ -203,14 +253,26 @@ class VtepReporter(SnapshotReporter):
         self._log = log or logging.getLogger(__name__)
         self._many_logged: tuple[str, ...] = ()
         self._bad = Throttle(self._log)
+        self._local: LocalMacs | None = None
 
-    def refresh(self, switches: Iterable, local_macs: Iterable) -> bool:
-        """Rebuild from the current rows; report and return True if the snapshot changed."""
+    def refresh(self, switches: Iterable, local_macs: Iterable, changes=None) -> bool:
+        """Read the current rows; report and return True if the snapshot changed. With ``changes``
+        (``ovsdb.rowchanges.RowChanges``) touching no snapshot table but Ucast_Macs_Local, only the local MACs
+        named there are read again (``local_macs``, rows or a function returning them, is not read)."""
         if self._gone:
             return False
         switches = list(switches)
         self._note_many(switches)
-        return self.report(build_vtep_snapshot(self.session, self.peer, switches, local_macs, self._bad_value))
+        local = self._local
+        if changes is None or local is None or any(changes.table(t) for t in SNAPSHOT_TABLES
+                                                    if t != "Ucast_Macs_Local"):
+            rows = local_macs() if callable(local_macs) else local_macs
+            local = self._local = LocalMacs(rows, lambda row: _local_mac(row, self._bad_value))
+        else:
+            for uuid, change in changes.table("Ucast_Macs_Local").items():
+                local.row_changed(uuid, None if change.deleted else change.row)
+        snap = build_vtep_snapshot(self.session, self.peer, switches, (), self._bad_value)
+        return self.report(dataclasses.replace(snap, local_macs=local.sorted()) if snap is not None else None)
 
     def _bad_value(self, what: str, value, reason: str) -> None:
         self._bad.warning((what, str(value)[:64]), "ovsdb %s: hardware VTEP: ignoring %s %r: %s", self.peer,
@@ -278,22 +340,27 @@ class VtepPlan:
                          for name in self.WRITES if getattr(self, name))
 
 
-def plan_vtep(desired: VtepDesired | None, rows: VtepRows) -> VtepPlan:
+def plan_vtep(desired: VtepDesired | None, rows: VtepRows, ucast=None, wanted: set[int] | None = None) -> VtepPlan:
     """The ``VtepPlan`` that makes ``rows`` hold ``desired`` (None: nothing, so Canopy's rows go).
 
     The logical switches wanted are ``desired.logical_switches`` plus every VNI its bindings, remote
-    MACs and flood lists use (a row never references a switch that is not there).
+    MACs and flood lists use (a row never references a switch that is not there). ``ucast``: plan the
+    remote MACs with ``ucast(wanted, plan)`` instead of from every row of ``rows.ucast_remote`` (the
+    reconciler's delta, ovsdb/vtep_sync.py); ``wanted``: the VNIs wanted, when the caller knows them.
     """
     plan = VtepPlan()
     ours = {canopy_vni(ls.name): ls for ls in rows.logical_switches if canopy_vni(ls.name) is not None}
     plan.ls_rows = dict(ours)
     plan.locator_rows = _reusable_locators(rows.locators)
-    wanted = _wanted_vnis(desired)
+    wanted = _wanted_vnis(desired) if wanted is None else wanted
     _plan_switches(wanted, ours, rows, plan)
     if desired is not None:
         _plan_bindings(desired, rows.switch, plan)
     _plan_unbindings(desired, rows.switch, plan)
-    _plan_ucast(desired, wanted, rows.ucast_remote, plan)
+    if ucast is None:
+        _plan_ucast(desired, wanted, rows.ucast_remote, plan)
+    else:
+        ucast(wanted, plan)
     _plan_flood(desired, wanted, rows.mcast_remote, plan)
     _plan_removals(wanted, ours, rows, plan)
     return plan
@@ -393,6 +460,31 @@ def _plan_ucast(desired: VtepDesired | None, wanted: set[int], remote: Iterable,
         if (row.ipaddr or None) != ip or _locator_ip(row.locator) != locator:
             plan.ucast_update.append((row, ip, locator))
     plan.ucast_add.extend((vni, mac, *want[(vni, mac)]) for vni, mac in sorted(set(want) - seen))
+
+
+def plan_ucast_keys(keys, want: dict, wanted: set[int], rows_of, plan: VtepPlan) -> None:
+    """``_plan_ucast`` for the (VNI, lowercase MAC) ``keys`` only: ``want`` maps a key to its desired
+    (ip or None, locator IP), ``rows_of(key)`` gives its Ucast_Macs_Remote rows in Canopy's switches."""
+    for key in sorted(keys):
+        target = want.get(key) if key[0] in wanted else None
+        rows = _by_uuid(rows_of(key))
+        if target is None:
+            plan.ucast_delete.extend(rows)
+            continue
+        if not rows:
+            plan.ucast_add.append((key[0], key[1], *target))
+            continue
+        first, *extra = rows
+        plan.ucast_delete.extend(extra)
+        if (first.ipaddr or None) != target[0] or _locator_ip(first.locator) != target[1]:
+            plan.ucast_update.append((first, *target))
+
+
+def ucast_key(row) -> tuple | None:
+    """(VNI, lowercase MAC) of a Ucast_Macs_Remote row in one of Canopy's switches, else None."""
+    ls = _one(getattr(row, "logical_switch", None))
+    vni = canopy_vni(ls.name) if ls is not None else None
+    return (vni, row.MAC.lower()) if vni is not None else None
 
 
 def _flood_ips(row) -> set:

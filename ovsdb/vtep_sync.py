@@ -22,13 +22,16 @@ from controller.discovery import VtepDesired
 from ovsdb.tunnel import backoff_delay
 from ovsdb.vtep import (
     ENCAPSULATION,
+    canopy_vni,
     REPLICATION_MODE,
     UNKNOWN_DST,
     VtepPlan,
     VtepRows,
     ls_name,
     pick_switch,
+    plan_ucast_keys,
     plan_vtep,
+    ucast_key,
 )
 
 COMMENT = "canopy: vtep"
@@ -37,8 +40,9 @@ COMMENT = "canopy: vtep"
 WAITING, IN_SYNC, PENDING, BACKOFF, CONFLICT = "waiting", "in-sync", "pending", "backoff", "conflict"
 
 
-def replica_rows(replica) -> VtepRows:
-    """The rows of an ``ovsdb.idl.Replica`` of a hardware_vtep database, for ``plan_vtep``."""
+def replica_rows(replica, macs: bool = True) -> VtepRows:
+    """The rows of an ``ovsdb.idl.Replica`` of a hardware_vtep database, for ``plan_vtep``; without
+    ``macs``, none of the (per endpoint) Ucast/Mcast_Macs_Local and Ucast_Macs_Remote rows."""
     def table(name):
         return tuple(replica.rows(name))
 
@@ -46,13 +50,98 @@ def replica_rows(replica) -> VtepRows:
         switch=pick_switch(replica.rows("Physical_Switch")),
         logical_switches=table("Logical_Switch"),
         ports=table("Physical_Port"),
-        ucast_local=table("Ucast_Macs_Local"),
-        mcast_local=table("Mcast_Macs_Local"),
-        ucast_remote=table("Ucast_Macs_Remote"),
+        ucast_local=table("Ucast_Macs_Local") if macs else (),
+        mcast_local=table("Mcast_Macs_Local") if macs else (),
+        ucast_remote=table("Ucast_Macs_Remote") if macs else (),
         mcast_remote=table("Mcast_Macs_Remote"),
         locators=table("Physical_Locator"),
         replication_mode=replica.has_column("Logical_Switch", "replication_mode"),
     )
+
+
+class RemoteMacs:
+    """Canopy's Ucast_Macs_Remote rows by (VNI, lowercase MAC), kept from row changes, and the desired
+    (ip, locator) by the same key, kept from the difference between two desired states: what the
+    reconciler needs to plan only the remote MACs a change reaches."""
+
+    def __init__(self, rows, desired: VtepDesired):
+        self._rows: dict[tuple, dict] = {}  # key -> {uuid: row}
+        self._key_of: dict = {}  # uuid -> key
+        for row in rows:
+            self.row_changed(row.uuid, row)
+        self.desired = desired
+        self._desired_set = set(desired.remote_macs)
+        self._want: dict[tuple, dict] = {}  # key -> {(ip, locator): None}, every desired value of it
+        self._vnis: dict[int, int] = {}  # VNI -> how many keys of it are desired
+        self._add_wanted(desired.remote_macs)
+
+    def vnis(self) -> set[int]:
+        """The VNIs of the desired remote MACs."""
+        return set(self._vnis)
+
+    def rows_of(self, key) -> list:
+        return list(self._rows.get(key, {}).values())
+
+    def want(self) -> dict:
+        """key -> (ip or None, locator): the first in sorted order, as plan_vtep picks it."""
+        return _WantView(self._want)
+
+    def row_changed(self, uuid, row) -> set:
+        """Ucast_Macs_Remote ``uuid`` is now ``row`` (None: deleted); returns the keys it touched."""
+        touched = set()
+        old = self._key_of.pop(uuid, None)
+        if old is not None:
+            touched.add(old)
+            rows = self._rows.get(old, {})
+            rows.pop(uuid, None)
+            if not rows:
+                self._rows.pop(old, None)
+        key = ucast_key(row) if row is not None else None
+        if key is not None:
+            self._key_of[uuid] = key
+            self._rows.setdefault(key, {})[uuid] = row
+            touched.add(key)
+        return touched
+
+    def desire(self, desired: VtepDesired) -> set:
+        """Move to ``desired``; returns the keys whose desired value may have changed."""
+        old, new = self.desired.remote_macs, desired.remote_macs
+        self.desired = desired
+        if old is new or old == new:
+            return set()
+        now = set(new)  # one pass over the desired MACs, in C (derive hands over whole desired states)
+        gone, came = self._desired_set - now, now - self._desired_set
+        self._desired_set = now
+        for vni, mac, ip, locator in gone:
+            values = self._want.get((vni, mac.lower()), {})
+            values.pop((ip or None, locator), None)
+            if not values and self._want.pop((vni, mac.lower()), None) is not None:
+                self._vnis[vni] -= 1
+                if not self._vnis[vni]:
+                    del self._vnis[vni]
+        self._add_wanted(came)
+        return {(vni, mac.lower()) for vni, mac, _, _ in gone | came}
+
+    def _add_wanted(self, macs) -> None:
+        for vni, mac, ip, locator in macs:
+            key = (vni, mac.lower())
+            if key not in self._want:
+                self._want[key] = {}
+                self._vnis[vni] = self._vnis.get(vni, 0) + 1
+            self._want[key][(ip or None, locator)] = None
+
+
+class _WantView:
+    """``RemoteMacs.want()``: a read-only mapping key -> the value plan_vtep would pick."""
+
+    def __init__(self, values: dict):
+        self._values = values
+
+    def get(self, key, default=None):
+        values = self._values.get(key)
+        if not values:
+            return default
+        return min(values, key=lambda v: (v[0] is not None, v[0] or "", v[1]))
 
 
 class _Refs:
@@ -173,12 +262,29 @@ class VtepReconciler:
         self._not_before = 0.0
         self._planned = None  # (change_seqno, switch, desired) at the last plan
         self._replan = True
+        # Delta planning of remote MACs (only once ``note`` has been given the replica's row changes):
+        self._tracking = False
+        self._macs: RemoteMacs | None = None  # from the last converged plan; None: plan in full next
+        self._touched: set = set()  # keys whose rows changed since the last plan
+        self._carry: set = set()  # keys of the last plan that wrote something: look again until converged
+        self.delta_plans = 0  # plans of the remote MACs a change reached (the others were full)
 
     def describe(self) -> dict:
         """JSON-ready summary for sessions()."""
         return {"switch": self.switch, "state": self.state, "transactions": self.transactions,
                 "last_error": self.last_error or None, "conflicts": list(self.conflicts),
                 "waiting": list(self.waiting)}
+
+    def note(self, changes) -> None:
+        """The rows the replica reports changed (``ovsdb.rowchanges.RowChanges``; None: unknown), so that the next
+        plan covers only the remote MACs they and the desired state's changes reach."""
+        self._tracking = True
+        if changes is None or changes.table("Logical_Switch"):
+            self._macs = None  # which switches are Canopy's, so which rows: plan in full
+            return
+        if self._macs is not None:
+            for uuid, change in changes.table("Ucast_Macs_Remote").items():
+                self._touched |= self._macs.row_changed(uuid, None if change.deleted else change.row)
 
     def wake_in_ms(self) -> int | None:
         """How soon ``step`` has work even if nothing else happens (a back-off ending), or None."""
@@ -204,8 +310,14 @@ class VtepReconciler:
             self._fail("reconciling", "internal error")
 
     def _reconcile(self, desired: VtepDesired | None) -> None:
-        rows = replica_rows(self._replica)
-        plan = plan_vtep(desired, rows)
+        plan, rows = self._delta_plan(desired) if self._macs is not None else (None, None)
+        if plan is None:
+            rows = replica_rows(self._replica)
+            plan = plan_vtep(desired, rows)
+            self._macs = None
+            if self._tracking and plan.empty and not plan.conflicts:  # converged: the base of delta plans
+                self._macs = RemoteMacs(rows.ucast_remote, desired)
+                self._touched, self._carry = set(), set()
         self._note(plan)
         if plan.empty:
             self.state = CONFLICT if plan.conflicts else WAITING if plan.waiting else IN_SYNC
@@ -218,6 +330,23 @@ class VtepReconciler:
         if fresh:
             self._attempts = 0
         self._start(plan, desired, rows.replication_mode)
+
+    def _delta_plan(self, desired: VtepDesired):
+        """(plan, rows) from the last converged state, or (None, None) when a full plan is needed (a logical
+        switch of Canopy's is to go: its remaining references are counted over every row)."""
+        rows = replica_rows(self._replica, macs=False)
+        ours = {canopy_vni(ls.name) for ls in rows.logical_switches} - {None}
+        macs = self._macs
+        keys = macs.desire(desired) | self._touched | self._carry
+        wanted = set(desired.logical_switches) | {vni for _, _, vni in desired.bindings} | \
+            {vni for vni, _ in desired.flood} | macs.vnis()
+        if not ours <= wanted:
+            return None, None
+        plan = plan_vtep(desired, rows, ucast=lambda wanted, p: plan_ucast_keys(
+            keys, macs.want(), wanted, macs.rows_of, p), wanted=wanted)
+        self.delta_plans += 1
+        self._touched, self._carry = set(), (set(keys) if not plan.empty else set())
+        return plan, rows
 
     def _note(self, plan: VtepPlan) -> None:
         """Log conflicts and waits when they appear (once) and conflicts when they are resolved."""
@@ -261,6 +390,7 @@ class VtepReconciler:
 
     def _fail(self, what: str, error: str, transient: bool = False) -> None:
         """Log the failure of ``what`` with the peer; the next attempt waits for the back-off."""
+        self._macs = None  # what was written is not known: the next plan is a full one
         delay = backoff_delay(max(1, self._attempts))
         self.last_error, self.state, self._replan = error, BACKOFF, True
         self._not_before = self._clock() + delay

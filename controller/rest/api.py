@@ -294,7 +294,7 @@ class Api:
             "seq": self.state.last_seq, "state_version": self.state.version, "counts": self.service.counts(),
             "switches": {"ovsdb": len(self.state.vrs), "openflow": len(self.state.datapaths)},
             "vports_bound": len(self.state.locations), "vports_mac_mismatch": len(self.state.mismatched),
-            **self._health(), **{key: part() for key, part in self.status_parts.items()}})
+            "event_loop_lag": self.metrics.lag.status(), **self._health(), **{key: part() for key, part in self.status_parts.items()}})
 
     def _health(self):
         """``health`` ok|degraded and, when degraded, ``degraded_reason``; ``programming`` in detail."""

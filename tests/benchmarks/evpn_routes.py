@@ -54,6 +54,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from tests.benchmarks import health
 from tests.harness import netns
 from tests.harness.process import child_running, children_of
 from tests.harness.lab import Lab
@@ -448,6 +449,17 @@ class Bench:
                      "gobgpd A": [self.a.child.pid], "gobgpd Y": [self.y.child.pid],
                      "OVS kvm1": [c.pid for c in self.hv.ovs.processes]}
         self.setup["sessions up, w1 announced"] = time.monotonic() - t
+        self.log_start = health.log_offsets(*self.logs())
+
+    def logs(self) -> list:
+        """The controller's, kvm1's ovs-vswitchd's and both gobgpd's logs (disconnects are counted in them)."""
+        workdir = self.lab.workdir
+        return [self.canopy.log_path, workdir / "kvm1" / "ovs-vswitchd.log", workdir / "gobgpd-gobgpa.log",
+                workdir / "gobgpd-gobgpy.log"]
+
+    def disconnects(self) -> dict:
+        controller, ovs, *gobgp = self.logs()
+        return health.disconnects([controller], [ovs], gobgp, since=self.log_start)
 
     def _feeder(self):
         try:
@@ -473,6 +485,7 @@ class Bench:
         before = {name: cpu_seconds(pids) for name, pids in self.pids.items()}
         marks = clock(action, probes, until, what, values)
         marks["cpu"] = {name: round(cpu_seconds(pids) - before[name], 2) for name, pids in self.pids.items()}
+        marks["lag"] = health.lag_from_status(self.canopy.api.get("/v1/status").json)
         self.progress(f"{what}: {json.dumps(marks, default=str)}")
         return marks
 
@@ -581,6 +594,7 @@ def report(b: Bench, phases: dict) -> dict:
                   if line.startswith("model name")), "?")
     done = subprocess.run(["gobgpd", "--version"], capture_output=True, text=True, timeout=10)
     return {"routes": b.n, "rows": rows, "setup_seconds": b.setup, "gobgpd": done.stdout.strip(),
+            "lag": health.lag_from_status(b.canopy.api.get("/v1/status").json), "disconnects": b.disconnects(),
             "machine": {"cpus": os.cpu_count(), "cpu": model, "load_average": os.getloadavg(),
                         "python": sys.version.split()[0]}}
 
@@ -610,7 +624,15 @@ def print_table(result: dict) -> None:
             if label.strip() != "baseline receive_withdraw":  # the same event as receive_withdraw
                 cpu = marks["cpu"]
                 print(f"    {label:30}{''.join(f'{cpu[name]:11.2f}' for name in names)}")
+    print("  max event-loop lag in the last minute at the end of each phase (ms): " + ", ".join(
+        f"{row['phase']} {fmt_lag(row['marks'].get('lag'))}" for row in result["rows"]))
+    print("  " + health.lag_line(result["lag"]))
+    print("  " + health.disconnects_line(result["disconnects"]))
     print("  setup: " + ", ".join(f"{label} {seconds:.1f} s" for label, seconds in result["setup_seconds"].items()))
+
+
+def fmt_lag(lag) -> str:
+    return "?" if not lag else f"{lag['max_1m_ms']:,.1f}"
 
 
 def fmt(value) -> str:

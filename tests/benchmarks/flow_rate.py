@@ -28,6 +28,7 @@ from controller.ryu_compat import ofproto_protocol
 from openflow import encode
 from openflow import pipeline as p
 from openflow.flows import Owner, flow, render_flow
+from tests.benchmarks import health
 from tests.harness import netns, process
 from tests.harness.lab import Lab
 
@@ -102,7 +103,7 @@ def canopy_rate(lab, hv, ctl, workdir, flows, protocols: str, name: str) -> dict
     check_count(hv, name, len(flows))
     seconds = entry["synced_at"] - entry["connected_at"]
     return {"rate": rate(len(flows), seconds), "seconds": seconds, "dpid": dpid,
-            "change_set_seconds": entry["status"]["last_change"]["seconds"]}
+            "change_set_seconds": entry["status"]["last_change"]["seconds"], "lag": entry.get("lag")}
 
 
 def synced(lab, workdir, dpid: str, name: str) -> dict:
@@ -161,6 +162,8 @@ def main(argv=None) -> int:
     print(f"  encoder: WireEncoder           {encoders['wire']:10,.0f} flow-mods/s")
     print(f"  encoder: Ryu OFPFlowMod        {encoders['ryu']:10,.0f} flow-mods/s"
           f"   (WireEncoder {encoders['wire'] / encoders['ryu']:.1f} x faster)")
+    print("  " + health.lag_line(of13["lag"], "driver, at the OpenFlow 1.3 sync"))
+    print("  " + health.lag_line(of14["lag"], "driver, at the OpenFlow 1.4 sync"))
     return 0
 
 

@@ -59,6 +59,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from tests.harness import process
+from tests.benchmarks import health
 from tests.benchmarks.port_to_ping import add_present_ports
 from tests.harness.lab import Lab
 
@@ -416,6 +417,7 @@ class Pair:
         lab.wait_until(lambda: all(taken(t.poll()) for t in self.tables), TAKEOVER_TIMEOUT, 0.1,
                        f"OVS's Controller tables showing {survivor.name} master everywhere")
         sync = [self._sync_state(survivor, dpid) for dpid in self.dpids]
+        lag = health.lag_from_status(survivor.get("/v1/status")) or {}
         dropped = capture.stop() if capture else None
         wire = capture.roles(killed_at) if capture else {}
         figures = self._figures(killed_at, active, survivor, ha, wire)
@@ -424,7 +426,7 @@ class Pair:
                        generation=ha.get("generation_id"), capture_dropped=dropped, in_sync=sum(ok for ok, _ in sync),
                        flow_mods=sum(c.get("flow_add", 0) + c.get("flow_delete", 0) for c in sent),
                        group_mods=sum(c.get(g, 0) for c in sent for g in ("group_add", "group_modify", "group_delete")),
-                       change_sets=sum(c.get("change_sets", 0) for c in sent))
+                       change_sets=sum(c.get("change_sets", 0) for c in sent), lag_max_1m_ms=lag.get("max_1m_ms"))
         started = time.monotonic()
         active.proc.start()
         self.wait_ready(survivor, active)
@@ -555,7 +557,8 @@ def report(size: dict, args) -> list[str]:
             f"'{r['reason']}'); takeover {r['wire_master_all']} ms (wire), {r['table_master_all']} ms (table); "
             f"{r['in_sync']}/{n} in sync, {r['flow_mods']} flow-mods and {r['group_mods']} group-mods in "
             f"{r['change_sets']} change sets; "
-            f"{r['read_back_flows']} flows read back; restart+ready {r['restart_ready_s']} s" +
+            f"{r['read_back_flows']} flows read back; survivor's max event-loop lag in the last minute "
+            f"{r.get('lag_max_1m_ms')} ms; restart+ready {r['restart_ready_s']} s" +
             (f"; capture dropped {r['capture_dropped']}" if r.get("capture_dropped") else ""))
     lines.append("  setup: " + ", ".join(f"{label} {seconds:.1f} s" for label, seconds in size["setup"].items()))
     return lines

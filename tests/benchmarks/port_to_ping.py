@@ -1,6 +1,7 @@
 """Time from ``ovs-vsctl add-port`` of a VM to its first answered ping, with 1,000 vports present (benchmark (a)).
 
     .venv/bin/python -m tests.benchmarks.port_to_ping [--samples 30] [--present 1000]
+    .venv/bin/python -m tests.benchmarks.port_to_ping --present 500,1000,5000 --before /work/main
 
 Setup (tests.harness.lab): one controller, two KVM hypervisors (kvm1, kvm2). POST /v1/apply of one tenant,
 one domain, a few /22 subnets holding ``--present`` vports plus one peer vport and ``--samples`` sample
@@ -46,6 +47,7 @@ import threading
 import time
 from datetime import datetime
 
+from tests.benchmarks import health
 from tests.harness import netns
 from tests.harness.hosts import BR_INT
 from tests.harness.lab import Lab
@@ -193,18 +195,30 @@ def dpid_of(hv) -> str:
     return f"{hv.datapath_id():016x}"
 
 
+def api_get(canopy, path: str):
+    """GET ``path``, or None while the controller is too busy to answer within the client's timeout (a
+    controller compiling thousands of vports at start)."""
+    try:
+        return canopy.api.get(path)
+    except OSError:  # socket.timeout is TimeoutError, an OSError
+        return None
+
+
 def in_sync(canopy, hvs) -> bool:
     for hv in hvs:
-        reply = canopy.api.get(f"/v1/switches/{dpid_of(hv)}/flows")
-        if reply.status != 200 or not reply.json.get("in_sync") or \
+        reply = api_get(canopy, f"/v1/switches/{dpid_of(hv)}/flows")
+        if reply is None or reply.status != 200 or not reply.json.get("in_sync") or \
                 reply.json["status"].get("openflow") == "disconnected":
             return False
     return True
 
 
 def settle(lab, canopy, hvs, bound: int, timeout: float, what: str) -> None:
-    lab.wait_until(lambda: canopy.api.get("/v1/status").json["vports_bound"] == bound, timeout=timeout,
-                   interval=0.1, what=f"{bound} vports bound ({what})")
+    def bound_now():
+        reply = api_get(canopy, "/v1/status")
+        return reply is not None and reply.json["vports_bound"] == bound
+
+    lab.wait_until(bound_now, timeout=timeout, interval=0.1, what=f"{bound} vports bound ({what})")
     lab.wait_until(lambda: in_sync(canopy, hvs), timeout=timeout, interval=0.2,
                    what=f"both switches in sync ({what})")
 
@@ -243,14 +257,18 @@ def measure(vm, hv, bridge: str, iface_id: str, peer, interval: float) -> tuple[
         vsctl_done = time.monotonic()
         pinger.join(REPLY_TIMEOUT)
         if pinger.reply_at is None:
-            raise AssertionError(f"{vm.name}: no echo reply from {peer.address} within {REPLY_TIMEOUT}s of add-port "
-                                 f"on {bridge}")
+            raise NoReply(f"{vm.name}: no echo reply from {peer.address} within {REPLY_TIMEOUT}s of add-port "
+                          f"on {bridge}")
         return (pinger.reply_at - started, vsctl_done - started,
                 pinger.sent.get(pinger.reply_seq, started) - started, wall)
     finally:
         pinger.halt()
         pinger.join(2)
         peer.exec("ip", "neigh", "del", vm.address, "dev", "eth0")
+
+
+class NoReply(AssertionError):
+    """A sample without an answer within REPLY_TIMEOUT (counted, and left out of the figures)."""
 
 
 def setup_baseline(lab, kvm1, kvm2):
@@ -296,11 +314,121 @@ def summary(label: str, values: list[float]) -> str:
             f"min {min(ms):8.1f}  max {max(ms):8.1f}  ms")
 
 
+def parse_sizes(text: str) -> list[int]:
+    sizes = sorted({int(part) for part in text.split(",") if part.strip()})
+    if not sizes or sizes[0] < 0:
+        raise ValueError(text)
+    return sizes
+
+
+class Round:
+    """The figures of one (vports present, controller code) round."""
+
+    def __init__(self, present: int, label: str):
+        self.present, self.label = present, label
+        self.canopy, self.base, self.vsctl_canopy, self.vsctl_base, self.sent = [], [], [], [], []
+        self.walls: list[float] = []
+        self.flows: dict[str, int] = {}
+        self.setup = 0.0
+        self.log_lines: list[str] = []
+        self.counts: dict = {}
+        self.no_reply: list[str] = []  # samples (Canopy or baseline) without an answer in REPLY_TIMEOUT
+
+    @property
+    def adds(self) -> float:
+        return statistics.median(self.canopy) - statistics.median(self.base)
+
+
+def start_canopy(lab, ctl, code: str | None, name: str):
+    """A controller from this checkout (``code`` None) or from the checkout at ``code`` (same venv)."""
+    if code is not None:
+        lab.controller_argv = lambda path: ["env", f"PYTHONPATH={code}", sys.executable, "-c",
+                                            "from controller.cli import main; main()", "run", "--config", str(path)]
+    else:
+        lab.__dict__.pop("controller_argv", None)  # the Lab's own: this venv's canopy
+    return lab.start_controller(ctl, name=name)
+
+
+def run_round(lab, ctl, hvs, peer, base_peer, vms, bvms, present, rnd: Round, code, args) -> None:
+    t = time.monotonic()
+    canopy = start_canopy(lab, ctl, code, f"canopy-{rnd.label}-{rnd.present}")
+    try:
+        reply = canopy.api.post("/v1/apply", {"document": document(present[:rnd.present], args.samples),
+                                              "source": "bench"})
+        if reply.status != 200:
+            raise SystemExit(f"apply failed: {reply.status} {reply.text[:500]}")
+        settle(lab, canopy, hvs, rnd.present + 1, SETUP_TIMEOUT, f"setup {rnd.label} {rnd.present}")
+        rnd.setup = time.monotonic() - t
+        rnd.flows = {hv.name: canopy.api.get(f"/v1/switches/{dpid_of(hv)}/flows").json["count"] for hv in hvs}
+        kvm1 = hvs[0]
+        for k, (vm, bvm) in enumerate(zip(vms, bvms)):
+            time.sleep(QUIET)
+            try:
+                bfirst, bvsctl, _, _ = measure(bvm, kvm1, BASE_BRIDGE, f"baseline{k}", base_peer, args.interval)
+                rnd.base.append(bfirst)
+                rnd.vsctl_base.append(bvsctl)
+            except NoReply as exc:
+                rnd.no_reply.append(str(exc))
+            kvm1.vsctl("--if-exists", "del-port", BASE_BRIDGE, bvm.port)
+            settle(lab, canopy, hvs, rnd.present + 1, SETTLE_TIMEOUT, f"after baseline sample {k}")
+            time.sleep(QUIET)
+            try:
+                first, vsctl, sent, wall = measure(vm, kvm1, BR_INT, f"sample{k}", peer, args.interval)
+                rnd.walls.append(wall)
+                rnd.canopy.append(first)
+                rnd.vsctl_canopy.append(vsctl)
+                rnd.sent.append(sent)
+            except NoReply as exc:
+                rnd.no_reply.append(str(exc))
+            kvm1.vsctl("--if-exists", "del-port", BR_INT, vm.port)  # the VM is kept for the next round
+            settle(lab, canopy, hvs, rnd.present + 1, SETTLE_TIMEOUT, f"after sample {k}")
+            if not (rnd.canopy and rnd.base):
+                continue
+            if args.verbose:
+                print(f"{rnd.label} {rnd.present:5d} sample {k:3d}: Canopy {rnd.canopy[-1] * 1000:7.1f} ms (ovs-vsctl "
+                      f"{rnd.vsctl_canopy[-1] * 1000:6.1f}, answered request sent at {rnd.sent[-1] * 1000:7.1f})   "
+                      f"baseline {rnd.base[-1] * 1000:7.1f} ms (ovs-vsctl {rnd.vsctl_base[-1] * 1000:6.1f})"
+                      + (f"   [{len(rnd.no_reply)} without reply so far]" if rnd.no_reply else ""), flush=True)
+        rnd.counts = canopy.api.get("/v1/status").json
+        rnd.log_lines = [line for line in canopy.log_path.read_text().splitlines() if "bench/s0/sample" in line]
+    finally:
+        canopy.stop()
+
+
+def report(rnd: Round, args) -> None:
+    print(f"{rnd.label}: {args.samples} samples, {rnd.present} vports present and bound ({rnd.flows.get('kvm1', 0):,} "
+          f"flows on kvm1, {rnd.flows.get('kvm2', 0):,} on kvm2), {rnd.counts.get('vports_bound')} bound at the end; "
+          f"controller ready, policy applied, bound and in sync in {rnd.setup:.1f} s"
+          + (f"; {len(rnd.no_reply)} samples without a reply within {REPLY_TIMEOUT:g} s, left out: "
+             + "; ".join(rnd.no_reply) if rnd.no_reply else ""))
+    print(summary("Canopy (br-int, secure, flows from Canopy)", rnd.canopy))
+    print(summary("baseline (br-base, NORMAL, same OVS/VXLAN)", rnd.base))
+    print(summary("  ovs-vsctl add-port returned, Canopy", rnd.vsctl_canopy))
+    print(summary("  ovs-vsctl add-port returned, baseline", rnd.vsctl_base))
+    print(summary("  answered request sent, Canopy", rnd.sent))
+    bound_first, bound_last = bound_times(rnd.log_lines, rnd.walls)
+    if bound_first:
+        print(summary("  Canopy logs the vport bound (1 ms clock)", bound_first))
+        print(summary("  ... and bound again with its ofport", bound_last))
+    median, base_median = statistics.median(rnd.canopy), statistics.median(rnd.base)
+    print(f"  Canopy adds {rnd.adds * 1000:.1f} ms at the median ({rnd.adds / base_median * 100:.0f}% of the baseline "
+          f"median, {median / base_median:.2f} x baseline), "
+          f"{(percentile(rnd.canopy, 95) - percentile(rnd.base, 95)) * 1000:.1f} ms at p95", flush=True)
+    print("  " + health.lag_line(health.lag_from_status(rnd.counts)), flush=True)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=30, help="add-ports measured on Canopy (and as many "
-                                                                "on the baseline bridge)")
-    parser.add_argument("--present", type=int, default=1000, help="vports bound before measuring")
+                                                                "on the baseline bridge) per round")
+    parser.add_argument("--present", default="1000", help="vports bound before measuring; a comma-separated "
+                        "list (e.g. 500,1000,5000) measures each size in turn, adding ports between rounds")
+    parser.add_argument("--before", metavar="DIR", default=None,
+                        help="also measure, in each round and on the same lab, the controller of the checkout "
+                             "at DIR (e.g. /work/main), run with this venv: before/after in one run")
+    parser.add_argument("--after", metavar="DIR", default=None,
+                        help="measure the controller of the checkout at DIR instead of this one (e.g. a snapshot "
+                             "made with git archive, so that editing this checkout does not change a long run)")
     parser.add_argument("--interval", type=float, default=0.005, help="seconds between echo requests")
     parser.add_argument("--verbose", action="store_true", help="print every sample")
     parser.add_argument("--dump-log", action="store_true", help="print the controller's log lines about samples")
@@ -309,18 +437,16 @@ def main(argv=None) -> int:
         parser.error("--samples must be 1..240 (sample addresses .10-.249 of the first subnet)")
     if args.interval < 0.001:
         parser.error("--interval must be at least 0.001")
+    try:
+        sizes = parse_sizes(args.present)
+    except ValueError:
+        parser.error("--present must be a number or a comma-separated list of numbers")
+    codes = ([("before", args.before)] if args.before else []) + [("after", args.after)]
 
-    present = present_vports(args.present)
-    canopy_times, base_times, vsctl_canopy, vsctl_base, sent_canopy = [], [], [], [], []
-    timings = {}
-    walls: list[float] = []
+    present = present_vports(sizes[-1])
+    rounds: list[Round] = []
     with Lab() as lab:
-        t = time.monotonic()
         ctl = lab.add_controller_host("ctl1")
-        canopy = lab.start_controller(ctl)
-        reply = canopy.api.post("/v1/apply", {"document": document(present, args.samples), "source": "bench"})
-        if reply.status != 200:
-            raise SystemExit(f"apply failed: {reply.status} {reply.text[:500]}")
         kvm1, kvm2 = lab.add_hypervisor("kvm1", "kvm"), lab.add_hypervisor("kvm2", "kvm")
         hvs = (kvm1, kvm2)
         for hv in hvs:
@@ -328,67 +454,40 @@ def main(argv=None) -> int:
         peer = make_vm(lab, kvm2, PEER["name"], PEER["mac"], f"{PEER['ip']}/{PREFIXLEN}")
         kvm2.vsctl(*plug_args(peer, BR_INT, PEER["name"]))
         base_peer = setup_baseline(lab, kvm1, kvm2)
-        # every sample VM made up front, so no VM-making churn reaches the controller between samples
+        # every sample VM made up front (and reused by every round), so no VM-making churn reaches the
+        # controller between samples
         vms = [make_vm(lab, kvm1, f"s{k}", mac("bb", k), f"{sample_ip(k)}/{PREFIXLEN}") for k in range(args.samples)]
         bvms = [make_vm(lab, kvm1, f"b{k}", mac("cc", k + 2),
                         f"{BASE_NET.network_address + 10 + k}/{BASE_NET.prefixlen}") for k in range(args.samples)]
-        timings["lab, controller, policy, VMs"] = time.monotonic() - t
-        t = time.monotonic()
-        add_present_ports(kvm1, present[0::2])
-        add_present_ports(kvm2, present[1::2])
-        timings[f"{args.present} internal ports added"] = time.monotonic() - t
-        settle(lab, canopy, hvs, args.present + 1, SETUP_TIMEOUT, "setup")
-        timings[f"{args.present} ports added, bound and in sync"] = time.monotonic() - t
-        flows = {hv.name: canopy.api.get(f"/v1/switches/{dpid_of(hv)}/flows").json["count"] for hv in hvs}
+        added = 0
+        for size in sizes:
+            t = time.monotonic()
+            new = range(added, size)  # vport i on kvm1 when i is even, else on kvm2
+            add_present_ports(kvm1, [present[i] for i in new if i % 2 == 0])
+            add_present_ports(kvm2, [present[i] for i in new if i % 2 == 1])
+            print(f"{size - added} internal ports added in {time.monotonic() - t:.1f} s ({size} present)", flush=True)
+            added = size
+            for label, code in codes:
+                rnd = Round(size, label)
+                run_round(lab, ctl, hvs, peer, base_peer, vms, bvms, present, rnd, code, args)
+                rounds.append(rnd)
+                report(rnd, args)
+                if args.dump_log:
+                    print("\n".join(rnd.log_lines))
 
-        t = time.monotonic()
-        for k, (vm, bvm) in enumerate(zip(vms, bvms)):
-            # baseline: VM b<k> on kvm1's br-base (NORMAL) pinging the baseline peer on kvm2's br-base
-            time.sleep(QUIET)
-            bfirst, bvsctl, _, _ = measure(bvm, kvm1, BASE_BRIDGE, f"baseline{k}", base_peer, args.interval)
-            base_times.append(bfirst)
-            vsctl_base.append(bvsctl)
-            kvm1.vsctl("del-port", BASE_BRIDGE, bvm.port)  # then remove_vm's br-int --if-exists finds nothing
-            lab.remove_vm(bvm)
-            settle(lab, canopy, hvs, args.present + 1, SETTLE_TIMEOUT, f"after baseline sample {k}")
-            # Canopy: vport sample<k> on kvm1's br-int pinging the peer on kvm2
-            time.sleep(QUIET)
-            first, vsctl, sent, wall = measure(vm, kvm1, BR_INT, f"sample{k}", peer, args.interval)
-            walls.append(wall)
-            canopy_times.append(first)
-            vsctl_canopy.append(vsctl)
-            sent_canopy.append(sent)
-            lab.remove_vm(vm)
-            settle(lab, canopy, hvs, args.present + 1, SETTLE_TIMEOUT, f"after sample {k}")
-            if args.verbose:
-                print(f"sample {k:3d}: Canopy {first * 1000:7.1f} ms (ovs-vsctl {vsctl * 1000:6.1f}, answered "
-                      f"request sent at {sent * 1000:7.1f})   baseline {bfirst * 1000:7.1f} ms "
-                      f"(ovs-vsctl {bvsctl * 1000:6.1f})", flush=True)
-        timings[f"{args.samples} + {args.samples} samples"] = time.monotonic() - t
-        status = canopy.api.get("/v1/status").json
-        log_lines = [line for line in canopy.log_path.read_text().splitlines() if "bench/s0/sample" in line]
-        if args.dump_log:
-            print("\n".join(log_lines))
-        bound_first, bound_last = bound_times(log_lines, walls)
-
-    print(f"port to first ping: {args.samples} samples, {args.present} vports present and bound "
-          f"({flows['kvm1']:,} flows on kvm1, {flows['kvm2']:,} on kvm2), {status['vports_bound']} bound at the end")
-    print("  one controller, two KVM hypervisors (userspace OVS), sample VM on kvm1 -> VXLAN -> peer VM on kvm2, "
-          "same /22 subnet;")
-    print(f"  addresses static, neighbours static (no DHCP, no ARP); echo requests every {args.interval * 1000:g} ms "
-          "from a raw socket in the VM; clock from just before 'ovs-vsctl add-port' to the first echo reply")
-    print(summary("Canopy (br-int, secure, flows from Canopy)", canopy_times))
-    print(summary("baseline (br-base, NORMAL, same OVS/VXLAN)", base_times))
-    print(summary("  ovs-vsctl add-port returned, Canopy", vsctl_canopy))
-    print(summary("  ovs-vsctl add-port returned, baseline", vsctl_base))
-    print(summary("  answered request sent, Canopy", sent_canopy))
-    if bound_first:
-        print(summary("  Canopy logs the vport bound (1 ms clock)", bound_first))
-        print(summary("  ... and bound again with its ofport", bound_last))
-    median, base_median = statistics.median(canopy_times), statistics.median(base_times)
-    print(f"  Canopy adds {(median - base_median) * 1000:.1f} ms at the median ({median / base_median:.2f} x "
-          f"baseline), {(percentile(canopy_times, 95) - percentile(base_times, 95)) * 1000:.1f} ms at p95")
-    print("  setup: " + ", ".join(f"{label} {seconds:.1f} s" for label, seconds in timings.items()))
+    print("\nport to first ping: one controller, two KVM hypervisors (userspace OVS), sample VM on kvm1 -> VXLAN -> "
+          "peer VM on kvm2, same /22 subnet; addresses and neighbours static; echo requests every "
+          f"{args.interval * 1000:g} ms; clock from just before 'ovs-vsctl add-port' to the first echo reply")
+    print(f"{'present':>8} {'code':>7} {'Canopy ms':>10} {'baseline ms':>12} {'adds ms':>8} {'adds/baseline':>14}")
+    for rnd in rounds:
+        base = statistics.median(rnd.base)
+        print(f"{rnd.present:8d} {rnd.label:>7} {statistics.median(rnd.canopy) * 1000:10.1f} {base * 1000:12.1f} "
+              f"{rnd.adds * 1000:8.1f} {rnd.adds / base * 100:13.0f}%")
+    for label, _ in codes:
+        mine = [r for r in rounds if r.label == label]
+        if len(mine) > 1 and mine[0].adds > 0:
+            print(f"  {label}: adds at {mine[-1].present} present / adds at {mine[0].present}: "
+                  f"{mine[-1].adds / mine[0].adds:.2f}")
     return 0
 
 

@@ -25,6 +25,7 @@ import statistics
 import sys
 import time
 
+from tests.benchmarks import health
 from tests.harness.browser import Browser, browser_unavailable
 from tests.harness.lab import Lab
 
@@ -117,6 +118,7 @@ def main(argv=None) -> int:
                   f"{runs[0]['elements']} DOM elements, live update {_fmt([r['live_ms'] for r in runs])} ms")
             print(f"    of a refresh: REST reads {_fmt([r['after']['readMs'] for r in runs])} ms, "
                   f"drawing {_fmt([r['after']['drawMs'] for r in runs])} ms")
+        print("  " + health.lag_line(health.lag_from_status(canopy.api.get("/v1/status").json)))
     return 0
 
 

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import socket
 from pathlib import Path
 from typing import Callable
 
@@ -30,6 +31,16 @@ Spawner = Callable[[str, list[str], Path, str, dict], Child]
 # as Debian's ovs-ctl starts ovsdb-server: its ssl: managers use the files `ovs-vsctl set-ssl` sets
 SSL_OPTIONS = ("--private-key=db:Open_vSwitch,SSL,private_key", "--certificate=db:Open_vSwitch,SSL,certificate",
                "--ca-cert=db:Open_vSwitch,SSL,ca_cert")
+
+
+def _accepts(path: Path) -> bool:
+    """Whether a unix stream socket at ``path`` accepts a connection now."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True
 
 
 class OvsInstance:
@@ -59,8 +70,9 @@ class OvsInstance:
             f"--remote=punix:{self.db_socket}",
             *(f"--remote={remote}" for _, _, remote in self.DATABASES), *SSL_OPTIONS])
         server = self.processes[-1]
-        wait_until(lambda: self.db_socket.exists() or not server.alive(), timeout=10,
-                   interval=0.02, what=f"{self.db_socket} to appear")
+        # the socket file appears at bind(), before listen(): wait until a connection is accepted
+        wait_until(lambda: _accepts(self.db_socket) or not server.alive(), timeout=10,
+                   interval=0.02, what=f"{self.db_socket} to accept connections")
         self.vsctl("--no-wait", "init")
         self._start_daemon(spawn, "ovs-vswitchd", [f"unix:{self.db_socket}"])
         self.vsctl("init")  # without --no-wait: returns once ovs-vswitchd has caught up

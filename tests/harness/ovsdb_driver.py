@@ -49,6 +49,8 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--tunnel-name", default=None)
     parser.add_argument("--no-vtep-program", action="store_true", help="program_vteps=False")
     parser.add_argument("--read-only", action="store_true", help="writes_enabled=False (an HA standby)")
+    parser.add_argument("--reconnect-grace", type=float, default=1.0,
+                        help="seconds a VRS stays known after its session ends (short here: tests wait for gone)")
     return parser.parse_args(argv)
 
 
@@ -91,7 +93,7 @@ def driver_main(argv: list[str]) -> int:
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
     def emit(**event):
-        sys.stdout.write(json.dumps(event) + "\n")
+        sys.stdout.write(json.dumps(event, default=sorted) + "\n")  # frozensets (VrsSnapshot.changed) as lists
         sys.stdout.flush()
 
     class RecordingSink(DiscoverySink):
@@ -112,7 +114,8 @@ def driver_main(argv: list[str]) -> int:
                                 handshake_timeout=args.handshake_timeout,
                                 probe_interval=args.probe_interval,
                                 provision_tunnel=not args.no_tunnel,
-                                program_vteps=not args.no_vtep_program, **tunnel)
+                                program_vteps=not args.no_vtep_program,
+                                reconnect_grace=args.reconnect_grace, **tunnel)
     server.writes_enabled = not args.read_only
     server.start()
     emit(ev="listening", port=server.port)

@@ -9,8 +9,8 @@ OpenFlow on PORT and works with files in WORKDIR:
 - ``role`` (optional): "master" or "slave", the OpenFlow role claimed on connect and whenever the file
   changes (then followed by ``resync()``, as the app does when it becomes master);
 - ``report.json`` (written by the driver, atomically) each time a switch is in sync:
-  ``{dpid: {"generation", "connected_at", "synced_at", "status", "flows"}}`` (times from time.time();
-  ``flows`` only up to FLOWS_IN_REPORT flows).
+  ``{dpid: {"generation", "connected_at", "synced_at", "status", "flows", "lag"}}`` (times from time.time();
+  ``flows`` only up to FLOWS_IN_REPORT flows; ``lag``: the driver's event-loop lag, controller/lagprobe.py).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from pathlib import Path
 
 from controller.ryu_compat import (DEAD_DISPATCHER, MAIN_DISPATCHER, RyuApp, hub, ofp_event, ofproto_v1_3,
                                    ofproto_v1_4, run_manager, set_ev_cls)
+from controller.lagprobe import LagProbe
 from openflow.reconciler import REPLY_EVENTS, SwitchReconciler
 
 WORKDIR_ENV = "CANOPY_OFDRIVER_DIR"
@@ -43,6 +44,8 @@ class OfDriver(RyuApp):
         self.generation, self.flows, self.groups = self._load()
         self.role, self.role_generation = self._role(), 0
         self.watcher = hub.spawn(self._watch)
+        self.lag = LagProbe()
+        hub.spawn(self.lag.run, hub.sleep)
 
     def _load(self):
         path = self.workdir / "desired.pickle"
@@ -112,7 +115,8 @@ class OfDriver(RyuApp):
         status = rec.status()
         self.report[f"{dpid:016x}"] = {
             "generation": self.generation, "connected_at": connected, "synced_at": time.time(),
-            "status": status, "flows": rec.flows() if status["desired"] <= FLOWS_IN_REPORT else None}
+            "status": status, "flows": rec.flows() if status["desired"] <= FLOWS_IN_REPORT else None,
+            "lag": self.lag.status()}
         draft = self.workdir / "report.json.tmp"
         draft.write_text(json.dumps(self.report))
         draft.replace(self.workdir / "report.json")

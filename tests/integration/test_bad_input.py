@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.harness.fabric import reach, vtep_fabric
+
 pytestmark = pytest.mark.integration
 
 LS = "canopy-5001"
@@ -23,11 +25,6 @@ POLICY = {
     "vtep_bindings": [{"switch": "tor1", "port": "p1", "vlan": 100, "subnet": "acme/web"}],
 }
 IPV6_NEIGHBOUR = "02:00:00:00:0b:06"
-
-
-def reach(lab, host, ip, what=None, timeout=20):
-    lab.wait_until(lambda: host.ping(ip, count=1, timeout=2), timeout=timeout, interval=0.2,
-                   what=what or f"{host.name} reaches {ip}")
 
 
 def uuid_of(tor, table, *conditions) -> str:
@@ -52,25 +49,9 @@ def write_garbage(tor) -> None:
 
 @pytest.fixture(scope="module")
 def fabric(lab_capable):
-    from tests.harness.lab import Lab
-    from tests.harness.vtep import vtep_unavailable
-
-    reason = vtep_unavailable()
-    if reason:
-        pytest.skip(reason)
-    with Lab() as lab:
-        ctl = lab.add_controller_host("ctl1")
-        canopy = lab.start_controller(ctl)
-        assert canopy.api.post("/v1/apply", {"document": POLICY, "source": "bad-input"}).status == 200
-        hosts = {"kvm1": lab.add_hypervisor("kvm1", "kvm"), "kvm2": lab.add_hypervisor("kvm2", "kvm")}
-        for hv in hosts.values():
-            hv.connect(ctl)
-        webk = lab.add_vm(hosts["kvm1"], "webk", mac="02:00:00:00:01:01", ip="10.0.1.11/24", vnic_id="webk")
-        tor = lab.add_hardware_vtep("tor1", ports=("p1",))
-        tor.connect(ctl)
-        bm = lab.add_baremetal(tor, "bm1", port="p1", vlan=100, mac="02:00:00:00:0b:01", ip="10.0.1.50/24")
-        lab.wait_until(lambda: tor.bindings("p1") == {100: LS}, timeout=20, what="VLAN 100 bound on tor1")
-        yield lab, canopy, hosts, webk, tor, bm
+    with vtep_fabric(POLICY, "bad-input", {"kvm1": "kvm", "kvm2": "kvm"}, {"webk": ("kvm1", {"vnic_id": "webk"})},
+                     bm_mac="02:00:00:00:0b:01") as f:
+        yield f.lab, f.canopy, f.hosts, f.vms["webk"], f.tor, f.bm
 
 
 def test_garbage_in_ucast_macs_local_does_not_stop_programming(fabric):

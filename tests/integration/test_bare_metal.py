@@ -6,12 +6,14 @@ when the gateway VRS's hypervisor stops, the other VRS takes over and the routed
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 
 import pytest
 
 from tests.harness import process
+from tests.harness.fabric import reach as fabric_reach
 from tests.integration.test_dhcp_client import UDHCPC_SCRIPT, _read_env, _write_script
 
 pytestmark = pytest.mark.integration
@@ -44,9 +46,7 @@ def gateway(canopy):
     return gateways[0]["chassis"] if gateways else None
 
 
-def reach(lab, host, ip, what=None, timeout=30):
-    lab.wait_until(lambda: host.ping(ip, count=1, timeout=2), timeout=timeout, interval=0.2,
-                   what=what or f"{host.name} reaches {ip}")
+reach = functools.partial(fabric_reach, timeout=30)
 
 
 @pytest.fixture(scope="module")

@@ -10,24 +10,17 @@ from pathlib import Path
 
 import pytest
 
+from tests.harness.policy import acme_web, create
+
 pytestmark = pytest.mark.integration
 
 TOKEN = "test-token"
 REPO = Path(__file__).resolve().parents[2]
 
 
-def create(api, collection, body):
-    resp = api.post(f"/v1/{collection}", body)
-    assert resp.status == 201, resp.text
-    return resp.json
-
-
 def demo_policy(api):
     """acme/prod/web with one vport per flavour; returns {flavour: vport}."""
-    tenant = create(api, "tenants", {"name": "acme"})
-    domain = create(api, "domains", {"tenant_id": tenant["id"], "name": "prod"})
-    subnet = create(api, "subnets", {"tenant_id": tenant["id"], "domain_id": domain["id"], "name": "web",
-                                     "cidr": "10.0.1.0/24", "gateway": "10.0.1.1"})
+    tenant, domain, subnet = acme_web(api)
     vports = {}
     for flavour, binding, mac in (("kvm", {"flavour": "kvm", "iface_id": "kvm-vm1"}, "02:00:00:00:01:01"),
                                   ("hyperv", {"flavour": "hyperv", "port_name": "hvvm1"}, "02:00:00:00:01:02"),

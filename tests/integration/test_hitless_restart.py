@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from tests.harness import netns
+from tests.harness.fabric import reach, vtep_fabric
 from tests.harness.hosts import BR_INT
 
 pytestmark = pytest.mark.integration
@@ -44,11 +45,6 @@ SWITCHES = 4  # kvm1, hyv1, esx1, tor1
 WRITES = re.compile(r"OFPT_(FLOW_MOD|GROUP_MOD|BUNDLE_CONTROL|BUNDLE_ADD_MESSAGE)|NXT_FLOW_MOD")
 _REPLY = re.compile(r"bytes from .*icmp_seq=(\d+)")
 _SENT = re.compile(r"(\d+) packets transmitted")
-
-
-def reach(lab, host, ip, timeout=30):
-    lab.wait_until(lambda: host.ping(ip, count=1, timeout=2), timeout=timeout, interval=0.2,
-                   what=f"{host.name} reaches {ip}")
 
 
 class Watch:
@@ -82,35 +78,16 @@ def tunnel_transactions(hv) -> int:
 
 @pytest.fixture(scope="module")
 def fabric(lab_capable):
-    from tests.harness.lab import Lab
-    from tests.harness.vtep import vtep_unavailable
-
-    reason = vtep_unavailable()
-    if reason:
-        pytest.skip(reason)
-    with Lab() as lab:
-        ctl = lab.add_controller_host("ctl1")
-        canopy = lab.start_controller(ctl)
-        assert canopy.api.post("/v1/apply", {"document": POLICY, "source": "hitless"}).status == 200
-        hosts = {"kvm1": lab.add_hypervisor("kvm1", "kvm"), "hyv1": lab.add_hypervisor("hyv1", "hyperv"),
-                 "esx1": lab.add_hypervisor("esx1", "esxi")}
-        for hv in hosts.values():
-            hv.connect(ctl)
-        ends = {"webk": lab.add_vm(hosts["kvm1"], "webk", mac="02:00:00:00:01:01", ip="10.0.1.11/24",
-                                   vnic_id="webk"),
-                "webh": lab.add_vm(hosts["hyv1"], "webh", mac="02:00:00:00:01:02", ip="10.0.1.12/24"),
-                "dbh": lab.add_vm(hosts["hyv1"], "dbh", mac="02:00:00:00:02:01", ip="10.0.2.11/24"),
-                "webe": lab.add_vm(hosts["esx1"], "webe", mac="02:00:00:00:01:03", ip="10.0.1.13/24", vnic_id="webe",
-                                   vlan=101)}
+    vms = {"webk": ("kvm1", {"vnic_id": "webk"}), "webh": ("hyv1", {}), "dbh": ("hyv1", {}),
+           "webe": ("esx1", {"vnic_id": "webe", "vlan": 101})}
+    with vtep_fabric(POLICY, "hitless", {"kvm1": "kvm", "hyv1": "hyperv", "esx1": "esxi"}, vms, bm_mac=BM_MAC,
+                     timeout=30) as f:
+        ends = dict(f.vms, bm=f.bm)
         for name, gateway in (("webk", "10.0.1.1"), ("webh", "10.0.1.1"), ("dbh", "10.0.2.1"), ("webe", "10.0.1.1")):
             ends[name].exec("ip", "route", "add", "default", "via", gateway, check=True)
-        tor = lab.add_hardware_vtep("tor1", ports=("p1",))
-        tor.connect(ctl)
-        ends["bm"] = lab.add_baremetal(tor, "bm1", port="p1", vlan=100, mac=BM_MAC, ip="10.0.1.50/24")
-        lab.wait_until(lambda: tor.bindings("p1") == {100: LS}, timeout=30, what="VLAN 100 bound on tor1")
         for src, dst in PAIRS:
-            reach(lab, ends[src], dst)
-        yield lab, canopy, hosts, ends, tor, ctl
+            reach(f.lab, ends[src], dst, timeout=30)
+        yield f.lab, f.canopy, f.hosts, ends, f.tor, f.ctl
 
 
 def unsettled(canopy, hosts, flows_before) -> str:
@@ -214,7 +191,7 @@ def test_restarts_lose_no_ping_and_rewrite_nothing(fabric):
            "02:00:00:00:01:03": hosts["esx1"].vtep_ip}
     assert {mac: ucast.get(mac) for mac in vms} == vms
     for src, dst in PAIRS:
-        reach(lab, ends[src], dst)
+        reach(lab, ends[src], dst, timeout=30)
 
 
 def test_a_switch_that_stays_away_holds_writes_for_the_hold_time_only(fabric):
@@ -242,4 +219,4 @@ def test_a_switch_that_stays_away_holds_writes_for_the_hold_time_only(fabric):
     assert seen[-1]["message"] == "hold time of 12 s over; still missing vrs hyv1", seen
     hosts["hyv1"].vsctl("set-manager", f"tcp:{ctl.ip}:6640")
     for src, dst in PAIRS:
-        reach(lab, ends[src], dst)
+        reach(lab, ends[src], dst, timeout=30)

@@ -21,6 +21,7 @@ import pytest
 
 from tests.harness import netns
 from tests.harness.http import RestClient
+from tests.harness.policy import acme_web, create
 from tests.harness.wait import wait_until
 
 pytestmark = pytest.mark.integration
@@ -76,12 +77,6 @@ def close_all(socks):
 
 def log_of(canopy) -> str:
     return canopy.log_path.read_text(errors="replace")
-
-
-def create(api, collection, body):
-    resp = api.post(f"/v1/{collection}", body)
-    assert resp.status == 201, resp.text
-    return resp.json
 
 
 def switch_of(api, chassis):
@@ -353,10 +348,7 @@ def test_a_spoofed_datapath_id_does_not_take_the_switch_over(lab):
     ctl = lab.add_controller_host("ctl1")
     canopy = lab.start_controller(ctl)
     api = canopy.api
-    tenant = create(api, "tenants", {"name": "acme"})
-    domain = create(api, "domains", {"tenant_id": tenant["id"], "name": "prod"})
-    subnet = create(api, "subnets", {"tenant_id": tenant["id"], "domain_id": domain["id"], "name": "web",
-                                     "cidr": "10.0.1.0/24", "gateway": "10.0.1.1"})
+    tenant, domain, subnet = acme_web(api)
     hv = lab.add_hypervisor("hv1")
     hv.connect(ctl)
     wait_until(lambda: connected(api, hv), 30, what="hv1 connected")

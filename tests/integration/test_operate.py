@@ -15,17 +15,12 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.harness.policy import acme_web, create
 from tests.harness.wait import wait_until
 
 pytestmark = pytest.mark.integration
 
 CANOPY = str(Path(sys.executable).parent / "canopy")
-
-
-def create(api, collection, body):
-    resp = api.post(f"/v1/{collection}", body)
-    assert resp.status == 201, resp.text
-    return resp.json
 
 
 def metrics(api):
@@ -53,10 +48,7 @@ def test_metrics_after_real_switches_connect(lab):
     ctl = lab.add_controller_host("ctl1")
     canopy = lab.start_controller(ctl)
     api = canopy.api
-    tenant = create(api, "tenants", {"name": "acme"})
-    domain = create(api, "domains", {"tenant_id": tenant["id"], "name": "prod"})
-    subnet = create(api, "subnets", {"tenant_id": tenant["id"], "domain_id": domain["id"], "name": "web",
-                                     "cidr": "10.0.1.0/24", "gateway": "10.0.1.1"})
+    tenant, domain, subnet = acme_web(api)
     create(api, "vports", {"subnet_id": subnet["id"], "name": "vm1", "mac": "02:00:00:00:01:01",
                            "binding": {"flavour": "kvm", "iface_id": "vm1"}})
     hv = lab.add_hypervisor("kvm1")
@@ -66,9 +58,14 @@ def test_metrics_after_real_switches_connect(lab):
     sync = wait_until(lambda: (s := switch_sync(api, "kvm1")) and s["state"] == "in_sync" and s["desired"] > 0
                       and s["pending"] == 0 and api.get("/v1/status").json["vports_bound"] == 1 and s,
                       timeout=20, what="kvm1 programmed with its vport bound")
-    got = wait_until(lambda: (m := metrics(api)) and value(m, "canopy_event_loop_lag_seconds_count", ) and m,
-                     timeout=10, what="an event-loop lag sample")
     labels = {"datapath": dpid, "chassis": "kvm1"}
+
+    def settled(m):  # the binding shows in /v1/status before the programming loop has compiled its flows
+        flows = {kind: value(m, "canopy_switch_flows", **labels, kind=kind) for kind in ("desired", "installed")}
+        return flows["desired"] == flows["installed"] and value(m, "canopy_switch_flows", **labels, kind="pending") == 0
+
+    got = wait_until(lambda: (m := metrics(api)) and value(m, "canopy_event_loop_lag_seconds_count") and settled(m)
+                     and m, timeout=10, what="an event-loop lag sample and kvm1's flows all installed")
     assert value(got, "canopy_switch_openflow_connected", **labels) == 1
     installed = value(got, "canopy_switch_flows", **labels, kind="installed")
     assert value(got, "canopy_switch_flows", **labels, kind="desired") == installed >= sync["desired"] > 0

@@ -5,10 +5,13 @@ does not pass, a migration, and a controller restart during traffic that loses n
 
 from __future__ import annotations
 
+import functools
 import re
 import textwrap
 
 import pytest
+
+from tests.harness.fabric import reach as fabric_reach
 
 pytestmark = pytest.mark.integration
 
@@ -71,9 +74,8 @@ def pings(vm, ip, count=1, timeout=2):
     return vm.ping(ip, count=count, timeout=timeout)
 
 
-def reach(lab, vm, ip, what=None, timeout=15):
-    """Bounded wait until one ping gets through (the first packets may go while tunnels resolve ARP)."""
-    lab.wait_until(lambda: pings(vm, ip), timeout=timeout, interval=0.2, what=what or f"{vm.name} reaches {ip}")
+# Bounded wait until one ping gets through (the first packets may go while tunnels resolve ARP).
+reach = functools.partial(fabric_reach, timeout=15)
 
 
 @pytest.fixture(scope="module")

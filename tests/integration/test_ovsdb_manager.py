@@ -177,12 +177,13 @@ def test_vrs_appears_with_identity_from_external_ids(manager, spawn):
     hv = spawn(Hypervisor, "hv-ident", hostname="compute-1.example", **{
         "canopy-vtep-ip": "192.0.2.11", "canopy-flavour": "kvm"})
     snap = connect_vrs(manager, hv)
-    assert snap["session"] == "ovsdb:" + snap["peer"]
+    assert snap["session"] == "vrs:" + hv.system_id  # keyed by chassis, not by connection
     assert snap["peer"].startswith("127.0.0.1:")
     assert (snap["hostname"], snap["vtep_ip"], snap["flavour"]) == ("compute-1.example", "192.0.2.11", "kvm")
     assert (snap["bridge"], snap["bridge_present"], snap["ports"]) == ("br-int", False, [])
-    [info] = [s for s in manager.sessions() if s["session"] == snap["session"]]
+    [info] = [s for s in manager.sessions() if s["key"] == snap["session"]]
     assert (info["database"], info["state"], info["peer"]) == ("Open_vSwitch", "synced", snap["peer"])
+    assert info["session"] == "ovsdb:" + snap["peer"] and info["speaking"]
 
 
 def test_ports_come_and_go_within_a_second(manager, spawn):
@@ -190,16 +191,22 @@ def test_ports_come_and_go_within_a_second(manager, spawn):
     session = connect_vrs(manager, hv)["session"]
     hv.vsctl("add-br", "br-int")
     manager.wait_latest(session, lambda s: s["bridge_present"] and s["ports"] == [], FAST, "br-int present")
+    [info] = [s for s in manager.sessions() if s["key"] == session]
+    full_reads = info["full_reads"]
 
     hv.vsctl("add-port", "br-int", "tap1", "--", "set", "Interface", "tap1", "type=internal",
              "external_ids:iface-id=vp1", "external_ids:attached-mac=02:00:00:00:00:01")
     snap = manager.wait_latest(session, lambda s: _names(s) == ["tap1"], FAST, "tap1 reported")
     [tap1] = snap["ports"]
+    assert snap["changed"] == ["tap1"]  # the ports whose rows changed since the previous snapshot
     assert tap1["mac"] == "02:00:00:00:00:01" and tap1["type"] == "internal"
     assert ["iface-id", "vp1"] in tap1["external_ids"]
 
     hv.vsctl("del-port", "br-int", "tap1")
     manager.wait_latest(session, lambda s: s["bridge_present"] and s["ports"] == [], FAST, "tap1 removed")
+    # applied from the rows the IDL reported changed: the bridge's ports were not read again
+    [info] = [s for s in manager.sessions() if s["key"] == session]
+    assert info["full_reads"] == full_reads, info
 
 
 def test_two_vrs_are_two_sessions_and_a_killed_one_goes_exactly_once(manager, spawn):
@@ -207,7 +214,7 @@ def test_two_vrs_are_two_sessions_and_a_killed_one_goes_exactly_once(manager, sp
     session_a = connect_vrs(manager, hv_a)["session"]
     session_b = connect_vrs(manager, hv_b)["session"]
     assert session_a != session_b
-    listed = {s["session"] for s in manager.sessions()}
+    listed = {s["key"] for s in manager.sessions()}
     assert {session_a, session_b} <= listed
 
     hv_a.kill()
@@ -222,7 +229,7 @@ def test_two_vrs_are_two_sessions_and_a_killed_one_goes_exactly_once(manager, sp
     events = manager.snapshot()
     gone_at = next(i for i, e in enumerate(events) if e.get("session") == session_a)
     assert not [e for e in events[gone_at:] if e["ev"] == "update" and e["snap"]["session"] == session_a]
-    assert session_a not in {s["session"] for s in manager.sessions()}
+    assert session_a not in {s["key"] for s in manager.sessions()}
 
 
 def _read_request(sock: socket.socket) -> dict:
@@ -290,7 +297,7 @@ def test_bad_peers_are_dropped_without_disturbing_others(manager, spawn):
 
     hv.vsctl("del-port", "br-int", "tap-steady")
     manager.wait_latest(session, lambda s: s["ports"] == [], FAST, "VRS still updating afterwards")
-    assert [s["session"] for s in manager.sessions()] == [session]
+    assert [s["key"] for s in manager.sessions()] == [session]
     assert manager.gones(session) == 0
 
 

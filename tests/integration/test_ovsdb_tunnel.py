@@ -102,7 +102,7 @@ def canopy_transactions(hv) -> int:
 
 
 def tunnel_info(driver: ManagerDriver, session: str) -> dict:
-    [info] = [s for s in driver.sessions() if s["session"] == session]
+    [info] = [s for s in driver.sessions() if s["key"] == session]
     return info["tunnel"]
 
 
@@ -257,7 +257,7 @@ def test_refused_transaction_is_logged_with_the_peer_and_retried_with_backoff(on
     driver = ManagerDriver(tmp_path, ["--probe-interval", "2"])
     try:
         session = connect_bare(vsctl, driver)
-        peer = session.split(":", 1)[1]
+        peer = driver.updates(session)[-1]["peer"]
 
         def failures():
             return refusals(driver)

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from tests.harness import process
-from tests.integration.test_foundation import create, switch_of
+from tests.harness.policy import acme_web, create
+from tests.integration.test_foundation import switch_of
 
 pytestmark = pytest.mark.integration
 
@@ -39,10 +40,7 @@ def programmed(lab):
     ctl_host = lab.add_controller_host("ctl1")
     canopy = lab.start_controller(ctl_host)
     api = canopy.api
-    tenant = create(api, "tenants", {"name": "acme"})
-    domain = create(api, "domains", {"tenant_id": tenant["id"], "name": "prod"})
-    subnet = create(api, "subnets", {"tenant_id": tenant["id"], "domain_id": domain["id"], "name": "web",
-                                     "cidr": "10.0.1.0/24", "gateway": "10.0.1.1"})
+    tenant, domain, subnet = acme_web(api)
     for i, mac in enumerate(("02:00:00:00:01:01", "02:00:00:00:01:02")):
         create(api, "vports", {"subnet_id": subnet["id"], "name": f"vm{i}", "mac": mac, "ips": [f"10.0.1.{10 + i}"],
                                "binding": {"flavour": "kvm", "iface_id": f"vm{i}"}})

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.harness.fabric import reach, vtep_fabric
+
 pytestmark = pytest.mark.integration
 
 BM_MAC = "02:00:00:00:0b:01"
@@ -20,37 +22,13 @@ POLICY = {
 LS = "canopy-5001"
 
 
-def reach(lab, host, ip, what=None, timeout=20):
-    lab.wait_until(lambda: host.ping(ip, count=1, timeout=2), timeout=timeout, interval=0.2,
-                   what=what or f"{host.name} reaches {ip}")
-
-
 @pytest.fixture(scope="module")
 def fabric(lab_capable):
-    from tests.harness.lab import Lab
-    from tests.harness.vtep import vtep_unavailable
-
-    reason = vtep_unavailable()
-    if reason:
-        pytest.skip(reason)
-    with Lab() as lab:
-        ctl = lab.add_controller_host("ctl1")
-        canopy = lab.start_controller(ctl)
-        assert canopy.api.post("/v1/apply", {"document": POLICY, "source": "vtep"}).status == 200
-        hosts = {"kvm1": lab.add_hypervisor("kvm1", "kvm"), "kvm2": lab.add_hypervisor("kvm2", "kvm"),
-                 "hyv1": lab.add_hypervisor("hyv1", "hyperv")}
-        for hv in hosts.values():
-            hv.connect(ctl)
-        vms = {"webk": lab.add_vm(hosts["kvm1"], "webk", mac="02:00:00:00:01:01", ip="10.0.1.11/24",
-                                  vnic_id="webk"),
-               "webh": lab.add_vm(hosts["hyv1"], "webh", mac="02:00:00:00:01:02", ip="10.0.1.12/24")}
-        tor = lab.add_hardware_vtep("tor1", ports=("p1",))
-        tor.connect(ctl)
-        bm = lab.add_baremetal(tor, "bm1", port="p1", vlan=100, mac=BM_MAC, ip="10.0.1.50/24")
-        lab.wait_until(lambda: canopy.api.get("/v1/vteps/tor1").json.get("connected"), timeout=20,
-                       what="tor1 connected to Canopy")
-        lab.wait_until(lambda: tor.bindings("p1") == {100: LS}, timeout=20, what="VLAN 100 bound on tor1")
-        yield lab, canopy, hosts, vms, tor, bm, ctl
+    with vtep_fabric(POLICY, "vtep", {"kvm1": "kvm", "kvm2": "kvm", "hyv1": "hyperv"},
+                     {"webk": ("kvm1", {"vnic_id": "webk"}), "webh": ("hyv1", {})}, bm_mac=BM_MAC) as f:
+        f.lab.wait_until(lambda: f.canopy.api.get("/v1/vteps/tor1").json.get("connected"), timeout=20,
+                         what="tor1 connected to Canopy")
+        yield f.lab, f.canopy, f.hosts, f.vms, f.tor, f.bm, f.ctl
 
 
 def test_bare_metal_and_vms_ping_both_ways(fabric):

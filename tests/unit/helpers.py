@@ -2,12 +2,17 @@
 
 import json
 
+from controller import policy as pol
+from controller import policydoc, yamldoc
 from controller import settings as settings_mod
 from controller.core import build_core
+from controller.discovery import PortInfo, VrsSnapshot, VtepPort, VtepSnapshot
 from controller.rest.api import Api, Request
 from controller.yamldoc import Doc
 
 TOKEN = "unit-token"
+VM_PORT, TUNNEL_PORT = 5, 99  # ofports of a snapshot's first VM and of its VXLAN port
+TOR_IP = "10.251.0.9"  # tunnel IP of tor1 in the view tests
 
 
 def make_settings(tmp_path, **rest):
@@ -47,6 +52,30 @@ def demo_net(ctl):
     subnet = ctl.create("subnets", {"tenant_id": tenant["id"], "domain_id": domain["id"], "name": "web",
                                     "cidr": "10.0.1.0/24", "gateway": "10.0.1.1"})
     return tenant, domain, subnet
+
+
+# ------------------------------------------------------------------ a State with switches, for view tests
+
+def state_from(doc_text: str, **kwargs):
+    """A State holding the policy of a YAML document, planned as a first apply (VNIs from 10000)."""
+    from controller.state import State
+
+    plan = policydoc.plan(pol.Policy(), yamldoc.load(doc_text).data, "t", pol.Allocator({}, 65000, (10000, 20000)))
+    return State(plan.policy, **kwargs)
+
+
+def vrs_snapshot(session: str, vtep_ip: str, vms) -> VrsSnapshot:
+    """VRS ``session`` (also its chassis) with a KVM tap port per vport name in ``vms`` (iface-id, ofports from
+    VM_PORT) and its VXLAN port (TUNNEL_PORT); its datapath id is the last digit of ``vtep_ip``."""
+    ports = tuple(PortInfo(f"tap-{vm}", VM_PORT + i, external_ids=(("iface-id", vm),)) for i, vm in enumerate(vms))
+    return VrsSnapshot(session, "p", session, vtep_ip=vtep_ip, datapath_id=int(vtep_ip[-1]), bridge_present=True,
+                       ports=ports + (PortInfo("vxlan0", TUNNEL_PORT, type="vxlan"),))
+
+
+def tor_snapshot(local_macs=()) -> VtepSnapshot:
+    """Hardware VTEP tor1 (tunnel IP TOR_IP) with VLAN 100 of its port p1 bound to VNI 5001."""
+    return VtepSnapshot("v1", "p", "tor1", tunnel_ips=(TOR_IP,), ports=(VtepPort("p1", ((100, 5001),)),),
+                        local_macs=tuple(local_macs))
 
 
 # ------------------------------------------------------------------ packets through compiled flows

@@ -7,17 +7,14 @@ import random
 
 import pytest
 
-from controller import policy as pol
-from controller import policydoc, yamldoc
 from controller.derive import derive, vtep_desired
-from controller.discovery import PortInfo, VrsSnapshot, VtepMac, VtepPort, VtepSnapshot
+from controller.discovery import VtepMac
 from controller.model import PolicyError, normalise
 from controller.programmer import Programmer
-from controller.state import State
 from openflow import dhcp
 from openflow.compiler import compile_switch
 from openflow.dhcp_service import DhcpService
-from tests.unit.helpers import trace
+from tests.unit.helpers import TOR_IP, TUNNEL_PORT, VM_PORT, state_from, tor_snapshot, trace, vrs_snapshot
 from tests.unit.test_dhcp import dhcp_payload, frame
 
 DOC = """
@@ -44,26 +41,20 @@ vtep_bindings:
   - {switch: tor1, port: p1, vlan: 100, subnet: acme/web}
 """
 HOSTS = {"hv1": ("10.251.0.1", "vm1"), "hv2": ("10.251.0.2", "vm2"), "hv3": ("10.251.0.3", "db1")}
-VM_PORT, TUNNEL = 5, 99
-TOR_IP, BM_MAC, BM_IP = "10.251.0.9", "02:00:00:00:0b:01", "10.0.1.50"
+TUNNEL = TUNNEL_PORT
+BM_MAC, BM_IP = "02:00:00:00:0b:01", "10.0.1.50"
 
 
 def vrs(session, vms=None):
     vtep_ip, vm = HOSTS[session]
-    vms = [vm] if vms is None else vms
-    ports = tuple(PortInfo(f"tap-{v}", VM_PORT + i, external_ids=(("iface-id", v),)) for i, v in enumerate(vms))
-    return VrsSnapshot(session, "p", session, vtep_ip=vtep_ip, datapath_id=int(vtep_ip[-1]), bridge_present=True,
-                       ports=ports + (PortInfo("vxlan0", TUNNEL, type="vxlan"),))
+    return vrs_snapshot(session, vtep_ip, [vm] if vms is None else vms)
 
 
-def tor(local_macs=()):
-    return VtepSnapshot("v1", "p", "tor1", tunnel_ips=(TOR_IP,), ports=(VtepPort("p1", ((100, 5001),)),),
-                        local_macs=tuple(local_macs))
+tor = tor_snapshot
 
 
 def setup(gateway_chassis=None, doc=DOC):
-    state = State(policydoc.plan(pol.Policy(), yamldoc.load(doc).data, "t",
-                                 pol.Allocator({}, 65000, (10000, 20000))).policy)
+    state = state_from(doc)
     if gateway_chassis is not None:
         prefer(state, gateway_chassis)
     for session in HOSTS:

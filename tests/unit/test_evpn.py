@@ -166,3 +166,47 @@ def test_originate_skips_macs_a_peer_won():
                                             (web["id"], "02:00:00:00:00:03"): 7})
     macs = {r.mac: r for r in by_type(routes, 2)}
     assert "02:00:00:00:00:01" not in macs and macs["02:00:00:00:00:03"].mobility_seq == 7
+
+
+class CountedIp(str):
+    """A VTEP IP that counts how often it is hashed (set and dict look-ups)."""
+
+    hashes = 0
+
+    def __hash__(self):
+        CountedIp.hashes += 1
+        return str.__hash__(self)
+
+
+class FakeView:
+    """The two things Mobility reads from a View: endpoints and the VTEP IP of a session."""
+
+    def __init__(self, macs, sessions):
+        from types import SimpleNamespace
+
+        self.endpoints = {mac: SimpleNamespace(kind="vport", subnet_id="s", mac=mac, session=session)
+                          for mac, session in zip(macs, sessions)}
+        self._ips = {session: CountedIp(f"10.251.0.{i + 1}") for i, session in enumerate(sorted(set(sessions)))}
+
+    def tunnel_ip_of(self, session):
+        return self._ips[session]
+
+
+def test_mobility_is_indexed_by_mac_work_grows_linearly_with_the_macs():
+    """Every local MAC against every remote one: the check costs a few look-ups per MAC, not one per pair."""
+    n = 2000
+    macs = [f"02:00:00:00:{i >> 8:02x}:{i & 0xff:02x}" for i in range(n)]
+    view = FakeView(macs, [f"hv{i % 50}" for i in range(n)])
+    remote = RemoteTable(macs=tuple(RemoteMac("s", mac, (), CountedIp("10.251.1.1"), seq=2) for mac in macs[::2]))
+    mobility = Mobility()
+    CountedIp.hashes = 0
+    seqs = mobility.update(view, remote)
+    assert CountedIp.hashes <= 4 * n
+    assert [seqs[("s", mac)] for mac in macs[:4]] == [3, 0, 3, 0]  # moved to us from the remote VTEP, or new
+
+
+def test_originating_again_reuses_the_routes_built_before():
+    """A round that originates unchanged routes does not build (and validate) them again: same objects."""
+    state, view = setup_view()
+    first, again = originate(view, state.policy), originate(view, state.policy)
+    assert first == again and all(again[key] is route for key, route in first.items() if route.TYPE in (2, 3))

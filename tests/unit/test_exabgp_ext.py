@@ -10,7 +10,7 @@ import pytest
 
 from bgp import exabgp_ext, routes
 from bgp.received import from_exabgp_json
-from bgp.routes import InclusiveMulticastRoute, IpPrefixRoute, MacIpRoute, to_command
+from bgp.routes import InclusiveMulticastRoute, IpPrefixRoute, MacIpRoute, to_batch_command, to_command
 from tests.harness.bgpraw import with_next_hop
 
 GOBGP_RIB = Path(__file__).resolve().parents[3] / "shared/fixtures/exabgp-evpn/gobgp_rib_after_exabgp_announce.json"
@@ -241,6 +241,57 @@ def test_bad_commands_answer_error_once(line):
     reactor = FakeReactor()
     dispatch(reactor, line)
     assert reactor.acks == ["error"] and reactor.injected == []
+
+
+def batch_of(count: int, next_hops=("192.0.2.1",)) -> list:
+    return [MacIpRoute(rd="65000:100", mac=f"52:54:00:00:{i >> 8:02x}:{i & 0xff:02x}", ip=f"10.1.{i >> 8}.{i & 0xff}",
+                       l2_vni=5001, l3_vni=9001, next_hop=next_hops[i % len(next_hops)],
+                       router_mac="02:00:00:00:00:01", route_targets=("65000:5001",)) for i in range(count)]
+
+
+@pytest.mark.parametrize("action", ["announce", "withdraw"])
+def test_a_batch_command_injects_every_route_and_acks_once(action):
+    """As ExaBGP reads it: its line formatter spaces out brackets and commas before dispatching."""
+    from exabgp.configuration.core.format import formated
+
+    routes = batch_of(300)
+    reactor = FakeReactor()
+    dispatch(reactor, formated(to_batch_command(routes, action, neighbor="127.0.0.2")))
+    assert reactor.acks == ["done"]
+    injected = reactor.injected
+    assert [c.nlri.pack_nlri() for c in injected] == [exabgp_ext.build_nlri(r, action).pack_nlri() for r in routes]
+    assert all(str(c.nlri.action).lower().endswith(action) for c in injected)
+
+
+def test_a_batch_with_one_bad_route_injects_none_and_answers_error_once():
+    line = to_batch_command(batch_of(3), "announce").replace('"l2_vni":5001', '"l2_vni":99999999', 1)
+    reactor = FakeReactor()
+    dispatch(reactor, line)
+    assert reactor.acks == ["error"] and reactor.injected == []
+
+
+@pytest.mark.parametrize("action", ["announce", "withdraw"])
+def test_routes_sharing_attributes_share_updates_split_by_next_hop(action):
+    """ExaBGP 5.0.15 sends one UPDATE per EVPN route; installed, routes queued together with the same
+    attributes go in one UPDATE per next hop (while they fit), and decode back to the same routes."""
+    routes = batch_of(200, next_hops=("192.0.2.1", "192.0.2.2"))
+    messages = exabgp_ext.encode_rib_updates(routes, action)
+    # announced: one per next hop; withdrawn: one (MP_UNREACH_NLRI has no next hop); the codec negotiates
+    # extended messages, so all fit
+    assert len(messages) == (2 if action == "announce" else 1)
+    decoded = [item for message in messages for item in from_exabgp_json(exabgp_ext.decode_update(message))]
+    if action == "announce":
+        assert sorted(route.mac for _, route in decoded) == sorted(r.mac for r in routes)
+        assert {route for _, route in decoded} == set(routes)
+    else:
+        assert {key for _, key in decoded} == {r.key for r in routes}
+
+
+def test_routes_with_other_attributes_get_updates_of_their_own():
+    routes = batch_of(4)
+    routes[2] = replace(routes[2], route_targets=("65000:5002",))
+    messages = exabgp_ext.encode_rib_updates(routes, "announce")
+    assert sorted(len(from_exabgp_json(exabgp_ext.decode_update(m))) for m in messages) == [1, 3]
 
 
 def test_command_for_unknown_neighbor_answers_error():

@@ -221,3 +221,25 @@ def test_domains_translated_to_the_underlay_may_not_overlap(ctl):
     assert problems[0][0] == "underlay_nat" and "overlaps subnet" in problems[0][1]
     status, _ = ctl.call("PATCH", f"/v1/domains/{domain['id']}", {"external_network_id": net["id"]})
     assert status == 200  # the same addresses with floating IPs only: fine
+
+
+def test_writes_to_a_floating_ips_vport_or_a_translated_domains_subnets_are_checked(ctl):
+    """The incremental policy check (controller/policyindex.py) sends these to the full check: a vport holding a
+    floating IP, a subnet while floating IPs exist or in a translated domain."""
+    tenant, domain, subnet = demo_net(ctl)
+    net = public(ctl)
+    vm1 = vm(ctl, subnet, "vm1", "02:00:00:00:00:01")
+    ctl.create("floating-ips", {"tenant_id": tenant["id"], "name": "a", "external_network_id": net["id"],
+                                "vport_id": vm1["id"]})
+    assert refused(ctl, "PATCH", f"/v1/vports/{vm1['id']}", {"ips": []}) == [
+        ("vport_id", "the vport has no IPv4 address")]
+    other = ctl.create("tenants", {"name": "globex"})
+    dom2 = ctl.create("domains", {"tenant_id": other["id"], "name": "main", "external_network_id": net["id"],
+                                  "underlay_nat": True})
+    status, _ = ctl.call("PATCH", f"/v1/domains/{domain['id']}", {"external_network_id": net["id"],
+                                                                  "underlay_nat": True})
+    assert status == 200
+    problems = refused(ctl, "POST", "/v1/subnets", {"tenant_id": other["id"], "domain_id": dom2["id"],
+                                                    "name": "web", "cidr": "10.0.1.0/25", "gateway": "10.0.1.1"},
+                       409)
+    assert problems[0][0] == "underlay_nat" and "overlaps subnet" in problems[0][1]

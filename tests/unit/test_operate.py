@@ -91,6 +91,26 @@ def test_metrics_route_labels_are_patterns_not_ids(ctl):
     assert "/v1/tenants/{id}" in names and not any(tenant["id"] in (n or "") for n in names)
 
 
+def test_metrics_show_the_startup_hold_until_it_is_released(ctl, tmp_path):
+    from controller.startup_hold import KEY, StartupHold
+    from controller.store import Store
+
+    store = Store(str(tmp_path / "hold"))
+    store.set_meta(KEY, {"vrs": ["hv1", "hv2"], "vteps": ["tor1"]})
+    hold = StartupHold(store, 15.0)
+    ctl.api.metrics.attach(hold=hold)
+    hold.check({"hv1"}, set())
+    got = samples(scrape(ctl.api))
+    assert got[("canopy_startup_hold", frozenset())] == 1
+    assert got[("canopy_startup_hold_waiting_switches", frozenset({("kind", "vrs")}))] == 1
+    assert got[("canopy_startup_hold_waiting_switches", frozenset({("kind", "vtep")}))] == 1
+    assert hold.check({"hv1", "hv2"}, {"tor1"})
+    got = samples(scrape(ctl.api))
+    assert got[("canopy_startup_hold", frozenset())] == 0
+    assert got[("canopy_startup_hold_waiting_switches", frozenset({("kind", "vrs")}))] == 0
+    store.close()
+
+
 def test_metrics_follow_the_read_rules(ctl):
     assert scrape(ctl.api, remote="10.9.9.9").status == 401
     assert scrape(ctl.api, remote="10.9.9.9", token=TOKEN).status == 200
@@ -98,7 +118,10 @@ def test_metrics_follow_the_read_rules(ctl):
 
 
 def test_event_loop_lag_is_the_sleeps_overshoot(ctl):
-    clock = iter([0.0, 0.5, 1.0, 1.75]).__next__
+    times = [0.0, 0.5, 1.0, 1.75]
+
+    def clock():
+        return times.pop(0) if len(times) > 1 else times[0]
     slept = []
 
     def sleep(seconds):
@@ -115,6 +138,9 @@ def test_event_loop_lag_is_the_sleeps_overshoot(ctl):
     got = samples(scrape(ctl.api))
     assert got[("canopy_event_loop_lag_last_seconds", frozenset())] == 0.25
     assert got[("canopy_event_loop_lag_seconds_bucket", frozenset({("le", "0.1")}))] == 1
+    assert got[("canopy_event_loop_lag_max_seconds", frozenset())] == 0.25
+    lag = ctl.api.status(None).body["event_loop_lag"]
+    assert lag["current_ms"] == 250.0 and lag["max_1m_ms"] == 250.0
 
 
 # ---------------------------------------------------------------------------------------------- logs
@@ -289,6 +315,31 @@ def test_reload_applies_log_level_and_token_and_names_the_rest(tmp_path, log_str
         ctl.close()
 
 
+def test_reload_names_each_bgp_change_and_applies_none_of_them(tmp_path, log_stream):
+    config = tmp_path / "canopy.yaml"
+
+    def write(neighbors, asn=65000):
+        config.write_text(f"data_dir: {tmp_path}\nbgp:\n  asn: {asn}\n  router_id: 192.0.2.250\n  neighbors:\n"
+                          + "".join(f"    - {{address: {a}, asn: 65001, hold_time: {h}}}\n" for a, h in neighbors))
+
+    write([("192.0.2.1", 90), ("192.0.2.2", 90)])
+    runtime.SETTINGS = cli.settings_mod.with_token(cli.settings_mod.load(str(config)))
+    running = runtime.SETTINGS.bgp
+    try:
+        write([("192.0.2.1", 30), ("192.0.2.3", 90)], asn=65010)
+        done = lifecycle.reload(str(config))
+        assert not any("neighbor" in d or "asn" in d for d in done) and runtime.SETTINGS.bgp == running
+        [line] = [x for x in log_stream.getvalue().splitlines() if "SIGHUP: bgp changed" in x]
+        assert ("(neighbor 192.0.2.3 added; neighbor 192.0.2.2 removed; neighbor 192.0.2.1: hold_time changed; "
+                "bgp.asn changed); not applied: BGP settings apply only after a restart") in line
+        assert lifecycle.BGP_RESTART in line
+        write([("192.0.2.1", 90), ("192.0.2.2", 90)])
+        lifecycle.reload(str(config))
+        assert log_stream.getvalue().count("SIGHUP: bgp changed") == 1  # no change, no warning
+    finally:
+        runtime.SETTINGS = None
+
+
 # ---------------------------------------------------------------------------------------------- CLI
 
 def test_check_settings(tmp_path, capsys):
@@ -313,6 +364,14 @@ def test_status_is_readable():
     assert text.splitlines()[0].startswith("Canopy 0.1.0, role standalone, up 1h 02m (since ")
     assert "policy: seq 7, 2 subnets, 1 tenant" in text and "switches: 1 over OpenFlow, 2 over OVSDB" in text
     assert "vports bound: 3" in text and "since: 2026-" in text and "3725.4" not in text
+
+
+def test_status_lists_what_the_startup_hold_waits_for_by_kind_and_name():
+    text = render_status({"version": "0.1.0", "role": "standalone", "startup_hold": {
+        "state": "syncing", "message": "waiting for 2 of 3 switches",
+        "waiting_for": [{"kind": "vrs", "name": "hv1"}, {"kind": "vtep", "name": "tor1"}]}})
+    assert "  waiting for: vrs hv1, vtep tor1" in text.splitlines()
+    assert "{" not in text and "'kind'" not in text
 
 
 class _ApiServer:

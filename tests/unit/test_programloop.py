@@ -30,17 +30,21 @@ class Switches:
 
 
 class Breakable:
-    """Wraps Programmer.derive: raises while ``broken`` (counting the calls)."""
+    """Wraps the View's derivation (the incremental update and the from-scratch build): raises while
+    ``broken`` (counting the calls)."""
 
     def __init__(self, programmer):
-        self.real, self.broken, self.calls = programmer.derive, False, 0
-        programmer.derive = self
+        self.broken, self.calls = False, 0
+        live = programmer.live
+        live.apply, live.build = self._wrap(live.apply), self._wrap(live.build)
 
-    def __call__(self):
-        self.calls += 1
-        if self.broken:
-            raise ValueError("'fe80::1' does not appear to be an IPv4 address")
-        return self.real()
+    def _wrap(self, real):
+        def call(*args, **kwargs):
+            self.calls += 1
+            if self.broken:
+                raise ValueError("'fe80::1' does not appear to be an IPv4 address")
+            return real(*args, **kwargs)
+        return call
 
 
 @pytest.fixture
@@ -135,3 +139,37 @@ def _poll(predicate, what, timeout=10.0):
     while not predicate():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.01)
+
+
+def test_a_pass_gives_the_event_loop_a_turn_between_its_steps():
+    """Heartbeats and echo replies (other green threads) run between import, refresh and hand-out."""
+    import eventlet
+
+    state = base_state()
+    add_vport(state, "acme/web", "vm1", "02:00:00:00:00:01", "10.0.1.11")
+    state.vrs_update(snapshot("s1", "10.251.0.1", [("vm1", 1)]))
+    programmer = Programmer(state)
+    ticks, seen = [0], []
+
+    def ticker():
+        while True:
+            ticks[0] += 1
+            eventlet.sleep(0)
+
+    refresh = programmer.refresh
+
+    def watched_refresh(*args, **kwargs):
+        seen.append(("refresh", ticks[0]))
+        return refresh(*args, **kwargs)
+
+    programmer.refresh = watched_refresh
+    loop = ProgramLoop(programmer, threading.Event(), lambda touched: seen.append(("hand_out", ticks[0])),
+                       prepare=lambda: seen.append(("prepare", ticks[0])), sleep=eventlet.sleep)
+    thread = eventlet.spawn(ticker)
+    try:
+        assert loop.attempt() and loop.attempt()
+    finally:
+        thread.kill()
+    (_, prepared), (_, refreshed), (_, handed) = seen[-3:]
+    assert [step for step, _ in seen[-3:]] == ["prepare", "refresh", "hand_out"]
+    assert prepared < refreshed < handed

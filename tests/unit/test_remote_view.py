@@ -2,16 +2,12 @@
 what packets do on each VRS (traced through the compiled flows by tests.unit.helpers.trace), the flood
 lists, the FIB, and the rows a hardware VTEP is given."""
 
-from controller import policy as pol
-from controller import policydoc, yamldoc
 from controller.derive import derive, vtep_desired
-from controller.discovery import PortInfo, VrsSnapshot, VtepPort, VtepSnapshot
 from controller.programmer import Programmer
 from controller.remote import RemoteMac, RemotePrefix, RemoteTable
 from controller.rest import dataplane
-from controller.state import State
 from openflow.compiler import compile_switch, group_ids
-from tests.unit.helpers import trace
+from tests.unit.helpers import TUNNEL_PORT, VM_PORT, state_from, tor_snapshot, trace, vrs_snapshot
 
 DOC = """
 tenants:
@@ -44,24 +40,18 @@ vtep_bindings:
 """
 HOSTS = {"hv1": ("10.251.0.1", "acme/web/vm1"), "hv2": ("10.251.0.2", "acme/web/vm2"),
          "hv3": ("10.251.0.3", "acme/db/db1"), "hv4": ("10.251.0.4", "acme/lan/lan1")}
-VM_PORT, TUNNEL = 5, 99
+TUNNEL = TUNNEL_PORT
 PEER, PEER_RMAC = "10.99.0.1", "02:dd:00:00:00:01"
 RMAC, RIP = "02:00:00:00:01:99", "10.0.1.99"  # a web VM behind the peer
 
 
 def setup(table_of=None, vtep=False):
     """Four VRS with one VM each (and tor1 when ``vtep``); ``table_of(state)`` builds the remote table."""
-    doc = yamldoc.load(DOC)
-    state = State(policydoc.plan(pol.Policy(), doc.data, "t", pol.Allocator({}, 65000, (10000, 20000))).policy)
+    state = state_from(DOC)
     for session, (vtep_ip, vm) in HOSTS.items():
-        state.vrs_update(VrsSnapshot(session, "p", session, vtep_ip=vtep_ip, datapath_id=int(vtep_ip[-1]),
-                                     bridge_present=True, ports=(
-                                         PortInfo(f"tap-{vm}", VM_PORT,
-                                                  external_ids=(("iface-id", vm.split("/")[-1]),)),
-                                         PortInfo("vxlan0", TUNNEL, type="vxlan"))))
+        state.vrs_update(vrs_snapshot(session, vtep_ip, [vm.split("/")[-1]]))
     if vtep:
-        state.vtep_update(VtepSnapshot("v1", "p", "tor1", tunnel_ips=("10.251.0.9",),
-                                       ports=(VtepPort("p1", ((100, 5001),)),)))
+        state.vtep_update(tor_snapshot())
     state.remote = table_of(state) if table_of else RemoteTable()
     prog = Programmer(state)
     prog.refresh()
@@ -222,8 +212,7 @@ def test_our_own_routes_reflected_back_are_ignored():
                                                   dom["l3_vni"]),))
 
     state, prog = with_remote(table)
-    state.vtep_update(VtepSnapshot("v1", "p", "tor1", tunnel_ips=("10.251.0.9",),
-                                   ports=(VtepPort("p1", ((100, 5001),)),)))
+    state.vtep_update(tor_snapshot())
     prog.refresh()
     view = prog.view
     assert [e for e in view.endpoints.values() if e.kind == "evpn"] == []

@@ -245,3 +245,34 @@ def test_decode_message_reports_end_of_rib_only_for_evpn():
     assert decode_message(EOR).end_of_rib
     assert not decode_message(EOR.replace('"l2vpn"', '"ipv4"').replace('"evpn"', '"unicast"')).end_of_rib
 
+
+
+# --------------------------------------------------------------------------- the received delta
+
+
+def test_received_changes_are_the_delta_of_received_each_key_once_with_its_latest_state():
+    b = book()
+    assert b.take_received_changes() == {}
+    b.handle_line(update(ROUTE))
+    b.handle_line(update(OTHER))
+    assert b.take_received_changes() == {(PEER, ROUTE.key): ROUTE, (PEER, OTHER.key): OTHER}
+    assert b.take_received_changes() == {}  # drained
+    b.handle_line(update(ROUTE))  # the same route again: no change
+    moved = MacIpRoute(**{**OTHER.__dict__, "next_hop": "192.0.2.9"})
+    b.handle_line(update(moved))
+    b.handle_line(update(ROUTE, "withdraw"))
+    assert b.take_received_changes() == {(PEER, OTHER.key): moved, (PEER, ROUTE.key): None}
+    b.handle_line(update(ROUTE))
+    b.handle_line(update(ROUTE, "withdraw"))  # announced and withdrawn between two looks: withdrawn
+    assert b.take_received_changes() == {(PEER, ROUTE.key): None}
+    assert b.peer_rows()[0]["received"] == 1 == len(b.received)
+
+
+def test_routes_swept_when_a_session_ends_are_in_the_delta():
+    b = book(graceful=GracefulRestart(enabled=False))
+    for text in (state("up"), update(ROUTE), update(OTHER)):
+        b.handle_line(text)
+    b.take_received_changes()
+    b.handle_line(state("down", "closing connection"))
+    assert b.take_received_changes() == {(PEER, ROUTE.key): None, (PEER, OTHER.key): None}
+    assert b.received == {} and b.peer_rows()[0]["received"] == 0

@@ -12,7 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from bgp.routes import InclusiveMulticastRoute, IpPrefixRoute, MacIpRoute, to_command
+from bgp.routes import (
+    InclusiveMulticastRoute,
+    IpPrefixRoute,
+    MacIpRoute,
+    parse_batch_command,
+    to_batch_command,
+    to_command,
+)
 from bgp.speaker import Neighbor, RouteBook, SpeakerConfig, exabgp_env, render_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -144,10 +151,46 @@ def ack_all(book: RouteBook, answer: str = "done") -> None:
 def test_nothing_is_sent_before_exabgp_connects_then_everything_is():
     book = RouteBook(())
     assert book.set_desired(table(TYPE2, TYPE3)) == []
-    assert sorted(book.attach()) == sorted(to_command(r, "announce") for r in (TYPE2, TYPE3))
+    assert book.attach() == [to_batch_command([TYPE2, TYPE3], "announce")]  # one line, one acknowledgement
     assert book.announced == {}  # not before the acknowledgements
     ack_all(book)
     assert book.announced == table(TYPE2, TYPE3) and not book.pending
+
+
+def many(count: int, vni: int = 5001) -> list:
+    return [MacIpRoute(rd="65000:100", mac=f"52:54:00:00:{i >> 8:02x}:{i & 0xff:02x}", l2_vni=vni,
+                       next_hop="192.0.2.1", route_targets=("65000:5001",)) for i in range(count)]
+
+
+def test_many_routes_go_in_lines_of_at_most_batch_routes_and_each_line_is_one_acknowledgement():
+    routes = many(1201)
+    book = RouteBook((Neighbor(PEER, 65001),), batch=500)
+    book.set_desired(table(*routes))
+    commands = book.attach()
+    assert [len(parse_batch_command(c)[2]) for c in commands] == [500, 500, 201]
+    assert [r for c in commands for r in parse_batch_command(c)[2]] == routes
+    book.handle_line("done")
+    assert len(book.announced) == 500 and len(book.pending) == 2
+    ack_all(book)
+    assert book.announced == table(*routes)
+    withdrawals = book.set_desired(table(*routes[:100]))  # 1,101 withdrawn: three lines, not 1,101
+    assert [(parse_batch_command(c)[1], len(parse_batch_command(c)[2])) for c in withdrawals] == \
+        [("withdraw", 500), ("withdraw", 500), ("withdraw", 101)]
+    ack_all(book)
+    assert book.announced == table(*routes[:100])
+
+
+def test_a_refused_line_of_many_routes_is_sent_again_one_route_per_line():
+    routes = many(3)
+    book, commands = attached(*routes)
+    assert len(commands) == 1
+    book.handle_line("error")
+    retries = book.take_outbox()
+    assert retries == [to_command(r, "announce") for r in routes] and book.take_outbox() == []
+    book.handle_line("done")
+    book.handle_line("error")  # only the second route is bad
+    book.handle_line("done")
+    assert set(book.announced) == {routes[0].key, routes[2].key} and set(book.failed) == {routes[1].key}
 
 
 def test_change_withdraws_exactly_what_went_and_announces_what_changed():
@@ -155,7 +198,7 @@ def test_change_withdraws_exactly_what_went_and_announces_what_changed():
     ack_all(book)
     moved = MacIpRoute(**{**TYPE2.__dict__, "router_mac": "02:00:00:00:00:09"})
     commands = book.set_desired(table(moved, TYPE5))
-    assert commands == [to_command(TYPE3, "withdraw"), to_command(moved, "announce")]
+    assert commands == [to_command(TYPE3, "withdraw"), to_command(moved, "announce")]  # a batch of one
     ack_all(book)
     assert book.announced == table(moved, TYPE5)
     assert book.set_desired(table(moved, TYPE5)) == []

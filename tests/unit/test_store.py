@@ -82,6 +82,56 @@ def test_acknowledged_writes_survive_kill_9(tmp_path):
     assert store.last_seq() >= acked + 1
 
 
+GREEN_WRITERS = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {root!r})
+    from controller.ryu_compat import blocking, hub   # ryu's hub: eventlet, monkey-patched as in the controller
+    from controller.store import Change, Store
+    store = Store({data!r})
+    store.offload = blocking                          # as controller/app.py sets it
+    ticks = [0]
+
+    def ticker():                                     # another green thread: runs only when the hub is free
+        while True:
+            ticks[0] += 1
+            hub.sleep(0)
+
+    def writer(w):
+        for i in range(100000):
+            before = ticks[0]
+            store.commit([Change("vport", f"w{{w}}-{{i}}", "put", {{"id": f"w{{w}}-{{i}}"}})])
+            print(w, i, ticks[0] - before, flush=True)   # acknowledged: commit() returned
+
+    hub.spawn(ticker)
+    hub.joinall([hub.spawn(writer, w) for w in range({writers})])
+""")
+
+
+def test_concurrent_offloaded_commits_free_the_hub_and_survive_kill_9(tmp_path):
+    """Green threads committing at once through the thread pool: the hub runs other green threads during
+    every commit, and every acknowledged write is in the store after SIGKILL."""
+    data = str(tmp_path / "data")
+    code = GREEN_WRITERS.format(root=os.getcwd(), data=data, writers=8)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    acked, freed = [], 0
+    try:
+        for _ in range(400):  # bounded: read 400 acknowledgements, then kill mid-stream
+            line = proc.stdout.readline()
+            if not line:
+                break
+            w, i, ticks = map(int, line.split())
+            acked.append(f"w{w}-{i}")
+            freed += ticks > 0
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+    assert len(acked) == 400, "the writers acknowledged too little"
+    assert freed == len(acked), "a commit held the event loop: no other green thread ran during it"
+    objects = Store(data).load_objects().get("vport", {})
+    assert set(acked) <= set(objects)
+
+
 # ------------------------------------------------------------------ replication support
 
 def _source_with_history(tmp_path, keep_changes=100_000):

@@ -138,12 +138,13 @@ def test_reporter_reports_changes_only_and_gone_once():
     reporter = VrsReporter(sink, SESSION, PEER)
     rows = [root({"system-id": "hv1"})]
     assert reporter.refresh(rows) and not reporter.refresh(rows)
-    assert reporter.refresh([root({"system-id": "hv2"})])
+    assert sink.calls[0][1].session == "vrs:hv1"  # the switch key: by chassis, not by connection
+    assert reporter.refresh([root({"system-id": "hv2"})])  # another chassis: the first one is gone at once
     reporter.gone()
     reporter.gone()
     assert not reporter.refresh(rows)
-    assert [c[0] for c in sink.calls] == ["update", "update", "gone"]
-    assert sink.calls[-1] == ("gone", SESSION)
+    assert [c[0] for c in sink.calls] == ["update", "gone", "update", "gone"]
+    assert sink.calls[1] == ("gone", "vrs:hv1") and sink.calls[-1] == ("gone", "vrs:hv2")
 
 
 def test_reporter_never_reported_means_no_gone():

@@ -1,13 +1,11 @@
 """Hardware VTEPs in the derived view: bound subnets, learned MACs as endpoints, and the rows Canopy
 wants on each VTEP (the OVSDB side that writes them is tested in tests/unit/test_vtep.py)."""
 
-from controller import policy as pol
-from controller import policydoc, yamldoc
 from controller.derive import derive, vtep_desired
-from controller.discovery import PortInfo, VrsSnapshot, VtepMac, VtepPort, VtepSnapshot
+from controller.discovery import VtepMac
 from controller.programmer import Programmer
-from controller.state import State
 from openflow.compiler import compile_switch
+from tests.unit.helpers import TOR_IP, state_from, tor_snapshot, vrs_snapshot
 
 DOC = """
 tenants:
@@ -29,18 +27,12 @@ vtep_bindings:
 
 
 def setup():
-    doc = yamldoc.load(DOC)
-    state = State(policydoc.plan(pol.Policy(), doc.data, "t", pol.Allocator({}, 65000, (10000, 20000))).policy)
+    state = state_from(DOC)
     for session, vtep_ip, vm in (("hv1", "10.251.0.1", "vm1"), ("hv2", "10.251.0.2", "vm2")):
-        state.vrs_update(VrsSnapshot(session, "p", session, vtep_ip=vtep_ip, datapath_id=int(vtep_ip[-1]),
-                                     bridge_present=True, ports=(
-                                         PortInfo(f"tap-{vm}", 5, external_ids=(("iface-id", vm),)),
-                                         PortInfo("vxlan0", 99, type="vxlan"))))
-    state.vtep_update(VtepSnapshot("v1", "p", "tor1", tunnel_ips=("10.251.0.9",),
-                                   ports=(VtepPort("p1", ((100, 5001),)),),
-                                   local_macs=(VtepMac("02:00:00:00:0b:01", 5001, None, "10.251.0.9"),
-                                               VtepMac("02:00:00:00:0b:02", 5002, None, "10.251.0.9"),
-                                               VtepMac("02:00:00:00:01:01", 5001, None, "10.251.0.9"))))
+        state.vrs_update(vrs_snapshot(session, vtep_ip, [vm]))
+    state.vtep_update(tor_snapshot((VtepMac("02:00:00:00:0b:01", 5001, None, TOR_IP),
+                                    VtepMac("02:00:00:00:0b:02", 5002, None, TOR_IP),
+                                    VtepMac("02:00:00:00:01:01", 5001, None, TOR_IP))))
     return state
 
 

@@ -1,0 +1,214 @@
+"""Import policy applied route by route: received EVPN routes in, remote endpoints out, by delta.
+
+``RouteImport(policy)`` holds what every received route contributes to the ``RemoteTable`` (a MAC location,
+a flood target, prefixes), indexed so that a change costs what it touches:
+
+- ``apply(changes)``: ``changes`` is {(peer, route key): route, or None when withdrawn} (what
+  ``RouteBook.take_received_changes`` gives); each changed route's old contribution is taken out and its new
+  one put in, and only the (subnet, MAC) groups it reaches are merged again. Returns a ``RemoteDelta``: the
+  table entries added and removed.
+- ``table()``: the ``RemoteTable`` now (rebuilt only when an entry changed).
+
+The import rules (``bgp.evpn.import_routes`` is this class run from scratch): type 2 and 3 routes go into
+the subnets whose import route targets they carry and whose VNI they name; type 5 routes, and type 2 host
+routes (with an IP, an L3 VNI and a Router's MAC) of subnets not imported at L2, into the domains whose
+import route targets they carry. One location per (subnet, MAC) wins: the highest mobility sequence
+number, then the lowest VTEP IP (RFC 7432 section 15.1); the routes of one location (MAC only, MAC/IP
+per IP) are merged into one ``RemoteMac``, in route-key order, so the result does not depend on the order
+routes arrived in. A policy change is a new ``RouteImport``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+from bgp.routes import InclusiveMulticastRoute, IpPrefixRoute, MacIpRoute
+from controller.remote import RemoteMac, RemotePrefix, RemoteTable
+
+
+@dataclass(frozen=True)
+class RemoteDelta:
+    """Entries of the RemoteTable (RemoteMac, (subnet id, VTEP IP) flood, RemotePrefix) that one ``apply``
+    added and removed; a changed entry is in both (its old value removed, its new one added)."""
+
+    added: frozenset = frozenset()
+    removed: frozenset = frozenset()
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.removed)
+
+    def scopes(self) -> tuple[set[str], set[str]]:
+        """(subnet ids, domain ids) the changed entries belong to."""
+        subnets, domains = set(), set()
+        for entry in self.added | self.removed:
+            if isinstance(entry, RemoteMac):
+                subnets.add(entry.subnet_id)
+            elif isinstance(entry, RemotePrefix):
+                domains.add(entry.domain_id)
+            else:
+                subnets.add(entry[0])
+        return subnets, domains
+
+
+@dataclass(frozen=True)
+class _Contribution:
+    macs: tuple = ()  # (subnet id, MAC) groups the route is a candidate location in
+    floods: tuple = ()  # (subnet id, VTEP IP)
+    prefixes: tuple = ()  # RemotePrefix
+
+    @property
+    def used(self) -> bool:
+        return bool(self.macs or self.floods or self.prefixes)
+
+
+@dataclass
+class RouteImport:
+    policy: object
+    received: dict = field(default_factory=dict)  # (peer, key) -> route
+    imported: int = 0  # received routes used by at least one subnet or domain
+    ignored: int = 0
+
+    def __post_init__(self):
+        self._subnets_by_rt, self._domains_by_rt = defaultdict(list), defaultdict(list)
+        for sub in self.policy.all("subnet"):
+            for rt in sub["import_rts"] or ():
+                self._subnets_by_rt[rt].append(sub)
+        for dom in self.policy.all("domain"):
+            for rt in dom["import_rts"] or ():
+                self._domains_by_rt[rt].append(dom)
+        self._contributions: dict = {}  # (peer, key) -> _Contribution
+        self._groups: dict = defaultdict(dict)  # (subnet id, MAC) -> {(peer, key): route}
+        self._floods: Counter = Counter()  # (subnet id, VTEP IP) -> routes naming it
+        self._prefixes: Counter = Counter()  # RemotePrefix -> routes naming it
+        self._macs: dict = {}  # (subnet id, MAC) -> the winning RemoteMac
+        self._table: RemoteTable | None = RemoteTable()
+
+    # ------------------------------------------------------------------ changes
+    def apply(self, changes: dict) -> RemoteDelta:
+        """Take ``changes`` ({(peer, key): route or None}) in; the table entries that changed."""
+        added, removed, touched = set(), set(), set()
+        for pk, route in changes.items():
+            self._withdraw(pk, added, removed, touched)
+            if route is not None:
+                self._announce(pk, route, added, removed, touched)
+        for group in touched:
+            old, new = self._macs.pop(group, None), _merged(group, self._groups.get(group, {}))
+            if new is not None:
+                self._macs[group] = new
+            if old != new:
+                removed.update(() if old is None else (old,))
+                added.update(() if new is None else (new,))
+        both = added & removed  # added back what was removed (or the reverse): no change
+        delta = RemoteDelta(frozenset(added - both), frozenset(removed - both))
+        if delta:
+            self._table = None
+        return delta
+
+    def _withdraw(self, pk, added, removed, touched) -> None:
+        if self.received.pop(pk, None) is None:
+            return
+        contribution = self._contributions.pop(pk)
+        self.imported -= contribution.used
+        self.ignored -= not contribution.used
+        for group in contribution.macs:
+            del self._groups[group][pk]
+            if not self._groups[group]:
+                del self._groups[group]
+            touched.add(group)
+        _count_down(self._floods, contribution.floods, removed)
+        _count_down(self._prefixes, contribution.prefixes, removed)
+
+    def _announce(self, pk, route, added, removed, touched) -> None:
+        contribution = self._contribution(pk[0], route)
+        self.received[pk] = route
+        self._contributions[pk] = contribution
+        self.imported += contribution.used
+        self.ignored += not contribution.used
+        for group in contribution.macs:
+            self._groups[group][pk] = route
+            touched.add(group)
+        _count_up(self._floods, contribution.floods, added)
+        _count_up(self._prefixes, contribution.prefixes, added)
+
+    def _contribution(self, peer: str, route) -> _Contribution:
+        subnets = _matching(self._subnets_by_rt, route)
+        if isinstance(route, MacIpRoute):
+            macs = tuple((s["id"], route.mac) for s in subnets if s["vni"] == route.l2_vni)
+            if macs or not (route.ip and route.l3_vni and route.router_mac):
+                return _Contribution(macs=macs)
+            return _Contribution(prefixes=tuple(
+                RemotePrefix(d["id"], f"{route.ip}/32", route.next_hop, route.router_mac, route.l3_vni, peer)
+                for d in _matching(self._domains_by_rt, route)))
+        if isinstance(route, InclusiveMulticastRoute):
+            return _Contribution(floods=tuple((s["id"], route.next_hop) for s in subnets if s["vni"] == route.vni))
+        if isinstance(route, IpPrefixRoute) and route.router_mac:
+            return _Contribution(prefixes=tuple(
+                RemotePrefix(d["id"], route.prefix, route.next_hop, route.router_mac, route.l3_vni, peer)
+                for d in _matching(self._domains_by_rt, route)))
+        return _Contribution()
+
+    # ------------------------------------------------------------------ the table
+    def table(self) -> RemoteTable:
+        if self._table is None:
+            self._table = RemoteTable(
+                macs=tuple(sorted(self._macs.values(), key=lambda m: (m.subnet_id, m.mac))),
+                floods=tuple(sorted(self._floods)),
+                prefixes=tuple(sorted(self._prefixes, key=_prefix_order)))
+        return self._table
+
+
+def _prefix_order(prefix: RemotePrefix) -> tuple:
+    """Domain, prefix, VTEP IP, then the rest: the same prefix from two peers sorts the same every time."""
+    return (prefix.domain_id, prefix.prefix, prefix.vtep_ip, prefix.peer, prefix.router_mac, prefix.l3_vni)
+
+
+def _matching(by_rt, route) -> list:
+    found = {}
+    for rt in route.route_targets:
+        for obj in by_rt.get(rt, ()):
+            found[obj["id"]] = obj
+    return list(found.values())
+
+
+def _count_up(counter: Counter, entries, added: set) -> None:
+    for entry in entries:
+        counter[entry] += 1
+        if counter[entry] == 1:
+            added.add(entry)
+
+
+def _count_down(counter: Counter, entries, removed: set) -> None:
+    for entry in entries:
+        counter[entry] -= 1
+        if not counter[entry]:
+            del counter[entry]
+            removed.add(entry)
+
+
+def _merged(group, routes: dict) -> RemoteMac | None:
+    """The winning location of one (subnet, MAC): each VTEP's routes merged (IPs, Router's MAC, L3 VNI, the
+    highest sequence number), then the highest sequence number, then the lowest VTEP IP."""
+    subnet_id, mac = group
+    locations: dict = {}
+    for (peer, key), route in sorted(routes.items(), key=lambda item: repr(item[0])):
+        old = locations.get(route.next_hop)
+        ips = tuple(sorted(set((old.ips if old else ()) + ((route.ip,) if route.ip else ()))))
+        router_mac = route.router_mac or (old.router_mac if old else None)
+        l3_vni = route.l3_vni or (old.l3_vni if old else 0)
+        seq = max(route.mobility_seq or 0, old.seq if old else 0)
+        locations[route.next_hop] = RemoteMac(subnet_id, mac, ips, route.next_hop, router_mac if l3_vni else None,
+                                              l3_vni, seq, peer)
+    best = None
+    for location in locations.values():
+        if best is None or beats(location.seq, location.vtep_ip, best.seq, best.vtep_ip):
+            best = location
+    return best
+
+
+def beats(seq, ip, other_seq, other_ip) -> bool:
+    """RFC 7432 section 15.1: the higher sequence number wins, then the lower VTEP IP."""
+    if seq != other_seq:
+        return seq > other_seq
+    return ipaddress.IPv4Address(ip) < ipaddress.IPv4Address(other_ip)

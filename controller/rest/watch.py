@@ -1,0 +1,82 @@
+"""GET /v1/watch/vports: a long poll over every vport's wiring, for integrations (OpenStack's driver).
+
+A client keeps one request open instead of polling each port: the reply comes as soon as anything the
+answer depends on has changed since the client's ``since`` cursor (or after ``wait`` seconds), and lists
+each vport's ``status`` (bound, unbound, mac_mismatch) and ``programmed``: bound, and every flow Canopy
+compiled for it is installed on its switch (confirmed by the switch's bundle commit or barrier reply).
+
+The cursor is an opaque number that only grows: State.version (every change of policy, switches and
+bindings) plus the count of times a switch became equal to its desired flows. A client passes the
+cursor of its last reply as ``since``; any other value (or none) answers at once.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from controller.rest.api import SEQ_SCHEMA, ApiError, Response, Route, _int_param
+
+MAX_WAIT = 25  # seconds a request may stay open: under the 30 s many proxies and clients time out at
+POLL = 0.1  # seconds between looks at the cursor while a request waits (a green sleep: cheap)
+
+
+class VportWatch:
+    """``reconcilers()`` returns {datapath id: SwitchReconciler}; ``sleep`` is the server's (green) sleep."""
+
+    def __init__(self, state, reconcilers: Callable[[], dict], sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.monotonic):
+        self.state = state
+        self.reconcilers = reconcilers
+        self.sleep = sleep
+        self.clock = clock
+        self.synced = 0
+
+    def note_synced(self) -> None:
+        """A switch became equal to its desired flows (its reconciler's on_sync)."""
+        self.synced += 1
+
+    def cursor(self) -> int:
+        return self.state.version + self.synced
+
+    def programmed(self, vid: str) -> bool:
+        loc = self.state.locations.get(vid)
+        if loc is None or loc.datapath_id is None:
+            return False
+        rec = self.reconcilers().get(loc.datapath_id)
+        return rec is not None and rec.owner_programmed(vid)
+
+    def items(self, prefix: str) -> list[dict]:
+        out = []
+        for vport in self.state.policy.all("vport"):
+            if not vport["name"].startswith(prefix):
+                continue
+            status = self.state.vport_status(vport["id"])["status"]
+            out.append({"id": vport["id"], "name": vport["name"], "subnet_id": vport["subnet_id"],
+                        "status": status, "programmed": status == "bound" and self.programmed(vport["id"])})
+        out.sort(key=lambda item: (item["name"], item["id"]))
+        return out
+
+    def handle(self, req) -> Response:
+        for key in req.query:
+            if key not in ("since", "wait", "prefix"):
+                raise ApiError(400, "bad_query", "unknown query parameter; use ['prefix', 'since', 'wait']", key)
+        since = _int_param(req, "since", 0) if "since" in req.query else None
+        wait = _int_param(req, "wait", 0)
+        if wait > MAX_WAIT:
+            raise ApiError(400, "bad_query", f"must be from 0 to {MAX_WAIT} (seconds)", "wait")
+        deadline = self.clock() + wait
+        while since is not None and self.cursor() == since and self.clock() < deadline:
+            self.sleep(POLL)
+        prefix = req.query.get("prefix", "")
+        items = self.items(prefix)
+        return Response(200, {"cursor": self.cursor(), "items": items, "count": len(items)})
+
+    def route(self) -> Route:
+        return Route("GET", "/v1/watch/vports", self.handle,
+                     "every vport's status and whether its flows are programmed; long poll: answers when "
+                     "anything changed since the cursor `since`, or after `wait` seconds",
+                     query=(("since", "the cursor of the previous reply: wait for a change after it", SEQ_SCHEMA),
+                            ("wait", f"seconds to wait for a change (0 to {MAX_WAIT})",
+                             {"type": "integer", "minimum": 0, "maximum": MAX_WAIT}),
+                            ("prefix", "only vports whose name starts with this")))

@@ -1,0 +1,610 @@
+"""The derived View kept up to date by deltas, and the owners each delta reaches.
+
+``LiveView.apply(journal)`` takes what State recorded (``controller.journal``) and updates its ``View`` in place
+for just those objects: the endpoints of the vports that moved or changed, the hardware-VTEP and EVPN endpoints of
+the subnets they reach, switch presence, bare-metal gateways, flood lists, and per domain its static and EVPN
+routes (``controller.viewroutes``; the full FIB, host routes included, is rebuilt lazily when read). It returns a ``Reach``: per
+switch the owners to recompile, and the switches to compile whole (connected or changed). Nothing here walks every
+vport or every switch because one changed. ``LiveView.build()`` is the same from scratch (start, fallback); the
+incremental and scratch results are checked against ``derive.derive`` by tests/unit/test_incremental_oracle.py.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field, replace
+
+from controller import derive as d
+from controller.extnet import external_view
+from controller.journal import Journal
+from controller.security import derive_security, port_policy
+from controller.viewroutes import Routes
+from openflow import external
+from openflow.flows import Owner
+
+
+@dataclass
+class Reach:
+    """What one delta reaches: the owners to recompile per switch, the switches to compile whole."""
+
+    owners: dict[str, set[Owner]] = field(default_factory=lambda: defaultdict(set))  # session -> owners
+    rebuild: set[str] = field(default_factory=set)  # switches compiled whole
+    gone: set[str] = field(default_factory=set)  # switches that left
+
+
+class LiveView:
+    """The View of one State and the indexes that keep it current (see the module docstring)."""
+
+    def __init__(self, state):
+        self.state = state
+        self.view = d.View()
+        self.routes = Routes(self)
+        v = self.view
+        v._on = {}
+        self.sub_on: dict[str, set[str]] = defaultdict(set)  # subnet -> switches (sessions) it is present on
+        self.dom_on: dict[str, set[str]] = defaultdict(set)
+        self.dom_count: dict[str, Counter] = defaultdict(Counter)  # session -> domain -> its subnets there
+        self.ep_count: dict[str, Counter] = defaultdict(Counter)  # subnet -> session -> endpoints
+        v._holders = self.ep_count
+        self.by_session: dict[str, set[str]] = defaultdict(set)  # session -> endpoint ids
+        self.vports_in: dict[str, list[str]] = defaultdict(list)  # subnet -> sorted located vport ids
+        self.hw: dict[str, list] = {}  # subnet -> its hardware VTEP endpoints, in derive's order
+        self.ev: dict[str, list] = {}  # subnet -> its EVPN endpoints
+        self.vport_macs: dict[str, Counter] = defaultdict(Counter)  # subnet -> MACs of its vport endpoints
+        self.claims: dict[str, Counter] = defaultdict(Counter)  # scope -> IPs of vport and hw endpoints
+        self.dom_subnets: dict[str, list[str]] = defaultdict(list)
+        self.servers: dict[str, dict[str, dict]] = defaultdict(dict)  # subnet -> MAC -> bare-metal vport
+        self.server_at: dict[str, tuple] = {}
+        self.vtep_macs: dict[str, dict[int, list]] = {}  # VTEP session -> VNI -> MACs sorted
+        self.vtep_tunnels: dict[str, tuple] = {}
+        self.own_ips: Counter = Counter()
+        self.present_dom: dict[tuple, str | None] = {}  # (session, subnet) present -> the subnet's domain then
+        self.policy = None  # the policy view.security was derived from
+
+    # ------------------------------------------------------------------------------------------ build
+    def build(self) -> Reach:
+        """From scratch: every object of State is dirty (no owners to list: every switch is compiled whole)."""
+        self.__init__(self.state)
+        s = self.state
+        j = Journal(vports=set(s.locations) | {v["id"] for v in s.policy.all("vport")},
+                    subnets={x["id"] for x in s.policy.all("subnet")}, domains={x["id"] for x in s.policy.all("domain")},
+                    switches=set(s.vrs), vteps=set(s.vteps), remote_subnets=set(s.remote.by_subnet),
+                    remote_domains=set(s.remote.by_domain))
+        return self.apply(j, owners=False)
+
+    # ------------------------------------------------------------------------------------------ apply
+    def apply(self, j: Journal, owners: bool = True) -> Reach:
+        """Update the View for what the journal names; returns what that reaches (owners: per switch, the
+        owners to recompile; not needed when everything is compiled anyway)."""
+        self.r = Reach()
+        self.changed = {}  # endpoint id -> (old, new)
+        self.presence = defaultdict(set)  # session -> subnets and ("d", domain) whose presence there changed
+        self.holders_changed = set()  # subnets whose set of endpoint sessions changed
+        self.tunnels = set()  # sessions whose tunnel IP (or tunnel port) changed
+        self.switches_changed = False
+        self.redo = set()  # vports of subnets whose SubnetInfo changed
+        self.was_at = {}  # endpoint id -> where its owner had flows before it changed
+        self.tails = set()  # subnets whose hardware VTEP or EVPN endpoints changed
+        self.old_security = None
+        self.routes.start()
+        own_before = set(self.own_ips)
+        self._switches(j.switches)
+        self._vteps(j.vteps)
+        info_changed = self._policy(j)
+        own_changed = set(self.own_ips) != own_before
+        self._vport_eps(j.vports | self.redo, j.vports)
+        hw_dirty = set(j.subnets) | info_changed | self.bound_changed | self.hw_vtep_subnets
+        hw_dirty |= {ep.subnet_id for pair in list(self.changed.values()) for ep in pair if ep is not None
+                     and (self.view.bound_vteps.get(ep.subnet_id) or self.servers.get(ep.subnet_id))}
+        for sid in sorted(hw_dirty):
+            self._hw(sid)
+        self._remote(j, info_changed, own_changed)
+        self._by_subnet()
+        bm_changed = self._bm_gateways(j, info_changed)
+        self.routes.update(j, own_changed)
+        acl_owners = self._security(j)
+        ext_owners = self._external(j)
+        if owners:
+            self._owners(info_changed, bm_changed)
+            for owner in acl_owners:
+                self._add(owner, self.view.switches)
+            self._acl_ports()
+            for owner, sessions in ext_owners.items():
+                self._add(owner, sessions)
+        return self.r
+
+    # ------------------------------------------------------------------------------------------ external networks
+    def _external(self, j) -> dict[Owner, set[str]]:
+        """view.external (controller/extnet.py) derived again when what it reads may have changed: external
+        networks or floating IPs, domains or subnets, switches (their uplink ports), or vports that moved or
+        changed, or a subnet or domain arriving on a switch or leaving it; skipped while policy has no external
+        network and the view has nothing external. Returns the owners whose inputs changed (openflow/external.py
+        ``affected``) and the switches they are or were on."""
+        v, s = self.view, self.state
+        old = v.external
+        if not (j.external or j.domains or j.subnets or j.switches or j.vteps or self.changed or self.presence):
+            return {}
+        if not (s.policy.count("external_network") or old.floating or old.pat):
+            return {}
+        v.external = external_view(s.policy, v, s.vrs)
+        return external.reached(old, v.external)
+
+    # ------------------------------------------------------------------------------------------ security
+    def _security(self, j) -> set[Owner]:
+        """view.security (controller/security.py): derived again after a change that reaches beyond single
+        vports (ACLs, policy groups, subnets, domains); else only the policy of the vports that changed.
+        Returns the ACL owners whose inputs changed (acl.affected, for the security part)."""
+        v, policy = self.view, self.state.policy
+        if policy is self.policy:
+            if self.changed:
+                v.security.local.clear()  # openflow/acl.py's per-switch cache of policed local vports
+            return set()
+        old = v.security
+        if j.security or self.policy is None:
+            new = derive_security(policy)
+            vids = old.ports.keys() | new.ports.keys()
+        else:  # vports changed, none of them in a policy group (State says so): their own policy only
+            new = replace(old, ports=dict(old.ports), local={})
+            vids = j.vports
+            for vid in vids:
+                vport = policy.get("vport", vid)
+                if vport is not None and vport.get("policy_groups"):
+                    continue  # only moved: a policy change of a group member sets j.security
+                port = port_policy(policy, vport) if vport is not None else None
+                if port is None:
+                    new.ports.pop(vid, None)
+                else:
+                    new.ports[vid] = port
+        self.policy, v.security, self.old_security = policy, new, old
+        owners = {Owner("acl", a) for a in old.acls.keys() | new.acls.keys() if old.acls.get(a) != new.acls.get(a)}
+        for vid in vids:
+            before, after = old.ports.get(vid), new.ports.get(vid)
+            if before != after:
+                owners.add(Owner("acl_port", vid))
+                for port in (before, after):
+                    owners.update(Owner("acl", a) for a, _ in (port.acls if port else ()))
+        return owners
+
+    def _acl_ports(self):
+        """A policed vport that changed (moved, came, went): its chain and its ACLs, where it was and is."""
+        sec, old_sec = self.view.security, getattr(self, "old_security", None)
+        for eid, pair in self.changed.items():
+            ports = [sec.ports.get(eid)] + ([old_sec.ports.get(eid)] if old_sec is not None else [])
+            if not any(ports):
+                continue
+            owners = {Owner("acl_port", eid)} | {Owner("acl", a) for port in ports if port for a, _ in port.acls}
+            for owner in owners:
+                self._add(owner, {ep.session for ep in pair if ep is not None})
+
+    # ------------------------------------------------------------------------------------------ inputs
+    def _switches(self, sessions):
+        s, v = self.state, self.view
+        for session in sessions:
+            snap = s.vrs.get(session)
+            old = v.switches.get(session)
+            new = d.switch_info(snap, s.vtep_ip_of(snap)) if snap is not None else None
+            if old == new:
+                continue
+            if old is not None:
+                self.own_ips[old.vtep_ip] -= 1
+            if new is None:
+                del v.switches[session]
+                self.r.gone.add(session)
+            else:
+                v.switches[session] = new
+                self.own_ips[new.vtep_ip] += 1
+                self.r.rebuild.add(session)
+            self.own_ips = +self.own_ips
+            if old is None or new is None or (old.vtep_ip, old.tunnel_ofport) != (new.vtep_ip, new.tunnel_ofport):
+                self.tunnels.add(session)
+            self.switches_changed = True
+
+    def _vteps(self, sessions):
+        s, v = self.state, self.view
+        names = set()
+        for session in sessions:
+            snap = s.vteps.get(session)
+            old = v.vteps.get(session)
+            for ip in self.vtep_tunnels.pop(session, ()):
+                self.own_ips[ip] -= 1
+            if snap is None:
+                v.vteps.pop(session, None)
+                self.vtep_macs.pop(session, None)
+            else:
+                v.vteps[session] = d.VtepInfo(session, snap.name, snap.tunnel_ip)
+                self.vtep_tunnels[session] = tuple(snap.tunnel_ips)
+                self.own_ips.update(snap.tunnel_ips)
+                macs = defaultdict(list)
+                for mac in sorted(snap.local_macs, key=lambda m: (m.vni, m.mac)):
+                    macs[mac.vni].append(mac)
+                self.vtep_macs[session] = dict(macs)
+            self.own_ips = +self.own_ips
+            new = v.vteps.get(session)
+            if (old and old.tunnel_ip) != (new and new.tunnel_ip):
+                self.tunnels.add(session)
+            names |= {x.name for x in (old, new) if x is not None}
+        v.vteps = dict(sorted(v.vteps.items()))
+        touched = set(sessions)
+        self.hw_vtep_subnets = {sid for sid, bound in v.bound_vteps.items() if bound & touched}
+        self._names = names
+
+    def _policy(self, j) -> set[str]:
+        """Domains and subnets from policy; returns the subnets whose SubnetInfo changed."""
+        p, v = self.state.policy, self.view
+        for did in j.domains:
+            dom = p.get("domain", did)
+            if dom is None:
+                v.domains.pop(did, None)
+            else:
+                v.domains[did] = dom
+        info_changed = set()
+        wanted = set(j.subnets) | {s for did in j.domains for s in self.dom_subnets.get(did, ())}
+        ordered = [x["id"] for x in p.all("subnet") if x["id"] in wanted] if wanted else []  # derive's order
+        for sid in ordered + sorted(wanted - set(ordered)):
+            old = v.subnets.get(sid)
+            new = d.subnet_info(p, p.get("subnet", sid))
+            if old == new:
+                continue
+            info_changed.add(sid)
+            if old is not None:
+                self._drop_subnet_eps(sid)
+            for info in (old, new):
+                if info is not None and info.domain_id:
+                    self.routes.touched.add(info.domain_id)
+            if new is None:
+                del v.subnets[sid]
+            else:
+                v.subnets[sid] = new
+            if (old and old.domain_id) != (new and new.domain_id):
+                if old is not None and old.domain_id:
+                    self.dom_subnets[old.domain_id].remove(sid)
+                if new is not None and new.domain_id:
+                    self.dom_subnets[new.domain_id].append(sid)
+                    order = {x: n for n, x in enumerate(v.subnets)}
+                    self.dom_subnets[new.domain_id].sort(key=order.get)
+        if j.vteps or j.subnets:
+            self._bound()
+        else:
+            self.bound_changed = set()
+        return info_changed
+
+    def _bound(self):
+        v, p = self.view, self.state.policy
+        by_name = {}
+        for session, vtep in v.vteps.items():
+            by_name.setdefault(vtep.name, session)
+        bound = {}
+        for b in p.all("vtep_binding"):
+            session = by_name.get(b["switch"])
+            if session is not None and b["subnet_id"] in v.subnets:
+                bound.setdefault(b["subnet_id"], set()).add(session)
+        self.bound_changed = {sid for sid in set(bound) | set(v.bound_vteps) if bound.get(sid) != v.bound_vteps.get(sid)}
+        self.hw_vtep_subnets |= {b["subnet_id"] for b in p.all("vtep_binding") if b["switch"] in self._names}
+        v.bound_vteps = bound
+
+    # ------------------------------------------------------------------------------------------ endpoints
+    def _vport_eps(self, vids, policy_changed):
+        p, s, v = self.state.policy, self.state, self.view
+        for vid in sorted(vids):
+            vport = p.get("vport", vid)
+            if vid in policy_changed:
+                self._server(vid, vport)
+            loc = s.locations.get(vid)
+            new = None
+            if vport is not None and loc is not None and loc.session in v.switches and vport["subnet_id"] in v.subnets:
+                new = d.vport_endpoint(vport, loc)
+            old = v.endpoints.get(vid)
+            old = old if old is not None and old.kind == "vport" else None
+            if old != new:
+                self._swap(vid, old, new)
+                if old is not None:
+                    self._place(old, remove=True)
+                if new is not None:
+                    self._place(new)
+
+    def _place(self, ep, remove=False):
+        """A vport endpoint into (or out of) its subnet's sorted vports and by_subnet."""
+        v, sid, vid = self.view, ep.subnet_id, ep.vport_id
+        ids = self.vports_in[sid]
+        at = bisect.bisect_left(ids, vid)
+        eps = v.by_subnet.setdefault(sid, [])
+        if remove:
+            del ids[at]
+            del eps[at]
+            if not eps:
+                del v.by_subnet[sid]
+        else:
+            ids.insert(at, vid)
+            eps.insert(at, ep)
+
+    def _server(self, vid, vport):
+        old = self.server_at.pop(vid, None)
+        if old is not None and self.servers[old[0]].get(old[1], {}).get("id") == vid:
+            del self.servers[old[0]][old[1]]
+        if vport is not None and vport["binding"]["flavour"] == "baremetal":
+            self.servers[vport["subnet_id"]][vport["mac"]] = vport
+            self.server_at[vid] = (vport["subnet_id"], vport["mac"])
+
+    def _hw(self, sid):
+        """The subnet's hardware VTEP endpoints (derive._add_vteps, for one subnet)."""
+        v = self.view
+        sub = v.subnets.get(sid)
+        out, known = [], set()
+        if sub is not None:
+            bound = v.bound_vteps.get(sid, set())
+            servers = self.servers.get(sid, {})
+            macs = self.vport_macs[sid]
+            for session in sorted(bound):
+                snap_name = v.vteps[session].name
+                for mac in self.vtep_macs.get(session, {}).get(sub.vni, ()):
+                    if mac.mac in known or macs[mac.mac]:
+                        continue
+                    server = servers.get(mac.mac)
+                    out.append(d.server_endpoint(server, session) if server is not None else
+                               d.learned_endpoint(snap_name, mac, sid, session))
+                    known.add(mac.mac)
+            for mac, server in sorted(servers.items()):
+                if mac not in known and not macs[mac] and len(bound) == 1:
+                    out.append(d.server_endpoint(server, next(iter(bound))))
+        self._replace_list(self.hw, sid, out)
+
+    def _remote(self, j, info_changed, own_changed):
+        v, remote = self.view, self.state.remote.by_subnet
+        subnets = set(j.remote_subnets) | info_changed
+        subnets |= {ep.subnet_id for pair in self.changed.values() for ep in pair if ep is not None}
+        if own_changed:
+            subnets |= set(remote) | set(v.remote_floods) | set(self.ev)
+        scopes = {self._scope(sid) for sid in subnets if sid in v.subnets} | \
+            {sid for sid in subnets if sid not in v.subnets}
+        for scope in sorted(scopes):
+            sids = sorted({sid for sid in set(remote) | set(self.ev) if sid == scope or
+                           (sid in v.subnets and v.subnets[sid].domain_id == scope)})
+            claimed = set()
+            for sid in sids:
+                self._ev(sid, remote.get(sid, ((), ()))[0], claimed)
+        for sid in subnets:
+            ips = remote.get(sid, ((), ()))[1]
+            floods = frozenset(ip for ip in ips if sid in v.subnets and d._ipv4(ip) and ip not in self.own_ips)
+            if floods != v.remote_floods.get(sid, frozenset()):
+                self.holders_changed.add(sid)
+            if floods:
+                v.remote_floods[sid] = floods
+            else:
+                v.remote_floods.pop(sid, None)
+
+    def _ev(self, sid, macs, claimed):
+        """The subnet's EVPN endpoints (derive._add_remote, for one subnet); ``claimed``: IPs EVPN endpoints
+        earlier in the same scope took."""
+        v = self.view
+        out, known = [], {ep.mac for ep in self.hw.get(sid, ())}
+        if sid in v.subnets:
+            scope = self._scope(sid)
+            for mac in sorted(macs, key=lambda m: (m.mac, m.vtep_ip)):
+                if self.vport_macs[sid][mac.mac] or mac.mac in known or not d._ipv4(mac.vtep_ip) or \
+                        mac.vtep_ip in self.own_ips:
+                    continue
+                ips = tuple(ip for ip in mac.ips if d._ipv4(ip) and not self.claims[scope][ip] and ip not in claimed)
+                out.append(d.evpn_endpoint(mac, ips))
+                known.add(mac.mac)
+                claimed.update(ips)
+        self._replace_list(self.ev, sid, out)
+
+    def _replace_list(self, lists, sid, new):
+        old = {ep.vport_id: ep for ep in lists.get(sid, ())}
+        new = [old[ep.vport_id] if old.get(ep.vport_id) == ep else ep for ep in new]  # one object per endpoint
+        if new:
+            lists[sid] = new
+        else:
+            lists.pop(sid, None)
+        fresh = {ep.vport_id: ep for ep in new}
+        if list(old.values()) != new:
+            self.tails.add(sid)
+        for eid in set(old) | set(fresh):
+            if old.get(eid) != fresh.get(eid):
+                self._swap(eid, old.get(eid), fresh.get(eid))
+
+    def _swap(self, eid, old, new):
+        """Replace one endpoint in the view and every index."""
+        v = self.view
+        if old is not None:
+            self.was_at[eid] = self.was_at.get(eid, set()) | self._where(old)
+            self._count(old, -1)
+            if v.endpoints.get(eid) == old:
+                del v.endpoints[eid]
+        if new is not None:
+            self._count(new, +1)
+            v.endpoints[eid] = new
+        first = self.changed.get(eid, (old, None))[0]
+        self.changed[eid] = (first, new)
+
+    def _count(self, ep, step):
+        v = self.view
+        sub = v.subnets.get(ep.subnet_id)
+        sid, session = ep.subnet_id, ep.session
+        counts = self.ep_count[sid]
+        before = counts[session] > 0
+        counts[session] += step
+        if counts[session] <= 0:
+            del counts[session]
+        if before != (counts[session] > 0 if session in counts else False):
+            self.holders_changed.add(sid)
+            self._presence(session, sid)
+        if step > 0:
+            self.by_session[session].add(ep.vport_id)
+        elif ep.vport_id in self.by_session.get(session, ()):
+            self.by_session[session].discard(ep.vport_id)
+        if ep.kind == "vport":
+            self.vport_macs[sid][ep.mac] += step
+        if ep.kind != "evpn":
+            scope = (sub.domain_id if sub else None) or sid
+            for ip in ep.ips:
+                self.claims[scope][ip] += step
+        if ep.kind == "evpn":
+            v.remote_vteps[session] = session[len("evpn:"):]
+        if sub is not None and sub.domain_id and sub.cidr:
+            self.routes.count(ep, sub.domain_id, step)
+
+    def _drop_subnet_eps(self, sid):
+        """Every endpoint of a subnet whose SubnetInfo changes leaves (counted under the old info); the
+        derivation puts them back under the new one."""
+        for vid in list(self.vports_in.get(sid, ())):
+            ep = self.view.endpoints.get(vid)
+            self._swap(vid, ep, None)
+            self._place(ep, remove=True)
+            self.redo.add(vid)
+        self._replace_list(self.hw, sid, [])
+        self._replace_list(self.ev, sid, [])
+
+    def _scope(self, sid):
+        sub = self.view.subnets.get(sid)
+        return (sub.domain_id if sub else None) or sid
+
+    def _by_subnet(self):
+        """by_subnet: the vports (kept in place by _place), then the subnet's hardware VTEP and EVPN endpoints."""
+        v = self.view
+        for sid in self.tails:
+            eps = v.by_subnet.get(sid, [])[:len(self.vports_in.get(sid, ()))] + self.hw.get(sid, []) + \
+                self.ev.get(sid, [])
+            if eps:
+                v.by_subnet[sid] = eps
+            else:
+                v.by_subnet.pop(sid, None)
+
+    def _presence(self, session, sid):
+        """Whether the subnet (and so its domain) is on this session now; records a change."""
+        v = self.view
+        here = self.ep_count[sid].get(session, 0) > 0 or v.bm_gateways.get(sid) == session
+        subnets, domains = v._on.setdefault(session, (set(), set()))
+        if here == (sid in subnets):
+            return
+        self.presence[session].add(sid)
+        if here:
+            sub = v.subnets.get(sid)
+            dom = self.present_dom[(session, sid)] = sub.domain_id if sub else None
+            subnets.add(sid)
+            self.sub_on[sid].add(session)
+        else:
+            dom = self.present_dom.pop((session, sid), None)  # the domain it was counted under
+            subnets.discard(sid)
+            self.sub_on[sid].discard(session)
+        if dom:
+            count = self.dom_count[session]
+            count[dom] += 1 if here else -1
+            if count[dom] <= 0:
+                del count[dom]
+                domains.discard(dom)
+                self.dom_on[dom].discard(session)
+                self.presence[session].add(("d", dom))
+            elif here and dom not in domains:
+                domains.add(dom)
+                self.dom_on[dom].add(session)
+                self.presence[session].add(("d", dom))
+
+    # ------------------------------------------------------------------------------------------ gateways
+    def _bm_gateways(self, j, info_changed) -> set[str]:
+        """derive.bm_gateways, recomputed when a switch, a binding or the holders of a subnet changed and
+        some subnet has a VTEP binding; returns the subnets whose gateway changed."""
+        v, p = self.view, self.state.policy
+        if not (v.bm_gateways or p.count("vtep_binding")):
+            return set()
+        if not (self.switches_changed or j.subnets or self.bound_changed or info_changed or self.holders_changed):
+            return set()
+        new = self._gateways()
+        changed = {sid for sid in set(new) | set(v.bm_gateways) if new.get(sid) != v.bm_gateways.get(sid)}
+        old = v.bm_gateways
+        v.bm_gateways = new
+        for sid in changed:
+            for session in {old.get(sid), new.get(sid)} - {None}:
+                self._presence(session, sid)
+        return changed
+
+    def _gateways(self):
+        v, p = self.view, self.state.policy
+        candidates = [sw for sw in v.switches.values() if sw.vtep_ip and sw.tunnel_ofport]
+        if not candidates:
+            return {}
+        out = {}
+        for sid in sorted({b["subnet_id"] for b in p.all("vtep_binding") if b["subnet_id"] in v.subnets}):
+            sub = v.subnets[sid]
+            if not d.needs_gateway(sub):
+                continue
+            holding = {s for s in self.ep_count.get(sid, ()) if s in v.switches}
+            in_domain = set()
+            for other in self.dom_subnets.get(sub.domain_id, ()) if sub.domain_id else ():
+                in_domain |= {s for s in self.ep_count.get(other, ()) if s in v.switches}
+            preferred = list(p.get("subnet", sid).get("gateway_chassis") or ())
+            out[sid] = min(candidates, key=lambda sw: d._gateway_rank(sid, sw, preferred, (holding, in_domain))).session
+        return out
+
+    # ------------------------------------------------------------------------------------------ owners
+    def _where(self, ep) -> set[str]:
+        """The switches where an endpoint's owner may have flows: its own, and those its subnet or domain is on."""
+        out = {ep.session} | self.sub_on.get(ep.subnet_id, set())
+        sub = self.view.subnets.get(ep.subnet_id)
+        if sub is not None and sub.domain_id:
+            out |= self.dom_on.get(sub.domain_id, set())
+        return out
+
+    def _add(self, owner, sessions):
+        switches, owners = self.view.switches, self.r.owners
+        for session in sessions:
+            if session in switches:
+                owners[session].add(owner)
+
+    def _owners(self, info_changed, bm_changed):
+        v = self.view
+        subnets = set(info_changed) | self.holders_changed | self.bound_changed | bm_changed
+        domains = set(self.routes.changed)
+        endpoints = {}
+        for eid, pair in self.changed.items():
+            for ep in pair:
+                if ep is None:
+                    continue
+                endpoints[(eid, ep)] = ep
+                if ep.kind == "vport" and ep.key:  # its subnet's local flood buckets there
+                    self._add(Owner("subnet", ep.subnet_id), {ep.session})
+            domains |= self.routes.targets.get(eid, set())
+        for session in self.tunnels:
+            for eid in self.by_session.get(session, ()):
+                endpoints[(eid, None)] = v.endpoints[eid]
+                domains |= self.routes.targets.get(eid, set())
+            subnets |= v._on.get(session, (set(), set()))[0]
+            subnets |= {sid for sid, bound in v.bound_vteps.items() if session in bound}
+            bm_changed = bm_changed | {sid for sid, gw in v.bm_gateways.items() if gw == session}
+        for sid in bm_changed:
+            for ep in v.by_subnet.get(sid, ()):
+                endpoints[(ep.vport_id, None)] = ep
+            sub = v.subnets.get(sid)
+            if sub is not None and sub.domain_id:
+                domains.add(sub.domain_id)
+        for (eid, _), ep in endpoints.items():
+            self._add(ep.owner, self._where(ep) | self.was_at.get(eid, set()))
+        for sid in subnets:
+            self._add(Owner("subnet", sid), self.sub_on.get(sid, ()))
+        for did in domains:
+            self._add(Owner("domain", did), self.dom_on.get(did, ()))
+        self._presence_owners()
+
+    def _presence_owners(self):
+        """A subnet or domain arriving on a switch or leaving it: it and every endpoint it reaches, there."""
+        v, owners = self.view, self.r.owners
+        changed = defaultdict(set)  # subnet -> owners of endpoints that changed there (gone ones included)
+        for pair in self.changed.values():
+            for ep in pair:
+                if ep is not None:
+                    changed[ep.subnet_id].add(ep.owner)
+        for session, items in self.presence.items():
+            if session not in v.switches:
+                continue
+            reached = set()
+            for item in items:
+                if isinstance(item, tuple):
+                    owners[session].add(Owner("domain", item[1]))
+                    reached.update(self.dom_subnets.get(item[1], ()))
+                else:
+                    owners[session].add(Owner("subnet", item))
+                    reached.add(item)
+            for sid in reached:
+                owners[session].update(ep.owner for ep in v.by_subnet.get(sid, ()))
+                owners[session].update(changed.get(sid, ()))

@@ -1,0 +1,170 @@
+"""Per domain, what its own flows and its FIB are made of, kept up to date by deltas (``controller.viewdelta``).
+
+``Routes`` keeps, per domain, the endpoints behind each host IP (so a static route resolves without walking the
+domain), resolves static routes and filters EVPN prefixes for the domains a delta reached, and says which domains'
+own flows changed. The full FIB (connected, host, static and EVPN routes, sorted) is only needed by REST and by a
+domain's own compile: ``LazyFib`` rebuilds a domain's FIB when it is read after a change, not on every vport.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from controller import derive as d
+
+
+class LazyFib(dict):
+    """domain id -> FIB; a domain marked stale is rebuilt when read (host routes change with every vport)."""
+
+    def __init__(self, build):
+        super().__init__()
+        self._build = build
+        self._stale = set()
+
+    def stale(self, did):
+        self._stale.add(did)
+        dict.__setitem__(self, did, None)
+
+    def drop(self, did):
+        self._stale.discard(did)
+        self.pop(did, None)
+
+    def __getitem__(self, did):
+        if did in self._stale:
+            self._stale.discard(did)
+            dict.__setitem__(self, did, self._build(did))
+        return dict.__getitem__(self, did)
+
+    def get(self, did, default=None):
+        return self[did] if did in self else default
+
+    def values(self):
+        return [self[did] for did in self]
+
+    def items(self):
+        return [(did, self[did]) for did in self]
+
+    def __eq__(self, other):
+        return isinstance(other, dict) and dict(self.items()) == dict(other.items())
+
+    __hash__ = None
+
+
+class Routes:
+    def __init__(self, live):
+        self.live = live
+        self.view = live.view
+        self.view.fib = LazyFib(self.fib)
+        self.host_eps: dict[str, dict] = defaultdict(lambda: defaultdict(dict))  # domain -> ip -> {id: ep}
+        self.targets: dict[str, set[str]] = defaultdict(set)  # endpoint id -> domains whose static routes use it
+        self.prefixes: dict[str, list] = {}  # domain -> its EVPN routes (derive._evpn_routes)
+        self.static_of: dict[str, set[str]] = {}  # domain -> endpoint ids its static routes go to
+        self.dom_keys: dict[str, tuple] = {}  # domain -> what its own flows are compiled from
+        self.start()
+
+    def start(self):
+        """A new delta: nothing touched yet."""
+        self.touched = set()  # domains whose subnets changed
+        self.touched_ips = defaultdict(set)  # domain -> IPs of endpoints that came or went there
+        self.changed = set()  # domains whose own flows change
+
+    def count(self, ep, dom, step):
+        """An endpoint of a routed subnet (with a CIDR) of domain ``dom`` came (step 1) or went (-1)."""
+        for ip in ep.ips:
+            if step > 0:
+                self.host_eps[dom][ip][ep.vport_id] = ep
+            else:
+                self.host_eps[dom][ip].pop(ep.vport_id, None)
+                if not self.host_eps[dom][ip]:
+                    del self.host_eps[dom][ip]
+        if dom in self.view.domains:
+            self.view.fib.stale(dom)
+        self.touched_ips[dom].update(ep.ips)
+
+    def update(self, j, own_changed):
+        """Re-resolve the domains a delta reached; ``changed`` then names those whose own flows change."""
+        v, remote = self.view, self.live.state.remote.by_domain
+        dirty = set(j.domains) | self.touched | set(j.remote_domains)
+        if own_changed:
+            dirty |= set(remote) | set(self.prefixes)
+        for dom, ips in self.touched_ips.items():
+            dvals = v.domains.get(dom)
+            if dvals is not None and (remote.get(dom) or
+                                      any(r["next_hop"] in ips for r in dvals["static_routes"])):
+                dirty.add(dom)
+        for did in dirty:
+            if did not in v.domains:
+                v.static.pop(did, None)
+                v.fib.drop(did)
+                self.prefixes.pop(did, None)
+                self._set_targets(did, ())
+                continue
+            self._domain(did, remote.get(did, ()))
+
+    def _domain(self, did, remote_prefixes):
+        v = self.view
+        dom = v.domains[did]
+        connected = [d.Route(v.subnets[s].cidr, "connected", None, None, s) for s in self.live.dom_subnets.get(did, ())
+                     if v.subnets[s].cidr]
+        static = []
+        for route in dom["static_routes"]:
+            target = self._host(did, route["next_hop"])
+            static.append(d.Route(route["prefix"], "static", route["next_hop"], target.vport_id if target else None,
+                                  target.subnet_id if target else None))
+        prefixes = [rp for rp in remote_prefixes if d._ipv4(rp.vtep_ip) and rp.vtep_ip not in self.live.own_ips
+                    and d._ipv4_prefix(rp.prefix)]
+        taken = {d._ipv4_prefix(r.prefix) for r in connected + static if r.kind != "static" or r.vport_id}
+        evpn = []
+        for rp in sorted(prefixes, key=lambda x: (d._route_order(d._ipv4_prefix(x.prefix)),
+                                                  d.ipaddress.IPv4Address(x.vtep_ip))):
+            prefix = d._ipv4_prefix(rp.prefix)
+            if prefix in taken or (prefix.endswith("/32") and prefix[:-3] in self.host_eps.get(did, {})):
+                continue
+            taken.add(prefix)
+            evpn.append(d.Route(prefix, "evpn", rp.vtep_ip, None, None, rp.vtep_ip, rp.router_mac, rp.l3_vni))
+        static.sort(key=lambda r: d._route_order(r.prefix))  # derive's order (the FIB's, stable)
+        key = (dom, static, evpn, connected)
+        if key != self.dom_keys.get(did):
+            self.changed.add(did)
+            self.dom_keys[did] = key
+        v.static[did] = static
+        self.prefixes[did] = evpn
+        self._set_targets(did, {r.vport_id for r in static if r.vport_id})
+        v.fib.stale(did)
+
+    def _set_targets(self, did, vids):
+        for vid in self.static_of.pop(did, ()):
+            self.targets[vid].discard(did)
+        self.static_of[did] = set(vids)
+        for vid in vids:
+            self.targets[vid].add(did)
+
+    def _host(self, did, ip):
+        """The endpoint a host route of this IP goes to in the domain (derive's: the last one)."""
+        eps = self.host_eps.get(did, {}).get(ip)
+        if not eps:
+            return None
+        if len(eps) == 1:
+            return next(iter(eps.values()))
+        last = None
+        for sid in self.live.dom_subnets.get(did, ()):
+            for ep in self.view.by_subnet.get(sid, ()):
+                if ep.vport_id in eps:
+                    last = ep
+        return last
+
+    def fib(self, did):
+        """derive._fib from the maintained parts: connected and host routes in derive's order, static and
+        EVPN routes as _domain resolved them, sorted longest prefix first."""
+        v = self.view
+        routes = []
+        for sid in self.live.dom_subnets.get(did, ()):
+            sub = v.subnets[sid]
+            if not sub.cidr:
+                continue
+            routes.append(d.Route(sub.cidr, "connected", None, None, sid))
+            routes += [d.Route(f"{ip}/32", "host", None, ep.vport_id, sid) for ep in v.by_subnet.get(sid, ())
+                       for ip in ep.ips]
+        routes += v.static.get(did, []) + self.prefixes.get(did, [])
+        routes.sort(key=lambda r: d._route_order(r.prefix))
+        return routes

@@ -1,0 +1,1 @@
+"""networking-canopy: Neutron drives Canopy through Canopy's REST API (docs/openstack.md)."""

@@ -1,0 +1,75 @@
+"""A small JSON client for Canopy's REST API (docs/rest.md), standard library only."""
+
+from __future__ import annotations
+
+import json
+import ssl
+import urllib.error
+import urllib.parse
+import urllib.request
+
+
+class CanopyError(Exception):
+    """Canopy refused a request (``status`` >= 400) or could not be reached (``status`` 0)."""
+
+    def __init__(self, status: int, code: str, reason: str, field: str | None = None):
+        self.status, self.code, self.reason, self.field = status, code, reason, field
+        where = f"{field}: " if field else ""
+        super().__init__(f"Canopy {status} {code}: {where}{reason}")
+
+
+class CanopyClient:
+    def __init__(self, url: str, token: str | None, timeout: float = 10.0, ca_file: str | None = None):
+        self.base = url.rstrip("/")
+        self.token = token
+        self.timeout = timeout
+        self.context = ssl.create_default_context(cafile=ca_file) if ca_file else None
+
+    def request(self, method: str, path: str, body=None, query: dict | None = None, timeout: float | None = None):
+        url = self.base + path + ("?" + urllib.parse.urlencode(query) if query else "")
+        data = json.dumps(body).encode() if body is not None else None
+        headers = {"Accept": "application/json"}
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        req = urllib.request.Request(url, data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=timeout or self.timeout, context=self.context) as reply:
+                raw = reply.read()
+        except urllib.error.HTTPError as exc:
+            raise _error(exc.code, exc.read()) from None
+        except (OSError, ValueError) as exc:  # refused, timed out, TLS
+            raise CanopyError(0, "unreachable", f"{method} {url}: {exc}") from None
+        return json.loads(raw) if raw else None
+
+    # one line each for what the driver does
+    def get(self, path, **query):
+        return self.request("GET", path, query=query or None)
+
+    def items(self, collection, **query):
+        return self.get(f"/v1/{collection}", **query)["items"]
+
+    def create(self, collection, body):
+        return self.request("POST", f"/v1/{collection}", body)
+
+    def update(self, collection, obj_id, fields):
+        return self.request("PATCH", f"/v1/{collection}/{urllib.parse.quote(obj_id)}", fields)
+
+    def delete(self, collection, obj_id, cascade=False):
+        query = {"cascade": "true"} if cascade else None
+        return self.request("DELETE", f"/v1/{collection}/{urllib.parse.quote(obj_id)}", query=query)
+
+    def watch_vports(self, since: int | None, wait: int, prefix: str):
+        query = {"wait": str(wait), "prefix": prefix}
+        if since is not None:
+            query["since"] = str(since)
+        return self.request("GET", "/v1/watch/vports", query=query, timeout=wait + self.timeout)
+
+
+def _error(status: int, raw: bytes) -> CanopyError:
+    try:
+        err = json.loads(raw)["error"]
+        return CanopyError(status, err.get("code", "?"), err.get("reason", ""), err.get("field"))
+    except (ValueError, KeyError, TypeError):
+        return CanopyError(status, "http", raw[:200].decode("utf-8", "replace"))

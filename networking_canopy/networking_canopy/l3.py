@@ -1,0 +1,89 @@
+"""The L3 service plugin ``canopy_router``: routers as Canopy domains (docs/openstack.md).
+
+Routers, their interfaces, gateways and floating IPs are not ML2 calls: this plugin keeps Neutron's router
+database (the in-tree DB-only mixins, no L3 agent) and follows the callback registry:
+
+- ROUTER_INTERFACE BEFORE_CREATE refuses an interface Canopy cannot express (mapping.router_interface_refusal);
+  AFTER_CREATE / AFTER_DELETE move the network's Canopy subnet into or out of the router's domain;
+- ROUTER AFTER_CREATE / AFTER_UPDATE / AFTER_DELETE converge the domain (extra routes: static routes);
+- ROUTER_GATEWAY and FLOATING_IP BEFORE_CREATE are refused: external connectivity is not supported yet.
+"""
+
+from __future__ import annotations
+
+from neutron.db import extraroute_db
+from neutron.db.models import l3 as l3_models
+from neutron.quota import resource_registry
+from neutron_lib.api.definitions import extraroute as extraroute_apidef
+from neutron_lib.api.definitions import l3 as l3_apidef
+from neutron_lib.callbacks import events
+from neutron_lib.callbacks import registry
+from neutron_lib.callbacks import resources
+from neutron_lib.plugins import constants as plugin_constants
+from neutron_lib.plugins import directory
+from neutron_lib.services import base as service_base
+from oslo_log import log as logging
+
+from networking_canopy import mapping
+from networking_canopy.mech_driver import Refused
+
+LOG = logging.getLogger(__name__)
+NO_EXTERNAL = ("router gateways and floating IPs need Canopy's external connectivity, which networking-canopy "
+               "does not support yet")
+
+
+@registry.has_registry_receivers
+class CanopyL3RouterPlugin(service_base.ServicePluginBase, extraroute_db.ExtraRoute_dbonly_mixin):
+    _supported_extension_aliases = [l3_apidef.ALIAS, extraroute_apidef.ALIAS]
+
+    @resource_registry.tracked_resources(router=l3_models.Router, floatingip=l3_models.FloatingIP)
+    def __init__(self):
+        super().__init__()
+        LOG.info("Canopy L3 router plugin: routers are Canopy domains")
+
+    @property
+    def supported_extension_aliases(self):
+        return self._supported_extension_aliases
+
+    def get_plugin_type(self):
+        return plugin_constants.L3
+
+    def get_plugin_description(self):
+        return "L3 routers as Canopy domains (distributed anycast gateway on every hypervisor)"
+
+    @staticmethod
+    def _syncer():
+        for driver in directory.get_plugin().mechanism_manager.ordered_mech_drivers:
+            if hasattr(driver.obj, "syncer"):
+                return driver.obj.syncer
+        raise RuntimeError("the canopy mechanism driver is not loaded: add it to [ml2] mechanism_drivers")
+
+    # ------------------------------------------------------------------ refusals
+    @registry.receives(resources.ROUTER_INTERFACE, [events.BEFORE_CREATE])
+    def _check_interface(self, resource, event, trigger, payload):
+        port = payload.metadata["port"]
+        core = directory.get_plugin()
+        ctx = payload.context
+        subnet_ids = [ip["subnet_id"] for ip in port.get("fixed_ips") or []]
+        subnets = core.get_subnets(ctx, filters={"id": subnet_ids}) if subnet_ids else []
+        others = core.get_ports(ctx, filters={"network_id": [port["network_id"]],
+                                              "device_owner": list(mapping.ROUTER_INTERFACE_OWNERS)})
+        attached = next((p["device_id"] for p in others if p["device_id"] != payload.resource_id), None)
+        reason = mapping.router_interface_refusal(port, subnets, attached, payload.resource_id)
+        if reason:
+            raise Refused(reason)
+
+    @registry.receives(resources.ROUTER_GATEWAY, [events.BEFORE_CREATE])
+    @registry.receives(resources.FLOATING_IP, [events.BEFORE_CREATE])
+    def _refuse_external(self, resource, event, trigger, payload):
+        raise Refused(NO_EXTERNAL)
+
+    # ------------------------------------------------------------------ convergence
+    @registry.receives(resources.ROUTER, [events.AFTER_CREATE, events.AFTER_UPDATE, events.AFTER_DELETE])
+    def _router_changed(self, resource, event, trigger, payload):
+        self._syncer().networks((), [payload.resource_id])
+
+    @registry.receives(resources.ROUTER_INTERFACE, [events.AFTER_CREATE, events.AFTER_DELETE])
+    def _interface_changed(self, resource, event, trigger, payload):
+        port = payload.metadata["port"]
+        self._syncer().networks([port["network_id"]], [payload.resource_id])

@@ -1,0 +1,167 @@
+"""A switch's flows by owner, desired and installed, and the plan that makes the second equal to the first.
+
+The reconciler's record (openflow/reconciler.py), kept compact and planned by owner:
+
+- ``desired`` and ``installed`` map each owner to a frozenset of its flows: references to the compiler's sets
+  (openflow/compiler.py ``Shared``), so a switch holding 30,000 flows of 10,000 owners keeps 10,000 references,
+  no copies and no per-flow keys;
+- ``set_desired(flows_by_owner, changed)`` is told which owners changed; ``plan()`` then looks only at those
+  (adds: their new flows not installed; deletes: their installed flows no longer desired);
+- after a read-back (``read_back``), or when the changed owners are not known, the plan is a full diff by
+  ``Flow.key`` (table, priority, cookie) of everything desired against everything installed, as the reconciler
+  always did on (re)connect: what is read back and desired stays, what is missing is added, the rest removed;
+- ``loose`` holds installed flows no installed owner accounts for: read back and not desired, kept
+  (``keep``), or a delete the switch refused; a full plan and every later plan try to delete them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+EMPTY: frozenset = frozenset()
+
+
+@dataclass
+class FlowPlan:
+    """Flow adds (downstream tables first) and deletes (upstream first), and the owners it brings up to date."""
+
+    adds: list = field(default_factory=list)  # (key, Flow)
+    deletes: list = field(default_factory=list)  # (key, Flow or read-back stats entry)
+    owners: dict = field(default_factory=dict)  # owner -> its desired frozenset as planned
+    full: bool = False
+    kept: list = field(default_factory=list)  # (key, item) not deleted because of keep
+
+
+class FlowBook:
+    def __init__(self):
+        self.desired: dict | None = None  # owner -> frozenset of Flow; None until the first set_desired
+        self.installed: dict = {}  # owner -> frozenset of Flow confirmed installed
+        self.loose: dict = {}  # Flow.key -> Flow or stats entry: installed, owned by no installed owner
+        self.dirty: set | None = None  # owners to plan; None: every owner (a full diff)
+        self.rejected: dict = {}  # Flow.key -> error text (the switch refused it: not sent again until a retry)
+
+    # ------------------------------------------------------------------------------ inputs
+
+    def set_desired(self, flows_by_owner, changed=None) -> None:
+        """The switch's desired flows by owner; ``changed``: the owners that changed since the last call
+        (None: not known, diff everything)."""
+        if changed is None or self.desired is None:
+            self.desired = {o: fs for o, fs in flows_by_owner.items() if fs}
+            self.dirty = None
+            return
+        for owner in changed:
+            flows = flows_by_owner.get(owner)
+            if flows:
+                self.desired[owner] = flows
+            else:
+                self.desired.pop(owner, None)
+        if self.dirty is not None:
+            self.dirty |= set(changed)
+
+    def read_back(self, entries: dict) -> None:
+        """What the switch holds (Flow.key -> stats entry) replaces the installed record; the next plan is full."""
+        self.installed, self.loose, self.dirty = {}, dict(entries), None
+        self.rejected.clear()
+
+    def retry_rejected(self) -> None:
+        """Send what the switch refused again (say, a group it was missing now exists): a full plan."""
+        if self.rejected:
+            self.rejected.clear()
+            self.dirty = None
+
+    # ------------------------------------------------------------------------------ planning
+
+    def plan(self, keep: bool = False) -> FlowPlan:
+        """The flow changes still to send; ``keep``: delete nothing (they are kept, installed, in ``loose``).
+        Starts a new round of changed owners: those set after this call are planned next time."""
+        if self.desired is None:
+            return FlowPlan()
+        plan = self._full() if self.dirty is None else self._by_owner(self.dirty)
+        self.dirty = set()
+        if keep:
+            plan.kept += plan.deletes
+            plan.deletes = []
+        plan.adds.sort(key=lambda item: item[0], reverse=True)
+        plan.deletes.sort(key=lambda item: item[0])
+        return plan
+
+    def _full(self) -> FlowPlan:
+        want = {f.key: f for flows in self.desired.values() for f in flows}
+        have = self._installed_by_key()
+        self.rejected = {k: v for k, v in self.rejected.items() if k in want or k in have}
+        rejected = self.rejected
+        stale = [(k, v) for k, v in have.items() if k not in want]
+        return FlowPlan(adds=[(k, f) for k, f in want.items() if k not in have and k not in rejected],
+                        deletes=[(k, v) for k, v in stale if k not in rejected],
+                        kept=[(k, v) for k, v in stale if k in rejected], owners=dict(self.desired), full=True)
+
+    def _by_owner(self, owners) -> FlowPlan:
+        adds, deletes, kept, planned = {}, {}, {}, {}
+        rejected = self.rejected
+        for owner in owners:
+            new, old = self.desired.get(owner, EMPTY), self.installed.get(owner, EMPTY)
+            planned[owner] = new
+            if new is old:
+                continue
+            new_keys = {f.key: f for f in new}
+            old_keys = {f.key: f for f in old}
+            adds.update((k, f) for k, f in new_keys.items() if k not in old_keys and k not in rejected)
+            for key, item in old_keys.items():
+                if key not in new_keys:
+                    (kept if key in rejected else deletes)[key] = item
+        deletes.update((k, v) for k, v in self.loose.items() if k not in rejected)
+        for key in adds.keys() & deletes.keys():  # moved between owners with the same cookie: keep it
+            del deletes[key]
+        return FlowPlan(adds=list(adds.items()), deletes=list(deletes.items()), owners=planned,
+                        kept=list(kept.items()))
+
+    def applied(self, plan: FlowPlan) -> None:
+        """The switch confirmed the plan, minus what it rejected (``rejected``)."""
+        rejected = self.rejected
+        if plan.full:
+            self.installed = {}
+            self.loose = {}
+        for owner, flows in plan.owners.items():
+            if rejected and any(f.key in rejected for f in flows):
+                flows = frozenset(f for f in flows if f.key not in rejected)
+            if flows:
+                self.installed[owner] = flows
+            else:
+                self.installed.pop(owner, None)
+        for key, item in plan.deletes:
+            if key in rejected:
+                self.loose[key] = item
+            else:
+                self.loose.pop(key, None)
+        self.loose.update(plan.kept)
+
+    # ------------------------------------------------------------------------------ reading
+
+    def _installed_by_key(self) -> dict:
+        have = dict(self.loose)
+        for flows in self.installed.values():
+            have.update((f.key, f) for f in flows)
+        return have
+
+    def desired_by_key(self) -> dict:
+        return {f.key: f for flows in (self.desired or {}).values() for f in flows}
+
+    def counts(self) -> tuple[int, int, int]:
+        """(desired, installed, pending: still to add or remove, rejected left out) flows; a full diff only
+        while one is due (after a read-back), else the changed owners' differences."""
+        desired = sum(len(fs) for fs in (self.desired or {}).values())
+        installed = sum(len(fs) for fs in self.installed.values()) + len(self.loose)
+        if self.desired is None:
+            return 0, installed, 0
+        if self.dirty is None:
+            want, have = self.desired_by_key(), self._installed_by_key()
+            pending = len(want.keys() - have.keys() - self.rejected.keys()) + len(have.keys() - want.keys())
+        else:
+            plan = self._by_owner(self.dirty)
+            pending = len(plan.adds) + len(plan.deletes)
+        return desired, installed, pending
+
+    def rows(self) -> list[tuple]:
+        """(key, desired Flow or None, installed item or None) of every desired or installed flow."""
+        desired, have = self.desired_by_key(), self._installed_by_key()
+        return [(key, desired.get(key), have.get(key)) for key in desired.keys() | have.keys()]

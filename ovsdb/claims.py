@@ -1,0 +1,124 @@
+"""Which OVSDB session speaks for each VRS: switches are keyed by chassis, not by connection.
+
+A VRS is known to State under ``switch_key(chassis)`` (``vrs:<system-id>``; the chassis falls back to the
+hostname, then the peer address, see ovsdb/vrs.py). The key is an opaque string to everything downstream;
+only this module makes it. It outlives the OVSDB connection that reported it:
+
+- A reconnect of the same chassis is not a new switch. When a session ends, the switch is reported gone
+  only ``grace`` seconds later (``expire``, called by the server about once a second); a session of the
+  same chassis arriving meanwhile takes over the key and reports its own rows as a delta against the last
+  snapshot reported (``VrsSnapshot.changed``), reusing unchanged ``PortInfo`` objects, so nothing that
+  did not change is recompiled.
+- Two live sessions claiming one chassis (a hypervisor reconnecting before its old connection timed out,
+  or two hypervisors given the same system-id): the **newest speaks**, the older one is kept open but
+  silent, and a warning names both. If the speaker goes while the other is still connected, the other
+  speaks again at once (its current rows, as a delta). Writers (tunnel port, bridge fail-secure) keep
+  working on each session's own database.
+- ``flush`` (the manager stopping) reports every switch whose grace is pending gone at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from controller.discovery import DiscoverySink, VrsSnapshot
+
+DEFAULT_GRACE_S = 10.0  # > Open vSwitch's 8 s maximum reconnection back-off
+PREFIX = "vrs:"
+
+
+def switch_key(chassis: str) -> str:
+    """The key State knows a VRS by (opaque downstream)."""
+    return PREFIX + chassis
+
+
+class VrsClaims:
+    """The speaking session of each switch key and the last snapshot reported for it.
+
+    Claimants are reporters (ovsdb/vrs.py ``VrsReporter``) offering ``speak()``: report your current rows
+    now, as the speaker. ``sink`` receives ``vrs_update`` / ``vrs_gone`` for the keys.
+    """
+
+    def __init__(self, sink: DiscoverySink, grace: float = DEFAULT_GRACE_S, log: logging.Logger | None = None,
+                 clock: Callable[[], float] = time.monotonic):
+        self._sink = sink
+        self.grace = grace
+        self._log = log or logging.getLogger(__name__)
+        self._clock = clock
+        self._claimants: dict[str, list] = {}  # key -> reporters, oldest first; the last one speaks
+        self._last: dict[str, VrsSnapshot] = {}  # key -> the snapshot last reported
+        self._leaving: dict[str, float] = {}  # key -> when to report it gone
+
+    # ------------------------------------------------------------------ reporters' side
+    def speaker(self, key: str):
+        claimants = self._claimants.get(key)
+        return claimants[-1] if claimants else None
+
+    def last(self, key: str) -> VrsSnapshot | None:
+        return self._last.get(key)
+
+    def join(self, key: str, reporter) -> None:
+        """``reporter`` claims ``key``; it speaks from now on (newest wins)."""
+        claimants = self._claimants.setdefault(key, [])
+        if claimants:
+            self._log.warning("ovsdb %s: chassis %s is also claimed by the OVSDB session from %s, which is still "
+                              "connected; the newest speaks for it (two hypervisors with one system-id, or a "
+                              "reconnect before the old connection timed out)", reporter.peer,
+                              key[len(PREFIX):], claimants[-1].peer)
+        elif key in self._leaving:
+            self._log.info("ovsdb %s: chassis %s reconnected: the same switch, continuing", reporter.peer,
+                           key[len(PREFIX):])
+        self._leaving.pop(key, None)
+        claimants.append(reporter)
+
+    def report(self, key: str, snap: VrsSnapshot) -> bool:
+        """The speaker's snapshot; reported if it differs from the last one. True if reported."""
+        if snap == self._last.get(key):
+            return False
+        self._last[key] = snap
+        self._sink.vrs_update(snap)
+        return True
+
+    def leave(self, key: str, reporter, now: bool = False) -> None:
+        """``reporter`` no longer claims ``key`` (its session ended, or its chassis changed: ``now``)."""
+        claimants = self._claimants.get(key, [])
+        speaking = bool(claimants) and claimants[-1] is reporter
+        if reporter in claimants:
+            claimants.remove(reporter)
+        if claimants:
+            if speaking:
+                self._log.info("ovsdb %s: chassis %s: the session from %s speaks for it again", reporter.peer,
+                               key[len(PREFIX):], claimants[-1].peer)
+                claimants[-1].speak()
+            return
+        self._claimants.pop(key, None)
+        if key not in self._last:
+            return
+        if now or self.grace <= 0:
+            self._gone(key)
+        else:
+            self._leaving[key] = self._clock() + self.grace
+
+    # ------------------------------------------------------------------ the server's side
+    def expire(self) -> None:
+        """Report gone every switch whose grace is over."""
+        now = self._clock()
+        for key in [k for k, due in self._leaving.items() if due <= now]:
+            self._log.info("chassis %s: no OVSDB session for %g s, gone", key[len(PREFIX):], self.grace)
+            self._gone(key)
+
+    def flush(self) -> None:
+        """Report gone every switch whose grace is pending (the manager is stopping)."""
+        for key in list(self._leaving):
+            self._gone(key)
+
+    def pending(self) -> list[str]:
+        """Keys within their grace (reported, no session now)."""
+        return sorted(self._leaving)
+
+    def _gone(self, key: str) -> None:
+        self._leaving.pop(key, None)
+        if self._last.pop(key, None) is not None:
+            self._sink.vrs_gone(key)

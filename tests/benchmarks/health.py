@@ -1,0 +1,107 @@
+"""What every benchmark prints besides its figures: the controller's event-loop lag and, from the logs, the
+sessions that dropped during the run.
+
+- A controller run as a process reports its lag in ``/v1/status`` (``event_loop_lag``: the latest sample, the
+  largest of the last minute and since start, controller/lagprobe.py): ``lag_from_status`` reads it and
+  ``lag_line`` prints it.
+- A benchmark that runs controller code in its own process (no hub of its own) uses ``HubProbe``: the same
+  probe in an eventlet green thread. Work that never yields holds the probe exactly as it would hold the
+  controller's hub, so ``HubProbe.settle()`` after each step lets the probe see it, and ``max_ms`` is the lag
+  that step would have caused in the controller.
+- ``disconnects`` counts the OpenFlow, OVSDB and BGP sessions that ended, in the controller's log, in
+  ovs-vswitchd's logs (inactivity probes, dropped connections) and in gobgpd's logs.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from controller.lagprobe import LagProbe
+
+
+def lag_from_status(status: dict | None) -> dict | None:
+    """The ``event_loop_lag`` part of a ``/v1/status`` reply (None from a controller without one)."""
+    return (status or {}).get("event_loop_lag")
+
+
+def lag_line(lag: dict | None, label: str = "controller") -> str:
+    if not lag:
+        return f"max event-loop lag ({label}): not reported"
+    return (f"max event-loop lag ({label}): {lag['max_ms']:,.1f} ms since start, {lag['max_1m_ms']:,.1f} ms in the "
+            f"last minute ({lag['samples']:,} samples every {lag['interval_ms']:g} ms)")
+
+
+class HubProbe:
+    """The lag probe in an eventlet green thread of this process (see the module docstring)."""
+
+    def __init__(self, interval: float = 0.05):
+        import eventlet
+
+        self._eventlet = eventlet
+        self._since = 0.0  # the largest sample since the last settle()
+        self.probe = LagProbe(interval=interval, on_sample=self._sample)
+        self._thread = eventlet.spawn(self.probe.run, eventlet.sleep)
+        for _ in range(3):  # the first turns of a new hub are slow: not a step's doing
+            self.settle()
+
+    def _sample(self, lag: float) -> None:
+        self._since = max(self._since, lag)
+
+    def settle(self) -> float:
+        """Give the probe its turn (it records the stretch just run); the largest sample since the last
+        settle(), in ms."""
+        self._eventlet.sleep(self.probe.interval * 2)
+        since, self._since = self._since, 0.0
+        return since * 1000
+
+    @property
+    def max_ms(self) -> float:
+        return self.probe.max_ever * 1000
+
+    def close(self) -> None:
+        self._thread.kill()
+
+
+DISCONNECT_PATTERNS = {
+    "OpenFlow (controller log)": re.compile(r"datapath \S+ disconnected"),
+    "OVSDB (controller log)": re.compile(r"(VRS|hardware VTEP) \S+ \(OVSDB \S+\) disconnected"),
+    "BGP (controller log)": re.compile(r"BGP peer \S+ is down"),
+    "OVS inactivity probe (ovs-vswitchd log)": re.compile(r"no response to inactivity probe"),
+    "OVS connection dropped (ovs-vswitchd log)": re.compile(r"connection dropped"),
+    "BGP (gobgpd log)": re.compile(r"Peer Down", re.IGNORECASE),
+}
+
+
+def disconnects(controller_logs=(), ovs_logs=(), gobgp_logs=(), since: dict | None = None) -> dict:
+    """{what: count} of session ends in the logs (paths); ``since``: {path: byte offset} to count only what
+    was written after it (``log_offsets`` at the start of a run)."""
+    sources = {"controller log": controller_logs, "ovs-vswitchd log": ovs_logs, "gobgpd log": gobgp_logs}
+    counts = dict.fromkeys(DISCONNECT_PATTERNS, 0)
+    for source, paths in sources.items():
+        for path in paths:
+            text = _read_from(Path(path), (since or {}).get(str(path), 0))
+            for what, pattern in DISCONNECT_PATTERNS.items():
+                if what.endswith(f"({source})"):
+                    counts[what] += len(pattern.findall(text))
+    return counts
+
+
+def log_offsets(*paths) -> dict:
+    """{path: current size}: where ``disconnects(..., since=...)`` starts counting."""
+    return {str(p): (Path(p).stat().st_size if Path(p).exists() else 0) for p in paths}
+
+
+def _read_from(path: Path, offset: int) -> str:
+    try:
+        with path.open("rb") as handle:
+            handle.seek(offset)
+            return handle.read().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def disconnects_line(counts: dict) -> str:
+    total = sum(counts.values())
+    detail = ", ".join(f"{what} {n}" for what, n in counts.items() if n)
+    return f"disconnects during the run: {total}" + (f" ({detail})" if detail else "")

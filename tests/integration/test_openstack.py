@@ -1,0 +1,237 @@
+"""OpenStack drives Canopy: a real Neutron 29 (MariaDB, uWSGI, noauth, no agents) with the networking-canopy
+ML2 driver and L3 plugin, a fake Nova, and Canopy with a KVM, a Hyper-V and an ESXi hypervisor. Everything is
+asked of Neutron's API only; the proof is Canopy's objects, port status, Nova's events and traffic."""
+
+from __future__ import annotations
+
+import uuid
+from types import SimpleNamespace
+
+import pytest
+
+from tests.harness.fabric import reach
+from tests.harness.openstack import NeutronLab, neutron_unavailable
+from tests.integration.test_overlay import dhcp, pings
+
+pytestmark = pytest.mark.integration
+PROJECT = "0123456789abcdef0123456789abcdef"
+
+
+def canopy_items(canopy, collection, **query):
+    reply = canopy.api.get(f"/v1/{collection}" + ("?" + "&".join(f"{k}={v}" for k, v in query.items())
+                                                   if query else ""))
+    assert reply.status == 200, reply.text
+    return reply.json["items"]
+
+
+def vport_of(canopy, port_id):
+    found = canopy_items(canopy, "vports", name=f"os-{port_id}")
+    return found[0] if found else None
+
+
+def bound_port(neutron, network, host, name, profile=None):
+    body = {"network_id": network["id"], "project_id": PROJECT, "name": name, "device_owner": "compute:nova",
+            "device_id": str(uuid.uuid4()), "binding:host_id": host}
+    if profile:
+        body["binding:profile"] = profile
+    return neutron.create("port", body)
+
+
+@pytest.fixture(scope="module")
+def cloud(lab_capable):
+    from tests.harness.lab import Lab
+
+    reason = neutron_unavailable()
+    if reason:
+        pytest.skip(reason)
+    with Lab() as lab:
+        ctl = lab.add_controller_host("ctl1")
+        canopy = lab.start_controller(ctl)
+        hosts = {"kvm": lab.add_hypervisor("oskvm", "kvm"), "hyperv": lab.add_hypervisor("oshyv", "hyperv"),
+                 "esxi": lab.add_hypervisor("osesx", "esxi")}
+        for hv in hosts.values():
+            hv.connect(ctl)
+        neutron = NeutronLab(lab, ctl)
+        neutron.start()
+        lab.wait_until(lambda: len(canopy.api.get("/v1/switches").json["items"]) == 3, timeout=20,
+                       what="three hypervisors known to Canopy")
+        nets = {}
+        for name, cidr in (("web", "10.10.1.0/24"), ("db", "10.10.2.0/24")):
+            net = neutron.create("network", {"name": name, "project_id": PROJECT, "port_security_enabled": False})
+            sub = neutron.create("subnet", {"network_id": net["id"], "project_id": PROJECT, "ip_version": 4,
+                                            "cidr": cidr, "dns_nameservers": ["10.10.0.53"]})
+            nets[name] = (net, sub)
+        router = neutron.create("router", {"name": "r1", "project_id": PROJECT})
+        for _, sub in nets.values():
+            reply = neutron.api.put(f"/v2.0/routers/{router['id']}/add_router_interface", {"subnet_id": sub["id"]})
+            assert reply.status == 200, reply.text
+        ports = {
+            "vma": bound_port(neutron, nets["web"][0], "oskvm", "vma"),
+            "vmh": bound_port(neutron, nets["web"][0], "oshyv", "vmh", {"canopy_port_name": "vmh"}),
+            "vmd": bound_port(neutron, nets["db"][0], "osesx", "vmd"),
+        }
+        yield SimpleNamespace(lab=lab, canopy=canopy, neutron=neutron, hosts=hosts, nets=nets, router=router,
+                              ports=ports, vms={})
+
+
+def test_networks_subnets_and_the_router_become_canopy_subnets_in_a_domain(cloud):
+    canopy, nets, router = cloud.canopy, cloud.nets, cloud.router
+    [tenant] = canopy_items(canopy, "tenants", name=f"os-{PROJECT}")
+    [domain] = canopy_items(canopy, "domains", name=f"os-{router['id']}")
+    assert domain["tenant_id"] == tenant["id"]
+    for net, sub in nets.values():
+        [subnet] = canopy_items(canopy, "subnets", name=f"os-{net['id']}")
+        assert (subnet["domain_id"], subnet["vni"], subnet["cidr"], subnet["gateway"]) == (
+            domain["id"], net["provider:segmentation_id"], sub["cidr"], sub["gateway_ip"])
+        assert subnet["dhcp"]["dns_servers"] == ["10.10.0.53"] and subnet["dhcp"]["mtu"] == net["mtu"]
+
+
+def test_ports_bind_with_vif_type_ovs_and_stay_down_until_the_vm_is_wired(cloud):
+    lab, canopy, ports = cloud.lab, cloud.canopy, cloud.ports
+    flavours = {"vma": "kvm", "vmh": "hyperv", "vmd": "esxi"}
+    for name, port in ports.items():
+        assert port["binding:vif_type"] == "ovs" and port["binding:vif_details"]["port_filter"] is True
+        assert port["status"] == "DOWN"
+        vport = lab.wait_until(lambda: vport_of(canopy, port["id"]), timeout=10, what=f"vport of {name}")
+        assert vport["binding"]["flavour"] == flavours[name] and vport["mac"] == port["mac_address"]
+        assert vport["ips"] == [port["fixed_ips"][0]["ip_address"]] and vport["status"] == "unbound"
+
+
+def test_vms_plugged_like_nova_does_make_ports_active_and_nova_hears_vif_plugged(cloud):
+    lab, neutron, ports = cloud.lab, cloud.neutron, cloud.ports
+    vms = {
+        "vma": lab.add_vm(cloud.hosts["kvm"], "vma", mac=ports["vma"]["mac_address"], vnic_id=ports["vma"]["id"]),
+        "vmh": lab.add_vm(cloud.hosts["hyperv"], "vmh", mac=ports["vmh"]["mac_address"]),
+        "vmd": lab.add_vm(cloud.hosts["esxi"], "vmd", mac=ports["vmd"]["mac_address"], vnic_id=ports["vmd"]["id"],
+                          vlan=101),
+    }
+    for name, port in ports.items():
+        lab.wait_until(lambda: neutron.show("port", port["id"])["status"] == "ACTIVE", timeout=30,
+                       what=f"port {name} ACTIVE")
+    plugged = lab.wait_until(lambda: {e["tag"] for e in neutron.nova_events() if e["name"] == "network-vif-plugged"
+                                      } >= {p["id"] for p in ports.values()} and neutron.nova_events(),
+                             timeout=30, what="network-vif-plugged for every port")
+    by_port = {e["tag"]: e for e in plugged if e["name"] == "network-vif-plugged"}
+    for port in ports.values():
+        assert by_port[port["id"]]["server_uuid"] == port["device_id"]
+        assert by_port[port["id"]]["status"] == "completed"
+    cloud.vms.update(vms)
+
+
+def test_vms_get_their_neutron_addresses_by_dhcp_and_ping_across_hosts_and_subnets(cloud):
+    lab, nets, router, ports = cloud.lab, cloud.nets, cloud.router, cloud.ports
+    vms = cloud.vms
+    for name, vm in vms.items():
+        lease = dhcp(lab, vm)
+        assert lease.get("ip") == ports[name]["fixed_ips"][0]["ip_address"], (name, lease)
+        assert lease.get("dns") == "10.10.0.53"
+    assert dhcp(lab, vms["vmd"]).get("router") == nets["db"][1]["gateway_ip"]
+    ip = {name: port["fixed_ips"][0]["ip_address"] for name, port in ports.items()}
+    reach(lab, vms["vma"], ip["vmh"], "KVM to Hyper-V in one network")
+    reach(lab, vms["vma"], ip["vmd"], "KVM to ESXi across the router")
+    reach(lab, vms["vmd"], ip["vmh"], "ESXi to Hyper-V across the router")
+
+
+def test_what_canopy_cannot_express_is_refused_and_nothing_is_half_created(cloud):
+    canopy, neutron, nets, router, ports = cloud.canopy, cloud.neutron, cloud.nets, cloud.router, cloud.ports
+    before = len(canopy_items(canopy, "vports"))
+    secured = neutron.create("network", {"name": "sec", "project_id": PROJECT})  # port security on by default
+    reply = neutron.api.post("/v2.0/ports", {"port": {"network_id": secured["id"], "project_id": PROJECT}})
+    assert reply.status == 400 and "security groups" in reply.json["NeutronError"]["message"], reply.text
+    reply = neutron.api.post("/v2.0/networks", {"network": {"name": "ext", "project_id": PROJECT,
+                                                            "router:external": True}})
+    assert reply.status == 400 and "external connectivity" in reply.json["NeutronError"]["message"], reply.text
+    reply = neutron.api.post("/v2.0/subnets", {"subnet": {"network_id": nets["web"][0]["id"], "project_id": PROJECT,
+                                                          "ip_version": 4, "cidr": "10.10.9.0/24"}})
+    assert reply.status == 400 and "one IPv4 subnet" in reply.json["NeutronError"]["message"], reply.text
+    reply = neutron.api.post("/v2.0/floatingips", {"floatingip": {"floating_network_id": secured["id"],
+                                                                  "project_id": PROJECT}})
+    assert reply.status == 400 and "external connectivity" in reply.json["NeutronError"]["message"], reply.text
+    assert neutron.api.get("/v2.0/floatingips").json["floatingips"] == []
+    assert neutron.api.get("/v2.0/networks?name=ext").json["networks"] == []
+    assert len(canopy_items(canopy, "vports")) == before
+    assert neutron.api.delete(f"/v2.0/networks/{secured['id']}").status == 204
+
+
+def test_deleting_a_port_removes_its_vport_and_its_traffic(cloud):
+    lab, canopy, neutron, ports = cloud.lab, cloud.canopy, cloud.neutron, cloud.ports
+    vms = cloud.vms
+    target = ports["vmh"]
+    assert neutron.api.delete(f"/v2.0/ports/{target['id']}").status == 204
+    lab.wait_until(lambda: vport_of(canopy, target["id"]) is None, timeout=10, what="the vport deleted")
+    lab.wait_until(lambda: not pings(vms["vma"], target["fixed_ips"][0]["ip_address"]), timeout=15,
+                   what="the deleted port unreachable")
+
+
+def test_the_sync_repairs_a_vport_deleted_behind_neutrons_back_and_leaves_others_alone(cloud):
+    lab, canopy, neutron, ports = cloud.lab, cloud.canopy, cloud.neutron, cloud.ports
+    vms = cloud.vms
+    manual = canopy.api.post("/v1/tenants", {"name": "manual"})
+    assert manual.status == 201, manual.text
+    victim = vport_of(canopy, ports["vmd"]["id"])
+    assert canopy.api.delete(f"/v1/vports/{victim['id']}").status == 200
+    repaired = lab.wait_until(lambda: vport_of(canopy, ports["vmd"]["id"]), timeout=30,
+                              what="the periodic sync recreating the vport")
+    assert repaired["id"] != victim["id"] and repaired["mac"] == victim["mac"] and repaired["ips"] == victim["ips"]
+    repair = "Canopy repair: create vport os-%s (missing in Canopy)" % ports["vmd"]["id"]
+    lab.wait_until(lambda: repair in neutron.neutron_log.read_text(), timeout=10,
+                   what="the repair in Neutron's log (written just after the create)")
+    reach(lab, vms["vma"], ports["vmd"]["fixed_ips"][0]["ip_address"], "KVM to ESXi again after the repair")
+    lab.wait_until(lambda: neutron.show("port", ports["vmd"]["id"])["status"] == "ACTIVE", timeout=30,
+                   what="the repaired port ACTIVE")
+    assert canopy_items(canopy, "tenants", name="manual"), "a tenant made outside Neutron was removed"
+
+
+def test_a_neutron_restart_repairs_canopy_with_its_start_up_sync(cloud):
+    lab, canopy, neutron, ports = cloud.lab, cloud.canopy, cloud.neutron, cloud.ports
+    neutron.set_sync_interval(0)  # from now on only the start-up sync runs
+    neutron.stop_neutron()
+    victim = vport_of(canopy, ports["vma"]["id"])
+    assert canopy.api.delete(f"/v1/vports/{victim['id']}").status == 200
+    [tenant] = canopy_items(canopy, "tenants", name=f"os-{PROJECT}")
+    stale = canopy.api.post("/v1/subnets", {"tenant_id": tenant["id"], "name": f"os-{uuid.uuid4()}"})
+    assert stale.status == 201, stale.text
+    neutron.start_neutron()
+    lab.wait_until(lambda: vport_of(canopy, ports["vma"]["id"]), timeout=30, what="the start-up sync's repair")
+    lab.wait_until(lambda: not canopy_items(canopy, "subnets", name=stale.json["name"]), timeout=30,
+                   what="the stale subnet deleted")
+    for line in (f"Canopy repair: create vport os-{ports['vma']['id']} (missing in Canopy)",
+                 f"Canopy repair: delete subnet {stale.json['name']} (not in Neutron)"):
+        lab.wait_until(lambda: line in neutron.neutron_log.read_text(), timeout=10, what=line)
+    assert canopy_items(canopy, "tenants", name="manual"), "a tenant made outside Neutron was removed"
+    reach(lab, cloud.vms["vma"], ports["vmd"]["fixed_ips"][0]["ip_address"], "KVM to ESXi after the restart")
+
+
+def test_a_router_interface_removed_and_added_again_moves_the_subnet_out_of_and_into_the_domain(cloud):
+    lab, canopy, neutron, router, ports = cloud.lab, cloud.canopy, cloud.neutron, cloud.router, cloud.ports
+    db_net, db_sub = cloud.nets["db"]
+    vmd_ip = ports["vmd"]["fixed_ips"][0]["ip_address"]
+    path = f"/v2.0/routers/{router['id']}"
+    assert neutron.api.put(path + "/remove_router_interface", {"subnet_id": db_sub["id"]}).status == 200
+    [subnet] = canopy_items(canopy, "subnets", name=f"os-{db_net['id']}")
+    assert subnet["domain_id"] is None and vport_of(canopy, ports["vmd"]["id"]) is not None
+    lab.wait_until(lambda: not pings(cloud.vms["vma"], vmd_ip), timeout=15, what="no route to the db network")
+    assert neutron.api.put(path + "/add_router_interface", {"subnet_id": db_sub["id"]}).status == 200
+    [domain] = canopy_items(canopy, "domains", name=f"os-{router['id']}")
+    assert canopy_items(canopy, "subnets", name=f"os-{db_net['id']}")[0]["domain_id"] == domain["id"]
+    reach(lab, cloud.vms["vma"], vmd_ip, "KVM to ESXi across the router again")
+
+
+def test_a_vm_leaving_its_hypervisor_takes_its_port_down_and_up_again_when_it_returns(cloud):
+    lab, neutron, port = cloud.lab, cloud.neutron, cloud.ports["vmd"]
+    lab.wait_until(lambda: neutron.show("port", port["id"])["status"] == "ACTIVE", timeout=30, what="vmd ACTIVE")
+    lab.remove_vm(cloud.vms.pop("vmd"))
+    lab.wait_until(lambda: neutron.show("port", port["id"])["status"] == "DOWN", timeout=30, what="vmd DOWN")
+    plugged = [e for e in neutron.nova_events() if e["tag"] == port["id"] and e["name"] == "network-vif-plugged"]
+    vm = lab.add_vm(cloud.hosts["esxi"], "vmd2", mac=port["mac_address"], vnic_id=port["id"], vlan=102)
+    cloud.vms["vmd"] = vm
+    lab.wait_until(lambda: neutron.show("port", port["id"])["status"] == "ACTIVE", timeout=30, what="vmd ACTIVE again")
+    lab.wait_until(lambda: len([e for e in neutron.nova_events() if e["tag"] == port["id"]
+                                and e["name"] == "network-vif-plugged"]) > len(plugged), timeout=30,
+                   what="a second network-vif-plugged for vmd")
+
+
+def test_the_driver_logged_no_error(cloud):
+    # (ML2 itself logs each refusal above with a traceback: neutron.plugins.ml2.managers, not the driver)
+    errors = [line for line in cloud.neutron.neutron_log.read_text().splitlines() if "ERROR networking_canopy" in line]
+    assert not errors, "\n".join(errors[:20])

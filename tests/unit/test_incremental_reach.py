@@ -1,0 +1,96 @@
+"""Work proportional to the change (issue 13, item 1, State side): a delta re-resolves, re-derives and
+recompiles only what it reaches. A VRS connecting, a tunnel port changing, a hardware VTEP connecting and a VTEP
+binding are incremental passes (no full recompute) that touch only the switches whose flows change; one port
+re-resolves only the vport it shows; one vport moving recompiles its own owner everywhere and its subnet only where
+it left and arrived. (That the results equal a full recompute is tests/unit/test_incremental_oracle.py.)"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from controller.discovery import PortInfo, VtepPort, VtepSnapshot
+from controller.programmer import Programmer
+from openflow.flows import Owner
+
+from .test_compiler import add_vport, assert_matches_full, base_state, snapshot
+
+HOSTS = {"hv1": "10.251.0.1", "hv2": "10.251.0.2", "hv3": "10.251.0.3"}
+
+
+def world(vports=30):
+    state = base_state()
+    for i in range(vports):
+        add_vport(state, ("acme/web", "acme/db")[i % 2], f"vm{i}", f"02:00:00:00:01:{i:02x}",
+                  f"10.0.{1 + i % 2}.{10 + i}")
+    for n, (host, vtep) in enumerate(HOSTS.items()):
+        state.vrs_update(snapshot(host, vtep, [(f"vm{i}", 10 + i) for i in range(vports) if i % 3 == n]))
+    prog = Programmer(state)
+    prog.refresh(full=True)
+    return state, prog
+
+
+def test_a_vrs_connecting_is_compiled_alone_without_a_full_recompute():
+    state, prog = world()
+    state.vrs_update(snapshot("hv4", "10.251.0.4", []))
+    assert prog.refresh() == {"hv4"}  # it serves no subnet yet: nobody else's flows change
+    assert prog.full_recomputes == 1
+    assert_matches_full(prog)
+    state.vrs_update(snapshot("hv4", "10.251.0.4", [("vm0", 10)]))  # vm0 migrates there (still on hv1 too)
+    touched = prog.refresh()
+    assert prog.full_recomputes == 1 and "hv4" in touched
+    assert_matches_full(prog)
+
+
+def test_a_tunnel_port_change_touches_only_that_switch():
+    state, prog = world()
+    snap = state.vrs["hv2"]
+    ports = tuple(replace(p, ofport=98) if p.type == "vxlan" else p for p in snap.ports)
+    state.vrs_update(replace(snap, ports=ports))
+    assert prog.refresh() == {"hv2"}  # the others reach hv2 by its VTEP IP, not its port number
+    assert prog.full_recomputes == 1
+    assert_matches_full(prog)
+
+
+def test_a_hardware_vtep_and_its_binding_need_no_full_recompute():
+    state, prog = world()
+    state.vtep_update(VtepSnapshot("v1", "p", "tor1", tunnel_ips=("10.251.0.9",),
+                                   ports=(VtepPort("p1", ()),)))
+    assert prog.refresh() == set()  # bound to nothing yet
+    policy = state.policy.copy()
+    web = policy.find("subnet", "acme/web")
+    policy.put("vtep_binding", {"id": "b1", "source": None, "switch": "tor1", "port": "p1", "vlan": 100,
+                                "subnet_id": web["id"], "description": ""})
+    state.policy_committed(policy, [])
+    prog.refresh()
+    assert prog.full_recomputes == 1
+    assert_matches_full(prog)
+    assert any("10.251.0.9" in str(f) for f in prog.desired["hv2"].all_flows() | set(
+        str(g) for g in prog.desired["hv2"].all_groups().values()))  # the VTEP joined web's flood list
+
+
+def test_one_port_re_resolves_only_the_vport_it_shows():
+    state, _ = world(60)
+    located = []
+    real = state.index.locate
+    state.index.locate = lambda vid, order: located.append(vid) or real(vid, order)
+    snap = state.vrs["hv3"]
+    state.vrs_update(replace(snap, ports=snap.ports + (PortInfo("p-vm1", 77, external_ids=(("iface-id", "vm1"),)),)))
+    assert located == ["vm1"]
+    assert state.locations["vm1"].session == "hv3"  # the latest appearance wins
+
+
+def test_a_vport_moving_recompiles_its_owner_and_its_subnet_only_where_it_left_and_arrived():
+    state, prog = world()
+    prog.refresh()
+    src = state.locations["vm0"].session
+    dst = next(h for h in HOSTS if h != src)
+    ports = [p for p in state.vrs[src].ports if p.name != "p-vm0"]
+    state.vrs_update(replace(state.vrs[src], ports=tuple(ports)))
+    state.vrs_update(replace(state.vrs[dst], ports=state.vrs[dst].ports + (PortInfo("p-vm0", 50, external_ids=(
+        ("iface-id", "vm0"),)),)))
+    prog.refresh()
+    reach = prog.live.r.owners
+    vport, subnet = Owner("vport", "vm0"), Owner("subnet", state.policy.get("vport", "vm0")["subnet_id"])
+    assert {s: owners for s, owners in reach.items() if owners} == {
+        src: {vport, subnet}, dst: {vport, subnet}, next(h for h in HOSTS if h not in (src, dst)): {vport}}
+    assert_matches_full(prog)

@@ -1,0 +1,105 @@
+"""The reconciler's record by owner (openflow/installed.py): plans only the owners it is told changed, keeps
+references rather than copies, and after a read-back diffs everything as the reconciler always did."""
+
+from types import SimpleNamespace
+
+from openflow import pipeline as p
+from openflow.flows import Owner, flow
+from openflow.installed import FlowBook
+
+A, B, C = Owner("vport", "a"), Owner("vport", "b"), Owner("subnet", "s")
+
+
+def flows_of(owner, *macs):
+    return frozenset(flow(p.L2_LOOKUP, 100, {"reg5": 1, "eth_dst": mac}, [("goto", p.EGRESS_ACL)], owner)
+                     for mac in macs)
+
+
+def synced(desired):
+    """A book whose switch holds exactly ``desired`` (read back, then a full plan applied)."""
+    book = FlowBook()
+    book.set_desired(desired)
+    book.read_back({})
+    book.applied(book.plan())
+    return book
+
+
+def stats(f):
+    return SimpleNamespace(table_id=f.table, priority=f.priority, cookie=f.cookie, match=None)
+
+
+def test_after_a_read_back_what_is_held_and_desired_stays_the_rest_is_added_or_removed():
+    keep, missing = flows_of(A, "02:00:00:00:00:01"), flows_of(B, "02:00:00:00:00:02")
+    stale = next(iter(flows_of(C, "02:00:00:00:00:03")))
+    book = FlowBook()
+    book.set_desired({A: keep, B: missing})
+    book.read_back({f.key: stats(f) for f in [*keep, stale]})
+    plan = book.plan()
+    assert plan.full and [f for _, f in plan.adds] == list(missing)
+    assert [k for k, _ in plan.deletes] == [stale.key]
+    book.applied(plan)
+    assert book.installed == {A: keep, B: missing} and book.loose == {}
+    assert book.installed[A] is keep  # a reference to the compiler's set, not a copy
+    assert book.counts() == (2, 2, 0)
+
+
+def test_only_the_owners_said_to_have_changed_are_planned():
+    a1, b1 = flows_of(A, "02:00:00:00:00:01"), flows_of(B, "02:00:00:00:00:02")
+    book = synced({A: a1, B: b1})
+    a2, b2 = flows_of(A, "02:00:00:00:00:11"), flows_of(B, "02:00:00:00:00:12")
+    book.set_desired({A: a2, B: b2}, changed={A})  # B differs too, but nobody said so: not even looked at
+    plan = book.plan()
+    assert not plan.full and set(plan.owners) == {A}
+    assert [f for _, f in plan.adds] == list(a2) and [f for _, f in plan.deletes] == list(a1)
+    book.applied(plan)
+    assert book.installed[A] is a2 and book.installed[B] is b1
+    assert book.plan().adds == [] and book.plan().deletes == []
+    book.set_desired({A: a2}, changed={B})  # B gone
+    plan = book.plan()
+    assert [f for _, f in plan.deletes] == list(b1) and plan.adds == []
+    book.applied(plan)
+    assert book.installed == {A: a2}
+
+
+def test_unknown_changes_diff_everything():
+    a1 = flows_of(A, "02:00:00:00:00:01")
+    book = synced({A: a1})
+    b1 = flows_of(B, "02:00:00:00:00:02")
+    book.set_desired({B: b1}, changed=None)
+    plan = book.plan()
+    assert plan.full and [f for _, f in plan.adds] == list(b1) and [f for _, f in plan.deletes] == list(a1)
+
+
+def test_a_rejected_flow_is_left_out_until_a_retry():
+    a1 = flows_of(A, "02:00:00:00:00:01", "02:00:00:00:00:02")
+    book = FlowBook()
+    book.set_desired({A: a1})
+    book.read_back({})
+    plan = book.plan()
+    bad = plan.adds[0][0]
+    book.rejected[bad] = "OFPET_BAD_ACTION"
+    book.applied(plan)
+    assert {f.key for f in book.installed[A]} == {f.key for f in a1} - {bad}
+    assert book.plan().adds == []  # not sent again by itself
+    book.retry_rejected()
+    assert [k for k, _ in book.plan().adds] == [bad]
+
+
+def test_keep_sends_no_delete_and_remembers_what_it_kept():
+    a1, a2 = flows_of(A, "02:00:00:00:00:01"), flows_of(A, "02:00:00:00:00:02")
+    book = synced({A: a1})
+    book.set_desired({A: a2}, changed={A})
+    plan = book.plan(keep=True)
+    assert plan.deletes == [] and [f for _, f in plan.kept] == list(a1)
+    book.applied(plan)
+    assert set(book.loose) == {f.key for f in a1}
+    book.set_desired({A: a2}, changed=set())
+    assert [f for _, f in book.plan().deletes] == list(a1)  # keep off: removed
+
+
+def test_a_flow_moving_between_owners_with_the_same_key_is_not_deleted():
+    moved = flows_of(A, "02:00:00:00:00:01")
+    book = synced({A: moved})
+    book.set_desired({B: moved}, changed={A, B})  # same flows (and cookies) now held as B's: nothing to send
+    plan = book.plan()
+    assert plan.deletes == []

@@ -1,0 +1,124 @@
+"""GET /v1/watch/vports: status and programmed per vport, and the long poll over its cursor."""
+
+import logging
+from types import SimpleNamespace
+
+import pytest
+
+from controller.discovery import PortInfo, VrsSnapshot
+from controller.rest.api import Api
+from controller.rest.watch import MAX_WAIT, VportWatch
+from openflow.flows import Owner, flow
+from openflow.installed import FlowPlan
+from openflow.reconciler import SwitchReconciler
+from tests.unit.helpers import Controller, demo_net
+
+
+class Clock:
+    """A fake clock whose sleep advances it and runs ``on_sleep`` (what happens while a request waits)."""
+
+    def __init__(self):
+        self.now, self.slept, self.on_sleep = 0.0, 0, None
+
+    def sleep(self, seconds):
+        self.now += seconds
+        self.slept += 1
+        if self.on_sleep is not None:
+            self.on_sleep()
+
+
+@pytest.fixture
+def ctl(tmp_path):
+    from ryu.ofproto import ofproto_v1_3 as ofp, ofproto_v1_3_parser as parser
+
+    c = Controller(tmp_path)
+    c.clock = Clock()
+    datapath = SimpleNamespace(id=1, ofproto=ofp, ofproto_parser=parser, xid=0, address=("10.0.0.1", 1))
+    c.rec = SwitchReconciler(datapath, log=logging.getLogger("test.reconciler"))
+    c.watch = VportWatch(c.state, lambda: {1: c.rec}, sleep=c.clock.sleep, clock=lambda: c.clock.now)
+    c.api = Api(c.service, c.state, c.settings, extra_routes=[c.watch.route()])
+    yield c
+    c.close()
+
+
+def add_vport(ctl, name="os-p1"):
+    _, _, subnet = demo_net(ctl)
+    return ctl.create("vports", {"subnet_id": subnet["id"], "name": name, "mac": "02:00:00:00:00:01",
+                                 "binding": {"flavour": "kvm", "iface_id": name}})
+
+
+def plug(ctl, iface_id):
+    tap = PortInfo("tap1", 5, "02:00:00:00:00:01", (("attached-mac", "02:00:00:00:00:01"), ("iface-id", iface_id)))
+    ctl.state.vrs_update(VrsSnapshot("s1", "10.0.0.1:1", "hv1", datapath_id=1, bridge_present=True, ports=(tap,)))
+
+
+def confirm(rec, flows):
+    """The switch confirmed these flows (what the reconciler records after a commit or barrier reply)."""
+    by_owner: dict = {}
+    for f in flows:
+        by_owner.setdefault(f.owner, set()).add(f)
+    book = rec._book
+    book.applied(FlowPlan(owners={o: book.installed.get(o, frozenset()) | frozenset(fs) for o, fs in by_owner.items()}))
+
+
+def watch(ctl, **query):
+    return ctl.call("GET", "/v1/watch/vports", query={k: str(v) for k, v in query.items()})
+
+
+def test_a_vport_is_programmed_only_once_bound_and_all_its_flows_are_installed(ctl):
+    vport = add_vport(ctl)
+    assert watch(ctl)[1]["items"] == [{"id": vport["id"], "name": "os-p1", "subnet_id": vport["subnet_id"],
+                                       "status": "unbound", "programmed": False}]
+    plug(ctl, "os-p1")
+    owner = Owner("vport", vport["id"])
+    flows = [flow(0, 100, {"in_port": 5}, (), owner), flow(0, 90, {"in_port": 5}, (), owner)]
+    ctl.rec.set_desired(flows)
+    assert watch(ctl)[1]["items"][0]["status"] == "bound"
+    assert watch(ctl)[1]["items"][0]["programmed"] is False
+    confirm(ctl.rec, flows[:1])
+    assert watch(ctl)[1]["items"][0]["programmed"] is False  # one flow still missing
+    confirm(ctl.rec, flows[1:])
+    assert watch(ctl)[1]["items"][0]["programmed"] is True
+    ctl.rec.set_desired(flows + [flow(0, 80, {"in_port": 5}, (), owner)])
+    assert watch(ctl)[1]["items"][0]["programmed"] is False  # a new desired flow of it is not there yet
+
+
+def test_a_vport_bound_on_a_switch_without_openflow_is_not_programmed(ctl):
+    vport = add_vport(ctl)
+    ctl.watch.reconcilers = lambda: {}
+    plug(ctl, "os-p1")
+    assert watch(ctl)[1]["items"] == [{"id": vport["id"], "name": "os-p1", "subnet_id": vport["subnet_id"],
+                                       "status": "bound", "programmed": False}]
+
+
+def test_the_long_poll_answers_when_the_cursor_moves_and_not_before(ctl):
+    add_vport(ctl)
+    cursor = watch(ctl)[1]["cursor"]
+    ctl.clock.on_sleep = lambda: plug(ctl, "os-p1") if ctl.clock.slept == 3 else None
+    status, body = watch(ctl, since=cursor, wait=20)
+    assert status == 200 and body["cursor"] > cursor and body["items"][0]["status"] == "bound"
+    assert ctl.clock.slept == 3  # answered at the first look after the change
+    ctl.clock.on_sleep = lambda: ctl.watch.note_synced() if ctl.clock.slept == 5 else None
+    assert watch(ctl, since=body["cursor"], wait=20)[1]["cursor"] == body["cursor"] + 1
+
+
+def test_the_long_poll_ends_after_wait_seconds_with_the_same_cursor(ctl):
+    add_vport(ctl)
+    cursor = watch(ctl)[1]["cursor"]
+    status, body = watch(ctl, since=cursor, wait=2)
+    assert status == 200 and body["cursor"] == cursor and ctl.clock.now >= 2
+    ctl.clock.slept = 0
+    assert watch(ctl, since=cursor - 1, wait=20)[1]["cursor"] == cursor and ctl.clock.slept == 0  # stale: at once
+
+
+def test_the_prefix_filter_and_bad_queries(ctl):
+    add_vport(ctl)
+    assert watch(ctl, prefix="os-")[1]["count"] == 1 and watch(ctl, prefix="other")[1]["count"] == 0
+    for query, field in (({"wait": MAX_WAIT + 1}, "wait"), ({"since": "x"}, "since"), ({"owner": "a"}, "owner")):
+        status, body = watch(ctl, **query)
+        assert status == 400 and body["error"]["field"] == field
+
+
+def test_the_watch_route_is_in_the_openapi_document(ctl):
+    paths = ctl.call("GET", "/v1/openapi.json")[1]["paths"]
+    assert "get" in paths["/v1/watch/vports"]

@@ -1,0 +1,231 @@
+"""VRS discovery applies the rows the IDL reports changed (ovsdb/bridgeports.py) and keys switches by
+chassis across OVSDB sessions (ovsdb/claims.py). Row stand-ins carry a uuid like IDL rows; a change list is
+an ``ovsdb.rowchanges.RowChanges`` filled as the IDL's notify hook fills it."""
+
+import random
+import uuid
+from types import SimpleNamespace
+
+from controller.discovery import DiscoverySink
+from ovsdb.claims import VrsClaims
+from ovsdb.rowchanges import RowChange, RowChanges
+from ovsdb.vrs import VrsReporter, bridge_ports
+
+PEER_A, PEER_B = "10.250.0.11:51034", "10.250.0.11:51999"
+
+
+def row(**columns):
+    return SimpleNamespace(uuid=uuid.uuid4(), **columns)
+
+
+def iface(name, ofport=1, ext=None):
+    return row(name=name, ofport=[ofport], external_ids=dict(ext or {}), mac_in_use=[], type="")
+
+
+def port(name, *interfaces):
+    return row(name=name, interfaces=list(interfaces))
+
+
+class Db:
+    """One hypervisor's rows, changed the way ovsdb-server would, recording what changed."""
+
+    def __init__(self, chassis="hv1", ports=0):
+        own = port("br-int", iface("br-int", 65534))
+        self.bridge = row(name="br-int", ports=[own], datapath_id=["00000000000000aa"], controller=[],
+                          fail_mode=["secure"], protocols=["OpenFlow13", "OpenFlow14"])
+        self.root = row(external_ids={"system-id": chassis}, bridges=[self.bridge], ovs_version=["3.1.0"])
+        self.changes = RowChanges()
+        for i in range(ports):
+            self.add(f"tap{i}", {"iface-id": f"vp{i}"})
+        self.take()
+
+    def take(self) -> RowChanges:
+        changes, self.changes = self.changes, RowChanges()
+        return changes
+
+    def add(self, name, ext=None):
+        i = iface(name, len(self.bridge.ports), ext)
+        p = port(name, i)
+        self.bridge.ports = self.bridge.ports + [p]
+        self.changes.record("Interface", i.uuid, RowChange(i))
+        self.changes.record("Port", p.uuid, RowChange(p))
+        self.changes.record("Bridge", self.bridge.uuid, RowChange(self.bridge, columns=frozenset({"ports"})))
+
+    def remove(self, name):
+        p = next(p for p in self.bridge.ports if p.name == name)
+        self.bridge.ports = [q for q in self.bridge.ports if q is not p]
+        self.changes.record("Bridge", self.bridge.uuid, RowChange(self.bridge, columns=frozenset({"ports"})))
+        self.changes.record("Port", p.uuid, RowChange(p, deleted=True))
+        for i in p.interfaces:
+            self.changes.record("Interface", i.uuid, RowChange(i, deleted=True))
+
+    def set_iface(self, which, **columns):
+        i = next(i for p in self.bridge.ports for i in p.interfaces if i.name == which)
+        for column, value in columns.items():
+            setattr(i, column, value)
+        self.changes.record("Interface", i.uuid, RowChange(i, columns=frozenset(columns)))
+
+    def touch_bridge(self, **columns):
+        for column, value in columns.items():
+            setattr(self.bridge, column, value)
+        self.changes.record("Bridge", self.bridge.uuid, RowChange(self.bridge, columns=frozenset(columns)))
+
+
+class Sink(DiscoverySink):
+    def __init__(self):
+        self.calls = []
+
+    def vrs_update(self, snap):
+        self.calls.append(("update", snap))
+
+    def vrs_gone(self, session):
+        self.calls.append(("gone", session))
+
+
+def follow(db, sink, claims=None, peer=PEER_A):
+    reporter = VrsReporter(sink, "ovsdb:" + peer, peer, claims=claims)
+    reporter.refresh([db.root])
+    return reporter
+
+
+def by_name(snap):
+    return {p.name: p for p in snap.ports}
+
+
+def test_a_changed_interface_is_the_only_port_changed_and_the_others_are_the_same_objects():
+    db, sink = Db(ports=50), Sink()
+    reporter = follow(db, sink)
+    first = sink.calls[-1][1]
+    assert first.changed is None and len(first.ports) == 50  # nothing before: unknown
+    db.set_iface("tap7", external_ids={"iface-id": "vp7", "attached-mac": "02:00:00:00:00:07"})
+    assert reporter.refresh([db.root], db.take())
+    second = sink.calls[-1][1]
+    assert second.changed == {"tap7"}
+    assert by_name(second)["tap7"].mac == "02:00:00:00:00:07"
+    assert all(by_name(second)[n] is p for n, p in by_name(first).items() if n != "tap7")
+
+
+def test_ports_appearing_and_leaving_are_the_ones_changed():
+    db, sink = Db(ports=20), Sink()
+    reporter = follow(db, sink)
+    before = by_name(sink.calls[-1][1])
+    db.add("tapnew", {"iface-id": "vpnew"})
+    db.remove("tap3")
+    reporter.refresh([db.root], db.take())
+    snap = sink.calls[-1][1]
+    assert snap.changed == {"tapnew", "tap3"}
+    assert "tap3" not in by_name(snap) and by_name(snap)["tapnew"].ext("iface-id") == "vpnew"
+    assert [p.name for p in snap.ports] == sorted(p.name for p in snap.ports)
+    assert all(by_name(snap)[n] is p for n, p in before.items() if n != "tap3")
+
+
+def test_a_bridge_column_change_reads_no_port_and_reports_none_changed():
+    db, sink = Db(ports=5), Sink()
+    reporter = follow(db, sink)
+    db.touch_bridge(fail_mode=[])
+    reporter.refresh([db.root], db.take())
+    snap = sink.calls[-1][1]
+    assert snap.fail_mode == "" and snap.changed == frozenset()
+
+
+def test_a_rename_changes_both_names():
+    db, sink = Db(ports=3), Sink()
+    reporter = follow(db, sink)
+    db.set_iface("tap1", name="tap9")
+    reporter.refresh([db.root], db.take())
+    snap = sink.calls[-1][1]
+    assert snap.changed == {"tap1", "tap9"} and [p.name for p in snap.ports] == ["tap0", "tap2", "tap9"]
+
+
+def test_random_deltas_equal_a_rebuild_from_scratch():
+    rng = random.Random(13)
+    db, sink = Db(ports=10), Sink()
+    reporter = follow(db, sink)
+    names = [f"tap{i}" for i in range(10)]
+    for step in range(300):
+        roll = rng.random()
+        if roll < 0.3 or not names:
+            names.append(f"n{step}")
+            db.add(names[-1], {"iface-id": f"x{step}"})
+        elif roll < 0.5:
+            db.remove(names.pop(rng.randrange(len(names))))
+        elif roll < 0.9:
+            db.set_iface(rng.choice(names), ofport=[rng.randrange(1, 99)])
+        else:
+            db.touch_bridge(datapath_id=["%016x" % rng.randrange(1, 1 << 40)])
+        before = reporter.last
+        reporter.refresh([db.root], db.take())
+        after = reporter.last
+        assert after.ports == bridge_ports(db.bridge)
+        assert after.changed == {n for n in set(by_name(before)) | set(by_name(after))
+                                 if by_name(before).get(n) != by_name(after).get(n)}
+
+
+def test_a_reconnect_of_the_chassis_within_the_grace_is_the_same_switch():
+    db, sink, clock = Db(ports=30), Sink(), [0.0]
+    claims = VrsClaims(sink, grace=10.0, clock=lambda: clock[0])
+    old = follow(db, sink, claims)
+    first = sink.calls[-1][1]
+    old.gone()
+    clock[0] = 5.0
+    claims.expire()
+    follow(db, sink, claims, peer=PEER_B)  # the same hypervisor, a new connection (new ephemeral port)
+    clock[0] = 60.0
+    claims.expire()
+    assert [c[0] for c in sink.calls] == ["update", "update"]  # never gone
+    again = sink.calls[-1][1]
+    assert again.session == first.session == "vrs:hv1" and again.peer == PEER_B
+    assert again.changed == frozenset()  # nothing changed on the hypervisor
+    assert all(a is b for a, b in zip(again.ports, first.ports))
+
+
+def test_a_chassis_silent_for_the_grace_is_gone_once():
+    db, sink, clock = Db(ports=2), Sink(), [0.0]
+    claims = VrsClaims(sink, grace=10.0, clock=lambda: clock[0])
+    follow(db, sink, claims).gone()
+    claims.expire()
+    assert [c[0] for c in sink.calls] == ["update"]
+    clock[0] = 10.0
+    claims.expire()
+    claims.expire()
+    assert sink.calls[-1] == ("gone", "vrs:hv1") and len(sink.calls) == 2
+
+
+def test_two_live_sessions_of_one_chassis_the_newest_speaks_and_the_other_takes_over(caplog):
+    db_a, db_b, sink = Db(ports=2), Db(ports=2), Sink()
+    db_b.add("only-b")
+    db_b.take()
+    claims = VrsClaims(sink, grace=10.0)
+    a = follow(db_a, sink, claims)
+    b = follow(db_b, sink, claims, peer=PEER_B)
+    assert "also claimed" in caplog.text and not a.speaking and b.speaking
+    assert sink.calls[-1][1].peer == PEER_B and sink.calls[-1][1].changed == {"only-b"}
+    db_a.add("only-a")
+    assert not a.refresh([db_a.root], db_a.take())  # silent while b speaks
+    b.gone()
+    snap = sink.calls[-1][1]  # a speaks again at once, as a delta against what b said
+    assert (snap.peer, snap.changed) == (PEER_A, {"only-a", "only-b"})
+    assert [c[0] for c in sink.calls] == ["update", "update", "update"]
+
+
+def test_a_port_moved_from_another_bridge_is_found_by_the_port_count():
+    db, sink = Db(ports=3), Sink()
+    reporter = follow(db, sink)
+    moved = port("tapm", iface("tapm", 9, {"iface-id": "vpm"}))  # was on another bridge: no Port row created
+    db.bridge.ports = db.bridge.ports + [moved]
+    db.changes.record("Bridge", db.bridge.uuid, RowChange(db.bridge, columns=frozenset({"ports"})))
+    reporter.refresh([db.root], db.take())
+    snap = sink.calls[-1][1]
+    assert snap.changed == {"tapm"} and by_name(snap)["tapm"].ext("iface-id") == "vpm"
+
+
+def test_row_changes_merge_per_row():
+    changes, a, b = RowChanges(), object(), object()
+    changes.record("Interface", 1, RowChange(a, columns=frozenset({"ofport"})))
+    changes.record("Interface", 1, RowChange(a, columns=frozenset({"external_ids"})))
+    changes.record("Interface", 2, RowChange(b))  # created
+    changes.record("Interface", 2, RowChange(b, columns=frozenset({"ofport"})))
+    assert changes.table("Interface")[1].columns == {"ofport", "external_ids"}
+    assert changes.table("Interface")[2].columns is None and len(changes) == 2
+    changes.record("Interface", 1, RowChange(a, deleted=True))
+    assert changes.table("Interface")[1].deleted and changes.table("Port") == {}
