@@ -3,7 +3,8 @@
 - ``originate(view, policy, seqs)`` -> {key: route}: a pure function of the View (DESIGN: "(state) -> EVPN
   routes to originate"). Type 2 for every local endpoint (bound vports with L2 VNI, L3 VNI and the VRS's
   Router's MAC for symmetric IRB; MACs hardware VTEPs learned, L2 only), type 3 per subnet per VTEP that
-  has it, type 5 per subnet prefix and resolved static route of every domain present here. Next hops are
+  has it, type 5 per subnet prefix and resolved static route of every domain present here, and per active
+  floating IP (a /32 at the VRS that translates for it). Next hops are
   the real VTEP IPs; RDs and RTs come from the subnet (L2) and domain (L3) objects.
 - ``import_routes(received, policy)`` -> ``RemoteTable``: received routes filtered by the import route
   targets of our subnets and domains (and the VNI for L2), hence remote endpoints, flood targets and
@@ -41,6 +42,8 @@ def originate(view, policy, seqs: dict | None = None) -> dict:
     for route in _multicast_routes(view, policy):
         out[route.key] = route
     for route in _prefix_routes(view):
+        out[route.key] = route
+    for route in _floating_routes(view):  # external networks: controller/extnet.py
         out[route.key] = route
     return out
 
@@ -117,6 +120,16 @@ def _prefix_routes(view):
             sw = view.switches.get(target.session) if target and target.kind == "vport" else None
             if sw and sw.vtep_ip:
                 yield IpPrefixRoute(prefix=route.prefix, next_hop=sw.vtep_ip, router_mac=sw.router_mac, **common)
+
+
+def _floating_routes(view):
+    """Each active floating IP as a /32 of its domain at the VTEP of the VRS that translates for it (a DC gateway
+    learns where it is); gone, hence withdrawn, when it is detached or no VRS translates for it."""
+    for info in view.external.floating.values():
+        dom, sw = view.domains.get(info.domain_id), view.switches.get(info.session)
+        if dom and sw and sw.vtep_ip:
+            yield IpPrefixRoute(prefix=f"{info.address}/32", next_hop=sw.vtep_ip, router_mac=sw.router_mac,
+                                rd=dom["rd"], l3_vni=dom["l3_vni"], route_targets=_rts(dom))
 
 
 # ------------------------------------------------------------------------------------ import

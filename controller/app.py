@@ -21,6 +21,7 @@ from controller.programmer import Programmer
 from controller.derive import vtep_desired
 from controller.rest import bgp as rest_bgp
 from controller.rest import dataplane as rest_dataplane
+from controller.rest import external as rest_external
 from controller.rest import inspection as rest_inspect
 from controller.rest import security as rest_security
 from controller.rest import vteps as rest_vteps
@@ -41,7 +42,7 @@ from controller.ryu_compat import (
     set_ev_cls,
 )
 from controller.startup_hold import StartupHold
-from openflow import claims
+from openflow import claims, external
 from openflow.dhcp_service import DhcpService
 from openflow.encode import role_name
 from openflow.reconciler import REPLY_EVENTS, SwitchReconciler
@@ -50,6 +51,7 @@ from ovsdb.server import OvsdbManagerServer
 log = logging.getLogger("canopy.app")
 ROLE_RETRY = 0.2  # seconds before asking a switch again for a role it did not confirm
 HOLD_TIMER_SLACK = 0.05  # seconds after the start-up hold's deadline at which the loop is woken
+GARP_PAUSES = (0.0, 0.5, 1.0, 2.0)  # seconds before each gratuitous ARP of a floating IP that became active
 
 
 class CanopyApp(RyuApp):
@@ -67,6 +69,7 @@ class CanopyApp(RyuApp):
         self.programmer = Programmer(self.state)
         self.reconcilers: dict[int, SwitchReconciler] = {}
         self.dhcp = DhcpService(self.state, self.programmer, settings.underlay_mtu)
+        self.garp = external.Announcer()  # floating IPs announced by gratuitous ARP (openflow/external.py)
         limits = settings.limits
         self.ovsdb = OvsdbManagerServer(settings.ovsdb_listen, settings.ovsdb_port, self.state,
                                         bridge=settings.bridge, log=logging.getLogger("canopy.ovsdb"),
@@ -79,6 +82,7 @@ class CanopyApp(RyuApp):
         extra = [Route("GET", "/v1/ovsdb/sessions", self._ovsdb_sessions, "accepted OVSDB manager connections")]
         extra += rest_dataplane.routes(self.state, self.programmer, lambda: self.reconcilers)
         extra += rest_security.routes(self.state, self.programmer, lambda: self.reconcilers)
+        extra += rest_external.routes(self.state, self.programmer, lambda: self.reconcilers)
         extra += rest_vteps.routes(self.state, self.programmer)
         extra += rest_inspect.routes(self.state, self.programmer, self.dhcp, settings.underlay_mtu)
         self.watch = VportWatch(self.state, lambda: self.reconcilers, sleep=hub.sleep)
@@ -178,6 +182,7 @@ class CanopyApp(RyuApp):
         for session in touched:
             self._push(session)
             hub.sleep(0)  # a turn for echo replies, heartbeats and REST between switches
+        self._announce_floating_ips()
         self._push_vteps()
         self._publish_routes()
         self.hold.remember(*self._reported())
@@ -224,6 +229,28 @@ class CanopyApp(RyuApp):
         changed = self.programmer.take_changes(session)  # owners changed since this switch's last hand-out
         if rec is not None and desired is not None:
             rec.set_desired_owners(desired.flows, desired.all_groups().values(), changed)
+
+    def _announce_floating_ips(self):
+        """Gratuitous ARP from the VRS where a floating IP became active (openflow/external.py), a few times:
+        the flows it announces may still be on their way to the switch."""
+        if self.pair is not None and self.pair.role != "active":
+            return
+        for info in self.garp.due(self.programmer.view):
+            sw = self.programmer.view.switches.get(info.session)
+            rec = self.reconcilers.get(sw.datapath_id) if sw and sw.datapath_id is not None else None
+            if rec is not None:
+                self.garp.sent(info)
+                hub.spawn(self._garp, rec, info)
+
+    @staticmethod
+    def _garp(rec, info):
+        for pause in GARP_PAUSES:
+            hub.sleep(pause)
+            try:
+                rec.packet_out(external.garp_actions(info), external.garp_frame(info))
+            except Exception:  # a connection that closed meanwhile: the next activation announces again
+                log.debug("gratuitous ARP for %s not sent", info.address, exc_info=True)
+                return
 
     def _push_vteps(self):
         """Hand every hardware VTEP (bound in policy or connected) its desired rows when they changed."""

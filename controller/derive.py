@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 
 from controller.policy import dhcp_server_ip
+from controller.extnet import ExternalView, external_view
 from controller.security import SecurityView, derive_security
 
 L2_SERVER_MAC = "02:ca:fe:00:00:01"  # DHCP server MAC on L2-only subnets (no anycast gateway there)
@@ -122,6 +123,7 @@ class View:
     remote_floods: dict[str, frozenset[str]] = field(default_factory=dict)  # subnet id -> remote VTEPs (type 3)
     bm_gateways: dict[str, str] = field(default_factory=dict)  # subnet id -> the VRS routing for its bare metal
     security: SecurityView = field(default_factory=SecurityView)  # ACLs and policed vports (controller/security.py)
+    external: ExternalView = field(default_factory=ExternalView)  # active floating IPs (controller/extnet.py)
     _on: dict = field(default_factory=dict, repr=False, compare=False)  # session -> (subnets, domains)
     # kept by controller.viewdelta.LiveView (None in a View derived from scratch): subnet -> sessions with
     # endpoints there (counts)
@@ -200,6 +202,7 @@ def derive(policy, locations, snapshots, vtep_ip_of, vteps=None, remote=None) ->
         view.fib[dom_id] = _fib(view, policy, dom_id, prefixes.get(dom_id, ()))
         view.static[dom_id] = [r for r in view.fib[dom_id] if r.kind == "static"]
     view.security = derive_security(policy)
+    view.external = external_view(policy, view, snapshots)  # external networks: controller/extnet.py
     return view
 
 

@@ -1,9 +1,10 @@
 """What changed in State since a reader last looked: the change journal the Programmer drains.
 
 State records every change it takes as the objects it reaches (vports, subnets, domains, VRS and hardware
-VTEP sessions, EVPN scopes); ``controller.viewdelta`` updates the derived View for just those and tells the
-Programmer which owners to recompile where. A policy replaced without a change list (a snapshot restore on an
-HA standby) is compared with the previous one, so it too arrives as the objects that changed.
+VTEP sessions, EVPN scopes, whether security policy or external networks changed); ``controller.viewdelta``
+updates the derived View for just those and tells the Programmer which owners to recompile where. A policy
+replaced without a change list (a snapshot restore on an HA standby) is compared with the previous one, so it
+too arrives as the objects that changed.
 """
 
 from __future__ import annotations
@@ -21,14 +22,15 @@ class Journal:
     remote_subnets: set[str] = field(default_factory=set)  # EVPN MACs or type 3 floods changed there
     remote_domains: set[str] = field(default_factory=set)  # EVPN prefixes changed there
     security: bool = False  # ACLs, policy groups, or what a port's policy derives from changed beyond one vport
+    external: bool = False  # external networks or floating IPs changed (controller/extnet.py)
 
     def empty(self) -> bool:
-        return not (self.security or self.vports or self.subnets or self.domains or self.switches or self.vteps
-                    or self.remote_subnets or self.remote_domains)
+        return not (self.security or self.external or self.vports or self.subnets or self.domains or self.switches
+                    or self.vteps or self.remote_subnets or self.remote_domains)
 
     def take(self) -> "Journal":
         """What was recorded (returned) and a clean slate (this journal)."""
         out = Journal(self.vports, self.subnets, self.domains, self.switches, self.vteps,
-                      self.remote_subnets, self.remote_domains, self.security)
+                      self.remote_subnets, self.remote_domains, self.security, self.external)
         self.__init__()
         return out

@@ -1,9 +1,9 @@
 """The tenancy model, declared once as data.
 
-Each kind (tenant, domain, subnet, vport, acl, vtep_binding) is a tuple of ``Field`` specs. The same
-declaration validates REST bodies and YAML documents and generates the OpenAPI schemas, so the three
-cannot drift. Stored objects are plain JSON-able dicts with every field present (``None`` for unset
-optional fields), plus a server-assigned ``id``.
+Each kind (tenant, domain, subnet, vport, acl, policy_group, external_network, floating_ip, vtep_binding) is a
+tuple of ``Field`` specs. The same declaration validates REST bodies and YAML documents and generates the
+OpenAPI schemas, so the three cannot drift. Stored objects are plain JSON-able dicts with every field present
+(``None`` for unset optional fields), plus a server-assigned ``id``.
 
 Cross-object rules (uniqueness, references, overlaps) live in controller/policy.py.
 """
@@ -129,6 +129,15 @@ ACL_RULE = (
     Field("stateful", "boolean", "allow the return traffic (conntrack)", f.boolean, default=True, nullable=False),
 )
 
+UPLINK = (
+    Field("chassis", "string", "the hypervisor's chassis name (system-id)", f.name, required=True),
+    Field("port", "string", "the port on the integration bridge that reaches the external network (a physical "
+          "port, or a patch port to the bridge that holds it)", f.text_upto(255), required=True),
+    Field("vlan", "integer", "VLAN of the external network on that port (absent: untagged)", f.vlan),
+    Field("ip", "string", "the hypervisor's own address on the external network: its port address translation "
+          "hides domains behind it", f.ipv4, required=True),
+)
+
 SCHEMA: dict[str, tuple[Field, ...]] = {
     "tenant": (
         Field("name", "string", "tenant (enterprise) name, unique", f.name, required=True),
@@ -149,6 +158,11 @@ SCHEMA: dict[str, tuple[Field, ...]] = {
               items=Field("route", "object", "", fields=ROUTE), default=list, nullable=False),
         Field("default_acl_action", "string", "what happens to IP traffic of the domain's vports that have no ACL",
               f.one_of("allow", "deny"), default="allow", nullable=False),
+        Field("external_network_id", "string", "the external network the domain's traffic leaves by (floating IPs "
+              "and underlay translation; docs/external.md)", f.text, ref="external_network"),
+        Field("underlay_nat", "boolean", "translate the domain's outbound traffic to destinations outside the "
+              "domain behind the hypervisor's address on its external network (port address translation)",
+              f.boolean, default=False, nullable=False),
     ),
     "subnet": (
         Field("tenant_id", "string", "owning tenant", f.text, required=True, immutable=True, ref="tenant"),
@@ -208,6 +222,30 @@ SCHEMA: dict[str, tuple[Field, ...]] = {
         Field("name", "string", "policy group name, unique in its tenant", f.name, required=True),
         Field("description", "string", "free text", f.text, default="", nullable=False),
     ),
+    "external_network": (
+        Field("name", "string", "external network name, unique", f.name, required=True),
+        Field("description", "string", "free text", f.text, default="", nullable=False),
+        Field("cidr", "string", "the external network's IPv4 prefix (floating IPs are allocated from it)",
+              f.network_upto(30), required=True),
+        Field("gateway", "string", "the router on the external network that outbound traffic is sent to", f.ipv4,
+              required=True),
+        Field("gateway_mac", "string", "the gateway's MAC: outbound traffic is sent to it (the VRS does not "
+              "resolve it by ARP yet; absent: floating IPs answer inbound only)", f.mac),
+        Field("uplinks", "array", "how each hypervisor reaches the network (a hypervisor may instead say so in "
+              "OVSDB: docs/external.md)", items=Field("uplink", "object", "", fields=UPLINK), default=list,
+              nullable=False),
+    ),
+    "floating_ip": (
+        Field("tenant_id", "string", "owning tenant", f.text, required=True, immutable=True, ref="tenant"),
+        Field("name", "string", "floating IP name, unique in its tenant", f.name, required=True),
+        Field("description", "string", "free text", f.text, default="", nullable=False),
+        Field("external_network_id", "string", "the external network the address belongs to", f.text,
+              required=True, immutable=True, ref="external_network"),
+        Field("address", "string", "the public address (allocated from the external network when absent)", f.ipv4,
+              auto=True, immutable=True),
+        Field("vport_id", "string", "the vport it is attached to (absent: free); change it to move the address",
+              f.text, ref="vport"),
+    ),
     "vtep_binding": (
         Field("switch", "string", "hardware VTEP name (Physical_Switch name)", f.name, required=True),
         Field("port", "string", "physical port name on that switch", f.text_upto(255), required=True),
@@ -220,7 +258,7 @@ SCHEMA: dict[str, tuple[Field, ...]] = {
 KINDS = tuple(SCHEMA)
 MANAGED = ("id", "source")  # set by the controller on every stored object: its id and the apply source
 PARENT = {"domain": "tenant_id", "subnet": "tenant_id", "vport": "subnet_id", "acl": "tenant_id",
-          "policy_group": "tenant_id"}
+          "policy_group": "tenant_id", "floating_ip": "tenant_id"}
 
 
 def _problem(kind, ref, path, reason):
@@ -381,7 +419,38 @@ def _acl_rule(rule):
         yield remotes[1], f"give only one of remote, remote_subnet and remote_group (also {remotes[0]})"
 
 
-_OBJECT_RULES = {"subnet": _subnet_rules, "vport": _vport_rules, "acl": _acl_rules}
+def _domain_rules(obj):
+    if obj["underlay_nat"] and not obj["external_network_id"]:
+        yield "underlay_nat", "needs external_network_id (the network whose uplinks translate)"
+
+
+def _external_network_rules(obj):
+    import ipaddress
+
+    net = ipaddress.IPv4Network(obj["cidr"])
+    reserved = {str(net.network_address): "network", str(net.broadcast_address): "broadcast"}
+    gateway = obj["gateway"]
+    if ipaddress.IPv4Address(gateway) not in net:
+        yield "gateway", f"{gateway} is outside the network's cidr {net}"
+    elif gateway in reserved:
+        yield "gateway", f"{gateway} is the {reserved[gateway]} address of {net}"
+    chassis, ips = {}, {gateway: "the gateway"}
+    for i, up in enumerate(obj["uplinks"]):
+        if up["chassis"] in chassis:
+            yield f"uplinks[{i}].chassis", f"{up['chassis']} already has an uplink (uplinks[{chassis[up['chassis']]}])"
+        chassis.setdefault(up["chassis"], i)
+        ip = up["ip"]
+        if ipaddress.IPv4Address(ip) not in net:
+            yield f"uplinks[{i}].ip", f"{ip} is outside the network's cidr {net}"
+        elif ip in reserved:
+            yield f"uplinks[{i}].ip", f"{ip} is the {reserved[ip]} address of {net}"
+        elif ip in ips:
+            yield f"uplinks[{i}].ip", f"{ip} is already {ips[ip]}"
+        ips.setdefault(ip, f"the address of uplinks[{i}]")
+
+
+_OBJECT_RULES = {"subnet": _subnet_rules, "vport": _vport_rules, "acl": _acl_rules, "domain": _domain_rules,
+                 "external_network": _external_network_rules}
 
 
 def binding_key(vport: dict) -> tuple:

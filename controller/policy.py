@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 from collections import defaultdict
 
+from controller import extnet
 from controller.fields import MAX_VNI
 from controller import policyindex
 from controller.model import KINDS, MAX_ACL_TAG, PARENT, SCHEMA, Problem, binding_key, esxi_static_key
@@ -83,6 +84,12 @@ class Policy:
             out.extend(("vport", v) for v in self.objects["vport"].values() if oid in v["acls"])
         if kind == "policy_group":
             out.extend(("vport", v) for v in self.objects["vport"].values() if oid in (v.get("policy_groups") or ()))
+        if kind == "external_network":
+            out.extend(("domain", d) for d in self.objects["domain"].values() if d.get("external_network_id") == oid)
+            out.extend(("floating_ip", f) for f in self.objects["floating_ip"].values()
+                       if f["external_network_id"] == oid)
+        if kind == "vport":
+            out.extend(("floating_ip", f) for f in self.objects["floating_ip"].values() if f["vport_id"] == oid)
         if kind in ("policy_group", "subnet"):
             key = "remote_group" if kind == "policy_group" else "remote_subnet"
             out.extend(("acl", a) for a in self.objects["acl"].values()
@@ -93,7 +100,7 @@ class Policy:
         """A readable name path: tenant 'acme', domain 'acme/prod', subnet 'acme/web', vport 'acme/web/vm1'."""
         if obj is None:
             return ""
-        if kind == "tenant":
+        if kind in ("tenant", "external_network"):
             return obj["name"]
         if kind == "vport":
             subnet = self.get("subnet", obj["subnet_id"])
@@ -138,7 +145,7 @@ def check(policy: Policy) -> list[Problem]:
     """Every rule that spans objects. Empty list: the policy is consistent."""
     problems: list[Problem] = []
     for rule in (_references, _acl_references, _unique_names, _unique_vnis, _unique_rds, _unique_tags,
-                 _domain_cidrs, _vport_addresses, _binding_keys, _static_routes, _vtep_bindings):
+                 _domain_cidrs, _vport_addresses, _binding_keys, _static_routes, _vtep_bindings, extnet.check):
         problems.extend(rule(policy))
     return problems
 
@@ -210,7 +217,8 @@ def _unique_tags(policy):
 
 
 def _unique_names(policy):
-    scopes = {"tenant": lambda o: None, "domain": lambda o: o["tenant_id"], "subnet": lambda o: o["tenant_id"],
+    scopes = {"tenant": lambda o: None, "external_network": lambda o: None, "floating_ip": lambda o: o["tenant_id"],
+              "domain": lambda o: o["tenant_id"], "subnet": lambda o: o["tenant_id"],
               "acl": lambda o: o["tenant_id"], "policy_group": lambda o: o["tenant_id"],
               "vport": lambda o: o["subnet_id"]}
     for kind, scope in scopes.items():
@@ -379,6 +387,9 @@ class Allocator:
             return self._fill_ips(policy, obj)
         if kind == "acl":
             return self._fill_tag(policy, obj)
+        if kind == "floating_ip":
+            problem = extnet.allocate_address(policy, obj, self.counters)
+            return [problem] if problem else []
         return []
 
     def _fill_tag(self, policy, obj):

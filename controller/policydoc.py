@@ -15,6 +15,11 @@ A document nests objects by name (see config/examples/demo.yaml)::
         subnets: [...]      # L2-only subnets of the tenant
         acls: [...]         # rules name remote_group / remote_subnet, and policy_groups, by name in the tenant
         policy_groups: [{name: web}]   # vports join with policy_groups: [web]
+        floating_ips:       # external_network by name, vport as subnet/vport of the tenant (absent: free)
+          - {name: web1, external_network: public, vport: web/vm1}
+    external_networks:
+      - {name: public, cidr: 203.0.113.0/24, gateway: 203.0.113.1,
+         uplinks: [{chassis: hv1, port: uplink, ip: 203.0.113.11}]}   # domains name it: external_network: public
     vtep_bindings:
       - {switch: tor1, port: p1, vlan: 100, subnet: acme/web}
 
@@ -39,12 +44,17 @@ from controller.model import MANAGED, SCHEMA, PolicyError, Problem, normalise
 from controller.store import Change
 from controller.yamldoc import join
 
-DOC_KEYS = {"source", "tenants", "vtep_bindings"}
-NESTED = {"tenant": {"domains", "subnets", "acls", "policy_groups"}, "domain": {"subnets"}, "subnet": {"vports"}}
-ORDER = ("tenant", "policy_group", "domain", "subnet", "acl", "vport", "vtep_binding")
+DOC_KEYS = {"source", "tenants", "vtep_bindings", "external_networks"}
+NESTED = {"tenant": {"domains", "subnets", "acls", "policy_groups", "floating_ips"}, "domain": {"subnets"},
+          "subnet": {"vports"}}
+ORDER = ("external_network", "tenant", "policy_group", "domain", "subnet", "acl", "vport", "floating_ip",
+         "vtep_binding")
 PARENT_KIND = {"domain": "tenant", "subnet": "tenant", "acl": "tenant", "policy_group": "tenant",
-               "vport": "subnet"}  # whose names scope it
-REF_FIELDS = {"tenant_id": "tenant", "domain_id": "domain", "subnet_id": "subnet"}  # shown by name in diffs
+               "vport": "subnet", "floating_ip": "tenant"}  # whose names scope it
+REF_FIELDS = {"tenant_id": "tenant", "domain_id": "domain", "subnet_id": "subnet",
+              "external_network_id": "external_network", "vport_id": "vport"}  # shown by name in diffs
+DOC_NAMES = {("domain", "external_network_id"): "external_network", ("floating_ip", "external_network_id"):
+             "external_network", ("floating_ip", "vport_id"): "vport"}  # what a document calls a reference
 
 
 @dataclass
@@ -78,6 +88,10 @@ def read(data, default_source: str) -> tuple[str, list[Desired], list[Problem]]:
         problems.append(Problem("document", "", "source", "must be a non-empty string"))
         source = default_source
     out: list[Desired] = []
+    for i, net in enumerate(_list(data, "external_networks", "", problems)):
+        path = join("external_networks", i)
+        if _is_mapping(net, path, problems):
+            out.append(Desired("external_network", str(net.get("name")), path, dict(net)))
     for i, tenant in enumerate(_list(data, "tenants", "", problems)):
         _read_tenant(tenant, join("tenants", i), out, problems)
     for i, binding in enumerate(_list(data, "vtep_bindings", "", problems)):
@@ -102,6 +116,10 @@ def _read_tenant(tenant, path, out, problems):
         gpath = join(join(path, "policy_groups"), i)
         if _is_mapping(group, gpath, problems):
             out.append(Desired("policy_group", f"{ref}/{group.get('name')}", gpath, dict(group), ref))
+    for i, fip in enumerate(_list(tenant, "floating_ips", path, problems)):
+        fpath = join(join(path, "floating_ips"), i)
+        if _is_mapping(fip, fpath, problems):
+            out.append(Desired("floating_ip", f"{ref}/{fip.get('name')}", fpath, dict(fip), ref))
     for i, dom in enumerate(_list(tenant, "domains", path, problems)):
         dpath = join(join(path, "domains"), i)
         if not _is_mapping(dom, dpath, problems):
@@ -235,8 +253,10 @@ def _resolve_refs(d: Desired, index, failed, problems):
             problems.append(Problem("document", "", join(d.path, field_name), f"no {kind} named {ref!r}", "not_found"))
         return obj["id"] if obj else None
 
-    if d.kind in ("domain", "subnet", "acl", "policy_group"):
+    if d.kind in ("domain", "subnet", "acl", "policy_group", "floating_ip"):
         body["tenant_id"] = lookup("tenant", d.parent_ref, "name")
+    if d.kind in ("domain", "floating_ip"):
+        _resolve_external_names(d, body, lookup)
     if d.kind == "acl":
         _resolve_acl_names(body, d.parent_ref, lookup)
     if d.kind == "subnet" and body.get("domain_id"):
@@ -257,6 +277,21 @@ def _resolve_refs(d: Desired, index, failed, problems):
         else:
             body["subnet_id"] = lookup("subnet", ref, "subnet")
     return None if blocked else body
+
+
+def _resolve_external_names(d, body, lookup):
+    """A domain's or floating IP's external_network (by name) and a floating IP's vport (as subnet/vport in the
+    tenant), as ids. Absent: none."""
+    for (kind, key), name in DOC_NAMES.items():
+        if kind != d.kind or name not in body:
+            continue
+        value = body.pop(name)
+        if value is None or not isinstance(value, str):
+            body[key] = value  # null: none; another type: the field check names it
+        elif name == "vport":
+            body[key] = lookup("vport", f"{d.parent_ref}/{value}", name)
+        else:
+            body[key] = lookup(name, value, name)
 
 
 def _resolve_acl_names(body, tenant_ref, lookup):
@@ -384,4 +419,5 @@ def _to_doc_path(p: Problem, paths) -> Problem:
     fld = "subnet" if (p.kind == "vtep_binding" and p.field == "subnet_id") else p.field
     if p.kind == "subnet" and fld == "domain_id":
         fld = ""
+    fld = DOC_NAMES.get((p.kind, fld), fld)
     return Problem(p.kind, p.ref, join(base, fld) if fld else base, p.reason, p.code)

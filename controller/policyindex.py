@@ -47,6 +47,8 @@ def object_keys(kind: str, obj: dict) -> tuple:
         keys += [("static", static)] if static else []
     elif kind == "vtep_binding":
         keys.append(("vtep", obj["switch"], obj["port"], obj["vlan"]))
+    elif kind == "floating_ip" and obj["vport_id"]:
+        keys.append(("floating_on", obj["vport_id"]))
     return tuple(keys)
 
 
@@ -129,6 +131,7 @@ def _tenant(policy, index, obj) -> bool:
 
 def _domain(policy, index, obj) -> bool:
     return (_refs_missing(policy, "domain", obj) or _name_taken(index, "domain", obj)
+            or obj["underlay_nat"] or bool(obj["external_network_id"])  # external networks: controller/extnet.py
             or _shared(index, "vni", obj["l3_vni"]) or _shared(index, "rd", obj["rd"])
             or _stranded_routes(policy, index, obj))
 
@@ -146,6 +149,8 @@ def _subnet(policy, index, sub) -> bool:
             or _shared(index, "vni", sub["vni"]) or _shared(index, "rd", sub["rd"])):
         return True
     dom = policy.get("domain", sub["domain_id"]) if sub["domain_id"] else None
+    if policy.count("floating_ip") or (dom is not None and dom["underlay_nat"]):
+        return True  # floating IPs' vports and translated domains' subnets: controller/extnet.py
     if dom is not None and (dom["tenant_id"] != sub["tenant_id"] or _stranded_routes(policy, index, dom)
                             or _overlaps_sibling(policy, index, sub)):
         return True
@@ -170,7 +175,8 @@ def _overlaps_sibling(policy, index, sub) -> bool:
 
 
 def _vport(policy, index, vport) -> bool:
-    if _refs_missing(policy, "vport", vport) or _name_taken(index, "vport", vport):
+    if _refs_missing(policy, "vport", vport) or _name_taken(index, "vport", vport) or \
+            index.holders("floating_on", vport["id"]):  # its floating IP's rules: controller/extnet.py
         return True
     subnet = policy.get("subnet", vport["subnet_id"])
     for kind, ids in (("acl", vport["acls"]), ("policy_group", vport.get("policy_groups") or ())):

@@ -3,11 +3,11 @@ reaches, recompile only the owners it reaches.
 
 ``refresh()`` takes the journal (``controller.journal``: the vports, subnets, domains, switches, hardware VTEPs
 and EVPN scopes that changed), has ``controller.viewdelta.LiveView`` update the derived View in place for just
-those, and recompiles the owners that delta reaches (switch, subnet, domain, vport, remote MAC, ACL) on the
-switches where they are or were present; a switch that connected or whose own facts (VTEP IP, tunnel port)
-changed is compiled whole, the others only for what its change reaches. ``refresh(full=True)`` (at start, on
-request, and after a failed pass) derives and compiles everything from scratch: it is the oracle the incremental
-path is tested against (tests/unit/test_incremental_oracle.py).
+those, and recompiles the owners that delta reaches (switch, subnet, domain, vport, remote MAC, ACL, uplink,
+floating IP, port address translation) on the switches where they are or were present; a switch that connected
+or whose own facts (VTEP IP, tunnel port) changed is compiled whole, the others only for what its change reaches.
+``refresh(full=True)`` (at start, on request, and after a failed pass) derives and compiles everything from
+scratch: it is the oracle the incremental path is tested against (tests/unit/test_incremental_oracle.py).
 
 Compile once, share: the programmer keeps one ``compiler.Shared``, so an owner's flows that are the same on
 many switches (a remote vport's L2, ARP and host-route entries; a subnet's and a domain's flows) are compiled

@@ -159,7 +159,8 @@ class PolicyService:
 
     def _collect(self, policy, kind, obj, cascade, order):
         for child_kind, child in policy.children(kind, obj["id"]):
-            referenced = kind in ("acl", "policy_group") or (kind, child_kind) == ("subnet", "acl")  # never cascaded
+            referenced = (kind in ("acl", "policy_group", "external_network")  # never cascaded
+                          or (kind, child_kind) in (("subnet", "acl"), ("vport", "floating_ip")))
             if not cascade or referenced:
                 what = "remove it from" if referenced else "delete"
                 raise PolicyError([Problem(kind, policy.ref(kind, obj), "", f"{child_kind} "

@@ -88,6 +88,10 @@ class State(DiscoverySink):
         for journal in self._journals:
             journal.security = True
 
+    def _record_external(self) -> None:
+        for journal in self._journals:
+            journal.external = True
+
     @property
     def remote(self) -> RemoteTable:
         return self._remote
@@ -126,6 +130,9 @@ class State(DiscoverySink):
         reached = set()
         for change in changes:
             before, after = old.get(change.kind, change.id), new.get(change.kind, change.id)
+            if change.kind in ("external_network", "floating_ip"):
+                self._record_external()  # external networks (controller/extnet.py); no security policy there
+                continue
             if change.kind not in ("vport", "vtep_binding", "tenant") or \
                     any(o.get("policy_groups") for o in (before, after) if o is not None):
                 self._record_security()  # security policy (controller/security.py) reaches beyond one vport

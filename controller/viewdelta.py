@@ -16,9 +16,11 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
 
 from controller import derive as d
+from controller.extnet import external_view
 from controller.journal import Journal
 from controller.security import derive_security, port_policy
 from controller.viewroutes import Routes
+from openflow import external
 from openflow.flows import Owner
 
 
@@ -102,12 +104,31 @@ class LiveView:
         bm_changed = self._bm_gateways(j, info_changed)
         self.routes.update(j, own_changed)
         acl_owners = self._security(j)
+        ext_owners = self._external(j)
         if owners:
             self._owners(info_changed, bm_changed)
             for owner in acl_owners:
                 self._add(owner, self.view.switches)
             self._acl_ports()
+            for owner, sessions in ext_owners.items():
+                self._add(owner, sessions)
         return self.r
+
+    # ------------------------------------------------------------------------------------------ external networks
+    def _external(self, j) -> dict[Owner, set[str]]:
+        """view.external (controller/extnet.py) derived again when what it reads may have changed: external
+        networks or floating IPs, domains or subnets, switches (their uplink ports), or vports that moved or
+        changed, or a subnet or domain arriving on a switch or leaving it; skipped while policy has no external
+        network and the view has nothing external. Returns the owners whose inputs changed (openflow/external.py
+        ``affected``) and the switches they are or were on."""
+        v, s = self.view, self.state
+        old = v.external
+        if not (j.external or j.domains or j.subnets or j.switches or j.vteps or self.changed or self.presence):
+            return {}
+        if not (s.policy.count("external_network") or old.floating or old.pat):
+            return {}
+        v.external = external_view(s.policy, v, s.vrs)
+        return external.reached(old, v.external)
 
     # ------------------------------------------------------------------------------------------ security
     def _security(self, j) -> set[Owner]:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from controller.derive import Endpoint, View
-from openflow import acl
+from openflow import acl, external
 from openflow import pipeline as p
 from openflow.floods import group_ids, subnet_groups, to_vtep  # noqa: F401 (group_ids, to_vtep: API)
 from openflow.flows import OFPVID_PRESENT, Flow, Group, Owner, flow
@@ -100,6 +100,8 @@ class Shared:
         if owner.kind in acl.COMPILERS:  # security policy (openflow/acl.py): an ACL's set is shared already
             flows, _ = acl.COMPILERS[owner.kind](view, sw, owner)
             return flows if isinstance(flows, frozenset) else _checked(flows)
+        if owner.kind in external.COMPILERS:  # external networks (openflow/external.py): per switch, not shared
+            return _checked(external.COMPILERS[owner.kind](view, sw, owner)[0])
         return self.variant_flows(view, sw, owner, _VARIANTS[owner.kind](view, sw, owner, self.memo))
 
     def variant_flows(self, view, sw, owner: Owner, variant) -> frozenset:
@@ -132,6 +134,8 @@ def present(view: View, session: str, owner: Owner) -> bool:
         return owner.id in view.domains_on(session)
     if owner.kind in acl.OWNER_KINDS:  # security policy: openflow/acl.py
         return acl.present(view, session, owner)
+    if owner.kind in external.OWNER_KINDS:  # external networks: openflow/external.py
+        return external.present(view, session, owner)
     ep = view.endpoints.get(owner.id)
     if ep is None:
         return False
@@ -152,6 +156,7 @@ def owners_of(view: View, session: str) -> set[Owner]:
     for sid in reached:
         owners.update(ep.owner for ep in view.by_subnet.get(sid, ()))
     owners |= acl.owners_on(view, session)  # security policy: openflow/acl.py
+    owners |= external.owners_on(view, session)  # external networks: openflow/external.py
     return owners
 
 
@@ -172,6 +177,8 @@ def compile_switch(view: View, session: str, shared: Shared | None = None) -> De
         owner = Owner("domain", did)
         out.flows[owner] = shared.owner_flows(view, sw, owner)
     for owner in acl.owners_on(view, session):  # security policy: openflow/acl.py
+        out.flows[owner] = shared.owner_flows(view, sw, owner)
+    for owner in external.owners_on(view, session):  # external networks: openflow/external.py
         out.flows[owner] = shared.owner_flows(view, sw, owner)
     reached = set(subnets)
     for did in domains:

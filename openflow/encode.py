@@ -22,6 +22,7 @@ one apply-actions instruction, in order):
 ("resubmit", table)    NXAST_RESUBMIT_TABLE (in_port unchanged)
 ("group", group_id)    OFPAT_GROUP
 ("ct", zone_reg, table, commit, mark_reg)
+("ct_nat", zone, table, commit, snat_ip)  NXAST_CT with an immediate zone and a nested NXAST_NAT
                        NXAST_CT: zone from zone_reg[0..15], recirculate to table (or none),
                        NX_CT_F_COMMIT when commit, and a nested reg-move mark_reg -> ct_mark
 ("conjunction", id, k, n)
@@ -42,7 +43,9 @@ OFPP_ANY = OFPG_ANY = 0xFFFFFFFF
 OFP_NO_BUFFER = 0xFFFFFFFF
 OFPCML_NO_BUFFER = 0xFFFF
 NX_EXPERIMENTER = 0x00002320
-NXAST_REG_MOVE, NXAST_RESUBMIT_TABLE, NXAST_CONJUNCTION, NXAST_CT = 6, 14, 34, 35
+NXAST_REG_MOVE, NXAST_RESUBMIT_TABLE, NXAST_CONJUNCTION, NXAST_CT, NXAST_NAT = 6, 14, 34, 35, 36
+NX_NAT_F_SRC = 1
+NX_NAT_RANGE_IPV4 = 0x3  # NX_NAT_RANGE_IPV4_MIN | NX_NAT_RANGE_IPV4_MAX
 NX_CT_F_COMMIT = 1
 NX_CT_RECIRC_NONE = 0xFF
 CT_ZONE_OFS_NBITS = 15  # bits 0..15 of the zone register: (offset << 6) | (n_bits - 1)
@@ -91,6 +94,11 @@ def ryu_action(parser, action):
         nested = [ryu_action(parser, ("move", mark, "ct_mark"))] if mark else []
         return parser.NXActionCT(NX_CT_F_COMMIT if commit else 0, zone, CT_ZONE_OFS_NBITS,
                                  NX_CT_RECIRC_NONE if table is None else table, 0, nested)
+    if kind == "ct_nat":  # an immediate zone, and nat(src=ip) or plain nat (openflow/external.py)
+        _, zone, table, commit, snat = action
+        nat = parser.NXActionNAT(NX_NAT_F_SRC, snat, snat) if snat else parser.NXActionNAT(0)
+        return parser.NXActionCT(NX_CT_F_COMMIT if commit else 0, "", zone,
+                                 NX_CT_RECIRC_NONE if table is None else table, 0, [nat])
     if kind == "conjunction":
         return parser.NXActionConjunction(action[2] - 1, action[3], action[1])
     raise EncodeError(f"unknown or misplaced action {action!r}")
@@ -214,6 +222,7 @@ _REG_MOVE = struct.Struct("!HHH")
 _RESUBMIT = struct.Struct("!HB3x")
 _CT = struct.Struct("!H4sHB3xH")  # flags, zone_src (NXM header), zone_ofs_nbits, recirc_table, pad, alg
 _CONJUNCTION = struct.Struct("!BBI")
+_NAT = struct.Struct("!2xHH")  # flags, range_present (then the ranges present)
 _GOTO = struct.Struct("!HHB3x")
 _BUNDLE_ADD = struct.Struct("!BBHII2xH")
 
@@ -281,6 +290,7 @@ class WireEncoder:
             "resubmit": self._resubmit,
             "group": lambda a: _GROUP.pack(ofproto.OFPAT_GROUP, 8, a[1]),
             "ct": self._ct,
+            "ct_nat": self._ct_nat,
             "conjunction": lambda a: _NX_HEADER.pack(ofproto.OFPAT_EXPERIMENTER, 16, NX_EXPERIMENTER,
                                                      NXAST_CONJUNCTION) + _CONJUNCTION.pack(a[2] - 1, a[3], a[1]),
         }
@@ -370,6 +380,16 @@ class WireEncoder:
         return _NX_HEADER.pack(self.ofp.OFPAT_EXPERIMENTER, 10 + len(body) + len(nested), NX_EXPERIMENTER,
                                NXAST_CT) + body + nested
 
+    def _ct_nat(self, action) -> bytes:
+        _, zone, table, commit, snat = action
+        ranges = socket.inet_aton(snat) * 2 if snat else b""
+        nat = _NX_HEADER.pack(self.ofp.OFPAT_EXPERIMENTER, 16 + len(ranges), NX_EXPERIMENTER, NXAST_NAT) + \
+            _NAT.pack(NX_NAT_F_SRC if snat else 0, NX_NAT_RANGE_IPV4 if snat else 0) + ranges
+        body = _CT.pack(NX_CT_F_COMMIT if commit else 0, b"\0" * 4, zone,
+                        NX_CT_RECIRC_NONE if table is None else table, 0)
+        return _NX_HEADER.pack(self.ofp.OFPAT_EXPERIMENTER, 10 + len(body) + len(nat), NX_EXPERIMENTER,
+                               NXAST_CT) + body + nat
+
     def _resubmit(self, action) -> bytes:
         return _NX_HEADER.pack(self.ofp.OFPAT_EXPERIMENTER, 16, NX_EXPERIMENTER, NXAST_RESUBMIT_TABLE) + \
             _RESUBMIT.pack(NX_IN_PORT, action[1])
@@ -421,11 +441,23 @@ def decode_action(ofp, a):
 
 
 def _decode_ct(ofp, a):
+    if not a.zone_src and len(a.actions) == 1 and type(a.actions[0]).__name__ == "NXActionNAT":
+        return _decode_ct_nat(a)
     marks = [decode_action(ofp, n) for n in a.actions]
     if a.zone_ofs_nbits != CT_ZONE_OFS_NBITS or a.alg or any(m[0] != "move" or m[2] != "ct_mark" for m in marks):
         raise EncodeError(f"action {a} is not in Canopy's vocabulary")
     table = None if a.recirc_table == NX_CT_RECIRC_NONE else a.recirc_table
     return "ct", a.zone_src, table, bool(a.flags & NX_CT_F_COMMIT), marks[0][1] if marks else None
+
+
+def _decode_ct_nat(a):
+    nat = a.actions[0]
+    snat = nat.range_ipv4_min or None
+    if a.alg or nat.flags not in (0, NX_NAT_F_SRC) or (snat and nat.range_ipv4_max != snat) or \
+            bool(snat) != bool(nat.flags) or nat.range_proto_min is not None:
+        raise EncodeError(f"action {a} is not in Canopy's vocabulary")
+    table = None if a.recirc_table == NX_CT_RECIRC_NONE else a.recirc_table
+    return "ct_nat", a.zone_ofs_nbits, table, bool(a.flags & NX_CT_F_COMMIT), snat
 
 
 def decode_group(ofp, desc) -> Group | None:

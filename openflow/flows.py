@@ -8,7 +8,8 @@ A flow's cookie says who owns it and what it is::
     bits 63-56  0xCA          Canopy's mark: flows without it are not Canopy's and are never touched
     bits 55-52  owner kind    1 switch, 2 subnet, 3 domain, 4 vport, 5 MAC learned by a hardware VTEP,
                               6 MAC behind a remote EVPN VTEP, 7 ACL rules, 8 a vport's ACL chain,
-                              9 a switch's shared ACL verdict flows
+                              9 a switch's shared ACL verdict flows, 10 an uplink to an external network,
+                              11 a floating IP, 12 a VRS's port address translation to one external network
     bits 51-32  owner hint    20 bits of a hash of the owner id (for reading dump-flows)
     bits 31-0   content hash  of (table, priority, match, actions)
 
@@ -24,6 +25,8 @@ int or a string; a masked value is a ``(value, mask)`` tuple. Actions are tuples
     ("resubmit", table)   ("group", group_id)      ("goto", table)  -- goto only as the last action
     ("ct", zone_reg, table | None, commit, mark_reg | None)  conntrack in the zone held in zone_reg[0..15]
                           (then continue in table, if any; commit: with ct_mark loaded from mark_reg)
+    ("ct_nat", zone, table | None, commit, snat_ip | None)  conntrack in an immediate zone with NAT: source NAT to
+                          snat_ip (with commit), or plain nat (undo the translation of a connection's replies)
     ("conjunction", id, clause, n_clauses)          one clause (1-based) of a conjunctive match
 An empty action tuple drops.
 """
@@ -38,7 +41,8 @@ MARK = 0xCA
 MARK_SHIFT = 56
 MARK_MASK = 0xFF << MARK_SHIFT
 OWNER_KINDS = {"switch": 1, "subnet": 2, "domain": 3, "vport": 4, "vtep_mac": 5, "evpn": 6,
-               "acl": 7, "acl_port": 8, "acl_switch": 9}  # acl*: openflow/acl.py
+               "acl": 7, "acl_port": 8, "acl_switch": 9,  # acl*: openflow/acl.py
+               "uplink": 10, "fip": 11, "pat": 12}  # openflow/external.py
 OWNER_NAMES = {v: k for k, v in OWNER_KINDS.items()}
 OFPVID_PRESENT = 0x1000
 
@@ -213,6 +217,11 @@ def render_action(action) -> str:
         parts = (["commit"] if commit else []) + [f"zone={_MOVE_NAME[zone][:-2]}[0..15]"] + \
             ([f"table={table}"] if table is not None else []) + \
             ([f"exec(move:{_MOVE_NAME[mark]}->NXM_NX_CT_MARK[])"] if mark else [])
+        return f"ct({','.join(parts)})"
+    if kind == "ct_nat":
+        _, zone, table, commit, snat = action
+        parts = (["commit"] if commit else []) + [f"zone={zone}", f"nat(src={snat})" if snat else "nat"] + \
+            ([f"table={table}"] if table is not None else [])
         return f"ct({','.join(parts)})"
     if kind == "conjunction":
         return f"conjunction({action[1]},{action[2]}/{action[3]})"

@@ -59,11 +59,13 @@ CLASSIFY, PORT_SECURITY, INGRESS_ACL, SERVICES, L2_LOOKUP, L3_ROUTING, EGRESS_AC
 # After conntrack (a vport's ACL chain), the ACLs' rules (reached by resubmit only), the verdict.
 INGRESS_ACL_CT, INGRESS_ACL_RULES, INGRESS_ACL_VERDICT = 21, 22, 23
 EGRESS_ACL_CT, EGRESS_ACL_RULES, EGRESS_ACL_VERDICT = 51, 52, 53
+EXTERNAL_IN = 35  # what arrives on an uplink to an external network (openflow/external.py)
+EXTERNAL_NAT = 36  # after conntrack undid the port address translation of a reply
 IRB_OUT, TUNNEL_OUT = 70, 75
 
 TABLES = (
     Table(CLASSIFY, "classify", frozenset({"in_port", "vlan_vid", "tunnel_id"}),
-          frozenset({PORT_SECURITY, SERVICES, L2_LOOKUP, L3_ROUTING}),
+          frozenset({PORT_SECURITY, SERVICES, L2_LOOKUP, L3_ROUTING, EXTERNAL_IN}),
           "which vport (port, or trunk port + VLAN) or tunnel (VNI) a packet came from -> registers"),
     Table(PORT_SECURITY, "port_security", frozenset({"reg6"} | _L2 | _IP), frozenset({INGRESS_ACL}),
           "a VM may only send from its own MAC and IPs (and DHCP discovery); everything else drops"),
@@ -80,6 +82,13 @@ TABLES = (
           "bare-metal gateway VRS, the same for what hardware VTEPs send over the tunnel"),
     Table(L2_LOOKUP, "l2_lookup", frozenset(_REGS | _L2), frozenset({L3_ROUTING, EGRESS_ACL, TUNNEL_OUT}),
           "destination MAC in the subnet: local vport, remote VTEP, gateway (route), or flood group"),
+    Table(EXTERNAL_IN, "external_in", frozenset({"in_port"} | _L2 | _IP), frozenset({L3_ROUTING, EXTERNAL_NAT}),
+          "from an external network's uplink: ARP for floating IPs and the hypervisor's address answered, traffic to "
+          "a floating IP translated to its VM's address and routed in the VM's domain, traffic to the hypervisor's "
+          "address into conntrack (the translation zone) to undo port address translation"),
+    Table(EXTERNAL_NAT, "external_nat", frozenset(_CT | _IP | {"eth_type"}), frozenset({L3_ROUTING}),
+          "replies of translated connections, back at the inside address: routed in the domain that address is in; "
+          "anything else (new connections from outside) drops"),
     Table(L3_ROUTING, "l3_routing", frozenset(_REGS | _L2 | _IP), frozenset({EGRESS_ACL, IRB_OUT, TUNNEL_OUT}),
           "longest prefix match in the domain: local host, remote VTEP over the L3 VNI (symmetric IRB)"),
     Table(EGRESS_ACL, "egress_acl", frozenset(_REGS | _L2 | _IP | {"in_port"}), frozenset({EGRESS, EGRESS_ACL_CT}),
@@ -114,11 +123,12 @@ def check_flow(flow) -> None:
     if extra:
         raise PipelineError(f"{flow}: table {table.name} may not match {sorted(extra)}")
     for action in flow.actions:
-        if action[0] in ("goto", "resubmit", "ct") and (action[0] != "ct" or action[2] is not None):
-            target = action[1] if action[0] != "ct" else action[2]
+        conntrack = action[0] in ("ct", "ct_nat")
+        if action[0] in ("goto", "resubmit") or (conntrack and action[2] is not None):
+            target = action[2] if conntrack else action[1]
             if target not in table.next:
                 raise PipelineError(f"{flow}: table {table.name} may not continue to table {target}")
-            if action[0] in ("goto", "ct") and target <= flow.table:
+            if (action[0] == "goto" or conntrack) and target <= flow.table:
                 raise PipelineError(f"{flow}: goto must move forward")
     if any(a[0] == "goto" for a in flow.actions[:-1]):
         raise PipelineError(f"{flow}: goto must be the last action")

@@ -170,7 +170,7 @@ class _Walker:
             return
         self.trace.steps.append(Step(depth, table, best.priority, (best.owner.kind, best.owner.id),
                                      _render_match(best), render_actions(best.actions), best.cookie))
-        if not any(a[0] in ("output", "goto", "resubmit", "group", "ct") for a in best.actions) and \
+        if not any(a[0] in ("output", "goto", "resubmit", "group", "ct", "ct_nat") for a in best.actions) and \
                 best.table not in RESUBMIT_ONLY:
             self._exit("drop", packet, reason=_drop_reason(best))
             return
@@ -219,7 +219,7 @@ class _Walker:
                 self.lookup(action[1], packet, depth + 1)  # as in OVS, changes made there persist
             elif kind == "group":
                 self._group(action[1], packet, depth)
-            elif kind == "ct":
+            elif kind in ("ct", "ct_nat"):  # ct_nat: traced as a new connection, addresses as they are
                 packet.setdefault("ct_state", CT_NEW)
                 packet.setdefault("ct_mark", 0)
                 if action[2] is not None:  # recirculation: the rest of this action list is not traced

@@ -22,7 +22,7 @@ from typing import Callable
 
 from controller import __version__, fields, logs
 from controller.metrics import Metrics
-from controller import security
+from controller import extnet, security
 from controller.model import KINDS, PolicyError
 from controller.service import NotActive, NotFound
 
@@ -36,9 +36,11 @@ MAX_QUERY_INT = 2**63 - 1  # the store's sequence numbers are SQLite INTEGERs
 SEQ_SCHEMA = {"type": "integer", "minimum": 0, "maximum": MAX_QUERY_INT}
 BOOL_SCHEMA = {"type": "string", "enum": ["true", "false", "1", "0"]}
 COLLECTIONS = {"tenant": "tenants", "domain": "domains", "subnet": "subnets", "vport": "vports", "acl": "acls",
-               "policy_group": "policy-groups", "vtep_binding": "vtep-bindings"}
+               "policy_group": "policy-groups", "external_network": "external-networks",
+               "floating_ip": "floating-ips", "vtep_binding": "vtep-bindings"}
 FILTERS = {"domain": ("tenant_id",), "subnet": ("tenant_id", "domain_id"), "vport": ("subnet_id",),
-           "acl": ("tenant_id",), "policy_group": ("tenant_id",), "vtep_binding": ("subnet_id", "switch")}
+           "acl": ("tenant_id",), "policy_group": ("tenant_id",), "vtep_binding": ("subnet_id", "switch"),
+           "floating_ip": ("tenant_id", "external_network_id", "vport_id")}
 STATUS_FOR_CODE = {"conflict": 409, "has_dependents": 409, "exhausted": 409, "source_conflict": 409}
 APPLY_FLAGS = ("prune", "dry_run", "adopt")
 
@@ -279,6 +281,9 @@ class Api:
             out.update(self.state.vport_status(obj["id"]))
         if kind == "acl":  # where it applies (controller/security.py)
             out["applied"] = security.applied(self.state.policy, obj, self.state.locations)
+        if kind == "floating_ip":  # where it is active (controller/extnet.py)
+            out.update(extnet.floating_status(self.state.policy, obj, self.state.locations,
+                                                      self.state.vrs))
         return out
 
     # ------------------------------------------------------------------ other routes

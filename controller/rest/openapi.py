@@ -64,6 +64,13 @@ def _kind_schemas(kind):
                                              "mac_mismatch: {policy, hypervisor} MACs"}
         out["properties"]["location"] = {"type": "object", "nullable": True,
                                          "description": "where the port is attached, when it is"}
+    if kind == "floating_ip":
+        out["properties"]["state"] = {"type": "string", "enum": ["free", "attached_unbound", "no_uplink", "active"],
+                                      "description": "active: its vport is bound and its VRS, which has an uplink "
+                                      "to the floating IP's network, translates for it (no_uplink: bound on "
+                                      "bound_on, whose VRS has none)"}
+        out["properties"]["active_on"] = {"type": "object", "nullable": True,
+                                          "description": "{chassis, dpid} of the VRS that answers for it"}
     return {
         kind: out,
         kind + "_create": _object_schema(specs, True, partial=False),

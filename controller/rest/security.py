@@ -12,34 +12,17 @@ Switches that do not answer are listed in ``unanswered``; their counts are missi
 from __future__ import annotations
 
 from controller.rest.api import Response, Route
+from controller.rest.flowstats import owner_counts
 from controller.service import NotFound
 from openflow import acl
-from openflow.flows import Owner, make_cookie
-
-OWNER_MASK = 0xFFFFFFFF00000000  # mark, owner kind and owner hint: every flow of one owner (and rare others)
+from openflow.flows import Owner
 
 
 def routes(state, programmer, reconcilers) -> list[Route]:
     """``reconcilers()`` returns {datapath id: SwitchReconciler} of the connected switches."""
 
-    def holders(owner):
-        """(datapath id, reconciler) of every connected switch that should hold the owner's flows."""
-        recs = reconcilers()
-        for session, desired in sorted(programmer.desired.items()):
-            sw = programmer.view.switches.get(session)
-            if owner in desired.flows and sw is not None and sw.datapath_id in recs:
-                yield sw.datapath_id, recs[sw.datapath_id]
-
     def counts(owner):
-        total, unanswered = {}, []
-        for dpid, rec in holders(owner):
-            got = rec.flow_stats(make_cookie(owner, 0), OWNER_MASK)
-            if got is None:
-                unanswered.append(f"{dpid:016x}")
-                continue
-            for cookie, packets in got.items():
-                total[cookie] = total.get(cookie, 0) + packets
-        return total, unanswered
+        return owner_counts(programmer, reconcilers, owner)
 
     def acl_stats(req, id):
         obj = state.policy.get("acl", id)

@@ -150,6 +150,10 @@ class Lab:
         self.record.add_process(child.pid, child.started)
         return child
 
+    def add_namespace(self, suffix: str) -> str:
+        """A bare namespace of this lab (``<prefix>-<suffix>``), removed with it: an outside host, a segment."""
+        return self._new_namespace(suffix)
+
     def _new_namespace(self, suffix: str) -> str:
         ns = f"{self.prefix}-{suffix}"
         self.record.add_namespace(ns)  # recorded first, so a half-made namespace is cleaned too

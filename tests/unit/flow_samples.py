@@ -13,6 +13,8 @@ SUBNET = Owner("subnet", "subnet-web")
 DOMAIN = Owner("domain", "domain-prod")
 SWITCH = Owner("switch", "hv1")
 ACL, ACL_PORT = Owner("acl", "acl-db"), Owner("acl_port", "vm-1")
+UPLINK, FIP, PAT = Owner("uplink", "hv1|net-public"), Owner("fip", "fip-1"), Owner("pat", "hv1|net-public")
+UPLINK_PORT = 6
 MAC, GW_MAC, REMOTE_MAC = "02:00:00:00:00:01", "02:aa:00:00:00:01", "02:00:00:00:00:09"
 VNI, L3_VNI, VM_PORT, ESXI_PORT, TUNNEL_PORT = 5001, 7001, 3, 4, 1
 FLOOD_GROUP = VNI << 1  # as compiler.group_ids numbers them
@@ -85,6 +87,22 @@ FLOWS = (
                                                              ("goto", p.EGRESS_ACL_VERDICT)], SWITCH),
     flow(p.EGRESS_ACL_RULES, 49999, {"reg3": 7, "reg2": (0, 0xC0000000), "eth_type": 0x800, "ip_proto": 1,
                                      "icmpv4_type": 3, "icmpv4_code": 1}, [("set", "reg2", 0xC0000124)], ACL),
+    # external networks (openflow/external.py): an uplink on VLAN 30, a floating IP, port address translation
+    flow(p.CLASSIFY, 100, {"in_port": UPLINK_PORT, "vlan_vid": 30 | OFPVID_PRESENT},
+         [("pop_vlan",), ("goto", p.EXTERNAL_IN)], UPLINK),
+    flow(p.EXTERNAL_IN, 100, {"in_port": UPLINK_PORT, "eth_type": 0x800, "ipv4_dst": "203.0.113.10"},
+         [("set", "ipv4_dst", "10.0.1.5"), ("set", "reg4", L3_VNI), ("goto", p.L3_ROUTING)], FIP),
+    flow(p.L3_ROUTING, 50, {"reg4": L3_VNI, "eth_type": 0x800, "ipv4_src": "10.0.1.5"},
+         [("set", "ipv4_src", "203.0.113.10"), ("set", "eth_src", "02:cf:cb:00:71:0a"),
+          ("set", "eth_dst", "02:00:00:ee:00:01"), ("dec_ttl",), ("push_vlan",),
+          ("set", "vlan_vid", 30 | OFPVID_PRESENT), ("output", UPLINK_PORT)], FIP),
+    flow(p.EXTERNAL_IN, 90, {"in_port": UPLINK_PORT, "eth_type": 0x800, "ipv4_dst": "203.0.113.2"},
+         [("ct_nat", 0xFF01, p.EXTERNAL_NAT, False, None)], PAT),
+    flow(p.EXTERNAL_NAT, 100, {"ct_state": (0x22, 0x22), "eth_type": 0x800, "ipv4_dst": ("10.0.1.0", "255.255.255.0")},
+         [("set", "reg4", L3_VNI), ("goto", p.L3_ROUTING)], PAT),
+    flow(p.L3_ROUTING, 40, {"reg4": L3_VNI, "eth_type": 0x800},
+         [("ct_nat", 0xFF01, None, True, "203.0.113.2"), ("set", "eth_src", "02:ce:cb:00:71:02"),
+          ("set", "eth_dst", "02:00:00:ee:00:01"), ("dec_ttl",), ("output", UPLINK_PORT)], PAT),
 )
 
 GROUPS = (

@@ -11,7 +11,9 @@ Events: policy create/update/delete (subnets routed and L2-only, domains and the
 every flavour, hardware VTEP bindings, DHCP and gateway chassis) applied as documents with their commit's change
 list; ports appearing, leaving and moving across KVM, Hyper-V and ESXi hypervisors (vNIC keys and static trunk
 bindings, MAC mismatches); VRS connecting, disconnecting, changing tunnel port or VTEP IP; a hardware VTEP
-connecting, leaving and learning MACs; EVPN routes (types 2, 3, 5) arriving and withdrawn. Seeded: a failure
+connecting, leaving and learning MACs; EVPN routes (types 2, 3, 5) arriving and withdrawn; an external network
+(its gateway MAC and uplinks, from policy and from OVSDB), floating IPs attached, moved and freed, domains
+translated to the underlay or not (controller/extnet.py, docs/external.md). Seeded: a failure
 names its seed and step. ``CANOPY_ORACLE_SEEDS`` / ``CANOPY_ORACLE_STEPS`` make longer runs.
 """
 
@@ -45,6 +47,9 @@ SUBNETS = {  # name -> (domain or None for L2-only, cidr)
 VPORTS = {"k1": "kvm", "k2": "kvm", "k3": "kvm", "k4": "kvm", "h1": "hyperv", "h2": "hyperv", "e1": "esxi",
           "e2": "esxi", "s1": "static", "b1": "baremetal", "b2": "baremetal"}
 VTEP_IPS = ("10.99.0.1", "10.99.0.2")
+FIPS = ("f1", "f2", "f3")  # floating IPs of the external network "public"
+EXT_UPLINKS = {"hv1": ("uplink", None, "203.0.113.11"), "hv2": ("uplink", 100, "203.0.113.12")}  # from policy
+EXT_OVSDB = "hv4"  # says its uplink in OVSDB (external_ids of port eth-ext)
 
 
 def mac_of(name: str, variant: int = 0) -> str:
@@ -68,12 +73,16 @@ class World:
         self.ofports: dict[str, int] = {}
         self.wrong_mac: set[str] = set()  # the hypervisor reports another MAC for these
         self.tor = None  # None: not connected; else its learned MACs
+        # external network: policy uplinks listed, gateway MAC known, hosts showing their uplink port,
+        # floating IP -> vport name (None: free), domains translated to the underlay
+        self.ext = {"uplinks": set(EXT_UPLINKS), "gateway_mac": True, "ports": set(), "fips": {}, "nat": set()}
         self.state = State(pol.Policy(), default_flavour="kvm")
         self.prog = Programmer(self.state)
 
     # ------------------------------------------------------------------ policy as a document
     def document(self) -> dict:
-        domains = {name: {"name": name, "static_routes": copy.deepcopy(d["static"]), "subnets": []}
+        domains = {name: {"name": name, "static_routes": copy.deepcopy(d["static"]), "subnets": [],
+                          **({"external_network": "public", "underlay_nat": True} if name in self.ext["nat"] else {})}
                    for name, d in self.domains.items()}
         l2 = []
         for name, s in sorted(self.subnets.items()):
@@ -90,8 +99,28 @@ class World:
             (domains[dom]["subnets"] if dom else l2).append(body)
         bindings = [{"switch": "tor1", "port": port, "vlan": vlan, "subnet": f"acme/{sub}"}
                     for port, vlan, sub in sorted(self.bindings) if sub in self.subnets]
-        return {"source": "oracle", "tenants": [{"name": "acme", "domains": list(domains.values()), "subnets": l2}],
-                "vtep_bindings": bindings}
+        return {"source": "oracle", "tenants": [{"name": "acme", "domains": list(domains.values()), "subnets": l2,
+                                                 "floating_ips": self.floating_ips()}],
+                "vtep_bindings": bindings, "external_networks": [self.external_network()]}
+
+    def external_network(self) -> dict:
+        ups = [{"chassis": h, "port": port, "ip": ip, **({"vlan": vlan} if vlan else {})}
+               for h, (port, vlan, ip) in sorted(EXT_UPLINKS.items()) if h in self.ext["uplinks"]]
+        return {"name": "public", "cidr": "203.0.113.0/24", "gateway": "203.0.113.1", "uplinks": ups,
+                **({"gateway_mac": "02:ee:ee:00:00:01"} if self.ext["gateway_mac"] else {})}
+
+    def floating_ips(self) -> list:
+        """Attached only to vports that may hold one (routed, not bare metal); else free."""
+        out = []
+        for n, name in enumerate(FIPS):
+            if name not in self.ext["fips"]:
+                continue
+            vport = self.ext["fips"][name]
+            v = self.vports.get(vport)
+            ok = v is not None and SUBNETS[v["subnet"]][0] is not None and v["subnet"] in self.subnets
+            out.append({"name": name, "external_network": "public", "address": f"203.0.113.{50 + n}",
+                        **({"vport": f"{v['subnet']}/{vport}"} if ok else {})})
+        return out
 
     def vport_body(self, name, v, net):
         flavour = VPORTS[name]
@@ -129,6 +158,10 @@ class World:
                 trunk.append((f"canopy-vnic-{200 + self.ofports[name]}", f"vnic-{name}"))
         if flavour == "esxi" and (trunk or "s1" in self.placed):
             ports.append(PortInfo("trunk0", 5, None, tuple(sorted(trunk))))
+        if host in self.ext["ports"]:  # the uplink to the external network
+            ports.append(PortInfo("eth-ext", 3, None, (("canopy-external-network", "public"),
+                                                       ("canopy-external-ip", "203.0.113.14")))
+                         if host == EXT_OVSDB else PortInfo("uplink", 4, None, ()))
         return VrsSnapshot(f"ovsdb:{host}", "peer", host, host, flavour, h["vtep"], "br-int", True,
                            0x100 + int(host[2:]), "3.1.0", tuple(ports))
 
@@ -160,7 +193,7 @@ class World:
     def step(self):
         rng = self.rng
         event = rng.choice(["vport", "vport", "vport", "place", "place", "place", "subnet", "domain", "binding",
-                            "vrs", "tor", "evpn", "mismatch"])
+                            "vrs", "tor", "evpn", "mismatch", "external", "external"])
         getattr(self, "ev_" + event)()
 
     def ev_vport(self):
@@ -187,6 +220,32 @@ class World:
             old = None
         for host in {old, gone, self.placed.get(name)} - {None}:
             self.push(host)
+
+    def ev_external(self):
+        """A floating IP attached, moved or freed; a domain translated or not; the network's gateway MAC or an
+        uplink (in policy, or the port on the hypervisor) come or go."""
+        rng, ext = self.rng, self.ext
+        what = rng.choice(["fip", "fip", "fip", "nat", "gateway", "uplink", "port"])
+        if what == "fip":
+            name = rng.choice(FIPS)
+            held = {v for f, v in ext["fips"].items() if f != name}
+            free = sorted(n for n in VPORTS if VPORTS[n] != "baremetal" and n not in held)
+            if name in ext["fips"] and rng.random() < 0.2:
+                del ext["fips"][name]
+            else:
+                ext["fips"][name] = rng.choice(free + [None])
+        elif what == "nat":
+            ext["nat"] ^= {rng.choice(sorted(self.domains))}
+        elif what == "gateway":
+            ext["gateway_mac"] = not ext["gateway_mac"]
+        elif what == "uplink":
+            ext["uplinks"] ^= {rng.choice(sorted(EXT_UPLINKS))}
+        else:
+            host = rng.choice(sorted(EXT_UPLINKS) + [EXT_OVSDB])
+            ext["ports"] ^= {host}
+            self.push(host)
+            return
+        self.commit()
 
     def ev_mismatch(self):
         name = self.rng.choice(["k1", "k2", "h1"])
@@ -301,6 +360,7 @@ def check(world: World, where: str):
                 raise AssertionError(f"{where}: {session}: {name} of {sorted(wrong, key=str)} differ")
     assert prog.view.fib == view.fib, where
     assert prog.view.bm_gateways == view.bm_gateways, where
+    assert prog.view.external == view.external, where
 
 
 @pytest.mark.parametrize("seed", range(SEEDS))
@@ -328,4 +388,4 @@ def test_the_events_reach_every_kind_of_owner():
             world.step()
             world.prog.refresh()
             kinds |= {o.kind for d in world.prog.desired.values() for o in d.flows}
-    assert kinds >= {"switch", "subnet", "domain", "vport", "vtep_mac", "evpn"}
+    assert kinds >= {"switch", "subnet", "domain", "vport", "vtep_mac", "evpn", "uplink", "fip", "pat"}

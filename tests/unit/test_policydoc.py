@@ -51,7 +51,7 @@ def test_plan_creates_everything_with_references_resolved():
     result = plan(pol.Policy(), DOC)
     p = result.policy
     assert p.counts() == {"tenant": 1, "domain": 1, "subnet": 2, "vport": 2, "acl": 1, "policy_group": 0,
-                          "vtep_binding": 1}
+                          "external_network": 0, "floating_ip": 0, "vtep_binding": 1}
     vm1 = p.find("vport", "acme/web/vm1")
     assert vm1["acls"] == [p.find("acl", "acme/web-in")["id"]]
     assert vm1["ips"] == ["10.0.1.2"] and p.find("vport", "acme/web/vm2")["ips"] == ["10.0.1.3"]

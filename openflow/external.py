@@ -1,0 +1,195 @@
+"""External networks on the VRS: floating IPs (one-to-one translation) and port address translation.
+
+What is compiled here:
+
+- (derived in controller/extnet.py ``external_view``) where each floating IP is active;
+- owner ``uplink`` (id ``<session>|<network id>``): on a switch with an uplink to an external network that has
+  an active floating IP or translates there, the classifier of the uplink port (VLAN popped) into ``external_in``;
+- owner ``fip`` (id: the floating IP's id), only on the VRS where its vport is bound: the ARP answer for the
+  floating IP on the uplink (MAC ``02:cf`` + the address), inbound IP to it rewritten to the VM's address and
+  routed in the domain (so egress security policies see the inside address), and the VM's outbound IP to
+  destinations the domain has no route for (and outside its subnets) rewritten to the floating IP and sent to
+  the external gateway;
+- owner ``pat`` (id ``<session>|<network id>``): port address translation of the domains with ``underlay_nat``
+  that the switch serves, behind its own address on the network (conntrack NAT in zone ``PAT_ZONE``).
+
+The translation is stateless (OpenFlow ``set_field`` on the IPv4 addresses; OVS fixes the checksums): a 1:1
+mapping needs no connection state. Port address translation needs it: one zone, ``PAT_ZONE`` (in the range
+docs/pipeline.md leaves to other stages), shared by the translated domains of a switch, whose subnets policy
+keeps from overlapping (controller/extnet.py); ``ct_mark`` is never written.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from controller.extnet import FloatingInfo, PatInfo
+from openflow import pipeline as p
+from openflow.flows import OFPVID_PRESENT, Owner, flow
+
+OWNER_KINDS = ("uplink", "fip", "pat")
+ETH_IP, ETH_ARP = 0x0800, 0x0806
+OUTBOUND = 50  # in l3_routing: below every route of the domain (100 + prefix length)
+HOST_ROUTE = 132  # in l3_routing: a floating IP as a host route of its domain (100 + 32)
+TRANSLATED = 40  # in l3_routing: below a floating IP's outbound flows (a VM with one leaves with it)
+PAT_ZONE = 0xFF01  # the conntrack zone of port address translation (docs/pipeline.md: 0xFF00-0xFFFF are ours)
+CT_ESTABLISHED, CT_RELATED = (0x22, 0x22), (0x24, 0x24)  # +trk+est, +trk+rel
+
+
+# ------------------------------------------------------------------------------------------ owners
+
+def present(view, session, owner) -> bool:
+    ext = view.external
+    if owner.kind == "pat":
+        return tuple(owner.id.split("|", 1)) in ext.pat and owner.id.startswith(session + "|")
+    if owner.kind == "fip":
+        info = ext.floating.get(owner.id)
+        return info is not None and info.session == session
+    sess, _, net_id = owner.id.partition("|")
+    return sess == session and any(n == net_id for n, _, _ in ext.uplinks_on(session))
+
+
+def owners_on(view, session) -> set[Owner]:
+    ext = view.external
+    return {Owner("fip", f.id) for f in ext.by_session.get(session, ())} | \
+        {Owner("uplink", f"{session}|{n}") for n, _, _ in ext.uplinks_on(session)} | \
+        {Owner("pat", f"{sess}|{n}") for sess, n in ext.pat if sess == session}
+
+
+def affected_views(a, b) -> set[Owner]:
+    """Owners whose inputs differ between two ExternalViews (controller/extnet.py)."""
+    owners = {Owner("fip", fid) for fid in set(a.floating) | set(b.floating)
+              if a.floating.get(fid) != b.floating.get(fid)}
+    for session in set(a.by_session) | set(b.by_session) | {sess for sess, _ in a.pat.keys() | b.pat.keys()}:
+        ups_a, ups_b = a.uplinks_on(session), b.uplinks_on(session)
+        owners |= {Owner("uplink", f"{session}|{n}") for n, _, _ in ups_a ^ ups_b}
+    owners |= {Owner("pat", f"{sess}|{n}") for sess, n in set(a.pat) | set(b.pat) if a.pat.get((sess, n)) !=
+               b.pat.get((sess, n))}
+    return owners
+
+
+def reached(old, new) -> dict[Owner, set[str]]:
+    """Owners whose inputs differ between two ExternalViews, and the switches they are or were on."""
+    out = {}
+    for owner in affected_views(old, new):
+        if owner.kind == "fip":
+            out[owner] = {f.session for f in (old.floating.get(owner.id), new.floating.get(owner.id)) if f}
+        else:
+            out[owner] = {owner.id.split("|", 1)[0]}
+    return out
+
+
+# ---------------------------------------------------------------------------------------- compilers
+
+def _to_uplink(vlan, ofport):
+    tag = [("push_vlan",), ("set", "vlan_vid", vlan | OFPVID_PRESENT)] if vlan else []
+    return tag + [("output", ofport)]
+
+
+def _uplink(view, sw, owner):
+    _, _, net_id = owner.id.partition("|")
+    flows = []
+    for n, ofport, vlan in sorted(view.external.uplinks_on(sw.session), key=str):
+        if n != net_id:
+            continue
+        match = {"in_port": ofport, **({"vlan_vid": vlan | OFPVID_PRESENT} if vlan else {})}
+        flows.append(flow(p.CLASSIFY, 100, match, ([("pop_vlan",)] if vlan else []) + [("goto", p.EXTERNAL_IN)],
+                          owner))
+    return flows, ()
+
+
+def _floating(view, sw, owner):
+    f = view.external.floating[owner.id]
+    back = [("push_vlan",), ("set", "vlan_vid", f.vlan | OFPVID_PRESENT)] if f.vlan else []
+    flows = [
+        _arp_answer(f.uplink_ofport, f.address, f.mac, back, owner),
+        # routed to it in the domain (over the L3 VNI from an EVPN peer that learnt its /32, bgp/evpn.py)
+        flow(p.L3_ROUTING, HOST_ROUTE, {"reg4": f.l3_vni, "eth_type": ETH_IP, "ipv4_dst": f.address}, [
+            ("set", "ipv4_dst", f.vm_ip), ("set", "eth_src", f.domain_mac), ("set", "eth_dst", f.vm_mac),
+            ("dec_ttl",), ("set", p.REG_L2, f.l2_vni), ("set", p.REG_OUT, f.vport_key), ("goto", p.EGRESS_ACL)],
+             owner),
+        flow(p.EXTERNAL_IN, 100, {"in_port": f.uplink_ofport, "eth_type": ETH_IP, "ipv4_dst": f.address}, [
+            ("set", "ipv4_dst", f.vm_ip), ("set", p.REG_L3, f.l3_vni), ("goto", p.L3_ROUTING)], owner),
+    ]
+    if f.gateway_mac:
+        flows += [flow(p.L3_ROUTING, OUTBOUND + 1, {"reg4": f.l3_vni, "eth_type": ETH_IP, "ipv4_src": f.vm_ip,
+                                                    "ipv4_dst": _network(cidr)}, [], owner) for cidr in f.inside]
+        flows.append(flow(p.L3_ROUTING, OUTBOUND, {"reg4": f.l3_vni, "eth_type": ETH_IP, "ipv4_src": f.vm_ip}, [
+            ("set", "ipv4_src", f.address), ("set", "eth_src", f.mac), ("set", "eth_dst", f.gateway_mac),
+            ("dec_ttl",), *_to_uplink(f.vlan, f.uplink_ofport)], owner))
+    return flows, ()
+
+
+def _translation(view, sw, owner):
+    """Port address translation behind the hypervisor's address: the domains' outbound IP committed in the
+    translation zone with nat(src=address), replies to the address un-translated and routed in the domain their
+    inside address is in, ARP for the address answered. Nothing comes in that did not go out first."""
+    t: PatInfo = view.external.pat[tuple(owner.id.split("|", 1))]
+    back = [("push_vlan",), ("set", "vlan_vid", t.vlan | OFPVID_PRESENT)] if t.vlan else []
+    flows = [
+        _arp_answer(t.uplink_ofport, t.address, t.mac, back, owner),
+        flow(p.EXTERNAL_IN, 90, {"in_port": t.uplink_ofport, "eth_type": ETH_IP, "ipv4_dst": t.address},
+             [("ct_nat", PAT_ZONE, p.EXTERNAL_NAT, False, None)], owner),
+    ]
+    for vni, cidrs in t.domains:
+        for cidr in cidrs:
+            for state in (CT_ESTABLISHED, CT_RELATED):
+                flows.append(flow(p.EXTERNAL_NAT, 100, {"ct_state": state, "eth_type": ETH_IP,
+                                                        "ipv4_dst": _network(cidr)},
+                                  [("set", p.REG_L3, vni), ("goto", p.L3_ROUTING)], owner))
+            flows.append(flow(p.L3_ROUTING, TRANSLATED + 1, {"reg4": vni, "eth_type": ETH_IP,
+                                                             "ipv4_dst": _network(cidr)}, [], owner))
+        flows.append(flow(p.L3_ROUTING, TRANSLATED, {"reg4": vni, "eth_type": ETH_IP}, [
+            ("ct_nat", PAT_ZONE, None, True, t.address), ("set", "eth_src", t.mac),
+            ("set", "eth_dst", t.gateway_mac), ("dec_ttl",), *_to_uplink(t.vlan, t.uplink_ofport)], owner))
+    return flows, ()
+
+
+def _arp_answer(ofport, address, mac, back, owner):
+    return flow(p.EXTERNAL_IN, 100, {"in_port": ofport, "eth_type": ETH_ARP, "arp_op": 1, "arp_tpa": address}, [
+        ("move", "eth_src", "eth_dst"), ("set", "eth_src", mac), ("set", "arp_op", 2),
+        ("move", "arp_sha", "arp_tha"), ("move", "arp_spa", "arp_tpa"), ("set", "arp_sha", mac),
+        ("set", "arp_spa", address), *back, ("output", "in_port")], owner)
+
+
+def _network(cidr):
+    net = ipaddress.IPv4Network(cidr)
+    return str(net.network_address), str(net.netmask)
+
+
+COMPILERS = {"uplink": _uplink, "fip": _floating, "pat": _translation}
+
+
+def garp_frame(info: FloatingInfo) -> bytes:
+    """A gratuitous ARP (request, sender = target = the floating IP) from its MAC: the external network's
+    switches and gateway learn where it is now."""
+    mac = bytes.fromhex(info.mac.replace(":", ""))
+    ip = ipaddress.IPv4Address(info.address).packed
+    arp = (b"\x00\x01\x08\x00\x06\x04\x00\x01" + mac + ip + b"\x00" * 6 + ip)
+    return b"\xff" * 6 + mac + b"\x08\x06" + arp + b"\x00" * 18
+
+
+def garp_actions(info: FloatingInfo) -> list:
+    return _to_uplink(info.vlan, info.uplink_ofport)
+
+
+class Announcer:
+    """Which floating IPs were announced where: a floating IP that becomes active on a VRS (attached, moved to
+    another vport, or its VM migrated) is announced there once by gratuitous ARP."""
+
+    def __init__(self):
+        self.announced: dict[str, tuple] = {}  # floating IP id -> (session, uplink ofport, vlan) announced
+
+    def due(self, view) -> list[FloatingInfo]:
+        """The floating IPs to announce now; forgets the ones no longer active."""
+        active = view.external.floating
+        out = [f for fid, f in sorted(active.items()) if self.announced.get(fid) != _where(f)]
+        self.announced = {fid: self.announced[fid] for fid in active if fid in self.announced}
+        return out
+
+    def sent(self, info: FloatingInfo) -> None:
+        self.announced[info.id] = _where(info)
+
+
+def _where(info: FloatingInfo) -> tuple:
+    return info.session, info.uplink_ofport, info.vlan
