@@ -158,3 +158,18 @@ def lab_router_config(router_ip: str, asn: int, peers: list[str], peer_asn: int)
       afi-safi-name = "l2vpn-evpn"
 """ for peer in peers)
     return f"""[global.config]\n  as = {asn}\n  router-id = "{router_ip}"\n{neighbors}"""
+
+
+def lab_gobgp_and_canopy(lab, gobgp_asn: int, canopy_asn: int, policy: dict):
+    """A Lab with gobgpd on controller host "gobgp" peered with a Canopy on "ctl1" (the policy applied):
+    (controller host, gobgp host, the Canopy controller process)."""
+    ctl, peer = lab.add_controller_host("ctl1"), lab.add_controller_host("gobgp")
+    conf = lab.workdir / "gobgpd.toml"
+    conf.write_text(lab_router_config(peer.ip, gobgp_asn, [ctl.ip], canopy_asn))
+    lab.spawn("gobgpd", ["gobgpd", "-f", str(conf), "--api-hosts", "127.0.0.1:50051"],
+              lab.workdir / "gobgpd.log", ns=peer.ns)
+    canopy = lab.start_controller(ctl, {"bgp": {"asn": canopy_asn, "router_id": ctl.ip, "neighbors": [
+        {"address": peer.ip, "asn": gobgp_asn, "local_address": ctl.ip, "hold_time": 9}]}})
+    reply = canopy.api.post("/v1/apply", {"document": policy, "source": "t"})
+    assert reply.status == 200, reply.text
+    return ctl, peer, canopy

@@ -13,7 +13,7 @@ import shutil
 import pytest
 
 from tests.harness.process import child_running
-from tests.integration.gobgp import lab_router_config
+from tests.integration.gobgp import lab_gobgp_and_canopy
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(not shutil.which("gobgpd"), reason="gobgpd (Debian package gobgpd) not installed")]
@@ -33,14 +33,7 @@ def interop(lab_capable):
     from tests.harness.lab import Lab
 
     with Lab() as lab:
-        ctl, peer = lab.add_controller_host("ctl1"), lab.add_controller_host("gobgp")
-        conf = lab.workdir / "gobgpd.toml"
-        conf.write_text(lab_router_config(peer.ip, GOBGP_ASN, [ctl.ip], CANOPY_ASN))
-        lab.spawn("gobgpd", ["gobgpd", "-f", str(conf), "--api-hosts", "127.0.0.1:50051"],
-                  lab.workdir / "gobgpd.log", ns=peer.ns)
-        canopy = lab.start_controller(ctl, {"bgp": {"asn": CANOPY_ASN, "router_id": ctl.ip, "neighbors": [
-            {"address": peer.ip, "asn": GOBGP_ASN, "local_address": ctl.ip, "hold_time": 9}]}})
-        assert canopy.api.post("/v1/apply", {"document": POLICY, "source": "t"}).status == 200
+        ctl, peer, canopy = lab_gobgp_and_canopy(lab, GOBGP_ASN, CANOPY_ASN, POLICY)
         hv = lab.add_hypervisor("kvm1", "kvm")
         hv.connect(ctl)
         lab.add_vm(hv, "w1", mac="02:00:00:00:01:01", ip="10.0.1.11/24", vnic_id="w1")
