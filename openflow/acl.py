@@ -123,7 +123,7 @@ def compile_port(view, sw, owner):
     return flows, []
 
 
-_COMPILED: dict = {}  # ACL id -> (spec, its flows): the latest version of each ACL only
+_COMPILED: dict = {}  # ACL id -> (spec, its flows, its rules' flows): the latest version of each ACL only
 
 
 def compile_acl(view, sw, owner):
@@ -133,33 +133,43 @@ def compile_acl(view, sw, owner):
 
 def acl_flows(spec, current=None) -> frozenset:
     """An ACL's flows: the same on every switch, so compiled once per version of the ACL and shared. Only the
-    latest version of each ACL is kept; ACLs no longer in ``current`` are forgotten when the cache grows."""
+    latest version of each ACL is kept; ACLs no longer in ``current`` are forgotten when the cache grows. A new
+    version builds only the rules that changed (or moved): a member joining a group named by one rule of an ACL
+    of twenty rebuilds that rule's flows, not the ACL's."""
     cached = _COMPILED.get(spec.id)
     if cached is not None and (cached[0] is spec or cached[0] == spec):
         return cached[1]
-    flows = _build(spec)
-    for f in flows:
-        p.check_flow(f)
+    flows, by_rule = _build(spec, cached[2] if cached is not None else {})
     if current is not None and len(_COMPILED) > 2 * len(current) + 64:
         for gone in [a for a in _COMPILED if a not in current]:
             del _COMPILED[gone]
-    _COMPILED[spec.id] = (spec, flows)
+    _COMPILED[spec.id] = (spec, flows, by_rule)
     return flows
 
 
-def _build(spec) -> frozenset:
+def _build(spec, before: dict) -> tuple[frozenset, dict]:
+    """The ACL's flows, and its rules' flows by (side, rule, rank) for the next version (taken from ``before``
+    where the same rule stands at the same rank)."""
     owner = Owner("acl", spec.id)
-    flows = []
+    by_rule = {}
     for side in SIDES:
-        for rule in spec.rules:
-            if rule.allow and rule.stateful and rule.direction != side.direction:
-                flows += _return_checks(side, spec.tag, rule, owner)
         rank = 0
         for rule in spec.rules:
+            if rule.allow and rule.stateful and rule.direction != side.direction:
+                key = ("return", spec.tag, side.bit, rule)
+                by_rule[key] = before.get(key) or _checked(_return_checks(side, spec.tag, rule, owner))
             if rule.direction == side.direction:
-                flows += _rule_flows(side, spec.tag, rule, RULE_TOP - rank, _conj_id(spec.tag, rank, side), owner)
+                key = ("rule", spec.tag, side.bit, rule, rank)
+                by_rule[key] = before.get(key) or _checked(
+                    _rule_flows(side, spec.tag, rule, RULE_TOP - rank, _conj_id(spec.tag, rank, side), owner))
                 rank += 1
-    return frozenset(flows)
+    return frozenset(f for flows in by_rule.values() for f in flows), by_rule
+
+
+def _checked(flows) -> tuple:
+    for f in flows:
+        p.check_flow(f)
+    return tuple(flows)
 
 
 def rule_flows_by_index(spec) -> dict:
