@@ -188,7 +188,7 @@ def derive_security(policy) -> SecurityView:
     by_group = defaultdict(list)  # policy group id -> ACLs applied to its members
     out = SecurityView()
     for acl in policy.all("acl"):
-        out.acls[acl["id"]] = _spec(policy, acl, members)
+        out.acls[acl["id"]] = _spec(policy, acl, _addresses(members.get))
         for gid in acl.get("policy_groups") or ():
             by_group[gid].append(acl)
     for vport in policy.all("vport"):
@@ -223,6 +223,7 @@ class LiveSecurity:
         self.subnet_domain: dict[str, str | None] = {}
         self.domain_subnets: dict[str, set[str]] = defaultdict(set)
         self.domain_default: dict[str, str | None] = {}
+        self.addresses: dict[str, tuple] = {}  # policy group -> its members' /32s (dropped when they change)
 
     def update(self, policy, vports=(), acls=(), groups=(), subnets=(), domains=()) -> tuple[set, dict]:
         acl_ids, vport_ids = set(), set()
@@ -232,6 +233,7 @@ class LiveSecurity:
         for gid in groups:
             acl_ids |= self.group_users.get(gid, set())
             vport_ids |= self.members.get(gid, set())
+            self.addresses.pop(gid, None)
         for sid in subnets:
             acl_ids |= self.subnet_users.get(sid, set())
             vport_ids |= self._subnet(sid, policy.get("subnet", sid))
@@ -243,6 +245,7 @@ class LiveSecurity:
                 vport_ids.add(vid)
                 for gid in reached:
                     acl_ids |= self.group_users.get(gid, set())
+                    self.addresses.pop(gid, None)
         return self._derive(policy, acl_ids, vport_ids)
 
     def _acl(self, aid, acl) -> set[str]:
@@ -320,10 +323,17 @@ class LiveSecurity:
     def _derive(self, policy, acl_ids, vport_ids) -> tuple[set, dict]:
         sec = self.view
         members = _Lookup(policy, "vport", self.members)
+        addresses = self.addresses
+
+        def group_addresses(gid):
+            found = addresses.get(gid)
+            if found is None:
+                found = addresses[gid] = _addresses(members.get)(gid)
+            return found
         changed = set()
         for aid in acl_ids:
             acl = policy.get("acl", aid)
-            new = _spec(policy, acl, members) if acl is not None else None
+            new = _spec(policy, acl, group_addresses) if acl is not None else None
             if new != sec.acls.get(aid):
                 changed.add(aid)
                 if new is None:
@@ -375,10 +385,15 @@ def _port_policy(policy, vport, by_group) -> PortPolicy | None:
     return None
 
 
-def _spec(policy, acl, members) -> AclSpec:
+def _addresses(members):
+    """gid -> the /32 prefixes of its members' addresses, sorted; ``members(gid, ())``: its vports."""
+    return lambda gid: tuple(sorted({f"{ip}/32" for v in members(gid, ()) for ip in v["ips"] or ()}))
+
+
+def _spec(policy, acl, addresses) -> AclSpec:
     tag = acl_tag(acl)
     order = sorted(enumerate(acl["rules"]), key=lambda ir: (_priority(ir[1]), ir[0]))
-    return AclSpec(acl["id"], tag, tuple(_rule(policy, tag, i, r, members) for i, r in order))
+    return AclSpec(acl["id"], tag, tuple(_rule(policy, tag, i, r, addresses) for i, r in order))
 
 
 def _priority(rule) -> int:
@@ -386,7 +401,7 @@ def _priority(rule) -> int:
     return DEFAULT_PRIORITY if value is None else value
 
 
-def _rule(policy, tag, index, r, members) -> Rule:
+def _rule(policy, tag, index, r, addresses) -> Rule:
     """The rule, resolved. Its mark names what it allows, not where it stands or who is in its remote group:
     moving a rule or a member joining its group keeps the connections it admitted."""
     proto = PROTOCOLS[r["protocol"]]
@@ -395,13 +410,13 @@ def _rule(policy, tag, index, r, members) -> Rule:
     body = (r["direction"], r["action"], r["stateful"], proto, remote, dst, src, r.get("icmp_type"),
             r.get("icmp_code"))
     mark = zlib.crc32(repr((tag, body)).encode()) & MARK_BITS or 1
-    return Rule(index, r["direction"], r["action"] == "allow", r["stateful"], proto, _remotes(policy, r, members),
+    return Rule(index, r["direction"], r["action"] == "allow", r["stateful"], proto, _remotes(policy, r, addresses),
                 dst, src, r.get("icmp_type"), r.get("icmp_code"), mark)
 
 
-def _remotes(policy, r, members):
+def _remotes(policy, r, addresses):
     if r.get("remote_group") is not None:
-        return tuple(sorted({f"{ip}/32" for v in members.get(r["remote_group"], ()) for ip in v["ips"] or ()}))
+        return addresses(r["remote_group"])
     if r.get("remote_subnet") is not None:
         sub = policy.get("subnet", r["remote_subnet"])
         return (sub["cidr"],) if sub and sub["cidr"] else ()

@@ -139,7 +139,7 @@ def acl_flows(spec, current=None) -> frozenset:
     cached = _COMPILED.get(spec.id)
     if cached is not None and (cached[0] is spec or cached[0] == spec):
         return cached[1]
-    flows, by_rule = _build(spec, cached[2] if cached is not None else {})
+    flows, by_rule = _build(spec, *(cached[1:] if cached is not None else (frozenset(), {})))
     if current is not None and len(_COMPILED) > 2 * len(current) + 64:
         for gone in [a for a in _COMPILED if a not in current]:
             del _COMPILED[gone]
@@ -147,23 +147,28 @@ def acl_flows(spec, current=None) -> frozenset:
     return flows
 
 
-def _build(spec, before: dict) -> tuple[frozenset, dict]:
+def _build(spec, flows_before: frozenset, before: dict) -> tuple[frozenset, dict]:
     """The ACL's flows, and its rules' flows by (side, rule, rank) for the next version (taken from ``before``
-    where the same rule stands at the same rank)."""
+    where the same rule stands at the same rank). Keys never share a flow (a rule's priority is its rank; return
+    checks are keyed by the rule's mark), so the new set is the old one less the keys gone plus the keys new."""
     owner = Owner("acl", spec.id)
     by_rule = {}
     for side in SIDES:
         rank = 0
         for rule in spec.rules:
             if rule.allow and rule.stateful and rule.direction != side.direction:
-                key = ("return", spec.tag, side.bit, rule)
+                key = ("return", spec.tag, side.bit, rule.mark)
                 by_rule[key] = before.get(key) or _checked(_return_checks(side, spec.tag, rule, owner))
             if rule.direction == side.direction:
                 key = ("rule", spec.tag, side.bit, rule, rank)
                 by_rule[key] = before.get(key) or _checked(
                     _rule_flows(side, spec.tag, rule, RULE_TOP - rank, _conj_id(spec.tag, rank, side), owner))
                 rank += 1
-    return frozenset(f for flows in by_rule.values() for f in flows), by_rule
+    gone = [flows for key, flows in before.items() if key not in by_rule]
+    new = [flows for key, flows in by_rule.items() if key not in before]
+    if len(gone) + len(new) > len(by_rule) // 2:  # most of it changed: build it whole
+        return frozenset(f for flows in by_rule.values() for f in flows), by_rule
+    return flows_before.difference(*gone).union(*new), by_rule  # set operations on stored hashes: no rehashing
 
 
 def _checked(flows) -> tuple:

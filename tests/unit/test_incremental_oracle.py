@@ -38,6 +38,7 @@ from controller.programmer import Programmer
 from controller.remote import RemoteMac, RemotePrefix, RemoteTable
 from controller.state import State
 from controller.store import Change
+from openflow import acl
 from openflow.compiler import compile_switch
 
 SEEDS = int(os.environ.get("CANOPY_ORACLE_SEEDS", "16"))
@@ -434,6 +435,10 @@ def check(world: World, where: str):
     assert prog.view.bm_gateways == view.bm_gateways, where
     assert prog.view.external == view.external, where
     assert prog.view.security == view.security, where
+    for spec in view.security.acls.values():  # an ACL's flows are cached and patched rule by rule: build them anew
+        fresh, _ = acl._build(spec, frozenset(), {})
+        assert acl.acl_flows(spec) == fresh and {f.cookie for f in acl.acl_flows(spec)} == {f.cookie for f in fresh}, \
+            f"{where}: ACL {spec.id}"
 
 
 @pytest.mark.parametrize("seed", range(SEEDS))
