@@ -367,3 +367,40 @@ def test_a_subnet_named_in_a_rule_is_not_deleted_with_cascade(tmp_path):
     assert status == 409 and "acl 'acme/a'" in reply["error"]["message"]
     assert ctl.call("GET", f"/v1/acls/{a['id']}")[0] == 200
     ctl.close()
+
+
+def test_a_policy_change_recompiles_only_the_acls_and_chains_it_reaches():
+    """Security by delta (controller/security.py LiveSecurity): an ACL's rules changing reaches that ACL on the
+    switches using it; a member leaving a group, the ACLs whose rules name the group; a vport given an ACL, its
+    chain and that ACL on its own switch. Nothing else is recompiled, and the result equals a full compile."""
+    from controller.programmer import Programmer
+
+    state = base_state()
+    p = plan().policy
+    state.policy_committed(p, [])
+    state.vrs_update(snapshot("hv1", "10.251.0.1", [("w1", 11), ("w2", 12)]))
+    state.vrs_update(snapshot("hv2", "10.251.0.2", [("d1", 13)]))
+    prog = Programmer(state)
+    prog.refresh(full=True)
+    reaches = []
+    apply = prog.live.apply
+    prog.live.apply = lambda j, owners=True: reaches.append(apply(j, owners)) or reaches[-1]
+
+    def change(kind, ref, **fields):
+        policy = state.policy.copy()
+        obj = dict(policy.find(kind, ref), **fields)
+        policy.put(kind, obj)
+        state.policy_committed(policy, [])
+        prog.refresh()
+        assert_matches_full(prog)
+        return {s: o for s, o in reaches[-1].owners.items() if o}, obj["id"]
+
+    ops = p.find("acl", "acme/ops")
+    reached, _ = change("acl", "acme/ops", rules=ops["rules"] + [dict(ops["rules"][0], ports="2222")])
+    assert reached == {"hv2": {Owner("acl", ops["id"])}}
+    db_in = p.find("acl", "acme/db-in")["id"]
+    reached, _ = change("vport", "acme/web/w2", policy_groups=[])
+    assert reached == {"hv2": {Owner("acl", db_in)}}  # web's addresses lost w2: db-in, where d1 uses it
+    reached, w1 = change("vport", "acme/web/w1", acls=[ops["id"]])
+    assert reached == {"hv1": {Owner("acl_port", w1), Owner("acl", ops["id"])}}  # not even its own L2 flows
+    assert prog.full_recomputes == 1
