@@ -330,6 +330,7 @@ class LiveSecurity:
             if found is None:
                 found = addresses[gid] = _addresses(members.get)(gid)
             return found
+
         changed = set()
         for aid in acl_ids:
             acl = policy.get("acl", aid)
