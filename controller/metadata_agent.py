@@ -285,7 +285,7 @@ class AgentPort:
         name = self.s.port
         self.vsctl("--may-exist", "add-port", self.s.bridge, name, "--", "set", "Interface", name, "type=internal")
         deadline = time.monotonic() + 10
-        while not Path(f"/sys/class/net/{name}").exists():
+        while subprocess.run(["ip", "link", "show", "dev", name], capture_output=True, timeout=10).returncode:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"interface {name} did not appear after ovs-vsctl add-port")
             time.sleep(0.05)
