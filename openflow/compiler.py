@@ -15,6 +15,8 @@ What each owner contributes on a switch (see openflow/pipeline.py for tables and
   where it is remote (another VRS, a hardware VTEP, or an EVPN VTEP: owner kinds vtep_mac and evpn compile
   alike), an L2 entry and a host route over VXLAN (symmetric IRB); everywhere its subnet is, the ARP
   responder for its IPs.
+Security policy (openflow/acl.py), external networks (openflow/external.py) and the metadata service
+(openflow/metadata.py) compile their own owners.
 
 Route priorities are HOST_ROUTE_BASE + prefix length. derive keeps at most one FIB route per prefix of a
 domain (a local host, connected or resolved static route wins over an EVPN prefix of the same length), so
@@ -183,8 +185,10 @@ def compile_switch(view: View, session: str, shared: Shared | None = None) -> De
         out.flows[owner] = shared.owner_flows(view, sw, owner)
     for owner in acl.owners_on(view, session):  # security policy: openflow/acl.py
         out.flows[owner] = shared.owner_flows(view, sw, owner)
-    for owner in external.owners_on(view, session) | metadata.owners_on(view, session):  # openflow/external.py,
-        out.flows[owner] = shared.owner_flows(view, sw, owner)  # openflow/metadata.py
+    for owner in external.owners_on(view, session):  # external networks: openflow/external.py
+        out.flows[owner] = shared.owner_flows(view, sw, owner)
+    for owner in metadata.owners_on(view, session):  # the metadata service: openflow/metadata.py
+        out.flows[owner] = shared.owner_flows(view, sw, owner)
     reached = set(subnets)
     for did in domains:
         reached.update(view.subnets_of_domain(did))

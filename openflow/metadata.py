@@ -11,7 +11,9 @@ The agent sits on br-int behind an internal port marked ``external_ids:canopy-me
   169.254.169.254:80 from its first address goes out of the agent's port with the source rewritten to
   ``source_address(ofport, vlan)``, a class E address (240.0.0.0/4) that names the VM's port; the agent's
   replies to that address are rewritten back (destination the VM's address, source MAC ``METADATA_MAC``) and
-  delivered to the port; the agent's ARP for that address is answered.
+  delivered to the port through its egress ACLs (a stateful policy sees them as replies of the VM's own
+  connection: the request went through the VM's ACLs, in its zone, before the rewrite); the agent's ARP for that
+  address is answered.
 
 The rewrite is stateless (set_field; OVS fixes the checksums). The agent learns which vport asked from the source
 address alone, which the switch sets from the packet's ingress port (``reg6``), never from what the VM wrote: a
@@ -110,7 +112,7 @@ def _vport(view, sw, owner):
         flow(p.METADATA, 100, {"in_port": agent_port, "eth_type": ETH_IP, "ip_proto": TCP, "ipv4_src": METADATA_IP,
                                "ipv4_dst": source, "tcp_src": METADATA_PORT},
              [("set", "ipv4_dst", ep.ips[0]), ("set", "eth_src", METADATA_MAC), ("set", "eth_dst", ep.mac),
-              ("set", p.REG_OUT, ep.key), ("goto", p.EGRESS)], owner),
+              ("set", p.REG_OUT, ep.key), ("goto", p.EGRESS_ACL)], owner),
         flow(p.METADATA, 100, {"in_port": agent_port, "eth_type": ETH_ARP, "arp_op": 1, "arp_tpa": source},
              arp_reply_actions(METADATA_MAC, source) + [("output", "in_port")], owner),
     ]

@@ -83,7 +83,7 @@ TABLES = (
           "bare-metal gateway VRS, the same for what hardware VTEPs send over the tunnel; IP to the metadata "
           "service's address on to metadata"),
     Table(METADATA, "metadata", frozenset({"in_port", "reg6"} | _L2 | _IP | {"tcp_src", "tcp_dst"}),
-          frozenset({EGRESS}),
+          frozenset({EGRESS_ACL}),
           "a local VM's HTTP request to 169.254.169.254 to the metadata agent's port, its source rewritten to the "
           "address naming the VM's port; the agent's replies rewritten back and delivered to that port; ARP of "
           "the agent answered; anything else drops"),

@@ -2,7 +2,7 @@
 ESXi) behind its own internal port on br-int, and a fake Nova metadata API (its own namespace on the management
 network) that checks the signature and the headers as Nova does. VMs ask http://169.254.169.254/ through their
 gateway or by ARPing for it directly; two VMs of different tenants with the same address on one hypervisor each
-get their own instance; a VM without an instance gets 404; a VM posing as another (its MAC and address) gets
+get their own instance; the VMs' security policies apply both ways; a VM without an instance gets 404; a VM posing as another (its MAC and address) gets
 nothing, with port security or without; when the agent stops, its port is no longer steered to."""
 
 from __future__ import annotations
@@ -24,7 +24,13 @@ VMS = {  # name: (hypervisor, tenant, mac, ip, instance id or None, port securit
     "vm4": ("esx1", "acme", "02:00:00:00:01:04", "10.0.1.14", "44444444-0000-4000-8000-000000000004", True),
     "vm5": ("kvm1", "acme", "02:00:00:00:01:05", "10.0.1.15", None, True),
     "vm6": ("kvm1", "acme", "02:00:00:00:01:06", "10.0.1.16", "66666666-0000-4000-8000-000000000006", False),
+    "vm7": ("hyv1", "acme", "02:00:00:00:01:07", "10.0.1.17", "77777777-0000-4000-8000-000000000007", True),
+    "vm8": ("esx1", "acme", "02:00:00:00:01:08", "10.0.1.18", "88888888-0000-4000-8000-000000000008", True),
+    "vm9": ("kvm1", "acme", "02:00:00:00:01:09", "10.0.1.19", "99999999-0000-4000-8000-000000000009", True),
 }
+# only egress to 169.254.169.254:80 (stateful); everything but that; only that egress, stateless (no replies in)
+ACLS = {"vm7": "only-metadata", "vm8": "no-metadata", "vm9": "stateless-metadata"}
+METADATA_RULE = {"direction": "egress", "protocol": "tcp", "ports": "80", "remote": "169.254.169.254/32"}
 FLAVOURS = {"kvm1": "kvm", "hyv1": "hyperv", "esx1": "esxi"}
 # A VM's HTTP GET: prints the status and the body (or "error: ..." when nothing answers)
 GET = """import sys, urllib.request, urllib.error
@@ -42,10 +48,15 @@ def policy():
     tenants = []
     for tenant in ("acme", "globex"):
         vports = [{"name": n, "mac": mac, "ips": [ip], "binding": {"flavour": FLAVOURS[hv]}, "port_security": ps,
-                   **({"instance_id": iid} if iid else {})}
+                   **({"instance_id": iid} if iid else {}), **({"acls": [ACLS[n]]} if n in ACLS else {})}
                   for n, (hv, t, mac, ip, iid, ps) in VMS.items() if t == tenant]
         tenants.append({"name": tenant, "project_id": PROJECTS[tenant], "domains": [{"name": "prod", "subnets": [
             {"name": "web", "cidr": "10.0.1.0/24", "gateway": "10.0.1.1", "vports": vports}]}]})
+    tenants[0]["acls"] = [
+        {"name": "only-metadata", "default_action": "deny", "rules": [{**METADATA_RULE, "action": "allow"}]},
+        {"name": "no-metadata", "default_action": "allow", "rules": [{**METADATA_RULE, "action": "deny"}]},
+        {"name": "stateless-metadata", "default_action": "deny", "rules": [
+            {**METADATA_RULE, "action": "allow", "stateful": False}]}]
     return {"tenants": tenants}
 
 
@@ -112,7 +123,7 @@ def net(lab_capable):
                        what="every vport bound")
         agents = {name: start_agent(lab, hv, ctl) for name, hv in hosts.items()}
         for name, (hv_name, _, _, _, iid, _) in VMS.items():
-            if iid:
+            if iid and name not in ("vm8", "vm9"):
                 lab.wait_until(lambda: get(vms[name])[0] == "200", timeout=40, interval=0.5,
                                what=f"{name}'s first metadata answer")
         yield lab, canopy, hosts, vms, agents
@@ -137,6 +148,24 @@ def test_same_address_in_two_tenants_on_one_hypervisor_are_two_instances(net):
         doc = json.loads(body)
         assert doc == {"uuid": instance(name), "name": name, "project_id": PROJECTS[VMS[name][1]],
                        "forwarded_for": VMS[name][3]}
+
+
+def test_security_policies_apply_to_metadata_both_ways(net):
+    _, _, _, vms, _ = net
+    # vm7 may only open TCP to 169.254.169.254:80 and takes nothing in: the answers come in as its replies
+    assert get(vms["vm7"]) == ("200", instance("vm7"))
+    assert not vms["vm7"].ping("10.0.1.1")
+    # vm8 may do anything but that
+    assert vms["vm8"].ping("10.0.1.1")
+    assert get(vms["vm8"])[0].startswith("error")
+    # vm9's requests leave and the agent answers, but its policy lets nothing in, the agent's answers included
+    from openflow.metadata import source_address
+
+    vm9 = vms["vm9"]
+    source = source_address(int(vm9.hv.vsctl("get", "Interface", vm9.port, "ofport")), None)
+    assert get(vm9)[0].startswith("error")
+    assert vm9.hv.ovs.flow_packets("br-int", "table=26,tcp,nw_src=10.0.1.19") > 0  # to the agent
+    assert vm9.hv.ovs.flow_packets("br-int", f"table=26,tcp,nw_dst={source}") > 0  # its answers, dropped later
 
 
 def test_a_vm_without_an_instance_gets_404(net):
