@@ -207,10 +207,12 @@ class Agent:
         self.context = context
 
     def handle(self, method: str, path: str, client: str, body: bytes | None) -> tuple[int, dict, bytes]:
-        if method not in RELAYED_METHODS:
-            return 405, {"Content-Type": "text/plain; charset=utf-8"}, b"method not allowed\n"
         try:
-            identity = resolve(self.canopy_get, self.dpid(), client)
+            if method not in RELAYED_METHODS:
+                raise Refused(405, f"method {method} is not relayed")
+            if not path.startswith("/"):
+                raise Refused(400, "the request target must be a path")
+            identity = resolve(self.canopy_get, self._dpid(), client)
             headers = nova_headers(identity, self.secret)
         except Refused as exc:
             log.info("metadata request %s %s from %s refused: %s", method, path[:200], client, exc.reason)
@@ -218,6 +220,12 @@ class Agent:
         log.info("metadata request %s %s from vport %s (instance %s)", method, path[:200], identity.vport_ref,
                  identity.instance_id)
         return self._relay(method, path, body, headers)
+
+    def _dpid(self) -> int:
+        try:
+            return self.dpid()
+        except (OSError, RuntimeError, ValueError) as exc:
+            raise Refused(503, f"the integration bridge's datapath id cannot be read ({exc}): try again") from None
 
     def _relay(self, method, path, body, headers) -> tuple[int, dict, bytes]:
         url = self.settings.nova_metadata_url.rstrip("/") + path

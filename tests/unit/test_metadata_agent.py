@@ -111,6 +111,20 @@ def test_a_vport_without_instance_gets_404_and_nova_is_not_asked(canopy):
     assert status == 404 and b"has no instance_id" in body
 
 
+def test_what_is_not_a_relayable_request_is_answered_by_the_agent(canopy, nova):
+    client = source_address(7, None)
+    assert agent(canopy, nova).handle("PUT", "/latest/meta-data/", client, b"")[0] == 405
+    assert agent(canopy, nova).handle("GET", "http://elsewhere/latest", client, None)[0] == 400
+
+    def broken():
+        raise RuntimeError("ovs-vsctl: database connection failed")
+
+    broken_agent = agent(canopy, nova)
+    broken_agent.dpid = broken
+    status, _, body = broken_agent.handle("GET", "/latest/meta-data/instance-id", client, None)
+    assert status == 503 and b"datapath id" in body
+
+
 def test_a_wrong_secret_is_what_nova_refuses(canopy, nova):
     status, _, _ = agent(canopy, nova, b"not the secret").handle("GET", "/latest/meta-data/instance-id",
                                                                  source_address(7, None), None)
