@@ -103,7 +103,7 @@ def mac(value):
 
 
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-OPENSTACK_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+OPENSTACK_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 OPENSTACK_ID_RE = re.compile(OPENSTACK_ID_PATTERN)
 
 
@@ -118,12 +118,12 @@ def uuid(value):
 
 
 def openstack_id(value):
-    """An OpenStack identifier such as a Keystone project id: 1-64 letters, digits, '-' or '_' (sent as an HTTP
+    """An OpenStack identifier such as a Keystone project id: 1-64 letters, digits, "-", "_" or "." (sent as an HTTP
     header value, so nothing else)."""
     if not isinstance(value, str):
         raise Invalid("must be a string")
     if not OPENSTACK_ID_RE.fullmatch(value):
-        raise Invalid("must be 1-64 characters of letters, digits, '-' or '_'")
+        raise Invalid("must be 1-64 characters of letters, digits, '-', '_' or '.'")
     return value
 
 
