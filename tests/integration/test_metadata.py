@@ -2,8 +2,9 @@
 ESXi) behind its own internal port on br-int, and a fake Nova metadata API (its own namespace on the management
 network) that checks the signature and the headers as Nova does. VMs ask http://169.254.169.254/ through their
 gateway or by ARPing for it directly; two VMs of different tenants with the same address on one hypervisor each
-get their own instance; the VMs' security policies apply both ways; a VM without an instance gets 404; a VM posing as another (its MAC and address) gets
-nothing, with port security or without; when the agent stops, its port is no longer steered to."""
+get their own instance; the VMs' security policies apply both ways; a VM without an instance gets 404; a VM
+posing as another (its MAC and address) gets nothing, with port security or without; when the agent stops, its
+port is no longer steered to."""
 
 from __future__ import annotations
 

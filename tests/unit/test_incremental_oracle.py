@@ -163,7 +163,8 @@ class World:
                                                        ("canopy-external-ip", "203.0.113.14")))
                          if host == EXT_OVSDB else PortInfo("uplink", 4, None, ()))
         if h.get("agent"):
-            ports.append(PortInfo("canopy-md", 6, "02:aa:00:00:00:06", (("canopy-metadata-agent", "true"),), "internal"))
+            ports.append(PortInfo("canopy-md", 6, "02:aa:00:00:00:06", (("canopy-metadata-agent", "true"),),
+                                  "internal"))
         return VrsSnapshot(f"ovsdb:{host}", "peer", host, host, flavour, h["vtep"], "br-int", True,
                            0x100 + int(host[2:]), "3.1.0", tuple(ports))
 

@@ -37,7 +37,8 @@ def canopy(tmp_path):
     ports = (PortInfo("tap-vm1", 7, "02:00:00:00:00:01", (("iface-id", "vm1"),)),
              PortInfo("tap-bare", 8, "02:00:00:00:00:03", (("iface-id", "bare"),)),
              PortInfo("trunk0", 9, None, (("canopy-vnic-101", "esx1"),)))
-    ctl.state.vrs_update(VrsSnapshot("hv1", "p", "hv1", flavour="esxi", datapath_id=DPID, bridge_present=True, ports=ports))
+    ctl.state.vrs_update(VrsSnapshot("hv1", "p", "hv1", flavour="esxi", datapath_id=DPID, bridge_present=True,
+                                     ports=ports))
     yield ctl
     ctl.close()
 
