@@ -111,7 +111,19 @@ class LiveView:
                 self._add_all(reached, session)
             for owner, sessions in ext_owners.items():
                 self._add(owner, sessions)
+            self._metadata()
         return self.r
+
+    def _metadata(self):
+        """A vport endpoint that changed (came, went, moved): its metadata steering where it was and is, on
+        switches with a metadata agent port (openflow/metadata.py; a switch whose agent port changed is compiled
+        whole)."""
+        switches = self.view.switches
+        for eid, pair in self.changed.items():
+            sessions = {ep.session for ep in pair if ep is not None and ep.kind == "vport" and
+                        getattr(switches.get(ep.session), "metadata_port", None)}
+            if sessions:
+                self._add(Owner("metadata", eid), sessions)
 
     # ------------------------------------------------------------------------------------------ external networks
     def _external(self, j) -> dict[Owner, set[str]]:

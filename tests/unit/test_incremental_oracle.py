@@ -183,6 +183,9 @@ class World:
             ports.append(PortInfo("eth-ext", 3, None, (("canopy-external-network", "public"),
                                                        ("canopy-external-ip", "203.0.113.14")))
                          if host == EXT_OVSDB else PortInfo("uplink", 4, None, ()))
+        if h.get("agent"):
+            ports.append(PortInfo("canopy-md", 6, "02:aa:00:00:00:06", (("canopy-metadata-agent", "true"),),
+                                  "internal"))
         return VrsSnapshot(f"ovsdb:{host}", "peer", host, host, flavour, h["vtep"], "br-int", True,
                            0x100 + int(host[2:]), "3.1.0", tuple(ports))
 
@@ -369,6 +372,8 @@ class World:
             h["tunnel"] = rng.choice([98, 99])
         if rng.random() < 0.2:
             h["vtep"] = rng.choice([f"10.251.0.{host[2:]}", f"10.251.1.{host[2:]}"])
+        if rng.random() < 0.3:  # the metadata agent's port (openflow/metadata.py) comes or goes
+            h["agent"] = not h.get("agent")
         self.push(host)
 
     def ev_tor(self):
