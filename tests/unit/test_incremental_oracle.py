@@ -461,9 +461,11 @@ def test_incremental_equals_a_from_scratch_compile_after_every_step(seed):
 
 
 def test_the_events_reach_every_kind_of_owner():
-    """The driver is worth its time: the incremental passes recompile every kind of owner."""
+    """The driver is worth its time: the incremental passes recompile every kind of owner (within a few seeds)."""
+    wanted = {"switch", "subnet", "domain", "vport", "vtep_mac", "evpn", "uplink", "fip", "pat", "acl", "acl_port",
+              "acl_switch", "metadata"}
     kinds = set()
-    for seed in range(3):
+    for seed in range(8):
         world = World(random.Random(seed))
         world.commit()
         world.prog.refresh(full=True)
@@ -471,5 +473,6 @@ def test_the_events_reach_every_kind_of_owner():
             world.step()
             world.prog.refresh()
             kinds |= {o.kind for d in world.prog.desired.values() for o in d.flows}
-    assert kinds >= {"switch", "subnet", "domain", "vport", "vtep_mac", "evpn", "uplink", "fip", "pat", "acl",
-                     "acl_port", "acl_switch"}
+        if kinds >= wanted:
+            break
+    assert kinds >= wanted, wanted - kinds
