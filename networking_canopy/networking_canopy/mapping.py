@@ -196,8 +196,12 @@ def vport_item(port: dict, flavour: str) -> Item:
 
 def desired_items(networks, subnets, ports, routers, groups=(), rules=(), fips=(), gateway_macs=None) -> dict:
     """Every Canopy object Neutron's resources call for: {(kind, name): Item}. ``groups`` and ``rules``: security
-    groups and their rules; ``fips``: floating IPs; ``gateway_macs``: ``[canopy] external_gateway_macs``."""
+    groups and their rules; ``fips``: floating IPs; ``gateway_macs``: ``[canopy] external_gateway_macs``.
+    Resources of a project whose id cannot make a name of ours (Keystone ids are hex; Neutron's noauth makes
+    default security groups for ``fake_project_id``-like ids) are left out: their tenant would not be ours."""
     items = {}
+    networks = [n for n in networks if nameable(n["project_id"]) or external.is_external(n)]
+    routers, groups, fips = ([r for r in rs if nameable(r["project_id"])] for rs in (routers, groups, fips))
     router_of = {p["network_id"]: p["device_id"] for p in ports if p.get("device_owner") in ROUTER_INTERFACE_OWNERS}
     ipv4 = {}
     for s in subnets:
@@ -244,6 +248,10 @@ def desired_items(networks, subnets, ports, routers, groups=(), rules=(), fips=(
 
 def _add(items, item):
     items[item.key] = item
+
+
+def nameable(project_id) -> bool:
+    return isinstance(project_id, str) and neutron_id(name_of(project_id)) is not None
 
 
 # ------------------------------------------------------------------ references: names in items, ids in Canopy

@@ -173,3 +173,11 @@ def test_a_floating_ip_is_detached_before_its_vport_is_remade_and_attached_again
         ("update", "floating_ip", "os-" + FIP["id"], ["vport_id"])]
     gone = everything(ports=[RIF], fips=[])
     assert [m[:2] for m in ops_of(mapping.plan(gone, actual))] == [("delete", "floating_ip"), ("delete", "vport")]
+
+
+def test_resources_of_a_project_whose_id_makes_no_name_of_ours_are_left_out():
+    odd = {**SG, "id": "aaaaaaaa-0000-0000-0000-000000000009", "project_id": "fake_project_id"}
+    items = mapping.desired_items([{**NET, "project_id": "fake_project_id"}], [SUB], [port()], [], [odd], [])
+    assert items == {}
+    shared_ext = {**EXT, "project_id": "fake_project_id"}  # an external network belongs to no tenant
+    assert list(mapping.desired_items([shared_ext], [EXT_SUB], [], [])) == [("external_network", "os-" + EXT["id"])]
