@@ -158,6 +158,9 @@ class Syncer:
 
     def security_groups(self, project_ids):
         """Converge the policy groups and ACLs of these projects' security groups."""
+        project_ids = [p for p in project_ids if mapping.nameable(p)]
+        if not project_ids:
+            return []
         def read(ctx):
             desired = mapping.desired_items(**self._neutron_groups(ctx, project_ids))
             actual, ids = self._canopy_tenant_kinds(project_ids, ("policy_group", "acl"))
@@ -167,6 +170,9 @@ class Syncer:
 
     def floating_ips(self, project_ids):
         """Converge these projects' floating IPs."""
+        project_ids = [p for p in project_ids if mapping.nameable(p)]
+        if not project_ids:
+            return []
         def read(ctx):
             desired = mapping.desired_items(**self._neutron_fips(ctx, project_ids), gateway_macs=self.gateway_macs)
             actual, ids = self._canopy_tenant_kinds(project_ids, ("floating_ip",))
