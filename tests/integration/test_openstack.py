@@ -368,6 +368,29 @@ def test_a_floating_ip_moved_to_a_secured_port_answers_there_within_its_security
     lab.wait_until(lambda: not outside.ping(address, timeout=1), timeout=20, what="the deleted address unreachable")
 
 
+def test_the_start_up_sync_repairs_a_security_group_acl_and_deletes_a_stale_one(cloud):
+    """Neutron is stopped; behind its back app's ACL is deleted in Canopy and a stale os- ACL made in its tenant.
+    The restarted Neutron's sync makes app's ACL again (ICMP admitted, TCP 8080 still closed) and deletes the
+    stale one."""
+    lab, canopy, neutron, sec = cloud.lab, cloud.canopy, cloud.neutron, cloud.sec
+    neutron.stop_neutron()
+    [acl] = canopy_items(canopy, "acls", name=f"os-{sec.app['id']}")
+    assert canopy.api.delete(f"/v1/acls/{acl['id']}").status == 200
+    stale = canopy.api.post("/v1/acls", {"tenant_id": acl["tenant_id"], "name": f"os-{uuid.uuid4()}"})
+    assert stale.status == 201, stale.text
+    neutron.start_neutron()
+    lab.wait_until(lambda: canopy_items(canopy, "acls", name=f"os-{sec.app['id']}"), timeout=30,
+                   what="app's ACL made again")
+    lab.wait_until(lambda: not canopy_items(canopy, "acls", name=stale.json["name"]), timeout=30,
+                   what="the stale ACL deleted")
+    for line in (f"Canopy repair: create acl os-{sec.app['id']} (missing in Canopy)",
+                 f"Canopy repair: delete acl {stale.json['name']} (not in Neutron)"):
+        lab.wait_until(lambda: line in neutron.neutron_log.read_text(), timeout=10, what=line)
+    lab.wait_until(lambda: not tcp(sec.vms["s2"], sec.ip["s1"], 8080), timeout=20,
+                   what="app's ACL enforced again: tcp 8080 closed")
+    reach(lab, sec.vms["s2"], sec.ip["s1"], "s2 pings s1 (app admits ICMP)")
+
+
 def test_the_driver_logged_no_error(cloud):
     # (ML2 itself logs each refusal above with a traceback: neutron.plugins.ml2.managers, not the driver)
     errors = [line for line in cloud.neutron.neutron_log.read_text().splitlines() if "ERROR networking_canopy" in line]
