@@ -46,6 +46,22 @@ def gateway_refusal(info: dict | None, ext_subnets: list) -> str | None:
     return None
 
 
+def translation_refusal(router_id: str, cidrs: list, others: dict) -> str | None:
+    """A router that translates (gateway with enable_snat) with subnets ``cidrs``, against ``others``: {router id:
+    its subnets' cidrs} of the other routers that translate. Canopy's translated domains share one conntrack zone
+    on a hypervisor, so their subnets may not overlap (docs/external.md)."""
+    for cidr in sorted(cidrs):
+        for other, theirs in sorted(others.items()):
+            if other == router_id:
+                continue
+            for their in sorted(theirs):
+                if ipaddress.ip_network(cidr).overlaps(ipaddress.ip_network(their)):
+                    return (f"subnet {cidr} overlaps {their} of router {other}, which also translates (enable_snat): "
+                            "Canopy's translated routers share one conntrack zone per hypervisor; disable SNAT on "
+                            "one of them or renumber")
+    return None
+
+
 def floating_ip_refusal(fip: dict, port: dict | None, port_network_project: str | None) -> str | None:
     """``fip`` with its (new) ``port_id`` and ``fixed_ip_address``; ``port`` that port (None: not associated)."""
     if port is None:

@@ -29,6 +29,7 @@ from neutron_lib.callbacks import resources
 from neutron_lib.plugins import constants as plugin_constants
 from neutron_lib.plugins import directory
 from neutron_lib.services import base as service_base
+from oslo_config import cfg
 from oslo_log import log as logging
 
 from networking_canopy import external
@@ -82,6 +83,9 @@ class CanopyL3RouterPlugin(service_base.ServicePluginBase, extraroute_db.ExtraRo
         reason = mapping.router_interface_refusal(port, subnets, attached, payload.resource_id)
         if reason:
             raise Refused(reason)
+        router = self.get_router(ctx, payload.resource_id)
+        if _translates((router.get("external_gateway_info") or {})):
+            self._check_translation(ctx, payload.resource_id, [s["cidr"] for s in subnets if s["ip_version"] == 4])
 
     def _update_router_gw_info(self, context, router_id, info, request_body, router=None):
         """Refuse a gateway Canopy cannot express before Neutron changes anything (a router created with it is
@@ -92,7 +96,28 @@ class CanopyL3RouterPlugin(service_base.ServicePluginBase, extraroute_db.ExtraRo
             reason = external.gateway_refusal(info, subnets)
             if reason:
                 raise Refused(reason)
+            if _translates(info):
+                self._check_translation(context.elevated(), router_id, [])
         return super()._update_router_gw_info(context, router_id, info, request_body, router=router)
+
+    def _check_translation(self, ctx, router_id, new_cidrs):
+        """Refuse a router that translates with subnets (its own and ``new_cidrs``) overlapping those of another
+        router that translates (external.translation_refusal)."""
+        routers = [r for r in self.get_routers(ctx) if r["id"] == router_id or
+                   _translates(r.get("external_gateway_info") or {})]
+        core = directory.get_plugin()
+        ports = core.get_ports(ctx, filters={"device_id": [r["id"] for r in routers],
+                                             "device_owner": list(mapping.ROUTER_INTERFACE_OWNERS)})
+        subnet_ids = sorted({ip["subnet_id"] for p in ports for ip in p["fixed_ips"]})
+        subnets = core.get_subnets(ctx, filters={"id": subnet_ids}) if subnet_ids else []
+        cidr_of = {s["id"]: s["cidr"] for s in subnets if s["ip_version"] == 4}
+        cidrs = {r["id"]: [] for r in routers}
+        for port in ports:
+            cidrs[port["device_id"]] += [cidr_of[ip["subnet_id"]] for ip in port["fixed_ips"]
+                                         if ip["subnet_id"] in cidr_of]
+        reason = external.translation_refusal(router_id, cidrs.pop(router_id, []) + list(new_cidrs), cidrs)
+        if reason:
+            raise Refused(reason)
 
     @registry.receives(resources.FLOATING_IP, [events.PRECOMMIT_CREATE, events.PRECOMMIT_UPDATE])
     def _check_floating_ip(self, resource, event, trigger, payload):
@@ -125,3 +150,11 @@ class CanopyL3RouterPlugin(service_base.ServicePluginBase, extraroute_db.ExtraRo
         projects = {state["project_id"] for state in payload.states if isinstance(state, dict) and
                     state.get("project_id")}
         self._syncer().floating_ips(sorted(projects))
+
+
+def _translates(info: dict) -> bool:
+    """Whether a gateway (external_gateway_info, or the requested one) translates: enable_snat, default from
+    Neutron's enable_snat_by_default."""
+    if not info or not info.get("network_id"):
+        return False
+    return bool(info.get("enable_snat", cfg.CONF.enable_snat_by_default))

@@ -337,6 +337,20 @@ def test_a_router_gateway_puts_the_domain_on_the_external_network(cloud):
     assert (extnet["cidr"], extnet["gateway"], extnet["gateway_mac"]) == ("203.0.113.0/24", OUTSIDE_IP, OUTSIDE_MAC)
     [domain] = canopy_items(canopy, "domains", name=f"os-{router['id']}")
     assert (domain["external_network_id"], domain["underlay_nat"]) == (extnet["id"], True)
+    # a second router translating a network that overlaps web would share Canopy's translation zone: refused
+    other = neutron.create("network", {"name": "web2", "project_id": PROJECT, "port_security_enabled": False})
+    sub = neutron.create("subnet", {"network_id": other["id"], "project_id": PROJECT, "ip_version": 4,
+                                    "cidr": "10.10.1.0/25"})
+    r2 = neutron.create("router", {"name": "r2", "project_id": PROJECT})
+    assert neutron.api.put(f"/v2.0/routers/{r2['id']}/add_router_interface", {"subnet_id": sub["id"]}).status == 200
+    reply = neutron.api.put(f"/v2.0/routers/{r2['id']}", {"router": {"external_gateway_info": {
+        "network_id": cloud.ext["id"]}}})
+    assert reply.status == 400 and f"of router {router['id']}" in reply.json["NeutronError"]["message"], reply.text
+    assert neutron.show("router", r2["id"])["external_gateway_info"] is None
+    neutron.update("router", r2["id"], {"external_gateway_info": {"network_id": cloud.ext["id"],
+                                                                  "enable_snat": False}})
+    [domain2] = canopy_items(canopy, "domains", name=f"os-{r2['id']}")
+    assert (domain2["external_network_id"], domain2["underlay_nat"]) == (extnet["id"], False)
 
 
 def test_a_floating_ip_is_reachable_from_outside_until_disassociated(cloud):

@@ -181,3 +181,10 @@ def test_resources_of_a_project_whose_id_makes_no_name_of_ours_are_left_out():
     assert items == {}
     shared_ext = {**EXT, "project_id": "fake_project_id"}  # an external network belongs to no tenant
     assert list(mapping.desired_items([shared_ext], [EXT_SUB], [], [])) == [("external_network", "os-" + EXT["id"])]
+
+
+def test_routers_that_translate_may_not_have_overlapping_subnets():
+    others = {"r2": ["10.0.1.0/25"], "r3": ["10.9.0.0/16"]}
+    assert "overlaps 10.0.1.0/25 of router r2" in external.translation_refusal("r1", ["10.0.1.0/24"], others)
+    assert external.translation_refusal("r1", ["10.0.2.0/24"], others) is None
+    assert external.translation_refusal("r2", ["10.0.1.0/24"], {"r2": ["10.0.1.0/25"]}) is None  # itself
