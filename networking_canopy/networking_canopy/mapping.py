@@ -6,7 +6,13 @@
   cidr, gateway, DNS servers, host routes (DHCP option 121) and MTU; a router interface on the network puts the
   subnet in that router's domain
 - port bound by this driver -> vport ``os-<port id>`` (MAC, IPv4 fixed IPs, port security, a kvm, hyperv or
-  esxi binding keyed by the port id)
+  esxi binding keyed by the port id, the policy groups of its security groups)
+- security group -> policy group and ACL ``os-<sg id>`` (secgroups.py)
+- external network, router gateway, floating IP -> external network ``os-<network id>``, the domain's
+  ``external_network_id`` and ``underlay_nat``, floating IP ``os-<fip id>`` (external.py)
+
+Items name other objects (parents and references such as a vport's policy groups) by these names; the sync turns
+them into Canopy ids (convert_refs).
 
 Canopy objects whose names are not ``os-`` + a Neutron id, or that sit in a tenant not named so, were not made
 by Neutron and are never touched. Neutron ids are what tie both sides together; a Canopy id is only used to

@@ -4,6 +4,9 @@
   port gets Neutron's L2 provisioning block;
 - postcommit: converges the network's Canopy subnet and vports (sync.Syncer.networks); a Canopy that is
   down or refuses is logged and repaired by the periodic sync;
+- security groups and rules (Neutron's callback registry, not ML2 calls): a rule Canopy cannot express is refused
+  at BEFORE_CREATE (secgroups.rule_refusal); after a group or rule is created, updated or deleted the project's
+  policy groups and ACLs converge (sync.Syncer.security_groups);
 - bind_port: VXLAN segments on hosts Canopy knows (its switch list says each host's flavour, or
   ``[canopy] host_flavours``): vif_type ovs with port_filter true;
 - in each API worker, once Neutron has loaded its plugins (PROCESS AFTER_INIT), a PortWatcher thread completes
