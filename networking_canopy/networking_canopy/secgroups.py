@@ -6,7 +6,8 @@
   or ICMP type and code (icmp), ``remote_ip_prefix`` -> ``remote``, ``remote_group_id`` -> ``remote_group``
   (the policy group of that security group), ``stateful`` from the group;
 - IPv6 rules (ethertype IPv6) are kept by Neutron and ignored here: Canopy carries IPv4 only (IPv6 subnets are
-  refused), so there is nothing for them to allow; a port with port security drops IPv6 at Canopy's anti-spoofing.
+  refused), so there is nothing for them to allow; a port with port security sends no IPv6 (Canopy's
+  anti-spoofing passes its IPv4 addresses and ARP only).
 
 A port's ``security_groups`` -> its vport's ``policy_groups``; port security off -> none. With only allow rules
 and the default deny, a vport's ACLs combine as Neutron's groups do: the union of what they allow, nothing else
