@@ -3,7 +3,8 @@
 Routers, their interfaces, gateways and floating IPs are not ML2 calls: this plugin keeps Neutron's router
 database (the in-tree DB-only mixins, no L3 agent) and follows the callback registry:
 
-- ROUTER_INTERFACE BEFORE_CREATE refuses an interface Canopy cannot express (mapping.router_interface_refusal);
+- ROUTER_INTERFACE BEFORE_CREATE refuses an interface Canopy cannot express (mapping.router_interface_refusal,
+  and on a router that translates, subnets overlapping another translating router's: external.translation_refusal);
   AFTER_CREATE / AFTER_DELETE move the network's Canopy subnet into or out of the router's domain;
 - ROUTER AFTER_CREATE / AFTER_UPDATE / AFTER_DELETE converge the domain (extra routes: static routes);
 - a router gateway is checked before Neutron makes its gateway port (external.gateway_refusal) and converges with
