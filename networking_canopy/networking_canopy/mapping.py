@@ -24,6 +24,7 @@ address an object in a request.
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, field
 
 from networking_canopy import external, secgroups
