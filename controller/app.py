@@ -112,11 +112,14 @@ class CanopyApp(RyuApp):
                        status_parts={"startup_hold": self.hold.status,
                                      "programmer": self._programmer_counts})
         self.api.switch_status = self._switch_status
+        self.api.list_counters = {"floating_ip": rest_external.floating_counters(self.programmer,
+                                                                                   lambda: self.reconcilers)}
         self.rest = RestServer(settings.rest_listen, settings.rest_port, self.api, limits,
                                tls=listener_context(settings, "rest"))
         self.api.metrics.attach(reconcilers=lambda: dict(self.reconcilers), ovsdb=self.ovsdb, dhcp=self.dhcp,
                                 federation=self.federation, pair=self.pair, hold=self.hold,
-                                pause=lambda: hub.sleep(0))
+                                pause=lambda: hub.sleep(0),
+                                external=lambda: rest_external.metric_rows(self.programmer, lambda: self.reconcilers))
         runtime.API = self.api  # for SIGHUP (controller.lifecycle)
         self._wake = hub.Event()
         self.program_loop = ProgramLoop(self.programmer, self._wake, self._hand_out, prepare=self._import_remote,

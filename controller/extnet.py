@@ -211,7 +211,7 @@ class PatInfo:
     address: str  # the hypervisor's address on the external network
     mac: str  # what answers for it there
     gateway_mac: str
-    domains: tuple[tuple[int, tuple[str, ...]], ...]  # (L3 VNI, the CIDRs of its subnets), sorted
+    domains: tuple[tuple[int, tuple[str, ...], str, str], ...]  # (L3 VNI, its subnets' CIDRs, gateway MAC, id)
 
 
 @dataclass
@@ -270,7 +270,7 @@ def _add_pat(out, policy, view, session, snap, uplinks):
         dom = view.domains.get(did)
         if dom and dom.get("underlay_nat") and dom.get("external_network_id"):
             cidrs = tuple(sorted(view.subnets[s].cidr for s in view.subnets_of_domain(did) if view.subnets[s].cidr))
-            by_net.setdefault(dom["external_network_id"], []).append((dom["l3_vni"], cidrs))
+            by_net.setdefault(dom["external_network_id"], []).append((dom["l3_vni"], cidrs, dom["gateway_mac"], did))
     if not by_net or snap is None:
         return
     if session not in uplinks:

@@ -234,3 +234,54 @@ def test_a_migrated_vm_keeps_its_floating_ip(net):
     sent = during[-1] - before[0] + 1
     answered = len(before) + len(during)
     print(f"migration: {sent} pings every 50 ms across the move, {sent - answered} lost")
+
+
+def opened(canopy, name):
+    stats = canopy.api.get(f"/v1/floating-ips/{fip_named(canopy, name)['id']}/stats").json
+    assert stats["unanswered"] == [], stats
+    return stats["connections_opened"]
+
+
+def translated_opened(canopy, chassis):
+    net_id = canopy.api.get("/v1/external-networks?name=public").json["items"][0]["id"]
+    [row] = [s for s in canopy.api.get(f"/v1/external-networks/{net_id}/stats").json["translation"]
+             if s["chassis"] == chassis]
+    [dom] = row["domains"]
+    assert row["answered"] and dom["connections_opened"] == row["connections_opened"], row
+    return row["connections_opened"]
+
+
+def test_connections_opened_are_counted_per_floating_ip_and_per_translated_domain(net):
+    """N TCP connections through a floating IP (each way) and through port address translation raise the
+    switches' connections-opened counters by exactly N: the flows that commit a new connection's translation are
+    hit once per connection, whatever the number of packets each carries."""
+    lab, canopy, hosts, vms, outside = net
+    n = 5
+
+    def settled():  # flow statistics reach OpenFlow when a revalidator round has accounted the datapath's flows
+        for hv in ("hyv1", "kvm1"):
+            ctl = str(hosts[hv].ovs.rundir / "ovs-vswitchd.ctl")
+            hosts[hv].exec("ovs-appctl", "-t", ctl, "revalidator/wait", check=True)
+            hosts[hv].exec("ovs-appctl", "-t", ctl, "revalidator/wait", check=True)
+        return opened(canopy, "fip-vm2"), translated_opened(canopy, "kvm1")
+
+    lab.wait_until(lambda: tcp(outside, FIPS["vm2"], 22), timeout=20, what="outside connects to vm2")
+    lab.wait_until(lambda: tcp(vms["vm2"], OUTSIDE_IP, 9000), timeout=20, what="vm2 connects outside")
+    lab.wait_until(lambda: tcp(vms["vm4"], OUTSIDE_IP, 9000), timeout=20, what="vm4 connects outside")
+    before, pat_before = settled()
+    for _ in range(n):
+        assert tcp(outside, FIPS["vm2"], 22)
+        assert tcp(vms["vm2"], OUTSIDE_IP, 9000)
+        assert tcp(vms["vm4"], OUTSIDE_IP, 9000)
+    after, pat_after = settled()
+    assert after["inbound"] - before["inbound"] == n, (before, after)
+    assert after["outbound"] - before["outbound"] == n, (before, after)
+    assert pat_after - pat_before == n, (pat_before, pat_after)
+    listed = {i["name"]: i["counters"] for i in canopy.api.get("/v1/floating-ips?counters=true").json["items"]}
+    assert listed["fip-vm2"]["connections_opened"]["inbound"] >= after["inbound"], listed
+    scraped = [line for line in canopy.api.get("/metrics").text.splitlines()
+               if line.startswith("canopy_floating_ip_connections_opened_total{") and
+               f'address="{FIPS["vm2"]}"' in line and 'direction="inbound"' in line and 'chassis="hyv1"' in line]
+    assert len(scraped) == 1 and float(scraped[0].split()[-1]) >= after["inbound"], scraped
+    assert any(line.startswith("canopy_translation_connections_opened_total{") and 'chassis="kvm1"' in line
+               for line in canopy.api.get("/metrics").text.splitlines())
