@@ -127,7 +127,7 @@ class LiveView:
             return {}
         if not (s.policy.count("external_network") or old.floating or old.pat):
             return {}
-        v.external = external_view(s.policy, v, s.vrs)
+        v.external = external_view(s.policy, v, s.vrs, s.gateway_macs)
         return external.reached(old, v.external)
 
     # ------------------------------------------------------------------------------------------ security

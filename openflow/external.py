@@ -46,7 +46,8 @@ NOT_FROM_TUNNEL = (0, p.FLAG_FROM_TUNNEL)
 def present(view, session, owner) -> bool:
     ext = view.external
     if owner.kind == "pat":
-        return tuple(owner.id.split("|", 1)) in ext.pat and owner.id.startswith(session + "|")
+        sess, _, net_id = owner.id.partition("|")
+        return sess == session and net_id in ext.pat_by_session.get(session, ())
     if owner.kind == "fip":
         info = ext.floating.get(owner.id)
         return info is not None and info.session == session
@@ -56,20 +57,23 @@ def present(view, session, owner) -> bool:
 
 def owners_on(view, session) -> set[Owner]:
     ext = view.external
-    return {Owner("fip", f.id) for f in ext.by_session.get(session, ())} | \
+    return {Owner("fip", fid) for fid in ext.by_session.get(session, ())} | \
         {Owner("uplink", f"{session}|{n}") for n, _, _ in ext.uplinks_on(session)} | \
-        {Owner("pat", f"{sess}|{n}") for sess, n in ext.pat if sess == session}
+        {Owner("pat", f"{session}|{n}") for n in ext.pat_by_session.get(session, ())}
 
 
 def affected_views(a, b) -> set[Owner]:
     """Owners whose inputs differ between two ExternalViews (controller/extnet.py)."""
     owners = {Owner("fip", fid) for fid in set(a.floating) | set(b.floating)
               if a.floating.get(fid) != b.floating.get(fid)}
-    for session in set(a.by_session) | set(b.by_session) | {sess for sess, _ in a.pat.keys() | b.pat.keys()}:
+    for session in set(a.by_session) | set(b.by_session) | set(a.pat_by_session) | set(b.pat_by_session):
         ups_a, ups_b = a.uplinks_on(session), b.uplinks_on(session)
         owners |= {Owner("uplink", f"{session}|{n}") for n, _, _ in ups_a ^ ups_b}
     owners |= {Owner("pat", f"{sess}|{n}") for sess, n in set(a.pat) | set(b.pat) if a.pat.get((sess, n)) !=
                b.pat.get((sess, n))}
+    for session in set(a.gateways) | set(b.gateways):
+        ga, gb = a.gateways.get(session, {}), b.gateways.get(session, {})
+        owners |= {Owner("uplink", f"{session}|{n}") for n in set(ga) | set(gb) if ga.get(n) != gb.get(n)}
     return owners
 
 
@@ -100,6 +104,10 @@ def _uplink(view, sw, owner):
         match = {"in_port": ofport, **({"vlan_vid": vlan | OFPVID_PRESENT} if vlan else {})}
         flows.append(flow(p.CLASSIFY, 100, match, ([("pop_vlan",)] if vlan else []) + [("goto", p.EXTERNAL_IN)],
                           owner))
+        need = view.external.gateways.get(sw.session, {}).get(net_id)
+        if need is not None and need.uplink_ofport == ofport:  # the gateway's ARP answers, to the controller
+            flows.append(flow(p.EXTERNAL_IN, 100, {"in_port": ofport, "eth_type": ETH_ARP, "arp_op": 2,
+                                                   "arp_spa": need.gateway_ip}, [("output", "controller")], owner))
     return flows, ()
 
 
@@ -158,6 +166,8 @@ def _translation(view, sw, owner):
         flow(p.EXTERNAL_IN, 90, {"in_port": t.uplink_ofport, "eth_type": ETH_IP, "ipv4_dst": t.address},
              [("ct_nat", NAT_ZONE, p.EXTERNAL_NAT, False, None)], owner),
     ]
+    if t.gateway_mac is None:  # not resolved yet (openflow/gateway_arp.py): nothing goes out
+        return flows, ()
     for vni, cidrs, gateway_mac, _ in t.domains:
         flows += [
             flow(p.L2_LOOKUP, FROM_DOMAIN, {"reg0": NOT_FROM_TUNNEL, "reg4": vni, "eth_dst": gateway_mac,

@@ -59,7 +59,8 @@ def routes(state, programmer, reconcilers) -> list[Route]:
                              "domains": [{"domain_id": did, "connections_opened": got.get(("opened", vni), 0)}
                                          for vni, _, _, did in t.domains],
                              "answered": not any(u == chassis for u in unanswered)})
-        return Response(200, {"external_network_id": id, "name": obj["name"], "translation": switches})
+        return Response(200, {"external_network_id": id, "name": obj["name"], "translation": switches,
+                              "gateways": _gateways(state, programmer.view, obj)})
 
     return [Route("GET", "/v1/floating-ips/{id}/stats", floating_stats,
                   "packets a floating IP's flows translated, in and out, and connections opened through it (flow "
@@ -67,6 +68,21 @@ def routes(state, programmer, reconcilers) -> list[Route]:
             Route("GET", "/v1/external-networks/{id}/stats", network_stats,
                   "per VRS, packets port address translation sent out and brought back, and connections opened, "
                   "per domain (flow statistics)")]
+
+
+def _gateways(state, view, net_obj) -> list[dict]:
+    """Per VRS that translates to the network: the gateway MAC it sends to and where that comes from (``static``:
+    the network's gateway_mac; ``arp``: resolved by the VRS; ``unresolved``: nothing goes out yet)."""
+    sessions = {s for s, by_net in view.external.gateways.items() if net_obj["id"] in by_net} | \
+        {f.session for f in view.external.floating.values() if f.network_id == net_obj["id"]} | \
+        {s for s, n in view.external.pat if n == net_obj["id"]}
+    out = []
+    for session in sorted(sessions, key=lambda s: view.switches[s].chassis if s in view.switches else s):
+        mac = net_obj.get("gateway_mac") or state.gateway_macs.get((session, net_obj["id"]))
+        origin = "static" if net_obj.get("gateway_mac") else "arp" if mac else "unresolved"
+        chassis = view.switches[session].chassis if session in view.switches else None
+        out.append({"chassis": chassis, "gateway": net_obj["gateway"], "mac": mac, "origin": origin})
+    return out
 
 
 def floating_counters(programmer, reconcilers):

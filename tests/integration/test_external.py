@@ -90,7 +90,7 @@ def net(lab_capable):
 
     with Lab() as lab:
         ctl = lab.add_controller_host("ctl1")
-        canopy = lab.start_controller(ctl)
+        canopy = lab.start_controller(ctl, {"vrs": {"gateway_arp_refresh_ms": 500, "gateway_arp_timeout_ms": 2000}})
         reply = canopy.api.post("/v1/apply", {"document": POLICY, "source": "extnet"})
         assert reply.status == 200, reply.text
         hosts = {"kvm1": lab.add_hypervisor("kvm1", "kvm"), "hyv1": lab.add_hypervisor("hyv1", "hyperv"),
@@ -285,3 +285,39 @@ def test_connections_opened_are_counted_per_floating_ip_and_per_translated_domai
     assert len(scraped) == 1 and float(scraped[0].split()[-1]) >= after["inbound"], scraped
     assert any(line.startswith("canopy_translation_connections_opened_total{") and 'chassis="kvm1"' in line
                for line in canopy.api.get("/metrics").text.splitlines())
+
+
+def gateways(canopy):
+    net_id = canopy.api.get("/v1/external-networks?name=public").json["items"][0]["id"]
+    return {g["chassis"]: g for g in canopy.api.get(f"/v1/external-networks/{net_id}/stats").json["gateways"]}
+
+
+def test_without_a_static_gateway_mac_each_vrs_resolves_it_by_arp_refreshes_it_and_forgets_it(net):
+    """The network's gateway_mac removed: each translating VRS asks the outside host (the gateway) by ARP and
+    sends there; the outside host's new MAC is picked up by the next refresh (every 0.5 s here); a gateway that
+    stops answering is forgotten after the timeout (2 s here): nothing goes out; answering again, it is back."""
+    lab, canopy, _, vms, outside = net
+    net_obj = canopy.api.get("/v1/external-networks?name=public").json["items"][0]
+    assert canopy.api.patch(f"/v1/external-networks/{net_obj['id']}", {"gateway_mac": None}).status == 200
+    try:
+        lab.wait_until(lambda: gateways(canopy).get("kvm1", {}).get("mac") == OUTSIDE_MAC, timeout=20,
+                       what="kvm1 resolved the gateway")
+        assert gateways(canopy)["kvm1"]["origin"] == "arp"
+        lab.wait_until(lambda: tcp(vms["vm4"], OUTSIDE_IP, 9000), timeout=20, what="vm4 out through translation")
+        lab.wait_until(lambda: tcp(vms["vm2"], OUTSIDE_IP, 9000), timeout=20, what="vm2 out with its floating IP")
+        moved = "02:00:00:ee:00:99"
+        outside.exec("ip", "link", "set", "eth0", "address", moved, check=True)
+        lab.wait_until(lambda: all(g["mac"] == moved for g in gateways(canopy).values()), timeout=20,
+                       what="every VRS refreshed the gateway's new MAC")
+        lab.wait_until(lambda: tcp(vms["vm4"], OUTSIDE_IP, 9000), timeout=20, what="vm4 out to the new MAC")
+        outside.exec("ip", "addr", "del", f"{OUTSIDE_IP}/24", "dev", "eth0", check=True)
+        lab.wait_until(lambda: gateways(canopy)["kvm1"]["origin"] == "unresolved", timeout=20,
+                       what="the silent gateway forgotten")
+        outside.exec("ip", "addr", "add", f"{OUTSIDE_IP}/24", "dev", "eth0", check=True)
+        outside.exec("ip", "route", "replace", "10.0.1.0/24", "dev", "eth0", check=True)
+        lab.wait_until(lambda: gateways(canopy)["kvm1"]["mac"] == moved, timeout=20, what="resolved again")
+        lab.wait_until(lambda: tcp(vms["vm4"], OUTSIDE_IP, 9000), timeout=20, what="vm4 out again")
+    finally:
+        outside.exec("ip", "link", "set", "eth0", "address", OUTSIDE_MAC)
+        outside.exec("ip", "addr", "replace", f"{OUTSIDE_IP}/24", "dev", "eth0")
+        canopy.api.patch(f"/v1/external-networks/{net_obj['id']}", {"gateway_mac": OUTSIDE_MAC})

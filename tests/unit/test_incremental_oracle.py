@@ -350,7 +350,8 @@ def check(world: World, where: str):
     bound, mismatched = binding.partition(state.policy, found)
     assert state.locations == bound, where
     assert state.mismatched == mismatched, where
-    view = derive(state.policy, state.locations, state.vrs, state.vtep_ip_of, state.vteps, state.remote)
+    view = derive(state.policy, state.locations, state.vrs, state.vtep_ip_of, state.vteps, state.remote,
+                  state.gateway_macs)
     assert set(prog.desired) == set(view.switches), where
     for session in view.switches:
         full, inc = by_owner(compile_switch(view, session)), by_owner(prog.desired[session])
