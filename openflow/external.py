@@ -7,8 +7,8 @@ What is compiled here:
   an active floating IP or translates there, the classifier of the uplink port (VLAN popped) into ``external_in``;
 - owner ``fip`` (id: the floating IP's id), only on the VRS where its vport is bound: the ARP answer for the
   floating IP on the uplink (MAC ``02:cf`` + the address) and its translation to and from the VM's address by
-  conntrack NAT (``_floating``): inbound from the uplink, from EVPN peers over the L3 VNI and from the domain's
-  own VMs on this VRS; outbound to destinations the domain has no route for (and outside its subnets), sent to
+  conntrack NAT (``_floating``): inbound from the uplink and from EVPN peers over the L3 VNI (VMs reach a
+  floating IP like any host outside: translated out of their own uplink, back through the gateway); outbound to destinations the domain has no route for (and outside its subnets), sent to
   the external gateway; replies of inbound connections translated back whichever way they are routed;
 - owner ``pat`` (id ``<session>|<network id>``): port address translation of the domains with ``underlay_nat``
   that the switch serves, behind its own address on the network (``_translation``).
@@ -113,8 +113,7 @@ def _uplink(view, sw, owner):
 
 def _floating(view, sw, owner):
     """A floating IP on the VRS of its VM, translated by conntrack NAT in ``NAT_ZONE``. What is routed to it in its
-    domain (from the uplink, over the L3 VNI from EVPN peers, or from the domain's own VMs here) goes through the
-    zone to ``external_dnat``, where a new connection is committed with the VM's address as destination (the
+    domain from the uplink or over the L3 VNI (EVPN peers) goes through the zone to ``external_dnat``, where a new connection is committed with the VM's address as destination (the
     flow counts connections opened inbound); what the VM sends to its gateway goes through the zone first
     (``external_nat``), so the replies of those connections leave with the floating IP whichever way the domain
     routes them; its new connections to destinations the domain has no route for are committed with the floating
@@ -128,7 +127,9 @@ def _floating(view, sw, owner):
         _arp_answer(f.uplink_ofport, f.address, f.mac, back, owner),
         flow(p.EXTERNAL_IN, 100, {"in_port": f.uplink_ofport, "eth_type": ETH_IP, "ipv4_dst": f.address},
              [("set", p.REG_L3, f.l3_vni), ("goto", p.L3_ROUTING)], owner),
-        flow(p.L3_ROUTING, HOST_ROUTE, to_fip, [("ct_nat", NAT_ZONE, p.EXTERNAL_DNAT, False, None)], owner),
+        # from the uplink or a tunnel only (reg6 0): the domain's own VMs reach it through the external network
+        flow(p.L3_ROUTING, HOST_ROUTE, {"reg6": 0, **to_fip}, [("ct_nat", NAT_ZONE, p.EXTERNAL_DNAT, False, None)],
+             owner),
         flow(p.EXTERNAL_DNAT, OPENS, {"ct_state": CT_NEW, **to_fip},
              [("ct_nat", NAT_ZONE, None, True, ("dst", f.vm_ip)), ("set", "ipv4_dst", f.vm_ip), *deliver], owner),
         flow(p.EXTERNAL_DNAT, KNOWN, {"reg4": f.l3_vni, "eth_type": ETH_IP, "ipv4_dst": f.vm_ip}, deliver, owner),

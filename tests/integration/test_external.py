@@ -196,6 +196,23 @@ def test_a_floating_ip_moved_to_another_vm_answers_there(net):
     lab.wait_until(lambda: tcp(outside, FIPS["vm3"], 7003), timeout=20, what="vm3 answers again")
 
 
+def test_vms_reach_floating_ips_of_vms_on_the_same_and_other_hypervisors(net):
+    """Hairpin: a VM reaches a floating IP like any host outside does. vm4 (port address translation) reaches vm1's
+    floating IP on its own hypervisor and vm2's on another, vm3 (its own floating IP) vm1's: each leaves translated
+    for the gateway, which routes it back onto the external network (the outside host forwards, as a router does),
+    to the VRS that answers for the floating IP. TCP only connects if both translations are undone on the way
+    back (vm4, vm1 and vm2 share a subnet: vm1 would answer vm4's inside address directly otherwise)."""
+    lab, _, _, vms, outside = net
+    outside.exec("sysctl", "-qw", "net.ipv4.ip_forward=1", check=True)
+    try:
+        lab.wait_until(lambda: tcp(vms["vm4"], FIPS["vm1"], 7001), timeout=20, what="vm4 -> vm1's floating IP (kvm1)")
+        lab.wait_until(lambda: vms["vm4"].ping(FIPS["vm1"], timeout=1), timeout=20, what="vm4 pings it")
+        lab.wait_until(lambda: tcp(vms["vm4"], FIPS["vm2"], 22), timeout=20, what="vm4 (kvm1) -> vm2's (hyv1)")
+        lab.wait_until(lambda: tcp(vms["vm3"], FIPS["vm1"], 7001), timeout=20, what="vm3 (esx1) -> vm1's (kvm1)")
+    finally:
+        outside.exec("sysctl", "-qw", "net.ipv4.ip_forward=0")
+
+
 def replies_until(pinger, enough, limit=400):
     """Read the pinger's lines (one per ping with -O: answered or not) until ``enough(seqs answered)``; bounded
     by ``limit`` lines (20 s at 50 ms). Returns (answered seqs, lines read)."""
