@@ -149,6 +149,9 @@ class View:
         return self._on.get(session, (set(), set()))
 
     def subnets_of_domain(self, domain_id) -> list[str]:
+        kept = getattr(self, "_dom_subnets", None)  # the live View's index (controller/viewdelta.py)
+        if kept is not None:
+            return list(kept.get(domain_id, ()))
         return [s.id for s in self.subnets.values() if s.domain_id == domain_id]
 
     def tunnel_ip_of(self, session) -> str | None:

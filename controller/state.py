@@ -104,6 +104,7 @@ class State(DiscoverySink):
         else:
             self.gateway_macs[key] = mac
         self._record_external()
+        self._record("gateways", [key])
         self._notify("external", key)
 
     @property
@@ -146,6 +147,7 @@ class State(DiscoverySink):
             before, after = old.get(change.kind, change.id), new.get(change.kind, change.id)
             if change.kind in ("external_network", "floating_ip"):
                 self._record_external()  # external networks (controller/extnet.py); no security policy there
+                self._record("floating_ips" if change.kind == "floating_ip" else "external_networks", [change.id])
                 continue
             if change.kind not in ("vport", "vtep_binding", "tenant") or \
                     any(o.get("policy_groups") for o in (before, after) if o is not None):

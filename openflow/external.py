@@ -62,30 +62,35 @@ def owners_on(view, session) -> set[Owner]:
         {Owner("pat", f"{session}|{n}") for n in ext.pat_by_session.get(session, ())}
 
 
-def affected_views(a, b) -> set[Owner]:
-    """Owners whose inputs differ between two ExternalViews (controller/extnet.py)."""
-    owners = {Owner("fip", fid) for fid in set(a.floating) | set(b.floating)
-              if a.floating.get(fid) != b.floating.get(fid)}
-    for session in set(a.by_session) | set(b.by_session) | set(a.pat_by_session) | set(b.pat_by_session):
-        ups_a, ups_b = a.uplinks_on(session), b.uplinks_on(session)
-        owners |= {Owner("uplink", f"{session}|{n}") for n, _, _ in ups_a ^ ups_b}
-    owners |= {Owner("pat", f"{sess}|{n}") for sess, n in set(a.pat) | set(b.pat) if a.pat.get((sess, n)) !=
-               b.pat.get((sess, n))}
-    for session in set(a.gateways) | set(b.gateways):
-        ga, gb = a.gateways.get(session, {}), b.gateways.get(session, {})
-        owners |= {Owner("uplink", f"{session}|{n}") for n in set(ga) | set(gb) if ga.get(n) != gb.get(n)}
-    return owners
+def session_part(ext, session) -> tuple:
+    """What the switch-wide owners of one switch are compiled from: (uplinks, translations, gateway needs)."""
+    return (ext.uplinks_on(session), dict(ext.pat_by_session.get(session, {})), dict(ext.gateways.get(session, {})))
+
+
+def reached_parts(old_f, new_f, old_s, new_s) -> dict[Owner, set[str]]:
+    """Owners whose inputs differ, and the switches they are or were on, from the parts that may have changed:
+    floating IPs ({id: FloatingInfo or None} before and after) and switches ({session: session_part})."""
+    out = {}
+    for fid in set(old_f) | set(new_f):
+        before, after = old_f.get(fid), new_f.get(fid)
+        if before != after:
+            out[Owner("fip", fid)] = {f.session for f in (before, after) if f}
+    empty = (set(), {}, {})
+    for session in set(old_s) | set(new_s):
+        (ups_a, pat_a, gw_a), (ups_b, pat_b, gw_b) = old_s.get(session, empty), new_s.get(session, empty)
+        nets = {n for n, _, _ in ups_a ^ ups_b} | {n for n in set(gw_a) | set(gw_b) if gw_a.get(n) != gw_b.get(n)}
+        out.update({Owner("uplink", f"{session}|{n}"): {session} for n in nets})
+        out.update({Owner("pat", f"{session}|{n}"): {session} for n in set(pat_a) | set(pat_b)
+                    if pat_a.get(n) != pat_b.get(n)})
+    return out
 
 
 def reached(old, new) -> dict[Owner, set[str]]:
     """Owners whose inputs differ between two ExternalViews, and the switches they are or were on."""
-    out = {}
-    for owner in affected_views(old, new):
-        if owner.kind == "fip":
-            out[owner] = {f.session for f in (old.floating.get(owner.id), new.floating.get(owner.id)) if f}
-        else:
-            out[owner] = {owner.id.split("|", 1)[0]}
-    return out
+    sessions = set(old.by_session) | set(new.by_session) | set(old.pat_by_session) | set(new.pat_by_session) | \
+        set(old.gateways) | set(new.gateways)
+    return reached_parts(old.floating, new.floating, {s: session_part(old, s) for s in sessions},
+                         {s: session_part(new, s) for s in sessions})
 
 
 # ---------------------------------------------------------------------------------------- compilers
