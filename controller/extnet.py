@@ -210,7 +210,7 @@ class PatInfo:
     vlan: int | None
     address: str  # the hypervisor's address on the external network
     mac: str  # what answers for it there
-    gateway_mac: str
+    gateway_mac: str | None  # None: not resolved yet (openflow/gateway_arp.py), nothing goes out
     domains: tuple[tuple[int, tuple[str, ...], str, str], ...]  # (L3 VNI, its subnets' CIDRs, gateway MAC, id)
 
 

@@ -8,8 +8,9 @@ What is compiled here:
 - owner ``fip`` (id: the floating IP's id), only on the VRS where its vport is bound: the ARP answer for the
   floating IP on the uplink (MAC ``02:cf`` + the address) and its translation to and from the VM's address by
   conntrack NAT (``_floating``): inbound from the uplink and from EVPN peers over the L3 VNI (VMs reach a
-  floating IP like any host outside: translated out of their own uplink, back through the gateway); outbound to destinations the domain has no route for (and outside its subnets), sent to
-  the external gateway; replies of inbound connections translated back whichever way they are routed;
+  floating IP like any host outside: translated out of their own uplink, back through the gateway); outbound
+  to destinations the domain has no route for (and outside its subnets), sent to the external gateway; replies
+  of inbound connections translated back whichever way they are routed;
 - owner ``pat`` (id ``<session>|<network id>``): port address translation of the domains with ``underlay_nat``
   that the switch serves, behind its own address on the network (``_translation``).
 
@@ -118,8 +119,8 @@ def _uplink(view, sw, owner):
 
 def _floating(view, sw, owner):
     """A floating IP on the VRS of its VM, translated by conntrack NAT in ``NAT_ZONE``. What is routed to it in its
-    domain from the uplink or over the L3 VNI (EVPN peers) goes through the zone to ``external_dnat``, where a new connection is committed with the VM's address as destination (the
-    flow counts connections opened inbound); what the VM sends to its gateway goes through the zone first
+    domain from the uplink or over the L3 VNI (EVPN peers) goes through the zone to ``external_dnat``, where a new
+    connection is committed with the VM's address as destination (the flow counts connections opened inbound); what the VM sends to its gateway goes through the zone first
     (``external_nat``), so the replies of those connections leave with the floating IP whichever way the domain
     routes them; its new connections to destinations the domain has no route for are committed with the floating
     IP as source on their way out of the uplink (the flow counts connections opened outbound)."""

@@ -122,10 +122,10 @@ def counters(programmer, recs, kind, ids) -> tuple[dict, list]:
     that hold them (one flow-stats request per switch), [chassis of the switches that did not answer])."""
     out, unanswered = {}, []
     view = programmer.view
-    for session, desired in sorted(programmer.desired.items()):
-        owned = {o: fs for o, fs in desired.flows.items() if o.kind == kind and o.id in ids}
-        sw = view.switches.get(session)
-        if not owned or sw is None or sw.datapath_id not in recs:
+    for session, owners in sorted(_holders(view.external, kind, ids).items()):
+        desired, sw = programmer.desired.get(session), view.switches.get(session)
+        owned = {o: desired.flows.get(o, ()) for o in owners} if desired is not None else {}
+        if not any(owned.values()) or sw is None or sw.datapath_id not in recs:
             continue
         got = recs[sw.datapath_id].flow_stats(make_cookie(Owner(kind, ""), 0) & KIND_MASK, KIND_MASK)
         if got is None:
@@ -139,6 +139,20 @@ def counters(programmer, recs, kind, ids) -> tuple[dict, list]:
                 for name in (_floating_kind if kind == "fip" else _translation_kind)(f):
                     bucket[name] = bucket.get(name, 0) + packets
     return out, unanswered
+
+
+def _holders(ext, kind, ids) -> dict:
+    """session -> the owners of ``kind`` among ``ids`` active there (from the view, not by scanning flows)."""
+    out = {}
+    for oid in ids:
+        if kind == "fip":
+            info = ext.floating.get(oid)
+            session = info.session if info is not None else None
+        else:
+            session = oid.partition("|")[0] if tuple(oid.split("|", 1)) in ext.pat else None
+        if session is not None:
+            out.setdefault(session, []).append(Owner(kind, oid))
+    return out
 
 
 def _floating_kind(f) -> tuple:
