@@ -26,15 +26,17 @@ class Journal:
     floating_ips: set[str] = field(default_factory=set)  # floating IPs changed in policy
     external_networks: set[str] = field(default_factory=set)  # external networks changed in policy
     gateways: set[tuple[str, str]] = field(default_factory=set)  # (session, network id): resolved MAC changed
+    acls: set[str] = field(default_factory=set)  # ACLs changed (controller/security.py LiveSecurity)
+    groups: set[str] = field(default_factory=set)  # policy groups changed
 
     def empty(self) -> bool:
         return not (self.security or self.external or self.vports or self.subnets or self.domains or self.switches
-                    or self.vteps or self.remote_subnets or self.remote_domains)
+                    or self.vteps or self.remote_subnets or self.remote_domains or self.acls or self.groups)
 
     def take(self) -> "Journal":
         """What was recorded (returned) and a clean slate (this journal)."""
         out = Journal(self.vports, self.subnets, self.domains, self.switches, self.vteps,
                       self.remote_subnets, self.remote_domains, self.security, self.external,
-                      self.floating_ips, self.external_networks, self.gateways)
+                      self.floating_ips, self.external_networks, self.gateways, self.acls, self.groups)
         self.__init__()
         return out

@@ -126,7 +126,7 @@ def router_interface_refusal(port: dict, subnets: list, attached_router: str | N
 # ------------------------------------------------------------------ Neutron -> Canopy items
 
 def tenant_item(project_id: str) -> Item:
-    return Item("tenant", name_of(project_id), {}, {"name": name_of(project_id),
+    return Item("tenant", name_of(project_id), {}, {"name": name_of(project_id), "project_id": project_id,
                                                     "description": f"OpenStack project {project_id}"})
 
 
@@ -186,7 +186,15 @@ def vport_item(port: dict, flavour: str) -> Item:
                 {"name": name_of(port["id"]), "description": _text(f"neutron port {port.get('name') or ''}"),
                  "mac": port["mac_address"].lower(), "ips": ips,
                  "port_security": bool(port.get("port_security_enabled", True)),
-                 "binding": binding_of(port, flavour)})
+                 "binding": binding_of(port, flavour), "instance_id": instance_of(port)})
+
+
+def instance_of(port: dict) -> str | None:
+    """The Nova instance using the port (its device_id when a compute:* port), for the metadata service."""
+    device = port.get("device_id") or ""
+    owned = (port.get("device_owner") or "").startswith("compute:")
+    return device.lower() if owned and re.fullmatch(r"[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}", device) \
+        else None
 
 
 def desired_items(networks, subnets, ports, routers) -> dict:

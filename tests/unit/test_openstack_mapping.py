@@ -66,7 +66,7 @@ def test_a_bound_port_is_a_vport_keyed_by_the_port_id_on_each_flavour(flavour, b
     assert vport.parents == {"subnet_id": "os-" + NET["id"]}
     assert vport.body == {"name": "os-55555555-5555-5555-5555-555555555555", "description": "neutron port vm1",
                           "mac": "fa:16:3e:00:00:01", "ips": ["10.0.1.5"], "port_security": False,
-                          "binding": binding}
+                          "binding": binding, "instance_id": None}
 
 
 def test_a_hyperv_port_name_can_come_from_the_binding_profile():
