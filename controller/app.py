@@ -13,6 +13,7 @@ controller.runtime.
 from __future__ import annotations
 
 import logging
+import time
 
 from controller import guard, runtime, sdnotify
 from controller.core import build_core
@@ -43,6 +44,8 @@ from controller.ryu_compat import (
 )
 from controller.startup_hold import StartupHold
 from openflow import claims, external
+from openflow.flows import owner_kind_of
+from openflow.gateway_arp import GatewayResolver, request_actions, request_frame
 from openflow.dhcp_service import DhcpService
 from openflow.encode import role_name
 from openflow.reconciler import REPLY_EVENTS, SwitchReconciler
@@ -70,6 +73,7 @@ class CanopyApp(RyuApp):
         self.reconcilers: dict[int, SwitchReconciler] = {}
         self.dhcp = DhcpService(self.state, self.programmer, settings.underlay_mtu)
         self.garp = external.Announcer()  # floating IPs announced by gratuitous ARP (openflow/external.py)
+        self.gateway_arp = GatewayResolver(settings.gateway_arp_refresh, settings.gateway_arp_timeout)
         limits = settings.limits
         self.ovsdb = OvsdbManagerServer(settings.ovsdb_listen, settings.ovsdb_port, self.state,
                                         bridge=settings.bridge, log=logging.getLogger("canopy.ovsdb"),
@@ -112,11 +116,14 @@ class CanopyApp(RyuApp):
                        status_parts={"startup_hold": self.hold.status,
                                      "programmer": self._programmer_counts})
         self.api.switch_status = self._switch_status
+        self.api.list_counters = {"floating_ip": rest_external.floating_counters(self.programmer,
+                                                                                   lambda: self.reconcilers)}
         self.rest = RestServer(settings.rest_listen, settings.rest_port, self.api, limits,
                                tls=listener_context(settings, "rest"))
         self.api.metrics.attach(reconcilers=lambda: dict(self.reconcilers), ovsdb=self.ovsdb, dhcp=self.dhcp,
                                 federation=self.federation, pair=self.pair, hold=self.hold,
-                                pause=lambda: hub.sleep(0))
+                                pause=lambda: hub.sleep(0),
+                                external=lambda: rest_external.metric_rows(self.programmer, lambda: self.reconcilers))
         runtime.API = self.api  # for SIGHUP (controller.lifecycle)
         self._wake = hub.Event()
         self.program_loop = ProgramLoop(self.programmer, self._wake, self._hand_out, prepare=self._import_remote,
@@ -138,6 +145,7 @@ class CanopyApp(RyuApp):
         self._worker = hub.spawn(self._program_loop)
         guard.essential(self._worker, "the programming loop")
         hub.spawn(self.api.metrics.watch_loop, hub.sleep)
+        hub.spawn(self._resolve_gateways)
         if self.hold.holding:
             hub.spawn(self._end_hold_in_time)
         self.ovsdb.start()
@@ -389,12 +397,45 @@ class CanopyApp(RyuApp):
             hub.sleep(ROLE_RETRY)
             self._roles_wake.set()
 
+    def _resolve_gateways(self):
+        """Ask external gateways for their MAC by ARP from the VRSs that need it, and forget the MACs no longer
+        confirmed (openflow/gateway_arp.py); the active controller only. The thread never ends."""
+        resolver = self.gateway_arp
+        while True:
+            hub.sleep(min(1.0, resolver.refresh / 4))
+            if self.pair is not None and self.pair.role != "active":
+                continue
+            try:
+                now = time.monotonic()
+                for need in resolver.due(self.programmer.view, now):
+                    sw = self.programmer.view.switches.get(need.session)
+                    rec = self.reconcilers.get(sw.datapath_id) if sw and sw.datapath_id is not None else None
+                    if rec is not None:
+                        rec.packet_out(request_actions(need), request_frame(need))
+                        resolver.sent(need, now)
+                for session, net_id in resolver.expired(dict(self.state.gateway_macs), now):
+                    log.info("external gateway of %s on %s did not answer ARP: forgotten", net_id, session)
+                    self.state.gateway_learned(session, net_id, None)
+            except Exception:  # a switch that went away meanwhile: the next round asks again
+                log.exception("resolving external gateways failed")
+
+    def _gateway_answer(self, msg):
+        view = self.programmer.view
+        session = next((s for s, sw in view.switches.items() if sw.datapath_id == msg.datapath.id), None)
+        got = self.gateway_arp.answer(view, session, msg.match.get("in_port"), bytes(msg.data), time.monotonic()) \
+            if session is not None else None
+        if got is not None:
+            self.state.gateway_learned(session, got[0], got[1])
+
     @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
     def _packet_in(self, ev):
         msg = ev.msg
         dp = msg.datapath
         if self.pair is not None and self.pair.role != "active":
             return  # only the active answers (an undecided node's connection is still EQUAL)
+        if owner_kind_of(msg.cookie) == "uplink":
+            self._gateway_answer(msg)
+            return
         rec = self._reconciler_of(dp)
         answer = self.dhcp.answer(dp.id, msg.cookie, bytes(msg.data)) if rec is not None else None
         if answer is not None:

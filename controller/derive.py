@@ -151,6 +151,9 @@ class View:
         return self._on.get(session, (set(), set()))
 
     def subnets_of_domain(self, domain_id) -> list[str]:
+        kept = getattr(self, "_dom_subnets", None)  # the live View's index (controller/viewdelta.py)
+        if kept is not None:
+            return list(kept.get(domain_id, ()))
         return [s.id for s in self.subnets.values() if s.domain_id == domain_id]
 
     def tunnel_ip_of(self, session) -> str | None:
@@ -182,9 +185,10 @@ def switch_info(snap, vtep_ip) -> SwitchInfo:
     return SwitchInfo(snap.session, snap.datapath_id, snap.chassis, vtep_ip, tunnel, agent)
 
 
-def derive(policy, locations, snapshots, vtep_ip_of, vteps=None, remote=None) -> View:
+def derive(policy, locations, snapshots, vtep_ip_of, vteps=None, remote=None, gateways=None) -> View:
     """The View for the current State. ``vtep_ip_of(snapshot)`` applies settings overrides; ``vteps`` are
-    the hardware VTEP snapshots by session; ``remote`` is the ``RemoteTable`` imported from EVPN peers."""
+    the hardware VTEP snapshots by session; ``remote`` is the ``RemoteTable`` imported from EVPN peers;
+    ``gateways`` the external gateways' MACs resolved by the VRSs (State.gateway_macs)."""
     view = View()
     for session, snap in snapshots.items():
         view.switches[session] = switch_info(snap, vtep_ip_of(snap))
@@ -206,7 +210,7 @@ def derive(policy, locations, snapshots, vtep_ip_of, vteps=None, remote=None) ->
         view.fib[dom_id] = _fib(view, policy, dom_id, prefixes.get(dom_id, ()))
         view.static[dom_id] = [r for r in view.fib[dom_id] if r.kind == "static"]
     view.security = derive_security(policy)
-    view.external = external_view(policy, view, snapshots)  # external networks: controller/extnet.py
+    view.external = external_view(policy, view, snapshots, gateways)  # external networks: controller/extnet.py
     return view
 
 

@@ -210,20 +210,65 @@ class PatInfo:
     vlan: int | None
     address: str  # the hypervisor's address on the external network
     mac: str  # what answers for it there
-    gateway_mac: str
-    domains: tuple[tuple[int, tuple[str, ...]], ...]  # (L3 VNI, the CIDRs of its subnets), sorted
+    gateway_mac: str | None  # None: not resolved yet (openflow/gateway_arp.py), nothing goes out
+    domains: tuple[tuple[int, tuple[str, ...], str, str], ...]  # (L3 VNI, its subnets' CIDRs, gateway MAC, id)
+
+
+@dataclass(frozen=True)
+class GatewayNeed:
+    """A VRS that must know the MAC of an external network's gateway (it translates there and the network has no
+    static ``gateway_mac``): the controller asks by ARP out of the uplink, as the VRS's address there
+    (openflow/gateway_arp.py)."""
+
+    session: str
+    network_id: str
+    uplink_ofport: int
+    vlan: int | None
+    gateway_ip: str
+    sender_ip: str  # the hypervisor's address on the network, else a floating IP active there
+    sender_mac: str
 
 
 @dataclass
 class ExternalView:
     floating: dict[str, FloatingInfo] = field(default_factory=dict)
-    by_session: dict[str, list[FloatingInfo]] = field(default_factory=dict)
+    by_session: dict[str, dict[str, FloatingInfo]] = field(default_factory=dict)  # session -> {id: info}
     pat: dict[tuple[str, str], PatInfo] = field(default_factory=dict)  # (session, network id) -> translation
+    pat_by_session: dict[str, dict[str, PatInfo]] = field(default_factory=dict)  # session -> {network id: ...}
+    gateways: dict[str, dict[str, GatewayNeed]] = field(default_factory=dict)  # session -> {network id: need}
 
     def uplinks_on(self, session) -> set[tuple[str, int, int | None]]:
         """(network id, uplink ofport, vlan) of the uplinks this switch needs."""
-        return {(f.network_id, f.uplink_ofport, f.vlan) for f in self.by_session.get(session, ())} | \
-            {(t.network_id, t.uplink_ofport, t.vlan) for (sess, _), t in self.pat.items() if sess == session}
+        return {(f.network_id, f.uplink_ofport, f.vlan) for f in self.by_session.get(session, {}).values()} | \
+            {(t.network_id, t.uplink_ofport, t.vlan) for t in self.pat_by_session.get(session, {}).values()}
+
+    def set_floating(self, fid: str, info: FloatingInfo | None) -> None:
+        old = self.floating.pop(fid, None)
+        if old is not None:
+            _drop(self.by_session, old.session, fid)
+        if info is not None:
+            self.floating[fid] = info
+            self.by_session.setdefault(info.session, {})[fid] = info
+
+    def set_pat(self, session: str, by_net: dict) -> None:
+        for net_id in self.pat_by_session.pop(session, {}):
+            self.pat.pop((session, net_id), None)
+        if by_net:
+            self.pat_by_session[session] = dict(by_net)
+            self.pat.update({(session, n): t for n, t in by_net.items()})
+
+    def set_gateways(self, session: str, needs: dict) -> None:
+        self.gateways.pop(session, None)
+        if needs:
+            self.gateways[session] = dict(needs)
+
+
+def _drop(index, key, fid):
+    inner = index.get(key)
+    if inner is not None:
+        inner.pop(fid, None)
+        if not inner:
+            del index[key]
 
 
 def pat_mac(address: str) -> str:
@@ -234,51 +279,88 @@ def floating_mac(address: str) -> str:
     return "02:cf:" + ":".join(f"{b:02x}" for b in ipaddress.IPv4Address(address).packed)
 
 
-def external_view(policy, view, snapshots) -> ExternalView:
-    """Where each attached floating IP is active: its vport is bound on a VRS with an uplink to its network."""
+def gateway_mac_of(policy, net_obj, session, resolved) -> str | None:
+    """The MAC outbound traffic of ``session`` to the network is sent to: the network's static ``gateway_mac``,
+    else what the VRS's ARP resolution found (``resolved``: {(session, network id): MAC}), else None."""
+    if net_obj is None:
+        return None
+    return net_obj.get("gateway_mac") or (resolved or {}).get((session, net_obj["id"]))
+
+
+def external_view(policy, view, snapshots, resolved=None) -> ExternalView:
+    """Where each attached floating IP is active (its vport is bound on a VRS with an uplink to its network), the
+    translation each VRS does, and the gateways each must resolve; from scratch (controller/viewdelta.py keeps it
+    by delta with the same functions)."""
     out = ExternalView()
-    uplinks = {}
     for fip in policy.all("floating_ip"):
-        ep = view.endpoints.get(fip["vport_id"]) if fip["vport_id"] else None
-        sub = view.subnets.get(ep.subnet_id) if ep else None
-        snap = snapshots.get(ep.session) if ep else None
-        if ep is None or sub is None or not sub.domain_id or not ep.ips or snap is None:
-            continue
-        if ep.session not in uplinks:
-            uplinks[ep.session] = uplinks_of(policy, snap)
-        up = uplinks[ep.session].get(fip["external_network_id"])
-        ofport = next((port.ofport for port in snap.ports if up and port.name == up.port), None)
-        if up is None or not ofport or ofport < 0:
-            continue
-        net_obj = policy.get("external_network", fip["external_network_id"])
-        info = FloatingInfo(fip["id"], fip["address"], floating_mac(fip["address"]), ep.ips[0], ep.session,
-                            sub.l3_vni, fip["external_network_id"], ofport, up.vlan, net_obj.get("gateway_mac"),
-                            tuple(sorted(view.subnets[s].cidr for s in view.subnets_of_domain(sub.domain_id)
-                                         if view.subnets[s].cidr)),
-                            sub.domain_id, ep.mac, sub.vni, ep.key or 0, sub.gateway_mac)
-        out.floating[fip["id"]] = info
-        out.by_session.setdefault(ep.session, []).append(info)
+        out.set_floating(fip["id"], floating_info(policy, view, snapshots, fip, resolved))
     for session in view.switches:
-        _add_pat(out, policy, view, session, snapshots.get(session), uplinks)
+        refresh_session(out, policy, view, session, snapshots.get(session), resolved)
     return out
 
 
-def _add_pat(out, policy, view, session, snap, uplinks):
+def refresh_session(out, policy, view, session, snap, resolved) -> None:
+    """A switch's port address translation and gateway needs, again (after its floating IPs were set)."""
+    out.set_pat(session, _pat_of(policy, view, session, snap, resolved))
+    out.set_gateways(session, _needs(policy, out, session, snap))
+
+
+def floating_info(policy, view, snapshots, fip, resolved) -> FloatingInfo | None:
+    """Where a floating IP is active, with all its translation needs; None if it is not."""
+    ep = view.endpoints.get(fip["vport_id"]) if fip["vport_id"] else None
+    sub = view.subnets.get(ep.subnet_id) if ep else None
+    snap = snapshots.get(ep.session) if ep else None
+    if ep is None or sub is None or not sub.domain_id or not ep.ips or snap is None:
+        return None
+    up = uplinks_of(policy, snap).get(fip["external_network_id"])
+    ofport = _ofport(snap, up)
+    if ofport is None:
+        return None
+    net_obj = policy.get("external_network", fip["external_network_id"])
+    return FloatingInfo(fip["id"], fip["address"], floating_mac(fip["address"]), ep.ips[0], ep.session,
+                        sub.l3_vni, fip["external_network_id"], ofport, up.vlan,
+                        gateway_mac_of(policy, net_obj, ep.session, resolved),
+                        tuple(sorted(view.subnets[s].cidr for s in view.subnets_of_domain(sub.domain_id)
+                                     if view.subnets[s].cidr)),
+                        sub.domain_id, ep.mac, sub.vni, ep.key or 0, sub.gateway_mac)
+
+
+def _ofport(snap, up):
+    ofport = next((port.ofport for port in snap.ports if up and port.name == up.port), None)
+    return ofport if up is not None and ofport and ofport > 0 else None
+
+
+def _pat_of(policy, view, session, snap, resolved) -> dict:
     """The translation a switch does for the domains (with underlay_nat) it serves, per external network."""
     by_net = {}
     for did in view.domains_on(session):
         dom = view.domains.get(did)
         if dom and dom.get("underlay_nat") and dom.get("external_network_id"):
             cidrs = tuple(sorted(view.subnets[s].cidr for s in view.subnets_of_domain(did) if view.subnets[s].cidr))
-            by_net.setdefault(dom["external_network_id"], []).append((dom["l3_vni"], cidrs))
+            by_net.setdefault(dom["external_network_id"], []).append((dom["l3_vni"], cidrs, dom["gateway_mac"], did))
     if not by_net or snap is None:
-        return
-    if session not in uplinks:
-        uplinks[session] = uplinks_of(policy, snap)
+        return {}
+    uplinks, out = uplinks_of(policy, snap), {}
     for net_id, domains in by_net.items():
-        up, net_obj = uplinks[session].get(net_id), policy.get("external_network", net_id)
-        ofport = next((port.ofport for port in snap.ports if up and port.name == up.port), None)
-        if up is None or not up.ip or not ofport or ofport < 0 or not (net_obj or {}).get("gateway_mac"):
+        up, net_obj = uplinks.get(net_id), policy.get("external_network", net_id)
+        ofport = _ofport(snap, up)
+        if ofport is None or not up.ip or net_obj is None:
             continue
-        out.pat[(session, net_id)] = PatInfo(session, net_id, ofport, up.vlan, up.ip, pat_mac(up.ip),
-                                             net_obj["gateway_mac"], tuple(sorted(domains)))
+        out[net_id] = PatInfo(session, net_id, ofport, up.vlan, up.ip, pat_mac(up.ip),
+                              gateway_mac_of(policy, net_obj, session, resolved), tuple(sorted(domains)))
+    return out
+
+
+def _needs(policy, out, session, snap) -> dict:
+    """{network id: GatewayNeed} of the networks this switch translates to whose gateway MAC is not static."""
+    if snap is None:
+        return {}
+    senders = {n: (t.uplink_ofport, t.vlan, t.address, t.mac) for n, t in out.pat_by_session.get(session, {}).items()}
+    for f in sorted(out.by_session.get(session, {}).values(), key=lambda f: f.address):
+        senders.setdefault(f.network_id, (f.uplink_ofport, f.vlan, f.address, f.mac))
+    needs = {}
+    for net_id, (ofport, vlan, ip, mac) in senders.items():
+        net_obj = policy.get("external_network", net_id)
+        if net_obj is not None and not net_obj.get("gateway_mac"):
+            needs[net_id] = GatewayNeed(session, net_id, ofport, vlan, net_obj["gateway"], ip, mac)
+    return needs

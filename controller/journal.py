@@ -22,7 +22,10 @@ class Journal:
     remote_subnets: set[str] = field(default_factory=set)  # EVPN MACs or type 3 floods changed there
     remote_domains: set[str] = field(default_factory=set)  # EVPN prefixes changed there
     security: bool = False  # ACLs, policy groups, or what a port's policy derives from changed beyond one vport
-    external: bool = False  # external networks or floating IPs changed (controller/extnet.py)
+    external: bool = False  # external networks, floating IPs or resolved gateway MACs changed (controller/extnet.py)
+    floating_ips: set[str] = field(default_factory=set)  # floating IPs changed in policy
+    external_networks: set[str] = field(default_factory=set)  # external networks changed in policy
+    gateways: set[tuple[str, str]] = field(default_factory=set)  # (session, network id): resolved MAC changed
     acls: set[str] = field(default_factory=set)  # ACLs changed (controller/security.py LiveSecurity)
     groups: set[str] = field(default_factory=set)  # policy groups changed
 
@@ -33,6 +36,7 @@ class Journal:
     def take(self) -> "Journal":
         """What was recorded (returned) and a clean slate (this journal)."""
         out = Journal(self.vports, self.subnets, self.domains, self.switches, self.vteps,
-                      self.remote_subnets, self.remote_domains, self.security, self.external, self.acls, self.groups)
+                      self.remote_subnets, self.remote_domains, self.security, self.external,
+                      self.floating_ips, self.external_networks, self.gateways, self.acls, self.groups)
         self.__init__()
         return out

@@ -64,7 +64,8 @@ class Metrics:
         """Sources read at scrape time, any of: reconcilers (a function returning {dpid: SwitchReconciler}),
         pause (called between switches: the app gives the event loop a turn),
         ovsdb (OvsdbManagerServer), federation (bgp.federation.Federation), pair (controller.ha.Pair),
-        dhcp (openflow.dhcp_service.DhcpService), hold (controller.startup_hold.StartupHold)."""
+        dhcp (openflow.dhcp_service.DhcpService), hold (controller.startup_hold.StartupHold),
+        external (returns the rows of controller/rest/external.py ``metric_rows``)."""
         self.sources.update(sources)
 
     def observe_request(self, method: str, route: str, code: int, seconds: float) -> None:
@@ -111,6 +112,8 @@ class _CanopyCollector:
                                          if k != "requests"])
         if m.sources.get("hold") is not None:
             yield from _hold(m.sources["hold"])
+        if m.sources.get("external") is not None:
+            yield from _external(*m.sources["external"]())
         yield from _bgp(m.sources.get("federation"))
         yield from _ha(m.sources.get("pair"))
 
@@ -207,6 +210,18 @@ def _switches(state, reconcilers, pause):
         seconds.add_metric(list(labels), count_value=counters.get("change_sets", 0),
                            sum_value=getattr(rec, "change_seconds", 0.0))
     yield from (flows, groups, sync, sent, changes, reads, errors, faults, seconds)
+
+
+def _external(fip_rows, pat_rows):
+    """Connections opened through floating IPs and port address translation: the packet counts of the flows that
+    commit a new connection's translation (openflow/external.py), read from the switches at scrape time."""
+    yield _counter("canopy_floating_ip_connections_opened", "connections opened through a floating IP on the VRS "
+                   "where it is active, inbound (to it) or outbound (from its VM)",
+                   ("floating_ip", "address", "chassis", "direction"),
+                   [((fid, addr, chassis, direction), n) for fid, addr, chassis, direction, n in fip_rows])
+    yield _counter("canopy_translation_connections_opened", "connections a VRS opened for a domain through port "
+                   "address translation to an external network", ("chassis", "external_network", "domain"),
+                   [((chassis, net, dom), n) for chassis, net, dom, n in pat_rows])
 
 
 def _ovsdb(server):

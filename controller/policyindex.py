@@ -47,8 +47,9 @@ def object_keys(kind: str, obj: dict) -> tuple:
         keys += [("static", static)] if static else []
     elif kind == "vtep_binding":
         keys.append(("vtep", obj["switch"], obj["port"], obj["vlan"]))
-    elif kind == "floating_ip" and obj["vport_id"]:
-        keys.append(("floating_on", obj["vport_id"]))
+    elif kind == "floating_ip":
+        keys.append(("floating_in", obj["external_network_id"]))
+        keys += [("floating_on", obj["vport_id"])] if obj["vport_id"] else []
     return tuple(keys)
 
 

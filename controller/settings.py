@@ -130,6 +130,10 @@ SETTINGS = (
               f.one_of("kvm", "hyperv", "esxi"), default="kvm", nullable=False),
         Field("underlay_mtu", "integer", "underlay MTU; VM MTU offered by DHCP is this minus 50 (VXLAN)",
               lambda v: f.integer(v, 1280, 9216), default=1500, nullable=False),
+        _limit("gateway_arp_refresh_ms", "how often a VRS asks by ARP for the MAC of an external network's gateway "
+               "that has no static gateway_mac (docs/external.md)", 100, 3600000, 30000),
+        _limit("gateway_arp_timeout_ms", "a gateway MAC not confirmed by an ARP answer for this long is forgotten "
+               "(outbound translation stops until it answers again)", 300, 86400000, 100000),
         Field("hosts", "array", "per-hypervisor overrides of what its OVSDB says", items=Field(
             "host", "object", "", fields=(
                 Field("chassis", "string", "the hypervisor's system-id", lambda v: f.text(v, 255), required=True),
@@ -319,6 +323,8 @@ class Settings:
     openflow_tls: bool = False  # serve OpenFlow over TLS (mutual: the switch's certificate is checked)
     ovsdb_tls: bool = False  # serve OVSDB over TLS (mutual)
     rest_tls: bool = False  # serve REST over HTTPS
+    gateway_arp_refresh: float = 30.0  # seconds: vrs.gateway_arp_refresh_ms
+    gateway_arp_timeout: float = 100.0  # seconds: vrs.gateway_arp_timeout_ms
 
 
 def defaults() -> Settings:
@@ -347,6 +353,9 @@ def from_doc(doc: yamldoc.Doc) -> Settings:
     if not problems:
         problems += _bgp_problems(raw["bgp"])
         ha = raw["ha"]
+        if raw["vrs"]["gateway_arp_timeout_ms"] < 2 * raw["vrs"]["gateway_arp_refresh_ms"]:
+            problems.append(_problem("vrs.gateway_arp_timeout_ms", "must be at least two refresh intervals "
+                                     "(vrs.gateway_arp_refresh_ms)"))
         if ha["dead_interval_ms"] < 3 * ha["heartbeat_interval_ms"]:
             problems.append(_problem("ha.dead_interval_ms", "must be at least three heartbeat intervals"))
         problems += _ha_secret(ha)
@@ -370,7 +379,8 @@ def from_doc(doc: yamldoc.Doc) -> Settings:
         source=doc.filename, limits=_limits(raw),
         log_format=raw["log_format"], access_log=rest["access_log"],
         tls=_tls_files(raw["tls"]), openflow_tls=_tls_on(raw, "openflow"), ovsdb_tls=_tls_on(raw, "ovsdb"),
-        rest_tls=_tls_on(raw, "rest"))
+        rest_tls=_tls_on(raw, "rest"), gateway_arp_refresh=raw["vrs"]["gateway_arp_refresh_ms"] / 1000,
+        gateway_arp_timeout=raw["vrs"]["gateway_arp_timeout_ms"] / 1000)
 
 
 TLS_LISTENERS = ("openflow", "ovsdb", "rest")

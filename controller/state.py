@@ -44,6 +44,7 @@ class State(DiscoverySink):
         self.mismatched: dict[str, binding.Location] = {}  # located, but the hypervisor reports another MAC
         self._warned: dict[str, tuple] = {}  # vport id -> the mismatch last logged for it
         self.received: dict = {}  # (BGP peer, route key) -> EVPN route, as the speaker last reported
+        self.gateway_macs: dict[tuple[str, str], str] = {}  # (VRS session, external network id) -> MAC by ARP
         self._remote = RemoteTable()  # what of it our import policy takes (set by bgp.federation)
         self._seen: dict[tuple, int] = {}  # (session, port, vlan) -> order of first appearance
         self._seen_ports: dict[str, dict[str, list]] = {}  # session -> port name -> its keys in _seen
@@ -62,7 +63,7 @@ class State(DiscoverySink):
 
     # ------------------------------------------------------------------ subscriptions
     def subscribe(self, callback):
-        """callback(what: str, detail) after every change; what in policy|vrs|vtep|datapath|locations|bgp."""
+        """callback(what: str, detail) after every change; what in policy|vrs|vtep|datapath|locations|bgp|external."""
         self._subscribers.append(callback)
 
     def _notify(self, what, detail=None):
@@ -91,6 +92,20 @@ class State(DiscoverySink):
     def _record_external(self) -> None:
         for journal in self._journals:
             journal.external = True
+
+    def gateway_learned(self, session: str, network_id: str, mac: str | None) -> None:
+        """What a VRS's ARP resolution found for an external network's gateway (openflow/gateway_arp.py); None:
+        forgotten (no answer in time). A MAC that did not change is no change."""
+        key = (session, network_id)
+        if self.gateway_macs.get(key) == mac:
+            return
+        if mac is None:
+            del self.gateway_macs[key]
+        else:
+            self.gateway_macs[key] = mac
+        self._record_external()
+        self._record("gateways", [key])
+        self._notify("external", key)
 
     @property
     def remote(self) -> RemoteTable:
@@ -132,6 +147,7 @@ class State(DiscoverySink):
             before, after = old.get(change.kind, change.id), new.get(change.kind, change.id)
             if change.kind in ("external_network", "floating_ip"):
                 self._record_external()  # external networks (controller/extnet.py); no security policy there
+                self._record("floating_ips" if change.kind == "floating_ip" else "external_networks", [change.id])
                 continue
             if change.kind not in ("vport", "vtep_binding", "tenant") or \
                     any(o.get("policy_groups") for o in (before, after) if o is not None):
@@ -175,6 +191,8 @@ class State(DiscoverySink):
 
     def vrs_gone(self, session: str) -> None:
         snap = self.vrs.pop(session, None)
+        for key in [k for k in self.gateway_macs if k[0] == session]:
+            del self.gateway_macs[key]
         self.vrs_since.pop(session, None)
         self._rank.pop(session, None)
         for keys in self._seen_ports.pop(session, {}).values():

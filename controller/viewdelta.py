@@ -16,11 +16,10 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from controller import derive as d
-from controller.extnet import external_view
+from controller.extdelta import ExternalDelta
 from controller.journal import Journal
 from controller.security import LiveSecurity
 from controller.viewroutes import Routes
-from openflow import external
 from openflow.flows import Owner
 
 
@@ -61,6 +60,8 @@ class LiveView:
         self.own_ips: Counter = Counter()
         self.present_dom: dict[tuple, str | None] = {}  # (session, subnet) present -> the subnet's domain then
         self.sec = LiveSecurity()  # view.security and its indexes (controller/security.py)
+        self.ext_delta = ExternalDelta()  # view.external by delta (controller/extdelta.py)
+        v._dom_subnets = self.dom_subnets
 
     # ------------------------------------------------------------------------------------------ build
     def build(self) -> Reach:
@@ -79,6 +80,7 @@ class LiveView:
         """Update the View for what the journal names; returns what that reaches (owners: per switch, the
         owners to recompile; not needed when everything is compiled anyway)."""
         self.r = Reach()
+        self.listing = owners
         self.changed = {}  # endpoint id -> (old, new)
         self.presence = defaultdict(set)  # session -> subnets and ("d", domain) whose presence there changed
         self.holders_changed = set()  # subnets whose set of endpoint sessions changed
@@ -127,19 +129,9 @@ class LiveView:
 
     # ------------------------------------------------------------------------------------------ external networks
     def _external(self, j) -> dict[Owner, set[str]]:
-        """view.external (controller/extnet.py) derived again when what it reads may have changed: external
-        networks or floating IPs, domains or subnets, switches (their uplink ports), or vports that moved or
-        changed, or a subnet or domain arriving on a switch or leaving it; skipped while policy has no external
-        network and the view has nothing external. Returns the owners whose inputs changed (openflow/external.py
-        ``affected``) and the switches they are or were on."""
-        v, s = self.view, self.state
-        old = v.external
-        if not (j.external or j.domains or j.subnets or j.switches or j.vteps or self.changed or self.presence):
-            return {}
-        if not (s.policy.count("external_network") or old.floating or old.pat):
-            return {}
-        v.external = external_view(s.policy, v, s.vrs)
-        return external.reached(old, v.external)
+        """view.external (controller/extnet.py), kept per object by controller/extdelta.py: the owners whose
+        inputs changed and the switches they are or were on."""
+        return self.ext_delta.apply(self, j, full=not self.listing)
 
     # ------------------------------------------------------------------------------------------ security
     def _security(self, j) -> None:

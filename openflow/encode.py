@@ -22,7 +22,8 @@ one apply-actions instruction, in order):
 ("resubmit", table)    NXAST_RESUBMIT_TABLE (in_port unchanged)
 ("group", group_id)    OFPAT_GROUP
 ("ct", zone_reg, table, commit, mark_reg)
-("ct_nat", zone, table, commit, snat_ip)  NXAST_CT with an immediate zone and a nested NXAST_NAT
+("ct_nat", zone, table, commit, nat)  NXAST_CT with an immediate zone and a nested NXAST_NAT (nat: None,
+                                     an IP (source NAT) or ("dst", IP))
                        NXAST_CT: zone from zone_reg[0..15], recirculate to table (or none),
                        NX_CT_F_COMMIT when commit, and a nested reg-move mark_reg -> ct_mark
 ("conjunction", id, k, n)
@@ -44,7 +45,7 @@ OFP_NO_BUFFER = 0xFFFFFFFF
 OFPCML_NO_BUFFER = 0xFFFF
 NX_EXPERIMENTER = 0x00002320
 NXAST_REG_MOVE, NXAST_RESUBMIT_TABLE, NXAST_CONJUNCTION, NXAST_CT, NXAST_NAT = 6, 14, 34, 35, 36
-NX_NAT_F_SRC = 1
+NX_NAT_F_SRC, NX_NAT_F_DST = 1, 2
 NX_NAT_RANGE_IPV4 = 0x3  # NX_NAT_RANGE_IPV4_MIN | NX_NAT_RANGE_IPV4_MAX
 NX_CT_F_COMMIT = 1
 NX_CT_RECIRC_NONE = 0xFF
@@ -94,9 +95,10 @@ def ryu_action(parser, action):
         nested = [ryu_action(parser, ("move", mark, "ct_mark"))] if mark else []
         return parser.NXActionCT(NX_CT_F_COMMIT if commit else 0, zone, CT_ZONE_OFS_NBITS,
                                  NX_CT_RECIRC_NONE if table is None else table, 0, nested)
-    if kind == "ct_nat":  # an immediate zone, and nat(src=ip) or plain nat (openflow/external.py)
-        _, zone, table, commit, snat = action
-        nat = parser.NXActionNAT(NX_NAT_F_SRC, snat, snat) if snat else parser.NXActionNAT(0)
+    if kind == "ct_nat":  # an immediate zone, and nat(src=ip), nat(dst=ip) or plain nat (openflow/external.py)
+        _, zone, table, commit, spec = action
+        flags, ip = nat_spec(spec)
+        nat = parser.NXActionNAT(flags, ip, ip) if ip else parser.NXActionNAT(0)
         return parser.NXActionCT(NX_CT_F_COMMIT if commit else 0, "", zone,
                                  NX_CT_RECIRC_NONE if table is None else table, 0, [nat])
     if kind == "conjunction":
@@ -381,10 +383,11 @@ class WireEncoder:
                                NXAST_CT) + body + nested
 
     def _ct_nat(self, action) -> bytes:
-        _, zone, table, commit, snat = action
-        ranges = socket.inet_aton(snat) * 2 if snat else b""
+        _, zone, table, commit, spec = action
+        flags, ip = nat_spec(spec)
+        ranges = socket.inet_aton(ip) * 2 if ip else b""
         nat = _NX_HEADER.pack(self.ofp.OFPAT_EXPERIMENTER, 16 + len(ranges), NX_EXPERIMENTER, NXAST_NAT) + \
-            _NAT.pack(NX_NAT_F_SRC if snat else 0, NX_NAT_RANGE_IPV4 if snat else 0) + ranges
+            _NAT.pack(flags, NX_NAT_RANGE_IPV4 if ip else 0) + ranges
         body = _CT.pack(NX_CT_F_COMMIT if commit else 0, b"\0" * 4, zone,
                         NX_CT_RECIRC_NONE if table is None else table, 0)
         return _NX_HEADER.pack(self.ofp.OFPAT_EXPERIMENTER, 10 + len(body) + len(nat), NX_EXPERIMENTER,
@@ -450,14 +453,25 @@ def _decode_ct(ofp, a):
     return "ct", a.zone_src, table, bool(a.flags & NX_CT_F_COMMIT), marks[0][1] if marks else None
 
 
+def nat_spec(spec) -> tuple[int, str | None]:
+    """A ct_nat action's nat argument as (NXAST_NAT flags, address): None (plain nat), an IP (nat(src=IP)) or
+    ("dst", IP) (nat(dst=IP))."""
+    if spec is None:
+        return 0, None
+    if isinstance(spec, tuple):
+        return NX_NAT_F_DST, spec[1]
+    return NX_NAT_F_SRC, spec
+
+
 def _decode_ct_nat(a):
     nat = a.actions[0]
-    snat = nat.range_ipv4_min or None
-    if a.alg or nat.flags not in (0, NX_NAT_F_SRC) or (snat and nat.range_ipv4_max != snat) or \
-            bool(snat) != bool(nat.flags) or nat.range_proto_min is not None:
+    ip = nat.range_ipv4_min or None
+    if a.alg or nat.flags not in (0, NX_NAT_F_SRC, NX_NAT_F_DST) or (ip and nat.range_ipv4_max != ip) or \
+            bool(ip) != bool(nat.flags) or nat.range_proto_min is not None:
         raise EncodeError(f"action {a} is not in Canopy's vocabulary")
     table = None if a.recirc_table == NX_CT_RECIRC_NONE else a.recirc_table
-    return "ct_nat", a.zone_ofs_nbits, table, bool(a.flags & NX_CT_F_COMMIT), snat
+    spec = ("dst", ip) if nat.flags == NX_NAT_F_DST else ip
+    return "ct_nat", a.zone_ofs_nbits, table, bool(a.flags & NX_CT_F_COMMIT), spec
 
 
 def decode_group(ofp, desc) -> Group | None:

@@ -6,17 +6,19 @@ What is compiled here:
 - owner ``uplink`` (id ``<session>|<network id>``): on a switch with an uplink to an external network that has
   an active floating IP or translates there, the classifier of the uplink port (VLAN popped) into ``external_in``;
 - owner ``fip`` (id: the floating IP's id), only on the VRS where its vport is bound: the ARP answer for the
-  floating IP on the uplink (MAC ``02:cf`` + the address), inbound IP to it rewritten to the VM's address and
-  routed in the domain (so egress security policies see the inside address), and the VM's outbound IP to
-  destinations the domain has no route for (and outside its subnets) rewritten to the floating IP and sent to
-  the external gateway;
+  floating IP on the uplink (MAC ``02:cf`` + the address) and its translation to and from the VM's address by
+  conntrack NAT (``_floating``): inbound from the uplink and from EVPN peers over the L3 VNI (VMs reach a
+  floating IP like any host outside: translated out of their own uplink, back through the gateway); outbound
+  to destinations the domain has no route for (and outside its subnets), sent to the external gateway; replies
+  of inbound connections translated back whichever way they are routed;
 - owner ``pat`` (id ``<session>|<network id>``): port address translation of the domains with ``underlay_nat``
-  that the switch serves, behind its own address on the network (conntrack NAT in zone ``PAT_ZONE``).
+  that the switch serves, behind its own address on the network (``_translation``).
 
-The translation is stateless (OpenFlow ``set_field`` on the IPv4 addresses; OVS fixes the checksums): a 1:1
-mapping needs no connection state. Port address translation needs it: one zone, ``PAT_ZONE`` (in the range
-docs/pipeline.md leaves to other stages), shared by the translated domains of a switch, whose subnets policy
-keeps from overlapping (controller/extnet.py); ``ct_mark`` is never written.
+One conntrack zone, ``NAT_ZONE`` (in the range docs/pipeline.md leaves to other stages), holds every translated
+connection of a switch; ``ct_mark`` is never written there. Port address translation's domains may not overlap
+(controller/extnet.py). The flow that commits a new connection's translation is hit once per connection: packets
+of connections already committed went through the zone with ``nat`` before and are translated, so they match
+other flows; its packet count is the number of connections opened (REST ``connections_opened``).
 """
 
 from __future__ import annotations
@@ -32,8 +34,12 @@ ETH_IP, ETH_ARP = 0x0800, 0x0806
 OUTBOUND = 50  # in l3_routing: below every route of the domain (100 + prefix length)
 HOST_ROUTE = 132  # in l3_routing: a floating IP as a host route of its domain (100 + 32)
 TRANSLATED = 40  # in l3_routing: below a floating IP's outbound flows (a VM with one leaves with it)
-PAT_ZONE = 0xFF01  # the conntrack zone of port address translation (docs/pipeline.md: 0xFF00-0xFFFF are ours)
-CT_ESTABLISHED, CT_RELATED = (0x22, 0x22), (0x24, 0x24)  # +trk+est, +trk+rel
+OPENS, KNOWN = 110, 100  # in external_dnat: a new connection to a floating IP; one already translated
+FROM_VPORT, FROM_DOMAIN = 110, 105  # in l2_lookup and external_nat: a floating IP's vport; a translated domain
+NAT_ZONE = 0xFF01  # the conntrack zone of every translation (docs/pipeline.md: 0xFF00-0xFFFF are ours)
+PAT_ZONE = NAT_ZONE
+CT_ESTABLISHED, CT_RELATED, CT_NEW = (0x22, 0x22), (0x24, 0x24), (0x21, 0x21)  # +trk+est, +trk+rel, +trk+new
+NOT_FROM_TUNNEL = (0, p.FLAG_FROM_TUNNEL)
 
 
 # ------------------------------------------------------------------------------------------ owners
@@ -41,7 +47,8 @@ CT_ESTABLISHED, CT_RELATED = (0x22, 0x22), (0x24, 0x24)  # +trk+est, +trk+rel
 def present(view, session, owner) -> bool:
     ext = view.external
     if owner.kind == "pat":
-        return tuple(owner.id.split("|", 1)) in ext.pat and owner.id.startswith(session + "|")
+        sess, _, net_id = owner.id.partition("|")
+        return sess == session and net_id in ext.pat_by_session.get(session, ())
     if owner.kind == "fip":
         info = ext.floating.get(owner.id)
         return info is not None and info.session == session
@@ -51,32 +58,40 @@ def present(view, session, owner) -> bool:
 
 def owners_on(view, session) -> set[Owner]:
     ext = view.external
-    return {Owner("fip", f.id) for f in ext.by_session.get(session, ())} | \
+    return {Owner("fip", fid) for fid in ext.by_session.get(session, ())} | \
         {Owner("uplink", f"{session}|{n}") for n, _, _ in ext.uplinks_on(session)} | \
-        {Owner("pat", f"{sess}|{n}") for sess, n in ext.pat if sess == session}
+        {Owner("pat", f"{session}|{n}") for n in ext.pat_by_session.get(session, ())}
 
 
-def affected_views(a, b) -> set[Owner]:
-    """Owners whose inputs differ between two ExternalViews (controller/extnet.py)."""
-    owners = {Owner("fip", fid) for fid in set(a.floating) | set(b.floating)
-              if a.floating.get(fid) != b.floating.get(fid)}
-    for session in set(a.by_session) | set(b.by_session) | {sess for sess, _ in a.pat.keys() | b.pat.keys()}:
-        ups_a, ups_b = a.uplinks_on(session), b.uplinks_on(session)
-        owners |= {Owner("uplink", f"{session}|{n}") for n, _, _ in ups_a ^ ups_b}
-    owners |= {Owner("pat", f"{sess}|{n}") for sess, n in set(a.pat) | set(b.pat) if a.pat.get((sess, n)) !=
-               b.pat.get((sess, n))}
-    return owners
+def session_part(ext, session) -> tuple:
+    """What the switch-wide owners of one switch are compiled from: (uplinks, translations, gateway needs)."""
+    return (ext.uplinks_on(session), dict(ext.pat_by_session.get(session, {})), dict(ext.gateways.get(session, {})))
+
+
+def reached_parts(old_f, new_f, old_s, new_s) -> dict[Owner, set[str]]:
+    """Owners whose inputs differ, and the switches they are or were on, from the parts that may have changed:
+    floating IPs ({id: FloatingInfo or None} before and after) and switches ({session: session_part})."""
+    out = {}
+    for fid in set(old_f) | set(new_f):
+        before, after = old_f.get(fid), new_f.get(fid)
+        if before != after:
+            out[Owner("fip", fid)] = {f.session for f in (before, after) if f}
+    empty = (set(), {}, {})
+    for session in set(old_s) | set(new_s):
+        (ups_a, pat_a, gw_a), (ups_b, pat_b, gw_b) = old_s.get(session, empty), new_s.get(session, empty)
+        nets = {n for n, _, _ in ups_a ^ ups_b} | {n for n in set(gw_a) | set(gw_b) if gw_a.get(n) != gw_b.get(n)}
+        out.update({Owner("uplink", f"{session}|{n}"): {session} for n in nets})
+        out.update({Owner("pat", f"{session}|{n}"): {session} for n in set(pat_a) | set(pat_b)
+                    if pat_a.get(n) != pat_b.get(n)})
+    return out
 
 
 def reached(old, new) -> dict[Owner, set[str]]:
     """Owners whose inputs differ between two ExternalViews, and the switches they are or were on."""
-    out = {}
-    for owner in affected_views(old, new):
-        if owner.kind == "fip":
-            out[owner] = {f.session for f in (old.floating.get(owner.id), new.floating.get(owner.id)) if f}
-        else:
-            out[owner] = {owner.id.split("|", 1)[0]}
-    return out
+    sessions = set(old.by_session) | set(new.by_session) | set(old.pat_by_session) | set(new.pat_by_session) | \
+        set(old.gateways) | set(new.gateways)
+    return reached_parts(old.floating, new.floating, {s: session_part(old, s) for s in sessions},
+                         {s: session_part(new, s) for s in sessions})
 
 
 # ---------------------------------------------------------------------------------------- compilers
@@ -95,53 +110,88 @@ def _uplink(view, sw, owner):
         match = {"in_port": ofport, **({"vlan_vid": vlan | OFPVID_PRESENT} if vlan else {})}
         flows.append(flow(p.CLASSIFY, 100, match, ([("pop_vlan",)] if vlan else []) + [("goto", p.EXTERNAL_IN)],
                           owner))
+        need = view.external.gateways.get(sw.session, {}).get(net_id)
+        if need is not None and need.uplink_ofport == ofport:  # the gateway's ARP answers, to the controller
+            flows.append(flow(p.EXTERNAL_IN, 100, {"in_port": ofport, "eth_type": ETH_ARP, "arp_op": 2,
+                                                   "arp_spa": need.gateway_ip}, [("output", "controller")], owner))
     return flows, ()
 
 
 def _floating(view, sw, owner):
+    """A floating IP on the VRS of its VM, translated by conntrack NAT in ``NAT_ZONE``. What is routed to it in its
+    domain from the uplink or over the L3 VNI (EVPN peers) goes through the zone to ``external_dnat``, where a new
+    connection is committed with the VM's address as destination (the flow counts connections opened inbound); what the VM sends to its gateway goes through the zone first
+    (``external_nat``), so the replies of those connections leave with the floating IP whichever way the domain
+    routes them; its new connections to destinations the domain has no route for are committed with the floating
+    IP as source on their way out of the uplink (the flow counts connections opened outbound)."""
     f = view.external.floating[owner.id]
     back = [("push_vlan",), ("set", "vlan_vid", f.vlan | OFPVID_PRESENT)] if f.vlan else []
+    deliver = [("set", "eth_src", f.domain_mac), ("set", "eth_dst", f.vm_mac), ("dec_ttl",),
+               ("set", p.REG_L2, f.l2_vni), ("set", p.REG_OUT, f.vport_key), ("goto", p.EGRESS_ACL)]
+    to_fip = {"reg4": f.l3_vni, "eth_type": ETH_IP, "ipv4_dst": f.address}
     flows = [
         _arp_answer(f.uplink_ofport, f.address, f.mac, back, owner),
-        # routed to it in the domain (over the L3 VNI from an EVPN peer that learnt its /32, bgp/evpn.py)
-        flow(p.L3_ROUTING, HOST_ROUTE, {"reg4": f.l3_vni, "eth_type": ETH_IP, "ipv4_dst": f.address}, [
-            ("set", "ipv4_dst", f.vm_ip), ("set", "eth_src", f.domain_mac), ("set", "eth_dst", f.vm_mac),
-            ("dec_ttl",), ("set", p.REG_L2, f.l2_vni), ("set", p.REG_OUT, f.vport_key), ("goto", p.EGRESS_ACL)],
+        flow(p.EXTERNAL_IN, 100, {"in_port": f.uplink_ofport, "eth_type": ETH_IP, "ipv4_dst": f.address},
+             [("set", p.REG_L3, f.l3_vni), ("goto", p.L3_ROUTING)], owner),
+        # from the uplink or a tunnel only (reg6 0): the domain's own VMs reach it through the external network
+        flow(p.L3_ROUTING, HOST_ROUTE, {"reg6": 0, **to_fip}, [("ct_nat", NAT_ZONE, p.EXTERNAL_DNAT, False, None)],
              owner),
-        flow(p.EXTERNAL_IN, 100, {"in_port": f.uplink_ofport, "eth_type": ETH_IP, "ipv4_dst": f.address}, [
-            ("set", "ipv4_dst", f.vm_ip), ("set", p.REG_L3, f.l3_vni), ("goto", p.L3_ROUTING)], owner),
+        flow(p.EXTERNAL_DNAT, OPENS, {"ct_state": CT_NEW, **to_fip},
+             [("ct_nat", NAT_ZONE, None, True, ("dst", f.vm_ip)), ("set", "ipv4_dst", f.vm_ip), *deliver], owner),
+        flow(p.EXTERNAL_DNAT, KNOWN, {"reg4": f.l3_vni, "eth_type": ETH_IP, "ipv4_dst": f.vm_ip}, deliver, owner),
+        flow(p.L2_LOOKUP, FROM_VPORT, {"reg6": f.vport_key, "eth_dst": f.domain_mac, "eth_type": ETH_IP},
+             [("ct_nat", NAT_ZONE, p.EXTERNAL_NAT, False, None)], owner),
+        flow(p.EXTERNAL_NAT, FROM_VPORT, {"reg6": f.vport_key, "eth_type": ETH_IP}, [("goto", p.L3_ROUTING)], owner),
     ]
     if f.gateway_mac:
-        flows += [flow(p.L3_ROUTING, OUTBOUND + 1, {"reg4": f.l3_vni, "eth_type": ETH_IP, "ipv4_src": f.vm_ip,
-                                                    "ipv4_dst": _network(cidr)}, [], owner) for cidr in f.inside]
-        flows.append(flow(p.L3_ROUTING, OUTBOUND, {"reg4": f.l3_vni, "eth_type": ETH_IP, "ipv4_src": f.vm_ip}, [
-            ("set", "ipv4_src", f.address), ("set", "eth_src", f.mac), ("set", "eth_dst", f.gateway_mac),
-            ("dec_ttl",), *_to_uplink(f.vlan, f.uplink_ofport)], owner))
+        out = [("set", "eth_src", f.mac), ("set", "eth_dst", f.gateway_mac), ("dec_ttl",),
+               *_to_uplink(f.vlan, f.uplink_ofport)]
+        for src in (f.vm_ip, f.address):
+            flows += [flow(p.L3_ROUTING, OUTBOUND + 1, {"reg4": f.l3_vni, "eth_type": ETH_IP, "ipv4_src": src,
+                                                        "ipv4_dst": _network(cidr)}, [], owner) for cidr in f.inside]
+        flows += [
+            flow(p.L3_ROUTING, OUTBOUND, {"reg4": f.l3_vni, "eth_type": ETH_IP, "ipv4_src": f.vm_ip},
+                 [("ct_nat", NAT_ZONE, None, True, f.address), ("set", "ipv4_src", f.address), *out], owner),
+            flow(p.L3_ROUTING, OUTBOUND, {"reg4": f.l3_vni, "eth_type": ETH_IP, "ipv4_src": f.address}, out, owner),
+        ]
     return flows, ()
 
 
 def _translation(view, sw, owner):
-    """Port address translation behind the hypervisor's address: the domains' outbound IP committed in the
-    translation zone with nat(src=address), replies to the address un-translated and routed in the domain their
-    inside address is in, ARP for the address answered. Nothing comes in that did not go out first."""
+    """Port address translation behind the hypervisor's address, in ``NAT_ZONE``: what the domains send to their
+    gateway goes through the zone first (``external_nat``: packets of known connections already translated); a new
+    connection to a destination the domain has no route for is committed with nat(src=address) on its way out
+    (the flow, one per domain, counts connections opened); IP to the address goes through the zone to
+    ``external_nat``, where replies are routed in the domain their inside address is in. ARP for the address
+    answered. Nothing comes in that did not go out first."""
     t: PatInfo = view.external.pat[tuple(owner.id.split("|", 1))]
     back = [("push_vlan",), ("set", "vlan_vid", t.vlan | OFPVID_PRESENT)] if t.vlan else []
+    out = [("set", "eth_src", t.mac), ("set", "eth_dst", t.gateway_mac), ("dec_ttl",),
+           *_to_uplink(t.vlan, t.uplink_ofport)]
     flows = [
         _arp_answer(t.uplink_ofport, t.address, t.mac, back, owner),
         flow(p.EXTERNAL_IN, 90, {"in_port": t.uplink_ofport, "eth_type": ETH_IP, "ipv4_dst": t.address},
-             [("ct_nat", PAT_ZONE, p.EXTERNAL_NAT, False, None)], owner),
+             [("ct_nat", NAT_ZONE, p.EXTERNAL_NAT, False, None)], owner),
     ]
-    for vni, cidrs in t.domains:
+    if t.gateway_mac is None:  # not resolved yet (openflow/gateway_arp.py): nothing goes out
+        return flows, ()
+    for vni, cidrs, gateway_mac, _ in t.domains:
+        flows += [
+            flow(p.L2_LOOKUP, FROM_DOMAIN, {"reg0": NOT_FROM_TUNNEL, "reg4": vni, "eth_dst": gateway_mac,
+                                            "eth_type": ETH_IP}, [("ct_nat", NAT_ZONE, p.EXTERNAL_NAT, False, None)],
+                 owner),
+            flow(p.EXTERNAL_NAT, FROM_DOMAIN, {"reg4": vni, "eth_type": ETH_IP}, [("goto", p.L3_ROUTING)], owner),
+            flow(p.L3_ROUTING, TRANSLATED + 2, {"reg4": vni, "eth_type": ETH_IP, "ipv4_src": t.address}, out, owner),
+            flow(p.L3_ROUTING, TRANSLATED, {"reg4": vni, "eth_type": ETH_IP},
+                 [("ct_nat", NAT_ZONE, None, True, t.address), ("set", "ipv4_src", t.address), *out], owner),
+        ]
         for cidr in cidrs:
-            for state in (CT_ESTABLISHED, CT_RELATED):
-                flows.append(flow(p.EXTERNAL_NAT, 100, {"ct_state": state, "eth_type": ETH_IP,
+            for state in (CT_ESTABLISHED, CT_RELATED):  # from the uplink: reg4 is 0 until set here
+                flows.append(flow(p.EXTERNAL_NAT, 100, {"reg4": 0, "ct_state": state, "eth_type": ETH_IP,
                                                         "ipv4_dst": _network(cidr)},
                                   [("set", p.REG_L3, vni), ("goto", p.L3_ROUTING)], owner))
             flows.append(flow(p.L3_ROUTING, TRANSLATED + 1, {"reg4": vni, "eth_type": ETH_IP,
                                                              "ipv4_dst": _network(cidr)}, [], owner))
-        flows.append(flow(p.L3_ROUTING, TRANSLATED, {"reg4": vni, "eth_type": ETH_IP}, [
-            ("ct_nat", PAT_ZONE, None, True, t.address), ("set", "eth_src", t.mac),
-            ("set", "eth_dst", t.gateway_mac), ("dec_ttl",), *_to_uplink(t.vlan, t.uplink_ofport)], owner))
     return flows, ()
 
 

@@ -26,8 +26,9 @@ int or a string; a masked value is a ``(value, mask)`` tuple. Actions are tuples
     ("resubmit", table)   ("group", group_id)      ("goto", table)  -- goto only as the last action
     ("ct", zone_reg, table | None, commit, mark_reg | None)  conntrack in the zone held in zone_reg[0..15]
                           (then continue in table, if any; commit: with ct_mark loaded from mark_reg)
-    ("ct_nat", zone, table | None, commit, snat_ip | None)  conntrack in an immediate zone with NAT: source NAT to
-                          snat_ip (with commit), or plain nat (undo the translation of a connection's replies)
+    ("ct_nat", zone, table | None, commit, nat)  conntrack in an immediate zone with NAT: nat an IP (source NAT
+                          to it, with commit), ("dst", IP) (destination NAT to it, with commit), or None: plain nat
+                          (translate the packets of connections already committed with NAT, both ways)
     ("conjunction", id, clause, n_clauses)          one clause (1-based) of a conjunctive match
 An empty action tuple drops.
 """
@@ -228,8 +229,9 @@ def render_action(action) -> str:
             ([f"exec(move:{_MOVE_NAME[mark]}->NXM_NX_CT_MARK[])"] if mark else [])
         return f"ct({','.join(parts)})"
     if kind == "ct_nat":
-        _, zone, table, commit, snat = action
-        parts = (["commit"] if commit else []) + [f"zone={zone}", f"nat(src={snat})" if snat else "nat"] + \
+        _, zone, table, commit, spec = action
+        nat = "nat" if spec is None else f"nat(dst={spec[1]})" if isinstance(spec, tuple) else f"nat(src={spec})"
+        parts = (["commit"] if commit else []) + [f"zone={zone}", nat] + \
             ([f"table={table}"] if table is not None else [])
         return f"ct({','.join(parts)})"
     if kind == "conjunction":

@@ -60,7 +60,8 @@ CLASSIFY, PORT_SECURITY, INGRESS_ACL, SERVICES, L2_LOOKUP, L3_ROUTING, EGRESS_AC
 INGRESS_ACL_CT, INGRESS_ACL_RULES, INGRESS_ACL_VERDICT = 21, 22, 23
 EGRESS_ACL_CT, EGRESS_ACL_RULES, EGRESS_ACL_VERDICT = 51, 52, 53
 EXTERNAL_IN = 35  # what arrives on an uplink to an external network (openflow/external.py)
-EXTERNAL_NAT = 36  # after conntrack undid the port address translation of a reply
+EXTERNAL_NAT = 36  # after conntrack translated what comes from outside or leaves a translated vport
+EXTERNAL_DNAT = 45  # after conntrack of what is routed to a floating IP (openflow/external.py)
 METADATA = 26  # requests of local VMs to the metadata service and the agent's replies (openflow/metadata.py)
 IRB_OUT, TUNNEL_OUT = 70, 75
 
@@ -87,17 +88,25 @@ TABLES = (
           "a local VM's HTTP request to 169.254.169.254 to the metadata agent's port, its source rewritten to the "
           "address naming the VM's port; the agent's replies rewritten back and delivered to that port; ARP of "
           "the agent answered; anything else drops"),
-    Table(L2_LOOKUP, "l2_lookup", frozenset(_REGS | _L2), frozenset({L3_ROUTING, EGRESS_ACL, TUNNEL_OUT}),
-          "destination MAC in the subnet: local vport, remote VTEP, gateway (route), or flood group"),
+    Table(L2_LOOKUP, "l2_lookup", frozenset(_REGS | _L2), frozenset({L3_ROUTING, EGRESS_ACL, TUNNEL_OUT, EXTERNAL_NAT}),
+          "destination MAC in the subnet: local vport, remote VTEP, gateway (route; from a vport with a floating IP "
+          "or a domain translated to the underlay, through conntrack's NAT first), or flood group"),
     Table(EXTERNAL_IN, "external_in", frozenset({"in_port"} | _L2 | _IP), frozenset({L3_ROUTING, EXTERNAL_NAT}),
-          "from an external network's uplink: ARP for floating IPs and the hypervisor's address answered, traffic to "
-          "a floating IP translated to its VM's address and routed in the VM's domain, traffic to the hypervisor's "
-          "address into conntrack (the translation zone) to undo port address translation"),
-    Table(EXTERNAL_NAT, "external_nat", frozenset(_CT | _IP | {"eth_type"}), frozenset({L3_ROUTING}),
-          "replies of translated connections, back at the inside address: routed in the domain that address is in; "
-          "anything else (new connections from outside) drops"),
-    Table(L3_ROUTING, "l3_routing", frozenset(_REGS | _L2 | _IP), frozenset({EGRESS_ACL, IRB_OUT, TUNNEL_OUT}),
-          "longest prefix match in the domain: local host, remote VTEP over the L3 VNI (symmetric IRB)"),
+          "from an external network's uplink: ARP for floating IPs and the hypervisor's address answered, the "
+          "gateway's ARP answers to the controller, traffic to a floating IP routed in its VM's domain, traffic to "
+          "the hypervisor's address into conntrack (the translation zone) to undo port address translation"),
+    Table(EXTERNAL_NAT, "external_nat", frozenset(_REGS | _CT | _IP | {"eth_type"}), frozenset({L3_ROUTING}),
+          "after the translation zone: replies of translated connections from outside, back at the inside address, "
+          "routed in the domain that address is in (anything else from outside drops); what a translated vport or "
+          "domain sends, translated if its connection is known, on to routing"),
+    Table(L3_ROUTING, "l3_routing", frozenset(_REGS | _L2 | _IP),
+          frozenset({EGRESS_ACL, IRB_OUT, TUNNEL_OUT, EXTERNAL_DNAT}),
+          "longest prefix match in the domain: local host, remote VTEP over the L3 VNI (symmetric IRB); a local "
+          "floating IP into conntrack; no route: translated out of the uplink (the flow that commits the "
+          "translation of a new connection)"),
+    Table(EXTERNAL_DNAT, "external_dnat", frozenset(_REGS | _CT | _IP | {"eth_type"}), frozenset({EGRESS_ACL}),
+          "to a floating IP, after the translation zone: a new connection committed with the VM's address as "
+          "destination (counted), known ones already translated; delivered to the VM through its egress policy"),
     Table(EGRESS_ACL, "egress_acl", frozenset(_REGS | _L2 | _IP | {"in_port"}), frozenset({EGRESS, EGRESS_ACL_CT}),
           "traffic entering a vport with ACLs (IP): into conntrack in the vport's zone; other traffic goes on"),
     Table(EGRESS_ACL_CT, "egress_acl_ct", frozenset(_REGS | _CT), frozenset({EGRESS_ACL_RULES, EGRESS_ACL_VERDICT}),

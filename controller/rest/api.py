@@ -98,6 +98,8 @@ class Api:
     # None or a function (datapath id as int) -> that switch's programming status (its reconciler's
     # counts: state, desired, installed, pending) or None when it has no OpenFlow connection
     switch_status: Callable[[int], dict | None] | None = None
+    # kind -> callable(objects) -> {id: counters}: GET /v1/<kind>?counters=true adds them (read from the switches)
+    list_counters: dict = {}
 
     def __init__(self, service, state, settings, extra_routes=(), ha=None, programming=None, status_parts=None):
         """``ha``: the controller.ha.Pair of an HA pair (None: standalone): its role shows in /v1/status,
@@ -242,13 +244,19 @@ class Api:
 
     def _lister(self, kind):
         def handler(req):
-            allowed = set(FILTERS.get(kind, ())) | {"name"}
+            allowed = set(FILTERS.get(kind, ())) | {"name"} | ({"counters"} if kind in self.list_counters else set())
             for key in req.query:
                 if key not in allowed:
                     raise ApiError(400, "bad_query", f"unknown query parameter; use {sorted(allowed)}", key)
-            items = [o for o in self.state.policy.all(kind) if all(o.get(k) == v for k, v in req.query.items())]
+            filters = {k: v for k, v in req.query.items() if k != "counters"}
+            items = [o for o in self.state.policy.all(kind) if all(o.get(k) == v for k, v in filters.items())]
             items.sort(key=lambda o: (self.state.policy.ref(kind, o), o["id"]))
-            return Response(200, {"items": [self._view(kind, o) for o in items], "count": len(items)})
+            views = [self._view(kind, o) for o in items]
+            if "counters" in req.query and _bool_param(req, "counters"):
+                found = self.list_counters[kind](items)
+                for view in views:
+                    view["counters"] = found.get(view["id"])
+            return Response(200, {"items": views, "count": len(items)})
         return handler
 
     def _creator(self, kind):

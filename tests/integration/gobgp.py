@@ -143,16 +143,19 @@ def start_gobgpd(workdir: Path, address: str, asn: int, neighbors: tuple[GoBGPNe
     return gobgp
 
 
-def lab_router_config(router_ip: str, asn: int, peers: list[str], peer_asn: int) -> str:
+def lab_router_config(router_ip: str, asn: int, peers: list[str], peer_asn: int, reflect: bool = False) -> str:
     """gobgpd.toml for a router in a lab namespace: passive EVPN sessions with each of ``peers``
-    (controllers, which dial it); gobgpd listens on its default port in that namespace."""
+    (controllers, which dial it); gobgpd listens on its default port in that namespace. ``reflect`` (iBGP):
+    the peers are its route-reflector clients, so what one announces reaches the others unchanged."""
+    rr = ("\n  [neighbors.route-reflector.config]\n    route-reflector-client = true\n"
+          f'    route-reflector-cluster-id = "{router_ip}"') if reflect else ""
     neighbors = "".join(f"""
 [[neighbors]]
   [neighbors.config]
     neighbor-address = "{peer}"
     peer-as = {peer_asn}
   [neighbors.transport.config]
-    passive-mode = true
+    passive-mode = true{rr}
   [[neighbors.afi-safis]]
     [neighbors.afi-safis.config]
       afi-safi-name = "l2vpn-evpn"
@@ -173,3 +176,14 @@ def lab_gobgp_and_canopy(lab, gobgp_asn: int, canopy_asn: int, policy: dict):
     reply = canopy.api.post("/v1/apply", {"document": policy, "source": "t"})
     assert reply.status == 200, reply.text
     return ctl, peer, canopy
+
+
+def lab_gobgp_reflector(lab, asn: int, clients) -> object:
+    """gobgpd on a new controller host "gobgp" as the iBGP route reflector of ``clients`` (controller hosts, in
+    AS ``asn`` too): returns its host."""
+    peer = lab.add_controller_host("gobgp")
+    conf = lab.workdir / "gobgpd.toml"
+    conf.write_text(lab_router_config(peer.ip, asn, [c.ip for c in clients], asn, reflect=True))
+    lab.spawn("gobgpd", ["gobgpd", "-f", str(conf), "--api-hosts", "127.0.0.1:50051"],
+              lab.workdir / "gobgpd.log", ns=peer.ns)
+    return peer

@@ -70,7 +70,7 @@ def net(lab_capable):
 
     with Lab() as lab:
         ctl = lab.add_controller_host("ctl1")
-        canopy = lab.start_controller(ctl)
+        canopy = lab.start_controller(ctl, {"vrs": {"gateway_arp_refresh_ms": 500, "gateway_arp_timeout_ms": 2000}})
         reply = canopy.api.post("/v1/apply", {"document": POLICY, "source": "extnet"})
         assert reply.status == 200, reply.text
         hosts = {"kvm1": lab.add_hypervisor("kvm1", "kvm"), "hyv1": lab.add_hypervisor("hyv1", "hyperv"),
@@ -169,6 +169,23 @@ def test_a_floating_ip_moved_to_another_vm_answers_there(net):
     lab.wait_until(lambda: tcp(outside, FIPS["vm3"], 7003), timeout=20, what="vm3 answers again")
 
 
+def test_vms_reach_floating_ips_of_vms_on_the_same_and_other_hypervisors(net):
+    """Hairpin: a VM reaches a floating IP like any host outside does. vm4 (port address translation) reaches vm1's
+    floating IP on its own hypervisor and vm2's on another, vm3 (its own floating IP) vm1's: each leaves translated
+    for the gateway, which routes it back onto the external network (the outside host forwards, as a router does),
+    to the VRS that answers for the floating IP. TCP only connects if both translations are undone on the way
+    back (vm4, vm1 and vm2 share a subnet: vm1 would answer vm4's inside address directly otherwise)."""
+    lab, _, _, vms, outside = net
+    outside.exec("sysctl", "-qw", "net.ipv4.ip_forward=1", check=True)
+    try:
+        lab.wait_until(lambda: tcp(vms["vm4"], FIPS["vm1"], 7001), timeout=20, what="vm4 -> vm1's floating IP (kvm1)")
+        lab.wait_until(lambda: vms["vm4"].ping(FIPS["vm1"], timeout=1), timeout=20, what="vm4 pings it")
+        lab.wait_until(lambda: tcp(vms["vm4"], FIPS["vm2"], 22), timeout=20, what="vm4 (kvm1) -> vm2's (hyv1)")
+        lab.wait_until(lambda: tcp(vms["vm3"], FIPS["vm1"], 7001), timeout=20, what="vm3 (esx1) -> vm1's (kvm1)")
+    finally:
+        outside.exec("sysctl", "-qw", "net.ipv4.ip_forward=0")
+
+
 def replies_until(pinger, enough, limit=400):
     """Read the pinger's lines (one per ping with -O: answered or not) until ``enough(seqs answered)``; bounded
     by ``limit`` lines (20 s at 50 ms). Returns (answered seqs, lines read)."""
@@ -207,3 +224,90 @@ def test_a_migrated_vm_keeps_its_floating_ip(net):
     sent = during[-1] - before[0] + 1
     answered = len(before) + len(during)
     print(f"migration: {sent} pings every 50 ms across the move, {sent - answered} lost")
+
+
+def opened(canopy, name):
+    stats = canopy.api.get(f"/v1/floating-ips/{fip_named(canopy, name)['id']}/stats").json
+    assert stats["unanswered"] == [], stats
+    return stats["connections_opened"]
+
+
+def translated_opened(canopy, chassis):
+    net_id = canopy.api.get("/v1/external-networks?name=public").json["items"][0]["id"]
+    [row] = [s for s in canopy.api.get(f"/v1/external-networks/{net_id}/stats").json["translation"]
+             if s["chassis"] == chassis]
+    [dom] = row["domains"]
+    assert row["answered"] and dom["connections_opened"] == row["connections_opened"], row
+    return row["connections_opened"]
+
+
+def test_connections_opened_are_counted_per_floating_ip_and_per_translated_domain(net):
+    """N TCP connections through a floating IP (each way) and through port address translation raise the
+    switches' connections-opened counters by exactly N: the flows that commit a new connection's translation are
+    hit once per connection, whatever the number of packets each carries."""
+    lab, canopy, hosts, vms, outside = net
+    n = 5
+
+    def settled():  # flow statistics reach OpenFlow when a revalidator round has accounted the datapath's flows
+        for hv in ("hyv1", "kvm1"):
+            ctl = str(hosts[hv].ovs.rundir / "ovs-vswitchd.ctl")
+            hosts[hv].exec("ovs-appctl", "-t", ctl, "revalidator/wait", check=True)
+            hosts[hv].exec("ovs-appctl", "-t", ctl, "revalidator/wait", check=True)
+        return opened(canopy, "fip-vm2"), translated_opened(canopy, "kvm1")
+
+    lab.wait_until(lambda: tcp(outside, FIPS["vm2"], 22), timeout=20, what="outside connects to vm2")
+    lab.wait_until(lambda: tcp(vms["vm2"], OUTSIDE_IP, 9000), timeout=20, what="vm2 connects outside")
+    lab.wait_until(lambda: tcp(vms["vm4"], OUTSIDE_IP, 9000), timeout=20, what="vm4 connects outside")
+    before, pat_before = settled()
+    for _ in range(n):
+        assert tcp(outside, FIPS["vm2"], 22)
+        assert tcp(vms["vm2"], OUTSIDE_IP, 9000)
+        assert tcp(vms["vm4"], OUTSIDE_IP, 9000)
+    after, pat_after = settled()
+    assert after["inbound"] - before["inbound"] == n, (before, after)
+    assert after["outbound"] - before["outbound"] == n, (before, after)
+    assert pat_after - pat_before == n, (pat_before, pat_after)
+    listed = {i["name"]: i["counters"] for i in canopy.api.get("/v1/floating-ips?counters=true").json["items"]}
+    assert listed["fip-vm2"]["connections_opened"]["inbound"] >= after["inbound"], listed
+    scraped = [line for line in canopy.api.get("/metrics").text.splitlines()
+               if line.startswith("canopy_floating_ip_connections_opened_total{") and
+               f'address="{FIPS["vm2"]}"' in line and 'direction="inbound"' in line and 'chassis="hyv1"' in line]
+    assert len(scraped) == 1 and float(scraped[0].split()[-1]) >= after["inbound"], scraped
+    assert any(line.startswith("canopy_translation_connections_opened_total{") and 'chassis="kvm1"' in line
+               for line in canopy.api.get("/metrics").text.splitlines())
+
+
+def gateways(canopy):
+    net_id = canopy.api.get("/v1/external-networks?name=public").json["items"][0]["id"]
+    return {g["chassis"]: g for g in canopy.api.get(f"/v1/external-networks/{net_id}/stats").json["gateways"]}
+
+
+def test_without_a_static_gateway_mac_each_vrs_resolves_it_by_arp_refreshes_it_and_forgets_it(net):
+    """The network's gateway_mac removed: each translating VRS asks the outside host (the gateway) by ARP and
+    sends there; the outside host's new MAC is picked up by the next refresh (every 0.5 s here); a gateway that
+    stops answering is forgotten after the timeout (2 s here): nothing goes out; answering again, it is back."""
+    lab, canopy, _, vms, outside = net
+    net_obj = canopy.api.get("/v1/external-networks?name=public").json["items"][0]
+    assert canopy.api.patch(f"/v1/external-networks/{net_obj['id']}", {"gateway_mac": None}).status == 200
+    try:
+        lab.wait_until(lambda: gateways(canopy).get("kvm1", {}).get("mac") == OUTSIDE_MAC, timeout=20,
+                       what="kvm1 resolved the gateway")
+        assert gateways(canopy)["kvm1"]["origin"] == "arp"
+        lab.wait_until(lambda: tcp(vms["vm4"], OUTSIDE_IP, 9000), timeout=20, what="vm4 out through translation")
+        lab.wait_until(lambda: tcp(vms["vm2"], OUTSIDE_IP, 9000), timeout=20, what="vm2 out with its floating IP")
+        moved = "02:00:00:ee:00:99"
+        outside.exec("ip", "link", "set", "eth0", "address", moved, check=True)
+        lab.wait_until(lambda: all(g["mac"] == moved for g in gateways(canopy).values()), timeout=20,
+                       what="every VRS refreshed the gateway's new MAC")
+        lab.wait_until(lambda: tcp(vms["vm4"], OUTSIDE_IP, 9000), timeout=20, what="vm4 out to the new MAC")
+        outside.exec("ip", "addr", "del", f"{OUTSIDE_IP}/24", "dev", "eth0", check=True)
+        lab.wait_until(lambda: gateways(canopy)["kvm1"]["origin"] == "unresolved", timeout=20,
+                       what="the silent gateway forgotten")
+        outside.exec("ip", "addr", "add", f"{OUTSIDE_IP}/24", "dev", "eth0", check=True)
+        outside.exec("ip", "route", "replace", "10.0.1.0/24", "dev", "eth0", check=True)
+        lab.wait_until(lambda: gateways(canopy)["kvm1"]["mac"] == moved, timeout=20, what="resolved again")
+        lab.wait_until(lambda: tcp(vms["vm4"], OUTSIDE_IP, 9000), timeout=20, what="vm4 out again")
+    finally:
+        outside.exec("ip", "link", "set", "eth0", "address", OUTSIDE_MAC)
+        outside.exec("ip", "addr", "replace", f"{OUTSIDE_IP}/24", "dev", "eth0")
+        canopy.api.patch(f"/v1/external-networks/{net_obj['id']}", {"gateway_mac": OUTSIDE_MAC})
