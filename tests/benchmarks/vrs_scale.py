@@ -164,6 +164,21 @@ def peak_rss_mb(node: Node) -> float | None:
     return round(int(found.group(1)) / 1024, 1) if found else None
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` (0 when it is gone)."""
+    try:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy() -> float:
+    """CPU seconds every core of the machine spent not idle, since boot."""
+    fields = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
 class Follow:
     """Polls one controller until every switch is in sync, noting when each milestone was first seen (s after
     ``t0``). ``read_back``: also require a read-back of every switch by this process."""
@@ -304,39 +319,49 @@ class Scale:
         self.dpids = [f"{hv.datapath_id():016x}" for hv in self.hvs]
         self.ovs_logs = [hv.ovs.rundir / "ovs-vswitchd.log" for hv in self.hvs]
 
+    def cpu(self, node: Node | None = None) -> dict:
+        """CPU seconds so far: the controller's (``node``), every OVS daemon's, the whole machine's."""
+        ovs = [c.pid for hv in self.hvs for c in hv.ovs.processes]
+        return {"controller": cpu_seconds(node.proc.pid) if node else 0.0, "ovs": sum(map(cpu_seconds, ovs)),
+                "machine": machine_busy(), "wall": time.monotonic()}
+
     def phase(self, node: Node, follow: Follow, timeout: float, what: str, logs, ovs_filter=None,
-              since=None, baseline=None, spy: Spy | None = None) -> dict:
+              since=None, baseline=None, spy: Spy | None = None, cpu0: dict | None = None) -> dict:
         spy = spy or Spy(self.lab, node, self.args.profile, what.split(":")[0].replace(" ", "-"))
         try:
             follow.wait(self.lab, timeout, what)
         finally:
             spy.stop()
+        cpu1 = self.cpu(node)
+        used = {k: round(cpu1[k] - v, 1) for k, v in (cpu0 or {}).items()}
         now = sent(follow.switches)
         if baseline:
             now = {k: v - baseline[k] for k, v in now.items()}
         lag = health.lag_from_status(node.get("/v1/status")) or {}
-        return {"milestones": follow.milestones, **now, "peak_rss_mb": peak_rss_mb(node),
+        return {"milestones": follow.milestones, **now, "peak_rss_mb": peak_rss_mb(node), "cpu_s": used,
                 "lag_max_ms": lag.get("max_ms"), "lag_max_1m_ms": lag.get("max_1m_ms"),
                 "disconnects": health.disconnects(logs, self.ovs_logs, since=since, ovs_filter=ovs_filter)}
 
     def cold_start(self) -> dict:
         proc = self.single.proc
         since = health.log_offsets(proc.log_path, *self.ovs_logs)
+        cpu0 = self.cpu()
         t0 = time.monotonic()
         proc.start(START_TIMEOUT)
         follow = Follow(self.single, self.dpids, len(self.ports), t0)
         return self.phase(self.single, follow, self.args.timeout, "cold start: every switch in sync",
-                          [proc.log_path], since=since)
+                          [proc.log_path], since=since, cpu0=cpu0)
 
     def restart(self) -> dict:
         proc = self.single.proc
         proc.stop()
         since = health.log_offsets(proc.log_path, *self.ovs_logs)
+        cpu0 = self.cpu()
         t0 = time.monotonic()
         proc.start(START_TIMEOUT)
         follow = Follow(self.single, self.dpids, len(self.ports), t0, read_back=True)
         return self.phase(self.single, follow, self.args.timeout, "restart: every switch read back, in sync",
-                          [proc.log_path], since=since)
+                          [proc.log_path], since=since, cpu0=cpu0)
 
     def takeover(self) -> dict:
         """(c): the pair built and ready; SIGKILL of the active; the survivor active and in sync everywhere."""
@@ -367,11 +392,13 @@ class Scale:
         before = sent(switches(standby) or {})
         since = health.log_offsets(standby.proc.log_path, *self.ovs_logs)
         spy = Spy(lab, standby, args.profile, "takeover")
+        cpu0 = self.cpu(standby)
         t0 = time.monotonic()
         active.proc.kill()
         follow = Follow(standby, self.dpids, len(self.ports), t0, active=True)
         out = self.phase(standby, follow, args.timeout, "takeover: the survivor active, every switch in sync",
-                         [standby.proc.log_path], ovs_filter=standby.host.ip, since=since, baseline=before, spy=spy)
+                         [standby.proc.log_path], ovs_filter=standby.host.ip, since=since, baseline=before, spy=spy,
+                         cpu0=cpu0)
         out["disconnects"].pop("HA link (controller log)")  # the link to the killed node ends by design
         tables = [ControllerTable(lab, hv, lab.workdir / f"{hv.name}-controller-table.csv") for hv in self.hvs]
         master = connected_as(standby.target, "master")
@@ -450,6 +477,11 @@ def report(result: dict) -> list[str]:
         lines.append(f"    flow-mods {ph['flow_mods']:,}, group-mods {ph['group_mods']:,}; peak RSS "
                      f"{ph['peak_rss_mb']} MB; max event-loop lag {ph['lag_max_ms']} ms since start, "
                      f"{ph['lag_max_1m_ms']} ms in the last minute")
+        cpu = ph.get("cpu_s") or {}
+        if cpu:
+            lines.append(f"    CPU during the phase ({cpu['wall']} s): controller {cpu['controller']} s, the "
+                         f"{a['vrs'] * 2} OVS daemons {cpu['ovs']} s, the whole machine {cpu['machine']} s of "
+                         f"{round(cpu['wall'] * (os.cpu_count() or 1), 1)} s")
         lines.append("    " + health.disconnects_line(ph["disconnects"]))
         if "pair_setup_s" in ph:
             lines.append(f"    pair built, policy applied, ready in {ph['pair_setup_s']} s; before the kill: "
