@@ -65,21 +65,19 @@ def blocking(function, *args):
     return eventlet.tpool.execute(function, *args)
 
 class LazyFlowStats:
-    """One entry of a flow-stats reply, Ryu's OFPFlowStats attributes: the fixed fields parsed at once, ``match``
-    and ``instructions`` by Ryu's own parser on first use (from a copy of the entry's bytes)."""
+    """One entry of a flow-stats reply, with Ryu's OFPFlowStats attributes: the fixed fields unpacked at once (one
+    tuple; each version's subclass names them), ``match`` and ``instructions`` parsed by Ryu's own parser on first
+    use, from a copy of the entry's bytes."""
 
-    __slots__ = ("length", "table_id", "duration_sec", "duration_nsec", "priority", "idle_timeout",
-                 "hard_timeout", "flags", "importance", "cookie", "packet_count", "byte_count", "_raw", "_full")
-    FIELDS: tuple = ()  # set per OpenFlow version (the fixed part of ofp_flow_stats)
+    __slots__ = ("_fixed", "_raw", "_full")
     HEADER: struct.Struct
     RYU: type  # the version's OFPFlowStats
 
     @classmethod
     def parser(cls, buf, offset: int):
         entry = cls.__new__(cls)
-        for name, value in zip(cls.FIELDS, cls.HEADER.unpack_from(buf, offset)):
-            setattr(entry, name, value)
-        entry._raw = bytes(buf[offset:offset + entry.length])
+        fixed = entry._fixed = cls.HEADER.unpack_from(buf, offset)
+        entry._raw = bytes(buf[offset:offset + fixed[0]])
         entry._full = None
         return entry
 
@@ -100,11 +98,16 @@ class LazyFlowStats:
         return repr(self._parsed())
 
 
+def _field(index: int) -> property:
+    return property(lambda entry: entry._fixed[index])
+
+
 def _lazy_flow_stats(version, parser, fields: tuple) -> None:
-    """Make ``parser``'s flow-stats replies carry LazyFlowStats entries."""
+    """Make ``parser``'s flow-stats replies carry LazyFlowStats entries (``fields``: the fixed part, in order)."""
+    names = {name: _field(index) for index, name in enumerate(fields)}
     lazy = type(f"LazyFlowStats{version.OFP_VERSION:02x}", (LazyFlowStats,),
-                {"__slots__": (), "FIELDS": fields, "HEADER": struct.Struct(version.OFP_FLOW_STATS_0_PACK_STR),
-                 "RYU": parser.OFPFlowStats})
+                {"__slots__": (), "HEADER": struct.Struct(version.OFP_FLOW_STATS_0_PACK_STR),
+                 "RYU": parser.OFPFlowStats, **names})
     parser.OFPFlowStatsReply.cls_stats_body_cls = lazy
 
 
