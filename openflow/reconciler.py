@@ -51,6 +51,7 @@ import struct
 import time
 from dataclasses import dataclass, field
 
+from controller import collector
 from controller.logs import Throttle
 from controller.ryu_compat import hub, ofp_event
 from openflow import encode
@@ -396,7 +397,12 @@ class SwitchReconciler:
 
     def _plan(self) -> list[_Op]:
         """The ordered change set that makes installed equal to desired (minus rejected items): every flow
-        after a read-back, else only the owners that changed (FlowBook.plan)."""
+        after a read-back, else only the owners that changed (FlowBook.plan). It does not yield, and a full plan
+        allocates a few tuples per flow: the cyclic collector is paused meanwhile (controller/collector.py)."""
+        with collector.paused():
+            return self._plan_ops()
+
+    def _plan_ops(self) -> list[_Op]:
         plan = self._planned = self._book.plan(self._keep)
         groups, have, refused = self._desired_groups, self._installed_groups, self._rejected_groups
         if self._keep:
