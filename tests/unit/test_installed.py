@@ -135,3 +135,38 @@ def test_a_full_plan_runs_no_cyclic_collection():
     finally:
         gc.callbacks.remove(seen)
     assert len(ops) == 5000 and runs in ([], [0]) and gc.isenabled()
+
+
+def test_at_most_a_few_switches_are_read_back_at_once():
+    """Each read-back streams all of a switch's flows, and OVS's echo requests queue behind the stream: switches
+    are read back READ_BACKS_AT_ONCE at a time, the next one as soon as one is done (or gone)."""
+    import logging
+
+    from controller.ryu_compat import hub, ofproto_protocol
+    from openflow import reconciler
+
+    dp = ofproto_protocol.ProtocolDesc(5)
+    asked = []
+
+    def switch(n):
+        sent = SimpleNamespace(id=n, ofproto=dp.ofproto, ofproto_parser=dp.ofproto_parser, xid=0,
+                               address=("10.0.0.1", n))
+        sent.send_msg = lambda msg: asked.append((n, type(msg).__name__))
+        return sent
+
+    at_once = getattr(reconciler, "READ_BACKS_AT_ONCE", 8)
+    recs = [reconciler.SwitchReconciler(switch(n), log=logging.getLogger("test.reconciler"))
+            for n in range(1, at_once + 4)]
+    for rec in recs:
+        rec.start()
+    try:
+        hub.sleep(0.05)
+        flow_requests = [n for n, kind in asked if kind == "OFPFlowStatsRequest"]
+        assert sorted(flow_requests) == list(range(1, at_once + 1))
+        recs[0].stop()  # its switch is gone: the next waiting one goes ahead
+        hub.sleep(0.05)
+        flow_requests = [n for n, kind in asked if kind == "OFPFlowStatsRequest"]
+        assert sorted(flow_requests) == list(range(1, at_once + 2))
+    finally:
+        for rec in recs:
+            rec.stop()
