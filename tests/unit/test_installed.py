@@ -170,3 +170,22 @@ def test_at_most_a_few_switches_are_read_back_at_once():
     finally:
         for rec in recs:
             rec.stop()
+
+
+def test_pending_while_a_full_diff_is_due_is_counted_once_per_state(monkeypatch):
+    """counts() after a read-back (a full plan due) diffs everything; asked again and again (REST, a Prometheus
+    scrape of every switch) it diffs once per state of the book, and each input is counted afresh."""
+    book = FlowBook()
+    book.set_desired({A: flows_of(A, "02:00:00:00:00:01", "02:00:00:00:00:02")})
+    book.read_back({})
+    diffs = []
+    original = book.desired_by_key
+    monkeypatch.setattr(book, "desired_by_key", lambda: diffs.append(1) or original())
+    assert [book.counts() for _ in range(5)] == [(2, 0, 2)] * 5 and len(diffs) == 1
+    installed = next(iter(flows_of(A, "02:00:00:00:00:01")))
+    book.read_back({installed.key: stats(installed)})
+    assert book.counts() == (2, 1, 1)
+    book.set_desired({B: flows_of(B, "02:00:00:00:00:03")}, {B})
+    assert book.counts() == (3, 1, 2)  # A's second flow and B's to add
+    book.rejected[next(iter(flows_of(B, "02:00:00:00:00:03"))).key] = "refused"
+    assert book.counts() == (3, 1, 1) and len(diffs) == 4
