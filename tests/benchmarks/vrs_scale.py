@@ -457,43 +457,49 @@ TARGETS = {"cold_start": "every switch in sync <= 30 s", "restart": "0 flow-mods
            "takeover": "0 disconnects of the survivor, 0 flow-mods"}
 
 
+PHASES = (("cold_start", "(a) cold start"), ("restart", "(b) restart"),
+          ("takeover", "(c) HA takeover (SIGKILL of the active)"))
+
+
 def report(result: dict) -> list[str]:
     a = result["settings"]
     lines = [f"vrs_scale: {a['vrs']} VRS (userspace OVS), {a['vports']} vports bound as internal ports "
              f"({a['vports'] // a['vrs']} per VRS), one tenant, one domain, {len(document_subnets(a['vports']))} "
              f"/22 subnets"]
     lines.append("  setup: " + ", ".join(f"{k} {v} s" for k, v in result["setup"].items()))
-    for name, label in (("cold_start", "(a) cold start"), ("restart", "(b) restart"),
-                        ("takeover", "(c) HA takeover (SIGKILL of the active)")):
-        ph = result.get(name)
-        if ph is None:
-            continue
-        if "error" in ph:
-            lines.append(f"{label}: FAILED: {ph['error']}")
-            continue
-        lines.append(f"{label}: target {TARGETS[name]}")
-        for what, seconds in sorted(ph["milestones"].items(), key=lambda kv: kv[1]):
-            lines.append(f"    {seconds:8.2f} s  {what}")
-        lines.append(f"    flow-mods {ph['flow_mods']:,}, group-mods {ph['group_mods']:,}; peak RSS "
-                     f"{ph['peak_rss_mb']} MB; max event-loop lag {ph['lag_max_ms']} ms since start, "
-                     f"{ph['lag_max_1m_ms']} ms in the last minute")
-        cpu = ph.get("cpu_s") or {}
-        if cpu:
-            lines.append(f"    CPU during the phase ({cpu['wall']} s): controller {cpu['controller']} s, the "
-                         f"{a['vrs'] * 2} OVS daemons {cpu['ovs']} s, the whole machine {cpu['machine']} s of "
-                         f"{round(cpu['wall'] * (os.cpu_count() or 1), 1)} s")
-        lines.append("    " + health.disconnects_line(ph["disconnects"]))
-        if "pair_setup_s" in ph:
-            lines.append(f"    pair built, policy applied, ready in {ph['pair_setup_s']} s; before the kill: "
-                         + health.disconnects_line(ph["pair_disconnects_before_kill"]) +
-                         f"; OVS's Controller tables: {ph['controller_tables']}; the standby's max lag in the "
-                         f"minute before the kill {ph['lag_before_kill_1m_ms']} ms")
-            lines.append(f"    {ph['killed']} killed, {ph['survivor']} took over; HA role changes after the first "
-                         f"election, before the kill: {len(ph['pair_role_changes_before_kill'])}")
-            lines += [f"      {line}" for line in ph["pair_role_changes_before_kill"]]
+    for name, _ in PHASES:
+        if result.get(name) is not None:
+            lines += phase_lines(name, result[name], a)
     m = result["machine"]
     lines.append(f"machine: {m['cpus']} CPUs ({m['cpu']}), kernel {m['kernel']}, Python {m['python']}, load "
                  f"average {m['load_average']} at start, {m.get('load_average_end')} at the end")
+    return lines
+
+
+def phase_lines(name: str, ph: dict, a: dict) -> list[str]:
+    label = dict(PHASES)[name]
+    if "error" in ph:
+        return [f"{label}: FAILED: {ph['error']}"]
+    lines = [f"{label}: target {TARGETS[name]}"]
+    for what, seconds in sorted(ph["milestones"].items(), key=lambda kv: kv[1]):
+        lines.append(f"    {seconds:8.2f} s  {what}")
+    lines.append(f"    flow-mods {ph['flow_mods']:,}, group-mods {ph['group_mods']:,}; peak RSS "
+                 f"{ph['peak_rss_mb']} MB; max event-loop lag {ph['lag_max_ms']} ms since start, "
+                 f"{ph['lag_max_1m_ms']} ms in the last minute")
+    cpu = ph.get("cpu_s") or {}
+    if cpu:
+        lines.append(f"    CPU during the phase ({cpu['wall']} s): controller {cpu['controller']} s, the "
+                     f"{a['vrs'] * 2} OVS daemons {cpu['ovs']} s, the whole machine {cpu['machine']} s of "
+                     f"{round(cpu['wall'] * (os.cpu_count() or 1), 1)} s")
+    lines.append("    " + health.disconnects_line(ph["disconnects"]))
+    if "pair_setup_s" in ph:
+        lines.append(f"    pair built, policy applied, ready in {ph['pair_setup_s']} s; before the kill: "
+                     + health.disconnects_line(ph["pair_disconnects_before_kill"]) +
+                     f"; OVS's Controller tables: {ph['controller_tables']}; the standby's max lag in the "
+                     f"minute before the kill {ph['lag_before_kill_1m_ms']} ms")
+        lines.append(f"    {ph['killed']} killed, {ph['survivor']} took over; HA role changes after the first "
+                     f"election, before the kill: {len(ph['pair_role_changes_before_kill'])}")
+        lines += [f"      {line}" for line in ph["pair_role_changes_before_kill"]]
     return lines
 
 
@@ -507,17 +513,17 @@ def run(args) -> dict:
         progress(f"building the lab: {args.vrs} VRS, {args.vports} vports")
         scale = Scale(lab, args)
         result["setup"] = scale.setup
-        for name, step in (("cold_start", scale.cold_start), ("restart", scale.restart),
-                           ("takeover", scale.takeover)):
+        for name, _ in PHASES:
+            if name not in args.phases:
+                continue
             progress(f"{name} ...")
             try:
-                result[name] = step()
+                result[name] = getattr(scale, name)()
             except AssertionError as exc:
                 result[name] = {"error": str(exc)}
-                progress(f"{name} failed: {exc}")
+            progress("\n".join(phase_lines(name, result[name], result["settings"])))
+            if "error" in result[name]:
                 break
-            progress(f"{name}: in sync at {result[name]['milestones'].get('EVERY SWITCH IN SYNC')} s, "
-                     f"{result[name]['flow_mods']} flow-mods")
         if args.logs:
             shutil.copytree(lab.workdir, args.logs, dirs_exist_ok=True,
                             ignore=lambda d, names: [n for n in names if not (n.endswith((".log", ".csv", ".prof"))
@@ -533,6 +539,8 @@ def main(argv=None) -> int:
     parser.add_argument("--timeout", type=float, default=600.0, help="bound of every wait for sync (s)")
     parser.add_argument("--heartbeat-ms", type=int, default=200, help="HA heartbeat (the controller's default)")
     parser.add_argument("--dead-ms", type=int, default=1000, help="HA dead interval (the controller's default)")
+    parser.add_argument("--phases", nargs="+", choices=[n for n, _ in PHASES], default=[n for n, _ in PHASES],
+                        help="the phases to run (default: all; restart follows a cold start)")
     parser.add_argument("--profile", metavar="DIR", help="py-spy record each phase's controller into DIR")
     parser.add_argument("--logs", metavar="DIR", help="copy the lab's logs (controllers, ovs-vswitchd) to DIR")
     parser.add_argument("--json", action="store_true", help="also print every figure as JSON on stdout")
