@@ -39,8 +39,8 @@ class FlowBook:
         self.loose: dict = {}  # Flow.key -> Flow or stats entry: installed, owned by no installed owner
         self.dirty: set | None = None  # owners to plan; None: every owner (a full diff)
         self.rejected: dict = {}  # Flow.key -> error text (the switch refused it: not sent again until a retry)
-        self._changes = 0  # bumped by every input, plan and apply: the key of the cached full-diff count
-        self._full_pending: tuple | None = None  # (key, pending) of the last full diff counted
+        self._changes = 0  # bumped by every input, plan and apply: the key of the cached counts
+        self._counted: tuple | None = None  # (key, counts()) as last counted
 
     # ------------------------------------------------------------------------------ inputs
 
@@ -155,28 +155,26 @@ class FlowBook:
 
     def counts(self) -> tuple[int, int, int]:
         """(desired, installed, pending: still to add or remove, rejected left out) flows; a full diff only
-        while one is due (after a read-back), else the changed owners' differences."""
+        while one is due (after a read-back), else the changed owners' differences. Counted once per state of the
+        book: every REST status and Prometheus scrape asks each switch, and between a read-back and its plan a
+        scrape of 50 switches of 16,000 flows cost the controller about a second (tests/benchmarks/vrs_scale.py)."""
+        key = (self._changes, len(self.rejected))
+        if self._counted is None or self._counted[0] != key:
+            self._counted = (key, self._count())
+        return self._counted[1]
+
+    def _count(self) -> tuple[int, int, int]:
         desired = sum(len(fs) for fs in (self.desired or {}).values())
         installed = sum(len(fs) for fs in self.installed.values()) + len(self.loose)
         if self.desired is None:
             return 0, installed, 0
         if self.dirty is None:
-            pending = self._full_diff_pending()
+            want, have = self.desired_by_key(), self._installed_by_key()
+            pending = len(want.keys() - have.keys() - self.rejected.keys()) + len(have.keys() - want.keys())
         else:
             plan = self._by_owner(self.dirty)
             pending = len(plan.adds) + len(plan.deletes)
         return desired, installed, pending
-
-    def _full_diff_pending(self) -> int:
-        """Flows a full plan would send, counted once per state of the book: a monitoring scrape of 50 switches
-        read back and not yet planned (50 full diffs of 16,000 flows) cost the controller about a second each
-        time (tests/benchmarks/vrs_scale.py)."""
-        key = (self._changes, len(self.rejected))
-        if self._full_pending is None or self._full_pending[0] != key:
-            want, have = self.desired_by_key(), self._installed_by_key()
-            pending = len(want.keys() - have.keys() - self.rejected.keys()) + len(have.keys() - want.keys())
-            self._full_pending = (key, pending)
-        return self._full_pending[1]
 
     def rows(self) -> list[tuple]:
         """(key, desired Flow or None, installed item or None) of every desired or installed flow."""

@@ -172,9 +172,9 @@ def test_at_most_a_few_switches_are_read_back_at_once():
             rec.stop()
 
 
-def test_pending_while_a_full_diff_is_due_is_counted_once_per_state(monkeypatch):
+def test_counts_are_taken_once_per_state_of_the_book(monkeypatch):
     """counts() after a read-back (a full plan due) diffs everything; asked again and again (REST, a Prometheus
-    scrape of every switch) it diffs once per state of the book, and each input is counted afresh."""
+    scrape of every switch) it counts once per state of the book, and each input is counted afresh."""
     book = FlowBook()
     book.set_desired({A: flows_of(A, "02:00:00:00:00:01", "02:00:00:00:00:02")})
     book.read_back({})
