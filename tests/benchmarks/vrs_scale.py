@@ -113,7 +113,7 @@ def apply(node: Node, doc: dict) -> float:
     return time.monotonic() - started
 
 
-# ---------------------------------------------------------------------------------------------- what a controller reports
+# ---------------------------------------------------------------------------------------------- what it reports
 
 _SAMPLE = re.compile(r'^(\w+)\{([^}]*)\} (\S+)$')
 _LABEL = re.compile(r'(\w+)="([^"]*)"')
@@ -284,7 +284,8 @@ def top_frames(path: str, count: int = 40) -> str:
         for frame in set(frames):
             total[frame] = total.get(frame, 0) + int(n)
     lines = [f"{samples} samples (CPU only)", "self:"]
-    lines += [f"  {n:7d} {n / max(samples, 1):6.1%}  {f}" for f, n in sorted(own.items(), key=lambda kv: -kv[1])[:count]]
+    lines += [f"  {n:7d} {n / max(samples, 1):6.1%}  {f}"
+              for f, n in sorted(own.items(), key=lambda kv: -kv[1])[:count]]
     lines.append("total:")
     lines += [f"  {n:7d} {n / max(samples, 1):6.1%}  {f}"
               for f, n in sorted(total.items(), key=lambda kv: -kv[1])[:count]]
