@@ -356,10 +356,13 @@ class Scale:
     def restart(self) -> dict:
         proc = self.single.proc
         proc.stop()
-        since = health.log_offsets(proc.log_path, *self.ovs_logs)
+        since = health.log_offsets(proc.log_path)
         cpu0 = self.cpu()
         t0 = time.monotonic()
         proc.start(START_TIMEOUT)
+        # OVS logs the stopped controller's connections as ended a moment after stop() returns: its logs are counted
+        # from the new process's readiness (its own connections cannot have timed out on a 5 s probe by then)
+        since.update(health.log_offsets(*self.ovs_logs))
         follow = Follow(self.single, self.dpids, len(self.ports), t0, read_back=True)
         return self.phase(self.single, follow, self.args.timeout, "restart: every switch read back, in sync",
                           [proc.log_path], since=since, cpu0=cpu0)
