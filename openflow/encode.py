@@ -299,10 +299,20 @@ class WireEncoder:
 
     def flow_add(self, f: Flow, xid: int, cookie: int | None = None) -> bytes:
         """ADD of ``f``; pass ``cookie`` (= f.cookie) when already known, to save recomputing it."""
-        body = self.match(f.match) + self.instructions(f.actions)
+        body = self.body(f)
         return _FLOW_MOD.pack(self.version, self.ofp.OFPT_FLOW_MOD, 48 + len(body), xid,
                               f.cookie if cookie is None else cookie, 0, f.table, self.ofp.OFPFC_ADD, 0, 0,
                               f.priority, OFP_NO_BUFFER, OFPP_ANY, OFPG_ANY, 0, 0) + body
+
+    def body(self, f: Flow) -> bytes:
+        """``f``'s match and instructions, encoded once per Flow and OpenFlow version: a Flow object is shared by
+        every switch that needs it (openflow/compiler.py), so 50 switches cost one encoding, not 50."""
+        cached = f._wire
+        if cached is not None and cached[0] == self.version:
+            return cached[1]
+        body = self.match(f.match) + self.instructions(f.actions)
+        object.__setattr__(f, "_wire", (self.version, body))
+        return body
 
     def flow_delete_strict(self, table: int, priority: int, cookie: int, match: bytes, xid: int) -> bytes:
         """DELETE_STRICT of one flow; ``match`` is an encoded ofp_match (``match`` or ``ryu_match_bytes``)."""

@@ -76,9 +76,10 @@ class Flow:
     """One flow: an immutable value, compared and hashed by (table, priority, match, actions); the owner
     only names it (in its cookie). Lean on purpose: a switch holds tens of thousands and one Flow object is
     shared by every switch that needs the same flow (openflow/compiler.py), so no per-instance dict, the hash
-    computed once and the cookie once, on first use."""
+    computed once and the cookie once, on first use; ``_wire`` is its match and instructions as encoded by
+    openflow.encode.WireEncoder.body (the same bytes for every switch: encoded once, not once per switch)."""
 
-    __slots__ = ("table", "priority", "match", "actions", "owner", "_hash", "_cookie")
+    __slots__ = ("table", "priority", "match", "actions", "owner", "_hash", "_cookie", "_wire")
 
     def __init__(self, table: int, priority: int, match: tuple, actions: tuple, owner: Owner = NO_OWNER):
         setter = object.__setattr__
@@ -89,6 +90,7 @@ class Flow:
         setter(self, "owner", owner)
         setter(self, "_hash", hash((table, priority, match, actions)))
         setter(self, "_cookie", None)
+        setter(self, "_wire", None)
 
     def __setattr__(self, name, value):
         raise AttributeError(f"Flow is immutable (cannot set {name})")

@@ -39,12 +39,15 @@ class FlowBook:
         self.loose: dict = {}  # Flow.key -> Flow or stats entry: installed, owned by no installed owner
         self.dirty: set | None = None  # owners to plan; None: every owner (a full diff)
         self.rejected: dict = {}  # Flow.key -> error text (the switch refused it: not sent again until a retry)
+        self._changes = 0  # bumped by every input, plan and apply: the key of the cached counts
+        self._counted: tuple | None = None  # (key, counts()) as last counted
 
     # ------------------------------------------------------------------------------ inputs
 
     def set_desired(self, flows_by_owner, changed=None) -> None:
         """The switch's desired flows by owner; ``changed``: the owners that changed since the last call
         (None: not known, diff everything)."""
+        self._changes += 1
         if changed is None or self.desired is None:
             self.desired = {o: fs for o, fs in flows_by_owner.items() if fs}
             self.dirty = None
@@ -60,12 +63,14 @@ class FlowBook:
 
     def read_back(self, entries: dict) -> None:
         """What the switch holds (Flow.key -> stats entry) replaces the installed record; the next plan is full."""
+        self._changes += 1
         self.installed, self.loose, self.dirty = {}, dict(entries), None
         self.rejected.clear()
 
     def retry_rejected(self) -> None:
         """Send what the switch refused again (say, a group it was missing now exists): a full plan."""
         if self.rejected:
+            self._changes += 1
             self.rejected.clear()
             self.dirty = None
 
@@ -76,6 +81,7 @@ class FlowBook:
         Starts a new round of changed owners: those set after this call are planned next time."""
         if self.desired is None:
             return FlowPlan()
+        self._changes += 1
         plan = self._full() if self.dirty is None else self._by_owner(self.dirty)
         self.dirty = set()
         if keep:
@@ -117,6 +123,7 @@ class FlowBook:
 
     def applied(self, plan: FlowPlan) -> None:
         """The switch confirmed the plan, minus what it rejected (``rejected``)."""
+        self._changes += 1
         rejected = self.rejected
         if plan.full:
             self.installed = {}
@@ -148,7 +155,15 @@ class FlowBook:
 
     def counts(self) -> tuple[int, int, int]:
         """(desired, installed, pending: still to add or remove, rejected left out) flows; a full diff only
-        while one is due (after a read-back), else the changed owners' differences."""
+        while one is due (after a read-back), else the changed owners' differences. Counted once per state of the
+        book: every REST status and Prometheus scrape asks each switch, and between a read-back and its plan a
+        scrape of 50 switches of 16,000 flows cost the controller about a second (tests/benchmarks/vrs_scale.py)."""
+        key = (self._changes, len(self.rejected))
+        if self._counted is None or self._counted[0] != key:
+            self._counted = (key, self._count())
+        return self._counted[1]
+
+    def _count(self) -> tuple[int, int, int]:
         desired = sum(len(fs) for fs in (self.desired or {}).values())
         installed = sum(len(fs) for fs in self.installed.values()) + len(self.loose)
         if self.desired is None:

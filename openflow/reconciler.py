@@ -51,6 +51,7 @@ import struct
 import time
 from dataclasses import dataclass, field
 
+from controller import collector
 from controller.logs import Throttle
 from controller.ryu_compat import hub, ofp_event
 from openflow import encode
@@ -71,6 +72,12 @@ REPLY_TIMEOUT = 30.0  # seconds for a read-back or a change set, plus 1 s per RE
 REPLY_RATE = 5000
 RETRY_DELAY = 5.0  # seconds before reading back again after the switch did not answer
 SEND_CHUNK = 128 * 1024  # bytes written to the switch at once
+#: Switches read back at the same time. Each read-back streams every flow of its switch (16,000 flows: 2.5 MB),
+#: and OVS's echo requests queue behind it on the same connection; with 50 switches read back at once after a
+#: restart, each stream advanced one message per turn of the whole event loop and OVS dropped switch after
+#: switch on its 5 s inactivity probe, so they were read back again and again (tests/benchmarks/vrs_scale.py).
+READ_BACKS_AT_ONCE = 8
+_READ_BACKS = hub.BoundedSemaphore(READ_BACKS_AT_ONCE)
 OPENFLOW_NAMES = {4: "1.3", 5: "1.4"}
 
 
@@ -356,10 +363,12 @@ class SwitchReconciler:
             self._log.exception("on_sync callback failed")
 
     def _read_back(self) -> bool:
-        """Replace installed with what the switch holds; False if it did not answer."""
+        """Replace installed with what the switch holds (at most READ_BACKS_AT_ONCE switches at a time); False if
+        it did not answer."""
         self.state = "reading"
-        flows = self._request(encode.canopy_flow_stats_request(self.datapath))
-        groups = self._request(encode.group_desc_request(self.datapath)) if flows is not None else None
+        with _READ_BACKS:
+            flows = self._request(encode.canopy_flow_stats_request(self.datapath))
+            groups = self._request(encode.group_desc_request(self.datapath)) if flows is not None else None
         if flows is None or groups is None:
             return False
         installed = {}
@@ -396,7 +405,12 @@ class SwitchReconciler:
 
     def _plan(self) -> list[_Op]:
         """The ordered change set that makes installed equal to desired (minus rejected items): every flow
-        after a read-back, else only the owners that changed (FlowBook.plan)."""
+        after a read-back, else only the owners that changed (FlowBook.plan). It does not yield, and a full plan
+        allocates a few tuples per flow: the cyclic collector is paused meanwhile (controller/collector.py)."""
+        with collector.paused():
+            return self._plan_ops()
+
+    def _plan_ops(self) -> list[_Op]:
         plan = self._planned = self._book.plan(self._keep)
         groups, have, refused = self._desired_groups, self._installed_groups, self._rejected_groups
         if self._keep:

@@ -70,17 +70,23 @@ DISCONNECT_PATTERNS = {
     "OVS inactivity probe (ovs-vswitchd log)": re.compile(r"no response to inactivity probe"),
     "OVS connection dropped (ovs-vswitchd log)": re.compile(r"connection dropped"),
     "BGP (gobgpd log)": re.compile(r"Peer Down", re.IGNORECASE),
+    "HA link (controller log)": re.compile(r"HA link \S+: (connection to peer lost|peer closed our connection|"
+                                           r"send to \S+ failed)"),
 }
 
 
-def disconnects(controller_logs=(), ovs_logs=(), gobgp_logs=(), since: dict | None = None) -> dict:
+def disconnects(controller_logs=(), ovs_logs=(), gobgp_logs=(), since: dict | None = None,
+                ovs_filter: str | None = None) -> dict:
     """{what: count} of session ends in the logs (paths); ``since``: {path: byte offset} to count only what
-    was written after it (``log_offsets`` at the start of a run)."""
+    was written after it (``log_offsets`` at the start of a run); ``ovs_filter``: count only the ovs-vswitchd
+    log lines containing it (a controller's address, when another controller's connections end by design)."""
     sources = {"controller log": controller_logs, "ovs-vswitchd log": ovs_logs, "gobgpd log": gobgp_logs}
     counts = dict.fromkeys(DISCONNECT_PATTERNS, 0)
     for source, paths in sources.items():
         for path in paths:
             text = _read_from(Path(path), (since or {}).get(str(path), 0))
+            if ovs_filter is not None and source == "ovs-vswitchd log":
+                text = "\n".join(line for line in text.splitlines() if ovs_filter in line)
             for what, pattern in DISCONNECT_PATTERNS.items():
                 if what.endswith(f"({source})"):
                     counts[what] += len(pattern.findall(text))

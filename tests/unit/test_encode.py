@@ -56,6 +56,23 @@ def test_wire_flow_add_is_byte_for_byte_ryu(version, f):
     assert wire.flow_add(f, 0x1234, f.cookie) == wire.flow_add(f, 0x1234)
 
 
+def test_a_shared_flow_is_encoded_once_for_every_switch(monkeypatch):
+    """Every switch's encoder reuses a Flow's match and instructions once encoded (a Flow object is shared by
+    the switches that need it); each message still carries its own xid, and the bytes stay Ryu's. Per version:
+    a 1.3 switch after a 1.4 one gets its own encoding."""
+    shared = flow(20, 100, {"eth_dst": "02:00:00:00:00:01"}, [("set", "reg7", 5), ("goto", 50)],
+                  Owner("vport", "v1"))
+    encoders = [encode.WireEncoder(protocol(5).ofproto) for _ in range(3)] + [encode.WireEncoder(protocol(4).ofproto)]
+    matched = []
+    for wire in encoders:
+        original = wire.match
+        monkeypatch.setattr(wire, "match", lambda m, original=original: matched.append(m) or original(m))
+    messages = [wire.flow_add(shared, xid) for xid, wire in enumerate(encoders, start=1)]
+    assert len(matched) == 2  # once for 1.4 (three switches), once for 1.3
+    for xid, (version, data) in enumerate(zip([5, 5, 5, 4], messages), start=1):
+        assert data == serialized(encode.flow_add(protocol(version), shared), xid)
+
+
 @pytest.mark.parametrize("version", VERSIONS)
 def test_wire_delete_strict_is_byte_for_byte_ryu(version):
     dp = protocol(version)

@@ -103,3 +103,89 @@ def test_a_flow_moving_between_owners_with_the_same_key_is_not_deleted():
     book.set_desired({B: moved}, changed={A, B})  # same flows (and cookies) now held as B's: nothing to send
     plan = book.plan()
     assert plan.deletes == []
+
+
+def test_a_full_plan_runs_no_cyclic_collection():
+    """A switch's full plan (after a read-back) allocates a few tuples per flow; with the controller's millions of
+    long-lived objects each collection the allocations trigger walks them all (controller/collector.py), so the
+    reconciler plans with the collector paused: none runs meanwhile (at most the one young collection that was
+    deferred, when it is back on), instead of one every 700 allocations; and it is on again afterwards."""
+    import gc
+    import logging
+
+    from controller.ryu_compat import ofproto_protocol
+    from openflow.reconciler import SwitchReconciler
+
+    dp = ofproto_protocol.ProtocolDesc(5)
+    rec = SwitchReconciler(SimpleNamespace(id=1, ofproto=dp.ofproto, ofproto_parser=dp.ofproto_parser, xid=0,
+                                           address=("10.0.0.1", 1)), log=logging.getLogger("test.reconciler"))
+    owners = [Owner("vport", f"v{i}") for i in range(5000)]
+    rec._book.set_desired({o: flows_of(o, f"02:00:00:00:{i >> 8:02x}:{i & 0xff:02x}") for i, o in enumerate(owners)})
+    rec._book.read_back({})
+    runs = []
+
+    def seen(phase, info):
+        if phase == "start":
+            runs.append(info["generation"])
+
+    gc.collect()  # nothing pending: a collection seen now is the plan's doing
+    gc.callbacks.append(seen)
+    try:
+        ops = rec._plan()
+    finally:
+        gc.callbacks.remove(seen)
+    assert len(ops) == 5000 and runs in ([], [0]) and gc.isenabled()
+
+
+def test_at_most_a_few_switches_are_read_back_at_once():
+    """Each read-back streams all of a switch's flows, and OVS's echo requests queue behind the stream: switches
+    are read back READ_BACKS_AT_ONCE at a time, the next one as soon as one is done (or gone)."""
+    import logging
+
+    from controller.ryu_compat import hub, ofproto_protocol
+    from openflow import reconciler
+
+    dp = ofproto_protocol.ProtocolDesc(5)
+    asked = []
+
+    def switch(n):
+        sent = SimpleNamespace(id=n, ofproto=dp.ofproto, ofproto_parser=dp.ofproto_parser, xid=0,
+                               address=("10.0.0.1", n))
+        sent.send_msg = lambda msg: asked.append((n, type(msg).__name__))
+        return sent
+
+    at_once = getattr(reconciler, "READ_BACKS_AT_ONCE", 8)
+    recs = [reconciler.SwitchReconciler(switch(n), log=logging.getLogger("test.reconciler"))
+            for n in range(1, at_once + 4)]
+    for rec in recs:
+        rec.start()
+    try:
+        hub.sleep(0.05)
+        flow_requests = [n for n, kind in asked if kind == "OFPFlowStatsRequest"]
+        assert sorted(flow_requests) == list(range(1, at_once + 1))
+        recs[0].stop()  # its switch is gone: the next waiting one goes ahead
+        hub.sleep(0.05)
+        flow_requests = [n for n, kind in asked if kind == "OFPFlowStatsRequest"]
+        assert sorted(flow_requests) == list(range(1, at_once + 2))
+    finally:
+        for rec in recs:
+            rec.stop()
+
+
+def test_counts_are_taken_once_per_state_of_the_book(monkeypatch):
+    """counts() after a read-back (a full plan due) diffs everything; asked again and again (REST, a Prometheus
+    scrape of every switch) it counts once per state of the book, and each input is counted afresh."""
+    book = FlowBook()
+    book.set_desired({A: flows_of(A, "02:00:00:00:00:01", "02:00:00:00:00:02")})
+    book.read_back({})
+    diffs = []
+    original = book.desired_by_key
+    monkeypatch.setattr(book, "desired_by_key", lambda: diffs.append(1) or original())
+    assert [book.counts() for _ in range(5)] == [(2, 0, 2)] * 5 and len(diffs) == 1
+    installed = next(iter(flows_of(A, "02:00:00:00:00:01")))
+    book.read_back({installed.key: stats(installed)})
+    assert book.counts() == (2, 1, 1)
+    book.set_desired({B: flows_of(B, "02:00:00:00:00:03")}, {B})
+    assert book.counts() == (3, 1, 2)  # A's second flow and B's to add
+    book.rejected[next(iter(flows_of(B, "02:00:00:00:00:03"))).key] = "refused"
+    assert book.counts() == (3, 1, 1) and len(diffs) == 4

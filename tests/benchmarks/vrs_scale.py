@@ -1,0 +1,585 @@
+"""Canopy with many real VRS and thousands of bound vports: cold start, restart read-back, HA takeover.
+
+    .venv/bin/python -m tests.benchmarks.vrs_scale                      # --vrs 50 --vports 5000
+    .venv/bin/python -m tests.benchmarks.vrs_scale --vrs 5 --vports 500  # a couple of minutes
+    .venv/bin/python -m tests.benchmarks.vrs_scale --profile /tmp/prof --logs /tmp/logs   # py-spy, keep the logs
+
+Setup (tests.harness.lab, hypervisors as tests.benchmarks.ha_takeover builds them): one controller host; a
+controller is started once with no switch, the policy is applied (one tenant, one domain, /22 subnets of at most
+700 vports each, ``--vports`` KVM vports) and it is stopped gracefully, so its store holds the policy and it
+remembers no switch. Then ``--vrs`` KVM hypervisors (each its own ovsdb-server and userspace ovs-vswitchd), pointed
+at that controller host, with the vports spread round-robin and bound cheaply as internal OVS ports on br-int
+carrying their iface-id (100 per ovs-vsctl call, tests.benchmarks.port_to_ping.add_present_ports).
+
+OVS reconnects to a controller that is down after 1, 2, 4 and then every 8 s (ovs-vswitchd 3.1 keeps doing so with
+the Controller's ``max_backoff`` set to 1000 ms), so when the last switch comes back after a start is OVS's doing:
+the report gives when every switch was connected over OpenFlow and Canopy's share, from then to all in sync.
+
+Phases, each timed from just before the controller process is started (or killed) until the condition, by polling
+``/v1/status`` every 0.25 s and ``/metrics`` (per switch: reconciler state, pending flows, flow-mods sent,
+read-backs) every 0.5 s, with bounded waits; "in sync" figures are late by up to 0.5 s. (Before FlowBook.counts
+was cached, a scrape right after the read-backs cost about a second: 50 full diffs of 16,000 flows.)
+
+(a) cold start: the controller starts with the policy and switches empty of Canopy's flows, until every switch is
+    connected over OVSDB and OpenFlow, every vport bound, and every reconciler in sync with nothing pending.
+(b) restart: SIGTERM, start again (the switches keep their flows), until the start-up hold is released, every
+    switch read back and in sync; the flow-mods and group-mods it sent (target 0: the restart is hitless).
+(c) HA takeover: the standalone controller stops; a pair (nodes a and b on two controller hosts, heartbeat and
+    dead interval as ``--heartbeat-ms``/``--dead-ms``, the controller's defaults) starts with a fresh store, the
+    policy is applied through a, every hypervisor is pointed at both, and the run waits until one node is active
+    and in sync everywhere, the other's replica has caught up and it holds every switch as standby (role changes
+    after the first election are listed: a spurious failover while the pair is loaded shows there), and until the
+    standby's max lag of the last minute is below 100 ms (at most 90 s). Then the active is SIGKILLed, until the
+    survivor is active and every switch is in sync on it (its reconcilers leave "standby" only after the switch
+    confirmed MASTER); then OVS's Controller tables are checked to show it master everywhere (not timed: OVS
+    writes them every 5 s). Flow-mods it sent from the kill.
+
+Printed for each phase: the milestones (s), flow-mods and group-mods sent, the controller's peak RSS (VmHWM), its
+max event-loop lag (tests.benchmarks.health; since start for (a) and (b), the last minute for (c)) and the
+OpenFlow, OVSDB and HA disconnects in the controller's and every ovs-vswitchd's log during the phase (for (c), the
+ovs-vswitchd lines about the survivor only: the killed node's connections end by design). With the machine line
+and load averages.
+
+Needs root and Open vSwitch, like the integration tests. Not collected by pytest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+from tests.benchmarks import health
+from tests.benchmarks.ha_takeover import ControllerTable, Node, connected_as, ha_settings, machine, progress
+from tests.benchmarks.port_to_ping import add_present_ports
+from tests.harness.hosts import BR_INT
+from tests.harness.lab import Lab
+
+PER_SUBNET = 700
+FIRST_NET = ipaddress.IPv4Network("10.40.0.0/22")
+POLL = 0.25
+METRICS_EVERY = 2  # polls: /metrics every 0.5 s (a scrape costs the controller a pass over every switch's record)
+START_TIMEOUT = 120.0  # the controller answering /v1/status
+APPLY_TIMEOUT = 300.0
+QUIET_LAG_MS = 100.0  # b's max lag of the last minute before the kill (the setup's lag must leave the window)
+QUIET_TIMEOUT = 90.0  # OVS's minimum max_backoff
+
+
+# ---------------------------------------------------------------------------------------------- policy and lab
+
+def vports(n_vrs: int, total: int) -> list[dict]:
+    """Vport i: on hypervisor i % n_vrs, in /22 subnet i // PER_SUBNET, iface-id = its name."""
+    out = []
+    for i in range(total):
+        s, k = divmod(i, PER_SUBNET)
+        net = subnet_net(s)
+        out.append({"hv": i % n_vrs, "name": f"v{i}", "subnet": s, "ip": str(net.network_address + 10 + k),
+                    "mac": f"02:5c:00:{i >> 16 & 0xff:02x}:{i >> 8 & 0xff:02x}:{i & 0xff:02x}"})
+    return out
+
+
+def subnet_net(s: int) -> ipaddress.IPv4Network:
+    return ipaddress.IPv4Network((int(FIRST_NET.network_address) + (s << 10), 22))
+
+
+def document(ports: list[dict]) -> dict:
+    count = max(p["subnet"] for p in ports) + 1
+    nets = [{"name": f"s{s}", "cidr": str(subnet_net(s)), "gateway": str(subnet_net(s).network_address + 1),
+             "vports": []} for s in range(count)]
+    for p in ports:
+        nets[p["subnet"]]["vports"].append({"name": p["name"], "mac": p["mac"], "ips": [p["ip"]],
+                                            "binding": {"flavour": "kvm", "iface_id": p["name"]}})
+    return {"tenants": [{"name": "bench", "domains": [{"name": "dom", "subnets": nets}]}]}
+
+
+def apply(node: Node, doc: dict) -> float:
+    """POST /v1/apply through ``node``; seconds it took."""
+    api = node.proc.api
+    timeout, api.timeout = api.timeout, APPLY_TIMEOUT
+    try:
+        started = time.monotonic()
+        reply = api.post("/v1/apply", {"document": doc, "source": "bench"})
+    finally:
+        api.timeout = timeout
+    if reply.status != 200:
+        raise AssertionError(f"apply through {node.name} failed: {reply.status} {reply.text[:300]}")
+    return time.monotonic() - started
+
+
+# ---------------------------------------------------------------------------------------------- what it reports
+
+_SAMPLE = re.compile(r'^(\w+)\{([^}]*)\} (\S+)$')
+_LABEL = re.compile(r'(\w+)="([^"]*)"')
+
+
+def switches(node: Node) -> dict[str, dict] | None:
+    """{datapath: {state, pending, flow_mods, group_mods, read_backs}} from the controller's /metrics, or None
+    while it does not answer."""
+    try:
+        reply = node.proc.api.get("/metrics")
+    except Exception:  # noqa: BLE001 - a starting or busy controller answers nothing
+        return None
+    if reply.status != 200:
+        return None
+    out: dict[str, dict] = {}
+    for line in reply.text.splitlines():
+        found = _SAMPLE.match(line)
+        if not found or not found.group(1).startswith("canopy_switch_"):
+            continue
+        name, labels, value = found.group(1), dict(_LABEL.findall(found.group(2))), float(found.group(3))
+        if "datapath" not in labels:
+            continue
+        sw = out.setdefault(labels["datapath"], {"state": None, "pending": 0, "flow_mods": 0, "group_mods": 0,
+                                                 "read_backs": 0})
+        kind = labels.get("kind", "")
+        if name == "canopy_switch_sync_state" and value:
+            sw["state"] = labels["state"]
+        elif name == "canopy_switch_flows" and kind == "pending":
+            sw["pending"] = int(value)
+        elif name.startswith("canopy_switch_messages_sent"):
+            sw["flow_mods" if kind.startswith("flow") else "group_mods"] += int(value)
+        elif name.startswith("canopy_switch_read_backs"):
+            sw["read_backs"] = int(value)
+    return out
+
+
+def sent(sws: dict[str, dict]) -> dict:
+    return {"flow_mods": sum(s["flow_mods"] for s in sws.values()),
+            "group_mods": sum(s["group_mods"] for s in sws.values())}
+
+
+def peak_rss_mb(node: Node) -> float | None:
+    """The controller process's peak resident set (VmHWM), MB."""
+    try:
+        text = open(f"/proc/{node.proc.pid}/status").read()
+    except OSError:
+        return None
+    found = re.search(r"^VmHWM:\s+(\d+) kB", text, re.M)
+    return round(int(found.group(1)) / 1024, 1) if found else None
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` (0 when it is gone)."""
+    try:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy() -> float:
+    """CPU seconds every core of the machine spent not idle, since boot."""
+    fields = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+class Follow:
+    """Polls one controller until every switch is in sync, noting when each milestone was first seen (s after
+    ``t0``). ``read_back``: also require a read-back of every switch by this process."""
+
+    def __init__(self, node: Node, dpids: list[str], bound: int, t0: float, read_back: bool = False,
+                 active: bool = False):
+        self.node, self.dpids, self.bound, self.t0 = node, dpids, bound, t0
+        self.read_back, self.active = read_back, active
+        self.milestones: dict[str, float] = {}
+        self.last: dict = {}
+        self.switches: dict[str, dict] = {}
+        self.polls = 0
+
+    def _mark(self, name: str, reached: bool) -> bool:
+        if reached and name not in self.milestones:
+            self.milestones[name] = round(time.monotonic() - self.t0, 2)
+        return reached
+
+    def done(self) -> bool:
+        status = self.node.get("/v1/status") or {}
+        n = len(self.dpids)
+        if self.active:
+            self._mark(f"{self.node.name} active", status.get("role") == "active")
+        self._mark("REST answers", bool(status))
+        conns = status.get("switches") or {}
+        self._mark("every switch connected over OVSDB", conns.get("ovsdb") == n)
+        self._mark("every switch connected over OpenFlow", conns.get("openflow") == n)
+        self._mark("every vport bound", status.get("vports_bound") == self.bound)
+        self._mark("start-up hold released", (status.get("startup_hold") or {}).get("state") == "synced")
+        self.polls += 1
+        if self.polls % METRICS_EVERY:
+            return False  # /metrics costs the controller a pass over every switch's flows: not every poll
+        sws = switches(self.node) or {}
+        self.switches = sws
+        mine = [sws.get(d) for d in self.dpids]
+        read = all(s and s["read_backs"] for s in mine)
+        self._mark("every switch read back", read)
+        synced = all(s and s["state"] == "in_sync" and not s["pending"] for s in mine)
+        self.last = {"status": {k: status.get(k) for k in ("role", "switches", "vports_bound")},
+                     "states": _count_states(mine)}
+        ok = synced and conns.get("openflow") == n and status.get("vports_bound") == self.bound and \
+            (read or not self.read_back) and (status.get("role") == "active" or not self.active)
+        return self._mark("EVERY SWITCH IN SYNC", ok)
+
+    def wait(self, lab, timeout: float, what: str) -> None:
+        try:
+            lab.wait_until(self.done, timeout, POLL, what)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; last seen: {self.last}; milestones: {self.milestones}") from None
+
+
+def _count_states(mine: list) -> dict:
+    out: dict = {}
+    for s in mine:
+        key = s["state"] if s else "unknown"
+        out[key] = out.get(key, 0) + 1
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- profiling
+
+class Spy:
+    """``py-spy record`` of one controller process for one phase (``--profile DIR``): raw collapsed stacks in
+    DIR/<phase>.txt, and DIR/<phase>-top.txt with the functions holding the most samples (self and total)."""
+
+    def __init__(self, lab, node: Node, directory: str | None, phase: str):
+        self.child, self.path = None, None
+        if directory:
+            os.makedirs(directory, exist_ok=True)
+            self.path = os.path.join(directory, f"{phase}.txt")
+            spy = os.path.join(os.path.dirname(sys.executable), "py-spy")
+            self.child = lab.spawn(f"py-spy-{phase}", [spy, "record", "--pid", str(node.proc.pid), "--rate", "100",
+                                                       "--nonblocking", "--format", "raw", "-o", self.path],
+                                   lab.workdir / f"py-spy-{phase}.log")
+
+    def stop(self) -> None:
+        if self.child is None:
+            return
+        self.child.send(signal.SIGINT)
+        try:
+            self.child.popen.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.child.send(signal.SIGKILL)
+            self.child.popen.wait(timeout=5)
+        if os.path.exists(self.path):
+            with open(self.path.replace(".txt", "-top.txt"), "w") as out:
+                out.write(top_frames(self.path))
+
+
+def top_frames(path: str, count: int = 40) -> str:
+    """The functions with the most samples in py-spy's raw output: self (the stack's leaf) and total."""
+    own: dict[str, int] = {}
+    total: dict[str, int] = {}
+    samples = 0
+    for line in open(path, errors="replace"):
+        stack, _, n = line.rstrip("\n").rpartition(" ")
+        if not n.isdigit():
+            continue
+        frames = stack.split(";")
+        samples += int(n)
+        own[frames[-1]] = own.get(frames[-1], 0) + int(n)
+        for frame in set(frames):
+            total[frame] = total.get(frame, 0) + int(n)
+    lines = [f"{samples} samples (CPU only)", "self:"]
+    lines += [f"  {n:7d} {n / max(samples, 1):6.1%}  {f}"
+              for f, n in sorted(own.items(), key=lambda kv: -kv[1])[:count]]
+    lines.append("total:")
+    lines += [f"  {n:7d} {n / max(samples, 1):6.1%}  {f}"
+              for f, n in sorted(total.items(), key=lambda kv: -kv[1])[:count]]
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------- the phases
+
+class Scale:
+    """The lab: controller hosts, hypervisors with their vports, the logs disconnects are counted in."""
+
+    def __init__(self, lab, args):
+        self.lab, self.args = lab, args
+        self.ports = vports(args.vrs, args.vports)
+        self.hosts = [lab.add_controller_host("ctla"), lab.add_controller_host("ctlb")]
+        self.setup: dict[str, float] = {}
+        t = time.monotonic()
+        self.single = Node(self.hosts[0], lab.start_controller(self.hosts[0], name="canopy"))
+        self.setup["policy applied (no switch)"] = round(apply(self.single, document(self.ports)), 1)
+        self.single.proc.stop()
+        self.setup["controller started, policy applied, stopped"] = round(time.monotonic() - t, 1)
+        t = time.monotonic()
+        self.hvs = []
+        for h in range(args.vrs):
+            hv = lab.add_hypervisor(f"hv{h:02d}", "kvm")
+            hv.connect(self.hosts[0])
+            add_present_ports(hv, [p for p in self.ports if p["hv"] == h])
+            self.hvs.append(hv)
+            if (h + 1) % 10 == 0:
+                progress(f"  {h + 1}/{args.vrs} hypervisors up ({time.monotonic() - t:.0f} s)")
+        self.setup[f"{args.vrs} hypervisors, {args.vports} internal ports"] = round(time.monotonic() - t, 1)
+        self.dpids = [f"{hv.datapath_id():016x}" for hv in self.hvs]
+        self.ovs_logs = [hv.ovs.rundir / "ovs-vswitchd.log" for hv in self.hvs]
+
+    def cpu(self, node: Node | None = None) -> dict:
+        """CPU seconds so far: the controller's (``node``), every OVS daemon's, the whole machine's."""
+        ovs = [c.pid for hv in self.hvs for c in hv.ovs.processes]
+        return {"controller": cpu_seconds(node.proc.pid) if node else 0.0, "ovs": sum(map(cpu_seconds, ovs)),
+                "machine": machine_busy(), "wall": time.monotonic()}
+
+    def phase(self, node: Node, follow: Follow, timeout: float, what: str, logs, ovs_filter=None,
+              since=None, baseline=None, spy: Spy | None = None, cpu0: dict | None = None) -> dict:
+        spy = spy or Spy(self.lab, node, self.args.profile, what.split(":")[0].replace(" ", "-"))
+        try:
+            follow.wait(self.lab, timeout, what)
+        finally:
+            spy.stop()
+        cpu1 = self.cpu(node)
+        used = {k: round(cpu1[k] - v, 1) for k, v in (cpu0 or {}).items()}
+        now = sent(follow.switches)
+        if baseline:
+            now = {k: v - baseline[k] for k, v in now.items()}
+        lag = health.lag_from_status(node.get("/v1/status")) or {}
+        return {"milestones": follow.milestones, **now, "peak_rss_mb": peak_rss_mb(node), "cpu_s": used,
+                "lag_max_ms": lag.get("max_ms"), "lag_max_1m_ms": lag.get("max_1m_ms"),
+                "disconnects": health.disconnects(logs, self.ovs_logs, since=since, ovs_filter=ovs_filter)}
+
+    def cold_start(self) -> dict:
+        proc = self.single.proc
+        since = health.log_offsets(proc.log_path, *self.ovs_logs)
+        cpu0 = self.cpu()
+        t0 = time.monotonic()
+        proc.start(START_TIMEOUT)
+        follow = Follow(self.single, self.dpids, len(self.ports), t0)
+        return self.phase(self.single, follow, self.args.timeout, "cold start: every switch in sync",
+                          [proc.log_path], since=since, cpu0=cpu0)
+
+    def restart(self) -> dict:
+        proc = self.single.proc
+        proc.stop()
+        since = health.log_offsets(proc.log_path)
+        cpu0 = self.cpu()
+        t0 = time.monotonic()
+        proc.start(START_TIMEOUT)
+        # OVS logs the stopped controller's connections as ended a moment after stop() returns: its logs are counted
+        # from the new process's readiness (its own connections cannot have timed out on a 5 s probe by then)
+        since.update(health.log_offsets(*self.ovs_logs))
+        follow = Follow(self.single, self.dpids, len(self.ports), t0, read_back=True)
+        return self.phase(self.single, follow, self.args.timeout, "restart: every switch read back, in sync",
+                          [proc.log_path], since=since, cpu0=cpu0)
+
+    def takeover(self) -> dict:
+        """(c): the pair built and ready; SIGKILL of the active; the survivor active and in sync everywhere."""
+        self.single.proc.stop()
+        args, lab = self.args, self.lab
+        for hv in self.hvs:  # the pair starts without switches, as tests.benchmarks.ha_takeover builds it
+            hv.vsctl("del-controller", BR_INT, "--", "del-manager")
+        t = time.monotonic()
+        a_host, b_host = self.hosts
+        procs = [lab.start_controller(host, ha_settings(name, other, prio, args.heartbeat_ms, args.dead_ms),
+                                      name=f"canopy{name}")
+                 for host, other, name, prio in ((a_host, b_host, "a", 200), (b_host, a_host, "b", 100))]
+        a, b = (Node(host, proc) for host, proc in zip(self.hosts, procs))
+        lab.wait_until(lambda: a.role() == "active" and b.role() == "standby", 60, 0.2, "a active, b standby")
+        pair_logs = [a.proc.log_path, b.proc.log_path]
+        pair_since = health.log_offsets(*pair_logs)
+        self._apply_to_pair(a, b)
+        for hv in self.hvs:
+            hv.connect(list(self.hosts))
+        active, standby = lab.wait_until(lambda: _roles(a, b), args.timeout, POLL, "one node active, one standby")
+        Follow(active, self.dpids, len(self.ports), t).wait(lab, args.timeout, f"pair: in sync on {active.name}")
+        lab.wait_until(lambda: _caught_up(active, standby), args.timeout, POLL, "the standby's replica caught up")
+        lab.wait_until(lambda: all(s and s["state"] == "standby" for s in
+                                   ((switches(standby) or {}).get(d) for d in self.dpids)),
+                       args.timeout, POLL, "the standby connected to every switch, holding")
+        setup = round(time.monotonic() - t, 1)
+        steady = health.disconnects(pair_logs, since=pair_since)
+        changes = _role_changes(pair_logs, pair_since)
+        quiet = _settle_lag(lab, standby)
+        before = sent(switches(standby) or {})
+        since = health.log_offsets(standby.proc.log_path, *self.ovs_logs)
+        spy = Spy(lab, standby, args.profile, "takeover")
+        cpu0 = self.cpu(standby)
+        t0 = time.monotonic()
+        active.proc.kill()
+        follow = Follow(standby, self.dpids, len(self.ports), t0, active=True)
+        out = self.phase(standby, follow, args.timeout, "takeover: the survivor active, every switch in sync",
+                         [standby.proc.log_path], ovs_filter=standby.host.ip, since=since, baseline=before, spy=spy,
+                         cpu0=cpu0)
+        out["disconnects"].pop("HA link (controller log)")  # the link to the killed node ends by design
+        tables = [ControllerTable(lab, hv, lab.workdir / f"{hv.name}-controller-table.csv") for hv in self.hvs]
+        master = connected_as(standby.target, "master")
+        lab.wait_until(lambda: all(master(t.poll()) for t in tables), 60, 0.5,
+                       "OVS's Controller tables showing the survivor master everywhere")
+        out.update(pair_setup_s=setup, pair_disconnects_before_kill=steady, pair_role_changes_before_kill=changes,
+                   controller_tables=f"{standby.name} master everywhere", lag_before_kill_1m_ms=quiet,
+                   killed=active.name, survivor=standby.name)
+        return out
+
+
+    def _apply_to_pair(self, a: Node, b: Node, tries: int = 3) -> None:
+        """The policy applied through whichever node is active (a role change during the apply: again)."""
+        for attempt in range(tries):
+            active, _ = self.lab.wait_until(lambda: _roles(a, b), self.args.timeout, POLL, "one node active")
+            try:
+                apply(active, document(self.ports))
+                return
+            except AssertionError as exc:
+                if attempt == tries - 1 or "not_active" not in str(exc):
+                    raise
+                progress(f"  {exc}; again")
+
+
+def _roles(a: Node, b: Node):
+    """(active, standby) once one node is active and the other standby, else None."""
+    roles = a.role(), b.role()
+    if sorted(roles) != ["active", "standby"]:
+        return None
+    return (a, b) if roles[0] == "active" else (b, a)
+
+
+def _role_changes(paths, since: dict) -> list[str]:
+    """The "HA: now ..." lines written after ``since`` (offsets): role changes after the first election."""
+    found = []
+    for path in paths:
+        with open(path, "rb") as handle:
+            handle.seek(since.get(str(path), 0))
+            found += [f"{os.path.basename(str(path))}: {line[:23]} {line.split('HA: ', 1)[1]}"
+                      for line in handle.read().decode(errors="replace").splitlines() if "HA: now " in line]
+    return sorted(found, key=lambda line: line.split(": ", 1)[1])
+
+
+def _settle_lag(lab, node: Node) -> float | None:
+    """Wait (at most QUIET_TIMEOUT) until ``node``'s max lag of the last minute is below QUIET_LAG_MS, so that the
+    takeover's lag is the only large sample of the minute after the kill; that max lag (ms)."""
+    seen = [None]
+
+    def quiet() -> bool:
+        seen[0] = (health.lag_from_status(node.get("/v1/status")) or {}).get("max_1m_ms")
+        return seen[0] is not None and seen[0] < QUIET_LAG_MS
+
+    try:
+        lab.wait_until(quiet, QUIET_TIMEOUT, 1.0, "the standby's lag to settle")
+    except AssertionError:
+        progress(f"  the standby's max lag of the last minute is still {seen[0]} ms; killing the active anyway")
+    return seen[0]
+
+
+def _caught_up(active: Node, standby: Node) -> bool:
+    seq = (active.get("/v1/status") or {}).get("seq")
+    rep = (standby.get("/v1/ha") or {}).get("replication") or {}
+    return seq is not None and rep.get("seq") == seq and rep.get("lag") == 0
+
+
+# ---------------------------------------------------------------------------------------------- report
+
+TARGETS = {"cold_start": "every switch in sync <= 30 s", "restart": "0 flow-mods, 0 disconnects",
+           "takeover": "0 disconnects of the survivor, 0 flow-mods"}
+
+
+PHASES = (("cold_start", "(a) cold start"), ("restart", "(b) restart"),
+          ("takeover", "(c) HA takeover (SIGKILL of the active)"))
+
+
+def report(result: dict) -> list[str]:
+    a = result["settings"]
+    lines = [f"vrs_scale: {a['vrs']} VRS (userspace OVS), {a['vports']} vports bound as internal ports "
+             f"({a['vports'] // a['vrs']} per VRS), one tenant, one domain, {len(document_subnets(a['vports']))} "
+             f"/22 subnets"]
+    lines.append("  setup: " + ", ".join(f"{k} {v} s" for k, v in result["setup"].items()))
+    for name, _ in PHASES:
+        if result.get(name) is not None:
+            lines += phase_lines(name, result[name], a)
+    m = result["machine"]
+    lines.append(f"machine: {m['cpus']} CPUs ({m['cpu']}), kernel {m['kernel']}, Python {m['python']}, load "
+                 f"average {m['load_average']} at start, {m.get('load_average_end')} at the end")
+    return lines
+
+
+def phase_lines(name: str, ph: dict, a: dict) -> list[str]:
+    label = dict(PHASES)[name]
+    if "error" in ph:
+        return [f"{label}: FAILED: {ph['error']}"]
+    lines = [f"{label}: target {TARGETS[name]}"]
+    for what, seconds in sorted(ph["milestones"].items(), key=lambda kv: kv[1]):
+        lines.append(f"    {seconds:8.2f} s  {what}")
+    lines.append(f"    flow-mods {ph['flow_mods']:,}, group-mods {ph['group_mods']:,}; peak RSS "
+                 f"{ph['peak_rss_mb']} MB; max event-loop lag {ph['lag_max_ms']} ms since start, "
+                 f"{ph['lag_max_1m_ms']} ms in the last minute")
+    cpu = ph.get("cpu_s") or {}
+    if cpu:
+        lines.append(f"    CPU during the phase ({cpu['wall']} s): controller {cpu['controller']} s, the "
+                     f"{a['vrs'] * 2} OVS daemons {cpu['ovs']} s, the whole machine {cpu['machine']} s of "
+                     f"{round(cpu['wall'] * (os.cpu_count() or 1), 1)} s")
+    lines.append("    " + health.disconnects_line(ph["disconnects"]))
+    if "pair_setup_s" in ph:
+        lines.append(f"    pair built, policy applied, ready in {ph['pair_setup_s']} s; before the kill: "
+                     + health.disconnects_line(ph["pair_disconnects_before_kill"]) +
+                     f"; OVS's Controller tables: {ph['controller_tables']}; the standby's max lag in the "
+                     f"minute before the kill {ph['lag_before_kill_1m_ms']} ms")
+        lines.append(f"    {ph['killed']} killed, {ph['survivor']} took over; HA role changes after the first "
+                     f"election, before the kill: {len(ph['pair_role_changes_before_kill'])}")
+        lines += [f"      {line}" for line in ph["pair_role_changes_before_kill"]]
+    return lines
+
+
+def document_subnets(total: int) -> range:
+    return range((total + PER_SUBNET - 1) // PER_SUBNET)
+
+
+def run(args) -> dict:
+    result = {"machine": machine(), "settings": {k: v for k, v in vars(args).items() if k != "json"}}
+    with Lab() as lab:
+        progress(f"building the lab: {args.vrs} VRS, {args.vports} vports")
+        scale = Scale(lab, args)
+        result["setup"] = scale.setup
+        try:
+            phases(scale, args, result)
+        finally:
+            if args.logs:
+                shutil.copytree(lab.workdir, args.logs, dirs_exist_ok=True, ignore=lambda d, names: [
+                    n for n in names if not (n.endswith((".log", ".csv")) or os.path.isdir(os.path.join(d, n)))])
+    result["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+    return result
+
+
+def phases(scale: Scale, args, result: dict) -> None:
+    """Run the phases asked for, each reported (stderr) as it ends; the first that fails ends the run."""
+    for name, _ in PHASES:
+        if name not in args.phases:
+            continue
+        progress(f"{name} ...")
+        try:
+            result[name] = getattr(scale, name)()
+        except AssertionError as exc:
+            result[name] = {"error": str(exc)}
+        progress("\n".join(phase_lines(name, result[name], result["settings"])))
+        if "error" in result[name]:
+            break
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--vrs", type=int, default=50, help="hypervisors (each its own ovs-vswitchd)")
+    parser.add_argument("--vports", type=int, default=5000, help="vports bound, spread round-robin")
+    parser.add_argument("--timeout", type=float, default=600.0, help="bound of every wait for sync (s)")
+    parser.add_argument("--heartbeat-ms", type=int, default=200, help="HA heartbeat (the controller's default)")
+    parser.add_argument("--dead-ms", type=int, default=1000, help="HA dead interval (the controller's default)")
+    parser.add_argument("--phases", nargs="+", choices=[n for n, _ in PHASES], default=[n for n, _ in PHASES],
+                        help="the phases to run (default: all; restart follows a cold start)")
+    parser.add_argument("--profile", metavar="DIR", help="py-spy record each phase's controller into DIR")
+    parser.add_argument("--logs", metavar="DIR", help="copy the lab's logs (controllers, ovs-vswitchd) to DIR")
+    parser.add_argument("--json", action="store_true", help="also print every figure as JSON on stdout")
+    args = parser.parse_args(argv)
+    if args.vrs < 1 or args.vports < args.vrs:
+        parser.error("--vrs must be positive and --vports at least --vrs")
+    if len(document_subnets(args.vports)) > 64:
+        parser.error(f"at most {64 * PER_SUBNET} vports")
+    result = run(args)
+    print("\n".join(report(result)), flush=True)
+    if args.json:
+        print(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
