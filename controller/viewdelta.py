@@ -50,7 +50,10 @@ class LiveView:
         self.by_session: dict[str, set[str]] = defaultdict(set)  # session -> endpoint ids
         self.vports_in: dict[str, list[str]] = defaultdict(list)  # subnet -> sorted located vport ids
         self.hw: dict[str, list] = {}  # subnet -> its hardware VTEP endpoints, in derive's order
-        self.ev: dict[str, list] = {}  # subnet -> its EVPN endpoints
+        self.ev: dict[str, list] = {}  # subnet -> its EVPN endpoints, sorted by MAC
+        self.ev_want: dict[tuple, tuple] = {}  # (subnet, MAC) taken as an EVPN endpoint -> (scope, its IPv4 IPs)
+        self.ev_wanted: dict[str, set] = defaultdict(set)  # subnet -> its keys in ev_want
+        self.ev_ip: dict[str, dict[str, set]] = defaultdict(dict)  # scope -> IP -> (subnet, MAC) wanting it
         self.vport_macs: dict[str, Counter] = defaultdict(Counter)  # subnet -> MACs of its vport endpoints
         self.claims: dict[str, Counter] = defaultdict(Counter)  # scope -> IPs of vport and hw endpoints
         self.dom_subnets: dict[str, list[str]] = defaultdict(list)
@@ -69,8 +72,8 @@ class LiveView:
         s = self.state
         j = Journal(vports=set(s.locations) | {v["id"] for v in s.policy.all("vport")},
                     subnets={x["id"] for x in s.policy.all("subnet")}, domains={x["id"] for x in s.policy.all("domain")},
-                    switches=set(s.vrs), vteps=set(s.vteps), remote_subnets=set(s.remote.by_subnet),
-                    remote_domains=set(s.remote.by_domain))
+                    switches=set(s.vrs), vteps=set(s.vteps), remote_subnets=s.remote_index.subnets(),
+                    remote_domains=s.remote_index.domains())
         return self.apply(j, owners=False)
 
     # ------------------------------------------------------------------------------------------ apply
@@ -350,21 +353,35 @@ class LiveView:
         self._replace_list(self.hw, sid, out)
 
     def _remote(self, j, info_changed, own_changed):
-        v, remote = self.view, self.state.remote.by_subnet
+        """EVPN endpoints and flood targets: a scope (domain, or L2-only subnet) is derived whole when its
+        subnets' info, local endpoints or floods changed (or our own VTEP IPs); otherwise only the MACs whose
+        routes changed, and the MACs that share an IP with them (``_ev_macs``)."""
+        v, index = self.view, self.state.remote_index
+        remote = index.subnets()
         subnets = set(j.remote_subnets) | info_changed
         subnets |= {ep.subnet_id for pair in self.changed.values() for ep in pair if ep is not None}
         if own_changed:
-            subnets |= set(remote) | set(v.remote_floods) | set(self.ev)
+            subnets |= remote | set(v.remote_floods) | set(self.ev)
         scopes = {self._scope(sid) for sid in subnets if sid in v.subnets} | \
             {sid for sid in subnets if sid not in v.subnets}
+        fast = defaultdict(set)  # scope -> its (subnet, MAC) whose routes changed
+        for sid, mac in j.remote_macs:
+            if sid not in v.subnets or index.several():
+                scopes.add(sid if sid not in v.subnets else self._scope(sid))
+            elif self._scope(sid) not in scopes:
+                fast[self._scope(sid)].add((sid, mac))
         for scope in sorted(scopes):
-            sids = sorted({sid for sid in set(remote) | set(self.ev) if sid == scope or
+            sids = sorted({sid for sid in remote | set(self.ev) if sid == scope or
                            (sid in v.subnets and v.subnets[sid].domain_id == scope)})
+            for key in set().union(*self.ev_ip.pop(scope, {}).values()):
+                self._unwant(key)
             claimed = set()
             for sid in sids:
-                self._ev(sid, remote.get(sid, ((), ()))[0], claimed)
+                self._ev(sid, index.subnet_macs(sid), claimed)
+        for scope, keys in sorted(fast.items()):
+            self._ev_macs(scope, keys)
         for sid in subnets:
-            ips = remote.get(sid, ((), ()))[1]
+            ips = index.subnet_floods(sid)
             floods = frozenset(ip for ip in ips if sid in v.subnets and d._ipv4(ip) and ip not in self.own_ips)
             if floods != v.remote_floods.get(sid, frozenset()):
                 self.holders_changed.add(sid)
@@ -378,17 +395,94 @@ class LiveView:
         earlier in the same scope took."""
         v = self.view
         out, known = [], {ep.mac for ep in self.hw.get(sid, ())}
+        self._unwant_subnet(sid)
         if sid in v.subnets:
             scope = self._scope(sid)
             for mac in sorted(macs, key=lambda m: (m.mac, m.vtep_ip)):
-                if self.vport_macs[sid][mac.mac] or mac.mac in known or not d._ipv4(mac.vtep_ip) or \
-                        mac.vtep_ip in self.own_ips:
+                if not self._eligible(sid, mac, known):
                     continue
+                self._want((sid, mac.mac), scope, mac)
                 ips = tuple(ip for ip in mac.ips if d._ipv4(ip) and not self.claims[scope][ip] and ip not in claimed)
                 out.append(d.evpn_endpoint(mac, ips))
                 known.add(mac.mac)
                 claimed.update(ips)
         self._replace_list(self.ev, sid, out)
+
+    def _eligible(self, sid, mac, known) -> bool:
+        """A remote MAC becomes an endpoint unless a local endpoint has it or its VTEP is not usable."""
+        return not (self.vport_macs[sid][mac.mac] or mac.mac in known or not d._ipv4(mac.vtep_ip)
+                    or mac.vtep_ip in self.own_ips)
+
+    def _want(self, key, scope, mac):
+        ips = tuple(ip for ip in mac.ips if d._ipv4(ip))
+        self.ev_want[key] = (scope, ips)
+        self.ev_wanted[key[0]].add(key)
+        wanted = self.ev_ip[scope]
+        for ip in ips:
+            wanted.setdefault(ip, set()).add(key)
+
+    def _unwant_subnet(self, sid):
+        for key in self.ev_wanted.pop(sid, ()):
+            self._unwant(key, keep_subnet=True)
+
+    def _unwant(self, key, keep_subnet=False):
+        if key not in self.ev_want:
+            return
+        scope, ips = self.ev_want.pop(key)
+        if not keep_subnet:
+            self.ev_wanted[key[0]].discard(key)
+        wanted = self.ev_ip.get(scope, {})
+        for ip in ips:
+            keys = wanted.get(ip)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del wanted[ip]
+
+    def _ev_macs(self, scope, keys):
+        """The EVPN endpoints of the MACs whose routes changed in one scope, and of the MACs that want one of
+        the same IPs (an IP goes to the first MAC wanting it, in subnet and MAC order, as in derive)."""
+        index, wanted = self.state.remote_index, self.ev_ip[scope]
+        reached, known = set(keys), {}
+        for key in keys:
+            reached.update(k for ip in self.ev_want.get(key, (None, ()))[1] for k in wanted.get(ip, ()))
+            self._unwant(key)
+            sid, mac = key
+            remote = index.mac(sid, mac)
+            if sid not in known:
+                known[sid] = {ep.mac for ep in self.hw.get(sid, ())}
+            if remote is not None and self._eligible(sid, remote, known[sid]):
+                self._want(key, scope, remote)
+                reached.update(k for ip in self.ev_want[key][1] for k in wanted.get(ip, ()))
+        claims = self.claims[scope]
+        for key in sorted(reached):
+            sid, mac = key
+            want = self.ev_want.get(key)
+            new = None
+            if want is not None:
+                ips = tuple(ip for ip in want[1] if not claims[ip] and min(wanted[ip]) == key)
+                new = d.evpn_endpoint(index.mac(sid, mac), ips)
+            self._ev_put(sid, mac, new)
+
+    def _ev_put(self, sid, mac, new):
+        """Put one EVPN endpoint in its subnet's list (sorted by MAC), replacing or removing the old one."""
+        eps = self.ev.setdefault(sid, [])
+        at = bisect.bisect_left(eps, mac, key=lambda ep: ep.mac)
+        old = eps[at] if at < len(eps) and eps[at].mac == mac else None
+        if old == new:
+            if not eps:
+                del self.ev[sid]
+            return
+        if old is not None and new is not None:
+            eps[at] = new
+        elif old is not None:
+            del eps[at]
+        else:
+            eps.insert(at, new)
+        if not eps:
+            del self.ev[sid]
+        self.tails.add(sid)
+        self._swap((old or new).vport_id, old, new)
 
     def _replace_list(self, lists, sid, new):
         old = {ep.vport_id: ep for ep in lists.get(sid, ())}
@@ -455,6 +549,7 @@ class LiveView:
             self.redo.add(vid)
         self._replace_list(self.hw, sid, [])
         self._replace_list(self.ev, sid, [])
+        self._unwant_subnet(sid)
 
     def _scope(self, sid):
         sub = self.view.subnets.get(sid)
