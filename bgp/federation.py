@@ -93,9 +93,14 @@ class Federation:
         self.state.remote_changed(self.remote_delta)
         return True
 
+    def import_counts(self) -> dict:
+        """{"imported", "ignored"}: received routes used by at least one subnet or domain, and the others."""
+        importer = self._importer
+        return {"imported": importer.imported if importer else 0, "ignored": importer.ignored if importer else 0}
+
     @property
     def result(self) -> ImportResult:
-        """The import's table and counts (the table built when read)."""
+        """The import's table and counts (the table is built when read: a whole copy, for tests and tools)."""
         importer = self._importer
         if importer is None:
             return ImportResult(RemoteTable(), 0, 0)
