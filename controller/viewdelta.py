@@ -53,6 +53,7 @@ class LiveView:
         self.ev: dict[str, list] = {}  # subnet -> its EVPN endpoints, sorted by MAC
         self.ev_want: dict[tuple, tuple] = {}  # (subnet, MAC) taken as an EVPN endpoint -> (scope, its IPv4 IPs)
         self.ev_wanted: dict[str, set] = defaultdict(set)  # subnet -> its keys in ev_want
+        self.ev_recheck: dict[str, set] = defaultdict(set)  # scope -> keys whose IP lost another candidate
         self.ev_ip: dict[str, dict[str, set]] = defaultdict(dict)  # scope -> IP -> (subnet, MAC) wanting it
         self.vport_macs: dict[str, Counter] = defaultdict(Counter)  # subnet -> MACs of its vport endpoints
         self.claims: dict[str, Counter] = defaultdict(Counter)  # scope -> IPs of vport and hw endpoints
@@ -380,6 +381,9 @@ class LiveView:
                 self._ev(sid, index.subnet_macs(sid), claimed)
         for scope, keys in sorted(fast.items()):
             self._ev_macs(scope, keys)
+        recheck, self.ev_recheck = self.ev_recheck, defaultdict(set)  # an IP freed by a MAC no longer taken
+        for scope, keys in sorted(recheck.items()):
+            self._ev_macs(scope, {k for k in keys if self.ev_want.get(k, (None,))[0] == scope}, recheck=False)
         for sid in subnets:
             ips = index.subnet_floods(sid)
             floods = frozenset(ip for ip in ips if sid in v.subnets and d._ipv4(ip) and ip not in self.own_ips)
@@ -425,7 +429,9 @@ class LiveView:
         for key in self.ev_wanted.pop(sid, ()):
             self._unwant(key, keep_subnet=True)
 
-    def _unwant(self, key, keep_subnet=False):
+    def _unwant(self, key, keep_subnet=False, recheck=True):
+        """``key`` no longer wants its IPs; the other MACs that want one of them are checked again at the end
+        of the pass (``recheck``), unless the caller does that itself."""
         if key not in self.ev_want:
             return
         scope, ips = self.ev_want.pop(key)
@@ -438,15 +444,17 @@ class LiveView:
                 keys.discard(key)
                 if not keys:
                     del wanted[ip]
+                elif recheck:
+                    self.ev_recheck[scope].update(keys)
 
-    def _ev_macs(self, scope, keys):
+    def _ev_macs(self, scope, keys, recheck=True):
         """The EVPN endpoints of the MACs whose routes changed in one scope, and of the MACs that want one of
         the same IPs (an IP goes to the first MAC wanting it, in subnet and MAC order, as in derive)."""
         index, wanted = self.state.remote_index, self.ev_ip[scope]
         reached, known = set(keys), {}
         for key in keys:
             reached.update(k for ip in self.ev_want.get(key, (None, ()))[1] for k in wanted.get(ip, ()))
-            self._unwant(key)
+            self._unwant(key, recheck=False)
             sid, mac = key
             remote = index.mac(sid, mac)
             if sid not in known:
