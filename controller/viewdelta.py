@@ -542,6 +542,8 @@ class LiveView:
             scope = (sub.domain_id if sub else None) or sid
             for ip in ep.ips:
                 self.claims[scope][ip] += step
+                if self.claims[scope][ip] == (step > 0) and ip in self.ev_ip.get(scope, ()):
+                    self.ev_recheck[scope].update(self.ev_ip[scope][ip])  # a remote MAC's IP taken or freed
         if ep.kind == "evpn":
             v.remote_vteps[session] = session[len("evpn:"):]
         if sub is not None and sub.domain_id and sub.cidr:
