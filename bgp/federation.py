@@ -1,7 +1,7 @@
 """EVPN federation: the glue between State and the BGP speaker.
 
-Data flow (DESIGN.md): the speaker's receive handler only records what peers sent in State
-(``State.bgp_received``); the programming loop then imports it (``refresh_import``: import policy ->
+Data flow (DESIGN.md): the speaker's receive handler only collects the route changes and wakes the programming
+loop (``State.bgp_received``); the programming loop then imports it (``refresh_import``: import policy ->
 ``State.remote``), recompiles flows, and announces (``publish``: MAC mobility, then the pure originate
 compiler, then the speaker sends only the difference).
 
@@ -52,7 +52,6 @@ class Federation:
         self.originating = True  # False on an HA standby: only the active announces
         self.remote_delta: RemoteDelta | None = None  # what the last import changed (None: from scratch)
         self._lock = threading.Lock()  # the receive handler runs in the speaker's thread
-        self._received: dict = {}  # what the speaker had received at its last report
         self._changes: dict = {}  # {(peer, key): route or None} reported and not imported yet
         self._importer: RouteImport | None = None
 
@@ -66,8 +65,8 @@ class Federation:
     def _received_changed(self):
         with self._lock:
             self._changes.update(self.speaker.take_received_changes())
-            self._received = received = self.speaker.received()
-        self.state.bgp_received(received)
+            pending = len(self._changes)
+        self.state.bgp_received(pending)
 
     # ------------------------------------------------------------------ programming loop steps
     def refresh_import(self) -> bool:
@@ -75,10 +74,11 @@ class Federation:
         State.remote changed. A round hands State only its delta (``State.remote_changed``)."""
         with self._lock:
             changes, self._changes = self._changes, {}
-            received = self._received
         if self._importer is None or self._importer.policy is not self.state.policy:
             self._importer = RouteImport(self.state.policy)
-            self._importer.apply(received)  # everything reported so far (the changes included)
+            # everything received (read after taking the changes, so it holds them; what arrives meanwhile is
+            # also in the next round's changes, and applying a change twice gives the same table)
+            self._importer.apply(self.speaker.received())
             self.remote_delta = None
             table = self._importer.table()
             if table == self.state.remote:

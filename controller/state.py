@@ -43,7 +43,6 @@ class State(DiscoverySink):
         self.locations: dict[str, binding.Location] = {}  # bound vports: these are programmed
         self.mismatched: dict[str, binding.Location] = {}  # located, but the hypervisor reports another MAC
         self._warned: dict[str, tuple] = {}  # vport id -> the mismatch last logged for it
-        self.received: dict = {}  # (BGP peer, route key) -> EVPN route, as the speaker last reported
         self.remote_index = RemoteIndex()  # what of it our import policy takes (kept by bgp.federation)
         self._seen: dict[tuple, int] = {}  # (session, port, vlan) -> order of first appearance
         self._seen_ports: dict[str, dict[str, list]] = {}  # session -> port name -> its keys in _seen
@@ -231,10 +230,9 @@ class State(DiscoverySink):
             self._record("vteps", [session])
             self._notify("vtep", session)
 
-    def bgp_received(self, received: dict) -> None:
-        """The routes BGP peers currently send us (a new dict each time: never mutated afterwards)."""
-        self.received = received
-        self._notify("bgp", len(received))
+    def bgp_received(self, pending: int) -> None:
+        """BGP peers sent routes (``pending`` route changes wait for the programming loop's import)."""
+        self._notify("bgp", pending)
 
     def datapath_up(self, dpid: int, peer: str, conn=None) -> None:
         self.datapaths[dpid] = {"peer": peer, "since": time.time(), "conn": conn}
