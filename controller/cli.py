@@ -9,6 +9,7 @@
     canopy backup FILE [--config FILE]        copy the store (consistent while the controller runs)
     canopy restore FILE [--config FILE]       make a backup the store (the controller must be stopped)
     canopy show [vport NAME] / canopy trace   what it holds, and a packet through a switch (controller/show.py)
+    canopy metadata-agent --config FILE       on a hypervisor: answer its VMs' metadata requests (docs/metadata.md)
 
 Exit codes (EXIT_*): 0 done; 1 invalid input, or the controller refused the request; 2 wrong command line or
 invalid settings for ``run``; 3 the controller cannot be reached; 4 ``run`` cannot start (a port in use, an
@@ -70,6 +71,11 @@ def _parser():
         cmd.add_argument("--config", help="controller settings, to find the data directory")
         cmd.set_defaults(func=func)
 
+    agent = sub.add_parser("metadata-agent", help="on a hypervisor: relay its VMs' requests to 169.254.169.254 to "
+                           "Nova's metadata API (docs/metadata.md)")
+    agent.add_argument("--config", required=True, help="the agent's settings YAML (config/metadata-agent.yaml)")
+    agent.set_defaults(func=cmd_metadata_agent)
+
     check = sub.add_parser("check", help="validate policy documents offline")
     check.add_argument("files", nargs="+")
     check.set_defaults(func=cmd_check)
@@ -111,6 +117,26 @@ def _remote_args(cmd):
     cmd.add_argument("--token", default=os.environ.get("CANOPY_TOKEN"),
                      help="bearer token (env CANOPY_TOKEN; default: read from the data directory)")
     cmd.add_argument("--config", help="controller settings, to find the data directory's token file")
+
+
+# ---------------------------------------------------------------------------------------------- metadata agent
+
+def cmd_metadata_agent(args) -> int:
+    from controller import logs, metadata_agent
+
+    try:
+        settings = metadata_agent.load_settings(args.config)
+        settings.secret(), settings.token()
+    except metadata_agent.SettingsError as exc:
+        print(f"canopy metadata-agent: invalid settings:\n{exc}", file=sys.stderr)
+        return EXIT_USAGE
+    logs.setup("info", "text")
+    try:
+        metadata_agent.serve(settings)
+    except (OSError, RuntimeError) as exc:
+        print(f"canopy metadata-agent: cannot start: {exc}", file=sys.stderr)
+        return EXIT_START
+    return EXIT_OK
 
 
 # ---------------------------------------------------------------------------------------------- run

@@ -19,6 +19,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 
+from controller.discovery import METADATA_AGENT_KEY
 from controller.policy import dhcp_server_ip
 from controller.extnet import ExternalView, external_view
 from controller.security import SecurityView, derive_security
@@ -33,6 +34,7 @@ class SwitchInfo:
     chassis: str
     vtep_ip: str | None
     tunnel_ofport: int | None
+    metadata_port: tuple[int, str] | None = None  # (ofport, MAC) of the metadata agent's port (openflow/metadata.py)
 
     @cached_property
     def router_mac(self) -> str:
@@ -175,7 +177,9 @@ class View:
 
 def switch_info(snap, vtep_ip) -> SwitchInfo:
     tunnel = next((p.ofport for p in snap.ports if p.type == "vxlan" and p.ofport and p.ofport > 0), None)
-    return SwitchInfo(snap.session, snap.datapath_id, snap.chassis, vtep_ip, tunnel)
+    agent = next(((p.ofport, p.mac) for p in snap.ports if p.ext(METADATA_AGENT_KEY) == "true" and p.ofport and
+                  p.ofport > 0 and p.mac), None)
+    return SwitchInfo(snap.session, snap.datapath_id, snap.chassis, vtep_ip, tunnel, agent)
 
 
 def derive(policy, locations, snapshots, vtep_ip_of, vteps=None, remote=None) -> View:

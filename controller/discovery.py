@@ -12,6 +12,8 @@ OVSDB conventions Canopy reads (documented for operators in docs/vrs.md):
 - ``Open_vSwitch`` row ``external_ids:canopy-flavour``: ``kvm`` | ``hyperv`` | ``esxi``.
 - The integration bridge (``br-int`` unless configured) and its ports/interfaces.
 - ESXi trunk interfaces: ``external_ids:canopy-vnic-<VLAN>=<vnic id>`` written by the vCenter agent.
+- The metadata agent's internal port: ``external_ids:canopy-metadata-agent=true`` on its Interface
+  (controller/metadata_agent.py creates it; openflow/metadata.py steers the VMs' metadata requests to it).
 - The integration bridge's ``fail_mode`` and ``protocols``: it is safe (``bridge_problems``) with
   ``fail_mode=secure`` and OpenFlow 1.3 and 1.4 allowed (ovsdb/bridge.py keeps it so).
 """
@@ -26,6 +28,7 @@ FLAVOURS = ("kvm", "hyperv", "esxi")
 VTEP_IP_KEY = "canopy-vtep-ip"
 FLAVOUR_KEY = "canopy-flavour"
 VNIC_KEY_PREFIX = "canopy-vnic-"
+METADATA_AGENT_KEY = "canopy-metadata-agent"
 SECURE_FAIL_MODE = "secure"
 REQUIRED_PROTOCOLS = ("OpenFlow13", "OpenFlow14")  # the floor, and native bundles / role status
 

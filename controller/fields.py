@@ -102,6 +102,35 @@ def mac(value):
     return norm
 
 
+UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+OPENSTACK_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+OPENSTACK_ID_RE = re.compile(OPENSTACK_ID_PATTERN)
+
+
+def uuid(value):
+    """A UUID in its canonical form (lower case, with dashes), as Nova names its instances."""
+    if not isinstance(value, str):
+        raise Invalid("must be a UUID string like 6f1c8e3a-0a8b-4c55-9e2f-1d2c3b4a5f60")
+    norm = value.strip().lower()
+    if not UUID_RE.fullmatch(norm):
+        raise Invalid(f"{value[:64]!r} is not a UUID (expected 8-4-4-4-12 hex digits)")
+    return norm
+
+
+def openstack_id(value):
+    """An OpenStack identifier such as a Keystone project id: 1-64 letters, digits, "-", "_" or "." (sent as an HTTP
+    header value, so nothing else)."""
+    if not isinstance(value, str):
+        raise Invalid("must be a string")
+    if not OPENSTACK_ID_RE.fullmatch(value):
+        raise Invalid("must be 1-64 characters of letters, digits, '-', '_' or '.'")
+    return value
+
+
+uuid.schema = {"format": "uuid", "minLength": 36, "maxLength": 36}
+openstack_id.schema = {"pattern": OPENSTACK_ID_PATTERN, "minLength": 1, "maxLength": 64}
+
+
 def ipv4(value):
     if not isinstance(value, str):
         raise Invalid("must be an IPv4 address string")

@@ -24,14 +24,16 @@ class Journal:
     remote_domains: set[str] = field(default_factory=set)  # EVPN prefixes changed there
     security: bool = False  # ACLs, policy groups, or what a port's policy derives from changed beyond one vport
     external: bool = False  # external networks or floating IPs changed (controller/extnet.py)
+    acls: set[str] = field(default_factory=set)  # ACLs changed (controller/security.py LiveSecurity)
+    groups: set[str] = field(default_factory=set)  # policy groups changed
 
     def empty(self) -> bool:
         return not (self.security or self.external or self.vports or self.subnets or self.domains or self.switches
-                    or self.vteps or self.remote_subnets or self.remote_macs or self.remote_domains)
+                    or self.vteps or self.remote_subnets or self.remote_macs or self.remote_domains or self.acls
+                    or self.groups)
 
     def take(self) -> "Journal":
         """What was recorded (returned) and a clean slate (this journal)."""
-        out = Journal(self.vports, self.subnets, self.domains, self.switches, self.vteps,
-                      self.remote_subnets, self.remote_macs, self.remote_domains, self.security, self.external)
+        out = Journal(**{name: getattr(self, name) for name in self.__dataclass_fields__})
         self.__init__()
         return out

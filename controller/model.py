@@ -142,6 +142,8 @@ SCHEMA: dict[str, tuple[Field, ...]] = {
     "tenant": (
         Field("name", "string", "tenant (enterprise) name, unique", f.name, required=True),
         Field("description", "string", "free text", f.text, default="", nullable=False),
+        Field("project_id", "string", "the OpenStack project this tenant is (X-Tenant-ID of its VMs' metadata "
+              "requests; docs/metadata.md)", f.openstack_id),
     ),
     "domain": (
         Field("tenant_id", "string", "owning tenant", f.text, required=True, immutable=True, ref="tenant"),
@@ -200,6 +202,8 @@ SCHEMA: dict[str, tuple[Field, ...]] = {
               "rules naming them as remote_group match its addresses)",
               items=Field("group", "string", "policy group id", f.text, ref="policy_group"), default=list,
               nullable=False),
+        Field("instance_id", "string", "the compute instance (Nova server UUID) using the port: the metadata "
+              "service answers the port's requests for it (docs/metadata.md); absent: no metadata", f.uuid),
     ),
     "acl": (
         Field("tenant_id", "string", "owning tenant", f.text, required=True, immutable=True, ref="tenant"),

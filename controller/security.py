@@ -9,12 +9,17 @@
   is policed only when its domain's ``default_acl_action`` is deny.
 
 openflow/acl.py compiles both into flows. ``applied(policy, acl, locations)`` says where an ACL applies.
+
+``LiveSecurity`` keeps a ``SecurityView`` current from the objects a change names (ACLs, policy groups, vports,
+subnets, domains), through indexes of who uses what: only the ACLs and vport policies a change reaches are
+derived again (controller/viewdelta.py). ``Local`` is the per-switch side: the policed vports bound on each
+switch, the ACLs they use, and their conntrack zones (``allocate_zones``: never two vports of a switch in one).
 """
 
 from __future__ import annotations
 
 import zlib
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -23,6 +28,7 @@ from controller.model import MAX_ACL_TAG
 PROTOCOLS = {"any": None, "icmp": 1, "tcp": 6, "udp": 17}
 DEFAULT_PRIORITY = 1000  # of a rule without one, and of an ACL (model default)
 MARK_BITS = 0x3FFFFFFF  # a rule's mark: 30 bits (openflow/acl.py puts the verdict kind above)
+ZONE_LIMIT = 0xFF00  # vport zones are 1..0xFEFF; 0xFF00-0xFFFF are left to other stages (docs/pipeline.md)
 
 
 @dataclass(frozen=True)
@@ -64,9 +70,106 @@ class PortPolicy:
 class SecurityView:
     acls: dict[str, AclSpec] = field(default_factory=dict)
     ports: dict[str, PortPolicy] = field(default_factory=dict)
-    # session -> (policed local vport ids, ACL ids they use): filled by openflow/acl.py from the View's
-    # endpoints, once per View (a View and its SecurityView are derived together and never change)
-    local: dict = field(default_factory=dict, repr=False, compare=False)
+    # the policed vports bound on each switch (``Local``): kept by controller/viewdelta.py; for a View derived
+    # from scratch, filled by openflow/acl.py from the View's endpoints on first use
+    local: "Local | None" = field(default=None, repr=False, compare=False)
+
+
+def allocate_zones(keys) -> dict[int, int]:
+    """Conntrack zones for the policed vports of one switch, by vport key (ofport, or ofport << 12 | VLAN on an
+    ESXi trunk): a function of the set of keys alone, so a restarted controller computes the same zones and
+    conntrack entries stay valid. A key below ZONE_LIMIT is its own zone (no two keys of a switch are equal).
+    The others (trunks with ofport >= 16) each take the first zone not taken, from a hash of the key upwards,
+    in key order: never a zone another vport of the switch has. Such a vport's zone changes only when a vport
+    arriving on the switch takes it (a plain port whose ofport is that zone, or a lower key whose probe meets it)."""
+    zones = {k: k for k in keys if 0 < k < ZONE_LIMIT}
+    taken = set(zones.values())
+    span = ZONE_LIMIT - 1
+    for key in sorted(k for k in keys if not 0 < k < ZONE_LIMIT):
+        zone = 1 + zlib.crc32(key.to_bytes(8, "big")) % span
+        for _ in range(span):
+            if zone not in taken:
+                break
+            zone = 1 + zone % span
+        else:
+            raise ValueError("more than 65,279 policed vports on one switch: no conntrack zone left")
+        zones[key] = zone
+        taken.add(zone)
+    return zones
+
+
+class Local:
+    """Per switch: its policed vports (id -> key), how many of them use each ACL, and their zones by key; and per
+    ACL the switches using it. ``put``/``drop`` one vport; ``zones_changed`` allocates again on the switches whose
+    keys changed and names the vports whose zone changed."""
+
+    def __init__(self):
+        self.ports: dict[str, dict[str, int]] = defaultdict(dict)  # session -> vport id -> key
+        self.acls: dict[str, Counter] = defaultdict(Counter)  # session -> ACL id -> policed vports using it
+        self.acl_on: dict[str, Counter] = defaultdict(Counter)  # ACL id -> session -> policed vports using it
+        self.zones: dict[str, dict[int, int]] = {}  # session -> key -> zone
+        self.at: dict[str, tuple] = {}  # vport id -> (session, key, ACL ids)
+        self._keys_changed: set[str] = set()
+
+    @classmethod
+    def of(cls, endpoints, ports) -> "Local":
+        """From scratch: every policed vport endpoint (bound on a VRS, with a key)."""
+        out = cls()
+        for ep in endpoints:
+            port = ports.get(ep.vport_id)
+            if port is not None and ep.key and ep.kind == "vport":
+                out.put(ep.vport_id, ep.session, ep.key, port)
+        out.zones_changed()
+        return out
+
+    def put(self, vid, session, key, port) -> None:
+        acls = tuple(a for a, _ in port.acls)
+        self.at[vid] = (session, key, acls)
+        self.ports[session][vid] = key
+        for aid in acls:
+            self.acls[session][aid] += 1
+            self.acl_on[aid][session] += 1
+        self._keys_changed.add(session)
+
+    def drop(self, vid) -> tuple | None:
+        """Forget a vport; returns where it was (session, key, ACL ids), or None."""
+        was = self.at.pop(vid, None)
+        if was is None:
+            return None
+        session, _key, acls = was
+        del self.ports[session][vid]
+        if not self.ports[session]:
+            del self.ports[session]
+        for aid in acls:
+            for counts, k in ((self.acls[session], aid), (self.acl_on[aid], session)):
+                counts[k] -= 1
+                if counts[k] <= 0:
+                    del counts[k]
+            if not self.acl_on[aid]:
+                del self.acl_on[aid]
+        if not self.acls[session]:
+            del self.acls[session]
+        self._keys_changed.add(session)
+        return was
+
+    def zones_changed(self) -> dict[str, set[str]]:
+        """Allocate zones again on the switches whose policed keys changed; returns session -> vports still there
+        whose zone is not what it was."""
+        out = {}
+        for session in self._keys_changed:
+            ports = self.ports.get(session, {})
+            old = self.zones.pop(session, {})
+            new = allocate_zones(ports.values())
+            if new:
+                self.zones[session] = new
+            moved = {vid for vid, key in ports.items() if key in old and old[key] != new[key]}
+            if moved:
+                out[session] = moved
+        self._keys_changed = set()
+        return out
+
+    def zone(self, session, key) -> int:
+        return self.zones[session][key]
 
 
 def acl_tag(acl: dict) -> int:
@@ -85,7 +188,7 @@ def derive_security(policy) -> SecurityView:
     by_group = defaultdict(list)  # policy group id -> ACLs applied to its members
     out = SecurityView()
     for acl in policy.all("acl"):
-        out.acls[acl["id"]] = _spec(policy, acl, members)
+        out.acls[acl["id"]] = _spec(policy, acl, _addresses(members.get))
         for gid in acl.get("policy_groups") or ():
             by_group[gid].append(acl)
     for vport in policy.all("vport"):
@@ -95,10 +198,176 @@ def derive_security(policy) -> SecurityView:
     return out
 
 
-def port_policy(policy, vport) -> PortPolicy | None:
-    """One vport's policy, for a vport in no policy group (controller/viewdelta.py: one vport changed)."""
-    assert not vport.get("policy_groups")
-    return _port_policy(policy, vport, {})
+class LiveSecurity:
+    """A ``SecurityView`` kept current by deltas. ``update`` takes the ids of the objects that changed and
+    derives again only what they reach, through these indexes:
+
+    - an ACL: its spec, and the policy of every vport using it (directly, or as a member of one of its groups);
+    - a policy group: the ACLs whose rules name it (their remote addresses), and its members;
+    - a vport: its own policy; when its groups or addresses changed, the ACLs whose rules name those groups;
+    - a subnet: the ACLs whose rules name it, and its vports (the domain default); a domain: the vports of its
+      subnets, when its ``default_acl_action`` changed.
+
+    Returns the ACL ids whose spec changed and, per vport whose policy changed, (before, after)."""
+
+    def __init__(self):
+        self.view = SecurityView(local=Local())
+        self.vport_facts: dict[str, tuple] = {}  # vport id -> (subnet, groups, acls, ips) as last seen
+        self.members: dict[str, set[str]] = defaultdict(set)  # policy group -> its vports
+        self.direct: dict[str, set[str]] = defaultdict(set)  # ACL -> vports listing it
+        self.subnet_vports: dict[str, set[str]] = defaultdict(set)
+        self.acl_facts: dict[str, tuple] = {}  # ACL -> (groups it applies to, groups and subnets its rules name)
+        self.group_acls: dict[str, set[str]] = defaultdict(set)  # policy group -> ACLs applied to its members
+        self.group_users: dict[str, set[str]] = defaultdict(set)  # policy group -> ACLs whose rules name it
+        self.subnet_users: dict[str, set[str]] = defaultdict(set)  # subnet -> ACLs whose rules name it
+        self.subnet_domain: dict[str, str | None] = {}
+        self.domain_subnets: dict[str, set[str]] = defaultdict(set)
+        self.domain_default: dict[str, str | None] = {}
+        self.addresses: dict[str, tuple] = {}  # policy group -> its members' /32s (dropped when they change)
+
+    def update(self, policy, vports=(), acls=(), groups=(), subnets=(), domains=()) -> tuple[set, dict]:
+        acl_ids, vport_ids = set(), set()
+        for aid in acls:
+            acl_ids.add(aid)
+            vport_ids |= self._acl(aid, policy.get("acl", aid))
+        for gid in groups:
+            acl_ids |= self.group_users.get(gid, set())
+            vport_ids |= self.members.get(gid, set())
+            self.addresses.pop(gid, None)
+        for sid in subnets:
+            acl_ids |= self.subnet_users.get(sid, set())
+            vport_ids |= self._subnet(sid, policy.get("subnet", sid))
+        for did in domains:
+            vport_ids |= self._domain(did, policy.get("domain", did))
+        for vid in vports:
+            reached = self._vport(vid, policy.get("vport", vid))
+            if reached is not None:
+                vport_ids.add(vid)
+                for gid in reached:
+                    acl_ids |= self.group_users.get(gid, set())
+                    self.addresses.pop(gid, None)
+        return self._derive(policy, acl_ids, vport_ids)
+
+    def _acl(self, aid, acl) -> set[str]:
+        """Index an ACL again; returns the vports it applied to before or applies to now."""
+        old_groups, old_groups_named, old_subnets = self.acl_facts.pop(aid, ((), (), ()))
+        for gid in old_groups:
+            self.group_acls[gid].discard(aid)
+        for gid in old_groups_named:
+            self.group_users[gid].discard(aid)
+        for sid in old_subnets:
+            self.subnet_users[sid].discard(aid)
+        groups = tuple(acl.get("policy_groups") or ()) if acl else ()
+        if acl is not None:
+            named = tuple({r["remote_group"] for r in acl["rules"] if r.get("remote_group")})
+            named_subnets = tuple({r["remote_subnet"] for r in acl["rules"] if r.get("remote_subnet")})
+            self.acl_facts[aid] = (groups, named, named_subnets)
+            for gid in groups:
+                self.group_acls[gid].add(aid)
+            for gid in named:
+                self.group_users[gid].add(aid)
+            for sid in named_subnets:
+                self.subnet_users[sid].add(aid)
+        out = set(self.direct.get(aid, ()))
+        for gid in set(old_groups) | set(groups):
+            out |= self.members.get(gid, set())
+        return out
+
+    def _vport(self, vid, vport) -> set[str] | None:
+        """Index a vport again; returns None when nothing security reads of it changed (it only moved), else
+        the policy groups whose address sets it may have changed."""
+        old = self.vport_facts.pop(vid, None)
+        new = None if vport is None else (vport["subnet_id"], tuple(vport.get("policy_groups") or ()),
+                                           tuple(vport["acls"]), tuple(vport["ips"] or ()))
+        if new is not None:
+            self.vport_facts[vid] = new
+        if old == new:
+            return None
+        for facts, add in ((old, False), (new, True)):
+            if facts is None:
+                continue
+            subnet, groups, acls, _ = facts
+            for index, keys in ((self.subnet_vports, (subnet,)), (self.members, groups), (self.direct, acls)):
+                for k in keys:
+                    (index[k].add if add else index[k].discard)(vid)
+        old_groups, new_groups = set(old[1] if old else ()), set(new[1] if new else ())
+        if (old and old[3]) == (new and new[3]):
+            return old_groups ^ new_groups  # same addresses: only groups joined or left
+        return old_groups | new_groups
+
+    def _subnet(self, sid, subnet) -> set[str]:
+        domain = subnet["domain_id"] if subnet else None
+        old = self.subnet_domain.pop(sid, None)
+        if old:
+            self.domain_subnets[old].discard(sid)
+        if subnet is not None:
+            self.subnet_domain[sid] = domain
+            if domain:
+                self.domain_subnets[domain].add(sid)
+        return set(self.subnet_vports.get(sid, ()))
+
+    def _domain(self, did, domain) -> set[str]:
+        """A domain's default changed (or it came or went): the vports of its subnets."""
+        known, default = did in self.domain_default, domain.get("default_acl_action") if domain else None
+        if (domain is None and not known) or (known and domain is not None and self.domain_default[did] == default):
+            return set()
+        if domain is None:
+            del self.domain_default[did]
+        else:
+            self.domain_default[did] = default
+        out = set()
+        for sid in self.domain_subnets.get(did, ()):
+            out |= self.subnet_vports.get(sid, set())
+        return out
+
+    def _derive(self, policy, acl_ids, vport_ids) -> tuple[set, dict]:
+        sec = self.view
+        members = _Lookup(policy, "vport", self.members)
+        addresses = self.addresses
+
+        def group_addresses(gid):
+            found = addresses.get(gid)
+            if found is None:
+                found = addresses[gid] = _addresses(members.get)(gid)
+            return found
+
+        changed = set()
+        for aid in acl_ids:
+            acl = policy.get("acl", aid)
+            new = _spec(policy, acl, group_addresses) if acl is not None else None
+            if new != sec.acls.get(aid):
+                changed.add(aid)
+                if new is None:
+                    del sec.acls[aid]
+                else:
+                    sec.acls[aid] = new
+        by_group = _Lookup(policy, "acl", self.group_acls)
+        ports = {}
+        for vid in vport_ids:
+            vport = policy.get("vport", vid)
+            new = _port_policy(policy, vport, by_group) if vport is not None else None
+            old = sec.ports.get(vid)
+            if new != old:
+                ports[vid] = (old, new)
+                if new is None:
+                    del sec.ports[vid]
+                else:
+                    sec.ports[vid] = new
+        return changed, ports
+
+
+class _Lookup:
+    """``get(key, ())``: the objects of ``kind`` whose ids an index holds under ``key`` (what _spec and
+    _port_policy read of members and of the ACLs applied to a group)."""
+
+    def __init__(self, policy, kind, index):
+        self.policy, self.kind, self.index = policy, kind, index
+
+    def get(self, key, default=()):
+        ids = self.index.get(key)
+        if not ids:
+            return default
+        return [o for o in (self.policy.get(self.kind, i) for i in sorted(ids)) if o is not None]
 
 
 def _port_policy(policy, vport, by_group) -> PortPolicy | None:
@@ -117,10 +386,15 @@ def _port_policy(policy, vport, by_group) -> PortPolicy | None:
     return None
 
 
-def _spec(policy, acl, members) -> AclSpec:
+def _addresses(members):
+    """gid -> the /32 prefixes of its members' addresses, sorted; ``members(gid, ())``: its vports."""
+    return lambda gid: tuple(sorted({f"{ip}/32" for v in members(gid, ()) for ip in v["ips"] or ()}))
+
+
+def _spec(policy, acl, addresses) -> AclSpec:
     tag = acl_tag(acl)
     order = sorted(enumerate(acl["rules"]), key=lambda ir: (_priority(ir[1]), ir[0]))
-    return AclSpec(acl["id"], tag, tuple(_rule(policy, tag, i, r, members) for i, r in order))
+    return AclSpec(acl["id"], tag, tuple(_rule(policy, tag, i, r, addresses) for i, r in order))
 
 
 def _priority(rule) -> int:
@@ -128,7 +402,7 @@ def _priority(rule) -> int:
     return DEFAULT_PRIORITY if value is None else value
 
 
-def _rule(policy, tag, index, r, members) -> Rule:
+def _rule(policy, tag, index, r, addresses) -> Rule:
     """The rule, resolved. Its mark names what it allows, not where it stands or who is in its remote group:
     moving a rule or a member joining its group keeps the connections it admitted."""
     proto = PROTOCOLS[r["protocol"]]
@@ -137,13 +411,13 @@ def _rule(policy, tag, index, r, members) -> Rule:
     body = (r["direction"], r["action"], r["stateful"], proto, remote, dst, src, r.get("icmp_type"),
             r.get("icmp_code"))
     mark = zlib.crc32(repr((tag, body)).encode()) & MARK_BITS or 1
-    return Rule(index, r["direction"], r["action"] == "allow", r["stateful"], proto, _remotes(policy, r, members),
+    return Rule(index, r["direction"], r["action"] == "allow", r["stateful"], proto, _remotes(policy, r, addresses),
                 dst, src, r.get("icmp_type"), r.get("icmp_code"), mark)
 
 
-def _remotes(policy, r, members):
+def _remotes(policy, r, addresses):
     if r.get("remote_group") is not None:
-        return tuple(sorted({f"{ip}/32" for v in members.get(r["remote_group"], ()) for ip in v["ips"] or ()}))
+        return addresses(r["remote_group"])
     if r.get("remote_subnet") is not None:
         sub = policy.get("subnet", r["remote_subnet"])
         return (sub["cidr"],) if sub and sub["cidr"] else ()

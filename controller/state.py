@@ -160,6 +160,8 @@ class State(DiscoverySink):
                 self._record("domains", [change.id])
             elif change.kind == "vtep_binding":
                 self._record("subnets", {o["subnet_id"] for o in (before, after) if o is not None})
+            elif change.kind in ("acl", "policy_group"):
+                self._record("acls" if change.kind == "acl" else "groups", [change.id])
         return reached
 
     # ------------------------------------------------------------------ discovery (DiscoverySink)

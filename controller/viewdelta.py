@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import bisect
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from controller import derive as d
 from controller.extnet import external_view
 from controller.journal import Journal
-from controller.security import derive_security, port_policy
+from controller.security import LiveSecurity
 from controller.viewroutes import Routes
 from openflow import external
 from openflow.flows import Owner
@@ -64,17 +64,18 @@ class LiveView:
         self.vtep_tunnels: dict[str, tuple] = {}
         self.own_ips: Counter = Counter()
         self.present_dom: dict[tuple, str | None] = {}  # (session, subnet) present -> the subnet's domain then
-        self.policy = None  # the policy view.security was derived from
+        self.sec = LiveSecurity()  # view.security and its indexes (controller/security.py)
 
     # ------------------------------------------------------------------------------------------ build
     def build(self) -> Reach:
         """From scratch: every object of State is dirty (no owners to list: every switch is compiled whole)."""
         self.__init__(self.state)
         s = self.state
-        j = Journal(vports=set(s.locations) | {v["id"] for v in s.policy.all("vport")},
-                    subnets={x["id"] for x in s.policy.all("subnet")}, domains={x["id"] for x in s.policy.all("domain")},
+        kinds = ("vport", "subnet", "domain", "acl", "policy_group")
+        ids = {kind: {x["id"] for x in s.policy.all(kind)} for kind in kinds}
+        j = Journal(vports=set(s.locations) | ids["vport"], subnets=ids["subnet"], domains=ids["domain"],
                     switches=set(s.vrs), vteps=set(s.vteps), remote_subnets=s.remote_index.subnets(),
-                    remote_domains=s.remote_index.domains())
+                    remote_domains=s.remote_index.domains(), acls=ids["acl"], groups=ids["policy_group"])
         return self.apply(j, owners=False)
 
     # ------------------------------------------------------------------------------------------ apply
@@ -90,7 +91,6 @@ class LiveView:
         self.redo = set()  # vports of subnets whose SubnetInfo changed
         self.was_at = {}  # endpoint id -> where its owner had flows before it changed
         self.tails = set()  # subnets whose hardware VTEP or EVPN endpoints changed
-        self.old_security = None
         self.routes.start()
         own_before = set(self.own_ips)
         self._switches(j.switches)
@@ -107,16 +107,27 @@ class LiveView:
         self._by_subnet()
         bm_changed = self._bm_gateways(j, info_changed)
         self.routes.update(j, own_changed)
-        acl_owners = self._security(j)
+        self._security(j)
         ext_owners = self._external(j)
         if owners:
             self._owners(info_changed, bm_changed)
-            for owner in acl_owners:
-                self._add(owner, self.view.switches)
-            self._acl_ports()
+            for session, reached in self.acl_reach.items():
+                self._add_all(reached, session)
             for owner, sessions in ext_owners.items():
                 self._add(owner, sessions)
+            self._metadata()
         return self.r
+
+    def _metadata(self):
+        """A vport endpoint that changed (came, went, moved): its metadata steering where it was and is, on
+        switches with a metadata agent port (openflow/metadata.py; a switch whose agent port changed is compiled
+        whole)."""
+        switches = self.view.switches
+        for eid, pair in self.changed.items():
+            sessions = {ep.session for ep in pair if ep is not None and ep.kind == "vport" and
+                        getattr(switches.get(ep.session), "metadata_port", None)}
+            if sessions:
+                self._add(Owner("metadata", eid), sessions)
 
     # ------------------------------------------------------------------------------------------ external networks
     def _external(self, j) -> dict[Owner, set[str]]:
@@ -135,51 +146,32 @@ class LiveView:
         return external.reached(old, v.external)
 
     # ------------------------------------------------------------------------------------------ security
-    def _security(self, j) -> set[Owner]:
-        """view.security (controller/security.py): derived again after a change that reaches beyond single
-        vports (ACLs, policy groups, subnets, domains); else only the policy of the vports that changed.
-        Returns the ACL owners whose inputs changed (acl.affected, for the security part)."""
-        v, policy = self.view, self.state.policy
-        if policy is self.policy:
-            if self.changed:
-                v.security.local.clear()  # openflow/acl.py's per-switch cache of policed local vports
-            return set()
-        old = v.security
-        if j.security or self.policy is None:
-            new = derive_security(policy)
-            vids = old.ports.keys() | new.ports.keys()
-        else:  # vports changed, none of them in a policy group (State says so): their own policy only
-            new = replace(old, ports=dict(old.ports), local={})
-            vids = j.vports
-            for vid in vids:
-                vport = policy.get("vport", vid)
-                if vport is not None and vport.get("policy_groups"):
-                    continue  # only moved: a policy change of a group member sets j.security
-                port = port_policy(policy, vport) if vport is not None else None
-                if port is None:
-                    new.ports.pop(vid, None)
-                else:
-                    new.ports[vid] = port
-        self.policy, v.security, self.old_security = policy, new, old
-        owners = {Owner("acl", a) for a in old.acls.keys() | new.acls.keys() if old.acls.get(a) != new.acls.get(a)}
-        for vid in vids:
-            before, after = old.ports.get(vid), new.ports.get(vid)
-            if before != after:
-                owners.add(Owner("acl_port", vid))
-                for port in (before, after):
-                    owners.update(Owner("acl", a) for a, _ in (port.acls if port else ()))
-        return owners
-
-    def _acl_ports(self):
-        """A policed vport that changed (moved, came, went): its chain and its ACLs, where it was and is."""
-        sec, old_sec = self.view.security, getattr(self, "old_security", None)
-        for eid, pair in self.changed.items():
-            ports = [sec.ports.get(eid)] + ([old_sec.ports.get(eid)] if old_sec is not None else [])
-            if not any(ports):
+    def _security(self, j) -> None:
+        """view.security (controller/security.py ``LiveSecurity``) for the ACLs, policy groups, vports, subnets and
+        domains the journal names, then the per-switch side (``Local``: policed vports on each switch, the ACLs
+        they use, their conntrack zones) for the vports whose policy or endpoint changed. Records the ACL owners
+        reached: a changed ACL on the switches using it; a vport's chain and its ACLs where it was and is; the
+        chain of a vport whose zone moved."""
+        acls, ports = self.sec.update(self.state.policy, j.vports, j.acls, j.groups, j.subnets, j.domains)
+        self.view.security = self.sec.view
+        local, reached = self.sec.view.local, defaultdict(set)
+        for aid in acls:
+            for session in local.acl_on.get(aid, ()):
+                reached[session].add(Owner("acl", aid))
+        for vid in set(ports) | {eid for eid, (_, new) in self.changed.items() if new is None or new.kind == "vport"}:
+            was = local.drop(vid)
+            ep, port = self.view.endpoints.get(vid), self.sec.view.ports.get(vid)
+            if port is not None and ep is not None and ep.kind == "vport" and ep.key:
+                local.put(vid, ep.session, ep.key, port)
+            now = local.at.get(vid)
+            if was == now and vid not in ports:
                 continue
-            owners = {Owner("acl_port", eid)} | {Owner("acl", a) for port in ports if port for a, _ in port.acls}
-            for owner in owners:
-                self._add(owner, {ep.session for ep in pair if ep is not None})
+            for where in (was, now):
+                if where is not None:
+                    reached[where[0]] |= {Owner("acl_port", vid)} | {Owner("acl", a) for a in where[2]}
+        for session, vids in local.zones_changed().items():
+            reached[session] |= {Owner("acl_port", vid) for vid in vids}
+        self.acl_reach = reached
 
     # ------------------------------------------------------------------------------------------ inputs
     def _switches(self, sessions):
@@ -656,6 +648,10 @@ class LiveView:
         for session in sessions:
             if session in switches:
                 owners[session].add(owner)
+
+    def _add_all(self, reached, session):
+        if session in self.view.switches:
+            self.r.owners[session] |= reached
 
     def _owners(self, info_changed, bm_changed):
         v = self.view

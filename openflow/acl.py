@@ -7,9 +7,9 @@ Three owner kinds, compiled from ``view.security`` (controller/security.py):
   and never a vport, so they are the same on every switch (compiled once, shared) and cost O(rules x
   remote addresses), whatever the number of vports the ACL applies to. A rule between a policy group of M
   members and ports of P ranges is a conjunctive match: M + P flows, not M x P.
-- ``acl_port`` (one per policed local vport): into conntrack in the vport's zone, the chain that evaluates
-  its ACLs in order (reg3 = tag, resubmit to the rules table), and its verdicts that drop (counted here, per
-  vport).
+- ``acl_port`` (one per policed local vport): into conntrack in the vport's zone (controller/security.py
+  ``allocate_zones``: unique on its switch), the chain that evaluates its ACLs in order (reg3 = tag, resubmit
+  to the rules table), and its verdicts that drop (counted here, per vport).
 - ``acl_switch`` (one per switch): what every policed vport shares: invalid packets are denied, allowed
   packets go on, stateful ones committed with their rule's mark as ct_mark.
 
@@ -24,6 +24,7 @@ from __future__ import annotations
 import ipaddress
 from functools import lru_cache
 
+from controller.security import ZONE_LIMIT, Local  # noqa: F401 (ZONE_LIMIT: API)
 from openflow import pipeline as p
 from openflow.flows import Owner, flow
 
@@ -34,7 +35,6 @@ NONE_YET = (0, KIND_MASK)
 CT_NEW, CT_EST, CT_REL, CT_RPL, CT_INV, CT_TRK = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
 DENIED_PRIORITY, DEFAULT_PRIORITY = 100, 90  # a vport's verdict flows: denied by a rule (or invalid); default
 REPLY_PRIORITY, RULE_TOP = 60000, 50000  # rule priorities: RULE_TOP - position (at most 1000 rules)
-ZONE_LIMIT = 0xFF00  # vport zones are 1..0xFEFF; 0xFF00-0xFFFF are left to other stages (docs/pipeline.md)
 OWNER_KINDS = ("acl", "acl_port", "acl_switch")
 
 
@@ -56,56 +56,30 @@ ENTERING = Side(p.REG_OUT, p.EGRESS_ACL, p.EGRESS_ACL_CT, p.EGRESS_ACL_RULES, p.
 SIDES = (LEAVING, ENTERING)
 
 
-def zone_of(key: int) -> int:
-    """A vport's conntrack zone on its switch: its key (ofport, or ofport << 12 | VLAN on an ESXi trunk) when
-    that fits below ZONE_LIMIT, else folded into 1..ZONE_LIMIT-1 (only trunks with ofport >= 16 get there)."""
-    return key if 0 < key < ZONE_LIMIT else 1 + key % (ZONE_LIMIT - 1)
-
-
 # ------------------------------------------------------------------------------------------ owners
 
 def present(view, session: str, owner: Owner) -> bool:
     if owner.kind == "acl_switch":
         return owner.id == session
-    ports, acls = _local(view, session)
-    return owner.id in (ports if owner.kind == "acl_port" else acls)
+    local = _local(view)
+    if owner.kind == "acl_port":
+        return owner.id in local.ports.get(session, ())
+    return owner.id in local.acls.get(session, ())
 
 
 def owners_on(view, session: str) -> set[Owner]:
-    ports, acls = _local(view, session)
-    return {Owner("acl_switch", session)} | {Owner("acl_port", v) for v in ports} | {Owner("acl", a) for a in acls}
+    local = _local(view)
+    return {Owner("acl_switch", session)} | {Owner("acl_port", v) for v in local.ports.get(session, ())} | \
+        {Owner("acl", a) for a in local.acls.get(session, ())}
 
 
-def _local(view, session):
-    """(policed vports bound on the switch, the ACLs they use), computed for every switch in one pass."""
+def _local(view) -> Local:
+    """The policed vports bound on each switch, the ACLs they use and their zones (controller/security.py
+    ``Local``): kept by the live View; for a View derived from scratch, computed once in one pass."""
     sec = view.security
-    if not sec.local:
-        found = {}
-        for ep in view.endpoints.values():
-            port = sec.ports.get(ep.vport_id)
-            if port is not None and ep.key and ep.kind == "vport":
-                vports, acls = found.setdefault(ep.session, (set(), set()))
-                vports.add(ep.vport_id)
-                acls.update(aid for aid, _ in port.acls)
-        sec.local.update(found)
-        sec.local.setdefault(None, (set(), set()))  # computed, even when nothing is policed
-    return sec.local.get(session, (set(), set()))
-
-
-def affected(old, new) -> set[Owner]:
-    """ACL owners whose inputs differ between two views: changed ACLs, and for every vport whose ACLs or
-    binding changed, its chain and its ACLs (which may appear on or leave its switch)."""
-    owners = set()
-    for aid in old.security.acls.keys() | new.security.acls.keys():
-        if old.security.acls.get(aid) != new.security.acls.get(aid):
-            owners.add(Owner("acl", aid))
-    for vid in old.security.ports.keys() | new.security.ports.keys():
-        before, after = old.security.ports.get(vid), new.security.ports.get(vid)
-        if before != after or old.endpoints.get(vid) != new.endpoints.get(vid):
-            owners.add(Owner("acl_port", vid))
-            for port in (before, after):
-                owners.update(Owner("acl", aid) for aid, _ in (port.acls if port else ()))
-    return owners
+    if sec.local is None:
+        sec.local = Local.of(view.endpoints.values(), sec.ports)
+    return sec.local
 
 
 # ----------------------------------------------------------------------------------------- compile
@@ -131,7 +105,7 @@ def compile_port(view, sw, owner):
     """A policed vport: its IP traffic into conntrack in its zone, its ACL chain, and its drops."""
     ep = view.endpoints[owner.id]
     policy = view.security.ports[owner.id]
-    key, zone = ep.key, zone_of(ep.key)
+    key, zone = ep.key, _local(view).zone(sw.session, ep.key)
     flows = [flow(p.INGRESS_ACL, 110, {p.REG_IN: key, "eth_type": ETH_IP, "ip_proto": UDP, "udp_src": 68,
                                        "udp_dst": 67}, [("goto", p.SERVICES)], owner)]  # DHCP always
     for side in SIDES:
@@ -149,7 +123,7 @@ def compile_port(view, sw, owner):
     return flows, []
 
 
-_COMPILED: dict = {}  # ACL id -> (spec, its flows): the latest version of each ACL only
+_COMPILED: dict = {}  # ACL id -> (spec, its flows, its rules' flows): the latest version of each ACL only
 
 
 def compile_acl(view, sw, owner):
@@ -159,33 +133,48 @@ def compile_acl(view, sw, owner):
 
 def acl_flows(spec, current=None) -> frozenset:
     """An ACL's flows: the same on every switch, so compiled once per version of the ACL and shared. Only the
-    latest version of each ACL is kept; ACLs no longer in ``current`` are forgotten when the cache grows."""
+    latest version of each ACL is kept; ACLs no longer in ``current`` are forgotten when the cache grows. A new
+    version builds only the rules that changed (or moved): a member joining a group named by one rule of an ACL
+    of twenty rebuilds that rule's flows, not the ACL's."""
     cached = _COMPILED.get(spec.id)
     if cached is not None and (cached[0] is spec or cached[0] == spec):
         return cached[1]
-    flows = _build(spec)
-    for f in flows:
-        p.check_flow(f)
+    flows, by_rule = _build(spec, *(cached[1:] if cached is not None else (frozenset(), {})))
     if current is not None and len(_COMPILED) > 2 * len(current) + 64:
         for gone in [a for a in _COMPILED if a not in current]:
             del _COMPILED[gone]
-    _COMPILED[spec.id] = (spec, flows)
+    _COMPILED[spec.id] = (spec, flows, by_rule)
     return flows
 
 
-def _build(spec) -> frozenset:
+def _build(spec, flows_before: frozenset, before: dict) -> tuple[frozenset, dict]:
+    """The ACL's flows, and its rules' flows by (side, rule, rank) for the next version (taken from ``before``
+    where the same rule stands at the same rank). Keys never share a flow (a rule's priority is its rank; return
+    checks are keyed by the rule's mark), so the new set is the old one less the keys gone plus the keys new."""
     owner = Owner("acl", spec.id)
-    flows = []
+    by_rule = {}
     for side in SIDES:
-        for rule in spec.rules:
-            if rule.allow and rule.stateful and rule.direction != side.direction:
-                flows += _return_checks(side, spec.tag, rule, owner)
         rank = 0
         for rule in spec.rules:
+            if rule.allow and rule.stateful and rule.direction != side.direction:
+                key = ("return", spec.tag, side.bit, rule.mark)
+                by_rule[key] = before.get(key) or _checked(_return_checks(side, spec.tag, rule, owner))
             if rule.direction == side.direction:
-                flows += _rule_flows(side, spec.tag, rule, RULE_TOP - rank, _conj_id(spec.tag, rank, side), owner)
+                key = ("rule", spec.tag, side.bit, rule, rank)
+                by_rule[key] = before.get(key) or _checked(
+                    _rule_flows(side, spec.tag, rule, RULE_TOP - rank, _conj_id(spec.tag, rank, side), owner))
                 rank += 1
-    return frozenset(flows)
+    gone = [flows for key, flows in before.items() if key not in by_rule]
+    new = [flows for key, flows in by_rule.items() if key not in before]
+    if len(gone) + len(new) > len(by_rule) // 2:  # most of it changed: build it whole
+        return frozenset(f for flows in by_rule.values() for f in flows), by_rule
+    return flows_before.difference(*gone).union(*new), by_rule  # set operations on stored hashes: no rehashing
+
+
+def _checked(flows) -> tuple:
+    for f in flows:
+        p.check_flow(f)
+    return tuple(flows)
 
 
 def rule_flows_by_index(spec) -> dict:

@@ -15,6 +15,8 @@ What each owner contributes on a switch (see openflow/pipeline.py for tables and
   where it is remote (another VRS, a hardware VTEP, or an EVPN VTEP: owner kinds vtep_mac and evpn compile
   alike), an L2 entry and a host route over VXLAN (symmetric IRB); everywhere its subnet is, the ARP
   responder for its IPs.
+Security policy (openflow/acl.py), external networks (openflow/external.py) and the metadata service
+(openflow/metadata.py) compile their own owners.
 
 Route priorities are HOST_ROUTE_BASE + prefix length. derive keeps at most one FIB route per prefix of a
 domain (a local host, connected or resolved static route wins over an EVPN prefix of the same length), so
@@ -28,10 +30,10 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from controller.derive import Endpoint, View
-from openflow import acl, external
+from openflow import acl, external, metadata
 from openflow import pipeline as p
 from openflow.floods import group_ids, subnet_groups, to_vtep  # noqa: F401 (group_ids, to_vtep: API)
-from openflow.flows import OFPVID_PRESENT, Flow, Group, Owner, flow
+from openflow.flows import OFPVID_PRESENT, Flow, Group, Owner, arp_reply_actions, flow
 
 ETH_IP, ETH_ARP, UDP, ICMP = 0x0800, 0x0806, 17, 1
 MCAST = ("01:00:00:00:00:00", "01:00:00:00:00:00")
@@ -102,6 +104,8 @@ class Shared:
             return flows if isinstance(flows, frozenset) else _checked(flows)
         if owner.kind in external.COMPILERS:  # external networks (openflow/external.py): per switch, not shared
             return _checked(external.COMPILERS[owner.kind](view, sw, owner)[0])
+        if owner.kind in metadata.COMPILERS:  # the metadata service (openflow/metadata.py): per switch
+            return _checked(metadata.COMPILERS[owner.kind](view, sw, owner))
         return self.variant_flows(view, sw, owner, _VARIANTS[owner.kind](view, sw, owner, self.memo))
 
     def variant_flows(self, view, sw, owner: Owner, variant) -> frozenset:
@@ -136,6 +140,8 @@ def present(view: View, session: str, owner: Owner) -> bool:
         return acl.present(view, session, owner)
     if owner.kind in external.OWNER_KINDS:  # external networks: openflow/external.py
         return external.present(view, session, owner)
+    if owner.kind in metadata.OWNER_KINDS:  # the metadata service: openflow/metadata.py
+        return metadata.present(view, session, owner)
     ep = view.endpoints.get(owner.id)
     if ep is None:
         return False
@@ -157,6 +163,7 @@ def owners_of(view: View, session: str) -> set[Owner]:
         owners.update(ep.owner for ep in view.by_subnet.get(sid, ()))
     owners |= acl.owners_on(view, session)  # security policy: openflow/acl.py
     owners |= external.owners_on(view, session)  # external networks: openflow/external.py
+    owners |= metadata.owners_on(view, session)  # the metadata service: openflow/metadata.py
     return owners
 
 
@@ -179,6 +186,8 @@ def compile_switch(view: View, session: str, shared: Shared | None = None) -> De
     for owner in acl.owners_on(view, session):  # security policy: openflow/acl.py
         out.flows[owner] = shared.owner_flows(view, sw, owner)
     for owner in external.owners_on(view, session):  # external networks: openflow/external.py
+        out.flows[owner] = shared.owner_flows(view, sw, owner)
+    for owner in metadata.owners_on(view, session):  # the metadata service: openflow/metadata.py
         out.flows[owner] = shared.owner_flows(view, sw, owner)
     reached = set(subnets)
     for did in domains:
@@ -470,7 +479,7 @@ def _egress(ep, owner):
 
 # How an answer made by the switch goes back: out of the asking vport's own port, or (from a tunnel) back
 # into the tunnel to the VTEP that sent the question, with the VNI it came with.
-_BACK_TO_PORT = (("set", p.REG_FLAGS, p.FLAG_LOOPBACK), ("move", p.REG_IN, p.REG_OUT), ("goto", p.EGRESS))
+_BACK_TO_PORT = p.BACK_TO_PORT
 _BACK_INTO_TUNNEL = (("move", "tun_ipv4_src", "tun_ipv4_dst"), ("output", "in_port"))
 TUNNEL_SERVICE = 115  # priority of answers to what arrives over a tunnel (above the vports' own, 100-110)
 # A packet routed from one tunnel into another leaves by the port it came in on, which OpenFlow suppresses:
@@ -488,10 +497,8 @@ def _answer(match: dict, rewrite: list, owner: Owner, tunnel: bool) -> Flow:
 
 def arp_responder(vni: int, ip: str, mac: str, owner: Owner, tunnel: bool = False) -> Flow:
     """Answer 'who has ip' in the subnet with mac, from the switch, back to the asker (see _answer)."""
-    return _answer({"reg5": vni, "eth_type": ETH_ARP, "arp_op": 1, "arp_tpa": ip}, [
-        ("move", "eth_src", "eth_dst"), ("set", "eth_src", mac), ("set", "arp_op", 2),
-        ("move", "arp_sha", "arp_tha"), ("move", "arp_spa", "arp_tpa"), ("set", "arp_sha", mac),
-        ("set", "arp_spa", ip)], owner, tunnel)
+    return _answer({"reg5": vni, "eth_type": ETH_ARP, "arp_op": 1, "arp_tpa": ip}, arp_reply_actions(mac, ip),
+                   owner, tunnel)
 
 
 def gateway_echo_responder(vni: int, ip: str, mac: str, owner: Owner, tunnel: bool = False) -> Flow:

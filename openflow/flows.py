@@ -9,7 +9,8 @@ A flow's cookie says who owns it and what it is::
     bits 55-52  owner kind    1 switch, 2 subnet, 3 domain, 4 vport, 5 MAC learned by a hardware VTEP,
                               6 MAC behind a remote EVPN VTEP, 7 ACL rules, 8 a vport's ACL chain,
                               9 a switch's shared ACL verdict flows, 10 an uplink to an external network,
-                              11 a floating IP, 12 a VRS's port address translation to one external network
+                              11 a floating IP, 12 a VRS's port address translation to one external network,
+                              13 a local vport's metadata steering, 14 a VRS's metadata agent port
     bits 51-32  owner hint    20 bits of a hash of the owner id (for reading dump-flows)
     bits 31-0   content hash  of (table, priority, match, actions)
 
@@ -42,7 +43,8 @@ MARK_SHIFT = 56
 MARK_MASK = 0xFF << MARK_SHIFT
 OWNER_KINDS = {"switch": 1, "subnet": 2, "domain": 3, "vport": 4, "vtep_mac": 5, "evpn": 6,
                "acl": 7, "acl_port": 8, "acl_switch": 9,  # acl*: openflow/acl.py
-               "uplink": 10, "fip": 11, "pat": 12}  # openflow/external.py
+               "uplink": 10, "fip": 11, "pat": 12,  # openflow/external.py
+               "metadata": 13, "metadata_agent": 14}  # openflow/metadata.py
 OWNER_NAMES = {v: k for k, v in OWNER_KINDS.items()}
 OFPVID_PRESENT = 0x1000
 
@@ -140,6 +142,13 @@ class Group:
     group_id: int
     buckets: tuple  # (actions tuple, ...) in a stable order
     owner: Owner = field(compare=False, hash=False, default=NO_OWNER)
+
+
+def arp_reply_actions(mac: str, ip: str) -> list[tuple]:
+    """Turn an ARP request for ``ip`` into the reply "``ip`` is at ``mac``", addressed to the asker."""
+    return [("move", "eth_src", "eth_dst"), ("set", "eth_src", mac), ("set", "arp_op", 2),
+            ("move", "arp_sha", "arp_tha"), ("move", "arp_spa", "arp_tpa"), ("set", "arp_sha", mac),
+            ("set", "arp_spa", ip)]
 
 
 def make_cookie(owner: Owner, content: int) -> int:

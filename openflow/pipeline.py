@@ -61,11 +61,12 @@ INGRESS_ACL_CT, INGRESS_ACL_RULES, INGRESS_ACL_VERDICT = 21, 22, 23
 EGRESS_ACL_CT, EGRESS_ACL_RULES, EGRESS_ACL_VERDICT = 51, 52, 53
 EXTERNAL_IN = 35  # what arrives on an uplink to an external network (openflow/external.py)
 EXTERNAL_NAT = 36  # after conntrack undid the port address translation of a reply
+METADATA = 26  # requests of local VMs to the metadata service and the agent's replies (openflow/metadata.py)
 IRB_OUT, TUNNEL_OUT = 70, 75
 
 TABLES = (
     Table(CLASSIFY, "classify", frozenset({"in_port", "vlan_vid", "tunnel_id"}),
-          frozenset({PORT_SECURITY, SERVICES, L2_LOOKUP, L3_ROUTING, EXTERNAL_IN}),
+          frozenset({PORT_SECURITY, SERVICES, L2_LOOKUP, L3_ROUTING, EXTERNAL_IN, METADATA}),
           "which vport (port, or trunk port + VLAN) or tunnel (VNI) a packet came from -> registers"),
     Table(PORT_SECURITY, "port_security", frozenset({"reg6"} | _L2 | _IP), frozenset({INGRESS_ACL}),
           "a VM may only send from its own MAC and IPs (and DHCP discovery); everything else drops"),
@@ -77,9 +78,15 @@ TABLES = (
           "the rules of each ACL (egress direction) and its return-traffic checks: they only set the verdict"),
     Table(INGRESS_ACL_VERDICT, "ingress_acl_verdict", frozenset(_REGS | _ACL_REGS | {"eth_type"}), frozenset({SERVICES}),
           "allow (committing stateful connections with the rule's mark) or drop, counted per vport"),
-    Table(SERVICES, "services", frozenset(_REGS | _L2 | _IP), frozenset({L2_LOOKUP, EGRESS}),
+    Table(SERVICES, "services", frozenset(_REGS | _L2 | _IP), frozenset({L2_LOOKUP, EGRESS, METADATA}),
           "ARP answered from flows for gateways and known IPs; DHCP sent to the controller; on a subnet's "
-          "bare-metal gateway VRS, the same for what hardware VTEPs send over the tunnel"),
+          "bare-metal gateway VRS, the same for what hardware VTEPs send over the tunnel; IP to the metadata "
+          "service's address on to metadata"),
+    Table(METADATA, "metadata", frozenset({"in_port", "reg6"} | _L2 | _IP | {"tcp_src", "tcp_dst"}),
+          frozenset({EGRESS_ACL}),
+          "a local VM's HTTP request to 169.254.169.254 to the metadata agent's port, its source rewritten to the "
+          "address naming the VM's port; the agent's replies rewritten back and delivered to that port; ARP of "
+          "the agent answered; anything else drops"),
     Table(L2_LOOKUP, "l2_lookup", frozenset(_REGS | _L2), frozenset({L3_ROUTING, EGRESS_ACL, TUNNEL_OUT}),
           "destination MAC in the subnet: local vport, remote VTEP, gateway (route), or flood group"),
     Table(EXTERNAL_IN, "external_in", frozenset({"in_port"} | _L2 | _IP), frozenset({L3_ROUTING, EXTERNAL_NAT}),
@@ -108,6 +115,10 @@ TABLES = (
 )
 BY_ID = {t.id: t for t in TABLES}
 BY_NAME = {t.name: t for t in TABLES}
+
+
+# How an answer made by the switch goes back out of the asking vport's own port (loopback allowed).
+BACK_TO_PORT = (("set", REG_FLAGS, FLAG_LOOPBACK), ("move", REG_IN, REG_OUT), ("goto", EGRESS))
 
 
 class PipelineError(ValueError):

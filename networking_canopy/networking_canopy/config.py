@@ -13,6 +13,9 @@ OPTS = [
                help="Seconds between full consistency syncs (0: only at start)"),
     cfg.IntOpt("watch_wait", default=25, min=1, max=25,
                help="Seconds one long poll of /v1/watch/vports stays open"),
+    cfg.DictOpt("external_gateway_macs", default={},
+                help="<Neutron external network id or name>:<MAC> of the router on that network, where Canopy sends "
+                     "floating IPs' and translated traffic (Canopy does not resolve it by ARP)"),
     cfg.DictOpt("host_flavours", default={},
                 help="host:flavour (kvm, hyperv, esxi) for hosts whose flavour Canopy does not report"),
 ]

@@ -4,6 +4,9 @@
   port gets Neutron's L2 provisioning block;
 - postcommit: converges the network's Canopy subnet and vports (sync.Syncer.networks); a Canopy that is
   down or refuses is logged and repaired by the periodic sync;
+- security groups and rules (Neutron's callback registry, not ML2 calls): a rule Canopy cannot express is refused
+  at BEFORE_CREATE (secgroups.rule_refusal); after a group or rule is created, updated or deleted the project's
+  policy groups and ACLs converge (sync.Syncer.security_groups);
 - bind_port: VXLAN segments on hosts Canopy knows (its switch list says each host's flavour, or
   ``[canopy] host_flavours``): vif_type ovs with port_filter true;
 - in each API worker, once Neutron has loaded its plugins (PROCESS AFTER_INIT), a PortWatcher thread completes
@@ -29,7 +32,9 @@ from oslo_config import cfg
 from oslo_log import log as logging
 
 from networking_canopy import config  # noqa: F401 (registers [canopy])
+from networking_canopy import external
 from networking_canopy import mapping
+from networking_canopy import secgroups
 from networking_canopy.client import CanopyClient, CanopyError
 from networking_canopy.sync import Syncer
 from networking_canopy.watcher import PortWatcher
@@ -58,10 +63,15 @@ def make_client() -> CanopyClient:
 class CanopyMechanismDriver(api.MechanismDriver):
     def initialize(self):
         self.client = make_client()
-        self.syncer = Syncer(self.client)
+        self.syncer = Syncer(self.client, cfg.CONF.canopy.external_gateway_macs)
         self.watcher = PortWatcher(self.client, cfg.CONF.canopy.watch_wait)
         self._flavours, self._flavours_at = {}, 0.0
         registry.subscribe(self._post_fork_initialize, resources.PROCESS, events.AFTER_INIT)
+        registry.subscribe(self._check_rule, resources.SECURITY_GROUP_RULE, events.BEFORE_CREATE)
+        for event in (events.AFTER_CREATE, events.AFTER_UPDATE, events.AFTER_DELETE):
+            registry.subscribe(self._group_changed, resources.SECURITY_GROUP, event)
+        for event in (events.AFTER_CREATE, events.AFTER_DELETE):
+            registry.subscribe(self._rule_changed, resources.SECURITY_GROUP_RULE, event)
         LOG.info("Canopy mechanism driver: Canopy at %s", cfg.CONF.canopy.url)
 
     def _post_fork_initialize(self, resource, event, trigger, payload=None):
@@ -94,7 +104,7 @@ class CanopyMechanismDriver(api.MechanismDriver):
         _refuse(mapping.network_refusal(_network_view(context)))
 
     def update_network_precommit(self, context):
-        _refuse(mapping.network_refusal(_network_view(context)))
+        _refuse(mapping.network_update_refusal(context.original, _network_view(context)))
 
     def create_network_postcommit(self, context):
         self.syncer.networks([context.current["id"]])
@@ -118,6 +128,8 @@ class CanopyMechanismDriver(api.MechanismDriver):
         others = directory.get_plugin().get_subnets(context.plugin_context,
                                                     filters={"network_id": [subnet["network_id"]]})
         _refuse(mapping.subnet_refusal(subnet, others))
+        if external.is_external(context.network.current):
+            _refuse(external.external_subnet_refusal(subnet))
 
     def create_subnet_postcommit(self, context):
         self.syncer.networks([context.current["network_id"]])
@@ -130,12 +142,44 @@ class CanopyMechanismDriver(api.MechanismDriver):
 
     # ------------------------------------------------------------------ ports
     def create_port_precommit(self, context):
-        _refuse(mapping.port_refusal(context.current))
+        self._check_port(context)
         self._block_until_wired(context, None)
 
     def update_port_precommit(self, context):
-        _refuse(mapping.port_refusal(context.current))
+        self._check_port(context)
         self._block_until_wired(context, context.original_host)
+
+    @staticmethod
+    def _check_port(context):
+        port, network = context.current, context.network.current
+        _refuse(mapping.port_refusal(port, network))
+        group_ids = port.get("security_groups") or []
+        if mapping.is_vm_port(port) and group_ids:
+            groups = directory.get_plugin().get_security_groups(context.plugin_context.elevated(),
+                                                                filters={"id": list(group_ids)})
+            _refuse(secgroups.port_groups_refusal(port, groups, network["project_id"]))
+
+    # ------------------------------------------------------------------ security groups (callback registry)
+    def _check_rule(self, resource, event, trigger, payload):
+        """Refuse a rule Canopy cannot express before Neutron stores it."""
+        rule = payload.latest_state
+        ctx = payload.context.elevated()
+        core = directory.get_plugin()
+        group = core.get_security_group(ctx, rule["security_group_id"])
+        remote = core.get_security_group(ctx, rule["remote_group_id"]) if rule.get("remote_group_id") else None
+        count = sum(1 for r in group.get("security_group_rules") or [] if secgroups.is_ipv4(r))
+        _refuse(secgroups.rule_refusal(rule, remote, group, count))
+
+    def _group_changed(self, resource, event, trigger, payload):
+        self.syncer.security_groups([payload.states[-1]["project_id"]])
+
+    def _rule_changed(self, resource, event, trigger, payload):
+        group_id = (payload.metadata or {}).get("security_group_id") or payload.latest_state["security_group_id"]
+        try:
+            group = directory.get_plugin().get_security_group(payload.context.elevated(), group_id)
+        except n_exc.NotFound:  # deleted with its group: the group's own event converges
+            return
+        self.syncer.security_groups([group["project_id"]])
 
     def _block_until_wired(self, context, original_host):
         """OVN's rule: a VM port not ACTIVE that (newly) has a host waits for Canopy's word."""

@@ -35,6 +35,7 @@ import cProfile
 import gc
 import io
 import ipaddress
+import logging
 import os
 import pstats
 import resource
@@ -377,6 +378,7 @@ def main(argv=None) -> int:
                         help="the security policy case instead (security_policy_case below)")
     parser.add_argument("--groups", type=int, default=100, help="--security-policy: policy groups (one ACL each)")
     parser.add_argument("--rules", type=int, default=20, help="--security-policy: rules per ACL")
+    parser.add_argument("--policy-samples", type=int, default=20, help="--security-policy: policy changes of each kind")
     args = parser.parse_args(argv)
     if args.security_policy:
         return security_policy_case(args)
@@ -472,14 +474,15 @@ def main(argv=None) -> int:
 
 # ------------------------------------------------------------------------------- security policy case
 
-def security_document(vports: int, per_subnet: int, groups: int, rules: int, switches: int) -> dict:
-    """The base document, plus: vport i in policy group g<(i // switches) % groups> (with the spread layout every
-    switch has members of every group: every ACL on every switch, the worst case); ACL a<g> applied to g<g>,
-    with ``rules`` ingress rules: allow tcp port 1000+r from group g<(g + r + 1) % groups>, stateful."""
-    doc = document(vports, per_subnet, 22)
+def security_document(lay: Layout, prefixlen: int, groups: int, rules: int) -> dict:
+    """The base document (one tenant), plus: vport i (spare ones too) in policy group g<(i // switches) % groups>
+    (with the spread layout every switch has members of every group: every ACL on every switch, the worst case);
+    ACL a<g> applied to g<g>, with ``rules`` ingress rules: allow tcp port 1000+r from group g<(g + r + 1) %
+    groups>, stateful."""
+    doc = document(lay, prefixlen)
     tenant = doc["tenants"][0]
-    for i, vport in enumerate(v for s in tenant["domains"][0]["subnets"] for v in s["vports"]):
-        vport["policy_groups"] = [f"g{(i // switches) % groups}"]
+    for vport in (v for d in tenant["domains"] for s in d["subnets"] for v in s["vports"]):
+        vport["policy_groups"] = [f"g{(int(vport['name'][1:]) // lay.switches) % groups}"]
     tenant["policy_groups"] = [{"name": f"g{g}"} for g in range(groups)]
     tenant["acls"] = [{"name": f"a{g}", "policy_groups": [f"g{g}"], "rules": [
         {"direction": "ingress", "action": "allow", "protocol": "tcp", "ports": str(1000 + r),
@@ -487,57 +490,139 @@ def security_document(vports: int, per_subnet: int, groups: int, rules: int, swi
     return doc
 
 
-def security_policy_case(args) -> int:
-    """``--security-policy``: --vports vports in --groups policy groups, one ACL of --rules rules between
-    groups per group, bound spread over --switches VRS. Reports the policy plan, the full compile (time,
-    flows per switch, how many are ACL flows, RSS) and two changes: a vport joining another group, and one
-    rule of one ACL changed, each as its refresh time and the flows it touched."""
-    from openflow.flows import Owner
+class PolicyChanges:
+    """Security policy changes, each committed with its change list (as REST and apply do) and timed from the
+    commit entering State to refresh() done: a rule appended to an ACL and removed again, a vport joining a
+    second policy group and leaving it again."""
 
-    clock = Clock(args.profile)
+    KINDS = ("rule added", "rule removed", "vport joins a group", "vport leaves it")
+
+    def __init__(self, state: State, programmer: Programmer, groups: int):
+        self.state, self.programmer, self.groups = state, programmer, groups
+        self.rows = {kind: [] for kind in self.KINDS}
+
+    def run(self, count: int) -> None:
+        p = self.state.policy
+        acls = sorted(p.all("acl"), key=lambda a: int(a["name"][1:]))
+        group_ids = {g["name"]: g["id"] for g in p.all("policy_group")}
+        vports = sorted((v for v in p.all("vport") if v["id"] in self.state.locations), key=lambda v: v["name"])
+        for k in range(count):
+            acl = acls[k % len(acls)]
+            extra = {"direction": "ingress", "action": "allow", "protocol": "udp", "ports": str(5000 + k),
+                     "remote_group": group_ids[f"g{(k + 7) % self.groups}"]}
+            self._timed("rule added", "acl", dict(acl, rules=acl["rules"] + [_rule_body(extra)]))
+            self._timed("rule removed", "acl", acl)
+            vport = vports[(k * 97) % len(vports)]
+            own = (int(vport["name"][1:]) // len(self.state.vrs)) % self.groups
+            other = group_ids[f"g{(own + 1 + k % (self.groups - 1)) % self.groups}"]
+            self._timed("vport joins a group", "vport", dict(vport, policy_groups=vport["policy_groups"] + [other]))
+            self._timed("vport leaves it", "vport", vport)
+
+    def _timed(self, kind: str, what: str, obj: dict) -> None:
+        policy = self.state.policy.copy()
+        policy.put(what, obj)
+        change = Change(what, obj["id"], "put", obj, self.state.last_seq + 1)
+        started, cpu = time.perf_counter(), time.process_time()
+        self.state.policy_committed(policy, [change])
+        touched = self.programmer.refresh()
+        done, cpu = time.perf_counter(), time.process_time() - cpu
+        t = self.programmer.timings
+        self.rows[kind].append((done - started, cpu, t.get("derive", 0.0), t.get("compile", 0.0), len(touched)))
+
+    def report(self) -> list[str]:
+        lines = [f"{'policy change (median of ' + str(len(self.rows['rule added'])) + ')':32} {'total ms':>9} "
+                 f"{'CPU ms':>8} {'derive':>8} {'compile':>8}  switches touched (min/median/max)"]
+        for kind, rows in self.rows.items():
+            med = [statistics.median(r[c] for r in rows) * 1000 for c in range(4)]
+            touched = [r[4] for r in rows]
+            lines.append(f"  {kind:30} {med[0]:9.2f} {med[1]:8.2f} {med[2]:8.2f} {med[3]:8.2f}  "
+                         f"{min(touched)}/{statistics.median(touched):.0f}/{max(touched)}")
+        return lines
+
+
+def _rule_body(rule: dict) -> dict:
+    """A rule as stored (every field present), from the fields given."""
+    return {"direction": "ingress", "action": "allow", "priority": None, "protocol": "any", "remote": "0.0.0.0/0",
+            "remote_subnet": None, "remote_group": None, "ports": None, "source_ports": None, "icmp_type": None,
+            "icmp_code": None, "stateful": True, **rule}
+
+
+def scale_run(lay: Layout, doc: dict, label: str, samples: int, policy_samples: int, groups: int) -> dict:
+    """One layout: plan, commit, discovery, full compile, per-change medians (and policy changes when the
+    document has groups); returns the figures."""
+    clock = Clock(False)
     rss_start = rss_kib()
-    doc = security_document(args.vports, args.per_subnet, args.groups, args.rules, args.switches)
-    plan, _ = clock.run("policy with groups and ACLs: plan + validate", build_policy, doc)
+    plan, _ = clock.run(f"{label}: plan + validate", build_policy, doc)
     state = State(pol.Policy(), "kvm")
-    clock.run("policy: commit to State", commit, state, plan)
-    clock.run(f"discovery: {args.switches} VRS snapshots", discover, state,
-              snapshots(args.vports, args.switches, args.layout))
+    clock.run(f"{label}: commit to State", commit, state, plan)
+    del plan
+    snaps = snapshots(lay)
+    clock.run(f"{label}: discovery, {lay.switches} VRS", discover, state, snaps)
+    if len(state.locations) != lay.vports:
+        raise SystemExit(f"only {len(state.locations)} of {lay.vports} vports bound")
     programmer = Programmer(state)
     gc.collect()
-    _, full = clock.run("full compile with security policies", programmer.refresh, True)
-    total, _, per_switch = flow_totals(programmer)
+    rss_before = rss_kib()
+    _, full = clock.run(f"{label}: full compile (refresh(full=True))", programmer.refresh, True)
+    full_cpu = clock.rows[-1][5]
+    total, _, per_switch, distinct_sets, distinct_flows = flow_totals(programmer)
     acl_kinds = ("acl", "acl_port", "acl_switch")
     acl_per_switch = [sum(len(fs) for o, fs in d.flows.items() if o.kind in acl_kinds)
                       for d in programmer.desired.values()]
-    distinct = len({id(fs) for d in programmer.desired.values() for o, fs in d.flows.items() if o.kind == "acl"})
-    rss_full = rss_kib()
+    out = {"clock": clock, "full": full, "full_cpu": full_cpu, "total": total, "per_switch": per_switch,
+           "acl_per_switch": acl_per_switch, "distinct_flows": distinct_flows, "distinct_sets": distinct_sets,
+           "rss_start": rss_start, "rss_before": rss_before, "rss_compiled": rss_kib(), "peak": peak_rss_mib()}
+    changes = Changes(state, programmer, lay, [s.session for s in snaps], False)
+    changes.run(samples)
+    out["changes"] = changes
+    if groups:
+        policy_changes = PolicyChanges(state, programmer, groups)
+        policy_changes.run(policy_samples)
+        out["policy_changes"] = policy_changes
+    out["recomputes"] = programmer.full_recomputes
+    return out
 
-    policy = state.policy.copy()
-    mover = dict(policy.find("vport", "bench/s0/v0"))
-    mover["policy_groups"] = [policy.find("policy_group", "bench/g1")["id"]]
-    policy.put("vport", mover)
-    clock.run("vport v0 joins group g1: commit", state.policy_committed, policy, [])
-    joined, _ = clock.run("vport v0 joins group g1: refresh", refresh, programmer)
-    policy = state.policy.copy()
-    acl = dict(policy.find("acl", "bench/a5"))
-    acl["rules"] = [dict(acl["rules"][0], ports="2000-2099")] + acl["rules"][1:]
-    policy.put("acl", acl)
-    clock.run("one rule of a5 changed: commit", state.policy_committed, policy, [])
-    changed, _ = clock.run("one rule of a5 changed: refresh", refresh, programmer)
-    a5 = Owner("acl", acl["id"])
-    holders = sum(1 for d in programmer.desired.values() if a5 in d.flows)
 
-    print(f"\nsecurity policies: {args.vports} vports in {args.groups} groups, {args.groups} ACLs x {args.rules} "
-          f"rules between groups, {args.switches} switches ({args.layout})")
-    for label, seconds, rss, gc_seconds, _ in clock.rows:
-        print(f"  {label:58s} {seconds * 1000:10.1f} ms  RSS {rss / 1024:7,.0f} MiB  gc {gc_seconds * 1000:6.1f} ms")
-    print(f"  flows per switch: mean {statistics.mean(per_switch):,.0f}, max {max(per_switch):,} "
-          f"(ACL flows: mean {statistics.mean(acl_per_switch):,.0f}, max {max(acl_per_switch):,}); total {total:,}")
-    print(f"  compiled ACL flow sets: {distinct} distinct, shared by every switch that needs one "
-          f"(a5 is on {holders} switches)")
-    print(f"  full compile: {total / full:,.0f} flows/s")
-    print(f"  RSS: {rss_start / 1024:,.0f} MiB at start, {rss_full / 1024:,.0f} MiB after the full compile")
-    print(f"  group join touched {len(joined)} switches; rule change touched {len(changed)} switches")
+def print_run(r: dict) -> None:
+    for label, seconds, rss, gc_seconds, gc_full, cpu in r["clock"].rows:
+        print(f"  {label:62} {seconds:9.3f} s {cpu:8.3f} s CPU  RSS {rss / 1024:7,.0f} MiB  GC {gc_seconds:6.3f} s")
+    ps, aps = r["per_switch"], r["acl_per_switch"]
+    print(f"  flows per switch: min {min(ps):,}, median {statistics.median(ps):,.0f}, max {max(ps):,} (ACL flows: "
+          f"median {statistics.median(aps):,.0f}, max {max(aps):,}); held {r['total']:,}; distinct "
+          f"{r['distinct_flows']:,} in {r['distinct_sets']:,} flow sets")
+    print(f"  full compile {r['full']:.2f} s wall, {r['full_cpu']:.2f} s CPU; RSS {r['rss_before'] / 1024:,.0f} MiB "
+          f"before, {r['rss_compiled'] / 1024:,.0f} MiB after; peak RSS so far {r['peak']:,.0f} MiB")
+    for line in r["changes"].report():
+        print(line)
+    if "policy_changes" in r:
+        for line in r["policy_changes"].report():
+            print(line)
+    print(f"  full recomputes: {r['recomputes']} (every change after the first compile was incremental)")
+
+
+def security_policy_case(args) -> int:
+    """``--security-policy``: --vports vports in --groups policy groups, one ACL of --rules rules between groups
+    per group, bound over --switches VRS (--layout). Measures it (full compile, flows per switch and how many are
+    ACL flows, RSS, the vport add/move/remove medians of issue 13 and the policy changes of ``PolicyChanges``), then
+    the same layout without security policies as the baseline, in the same run."""
+    if args.tenants != 1 or args.groups < 2:
+        raise SystemExit("--security-policy takes one tenant and at least two groups")
+    logging.getLogger("canopy").setLevel(logging.ERROR)  # synthetic bridges are not fail-secure: no warning each
+    lay = Layout(args.vports, args.switches, 1, args.per_subnet, args.layout, args.span, args.samples)
+    print(f"Canopy compile scale with security policies: {args.vports:,} vports on {args.switches} VRS "
+          f"({args.layout}), {args.groups} policy groups, one ACL of {args.rules} rules between groups per group, "
+          f"/22 subnets of up to {args.per_subnet} vports; in-process")
+    print(f"machine: {machine()}")
+    doc = security_document(lay, 22, args.groups, args.rules)
+    secured = scale_run(lay, doc, "with policies", args.samples, args.policy_samples, args.groups)
+    print_run(secured)
+    peak = secured["peak"]
+    del secured, doc
+    gc.collect()
+    print(f"baseline, same run: the same layout without security policies (machine: {machine()})")
+    base = scale_run(lay, document(lay, 22), "no policies", args.samples, 0, 0)
+    print_run(base)
+    print(f"peak RSS with policies (measured before the baseline ran): {peak:,.0f} MiB")
     return 0
 
 

@@ -265,16 +265,17 @@ class Lab:
     # -- VMs ------------------------------------------------------------------------------------
 
     def add_vm(self, hv: Hypervisor, name: str, mac: str | None = None, ip: str | None = None,
-               vnic_id: str | None = None, vlan: int | None = None) -> Vm:
-        """A VM on ``hv`` plugged the way ``hv.flavour`` does it (see tests.harness.vports).
+               vnic_id: str | None = None, vlan: int | None = None, plug_as: str | None = None) -> Vm:
+        """A VM on ``hv`` plugged the way ``hv.flavour`` does it (see tests.harness.vports), or the way
+        ``plug_as`` does (a KVM-style tap port on an ESXi VRS's br-int, say).
 
         ``mac`` defaults to a unique locally administered address; ``ip`` is a CIDR or None;
         ``vlan`` is required (1..4094) on esxi and refused elsewhere.
         """
-        vports = FLAVOURS[hv.flavour]
+        vports = FLAVOURS[plug_as or hv.flavour]
         vm = Vm(name, hv, mac or self._next_mac(), ip, vnic_id, vlan)
         vports.validate(vm)
-        if hv.flavour == "esxi":
+        if vports is FLAVOURS["esxi"]:
             self._port_group(hv)
         vm.ns = self._new_namespace(f"{hv.name}-{name}")
         self._vms.append(vm)

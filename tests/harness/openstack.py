@@ -39,8 +39,9 @@ class NeutronLab:
     """Start with ``start()``; the Lab stops every process at teardown (they are spawned through it)."""
 
     def __init__(self, lab, ctl, canopy_port: int = 8080, canopy_token: str = "test-token",
-                 sync_interval: int = 5):
+                 sync_interval: int = 5, gateway_macs: dict | None = None):
         self.lab, self.ctl = lab, ctl
+        self.gateway_macs = gateway_macs or {}
         self.dir = lab.workdir / "openstack"
         self.canopy_port, self.canopy_token, self.sync_interval = canopy_port, canopy_token, sync_interval
         self.api = RestClient(ctl.ns, "127.0.0.1", NEUTRON_PORT, token=None, timeout=30)
@@ -153,6 +154,7 @@ class NeutronLab:
             token = {self.canopy_token}
             sync_interval = {self.sync_interval}
             watch_wait = 10
+            external_gateway_macs = {",".join(f"{k}:{v}" for k, v in self.gateway_macs.items())}
             """))
         (d / "uwsgi.ini").write_text(textwrap.dedent(f"""\
             [uwsgi]
@@ -171,15 +173,30 @@ class NeutronLab:
 
     # ------------------------------------------------------------------ the OpenStack API
     def create(self, collection: str, body: dict) -> dict:
-        """POST /v2.0/<collection>s with {<collection>: body}; returns the object (asserts 201)."""
-        reply = self.api.post(f"/v2.0/{collection}s", {collection: body})
+        """POST /v2.0/<collection>s (security_group: security-groups) with {<collection>: body}; returns the
+        object (asserts 201)."""
+        reply = self.api.post(_path(collection), {collection: body})
         assert reply.status == 201, f"{collection} create: {reply.status} {reply.text}"
         return reply.json[collection]
 
+    def update(self, collection: str, obj_id: str, body: dict) -> dict:
+        """PUT /v2.0/<collection>s/<id> with {<collection>: body}; returns the object (asserts 200)."""
+        reply = self.api.put(f"{_path(collection)}/{obj_id}", {collection: body})
+        assert reply.status == 200, f"{collection} update: {reply.status} {reply.text}"
+        return reply.json[collection]
+
+    def delete(self, collection: str, obj_id: str) -> None:
+        reply = self.api.delete(f"{_path(collection)}/{obj_id}")
+        assert reply.status == 204, f"{collection} delete: {reply.status} {reply.text}"
+
     def show(self, collection: str, obj_id: str) -> dict:
-        reply = self.api.get(f"/v2.0/{collection}s/{obj_id}")
+        reply = self.api.get(f"{_path(collection)}/{obj_id}")
         assert reply.status == 200, f"{collection} show: {reply.status} {reply.text}"
         return reply.json[collection]
 
     def nova_events(self) -> list[dict]:
         return read_events(self.events_file)
+
+
+def _path(collection: str) -> str:
+    return "/v2.0/" + collection.replace("_", "-") + "s"

@@ -9,15 +9,13 @@ and to translated traffic, on the inside address."""
 from __future__ import annotations
 
 import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 
+from tests.harness.external import external_segment, join_external, outside_host, serve_echo, tcp
+
 pytestmark = pytest.mark.integration
 
-ECHO = str(Path(__file__).resolve().parents[1] / "harness" / "echo.py")
 OUTSIDE_IP, OUTSIDE_MAC = "203.0.113.1", "02:00:00:ee:00:01"
 FIPS = {"vm1": "203.0.113.11", "vm2": "203.0.113.12", "vm3": "203.0.113.13"}
 UPLINK_IPS = {"kvm1": "203.0.113.101", "hyv1": "203.0.113.102", "esx1": "203.0.113.103", "kvm2": "203.0.113.104"}
@@ -56,36 +54,18 @@ POLICY = {
     }]}
 
 
-def tcp(host, ip, port):
-    return host.exec(sys.executable, ECHO, "probe", "tcp", ip, str(port), timeout=10).returncode == 0
-
-
 def add_vm(lab, hosts, name, hv_name=None):
     hv, mac, ip, port = VMS[name]
     hv = hosts[hv_name or hv]
     vm = lab.add_vm(hv, name, mac=mac, ip=f"{ip}/24", vnic_id=name, vlan=101 + int(name[2:]) if
                     hv.flavour == "esxi" else None)
     vm.exec("ip", "route", "add", "default", "via", "10.0.1.1", check=True)
-    lab.spawn(f"echo-{name}-{hv.name}", [sys.executable, ECHO, "serve", "22", str(port)],
-              lab.workdir / f"echo-{name}-{hv.name}.log", ns=vm.ns)
+    serve_echo(lab, vm, 22, port, name=f"echo-{name}-{hv.name}")
     return vm
-
-
-def join_external(lab, segment, hv):
-    """hv's uplink: port up0 on br-int, named for the external network in OVSDB with the hypervisor's address
-    there (no policy uplink)."""
-    from tests.harness import netns
-
-    netns.add_veth(segment, f"x-{hv.name}", hv.ns, "up0")
-    netns.enslave(segment, f"x-{hv.name}", "br0")
-    hv.vsctl("add-port", "br-int", "up0", "--", "set", "Interface", "up0",
-             "external_ids:canopy-external-network=public", f"external_ids:canopy-external-ip={UPLINK_IPS[hv.name]}")
 
 
 @pytest.fixture(scope="module")
 def net(lab_capable):
-    from tests.harness import netns
-    from tests.harness.hosts import NetnsHost
     from tests.harness.lab import Lab
 
     with Lab() as lab:
@@ -95,19 +75,12 @@ def net(lab_capable):
         assert reply.status == 200, reply.text
         hosts = {"kvm1": lab.add_hypervisor("kvm1", "kvm"), "hyv1": lab.add_hypervisor("hyv1", "hyperv"),
                  "esx1": lab.add_hypervisor("esx1", "esxi"), "kvm2": lab.add_hypervisor("kvm2", "kvm")}
-        segment = lab.add_namespace("ext")
-        netns.add_bridge(segment, "br0")
-        for hv in hosts.values():
-            join_external(lab, segment, hv)
+        segment = external_segment(lab)
+        for hv in hosts.values():  # uplinks announced in OVSDB only (no policy uplink)
+            join_external(segment, hv, "public", UPLINK_IPS[hv.name])
             hv.connect(ctl)
-        outside = NetnsHost("outside", lab.add_namespace("outside"))
-        netns.add_veth(segment, "x-outside", outside.ns, "eth0", mac_b=OUTSIDE_MAC)
-        netns.enslave(segment, "x-outside", "br0")
-        netns.disable_tx_checksum(outside.ns, "eth0")
-        netns.add_address(outside.ns, "eth0", f"{OUTSIDE_IP}/24")
-        outside.exec("ip", "route", "add", "10.0.1.0/24", "dev", "eth0", check=True)  # tries, and must fail
-        lab.spawn("echo-outside", [sys.executable, ECHO, "serve", "9000"], lab.workdir / "echo-outside.log",
-                  ns=outside.ns)
+        outside = outside_host(lab, segment, f"{OUTSIDE_IP}/24", OUTSIDE_MAC, routes=["10.0.1.0/24"])  # must fail
+        serve_echo(lab, outside, 9000)
         vms = {name: add_vm(lab, hosts, name) for name in VMS}
         lab.wait_until(lambda: canopy.api.get("/v1/status").json["vports_bound"] == len(VMS), timeout=15,
                        what="every vport bound")

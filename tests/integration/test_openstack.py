@@ -1,6 +1,8 @@
 """OpenStack drives Canopy: a real Neutron 29 (MariaDB, uWSGI, noauth, no agents) with the networking-canopy
 ML2 driver and L3 plugin, a fake Nova, and Canopy with a KVM, a Hyper-V and an ESXi hypervisor. Everything is
-asked of Neutron's API only; the proof is Canopy's objects, port status, Nova's events and traffic."""
+asked of Neutron's API only; the proof is Canopy's objects, port status, Nova's events and traffic: security group
+rules opening and closing TCP between VMs, remote-group and default-group rules, and a floating IP reached from an
+outside host on the external network until it is disassociated."""
 
 from __future__ import annotations
 
@@ -9,12 +11,16 @@ from types import SimpleNamespace
 
 import pytest
 
+from tests.harness.external import external_segment, join_external, outside_host, serve_echo, tcp
 from tests.harness.fabric import reach
 from tests.harness.openstack import NeutronLab, neutron_unavailable
 from tests.integration.test_overlay import dhcp, pings
 
 pytestmark = pytest.mark.integration
 PROJECT = "0123456789abcdef0123456789abcdef"
+ADMIN_PROJECT = "fedcba9876543210fedcba9876543210"
+OUTSIDE_IP, OUTSIDE_MAC = "203.0.113.1", "02:00:00:ee:00:01"
+UPLINK_IPS = {"kvm": "203.0.113.101", "esxi": "203.0.113.103"}
 
 
 def canopy_items(canopy, collection, **query):
@@ -29,9 +35,9 @@ def vport_of(canopy, port_id):
     return found[0] if found else None
 
 
-def bound_port(neutron, network, host, name, profile=None):
+def bound_port(neutron, network, host, name, profile=None, **extra):
     body = {"network_id": network["id"], "project_id": PROJECT, "name": name, "device_owner": "compute:nova",
-            "device_id": str(uuid.uuid4()), "binding:host_id": host}
+            "device_id": str(uuid.uuid4()), "binding:host_id": host, **extra}
     if profile:
         body["binding:profile"] = profile
     return neutron.create("port", body)
@@ -51,7 +57,7 @@ def cloud(lab_capable):
                  "esxi": lab.add_hypervisor("osesx", "esxi")}
         for hv in hosts.values():
             hv.connect(ctl)
-        neutron = NeutronLab(lab, ctl)
+        neutron = NeutronLab(lab, ctl, gateway_macs={"public": OUTSIDE_MAC})
         neutron.start()
         lab.wait_until(lambda: len(canopy.api.get("/v1/switches").json["items"]) == 3, timeout=20,
                        what="three hypervisors known to Canopy")
@@ -70,8 +76,16 @@ def cloud(lab_capable):
             "vmh": bound_port(neutron, nets["web"][0], "oshyv", "vmh", {"canopy_port_name": "vmh"}),
             "vmd": bound_port(neutron, nets["db"][0], "osesx", "vmd"),
         }
+        ext = neutron.create("network", {"name": "public", "project_id": ADMIN_PROJECT, "router:external": True})
+        neutron.create("subnet", {"network_id": ext["id"], "project_id": ADMIN_PROJECT, "ip_version": 4,
+                                  "cidr": "203.0.113.0/24", "gateway_ip": OUTSIDE_IP, "enable_dhcp": False,
+                                  "allocation_pools": [{"start": "203.0.113.10", "end": "203.0.113.99"}]})
+        segment = external_segment(lab)
+        for flavour, ip in UPLINK_IPS.items():  # the hypervisors' uplinks, announced in OVSDB (docs/openstack.md)
+            join_external(segment, hosts[flavour], f"os-{ext['id']}", ip)
+        outside = outside_host(lab, segment, f"{OUTSIDE_IP}/24", OUTSIDE_MAC)
         yield SimpleNamespace(lab=lab, canopy=canopy, neutron=neutron, hosts=hosts, nets=nets, router=router,
-                              ports=ports, vms={})
+                              ports=ports, vms={}, ext=ext, outside=outside, sec=SimpleNamespace())
 
 
 def test_networks_subnets_and_the_router_become_canopy_subnets_in_a_domain(cloud):
@@ -136,19 +150,25 @@ def test_what_canopy_cannot_express_is_refused_and_nothing_is_half_created(cloud
     canopy, neutron, nets, router, ports = cloud.canopy, cloud.neutron, cloud.nets, cloud.router, cloud.ports
     before = len(canopy_items(canopy, "vports"))
     secured = neutron.create("network", {"name": "sec", "project_id": PROJECT})  # port security on by default
-    reply = neutron.api.post("/v2.0/ports", {"port": {"network_id": secured["id"], "project_id": PROJECT}})
-    assert reply.status == 400 and "security groups" in reply.json["NeutronError"]["message"], reply.text
-    reply = neutron.api.post("/v2.0/networks", {"network": {"name": "ext", "project_id": PROJECT,
-                                                            "router:external": True}})
-    assert reply.status == 400 and "external connectivity" in reply.json["NeutronError"]["message"], reply.text
+    reply = neutron.api.post("/v2.0/ports", {"port": {"network_id": secured["id"], "project_id": PROJECT,
+                                                      "security_groups": []}})
+    assert reply.status == 400 and "without security groups" in reply.json["NeutronError"]["message"], reply.text
     reply = neutron.api.post("/v2.0/subnets", {"subnet": {"network_id": nets["web"][0]["id"], "project_id": PROJECT,
                                                           "ip_version": 4, "cidr": "10.10.9.0/24"}})
     assert reply.status == 400 and "one IPv4 subnet" in reply.json["NeutronError"]["message"], reply.text
-    reply = neutron.api.post("/v2.0/floatingips", {"floatingip": {"floating_network_id": secured["id"],
-                                                                  "project_id": PROJECT}})
-    assert reply.status == 400 and "external connectivity" in reply.json["NeutronError"]["message"], reply.text
-    assert neutron.api.get("/v2.0/floatingips").json["floatingips"] == []
-    assert neutron.api.get("/v2.0/networks?name=ext").json["networks"] == []
+    [default] = neutron.api.get(f"/v2.0/security-groups?name=default&project_id={PROJECT}").json["security_groups"]
+    reply = neutron.api.post("/v2.0/security-group-rules", {"security_group_rule": {
+        "security_group_id": default["id"], "direction": "ingress", "protocol": "sctp"}})
+    assert reply.status == 400 and "protocol 'sctp'" in reply.json["NeutronError"]["message"], reply.text
+    reply = neutron.api.put(f"/v2.0/routers/{router['id']}", {"router": {"external_gateway_info": {
+        "network_id": cloud.ext["id"], "external_fixed_ips": [{"ip_address": "203.0.113.77"}]}}})
+    assert reply.status == 400 and "external_fixed_ips" in reply.json["NeutronError"]["message"], reply.text
+    assert neutron.show("router", router["id"])["external_gateway_info"] is None
+    assert not neutron.api.get("/v2.0/ports?device_owner=network:router_gateway").json["ports"]
+    reply = neutron.api.post("/v2.0/ports", {"port": {"network_id": cloud.ext["id"], "project_id": PROJECT,
+                                                      "device_owner": "compute:nova"}})
+    assert reply.status == 400 and "floating IP" in reply.json["NeutronError"]["message"], reply.text
+    assert neutron.api.get("/v2.0/security-group-rules?protocol=sctp").json["security_group_rules"] == []
     assert len(canopy_items(canopy, "vports")) == before
     assert neutron.api.delete(f"/v2.0/networks/{secured['id']}").status == 204
 
@@ -229,6 +249,160 @@ def test_a_vm_leaving_its_hypervisor_takes_its_port_down_and_up_again_when_it_re
     lab.wait_until(lambda: len([e for e in neutron.nova_events() if e["tag"] == port["id"]
                                 and e["name"] == "network-vif-plugged"]) > len(plugged), timeout=30,
                    what="a second network-vif-plugged for vmd")
+
+
+# ------------------------------------------------------------------ security groups
+
+def group_rule(neutron, group, **fields):
+    return neutron.create("security_group_rule", {"security_group_id": group["id"], "direction": "ingress",
+                                                  "ethertype": "IPv4", **fields})
+
+
+def test_ports_in_security_groups_are_members_of_policy_groups_with_their_acls(cloud):
+    """Three VMs with port security: s1 (KVM, web) in group app, s2 (ESXi, db) in group client, s3 (KVM, web) in
+    the project's default group. app admits ICMP from anywhere; nothing else is open yet."""
+    lab, canopy, neutron, sec = cloud.lab, cloud.canopy, cloud.neutron, cloud.sec
+    sec.app = neutron.create("security_group", {"name": "app", "project_id": PROJECT})
+    sec.client = neutron.create("security_group", {"name": "client", "project_id": PROJECT})
+    [sec.default] = neutron.api.get(f"/v2.0/security-groups?name=default&project_id={PROJECT}").json[
+        "security_groups"]
+    group_rule(neutron, sec.app, protocol="icmp")
+    web, db = cloud.nets["web"][0], cloud.nets["db"][0]
+    sec.ports = {
+        "s1": bound_port(neutron, web, "oskvm", "s1", port_security_enabled=True, security_groups=[sec.app["id"]]),
+        "s2": bound_port(neutron, db, "osesx", "s2", port_security_enabled=True, security_groups=[sec.client["id"]]),
+        "s3": bound_port(neutron, web, "oskvm", "s3", port_security_enabled=True,
+                         security_groups=[sec.default["id"]]),
+    }
+    where = {"s1": ("kvm", None), "s2": ("esxi", 103), "s3": ("kvm", None)}
+    sec.vms = {name: lab.add_vm(cloud.hosts[where[name][0]], name, mac=port["mac_address"], vnic_id=port["id"],
+                                vlan=where[name][1]) for name, port in sec.ports.items()}
+    sec.ip = {name: port["fixed_ips"][0]["ip_address"] for name, port in sec.ports.items()}
+    for name, port in sec.ports.items():
+        lab.wait_until(lambda: neutron.show("port", port["id"])["status"] == "ACTIVE", timeout=30,
+                       what=f"port {name} ACTIVE")
+        assert dhcp(lab, sec.vms[name]).get("ip") == sec.ip[name], f"{name}: DHCP passes whatever the ACLs say"
+    serve_echo(lab, sec.vms["s1"], 8080, 9090)
+    [group] = canopy_items(canopy, "policy-groups", name=f"os-{sec.app['id']}")
+    [acl] = canopy_items(canopy, "acls", name=f"os-{sec.app['id']}")
+    assert acl["policy_groups"] == [group["id"]] and acl["default_action"] == "deny"
+    assert sorted((r["direction"], r["protocol"]) for r in acl["rules"]) == [("egress", "any"), ("ingress", "icmp")]
+    assert vport_of(canopy, sec.ports["s1"]["id"])["policy_groups"] == [group["id"]]
+    reach(lab, sec.vms["s2"], sec.ip["s1"], "s2 pings s1 (app admits ICMP), across the router")
+
+
+def test_a_security_group_rule_opens_and_closes_tcp(cloud):
+    lab, neutron, sec = cloud.lab, cloud.neutron, cloud.sec
+    s1, s2 = sec.ip["s1"], sec.vms["s2"]
+    reach(lab, s2, s1, "s2 reaches s1 (the path works)")
+    assert not tcp(s2, s1, 8080), "app has no rule for tcp 8080 yet"
+    opened = group_rule(neutron, sec.app, protocol="tcp", port_range_min=8080, port_range_max=8080,
+                        remote_ip_prefix=cloud.nets["db"][1]["cidr"])
+    lab.wait_until(lambda: tcp(s2, s1, 8080), timeout=20, what="tcp 8080 from the db network open")
+    assert not tcp(s2, s1, 9090), "the rule opens 8080 only"
+    neutron.delete("security_group_rule", opened["id"])
+    lab.wait_until(lambda: not tcp(s2, s1, 8080), timeout=20, what="tcp 8080 closed again")
+    assert s2.ping(s1, timeout=2), "ICMP still admitted"
+
+
+def test_a_remote_group_rule_admits_the_groups_members_only(cloud):
+    lab, neutron, sec = cloud.lab, cloud.neutron, cloud.sec
+    s1 = sec.ip["s1"]
+    group_rule(neutron, sec.app, protocol="tcp", port_range_min=9090, port_range_max=9090,
+               remote_group_id=sec.client["id"])
+    lab.wait_until(lambda: tcp(sec.vms["s2"], s1, 9090), timeout=20, what="s2 (in client) reaches s1:9090")
+    reach(lab, sec.vms["s3"], s1, "s3 reaches s1 (ICMP)")
+    assert not tcp(sec.vms["s3"], s1, 9090), "s3 is not in client"
+    assert not tcp(cloud.vms["vma"], s1, 9090), "vma (no port security, no group) is not in client"
+    neutron.update("port", sec.ports["s2"]["id"], {"security_groups": [sec.default["id"]]})
+    lab.wait_until(lambda: not tcp(sec.vms["s2"], s1, 9090), timeout=20, what="s2 out of client: 9090 closed")
+
+
+def test_the_default_group_admits_its_members_and_lets_everything_out(cloud):
+    """s2 and s3 are now in the project's default group: each admits the other; vma (outside the group) is
+    reached from s3 (egress allowed) but cannot open anything to s3 (ingress denied by default)."""
+    lab, sec, vma = cloud.lab, cloud.sec, cloud.vms["vma"]
+    reach(lab, sec.vms["s2"], sec.ip["s3"], "s2 -> s3 within the default group")
+    reach(lab, sec.vms["s3"], sec.ip["s2"], "s3 -> s2 within the default group")
+    reach(lab, sec.vms["s3"], cloud.ports["vma"]["fixed_ips"][0]["ip_address"], "s3 -> vma (egress allowed)")
+    assert not pings(vma, sec.ip["s3"]), "vma is not in the default group"
+
+
+# ------------------------------------------------------------------ external network and floating IPs
+
+def test_a_router_gateway_puts_the_domain_on_the_external_network(cloud):
+    canopy, neutron, router = cloud.canopy, cloud.neutron, cloud.router
+    neutron.update("router", router["id"], {"external_gateway_info": {"network_id": cloud.ext["id"]}})
+    [extnet] = canopy_items(canopy, "external-networks", name=f"os-{cloud.ext['id']}")
+    assert (extnet["cidr"], extnet["gateway"], extnet["gateway_mac"]) == ("203.0.113.0/24", OUTSIDE_IP, OUTSIDE_MAC)
+    [domain] = canopy_items(canopy, "domains", name=f"os-{router['id']}")
+    assert (domain["external_network_id"], domain["underlay_nat"]) == (extnet["id"], True)
+    # a second router translating a network that overlaps web would share Canopy's translation zone: refused
+    other = neutron.create("network", {"name": "web2", "project_id": PROJECT, "port_security_enabled": False})
+    sub = neutron.create("subnet", {"network_id": other["id"], "project_id": PROJECT, "ip_version": 4,
+                                    "cidr": "10.10.1.0/25"})
+    r2 = neutron.create("router", {"name": "r2", "project_id": PROJECT})
+    assert neutron.api.put(f"/v2.0/routers/{r2['id']}/add_router_interface", {"subnet_id": sub["id"]}).status == 200
+    reply = neutron.api.put(f"/v2.0/routers/{r2['id']}", {"router": {"external_gateway_info": {
+        "network_id": cloud.ext["id"]}}})
+    assert reply.status == 400 and f"of router {router['id']}" in reply.json["NeutronError"]["message"], reply.text
+    assert neutron.show("router", r2["id"])["external_gateway_info"] is None
+    neutron.update("router", r2["id"], {"external_gateway_info": {"network_id": cloud.ext["id"],
+                                                                  "enable_snat": False}})
+    [domain2] = canopy_items(canopy, "domains", name=f"os-{r2['id']}")
+    assert (domain2["external_network_id"], domain2["underlay_nat"]) == (extnet["id"], False)
+
+
+def test_a_floating_ip_is_reachable_from_outside_until_disassociated(cloud):
+    lab, canopy, neutron, outside = cloud.lab, cloud.canopy, cloud.neutron, cloud.outside
+    vma = cloud.ports["vma"]
+    serve_echo(lab, cloud.vms["vma"], 7001)
+    fip = neutron.create("floatingip", {"floating_network_id": cloud.ext["id"], "project_id": PROJECT,
+                                        "port_id": vma["id"]})
+    address = fip["floating_ip_address"]
+    [mapped] = canopy_items(canopy, "floating-ips", name=f"os-{fip['id']}")
+    assert mapped["address"] == address and mapped["vport_id"] == vport_of(canopy, vma["id"])["id"]
+    lab.wait_until(lambda: outside.ping(address, timeout=1), timeout=30, what=f"outside pings {address} (vma)")
+    lab.wait_until(lambda: tcp(outside, address, 7001), timeout=20, what="outside connects to vma:7001")
+    neutron.update("floatingip", fip["id"], {"port_id": None})
+    assert canopy_items(canopy, "floating-ips", name=f"os-{fip['id']}")[0]["vport_id"] is None
+    lab.wait_until(lambda: not outside.ping(address, timeout=1), timeout=20, what="the freed address unreachable")
+    assert not tcp(outside, address, 7001)
+    cloud.sec.fip = fip
+
+
+def test_a_floating_ip_moved_to_a_secured_port_answers_there_within_its_security_groups(cloud):
+    lab, canopy, neutron, outside, sec = cloud.lab, cloud.canopy, cloud.neutron, cloud.outside, cloud.sec
+    fip, address = sec.fip, sec.fip["floating_ip_address"]
+    neutron.update("floatingip", fip["id"], {"port_id": sec.ports["s1"]["id"]})
+    lab.wait_until(lambda: outside.ping(address, timeout=1), timeout=30, what="outside pings s1 (app admits ICMP)")
+    assert not tcp(outside, address, 8080), "app admits no tcp 8080 from outside"
+    neutron.delete("floatingip", fip["id"])
+    assert not canopy_items(canopy, "floating-ips", name=f"os-{fip['id']}")
+    lab.wait_until(lambda: not outside.ping(address, timeout=1), timeout=20, what="the deleted address unreachable")
+
+
+def test_the_start_up_sync_repairs_a_security_group_acl_and_deletes_a_stale_one(cloud):
+    """Neutron is stopped; behind its back app's ACL is deleted in Canopy and a stale os- ACL made in its tenant.
+    The restarted Neutron's sync makes app's ACL again (ICMP admitted, TCP 8080 still closed) and deletes the
+    stale one."""
+    lab, canopy, neutron, sec = cloud.lab, cloud.canopy, cloud.neutron, cloud.sec
+    neutron.stop_neutron()
+    [acl] = canopy_items(canopy, "acls", name=f"os-{sec.app['id']}")
+    assert canopy.api.delete(f"/v1/acls/{acl['id']}").status == 200
+    stale = canopy.api.post("/v1/acls", {"tenant_id": acl["tenant_id"], "name": f"os-{uuid.uuid4()}"})
+    assert stale.status == 201, stale.text
+    neutron.start_neutron()
+    lab.wait_until(lambda: canopy_items(canopy, "acls", name=f"os-{sec.app['id']}"), timeout=30,
+                   what="app's ACL made again")
+    lab.wait_until(lambda: not canopy_items(canopy, "acls", name=stale.json["name"]), timeout=30,
+                   what="the stale ACL deleted")
+    for line in (f"Canopy repair: create acl os-{sec.app['id']} (missing in Canopy)",
+                 f"Canopy repair: delete acl {stale.json['name']} (not in Neutron)"):
+        lab.wait_until(lambda: line in neutron.neutron_log.read_text(), timeout=10, what=line)
+    lab.wait_until(lambda: not tcp(sec.vms["s2"], sec.ip["s1"], 8080), timeout=20,
+                   what="app's ACL enforced again: tcp 8080 closed")
+    reach(lab, sec.vms["s2"], sec.ip["s1"], "s2 pings s1 (app admits ICMP)")
 
 
 def test_the_driver_logged_no_error(cloud):

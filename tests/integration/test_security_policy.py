@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 import pytest
 
+from tests.harness.external import ECHO, probe, serve_echo
+
 pytestmark = pytest.mark.integration
 
-ECHO = str(Path(__file__).resolve().parents[1] / "harness" / "echo.py")
 DB_RULES = [
     {"direction": "ingress", "action": "allow", "protocol": "tcp", "ports": "5432", "remote_group": "web"},
     {"direction": "ingress", "action": "allow", "protocol": "udp", "ports": "5353", "remote_group": "web"},
@@ -48,11 +48,11 @@ POLICY = {
 
 
 def tcp(vm, ip, port=5432):
-    return vm.exec(sys.executable, ECHO, "probe", "tcp", ip, str(port), timeout=10).returncode == 0
+    return probe(vm, "tcp", ip, port)
 
 
 def udp(vm, ip, port=5353):
-    return vm.exec(sys.executable, ECHO, "probe", "udp", ip, str(port), timeout=10).returncode == 0
+    return probe(vm, "udp", ip, port)
 
 
 def find(api, collection, name):
@@ -86,8 +86,7 @@ def net(lab_capable):
         for name, vm in vms.items():
             vm.exec("ip", "route", "add", "default", "via", "10.0.2.1" if name == "db1" else "10.0.1.1", check=True)
         for vm in (vms["db1"], vms["web1"], vms["g2"]):
-            lab.spawn(f"echo-{vm.name}", [sys.executable, ECHO, "serve", "22", "5353", "5432", "8080"],
-                      lab.workdir / f"echo-{vm.name}.log", ns=vm.ns)
+            serve_echo(lab, vm, 22, 5353, 5432, 8080)
         lab.wait_until(lambda: canopy.api.get("/v1/status").json["vports_bound"] == 6, timeout=15,
                        what="all six vports bound")
         # traffic that no ACL touches works first (ARP resolved, tunnels up)
@@ -244,7 +243,7 @@ def test_traffic_from_bare_metal_meets_the_vports_ingress_policy(lab):
     tor = lab.add_hardware_vtep("tor1", ports=("p1",))
     tor.connect(ctl)
     bm = lab.add_baremetal(tor, "bm1", port="p1", vlan=100, mac="02:00:00:00:0b:01", ip="10.0.1.50/24")
-    lab.spawn("echo-webk", [sys.executable, ECHO, "serve", "22", "5432"], lab.workdir / "echo-webk.log", ns=vm.ns)
+    serve_echo(lab, vm, 22, 5432, name="echo-webk")
     lab.wait_until(lambda: bm.ping("10.0.1.11", timeout=1), timeout=40, what="bm1 pings webk through tor1")
     lab.wait_until(lambda: tcp(bm, "10.0.1.11"), timeout=10, what="bm1 -> webk tcp 5432")
     assert not tcp(bm, "10.0.1.11", 22), "tcp 22 from bare metal has no rule"

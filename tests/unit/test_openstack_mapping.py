@@ -66,7 +66,7 @@ def test_a_bound_port_is_a_vport_keyed_by_the_port_id_on_each_flavour(flavour, b
     assert vport.parents == {"subnet_id": "os-" + NET["id"]}
     assert vport.body == {"name": "os-55555555-5555-5555-5555-555555555555", "description": "neutron port vm1",
                           "mac": "fa:16:3e:00:00:01", "ips": ["10.0.1.5"], "port_security": False,
-                          "binding": binding}
+                          "binding": binding, "policy_groups": [], "instance_id": None}
 
 
 def test_a_hyperv_port_name_can_come_from_the_binding_profile():
@@ -79,12 +79,11 @@ def test_unbound_ports_router_ports_and_ports_of_refused_networks_are_not_vports
     other_driver = port(pid="77777777-7777-7777-7777-777777777777", **{"binding:vif_details": {}})
     items = mapping.desired_items([NET], [SUB], [unbound, other_driver, RIF], [])
     assert not [k for k in items if k[0] == "vport"]
-    external = {**NET, "router:external": True}
-    assert mapping.desired_items([external], [SUB], [port()], []) == {}
+    external = {**NET, "router:external": True}  # an external network is no overlay subnet: no vports on it
+    assert {k[0] for k in mapping.desired_items([external], [SUB], [port()], [])} == {"external_network"}
 
 
 @pytest.mark.parametrize("network, words", [
-    ({**NET, "router:external": True}, "external connectivity"),
     ({**NET, "provider:network_type": "vlan"}, "'vlan' is not supported"),
 ])
 def test_networks_canopy_cannot_carry_are_refused(network, words):
@@ -105,7 +104,6 @@ def test_subnets_canopy_cannot_express_are_refused(subnet, others, words):
 
 
 @pytest.mark.parametrize("extra, words", [
-    ({"security_groups": ["sg1"], "port_security_enabled": True}, "security groups are not supported"),
     ({"port_security_enabled": True}, "port security without security groups"),
     ({"allowed_address_pairs": [{"ip_address": "10.0.1.99"}]}, "allowed_address_pairs"),
     ({"binding:profile": {"canopy_port_name": "x" * 49}}, "1-48 characters"),
@@ -113,7 +111,14 @@ def test_subnets_canopy_cannot_express_are_refused(subnet, others, words):
 def test_ports_canopy_cannot_express_are_refused(extra, words):
     assert words in mapping.port_refusal(port(**extra))
     assert mapping.port_refusal(port()) is None
+    assert mapping.port_refusal(port(security_groups=["sg1"], port_security_enabled=True)) is None
     assert mapping.port_refusal({**RIF, "security_groups": ["sg"]}) is None  # Neutron's own ports are not vports
+    assert "floating IP" in mapping.port_refusal(port(), {**NET, "router:external": True})
+
+
+def test_a_network_cannot_become_external_or_stop_being_so():
+    assert "router:external cannot change" in mapping.network_update_refusal(NET, {**NET, "router:external": True})
+    assert mapping.network_update_refusal(NET, {**NET, "name": "renamed"}) is None
 
 
 def test_a_router_interface_must_be_the_gateway_and_a_network_joins_one_router():
@@ -136,6 +141,7 @@ def canopy_side(items):
             obj["dhcp"] = {**item.body["dhcp"], "lease_time": 86400, "ntp_servers": [], "domain_name": None}
         if key[0] == "vport":
             obj["binding"] = {**item.body["binding"], "host": None, "vlan": None}
+        obj = mapping.convert_refs(key[0], obj, lambda kind, name: ids[(kind, name)])
         for fname, parent in item.parents.items():
             obj[fname] = ids[(mapping.PARENT_KIND[fname], parent)] if parent else None
         lists[key[0]].append(obj)

@@ -10,7 +10,7 @@ import pytest
 from controller import policy as pol
 from controller import policydoc
 from controller.model import PolicyError
-from controller.security import derive_security
+from controller.security import ZONE_LIMIT, allocate_zones, derive_security
 from openflow import acl
 from openflow.compiler import compile_switch
 from openflow.flows import Owner
@@ -160,10 +160,64 @@ def test_port_ranges_become_exact_masks():
         assert covered == set(range(low, high + 1)), (low, high)
 
 
-def test_zones_stay_below_the_reserved_range():
-    assert acl.zone_of(7) == 7 and acl.zone_of((15 << 12) | 100) == (15 << 12) | 100
-    for key in (1, 0xFEFF, (3 << 12) | 100, (20 << 12) | 4094, 0xFF00, 0xFFFFFFF):
-        assert 0 < acl.zone_of(key) < acl.ZONE_LIMIT
+def test_zones_never_collide_on_a_switch_with_many_trunk_ports():
+    """Plain ports keep their ofport as zone; ESXi trunk vports (ofport << 12 | VLAN) whose key does not fit get
+    a zone no other vport of the switch has (the old fold gave trunk ofport 16 VLAN 100 the zone of ofport 358)."""
+    assert allocate_zones([358, (16 << 12) | 100]) == {358: 358, (16 << 12) | 100: allocate_zones(
+        [(16 << 12) | 100])[(16 << 12) | 100]}
+    assert len(set(allocate_zones([358, (16 << 12) | 100]).values())) == 2
+    keys = list(range(1, 3001)) + [(1 << 12) | v for v in range(1, 4095)] + \
+        [(t << 12) | v for t in (16, 17, 33, 200, 4000, 0xFEFF) for v in range(1, 4095, 1)]
+    zones = allocate_zones(keys)
+    assert len(zones) == len(keys) and len(set(zones.values())) == len(keys)
+    assert all(0 < z < ZONE_LIMIT for z in zones.values())
+    assert all(zones[k] == k for k in keys if k < ZONE_LIMIT)  # today's zones where the key fits: hitless upgrade
+    shuffled = keys[:]
+    random.Random(3).shuffle(shuffled)
+    assert allocate_zones(shuffled) == zones  # a function of the set: a restarted controller finds the same zones
+
+
+def test_a_vport_arriving_keeps_the_zones_of_the_others_unless_it_takes_one():
+    trunk = [(20 << 12) | v for v in range(1, 500)]
+    before = allocate_zones(trunk)
+    after = allocate_zones(trunk + [7, (21 << 12) | 9])
+    moved = {k for k in trunk if before[k] != after[k]}
+    taken = {after[7], after[(21 << 12) | 9]}
+    assert all(before[k] in taken or before[k] in {after[x] for x in moved} for k in moved)
+    assert len(moved) <= 2
+
+
+def test_trunk_vports_whose_folded_zones_collided_get_their_own_zones_in_the_flows():
+    """Two policed vports on one ESXi VRS: one on trunk ofport 16 VLAN 100, one on a plain port of ofport 358
+    (the old fold put both in zone 358); their conntrack zones in the compiled flows differ."""
+    from controller.discovery import PortInfo
+
+    state = base_state()
+    p = plan().policy
+    state.policy_committed(p, [])
+    w1, d1 = p.find("vport", "acme/web/w1"), p.find("vport", "acme/db/d1")
+    v = dict(w1, binding={**w1["binding"], "flavour": "esxi", "host": "hv1", "trunk_port": "trunk16", "vlan": 100},
+             acls=[p.find("acl", "acme/ops")["id"]])
+    policy = state.policy.copy()
+    policy.put("vport", v)
+    state.policy_committed(policy, [])
+    snap = snapshot("hv1", "10.251.0.1", [])
+    ports = (PortInfo("trunk16", 16, None, ()), PortInfo("p358", 358, None, (("iface-id", "d1"),)))
+    state.vrs_update(snap.__class__(**{**snap.__dict__, "flavour": "esxi", "ports": snap.ports + ports}))
+    from controller.programmer import Programmer
+
+    prog = Programmer(state)
+    prog.refresh()
+    assert {w1["id"], d1["id"]} <= set(state.locations)
+    desired = prog.desired[snap.session]
+
+    def zone(vid):
+        (value,) = {a[2] for f in desired.flows[Owner("acl_port", vid)] for a in f.actions
+                    if a[0] == "set" and a[1] == "reg1"}
+        return value
+
+    assert zone(d1["id"]) == 358 and zone(w1["id"]) not in (358, 0) and zone(w1["id"]) < ZONE_LIMIT
+    assert_matches_full(prog)
 
 
 def test_incremental_equals_full_recompute_while_policies_change():
@@ -313,3 +367,40 @@ def test_a_subnet_named_in_a_rule_is_not_deleted_with_cascade(tmp_path):
     assert status == 409 and "acl 'acme/a'" in reply["error"]["message"]
     assert ctl.call("GET", f"/v1/acls/{a['id']}")[0] == 200
     ctl.close()
+
+
+def test_a_policy_change_recompiles_only_the_acls_and_chains_it_reaches():
+    """Security by delta (controller/security.py LiveSecurity): an ACL's rules changing reaches that ACL on the
+    switches using it; a member leaving a group, the ACLs whose rules name the group; a vport given an ACL, its
+    chain and that ACL on its own switch. Nothing else is recompiled, and the result equals a full compile."""
+    from controller.programmer import Programmer
+
+    state = base_state()
+    p = plan().policy
+    state.policy_committed(p, [])
+    state.vrs_update(snapshot("hv1", "10.251.0.1", [("w1", 11), ("w2", 12)]))
+    state.vrs_update(snapshot("hv2", "10.251.0.2", [("d1", 13)]))
+    prog = Programmer(state)
+    prog.refresh(full=True)
+    reaches = []
+    apply = prog.live.apply
+    prog.live.apply = lambda j, owners=True: reaches.append(apply(j, owners)) or reaches[-1]
+
+    def change(kind, ref, **fields):
+        policy = state.policy.copy()
+        obj = dict(policy.find(kind, ref), **fields)
+        policy.put(kind, obj)
+        state.policy_committed(policy, [])
+        prog.refresh()
+        assert_matches_full(prog)
+        return {s: o for s, o in reaches[-1].owners.items() if o}, obj["id"]
+
+    ops = p.find("acl", "acme/ops")
+    reached, _ = change("acl", "acme/ops", rules=ops["rules"] + [dict(ops["rules"][0], ports="2222")])
+    assert reached == {"hv2": {Owner("acl", ops["id"])}}
+    db_in = p.find("acl", "acme/db-in")["id"]
+    reached, _ = change("vport", "acme/web/w2", policy_groups=[])
+    assert reached == {"hv2": {Owner("acl", db_in)}}  # web's addresses lost w2: db-in, where d1 uses it
+    reached, w1 = change("vport", "acme/web/w1", acls=[ops["id"]])
+    assert reached == {"hv1": {Owner("acl_port", w1), Owner("acl", ops["id"])}}  # not even its own L2 flows
+    assert prog.full_recomputes == 1

@@ -1,0 +1,191 @@
+"""The metadata agent's decisions: which vport asked (from the source address the switch gave it, read from the
+controller's real REST API), the headers and signature Nova checks, the relay to a Nova stand-in on loopback
+that verifies them, 404 without an instance, and its settings file."""
+
+import hashlib
+import hmac
+from dataclasses import replace
+
+import pytest
+
+from controller import metadata_agent as ma
+from controller.discovery import PortInfo, VrsSnapshot
+from openflow.metadata import source_address
+from tests.harness import fake_nova_metadata
+
+from .helpers import Controller
+
+SECRET = b"s3cret"
+PROJECT = "0123456789abcdef0123456789abcdef"
+INSTANCE = "6f1c8e3a-0a8b-4c55-9e2f-1d2c3b4a5f60"
+OTHER = "9d2e7c1a-5b4f-4e3d-8c2b-1a0f9e8d7c6b"
+DPID = 0x2A
+
+
+@pytest.fixture
+def canopy(tmp_path):
+    """A controller core with tenant acme (project PROJECT): vm1 (instance INSTANCE) on port 7 of switch DPID,
+    esx1 (instance OTHER) on VLAN 101 of its trunk, bare (no instance) on port 8."""
+    ctl = Controller(tmp_path)
+    tenant = ctl.create("tenants", {"name": "acme", "project_id": PROJECT})
+    subnet = ctl.create("subnets", {"tenant_id": tenant["id"], "name": "lan", "cidr": "10.0.1.0/24"})
+    for name, mac, ip, flavour, instance in (("vm1", "02:00:00:00:00:01", "10.0.1.5", "kvm", INSTANCE),
+                                              ("esx1", "02:00:00:00:00:02", "10.0.1.6", "esxi", OTHER),
+                                              ("bare", "02:00:00:00:00:03", "10.0.1.7", "kvm", None)):
+        ctl.create("vports", {"subnet_id": subnet["id"], "name": name, "mac": mac, "ips": [ip],
+                              "binding": {"flavour": flavour}, "instance_id": instance})
+    ports = (PortInfo("tap-vm1", 7, "02:00:00:00:00:01", (("iface-id", "vm1"),)),
+             PortInfo("tap-bare", 8, "02:00:00:00:00:03", (("iface-id", "bare"),)),
+             PortInfo("trunk0", 9, None, (("canopy-vnic-101", "esx1"),)))
+    ctl.state.vrs_update(VrsSnapshot("hv1", "p", "hv1", flavour="esxi", datapath_id=DPID, bridge_present=True,
+                                     ports=ports))
+    yield ctl
+    ctl.close()
+
+
+def reader(ctl):
+    def get(path):
+        status, body = ctl.call("GET", path)
+        if status != 200:
+            raise ma.Refused(404 if status == 404 else 503, f"{status} {path}")
+        return body
+    return get
+
+
+def test_the_source_address_names_the_vport_bound_there(canopy):
+    vm1 = ma.resolve(reader(canopy), DPID, source_address(7, None))
+    assert (vm1.vport_ref, vm1.instance_id, vm1.project_id, vm1.address) == ("acme/lan/vm1", INSTANCE, PROJECT,
+                                                                            "10.0.1.5")
+    esx1 = ma.resolve(reader(canopy), DPID, source_address(9, 101))
+    assert (esx1.vport_ref, esx1.instance_id) == ("acme/lan/esx1", OTHER)
+
+
+@pytest.mark.parametrize("client, status", [("10.0.1.5", 403), ("169.254.169.254", 403),
+                                            (source_address(11, None), 404), (source_address(9, 102), 404),
+                                            (source_address(7, 101), 404)])
+def test_an_address_that_names_no_bound_vport_is_refused(canopy, client, status):
+    with pytest.raises(ma.Refused) as info:
+        ma.resolve(reader(canopy), DPID, client)
+    assert info.value.status == status
+
+
+def test_nova_headers_carry_the_instance_the_project_the_address_and_the_signature():
+    identity = ma.Identity("v1", "acme/lan/vm1", INSTANCE, PROJECT, "10.0.1.5")
+    headers = ma.nova_headers(identity, SECRET)
+    assert headers == {"X-Instance-ID": INSTANCE, "X-Tenant-ID": PROJECT, "X-Forwarded-For": "10.0.1.5",
+                       "X-Instance-ID-Signature": hmac.new(SECRET, INSTANCE.encode(), hashlib.sha256).hexdigest()}
+    assert len(headers["X-Instance-ID-Signature"]) == 64
+    assert ma.nova_headers(identity, b"other")["X-Instance-ID-Signature"] != headers["X-Instance-ID-Signature"]
+    for missing in (replace(identity, instance_id=None), replace(identity, project_id=None)):
+        with pytest.raises(ma.Refused) as info:
+            ma.nova_headers(missing, SECRET)
+        assert info.value.status == 404
+
+
+@pytest.fixture
+def nova():
+    server = fake_nova_metadata.serve("127.0.0.1", 0, SECRET, {INSTANCE: {"project_id": PROJECT, "name": "vm1"},
+                                                               OTHER: {"project_id": PROJECT, "name": "esx1"}})
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def agent(canopy, nova, secret=SECRET):
+    settings = ma.AgentSettings(nova, "/nonexistent", "http://canopy.invalid", "/nonexistent", timeout=5)
+    return ma.Agent(settings, lambda: DPID, secret, reader(canopy))
+
+
+def test_requests_are_relayed_for_the_asking_vport_and_nova_accepts_them(canopy, nova):
+    status, headers, body = agent(canopy, nova).handle("GET", "/latest/meta-data/instance-id",
+                                                       source_address(7, None), None)
+    assert (status, body) == (200, INSTANCE.encode())
+    status, headers, body = agent(canopy, nova).handle("GET", "/openstack/latest/meta_data.json",
+                                                       source_address(9, 101), None)
+    assert status == 200 and headers["Content-Type"] == "application/json"
+    assert b'"uuid": "%s"' % OTHER.encode() in body and b'"forwarded_for": "10.0.1.6"' in body
+
+
+def test_a_vport_without_instance_gets_404_and_nova_is_not_asked(canopy):
+    status, _, body = agent(canopy, "http://127.0.0.1:9").handle("GET", "/latest/meta-data/instance-id",
+                                                                 source_address(8, None), None)
+    assert status == 404 and b"has no instance_id" in body
+
+
+def test_what_is_not_a_relayable_request_is_answered_by_the_agent(canopy, nova):
+    client = source_address(7, None)
+    assert agent(canopy, nova).handle("PUT", "/latest/meta-data/", client, b"")[0] == 405
+    assert agent(canopy, nova).handle("GET", "http://elsewhere/latest", client, None)[0] == 400
+
+    def broken():
+        raise RuntimeError("ovs-vsctl: database connection failed")
+
+    broken_agent = agent(canopy, nova)
+    broken_agent.dpid = broken
+    status, _, body = broken_agent.handle("GET", "/latest/meta-data/instance-id", client, None)
+    assert status == 503 and b"datapath id" in body
+
+
+def test_a_wrong_secret_is_what_nova_refuses(canopy, nova):
+    status, _, _ = agent(canopy, nova, b"not the secret").handle("GET", "/latest/meta-data/instance-id",
+                                                                 source_address(7, None), None)
+    assert status == 403
+
+
+def test_settings_name_what_is_wrong(tmp_path):
+    good = tmp_path / "agent.yaml"
+    good.write_text("nova_metadata_url: http://192.0.2.10:8775\nshared_secret_file: /etc/s\n"
+                    "canopy_url: https://canopy.example:8080\ntoken_file: /etc/t\ntimeout: 3\n")
+    settings = ma.load_settings(str(good))
+    assert settings.port == "canopy-md" and settings.bridge == "br-int" and settings.timeout == 3.0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("nova_metadata_url: ftp://x\nshared_secret_file: /etc/s\ntoken_file: ''\nport: a-very-long-name0\n"
+                   "colour: blue\n")
+    with pytest.raises(ma.SettingsError) as info:
+        ma.load_settings(str(bad))
+    text = str(info.value)
+    for part in ("bad.yaml:1: nova_metadata_url", "canopy_url: required", "bad.yaml:3: token_file",
+                 "bad.yaml:4: port", "bad.yaml:5: colour: unknown setting"):
+        assert part in text, text
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    with pytest.raises(ma.SettingsError, match="is empty"):
+        replace(settings, shared_secret_file=str(empty)).secret()
+
+
+def test_the_unit_runs_the_agent_with_the_example_settings_and_they_load(tmp_path):
+    import shlex
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from controller import cli
+
+    root = Path(__file__).resolve().parents[2]
+    unit = (root / "deploy" / "systemd" / "canopy-metadata-agent.service").read_text()
+    exec_start = next(line.split("=", 1)[1] for line in unit.splitlines() if line.startswith("ExecStart="))
+    exe, *argv = shlex.split(exec_start)
+    assert exe == "/opt/canopy/venv/bin/canopy"
+    args = cli._parser().parse_args(argv)
+    assert args.func is cli.cmd_metadata_agent and args.config == "/etc/canopy/metadata-agent.yaml"
+    example = ma.load_settings(str(root / "config" / "metadata-agent.yaml"))
+    assert example.port == "canopy-md" and example.nova_metadata_url.startswith("http")
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed (Debian package systemd; .ci/setup installs it)")
+    path = tmp_path / "canopy-metadata-agent.service"
+    path.write_text(unit.replace("/opt/canopy/venv/bin/canopy", str(Path(sys.executable).with_name("canopy"))))
+    done = subprocess.run([analyze, "verify", str(path)], capture_output=True, text=True, timeout=60)
+    problems = [line for line in (done.stdout + done.stderr).splitlines() if "canopy-metadata-agent" in line]
+    assert done.returncode == 0 and not problems, done.stdout + done.stderr
+
+
+def test_the_command_refuses_bad_settings_with_exit_code_2(tmp_path, capsys):
+    from controller import cli
+
+    path = tmp_path / "agent.yaml"
+    path.write_text("nova_metadata_url: http://192.0.2.10:8775\nshared_secret_file: /nonexistent/secret\n"
+                    "canopy_url: http://192.0.2.1:8080\ntoken_file: /nonexistent/token\n")
+    assert cli.main(["metadata-agent", "--config", str(path)]) == cli.EXIT_USAGE
+    assert "shared_secret_file: cannot read /nonexistent/secret" in capsys.readouterr().err
