@@ -2,7 +2,7 @@
 
 ``LiveView.apply(journal)`` takes what State recorded (``controller.journal``) and updates its ``View`` in place
 for just those objects: the endpoints of the vports that moved or changed, the hardware-VTEP and EVPN endpoints of
-the subnets they reach, switch presence, bare-metal gateways, flood lists, and per domain its static and EVPN
+the subnets they reach (EVPN: ``controller.viewremote``, by route delta), switch presence, bare-metal gateways, flood lists, and per domain its static and EVPN
 routes (``controller.viewroutes``; the full FIB, host routes included, is rebuilt lazily when read). It returns a ``Reach``: per
 switch the owners to recompile, and the switches to compile whole (connected or changed). Nothing here walks every
 vport or every switch because one changed. ``LiveView.build()`` is the same from scratch (start, fallback); the
@@ -19,6 +19,7 @@ from controller import derive as d
 from controller.extnet import external_view
 from controller.journal import Journal
 from controller.security import LiveSecurity
+from controller.viewremote import RemoteEndpoints
 from controller.viewroutes import Routes
 from openflow import external
 from openflow.flows import Owner
@@ -50,11 +51,8 @@ class LiveView:
         self.by_session: dict[str, set[str]] = defaultdict(set)  # session -> endpoint ids
         self.vports_in: dict[str, list[str]] = defaultdict(list)  # subnet -> sorted located vport ids
         self.hw: dict[str, list] = {}  # subnet -> its hardware VTEP endpoints, in derive's order
-        self.ev: dict[str, list] = {}  # subnet -> its EVPN endpoints, sorted by MAC
-        self.ev_want: dict[tuple, tuple] = {}  # (subnet, MAC) taken as an EVPN endpoint -> (scope, its IPv4 IPs)
-        self.ev_wanted: dict[str, set] = defaultdict(set)  # subnet -> its keys in ev_want
-        self.ev_recheck: dict[str, set] = defaultdict(set)  # scope -> keys whose IP lost another candidate
-        self.ev_ip: dict[str, dict[str, set]] = defaultdict(dict)  # scope -> IP -> (subnet, MAC) wanting it
+        self.remote = RemoteEndpoints(self)  # EVPN endpoints (controller/viewremote.py)
+        self.ev = self.remote.ev  # subnet -> its EVPN endpoints, sorted by MAC
         self.vport_macs: dict[str, Counter] = defaultdict(Counter)  # subnet -> MACs of its vport endpoints
         self.claims: dict[str, Counter] = defaultdict(Counter)  # scope -> IPs of vport and hw endpoints
         self.dom_subnets: dict[str, list[str]] = defaultdict(list)
@@ -103,7 +101,7 @@ class LiveView:
                      and (self.view.bound_vteps.get(ep.subnet_id) or self.servers.get(ep.subnet_id))}
         for sid in sorted(hw_dirty):
             self._hw(sid)
-        self._remote(j, info_changed, own_changed)
+        self.remote.update(j, info_changed, own_changed)
         self._by_subnet()
         bm_changed = self._bm_gateways(j, info_changed)
         self.routes.update(j, own_changed)
@@ -345,145 +343,6 @@ class LiveView:
                     out.append(d.server_endpoint(server, next(iter(bound))))
         self._replace_list(self.hw, sid, out)
 
-    def _remote(self, j, info_changed, own_changed):
-        """EVPN endpoints and flood targets: a scope (domain, or L2-only subnet) is derived whole when its
-        subnets' info, local endpoints or floods changed (or our own VTEP IPs); otherwise only the MACs whose
-        routes changed, and the MACs that share an IP with them (``_ev_macs``)."""
-        v, index = self.view, self.state.remote_index
-        remote = index.subnets()
-        subnets = set(j.remote_subnets) | info_changed
-        subnets |= {ep.subnet_id for pair in self.changed.values() for ep in pair if ep is not None}
-        if own_changed:
-            subnets |= remote | set(v.remote_floods) | set(self.ev)
-        scopes = {self._scope(sid) for sid in subnets if sid in v.subnets} | \
-            {sid for sid in subnets if sid not in v.subnets}
-        fast = defaultdict(set)  # scope -> its (subnet, MAC) whose routes changed
-        for sid, mac in j.remote_macs:
-            if sid not in v.subnets or index.several():
-                scopes.add(sid if sid not in v.subnets else self._scope(sid))
-            elif self._scope(sid) not in scopes:
-                fast[self._scope(sid)].add((sid, mac))
-        for scope in sorted(scopes):
-            sids = sorted({sid for sid in remote | set(self.ev) if sid == scope or
-                           (sid in v.subnets and v.subnets[sid].domain_id == scope)})
-            for key in set().union(*self.ev_ip.pop(scope, {}).values()):
-                self._unwant(key)
-            claimed = set()
-            for sid in sids:
-                self._ev(sid, index.subnet_macs(sid), claimed)
-        for scope, keys in sorted(fast.items()):
-            self._ev_macs(scope, keys)
-        recheck, self.ev_recheck = self.ev_recheck, defaultdict(set)  # an IP freed by a MAC no longer taken
-        for scope, keys in sorted(recheck.items()):
-            self._ev_macs(scope, {k for k in keys if self.ev_want.get(k, (None,))[0] == scope}, recheck=False)
-        for sid in subnets:
-            ips = index.subnet_floods(sid)
-            floods = frozenset(ip for ip in ips if sid in v.subnets and d._ipv4(ip) and ip not in self.own_ips)
-            if floods != v.remote_floods.get(sid, frozenset()):
-                self.holders_changed.add(sid)
-            if floods:
-                v.remote_floods[sid] = floods
-            else:
-                v.remote_floods.pop(sid, None)
-
-    def _ev(self, sid, macs, claimed):
-        """The subnet's EVPN endpoints (derive._add_remote, for one subnet); ``claimed``: IPs EVPN endpoints
-        earlier in the same scope took."""
-        v = self.view
-        out, known = [], {ep.mac for ep in self.hw.get(sid, ())}
-        self._unwant_subnet(sid)
-        if sid in v.subnets:
-            scope = self._scope(sid)
-            for mac in sorted(macs, key=lambda m: (m.mac, m.vtep_ip)):
-                if not self._eligible(sid, mac, known):
-                    continue
-                self._want((sid, mac.mac), scope, mac)
-                ips = tuple(ip for ip in mac.ips if d._ipv4(ip) and not self.claims[scope][ip] and ip not in claimed)
-                out.append(d.evpn_endpoint(mac, ips))
-                known.add(mac.mac)
-                claimed.update(ips)
-        self._replace_list(self.ev, sid, out)
-
-    def _eligible(self, sid, mac, known) -> bool:
-        """A remote MAC becomes an endpoint unless a local endpoint has it or its VTEP is not usable."""
-        return not (self.vport_macs[sid][mac.mac] or mac.mac in known or not d._ipv4(mac.vtep_ip)
-                    or mac.vtep_ip in self.own_ips)
-
-    def _want(self, key, scope, mac):
-        ips = tuple(ip for ip in mac.ips if d._ipv4(ip))
-        self.ev_want[key] = (scope, ips)
-        self.ev_wanted[key[0]].add(key)
-        wanted = self.ev_ip[scope]
-        for ip in ips:
-            wanted.setdefault(ip, set()).add(key)
-
-    def _unwant_subnet(self, sid):
-        for key in self.ev_wanted.pop(sid, ()):
-            self._unwant(key, keep_subnet=True)
-
-    def _unwant(self, key, keep_subnet=False, recheck=True):
-        """``key`` no longer wants its IPs; the other MACs that want one of them are checked again at the end
-        of the pass (``recheck``), unless the caller does that itself."""
-        if key not in self.ev_want:
-            return
-        scope, ips = self.ev_want.pop(key)
-        if not keep_subnet:
-            self.ev_wanted[key[0]].discard(key)
-        wanted = self.ev_ip.get(scope, {})
-        for ip in ips:
-            keys = wanted.get(ip)
-            if keys is not None:
-                keys.discard(key)
-                if not keys:
-                    del wanted[ip]
-                elif recheck:
-                    self.ev_recheck[scope].update(keys)
-
-    def _ev_macs(self, scope, keys, recheck=True):
-        """The EVPN endpoints of the MACs whose routes changed in one scope, and of the MACs that want one of
-        the same IPs (an IP goes to the first MAC wanting it, in subnet and MAC order, as in derive)."""
-        index, wanted = self.state.remote_index, self.ev_ip[scope]
-        reached, known = set(keys), {}
-        for key in keys:
-            reached.update(k for ip in self.ev_want.get(key, (None, ()))[1] for k in wanted.get(ip, ()))
-            self._unwant(key, recheck=False)
-            sid, mac = key
-            remote = index.mac(sid, mac)
-            if sid not in known:
-                known[sid] = {ep.mac for ep in self.hw.get(sid, ())}
-            if remote is not None and self._eligible(sid, remote, known[sid]):
-                self._want(key, scope, remote)
-                reached.update(k for ip in self.ev_want[key][1] for k in wanted.get(ip, ()))
-        claims = self.claims[scope]
-        for key in sorted(reached):
-            sid, mac = key
-            want = self.ev_want.get(key)
-            new = None
-            if want is not None:
-                ips = tuple(ip for ip in want[1] if not claims[ip] and min(wanted[ip]) == key)
-                new = d.evpn_endpoint(index.mac(sid, mac), ips)
-            self._ev_put(sid, mac, new)
-
-    def _ev_put(self, sid, mac, new):
-        """Put one EVPN endpoint in its subnet's list (sorted by MAC), replacing or removing the old one."""
-        eps = self.ev.setdefault(sid, [])
-        at = bisect.bisect_left(eps, mac, key=lambda ep: ep.mac)
-        old = eps[at] if at < len(eps) and eps[at].mac == mac else None
-        if old == new:
-            if not eps:
-                del self.ev[sid]
-            return
-        if old is not None and new is not None:
-            eps[at] = new
-        elif old is not None:
-            del eps[at]
-        else:
-            eps.insert(at, new)
-        if not eps:
-            del self.ev[sid]
-        self.tails.add(sid)
-        self._swap((old or new).vport_id, old, new)
-
     def _replace_list(self, lists, sid, new):
         old = {ep.vport_id: ep for ep in lists.get(sid, ())}
         new = [old[ep.vport_id] if old.get(ep.vport_id) == ep else ep for ep in new]  # one object per endpoint
@@ -534,8 +393,8 @@ class LiveView:
             scope = (sub.domain_id if sub else None) or sid
             for ip in ep.ips:
                 self.claims[scope][ip] += step
-                if self.claims[scope][ip] == (step > 0) and ip in self.ev_ip.get(scope, ()):
-                    self.ev_recheck[scope].update(self.ev_ip[scope][ip])  # a remote MAC's IP taken or freed
+                if self.claims[scope][ip] == (step > 0):
+                    self.remote.claim_changed(scope, ip)
         if ep.kind == "evpn":
             v.remote_vteps[session] = session[len("evpn:"):]
         if sub is not None and sub.domain_id and sub.cidr:
@@ -551,7 +410,7 @@ class LiveView:
             self.redo.add(vid)
         self._replace_list(self.hw, sid, [])
         self._replace_list(self.ev, sid, [])
-        self._unwant_subnet(sid)
+        self.remote.forget_subnet(sid)
 
     def _scope(self, sid):
         sub = self.view.subnets.get(sid)
