@@ -513,7 +513,7 @@ def test_the_events_reach_every_kind_of_owner():
     wanted = {"switch", "subnet", "domain", "vport", "vtep_mac", "evpn", "uplink", "fip", "pat", "acl", "acl_port",
               "acl_switch", "metadata"}
     kinds = set()
-    for seed in range(8):
+    for seed in range(16):
         world = World(random.Random(seed))
         world.commit()
         world.prog.refresh(full=True)
