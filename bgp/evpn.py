@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from collections import defaultdict
 from dataclasses import dataclass
 
 from bgp.importer import RouteImport, beats
@@ -159,30 +158,19 @@ class Mobility:
     def __init__(self):
         self.entries: dict[tuple[str, str], tuple[int, str]] = {}  # (subnet, MAC) -> (seq, our VTEP IP)
         self.lost: set[tuple[str, str]] = set()
-        self._index_of = None  # the RemoteTable ``_theirs`` indexes
-        self._theirs: dict[tuple[str, str], tuple] = {}  # (subnet, MAC) -> its remote locations
 
-    def _remote_by_mac(self, remote: RemoteTable) -> dict:
-        """(subnet id, MAC) -> the RemoteMacs of that MAC; built once per remote table."""
-        if remote is not self._index_of:
-            index: dict = defaultdict(list)
-            for mac in remote.macs:
-                index[(mac.subnet_id, mac.mac)].append(mac)
-            self._index_of, self._theirs = remote, {key: tuple(macs) for key, macs in index.items()}
-        return self._theirs
-
-    def update(self, view, remote: RemoteTable) -> dict:
-        """(subnet id, MAC) -> sequence number to announce, or None where a peer's route wins."""
+    def update(self, view, remote) -> dict:
+        """(subnet id, MAC) -> sequence number to announce, or None where a peer's route wins. ``remote``: a
+        RemoteTable or State's RemoteIndex (``macs_at(subnet, MAC)``: the remote locations of one MAC)."""
         ours = {}
         for ep in view.endpoints.values():
             ip = view.tunnel_ip_of(ep.session) if ep.kind in LOCAL_KINDS else None
             if ip:
                 ours[(ep.subnet_id, ep.mac)] = ip
         our_vteps = set(ours.values())
-        by_mac = self._remote_by_mac(remote)
         theirs = {}
-        for key in ours.keys() & by_mac.keys():  # a remote location at one of our own VTEPs is our route
-            elsewhere = [m for m in by_mac[key] if m.vtep_ip not in our_vteps]
+        for key in ours:  # a remote location at one of our own VTEPs is our route
+            elsewhere = [m for m in remote.macs_at(*key) if m.vtep_ip not in our_vteps]
             if elsewhere:
                 theirs[key] = elsewhere[-1]
         seqs = {}

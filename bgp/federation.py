@@ -1,15 +1,17 @@
 """EVPN federation: the glue between State and the BGP speaker.
 
-Data flow (DESIGN.md): the speaker's receive handler only records what peers sent in State
-(``State.bgp_received``); the programming loop then imports it (``refresh_import``: import policy ->
+Data flow (DESIGN.md): the speaker's receive handler only collects the route changes and wakes the programming
+loop (``State.bgp_received``); the programming loop then imports it (``refresh_import``: import policy ->
 ``State.remote``), recompiles flows, and announces (``publish``: MAC mobility, then the pure originate
 compiler, then the speaker sends only the difference).
 
 The import goes by delta: the receive handler also collects the speaker's route changes
 ({(peer, key): route or None}, ``RouteBook.take_received_changes``), and ``refresh_import`` hands only
 those to the importer (``bgp.importer.RouteImport``), so a round costs what changed, not what was
-received. ``remote_delta`` is what the last import changed in the RemoteTable (entries added and removed),
-None after an import from scratch (at start, and after every policy change).
+received, and State takes only what it changed (``State.remote_changed``: its index, and the (subnet, MAC)
+pairs, subnets and domains reached in its journal), so the View and the owners to recompile follow the delta.
+``remote_delta`` is what the last import changed in the RemoteTable (entries added and removed), None after an
+import from scratch (at start, and after every policy change).
 """
 
 from __future__ import annotations
@@ -47,11 +49,9 @@ class Federation:
         self.speaker = speaker or Speaker(speaker_config(bgp_settings, data_dir),
                                           on_change=self._received_changed, log=log)
         self.mobility = Mobility()
-        self.result = ImportResult(RemoteTable(), 0, 0)
         self.originating = True  # False on an HA standby: only the active announces
         self.remote_delta: RemoteDelta | None = None  # what the last import changed (None: from scratch)
         self._lock = threading.Lock()  # the receive handler runs in the speaker's thread
-        self._received: dict = {}  # what the speaker had received at its last report
         self._changes: dict = {}  # {(peer, key): route or None} reported and not imported yet
         self._importer: RouteImport | None = None
 
@@ -65,34 +65,50 @@ class Federation:
     def _received_changed(self):
         with self._lock:
             self._changes.update(self.speaker.take_received_changes())
-            self._received = received = self.speaker.received()
-        self.state.bgp_received(received)
+            pending = len(self._changes)
+        self.state.bgp_received(pending)
 
     # ------------------------------------------------------------------ programming loop steps
     def refresh_import(self) -> bool:
         """Import what peers sent since the last round (from scratch when the policy changed); True when
-        State.remote changed."""
+        State.remote changed. A round hands State only its delta (``State.remote_changed``)."""
         with self._lock:
             changes, self._changes = self._changes, {}
-            received = self._received
         if self._importer is None or self._importer.policy is not self.state.policy:
             self._importer = RouteImport(self.state.policy)
-            self._importer.apply(received)  # everything reported so far (the changes included)
+            # everything received (read after taking the changes, so it holds them; what arrives meanwhile is
+            # also in the next round's changes, and applying a change twice gives the same table)
+            self._importer.apply(self.speaker.received())
             self.remote_delta = None
-        elif changes:
-            self.remote_delta = self._importer.apply(changes)
-        else:
+            table = self._importer.table()
+            if table == self.state.remote:
+                return False
+            self.state.remote = table
+            return True
+        if not changes:
             return False
-        importer = self._importer
-        self.result = ImportResult(importer.table(), importer.imported, importer.ignored)  # counts: always
-        if self.remote_delta is not None and not self.remote_delta or self.result.table == self.state.remote:
+        self.remote_delta = self._importer.apply(changes)
+        if not self.remote_delta:
             return False
-        self.state.remote = self.result.table
+        self.state.remote_changed(self.remote_delta)
         return True
+
+    def import_counts(self) -> dict:
+        """{"imported", "ignored"}: received routes used by at least one subnet or domain, and the others."""
+        importer = self._importer
+        return {"imported": importer.imported if importer else 0, "ignored": importer.ignored if importer else 0}
+
+    @property
+    def result(self) -> ImportResult:
+        """The import's table and counts (the table is built when read: a whole copy, for tests and tools)."""
+        importer = self._importer
+        if importer is None:
+            return ImportResult(RemoteTable(), 0, 0)
+        return ImportResult(importer.table(), importer.imported, importer.ignored)
 
     def publish(self, view) -> None:
         """Announce what this View originates, and withdraw what it no longer does."""
-        seqs = self.mobility.update(view, self.state.remote)
+        seqs = self.mobility.update(view, self.state.remote_index)
         desired = originate(view, self.state.policy, seqs) if self.originating else {}
         self.speaker.set_desired(desired)
 

@@ -25,31 +25,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from bgp.routes import InclusiveMulticastRoute, IpPrefixRoute, MacIpRoute
-from controller.remote import RemoteMac, RemotePrefix, RemoteTable
-
-
-@dataclass(frozen=True)
-class RemoteDelta:
-    """Entries of the RemoteTable (RemoteMac, (subnet id, VTEP IP) flood, RemotePrefix) that one ``apply``
-    added and removed; a changed entry is in both (its old value removed, its new one added)."""
-
-    added: frozenset = frozenset()
-    removed: frozenset = frozenset()
-
-    def __bool__(self) -> bool:
-        return bool(self.added or self.removed)
-
-    def scopes(self) -> tuple[set[str], set[str]]:
-        """(subnet ids, domain ids) the changed entries belong to."""
-        subnets, domains = set(), set()
-        for entry in self.added | self.removed:
-            if isinstance(entry, RemoteMac):
-                subnets.add(entry.subnet_id)
-            elif isinstance(entry, RemotePrefix):
-                domains.add(entry.domain_id)
-            else:
-                subnets.add(entry[0])
-        return subnets, domains
+from controller.remote import RemoteDelta, RemoteMac, RemotePrefix, RemoteTable, prefix_order
 
 
 @dataclass(frozen=True)
@@ -155,13 +131,8 @@ class RouteImport:
             self._table = RemoteTable(
                 macs=tuple(sorted(self._macs.values(), key=lambda m: (m.subnet_id, m.mac))),
                 floods=tuple(sorted(self._floods)),
-                prefixes=tuple(sorted(self._prefixes, key=_prefix_order)))
+                prefixes=tuple(sorted(self._prefixes, key=prefix_order)))
         return self._table
-
-
-def _prefix_order(prefix: RemotePrefix) -> tuple:
-    """Domain, prefix, VTEP IP, then the rest: the same prefix from two peers sorts the same every time."""
-    return (prefix.domain_id, prefix.prefix, prefix.vtep_ip, prefix.peer, prefix.router_mac, prefix.l3_vni)
 
 
 def _matching(by_rt, route) -> list:

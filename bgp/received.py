@@ -164,7 +164,7 @@ def _build(kind: int, fields: dict, next_hop, attributes: dict) -> Route:
 
 
 def _usable(route: Route) -> Route:
-    if ipaddress.ip_address(route.next_hop).version != 4:
+    if ":" in route.next_hop:  # normalised by the route (bgp.routes): an IPv4 address has no colon
         raise _Refuse("next_hop", f"next hop {route.next_hop}")
     if route.TYPE == 5 and route.gateway not in _NO_GATEWAY:
         raise _Refuse("gateway_ip", f"gateway IP {route.gateway}")

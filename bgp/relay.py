@@ -9,7 +9,10 @@ starts them. ``bgp.speaker.Speaker`` listens on a Unix socket and renders
 - speaker -> socket -> relay stdout -> ExaBGP: API commands, one per line.
 
 It copies bytes both ways, unchanged, and exits when either side closes (ExaBGP gone: stdin at
-end of file; speaker gone: socket at end of file). Standard library only; no Canopy import, so
+end of file, after handing the speaker what it still holds; speaker gone: socket at end of file).
+What ExaBGP writes is read as soon as it is written and held here (up to ``MAX_PENDING`` bytes) until
+the speaker takes it: ExaBGP blocks on a full pipe, so without this it would stop decoding updates
+whenever the controller's event loop is busy compiling. Standard library only; no Canopy import, so
 nothing here can break with ExaBGP or the controller.
 
 Why a relay: ExaBGP 5.0.15 exchanges API messages only with children it starts itself, over
@@ -27,6 +30,8 @@ import socket
 import sys
 
 CHUNK = 65536
+SEND_CHUNK = 1 << 20  # bytes offered to the speaker's socket at once
+MAX_PENDING = 256 << 20  # bytes of ExaBGP's output held for a busy speaker; past that, ExaBGP waits
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -44,15 +49,28 @@ def relay(sock: socket.socket, stdin_fd: int, stdout_fd: int) -> None:
 
 
 def _copy(sock: socket.socket, stdin_fd: int, stdout_fd: int) -> None:
+    sock.setblocking(False)
+    pending = bytearray()  # from ExaBGP, not yet taken by the speaker
     while True:
-        readable, _, _ = select.select([stdin_fd, sock], [], [])
+        reading = [sock, stdin_fd] if len(pending) < MAX_PENDING else [sock]
+        readable, writable, _ = select.select(reading, [sock] if pending else [], [])
+        if writable:
+            try:
+                del pending[:sock.send(pending[:SEND_CHUNK])]
+            except BlockingIOError:
+                pass
         if stdin_fd in readable:
             data = os.read(stdin_fd, CHUNK)
             if not data:
+                sock.setblocking(True)
+                sock.sendall(pending)
                 return
-            sock.sendall(data)
+            pending += data
         if sock in readable:
-            data = sock.recv(CHUNK)
+            try:
+                data = sock.recv(CHUNK)
+            except BlockingIOError:
+                continue
             if not data:
                 return
             _write_all(stdout_fd, data)

@@ -24,6 +24,7 @@ What peers send is decoded and checked in ``bgp.received``.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import re
@@ -52,9 +53,15 @@ def _mac(value: str, name: str) -> str:
 def _ip(value: str, name: str) -> str:
     """The address normalised; an IPv4-mapped IPv6 address (::ffff:a.b.c.d) becomes a.b.c.d."""
     try:
-        address = ipaddress.ip_address(value)
+        return _normal_ip(value) if isinstance(value, str) else _normal_ip.__wrapped__(value)
     except ValueError:
         raise ValueError(f"{name}: {value!r} is not an IP address") from None
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _normal_ip(value) -> str:
+    """``_ip`` without the field name, remembered: a batch of routes repeats its next hops and VTEP IPs."""
+    address = ipaddress.ip_address(value)
     mapped = getattr(address, "ipv4_mapped", None)
     return str(mapped or address)
 
@@ -73,6 +80,14 @@ def _uint(value: int, bits: int, name: str) -> int:
 
 def _admin_number(value: str, name: str) -> str:
     """Validate ``asn:number`` or ``ipv4:number`` (RD and RT syntax); return it normalised."""
+    if isinstance(value, str):
+        return _admin_number_text(value, name)
+    return _admin_number_text.__wrapped__(value, name)
+
+
+@functools.lru_cache(maxsize=4096)
+def _admin_number_text(value: str, name: str) -> str:
+    """``_admin_number``, remembered (every route of a batch carries the same RD and route targets)."""
     admin, sep, number = str(value).rpartition(":")
     if not sep or not number.isdigit():
         raise ValueError(f"{name}: {value!r} is not 'asn:number' or 'ipv4:number'")

@@ -164,6 +164,7 @@ def exabgp_env(config: SpeakerConfig, base: dict | None = None) -> dict:
         "exabgp_log_destination": config.log_path,
         "exabgp_api_ack": "true",
         "exabgp_api_cli": "false",  # no named-pipe CLI: nothing else can command this ExaBGP
+        "exabgp_log_statistics": "false",  # else one log line per UPDATE received (a tenth of its CPU at 10,000)
         "PYTHONPATH": os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p),
     })
     if config.listen:

@@ -182,17 +182,17 @@ class CanopyApp(RyuApp):
         self.program_loop.run()
 
     def _hand_out(self, touched):
-        """A programming pass's result: each touched switch, the hardware VTEPs, the EVPN routes; nothing
+        """A programming pass's result: the EVPN routes, each touched switch, the hardware VTEPs; nothing
         while the start-up hold lasts, and every switch when it ends."""
         touched = self._after_hold(touched)
         if touched is None:
             return  # the start-up hold: nothing is written anywhere yet
+        self._publish_routes()  # first: ExaBGP works on the routes while the reconcilers send the flows
         for session in touched:
             self._push(session)
             hub.sleep(0)  # a turn for echo replies, heartbeats and REST between switches
         self._announce_floating_ips()
         self._push_vteps()
-        self._publish_routes()
         self.hold.remember(*self._reported())
 
     def _end_hold_in_time(self):

@@ -20,6 +20,7 @@ class Journal:
     switches: set[str] = field(default_factory=set)  # VRS sessions updated, connected or gone
     vteps: set[str] = field(default_factory=set)  # hardware VTEP sessions updated, connected or gone
     remote_subnets: set[str] = field(default_factory=set)  # EVPN MACs or type 3 floods changed there
+    remote_macs: set[tuple[str, str]] = field(default_factory=set)  # (subnet, MAC) whose EVPN route changed
     remote_domains: set[str] = field(default_factory=set)  # EVPN prefixes changed there
     security: bool = False  # ACLs, policy groups, or what a port's policy derives from changed beyond one vport
     external: bool = False  # external networks, floating IPs or resolved gateway MACs changed (controller/extnet.py)
@@ -31,12 +32,11 @@ class Journal:
 
     def empty(self) -> bool:
         return not (self.security or self.external or self.vports or self.subnets or self.domains or self.switches
-                    or self.vteps or self.remote_subnets or self.remote_domains or self.acls or self.groups)
+                    or self.vteps or self.remote_subnets or self.remote_macs or self.remote_domains or self.acls
+                    or self.groups)
 
     def take(self) -> "Journal":
         """What was recorded (returned) and a clean slate (this journal)."""
-        out = Journal(self.vports, self.subnets, self.domains, self.switches, self.vteps,
-                      self.remote_subnets, self.remote_domains, self.security, self.external,
-                      self.floating_ips, self.external_networks, self.gateways, self.acls, self.groups)
+        out = Journal(**{name: getattr(self, name) for name in self.__dataclass_fields__})
         self.__init__()
         return out

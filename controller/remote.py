@@ -5,6 +5,12 @@ into remote endpoints (type 2), extra BUM replication targets (type 3) and domai
 type 2 host routes of subnets that are not imported at L2). Frozen values: equal tables compile alike.
 ``changed_scopes`` gives the subnets and domains whose routes were added or withdrawn between two tables:
 State records them in its change journal, so the View re-derives only those.
+
+The import runs by delta (``bgp.importer.RouteImport``): a round of received routes becomes a ``RemoteDelta``
+(the table entries added and removed), and State keeps a ``RemoteIndex`` (subnet -> MAC -> RemoteMac, subnet ->
+flood VTEPs, domain -> prefixes) updated by those deltas, so a round costs what it changed: the journal gets
+the (subnet, MAC) pairs, flood subnets and domains it reached, and the whole ``RemoteTable`` is only built when
+something reads it whole (the from-scratch derive, REST).
 """
 
 from __future__ import annotations
@@ -65,6 +71,17 @@ class RemoteTable:
             out[prefix.domain_id].append(prefix)
         return {did: tuple(ps) for did, ps in out.items()}
 
+    @cached_property
+    def _by_mac(self) -> dict[tuple[str, str], tuple[RemoteMac, ...]]:
+        out = defaultdict(list)
+        for mac in self.macs:
+            out[(mac.subnet_id, mac.mac)].append(mac)
+        return {key: tuple(macs) for key, macs in out.items()}
+
+    def macs_at(self, subnet_id: str, mac: str) -> tuple[RemoteMac, ...]:
+        """The remote locations of one (subnet, MAC)."""
+        return self._by_mac.get((subnet_id, mac), ())
+
 
 def changed_scopes(old: RemoteTable, new: RemoteTable) -> tuple[set[str], set[str]]:
     """(subnet ids, domain ids) whose entries differ between two tables: the routes added or withdrawn."""
@@ -74,3 +91,154 @@ def changed_scopes(old: RemoteTable, new: RemoteTable) -> tuple[set[str], set[st
     floods = set(old.floods) ^ set(new.floods)
     prefixes = set(old.prefixes) ^ set(new.prefixes)
     return {m.subnet_id for m in macs} | {sid for sid, _ in floods}, {p.domain_id for p in prefixes}
+
+
+def prefix_order(prefix: RemotePrefix) -> tuple:
+    """Domain, prefix, VTEP IP, then the rest: the same prefix from two peers sorts the same every time."""
+    return (prefix.domain_id, prefix.prefix, prefix.vtep_ip, prefix.peer, prefix.router_mac, prefix.l3_vni)
+
+
+@dataclass(frozen=True)
+class RemoteDelta:
+    """Entries of the RemoteTable (RemoteMac, (subnet id, VTEP IP) flood, RemotePrefix) that one import round
+    added and removed; a changed entry is in both (its old value removed, its new one added)."""
+
+    added: frozenset = frozenset()
+    removed: frozenset = frozenset()
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.removed)
+
+    def scopes(self) -> tuple[set[str], set[str]]:
+        """(subnet ids, domain ids) the changed entries belong to."""
+        subnets, domains = set(), set()
+        for entry in self.added | self.removed:
+            if isinstance(entry, RemoteMac):
+                subnets.add(entry.subnet_id)
+            elif isinstance(entry, RemotePrefix):
+                domains.add(entry.domain_id)
+            else:
+                subnets.add(entry[0])
+        return subnets, domains
+
+
+class RemoteIndex:
+    """The RemoteTable kept as indexes updated by ``RemoteDelta``s (State's copy of what the import took):
+    subnet -> MAC -> RemoteMac, subnet -> flood VTEP IPs, domain -> prefixes. ``table()`` builds the frozen
+    table only when read whole, and keeps it until the next delta."""
+
+    def __init__(self, table: RemoteTable | None = None):
+        table = table or RemoteTable()
+        self.macs: dict[str, dict[str, RemoteMac]] = defaultdict(dict)
+        self.floods: dict[str, set[str]] = defaultdict(set)
+        self.prefixes: dict[str, dict[RemotePrefix, None]] = defaultdict(dict)  # an ordered set per domain
+        self._extra: dict[tuple[str, str], list[RemoteMac]] = {}  # a table with two locations for one MAC
+        for mac in table.macs:
+            self._add_mac(mac)
+        for sid, ip in table.floods:
+            self.floods[sid].add(ip)
+        for prefix in table.prefixes:
+            self.prefixes[prefix.domain_id][prefix] = None
+        self._table = table
+
+    def _add_mac(self, mac: RemoteMac) -> None:
+        here = self.macs[mac.subnet_id]
+        if mac.mac in here:  # the import gives one location per (subnet, MAC); a table given whole may not
+            self._extra.setdefault((mac.subnet_id, mac.mac), []).append(mac)
+        else:
+            here[mac.mac] = mac
+
+    def apply(self, delta: RemoteDelta) -> tuple[set, set[str], set[str]]:
+        """Take a delta in; returns the (subnet, MAC) pairs, flood subnets and domains it reached."""
+        macs, subnets, domains = set(), set(), set()
+        for entry in delta.removed:
+            if isinstance(entry, RemoteMac):
+                self._drop_mac(entry)
+                macs.add((entry.subnet_id, entry.mac))
+            elif isinstance(entry, RemotePrefix):
+                self.prefixes[entry.domain_id].pop(entry, None)
+                _drop_empty(self.prefixes, entry.domain_id)
+                domains.add(entry.domain_id)
+            else:
+                self.floods[entry[0]].discard(entry[1])
+                _drop_empty(self.floods, entry[0])
+                subnets.add(entry[0])
+        for entry in delta.added:
+            if isinstance(entry, RemoteMac):
+                self._add_mac(entry)
+                macs.add((entry.subnet_id, entry.mac))
+            elif isinstance(entry, RemotePrefix):
+                self.prefixes[entry.domain_id][entry] = None
+                domains.add(entry.domain_id)
+            else:
+                self.floods[entry[0]].add(entry[1])
+                subnets.add(entry[0])
+        if delta:
+            self._table = None
+        return macs, subnets, domains
+
+    def _drop_mac(self, mac: RemoteMac) -> None:
+        key = (mac.subnet_id, mac.mac)
+        extra = self._extra.get(key)
+        if extra and mac in extra:
+            extra.remove(mac)
+        elif self.macs.get(mac.subnet_id, {}).get(mac.mac) == mac:
+            del self.macs[mac.subnet_id][mac.mac]
+            if extra:
+                self.macs[mac.subnet_id][mac.mac] = extra.pop(0)
+        if not extra:
+            self._extra.pop(key, None)
+        _drop_empty(self.macs, mac.subnet_id)
+
+    # ------------------------------------------------------------------ reading
+    def several(self) -> bool:
+        """Some (subnet, MAC) has more than one location (only a table given whole can have that)."""
+        return bool(self._extra)
+
+    def subnet_macs(self, sid: str) -> tuple[RemoteMac, ...]:
+        here = self.macs.get(sid)
+        if not here:
+            return ()
+        out = tuple(here.values())
+        if self._extra:
+            out += tuple(m for (s, _), extra in self._extra.items() if s == sid for m in extra)
+        return out
+
+    def mac(self, sid: str, mac: str) -> RemoteMac | None:
+        """The location of one (subnet, MAC) (the first, should a table given whole have several)."""
+        return self.macs.get(sid, {}).get(mac)
+
+    def macs_at(self, sid: str, mac: str) -> tuple[RemoteMac, ...]:
+        first = self.mac(sid, mac)
+        return () if first is None else (first, *self._extra.get((sid, mac), ()))
+
+    def subnet_floods(self, sid: str) -> tuple[str, ...]:
+        return tuple(sorted(self.floods.get(sid, ())))
+
+    def domain_prefixes(self, did: str) -> tuple[RemotePrefix, ...]:
+        """The domain's prefixes in the table's order."""
+        if self._table is not None:
+            return self._table.by_domain.get(did, ())
+        return tuple(sorted(self.prefixes.get(did, ()), key=prefix_order))
+
+    def subnets(self) -> set[str]:
+        """Subnets with MACs or flood targets."""
+        return {sid for sid, macs in self.macs.items() if macs} | {sid for sid, ips in self.floods.items() if ips}
+
+    def domains(self) -> set[str]:
+        return {did for did, prefixes in self.prefixes.items() if prefixes}
+
+    def table(self) -> RemoteTable:
+        if self._table is None:
+            macs = [m for here in self.macs.values() for m in here.values()]
+            macs += [m for extra in self._extra.values() for m in extra]
+            self._table = RemoteTable(
+                macs=tuple(sorted(macs, key=lambda m: (m.subnet_id, m.mac, m.vtep_ip))),
+                floods=tuple(sorted((sid, ip) for sid, ips in self.floods.items() for ip in ips)),
+                prefixes=tuple(sorted((p for ps in self.prefixes.values() for p in ps), key=prefix_order)))
+        return self._table
+
+
+def _drop_empty(index: dict, key) -> None:
+    if key in index and not index[key]:
+        del index[key]

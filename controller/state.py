@@ -19,7 +19,7 @@ from controller import binding
 from controller.discovery import DiscoverySink, VrsSnapshot, VtepSnapshot
 from controller.journal import Journal
 from controller.policy import Policy
-from controller.remote import RemoteTable, changed_scopes
+from controller.remote import RemoteDelta, RemoteIndex, RemoteTable, changed_scopes
 from controller.store import Change
 
 log = logging.getLogger("canopy.state")
@@ -43,9 +43,8 @@ class State(DiscoverySink):
         self.locations: dict[str, binding.Location] = {}  # bound vports: these are programmed
         self.mismatched: dict[str, binding.Location] = {}  # located, but the hypervisor reports another MAC
         self._warned: dict[str, tuple] = {}  # vport id -> the mismatch last logged for it
-        self.received: dict = {}  # (BGP peer, route key) -> EVPN route, as the speaker last reported
         self.gateway_macs: dict[tuple[str, str], str] = {}  # (VRS session, external network id) -> MAC by ARP
-        self._remote = RemoteTable()  # what of it our import policy takes (set by bgp.federation)
+        self.remote_index = RemoteIndex()  # what of it our import policy takes (kept by bgp.federation)
         self._seen: dict[tuple, int] = {}  # (session, port, vlan) -> order of first appearance
         self._seen_ports: dict[str, dict[str, list]] = {}  # session -> port name -> its keys in _seen
         self._clock = itertools.count(1)
@@ -109,14 +108,24 @@ class State(DiscoverySink):
 
     @property
     def remote(self) -> RemoteTable:
-        return self._remote
+        """EVPN routes after import policy, whole (built from ``remote_index`` when read)."""
+        return self.remote_index.table()
 
     @remote.setter
     def remote(self, table: RemoteTable) -> None:
-        """EVPN routes after import policy (bgp.federation): the journal gets the subnets and domains whose
-        entries were added or withdrawn."""
-        subnets, domains = changed_scopes(self._remote, table)
-        self._remote = table
+        """EVPN routes after import policy, from scratch (bgp.federation, at start and after a policy change):
+        the journal gets the subnets and domains whose entries were added or withdrawn."""
+        subnets, domains = changed_scopes(self.remote_index.table(), table)
+        self.remote_index = RemoteIndex(table)
+        self._record("remote_subnets", subnets)
+        self._record("remote_domains", domains)
+
+    def remote_changed(self, delta: RemoteDelta) -> None:
+        """EVPN routes added and withdrawn after import policy (bgp.federation, every round of received
+        routes): the index takes the delta, the journal gets the (subnet, MAC) pairs, the subnets of the
+        flood targets and the domains of the prefixes it reached."""
+        macs, subnets, domains = self.remote_index.apply(delta)
+        self._record("remote_macs", macs)
         self._record("remote_subnets", subnets)
         self._record("remote_domains", domains)
 
@@ -241,10 +250,9 @@ class State(DiscoverySink):
             self._record("vteps", [session])
             self._notify("vtep", session)
 
-    def bgp_received(self, received: dict) -> None:
-        """The routes BGP peers currently send us (a new dict each time: never mutated afterwards)."""
-        self.received = received
-        self._notify("bgp", len(received))
+    def bgp_received(self, pending: int) -> None:
+        """BGP peers sent routes (``pending`` route changes wait for the programming loop's import)."""
+        self._notify("bgp", pending)
 
     def datapath_up(self, dpid: int, peer: str, conn=None) -> None:
         self.datapaths[dpid] = {"peer": peer, "since": time.time(), "conn": conn}

@@ -2,7 +2,7 @@
 
 ``LiveView.apply(journal)`` takes what State recorded (``controller.journal``) and updates its ``View`` in place
 for just those objects: the endpoints of the vports that moved or changed, the hardware-VTEP and EVPN endpoints of
-the subnets they reach, switch presence, bare-metal gateways, flood lists, and per domain its static and EVPN
+the subnets they reach (EVPN: ``controller.viewremote``, by route delta), switch presence, bare-metal gateways, flood lists, and per domain its static and EVPN
 routes (``controller.viewroutes``; the full FIB, host routes included, is rebuilt lazily when read). It returns a ``Reach``: per
 switch the owners to recompile, and the switches to compile whole (connected or changed). Nothing here walks every
 vport or every switch because one changed. ``LiveView.build()`` is the same from scratch (start, fallback); the
@@ -19,6 +19,7 @@ from controller import derive as d
 from controller.extdelta import ExternalDelta
 from controller.journal import Journal
 from controller.security import LiveSecurity
+from controller.viewremote import RemoteEndpoints
 from controller.viewroutes import Routes
 from openflow.flows import Owner
 
@@ -49,7 +50,8 @@ class LiveView:
         self.by_session: dict[str, set[str]] = defaultdict(set)  # session -> endpoint ids
         self.vports_in: dict[str, list[str]] = defaultdict(list)  # subnet -> sorted located vport ids
         self.hw: dict[str, list] = {}  # subnet -> its hardware VTEP endpoints, in derive's order
-        self.ev: dict[str, list] = {}  # subnet -> its EVPN endpoints
+        self.remote = RemoteEndpoints(self)  # EVPN endpoints (controller/viewremote.py)
+        self.ev = self.remote.ev  # subnet -> its EVPN endpoints, sorted by MAC
         self.vport_macs: dict[str, Counter] = defaultdict(Counter)  # subnet -> MACs of its vport endpoints
         self.claims: dict[str, Counter] = defaultdict(Counter)  # scope -> IPs of vport and hw endpoints
         self.dom_subnets: dict[str, list[str]] = defaultdict(list)
@@ -71,8 +73,8 @@ class LiveView:
         kinds = ("vport", "subnet", "domain", "acl", "policy_group")
         ids = {kind: {x["id"] for x in s.policy.all(kind)} for kind in kinds}
         j = Journal(vports=set(s.locations) | ids["vport"], subnets=ids["subnet"], domains=ids["domain"],
-                    switches=set(s.vrs), vteps=set(s.vteps), remote_subnets=set(s.remote.by_subnet),
-                    remote_domains=set(s.remote.by_domain), acls=ids["acl"], groups=ids["policy_group"])
+                    switches=set(s.vrs), vteps=set(s.vteps), remote_subnets=s.remote_index.subnets(),
+                    remote_domains=s.remote_index.domains(), acls=ids["acl"], groups=ids["policy_group"])
         return self.apply(j, owners=False)
 
     # ------------------------------------------------------------------------------------------ apply
@@ -101,7 +103,7 @@ class LiveView:
                      and (self.view.bound_vteps.get(ep.subnet_id) or self.servers.get(ep.subnet_id))}
         for sid in sorted(hw_dirty):
             self._hw(sid)
-        self._remote(j, info_changed, own_changed)
+        self.remote.update(j, info_changed, own_changed)
         self._by_subnet()
         bm_changed = self._bm_gateways(j, info_changed)
         self.routes.update(j, own_changed)
@@ -333,47 +335,6 @@ class LiveView:
                     out.append(d.server_endpoint(server, next(iter(bound))))
         self._replace_list(self.hw, sid, out)
 
-    def _remote(self, j, info_changed, own_changed):
-        v, remote = self.view, self.state.remote.by_subnet
-        subnets = set(j.remote_subnets) | info_changed
-        subnets |= {ep.subnet_id for pair in self.changed.values() for ep in pair if ep is not None}
-        if own_changed:
-            subnets |= set(remote) | set(v.remote_floods) | set(self.ev)
-        scopes = {self._scope(sid) for sid in subnets if sid in v.subnets} | \
-            {sid for sid in subnets if sid not in v.subnets}
-        for scope in sorted(scopes):
-            sids = sorted({sid for sid in set(remote) | set(self.ev) if sid == scope or
-                           (sid in v.subnets and v.subnets[sid].domain_id == scope)})
-            claimed = set()
-            for sid in sids:
-                self._ev(sid, remote.get(sid, ((), ()))[0], claimed)
-        for sid in subnets:
-            ips = remote.get(sid, ((), ()))[1]
-            floods = frozenset(ip for ip in ips if sid in v.subnets and d._ipv4(ip) and ip not in self.own_ips)
-            if floods != v.remote_floods.get(sid, frozenset()):
-                self.holders_changed.add(sid)
-            if floods:
-                v.remote_floods[sid] = floods
-            else:
-                v.remote_floods.pop(sid, None)
-
-    def _ev(self, sid, macs, claimed):
-        """The subnet's EVPN endpoints (derive._add_remote, for one subnet); ``claimed``: IPs EVPN endpoints
-        earlier in the same scope took."""
-        v = self.view
-        out, known = [], {ep.mac for ep in self.hw.get(sid, ())}
-        if sid in v.subnets:
-            scope = self._scope(sid)
-            for mac in sorted(macs, key=lambda m: (m.mac, m.vtep_ip)):
-                if self.vport_macs[sid][mac.mac] or mac.mac in known or not d._ipv4(mac.vtep_ip) or \
-                        mac.vtep_ip in self.own_ips:
-                    continue
-                ips = tuple(ip for ip in mac.ips if d._ipv4(ip) and not self.claims[scope][ip] and ip not in claimed)
-                out.append(d.evpn_endpoint(mac, ips))
-                known.add(mac.mac)
-                claimed.update(ips)
-        self._replace_list(self.ev, sid, out)
-
     def _replace_list(self, lists, sid, new):
         old = {ep.vport_id: ep for ep in lists.get(sid, ())}
         new = [old[ep.vport_id] if old.get(ep.vport_id) == ep else ep for ep in new]  # one object per endpoint
@@ -424,6 +385,8 @@ class LiveView:
             scope = (sub.domain_id if sub else None) or sid
             for ip in ep.ips:
                 self.claims[scope][ip] += step
+                if self.claims[scope][ip] == (step > 0):
+                    self.remote.claim_changed(scope, ip)
         if ep.kind == "evpn":
             v.remote_vteps[session] = session[len("evpn:"):]
         if sub is not None and sub.domain_id and sub.cidr:
@@ -439,6 +402,7 @@ class LiveView:
             self.redo.add(vid)
         self._replace_list(self.hw, sid, [])
         self._replace_list(self.ev, sid, [])
+        self.remote.forget_subnet(sid)
 
     def _scope(self, sid):
         sub = self.view.subnets.get(sid)

@@ -83,13 +83,13 @@ class Routes:
 
     def update(self, j, own_changed):
         """Re-resolve the domains a delta reached; ``changed`` then names those whose own flows change."""
-        v, remote = self.view, self.live.state.remote.by_domain
+        v, remote = self.view, self.live.state.remote_index
         dirty = set(j.domains) | self.touched | set(j.remote_domains)
         if own_changed:
-            dirty |= set(remote) | set(self.prefixes)
+            dirty |= remote.domains() | set(self.prefixes)
         for dom, ips in self.touched_ips.items():
             dvals = v.domains.get(dom)
-            if dvals is not None and (remote.get(dom) or
+            if dvals is not None and (remote.prefixes.get(dom) or
                                       any(r["next_hop"] in ips for r in dvals["static_routes"])):
                 dirty.add(dom)
         for did in dirty:
@@ -99,7 +99,7 @@ class Routes:
                 self.prefixes.pop(did, None)
                 self._set_targets(did, ())
                 continue
-            self._domain(did, remote.get(did, ()))
+            self._domain(did, remote.domain_prefixes(did))
 
     def _domain(self, did, remote_prefixes):
         v = self.view

@@ -19,7 +19,7 @@ def routes(federation) -> list[Route]:
         if federation is not None:
             # ExaBGP's pid and file paths stay in the log ("BGP speaker: started exabgp (pid N) with FILE")
             body["speaker"] = {k: v for k, v in federation.speaker.status().items() if k not in PRIVATE}
-            body["import"] = {"imported": federation.result.imported, "ignored": federation.result.ignored}
+            body["import"] = federation.import_counts()
         return Response(200, body)
 
     def bgp_routes(req):

@@ -71,6 +71,7 @@ PROBE_FRACTION = 0.02  # and fewer polls in long phases (a RIB summary costs gob
 SETUP_TIMEOUT = 120
 PHASE_TIMEOUT = 900
 EVPN_L2_FLOWS = "table=30,cookie=0xca60000000000000/0xfff0000000000000"  # l2_lookup, owner kind evpn (6)
+BURST_LINE = re.compile(r"canopy\.state: (\d+) vports bound or unbound at once")
 W1 = {"name": "w1", "mac": "02:00:00:00:01:01", "ip": f"{IN_NET}.0.11"}
 
 
@@ -396,13 +397,16 @@ def speaker(canopy) -> dict:
 
 
 def logged(canopy, wall: float, needle: str, count: int) -> float | None:
-    """Seconds from ``wall`` to the ``count``-th controller log line (1 ms clock) containing ``needle``."""
+    """Seconds from ``wall`` to the controller log line (1 ms clock) that makes ``count`` lines containing
+    ``needle``; Canopy's one line for a burst ("N vports bound or unbound at once") counts N."""
     seen = 0
     for line in canopy.log_path.read_text(errors="replace").splitlines():
-        if needle in line and line[:4].isdigit():
+        burst = BURST_LINE.search(line)
+        if (burst or needle in line) and line[:4].isdigit():
             stamp = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
-            seen += stamp >= wall - 0.002
-            if seen == count:
+            if stamp >= wall - 0.002:
+                seen += int(burst.group(1)) if burst else 1
+            if seen >= count:
                 return stamp - wall
     return None
 

@@ -341,3 +341,22 @@ def test_evpn_next_hop_leaves_other_families_and_ipv4_alone():
     assert exabgp_ext.evpn_next_hop(ipv6_unicast) == (ipv6_unicast, False)
     assert exabgp_ext.evpn_next_hop(bytes.fromhex("00194610") + MAPPED + b"\x00abc") == (
         bytes.fromhex("00194604c0000201") + b"\x00abc", False)
+
+
+@pytest.mark.parametrize("route", ALL, ids=lambda r: f"type{r.TYPE}")
+def test_received_nlri_raw_hex_is_exabgps_text(route):
+    """The "raw" field of a received route (formatted with bytes.hex by the extension) is the text ExaBGP's own
+    byte-by-byte formatting gives: the NLRI's bytes in upper-case hex."""
+    printed = json.loads(exabgp_ext.decode_update(exabgp_ext.encode_update(route, "announce")))
+    [nlri] = [n for nlris in printed["neighbor"]["message"]["update"]["announce"]["l2vpn evpn"].values() for n in nlris]
+    packed = exabgp_ext.build_nlri(route, "announce").pack_nlri()
+    assert nlri["raw"] == "".join(f"{byte:02X}" for byte in packed)
+
+
+def test_the_nlri_index_is_computed_once_and_orders_a_batch():
+    """ExaBGP sorts an UPDATE's NLRIs by their RIB index; the keyed NLRIs keep it once computed (same value)."""
+    batch = [replace(TYPE2_L2, mac=f"52:54:00:00:00:{i:02x}") for i in (5, 1, 3)]
+    nlris = [exabgp_ext.build_nlri(route, "withdraw") for route in batch]
+    first = [nlri.index() for nlri in nlris]
+    assert [nlri.index() for nlri in nlris] == first and all(a is b for a, b in zip(first, [n.index() for n in nlris]))
+    assert [str(n.mac) for n in sorted(nlris)] == ["52:54:00:00:00:01", "52:54:00:00:00:03", "52:54:00:00:00:05"]

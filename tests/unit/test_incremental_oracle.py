@@ -35,7 +35,7 @@ from controller import policydoc
 from controller.derive import derive
 from controller.discovery import PortInfo, VrsSnapshot, VtepMac, VtepSnapshot
 from controller.programmer import Programmer
-from controller.remote import RemoteMac, RemotePrefix, RemoteTable
+from controller.remote import RemoteDelta, RemoteMac, RemotePrefix, RemoteTable
 from controller.state import State
 from controller.store import Change
 from openflow import acl
@@ -400,6 +400,54 @@ class World:
         self.push_tor()
 
     def ev_evpn(self):
+        """EVPN routes after import: half the time a whole new table, half the time a delta of a few routes
+        added, replaced and withdrawn (what bgp.federation hands State every round of received routes)."""
+        if self.rng.random() < 0.5:
+            self.evpn_table()
+        else:
+            self.evpn_delta()
+
+    def evpn_delta(self):
+        """A few MACs (their IPs shared with other MACs and vports of the scope), floods and prefixes added,
+        replaced or withdrawn, as one RemoteDelta."""
+        rng, p = self.rng, self.state.policy
+        subnets = [p.find("subnet", f"acme/{s}") for s in sorted(self.subnets)]
+        table = self.state.remote_index.table()
+        macs = {(m.subnet_id, m.mac): m for m in table.macs}
+        added, removed = set(), set()
+        own = [h["vtep"] for h in self.hosts.values()]
+        for _ in range(rng.randrange(1, 6)):
+            sub = rng.choice(subnets)
+            n = rng.randrange(30, 36)
+            key = (sub["id"], f"02:00:00:00:00:{n - 23:02x}")
+            old = macs.pop(key, None)
+            if old is not None:
+                removed.add(old)
+                added.discard(old)
+            if old is not None and rng.random() < 0.4:
+                continue  # withdrawn
+            routed = sub["domain_id"] is not None and rng.random() < 0.7
+            dom = p.get("domain", sub["domain_id"]) if routed else None
+            nets = [s["cidr"].rsplit(".", 1)[0] for s in subnets if s["domain_id"] == sub["domain_id"]] \
+                if sub["domain_id"] else [sub["cidr"].rsplit(".", 1)[0]]
+            ips = tuple(sorted({f"{rng.choice(nets)}.{rng.randrange(30, 36)}" for _ in range(rng.randrange(3))}))
+            mac = RemoteMac(key[0], key[1], ips, rng.choice(list(VTEP_IPS) + own[:1]),
+                            "02:dd:00:00:00:01" if routed else None, dom["l3_vni"] if routed else 0,
+                            rng.randrange(3))
+            macs[key] = mac
+            added.add(mac)
+            removed.discard(mac)
+        for _ in range(rng.randrange(2)):
+            flood = (rng.choice(subnets)["id"], rng.choice(VTEP_IPS))
+            (removed if flood in table.floods else added).add(flood)
+        for dom in p.all("domain"):
+            if rng.random() < 0.3:
+                prefix = RemotePrefix(dom["id"], rng.choice(["0.0.0.0/0", "10.0.1.0/24", "10.0.1.33/32"]),
+                                      rng.choice(VTEP_IPS), "02:dd:00:00:00:02", dom["l3_vni"])
+                (removed if prefix in table.prefixes else added).add(prefix)
+        self.state.remote_changed(RemoteDelta(frozenset(added), frozenset(removed)))
+
+    def evpn_table(self):
         rng, p = self.rng, self.state.policy
         subnets = [p.find("subnet", f"acme/{s}") for s in sorted(self.subnets)]
         macs, floods, prefixes = {}, set(), []
@@ -477,7 +525,7 @@ def test_the_events_reach_every_kind_of_owner():
     wanted = {"switch", "subnet", "domain", "vport", "vtep_mac", "evpn", "uplink", "fip", "pat", "acl", "acl_port",
               "acl_switch", "metadata"}
     kinds = set()
-    for seed in range(8):
+    for seed in range(16):
         world = World(random.Random(seed))
         world.commit()
         world.prog.refresh(full=True)

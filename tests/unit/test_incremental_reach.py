@@ -7,9 +7,12 @@ it left and arrived. (That the results equal a full recompute is tests/unit/test
 from __future__ import annotations
 
 from dataclasses import replace
+from unittest.mock import patch
 
+from controller import derive as derive_module
 from controller.discovery import PortInfo, VtepPort, VtepSnapshot
 from controller.programmer import Programmer
+from controller.remote import RemoteDelta, RemoteMac
 from openflow.flows import Owner
 
 from .test_compiler import add_vport, assert_matches_full, base_state, snapshot
@@ -94,3 +97,46 @@ def test_a_vport_moving_recompiles_its_owner_and_its_subnet_only_where_it_left_a
     assert {s: owners for s, owners in reach.items() if owners} == {
         src: {vport, subnet}, dst: {vport, subnet}, next(h for h in HOSTS if h not in (src, dst)): {vport}}
     assert_matches_full(prog)
+
+
+def test_an_evpn_route_delta_re_derives_and_recompiles_only_the_macs_it_reaches():
+    """Received EVPN routes reach State as deltas (State.remote_changed): one MAC added, moved or withdrawn among
+    two hundred in the same subnet re-derives that MAC's endpoint only and recompiles only its owner, and a MAC
+    taking an IP another remote MAC held gives that one's endpoint back without it."""
+    state, prog = world(vports=6)
+    web = state.policy.find("subnet", "acme/web")
+    dom = state.policy.get("domain", web["domain_id"])
+
+    def remote(i, ip=None):  # behind two remote VTEPs, alternately
+        return RemoteMac(web["id"], f"02:aa:00:00:{i >> 8:02x}:{i & 0xff:02x}", (ip or f"10.0.1.{50 + i}",),
+                         f"10.99.0.{1 + i % 2}", "02:dd:00:00:00:01", dom["l3_vni"])
+
+    many = {remote(i) for i in range(200)}
+    state.remote_changed(RemoteDelta(added=frozenset(many)))
+    prog.refresh()
+    assert_matches_full(prog)
+    for session in prog.desired:
+        prog.take_changes(session)  # handed out
+    derived = []
+    real = derive_module.evpn_endpoint
+    with patch.object(derive_module, "evpn_endpoint", lambda mac, ips: derived.append(mac) or real(mac, ips)):
+        moved = replace(remote(7), vtep_ip="10.99.0.1")  # from 10.99.0.2
+        state.remote_changed(RemoteDelta(added=frozenset({moved}), removed=frozenset({remote(7)})))
+        touched = prog.refresh()
+        assert [m.mac for m in derived] == [moved.mac]
+        changed = {o for s in touched for o in prog.take_changes(s)}
+        assert changed == {Owner("evpn", f"evpn:{web['id']}/{moved.mac}")}
+        assert_matches_full(prog)
+        derived.clear()
+        state.remote_changed(RemoteDelta(removed=frozenset({remote(199)})))
+        prog.refresh()
+        assert derived == [] and f"evpn:{web['id']}/{remote(199).mac}" not in prog.view.endpoints
+        assert_matches_full(prog)
+        derived.clear()
+        # an earlier MAC (02:aa:00:00:00:00 sorts first) claims 10.0.1.57, which 02:aa:...:07 held
+        state.remote_changed(RemoteDelta(added=frozenset({remote(0, ip="10.0.1.57")}),
+                                         removed=frozenset({remote(0)})))
+        prog.refresh()
+        assert sorted(m.mac for m in derived) == [remote(0).mac, moved.mac]
+        assert prog.view.endpoints[f"evpn:{web['id']}/{moved.mac}"].ips == ()
+        assert_matches_full(prog)

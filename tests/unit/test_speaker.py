@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -334,6 +335,36 @@ def test_relay_exits_when_exabgp_closes_its_stdin(tmp_path):
             assert relay.wait(timeout=30) == 0
             conn.settimeout(30)
             assert conn.recv(10) == b""
+        finally:
+            if relay.poll() is None:
+                relay.kill()
+                relay.wait(timeout=30)
+
+
+def test_relay_takes_exabgps_output_while_the_speaker_is_busy_and_hands_all_of_it_over(tmp_path):
+    """ExaBGP blocks when its pipe to the relay is full: the relay reads it at once and holds it until the
+    speaker (whose event loop may be compiling) reads, so ExaBGP keeps decoding updates meanwhile; what it
+    wrote before closing still reaches the speaker, in order."""
+    path = str(tmp_path / "api.sock")
+    lines = b"".join(b'{"type": "update", "n": %d, "pad": "%s"}\n' % (i, b"x" * 200) for i in range(20000))
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(path)
+        listener.listen(1)
+        listener.settimeout(30)
+        relay = subprocess.Popen([sys.executable, "-m", "bgp.relay", path], cwd=REPO, stdin=subprocess.PIPE,
+                                 stdout=subprocess.DEVNULL)
+        try:
+            conn, _ = listener.accept()
+            writer = threading.Thread(target=lambda: (relay.stdin.write(lines), relay.stdin.close()), daemon=True)
+            writer.start()
+            writer.join(30)  # the speaker reads nothing meanwhile: ~4.6 MB, far beyond the pipe and socket buffers
+            assert not writer.is_alive(), "ExaBGP's writes blocked while the speaker was not reading"
+            conn.settimeout(30)
+            received = bytearray()
+            while chunk := conn.recv(1 << 16):
+                received += chunk
+            assert bytes(received) == lines
+            assert relay.wait(timeout=30) == 0
         finally:
             if relay.poll() is None:
                 relay.kill()

@@ -1,0 +1,171 @@
+"""The View's EVPN endpoints, kept up to date by route deltas (``controller.viewdelta`` calls it).
+
+A received MAC (``controller.remote.RemoteMac``) becomes an endpoint of kind "evpn" in its subnet unless a local
+endpoint has its MAC or its VTEP is not usable; each of its IPs goes to it unless a local endpoint of the scope
+(the subnet's domain, or the L2-only subnet) has the IP or a remote MAC earlier in subnet and MAC order wants it
+too (``derive._add_remote`` from scratch). ``RemoteEndpoints`` keeps, per scope, the remote MACs wanting each IP,
+so a route delta re-derives the MACs it names and the ones sharing an IP with them; a whole scope is derived
+again only when its subnets, its local endpoints or our own VTEP IPs changed.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import defaultdict
+
+from controller import derive as d
+
+
+class RemoteEndpoints:
+    def __init__(self, live):
+        self.live = live
+        self.ev: dict[str, list] = {}  # subnet -> its EVPN endpoints, sorted by MAC
+        self.want: dict[tuple, tuple] = {}  # (subnet, MAC) taken as an EVPN endpoint -> (scope, its IPv4 IPs)
+        self.wanted: dict[str, set] = defaultdict(set)  # subnet -> its keys in want
+        self.by_ip: dict[str, dict[str, set]] = defaultdict(dict)  # scope -> IP -> (subnet, MAC) wanting it
+        self.recheck: dict[str, set] = defaultdict(set)  # scope -> keys whose IP lost or gained a claim
+
+    def claim_changed(self, scope, ip):
+        """A local endpoint of the scope took or freed ``ip``: the remote MACs wanting it are checked again."""
+        if ip in self.by_ip.get(scope, ()):
+            self.recheck[scope].update(self.by_ip[scope][ip])
+
+    def update(self, j, info_changed, own_changed):
+        """EVPN endpoints and flood targets: a scope (domain, or L2-only subnet) is derived whole when its
+        subnets' info, local endpoints or floods changed (or our own VTEP IPs); otherwise only the MACs whose
+        routes changed, and the MACs that share an IP with them (``_macs``)."""
+        v, index = self.live.view, self.live.state.remote_index
+        remote = index.subnets()
+        subnets = set(j.remote_subnets) | info_changed
+        subnets |= {ep.subnet_id for pair in self.live.changed.values() for ep in pair if ep is not None}
+        if own_changed:
+            subnets |= remote | set(v.remote_floods) | set(self.ev)
+        scopes = {self.live._scope(sid) for sid in subnets if sid in v.subnets} | \
+            {sid for sid in subnets if sid not in v.subnets}
+        fast = defaultdict(set)  # scope -> its (subnet, MAC) whose routes changed
+        for sid, mac in j.remote_macs:
+            if sid not in v.subnets or index.several():
+                scopes.add(sid if sid not in v.subnets else self.live._scope(sid))
+            elif self.live._scope(sid) not in scopes:
+                fast[self.live._scope(sid)].add((sid, mac))
+        for scope in sorted(scopes):
+            sids = sorted({sid for sid in remote | set(self.ev) if sid == scope or
+                           (sid in v.subnets and v.subnets[sid].domain_id == scope)})
+            for key in set().union(*self.by_ip.pop(scope, {}).values()):
+                self._unwant(key)
+            claimed = set()
+            for sid in sids:
+                self._subnet(sid, index.subnet_macs(sid), claimed)
+        for scope, keys in sorted(fast.items()):
+            self._macs(scope, keys)
+        recheck, self.recheck = self.recheck, defaultdict(set)  # an IP freed by a MAC no longer taken
+        for scope, keys in sorted(recheck.items()):
+            self._macs(scope, {k for k in keys if self.want.get(k, (None,))[0] == scope}, recheck=False)
+        for sid in subnets:
+            ips = index.subnet_floods(sid)
+            floods = frozenset(ip for ip in ips if sid in v.subnets and d._ipv4(ip) and ip not in self.live.own_ips)
+            if floods != v.remote_floods.get(sid, frozenset()):
+                self.live.holders_changed.add(sid)
+            if floods:
+                v.remote_floods[sid] = floods
+            else:
+                v.remote_floods.pop(sid, None)
+
+    def _subnet(self, sid, macs, claimed):
+        """The subnet's EVPN endpoints (derive._add_remote, for one subnet); ``claimed``: IPs EVPN endpoints
+        earlier in the same scope took."""
+        v = self.live.view
+        out, known = [], {ep.mac for ep in self.live.hw.get(sid, ())}
+        self.forget_subnet(sid)
+        if sid in v.subnets:
+            scope = self.live._scope(sid)
+            for mac in sorted(macs, key=lambda m: (m.mac, m.vtep_ip)):
+                if not self._eligible(sid, mac, known):
+                    continue
+                self._want((sid, mac.mac), scope, mac)
+                claims = self.live.claims[scope]
+                ips = tuple(ip for ip in mac.ips if d._ipv4(ip) and not claims[ip] and ip not in claimed)
+                out.append(d.evpn_endpoint(mac, ips))
+                known.add(mac.mac)
+                claimed.update(ips)
+        self.live._replace_list(self.ev, sid, out)
+
+    def _eligible(self, sid, mac, known) -> bool:
+        """A remote MAC becomes an endpoint unless a local endpoint has it or its VTEP is not usable."""
+        return not (self.live.vport_macs[sid][mac.mac] or mac.mac in known or not d._ipv4(mac.vtep_ip)
+                    or mac.vtep_ip in self.live.own_ips)
+
+    def _want(self, key, scope, mac):
+        ips = tuple(ip for ip in mac.ips if d._ipv4(ip))
+        self.want[key] = (scope, ips)
+        self.wanted[key[0]].add(key)
+        wanted = self.by_ip[scope]
+        for ip in ips:
+            wanted.setdefault(ip, set()).add(key)
+
+    def forget_subnet(self, sid):
+        for key in self.wanted.pop(sid, ()):
+            self._unwant(key, keep_subnet=True)
+
+    def _unwant(self, key, keep_subnet=False, recheck=True):
+        """``key`` no longer wants its IPs; the other MACs that want one of them are checked again at the end
+        of the pass (``recheck``), unless the caller does that itself."""
+        if key not in self.want:
+            return
+        scope, ips = self.want.pop(key)
+        if not keep_subnet:
+            self.wanted[key[0]].discard(key)
+        wanted = self.by_ip.get(scope, {})
+        for ip in ips:
+            keys = wanted.get(ip)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del wanted[ip]
+                elif recheck:
+                    self.recheck[scope].update(keys)
+
+    def _macs(self, scope, keys, recheck=True):
+        """The EVPN endpoints of the MACs whose routes changed in one scope, and of the MACs that want one of
+        the same IPs (an IP goes to the first MAC wanting it, in subnet and MAC order, as in derive)."""
+        index, wanted = self.live.state.remote_index, self.by_ip[scope]
+        reached, known = set(keys), {}
+        for key in keys:
+            reached.update(k for ip in self.want.get(key, (None, ()))[1] for k in wanted.get(ip, ()))
+            self._unwant(key, recheck=False)
+            sid, mac = key
+            remote = index.mac(sid, mac)
+            if sid not in known:
+                known[sid] = {ep.mac for ep in self.live.hw.get(sid, ())}
+            if remote is not None and self._eligible(sid, remote, known[sid]):
+                self._want(key, scope, remote)
+                reached.update(k for ip in self.want[key][1] for k in wanted.get(ip, ()))
+        claims = self.live.claims[scope]
+        for key in sorted(reached):
+            sid, mac = key
+            want = self.want.get(key)
+            new = None
+            if want is not None:
+                ips = tuple(ip for ip in want[1] if not claims[ip] and min(wanted[ip]) == key)
+                new = d.evpn_endpoint(index.mac(sid, mac), ips)
+            self._put(sid, mac, new)
+
+    def _put(self, sid, mac, new):
+        """Put one EVPN endpoint in its subnet's list (sorted by MAC), replacing or removing the old one."""
+        eps = self.ev.setdefault(sid, [])
+        at = bisect.bisect_left(eps, mac, key=lambda ep: ep.mac)
+        old = eps[at] if at < len(eps) and eps[at].mac == mac else None
+        if old == new:
+            if not eps:
+                del self.ev[sid]
+            return
+        if old is not None and new is not None:
+            eps[at] = new
+        elif old is not None:
+            del eps[at]
+        else:
+            eps.insert(at, new)
+        if not eps:
+            del self.ev[sid]
+        self.live.tails.add(sid)
+        self.live._swap((old or new).vport_id, old, new)
