@@ -146,6 +146,7 @@ class SwitchReconciler:
                                        "errors_received"), 0)
         self.last_change: dict = {}
         self.change_seconds = 0.0  # time spent sending and confirming change sets (metrics)
+        self._plan_ms = 0.0  # the last change set's planning time (the debug line after it is confirmed)
 
     # ------------------------------------------------------------------------------ the app's API
 
@@ -338,8 +339,10 @@ class SwitchReconciler:
                 self.state = "standby"
                 self._wake.wait()  # until hold(False)
                 continue
+            planning = time.perf_counter()
             ops = self._plan() if self._book.desired is not None else []
             if ops:
+                self._plan_ms = (time.perf_counter() - planning) * 1000
                 self._execute(ops)
                 continue
             if self._book.desired is not None and self.state != "in_sync":
@@ -458,6 +461,8 @@ class SwitchReconciler:
         self.counters["change_sets"] += 1
         self.change_seconds += time.monotonic() - started
         self.last_change = {"messages": sent, "seconds": round(time.monotonic() - started, 3)}
+        self._log.debug("change set of %d messages planned in %.1f ms, confirmed by the switch %.1f ms after "
+                        "sending began", sent, self._plan_ms, (time.monotonic() - started) * 1000)
 
     def _transact(self, ops: list[_Op], bundle: bool) -> _Outcome:
         """Send ``ops`` as one bundle or followed by a barrier; wait for the commit/barrier reply."""
