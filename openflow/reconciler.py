@@ -505,9 +505,7 @@ class SwitchReconciler:
             match = self._wire.match(op.item.match) if isinstance(op.item, Flow) else \
                 encode.ryu_match_bytes(op.item.match)
             return self._wire.flow_delete_strict(table, priority, cookie, match, xid)
-        msg = encode.group_mod(self.datapath, op.item, op.kind.split("_")[1])
-        msg.set_xid(xid)
-        return self._serialize(msg)
+        return self._wire.group_mod(op.item, op.kind.split("_")[1], xid)
 
     def _apply(self, op: _Op) -> None:
         """Record the groups the switch has confirmed (flows: FlowBook.applied, once per change set)."""
