@@ -199,9 +199,13 @@ class State(DiscoverySink):
                 self.index.forget_port(snap.session, name, snap.chassis, reached)
             names = changed
         flavour, rank = self.flavour_of(snap), self._rank[snap.session]
-        for port in snap.ports:
-            if names is None or port.name in names:
-                self.index.learn_port(snap, rank, flavour, port, reached)
+        if names is None:
+            ports = snap.ports
+        else:
+            found = snap.ports_named(names)
+            ports = [found[name] for name in sorted(found)]
+        for port in ports:
+            self.index.learn_port(snap, rank, flavour, port, reached)
         return reached
 
     def vtep_update(self, snap: VtepSnapshot) -> None:
@@ -245,8 +249,11 @@ class State(DiscoverySink):
     def _mark_seen(self, snap, changed):
         """Order of first appearance of the (session, port, vlan) keys of the changed ports (None: all)."""
         ports = self._seen_ports.setdefault(snap.session, {})
-        names = set(ports) | {p.name for p in snap.ports} if changed is None else changed
-        now = {p.name: p for p in snap.ports if p.name in names}
+        if changed is None:
+            now = {p.name: p for p in snap.ports}
+            names = set(ports) | set(now)
+        else:
+            names, now = changed, snap.ports_named(changed)
         for name in names:
             port = now.get(name)
             keys = [] if port is None else \
