@@ -369,13 +369,15 @@ def pass_timings(lines: list[str], walls: list[float], firsts: list[float], dpid
     """From the controller's debug lines (controller/programloop.py, openflow/reconciler.py), per Canopy sample,
     between its add-port and its first reply: the programming passes' refresh and hand-out time summed, and per
     switch when its last change set was confirmed (from the add-port) and how long the switch took to confirm it
-    after sending began (seconds)."""
+    after sending began, and the controller's reaction: from logging the vport bound with its ofport to
+    beginning to send kvm1's change set (seconds)."""
     out: dict[str, list[float]] = {"refresh": [], "hand_out": []}
     passes = re.compile(r"programming pass \d+: refresh ([\d.]+) ms .* handed out in ([\d.]+) ms")
     change = re.compile(r"dpid=(\w+) change set of \d+ messages planned in ([\d.]+) ms, confirmed by the switch "
                         r"([\d.]+) ms")
-    for wall, first in zip(walls, firsts):
+    for k, (wall, first) in enumerate(zip(walls, firsts)):
         refresh = hand = 0.0
+        bound = None
         confirmed: dict[str, tuple[float, float, float]] = {}
         for line in lines:
             if not line[:4].isdigit():
@@ -383,7 +385,9 @@ def pass_timings(lines: list[str], walls: list[float], firsts: list[float], dpid
             stamp = log_stamp(line) - wall
             if not -0.002 <= stamp <= first + 0.002:
                 continue
-            if m := passes.search(line):
+            if f"/sample{k} bound at " in line:
+                bound = stamp
+            elif m := passes.search(line):
                 refresh += float(m.group(1)) / 1000
                 hand += float(m.group(2)) / 1000
             elif m := change.search(line):
@@ -395,6 +399,9 @@ def pass_timings(lines: list[str], walls: list[float], firsts: list[float], dpid
                 out.setdefault(f"{name} confirmed", []).append(confirmed[dpid][0])
                 out.setdefault(f"{name} switch took", []).append(confirmed[dpid][1])
                 out.setdefault(f"{name} planned in", []).append(confirmed[dpid][2])
+        kvm1 = confirmed.get(dpids.get("kvm1"))
+        if kvm1 is not None and bound is not None:
+            out.setdefault("bound with ofport -> kvm1 sending", []).append(max(0.0, kvm1[0] - kvm1[1] - bound))
     return out
 
 
