@@ -173,9 +173,17 @@ class View:
         return sorted(ips - {None}, key=_ip_order)
 
 
-def switch_info(snap, vtep_ip) -> SwitchInfo:
-    tunnel = next((p.ofport for p in snap.ports if p.type == "vxlan" and p.ofport and p.ofport > 0), None)
-    return SwitchInfo(snap.session, snap.datapath_id, snap.chassis, vtep_ip, tunnel)
+def switch_info(snap, vtep_ip, tunnels: dict[str, int] | None = None) -> SwitchInfo:
+    """``tunnels``: {name: ofport} of the switch's VXLAN ports with an ofport, when the caller keeps them
+    (State.tunnel_ports, from deltas); else they are found in ``snap.ports``. The tunnel is the first by name."""
+    if tunnels is None:
+        tunnels = tunnel_ports(snap.ports)
+    return SwitchInfo(snap.session, snap.datapath_id, snap.chassis, vtep_ip, tunnels[min(tunnels)] if tunnels else None)
+
+
+def tunnel_ports(ports) -> dict[str, int]:
+    """{name: ofport} of the VXLAN ports among ``ports`` that have an ofport."""
+    return {p.name: p.ofport for p in ports if p.type == "vxlan" and p.ofport and p.ofport > 0}
 
 
 def derive(policy, locations, snapshots, vtep_ip_of, vteps=None, remote=None) -> View:

@@ -270,3 +270,37 @@ def test_state_applies_one_port_appearing_without_a_pass_over_the_bridges_ports(
     CountedPorts.passes = 0
     state2.vrs_update(plain)
     assert CountedPorts.passes >= 1 and state2.index.sightings[("kvm", "vpnew")]
+
+
+def test_a_port_appearing_is_programmed_without_a_pass_over_the_bridges_ports():
+    """From the report to the switches' desired state (State, the live View, the compile): the tunnel port
+    comes from State's tunnel_ports, kept from deltas, not from a search of every port (before: one pass per
+    programming pass, in derive.switch_info); and a tunnel port changing is still seen."""
+    from dataclasses import replace
+
+    from controller import policy as pol
+    from controller.programmer import Programmer
+    from controller.state import State
+
+    db, sink = Db(ports=100), Sink()
+    db.add("vxlan0")
+    db.set_iface("vxlan0", type="vxlan", ofport=[9])
+    reporter = follow(db, sink)
+    state = State(pol.Policy(), default_flavour="kvm")
+    state.vrs_update(sink.calls[-1][1])
+    programmer = Programmer(state)
+    programmer.refresh(full=True)
+    session = sink.calls[-1][1].session
+    assert programmer.view.switches[session].tunnel_ofport == 9
+    db.add("tapnew", {"iface-id": "vpnew"})
+    reporter.refresh([db.root], db.take())
+    counted = replace(sink.calls[-1][1], ports=CountedPorts(sink.calls[-1][1].ports))
+    CountedPorts.passes = 0
+    state.vrs_update(counted)
+    programmer.refresh()
+    assert CountedPorts.passes == 0
+    db.set_iface("vxlan0", ofport=[12])
+    reporter.refresh([db.root], db.take())
+    state.vrs_update(sink.calls[-1][1])
+    programmer.refresh()
+    assert programmer.view.switches[session].tunnel_ofport == 12 == programmer.derive().switches[session].tunnel_ofport
