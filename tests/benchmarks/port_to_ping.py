@@ -212,6 +212,22 @@ def api_get(canopy, path: str):
         return None
 
 
+def api_retry(lab, canopy, path: str, method: str = "get", body=None):
+    """``method`` ``path`` until the controller answers 200 (bounded: a loaded controller may let one time out)."""
+    box = {}
+
+    def answered():
+        try:
+            reply = getattr(canopy.api, method)(path, body) if body is not None else getattr(canopy.api, method)(path)
+        except OSError:
+            return False
+        box["reply"] = reply
+        return reply.status == 200
+
+    lab.wait_until(answered, timeout=SETTLE_TIMEOUT, interval=0.5, what=f"{method.upper()} {path} answered")
+    return box["reply"]
+
+
 def in_sync(canopy, hvs) -> bool:
     for hv in hvs:
         reply = api_get(canopy, f"/v1/switches/{dpid_of(hv)}/flows")
@@ -481,8 +497,8 @@ def run_round(lab, ctl, hvs, peer, base_peer, vms, bvms, present, rnd: Round, co
         settle(lab, canopy, hvs, rnd.present + 1, SETUP_TIMEOUT, f"setup {rnd.label} {rnd.present}")
         rnd.setup = time.monotonic() - t
         rnd.dpids = {hv.name: dpid_of(hv) for hv in hvs}
-        rnd.flows = {hv.name: canopy.api.get(f"/v1/switches/{dpid_of(hv)}/flows").json["count"] for hv in hvs}
-        canopy.api.put("/v1/log-level", {"level": "debug"})  # the timing lines of each pass and change set
+        rnd.flows = {hv.name: api_retry(lab, canopy, f"/v1/switches/{dpid_of(hv)}/flows").json["count"] for hv in hvs}
+        api_retry(lab, canopy, "/v1/log-level", "put", {"level": "debug"})  # the timing lines of each pass and change set
         counters = {hv.name: coverage(hv) for hv in hvs}
         for k, (vm, bvm) in enumerate(zip(vms, bvms)):
             one_sample(lab, canopy, hvs, peer, base_peer, vm, bvm, k, rnd, args)
@@ -490,7 +506,7 @@ def run_round(lab, ctl, hvs, peer, base_peer, vms, bvms, present, rnd: Round, co
             after = coverage(hv)
             rnd.coverage[hv.name] = {name: after[name] - counters[hv.name].get(name, 0) for name in after}
             rnd.upcall[hv.name] = hv.ovs.appctl("upcall/show")
-        rnd.counts = canopy.api.get("/v1/status").json
+        rnd.counts = api_retry(lab, canopy, "/v1/status").json
         rnd.log_lines = [line for line in canopy.log_path.read_text().splitlines()
                          if "bench/s0/sample" in line or "programming pass " in line or "change set of " in line]
     finally:
