@@ -178,11 +178,28 @@ class View:
         return sorted(ips - {None}, key=_ip_order)
 
 
-def switch_info(snap, vtep_ip) -> SwitchInfo:
-    tunnel = next((p.ofport for p in snap.ports if p.type == "vxlan" and p.ofport and p.ofport > 0), None)
-    agent = next(((p.ofport, p.mac) for p in snap.ports if p.ext(METADATA_AGENT_KEY) == "true" and p.ofport and
-                  p.ofport > 0 and p.mac), None)
-    return SwitchInfo(snap.session, snap.datapath_id, snap.chassis, vtep_ip, tunnel, agent)
+def switch_info(snap, vtep_ip, tunnels: dict[str, int] | None = None,
+                agents: dict[str, tuple[int, str]] | None = None) -> SwitchInfo:
+    """``tunnels`` ({name: ofport} of the switch's VXLAN ports) and ``agents`` ({name: (ofport, MAC)} of its
+    metadata agent ports), when the caller keeps them (State, from deltas); else they are found in
+    ``snap.ports``. The first of each by name is used."""
+    if tunnels is None:
+        tunnels = tunnel_ports(snap.ports)
+    if agents is None:
+        agents = agent_ports(snap.ports)
+    return SwitchInfo(snap.session, snap.datapath_id, snap.chassis, vtep_ip, tunnels[min(tunnels)] if tunnels else None,
+                      agents[min(agents)] if agents else None)
+
+
+def tunnel_ports(ports) -> dict[str, int]:
+    """{name: ofport} of the VXLAN ports among ``ports`` that have an ofport."""
+    return {p.name: p.ofport for p in ports if p.type == "vxlan" and p.ofport and p.ofport > 0}
+
+
+def agent_ports(ports) -> dict[str, tuple[int, str]]:
+    """{name: (ofport, MAC)} of the metadata agent's ports among ``ports`` (openflow/metadata.py)."""
+    return {p.name: (p.ofport, p.mac) for p in ports
+            if p.ext(METADATA_AGENT_KEY) == "true" and p.ofport and p.ofport > 0 and p.mac}
 
 
 def derive(policy, locations, snapshots, vtep_ip_of, vteps=None, remote=None, gateways=None) -> View:

@@ -20,6 +20,7 @@ OVSDB conventions Canopy reads (documented for operators in docs/vrs.md):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -100,6 +101,18 @@ class VrsSnapshot:
     # treat every port as changed). A PortInfo that did not change is the same object as before. Not part
     # of the value: two snapshots of the same rows are equal whatever they say changed.
     changed: frozenset[str] | None = field(default=None, compare=False)
+    # The PortInfo of each port named in ``changed`` that is on the bridge (a name absent here: that port went),
+    # so that whoever applies the change finds its ports without a pass over ``ports``; None: not given.
+    # Not part of the value either.
+    changed_ports: Mapping[str, PortInfo] | None = field(default=None, compare=False, repr=False)
+
+    def ports_named(self, names) -> dict[str, PortInfo]:
+        """{name: PortInfo} of the ports among ``names`` on the bridge: by ``changed_ports`` when they are all
+        in ``changed`` (work proportional to ``names``), else one pass over ``ports``."""
+        known, changed = self.changed_ports, self.changed
+        if known is not None and changed is not None and all(name in changed for name in names):
+            return {name: known[name] for name in names if name in known}
+        return {p.name: p for p in self.ports if p.name in names}
 
     def bridge_problems(self) -> tuple[str, ...]:
         """Why the integration bridge is not safe (see ``bridge_problems``); empty when it is or is absent."""

@@ -20,7 +20,7 @@ A switch's translation and gateway needs are also derived again when one of its 
 
 from __future__ import annotations
 
-from controller.extnet import external_view, floating_info, refresh_session, uplinks_of
+from controller.extnet import OVSDB_NETWORK_KEY, external_view, floating_info, refresh_session, uplinks_of
 from openflow import external
 
 
@@ -38,7 +38,8 @@ class ExternalDelta:
             self._remember(vd, set(s.vrs), {x["id"] for x in s.policy.all("subnet")})
             return {}
         fids, sessions = self._reached(vd, j)
-        self._remember(vd, set(j.switches), set(j.subnets))
+        # an external network changed (its uplinks in policy): every switch's uplinks are taken again
+        self._remember(vd, set(s.vrs) | set(j.switches) if j.external_networks else set(j.switches), set(j.subnets))
         if not (s.policy.count("external_network") or v.external.floating or v.external.pat):
             return {}
         ext, policy = v.external, s.policy
@@ -76,7 +77,8 @@ class ExternalDelta:
                 fids |= _floating_of_subnet(index, sid)
             fids |= {fid for fid, f in ext.floating.items() if f.domain_id == did} if did not in v.domains else set()
         for session in j.switches:
-            if self.uplinks.get(session) != _uplinks(s.policy, s.vrs.get(session)):
+            old = self.uplinks.get(session)
+            if old != _uplinks_after(s.policy, s.vrs.get(session), old):
                 for vid in vd.by_session.get(session, ()):
                     fids.update(index.ids("floating_ip", "floating_on", vid))
                 fids |= set(ext.by_session.get(session, ()))
@@ -92,7 +94,7 @@ class ExternalDelta:
             if snap is None:
                 self.uplinks.pop(session, None)
             else:
-                self.uplinks[session] = _uplinks(policy, snap)
+                self.uplinks[session] = _uplinks_after(policy, snap, self.uplinks.get(session))
         for sid in subnets:
             sub = v.subnets.get(sid)
             if sub is None:
@@ -103,6 +105,26 @@ class ExternalDelta:
 
 def _floating_of_subnet(index, sid) -> set[str]:
     return {fid for vid in index.ids("vport", "in_subnet", sid) for fid in index.ids("floating_ip", "floating_on", vid)}
+
+
+NO_UPLINKS = ((), ())
+
+
+def _uplinks_after(policy, snap, old) -> tuple | None:
+    """``_uplinks`` of ``snap``, taken again only when the report can have changed them (work proportional to
+    the change, not to the ports of the bridge): with no external network there are none; when the report
+    names the ports it changed and none of them was an uplink or is marked for an external network, they
+    are ``old``. Whoever changes external networks in policy takes every switch's uplinks again."""
+    if snap is None:
+        return None
+    if not policy.count("external_network"):
+        return NO_UPLINKS
+    changed, ports = snap.changed, snap.changed_ports
+    if old is not None and changed is not None and ports is not None:
+        before = {up.port for _net, up in old[0]}
+        if not any(name in before or (name in ports and ports[name].ext(OVSDB_NETWORK_KEY)) for name in changed):
+            return old
+    return _uplinks(policy, snap)
 
 
 def _uplinks(policy, snap) -> tuple | None:

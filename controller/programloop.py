@@ -81,22 +81,35 @@ class ProgramLoop:
 
     def _pass(self) -> None:
         full_before = self.programmer.full_recomputes
+        started = time.perf_counter()
         self._prepare()
         self._sleep(0)  # a turn for echo replies, heartbeats and REST between the steps of a pass
         if not self._started or self.failures:  # at start, and after a failure: from scratch
             touched = self.programmer.refresh(full=True)
         else:
             touched = self.programmer.refresh()
+        refreshed = time.perf_counter()
         self._sleep(0)
         if self.failures:  # every switch gets its state again: a failed pass may have changed some unsent
             self._hand_out(set(self.programmer.desired))
         elif self._started:  # (a clean start hands nothing out: switches get theirs as they connect)
             self._hand_out(touched)
+        self._log_timings(started, refreshed, touched)
         self._started = True
         if self.programmer.full_recomputes != full_before:
             # flows are acyclic (freed by reference counting): keep the cycle collector off them
             gc.freeze()
         self.passes += 1
+
+    def _log_timings(self, started: float, refreshed: float, touched: set) -> None:
+        """One debug line per pass: where its time went (Programmer.timings), for benchmarks and operators."""
+        if not log.isEnabledFor(logging.DEBUG):
+            return
+        timings = getattr(self.programmer, "timings", {})
+        log.debug("programming pass %d: refresh %.1f ms (view %.1f, owners %.1f, compile %.1f), %d switches "
+                  "touched, handed out in %.1f ms", self.passes + 1, (refreshed - started) * 1000,
+                  timings.get("derive", 0.0) * 1000, timings.get("owners", 0.0) * 1000,
+                  timings.get("compile", 0.0) * 1000, len(touched), (time.perf_counter() - refreshed) * 1000)
 
     def _failed(self, exc: Exception) -> None:
         reason = "%s: %s" % (type(exc).__name__, exc)

@@ -15,7 +15,7 @@ import logging
 import time
 import weakref
 
-from controller import binding
+from controller import binding, derive
 from controller.discovery import DiscoverySink, VrsSnapshot, VtepSnapshot
 from controller.journal import Journal
 from controller.policy import Policy
@@ -49,6 +49,8 @@ class State(DiscoverySink):
         self._seen_ports: dict[str, dict[str, list]] = {}  # session -> port name -> its keys in _seen
         self._clock = itertools.count(1)
         self._rank: dict[str, int] = {}  # VRS session -> order it connected in (ties between sightings)
+        self.tunnel_ports: dict[str, dict[str, int]] = {}  # VRS session -> {VXLAN port: ofport} (derive.switch_info)
+        self.agent_ports: dict[str, dict[str, tuple]] = {}  # VRS session -> {metadata agent port: (ofport, MAC)}
         self._ranks = itertools.count(1)
         self.index = binding.BindingIndex()
         self._journals = weakref.WeakSet()
@@ -192,8 +194,10 @@ class State(DiscoverySink):
         self._rank.setdefault(snap.session, next(self._ranks))
         _log_bridge_safety(old, snap)
         changed = _changed_ports(old, snap, self.flavour_of)
-        self._mark_seen(snap, changed)
-        reached = self._index_ports(old, snap, changed)
+        found = None if changed is None else snap.ports_named(changed)  # the changed ports still there
+        self._mark_seen(snap, changed, found)
+        self._track_tunnels(snap, changed, found)
+        reached = self._index_ports(old, snap, changed, found)
         self._record("switches", [snap.session])
         self._notify("vrs", snap.session)
         self._relocate(reached)
@@ -204,6 +208,8 @@ class State(DiscoverySink):
             del self.gateway_macs[key]
         self.vrs_since.pop(session, None)
         self._rank.pop(session, None)
+        self.tunnel_ports.pop(session, None)
+        self.agent_ports.pop(session, None)
         for keys in self._seen_ports.pop(session, {}).values():
             for key in keys:
                 self._seen.pop(key, None)
@@ -216,21 +222,32 @@ class State(DiscoverySink):
             self._notify("vrs", session)
             self._relocate(reached)
 
-    def _index_ports(self, old, snap, changed) -> set[str]:
+    def _track_tunnels(self, snap, changed, found) -> None:
+        """Keep ``tunnel_ports`` and ``agent_ports`` of the switch current from the ports that changed (all of
+        them: None)."""
+        for kept, select in ((self.tunnel_ports, derive.tunnel_ports), (self.agent_ports, derive.agent_ports)):
+            if changed is None:
+                kept[snap.session] = select(snap.ports)
+                continue
+            ports = kept.setdefault(snap.session, {})
+            for name in changed:
+                ports.pop(name, None)
+            ports.update(select(found.values()))
+
+    def _index_ports(self, old, snap, changed, found) -> set[str]:
         """Update the binding index for the ports that changed; returns the vport ids they reach."""
         reached = set()
         if changed is None:
             if old is not None:
                 self.index.forget_session(snap.session, old.chassis, reached)
-            names = None
+            ports = snap.ports
         else:
             for name in changed:
                 self.index.forget_port(snap.session, name, snap.chassis, reached)
-            names = changed
+            ports = [found[name] for name in sorted(found)]
         flavour, rank = self.flavour_of(snap), self._rank[snap.session]
-        for port in snap.ports:
-            if names is None or port.name in names:
-                self.index.learn_port(snap, rank, flavour, port, reached)
+        for port in ports:
+            self.index.learn_port(snap, rank, flavour, port, reached)
         return reached
 
     def vtep_update(self, snap: VtepSnapshot) -> None:
@@ -270,11 +287,14 @@ class State(DiscoverySink):
         log.info("datapath %s disconnected", dpid_str(dpid))
         self._notify("datapath", dpid)
 
-    def _mark_seen(self, snap, changed):
+    def _mark_seen(self, snap, changed, found):
         """Order of first appearance of the (session, port, vlan) keys of the changed ports (None: all)."""
         ports = self._seen_ports.setdefault(snap.session, {})
-        names = set(ports) | {p.name for p in snap.ports} if changed is None else changed
-        now = {p.name: p for p in snap.ports if p.name in names}
+        if changed is None:
+            now = {p.name: p for p in snap.ports}
+            names = set(ports) | set(now)
+        else:
+            names, now = changed, found
         for name in names:
             port = now.get(name)
             keys = [] if port is None else \

@@ -169,7 +169,8 @@ class LiveView:
         for session in sessions:
             snap = s.vrs.get(session)
             old = v.switches.get(session)
-            new = d.switch_info(snap, s.vtep_ip_of(snap)) if snap is not None else None
+            new = (d.switch_info(snap, s.vtep_ip_of(snap), s.tunnel_ports.get(session), s.agent_ports.get(session))
+                   if snap is not None else None)
             if old == new:
                 continue
             if old is not None:

@@ -186,7 +186,7 @@ def build_snapshot(session: str, peer: str, root_rows: Iterable, bridge: str = D
 
 
 def _snapshot(session: str, peer: str, root, bridge: str, br, ports: tuple, bad_value: BadValue,
-              changed: frozenset[str] | None = None) -> VrsSnapshot:
+              changed: frozenset[str] | None = None, changed_ports: dict | None = None) -> VrsSnapshot:
     ext = _ext(root) if root is not None else {}
     return VrsSnapshot(
         session=session,
@@ -204,6 +204,7 @@ def _snapshot(session: str, peer: str, root, bridge: str, br, ports: tuple, bad_
         fail_mode=bridge_fail_mode(br) if br is not None else "",
         protocols=bridge_protocols(br) if br is not None else (),
         changed=changed,
+        changed_ports=changed_ports,
     )
 
 
@@ -318,7 +319,10 @@ class VrsReporter:
         br = _find_bridge(root, self.bridge)
         self._read_ports(br, changes)
         changed = frozenset(self._changed) if self._changed is not None else None
-        self.last = _snapshot(key, self.peer, root, self.bridge, br, self._ports.ports, self._bad_value, changed)
+        named = self._ports.by_name()
+        changed_ports = {n: named[n] for n in changed if n in named} if changed is not None else None
+        self.last = _snapshot(key, self.peer, root, self.bridge, br, self._ports.ports, self._bad_value, changed,
+                              changed_ports)
         if not self.speaking or not self._claims.report(key, self.last):
             return False
         self._changed = set()

@@ -292,11 +292,14 @@ def commit(state: State, plan):
 
 
 def with_port(snap: VrsSnapshot, info: PortInfo) -> VrsSnapshot:
-    return replace(snap, ports=snap.ports + (info,))
+    """The next report of the switch with ``info`` added, saying what changed as ovsdb/vrs.py does."""
+    return replace(snap, ports=snap.ports + (info,), changed=frozenset({info.name}),
+                   changed_ports={info.name: info})
 
 
 def without_port(snap: VrsSnapshot, name: str) -> VrsSnapshot:
-    return replace(snap, ports=tuple(p for p in snap.ports if p.name != name))
+    return replace(snap, ports=tuple(p for p in snap.ports if p.name != name), changed=frozenset({name}),
+                   changed_ports={})
 
 
 class Changes:

@@ -38,11 +38,14 @@ import argparse
 import ipaddress
 import math
 import os
+import re
 import select
+import signal
 import socket
 import statistics
 import struct
 import sys
+import tempfile
 import threading
 import time
 from datetime import datetime
@@ -63,6 +66,11 @@ SETUP_TIMEOUT = 300
 SETTLE_TIMEOUT = 60
 REPLY_TIMEOUT = 15.0
 QUIET = 0.3  # seconds left after a settle so the controller has handled the last OVSDB change when the clock starts
+FIRST_OFPORT = 60000  # sample k's port asks for ofport FIRST_OFPORT + k (ofport_request), in both br-int samples
+FOREIGN_MARK = 0xB0  # top cookie byte of Canopy's flows re-added by ovs-ofctl: not Canopy's, never read back
+MARK_MASK = 0xFF << 56
+PROFILED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "profiled.py")
+COVERAGE_TOP = 18  # ovs-vswitchd coverage counters reported per round (largest growth per sample)
 
 
 # ---------------------------------------------------------------------------------------------- policy
@@ -204,6 +212,22 @@ def api_get(canopy, path: str):
         return None
 
 
+def api_retry(lab, canopy, path: str, method: str = "get", body=None):
+    """``method`` ``path`` until the controller answers 200 (bounded: a loaded controller may let one time out)."""
+    box = {}
+
+    def answered():
+        try:
+            reply = getattr(canopy.api, method)(path, body) if body is not None else getattr(canopy.api, method)(path)
+        except OSError:
+            return False
+        box["reply"] = reply
+        return reply.status == 200
+
+    lab.wait_until(answered, timeout=SETTLE_TIMEOUT, interval=0.5, what=f"{method.upper()} {path} answered")
+    return box["reply"]
+
+
 def in_sync(canopy, hvs) -> bool:
     for hv in hvs:
         reply = api_get(canopy, f"/v1/switches/{dpid_of(hv)}/flows")
@@ -231,31 +255,40 @@ def make_vm(lab, hv, name: str, vm_mac: str, ip_cidr: str):
     return vm
 
 
-def plug_args(vm, bridge: str, iface_id: str) -> list[str]:
-    """What libvirt/Nova run for a tap (tests.harness.vports.KvmVports.plug), on ``bridge``."""
+def plug_args(vm, bridge: str, iface_id: str, ofport: int | None = None) -> list[str]:
+    """What libvirt/Nova run for a tap (tests.harness.vports.KvmVports.plug), on ``bridge``; ``ofport``: asked
+    for with ofport_request (so Canopy's flows for the port, copied, match it again)."""
     ids = {"iface-id": iface_id, "attached-mac": vm.mac, "vm-uuid": str(vm.uuid), "iface-status": "active"}
     return ["add-port", bridge, vm.port, "--", "set", "Interface", vm.port,
-            *(f"external_ids:{k}={v}" for k, v in ids.items())]
+            *(f"external_ids:{k}={v}" for k, v in ids.items()),
+            *([f"ofport_request={ofport}"] if ofport is not None else [])]
 
 
 def static_neighbour(host, ip: str, lladdr: str) -> None:
     host.exec("ip", "neigh", "replace", ip, "lladdr", lladdr, "dev", "eth0", "nud", "permanent", check=True)
 
 
-def measure(vm, hv, bridge: str, iface_id: str, peer, interval: float) -> tuple[float, float, float, float]:
+def measure(vm, hv, bridge: str, iface_id: str, peer, interval: float, ofport: int | None = None,
+            profile=None) -> tuple[float, float, float, float]:
     """(seconds to the first reply, seconds until ovs-vsctl returned, seconds from add-port to sending the
-    request that was answered, wall-clock time of the add-port) for one add-port of ``vm`` to ``bridge``."""
+    request that was answered, wall-clock time of the add-port) for one add-port of ``vm`` to ``bridge``;
+    ``profile``: a controller pid whose profiler (tests/benchmarks/profiled.py) runs from just before the
+    add-port to the reply."""
     static_neighbour(vm, peer.address, peer.mac)
     static_neighbour(peer, vm.address, vm.mac)
     pinger = Pinger(vm.ns, peer.address, interval, REPLY_TIMEOUT + 10)
     pinger.start()
     try:
         time.sleep(3 * interval)  # the pinger is sending (into a veth that is not on any bridge yet)
-        args = plug_args(vm, bridge, iface_id)
+        args = plug_args(vm, bridge, iface_id, ofport)
+        if profile is not None:
+            os.kill(profile, signal.SIGUSR1)
         wall, started = time.time(), time.monotonic()
         hv.vsctl(*args)
         vsctl_done = time.monotonic()
         pinger.join(REPLY_TIMEOUT)
+        if profile is not None:
+            os.kill(profile, signal.SIGUSR2)
         if pinger.reply_at is None:
             raise NoReply(f"{vm.name}: no echo reply from {peer.address} within {REPLY_TIMEOUT}s of add-port "
                           f"on {bridge}")
@@ -269,6 +302,48 @@ def measure(vm, hv, bridge: str, iface_id: str, peer, interval: float) -> tuple[
 
 class NoReply(AssertionError):
     """A sample without an answer within REPLY_TIMEOUT (counted, and left out of the figures)."""
+
+
+# ---------------------------------------------------------------------------------------------- OVS alone
+
+def flow_lines(hv) -> dict[str, str]:
+    """br-int's flows as ``ovs-ofctl dump-flows --no-stats --no-names`` prints them, by table, priority and match."""
+    out = {}
+    for line in hv.ofctl("dump-flows", "--no-stats", "--no-names", BR_INT).splitlines():
+        line = line.strip()
+        if line.startswith("cookie=") and " actions=" in line:
+            out[line.split(",", 1)[1].split(" actions=", 1)[0].strip()] = line
+    return out
+
+
+def foreign(line: str) -> str:
+    """A flow line with its cookie's top byte changed from Canopy's mark to FOREIGN_MARK."""
+    return re.sub(r"cookie=(0x[0-9a-f]+)",
+                  lambda m: f"cookie={int(m.group(1), 16) & ~MARK_MASK | FOREIGN_MARK << 56:#x}", line, count=1)
+
+
+def copy_flows(hv, lines: list[str]) -> None:
+    """Add ``lines`` to br-int with ovs-ofctl (one bundle, as Canopy sends them)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".flows", delete=False) as out:
+        out.write("\n".join(lines) + "\n")
+    try:
+        hv.ovs._tool(["ovs-ofctl", "-O", "OpenFlow14", "--bundle", "add-flows", BR_INT, out.name])
+    finally:
+        os.unlink(out.name)
+
+
+def drop_copies(hv) -> None:
+    hv.ofctl("del-flows", BR_INT, f"cookie={FOREIGN_MARK << 56:#x}/{MARK_MASK:#x}")
+
+
+def coverage(hv) -> dict[str, int]:
+    """ovs-vswitchd's coverage counters (their totals since it started)."""
+    out = {}
+    for line in hv.ovs.appctl("coverage/show").splitlines():
+        m = re.match(r"^(\w+)\s+.*total:\s+(\d+)", line.strip())
+        if m:
+            out[m.group(1)] = int(m.group(2))
+    return out
 
 
 def setup_baseline(lab, kvm1, kvm2):
@@ -302,6 +377,50 @@ def bound_times(lines: list[str], walls: list[float]) -> tuple[list[float], list
     return first, last
 
 
+def log_stamp(line: str) -> float:
+    return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
+
+def pass_timings(lines: list[str], walls: list[float], firsts: list[float], dpids: dict) -> dict[str, list[float]]:
+    """From the controller's debug lines (controller/programloop.py, openflow/reconciler.py), per Canopy sample,
+    between its add-port and its first reply: the programming passes' refresh and hand-out time summed, and per
+    switch when its last change set was confirmed (from the add-port) and how long the switch took to confirm it
+    after sending began, and the controller's reaction: from logging the vport bound with its ofport to
+    beginning to send kvm1's change set (seconds)."""
+    out: dict[str, list[float]] = {"refresh": [], "hand_out": []}
+    passes = re.compile(r"programming pass \d+: refresh ([\d.]+) ms .* handed out in ([\d.]+) ms")
+    change = re.compile(r"dpid=(\w+) change set of \d+ messages planned in ([\d.]+) ms, confirmed by the switch "
+                        r"([\d.]+) ms")
+    for k, (wall, first) in enumerate(zip(walls, firsts)):
+        refresh = hand = 0.0
+        bound = None
+        confirmed: dict[str, tuple[float, float, float]] = {}
+        for line in lines:
+            if not line[:4].isdigit():
+                continue
+            stamp = log_stamp(line) - wall
+            if not -0.002 <= stamp <= first + 0.002:
+                continue
+            if f"/sample{k} bound at " in line:
+                bound = stamp
+            elif m := passes.search(line):
+                refresh += float(m.group(1)) / 1000
+                hand += float(m.group(2)) / 1000
+            elif m := change.search(line):
+                confirmed[m.group(1)] = (max(0.0, stamp), float(m.group(3)) / 1000, float(m.group(2)) / 1000)
+        out["refresh"].append(refresh)
+        out["hand_out"].append(hand)
+        for name, dpid in dpids.items():
+            if dpid in confirmed:
+                out.setdefault(f"{name} confirmed", []).append(confirmed[dpid][0])
+                out.setdefault(f"{name} switch took", []).append(confirmed[dpid][1])
+                out.setdefault(f"{name} planned in", []).append(confirmed[dpid][2])
+        kvm1 = confirmed.get(dpids.get("kvm1"))
+        if kvm1 is not None and bound is not None:
+            out.setdefault("bound with ofport -> kvm1 sending", []).append(max(0.0, kvm1[0] - kvm1[1] - bound))
+    return out
+
+
 def percentile(values: list[float], pct: float) -> float:
     """Nearest-rank percentile."""
     ordered = sorted(values)
@@ -333,15 +452,30 @@ class Round:
         self.log_lines: list[str] = []
         self.counts: dict = {}
         self.no_reply: list[str] = []  # samples (Canopy or baseline) without an answer in REPLY_TIMEOUT
+        self.ovs, self.vsctl_ovs, self.copied = [], [], []  # OVS alone with Canopy's flows copied in advance
+        self.coverage: dict[str, dict[str, int]] = {}  # hypervisor -> counter -> growth over the round
+        self.upcall: dict[str, str] = {}  # hypervisor -> ovs-appctl upcall/show at the end of the round
+        self.profile: str | None = None
+        self.dpids: dict[str, str] = {}  # hypervisor -> datapath id as the controller's log prints it
 
     @property
     def adds(self) -> float:
         return statistics.median(self.canopy) - statistics.median(self.base)
 
+    @property
+    def ovs_adds(self) -> float | None:
+        """What OVS alone takes over the baseline with Canopy's flows for the port already in place."""
+        return statistics.median(self.ovs) - statistics.median(self.base) if self.ovs else None
 
-def start_canopy(lab, ctl, code: str | None, name: str):
-    """A controller from this checkout (``code`` None) or from the checkout at ``code`` (same venv)."""
-    if code is not None:
+
+def start_canopy(lab, ctl, code: str | None, name: str, profile: str | None = None):
+    """A controller from this checkout (``code`` None) or from the checkout at ``code`` (same venv);
+    ``profile``: run it under tests/benchmarks/profiled.py, writing its profile there."""
+    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if profile is not None:
+        lab.controller_argv = lambda path: ["env", f"PYTHONPATH={code or here}", sys.executable, PROFILED, profile,
+                                            "run", "--config", str(path)]
+    elif code is not None:
         lab.controller_argv = lambda path: ["env", f"PYTHONPATH={code}", sys.executable, "-c",
                                             "from controller.cli import main; main()", "run", "--config", str(path)]
     else:
@@ -351,7 +485,10 @@ def start_canopy(lab, ctl, code: str | None, name: str):
 
 def run_round(lab, ctl, hvs, peer, base_peer, vms, bvms, present, rnd: Round, code, args) -> None:
     t = time.monotonic()
-    canopy = start_canopy(lab, ctl, code, f"canopy-{rnd.label}-{rnd.present}")
+    if args.profile:
+        rnd.profile = os.path.join(os.path.abspath(args.profile), f"canopy-{rnd.label}-{rnd.present}.pstats")
+        os.makedirs(os.path.dirname(rnd.profile), exist_ok=True)
+    canopy = start_canopy(lab, ctl, code, f"canopy-{rnd.label}-{rnd.present}", rnd.profile)
     try:
         reply = canopy.api.post("/v1/apply", {"document": document(present[:rnd.present], args.samples),
                                               "source": "bench"})
@@ -359,40 +496,84 @@ def run_round(lab, ctl, hvs, peer, base_peer, vms, bvms, present, rnd: Round, co
             raise SystemExit(f"apply failed: {reply.status} {reply.text[:500]}")
         settle(lab, canopy, hvs, rnd.present + 1, SETUP_TIMEOUT, f"setup {rnd.label} {rnd.present}")
         rnd.setup = time.monotonic() - t
-        rnd.flows = {hv.name: canopy.api.get(f"/v1/switches/{dpid_of(hv)}/flows").json["count"] for hv in hvs}
-        kvm1 = hvs[0]
+        rnd.dpids = {hv.name: dpid_of(hv) for hv in hvs}
+        rnd.flows = {hv.name: api_retry(lab, canopy, f"/v1/switches/{dpid_of(hv)}/flows").json["count"] for hv in hvs}
+        api_retry(lab, canopy, "/v1/log-level", "put", {"level": "debug"})  # the timing lines of each pass and change set
+        counters = {hv.name: coverage(hv) for hv in hvs}
         for k, (vm, bvm) in enumerate(zip(vms, bvms)):
-            time.sleep(QUIET)
-            try:
-                bfirst, bvsctl, _, _ = measure(bvm, kvm1, BASE_BRIDGE, f"baseline{k}", base_peer, args.interval)
-                rnd.base.append(bfirst)
-                rnd.vsctl_base.append(bvsctl)
-            except NoReply as exc:
-                rnd.no_reply.append(str(exc))
-            kvm1.vsctl("--if-exists", "del-port", BASE_BRIDGE, bvm.port)
-            settle(lab, canopy, hvs, rnd.present + 1, SETTLE_TIMEOUT, f"after baseline sample {k}")
-            time.sleep(QUIET)
-            try:
-                first, vsctl, sent, wall = measure(vm, kvm1, BR_INT, f"sample{k}", peer, args.interval)
-                rnd.walls.append(wall)
-                rnd.canopy.append(first)
-                rnd.vsctl_canopy.append(vsctl)
-                rnd.sent.append(sent)
-            except NoReply as exc:
-                rnd.no_reply.append(str(exc))
-            kvm1.vsctl("--if-exists", "del-port", BR_INT, vm.port)  # the VM is kept for the next round
-            settle(lab, canopy, hvs, rnd.present + 1, SETTLE_TIMEOUT, f"after sample {k}")
-            if not (rnd.canopy and rnd.base):
-                continue
-            if args.verbose:
-                print(f"{rnd.label} {rnd.present:5d} sample {k:3d}: Canopy {rnd.canopy[-1] * 1000:7.1f} ms (ovs-vsctl "
-                      f"{rnd.vsctl_canopy[-1] * 1000:6.1f}, answered request sent at {rnd.sent[-1] * 1000:7.1f})   "
-                      f"baseline {rnd.base[-1] * 1000:7.1f} ms (ovs-vsctl {rnd.vsctl_base[-1] * 1000:6.1f})"
-                      + (f"   [{len(rnd.no_reply)} without reply so far]" if rnd.no_reply else ""), flush=True)
-        rnd.counts = canopy.api.get("/v1/status").json
-        rnd.log_lines = [line for line in canopy.log_path.read_text().splitlines() if "bench/s0/sample" in line]
+            one_sample(lab, canopy, hvs, peer, base_peer, vm, bvm, k, rnd, args)
+        for hv in hvs:
+            after = coverage(hv)
+            rnd.coverage[hv.name] = {name: after[name] - counters[hv.name].get(name, 0) for name in after}
+            rnd.upcall[hv.name] = hv.ovs.appctl("upcall/show")
+        rnd.counts = api_retry(lab, canopy, "/v1/status").json
+        rnd.log_lines = [line for line in canopy.log_path.read_text().splitlines()
+                         if "bench/s0/sample" in line or "programming pass " in line or "change set of " in line]
     finally:
         canopy.stop()
+
+
+def one_sample(lab, canopy, hvs, peer, base_peer, vm, bvm, k: int, rnd: Round, args) -> None:
+    """Sample k: the baseline on br-base, then Canopy on br-int, then (``--ovs-alone``) OVS alone on br-int with
+    the flows Canopy installed for the Canopy sample copied in by ovs-ofctl before the add-port."""
+    kvm1, ofport = hvs[0], FIRST_OFPORT + k
+    time.sleep(QUIET)
+    try:
+        bfirst, bvsctl, _, _ = measure(bvm, kvm1, BASE_BRIDGE, f"baseline{k}", base_peer, args.interval)
+        rnd.base.append(bfirst)
+        rnd.vsctl_base.append(bvsctl)
+    except NoReply as exc:
+        rnd.no_reply.append(str(exc))
+    kvm1.vsctl("--if-exists", "del-port", BASE_BRIDGE, bvm.port)
+    settle(lab, canopy, hvs, rnd.present + 1, SETTLE_TIMEOUT, f"after baseline sample {k}")
+    before = {hv.name: flow_lines(hv) for hv in hvs} if args.ovs_alone else {}
+    time.sleep(QUIET)
+    try:
+        first, vsctl, sent, wall = measure(vm, kvm1, BR_INT, f"sample{k}", peer, args.interval, ofport,
+                                           canopy.pid if rnd.profile else None)
+        rnd.walls.append(wall)
+        rnd.canopy.append(first)
+        rnd.vsctl_canopy.append(vsctl)
+        rnd.sent.append(sent)
+    except NoReply as exc:
+        rnd.no_reply.append(str(exc))
+    copies = {}
+    if args.ovs_alone:
+        settle(lab, canopy, hvs, rnd.present + 2, SETTLE_TIMEOUT, f"sample {k} programmed")
+        for hv in hvs:
+            copies[hv.name] = [foreign(line) for key, line in flow_lines(hv).items() if key not in before[hv.name]]
+    kvm1.vsctl("--if-exists", "del-port", BR_INT, vm.port)  # the VM is kept for the next round
+    settle(lab, canopy, hvs, rnd.present + 1, SETTLE_TIMEOUT, f"after sample {k}")
+    if copies:
+        ovs_alone(lab, canopy, hvs, peer, vm, k, copies, rnd, args)
+    if args.verbose and rnd.canopy and rnd.base:
+        print(f"{rnd.label} {rnd.present:5d} sample {k:3d}: Canopy {rnd.canopy[-1] * 1000:7.1f} ms (ovs-vsctl "
+              f"{rnd.vsctl_canopy[-1] * 1000:6.1f}, answered request sent at {rnd.sent[-1] * 1000:7.1f})   "
+              f"baseline {rnd.base[-1] * 1000:7.1f} ms (ovs-vsctl {rnd.vsctl_base[-1] * 1000:6.1f})"
+              + (f"   OVS alone {rnd.ovs[-1] * 1000:7.1f} ms" if rnd.ovs else "")
+              + (f"   [{len(rnd.no_reply)} without reply so far]" if rnd.no_reply else ""), flush=True)
+
+
+def ovs_alone(lab, canopy, hvs, peer, vm, k: int, copies: dict, rnd: Round, args) -> None:
+    """The same add-port on br-int with Canopy's flows for it already there (copied under a cookie Canopy does
+    not own, so its reconcilers never see them) and an iface-id Canopy does not know: what OVS itself takes to
+    add the port and forward by those ~37,000 flows, without the controller in the path."""
+    kvm1 = hvs[0]
+    for hv in hvs:
+        copy_flows(hv, copies[hv.name])
+    rnd.copied.append(sum(len(lines) for lines in copies.values()))
+    time.sleep(QUIET)  # the revalidators have seen the new flows before the clock starts
+    try:
+        first, vsctl, _, _ = measure(vm, kvm1, BR_INT, f"ovs-alone{k}", peer, args.interval, FIRST_OFPORT + k)
+        rnd.ovs.append(first)
+        rnd.vsctl_ovs.append(vsctl)
+    except NoReply as exc:
+        rnd.no_reply.append(f"(OVS alone) {exc}")
+    finally:
+        kvm1.vsctl("--if-exists", "del-port", BR_INT, vm.port)
+        for hv in hvs:
+            drop_copies(hv)
+    settle(lab, canopy, hvs, rnd.present + 1, SETTLE_TIMEOUT, f"after OVS-alone sample {k}")
 
 
 def report(rnd: Round, args) -> None:
@@ -406,6 +587,9 @@ def report(rnd: Round, args) -> None:
     print(summary("  ovs-vsctl add-port returned, Canopy", rnd.vsctl_canopy))
     print(summary("  ovs-vsctl add-port returned, baseline", rnd.vsctl_base))
     print(summary("  answered request sent, Canopy", rnd.sent))
+    if rnd.ovs:
+        print(summary("OVS alone (br-int, Canopy's flows copied)", rnd.ovs))
+        print(summary("  ovs-vsctl add-port returned, OVS alone", rnd.vsctl_ovs))
     bound_first, bound_last = bound_times(rnd.log_lines, rnd.walls)
     if bound_first:
         print(summary("  Canopy logs the vport bound (1 ms clock)", bound_first))
@@ -414,6 +598,22 @@ def report(rnd: Round, args) -> None:
     print(f"  Canopy adds {rnd.adds * 1000:.1f} ms at the median ({rnd.adds / base_median * 100:.0f}% of the baseline "
           f"median, {median / base_median:.2f} x baseline), "
           f"{(percentile(rnd.canopy, 95) - percentile(rnd.base, 95)) * 1000:.1f} ms at p95", flush=True)
+    if rnd.ovs:
+        print(f"  split: OVS alone with Canopy's flows ({statistics.median(rnd.copied):.0f} flows copied per sample) "
+              f"adds {rnd.ovs_adds * 1000:.1f} ms over the baseline; the controller adds "
+              f"{(rnd.adds - rnd.ovs_adds) * 1000:.1f} ms over OVS alone")
+    timings = pass_timings(rnd.log_lines, rnd.walls, rnd.canopy, rnd.dpids)
+    for name, values in timings.items():
+        if values and any(values):
+            print(summary(f"  controller log: {name}", values))
+    for name, grown in rnd.coverage.items():
+        top = sorted(grown.items(), key=lambda item: -item[1])[:COVERAGE_TOP]
+        print(f"  {name} ovs-vswitchd coverage growth per sample (all three kinds): "
+              + ", ".join(f"{counter} {count / max(1, args.samples):.0f}" for counter, count in top if count))
+    for name, text in rnd.upcall.items():
+        print(f"  {name} upcall/show: " + " | ".join(line.strip() for line in text.splitlines()[:8]))
+    if rnd.profile:
+        print(f"  profile of the controller during the Canopy samples: {rnd.profile}")
     print("  " + health.lag_line(health.lag_from_status(rnd.counts)), flush=True)
 
 
@@ -431,6 +631,12 @@ def main(argv=None) -> int:
                              "made with git archive, so that editing this checkout does not change a long run)")
     parser.add_argument("--interval", type=float, default=0.005, help="seconds between echo requests")
     parser.add_argument("--verbose", action="store_true", help="print every sample")
+    parser.add_argument("--ovs-alone", action=argparse.BooleanOptionalAction, default=True,
+                        help="a third sample after each Canopy one: the same add-port on br-int with the flows Canopy "
+                             "installed for it copied in beforehand by ovs-ofctl (OVS alone, no controller in the path)")
+    parser.add_argument("--profile", metavar="DIR", default=None,
+                        help="run each controller under cProfile (tests/benchmarks/profiled.py), profiling from each "
+                             "Canopy add-port to its reply; DIR gets one .pstats per round (it slows the samples)")
     parser.add_argument("--dump-log", action="store_true", help="print the controller's log lines about samples")
     args = parser.parse_args(argv)
     if not 1 <= args.samples <= 240:
@@ -478,11 +684,15 @@ def main(argv=None) -> int:
     print("\nport to first ping: one controller, two KVM hypervisors (userspace OVS), sample VM on kvm1 -> VXLAN -> "
           "peer VM on kvm2, same /22 subnet; addresses and neighbours static; echo requests every "
           f"{args.interval * 1000:g} ms; clock from just before 'ovs-vsctl add-port' to the first echo reply")
-    print(f"{'present':>8} {'code':>7} {'Canopy ms':>10} {'baseline ms':>12} {'adds ms':>8} {'adds/baseline':>14}")
+    print(f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())} at the end; {os.cpu_count()} CPUs")
+    print(f"{'present':>8} {'code':>7} {'Canopy ms':>10} {'baseline ms':>12} {'adds ms':>8} {'adds/baseline':>14} "
+          f"{'OVS alone ms':>13} {'OVS adds ms':>12} {'controller adds ms':>19}")
     for rnd in rounds:
         base = statistics.median(rnd.base)
+        alone = (f"{statistics.median(rnd.ovs) * 1000:13.1f} {rnd.ovs_adds * 1000:12.1f} "
+                 f"{(rnd.adds - rnd.ovs_adds) * 1000:19.1f}") if rnd.ovs else ""
         print(f"{rnd.present:8d} {rnd.label:>7} {statistics.median(rnd.canopy) * 1000:10.1f} {base * 1000:12.1f} "
-              f"{rnd.adds * 1000:8.1f} {rnd.adds / base * 100:13.0f}%")
+              f"{rnd.adds * 1000:8.1f} {rnd.adds / base * 100:13.0f}% {alone}")
     for label, _ in codes:
         mine = [r for r in rounds if r.label == label]
         if len(mine) > 1 and mine[0].adds > 0:

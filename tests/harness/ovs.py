@@ -93,6 +93,10 @@ class OvsInstance:
         """``ovs-ofctl -O OpenFlow13`` against this instance's bridges; returns stdout."""
         return self._tool(["ovs-ofctl", "-O", "OpenFlow13", *args])
 
+    def appctl(self, *args: str) -> str:
+        """``ovs-appctl`` against this instance's ovs-vswitchd (coverage/show, upcall/show, ...); returns stdout."""
+        return self._tool(["ovs-appctl", "-t", str(self.rundir / "ovs-vswitchd.ctl"), *args])
+
     def _tool(self, argv: list[str]) -> str:
         # Unix sockets are reached through the file system: no need to enter the namespace.
         done = netns.run(argv, timeout=VSCTL_TIMEOUT + 5, env=self._tool_env)

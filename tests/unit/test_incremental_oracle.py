@@ -199,7 +199,8 @@ class World:
         if before is not None and self.rng.random() < 0.5:
             old = {p.name: p for p in before.ports}
             new = {p.name: p for p in snap.ports}
-            snap = replace(snap, changed=frozenset(n for n in old.keys() | new.keys() if old.get(n) != new.get(n)))
+            changed = frozenset(n for n in old.keys() | new.keys() if old.get(n) != new.get(n))
+            snap = replace(snap, changed=changed, changed_ports={n: new[n] for n in changed if n in new})
         self.state.vrs_update(snap)
 
     def push_tor(self):
