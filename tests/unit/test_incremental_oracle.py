@@ -10,10 +10,10 @@ incremental Programmer, and after every programming pass the incremental result 
 Events: policy create/update/delete (subnets routed and L2-only, domains and their static routes, vports of
 every flavour, hardware VTEP bindings, DHCP and gateway chassis) applied as documents with their commit's change
 list; a routed subnet leaving its domain and joining it again (deleted with its vports and created again with the
-same VNI, as a Neutron router interface removed and added makes it); ports appearing, leaving and moving across KVM, Hyper-V and ESXi hypervisors (vNIC keys and static trunk
-bindings, MAC mismatches); VRS connecting, disconnecting, changing tunnel port or VTEP IP; a hardware VTEP
-connecting, leaving and learning MACs; EVPN routes (types 2, 3, 5) arriving and withdrawn; an external network
-(its gateway MAC and uplinks, from policy and from OVSDB), floating IPs attached, moved and freed, domains
+same VNI, as a Neutron router interface removed and added makes it); ports appearing, leaving and moving across
+KVM, Hyper-V and ESXi hypervisors (vNIC keys and static trunk bindings, MAC mismatches); VRS connecting,
+disconnecting, changing tunnel port or VTEP IP; a hardware VTEP connecting, leaving and learning MACs; EVPN
+routes (types 2, 3, 5) arriving and withdrawn; an external network (its gateway MAC and uplinks, from policy and from OVSDB), floating IPs attached, moved and freed, domains
 translated to the underlay or not (controller/extnet.py, docs/external.md); security policies: ACLs created, changed
 and deleted (rules naming policy groups, subnets and prefixes; applied to groups and to vports directly), vports
 joining and leaving policy groups, groups created and deleted, a domain's default ACL action, an ESXi trunk whose
@@ -369,7 +369,9 @@ class World:
         its vports and created again in its new place with the same VNI, gateway and vports; half of the time
         both commits reach one programming pass."""
         rng = self.rng
-        name = rng.choice(sorted(s for s in self.subnets if SUBNETS[s][0]))
+        self.move(rng.choice(sorted(s for s in self.subnets if SUBNETS[s][0])), rng.random() < 0.5)
+
+    def move(self, name, pass_between):
         vni = self.state.policy.find("subnet", f"acme/{name}")["vni"]
         kept = self.subnets.pop(name)
         net = SUBNETS[name][1].rsplit(".", 1)[0] + "."
@@ -378,7 +380,7 @@ class World:
         vports = self.vports
         self.vports = {k: v for k, v in vports.items() if v["subnet"] != name}
         self.commit()
-        if rng.random() < 0.5:
+        if pass_between:
             self.prog.refresh()
         if name in self.detached:
             del self.detached[name]
