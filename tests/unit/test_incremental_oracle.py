@@ -7,18 +7,18 @@ incremental Programmer, and after every programming pass the incremental result 
   equals ``compile_switch`` over ``derive.derive`` from scratch, compared per owner with every flow's cookie
   (Flow equality ignores the owner, so a flow filed under the wrong owner would otherwise pass) and every group.
 
-Events: policy create/update/delete (subnets routed and L2-only, domains and their static routes, vports of
-every flavour, hardware VTEP bindings, DHCP and gateway chassis) applied as documents with their commit's change
-list; a routed subnet leaving its domain and joining it again (deleted with its vports and created again with the
-same VNI, as a Neutron router interface removed and added makes it); ports appearing, leaving and moving across
-KVM, Hyper-V and ESXi hypervisors (vNIC keys and static trunk bindings, MAC mismatches); VRS connecting,
-disconnecting, changing tunnel port or VTEP IP; a hardware VTEP connecting, leaving and learning MACs; EVPN
-routes (types 2, 3, 5) arriving and withdrawn; an external network (its gateway MAC and uplinks, from policy and from OVSDB), floating IPs attached, moved and freed, domains
-translated to the underlay or not (controller/extnet.py, docs/external.md); security policies: ACLs created, changed
-and deleted (rules naming policy groups, subnets and prefixes; applied to groups and to vports directly), vports
-joining and leaving policy groups, groups created and deleted, a domain's default ACL action, an ESXi trunk whose
-ofport makes its vports' conntrack zones allocated (controller/security.py). Seeded: a failure
-names its seed and step. ``CANOPY_ORACLE_SEEDS`` / ``CANOPY_ORACLE_STEPS`` make longer runs.
+Events: policy create/update/delete (subnets routed and L2-only, domains and their static routes, vports of every
+flavour, hardware VTEP bindings, DHCP and gateway chassis) applied as documents with their commit's change list; a
+routed subnet leaving its domain and joining it again (deleted with its vports and created again with the same VNI,
+as a Neutron router interface removed and added makes it); ports appearing, leaving and moving across KVM, Hyper-V
+and ESXi hypervisors (vNIC keys and static trunk bindings, MAC mismatches); VRS connecting, disconnecting, changing
+tunnel port or VTEP IP; a hardware VTEP connecting, leaving and learning MACs; EVPN routes (types 2, 3, 5) arriving
+and withdrawn; an external network (its gateway MAC and uplinks, from policy and from OVSDB), floating IPs attached,
+moved and freed, domains translated to the underlay or not (controller/extnet.py, docs/external.md); security
+policies: ACLs created, changed and deleted (rules naming policy groups, subnets and prefixes; applied to groups and
+to vports directly), vports joining and leaving policy groups, groups created and deleted, a domain's default ACL
+action, an ESXi trunk whose ofport makes its vports' conntrack zones allocated (controller/security.py). Seeded: a
+failure names its seed and step. ``CANOPY_ORACLE_SEEDS`` / ``CANOPY_ORACLE_STEPS`` make longer runs.
 """
 
 from __future__ import annotations
