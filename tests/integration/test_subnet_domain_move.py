@@ -3,8 +3,8 @@
 created again in its new place with the same VNI, gateway and vports). Canopy only, no Neutron: a KVM VM in web
 pings an ESXi VM (trunk VLAN 102) in db across the domain's router; db leaves (no route) and the ESXi VM resolves
 its gateway meanwhile (the L2-only subnet answers with 02:ca:fe:00:00:01, which the VM then holds as REACHABLE for
-up to 45 s), db comes back and the pings pass again within the usual wait (the VRS tells the VM the anycast gateway MAC by
-gratuitous ARP, openflow/gateway_garp.py), several times; then the flows Canopy keeps equal what a restarted
+up to 45 s), db comes back and the pings pass again within the usual wait (the VRS tells the VM the anycast gateway
+MAC by gratuitous ARP, openflow/gateway_garp.py), several times; then the flows Canopy keeps equal what a restarted
 controller computes from scratch (incremental == full compile after the moves)."""
 
 from __future__ import annotations
