@@ -46,6 +46,7 @@ from controller.startup_hold import StartupHold
 from openflow import claims, external
 from openflow.flows import owner_kind_of
 from openflow.gateway_arp import GatewayResolver, request_actions, request_frame
+from openflow.gateway_garp import GatewayAnnouncer
 from openflow.dhcp_service import DhcpService
 from openflow.encode import role_name
 from openflow.reconciler import REPLY_EVENTS, SwitchReconciler
@@ -54,7 +55,7 @@ from ovsdb.server import OvsdbManagerServer
 log = logging.getLogger("canopy.app")
 ROLE_RETRY = 0.2  # seconds before asking a switch again for a role it did not confirm
 HOLD_TIMER_SLACK = 0.05  # seconds after the start-up hold's deadline at which the loop is woken
-GARP_PAUSES = (0.0, 0.5, 1.0, 2.0)  # seconds before each gratuitous ARP of a floating IP that became active
+GARP_PAUSES = (0.0, 0.5, 1.0, 2.0)  # seconds before each gratuitous ARP (a floating IP, a subnet's gateway)
 
 
 class CanopyApp(RyuApp):
@@ -73,6 +74,7 @@ class CanopyApp(RyuApp):
         self.reconcilers: dict[int, SwitchReconciler] = {}
         self.dhcp = DhcpService(self.state, self.programmer, settings.underlay_mtu)
         self.garp = external.Announcer()  # floating IPs announced by gratuitous ARP (openflow/external.py)
+        self.gateway_garp = GatewayAnnouncer()  # gateway MACs told to VMs (openflow/gateway_garp.py)
         self.gateway_arp = GatewayResolver(settings.gateway_arp_refresh, settings.gateway_arp_timeout)
         limits = settings.limits
         self.ovsdb = OvsdbManagerServer(settings.ovsdb_listen, settings.ovsdb_port, self.state,
@@ -237,6 +239,17 @@ class CanopyApp(RyuApp):
         changed = self.programmer.take_changes(session)  # owners changed since this switch's last hand-out
         if rec is not None and desired is not None:
             rec.set_desired_owners(desired.flows, desired.all_groups().values(), changed)
+            self._announce_gateways(rec, session, changed)
+        elif sw is None:
+            self.gateway_garp.forget(session)
+
+    def _announce_gateways(self, rec, session, changed):
+        """Gratuitous ARP to a subnet's VMs on this switch when the MAC answering its gateway address there is new
+        or changed (openflow/gateway_garp.py); the active controller only."""
+        if self.pair is not None and self.pair.role != "active":
+            return
+        for actions, frame in self.gateway_garp.due(self.programmer.view, session, changed):
+            hub.spawn(self._send_garp, rec, actions, frame, "a subnet's gateway")
 
     def _announce_floating_ips(self):
         """Gratuitous ARP from the VRS where a floating IP became active (openflow/external.py), a few times:
@@ -250,14 +263,18 @@ class CanopyApp(RyuApp):
                 self.garp.sent(info)
                 hub.spawn(self._garp, rec, info)
 
+    def _garp(self, rec, info):
+        self._send_garp(rec, external.garp_actions(info), external.garp_frame(info), info.address)
+
     @staticmethod
-    def _garp(rec, info):
+    def _send_garp(rec, actions, frame, what):
+        """One gratuitous ARP a few times (GARP_PAUSES): the flows it announces may still be on their way."""
         for pause in GARP_PAUSES:
             hub.sleep(pause)
             try:
-                rec.packet_out(external.garp_actions(info), external.garp_frame(info))
-            except Exception:  # a connection that closed meanwhile: the next activation announces again
-                log.debug("gratuitous ARP for %s not sent", info.address, exc_info=True)
+                rec.packet_out(actions, frame)
+            except Exception:  # a connection that closed meanwhile: the next change announces again
+                log.debug("gratuitous ARP for %s not sent", what, exc_info=True)
                 return
 
     def _push_vteps(self):

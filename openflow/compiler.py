@@ -328,16 +328,16 @@ def _subnet(view, sw, owner):
     if sw.tunnel_ofport:
         flows.append(flow(p.CLASSIFY, 100, {"in_port": sw.tunnel_ofport, "tunnel_id": sub.vni},
                           regs + [("goto", p.SERVICES if gateway_here else p.L2_LOOKUP)], owner))
+    answer = arp_answer(sub)
+    if answer is not None:
+        flows.append(arp_responder(sub.vni, *answer, owner))
     if sub.domain_id and sub.gateway:
-        flows.append(arp_responder(sub.vni, sub.gateway, sub.gateway_mac, owner))
         flows.append(gateway_echo_responder(sub.vni, sub.gateway, sub.gateway_mac, owner))
         flows.append(flow(p.L2_LOOKUP, 100, {"reg5": sub.vni, "eth_dst": sub.gateway_mac},
                           [("goto", p.L3_ROUTING)], owner))
         if sub.id in view.bm_gateways:  # bare metal's frames to the gateway: routed like a VM's (see LEAVE_TUNNEL)
             flows.append(flow(p.L2_LOOKUP, 101, {"reg0": FROM_TUNNEL, "reg5": sub.vni, "eth_dst": sub.gateway_mac},
                               [("set", p.REG_FLAGS, 0), LEAVE_TUNNEL, ("goto", p.L3_ROUTING)], owner))
-    elif sub.dhcp and sub.dhcp_server:  # L2-only: renewals are unicast to the DHCP server's address
-        flows.append(arp_responder(sub.vni, sub.dhcp_server, sub.gateway_mac, owner))
     if gateway_here and sw.tunnel_ofport:
         flows += _bare_metal_services(sub, owner)
     everyone, local_only = group_ids(sub.vni)
@@ -493,6 +493,17 @@ def _answer(match: dict, rewrite: list, owner: Owner, tunnel: bool) -> Flow:
         return flow(p.SERVICES, TUNNEL_SERVICE, {"reg0": FROM_TUNNEL, **match}, rewrite + list(_BACK_INTO_TUNNEL),
                     owner)
     return flow(p.SERVICES, 100, match, rewrite + list(_BACK_TO_PORT), owner)
+
+
+def arp_answer(sub) -> tuple[str, str] | None:
+    """(address, MAC) the subnet's ARP responder answers on its VRSs: a routed subnet's gateway with the domain's
+    anycast gateway MAC; on an L2-only subnet with DHCP the DHCP server's address (renewals are unicast to it)
+    with L2_SERVER_MAC; None: nothing (openflow/gateway_garp.py announces it when it changes)."""
+    if sub.domain_id and sub.gateway:
+        return sub.gateway, sub.gateway_mac
+    if sub.dhcp and sub.dhcp_server:
+        return sub.dhcp_server, sub.gateway_mac
+    return None
 
 
 def arp_responder(vni: int, ip: str, mac: str, owner: Owner, tunnel: bool = False) -> Flow:

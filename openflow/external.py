@@ -211,12 +211,17 @@ COMPILERS = {"uplink": _uplink, "fip": _floating, "pat": _translation}
 
 
 def garp_frame(info: FloatingInfo) -> bytes:
-    """A gratuitous ARP (request, sender = target = the floating IP) from its MAC: the external network's
-    switches and gateway learn where it is now."""
-    mac = bytes.fromhex(info.mac.replace(":", ""))
-    ip = ipaddress.IPv4Address(info.address).packed
-    arp = (b"\x00\x01\x08\x00\x06\x04\x00\x01" + mac + ip + b"\x00" * 6 + ip)
-    return b"\xff" * 6 + mac + b"\x08\x06" + arp + b"\x00" * 18
+    """A gratuitous ARP from the floating IP's MAC: the external network's switches and gateway learn where it
+    is now."""
+    return garp(info.mac, info.address)
+
+
+def garp(mac: str, address: str) -> bytes:
+    """A gratuitous ARP (broadcast request, sender = target = ``address``) from ``mac``."""
+    raw = bytes.fromhex(mac.replace(":", ""))
+    ip = ipaddress.IPv4Address(address).packed
+    arp = (b"\x00\x01\x08\x00\x06\x04\x00\x01" + raw + ip + b"\x00" * 6 + ip)
+    return b"\xff" * 6 + raw + b"\x08\x06" + arp + b"\x00" * 18
 
 
 def garp_actions(info: FloatingInfo) -> list:

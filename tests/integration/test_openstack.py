@@ -231,10 +231,13 @@ def test_a_router_interface_removed_and_added_again_moves_the_subnet_out_of_and_
     [subnet] = canopy_items(canopy, "subnets", name=f"os-{db_net['id']}")
     assert subnet["domain_id"] is None and vport_of(canopy, ports["vmd"]["id"]) is not None
     lab.wait_until(lambda: not pings(cloud.vms["vma"], vmd_ip), timeout=15, what="no route to the db network")
+    vmd = cloud.vms["vmd"]  # resolves its gateway meanwhile: answered with the L2-only subnet's MAC (02:ca:fe:00:00:01)
+    vmd.exec("ip", "neigh", "flush", "dev", "eth0")
+    vmd.exec("ping", "-c", "1", "-W", "1", db_sub["gateway_ip"], timeout=5)
     assert neutron.api.put(path + "/add_router_interface", {"subnet_id": db_sub["id"]}).status == 200
     [domain] = canopy_items(canopy, "domains", name=f"os-{router['id']}")
     assert canopy_items(canopy, "subnets", name=f"os-{db_net['id']}")[0]["domain_id"] == domain["id"]
-    reach(lab, cloud.vms["vma"], vmd_ip, "KVM to ESXi across the router again")
+    reach(lab, cloud.vms["vma"], vmd_ip, "KVM to ESXi across the router again")  # vmd told the gateway's MAC
 
 
 def test_a_vm_leaving_its_hypervisor_takes_its_port_down_and_up_again_when_it_returns(cloud):

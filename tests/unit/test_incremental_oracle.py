@@ -7,17 +7,18 @@ incremental Programmer, and after every programming pass the incremental result 
   equals ``compile_switch`` over ``derive.derive`` from scratch, compared per owner with every flow's cookie
   (Flow equality ignores the owner, so a flow filed under the wrong owner would otherwise pass) and every group.
 
-Events: policy create/update/delete (subnets routed and L2-only, domains and their static routes, vports of
-every flavour, hardware VTEP bindings, DHCP and gateway chassis) applied as documents with their commit's change
-list; ports appearing, leaving and moving across KVM, Hyper-V and ESXi hypervisors (vNIC keys and static trunk
-bindings, MAC mismatches); VRS connecting, disconnecting, changing tunnel port or VTEP IP; a hardware VTEP
-connecting, leaving and learning MACs; EVPN routes (types 2, 3, 5) arriving and withdrawn; an external network
-(its gateway MAC and uplinks, from policy and from OVSDB), floating IPs attached, moved and freed, domains
-translated to the underlay or not (controller/extnet.py, docs/external.md); security policies: ACLs created, changed
-and deleted (rules naming policy groups, subnets and prefixes; applied to groups and to vports directly), vports
-joining and leaving policy groups, groups created and deleted, a domain's default ACL action, an ESXi trunk whose
-ofport makes its vports' conntrack zones allocated (controller/security.py). Seeded: a failure
-names its seed and step. ``CANOPY_ORACLE_SEEDS`` / ``CANOPY_ORACLE_STEPS`` make longer runs.
+Events: policy create/update/delete (subnets routed and L2-only, domains and their static routes, vports of every
+flavour, hardware VTEP bindings, DHCP and gateway chassis) applied as documents with their commit's change list; a
+routed subnet leaving its domain and joining it again (deleted with its vports and created again with the same VNI,
+as a Neutron router interface removed and added makes it); ports appearing, leaving and moving across KVM, Hyper-V
+and ESXi hypervisors (vNIC keys and static trunk bindings, MAC mismatches); VRS connecting, disconnecting, changing
+tunnel port or VTEP IP; a hardware VTEP connecting, leaving and learning MACs; EVPN routes (types 2, 3, 5) arriving
+and withdrawn; an external network (its gateway MAC and uplinks, from policy and from OVSDB), floating IPs attached,
+moved and freed, domains translated to the underlay or not (controller/extnet.py, docs/external.md); security
+policies: ACLs created, changed and deleted (rules naming policy groups, subnets and prefixes; applied to groups and
+to vports directly), vports joining and leaving policy groups, groups created and deleted, a domain's default ACL
+action, an ESXi trunk whose ofport makes its vports' conntrack zones allocated (controller/security.py). Seeded: a
+failure names its seed and step. ``CANOPY_ORACLE_SEEDS`` / ``CANOPY_ORACLE_STEPS`` make longer runs.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ class World:
         self.subnets = {"web": {"dhcp": True, "chassis": []}, "db": {"dhcp": True, "chassis": []},
                         "lan": {"dhcp": True, "chassis": []}}
         self.domains = {"prod": {"static": []}}
+        self.detached: dict[str, int] = {}  # routed subnets taken out of their domain -> their VNI (kept)
         self.vports: dict[str, dict] = {}  # name -> {subnet, mac variant, ip}
         self.bindings: set[tuple] = set()  # (port, vlan, subnet)
         self.hosts: dict[str, dict] = {}  # connected: name -> {tunnel ofport, vtep ip}
@@ -94,11 +96,14 @@ class World:
                    for name, d in self.domains.items()}
         l2 = []
         for name, s in sorted(self.subnets.items()):
-            dom, cidr = SUBNETS[name]
+            routed, cidr = SUBNETS[name]
+            dom = self.domain_of(name)
             net = cidr.rsplit(".", 1)[0]
             body = {"name": name, "cidr": cidr, "dhcp": {"enabled": s["dhcp"]}, "vports": []}
-            if dom:
+            if routed:  # kept out of its domain, as a Neutron network whose router interface was removed
                 body["gateway"] = f"{net}.1"
+            if s.get("vni"):
+                body["vni"] = s["vni"]
             if s["chassis"]:
                 body["gateway_chassis"] = list(s["chassis"])
             for vname, v in sorted(self.vports.items()):
@@ -125,7 +130,7 @@ class World:
                 continue
             vport = self.ext["fips"][name]
             v = self.vports.get(vport)
-            ok = v is not None and SUBNETS[v["subnet"]][0] is not None and v["subnet"] in self.subnets
+            ok = v is not None and v["subnet"] in self.subnets and self.domain_of(v["subnet"]) is not None
             out.append({"name": name, "external_network": "public", "address": f"203.0.113.{50 + n}",
                         **({"vport": f"{v['subnet']}/{vport}"} if ok else {})})
         return out
@@ -219,7 +224,7 @@ class World:
         rng = self.rng
         event = rng.choice(["vport", "vport", "vport", "place", "place", "place", "subnet", "domain", "binding",
                             "vrs", "tor", "evpn", "mismatch", "external", "external", "security", "security",
-                            "security"])
+                            "security", "move"])
         getattr(self, "ev_" + event)()
 
     def ev_vport(self):
@@ -356,10 +361,40 @@ class World:
                                   "chassis": rng.sample(sorted(HOSTS), rng.randrange(3))}
         self.commit()
 
+    def domain_of(self, subnet):
+        return None if subnet in self.detached else SUBNETS[subnet][0]
+
+    def ev_move(self):
+        """A routed subnet leaves its domain or joins it again, as Neutron's router interface removed or added
+        makes it (networking_canopy mapping.plan; a subnet's domain_id never changes): the subnet is deleted with
+        its vports and created again in its new place with the same VNI, gateway and vports; half of the time
+        both commits reach one programming pass."""
+        rng = self.rng
+        self.move(rng.choice(sorted(s for s in self.subnets if SUBNETS[s][0])), rng.random() < 0.5)
+
+    def move(self, name, pass_between):
+        vni = self.state.policy.find("subnet", f"acme/{name}")["vni"]
+        kept = self.subnets.pop(name)
+        net = SUBNETS[name][1].rsplit(".", 1)[0] + "."
+        for d in self.domains.values():
+            d["static"] = [r for r in d["static"] if not r["next_hop"].startswith(net)]
+        vports = self.vports
+        self.vports = {k: v for k, v in vports.items() if v["subnet"] != name}
+        self.commit()
+        if pass_between:
+            self.prog.refresh()
+        if name in self.detached:
+            del self.detached[name]
+        else:
+            self.detached[name] = vni
+        self.subnets[name] = {**kept, "vni": vni}
+        self.vports = vports
+        self.commit()
+
     def ev_domain(self):
         rng = self.rng
         dom = rng.choice(sorted(self.domains))
-        nets = [SUBNETS[s][1].rsplit(".", 1)[0] for s in self.subnets if SUBNETS[s][0] == dom]
+        nets = [SUBNETS[s][1].rsplit(".", 1)[0] for s in self.subnets if self.domain_of(s) == dom]
         if not nets:
             return
         hops = [f"{rng.choice(nets)}.{n}" for n in (32, 34, 35, 20, 99, 77)]
