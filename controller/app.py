@@ -41,12 +41,13 @@ from controller.ryu_compat import (
     ofproto_v1_4,
     set_ev_cls,
 )
+from controller.pacer import Pacer
 from controller.startup_hold import StartupHold
 from openflow import claims, external
 from openflow.dhcp_service import DhcpService
 from openflow.encode import role_name
 from openflow.reconciler import REPLY_EVENTS, SwitchReconciler
-from ovsdb.server import OvsdbManagerServer
+from ovsdb.server import OvsdbManagerServer, give_way
 
 log = logging.getLogger("canopy.app")
 ROLE_RETRY = 0.2  # seconds before asking a switch again for a role it did not confirm
@@ -67,6 +68,8 @@ class CanopyApp(RyuApp):
         self.store.offload = blocking  # commits and their fsyncs off the event loop (controller/store.py)
         self.hold = StartupHold(self.store, settings.restart_hold)  # nothing is written before it is released
         self.programmer = Programmer(self.state)
+        self.programmer.pacer = Pacer(give_way)  # a full compile never holds the hub (controller/pacer.py)
+        self.service.pacer = Pacer(give_way)  # nor does planning a big apply
         self.reconcilers: dict[int, SwitchReconciler] = {}
         self.dhcp = DhcpService(self.state, self.programmer, settings.underlay_mtu)
         self.garp = external.Announcer()  # floating IPs announced by gratuitous ARP (openflow/external.py)

@@ -1,0 +1,47 @@
+"""Long stretches of work give the event loop a turn: ``Pacer.tick()`` at each unit of work, a pause every so many.
+
+Everything in Canopy shares one eventlet hub (OpenFlow echo replies, OVSDB probes, HA heartbeats, REST,
+programming; controller/lagprobe.py measures how late it wakes). Work whose size follows the input (one OVSDB
+update of 20,000 rows, a full compile, an apply of 10,000 vports) calls ``tick()`` once per unit (a row, a port,
+an owner compiled, a switch compared, a vport planned) and the pacer calls ``pause`` once every ``every`` units:
+in the controller ``hub.sleep(0)``, which lets every ready green thread run (and the hub poll its sockets) before
+the work goes on. The count, not a clock, decides: the same input pauses at the same places, which is what the
+tests count (``pauses``); ``every`` is chosen so that a run of units takes a few milliseconds on this machine.
+
+A pacer without ``pause`` (pure code, offline tools, most unit tests) only counts. The work that pauses must
+tolerate other green threads running meanwhile: each caller says what may change during its pauses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+EVERY = 200  # default units between two pauses
+
+
+class Pacer:
+    """Calls ``pause()`` once every ``every`` units ticked (see the module docstring)."""
+
+    def __init__(self, pause: Callable[[], None] | None = None, every: int = EVERY):
+        if every < 1:
+            raise ValueError("every must be at least 1, not %r" % (every,))
+        self.pause = pause
+        self.every = every
+        self.pauses = 0  # pauses made so far
+        self._left = every
+
+    def tick(self, units: int = 1) -> None:
+        """``units`` of work done; pauses when ``every`` have been done since the last pause."""
+        self._left -= units
+        if self._left <= 0:
+            self._left = self.every
+            if self.pause is not None:
+                self.pauses += 1
+                self.pause()
+
+    def scaled(self, every: int) -> "Pacer":
+        """A pacer sharing this one's ``pause`` with another unit size (e.g. rows where this one counts owners)."""
+        return Pacer(self.pause, every)
+
+
+NEVER = Pacer()  # counts, never pauses: the default wherever no pause is wired in
