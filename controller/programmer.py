@@ -72,7 +72,7 @@ class Programmer:
 
     def _refresh(self, full: bool) -> set[str]:
         started = time.perf_counter()
-        self.shared.pacer = self.pacer
+        self.shared.pacer = self.live.pacer = self.pacer
         journal = self.journal.take() if self.journal is not None else None
         if full or not self._built or journal is None:
             self._built = False

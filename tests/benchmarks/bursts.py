@@ -168,9 +168,13 @@ class Bursts:
                                                 name="canopy2")
             lab.wait_until(lambda: (self.canopy.api.get("/v1/ha").json or {}).get("role") == "active", SETUP_TIMEOUT,
                            0.2, "ctl1 active")
-        reply = self.canopy.api.post("/v1/apply", {"document": document(self.n, False), "source": "bench"})
-        if reply.status != 200:
-            raise SystemExit(f"apply failed: {reply.status} {reply.text[:500]}")
+        def applied():  # refused (503) until the standby is on the HA link
+            reply = self.canopy.api.post("/v1/apply", {"document": document(self.n, False), "source": "bench"})
+            if reply.status not in (200, 503):
+                raise SystemExit(f"apply failed: {reply.status} {reply.text[:500]}")
+            return reply.status == 200
+
+        lab.wait_until(applied, SETUP_TIMEOUT, 0.5, "the policy applied (both nodes of the pair)")
         self.hv = lab.add_hypervisor("kvm1", "kvm")
         self.hv.connect([self.ctl] + ([self.ctl2] if self.ctl2 is not None else []))
         lab.add_vm(self.hv, W1["name"], mac=W1["mac"], ip=f"{W1['ip']}/16", vnic_id=W1["name"])
@@ -294,6 +298,12 @@ class Bursts:
 
 # ---------------------------------------------------------------------------------------------- report
 
+def start_canopy(lab, code: str) -> None:
+    """The lab's controllers run the checkout at ``code`` (port_to_ping's ``--before`` does the same)."""
+    lab.controller_argv = lambda path: ["env", f"PYTHONPATH={code}", sys.executable, "-c",
+                                        "from controller.cli import main; main()", "run", "--config", str(path)]
+
+
 def machine() -> dict:
     model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                   if line.startswith("model name")), "?")
@@ -302,7 +312,8 @@ def machine() -> dict:
 
 def print_table(result: dict) -> None:
     m = result["machine"]
-    print(f"bursts of {result['count']:,}: {'an HA pair' if result['ha'] else 'one controller'}, one KVM hypervisor "
+    print(f"bursts of {result['count']:,} ({result['code']}): {'an HA pair' if result['ha'] else 'one controller'}, "
+          f"one KVM hypervisor "
           f"(userspace OVS, {result['port_type']} ports), GoBGP A; machine: {m['cpus']} CPUs {m['cpu']}, Python "
           f"{m['python']}, load average at the end {', '.join(f'{x:.2f}' for x in m['load_average'])}")
     print(f"  {'burst':7} {'done s':>7} {'max lag ms':>10}   {'GET /v1/status ms: idle p50/p95/max':>36}   "
@@ -332,6 +343,8 @@ def main(argv=None) -> int:
     parser.add_argument("--idle", type=float, default=3.0, help="seconds of idle polling before each burst")
     parser.add_argument("--poll", type=float, default=0.05, help="seconds between GET /v1/status requests")
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of the table")
+    parser.add_argument("--code", metavar="DIR", help="run the controllers of the checkout at DIR (e.g. /work/main, "
+                        "or a git archive of this one) with this venv: before/after comparisons on one machine")
     args = parser.parse_args(argv)
     if not 1 <= args.count <= MAX_COUNT:
         parser.error(f"--count must be 1..{MAX_COUNT} (a /16 per subnet)")
@@ -339,12 +352,14 @@ def main(argv=None) -> int:
     if not wanted or set(wanted) - {"ports", "apply", "routes"}:
         parser.error("--only takes ports, apply and routes")
     with Lab() as lab:
+        if args.code:
+            start_canopy(lab, args.code)
         bench = Bursts(lab, args)
         bench.build()
         for name in wanted:
             getattr(bench, name)()
         bench.feeder.close()
-        result = {"count": args.count, "ha": not args.no_ha, "port_type": args.port_type, "bursts": bench.results,
+        result = {"count": args.count, "code": args.code or "this checkout", "ha": not args.no_ha, "port_type": args.port_type, "bursts": bench.results,
                   "setup_seconds": bench.setup, "disconnects": bench.disconnects(),
                   "lag": health.lag_from_status(bench.canopy.api.get("/v1/status").json), "machine": machine()}
     if args.json:

@@ -31,6 +31,7 @@ from controller import policy as pol
 from controller import policydoc
 from controller.derive import derive
 from controller.discovery import PortInfo, VrsSnapshot, VtepMac, VtepSnapshot
+from controller.pacer import Pacer
 from controller.programmer import Programmer
 from controller.remote import RemoteMac, RemotePrefix, RemoteTable
 from controller.state import State
@@ -389,3 +390,31 @@ def test_the_events_reach_every_kind_of_owner():
             world.prog.refresh()
             kinds |= {o.kind for d in world.prog.desired.values() for o in d.flows}
     assert kinds >= {"switch", "subnet", "domain", "vport", "vtep_mac", "evpn", "uplink", "fip", "pat"}
+
+
+@pytest.mark.parametrize("seed", range(SEEDS // 2))
+def test_events_during_a_passs_pauses_reach_the_next_pass(seed):
+    """A pass pauses (controller/pacer.py) while it derives and compiles, and handlers change State meanwhile: the
+    pass after it still ends where a from-scratch compile of the State then does."""
+    rng = random.Random(1000 + seed)
+    world = World(rng)
+    world.commit()
+    world.prog.refresh(full=True)
+    inside = {"left": 0, "events": 0}
+
+    def pause():  # an event handled while the pass is paused (as a green thread would)
+        if inside["left"] and rng.random() < 0.5:
+            inside["left"] -= 1
+            inside["events"] += 1
+            world.step()
+
+    world.prog.pacer = Pacer(pause, every=1)
+    for step in range(STEPS // 2):
+        world.step()
+        inside["left"] = 2
+        world.prog.refresh()
+        inside["left"] = 0
+        world.prog.refresh()  # takes what changed during the pauses
+        check(world, f"seed {seed} step {step}")
+    assert inside["events"] >= 10  # events did land inside passes
+    assert world.prog.full_recomputes == 1

@@ -134,3 +134,37 @@ def test_a_pacer_pauses_once_every_so_many_units():
     silent = Pacer(every=1)
     silent.tick(100)
     assert silent.pauses == 0  # no pause wired in: only counts
+
+
+def test_a_policy_committed_during_a_pause_is_read_by_the_next_pass_not_half_by_this_one():
+    """A pass reads one policy from start to end (viewdelta._Pinned): here a commit lands in its first pause and
+    gives another vport an ACL; that vport's port policy must come with the next pass, which it would not if this
+    pass had read the new policy for its security step (the next one then sees nothing new)."""
+    from controller.state import State
+    from tests.unit.test_compiler import assert_matches_full
+    from tests.unit.test_security_policy import plan
+
+    state = State(plan().policy)
+    add_vport(state, "acme/web", "x1", "02:00:00:00:0a:01", "10.0.1.51")
+    add_vport(state, "acme/web", "x2", "02:00:00:00:0a:02", "10.0.1.52")
+    state.vrs_update(snapshot("hv1", "10.251.0.1", [("x1", 5), ("x2", 6)]))
+    programmer = Programmer(state)
+    programmer.refresh(full=True)
+    ops = state.policy.find("acl", "acme/ops")["id"]
+
+    def commit_acl():  # the handler of a REST write, run while the pass is paused
+        policy = state.policy.copy()
+        x2 = dict(policy.find("vport", "acme/web/x2"), acls=[ops])
+        policy.put("vport", x2)
+        state.policy_committed(policy, [])
+
+    pending = [commit_acl]
+    programmer.pacer = Pacer(lambda: pending and pending.pop()(), every=1)
+    policy = state.policy.copy()
+    policy.put("vport", dict(policy.find("vport", "acme/web/x1"), ips=["10.0.1.61"]))
+    state.policy_committed(policy, [])
+    programmer.refresh()
+    assert not pending  # the commit did land inside the pass
+    programmer.refresh()
+    assert_matches_full(programmer)
+    assert "x2" in programmer.view.security.ports  # its ACL is in effect
