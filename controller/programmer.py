@@ -24,13 +24,11 @@ compile, so REST readers meanwhile see the previous one whole.
 
 from __future__ import annotations
 
-import gc
 import logging
 import time
-from contextlib import contextmanager
 
 from controller.derive import View, derive
-from controller.pacer import NEVER, Pacer
+from controller.pacer import NEVER, Pacer, collector_paused
 from controller.viewdelta import LiveView
 from openflow.compiler import Desired, Shared, compile_owners, compile_switch
 
@@ -65,7 +63,7 @@ class Programmer:
     def refresh(self, full: bool = False) -> set[str]:
         """Bring desired state up to date; returns the sessions whose desired flows or groups changed."""
         recomputes = self.full_recomputes
-        with _cycle_collector_paused() as after:
+        with collector_paused() as after:
             touched = self._refresh(full)
             after.freeze = self.full_recomputes != recomputes
         return touched
@@ -176,28 +174,6 @@ class Programmer:
         """The owners whose desired flows or groups on this switch changed since the last call (and so since
         its reconciler was last handed its state); None: unknown or most of them, diff every owner."""
         return self._changes.pop(session, set())
-
-
-class _Pause:
-    freeze = False  # set: freeze what exists at the end (a full compile's result) out of the collector's sight
-
-
-@contextmanager
-def _cycle_collector_paused():
-    """Deriving and compiling allocate up to millions of acyclic objects (freed by reference counting): without a
-    pause the cyclic collector walks all of them again and again while they pile up (34 s of a 78 s full compile
-    before issue 13), and once more right after. After a full compile, what it keeps is frozen (gc.freeze: never
-    scanned again, still freed by reference counting), so the collector does not walk it at all."""
-    enabled = gc.isenabled()
-    gc.disable()
-    pause = _Pause()
-    try:
-        yield pause
-    finally:
-        if pause.freeze:
-            gc.freeze()
-        if enabled:
-            gc.enable()
 
 
 def _changed_owners(old: Desired | None, new: Desired | None, same: dict, pacer: Pacer = NEVER) -> set:

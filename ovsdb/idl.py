@@ -69,6 +69,7 @@ READ_BUDGET = 64 * 1024  # bytes one Connection.recv may read and frame before t
 MAX_UNSOLICITED = 100  # messages a peer may send during one handshake call before we give up on it
 TXN_TIMEOUT_MS = 10000  # a transaction without a reply by then is abandoned (TXN_TIMED_OUT)
 PAUSE_ROWS = 100  # rows of one update processed (and, tracked, recorded) between two pauses (Replica ``pause``)
+KEEPALIVE_MS = 1000  # while one long update is processed, an echo request to the peer at most this often
 
 # Outcomes of a transaction (TxnResult.status).
 TXN_SUCCESS, TXN_UNCHANGED, TXN_TRY_AGAIN, TXN_ERROR, TXN_TIMED_OUT = (
@@ -566,6 +567,7 @@ class Replica:
         self._idl._session = _session_on(link, probe_ms)
         self._link = link
         self._pending: PendingTransaction | None = None
+        self._keepalive_at = 0  # ovs.timeval.msec() of the last keepalive()
 
     @property
     def limit_error(self) -> str | None:
@@ -575,6 +577,20 @@ class Replica:
     def run(self) -> None:
         """Process what the peer sent (at most one batch); never blocks."""
         self._idl.run()
+
+    def keepalive(self) -> None:
+        """Call in the pauses of a long stretch of work on this replica (processing an update, reading its rows):
+        at most every ``KEEPALIVE_MS``, an echo request to the peer (its reply is dropped by the session). The peer's
+        echo requests wait behind the update being processed, and ovsdb-server drops a manager that has sent it
+        nothing for two probe intervals; anything it receives counts (``reconnect_activity``)."""
+        now = ovs.timeval.msec()
+        rpc = self._idl._session.rpc
+        if now - self._keepalive_at < KEEPALIVE_MS or rpc is None:
+            return
+        self._keepalive_at = now
+        request = ovs.jsonrpc.Message.create_request("echo", [])
+        request.id = "echo"  # what ovs.jsonrpc.Session's own probes use: Session.recv drops the reply
+        rpc.send(request)
 
     @property
     def connected(self) -> bool:

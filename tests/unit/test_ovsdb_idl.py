@@ -207,3 +207,28 @@ def test_a_big_update_gives_other_green_threads_turns_while_it_is_processed(acce
     assert during >= replica.pacer.pauses
     assert sorted(row.name for row in replica.rows("Port")) == sorted("p%d" % i for i in range(rows))
     assert len(replica.take_changes().table("Port")) == rows
+
+
+def test_keepalive_sends_the_peer_an_echo_request_whose_reply_is_dropped(accepted):
+    """During a long update the peer hears from us (ovsdb-server drops a manager silent for two probe intervals)."""
+    _, link, client = accepted
+    replica = idl.Replica(link, PORT_SCHEMA, {"Port": ["name"]}, track=True)
+    replica.keepalive()
+    replica.keepalive()  # at most one per KEEPALIVE_MS
+    reader = Reader(client)
+    message = reader.next()
+    assert message == {"method": "echo", "params": [], "id": "echo"}
+    client.sendall(json.dumps({"id": "echo", "result": [], "error": None}).encode())
+    deadline = time.monotonic() + BOUND
+    while time.monotonic() < deadline and link.rpc.get_received_bytes() == 0:
+        replica.wait(100)
+        replica.run()  # the reply is consumed and dropped, not taken for the IDL's own requests
+    assert link.rpc.get_received_bytes() > 0 and replica.connected
+    client.settimeout(0.2)
+    rest = []
+    try:
+        while True:
+            rest.append(reader.next())
+    except (AssertionError, OSError):
+        pass
+    assert all(m.get("method") != "echo" for m in rest)  # no second echo within KEEPALIVE_MS
