@@ -7,7 +7,8 @@ Lab (tests.harness.lab, real processes): an HA pair (ctl1 active, ctl2 standby: 
 interval 1 s, the defaults), one KVM hypervisor (kvm1, userspace OVS) connected to both over OpenFlow and OVSDB,
 with one VM (w1), and GoBGP as in ``tests.benchmarks.evpn_routes``: gobgpd A (the active controller's EVPN
 neighbor, passive) holding routes back from it with an export policy, and a feeder (this process writing UPDATEs
-encoded by ExaBGP's encoder) that loads A. Bursts, one after the other, each after ``--idle`` seconds of quiet:
+encoded by ExaBGP's encoder) that loads A. Bursts, one after the other (``--only``, default routes, ports, apply),
+each after ``--idle`` seconds of polling:
 
 a. **ports**: ``--count`` ports (Port + Interface rows with ``external_ids:iface-id``/``attached-mac``, the vports
    of subnet ``out`` in the policy) appear on br-int in ONE OVSDB transaction (JSON-RPC ``transact`` on kvm1's
@@ -18,7 +19,8 @@ a. **ports**: ``--count`` ports (Port + Interface rows with ``external_ids:iface
 b. **apply**: ``--count`` vports of a new subnet ``apply`` in ONE ``POST /v1/apply``; their ports (iface-ids
    ``a<i>``) were put on br-int before the clock, so the apply binds them all. Done when the apply answered, all
    are bound and the switch is in sync.
-c. **routes**: the feeder loads ``--count`` type-2 routes into A (not timed; A holds them back from Canopy), then A
+c. **routes** (run first: GoBGP's intake slows down with the routes the other bursts make Canopy announce): the
+   feeder loads ``--count`` type-2 routes into A while the lab is built (A holds them back from Canopy), then A
    releases them to Canopy at once (``softresetout``: A sends them in about a second). Done when br-int has an
    l2_lookup flow for each MAC.
 
@@ -37,7 +39,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
+import signal
+import subprocess
 import sys
 import threading
 import time
@@ -182,6 +185,8 @@ class Bursts:
         lab.wait_until(lambda: speaker(self.canopy)["peer"]["state"] == "up", SETUP_TIMEOUT, 0.2, "Canopy-A session")
         lab.wait_until(lambda: self.settled(1), SETUP_TIMEOUT, 0.2, "w1 bound and br-int in sync")
         self.setup["lab, pair, policy, w1"] = time.monotonic() - t
+        if "routes" in self.args.only:
+            self.load_a()
         self.log_start = health.log_offsets(*self.logs())
 
     def _feeder(self):
@@ -283,14 +288,17 @@ class Bursts:
             raise SystemExit(f"apply burst failed: {reply.status} {reply.text[:500]}")
         return reply
 
-    def routes(self) -> None:
+    def load_a(self) -> None:
+        """The feeder loads A with the routes of the routes burst (held back from Canopy), before any burst: GoBGP
+        takes type-2 routes in at a cost that grows with its table (evpn_routes), and the other bursts make Canopy
+        announce 20,000."""
         t = time.monotonic()
-        routes = remote_routes(self.n)
-        announce = encode(routes, "announce")
         base = self.a.count()
-        self.feeder.send(announce)
+        self.feeder.send(encode(remote_routes(self.n), "announce"))
         self.lab.wait_until(lambda: self.a.count() == base + self.n, SETUP_TIMEOUT * 2, 0.5, "A holding the routes")
         self.setup["encoding and loading A"] = time.monotonic() - t
+
+    def routes(self) -> None:
         self.burst("routes", lambda: self.a.release(self.ctl.ip), lambda: evpn_l2_flows(self.hv) == self.n,
                    f"{self.n:,} type-2 routes released by GoBGP A at once until br-int has every MAC's flow")
         self.results["routes"]["received_by_canopy"] = speaker(self.canopy)["peer"]["received"]
@@ -338,11 +346,13 @@ def main(argv=None) -> int:
     parser.add_argument("--count", type=int, default=10000, help="ports, vports and routes per burst")
     parser.add_argument("--port-type", choices=("absent", "internal"), default="absent",
                         help="ports without a device (default) or internal ports (ovs-vswitchd makes a device each)")
-    parser.add_argument("--only", default="ports,apply,routes", help="the bursts to run, in order (comma-separated)")
+    parser.add_argument("--only", default="routes,ports,apply", help="the bursts to run, in order (comma-separated)")
     parser.add_argument("--no-ha", action="store_true", help="one controller instead of an HA pair")
     parser.add_argument("--idle", type=float, default=3.0, help="seconds of idle polling before each burst")
     parser.add_argument("--poll", type=float, default=0.05, help="seconds between GET /v1/status requests")
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of the table")
+    parser.add_argument("--py-spy", nargs=2, metavar=("BIN", "OUT"), help="record the active controller during the "
+                        "bursts with py-spy BIN into OUT (speedscope JSON: samples in time order, for finding stretches)")
     parser.add_argument("--code", metavar="DIR", help="run the controllers of the checkout at DIR (e.g. /work/main, "
                         "or a git archive of this one) with this venv: before/after comparisons on one machine")
     args = parser.parse_args(argv)
@@ -356,8 +366,16 @@ def main(argv=None) -> int:
             start_canopy(lab, args.code)
         bench = Bursts(lab, args)
         bench.build()
+        spy = None
+        if args.py_spy:
+            spy = subprocess.Popen([args.py_spy[0], "record", "--pid", str(bench.canopy.pid), "--rate", "200",
+                                    "--format", "speedscope", "--nonblocking", "--idle", "-o", args.py_spy[1]],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for name in wanted:
             getattr(bench, name)()
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(60)
         bench.feeder.close()
         result = {"count": args.count, "code": args.code or "this checkout", "ha": not args.no_ha, "port_type": args.port_type, "bursts": bench.results,
                   "setup_seconds": bench.setup, "disconnects": bench.disconnects(),
