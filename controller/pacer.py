@@ -48,21 +48,27 @@ class _Collector:
     freeze = False  # set: freeze what exists at the end (a full compile's result) out of the collector's sight
 
 
+_paused = {"depth": 0, "enabled": False}  # collector_paused() regions open (green threads interleave them)
+
+
 @contextmanager
 def collector_paused():
     """Deriving and compiling (and reading a big OVSDB update) allocate up to millions of long-lived objects: without
     a pause the cyclic collector walks all of them again and again while they pile up (34 s of a 78 s full compile
-    before issue 13; gen-2 collections of ~100 ms of CPU each, in one stretch, while an update of 20,000 rows was
-    read), and once more right after. Set ``freeze`` on what this yields to freeze what exists at the end
-    (gc.freeze: never scanned again, still freed by reference counting). Nested pauses (green threads pausing
-    inside another's) leave the collector on only when the outermost one ends."""
-    enabled = gc.isenabled()
-    gc.disable()
+    before issue 13; a gen-2 collection of ~100 ms CPU, in one stretch, inside an OVSDB update of 20,000 rows), and
+    once more right after. Set ``freeze`` on what this yields to freeze what exists at the end (gc.freeze: never
+    scanned again, still freed by reference counting). Regions of several green threads overlap in any order (one
+    pauses inside another's): the collector is back on (if it was on before the first) when the last one ends."""
+    if _paused["depth"] == 0:
+        _paused["enabled"] = gc.isenabled()
+        gc.disable()
+    _paused["depth"] += 1
     pause = _Collector()
     try:
         yield pause
     finally:
+        _paused["depth"] -= 1
         if pause.freeze:
             gc.freeze()
-        if enabled:
+        if _paused["depth"] == 0 and _paused["enabled"]:
             gc.enable()

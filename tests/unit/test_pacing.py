@@ -168,3 +168,19 @@ def test_a_policy_committed_during_a_pause_is_read_by_the_next_pass_not_half_by_
     programmer.refresh()
     assert_matches_full(programmer)
     assert "x2" in programmer.view.security.ports  # its ACL is in effect
+
+
+def test_the_collector_stays_off_until_the_last_of_interleaved_pauses_ends():
+    """Green threads pause the collector in turn and end in any order (one pauses inside another's)."""
+    import gc
+
+    from controller.pacer import collector_paused
+
+    assert gc.isenabled()
+    first, second = collector_paused(), collector_paused()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)  # the first to start ends first: the second is still working
+    assert not gc.isenabled()
+    second.__exit__(None, None, None)
+    assert gc.isenabled()
