@@ -392,9 +392,11 @@ def main(argv=None) -> int:
         if spy is not None:
             spy.send_signal(signal.SIGINT)
             spy.wait(60)
+        disconnects = bench.disconnects()  # before the feeder's session ends
         bench.feeder.close()
-        result = {"count": args.count, "code": args.code or "this checkout", "ha": not args.no_ha, "port_type": args.port_type, "bursts": bench.results,
-                  "setup_seconds": bench.setup, "disconnects": bench.disconnects(),
+        result = {"count": args.count, "code": args.code or "this checkout", "ha": not args.no_ha,
+                  "port_type": args.port_type, "bursts": bench.results,
+                  "setup_seconds": bench.setup, "disconnects": disconnects,
                   "lag": health.lag_from_status(bench.canopy.api.get("/v1/status").json), "machine": machine()}
     if args.json:
         print(json.dumps(result, indent=2, default=str))
