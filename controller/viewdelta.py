@@ -409,7 +409,8 @@ class LiveView:
         out, known = [], {ep.mac for ep in self.hw.get(sid, ())}
         if sid in v.subnets:
             scope = self._scope(sid)
-            for mac in sorted(macs, key=lambda m: (m.mac, m.vtep_ip)):
+            for mac in sorted(macs, key=lambda m: (m.mac, m.vtep_ip)):  # a list of its own: pausing is safe
+                self.pacer.tick()
                 if self.vport_macs[sid][mac.mac] or mac.mac in known or not d._ipv4(mac.vtep_ip) or \
                         mac.vtep_ip in self.own_ips:
                     continue
