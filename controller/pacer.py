@@ -19,6 +19,7 @@ from collections.abc import Callable
 from contextlib import contextmanager
 
 EVERY = 200  # default units between two pauses
+FREEZE_YOUNG = 200_000  # objects left in the youngest generation by a collector pause from which they are frozen
 
 
 class Pacer:
@@ -58,7 +59,10 @@ def collector_paused():
     before issue 13; a gen-2 collection of ~100 ms CPU, in one stretch, inside an OVSDB update of 20,000 rows), and
     once more right after. Set ``freeze`` on what this yields to freeze what exists at the end (gc.freeze: never
     scanned again, still freed by reference counting). Regions of several green threads overlap in any order (one
-    pauses inside another's): the collector is back on (if it was on before the first) when the last one ends."""
+    pauses inside another's): the collector is back on (if it was on before the first) when the last one ends. When
+    the last one ends with more than ``FREEZE_YOUNG`` objects young (a burst: 10,000 vports compiled), they are frozen
+    too: the first collection after it would walk every one of them in one stretch (~200 ms of CPU there). Cyclic
+    garbage among frozen objects is kept, as after a full recompute."""
     if _paused["depth"] == 0:
         _paused["enabled"] = gc.isenabled()
         gc.disable()
@@ -68,7 +72,7 @@ def collector_paused():
         yield pause
     finally:
         _paused["depth"] -= 1
-        if pause.freeze:
+        if pause.freeze or (_paused["depth"] == 0 and gc.get_count()[0] >= FREEZE_YOUNG):
             gc.freeze()
         if _paused["depth"] == 0 and _paused["enabled"]:
             gc.enable()
