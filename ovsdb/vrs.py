@@ -283,8 +283,6 @@ class VrsReporter:
         self._bad = Throttle(self._log)
         self._claims = claims if claims is not None else VrsClaims(sink, 0.0, self._log)
         self._ports = BridgePorts(lambda iface: port_info(iface, self._bad_value), pacer)  # pauses: see refresh
-        self._refreshing = False  # a refresh is under way (paused: other green threads run)
-        self._speak_again = False  # speak() was asked meanwhile
         self.key: str | None = None  # the switch key this session claims
         self.last: VrsSnapshot | None = None  # this session's latest snapshot (reported or not)
         self._root_rows: Iterable = ()
@@ -308,18 +306,8 @@ class VrsReporter:
 
     def refresh(self, root_rows: Iterable, changes=None) -> bool:
         """Apply the current rows; report and return True if the switch's snapshot changed. Reading many ports
-        pauses (``pacer``); a ``speak()`` asked meanwhile (by another session's green thread) is done after."""
-        self._refreshing = True
-        try:
-            reported = self._refresh(root_rows, changes)
-        finally:
-            self._refreshing = False
-        if self._speak_again:
-            self._speak_again = False
-            self.speak()
-        return reported
-
-    def _refresh(self, root_rows: Iterable, changes) -> bool:
+        pauses (``pacer``): another session's green thread may then make this one speak (``speak``), which reads
+        the same rows, already complete, in full (tests/unit/test_vrs_delta.py)."""
         if self._gone:
             return False
         self._root_rows = root_rows
@@ -342,9 +330,6 @@ class VrsReporter:
     def speak(self) -> None:
         """This session speaks for its switch again (the speaker went): report its rows as they are."""
         self._resync = True
-        if self._refreshing:
-            self._speak_again = True
-            return
         self.refresh(self._root_rows)
 
     def gone(self) -> None:
