@@ -345,7 +345,8 @@ def print_table(result: dict) -> None:
           f"{'burst p50/p95/max':>22} {'n':>5}   disconnects  load")
     for name, r in result["bursts"].items():
         idle, busy = r["idle"], r["burst"]
-        print(f"  {name:7} {r['seconds']:7.2f} {busy['max_lag_ms']:10,.0f}   {idle['p50_ms']:14.1f} /{idle['p95_ms']:7.1f} /"
+        print(f"  {name:7} {r['seconds']:7.2f} {busy['max_lag_ms']:10,.0f}   "
+              f"{idle['p50_ms']:14.1f} /{idle['p95_ms']:7.1f} /"
               f"{idle['max_ms']:7.1f}        {busy['p50_ms']:7.1f} /{busy['p95_ms']:7.1f} /{busy['max_ms']:7.1f} "
               f"{busy['requests']:5d}   {sum(r['disconnects'].values()):11d}  {r['load_average'][0]:.2f}")
     for name, r in result["bursts"].items():
@@ -368,8 +369,9 @@ def main(argv=None) -> int:
     parser.add_argument("--idle", type=float, default=3.0, help="seconds of idle polling before each burst")
     parser.add_argument("--poll", type=float, default=0.05, help="seconds between GET /v1/status requests")
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of the table")
-    parser.add_argument("--py-spy", nargs=2, metavar=("BIN", "OUT"), help="record the active controller during the "
-                        "bursts with py-spy BIN into OUT (speedscope JSON: samples in time order, for finding stretches)")
+    parser.add_argument("--py-spy", nargs=2, metavar=("BIN", "OUT"), help="record the active controller during "
+                        "the bursts with py-spy BIN into OUT (speedscope JSON: samples in time order, for finding "
+                        "stretches)")
     parser.add_argument("--code", metavar="DIR", help="run the controllers of the checkout at DIR (e.g. /work/main, "
                         "or a git archive of this one) with this venv: before/after comparisons on one machine")
     args = parser.parse_args(argv)
