@@ -42,6 +42,7 @@ from controller.ryu_compat import (
     ofproto_v1_4,
     set_ev_cls,
 )
+from controller.pacer import Pacer
 from controller.startup_hold import StartupHold
 from openflow import claims, external
 from openflow.flows import owner_kind_of
@@ -50,7 +51,7 @@ from openflow.gateway_garp import GatewayAnnouncer
 from openflow.dhcp_service import DhcpService
 from openflow.encode import role_name
 from openflow.reconciler import REPLY_EVENTS, SwitchReconciler
-from ovsdb.server import OvsdbManagerServer
+from ovsdb.server import OvsdbManagerServer, give_way
 
 log = logging.getLogger("canopy.app")
 ROLE_RETRY = 0.2  # seconds before asking a switch again for a role it did not confirm
@@ -71,6 +72,9 @@ class CanopyApp(RyuApp):
         self.store.offload = blocking  # commits and their fsyncs off the event loop (controller/store.py)
         self.hold = StartupHold(self.store, settings.restart_hold)  # nothing is written before it is released
         self.programmer = Programmer(self.state)
+        # The programmer can pause inside a pass (Programmer.pacer), but events landing in such a pause are not
+        # yet safe for every part of the delta engine (docs/pipeline.md): it runs unpaused, yielding between steps.
+        self.service.pacer = Pacer(give_way, 40)  # planning a big apply pauses (a vport placed: ~0.25 ms)
         self.reconcilers: dict[int, SwitchReconciler] = {}
         self.dhcp = DhcpService(self.state, self.programmer, settings.underlay_mtu)
         self.garp = external.Announcer()  # floating IPs announced by gratuitous ARP (openflow/external.py)

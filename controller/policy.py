@@ -13,6 +13,7 @@ from controller import extnet
 from controller.fields import MAX_VNI
 from controller import policyindex
 from controller.model import KINDS, MAX_ACL_TAG, PARENT, SCHEMA, Problem, binding_key, esxi_static_key
+from controller.pacer import NEVER, Pacer
 from controller.policyindex import PolicyIndex
 
 
@@ -29,19 +30,22 @@ class Policy:
         copied._index, copied._base = self._index, self._token
         return copied
 
-    def index(self) -> PolicyIndex:
+    def index(self, pacer: Pacer = NEVER) -> PolicyIndex:
         """The index of this policy's objects (controller/policyindex.py): shared with the policy it was
         copied from, brought up to date with this one's changes; built from scratch only if that one's
-        index has moved on to another copy meanwhile."""
+        index has moved on to another copy meanwhile. ``pacer`` is ticked per object indexed; while it
+        pauses the index belongs to no policy (one asking meanwhile builds its own)."""
         index = self._index
         if index is not None and index.owner is self._token:
             return index
         if index is not None and index.owner is self._base:
+            index.owner = None
             for kind, oid in self._pending:
+                pacer.tick()
                 index.update(kind, oid, self.objects[kind].get(oid))
             index.owner = self._token
         else:
-            self._index = index = PolicyIndex.build(self, self._token)
+            self._index = index = PolicyIndex.build(self, self._token, pacer)
         self._pending = []
         return index
 
@@ -134,11 +138,11 @@ SCHEMA_REFS = {(kind, spec.name): spec.ref for kind, specs in SCHEMA.items() for
 
 # ---------------------------------------------------------------------------------------------- rules
 
-def check_changes(policy: Policy, changed) -> list[Problem]:
+def check_changes(policy: Policy, changed, pacer: Pacer = NEVER) -> list[Problem]:
     """What ``check`` says, looking at the changed (kind, id) and what they reach first: when none of
     them can break a rule, that is no problem, without going through the whole policy (the policy before
-    the change is presumed to pass ``check``). See controller/policyindex.py."""
-    return policyindex.check_changes(policy, changed, check)
+    the change is presumed to pass ``check``). See controller/policyindex.py; ``pacer``: controller/pacer.py."""
+    return policyindex.check_changes(policy, changed, check, pacer)
 
 
 def check(policy: Policy) -> list[Problem]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import ipaddress
 
 from controller.model import SCHEMA, binding_key, esxi_static_key
+from controller.pacer import NEVER
 
 REFS = {kind: tuple((spec.name, spec.ref) for spec in specs if spec.ref) for kind, specs in SCHEMA.items()}
 SCOPES = {"tenant": lambda o: None, "domain": lambda o: o["tenant_id"], "subnet": lambda o: o["tenant_id"],
@@ -62,11 +63,13 @@ class PolicyIndex:
         self._keys: dict[tuple, tuple] = {}  # (kind, id) -> the keys it was indexed under
 
     @classmethod
-    def build(cls, policy, owner) -> "PolicyIndex":
-        index = cls(owner)
+    def build(cls, policy, owner, pacer=NEVER) -> "PolicyIndex":
+        index = cls(None)  # nobody's until it is complete (``pacer`` may pause)
         for kind, objects in policy.objects.items():
             for oid, obj in objects.items():
+                pacer.tick()
                 index.update(kind, oid, obj)
+        index.owner = owner
         return index
 
     def update(self, kind: str, oid: str, obj: dict | None) -> None:
@@ -95,10 +98,12 @@ class PolicyIndex:
 
 # ---------------------------------------------------------------------------------------------- checking
 
-def check_changes(policy, changed, full_check) -> list:
-    """The problems ``full_check(policy)`` reports, computed only if a changed (kind, id) is suspect."""
-    index = policy.index()
+def check_changes(policy, changed, full_check, pacer=NEVER) -> list:
+    """The problems ``full_check(policy)`` reports, computed only if a changed (kind, id) is suspect. ``pacer``
+    (controller/pacer.py) is ticked per change looked at."""
+    index = policy.index(pacer)
     for kind, oid in changed:
+        pacer.tick()
         obj = policy.get(kind, oid)
         if obj is None:
             suspect = kind not in ("vport", "vtep_binding")  # what referenced it: the full check says

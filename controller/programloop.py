@@ -3,7 +3,8 @@
 One pass: ``prepare()`` (import EVPN routes), ``programmer.refresh()`` (derive, recompile what changed),
 then ``hand_out(touched)`` (push to switches, hardware VTEPs and BGP). Between the steps (and, in the app,
 between the switches handed out) the loop gives the event loop a turn, so echo replies and HA heartbeats
-wait at most for one step, not a whole pass. A pass that raises, whatever the
+wait at most for one step, not a whole pass (and within the steps the programmer pauses: controller/pacer.py); the
+cyclic collector is paused for the whole pass. A pass that raises, whatever the
 reason (a bad input that slipped past validation, a compiler bug), never ends the thread:
 
 - it is logged (the traceback once per distinct reason, then one line) and the loop reports
@@ -16,10 +17,11 @@ reason (a bad input that slipped past validation, a compiler bug), never ends th
 
 from __future__ import annotations
 
-import gc
 import logging
 import time
 from collections.abc import Callable
+
+from controller.pacer import collector_paused
 
 log = logging.getLogger("canopy.app")
 COALESCE = 0.005  # seconds: changes arriving together are compiled together
@@ -81,6 +83,12 @@ class ProgramLoop:
 
     def _pass(self) -> None:
         full_before = self.programmer.full_recomputes
+        with collector_paused() as collector:  # no full collection in the middle of a pass (controller/pacer.py)
+            self._steps()
+            # flows are acyclic (freed by reference counting): after a full recompute keep the collector off them
+            collector.freeze = self.programmer.full_recomputes != full_before
+
+    def _steps(self) -> None:
         started = time.perf_counter()
         self._prepare()
         self._sleep(0)  # a turn for echo replies, heartbeats and REST between the steps of a pass
@@ -96,9 +104,6 @@ class ProgramLoop:
             self._hand_out(touched)
         self._log_timings(started, refreshed, touched)
         self._started = True
-        if self.programmer.full_recomputes != full_before:
-            # flows are acyclic (freed by reference counting): keep the cycle collector off them
-            gc.freeze()
         self.passes += 1
 
     def _log_timings(self, started: float, refreshed: float, touched: set) -> None:

@@ -13,20 +13,28 @@ Compile once, share: the programmer keeps one ``compiler.Shared``, so an owner's
 many switches (a remote vport's L2, ARP and host-route entries; a subnet's and a domain's flows) are compiled
 once and every switch's ``Desired`` holds the same frozenset. Per switch it also records which owners
 changed since the switch was last handed its state (``take_changes``), so its reconciler plans only those.
+
+Never a stalled loop: compiling ticks ``pacer`` (controller/pacer.py; the app's pauses with ``hub.sleep(0)``) for
+each owner variant compiled (``compiler.Shared``), each switch compiled whole or compared, and each
+``COMPARE_UNIT`` owners compared, so a full compile of 10,000 vports gives the event loop a turn every few
+milliseconds. Only the View and the programmer's own data are read while compiling, and nothing else changes
+them (``refresh`` runs in the programming loop only); ``desired`` is replaced, not rebuilt in place, by a full
+compile, so REST readers meanwhile see the previous one whole.
 """
 
 from __future__ import annotations
 
-import gc
 import logging
 import time
-from contextlib import contextmanager
 
 from controller.derive import View, derive
+from controller.pacer import NEVER, Pacer, collector_paused
 from controller.viewdelta import LiveView
 from openflow.compiler import Desired, Shared, compile_owners, compile_switch
 
 log = logging.getLogger("canopy.programmer")
+SWITCH_UNITS = 20  # pacer units for compiling one switch whole (merging its shared owner sets) beyond its owners
+COMPARE_UNIT = 200  # owners compared (old desired against new) per pacer unit
 
 
 class Programmer:
@@ -41,6 +49,7 @@ class Programmer:
         self.full_recomputes = 0
         self.incremental_updates = 0
         self.timings: dict[str, float] = {}  # the last refresh: seconds in derive, finding owners, compiling (and CPU)
+        self.pacer: Pacer = NEVER  # ticked while compiling (see the module docstring)
 
     @property
     def view(self) -> View:
@@ -55,13 +64,14 @@ class Programmer:
     def refresh(self, full: bool = False) -> set[str]:
         """Bring desired state up to date; returns the sessions whose desired flows or groups changed."""
         recomputes = self.full_recomputes
-        with _cycle_collector_paused() as after:
+        with collector_paused() as after:
             touched = self._refresh(full)
             after.freeze = self.full_recomputes != recomputes
         return touched
 
     def _refresh(self, full: bool) -> set[str]:
         started = time.perf_counter()
+        self.shared.pacer = self.live.pacer = self.pacer
         journal = self.journal.take() if self.journal is not None else None
         if full or not self._built or journal is None:
             self._built = False
@@ -93,7 +103,8 @@ class Programmer:
         for session in sessions:
             before = self.desired.get(session)
             self.desired[session] = compile_switch(view, session, self.shared)
-            changed = _changed_owners(before, self.desired[session], {})
+            self.pacer.tick(SWITCH_UNITS)
+            changed = _changed_owners(before, self.desired[session], {}, self.pacer)
             if before is None or changed:
                 touched.add(session)
                 self._note(session, None if before is None else changed)
@@ -112,6 +123,7 @@ class Programmer:
             current.update(compile_owners(view, session, owners, self.shared), owners)
             changed = {o for o in owners
                        if (current.flows.get(o, frozenset()), current.groups.get(o, ())) != before[o]}
+            self.pacer.tick(1 + len(owners) // COMPARE_UNIT)
             if changed:
                 touched.add(session)
                 self._note(session, changed)
@@ -128,7 +140,11 @@ class Programmer:
         previous = self.desired
         self.shared.clear()
         self.shared.begin(view)
-        self.desired = {session: compile_switch(view, session, self.shared) for session in view.switches}
+        desired = {}
+        for session in view.switches:
+            desired[session] = compile_switch(view, session, self.shared)
+            self.pacer.tick(SWITCH_UNITS)
+        self.desired = desired
         touched, same = set(), {}
         if diff_all:
             for session in self.desired:
@@ -138,7 +154,7 @@ class Programmer:
                 touched.add(session)
                 self._note(session, None)
                 continue
-            changed = _changed_owners(previous.get(session), self.desired.get(session), same)
+            changed = _changed_owners(previous.get(session), self.desired.get(session), same, self.pacer)
             if changed:
                 touched.add(session)
                 held = len(self.desired[session].flows) if session in self.desired else 0
@@ -161,36 +177,16 @@ class Programmer:
         return self._changes.pop(session, set())
 
 
-class _Pause:
-    freeze = False  # set: freeze what exists at the end (a full compile's result) out of the collector's sight
-
-
-@contextmanager
-def _cycle_collector_paused():
-    """Deriving and compiling allocate up to millions of acyclic objects (freed by reference counting): without a
-    pause the cyclic collector walks all of them again and again while they pile up (34 s of a 78 s full compile
-    before issue 13), and once more right after. After a full compile, what it keeps is frozen (gc.freeze: never
-    scanned again, still freed by reference counting), so the collector does not walk it at all."""
-    enabled = gc.isenabled()
-    gc.disable()
-    pause = _Pause()
-    try:
-        yield pause
-    finally:
-        if pause.freeze:
-            gc.freeze()
-        if enabled:
-            gc.enable()
-
-
-def _changed_owners(old: Desired | None, new: Desired | None, same: dict) -> set:
+def _changed_owners(old: Desired | None, new: Desired | None, same: dict, pacer: Pacer = NEVER) -> set:
     """Owners whose flows or groups differ between two desired states of one switch. ``same`` remembers
     comparisons by identity: switches share their flow sets, so each pair of sets is compared once."""
     old, new = old or Desired(), new or Desired()
     changed = set()
     for attr, none in (("flows", frozenset()), ("groups", ())):
         before, after = getattr(old, attr), getattr(new, attr)
-        for owner in before.keys() | after.keys():
+        for n, owner in enumerate(before.keys() | after.keys(), 1):
+            if n % COMPARE_UNIT == 0:
+                pacer.tick()
             a, b = before.get(owner, none), after.get(owner, none)
             if a is b:
                 continue

@@ -21,9 +21,11 @@ from typing import Callable
 from controller import policy as pol
 from controller import policydoc
 from controller.model import KINDS, PolicyError, Problem, normalise
+from controller.pacer import NEVER, Pacer, collector_paused
 from controller.store import Change
 
 log = logging.getLogger("canopy.policy")
+FREEZE_CHANGES = 1000  # an apply committing this many changes freezes what exists out of the cyclic collector
 
 
 class NotFound(Exception):
@@ -64,6 +66,7 @@ class PolicyService:
         self.store = store
         self.state = state
         self.settings = settings
+        self.pacer: Pacer = NEVER  # an apply's planning pauses (the app: hub.sleep(0)) under the write lock
         self._write_lock = threading.RLock()
 
     def _check_writable(self):
@@ -180,8 +183,11 @@ class PolicyService:
         another source or a REST create owns (refused otherwise, see controller/policydoc.py)."""
         self._check_writable()
         allocator = self._allocator()
-        plan = policydoc.plan(self.state.policy, data, source, allocator, prune=prune, adopt=adopt)
-        done = [] if dry_run else self._commit(plan.policy, plan.changes, allocator)
+        with collector_paused() as collector:  # no full collection in the middle of a big plan
+            plan = policydoc.plan(self.state.policy, data, source, allocator, prune=prune, adopt=adopt,
+                                  pacer=self.pacer)
+            done = [] if dry_run else self._commit(plan.policy, plan.changes, allocator)
+            collector.freeze = len(done) >= FREEZE_CHANGES  # the new policy is long-lived: never scan it
         return {"source": plan.source, "dry_run": dry_run, "changes": plan.summary,
                 "seq": done[-1].seq if done else self.state.last_seq}
 

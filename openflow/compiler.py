@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from controller.derive import Endpoint, View
+from controller.pacer import NEVER, Pacer
 from openflow import acl, external, metadata
 from openflow import pipeline as p
 from openflow.floods import group_ids, subnet_groups, to_vtep  # noqa: F401 (group_ids, to_vtep: API)
@@ -43,6 +44,7 @@ HOST_ROUTE_BASE = 100  # route priority = base + prefix length: longest prefix w
 
 
 EMPTY: frozenset = frozenset()
+OWNERS_PER_TICK = 5  # owners looked at (compiled or not) per pacer unit in compile_owners (a compile is one)
 
 
 @dataclass
@@ -77,10 +79,11 @@ class Shared:
     lists, local ports by subnet); ``forget(owners)`` drops the flows of owners whose inputs changed.
     Without a Shared, each compile_* call makes its own (nothing shared, nothing kept)."""
 
-    def __init__(self):
+    def __init__(self, pacer: Pacer = NEVER):
         self.flows: dict[Owner, dict] = {}  # owner -> {variant: frozenset of its flows}
         self.memo: dict = {}  # per-view facts, valid until the next begin()
         self.compiled = 0  # owner variants compiled (for benchmarks)
+        self.pacer = pacer  # ticked per owner (variant) compiled: its pauses must leave the view unchanged
 
     def begin(self, view) -> None:
         self.memo = {"view": view}
@@ -98,7 +101,10 @@ class Shared:
         if self.memo.get("view") is not view:
             self.begin(view)
         if owner.kind == "switch":
+            self.pacer.tick()
             return _checked(_switch(view, sw, owner))
+        if owner.kind in acl.COMPILERS or owner.kind in external.COMPILERS:
+            self.pacer.tick()
         if owner.kind in acl.COMPILERS:  # security policy (openflow/acl.py): an ACL's set is shared already
             flows, _ = acl.COMPILERS[owner.kind](view, sw, owner)
             return flows if isinstance(flows, frozenset) else _checked(flows)
@@ -117,6 +123,7 @@ class Shared:
         if flows is None:
             flows = by_variant[variant] = _checked(_FLOWS[owner.kind](view, sw, owner))
             self.compiled += 1
+            self.pacer.tick()
         return flows
 
 
@@ -260,7 +267,9 @@ def compile_owners(view: View, session: str, owners, shared: Shared | None = Non
     shared = shared or Shared()
     out = Desired()
     sw = view.switches[session]
-    for owner in owners:
+    for n, owner in enumerate(owners, 1):
+        if n % OWNERS_PER_TICK == 0:  # most may be compiled already (shared): still a turn now and then
+            shared.pacer.tick()
         if not present(view, session, owner):
             out.flows[owner] = EMPTY
             continue

@@ -19,6 +19,7 @@ import bisect
 from collections.abc import Callable
 
 from controller.discovery import PortInfo
+from controller.pacer import NEVER, Pacer
 from ovsdb.idl import reference_count, references
 
 
@@ -29,10 +30,13 @@ def row_key(row):
 
 
 class BridgePorts:
-    """The ports of one bridge row, applied from deltas; ``ports`` is the sorted tuple of ``PortInfo``."""
+    """The ports of one bridge row, applied from deltas; ``ports`` is the sorted tuple of ``PortInfo``.
+    ``pacer`` (controller/pacer.py) is ticked once per port or interface read, so that reading 10,000 new
+    ports gives the event loop turns; nothing else may use this object during those pauses."""
 
-    def __init__(self, port_info: Callable[[object], PortInfo]):
+    def __init__(self, port_info: Callable[[object], PortInfo], pacer: Pacer = NEVER):
         self._port_info = port_info  # Interface row -> PortInfo
+        self.pacer = pacer
         self.bridge_key = None  # the bridge row these ports are of (None: none yet)
         self._bridge_name = ""
         self._members: dict = {}  # port key -> tuple of its interface keys
@@ -56,13 +60,13 @@ class BridgePorts:
     def clear(self) -> frozenset[str]:
         """No bridge: forget every port; returns the names that went."""
         gone = frozenset(self._by_name)
-        self.__init__(self._port_info)
+        self.__init__(self._port_info, self.pacer)
         return gone
 
     def rebuild(self, bridge, previous: dict[str, PortInfo] | None) -> frozenset[str] | None:
         """Read every port of ``bridge``. ``previous``: {name: PortInfo} last handed out for this switch
         (equal values are reused, and the result names what differs); None: nothing before, returns None."""
-        self.__init__(self._port_info)
+        self.__init__(self._port_info, self.pacer)
         self.bridge_key, self._bridge_name = row_key(bridge), bridge.name
         self.full_reads += 1
         self._reuse, self._bulk = previous or {}, True
@@ -115,6 +119,7 @@ class BridgePorts:
     # ------------------------------------------------------------------ one port or interface
     def _add_port(self, port, changed: set, known: frozenset = frozenset()) -> list:
         """Follow ``port`` and read its interfaces (except those in ``known``); returns their keys."""
+        self.pacer.tick()
         ifaces = [i for i in getattr(port, "interfaces", None) or [] if i.name != self._bridge_name]
         keys = [row_key(i) for i in ifaces]
         self._members[row_key(port)] = tuple(keys)
@@ -139,6 +144,7 @@ class BridgePorts:
         return keys
 
     def _update_iface(self, key, iface, changed: set) -> None:
+        self.pacer.tick()
         old, info = self._infos.get(key), self._port_info(iface)
         if old is not None and old == info:
             return

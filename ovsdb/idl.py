@@ -57,6 +57,7 @@ import ovs.stream
 import ovs.timeval
 import ovs.version
 
+from controller.pacer import Pacer
 from ovsdb import jsonstream
 from ovsdb.rowchanges import RowChange, RowChanges
 
@@ -67,6 +68,8 @@ DEFAULT_MAX_MESSAGE = 32 << 20  # characters in one message (settings: ovsdb.max
 READ_BUDGET = 64 * 1024  # bytes one Connection.recv may read and frame before the session loop yields
 MAX_UNSOLICITED = 100  # messages a peer may send during one handshake call before we give up on it
 TXN_TIMEOUT_MS = 10000  # a transaction without a reply by then is abandoned (TXN_TIMED_OUT)
+PAUSE_ROWS = 100  # rows of one update processed (and, tracked, recorded) between two pauses (Replica ``pause``)
+KEEPALIVE_MS = 1000  # while one long update is processed, an echo request to the peer at most this often
 
 # Outcomes of a transaction (TxnResult.status).
 TXN_SUCCESS, TXN_UNCHANGED, TXN_TRY_AGAIN, TXN_ERROR, TXN_TIMED_OUT = (
@@ -490,7 +493,19 @@ def _datum(row, column: str):
     return data.get(column) if data else None
 
 
-class _TrackingIdl(ovs.db.idl.Idl):
+class _PacedIdl(ovs.db.idl.Idl):
+    """An Idl that ticks ``pacer`` (controller/pacer.py) for each row of an update it processes: ovs 4.0.0 calls
+    its ``cooperative_yield`` hook once per row in ``__do_parse_update`` (checked by tests/unit/test_ovsdb_idl.py),
+    so one update of 20,000 rows gives the event loop a turn every ``PAUSE_ROWS`` rows instead of holding it
+    for seconds. Only the session's own green thread touches the Idl, and it is inside ``run()`` meanwhile."""
+
+    pacer = Pacer()
+
+    def cooperative_yield(self):
+        self.pacer.tick()
+
+
+class _TrackingIdl(_PacedIdl):
     """An Idl that records every row change its ``notify`` hook is told of (``changes``) and keeps, for
     the tables in ``named``, an index name -> {uuid: row}."""
 
@@ -500,6 +515,7 @@ class _TrackingIdl(ovs.db.idl.Idl):
         self.names: dict[str, dict[str, dict]] = {table: {} for table in named}
 
     def notify(self, event, row, updates=None):
+        self.pacer.tick()  # ovs calls notify for every changed row once the update is applied: pace that too
         table = row._table.name  # HACK (ovs 4.0.0): Row keeps its table and old data in __dict__
         columns = None
         if event == ovs.db.idl.ROW_UPDATE and updates is not None:
@@ -526,9 +542,12 @@ class Replica:
     """An ``ovs.db.idl.Idl`` replica of one database, over a connection the peer opened to us."""
 
     def __init__(self, link: PeerLink, schema_json: dict, wanted: Mapping[str, Iterable[str]],
-                 probe_ms: int = DEFAULT_PROBE_MS, track: bool = False, named: Iterable[str] = ()):
+                 probe_ms: int = DEFAULT_PROBE_MS, track: bool = False, named: Iterable[str] = (),
+                 pause: Callable[[], None] | None = None):
         """``track``: record row changes for ``take_changes``; ``named``: tables (with a name column) that
-        ``named()`` looks up by name (implies ``track``)."""
+        ``named()`` looks up by name (implies ``track``); ``pause``: called every ``PAUSE_ROWS`` rows while
+        ``run()`` processes an update (the session's ``hub.sleep(0)``: other green threads run meanwhile, so
+        the caller must not touch this replica from them)."""
         self.database = schema_json["name"]
         helper = schema_helper(schema_json, wanted)
         # leader_only=False: whatever the peer is (standalone, cluster member, relay), it chose to
@@ -536,7 +555,9 @@ class Replica:
         if track or named:
             self._idl = _TrackingIdl("tcp:%s" % link.peer, helper, leader_only=False, named=named)
         else:
-            self._idl = ovs.db.idl.Idl("tcp:%s" % link.peer, helper, leader_only=False)
+            self._idl = _PacedIdl("tcp:%s" % link.peer, helper, leader_only=False)
+        self._idl.pacer = Pacer(pause, PAUSE_ROWS)
+        self.pacer = self._idl.pacer
         # HACK (ovs 4.0.0): Idl.__init__ always creates its own Session from the remote string (it
         # has not connected yet: nothing happens before run()). Swap in a Session on the accepted
         # connection. Checked by tests/unit/test_ovsdb_idl.py.
@@ -546,6 +567,7 @@ class Replica:
         self._idl._session = _session_on(link, probe_ms)
         self._link = link
         self._pending: PendingTransaction | None = None
+        self._keepalive_at = 0  # ovs.timeval.msec() of the last keepalive()
 
     @property
     def limit_error(self) -> str | None:
@@ -555,6 +577,20 @@ class Replica:
     def run(self) -> None:
         """Process what the peer sent (at most one batch); never blocks."""
         self._idl.run()
+
+    def keepalive(self) -> None:
+        """Call in the pauses of a long stretch of work on this replica (processing an update, reading its rows):
+        at most every ``KEEPALIVE_MS``, an echo request to the peer (its reply is dropped by the session). The peer's
+        echo requests wait behind the update being processed, and ovsdb-server drops a manager that has sent it
+        nothing for two probe intervals; anything it receives counts (``reconnect_activity``)."""
+        now = ovs.timeval.msec()
+        rpc = self._idl._session.rpc
+        if now - self._keepalive_at < KEEPALIVE_MS or rpc is None:
+            return
+        self._keepalive_at = now
+        request = ovs.jsonrpc.Message.create_request("echo", [])
+        request.id = "echo"  # what ovs.jsonrpc.Session's own probes use: Session.recv drops the reply
+        rpc.send(request)
 
     @property
     def connected(self) -> bool:

@@ -22,7 +22,12 @@ ovsdb-server connects here. For each accepted connection a green thread:
    that sends a message longer than ``max_message`` (ovsdb/jsonstream.py), and a connection from an
    address already holding ``per_source`` sessions (docs/limits.md).
 
-Nothing a peer sends can stop the listener or another session. Every wait is bounded (``WAKE_MS``).
+Nothing a peer sends can stop the listener or another session. Every wait is bounded (``WAKE_MS``). A big
+update (10,000 ports added in one transaction: 20,000 rows) never holds the event loop in one stretch: the replica
+gives it a turn every ``idl.PAUSE_ROWS`` rows and the reporter every ``PAUSE_PORTS`` ports it reads
+(``pause``; nothing but the session's own green thread touches its replica and reporter meanwhile), and sends
+the peer an echo request about once a second meanwhile (``idl.Replica.keepalive``): ovsdb-server's own probes wait
+behind the update, and it drops a manager it has heard nothing from for two probe intervals.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from controller.discovery import DiscoverySink
 from controller.guard import warn_limited
 from controller.ryu_compat import hub
 from controller.discovery import VtepDesired
+from controller.pacer import Pacer, collector_paused
 from ovsdb import bridge, claims, idl, tunnel, vrs, vtep, vtep_sync
 
 VTEP_DATABASE = vtep.DATABASE
@@ -43,6 +49,13 @@ WAKE_MS = 1000  # longest a green thread sleeps without looking at its connectio
 SYNC_TIMEOUT_S = 120.0  # default: a peer whose first full copy of the database has not arrived by then goes
 EXPIRE_S = 1.0  # longest between two looks for VRS whose reconnect grace is over
 ACCEPT_RETRY_S = 0.1  # pause after an accept error (e.g. EMFILE) before trying again
+PAUSE_PORTS = 100  # bridge ports read between two turns of the event loop (idl.PAUSE_ROWS: rows of an update)
+FREEZE_ROWS = 2000  # rows changed by one batch of updates from which what exists is frozen out of the collector
+
+
+def give_way() -> None:
+    """A turn for every other green thread (echo replies, heartbeats, REST) in the middle of a long stretch."""
+    hub.sleep(0)
 
 # Session states shown in sessions().
 HANDSHAKE, SYNCING, SYNCED, CLOSED = "handshake", "syncing", "synced", "closed"
@@ -68,7 +81,8 @@ class _PeerSession:
         self.state = HANDSHAKE
         self.connected_since = time.time()
         self._conn = link  # PeerLink, then Replica
-        self._reporter = vrs.VrsReporter(server.sink, name, link.peer, server.bridge, server.log, server.claims)
+        self._reporter = vrs.VrsReporter(server.sink, name, link.peer, server.bridge, server.log, server.claims,
+                                         Pacer(self._give_way, PAUSE_PORTS))
         self._tunnel: tunnel.TunnelReconciler | None = None
         self._bridge: bridge.BridgeReconciler | None = None
         self._vtep_reporter = vtep.VtepReporter(server.sink, name, link.peer, server.log)
@@ -106,6 +120,13 @@ class _PeerSession:
         """The hardware VTEP's Physical_Switch name, once reported (None for a VRS)."""
         last = self._vtep_reporter.last
         return last.name if last is not None else None
+
+    def _give_way(self) -> None:
+        """A pause in a long stretch of work on this session: keep the peer from giving up on us, then let the
+        other green threads run."""
+        if isinstance(self._conn, idl.Replica):
+            self._conn.keepalive()
+        self._server.pause()
 
     def ring(self) -> None:
         """Wake the session loop (its VTEP's desired state changed)."""
@@ -147,7 +168,7 @@ class _PeerSession:
     def _follow_vrs(self, schema: dict) -> None:
         """Replicate the VRS's Open_vSwitch database and report every change until it goes."""
         replica = idl.Replica(self._conn, schema, vrs.COLUMNS, self._server.probe_interval_ms,
-                              named=tunnel.NAMED_TABLES)
+                              named=tunnel.NAMED_TABLES, pause=self._give_way)
         self._conn = replica
         self.state = SYNCING
         self._log.info("ovsdb %s: VRS session %s, replicating %s", self.peer, self.name, vrs.DATABASE)
@@ -158,15 +179,18 @@ class _PeerSession:
             self._bridge = bridge.BridgeReconciler(replica, self.peer, self._server.bridge, self._log)
         seen = None
         while True:
-            replica.run()
-            if not replica.connected:  # a transaction in flight is simply dropped with it
-                self._closed(replica)
-                return
-            if replica.synced:
-                if replica.change_seqno != seen:
+            with collector_paused() as collector:  # no gen-2 collection in the middle of a big update
+                before = replica.change_seqno
+                replica.run()
+                if not replica.connected:  # a transaction in flight is simply dropped with it
+                    self._closed(replica)
+                    return
+                if replica.synced and replica.change_seqno != seen:
                     seen = replica.change_seqno
                     self.state = SYNCED
                     self._reporter.refresh(replica.rows(vrs.DATABASE), replica.take_changes())
+                collector.freeze = replica.change_seqno - before >= FREEZE_ROWS  # the rows stay: never scan them
+            if replica.synced:
                 if self._server.may_write:
                     for writer in (self._bridge, self._tunnel):
                         if writer is not None:
@@ -194,7 +218,8 @@ class _PeerSession:
 
     def _follow_vtep(self, schema: dict) -> None:
         """Replicate a hardware VTEP's database, report it and program it until it goes."""
-        replica = idl.Replica(self._conn, schema, vtep.COLUMNS, self._server.probe_interval_ms, track=True)
+        replica = idl.Replica(self._conn, schema, vtep.COLUMNS, self._server.probe_interval_ms, track=True,
+                              pause=self._give_way)
         self._conn = replica
         self.state = SYNCING
         self._doorbell = idl.Doorbell()
@@ -299,6 +324,7 @@ class OvsdbManagerServer:
         self.tls = tls
         self.claims = claims.VrsClaims(sink, reconnect_grace, self.log)
         self.writes_enabled = True  # False on an HA standby: replicate and report, write nothing
+        self.pause = give_way  # a big update (rows, then bridge ports) gives the event loop a turn this way
         self.held = False  # True until the controller's start-up hold ends (release()): write nothing
         self._vtep_desired: dict[str, VtepDesired] = {}
         self._listener: idl.Listener | None = None

@@ -28,6 +28,7 @@ from controller.discovery import (
     VrsSnapshot,
 )
 from controller.logs import Throttle
+from controller.pacer import NEVER, Pacer
 from ovsdb.bridgeports import BridgePorts, row_key
 from ovsdb.claims import VrsClaims, switch_key
 
@@ -275,14 +276,14 @@ class VrsReporter:
     """
 
     def __init__(self, sink: DiscoverySink, session: str, peer: str, bridge: str = DEFAULT_BRIDGE,
-                 log: logging.Logger | None = None, claims: VrsClaims | None = None):
+                 log: logging.Logger | None = None, claims: VrsClaims | None = None, pacer: Pacer = NEVER):
         self.session = session  # the connection's name (logs, sessions())
         self.peer = peer
         self.bridge = bridge
         self._log = log or logging.getLogger(__name__)
         self._bad = Throttle(self._log)
         self._claims = claims if claims is not None else VrsClaims(sink, 0.0, self._log)
-        self._ports = BridgePorts(lambda iface: port_info(iface, self._bad_value))
+        self._ports = BridgePorts(lambda iface: port_info(iface, self._bad_value), pacer)  # pauses: see refresh
         self.key: str | None = None  # the switch key this session claims
         self.last: VrsSnapshot | None = None  # this session's latest snapshot (reported or not)
         self._root_rows: Iterable = ()
@@ -305,7 +306,9 @@ class VrsReporter:
         return self._ports.holds_port(port_row)
 
     def refresh(self, root_rows: Iterable, changes=None) -> bool:
-        """Apply the current rows; report and return True if the switch's snapshot changed."""
+        """Apply the current rows; report and return True if the switch's snapshot changed. Reading many ports
+        pauses (``pacer``): another session's green thread may then make this one speak (``speak``), which reads
+        the same rows, already complete, in full (tests/unit/test_vrs_delta.py)."""
         if self._gone:
             return False
         self._root_rows = root_rows

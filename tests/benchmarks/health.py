@@ -8,7 +8,8 @@ sessions that dropped during the run.
   probe in an eventlet green thread. Work that never yields holds the probe exactly as it would hold the
   controller's hub, so ``HubProbe.settle()`` after each step lets the probe see it, and ``max_ms`` is the lag
   that step would have caused in the controller.
-- ``disconnects`` counts the OpenFlow, OVSDB and BGP sessions that ended, in the controller's log, in
+- ``disconnects`` counts the OpenFlow, OVSDB, BGP and HA sessions that ended (and HA role changes), in the
+  controller's log, in
   ovs-vswitchd's logs (inactivity probes, dropped connections) and in gobgpd's logs.
 """
 
@@ -67,6 +68,8 @@ DISCONNECT_PATTERNS = {
     "OpenFlow (controller log)": re.compile(r"datapath \S+ disconnected"),
     "OVSDB (controller log)": re.compile(r"(VRS|hardware VTEP) \S+ \(OVSDB \S+\) disconnected"),
     "BGP (controller log)": re.compile(r"BGP peer \S+ is down"),
+    "HA role change (controller log)": re.compile(r"HA: now \w+ \(generation"),
+    "HA link lost (controller log)": re.compile(r"HA link \S+: (connection to peer lost|peer closed our connection)"),
     "OVS inactivity probe (ovs-vswitchd log)": re.compile(r"no response to inactivity probe"),
     "OVS connection dropped (ovs-vswitchd log)": re.compile(r"connection dropped"),
     "BGP (gobgpd log)": re.compile(r"Peer Down", re.IGNORECASE),

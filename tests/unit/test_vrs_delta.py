@@ -304,3 +304,26 @@ def test_a_port_appearing_is_programmed_without_a_pass_over_the_bridges_ports():
     state.vrs_update(sink.calls[-1][1])
     programmer.refresh()
     assert programmer.view.switches[session].tunnel_ofport == 12 == programmer.derive().switches[session].tunnel_ofport
+
+
+def test_a_speaker_leaving_while_the_other_session_reads_many_ports_is_answered_once_the_read_is_done():
+    """Reading ports pauses (controller/pacer.py); another session's green thread may end meanwhile and hand this
+    one the word (``speak``): what it reports is complete."""
+    from controller.pacer import Pacer
+
+    db_a, db_b, sink = Db(ports=2), Db(ports=2), Sink()
+    claims = VrsClaims(sink, grace=10.0)
+    pending = []
+    a = VrsReporter(sink, "ovsdb:" + PEER_A, PEER_A, claims=claims,
+                    pacer=Pacer(lambda: pending and pending.pop()(), every=5))
+    a.refresh([db_a.root])
+    b = follow(db_b, sink, claims, peer=PEER_B)
+    assert b.speaking and not a.speaking
+    for i in range(40):
+        db_a.add(f"new{i}", {"iface-id": f"n{i}"})
+    pending.append(b.gone)  # b's session ends while a is reading its 40 new ports
+    a.refresh([db_a.root], db_a.take())
+    assert not pending and a.speaking
+    snap = sink.calls[-1][1]
+    assert snap.peer == PEER_A and {f"new{i}" for i in range(40)} <= set(by_name(snap))
+    assert set(by_name(snap)) == {p.name for p in db_a.bridge.ports if p.name != "br-int"}

@@ -1,0 +1,78 @@
+"""Long stretches of work give the event loop a turn: ``Pacer.tick()`` at each unit of work, a pause every so many.
+
+Everything in Canopy shares one eventlet hub (OpenFlow echo replies, OVSDB probes, HA heartbeats, REST,
+programming; controller/lagprobe.py measures how late it wakes). Work whose size follows the input (one OVSDB
+update of 20,000 rows, a full compile, an apply of 10,000 vports) calls ``tick()`` once per unit (a row, a port,
+an owner compiled, a switch compared, a vport planned) and the pacer calls ``pause`` once every ``every`` units:
+in the controller ``hub.sleep(0)``, which lets every ready green thread run (and the hub poll its sockets) before
+the work goes on. The count, not a clock, decides: the same input pauses at the same places, which is what the
+tests count (``pauses``); ``every`` is chosen so that a run of units takes a few milliseconds on this machine.
+
+A pacer without ``pause`` (pure code, offline tools, most unit tests) only counts. The work that pauses must
+tolerate other green threads running meanwhile: each caller says what may change during its pauses.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Callable
+from contextlib import contextmanager
+
+EVERY = 200  # default units between two pauses
+FREEZE_YOUNG = 200_000  # objects left in the youngest generation by a collector pause from which they are frozen
+
+
+class Pacer:
+    """Calls ``pause()`` once every ``every`` units ticked (see the module docstring)."""
+
+    def __init__(self, pause: Callable[[], None] | None = None, every: int = EVERY):
+        if every < 1:
+            raise ValueError("every must be at least 1, not %r" % (every,))
+        self.pause = pause
+        self.every = every
+        self.pauses = 0  # pauses made so far
+        self._left = every
+
+    def tick(self, units: int = 1) -> None:
+        """``units`` of work done; pauses when ``every`` have been done since the last pause."""
+        self._left -= units
+        if self._left <= 0:
+            self._left = self.every
+            if self.pause is not None:
+                self.pauses += 1
+                self.pause()
+
+NEVER = Pacer()  # counts, never pauses: the default wherever no pause is wired in
+
+
+class _Collector:
+    freeze = False  # set: freeze what exists at the end (a full compile's result) out of the collector's sight
+
+
+_paused = {"depth": 0, "enabled": False}  # collector_paused() regions open (green threads interleave them)
+
+
+@contextmanager
+def collector_paused():
+    """Deriving and compiling (and reading a big OVSDB update) allocate up to millions of long-lived objects: without
+    a pause the cyclic collector walks all of them again and again while they pile up (34 s of a 78 s full compile
+    before issue 13; a gen-2 collection of ~100 ms CPU, in one stretch, inside an OVSDB update of 20,000 rows), and
+    once more right after. Set ``freeze`` on what this yields to freeze what exists at the end (gc.freeze: never
+    scanned again, still freed by reference counting). Regions of several green threads overlap in any order (one
+    pauses inside another's): the collector is back on (if it was on before the first) when the last one ends. When
+    the last one ends with more than ``FREEZE_YOUNG`` objects young (a burst: 10,000 vports compiled), they are frozen
+    too: the first collection after it would walk every one of them in one stretch (~200 ms of CPU there). Cyclic
+    garbage among frozen objects is kept, as after a full recompute."""
+    if _paused["depth"] == 0:
+        _paused["enabled"] = gc.isenabled()
+        gc.disable()
+    _paused["depth"] += 1
+    pause = _Collector()
+    try:
+        yield pause
+    finally:
+        _paused["depth"] -= 1
+        if pause.freeze or (_paused["depth"] == 0 and gc.get_count()[0] >= FREEZE_YOUNG):
+            gc.freeze()
+        if _paused["depth"] == 0 and _paused["enabled"]:
+            gc.enable()

@@ -1,0 +1,413 @@
+"""Bursts of 10,000 (issue 15 item 2): ports appearing in one OVSDB transaction, vports in one apply, EVPN routes
+from a GoBGP peer in about a second. Does the controller stay responsive, and does it drop anything?
+
+    .venv/bin/python -m tests.benchmarks.bursts [--count 10000] [--port-type absent|internal] [--ha] [--json]
+
+Lab (tests.harness.lab, real processes): one controller (with ``--ha`` an HA pair, ctl1 active and ctl2 standby:
+heartbeats every 100 ms, dead interval 1 s; at 10,000 its setup apply is refused, docs/benchmarks.md), one KVM
+hypervisor (kvm1, userspace OVS) connected to both over OpenFlow and OVSDB,
+with one VM (w1), and GoBGP as in ``tests.benchmarks.evpn_routes``: gobgpd A (the active controller's EVPN
+neighbor, passive) holding routes back from it with an export policy, and a feeder (this process writing UPDATEs
+encoded by ExaBGP's encoder) that loads A. Bursts, one after the other (``--only``, default routes, ports, apply),
+each after ``--idle`` seconds of polling:
+
+a. **ports**: ``--count`` ports (Port + Interface rows with ``external_ids:iface-id``/``attached-mac``, the vports
+   of subnet ``out`` in the policy) appear on br-int in ONE OVSDB transaction (JSON-RPC ``transact`` on kvm1's
+   ovsdb-server; one ``ovs-vsctl`` call with 10,000 ``add-port`` is the same transaction, but ovs-vsctl itself
+   needs minutes to build it: it took 12 s for 2,000). Done when /v1/status counts them bound and the switch's
+   flows are in sync. ``--port-type internal`` makes them internal ports (ovs-vswitchd then creates a device
+   for each; the default ``absent`` leaves the device missing, as evpn_routes does, see docs/benchmarks.md).
+b. **apply**: ``--count`` vports of a new subnet ``apply`` in ONE ``POST /v1/apply``; their ports (iface-ids
+   ``a<i>``) were put on br-int before the clock, so the apply binds them all. Done when the apply answered, all
+   are bound and the switch is in sync.
+c. **routes** (run first: GoBGP's intake slows down with the routes the other bursts make Canopy announce): the
+   feeder loads ``--count`` type-2 routes into A while the lab is built (A holds them back from Canopy), then A
+   releases them to Canopy at once (``softresetout``: A sends them in about a second). Done when br-int has an
+   l2_lookup flow for each MAC.
+
+For each: seconds until done; the active controller's largest event-loop lag during the burst (its /v1/status,
+sampled throughout); the REST latency of ``GET /v1/status`` (p50, p95, max) polled every ``--poll`` seconds during
+the burst, against the same polling while idle just before it; and the sessions that ended, counted in the logs
+(both controllers' OpenFlow/OVSDB/BGP/HA messages, ovs-vswitchd's inactivity probes and drops, gobgpd's peer
+downs; 0 expected). The machine (CPUs, model) and the load average are printed with the figures: on a shared
+machine the lag includes time the controller was runnable but not running.
+
+Needs root, Open vSwitch and gobgpd, like the integration tests. Not collected by pytest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from tests.benchmarks import health
+from tests.benchmarks.evpn_routes import (A_ASN, CANOPY_ASN, FEED_ASN, IN_NET, IN_VNI, L3_VNI, OUT_NET, OUT_VNI, W1,
+                                          Feeder, GoBGP, add_ports_ops, encode, evpn_l2_flows, host_ip, mac,
+                                          remote_routes, speaker, transact)
+from tests.benchmarks.ha_takeover import ha_settings
+from tests.harness.lab import Lab
+
+APPLY_NET, APPLY_VNI = "10.3", 6103
+SETUP_TIMEOUT = 300
+BURST_TIMEOUT = 900
+MAX_COUNT = 60000
+
+
+# ---------------------------------------------------------------------------------------------- policy
+
+def vport(prefix: str, net: str, i: int, kind: str) -> dict:
+    return {"name": f"{prefix}{i}", "mac": mac(kind, i), "ip": host_ip(net, i)}
+
+
+def subnet(name: str, net: str, vni: int, vports: list[dict]) -> dict:
+    rt = f"{CANOPY_ASN}:{vni}"
+    return {"name": name, "cidr": f"{net}.0.0/16", "gateway": f"{net}.0.1", "vni": vni, "import_rts": [rt],
+            "export_rts": [rt], "vports": [{"name": v["name"], "mac": v["mac"], "ips": [v["ip"]],
+                                            "binding": {"flavour": "kvm", "iface_id": v["name"]}} for v in vports]}
+
+
+def document(count: int, applied: bool) -> dict:
+    """Subnet ``in`` (w1; GoBGP's MACs), ``out`` (the port burst's vports o<i>) and, with ``applied``, ``apply``
+    (the apply burst's vports a<i>)."""
+    l3_rt = f"{CANOPY_ASN}:{L3_VNI}"
+    subnets = [subnet("in", IN_NET, IN_VNI, [W1]),
+               subnet("out", OUT_NET, OUT_VNI, [vport("o", OUT_NET, i, "0e") for i in range(count)])]
+    if applied:
+        subnets.append(subnet("apply", APPLY_NET, APPLY_VNI, [vport("a", APPLY_NET, i, "0a") for i in range(count)]))
+    return {"tenants": [{"name": "bench", "domains": [{"name": "dom", "l3_vni": L3_VNI, "import_rts": [l3_rt],
+                                                       "export_rts": [l3_rt], "subnets": subnets}]}]}
+
+
+def port_ops(vports: list[dict], port_type: str) -> list:
+    ops = add_ports_ops(vports)
+    if port_type == "internal":
+        for op in ops:
+            if op["op"] == "insert" and op["table"] == "Interface":
+                op["row"]["type"] = "internal"
+    return ops
+
+
+# ---------------------------------------------------------------------------------------------- measuring
+
+def percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, -(-len(ordered) * pct // 100) - 1)] if ordered else float("nan")
+
+
+class StatusPoller(threading.Thread):
+    """GET /v1/status every ``interval`` s from a thread of its own: each request's latency and the event-loop lag
+    it reports (the probe's latest sample and its maximum since start)."""
+
+    def __init__(self, canopy, interval: float):
+        super().__init__(name="status-poller", daemon=True)
+        self.canopy, self.interval = canopy, interval
+        self.latencies: list[float] = []
+        self.lags: list[float] = []  # ms: current samples seen
+        self.max_ms: list[float] = []
+        self.failures = 0
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            started = time.monotonic()
+            try:
+                reply = self.canopy.api.get("/v1/status")
+                self.latencies.append(time.monotonic() - started)
+                lag = health.lag_from_status(reply.json) or {}
+                self.lags.append(lag.get("current_ms", 0.0))
+                self.max_ms.append(lag.get("max_ms", 0.0))
+            except (OSError, ValueError):
+                self.failures += 1
+            self._halt.wait(max(0.0, self.interval - (time.monotonic() - started)))
+
+    def stop(self) -> "StatusPoller":
+        self._halt.set()
+        self.join(30)
+        return self
+
+    def figures(self, max_before: float) -> dict:
+        """Latency p50/p95/max (ms), requests, failures, and the largest lag seen (ms): the largest sample polled,
+        or the probe's maximum since start if it grew meanwhile."""
+        ms = [x * 1000 for x in self.latencies]
+        grown = max(self.max_ms, default=0.0)
+        lag = max(max(self.lags, default=0.0), grown if grown > max_before else 0.0)
+        return {"requests": len(ms), "failures": self.failures, "p50_ms": percentile(ms, 50),
+                "p95_ms": percentile(ms, 95), "max_ms": max(ms, default=float("nan")), "max_lag_ms": lag}
+
+
+# ---------------------------------------------------------------------------------------------- the lab
+
+class Bursts:
+    def __init__(self, lab, args):
+        self.lab, self.args, self.n = lab, args, args.count
+        self.results: dict[str, dict] = {}
+        self.setup: dict[str, float] = {}
+
+    def progress(self, text: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+    def build(self) -> None:
+        t, lab = time.monotonic(), self.lab
+        self.ctl = lab.add_controller_host("ctl1")
+        self.ctl2 = None if self.args.no_ha else lab.add_controller_host("ctl2")
+        a_host, self.feed_host = lab.add_controller_host("gobgpa"), lab.add_controller_host("feed")
+        self.a = GoBGP(lab, a_host, A_ASN, [(self.ctl.ip, CANOPY_ASN, True), (self.feed_host.ip, FEED_ASN, True)],
+                       held=(self.ctl.ip,))
+        bgp = {"bgp": {"asn": CANOPY_ASN, "router_id": self.ctl.ip,
+                       "neighbors": [{"address": a_host.ip, "asn": A_ASN, "local_address": self.ctl.ip}]}}
+        settings = dict(bgp)
+        if self.ctl2 is not None:
+            settings.update(ha_settings("ctl1", self.ctl2, 200, 100, 1000))
+        self.canopy = lab.start_controller(self.ctl, settings)
+        self.standby = None
+        if self.ctl2 is not None:
+            self.standby = lab.start_controller(self.ctl2, ha_settings("ctl2", self.ctl, 100, 100, 1000),
+                                                name="canopy2")
+            lab.wait_until(lambda: (self.canopy.api.get("/v1/ha").json or {}).get("role") == "active", SETUP_TIMEOUT,
+                           0.2, "ctl1 active")
+        def applied():  # refused (503) until the standby is on the HA link
+            reply = self.canopy.api.post("/v1/apply", {"document": document(self.n, False), "source": "bench"})
+            if reply.status not in (200, 503):
+                raise SystemExit(f"apply failed: {reply.status} {reply.text[:500]}")
+            return reply.status == 200
+
+        lab.wait_until(applied, SETUP_TIMEOUT, 0.5, "the policy applied (both nodes of the pair)")
+        self.hv = lab.add_hypervisor("kvm1", "kvm")
+        self.hv.connect([self.ctl] + ([self.ctl2] if self.ctl2 is not None else []))
+        lab.add_vm(self.hv, W1["name"], mac=W1["mac"], ip=f"{W1['ip']}/16", vnic_id=W1["name"])
+        self.feeder = lab.wait_until(self._feeder, SETUP_TIMEOUT, 0.5, "the feeder's session with GoBGP A")
+        lab.wait_until(lambda: speaker(self.canopy)["peer"]["state"] == "up", SETUP_TIMEOUT, 0.2, "Canopy-A session")
+        lab.wait_until(lambda: self.settled(1), SETUP_TIMEOUT, 0.2, "w1 bound and br-int in sync")
+        self.setup["lab, pair, policy, w1"] = time.monotonic() - t
+        if "routes" in self.args.only:
+            self.load_a()
+        self.log_start = health.log_offsets(*self.logs())
+
+    def _feeder(self):
+        try:
+            feeder = Feeder(self.feed_host, self.a.host.ip, FEED_ASN)
+        except OSError:
+            return None
+        if feeder.open_seen.wait(5) and self.a.established(self.feed_host.ip):
+            return feeder
+        feeder.close()
+        return None
+
+    def logs(self) -> list:
+        workdir = self.lab.workdir
+        controllers = [self.canopy.log_path] + ([self.standby.log_path] if self.standby is not None else [])
+        return [*controllers, workdir / "kvm1" / "ovs-vswitchd.log", workdir / "gobgpd-gobgpa.log"]
+
+    def disconnects(self) -> dict:
+        *controllers, ovs, gobgp = self.logs()
+        return health.disconnects(controllers, [ovs], [gobgp], since=self.log_start)
+
+    def flow_counts(self) -> dict:
+        """kvm1's flows from /metrics (canopy_switch_flows: desired, installed, pending, rejected). Not
+        /v1/switches/<dpid>/flows: that lists every flow, and its JSON at 100,000 flows holds the controller's
+        event loop for seconds (which this benchmark would then measure)."""
+        text = self.canopy.api.get("/metrics").text
+        counts = {}
+        for line in text.splitlines():
+            if line.startswith("canopy_switch_flows{"):
+                kind = re.search(r'kind="(\w+)"', line).group(1)
+                counts[kind] = float(line.rsplit(None, 1)[1])
+        return counts
+
+    def settled(self, bound: int, flows_at_least: int = 0) -> bool:
+        """``bound`` vports bound, kvm1's desired flows at least ``flows_at_least`` and every one installed."""
+        status = self.canopy.api.get("/v1/status").json
+        if status.get("vports_bound") != bound:
+            return False
+        counts = self.flow_counts()
+        return bool(counts) and counts["pending"] == 0 and counts["desired"] == counts["installed"] >= flows_at_least
+
+    # ------------------------------------------------------------------------------------------ one burst
+    def burst(self, name: str, action, done, what: str) -> dict:
+        """Idle polling, then the burst (``action``, the clock starting just before it) with polling, until
+        ``done()`` (polled every 0.1 s from this thread)."""
+        self.progress(f"{name}: idle {self.args.idle:g} s ...")
+        idle = StatusPoller(self.canopy, self.args.poll)
+        before = health.lag_from_status(self.canopy.api.get("/v1/status").json) or {}
+        idle.start()
+        time.sleep(self.args.idle)
+        idle = idle.stop().figures(before.get("max_ms", 0.0))
+        self.progress(f"{name}: burst ...")
+        offsets = health.log_offsets(*self.logs())
+        before = health.lag_from_status(self.canopy.api.get("/v1/status").json) or {}
+        poller = StatusPoller(self.canopy, self.args.poll)
+        poller.start()
+        started = time.monotonic()
+        marks = {"action": None}
+        result = action()
+        marks["action"] = time.monotonic() - started
+        deadline = started + BURST_TIMEOUT
+        while True:
+            try:
+                if done():
+                    break
+            except (OSError, ValueError):
+                pass
+            if time.monotonic() > deadline:
+                poller.stop()
+                raise SystemExit(f"{name}: {what} not reached within {BURST_TIMEOUT} s")
+            time.sleep(0.1)
+        marks["done"] = time.monotonic() - started
+        busy = poller.stop().figures(before.get("max_ms", 0.0))
+        *controllers, ovs, gobgp = self.logs()
+        out = {"seconds": marks["done"], "action_seconds": marks["action"], "what": what, "idle": idle,
+               "burst": busy, "disconnects": health.disconnects(controllers, [ovs], [gobgp], since=offsets),
+               "load_average": os.getloadavg(), "result": result}
+        self.progress(f"{name}: {json.dumps(out, default=str)}")
+        self.results[name] = out
+        return out
+
+    def ports(self) -> None:
+        vports = [vport("o", OUT_NET, i, "0e") for i in range(self.n)]
+        ops = port_ops(vports, self.args.port_type)
+        flows = self.flow_counts()["desired"] + self.n  # each vport bound adds at least its ARP responder
+        self.burst("ports", lambda: len(transact(self.hv, ops, timeout=600)), lambda: self.settled(self.n + 1, flows),
+                   f"{self.n:,} ports added in one OVSDB transaction until all bound and br-int in sync")
+
+    def apply(self) -> None:
+        t = time.monotonic()
+        vports = [vport("a", APPLY_NET, i, "0a") for i in range(self.n)]
+        transact(self.hv, port_ops(vports, self.args.port_type), timeout=600)  # unknown iface-ids: nothing binds
+        bound = self.canopy.api.get("/v1/status").json["vports_bound"]
+        self.lab.wait_until(lambda: self.settled(bound), SETUP_TIMEOUT, 0.5, "the apply burst's ports seen")
+        flows = self.flow_counts()["desired"] + self.n
+        self.setup["apply burst's ports on br-int"] = time.monotonic() - t
+        body = {"document": document(self.n, True), "source": "bench"}
+
+        def post():
+            started = time.monotonic()
+            reply = self._post(body)  # a client of its own: the apply of 10,000 may take longer than 10 s
+            return {"status": reply.status, "seconds": round(time.monotonic() - started, 2)}
+
+        self.burst("apply", post, lambda: self.settled(bound + self.n, flows),
+                   f"{self.n:,} vports in one POST /v1/apply until answered, all bound and br-int in sync")
+
+    def _post(self, body):
+        from tests.harness.http import RestClient
+
+        api = self.canopy.api
+        client = RestClient(api.ns, api.host, api.port, timeout=600, tls=api.tls)
+        reply = client.post("/v1/apply", body)
+        if reply.status != 200:
+            raise SystemExit(f"apply burst failed: {reply.status} {reply.text[:500]}")
+        return reply
+
+    def load_a(self) -> None:
+        """The feeder loads A with the routes of the routes burst (held back from Canopy), before any burst: GoBGP
+        takes type-2 routes in at a cost that grows with its table (evpn_routes), and the other bursts make Canopy
+        announce 20,000."""
+        t = time.monotonic()
+        base = self.a.count()
+        self.feeder.send(encode(remote_routes(self.n), "announce"))
+        self.lab.wait_until(lambda: self.a.count() == base + self.n, SETUP_TIMEOUT * 2, 0.5, "A holding the routes")
+        self.setup["encoding and loading A"] = time.monotonic() - t
+
+    def routes(self) -> None:
+        self.burst("routes", lambda: self.a.release(self.ctl.ip), lambda: evpn_l2_flows(self.hv) == self.n,
+                   f"{self.n:,} type-2 routes released by GoBGP A at once until br-int has every MAC's flow")
+        self.results["routes"]["received_by_canopy"] = speaker(self.canopy)["peer"]["received"]
+
+
+# ---------------------------------------------------------------------------------------------- report
+
+def start_canopy(lab, code: str) -> None:
+    """The lab's controllers run the checkout at ``code`` (port_to_ping's ``--before`` does the same)."""
+    lab.controller_argv = lambda path: ["env", f"PYTHONPATH={code}", sys.executable, "-c",
+                                        "from controller.cli import main; main()", "run", "--config", str(path)]
+
+
+def machine() -> dict:
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), "?")
+    return {"cpus": os.cpu_count(), "cpu": model, "python": sys.version.split()[0], "load_average": os.getloadavg()}
+
+
+def print_table(result: dict) -> None:
+    m = result["machine"]
+    print(f"bursts of {result['count']:,} ({result['code']}): {'an HA pair' if result['ha'] else 'one controller'}, "
+          f"one KVM hypervisor "
+          f"(userspace OVS, {result['port_type']} ports), GoBGP A; machine: {m['cpus']} CPUs {m['cpu']}, Python "
+          f"{m['python']}, load average at the end {', '.join(f'{x:.2f}' for x in m['load_average'])}")
+    print(f"  {'burst':7} {'done s':>7} {'max lag ms':>10}   {'GET /v1/status ms: idle p50/p95/max':>36}   "
+          f"{'burst p50/p95/max':>22} {'n':>5}   disconnects  load")
+    for name, r in result["bursts"].items():
+        idle, busy = r["idle"], r["burst"]
+        print(f"  {name:7} {r['seconds']:7.2f} {busy['max_lag_ms']:10,.0f}   "
+              f"{idle['p50_ms']:14.1f} /{idle['p95_ms']:7.1f} /"
+              f"{idle['max_ms']:7.1f}        {busy['p50_ms']:7.1f} /{busy['p95_ms']:7.1f} /{busy['max_ms']:7.1f} "
+              f"{busy['requests']:5d}   {sum(r['disconnects'].values()):11d}  {r['load_average'][0]:.2f}")
+    for name, r in result["bursts"].items():
+        print(f"  {name}: {r['what']}; the action itself {r['action_seconds']:.2f} s"
+              + (f" ({r['result']})" if isinstance(r['result'], dict) else "")
+              + (f"; {r['burst']['failures']} status requests failed" if r['burst']['failures'] else "")
+              + ("; " + health.disconnects_line(r["disconnects"]) if sum(r["disconnects"].values()) else ""))
+    print("  " + health.lag_line(result["lag"], "active controller, whole run"))
+    print("  " + health.disconnects_line(result["disconnects"]))
+    print("  setup: " + ", ".join(f"{label} {seconds:.1f} s" for label, seconds in result["setup_seconds"].items()))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=10000, help="ports, vports and routes per burst")
+    parser.add_argument("--port-type", choices=("absent", "internal"), default="absent",
+                        help="ports without a device (default) or internal ports (ovs-vswitchd makes a device each)")
+    parser.add_argument("--only", default="routes,ports,apply", help="the bursts to run, in order (comma-separated)")
+    parser.add_argument("--ha", action="store_true", help="an HA pair instead of one controller")
+    parser.add_argument("--idle", type=float, default=3.0, help="seconds of idle polling before each burst")
+    parser.add_argument("--poll", type=float, default=0.05, help="seconds between GET /v1/status requests")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON instead of the table")
+    parser.add_argument("--py-spy", nargs=2, metavar=("BIN", "OUT"), help="record the active controller during "
+                        "the bursts with py-spy BIN into OUT (speedscope JSON: samples in time order, for finding "
+                        "stretches)")
+    parser.add_argument("--code", metavar="DIR", help="run the controllers of the checkout at DIR (e.g. /work/main, "
+                        "or a git archive of this one) with this venv: before/after comparisons on one machine")
+    args = parser.parse_args(argv)
+    if not 1 <= args.count <= MAX_COUNT:
+        parser.error(f"--count must be 1..{MAX_COUNT} (a /16 per subnet)")
+    wanted = [b.strip() for b in args.only.split(",") if b.strip()]
+    if not wanted or set(wanted) - {"ports", "apply", "routes"}:
+        parser.error("--only takes ports, apply and routes")
+    args.no_ha = not args.ha
+    with Lab() as lab:
+        if args.code:
+            start_canopy(lab, args.code)
+        bench = Bursts(lab, args)
+        bench.build()
+        spy = None
+        if args.py_spy:
+            spy = subprocess.Popen([args.py_spy[0], "record", "--pid", str(bench.canopy.pid), "--rate", "200",
+                                    "--format", "speedscope", "--nonblocking", "--idle", "-o", args.py_spy[1]],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for name in wanted:
+            getattr(bench, name)()
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(60)
+        disconnects = bench.disconnects()  # before the feeder's session ends
+        bench.feeder.close()
+        result = {"count": args.count, "code": args.code or "this checkout", "ha": not args.no_ha,
+                  "port_type": args.port_type, "bursts": bench.results,
+                  "setup_seconds": bench.setup, "disconnects": disconnects,
+                  "lag": health.lag_from_status(bench.canopy.api.get("/v1/status").json), "machine": machine()}
+    if args.json:
+        print(json.dumps(result, indent=2, default=str))
+    else:
+        print_table(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

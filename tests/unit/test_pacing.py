@@ -1,0 +1,186 @@
+"""Long stretches give the event loop a turn (controller/pacer.py, issue 15 item 1): a full compile, an incremental
+compile of many vports and the plan of a big apply each let another green thread run many times while they work,
+and pausing changes nothing they produce. Counted, never timed: a ticker green thread counts its turns."""
+
+import eventlet
+import pytest
+
+from controller import policy as pol
+from controller import policydoc
+from controller.pacer import Pacer
+from controller.programmer import Programmer
+from tests.unit.test_compiler import add_vport, base_state, snapshot
+
+HOSTS = {"hv1": "10.251.0.1", "hv2": "10.251.0.2", "hv3": "10.251.0.3"}
+
+
+class Ticker:
+    """A green thread counting the turns it gets (what an echo reply or a heartbeat would need)."""
+
+    def __init__(self):
+        self.turns = 0
+        self._thread = eventlet.spawn(self._run)
+        eventlet.sleep(0)  # let it start
+
+    def _run(self):
+        while True:
+            self.turns += 1
+            eventlet.sleep(0)
+
+    def close(self):
+        self._thread.kill()
+
+
+@pytest.fixture
+def ticker():
+    t = Ticker()
+    yield t
+    t.close()
+
+
+def paced(every=20):
+    return Pacer(lambda: eventlet.sleep(0), every)
+
+
+def vports_state(vms: int):
+    state = base_state()
+    policy = state.policy.copy()
+    for i in range(vms):
+        web = i % 2 == 0
+        subnet = policy.find("subnet", "acme/web" if web else "acme/db")
+        policy.put("vport", {"id": f"vm{i}", "source": None, "subnet_id": subnet["id"], "name": f"vm{i}",
+                             "description": "", "mac": f"02:00:00:00:{i >> 8:02x}:{i & 0xff:02x}",
+                             "ips": [f"10.0.{1 if web else 2}.{10 + i % 200}"] if i < 400 else [],
+                             "binding": {"flavour": "kvm", "iface_id": None, "port_name": None, "vnic_id": None,
+                                         "host": None, "trunk_port": None, "vlan": None},
+                             "port_security": True, "acls": []})
+    state.policy_committed(policy, [])
+    return state
+
+
+def discover(state, vms: int):
+    for n, (host, vtep) in enumerate(HOSTS.items()):
+        state.vrs_update(snapshot(host, vtep, [(f"vm{i}", 10 + i) for i in range(vms) if i % 3 == n]))
+
+
+def flows_of(programmer):
+    return {s: (dict(d.flows), dict(d.groups)) for s, d in programmer.desired.items()}
+
+
+def test_a_full_compile_lets_other_green_threads_run_and_gives_the_same_flows(ticker):
+    state = vports_state(300)
+    discover(state, 300)
+    plain = Programmer(state)
+    plain.refresh(full=True)
+
+    programmer = Programmer(state)
+    programmer.pacer = paced()
+    before = ticker.turns
+    programmer.refresh(full=True)
+    assert programmer.pacer.pauses >= 20  # 300 vports on 3 switches: hundreds of owner variants compiled
+    assert ticker.turns - before >= programmer.pacer.pauses  # the ticker ran at every pause
+    assert flows_of(programmer) == flows_of(plain)
+
+
+def test_an_incremental_compile_of_many_new_ports_lets_other_green_threads_run(ticker):
+    state = vports_state(300)
+    programmer = Programmer(state)
+    programmer.pacer = paced()
+    programmer.refresh(full=True)
+    pauses, before = programmer.pacer.pauses, ticker.turns
+    discover(state, 300)  # 300 ports appear at once
+    programmer.refresh()
+    assert programmer.pacer.pauses - pauses >= 20
+    assert ticker.turns - before >= programmer.pacer.pauses - pauses
+    assert flows_of(programmer) == flows_of(_full(state))
+
+
+def _full(state):
+    programmer = Programmer(state)
+    programmer.refresh(full=True)
+    return programmer
+
+
+def test_planning_a_big_apply_lets_other_green_threads_run_and_plans_the_same(ticker):
+    vports = [{"name": f"v{i}", "mac": f"02:00:00:01:{i >> 8:02x}:{i & 0xff:02x}", "ips": [f"10.7.{i >> 8}.{i & 0xff}"],
+               "binding": {"flavour": "kvm", "iface_id": f"v{i}"}} for i in range(10, 510)]
+    doc = {"tenants": [{"name": "t", "domains": [{"name": "d", "subnets": [
+        {"name": "s", "cidr": "10.7.0.0/16", "gateway": "10.7.0.1", "vports": vports}]}]}]}
+
+    def plan(pacer):
+        return policydoc.plan(pol.Policy(), doc, "src", pol.Allocator({}, 65000, (10000, 20000)), pacer=pacer)
+
+    pacer, before = paced(), ticker.turns
+    planned = plan(pacer)
+    assert pacer.pauses >= 50  # 500 vports placed, allocated, indexed and checked
+    assert ticker.turns - before >= pacer.pauses
+    plain = plan(Pacer())
+    def values(p):  # ids are fresh uuids in each plan; names, addresses and allocations must be the same
+        return [(c.kind, c.op, *((c.body or {}).get(k) for k in ("name", "mac", "ips", "vni", "rd", "gateway_mac")))
+                for c in p.changes]
+
+    assert values(planned) == values(plain) and len(values(plain)) == 503
+
+
+def test_a_pacer_pauses_once_every_so_many_units():
+    calls = []
+    pacer = Pacer(lambda: calls.append(1), every=3)
+    for _ in range(10):
+        pacer.tick()
+    pacer.tick(5)
+    assert len(calls) == pacer.pauses == 4  # after units 3, 6, 9 and 15
+    with pytest.raises(ValueError):
+        Pacer(every=0)
+    silent = Pacer(every=1)
+    silent.tick(100)
+    assert silent.pauses == 0  # no pause wired in: only counts
+
+
+def test_a_policy_committed_during_a_pause_is_read_by_the_next_pass_not_half_by_this_one():
+    """A pass reads one policy from start to end (viewdelta._Pinned): here a commit lands in its first pause and
+    gives another vport an ACL; that vport's port policy must come with the next pass, which it would not if this
+    pass had read the new policy for its security step (the next one then sees nothing new)."""
+    from controller.state import State
+    from tests.unit.test_compiler import assert_matches_full
+    from tests.unit.test_security_policy import plan
+
+    state = State(plan().policy)
+    add_vport(state, "acme/web", "x1", "02:00:00:00:0a:01", "10.0.1.51")
+    add_vport(state, "acme/web", "x2", "02:00:00:00:0a:02", "10.0.1.52")
+    state.vrs_update(snapshot("hv1", "10.251.0.1", [("x1", 5), ("x2", 6)]))
+    programmer = Programmer(state)
+    programmer.refresh(full=True)
+    ops = state.policy.find("acl", "acme/ops")["id"]
+
+    def commit_acl():  # the handler of a REST write, run while the pass is paused
+        policy = state.policy.copy()
+        x2 = dict(policy.find("vport", "acme/web/x2"), acls=[ops])
+        policy.put("vport", x2)
+        state.policy_committed(policy, [])
+
+    pending = [commit_acl]
+    programmer.pacer = Pacer(lambda: pending and pending.pop()(), every=1)
+    policy = state.policy.copy()
+    policy.put("vport", dict(policy.find("vport", "acme/web/x1"), ips=["10.0.1.61"]))
+    state.policy_committed(policy, [])
+    programmer.refresh()
+    assert not pending  # the commit did land inside the pass
+    programmer.refresh()
+    assert_matches_full(programmer)
+    assert "x2" in programmer.view.security.ports  # its ACL is in effect
+
+
+def test_the_collector_stays_off_until_the_last_of_interleaved_pauses_ends():
+    """Green threads pause the collector in turn and end in any order (one pauses inside another's)."""
+    import gc
+
+    from controller.pacer import collector_paused
+
+    assert gc.isenabled()
+    first, second = collector_paused(), collector_paused()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)  # the first to start ends first: the second is still working
+    assert not gc.isenabled()
+    second.__exit__(None, None, None)
+    assert gc.isenabled()
