@@ -50,7 +50,7 @@ from pathlib import Path
 
 from tests.benchmarks import health
 from tests.benchmarks.evpn_routes import (A_ASN, CANOPY_ASN, FEED_ASN, IN_NET, IN_VNI, L3_VNI, OUT_NET, OUT_VNI, W1,
-                                          Feeder, GoBGP, add_ports_ops, encode, evpn_l2_flows, host_ip, mac,
+                                          GoBGP, add_ports_ops, encode, evpn_l2_flows, host_ip, mac, open_feeder,
                                           remote_routes, speaker, transact)
 from tests.benchmarks.ha_takeover import ha_settings
 from tests.harness.lab import Lab
@@ -192,14 +192,7 @@ class Bursts:
         self.log_start = health.log_offsets(*self.logs())
 
     def _feeder(self):
-        try:
-            feeder = Feeder(self.feed_host, self.a.host.ip, FEED_ASN)
-        except OSError:
-            return None
-        if feeder.open_seen.wait(5) and self.a.established(self.feed_host.ip):
-            return feeder
-        feeder.close()
-        return None
+        return open_feeder(self.feed_host, self.a)
 
     def logs(self) -> list:
         workdir = self.lab.workdir

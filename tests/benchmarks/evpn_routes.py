@@ -268,6 +268,18 @@ class Feeder:
 
 # ---------------------------------------------------------------------------------------------- OVSDB, OVS
 
+def open_feeder(feed_host, gobgp: GoBGP) -> Feeder | None:
+    """A feeder whose session with ``gobgp`` is up, or None (to be tried again)."""
+    try:
+        feeder = Feeder(feed_host, gobgp.host.ip, FEED_ASN)
+    except OSError:
+        return None
+    if feeder.open_seen.wait(5) and gobgp.established(feed_host.ip):
+        return feeder
+    feeder.close()
+    return None
+
+
 def transact(hv, ops: list, timeout: float = 120) -> list:
     """One OVSDB transaction on the hypervisor's database (JSON-RPC on its unix socket)."""
     with socket.socket(socket.AF_UNIX) as sock:
@@ -466,14 +478,7 @@ class Bench:
         return health.disconnects([controller], [ovs], gobgp, since=self.log_start)
 
     def _feeder(self):
-        try:
-            feeder = Feeder(self.feed_host, self.a.host.ip, FEED_ASN)
-        except OSError:
-            return None
-        if feeder.open_seen.wait(5) and self.a.established(self.feed_host.ip):
-            return feeder
-        feeder.close()
-        return None
+        return open_feeder(self.feed_host, self.a)
 
     def _quiet(self) -> bool:
         """Canopy has announced what it wants, A holds exactly that, and the switch is in sync."""
