@@ -12,10 +12,24 @@ import ipaddress
 from dataclasses import dataclass, field
 
 from controller.model import Problem
+from controller.security import ZONE_LIMIT, hashed_zones
 
 OVSDB_NETWORK_KEY = "canopy-external-network"
 OVSDB_VLAN_KEY = "canopy-external-vlan"
 OVSDB_IP_KEY = "canopy-external-ip"
+SHARED_NAT_ZONE = ZONE_LIMIT + 1  # 0xFF01: port address translation, and floating IPs' domains beyond the range
+NAT_ZONE_FIRST = ZONE_LIMIT + 2  # 0xFF02-0xFFFF: one per domain with a floating IP active on the switch
+NAT_ZONE_SPAN = 0x10000 - NAT_ZONE_FIRST
+
+
+def nat_zones(l3_vnis) -> dict[int, int]:
+    """The conntrack zone of each domain (by L3 VNI) with a floating IP active on one switch: a function of the
+    set of VNIs alone (in VNI order, the first free zone of 0xFF02-0xFFFF from a hash of the VNI upwards), so a
+    restarted controller or a standby taking over computes the same zones. Never two domains of a switch in one,
+    never a vport's security zone (below 0xFF00); the domains beyond 254 on one switch share 0xFF01."""
+    vnis = sorted(set(l3_vnis))
+    zones = hashed_zones(vnis, NAT_ZONE_FIRST, NAT_ZONE_SPAN)
+    return {vni: zones.get(vni, SHARED_NAT_ZONE) for vni in vnis}
 
 
 def _p(policy, kind, obj, field, reason, code="invalid"):
@@ -236,6 +250,17 @@ class ExternalView:
     pat: dict[tuple[str, str], PatInfo] = field(default_factory=dict)  # (session, network id) -> translation
     pat_by_session: dict[str, dict[str, PatInfo]] = field(default_factory=dict)  # session -> {network id: ...}
     gateways: dict[str, dict[str, GatewayNeed]] = field(default_factory=dict)  # session -> {network id: need}
+    zones: dict[str, dict[int, int]] = field(default_factory=dict)  # session -> {L3 VNI: its NAT zone there}
+
+    def zone_of(self, info: FloatingInfo) -> int:
+        """The conntrack zone a floating IP is translated in on its switch (its domain's there)."""
+        return self.zones.get(info.session, {}).get(info.l3_vni, SHARED_NAT_ZONE)
+
+    def set_zones(self, session: str) -> None:
+        vnis = {f.l3_vni for f in self.by_session.get(session, {}).values()}
+        self.zones.pop(session, None)
+        if vnis:
+            self.zones[session] = nat_zones(vnis)
 
     def uplinks_on(self, session) -> set[tuple[str, int, int | None]]:
         """(network id, uplink ofport, vlan) of the uplinks this switch needs."""
@@ -300,7 +325,9 @@ def external_view(policy, view, snapshots, resolved=None) -> ExternalView:
 
 
 def refresh_session(out, policy, view, session, snap, resolved) -> None:
-    """A switch's port address translation and gateway needs, again (after its floating IPs were set)."""
+    """A switch's NAT zones, port address translation and gateway needs, again (after its floating IPs were
+    set)."""
+    out.set_zones(session)
     out.set_pat(session, _pat_of(policy, view, session, snap, resolved))
     out.set_gateways(session, _needs(policy, out, session, snap))
 

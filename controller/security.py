@@ -83,19 +83,28 @@ def allocate_zones(keys) -> dict[int, int]:
     in key order: never a zone another vport of the switch has. Such a vport's zone changes only when a vport
     arriving on the switch takes it (a plain port whose ofport is that zone, or a lower key whose probe meets it)."""
     zones = {k: k for k in keys if 0 < k < ZONE_LIMIT}
-    taken = set(zones.values())
-    span = ZONE_LIMIT - 1
-    for key in sorted(k for k in keys if not 0 < k < ZONE_LIMIT):
-        zone = 1 + zlib.crc32(key.to_bytes(8, "big")) % span
-        for _ in range(span):
-            if zone not in taken:
-                break
-            zone = 1 + zone % span
-        else:
-            raise ValueError("more than 65,279 policed vports on one switch: no conntrack zone left")
-        zones[key] = zone
-        taken.add(zone)
+    left = sorted(k for k in keys if not 0 < k < ZONE_LIMIT)
+    probed = hashed_zones(left, 1, ZONE_LIMIT - 1, set(zones.values()))
+    if len(probed) < len(left):
+        raise ValueError("more than 65,279 policed vports on one switch: no conntrack zone left")
+    zones.update(probed)
     return zones
+
+
+def hashed_zones(keys, first, span, taken=frozenset()) -> dict[int, int]:
+    """Zones in ``first .. first + span - 1`` for ``keys``, in the order given: each takes the first zone not in
+    ``taken`` nor given to an earlier key, from a hash of the key upwards (wrapping). Keys left when the range is
+    full get none."""
+    taken, out = set(taken), {}
+    for key in keys:
+        if len(taken) >= span:
+            break
+        zone = first + zlib.crc32(key.to_bytes(8, "big")) % span
+        while zone in taken:
+            zone = first + (zone - first + 1) % span
+        out[key] = zone
+        taken.add(zone)
+    return out
 
 
 class Local:

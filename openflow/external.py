@@ -14,18 +14,20 @@ What is compiled here:
 - owner ``pat`` (id ``<session>|<network id>``): port address translation of the domains with ``underlay_nat``
   that the switch serves, behind its own address on the network (``_translation``).
 
-One conntrack zone, ``NAT_ZONE`` (in the range docs/pipeline.md leaves to other stages), holds every translated
-connection of a switch; ``ct_mark`` is never written there. Port address translation's domains may not overlap
-(controller/extnet.py). The flow that commits a new connection's translation is hit once per connection: packets
-of connections already committed went through the zone with ``nat`` before and are translated, so they match
-other flows; its packet count is the number of connections opened (REST ``connections_opened``).
+Each domain with a floating IP active on a switch translates them in its own conntrack zone there
+(controller/extnet.py ``nat_zones``: 0xFF02-0xFFFF, never a vport's security zone, a function of the switch's
+domains so a restarted or standby controller computes the same); port address translation, whose domains share
+the hypervisor's address and may not overlap (controller/extnet.py), uses ``PAT_ZONE`` (0xFF01). ``ct_mark`` is
+never written in these zones. The flow that commits a new connection's translation is hit once per connection:
+packets of connections already committed went through the zone with ``nat`` before and are translated, so they
+match other flows; its packet count is the number of connections opened (REST ``connections_opened``).
 """
 
 from __future__ import annotations
 
 import ipaddress
 
-from controller.extnet import FloatingInfo, PatInfo
+from controller.extnet import SHARED_NAT_ZONE, FloatingInfo, PatInfo
 from openflow import pipeline as p
 from openflow.flows import OFPVID_PRESENT, Owner, flow
 
@@ -36,8 +38,7 @@ HOST_ROUTE = 132  # in l3_routing: a floating IP as a host route of its domain (
 TRANSLATED = 40  # in l3_routing: below a floating IP's outbound flows (a VM with one leaves with it)
 OPENS, KNOWN = 110, 100  # in external_dnat: a new connection to a floating IP; one already translated
 FROM_VPORT, FROM_DOMAIN = 110, 105  # in l2_lookup and external_nat: a floating IP's vport; a translated domain
-NAT_ZONE = 0xFF01  # the conntrack zone of every translation (docs/pipeline.md: 0xFF00-0xFFFF are ours)
-PAT_ZONE = NAT_ZONE
+PAT_ZONE = SHARED_NAT_ZONE  # port address translation's zone (docs/pipeline.md: 0xFF00-0xFFFF are ours)
 CT_ESTABLISHED, CT_RELATED, CT_NEW = (0x22, 0x22), (0x24, 0x24), (0x21, 0x21)  # +trk+est, +trk+rel, +trk+new
 NOT_FROM_TUNNEL = (0, p.FLAG_FROM_TUNNEL)
 
@@ -64,21 +65,28 @@ def owners_on(view, session) -> set[Owner]:
 
 
 def session_part(ext, session) -> tuple:
-    """What the switch-wide owners of one switch are compiled from: (uplinks, translations, gateway needs)."""
-    return (ext.uplinks_on(session), dict(ext.pat_by_session.get(session, {})), dict(ext.gateways.get(session, {})))
+    """What the switch-wide owners of one switch are compiled from: (uplinks, translations, gateway needs), and the
+    NAT zone of each floating IP active there."""
+    return (ext.uplinks_on(session), dict(ext.pat_by_session.get(session, {})), dict(ext.gateways.get(session, {})),
+            {fid: ext.zone_of(f) for fid, f in ext.by_session.get(session, {}).items()})
 
 
 def reached_parts(old_f, new_f, old_s, new_s) -> dict[Owner, set[str]]:
     """Owners whose inputs differ, and the switches they are or were on, from the parts that may have changed:
-    floating IPs ({id: FloatingInfo or None} before and after) and switches ({session: session_part})."""
+    floating IPs ({id: FloatingInfo or None} before and after) and switches ({session: session_part}): a floating
+    IP whose zone moved (another domain arrived on its switch) too."""
     out = {}
     for fid in set(old_f) | set(new_f):
         before, after = old_f.get(fid), new_f.get(fid)
         if before != after:
             out[Owner("fip", fid)] = {f.session for f in (before, after) if f}
-    empty = (set(), {}, {})
+    empty = (set(), {}, {}, {})
     for session in set(old_s) | set(new_s):
-        (ups_a, pat_a, gw_a), (ups_b, pat_b, gw_b) = old_s.get(session, empty), new_s.get(session, empty)
+        (ups_a, pat_a, gw_a, zones_a), (ups_b, pat_b, gw_b, zones_b) = old_s.get(session, empty), \
+            new_s.get(session, empty)
+        for fid in set(zones_a) & set(zones_b):
+            if zones_a[fid] != zones_b[fid]:
+                out.setdefault(Owner("fip", fid), set()).add(session)
         nets = {n for n, _, _ in ups_a ^ ups_b} | {n for n in set(gw_a) | set(gw_b) if gw_a.get(n) != gw_b.get(n)}
         out.update({Owner("uplink", f"{session}|{n}"): {session} for n in nets})
         out.update({Owner("pat", f"{session}|{n}"): {session} for n in set(pat_a) | set(pat_b)
@@ -118,13 +126,15 @@ def _uplink(view, sw, owner):
 
 
 def _floating(view, sw, owner):
-    """A floating IP on the VRS of its VM, translated by conntrack NAT in ``NAT_ZONE``. What is routed to it in its
-    domain from the uplink or over the L3 VNI (EVPN peers) goes through the zone to ``external_dnat``, where a new
-    connection is committed with the VM's address as destination (the flow counts connections opened inbound); what the VM sends to its gateway goes through the zone first
+    """A floating IP on the VRS of its VM, translated by conntrack NAT in its domain's zone there. What is routed
+    to it in its domain from the uplink or over the L3 VNI (EVPN peers) goes through the zone to
+    ``external_dnat``, where a new connection is committed with the VM's address as destination (the flow counts
+    connections opened inbound); what the VM sends to its gateway goes through the zone first
     (``external_nat``), so the replies of those connections leave with the floating IP whichever way the domain
     routes them; its new connections to destinations the domain has no route for are committed with the floating
     IP as source on their way out of the uplink (the flow counts connections opened outbound)."""
     f = view.external.floating[owner.id]
+    zone = view.external.zone_of(f)
     back = [("push_vlan",), ("set", "vlan_vid", f.vlan | OFPVID_PRESENT)] if f.vlan else []
     deliver = [("set", "eth_src", f.domain_mac), ("set", "eth_dst", f.vm_mac), ("dec_ttl",),
                ("set", p.REG_L2, f.l2_vni), ("set", p.REG_OUT, f.vport_key), ("goto", p.EGRESS_ACL)]
@@ -134,13 +144,13 @@ def _floating(view, sw, owner):
         flow(p.EXTERNAL_IN, 100, {"in_port": f.uplink_ofport, "eth_type": ETH_IP, "ipv4_dst": f.address},
              [("set", p.REG_L3, f.l3_vni), ("goto", p.L3_ROUTING)], owner),
         # from the uplink or a tunnel only (reg6 0): the domain's own VMs reach it through the external network
-        flow(p.L3_ROUTING, HOST_ROUTE, {"reg6": 0, **to_fip}, [("ct_nat", NAT_ZONE, p.EXTERNAL_DNAT, False, None)],
+        flow(p.L3_ROUTING, HOST_ROUTE, {"reg6": 0, **to_fip}, [("ct_nat", zone, p.EXTERNAL_DNAT, False, None)],
              owner),
         flow(p.EXTERNAL_DNAT, OPENS, {"ct_state": CT_NEW, **to_fip},
-             [("ct_nat", NAT_ZONE, None, True, ("dst", f.vm_ip)), ("set", "ipv4_dst", f.vm_ip), *deliver], owner),
+             [("ct_nat", zone, None, True, ("dst", f.vm_ip)), ("set", "ipv4_dst", f.vm_ip), *deliver], owner),
         flow(p.EXTERNAL_DNAT, KNOWN, {"reg4": f.l3_vni, "eth_type": ETH_IP, "ipv4_dst": f.vm_ip}, deliver, owner),
         flow(p.L2_LOOKUP, FROM_VPORT, {"reg6": f.vport_key, "eth_dst": f.domain_mac, "eth_type": ETH_IP},
-             [("ct_nat", NAT_ZONE, p.EXTERNAL_NAT, False, None)], owner),
+             [("ct_nat", zone, p.EXTERNAL_NAT, False, None)], owner),
         flow(p.EXTERNAL_NAT, FROM_VPORT, {"reg6": f.vport_key, "eth_type": ETH_IP}, [("goto", p.L3_ROUTING)], owner),
     ]
     if f.gateway_mac:
@@ -151,14 +161,14 @@ def _floating(view, sw, owner):
                                                         "ipv4_dst": _network(cidr)}, [], owner) for cidr in f.inside]
         flows += [
             flow(p.L3_ROUTING, OUTBOUND, {"reg4": f.l3_vni, "eth_type": ETH_IP, "ipv4_src": f.vm_ip},
-                 [("ct_nat", NAT_ZONE, None, True, f.address), ("set", "ipv4_src", f.address), *out], owner),
+                 [("ct_nat", zone, None, True, f.address), ("set", "ipv4_src", f.address), *out], owner),
             flow(p.L3_ROUTING, OUTBOUND, {"reg4": f.l3_vni, "eth_type": ETH_IP, "ipv4_src": f.address}, out, owner),
         ]
     return flows, ()
 
 
 def _translation(view, sw, owner):
-    """Port address translation behind the hypervisor's address, in ``NAT_ZONE``: what the domains send to their
+    """Port address translation behind the hypervisor's address, in ``PAT_ZONE``: what the domains send to their
     gateway goes through the zone first (``external_nat``: packets of known connections already translated); a new
     connection to a destination the domain has no route for is committed with nat(src=address) on its way out
     (the flow, one per domain, counts connections opened); IP to the address goes through the zone to
@@ -171,19 +181,19 @@ def _translation(view, sw, owner):
     flows = [
         _arp_answer(t.uplink_ofport, t.address, t.mac, back, owner),
         flow(p.EXTERNAL_IN, 90, {"in_port": t.uplink_ofport, "eth_type": ETH_IP, "ipv4_dst": t.address},
-             [("ct_nat", NAT_ZONE, p.EXTERNAL_NAT, False, None)], owner),
+             [("ct_nat", PAT_ZONE, p.EXTERNAL_NAT, False, None)], owner),
     ]
     if t.gateway_mac is None:  # not resolved yet (openflow/gateway_arp.py): nothing goes out
         return flows, ()
     for vni, cidrs, gateway_mac, _ in t.domains:
         flows += [
             flow(p.L2_LOOKUP, FROM_DOMAIN, {"reg0": NOT_FROM_TUNNEL, "reg4": vni, "eth_dst": gateway_mac,
-                                            "eth_type": ETH_IP}, [("ct_nat", NAT_ZONE, p.EXTERNAL_NAT, False, None)],
+                                            "eth_type": ETH_IP}, [("ct_nat", PAT_ZONE, p.EXTERNAL_NAT, False, None)],
                  owner),
             flow(p.EXTERNAL_NAT, FROM_DOMAIN, {"reg4": vni, "eth_type": ETH_IP}, [("goto", p.L3_ROUTING)], owner),
             flow(p.L3_ROUTING, TRANSLATED + 2, {"reg4": vni, "eth_type": ETH_IP, "ipv4_src": t.address}, out, owner),
             flow(p.L3_ROUTING, TRANSLATED, {"reg4": vni, "eth_type": ETH_IP},
-                 [("ct_nat", NAT_ZONE, None, True, t.address), ("set", "ipv4_src", t.address), *out], owner),
+                 [("ct_nat", PAT_ZONE, None, True, t.address), ("set", "ipv4_src", t.address), *out], owner),
         ]
         for cidr in cidrs:
             for state in (CT_ESTABLISHED, CT_RELATED):  # from the uplink: reg4 is 0 until set here

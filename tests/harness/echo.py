@@ -1,7 +1,9 @@
 """TCP and UDP echo for tests, run inside a namespace (standard library only, bounded everywhere).
 
     python3 echo.py serve PORT [PORT...]       TCP and UDP echo servers on every port, until killed
-    python3 echo.py probe tcp|udp IP PORT      one exchange: exit 0 when the echo came back within 2 s
+    python3 echo.py probe tcp|udp IP PORT [SRC_PORT PAYLOAD]
+                                               one exchange: exit 0 when the echo came back within 2 s
+                                               (from SRC_PORT, with PAYLOAD, when given)
     python3 echo.py stream IP PORT SECONDS     one TCP connection, a line every 0.1 s for at most SECONDS;
                                                prints "ok N" per echoed line and "cut" when one is lost
 """
@@ -52,19 +54,21 @@ def _udp(sock):
         sock.sendto(data, peer)
 
 
-def probe(proto, ip, port) -> bool:
+def probe(proto, ip, port, src_port=0, payload=b"hello") -> bool:
     if proto == "udp":
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("0.0.0.0", src_port))
             s.settimeout(TIMEOUT)
-            s.sendto(b"hello", (ip, port))
+            s.sendto(payload, (ip, port))
             try:
-                return s.recvfrom(4096)[0] == b"hello"
+                return s.recvfrom(4096)[0] == payload
             except OSError:
                 return False
     try:
-        with socket.create_connection((ip, port), timeout=TIMEOUT) as s:
-            s.sendall(b"hello")
-            return s.recv(4096) == b"hello"
+        with socket.create_connection((ip, port), timeout=TIMEOUT, source_address=("0.0.0.0", src_port)) as s:
+            s.sendall(payload)
+            return s.recv(4096) == payload
     except OSError:
         return False
 
@@ -97,7 +101,8 @@ def main(argv):
     if argv[0] == "serve":
         serve([int(p) for p in argv[1:]])
     elif argv[0] == "probe":
-        return 0 if probe(argv[1], argv[2], int(argv[3])) else 1
+        extra = (int(argv[4]), argv[5].encode()) if len(argv) > 5 else ()
+        return 0 if probe(argv[1], argv[2], int(argv[3]), *extra) else 1
     elif argv[0] == "stream":
         stream(argv[1], int(argv[2]), float(argv[3]))
     return 0

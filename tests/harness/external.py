@@ -10,9 +10,11 @@ from pathlib import Path
 ECHO = str(Path(__file__).resolve().parent / "echo.py")
 
 
-def probe(host, proto: str, ip: str, port: int) -> bool:
-    """One echo exchange from ``host`` to ``ip``:``port`` (tcp or udp); True when the echo came back."""
-    return host.exec(sys.executable, ECHO, "probe", proto, ip, str(port), timeout=10).returncode == 0
+def probe(host, proto: str, ip: str, port: int, src_port: int | None = None, payload: str = "hello") -> bool:
+    """One echo exchange from ``host`` to ``ip``:``port`` (tcp or udp; from ``src_port`` with ``payload`` when
+    given); True when the same payload came back."""
+    extra = (str(src_port), payload) if src_port is not None else ()
+    return host.exec(sys.executable, ECHO, "probe", proto, ip, str(port), *extra, timeout=10).returncode == 0
 
 
 def tcp(host, ip: str, port: int) -> bool:
