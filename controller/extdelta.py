@@ -15,7 +15,8 @@ What reaches what:
 - a subnet or domain arriving on a switch or leaving it: that switch's translation;
 - a gateway MAC resolved or forgotten on a switch: the floating IPs active there, and its translation.
 
-A switch's translation and gateway needs are also derived again when one of its floating IPs changed.
+A switch's translation and gateway needs are also derived again when one of its floating IPs changed (its NAT
+zones are kept by ``ExternalView.set_floating``).
 """
 
 from __future__ import annotations

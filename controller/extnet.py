@@ -256,11 +256,13 @@ class ExternalView:
         """The conntrack zone a floating IP is translated in on its switch (its domain's there)."""
         return self.zones.get(info.session, {}).get(info.l3_vni, SHARED_NAT_ZONE)
 
-    def set_zones(self, session: str) -> None:
+    def _set_zones(self, session: str) -> None:
+        """The switch's NAT zones, allocated again when the set of its domains with a floating IP changed."""
         vnis = {f.l3_vni for f in self.by_session.get(session, {}).values()}
-        self.zones.pop(session, None)
-        if vnis:
-            self.zones[session] = nat_zones(vnis)
+        if vnis != set(self.zones.get(session, ())):
+            self.zones.pop(session, None)
+            if vnis:
+                self.zones[session] = nat_zones(vnis)
 
     def uplinks_on(self, session) -> set[tuple[str, int, int | None]]:
         """(network id, uplink ofport, vlan) of the uplinks this switch needs."""
@@ -274,6 +276,8 @@ class ExternalView:
         if info is not None:
             self.floating[fid] = info
             self.by_session.setdefault(info.session, {})[fid] = info
+        for session in {f.session for f in (old, info) if f is not None}:
+            self._set_zones(session)
 
     def set_pat(self, session: str, by_net: dict) -> None:
         for net_id in self.pat_by_session.pop(session, {}):
@@ -325,9 +329,7 @@ def external_view(policy, view, snapshots, resolved=None) -> ExternalView:
 
 
 def refresh_session(out, policy, view, session, snap, resolved) -> None:
-    """A switch's NAT zones, port address translation and gateway needs, again (after its floating IPs were
-    set)."""
-    out.set_zones(session)
+    """A switch's port address translation and gateway needs, again (after its floating IPs were set)."""
     out.set_pat(session, _pat_of(policy, view, session, snap, resolved))
     out.set_gateways(session, _needs(policy, out, session, snap))
 

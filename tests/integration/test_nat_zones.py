@@ -19,11 +19,11 @@ TENANTS = {"alpha": ("02:00:00:00:0a:05", "203.0.113.21"), "beta": ("02:00:00:00
 
 def tenant(name):
     mac, fip = TENANTS[name]
+    vm = {"name": "vm", "mac": mac, "ips": [INSIDE_IP], "binding": {"flavour": "kvm", "iface_id": f"{name}-vm"}}
     return {"name": name,
             "floating_ips": [{"name": "fip", "external_network": "public", "address": fip, "vport": "web/vm"}],
             "domains": [{"name": "prod", "external_network": "public", "subnets": [
-                {"name": "web", "cidr": "10.0.1.0/24", "gateway": "10.0.1.1", "vports": [
-                    {"name": "vm", "mac": mac, "ips": [INSIDE_IP], "binding": {"flavour": "kvm", "iface_id": f"{name}-vm"}}]}]}]}
+                {"name": "web", "cidr": "10.0.1.0/24", "gateway": "10.0.1.1", "vports": [vm]}]}]}
 
 
 POLICY = {"external_networks": [{"name": "public", "cidr": "203.0.113.0/24", "gateway": OUTSIDE_IP,

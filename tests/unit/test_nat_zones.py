@@ -79,7 +79,6 @@ def ext_with(*infos):
     ext = extnet.ExternalView()
     for f in infos:
         ext.set_floating(f.id, f)
-    ext.set_zones("hv1")
     return ext
 
 
@@ -112,3 +111,12 @@ def test_a_floating_ip_whose_zone_moves_is_compiled_again():
     assert new.zone_of(a) != old.zone_of(a)
     reached = external.reached(old, new)
     assert reached[Owner("fip", "fa")] == {"hv1"} and Owner("fip", "fb") in reached
+
+
+def test_the_zones_follow_the_floating_ips_of_the_switch():
+    a, b = info("fa", 1001, "203.0.113.21"), info("fb", 2002, "203.0.113.22")
+    ext = ext_with(a, b)
+    ext.set_floating("fb", None)
+    assert ext.zones == {"hv1": extnet.nat_zones([1001])}
+    ext.set_floating("fa", None)
+    assert ext.zones == {}
