@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from controller.extnet import nat_zones
 from tests.integration.gobgp import lab_gobgp_reflector
 
 pytestmark = [pytest.mark.integration,
@@ -116,7 +117,8 @@ def test_an_evpn_peer_reaches_a_vm_through_its_floating_ip_and_gets_answers_from
     for _ in range(3):
         assert tcp(vms["c1"], FIP, 22)
     assert opened() - before == 3
-    dump = hv.exec("ovs-appctl", "-t", ctl, "dpctl/dump-conntrack", "zone=65281", check=True).stdout
+    zone = nat_zones([L3_VNI])[L3_VNI]  # the domain's NAT zone on kvm1 (its only domain with a floating IP)
+    dump = hv.exec("ovs-appctl", "-t", ctl, "dpctl/dump-conntrack", f"zone={zone}", check=True).stdout
     assert f"src=10.0.9.11,dst={FIP}" in dump and "src=10.0.1.11,dst=10.0.9.11" in dump, dump
     assert tcp(vms["w1"], "10.0.9.11", 22), "w1's own connections to the branch keep its inside address"
 
