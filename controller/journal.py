@@ -33,8 +33,8 @@ class Journal:
 
     def empty(self) -> bool:
         return not (self.security or self.external or self.vports or self.subnets or self.domains or self.switches
-                    or self.vteps or self.vtep_vnis or self.remote_subnets or self.remote_macs or self.remote_domains or self.acls
-                    or self.groups)
+                    or self.vteps or self.vtep_vnis or self.remote_subnets or self.remote_macs or self.remote_domains
+                    or self.acls or self.groups)
 
     def take(self) -> "Journal":
         """What was recorded (returned) and a clean slate (this journal)."""

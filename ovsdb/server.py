@@ -374,9 +374,9 @@ class OvsdbManagerServer:
     def sessions(self) -> list[dict]:
         """One JSON-ready dict per open session: session, peer, database, connected_since, state,
         chassis, key (the switch key this VRS or hardware VTEP session claims) and speaking (whether it speaks
-        for that switch: the newest session of a chassis or Physical_Switch name does, ovsdb/claims.py), full_reads (how often every port of
-        its bridge was read rather than the changed rows applied), tunnel (the tunnel reconciler's
-        name/state/transactions/last_error, or None),
+        for that switch: the newest session of a chassis or Physical_Switch name does, ovsdb/claims.py),
+        full_reads (how often every port of its bridge was read rather than the changed rows applied), tunnel
+        (the tunnel reconciler's name/state/transactions/last_error, or None),
         bridge (the same for the integration bridge's fail-secure settings, or None),
         switch (a hardware VTEP's Physical_Switch name, else None) and vtep (the VTEP reconciler's
         switch/state/transactions/last_error/conflicts/waiting, or None)."""
@@ -441,8 +441,8 @@ class OvsdbManagerServer:
                 hub.sleep(ACCEPT_RETRY_S)
 
     def _expire_loop(self) -> None:
-        """About once a second: report gone the VRS and hardware VTEPs whose reconnect grace is over (ovsdb/claims.py). (The
-        accept loop cannot: a green accept waits for a connection.)"""
+        """About once a second: report gone the VRS and hardware VTEPs whose reconnect grace is over
+        (ovsdb/claims.py). (The accept loop cannot: a green accept waits for a connection.)"""
         while not self._stopping:
             hub.sleep(min(EXPIRE_S, max(0.05, self.claims.grace / 4)))
             for kind in (self.claims, self.vtep_claims):

@@ -1,6 +1,7 @@
 """A bare-metal server on VLAN 100 of a hardware VTEP (the real ovs-vtep emulator) in the same subnet as
-VMs on a KVM-style and a Hyper-V-style VRS, all driven by one Canopy: ping both ways, an OVSDB reconnect that
-is the same VTEP (no full recompute, nothing written or sent), a migration the VTEP follows, and unbinding the VLAN that stops the traffic."""
+VMs on a KVM-style and a Hyper-V-style VRS, all driven by one Canopy: ping both ways, an OVSDB reconnect
+that is the same VTEP (no full recompute, nothing written or sent), a migration the VTEP follows, and
+unbinding the VLAN that stops the traffic."""
 
 from __future__ import annotations
 

@@ -96,7 +96,8 @@ def test_two_sessions_of_one_switch_name_the_newest_speaks():
     row = db.switch_learns(5001, "02:00:00:00:0b:03")
     changes = RowChanges()
     changes.record("Ucast_Macs_Local", row.uuid, RowChange(row))
-    assert first.refresh(db.all("Physical_Switch"), lambda: db.all("Ucast_Macs_Local"), changes) is False  # silent while the other speaks
+    # silent while the other speaks
+    assert first.refresh(db.all("Physical_Switch"), lambda: db.all("Ucast_Macs_Local"), changes) is False
     assert "02:00:00:00:0b:03" not in {m.mac for m in state.vteps[KEY].local_macs}
     second.gone()  # the speaker goes: the other speaks again at once, its rows as a delta
     snap = state.vteps[KEY]
