@@ -20,6 +20,7 @@ OVSDB conventions Canopy reads (documented for operators in docs/vrs.md):
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -141,16 +142,32 @@ class VtepPort:
 
 @dataclass(frozen=True)
 class VtepSnapshot:
-    """Everything one hardware_vtep OVSDB session says about its physical switch."""
+    """Everything the hardware_vtep OVSDB session speaking for a physical switch says about it."""
 
-    session: str
+    session: str  # the switch key: opaque, stable across OVSDB reconnects (ovsdb/claims.py: "vtep:<name>")
     peer: str
     name: str  # Physical_Switch name (what vtep bindings in policy refer to)
     tunnel_ips: tuple[str, ...] = ()
     management_ips: tuple[str, ...] = ()
     description: str = ""
     ports: tuple[VtepPort, ...] = ()
-    local_macs: tuple[VtepMac, ...] = ()
+    local_macs: tuple[VtepMac, ...] = ()  # sorted by (vni, mac, ip, locator)
+    # The local MACs added or removed since the previous snapshot of this switch (None: unknown, treat every
+    # MAC as changed). Not part of the value: two snapshots of the same rows are equal whatever they say changed.
+    changed: frozenset[VtepMac] | None = field(default=None, compare=False)
+
+    def macs_of(self, vni: int) -> tuple[VtepMac, ...]:
+        """The local MACs of one VNI, sorted (a slice of ``local_macs``: work proportional to the result)."""
+        macs = self.local_macs
+        lo = bisect.bisect_left(macs, vni, key=lambda m: m.vni)
+        hi = bisect.bisect_right(macs, vni, lo=lo, key=lambda m: m.vni)
+        return macs[lo:hi]
+
+    def same_switch(self, other: "VtepSnapshot | None") -> bool:
+        """Whether ``other`` says the same as this one but for its local MACs (and the peer address)."""
+        return other is not None and (self.name, self.tunnel_ips, self.management_ips, self.description,
+                                      self.ports) == (other.name, other.tunnel_ips, other.management_ips,
+                                                      other.description, other.ports)
 
     @property
     def tunnel_ip(self) -> str | None:

@@ -19,6 +19,7 @@ class Journal:
     domains: set[str] = field(default_factory=set)  # policy changed
     switches: set[str] = field(default_factory=set)  # VRS sessions updated, connected or gone
     vteps: set[str] = field(default_factory=set)  # hardware VTEP sessions updated, connected or gone
+    vtep_vnis: set[tuple[str, int]] = field(default_factory=set)  # (VTEP session, VNI): only local MACs changed
     remote_subnets: set[str] = field(default_factory=set)  # EVPN MACs or type 3 floods changed there
     remote_macs: set[tuple[str, str]] = field(default_factory=set)  # (subnet, MAC) whose EVPN route changed
     remote_domains: set[str] = field(default_factory=set)  # EVPN prefixes changed there
@@ -32,8 +33,8 @@ class Journal:
 
     def empty(self) -> bool:
         return not (self.security or self.external or self.vports or self.subnets or self.domains or self.switches
-                    or self.vteps or self.remote_subnets or self.remote_macs or self.remote_domains or self.acls
-                    or self.groups)
+                    or self.vteps or self.vtep_vnis or self.remote_subnets or self.remote_macs or self.remote_domains
+                    or self.acls or self.groups)
 
     def take(self) -> "Journal":
         """What was recorded (returned) and a clean slate (this journal)."""

@@ -81,8 +81,9 @@ OVSDB_LIMITS = (
            1000, 3600000, 120000),
     _limit("max_connections_per_source", "open OVSDB connections per source address", 1, 100000, 16),
     _limit("max_message_bytes", "a longer OVSDB message drops its session", 65536, 1 << 31, 32 << 20),
-    _limit("reconnect_grace_ms", "a VRS whose OVSDB connection ended stays known this long: a reconnect of the "
-           "same chassis meanwhile is the same switch (docs/vrs.md)", 0, 600000, 10000),
+    _limit("reconnect_grace_ms", "a VRS or hardware VTEP whose OVSDB connection ended stays known this long: a "
+           "reconnect of the same chassis (Physical_Switch name) meanwhile is the same switch (docs/vrs.md, "
+           "docs/vtep.md)", 0, 600000, 10000),
 )
 REST_LIMITS = (
     _limit("header_timeout_ms", "request line and headers must arrive within this (also the keep-alive "

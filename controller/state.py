@@ -37,7 +37,7 @@ class State(DiscoverySink):
         self.default_flavour = default_flavour
         self.hosts = dict(hosts)  # chassis -> {"vtep_ip", "flavour"} from settings; wins over OVSDB
         self.vrs: dict[str, VrsSnapshot] = {}
-        self.vteps: dict[str, VtepSnapshot] = {}  # hardware VTEPs by OVSDB session
+        self.vteps: dict[str, VtepSnapshot] = {}  # hardware VTEPs by switch key ("vtep:<name>", ovsdb/claims.py)
         self.vrs_since: dict[str, float] = {}
         self.datapaths: dict[int, dict] = {}
         self.locations: dict[str, binding.Location] = {}  # bound vports: these are programmed
@@ -251,12 +251,18 @@ class State(DiscoverySink):
         return reached
 
     def vtep_update(self, snap: VtepSnapshot) -> None:
-        if snap.session not in self.vteps:
+        """A hardware VTEP's snapshot. With ``snap.changed`` (and the switch otherwise as before) the journal gets
+        only the VNIs whose local MACs changed; else the whole VTEP."""
+        old = self.vteps.get(snap.session)
+        if old is None:
             self.connects["vtep"] += 1
             log.info("hardware VTEP %s connected over OVSDB from %s (tunnel IP %s)", snap.name, snap.peer,
                      snap.tunnel_ip)
         self.vteps[snap.session] = snap
-        self._record("vteps", [snap.session])
+        if snap.changed is not None and snap.same_switch(old):
+            self._record("vtep_vnis", {(snap.session, mac.vni) for mac in snap.changed})
+        else:
+            self._record("vteps", [snap.session])
         self._notify("vtep", snap.session)
 
     def vtep_gone(self, session: str) -> None:

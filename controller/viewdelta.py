@@ -123,6 +123,7 @@ class LiveView:
         own_before = set(self.own_ips)
         self._switches(j.switches)
         self._vteps(j.vteps)
+        self._vtep_vnis(j.vtep_vnis, j.vteps)
         info_changed = self._policy(j)
         own_changed = set(self.own_ips) != own_before
         self._vport_eps(j.vports | self.redo, j.vports)
@@ -243,6 +244,24 @@ class LiveView:
         touched = set(sessions)
         self.hw_vtep_subnets = {sid for sid, bound in v.bound_vteps.items() if bound & touched}
         self._names = names
+
+    def _vtep_vnis(self, pairs, whole):
+        """Only the local MACs of these (VTEP session, VNI) changed: those VNIs' lists again, and the subnets of
+        those VNIs bound to that VTEP are dirty (not every subnet of the VTEP)."""
+        s, v = self.state, self.view
+        vnis = defaultdict(set)
+        for session, vni in pairs:
+            snap = s.vteps.get(session)
+            if session in whole or snap is None or session not in self.vtep_macs:
+                continue
+            macs = self.vtep_macs[session]
+            macs[vni] = list(snap.macs_of(vni))
+            if not macs[vni]:
+                del macs[vni]
+            vnis[session].add(vni)
+        if vnis:
+            self.hw_vtep_subnets |= {sid for sid, bound in v.bound_vteps.items() if sid in v.subnets and
+                                     any(v.subnets[sid].vni in vnis.get(session, ()) for session in bound)}
 
     def _policy(self, j) -> set[str]:
         """Domains and subnets from policy; returns the subnets whose SubnetInfo changed."""

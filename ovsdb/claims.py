@@ -15,6 +15,10 @@ only this module makes it. It outlives the OVSDB connection that reported it:
   speaks again at once (its current rows, as a delta). Writers (tunnel port, bridge fail-secure) keep
   working on each session's own database.
 - ``flush`` (the manager stopping) reports every switch whose grace is pending gone at once.
+
+Hardware VTEPs are claimed the same way (``VtepClaims``): keyed ``vtep:<Physical_Switch name>``
+(``vtep_key``), reported to ``vtep_update`` / ``vtep_gone``, with ``VtepSnapshot.changed`` the local MACs
+added or removed since the last snapshot reported for that key (ovsdb/vtep.py).
 """
 
 from __future__ import annotations
@@ -27,11 +31,17 @@ from controller.discovery import DiscoverySink, VrsSnapshot
 
 DEFAULT_GRACE_S = 10.0  # > Open vSwitch's 8 s maximum reconnection back-off
 PREFIX = "vrs:"
+VTEP_PREFIX = "vtep:"
 
 
 def switch_key(chassis: str) -> str:
     """The key State knows a VRS by (opaque downstream)."""
     return PREFIX + chassis
+
+
+def vtep_key(name: str) -> str:
+    """The key State knows a hardware VTEP by: its Physical_Switch name (opaque downstream)."""
+    return VTEP_PREFIX + name
 
 
 class VrsClaims:
@@ -40,6 +50,8 @@ class VrsClaims:
     Claimants are reporters (ovsdb/vrs.py ``VrsReporter``) offering ``speak()``: report your current rows
     now, as the speaker. ``sink`` receives ``vrs_update`` / ``vrs_gone`` for the keys.
     """
+
+    prefix, what = PREFIX, "chassis"
 
     def __init__(self, sink: DiscoverySink, grace: float = DEFAULT_GRACE_S, log: logging.Logger | None = None,
                  clock: Callable[[], float] = time.monotonic):
@@ -50,6 +62,15 @@ class VrsClaims:
         self._claimants: dict[str, list] = {}  # key -> reporters, oldest first; the last one speaks
         self._last: dict[str, VrsSnapshot] = {}  # key -> the snapshot last reported
         self._leaving: dict[str, float] = {}  # key -> when to report it gone
+
+    def _send_update(self, snap) -> None:
+        self._sink.vrs_update(snap)
+
+    def _send_gone(self, key: str) -> None:
+        self._sink.vrs_gone(key)
+
+    def _name(self, key: str) -> str:
+        return "%s %s" % (self.what, key[len(self.prefix):])
 
     # ------------------------------------------------------------------ reporters' side
     def speaker(self, key: str):
@@ -63,13 +84,13 @@ class VrsClaims:
         """``reporter`` claims ``key``; it speaks from now on (newest wins)."""
         claimants = self._claimants.setdefault(key, [])
         if claimants:
-            self._log.warning("ovsdb %s: chassis %s is also claimed by the OVSDB session from %s, which is still "
-                              "connected; the newest speaks for it (two hypervisors with one system-id, or a "
+            self._log.warning("ovsdb %s: %s is also claimed by the OVSDB session from %s, which is still "
+                              "connected; the newest speaks for it (two switches with one name, or a "
                               "reconnect before the old connection timed out)", reporter.peer,
-                              key[len(PREFIX):], claimants[-1].peer)
+                              self._name(key), claimants[-1].peer)
         elif key in self._leaving:
-            self._log.info("ovsdb %s: chassis %s reconnected: the same switch, continuing", reporter.peer,
-                           key[len(PREFIX):])
+            self._log.info("ovsdb %s: %s reconnected: the same switch, continuing", reporter.peer,
+                           self._name(key))
         self._leaving.pop(key, None)
         claimants.append(reporter)
 
@@ -78,7 +99,7 @@ class VrsClaims:
         if snap == self._last.get(key):
             return False
         self._last[key] = snap
-        self._sink.vrs_update(snap)
+        self._send_update(snap)
         return True
 
     def leave(self, key: str, reporter, now: bool = False) -> None:
@@ -89,8 +110,8 @@ class VrsClaims:
             claimants.remove(reporter)
         if claimants:
             if speaking:
-                self._log.info("ovsdb %s: chassis %s: the session from %s speaks for it again", reporter.peer,
-                               key[len(PREFIX):], claimants[-1].peer)
+                self._log.info("ovsdb %s: %s: the session from %s speaks for it again", reporter.peer,
+                               self._name(key), claimants[-1].peer)
                 claimants[-1].speak()
             return
         self._claimants.pop(key, None)
@@ -106,7 +127,7 @@ class VrsClaims:
         """Report gone every switch whose grace is over."""
         now = self._clock()
         for key in [k for k, due in self._leaving.items() if due <= now]:
-            self._log.info("chassis %s: no OVSDB session for %g s, gone", key[len(PREFIX):], self.grace)
+            self._log.info("%s: no OVSDB session for %g s, gone", self._name(key), self.grace)
             self._gone(key)
 
     def flush(self) -> None:
@@ -121,4 +142,17 @@ class VrsClaims:
     def _gone(self, key: str) -> None:
         self._leaving.pop(key, None)
         if self._last.pop(key, None) is not None:
-            self._sink.vrs_gone(key)
+            self._send_gone(key)
+
+
+class VtepClaims(VrsClaims):
+    """The same for hardware VTEPs: keys ``vtep:<Physical_Switch name>``, reported to ``vtep_update`` /
+    ``vtep_gone``; claimants are ``ovsdb.vtep.VtepReporter``s."""
+
+    prefix, what = VTEP_PREFIX, "hardware VTEP"
+
+    def _send_update(self, snap) -> None:
+        self._sink.vtep_update(snap)
+
+    def _send_gone(self, key: str) -> None:
+        self._sink.vtep_gone(key)

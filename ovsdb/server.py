@@ -6,7 +6,8 @@ ovsdb-server connects here. For each accepted connection a green thread:
 1. asks the peer which databases it serves (``list_dbs``, bounded by ``handshake_timeout``);
 2. ``hardware_vtep`` (served by hardware VTEPs and the ovs-vtep emulator, which also serve an
    Open_vSwitch database, hence it wins): replicates the tables in ``ovsdb.vtep.COLUMNS`` and reports
-   ``VtepSnapshot``s to the sink (``ovsdb.vtep.VtepReporter``) until the connection drops; unless
+   ``VtepSnapshot``s, keyed by Physical_Switch name with the local MACs that changed, to the sink
+   (``ovsdb.vtep.VtepReporter``, ``ovsdb.claims``) until the connection drops; unless
    ``program_vteps`` is off, ``ovsdb.vtep_sync.VtepReconciler`` keeps Canopy's rows there as the
    controller wants them (``set_vtep_desired``, keyed by the Physical_Switch name). It is never
    reported as a VRS;
@@ -85,7 +86,7 @@ class _PeerSession:
                                          Pacer(self._give_way, PAUSE_PORTS))
         self._tunnel: tunnel.TunnelReconciler | None = None
         self._bridge: bridge.BridgeReconciler | None = None
-        self._vtep_reporter = vtep.VtepReporter(server.sink, name, link.peer, server.log)
+        self._vtep_reporter = vtep.VtepReporter(server.sink, name, link.peer, server.log, server.vtep_claims)
         self._vtep: vtep_sync.VtepReconciler | None = None
         self._doorbell: idl.Doorbell | None = None
         self._thread = None
@@ -99,6 +100,7 @@ class _PeerSession:
         """JSON-ready summary for REST inspection."""
         since = datetime.datetime.fromtimestamp(self.connected_since, datetime.timezone.utc)
         last = self._reporter.last
+        hw = self._vtep_reporter
         return {
             "session": self.name,
             "peer": self.peer,
@@ -106,8 +108,8 @@ class _PeerSession:
             "connected_since": since.isoformat(timespec="seconds"),
             "state": self.state,
             "chassis": last.chassis if last is not None else None,
-            "key": last.session if last is not None else None,
-            "speaking": self._reporter.speaking if last is not None else None,
+            "key": last.session if last is not None else hw.key,
+            "speaking": self._reporter.speaking if last is not None else hw.speaking if hw.key else None,
             "full_reads": self._reporter.full_reads if last is not None else None,
             "tunnel": self._tunnel.describe() if self._tunnel is not None else None,
             "bridge": self._bridge.describe() if self._bridge is not None else None,
@@ -290,8 +292,8 @@ class OvsdbManagerServer:
     ``per_source``: connections one source address may hold open; more are closed at once (logged).
     ``max_message``: characters in one message from a peer; a longer one drops its session (logged).
     ``sync_timeout``: seconds a peer has, from connecting, to send its first full copy of the database.
-    ``reconnect_grace``: seconds a VRS stays known after its OVSDB session ends, so that a reconnect of
-    the same chassis continues the same switch (ovsdb/claims.py).
+    ``reconnect_grace``: seconds a VRS or hardware VTEP stays known after its OVSDB session ends, so that a
+    reconnect of the same chassis (Physical_Switch name) continues the same switch (ovsdb/claims.py).
     ``tls``: a server-side ``ssl.SSLContext`` (controller.tls): every peer must complete a TLS handshake
     (with a certificate of the context's CA when it requires one) within ``handshake_timeout``; else plain TCP.
     Nothing is written while ``writes_enabled`` is False (an HA standby) or ``held`` is True (the
@@ -323,6 +325,7 @@ class OvsdbManagerServer:
         self.max_message = max_message
         self.tls = tls
         self.claims = claims.VrsClaims(sink, reconnect_grace, self.log)
+        self.vtep_claims = claims.VtepClaims(sink, reconnect_grace, self.log)
         self.writes_enabled = True  # False on an HA standby: replicate and report, write nothing
         self.pause = give_way  # a big update (rows, then bridge ports) gives the event loop a turn this way
         self.held = False  # True until the controller's start-up hold ends (release()): write nothing
@@ -365,14 +368,15 @@ class OvsdbManagerServer:
         for session in list(self._sessions.values()):
             session.close()
         self.claims.flush()
+        self.vtep_claims.flush()
         self.log.info("ovsdb: manager on %s:%d stopped", self.listen, self.port)
 
     def sessions(self) -> list[dict]:
         """One JSON-ready dict per open session: session, peer, database, connected_since, state,
-        chassis, key (the switch key this VRS session claims) and speaking (whether it speaks for that
-        switch: the newest session of a chassis does, ovsdb/claims.py), full_reads (how often every port of
-        its bridge was read rather than the changed rows applied), tunnel (the tunnel reconciler's
-        name/state/transactions/last_error, or None),
+        chassis, key (the switch key this VRS or hardware VTEP session claims) and speaking (whether it speaks
+        for that switch: the newest session of a chassis or Physical_Switch name does, ovsdb/claims.py),
+        full_reads (how often every port of its bridge was read rather than the changed rows applied), tunnel
+        (the tunnel reconciler's name/state/transactions/last_error, or None),
         bridge (the same for the integration bridge's fail-secure settings, or None),
         switch (a hardware VTEP's Physical_Switch name, else None) and vtep (the VTEP reconciler's
         switch/state/transactions/last_error/conflicts/waiting, or None)."""
@@ -437,14 +441,15 @@ class OvsdbManagerServer:
                 hub.sleep(ACCEPT_RETRY_S)
 
     def _expire_loop(self) -> None:
-        """About once a second: report gone the VRS whose reconnect grace is over (ovsdb/claims.py). (The
-        accept loop cannot: a green accept waits for a connection.)"""
+        """About once a second: report gone the VRS and hardware VTEPs whose reconnect grace is over
+        (ovsdb/claims.py). (The accept loop cannot: a green accept waits for a connection.)"""
         while not self._stopping:
             hub.sleep(min(EXPIRE_S, max(0.05, self.claims.grace / 4)))
-            try:
-                self.claims.expire()
-            except Exception:  # a sink failure must not stop the next expiries
-                self.log.exception("ovsdb: unexpected error reporting a VRS gone")
+            for kind in (self.claims, self.vtep_claims):
+                try:
+                    kind.expire()
+                except Exception:  # a sink failure must not stop the next expiries
+                    self.log.exception("ovsdb: unexpected error reporting a switch gone")
 
     def _accept_pending(self) -> None:
         while not self._stopping:

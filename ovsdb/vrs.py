@@ -232,36 +232,6 @@ def bridge_controllers(bridge) -> tuple:
     return tuple(sorted(out))
 
 
-class SnapshotReporter:
-    """Reports one OVSDB session's snapshots through ``update(snapshot)`` and ``gone(session)``.
-
-    Contract: an update only when the snapshot differs from the last one reported (None: nothing to
-    report yet); a session reported at least once gets exactly one ``gone``, and nothing after it.
-    """
-
-    def __init__(self, session: str, update, gone):
-        self.session = session
-        self._update, self._gone_callback = update, gone
-        self.last = None
-        self._gone = False
-
-    def report(self, snap) -> bool:
-        """Report ``snap`` if it is new; True if it was reported."""
-        if self._gone or snap is None or snap == self.last:
-            return False
-        self.last = snap
-        self._update(snap)
-        return True
-
-    def gone(self) -> None:
-        """Report the session gone (once, and only if it was ever reported)."""
-        if self._gone:
-            return
-        self._gone = True
-        if self.last is not None:
-            self._gone_callback(self.session)
-
-
 class VrsReporter:
     """Reports one OVSDB session's VRS snapshots, keyed by chassis, through ``claims`` (ovsdb/claims.py)
     to its sink.

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from controller import fields
 from controller.discovery import DiscoverySink, VtepDesired, VtepMac, VtepPort, VtepSnapshot
 from controller.logs import Throttle
-from ovsdb.vrs import SnapshotReporter
+from ovsdb.claims import VtepClaims, vtep_key
 
 DATABASE = "hardware_vtep"
 LS_PREFIX = "canopy-"
@@ -217,12 +217,18 @@ class LocalMacs:
         self._of: dict = {}  # uuid (or the row) -> VtepMac
         self._count: dict[VtepMac, int] = {}
         self._sorted: list[VtepMac] = []
+        self._appeared_or_went: set[VtepMac] = set()  # since take_changed
         self._keys: list[tuple] = []  # _mac_order of _sorted, for bisect
         for row in rows:
             self.row_changed(getattr(row, "uuid", None) or id(row), row)
 
     def sorted(self) -> tuple[VtepMac, ...]:
         return tuple(self._sorted)
+
+    def take_changed(self) -> set[VtepMac]:
+        """The MACs that appeared or went since the last call."""
+        out, self._appeared_or_went = self._appeared_or_went, set()
+        return out
 
     def row_changed(self, uuid, row) -> None:
         old = self._of.pop(uuid, None)
@@ -232,6 +238,7 @@ class LocalMacs:
                 del self._count[old]
                 i = bisect.bisect_left(self._keys, _mac_order(old))
                 del self._keys[i], self._sorted[i]
+                self._appeared_or_went ^= {old}
         mac = self._read(row) if row is not None else None
         if mac is None:
             return
@@ -241,19 +248,39 @@ class LocalMacs:
             i = bisect.bisect_left(self._keys, _mac_order(mac))
             self._keys.insert(i, _mac_order(mac))
             self._sorted.insert(i, mac)
+            self._appeared_or_went ^= {mac}
 
 
-class VtepReporter(SnapshotReporter):
-    """Reports one OVSDB session's hardware VTEP snapshots to a ``DiscoverySink`` (vtep_update /
-    vtep_gone), with the contract of SnapshotReporter."""
+class VtepReporter:
+    """Reports one OVSDB session's hardware VTEP snapshots, keyed by Physical_Switch name, through ``claims``
+    (``ovsdb.claims.VtepClaims``) to its sink (vtep_update / vtep_gone).
 
-    def __init__(self, sink: DiscoverySink, session: str, peer: str, log: logging.Logger | None = None):
-        super().__init__(session, sink.vtep_update, sink.vtep_gone)
+    The snapshot reported has ``session`` = the switch key (``vtep:<name>``) and ``changed`` = the local MACs
+    added or removed since the last snapshot reported for that key (by any session; None when there was none).
+    A switch is reported only while this session speaks for it, and only when its snapshot changed. ``gone()``
+    ends the claim (once); the claims decide when the switch is reported gone. Without ``claims`` the reporter
+    has its own, with no grace (gone at once).
+    """
+
+    def __init__(self, sink: DiscoverySink, session: str, peer: str, log: logging.Logger | None = None,
+                 claims: VtepClaims | None = None):
+        self.session = session  # the connection's name (logs, sessions())
         self.peer = peer
         self._log = log or logging.getLogger(__name__)
+        self._claims = claims if claims is not None else VtepClaims(sink, 0.0, self._log)
         self._many_logged: tuple[str, ...] = ()
         self._bad = Throttle(self._log)
         self._local: LocalMacs | None = None
+        self._rows: tuple = ((), ())  # the last switches and local MAC rows read (speak reads them again)
+        self.key: str | None = None  # the switch key this session claims
+        self.last: VtepSnapshot | None = None  # this session's latest snapshot (reported or not)
+        self._changed: set[VtepMac] | None = None  # local MACs changed since the switch was last reported
+        self._gone = False
+
+    @property
+    def speaking(self) -> bool:
+        """Whether this session speaks for its switch (see ovsdb/claims.py)."""
+        return self.key is not None and self._claims.speaker(self.key) is self
 
     def refresh(self, switches: Iterable, local_macs: Iterable, changes=None) -> bool:
         """Read the current rows; report and return True if the snapshot changed. With ``changes``
@@ -262,17 +289,58 @@ class VtepReporter(SnapshotReporter):
         if self._gone:
             return False
         switches = list(switches)
+        self._rows = (switches, local_macs)
         self._note_many(switches)
         local = self._local
         if changes is None or local is None or any(changes.table(t) for t in SNAPSHOT_TABLES
                                                     if t != "Ucast_Macs_Local"):
             rows = local_macs() if callable(local_macs) else local_macs
             local = self._local = LocalMacs(rows, lambda row: _local_mac(row, self._bad_value))
+            self._changed = None  # compared with the last snapshot reported below
         else:
             for uuid, change in changes.table("Ucast_Macs_Local").items():
                 local.row_changed(uuid, None if change.deleted else change.row)
+            if self._changed is not None:
+                self._changed |= local.take_changed()
+        local.take_changed()
         snap = build_vtep_snapshot(self.session, self.peer, switches, (), self._bad_value)
-        return self.report(dataclasses.replace(snap, local_macs=local.sorted()) if snap is not None else None)
+        if snap is None:
+            return False
+        key = vtep_key(snap.name)
+        if key != self.key:
+            if self.key is not None:
+                self._claims.leave(self.key, self, now=True)
+            self.key, self._changed = key, None
+            self._claims.join(key, self)
+        macs = local.sorted()
+        self.last = dataclasses.replace(snap, session=key, local_macs=macs, changed=self._delta(key, macs))
+        if not self.speaking:
+            return False
+        self._changed = set()
+        return self._claims.report(key, self.last)
+
+    def _delta(self, key: str, macs: tuple[VtepMac, ...]) -> frozenset[VtepMac] | None:
+        """The local MACs changed since the last snapshot reported for ``key``: from the rows that changed, or
+        (after a full read, or another session reported last) by comparing with that snapshot."""
+        if self._changed is not None and self.speaking:
+            return frozenset(self._changed)
+        last = self._claims.last(key)
+        return None if last is None else frozenset(set(last.local_macs).symmetric_difference(macs))
+
+    def speak(self) -> None:
+        """This session speaks for its switch again (the speaker went): report its rows as they are."""
+        self._changed = None
+        switches, local_macs = self._rows
+        self._local = None
+        self.refresh(switches, local_macs)
+
+    def gone(self) -> None:
+        """The session ended: give up the claim (once)."""
+        if self._gone:
+            return
+        self._gone = True
+        if self.key is not None:
+            self._claims.leave(self.key, self)
 
     def _bad_value(self, what: str, value, reason: str) -> None:
         self._bad.warning((what, str(value)[:64]), "ovsdb %s: hardware VTEP: ignoring %s %r: %s", self.peer,

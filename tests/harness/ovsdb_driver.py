@@ -75,6 +75,13 @@ def desired_from_json(text: str):
         flood=tuple((vni, tuple(ips)) for vni, ips in data.get("flood", ())))
 
 
+def _listed(items) -> list:
+    """Frozensets (VrsSnapshot.changed: names; VtepSnapshot.changed: VtepMacs) as sorted lists."""
+    import dataclasses
+
+    return sorted((dataclasses.asdict(x) if dataclasses.is_dataclass(x) else x for x in items), key=str)
+
+
 def driver_main(argv: list[str]) -> int:
     """Run OvsdbManagerServer under eventlet; sink calls and replies go to stdout as JSON lines."""
     args = _parse(argv)
@@ -93,7 +100,7 @@ def driver_main(argv: list[str]) -> int:
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
     def emit(**event):
-        sys.stdout.write(json.dumps(event, default=sorted) + "\n")  # frozensets (VrsSnapshot.changed) as lists
+        sys.stdout.write(json.dumps(event, default=_listed) + "\n")
         sys.stdout.flush()
 
     class RecordingSink(DiscoverySink):

@@ -1,12 +1,14 @@
 """A bare-metal server on VLAN 100 of a hardware VTEP (the real ovs-vtep emulator) in the same subnet as
-VMs on a KVM-style and a Hyper-V-style VRS, all driven by one Canopy: ping both ways, a reconnect that
-converges without churn, a migration the VTEP follows, and unbinding the VLAN that stops the traffic."""
+VMs on a KVM-style and a Hyper-V-style VRS, all driven by one Canopy: ping both ways, an OVSDB reconnect
+that is the same VTEP (no full recompute, nothing written or sent), a migration the VTEP follows, and
+unbinding the VLAN that stops the traffic."""
 
 from __future__ import annotations
 
 import pytest
 
 from tests.harness.fabric import reach, vtep_fabric
+from tests.harness.ovsdb_driver import hold_for
 
 pytestmark = pytest.mark.integration
 
@@ -62,20 +64,53 @@ def test_the_vtep_holds_exactly_canopys_rows(fabric):
                    for f in flows), name
 
 
-def test_vtep_reconnecting_converges_without_churn(fabric):
+def tor_sessions(canopy):
+    return [s for s in canopy.api.get("/v1/ovsdb/sessions").json["items"] if s["switch"] == "tor1"]
+
+
+def sent(canopy, hosts):
+    """What the reconcilers sent to each VRS so far (flow and group mods, change sets)."""
+    return {name: canopy.api.get(f"/v1/switches/{hv.datapath_id():016x}/flows").json["status"]["sent"]
+            for name, hv in sorted(hosts.items())}
+
+
+def test_vtep_reconnecting_is_the_same_vtep_and_changes_nothing(fabric):
+    """The VTEP's OVSDB session drops and comes back (from another port): keyed by its Physical_Switch name, it
+    stays known through the reconnect grace, bare-metal traffic keeps flowing, and Canopy neither recomputes
+    from scratch nor writes a row to the VTEP or a flow to a VRS."""
     lab, canopy, hosts, vms, tor, bm, ctl = fabric
     reach(lab, bm, "10.0.1.11")
-    before = tor.canopy_transactions()
+    [before] = lab.wait_until(lambda: [s for s in tor_sessions(canopy) if s["state"] == "synced"], timeout=20,
+                              what="tor1's OVSDB session synced")
+    lab.wait_until(lambda: canopy.api.get("/v1/vteps/tor1").json["local_macs"], timeout=20,
+                   what="tor1's learned bare-metal MAC in Canopy")
+    transactions = tor.canopy_transactions()
     rows = {t: len(tor.rows(t)) for t in ("Logical_Switch", "Ucast_Macs_Remote", "Mcast_Macs_Remote",
                                            "Physical_Locator", "Physical_Locator_Set")}
+    status, flows_sent = canopy.api.get("/v1/status").json, sent(canopy, hosts)
+
     tor.disconnect()
-    lab.wait_until(lambda: not canopy.api.get("/v1/vteps/tor1").json["connected"], timeout=20,
-                   what="Canopy sees tor1 leave")
+    lab.wait_until(lambda: not tor_sessions(canopy), timeout=20, what="tor1's OVSDB session closed")
+    assert canopy.api.get("/v1/vteps/tor1").json["connected"]  # within the grace: still the same VTEP
+    reach(lab, bm, "10.0.1.12", what="the bare-metal server reaches a VM while its VTEP's session is down")
     tor.connect(ctl)
-    lab.wait_until(lambda: canopy.api.get("/v1/vteps/tor1").json["connected"], timeout=20, what="tor1 back")
-    reach(lab, bm, "10.0.1.12")
-    assert tor.canopy_transactions() == before
+    [after] = lab.wait_until(lambda: [s for s in tor_sessions(canopy) if s["state"] == "synced"], timeout=20,
+                             what="tor1 back over OVSDB")
+    assert after["peer"] != before["peer"] and after["key"] == before["key"] == "vtep:tor1" and after["speaking"]
+
+    def unchanged():
+        now = canopy.api.get("/v1/status").json
+        return (now["programmer"]["full_recomputes"] == status["programmer"]["full_recomputes"]
+                and canopy.api.get("/v1/vteps/tor1").json["connected"] and sent(canopy, hosts) == flows_sent)
+
+    # Well past the reconnect grace (10 s): the VTEP never went, nothing was recomputed, written or sent.
+    hold_for(12.0, unchanged, "no full recompute, no flow-mod, tor1 connected", lambda: canopy.log_tail())
+    reach(lab, bm, "10.0.1.11")
+    assert tor.canopy_transactions() == transactions
     assert {t: len(tor.rows(t)) for t in rows} == rows
+    log = canopy.log_path.read_text()
+    assert "hardware VTEP tor1 reconnected: the same switch" in log
+    assert "hardware VTEP tor1 (OVSDB" not in log  # never reported disconnected
 
 
 def test_migration_updates_the_vteps_remote_mac(fabric):

@@ -58,16 +58,18 @@ def managers(tor):
 
 
 def connect(tor, driver: ManagerDriver) -> dict:
-    """Point tor1 at ``driver``; return its first VtepSnapshot of the new session."""
+    """Point tor1 at ``driver``; return its first VtepSnapshot of the new connection (its ``session`` is the
+    switch key, ``vtep:tor1``, the same across connections; its ``peer`` is the connection's)."""
     _, vtep, ctl = tor
-    known = {snap["session"] for snap in driver.vtep_updates()}
+    known = {snap["peer"] for snap in driver.vtep_updates()}
     vtep.connect(ctl, driver.port, inactivity_probe_ms=1000)
-    return driver.wait_vtep(lambda s: s["name"] == vtep.name and s["session"] not in known, SLOW,
+    return driver.wait_vtep(lambda s: s["name"] == vtep.name and s["peer"] not in known, SLOW,
                             "tor1 reported")
 
 
-def vtep_info(driver: ManagerDriver, session: str) -> dict:
-    [info] = [s for s in driver.sessions() if s["session"] == session]
+def vtep_info(driver: ManagerDriver, key: str) -> dict:
+    """The open OVSDB session speaking for the switch ``key``."""
+    [info] = [s for s in driver.sessions() if s["key"] == key and s["speaking"]]
     return info
 
 

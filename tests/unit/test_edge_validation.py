@@ -65,6 +65,7 @@ def test_an_ipv6_neighbour_on_a_vtep_does_not_stop_derive():
     state = setup()
     db = garbage_vtep()
     db.switch.name = "tor1"
+    state.vtep_gone("v1")  # setup's stand-in for tor1: the reporter keys it by name, vtep:tor1
     sink = SimpleNamespace(vtep_update=state.vtep_update, vtep_gone=state.vtep_gone)
     VtepReporter(sink, "v1", "peer").refresh(db.all("Physical_Switch"), db.all("Ucast_Macs_Local"))
     programmer = Programmer(state)

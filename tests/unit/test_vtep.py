@@ -74,10 +74,10 @@ def test_reporter_updates_on_change_only_and_reports_gone_once():
     assert reporter.refresh(db.all("Physical_Switch"), []) is False
     reporter.gone()
     reporter.gone()
-    assert events == [("update", "OVS VTEP Emulator"), ("gone", "s1")]
+    assert events == [("update", "OVS VTEP Emulator"), ("gone", "vtep:tor1")]  # keyed by Physical_Switch name
     silent = VtepReporter(sink, "s2", "peer")
     silent.gone()
-    assert events[-1] == ("gone", "s1")
+    assert events[-1] == ("gone", "vtep:tor1")
 
 
 # The plan: creating, converging, reusing.

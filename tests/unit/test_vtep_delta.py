@@ -146,5 +146,5 @@ def test_the_macs_a_vtep_learns_are_applied_one_row_at_a_time():
             db.tables["Ucast_Macs_Local"].remove(row)
             changes.record("Ucast_Macs_Local", row.uuid, RowChange(row, deleted=True))
         reporter.refresh(db.all("Physical_Switch"), boom, changes)
-        scratch = build_vtep_snapshot("v1", "10.0.0.9:1", db.all("Physical_Switch"), db.all("Ucast_Macs_Local"))
+        scratch = build_vtep_snapshot("vtep:tor1", "10.0.0.9:1", db.all("Physical_Switch"), db.all("Ucast_Macs_Local"))
         assert sink.snaps[-1] == scratch
