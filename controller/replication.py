@@ -37,7 +37,7 @@ POLL = 0.2                       # how often a waiting confirm() looks again
 BATCH = 500                      # changes per catch-up message
 RESYNC_HOLDOFF = 0.5             # the standby asks again for the same position no sooner than this
 MAX_ID = 255                     # the longest object id a replica accepts
-ACK_PER_CHANGE = 0.0003          # seconds a write's confirmation may take per change, beyond ack_timeout
+ACK_PER_CHANGE = 0.0005          # seconds a write's confirmation may take per change, beyond ack_timeout
 
 
 # ---------------------------------------------------------------------------------------------- active
