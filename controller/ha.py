@@ -85,6 +85,7 @@ class Pair:
                              secret=settings.secret)
         self.replicator = Replicator(store, self.link, settings.ack_timeout, log)
         self.applier = Applier(store, state, self.link, log)
+        self.applier.accepting = lambda: self.role != "active"
         self._stop = threading.Event()
         self._thread = None
         self._lock = threading.Lock()
@@ -93,6 +94,7 @@ class Pair:
     def start(self) -> None:
         self.started = time.monotonic()
         self._tick = (self.started, time.process_time())
+        self.applier.start()
         self.link.start()
         self._thread = threading.Thread(target=self._loop, name="canopy-ha", daemon=True)
         self._thread.start()
@@ -100,6 +102,7 @@ class Pair:
     def stop(self) -> None:
         self._stop.set()
         self.link.stop()
+        self.applier.stop()
         if self._thread is not None:
             self._thread.join(timeout=2)
 
@@ -216,9 +219,13 @@ class Pair:
                 "switches": len(self.state.vrs), **self.applier.hello()}
 
     def _on_message(self, msg: dict) -> None:
+        """Every authenticated frame from the peer shows that it is alive (a batch of changes too: heartbeats
+        sent after it arrive after it); heartbeats also say its role, generation and position."""
         kind = msg.get("t")
         if kind in ("hb", "hello"):
             self._heard(msg)
+        else:
+            self.peer.heard_at, self.peer.heard_wall = time.monotonic(), time.time()
         if self.role == "active":
             self.replicator.on_message(msg)
         else:
@@ -285,6 +292,8 @@ class Pair:
         return mine > theirs
 
     def _decide(self, now: float) -> None:
+        if self.role != "active" and self.applier.busy:
+            return  # a replicated batch is in hand: applied (and acknowledged) before anything is decided
         alive = self._peer_alive(now) and not self.link.refused()
         if self.role == "active":
             if self.demoted:

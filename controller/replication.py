@@ -24,9 +24,11 @@ import json
 import logging
 import threading
 import time
+from collections import deque
 
 from controller import policy as pol
 from controller.model import KINDS, MANAGED, PolicyError, normalise
+from controller.pacer import NEVER, Pacer
 from controller.pairlink import PairLink
 from controller.policy import Policy
 from controller.store import Change, StoreError
@@ -35,6 +37,7 @@ POLL = 0.2                       # how often a waiting confirm() looks again
 BATCH = 500                      # changes per catch-up message
 RESYNC_HOLDOFF = 0.5             # the standby asks again for the same position no sooner than this
 MAX_ID = 255                     # the longest object id a replica accepts
+ACK_PER_CHANGE = 0.0005          # seconds a write's confirmation may take per change, beyond ack_timeout
 
 
 # ---------------------------------------------------------------------------------------------- active
@@ -61,7 +64,7 @@ class Replicator:
         self.store = store
         self.link = link
         self.ack_timeout = ack_timeout
-        self.resend_after = max(ack_timeout, 1.0)
+        self.resend_after = max(ack_timeout, 1.0)  # what was sent counts as on its way this long (+ its size)
         self.log = log or logging.getLogger("canopy.ha")
         self.acked_seq = 0        # the standby holds our history up to here (it acknowledged or reported it)
         self.lagging = False      # a write went unconfirmed and the standby has not caught up since
@@ -69,6 +72,7 @@ class Replicator:
         self._sent_upto = 0       # everything up to here was sent in order, on _sent_epoch, at _sent_at
         self._sent_epoch = -1
         self._sent_at = 0.0
+        self._sent_window = self.resend_after
         self._pending: list[Change] = []  # the write being confirmed (numbered; in our store once committed)
         self._pending_meta: dict = {}
         self._refusal: str | None = None  # why the standby refused the pending write
@@ -83,6 +87,11 @@ class Replicator:
         """How many changes the standby is behind (by what it acknowledged)."""
         return max(0, self.store.last_seq() - self.acked_seq)
 
+    def timeout_for(self, count: int) -> float:
+        """How long a write of ``count`` changes waits for the standby's confirmation: ``ack_timeout`` plus
+        ACK_PER_CHANGE per change (the standby checks and applies every change before it confirms)."""
+        return self.ack_timeout + count * ACK_PER_CHANGE
+
     # ------------------------------------------------------------------ confirming a write
     def confirm(self, changes: list[Change], meta: dict) -> str | None:
         """Get a numbered write (seq from our last_seq() + 1 on) onto the standby; None when it holds it."""
@@ -94,7 +103,7 @@ class Replicator:
             return "the standby is not connected on the HA link"
         with self._cond:
             self._pending, self._pending_meta, self._refusal = list(changes), meta, None
-            why = self._wait_for(last)
+            why = self._wait_for(last, self.timeout_for(len(changes)))
             if why is not None:  # forget the write; a standby that got it is not on our history any more
                 self._pending, self._sent_epoch = [], -1
                 self.acked_seq = min(self.acked_seq, changes[0].seq - 1)
@@ -102,8 +111,8 @@ class Replicator:
             self._mark_lagging(last, why)
         return why
 
-    def _wait_for(self, last: int) -> str | None:
-        deadline = time.monotonic() + self.ack_timeout
+    def _wait_for(self, last: int, timeout: float) -> str | None:
+        deadline = time.monotonic() + timeout
         while True:
             if self._known and self.acked_seq >= last:
                 return None
@@ -113,7 +122,7 @@ class Replicator:
                 return "the HA link to the standby went down"
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return f"the standby did not confirm it within {self.ack_timeout:g} s"
+                return f"the standby did not confirm it within {timeout:g} s"
             self._advance()
             self._cond.wait(min(remaining, POLL))
 
@@ -186,7 +195,7 @@ class Replicator:
     # ------------------------------------------------------------------ catching up
     def _base(self) -> int | None:
         """Where the standby will be once what we sent arrives; None if unknown (it needs a snapshot)."""
-        recent = time.monotonic() - self._sent_at < self.resend_after
+        recent = time.monotonic() - self._sent_at < self._sent_window
         if self._sent_epoch == self.link.out_epoch and recent and self._sent_upto > self.acked_seq:
             return self._sent_upto
         return self.acked_seq if self._known else None
@@ -225,7 +234,7 @@ class Replicator:
         epoch = self.link.out_epoch
         if not self.link.send({"t": "changes", "changes": [c.to_wire() for c in changes], "meta": meta}):
             return False
-        self._sent(changes[-1].seq, epoch)
+        self._sent(changes[-1].seq, epoch, len(changes))
         return True
 
     def _send_snapshot(self) -> int | None:
@@ -234,12 +243,14 @@ class Replicator:
         snap = self.store.snapshot()
         if not self.link.send({"t": "snapshot", "snapshot": snap}):
             return None
-        self._sent(snap["last_seq"], epoch)
+        self._sent(snap["last_seq"], epoch, sum(len(b) for b in snap.get("objects", {}).values()))
         self.log.info("standby catch-up: sent a snapshot at seq %d", snap["last_seq"])
         return snap["last_seq"]
 
-    def _sent(self, upto, epoch):
+    def _sent(self, upto, epoch, count):
+        """Sent up to ``upto`` on ``epoch``: not re-sent while the standby may still be applying ``count``."""
         self._sent_upto, self._sent_epoch, self._sent_at = upto, epoch, time.monotonic()
+        self._sent_window = self.resend_after + count * ACK_PER_CHANGE
 
 
 # ---------------------------------------------------------------------------------------------- standby
@@ -257,7 +268,14 @@ class Applier:
     the first refused change, when it is one), and
     changes nothing. A gap, or a message the store cannot apply, makes it ask for catch-up: {"t":
     "resync", "seq": last_seq, "history": store.history()}. Other message types are ignored. Bodies pass
-    through JSON on the way in, so State holds exactly what a restart would load from the store."""
+    through JSON on the way in, so State holds exactly what a restart would load from the store.
+
+    Once started, on_message only queues "changes" and "snapshot" (in arrival order) for the applier's own
+    thread, so the link's receiving thread goes on reading (heartbeats are heard while a batch of 10,000 is
+    applied); checking ticks ``pacer`` once per change (the controller's pauses with ``hub.sleep(0)``). Before
+    each message it asks ``accepting()`` (the pair: not active) and drops the message if not. Nothing but the
+    applier changes the standby's store or policy meanwhile: the pair does not take over while ``busy``.
+    Unstarted (tests, tools), on_message applies at once, on the caller's thread."""
 
     def __init__(self, store, state, link: PairLink, log=None):
         self.store = store
@@ -265,7 +283,52 @@ class Applier:
         self.link = link
         self.log = log or logging.getLogger("canopy.ha")
         self.refused = 0  # replicated messages refused as invalid
+        self.pacer: Pacer = NEVER
+        self.accepting = lambda: True
         self._last_resync = (None, 0.0)
+        self._queue: deque = deque()
+        self._applying = False
+        self._stopping = False
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ the applier's thread
+    def start(self) -> None:
+        self._stopping = False
+        self._thread = threading.Thread(target=self._work, name="canopy-ha-apply", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+        self._thread = None
+
+    @property
+    def busy(self) -> bool:
+        """A replicated message is queued or being applied."""
+        return self._applying or bool(self._queue)
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._stopping:
+                    self._cond.wait(POLL)
+                if self._stopping:
+                    return
+                msg = self._queue.popleft()
+                self._applying = True
+            try:
+                if self.accepting():
+                    self._handle(msg)
+                else:
+                    self.log.info("dropped a replicated %r message: this node is no longer the standby", msg["t"])
+            except Exception:  # never let a bug end the applier's thread
+                self.log.exception("applying a replicated %r message failed", msg.get("t"))
+            finally:
+                self._applying = False
 
     def hello(self) -> dict:
         """This store's position, for heartbeats: {"seq": last_seq, "history": [seq, ts]}."""
@@ -273,10 +336,19 @@ class Applier:
         return {"seq": seq, "history": [seq, ts]}
 
     def on_message(self, msg: dict):
-        kind = msg.get("t")
-        if kind == "changes":
+        if msg.get("t") not in ("changes", "snapshot"):
+            return
+        if self._thread is None:
+            self._handle(msg)
+            return
+        with self._cond:
+            self._queue.append(msg)
+            self._cond.notify_all()
+
+    def _handle(self, msg: dict):
+        if msg["t"] == "changes":
             self._apply_changes(msg)
-        elif kind == "snapshot":
+        else:
             self._apply_snapshot(msg)
 
     def _apply_changes(self, msg):
@@ -291,7 +363,7 @@ class Applier:
         before = self.store.last_seq()
         new = [c for c in changes if c.seq > before]
         try:
-            checked, policy = checked_changes(new, self.state.policy)
+            checked, policy = checked_changes(new, self.state.policy, self.pacer)
             check_meta(meta)
         except InvalidReplica as exc:
             self._refuse(new[0] if new else None, exc)
@@ -371,10 +443,13 @@ def _check_ref(kind, oid) -> None:
         raise InvalidReplica(f"{kind}: id {oid!r:.80} is not an object id")
 
 
-def checked_changes(changes: list[Change], policy: Policy) -> tuple[list[Change], Policy]:
-    """The changes with checked bodies, and the policy they lead to from ``policy``; raises InvalidReplica."""
+def checked_changes(changes: list[Change], policy: Policy, pacer: Pacer = NEVER) -> tuple[list[Change], Policy]:
+    """The changes with checked bodies, and the policy they lead to from ``policy`` (which passed the checks:
+    the standby's policy only ever holds checked data), checked with the rules a REST write is checked with
+    (controller.policy.check_changes); raises InvalidReplica. ``pacer`` is ticked per change."""
     candidate, out = policy.copy(), []
     for change in changes:
+        pacer.tick()
         if change.op == "put":
             body = stored_object(change.kind, change.id, change.body)
             candidate.put(change.kind, body)
@@ -385,7 +460,7 @@ def checked_changes(changes: list[Change], policy: Policy) -> tuple[list[Change]
         else:
             raise InvalidReplica(f"change {change.seq}: op {change.op!r:.40} is not put or delete")
         out.append(Change(change.kind, change.id, change.op, body, change.seq, change.txn, change.ts))
-    _check_policy(candidate)
+    _report(pol.check_changes(candidate, [(c.kind, c.id) for c in out], pacer))
     return out, candidate
 
 
@@ -420,7 +495,10 @@ def check_meta(meta) -> None:
 
 
 def _check_policy(policy: Policy) -> None:
-    problems = pol.check(policy)
+    _report(pol.check(policy))
+
+
+def _report(problems) -> None:
     if problems:
         raise InvalidReplica("; ".join(p.describe() for p in problems[:5])
                              + (f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""))

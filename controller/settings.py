@@ -195,7 +195,8 @@ SETTINGS = (
               lambda v: f.integer(v, 20, 10000), default=200, nullable=False),
         Field("dead_interval_ms", "integer", "silence after which the peer is taken for dead",
               lambda v: f.integer(v, 60, 60000), default=1000, nullable=False),
-        Field("ack_timeout_ms", "integer", "how long a write waits for the standby's acknowledgement",
+        Field("ack_timeout_ms", "integer", "how long a write waits for the standby's acknowledgement (plus 0.5 ms "
+              "per change of the write)",
               lambda v: f.integer(v, 10, 60000), default=2000, nullable=False),
         Field("secret", "string", "shared secret authenticating the HA link (the same on both nodes; at least "
               f"{MIN_SECRET} characters); required with peer unless secret_file is set", _secret),

@@ -4,7 +4,7 @@ from a GoBGP peer in about a second. Does the controller stay responsive, and do
     .venv/bin/python -m tests.benchmarks.bursts [--count 10000] [--port-type absent|internal] [--ha] [--json]
 
 Lab (tests.harness.lab, real processes): one controller (with ``--ha`` an HA pair, ctl1 active and ctl2 standby:
-heartbeats every 100 ms, dead interval 1 s; at 10,000 its setup apply is refused, docs/benchmarks.md), one KVM
+heartbeats every 100 ms, dead interval 1 s; docs/benchmarks.md), one KVM
 hypervisor (kvm1, userspace OVS) connected to both over OpenFlow and OVSDB,
 with one VM (w1), and GoBGP as in ``tests.benchmarks.evpn_routes``: gobgpd A (the active controller's EVPN
 neighbor, passive) holding routes back from it with an export policy, and a feeder (this process writing UPDATEs
