@@ -600,8 +600,9 @@ def test_events_during_a_passs_pauses_reach_the_next_pass(seed):
 
     world.prog.pacer = Pacer(pause, every=1)
     for step in range(STEPS // 2):
-        world.step()
-        inside["left"] = 2
+        for _ in range(rng.randrange(1, 3)):  # one or two events before the pass, up to four inside it
+            world.step()
+        inside["left"] = rng.randrange(1, 5)
         world.prog.refresh()
         inside["left"] = 0
         world.prog.refresh()  # takes what changed during the pauses
@@ -634,6 +635,30 @@ def test_two_reports_of_a_switch_between_passes_reach_its_uplinks():
     world.prog.refresh()
     assert [f.session for f in world.prog.view.external.floating.values()] == [f"ovsdb:{EXT_OVSDB}"]
     check(world, "two reports in one pass")
+
+
+def test_a_vport_gone_while_its_domain_left_a_switch_and_came_back_in_one_pass_leaves_it():
+    """One pass: subnet db changes (its endpoints leave and come back, so the domain leaves hv3 and comes back) and
+    subnet web is deleted with its vport on hv2 (a router interface removed: web is created again outside the
+    domain). The vport's routed flows on hv4, where the domain is, go: the switches it had flows on are the ones its
+    subnet and domain were on when the pass began, not in the middle of it."""
+    world = World(random.Random(3))
+    for name in ("web", "db"):
+        world.subnets[name] = {"dhcp": True, "chassis": []}
+    world.vports = {"k1": {"subnet": "web", "mac": 0, "ip": 30}, "k2": {"subnet": "db", "mac": 0, "ip": 40}}
+    world.commit()
+    for host, vm in (("hv2", "k1"), ("hv4", "k2")):
+        world.hosts[host] = {"tunnel": 1, "vtep": f"10.251.0.{host[2:]}"}
+        world.placed[vm], world.ofports[vm] = host, 12
+        world.push(host)
+    world.prog.refresh(full=True)
+    k1 = world.state.policy.find("vport", "acme/web/k1")["id"]
+    assert any(o.id == k1 for o in world.prog.desired["ovsdb:hv4"].flows)  # its host route, where db's domain is
+    world.subnets["db"]["dhcp"] = False
+    world.commit()
+    world.move("web", pass_between=False)
+    world.prog.refresh()
+    check(world, "db changed, web left its domain")
 
 
 def test_an_external_change_derives_only_the_floating_ips_and_switches_it_reaches(monkeypatch):
