@@ -638,7 +638,7 @@ def test_two_reports_of_a_switch_between_passes_reach_its_uplinks():
 
 
 def test_a_vport_gone_while_its_domain_left_a_switch_and_came_back_in_one_pass_leaves_it():
-    """One pass: subnet db changes (its endpoints leave and come back, so the domain leaves hv3 and comes back) and
+    """One pass: subnet db changes (its endpoints leave and come back, so the domain leaves hv4 and comes back) and
     subnet web is deleted with its vport on hv2 (a router interface removed: web is created again outside the
     domain). The vport's routed flows on hv4, where the domain is, go: the switches it had flows on are the ones its
     subnet and domain were on when the pass began, not in the middle of it."""
