@@ -72,8 +72,7 @@ class CanopyApp(RyuApp):
         self.store.offload = blocking  # commits and their fsyncs off the event loop (controller/store.py)
         self.hold = StartupHold(self.store, settings.restart_hold)  # nothing is written before it is released
         self.programmer = Programmer(self.state)
-        # The programmer can pause inside a pass (Programmer.pacer), but events landing in such a pause are not
-        # yet safe for every part of the delta engine (docs/pipeline.md): it runs unpaused, yielding between steps.
+        self.programmer.pacer = Pacer(give_way)  # a pass never holds the hub: it pauses inside derive and compile
         self.service.pacer = Pacer(give_way, 40)  # planning a big apply pauses (a vport placed: ~0.25 ms)
         self.reconcilers: dict[int, SwitchReconciler] = {}
         self.dhcp = DhcpService(self.state, self.programmer, settings.underlay_mtu)

@@ -40,7 +40,8 @@ class ExternalDelta:
             return {}
         fids, sessions = self._reached(vd, j)
         # an external network changed (its uplinks in policy): every switch's uplinks are taken again
-        self._remember(vd, set(s.vrs) | set(j.switches) if j.external_networks else set(j.switches), set(j.subnets))
+        self._remember(vd, set(s.vrs) | set(j.switches) if j.external_networks else set(j.switches), set(j.subnets),
+                       {} if j.external_networks else j.ports)
         if not (s.policy.count("external_network") or v.external.floating or v.external.pat):
             return {}
         ext, policy = v.external, s.policy
@@ -79,7 +80,7 @@ class ExternalDelta:
             fids |= {fid for fid, f in ext.floating.items() if f.domain_id == did} if did not in v.domains else set()
         for session in j.switches:
             old = self.uplinks.get(session)
-            if old != _uplinks_after(s.policy, s.vrs.get(session), old):
+            if old != _uplinks_after(s.policy, s.vrs.get(session), old, j.ports.get(session)):
                 for vid in vd.by_session.get(session, ()):
                     fids.update(index.ids("floating_ip", "floating_on", vid))
                 fids |= set(ext.by_session.get(session, ()))
@@ -88,14 +89,16 @@ class ExternalDelta:
             fids |= {fid for fid, f in ext.by_session.get(session, {}).items() if f.network_id == net_id}
         return fids, sessions
 
-    def _remember(self, vd, sessions, subnets) -> None:
-        policy, v = vd.state.policy, vd.view
+    def _remember(self, vd, sessions, subnets, ports=None) -> None:
+        """The uplinks of ``sessions`` (``ports``: session -> the port names changed since they were last
+        taken, ``Journal.ports``; a session not there: taken whole) and the domains of ``subnets``."""
+        policy, v, ports = vd.state.policy, vd.view, ports or {}
         for session in sessions:
             snap = vd.state.vrs.get(session)
             if snap is None:
                 self.uplinks.pop(session, None)
             else:
-                self.uplinks[session] = _uplinks_after(policy, snap, self.uplinks.get(session))
+                self.uplinks[session] = _uplinks_after(policy, snap, self.uplinks.get(session), ports.get(session))
         for sid in subnets:
             sub = v.subnets.get(sid)
             if sub is None:
@@ -111,18 +114,20 @@ def _floating_of_subnet(index, sid) -> set[str]:
 NO_UPLINKS = ((), ())
 
 
-def _uplinks_after(policy, snap, old) -> tuple | None:
-    """``_uplinks`` of ``snap``, taken again only when the report can have changed them (work proportional to
-    the change, not to the ports of the bridge): with no external network there are none; when the report
-    names the ports it changed and none of them was an uplink or is marked for an external network, they
-    are ``old``. Whoever changes external networks in policy takes every switch's uplinks again."""
+def _uplinks_after(policy, snap, old, changed) -> tuple | None:
+    """``_uplinks`` of ``snap``, taken again only when the reports since ``old`` was taken can have changed
+    them (work proportional to the change, not to the ports of the bridge): with no external network there are
+    none; when ``changed`` (``Journal.ports``: the names of the ports changed over every report since, None:
+    unknown) holds no port that was an uplink or is marked for an external network, they are ``old``. Not the
+    last report's own ``changed``: two reports can land between two passes, or one during a pass's pause.
+    Whoever changes external networks in policy takes every switch's uplinks again."""
     if snap is None:
         return None
     if not policy.count("external_network"):
         return NO_UPLINKS
-    changed, ports = snap.changed, snap.changed_ports
-    if old is not None and changed is not None and ports is not None:
+    if old is not None and changed is not None:
         before = {up.port for _net, up in old[0]}
+        ports = snap.ports_named(changed - before)
         if not any(name in before or (name in ports and ports[name].ext(OVSDB_NETWORK_KEY)) for name in changed):
             return old
     return _uplinks(policy, snap)

@@ -18,6 +18,9 @@ class Journal:
     subnets: set[str] = field(default_factory=set)  # policy changed (vtep bindings and bare-metal servers too)
     domains: set[str] = field(default_factory=set)  # policy changed
     switches: set[str] = field(default_factory=set)  # VRS sessions updated, connected or gone
+    ports: dict[str, set[str] | None] = field(default_factory=dict)  # VRS session -> names of the ports changed
+    # over every report since the journal was taken (None: all of them; a session in ``switches`` and not here:
+    # none named), so a reader that skipped a report still sees what it changed (controller/extdelta.py)
     vteps: set[str] = field(default_factory=set)  # hardware VTEP sessions updated, connected or gone
     vtep_vnis: set[tuple[str, int]] = field(default_factory=set)  # (VTEP session, VNI): only local MACs changed
     remote_subnets: set[str] = field(default_factory=set)  # EVPN MACs or type 3 floods changed there

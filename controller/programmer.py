@@ -18,8 +18,10 @@ Never a stalled loop: compiling ticks ``pacer`` (controller/pacer.py; the app's 
 each owner variant compiled (``compiler.Shared``), each switch compiled whole or compared, and each
 ``COMPARE_UNIT`` owners compared, so a full compile of 10,000 vports gives the event loop a turn every few
 milliseconds. Only the View and the programmer's own data are read while compiling, and nothing else changes
-them (``refresh`` runs in the programming loop only); ``desired`` is replaced, not rebuilt in place, by a full
-compile, so REST readers meanwhile see the previous one whole.
+them (``refresh`` runs in the programming loop only; one started inside another's pause is refused); ``desired``
+is replaced, not rebuilt in place, by a full compile, so REST readers meanwhile see the previous one whole, and a
+switch's owners that changed are noted before the next pause, so a switch handed its state in a pause (it
+connected) is told every change it holds.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ class Programmer:
         self.incremental_updates = 0
         self.timings: dict[str, float] = {}  # the last refresh: seconds in derive, finding owners, compiling (and CPU)
         self.pacer: Pacer = NEVER  # ticked while compiling (see the module docstring)
+        self._passing = False  # inside refresh()
 
     @property
     def view(self) -> View:
@@ -63,10 +66,16 @@ class Programmer:
 
     def refresh(self, full: bool = False) -> set[str]:
         """Bring desired state up to date; returns the sessions whose desired flows or groups changed."""
+        if self._passing:  # its pauses let other green threads run, never another pass (it would take the journal
+            raise RuntimeError("a programming pass is already running")  # and change the View under this one)
         recomputes = self.full_recomputes
-        with collector_paused() as after:
-            touched = self._refresh(full)
-            after.freeze = self.full_recomputes != recomputes
+        self._passing = True
+        try:
+            with collector_paused() as after:
+                touched = self._refresh(full)
+                after.freeze = self.full_recomputes != recomputes
+        finally:
+            self._passing = False
         return touched
 
     def _refresh(self, full: bool) -> set[str]:
@@ -102,12 +111,13 @@ class Programmer:
         touched = set()
         for session in sessions:
             before = self.desired.get(session)
-            self.desired[session] = compile_switch(view, session, self.shared)
-            self.pacer.tick(SWITCH_UNITS)
-            changed = _changed_owners(before, self.desired[session], {}, self.pacer)
+            desired = compile_switch(view, session, self.shared)
+            changed = _changed_owners(before, desired, {}, self.pacer)
+            self.desired[session] = desired  # with its changes noted, before the next pause (see _recompile)
             if before is None or changed:
                 touched.add(session)
                 self._note(session, None if before is None else changed)
+            self.pacer.tick(SWITCH_UNITS)
         return touched
 
     def _recompile(self, view: View, work: dict, changed_owners) -> set[str]:
@@ -123,10 +133,10 @@ class Programmer:
             current.update(compile_owners(view, session, owners, self.shared), owners)
             changed = {o for o in owners
                        if (current.flows.get(o, frozenset()), current.groups.get(o, ())) != before[o]}
-            self.pacer.tick(1 + len(owners) // COMPARE_UNIT)
-            if changed:
+            if changed:  # noted before the pause: a switch connecting meanwhile is handed them with its state
                 touched.add(session)
                 self._note(session, changed)
+            self.pacer.tick(1 + len(owners) // COMPARE_UNIT)
         self.timings["compile"] = time.perf_counter() - started
         self.timings["compile_cpu"] = time.process_time() - cpu
         return touched
@@ -144,21 +154,22 @@ class Programmer:
         for session in view.switches:
             desired[session] = compile_switch(view, session, self.shared)
             self.pacer.tick(SWITCH_UNITS)
-        self.desired = desired
-        touched, same = set(), {}
+        notes, same = {}, {}  # session -> its owners changed (None: all), compared before any is handed out
+        for session in set(previous) | set(desired):
+            if session not in previous:  # new (at start: every switch): all of it is new, nothing to compare
+                notes[session] = None
+                continue
+            changed = _changed_owners(previous.get(session), desired.get(session), same, self.pacer)
+            if changed:
+                held = len(desired[session].flows) if session in desired else 0
+                notes[session] = changed if len(changed) * 2 < held and not diff_all else None
+        self.desired = desired  # and its changes noted, with no pause between (see the module docstring)
         if diff_all:
             for session in self.desired:
                 self._note(session, None)
-        for session in set(previous) | set(self.desired):
-            if session not in previous:  # new (at start: every switch): all of it is new, nothing to compare
-                touched.add(session)
-                self._note(session, None)
-                continue
-            changed = _changed_owners(previous.get(session), self.desired.get(session), same, self.pacer)
-            if changed:
-                touched.add(session)
-                held = len(self.desired[session].flows) if session in self.desired else 0
-                self._note(session, changed if len(changed) * 2 < held and not diff_all else None)
+        for session, owners in notes.items():
+            self._note(session, owners)
+        touched = set(notes)
         self.timings["compile"] = time.perf_counter() - started
         self.timings["compile_cpu"] = time.process_time() - cpu
         return touched

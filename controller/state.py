@@ -86,6 +86,12 @@ class State(DiscoverySink):
         for journal in self._journals:
             getattr(journal, what).update(items)
 
+    def _record_ports(self, session: str, names) -> None:
+        """The ports of a VRS that changed in one report (None: every port), added to what each journal holds."""
+        for journal in self._journals:
+            held = journal.ports.get(session, set())
+            journal.ports[session] = None if names is None or held is None else held | names
+
     def _record_security(self) -> None:
         for journal in self._journals:
             journal.security = True
@@ -199,6 +205,7 @@ class State(DiscoverySink):
         self._track_tunnels(snap, changed, found)
         reached = self._index_ports(old, snap, changed, found)
         self._record("switches", [snap.session])
+        self._record_ports(snap.session, changed)
         self._notify("vrs", snap.session)
         self._relocate(reached)
 
@@ -219,6 +226,7 @@ class State(DiscoverySink):
             reached = set()
             self.index.forget_session(session, snap.chassis, reached)
             self._record("switches", [session])
+            self._record_ports(session, None)
             self._notify("vrs", session)
             self._relocate(reached)
 

@@ -113,6 +113,7 @@ class LiveView:
         self.listing = owners
         self.changed = {}  # endpoint id -> (old, new)
         self.presence = defaultdict(set)  # session -> subnets and ("d", domain) whose presence there changed
+        self.on_before = {}  # ("s", subnet) or ("d", domain) whose switches changed -> its switches at the start
         self.holders_changed = set()  # subnets whose set of endpoint sessions changed
         self.tunnels = set()  # sessions whose tunnel IP (or tunnel port) changed
         self.switches_changed = False
@@ -476,6 +477,7 @@ class LiveView:
         if here == (sid in subnets):
             return
         self.presence[session].add(sid)
+        self.on_before.setdefault(("s", sid), set(self.sub_on.get(sid, ())))
         if here:
             sub = v.subnets.get(sid)
             dom = self.present_dom[(session, sid)] = sub.domain_id if sub else None
@@ -486,6 +488,7 @@ class LiveView:
             subnets.discard(sid)
             self.sub_on[sid].discard(session)
         if dom:
+            self.on_before.setdefault(("d", dom), set(self.dom_on.get(dom, ())))
             count = self.dom_count[session]
             count[dom] += 1 if here else -1
             if count[dom] <= 0:
@@ -536,11 +539,13 @@ class LiveView:
 
     # ------------------------------------------------------------------------------------------ owners
     def _where(self, ep) -> set[str]:
-        """The switches where an endpoint's owner may have flows: its own, and those its subnet or domain is on."""
-        out = {ep.session} | self.sub_on.get(ep.subnet_id, set())
+        """The switches where an endpoint's owner may have flows: its own, and those its subnet or domain is on, or
+        was on when the pass began (a subnet and so its domain can leave a switch and come back within one pass:
+        an endpoint that left meanwhile had flows there)."""
+        out = {ep.session} | self.sub_on.get(ep.subnet_id, set()) | self.on_before.get(("s", ep.subnet_id), set())
         sub = self.view.subnets.get(ep.subnet_id)
         if sub is not None and sub.domain_id:
-            out |= self.dom_on.get(sub.domain_id, set())
+            out |= self.dom_on.get(sub.domain_id, set()) | self.on_before.get(("d", sub.domain_id), set())
         return out
 
     def _add(self, owner, sessions):

@@ -35,6 +35,7 @@ from controller import policy as pol
 from controller import policydoc
 from controller.derive import derive
 from controller.discovery import PortInfo, VrsSnapshot, VtepMac, VtepSnapshot
+from controller.pacer import Pacer
 from controller.programmer import Programmer
 from controller.remote import RemoteDelta, RemoteMac, RemotePrefix, RemoteTable
 from controller.state import State
@@ -71,6 +72,7 @@ class World:
                         "lan": {"dhcp": True, "chassis": []}}
         self.domains = {"prod": {"static": []}}
         self.detached: dict[str, int] = {}  # routed subnets taken out of their domain -> their VNI (kept)
+        self.inside_a_pass = False  # events land in a pass's pause: no pass of their own (one programming loop)
         self.vports: dict[str, dict] = {}  # name -> {subnet, mac variant, ip}
         self.bindings: set[tuple] = set()  # (port, vlan, subnet)
         self.hosts: dict[str, dict] = {}  # connected: name -> {tunnel ofport, vtep ip}
@@ -378,7 +380,8 @@ class World:
         its vports and created again in its new place with the same VNI, gateway and vports; half of the time
         both commits reach one programming pass."""
         rng = self.rng
-        self.move(rng.choice(sorted(s for s in self.subnets if SUBNETS[s][0])), rng.random() < 0.5)
+        self.move(rng.choice(sorted(s for s in self.subnets if SUBNETS[s][0])),
+                  rng.random() < 0.5 and not self.inside_a_pass)
 
     def move(self, name, pass_between):
         vni = self.state.policy.find("subnet", f"acme/{name}")["vni"]
@@ -580,6 +583,90 @@ def test_the_events_reach_every_kind_of_owner():
         if kinds >= wanted:
             break
     assert kinds >= wanted, wanted - kinds
+
+
+@pytest.mark.parametrize("seed", range(SEEDS // 2))
+def test_events_during_a_passs_pauses_reach_the_next_pass(seed):
+    """A pass pauses (controller/pacer.py) while it derives and compiles, and handlers change State meanwhile (every
+    kind of event of ``World.step``): the pass after it still ends where a from-scratch compile of the State then
+    does, and the paused pass itself compiled one consistent State (no error)."""
+    rng = random.Random(1000 + seed)
+    world = World(rng)
+    world.commit()
+    world.prog.refresh(full=True)
+    inside = {"left": 0, "events": 0}
+
+    def pause():  # an event handled while the pass is paused (as a green thread would)
+        if inside["left"] and rng.random() < 0.5:
+            inside["left"] -= 1
+            inside["events"] += 1
+            world.inside_a_pass = True
+            try:
+                world.step()
+            finally:
+                world.inside_a_pass = False
+
+    world.prog.pacer = Pacer(pause, every=1)
+    for step in range(STEPS // 2):
+        for _ in range(rng.randrange(1, 3)):  # one or two events before the pass, up to four inside it
+            world.step()
+        inside["left"] = rng.randrange(1, 5)
+        world.prog.refresh()
+        inside["left"] = 0
+        world.prog.refresh()  # takes what changed during the pauses
+        check(world, f"seed {seed} step {step}")
+    assert inside["events"] >= 10  # events did land inside passes
+    assert world.prog.full_recomputes == 1
+
+
+def test_two_reports_of_a_switch_between_passes_reach_its_uplinks():
+    """Two VRS reports reach one pass (or one lands in a pass's pause): the first shows the port marked for the
+    external network, the second changes another port. The uplinks are taken again for what every report since
+    the last pass changed (``Journal.ports``), not just the last one's ``changed``: the floating IP bound there
+    becomes active."""
+    world = World(random.Random(7))
+    world.subnets["web"] = {"dhcp": True, "chassis": []}
+    world.vports = {n: {"subnet": "web", "mac": 0, "ip": 20 + 2 * sorted(VPORTS).index(n)} for n in ("k1", "k2")}
+    world.ext["fips"] = {"f1": "k1"}
+    world.commit()
+    world.hosts[EXT_OVSDB] = {"tunnel": 1, "vtep": "10.251.0.4"}
+    world.placed["k1"], world.ofports["k1"] = EXT_OVSDB, 11
+    world.push(EXT_OVSDB)
+    world.prog.refresh(full=True)
+    assert not world.prog.view.external.floating
+    world.rng.random = lambda: 0.0  # every report says which ports it changed
+    world.ext["ports"].add(EXT_OVSDB)  # first report: the uplink port appears
+    world.push(EXT_OVSDB)
+    world.placed["k2"], world.ofports["k2"] = EXT_OVSDB, 12  # second: another VM's port
+    world.push(EXT_OVSDB)
+    assert world.state.vrs[f"ovsdb:{EXT_OVSDB}"].changed == {"tap-k2"}
+    world.prog.refresh()
+    assert [f.session for f in world.prog.view.external.floating.values()] == [f"ovsdb:{EXT_OVSDB}"]
+    check(world, "two reports in one pass")
+
+
+def test_a_vport_gone_while_its_domain_left_a_switch_and_came_back_in_one_pass_leaves_it():
+    """One pass: subnet db changes (its endpoints leave and come back, so the domain leaves hv4 and comes back) and
+    subnet web is deleted with its vport on hv2 (a router interface removed: web is created again outside the
+    domain). The vport's routed flows on hv4, where the domain is, go: the switches it had flows on are the ones its
+    subnet and domain were on when the pass began, not in the middle of it."""
+    world = World(random.Random(3))
+    for name in ("web", "db"):
+        world.subnets[name] = {"dhcp": True, "chassis": []}
+    world.vports = {"k1": {"subnet": "web", "mac": 0, "ip": 30}, "k2": {"subnet": "db", "mac": 0, "ip": 40}}
+    world.commit()
+    for host, vm in (("hv2", "k1"), ("hv4", "k2")):
+        world.hosts[host] = {"tunnel": 1, "vtep": f"10.251.0.{host[2:]}"}
+        world.placed[vm], world.ofports[vm] = host, 12
+        world.push(host)
+    world.prog.refresh(full=True)
+    k1 = world.state.policy.find("vport", "acme/web/k1")["id"]
+    assert any(o.id == k1 for o in world.prog.desired["ovsdb:hv4"].flows)  # its host route, where db's domain is
+    world.subnets["db"]["dhcp"] = False
+    world.commit()
+    world.move("web", pass_between=False)
+    world.prog.refresh()
+    check(world, "db changed, web left its domain")
 
 
 def test_an_external_change_derives_only_the_floating_ips_and_switches_it_reaches(monkeypatch):

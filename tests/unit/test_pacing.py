@@ -184,3 +184,59 @@ def test_the_collector_stays_off_until_the_last_of_interleaved_pauses_ends():
     assert not gc.isenabled()
     second.__exit__(None, None, None)
     assert gc.isenabled()
+
+
+def test_a_pass_started_inside_another_passs_pause_is_refused():
+    """Only the programming loop runs passes, one at a time: a pass started in another's pause would take the
+    journal and change the View under it (a subnet gone from the View while the paused pass compiles it)."""
+    state = vports_state(30)
+    discover(state, 30)
+    programmer = Programmer(state)
+    programmer.refresh(full=True)
+    refused = []
+
+    def nested():
+        try:
+            programmer.refresh()
+        except RuntimeError as exc:
+            refused.append(str(exc))
+
+    programmer.pacer = Pacer(nested, every=1)
+    state.vrs_update(snapshot("hv1", HOSTS["hv1"], [(f"vm{i}", 50 + i) for i in range(30) if i % 3 == 0]))
+    programmer.refresh()
+    assert refused and refused[0] == "a programming pass is already running"
+    programmer.pacer = Pacer()
+    assert not programmer.refresh()  # nothing left over: the paused pass took it all
+
+
+def test_a_switch_handed_its_state_in_a_pause_is_told_every_owner_changed_in_it():
+    """A switch connecting during a pass's pause is handed its desired state then (app._adopt: ``desired`` and
+    ``take_changes``): every owner whose flows differ from what it was handed before is among the changes."""
+    state = vports_state(60)
+    discover(state, 60)
+    programmer = Programmer(state)
+    programmer.refresh(full=True)
+    handed = {s: flows_of_session(programmer, s) for s in programmer.desired}
+    for session in handed:
+        programmer.take_changes(session)
+    missed = []
+
+    def hand_out():  # what _adopt does for every switch, checked against what it had
+        for session, desired in programmer.desired.items():
+            now, changes = flows_of_session(programmer, session), programmer.take_changes(session)
+            before = handed.get(session, {})
+            differ = {o for o in now.keys() | before.keys() if now.get(o) != before.get(o)}
+            if changes is not None and not differ <= changes:
+                missed.append((session, differ - changes))
+            handed[session] = now
+
+    programmer.pacer = Pacer(hand_out, every=1)
+    for n, (host, vtep) in enumerate(HOSTS.items()):  # every VM on a new port
+        state.vrs_update(snapshot(host, vtep, [(f"vm{i}", 100 + i) for i in range(60) if i % 3 == n]))
+    programmer.refresh()
+    hand_out()
+    assert programmer.pacer.pauses and not missed
+
+
+def flows_of_session(programmer, session):
+    return dict(programmer.desired[session].flows)
