@@ -123,6 +123,7 @@ class CanopyApp(RyuApp):
                        status_parts={"startup_hold": self.hold.status,
                                      "programmer": self._programmer_counts})
         self.api.switch_status = self._switch_status
+        self.api.pause = give_way  # big answers (GET /v1/switches) give the event loop turns
         self.api.list_counters = {"floating_ip": rest_external.floating_counters(self.programmer,
                                                                                    lambda: self.reconcilers)}
         self.rest = RestServer(settings.rest_listen, settings.rest_port, self.api, limits,

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import re
 
 from controller.pacer import Pacer
 from controller.rest.api import ApiError, Response, Route
+from controller.rest.paced import paced_json
 from controller.service import NotFound
 from openflow.installed import paced
 from openflow.pipeline import BY_ID
@@ -52,27 +52,12 @@ def routes(state, programmer, reconcilers, pause=None) -> list[Route]:
         agree = all(i["desired"] == i["installed"] for i in items)
         items = [i for i in paced(items, pacer.tick) if keep(i)]  # after in_sync: that stays the whole switch's
         return Response(200, paced_json({"datapath_id": f"{key:016x}", "status": status, "in_sync": agree,
-                                         "count": len(items)}, "flows", items, pacer.tick))
+                                         "flows": items, "count": len(items)}, pacer.tick))
 
     return [Route("GET", "/v1/domains/{id}/fib", fib, "the domain's forwarding table: prefix, next hop, origin"),
             Route("GET", "/v1/switches/{dpid}/flows", flows,
                   "desired and installed flows of a VRS, with the object that owns each",
                   query=tuple(FLOW_FILTERS.items()))]
-
-
-def paced_json(body: dict, name: str, items: list, tick) -> bytes:
-    """``{**body, name: items}`` as Response.encoded writes it (indent 1, sorted keys), byte for byte, the items
-    encoded one at a time with ``tick(1)`` after each, so that a list of 100,000 is not one long stretch."""
-    marker = "\x00paced\x00"  # a string no JSON body holds: encoded as "\u0000paced\u0000"
-    head, tail = (json.dumps({**body, name: marker}, indent=1, sort_keys=True) + "\n").split(json.dumps(marker))
-    if not items:
-        return (head + "[]" + tail).encode()
-    parts = [head.encode(), b"["]
-    for index, item in enumerate(paced(items, tick)):
-        text = json.dumps(item, indent=1, sort_keys=True).replace("\n", "\n  ")  # JSON strings hold no newline
-        parts.append((("\n  " if index == 0 else ",\n  ") + text).encode())
-    parts += [b"\n ]", tail.encode()]
-    return b"".join(parts)
 
 
 FLOW_FILTERS = {"owner": "only the flows of this owner (a vport, subnet or domain id)",

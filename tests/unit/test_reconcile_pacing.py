@@ -15,12 +15,13 @@ from controller.pacer import Pacer
 from controller.programmer import Programmer
 from controller.rest import dataplane as rest_dataplane
 from controller.rest.api import Api, Request, Response
+from controller.rest.paced import paced_json
 from controller.ryu_compat import hub, ofproto_protocol
 from openflow import pipeline as p
 from openflow.flows import Group, Owner, flow
 from openflow.installed import CHUNK
 from openflow.reconciler import SwitchReconciler
-from tests.unit.helpers import Controller
+from tests.unit.helpers import TOKEN, Controller
 
 OWNERS = 10_000
 
@@ -223,7 +224,38 @@ def test_the_flows_listing_gives_other_green_threads_turns_and_answers_the_same(
 
 
 def test_paced_json_is_what_a_response_writes():
-    for items in ([], [{"a": 1, "b": {"c": [1, {"d": None}], "e": "x\ny\u00e9"}}, {"z": []}]):
-        body = {"datapath_id": "01", "status": {"x": 1}, "in_sync": True, "count": len(items)}
-        assert rest_dataplane.paced_json(body, "flows", items, lambda n: None) == \
-            Response(200, {**body, "flows": items}).encoded()
+    row = {"table": 1, "owner": {"kind": "vport", "id": "v", "ref": None}, "flow": "x", "error": None}
+    bodies = [{}, [], {"flows": [], "count": 0}, {"flows": [row] * 40, "x": {"y": list(range(50)), "z": "\u00e9\n"}},
+              [[list(range(40))] * 40], {"items": [{"ports": [{"n": i, "v": {"a": [1]}} for i in range(100)]}] * 3}]
+    for body in bodies:
+        ticks = []
+        assert paced_json(body, ticks.append) == Response(200, body).encoded()
+    assert len(ticks) == 300  # the last body: a tick for each element of its one list longer than SMALL
+
+
+def test_the_switches_listing_gives_other_green_threads_turns_and_answers_the_same(tmp_path):
+    from controller.discovery import PortInfo, VrsSnapshot
+
+    ctl = Controller(tmp_path)
+    try:
+        ports = tuple(PortInfo(name=f"tap{i}", ofport=i + 1, mac=f"02:00:00:00:{i >> 8:02x}:{i & 0xff:02x}",
+                               external_ids=(("iface-id", f"vm{i}"),)) for i in range(3000))
+        ctl.state.vrs_update(VrsSnapshot(session="s1", chassis="hv1", hostname="hv1", peer="127.0.0.1:1",
+                                         bridge="br-int", bridge_present=True, datapath_id=0xA,
+                                         vtep_ip="192.0.2.10", flavour="kvm", ports=ports))
+        answers = {}
+        for pause in (None, give_way):
+            ctl.api.pause = pause
+            other = Other()
+            try:
+                resp = ctl.api.handle(Request("GET", "/v1/switches", {}, {"authorization": f"Bearer {TOKEN}"}, b"",
+                                              "127.0.0.1"))
+                answers[pause is not None] = (resp.status, other.turns, resp.encoded())
+            finally:
+                other.stop()
+        assert answers[True][0] == answers[False][0] == 200
+        assert answers[False][1] == 0 and answers[True][1] > 0
+        assert answers[True][2] == answers[False][2]
+        assert len(json.loads(answers[True][2])["items"][0]["ports"]) == 3000
+    finally:
+        ctl.close()
