@@ -57,6 +57,7 @@ log = logging.getLogger("canopy.app")
 ROLE_RETRY = 0.2  # seconds before asking a switch again for a role it did not confirm
 HOLD_TIMER_SLACK = 0.05  # seconds after the start-up hold's deadline at which the loop is woken
 GARP_PAUSES = (0.0, 0.5, 1.0, 2.0)  # seconds before each gratuitous ARP (a floating IP, a subnet's gateway)
+RECONCILE_EVERY = 1000  # flows planned, diffed or encoded by a switch reconciler between two pauses (a few ms)
 
 
 class CanopyApp(RyuApp):
@@ -89,7 +90,7 @@ class CanopyApp(RyuApp):
                                         tls=listener_context(settings, "ovsdb"))
         self.ovsdb.held = self.hold.holding
         extra = [Route("GET", "/v1/ovsdb/sessions", self._ovsdb_sessions, "accepted OVSDB manager connections")]
-        extra += rest_dataplane.routes(self.state, self.programmer, lambda: self.reconcilers)
+        extra += rest_dataplane.routes(self.state, self.programmer, lambda: self.reconcilers, give_way)
         extra += rest_security.routes(self.state, self.programmer, lambda: self.reconcilers)
         extra += rest_external.routes(self.state, self.programmer, lambda: self.reconcilers)
         extra += rest_vteps.routes(self.state, self.programmer)
@@ -122,6 +123,7 @@ class CanopyApp(RyuApp):
                        status_parts={"startup_hold": self.hold.status,
                                      "programmer": self._programmer_counts})
         self.api.switch_status = self._switch_status
+        self.api.pause = give_way  # big answers (GET /v1/switches) give the event loop turns
         self.api.list_counters = {"floating_ip": rest_external.floating_counters(self.programmer,
                                                                                    lambda: self.reconcilers)}
         self.rest = RestServer(settings.rest_listen, settings.rest_port, self.api, limits,
@@ -332,7 +334,7 @@ class CanopyApp(RyuApp):
             old = self.reconcilers.pop(dp.id, None)
             if old is not None:
                 old.stop()
-            rec = SwitchReconciler(dp, on_sync=self.watch.note_synced)
+            rec = SwitchReconciler(dp, on_sync=self.watch.note_synced, pacer=Pacer(give_way, RECONCILE_EVERY))
             self.reconcilers[dp.id] = rec
             rec.keep_stale(self._keep_stale)
             if self.pair is not None:

@@ -12,13 +12,55 @@ The reconciler's record (openflow/reconciler.py), kept compact and planned by ow
   always did on (re)connect: what is read back and desired stays, what is missing is added, the rest removed;
 - ``loose`` holds installed flows no installed owner accounts for: read back and not desired, kept
   (``keep``), or a delete the switch refused; a full plan and every later plan try to delete them.
+
+A plan (and a listing, ``rows``) may pause: ``tick(n)`` is called after every ``CHUNK`` flows (a
+controller/pacer.py ``Pacer.tick``). Other green threads then run and may call ``set_desired`` or
+``retry_rejected``: a plan works on the desired state as it was when it began (a copy of the owner map; the
+frozensets and Flows in it are immutable) and the changed owners taken then; later changes are planned next time.
+``installed``, ``loose`` and the plan's results change only in the reconciler's own thread (``read_back``,
+``applied``), never while its plan is paused; a listing, run in another thread, copies them first.
 """
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 
 EMPTY: frozenset = frozenset()
+CHUNK = 512  # flows between two ticks of a paced plan, diff or listing (each ``tick(CHUNK)``)
+
+
+def _no_tick(units: int) -> None:
+    pass
+
+
+def paced(items, tick, chunk: int = CHUNK):
+    """``items`` as they are, calling ``tick(n)`` after every ``chunk`` of them (and for the rest at the end)."""
+    n = 0
+    for item in items:
+        yield item
+        n += 1
+        if n == chunk:
+            tick(n)
+            n = 0
+    if n:
+        tick(n)
+
+
+def sorted_paced(items: list, tick, reverse: bool = False, chunk: int = 16 * CHUNK) -> list:
+    """``items`` (key, value) sorted by key, as ``sorted`` would (the keys are distinct): chunks sorted one at a
+    time, then merged, ticking in between, so that no single sort of 100,000 entries holds the event loop."""
+    if len(items) <= chunk:
+        return sorted(items, key=_first, reverse=reverse)
+    runs = []
+    for start in range(0, len(items), chunk):
+        runs.append(sorted(items[start:start + chunk], key=_first, reverse=reverse))
+        tick(chunk)
+    return list(paced(heapq.merge(*runs, key=_first, reverse=reverse), tick))
+
+
+def _first(item):
+    return item[0]
 
 
 @dataclass
@@ -74,38 +116,47 @@ class FlowBook:
             self.rejected.clear()
             self.dirty = None
 
+    def replan(self) -> None:
+        """A plan was dropped unsent: the next one is full."""
+        self._changes += 1
+        self.dirty = None
+
     # ------------------------------------------------------------------------------ planning
 
-    def plan(self, keep: bool = False) -> FlowPlan:
+    def plan(self, keep: bool = False, tick=_no_tick) -> FlowPlan:
         """The flow changes still to send; ``keep``: delete nothing (they are kept, installed, in ``loose``).
-        Starts a new round of changed owners: those set after this call are planned next time."""
+        Starts a new round of changed owners: those set after this call (even during its pauses, ``tick``: module
+        docstring) are planned next time."""
         if self.desired is None:
             return FlowPlan()
         self._changes += 1
-        plan = self._full() if self.dirty is None else self._by_owner(self.dirty)
-        self.dirty = set()
+        dirty, self.dirty = self.dirty, set()
+        desired, rejected = dict(self.desired), dict(self.rejected)  # as they are now, whatever a pause brings
+        plan = self._full(desired, rejected, tick) if dirty is None else \
+            self._by_owner(dirty, desired, rejected, tick)
         if keep:
             plan.kept += plan.deletes
             plan.deletes = []
-        plan.adds.sort(key=lambda item: item[0], reverse=True)
-        plan.deletes.sort(key=lambda item: item[0])
+        plan.adds = sorted_paced(plan.adds, tick, reverse=True)
+        plan.deletes = sorted_paced(plan.deletes, tick)
         return plan
 
-    def _full(self) -> FlowPlan:
-        want = {f.key: f for flows in self.desired.values() for f in flows}
-        have = self._installed_by_key()
-        self.rejected = {k: v for k, v in self.rejected.items() if k in want or k in have}
-        rejected = self.rejected
-        stale = [(k, v) for k, v in have.items() if k not in want]
-        return FlowPlan(adds=[(k, f) for k, f in want.items() if k not in have and k not in rejected],
-                        deletes=[(k, v) for k, v in stale if k not in rejected],
-                        kept=[(k, v) for k, v in stale if k in rejected], owners=dict(self.desired), full=True)
+    def _full(self, desired: dict, rejected: dict, tick) -> FlowPlan:
+        want = {}
+        for flows in paced(desired.values(), tick, CHUNK // 4):  # an owner: about 3 flows
+            want.update((f.key, f) for f in flows)
+        have = self._installed_by_key(tick)
+        for key in [k for k in self.rejected if k not in want and k not in have]:  # the book's, as it is now
+            del self.rejected[key]
+        adds = [(k, f) for k, f in paced(want.items(), tick) if k not in have and k not in rejected]
+        stale = [(k, v) for k, v in paced(have.items(), tick) if k not in want]
+        return FlowPlan(adds=adds, deletes=[(k, v) for k, v in stale if k not in rejected],
+                        kept=[(k, v) for k, v in stale if k in rejected], owners=desired, full=True)
 
-    def _by_owner(self, owners) -> FlowPlan:
+    def _by_owner(self, owners, desired: dict, rejected: dict, tick=_no_tick) -> FlowPlan:
         adds, deletes, kept, planned = {}, {}, {}, {}
-        rejected = self.rejected
-        for owner in owners:
-            new, old = self.desired.get(owner, EMPTY), self.installed.get(owner, EMPTY)
+        for owner in paced(owners, tick, CHUNK // 4):
+            new, old = desired.get(owner, EMPTY), self.installed.get(owner, EMPTY)
             planned[owner] = new
             if new is old:
                 continue
@@ -115,7 +166,7 @@ class FlowBook:
             for key, item in old_keys.items():
                 if key not in new_keys:
                     (kept if key in rejected else deletes)[key] = item
-        deletes.update((k, v) for k, v in self.loose.items() if k not in rejected)
+        deletes.update((k, v) for k, v in paced(self.loose.items(), tick) if k not in rejected)
         for key in adds.keys() & deletes.keys():  # moved between owners with the same cookie: keep it
             del deletes[key]
         return FlowPlan(adds=list(adds.items()), deletes=list(deletes.items()), owners=planned,
@@ -144,14 +195,18 @@ class FlowBook:
 
     # ------------------------------------------------------------------------------ reading
 
-    def _installed_by_key(self) -> dict:
-        have = dict(self.loose)
-        for flows in self.installed.values():
+    def _installed_by_key(self, tick=_no_tick, installed=None, loose=None) -> dict:
+        have = dict(self.loose if loose is None else loose)
+        tick(len(have))
+        for flows in paced((self.installed if installed is None else installed).values(), tick, CHUNK // 4):
             have.update((f.key, f) for f in flows)
         return have
 
-    def desired_by_key(self) -> dict:
-        return {f.key: f for flows in (self.desired or {}).values() for f in flows}
+    def desired_by_key(self, tick=_no_tick, desired=None) -> dict:
+        want = {}
+        for flows in paced(((self.desired or {}) if desired is None else desired).values(), tick, CHUNK // 4):
+            want.update((f.key, f) for f in flows)
+        return want
 
     def counts(self) -> tuple[int, int, int]:
         """(desired, installed, pending: still to add or remove, rejected left out) flows; a full diff only
@@ -172,11 +227,13 @@ class FlowBook:
             want, have = self.desired_by_key(), self._installed_by_key()
             pending = len(want.keys() - have.keys() - self.rejected.keys()) + len(have.keys() - want.keys())
         else:
-            plan = self._by_owner(self.dirty)
+            plan = self._by_owner(self.dirty, self.desired, self.rejected)
             pending = len(plan.adds) + len(plan.deletes)
         return desired, installed, pending
 
-    def rows(self) -> list[tuple]:
-        """(key, desired Flow or None, installed item or None) of every desired or installed flow."""
-        desired, have = self.desired_by_key(), self._installed_by_key()
-        return [(key, desired.get(key), have.get(key)) for key in desired.keys() | have.keys()]
+    def rows(self, tick=_no_tick) -> list[tuple]:
+        """(key, desired Flow or None, installed item or None) of every desired or installed flow; ``tick``: may
+        pause (module docstring), on copies of the records taken first."""
+        desired, installed, loose = dict(self.desired or {}), dict(self.installed), dict(self.loose)
+        want, have = self.desired_by_key(tick, desired), self._installed_by_key(tick, installed, loose)
+        return [(key, want.get(key), have.get(key)) for key in paced(want.keys() | have.keys(), tick)]

@@ -41,6 +41,13 @@ back, modified or deleted as stale; groups above it are foreign and never touche
 outside it is refused (it could never be cleaned up). The range is a constructor argument, should the
 id scheme change. Groups read back are decoded (``encode.decode_group``) and compared with the desired
 ones: only a group whose buckets differ, or cannot be decoded, is modified.
+
+Pauses: planning, the read-back's diff and encoding call ``pacer.tick`` (a controller/pacer.py ``Pacer``, one
+unit a flow or group; the app's pauses with ``hub.sleep(0)``), so one switch's change of 10,000 owners or read-back
+of 100,000 flows does not hold the event loop. What is sent, and its order, is the same with or without pauses:
+a plan is computed from the desired flows and groups as they were when it began (the compiler's immutable
+frozensets and Flows; ``set_desired`` during a pause is planned next round), and the change set is one bundle (or
+one batch and its barrier) as before. ``flows()`` pauses the same way, on copies of the records.
 """
 
 from __future__ import annotations
@@ -51,12 +58,12 @@ import struct
 import time
 from dataclasses import dataclass, field
 
-from controller import collector
 from controller.logs import Throttle
+from controller.pacer import Pacer, collector_paused
 from controller.ryu_compat import hub, ofp_event
 from openflow import encode
 from openflow.flows import Flow, Group, Owner, owner_kind_of, render_flow, render_group
-from openflow.installed import FlowBook
+from openflow.installed import FlowBook, paced, sorted_paced
 from openflow.pipeline import BY_ID
 
 #: owner kinds whose flows make an object "programmed" (owner_programmed): a vport's own and its ACL chain's
@@ -116,11 +123,13 @@ class _Outcome:
 class SwitchReconciler:
     """Desired versus installed flows and groups of one connected datapath (module docstring)."""
 
-    def __init__(self, datapath, log=None, on_sync=None, groups_owned=CANOPY_GROUPS):
+    def __init__(self, datapath, log=None, on_sync=None, groups_owned=CANOPY_GROUPS, pacer: Pacer | None = None):
         """``log``: a logger (default: canopy.reconciler with a dpid prefix); ``on_sync()`` is called (in
         the reconciler's thread) each time the switch has become equal to the desired state, minus
-        rejected items; ``groups_owned``: the group ids that are Canopy's (supports ``in``)."""
+        rejected items; ``groups_owned``: the group ids that are Canopy's (supports ``in``); ``pacer``: pauses
+        in planning, diffing and encoding (module docstring; default: none, only counted)."""
         self.datapath = datapath
+        self.pacer = pacer or Pacer()
         self.ofp = datapath.ofproto
         self.dpid = f"{datapath.id or 0:016x}"
         self._log = log or _DpidLog(logging.getLogger("canopy.reconciler"), {"dpid": self.dpid})
@@ -301,11 +310,12 @@ class SwitchReconciler:
         owners = [o for o in (Owner(kind, owner_id) for kind in PROGRAMMED_KINDS) if o in book.desired]
         return bool(owners) and all(book.installed.get(o) == book.desired[o] for o in owners)
 
-    def flows(self) -> list[dict]:
-        """Every desired or installed flow (installed only = stale, not yet removed), in table order."""
-        rows = [self._flow_row(key, wanted, have) for key, wanted, have in self._book.rows()]
-        rows.sort(key=lambda r: (r["table"], -r["priority"], r["cookie"]))
-        return rows
+    def flows(self, pacer: Pacer | None = None) -> list[dict]:
+        """Every desired or installed flow (installed only = stale, not yet removed), in table order (table,
+        priority highest first, cookie); ``pacer``: ticked once a flow, it may pause (on copies of the records)."""
+        tick = (pacer or Pacer()).tick
+        rows = [((key[0], -key[1], key[2]), (key, wanted, have)) for key, wanted, have in self._book.rows(tick)]
+        return [self._flow_row(*row) for _, row in paced(sorted_paced(rows, tick), tick)]
 
     def _flow_row(self, key, wanted: Flow | None, have) -> dict:
         table, priority, cookie = key
@@ -348,6 +358,10 @@ class SwitchReconciler:
                 continue
             planning = time.perf_counter()
             ops = self._plan() if self._book.desired is not None else []
+            if ops and (self._hold or self._need_read or self._not_master):  # came during the plan's pauses
+                self._planned = None
+                self._book.replan()  # the owners it had taken are planned again (in full)
+                continue
             if ops:
                 self._plan_ms = (time.perf_counter() - planning) * 1000
                 self._execute(ops)
@@ -375,14 +389,14 @@ class SwitchReconciler:
         if flows is None or groups is None:
             return False
         installed = {}
-        for stats in flows:
+        for stats in paced(flows, self.pacer.tick):
             key = (stats.table_id, stats.priority, stats.cookie)
             if key in installed:
                 self._log.warning("two installed flows share table, priority and cookie: %s",
                                   encode.describe_stats(self.ofp, stats))
             installed[key] = stats
         self._book.read_back(installed)
-        self._installed_groups = {g.group_id: encode.decode_group(self.ofp, g) for g in groups
+        self._installed_groups = {g.group_id: encode.decode_group(self.ofp, g) for g in paced(groups, self.pacer.tick)
                                   if g.group_id in self._owned}
         self._rejected_groups = {k: v for k, v in self._rejected_groups.items() if k not in self._owned}
         self._need_read = False
@@ -408,14 +422,15 @@ class SwitchReconciler:
 
     def _plan(self) -> list[_Op]:
         """The ordered change set that makes installed equal to desired (minus rejected items): every flow
-        after a read-back, else only the owners that changed (FlowBook.plan). It does not yield, and a full plan
-        allocates a few tuples per flow: the cyclic collector is paused meanwhile (controller/collector.py)."""
-        with collector.paused():
+        after a read-back, else only the owners that changed (FlowBook.plan). It pauses (``pacer``), and a full
+        plan allocates a few tuples per flow: the cyclic collector is paused meanwhile (controller/pacer.py)."""
+        with collector_paused():
             return self._plan_ops()
 
     def _plan_ops(self) -> list[_Op]:
-        plan = self._planned = self._book.plan(self._keep)
+        # the groups as desired now, with the flows: set_desired_owners replaces these dicts, never changes them
         groups, have, refused = self._desired_groups, self._installed_groups, self._rejected_groups
+        plan = self._planned = self._book.plan(self._keep, self.pacer.tick)
         if self._keep:
             self._log_kept(len(plan.kept) + len(self._book.loose))
             have = {gid: g for gid, g in have.items() if gid in groups}
@@ -488,7 +503,7 @@ class SwitchReconciler:
             opening = encode.bundle_ctrl(dp, bundle_id, "OPEN")
             self._waiters[self._xid(opening)] = _Waiter()
             out.add(self._serialize(opening))
-        for index, op in enumerate(ops):
+        for index, op in enumerate(paced(ops, self.pacer.tick)):
             xid = self._next_xid()
             try:
                 data = self._encode(op, xid)

@@ -24,6 +24,8 @@ from controller import __version__, fields, logs
 from controller.metrics import Metrics
 from controller import extnet, security
 from controller.model import KINDS, PolicyError
+from controller.pacer import Pacer
+from controller.rest.paced import paced_json
 from controller.service import NotActive, NotFound
 
 log = logging.getLogger("canopy.rest")
@@ -31,6 +33,7 @@ access_log = logging.getLogger("canopy.rest.access")
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")  # others are counted as "other"
 
 MAX_BODY = 32 * 1024 * 1024
+SWITCHES_EVERY = 1000  # list elements (switches, ports) encoded by GET /v1/switches between two pauses
 MAX_DEPTH = 32  # lists and objects nested deeper than any Canopy document is refused up front
 MAX_QUERY_INT = 2**63 - 1  # the store's sequence numbers are SQLite INTEGERs
 SEQ_SCHEMA = {"type": "integer", "minimum": 0, "maximum": MAX_QUERY_INT}
@@ -98,6 +101,7 @@ class Api:
     # None or a function (datapath id as int) -> that switch's programming status (its reconciler's
     # counts: state, desired, installed, pending) or None when it has no OpenFlow connection
     switch_status: Callable[[int], dict | None] | None = None
+    pause: Callable[[], None] | None = None  # a turn for the event loop in big answers (None: never)
     # kind -> callable(objects) -> {id: counters}: GET /v1/<kind>?counters=true adds them (read from the switches)
     list_counters: dict = {}
 
@@ -315,8 +319,9 @@ class Api:
         return out
 
     def switches(self, req):
+        pacer = Pacer(self.pause, SWITCHES_EVERY)  # every port: encoded a switch's port at a time (rest/paced.py)
         items = [self._with_sync(item) for item in self.state.switches()]
-        return Response(200, {"items": items, "count": len(items)})
+        return Response(200, paced_json({"items": items, "count": len(items)}, pacer.tick))
 
     def _with_sync(self, item):
         """A switch's REST view plus ``sync``: its programming status (None while not connected)."""

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import re
 
+from controller.pacer import Pacer
 from controller.rest.api import ApiError, Response, Route
+from controller.rest.paced import paced_json
 from controller.service import NotFound
+from openflow.installed import paced
 from openflow.pipeline import BY_ID
 
+LIST_EVERY = 1000  # flows listed or encoded between two pauses of GET /v1/switches/{dpid}/flows (a few ms)
 
-def routes(state, programmer, reconcilers) -> list[Route]:
-    """``reconcilers()`` returns {datapath id: SwitchReconciler} of the connected switches."""
+def routes(state, programmer, reconcilers, pause=None) -> list[Route]:
+    """``reconcilers()`` returns {datapath id: SwitchReconciler} of the connected switches; ``pause()``: a turn for
+    the event loop, taken every LIST_EVERY flows while a switch's flows are listed and encoded (None: never)."""
 
     def fib(req, id):
         if state.policy.get("domain", id) is None:
@@ -31,22 +36,23 @@ def routes(state, programmer, reconcilers) -> list[Route]:
         reconciler = reconcilers().get(key)
         if session is None and reconciler is None:
             raise ApiError(404, "not_found", f"no switch with datapath id {key:016x}")
+        pacer = Pacer(pause, LIST_EVERY)
         if reconciler is not None:
-            items = reconciler.flows()
+            items = reconciler.flows(pacer)
             status = reconciler.status()
         else:  # known over OVSDB only: what Canopy wants there, nothing installed yet
             desired = programmer.desired.get(session)
             items = [_desired_flow(f) for f in sorted(desired.all_flows(), key=_order)] if desired else []
             status = {"openflow": "disconnected", "desired": len(items), "installed": 0}
-        for item in items:
+        for item in paced(items, pacer.tick):
             owner = item.get("owner") or {}
             obj = state.policy.get(owner.get("kind"), owner.get("id")) if owner.get("kind") in (
                 "subnet", "domain", "vport") else None
             owner["ref"] = state.policy.ref(owner["kind"], obj) if obj else owner.get("ref")
         agree = all(i["desired"] == i["installed"] for i in items)
-        items = [i for i in items if keep(i)]  # after in_sync: that stays the whole switch's
-        return Response(200, {"datapath_id": f"{key:016x}", "status": status, "in_sync": agree, "flows": items,
-                              "count": len(items)})
+        items = [i for i in paced(items, pacer.tick) if keep(i)]  # after in_sync: that stays the whole switch's
+        return Response(200, paced_json({"datapath_id": f"{key:016x}", "status": status, "in_sync": agree,
+                                         "flows": items, "count": len(items)}, pacer.tick))
 
     return [Route("GET", "/v1/domains/{id}/fib", fib, "the domain's forwarding table: prefix, next hop, origin"),
             Route("GET", "/v1/switches/{dpid}/flows", flows,

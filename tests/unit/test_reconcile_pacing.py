@@ -1,0 +1,261 @@
+"""A switch reconciler's big plan, read-back diff and encoding, and a switch's flows listing over REST, give other
+green threads turns (openflow/reconciler.py "Pauses", issue 15): counted, never timed. What is sent is the same
+bytes in the same order with and without pauses, and a plan is made from the desired state as it was when it
+began, whatever arrives during its pauses."""
+
+from __future__ import annotations
+
+import json
+import logging
+from types import SimpleNamespace
+
+import pytest
+
+from controller.pacer import Pacer
+from controller.programmer import Programmer
+from controller.rest import dataplane as rest_dataplane
+from controller.rest.api import Api, Request, Response
+from controller.rest.paced import paced_json
+from controller.ryu_compat import hub, ofproto_protocol
+from openflow import pipeline as p
+from openflow.flows import Group, Owner, flow
+from openflow.installed import CHUNK
+from openflow.reconciler import SwitchReconciler
+from tests.unit.helpers import TOKEN, Controller
+
+OWNERS = 10_000
+
+
+def owner(i):
+    return Owner("vport", f"v{i}")
+
+
+def flows_of(i, salt=0):
+    mac = f"02:00:{salt:02x}:00:{i >> 8:02x}:{i & 0xff:02x}"
+    return frozenset({flow(p.L2_LOOKUP, 100, {"reg5": 1, "eth_dst": mac}, [("goto", p.EGRESS_ACL)], owner(i)),
+                      flow(p.L2_LOOKUP, 90, {"reg5": 2, "eth_dst": mac}, [("goto", p.EGRESS_ACL)], owner(i))})
+
+
+class Switch:
+    """A datapath that records the bytes written to it and answers every request at once (commit or barrier)."""
+
+    def __init__(self, dpid=1):
+        desc = ofproto_protocol.ProtocolDesc(5)
+        self.id, self.ofproto, self.ofproto_parser, self.xid = dpid, desc.ofproto, desc.ofproto_parser, 0
+        self.address = ("10.0.0.1", dpid)
+        self.sent: list[bytes] = []
+        self.rec = None
+
+    def send(self, data):
+        self.sent.append(data)
+        for waiter in self.rec._waiters.values():
+            waiter.event.set()
+
+    def send_msg(self, msg):
+        pass
+
+
+def reconciler(pause=None, every=200):
+    switch = Switch()
+    rec = switch.rec = SwitchReconciler(switch, log=logging.getLogger("test.reconciler"),
+                                        pacer=Pacer(pause, every) if pause else None)
+    return rec, switch
+
+
+class Other:
+    """A green thread that counts its turns while the test's work runs; ``act()`` once, on its first turn when
+    ``when()`` holds."""
+
+    def __init__(self, act=None, when=lambda: True):
+        self.turns = 0
+        self.act, self.when = act, when
+        self.done = False
+        self.thread = hub.spawn(self._run)
+        hub.sleep(0)  # it has had its first turn: it is waiting for the next one now
+        self.turns = 0
+
+    def _run(self):
+        while not self.done:
+            self.turns += 1
+            if self.act is not None and self.when():
+                self.act, act = None, self.act
+                act()
+            hub.sleep(0)
+
+    def stop(self):
+        self.done = True
+        hub.kill(self.thread)
+
+
+def give_way():
+    hub.sleep(0)
+
+
+def desired(salt=0, count=OWNERS):
+    return {owner(i): flows_of(i, salt) for i in range(count)}
+
+
+def change_of_many_owners(rec):
+    """A switch in sync with OWNERS owners, then every owner changed: 2 * OWNERS adds and as many deletes."""
+    rec.set_desired_owners(desired(), [Group(7, ())])
+    rec._book.read_back({})
+    rec._book.applied(rec._book.plan())
+    rec._book.set_desired(desired(salt=1), changed=set(desired(salt=1)))
+
+
+def read_back_of_many_flows(rec):
+    """After a (re)connect: half of what is desired is held, plus stale flows: a full diff of 30,000+ flows."""
+    rec.set_desired_owners(desired(), [Group(7, ())])
+    held = {f.key: f for i in range(0, OWNERS, 2) for f in flows_of(i)}
+    held.update({f.key: f for i in range(OWNERS // 2) for f in flows_of(i, salt=9)})
+    rec._book.read_back(held)
+
+
+@pytest.mark.parametrize("scenario", [change_of_many_owners, read_back_of_many_flows])
+def test_a_big_plan_gives_other_green_threads_turns_and_sends_the_same_flow_mods(scenario):
+    sent = {}
+    for paced in (False, True):
+        rec, switch = reconciler(give_way if paced else None)
+        scenario(rec)
+        other = Other()
+        try:
+            ops = rec._plan()
+            turns_in_plan = other.turns
+        finally:
+            other.stop()
+        assert len(ops) > 2 * OWNERS
+        assert (turns_in_plan > 0) == paced  # without a pacer nothing else runs while it plans
+        rec._execute(ops)
+        assert rec._book.counts()[2] == 0 and rec._planned is None
+        sent[paced] = b"".join(switch.sent)
+    assert sent[True] == sent[False]
+
+
+def test_encoding_a_big_change_set_gives_other_green_threads_turns():
+    rec, switch = reconciler(give_way)
+    change_of_many_owners(rec)
+    ops = rec._plan()
+    before = rec.pacer.pauses
+    rec._transact(ops, bundle=True)
+    assert rec.pacer.pauses - before >= len(ops) // CHUNK  # a pause (every=200) at each tick of CHUNK ops
+
+
+def test_the_read_back_diff_gives_other_green_threads_turns():
+    rec, switch = reconciler(give_way)
+    entries = [SimpleNamespace(table_id=f.table, priority=f.priority, cookie=f.cookie, match=None)
+               for i in range(OWNERS) for f in flows_of(i)]
+    rec._request = lambda msg: entries if "Flow" in type(msg).__name__ else []
+    other = Other()
+    try:
+        assert rec._read_back()
+        assert other.turns > 0
+    finally:
+        other.stop()
+    assert len(rec._book.loose) == 2 * OWNERS
+
+
+def test_a_plan_is_made_from_the_desired_state_it_began_with():
+    """set_desired_owners during the plan's pauses (the compiler's next state) is planned next round, whole."""
+    rec, _ = reconciler(give_way)
+    change_of_many_owners(rec)
+    late = {**desired(salt=1), owner(0): flows_of(0, salt=2), owner(OWNERS): flows_of(OWNERS, salt=2)}
+    other = Other(lambda: rec.set_desired_owners(late, [Group(8, ())], changed={owner(0), owner(OWNERS)}),
+                  when=lambda: rec.pacer.pauses > 0)  # in the middle of the plan
+    try:
+        ops = rec._plan()
+        assert other.act is None  # it came
+    finally:
+        other.stop()
+    reference, _ = reconciler()
+    change_of_many_owners(reference)
+    assert [(op.kind, op.key) for op in ops] == [(op.kind, op.key) for op in reference._plan()]
+    rec._execute(ops)
+    following = rec._plan()
+    assert sorted((op.kind, op.key) for op in following) == sorted(
+        [("group_add", 8), ("group_delete", 7)]
+        + [("flow_add", f.key) for f in (*flows_of(0, salt=2), *flows_of(OWNERS, salt=2))]
+        + [("flow_delete", f.key) for f in flows_of(0, salt=1)])
+
+
+def test_a_hold_during_the_plans_pauses_sends_nothing():
+    """A standby never writes: a hold that arrives while a plan pauses drops the plan; takeover reads back anew."""
+    rec, switch = reconciler(give_way)
+    change_of_many_owners(rec)
+    rec._need_read = False
+    rec._wake.set()
+    other = Other(lambda: rec.hold(True), when=lambda: rec.pacer.pauses > 0)  # in the middle of the plan
+    rec.start()
+    try:
+        for _ in range(10_000):
+            if rec.state == "standby":
+                break
+            hub.sleep(0)
+        assert other.act is None and rec.state == "standby" and switch.sent == []
+    finally:
+        other.stop()
+        rec.stop()
+
+
+def test_the_flows_listing_gives_other_green_threads_turns_and_answers_the_same(tmp_path):
+    rec, _ = reconciler()
+    change_of_many_owners(rec)  # desired and installed differ: 40,000 rows
+    ctl = Controller(tmp_path)
+    try:
+        answers = {}
+        for pause in (None, give_way):
+            routes = rest_dataplane.routes(ctl.state, Programmer(ctl.state), lambda: {1: rec}, pause)
+            api = Api(ctl.service, ctl.state, ctl.settings, extra_routes=routes)
+            other = Other()
+            try:
+                resp = api.handle(Request("GET", "/v1/switches/0000000000000001/flows", {}, {}, b"", "127.0.0.1"))
+                body = resp.encoded()
+                answers[pause is not None] = (resp.status, other.turns, body)
+            finally:
+                other.stop()
+        assert answers[True][0] == answers[False][0] == 200
+        assert answers[False][1] == 0 and answers[True][1] > 0
+        assert answers[True][2] == answers[False][2]
+        listed = json.loads(answers[True][2])
+        assert listed["count"] == 4 * OWNERS and not listed["in_sync"]
+        order = [(f["table"], -f["priority"], f["cookie"]) for f in listed["flows"]]
+        assert order == sorted(order)
+    finally:
+        ctl.close()
+
+
+def test_paced_json_is_what_a_response_writes():
+    row = {"table": 1, "owner": {"kind": "vport", "id": "v", "ref": None}, "flow": "x", "error": None}
+    bodies = [{}, [], {"flows": [], "count": 0}, {"flows": [row] * 40, "x": {"y": list(range(50)), "z": "\u00e9\n"}},
+              [[list(range(40))] * 40], {"items": [{"ports": [{"n": i, "v": {"a": [1]}} for i in range(100)]}] * 3}]
+    for body in bodies:
+        ticks = []
+        assert paced_json(body, ticks.append) == Response(200, body).encoded()
+    assert len(ticks) == 300  # the last body: a tick for each element of its one list longer than SMALL
+
+
+def test_the_switches_listing_gives_other_green_threads_turns_and_answers_the_same(tmp_path):
+    from controller.discovery import PortInfo, VrsSnapshot
+
+    ctl = Controller(tmp_path)
+    try:
+        ports = tuple(PortInfo(name=f"tap{i}", ofport=i + 1, mac=f"02:00:00:00:{i >> 8:02x}:{i & 0xff:02x}",
+                               external_ids=(("iface-id", f"vm{i}"),)) for i in range(3000))
+        ctl.state.vrs_update(VrsSnapshot(session="s1", chassis="hv1", hostname="hv1", peer="127.0.0.1:1",
+                                         bridge="br-int", bridge_present=True, datapath_id=0xA,
+                                         vtep_ip="192.0.2.10", flavour="kvm", ports=ports))
+        answers = {}
+        for pause in (None, give_way):
+            ctl.api.pause = pause
+            other = Other()
+            try:
+                resp = ctl.api.handle(Request("GET", "/v1/switches", {}, {"authorization": f"Bearer {TOKEN}"}, b"",
+                                              "127.0.0.1"))
+                answers[pause is not None] = (resp.status, other.turns, resp.encoded())
+            finally:
+                other.stop()
+        assert answers[True][0] == answers[False][0] == 200
+        assert answers[False][1] == 0 and answers[True][1] > 0
+        assert answers[True][2] == answers[False][2]
+        assert len(json.loads(answers[True][2])["items"][0]["ports"]) == 3000
+    finally:
+        ctl.close()
