@@ -107,7 +107,7 @@ def test_a_flow_moving_between_owners_with_the_same_key_is_not_deleted():
 
 def test_a_full_plan_runs_no_cyclic_collection():
     """A switch's full plan (after a read-back) allocates a few tuples per flow; with the controller's millions of
-    long-lived objects each collection the allocations trigger walks them all (controller/collector.py), so the
+    long-lived objects each collection the allocations trigger walks them all (controller/pacer.py collector_paused), so the
     reconciler plans with the collector paused: none runs meanwhile (at most the one young collection that was
     deferred, when it is back on), instead of one every 700 allocations; and it is on again afterwards."""
     import gc
