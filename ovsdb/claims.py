@@ -44,6 +44,24 @@ def vtep_key(name: str) -> str:
     return VTEP_PREFIX + name
 
 
+
+class Claimant:
+    """A session (VrsReporter, VtepReporter) holding ``key`` in ``_claims`` while it lives; ``_gone`` set once it
+    ended."""
+
+    key: str | None
+    _claims: "VrsClaims"
+    _gone: bool
+
+    def gone(self) -> None:
+        """The session ended: give up the claim (once)."""
+        if self._gone:
+            return
+        self._gone = True
+        if self.key is not None:
+            self._claims.leave(self.key, self)
+
+
 class VrsClaims:
     """The speaking session of each switch key and the last snapshot reported for it.
 

@@ -30,7 +30,7 @@ from controller.discovery import (
 from controller.logs import Throttle
 from controller.pacer import NEVER, Pacer
 from ovsdb.bridgeports import BridgePorts, row_key
-from ovsdb.claims import VrsClaims, switch_key
+from ovsdb.claims import Claimant, VrsClaims, switch_key
 
 DATABASE = "Open_vSwitch"
 DEFAULT_BRIDGE = "br-int"
@@ -232,7 +232,7 @@ def bridge_controllers(bridge) -> tuple:
     return tuple(sorted(out))
 
 
-class VrsReporter:
+class VrsReporter(Claimant):
     """Reports one OVSDB session's VRS snapshots, keyed by chassis, through ``claims`` (ovsdb/claims.py)
     to its sink.
 
@@ -305,14 +305,6 @@ class VrsReporter:
         """This session speaks for its switch again (the speaker went): report its rows as they are."""
         self._resync = True
         self.refresh(self._root_rows)
-
-    def gone(self) -> None:
-        """The session ended: give up the claim (once)."""
-        if self._gone:
-            return
-        self._gone = True
-        if self.key is not None:
-            self._claims.leave(self.key, self)
 
     def _read_ports(self, br, changes) -> None:
         """Bring the bridge's ports up to date and ``_changed`` with them."""

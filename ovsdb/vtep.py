@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from controller import fields
 from controller.discovery import DiscoverySink, VtepDesired, VtepMac, VtepPort, VtepSnapshot
 from controller.logs import Throttle
-from ovsdb.claims import VtepClaims, vtep_key
+from ovsdb.claims import Claimant, VtepClaims, vtep_key
 
 DATABASE = "hardware_vtep"
 LS_PREFIX = "canopy-"
@@ -251,7 +251,7 @@ class LocalMacs:
             self._appeared_or_went ^= {mac}
 
 
-class VtepReporter:
+class VtepReporter(Claimant):
     """Reports one OVSDB session's hardware VTEP snapshots, keyed by Physical_Switch name, through ``claims``
     (``ovsdb.claims.VtepClaims``) to its sink (vtep_update / vtep_gone).
 
@@ -333,14 +333,6 @@ class VtepReporter:
         switches, local_macs = self._rows
         self._local = None
         self.refresh(switches, local_macs)
-
-    def gone(self) -> None:
-        """The session ended: give up the claim (once)."""
-        if self._gone:
-            return
-        self._gone = True
-        if self.key is not None:
-            self._claims.leave(self.key, self)
 
     def _bad_value(self, what: str, value, reason: str) -> None:
         self._bad.warning((what, str(value)[:64]), "ovsdb %s: hardware VTEP: ignoring %s %r: %s", self.peer,
