@@ -44,7 +44,6 @@ def vtep_key(name: str) -> str:
     return VTEP_PREFIX + name
 
 
-
 class Claimant:
     """A session (VrsReporter, VtepReporter) holding ``key`` in ``_claims`` while it lives; ``_gone`` set once it
     ended."""
