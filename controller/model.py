@@ -233,8 +233,8 @@ SCHEMA: dict[str, tuple[Field, ...]] = {
               f.network_upto(30), required=True),
         Field("gateway", "string", "the router on the external network that outbound traffic is sent to", f.ipv4,
               required=True),
-        Field("gateway_mac", "string", "the gateway's MAC: outbound traffic is sent to it (the VRS does not "
-              "resolve it by ARP yet; absent: floating IPs answer inbound only)", f.mac),
+        Field("gateway_mac", "string", "the gateway's MAC, a static override (absent: each VRS resolves it by ARP "
+              "on its uplink)", f.mac),
         Field("uplinks", "array", "how each hypervisor reaches the network (a hypervisor may instead say so in "
               "OVSDB: docs/external.md)", items=Field("uplink", "object", "", fields=UPLINK), default=list,
               nullable=False),

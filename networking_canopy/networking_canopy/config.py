@@ -15,7 +15,7 @@ OPTS = [
                help="Seconds one long poll of /v1/watch/vports stays open"),
     cfg.DictOpt("external_gateway_macs", default={},
                 help="<Neutron external network id or name>:<MAC> of the router on that network, where Canopy sends "
-                     "floating IPs' and translated traffic (Canopy does not resolve it by ARP)"),
+                     "floating IPs' and translated traffic; optional: without it Canopy's VRSs resolve it by ARP"),
     cfg.DictOpt("host_flavours", default={},
                 help="host:flavour (kvm, hyperv, esxi) for hosts whose flavour Canopy does not report"),
 ]
