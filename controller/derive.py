@@ -384,21 +384,20 @@ def _add_remote(view, remote, own_ips) -> dict[str, list]:
 
 
 def _ipv4(text) -> bool:
-    if isinstance(text, str):
-        return _ipv4_text(text)
-    try:
-        ipaddress.IPv4Address(text)
-    except ValueError:
-        return False
-    return True
+    """Whether ``text`` is an IPv4 address; strings are remembered (``_ipv4_text``), other values checked as is."""
+    return _ipv4_text(text) if isinstance(text, str) else _is_ipv4(text)
 
 
 @lru_cache(maxsize=65536)
 def _ipv4_text(text: str) -> bool:
     """Whether ``text`` is an IPv4 address; remembered: a subnet's EVPN endpoints are checked again whenever the
     subnet is (10,000 remote MACs: 20,000 parses a pass)."""
+    return _is_ipv4(text)
+
+
+def _is_ipv4(value) -> bool:
     try:
-        ipaddress.IPv4Address(text)
+        ipaddress.IPv4Address(value)
     except ValueError:
         return False
     return True

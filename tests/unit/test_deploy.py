@@ -2,17 +2,14 @@
 
 import re
 import shlex
-import shutil
-import subprocess
-import sys
 from importlib import metadata
 from pathlib import Path
 
-import pytest
 from packaging.requirements import Requirement
 
 from controller import cli
 from controller import settings as settings_mod
+from tests.harness.systemd import assert_unit_verifies
 
 ROOT = Path(__file__).resolve().parents[2]
 UNITS = ROOT / "deploy" / "systemd"
@@ -46,16 +43,7 @@ def test_native_unit_is_notify_and_runs_canopy_with_the_system_settings():
 
 
 def test_native_unit_passes_systemd_analyze_verify(tmp_path):
-    analyze = shutil.which("systemd-analyze")
-    if analyze is None:
-        pytest.skip("systemd-analyze is not installed (Debian package systemd; .ci/setup installs it)")
-    text = (UNITS / "canopy.service").read_text().replace("/opt/canopy/venv/bin/canopy",
-                                                           str(Path(sys.executable).with_name("canopy")))
-    (tmp_path / "canopy.service").write_text(text)
-    done = subprocess.run([analyze, "verify", str(tmp_path / "canopy.service")], capture_output=True, text=True,
-                          timeout=60)
-    problems = [line for line in (done.stdout + done.stderr).splitlines() if "canopy.service" in line]
-    assert done.returncode == 0 and not problems, done.stdout + done.stderr
+    assert_unit_verifies((UNITS / "canopy.service").read_text(), "canopy.service", tmp_path)
 
 
 def test_container_unit_hands_the_notify_socket_to_canopy_and_runs_it():

@@ -12,6 +12,7 @@ from controller import metadata_agent as ma
 from controller.discovery import PortInfo, VrsSnapshot
 from openflow.metadata import source_address
 from tests.harness import fake_nova_metadata
+from tests.harness.systemd import assert_unit_verifies
 
 from .helpers import Controller
 
@@ -155,9 +156,6 @@ def test_settings_name_what_is_wrong(tmp_path):
 
 def test_the_unit_runs_the_agent_with_the_example_settings_and_they_load(tmp_path):
     import shlex
-    import shutil
-    import subprocess
-    import sys
     from pathlib import Path
 
     from controller import cli
@@ -171,14 +169,7 @@ def test_the_unit_runs_the_agent_with_the_example_settings_and_they_load(tmp_pat
     assert args.func is cli.cmd_metadata_agent and args.config == "/etc/canopy/metadata-agent.yaml"
     example = ma.load_settings(str(root / "config" / "metadata-agent.yaml"))
     assert example.port == "canopy-md" and example.nova_metadata_url.startswith("http")
-    analyze = shutil.which("systemd-analyze")
-    if analyze is None:
-        pytest.skip("systemd-analyze is not installed (Debian package systemd; .ci/setup installs it)")
-    path = tmp_path / "canopy-metadata-agent.service"
-    path.write_text(unit.replace("/opt/canopy/venv/bin/canopy", str(Path(sys.executable).with_name("canopy"))))
-    done = subprocess.run([analyze, "verify", str(path)], capture_output=True, text=True, timeout=60)
-    problems = [line for line in (done.stdout + done.stderr).splitlines() if "canopy-metadata-agent" in line]
-    assert done.returncode == 0 and not problems, done.stdout + done.stderr
+    assert_unit_verifies(unit, "canopy-metadata-agent.service", tmp_path)
 
 
 def test_the_command_refuses_bad_settings_with_exit_code_2(tmp_path, capsys):
