@@ -353,6 +353,18 @@ def test_received_nlri_raw_hex_is_exabgps_text(route):
     assert nlri["raw"] == "".join(f"{byte:02X}" for byte in packed)
 
 
+@pytest.mark.parametrize("route", ALL, ids=lambda r: f"type{r.TYPE}")
+def test_received_nlri_json_is_its_code_and_raw_hex_only_and_decodes_the_same(route):
+    """ExaBGP writes a received EVPN NLRI as its code and raw hex (what bgp.received reads), not every parsed
+    field: announced and withdrawn, Canopy decodes the same route and key from it."""
+    for action, section in (("announce", "announce"), ("withdraw", "withdraw")):
+        printed = exabgp_ext.decode_update(exabgp_ext.encode_update(route, action))
+        nlris = json.loads(printed)["neighbor"]["message"]["update"][section]["l2vpn evpn"]
+        [nlri] = [n for group in nlris.values() for n in group] if isinstance(nlris, dict) else nlris
+        assert set(nlri) == {"code", "raw"} and nlri["code"] == route.TYPE
+        assert from_exabgp_json(printed) == [(action, route if action == "announce" else route.key)]
+
+
 def test_the_nlri_index_is_computed_once_and_orders_a_batch():
     """ExaBGP sorts an UPDATE's NLRIs by their RIB index; the keyed NLRIs keep it once computed (same value)."""
     batch = [replace(TYPE2_L2, mac=f"52:54:00:00:00:{i:02x}") for i in (5, 1, 3)]
