@@ -372,3 +372,39 @@ def test_the_nlri_index_is_computed_once_and_orders_a_batch():
     first = [nlri.index() for nlri in nlris]
     assert [nlri.index() for nlri in nlris] == first and all(a is b for a, b in zip(first, [n.index() for n in nlris]))
     assert [str(n.mac) for n in sorted(nlris)] == ["52:54:00:00:00:01", "52:54:00:00:00:03", "52:54:00:00:00:05"]
+
+
+class RecordingPipe:
+    """A process's stdin as ExaBGP's Processes.write uses it: what is written, and how often it is flushed."""
+
+    def __init__(self):
+        self.writes, self.flushes = [], 0
+
+    def write(self, data):
+        self.writes.append(data)
+
+    def flush(self):
+        self.flushes += 1
+
+
+def test_api_messages_are_held_and_written_together_in_order_before_the_reactor_sleeps(monkeypatch):
+    """ExaBGP wrote (and flushed) each API message on its own: one system call and one wake-up of the relay per
+    received UPDATE. Held, they go out in one write, in order, when the reactor is about to sleep (or once
+    API_HOLD_BYTES are held, or the oldest is API_HOLD_SECONDS old: made large here, so no clock decides)."""
+    from types import SimpleNamespace
+
+    exabgp_ext.install()
+    monkeypatch.setattr(exabgp_ext, "API_HOLD_SECONDS", 3600.0)
+    processes = exabgp_ext.Processes()
+    pipe = RecordingPipe()
+    processes._process["canopy"] = SimpleNamespace(stdin=pipe)
+    for line in ('{"counter": 1}', '{"counter": 2}', "done"):
+        processes.write("canopy", line)
+    exabgp_ext.flush_api(processes, idle=False)  # busy, and nothing held long enough
+    assert pipe.writes == []
+    reactor = SimpleNamespace(processes=processes, _poller=SimpleNamespace(poll=lambda timeout: []))
+    list(exabgp_ext._wait_for_io_flushed(reactor, 10))  # about to sleep: everything goes out
+    assert pipe.writes == [b'{"counter": 1}\n{"counter": 2}\ndone\n'] and pipe.flushes == 1
+    monkeypatch.setattr(exabgp_ext, "API_HOLD_BYTES", 10)
+    processes.write("canopy", '{"counter": 3}')  # past API_HOLD_BYTES: at once
+    assert pipe.writes[1:] == [b'{"counter": 3}\n']
