@@ -73,7 +73,10 @@ class Federation:
     # ------------------------------------------------------------------ programming loop steps
     def refresh_import(self) -> bool:
         """Import what peers sent since the last round (from scratch when the policy changed); True when
-        State.remote changed. A round hands State only its delta (``State.remote_changed``)."""
+        State.remote changed. A round hands State only its delta (``State.remote_changed``). The import pauses
+        per route (``pacer``): meanwhile the speaker's thread may add changes (taken by the next round) and a REST
+        commit may replace the policy (the importer keeps the one it was built with; the next round, which the
+        commit wakes, imports again from scratch)."""
         with self._lock:
             changes, self._changes = self._changes, {}
         if self._importer is None or self._importer.policy is not self.state.policy:
