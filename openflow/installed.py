@@ -50,18 +50,23 @@ def paced(items, tick, chunk: int = CHUNK):
         tick(n)
 
 
-def paced_sets(sets, tick, chunk: int = CHUNK):
-    """The frozensets of ``sets`` as they are, calling ``tick(n)`` after every ``chunk`` flows they hold (a flow's
-    first key computes its cookie: the unit of work is a flow, whatever the owners hold)."""
+def paced_sets(sets, tick, chunk: int = CHUNK, flows=len):
+    """The items of ``sets`` as they are, calling ``tick(n)`` after every ``chunk`` flows they hold (``flows(item)``:
+    its frozenset's size). A flow's first key computes its cookie: the unit of work is a flow, whatever the owners
+    hold."""
     n = 0
-    for flows in sets:
-        yield flows
-        n += len(flows) or 1
+    for item in sets:
+        yield item
+        n += flows(item) or 1
         if n >= chunk:
             tick(n)
             n = 0
     if n:
         tick(n)
+
+
+def _pair_size(pair) -> int:
+    return len(pair[1])
 
 
 def sorted_paced(items: list, tick, reverse: bool = False, chunk: int = 16 * CHUNK) -> list:
@@ -203,21 +208,23 @@ class FlowBook:
         return FlowPlan(adds=list(adds.items()), deletes=list(deletes.items()), owners=planned,
                         kept=list(kept.items()))
 
-    def applied(self, plan: FlowPlan) -> None:
-        """The switch confirmed the plan, minus what it rejected (``rejected``)."""
+    def applied(self, plan: FlowPlan, tick=_no_tick) -> None:
+        """The switch confirmed the plan, minus what it rejected (``rejected``). ``tick``: may pause, in the
+        reconciler's own thread (nothing else changes ``installed`` or ``loose``); a ``set_desired`` meanwhile
+        touches neither."""
         self._changes += 1
         rejected = {**plan.rejected, **self.rejected} if plan.rejected else self.rejected  # what was not sent
         if plan.full:
             self.installed = {}
             self.loose = {}
-        for owner, flows in plan.owners.items():
+        for owner, flows in paced_sets(plan.owners.items(), tick, flows=_pair_size):
             if rejected and any(f.key in rejected for f in flows):
                 flows = frozenset(f for f in flows if f.key not in rejected)
             if flows:
                 self.installed[owner] = flows
             else:
                 self.installed.pop(owner, None)
-        for key, item in plan.deletes:
+        for key, item in paced(plan.deletes, tick):
             if key in rejected:
                 self.loose[key] = item
             else:

@@ -20,6 +20,7 @@ time, not wall: independent of the machine's load (docs/benchmarks.md, "bursts")
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import pathlib
@@ -44,16 +45,28 @@ class Stretches:
         self.longest = 0.0
         self.last = time.thread_time()
         self.switches = 0
+        self.collecting = 0.0  # CPU of the cyclic collector since the last switch
+        self.longest_gc = 0.0  # ... within the longest stretch
+        self._gc_start = None
+        gc.callbacks.append(self._gc)
+
+    def _gc(self, phase, info):
+        now = time.thread_time()
+        if phase == "start":
+            self._gc_start = now
+        elif self._gc_start is not None:
+            self.collecting += now - self._gc_start
 
     def __call__(self, event, args):
         now = time.thread_time()
-        self.longest = max(self.longest, now - self.last)
-        self.last = now
+        if now - self.last > self.longest:
+            self.longest, self.longest_gc = now - self.last, self.collecting
+        self.last, self.collecting = now, 0.0
         self.switches += 1
 
     def measure(self, work):
-        """(result, longest stretch in ms, CPU in ms, switches) of ``work()``."""
-        self.longest, self.switches = 0.0, 0
+        """(result, longest stretch in ms, CPU in ms, switches, the collector's ms in the longest) of ``work()``."""
+        self.longest, self.switches, self.collecting = 0.0, 0, 0.0
         started = self.last = time.thread_time()
         previous = greenlet.settrace(self)
         try:
@@ -61,7 +74,8 @@ class Stretches:
             self(None, None)
         finally:
             greenlet.settrace(previous)
-        return result, self.longest * 1000, (time.thread_time() - started) * 1000, self.switches
+        return result, self.longest * 1000, (time.thread_time() - started) * 1000, self.switches, \
+            self.longest_gc * 1000
 
 
 class Switch:
@@ -104,21 +118,17 @@ def reconciler():
     switch = Switch()
     rec = switch.rec = SwitchReconciler(switch, log=logging.getLogger("bench.reconciler"),
                                         pacer=Pacer(lambda: hub.sleep(0), RECONCILE_EVERY))
+    rec._need_read = False  # as after its first read-back: it may send
     return rec, switch
 
 
-def sync(rec) -> None:
-    """Plan, encode, send and record one change set, as the reconciler's round does."""
-    ops = rec._plan()
-    if ops:
-        rec._execute(ops)
 
 
 def change(owners: int):
     rec, _ = reconciler()
     rec.set_desired_owners(desired(owners), [Group(7, ())])
     rec._book.read_back({})
-    sync(rec)
+    rec._sync()
     new = desired(owners, salt=1)
     rec.set_desired_owners(new, [Group(7, ())], changed=set(new))
     return rec
@@ -168,17 +178,14 @@ def main(argv=None) -> int:
     rows = []
 
     def row(name, work):
-        _, longest, cpu, switches = stretches.measure(work)
-        rows.append((name, longest, cpu, switches))
+        rows.append((name, *stretches.measure(work)[1:]))
 
     rec = change(args.owners)
     row(f"status() with {args.owners:,} owners changed", rec.status)
-    row(f"change of {args.owners:,} owners: plan", lambda: setattr(rec, "_ops", rec._plan()))
-    row(f"change of {args.owners:,} owners: encode, send, record", lambda: rec._execute(rec._ops))
+    row(f"change of {args.owners:,} owners: plan, encode, send, record", rec._sync)
     rec = read_back(args.flows)
     row(f"status() after a read-back, {args.flows:,} flows desired", rec.status)
-    row(f"full plan after a read-back, {args.flows:,} flows desired", lambda: setattr(rec, "_ops", rec._plan()))
-    row("... its encoding, sending and record", lambda: rec._execute(rec._ops))
+    row(f"full plan after a read-back, {args.flows:,} flows desired: plan, encode, send, record", rec._sync)
     listed = change(args.listed // 3)  # desired and installed differ: every flow listed twice
     with tempfile.TemporaryDirectory() as tmp:
         ctl, api = rest_api(pathlib.Path(tmp), listed, args.owners)
@@ -192,10 +199,10 @@ def main(argv=None) -> int:
             ctl.close()
     print(f"# {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}, load {os.getloadavg()[0]:.1f}, "
           f"Python {sys.version.split()[0]}; CPU ms (thread_time)")
-    print("| step | longest stretch ms | CPU ms | green-thread switches |")
+    print("| step | longest stretch ms (of which collector) | CPU ms | green-thread switches |")
     print("|---|---:|---:|---:|")
-    for name, longest, cpu, switches in rows:
-        print(f"| {name} | {longest:.1f} | {cpu:.0f} | {switches} |")
+    for name, longest, cpu, switches, collecting in rows:
+        print(f"| {name} | {longest:.1f} ({collecting:.0f}) | {cpu:.0f} | {switches} |")
     return 0
 
 
