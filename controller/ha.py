@@ -23,9 +23,10 @@ turn for HUB_DEAD_INTERVALS dead intervals: the peer may have replaced it meanwh
 A busy node is not a dead one: heartbeats are sent and heard by the HA link's OS threads (controller.pairlink),
 so they keep their pace while the event loop is held by a big apply, compile or read-back; each heartbeat says
 how long ago the sender's event loop last turned (``hub_lag``), and a peer whose heartbeats arrive is alive
-unless that lag reaches HUB_DEAD_INTERVALS dead intervals (its event loop is stuck, not busy). Both nodes starting together elect by (last change sequence,
-priority, node id): the one with the newest data wins, so an acknowledged write is never overwritten by a
-stale copy.
+unless that lag reaches HUB_DEAD_INTERVALS dead intervals (its event loop is stuck, not busy).
+
+Both nodes starting together elect by (last change sequence, priority, node id): the one with the newest data
+wins, so an acknowledged write is never overwritten by a stale copy.
 
 Writes: an acknowledged write is on both nodes. ``replicate`` (the service's hook, called before the active
 commits) re-checks the role, then waits for the standby to hold the write, and refuses it (NotActive,
