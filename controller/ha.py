@@ -288,9 +288,13 @@ class Pair:
             self._hub_tick = time.monotonic()
 
     def _peer_alive(self, now: float) -> bool:
-        """Heard within the dead interval, and its event loop not stuck (a busy one is alive)."""
+        """Heard within the dead interval, and its event loop not stuck (a busy one is alive). Silence counts
+        only up to when the link's receiving thread last read what had arrived: a node that was itself stopped
+        does not take what is still unread in its sockets for silence (its decision loop may run first)."""
         peer = self.peer
-        return peer.heard_at is not None and now - peer.heard_at < self.settings.dead_interval \
+        listened = self.link.listened_at
+        upto = now if listened is None else min(now, listened)
+        return peer.heard_at is not None and upto - peer.heard_at < self.settings.dead_interval \
             and peer.hub_lag < self.hub_limit
 
     def _peer_gone(self, now: float) -> bool:

@@ -147,6 +147,7 @@ class PairLink:
         self.log = log or logging.getLogger("canopy.ha")
         self.silence_timeout = silence_timeout or max(2.0, 6 * heartbeat_interval)
         self.last_heard: float | None = None      # time.monotonic() of the last message from the peer
+        self.listened_at: float | None = None     # what had arrived by then has been read (None: not serving)
         self.last_dial_error: str | None = None   # why the last dial failed; None once connected
         self.auth_failures = 0                    # connections closed for failing authentication
         self.out_epoch = 0                        # counts dialled connections: a change may have lost data
@@ -387,6 +388,7 @@ class PairLink:
         by_fd = {self._listener.fileno(): self._listener}
         try:
             while not self._stop.is_set():
+                began = time.monotonic()
                 for fd, _ in poller.poll(POLL * 1000):
                     sock = by_fd.get(fd)
                     if sock is self._listener:
@@ -396,11 +398,13 @@ class PairLink:
                             poller.register(accepted, os_select.POLLIN)
                     elif sock is not None and sock in self._inbound:
                         self._read(self._inbound[sock])
+                self.listened_at = began
                 self._expire()
                 for fd in [fd for fd, s in by_fd.items() if s is not self._listener and s not in self._inbound]:
                     poller.unregister(fd)
                     del by_fd[fd]
         finally:
+            self.listened_at = None
             for conn in list(self._inbound.values()):
                 self._drop(conn, None)
             self._listener.close()

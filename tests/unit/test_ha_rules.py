@@ -277,3 +277,17 @@ def test_over_rest_a_write_the_standby_cannot_confirm_is_a_503_that_changes_noth
     assert call("PUT", "/v1/ha/solo", {"solo": False})[1]["solo"]["enabled"] is False
     assert call("POST", "/v1/tenants", {"name": "other"})[0] == 503
     store.close()
+
+
+def test_silence_counts_only_up_to_when_the_link_last_read(node):
+    """A node resumed after a stop may decide before its receiving thread has read what arrived meanwhile:
+    the peer is silent only for as long as the link was reading and heard nothing."""
+    now = time.monotonic()
+    hear(node, now - 10 * DEAD, "active", generation=3)
+    node.role = "standby"
+    node.link.listened_at = now - 10 * DEAD + DEAD / 2  # the receiving thread last read then (it was stopped)
+    node._decide(now)
+    assert node.role == "standby" and node._peer_alive(now)
+    node.link.listened_at = now  # it read since: nothing from the peer
+    node._decide(now)
+    assert node.role == "active"
