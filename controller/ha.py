@@ -90,6 +90,7 @@ class Pair:
         if settings.solo:
             self.set_solo(True, "settings (ha.solo)")
         self._hub_tick = time.monotonic()  # when the decision loop (on the event loop) last ran
+        self._resumed_at = 0.0  # when this process was last found to have not run (the pulse's gap)
         self.pulse = Pulse(min(settings.heartbeat_interval, settings.dead_interval / 4), "canopy-ha-pulse")
         self.link = PairLink(settings.node_id, settings.listen, settings.port, settings.peer, settings.peer_port,
                              settings.heartbeat_interval, self._heartbeat, self._on_message, log,
@@ -189,9 +190,12 @@ class Pair:
             return
         gap, cpu = self.pulse.take()
         hub_gap = time.monotonic() - self._hub_tick
+        stalled = gap > self.settings.dead_interval and cpu < gap / 2
+        if stalled:
+            self._resumed_at = time.monotonic()  # decide nothing before the link has read what came meanwhile
         if self.role != "active":
             return
-        if gap > self.settings.dead_interval and cpu < gap / 2:
+        if stalled:
             self._become("standby", f"this node did not run for {gap:.1f} s (stopped or starved), longer than "
                                     "the dead interval: the peer may have taken over; re-checking")
         elif hub_gap > self.hub_limit:
@@ -326,9 +330,17 @@ class Pair:
         mine, theirs = self._election_keys()
         return mine > theirs
 
+    def _heard_since_resumed(self) -> bool:
+        """After this process did not run, its view of the peer is stale until the link's receiving thread has
+        read what arrived meanwhile (the decision loop may run first)."""
+        listened = self.link.listened_at
+        return listened is None or listened > self._resumed_at
+
     def _decide(self, now: float) -> None:
         if self.role != "active" and self.applier.busy:
             return  # a replicated batch is in hand: applied (and acknowledged) before anything is decided
+        if not self._heard_since_resumed():
+            return
         alive = self._peer_alive(now) and not self.link.refused()
         if self.role == "active":
             if self.demoted:

@@ -291,3 +291,19 @@ def test_silence_counts_only_up_to_when_the_link_last_read(node):
     node.link.listened_at = now  # it read since: nothing from the peer
     node._decide(now)
     assert node.role == "active"
+
+
+def test_after_a_stop_it_decides_nothing_until_the_link_has_read_what_came_meanwhile(node):
+    """Resumed (SIGCONT), its view of the peer is stale: a heartbeat saying "standby" from before the stop must
+    not make it win an election while the peer's newer "active" ones are still unread in the socket."""
+    now = time.monotonic()
+    hear(node, now, "standby", seq=0, priority=10)  # as the peer was before the stop; it is fresh enough
+    node.pulse._thread = object()
+    node.pulse._last = (now - 10 * DEAD, time.process_time())  # this process did not run
+    node.link.listened_at = now - 10 * DEAD  # nor did the link's receiving thread
+    node._check_stall()
+    node._decide(now)
+    assert node.role == "starting"
+    node.link.listened_at = time.monotonic()  # it has read since: the view is current
+    node._decide(time.monotonic())
+    assert node.role == "active"
