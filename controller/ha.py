@@ -16,10 +16,17 @@ The split-brain rule (docs/ha.md): a node becomes active only when
    the old master: OVS refuses a stale generation, and demotes the previous master.
 
 A node that a switch demotes (it reports a master with a higher generation) steps down to standby, and so
-does an active that finds it did not run for longer than the dead interval (stopped, or starved of CPU):
-the peer may have replaced it meanwhile. Both nodes starting together elect by (last change sequence,
-priority, node id): the one with the newest data wins, so an acknowledged write is never overwritten by a
-stale copy.
+does an active that finds its process did not run for longer than the dead interval (stopped, or starved of
+CPU: its pulse, an OS thread, missed its beats while the process used little CPU), or its event loop did not
+turn for HUB_DEAD_INTERVALS dead intervals: the peer may have replaced it meanwhile.
+
+A busy node is not a dead one: heartbeats are sent and heard by the HA link's OS threads (controller.pairlink),
+so they keep their pace while the event loop is held by a big apply, compile or read-back; each heartbeat says
+how long ago the sender's event loop last turned (``hub_lag``), and a peer whose heartbeats arrive is alive
+unless that lag reaches HUB_DEAD_INTERVALS dead intervals (its event loop is stuck, not busy).
+
+Both nodes starting together elect by (last change sequence, priority, node id): the one with the newest data
+wins, so an acknowledged write is never overwritten by a stale copy.
 
 Writes: an acknowledged write is on both nodes. ``replicate`` (the service's hook, called before the active
 commits) re-checks the role, then waits for the standby to hold the write, and refuses it (NotActive,
@@ -35,6 +42,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+from controller.osthread import Pulse
 from controller.pairlink import PairLink
 from controller.replication import Applier, Replicator
 from controller.service import NotActive
@@ -42,6 +50,7 @@ from controller.service import NotActive
 log = logging.getLogger("canopy.ha")
 GENERATION_KEY = "ha_generation"
 STARTUP_DEAD_INTERVALS = 4  # a node that never heard its peer waits this many dead intervals before acting alone
+HUB_DEAD_INTERVALS = 10  # an event loop that did not turn for this many dead intervals is stuck, not busy
 
 
 @dataclass
@@ -54,6 +63,7 @@ class PeerView:
     priority: int = 0
     seq: int = 0
     switches: int = 0  # how many VRS the peer sees over OVSDB
+    hub_lag: float = 0.0  # seconds since the peer's event loop last turned, as its last heartbeat said
     heard_at: float | None = None  # time.monotonic()
     heard_wall: float | None = None  # time.time(), for REST
 
@@ -79,21 +89,25 @@ class Pair:
         self.solo = {"enabled": False, "since": None, "by": None}
         if settings.solo:
             self.set_solo(True, "settings (ha.solo)")
-        self._tick = (time.monotonic(), time.process_time())  # when the decision loop last ran
+        self._hub_tick = time.monotonic()  # when the decision loop (on the event loop) last ran
+        self._resumed_at = 0.0  # when this process was last found to have not run (the pulse's gap)
+        self.pulse = Pulse(min(settings.heartbeat_interval, settings.dead_interval / 4), "canopy-ha-pulse")
         self.link = PairLink(settings.node_id, settings.listen, settings.port, settings.peer, settings.peer_port,
                              settings.heartbeat_interval, self._heartbeat, self._on_message, log,
                              secret=settings.secret)
+        self.link.on_frame = self._on_frame
         self.replicator = Replicator(store, self.link, settings.ack_timeout, log)
         self.applier = Applier(store, state, self.link, log)
         self.applier.accepting = lambda: self.role != "active"
+        self.applier.hello()
         self._stop = threading.Event()
         self._thread = None
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
-        self.started = time.monotonic()
-        self._tick = (self.started, time.process_time())
+        self.started = self._hub_tick = time.monotonic()
+        self.pulse.start()
         self.applier.start()
         self.link.start()
         self._thread = threading.Thread(target=self._loop, name="canopy-ha", daemon=True)
@@ -103,6 +117,7 @@ class Pair:
         self._stop.set()
         self.link.stop()
         self.applier.stop()
+        self.pulse.stop()
         if self._thread is not None:
             self._thread.join(timeout=2)
 
@@ -160,17 +175,33 @@ class Pair:
                     f"active with a newer generation {self.peer.generation}; send writes there")
         return None
 
+    @property
+    def hub_limit(self) -> float:
+        """How long an event loop may go without turning before the pair counts it stuck (not busy)."""
+        return HUB_DEAD_INTERVALS * self.settings.dead_interval
+
     def _check_stall(self) -> None:
-        """An active whose decision loop did not run for longer than the dead interval while the process
-        used little CPU (it was stopped, e.g. SIGSTOP, or starved) steps down: the peer may have taken over
-        meanwhile. It re-decides from fresh heartbeats and switch reports."""
-        if self._thread is None or self.role != "active":
+        """An active steps down when the peer may have taken over meanwhile (it re-decides from fresh
+        heartbeats and switch reports): when its process did not run for longer than the dead interval while
+        using little CPU (stopped, e.g. SIGSTOP, or starved: its heartbeats stopped too), judged by the pulse,
+        an OS thread that a busy event loop does not hold up; or when its own event loop did not turn for
+        ``hub_limit`` (its heartbeats said so, and the peer counts such a node as dead)."""
+        if not self.pulse.running:
             return
-        wall, cpu = time.monotonic() - self._tick[0], time.process_time() - self._tick[1]
-        if wall > self.settings.dead_interval and cpu < wall / 2:
-            self._tick = (time.monotonic(), time.process_time())
-            self._become("standby", f"this node did not run for {wall:.1f} s (stopped or starved), longer than "
+        gap, cpu = self.pulse.take()
+        hub_gap = time.monotonic() - self._hub_tick
+        stalled = gap > self.settings.dead_interval and cpu < gap / 2
+        if stalled:
+            self._resumed_at = time.monotonic()  # decide nothing before the link has read what came meanwhile
+        if self.role != "active":
+            return
+        if stalled:
+            self._become("standby", f"this node did not run for {gap:.1f} s (stopped or starved), longer than "
                                     "the dead interval: the peer may have taken over; re-checking")
+        elif hub_gap > self.hub_limit:
+            self._hub_tick = time.monotonic()
+            self._become("standby", f"this node's event loop did not turn for {hub_gap:.1f} s, so the peer "
+                                    "counts it as stuck and may have taken over; re-checking")
 
     def switch_reported(self, generation: int, role: str) -> None:
         """A switch told us our role changed (OpenFlow 1.4 role status) or refused us as stale."""
@@ -197,6 +228,7 @@ class Pair:
                               "refused": self.link.refused(), "last_dial_error": self.link.last_dial_error},
                      "last_heartbeat": peer.heard_wall,
                      "heartbeat_age": round(now - peer.heard_at, 3) if peer.heard_at else None,
+                     "event_loop_lag": peer.hub_lag,
                      "generation_id": peer.generation, "priority": peer.priority},
             "replication": self._replication(),
             "switches": self._switch_view(),
@@ -215,37 +247,37 @@ class Pair:
 
     # ------------------------------------------------------------------ the HA link
     def _heartbeat(self) -> dict:
+        """Built on the HA link's OS thread: plain attributes only (the position as the event loop last read
+        it), and how long ago the event loop last turned."""
         return {"role": self.role, "generation": self.generation, "priority": self.settings.priority,
-                "switches": len(self.state.vrs), **self.applier.hello()}
+                "switches": len(self.state.vrs), "hub_lag": round(time.monotonic() - self._hub_tick, 3),
+                **self.applier.beat()}
+
+    def _on_frame(self, msg: dict) -> None:
+        """On the HA link's receiving OS thread, for every authenticated frame from the peer: it is alive (a
+        batch of changes too: heartbeats sent after it arrive after it); a heartbeat also says its role,
+        generation, position and event-loop lag. Builds a new PeerView and swaps it in (no lock, no store)."""
+        if msg.get("t") in ("hb", "hello"):
+            view = _peer_view(msg, self.peer)
+            if view is None:
+                return  # malformed: logged by _on_message
+        else:
+            view = PeerView(**vars(self.peer))
+        view.heard_at, view.heard_wall = time.monotonic(), time.time()
+        self.peer = view
 
     def _on_message(self, msg: dict) -> None:
-        """Every authenticated frame from the peer shows that it is alive (a batch of changes too: heartbeats
-        sent after it arrive after it); heartbeats also say its role, generation and position."""
-        kind = msg.get("t")
-        if kind in ("hb", "hello"):
-            self._heard(msg)
-        else:
-            self.peer.heard_at, self.peer.heard_wall = time.monotonic(), time.time()
+        """On the event loop, after _on_frame: remember a newer generation the peer uses, then hand the message
+        to the replicator (active) or the applier (otherwise)."""
+        if msg.get("t") in ("hb", "hello"):
+            if _peer_view(msg, self.peer) is None:
+                log.warning("ignoring a malformed heartbeat from the peer: %r", msg)
+            elif self.peer.generation > self.generation and self.role != "active":
+                self._remember_generation(self.peer.generation)
         if self.role == "active":
             self.replicator.on_message(msg)
         else:
             self.applier.on_message(msg)
-
-    def _heard(self, msg: dict) -> None:
-        peer = self.peer
-        try:
-            peer.node = str(msg.get("node") or peer.node or "")
-            peer.role = msg.get("role", peer.role)
-            peer.generation = int(msg.get("generation", peer.generation) or 0)
-            peer.priority = int(msg.get("priority", peer.priority) or 0)
-            peer.seq = int(msg.get("seq", peer.seq) or 0)
-            peer.switches = int(msg.get("switches", peer.switches) or 0)
-        except (TypeError, ValueError):
-            log.warning("ignoring a malformed heartbeat from the peer: %r", msg)
-            return
-        peer.heard_at, peer.heard_wall = time.monotonic(), time.time()
-        if peer.generation > self.generation and self.role != "active":
-            self._remember_generation(peer.generation)
 
     # ------------------------------------------------------------------ deciding
     def _loop(self) -> None:
@@ -253,14 +285,21 @@ class Pair:
         while not self._stop.wait(interval / 2):
             try:
                 self._check_stall()
+                self.applier.hello()  # the position the next heartbeats carry
                 self._decide(time.monotonic())
             except Exception:  # never let a bug end the pair's thread
                 log.exception("HA decision failed")
-            self._tick = (time.monotonic(), time.process_time())
+            self._hub_tick = time.monotonic()
 
     def _peer_alive(self, now: float) -> bool:
-        heard = self.peer.heard_at
-        return heard is not None and now - heard < self.settings.dead_interval
+        """Heard within the dead interval, and its event loop not stuck (a busy one is alive). Silence counts
+        only up to when the link's receiving thread last read what had arrived: a node that was itself stopped
+        does not take what is still unread in its sockets for silence (its decision loop may run first)."""
+        peer = self.peer
+        listened = self.link.listened_at
+        upto = now if listened is None else min(now, listened)
+        return peer.heard_at is not None and upto - peer.heard_at < self.settings.dead_interval \
+            and peer.hub_lag < self.hub_limit
 
     def _peer_gone(self, now: float) -> bool:
         """Silent for the dead interval after having been heard (a refused dial counts as silence: the link
@@ -291,9 +330,17 @@ class Pair:
         mine, theirs = self._election_keys()
         return mine > theirs
 
+    def _heard_since_resumed(self) -> bool:
+        """After this process did not run, its view of the peer is stale until the link's receiving thread has
+        read what arrived meanwhile (the decision loop may run first)."""
+        listened = self.link.listened_at
+        return listened is None or listened > self._resumed_at
+
     def _decide(self, now: float) -> None:
         if self.role != "active" and self.applier.busy:
             return  # a replicated batch is in hand: applied (and acknowledged) before anything is decided
+        if not self._heard_since_resumed():
+            return
         alive = self._peer_alive(now) and not self.link.refused()
         if self.role == "active":
             if self.demoted:
@@ -338,3 +385,18 @@ class Pair:
     def _remember_generation(self, generation: int) -> None:
         self.generation = generation
         self.store.set_meta(GENERATION_KEY, generation)
+
+
+def _peer_view(msg: dict, before: PeerView) -> PeerView | None:
+    """The peer as a heartbeat (or hello) describes it, fields it leaves out kept from ``before``; None if
+    malformed."""
+    try:
+        return PeerView(node=str(msg.get("node") or before.node or ""), role=msg.get("role", before.role),
+                        generation=int(msg.get("generation", before.generation) or 0),
+                        priority=int(msg.get("priority", before.priority) or 0),
+                        seq=int(msg.get("seq", before.seq) or 0),
+                        switches=int(msg.get("switches", before.switches) or 0),
+                        hub_lag=float(msg.get("hub_lag", 0.0) or 0.0),
+                        heard_at=before.heard_at, heard_wall=before.heard_wall)
+    except (TypeError, ValueError):
+        return None

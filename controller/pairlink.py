@@ -19,7 +19,12 @@ message cannot be forged, altered, replayed or reordered on the way. A connectio
 is logged and closed. A new connection never displaces a live authenticated one: an older authenticated
 connection from the peer is closed only once it has been silent for two heartbeat intervals.
 
-Only stdlib threading/socket/select/time: under ryu-manager they are eventlet's green versions.
+The link's sockets are served by real OS threads (controller.osthread), not green ones: the heartbeats go out,
+and the peer's are heard, every interval while the event loop is busy with a big apply or compile, so a busy
+node is not taken for a dead one (docs/ha.md, "A busy node is not a dead one"). Those threads touch no green
+lock, event or socket: what they receive is handed to the event loop through an ``Inbox`` and delivered there
+(``on_message``, on one green thread, in order); what the event loop sends is queued for the sending thread
+(``send``); their log lines go the same way.
 """
 
 from __future__ import annotations
@@ -28,14 +33,16 @@ import hashlib
 import hmac
 import logging
 import os
-import select
 import socket
 import struct
 import threading
 import time
+from collections import deque
 from typing import Callable
 
 import msgpack
+
+from controller.osthread import Inbox, os_select, os_socket, os_threading
 
 MAX_MESSAGE = 256 * 1024 * 1024  # the largest message a link accepts (a snapshot of a big policy)
 MAX_HANDSHAKE = 4096             # the largest handshake message
@@ -114,13 +121,15 @@ class PairLink:
     nodes run). Both connections authenticate first (see the module docstring); ``secret`` is the shared
     secret (str or bytes).
 
-    Every ``heartbeat_interval`` it sends {"t": "hb", "node": node_id, **heartbeat()}; a new dialled
-    connection starts, once authenticated, with the same map as {"t": "hello", ...}. Every inbound message
-    from the authenticated peer, heartbeats included, goes to ``on_message`` (on the link's receiving
-    thread). Anything else (bytes that are not msgpack, a failed handshake, a bad tag, our own node id) is
-    logged and closes that connection only. One silent for ``silence_timeout`` is closed too (the peer
-    re-dials). ``heartbeat`` is called with the send lock held: it must not wait for other link traffic.
-    ``on_message`` and ``heartbeat`` are plain attributes, so the owner may swap them."""
+    Every ``heartbeat_interval`` the sending OS thread sends {"t": "hb", "node": node_id, **heartbeat()}; a new
+    dialled connection starts, once authenticated, with the same map as {"t": "hello", ...}. ``heartbeat`` is
+    called on that OS thread: it must only read plain attributes (no lock, no store, no socket). Every inbound
+    message from the authenticated peer, heartbeats included, is first given to ``on_frame`` on the receiving OS
+    thread (the same rules: plain attributes only; it is where a node notes that its peer is alive), then to
+    ``on_message`` on the delivering thread (green under eventlet), in arrival order. Anything else (bytes that
+    are not msgpack, a failed handshake, a bad tag, our own node id) is logged and closes that connection only.
+    One silent for ``silence_timeout`` is closed too (the peer re-dials). ``on_message``, ``on_frame`` and
+    ``heartbeat`` are plain attributes, so the owner may swap them."""
 
     def __init__(self, node_id: str, listen: str, port: int, peer_address: str, peer_port: int,
                  heartbeat_interval: float, heartbeat: Callable[[], dict], on_message: Callable[[dict], None],
@@ -134,27 +143,34 @@ class PairLink:
         self.heartbeat_interval = heartbeat_interval
         self.heartbeat = heartbeat
         self.on_message = on_message
+        self.on_frame: Callable[[dict], None] = lambda msg: None
         self.log = log or logging.getLogger("canopy.ha")
         self.silence_timeout = silence_timeout or max(2.0, 6 * heartbeat_interval)
         self.last_heard: float | None = None      # time.monotonic() of the last message from the peer
+        self.listened_at: float | None = None     # what had arrived by then has been read (None: not serving)
         self.last_dial_error: str | None = None   # why the last dial failed; None once connected
         self.auth_failures = 0                    # connections closed for failing authentication
         self.out_epoch = 0                        # counts dialled connections: a change may have lost data
+        self.beats_sent = 0                       # heartbeats sent (hello included)
         self._refused_at: float | None = None
         self._out: socket.socket | None = None
         self._out_session: _Session | None = None
-        self._out_lock = threading.RLock()
+        self._outbox: deque = deque()             # (epoch, body) queued by send() for the sending thread
+        self._wake_out = Inbox()                  # wakes the sending thread when something is queued
+        self._inbox = Inbox()                     # received messages and log lines, for the delivering thread
         self._inbound: dict[socket.socket, _Inbound] = {}
         self._peer_in: _Inbound | None = None
         self._listener: socket.socket | None = None
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
+        self._stop = os_threading.Event()
+        self._threads: list = []
+        self._deliverer: threading.Thread | None = None
 
     # ------------------------------------------------------------------ life cycle
     def start(self):
-        """Bind the listener (raises OSError if the port is taken), then start the two link threads."""
+        """Bind the listener (raises OSError if the port is taken), then start the two link threads (OS
+        threads) and the delivering thread."""
         family = socket.AF_INET6 if ":" in self.listen else socket.AF_INET
-        listener = socket.socket(family, socket.SOCK_STREAM)
+        listener = os_socket.socket(family, socket.SOCK_STREAM)
         try:
             listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             listener.bind((self.listen, self.port))
@@ -165,24 +181,32 @@ class PairLink:
         self._listener = listener
         self.port = listener.getsockname()[1]
         self._stop.clear()
-        self._threads = [threading.Thread(target=target, name=f"canopy-ha-{name}-{self.node_id}", daemon=True)
+        self._threads = [os_threading.Thread(target=target, name=f"canopy-ha-{name}-{self.node_id}", daemon=True)
                          for name, target in (("in", self._serve), ("out", self._dial_loop))]
         for thread in self._threads:
             thread.start()
+        self._deliverer = threading.Thread(target=self._deliver, name=f"canopy-ha-deliver-{self.node_id}",
+                                           daemon=True)
+        self._deliverer.start()
         self.log.info("HA link %s listening on %s:%d, peer %s:%d", self.node_id, self.listen, self.port,
                       self.peer_address, self.peer_port)
 
     def stop(self):
         """Close every socket and join the link threads (bounded)."""
         self._stop.set()
-        with self._out_lock:
-            if self._out is not None:
-                _shutdown(self._out)
+        self._wake_out.put(None)
+        out = self._out
+        if out is not None:
+            _shutdown(out)
         for thread in self._threads:
             thread.join(DIAL_TIMEOUT + SEND_TIMEOUT + 1)
             if thread.is_alive():
                 self.log.warning("HA link thread %s did not stop", thread.name)
         self._threads = []
+        self._inbox.put(None)
+        if self._deliverer is not None:
+            self._deliverer.join(POLL * 5)
+        self._deliverer = None
 
     # ------------------------------------------------------------------ status
     @property
@@ -202,38 +226,51 @@ class PairLink:
         heard = self.last_heard
         return heard is None or heard < refused_at
 
-    # ------------------------------------------------------------------ sending
+    # ------------------------------------------------------------------ the event loop's side
     def send(self, msg: dict) -> bool:
-        """Send one message on the dialled connection. False if not connected or the send failed (the
-        connection is then dropped and re-dialled); never raises."""
+        """Queue one message for the dialled connection, after everything queued before it. False if not
+        connected (or not encodable); never raises. A message queued on a connection that then fails is not
+        sent on the next one (``out_epoch`` tells the owner that something may have been lost)."""
         try:
             body = msgpack.packb(msg, use_bin_type=True)
         except (TypeError, ValueError, OverflowError) as exc:
             self.log.error("HA link %s: cannot encode %r message: %s", self.node_id, msg.get("t"), exc)
             return False
-        with self._out_lock:
-            sock, session = self._out, self._out_session
-            if sock is None or session is None:
-                return False
-            try:
-                sock.sendall(session.seal(body))
-                return True
-            except OSError as exc:
-                self.log.warning("HA link %s: send to %s:%d failed (%s); reconnecting", self.node_id,
-                                 self.peer_address, self.peer_port, exc)
-                self._out = None
-                _shutdown(sock)  # the dialling thread sees the end and closes it
-                return False
+        if self._out is None or self._out_session is None:
+            return False
+        self._outbox.append((self.out_epoch, body))
+        self._wake_out.put(None)
+        return True
+
+    def _deliver(self):
+        """The delivering thread (green under eventlet): what the OS threads received, in order."""
+        while not self._stop.is_set() or self._inbox_pending():
+            for item in self._inbox.take(POLL):
+                if isinstance(item, dict):
+                    try:
+                        self.on_message(item)
+                    except Exception:
+                        self.log.exception("HA link %s: handling %r message failed", self.node_id, item.get("t"))
+                elif isinstance(item, tuple):
+                    level, fmt, args = item
+                    self.log.log(level, fmt, *args)
+
+    def _inbox_pending(self) -> bool:
+        return self._inbox.pending()
+
+    def _say(self, level: int, fmt: str, *args):
+        """Log from an OS thread: the line is written by the delivering thread (no green lock taken here)."""
+        self._inbox.put((level, fmt, args))
 
     def _greeting(self, kind: str) -> dict:
         try:
             extra = self.heartbeat() or {}
-        except Exception:
-            self.log.exception("HA link %s: heartbeat() failed", self.node_id)
+        except Exception as exc:
+            self._say(logging.ERROR, "HA link %s: heartbeat() failed: %r", self.node_id, exc)
             extra = {}
         return {**extra, "t": kind, "node": self.node_id}
 
-    # ------------------------------------------------------------------ dialling (outbound thread)
+    # ------------------------------------------------------------------ dialling and sending (outbound OS thread)
     def _dial_loop(self):
         delay = BACKOFF_MIN
         while not self._stop.is_set():
@@ -246,38 +283,35 @@ class PairLink:
             self._stop.wait(delay)
             delay = min(delay * 2, BACKOFF_MAX)
 
-    def _dial(self) -> socket.socket | None:
+    def _dial(self):
         """Connect to the peer, authenticate both ways and send hello; the socket, or None with
         last_dial_error set."""
         try:
-            sock = socket.create_connection((self.peer_address, self.peer_port), timeout=DIAL_TIMEOUT)
+            sock = os_socket.create_connection((self.peer_address, self.peer_port), timeout=DIAL_TIMEOUT)
         except OSError as exc:
             self._dial_failed(exc)
             return None
         try:
             session = self._authenticate_out(sock)
+            _tune(sock)
+            if self._stop.is_set():
+                raise OSError("stopping")
+            self._outbox.clear()  # queued for an earlier connection: the owner re-sends by out_epoch
+            sock.sendall(session.seal(msgpack.packb(self._greeting("hello"), use_bin_type=True)))
         except (OSError, ValueError, AuthError, msgpack.UnpackException) as exc:
             if isinstance(exc, AuthError):
                 self.auth_failures += 1
-                self.log.warning("HA link %s: the peer at %s:%d failed authentication: %s", self.node_id,
-                                 self.peer_address, self.peer_port, exc)
+                self._say(logging.WARNING, "HA link %s: the peer at %s:%d failed authentication: %s", self.node_id,
+                          self.peer_address, self.peer_port, exc)
             self._dial_failed(exc)
             sock.close()
             return None
-        _tune(sock)
-        with self._out_lock:
-            if self._stop.is_set():
-                sock.close()
-                return None
-            self._out, self._out_session = sock, session
-            if not self.send(self._greeting("hello")):
-                self._out, self._out_session = None, None
-                self._dial_failed(OSError("sending hello failed"))
-                sock.close()
-                return None
-            self.out_epoch += 1
+        self.beats_sent += 1
+        self.out_epoch += 1
+        self._out, self._out_session = sock, session
         self.last_dial_error, self._refused_at = None, None
-        self.log.info("HA link %s: connected to peer %s:%d", self.node_id, self.peer_address, self.peer_port)
+        self._say(logging.INFO, "HA link %s: connected to peer %s:%d", self.node_id, self.peer_address,
+                  self.peer_port)
         return sock
 
     def _authenticate_out(self, sock) -> _Session:
@@ -308,51 +342,69 @@ class PairLink:
             error = "timed out" if isinstance(exc, socket.timeout) else (
                 getattr(exc, "strerror", None) or str(exc) or type(exc).__name__).lower()
         if error != self.last_dial_error:
-            self.log.info("HA link %s: cannot reach peer %s:%d: %s", self.node_id, self.peer_address,
-                          self.peer_port, error)
+            self._say(logging.INFO, "HA link %s: cannot reach peer %s:%d: %s", self.node_id, self.peer_address,
+                      self.peer_port, error)
         self.last_dial_error = error
 
     def _run_out(self, sock):
-        """Send heartbeats on a dialled connection until it fails, is dropped by send(), or the link stops."""
+        """Send what send() queued, and a heartbeat every interval, on a dialled connection until it fails or
+        the link stops. The heartbeat is built right before it is sent, after everything queued before it, so
+        it never reports an older position than a message sent ahead of it."""
+        epoch, session = self.out_epoch, self._out_session
+        poller = os_select.poll()
+        poller.register(sock, os_select.POLLIN)
+        poller.register(self._wake_out.fd, os_select.POLLIN)
         next_beat = time.monotonic() + self.heartbeat_interval
         try:
-            while not self._stop.is_set() and self._out is sock:
+            while not self._stop.is_set():
                 wait = min(POLL, max(0.0, next_beat - time.monotonic()))
-                readable, _, _ = select.select([sock], [], [], wait)
-                if readable and not sock.recv(4096):  # the peer sends nothing here: data is ignored, EOF ends
-                    self.log.info("HA link %s: peer closed our connection", self.node_id)
-                    break
+                for fd, _ in poller.poll(wait * 1000):
+                    if fd == sock.fileno() and not sock.recv(4096):  # the peer sends nothing here; EOF ends
+                        raise ConnectionResetError("peer closed our connection")
+                self._wake_out.drain()
+                self._flush(sock, session, epoch)
                 if time.monotonic() >= next_beat:
-                    with self._out_lock:  # built and sent under one hold: never older than a prior ack
-                        if self._out is not sock or not self.send(self._greeting("hb")):
-                            break
+                    sock.sendall(session.seal(msgpack.packb(self._greeting("hb"), use_bin_type=True)))
+                    self.beats_sent += 1
                     next_beat = time.monotonic() + self.heartbeat_interval
         except (OSError, ValueError) as exc:
-            self.log.info("HA link %s: connection to peer lost: %s", self.node_id, exc)
+            if not self._stop.is_set():
+                self._say(logging.INFO, "HA link %s: connection to peer lost: %s; reconnecting", self.node_id, exc)
         finally:
-            with self._out_lock:
-                if self._out is sock:
-                    self._out, self._out_session = None, None
+            self._out, self._out_session = None, None
             sock.close()
 
-    # ------------------------------------------------------------------ receiving (inbound thread)
+    def _flush(self, sock, session, epoch):
+        """Send the queued messages of this connection, in order (older connections' ones are dropped)."""
+        while self._outbox:
+            queued_epoch, body = self._outbox.popleft()
+            if queued_epoch == epoch:
+                sock.sendall(session.seal(body))
+
+    # ------------------------------------------------------------------ receiving (inbound OS thread)
     def _serve(self):
+        poller = os_select.poll()
+        poller.register(self._listener, os_select.POLLIN)
+        by_fd = {self._listener.fileno(): self._listener}
         try:
             while not self._stop.is_set():
-                socks = [self._listener, *self._inbound]
-                try:
-                    readable, _, _ = select.select(socks, [], [], POLL)
-                except (OSError, ValueError):
-                    for sock in [s for s in self._inbound if s.fileno() < 0]:
-                        self._drop(self._inbound[sock], "socket closed")
-                    continue
-                for sock in readable:
+                began = time.monotonic()
+                for fd, _ in poller.poll(POLL * 1000):
+                    sock = by_fd.get(fd)
                     if sock is self._listener:
-                        self._accept()
-                    elif sock in self._inbound:
+                        accepted = self._accept()
+                        if accepted is not None:
+                            by_fd[accepted.fileno()] = accepted
+                            poller.register(accepted, os_select.POLLIN)
+                    elif sock is not None and sock in self._inbound:
                         self._read(self._inbound[sock])
+                self.listened_at = began
                 self._expire()
+                for fd in [fd for fd, s in by_fd.items() if s is not self._listener and s not in self._inbound]:
+                    poller.unregister(fd)
+                    del by_fd[fd]
         finally:
+            self.listened_at = None
             for conn in list(self._inbound.values()):
                 self._drop(conn, None)
             self._listener.close()
@@ -361,13 +413,14 @@ class PairLink:
         try:
             sock, addr = self._listener.accept()
         except OSError as exc:
-            self.log.warning("HA link %s: accept failed: %s", self.node_id, exc)
-            return
+            self._say(logging.WARNING, "HA link %s: accept failed: %s", self.node_id, exc)
+            return None
         _tune(sock)
         strangers = sorted((c for c in self._inbound.values() if c.peer is None), key=lambda c: c.accepted)
         if len(strangers) >= MAX_STRANGERS:
             self._drop(strangers[0], "too many connections that did not authenticate")
         self._inbound[sock] = _Inbound(sock, addr)
+        return sock
 
     def _read(self, conn: _Inbound):
         try:
@@ -393,8 +446,9 @@ class PairLink:
             self._drop(conn, f"{type(exc).__name__}: {exc}", warn=True)
 
     def _receive(self, conn: _Inbound, item) -> bool:
-        """Check and deliver one decoded item; False if the connection was dropped. Raises on anything
-        that is not the next step of the handshake or a correctly sealed message."""
+        """Check one decoded item, note the peer alive (``on_frame``) and queue it for ``on_message``; False if
+        the connection was dropped. Raises on anything that is not the next step of the handshake or a
+        correctly sealed message."""
         if conn.peer is None:
             self._handshake(conn, item)
             return True
@@ -402,9 +456,10 @@ class PairLink:
         conn.heard = self.last_heard = time.monotonic()
         self._peer_in = conn  # the connection the peer last spoke on
         try:
-            self.on_message(msg)
-        except Exception:
-            self.log.exception("HA link %s: handling %r message failed", self.node_id, msg.get("t"))
+            self.on_frame(msg)
+        except Exception as exc:
+            self._say(logging.ERROR, "HA link %s: noting a %r message failed: %r", self.node_id, msg.get("t"), exc)
+        self._inbox.put(msg)
         return conn.sock in self._inbound
 
     def _handshake(self, conn: _Inbound, msg):
@@ -431,7 +486,8 @@ class PairLink:
         conn.session, conn.peer = _Session(self.secret, theirs, mine), conn.claimed
         conn.heard = time.monotonic()
         self._retire_silent(conn)
-        self.log.info("HA link %s: peer %s connected from %s (authenticated)", self.node_id, conn.peer, conn.addr)
+        self._say(logging.INFO, "HA link %s: peer %s connected from %s (authenticated)", self.node_id, conn.peer,
+                  conn.addr)
 
     def _retire_silent(self, newcomer: _Inbound):
         """Close older authenticated connections that went silent; a live one stays (never displaced)."""
@@ -454,9 +510,8 @@ class PairLink:
             self._peer_in = next((c for c in self._inbound.values() if c.peer is not None), None)
         conn.sock.close()
         if why:
-            (self.log.warning if warn else self.log.info)(
-                "HA link %s: closed connection from %s (%s): %s", self.node_id, conn.addr,
-                conn.peer or conn.claimed or "unknown", why)
+            self._say(logging.WARNING if warn else logging.INFO, "HA link %s: closed connection from %s (%s): %s",
+                      self.node_id, conn.addr, conn.peer or conn.claimed or "unknown", why)
 
 
 def _read_one(sock) -> dict:

@@ -286,6 +286,7 @@ class Applier:
         self.pacer: Pacer = NEVER
         self.accepting = lambda: True
         self._last_resync = (None, 0.0)
+        self.position: dict = {"seq": 0, "history": [0, None]}  # the store's position when hello() last looked
         self._queue: deque = deque()
         self._applying = False
         self._stopping = False
@@ -331,9 +332,17 @@ class Applier:
                 self._applying = False
 
     def hello(self) -> dict:
-        """This store's position, for heartbeats: {"seq": last_seq, "history": [seq, ts]}."""
+        """This store's position: {"seq": last_seq, "history": [seq, ts]} (read from the store; remembered as
+        ``position``)."""
         seq, ts = self.store.history()
-        return {"seq": seq, "history": [seq, ts]}
+        self.position = {"seq": seq, "history": [seq, ts]}
+        return self.position
+
+    def beat(self) -> dict:
+        """The position hello() last read, for heartbeats built on the HA link's OS thread (which must not
+        wait on the store's lock). ``_ack`` reads it afresh before every acknowledgement, so a heartbeat sent
+        after an acknowledgement never reports an older position."""
+        return self.position
 
     def on_message(self, msg: dict):
         if msg.get("t") not in ("changes", "snapshot"):

@@ -2,7 +2,7 @@
 the batch is applied on the applier's own thread while the link's receiving thread goes on delivering
 heartbeats, every frame from the peer counts as a sign of life, the standby does not take over while it holds
 a batch, and the active gets its acknowledgement. Real store and State, the HA link not started (messages are
-delivered as its receiving thread delivers them); every wait is bounded, nothing depends on how fast it ran."""
+delivered as the link delivers them: ``_on_frame`` as its receiving thread does, then ``_on_message``); every wait is bounded, nothing depends on how fast it ran."""
 
 import threading
 import time
@@ -56,6 +56,12 @@ def heartbeat(n):
     return {"t": "hb", "node": "a", "role": "active", "generation": 1, "priority": 100, "seq": 0, "n": n}
 
 
+def deliver(pair, msg):
+    """As the link does: noted on the receiving thread, then handled on the delivering one."""
+    pair._on_frame(msg)
+    pair._on_message(msg)
+
+
 def gate_store(pair):
     """Hold the standby's store write until the returned event is set; returns (entered, release)."""
     entered, release = threading.Event(), threading.Event()
@@ -72,10 +78,10 @@ def gate_store(pair):
 
 def test_heartbeats_behind_a_big_batch_are_heard_and_the_standby_does_not_take_over(standby):
     heard = []
-    hear = standby._heard
-    standby._heard = lambda msg: (hear(msg), heard.append(msg.get("n")))
+    hear = standby._on_frame
+    standby._on_frame = lambda msg: (hear(msg), msg["t"] == "hb" and heard.append(msg.get("n")))
     entered, release = gate_store(standby)
-    receiver = threading.Thread(target=lambda: [standby._on_message(m)
+    receiver = threading.Thread(target=lambda: [deliver(standby, m)
                                                 for m in [batch(BATCH)] + [heartbeat(n) for n in range(HEARTBEATS)]])
     receiver.start()
     try:
@@ -98,7 +104,7 @@ def test_heartbeats_behind_a_big_batch_are_heard_and_the_standby_does_not_take_o
 
 def test_any_frame_from_the_peer_counts_as_a_sign_of_life(standby):
     assert standby.peer.heard_at is None
-    standby._on_message(batch(1))
+    deliver(standby, batch(1))
     assert standby.peer.heard_at is not None and standby.peer.heard_wall is not None
     wait_for(lambda: standby.sent, "the acknowledgement")
 

@@ -10,7 +10,7 @@ import pytest
 from controller import settings as settings_mod
 from controller.core import build_core
 from controller.discovery import VrsSnapshot
-from controller.ha import STARTUP_DEAD_INTERVALS, Pair
+from controller.ha import HUB_DEAD_INTERVALS, STARTUP_DEAD_INTERVALS, Pair
 from controller.service import NotActive
 from controller.store import Change
 from controller.yamldoc import Doc
@@ -56,7 +56,9 @@ def test_alone_it_waits_for_the_startup_intervals_then_becomes_active(node):
 
 def test_a_live_active_peer_makes_it_standby_and_it_learns_the_generation(node):
     hear(node, node.started, "active", generation=7)
-    node._heard({"node": "a", "role": "active", "generation": 7})
+    msg = {"t": "hb", "node": "a", "role": "active", "generation": 7}
+    node._on_frame(msg)  # as the link delivers it: noted on its receiving thread, then handled
+    node._on_message(msg)
     node._decide(node.started + 0.1)
     assert node.role == "standby" and node.generation == 7
 
@@ -190,15 +192,41 @@ def test_an_active_superseded_by_a_newer_peer_or_switch_refuses_before_acknowled
         node.replicate(_write(node), {})
 
 
-def test_an_active_that_did_not_run_for_longer_than_the_dead_interval_steps_down(node):
+def test_an_active_whose_process_did_not_run_for_longer_than_the_dead_interval_steps_down(node):
+    """The pulse (an OS thread) missed its beats for 10 dead intervals: with the CPU of a busy process it was
+    running (a GIL held, not a stop); with none it was stopped (SIGSTOP) or starved, and steps down."""
     node._decide(node.started + STARTUP_DEAD_INTERVALS * DEAD)
-    node._thread = object()  # as if its loop were running
-    node._tick = (time.monotonic() - 10 * DEAD, time.process_time() - 10 * DEAD)  # busy: it was running
+    node.pulse._thread = object()  # as if it were beating
+    node.pulse._last = (time.monotonic() - 10 * DEAD, time.process_time() - 10 * DEAD)  # busy: it was running
     assert node.status()["role"] == "active"
-    node._tick = (time.monotonic() - 10 * DEAD, time.process_time())  # stopped (SIGSTOP) or starved
+    node.pulse._last = (time.monotonic() - 10 * DEAD, time.process_time())  # stopped (SIGSTOP) or starved
     status = node.status()
     assert status["role"] == "standby" and "did not run" in status["reason"]
     assert node.roles[-1][0] == "standby" and node.writable()
+
+
+def test_a_busy_event_loop_is_no_stall_but_a_stuck_one_steps_the_active_down(node):
+    node._decide(node.started + STARTUP_DEAD_INTERVALS * DEAD)
+    node.pulse._thread = object()
+    node._hub_tick = time.monotonic() - (HUB_DEAD_INTERVALS - 1) * DEAD  # busy for 9 dead intervals
+    assert node.writable() is None and node.role == "active"
+    node._hub_tick = time.monotonic() - (HUB_DEAD_INTERVALS + 1) * DEAD  # the peer counts it stuck now
+    assert node.writable() and node.role == "standby" and "event loop did not turn" in node.reason
+
+
+def test_a_peer_whose_heartbeats_arrive_is_alive_while_busy_and_gone_once_stuck(node):
+    hear(node, node.started, "active", generation=3)
+    node._decide(node.started)
+    assert node.role == "standby"
+    msg = {"t": "hb", "node": "a", "role": "active", "generation": 3, "hub_lag": (HUB_DEAD_INTERVALS - 1) * DEAD}
+    node._on_frame(msg)  # heard now; its event loop has been busy for 9 dead intervals
+    assert node._peer_alive(time.monotonic()) and node.status()["peer"]["event_loop_lag"] == msg["hub_lag"]
+    node._decide(time.monotonic())
+    assert node.role == "standby"
+    node._on_frame({**msg, "hub_lag": HUB_DEAD_INTERVALS * DEAD})  # stuck: as good as silent
+    assert not node._peer_alive(time.monotonic())
+    node._decide(time.monotonic())
+    assert node.role == "active"  # no switch known: nothing to fence (with switches, rule 2 still applies)
 
 
 @pytest.mark.parametrize("ha, error", [
@@ -249,3 +277,33 @@ def test_over_rest_a_write_the_standby_cannot_confirm_is_a_503_that_changes_noth
     assert call("PUT", "/v1/ha/solo", {"solo": False})[1]["solo"]["enabled"] is False
     assert call("POST", "/v1/tenants", {"name": "other"})[0] == 503
     store.close()
+
+
+def test_silence_counts_only_up_to_when_the_link_last_read(node):
+    """A node resumed after a stop may decide before its receiving thread has read what arrived meanwhile:
+    the peer is silent only for as long as the link was reading and heard nothing."""
+    now = time.monotonic()
+    hear(node, now - 10 * DEAD, "active", generation=3)
+    node.role = "standby"
+    node.link.listened_at = now - 10 * DEAD + DEAD / 2  # the receiving thread last read then (it was stopped)
+    node._decide(now)
+    assert node.role == "standby" and node._peer_alive(now)
+    node.link.listened_at = now  # it read since: nothing from the peer
+    node._decide(now)
+    assert node.role == "active"
+
+
+def test_after_a_stop_it_decides_nothing_until_the_link_has_read_what_came_meanwhile(node):
+    """Resumed (SIGCONT), its view of the peer is stale: a heartbeat saying "standby" from before the stop must
+    not make it win an election while the peer's newer "active" ones are still unread in the socket."""
+    now = time.monotonic()
+    hear(node, now, "standby", seq=0, priority=10)  # as the peer was before the stop; it is fresh enough
+    node.pulse._thread = object()
+    node.pulse._last = (now - 10 * DEAD, time.process_time())  # this process did not run
+    node.link.listened_at = now - 10 * DEAD  # nor did the link's receiving thread
+    node._check_stall()
+    node._decide(now)
+    assert node.role == "starting"
+    node.link.listened_at = time.monotonic()  # it has read since: the view is current
+    node._decide(time.monotonic())
+    assert node.role == "active"

@@ -397,6 +397,8 @@ EVENTLET_PAIR = textwrap.dedent("""
     tmp, ports = pathlib.Path({tmp!r}), (free_port(), free_port())
     active = Node(tmp, "active", "active", ports[0], ports[1], solo=True)
     standby = Node(tmp, "standby", "standby", ports[1], ports[0])
+    standby.applier.hello()
+    standby.link.heartbeat = standby.applier.beat  # built on the link's OS thread: no green lock (the store's)
     active.tenant("before")
     active.link.start()
     standby.link.start()
@@ -426,13 +428,15 @@ def test_a_write_the_standby_got_but_did_not_confirm_in_time_is_refused_and_remo
     standby.link.start()
     wait_for(lambda: in_step(active, standby), "the pair to connect")
     kept = active.tenant("kept")
-    standby.link.send = lambda msg: False  # it applies the write, but nothing it says arrives any more
+    standby.link.send = lambda msg: False  # it applies the write, but nothing it says arrives any more:
+    standby.link.heartbeat = dict  # its heartbeats (sent by the link's own thread) carry no position either
     with pytest.raises(NotActive) as refused:
         active.tenant("refused")
     assert refused.value.code == "not_replicated" and "did not confirm" in refused.value.reason
     assert [t["name"] for t in active.state.policy.all("tenant")] == ["kept"] and active.store.last_seq() == 1
     assert standby.store.last_seq() == 2  # it got there: the ambiguous case
     del standby.link.send  # speaking again: it reports a position not on our history
+    standby.link.heartbeat = standby.applier.hello
     wait_for(lambda: in_step(active, standby), "the standby's copy replaced by a snapshot")
     assert [t["name"] for t in standby.state.policy.all("tenant")] == ["kept"]
     assert_same(active, standby, log=False)
