@@ -619,6 +619,42 @@ def test_events_during_a_passs_pauses_reach_the_next_pass(seed):
     assert world.prog.full_recomputes == 1
 
 
+@pytest.mark.parametrize("seed", range(SEEDS // 2))
+def test_events_during_states_own_pauses_reach_the_next_pass(seed):
+    """State pauses too (``State.pacer``): while it reads a VRS report's ports, and between the chunks of vports it
+    re-resolves after a report or a commit. Handlers change State meanwhile (every kind of event of ``World.step``,
+    reports of the same switch and commits included, themselves pausing): the next pass still ends where a
+    from-scratch compile of the State then does."""
+    import controller.state as state_module
+
+    rng = random.Random(2000 + seed)
+    world = World(rng)
+    inside = {"left": 0, "events": 0}
+
+    def pause():  # an event handled while State is paused (as a green thread would)
+        if inside["left"] and rng.random() < 0.5:
+            inside["left"] -= 1
+            inside["events"] += 1
+            world.step()
+
+    world.state.pacer = Pacer(pause, every=1)
+    chunk, state_module.RELOCATE_CHUNK = state_module.RELOCATE_CHUNK, 1  # a pause after every vport re-resolved
+    try:
+        world.commit()
+        world.prog.refresh(full=True)
+        for step in range(STEPS // 2):
+            inside["left"] = rng.randrange(1, 5)
+            for _ in range(rng.randrange(1, 3)):
+                world.step()
+            inside["left"] = 0
+            world.prog.refresh()
+            check(world, f"seed {seed} step {step}")
+    finally:
+        state_module.RELOCATE_CHUNK = chunk
+    assert inside["events"] >= 10  # events did land inside State's pauses
+    assert world.prog.full_recomputes == 1
+
+
 def test_two_reports_of_a_switch_between_passes_reach_its_uplinks():
     """Two VRS reports reach one pass (or one lands in a pass's pause): the first shows the port marked for the
     external network, the second changes another port. The uplinks are taken again for what every report since
