@@ -268,3 +268,25 @@ def test_a_report_superseded_during_states_pauses_leaves_state_as_the_newest_rep
     fresh.vrs_update(snapshot("hv1", HOSTS["hv1"], [(f"vm{i}", 10 + i) for i in range(3)]))
     assert state.vrs["hv1"] == newer
     assert state.locations == fresh.locations and set(state.locations) == {"vm0", "vm1", "vm2"}
+
+
+def test_a_check_paused_while_another_copy_takes_the_shared_index_still_finds_the_problem():
+    """A write's check pauses (per change, per vport of a changed subnet); the index its policy shares with other
+    copies may move to another copy meanwhile (controller/policyindex.py). The check asks for it again after each
+    pause, so it still sees its own policy: here a vport given the address of another, which the other copy removed."""
+    policy = vports_state(4).policy  # vm0 and vm2 in acme/web
+    vm0, vm2 = policy.get("vport", "vm0"), policy.get("vport", "vm2")
+    candidate = policy.copy()
+    candidate.put("vport", dict(vm2, ips=list(vm0["ips"])))  # vm2 takes vm0's address: a duplicate
+    candidate.index()  # the shared index follows the candidate
+
+    def another_write():  # a copy of the candidate without vm0 asks for the index, which follows it from now on
+        other = candidate.copy()
+        other.remove("vport", "vm0")
+        other.index()
+
+    pending = [another_write]
+    problems = pol.check_changes(candidate, [("tenant", candidate.find("tenant", "acme")["id"]), ("vport", "vm2")],
+                                 Pacer(lambda: pending and pending.pop()(), every=1))
+    assert not pending
+    assert [(p.ref, p.field, p.code) for p in problems] == [("acme/web/vm2", "ips[0]", "conflict")]
