@@ -1,7 +1,7 @@
 """The longest stretch of CPU between two turns of the event loop, in-process, for the State and policy steps of
 the bursts benchmark at 10,000 (issue 15 item 1; docs/benchmarks.md "bursts"). Load-independent: CPU time of the
 main thread (``time.thread_time()``) between two pauses of a ``Pacer`` (controller/pacer.py), or the whole call
-where a step has no pacer.
+where a step has no pacer; the cyclic collector paused, as the controller has it during these steps.
 
     .venv/bin/python -m tests.benchmarks.stretches [--count 10000] [--json]
 
@@ -25,7 +25,7 @@ import time
 from controller import policy as pol
 from controller import policydoc
 from controller.discovery import PortInfo, VrsSnapshot
-from controller.pacer import Pacer
+from controller.pacer import Pacer, collector_paused
 from controller.programmer import Programmer
 from controller.state import State
 from controller.store import Change
@@ -63,7 +63,8 @@ def measured(work, every: int | None = None):
     """(result, longest stretch in ms, pauses); ``every``: the Pacer handed to ``work`` pauses that often."""
     stretches = Stretches()
     pacer = Pacer(stretches.pause, every) if every else Pacer(stretches.pause)
-    out = stretches.measure(lambda: work(pacer))
+    with collector_paused():  # as in the controller: an OVSDB update, an apply and a programming pass pause it
+        out = stretches.measure(lambda: work(pacer))
     return out, round(stretches.longest * 1000, 1), stretches.pauses
 
 
