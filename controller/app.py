@@ -57,6 +57,7 @@ log = logging.getLogger("canopy.app")
 ROLE_RETRY = 0.2  # seconds before asking a switch again for a role it did not confirm
 HOLD_TIMER_SLACK = 0.05  # seconds after the start-up hold's deadline at which the loop is woken
 GARP_PAUSES = (0.0, 0.5, 1.0, 2.0)  # seconds before each gratuitous ARP (a floating IP, a subnet's gateway)
+STATE_EVERY = 500  # ports read or vports re-resolved by State between two pauses (controller/state.py; a few ms)
 RECONCILE_EVERY = 1000  # flows planned, diffed or encoded by a switch reconciler between two pauses (a few ms)
 
 
@@ -75,6 +76,7 @@ class CanopyApp(RyuApp):
         self.programmer = Programmer(self.state)
         self.programmer.pacer = Pacer(give_way)  # a pass never holds the hub: it pauses inside derive and compile
         self.service.pacer = Pacer(give_way, 40)  # planning a big apply pauses (a vport placed: ~0.25 ms)
+        self.state.pacer = Pacer(give_way, STATE_EVERY)  # a report of 10,000 ports, a commit of 10,000 vports
         self.reconcilers: dict[int, SwitchReconciler] = {}
         self.dhcp = DhcpService(self.state, self.programmer, settings.underlay_mtu)
         self.garp = external.Announcer()  # floating IPs announced by gratuitous ARP (openflow/external.py)

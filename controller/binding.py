@@ -166,23 +166,17 @@ class BindingIndex:
                 if bkey in self.vport_at:
                     reached.add(self.vport_at[bkey])
 
-    def learn_port(self, snap, rank: int, flavour: str, port, reached: set) -> None:
-        """Record what a port shows on its VRS; the vport ids it shows are added to ``reached``."""
+    def learn_port(self, snap, rank: int, flavour: str, port, reached: set, keys=None) -> None:
+        """Record what a port shows on its VRS; the vport ids it shows are added to ``reached``. ``keys``: the
+        port's ``port_keys`` if computed already (they read only the port)."""
         shown = []
         where = (rank, port, flavour, snap.chassis, snap.datapath_id)
-        keys = []
-        iface_id = port.ext("iface-id")
-        if iface_id:
-            keys.append((("kvm", iface_id), None))
-        if flavour == "hyperv":
-            keys.append((("hyperv", port.name), None))
         if flavour == "esxi":
-            keys += [(("esxi", vnic), vlan) for vlan, vnic in port.vnic_vlans().items()]
             trunk = (snap.chassis, port.name)
             self.trunks[trunk][snap.session] = where
             shown.append(("trunk", trunk))
             reached.update(self.static_at.get(trunk, ()))
-        for bkey, vlan in keys:
+        for bkey, vlan in port_keys(port, flavour) if keys is None else keys:
             spot = (snap.session, port.name, vlan)
             self.sightings[bkey][spot] = where
             shown.append(("key", (spot, bkey)))
@@ -214,6 +208,20 @@ class BindingIndex:
                 best = Location(vid, session, chassis, dpid, port.name, port.ofport, vlan, flavour, port.mac,
                                 None if vlan is not None else attached_mac(port))
         return best
+
+
+def port_keys(port, flavour: str) -> list[tuple[tuple, int | None]]:
+    """The (binding key, vlan) pairs a port shows on a VRS of ``flavour`` (a pure function of the port: State
+    computes them for a big report before it changes anything, pausing meanwhile)."""
+    keys = []
+    iface_id = port.ext("iface-id")
+    if iface_id:
+        keys.append((("kvm", iface_id), None))
+    if flavour == "hyperv":
+        keys.append((("hyperv", port.name), None))
+    if flavour == "esxi":
+        keys += [(("esxi", vnic), vlan) for vlan, vnic in port.vnic_vlans().items()]
+    return keys
 
 
 def is_mismatch(vport: dict | None, loc: Location) -> bool:

@@ -76,8 +76,9 @@ class Plan:
     paths: dict[tuple[str, str], str] = field(default_factory=dict)  # (kind, ref) -> document path
 
 
-def read(data, default_source: str) -> tuple[str, list[Desired], list[Problem]]:
-    """Flatten a document into Desired objects (parents first). Shape problems carry document paths."""
+def read(data, default_source: str, pacer: Pacer = NEVER) -> tuple[str, list[Desired], list[Problem]]:
+    """Flatten a document into Desired objects (parents first). Shape problems carry document paths. ``pacer`` is
+    ticked per vport read and per object checked for duplicates (reads only ``data``)."""
     problems: list[Problem] = []
     if not isinstance(data, dict):
         return default_source, [], [Problem("document", "", "", "must be a mapping with 'tenants'")]
@@ -94,18 +95,18 @@ def read(data, default_source: str) -> tuple[str, list[Desired], list[Problem]]:
         if _is_mapping(net, path, problems):
             out.append(Desired("external_network", str(net.get("name")), path, dict(net)))
     for i, tenant in enumerate(_list(data, "tenants", "", problems)):
-        _read_tenant(tenant, join("tenants", i), out, problems)
+        _read_tenant(tenant, join("tenants", i), out, problems, pacer)
     for i, binding in enumerate(_list(data, "vtep_bindings", "", problems)):
         path = join("vtep_bindings", i)
         if _is_mapping(binding, path, problems):
             ref = f"{binding.get('switch')}/{binding.get('port')}/{binding.get('vlan')}"  # as Policy.ref()
             out.append(Desired("vtep_binding", ref, path, dict(binding)))
-    problems.extend(_duplicates(out))
+    problems.extend(_duplicates(out, pacer))
     out.sort(key=lambda d: ORDER.index(d.kind))
     return source, out, problems
 
 
-def _read_tenant(tenant, path, out, problems):
+def _read_tenant(tenant, path, out, problems, pacer):
     if not _is_mapping(tenant, path, problems):
         return
     ref = str(tenant.get("name"))
@@ -128,12 +129,12 @@ def _read_tenant(tenant, path, out, problems):
         dref = f"{ref}/{dom.get('name')}"
         out.append(Desired("domain", dref, dpath, _own_fields("domain", dom), ref))
         for j, sub in enumerate(_list(dom, "subnets", dpath, problems)):
-            _read_subnet(sub, join(join(dpath, "subnets"), j), ref, dref, out, problems)
+            _read_subnet(sub, join(join(dpath, "subnets"), j), ref, dref, out, problems, pacer)
     for i, sub in enumerate(_list(tenant, "subnets", path, problems)):
-        _read_subnet(sub, join(join(path, "subnets"), i), ref, None, out, problems)
+        _read_subnet(sub, join(join(path, "subnets"), i), ref, None, out, problems, pacer)
 
 
-def _read_subnet(sub, path, tenant_ref, domain_ref, out, problems):
+def _read_subnet(sub, path, tenant_ref, domain_ref, out, problems, pacer):
     if not _is_mapping(sub, path, problems):
         return
     sref = f"{tenant_ref}/{sub.get('name')}"
@@ -141,6 +142,7 @@ def _read_subnet(sub, path, tenant_ref, domain_ref, out, problems):
     body["domain_id"] = domain_ref  # resolved to an id in plan()
     out.append(Desired("subnet", sref, path, body, tenant_ref))
     for i, vport in enumerate(_list(sub, "vports", path, problems)):
+        pacer.tick()
         vpath = join(join(path, "vports"), i)
         if _is_mapping(vport, vpath, problems):
             out.append(Desired("vport", f"{sref}/{vport.get('name')}", vpath, dict(vport), sref))
@@ -159,10 +161,11 @@ def named(desired):
         yield d
 
 
-def _duplicates(desired):
+def _duplicates(desired, pacer: Pacer = NEVER):
     """Problems for every object defined a second time in the document."""
     first, problems = {}, []
     for d in named(desired):
+        pacer.tick()
         key = (d.kind, d.ref)
         if key not in first:
             first[key] = d
@@ -215,12 +218,16 @@ def plan(current: pol.Policy, data, default_source: str, allocator: pol.Allocato
     a REST create) owns instead of refusing them. ``pacer`` (controller/pacer.py) is ticked per object placed,
     allocated and checked: an apply of 10,000 vports gives the event loop turns (the caller keeps other writes
     out meanwhile; ``current`` is never changed, so readers are not disturbed)."""
-    source, desired, problems = read(data, default_source)
+    source, desired, problems = read(data, default_source, pacer)
     if problems:
         raise PolicyError(problems)
     result = Plan(source, current.copy())
     cand = result.policy
-    index = {kind: {cand.ref(kind, o): o for o in cand.all(kind)} for kind in ORDER}
+    index = {kind: {} for kind in ORDER}
+    for kind in ORDER:
+        for obj in cand.all(kind):
+            pacer.tick()
+            index[kind][cand.ref(kind, obj)] = obj
     created, failed = [], set()
     for d in desired:
         pacer.tick()

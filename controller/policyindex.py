@@ -100,13 +100,18 @@ class PolicyIndex:
 
 def check_changes(policy, changed, full_check, pacer=NEVER) -> list:
     """The problems ``full_check(policy)`` reports, computed only if a changed (kind, id) is suspect. ``pacer``
-    (controller/pacer.py) is ticked per change looked at."""
-    index = policy.index(pacer)
+    (controller/pacer.py) is ticked per change looked at, and per vport of a changed subnet. ``policy`` must not
+    change during its pauses (the caller holds the writes back); the index it shares with other copies may move
+    to another copy meanwhile (one asking for its own), so it is asked for again after every pause: then
+    ``policy`` builds its own."""
     for kind, oid in changed:
         pacer.tick()
+        index = policy.index(pacer)
         obj = policy.get(kind, oid)
         if obj is None:
             suspect = kind not in ("vport", "vtep_binding")  # what referenced it: the full check says
+        elif kind == "subnet":
+            suspect = _subnet(policy, index, obj) or _subnet_vports(policy, obj, pacer)
         else:  # a kind without a local check (policy groups, and ACLs: tags, rule remotes) gets the full one
             suspect = _SUSPECT.get(kind, _always)(policy, index, obj)
         if suspect:
@@ -161,11 +166,19 @@ def _subnet(policy, index, sub) -> bool:
                             or _overlaps_sibling(policy, index, sub)):
         return True
     net = ipaddress.IPv4Network(sub["cidr"]) if sub["cidr"] else None
-    if net is not None and any(ipaddress.IPv4Address(r["next_hop"]) not in net for r in sub["dhcp"]["routes"]):
-        return True
-    return any(_bad_ips(policy, index, vport, sub)
-               for vport in (policy.get("vport", vid) for vid in index.ids("vport", "in_subnet", sub["id"]))
-               if vport is not None)
+    return net is not None and any(ipaddress.IPv4Address(r["next_hop"]) not in net for r in sub["dhcp"]["routes"])
+
+
+def _subnet_vports(policy, sub, pacer=NEVER) -> bool:
+    """Whether a vport of a changed subnet has an address its subnet refuses now; ``pacer`` ticked per vport (a
+    subnet of 10,000), and the index asked for again after each (see check_changes)."""
+    rules = _ip_rules(sub)
+    for vid in policy.index(pacer).ids("vport", "in_subnet", sub["id"]):
+        pacer.tick()
+        vport = policy.get("vport", vid)
+        if vport is not None and _bad_ips(policy, policy.index(pacer), vport, sub, rules):
+            return True
+    return False
 
 
 def _overlaps_sibling(policy, index, sub) -> bool:
@@ -198,15 +211,23 @@ def _vport(policy, index, vport) -> bool:
             or (static is not None and _shared(index, "static", static)))
 
 
-def _bad_ips(policy, index, vport, subnet) -> bool:
+def _ip_rules(subnet) -> tuple | None:
+    """(network, reserved addresses) of a subnet with a CIDR, else None: what a vport's addresses are checked
+    against (computed once for the vports of one subnet)."""
     from controller.policy import dhcp_server_ip  # noqa: PLC0415 (policy imports this module)
+    if not subnet["cidr"]:
+        return None
+    return ipaddress.IPv4Network(subnet["cidr"]), {subnet["gateway"], dhcp_server_ip(subnet)}
+
+
+def _bad_ips(policy, index, vport, subnet, rules=False) -> bool:
+    """``rules``: the subnet's ``_ip_rules`` if computed already."""
     ips = vport["ips"] or []
     if not ips:
         return False
     if not subnet["cidr"] or len(set(ips)) != len(ips):
         return True
-    net = ipaddress.IPv4Network(subnet["cidr"])
-    reserved = {subnet["gateway"], dhcp_server_ip(subnet)}
+    net, reserved = _ip_rules(subnet) if rules is False else rules
     for ip in ips:
         addr = ipaddress.IPv4Address(ip)
         if addr not in net or addr in (net.network_address, net.broadcast_address) or ip in reserved or \

@@ -18,12 +18,14 @@ import weakref
 from controller import binding, derive
 from controller.discovery import DiscoverySink, VrsSnapshot, VtepSnapshot
 from controller.journal import Journal
+from controller.pacer import NEVER, Pacer
 from controller.policy import Policy
 from controller.remote import RemoteDelta, RemoteIndex, RemoteTable, changed_scopes
 from controller.store import Change
 
 log = logging.getLogger("canopy.state")
 LOG_EACH_MOVE = 50  # more vports moving in one change are summarised at info level, listed at debug
+RELOCATE_CHUNK = 250  # vports re-resolved (and recorded) between two chances to pause (``State.pacer``)
 
 
 def dpid_str(dpid: int | None) -> str | None:
@@ -53,6 +55,7 @@ class State(DiscoverySink):
         self.agent_ports: dict[str, dict[str, tuple]] = {}  # VRS session -> {metadata agent port: (ofport, MAC)}
         self._ranks = itertools.count(1)
         self.index = binding.BindingIndex()
+        self.pacer: Pacer = NEVER  # big reports and commits pause (the app: hub.sleep(0)); see _port_keys, _relocate
         self._journals = weakref.WeakSet()
         self._learn_policy(policy)
         self._subscribers = []
@@ -155,42 +158,75 @@ class State(DiscoverySink):
             self.index.learn_vport(vport)
 
     def _apply_policy_changes(self, old, new, changes) -> set[str]:
-        """Update the binding index from a commit's change list; the journal gets what it reaches. Without
-        a change list (a policy replaced wholesale: a snapshot restore) the two policies are compared."""
+        """Update the binding index from a commit's change list; the journal gets what it reaches (recorded once per
+        kind: an apply of 10,000 vports is one record, not 10,000). Without a change list (a policy replaced
+        wholesale: a snapshot restore) the two policies are compared."""
         if not changes:
             changes = _policy_diff(old, new)
         reached = set()
+        records = {name: set() for name in ("vports", "subnets", "domains", "acls", "groups", "floating_ips",
+                                            "external_networks")}
+        security = external = False
         for change in changes:
             before, after = old.get(change.kind, change.id), new.get(change.kind, change.id)
             if change.kind in ("external_network", "floating_ip"):
-                self._record_external()  # external networks (controller/extnet.py); no security policy there
-                self._record("floating_ips" if change.kind == "floating_ip" else "external_networks", [change.id])
+                external = True  # external networks (controller/extnet.py); no security policy there
+                records["floating_ips" if change.kind == "floating_ip" else "external_networks"].add(change.id)
                 continue
             if change.kind not in ("vport", "vtep_binding", "tenant") or \
                     any(o.get("policy_groups") for o in (before, after) if o is not None):
-                self._record_security()  # security policy (controller/security.py) reaches beyond one vport
+                security = True  # security policy (controller/security.py) reaches beyond one vport
             if change.kind == "vport":
                 if before is not None:
                     self.index.forget_vport(before)
                 if after is not None:
                     self.index.learn_vport(after)
                 reached.add(change.id)
-                self._record("vports", [change.id])
-                self._record("subnets", {o["subnet_id"] for o in (before, after)
-                                         if o is not None and o["binding"]["flavour"] == "baremetal"})
-            elif change.kind == "subnet":
-                self._record("subnets", [change.id])
-            elif change.kind == "domain":
-                self._record("domains", [change.id])
+                records["vports"].add(change.id)
+                records["subnets"].update(o["subnet_id"] for o in (before, after)
+                                          if o is not None and o["binding"]["flavour"] == "baremetal")
+            elif change.kind in ("subnet", "domain"):
+                records[change.kind + "s"].add(change.id)
             elif change.kind == "vtep_binding":
-                self._record("subnets", {o["subnet_id"] for o in (before, after) if o is not None})
+                records["subnets"].update(o["subnet_id"] for o in (before, after) if o is not None)
             elif change.kind in ("acl", "policy_group"):
-                self._record("acls" if change.kind == "acl" else "groups", [change.id])
+                records["acls" if change.kind == "acl" else "groups"].add(change.id)
+        if security:
+            self._record_security()
+        if external:
+            self._record_external()
+        for what, items in records.items():
+            if items:
+                self._record(what, items)
         return reached
 
     # ------------------------------------------------------------------ discovery (DiscoverySink)
     def vrs_update(self, snap: VrsSnapshot) -> None:
+        """A VRS's report. What its changed ports show is read first (_read_ports), pausing (``pacer``) every so many
+        ports: that reads only ``snap`` and changes nothing. Then State takes the report in one stretch, and the
+        vports it reaches are re-resolved in chunks (_relocate, pausing between them)."""
         old = self.vrs.get(snap.session)
+        changed = _changed_ports(old, snap, self.flavour_of)
+        found = None if changed is None else snap.ports_named(changed)  # the changed ports still there
+        read = self._read_ports(snap, changed, found, self.pacer)
+        if self.vrs.get(snap.session) is not old:
+            self._superseded(snap)
+            return
+        self._take(old, snap, changed, found, read)
+
+    def _superseded(self, snap) -> None:
+        """Another report of this switch (another OVSDB session speaking for it) or its end landed while ``snap`` was
+        read: that one is newer and wins. Its ``changed`` may have been relative to ``snap`` (its reporter's previous
+        report), which State never took: the switch, if still there, is taken again whole (every port re-read in one
+        stretch; a rare race)."""
+        current = self.vrs.get(snap.session)
+        log.info("VRS %s: a report was superseded while it was read (a later one, or the switch gone)", snap.chassis)
+        if current is not None:
+            self._take(current, current, None, None, self._read_ports(current, None, None, NEVER))
+
+    def _take(self, old, snap, changed, found, read) -> None:
+        """State takes a report: ``changed`` names the ports that changed since ``old`` (None: all), ``found`` those
+        of them still there, ``read`` what they show."""
         if old is None:
             self.vrs_since[snap.session] = time.time()
             self.connects["vrs"] += 1
@@ -199,11 +235,9 @@ class State(DiscoverySink):
         self.vrs[snap.session] = snap
         self._rank.setdefault(snap.session, next(self._ranks))
         _log_bridge_safety(old, snap)
-        changed = _changed_ports(old, snap, self.flavour_of)
-        found = None if changed is None else snap.ports_named(changed)  # the changed ports still there
-        self._mark_seen(snap, changed, found)
-        self._track_tunnels(snap, changed, found)
-        reached = self._index_ports(old, snap, changed, found)
+        self._mark_seen(snap, changed, read.seen)
+        self._track_tunnels(snap, changed, read)
+        reached = self._index_ports(old, snap, changed, found, read.keys)
         self._record("switches", [snap.session])
         self._record_ports(snap.session, changed)
         self._notify("vrs", snap.session)
@@ -230,20 +264,34 @@ class State(DiscoverySink):
             self._notify("vrs", session)
             self._relocate(reached)
 
-    def _track_tunnels(self, snap, changed, found) -> None:
+    def _track_tunnels(self, snap, changed, read) -> None:
         """Keep ``tunnel_ports`` and ``agent_ports`` of the switch current from the ports that changed (all of
-        them: None)."""
-        for kept, select in ((self.tunnel_ports, derive.tunnel_ports), (self.agent_ports, derive.agent_ports)):
+        them: None); ``read``: those ports' own (_read_ports)."""
+        for kept, own in ((self.tunnel_ports, read.tunnels), (self.agent_ports, read.agents)):
             if changed is None:
-                kept[snap.session] = select(snap.ports)
+                kept[snap.session] = own
                 continue
             ports = kept.setdefault(snap.session, {})
             for name in changed:
                 ports.pop(name, None)
-            ports.update(select(found.values()))
+            ports.update(own)
 
-    def _index_ports(self, old, snap, changed, found) -> set[str]:
-        """Update the binding index for the ports that changed; returns the vport ids they reach."""
+    def _read_ports(self, snap, changed, found, pacer: Pacer) -> "_Read":
+        """What State takes from the ports that changed (None: all of them), read before anything changes, ticking
+        ``pacer`` per port: this reads only the snapshot, so anything may change during the pauses."""
+        flavour, read = self.flavour_of(snap), _Read()
+        for port in snap.ports if changed is None else found.values():
+            read.keys[port.name] = binding.port_keys(port, flavour)
+            read.seen[port.name] = [(snap.session, port.name, None)] + \
+                [(snap.session, port.name, vlan) for vlan in port.vnic_vlans()]
+            read.tunnels.update(derive.tunnel_ports((port,)))
+            read.agents.update(derive.agent_ports((port,)))
+            pacer.tick()
+        return read
+
+    def _index_ports(self, old, snap, changed, found, keys) -> set[str]:
+        """Update the binding index for the ports that changed (``keys``: theirs, from _read_ports); returns the
+        vport ids they reach."""
         reached = set()
         if changed is None:
             if old is not None:
@@ -255,7 +303,7 @@ class State(DiscoverySink):
             ports = [found[name] for name in sorted(found)]
         flavour, rank = self.flavour_of(snap), self._rank[snap.session]
         for port in ports:
-            self.index.learn_port(snap, rank, flavour, port, reached)
+            self.index.learn_port(snap, rank, flavour, port, reached, keys[port.name])
         return reached
 
     def vtep_update(self, snap: VtepSnapshot) -> None:
@@ -301,22 +349,19 @@ class State(DiscoverySink):
         log.info("datapath %s disconnected", dpid_str(dpid))
         self._notify("datapath", dpid)
 
-    def _mark_seen(self, snap, changed, found):
-        """Order of first appearance of the (session, port, vlan) keys of the changed ports (None: all)."""
+    def _mark_seen(self, snap, changed, seen):
+        """Order of first appearance of the (session, port, vlan) keys of the changed ports (None: all); ``seen``:
+        the keys of those still there (_read_ports)."""
         ports = self._seen_ports.setdefault(snap.session, {})
-        if changed is None:
-            now = {p.name: p for p in snap.ports}
-            names = set(ports) | set(now)
-        else:
-            names, now = changed, found
+        names = set(ports) | set(seen) if changed is None else changed
         for name in names:
-            port = now.get(name)
-            keys = [] if port is None else \
-                [(snap.session, name, None)] + [(snap.session, name, vlan) for vlan in port.vnic_vlans()]
+            keys = seen.get(name, ())
             for key in keys:
                 self._seen.setdefault(key, next(self._clock))
-            for key in set(ports.get(name, ())) - set(keys):
-                self._seen.pop(key, None)
+            before = ports.get(name)
+            if before is not None and before != keys:
+                for key in set(before).difference(keys):
+                    self._seen.pop(key, None)
             if keys:
                 ports[name] = keys
             else:
@@ -330,14 +375,26 @@ class State(DiscoverySink):
         return self.hosts.get(snap.chassis, {}).get("vtep_ip") or snap.vtep_ip
 
     def _relocate(self, reached):
-        """Re-resolve the vports a change reached (binding.BindingIndex); the rest keep their location."""
+        """Re-resolve the vports a change reached (binding.BindingIndex); the rest keep their location. Done in
+        chunks of RELOCATE_CHUNK, each recorded in the journals and notified before ``pacer`` may pause: in a
+        pause every input may change (a commit, another report, a switch gone) and a programming pass may run, but
+        the binding index is whole then, and a vport's location is re-resolved from it whenever it is reached
+        (here or by the change that landed), so a vport re-resolved after a pause is resolved from the newest."""
+        reached, moved = list(reached), set()
+        for start in range(0, len(reached), RELOCATE_CHUNK):
+            chunk = reached[start:start + RELOCATE_CHUNK]
+            moved |= self._relocate_some(chunk)
+            self.pacer.tick(len(chunk))
+        self._log_moved(moved)
+
+    def _relocate_some(self, vids) -> set[str]:
         seen = self._seen
 
         def seen_order(session, port, vlan):
             return seen.get((session, port, vlan), 0)
 
         moved, warn = set(), set()
-        for vid in reached:
+        for vid in vids:
             loc = self.index.locate(vid, seen_order) if vid in self.index.key_of else None
             vport = self.policy.get("vport", vid)
             bound = None if loc is None or binding.is_mismatch(vport, loc) else loc
@@ -356,18 +413,25 @@ class State(DiscoverySink):
         self._warn_mismatches(warn)
         if moved:
             self._record("vports", moved)
-            new = self.locations
-            level = logging.INFO if len(moved) <= LOG_EACH_MOVE else logging.DEBUG
-            if level == logging.DEBUG:
-                log.info("%d vports bound or unbound at once (%d bound now); each at debug level", len(moved),
-                         len(new))
-            for vid in sorted(moved):
-                vport = self.policy.get("vport", vid)
-                name = self.policy.ref("vport", vport) if vport else vid
-                where = new.get(vid)
-                log.log(level, "vport %s %s", name, f"bound at {where.chassis}:{where.port}"
-                        + (f" vlan {where.vlan}" if where.vlan else "") if where else "unbound")
             self._notify("locations", moved)
+        return moved
+
+    def _log_moved(self, moved) -> None:
+        """One line per vport bound or unbound; more than LOG_EACH_MOVE at once: a summary, and each at debug."""
+        if not moved:
+            return
+        new = self.locations
+        level = logging.INFO if len(moved) <= LOG_EACH_MOVE else logging.DEBUG
+        if level == logging.DEBUG:
+            log.info("%d vports bound or unbound at once (%d bound now); each at debug level", len(moved), len(new))
+            if not log.isEnabledFor(logging.DEBUG):
+                return
+        for vid in sorted(moved):
+            vport = self.policy.get("vport", vid)
+            name = self.policy.ref("vport", vport) if vport else vid
+            where = new.get(vid)
+            log.log(level, "vport %s %s", name, f"bound at {where.chassis}:{where.port}"
+                    + (f" vlan {where.vlan}" if where.vlan else "") if where else "unbound")
 
     def _warn_mismatches(self, vids):
         """One warning per vport and distinct mismatch (again only after it was resolved or changed)."""
@@ -435,6 +499,17 @@ class State(DiscoverySink):
         status = self.vport_status(vid)
         return {"id": vid, "ref": self.policy.ref("vport", vport) if vport else None, "status": status["status"],
                 "mac_mismatch": status["mac_mismatch"]}
+
+
+class _Read:
+    """What a VRS report's changed ports show (State._read_ports): port name -> binding keys and sighting keys, and
+    the tunnel and metadata agent ports among them."""
+
+    def __init__(self):
+        self.keys: dict[str, list] = {}
+        self.seen: dict[str, list] = {}
+        self.tunnels: dict[str, int] = {}
+        self.agents: dict[str, tuple] = {}
 
 
 def _policy_diff(old, new) -> list[Change]:

@@ -3,12 +3,16 @@
 ``Routes`` keeps, per domain, the endpoints behind each host IP (so a static route resolves without walking the
 domain), resolves static routes and filters EVPN prefixes for the domains a delta reached, and says which domains'
 own flows changed. The full FIB (connected, host, static and EVPN routes, sorted) is only needed by REST and by a
-domain's own compile: ``LazyFib`` rebuilds a domain's FIB when it is read after a change, not on every vport.
+domain's own compile: ``LazyFib`` makes a domain's FIB list when it is read after a change, not on every vport, from
+``OrderedFib``, which keeps the domain's routes in the FIB's order as they come and go (a host route in or out: a
+search and a move, not a sort of 20,000 routes in one stretch of the event loop).
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
+
+from sortedcontainers import SortedDict
 
 from controller import derive as d
 
@@ -50,6 +54,58 @@ class LazyFib(dict):
     __hash__ = None
 
 
+class OrderedFib:
+    """One domain's routes in the FIB's order (``derive._fib``: longest prefix first, then by address; among equal
+    prefixes connected and host routes first in derive's order, then static routes, then EVPN ones, each in its
+    order). Host routes come and go one by one (``Routes.count``); connected, static and EVPN routes are replaced
+    together when the domain is re-resolved (``Routes._domain``). Two connected or host routes of one prefix (one IP
+    on two endpoints) are ordered by where their subnets and endpoints are in the View, which this does not keep:
+    ``ordered()`` is then None and the FIB is sorted from the View instead."""
+
+    def __init__(self):
+        self.routes = SortedDict()  # sort key -> Route
+        self.own: list[tuple] = []  # the keys of the connected, static and EVPN routes
+        self.resolved = False  # the domain's own routes were set at least once
+        self.local = Counter()  # (-prefix length, address) of connected and host routes -> how many
+        self.ties = 0  # of those, how many are held by more than one route
+
+    def add_host(self, ip: str, ep) -> None:
+        key = (-32, d._ip_order(ip), 0, ep.vport_id)
+        self.routes[key] = d.Route(f"{ip}/32", "host", None, ep.vport_id, ep.subnet_id)
+        self._count(key[:2], 1)
+
+    def remove_host(self, ip: str, vport_id: str) -> None:
+        key = (-32, d._ip_order(ip), 0, vport_id)
+        if self.routes.pop(key, None) is not None:
+            self._count(key[:2], -1)
+
+    def set_own(self, connected, static, evpn) -> None:
+        """The domain's connected, static (in their order) and EVPN routes, replacing the previous ones."""
+        for key in self.own:
+            del self.routes[key]
+            if key[2] == 0:
+                self._count(key[:2], -1)
+        self.own = []
+        for group, routes in ((0, connected), (1, static), (2, evpn)):
+            for n, route in enumerate(routes):
+                key = (*d._route_order(route.prefix), group, "" if group == 0 else n)
+                self.routes[key] = route
+                self.own.append(key)
+                if group == 0:
+                    self._count(key[:2], 1)
+        self.resolved = True
+
+    def _count(self, where, step) -> None:
+        before = self.local[where]
+        self.local[where] += step
+        self.ties += (self.local[where] > 1) - (before > 1)
+        if not self.local[where]:
+            del self.local[where]
+
+    def ordered(self) -> list | None:
+        return list(self.routes.values()) if self.resolved and not self.ties else None
+
+
 class Routes:
     def __init__(self, live):
         self.live = live
@@ -60,6 +116,7 @@ class Routes:
         self.prefixes: dict[str, list] = {}  # domain -> its EVPN routes (derive._evpn_routes)
         self.static_of: dict[str, set[str]] = {}  # domain -> endpoint ids its static routes go to
         self.dom_keys: dict[str, tuple] = {}  # domain -> what its own flows are compiled from
+        self.ordered: dict[str, OrderedFib] = defaultdict(OrderedFib)  # domain -> its routes in the FIB's order
         self.start()
 
     def start(self):
@@ -73,8 +130,10 @@ class Routes:
         for ip in ep.ips:
             if step > 0:
                 self.host_eps[dom][ip][ep.vport_id] = ep
+                self.ordered[dom].add_host(ip, ep)
             else:
                 self.host_eps[dom][ip].pop(ep.vport_id, None)
+                self.ordered[dom].remove_host(ip, ep.vport_id)
                 if not self.host_eps[dom][ip]:
                     del self.host_eps[dom][ip]
         if dom in self.view.domains:
@@ -97,6 +156,7 @@ class Routes:
                 v.static.pop(did, None)
                 v.fib.drop(did)
                 self.prefixes.pop(did, None)
+                self.ordered[did].set_own((), (), ())
                 self._set_targets(did, ())
                 continue
             self._domain(did, remote.domain_prefixes(did))
@@ -129,6 +189,7 @@ class Routes:
             self.dom_keys[did] = key
         v.static[did] = static
         self.prefixes[did] = evpn
+        self.ordered[did].set_own(connected, static, evpn)
         self._set_targets(did, {r.vport_id for r in static if r.vport_id})
         v.fib.stale(did)
 
@@ -154,6 +215,12 @@ class Routes:
         return last
 
     def fib(self, did):
+        """derive._fib: the domain's routes kept in order (``OrderedFib``), or sorted from the View when that cannot
+        order them."""
+        ordered = self.ordered[did].ordered() if did in self.ordered else None
+        return self._sorted_fib(did) if ordered is None else ordered
+
+    def _sorted_fib(self, did):
         """derive._fib from the maintained parts: connected and host routes in derive's order, static and
         EVPN routes as _domain resolved them, sorted longest prefix first."""
         v = self.view

@@ -73,6 +73,7 @@ class World:
         self.domains = {"prod": {"static": []}}
         self.detached: dict[str, int] = {}  # routed subnets taken out of their domain -> their VNI (kept)
         self.inside_a_pass = False  # events land in a pass's pause: no pass of their own (one programming loop)
+        self.committing = False  # a commit is in State's hands (it may pause)
         self.vports: dict[str, dict] = {}  # name -> {subnet, mac variant, ip}
         self.bindings: set[tuple] = set()  # (port, vlan, subnet)
         self.hosts: dict[str, dict] = {}  # connected: name -> {tunnel ofport, vtep ip}
@@ -165,7 +166,11 @@ class World:
                               pol.Allocator({}, 65000, (10000, 20000)), prune=True)
         seq = self.state.last_seq
         changes = [Change(c.kind, c.id, c.op, c.body, seq + n) for n, c in enumerate(plan.changes, 1)]
-        self.state.policy_committed(plan.policy, changes)
+        self.committing = True  # writes are one at a time (the service's write lock): none lands in this one's pauses
+        try:
+            self.state.policy_committed(plan.policy, changes)
+        finally:
+            self.committing = False
 
     # ------------------------------------------------------------------ discovery
     def snapshot(self, host) -> VrsSnapshot:
@@ -616,6 +621,43 @@ def test_events_during_a_passs_pauses_reach_the_next_pass(seed):
         world.prog.refresh()  # takes what changed during the pauses
         check(world, f"seed {seed} step {step}")
     assert inside["events"] >= 10  # events did land inside passes
+    assert world.prog.full_recomputes == 1
+
+
+@pytest.mark.parametrize("seed", range(SEEDS // 2))
+def test_events_during_states_own_pauses_reach_the_next_pass(seed):
+    """State pauses too (``State.pacer``): while it reads a VRS report's ports, and between the chunks of vports it
+    re-resolves after a report or a commit. Handlers change State meanwhile (in a report's pauses every kind of event
+    of ``World.step``, reports of the same switch and commits included, themselves pausing; in a commit's pauses VRS
+    reports, as writes are one at a time): the next pass still ends where a from-scratch compile of the State then
+    does."""
+    import controller.state as state_module
+
+    rng = random.Random(2000 + seed)
+    world = World(rng)
+    inside = {"left": 0, "events": 0}
+
+    def pause():  # an event handled while State is paused (as a green thread would); in a commit's, no other write
+        if inside["left"] and rng.random() < 0.5:
+            inside["left"] -= 1
+            inside["events"] += 1
+            (world.ev_place if world.committing else world.step)()
+
+    world.state.pacer = Pacer(pause, every=1)
+    chunk, state_module.RELOCATE_CHUNK = state_module.RELOCATE_CHUNK, 1  # a pause after every vport re-resolved
+    try:
+        world.commit()
+        world.prog.refresh(full=True)
+        for step in range(STEPS // 2):
+            inside["left"] = rng.randrange(1, 5)
+            for _ in range(rng.randrange(1, 3)):
+                world.step()
+            inside["left"] = 0
+            world.prog.refresh()
+            check(world, f"seed {seed} step {step}")
+    finally:
+        state_module.RELOCATE_CHUNK = chunk
+    assert inside["events"] >= 10  # events did land inside State's pauses
     assert world.prog.full_recomputes == 1
 
 

@@ -240,3 +240,53 @@ def test_a_switch_handed_its_state_in_a_pause_is_told_every_owner_changed_in_it(
 
 def flows_of_session(programmer, session):
     return dict(programmer.desired[session].flows)
+
+
+def test_a_report_superseded_during_states_pauses_leaves_state_as_the_newest_report_says():
+    """State reads a big report's ports pausing (``State.pacer``); another OVSDB session speaking for the same switch
+    may report it meanwhile, saying only what changed since the report being read (its reporter's previous one). The
+    newer report wins, and State ends as a fresh State given only the newest report: every vport bound where that
+    report shows it."""
+    from dataclasses import replace
+
+    from controller.state import State
+
+    def report(state, ports, new):
+        snap = snapshot("hv1", HOSTS["hv1"], ports)
+        names = {f"p-{name}" for name, _ in new}
+        return replace(snap, changed=frozenset(names), changed_ports={p.name: p for p in snap.ports if p.name in names})
+
+    state = vports_state(3)
+    state.vrs_update(snapshot("hv1", HOSTS["hv1"], [("vm0", 10)]))
+    first = report(state, [("vm0", 10), ("vm1", 11)], [("vm1", 11)])
+    newer = report(state, [("vm0", 10), ("vm1", 11), ("vm2", 12)], [("vm2", 12)])
+    pending = [lambda: state.vrs_update(newer)]
+    state.pacer = Pacer(lambda: pending and pending.pop()(), every=1)
+    state.vrs_update(first)  # the newer report lands in its first pause
+    assert not pending
+    fresh = vports_state(3)
+    fresh.vrs_update(snapshot("hv1", HOSTS["hv1"], [(f"vm{i}", 10 + i) for i in range(3)]))
+    assert state.vrs["hv1"] == newer
+    assert state.locations == fresh.locations and set(state.locations) == {"vm0", "vm1", "vm2"}
+
+
+def test_a_check_paused_while_another_copy_takes_the_shared_index_still_finds_the_problem():
+    """A write's check pauses (per change, per vport of a changed subnet); the index its policy shares with other
+    copies may move to another copy meanwhile (controller/policyindex.py). The check asks for it again after each
+    pause, so it still sees its own policy: here a vport given the address of another, which the other copy removed."""
+    policy = vports_state(4).policy  # vm0 and vm2 in acme/web
+    vm0, vm2 = policy.get("vport", "vm0"), policy.get("vport", "vm2")
+    candidate = policy.copy()
+    candidate.put("vport", dict(vm2, ips=list(vm0["ips"])))  # vm2 takes vm0's address: a duplicate
+    candidate.index()  # the shared index follows the candidate
+
+    def another_write():  # a copy of the candidate without vm0 asks for the index, which follows it from now on
+        other = candidate.copy()
+        other.remove("vport", "vm0")
+        other.index()
+
+    pending = [another_write]
+    problems = pol.check_changes(candidate, [("tenant", candidate.find("tenant", "acme")["id"]), ("vport", "vm2")],
+                                 Pacer(lambda: pending and pending.pop()(), every=1))
+    assert not pending
+    assert [(p.ref, p.field, p.code) for p in problems] == [("acme/web/vm2", "ips[0]", "conflict")]
