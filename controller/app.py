@@ -377,6 +377,18 @@ class CanopyApp(RyuApp):
             rec.role = role_name(msg.datapath.ofproto, msg.role)
             self._roles_wake.set()
 
+    @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
+    def _port_status(self, ev):
+        """A port added, changed or deleted on a switch: its OpenFlow number, known here before ovs-vswitchd has
+        finished reconfiguring and written it to OVSDB (controller/ofports.py)."""
+        msg, dp = ev.msg, ev.msg.datapath
+        port, ofp = msg.desc, dp.ofproto
+        name = port.name.decode("utf-8", "replace") if isinstance(port.name, bytes) else str(port.name)
+        if msg.reason == ofp.OFPPR_DELETE:
+            self.state.ofport_deleted(dp.id, name)
+        elif 0 < port.port_no <= ofp.OFPP_MAX:
+            self.state.ofport_seen(dp.id, name, port.port_no)
+
     # ------------------------------------------------------------------ HA roles
     def _on_role(self, role, generation):
         """The pair decided this node's role (called from the pair's thread): apply it everywhere."""
