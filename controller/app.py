@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 
-from controller import guard, runtime, sdnotify
+from controller import guard, ofports, runtime, sdnotify
 from controller.core import build_core
 from controller.programloop import ProgramLoop
 from controller.programmer import Programmer
@@ -381,13 +381,7 @@ class CanopyApp(RyuApp):
     def _port_status(self, ev):
         """A port added, changed or deleted on a switch: its OpenFlow number, known here before ovs-vswitchd has
         finished reconfiguring and written it to OVSDB (controller/ofports.py)."""
-        msg, dp = ev.msg, ev.msg.datapath
-        port, ofp = msg.desc, dp.ofproto
-        name = port.name.decode("utf-8", "replace") if isinstance(port.name, bytes) else str(port.name)
-        if msg.reason == ofp.OFPPR_DELETE:
-            self.state.ofport_deleted(dp.id, name)
-        elif 0 < port.port_no <= ofp.OFPP_MAX:
-            self.state.ofport_seen(dp.id, name, port.port_no)
+        ofports.port_status(self.state, ev.msg)
 
     # ------------------------------------------------------------------ HA roles
     def _on_role(self, role, generation):

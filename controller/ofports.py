@@ -92,6 +92,18 @@ class OfportHints:
         return replace(snap, ports=ports, changed_ports=changed_ports)
 
 
+def port_status(state, msg) -> None:
+    """Hand one OFPT_PORT_STATUS (Ryu's parsed ``OFPPortStatus``) to ``state``: a port added or modified with a
+    valid number is ``ofport_seen``, a port deleted ``ofport_deleted``."""
+    dp, port = msg.datapath, msg.desc
+    ofp = dp.ofproto
+    name = port.name.decode("utf-8", "replace") if isinstance(port.name, bytes) else str(port.name)
+    if msg.reason == ofp.OFPPR_DELETE:
+        state.ofport_deleted(dp.id, name)
+    elif 0 < port.port_no <= ofp.OFPP_MAX:
+        state.ofport_seen(dp.id, name, port.port_no)
+
+
 def _index(ports: tuple[PortInfo, ...], name: str) -> int | None:
     """Where the port ``name`` is in ``ports``: a binary search (a reporter's ports are sorted by name), else a
     pass (a snapshot made otherwise), None when absent."""

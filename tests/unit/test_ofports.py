@@ -69,3 +69,36 @@ def test_a_deleted_port_or_a_gone_switch_ends_the_hint_and_other_switches_are_no
     state.vrs_gone("s1")
     assert state.ofport_hints.pending("s1") == {}
     assert "v1" not in state.locations
+
+
+class _Datapath:
+    """What Ryu's parser needs of a datapath: its OpenFlow modules (the bytes are a real OpenFlow 1.3 message)."""
+
+    def __init__(self, dpid):
+        from ryu.ofproto import ofproto_v1_3, ofproto_v1_3_parser
+
+        self.id, self.ofproto, self.ofproto_parser = dpid, ofproto_v1_3, ofproto_v1_3_parser
+
+
+def port_status_message(dp, reason: int, port_no: int, name: bytes):
+    """An OFPT_PORT_STATUS as ovs-vswitchd sends it, parsed by Ryu."""
+    import struct
+
+    from ryu.ofproto import ofproto_parser
+
+    body = struct.pack("!B7x", reason) + struct.pack("!I4x6s2x16sIIIIIIII", port_no, b"\x02\0\0\0\0\x07", name,
+                                                     0, 0, 0, 0, 0, 0, 0, 0)
+    data = struct.pack("!BBHI", 4, dp.ofproto.OFPT_PORT_STATUS, 8 + len(body), 0) + body
+    return ofproto_parser.msg(dp, 4, dp.ofproto.OFPT_PORT_STATUS, len(data), 0, data)
+
+
+def test_a_port_status_from_the_switch_numbers_the_port_and_a_delete_ends_the_hint():
+    from controller.ofports import port_status
+
+    state, dp = bound_state(), _Datapath(1)
+    port_status(state, port_status_message(dp, dp.ofproto.OFPPR_ADD, 0xFFFFFFFE, b"tap1"))  # OFPP_LOCAL: no number
+    assert state.locations["v1"].ofport is None
+    port_status(state, port_status_message(dp, dp.ofproto.OFPPR_ADD, 7, b"tap1"))
+    assert state.locations["v1"].ofport == 7
+    port_status(state, port_status_message(dp, dp.ofproto.OFPPR_DELETE, 7, b"tap1"))
+    assert state.ofport_hints.pending("s1") == {}
