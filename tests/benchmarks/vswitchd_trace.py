@@ -8,6 +8,8 @@ lines (every OpenFlow message received and sent), and reads back, per Canopy sam
 
 - ``added interface``: the bridge's INFO line for the sample's port (in ``bridge_reconfigure``, while the main
   loop is adding it: no OpenFlow message is read meanwhile);
+- ``port status sent``: the OFPT_PORT_STATUS (reason ADD) announcing the port to the controller, sent from inside
+  that reconfiguration (the ofport reaches OVSDB only when it has ended);
 - per bundle of the controller in the sample's window: when ovs-vswitchd read its OPEN and when it sent the
   COMMIT reply (its ``bundle_id``).
 
@@ -77,6 +79,8 @@ def sample_timeline(logged: list[tuple[float, str]], port: str, wall: float, fir
         t = at - wall
         if f"added interface {port} " in line:
             out.setdefault("added interface", t)
+        elif "sent (Success): OFPT_PORT_STATUS" in line and f"({port})" in line and "ADD:" in line:
+            out.setdefault("port status sent", t)
         elif m := _OPEN.search(line):
             opened.setdefault(m.group(1), t)
         elif m := _COMMIT.search(line):
