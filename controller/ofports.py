@@ -17,12 +17,15 @@ given one: a hint never changes a number OVSDB reported.
 from __future__ import annotations
 
 import bisect
+import logging
+import time
 from dataclasses import replace
 from operator import attrgetter
 
 from controller.discovery import PortInfo, VrsSnapshot
 
 _NAME = attrgetter("name")
+log = logging.getLogger("canopy.state")
 
 
 def known_ofport(port: PortInfo | None) -> bool:
@@ -35,6 +38,7 @@ class OfportHints:
 
     def __init__(self):
         self._hints: dict[str, dict[str, int]] = {}
+        self._since: dict[tuple[str, str], float] = {}  # (session, name) -> when the switch announced it (monotonic)
 
     def pending(self, session: str) -> dict[str, int]:
         """The hints of ``session`` (a copy)."""
@@ -49,6 +53,7 @@ class OfportHints:
             self.forget(session, name)
             return None
         self._hints.setdefault(session, {})[name] = ofport
+        self._since.setdefault((session, name), time.monotonic())
         if port is None or port.ofport == ofport:
             return None
         numbered = replace(port, ofport=ofport)
@@ -58,6 +63,7 @@ class OfportHints:
     def forget(self, session: str, name: str) -> None:
         """The switch deleted ``name`` (or OVSDB numbered it)."""
         hints = self._hints.get(session)
+        self._since.pop((session, name), None)
         if hints is not None:
             hints.pop(name, None)
             if not hints:
@@ -65,7 +71,8 @@ class OfportHints:
 
     def gone(self, session: str) -> None:
         """The VRS went: its hints with it."""
-        self._hints.pop(session, None)
+        for name in self._hints.pop(session, {}):
+            self._since.pop((session, name), None)
 
     def apply(self, snap: VrsSnapshot, before: VrsSnapshot | None) -> VrsSnapshot:
         """``snap`` with the pending hints of its session laid over its ports (``before``: the snapshot State
@@ -78,6 +85,10 @@ class OfportHints:
         for name, ofport in list(hints.items()):
             port = _find(snap, name)
             if known_ofport(port):
+                since = self._since.get((snap.session, name))
+                if since is not None:  # how much earlier the switch said it (port_to_ping reads this line)
+                    log.debug("port %s: OVSDB gave ofport %d %.1f ms after the switch announced %d", name,
+                              port.ofport, (time.monotonic() - since) * 1000, ofport)
                 self.forget(snap.session, name)
                 continue
             if port is None:

@@ -422,6 +422,20 @@ def pass_timings(lines: list[str], walls: list[float], firsts: list[float], dpid
     return out
 
 
+def ofport_leads(lines: list[str], ports: list[str], walls: list[float]) -> list[float]:
+    """Per Canopy sample whose port was numbered by the switch's PORT_STATUS (controller/ofports.py): how much
+    later OVSDB gave the same ofport (seconds, from the controller's debug line)."""
+    lead = re.compile(r"port (\S+): OVSDB gave ofport \d+ ([\d.]+) ms after the switch")
+    out = []
+    for port, wall in zip(ports, walls):
+        for line in lines:
+            m = lead.search(line)
+            if m and m.group(1) == port and line[:4].isdigit() and 0 <= log_stamp(line) - wall <= REPLY_TIMEOUT:
+                out.append(float(m.group(2)) / 1000)
+                break
+    return out
+
+
 def percentile(values: list[float], pct: float) -> float:
     """Nearest-rank percentile."""
     ordered = sorted(values)
@@ -521,7 +535,8 @@ def run_round(lab, ctl, hvs, peer, base_peer, vms, bvms, present, rnd: Round, co
             rnd.upcall[hv.name] = hv.ovs.appctl("upcall/show")
         rnd.counts = api_retry(lab, canopy, "/v1/status").json
         rnd.log_lines = [line for line in canopy.log_path.read_text().splitlines()
-                         if "bench/s0/sample" in line or "programming pass " in line or "change set of " in line]
+                         if "bench/s0/sample" in line or "programming pass " in line or "change set of " in line
+                         or "OVSDB gave ofport" in line]
         rnd.log_lines += [f"kvm1 ovs-vswitchd: {line}" for line in traced_lines if "OFPT_ECHO" not in line]
     finally:
         canopy.stop()
@@ -621,6 +636,9 @@ def report(rnd: Round, args) -> None:
     for name, values in timings.items():
         if values and any(values):
             print(summary(f"  controller log: {name}", values))
+    leads = ofport_leads(rnd.log_lines, rnd.ports, rnd.walls)
+    if leads:
+        print(summary("  ofport from PORT_STATUS, OVSDB's came later by", leads))
     for name in dict.fromkeys(key for events in rnd.vswitchd for key in events):
         print(summary(f"  kvm1 ovs-vswitchd log: {name}", [e[name] for e in rnd.vswitchd if name in e]))
     for name, grown in rnd.coverage.items():
