@@ -49,9 +49,8 @@ class OfportHints:
         apply now (the port numbered, ``changed`` naming it), or None when nothing changes yet (the row is
         not known: the hint waits for it; OVSDB already numbered the port: it is not needed)."""
         port = _find(snap, name) if snap is not None else None
-        if known_ofport(port):
-            self.forget(session, name)
-            return None
+        if known_ofport(port) and name not in self._hints.get(session, ()):
+            return None  # OVSDB numbered it (a hinted number is State's until OVSDB reports: a MOD then keeps it)
         self._hints.setdefault(session, {})[name] = ofport
         self._since.setdefault((session, name), time.monotonic())
         if port is None or port.ofport == ofport:

@@ -30,6 +30,7 @@ def test_the_switchs_port_status_numbers_a_port_before_ovsdb_does():
 def test_a_snapshot_for_another_change_keeps_the_number_until_ovsdb_gives_it():
     state = bound_state()
     state.ofport_seen(1, "tap1", 7)
+    state.ofport_seen(1, "tap1", 7)  # the switch's MOD for the same port, before OVSDB: the hint stays
     numbered = state.vrs["s1"].ports[1]
     state.vrs_update(snap("s1", "hv1", [port("a-other", 4), new_port()]))  # another port changed
     assert state.locations["v1"].ofport == 7
