@@ -67,9 +67,10 @@ def entries(lines: list[str]) -> list[tuple[float, str]]:
 
 
 def sample_timeline(logged: list[tuple[float, str]], port: str, wall: float, first: float) -> dict[str, float]:
-    """ovs-vswitchd's events (``entries``) for one sample (add-port at ``wall``, reply ``first`` s later), in seconds from the
-    add-port: ``added interface``, and for the first and last bundle in the window ``bundle N read`` and
-    ``bundle N committed`` (N: 1 for the first, 2 for the last, when they differ)."""
+    """ovs-vswitchd's events (``entries``) for one sample (add-port at ``wall``, reply ``first`` s later), in
+    seconds from the add-port: ``added interface``, ``port status sent``, and for the first and last bundle in
+    the window ``bundle N read`` and ``bundle N committed`` (N: 1 for the first, 2 for the last, when they
+    differ)."""
     out: dict[str, float] = {}
     opened: dict[str, float] = {}
     committed: dict[str, float] = {}
