@@ -102,6 +102,7 @@ class CanopyApp(RyuApp):
             from bgp.federation import Federation  # imports ExaBGP's extension only when BGP is configured
 
             self.federation = Federation(settings.bgp, settings.data_dir, self.state)
+            self.federation.pacer = self.programmer.pacer  # importing and originating 10,000 routes pause too
         extra += rest_bgp.routes(self.federation)
         self._vtep_pushed: dict = {}  # hardware VTEP name -> the VtepDesired last handed to OVSDB
         self.pair = None
