@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 
-from controller import guard, runtime, sdnotify
+from controller import guard, ofports, runtime, sdnotify
 from controller.core import build_core
 from controller.programloop import ProgramLoop
 from controller.programmer import Programmer
@@ -386,6 +386,12 @@ class CanopyApp(RyuApp):
             self.pair.switch_reported(msg.generation_id, role_name(msg.datapath.ofproto, msg.role))
             rec.role = role_name(msg.datapath.ofproto, msg.role)
             self._roles_wake.set()
+
+    @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
+    def _port_status(self, ev):
+        """A port added, changed or deleted on a switch: its OpenFlow number, known here before ovs-vswitchd has
+        finished reconfiguring and written it to OVSDB (controller/ofports.py)."""
+        ofports.port_status(self.state, ev.msg)
 
     # ------------------------------------------------------------------ HA roles
     def _on_role(self, role, generation):

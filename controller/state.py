@@ -18,6 +18,7 @@ import weakref
 from controller import binding, derive
 from controller.discovery import DiscoverySink, VrsSnapshot, VtepSnapshot
 from controller.journal import Journal
+from controller.ofports import OfportHints
 from controller.pacer import NEVER, Pacer
 from controller.policy import Policy
 from controller.remote import RemoteDelta, RemoteIndex, RemoteTable, changed_scopes
@@ -53,6 +54,8 @@ class State(DiscoverySink):
         self._rank: dict[str, int] = {}  # VRS session -> order it connected in (ties between sightings)
         self.tunnel_ports: dict[str, dict[str, int]] = {}  # VRS session -> {VXLAN port: ofport} (derive.switch_info)
         self.agent_ports: dict[str, dict[str, tuple]] = {}  # VRS session -> {metadata agent port: (ofport, MAC)}
+        self.ofport_hints = OfportHints()  # ports numbered by the switch before OVSDB says so (controller/ofports.py)
+        self._dpid_session: dict[int, str] = {}  # datapath id -> the VRS session reporting it
         self._ranks = itertools.count(1)
         self.index = binding.BindingIndex()
         self.pacer: Pacer = NEVER  # big reports and commits pause (the app: hub.sleep(0)); see _port_keys, _relocate
@@ -202,9 +205,13 @@ class State(DiscoverySink):
 
     # ------------------------------------------------------------------ discovery (DiscoverySink)
     def vrs_update(self, snap: VrsSnapshot) -> None:
-        """A VRS's report. What its changed ports show is read first (_read_ports), pausing (``pacer``) every so many
-        ports: that reads only ``snap`` and changes nothing. Then State takes the report in one stretch, and the
-        vports it reaches are re-resolved in chunks (_relocate, pausing between them)."""
+        """A VRS's report (its ports' numbers completed by what the switch announced before OVSDB had them)."""
+        self._vrs_apply(self.ofport_hints.apply(snap, self.vrs.get(snap.session)))
+
+    def _vrs_apply(self, snap: VrsSnapshot) -> None:
+        """What its changed ports show is read first (_read_ports), pausing (``pacer``) every so many ports: that
+        reads only ``snap`` and changes nothing. Then State takes the report in one stretch, and the vports it reaches
+        are re-resolved in chunks (_relocate, pausing between them)."""
         old = self.vrs.get(snap.session)
         changed = _changed_ports(old, snap, self.flavour_of)
         found = None if changed is None else snap.ports_named(changed)  # the changed ports still there
@@ -227,6 +234,8 @@ class State(DiscoverySink):
     def _take(self, old, snap, changed, found, read) -> None:
         """State takes a report: ``changed`` names the ports that changed since ``old`` (None: all), ``found`` those
         of them still there, ``read`` what they show."""
+        if snap.datapath_id is not None:
+            self._dpid_session[snap.datapath_id] = snap.session
         if old is None:
             self.vrs_since[snap.session] = time.time()
             self.connects["vrs"] += 1
@@ -243,8 +252,30 @@ class State(DiscoverySink):
         self._notify("vrs", snap.session)
         self._relocate(reached)
 
+    def ofport_seen(self, dpid: int, name: str, ofport: int) -> None:
+        """The switch ``dpid`` announced port ``name`` as ``ofport`` (OpenFlow PORT_STATUS, reason add or modify):
+        a port OVSDB has not numbered yet is bound with it now (controller/ofports.py)."""
+        session = self._dpid_session.get(dpid)
+        snap = self.vrs.get(session) if session is not None else None
+        if snap is None or snap.datapath_id != dpid:
+            return
+        numbered = self.ofport_hints.seen(session, snap, name, ofport)
+        if numbered is not None:
+            log.debug("port %s of %s numbered %d by the switch before OVSDB", name, snap.chassis, ofport)
+            self._vrs_apply(numbered)
+
+    def ofport_deleted(self, dpid: int, name: str) -> None:
+        """The switch ``dpid`` deleted port ``name`` (PORT_STATUS, reason delete): its hint ends (OVSDB reports the
+        row going)."""
+        session = self._dpid_session.get(dpid)
+        if session is not None:
+            self.ofport_hints.forget(session, name)
+
     def vrs_gone(self, session: str) -> None:
+        self.ofport_hints.gone(session)
         snap = self.vrs.pop(session, None)
+        if snap is not None and self._dpid_session.get(snap.datapath_id) == session:
+            del self._dpid_session[snap.datapath_id]
         for key in [k for k in self.gateway_macs if k[0] == session]:
             del self.gateway_macs[key]
         self.vrs_since.pop(session, None)

@@ -6,7 +6,7 @@
 Setup (tests.harness.lab): one controller, two KVM hypervisors (kvm1, kvm2). POST /v1/apply of one tenant,
 one domain, a few /22 subnets holding ``--present`` vports plus one peer vport and ``--samples`` sample
 vports. The present vports are bound cheaply as internal OVS ports on br-int carrying their iface-id
-(half on each hypervisor, added in batches of 100 per ovs-vsctl call); the peer is a VM on kvm2. The run
+(half on each hypervisor, added in batches of 50 per ovs-vsctl call); the peer is a VM on kvm2. The run
 waits (bounded) until /v1/status counts them all bound and both switches' flows are in sync.
 
 One sample: the VM namespace with its veth and static address was made during setup (every sample VM is
@@ -50,7 +50,7 @@ import threading
 import time
 from datetime import datetime
 
-from tests.benchmarks import health
+from tests.benchmarks import health, vswitchd_trace
 from tests.harness import netns
 from tests.harness.hosts import BR_INT
 from tests.harness.lab import Lab
@@ -61,10 +61,11 @@ PRESENT_PER_SUBNET = 700  # present vports per /22 (addresses .1.0 upwards), sam
 BASE_NET = ipaddress.IPv4Network("192.168.77.0/24")  # the baseline bridge's VMs
 BASE_BRIDGE = "br-base"
 BASE_KEY = 99  # VNI of the baseline's fixed VXLAN port (Canopy allocates from 10000)
-BATCH = 100
+BATCH = 50  # ports per ovs-vsctl call (100 took more than the harness's 10 s ovs-vsctl timeout at load 13)
 SETUP_TIMEOUT = 300
 SETTLE_TIMEOUT = 60
 REPLY_TIMEOUT = 15.0
+SETUP_AGAIN = 3.0  # seconds between the two settles that end a round's set-up
 QUIET = 0.3  # seconds left after a settle so the controller has handled the last OVSDB change when the clock starts
 FIRST_OFPORT = 60000  # sample k's port asks for ofport FIRST_OFPORT + k (ofport_request), in both br-int samples
 FOREIGN_MARK = 0xB0  # top cookie byte of Canopy's flows re-added by ovs-ofctl: not Canopy's, never read back
@@ -421,6 +422,20 @@ def pass_timings(lines: list[str], walls: list[float], firsts: list[float], dpid
     return out
 
 
+def ofport_leads(lines: list[str], ports: list[str], walls: list[float]) -> list[float]:
+    """Per Canopy sample whose port was numbered by the switch's PORT_STATUS (controller/ofports.py): how much
+    later OVSDB gave the same ofport (seconds, from the controller's debug line)."""
+    lead = re.compile(r"port (\S+): OVSDB gave ofport \d+ ([\d.]+) ms after the switch")
+    out = []
+    for port, wall in zip(ports, walls):
+        for line in lines:
+            m = lead.search(line)
+            if m and m.group(1) == port and line[:4].isdigit() and 0 <= log_stamp(line) - wall <= REPLY_TIMEOUT:
+                out.append(float(m.group(2)) / 1000)
+                break
+    return out
+
+
 def percentile(values: list[float], pct: float) -> float:
     """Nearest-rank percentile."""
     ordered = sorted(values)
@@ -457,6 +472,8 @@ class Round:
         self.upcall: dict[str, str] = {}  # hypervisor -> ovs-appctl upcall/show at the end of the round
         self.profile: str | None = None
         self.dpids: dict[str, str] = {}  # hypervisor -> datapath id as the controller's log prints it
+        self.ports: list[str] = []  # the port of each Canopy sample with a reply (as walls)
+        self.vswitchd: list[dict[str, float]] = []  # --vswitchd-trace: kvm1's timeline per Canopy sample
 
     @property
     def adds(self) -> float:
@@ -495,20 +512,32 @@ def run_round(lab, ctl, hvs, peer, base_peer, vms, bvms, present, rnd: Round, co
         if reply.status != 200:
             raise SystemExit(f"apply failed: {reply.status} {reply.text[:500]}")
         settle(lab, canopy, hvs, rnd.present + 1, SETUP_TIMEOUT, f"setup {rnd.label} {rnd.present}")
+        # at 5,000 a programming pass of the apply can still be running when both switches first say in sync
+        # (with the desired state before it): its ~33,000 flow-mods then landed in the first samples
+        time.sleep(SETUP_AGAIN)
+        settle(lab, canopy, hvs, rnd.present + 1, SETUP_TIMEOUT, f"setup {rnd.label} {rnd.present}, again")
         rnd.setup = time.monotonic() - t
         rnd.dpids = {hv.name: dpid_of(hv) for hv in hvs}
         rnd.flows = {hv.name: api_retry(lab, canopy, f"/v1/switches/{dpid_of(hv)}/flows").json["count"] for hv in hvs}
         api_retry(lab, canopy, "/v1/log-level", "put", {"level": "debug"})  # the timing lines of each pass and change set
         counters = {hv.name: coverage(hv) for hv in hvs}
+        traced = vswitchd_trace.start(hvs[0]) if args.vswitchd_trace else None
         for k, (vm, bvm) in enumerate(zip(vms, bvms)):
             one_sample(lab, canopy, hvs, peer, base_peer, vm, bvm, k, rnd, args)
+        traced_lines = vswitchd_trace.stop(hvs[0], traced) if traced is not None else []
+        if traced_lines:
+            logged = vswitchd_trace.entries(traced_lines)
+            rnd.vswitchd = [vswitchd_trace.sample_timeline(logged, port, wall, first)
+                            for port, wall, first in zip(rnd.ports, rnd.walls, rnd.canopy)]
         for hv in hvs:
             after = coverage(hv)
             rnd.coverage[hv.name] = {name: after[name] - counters[hv.name].get(name, 0) for name in after}
             rnd.upcall[hv.name] = hv.ovs.appctl("upcall/show")
         rnd.counts = api_retry(lab, canopy, "/v1/status").json
         rnd.log_lines = [line for line in canopy.log_path.read_text().splitlines()
-                         if "bench/s0/sample" in line or "programming pass " in line or "change set of " in line]
+                         if "bench/s0/sample" in line or "programming pass " in line or "change set of " in line
+                         or "OVSDB gave ofport" in line]
+        rnd.log_lines += [f"kvm1 ovs-vswitchd: {line}" for line in traced_lines if "OFPT_ECHO" not in line]
     finally:
         canopy.stop()
 
@@ -532,6 +561,7 @@ def one_sample(lab, canopy, hvs, peer, base_peer, vm, bvm, k: int, rnd: Round, a
         first, vsctl, sent, wall = measure(vm, kvm1, BR_INT, f"sample{k}", peer, args.interval, ofport,
                                            canopy.pid if rnd.profile else None)
         rnd.walls.append(wall)
+        rnd.ports.append(vm.port)
         rnd.canopy.append(first)
         rnd.vsctl_canopy.append(vsctl)
         rnd.sent.append(sent)
@@ -606,6 +636,11 @@ def report(rnd: Round, args) -> None:
     for name, values in timings.items():
         if values and any(values):
             print(summary(f"  controller log: {name}", values))
+    leads = ofport_leads(rnd.log_lines, rnd.ports, rnd.walls)
+    if leads:
+        print(summary("  ofport from PORT_STATUS, OVSDB's came later by", leads))
+    for name in dict.fromkeys(key for events in rnd.vswitchd for key in events):
+        print(summary(f"  kvm1 ovs-vswitchd log: {name}", [e[name] for e in rnd.vswitchd if name in e]))
     for name, grown in rnd.coverage.items():
         top = sorted(grown.items(), key=lambda item: -item[1])[:COVERAGE_TOP]
         print(f"  {name} ovs-vswitchd coverage growth per sample (all three kinds): "
@@ -637,6 +672,10 @@ def main(argv=None) -> int:
     parser.add_argument("--profile", metavar="DIR", default=None,
                         help="run each controller under cProfile (tests/benchmarks/profiled.py), profiling from each "
                              "Canopy add-port to its reply; DIR gets one .pstats per round (it slows the samples)")
+    parser.add_argument("--vswitchd-trace", action="store_true",
+                        help="kvm1's ovs-vswitchd logs each OpenFlow message with a ms timestamp during the samples: "
+                             "report when it added the port and read and committed each bundle (tests/benchmarks/"
+                             "vswitchd_trace.py; best with --no-ovs-alone, whose flow dumps it would log too)")
     parser.add_argument("--dump-log", action="store_true", help="print the controller's log lines about samples")
     args = parser.parse_args(argv)
     if not 1 <= args.samples <= 240:

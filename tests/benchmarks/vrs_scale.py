@@ -9,7 +9,7 @@ controller is started once with no switch, the policy is applied (one tenant, on
 700 vports each, ``--vports`` KVM vports) and it is stopped gracefully, so its store holds the policy and it
 remembers no switch. Then ``--vrs`` KVM hypervisors (each its own ovsdb-server and userspace ovs-vswitchd), pointed
 at that controller host, with the vports spread round-robin and bound cheaply as internal OVS ports on br-int
-carrying their iface-id (100 per ovs-vsctl call, tests.benchmarks.port_to_ping.add_present_ports).
+carrying their iface-id (50 per ovs-vsctl call, tests.benchmarks.port_to_ping.add_present_ports).
 
 OVS reconnects to a controller that is down after 1, 2, 4 and then every 8 s. The hypervisors are set up as
 docs/vrs.md says, with ``max_backoff`` 1000 ms on their Controller and Manager rows (``--max-backoff-ms``; 0: OVS's

@@ -80,6 +80,7 @@ class World:
         self.placed: dict[str, str] = {}  # vport name -> host it is on
         self.lingering: dict[str, str] = {}  # vport name -> the host it left, still showing its port (migration)
         self.ofports: dict[str, int] = {}
+        self.unnumbered: set[str] = set()  # KVM ports whose row OVSDB shows before ovs-vswitchd numbered them
         self.wrong_mac: set[str] = set()  # the hypervisor reports another MAC for these
         self.tor = None  # None: not connected; else its learned MACs
         self.tor_pushes = 0
@@ -187,7 +188,8 @@ class World:
                                                                                  if name in self.vports else 0)
             if kind in ("kvm", "hyperv"):
                 ext = (("attached-mac", mac),) + ((("iface-id", name),) if kind == "kvm" else ())
-                ports.append(PortInfo(f"tap-{name}" if kind == "kvm" else name, self.ofports[name], mac, ext))
+                ofport = None if name in self.unnumbered else self.ofports[name]
+                ports.append(PortInfo(f"tap-{name}" if kind == "kvm" else name, ofport, mac, ext))
             elif kind == "esxi":
                 trunk.append((f"canopy-vnic-{200 + self.ofports[name]}", f"vnic-{name}"))
         if flavour == "esxi" and (trunk or "s1" in self.placed):
@@ -237,9 +239,11 @@ class World:
     # ------------------------------------------------------------------ events
     def step(self):
         rng = self.rng
-        event = rng.choice(["vport", "vport", "vport", "place", "place", "place", "subnet", "domain", "binding",
-                            "vrs", "tor", "evpn", "mismatch", "external", "external", "security", "security",
-                            "security", "move"])
+        events = ["vport", "vport", "vport", "place", "place", "place", "subnet", "domain", "binding", "vrs", "tor",
+                  "evpn", "mismatch", "external", "external", "security", "security", "security", "move", "numbered"]
+        if self.inside_a_pass:  # received routes are imported by the programming loop itself, between passes
+            events.remove("evpn")  # (controller/app.py _import_remote), never while a pass is paused
+        event = rng.choice(events)
         getattr(self, "ev_" + event)()
 
     def ev_vport(self):
@@ -423,6 +427,23 @@ class World:
         entry = self.rng.choice([("p1", 100, "web"), ("p1", 200, "lan"), ("p2", 100, "db")])
         self.bindings ^= {entry}
         self.commit()
+
+    def ev_numbered(self):
+        """A KVM port's row reported before ovs-vswitchd numbered it, then the switch's PORT_STATUS numbering it
+        (State.ofport_seen, controller/ofports.py); half of the time OVSDB reports the number at once, else with
+        the host's next report."""
+        rng = self.rng
+        kvm = sorted(n for n, h in self.placed.items() if VPORTS[n] == "kvm" and h in self.hosts)
+        if not kvm:
+            return
+        name = rng.choice(kvm)
+        host = self.placed[name]
+        self.unnumbered.add(name)
+        self.push(host)
+        self.unnumbered.discard(name)
+        self.state.ofport_seen(0x100 + int(host[2:]), f"tap-{name}", self.ofports[name])
+        if rng.random() < 0.5:
+            self.push(host)
 
     def ev_vrs(self):
         rng, host = self.rng, self.rng.choice(sorted(HOSTS))
