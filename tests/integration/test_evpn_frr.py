@@ -189,7 +189,16 @@ class Pinger:
     def lost(self) -> str:
         """The requests before the last reply that got none, each with the UTC time its successor went."""
         missing = sorted(set(range(1, max(self.seqs, default=0) + 1)) - self.seqs)
-        return ", ".join(f"icmp_seq={seq} (next sent {_utc(self.unanswered.get(seq))})" for seq in missing)
+        said = [line.strip() for line in self.lines if _complaint(line)]
+        return ", ".join(f"icmp_seq={seq} (next sent {_utc(self.unanswered.get(seq))})" for seq in missing) + (
+            f"; ping said: {said[:5]}" if said else "")
+
+
+def _complaint(line: str) -> bool:
+    """A line of ping's that is neither a reply nor a late one: "sendmsg: ...", "Destination Host Unreachable"."""
+    if "bytes from" in line or "no answer yet" in line:
+        return False
+    return "icmp_seq=" in line or "sendmsg" in line
 
 
 def _utc(stamp: str | None) -> str:
