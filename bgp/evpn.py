@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from bgp.importer import RouteImport, beats
 from bgp.routes import InclusiveMulticastRoute, IpPrefixRoute, MacIpRoute
+from controller.pacer import NEVER, Pacer
 from controller.remote import RemoteTable
 
 log = logging.getLogger("canopy.bgp")
@@ -31,13 +32,17 @@ LOCAL_KINDS = ("vport", "vtep_mac")
 
 # ------------------------------------------------------------------------------------ originate
 
-def originate(view, policy, seqs: dict | None = None) -> dict:
+def originate(view, policy, seqs: dict | None = None, pacer: Pacer = NEVER) -> dict:
     """Every route Canopy should announce for this View. ``seqs``: (subnet id, MAC) -> mobility sequence
-    number, or None for a MAC a peer has won (not announced); MACs absent from it get sequence 0."""
+    number, or None for a MAC a peer has won (not announced); MACs absent from it get sequence 0. ``pacer``
+    (controller/pacer.py) is ticked per type 2 route (10,000 of them: ~0.15 s the first time, loaded more):
+    ``view``, ``policy`` and ``seqs`` must not change during its pauses (the caller's objects: the programming
+    loop's View and the Policy it read once)."""
     seqs = seqs if seqs is not None else {}
     out = {}
     for route in _mac_routes(view, policy, seqs):
         out[route.key] = route
+        pacer.tick()
     for route in _multicast_routes(view, policy):
         out[route.key] = route
     for route in _prefix_routes(view):
@@ -159,22 +164,28 @@ class Mobility:
         self.entries: dict[tuple[str, str], tuple[int, str]] = {}  # (subnet, MAC) -> (seq, our VTEP IP)
         self.lost: set[tuple[str, str]] = set()
 
-    def update(self, view, remote) -> dict:
+    def update(self, view, remote, pacer: Pacer = NEVER) -> dict:
         """(subnet id, MAC) -> sequence number to announce, or None where a peer's route wins. ``remote``: a
-        RemoteTable or State's RemoteIndex (``macs_at(subnet, MAC)``: the remote locations of one MAC)."""
+        RemoteTable or State's RemoteIndex (``macs_at(subnet, MAC)``: the remote locations of one MAC).
+        ``pacer`` is ticked per local MAC in each of the three walks over them; ``view`` and ``remote`` must not
+        change during its pauses (the programming loop's View, and State's index, which only the same loop's
+        import changes), and no other caller may update this Mobility meanwhile (one programming loop)."""
         ours = {}
         for ep in view.endpoints.values():
             ip = view.tunnel_ip_of(ep.session) if ep.kind in LOCAL_KINDS else None
             if ip:
                 ours[(ep.subnet_id, ep.mac)] = ip
+            pacer.tick()
         our_vteps = set(ours.values())
         theirs = {}
         for key in ours:  # a remote location at one of our own VTEPs is our route
             elsewhere = [m for m in remote.macs_at(*key) if m.vtep_ip not in our_vteps]
             if elsewhere:
                 theirs[key] = elsewhere[-1]
+            pacer.tick()
         seqs = {}
         for key, ip in ours.items():
+            pacer.tick()
             other = theirs.get(key)
             prev = self.entries.get(key)
             if prev is None:  # new here: if a peer has it, the MAC moved to us

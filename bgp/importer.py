@@ -25,6 +25,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from bgp.routes import InclusiveMulticastRoute, IpPrefixRoute, MacIpRoute
+from controller.pacer import NEVER, Pacer
 from controller.remote import RemoteDelta, RemoteMac, RemotePrefix, RemoteTable, prefix_order
 
 
@@ -62,14 +63,18 @@ class RouteImport:
         self._table: RemoteTable | None = RemoteTable()
 
     # ------------------------------------------------------------------ changes
-    def apply(self, changes: dict) -> RemoteDelta:
-        """Take ``changes`` ({(peer, key): route or None}) in; the table entries that changed."""
+    def apply(self, changes: dict, pacer: Pacer = NEVER) -> RemoteDelta:
+        """Take ``changes`` ({(peer, key): route or None}) in; the table entries that changed. ``pacer`` is
+        ticked per change and per (subnet, MAC) merged again: during its pauses ``changes`` must not change (the
+        caller's own dict) and no other caller may use this RouteImport (the programming loop's alone)."""
         added, removed, touched = set(), set(), set()
         for pk, route in changes.items():
             self._withdraw(pk, added, removed, touched)
             if route is not None:
                 self._announce(pk, route, added, removed, touched)
+            pacer.tick()
         for group in touched:
+            pacer.tick()
             old, new = self._macs.pop(group, None), _merged(group, self._groups.get(group, {}))
             if new is not None:
                 self._macs[group] = new
@@ -78,8 +83,8 @@ class RouteImport:
                 added.update(() if new is None else (new,))
         both = added & removed  # added back what was removed (or the reverse): no change
         delta = RemoteDelta(frozenset(added - both), frozenset(removed - both))
-        if delta:
-            self._table = None
+        if delta or pacer.pauses:
+            self._table = None  # (after a pause: a table read during it may have seen half of the changes)
         return delta
 
     def _withdraw(self, pk, added, removed, touched) -> None:

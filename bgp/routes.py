@@ -271,23 +271,53 @@ def route_from_dict(data: dict) -> Route:
 
 def to_command(route: Route, action: str, neighbor: str | None = None) -> str:
     """One API line: ``[neighbor <ip> ]announce|withdraw evpn {json}`` (no newline)."""
-    return _command(route_to_dict(route), action, neighbor)
+    return _command(payload(route), action, neighbor)
 
 
 def to_batch_command(batch, action: str, neighbor: str | None = None) -> str:
     """One API line for several routes: ``[neighbor <ip> ]announce|withdraw evpn [{json},...]``; a batch of
-    one is written as ``to_command`` writes it."""
+    one is written as ``to_command`` writes it. The text is what ``json.dumps`` of the routes' dicts gives, made
+    of each route's ``payload``."""
     batch = list(batch)
     if len(batch) == 1:
         return to_command(batch[0], action, neighbor)
-    return _command([route_to_dict(route) for route in batch], action, neighbor)
+    return _command("[" + ",".join(payload(route) for route in batch) + "]", action, neighbor)
 
 
-def _command(payload, action: str, neighbor: str | None) -> str:
+_PAYLOADS: dict = {}  # id(route) -> (route, its payload): the route is kept, so its id is not reused meanwhile
+_PAYLOADS_SIZE = 1 << 18
+
+
+def payload(route: Route) -> str:
+    """``route_to_dict`` as compact JSON (sorted keys): the route's text in command lines. Made once per route
+    object (routes are frozen, and ``bgp.evpn`` hands out the same object for an unchanged route round after
+    round), looked up by identity afterwards."""
+    entry = _PAYLOADS.get(id(route))
+    if entry is not None and entry[0] is route:
+        return entry[1]
+    text = json.dumps(route_to_dict(route), separators=(",", ":"), sort_keys=True)
+    if len(_PAYLOADS) >= _PAYLOADS_SIZE:
+        _PAYLOADS.clear()
+    _PAYLOADS[id(route)] = (route, text)
+    return text
+
+
+def encode(route: Route) -> bool:
+    """Make the route's ``payload`` now; True if it was not made before. A caller that pauses between routes
+    (``bgp.federation``) encodes where it may pause, so that building the command lines later (under the
+    speaker's lock) only looks texts up and joins them."""
+    entry = _PAYLOADS.get(id(route))
+    if entry is not None and entry[0] is route:
+        return False
+    payload(route)
+    return True
+
+
+def _command(text: str, action: str, neighbor: str | None) -> str:
     if action not in ACTIONS:
         raise ValueError(f"action: {action!r} is not one of {ACTIONS}")
     prefix = f"neighbor {neighbor} " if neighbor else ""
-    return f"{prefix}{action} evpn {json.dumps(payload, separators=(',', ':'), sort_keys=True)}"
+    return f"{prefix}{action} evpn {text}"
 
 
 def parse_command(line: str) -> tuple[str | None, str, Route]:
@@ -304,9 +334,9 @@ def parse_batch_command(line: str) -> tuple[str | None, str, tuple[Route, ...]]:
     match = _COMMAND_RE.match(line.strip())
     if not match:
         raise ValueError(f"not an evpn command: {line[:80]!r}")
-    neighbor, action, payload = match.groups()
+    neighbor, action, text = match.groups()
     try:
-        data = json.loads(payload)
+        data = json.loads(text)
     except json.JSONDecodeError as error:
         raise ValueError(f"evpn command payload is not JSON: {error}") from None
     if not isinstance(data, list):

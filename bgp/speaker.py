@@ -148,6 +148,7 @@ def render_config(config: SpeakerConfig) -> str:
         if config.graceful_restart.enabled:
             lines.append(f"    capability {{ graceful-restart {config.graceful_restart.restart_time}; }}")
         lines += ["    family { l2vpn evpn; }",
+                  "    adj-rib-in false;",  # Canopy keeps what peers send (RouteBook); ExaBGP's copy cost per route
                   f"    api {{ processes [ {PROCESS_NAME} ]; neighbor-changes; receive {{ parsed; update; open; }} }}",
                   "}"]
     return "\n".join(lines) + "\n"

@@ -102,6 +102,7 @@ class CanopyApp(RyuApp):
             from bgp.federation import Federation  # imports ExaBGP's extension only when BGP is configured
 
             self.federation = Federation(settings.bgp, settings.data_dir, self.state)
+            self.federation.pacer = self.programmer.pacer  # importing and originating 10,000 routes pause too
         extra += rest_bgp.routes(self.federation)
         self._vtep_pushed: dict = {}  # hardware VTEP name -> the VtepDesired last handed to OVSDB
         self.pair = None
@@ -216,10 +217,17 @@ class CanopyApp(RyuApp):
         view = self.programmer.view
         return ({sw.chassis for sw in view.switches.values()}, {v.name for v in view.vteps.values() if v.name})
 
+    def _arrived(self):
+        """(chassis of every VRS, name of every hardware VTEP) State has now, which a pass still in progress or
+        the next one will see (the start-up hold waits for that pass rather than release without them; State woke
+        the programming loop when they arrived)."""
+        return ({snap.chassis for snap in self.state.vrs.values()},
+                {snap.name for snap in self.state.vteps.values() if snap.name})
+
     def _after_hold(self, touched):
         """The sessions to hand their desired state: ``touched``; every one on the pass that releases the
         start-up hold; None while it lasts (controller/startup_hold.py)."""
-        if self.hold.check(*self._reported()):
+        if self.hold.check(*self._reported(), arrived=self._arrived()):
             self.ovsdb.release()
             return set(self.programmer.desired)
         return None if self.hold.holding else touched

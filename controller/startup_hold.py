@@ -73,18 +73,32 @@ class StartupHold:
     def holding(self) -> bool:
         return self.released_at is None
 
-    def check(self, vrs: Iterable[str], vteps: Iterable[str]) -> bool:
-        """Given the chassis of the VRS and the names of the VTEPs that have reported, release the hold
-        when all expected ones have or the hold time is over. True only on the call that releases."""
+    def check(self, vrs: Iterable[str], vteps: Iterable[str], arrived: tuple[Iterable[str], Iterable[str]] = ((), ())
+              ) -> bool:
+        """Given the chassis of the VRS and the names of the VTEPs that have reported (in the desired state
+        about to be handed out), release the hold when all expected ones have or the hold time is over. True
+        only on the call that releases.
+
+        ``arrived``: (chassis, VTEP names) that have reported since that desired state was computed (State has
+        them, the next pass will). A hold time that ends while every missing switch is among them does not
+        release: on a loaded machine a pass can take seconds, and releasing on the pass that started before
+        the last switches reported would remove their VMs' flows everywhere, to add them again one pass
+        later. The caller runs that next pass; it releases (all reported) or, if one left meanwhile, the
+        hold time is still over."""
         if not self.holding:
             return False
         self._missing = {"vrs": set(self.expected["vrs"] - set(vrs)),
                          "vtep": set(self.expected["vtep"] - set(vteps))}
         if not any(self._missing.values()):
             self._release(f"all {self.total} switches connected before have reported")
-        elif self._clock() >= self._deadline:
+        elif self._clock() >= self._deadline and not self._arriving(arrived):
             self._release(f"hold time of {self.hold_time:g} s over; still missing {self._describe(self._missing)}")
         return not self.holding
+
+    def _arriving(self, arrived) -> bool:
+        """Every missing switch has reported since the pass being checked was computed."""
+        vrs, vteps = arrived
+        return self._missing["vrs"] <= set(vrs) and self._missing["vtep"] <= set(vteps)
 
     def waiting(self) -> dict[str, int]:
         """{"vrs": n, "vtep": n}: remembered switches that have not reported yet (0 each once released)."""

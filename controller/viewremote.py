@@ -6,6 +6,11 @@ endpoint has its MAC or its VTEP is not usable; each of its IPs goes to it unles
 too (``derive._add_remote`` from scratch). ``RemoteEndpoints`` keeps, per scope, the remote MACs wanting each IP,
 so a route delta re-derives the MACs it names and the ones sharing an IP with them; a whole scope is derived
 again only when its subnets, its local endpoints or our own VTEP IPs changed.
+
+A round of 10,000 received or withdrawn routes reaches as many MACs: the LiveView's pacer (controller/pacer.py) is
+ticked per MAC derived. What may change during its pauses is what may change during the rest of
+``LiveView.apply`` (which pauses too): State takes new changes into its journal, for the next pass; State's remote
+index, read here, changes only in the programming loop's import step, not during this pass.
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ class RemoteEndpoints:
                            (sid in v.subnets and v.subnets[sid].domain_id == scope)})
             for key in set().union(*self.by_ip.pop(scope, {}).values()):
                 self._unwant(key)
+                self.live.pacer.tick()
             claimed = set()
             for sid in sids:
                 self._subnet(sid, index.subnet_macs(sid), claimed)
@@ -80,6 +86,7 @@ class RemoteEndpoints:
         if sid in v.subnets:
             scope = self.live._scope(sid)
             for mac in sorted(macs, key=lambda m: (m.mac, m.vtep_ip)):
+                self.live.pacer.tick()
                 if not self._eligible(sid, mac, known):
                     continue
                 self._want((sid, mac.mac), scope, mac)
@@ -131,6 +138,7 @@ class RemoteEndpoints:
         index, wanted = self.live.state.remote_index, self.by_ip[scope]
         reached, known = set(keys), {}
         for key in keys:
+            self.live.pacer.tick()
             reached.update(k for ip in self.want.get(key, (None, ()))[1] for k in wanted.get(ip, ()))
             self._unwant(key, recheck=False)
             sid, mac = key
@@ -142,6 +150,7 @@ class RemoteEndpoints:
                 reached.update(k for ip in self.want[key][1] for k in wanted.get(ip, ()))
         claims = self.live.claims[scope]
         for key in sorted(reached):
+            self.live.pacer.tick()
             sid, mac = key
             want = self.want.get(key)
             new = None

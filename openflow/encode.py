@@ -319,6 +319,15 @@ class WireEncoder:
         object.__setattr__(f, "_wire", (self.version, body))
         return body
 
+    def flow_match(self, f: Flow) -> bytes:
+        """``f``'s encoded ofp_match, for its delete: the head of its cached body when it has one (a flow deleted
+        was usually added by this controller, its body encoded then), else encoded now."""
+        cached = f._wire
+        if cached is None or cached[0] != self.version:
+            return self.match(f.match)
+        body = cached[1]
+        return body[:(int.from_bytes(body[2:4], "big") + 7) & ~7]  # the match's length, padded to 8 bytes
+
     def flow_delete_strict(self, table: int, priority: int, cookie: int, match: bytes, xid: int) -> bytes:
         """DELETE_STRICT of one flow; ``match`` is an encoded ofp_match (``match`` or ``ryu_match_bytes``)."""
         return _FLOW_MOD.pack(self.version, self.ofp.OFPT_FLOW_MOD, 48 + len(match), xid, cookie, ALL_ONES,

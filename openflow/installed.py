@@ -13,12 +13,15 @@ The reconciler's record (openflow/reconciler.py), kept compact and planned by ow
 - ``loose`` holds installed flows no installed owner accounts for: read back and not desired, kept
   (``keep``), or a delete the switch refused; a full plan and every later plan try to delete them.
 
-A plan (and a listing, ``rows``) may pause: ``tick(n)`` is called after every ``CHUNK`` flows (a
-controller/pacer.py ``Pacer.tick``). Other green threads then run and may call ``set_desired`` or
-``retry_rejected``: a plan works on the desired state as it was when it began (a copy of the owner map; the
-frozensets and Flows in it are immutable) and the changed owners taken then; later changes are planned next time.
-``installed``, ``loose`` and the plan's results change only in the reconciler's own thread (``read_back``,
-``applied``), never while its plan is paused; a listing, run in another thread, copies them first.
+A plan (and a listing, ``rows``, and a count, ``counts``) may pause: ``tick(n)`` is called after every ``CHUNK``
+flows (a controller/pacer.py ``Pacer.tick``). Other green threads then run and may call ``set_desired`` or
+``retry_rejected``: a plan works on the desired state and the rejected flows as they were when it began (copies of
+the maps; the frozensets and Flows in them are immutable) and the changed owners taken then; later changes are
+planned next time, or at once when the reconciler drops the plan unsent (``unplan``: its owners are planned again).
+``applied`` leaves out of the installed record what the plan left out as rejected, even if a retry cleared the
+rejected flows meanwhile: the installed record stays what the switch holds. ``installed``, ``loose`` and the plan's
+results change only in the reconciler's own thread (``read_back``, ``applied``), never while its plan is paused; a
+listing or a count, run in another thread, copies them first.
 """
 
 from __future__ import annotations
@@ -47,6 +50,25 @@ def paced(items, tick, chunk: int = CHUNK):
         tick(n)
 
 
+def paced_sets(sets, tick, chunk: int = CHUNK, flows=len):
+    """The items of ``sets`` as they are, calling ``tick(n)`` after every ``chunk`` flows they hold (``flows(item)``:
+    its frozenset's size). A flow's first key computes its cookie: the unit of work is a flow, whatever the owners
+    hold."""
+    n = 0
+    for item in sets:
+        yield item
+        n += flows(item) or 1
+        if n >= chunk:
+            tick(n)
+            n = 0
+    if n:
+        tick(n)
+
+
+def _pair_size(pair) -> int:
+    return len(pair[1])
+
+
 def sorted_paced(items: list, tick, reverse: bool = False, chunk: int = 16 * CHUNK) -> list:
     """``items`` (key, value) sorted by key, as ``sorted`` would (the keys are distinct): chunks sorted one at a
     time, then merged, ticking in between, so that no single sort of 100,000 entries holds the event loop."""
@@ -71,6 +93,7 @@ class FlowPlan:
     deletes: list = field(default_factory=list)  # (key, Flow or read-back stats entry)
     owners: dict = field(default_factory=dict)  # owner -> its desired frozenset as planned
     full: bool = False
+    rejected: dict = field(default_factory=dict)  # Flow.key -> error text: left out, as rejected when it began
     kept: list = field(default_factory=list)  # (key, item) not deleted because of keep
 
 
@@ -81,6 +104,7 @@ class FlowBook:
         self.loose: dict = {}  # Flow.key -> Flow or stats entry: installed, owned by no installed owner
         self.dirty: set | None = None  # owners to plan; None: every owner (a full diff)
         self.rejected: dict = {}  # Flow.key -> error text (the switch refused it: not sent again until a retry)
+        self.version = 0  # bumped by every set_desired that changes something: a plan made before is out of date
         self._changes = 0  # bumped by every input, plan and apply: the key of the cached counts
         self._counted: tuple | None = None  # (key, counts()) as last counted
 
@@ -90,6 +114,8 @@ class FlowBook:
         """The switch's desired flows by owner; ``changed``: the owners that changed since the last call
         (None: not known, diff everything)."""
         self._changes += 1
+        if changed is None or changed:
+            self.version += 1
         if changed is None or self.desired is None:
             self.desired = {o: fs for o, fs in flows_by_owner.items() if fs}
             self.dirty = None
@@ -116,10 +142,18 @@ class FlowBook:
             self.rejected.clear()
             self.dirty = None
 
-    def replan(self) -> None:
-        """A plan was dropped unsent: the next one is full."""
+    def outdate(self) -> None:
+        """The desired state changed outside the book (the switch's groups): a plan made before is out of date."""
+        self.version += 1
+
+    def unplan(self, plan: "FlowPlan") -> None:
+        """``plan`` was dropped unsent (say, a newer desired state came during its pauses): its owners are planned
+        again with those changed since (a full plan: the next one is full)."""
         self._changes += 1
-        self.dirty = None
+        if plan.full:
+            self.dirty = None
+        elif self.dirty is not None:
+            self.dirty |= plan.owners.keys()
 
     # ------------------------------------------------------------------------------ planning
 
@@ -134,6 +168,7 @@ class FlowBook:
         desired, rejected = dict(self.desired), dict(self.rejected)  # as they are now, whatever a pause brings
         plan = self._full(desired, rejected, tick) if dirty is None else \
             self._by_owner(dirty, desired, rejected, tick)
+        plan.rejected = rejected
         if keep:
             plan.kept += plan.deletes
             plan.deletes = []
@@ -142,9 +177,7 @@ class FlowBook:
         return plan
 
     def _full(self, desired: dict, rejected: dict, tick) -> FlowPlan:
-        want = {}
-        for flows in paced(desired.values(), tick, CHUNK // 4):  # an owner: about 3 flows
-            want.update((f.key, f) for f in flows)
+        want = self.desired_by_key(tick, desired)
         have = self._installed_by_key(tick)
         for key in [k for k in self.rejected if k not in want and k not in have]:  # the book's, as it is now
             del self.rejected[key]
@@ -153,11 +186,14 @@ class FlowBook:
         return FlowPlan(adds=adds, deletes=[(k, v) for k, v in stale if k not in rejected],
                         kept=[(k, v) for k, v in stale if k in rejected], owners=desired, full=True)
 
-    def _by_owner(self, owners, desired: dict, rejected: dict, tick=_no_tick) -> FlowPlan:
+    def _by_owner(self, owners, desired: dict, rejected: dict, tick=_no_tick, installed=None, loose=None) -> FlowPlan:
         adds, deletes, kept, planned = {}, {}, {}, {}
-        for owner in paced(owners, tick, CHUNK // 4):
-            new, old = desired.get(owner, EMPTY), self.installed.get(owner, EMPTY)
+        installed = self.installed if installed is None else installed
+        loose = self.loose if loose is None else loose
+        for owner in owners:
+            new, old = desired.get(owner, EMPTY), installed.get(owner, EMPTY)
             planned[owner] = new
+            tick(len(new) + len(old) + 1)  # a flow keyed (its cookie computed the first time), an owner looked at
             if new is old:
                 continue
             new_keys = {f.key: f for f in new}
@@ -166,27 +202,29 @@ class FlowBook:
             for key, item in old_keys.items():
                 if key not in new_keys:
                     (kept if key in rejected else deletes)[key] = item
-        deletes.update((k, v) for k, v in paced(self.loose.items(), tick) if k not in rejected)
+        deletes.update((k, v) for k, v in paced(loose.items(), tick) if k not in rejected)
         for key in adds.keys() & deletes.keys():  # moved between owners with the same cookie: keep it
             del deletes[key]
         return FlowPlan(adds=list(adds.items()), deletes=list(deletes.items()), owners=planned,
                         kept=list(kept.items()))
 
-    def applied(self, plan: FlowPlan) -> None:
-        """The switch confirmed the plan, minus what it rejected (``rejected``)."""
+    def applied(self, plan: FlowPlan, tick=_no_tick) -> None:
+        """The switch confirmed the plan, minus what it rejected (``rejected``). ``tick``: may pause, in the
+        reconciler's own thread (nothing else changes ``installed`` or ``loose``); a ``set_desired`` meanwhile
+        touches neither."""
         self._changes += 1
-        rejected = self.rejected
+        rejected = {**plan.rejected, **self.rejected} if plan.rejected else self.rejected  # what was not sent
         if plan.full:
             self.installed = {}
             self.loose = {}
-        for owner, flows in plan.owners.items():
+        for owner, flows in paced_sets(plan.owners.items(), tick, flows=_pair_size):
             if rejected and any(f.key in rejected for f in flows):
                 flows = frozenset(f for f in flows if f.key not in rejected)
             if flows:
                 self.installed[owner] = flows
             else:
                 self.installed.pop(owner, None)
-        for key, item in plan.deletes:
+        for key, item in paced(plan.deletes, tick):
             if key in rejected:
                 self.loose[key] = item
             else:
@@ -198,38 +236,44 @@ class FlowBook:
     def _installed_by_key(self, tick=_no_tick, installed=None, loose=None) -> dict:
         have = dict(self.loose if loose is None else loose)
         tick(len(have))
-        for flows in paced((self.installed if installed is None else installed).values(), tick, CHUNK // 4):
+        for flows in paced_sets((self.installed if installed is None else installed).values(), tick):
             have.update((f.key, f) for f in flows)
         return have
 
     def desired_by_key(self, tick=_no_tick, desired=None) -> dict:
         want = {}
-        for flows in paced(((self.desired or {}) if desired is None else desired).values(), tick, CHUNK // 4):
+        for flows in paced_sets(((self.desired or {}) if desired is None else desired).values(), tick):
             want.update((f.key, f) for f in flows)
         return want
 
-    def counts(self) -> tuple[int, int, int]:
+    def counts(self, tick=_no_tick) -> tuple[int, int, int]:
         """(desired, installed, pending: still to add or remove, rejected left out) flows; a full diff only
         while one is due (after a read-back), else the changed owners' differences. Counted once per state of the
         book: every REST status and Prometheus scrape asks each switch, and between a read-back and its plan a
-        scrape of 50 switches of 16,000 flows cost the controller about a second (tests/benchmarks/vrs_scale.py)."""
+        scrape of 50 switches of 16,000 flows cost the controller about a second (tests/benchmarks/vrs_scale.py).
+        ``tick``: may pause (10,000 owners changed: ~0.4 s of CPU the first time, their cookies computed), on
+        copies of the records taken first; the count is that of the book as it was then."""
         key = (self._changes, len(self.rejected))
         if self._counted is None or self._counted[0] != key:
-            self._counted = (key, self._count())
+            counted = self._count(tick)
+            self._counted = (key, counted)
+            return counted
         return self._counted[1]
 
-    def _count(self) -> tuple[int, int, int]:
-        desired = sum(len(fs) for fs in (self.desired or {}).values())
-        installed = sum(len(fs) for fs in self.installed.values()) + len(self.loose)
+    def _count(self, tick) -> tuple[int, int, int]:
+        desired, installed, loose = dict(self.desired or {}), dict(self.installed), dict(self.loose)
+        dirty, rejected = (None if self.dirty is None else set(self.dirty)), dict(self.rejected)
+        desired_count = sum(len(fs) for fs in desired.values())
+        installed_count = sum(len(fs) for fs in installed.values()) + len(loose)
         if self.desired is None:
-            return 0, installed, 0
-        if self.dirty is None:
-            want, have = self.desired_by_key(), self._installed_by_key()
-            pending = len(want.keys() - have.keys() - self.rejected.keys()) + len(have.keys() - want.keys())
+            return 0, installed_count, 0
+        if dirty is None:
+            want, have = self.desired_by_key(tick, desired), self._installed_by_key(tick, installed, loose)
+            pending = len(want.keys() - have.keys() - rejected.keys()) + len(have.keys() - want.keys())
         else:
-            plan = self._by_owner(self.dirty, self.desired, self.rejected)
+            plan = self._by_owner(dirty, desired, rejected, tick, installed, loose)
             pending = len(plan.adds) + len(plan.deletes)
-        return desired, installed, pending
+        return desired_count, installed_count, pending
 
     def rows(self, tick=_no_tick) -> list[tuple]:
         """(key, desired Flow or None, installed item or None) of every desired or installed flow; ``tick``: may

@@ -42,12 +42,28 @@ outside it is refused (it could never be cleaned up). The range is a constructor
 id scheme change. Groups read back are decoded (``encode.decode_group``) and compared with the desired
 ones: only a group whose buckets differ, or cannot be decoded, is modified.
 
-Pauses: planning, the read-back's diff and encoding call ``pacer.tick`` (a controller/pacer.py ``Pacer``, one
-unit a flow or group; the app's pauses with ``hub.sleep(0)``), so one switch's change of 10,000 owners or read-back
-of 100,000 flows does not hold the event loop. What is sent, and its order, is the same with or without pauses:
-a plan is computed from the desired flows and groups as they were when it began (the compiler's immutable
-frozensets and Flows; ``set_desired`` during a pause is planned next round), and the change set is one bundle (or
-one batch and its barrier) as before. ``flows()`` pauses the same way, on copies of the records.
+Pauses: planning, the read-back's diff, encoding and counting (``status``) call ``pacer.tick`` (a
+controller/pacer.py ``Pacer``, one unit a flow or group; the app's pauses with ``hub.sleep(0)``), so one switch's
+change of 10,000 owners or read-back of 100,000 flows does not hold the event loop. A change set is planned from
+the desired flows and groups as they were when it began (the compiler's immutable frozensets and Flows), encoded
+whole, and only then written (one bundle, or one batch and its barrier, as before). What may happen during its
+pauses, and what becomes of it:
+
+- a newer desired state (``set_desired_owners``): the change set is dropped before a byte of it is written and its
+  owners are planned again with the new ones (``FlowBook.unplan``), so no flow the compiler no longer wants is sent;
+  after ``MAX_REPLANS`` drops in a row (a stream of changes, each arriving within a plan) it is sent as planned and
+  the newer state follows in the next change set, so the switch is never starved; the installed record is what was
+  planned and confirmed either way;
+- ``hold``, ``resync`` or ``keep_stale(False)`` (a read-back is due, or a standby must not write), or a refusal as
+  slave: dropped the same way, before anything is written;
+- a retry of rejected flows (new groups): the plan left them out, and the installed record leaves them out too
+  (``FlowBook.applied``), so the retry sends them;
+- the switch disconnecting (``stop``): the thread is killed at its pause; nothing more is written;
+- replies and errors (``handle``): answer the requests they name by xid; those of an earlier change set that timed
+  out match nothing in flight and are logged as unmatched. The reconciler's own requests (read-back, change set) are
+  never in flight while it plans or encodes.
+
+``flows()`` and ``status()``, run in other green threads, pause the same way on copies of the records.
 """
 
 from __future__ import annotations
@@ -63,7 +79,7 @@ from controller.pacer import Pacer, collector_paused
 from controller.ryu_compat import hub, ofp_event
 from openflow import encode
 from openflow.flows import Flow, Group, Owner, owner_kind_of, render_flow, render_group
-from openflow.installed import FlowBook, paced, sorted_paced
+from openflow.installed import CHUNK, FlowBook, paced, sorted_paced
 from openflow.pipeline import BY_ID
 
 #: owner kinds whose flows make an object "programmed" (owner_programmed): a vport's own and its ACL chain's
@@ -84,6 +100,7 @@ SEND_CHUNK = 128 * 1024  # bytes written to the switch at once
 #: restart, each stream advanced one message per turn of the whole event loop and OVS dropped switch after
 #: switch on its 5 s inactivity probe, so they were read back again and again (tests/benchmarks/vrs_scale.py).
 READ_BACKS_AT_ONCE = 8
+MAX_REPLANS = 2  # change sets dropped in a row because a newer desired state came during their pauses (docstring)
 _READ_BACKS = hub.BoundedSemaphore(READ_BACKS_AT_ONCE)
 OPENFLOW_NAMES = {4: "1.3", 5: "1.4"}
 
@@ -163,6 +180,9 @@ class SwitchReconciler:
         self.last_change: dict = {}
         self.change_seconds = 0.0  # time spent sending and confirming change sets (metrics)
         self._plan_ms = 0.0  # the last change set's planning time (the debug line after it is confirmed)
+        self._plan_version = 0  # FlowBook.version when the change set being planned or sent began
+        self._replans = 0  # change sets dropped in a row because the desired state changed during their pauses
+        self.dropped = 0  # change sets dropped unsent, ever (for tests and the debug log)
 
     # ------------------------------------------------------------------------------ the app's API
 
@@ -203,6 +223,7 @@ class SwitchReconciler:
             self._log.error("refusing group %s: id outside Canopy's range", render_group(foreign[gid]))
         if desired_groups != self._desired_groups:
             self._book.retry_rejected()  # flows may have been waiting for a group: retry them
+            self._book.outdate()
         self._desired_groups = desired_groups
         self._rejected_groups = {**{k: v for k, v in self._rejected_groups.items() if k in desired_groups},
                                  **dict.fromkeys(foreign, "group id outside Canopy's range")}
@@ -275,11 +296,13 @@ class SwitchReconciler:
         return True
 
     def status(self) -> dict:
-        """Counts for REST: desired, installed, pending (still to add or remove), rejected; groups alike.
+        """Counts for REST: desired, installed, pending (still to add or remove), rejected; groups alike. May
+        pause (``pacer``: counting 10,000 changed owners is long), so call it from a green thread of its own.
 
         ``state``: connected, reading (read-back), syncing (a change set in flight), in_sync,
         not_master (the switch refused changes) or stopped; ``sent`` counts messages by kind."""
-        desired, installed, pending = self._book.counts()
+        with collector_paused():  # a count's temporaries (a plan of the changed owners) are freed before it ends
+            desired, installed, pending = self._book.counts(self.pacer.tick)
         return {
             "datapath": self.dpid, "openflow": OPENFLOW_NAMES.get(self.ofp.OFP_VERSION, "?"),
             "mode": "bundle" if self._bundles else "barrier", "state": self.state,
@@ -356,20 +379,27 @@ class SwitchReconciler:
                 self.state = "standby"
                 self._wake.wait()  # until hold(False)
                 continue
-            planning = time.perf_counter()
-            ops = self._plan() if self._book.desired is not None else []
-            if ops and (self._hold or self._need_read or self._not_master):  # came during the plan's pauses
-                self._planned = None
-                self._book.replan()  # the owners it had taken are planned again (in full)
-                continue
-            if ops:
-                self._plan_ms = (time.perf_counter() - planning) * 1000
-                self._execute(ops)
+            if self._book.desired is not None and self._sync():
                 continue
             if self._book.desired is not None and self.state != "in_sync":
                 self.state = "in_sync"
                 self._notify_sync()
             self._wake.wait()
+
+    def _interrupted(self) -> bool:
+        """Whether the change set being planned or encoded must not be written (module docstring, "Pauses")."""
+        if self._hold or self._need_read or self._not_master or self.state == "stopped":
+            return True
+        return self._plan_version != self._book.version and self._replans < MAX_REPLANS
+
+    def _drop(self) -> None:
+        """Drop the change set unsent: its owners are planned again (FlowBook.unplan)."""
+        if self._planned is not None:
+            self._book.unplan(self._planned)
+            self._planned = None
+        if not (self._hold or self._need_read or self._not_master):
+            self._replans += 1
+        self.dropped += 1
 
     def _notify_sync(self) -> None:
         if self._on_sync is None:
@@ -420,6 +450,22 @@ class SwitchReconciler:
 
     # ------------------------------------------------------------------------------ planning
 
+    def _sync(self) -> bool:
+        """Plan, encode and send one change set (``_execute``); False if there was nothing to send. The cyclic
+        collector stays paused until the plan's objects are freed (the switch's answer to a commit comes in
+        milliseconds; REPLY_TIMEOUT at most): re-enabled with them alive, its first collection walked every one of
+        them in one stretch (60,000 changes: ~50-100 ms of CPU, tests/benchmarks/reconcile_stretches.py)."""
+        with collector_paused():
+            planning = time.perf_counter()
+            ops = self._plan_ops()
+            if ops and self._interrupted():  # came during the plan's pauses
+                self._drop()
+            elif ops:
+                self._plan_ms = (time.perf_counter() - planning) * 1000
+                self._execute(ops)
+            sent, ops = bool(ops), None  # freed while the collector is paused
+        return sent
+
     def _plan(self) -> list[_Op]:
         """The ordered change set that makes installed equal to desired (minus rejected items): every flow
         after a read-back, else only the owners that changed (FlowBook.plan). It pauses (``pacer``), and a full
@@ -430,6 +476,7 @@ class SwitchReconciler:
     def _plan_ops(self) -> list[_Op]:
         # the groups as desired now, with the flows: set_desired_owners replaces these dicts, never changes them
         groups, have, refused = self._desired_groups, self._installed_groups, self._rejected_groups
+        self._plan_version = self._book.version
         plan = self._planned = self._book.plan(self._keep, self.pacer.tick)
         if self._keep:
             self._log_kept(len(plan.kept) + len(self._book.loose))
@@ -456,13 +503,18 @@ class SwitchReconciler:
     # ------------------------------------------------------------------------------ sending
 
     def _execute(self, ops: list[_Op]) -> None:
-        """Send one change set until it has applied, leaving out what the switch rejects."""
+        """Send one change set until it has applied, leaving out what the switch rejects; dropped unsent if
+        something came during its encoding's pauses that makes it out of date (module docstring, "Pauses")."""
         self.state = "syncing"
         started = time.monotonic()
         sent = len(ops)
         while ops:
             bundle = self._bundles
             outcome = self._transact(ops, bundle)
+            if outcome is None:
+                self._drop()
+                return
+            self._replans = 0
             if self._not_master:
                 self._log.warning("the switch refuses changes from a controller that is not its master: "
                                   "waiting for set_desired or resync")
@@ -471,11 +523,11 @@ class SwitchReconciler:
             for index, text in outcome.errors.items():
                 self._reject(ops[index], text)
             if outcome.applied:
-                for index, op in enumerate(ops):
+                for index, op in enumerate(paced(ops, self.pacer.tick)):
                     if index not in outcome.errors:
                         self._apply(op)
                 if self._planned is not None:
-                    self._book.applied(self._planned)
+                    self._book.applied(self._planned, self.pacer.tick)
                     self._planned = None
                 break
             if not outcome.answered or not bundle:
@@ -493,26 +545,24 @@ class SwitchReconciler:
         self._log.debug("change set of %d messages planned in %.1f ms, confirmed by the switch %.1f ms after "
                         "sending began", sent, self._plan_ms, (time.monotonic() - started) * 1000)
 
-    def _transact(self, ops: list[_Op], bundle: bool) -> _Outcome:
-        """Send ``ops`` as one bundle or followed by a barrier; wait for the commit/barrier reply."""
+    def _transact(self, ops: list[_Op], bundle: bool) -> _Outcome | None:
+        """Encode ``ops`` (pausing), then send them as one bundle or followed by a barrier and wait for the
+        commit/barrier reply; None, with nothing sent, if the change set became out of date while it was encoded."""
         dp = self.datapath
         bundle_id = next(self._bundle_ids) if bundle else None
-        out = _Batch(dp)
         self._inflight, self._errors = {}, {}
+        encoded = self._encode_all(ops, bundle_id)
+        if self._interrupted():
+            return None
+        out = _Batch(dp)
         if bundle:  # its reply is not awaited: a failed open makes the commit fail too
             opening = encode.bundle_ctrl(dp, bundle_id, "OPEN")
             self._waiters[self._xid(opening)] = _Waiter()
             out.add(self._serialize(opening))
-        for index, op in enumerate(paced(ops, self.pacer.tick)):
-            xid = self._next_xid()
-            try:
-                data = self._encode(op, xid)
-            except encode.EncodeError as exc:
-                self._errors[index] = f"not encodable: {exc}"
-                continue
+        for index, xid, data in encoded:
             self._inflight[xid] = index
-            self.counters[op.kind] += 1
-            out.add(self._wire.bundle_add(bundle_id, data) if bundle else data)
+            self.counters[ops[index].kind] += 1
+            out.add(data)
         final = encode.bundle_ctrl(dp, bundle_id, "COMMIT") if bundle else dp.ofproto_parser.OFPBarrierRequest(dp)
         waiter = self._waiters[self._xid(final)] = _Waiter()
         out.add(self._serialize(final))
@@ -526,12 +576,26 @@ class SwitchReconciler:
             self._inflight = {}
         return _Outcome(answered, answered and waiter.error is None, self._errors)
 
+    def _encode_all(self, ops: list[_Op], bundle_id: int | None) -> list[tuple]:
+        """(op index, xid, bytes to write) of every op that can be encoded (inside a bundle add when
+        ``bundle_id``); the others are marked in ``_errors``. Pauses (``pacer``)."""
+        encoded = []
+        for index, op in enumerate(paced(ops, self.pacer.tick, CHUNK // 4)):
+            xid = self._next_xid()
+            try:
+                data = self._encode(op, xid)
+            except encode.EncodeError as exc:
+                self._errors[index] = f"not encodable: {exc}"
+                continue
+            encoded.append((index, xid, self._wire.bundle_add(bundle_id, data) if bundle_id is not None else data))
+        return encoded
+
     def _encode(self, op: _Op, xid: int) -> bytes:
         if op.kind == "flow_add":
             return self._wire.flow_add(op.item, xid, op.key[2])
         if op.kind == "flow_delete":
             table, priority, cookie = op.key
-            match = self._wire.match(op.item.match) if isinstance(op.item, Flow) else \
+            match = self._wire.flow_match(op.item) if isinstance(op.item, Flow) else \
                 encode.ryu_match_bytes(op.item.match)
             return self._wire.flow_delete_strict(table, priority, cookie, match, xid)
         return self._wire.group_mod(op.item, op.kind.split("_")[1], xid)

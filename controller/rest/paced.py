@@ -15,9 +15,18 @@ import json
 SMALL = 32  # lists up to this long are encoded in one piece
 
 
-def paced_json(body, tick) -> bytes:
-    """``body`` as ``Response.encoded`` writes it (module docstring)."""
-    return ("".join(_pieces(body, tick, 0)) + "\n").encode()
+def paced_json(body, tick, chunk: int = 4096) -> bytes:
+    """``body`` as ``Response.encoded`` writes it (module docstring); the pieces are joined and encoded ``chunk``
+    at a time (one join and encode of 60 MB of text was a stretch of ~0.15 s), only the bytes joined at the end."""
+    chunks, pieces = [], []
+    for piece in _pieces(body, tick, 0):
+        pieces.append(piece)
+        if len(pieces) >= chunk:
+            chunks.append("".join(pieces).encode())
+            pieces.clear()
+    pieces.append("\n")
+    chunks.append("".join(pieces).encode())
+    return b"".join(chunks)
 
 
 def _pieces(value, tick, level: int):
@@ -48,3 +57,11 @@ def _holds_big_list(value) -> bool:
     if isinstance(value, (list, tuple)):
         return len(value) > SMALL or any(_holds_big_list(v) for v in value)
     return False
+
+
+def release(items: list, tick, chunk: int = 1000) -> None:
+    """Empty ``items`` from the end, ``chunk`` at a time with ``tick(chunk)`` in between: freeing 200,000 rows of
+    an answer at once (dicts of strings) is itself a stretch of ~0.1 s. Other references keep what they hold."""
+    while items:
+        del items[-chunk:]
+        tick(chunk)

@@ -353,6 +353,18 @@ def test_received_nlri_raw_hex_is_exabgps_text(route):
     assert nlri["raw"] == "".join(f"{byte:02X}" for byte in packed)
 
 
+@pytest.mark.parametrize("route", ALL, ids=lambda r: f"type{r.TYPE}")
+def test_received_nlri_json_is_its_code_and_raw_hex_only_and_decodes_the_same(route):
+    """ExaBGP writes a received EVPN NLRI as its code and raw hex (what bgp.received reads), not every parsed
+    field: announced and withdrawn, Canopy decodes the same route and key from it."""
+    for action, section in (("announce", "announce"), ("withdraw", "withdraw")):
+        printed = exabgp_ext.decode_update(exabgp_ext.encode_update(route, action))
+        nlris = json.loads(printed)["neighbor"]["message"]["update"][section]["l2vpn evpn"]
+        [nlri] = [n for group in nlris.values() for n in group] if isinstance(nlris, dict) else nlris
+        assert set(nlri) == {"code", "raw"} and nlri["code"] == route.TYPE
+        assert from_exabgp_json(printed) == [(action, route if action == "announce" else route.key)]
+
+
 def test_the_nlri_index_is_computed_once_and_orders_a_batch():
     """ExaBGP sorts an UPDATE's NLRIs by their RIB index; the keyed NLRIs keep it once computed (same value)."""
     batch = [replace(TYPE2_L2, mac=f"52:54:00:00:00:{i:02x}") for i in (5, 1, 3)]
@@ -360,3 +372,39 @@ def test_the_nlri_index_is_computed_once_and_orders_a_batch():
     first = [nlri.index() for nlri in nlris]
     assert [nlri.index() for nlri in nlris] == first and all(a is b for a, b in zip(first, [n.index() for n in nlris]))
     assert [str(n.mac) for n in sorted(nlris)] == ["52:54:00:00:00:01", "52:54:00:00:00:03", "52:54:00:00:00:05"]
+
+
+class RecordingPipe:
+    """A process's stdin as ExaBGP's Processes.write uses it: what is written, and how often it is flushed."""
+
+    def __init__(self):
+        self.writes, self.flushes = [], 0
+
+    def write(self, data):
+        self.writes.append(data)
+
+    def flush(self):
+        self.flushes += 1
+
+
+def test_api_messages_are_held_and_written_together_in_order_before_the_reactor_sleeps(monkeypatch):
+    """ExaBGP wrote (and flushed) each API message on its own: one system call and one wake-up of the relay per
+    received UPDATE. Held, they go out in one write, in order, when the reactor is about to sleep (or once
+    API_HOLD_BYTES are held, or the oldest is API_HOLD_SECONDS old: made large here, so no clock decides)."""
+    from types import SimpleNamespace
+
+    exabgp_ext.install()
+    monkeypatch.setattr(exabgp_ext, "API_HOLD_SECONDS", 3600.0)
+    processes = exabgp_ext.Processes()
+    pipe = RecordingPipe()
+    processes._process["canopy"] = SimpleNamespace(stdin=pipe)
+    for line in ('{"counter": 1}', '{"counter": 2}', "done"):
+        processes.write("canopy", line)
+    exabgp_ext.flush_api(processes, idle=False)  # busy, and nothing held long enough
+    assert pipe.writes == []
+    reactor = SimpleNamespace(processes=processes, _poller=SimpleNamespace(poll=lambda timeout: []))
+    list(exabgp_ext._wait_for_io_flushed(reactor, 10))  # about to sleep: everything goes out
+    assert pipe.writes == [b'{"counter": 1}\n{"counter": 2}\ndone\n'] and pipe.flushes == 1
+    monkeypatch.setattr(exabgp_ext, "API_HOLD_BYTES", 10)
+    processes.write("canopy", '{"counter": 3}')  # past API_HOLD_BYTES: at once
+    assert pipe.writes[1:] == [b'{"counter": 3}\n']

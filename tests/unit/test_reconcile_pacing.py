@@ -5,6 +5,7 @@ began, whatever arrives during its pauses."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 from types import SimpleNamespace
@@ -20,7 +21,7 @@ from controller.ryu_compat import hub, ofproto_protocol
 from openflow import pipeline as p
 from openflow.flows import Group, Owner, flow
 from openflow.installed import CHUNK
-from openflow.reconciler import SwitchReconciler
+from openflow.reconciler import MAX_REPLANS, SwitchReconciler
 from tests.unit.helpers import TOKEN, Controller
 
 OWNERS = 10_000
@@ -59,6 +60,7 @@ def reconciler(pause=None, every=200):
     switch = Switch()
     rec = switch.rec = SwitchReconciler(switch, log=logging.getLogger("test.reconciler"),
                                         pacer=Pacer(pause, every) if pause else None)
+    rec._need_read = False  # as after its first read-back: it may send
     return rec, switch
 
 
@@ -154,27 +156,126 @@ def test_the_read_back_diff_gives_other_green_threads_turns():
     assert len(rec._book.loose) == 2 * OWNERS
 
 
-def test_a_plan_is_made_from_the_desired_state_it_began_with():
-    """set_desired_owners during the plan's pauses (the compiler's next state) is planned next round, whole."""
-    rec, _ = reconciler(give_way)
-    change_of_many_owners(rec)
+def late_change(rec):
+    """The compiler's next state, as set_desired_owners would bring it in a pause: owner 0 changed, one owner
+    added, a group replaced."""
     late = {**desired(salt=1), owner(0): flows_of(0, salt=2), owner(OWNERS): flows_of(OWNERS, salt=2)}
-    other = Other(lambda: rec.set_desired_owners(late, [Group(8, ())], changed={owner(0), owner(OWNERS)}),
-                  when=lambda: rec.pacer.pauses > 0)  # in the middle of the plan
-    try:
+    rec.set_desired_owners(late, [Group(8, ())], changed={owner(0), owner(OWNERS)})
+    return late
+
+
+def plan_of(late):
+    """The change set a switch holding the first state (desired()) is sent for ``late``, planned without pauses."""
+    reference, _ = reconciler()
+    change_of_many_owners(reference)
+    reference.set_desired_owners(late, [Group(8, ())], changed=set(late))
+    return sorted((op.kind, op.key) for op in reference._plan())
+
+
+def stale_adds(switch):
+    """How many flow adds of owner 0's superseded flows (flows_of(0, salt=1)) were written to the switch."""
+    written = b"".join(switch.sent)
+    wire = SwitchReconciler(switch, log=logging.getLogger("test.reconciler"))._wire
+    return sum(wire.body(f) in written for f in flows_of(0, salt=1))
+
+
+@pytest.mark.parametrize("during", ["plan", "encoding"])
+def test_a_newer_desired_state_during_the_pauses_drops_the_change_set_unsent(during):
+    """A plan works on the state it began with; when a newer one comes during its (or its encoding's) pauses,
+    nothing of the stale change set is written: its owners are planned again with the new ones, and the switch
+    ends exactly at the newer state."""
+    rec, switch = reconciler(give_way)
+    change_of_many_owners(rec)
+    box = {}
+    if during == "plan":
+        other = Other(lambda: box.setdefault("late", late_change(rec)), when=lambda: rec.pacer.pauses > 0)
+        try:
+            ops = rec._plan()
+        finally:
+            other.stop()
+    else:
         ops = rec._plan()
+        planned = rec.pacer.pauses
+        other = Other(lambda: box.setdefault("late", late_change(rec)), when=lambda: rec.pacer.pauses > planned)
+    try:
+        rec._execute(ops)
+        assert "late" in box  # it came
+    finally:
+        other.stop()
+    assert switch.sent == [] and rec.dropped == 1
+    following = rec._plan()
+    assert sorted((op.kind, op.key) for op in following) == plan_of(box["late"])
+    rec._execute(following)
+    assert stale_adds(switch) == 0
+    book = rec._book
+    assert book.installed == book.desired and book.counts()[2] == 0 and 8 in rec._installed_groups
+
+
+def test_a_stream_of_newer_states_does_not_starve_the_switch():
+    """A change at every pause: the change set is dropped MAX_REPLANS times in a row, then sent as planned; the
+    newer states follow in the next change set and the installed record stays exact."""
+    rec, switch = reconciler(give_way)
+    change_of_many_owners(rec)
+    changes = itertools.count(OWNERS)
+
+    def changing():
+        i = next(changes)
+        rec._book.set_desired({owner(i): flows_of(i)}, changed={owner(i)})
+        give_way()
+
+    rec.pacer.pause = changing
+    rec._wake.set()
+    rec.start()
+    try:
+        for _ in range(100_000):
+            if rec.counters["change_sets"]:
+                break
+            hub.sleep(0)
+        assert rec.counters["change_sets"] == 1 and rec.dropped == MAX_REPLANS
+        rec.pacer.pause = give_way
+        rec._wake.set()
+        for _ in range(100_000):
+            if rec.state == "in_sync":
+                break
+            hub.sleep(0)
+        book = rec._book
+        assert rec.state == "in_sync" and book.installed == book.desired and book.counts()[2] == 0
+    finally:
+        rec.stop()
+
+
+def test_a_retry_of_rejected_flows_during_the_plans_pauses_keeps_the_installed_record_exact():
+    """A flow left out of a plan as rejected is not recorded installed, even if a retry cleared the rejections
+    while the plan paused: the retry's plan sends it."""
+    rec, switch = reconciler(give_way)
+    change_of_many_owners(rec)
+    refused = min(flows_of(0, salt=1), key=lambda f: f.priority)
+    rec._book.rejected[refused.key] = "OFPET_BAD_ACTION OFPBAC_BAD_OUT_GROUP"
+    other = Other(rec._book.retry_rejected, when=lambda: rec.pacer.pauses > 0)
+    try:
+        ops = rec._book.plan(tick=rec.pacer.tick)
         assert other.act is None  # it came
     finally:
         other.stop()
-    reference, _ = reconciler()
-    change_of_many_owners(reference)
-    assert [(op.kind, op.key) for op in ops] == [(op.kind, op.key) for op in reference._plan()]
-    rec._execute(ops)
-    following = rec._plan()
-    assert sorted((op.kind, op.key) for op in following) == sorted(
-        [("group_add", 8), ("group_delete", 7)]
-        + [("flow_add", f.key) for f in (*flows_of(0, salt=2), *flows_of(OWNERS, salt=2))]
-        + [("flow_delete", f.key) for f in flows_of(0, salt=1)])
+    assert refused.key not in {key for key, _ in ops.adds}
+    rec._book.applied(ops)
+    assert refused not in rec._book.installed[owner(0)]
+    assert [op.key for op in rec._plan() if op.kind == "flow_add"] == [refused.key]
+
+
+def test_a_hold_or_a_disconnect_during_encoding_writes_nothing():
+    for stop in (lambda rec: rec.hold(True), lambda rec: rec.stop()):
+        rec, switch = reconciler(give_way)
+        change_of_many_owners(rec)
+        ops = rec._plan()
+        planned = rec.pacer.pauses
+        other = Other(lambda: stop(rec), when=lambda: rec.pacer.pauses > planned)
+        try:
+            rec._execute(ops)
+            assert other.act is None  # it came
+        finally:
+            other.stop()
+        assert switch.sent == [] and rec._book.counts()[2] == 4 * OWNERS
 
 
 def test_a_hold_during_the_plans_pauses_sends_nothing():

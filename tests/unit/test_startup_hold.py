@@ -59,6 +59,29 @@ def test_the_hold_time_ends_the_hold_and_a_switch_that_stayed_away_is_forgotten(
     assert hold(store, Clock()).check({"hv1"}, set())
 
 
+def test_a_hold_time_over_waits_for_the_pass_that_sees_switches_state_already_has(tmp_path):
+    """On a loaded machine a pass can outlast the hold time: the switches that reported while it ran are in
+    State (``arrived``), not in that pass's desired state. Releasing then would remove their VMs' flows on every
+    switch; the hold waits for the next pass instead, and only for switches that did arrive."""
+    store, clock = Store(str(tmp_path)), Clock()
+    store.set_meta(KEY, {"vrs": ["hv1", "hv2"], "vteps": ["tor1"]})
+    h = hold(store, clock)
+    clock.now += 16
+    assert not h.check({"hv1"}, set(), arrived=({"hv1", "hv2"}, {"tor1"}))
+    assert h.holding and h.seconds_left() == 0
+    assert h.check({"hv1", "hv2"}, {"tor1"}, arrived=({"hv1", "hv2"}, {"tor1"}))
+    assert h.status()["message"] == "all 3 switches connected before have reported"
+
+
+def test_a_hold_time_over_does_not_wait_for_a_switch_state_does_not_have(tmp_path):
+    store, clock = Store(str(tmp_path)), Clock()
+    store.set_meta(KEY, {"vrs": ["hv1", "hv2"], "vteps": ["tor1"]})
+    h = hold(store, clock)
+    clock.now += 16
+    assert h.check({"hv1"}, set(), arrived=({"hv1", "hv2"}, set()))  # tor1 has not come back: no reason to wait
+    assert "still missing vrs hv2, vtep tor1" in h.status()["message"]
+
+
 def test_closing_keeps_the_memory_of_a_stopping_controller(tmp_path):
     store, clock = Store(str(tmp_path)), Clock()
     h = hold(store, clock)
