@@ -37,6 +37,12 @@ class NetnsHost:
                          ip, timeout=timeout + 5)
         return done.returncode == 0
 
+    def icmp_counters(self) -> dict[str, int]:
+        """This namespace's kernel ICMP counters (the ``Icmp:`` rows of /proc/net/snmp: InEchos, OutErrors...)."""
+        names, values = [line.split()[1:] for line in self.exec("cat", "/proc/net/snmp", check=True).stdout.splitlines()
+                         if line.startswith("Icmp:")]
+        return dict(zip(names, map(int, values)))
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, ns={self.ns!r})"
 

@@ -12,6 +12,7 @@ independent EVPN implementation), each controller an iBGP route-reflector client
 
 from __future__ import annotations
 
+import datetime
 import ipaddress
 import os
 import signal
@@ -126,13 +127,24 @@ def test_a_withdrawal_reaches_the_other_controllers_flows(fed):
 
 
 class Pinger:
-    """``ping -i 0.01`` from a VM until stopped, its replies counted as they come; ``stop()`` returns
-    (sent, received) up to the last reply (the request in flight when it is stopped is not a loss)."""
+    """``ping -i 0.01`` from a VM to ``responder`` until stopped, its replies counted as they come; ``stop()``
+    returns (sent, received) up to the last reply (the request in flight when it is stopped is not a loss).
+    ``-D -O``: each line carries its time, and a request still unanswered when the next one goes is named,
+    so ``lost()`` can place a loss against the controllers' and the switches' logs.
 
-    def __init__(self, vm, ip):
+    ``check()`` does not count as lost a reply the responder's own kernel failed to send: Linux sends echo replies
+    from per-CPU ICMP sockets shared by every network namespace of the host, and when their send buffer is full (on a
+    loaded host, the packets of other namespaces still queued) ``icmp_reply`` drops the reply before it reaches any
+    interface, counting it in the responder's Icmp OutErrors. Such a reply was never in the network."""
+
+    def __init__(self, vm, responder, ip):
         self.replies = 0
         self.seqs: set[int] = set()
-        self.proc = subprocess.Popen(["ip", "netns", "exec", vm.ns, "ping", "-n", "-i", "0.01", "-w", "600", ip],
+        self.unanswered: dict[int, str] = {}  # sequence number -> ping's time stamp when the next request went
+        self.responder = responder
+        self.counters = responder.icmp_counters()
+        self.proc = subprocess.Popen(["ip", "netns", "exec", vm.ns, "ping", "-n", "-D", "-O", "-i", "0.01",
+                                      "-w", "600", ip],
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.lines: list[str] = []
         self.reader = threading.Thread(target=self._read, daemon=True)
@@ -141,9 +153,14 @@ class Pinger:
     def _read(self):
         for line in self.proc.stdout:
             self.lines.append(line)
-            if "bytes from" in line and "icmp_seq=" in line:
-                self.seqs.add(int(line.split("icmp_seq=")[1].split()[0]))
+            if "icmp_seq=" not in line:
+                continue
+            seq = int(line.split("icmp_seq=")[1].split()[0])
+            if "bytes from" in line:
+                self.seqs.add(seq)
                 self.replies = len(self.seqs)
+            elif "no answer yet" in line:
+                self.unanswered.setdefault(seq, line.split("]")[0].lstrip("["))
 
     def wait_replies(self, lab, count):
         """Bounded wait for ``count`` more replies (so the window around an event is never empty)."""
@@ -154,9 +171,40 @@ class Pinger:
         self.proc.send_signal(signal.SIGINT)
         self.proc.wait(timeout=10)
         self.reader.join(timeout=10)
+        after = self.responder.icmp_counters()
+        self.counters = {name: after[name] - self.counters[name] for name in after}
         if not self.seqs:
             raise AssertionError(f"no ping reply: {''.join(self.lines[-5:])}")
         return max(self.seqs), len(self.seqs)
+
+    def check(self, sent: int, got: int, minimum: int, when: str) -> None:
+        """At least ``minimum`` requests, all of them received by the responder, and every one before the last
+        reply answered but for the replies the responder's kernel counted as not sent (see the class)."""
+        received, unsent = self.counters["InEchos"], self.counters["OutErrors"]
+        assert sent >= minimum, f"only {sent} pings {when}"
+        assert received >= sent, f"{sent - received} of {sent} echo requests never reached {self.responder.name} {when}"
+        assert sent - got <= unsent, (f"{sent - got} of {sent} pings lost {when} ({unsent} replies not sent by "
+                                      f"{self.responder.name}'s kernel): {self.lost()}")
+
+    def lost(self) -> str:
+        """The requests before the last reply that got none, each with the UTC time its successor went."""
+        missing = sorted(set(range(1, max(self.seqs, default=0) + 1)) - self.seqs)
+        said = [line.strip() for line in self.lines if _complaint(line)]
+        return ", ".join(f"icmp_seq={seq} (next sent {_utc(self.unanswered.get(seq))})" for seq in missing) + (
+            f"; ping said: {said[:5]}" if said else "")
+
+
+def _complaint(line: str) -> bool:
+    """A line of ping's that is neither a reply nor a late one: "sendmsg: ...", "Destination Host Unreachable"."""
+    if "bytes from" in line or "no answer yet" in line:
+        return False
+    return "icmp_seq=" in line or "sendmsg" in line
+
+
+def _utc(stamp: str | None) -> str:
+    if stamp is None:
+        return "?"
+    return datetime.datetime.fromtimestamp(float(stamp), datetime.timezone.utc).strftime("%H:%M:%S.%f")
 
 
 def converged(lab, apis, reflector):
@@ -177,7 +225,7 @@ def test_a_reflector_restart_loses_no_ping(fed):
     lab.wait_until(lambda: all(peers(api)[rr2.host.ip]["state"] != "up" for api in (a.api, b.api)), timeout=30,
                    what="the controllers to see rr2 down")
     reach(lab, vms["a1"], "10.0.1.21", timeout=30)
-    pinger = Pinger(vms["a1"], "10.0.1.21")
+    pinger = Pinger(vms["a1"], vms["b1"], "10.0.1.21")
     try:
         pinger.wait_replies(lab, 100)
         rr1.kill()
@@ -190,7 +238,7 @@ def test_a_reflector_restart_loses_no_ping(fed):
         pinger.wait_replies(lab, 100)
     finally:
         sent, got = pinger.stop()
-    assert sent >= 200 and got == sent, f"{sent - got} of {sent} pings lost across the reflector restart"
+    pinger.check(sent, got, 200, "across the reflector restart")
     rr2.start()
     converged(lab, (a.api, b.api), rr2)
 
@@ -198,7 +246,7 @@ def test_a_reflector_restart_loses_no_ping(fed):
 def test_two_reflectors_losing_one_changes_nothing(fed):
     lab, a, b, (hva, hvb), vms, reflectors, _ = fed
     rr1, rr2 = reflectors["rr1"], reflectors["rr2"]
-    pinger = Pinger(vms["b1"], "10.0.1.11")
+    pinger = Pinger(vms["b1"], vms["a1"], "10.0.1.11")
     try:
         pinger.wait_replies(lab, 100)
         rr2.kill()
@@ -211,7 +259,7 @@ def test_two_reflectors_losing_one_changes_nothing(fed):
         pinger.wait_replies(lab, 100)
     finally:
         sent, got = pinger.stop()
-    assert sent >= 200 and got == sent, f"{sent - got} of {sent} pings lost when a reflector went"
+    pinger.check(sent, got, 200, "when a reflector went")
     rr2.start()
     converged(lab, (a.api, b.api), rr2)
 
@@ -236,7 +284,7 @@ def test_a_route_with_an_ipv4_mapped_ipv6_next_hop_leaves_the_sessions_up_and_tr
                                                       local_as=RAW_ASN, peer_as=ASN), hop)
                for prefix, hop in (("172.16.50.0/24", mapped), ("172.16.51.0/24", ipv6))]
     rr_uptimes = {ip: peers(a.api)[ip]["uptime"] for ip in (reflectors["rr1"].host.ip, reflectors["rr2"].host.ip)}
-    pinger = Pinger(vms["a1"], "10.0.1.21")
+    pinger = Pinger(vms["a1"], vms["b1"], "10.0.1.21")
     try:
         pinger.wait_replies(lab, 100)
         raw_updates.write_text("".join(update.hex() + "\n" for update in updates))
@@ -247,7 +295,7 @@ def test_a_route_with_an_ipv4_mapped_ipv6_next_hop_leaves_the_sessions_up_and_tr
         pinger.wait_replies(lab, 400)  # a few keepalive intervals of the raw session after its updates
     finally:
         sent, got = pinger.stop()
-    assert sent >= 500 and got == sent, f"{sent - got} of {sent} pings lost"
+    pinger.check(sent, got, 500, "while the raw peer's routes came")
     log = (lab.workdir / "bgpraw.log").read_text()
     assert log.count("established") == 1 and "NOTIFICATION" not in log, log
     assert "sent update 2" in log and peers(a.api)[raw.ip]["state"] == "up"
