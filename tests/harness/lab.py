@@ -27,6 +27,7 @@ import shutil
 import ssl
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -284,7 +285,9 @@ class Lab:
         netns.disable_tx_checksum(vm.ns, Vm.IFNAME)
         if ip:
             netns.add_address(vm.ns, Vm.IFNAME, ip)
-        vports.plug(vm)
+        started = time.time()
+        vports.plug(vm)  # ovs-vsctl returns once ovs-vswitchd has added the port
+        vm.plugged = (started, time.time())
         return vm
 
     def remove_vm(self, vm: Vm) -> None:
