@@ -1,10 +1,12 @@
 """Does adding a port on a hypervisor lose a packet in flight through it? ``python -m tests.harness.portadd_loss
-[TRIALS]`` (as root, from the repository): one controller, VMs a1 (hva) and b1 (hvb) in one subnet; per trial
+[TRIALS [KINDS]]`` (as root, from the repository): one controller, VMs a1 (hva) and b1 (hvb) in one subnet; per trial
 1500 pings at 1 ms from b1 to a1 while, 0.4 s in, hva gets
 
 - ``a``: vport a2 of another subnet of the domain (Canopy binds it and adds its flows),
 - ``b``: a port whose iface-id Canopy does not know (Canopy sends no flow-mod: counted with an OpenFlow monitor),
-- ``c``: nothing (control).
+- ``c``: nothing (control),
+- ``d``: a veth pair in hva's namespace that is no port of OVS (the kernel and OVS's netlink listeners see a link
+  appear; the datapath gets no port).
 
 Prints per trial the requests that never reached a1 (sent - a1's InEchos), the lost replies with their time after
 the port's addition began, and the flow-mods hva received around it. Figures: docs/vrs.md."""
@@ -19,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+from tests.harness import netns
 from tests.harness.lab import Lab
 from tests.integration.test_federation import VPORTS, policy
 
@@ -65,7 +68,14 @@ def flow_mod_times(log: Path) -> list[float]:
     return times
 
 
-def main(trials: int) -> None:
+def veth(hv, number: int):
+    """A veth pair, up, in ``hv``'s namespace and no port of its switch; returns what deletes it."""
+    netns.ip(hv.ns, "link", "add", f"vd{number}", "type", "veth", "peer", "name", f"ve{number}")
+    netns.ip(hv.ns, "link", "set", f"vd{number}", "up")
+    return lambda: netns.ip(hv.ns, "link", "del", f"vd{number}")
+
+
+def main(trials: int, kinds: str) -> None:
     with Lab() as lab:
         ctl = lab.add_controller_host("ctl")
         canopy = lab.start_controller(ctl)
@@ -84,7 +94,9 @@ def main(trials: int) -> None:
                                    env={**os.environ, "OVS_RUNDIR": str(hva.ovs.rundir)})
         adds = {"a": lambda i: lab.add_vm(hva, "a2", mac=MACS["a2"], ip="10.0.2.11/24", vnic_id="a2"),
                 "b": lambda i: lab.add_vm(hva, f"x{i}", ip="10.0.9.9/24", vnic_id=f"unknown{i}"),
-                "c": lambda i: None}
+                "c": lambda i: None,
+                "d": lambda i: veth(hva, i)}
+        adds = {kind: adds[kind] for kind in kinds}
         results = []
         try:
             for i in range(trials):
@@ -93,7 +105,9 @@ def main(trials: int) -> None:
                     results.append((kind, window, sent - reached, reached - got, lost_replies(out, sent, window[0])))
                     print(kind, i, f"plug {window[1] - window[0]:.3f}s", "requests lost", sent - reached,
                           "replies lost", reached - got, results[-1][-1], flush=True)
-                    if vm is not None:
+                    if callable(vm):
+                        vm()
+                    elif vm is not None:
                         lab.remove_vm(vm)
                     time.sleep(0.5)
         finally:
@@ -109,4 +123,4 @@ def main(trials: int) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 10)
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 10, sys.argv[2] if len(sys.argv) > 2 else "abc")
