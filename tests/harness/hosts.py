@@ -125,7 +125,7 @@ class Vm(NetnsHost):
         self.vlan = vlan
         self.uuid = uuid.uuid4()
         self.port = ""  # set by the flavour when plugged
-        self.plugged: tuple[float, float] | None = None  # wall-clock start and end of its port's addition
+        self.plugged: tuple[float, float] | None = None  # wall-clock times its link was made, its port added
 
     @property
     def address(self) -> str | None:

@@ -281,11 +281,11 @@ class Lab:
         vm.ns = self._new_namespace(f"{hv.name}-{name}")
         self._vms.append(vm)
         host_ns, vm.port = vports.host_side(vm)
+        started = time.time()  # a link appearing on the hypervisor can lose a packet (docs/vrs.md)
         netns.add_veth(host_ns, vm.port, vm.ns, Vm.IFNAME, mac_b=vm.mac)
         netns.disable_tx_checksum(vm.ns, Vm.IFNAME)
         if ip:
             netns.add_address(vm.ns, Vm.IFNAME, ip)
-        started = time.time()
         vports.plug(vm)  # ovs-vsctl returns once ovs-vswitchd has added the port
         vm.plugged = (started, time.time())
         return vm

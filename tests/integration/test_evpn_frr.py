@@ -137,10 +137,10 @@ class Pinger:
     loaded host, the packets of other namespaces still queued) ``icmp_reply`` drops the reply before it reaches any
     interface, counting it in the responder's Icmp OutErrors. Such a reply was never in the network.
 
-    Nor does it count a request (or its reply) in flight while a port was being added to a switch on its path
-    (``excuse(vm.plugged)``): ovs-vswitchd's userspace datapath can drop one such packet even when no flow changes
-    (docs/vrs.md, "A packet in flight when a port is added"). A request is in such a window when its successor left
-    after the port's addition began and at most one interval after it ended."""
+    Nor does it count a request (or its reply) in flight while a VM was plugged into a hypervisor on its path
+    (``excuse(vm.plugged)``: its link made, its port added): a link appearing there can lose such a packet even when
+    no flow changes (docs/vrs.md, "A packet in flight when a port is added"). A request is in that window when its
+    successor left after the plugging began and at most one interval after it ended."""
 
     INTERVAL = 0.01
 
