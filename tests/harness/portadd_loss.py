@@ -6,7 +6,8 @@
 - ``b``: a port whose iface-id Canopy does not know (Canopy sends no flow-mod: counted with an OpenFlow monitor),
 - ``c``: nothing (control),
 - ``d``: a veth pair in hva's namespace that is no port of OVS (the kernel and OVS's netlink listeners see a link
-  appear; the datapath gets no port).
+  appear; the datapath gets no port),
+- ``e``: the same in a namespace of its own (no hypervisor's: does the kernel lose it anywhere?).
 
 Prints per trial the requests that never reached a1 (sent - a1's InEchos), the lost replies with their time after
 the port's addition began, and the flow-mods hva received around it. Figures: docs/vrs.md."""
@@ -68,11 +69,11 @@ def flow_mod_times(log: Path) -> list[float]:
     return times
 
 
-def veth(hv, number: int):
-    """A veth pair, up, in ``hv``'s namespace and no port of its switch; returns what deletes it."""
-    netns.ip(hv.ns, "link", "add", f"vd{number}", "type", "veth", "peer", "name", f"ve{number}")
-    netns.ip(hv.ns, "link", "set", f"vd{number}", "up")
-    return lambda: netns.ip(hv.ns, "link", "del", f"vd{number}")
+def veth(ns: str, number: int):
+    """A veth pair, up, in namespace ``ns`` and no port of any switch; returns what deletes it."""
+    netns.ip(ns, "link", "add", f"vd{number}", "type", "veth", "peer", "name", f"ve{number}")
+    netns.ip(ns, "link", "set", f"vd{number}", "up")
+    return lambda: netns.ip(ns, "link", "del", f"vd{number}")
 
 
 def main(trials: int, kinds: str) -> None:
@@ -95,8 +96,10 @@ def main(trials: int, kinds: str) -> None:
         adds = {"a": lambda i: lab.add_vm(hva, "a2", mac=MACS["a2"], ip="10.0.2.11/24", vnic_id="a2"),
                 "b": lambda i: lab.add_vm(hva, f"x{i}", ip="10.0.9.9/24", vnic_id=f"unknown{i}"),
                 "c": lambda i: None,
-                "d": lambda i: veth(hva, i)}
+                "d": lambda i: veth(hva.ns, i),
+                "e": lambda i: veth(spare, i)}
         adds = {kind: adds[kind] for kind in kinds}
+        spare = lab.add_namespace("spare")
         results = []
         try:
             for i in range(trials):
