@@ -229,10 +229,12 @@ class CanopyApp(RyuApp):
     def _after_hold(self, touched):
         """The sessions to hand their desired state: ``touched``; every one on the pass that releases the
         start-up hold; None while it lasts (controller/startup_hold.py)."""
+        if not self.hold.holding:
+            return touched
         if self.hold.check(*self._reported(), arrived=self._arrived()):
             self.ovsdb.release()
             return set(self.programmer.desired)
-        return None if self.hold.holding else touched
+        return None
 
     def _import_remote(self):
         if self.federation is not None:
