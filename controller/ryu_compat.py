@@ -59,9 +59,17 @@ RyuApp = app_manager.RyuApp
 def blocking(function, *args):
     """Run ``function(*args)`` in eventlet's pool of OS threads and wait for it without holding the hub
     (for calls that block in C with the GIL released, such as SQLite's commit and its fsync). The function
-    must not touch green locks or sockets."""
+    must not touch green locks or sockets.
+
+    Only once threads are monkey-patched (run_manager does it before the apps exist): until then a
+    ``threading`` lock is the OS thread's, which every green thread already holds, so a caller's lock around
+    this call would let two green threads into it at once (two SQLite transactions on one connection). Then
+    ``function`` runs here, holding the hub."""
+    import eventlet.patcher
     import eventlet.tpool
 
+    if not eventlet.patcher.is_monkey_patched("thread"):
+        return function(*args)
     return eventlet.tpool.execute(function, *args)
 
 class LazyFlowStats:
