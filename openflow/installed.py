@@ -27,6 +27,7 @@ listing or a count, run in another thread, copies them first.
 from __future__ import annotations
 
 import heapq
+import operator
 from dataclasses import dataclass, field
 
 EMPTY: frozenset = frozenset()
@@ -69,20 +70,32 @@ def _pair_size(pair) -> int:
     return len(pair[1])
 
 
-def sorted_paced(items: list, tick, reverse: bool = False, chunk: int = 16 * CHUNK) -> list:
-    """``items`` (key, value) sorted by key, as ``sorted`` would (the keys are distinct): chunks sorted one at a
-    time, then merged, ticking in between, so that no single sort of 100,000 entries holds the event loop."""
+def sorted_paced(items: list, tick, reverse: bool = False, chunk: int = 16 * CHUNK, key=None) -> list:
+    """``items`` (key, value) sorted by key (or by ``key(item)``), as ``sorted`` would (the keys are distinct): chunks
+    sorted one at a time, then merged, ticking in between, so that no single sort of 100,000 entries holds the event
+    loop."""
+    key = key or _first
     if len(items) <= chunk:
-        return sorted(items, key=_first, reverse=reverse)
+        return sorted(items, key=key, reverse=reverse)
     runs = []
     for start in range(0, len(items), chunk):
-        runs.append(sorted(items[start:start + chunk], key=_first, reverse=reverse))
+        runs.append(sorted(items[start:start + chunk], key=key, reverse=reverse))
         tick(chunk)
-    return list(paced(heapq.merge(*runs, key=_first, reverse=reverse), tick))
+    return list(paced(heapq.merge(*runs, key=key, reverse=reverse), tick))
 
 
-def _first(item):
-    return item[0]
+_first = operator.itemgetter(0)
+
+
+def flow_order(item) -> int:
+    """A (Flow.key, ...) pair's key (table, priority, cookie) as one int that sorts as the tuple does (OpenFlow's
+    8-bit table, 16-bit priority, 64-bit cookie): a plan sorts every flow of a switch, and ints compare several times
+    faster than tuples (16,000 flows: ~17 -> ~5 ms of CPU, tests/benchmarks/push_cpu.py)."""
+    table, priority, cookie = item[0]
+    return (table << 80) | (priority << 64) | cookie
+
+
+FLOW_SORT_CHUNK = 64 * CHUNK  # flows sorted at once by flow_order (32,768: ~10 ms)
 
 
 @dataclass
@@ -172,8 +185,8 @@ class FlowBook:
         if keep:
             plan.kept += plan.deletes
             plan.deletes = []
-        plan.adds = sorted_paced(plan.adds, tick, reverse=True)
-        plan.deletes = sorted_paced(plan.deletes, tick)
+        plan.adds = sorted_paced(plan.adds, tick, reverse=True, chunk=FLOW_SORT_CHUNK, key=flow_order)
+        plan.deletes = sorted_paced(plan.deletes, tick, chunk=FLOW_SORT_CHUNK, key=flow_order)
         return plan
 
     def _full(self, desired: dict, rejected: dict, tick) -> FlowPlan:

@@ -238,7 +238,8 @@ def test_reconciler_sends_a_big_flood_group_without_building_ryu_objects(version
     ~6 ms of CPU for a 627-bucket group-mod, two per added port at 5,000 vports in port_to_ping)."""
     from types import SimpleNamespace
 
-    from openflow.reconciler import SwitchReconciler, _Op
+    from openflow.changeset import ChangeSet, encode_all
+    from openflow.reconciler import SwitchReconciler
 
     dp = protocol(version)
     counting = _CountingParser(dp.ofproto_parser)
@@ -246,7 +247,8 @@ def test_reconciler_sends_a_big_flood_group_without_building_ryu_objects(version
     rec = SwitchReconciler(datapath)
     group = Group(20002, tuple((("set", "reg7", port), ("resubmit", pipeline.EGRESS_ACL)) for port in range(1, 314)))
     counting.built = 0
-    data = rec._encode(_Op("group_modify", group.group_id, group), 0x99)
+    encoded = encode_all(rec._wire, ChangeSet({"group_modify": [(group.group_id, group)]}), 0x99, None, lambda n: None)
+    data, = encoded.chunks
     assert counting.built == 0
     assert data == serialized(encode.group_mod(dp, group, "modify"), 0x99)
 
