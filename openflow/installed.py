@@ -194,7 +194,11 @@ class FlowBook:
         have = self._installed_by_key(tick)
         for key in [k for k in self.rejected if k not in want and k not in have]:  # the book's, as it is now
             del self.rejected[key]
-        adds = [(k, f) for k, f in paced(want.items(), tick) if k not in have and k not in rejected]
+        if have or rejected:
+            adds = [(k, f) for k, f in paced(want.items(), tick) if k not in have and k not in rejected]
+        else:  # a switch that holds nothing of Canopy's (a cold start): everything, a copy in C
+            adds = list(want.items())
+            tick(len(adds))
         stale = [(k, v) for k, v in paced(have.items(), tick) if k not in want]
         return FlowPlan(adds=adds, deletes=[(k, v) for k, v in stale if k not in rejected],
                         kept=[(k, v) for k, v in stale if k in rejected], owners=desired, full=True)
@@ -250,13 +254,15 @@ class FlowBook:
         have = dict(self.loose if loose is None else loose)
         tick(len(have))
         for flows in paced_sets((self.installed if installed is None else installed).values(), tick):
-            have.update((f.key, f) for f in flows)
+            for f in flows:
+                have[f.key] = f
         return have
 
     def desired_by_key(self, tick=_no_tick, desired=None) -> dict:
         want = {}
         for flows in paced_sets(((self.desired or {}) if desired is None else desired).values(), tick):
-            want.update((f.key, f) for f in flows)
+            for f in flows:  # a plain loop: a third cheaper than update() from a generator (every flow, every plan)
+                want[f.key] = f
         return want
 
     def counts(self, tick=_no_tick) -> tuple[int, int, int]:
