@@ -80,7 +80,7 @@ from controller.ryu_compat import hub, ofp_event
 from openflow import encode
 from openflow.changeset import MAX_XID, ChangeSet, Op, encode_all
 from openflow.flows import Flow, Group, Owner, owner_kind_of, render_flow, render_group
-from openflow.installed import FlowBook, paced, sorted_paced
+from openflow.installed import FlowBook, paced, release, sorted_paced
 from openflow.pipeline import BY_ID
 
 #: owner kinds whose flows make an object "programmed" (owner_programmed): a vport's own and its ACL chain's
@@ -515,6 +515,7 @@ class SwitchReconciler:
                 self._apply_groups(changes, outcome.errors)
                 if self._planned is not None:
                     self._book.applied(self._planned, self.pacer.tick)
+                    release(self._planned.deletes, self.pacer.tick)
                     self._planned = None
                 break
             if not outcome.answered or not bundle:

@@ -85,11 +85,11 @@ def test_a_flow_that_cannot_be_encoded_is_named_and_its_xid_left_unused():
     dp = protocol(5)
     wire = encode.WireEncoder(dp.ofproto)
     bad = Flow(p.L2_LOOKUP, 10, (("reg5", 1),), (("teleport", 3),), Owner("vport", "v"))
-    flows = [FLOWS[0], bad, FLOWS[1]]
+    good = copies(FLOWS[:2])
     out = bytearray()
-    fresh, errors = wire.write_adds(flows, 10, out, 3)
+    fresh, errors = wire.write_adds([good[0], bad, good[1]], 10, out, 3)
     assert fresh == 2 and list(errors) == [1] and "teleport" in errors[1]
-    assert messages(bytes(out)) == [ryu_add(dp, FLOWS[0], 10, 3), ryu_add(dp, FLOWS[1], 12, 3)]
+    assert messages(bytes(out)) == [ryu_add(dp, good[0], 10, 3), ryu_add(dp, good[1], 12, 3)]
 
 
 def read_back_entry(dp, f: Flow):
