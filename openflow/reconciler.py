@@ -39,7 +39,7 @@ Groups: Canopy owns group ids ``0..0x1FFFFFF`` (``CANOPY_GROUPS``): every id the
 subnet (``compiler.group_ids``: 2*VNI and 2*VNI+1 for a 24-bit VNI). Only groups in that range are read
 back, modified or deleted as stale; groups above it are foreign and never touched, and a desired group
 outside it is refused (it could never be cleaned up). The range is a constructor argument, should the
-id scheme change. Groups read back are decoded (``encode.decode_group``) and compared with the desired
+id scheme change. Groups read back are decoded (``decode.decode_group``) and compared with the desired
 ones: only a group whose buckets differ, or cannot be decoded, is modified.
 
 Pauses: planning, the read-back's diff, encoding and counting (``status``) call ``pacer.tick`` (a
@@ -77,7 +77,7 @@ from dataclasses import dataclass, field
 from controller.logs import Throttle
 from controller.pacer import Pacer, collector_paused
 from controller.ryu_compat import hub, ofp_event
-from openflow import encode
+from openflow import decode, encode
 from openflow.changeset import MAX_XID, ChangeSet, Op, encode_all
 from openflow.flows import Flow, Group, Owner, owner_kind_of, render_flow, render_group
 from openflow.installed import FlowBook, paced, release, sorted_paced
@@ -336,7 +336,7 @@ class SwitchReconciler:
         known = wanted if wanted is not None else have if isinstance(have, Flow) else None
         owner = {"kind": known.owner.kind, "id": known.owner.id} if known is not None else \
             {"kind": owner_kind_of(cookie), "id": None}
-        text = render_flow(known) if known is not None else encode.describe_stats(self.ofp, have)
+        text = render_flow(known) if known is not None else decode.describe_stats(self.ofp, have)
         return {"table": table, "table_name": BY_ID[table].name if table in BY_ID else None,
                 "priority": priority, "cookie": f"{cookie:#018x}", "owner": owner, "flow": text,
                 "desired": wanted is not None, "installed": have is not None, "error": self._rejected.get(key)}
@@ -414,10 +414,10 @@ class SwitchReconciler:
             key = (stats.table_id, stats.priority, stats.cookie)
             if key in installed:
                 self._log.warning("two installed flows share table, priority and cookie: %s",
-                                  encode.describe_stats(self.ofp, stats))
+                                  decode.describe_stats(self.ofp, stats))
             installed[key] = stats
         self._book.read_back(installed)
-        self._installed_groups = {g.group_id: encode.decode_group(self.ofp, g) for g in paced(groups, self.pacer.tick)
+        self._installed_groups = {g.group_id: decode.decode_group(self.ofp, g) for g in paced(groups, self.pacer.tick)
                                   if g.group_id in self._owned}
         self._rejected_groups = {k: v for k, v in self._rejected_groups.items() if k not in self._owned}
         self._need_read = False
@@ -591,7 +591,7 @@ class SwitchReconciler:
         self.counters["errors"] += 1
         if op.kind.startswith("flow"):
             self._rejected[op.key] = text
-            what = render_flow(op.item) if isinstance(op.item, Flow) else encode.describe_stats(self.ofp, op.item)
+            what = render_flow(op.item) if isinstance(op.item, Flow) else decode.describe_stats(self.ofp, op.item)
         else:
             self._rejected_groups[op.key] = text
             what = render_group(op.item)
