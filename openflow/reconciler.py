@@ -538,10 +538,9 @@ class SwitchReconciler:
         commit/barrier reply; None, with nothing sent, if the change set became out of date while it was encoded."""
         dp = self.datapath
         bundle_id = next(self._bundle_ids) if bundle else None
-        self._errors = {}
         first_xid = self._next_xids(len(changes))
         encoded = encode_all(self._wire, changes, first_xid, bundle_id, self.pacer.tick)
-        self._errors = encoded.errors
+        self._errors = encoded.errors  # the switch's errors join those of encoding (_on_error)
         if self._interrupted():
             return None
         head = b""
