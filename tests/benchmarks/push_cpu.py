@@ -133,7 +133,8 @@ def main(argv=None) -> int:
     parser.add_argument("--openflow", choices=sorted(VERSIONS), default="1.4", help="1.4: bundles, 1.3: barriers")
     parser.add_argument("--save", help="write the compiled desired state to this file (a pickle)")
     parser.add_argument("--load", help="push the desired state of --save instead of compiling one: the same input "
-                                       "for two checkouts (a compile's group buckets come in no fixed order)")
+                                       "for two checkouts (each compile allocates new vport ids, and they order the "
+                                       "flood groups' buckets)")
     args = parser.parse_args(argv)
     compiling = time.process_time()
     recs = reconcilers(inputs(args), VERSIONS[args.openflow])
