@@ -44,15 +44,15 @@ def originate(view, policy, seqs: dict | None = None, pacer: Pacer = NEVER, orig
     record = origins.add if origins is not None else None
     out = {}
     for ep, route in _mac_routes(view, policy, seqs):
-        out[route.key] = route
+        out[key := route.key] = route
         if record:
-            record(route.key, ep)
+            record(key, (ep,))
         pacer.tick()
     for route, behind in _multicast_routes(view, policy):
-        out[route.key] = route
-        for source in behind if record else ():
-            record(route.key, source)
-            pacer.tick()
+        out[key := route.key] = route
+        if record:
+            record(key, behind)
+            pacer.tick(len(behind))
     for route in _prefix_routes(view):
         out[route.key] = route
     for route in _floating_routes(view):  # external networks: controller/extnet.py

@@ -25,16 +25,22 @@ class Origins:
         self._behind: dict[tuple, int] = {}  # route key -> how many of its vports are still bound
         self._pinned: set[tuple] = set()  # keys with something other than a vport behind them too
 
-    def add(self, key: tuple, source) -> None:
-        """``source`` stands behind the route ``key``: an endpoint of kind "vport" (counted by its vport id), or
-        anything else (a hardware VTEP's endpoint or session), which pins the route."""
-        if getattr(source, "kind", None) != "vport":
-            self._pinned.add(key)
-            return
-        keys = self._keys_of.setdefault(source.vport_id, [])
-        if key not in keys:  # a vport stands behind a handful of routes: one per IP and its type 3
-            keys.append(key)
-            self._behind[key] = self._behind.get(key, 0) + 1
+    def add(self, key: tuple, sources) -> None:
+        """``sources`` stand behind the route ``key``: endpoints of kind "vport" (counted by vport id; each vport
+        once per route), or anything else (a hardware VTEP's endpoint or session), which pins the route."""
+        keys_of, behind = self._keys_of, 0
+        for source in sources:
+            if getattr(source, "kind", None) != "vport":
+                self._pinned.add(key)
+                continue
+            keys = keys_of.get(source.vport_id)
+            if keys is None:
+                keys_of[source.vport_id] = [key]
+            else:
+                keys.append(key)
+            behind += 1
+        if behind:
+            self._behind[key] = self._behind.get(key, 0) + behind
 
     def unbound(self, vport_ids) -> list[tuple]:
         """Forget ``vport_ids`` (State no longer locates them); the keys of the routes nothing stands behind now."""

@@ -93,11 +93,10 @@ def test_a_vport_unbound_while_a_publish_pauses_is_left_out_of_it():
 
 def test_a_route_with_anything_but_vports_behind_it_is_kept():
     origins = Origins()
-    origins.add(("t3", "web"), Endpoint("vm1"))
-    origins.add(("t3", "web"), "a hardware VTEP's session")
-    origins.add(("t2", "vm1"), Endpoint("vm1"))
-    origins.add(("t2", "vm2"), Endpoint("vm2"))
-    origins.add(("t2", "vm2"), Endpoint("vm3"))  # two vports behind one key: it goes with the last
+    origins.add(("t3", "web"), [Endpoint("vm1"), "a hardware VTEP's session"])
+    origins.add(("t2", "vm1"), [Endpoint("vm1")])
+    origins.add(("t2", "vm2"), [Endpoint("vm2")])
+    origins.add(("t2", "vm2"), [Endpoint("vm3")])  # two vports behind one key: it goes with the last
     assert origins.unbound(["vm1", "vm2"]) == [("t2", "vm1")]
     assert origins.settle({"vm9"}) == [("t2", "vm2")]
 
