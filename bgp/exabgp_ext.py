@@ -33,6 +33,7 @@ ExaBGP decodes EVPN but has no API command to announce it. This module:
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import sys
 import time
@@ -180,6 +181,7 @@ class RouterMac(ExtendedCommunity):
 # --------------------------------------------------------------------------- building
 
 
+@functools.lru_cache(maxsize=4096)  # one object per RD (and per label stack below): built once, never mutated
 def _rd(text: str):
     admin, _, number = text.rpartition(":")
     return RouteDistinguisher.fromElements(admin, int(number))
@@ -198,6 +200,7 @@ def _esi(value: int):
     return ESI(value.to_bytes(10, "big"))
 
 
+@functools.lru_cache(maxsize=4096)
 def _labels(*vnis: int):
     """VNIs as raw 24-bit labels (RFC 8365), never shifted like MPLS labels."""
     return Labels([], raw_labels=list(vnis))

@@ -423,3 +423,12 @@ def test_a_withdrawn_nlri_is_kept_as_its_bytes_not_parsed(route, monkeypatch):
     assert from_exabgp_json(exabgp_ext.decode_update(withdrawal)) == [("withdraw", route.key)]
     with pytest.raises(BaseException, match="parsed"):
         exabgp_ext.decode_update(announcement)
+
+
+def test_routes_of_one_subnet_share_their_rd_and_label_objects_and_pack_as_before():
+    """The RD and label stack are built once per value (a third of building a withdrawal's NLRI) and shared:
+    each NLRI still packs to its own bytes."""
+    other = replace(TYPE2, mac="52:54:00:12:34:99", ip="10.1.0.9")
+    first, second = exabgp_ext.build_nlri(TYPE2, "withdraw"), exabgp_ext.build_nlri(other, "withdraw")
+    assert first.rd is second.rd and first.label is second.label
+    assert exabgp_ext.build_nlri(TYPE2, "withdraw").pack_nlri() == first.pack_nlri() != second.pack_nlri()
