@@ -131,10 +131,10 @@ def check_pin() -> None:
         "OutgoingRIB.updates(self, grouped)": OutgoingRIB.updates.__code__.co_varnames[:2] == ("self", "grouped"),
         "Update(nlris, attributes).nlris/.attributes": Update.__init__.__code__.co_varnames[1:3]
         == ("nlris", "attributes"),
-        "EVPN.unpack_nlri(afi, safi, bgp, action, addpath), GenericEVPN(code, packed)":
-        EVPN.unpack_nlri.__func__.__code__.co_varnames[:6] == ("cls", "afi", "safi", "bgp", "action", "addpath")
-        and GenericEVPN.__init__.__code__.co_varnames[:3] == ("self", "code", "packed")
-        and callable(getattr(NLRI, "consume_path_information", None)),
+        "EVPN.unpack_nlri(afi, safi, bgp, action, addpath), GenericEVPN(code, packed), NLRI.consume_path_information":
+        EVPN.unpack_nlri.__func__.__code__.co_varnames[1:6] == ("afi", "safi", "bgp", "action", "addpath")
+        and GenericEVPN.__init__.__code__.co_varnames[1:3] == ("code", "packed")
+        and hasattr(NLRI, "consume_path_information"),
         "EVPN._raw(self) from pack_nlri": callable(getattr(EVPN, "_raw", None))
         and "pack_nlri" in EVPN._raw.__code__.co_names,
         "Processes.write(process, string, neighbor), .terminate(), ._process": Processes.write.__code__.co_varnames[:4]
@@ -362,6 +362,7 @@ def _evpn_handler(api, reactor, service, line, use_json):
 
 _L2VPN_EVPN = b"\x00\x19\x46"  # AFI 25, SAFI 70: how an EVPN MP_REACH_NLRI starts
 _exabgp_mp_reach_unpack = MPRNLRI.unpack.__func__
+_exabgp_evpn_unpack_nlri = EVPN.unpack_nlri.__func__
 
 
 def evpn_next_hop(data: bytes) -> tuple[bytes, bool]:
@@ -492,9 +493,6 @@ def _terminate_flushed(self):
     flush_api(self)
     self.__dict__["_canopy_terminating"] = True
     return _THROUGH["terminate"](self)
-
-
-_exabgp_evpn_unpack_nlri = EVPN.unpack_nlri.__func__
 
 
 def _evpn_unpack_nlri(cls, afi, safi, bgp, action, addpath):
