@@ -6,40 +6,25 @@ from types import SimpleNamespace
 
 import pytest
 
-from controller import app
-from controller import derive
+from controller import app, derive, policydoc
+from controller import policy as pol
 from controller.discovery import VtepPort, VtepSnapshot
 from controller.programmer import Programmer
-from tests.unit.helpers import state_from, vrs_snapshot
+from controller.state import State
+from tests.unit.helpers import vrs_snapshot
 
-DOC = """
-tenants:
-  - name: acme
-    domains:
-      - name: prod
-        subnets:
-          - name: web
-            cidr: 10.0.1.0/24
-            gateway: 10.0.1.1
-            vni: 5001
-            vports:
-              - {name: vm1, mac: "02:00:00:00:01:01", ips: [10.0.1.11], binding: {flavour: kvm}}
-              - {name: vm2, mac: "02:00:00:00:01:02", ips: [10.0.1.12], binding: {flavour: kvm}}
-          - name: db
-            cidr: 10.0.2.0/24
-            gateway: 10.0.2.1
-            vni: 5002
-          - name: free
-            cidr: 10.0.3.0/24
-            gateway: 10.0.3.1
-            vni: 5003
-            vports:
-              - {name: vm3, mac: "02:00:00:00:03:01", ips: [10.0.3.11], binding: {flavour: kvm}}
-              - {name: vm4, mac: "02:00:00:00:03:02", ips: [10.0.3.12], binding: {flavour: kvm}}
-vtep_bindings:
-  - {switch: tor1, port: p1, vlan: 100, subnet: acme/web}
-  - {switch: tor2, port: p1, vlan: 200, subnet: acme/db}
-"""
+SUBNETS = {"web": (1, ["vm1", "vm2"]), "db": (2, []), "free": (3, ["vm3", "vm4"])}  # name -> (number, its vports)
+BINDINGS = {"tor1": ("web", 100), "tor2": ("db", 200)}  # tor1 carries web, tor2 db, no VTEP carries free
+
+
+def document() -> dict:
+    subnets = [{"name": name, "cidr": f"10.0.{n}.0/24", "gateway": f"10.0.{n}.1", "vni": 5000 + n,
+                "vports": [{"name": vm, "mac": f"02:00:00:00:0{n}:0{k}", "ips": [f"10.0.{n}.1{k}"],
+                            "binding": {"flavour": "kvm"}} for k, vm in enumerate(vms, 1)]}
+               for name, (n, vms) in SUBNETS.items()]
+    return {"tenants": [{"name": "acme", "domains": [{"name": "prod", "subnets": subnets}]}],
+            "vtep_bindings": [{"switch": tor, "port": "p1", "vlan": vlan, "subnet": f"acme/{sub}"}
+                              for tor, (sub, vlan) in BINDINGS.items()]}
 
 
 class Ovsdb:
@@ -58,9 +43,10 @@ def tor(name, ip, vni):
 
 @pytest.fixture
 def world(monkeypatch):
-    """tor1 carries web, tor2 db, no VTEP carries free; hv1 holds vm1 (web) and vm3 (free). Returns the State, the
-    app as far as the VTEP push needs it, its OVSDB, and the names ``vtep_desired`` was called for."""
-    state = state_from(DOC)
+    """hv1 holds vm1 (web) and vm3 (free). Returns the State, the app as far as the VTEP push needs it, its OVSDB,
+    and the names ``vtep_desired`` was called for."""
+    plan = policydoc.plan(pol.Policy(), document(), "t", pol.Allocator({}, 65000, (10000, 20000)))
+    state = State(plan.policy)
     state.vrs_update(vrs_snapshot("hv1", "10.251.0.1", ["vm1", "vm3"]))
     state.vtep_update(tor("tor1", "10.252.0.1", 5001))
     state.vtep_update(tor("tor2", "10.252.0.2", 5002))
