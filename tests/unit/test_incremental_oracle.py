@@ -12,10 +12,11 @@ incremental Programmer, and after every programming pass the incremental result 
 Events: policy create/update/delete (subnets routed and L2-only, domains and their static routes, vports of every
 flavour, hardware VTEP bindings, DHCP and gateway chassis) applied as documents with their commit's change list; a
 routed subnet leaving its domain and joining it again (deleted with its vports and created again with the same VNI,
-as a Neutron router interface removed and added makes it); ports appearing, leaving and moving across KVM, Hyper-V
-and ESXi hypervisors (vNIC keys and static trunk bindings, MAC mismatches); VRS connecting, disconnecting, changing
-tunnel port or VTEP IP; two hardware VTEPs connecting, leaving, changing tunnel IP and learning MACs (and a third
-bound in policy, never connected); EVPN routes (types 2, 3, 5) arriving and withdrawn; an external network (its gateway MAC and uplinks, from policy and from OVSDB), floating IPs attached,
+as a Neutron router interface removed and added makes it); a domain's gateway MAC changing; ports appearing, leaving
+and moving across KVM, Hyper-V and ESXi hypervisors (vNIC keys and static trunk bindings, MAC mismatches); VRS
+connecting, disconnecting, changing tunnel port or VTEP IP; two hardware VTEPs connecting, leaving, changing tunnel
+IP and learning MACs (and a third bound in policy, never connected); EVPN routes (types 2, 3, 5) arriving and
+withdrawn; an external network (its gateway MAC and uplinks, from policy and from OVSDB), floating IPs attached,
 moved and freed, domains translated to the underlay or not (controller/extnet.py, docs/external.md); security
 policies: ACLs created, changed and deleted (rules naming policy groups, subnets and prefixes; applied to groups and
 to vports directly), vports joining and leaving policy groups, groups created and deleted, a domain's default ACL
@@ -103,7 +104,8 @@ class World:
     def document(self) -> dict:
         domains = {name: {"name": name, "static_routes": copy.deepcopy(d["static"]), "subnets": [],
                           **({"external_network": "public", "underlay_nat": True} if name in self.ext["nat"] else {}),
-                          **({"default_acl_action": "deny"} if name in self.sec["deny"] else {})}
+                          **({"default_acl_action": "deny"} if name in self.sec["deny"] else {}),
+                          **({"gateway_mac": d["gmac"]} if d.get("gmac") else {})}
                    for name, d in self.domains.items()}
         l2 = []
         for name, s in sorted(self.subnets.items()):
@@ -419,10 +421,16 @@ class World:
         self.commit()
 
     def ev_domain(self):
+        """A domain's static routes change, or its anycast gateway MAC (every subnet's info in it changes)."""
         rng = self.rng
         dom = rng.choice(sorted(self.domains))
         nets = [SUBNETS[s][1].rsplit(".", 1)[0] for s in self.subnets if self.domain_of(s) == dom]
         if not nets:
+            return
+        if rng.random() < 0.25:
+            self.domains[dom]["gmac"] = "02:ca:fe:00:0d:02" if self.domains[dom].get("gmac") == "02:ca:fe:00:0d:01" \
+                else "02:ca:fe:00:0d:01"
+            self.commit()
             return
         hops = [f"{rng.choice(nets)}.{n}" for n in (32, 34, 35, 20, 99, 77)]
         self.domains[dom]["static"] = [{"prefix": p, "next_hop": rng.choice(hops)}
