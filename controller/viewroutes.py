@@ -153,6 +153,7 @@ class Routes:
                 v.static.pop(did, None)
                 v.fib.drop(did)
                 self.prefixes.pop(did, None)
+                self.dom_keys.pop(did, None)
                 if did in self.ordered:  # its host routes may go later: the last one takes the entry away
                     self.ordered[did].set_own((), (), ())
                     self._forget_if_empty(did)

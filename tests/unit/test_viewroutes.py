@@ -1,5 +1,6 @@
 """The live View's per-domain route state (controller/viewroutes.py) holds the domains there are, not every domain
-ever seen: a domain's ordered FIB, host routes and static-route targets go when its last route goes."""
+ever seen: a domain's ordered FIB, host routes, static-route targets and what its flows were compiled from go when
+its last route goes (or the domain)."""
 
 from controller import policy as pol
 from controller import policydoc
@@ -45,7 +46,7 @@ def test_domains_that_go_leave_no_route_state_behind():
         commit(state, ["keep"])
         programmer.refresh()
         keep = state.policy.find("domain", "acme/keep")["id"]
-        assert set(routes.ordered) == set(routes.host_eps) == set(routes.static_of) == {keep}, n
+        assert set(routes.ordered) == set(routes.host_eps) == set(routes.static_of) == set(routes.dom_keys) == {keep}, n
         assert set(routes.targets) == {state.policy.find("vport", "acme/keep-net/vm-keep")["id"]}
     view = derive(state.policy, state.locations, state.vrs, state.vtep_ip_of, state.vteps)
     assert programmer.view.fib == view.fib and list(programmer.view.fib) == [keep]
