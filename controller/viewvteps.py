@@ -57,7 +57,6 @@ class LiveVteps:
         self.desired: dict = {}  # VTEP name -> its VtepDesired
         self.bindings: dict[str, list[dict]] = {}  # VTEP name -> its vtep_binding objects
         self.bound: dict[str, set[str]] = {}  # subnet id -> VTEP names with a binding there
-        self.computed = 0  # vtep_desired calls so far (the tests count them)
         self._changed: set[str] = set()
 
     def build(self, view, policy, pacer: Pacer = NEVER) -> None:
@@ -91,7 +90,6 @@ class LiveVteps:
     def _compute(self, view, policy, names, pacer: Pacer, note_all: bool = False) -> None:
         for name in sorted(n for n in names if n):
             rows = d.vtep_desired(view, policy, name, self.bindings.get(name, ()))
-            self.computed += 1
             if note_all or self.desired.get(name) != rows:
                 self.desired[name] = rows
                 self._changed.add(name)
