@@ -81,6 +81,7 @@ class LiveVteps:
         return {name: self.desired[name] for name in sorted(names)}
 
     def _index(self, policy) -> None:
+        """The bindings by VTEP, and the VTEPs by subnet, read from ``policy`` (once per pass, not per VTEP)."""
         bindings, bound = defaultdict(list), defaultdict(set)
         for b in policy.all("vtep_binding"):
             bindings[b["switch"]].append(b)
