@@ -22,6 +22,7 @@ import heapq
 import itertools
 import os
 import sys
+import sysconfig
 import time
 from pathlib import Path
 
@@ -39,6 +40,7 @@ SAMPLE_INTERVAL = 0.005  # seconds (wall) between two stack samples of the event
 STACK_DEPTH = 10  # frames kept per stack, innermost first
 MIN_SECONDS = 0.001  # shorter stretches are never kept: the list is for what holds the loop
 ROOT = str(Path(__file__).resolve().parent.parent) + os.sep
+LIBRARIES = ("site-packages" + os.sep, sysconfig.get_paths()["stdlib"] + os.sep)
 SKIPPED = (os.sep + "eventlet" + os.sep, os.sep + "greenlet" + os.sep, os.sep + "ryu" + os.sep + "lib" + os.sep
            + "hub.py", __file__)  # the switching machinery itself: the same in every stack
 
@@ -135,7 +137,7 @@ class StretchTracer:
             os_time.sleep(self.sample_interval)  # not eventlet's: this is an OS thread
             frame = sys._current_frames().get(self._thread_id)
             if frame is not None:
-                self._samples.append(tuple(stack(frame)))
+                self._samples.append(tuple(stack(frame, lines=False)))  # counted by function, not by line
 
     # -------------------------------------------------------------------------------------------- reading
     def stretches(self) -> dict:
@@ -151,23 +153,27 @@ class StretchTracer:
                          for s in self.stretches()["stretches"][:count])
 
 
-def stack(frame, depth: int = STACK_DEPTH) -> list[str]:
-    """``file:line function`` of up to ``depth`` frames from ``frame`` outwards, the switching machinery left out;
-    files of this project relative to its root."""
+def stack(frame, depth: int = STACK_DEPTH, lines: bool = True) -> list[str]:
+    """``file:line function`` (``file function`` without ``lines``) of up to ``depth`` frames from ``frame``
+    outwards, the switching machinery left out; files of this project relative to its root."""
     out = []
     while frame is not None and len(out) < depth:
         path = frame.f_code.co_filename
         if not any(part in path for part in SKIPPED):
-            out.append(f"{path[len(ROOT):] if path.startswith(ROOT) else _short(path)}:{frame.f_lineno} "
-                       f"{frame.f_code.co_name}")
+            where = path[len(ROOT):] if path.startswith(ROOT) else _short(path)
+            out.append(f"{where}:{frame.f_lineno} {frame.f_code.co_name}" if lines else
+                       f"{where} {frame.f_code.co_name}")
         frame = frame.f_back
     return out
 
 
 def _short(path: str) -> str:
-    """A library's file from its package on (``.../site-packages/ovs/db/idl.py`` -> ``ovs/db/idl.py``)."""
-    marker = "site-packages" + os.sep
-    return path.split(marker, 1)[1] if marker in path else path
+    """A library's file from its package on (``.../site-packages/ovs/db/idl.py`` -> ``ovs/db/idl.py``, the standard
+    library's ``.../lib/python3.11/json/decoder.py`` -> ``json/decoder.py``)."""
+    for marker in LIBRARIES:
+        if marker in path:
+            return path.split(marker, 1)[1]
+    return path
 
 
 def _ended_in(origin) -> list[str]:

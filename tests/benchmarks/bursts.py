@@ -377,9 +377,9 @@ def print_stretches(name: str, traced: dict | None) -> None:
           f"(of {traced['switches']:,} switches, {traced['cpu_ms']:,.0f} ms CPU in all):")
     for s in traced["stretches"]:
         sampled = s["sampled"][0] if s["sampled"] else None
-        print(f"    {s['cpu_ms']:8.1f} ms  ended in {' < '.join(s['ended_in'][:4])}")
+        print(f"    {s['cpu_ms']:8.1f} ms  ended in {' < '.join(s['ended_in'][:5])}")
         if sampled is not None:
-            print(f"{'':17}{sampled['count']} of {s['samples']} samples in {' < '.join(sampled['stack'][:4])}")
+            print(f"{'':17}{sampled['count']} of {s['samples']} samples in {' < '.join(sampled['stack'][:5])}")
 
 
 def main(argv=None) -> int:
