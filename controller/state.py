@@ -211,7 +211,7 @@ class State(DiscoverySink):
     def _vrs_apply(self, snap: VrsSnapshot) -> None:
         """What its changed ports show is read first (_read_ports), pausing (``pacer``) every so many ports: that
         reads only ``snap`` and changes nothing. Then State takes the report in one stretch, and the vports it reaches
-        are re-resolved in chunks (_relocate, pausing between them)."""
+        are re-resolved in chunks (_relocate, pausing before and between them)."""
         old = self.vrs.get(snap.session)
         changed = _changed_ports(old, snap, self.flavour_of)
         found = None if changed is None else snap.ports_named(changed)  # the changed ports still there
@@ -250,6 +250,7 @@ class State(DiscoverySink):
         self._record("switches", [snap.session])
         self._record_ports(snap.session, changed)
         self._notify("vrs", snap.session)
+        self.pacer.tick(len(read.keys))  # the ports taken count: a big report pauses before its vports are re-resolved
         self._relocate(reached)
 
     def ofport_seen(self, dpid: int, name: str, ofport: int) -> None:
