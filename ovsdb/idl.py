@@ -235,18 +235,20 @@ class _ReadBudget:
 class BoundedConnection(ovs.jsonrpc.Connection):
     """``ovs.jsonrpc.Connection`` parsing with ``ovsdb.jsonstream.Parser``: messages longer than
     ``max_message`` characters drop the connection (``limit_error`` says why), parse time is linear, and
-    one ``recv`` reads at most ``READ_BUDGET`` bytes."""
+    one ``recv`` reads at most ``READ_BUDGET`` bytes. ``pacer``: ticked while a long message is decoded (its
+    pauses come inside ``recv``, in the session's own green thread; ``Replica`` gives its own)."""
 
     def __init__(self, stream, max_message: int):
         super().__init__(_ReadBudget(stream))
         self.max_message = max_message
         self.limit_error: str | None = None
+        self.pacer = Pacer()
 
     def recv(self):
         if self.stream is None:
             return self.status or ovs.jsonrpc.EOF, None
         if self.parser is None:
-            self.parser = jsonstream.Parser(self.max_message)
+            self.parser = jsonstream.Parser(self.max_message, self.pacer)
         parser = self.parser
         self.stream.refill()
         status, msg = super().recv()
@@ -570,7 +572,7 @@ class Replica:
         else:
             self._idl = _PacedIdl("tcp:%s" % link.peer, helper, leader_only=False)
         self._idl.pacer = Pacer(pause, PAUSE_ROWS)
-        self.pacer = self._idl.pacer
+        self.pacer = link.rpc.pacer = self._idl.pacer  # a long update pauses while decoded (ovsdb/jsonstream.py) too
         # HACK (ovs 4.0.0): Idl.__init__ always creates its own Session from the remote string (it
         # has not connected yet: nothing happens before run()). Swap in a Session on the accepted
         # connection. Checked by tests/unit/test_ovsdb_idl.py.
