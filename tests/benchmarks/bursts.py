@@ -333,7 +333,7 @@ class Bursts:
 
 def start_canopy(lab, code: str) -> None:
     """The lab's controllers run the checkout at ``code`` (port_to_ping's ``--before`` does the same)."""
-    lab.controller_argv = lambda path: ["env", f"PYTHONPATH={code}", sys.executable, "-c",
+    lab.controller_argv = lambda path: ["env", f"PYTHONPATH={code}", sys.executable, "-P", "-c",
                                         "from controller.cli import main; main()", "run", "--config", str(path)]
 
 
