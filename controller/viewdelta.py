@@ -9,7 +9,8 @@ vport or every switch because one changed. ``LiveView.build()`` is the same from
 incremental and scratch results are checked against ``derive.derive`` by tests/unit/test_incremental_oracle.py.
 
 Many vports at once (10,000 ports appearing, an apply of 10,000) pause (``pacer``, controller/pacer.py) once every
-so many vports placed and endpoints whose owners are listed, so the event loop gets turns. Handlers may change State
+so many vports placed and secured, endpoints compared (a subnet's EVPN or hardware-VTEP endpoints derived again) and
+endpoints whose owners are listed, so the event loop gets turns. Handlers may change State
 during those pauses: one pass reads the policy it started with (``_Pinned``); what changed meanwhile is in State's
 journal for the next pass, which reads each object it names again (the other inputs are read per object, or
 wholesale, so reading them late is reading them as the next pass will). tests/unit/test_incremental_oracle.py runs
