@@ -29,8 +29,8 @@ c. **routes** (run first: GoBGP's intake slows down with the routes the other bu
 For each: seconds until done; the active controller's largest event-loop lag during the burst (its /v1/status,
 sampled throughout); the REST latency of ``GET /v1/status`` (p50, p95, max) polled every ``--poll`` seconds during
 the burst, against the same polling while idle just before it; and the sessions that ended, counted in the logs
-(both controllers' OpenFlow/OVSDB/BGP/HA messages, ovs-vswitchd's inactivity probes and drops, gobgpd's peer
-downs; 0 expected). The machine (CPUs, model) and the load average are printed with the figures: on a shared
+(both controllers' OpenFlow/OVSDB/BGP/HA messages, OVSDB sessions closed, kvm1's ovs-vswitchd's and
+ovsdb-server's inactivity probes and drops, gobgpd's peer downs; 0 expected). The machine (CPUs, model) and the load average are printed with the figures: on a shared
 machine the lag includes time the controller was runnable but not running. With ``--stretches N`` (default 10; 0:
 off) the controllers run with ``CANOPY_STRETCH_TRACE`` (controller/stretchtrace.py) and each burst also reports
 the N longest stretches of the active controller's CPU between two turns of its event loop (independent of the
@@ -201,11 +201,12 @@ class Bursts:
     def logs(self) -> list:
         workdir = self.lab.workdir
         controllers = [self.canopy.log_path] + ([self.standby.log_path] if self.standby is not None else [])
-        return [*controllers, workdir / "kvm1" / "ovs-vswitchd.log", workdir / "gobgpd-gobgpa.log"]
+        ovs = [workdir / "kvm1" / "ovs-vswitchd.log", workdir / "kvm1" / "ovsdb-server.log"]  # its probes of us too
+        return [*controllers, *ovs, workdir / "gobgpd-gobgpa.log"]
 
     def disconnects(self) -> dict:
-        *controllers, ovs, gobgp = self.logs()
-        return health.disconnects(controllers, [ovs], [gobgp], since=self.log_start)
+        *controllers, vswitchd, ovsdb, gobgp = self.logs()
+        return health.disconnects(controllers, [vswitchd, ovsdb], [gobgp], since=self.log_start)
 
     def flow_counts(self) -> dict:
         """kvm1's flows from /metrics (canopy_switch_flows: desired, installed, pending, rejected). Not
@@ -269,9 +270,9 @@ class Bursts:
         marks["done"] = time.monotonic() - started
         busy = poller.stop().figures(before.get("max_ms", 0.0))
         stretches = self.stretches()
-        *controllers, ovs, gobgp = self.logs()
+        *controllers, vswitchd, ovsdb, gobgp = self.logs()
         out = {"seconds": marks["done"], "action_seconds": marks["action"], "what": what, "idle": idle,
-               "burst": busy, "disconnects": health.disconnects(controllers, [ovs], [gobgp], since=offsets),
+               "burst": busy, "disconnects": health.disconnects(controllers, [vswitchd, ovsdb], [gobgp], since=offsets),
                "load_average": os.getloadavg(), "result": result}
         self.progress(f"{name}: {json.dumps(out, default=str)}")
         out["stretches"] = stretches
