@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 from controller.discovery import PortInfo
 from controller.pacer import NEVER, Pacer
-from ovsdb.idl import reference_count, references
+from ovsdb.idl import reference_count, referenced_rows, references
 
 ROWS_PER_TICK = 10  # changed rows only looked at (already read, or not this bridge's) count as one port read
 
@@ -74,7 +74,7 @@ class BridgePorts:
         self.full_reads += 1
         self._reuse, self._bulk = previous or {}, True
         try:
-            for port in getattr(bridge, "ports", None) or []:
+            for port in referenced_rows(bridge, "ports"):  # their order does not matter: names are unique
                 self._add_port(port, set())
         finally:
             self._reuse, self._bulk = {}, False
@@ -120,7 +120,7 @@ class BridgePorts:
 
     def _resync_members(self, bridge, changed: set, done: set) -> None:
         self.full_reads += 1
-        now = {row_key(p): p for p in getattr(bridge, "ports", None) or []}
+        now = {row_key(p): p for p in referenced_rows(bridge, "ports")}
         for key in self._members.keys() - now.keys():
             self._drop_port(key, changed)
         for key in now.keys() - self._members.keys():

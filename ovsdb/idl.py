@@ -483,6 +483,24 @@ def references(row, column: str, target) -> bool:
     return ovs.db.data.Atom(ovs.db.types.UuidType, target.uuid) in datum.values
 
 
+def referenced_rows(row, column: str) -> list:
+    """The rows ``row``'s reference set ``column`` holds, in no particular order: ``getattr(row, column)`` without
+    the sort (ovs 4.0.0 ``Datum.to_python`` sorts a set of rows by uuid, compared in Python: ~225 ms in one stretch
+    for a bridge's 20,000 ports). The committed datum of an IDL row, unless this client's own transaction has
+    changed the column (then, and for plain stand-ins, ``getattr``)."""
+    datum = _datum(row, column)
+    if datum is None or _pending(row, column):
+        return list(getattr(row, column, None) or ())
+    to_row, key_type = row._uuid_to_row, datum.type.key  # HACK (ovs 4.0.0): what Row.__getattr__ converts with
+    return [found for found in (to_row(atom.value, key_type) for atom in datum.values) if found is not None]
+
+
+def _pending(row, column: str) -> bool:
+    # HACK (ovs 4.0.0): a Row keeps this client's uncommitted writes in __dict__["_changes"] and "_mutations".
+    mutations = row.__dict__.get("_mutations") or {}
+    return column in (row.__dict__.get("_changes") or {}) or any(column in part for part in mutations.values())
+
+
 def reference_count(row, column: str) -> int:
     """How many references ``row``'s set column ``column`` holds, without converting it."""
     datum = _datum(row, column)
