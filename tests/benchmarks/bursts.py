@@ -45,6 +45,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -398,6 +399,8 @@ def main(argv=None) -> int:
                         "stretches)")
     parser.add_argument("--code", metavar="DIR", help="run the controllers of the checkout at DIR (e.g. /work/main, "
                         "or a git archive of this one) with this venv: before/after comparisons on one machine")
+    parser.add_argument("--logs", metavar="DIR", help="copy the controllers', kvm1's OVS and gobgpd's logs into DIR "
+                        "at the end (the lab's own are removed with it)")
     parser.add_argument("--stretches", type=int, default=10, metavar="N", help="trace the controllers' stretches "
                         "of CPU between two turns of the event loop and print each burst's N longest (0: off)")
     args = parser.parse_args(argv)
@@ -425,6 +428,11 @@ def main(argv=None) -> int:
             spy.send_signal(signal.SIGINT)
             spy.wait(60)
         disconnects = bench.disconnects()  # before the feeder's session ends
+        if args.logs:
+            Path(args.logs).mkdir(parents=True, exist_ok=True)
+            for path in bench.logs():
+                if Path(path).exists():
+                    shutil.copy(path, Path(args.logs) / f"{Path(path).parent.name}-{Path(path).name}")
         bench.feeder.close()
         result = {"count": args.count, "code": args.code or "this checkout", "ha": not args.no_ha,
                   "port_type": args.port_type, "bursts": bench.results,
