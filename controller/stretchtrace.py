@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 
 import greenlet
-
 from eventlet import patcher
 
 from controller.osthread import os_threading
