@@ -67,8 +67,9 @@ class ExternalDelta:
         for net_id in j.external_networks:
             fids.update(index.ids("floating_ip", "floating_in", net_id))
             sessions |= set(v.switches) | set(ext.pat_by_session) | set(ext.gateways)
-        for vid in set(vd.changed) | set(j.vports):
-            fids.update(index.ids("floating_ip", "floating_on", vid))
+        if s.policy.count("floating_ip"):  # else no vport has one: not asked per vport (10,000 bound at once)
+            for vid in set(vd.changed) | set(j.vports):
+                fids.update(index.ids("floating_ip", "floating_on", vid))
         domains = set(j.domains)
         for sid in j.subnets:
             sub = v.subnets.get(sid)
