@@ -42,6 +42,10 @@ class Origins:
         if behind:
             self._behind[key] = self._behind.get(key, 0) + behind
 
+    def has(self, vport_id) -> bool:
+        """Whether a route stands for this vport."""
+        return vport_id in self._keys_of
+
     def unbound(self, vport_ids) -> list[tuple]:
         """Forget ``vport_ids`` (State no longer locates them); the keys of the routes nothing stands behind now."""
         gone = []

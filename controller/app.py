@@ -264,6 +264,7 @@ class CanopyApp(RyuApp):
 
     def _publish_routes(self):
         if self.federation is not None:
+            self.federation.early = True  # passes hand out now: routes may also go as vports are bound
             try:
                 self.federation.publish(self.programmer.view)
             except Exception:

@@ -33,6 +33,9 @@ class BookedSpeaker:
     def withdraw(self, keys):
         self.commands += self.book.withdraw(keys)
 
+    def announce(self, routes):
+        self.commands += self.book.announce(routes)
+
 
 def published():
     state, view = setup_view()
