@@ -5,12 +5,11 @@ plain case (nothing else new, allowed by the app, Canopy originating)."""
 from bgp.evpn import Mobility, originate
 from bgp.federation import Federation
 from bgp.routes import ANNOUNCE, WITHDRAW, MacIpRoute
-from controller.pacer import Pacer
 from controller.programmer import Programmer
 from controller.remote import RemoteMac, RemoteTable
 from tests.unit.test_compiler import snapshot
 from tests.unit.test_evpn import HV1, HV2, setup_view
-from tests.unit.test_evpn_early_withdraw import BookedSpeaker
+from tests.unit.test_evpn_early_withdraw import BookedSpeaker, publish_while_hv1_reports
 
 VM1 = "02:00:00:00:00:01"
 WITHOUT_VM1 = {"hv1": [("vm2", 11)], "hv2": [("vm3", 10), ("vm4", 11)]}
@@ -74,16 +73,8 @@ def test_a_vport_bound_while_a_publish_pauses_is_announced_and_kept():
     fed = Federation(None, "/unused", state, speaker=BookedSpeaker())
     fed.publish(view)
     fed.early = True
-    plugged = []
-
-    def pause():  # another green thread's turn: the OVSDB session binds vm1 (once)
-        if not plugged:
-            plugged.append(1)
-            state.vrs_update(snapshot("hv1", HV1, WITH_VM1))
-
-    fed.pacer = Pacer(pause, 1)
-    fed.publish(view)  # the View lacks vm1: it was derived before
-    assert plugged and len(vm1_type2(fed.speaker.desired)) == 1
+    assert publish_while_hv1_reports(fed, state, view, WITH_VM1)  # the View lacks vm1: derived before
+    assert len(vm1_type2(fed.speaker.desired)) == 1
     assert not any(c.startswith(WITHDRAW) for c in fed.speaker.commands)
 
 
