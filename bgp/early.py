@@ -67,9 +67,11 @@ class EarlyAnnounce:
         self.context: Context | None = None
         self._routes: dict = {}  # key -> _Early: announced here, not yet in a publish
 
-    def remember(self, view, policy) -> None:
-        """The View and policy a publish made its routes from (called by ``Federation.publish``)."""
-        self.context = Context(policy, dict(view.switches), dict(view.subnets), dict(view.domains))
+    def remember(self, view, policy, originating: bool) -> None:
+        """The View and policy a publish made its routes from (called by ``Federation.publish``); nothing when it
+        did not originate (an HA standby: a node that becomes active again starts from its next publish)."""
+        self.context = Context(policy, dict(view.switches), dict(view.subnets), dict(view.domains)) \
+            if originating else None
 
     def bound(self, vport_ids, origins) -> dict:
         """{key: route} of the vports ``vport_ids`` that State binds now and that can be announced here (see the

@@ -151,7 +151,7 @@ class Federation:
                 del desired[key]
             if originating:
                 self._early.carry(desired, origins)  # announced at bind, not in this View yet
-                self._early.remember(view, policy)
+            self._early.remember(view, policy, originating)
             self._origins = origins
             self.speaker.set_desired(desired)
 
