@@ -86,9 +86,10 @@ class EarlyAnnounce:
                 continue
             for route in mac_ip_routes(ctx, endpoint, ctx.policy.get("subnet", endpoint.subnet_id),
                                        ctx.switches[endpoint.session].vtep_ip, None):
-                out[route.key] = route
-                self._routes[route.key] = _Early(route, endpoint, True)
-                origins.add(route.key, (endpoint,))
+                key = route.key
+                out[key] = route
+                self._routes[key] = _Early(route, endpoint, True)
+                origins.add(key, (endpoint,))
         return out
 
     def _endpoint(self, ctx: Context, vid):
