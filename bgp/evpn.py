@@ -22,6 +22,7 @@ import logging
 from dataclasses import dataclass
 
 from bgp.importer import RouteImport, beats
+from bgp.origins import Origins
 from bgp.routes import InclusiveMulticastRoute, IpPrefixRoute, MacIpRoute
 from controller.pacer import NEVER, Pacer
 from controller.remote import RemoteTable
@@ -32,19 +33,26 @@ LOCAL_KINDS = ("vport", "vtep_mac")
 
 # ------------------------------------------------------------------------------------ originate
 
-def originate(view, policy, seqs: dict | None = None, pacer: Pacer = NEVER) -> dict:
+def originate(view, policy, seqs: dict | None = None, pacer: Pacer = NEVER, origins: Origins | None = None) -> dict:
     """Every route Canopy should announce for this View. ``seqs``: (subnet id, MAC) -> mobility sequence
     number, or None for a MAC a peer has won (not announced); MACs absent from it get sequence 0. ``pacer``
-    (controller/pacer.py) is ticked per type 2 route (10,000 of them: ~0.15 s the first time, loaded more):
-    ``view``, ``policy`` and ``seqs`` must not change during its pauses (the caller's objects: the programming
-    loop's View and the Policy it read once)."""
+    (controller/pacer.py) is ticked per type 2 route and, with ``origins``, per local endpoint of the type 3
+    routes (10,000 of them: ~0.15 s the first time, loaded more): ``view``, ``policy`` and ``seqs`` must not
+    change during its pauses (the caller's objects: the programming loop's View and the Policy it read once).
+    ``origins`` (bgp/origins.py), if given, is told what stands behind each type 2 and type 3 route."""
     seqs = seqs if seqs is not None else {}
+    record = origins.add if origins is not None else None
     out = {}
-    for route in _mac_routes(view, policy, seqs):
-        out[route.key] = route
+    for ep, route in _mac_routes(view, policy, seqs):
+        out[key := route.key] = route
+        if record:
+            record(key, (ep,))
         pacer.tick()
-    for route in _multicast_routes(view, policy):
-        out[route.key] = route
+    for route, behind in _multicast_routes(view, policy):
+        out[key := route.key] = route
+        if record:
+            record(key, behind)
+            pacer.tick(len(behind))
     for route in _prefix_routes(view):
         out[route.key] = route
     for route in _floating_routes(view):  # external networks: controller/extnet.py
@@ -89,18 +97,29 @@ def _mac_routes(view, policy, seqs):
         if routed:
             common.update(l3_vni=sub.l3_vni, router_mac=view.switches[ep.session].router_mac)
         for ip in ep.ips or (None,):
-            yield _route(MacIpRoute, ip=ip, **common)
+            yield ep, _route(MacIpRoute, ip=ip, **common)
 
 
 def _multicast_routes(view, policy):
+    """(route, what stands behind it): per subnet, one type 3 per tunnel IP of the VRSs and hardware VTEPs with
+    a local endpoint in it (those endpoints) or bound to it (those VTEPs' sessions)."""
     for sid, eps in view.by_subnet.items():
         subnet = policy.get("subnet", sid)
         if subnet is None or sid not in view.subnets:
             continue
-        sessions = {ep.session for ep in eps if ep.kind in LOCAL_KINDS} | view.bound_vteps.get(sid, set())
-        for ip in sorted({view.tunnel_ip_of(s) for s in sessions} - {None}):
+        sessions: dict = {}  # session -> what stands behind its type 3
+        for ep in eps:
+            if ep.kind in LOCAL_KINDS:
+                sessions.setdefault(ep.session, []).append(ep)
+        for session in view.bound_vteps.get(sid, ()):
+            sessions.setdefault(session, []).append(session)
+        behind: dict = {}  # tunnel IP -> what stands behind it
+        for session, sources in sessions.items():
+            behind.setdefault(view.tunnel_ip_of(session), []).extend(sources)
+        behind.pop(None, None)
+        for ip in sorted(behind):
             yield _route(InclusiveMulticastRoute, rd=subnet["rd"], vni=view.subnets[sid].vni, next_hop=ip,
-                         route_targets=_rts(subnet))
+                         route_targets=_rts(subnet)), behind[ip]
 
 
 def _prefix_routes(view):

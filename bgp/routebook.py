@@ -123,6 +123,14 @@ class RouteBook:
         self.desired = dict(routes)
         return self._sync() if self.connected else []
 
+    def withdraw(self, keys) -> list[str]:
+        """Stop wanting the routes ``keys`` (and nothing else): the commands that withdraw those ExaBGP was told
+        to announce. Costs what ``keys`` holds, not what is desired (``set_desired`` compares every route)."""
+        gone = [key for key in keys if self.desired.pop(key, None) is not None]
+        if not self.connected:
+            return []
+        return self._send_all(bgp_routes.WITHDRAW, [self.expected.pop(key) for key in gone if key in self.expected])
+
     def attach(self) -> list[str]:
         """A new ExaBGP's API connected: it holds nothing, so every desired route is (re)sent."""
         self.connected = True

@@ -319,6 +319,14 @@ class Speaker:
         if commands:
             self._wake()
 
+    def withdraw(self, keys) -> None:
+        """Withdraw the routes ``keys`` from what is announced, leaving every other desired route as it is."""
+        with self._lock:
+            commands = self._book.withdraw(keys)
+            self._queue(commands)
+        if commands:
+            self._wake()
+
     def announced(self) -> dict:
         """{key: route} ExaBGP acknowledged as announced."""
         with self._lock:

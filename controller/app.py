@@ -19,7 +19,6 @@ from controller import guard, ofports, runtime, sdnotify
 from controller.core import build_core
 from controller.programloop import ProgramLoop
 from controller.programmer import Programmer
-from controller.derive import vtep_desired
 from controller.rest import bgp as rest_bgp
 from controller.rest import dataplane as rest_dataplane
 from controller.rest import external as rest_external
@@ -106,7 +105,6 @@ class CanopyApp(RyuApp):
             self.federation = Federation(settings.bgp, settings.data_dir, self.state)
             self.federation.pacer = self.programmer.pacer  # importing and originating 10,000 routes pause too
         extra += rest_bgp.routes(self.federation)
-        self._vtep_pushed: dict = {}  # hardware VTEP name -> the VtepDesired last handed to OVSDB
         self.pair = None
         if settings.ha is not None and settings.ha.enabled:
             from controller.ha import Pair
@@ -296,14 +294,10 @@ class CanopyApp(RyuApp):
                 return
 
     def _push_vteps(self):
-        """Hand every hardware VTEP (bound in policy or connected) its desired rows when they changed."""
-        names = {b["switch"] for b in self.state.policy.all("vtep_binding")} | \
-                {s.name for s in self.state.vteps.values()} | set(self._vtep_pushed)
-        for name in sorted(names):
-            desired = vtep_desired(self.programmer.view, self.state.policy, name)
-            if self._vtep_pushed.get(name) != desired:
-                self._vtep_pushed[name] = desired
-                self.ovsdb.set_vtep_desired(name, desired)
+        """Hand the hardware VTEPs whose desired rows changed (the programmer keeps them by delta:
+        controller/viewvteps.py) their rows; OVSDB writes only the differences."""
+        for name, desired in self.programmer.vteps.take_changes().items():
+            self.ovsdb.set_vtep_desired(name, desired)
 
     def _session_of(self, dpid):
         return next((s for s, sw in self.programmer.view.switches.items() if sw.datapath_id == dpid), None)

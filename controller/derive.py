@@ -460,18 +460,21 @@ def _route_order(prefix: str):
     return (-net.prefixlen, int(net.network_address))
 
 
-def vtep_desired(view: View, policy, name: str):
+def vtep_desired(view: View, policy, name: str, bindings=None):
     """What the hardware VTEP called ``name`` should hold: a logical switch per bound subnet (key = its
     VNI), the port/VLAN bindings, every other MAC of those subnets as a remote MAC at its tunnel IP, the
     subnet's gateway MAC (with the gateway IP) at its gateway VRS (``bm_gateways``), and the subnet's flood
-    list (every other VRS and VTEP that has the subnet, the gateway VRS included)."""
+    list (every other VRS and VTEP that has the subnet, the gateway VRS included). ``bindings``: the VTEP's
+    vtep_binding objects of ``policy``, when the caller keeps them by VTEP (controller/viewvteps.py); else they
+    are found among all of them."""
     from controller.discovery import VtepDesired
 
+    if bindings is None:
+        bindings = [b for b in policy.all("vtep_binding") if b["switch"] == name]
     own = {s for s, v in view.vteps.items() if v.name == name}
-    bindings = sorted((b["port"], b["vlan"], view.subnets[b["subnet_id"]].vni)
-                      for b in policy.all("vtep_binding") if b["switch"] == name and b["subnet_id"] in view.subnets)
-    subnets = sorted({b["subnet_id"] for b in policy.all("vtep_binding")
-                      if b["switch"] == name and b["subnet_id"] in view.subnets}, key=lambda s: view.subnets[s].vni)
+    bound = [b for b in bindings if b["subnet_id"] in view.subnets]
+    subnets = sorted({b["subnet_id"] for b in bound}, key=lambda s: view.subnets[s].vni)
+    bindings = sorted((b["port"], b["vlan"], view.subnets[b["subnet_id"]].vni) for b in bound)
     remote, flood = [], []
     for sid in subnets:
         vni = view.subnets[sid].vni

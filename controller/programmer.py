@@ -6,8 +6,10 @@ and EVPN scopes that changed), has ``controller.viewdelta.LiveView`` update the 
 those, and recompiles the owners that delta reaches (switch, subnet, domain, vport, remote MAC, ACL, uplink,
 floating IP, port address translation) on the switches where they are or were present; a switch that connected
 or whose own facts (VTEP IP, tunnel port) changed is compiled whole, the others only for what its change reaches.
-``refresh(full=True)`` (at start, on request, and after a failed pass) derives and compiles everything from
-scratch: it is the oracle the incremental path is tested against (tests/unit/test_incremental_oracle.py).
+The same delta keeps each hardware VTEP's desired rows (``vteps``, controller/viewvteps.py): only the VTEPs it
+reaches are computed again. ``refresh(full=True)`` (at start, on request, and after a failed pass) derives and
+compiles everything from scratch, VTEP rows included: it is the oracle the incremental path is tested against
+(tests/unit/test_incremental_oracle.py).
 
 Compile once, share: the programmer keeps one ``compiler.Shared``, so an owner's flows that are the same on
 many switches (a remote vport's L2, ARP and host-route entries; a subnet's and a domain's flows) are compiled
@@ -32,6 +34,7 @@ import time
 from controller.derive import View, derive
 from controller.pacer import NEVER, Pacer, collector_paused
 from controller.viewdelta import LiveView
+from controller.viewvteps import LiveVteps
 from openflow.compiler import Desired, Shared, compile_owners, compile_switch
 
 log = logging.getLogger("canopy.programmer")
@@ -53,6 +56,7 @@ class Programmer:
         self.timings: dict[str, float] = {}  # the last refresh: seconds in derive, finding owners, compiling (and CPU)
         self.pacer: Pacer = NEVER  # ticked while compiling (see the module docstring)
         self._passing = False  # inside refresh()
+        self.vteps = LiveVteps()  # each hardware VTEP's desired rows, by the same delta (controller/viewvteps.py)
 
     @property
     def view(self) -> View:
@@ -82,12 +86,15 @@ class Programmer:
         started = time.perf_counter()
         self.shared.pacer = self.live.pacer = self.pacer
         journal = self.journal.take() if self.journal is not None else None
+        policy = self.state.policy  # the one the View's pass reads (viewdelta._Pinned)
         if full or not self._built or journal is None:
             self._built = False
             self.live.build()
             self._built = True
             self.timings = {"derive": time.perf_counter() - started, "compile": 0.0}
-            return self._recompute_all(self.view, diff_all=full)
+            touched = self._recompute_all(self.view, diff_all=full)
+            self.vteps.build(self.view, policy, self.pacer)
+            return touched
         self.incremental_updates += 1
         self.timings = {"derive": 0.0, "compile": 0.0}
         if journal.empty():
@@ -104,6 +111,7 @@ class Programmer:
         touched |= self._recompile(view, work, changed)
         touched |= self._rebuild(view, reach.rebuild)
         self.timings["owners"] = time.perf_counter() - started - self.timings["derive"] - self.timings["compile"]
+        self.vteps.update(view, policy, reach.vteps, self.pacer)
         return touched
 
     def _rebuild(self, view: View, sessions) -> set[str]:

@@ -29,6 +29,7 @@ from controller.pacer import NEVER, Pacer
 from controller.security import LiveSecurity
 from controller.viewremote import RemoteEndpoints
 from controller.viewroutes import Routes
+from controller.viewvteps import VtepReach, reach as vtep_reach
 from openflow.flows import Owner
 
 
@@ -39,6 +40,7 @@ class Reach:
     owners: dict[str, set[Owner]] = field(default_factory=lambda: defaultdict(set))  # session -> owners
     rebuild: set[str] = field(default_factory=set)  # switches compiled whole
     gone: set[str] = field(default_factory=set)  # switches that left
+    vteps: VtepReach = field(default_factory=VtepReach)  # what it reaches of the hardware VTEPs' rows
 
 
 class _Pinned:
@@ -139,6 +141,7 @@ class LiveView:
         self.routes.update(j, own_changed)
         self._security(j)
         ext_owners = self._external(j)
+        self.r.vteps = vtep_reach(self, j, info_changed, bm_changed)
         if owners:
             self._owners(info_changed, bm_changed)
             for session, reached in self.acl_reach.items():
@@ -244,7 +247,7 @@ class LiveView:
         v.vteps = dict(sorted(v.vteps.items()))
         touched = set(sessions)
         self.hw_vtep_subnets = {sid for sid, bound in v.bound_vteps.items() if bound & touched}
-        self._names = names
+        self.vtep_names = names  # of the VTEP sessions changed (before and after)
 
     def _vtep_vnis(self, pairs, whole):
         """Only the local MACs of these (VTEP session, VNI) changed: those VNIs' lists again, and the subnets of
@@ -315,7 +318,7 @@ class LiveView:
             if session is not None and b["subnet_id"] in v.subnets:
                 bound.setdefault(b["subnet_id"], set()).add(session)
         self.bound_changed = {sid for sid in set(bound) | set(v.bound_vteps) if bound.get(sid) != v.bound_vteps.get(sid)}
-        self.hw_vtep_subnets |= {b["subnet_id"] for b in p.all("vtep_binding") if b["switch"] in self._names}
+        self.hw_vtep_subnets |= {b["subnet_id"] for b in p.all("vtep_binding") if b["switch"] in self.vtep_names}
         v.bound_vteps = bound
 
     # ------------------------------------------------------------------------------------------ endpoints

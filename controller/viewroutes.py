@@ -132,10 +132,7 @@ class Routes:
                 self.host_eps[dom][ip][ep.vport_id] = ep
                 self.ordered[dom].add_host(ip, ep)
             else:
-                self.host_eps[dom][ip].pop(ep.vport_id, None)
-                self.ordered[dom].remove_host(ip, ep.vport_id)
-                if not self.host_eps[dom][ip]:
-                    del self.host_eps[dom][ip]
+                self._remove_host(dom, ip, ep.vport_id)
         if dom in self.view.domains:
             self.view.fib.stale(dom)
         self.touched_ips[dom].update(ep.ips)
@@ -156,7 +153,10 @@ class Routes:
                 v.static.pop(did, None)
                 v.fib.drop(did)
                 self.prefixes.pop(did, None)
-                self.ordered[did].set_own((), (), ())
+                self.dom_keys.pop(did, None)
+                if did in self.ordered:  # its host routes may go later: the last one takes the entry away
+                    self.ordered[did].set_own((), (), ())
+                    self._forget_if_empty(did)
                 self._set_targets(did, ())
                 continue
             self._domain(did, remote.domain_prefixes(did))
@@ -190,13 +190,35 @@ class Routes:
         v.static[did] = static
         self.prefixes[did] = evpn
         self.ordered[did].set_own(connected, static, evpn)
+        self._forget_if_empty(did)
         self._set_targets(did, {r.vport_id for r in static if r.vport_id})
         v.fib.stale(did)
+
+    def _remove_host(self, dom, ip, vport_id):
+        """A host route out; a domain's entries go with its last route (none is kept per domain ever seen)."""
+        eps = self.host_eps.get(dom, {})
+        if ip in eps:
+            eps[ip].pop(vport_id, None)
+            if not eps[ip]:
+                del eps[ip]
+            if not eps:
+                del self.host_eps[dom]
+        if dom in self.ordered:
+            self.ordered[dom].remove_host(ip, vport_id)
+            self._forget_if_empty(dom)
+
+    def _forget_if_empty(self, did):
+        """An OrderedFib without routes is not kept: a domain's FIB with none is empty read either way (``fib``)."""
+        if not self.ordered[did].routes:
+            del self.ordered[did]
 
     def _set_targets(self, did, vids):
         for vid in self.static_of.pop(did, ()):
             self.targets[vid].discard(did)
-        self.static_of[did] = set(vids)
+            if not self.targets[vid]:
+                del self.targets[vid]
+        if vids:
+            self.static_of[did] = set(vids)
         for vid in vids:
             self.targets[vid].add(did)
 

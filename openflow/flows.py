@@ -76,8 +76,9 @@ class Flow:
     """One flow: an immutable value, compared and hashed by (table, priority, match, actions); the owner
     only names it (in its cookie). Lean on purpose: a switch holds tens of thousands and one Flow object is
     shared by every switch that needs the same flow (openflow/compiler.py), so no per-instance dict, the hash
-    computed once and the cookie once, on first use; ``_wire`` is its match and instructions as encoded by
-    openflow.encode.WireEncoder.body (the same bytes for every switch: encoded once, not once per switch)."""
+    computed once and the cookie once, on first use; ``_wire`` is its add as encoded after the OpenFlow header by
+    openflow.encode.WireEncoder.flow_tail, one slot per version (the same bytes for every switch of that version:
+    encoded once, not once per switch)."""
 
     __slots__ = ("table", "priority", "match", "actions", "owner", "_hash", "_cookie", "_wire")
 

@@ -39,7 +39,7 @@ Groups: Canopy owns group ids ``0..0x1FFFFFF`` (``CANOPY_GROUPS``): every id the
 subnet (``compiler.group_ids``: 2*VNI and 2*VNI+1 for a 24-bit VNI). Only groups in that range are read
 back, modified or deleted as stale; groups above it are foreign and never touched, and a desired group
 outside it is refused (it could never be cleaned up). The range is a constructor argument, should the
-id scheme change. Groups read back are decoded (``encode.decode_group``) and compared with the desired
+id scheme change. Groups read back are decoded (``decode.decode_group``) and compared with the desired
 ones: only a group whose buckets differ, or cannot be decoded, is modified.
 
 Pauses: planning, the read-back's diff, encoding and counting (``status``) call ``pacer.tick`` (a
@@ -77,9 +77,10 @@ from dataclasses import dataclass, field
 from controller.logs import Throttle
 from controller.pacer import Pacer, collector_paused
 from controller.ryu_compat import hub, ofp_event
-from openflow import encode
+from openflow import decode, encode
+from openflow.changeset import MAX_XID, ChangeSet, Op, encode_all
 from openflow.flows import Flow, Group, Owner, owner_kind_of, render_flow, render_group
-from openflow.installed import CHUNK, FlowBook, paced, sorted_paced
+from openflow.installed import FlowBook, paced, release, sorted_paced
 from openflow.pipeline import BY_ID
 
 #: owner kinds whose flows make an object "programmed" (owner_programmed): a vport's own and its ACL chain's
@@ -94,7 +95,6 @@ ROLE_TIMEOUT = 5.0  # seconds for a role request's answer
 REPLY_TIMEOUT = 30.0  # seconds for a read-back or a change set, plus 1 s per REPLY_RATE messages
 REPLY_RATE = 5000
 RETRY_DELAY = 5.0  # seconds before reading back again after the switch did not answer
-SEND_CHUNK = 128 * 1024  # bytes written to the switch at once
 #: Switches read back at the same time. Each read-back streams every flow of its switch (16,000 flows: 2.5 MB),
 #: and OVS's echo requests queue behind it on the same connection; with 50 switches read back at once after a
 #: restart, each stream advanced one message per turn of the whole event loop and OVS dropped switch after
@@ -108,15 +108,6 @@ OPENFLOW_NAMES = {4: "1.3", 5: "1.4"}
 class _DpidLog(logging.LoggerAdapter):
     def process(self, msg, kwargs):
         return f"dpid={self.extra['dpid']} {msg}", kwargs
-
-
-@dataclass(slots=True)
-class _Op:
-    """One message of a change set: kind, the flow key or group id, and the Flow/Group/read-back entry."""
-
-    kind: str  # flow_add | flow_delete | group_add | group_modify | group_delete
-    key: object
-    item: object
 
 
 @dataclass
@@ -161,7 +152,7 @@ class SwitchReconciler:
         self._installed_groups: dict = {}  # group id -> Group sent or read back, None: buckets not decodable
         self._rejected_groups: dict = {}  # group id -> error text
         self._waiters: dict = {}  # xid -> _Waiter
-        self._inflight: dict = {}  # xid -> op index in the change set being sent
+        self._inflight = (0, 0)  # (xid of message 0, messages) of the change set being sent: xid - first = index
         self._errors: dict = {}  # op index -> error text
         self._unmatched = Throttle(self._log, interval=10.0)
         self._wake = hub.Event()
@@ -345,7 +336,7 @@ class SwitchReconciler:
         known = wanted if wanted is not None else have if isinstance(have, Flow) else None
         owner = {"kind": known.owner.kind, "id": known.owner.id} if known is not None else \
             {"kind": owner_kind_of(cookie), "id": None}
-        text = render_flow(known) if known is not None else encode.describe_stats(self.ofp, have)
+        text = render_flow(known) if known is not None else decode.describe_stats(self.ofp, have)
         return {"table": table, "table_name": BY_ID[table].name if table in BY_ID else None,
                 "priority": priority, "cookie": f"{cookie:#018x}", "owner": owner, "flow": text,
                 "desired": wanted is not None, "installed": have is not None, "error": self._rejected.get(key)}
@@ -423,10 +414,10 @@ class SwitchReconciler:
             key = (stats.table_id, stats.priority, stats.cookie)
             if key in installed:
                 self._log.warning("two installed flows share table, priority and cookie: %s",
-                                  encode.describe_stats(self.ofp, stats))
+                                  decode.describe_stats(self.ofp, stats))
             installed[key] = stats
         self._book.read_back(installed)
-        self._installed_groups = {g.group_id: encode.decode_group(self.ofp, g) for g in paced(groups, self.pacer.tick)
+        self._installed_groups = {g.group_id: decode.decode_group(self.ofp, g) for g in paced(groups, self.pacer.tick)
                                   if g.group_id in self._owned}
         self._rejected_groups = {k: v for k, v in self._rejected_groups.items() if k not in self._owned}
         self._need_read = False
@@ -466,14 +457,14 @@ class SwitchReconciler:
             sent, ops = bool(ops), None  # freed while the collector is paused
         return sent
 
-    def _plan(self) -> list[_Op]:
+    def _plan(self) -> ChangeSet:
         """The ordered change set that makes installed equal to desired (minus rejected items): every flow
         after a read-back, else only the owners that changed (FlowBook.plan). It pauses (``pacer``), and a full
         plan allocates a few tuples per flow: the cyclic collector is paused meanwhile (controller/pacer.py)."""
         with collector_paused():
             return self._plan_ops()
 
-    def _plan_ops(self) -> list[_Op]:
+    def _plan_ops(self) -> ChangeSet:
         # the groups as desired now, with the flows: set_desired_owners replaces these dicts, never changes them
         groups, have, refused = self._desired_groups, self._installed_groups, self._rejected_groups
         self._plan_version = self._book.version
@@ -484,14 +475,12 @@ class SwitchReconciler:
         if not (plan.adds or plan.deletes):  # no flow to send: the owners are installed as planned already
             self._book.applied(plan)
             self._planned = None
-        return [
-            *(_Op("group_add", gid, g) for gid, g in groups.items() if gid not in have and gid not in refused),
-            *(_Op("group_modify", gid, g) for gid, g in groups.items()
-              if gid in have and have[gid] != g and gid not in refused),
-            *(_Op("flow_add", key, f) for key, f in plan.adds),
-            *(_Op("flow_delete", key, item) for key, item in plan.deletes),
-            *(_Op("group_delete", gid, Group(gid, ())) for gid in have if gid not in groups and gid not in refused),
-        ]
+        return ChangeSet({
+            "group_add": [(gid, g) for gid, g in groups.items() if gid not in have and gid not in refused],
+            "group_modify": [(gid, g) for gid, g in groups.items()
+                             if gid in have and have[gid] != g and gid not in refused],
+            "flow_add": plan.adds, "flow_delete": plan.deletes,
+            "group_delete": [(gid, Group(gid, ())) for gid in have if gid not in groups and gid not in refused]})
 
     def _log_kept(self, count: int) -> None:
         if count and count != self._kept_logged:
@@ -502,15 +491,15 @@ class SwitchReconciler:
 
     # ------------------------------------------------------------------------------ sending
 
-    def _execute(self, ops: list[_Op]) -> None:
+    def _execute(self, changes: ChangeSet) -> None:
         """Send one change set until it has applied, leaving out what the switch rejects; dropped unsent if
         something came during its encoding's pauses that makes it out of date (module docstring, "Pauses")."""
         self.state = "syncing"
         started = time.monotonic()
-        sent = len(ops)
-        while ops:
+        sent = len(changes)
+        while changes:
             bundle = self._bundles
-            outcome = self._transact(ops, bundle)
+            outcome = self._transact(changes, bundle)
             if outcome is None:
                 self._drop()
                 return
@@ -521,99 +510,87 @@ class SwitchReconciler:
                 self.state, self._need_read = "not_master", True
                 return
             for index, text in outcome.errors.items():
-                self._reject(ops[index], text)
+                self._reject(changes.op(index), text)
             if outcome.applied:
-                for index, op in enumerate(paced(ops, self.pacer.tick)):
-                    if index not in outcome.errors:
-                        self._apply(op)
+                self._apply_groups(changes, outcome.errors)
                 if self._planned is not None:
                     self._book.applied(self._planned, self.pacer.tick)
+                    release(self._planned.deletes, self.pacer.tick)
                     self._planned = None
                 break
             if not outcome.answered or not bundle:
-                self._log.error("change set of %d messages not confirmed: reading back again", len(ops))
+                self._log.error("change set of %d messages not confirmed: reading back again", len(changes))
                 self._need_read = True
                 return
             if not outcome.errors:
                 self._log.error("bundle failed without naming a message: using barriers from now on")
                 self._bundles = False
-            ops = [op for index, op in enumerate(ops) if index not in outcome.errors]
-            sent += len(ops)
+            changes = changes.without(outcome.errors)
+            sent += len(changes)
         self.counters["change_sets"] += 1
         self.change_seconds += time.monotonic() - started
         self.last_change = {"messages": sent, "seconds": round(time.monotonic() - started, 3)}
         self._log.debug("change set of %d messages planned in %.1f ms, confirmed by the switch %.1f ms after "
                         "sending began", sent, self._plan_ms, (time.monotonic() - started) * 1000)
 
-    def _transact(self, ops: list[_Op], bundle: bool) -> _Outcome | None:
-        """Encode ``ops`` (pausing), then send them as one bundle or followed by a barrier and wait for the
+    def _transact(self, changes: ChangeSet, bundle: bool) -> _Outcome | None:
+        """Encode ``changes`` (pausing), then send them as one bundle or followed by a barrier and wait for the
         commit/barrier reply; None, with nothing sent, if the change set became out of date while it was encoded."""
         dp = self.datapath
         bundle_id = next(self._bundle_ids) if bundle else None
-        self._inflight, self._errors = {}, {}
-        encoded = self._encode_all(ops, bundle_id)
+        first_xid = self._next_xids(len(changes))
+        encoded = encode_all(self._wire, changes, first_xid, bundle_id, self.pacer.tick)
+        self._errors = encoded.errors  # the switch's errors join those of encoding (_on_error)
         if self._interrupted():
             return None
-        out = _Batch(dp)
+        head = b""
         if bundle:  # its reply is not awaited: a failed open makes the commit fail too
             opening = encode.bundle_ctrl(dp, bundle_id, "OPEN")
             self._waiters[self._xid(opening)] = _Waiter()
-            out.add(self._serialize(opening))
-        for index, xid, data in encoded:
-            self._inflight[xid] = index
-            self.counters[ops[index].kind] += 1
-            out.add(data)
+            head = self._serialize(opening)
         final = encode.bundle_ctrl(dp, bundle_id, "COMMIT") if bundle else dp.ofproto_parser.OFPBarrierRequest(dp)
         waiter = self._waiters[self._xid(final)] = _Waiter()
-        out.add(self._serialize(final))
-        out.flush()
+        self._inflight = (first_xid, len(changes))
+        for kind, count in encoded.sent.items():
+            self.counters[kind] += count
+        self._write(head, encoded.chunks, self._serialize(final))
         try:
-            answered = waiter.event.wait(REPLY_TIMEOUT + len(ops) / REPLY_RATE) and self.state != "stopped"
+            answered = waiter.event.wait(REPLY_TIMEOUT + len(changes) / REPLY_RATE) and self.state != "stopped"
         finally:
             self._waiters.pop(final.xid, None)
             if bundle:
                 self._waiters.pop(opening.xid, None)
-            self._inflight = {}
+            self._inflight = (0, 0)
         return _Outcome(answered, answered and waiter.error is None, self._errors)
 
-    def _encode_all(self, ops: list[_Op], bundle_id: int | None) -> list[tuple]:
-        """(op index, xid, bytes to write) of every op that can be encoded (inside a bundle add when
-        ``bundle_id``); the others are marked in ``_errors``. Pauses (``pacer``)."""
-        encoded = []
-        for index, op in enumerate(paced(ops, self.pacer.tick, CHUNK // 4)):
-            xid = self._next_xid()
-            try:
-                data = self._encode(op, xid)
-            except encode.EncodeError as exc:
-                self._errors[index] = f"not encodable: {exc}"
-                continue
-            encoded.append((index, xid, self._wire.bundle_add(bundle_id, data) if bundle_id is not None else data))
-        return encoded
+    def _write(self, head: bytes, chunks: list, tail: bytes) -> None:
+        """The change set's pieces (whole messages each: openflow/changeset.py), ``head`` before the first and
+        ``tail`` after the last, one write each; other green threads run (and may write) between two."""
+        pieces = list(chunks) or [b""]
+        pieces[0] = head + pieces[0]
+        pieces[-1] += tail
+        for piece in pieces:
+            self.datapath.send(piece)
+            hub.sleep(0)
 
-    def _encode(self, op: _Op, xid: int) -> bytes:
-        if op.kind == "flow_add":
-            return self._wire.flow_add(op.item, xid, op.key[2])
-        if op.kind == "flow_delete":
-            table, priority, cookie = op.key
-            match = self._wire.flow_match(op.item) if isinstance(op.item, Flow) else \
-                encode.ryu_match_bytes(op.item.match)
-            return self._wire.flow_delete_strict(table, priority, cookie, match, xid)
-        return self._wire.group_mod(op.item, op.kind.split("_")[1], xid)
-
-    def _apply(self, op: _Op) -> None:
+    def _apply_groups(self, changes: ChangeSet, errors: dict) -> None:
         """Record the groups the switch has confirmed (flows: FlowBook.applied, once per change set)."""
-        if op.kind.startswith("flow"):
-            return
-        if op.kind == "group_delete":
-            self._installed_groups.pop(op.key, None)
-        else:
-            self._installed_groups[op.key] = op.item
+        for start, kind, items in changes.segments():
+            if not kind.startswith("group"):
+                continue
+            for index, (gid, group) in enumerate(items, start):
+                if index in errors:
+                    continue
+                if kind == "group_delete":
+                    self._installed_groups.pop(gid, None)
+                else:
+                    self._installed_groups[gid] = group
 
-    def _reject(self, op: _Op, text: str) -> None:
+    def _reject(self, op: Op, text: str) -> None:
         self.counters["errors"] += 1
         if op.kind.startswith("flow"):
             self._rejected[op.key] = text
-            what = render_flow(op.item) if isinstance(op.item, Flow) else encode.describe_stats(self.ofp, op.item)
+            what = render_flow(op.item) if isinstance(op.item, Flow) else decode.describe_stats(self.ofp, op.item)
         else:
             self._rejected_groups[op.key] = text
             what = render_group(op.item)
@@ -624,8 +601,9 @@ class SwitchReconciler:
         text = self._error_text(msg)
         if (msg.type, msg.code) == (self.ofp.OFPET_BAD_REQUEST, self.ofp.OFPBRC_IS_SLAVE):
             self._not_master = True
-        index = self._inflight.get(msg.xid)
-        if index is not None:
+        first, count = self._inflight
+        index = ((msg.xid or 0) - first) & MAX_XID
+        if index < count:
             self._errors.setdefault(index, text)
             return True
         waiter = self._waiters.get(msg.xid)
@@ -656,9 +634,14 @@ class SwitchReconciler:
 
     def _next_xid(self) -> int:
         """The datapath's next xid (the same counter Ryu's send_msg uses)."""
+        return self._next_xids(1)
+
+    def _next_xids(self, count: int) -> int:
+        """The first of the datapath's next ``count`` xids (taken now: other senders go on after them)."""
         dp = self.datapath
-        dp.xid = (dp.xid + 1) & self.ofp.MAX_XID
-        return dp.xid
+        first = (dp.xid + 1) & MAX_XID
+        dp.xid = (dp.xid + count) & MAX_XID
+        return first
 
     def _xid(self, msg) -> int:
         msg.set_xid(self._next_xid())
@@ -684,22 +667,3 @@ def echoed_message(ofp, error_type: int, data) -> str:
              if name.startswith("OFPT_") and isinstance(value, int)}
     return "%s xid %d (version 0x%02x, %d bytes, %d echoed)" % (
         names.get(msg_type, "message type %d" % msg_type), xid, version, length, len(data))
-
-
-class _Batch:
-    """Messages written to the switch a chunk at a time, yielding to other green threads in between."""
-
-    def __init__(self, datapath):
-        self.datapath = datapath
-        self.buf = bytearray()
-
-    def add(self, data: bytes) -> None:
-        self.buf += data
-        if len(self.buf) >= SEND_CHUNK:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.buf:
-            self.datapath.send(bytes(self.buf))
-            self.buf = bytearray()
-        hub.sleep(0)

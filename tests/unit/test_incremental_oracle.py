@@ -5,15 +5,18 @@ incremental Programmer, and after every programming pass the incremental result 
   ``binding.resolve`` + ``partition`` over everything State holds;
 - desired state: for every switch, ``Programmer.desired`` (updated from the change journal, owner by owner)
   equals ``compile_switch`` over ``derive.derive`` from scratch, compared per owner with every flow's cookie
-  (Flow equality ignores the owner, so a flow filed under the wrong owner would otherwise pass) and every group.
+  (Flow equality ignores the owner, so a flow filed under the wrong owner would otherwise pass) and every group;
+- hardware VTEPs: every VTEP's desired rows (``Programmer.vteps``, kept by delta: controller/viewvteps.py) equal
+  ``vtep_desired`` over the View derived from scratch.
 
 Events: policy create/update/delete (subnets routed and L2-only, domains and their static routes, vports of every
 flavour, hardware VTEP bindings, DHCP and gateway chassis) applied as documents with their commit's change list; a
 routed subnet leaving its domain and joining it again (deleted with its vports and created again with the same VNI,
-as a Neutron router interface removed and added makes it); ports appearing, leaving and moving across KVM, Hyper-V
-and ESXi hypervisors (vNIC keys and static trunk bindings, MAC mismatches); VRS connecting, disconnecting, changing
-tunnel port or VTEP IP; a hardware VTEP connecting, leaving and learning MACs; EVPN routes (types 2, 3, 5) arriving
-and withdrawn; an external network (its gateway MAC and uplinks, from policy and from OVSDB), floating IPs attached,
+as a Neutron router interface removed and added makes it); a domain's gateway MAC changing; ports appearing, leaving
+and moving across KVM, Hyper-V and ESXi hypervisors (vNIC keys and static trunk bindings, MAC mismatches); VRS
+connecting, disconnecting, changing tunnel port or VTEP IP; two hardware VTEPs connecting, leaving, changing tunnel
+IP and learning MACs (and a third bound in policy, never connected); EVPN routes (types 2, 3, 5) arriving and
+withdrawn; an external network (its gateway MAC and uplinks, from policy and from OVSDB), floating IPs attached,
 moved and freed, domains translated to the underlay or not (controller/extnet.py, docs/external.md); security
 policies: ACLs created, changed and deleted (rules naming policy groups, subnets and prefixes; applied to groups and
 to vports directly), vports joining and leaving policy groups, groups created and deleted, a domain's default ACL
@@ -33,7 +36,7 @@ import pytest
 from controller import binding
 from controller import policy as pol
 from controller import policydoc
-from controller.derive import derive
+from controller.derive import derive, vtep_desired
 from controller.discovery import PortInfo, VrsSnapshot, VtepMac, VtepSnapshot
 from controller.pacer import Pacer
 from controller.programmer import Programmer
@@ -53,6 +56,9 @@ SUBNETS = {  # name -> (domain or None for L2-only, cidr)
 VPORTS = {"k1": "kvm", "k2": "kvm", "k3": "kvm", "k4": "kvm", "h1": "hyperv", "h2": "hyperv", "e1": "esxi",
           "e2": "esxi", "s1": "static", "b1": "baremetal", "b2": "baremetal"}
 VTEP_IPS = ("10.99.0.1", "10.99.0.2")
+TORS = {"tor1": ("10.252.0.1", "10.252.1.1"), "tor2": ("10.252.0.2", "10.252.1.2")}  # hardware VTEP -> tunnel IPs
+BINDINGS = [("tor1", "p1", 100, "web"), ("tor1", "p1", 200, "lan"), ("tor1", "p2", 100, "db"),  # tor3: bound, never
+            ("tor2", "p1", 100, "web"), ("tor2", "p2", 300, "app"), ("tor3", "p1", 100, "lan")]  # connected
 FIPS = ("f1", "f2", "f3")  # floating IPs of the external network "public"
 EXT_UPLINKS = {"hv1": ("uplink", None, "203.0.113.11"), "hv2": ("uplink", 100, "203.0.113.12")}  # from policy
 EXT_OVSDB = "hv4"  # says its uplink in OVSDB (external_ids of port eth-ext)
@@ -75,14 +81,15 @@ class World:
         self.inside_a_pass = False  # events land in a pass's pause: no pass of their own (one programming loop)
         self.committing = False  # a commit is in State's hands (it may pause)
         self.vports: dict[str, dict] = {}  # name -> {subnet, mac variant, ip}
-        self.bindings: set[tuple] = set()  # (port, vlan, subnet)
+        self.bindings: set[tuple] = set()  # (switch, port, vlan, subnet)
         self.hosts: dict[str, dict] = {}  # connected: name -> {tunnel ofport, vtep ip}
         self.placed: dict[str, str] = {}  # vport name -> host it is on
         self.lingering: dict[str, str] = {}  # vport name -> the host it left, still showing its port (migration)
         self.ofports: dict[str, int] = {}
         self.unnumbered: set[str] = set()  # KVM ports whose row OVSDB shows before ovs-vswitchd numbered them
         self.wrong_mac: set[str] = set()  # the hypervisor reports another MAC for these
-        self.tor = None  # None: not connected; else its learned MACs
+        self.tors: dict[str, list | None] = dict.fromkeys(TORS)  # hardware VTEP -> None (not connected) or its MACs
+        self.tor_ips = {name: ips[0] for name, ips in TORS.items()}
         self.tor_pushes = 0
         # external network: policy uplinks listed, gateway MAC known, hosts showing their uplink port,
         # floating IP -> vport name (None: free), domains translated to the underlay
@@ -97,7 +104,8 @@ class World:
     def document(self) -> dict:
         domains = {name: {"name": name, "static_routes": copy.deepcopy(d["static"]), "subnets": [],
                           **({"external_network": "public", "underlay_nat": True} if name in self.ext["nat"] else {}),
-                          **({"default_acl_action": "deny"} if name in self.sec["deny"] else {})}
+                          **({"default_acl_action": "deny"} if name in self.sec["deny"] else {}),
+                          **({"gateway_mac": d["gmac"]} if d.get("gmac") else {})}
                    for name, d in self.domains.items()}
         l2 = []
         for name, s in sorted(self.subnets.items()):
@@ -115,8 +123,8 @@ class World:
                 if v["subnet"] == name:
                     body["vports"].append(self.vport_body(vname, v, net))
             (domains[dom]["subnets"] if dom else l2).append(body)
-        bindings = [{"switch": "tor1", "port": port, "vlan": vlan, "subnet": f"acme/{sub}"}
-                    for port, vlan, sub in sorted(self.bindings) if sub in self.subnets]
+        bindings = [{"switch": switch, "port": port, "vlan": vlan, "subnet": f"acme/{sub}"}
+                    for switch, port, vlan, sub in sorted(self.bindings) if sub in self.subnets]
         return {"source": "oracle", "tenants": [{"name": "acme", "domains": list(domains.values()), "subnets": l2,
                                                  "floating_ips": self.floating_ips(), **self.security()}],
                 "vtep_bindings": bindings, "external_networks": [self.external_network()]}
@@ -218,14 +226,15 @@ class World:
             snap = replace(snap, changed=changed, changed_ports={n: new[n] for n in changed if n in new})
         self.state.vrs_update(snap)
 
-    def push_tor(self):
-        """Report the VTEP's snapshot, half of the time saying which local MACs changed (as ovsdb/vtep.py does),
+    def push_tor(self, name):
+        """Report a VTEP's snapshot, half of the time saying which local MACs changed (as ovsdb/vtep.py does),
         half of the time not (the whole VTEP is then taken again)."""
-        if self.tor is None:
-            self.state.vtep_gone("vtep:tor1")
+        macs = self.tors[name]
+        if macs is None:
+            self.state.vtep_gone(f"vtep:{name}")
             return
-        snap = VtepSnapshot("vtep:tor1", "peer", "tor1", ("10.252.0.1",), (), "",
-                            (), tuple(sorted(self.tor, key=lambda m: (m.vni, m.mac))))
+        snap = VtepSnapshot(f"vtep:{name}", "peer", name, (self.tor_ips[name],), (), "",
+                            (), tuple(sorted(macs, key=lambda m: (m.vni, m.mac))))
         before = self.state.vteps.get(snap.session)
         self.tor_pushes += 1
         if before is not None and self.tor_pushes % 2:  # (not from rng: the other events' sequences stay as they were)
@@ -412,10 +421,16 @@ class World:
         self.commit()
 
     def ev_domain(self):
+        """A domain's static routes change, or its anycast gateway MAC (every subnet's info in it changes)."""
         rng = self.rng
         dom = rng.choice(sorted(self.domains))
         nets = [SUBNETS[s][1].rsplit(".", 1)[0] for s in self.subnets if self.domain_of(s) == dom]
         if not nets:
+            return
+        if rng.random() < 0.25:
+            self.domains[dom]["gmac"] = "02:ca:fe:00:0d:02" if self.domains[dom].get("gmac") == "02:ca:fe:00:0d:01" \
+                else "02:ca:fe:00:0d:01"
+            self.commit()
             return
         hops = [f"{rng.choice(nets)}.{n}" for n in (32, 34, 35, 20, 99, 77)]
         self.domains[dom]["static"] = [{"prefix": p, "next_hop": rng.choice(hops)}
@@ -424,7 +439,7 @@ class World:
         self.commit()
 
     def ev_binding(self):
-        entry = self.rng.choice([("p1", 100, "web"), ("p1", 200, "lan"), ("p2", 100, "db")])
+        entry = self.rng.choice(BINDINGS)
         self.bindings ^= {entry}
         self.commit()
 
@@ -461,16 +476,22 @@ class World:
         self.push(host)
 
     def ev_tor(self):
+        """A hardware VTEP leaves, changes its tunnel IP, or connects or learns MACs (of bare-metal servers, an
+        unknown host, a vport's MAC; both VTEPs may learn the same MAC)."""
         rng = self.rng
-        if self.tor is not None and rng.random() < 0.2:
-            self.tor = None
+        name = rng.choice(sorted(TORS))
+        ip = self.tor_ips[name]
+        if self.tors[name] is not None and rng.random() < 0.2:
+            self.tors[name] = None
+        elif self.tors[name] is not None and rng.random() < 0.15:
+            self.tor_ips[name] = next(x for x in TORS[name] if x != ip)
         else:
-            pool = [VtepMac(mac_of("b1"), self.vni_of("web"), "10.0.1.21", "10.252.0.1"),
-                    VtepMac(mac_of("b2", 1), self.vni_of("lan"), None, "10.252.0.1"),
-                    VtepMac("02:00:00:00:0b:07", self.vni_of("web"), "10.0.1.77", "10.252.0.1"),
-                    VtepMac(mac_of("k1"), self.vni_of("web"), "10.0.1.32", "10.252.0.1")]  # a vport's MAC
-            self.tor = rng.sample(pool, rng.randrange(len(pool) + 1))
-        self.push_tor()
+            pool = [VtepMac(mac_of("b1"), self.vni_of("web"), "10.0.1.21", ip),
+                    VtepMac(mac_of("b2", 1), self.vni_of("lan"), None, ip),
+                    VtepMac("02:00:00:00:0b:07", self.vni_of("web"), "10.0.1.77", ip),
+                    VtepMac(mac_of("k1"), self.vni_of("web"), "10.0.1.32", ip)]  # a vport's MAC
+            self.tors[name] = rng.sample(pool, rng.randrange(len(pool) + 1))
+        self.push_tor(name)
 
     def ev_evpn(self):
         """EVPN routes after import: half the time a whole new table, half the time a delta of a few routes
@@ -569,6 +590,7 @@ def check(world: World, where: str):
             if inc[part] != full[part]:
                 wrong = {o for o in set(inc[part]) | set(full[part]) if inc[part].get(o) != full[part].get(o)}
                 raise AssertionError(f"{where}: {session}: {name} of {sorted(wrong, key=str)} differ")
+    check_vteps(state, prog, view, where)
     assert prog.view.fib == view.fib, where
     assert prog.view.bm_gateways == view.bm_gateways, where
     assert prog.view.external == view.external, where
@@ -577,6 +599,15 @@ def check(world: World, where: str):
         fresh, _ = acl._build(spec, frozenset(), {})
         assert acl.acl_flows(spec) == fresh and {f.cookie for f in acl.acl_flows(spec)} == {f.cookie for f in fresh}, \
             f"{where}: ACL {spec.id}"
+
+
+def check_vteps(state, prog, view, where: str):
+    """Every hardware VTEP's rows (kept by delta: controller/viewvteps.py) equal ``vtep_desired`` over ``view``, derived
+    from scratch; every VTEP bound or connected has rows."""
+    names = {b["switch"] for b in state.policy.all("vtep_binding")} | {v.name for v in view.vteps.values()}
+    assert names <= set(prog.vteps.desired), f"{where}: VTEPs without rows: {sorted(names - set(prog.vteps.desired))}"
+    for name, rows in prog.vteps.desired.items():
+        assert rows == vtep_desired(view, state.policy, name), f"{where}: VTEP {name}'s rows differ"
 
 
 @pytest.mark.parametrize("seed", range(SEEDS))

@@ -1,0 +1,95 @@
+"""Flows and groups read back from a switch (flow stats, group desc) as Canopy's values, to compare and describe.
+
+The inverse of openflow/encode.py for the reconciler's read-back: Ryu's parsed match, instructions and actions back
+into the match and action tuples of openflow/flows.py, refusing (``EncodeError``) what is outside Canopy's vocabulary.
+"""
+
+from __future__ import annotations
+
+from openflow.encode import CT_ZONE_OFS_NBITS, NX_CT_F_COMMIT, NX_CT_RECIRC_NONE, NX_NAT_F_DST, NX_NAT_F_SRC, \
+    EncodeError
+from openflow.flows import FIELD_ORDER, Flow, Group, render_flow
+
+_RANK = {name: i for i, name in enumerate(FIELD_ORDER)}
+
+
+def decode_actions(ofp, instructions) -> tuple:
+    """Instructions read back from a switch as action tuples; EncodeError if outside the vocabulary."""
+    out: list = []
+    goto = None
+    for inst in instructions:
+        if inst.type == ofp.OFPIT_APPLY_ACTIONS:
+            out.extend(decode_action(ofp, a) for a in inst.actions)
+        elif inst.type == ofp.OFPIT_GOTO_TABLE:
+            goto = ("goto", inst.table_id)
+        else:
+            raise EncodeError(f"instruction {inst} is not in Canopy's vocabulary")
+    return tuple(out) + ((goto,) if goto else ())
+
+
+def decode_action(ofp, a):
+    """One Ryu action object as an action tuple; EncodeError if outside the vocabulary."""
+    name = type(a).__name__
+    if name == "OFPActionOutput":
+        special = {ofp.OFPP_IN_PORT: "in_port", ofp.OFPP_CONTROLLER: "controller"}
+        return "output", special.get(a.port, a.port)
+    simple = {"OFPActionSetField": lambda: ("set", a.key, a.value),
+              "NXActionRegMove": lambda: ("move", a.src_field, a.dst_field),
+              "OFPActionPushVlan": lambda: ("push_vlan",), "OFPActionPopVlan": lambda: ("pop_vlan",),
+              "OFPActionDecNwTtl": lambda: ("dec_ttl",),
+              "NXActionResubmitTable": lambda: ("resubmit", a.table_id),
+              "OFPActionGroup": lambda: ("group", a.group_id),
+              "NXActionConjunction": lambda: ("conjunction", a.id, a.clause + 1, a.n_clauses),
+              "NXActionCT": lambda: _decode_ct(ofp, a)}
+    if name not in simple:
+        raise EncodeError(f"action {a} is not in Canopy's vocabulary")
+    return simple[name]()
+
+
+def _decode_ct(ofp, a):
+    if not a.zone_src and len(a.actions) == 1 and type(a.actions[0]).__name__ == "NXActionNAT":
+        return _decode_ct_nat(a)
+    marks = [decode_action(ofp, n) for n in a.actions]
+    if a.zone_ofs_nbits != CT_ZONE_OFS_NBITS or a.alg or any(m[0] != "move" or m[2] != "ct_mark" for m in marks):
+        raise EncodeError(f"action {a} is not in Canopy's vocabulary")
+    table = None if a.recirc_table == NX_CT_RECIRC_NONE else a.recirc_table
+    return "ct", a.zone_src, table, bool(a.flags & NX_CT_F_COMMIT), marks[0][1] if marks else None
+
+
+def _decode_ct_nat(a):
+    nat = a.actions[0]
+    ip = nat.range_ipv4_min or None
+    if a.alg or nat.flags not in (0, NX_NAT_F_SRC, NX_NAT_F_DST) or (ip and nat.range_ipv4_max != ip) or \
+            bool(ip) != bool(nat.flags) or nat.range_proto_min is not None:
+        raise EncodeError(f"action {a} is not in Canopy's vocabulary")
+    table = None if a.recirc_table == NX_CT_RECIRC_NONE else a.recirc_table
+    spec = ("dst", ip) if nat.flags == NX_NAT_F_DST else ip
+    return "ct_nat", a.zone_ofs_nbits, table, bool(a.flags & NX_CT_F_COMMIT), spec
+
+
+def decode_group(ofp, desc) -> Group | None:
+    """A group-desc entry read back as a Group, to compare with the desired one; None if it is not an ALL
+    group or holds an action outside Canopy's vocabulary (its buckets then cannot be trusted)."""
+    if desc.type != ofp.OFPGT_ALL:
+        return None
+    try:
+        return Group(desc.group_id, tuple(tuple(decode_action(ofp, a) for a in b.actions) for b in desc.buckets))
+    except (EncodeError, AttributeError, KeyError, ValueError):
+        return None
+
+
+def decode_match(match) -> tuple:
+    """An OFPMatch as a match tuple in Canopy's canonical field order (unknown fields last)."""
+    items = [(name, tuple(value) if isinstance(value, list) else value) for name, value in match.items()]
+    return tuple(sorted(items, key=lambda kv: _RANK.get(kv[0], len(_RANK))))
+
+
+def describe_stats(ofp, stats) -> str:
+    """One flow-stats entry in ovs-ofctl syntax (render_flow), or Ryu's own text if it is foreign."""
+    try:
+        f = Flow(stats.table_id, stats.priority, decode_match(stats.match),
+                 decode_actions(ofp, stats.instructions))
+        return f"cookie={stats.cookie:#x}," + render_flow(f, with_cookie=False)
+    except (EncodeError, ValueError, KeyError, AttributeError):
+        return f"cookie={stats.cookie:#x},table={stats.table_id},priority={stats.priority}," \
+               f"{stats.match},{stats.instructions}"

@@ -1,0 +1,52 @@
+"""The live View's per-domain route state (controller/viewroutes.py) holds the domains there are, not every domain
+ever seen: a domain's ordered FIB, host routes, static-route targets and what its flows were compiled from go when
+its last route goes (or the domain)."""
+
+from controller import policy as pol
+from controller import policydoc
+from controller.derive import derive
+from controller.programmer import Programmer
+from controller.state import State
+from controller.store import Change
+from tests.unit.helpers import vrs_snapshot
+
+ALLOCATOR = pol.Allocator({}, 65000, (10000, 20000))
+
+
+def document(domains):
+    """Tenant acme with ``domains`` (names), each with one routed subnet, a vport on it and a static route to it."""
+    doms = []
+    for n, name in enumerate(domains):
+        net = f"10.{n}.1"
+        doms.append({"name": name, "static_routes": [{"prefix": f"192.168.{n}.0/24", "next_hop": f"{net}.11"}],
+                     "subnets": [{"name": f"{name}-net", "cidr": f"{net}.0/24", "gateway": f"{net}.1",
+                                  "vports": [{"name": f"vm-{name}", "mac": f"02:00:00:00:{n:02x}:01",
+                                              "ips": [f"{net}.11"], "binding": {"flavour": "kvm"}}]}]})
+    return {"tenants": [{"name": "acme", "domains": doms}]}
+
+
+def commit(state, domains):
+    plan = policydoc.plan(state.policy, document(domains), "t", ALLOCATOR, prune=True)
+    seq = state.last_seq
+    state.policy_committed(plan.policy, [Change(c.kind, c.id, c.op, c.body, seq + n)
+                                         for n, c in enumerate(plan.changes, 1)])
+
+
+def test_domains_that_go_leave_no_route_state_behind():
+    state = State(pol.Policy())
+    programmer = Programmer(state)
+    state.vrs_update(vrs_snapshot("hv1", "10.251.0.1", ["vm-keep"] + [f"vm-d{n}" for n in range(5)]))
+    commit(state, ["keep"])
+    programmer.refresh(full=True)
+    routes = programmer.live.routes
+    for n in range(5):  # domains come (their vport bound on hv1) and go
+        commit(state, ["keep", f"d{n}"])
+        programmer.refresh()
+        assert len(routes.ordered) == 2 and len(routes.host_eps) == 2 and len(routes.static_of) == 2
+        commit(state, ["keep"])
+        programmer.refresh()
+        keep = state.policy.find("domain", "acme/keep")["id"]
+        assert set(routes.ordered) == set(routes.host_eps) == set(routes.static_of) == set(routes.dom_keys) == {keep}, n
+        assert set(routes.targets) == {state.policy.find("vport", "acme/keep-net/vm-keep")["id"]}
+    view = derive(state.policy, state.locations, state.vrs, state.vtep_ip_of, state.vteps)
+    assert programmer.view.fib == view.fib and list(programmer.view.fib) == [keep]

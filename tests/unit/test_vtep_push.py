@@ -1,0 +1,98 @@
+"""The hardware VTEPs' desired rows follow the programming pass's delta (controller/viewvteps.py): a pass computes
+the rows of the VTEPs its change reaches, not of every VTEP, and the app hands OVSDB only the rows that changed
+(controller/app.py ``_push_vteps``). Counted: the calls of ``derive.vtep_desired`` and the rows handed out."""
+
+from types import SimpleNamespace
+
+import pytest
+
+from controller import app, derive, policydoc
+from controller import policy as pol
+from controller.discovery import VtepPort, VtepSnapshot
+from controller.programmer import Programmer
+from controller.state import State
+from tests.unit.helpers import vrs_snapshot
+
+SUBNETS = {"web": (1, ["vm1", "vm2"]), "db": (2, []), "free": (3, ["vm3", "vm4"])}  # name -> (number, its vports)
+BINDINGS = {"tor1": ("web", 100), "tor2": ("db", 200)}  # tor1 carries web, tor2 db, no VTEP carries free
+
+
+def document() -> dict:
+    subnets = [{"name": name, "cidr": f"10.0.{n}.0/24", "gateway": f"10.0.{n}.1", "vni": 5000 + n,
+                "vports": [{"name": vm, "mac": f"02:00:00:00:0{n}:0{k}", "ips": [f"10.0.{n}.1{k}"],
+                            "binding": {"flavour": "kvm"}} for k, vm in enumerate(vms, 1)]}
+               for name, (n, vms) in SUBNETS.items()]
+    return {"tenants": [{"name": "acme", "domains": [{"name": "prod", "subnets": subnets}]}],
+            "vtep_bindings": [{"switch": tor, "port": "p1", "vlan": vlan, "subnet": f"acme/{sub}"}
+                              for tor, (sub, vlan) in BINDINGS.items()]}
+
+
+class Ovsdb:
+    """What the app hands the OVSDB server: the rows per VTEP name, in order."""
+
+    def __init__(self):
+        self.handed = []
+
+    def set_vtep_desired(self, name, desired):
+        self.handed.append(name)
+
+
+def tor(name, ip, vni):
+    return VtepSnapshot(f"vtep:{name}", "p", name, tunnel_ips=(ip,), ports=(VtepPort("p1", ((100, vni),)),))
+
+
+@pytest.fixture
+def world(monkeypatch):
+    """hv1 holds vm1 (web) and vm3 (free). Returns the State, the app as far as the VTEP push needs it, its OVSDB,
+    and the names ``vtep_desired`` was called for."""
+    plan = policydoc.plan(pol.Policy(), document(), "t", pol.Allocator({}, 65000, (10000, 20000)))
+    state = State(plan.policy)
+    state.vrs_update(vrs_snapshot("hv1", "10.251.0.1", ["vm1", "vm3"]))
+    state.vtep_update(tor("tor1", "10.252.0.1", 5001))
+    state.vtep_update(tor("tor2", "10.252.0.2", 5002))
+    programmer = Programmer(state)
+    programmer.refresh(full=True)
+    ovsdb = Ovsdb()
+    glue = SimpleNamespace(programmer=programmer, state=state, ovsdb=ovsdb, _vtep_pushed={})
+    app.CanopyApp._push_vteps(glue)
+    assert sorted(ovsdb.handed) == ["tor1", "tor2"]
+    calls = []
+    real = derive.vtep_desired
+
+    def counting(view, policy, name, *args, **kwargs):
+        calls.append(name)
+        return real(view, policy, name, *args, **kwargs)
+
+    monkeypatch.setattr(derive, "vtep_desired", counting)
+    monkeypatch.setattr(app, "vtep_desired", counting, raising=False)  # where the app computed them itself
+    return SimpleNamespace(state=state, glue=glue, ovsdb=ovsdb, calls=calls)
+
+
+def a_pass(w, *vms):
+    """hv1 reports ``vms``; one programming pass, then the VTEP push; the names computed and handed out."""
+    w.calls.clear()
+    w.ovsdb.handed.clear()
+    w.state.vrs_update(vrs_snapshot("hv1", "10.251.0.1", list(vms)))
+    assert w.glue.programmer.refresh()
+    app.CanopyApp._push_vteps(w.glue)
+    return sorted(w.calls), sorted(w.ovsdb.handed)
+
+
+def test_a_vport_on_a_logical_switch_no_vtep_carries_computes_no_vtep_rows(world):
+    assert a_pass(world, "vm1", "vm3", "vm4") == ([], [])
+
+
+def test_a_vport_on_a_bound_subnet_computes_and_hands_out_only_the_vtep_carrying_it(world):
+    assert a_pass(world, "vm1", "vm2", "vm3") == (["tor1"], ["tor1"])
+    rows = world.glue.programmer.vteps.desired
+    assert "02:00:00:00:01:02" in {r[1] for r in rows["tor1"].remote_macs}
+    assert a_pass(world, "vm1", "vm2") == ([], [])  # vm3 leaves free: nothing for either VTEP
+
+
+def test_a_vtep_changing_its_tunnel_ip_computes_itself_and_the_vteps_flooding_to_it(world):
+    """tor2 moves its tunnel IP: its own rows, and tor1's only if they share a subnet (they do not)."""
+    world.calls.clear()
+    world.state.vtep_update(tor("tor2", "10.252.1.2", 5002))
+    world.glue.programmer.refresh()
+    app.CanopyApp._push_vteps(world.glue)
+    assert sorted(world.calls) == ["tor2"]
