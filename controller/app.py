@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 
-from controller import guard, ofports, runtime, sdnotify
+from controller import guard, ofports, runtime, sdnotify, stretchtrace
 from controller.core import build_core
 from controller.programloop import ProgramLoop
 from controller.programmer import Programmer
@@ -116,6 +116,8 @@ class CanopyApp(RyuApp):
             self.ovsdb.writes_enabled = False  # until this node is the active one
             if self.federation is not None:
                 self.federation.originating = False
+        self.stretches = stretchtrace.from_environment()  # None unless CANOPY_STRETCH_TRACE asks for it
+        extra += stretchtrace.routes(self.stretches)
         extra.append(Route("GET", "/v1/ha", self._ha_status,
                            "HA pair: role, peer, heartbeats, replication sequence and lag, generation id"))
         self._roles_wake = hub.Event()
@@ -150,6 +152,8 @@ class CanopyApp(RyuApp):
                  settings.rest_listen, settings.rest_port)
 
     def start(self):
+        if self.stretches is not None:
+            self.stretches.start()
         thread = super().start()
         self._worker = hub.spawn(self._program_loop)
         guard.essential(self._worker, "the programming loop")
@@ -181,6 +185,9 @@ class CanopyApp(RyuApp):
         if self._worker is not None:
             hub.kill(self._worker)
         self.store.close()
+        if self.stretches is not None:
+            self.stretches.stop()
+            log.info("the longest stretches between two turns of the event loop:\n%s", self.stretches.summary())
         super().stop()
 
     # ------------------------------------------------------------------ programming switches

@@ -150,6 +150,13 @@ def cmd_run(args) -> int:
     except (settings_mod.SettingsError, yamldoc.DocError) as exc:
         print(f"canopy: invalid settings:\n{exc}", file=sys.stderr)
         return EXIT_USAGE
+    from controller import stretchtrace
+
+    try:
+        stretchtrace.from_environment()  # checked here: a bad value stops the start with a clear message
+    except stretchtrace.StretchTraceError as exc:
+        print(f"canopy: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     logs.setup(settings.log_level, settings.log_format)
     log = logging.getLogger("canopy.lifecycle")
     try:

@@ -67,21 +67,23 @@ class ExternalDelta:
         for net_id in j.external_networks:
             fids.update(index.ids("floating_ip", "floating_in", net_id))
             sessions |= set(v.switches) | set(ext.pat_by_session) | set(ext.gateways)
-        for vid in set(vd.changed) | set(j.vports):
-            fids.update(index.ids("floating_ip", "floating_on", vid))
+        any_fip = s.policy.count("floating_ip") > 0  # else no vport has one: the index is not asked per vport
+        if any_fip:
+            for vid in set(vd.changed) | set(j.vports):
+                fids.update(index.ids("floating_ip", "floating_on", vid))
         domains = set(j.domains)
         for sid in j.subnets:
             sub = v.subnets.get(sid)
             domains |= {d for d in (self.domain_of.get(sid), sub.domain_id if sub else None) if d}
         for did in domains:
             sessions |= vd.dom_on.get(did, set())
-            for sid in index.ids("subnet", "in_domain", did):
+            for sid in index.ids("subnet", "in_domain", did) if any_fip else ():
                 fids |= _floating_of_subnet(index, sid)
             fids |= {fid for fid, f in ext.floating.items() if f.domain_id == did} if did not in v.domains else set()
         for session in j.switches:
             old = self.uplinks.get(session)
             if old != _uplinks_after(s.policy, s.vrs.get(session), old, j.ports.get(session)):
-                for vid in vd.by_session.get(session, ()):
+                for vid in vd.by_session.get(session, ()) if any_fip else ():
                     fids.update(index.ids("floating_ip", "floating_on", vid))
                 fids |= set(ext.by_session.get(session, ()))
         for session, net_id in j.gateways:

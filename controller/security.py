@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from controller.model import MAX_ACL_TAG
+from controller.pacer import NEVER
 
 PROTOCOLS = {"any": None, "icmp": 1, "tcp": 6, "udp": 17}
 DEFAULT_PRIORITY = 1000  # of a rule without one, and of an ACL (model default)
@@ -220,6 +221,7 @@ class LiveSecurity:
     Returns the ACL ids whose spec changed and, per vport whose policy changed, (before, after)."""
 
     def __init__(self):
+        self.pacer = NEVER  # ticked per vport indexed and derived (LiveView sets its own: 10,000 vports bound at once)
         self.view = SecurityView(local=Local())
         self.vport_facts: dict[str, tuple] = {}  # vport id -> (subnet, groups, acls, ips) as last seen
         self.members: dict[str, set[str]] = defaultdict(set)  # policy group -> its vports
@@ -249,6 +251,7 @@ class LiveSecurity:
         for did in domains:
             vport_ids |= self._domain(did, policy.get("domain", did))
         for vid in vports:
+            self.pacer.tick()
             reached = self._vport(vid, policy.get("vport", vid))
             if reached is not None:
                 vport_ids.add(vid)
@@ -353,6 +356,7 @@ class LiveSecurity:
         by_group = _Lookup(policy, "acl", self.group_acls)
         ports = {}
         for vid in vport_ids:
+            self.pacer.tick()
             vport = policy.get("vport", vid)
             new = _port_policy(policy, vport, by_group) if vport is not None else None
             old = sec.ports.get(vid)

@@ -27,6 +27,7 @@ from controller.store import Change
 log = logging.getLogger("canopy.state")
 LOG_EACH_MOVE = 50  # more vports moving in one change are summarised at info level, listed at debug
 RELOCATE_CHUNK = 250  # vports re-resolved (and recorded) between two chances to pause (``State.pacer``)
+INDEX_CHUNK = 250  # ports of a report forgotten and learnt by the binding index between two chances to pause
 
 
 def dpid_str(dpid: int | None) -> str | None:
@@ -191,8 +192,9 @@ class State(DiscoverySink):
 
     def _vrs_apply(self, snap: VrsSnapshot) -> None:
         """What its changed ports show is read first (_read_ports), pausing (``pacer``) every so many ports: that
-        reads only ``snap`` and changes nothing. Then State takes the report in one stretch, and the vports it reaches
-        are re-resolved in chunks (_relocate, pausing between them)."""
+        reads only ``snap`` and changes nothing. Then State takes the report (_take: the binding index is updated in
+        chunks, pausing between them), and the vports it reaches are re-resolved in chunks (_relocate, pausing
+        before and between them)."""
         old = self.vrs.get(snap.session)
         changed = _changed_ports(old, snap, self.flavour_of)
         found = None if changed is None else snap.ports_named(changed)  # the changed ports still there
@@ -210,11 +212,13 @@ class State(DiscoverySink):
         current = self.vrs.get(snap.session)
         log.info("VRS %s: a report was superseded while it was read (a later one, or the switch gone)", snap.chassis)
         if current is not None:
-            self._take(current, current, None, None, self._read_ports(current, None, None, NEVER))
+            self._take(current, current, None, None, self._read_ports(current, None, None, NEVER), NEVER)
 
-    def _take(self, old, snap, changed, found, read) -> None:
+    def _take(self, old, snap, changed, found, read, pacer: Pacer | None = None) -> None:
         """State takes a report: ``changed`` names the ports that changed since ``old`` (None: all), ``found`` those
-        of them still there, ``read`` what they show."""
+        of them still there, ``read`` what they show. ``pacer`` (default State's): ticked while the binding index
+        is updated (_index_ports); a report of the switch, or its end, landing in those pauses stops that, and
+        the switch is taken again whole, without pauses (_superseded)."""
         if snap.datapath_id is not None:
             self._dpid_session[snap.datapath_id] = snap.session
         if old is None:
@@ -227,10 +231,15 @@ class State(DiscoverySink):
         _log_bridge_safety(old, snap)
         self._mark_seen(snap, changed, read.seen)
         self._track_tunnels(snap, changed, read)
-        reached = self._index_ports(old, snap, changed, found, read.keys)
+        reached = self._index_ports(old, snap, changed, found, read.keys, self.pacer if pacer is None else pacer)
+        if self.vrs.get(snap.session) is not snap:  # that one recorded the switch; ours reached vports all the same
+            self._superseded(snap)
+            self._relocate(reached)
+            return
         self._record("switches", [snap.session])
         self._record_ports(snap.session, changed)
         self._notify("vrs", snap.session)
+        self.pacer.tick(len(read.keys))  # the ports taken count: a big report pauses before its vports are re-resolved
         self._relocate(reached)
 
     def ofport_seen(self, dpid: int, name: str, ofport: int) -> None:
@@ -301,21 +310,35 @@ class State(DiscoverySink):
             pacer.tick()
         return read
 
-    def _index_ports(self, old, snap, changed, found, keys) -> set[str]:
+    def _index_ports(self, old, snap, changed, found, keys, pacer: Pacer) -> set[str]:
         """Update the binding index for the ports that changed (``keys``: theirs, from _read_ports); returns the
-        vport ids they reach."""
+        vport ids they reach. A port that changed or came is forgotten and learnt at once, in chunks of
+        INDEX_CHUNK ports, ``pacer`` ticked per port; the ports that went are forgotten last. So in a pause every
+        port shows either what it showed or what it shows now, and a vport moving from a port that went to one that
+        came is never found nowhere: what a handler resolves in a pause is a state the switch could have reported
+        (the report in parts). Stops after a pause in which another report of the switch, or its end, landed (the
+        caller then takes the switch whole). A switch taken whole after it was known (its chassis, datapath or
+        flavour changed) is not paused: its ports are forgotten all at once first."""
         reached = set()
         if changed is None:
             if old is not None:
                 self.index.forget_session(snap.session, old.chassis, reached)
-            ports = snap.ports
+                pacer = NEVER
+            ports, gone = snap.ports, ()
         else:
-            for name in changed:
-                self.index.forget_port(snap.session, name, snap.chassis, reached)
-            ports = [found[name] for name in sorted(found)]
+            ports, gone = [found[name] for name in sorted(found)], sorted(set(changed).difference(found))
         flavour, rank = self.flavour_of(snap), self._rank[snap.session]
-        for port in ports:
-            self.index.learn_port(snap, rank, flavour, port, reached, keys[port.name])
+        for start in range(0, len(ports), INDEX_CHUNK):
+            chunk = ports[start:start + INDEX_CHUNK]
+            for port in chunk:
+                if changed is not None:
+                    self.index.forget_port(snap.session, port.name, snap.chassis, reached)
+                self.index.learn_port(snap, rank, flavour, port, reached, keys[port.name])
+            pacer.tick(len(chunk))
+            if self.vrs.get(snap.session) is not snap:
+                return reached
+        for name in gone:
+            self.index.forget_port(snap.session, name, snap.chassis, reached)
         return reached
 
     def vtep_update(self, snap: VtepSnapshot) -> None:

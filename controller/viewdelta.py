@@ -9,7 +9,8 @@ vport or every switch because one changed. ``LiveView.build()`` is the same from
 incremental and scratch results are checked against ``derive.derive`` by tests/unit/test_incremental_oracle.py.
 
 Many vports at once (10,000 ports appearing, an apply of 10,000) pause (``pacer``, controller/pacer.py) once every
-so many vports placed and endpoints whose owners are listed, so the event loop gets turns. Handlers may change State
+so many vports placed and secured, endpoints compared (a subnet's EVPN or hardware-VTEP endpoints derived again) and
+endpoints whose owners are listed, so the event loop gets turns. Handlers may change State
 during those pauses: one pass reads the policy it started with (``_Pinned``); what changed meanwhile is in State's
 journal for the next pass, which reads each object it names again (the other inputs are read per object, or
 wholesale, so reading them late is reading them as the next pass will). tests/unit/test_incremental_oracle.py runs
@@ -157,6 +158,7 @@ class LiveView:
         whole)."""
         switches = self.view.switches
         for eid, pair in self.changed.items():
+            self.pacer.tick()
             sessions = {ep.session for ep in pair if ep is not None and ep.kind == "vport" and
                         getattr(switches.get(ep.session), "metadata_port", None)}
             if sessions:
@@ -175,6 +177,7 @@ class LiveView:
         they use, their conntrack zones) for the vports whose policy or endpoint changed. Records the ACL owners
         reached: a changed ACL on the switches using it; a vport's chain and its ACLs where it was and is; the
         chain of a vport whose zone moved."""
+        self.sec.pacer = self.pacer  # it reads the pinned policy and its own indexes only: pausing is safe
         acls, ports = self.sec.update(self.state.policy, j.vports, j.acls, j.groups, j.subnets, j.domains)
         self.view.security = self.sec.view
         local, reached = self.sec.view.local, defaultdict(set)
@@ -389,18 +392,27 @@ class LiveView:
         self._replace_list(self.hw, sid, out)
 
     def _replace_list(self, lists, sid, new):
+        """A subnet's hardware-VTEP or EVPN endpoints (``lists``) become ``new``; the pacer is ticked per endpoint
+        compared (a subnet of 10,000 EVPN MACs derived again when a local vport of its domain came)."""
         old = {ep.vport_id: ep for ep in lists.get(sid, ())}
-        new = [old[ep.vport_id] if old.get(ep.vport_id) == ep else ep for ep in new]  # one object per endpoint
-        if new:
-            lists[sid] = new
+        tick = self.pacer.tick
+        kept = []  # one object per endpoint: the old one when equal
+        for ep in new:
+            was = old.get(ep.vport_id)
+            kept.append(was if was is not None and was == ep else ep)
+            tick()
+        if kept:
+            lists[sid] = kept
         else:
             lists.pop(sid, None)
-        fresh = {ep.vport_id: ep for ep in new}
-        if list(old.values()) != new:
+        fresh = {ep.vport_id: ep for ep in kept}
+        if list(old.values()) != kept:
             self.tails.add(sid)
         for eid in set(old) | set(fresh):
-            if old.get(eid) != fresh.get(eid):
-                self._swap(eid, old.get(eid), fresh.get(eid))
+            before, after = old.get(eid), fresh.get(eid)
+            if before is not after and before != after:
+                self._swap(eid, before, after)
+            tick()
 
     def _swap(self, eid, old, new):
         """Replace one endpoint in the view and every index."""
@@ -567,6 +579,7 @@ class LiveView:
         domains = set(self.routes.changed)
         endpoints = {}
         for eid, pair in self.changed.items():
+            self.pacer.tick()
             for ep in pair:
                 if ep is None:
                     continue
@@ -601,6 +614,7 @@ class LiveView:
         v, owners = self.view, self.r.owners
         changed = defaultdict(set)  # subnet -> owners of endpoints that changed there (gone ones included)
         for pair in self.changed.values():
+            self.pacer.tick()
             for ep in pair:
                 if ep is not None:
                     changed[ep.subnet_id].add(ep.owner)
@@ -616,5 +630,7 @@ class LiveView:
                     owners[session].add(Owner("subnet", item))
                     reached.add(item)
             for sid in reached:
-                owners[session].update(ep.owner for ep in v.by_subnet.get(sid, ()))
+                for ep in v.by_subnet.get(sid, ()):
+                    owners[session].add(ep.owner)
+                    self.pacer.tick()
                 owners[session].update(changed.get(sid, ()))

@@ -2,6 +2,7 @@
 from a GoBGP peer in about a second. Does the controller stay responsive, and does it drop anything?
 
     .venv/bin/python -m tests.benchmarks.bursts [--count 10000] [--port-type absent|internal] [--ha] [--json]
+        [--stretches N]
 
 Lab (tests.harness.lab, real processes): one controller (with ``--ha`` an HA pair, ctl1 active and ctl2 standby:
 heartbeats every 100 ms, dead interval 1 s; docs/benchmarks.md), one KVM
@@ -28,9 +29,12 @@ c. **routes** (run first: GoBGP's intake slows down with the routes the other bu
 For each: seconds until done; the active controller's largest event-loop lag during the burst (its /v1/status,
 sampled throughout); the REST latency of ``GET /v1/status`` (p50, p95, max) polled every ``--poll`` seconds during
 the burst, against the same polling while idle just before it; and the sessions that ended, counted in the logs
-(both controllers' OpenFlow/OVSDB/BGP/HA messages, ovs-vswitchd's inactivity probes and drops, gobgpd's peer
-downs; 0 expected). The machine (CPUs, model) and the load average are printed with the figures: on a shared
-machine the lag includes time the controller was runnable but not running.
+(both controllers' OpenFlow/OVSDB/BGP/HA messages, OVSDB sessions closed, kvm1's ovs-vswitchd's and
+ovsdb-server's inactivity probes and drops, gobgpd's peer downs; 0 expected). The machine (CPUs, model) and the load average are printed with the figures: on a shared
+machine the lag includes time the controller was runnable but not running. With ``--stretches N`` (default 10; 0:
+off) the controllers run with ``CANOPY_STRETCH_TRACE`` (controller/stretchtrace.py) and each burst also reports
+the N longest stretches of the active controller's CPU between two turns of its event loop (independent of the
+load), with where they ran.
 
 Needs root, Open vSwitch and gobgpd, like the integration tests. Not collected by pytest.
 """
@@ -41,6 +45,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -197,11 +202,12 @@ class Bursts:
     def logs(self) -> list:
         workdir = self.lab.workdir
         controllers = [self.canopy.log_path] + ([self.standby.log_path] if self.standby is not None else [])
-        return [*controllers, workdir / "kvm1" / "ovs-vswitchd.log", workdir / "gobgpd-gobgpa.log"]
+        ovs = [workdir / "kvm1" / "ovs-vswitchd.log", workdir / "kvm1" / "ovsdb-server.log"]  # its probes of us too
+        return [*controllers, *ovs, workdir / "gobgpd-gobgpa.log"]
 
     def disconnects(self) -> dict:
-        *controllers, ovs, gobgp = self.logs()
-        return health.disconnects(controllers, [ovs], [gobgp], since=self.log_start)
+        *controllers, vswitchd, ovsdb, gobgp = self.logs()
+        return health.disconnects(controllers, [vswitchd, ovsdb], [gobgp], since=self.log_start)
 
     def flow_counts(self) -> dict:
         """kvm1's flows from /metrics (canopy_switch_flows: desired, installed, pending, rejected). Not
@@ -224,9 +230,17 @@ class Bursts:
         return bool(counts) and counts["pending"] == 0 and counts["desired"] == counts["installed"] >= flows_at_least
 
     # ------------------------------------------------------------------------------------------ one burst
+    def stretches(self, reset: bool = False) -> dict | None:
+        """The active controller's traced stretches (``GET``, or ``DELETE`` to start over), None when not traced."""
+        if not self.args.stretches:
+            return None
+        api = self.canopy.api
+        reply = api.delete("/v1/stretches") if reset else api.get("/v1/stretches")
+        return reply.json if reply.status == 200 else None  # 404: a controller without the tracer (--code)
+
     def burst(self, name: str, action, done, what: str) -> dict:
         """Idle polling, then the burst (``action``, the clock starting just before it) with polling, until
-        ``done()`` (polled every 0.1 s from this thread)."""
+        ``done()`` (polled every 0.1 s from this thread); the stretches traced from the start of the burst."""
         self.progress(f"{name}: idle {self.args.idle:g} s ...")
         idle = StatusPoller(self.canopy, self.args.poll)
         before = health.lag_from_status(self.canopy.api.get("/v1/status").json) or {}
@@ -237,6 +251,7 @@ class Bursts:
         offsets = health.log_offsets(*self.logs())
         before = health.lag_from_status(self.canopy.api.get("/v1/status").json) or {}
         poller = StatusPoller(self.canopy, self.args.poll)
+        self.stretches(reset=True)
         poller.start()
         started = time.monotonic()
         marks = {"action": None}
@@ -255,11 +270,13 @@ class Bursts:
             time.sleep(0.1)
         marks["done"] = time.monotonic() - started
         busy = poller.stop().figures(before.get("max_ms", 0.0))
-        *controllers, ovs, gobgp = self.logs()
+        stretches = self.stretches()
+        *controllers, vswitchd, ovsdb, gobgp = self.logs()
         out = {"seconds": marks["done"], "action_seconds": marks["action"], "what": what, "idle": idle,
-               "burst": busy, "disconnects": health.disconnects(controllers, [ovs], [gobgp], since=offsets),
+               "burst": busy, "disconnects": health.disconnects(controllers, [vswitchd, ovsdb], [gobgp], since=offsets),
                "load_average": os.getloadavg(), "result": result}
         self.progress(f"{name}: {json.dumps(out, default=str)}")
+        out["stretches"] = stretches
         self.results[name] = out
         return out
 
@@ -318,7 +335,7 @@ class Bursts:
 
 def start_canopy(lab, code: str) -> None:
     """The lab's controllers run the checkout at ``code`` (port_to_ping's ``--before`` does the same)."""
-    lab.controller_argv = lambda path: ["env", f"PYTHONPATH={code}", sys.executable, "-c",
+    lab.controller_argv = lambda path: ["env", f"PYTHONPATH={code}", sys.executable, "-P", "-c",
                                         "from controller.cli import main; main()", "run", "--config", str(path)]
 
 
@@ -347,9 +364,24 @@ def print_table(result: dict) -> None:
               + (f" ({r['result']})" if isinstance(r['result'], dict) else "")
               + (f"; {r['burst']['failures']} status requests failed" if r['burst']['failures'] else "")
               + ("; " + health.disconnects_line(r["disconnects"]) if sum(r["disconnects"].values()) else ""))
+    for name, r in result["bursts"].items():
+        print_stretches(name, r.get("stretches"))
     print("  " + health.lag_line(result["lag"], "active controller, whole run"))
     print("  " + health.disconnects_line(result["disconnects"]))
     print("  setup: " + ", ".join(f"{label} {seconds:.1f} s" for label, seconds in result["setup_seconds"].items()))
+
+
+def print_stretches(name: str, traced: dict | None) -> None:
+    """A burst's longest stretches of the controller's CPU: where each ended and its most sampled stack."""
+    if not traced:
+        return
+    print(f"  {name}: the {len(traced['stretches'])} longest stretches of CPU between two turns of the event loop "
+          f"(of {traced['switches']:,} switches, {traced['cpu_ms']:,.0f} ms CPU in all):")
+    for s in traced["stretches"]:
+        sampled = s["sampled"][0] if s["sampled"] else None
+        print(f"    {s['cpu_ms']:8.1f} ms  ended in {' < '.join(s['ended_in'][:5])}")
+        if sampled is not None:
+            print(f"{'':17}{sampled['count']} of {s['samples']} samples in {' < '.join(sampled['stack'][:5])}")
 
 
 def main(argv=None) -> int:
@@ -367,7 +399,13 @@ def main(argv=None) -> int:
                         "stretches)")
     parser.add_argument("--code", metavar="DIR", help="run the controllers of the checkout at DIR (e.g. /work/main, "
                         "or a git archive of this one) with this venv: before/after comparisons on one machine")
+    parser.add_argument("--logs", metavar="DIR", help="copy the controllers', kvm1's OVS and gobgpd's logs into DIR "
+                        "at the end (the lab's own are removed with it)")
+    parser.add_argument("--stretches", type=int, default=10, metavar="N", help="trace the controllers' stretches "
+                        "of CPU between two turns of the event loop and print each burst's N longest (0: off)")
     args = parser.parse_args(argv)
+    if args.stretches:
+        os.environ["CANOPY_STRETCH_TRACE"] = str(args.stretches)  # the controllers the lab starts inherit it
     if not 1 <= args.count <= MAX_COUNT:
         parser.error(f"--count must be 1..{MAX_COUNT} (a /16 per subnet)")
     wanted = [b.strip() for b in args.only.split(",") if b.strip()]
@@ -390,6 +428,11 @@ def main(argv=None) -> int:
             spy.send_signal(signal.SIGINT)
             spy.wait(60)
         disconnects = bench.disconnects()  # before the feeder's session ends
+        if args.logs:
+            Path(args.logs).mkdir(parents=True, exist_ok=True)
+            for path in bench.logs():
+                if Path(path).exists():
+                    shutil.copy(path, Path(args.logs) / f"{Path(path).parent.name}-{Path(path).name}")
         bench.feeder.close()
         result = {"count": args.count, "code": args.code or "this checkout", "ha": not args.no_ha,
                   "port_type": args.port_type, "bursts": bench.results,

@@ -67,6 +67,9 @@ class HubProbe:
 DISCONNECT_PATTERNS = {
     "OpenFlow (controller log)": re.compile(r"datapath \S+ disconnected"),
     "OVSDB (controller log)": re.compile(r"(VRS|hardware VTEP) \S+ \(OVSDB \S+\) disconnected"),
+    # a session that ends and comes back within the reconnect grace is no switch leaving: logged only as this
+    "OVSDB session closed (controller log)": re.compile(r"ovsdb \S+: ((hardware_vtep )?connection closed by peer|"
+                                                        r"dropping (the session|connection))"),
     "BGP (controller log)": re.compile(r"BGP peer \S+ is down"),
     "HA role change (controller log)": re.compile(r"HA: now \w+ \(generation"),
     "HA link lost (controller log)": re.compile(r"HA link \S+: (connection to peer lost|peer closed our connection)"),

@@ -493,7 +493,7 @@ def start_canopy(lab, ctl, code: str | None, name: str, profile: str | None = No
         lab.controller_argv = lambda path: ["env", f"PYTHONPATH={code or here}", sys.executable, PROFILED, profile,
                                             "run", "--config", str(path)]
     elif code is not None:
-        lab.controller_argv = lambda path: ["env", f"PYTHONPATH={code}", sys.executable, "-c",
+        lab.controller_argv = lambda path: ["env", f"PYTHONPATH={code}", sys.executable, "-P", "-c",
                                             "from controller.cli import main; main()", "run", "--config", str(path)]
     else:
         lab.__dict__.pop("controller_argv", None)  # the Lab's own: this venv's canopy

@@ -678,8 +678,8 @@ def test_events_during_a_passs_pauses_reach_the_next_pass(seed):
 
 @pytest.mark.parametrize("seed", range(SEEDS // 2))
 def test_events_during_states_own_pauses_reach_the_next_pass(seed):
-    """State pauses too (``State.pacer``): while it reads a VRS report's ports, and between the chunks of vports it
-    re-resolves after a report or a commit. Handlers change State meanwhile (in a report's pauses every kind of event
+    """State pauses too (``State.pacer``): while it reads a VRS report's ports, between the chunks of ports whose
+    bindings it updates, and between the chunks of vports it re-resolves after a report or a commit. Handlers change State meanwhile (in a report's pauses every kind of event
     of ``World.step``, reports of the same switch and commits included, themselves pausing; in a commit's pauses VRS
     reports, as writes are one at a time): the next pass still ends where a from-scratch compile of the State then
     does."""
@@ -697,6 +697,7 @@ def test_events_during_states_own_pauses_reach_the_next_pass(seed):
 
     world.state.pacer = Pacer(pause, every=1)
     chunk, state_module.RELOCATE_CHUNK = state_module.RELOCATE_CHUNK, 1  # a pause after every vport re-resolved
+    ports, state_module.INDEX_CHUNK = state_module.INDEX_CHUNK, 1  # ... and every port of a report indexed
     try:
         world.commit()
         world.prog.refresh(full=True)
@@ -708,7 +709,7 @@ def test_events_during_states_own_pauses_reach_the_next_pass(seed):
             world.prog.refresh()
             check(world, f"seed {seed} step {step}")
     finally:
-        state_module.RELOCATE_CHUNK = chunk
+        state_module.RELOCATE_CHUNK, state_module.INDEX_CHUNK = chunk, ports
     assert inside["events"] >= 10  # events did land inside State's pauses
     assert world.prog.full_recomputes == 1
 

@@ -305,3 +305,30 @@ def test_short_sets_and_malformed_updates_are_left_to_ovs():
     longsets.pace_long_sets(update, {"Bridge": ("ports",), "Port": ("x",)}, Pacer())
     assert type(update["Bridge"]["u"]["insert"]["ports"][1]) is list
     longsets.pace_long_sets(["not", "an", "object"], {"Bridge": ("ports",)}, Pacer())
+
+
+def test_the_rows_of_a_long_reference_set_are_read_without_sorting_them(accepted, monkeypatch):
+    """``referenced_rows`` gives the rows a bridge's ``ports`` holds, as ``getattr`` does, without ovs sorting them by
+    uuid (Python comparisons: ~225 ms for 20,000 ports in one stretch, when a bridge is first read)."""
+    import uuid
+
+    _, link, _ = accepted
+    replica = idl.Replica(link, BRIDGE_SCHEMA, {"Bridge": ["name", "ports"], "Port": ["name"]}, track=True)
+    ports = [str(uuid.uuid4()) for _ in range(300)]
+    replica._idl._Idl__parse_update({
+        "Port": {u: {"insert": {"name": f"p{i}"}} for i, u in enumerate(ports)},
+        "Bridge": {str(uuid.uuid4()): {"insert": {"name": "br-int", "ports": ["set", [["uuid", u] for u in ports]]}}},
+    }, ovs.db.idl.OVSDB_UPDATE2)
+    (bridge,) = replica.rows("Bridge")
+    compared = [0]
+    less = ovs.db.idl.Row.__lt__
+
+    def counted(self, other):
+        compared[0] += 1
+        return less(self, other)
+
+    monkeypatch.setattr(ovs.db.idl.Row, "__lt__", counted)
+    got = idl.referenced_rows(bridge, "ports")
+    assert compared[0] == 0
+    assert sorted(got) == list(bridge.ports) and len(got) == 300 and compared[0] > 0  # getattr sorts
+    assert {row.name for row in got} == {f"p{i}" for i in range(300)}

@@ -290,3 +290,43 @@ def test_a_check_paused_while_another_copy_takes_the_shared_index_still_finds_th
                                  Pacer(lambda: pending and pending.pop()(), every=1))
     assert not pending
     assert [(p.ref, p.field, p.code) for p in problems] == [("acme/web/vm2", "ips[0]", "conflict")]
+
+
+def test_a_vport_moving_between_ports_of_one_report_is_bound_in_every_pause_of_state():
+    """State updates the binding index for a report's ports in chunks, pausing between them (``State.pacer``): a
+    port that went is forgotten after the ports that came are learnt, so a vport whose port went and whose new port
+    came in the same report is found at one or the other by a commit re-resolving it in any pause, never unbound."""
+    from dataclasses import replace
+
+    import controller.state as state_module
+    from controller.discovery import PortInfo
+    from controller.store import Change
+
+    state = vports_state(8)
+    state.vrs_update(snapshot("hv1", HOSTS["hv1"], [(f"vm{i}", 10 + i) for i in range(1, 8)] + [("vm0", 10)]))
+    before = state.vrs["hv1"]
+    came = tuple(PortInfo(name=f"p-new{i}", ofport=30 + i, external_ids=(("iface-id", f"other{i}"),)) for i in range(4))
+    moved = PortInfo(name="p-zz", ofport=40, external_ids=(("iface-id", "vm0"),))  # learnt after the p-new ports
+    report = replace(before, ports=tuple(p for p in before.ports if p.name != "p-vm0") + came + (moved,),
+                     changed=frozenset({"p-vm0", "p-zz"} | {p.name for p in came}))
+    seen, inside = [], [False]
+
+    def commit_vm0():  # a commit touching vm0 in each pause of State (its own pauses skipped)
+        if inside[0]:
+            return
+        inside[0] = True
+        policy = state.policy.copy()
+        vport = dict(policy.get("vport", "vm0"), description=f"pause {len(seen)}")
+        policy.put("vport", vport)
+        state.policy_committed(policy, [Change("vport", "vm0", "put", vport, seq=state.last_seq + 1)])
+        seen.append(state.locations.get("vm0"))
+        inside[0] = False
+
+    chunk, state_module.INDEX_CHUNK = state_module.INDEX_CHUNK, 1
+    try:
+        state.pacer = Pacer(commit_vm0, every=1)
+        state.vrs_update(report)
+    finally:
+        state_module.INDEX_CHUNK = chunk
+    assert len(seen) >= 5 and all(loc is not None for loc in seen), seen
+    assert state.locations["vm0"].port == "p-zz"

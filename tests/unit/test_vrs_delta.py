@@ -327,3 +327,21 @@ def test_a_speaker_leaving_while_the_other_session_reads_many_ports_is_answered_
     snap = sink.calls[-1][1]
     assert snap.peer == PEER_A and {f"new{i}" for i in range(40)} <= set(by_name(snap))
     assert set(by_name(snap)) == {p.name for p in db_a.bridge.ports if p.name != "br-int"}
+
+
+def test_ports_appearing_at_once_give_the_event_loop_turns_while_their_rows_are_looked_at_again():
+    """A port read pauses (controller/pacer.py), and so do the changed rows looked at again once read (10,000 new ports
+    are 20,000 Port and Interface rows: ~20 ms of lookups in one stretch before): one unit per ROWS_PER_TICK rows."""
+    from controller.pacer import Pacer
+    from ovsdb.bridgeports import ROWS_PER_TICK
+
+    db, sink = Db(ports=2), Sink()
+    pacer = Pacer(lambda: None, every=1)
+    reporter = VrsReporter(sink, "ovsdb:" + PEER_A, PEER_A, pacer=pacer)
+    reporter.refresh([db.root])
+    for i in range(200):
+        db.add(f"new{i}", {"iface-id": f"n{i}"})
+    before = pacer.pauses
+    reporter.refresh([db.root], db.take())
+    assert pacer.pauses - before == 200 + 2 * 200 // ROWS_PER_TICK  # 200 ports read, 400 rows looked at again
+    assert {f"new{i}" for i in range(200)} <= set(by_name(sink.calls[-1][1]))

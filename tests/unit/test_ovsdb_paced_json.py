@@ -1,0 +1,71 @@
+"""A long OVSDB message is decoded a value at a time with pauses (ovsdb/jsonstream.py): the same value as one call
+to the C decoder, the same errors, and turns for the event loop while it is decoded."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from controller.pacer import Pacer
+from ovsdb import jsonstream
+from ovsdb.jsonstream import PACED_CHARS, Parser
+
+
+def update3(rows: int) -> dict:
+    """An update3 as ovsdb-server sends it when ``rows`` ports appear: Interface and Port rows, the bridge's set."""
+    interfaces = {f"{i:08x}-0000-4000-8000-000000000001": {"insert": {
+        "name": f"p-o{i}", "external_ids": ["map", [["attached-mac", f"0e:00:00:00:{i >> 8 & 255:02x}:{i & 255:02x}"],
+                                                    ["iface-id", f"o{i}"]]]}} for i in range(rows)}
+    ports = {f"{i:08x}-0000-4000-8000-000000000002": {"insert": {
+        "name": f"p-o{i}", "interfaces": ["uuid", f"{i:08x}-0000-4000-8000-000000000001"]}} for i in range(rows)}
+    bridge = {"b0000000-0000-4000-8000-000000000000": {"modify": {
+        "ports": ["set", [["uuid", f"{i:08x}-0000-4000-8000-000000000002"] for i in range(rows)]]}}}
+    return {"id": None, "method": "update3", "params": [["monid", "Open_vSwitch"], "txn-1",
+                                                        {"Interface": interfaces, "Port": ports, "Bridge": bridge}]}
+
+
+def decoded(text: str, pacer=None):
+    parser = Parser(1 << 26, *([pacer] if pacer is not None else []))
+    assert parser.feed(text) == len(text) and parser.is_done()
+    return parser.finish()
+
+
+def test_a_long_update_is_decoded_with_pauses_into_the_same_value():
+    message = update3(3000)
+    text = json.dumps(message)
+    assert len(text) > PACED_CHARS
+    turns = []
+    pacer = Pacer(lambda: turns.append(1), 10)
+    assert decoded(text, pacer) == message == json.loads(text)
+    assert len(turns) == pacer.pauses > 20  # once per ~20 KB of rows decoded (10 units of CHARS_PER_TICK)
+
+
+def test_a_short_message_is_decoded_in_one_call():
+    turns = []
+    text = json.dumps(update3(10))
+    assert decoded(text, Pacer(lambda: turns.append(1), 1)) == json.loads(text) and turns == []
+
+
+@pytest.mark.parametrize("sample", [
+    {"id": 1, "method": "update", "params": [None, {"Interface": {"u1": {"new": {"name": "tap\u00e9\"]}", "ofport": 7,
+                                                                                 "mtu": 1.5, "up": True}}}}]},
+    ["a\\\"b", {"k": [[], {}, [[[]]]], "\\": "\\\\"}, -3, 2.5e10, False, None, "\u2603 snow"],
+    {"result": ["x" * 5000, "y\\n\\u0041" * 100], "error": None, "id": "echo", "d\u00e9j\u00e0": {"": {}}},
+    [[], {}, [{}], {"a": []}],
+])
+@pytest.mark.parametrize("indent", [None, 1])
+def test_every_message_decodes_as_the_c_decoder_does_when_walked(monkeypatch, sample, indent):
+    monkeypatch.setattr(jsonstream, "PACED_CHARS", 0)  # every message walked
+    text = json.dumps(sample, indent=indent, ensure_ascii=indent is None)
+    assert decoded(text) == json.loads(text)
+
+
+@pytest.mark.parametrize("text", ['{"a": 1,}', '{"a" 1}', '{"a": [1}}', '[1 2]', '[NaN]', '{"a": {"b": Infinity}}',
+                                  '{1: 2}', '[1,]', '{"a": "\x01"}'])
+def test_a_malformed_long_message_fails_as_the_c_decoder_says(monkeypatch, text):
+    monkeypatch.setattr(jsonstream, "PACED_CHARS", 0)
+    got = decoded(text)
+    assert isinstance(got, str) and got.startswith("invalid JSON: ")
+    monkeypatch.setattr(jsonstream, "PACED_CHARS", 1 << 30)
+    assert decoded(text) == got  # the same message as decoding in one call

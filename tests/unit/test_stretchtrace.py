@@ -1,0 +1,126 @@
+"""The stretch tracer (controller/stretchtrace.py): the green thread that burns the most CPU between two switches is
+the longest stretch, named by where it ran; off, nothing is installed or recorded."""
+
+import eventlet
+import greenlet
+import pytest
+
+from controller import stretchtrace
+from controller.rest.api import Request
+from controller.stretchtrace import ENV, StretchTraceError, StretchTracer, from_environment, routes
+
+BURN = 2_000_000  # iterations of the long stretch
+CHUNK = 10_000  # iterations of each short one: 200 times fewer
+
+
+def spin(iterations: int) -> int:
+    total = 0
+    for i in range(iterations):
+        total += i & 7
+    return total
+
+
+def burn_then_yield() -> None:
+    spin(BURN)
+    eventlet.sleep(0)  # the long stretch ends here
+    spin(CHUNK)
+
+
+def short_runs(rounds: int = 30) -> None:
+    for _ in range(rounds):
+        spin(CHUNK)
+        eventlet.sleep(0)
+
+
+def run_green(*bodies) -> None:
+    threads = [eventlet.spawn(body) for body in bodies]
+    for thread in threads:
+        thread.wait()
+
+
+@pytest.fixture
+def tracer():
+    tracer = StretchTracer(5, sample_interval=None)
+    yield tracer
+    tracer.stop()
+
+
+def test_the_burning_green_thread_is_the_longest_stretch_with_its_function(tracer):
+    tracer.start()
+    run_green(short_runs, burn_then_yield, short_runs)
+    tracer.stop()
+    got = tracer.stretches()
+    longest, *others = got["stretches"]
+    assert "test_stretchtrace.py" in longest["ended_in"][0] and longest["ended_in"][0].endswith(" burn_then_yield")
+    assert all(other["cpu_ms"] < longest["cpu_ms"] / 10 for other in others)
+    assert len(got["stretches"]) <= 5 and got["switches"] > 60
+
+
+def test_a_sample_names_the_work_that_took_the_time_when_the_run_ends_elsewhere():
+    tracer = StretchTracer(3)  # sampling every 5 ms from an OS thread
+
+    def outer():
+        spin_until_sampled()
+        eventlet.sleep(0)  # the run ends here, in outer, after spin_until_sampled returned
+
+    def spin_until_sampled():
+        for _ in range(2000):  # bounded: ~2,000 x 1 ms of CPU at most
+            spin(CHUNK)
+            if len(tracer._samples) >= 2:
+                return
+        raise AssertionError("the sampler took no sample")
+
+    tracer.start()
+    try:
+        run_green(outer, short_runs)
+    finally:
+        tracer.stop()
+    longest = tracer.stretches()["stretches"][0]
+    assert longest["ended_in"][0].endswith(" outer")
+    assert any(" spin" in sample["stack"][0] and "spin_until_sampled" in " ".join(sample["stack"])
+               for sample in longest["sampled"])
+
+
+def test_stopped_it_records_nothing_and_restores_the_previous_trace(tracer):
+    assert greenlet.gettrace() is None
+    tracer.start()
+    assert greenlet.gettrace() is not None
+    tracer.stop()
+    assert greenlet.gettrace() is None
+    switches = tracer.switches
+    run_green(burn_then_yield, short_runs)
+    assert tracer.switches == switches and not any(
+        "burn_then_yield" in s["ended_in"][0] for s in tracer.stretches()["stretches"])
+
+
+def test_reset_forgets_what_was_kept(tracer):
+    tracer.start()
+    run_green(burn_then_yield)
+    assert tracer.stretches()["stretches"]
+    tracer.reset()
+    assert tracer.stretches()["stretches"] == [] and tracer.switches == 0
+
+
+def test_off_unless_the_environment_asks_for_it():
+    assert from_environment({}) is None
+    assert from_environment({ENV: ""}) is None and from_environment({ENV: "0"}) is None
+    assert from_environment({ENV: "20"}).keep == 20
+    assert routes(None) == []
+
+
+@pytest.mark.parametrize("value", ["yes", "-3", "1.5", str(stretchtrace.MAX_KEEP + 1)])
+def test_a_bad_count_names_the_variable_and_why(value):
+    with pytest.raises(StretchTraceError, match=f"{ENV}: must be the number of stretches to keep.*{value!r}"):
+        from_environment({ENV: value})
+
+
+def test_the_routes_list_and_reset(tracer):
+    get, delete = routes(tracer)
+    assert (get.method, get.pattern, get.write) == ("GET", "/v1/stretches", False)
+    assert (delete.method, delete.pattern, delete.write) == ("DELETE", "/v1/stretches", True)
+    tracer.start()
+    run_green(burn_then_yield)
+    tracer.stop()
+    request = Request("GET", "/v1/stretches", {}, {}, b"")
+    assert get.handler(request).body["stretches"][0]["ended_in"][0].endswith(" burn_then_yield")
+    assert delete.handler(request).body["stretches"] == []
