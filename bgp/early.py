@@ -18,7 +18,7 @@ State now. Only the plain case is announced here; everything else is left to the
 
 A route announced here is recorded in ``Origins`` like a published one (an unbinding withdraws it at once), and the
 next ``publish`` keeps it (``carry``) when its View does not have the vport yet (the vport was bound while that pass
-ran) and it is still where it was bound; a second publish without it withdraws it, as then the View had the vport
+ran) and it is still on the switch it was bound at; a second publish without it withdraws it, as then the View had the vport
 (its binding was in the journal that pass took) and does not announce it.
 """
 
@@ -115,7 +115,7 @@ class EarlyAnnounce:
             if key in desired or not early.fresh:
                 continue
             loc = locations.get(early.endpoint.vport_id)
-            if loc is not None and loc.session == early.endpoint.session and loc.ofport == early.endpoint.ofport:
+            if loc is not None and loc.session == early.endpoint.session:  # the route depends on the switch only
                 desired[key] = early.route
                 origins.add(key, (early.endpoint,))
                 kept[key] = _Early(early.route, early.endpoint, False)
