@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from controller import derive as d
 from controller.extdelta import ExternalDelta
 from controller.journal import Journal
+from controller.keyed import EMPTY_COUNTS, add_to, count_in, count_of, discard_from
 from controller.pacer import NEVER, Pacer
 from controller.security import LiveSecurity
 from controller.viewremote import RemoteEndpoints
@@ -42,6 +43,9 @@ class Reach:
     rebuild: set[str] = field(default_factory=set)  # switches compiled whole
     gone: set[str] = field(default_factory=set)  # switches that left
     vteps: VtepReach = field(default_factory=VtepReach)  # what it reaches of the hardware VTEPs' rows
+
+
+NOWHERE = (frozenset(), frozenset())  # the subnets and domains of a session with none
 
 
 class _Pinned:
@@ -65,20 +69,21 @@ class LiveView:
         self.routes = Routes(self)
         v = self.view
         v._on = {}
-        self.sub_on: dict[str, set[str]] = defaultdict(set)  # subnet -> switches (sessions) it is present on
-        self.dom_on: dict[str, set[str]] = defaultdict(set)
-        self.dom_count: dict[str, Counter] = defaultdict(Counter)  # session -> domain -> its subnets there
-        self.ep_count: dict[str, Counter] = defaultdict(Counter)  # subnet -> session -> endpoints
+        # Every index keyed by subnet, domain, session or scope loses an entry when it empties (controller/keyed.py)
+        self.sub_on: dict[str, set[str]] = {}  # subnet -> switches (sessions) it is present on
+        self.dom_on: dict[str, set[str]] = {}
+        self.dom_count: dict[str, Counter] = {}  # session -> domain -> its subnets there
+        self.ep_count: dict[str, Counter] = {}  # subnet -> session -> endpoints
         v._holders = self.ep_count
-        self.by_session: dict[str, set[str]] = defaultdict(set)  # session -> endpoint ids
-        self.vports_in: dict[str, list[str]] = defaultdict(list)  # subnet -> sorted located vport ids
+        self.by_session: dict[str, set[str]] = {}  # session -> endpoint ids
+        self.vports_in: dict[str, list[str]] = {}  # subnet -> sorted located vport ids
         self.hw: dict[str, list] = {}  # subnet -> its hardware VTEP endpoints, in derive's order
         self.remote = RemoteEndpoints(self)  # EVPN endpoints (controller/viewremote.py)
         self.ev = self.remote.ev  # subnet -> its EVPN endpoints, sorted by MAC
-        self.vport_macs: dict[str, Counter] = defaultdict(Counter)  # subnet -> MACs of its vport endpoints
-        self.claims: dict[str, Counter] = defaultdict(Counter)  # scope -> IPs of vport and hw endpoints
-        self.dom_subnets: dict[str, list[str]] = defaultdict(list)
-        self.servers: dict[str, dict[str, dict]] = defaultdict(dict)  # subnet -> MAC -> bare-metal vport
+        self.vport_macs: dict[str, Counter] = {}  # subnet -> MACs of its vport endpoints
+        self.claims: dict[str, Counter] = {}  # scope -> IPs of vport and hw endpoints
+        self.dom_subnets: dict[str, list[str]] = {}
+        self.servers: dict[str, dict[str, dict]] = {}  # subnet -> MAC -> bare-metal vport
         self.server_at: dict[str, tuple] = {}
         self.vtep_macs: dict[str, dict[int, list]] = {}  # VTEP session -> VNI -> MACs sorted
         self.vtep_tunnels: dict[str, tuple] = {}
@@ -299,9 +304,9 @@ class LiveView:
                 v.subnets[sid] = new
             if (old and old.domain_id) != (new and new.domain_id):
                 if old is not None and old.domain_id:
-                    self.dom_subnets[old.domain_id].remove(sid)
+                    self._unfile_subnet(old.domain_id, sid)
                 if new is not None and new.domain_id:
-                    self.dom_subnets[new.domain_id].append(sid)
+                    self.dom_subnets.setdefault(new.domain_id, []).append(sid)
                     order = {x: n for n, x in enumerate(v.subnets)}
                     self.dom_subnets[new.domain_id].sort(key=order.get)
         if j.vteps or j.subnets:
@@ -309,6 +314,12 @@ class LiveView:
         else:
             self.bound_changed = set()
         return info_changed
+
+    def _unfile_subnet(self, did, sid):
+        subnets = self.dom_subnets[did]
+        subnets.remove(sid)
+        if not subnets:
+            del self.dom_subnets[did]
 
     def _bound(self):
         v, p = self.view, self.state.policy
@@ -348,12 +359,14 @@ class LiveView:
     def _place(self, ep, remove=False):
         """A vport endpoint into (or out of) its subnet's sorted vports and by_subnet."""
         v, sid, vid = self.view, ep.subnet_id, ep.vport_id
-        ids = self.vports_in[sid]
+        ids = self.vports_in.setdefault(sid, [])
         at = bisect.bisect_left(ids, vid)
         eps = v.by_subnet.setdefault(sid, [])
         if remove:
             del ids[at]
             del eps[at]
+            if not ids:
+                del self.vports_in[sid]
             if not eps:
                 del v.by_subnet[sid]
         else:
@@ -362,10 +375,13 @@ class LiveView:
 
     def _server(self, vid, vport):
         old = self.server_at.pop(vid, None)
-        if old is not None and self.servers[old[0]].get(old[1], {}).get("id") == vid:
-            del self.servers[old[0]][old[1]]
+        servers = self.servers.get(old[0], {}) if old is not None else {}
+        if old is not None and servers.get(old[1], {}).get("id") == vid:
+            del servers[old[1]]
+            if not servers:
+                del self.servers[old[0]]
         if vport is not None and vport["binding"]["flavour"] == "baremetal":
-            self.servers[vport["subnet_id"]][vport["mac"]] = vport
+            self.servers.setdefault(vport["subnet_id"], {})[vport["mac"]] = vport
             self.server_at[vid] = (vport["subnet_id"], vport["mac"])
 
     def _hw(self, sid):
@@ -376,18 +392,18 @@ class LiveView:
         if sub is not None:
             bound = v.bound_vteps.get(sid, set())
             servers = self.servers.get(sid, {})
-            macs = self.vport_macs[sid]
+            macs = self.vport_macs.get(sid, EMPTY_COUNTS)
             for session in sorted(bound):
                 snap_name = v.vteps[session].name
                 for mac in self.vtep_macs.get(session, {}).get(sub.vni, ()):
-                    if mac.mac in known or macs[mac.mac]:
+                    if mac.mac in known or macs.get(mac.mac):
                         continue
                     server = servers.get(mac.mac)
                     out.append(d.server_endpoint(server, session) if server is not None else
                                d.learned_endpoint(snap_name, mac, sid, session))
                     known.add(mac.mac)
             for mac, server in sorted(servers.items()):
-                if mac not in known and not macs[mac] and len(bound) == 1:
+                if mac not in known and not macs.get(mac) and len(bound) == 1:
                     out.append(d.server_endpoint(server, next(iter(bound))))
         self._replace_list(self.hw, sid, out)
 
@@ -432,28 +448,24 @@ class LiveView:
         v = self.view
         sub = v.subnets.get(ep.subnet_id)
         sid, session = ep.subnet_id, ep.session
-        counts = self.ep_count[sid]
-        before = counts[session] > 0
-        counts[session] += step
-        if counts[session] <= 0:
-            del counts[session]
-        if before != (counts[session] > 0 if session in counts else False):
+        if count_in(self.ep_count, sid, session, step) == (step > 0):  # its first endpoint there came, or its last went
             self.holders_changed.add(sid)
             self._presence(session, sid)
         if step > 0:
-            self.by_session[session].add(ep.vport_id)
-        elif ep.vport_id in self.by_session.get(session, ()):
-            self.by_session[session].discard(ep.vport_id)
+            add_to(self.by_session, session, ep.vport_id)
+        else:
+            discard_from(self.by_session, session, ep.vport_id)
         if ep.kind == "vport":
-            self.vport_macs[sid][ep.mac] += step
+            count_in(self.vport_macs, sid, ep.mac, step)
         if ep.kind != "evpn":
             scope = (sub.domain_id if sub else None) or sid
             for ip in ep.ips:
-                self.claims[scope][ip] += step
-                if self.claims[scope][ip] == (step > 0):
+                if count_in(self.claims, scope, ip, step) == (step > 0):
                     self.remote.claim_changed(scope, ip)
-        if ep.kind == "evpn":
+        elif session in self.by_session:
             v.remote_vteps[session] = session[len("evpn:"):]
+        else:  # its last endpoint went
+            v.remote_vteps.pop(session, None)
         if sub is not None and sub.domain_id and sub.cidr:
             self.routes.count(ep, sub.domain_id, step)
 
@@ -487,34 +499,33 @@ class LiveView:
     def _presence(self, session, sid):
         """Whether the subnet (and so its domain) is on this session now; records a change."""
         v = self.view
-        here = self.ep_count[sid].get(session, 0) > 0 or v.bm_gateways.get(sid) == session
-        subnets, domains = v._on.setdefault(session, (set(), set()))
-        if here == (sid in subnets):
+        here = count_of(self.ep_count, sid, session) > 0 or v.bm_gateways.get(sid) == session
+        if here == (sid in v._on.get(session, NOWHERE)[0]):
             return
+        subnets, domains = v._on.setdefault(session, (set(), set()))
         self.presence[session].add(sid)
         self.on_before.setdefault(("s", sid), set(self.sub_on.get(sid, ())))
         if here:
             sub = v.subnets.get(sid)
             dom = self.present_dom[(session, sid)] = sub.domain_id if sub else None
             subnets.add(sid)
-            self.sub_on[sid].add(session)
+            add_to(self.sub_on, sid, session)
         else:
             dom = self.present_dom.pop((session, sid), None)  # the domain it was counted under
             subnets.discard(sid)
-            self.sub_on[sid].discard(session)
+            discard_from(self.sub_on, sid, session)
         if dom:
             self.on_before.setdefault(("d", dom), set(self.dom_on.get(dom, ())))
-            count = self.dom_count[session]
-            count[dom] += 1 if here else -1
-            if count[dom] <= 0:
-                del count[dom]
+            if not count_in(self.dom_count, session, dom, 1 if here else -1):
                 domains.discard(dom)
-                self.dom_on[dom].discard(session)
+                discard_from(self.dom_on, dom, session)
                 self.presence[session].add(("d", dom))
             elif here and dom not in domains:
                 domains.add(dom)
-                self.dom_on[dom].add(session)
+                add_to(self.dom_on, dom, session)
                 self.presence[session].add(("d", dom))
+        if not (subnets or domains):
+            del v._on[session]
 
     # ------------------------------------------------------------------------------------------ gateways
     def _bm_gateways(self, j, info_changed) -> set[str]:
