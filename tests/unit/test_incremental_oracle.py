@@ -604,6 +604,7 @@ def check(world: World, where: str):
     assert prog.view.external == view.external, where
     assert prog.view.security == view.security, where
     check_indexes(state, prog.live, where)
+    check_state_indexes(state, where)
     for spec in view.security.acls.values():  # an ACL's flows are cached and patched rule by rule: build them anew
         fresh, _ = acl._build(spec, frozenset(), {})
         assert acl.acl_flows(spec) == fresh and {f.cookie for f in acl.acl_flows(spec)} == {f.cookie for f in fresh}, \
@@ -653,6 +654,38 @@ def check_indexes(state, live, where: str):
     fresh.view.fib.items()  # (read: a stale FIB is built)
     wrong = differences(indexes(live), indexes(fresh))
     assert not wrong, f"{where}: LiveView indexes differ from a fresh build: {wrong}"
+
+
+# (not ``ofport_hints``: ports the switch numbered before OVSDB, ended by the switch's port deletion, which a fresh
+# State is not given)
+STATE_INDEXES = ("index", "_seen", "_seen_ports", "tunnel_ports", "agent_ports", "_dpid_session", "_rank", "vrs_since",
+                 "gateway_macs", "remote_index")
+
+
+def keys_of(obj):
+    """The keys a State index holds, nested (values aside: a fresh State numbers sightings and switches anew)."""
+    if isinstance(obj, dict):
+        return {k: keys_of(v) for k, v in obj.items()}
+    if type(obj).__module__.startswith("controller.") and hasattr(obj, "__dict__") and \
+            not getattr(type(obj), "__dataclass_params__", None):
+        return {k: keys_of(v) for k, v in vars(obj).items() if not k.startswith("_table")}
+    return True
+
+
+def check_state_indexes(state, where: str):
+    """State's own indexes (binding index, ports seen per switch, tunnel and agent ports, EVPN routes) hold what a
+    State given the same inputs from scratch holds: nothing stays for a switch, port or vport that went."""
+    fresh = State(state.policy, default_flavour=state.default_flavour, hosts=state.hosts)
+    for snap in state.vrs.values():
+        fresh.vrs_update(replace(snap, changed=None, changed_ports=None))
+    for snap in state.vteps.values():
+        fresh.vtep_update(replace(snap, changed=None))
+    for (session, net_id), mac in state.gateway_macs.items():
+        fresh.gateway_learned(session, net_id, mac)
+    fresh.remote = state.remote
+    wrong = differences(keys_of({n: getattr(state, n) for n in STATE_INDEXES}),
+                        keys_of({n: getattr(fresh, n) for n in STATE_INDEXES}))
+    assert not wrong, f"{where}: State's indexes differ from a fresh State's: {wrong}"
 
 
 def check_vteps(state, prog, view, where: str):
