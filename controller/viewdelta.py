@@ -42,6 +42,7 @@ class Reach:
     owners: dict[str, set[Owner]] = field(default_factory=lambda: defaultdict(set))  # session -> owners
     rebuild: set[str] = field(default_factory=set)  # switches compiled whole
     gone: set[str] = field(default_factory=set)  # switches that left
+    touched: set[Owner] = field(default_factory=set)  # owners whose inputs changed, on a switch or not (and gone)
     vteps: VtepReach = field(default_factory=VtepReach)  # what it reaches of the hardware VTEPs' rows
 
 
@@ -575,6 +576,7 @@ class LiveView:
         return out
 
     def _add(self, owner, sessions):
+        self.r.touched.add(owner)
         switches, owners = self.view.switches, self.r.owners
         for session in sessions:
             if session in switches:

@@ -604,6 +604,9 @@ def check(world: World, where: str):
     assert prog.view.external == view.external, where
     assert prog.view.security == view.security, where
     check_indexes(state, prog.live, where)
+    stale = {o for o in prog.shared.flows if o.id not in (view.subnets if o.kind == "subnet" else view.domains
+                                                        if o.kind == "domain" else view.endpoints)}
+    assert not stale, f"{where}: flows kept for owners that went: {sorted(stale, key=str)[:5]}"
     check_state_indexes(state, where)
     for spec in view.security.acls.values():  # an ACL's flows are cached and patched rule by rule: build them anew
         fresh, _ = acl._build(spec, frozenset(), {})
