@@ -695,7 +695,7 @@ def check_vteps(state, prog, view, where: str):
     """Every hardware VTEP's rows (kept by delta: controller/viewvteps.py) equal ``vtep_desired`` over ``view``, derived
     from scratch; every VTEP bound or connected has rows."""
     names = {b["switch"] for b in state.policy.all("vtep_binding")} | {v.name for v in view.vteps.values()}
-    assert names <= set(prog.vteps.desired), f"{where}: VTEPs without rows: {sorted(names - set(prog.vteps.desired))}"
+    assert names == set(prog.vteps.desired), f"{where}: VTEPs kept: {sorted(set(prog.vteps.desired) ^ names)}"
     for name, rows in prog.vteps.desired.items():
         assert rows == vtep_desired(view, state.policy, name), f"{where}: VTEP {name}'s rows differ"
 

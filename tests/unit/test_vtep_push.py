@@ -117,3 +117,25 @@ def test_rest_serves_the_rows_the_pass_keeps_and_computes_none(world, monkeypatc
         assert [(m["vni"], m["mac"], m["ip"], m["locator"]) for m in item["remote_macs"]] == list(rows.remote_macs)
         assert [(f["vni"], tuple(f["locators"])) for f in item["flood"]] == list(rows.flood)
     assert "02:00:00:00:01:02" in {m["mac"] for m in one["remote_macs"]}
+
+
+def test_a_vtep_unbound_and_gone_is_handed_none_and_forgotten(world):
+    """tor2 disconnects and its binding is deleted: it is handed None once (the OVSDB server forgets it too) and
+    nothing is kept for it; bound again, it has rows again."""
+    state, glue = world.state, world.glue
+    state.vtep_gone("vtep:tor2")
+    glue.programmer.refresh()
+    app.CanopyApp._push_vteps(glue)
+    assert "tor2" in glue.programmer.vteps.desired  # still bound: its rows are kept for when it connects
+    world.ovsdb.handed.clear()
+    handed = []
+    world.ovsdb.set_vtep_desired = lambda name, desired: handed.append((name, desired))
+    plan = policydoc.plan(state.policy, {**document(), "vtep_bindings": document()["vtep_bindings"][:1]}, "t",
+                          pol.Allocator({}, 65000, (10000, 20000)), prune=True)
+    state.policy_committed(plan.policy, plan.changes)
+    glue.programmer.refresh()
+    app.CanopyApp._push_vteps(glue)
+    assert handed == [("tor2", None)]
+    assert set(glue.programmer.vteps.desired) == {"tor1"}
+    glue.programmer.refresh(full=True)
+    assert set(glue.programmer.vteps.desired) == {"tor1"}
