@@ -156,13 +156,15 @@ class Federation:
             self.speaker.set_desired(desired)
 
     def _locations_changed(self, what, vport_ids) -> None:
-        """State's subscriber: withdraw now the routes only vports it no longer locates stood behind, and announce
-        those of the vports it binds that ``bgp.early`` can make."""
+        """State's subscriber: withdraw now the routes only vports it no longer locates stood behind (those it
+        locates again pin theirs: ``Origins.bound``), and announce those of the vports it binds that ``bgp.early``
+        can make."""
         if what != "locations" or not vport_ids:
             return
         locations = self.state.locations
         with self._origins_lock:
             gone = self._origins.unbound([vid for vid in vport_ids if vid not in locations])
+            self._origins.bound([vid for vid in vport_ids if vid in locations])
             if gone:
                 self.speaker.withdraw(gone)
             if self.early and self.originating:
