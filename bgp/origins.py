@@ -45,7 +45,7 @@ class Origins:
             self._behind[key] = self._behind.get(key, 0) + behind
 
     def has(self, vport_id) -> bool:
-        """Whether a route stands for this vport."""
+        """Whether routes of the last publish (or announced since) name this vport, unbound since or not."""
         return vport_id in self._keys_of
 
     def unbound(self, vport_ids) -> list[tuple]:
