@@ -402,7 +402,7 @@ class SwitchReconciler:
 
     def _read_back(self) -> bool:
         """Replace installed with what the switch holds (at most READ_BACKS_AT_ONCE switches at a time); False if
-        it did not answer. What it read is frozen out of the cyclic collector's sight (controller/pacer.py)."""
+        it did not answer."""
         self.state = "reading"
         with _READ_BACKS:
             flows = self._request(encode.canopy_flow_stats_request(self.datapath))
@@ -410,17 +410,13 @@ class SwitchReconciler:
         if flows is None or groups is None:
             return False
         installed = {}
-        with collector_paused() as collector:
-            for stats in paced(flows, self.pacer.tick):
-                key = (stats.table_id, stats.priority, stats.cookie)
-                if key in installed:
-                    self._log.warning("two installed flows share table, priority and cookie: %s",
-                                      decode.describe_stats(self.ofp, stats))
-                installed[key] = stats
-            self._book.read_back(installed)
-            # kept until the next read-back, acyclic (freed by reference counting): out of the collector's sight,
-            # or every full collection walks 50 switches' 16,000 records (50-80 ms of CPU in one stretch)
-            collector.freeze = True
+        for stats in paced(flows, self.pacer.tick):
+            key = (stats.table_id, stats.priority, stats.cookie)
+            if key in installed:
+                self._log.warning("two installed flows share table, priority and cookie: %s",
+                                  decode.describe_stats(self.ofp, stats))
+            installed[key] = stats
+        self._book.read_back(installed)
         self._installed_groups = {g.group_id: decode.decode_group(self.ofp, g) for g in paced(groups, self.pacer.tick)
                                   if g.group_id in self._owned}
         self._rejected_groups = {k: v for k, v in self._rejected_groups.items() if k not in self._owned}

@@ -5,7 +5,6 @@ began, whatever arrives during its pauses."""
 
 from __future__ import annotations
 
-import gc
 import itertools
 import json
 import logging
@@ -361,18 +360,3 @@ def test_the_switches_listing_gives_other_green_threads_turns_and_answers_the_sa
         assert len(json.loads(answers[True][2])["items"][0]["ports"]) == 3000
     finally:
         ctl.close()
-
-
-def test_what_a_read_back_holds_is_kept_out_of_the_collectors_full_walks():
-    """The records of a read-back live until the next one: frozen (gc.freeze), a full collection does not walk
-    them again and again (a survivor holding 50 switches' 16,000 records: 50-80 ms of CPU per collection)."""
-    rec, switch = reconciler(give_way)
-    entries = [SimpleNamespace(table_id=f.table, priority=f.priority, cookie=f.cookie, match=None)
-               for i in range(OWNERS) for f in flows_of(i)]
-    rec._request = lambda msg: entries if "Flow" in type(msg).__name__ else []
-    frozen = gc.get_freeze_count()
-    try:
-        assert rec._read_back()
-        assert gc.get_freeze_count() - frozen >= len(entries)
-    finally:
-        gc.unfreeze()
