@@ -23,9 +23,7 @@ loop), so 50 switches read back at once with 16,000 flows each held the loop lon
 A switch's connection gives the event loop a turn every ``READ_PAUSE_BYTES`` read (``PacedSocket``): Ryu's receive
 loop parses whatever the socket holds and yields only every 2,048 messages, so a read-back (2.5 MB of flow stats
 from a switch of 16,000 flows, already in the socket's buffer) was parsed in one stretch of 40-60 ms of CPU
-(vrs_scale's restart and takeover, docs/benchmarks.md "Branch vrslag"). Not much less: each pause waits a turn
-of every ready green thread, and OVS's echo request queued behind a read-back is answered only once the whole
-stream before it has been parsed.
+(vrs_scale's restart and takeover, docs/benchmarks.md "Branch vrslag").
 """
 
 import contextlib
@@ -63,7 +61,7 @@ from ryu.ofproto import ofproto_parser, ofproto_protocol, ofproto_v1_3, ofproto_
 from ryu.ofproto import ofproto_v1_3_parser, ofproto_v1_4_parser  # noqa: E402
 
 RyuApp = app_manager.RyuApp
-READ_PAUSE_BYTES = 256 * 1024  # bytes read from one switch between two turns of the event loop (~1,600 flow stats)
+READ_PAUSE_BYTES = 128 * 1024  # bytes read from one switch between two turns of the event loop (~800 flow stats)
 
 
 def blocking(function, *args):
