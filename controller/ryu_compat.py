@@ -19,11 +19,6 @@ instructions only when asked for. A read-back of a switch needs table, priority 
 parser builds the match and every instruction and action as objects (tens of microseconds a flow, on the event
 loop), so 50 switches read back at once with 16,000 flows each held the loop long enough for OVS to drop them
 (tests/benchmarks/vrs_scale.py).
-
-A switch's connection gives the event loop a turn every ``READ_PAUSE_BYTES`` read (``PacedSocket``): Ryu's receive
-loop parses whatever the socket holds and yields only every 2,048 messages, so a read-back (2.5 MB of flow stats
-from a switch of 16,000 flows, already in the socket's buffer) was parsed in one stretch of 40-60 ms of CPU
-(vrs_scale's restart and takeover, docs/benchmarks.md "Branch vrslag").
 """
 
 import contextlib
@@ -33,8 +28,6 @@ import ssl
 import struct
 import warnings
 from dataclasses import dataclass
-
-from controller.pacer import Pacer
 
 warnings.filterwarnings("ignore", message="(?s).*Eventlet is deprecated")
 
@@ -61,7 +54,6 @@ from ryu.ofproto import ofproto_parser, ofproto_protocol, ofproto_v1_3, ofproto_
 from ryu.ofproto import ofproto_v1_3_parser, ofproto_v1_4_parser  # noqa: E402
 
 RyuApp = app_manager.RyuApp
-READ_PAUSE_BYTES = 128 * 1024  # bytes read from one switch between two turns of the event loop (~800 flow stats)
 
 
 def blocking(function, *args):
@@ -159,34 +151,6 @@ __all__ = [
 ]
 
 
-class PacedSocket:
-    """A switch's socket whose reads tick ``pacer`` by the bytes they return (see the module docstring): Ryu parses
-    and dispatches what it reads before it reads again, so a pause before the next read is a pause between two
-    stretches of parsing of at most ``READ_PAUSE_BYTES``. Everything else is the socket's."""
-
-    def __init__(self, sock, pacer: Pacer):
-        self._sock, self.pacer = sock, pacer
-
-    def recv(self, size: int, *flags) -> bytes:
-        data = self._sock.recv(size, *flags)
-        self.pacer.tick(len(data))
-        return data
-
-    def __getattr__(self, name: str):
-        return getattr(self._sock, name)
-
-
-def open_datapath(sock, addr, pause=None):
-    """Ryu's Datapath on ``sock``, its reads paced (``PacedSocket``, ``pause``: by default the hub's turn)."""
-    from ryu.controller import controller as ryu_controller
-
-    return ryu_controller.Datapath(PacedSocket(sock, Pacer(pause or _give_way, READ_PAUSE_BYTES)), addr)
-
-
-def _give_way() -> None:
-    hub.sleep(0)
-
-
 @dataclass(frozen=True)
 class OpenFlowGuard:
     """Limits of the OpenFlow listener: seconds to finish the handshake, connections per source address."""
@@ -259,7 +223,7 @@ def _guarded_handler(base, limits: OpenFlowGuard):
             if tls is not None:  # the TLS handshake counts against the OpenFlow handshake's time
                 with hub.Timeout(limits.handshake_timeout):
                     sock = tls.wrap_socket(sock, server_side=True)
-            dp = open_datapath(sock, addr)
+            dp = ryu_controller.Datapath(sock, addr)
         except ssl.SSLError as exc:  # no certificate, one of another CA, or not TLS at all
             guard.warn_limited(log, ("tls", addr[0]), "openflow %s:%s: TLS handshake failed: %s; closing",
                                *addr[:2], exc.reason or exc)
