@@ -334,7 +334,7 @@ def test_a_vport_moving_between_ports_of_one_report_is_bound_in_every_pause_of_s
 
 def test_the_policy_index_built_by_an_incremental_pass_pauses_too(monkeypatch):
     """The first incremental pass after a start builds the policy's index from scratch (controller/extdelta.py
-    asks it which floating IPs a change reaches): per object indexed, a tick (5,000 vports: ~35 ms in one stretch
+    asks it which floating IPs a change reaches): per object indexed, a tick (5,000 vports: ~33 ms of CPU in one stretch
     before)."""
     from controller.policyindex import PolicyIndex
 
