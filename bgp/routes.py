@@ -320,6 +320,42 @@ def _command(text: str, action: str, neighbor: str | None) -> str:
     return f"{prefix}{action} evpn {text}"
 
 
+_PARSED: dict = {}  # a route's payload text -> the route parsed from it (routes are frozen, texts immutable)
+_PARSED_SIZE = 1 << 17  # ~100 MB at most in ExaBGP; past it, parsed again
+_BETWEEN = re.compile(r"\}\s*,\s*\{")  # between two payloads of an array: ``},{``, or ``} , {`` as ExaBGP's
+# line formatter spaces out every comma and bracket before a command reaches the extension
+
+
+def _parse_payloads(text: str) -> tuple[Route, ...] | None:
+    """The routes of a batch's JSON array, each payload text parsed once and looked up when seen again (ExaBGP
+    gets the same texts in the withdraw command as in the announce: parsing and checking a route cost more
+    than the rest of injecting its withdrawal); None when a piece is not a route's JSON object (a string
+    holding ``},{``, a bad route: the caller parses the whole text and names what is wrong).
+
+    Cut at every ``},{``, each piece is an object's text, parsed on its own; when every piece is one, the
+    array is exactly those objects, whatever the cut found (a piece that is not an object gives None)."""
+    inner = text[1:-1].strip()
+    if text[:1] != "[" or text[-1:] != "]" or not inner:
+        return None
+    pieces = _BETWEEN.split(inner)
+    if len(pieces) > 1:
+        last = len(pieces) - 1
+        pieces = [("{" if i else "") + piece + ("}" if i < last else "") for i, piece in enumerate(pieces)]
+    batch = []
+    for piece in pieces:
+        route = _PARSED.get(piece)
+        if route is None:
+            try:
+                route = route_from_dict(json.loads(piece))
+            except (ValueError, TypeError):
+                return None
+            if len(_PARSED) >= _PARSED_SIZE:
+                _PARSED.clear()
+            _PARSED[piece] = route
+        batch.append(route)
+    return tuple(batch)
+
+
 def parse_command(line: str) -> tuple[str | None, str, Route]:
     """Parse a ``to_command`` line into (neighbor or None, action, route); ValueError if bad."""
     neighbor, action, batch = parse_batch_command(line)
@@ -335,6 +371,9 @@ def parse_batch_command(line: str) -> tuple[str | None, str, tuple[Route, ...]]:
     if not match:
         raise ValueError(f"not an evpn command: {line[:80]!r}")
     neighbor, action, text = match.groups()
+    known = _parse_payloads(text)
+    if known is not None:
+        return neighbor, action, known
     try:
         data = json.loads(text)
     except json.JSONDecodeError as error:
