@@ -448,8 +448,9 @@ def test_a_withdraw_command_reuses_what_its_announcement_parsed_and_built(monkey
     announced = [change.nlri.pack_nlri() for change in changes]
     monkeypatch.setattr(routes, "route_from_dict", lambda data: pytest.fail("parsed again"))
     monkeypatch.setattr(exabgp_ext, "build_nlri", lambda route, action: pytest.fail("built again"))
-    dispatch(reactor, formated(to_batch_command(batch, "withdraw")))
-    assert reactor.acks == ["done", "done"]
+    for part in (batch[:120], batch[120:]):  # other batches than the announcement's (as early withdrawals are)
+        dispatch(reactor, formated(to_batch_command(part, "withdraw")))
+    assert reactor.acks == ["done", "done", "done"]
     withdrawn = reactor.injected
     assert [change.nlri.pack_nlri() for change in withdrawn] == announced
     assert all(str(change.nlri.action).lower().endswith("withdraw") for change in withdrawn)
@@ -467,6 +468,8 @@ def test_batch_texts_seen_before_parse_to_the_same_routes_and_bad_ones_still_fai
     batch = [replace(route, rd="65000:7002") for route in batch_of(5)]
     line = spaced(to_batch_command(batch, "announce"))
     assert routes.parse_batch_command(line) == routes.parse_batch_command(line) == (None, "announce", tuple(batch))
+    mixed = batch[:2] + [replace(route, rd="65000:7003") for route in batch[2:]]  # seen first, new after
+    assert routes.parse_batch_command(spaced(to_batch_command(mixed, "withdraw")))[2] == tuple(mixed)
     bad = line.replace('"l2_vni":5001', '"l2_vni":99999999').replace('"l2_vni" :5001', '"l2_vni" :99999999')
     tricky = line.replace('"65000:7002"', '"},{"', 1)
     for text, error in ((bad, "route 0: l2_vni"), (tricky, "route 0: rd")):
