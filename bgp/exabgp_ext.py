@@ -212,8 +212,9 @@ _EVPN_FAMILY_OBJECT = Family(AFI.l2vpn, SAFI.evpn)
 
 
 class _CachedIndex:
-    """The NLRI's RIB index computed once, its family shared: ExaBGP sorts the NLRIs of an UPDATE by it (``NLRI.__lt__`` calls
-    ``index()`` on both sides of every comparison: most of the CPU of a batch of 500 withdrawals)."""
+    """The NLRI's RIB index computed once, its family shared: ExaBGP sorts the NLRIs of an UPDATE by the index
+    (``NLRI.__lt__`` calls ``index()`` on both sides of every comparison: most of the CPU of a batch of 500
+    withdrawals)."""
 
     _canopy_index = None
 
