@@ -88,7 +88,9 @@ def test_heartbeats_behind_a_big_batch_are_heard_and_the_standby_does_not_take_o
     try:
         # the receiving thread delivers every heartbeat while the batch is still being applied
         wait_for(lambda: len(heard) == HEARTBEATS, "the heartbeats queued behind the batch to be heard")
-        assert heard == list(range(HEARTBEATS)) and entered.is_set() and standby.applier.busy
+        # the applier's thread may still be checking the batch (a loaded machine): wait until it holds the store
+        wait_for(entered.is_set, "the batch to reach the store")
+        assert heard == list(range(HEARTBEATS)) and standby.applier.busy
         assert standby.sent == []  # not acknowledged yet: it is not in the store
         # even with the peer silent from here on, a standby holding a batch decides nothing
         standby._decide(standby.peer.heard_at + 10 * DEAD)
