@@ -1,18 +1,28 @@
 """A REST request's JSON body decoded with the event loop's turns in between, whatever its shape.
 
 The standard library's C decoder is fast but holds the event loop for the whole text, and its cost depends on
-what the text holds, not only on its length: 32 MB of ``[],`` (11 M empty lists) took 3.3 s of CPU in one call,
-32 MB of floats 1.8 s, while an apply of 10,000 vports (2.4 MB) takes ~40 ms. A body is therefore decoded in two
-steps, each ticking a controller/pacer.py ``Pacer``:
+what the text holds, not only on its length: 32 MB of ``[],`` (11 M empty lists) took 3.5 s of CPU in one call,
+one object of 1 M keys 0.9 s, 32 MB of floats 1.8 s, while an apply of 10,000 vports takes ~13 ms. Its hooks do
+not bound it: they are called for objects and numbers only, and an object's hook only once it is whole.
 
-1. ``scan`` walks the text's brackets and strings with a regular expression (the search itself in C), checks
-   the nesting depth before anything is decoded, and records where each container longer than ``SPAN``
-   characters ends: at most a few per ``SPAN`` of text at each level, so the record stays small;
-2. ``decode`` hands every value of at most ``SPAN`` characters to the C decoder in one call (a few ms at worst),
-   and walks a longer container member by member, here.
+So no call here hands the C decoder more than ``SPAN`` characters of a list or an object (~4 ms for the costliest
+shape, empty lists). A container is decoded a window at a time: ``opener + text[p:cut] + closer`` in one C call,
+where ``cut`` is a comma before ``p + window``. A window that decodes whole ends at a member boundary (a cut
+inside a string or inside a nested container cannot decode), so its members are the container's next members;
+one that decodes short of its end met the container's own closing bracket. A window that fails is shrunk (to
+just before the string the decoder found unterminated, else halved); below ``MIN_WINDOW`` one member is decoded
+on its own (a nested container recursively, so a long one is itself walked in windows) and the window grows back,
+doubling after each success. A body of strings full of commas therefore costs a small constant factor, not a
+quadratic one; an apply (lists of similar objects, cut before the next ``{``) one C call per ``SPAN``.
 
-The result equals ``json.loads(text)``; on malformed text a ``json.JSONDecodeError`` names the position, found
-without decoding the text again in one call (which would hold the loop as long as the attack it reports).
+The result equals ``json.loads(text)`` (an object's windows are merged with ``dict.update``: a duplicate key keeps
+its first position and its last value, as there). Malformed text raises ``json.JSONDecodeError`` at its real
+position: the member path decodes at positions of the text itself. Nesting deeper than ``max_depth`` raises
+``TooDeep`` (also when the C decoder runs out of recursion inside one window); an object of more than
+``MAX_MEMBERS`` members ``TooMany``.
+
+What remains unbounded: one scalar is one C call, so a single string of 32 MB holds the loop ~40-80 ms and a
+float of 32 MB digits ~45 ms (docs/benchmarks.md, "Branch bodypace").
 """
 
 from __future__ import annotations
@@ -20,87 +30,58 @@ from __future__ import annotations
 import json
 import re
 
-from controller.pacer import NEVER, Pacer
+from controller.pacer import Pacer, collector_paused
 
-# One unit of the pacer is about 10 us of CPU at worst (measured with the costliest values: 32 MB of ``[],``):
-SPAN = 64 * 1024  # characters handed to the C decoder at once, at most (~6 ms for the costliest values)
-CHARS_PER_TICK = 100  # characters decoded by the C decoder (~100 ns each for ``[],``, ~16 ns in an apply)
-TOKENS_PER_TICK = 25  # brackets and quotes found by ``scan`` (~0.4 us each)
-MEMBERS_PER_TICK = 10  # members of a long container walked here (~1 us each)
-PAUSE_EVERY = 2000  # units between two turns of the event loop: ~20 ms at worst, ~5 ms for an apply
-_OUTSIDE = re.compile(r'[\[\]{}"]')
-_INSIDE = re.compile(r'["\\]')
+SPAN = 32 * 1024  # characters of a container handed to the C decoder at once, at most
+FIRST_WINDOW = 2 * 1024  # a container's first window: small, as its first member may be a long container
+MIN_WINDOW = 64  # below this, one member is decoded on its own
+CHARS_PER_UNIT = 10  # one unit of the pacer: ~1 us of the C decoder at worst (``[],`` at ~110 ns a character)
+CALL_UNITS = 3  # the Python around one call of the C decoder (~3 us)
+PAUSE_EVERY = 5000  # units between two turns of the event loop: ~5 ms at worst
+MAX_MEMBERS = 200_000  # members of one object, at most: growing a dict past it resizes it in one stretch (>10 ms)
 _WS = re.compile(r"[ \t\n\r]*")
+_CLOSER = {"[": "]", "{": "}"}
 _DECODER = json.JSONDecoder()
-_scanstring = json.decoder.scanstring
+_LAST_BEFORE: dict[str, re.Pattern] = {}  # a member's first character: the last comma followed by it
 
 
 class TooDeep(ValueError):
     """The text nests lists and objects deeper than allowed."""
 
 
-def loads(text: str, max_depth: int, pacer: Pacer = NEVER):
-    """``json.loads(text)``, paced (see the module docstring); raises ``TooDeep`` for nesting deeper than
-    ``max_depth`` and ``json.JSONDecodeError`` for anything malformed."""
-    long_ends = scan(text, max_depth, pacer)
-    return _Decoder(text, long_ends, pacer).decode()
+class TooMany(ValueError):
+    """An object of more members than ``MAX_MEMBERS``: no Canopy document has one, and a dict that large is
+    resized in one stretch (~15 ms at 350,000 keys, ~90 ms at 1.4 M; a 32 MB body holds up to 2.7 M keys)."""
 
 
-def scan(text: str, max_depth: int, pacer: Pacer = NEVER) -> dict[int, int]:
-    """{where a container longer than ``SPAN`` opens: where it closes}; checks the depth and the brackets' balance
-    (outside strings) on the way, without decoding anything."""
-    opened: list[int] = []
-    long_ends: dict[int, int] = {}
-    i, n, tokens = 0, len(text), 0
-    while True:
-        m = _OUTSIDE.search(text, i)
-        if m is None:
-            break
-        i = m.end()
-        c = m.group()
-        tokens += 1
-        if c == '"':
-            i = _string_end(text, i)
-            tokens += 1
-        elif c in "[{":
-            opened.append(i - 1)
-            if len(opened) > max_depth:
-                raise TooDeep(f"nested deeper than {max_depth} levels")
-        else:
-            if not opened or (text[opened[-1]] == "[") != (c == "]"):
-                raise json.JSONDecodeError(f"unexpected {c!r}", text, i - 1)
-            start = opened.pop()
-            if i - start > SPAN:
-                long_ends[start] = i
-        if tokens >= TOKENS_PER_TICK:
-            pacer.tick(tokens // TOKENS_PER_TICK)
-            tokens %= TOKENS_PER_TICK
-    if opened:
-        raise json.JSONDecodeError("unclosed list or object", text, opened[-1])
-    return long_ends
+def c_decode(text: str, i: int):
+    """The C decoder's ``raw_decode`` (a module function: the tests record each call's span)."""
+    return _DECODER.raw_decode(text, i)
 
 
-def _string_end(text: str, i: int) -> int:
-    """Past the closing quote of the string whose content starts at ``i``."""
-    while True:
-        m = _INSIDE.search(text, i)
-        if m is None:
-            raise json.JSONDecodeError("unterminated string", text, i - 1)
-        if m.group() == '"':
-            return m.end()
-        i = m.end() + 1  # a backslash: the character after it is escaped
+def c_string(text: str, i: int):
+    """The C decoder's string scanner, for an object's key decoded on its own (recorded like ``c_decode``)."""
+    return json.decoder.scanstring(text, i)
+
+
+def loads(text: str, max_depth: int, pause=None):
+    """``json.loads(text)``, pausing (``pause()``: the event loop's turn) every ``PAUSE_EVERY`` units of work; raises
+    ``TooDeep`` for nesting deeper than ``max_depth``, ``TooMany`` for an object of more than ``MAX_MEMBERS`` members
+    and ``json.JSONDecodeError`` for anything malformed. The cyclic
+    collector is paused meanwhile: a body of millions of lists would otherwise be walked by it again and again."""
+    if text.startswith("\ufeff"):
+        raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+    with collector_paused():
+        return _Decoder(text, max_depth, Pacer(pause, PAUSE_EVERY)).decode()
 
 
 class _Decoder:
-    """Decodes the text, walking here only the containers ``scan`` found long."""
-
-    def __init__(self, text: str, long_ends: dict[int, int], pacer: Pacer):
-        self.text, self.long_ends, self.pacer = text, long_ends, pacer
-        self.chars = 0
+    def __init__(self, text: str, max_depth: int, pacer: Pacer):
+        self.text, self.max_depth, self.pacer = text, max_depth, pacer
 
     def decode(self):
         text = self.text
-        value, end = self._value(self._skip(0))
+        value, end = self._value(self._skip(0), 0)
         end = self._skip(end)
         if end != len(text):
             raise json.JSONDecodeError("Extra data", text, end)
@@ -109,61 +90,116 @@ class _Decoder:
     def _skip(self, i: int) -> int:
         return _WS.match(self.text, i).end()
 
-    def _value(self, i: int):
-        """(the value starting at ``i``, where it ends)."""
-        end = self.long_ends.get(i)
-        if end is None:
-            value, end = _DECODER.raw_decode(self.text, i)
-            self._decoded(end - i)
-            return value, end
-        return (self._object(i) if self.text[i] == "{" else self._list(i)), end
+    def _call(self, decode, text: str, i: int):
+        """``decode(text, i)``, ticking the pacer for the characters it went through; the C decoder's running out
+        of recursion is nesting far deeper than any limit here."""
+        try:
+            value, end = decode(text, i)
+        except json.JSONDecodeError as exc:
+            self.pacer.tick(CALL_UNITS + (exc.pos - i) // CHARS_PER_UNIT)
+            raise
+        except RecursionError:
+            raise TooDeep(f"nested deeper than {self.max_depth} levels") from None
+        self.pacer.tick(CALL_UNITS + (end - i) // CHARS_PER_UNIT)
+        return value, end
 
-    def _object(self, i: int) -> dict:
-        text, out = self.text, {}
-        i = self._skip(i + 1)
-        if text[i] == "}":
-            return out
-        for count in range(len(text)):
-            if text[i] != '"':
-                raise json.JSONDecodeError("Expecting property name enclosed in double quotes", text, i)
-            key, i = _scanstring(text, i + 1, True)
-            i = self._skip(i)
-            if text[i] != ":":
-                raise json.JSONDecodeError("Expecting ':' delimiter", text, i)
-            out[key], i = self._value(self._skip(i + 1))
-            i = self._next(i, "}", count)
-            if i < 0:
-                return out
-        raise AssertionError("unreachable: every member takes at least one character")
+    def _value(self, i: int, depth: int):
+        """(the value starting at ``i``, where it ends): a list or an object in windows, a scalar in one call."""
+        if self.text[i:i + 1] in ("[", "{"):
+            if depth >= self.max_depth:
+                raise TooDeep(f"nested deeper than {self.max_depth} levels")
+            return self._container(i, depth + 1)
+        return self._call(c_decode, self.text, i)
 
-    def _list(self, i: int) -> list:
-        text, out = self.text, []
-        i = self._skip(i + 1)
-        if text[i] == "]":
-            return out
-        for count in range(len(text)):
-            value, i = self._value(i)
+    def _container(self, start: int, depth: int):
+        """(the list or object opening at ``start``, where it ends), decoded a window at a time."""
+        opener = self.text[start]
+        out = [] if opener == "[" else {}
+        add = out.extend if opener == "[" else out.update
+        p, window, first = start + 1, FIRST_WINDOW, True
+        while True:
+            found = self._window(opener, p, window, first)
+            if found is None:
+                p, closed = self._member(out, p, depth, first)
+                window = 4 * MIN_WINDOW
+            else:
+                members, p, closed, used = found
+                if opener == "{" and len(out) + len(members) > MAX_MEMBERS:
+                    raise TooMany(f"an object has more than {MAX_MEMBERS} members")
+                add(members)
+                window = min(SPAN, 2 * used)
+            if closed:
+                return out, p
+            first = False
+
+    def _window(self, opener: str, p: int, window: int, first: bool):
+        """(members, where the next starts, whether the container closed, the window) decoded in one C call over
+        at most ``window`` characters from ``p``; None when no window of at least ``MIN_WINDOW`` decoded."""
+        text, closer = self.text, _CLOSER[opener]
+        retries = 0
+        while window >= MIN_WINDOW:
+            cut = self._cut(p, min(p + window, len(text)))
+            wrapped = opener + text[p:cut] + closer
+            try:
+                members, end = self._call(c_decode, wrapped, 0)
+            except json.JSONDecodeError as exc:
+                failed_at = p - 1 + exc.pos  # the text decoded well up to here (an unterminated string starts here)
+                retries += 1
+                shorter = failed_at + 1 - p if failed_at < cut and retries <= 2 else window // 2
+                window = min(shorter, window - 1)
+                continue
+            if not members and not (first and end < len(wrapped)):
+                return None  # ",]" or ",," : the member path names the error where it is
+            if end < len(wrapped):  # the text's own closing bracket ended it
+                return members, p + end - 1, True, window
+            if text[cut:cut + 1] == ",":
+                return members, cut + 1, False, window
+            if text[cut:cut + 1] == closer:
+                return members, cut + 1, True, window
+            window //= 2  # no comma in the window: the cut was anywhere (inside a number, say)
+        return None
+
+    def _cut(self, p: int, end: int) -> int:
+        """A comma in [p, end) most likely between two members: the last one followed by the character the first
+        member starts with (the next ``{`` of a list of objects, the next key of an object), else the last one,
+        else ``end``."""
+        q = self._skip(p)
+        first = self.text[q:q + 1] if q < end else ""
+        if first:
+            pattern = _LAST_BEFORE.get(first)
+            if pattern is None:
+                pattern = _LAST_BEFORE[first] = re.compile(r"(?s).*(,)[ \t\n\r]*" + re.escape(first))
+            m = pattern.match(self.text, p, end)
+            if m is not None:
+                return m.start(1)
+        comma = self.text.rfind(",", p, end)
+        return comma if comma >= 0 else end
+
+    def _member(self, out, p: int, depth: int, first: bool):
+        """One member decoded on its own, at positions of the text: (where the next starts, whether the container
+        closed)."""
+        text = self.text
+        closer = "]" if isinstance(out, list) else "}"
+        p = self._skip(p)
+        if first and text[p:p + 1] == closer:
+            return p + 1, True
+        if closer == "}":
+            if text[p:p + 1] != '"':
+                raise json.JSONDecodeError("Expecting property name enclosed in double quotes", text, p)
+            key, p = self._call(c_string, text, p + 1)
+            p = self._skip(p)
+            if text[p:p + 1] != ":":
+                raise json.JSONDecodeError("Expecting ':' delimiter", text, p)
+            if len(out) >= MAX_MEMBERS:
+                raise TooMany(f"an object has more than {MAX_MEMBERS} members")
+            out[key], p = self._value(self._skip(p + 1), depth)
+        else:
+            value, p = self._value(p, depth)
             out.append(value)
-            i = self._next(i, "]", count)
-            if i < 0:
-                return out
-        raise AssertionError("unreachable: every member takes at least one character")
-
-    def _next(self, i: int, closing: str, count: int) -> int:
-        """Where the next member starts, past the comma after ``i``; -1 at the container's end. Ticks once every
-        ``MEMBERS_PER_TICK`` members."""
-        if count % MEMBERS_PER_TICK == MEMBERS_PER_TICK - 1:
-            self.pacer.tick()
-        i = self._skip(i)
-        c = self.text[i:i + 1]
-        if c == closing:
-            return -1
+        p = self._skip(p)
+        c = text[p:p + 1]
+        if c == closer:
+            return p + 1, True
         if c != ",":
-            raise json.JSONDecodeError("Expecting ',' delimiter", self.text, i)
-        return self._skip(i + 1)
-
-    def _decoded(self, chars: int) -> None:
-        self.chars += chars
-        if self.chars >= CHARS_PER_TICK:
-            self.pacer.tick(self.chars // CHARS_PER_TICK)
-            self.chars %= CHARS_PER_TICK
+            raise json.JSONDecodeError("Expecting ',' delimiter", text, p)
+        return p + 1, False
