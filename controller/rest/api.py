@@ -38,7 +38,6 @@ QUESTION_BODY = 64 * 1024  # bytes of a body that asks (a trace, a log level, HA
 SWITCHES_EVERY = 1000  # list elements (switches, ports) encoded by GET /v1/switches between two pauses
 ANSWER_EVERY = 1000  # elements of an answer's long lists encoded between two pauses (~4 ms: an apply's changes)
 MAX_DEPTH = 32  # lists and objects nested deeper than any Canopy document is refused up front
-DEPTH_EVERY = 20_000  # values of a request body looked at for its nesting depth between two pauses (~2 ms)
 MAX_QUERY_INT = 2**63 - 1  # the store's sequence numbers are SQLite INTEGERs
 SEQ_SCHEMA = {"type": "integer", "minimum": 0, "maximum": MAX_QUERY_INT}
 BOOL_SCHEMA = {"type": "string", "enum": ["true", "false", "1", "0"]}
@@ -414,9 +413,8 @@ class Api:
 
 def _json_body(req, pause: Callable[[], None] | None = None, limit: int = MAX_BODY):
     """The request's body as a JSON object, checked against the limits (``limit`` bytes, nesting depth). ``pause``:
-    the event loop's turn (``Api.pause``): the body is decoded a window at a time whatever its shape
-    (controller/rest/jsonbody.py), then measured for its nesting depth pausing every ``DEPTH_EVERY`` values. Only
-    the body is read meanwhile. A question (``POST /v1/trace``, a log level) passes ``QUESTION_BODY``: refused
+    the event loop's turn (``Api.pause``): the body is decoded, and measured for its nesting depth, a window at a
+    time whatever its shape (controller/rest/jsonbody.py). Only the body is read meanwhile. A question (``POST /v1/trace``, a log level) passes ``QUESTION_BODY``: refused
     before anything is decoded."""
     ctype = req.headers.get("content-type", "application/json").split(";")[0].strip().lower()
     if ctype not in ("application/json", "", "application/x-www-form-urlencoded"):  # the last: curl -d
@@ -433,8 +431,6 @@ def _json_body(req, pause: Callable[[], None] | None = None, limit: int = MAX_BO
         raise ApiError(400, "bad_json", f"the body is not valid JSON: {str(exc)[:200]}") from None
     if not isinstance(data, dict):
         raise ApiError(400, "bad_json", "the body must be a JSON object")
-    if fields.nesting_depth(data, MAX_DEPTH, Pacer(pause, DEPTH_EVERY).tick) > MAX_DEPTH:
-        raise ApiError(400, "bad_json", f"the body nests deeper than {MAX_DEPTH} levels")
     return data
 
 

@@ -30,10 +30,9 @@ def test_a_big_body_is_parsed_and_measured_with_pauses_and_reads_the_same():
     data = {"items": [{"a": {"b": i, "c": [i, "x"]}} for i in range(12_000)]}
     pauses = []
     assert _json_body(body_request(data), lambda: pauses.append(1)) == data == _json_body(body_request(data))
-    decoded = []  # the pauses of the decoding itself (tests/unit/test_jsonbody.py counts them shape by shape)
+    decoded = []  # the decoder's own pauses (tests/unit/test_jsonbody.py counts them shape by shape)
     jsonbody.loads(json.dumps(data), rest_api.MAX_DEPTH, lambda: decoded.append(1))
-    values = 1 + 1 + 12_000 + 12_000 + 24_000 + 24_000  # values: level by level
-    assert len(decoded) >= 5 and len(pauses) == len(decoded) + values // rest_api.DEPTH_EVERY
+    assert len(pauses) == len(decoded) >= 5
 
 
 @pytest.mark.parametrize("raw", [b"[" * 40 + b"]" * 40, b'{"a": ' + b"[" * 33 + b"]" * 33 + b"}",
