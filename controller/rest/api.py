@@ -425,8 +425,8 @@ def _json_body(req, pause: Callable[[], None] | None = None, limit: int = MAX_BO
         data = jsonbody.loads(req.body.decode("utf-8"), MAX_DEPTH, pause) if req.body else None
     except (jsonbody.TooDeep, RecursionError):
         raise ApiError(400, "bad_json", f"the body nests deeper than {MAX_DEPTH} levels") from None
-    except jsonbody.TooMany:
-        raise ApiError(400, "bad_json", f"the body has an object of more than {jsonbody.MAX_MEMBERS} members") from None
+    except jsonbody.TooMany as exc:
+        raise ApiError(400, "bad_json", f"the body has {exc}") from None
     except (UnicodeDecodeError, ValueError) as exc:  # ValueError: also an integer of more than 4300 digits
         raise ApiError(400, "bad_json", f"the body is not valid JSON: {str(exc)[:200]}") from None
     if not isinstance(data, dict):

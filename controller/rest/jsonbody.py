@@ -19,7 +19,7 @@ The result equals ``json.loads(text)`` (an object's windows are merged with ``di
 its first position and its last value, as there). Malformed text raises ``json.JSONDecodeError`` at its real
 position: the member path decodes at positions of the text itself. Nesting deeper than ``max_depth`` raises
 ``TooDeep``, checked window by window (and when the C decoder runs out of recursion inside one); an object of more than
-``MAX_MEMBERS`` members ``TooMany``.
+``MAX_MEMBERS`` members, or more than ``MAX_CONTAINERS`` lists and objects in all, ``TooMany``.
 
 What remains unbounded: one scalar is one C call, so a single string of 32 MB holds the loop ~40-80 ms and a
 float of 32 MB digits ~45 ms (docs/benchmarks.md, "Branch bodypace").
@@ -30,7 +30,6 @@ from __future__ import annotations
 import json
 import re
 
-from controller import fields
 from controller.pacer import Pacer, collector_paused
 
 SPAN = 32 * 1024  # characters of a container handed to the C decoder at once, at most
@@ -39,6 +38,8 @@ MIN_WINDOW = 64  # below this, one member is decoded on its own
 CHARS_PER_UNIT = 10  # one unit of the pacer: ~1 us of the C decoder at worst (``[],`` at ~110 ns a character)
 CALL_UNITS = 3  # the Python around one call of the C decoder (~3 us)
 VALUES_PER_UNIT = 20  # values of a window's members looked at for their nesting depth (~50 ns each)
+MEASURE_SLICE = 1000  # containers of a window looked into between two ticks
+MAX_CONTAINERS = 1_000_000  # lists and objects in a body, at most: freeing 11 M of them took ~280 ms in one stretch
 PAUSE_EVERY = 5000  # units between two turns of the event loop: ~5 ms at worst
 MAX_MEMBERS = 200_000  # members of one object, at most: growing a dict past it resizes it in one stretch (>10 ms)
 _WS = re.compile(r"[ \t\n\r]*")
@@ -52,8 +53,9 @@ class TooDeep(ValueError):
 
 
 class TooMany(ValueError):
-    """An object of more members than ``MAX_MEMBERS``: no Canopy document has one, and a dict that large is
-    resized in one stretch (~15 ms at 350,000 keys, ~90 ms at 1.4 M; a 32 MB body holds up to 2.7 M keys)."""
+    """An object of more members than ``MAX_MEMBERS``, or a body of more lists and objects than ``MAX_CONTAINERS``:
+    no Canopy document has one (an apply of 10,000 vports holds ~30,000 containers), a dict that large is resized in
+    one stretch (~15 ms at 350,000 keys, ~90 ms at 1.4 M) and a body of 11 M containers is freed in one (~280 ms)."""
 
 
 def c_decode(text: str, i: int):
@@ -69,7 +71,7 @@ def c_string(text: str, i: int):
 def loads(text: str, max_depth: int, pause=None):
     """``json.loads(text)``, pausing (``pause()``: the event loop's turn) every ``PAUSE_EVERY`` units of work; raises
     ``TooDeep`` for nesting deeper than ``max_depth``, ``TooMany`` for an object of more than ``MAX_MEMBERS`` members
-    and ``json.JSONDecodeError`` for anything malformed. The cyclic
+    or more than ``MAX_CONTAINERS`` lists and objects, and ``json.JSONDecodeError`` for anything malformed. The cyclic
     collector is paused meanwhile: a body of millions of lists would otherwise be walked by it again and again."""
     if text.startswith("\ufeff"):
         raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
@@ -80,6 +82,7 @@ def loads(text: str, max_depth: int, pause=None):
 class _Decoder:
     def __init__(self, text: str, max_depth: int, pacer: Pacer):
         self.text, self.max_depth, self.pacer = text, max_depth, pacer
+        self.containers = 0  # lists and objects decoded so far
 
     def decode(self):
         text = self.text
@@ -116,6 +119,7 @@ class _Decoder:
     def _container(self, start: int, depth: int):
         """(the list or object opening at ``start``, where it ends), decoded a window at a time."""
         opener = self.text[start]
+        self._count(1)
         out = [] if opener == "[" else {}
         add = out.extend if opener == "[" else out.update
         p, window, first = start + 1, FIRST_WINDOW, True
@@ -127,20 +131,35 @@ class _Decoder:
             else:
                 members, p, closed, used = found
                 if opener == "{" and len(out) + len(members) > MAX_MEMBERS:
-                    raise TooMany(f"an object has more than {MAX_MEMBERS} members")
+                    raise TooMany(f"an object of more than {MAX_MEMBERS} members")
                 add(members)
                 window = min(SPAN, 2 * used)
             if closed:
                 return out, p
             first = False
 
-    def _check_depth(self, members, depth: int) -> None:
-        """Raises ``TooDeep`` when a window's members nest past the limit (their container is at level ``depth``):
-        measured here, window by window, a whole body's values are never walked in one stretch (a list of 11 M
-        members was, ~100 ms, and freeing that walk's list of them ~50 ms more)."""
-        limit = self.max_depth - depth + 1
-        if fields.nesting_depth(members, limit, lambda n: self.pacer.tick(n // VALUES_PER_UNIT)) > limit:
-            raise TooDeep(f"nested deeper than {self.max_depth} levels")
+    def _measure(self, members, depth: int) -> None:
+        """Counts the containers among a window's members (their container is at level ``depth``) and raises
+        ``TooDeep`` when they nest past the limit, ``TooMany`` past ``MAX_CONTAINERS``: measured here, window by
+        window, a whole body's values are never walked in one stretch (a list of 11 M members was, ~100 ms)."""
+        level = [members]
+        while level:
+            below = []
+            for start in range(0, len(level), MEASURE_SLICE):
+                before = len(below)
+                for item in level[start:start + MEASURE_SLICE]:
+                    below.extend(item.values() if isinstance(item, dict) else item)
+                self.pacer.tick((len(below) - before) // VALUES_PER_UNIT)
+            level = [value for value in below if isinstance(value, (list, dict))]
+            self._count(len(level))
+            depth += 1
+            if level and depth > self.max_depth:
+                raise TooDeep(f"nested deeper than {self.max_depth} levels")
+
+    def _count(self, containers: int) -> None:
+        self.containers += containers
+        if self.containers > MAX_CONTAINERS:
+            raise TooMany(f"more than {MAX_CONTAINERS} lists and objects")
 
     def _window(self, opener: str, p: int, window: int, first: bool, depth: int):
         """(members, where the next starts, whether the container closed, the window) decoded in one C call over
@@ -160,7 +179,7 @@ class _Decoder:
                 continue
             if not members and not (first and end < len(wrapped)):
                 return None  # ",]" or ",," : the member path names the error where it is
-            self._check_depth(members, depth)
+            self._measure(members, depth)
             if end < len(wrapped):  # the text's own closing bracket ended it
                 return members, p + end - 1, True, window
             if text[cut:cut + 1] == ",":
@@ -202,7 +221,7 @@ class _Decoder:
             if text[p:p + 1] != ":":
                 raise json.JSONDecodeError("Expecting ':' delimiter", text, p)
             if len(out) >= MAX_MEMBERS:
-                raise TooMany(f"an object has more than {MAX_MEMBERS} members")
+                raise TooMany(f"an object of more than {MAX_MEMBERS} members")
             out[key], p = self._value(self._skip(p + 1), depth)
         else:
             value, p = self._value(p, depth)

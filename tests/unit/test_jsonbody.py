@@ -139,6 +139,7 @@ STRETCH = jsonbody.PAUSE_EVERY * jsonbody.CHARS_PER_UNIT + jsonbody.SPAN + 2
 
 @pytest.mark.parametrize("shape", sorted(HOSTILE))
 def test_a_hostile_shape_is_decoded_in_short_calls_with_pauses(shape, monkeypatch):
+    monkeypatch.setattr(jsonbody, "MAX_CONTAINERS", 10**8)  # what is decoded is what is counted here
     text = HOSTILE[shape]
     seen = spans(monkeypatch)
     assert jsonbody.loads(text, MAX_DEPTH, lambda: seen.append(None)) == json.loads(text)
@@ -162,6 +163,17 @@ def test_an_object_of_too_many_members_is_refused(monkeypatch):
     with pytest.raises(ApiError) as refused:
         _json_body(body_request(b'{"a": {' + b",".join(b'"k%d": 1' % i for i in range(1001)) + b"}}"))
     assert (refused.value.status, refused.value.code) == (400, "bad_json") and "1000 members" in refused.value.reason
+
+
+def test_a_body_of_too_many_lists_and_objects_is_refused_before_it_is_all_decoded(monkeypatch):
+    seen = spans(monkeypatch)
+    with pytest.raises(ApiError) as refused:
+        _json_body(body_request(listed("[]", 8 * MB).encode()))
+    assert (refused.value.status, refused.value.code) == (400, "bad_json")
+    assert f"more than {jsonbody.MAX_CONTAINERS} lists and objects" in refused.value.reason
+    assert sum(seen) < 4 * MB  # 1,000,001 of its 2.8 M lists: refused there
+    body = {"a": [[]] * (jsonbody.MAX_CONTAINERS - 2)}  # with the body and "a": at the limit
+    assert _json_body(body_request(body)) == body
 
 
 @pytest.mark.parametrize("text", ["[" * 40 + "]" * 40, '{"a": ' + "[" * 5000 + "1" + "]" * 5000 + "}",
