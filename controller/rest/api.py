@@ -422,7 +422,7 @@ def _json_body(req, pause: Callable[[], None] | None = None, limit: int = MAX_BO
     if len(req.body) > limit:
         raise ApiError(413, "too_large", f"the body is larger than {limit} bytes")
     try:
-        data = jsonbody.loads(req.body.decode("utf-8"), MAX_DEPTH, pause) if req.body else None
+        data = jsonbody.loads(jsonbody.text(req.body, pause), MAX_DEPTH, pause) if req.body else None
     except (jsonbody.TooDeep, RecursionError):
         raise ApiError(400, "bad_json", f"the body nests deeper than {MAX_DEPTH} levels") from None
     except jsonbody.TooMany as exc:

@@ -19,7 +19,8 @@ The result equals ``json.loads(text)`` (an object's windows are merged with ``di
 its first position and its last value, as there). Malformed text raises ``json.JSONDecodeError`` at its real
 position: the member path decodes at positions of the text itself. Nesting deeper than ``max_depth`` raises
 ``TooDeep``, checked window by window (and when the C decoder runs out of recursion inside one); an object of more than
-``MAX_MEMBERS`` members, or more than ``MAX_CONTAINERS`` lists and objects in all, ``TooMany``.
+``MAX_MEMBERS`` members, or more than ``MAX_CONTAINERS`` lists and objects or ``MAX_VALUES`` values in all,
+``TooMany``. ``text`` turns the body's bytes into text a megabyte at a time.
 
 What remains unbounded: one scalar is one C call, so a single string of 32 MB holds the loop ~40-80 ms and a
 float of 32 MB digits ~45 ms (docs/benchmarks.md, "Branch bodypace").
@@ -27,6 +28,7 @@ float of 32 MB digits ~45 ms (docs/benchmarks.md, "Branch bodypace").
 
 from __future__ import annotations
 
+import codecs
 import json
 import re
 
@@ -40,6 +42,8 @@ CALL_UNITS = 3  # the Python around one call of the C decoder (~3 us)
 VALUES_PER_UNIT = 20  # values of a window's members looked at for their nesting depth (~50 ns each)
 MEASURE_SLICE = 1000  # containers of a window looked into between two ticks
 MAX_CONTAINERS = 1_000_000  # lists and objects in a body, at most: freeing 11 M of them took ~280 ms in one stretch
+MAX_VALUES = 4_000_000  # values in a body, at most: freeing 8 M floats took 50-140 ms in one stretch
+TEXT_EVERY = 1024 * 1024  # bytes of a body turned into text between two pauses (~1 ms; 32 MB in one: ~20 ms)
 PAUSE_EVERY = 5000  # units between two turns of the event loop: ~5 ms at worst
 MAX_MEMBERS = 200_000  # members of one object, at most: growing a dict past it resizes it in one stretch (>10 ms)
 _WS = re.compile(r"[ \t\n\r]*")
@@ -53,9 +57,10 @@ class TooDeep(ValueError):
 
 
 class TooMany(ValueError):
-    """An object of more members than ``MAX_MEMBERS``, or a body of more lists and objects than ``MAX_CONTAINERS``:
-    no Canopy document has one (an apply of 10,000 vports holds ~30,000 containers), a dict that large is resized in
-    one stretch (~15 ms at 350,000 keys, ~90 ms at 1.4 M) and a body of 11 M containers is freed in one (~280 ms)."""
+    """An object of more members than ``MAX_MEMBERS``, a body of more lists and objects than ``MAX_CONTAINERS`` or
+    of more values than ``MAX_VALUES``: no Canopy document has one (an apply of 10,000 vports holds ~30,000
+    containers and ~100,000 values), a dict that large is resized in one stretch (~15 ms at 350,000 keys, ~90 ms at
+    1.4 M) and a body of 11 M containers is freed in one (~280 ms) when its request ends."""
 
 
 def c_decode(text: str, i: int):
@@ -68,10 +73,23 @@ def c_string(text: str, i: int):
     return json.decoder.scanstring(text, i)
 
 
+def text(raw: bytes, pause=None) -> str:
+    """``raw.decode("utf-8")``, pausing every ``TEXT_EVERY`` bytes (an incremental decoder keeps a character split
+    between two pieces whole); raises ``UnicodeDecodeError`` likewise (its position within the piece)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    pacer = Pacer(pause, 1)
+    pieces = []
+    for start in range(0, len(raw), TEXT_EVERY):
+        pieces.append(decoder.decode(raw[start:start + TEXT_EVERY], start + TEXT_EVERY >= len(raw)))
+        pacer.tick()
+    return "".join(pieces)
+
+
 def loads(text: str, max_depth: int, pause=None):
     """``json.loads(text)``, pausing (``pause()``: the event loop's turn) every ``PAUSE_EVERY`` units of work; raises
     ``TooDeep`` for nesting deeper than ``max_depth``, ``TooMany`` for an object of more than ``MAX_MEMBERS`` members
-    or more than ``MAX_CONTAINERS`` lists and objects, and ``json.JSONDecodeError`` for anything malformed. The cyclic
+    or more than ``MAX_CONTAINERS`` lists and objects or ``MAX_VALUES`` values, and ``json.JSONDecodeError`` for
+    anything malformed. The cyclic
     collector is paused meanwhile: a body of millions of lists would otherwise be walked by it again and again."""
     if text.startswith("\ufeff"):
         raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
@@ -82,7 +100,7 @@ def loads(text: str, max_depth: int, pause=None):
 class _Decoder:
     def __init__(self, text: str, max_depth: int, pacer: Pacer):
         self.text, self.max_depth, self.pacer = text, max_depth, pacer
-        self.containers = 0  # lists and objects decoded so far
+        self.values = self.containers = 0  # decoded so far (a container counts as both)
 
     def decode(self):
         text = self.text
@@ -119,7 +137,7 @@ class _Decoder:
     def _container(self, start: int, depth: int):
         """(the list or object opening at ``start``, where it ends), decoded a window at a time."""
         opener = self.text[start]
-        self._count(1)
+        self._count(1, 1)
         out = [] if opener == "[" else {}
         add = out.extend if opener == "[" else out.update
         p, window, first = start + 1, FIRST_WINDOW, True
@@ -151,15 +169,18 @@ class _Decoder:
                     below.extend(item.values() if isinstance(item, dict) else item)
                 self.pacer.tick((len(below) - before) // VALUES_PER_UNIT)
             level = [value for value in below if isinstance(value, (list, dict))]
-            self._count(len(level))
+            self._count(len(below), len(level))
             depth += 1
             if level and depth > self.max_depth:
                 raise TooDeep(f"nested deeper than {self.max_depth} levels")
 
-    def _count(self, containers: int) -> None:
+    def _count(self, values: int, containers: int) -> None:
+        self.values += values
         self.containers += containers
         if self.containers > MAX_CONTAINERS:
             raise TooMany(f"more than {MAX_CONTAINERS} lists and objects")
+        if self.values > MAX_VALUES:
+            raise TooMany(f"more than {MAX_VALUES} values")
 
     def _window(self, opener: str, p: int, window: int, first: bool, depth: int):
         """(members, where the next starts, whether the container closed, the window) decoded in one C call over
@@ -226,6 +247,7 @@ class _Decoder:
         else:
             value, p = self._value(p, depth)
             out.append(value)
+        self._count(1, 0)
         p = self._skip(p)
         c = text[p:p + 1]
         if c == closer:

@@ -174,6 +174,28 @@ def test_a_body_of_too_many_lists_and_objects_is_refused_before_it_is_all_decode
     assert sum(seen) < 4 * MB  # 1,000,001 of its 2.8 M lists: refused there
     body = {"a": [[]] * (jsonbody.MAX_CONTAINERS - 2)}  # with the body and "a": at the limit
     assert _json_body(body_request(body)) == body
+    with pytest.raises(ApiError) as refused:
+        _json_body(body_request({"a": [None] * jsonbody.MAX_VALUES}))
+    assert f"more than {jsonbody.MAX_VALUES} values" in refused.value.reason
+
+
+def test_the_bytes_become_text_a_piece_at_a_time_as_in_one(monkeypatch):
+    monkeypatch.setattr(jsonbody, "TEXT_EVERY", 5)
+    r = random.Random(7)
+    for _ in range(300):
+        raw = "".join(r.choice("aé€😀\n") for _ in range(r.randrange(30))).encode()
+        if r.random() < 0.3:
+            raw = raw[:r.randrange(len(raw) + 1)] + r.choice([b"\xff", b"\xe2\x82", b""])
+        try:
+            expected = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            expected = UnicodeDecodeError
+        pauses = []
+        try:
+            got = jsonbody.text(raw, lambda: pauses.append(1))
+        except UnicodeDecodeError:
+            got = UnicodeDecodeError
+        assert got == expected and (got is UnicodeDecodeError or len(pauses) == -(-len(raw) // 5))
 
 
 @pytest.mark.parametrize("text", ["[" * 40 + "]" * 40, '{"a": ' + "[" * 5000 + "1" + "]" * 5000 + "}",
