@@ -22,8 +22,7 @@ position: the member path decodes at positions of the text itself. Nesting deepe
 ``MAX_MEMBERS`` members, or more than ``MAX_CONTAINERS`` lists and objects or ``MAX_VALUES`` values in all,
 ``TooMany``. ``text`` turns the body's bytes into text a megabyte at a time.
 
-What remains unbounded: one scalar is one C call, so a single string of 32 MB holds the loop ~40-80 ms and a
-float of 32 MB digits ~45 ms (docs/benchmarks.md, "Branch bodypace").
+A string or a number decoded on its own is one call: one longer than ``MAX_SCALAR`` is refused (``TooMany``).
 """
 
 from __future__ import annotations
@@ -42,12 +41,15 @@ CALL_UNITS = 3  # the Python around one call of the C decoder (~3 us)
 VALUES_PER_UNIT = 20  # values of a window's members looked at for their nesting depth (~50 ns each)
 MEASURE_SLICE = 1000  # containers of a window looked into between two ticks
 MAX_CONTAINERS = 1_000_000  # lists and objects in a body, at most: freeing 11 M of them took ~280 ms in one stretch
-MAX_VALUES = 4_000_000  # values in a body, at most: freeing 8 M floats took 50-140 ms in one stretch
+MAX_VALUES = 2_000_000  # values in a body, at most: freeing 4 M strings took ~60 ms in one stretch
+MAX_SCALAR = 1024 * 1024  # characters of one string or number, at most (~3 ms of the C decoder)
 TEXT_EVERY = 1024 * 1024  # bytes of a body turned into text between two pauses (~1 ms; 32 MB in one: ~20 ms)
 PAUSE_EVERY = 5000  # units between two turns of the event loop: ~5 ms at worst
 MAX_MEMBERS = 200_000  # members of one object, at most: growing a dict past it resizes it in one stretch (>10 ms)
 _WS = re.compile(r"[ \t\n\r]*")
 _CLOSER = {"[": "]", "{": "}"}
+_STRING = re.compile(r'"[^"\\]*+(?:\\.[^"\\]*+)*+"')
+_NUMBER = re.compile(r"[-+0-9.eE]*")
 _DECODER = json.JSONDecoder()
 _LAST_BEFORE: dict[str, re.Pattern] = {}  # a member's first character: the last comma followed by it
 
@@ -132,7 +134,21 @@ class _Decoder:
             if depth >= self.max_depth:
                 raise TooDeep(f"nested deeper than {self.max_depth} levels")
             return self._container(i, depth + 1)
+        self._check_scalar(i)
         return self._call(c_decode, self.text, i)
+
+    def _check_scalar(self, i: int) -> None:
+        """Raises ``TooMany`` for a string or a number of more than ``MAX_SCALAR`` characters: one is one call of the
+        C decoder (a string of 32 MB of escapes took ~100 ms), and no Canopy document has one. Its extent is found
+        by a regular expression that looks no further than the limit."""
+        text, end = self.text, i + MAX_SCALAR + 2
+        if len(text) <= end:
+            return
+        if text[i:i + 1] == '"':
+            if _STRING.match(text, i, end) is None:  # longer, or not closed well: an error either way
+                raise TooMany(f"a string of more than {MAX_SCALAR} characters")
+        elif _NUMBER.match(text, i, end).end() >= end:
+            raise TooMany(f"a number of more than {MAX_SCALAR} characters")
 
     def _container(self, start: int, depth: int):
         """(the list or object opening at ``start``, where it ends), decoded a window at a time."""
@@ -237,6 +253,7 @@ class _Decoder:
         if closer == "}":
             if text[p:p + 1] != '"':
                 raise json.JSONDecodeError("Expecting property name enclosed in double quotes", text, p)
+            self._check_scalar(p)
             key, p = self._call(c_string, text, p + 1)
             p = self._skip(p)
             if text[p:p + 1] != ":":

@@ -140,6 +140,7 @@ STRETCH = jsonbody.PAUSE_EVERY * jsonbody.CHARS_PER_UNIT + jsonbody.SPAN + 2
 @pytest.mark.parametrize("shape", sorted(HOSTILE))
 def test_a_hostile_shape_is_decoded_in_short_calls_with_pauses(shape, monkeypatch):
     monkeypatch.setattr(jsonbody, "MAX_CONTAINERS", 10**8)  # what is decoded is what is counted here
+    monkeypatch.setattr(jsonbody, "MAX_VALUES", 10**8)
     text = HOSTILE[shape]
     seen = spans(monkeypatch)
     assert jsonbody.loads(text, MAX_DEPTH, lambda: seen.append(None)) == json.loads(text)
@@ -148,11 +149,17 @@ def test_a_hostile_shape_is_decoded_in_short_calls_with_pauses(shape, monkeypatc
     assert len(text) // STRETCH <= seen.count(None) <= len(text) // 1000  # not one pause per member either
 
 
-def test_one_huge_string_is_one_call_the_one_shape_left_unbounded(monkeypatch):
-    text = '{"a": "' + "x," * MB + '"}'
+@pytest.mark.parametrize("where", ["value", "key", "number"])
+def test_a_string_or_number_over_max_scalar_is_refused_without_decoding_it(where, monkeypatch):
+    monkeypatch.setattr(jsonbody, "MAX_SCALAR", 1000)
     seen = spans(monkeypatch)
-    assert jsonbody.loads(text, MAX_DEPTH) == json.loads(text)
-    assert max(seen) == 2 * MB + 2  # the string itself (docs/benchmarks.md: ~40-80 ms for 32 MB)
+    long, allowed = {"value": ('{"a": "%s"}', "x,"), "key": ('{"%s": 1}', "y,"), "number": ('{"a": 1.%s}', "5")}[where]
+    at_limit = long % (allowed * (999 // len(allowed)))
+    assert jsonbody.loads(at_limit + " " * 2000, MAX_DEPTH) == json.loads(at_limit)
+    seen.clear()
+    with pytest.raises(jsonbody.TooMany):
+        jsonbody.loads(long % (allowed * 100_000), MAX_DEPTH)
+    assert sum(seen) <= 2 * jsonbody.FIRST_WINDOW  # the first windows failing on it, never the scalar
 
 
 def test_an_object_of_too_many_members_is_refused(monkeypatch):
