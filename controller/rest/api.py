@@ -412,10 +412,11 @@ class Api:
 
 
 def _json_body(req, pause: Callable[[], None] | None = None, limit: int = MAX_BODY):
-    """The request's body as a JSON object, checked against the limits (``limit`` bytes, nesting depth). ``pause``:
-    the event loop's turn (``Api.pause``): the body is decoded, and measured for its nesting depth, a window at a
-    time whatever its shape (controller/rest/jsonbody.py). Only the body is read meanwhile. A question (``POST /v1/trace``, a log level) passes ``QUESTION_BODY``: refused
-    before anything is decoded."""
+    """The request's body as a JSON object, checked against the limits (``limit`` bytes, nesting depth, sizes).
+    ``pause``: the event loop's turn (``Api.pause``): the body is turned into text, decoded and measured for its
+    nesting depth a window at a time whatever its shape (controller/rest/jsonbody.py). Only the body is read
+    meanwhile. A question (``POST /v1/trace``, the log level, HA solo) passes ``QUESTION_BODY``: a larger body is
+    refused before anything is decoded."""
     ctype = req.headers.get("content-type", "application/json").split(";")[0].strip().lower()
     if ctype not in ("application/json", "", "application/x-www-form-urlencoded"):  # the last: curl -d
         raise ApiError(415, "unsupported_media_type", f"send application/json, not {ctype}")

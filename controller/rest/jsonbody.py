@@ -18,9 +18,9 @@ quadratic one; an apply (lists of similar objects, cut before the next ``{``) on
 The result equals ``json.loads(text)`` (an object's windows are merged with ``dict.update``: a duplicate key keeps
 its first position and its last value, as there). Malformed text raises ``json.JSONDecodeError`` at its real
 position: the member path decodes at positions of the text itself. Nesting deeper than ``max_depth`` raises
-``TooDeep``, checked window by window (and when the C decoder runs out of recursion inside one); an object of more than
-``MAX_MEMBERS`` members, or more than ``MAX_CONTAINERS`` lists and objects or ``MAX_VALUES`` values in all,
-``TooMany``. ``text`` turns the body's bytes into text a megabyte at a time.
+``TooDeep``, checked window by window (and when the C decoder runs out of recursion inside one); an object of
+more than ``MAX_MEMBERS`` members, or more than ``MAX_CONTAINERS`` lists and objects or ``MAX_VALUES`` values in
+all, ``TooMany``. ``text`` turns the body's bytes into text a megabyte at a time.
 
 A string or a number decoded on its own is one call: one longer than ``MAX_SCALAR`` is refused (``TooMany``).
 """

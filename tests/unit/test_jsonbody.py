@@ -251,5 +251,6 @@ def test_a_trace_question_over_64_kib_is_refused_before_it_is_decoded(tmp_path):
     status, answer, decoded = trace(api, settings, listed("[]", QUESTION_BODY).encode())
     assert status.startswith("413") and not decoded
     assert answer["error"]["code"] == "too_large" and str(QUESTION_BODY) in answer["error"]["reason"]
-    status, answer, decoded = trace(api, settings, json.dumps({"vport": "web1", "packet": "ip,nw_dst=10.0.2.11"}).encode())
+    question = {"vport": "web1", "packet": "ip,nw_dst=10.0.2.11"}
+    status, answer, decoded = trace(api, settings, json.dumps(question).encode())
     assert status.startswith("200") and decoded and answer["exits"]
