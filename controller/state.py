@@ -334,8 +334,8 @@ class State(DiscoverySink):
         vport ids they reach. A port that changed or came is forgotten and learnt at once, in chunks of
         INDEX_CHUNK ports, ``pacer`` ticked per port; the ports that went are forgotten last, in chunks too, each
         with its order of first appearance. So in a pause every port shows either what it showed or what it shows
-        now, and a vport moving from a port that went to one that came is never found nowhere: what a handler resolves in a pause is a state the switch could have reported
-        (the report in parts). Stops after a pause in which another report of the switch, or its end, landed (the
+        now, and a vport moving from a port that went to one that came is never found nowhere: what a handler
+        resolves in a pause is a state the switch could have reported (the report in parts). Stops after a pause in which another report of the switch, or its end, landed (the
         caller then takes the switch whole). A switch taken whole after it was known (its chassis, datapath or
         flavour changed) is not paused: its ports are forgotten all at once first."""
         reached = set()

@@ -620,7 +620,8 @@ def report(b: Bench, phases: dict) -> dict:
     model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                   if line.startswith("model name")), "?")
     done = subprocess.run(["gobgpd", "--version"], capture_output=True, text=True, timeout=10)
-    return {"routes": b.n, "code": b.args.code or "this checkout", "rows": rows, "setup_seconds": b.setup, "gobgpd": done.stdout.strip(),
+    return {"routes": b.n, "code": b.args.code or "this checkout", "rows": rows, "setup_seconds": b.setup,
+            "gobgpd": done.stdout.strip(),
             "lag": health.lag_from_status(b.canopy.api.get("/v1/status").json), "disconnects": b.disconnects(),
             "machine": {"cpus": os.cpu_count(), "cpu": model, "load_average": os.getloadavg(),
                         "python": sys.version.split()[0]}}
