@@ -506,7 +506,7 @@ class Bench:
         self.last_marks = marks
         marks["cpu"] = {name: round(cpu_seconds(pids) - before[name], 2) for name, pids in self.pids.items()}
         marks["lag"] = health.lag_from_status(self.canopy.api.get("/v1/status").json)
-        self.progress(f"{what}: {json.dumps(marks, default=str)}")
+        self.progress(f"{what}: {json.dumps({k: v for k, v in marks.items() if k != 'stretches'}, default=str)}")
         return marks
 
     def trace_stretches(self, marks: dict, key: str) -> None:
