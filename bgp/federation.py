@@ -145,12 +145,14 @@ class Federation:
             self.speaker.set_desired(desired)
 
     def _locations_changed(self, what, vport_ids) -> None:
-        """State's subscriber: withdraw now the routes only vports it no longer locates stood behind."""
+        """State's subscriber: withdraw now the routes only vports it no longer locates stood behind (those it
+        locates again pin theirs: ``Origins.bound``)."""
         if what != "locations" or not vport_ids:
             return
         locations = self.state.locations
         with self._origins_lock:
             gone = self._origins.unbound([vid for vid in vport_ids if vid not in locations])
+            self._origins.bound([vid for vid in vport_ids if vid in locations])
             if gone:
                 self.speaker.withdraw(gone)
 

@@ -11,7 +11,8 @@ A route is withdrawn early only when every source behind it was a vport and all 
 has its one vport (or several sharing the key), a type 3 every local vport of its subnet at that VTEP; anything
 else behind a route (a hardware VTEP's MAC or binding) pins it until a pass decides, and routes with no vport
 behind them (type 5, floating IPs) are never withdrawn here. A vport that moves or is bound again is left to the
-next pass (its route changes, it does not vanish).
+next pass (its route changes, it does not vanish): one bound again after it was unbound pins the routes it stood
+behind, so that another vport going later does not take them away while it is there (``bound``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class Origins:
         self._keys_of: dict[str, list] = {}  # vport id -> keys of the routes it stands behind
         self._behind: dict[tuple, int] = {}  # route key -> how many of its vports are still bound
         self._pinned: set[tuple] = set()  # keys with something other than a vport behind them too
+        self._unbound: set[str] = set()  # vports no longer counted behind their routes (``unbound``)
 
     def add(self, key: tuple, sources) -> None:
         """``sources`` stand behind the route ``key``: endpoints of kind "vport" (counted by vport id; each vport
@@ -43,15 +45,27 @@ class Origins:
             self._behind[key] = self._behind.get(key, 0) + behind
 
     def unbound(self, vport_ids) -> list[tuple]:
-        """Forget ``vport_ids`` (State no longer locates them); the keys of the routes nothing stands behind now."""
+        """``vport_ids`` no longer stand behind their routes (State no longer locates them); the keys of the routes
+        nothing stands behind now."""
         gone = []
         for vid in vport_ids:
-            for key in self._keys_of.pop(vid, ()):
+            keys = self._keys_of.get(vid)
+            if keys is None or vid in self._unbound:
+                continue
+            self._unbound.add(vid)
+            for key in keys:
                 left = self._behind[key] - 1
                 self._behind[key] = left
                 if not left and key not in self._pinned:
                     gone.append(key)
         return gone
+
+    def bound(self, vport_ids) -> None:
+        """``vport_ids`` are located again: those ``unbound`` before pin the routes they stood behind (no longer
+        counted, they would let another vport's unbinding withdraw a route they are behind) until the next pass."""
+        for vid in vport_ids:
+            if vid in self._unbound:
+                self._pinned.update(self._keys_of.get(vid, ()))
 
     def settle(self, locations) -> list[tuple]:
         """``unbound`` for every vport not in ``locations`` (State's, now): what was unbound while the routes

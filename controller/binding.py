@@ -139,12 +139,12 @@ class BindingIndex:
             if not self.static_at[skey[:2]]:
                 del self.static_at[skey[:2]]
 
-    def learn_vport(self, vport: dict) -> None:
+    def learn_vport(self, vport: dict, keys: tuple | None = None) -> None:
+        """``keys``: the vport's (binding_key, esxi_static_key) if computed already (controller/commits.py)."""
         vid = vport["id"]
-        key = binding_key(vport)
+        key, skey = keys if keys is not None else (binding_key(vport), esxi_static_key(vport))
         self.key_of[vid] = key
         self.vport_at[key] = vid
-        skey = esxi_static_key(vport)
         if skey:
             self.static_of[vid] = skey
             self.static_at[skey[:2]][vid] = skey[2]

@@ -15,7 +15,7 @@ import logging
 import time
 import weakref
 
-from controller import binding, derive
+from controller import binding, commits, derive
 from controller.discovery import DiscoverySink, VrsSnapshot, VtepSnapshot
 from controller.journal import Journal
 from controller.ofports import OfportHints
@@ -145,13 +145,20 @@ class State(DiscoverySink):
         self._record("remote_domains", domains)
 
     def policy_committed(self, policy: Policy, changes):
-        old, self.policy = self.policy, policy
+        """A commit (its change list; none: a policy replaced wholesale). What it reaches is read first
+        (controller/commits.py), pausing (``pacer``) every so many changes: that reads only the two policies and the
+        changes, and State is unchanged meanwhile. Then State takes the commit in one stretch (policy, binding
+        index, journal), and the vports it reaches are re-resolved in chunks (_relocate, pausing between them)."""
+        old = self.policy
+        read = None if not changes and old is policy else commits.read_changes(old, policy, changes, self.pacer)
+        if self.policy is not old:  # another commit landed during the pauses: read against the policy it left
+            log.info("a commit landed while another was read; reading that one again")
+            old = self.policy
+            read = None if not changes and old is policy else commits.read_changes(old, policy, changes)
+        self.policy = policy
         if changes:
             self.last_seq = max(self.last_seq, changes[-1].seq)
-        if changes or old is not policy:
-            reached = self._apply_policy_changes(old, policy, changes)
-        else:
-            reached = set()
+        reached = set() if read is None else self._take_changes(read)
         self._notify("policy", changes)
         self._relocate(reached)
 
@@ -161,48 +168,22 @@ class State(DiscoverySink):
         for vport in policy.all("vport"):
             self.index.learn_vport(vport)
 
-    def _apply_policy_changes(self, old, new, changes) -> set[str]:
-        """Update the binding index from a commit's change list; the journal gets what it reaches (recorded once per
-        kind: an apply of 10,000 vports is one record, not 10,000). Without a change list (a policy replaced
-        wholesale: a snapshot restore) the two policies are compared."""
-        if not changes:
-            changes = _policy_diff(old, new)
-        reached = set()
-        records = {name: set() for name in ("vports", "subnets", "domains", "acls", "groups", "floating_ips",
-                                            "external_networks")}
-        security = external = False
-        for change in changes:
-            before, after = old.get(change.kind, change.id), new.get(change.kind, change.id)
-            if change.kind in ("external_network", "floating_ip"):
-                external = True  # external networks (controller/extnet.py); no security policy there
-                records["floating_ips" if change.kind == "floating_ip" else "external_networks"].add(change.id)
-                continue
-            if change.kind not in ("vport", "vtep_binding", "tenant") or \
-                    any(o.get("policy_groups") for o in (before, after) if o is not None):
-                security = True  # security policy (controller/security.py) reaches beyond one vport
-            if change.kind == "vport":
-                if before is not None:
-                    self.index.forget_vport(before)
-                if after is not None:
-                    self.index.learn_vport(after)
-                reached.add(change.id)
-                records["vports"].add(change.id)
-                records["subnets"].update(o["subnet_id"] for o in (before, after)
-                                          if o is not None and o["binding"]["flavour"] == "baremetal")
-            elif change.kind in ("subnet", "domain"):
-                records[change.kind + "s"].add(change.id)
-            elif change.kind == "vtep_binding":
-                records["subnets"].update(o["subnet_id"] for o in (before, after) if o is not None)
-            elif change.kind in ("acl", "policy_group"):
-                records["acls" if change.kind == "acl" else "groups"].add(change.id)
-        if security:
+    def _take_changes(self, read: commits.CommitRead) -> set[str]:
+        """The binding index updated from a commit's changes as read (keys computed already), the journal told;
+        returns the vports to re-resolve."""
+        for before, after, keys in read.vports:
+            if before is not None:
+                self.index.forget_vport(before)
+            if after is not None:
+                self.index.learn_vport(after, keys)
+        if read.security:
             self._record_security()
-        if external:
+        if read.external:
             self._record_external()
-        for what, items in records.items():
+        for what, items in read.records.items():
             if items:
                 self._record(what, items)
-        return reached
+        return read.reached
 
     # ------------------------------------------------------------------ discovery (DiscoverySink)
     def vrs_update(self, snap: VrsSnapshot) -> None:
@@ -575,18 +556,6 @@ class _Read:
         self.seen: dict[str, list] = {}
         self.tunnels: dict[str, int] = {}
         self.agents: dict[str, tuple] = {}
-
-
-def _policy_diff(old, new) -> list[Change]:
-    """The changes between two policies (no change list at hand)."""
-    out = []
-    for kind in new.objects:
-        before, after = old.objects[kind], new.objects[kind]
-        if before is after:
-            continue
-        out += [Change(kind, oid, "put", None) for oid in set(before) | set(after)
-                if before.get(oid) is not after.get(oid) and before.get(oid) != after.get(oid)]
-    return out
 
 
 def _changed_ports(old, snap, flavour_of) -> frozenset[str] | None:

@@ -12,7 +12,8 @@ time, even when the run ended somewhere else).
 Off unless ``CANOPY_STRETCH_TRACE`` is set to the number of stretches to keep (docs/operations.md): then
 ``GET /v1/stretches`` lists them and ``DELETE /v1/stretches`` starts over (a benchmark's bursts one by one), and
 the controller logs them when it stops. Off, nothing is installed, so it costs nothing. On, each switch costs one
-CPU-clock read (about a microsecond) and a stack is only walked for a stretch that enters the list.
+CPU-clock read (about a microsecond) and a stack is only walked for a stretch that enters the list; memory is
+bounded (``keep`` stretches, ``MAX_SAMPLES`` stacks sampled per stretch).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ ENV = "CANOPY_STRETCH_TRACE"  # the number of longest stretches kept; unset, emp
 MAX_KEEP = 1000
 SAMPLE_INTERVAL = 0.005  # seconds (wall) between two stack samples of the event loop's thread
 STACK_DEPTH = 10  # frames kept per stack, innermost first
+MAX_SAMPLES = 1000  # stacks kept per stretch (5 s of sampling): a loop held for minutes does not grow the list
 MIN_SECONDS = 0.001  # shorter stretches are never kept: the list is for what holds the loop
 ROOT = str(Path(__file__).resolve().parent.parent) + os.sep
 LIBRARIES = ("site-packages" + os.sep, sysconfig.get_paths()["stdlib"] + os.sep)
@@ -134,6 +136,8 @@ class StretchTracer:
         """The sampler's OS thread: the event loop thread's stack every ``sample_interval``."""
         while self._running:
             os_time.sleep(self.sample_interval)  # not eventlet's: this is an OS thread
+            if len(self._samples) >= MAX_SAMPLES:  # the first ones of a very long stretch are enough
+                continue
             frame = sys._current_frames().get(self._thread_id)
             if frame is not None:
                 self._samples.append(tuple(stack(frame, lines=False)))  # counted by function, not by line

@@ -62,6 +62,11 @@ class EncodeError(ValueError):
     """A flow or group uses something outside the vocabulary."""
 
 
+# what packing a value that does not fit its field raises (a port number OVSDB reported as 2**33, a malformed
+# address): the message is left out like one outside the vocabulary (openflow/changeset.py), not the change set
+BAD_VALUE = (ValueError, OverflowError, OSError, TypeError, struct.error)
+
+
 # ----------------------------------------------------------------------------- Ryu message objects
 
 def _port(ofp, port) -> tuple[int, int]:
@@ -363,7 +368,7 @@ class WireEncoder:
             if tail is None:
                 try:
                     tail = self._cache_tail(f)
-                except EncodeError as exc:
+                except BAD_VALUE as exc:
                     errors[position] = str(exc)
                     xid = (xid + 1) & 0xFFFFFFFF
                     continue

@@ -257,6 +257,7 @@ class FlowBook:
             else:
                 self.loose.pop(key, None)
         self.loose.update(plan.kept)
+        self._changes += 1  # a count taken in a pause above saw the record half written: not the book's now
 
     # ------------------------------------------------------------------------------ reading
 

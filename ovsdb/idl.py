@@ -211,11 +211,14 @@ def _peer_of(stream) -> str:
 
 class _ReadBudget:
     """A stream whose ``recv`` says EAGAIN once ``budget`` bytes were read since the last ``refill``, so
-    that one ``Connection.recv`` never reads (and frames) more than that before its caller yields."""
+    that one ``Connection.recv`` never reads (and frames) more than that before its caller yields. It returns
+    whole UTF-8 characters only, holding back a character's first bytes until the rest is read
+    (``jsonstream.whole_characters``: ``Connection.recv``'s decoder lasts one call)."""
 
     def __init__(self, stream):
         self._stream = stream
         self.budget = READ_BUDGET
+        self._held = b""  # the first bytes of a character the last read ended in
 
     def refill(self) -> None:
         self.budget = READ_BUDGET
@@ -226,6 +229,11 @@ class _ReadBudget:
         error, data = self._stream.recv(n)
         if data:
             self.budget -= len(data)
+            data = self._held + data
+            whole = jsonstream.whole_characters(data)
+            data, self._held = data[:whole], data[whole:]
+            if not data:
+                return errno.EAGAIN, ""
         return error, data
 
     def __getattr__(self, name):

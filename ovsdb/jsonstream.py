@@ -12,7 +12,12 @@ and is what ``ovsdb.idl`` gives every connection instead:
   ``pacer`` once per ``CHARS_PER_TICK`` characters decoded, so the event loop gets its turns meanwhile. The value is
   the same; on any error the whole text is decoded again in one call, for the decoder's own message;
 - a message longer than ``max_chars`` characters (UTF-8 text: bytes for ASCII), or nested deeper than
-  ``MAX_DEPTH``, is an error at once, without reading the rest; the connection then drops (EPROTO).
+  ``MAX_DEPTH``, is an error at once, without reading the rest; the connection then drops (EPROTO);
+- the bytes read are decoded from UTF-8 by ``ovs.jsonrpc.Connection.recv`` with a decoder of its own per call: a
+  character split between two calls (a read that ended in its middle, then EAGAIN) would be lost and the next
+  call's first bytes refused (EILSEQ, the connection dropped, and the same message again after the reconnect).
+  ``whole_characters`` says where the bytes read end on a character, so that the stream holds back the rest
+  (ovsdb/idl.py ``_ReadBudget``).
 
 Same results as ``ovs.json``: objects, arrays, str, int, float, bool and None; the top level must be an
 object or an array; NaN and Infinity are refused. An error is returned by ``finish`` as a str, as
@@ -42,6 +47,19 @@ def _no_constants(name):
 _DECODER = json.JSONDecoder(parse_constant=_no_constants)
 _WS = re.compile(r"[ \t\n\r]*")
 _scanstring = json.decoder.scanstring
+
+
+def whole_characters(data: bytes) -> int:
+    """How many bytes of ``data`` (UTF-8) end on a whole character: all of them, or all but the 1-3 bytes of a
+    character that ends beyond them. Malformed bytes count as whole: the decoder refuses them."""
+    for back in range(1, min(4, len(data)) + 1):
+        byte = data[-back]
+        if byte < 0x80 or byte >= 0xF8:  # ASCII, or no character's first byte
+            return len(data)
+        if byte >= 0xC0:  # a character's first byte: 2, 3 or 4 of them
+            needed = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+            return len(data) - back if back < needed else len(data)
+    return len(data)
 
 
 def _skip(text: str, i: int) -> int:

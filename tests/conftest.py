@@ -2,12 +2,18 @@
 
 Where CI runs (``CI=true``) a skipped test proves nothing and hides a missing package or privilege:
 every skip is turned into a failure of the run, listed with its reason.
+
+eventlet's WSGI module is imported here, before any test: imported later, from inside a test (the REST server's
+module imports it), it leaves the standard library's ``http`` modules it re-imports green for every test after it,
+and a later test that serves HTTP from an OS thread (tests/unit/test_operate.py) then waits forever on a hub that
+never runs its server.
 """
 
 from __future__ import annotations
 
 import os
 
+import eventlet.wsgi  # noqa: F401  (the docstring: imported first, once)
 import pytest
 
 _IN_CI = os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}

@@ -2,10 +2,10 @@
 
 ``Response.encoded`` writes ``json.dumps(body, indent=1, sort_keys=True)``; with an indent Python's json module
 encodes in pure Python, and a switch's 100,000 flows took seconds in one stretch. ``paced_json`` writes the same
-bytes, byte for byte, but walks the body itself: every list longer than ``SMALL`` is encoded an element at a time,
-with ``tick(1)`` after each (a controller/pacer.py ``Pacer.tick``), and every part that holds no such list in one
-``json.dumps``. The
-body must not change while it is encoded (build it first; the pauses only let other green threads run).
+bytes, byte for byte, but walks the body itself: every list longer than ``SMALL`` is encoded up to ``GROUP`` elements
+at a time, with ``tick(n)`` after each ``n`` (a controller/pacer.py ``Pacer.tick``), and every part that holds no
+such list in one ``json.dumps``. The body must not change while it is encoded (build it first; the pauses only let
+other green threads run).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 
 SMALL = 32  # lists up to this long are encoded in one piece
+GROUP = 100  # elements of a longer list (holding no such list) encoded by one json.dumps, then one tick each
 
 
 def paced_json(body, tick, chunk: int = 4096) -> bytes:
@@ -37,17 +38,50 @@ def _pieces(value, tick, level: int):
     if isinstance(value, dict):
         yield "{"
         for index, key in enumerate(sorted(value)):
-            yield ("," if index else "") + pad + json.dumps(key) + ": "
+            yield ("," if index else "") + pad + _key(key) + ": "
             yield from _pieces(value[key], tick, level + 1)
         yield "\n" + " " * level + "}"
         return
     yield "["
-    for index, item in enumerate(value):
-        yield "," + pad if index else pad
-        yield from _pieces(item, tick, level + 1)
+    for index, (nested, items) in enumerate(_runs(value)):
+        if nested:  # one element holding a big list: walked
+            yield ("," if index else "") + pad
+            yield from _pieces(items[0], tick, level + 1)
+        else:
+            yield ("," if index else "") + _run_text(items, level)
         if len(value) > SMALL:
-            tick(1)
+            tick(len(items))
     yield "\n" + " " * level + "]"
+
+
+def _key(key) -> str:
+    """A dict key as json.dumps writes it (a number or a boolean key becomes a string)."""
+    return json.dumps(key) if isinstance(key, str) else json.dumps({key: 0})[1:-4]
+
+
+def _runs(items):
+    """``items`` cut into (True, [an element holding a big list]) and (False, up to GROUP elements holding none)."""
+    run = []
+    for item in items:
+        if _holds_big_list(item):
+            if run:
+                yield False, run
+                run = []
+            yield True, [item]
+            continue
+        run.append(item)
+        if len(run) == GROUP:
+            yield False, run
+            run = []
+    if run:
+        yield False, run
+
+
+def _run_text(run: list, level: int) -> str:
+    """Elements of a list at ``level`` as ``_pieces`` writes them one by one (each after a newline and its indent,
+    separated by commas), in one ``json.dumps``: ``[`` and the last newline and ``]`` of the run's own list taken
+    off. One dumps per element costs ~2.5 x the time of one for the whole list."""
+    return json.dumps(run, indent=1, sort_keys=True)[1:-2].replace("\n", "\n" + " " * level)
 
 
 def _holds_big_list(value) -> bool:

@@ -121,7 +121,7 @@ class RestServer:
             self.api.record(req, resp, time.monotonic() - started)  # refused before handle(): counted too
             if protocol is not None:
                 protocol.close_connection = 1  # the body (if any) was not read: the connection cannot be reused
-        body = resp.encoded()
+        body = self.api.encoded(resp)
         ctype = "application/json; charset=UTF-8" if resp.content_type == "application/json" else resp.content_type
         headers = [("Content-Type", ctype), ("Content-Length", str(len(body)))]
         headers += [(k, v) for k, v in resp.headers.items()]

@@ -333,3 +333,21 @@ def test_stop_closes_every_session_and_reports_each_gone(manager, spawn):
     assert sorted(gone) == sorted(sessions)
     poll_until(lambda: manager.proc.poll() is not None, SLOW, "driver exit")
     assert manager.proc.returncode == 0
+
+
+def test_a_long_update_of_non_ascii_text_arrives_whatever_read_it_is_split_across(manager, spawn):
+    """Four port names' worth of three-byte characters (about 360 KB): the manager reads a message in pieces (64 KB
+    per turn, and what TCP has delivered), so some piece ends inside a character; that piece's last bytes must wait
+    for the next read, not drop the connection (EILSEQ) and meet the same split again after every reconnect."""
+    hv = spawn(Hypervisor, "hv-utf8")
+    session = connect_vrs(manager, hv)["session"]
+    hv.vsctl("add-br", "br-int")
+    manager.wait_latest(session, lambda s: s["bridge_present"], FAST, "br-int present")
+    texts = {f"note{i}": "x" * i + "\u20ac" * 30000 for i in range(4)}
+    pairs = [f'external_ids:{key}="{text}"' for key, text in texts.items()]
+    hv.vsctl("add-port", "br-int", "tap1", "--", "set", "Interface", "tap1", "type=internal",
+             "external_ids:iface-id=vp1", *pairs)
+    snap = manager.wait_latest(session, lambda s: _names(s) == ["tap1"], SLOW, "tap1 with its long external_ids")
+    assert all([key, text] in snap["ports"][0]["external_ids"] for key, text in texts.items())
+    [info] = [s for s in manager.sessions() if s["key"] == session]
+    assert info["state"] == "synced"

@@ -262,3 +262,31 @@ def test_a_flows_match_for_its_delete_is_the_same_from_its_cached_body(version):
     for f in FLOWS:
         wire.body(f)
         assert wire.flow_match(f) == fresh.match(f.match)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_a_value_out_of_range_is_one_message_left_out_not_the_change_set(version):
+    """A port number OVSDB reported (any non-negative integer: a buggy or hostile hypervisor can say 2**33), a
+    priority or a malformed address that does not fit its field: that message is left out and named, the rest of
+    the change set is encoded. It used to raise out of encode_all (OverflowError, struct.error, OSError...), so
+    every change set of the switch failed and it was read back again and again, nothing else sent."""
+    from openflow.changeset import ChangeSet, encode_all
+
+    wire = encode.WireEncoder(protocol(version).ofproto)
+    owner = Owner("vport", "v")
+    good = flow(0, 100, {"in_port": 5}, [("output", 7)], owner)
+    bad = [flow(0, 100, {"in_port": 2 ** 33}, [("output", 7)], owner),
+           flow(0, 100, {"in_port": 5}, [("output", 2 ** 33)], owner),
+           flow(0, 70000, {"in_port": 5}, [("output", 7)], owner),
+           flow(0, 100, {"eth_type": 0x0800, "ipv4_dst": "300.1.1.1"}, [("output", 7)], owner),
+           flow(0, 100, {"eth_dst": "zz:00:00:00:00:01"}, [("output", 7)], owner)]
+    groups = [(7, Group(7, ((("output", 2 ** 33),),))), (8, Group(8, ((("output", 3),),)))]
+    changes = ChangeSet({"group_add": groups, "flow_add": [(f.key, f) for f in [*bad, good]],
+                         "flow_delete": [(f.key, f) for f in bad[:2]]})
+    encoded = encode_all(wire, changes, 0xFFFFFFFE, None, lambda n: None)
+    assert sorted(encoded.errors) == [0, 2, 3, 4, 5, 6, 8]  # the second delete's match is in range
+    assert all(text.startswith("not encodable: ") for text in encoded.errors.values())
+    assert encoded.sent == {"group_add": 1, "flow_add": 1, "flow_delete": 1}
+    xid = (0xFFFFFFFE + 7) & 0xFFFFFFFF  # message 7, the xids wrapped
+    assert b"".join(encoded.chunks) == wire.group_mod(groups[1][1], "add", 0xFFFFFFFF) + wire.flow_add(good, xid) + \
+        wire.flow_delete_strict(0, 100, bad[1].cookie, wire.match(bad[1].match), xid + 2)

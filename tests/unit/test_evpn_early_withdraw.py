@@ -118,3 +118,19 @@ class Endpoint:
 
     def __init__(self, vport_id):
         self.vport_id = vport_id
+
+
+def test_a_vport_bound_again_keeps_the_routes_it_stands_behind_when_another_goes():
+    """vm1 and vm3 (web) on hv1: web's type 3 at hv1 has both behind it. vm1 unplugged and plugged back, then vm3
+    unplugged: vm1 still stands behind the type 3, which must stay announced."""
+    state, view = setup_view({"hv1": [("vm1", 10), ("vm2", 11), ("vm3", 12)], "hv2": [("vm4", 11)]})
+    fed = Federation(None, "/unused", state, speaker=BookedSpeaker())
+    fed.publish(view)
+    web_at_hv1 = {k for k, r in fed.speaker.desired.items()
+                  if isinstance(r, InclusiveMulticastRoute) and r.next_hop == HV1 and r.vni == web_vni(
+                      fed.speaker.desired)}
+    assert len(web_at_hv1) == 1
+    state.vrs_update(snapshot("hv1", HV1, [("vm2", 11), ("vm3", 12)]))  # vm1 unplugged
+    state.vrs_update(snapshot("hv1", HV1, [("vm1", 10), ("vm2", 11), ("vm3", 12)]))  # and plugged back
+    state.vrs_update(snapshot("hv1", HV1, [("vm1", 10), ("vm2", 11)]))  # vm3 unplugged: vm1 is still there
+    assert "vm1" in state.locations and web_at_hv1 <= set(fed.speaker.desired)

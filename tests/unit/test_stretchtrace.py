@@ -124,3 +124,29 @@ def test_the_routes_list_and_reset(tracer):
     request = Request("GET", "/v1/stretches", {}, {}, b"")
     assert get.handler(request).body["stretches"][0]["ended_in"][0].endswith(" burn_then_yield")
     assert delete.handler(request).body["stretches"] == []
+
+
+
+def test_the_stacks_sampled_during_one_stretch_are_bounded(monkeypatch):
+    """The OS thread holds the event loop without a switch (say, a C call of minutes): the sampler goes on, and
+    what it keeps for that one stretch must not grow without end."""
+    monkeypatch.setattr(stretchtrace, "MAX_SAMPLES", 20)
+    real, rounds = stretchtrace.os_time, []
+
+    class CountedTime:  # the sampler's sleep, counted: one per round
+        @staticmethod
+        def sleep(seconds):
+            rounds.append(1)
+            real.sleep(seconds)
+
+    monkeypatch.setattr(stretchtrace, "os_time", CountedTime)
+    tracer = StretchTracer(3, sample_interval=0.0005)
+    tracer.start()
+    try:
+        for _ in range(5000):  # no green thread switch meanwhile: the original sleep blocks the OS thread
+            if len(rounds) > 60:
+                break
+            real.sleep(0.001)
+        assert len(rounds) > 60 and len(tracer._samples) <= 20
+    finally:
+        tracer.stop()

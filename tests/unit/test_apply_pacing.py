@@ -1,0 +1,181 @@
+"""A ``POST /v1/apply`` of many vports gives the event loop turns all along (issue 15 item 1): its body parsed and its
+depth measured, the commit read before State takes it, and its answer encoded, each pausing every so many units; and
+pausing changes nothing they produce. Counted, never timed (docs/benchmarks.md, "Branch applypace", has the CPU)."""
+
+import io
+import json
+
+import pytest
+
+from controller.journal import Journal
+from controller.pacer import Pacer
+from controller.rest import api as rest_api
+from controller.rest.api import ApiError, Request, _json_body
+from controller.rest.server import RestServer
+from controller.state import State
+from controller.store import Change
+from tests.unit.helpers import TOKEN, Controller
+from tests.unit.test_compiler import base_state, snapshot
+
+HV1 = ("hv1", "10.251.0.1")
+
+
+def body_request(data) -> Request:
+    raw = data if isinstance(data, bytes) else json.dumps(data).encode()
+    return Request("POST", "/v1/apply", {}, {"content-type": "application/json"}, raw)
+
+
+def test_a_big_body_is_parsed_and_measured_with_pauses_and_reads_the_same():
+    data = {"items": [{"a": {"b": i, "c": [i, "x"]}} for i in range(12_000)]}
+    pauses = []
+    assert _json_body(body_request(data), lambda: pauses.append(1)) == data == _json_body(body_request(data))
+    objects, values = 24_001, 1 + 1 + 12_000 + 12_000 + 24_000 + 24_000  # values: level by level
+    assert len(pauses) == objects // rest_api.PARSE_EVERY + values // rest_api.DEPTH_EVERY
+
+
+@pytest.mark.parametrize("raw", [b"[" * 40 + b"]" * 40, b'{"a": ' + b"[" * 33 + b"]" * 33 + b"}",
+                                 b'{"a": ' + b"[" * 5000 + b"]" * 5000 + b"}", b'{"a": 1,}', b"\xff", b"[1, 2]",
+                                 b'{"a": ' + b"1" * 5000 + b"}"],
+                         ids=["too deep", "one too deep", "deeper than the parser goes", "not JSON", "not UTF-8",
+                              "not an object", "a number of 5,000 digits"])
+def test_a_bad_body_is_refused_alike_with_pauses(raw):
+    answers = []
+    for pause in (None, lambda: None):
+        with pytest.raises(ApiError) as refused:
+            _json_body(body_request(raw), pause)
+        answers.append((refused.value.status, refused.value.code, refused.value.reason, refused.value.field))
+    assert answers[0] == answers[1] and answers[0][0] == 400
+
+
+def apply_body(count: int, mac_of=lambda i: f"02:00:00:01:{i >> 8:02x}:{i & 0xff:02x}") -> bytes:
+    vports = [{"name": f"v{i}", "mac": mac_of(i), "ips": [f"10.7.{i >> 8}.{i & 0xff}"],
+               "binding": {"flavour": "kvm", "iface_id": f"v{i}"}} for i in range(10, 10 + count)]
+    return json.dumps({"document": {"tenants": [{"name": "t", "domains": [{"name": "d", "subnets": [
+        {"name": "s", "cidr": "10.7.0.0/16", "gateway": "10.7.0.1", "vports": vports}]}]}]}, "source": "s"}).encode()
+
+
+def served(ctl, body: bytes):
+    """(status line, the bytes the REST server answered, the Response the API made, pauses before and after the
+    API answered) of one POST /v1/apply through the WSGI application eventlet's server calls."""
+    pauses, made = [], []
+    ctl.api.pause = lambda: pauses.append(1)
+    handle = ctl.api.handle
+
+    def handled(req):
+        made.append((handle(req), len(pauses)))
+        return made[-1][0]
+
+    ctl.api.handle = handled
+    server = RestServer("127.0.0.1", 0, ctl.api, ctl.settings.limits)
+    status = []
+    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/v1/apply", "QUERY_STRING": "", "CONTENT_TYPE":
+               "application/json", "CONTENT_LENGTH": str(len(body)), "HTTP_AUTHORIZATION": f"Bearer {TOKEN}",
+               "REMOTE_ADDR": "127.0.0.1", "wsgi.input": io.BytesIO(body)}
+    answer = b"".join(server.application(environ, lambda line, headers: status.append(line)))
+    resp, before = made[0]
+    return status[0], answer, resp, before, len(pauses) - before
+
+
+@pytest.mark.parametrize("bad", [False, True])
+def test_the_answer_of_a_big_apply_is_encoded_with_pauses_and_reads_the_same(tmp_path, bad):
+    """An apply of 2,500 vports answers 2,503 changes, or (bad MACs) 2,500 problems: encoded with a pause every
+    ANSWER_EVERY of them, the same bytes as in one piece."""
+    ctl = Controller(tmp_path)
+    try:
+        body = apply_body(2500, lambda i: f"03:00:00:00:{i >> 8:02x}:{i & 0xff:02x}") if bad else apply_body(2500)
+        status, answer, resp, _, encoding = served(ctl, body)
+        assert status.startswith("422" if bad else "200")
+        assert answer == resp.encoded()
+        listed = json.loads(answer)["error"]["errors"] if bad else json.loads(answer)["changes"]
+        assert len(listed) == (2500 if bad else 2503)
+        assert encoding == len(listed) // rest_api.ANSWER_EVERY
+    finally:
+        ctl.close()
+
+
+def test_an_apply_pauses_while_its_body_is_read_before_its_plan_starts(tmp_path):
+    ctl = Controller(tmp_path)
+    try:
+        planned = []
+        plan = ctl.service.apply
+        ctl.service.apply = lambda *args, **kwargs: (planned.append(len(pauses)), plan(*args, **kwargs))[1]
+        pauses = []
+        ctl.api.pause = lambda: pauses.append(1)
+        resp = ctl.api.handle(Request("POST", "/v1/apply", {}, {"authorization": f"Bearer {TOKEN}"},
+                                      apply_body(6000)))
+        assert resp.status == 200 and len(resp.body["changes"]) == 6003
+        assert planned[0] >= 2  # 12,000 vport and binding objects parsed, 60,000 values measured, before the plan
+    finally:
+        ctl.close()
+
+
+# ---------------------------------------------------------------------------------------------- the commit
+
+def with_vports(state: State, names, iface=lambda name: name):
+    """State's policy with a vport per name added to acme/web (bound where a port shows iface-id ``iface(name)``),
+    and the change list of that commit."""
+    policy = state.policy.copy()
+    subnet = policy.find("subnet", "acme/web")
+    for name in names:
+        policy.put("vport", {"id": name, "source": None, "subnet_id": subnet["id"], "name": name, "description": "",
+                             "mac": "02:00:00:00:0b:01", "ips": [], "port_security": True, "acls": [],
+                             "binding": {"flavour": "kvm", "iface_id": iface(name), "port_name": None,
+                                         "vnic_id": None, "host": None, "trunk_port": None, "vlan": None}})
+    seq = state.last_seq
+    return policy, [Change("vport", name, "put", None, seq=seq + 1 + i) for i, name in enumerate(names)]
+
+
+NAMES = [f"n{i}" for i in range(600)]
+
+
+def ported_state() -> tuple[State, Journal]:
+    """The 600 vports' ports on hv1 before the vports exist (an apply burst binds them all)."""
+    state = base_state()
+    journal = state.journal()
+    state.vrs_update(snapshot(*HV1, [(name, 10 + i) for i, name in enumerate(NAMES)]))
+    journal.take()
+    return state, journal
+
+
+def what(state: State, journal: Journal):
+    index = state.index
+    return (state.policy, state.last_seq, dict(index.key_of), dict(index.vport_at), dict(state.locations),
+            {name: getattr(journal, name) for name in journal.__dataclass_fields__})
+
+
+def test_a_commit_is_read_with_pauses_before_state_takes_it_and_ends_the_same():
+    plain, plain_journal = ported_state()
+    policy, changes = with_vports(plain, NAMES)
+    plain.policy_committed(policy, changes)
+
+    state, journal = ported_state()
+    old = state.policy
+    seen = []
+    state.pacer = Pacer(lambda: seen.append((state.policy is old, any(n in state.index.key_of for n in NAMES),
+                                             len(state.locations))), every=50)
+    state.policy_committed(policy, changes)
+    reading = [s for s in seen if s[0]]
+    assert len(reading) == len(NAMES) // 50  # a pause every 50 changes read, State untouched meanwhile
+    assert all(not indexed and located == 0 for _, indexed, located in reading)
+    assert what(state, journal) == what(plain, plain_journal)
+    assert len(state.locations) == len(NAMES)
+
+
+def test_a_commit_landing_while_another_is_read_is_taken_as_if_it_came_first():
+    """Commits are one at a time in the service, but State does not rely on it: a commit landing in the pauses of
+    another's reads is taken first, and the one read is read again against the policy it left."""
+    def other(state):  # n0 bound to another port, committed on its own
+        return with_vports(state, ["n0"], iface=lambda name: "elsewhere")
+
+    first, first_journal = ported_state()
+    policy, changes = with_vports(first, NAMES)
+    first.policy_committed(*other(first))
+    first.policy_committed(policy, changes)
+
+    state, journal = ported_state()
+    pending = [lambda: state.policy_committed(*other(state))]
+    state.pacer = Pacer(lambda: pending and pending.pop()(), every=50)
+    state.policy_committed(policy, changes)
+    assert not pending  # it did land in a pause
+    assert what(state, journal) == what(first, first_journal)
+    assert ("kvm", "elsewhere") not in state.index.vport_at
