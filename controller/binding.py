@@ -151,8 +151,13 @@ class BindingIndex:
 
     # ---------------------------------------------------------------- discovery side
     def forget_port(self, session: str, name: str, chassis: str, reached: set) -> None:
-        """Drop what a port showed; the vport ids it showed are added to ``reached``."""
-        for kind, key in self.shown[session].pop(name, ()):
+        """Drop what a port showed; the vport ids it showed are added to ``reached``. A switch's entry goes with its
+        last port (nothing is kept per switch that went)."""
+        ports = self.shown.get(session, {})
+        shown = ports.pop(name, ())
+        if not ports:
+            self.shown.pop(session, None)
+        for kind, key in shown:
             if kind == "trunk":
                 self.trunks[key].pop(session, None)
                 if not self.trunks[key]:

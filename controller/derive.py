@@ -140,7 +140,8 @@ class View:
         return self._presence(session)[1]
 
     def _presence(self, session):
-        if not self._on:  # one pass over the endpoints answers every switch
+        if not self._on and self._holders is None:  # one pass over the endpoints answers every switch (a live
+            # View keeps _on itself, and it is empty when no switch holds anything)
             subnets = defaultdict(set)
             for e in self.endpoints.values():
                 subnets[e.session].add(e.subnet_id)

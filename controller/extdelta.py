@@ -67,25 +67,20 @@ class ExternalDelta:
         for net_id in j.external_networks:
             fids.update(index.ids("floating_ip", "floating_in", net_id))
             sessions |= set(v.switches) | set(ext.pat_by_session) | set(ext.gateways)
-        any_fip = s.policy.count("floating_ip") > 0  # else no vport has one: the index is not asked per vport
-        if any_fip:
-            for vid in set(vd.changed) | set(j.vports):
-                fids.update(index.ids("floating_ip", "floating_on", vid))
         domains = set(j.domains)
         for sid in j.subnets:
             sub = v.subnets.get(sid)
             domains |= {d for d in (self.domain_of.get(sid), sub.domain_id if sub else None) if d}
         for did in domains:
             sessions |= vd.dom_on.get(did, set())
-            for sid in index.ids("subnet", "in_domain", did) if any_fip else ():
-                fids |= _floating_of_subnet(index, sid)
             fids |= {fid for fid, f in ext.floating.items() if f.domain_id == did} if did not in v.domains else set()
-        for session in j.switches:
-            old = self.uplinks.get(session)
-            if old != _uplinks_after(s.policy, s.vrs.get(session), old, j.ports.get(session)):
-                for vid in vd.by_session.get(session, ()) if any_fip else ():
-                    fids.update(index.ids("floating_ip", "floating_on", vid))
-                fids |= set(ext.by_session.get(session, ()))
+        moved = {session for session in j.switches
+                 if self.uplinks.get(session) != _uplinks_after(s.policy, s.vrs.get(session), self.uplinks.get(session),
+                                                                 j.ports.get(session))}
+        for session in moved:
+            fids |= set(ext.by_session.get(session, ()))
+        if s.policy.count("floating_ip"):  # else no vport has one: the index is not asked per vport
+            fids |= _floating_of_vports(index, vd, j, domains, moved)
         for session, net_id in j.gateways:
             sessions.add(session)
             fids |= {fid for fid, f in ext.by_session.get(session, {}).items() if f.network_id == net_id}
@@ -109,8 +104,16 @@ class ExternalDelta:
                 self.domain_of[sid] = sub.domain_id
 
 
-def _floating_of_subnet(index, sid) -> set[str]:
-    return {fid for vid in index.ids("vport", "in_subnet", sid) for fid in index.ids("floating_ip", "floating_on", vid)}
+def _floating_of_vports(index, vd, j, domains, moved) -> set[str]:
+    """The floating IPs of the vports that changed or moved, of the vports of ``domains``, and of the vports bound
+    on the switches whose uplinks changed (``moved``)."""
+    vids = set(vd.changed) | set(j.vports)
+    for did in domains:
+        for sid in index.ids("subnet", "in_domain", did):
+            vids.update(index.ids("vport", "in_subnet", sid))
+    for session in moved:
+        vids.update(vd.by_session.get(session, ()))
+    return {fid for vid in vids for fid in index.ids("floating_ip", "floating_on", vid)}
 
 
 NO_UPLINKS = ((), ())

@@ -105,11 +105,12 @@ class Programmer:
         touched = {session for session in reach.gone if self.desired.pop(session, None) is not None}
         for session in reach.gone:
             self._changes.pop(session, None)
-        changed = set().union(*reach.owners.values()) if reach.owners else set()
+        changed = set().union(reach.touched, *reach.owners.values())  # (an owner gone from every switch too)
         work = {s: owners for s, owners in reach.owners.items()
                 if owners and s not in reach.rebuild and s in view.switches}
         touched |= self._recompile(view, work, changed)
         touched |= self._rebuild(view, reach.rebuild)
+        self.shared.drop_empty(changed)  # an owner that went leaves nothing behind
         self.timings["owners"] = time.perf_counter() - started - self.timings["derive"] - self.timings["compile"]
         self.vteps.update(view, policy, reach.vteps, self.pacer)
         return touched

@@ -26,12 +26,9 @@ import logging
 import socket
 import ssl
 import struct
-import warnings
 from dataclasses import dataclass
 
-warnings.filterwarnings("ignore", message="(?s).*Eventlet is deprecated")
-
-import eventlet.wsgi  # noqa: E402
+import eventlet.wsgi  # (its deprecation warning is filtered by the package: controller/__init__.py)
 
 if not hasattr(eventlet.wsgi, "ALREADY_HANDLED"):
     eventlet.wsgi.ALREADY_HANDLED = object()

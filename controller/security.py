@@ -23,6 +23,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from controller.keyed import add_to, discard_from
 from controller.model import MAX_ACL_TAG
 from controller.pacer import NEVER
 
@@ -224,15 +225,16 @@ class LiveSecurity:
         self.pacer = NEVER  # ticked per vport indexed and derived (LiveView sets its own: 10,000 vports bound at once)
         self.view = SecurityView(local=Local())
         self.vport_facts: dict[str, tuple] = {}  # vport id -> (subnet, groups, acls, ips) as last seen
-        self.members: dict[str, set[str]] = defaultdict(set)  # policy group -> its vports
-        self.direct: dict[str, set[str]] = defaultdict(set)  # ACL -> vports listing it
-        self.subnet_vports: dict[str, set[str]] = defaultdict(set)
+        # (sets per key lose their entry when they empty: controller/keyed.py)
+        self.members: dict[str, set[str]] = {}  # policy group -> its vports
+        self.direct: dict[str, set[str]] = {}  # ACL -> vports listing it
+        self.subnet_vports: dict[str, set[str]] = {}
         self.acl_facts: dict[str, tuple] = {}  # ACL -> (groups it applies to, groups and subnets its rules name)
-        self.group_acls: dict[str, set[str]] = defaultdict(set)  # policy group -> ACLs applied to its members
-        self.group_users: dict[str, set[str]] = defaultdict(set)  # policy group -> ACLs whose rules name it
-        self.subnet_users: dict[str, set[str]] = defaultdict(set)  # subnet -> ACLs whose rules name it
+        self.group_acls: dict[str, set[str]] = {}  # policy group -> ACLs applied to its members
+        self.group_users: dict[str, set[str]] = {}  # policy group -> ACLs whose rules name it
+        self.subnet_users: dict[str, set[str]] = {}  # subnet -> ACLs whose rules name it
         self.subnet_domain: dict[str, str | None] = {}
-        self.domain_subnets: dict[str, set[str]] = defaultdict(set)
+        self.domain_subnets: dict[str, set[str]] = {}
         self.domain_default: dict[str, str | None] = {}
         self.addresses: dict[str, tuple] = {}  # policy group -> its members' /32s (dropped when they change)
 
@@ -262,26 +264,21 @@ class LiveSecurity:
 
     def _acl(self, aid, acl) -> set[str]:
         """Index an ACL again; returns the vports it applied to before or applies to now."""
-        old_groups, old_groups_named, old_subnets = self.acl_facts.pop(aid, ((), (), ()))
-        for gid in old_groups:
-            self.group_acls[gid].discard(aid)
-        for gid in old_groups_named:
-            self.group_users[gid].discard(aid)
-        for sid in old_subnets:
-            self.subnet_users[sid].discard(aid)
+        old = self.acl_facts.pop(aid, ((), (), ()))
         groups = tuple(acl.get("policy_groups") or ()) if acl else ()
+        new = None
         if acl is not None:
             named = tuple({r["remote_group"] for r in acl["rules"] if r.get("remote_group")})
             named_subnets = tuple({r["remote_subnet"] for r in acl["rules"] if r.get("remote_subnet")})
-            self.acl_facts[aid] = (groups, named, named_subnets)
-            for gid in groups:
-                self.group_acls[gid].add(aid)
-            for gid in named:
-                self.group_users[gid].add(aid)
-            for sid in named_subnets:
-                self.subnet_users[sid].add(aid)
+            new = self.acl_facts[aid] = (groups, named, named_subnets)
+        for facts, file in ((old, discard_from), (new or ((), (), ()), add_to)):
+            for index, keys in zip((self.group_acls, self.group_users, self.subnet_users), facts):
+                for k in keys:
+                    file(index, k, aid)
+        for gid in set(old[1]).difference(self.group_users):  # no ACL names it now: its addresses are not read
+            self.addresses.pop(gid, None)
         out = set(self.direct.get(aid, ()))
-        for gid in set(old_groups) | set(groups):
+        for gid in set(old[0]) | set(groups):
             out |= self.members.get(gid, set())
         return out
 
@@ -301,7 +298,7 @@ class LiveSecurity:
             subnet, groups, acls, _ = facts
             for index, keys in ((self.subnet_vports, (subnet,)), (self.members, groups), (self.direct, acls)):
                 for k in keys:
-                    (index[k].add if add else index[k].discard)(vid)
+                    (add_to if add else discard_from)(index, k, vid)
         old_groups, new_groups = set(old[1] if old else ()), set(new[1] if new else ())
         if (old and old[3]) == (new and new[3]):
             return old_groups ^ new_groups  # same addresses: only groups joined or left
@@ -311,11 +308,11 @@ class LiveSecurity:
         domain = subnet["domain_id"] if subnet else None
         old = self.subnet_domain.pop(sid, None)
         if old:
-            self.domain_subnets[old].discard(sid)
+            discard_from(self.domain_subnets, old, sid)
         if subnet is not None:
             self.subnet_domain[sid] = domain
             if domain:
-                self.domain_subnets[domain].add(sid)
+                add_to(self.domain_subnets, domain, sid)
         return set(self.subnet_vports.get(sid, ()))
 
     def _domain(self, did, domain) -> set[str]:

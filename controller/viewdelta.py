@@ -2,11 +2,14 @@
 
 ``LiveView.apply(journal)`` takes what State recorded (``controller.journal``) and updates its ``View`` in place
 for just those objects: the endpoints of the vports that moved or changed, the hardware-VTEP and EVPN endpoints of
-the subnets they reach (EVPN: ``controller.viewremote``, by route delta), switch presence, bare-metal gateways, flood lists, and per domain its static and EVPN
-routes (``controller.viewroutes``; the full FIB, host routes included, is rebuilt lazily when read). It returns a ``Reach``: per
-switch the owners to recompile, and the switches to compile whole (connected or changed). Nothing here walks every
+the subnets they reach (EVPN: ``controller.viewremote``, by route delta), switch presence, bare-metal gateways,
+flood lists, and per domain its static and EVPN routes (``controller.viewroutes``; the full FIB, host routes
+included, is rebuilt lazily when read). It returns a ``Reach``: per switch the owners to recompile
+(``controller.viewowners``), and the switches to compile whole (connected or changed). Nothing here walks every
 vport or every switch because one changed. ``LiveView.build()`` is the same from scratch (start, fallback); the
-incremental and scratch results are checked against ``derive.derive`` by tests/unit/test_incremental_oracle.py.
+incremental and scratch results are checked against ``derive.derive`` by tests/unit/test_incremental_oracle.py,
+and so are its indexes: an entry that empties goes (controller/keyed.py), so a LiveView kept by deltas for months
+of tenants coming and going holds what one built from scratch holds.
 
 Many vports at once (10,000 ports appearing, an apply of 10,000) pause (``pacer``, controller/pacer.py) once every
 so many vports placed and secured, endpoints compared (a subnet's EVPN or hardware-VTEP endpoints derived again) and
@@ -26,10 +29,12 @@ from dataclasses import dataclass, field
 from controller import derive as d
 from controller.extdelta import ExternalDelta
 from controller.journal import Journal
+from controller.keyed import EMPTY_COUNTS, add_to, count_in, count_of, discard_from
 from controller.pacer import NEVER, Pacer
 from controller.security import LiveSecurity
 from controller.viewremote import RemoteEndpoints
 from controller.viewroutes import Routes
+from controller.viewowners import OwnerReach
 from controller.viewvteps import VtepReach, reach as vtep_reach
 from openflow.flows import Owner
 
@@ -41,7 +46,11 @@ class Reach:
     owners: dict[str, set[Owner]] = field(default_factory=lambda: defaultdict(set))  # session -> owners
     rebuild: set[str] = field(default_factory=set)  # switches compiled whole
     gone: set[str] = field(default_factory=set)  # switches that left
+    touched: set[Owner] = field(default_factory=set)  # owners whose inputs changed, on a switch or not (and gone)
     vteps: VtepReach = field(default_factory=VtepReach)  # what it reaches of the hardware VTEPs' rows
+
+
+NOWHERE = (frozenset(), frozenset())  # the subnets and domains of a session with none
 
 
 class _Pinned:
@@ -55,8 +64,9 @@ class _Pinned:
         return getattr(self._state, name)
 
 
-class LiveView:
-    """The View of one State and the indexes that keep it current (see the module docstring)."""
+class LiveView(OwnerReach):
+    """The View of one State and the indexes that keep it current (see the module docstring); what a delta reaches
+    is worked out by ``OwnerReach`` (controller/viewowners.py)."""
 
     def __init__(self, state, pacer: Pacer = NEVER):
         self.state = state
@@ -65,20 +75,21 @@ class LiveView:
         self.routes = Routes(self)
         v = self.view
         v._on = {}
-        self.sub_on: dict[str, set[str]] = defaultdict(set)  # subnet -> switches (sessions) it is present on
-        self.dom_on: dict[str, set[str]] = defaultdict(set)
-        self.dom_count: dict[str, Counter] = defaultdict(Counter)  # session -> domain -> its subnets there
-        self.ep_count: dict[str, Counter] = defaultdict(Counter)  # subnet -> session -> endpoints
+        # Every index keyed by subnet, domain, session or scope loses an entry when it empties (controller/keyed.py)
+        self.sub_on: dict[str, set[str]] = {}  # subnet -> switches (sessions) it is present on
+        self.dom_on: dict[str, set[str]] = {}
+        self.dom_count: dict[str, Counter] = {}  # session -> domain -> its subnets there
+        self.ep_count: dict[str, Counter] = {}  # subnet -> session -> endpoints
         v._holders = self.ep_count
-        self.by_session: dict[str, set[str]] = defaultdict(set)  # session -> endpoint ids
-        self.vports_in: dict[str, list[str]] = defaultdict(list)  # subnet -> sorted located vport ids
+        self.by_session: dict[str, set[str]] = {}  # session -> endpoint ids
+        self.vports_in: dict[str, list[str]] = {}  # subnet -> sorted located vport ids
         self.hw: dict[str, list] = {}  # subnet -> its hardware VTEP endpoints, in derive's order
         self.remote = RemoteEndpoints(self)  # EVPN endpoints (controller/viewremote.py)
         self.ev = self.remote.ev  # subnet -> its EVPN endpoints, sorted by MAC
-        self.vport_macs: dict[str, Counter] = defaultdict(Counter)  # subnet -> MACs of its vport endpoints
-        self.claims: dict[str, Counter] = defaultdict(Counter)  # scope -> IPs of vport and hw endpoints
-        self.dom_subnets: dict[str, list[str]] = defaultdict(list)
-        self.servers: dict[str, dict[str, dict]] = defaultdict(dict)  # subnet -> MAC -> bare-metal vport
+        self.vport_macs: dict[str, Counter] = {}  # subnet -> MACs of its vport endpoints
+        self.claims: dict[str, Counter] = {}  # scope -> IPs of vport and hw endpoints
+        self.dom_subnets: dict[str, list[str]] = {}
+        self.servers: dict[str, dict[str, dict]] = {}  # subnet -> MAC -> bare-metal vport
         self.server_at: dict[str, tuple] = {}
         self.vtep_macs: dict[str, dict[int, list]] = {}  # VTEP session -> VNI -> MACs sorted
         self.vtep_tunnels: dict[str, tuple] = {}
@@ -152,52 +163,11 @@ class LiveView:
             self._metadata()
         return self.r
 
-    def _metadata(self):
-        """A vport endpoint that changed (came, went, moved): its metadata steering where it was and is, on
-        switches with a metadata agent port (openflow/metadata.py; a switch whose agent port changed is compiled
-        whole)."""
-        switches = self.view.switches
-        for eid, pair in self.changed.items():
-            self.pacer.tick()
-            sessions = {ep.session for ep in pair if ep is not None and ep.kind == "vport" and
-                        getattr(switches.get(ep.session), "metadata_port", None)}
-            if sessions:
-                self._add(Owner("metadata", eid), sessions)
-
     # ------------------------------------------------------------------------------------------ external networks
     def _external(self, j) -> dict[Owner, set[str]]:
         """view.external (controller/extnet.py), kept per object by controller/extdelta.py: the owners whose
         inputs changed and the switches they are or were on."""
         return self.ext_delta.apply(self, j, full=not self.listing)
-
-    # ------------------------------------------------------------------------------------------ security
-    def _security(self, j) -> None:
-        """view.security (controller/security.py ``LiveSecurity``) for the ACLs, policy groups, vports, subnets and
-        domains the journal names, then the per-switch side (``Local``: policed vports on each switch, the ACLs
-        they use, their conntrack zones) for the vports whose policy or endpoint changed. Records the ACL owners
-        reached: a changed ACL on the switches using it; a vport's chain and its ACLs where it was and is; the
-        chain of a vport whose zone moved."""
-        self.sec.pacer = self.pacer  # it reads the pinned policy and its own indexes only: pausing is safe
-        acls, ports = self.sec.update(self.state.policy, j.vports, j.acls, j.groups, j.subnets, j.domains)
-        self.view.security = self.sec.view
-        local, reached = self.sec.view.local, defaultdict(set)
-        for aid in acls:
-            for session in local.acl_on.get(aid, ()):
-                reached[session].add(Owner("acl", aid))
-        for vid in set(ports) | {eid for eid, (_, new) in self.changed.items() if new is None or new.kind == "vport"}:
-            was = local.drop(vid)
-            ep, port = self.view.endpoints.get(vid), self.sec.view.ports.get(vid)
-            if port is not None and ep is not None and ep.kind == "vport" and ep.key:
-                local.put(vid, ep.session, ep.key, port)
-            now = local.at.get(vid)
-            if was == now and vid not in ports:
-                continue
-            for where in (was, now):
-                if where is not None:
-                    reached[where[0]] |= {Owner("acl_port", vid)} | {Owner("acl", a) for a in where[2]}
-        for session, vids in local.zones_changed().items():
-            reached[session] |= {Owner("acl_port", vid) for vid in vids}
-        self.acl_reach = reached
 
     # ------------------------------------------------------------------------------------------ inputs
     def _switches(self, sessions):
@@ -299,9 +269,9 @@ class LiveView:
                 v.subnets[sid] = new
             if (old and old.domain_id) != (new and new.domain_id):
                 if old is not None and old.domain_id:
-                    self.dom_subnets[old.domain_id].remove(sid)
+                    self._unfile_subnet(old.domain_id, sid)
                 if new is not None and new.domain_id:
-                    self.dom_subnets[new.domain_id].append(sid)
+                    self.dom_subnets.setdefault(new.domain_id, []).append(sid)
                     order = {x: n for n, x in enumerate(v.subnets)}
                     self.dom_subnets[new.domain_id].sort(key=order.get)
         if j.vteps or j.subnets:
@@ -309,6 +279,12 @@ class LiveView:
         else:
             self.bound_changed = set()
         return info_changed
+
+    def _unfile_subnet(self, did, sid):
+        subnets = self.dom_subnets[did]
+        subnets.remove(sid)
+        if not subnets:
+            del self.dom_subnets[did]
 
     def _bound(self):
         v, p = self.view, self.state.policy
@@ -348,12 +324,14 @@ class LiveView:
     def _place(self, ep, remove=False):
         """A vport endpoint into (or out of) its subnet's sorted vports and by_subnet."""
         v, sid, vid = self.view, ep.subnet_id, ep.vport_id
-        ids = self.vports_in[sid]
+        ids = self.vports_in.setdefault(sid, [])
         at = bisect.bisect_left(ids, vid)
         eps = v.by_subnet.setdefault(sid, [])
         if remove:
             del ids[at]
             del eps[at]
+            if not ids:
+                del self.vports_in[sid]
             if not eps:
                 del v.by_subnet[sid]
         else:
@@ -362,10 +340,13 @@ class LiveView:
 
     def _server(self, vid, vport):
         old = self.server_at.pop(vid, None)
-        if old is not None and self.servers[old[0]].get(old[1], {}).get("id") == vid:
-            del self.servers[old[0]][old[1]]
+        servers = self.servers.get(old[0], {}) if old is not None else {}
+        if old is not None and servers.get(old[1], {}).get("id") == vid:
+            del servers[old[1]]
+            if not servers:
+                del self.servers[old[0]]
         if vport is not None and vport["binding"]["flavour"] == "baremetal":
-            self.servers[vport["subnet_id"]][vport["mac"]] = vport
+            self.servers.setdefault(vport["subnet_id"], {})[vport["mac"]] = vport
             self.server_at[vid] = (vport["subnet_id"], vport["mac"])
 
     def _hw(self, sid):
@@ -376,18 +357,18 @@ class LiveView:
         if sub is not None:
             bound = v.bound_vteps.get(sid, set())
             servers = self.servers.get(sid, {})
-            macs = self.vport_macs[sid]
+            macs = self.vport_macs.get(sid, EMPTY_COUNTS)
             for session in sorted(bound):
                 snap_name = v.vteps[session].name
                 for mac in self.vtep_macs.get(session, {}).get(sub.vni, ()):
-                    if mac.mac in known or macs[mac.mac]:
+                    if mac.mac in known or macs.get(mac.mac):
                         continue
                     server = servers.get(mac.mac)
                     out.append(d.server_endpoint(server, session) if server is not None else
                                d.learned_endpoint(snap_name, mac, sid, session))
                     known.add(mac.mac)
             for mac, server in sorted(servers.items()):
-                if mac not in known and not macs[mac] and len(bound) == 1:
+                if mac not in known and not macs.get(mac) and len(bound) == 1:
                     out.append(d.server_endpoint(server, next(iter(bound))))
         self._replace_list(self.hw, sid, out)
 
@@ -432,28 +413,24 @@ class LiveView:
         v = self.view
         sub = v.subnets.get(ep.subnet_id)
         sid, session = ep.subnet_id, ep.session
-        counts = self.ep_count[sid]
-        before = counts[session] > 0
-        counts[session] += step
-        if counts[session] <= 0:
-            del counts[session]
-        if before != (counts[session] > 0 if session in counts else False):
+        if count_in(self.ep_count, sid, session, step) == (step > 0):  # its first endpoint there came, or its last went
             self.holders_changed.add(sid)
             self._presence(session, sid)
         if step > 0:
-            self.by_session[session].add(ep.vport_id)
-        elif ep.vport_id in self.by_session.get(session, ()):
-            self.by_session[session].discard(ep.vport_id)
+            add_to(self.by_session, session, ep.vport_id)
+        else:
+            discard_from(self.by_session, session, ep.vport_id)
         if ep.kind == "vport":
-            self.vport_macs[sid][ep.mac] += step
+            count_in(self.vport_macs, sid, ep.mac, step)
         if ep.kind != "evpn":
             scope = (sub.domain_id if sub else None) or sid
             for ip in ep.ips:
-                self.claims[scope][ip] += step
-                if self.claims[scope][ip] == (step > 0):
+                if count_in(self.claims, scope, ip, step) == (step > 0):
                     self.remote.claim_changed(scope, ip)
-        if ep.kind == "evpn":
+        elif session in self.by_session:
             v.remote_vteps[session] = session[len("evpn:"):]
+        else:  # its last endpoint went
+            v.remote_vteps.pop(session, None)
         if sub is not None and sub.domain_id and sub.cidr:
             self.routes.count(ep, sub.domain_id, step)
 
@@ -487,34 +464,33 @@ class LiveView:
     def _presence(self, session, sid):
         """Whether the subnet (and so its domain) is on this session now; records a change."""
         v = self.view
-        here = self.ep_count[sid].get(session, 0) > 0 or v.bm_gateways.get(sid) == session
-        subnets, domains = v._on.setdefault(session, (set(), set()))
-        if here == (sid in subnets):
+        here = count_of(self.ep_count, sid, session) > 0 or v.bm_gateways.get(sid) == session
+        if here == (sid in v._on.get(session, NOWHERE)[0]):
             return
+        subnets, domains = v._on.setdefault(session, (set(), set()))
         self.presence[session].add(sid)
         self.on_before.setdefault(("s", sid), set(self.sub_on.get(sid, ())))
         if here:
             sub = v.subnets.get(sid)
             dom = self.present_dom[(session, sid)] = sub.domain_id if sub else None
             subnets.add(sid)
-            self.sub_on[sid].add(session)
+            add_to(self.sub_on, sid, session)
         else:
             dom = self.present_dom.pop((session, sid), None)  # the domain it was counted under
             subnets.discard(sid)
-            self.sub_on[sid].discard(session)
+            discard_from(self.sub_on, sid, session)
         if dom:
             self.on_before.setdefault(("d", dom), set(self.dom_on.get(dom, ())))
-            count = self.dom_count[session]
-            count[dom] += 1 if here else -1
-            if count[dom] <= 0:
-                del count[dom]
+            if not count_in(self.dom_count, session, dom, 1 if here else -1):
                 domains.discard(dom)
-                self.dom_on[dom].discard(session)
+                discard_from(self.dom_on, dom, session)
                 self.presence[session].add(("d", dom))
             elif here and dom not in domains:
                 domains.add(dom)
-                self.dom_on[dom].add(session)
+                add_to(self.dom_on, dom, session)
                 self.presence[session].add(("d", dom))
+        if not (subnets or domains):
+            del v._on[session]
 
     # ------------------------------------------------------------------------------------------ gateways
     def _bm_gateways(self, j, info_changed) -> set[str]:
@@ -551,86 +527,3 @@ class LiveView:
             preferred = list(p.get("subnet", sid).get("gateway_chassis") or ())
             out[sid] = min(candidates, key=lambda sw: d._gateway_rank(sid, sw, preferred, (holding, in_domain))).session
         return out
-
-    # ------------------------------------------------------------------------------------------ owners
-    def _where(self, ep) -> set[str]:
-        """The switches where an endpoint's owner may have flows: its own, and those its subnet or domain is on, or
-        was on when the pass began (a subnet and so its domain can leave a switch and come back within one pass:
-        an endpoint that left meanwhile had flows there)."""
-        out = {ep.session} | self.sub_on.get(ep.subnet_id, set()) | self.on_before.get(("s", ep.subnet_id), set())
-        sub = self.view.subnets.get(ep.subnet_id)
-        if sub is not None and sub.domain_id:
-            out |= self.dom_on.get(sub.domain_id, set()) | self.on_before.get(("d", sub.domain_id), set())
-        return out
-
-    def _add(self, owner, sessions):
-        switches, owners = self.view.switches, self.r.owners
-        for session in sessions:
-            if session in switches:
-                owners[session].add(owner)
-
-    def _add_all(self, reached, session):
-        if session in self.view.switches:
-            self.r.owners[session] |= reached
-
-    def _owners(self, info_changed, bm_changed):
-        v = self.view
-        subnets = set(info_changed) | self.holders_changed | self.bound_changed | bm_changed
-        domains = set(self.routes.changed)
-        endpoints = {}
-        for eid, pair in self.changed.items():
-            self.pacer.tick()
-            for ep in pair:
-                if ep is None:
-                    continue
-                endpoints[(eid, ep)] = ep
-                if ep.kind == "vport" and ep.key:  # its subnet's local flood buckets there
-                    self._add(Owner("subnet", ep.subnet_id), {ep.session})
-            domains |= self.routes.targets.get(eid, set())
-        for session in self.tunnels:
-            for eid in self.by_session.get(session, ()):
-                endpoints[(eid, None)] = v.endpoints[eid]
-                domains |= self.routes.targets.get(eid, set())
-            subnets |= v._on.get(session, (set(), set()))[0]
-            subnets |= {sid for sid, bound in v.bound_vteps.items() if session in bound}
-            bm_changed = bm_changed | {sid for sid, gw in v.bm_gateways.items() if gw == session}
-        for sid in bm_changed:
-            for ep in v.by_subnet.get(sid, ()):
-                endpoints[(ep.vport_id, None)] = ep
-            sub = v.subnets.get(sid)
-            if sub is not None and sub.domain_id:
-                domains.add(sub.domain_id)
-        for (eid, _), ep in endpoints.items():
-            self.pacer.tick()
-            self._add(ep.owner, self._where(ep) | self.was_at.get(eid, set()))
-        for sid in subnets:
-            self._add(Owner("subnet", sid), self.sub_on.get(sid, ()))
-        for did in domains:
-            self._add(Owner("domain", did), self.dom_on.get(did, ()))
-        self._presence_owners()
-
-    def _presence_owners(self):
-        """A subnet or domain arriving on a switch or leaving it: it and every endpoint it reaches, there."""
-        v, owners = self.view, self.r.owners
-        changed = defaultdict(set)  # subnet -> owners of endpoints that changed there (gone ones included)
-        for pair in self.changed.values():
-            self.pacer.tick()
-            for ep in pair:
-                if ep is not None:
-                    changed[ep.subnet_id].add(ep.owner)
-        for session, items in self.presence.items():
-            if session not in v.switches:
-                continue
-            reached = set()
-            for item in items:
-                if isinstance(item, tuple):
-                    owners[session].add(Owner("domain", item[1]))
-                    reached.update(self.dom_subnets.get(item[1], ()))
-                else:
-                    owners[session].add(Owner("subnet", item))
-                    reached.add(item)
-            for sid in reached:
-                for ep in v.by_subnet.get(sid, ()):
-                    owners[session].add(ep.owner)
-                    self.pacer.tick()
-                owners[session].update(changed.get(sid, ()))

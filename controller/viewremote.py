@@ -19,6 +19,7 @@ import bisect
 from collections import defaultdict
 
 from controller import derive as d
+from controller.keyed import EMPTY_COUNTS, add_to, count_of, discard_from
 
 
 class RemoteEndpoints:
@@ -26,8 +27,8 @@ class RemoteEndpoints:
         self.live = live
         self.ev: dict[str, list] = {}  # subnet -> its EVPN endpoints, sorted by MAC
         self.want: dict[tuple, tuple] = {}  # (subnet, MAC) taken as an EVPN endpoint -> (scope, its IPv4 IPs)
-        self.wanted: dict[str, set] = defaultdict(set)  # subnet -> its keys in want
-        self.by_ip: dict[str, dict[str, set]] = defaultdict(dict)  # scope -> IP -> (subnet, MAC) wanting it
+        self.wanted: dict[str, set] = {}  # subnet -> its keys in want
+        self.by_ip: dict[str, dict[str, set]] = {}  # scope -> IP -> (subnet, MAC) wanting it (no empty entries)
         self.recheck: dict[str, set] = defaultdict(set)  # scope -> keys whose IP lost or gained a claim
 
     def claim_changed(self, scope, ip):
@@ -90,8 +91,8 @@ class RemoteEndpoints:
                 if not self._eligible(sid, mac, known):
                     continue
                 self._want((sid, mac.mac), scope, mac)
-                claims = self.live.claims[scope]
-                ips = tuple(ip for ip in mac.ips if d._ipv4(ip) and not claims[ip] and ip not in claimed)
+                claims = self.live.claims.get(scope, EMPTY_COUNTS)
+                ips = tuple(ip for ip in mac.ips if d._ipv4(ip) and not claims.get(ip) and ip not in claimed)
                 out.append(d.evpn_endpoint(mac, ips))
                 known.add(mac.mac)
                 claimed.update(ips)
@@ -99,16 +100,15 @@ class RemoteEndpoints:
 
     def _eligible(self, sid, mac, known) -> bool:
         """A remote MAC becomes an endpoint unless a local endpoint has it or its VTEP is not usable."""
-        return not (self.live.vport_macs[sid][mac.mac] or mac.mac in known or not d._ipv4(mac.vtep_ip)
+        return not (count_of(self.live.vport_macs, sid, mac.mac) or mac.mac in known or not d._ipv4(mac.vtep_ip)
                     or mac.vtep_ip in self.live.own_ips)
 
     def _want(self, key, scope, mac):
         ips = tuple(ip for ip in mac.ips if d._ipv4(ip))
         self.want[key] = (scope, ips)
-        self.wanted[key[0]].add(key)
-        wanted = self.by_ip[scope]
+        add_to(self.wanted, key[0], key)
         for ip in ips:
-            wanted.setdefault(ip, set()).add(key)
+            self.by_ip.setdefault(scope, {}).setdefault(ip, set()).add(key)
 
     def forget_subnet(self, sid):
         for key in self.wanted.pop(sid, ()):
@@ -121,7 +121,7 @@ class RemoteEndpoints:
             return
         scope, ips = self.want.pop(key)
         if not keep_subnet:
-            self.wanted[key[0]].discard(key)
+            discard_from(self.wanted, key[0], key)
         wanted = self.by_ip.get(scope, {})
         for ip in ips:
             keys = wanted.get(ip)
@@ -131,15 +131,17 @@ class RemoteEndpoints:
                     del wanted[ip]
                 elif recheck:
                     self.recheck[scope].update(keys)
+        if not wanted:
+            self.by_ip.pop(scope, None)
 
     def _macs(self, scope, keys, recheck=True):
         """The EVPN endpoints of the MACs whose routes changed in one scope, and of the MACs that want one of
         the same IPs (an IP goes to the first MAC wanting it, in subnet and MAC order, as in derive)."""
-        index, wanted = self.live.state.remote_index, self.by_ip[scope]
+        index = self.live.state.remote_index
         reached, known = set(keys), {}
         for key in keys:
             self.live.pacer.tick()
-            reached.update(k for ip in self.want.get(key, (None, ()))[1] for k in wanted.get(ip, ()))
+            reached |= self._sharing(scope, key)
             self._unwant(key, recheck=False)
             sid, mac = key
             remote = index.mac(sid, mac)
@@ -147,17 +149,22 @@ class RemoteEndpoints:
                 known[sid] = {ep.mac for ep in self.live.hw.get(sid, ())}
             if remote is not None and self._eligible(sid, remote, known[sid]):
                 self._want(key, scope, remote)
-                reached.update(k for ip in self.want[key][1] for k in wanted.get(ip, ()))
-        claims = self.live.claims[scope]
+                reached |= self._sharing(scope, key)
+        claims, wanted = self.live.claims.get(scope, EMPTY_COUNTS), self.by_ip.get(scope, {})
         for key in sorted(reached):
             self.live.pacer.tick()
             sid, mac = key
             want = self.want.get(key)
             new = None
             if want is not None:
-                ips = tuple(ip for ip in want[1] if not claims[ip] and min(wanted[ip]) == key)
+                ips = tuple(ip for ip in want[1] if not claims.get(ip) and min(wanted[ip]) == key)
                 new = d.evpn_endpoint(index.mac(sid, mac), ips)
             self._put(sid, mac, new)
+
+    def _sharing(self, scope, key) -> set:
+        """The keys wanting one of the IPs ``key`` wants."""
+        wanted = self.by_ip.get(scope, {})
+        return {k for ip in self.want.get(key, (None, ()))[1] for k in wanted.get(ip, ())}
 
     def _put(self, sid, mac, new):
         """Put one EVPN endpoint in its subnet's list (sorted by MAC), replacing or removing the old one."""

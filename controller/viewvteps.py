@@ -15,7 +15,9 @@ start, on request, after a failed pass) computes every VTEP from scratch; tests/
 checks after every pass that each VTEP's rows equal ``vtep_desired`` over a View derived from scratch.
 
 The VTEPs whose rows changed are noted until ``take_changes`` (the app hands them to ovsdb/server.py, whose VTEP
-reconciler writes only the rows that differ); a pass not handed out (the start-up hold) leaves them noted.
+reconciler writes only the rows that differ); a pass not handed out (the start-up hold) leaves them noted. A VTEP
+neither bound nor connected any more is forgotten (handed None: the server forgets it too); should it connect again,
+its pass computes it anew, as at start. So nothing is kept per VTEP that went.
 """
 
 from __future__ import annotations
@@ -24,9 +26,11 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from controller import derive as d
+from controller.discovery import VtepDesired
 from controller.pacer import NEVER, Pacer
 
 ROWS_UNIT = 200  # remote MACs of one VTEP's rows per pacer unit
+NO_ROWS = VtepDesired()
 
 
 @dataclass
@@ -76,9 +80,9 @@ class LiveVteps:
         self._compute(view, policy, names, pacer)
 
     def take_changes(self) -> dict:
-        """VTEP name -> its desired rows, for the VTEPs whose rows changed since the last call."""
+        """VTEP name -> its desired rows, for the VTEPs whose rows changed since the last call (None: forgotten)."""
         names, self._changed = self._changed, set()
-        return {name: self.desired[name] for name in sorted(names)}
+        return {name: self.desired.get(name) for name in sorted(names)}
 
     def _index(self, policy) -> None:
         """The bindings by VTEP, and the VTEPs by subnet, read from ``policy`` (once per pass, not per VTEP)."""
@@ -89,9 +93,13 @@ class LiveVteps:
         self.bindings, self.bound = dict(bindings), dict(bound)
 
     def _compute(self, view, policy, names, pacer: Pacer, note_all: bool = False) -> None:
+        connected = {vtep.name for vtep in view.vteps.values()}
         for name in sorted(n for n in names if n):
             rows = d.vtep_desired(view, policy, name, self.bindings.get(name, ()))
-            if note_all or self.desired.get(name) != rows:
+            if name not in connected and name not in self.bindings and rows == NO_ROWS:  # gone: forgotten
+                if self.desired.pop(name, None) is not None:
+                    self._changed.add(name)
+            elif note_all or self.desired.get(name) != rows:
                 self.desired[name] = rows
                 self._changed.add(name)
             pacer.tick(1 + len(rows.remote_macs) // ROWS_UNIT)

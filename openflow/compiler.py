@@ -92,6 +92,14 @@ class Shared:
         for owner in owners:
             self.flows.pop(owner, None)
 
+    def drop_empty(self, owners) -> None:
+        """Of ``owners`` (whose inputs changed), those without a flow in any variant compiled are not kept: an owner
+        that went (a vport deleted) was compiled once more, to nothing, on the switches that had it."""
+        for owner in owners:
+            by_variant = self.flows.get(owner)
+            if by_variant is not None and not any(by_variant.values()):
+                del self.flows[owner]
+
     def clear(self) -> None:
         self.flows.clear()
         self.memo = {}

@@ -13,7 +13,7 @@ is bound to one VTEP (``bound``), or to none (``unbound``, when there is such a 
 
 Printed per case: ``vtep_ms`` (median and max): the VTEP part of the pass (``programmer.vteps.update`` where the
 code has it, plus ``_push_vteps``); ``pass_ms``: the whole refresh plus the push; ``computed``: ``vtep_desired``
-calls per pass. Run against another checkout's code (main) for a before/after: ``cd <checkout> && python -m
+calls per pass; ``rest``: the CPU of one ``GET /v1/vteps`` (median, max). Run against another checkout's code (main) for a before/after: ``cd <checkout> && python -m
 tests.benchmarks.vtep_push`` with this file copied there (it uses only what both have). Not collected by pytest.
 """
 
@@ -128,6 +128,7 @@ def run(vteps: int, vports: int, vrs: int, subnets: int, samples: int) -> dict:
     glue = SimpleNamespace(programmer=programmer, state=state, _vtep_pushed={},
                            ovsdb=SimpleNamespace(set_vtep_desired=lambda name, desired: None))
     app.CanopyApp._push_vteps(glue)  # every VTEP handed its rows once, as after the start
+    rest = rest_cost(state, programmer, samples)
     timed = Timed()
     if hasattr(programmer, "vteps"):
         programmer.vteps.update = timed.wrap(programmer.vteps.update)
@@ -135,7 +136,7 @@ def run(vteps: int, vports: int, vrs: int, subnets: int, samples: int) -> dict:
     if hasattr(app, "vtep_desired"):
         app.vtep_desired = timed.counting(app.vtep_desired)
     out = {"setup_s": round(time.perf_counter() - started, 1), "vteps": vteps, "vports": vports, "vrs": vrs,
-           "subnets": subnets, "samples": samples}
+           "subnets": subnets, "samples": samples, "rest": rest}
     cases = [("bound", 0)] + ([("unbound", subnets - 1)] if subnets > 2 * vteps else [])  # a subnet no VTEP carries
     for case, sid in cases:
         h = next(h for h, held in placed.items() if any(i == sid for i, _ in held))
@@ -159,6 +160,20 @@ def run(vteps: int, vports: int, vrs: int, subnets: int, samples: int) -> dict:
         out[case] = {"vtep_ms_median": round(statistics.median(vtep_ms), 2), "vtep_ms_max": round(max(vtep_ms), 2),
                      "pass_ms_median": round(statistics.median(pass_ms), 1), "computed": sorted(set(computed))}
     return out
+
+
+def rest_cost(state, programmer, samples: int) -> dict:
+    """CPU of one ``GET /v1/vteps`` (its handler: every VTEP's view, rows included) after the start's pass."""
+    from controller.rest import vteps as rest_vteps
+
+    listing = next(r.handler for r in rest_vteps.routes(state, programmer) if r.pattern == "/v1/vteps")
+    ms = []
+    for _ in range(samples):
+        with collector_paused():
+            cpu = time.thread_time()
+            listing(None)
+            ms.append((time.thread_time() - cpu) * 1000)
+    return {"get_vteps_ms_median": round(statistics.median(ms), 2), "get_vteps_ms_max": round(max(ms), 2)}
 
 
 def main(argv=None) -> int:

@@ -36,13 +36,16 @@ import pytest
 from controller import binding
 from controller import policy as pol
 from controller import policydoc
-from controller.derive import derive, vtep_desired
+from controller.derive import View, derive, vtep_desired
+from controller.extnet import ExternalView
 from controller.discovery import PortInfo, VrsSnapshot, VtepMac, VtepSnapshot
 from controller.pacer import Pacer
 from controller.programmer import Programmer
 from controller.remote import RemoteDelta, RemoteMac, RemotePrefix, RemoteTable
 from controller.state import State
 from controller.store import Change
+from controller.viewdelta import LiveView
+from controller.viewroutes import LazyFib
 from openflow import acl
 from openflow.compiler import compile_switch
 
@@ -414,6 +417,7 @@ class World:
             self.prog.refresh()
         if name in self.detached:
             del self.detached[name]
+            self.domains.setdefault(SUBNETS[name][0], {"static": []})  # (deleted while it had no subnets)
         else:
             self.detached[name] = vni
         self.subnets[name] = {**kept, "vni": vni}
@@ -421,11 +425,15 @@ class World:
         self.commit()
 
     def ev_domain(self):
-        """A domain's static routes change, or its anycast gateway MAC (every subnet's info in it changes)."""
+        """A domain's static routes change, or its anycast gateway MAC (every subnet's info in it changes); a domain
+        left without subnets is deleted (a tenant's router gone: created again later, it is another domain)."""
         rng = self.rng
         dom = rng.choice(sorted(self.domains))
         nets = [SUBNETS[s][1].rsplit(".", 1)[0] for s in self.subnets if self.domain_of(s) == dom]
         if not nets:
+            if rng.random() < 0.5 and len(self.domains) > 1:
+                del self.domains[dom]
+                self.commit()
             return
         if rng.random() < 0.25:
             self.domains[dom]["gmac"] = "02:ca:fe:00:0d:02" if self.domains[dom].get("gmac") == "02:ca:fe:00:0d:01" \
@@ -595,17 +603,99 @@ def check(world: World, where: str):
     assert prog.view.bm_gateways == view.bm_gateways, where
     assert prog.view.external == view.external, where
     assert prog.view.security == view.security, where
+    check_indexes(state, prog.live, where)
+    stale = {o for o in prog.shared.flows if o.id not in (view.subnets if o.kind == "subnet" else view.domains
+                                                        if o.kind == "domain" else view.endpoints)}
+    assert not stale, f"{where}: flows kept for owners that went: {sorted(stale, key=str)[:5]}"
+    check_state_indexes(state, where)
     for spec in view.security.acls.values():  # an ACL's flows are cached and patched rule by rule: build them anew
         fresh, _ = acl._build(spec, frozenset(), {})
         assert acl.acl_flows(spec) == fresh and {f.cookie for f in acl.acl_flows(spec)} == {f.cookie for f in fresh}, \
             f"{where}: ACL {spec.id}"
 
 
+# per-pass notes of a LiveView (reset by every pass, bounded by what one pass reached) and its links to State
+PASS_NOTES = {"state", "pacer", "live", "view", "r", "listing", "changed", "presence", "on_before", "holders_changed",
+              "tunnels", "switches_changed", "redo", "was_at", "tails", "bound_changed", "hw_vtep_subnets",
+              "vtep_names", "acl_reach", "touched", "touched_ips", "_build", "_keys_changed", "recheck"}
+
+
+def indexes(obj):
+    """Everything a LiveView keeps between passes (its indexes, its helpers' and its View's), as plain values: a
+    Counter's zero counts and a defaultdict's empty entries stay visible (a Counter compares them as absent)."""
+    if isinstance(obj, LazyFib):
+        return {k: indexes(v) for k, v in obj.items()}
+    if isinstance(obj, dict):
+        return {k: indexes(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [indexes(x) for x in obj]
+    if type(obj).__module__.startswith("controller.") and hasattr(obj, "__dict__") and \
+            not getattr(type(obj), "__dataclass_params__", None) or isinstance(obj, (View, ExternalView)):
+        return {k: indexes(v) for k, v in vars(obj).items() if k not in PASS_NOTES}
+    return obj
+
+
+def differences(a, b, path=""):
+    """Paths where two ``indexes`` differ (the first few)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b), key=repr):
+            if k not in a or k not in b:
+                out.append(f"{path}[{k!r}] only in the {'incremental' if k in a else 'fresh'} one")
+            elif a[k] != b[k]:
+                out += differences(a[k], b[k], f"{path}[{k!r}]")
+        return out[:8]
+    return [f"{path}: {a!r} != {b!r}"]
+
+
+def check_indexes(state, live, where: str):
+    """The LiveView's indexes after any sequence of deltas equal those of one built from scratch on the same State:
+    nothing is kept for a subnet, domain, vport or switch that went (a controller running for months with tenants
+    coming and going does not grow)."""
+    fresh = LiveView(state)
+    fresh.build()
+    fresh.view.fib.items()  # (read: a stale FIB is built)
+    wrong = differences(indexes(live), indexes(fresh))
+    assert not wrong, f"{where}: LiveView indexes differ from a fresh build: {wrong}"
+
+
+# (not ``ofport_hints``: ports the switch numbered before OVSDB, ended by the switch's port deletion, which a fresh
+# State is not given)
+STATE_INDEXES = ("index", "_seen", "_seen_ports", "tunnel_ports", "agent_ports", "_dpid_session", "_rank", "vrs_since",
+                 "gateway_macs", "remote_index")
+
+
+def keys_of(obj):
+    """The keys a State index holds, nested (values aside: a fresh State numbers sightings and switches anew)."""
+    if isinstance(obj, dict):
+        return {k: keys_of(v) for k, v in obj.items()}
+    if type(obj).__module__.startswith("controller.") and hasattr(obj, "__dict__") and \
+            not getattr(type(obj), "__dataclass_params__", None):
+        return {k: keys_of(v) for k, v in vars(obj).items() if not k.startswith("_table")}
+    return True
+
+
+def check_state_indexes(state, where: str):
+    """State's own indexes (binding index, ports seen per switch, tunnel and agent ports, EVPN routes) hold what a
+    State given the same inputs from scratch holds: nothing stays for a switch, port or vport that went."""
+    fresh = State(state.policy, default_flavour=state.default_flavour, hosts=state.hosts)
+    for snap in state.vrs.values():
+        fresh.vrs_update(replace(snap, changed=None, changed_ports=None))
+    for snap in state.vteps.values():
+        fresh.vtep_update(replace(snap, changed=None))
+    for (session, net_id), mac in state.gateway_macs.items():
+        fresh.gateway_learned(session, net_id, mac)
+    fresh.remote = state.remote
+    wrong = differences(keys_of({n: getattr(state, n) for n in STATE_INDEXES}),
+                        keys_of({n: getattr(fresh, n) for n in STATE_INDEXES}))
+    assert not wrong, f"{where}: State's indexes differ from a fresh State's: {wrong}"
+
+
 def check_vteps(state, prog, view, where: str):
     """Every hardware VTEP's rows (kept by delta: controller/viewvteps.py) equal ``vtep_desired`` over ``view``, derived
     from scratch; every VTEP bound or connected has rows."""
     names = {b["switch"] for b in state.policy.all("vtep_binding")} | {v.name for v in view.vteps.values()}
-    assert names <= set(prog.vteps.desired), f"{where}: VTEPs without rows: {sorted(names - set(prog.vteps.desired))}"
+    assert names == set(prog.vteps.desired), f"{where}: VTEPs kept: {sorted(set(prog.vteps.desired) ^ names)}"
     for name, rows in prog.vteps.desired.items():
         assert rows == vtep_desired(view, state.policy, name), f"{where}: VTEP {name}'s rows differ"
 

@@ -96,3 +96,46 @@ def test_a_vtep_changing_its_tunnel_ip_computes_itself_and_the_vteps_flooding_to
     world.glue.programmer.refresh()
     app.CanopyApp._push_vteps(world.glue)
     assert sorted(world.calls) == ["tor2"]
+
+
+def test_rest_serves_the_rows_the_pass_keeps_and_computes_none(world, monkeypatch):
+    """GET /v1/vteps and /v1/vteps/{name} read each VTEP's rows as the pass keeps them (no ``vtep_desired`` per
+    request), and they are the rows computed from the View."""
+    from controller.rest import vteps as rest_vteps
+
+    a_pass(world, "vm1", "vm2", "vm3")
+    world.calls.clear()
+    real = rest_vteps.vtep_desired
+    monkeypatch.setattr(rest_vteps, "vtep_desired", lambda *a, **k: (world.calls.append(a[2]), real(*a, **k))[1])
+    handlers = {r.pattern: r.handler for r in rest_vteps.routes(world.state, world.glue.programmer)}
+    listing = handlers["/v1/vteps"](None).body
+    one = handlers["/v1/vteps/{name}"](None, "tor1").body
+    assert world.calls == []
+    view, policy = world.glue.programmer.view, world.state.policy
+    for item in listing["items"] + [one]:
+        rows = real(view, policy, item["name"])
+        assert [(m["vni"], m["mac"], m["ip"], m["locator"]) for m in item["remote_macs"]] == list(rows.remote_macs)
+        assert [(f["vni"], tuple(f["locators"])) for f in item["flood"]] == list(rows.flood)
+    assert "02:00:00:00:01:02" in {m["mac"] for m in one["remote_macs"]}
+
+
+def test_a_vtep_unbound_and_gone_is_handed_none_and_forgotten(world):
+    """tor2 disconnects and its binding is deleted: it is handed None once (the OVSDB server forgets it too) and
+    nothing is kept for it; bound again, it has rows again."""
+    state, glue = world.state, world.glue
+    state.vtep_gone("vtep:tor2")
+    glue.programmer.refresh()
+    app.CanopyApp._push_vteps(glue)
+    assert "tor2" in glue.programmer.vteps.desired  # still bound: its rows are kept for when it connects
+    world.ovsdb.handed.clear()
+    handed = []
+    world.ovsdb.set_vtep_desired = lambda name, desired: handed.append((name, desired))
+    plan = policydoc.plan(state.policy, {**document(), "vtep_bindings": document()["vtep_bindings"][:1]}, "t",
+                          pol.Allocator({}, 65000, (10000, 20000)), prune=True)
+    state.policy_committed(plan.policy, plan.changes)
+    glue.programmer.refresh()
+    app.CanopyApp._push_vteps(glue)
+    assert handed == [("tor2", None)]
+    assert set(glue.programmer.vteps.desired) == {"tor1"}
+    glue.programmer.refresh(full=True)
+    assert set(glue.programmer.vteps.desired) == {"tor1"}

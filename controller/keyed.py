@@ -1,0 +1,55 @@
+"""Indexes of sets and counts per key that keep no empty entry.
+
+The LiveView (controller/viewdelta.py and its helpers) and State keep, per subnet, domain, switch or scope, the
+sets and counts their deltas need. A controller runs for months while tenants come and go: an entry whose set
+became empty, or a count that fell to zero, is taken away at once, so what is kept after any sequence of events is
+what a build from scratch on the same inputs keeps (tests/unit/test_incremental_oracle.py ``check_indexes``).
+Readers use ``dict.get``: a read never adds an entry.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+EMPTY = frozenset()
+
+
+def add_to(index: dict, key, item) -> None:
+    """``item`` into the set ``index[key]`` (made when absent)."""
+    items = index.get(key)
+    if items is None:
+        index[key] = items = set()
+    items.add(item)
+
+
+def discard_from(index: dict, key, item) -> None:
+    """``item`` out of the set ``index[key]``; the entry goes with its last item."""
+    items = index.get(key)
+    if items is not None:
+        items.discard(item)
+        if not items:
+            del index[key]
+
+
+def count_in(index: dict, key, item, step: int) -> int:
+    """``index[key][item] += step`` (a Counter per key); a count at zero or below and an entry without counts are
+    not kept. Returns the new count (0 when gone)."""
+    counts = index.get(key)
+    if counts is None:
+        index[key] = counts = Counter()
+    n = counts[item] + step
+    if n > 0:
+        counts[item] = n
+        return n
+    counts.pop(item, None)
+    if not counts:
+        del index[key]
+    return 0
+
+
+def count_of(index: dict, key, item) -> int:
+    """``index[key][item]``, 0 when absent (adds nothing)."""
+    return index.get(key, EMPTY_COUNTS).get(item, 0)
+
+
+EMPTY_COUNTS: dict = {}

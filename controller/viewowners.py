@@ -1,0 +1,142 @@
+"""What a LiveView delta reaches: per switch, the owners to recompile (``controller.viewdelta.LiveView`` inherits
+``OwnerReach``; it reads the pass's notes: the endpoints that changed, the subnets and domains whose presence on a
+switch changed, the switches whose tunnel changed).
+
+An endpoint's owner is recompiled where it is and where its subnet or domain is or was when the pass began; a
+subnet's or domain's where it is; a subnet or domain arriving on a switch or leaving it, with every endpoint it
+reaches there; an ACL on the switches using it; a vport's metadata steering where it was and is. ``Reach.touched``
+also names the owners reached on no switch (one that went: the compile cache forgets it, openflow/compiler.py).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from openflow.flows import Owner
+
+
+class OwnerReach:
+    """The owners part of ``LiveView`` (see the module docstring)."""
+
+    def _security(self, j) -> None:
+        """view.security (controller/security.py ``LiveSecurity``) for the ACLs, policy groups, vports, subnets and
+        domains the journal names, then the per-switch side (``Local``: policed vports on each switch, the ACLs
+        they use, their conntrack zones) for the vports whose policy or endpoint changed. Records the ACL owners
+        reached: a changed ACL on the switches using it; a vport's chain and its ACLs where it was and is; the
+        chain of a vport whose zone moved."""
+        self.sec.pacer = self.pacer  # it reads the pinned policy and its own indexes only: pausing is safe
+        acls, ports = self.sec.update(self.state.policy, j.vports, j.acls, j.groups, j.subnets, j.domains)
+        self.view.security = self.sec.view
+        local, reached = self.sec.view.local, defaultdict(set)
+        for aid in acls:
+            for session in local.acl_on.get(aid, ()):
+                reached[session].add(Owner("acl", aid))
+        for vid in set(ports) | {eid for eid, (_, new) in self.changed.items() if new is None or new.kind == "vport"}:
+            was = local.drop(vid)
+            ep, port = self.view.endpoints.get(vid), self.sec.view.ports.get(vid)
+            if port is not None and ep is not None and ep.kind == "vport" and ep.key:
+                local.put(vid, ep.session, ep.key, port)
+            now = local.at.get(vid)
+            if was == now and vid not in ports:
+                continue
+            for where in (was, now):
+                if where is not None:
+                    reached[where[0]] |= {Owner("acl_port", vid)} | {Owner("acl", a) for a in where[2]}
+        for session, vids in local.zones_changed().items():
+            reached[session] |= {Owner("acl_port", vid) for vid in vids}
+        self.acl_reach = reached
+
+    def _metadata(self):
+        """A vport endpoint that changed (came, went, moved): its metadata steering where it was and is, on
+        switches with a metadata agent port (openflow/metadata.py; a switch whose agent port changed is compiled
+        whole)."""
+        switches = self.view.switches
+        for eid, pair in self.changed.items():
+            self.pacer.tick()
+            sessions = {ep.session for ep in pair if ep is not None and ep.kind == "vport" and
+                        getattr(switches.get(ep.session), "metadata_port", None)}
+            if sessions:
+                self._add(Owner("metadata", eid), sessions)
+
+    def _where(self, ep) -> set[str]:
+        """The switches where an endpoint's owner may have flows: its own, and those its subnet or domain is on, or
+        was on when the pass began (a subnet and so its domain can leave a switch and come back within one pass:
+        an endpoint that left meanwhile had flows there)."""
+        out = {ep.session} | self.sub_on.get(ep.subnet_id, set()) | self.on_before.get(("s", ep.subnet_id), set())
+        sub = self.view.subnets.get(ep.subnet_id)
+        if sub is not None and sub.domain_id:
+            out |= self.dom_on.get(sub.domain_id, set()) | self.on_before.get(("d", sub.domain_id), set())
+        return out
+
+    def _add(self, owner, sessions):
+        self.r.touched.add(owner)
+        switches, owners = self.view.switches, self.r.owners
+        for session in sessions:
+            if session in switches:
+                owners[session].add(owner)
+
+    def _add_all(self, reached, session):
+        if session in self.view.switches:
+            self.r.owners[session] |= reached
+
+    def _owners(self, info_changed, bm_changed):
+        v = self.view
+        subnets = set(info_changed) | self.holders_changed | self.bound_changed | bm_changed
+        domains = set(self.routes.changed)
+        endpoints = {}
+        for eid, pair in self.changed.items():
+            self.pacer.tick()
+            for ep in pair:
+                if ep is None:
+                    continue
+                endpoints[(eid, ep)] = ep
+                if ep.kind == "vport" and ep.key:  # its subnet's local flood buckets there
+                    self._add(Owner("subnet", ep.subnet_id), {ep.session})
+            domains |= self.routes.targets.get(eid, set())
+        for session in self.tunnels:
+            for eid in self.by_session.get(session, ()):
+                endpoints[(eid, None)] = v.endpoints[eid]
+                domains |= self.routes.targets.get(eid, set())
+            subnets |= v._on.get(session, (set(), set()))[0]
+            subnets |= {sid for sid, bound in v.bound_vteps.items() if session in bound}
+            bm_changed = bm_changed | {sid for sid, gw in v.bm_gateways.items() if gw == session}
+        for sid in bm_changed:
+            for ep in v.by_subnet.get(sid, ()):
+                endpoints[(ep.vport_id, None)] = ep
+            sub = v.subnets.get(sid)
+            if sub is not None and sub.domain_id:
+                domains.add(sub.domain_id)
+        for (eid, _), ep in endpoints.items():
+            self.pacer.tick()
+            self._add(ep.owner, self._where(ep) | self.was_at.get(eid, set()))
+        for sid in subnets:
+            self._add(Owner("subnet", sid), self.sub_on.get(sid, ()))
+        for did in domains:
+            self._add(Owner("domain", did), self.dom_on.get(did, ()))
+        self._presence_owners()
+
+    def _presence_owners(self):
+        """A subnet or domain arriving on a switch or leaving it: it and every endpoint it reaches, there."""
+        v, owners = self.view, self.r.owners
+        changed = defaultdict(set)  # subnet -> owners of endpoints that changed there (gone ones included)
+        for pair in self.changed.values():
+            self.pacer.tick()
+            for ep in pair:
+                if ep is not None:
+                    changed[ep.subnet_id].add(ep.owner)
+        for session, items in self.presence.items():
+            if session not in v.switches:
+                continue
+            reached = set()
+            for item in items:
+                if isinstance(item, tuple):
+                    owners[session].add(Owner("domain", item[1]))
+                    reached.update(self.dom_subnets.get(item[1], ()))
+                else:
+                    owners[session].add(Owner("subnet", item))
+                    reached.add(item)
+            for sid in reached:
+                for ep in v.by_subnet.get(sid, ()):
+                    owners[session].add(ep.owner)
+                    self.pacer.tick()
+                owners[session].update(changed.get(sid, ()))
