@@ -320,6 +320,61 @@ def _command(text: str, action: str, neighbor: str | None) -> str:
     return f"{prefix}{action} evpn {text}"
 
 
+_PARSED: dict = {}  # a route's payload text -> the route parsed from it (routes are frozen, texts immutable)
+_PARSED_SIZE = 1 << 17  # ~100 MB at most in ExaBGP; past it, parsed again
+_BETWEEN = re.compile(r"\}\s*,\s*\{")  # between two payloads of an array: ``},{``, or ``} , {`` as ExaBGP's
+# line formatter spaces out every comma and bracket before a command reaches the extension
+_SPACE = re.compile(r"\s*")
+_SCAN = json.JSONDecoder().scan_once  # (value, end) of the JSON value at an index; StopIteration if none there
+
+
+def _parse_payloads(text: str) -> tuple[Route, ...] | None:
+    """The routes of a batch's JSON array, each route's text parsed once and looked up when seen again (ExaBGP
+    gets the same texts in a withdraw command as in the announce: parsing and checking a route cost more than
+    the rest of injecting its withdrawal); None when the text is not an array of good routes (the caller parses
+    it whole and names what is wrong).
+
+    Seen before: the array cut at every ``},{`` gives pieces that are each a text parsed before; then the array
+    is exactly those objects, whatever the cut found (every piece is a whole object's text). Otherwise the array
+    is walked with the JSON scanner, which gives each object's exact text, and each route is remembered."""
+    if text[:1] != "[" or text[-1:] != "]":
+        return None
+    inner = text[1:-1].strip()
+    cut = _BETWEEN.search(inner)
+    if (inner if cut is None else inner[:cut.start() + 1]) not in _PARSED:  # a new batch: no cutting needed
+        return _scan_payloads(text)
+    pieces = _BETWEEN.split(inner)
+    if len(pieces) > 1:
+        last = len(pieces) - 1
+        pieces = [("{" if i else "") + piece + ("}" if i < last else "") for i, piece in enumerate(pieces)]
+    known = [_PARSED.get(piece) for piece in pieces]
+    if None not in known:
+        return tuple(known)
+    return _scan_payloads(text)
+
+
+def _scan_payloads(text: str) -> tuple[Route, ...] | None:
+    """The routes of a JSON array of route objects, each remembered by its object's exact text; None if the text
+    is not one, or a route in it is bad."""
+    batch, at = [], _SPACE.match(text, 1).end()
+    while text[at:at + 1] == "{":
+        try:
+            data, end = _SCAN(text, at)
+            route = route_from_dict(data)
+        except (StopIteration, ValueError, TypeError, RecursionError):
+            return None
+        if len(_PARSED) >= _PARSED_SIZE:
+            _PARSED.clear()
+        batch.append(_PARSED.setdefault(text[at:end], route))
+        at = _SPACE.match(text, end).end()
+        if text[at:at + 1] != ",":
+            break
+        at = _SPACE.match(text, at + 1).end()
+    if not batch or text[at:] != "]":
+        return None
+    return tuple(batch)
+
+
 def parse_command(line: str) -> tuple[str | None, str, Route]:
     """Parse a ``to_command`` line into (neighbor or None, action, route); ValueError if bad."""
     neighbor, action, batch = parse_batch_command(line)
@@ -335,6 +390,9 @@ def parse_batch_command(line: str) -> tuple[str | None, str, tuple[Route, ...]]:
     if not match:
         raise ValueError(f"not an evpn command: {line[:80]!r}")
     neighbor, action, text = match.groups()
+    known = _parse_payloads(text)
+    if known is not None:
+        return neighbor, action, known
     try:
         data = json.loads(text)
     except json.JSONDecodeError as error:

@@ -138,7 +138,7 @@ class CanopyApp(RyuApp):
         runtime.API = self.api  # for SIGHUP (controller.lifecycle)
         self._wake = hub.Event()
         self.program_loop = ProgramLoop(self.programmer, self._wake, self._hand_out, prepare=self._import_remote,
-                                        sleep=hub.sleep)
+                                        sleep=hub.sleep, taking=lambda: self.state.reports_taking > 0)
         self._worker = None
         self.state.subscribe(lambda what, detail: self._wake.set())
         # a new, empty store deletes nothing from switches until the first policy change (docs/store.md)

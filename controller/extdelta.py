@@ -62,7 +62,7 @@ class ExternalDelta:
     def _reached(self, vd, j) -> tuple[set[str], set[str]]:
         """(floating IP ids, switch sessions) the journal's changes reach (module docstring)."""
         v, s = vd.view, vd.state
-        index, ext = s.policy.index(), v.external
+        index, ext = s.policy.index(vd.pacer), v.external  # built from scratch after a start: it pauses
         fids, sessions = set(j.floating_ips), set(j.switches) | set(vd.presence)
         for net_id in j.external_networks:
             fids.update(index.ids("floating_ip", "floating_in", net_id))

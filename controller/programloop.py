@@ -25,6 +25,7 @@ from controller.pacer import collector_paused
 
 log = logging.getLogger("canopy.app")
 COALESCE = 0.005  # seconds: changes arriving together are compiled together
+REPORT_WAIT = 1.0  # seconds a pass waits at most for a switch's report State is taking to be taken whole
 RETRY_BASE_S = 0.5  # first back-off after a failed pass
 RETRY_MAX_S = 30.0
 OK, DEGRADED = "ok", "degraded"
@@ -38,12 +39,15 @@ def retry_delay(failures: int) -> float:
 class ProgramLoop:
     """Runs programming passes (see the module docstring); ``run`` is the green thread's body.
 
-    ``wake``: an event (``wait(timeout)``, ``clear``) that State changes set; ``sleep``: the hub's.
+    ``wake``: an event (``wait(timeout)``, ``clear``) that State changes set; ``sleep``: the hub's. ``taking``: True
+    while State is taking a switch's report (it pauses inside a big one, and its first chunks wake this loop).
     """
 
     def __init__(self, programmer, wake, hand_out: Callable[[set], None], prepare: Callable[[], None] = lambda: None,
-                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.time):
+                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.time,
+                 taking: Callable[[], bool] = lambda: False):
         self.programmer = programmer
+        self._taking = taking
         self._wake = wake
         self._hand_out = hand_out
         self._prepare = prepare
@@ -68,8 +72,19 @@ class ProgramLoop:
         while True:
             self._wake.wait(retry_delay(self.failures) if self.failures else None)
             self._sleep(COALESCE)
+            self._report_taken()
             self._wake.clear()
             self.attempt()
+
+    def _report_taken(self) -> None:
+        """Wait (up to REPORT_WAIT) for the switch report State is taking, if any, to be taken whole: a big one (an
+        OVSDB update deleting 10,000 ports) unbinds its vports chunk by chunk, pausing between chunks, and a pass
+        the first chunk wakes would derive, publish and compile a View that the next chunks change again, on
+        the same event loop, holding back the rest of the report (and the EVPN withdrawals made as each chunk is
+        unbound). One pass after the report does the work once."""
+        deadline = self._clock() + REPORT_WAIT
+        while self._taking() and self._clock() < deadline:
+            self._sleep(COALESCE)
 
     def attempt(self) -> bool:
         """One supervised pass; True if it succeeded. Never raises (but lets GreenletExit through)."""

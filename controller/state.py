@@ -59,6 +59,7 @@ class State(DiscoverySink):
         self._dpid_session: dict[int, str] = {}  # datapath id -> the VRS session reporting it
         self._ranks = itertools.count(1)
         self.index = binding.BindingIndex()
+        self.reports_taking = 0  # VRS reports being taken now (vrs_update, across its pauses)
         self.pacer: Pacer = NEVER  # big reports and commits pause (the app: hub.sleep(0)); see _port_keys, _relocate
         self._journals = weakref.WeakSet()
         self._learn_policy(policy)
@@ -187,8 +188,13 @@ class State(DiscoverySink):
 
     # ------------------------------------------------------------------ discovery (DiscoverySink)
     def vrs_update(self, snap: VrsSnapshot) -> None:
-        """A VRS's report (its ports' numbers completed by what the switch announced before OVSDB had them)."""
-        self._vrs_apply(self.ofport_hints.apply(snap, self.vrs.get(snap.session)))
+        """A VRS's report (its ports' numbers completed by what the switch announced before OVSDB had them);
+        ``reports_taking`` counts the reports being taken (a big one pauses: the programming loop waits for it)."""
+        self.reports_taking += 1
+        try:
+            self._vrs_apply(self.ofport_hints.apply(snap, self.vrs.get(snap.session)))
+        finally:
+            self.reports_taking -= 1
 
     def _vrs_apply(self, snap: VrsSnapshot) -> None:
         """What its changed ports show is read first (_read_ports), pausing (``pacer``) every so many ports: that

@@ -25,6 +25,7 @@ from controller.metrics import Metrics
 from controller import extnet, security
 from controller.model import KINDS, PolicyError
 from controller.pacer import Pacer
+from controller.rest import jsonbody
 from controller.rest.paced import paced_json
 from controller.service import NotActive, NotFound
 
@@ -33,11 +34,10 @@ access_log = logging.getLogger("canopy.rest.access")
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")  # others are counted as "other"
 
 MAX_BODY = 32 * 1024 * 1024
+QUESTION_BODY = 64 * 1024  # bytes of a body that asks (a trace, a log level, HA solo): a few hundred in use
 SWITCHES_EVERY = 1000  # list elements (switches, ports) encoded by GET /v1/switches between two pauses
 ANSWER_EVERY = 1000  # elements of an answer's long lists encoded between two pauses (~4 ms: an apply's changes)
 MAX_DEPTH = 32  # lists and objects nested deeper than any Canopy document is refused up front
-PARSE_EVERY = 5000  # JSON objects of a request body parsed between two pauses (~3 ms; 40,000 in a 10,000-vport apply)
-DEPTH_EVERY = 20_000  # values of a request body looked at for its nesting depth between two pauses (~2 ms)
 MAX_QUERY_INT = 2**63 - 1  # the store's sequence numbers are SQLite INTEGERs
 SEQ_SCHEMA = {"type": "integer", "minimum": 0, "maximum": MAX_QUERY_INT}
 BOOL_SCHEMA = {"type": "string", "enum": ["true", "false", "1", "0"]}
@@ -378,7 +378,7 @@ class Api:
         return Response(200, result)
 
     def ha_solo(self, req):
-        body = _json_body(req, self.pause)
+        body = _json_body(req, self.pause, QUESTION_BODY)
         for key in body:
             if key != "solo":
                 raise ApiError(422, "invalid", "unknown field", key)
@@ -394,7 +394,7 @@ class Api:
         return Response(200, {"level": logs.current_level()})
 
     def set_log_level(self, req):
-        body = _json_body(req, self.pause)
+        body = _json_body(req, self.pause, QUESTION_BODY)
         for key in body:
             if key != "level":
                 raise ApiError(422, "invalid", "unknown field", key)
@@ -411,37 +411,28 @@ class Api:
         return Response(200, document(self.routes))
 
 
-def _json_body(req, pause: Callable[[], None] | None = None):
-    """The request's body as a JSON object, checked against the limits (size, nesting depth). ``pause``: the event
-    loop's turn (``Api.pause``), taken every ``PARSE_EVERY`` JSON objects parsed and ``DEPTH_EVERY`` values looked
-    at for the depth: the body of an apply of 10,000 vports (2.4 MB) took ~70 ms of both in one stretch. Only the
-    body is read meanwhile."""
+def _json_body(req, pause: Callable[[], None] | None = None, limit: int = MAX_BODY):
+    """The request's body as a JSON object, checked against the limits (``limit`` bytes, nesting depth, sizes).
+    ``pause``: the event loop's turn (``Api.pause``): the body is turned into text, decoded and measured for its
+    nesting depth a window at a time whatever its shape (controller/rest/jsonbody.py). Only the body is read
+    meanwhile. A question (``POST /v1/trace``, the log level, HA solo) passes ``QUESTION_BODY``: a larger body is
+    refused before anything is decoded."""
     ctype = req.headers.get("content-type", "application/json").split(";")[0].strip().lower()
     if ctype not in ("application/json", "", "application/x-www-form-urlencoded"):  # the last: curl -d
         raise ApiError(415, "unsupported_media_type", f"send application/json, not {ctype}")
-    if len(req.body) > MAX_BODY:
-        raise ApiError(413, "too_large", f"the body is larger than {MAX_BODY} bytes")
+    if len(req.body) > limit:
+        raise ApiError(413, "too_large", f"the body is larger than {limit} bytes")
     try:
-        data = _parsed(req.body.decode("utf-8"), Pacer(pause, PARSE_EVERY)) if req.body else None
-    except RecursionError:
+        data = jsonbody.loads(jsonbody.text(req.body, pause), MAX_DEPTH, pause) if req.body else None
+    except (jsonbody.TooDeep, RecursionError):
         raise ApiError(400, "bad_json", f"the body nests deeper than {MAX_DEPTH} levels") from None
+    except jsonbody.TooMany as exc:
+        raise ApiError(400, "bad_json", f"the body has {exc}") from None
     except (UnicodeDecodeError, ValueError) as exc:  # ValueError: also an integer of more than 4300 digits
         raise ApiError(400, "bad_json", f"the body is not valid JSON: {str(exc)[:200]}") from None
     if not isinstance(data, dict):
         raise ApiError(400, "bad_json", "the body must be a JSON object")
-    if fields.nesting_depth(data, MAX_DEPTH, Pacer(pause, DEPTH_EVERY).tick) > MAX_DEPTH:
-        raise ApiError(400, "bad_json", f"the body nests deeper than {MAX_DEPTH} levels")
     return data
-
-
-def _parsed(text: str, pacer: Pacer):
-    """``json.loads(text)``, ticking ``pacer`` once per JSON object: the C parser calls the hook as it closes each
-    object, and a pause there switches green threads from inside the parse (greenlet keeps the C stack)."""
-    def object_parsed(obj: dict) -> dict:
-        pacer.tick()
-        return obj
-
-    return json.loads(text, object_hook=object_parsed)
 
 
 def _int_param(req, name, default):

@@ -3,14 +3,15 @@
 ``POST /v1/trace`` walks a packet, described by its fields, through the desired flows Canopy holds for one VRS
 (openflow/trace.py) and names where each copy leaves: a local port and the vport behind it, the tunnel with
 the VTEP (VRS, hardware VTEP or EVPN peer) and the subnet or domain of its VNI, the controller, or a drop and
-why. It reads State only; the body is a question, not a change, so it needs no token where reads need none.
+why. It reads State only; the body is a question, not a change, so it needs no token where reads need none,
+and it is refused over ``QUESTION_BODY`` (64 KiB) before anything is decoded.
 """
 
 from __future__ import annotations
 
 import ipaddress
 
-from controller.rest.api import ApiError, Response, Route, _json_body
+from controller.rest.api import QUESTION_BODY, ApiError, Response, Route, _json_body
 from controller.service import NotFound
 from openflow import dhcp
 from openflow.flows import OFPVID_PRESENT
@@ -34,7 +35,7 @@ TRACE_BODY = {
 
 def routes(state, programmer, dhcp_service=None, underlay_mtu=1500) -> list[Route]:
     def trace(req):
-        body = _json_body(req)
+        body = _json_body(req, limit=QUESTION_BODY)  # no token from loopback: refused before it is decoded
         for key in body:
             if key not in TRACE_FIELDS:
                 raise ApiError(422, "invalid", f"unknown field; use {list(TRACE_FIELDS)}", key)

@@ -3,6 +3,7 @@
     .venv/bin/python -m tests.benchmarks.vrs_scale                      # --vrs 50 --vports 5000
     .venv/bin/python -m tests.benchmarks.vrs_scale --vrs 5 --vports 500  # a couple of minutes
     .venv/bin/python -m tests.benchmarks.vrs_scale --profile /tmp/prof --logs /tmp/logs   # py-spy, keep the logs
+    .venv/bin/python -m tests.benchmarks.vrs_scale --stretches 12 --code /tmp/main   # longest stretches; main's code
 
 Setup (tests.harness.lab, hypervisors as tests.benchmarks.ha_takeover builds them): one controller host; a
 controller is started once with no switch, the policy is applied (one tenant, one domain, /22 subnets of at most
@@ -40,7 +41,8 @@ Printed for each phase: the milestones (s), flow-mods and group-mods sent, the c
 max event-loop lag (tests.benchmarks.health; since start for (a) and (b), the last minute for (c)) and the
 OpenFlow, OVSDB and HA disconnects in the controller's and every ovs-vswitchd's log during the phase (for (c), the
 ovs-vswitchd lines about the survivor only: the killed node's connections end by design). With the machine line
-and load averages.
+and load averages. ``--stretches N``: also each phase's N longest stretches of the controller's CPU between two
+turns of its event loop (controller/stretchtrace.py; for (c) the survivor's, from the kill).
 
 Needs root and Open vSwitch, like the integration tests. Not collected by pytest.
 """
@@ -48,6 +50,8 @@ Needs root and Open vSwitch, like the integration tests. Not collected by pytest
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import ipaddress
 import json
 import os
@@ -59,6 +63,7 @@ import sys
 import time
 
 from tests.benchmarks import health
+from tests.benchmarks.bursts import print_stretches, start_canopy
 from tests.benchmarks.ha_takeover import ControllerTable, Node, connected_as, ha_settings, machine, progress
 from tests.benchmarks.port_to_ping import add_present_ports
 from tests.harness.hosts import BR_INT
@@ -354,8 +359,20 @@ class Scale:
             now = {k: v - baseline[k] for k, v in now.items()}
         lag = health.lag_from_status(node.get("/v1/status")) or {}
         return {"milestones": follow.milestones, **now, "peak_rss_mb": peak_rss_mb(node), "cpu_s": used,
+                "stretches": self.stretches(node),
                 "lag_max_ms": lag.get("max_ms"), "lag_max_1m_ms": lag.get("max_1m_ms"),
                 "disconnects": health.disconnects(logs, self.ovs_logs, since=since, ovs_filter=ovs_filter)}
+
+    def stretches(self, node: Node, reset: bool = False) -> dict | None:
+        """``node``'s traced stretches (``--stretches``): ``GET /v1/stretches``, or ``DELETE`` to start over; None
+        when not traced (or a controller without the tracer, ``--code``)."""
+        if not self.args.stretches:
+            return None
+        try:
+            reply = node.proc.api.delete("/v1/stretches") if reset else node.proc.api.get("/v1/stretches")
+        except Exception:  # noqa: BLE001 - a busy controller: the figures go without its stretches
+            return None
+        return reply.json if reply.status == 200 else None
 
     def cold_start(self) -> dict:
         proc = self.single.proc
@@ -413,6 +430,7 @@ class Scale:
         since = health.log_offsets(standby.proc.log_path, *self.ovs_logs)
         spy = Spy(lab, standby, args.profile, "takeover")
         cpu0 = self.cpu(standby)
+        self.stretches(standby, reset=True)  # the survivor's stretches of the takeover only
         t0 = time.monotonic()
         active.proc.kill()
         follow = Follow(standby, self.dpids, len(self.ports), t0, active=True)
@@ -431,14 +449,15 @@ class Scale:
 
 
     def _apply_to_pair(self, a: Node, b: Node, tries: int = 3) -> None:
-        """The policy applied through whichever node is active (a role change during the apply: again)."""
+        """The policy applied through whichever node is active (a role change during the apply, or the standby
+        not confirming it in time on a loaded machine, when nothing was changed: again)."""
         for attempt in range(tries):
             active, _ = self.lab.wait_until(lambda: _roles(a, b), self.args.timeout, POLL, "one node active")
             try:
                 apply(active, document(self.ports))
                 return
             except AssertionError as exc:
-                if attempt == tries - 1 or "not_active" not in str(exc):
+                if attempt == tries - 1 or not any(code in str(exc) for code in ("not_active", "not_replicated")):
                     raise
                 progress(f"  {exc}; again")
 
@@ -526,6 +545,8 @@ def phase_lines(name: str, ph: dict, a: dict) -> list[str]:
                      f"{a['vrs'] * 2} OVS daemons {cpu['ovs']} s, the whole machine {cpu['machine']} s of "
                      f"{round(cpu['wall'] * (os.cpu_count() or 1), 1)} s")
     lines.append("    " + health.disconnects_line(ph["disconnects"]))
+    if ph.get("stretches"):
+        lines += stretch_lines(name, ph["stretches"])
     if "pair_setup_s" in ph:
         lines.append(f"    pair built, policy applied, ready in {ph['pair_setup_s']} s; before the kill: "
                      + health.disconnects_line(ph["pair_disconnects_before_kill"]) +
@@ -537,13 +558,25 @@ def phase_lines(name: str, ph: dict, a: dict) -> list[str]:
     return lines
 
 
+def stretch_lines(name: str, traced: dict) -> list[str]:
+    """The phase's longest stretches of the controller's CPU (tests.benchmarks.bursts prints them)."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        print_stretches(name, traced)
+    return ["  " + line for line in out.getvalue().splitlines()]
+
+
 def document_subnets(total: int) -> range:
     return range((total + PER_SUBNET - 1) // PER_SUBNET)
 
 
 def run(args) -> dict:
     result = {"machine": machine(), "settings": {k: v for k, v in vars(args).items() if k != "json"}}
+    if args.stretches:
+        os.environ["CANOPY_STRETCH_TRACE"] = str(args.stretches)  # the controllers the lab starts inherit it
     with Lab() as lab:
+        if args.code:
+            start_canopy(lab, args.code)
         progress(f"building the lab: {args.vrs} VRS, {args.vports} vports")
         scale = Scale(lab, args)
         result["setup"] = scale.setup
@@ -586,6 +619,11 @@ def main(argv=None) -> int:
     parser.add_argument("--profile", metavar="DIR", help="py-spy record each phase's controller into DIR")
     parser.add_argument("--logs", metavar="DIR", help="copy the lab's logs (controllers, ovs-vswitchd) to DIR")
     parser.add_argument("--json", action="store_true", help="also print every figure as JSON on stdout")
+    parser.add_argument("--stretches", type=int, default=0, metavar="N", help="trace the controllers' stretches of "
+                        "CPU between two turns of the event loop (CANOPY_STRETCH_TRACE) and print each phase's N "
+                        "longest (0: off, the default)")
+    parser.add_argument("--code", metavar="DIR", help="run the controllers of the checkout at DIR (e.g. a git "
+                        "archive of main) with this venv: before/after comparisons on one machine")
     args = parser.parse_args(argv)
     if args.vrs < 1 or args.vports < args.vrs:
         parser.error("--vrs must be positive and --vports at least --vrs")

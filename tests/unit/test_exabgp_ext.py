@@ -432,3 +432,59 @@ def test_routes_of_one_subnet_share_their_rd_and_label_objects_and_pack_as_befor
     first, second = exabgp_ext.build_nlri(TYPE2, "withdraw"), exabgp_ext.build_nlri(other, "withdraw")
     assert first.rd is second.rd and first.label is second.label
     assert exabgp_ext.build_nlri(TYPE2, "withdraw").pack_nlri() == first.pack_nlri() != second.pack_nlri()
+
+
+def test_a_withdraw_command_reuses_what_its_announcement_parsed_and_built(monkeypatch):
+    """ExaBGP gets a withdrawn route's text as it got it in the announcement: the withdrawal is neither parsed,
+    checked nor built again (that was most of ExaBGP's CPU per withdraw command), and carries the same NLRI
+    bytes, now withdrawn."""
+    from exabgp.configuration.core.format import formated
+
+    batch = batch_of(300)
+    batch = [replace(route, rd="65000:7001") for route in batch]  # texts no other test parsed
+    reactor = FakeReactor()
+    dispatch(reactor, formated(to_batch_command(batch, "announce")))
+    changes = reactor.injected
+    announced = [change.nlri.pack_nlri() for change in changes]
+    monkeypatch.setattr(routes, "route_from_dict", lambda data: pytest.fail("parsed again"))
+    monkeypatch.setattr(exabgp_ext, "build_nlri", lambda route, action: pytest.fail("built again"))
+    for part in (batch[:120], batch[120:]):  # other batches than the announcement's (as early withdrawals are)
+        dispatch(reactor, formated(to_batch_command(part, "withdraw")))
+    assert reactor.acks == ["done", "done", "done"]
+    withdrawn = reactor.injected
+    assert [change.nlri.pack_nlri() for change in withdrawn] == announced
+    assert all(str(change.nlri.action).lower().endswith("withdraw") for change in withdrawn)
+    assert all(str(change.nlri.action).lower().endswith("announce") for change in changes)  # left as they were
+
+
+@pytest.mark.parametrize("spacing", ["compact", "ExaBGP's formatter"])
+def test_batch_texts_seen_before_parse_to_the_same_routes_and_bad_ones_still_fail(spacing):
+    """``parse_batch_command`` cuts a batch into its routes' texts to look them up; the cut never changes what
+    a line means: a text holding the separator inside a string, or a bad route, is parsed whole and refused
+    with its position, the first time and again."""
+    from exabgp.configuration.core.format import formated
+
+    spaced = formated if spacing != "compact" else (lambda line: line)
+    batch = [replace(route, rd="65000:7002") for route in batch_of(5)]
+    line = spaced(to_batch_command(batch, "announce"))
+    assert routes.parse_batch_command(line) == routes.parse_batch_command(line) == (None, "announce", tuple(batch))
+    mixed = batch[:2] + [replace(route, rd="65000:7003") for route in batch[2:]]  # seen first, new after
+    assert routes.parse_batch_command(spaced(to_batch_command(mixed, "withdraw")))[2] == tuple(mixed)
+    bad = line.replace('"l2_vni":5001', '"l2_vni":99999999').replace('"l2_vni" :5001', '"l2_vni" :99999999')
+    tricky = line.replace('"65000:7002"', '"},{"', 1)
+    for text, error in ((bad, "route 0: l2_vni"), (tricky, "route 0: rd")):
+        for _ in range(2):
+            with pytest.raises(ValueError, match=error):
+                routes.parse_batch_command(text)
+
+
+def test_every_keyed_evpn_nlri_shares_one_family_object():
+    """ExaBGP asks an NLRI for its family eight times between a command and its UPDATE, and built a new Family
+    object each time; the keyed NLRIs answer with one object, the same family."""
+    from exabgp.protocol.family import AFI, SAFI
+
+    nlris = [exabgp_ext.build_nlri(route, action) for route in (TYPE2, TYPE2_L2, TYPE5)
+             for action in ("announce", "withdraw")]
+    families = [nlri.family() for nlri in nlris] + [nlri.family() for nlri in nlris]
+    assert all(family is families[0] for family in families)
+    assert families[0].afi_safi() == (AFI.l2vpn, SAFI.evpn)

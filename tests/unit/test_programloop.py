@@ -173,3 +173,36 @@ def test_a_pass_gives_the_event_loop_a_turn_between_its_steps():
     (_, prepared), (_, refreshed), (_, handed) = seen[-3:]
     assert [step for step, _ in seen[-3:]] == ["prepare", "refresh", "hand_out"]
     assert prepared < refreshed < handed
+
+
+def test_a_pass_waits_for_the_report_state_is_taking_and_not_longer_than_report_wait():
+    """A big switch report unbinds its vports chunk by chunk, pausing between them, and its first chunk wakes the
+    loop: the pass waits until State has taken the whole report (one pass then, not one per chunk deriving a View
+    the next chunks change again); a report that never ends holds it REPORT_WAIT at most (a fake clock)."""
+    now, sleeps = [0.0], []
+
+    def sleep(seconds):
+        sleeps.append(seconds)
+        now[0] += seconds
+
+    taking = iter([True, True, True, False])
+    loop = ProgramLoop(None, threading.Event(), None, sleep=sleep, clock=lambda: now[0], taking=lambda: next(taking))
+    loop._report_taken()
+    assert sleeps == [programloop.COALESCE] * 3
+    sleeps.clear()
+    endless = ProgramLoop(None, threading.Event(), None, sleep=sleep, clock=lambda: now[0], taking=lambda: True)
+    endless._report_taken()
+    assert programloop.REPORT_WAIT <= sum(sleeps) < programloop.REPORT_WAIT + 2 * programloop.COALESCE
+
+
+def test_state_counts_a_report_as_taken_until_its_last_pause_is_over():
+    """What the loop's wait reads: State.reports_taking is 1 in every pause of a report (its chunks), 0 after."""
+    from controller.pacer import Pacer
+
+    state = base_state()
+    for i in range(3):
+        add_vport(state, "acme/web", f"vm{i}", f"02:00:00:00:00:1{i}", f"10.0.1.2{i}")
+    seen = []
+    state.pacer = Pacer(lambda: seen.append(state.reports_taking), every=1)
+    state.vrs_update(snapshot("s1", "10.251.0.1", [(f"vm{i}", i + 1) for i in range(3)]))
+    assert seen and set(seen) == {1} and state.reports_taking == 0
