@@ -176,18 +176,22 @@ class Federation:
     def peers(self) -> list[dict]:
         return self.speaker.peers()
 
-    def routes(self, direction: str, kind: int | None = None) -> list[dict]:
+    def routes(self, direction: str, kind: int | None = None, pacer=NEVER) -> list[dict]:
+        """The routes announced ("out") or received ("in"), as dicts in a stable order. ``pacer`` is ticked per
+        route (10,000 routes: ~0.1-0.4 s of CPU): it reads copies the speaker hands over, so anything may change
+        during the pauses."""
         if direction == "out":
             items = [(None, r) for r in self.speaker.announced().values()]
         else:
             items = [(peer, r) for (peer, _key), r in self.speaker.received().items()]
-        out = []
+        keyed = []
         for peer, route in items:
             if kind is not None and route.TYPE != kind:
                 continue
             entry = bgp_routes.route_to_dict(route)
             if peer is not None:
                 entry["peer"] = peer
-            out.append(entry)
-        out.sort(key=lambda e: (e["type"], e.get("peer") or "", json.dumps(e, sort_keys=True)))
-        return out
+            keyed.append(((entry["type"], peer or "", json.dumps(entry, sort_keys=True)), entry))
+            pacer.tick()
+        keyed.sort(key=lambda pair: pair[0])
+        return [entry for _, entry in keyed]

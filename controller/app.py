@@ -106,7 +106,7 @@ class CanopyApp(RyuApp):
 
             self.federation = Federation(settings.bgp, settings.data_dir, self.state)
             self.federation.pacer = self.programmer.pacer  # importing and originating 10,000 routes pause too
-        extra += rest_bgp.routes(self.federation)
+        extra += rest_bgp.routes(self.federation, give_way)  # listing 10,000 routes pauses
         self.pair = None
         if settings.ha is not None and settings.ha.enabled:
             from controller.ha import Pair

@@ -45,6 +45,15 @@ class Pacer:
 NEVER = Pacer()  # counts, never pauses: the default wherever no pause is wired in
 
 
+def release(mapping: dict, pacer: Pacer) -> None:
+    """Empty ``mapping`` an entry at a time, ticking ``pacer`` per entry. Dropping the last reference to a big
+    structure frees all of it in one stretch: the flows of 10,000 owners a withdrawal removed, left to go when their
+    dict went out of scope, were ~90 ms of CPU freed without a pause. Other references keep what they hold."""
+    while mapping:
+        mapping.popitem()
+        pacer.tick()
+
+
 class _Collector:
     freeze = False  # set: freeze what exists at the end (a full compile's result) out of the collector's sight
 

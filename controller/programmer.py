@@ -32,7 +32,7 @@ import logging
 import time
 
 from controller.derive import View, derive
-from controller.pacer import NEVER, Pacer, collector_paused
+from controller.pacer import NEVER, Pacer, collector_paused, release
 from controller.viewdelta import LiveView
 from controller.viewvteps import LiveVteps
 from openflow.compiler import Desired, Shared, compile_owners, compile_switch
@@ -153,6 +153,7 @@ class Programmer:
             if changed:  # noted before the pause: a switch connecting meanwhile is handed them with its state
                 touched.add(session)
                 self._note(session, changed)
+            release(before, self.pacer)  # the owners' old flows, freed with pauses (10,000 removed: ~90 ms)
             self.pacer.tick(1 + len(owners) // COMPARE_UNIT)
         self.timings["compile"] = time.perf_counter() - started
         self.timings["compile_cpu"] = time.process_time() - cpu

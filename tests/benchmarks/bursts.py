@@ -233,9 +233,7 @@ class Bursts:
         """The active controller's traced stretches (``GET``, or ``DELETE`` to start over), None when not traced."""
         if not self.args.stretches:
             return None
-        api = self.canopy.api
-        reply = api.delete("/v1/stretches") if reset else api.get("/v1/stretches")
-        return reply.json if reply.status == 200 else None  # 404: a controller without the tracer (--code)
+        return health.traced_stretches(self.canopy.api, reset)
 
     def burst(self, name: str, action, done, what: str) -> dict:
         """Idle polling, then the burst (``action``, the clock starting just before it) with polling, until
@@ -358,23 +356,10 @@ def print_table(result: dict) -> None:
               + (f"; {r['burst']['failures']} status requests failed" if r['burst']['failures'] else "")
               + ("; " + health.disconnects_line(r["disconnects"]) if sum(r["disconnects"].values()) else ""))
     for name, r in result["bursts"].items():
-        print_stretches(name, r.get("stretches"))
+        health.print_stretches(name, r.get("stretches"))
     print("  " + health.lag_line(result["lag"], "active controller, whole run"))
     print("  " + health.disconnects_line(result["disconnects"]))
     print("  setup: " + ", ".join(f"{label} {seconds:.1f} s" for label, seconds in result["setup_seconds"].items()))
-
-
-def print_stretches(name: str, traced: dict | None) -> None:
-    """A burst's longest stretches of the controller's CPU: where each ended and its most sampled stack."""
-    if not traced:
-        return
-    print(f"  {name}: the {len(traced['stretches'])} longest stretches of CPU between two turns of the event loop "
-          f"(of {traced['switches']:,} switches, {traced['cpu_ms']:,.0f} ms CPU in all):")
-    for s in traced["stretches"]:
-        sampled = s["sampled"][0] if s["sampled"] else None
-        print(f"    {s['cpu_ms']:8.1f} ms  ended in {' < '.join(s['ended_in'][:5])}")
-        if sampled is not None:
-            print(f"{'':17}{sampled['count']} of {s['samples']} samples in {' < '.join(sampled['stack'][:5])}")
 
 
 def main(argv=None) -> int:
@@ -407,7 +392,7 @@ def main(argv=None) -> int:
     args.no_ha = not args.ha
     with Lab() as lab:
         if args.code:
-            start_canopy(lab, args.code)
+            health.run_code(lab, args.code)
         bench = Bursts(lab, args)
         bench.build()
         spied = py_spy(args.py_spy[0], {bench.canopy.pid: args.py_spy[1]}, "speedscope") if args.py_spy else \

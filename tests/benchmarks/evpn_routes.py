@@ -2,7 +2,7 @@
 flows are on the VRS, against GoBGP doing the same work in the same run (docs/benchmarks.md, evpn_routes).
 
     .venv/bin/python -m tests.benchmarks.evpn_routes [--routes 10000] [--verbose] [--json] [--keep-logs DIR]
-                                                     [--code DIR] [--py-spy BIN DIR]
+        [--stretches N] [--code DIR] [--py-spy BIN DIR]
 
 Lab (tests.harness.lab): one controller (``bgp:`` settings, its ExaBGP child), one KVM hypervisor (kvm1)
 with one VM (w1) in the subnet Canopy imports into, and three BGP speakers, each in a namespace of its own:
@@ -35,6 +35,12 @@ The ports have no device behind them: internal and patch ports cost this userspa
 this count, absent devices a few seconds. Canopy learns such a port like a VM's (the row with its iface-id,
 then ``ofport=-1``), binds and announces it; without an ofport it compiles one ARP responder flow for the
 vport instead of about ten.
+
+With ``--stretches N`` (default 10; 0: off) the controller runs with ``CANOPY_STRETCH_TRACE``
+(controller/stretchtrace.py) and each step reports the N longest stretches of the controller's CPU between two
+turns of its event loop during the step, and then those from its end until the next step starts (what a phase
+leaves running, and the benchmark's own requests between steps), with where they ran. ``--code DIR`` runs
+the controller of the checkout at DIR with this venv (a snapshot of main: before/after on one machine).
 
 Needs root, Open vSwitch and gobgpd, like the integration tests. Not collected by pytest.
 """
@@ -444,13 +450,6 @@ def py_spy(binary: str, outputs: dict, form: str = "raw"):
             spy.wait(60)
 
 
-def start_canopy(lab, code: str) -> None:
-    """The lab's controllers run the checkout at ``code`` (port_to_ping's ``--before`` does the same)."""
-    lab.controller_argv = lambda path: ["env", f"PYTHONPATH={code}", sys.executable, "-P", "-c",
-                                        "from controller.cli import main; main()", "run", "--config", str(path)]
-
-
-
 class Bench:
     """The lab, built by ``build``: controller, kvm1, GoBGP A and Y, the feeder; ``base``: the routes A holds
     from Canopy before any phase (w1's), ``pids``: the processes whose CPU time the phases report."""
@@ -458,6 +457,7 @@ class Bench:
     def __init__(self, lab, args):
         self.lab, self.args, self.n = lab, args, args.routes
         self.setup: dict[str, float] = {}
+        self.last_marks: dict = {}  # the marks of the last step clocked
 
     def progress(self, text: str) -> None:
         if self.args.verbose:
@@ -517,11 +517,14 @@ class Bench:
     def timed(self, what: str, action, probes: dict, until: tuple[str, ...], **values) -> dict:
         """``clock`` plus the CPU seconds each watched process used meanwhile."""
         self.progress(f"{what} ...")
+        self.trace_stretches(self.last_marks, "stretches_after")  # what the step before left running until now
         before = {name: cpu_seconds(pids) for name, pids in self.pids.items()}
         marks = clock(action, probes, until, what, values)
+        self.trace_stretches(marks, "stretches")
+        self.last_marks = marks
         marks["cpu"] = {name: round(cpu_seconds(pids) - before[name], 2) for name, pids in self.pids.items()}
         marks["lag"] = health.lag_from_status(self.canopy.api.get("/v1/status").json)
-        self.progress(f"{what}: {json.dumps(marks, default=str)}")
+        self.progress(f"{what}: {json.dumps({k: v for k, v in marks.items() if k != 'stretches'}, default=str)}")
         return marks
 
     @contextlib.contextmanager
@@ -536,6 +539,12 @@ class Bench:
         with py_spy(binary, {self.canopy.pid: Path(target) / f"{phase}-controller.txt",
                              self.pids["exabgp"][0]: Path(target) / f"{phase}-exabgp.txt"}):
             yield
+
+    def trace_stretches(self, marks: dict, key: str) -> None:
+        """The stretches traced since the last call go to ``marks[key]``; tracing starts over."""
+        if self.args.stretches:
+            marks[key] = health.traced_stretches(self.canopy.api)
+            health.traced_stretches(self.canopy.api, reset=True)  # its answer is the empty list it starts with
 
     def feed(self, data: bytes):
         def send():
@@ -632,6 +641,7 @@ ROWS = {
 
 
 def report(b: Bench, phases: dict) -> dict:
+    b.trace_stretches(b.last_marks, "stretches_after")
     rows = []
     for key, (marks, seconds, base_marks, base_seconds) in phases.items():
         seconds, base_seconds = max(seconds, 1e-6), max(base_seconds, 1e-6)  # a probe's first poll is 0 s
@@ -642,7 +652,8 @@ def report(b: Bench, phases: dict) -> dict:
     model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                   if line.startswith("model name")), "?")
     done = subprocess.run(["gobgpd", "--version"], capture_output=True, text=True, timeout=10)
-    return {"routes": b.n, "rows": rows, "setup_seconds": b.setup, "gobgpd": done.stdout.strip(),
+    return {"routes": b.n, "code": b.args.code or "this checkout", "rows": rows, "setup_seconds": b.setup,
+            "gobgpd": done.stdout.strip(),
             "lag": health.lag_from_status(b.canopy.api.get("/v1/status").json), "disconnects": b.disconnects(),
             "machine": {"cpus": os.cpu_count(), "cpu": model, "load_average": os.getloadavg(),
                         "python": sys.version.split()[0]}}
@@ -651,7 +662,8 @@ def report(b: Bench, phases: dict) -> dict:
 def print_table(result: dict) -> None:
     rows = {row["phase"]: row for row in result["rows"]}
     print(f"EVPN type-2 routes, N = {result['routes']:,}: one controller (ExaBGP), one KVM hypervisor (userspace "
-          f"OVS), {result['gobgpd']}")
+          f"OVS), {result['gobgpd']}; controller: {result['code']}; load average at the end "
+          f"{', '.join(f'{x:.2f}' for x in result['machine']['load_average'])}")
     print(f"  {'phase':17} {'seconds':>8} {'routes/s':>9}   {'baseline s':>10} {'routes/s':>9}   {'rate ratio':>10}")
     for row in result["rows"]:
         print(f"  {row['phase']:17} {row['seconds']:8.2f} {row['routes_per_s']:9,.0f}   {row['baseline_seconds']:10.2f}"
@@ -673,6 +685,11 @@ def print_table(result: dict) -> None:
             if label.strip() != "baseline receive_withdraw":  # the same event as receive_withdraw
                 cpu = marks["cpu"]
                 print(f"    {label:30}{''.join(f'{cpu[name]:11.2f}' for name in names)}")
+    for row in result["rows"]:
+        for label, marks in ((row["phase"], row["marks"]), (f"baseline {row['phase']}", row["baseline_marks"])):
+            if label != "baseline receive_withdraw":
+                health.print_stretches(label, marks.get("stretches"))
+                health.print_stretches(f"after {label}, until the next step", marks.get("stretches_after"))
     print("  max event-loop lag in the last minute at the end of each phase (ms): " + ", ".join(
         f"{row['phase']} {fmt_lag(row['marks'].get('lag'))}" for row in result["rows"]))
     print("  " + health.lag_line(result["lag"]))
@@ -705,17 +722,21 @@ def main(argv=None) -> int:
     parser.add_argument("--verbose", action="store_true", help="print each phase as it runs (on stderr)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of the table")
     parser.add_argument("--keep-logs", type=Path, help="copy the logs of the controller, ExaBGP, gobgpd and OVS here")
+    parser.add_argument("--stretches", type=int, default=10, metavar="N", help="trace the controller's stretches of "
+                        "CPU between two turns of the event loop and print each step's N longest (0: off)")
     parser.add_argument("--code", metavar="DIR", help="run the controller of the checkout at DIR (e.g. a git archive "
                         "of main) with this venv: before/after comparisons on one machine")
     parser.add_argument("--py-spy", nargs=2, metavar=("BIN", "DIR"), help="sample the controller and ExaBGP with "
                         "py-spy BIN during the announce phase into DIR (collapsed stacks; py-spy's sampling costs "
                         "the processes it samples, so that run's figures are not comparable)")
     args = parser.parse_args(argv)
+    if args.stretches:
+        os.environ["CANOPY_STRETCH_TRACE"] = str(args.stretches)  # the controller the lab starts inherits it
     if not 1 <= args.routes <= MAX_ROUTES:
         parser.error(f"--routes must be 1..{MAX_ROUTES} (a /16 per direction)")
     with Lab() as lab:
         if args.code:
-            start_canopy(lab, args.code)
+            health.run_code(lab, args.code)
         bench = Bench(lab, args)
         try:
             bench.build()

@@ -11,11 +11,15 @@ sessions that dropped during the run.
 - ``disconnects`` counts the OpenFlow, OVSDB, BGP and HA sessions that ended (and HA role changes), in the
   controller's log, in
   ovs-vswitchd's logs (inactivity probes, dropped connections) and in gobgpd's logs.
+- ``traced_stretches`` and ``print_stretches``: with ``CANOPY_STRETCH_TRACE`` set (``--stretches N``), the longest
+  stretches of the controller's CPU between two turns of its event loop (controller/stretchtrace.py), per step.
+- ``run_code``: the lab's controllers run another checkout with this venv (``--code DIR``: before/after).
 """
 
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 from controller.lagprobe import LagProbe
@@ -117,3 +121,30 @@ def disconnects_line(counts: dict) -> str:
     total = sum(counts.values())
     detail = ", ".join(f"{what} {n}" for what, n in counts.items() if n)
     return f"disconnects during the run: {total}" + (f" ({detail})" if detail else "")
+
+
+def run_code(lab, code: str) -> None:
+    """The lab's controllers run the checkout at ``code`` (port_to_ping's ``--before`` does the same); ``-P``: the
+    current directory (a checkout of its own when the benchmark is started from one) does not come first."""
+    lab.controller_argv = lambda path: ["env", f"PYTHONPATH={code}", sys.executable, "-P", "-c",
+                                        "from controller.cli import main; main()", "run", "--config", str(path)]
+
+
+def traced_stretches(api, reset: bool = False) -> dict | None:
+    """The controller's traced stretches (``GET``, or ``DELETE`` to start over); None when it does not trace them
+    (``CANOPY_STRETCH_TRACE`` unset, or ``--code`` of a checkout without the tracer: 404)."""
+    reply = api.delete("/v1/stretches") if reset else api.get("/v1/stretches")
+    return reply.json if reply.status == 200 else None
+
+
+def print_stretches(name: str, traced: dict | None) -> None:
+    """One step's longest stretches of the controller's CPU: where each ended and its most sampled stack."""
+    if not traced:
+        return
+    print(f"  {name}: the {len(traced['stretches'])} longest stretches of CPU between two turns of the event loop "
+          f"(of {traced['switches']:,} switches, {traced['cpu_ms']:,.0f} ms CPU in all):")
+    for s in traced["stretches"]:
+        sampled = s["sampled"][0] if s["sampled"] else None
+        print(f"    {s['cpu_ms']:8.1f} ms  ended in {' < '.join(s['ended_in'][:5])}")
+        if sampled is not None:
+            print(f"{'':17}{sampled['count']} of {s['samples']} samples in {' < '.join(sampled['stack'][:5])}")

@@ -63,7 +63,6 @@ import sys
 import time
 
 from tests.benchmarks import health
-from tests.benchmarks.bursts import print_stretches, start_canopy
 from tests.benchmarks.ha_takeover import ControllerTable, Node, connected_as, ha_settings, machine, progress
 from tests.benchmarks.port_to_ping import add_present_ports
 from tests.harness.hosts import BR_INT
@@ -562,7 +561,7 @@ def stretch_lines(name: str, traced: dict) -> list[str]:
     """The phase's longest stretches of the controller's CPU (tests.benchmarks.bursts prints them)."""
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        print_stretches(name, traced)
+        health.print_stretches(name, traced)
     return ["  " + line for line in out.getvalue().splitlines()]
 
 
@@ -576,7 +575,7 @@ def run(args) -> dict:
         os.environ["CANOPY_STRETCH_TRACE"] = str(args.stretches)  # the controllers the lab starts inherit it
     with Lab() as lab:
         if args.code:
-            start_canopy(lab, args.code)
+            health.run_code(lab, args.code)
         progress(f"building the lab: {args.vrs} VRS, {args.vports} vports")
         scale = Scale(lab, args)
         result["setup"] = scale.setup

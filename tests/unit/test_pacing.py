@@ -332,6 +332,47 @@ def test_a_vport_moving_between_ports_of_one_report_is_bound_in_every_pause_of_s
     assert state.locations["vm0"].port == "p-zz"
 
 
+def test_a_report_deleting_many_ports_pauses_while_the_index_forgets_them_each_port_all_there_or_all_gone():
+    """10,000 ports deleted in one OVSDB update (evpn_routes' withdraw) were forgotten by the binding index, with
+    their order of first appearance, in one stretch (~30-50 ms) before State's first pause. They are forgotten in
+    chunks now, pausing between them; in every pause each port is either still wholly known (index and order of
+    appearance) or wholly gone: a report in parts, as the switch could have sent it."""
+    state = vports_state(1000)
+    state.vrs_update(snapshot("hv1", HOSTS["hv1"], [(f"vm{i}", 10 + i) for i in range(1000)]))
+    assert len(state.locations) == 1000
+    known = []
+
+    def look():
+        shown = set(state.index.shown["hv1"])
+        assert shown == set(state._seen_ports["hv1"])  # the two forget a port together
+        known.append(len(shown))
+
+    state.pacer = Pacer(look, every=250)
+    state.vrs_update(snapshot("hv1", HOSTS["hv1"], []))  # every VM's port deleted: the tunnel port stays
+    assert len([n for n in known if 1 < n < 1001]) >= 3, known  # paused while the index still knew some
+    assert not state.locations and set(state.index.shown["hv1"]) == {"vxlan0"}
+
+
+def test_a_pass_removing_many_vports_frees_their_old_flows_a_few_owners_at_a_time():
+    """When 10,000 vports are unbound, the pass's recompile dropped the last reference to their old flows at once
+    (~90 ms of freeing without a pause, evpn_routes' withdraw). They are freed a few owners between two pauses now:
+    no stretch between two pauses frees more than a fraction of the memory blocks the pass frees in all."""
+    import sys
+
+    state = vports_state(1000)
+    state.vrs_update(snapshot("hv1", HOSTS["hv1"], [(f"vm{i}", 10 + i) for i in range(1000)]))
+    programmer = Programmer(state)
+    programmer.refresh(full=True)
+    state.vrs_update(snapshot("hv1", HOSTS["hv1"], []))  # every VM's port deleted
+    blocks = [sys.getallocatedblocks()]
+    programmer.pacer = Pacer(lambda: blocks.append(sys.getallocatedblocks()), every=50)
+    programmer.refresh()
+    blocks.append(sys.getallocatedblocks())
+    freed = [before - after for before, after in zip(blocks, blocks[1:])]
+    assert blocks[0] - blocks[-1] > 50_000  # 9,000 flows and their matches and actions freed
+    assert max(freed) < (blocks[0] - blocks[-1]) / 4, sorted(freed)[-3:]
+
+
 def test_the_policy_index_built_by_an_incremental_pass_pauses_too(monkeypatch):
     """The first incremental pass after a start builds the policy's index from scratch (controller/extdelta.py
     asks it which floating IPs a change reaches): per object indexed, a tick (5,000 vports: ~33 ms of CPU in one stretch

@@ -345,3 +345,24 @@ def test_ports_appearing_at_once_give_the_event_loop_turns_while_their_rows_are_
     reporter.refresh([db.root], db.take())
     assert pacer.pauses - before == 200 + 2 * 200 // ROWS_PER_TICK  # 200 ports read, 400 rows looked at again
     assert {f"new{i}" for i in range(200)} <= set(by_name(sink.calls[-1][1]))
+
+
+def test_ports_deleted_at_once_give_the_event_loop_turns_while_they_are_dropped():
+    """10,000 ports deleted in one OVSDB update (evpn_routes' withdraw) were dropped from the bridge's ports in one
+    stretch (~45 ms): one pacer unit per ROWS_PER_TICK ports dropped now, and the rows looked at again as before."""
+    from controller.pacer import Pacer
+    from ovsdb.bridgeports import ROWS_PER_TICK
+
+    db, sink = Db(ports=2), Sink()
+    pacer = Pacer(lambda: None, every=1)
+    reporter = VrsReporter(sink, "ovsdb:" + PEER_A, PEER_A, pacer=pacer)
+    for i in range(200):
+        db.add(f"old{i}", {"iface-id": f"o{i}"})
+    reporter.refresh([db.root])
+    db.take()
+    for i in range(200):
+        db.remove(f"old{i}")
+    before = pacer.pauses
+    reporter.refresh([db.root], db.take())
+    assert pacer.pauses - before == 3 * 200 // ROWS_PER_TICK  # 200 ports dropped, 400 rows looked at again
+    assert not {f"old{i}" for i in range(200)} & set(by_name(sink.calls[-1][1]))
