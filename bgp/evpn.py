@@ -89,15 +89,22 @@ def _mac_routes(view, policy, seqs):
         key = (ep.subnet_id, ep.mac)
         if next_hop is None or subnet is None or (key in seqs and seqs[key] is None):
             continue
-        sub = view.subnets[ep.subnet_id]
-        routed = ep.kind == "vport" and sub.domain_id and sub.l3_vni and ep.session in view.switches
-        rts = _rts(subnet) + (_rts(view.domains[sub.domain_id]) if routed else ())
-        common = dict(rd=subnet["rd"], mac=ep.mac, l2_vni=sub.vni, next_hop=next_hop,
-                      route_targets=tuple(dict.fromkeys(rts)), mobility_seq=seqs.get(key) or None)
-        if routed:
-            common.update(l3_vni=sub.l3_vni, router_mac=view.switches[ep.session].router_mac)
-        for ip in ep.ips or (None,):
-            yield ep, _route(MacIpRoute, ip=ip, **common)
+        for route in mac_ip_routes(view, ep, subnet, next_hop, seqs.get(key) or None):
+            yield ep, route
+
+
+def mac_ip_routes(view, ep, subnet, next_hop: str, seq: int | None) -> list:
+    """The type 2 routes of one local endpoint (one per IP, or one without): ``subnet`` its policy object,
+    ``next_hop`` its VTEP's tunnel IP, ``seq`` its mobility sequence number (None: 0). Reads ``view.subnets``,
+    ``view.domains`` and ``view.switches`` only (``originate``'s, and the announcement at bind's: bgp/early.py)."""
+    sub = view.subnets[ep.subnet_id]
+    routed = ep.kind == "vport" and sub.domain_id and sub.l3_vni and ep.session in view.switches
+    rts = _rts(subnet) + (_rts(view.domains[sub.domain_id]) if routed else ())
+    common = dict(rd=subnet["rd"], mac=ep.mac, l2_vni=sub.vni, next_hop=next_hop,
+                  route_targets=tuple(dict.fromkeys(rts)), mobility_seq=seq)
+    if routed:
+        common.update(l3_vni=sub.l3_vni, router_mac=view.switches[ep.session].router_mac)
+    return [_route(MacIpRoute, ip=ip, **common) for ip in ep.ips or (None,)]
 
 
 def _multicast_routes(view, policy):

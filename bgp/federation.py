@@ -20,6 +20,11 @@ those unbindings wake (seconds for 10,000 ports). ``publish`` leaves out the rou
 while it made them, so what is announced never again includes them; the pass's own publish then finds nothing
 more to withdraw. One lock (``_origins_lock``) orders the two: a withdrawal never lands between the check and
 the hand-over to the speaker.
+
+Announced at bind: the same subscriber announces the type 2 routes of the vports a chunk binds when nothing but the
+binding is new (``bgp.early``), so routes reach the peers while the pass is still to come; ``publish`` carries them
+until its View has them. ``early`` (set by the app) keeps this off until the programming passes hand their results
+out (after the first, and after the start-up hold).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import os
 import threading
 
 from bgp import routes as bgp_routes
+from bgp.early import EarlyAnnounce
 from bgp.evpn import ImportResult, Mobility, originate
 from bgp.importer import RemoteDelta, RouteImport
 from bgp.origins import Origins
@@ -67,6 +73,8 @@ class Federation:
         self.pacer = NEVER  # the programming loop's (controller/app.py): its steps here pause every so many routes
         self._origins = Origins()  # what stands behind the routes the last publish handed to the speaker
         self._origins_lock = threading.Lock()
+        self.early = False  # announce at bind (bgp/early.py): the app allows it once passes hand out
+        self._early = EarlyAnnounce(state, self.mobility)
         state.subscribe(self._locations_changed)
 
     def start(self):
@@ -141,12 +149,16 @@ class Federation:
         with self._origins_lock:  # no pause from here to the speaker: see the module docstring
             for key in origins.settle(self.state.locations):  # vports unbound while this View was published
                 del desired[key]
+            if originating:
+                self._early.carry(desired, origins)  # announced at bind, not in this View yet
+            self._early.remember(view, policy, originating)
             self._origins = origins
             self.speaker.set_desired(desired)
 
     def _locations_changed(self, what, vport_ids) -> None:
         """State's subscriber: withdraw now the routes only vports it no longer locates stood behind (those it
-        locates again pin theirs: ``Origins.bound``)."""
+        locates again pin theirs: ``Origins.bound``), and announce those of the vports it binds that ``bgp.early``
+        can make."""
         if what != "locations" or not vport_ids:
             return
         locations = self.state.locations
@@ -155,6 +167,10 @@ class Federation:
             self._origins.bound([vid for vid in vport_ids if vid in locations])
             if gone:
                 self.speaker.withdraw(gone)
+            if self.early and self.originating:
+                new = self._early.bound([vid for vid in vport_ids if vid in locations], self._origins)
+                if new:
+                    self.speaker.announce(new)
 
     # ------------------------------------------------------------------ inspection (REST)
     def peers(self) -> list[dict]:

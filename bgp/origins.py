@@ -44,6 +44,10 @@ class Origins:
         if behind:
             self._behind[key] = self._behind.get(key, 0) + behind
 
+    def has(self, vport_id) -> bool:
+        """Whether routes of the last publish (or announced since) name this vport, unbound since or not."""
+        return vport_id in self._keys_of
+
     def unbound(self, vport_ids) -> list[tuple]:
         """``vport_ids`` no longer stand behind their routes (State no longer locates them); the keys of the routes
         nothing stands behind now."""

@@ -123,6 +123,19 @@ class RouteBook:
         self.desired = dict(routes)
         return self._sync() if self.connected else []
 
+    def announce(self, routes: dict) -> list[str]:
+        """Want ``routes`` ({key: route}) too, leaving every other desired route as it is: the commands that announce
+        those ExaBGP was not told yet. Costs what ``routes`` holds, not what is desired."""
+        self.desired.update(routes)
+        if not self.connected:
+            return []
+        new = []
+        for key, route in routes.items():
+            if self.expected.get(key) != route and self.failed.get(key) != route:
+                self.expected[key] = route
+                new.append(route)
+        return self._send_all(bgp_routes.ANNOUNCE, new)
+
     def withdraw(self, keys) -> list[str]:
         """Stop wanting the routes ``keys`` (and nothing else): the commands that withdraw those ExaBGP was told
         to announce. Costs what ``keys`` holds, not what is desired (``set_desired`` compares every route)."""

@@ -319,10 +319,17 @@ class Speaker:
         if commands:
             self._wake()
 
+    def announce(self, routes: dict) -> None:
+        """Announce ``routes`` ({route.key: route}) too, leaving every other desired route as it is."""
+        self._change(self._book.announce, routes)
+
     def withdraw(self, keys) -> None:
         """Withdraw the routes ``keys`` from what is announced, leaving every other desired route as it is."""
+        self._change(self._book.withdraw, keys)
+
+    def _change(self, book_step, what) -> None:
         with self._lock:
-            commands = self._book.withdraw(keys)
+            commands = book_step(what)
             self._queue(commands)
         if commands:
             self._wake()

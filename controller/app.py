@@ -74,6 +74,8 @@ class CanopyApp(RyuApp):
         self.hold = StartupHold(self.store, settings.restart_hold)  # nothing is written before it is released
         self.programmer = Programmer(self.state)
         self.programmer.pacer = Pacer(give_way)  # a pass never holds the hub: it pauses inside derive and compile
+        self.programmer.on_view = self._view_ready  # the EVPN routes go out before the pass compiles
+        self._published = False  # this pass has published the EVPN routes already (_view_ready)
         self.service.pacer = Pacer(give_way, 40)  # planning a big apply pauses (a vport placed: ~0.25 ms)
         self.state.pacer = Pacer(give_way, STATE_EVERY)  # a report of 10,000 ports, a commit of 10,000 vports
         self.reconcilers: dict[int, SwitchReconciler] = {}
@@ -203,7 +205,8 @@ class CanopyApp(RyuApp):
         touched = self._after_hold(touched)
         if touched is None:
             return  # the start-up hold: nothing is written anywhere yet
-        self._publish_routes()  # first: ExaBGP works on the routes while the reconcilers send the flows
+        if not self._published:  # first: ExaBGP works on the routes while the reconcilers send the flows
+            self._publish_routes()
         for session in touched:
             self._push(session)
             hub.sleep(0)  # a turn for echo replies, heartbeats and REST between switches
@@ -241,7 +244,18 @@ class CanopyApp(RyuApp):
             return set(self.programmer.desired)
         return None
 
+    def _view_ready(self):
+        """The pass's View is up to date and nothing is compiled yet: a pass that will hand its result out (not
+        the first, not during the start-up hold) publishes the EVPN routes now, so ExaBGP and the peers take them
+        in while the flows compile (10,000 new vports: a second or more). The routes follow the View, as they
+        did when published first in ``_hand_out``; a pass failing in its compile has published them all the
+        same (the next pass, from scratch, publishes again)."""
+        if self.program_loop.started and not self.hold.holding:
+            self._publish_routes()
+            self._published = True
+
     def _import_remote(self):
+        self._published = False  # a new pass (its first step)
         if self.federation is not None:
             try:
                 self.federation.refresh_import()
@@ -250,6 +264,7 @@ class CanopyApp(RyuApp):
 
     def _publish_routes(self):
         if self.federation is not None:
+            self.federation.early = True  # passes hand out now: routes may also go as vports are bound
             try:
                 self.federation.publish(self.programmer.view)
             except Exception:

@@ -61,6 +61,11 @@ class ProgramLoop:
         self._started = False  # the first (full, not handed out) pass succeeded
         self._logged_reason = None
 
+    @property
+    def started(self) -> bool:
+        """The first pass succeeded: every pass from now on hands its result out."""
+        return self._started
+
     def status(self) -> dict:
         """JSON-ready: state ok|degraded, reason, since (epoch seconds), failures in a row, next retry."""
         return {"state": self.state, "reason": self.reason, "since": self.since, "failures": self.failures,

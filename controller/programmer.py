@@ -55,6 +55,7 @@ class Programmer:
         self.incremental_updates = 0
         self.timings: dict[str, float] = {}  # the last refresh: seconds in derive, finding owners, compiling (and CPU)
         self.pacer: Pacer = NEVER  # ticked while compiling (see the module docstring)
+        self.on_view = _nothing  # called once a refresh's View is up to date, before it compiles (see refresh)
         self._passing = False  # inside refresh()
         self.vteps = LiveVteps()  # each hardware VTEP's desired rows, by the same delta (controller/viewvteps.py)
 
@@ -69,7 +70,12 @@ class Programmer:
                       getattr(s, "gateway_macs", None))
 
     def refresh(self, full: bool = False) -> set[str]:
-        """Bring desired state up to date; returns the sessions whose desired flows or groups changed."""
+        """Bring desired state up to date; returns the sessions whose desired flows or groups changed.
+
+        ``on_view()`` is called when the View is up to date and nothing is compiled yet (not when nothing
+        changed): what follows the View alone, as the EVPN routes do, need not wait for the compile (10,000 new
+        vports: a second or more of it). It runs inside the pass: it may pause, and nothing changes the View
+        meanwhile."""
         if self._passing:  # its pauses let other green threads run, never another pass (it would take the journal
             raise RuntimeError("a programming pass is already running")  # and change the View under this one)
         recomputes = self.full_recomputes
@@ -92,6 +98,7 @@ class Programmer:
             self.live.build()
             self._built = True
             self.timings = {"derive": time.perf_counter() - started, "compile": 0.0}
+            self.on_view()
             touched = self._recompute_all(self.view, diff_all=full)
             self.vteps.build(self.view, policy, self.pacer)
             return touched
@@ -101,6 +108,7 @@ class Programmer:
             return set()
         reach = self.live.apply(journal)
         self.timings["derive"] = time.perf_counter() - started
+        self.on_view()
         view = self.view
         touched = {session for session in reach.gone if self.desired.pop(session, None) is not None}
         for session in reach.gone:
@@ -196,6 +204,10 @@ class Programmer:
         """The owners whose desired flows or groups on this switch changed since the last call (and so since
         its reconciler was last handed its state); None: unknown or most of them, diff every owner."""
         return self._changes.pop(session, set())
+
+
+def _nothing() -> None:
+    """``Programmer.on_view`` by default."""
 
 
 def _changed_owners(old: Desired | None, new: Desired | None, same: dict, pacer: Pacer = NEVER) -> set:

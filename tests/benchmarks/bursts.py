@@ -42,12 +42,11 @@ Needs root, Open vSwitch and gobgpd, like the integration tests. Not collected b
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
 import shutil
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -56,7 +55,7 @@ from pathlib import Path
 from tests.benchmarks import health
 from tests.benchmarks.evpn_routes import (A_ASN, CANOPY_ASN, FEED_ASN, IN_NET, IN_VNI, L3_VNI, OUT_NET, OUT_VNI, W1,
                                           GoBGP, add_ports_ops, encode, evpn_l2_flows, host_ip, mac, open_feeder,
-                                          remote_routes, speaker, transact)
+                                          py_spy, remote_routes, speaker, start_canopy, transact)
 from tests.benchmarks.ha_takeover import ha_settings
 from tests.harness.lab import Lab
 
@@ -396,16 +395,11 @@ def main(argv=None) -> int:
             health.run_code(lab, args.code)
         bench = Bursts(lab, args)
         bench.build()
-        spy = None
-        if args.py_spy:
-            spy = subprocess.Popen([args.py_spy[0], "record", "--pid", str(bench.canopy.pid), "--rate", "200",
-                                    "--format", "speedscope", "--nonblocking", "--idle", "-o", args.py_spy[1]],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for name in wanted:
-            getattr(bench, name)()
-        if spy is not None:
-            spy.send_signal(signal.SIGINT)
-            spy.wait(60)
+        spied = py_spy(args.py_spy[0], {bench.canopy.pid: args.py_spy[1]}, "speedscope") if args.py_spy else \
+            contextlib.nullcontext()
+        with spied:
+            for name in wanted:
+                getattr(bench, name)()
         disconnects = bench.disconnects()  # before the feeder's session ends
         if args.logs:
             Path(args.logs).mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,7 @@
 flows are on the VRS, against GoBGP doing the same work in the same run (docs/benchmarks.md, evpn_routes).
 
     .venv/bin/python -m tests.benchmarks.evpn_routes [--routes 10000] [--verbose] [--json] [--keep-logs DIR]
-        [--stretches N] [--code DIR]
+        [--stretches N] [--code DIR] [--py-spy BIN DIR]
 
 Lab (tests.harness.lab): one controller (``bgp:`` settings, its ExaBGP child), one KVM hypervisor (kvm1)
 with one VM (w1) in the subnet Canopy imports into, and three BGP speakers, each in a namespace of its own:
@@ -48,10 +48,12 @@ Needs root, Open vSwitch and gobgpd, like the integration tests. Not collected b
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -432,6 +434,22 @@ def logged(canopy, wall: float, needle: str, count: int) -> float | None:
 
 # ---------------------------------------------------------------------------------------------- the lab
 
+@contextlib.contextmanager
+def py_spy(binary: str, outputs: dict, form: str = "raw"):
+    """py-spy ``binary`` samples each process {pid: output file} while the block runs (``form``: raw gives
+    collapsed stacks to sum, speedscope samples in time order, for finding stretches)."""
+    spies = [subprocess.Popen([binary, "record", "--pid", str(pid), "--rate", "200", "--format", form,
+                               "--nonblocking", "--idle", "-o", str(out)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for pid, out in outputs.items()]
+    try:
+        yield
+    finally:
+        for spy in spies:
+            spy.send_signal(signal.SIGINT)
+        for spy in spies:
+            spy.wait(60)
+
+
 class Bench:
     """The lab, built by ``build``: controller, kvm1, GoBGP A and Y, the feeder; ``base``: the routes A holds
     from Canopy before any phase (w1's), ``pids``: the processes whose CPU time the phases report."""
@@ -509,6 +527,19 @@ class Bench:
         self.progress(f"{what}: {json.dumps({k: v for k, v in marks.items() if k != 'stretches'}, default=str)}")
         return marks
 
+    @contextlib.contextmanager
+    def spied(self, phase: str):
+        """With ``--py-spy BIN DIR``: py-spy samples the controller and ExaBGP during ``phase`` into
+        DIR/PHASE-controller.txt and DIR/PHASE-exabgp.txt (collapsed stacks: one line per stack, its count)."""
+        if not self.args.py_spy:
+            yield
+            return
+        binary, target = self.args.py_spy
+        Path(target).mkdir(parents=True, exist_ok=True)
+        with py_spy(binary, {self.canopy.pid: Path(target) / f"{phase}-controller.txt",
+                             self.pids["exabgp"][0]: Path(target) / f"{phase}-exabgp.txt"}):
+            yield
+
     def trace_stretches(self, marks: dict, key: str) -> None:
         """The stretches traced since the last call go to ``marks[key]``; tracing starts over."""
         if self.args.stretches:
@@ -543,9 +574,10 @@ def announce_withdraw(b: Bench) -> dict:
 
     # the newly present subnet on kvm1 also brings its type 3 route: A then holds base + N + 1
     ops, wall = add_ports_ops(vports), time.time()
-    out = b.timed("announce", lambda: transact(b.hv, ops), {"gobgp": lambda: b.a.count() == base + n + 1,
-                                                           "acked": acked(base + n + 1)},
-                  ("gobgp", "acked"), A=b.a.count, speaker=lambda: speaker(b.canopy)["speaker"])
+    with b.spied("announce"):
+        out = b.timed("announce", lambda: transact(b.hv, ops), {"gobgp": lambda: b.a.count() == base + n + 1,
+                                                               "acked": acked(base + n + 1)},
+                      ("gobgp", "acked"), A=b.a.count, speaker=lambda: speaker(b.canopy)["speaker"])
     out["logged"] = logged(b.canopy, wall, "bench/out/o", n)
     routes = [r for r in b.canopy.api.get("/v1/bgp/routes?direction=out&type=2").json["items"]
               if r["mac"].startswith("02:0e:")]
@@ -694,6 +726,9 @@ def main(argv=None) -> int:
                         "CPU between two turns of the event loop and print each step's N longest (0: off)")
     parser.add_argument("--code", metavar="DIR", help="run the controller of the checkout at DIR (e.g. a git archive "
                         "of main) with this venv: before/after comparisons on one machine")
+    parser.add_argument("--py-spy", nargs=2, metavar=("BIN", "DIR"), help="sample the controller and ExaBGP with "
+                        "py-spy BIN during the announce phase into DIR (collapsed stacks; py-spy's sampling costs "
+                        "the processes it samples, so that run's figures are not comparable)")
     args = parser.parse_args(argv)
     if args.stretches:
         os.environ["CANOPY_STRETCH_TRACE"] = str(args.stretches)  # the controller the lab starts inherits it

@@ -33,6 +33,24 @@ class BookedSpeaker:
     def withdraw(self, keys):
         self.commands += self.book.withdraw(keys)
 
+    def announce(self, routes):
+        self.commands += self.book.announce(routes)
+
+
+def publish_while_hv1_reports(fed, state, view, ports) -> bool:
+    """``fed.publish(view)``, with hv1 reporting ``ports`` in its first pause (another green thread's turn: the
+    OVSDB session); True when it did."""
+    reported = []
+
+    def pause():
+        if not reported:
+            reported.append(1)
+            state.vrs_update(snapshot("hv1", HV1, ports))
+
+    fed.pacer = Pacer(pause, 1)
+    fed.publish(view)
+    return bool(reported)
+
 
 def published():
     state, view = setup_view()
@@ -78,16 +96,8 @@ def test_a_vport_that_moves_keeps_its_route_until_the_pass():
 def test_a_vport_unbound_while_a_publish_pauses_is_left_out_of_it():
     state, view = setup_view()
     fed = Federation(None, "/unused", state, speaker=BookedSpeaker())
-    unplugged = []
-
-    def pause():  # another green thread's turn: the OVSDB session unbinds vm1 (once)
-        if not unplugged:
-            unplugged.append(1)
-            state.vrs_update(snapshot("hv1", HV1, WEB_HV1))
-
-    fed.pacer = Pacer(pause, 1)
-    fed.publish(view)  # the View still has vm1: it was derived before
-    assert unplugged and not vm1_routes(originate(view, state.policy)) & set(fed.speaker.desired)
+    assert publish_while_hv1_reports(fed, state, view, WEB_HV1)  # the View still has vm1: derived before
+    assert not vm1_routes(originate(view, state.policy)) & set(fed.speaker.desired)
     assert any(r.mac == "02:00:00:00:00:03" for r in fed.speaker.desired.values() if isinstance(r, MacIpRoute))
 
 

@@ -175,6 +175,35 @@ def test_a_pass_gives_the_event_loop_a_turn_between_its_steps():
     assert prepared < refreshed < handed
 
 
+def test_the_view_is_handed_on_before_the_pass_compiles():
+    """``Programmer.on_view`` (the app publishes the EVPN routes there) runs once per pass that changed something,
+    with the View holding the new vport and its flows not compiled yet: 10,000 new vports' routes reach ExaBGP a
+    compile earlier (evpn_routes' announce). A pass with nothing to do does not call it; the first pass (from scratch)
+    does, and ``ProgramLoop.started`` says whether the pass hands its result out."""
+    state = base_state()
+    add_vport(state, "acme/web", "vm1", "02:00:00:00:00:01", "10.0.1.10")
+    programmer = Programmer(state)
+    seen = []
+
+    def view_ready():
+        view, desired = programmer.view, programmer.desired.get("hv1")
+        seen.append(("vm1" in view.endpoints, desired is not None and any(
+            o == ("vport", "vm1") for o in desired.flows)))
+
+    programmer.on_view = view_ready
+    loop = ProgramLoop(programmer, threading.Event(), lambda touched: None, sleep=lambda _s: None)
+    assert not loop.started
+    loop.attempt()
+    assert loop.started and seen == [(False, False)]
+    state.vrs_update(snapshot("hv1", "10.251.0.1", [("vm1", 10)]))
+    loop.attempt()
+    assert seen[1:] == [(True, False)]  # the View has vm1, its flows are not compiled yet
+    assert "hv1" in programmer.desired and any(o == ("vport", "vm1")
+                                               for o in programmer.desired["hv1"].flows)  # and then they are
+    loop.attempt()
+    assert len(seen) == 2  # nothing changed: no call
+
+
 def test_a_pass_waits_for_the_report_state_is_taking_and_not_longer_than_report_wait():
     """A big switch report unbinds its vports chunk by chunk, pausing between them, and its first chunk wakes the
     loop: the pass waits until State has taken the whole report (one pass then, not one per chunk deriving a View

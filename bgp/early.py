@@ -1,0 +1,122 @@
+"""Type 2 routes announced as State binds their vports (``Federation``'s subscriber, chunk by chunk), not after the
+programming pass that follows: the announcing side of ``bgp.origins``' early withdrawal.
+
+Why: 10,000 ports in one OVSDB transaction are bound in chunks over a second or more, and the pass that then derives
+the View for all of them takes seconds more before ``publish``; GoBGP A, taking 10,000 routes in at a cost that grows
+with its table, started only then (evpn_routes' announce phase, docs/benchmarks.md). A route announced here is the
+one ``publish`` will make for that vport (``bgp.evpn.mac_ip_routes``, the same function), from what the last
+``publish`` saw (``Context``: the View's switches, subnets and domains, and the policy) and the vport's location in
+State now. Only the plain case is announced here; everything else is left to the pass:
+
+- the policy is the one the last publish read (a commit since may have changed the vport, its subnet or domain),
+  and that View's subnet and domain agree with it;
+- the vport's switch and subnet were in that View, and the switch's VTEP IP is the same now;
+- no route stands for the vport yet (a vport that moves keeps its route until the pass), and the MAC is new to
+  MAC mobility: neither ours before nor any peer's (its sequence number is then 0);
+- Canopy originates (not an HA standby) and the app allows it (``Federation.early``: not before the first pass,
+  nor during the start-up hold).
+
+A route announced here is recorded in ``Origins`` like a published one (an unbinding withdraws it at once), and the
+next ``publish`` keeps it (``carry``) when its View does not have the vport yet (the vport was bound while that pass
+ran) and it is still on the switch it was bound at; a second publish without it withdraws it, as then the View had the vport
+(its binding was in the journal that pass took) and does not announce it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bgp.evpn import mac_ip_routes
+from controller.derive import subnet_info, vport_endpoint
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a publish saw: the View's switches, subnets and domains (copies: the View changes in place), and the
+    policy it read."""
+
+    policy: object
+    switches: dict
+    subnets: dict
+    domains: dict
+    agrees: dict = field(default_factory=dict)  # subnet id -> whether the View's subnet and domain are the policy's
+
+    def subnet_agrees(self, sid) -> bool:
+        """The View's facts of this subnet and its domain are what the policy says (a commit landing between the
+        pass's start and its publish is in the policy, not in that View: its subnets are left to the next pass)."""
+        agrees = self.agrees.get(sid)
+        if agrees is None:
+            sub = self.policy.get("subnet", sid)
+            info = self.subnets.get(sid)
+            agrees = self.agrees[sid] = info is not None and subnet_info(self.policy, sub) == info and (
+                not info.domain_id or self.policy.get("domain", info.domain_id) == self.domains.get(info.domain_id))
+        return agrees
+
+
+@dataclass
+class _Early:
+    route: object
+    endpoint: object
+    fresh: bool  # announced since the last publish
+
+
+class EarlyAnnounce:
+    def __init__(self, state, mobility):
+        self.state = state
+        self.mobility = mobility
+        self.context: Context | None = None
+        self._routes: dict = {}  # key -> _Early: announced here, not yet in a publish
+
+    def remember(self, view, policy, originating: bool) -> None:
+        """The View and policy a publish made its routes from (called by ``Federation.publish``); nothing when it
+        did not originate (an HA standby: a node that becomes active again starts from its next publish)."""
+        self.context = Context(policy, dict(view.switches), dict(view.subnets), dict(view.domains)) \
+            if originating else None
+
+    def bound(self, vport_ids, origins) -> dict:
+        """{key: route} of the vports ``vport_ids`` that State binds now and that can be announced here (see the
+        module docstring); each recorded in ``origins``."""
+        ctx, state = self.context, self.state
+        if ctx is None or state.policy is not ctx.policy:
+            return {}
+        out = {}
+        for vid in vport_ids:
+            endpoint = self._endpoint(ctx, vid)
+            if endpoint is None or origins.has(endpoint.vport_id):
+                continue
+            for route in mac_ip_routes(ctx, endpoint, ctx.policy.get("subnet", endpoint.subnet_id),
+                                       ctx.switches[endpoint.session].vtep_ip, None):
+                key = route.key
+                out[key] = route
+                self._routes[key] = _Early(route, endpoint, True)
+                origins.add(key, (endpoint,))
+        return out
+
+    def _endpoint(self, ctx: Context, vid):
+        """The vport's endpoint where State binds it, or None when its route is left to the pass."""
+        loc, vport = self.state.locations.get(vid), ctx.policy.get("vport", vid)
+        if loc is None or vport is None or not ctx.subnet_agrees(vport["subnet_id"]):
+            return None
+        switch, snap = ctx.switches.get(loc.session), self.state.vrs.get(loc.session)
+        if switch is None or snap is None or not switch.vtep_ip or switch.vtep_ip != self.state.vtep_ip_of(snap):
+            return None
+        endpoint = vport_endpoint(vport, loc)
+        key = (endpoint.subnet_id, endpoint.mac)
+        if key in self.mobility.entries or self.state.remote_index.macs_at(*key):
+            return None
+        return endpoint
+
+    def carry(self, desired: dict, origins) -> None:
+        """At the end of a publish: the routes announced here that its View did not have yet go into ``desired``
+        (and ``origins``) while their vports are still where they were bound; forgotten once a publish has them,
+        or after the next one."""
+        locations, kept = self.state.locations, {}
+        for key, early in self._routes.items():
+            if key in desired or not early.fresh:
+                continue
+            loc = locations.get(early.endpoint.vport_id)
+            if loc is not None and loc.session == early.endpoint.session:  # the route depends on the switch only
+                desired[key] = early.route
+                origins.add(key, (early.endpoint,))
+                kept[key] = _Early(early.route, early.endpoint, False)
+        self._routes = kept

@@ -1,0 +1,117 @@
+"""In-process CPU of evpn_routes' announce: N new vports bound by one VRS report, then a programming pass's steps.
+
+    PYTHONPATH=CHECKOUT .venv/bin/python -P tests/benchmarks/evpn_announce.py [--routes 10000] [--repeat 3]
+
+evpn_routes' policy (tests/benchmarks/evpn_routes.py: N vports in subnet ``out`` of a routed domain), one VRS
+already reporting (w1 bound, a pass done and its routes published, announcing at bind allowed where the checkout
+has it), then one report with N more ports (no device: ``ofport`` absent, as in the lab). CPU
+(``time.thread_time``) of each step, as a pass takes them: State taking the report (binding, and in a checkout
+with bgp/early.py the routes announced at bind), the View delta, the compile, ``Federation.publish``; and when the
+speaker (a real RouteBook, tests/unit/test_evpn_early_withdraw.py) first had a new route and had all of them,
+counted from the report. Medians of ``--repeat`` runs, each from a fresh State (and route cache). Neither the OVSDB
+IDL's parsing nor the reconciler's push is in it. Run it with PYTHONPATH naming the checkout to measure (a git
+archive of main for "before"). Not collected by pytest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import statistics
+import sys
+import time
+
+
+def report(n: int):
+    """kvm1's report: its tunnel port, w1, and ``n`` ports of evpn_routes' vports."""
+    from controller.discovery import PortInfo, VrsSnapshot
+    from tests.benchmarks.evpn_routes import W1, out_vport
+
+    ports = [PortInfo(name="vxlan0", ofport=99, type="vxlan"),
+             PortInfo(name="tapw1", ofport=5, mac=W1["mac"], external_ids=(("iface-id", W1["name"]),
+                                                                           ("attached-mac", W1["mac"])))]
+    for vport in map(out_vport, range(n)):
+        ports.append(PortInfo(name=vport["name"], mac=vport["mac"],
+                              external_ids=(("attached-mac", vport["mac"]), ("iface-id", vport["name"]))))
+    return VrsSnapshot("vrs:kvm1", "10.250.0.5:1", "kvm1", vtep_ip="10.251.0.5", datapath_id=5, bridge_present=True,
+                       ports=tuple(ports))
+
+
+class Stamps:
+    """Wraps the speaker's ways in: the CPU time when it first held a new route and when it held ``n``."""
+
+    def __init__(self, speaker, n: int):
+        self.speaker, self.n, self.base, self.marks = speaker, n, len(speaker.book.desired), {}
+        for name in ("announce", "set_desired"):
+            if hasattr(speaker, name):
+                setattr(speaker, name, self._wrap(getattr(speaker, name)))
+
+    def _wrap(self, real):
+        def call(routes):
+            real(routes)
+            new = len(self.speaker.book.desired) - self.base
+            if new > 0:
+                self.marks.setdefault("first", time.thread_time())
+            if new >= self.n:
+                self.marks.setdefault("all", time.thread_time())
+        return call
+
+
+def run(n: int) -> dict:
+    import bgp.evpn
+    from bgp.federation import Federation
+    from controller import policy as pol
+    from controller import policydoc
+    from controller.programmer import Programmer
+    from controller.state import State
+    from tests.benchmarks.evpn_routes import policy
+    from tests.unit.test_evpn_early_withdraw import BookedSpeaker
+
+    bgp.evpn._BUILT.clear()  # routes built (and validated) once: a fresh run builds them all
+    plan = policydoc.plan(pol.Policy(), policy(n), "bench", pol.Allocator({}, 65000, (10000, 20000)))
+    state = State(plan.policy)
+    programmer = Programmer(state)
+    federation = Federation(None, "/unused", state, speaker=BookedSpeaker())
+    state.vrs_update(report(0))
+    programmer.refresh(full=True)
+    federation.publish(programmer.view)
+    federation.early = True  # the app's, once passes hand out (an attribute nothing reads before bgp/early.py)
+    snap, stamps = report(n), Stamps(federation.speaker, n)
+    gc.collect()
+    gc.freeze()
+    cpu, start = {}, time.thread_time()
+    state.vrs_update(snap)
+    cpu["State takes the report (binding; routes at bind)"] = time.thread_time() - start
+    step = time.thread_time()
+    reach = programmer.live.apply(programmer.journal.take())
+    cpu["View delta"] = time.thread_time() - step
+    view, step = programmer.view, time.thread_time()
+    work = {s: owners for s, owners in reach.owners.items() if owners and s not in reach.rebuild and s in view.switches}
+    programmer._recompile(view, work, set().union(*reach.owners.values()))
+    cpu["compile"] = time.thread_time() - step
+    step = time.thread_time()
+    federation.publish(view)
+    cpu["publish (mobility, originate, command text)"] = time.thread_time() - step
+    cpu["from the report: the speaker has a first new route"] = stamps.marks["first"] - start
+    cpu["from the report: the speaker has all new routes"] = stamps.marks["all"] - start
+    gc.unfreeze()
+    if sum(1 for route in federation.speaker.desired.values() if route.TYPE == 2) != n + 1:
+        raise SystemExit("the speaker does not hold a type 2 route per vport")
+    return cpu
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--routes", type=int, default=10000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args(argv)
+    runs = [run(args.routes) for _ in range(args.repeat)]
+    print(f"{args.routes:,} vports bound by one report: CPU ms, median (min-max) of {args.repeat} runs")
+    for step in runs[0]:
+        values = sorted(r[step] * 1000 for r in runs)
+        print(f"  {step:55s} {statistics.median(values):8.1f} ({values[0]:.1f}-{values[-1]:.1f})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

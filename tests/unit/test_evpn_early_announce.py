@@ -1,0 +1,106 @@
+"""Type 2 routes announced as soon as State binds their vports (bgp/early.py, Federation), not after the programming
+pass: the route the pass will publish, kept by a publish whose View does not have the vport yet, and only in the
+plain case (nothing else new, allowed by the app, Canopy originating)."""
+
+from bgp.evpn import Mobility, originate
+from bgp.federation import Federation
+from bgp.routes import ANNOUNCE, WITHDRAW, MacIpRoute
+from controller.programmer import Programmer
+from controller.remote import RemoteMac, RemoteTable
+from tests.unit.test_compiler import snapshot
+from tests.unit.test_evpn import HV1, HV2, setup_view
+from tests.unit.test_evpn_early_withdraw import BookedSpeaker, publish_while_hv1_reports
+
+VM1 = "02:00:00:00:00:01"
+WITHOUT_VM1 = {"hv1": [("vm2", 11)], "hv2": [("vm3", 10), ("vm4", 11)]}
+WITH_VM1 = [("vm2", 11), ("vm1", 10)]  # hv1's ports once vm1 is plugged in
+
+
+def published(early=True):
+    """vm1 not bound yet; the routes of everything else published; announcing at bind allowed (or not)."""
+    state, view = setup_view(WITHOUT_VM1)
+    fed = Federation(None, "/unused", state, speaker=BookedSpeaker())
+    fed.publish(view)
+    fed.early = early
+    fed.speaker.commands.clear()
+    return state, fed
+
+
+def vm1_type2(routes):
+    return {k: r for k, r in routes.items() if isinstance(r, MacIpRoute) and r.mac == VM1}
+
+
+def the_pass(state, fed):
+    view = Programmer(state).derive()
+    return view, originate(view, state.policy, Mobility().update(view, state.remote_index))
+
+
+def test_binding_a_vport_announces_its_route_at_once_as_the_pass_will():
+    state, fed = published()
+    state.vrs_update(snapshot("hv1", HV1, WITH_VM1))  # vm1 plugged in; no programming pass runs
+    early = vm1_type2(fed.speaker.desired)
+    assert len(early) == 1 and len(fed.speaker.commands) == 1 and fed.speaker.commands[0].startswith(ANNOUNCE)
+    view, expected = the_pass(state, fed)
+    assert early == vm1_type2(expected)  # the same route the pass makes
+    fed.speaker.commands.clear()
+    fed.publish(view)
+    assert fed.speaker.desired == expected
+    assert not any(VM1.upper() in c.upper() for c in fed.speaker.commands)  # not sent again, never withdrawn
+
+
+def test_unbinding_a_vport_announced_at_bind_withdraws_it():
+    state, fed = published()
+    state.vrs_update(snapshot("hv1", HV1, WITH_VM1))
+    state.vrs_update(snapshot("hv1", HV1, WITHOUT_VM1["hv1"]))
+    assert not vm1_type2(fed.speaker.desired) and fed.speaker.commands[-1].startswith(WITHDRAW)
+
+
+def test_a_publish_whose_view_lacks_the_vport_keeps_its_route_the_next_one_decides():
+    """Bound while the pass ran (its View was derived before): that publish keeps the route; a second publish
+    without it (its View had the binding and does not announce it) withdraws it."""
+    state, fed = published()
+    stale = Programmer(state).derive()
+    state.vrs_update(snapshot("hv1", HV1, WITH_VM1))
+    early = vm1_type2(fed.speaker.desired)
+    fed.publish(stale)
+    assert vm1_type2(fed.speaker.desired) == early and not any(c.startswith(WITHDRAW) for c in fed.speaker.commands)
+    fed.publish(stale)
+    assert not vm1_type2(fed.speaker.desired) and fed.speaker.commands[-1].startswith(WITHDRAW)
+
+
+def test_a_vport_bound_while_a_publish_pauses_is_announced_and_kept():
+    state, view = setup_view(WITHOUT_VM1)
+    fed = Federation(None, "/unused", state, speaker=BookedSpeaker())
+    fed.publish(view)
+    fed.early = True
+    assert publish_while_hv1_reports(fed, state, view, WITH_VM1)  # the View lacks vm1: derived before
+    assert len(vm1_type2(fed.speaker.desired)) == 1
+    assert not any(c.startswith(WITHDRAW) for c in fed.speaker.commands)
+
+
+def test_nothing_is_announced_at_bind_unless_it_is_the_plain_case():
+    state, fed = published(early=False)  # before the first pass hands out, or during the start-up hold
+    state.vrs_update(snapshot("hv1", HV1, WITH_VM1))
+    assert not vm1_type2(fed.speaker.desired) and not fed.speaker.commands
+
+    state, fed = published()
+    fed.originating = False  # an HA standby
+    state.vrs_update(snapshot("hv1", HV1, WITH_VM1))
+    assert not vm1_type2(fed.speaker.desired)
+
+    state, fed = published()
+    state.policy_committed(state.policy.copy(), [])  # a commit since the last publish
+    state.vrs_update(snapshot("hv1", HV1, WITH_VM1))
+    assert not vm1_type2(fed.speaker.desired)
+
+    state, fed = published()
+    web = state.policy.find("subnet", "acme/web")
+    state.remote = RemoteTable(macs=(RemoteMac(web["id"], VM1, (), "10.251.0.9", seq=2),))  # a peer has the MAC
+    state.vrs_update(snapshot("hv1", HV1, WITH_VM1))
+    assert not vm1_type2(fed.speaker.desired)
+
+    state, fed = published()
+    state.vrs_update(snapshot("hv2", HV2, [("vm3", 10), ("vm4", 11), ("vm1", 12)]))  # bound: a route stands for it
+    fed.speaker.commands.clear()
+    state.vrs_update(snapshot("hv1", HV1, WITH_VM1))  # and on hv1 too: a second location, left to the pass
+    assert not fed.speaker.commands
