@@ -208,35 +208,6 @@ def port_range(value):
     return f"{lo}" if lo == hi else f"{lo}-{hi}"
 
 
-def nesting_depth(value, limit: int, tick=None) -> int:
-    """How deep lists and dicts nest inside ``value`` (a scalar: 0, ``[1]``: 1), counted level by level
-    without recursion and stopping once past ``limit``, so a hostile value costs little to measure. ``tick(n)``
-    (a controller/pacer.py ``Pacer.tick``) is called after every ``DEPTH_SLICE`` values looked at: the body of an
-    apply of 10,000 vports holds ~200,000 values (~20 ms to walk in one stretch)."""
-    depth, level = 0, [value]
-    while depth <= limit:
-        below, found = [], False
-        for start in range(0, len(level), DEPTH_SLICE):
-            part = level[start:start + DEPTH_SLICE]
-            for item in part:
-                if isinstance(item, dict):
-                    below.extend(item.values())
-                    found = True
-                elif isinstance(item, list):
-                    below.extend(item)
-                    found = True
-            if tick is not None:
-                tick(len(part))
-        if not found:
-            break
-        depth += 1
-        level = below
-    return depth
-
-
-DEPTH_SLICE = 1000  # values looked at by nesting_depth between two ticks
-
-
 # the shapes the OpenAPI document shows (the checkers above also check ranges and normalise)
 ipv4.schema = {"format": "ipv4"}
 ipv4_network.schema = {"pattern": r"^[0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}$"}

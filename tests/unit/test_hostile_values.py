@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from controller import cli, discovery, fields, yamldoc
+from controller import cli, discovery, yamldoc
 from controller import settings as settings_mod
 from controller.rest import dataplane
 from controller.rest.api import ApiError
@@ -74,11 +74,6 @@ def test_huge_integers_and_deep_nesting_are_400(ctl, raw):
     status, reply = ctl.call("POST", "/v1/tenants", raw=raw)
     assert (status, reply["error"]["code"]) == (400, "bad_json")
     assert snapshot(ctl) == before
-
-
-def test_nesting_depth_counts_levels():
-    assert [fields.nesting_depth(v, 10) for v in (1, [], [1], {"a": [{"b": 1}]})] == [0, 1, 1, 3]
-    assert fields.nesting_depth([[[[[[]]]]]], 2) == 3  # stops once past the limit
 
 
 # ------------------------------------------------------------------ digits are ASCII digits
