@@ -69,9 +69,12 @@ class EarlyAnnounce:
 
     def remember(self, view, policy, originating: bool) -> None:
         """The View and policy a publish made its routes from (called by ``Federation.publish``); nothing when it
-        did not originate (an HA standby: a node that becomes active again starts from its next publish)."""
-        self.context = Context(policy, dict(view.switches), dict(view.subnets), dict(view.domains)) \
-            if originating else None
+        did not originate (an HA standby: a node that becomes active again starts from its next publish, and
+        carries none of the routes announced here before: they were made from an older context)."""
+        if not originating:
+            self.context, self._routes = None, {}
+            return
+        self.context = Context(policy, dict(view.switches), dict(view.subnets), dict(view.domains))
 
     def bound(self, vport_ids, origins) -> dict:
         """{key: route} of the vports ``vport_ids`` that State binds now and that can be announced here (see the

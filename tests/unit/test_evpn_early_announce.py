@@ -104,3 +104,17 @@ def test_nothing_is_announced_at_bind_unless_it_is_the_plain_case():
     fed.speaker.commands.clear()
     state.vrs_update(snapshot("hv1", HV1, WITH_VM1))  # and on hv1 too: a second location, left to the pass
     assert not fed.speaker.commands
+
+
+def test_a_node_that_stopped_originating_forgets_what_it_announced_at_bind():
+    """Announced at bind, then a standby's publish (not originating), then active again: the first publish must not
+    carry the route made from the old context back in; the pass decides from its own View."""
+    state, fed = published()
+    stale = Programmer(state).derive()  # lacks vm1, as a View derived before the binding would
+    state.vrs_update(snapshot("hv1", HV1, WITH_VM1))
+    assert vm1_type2(fed.speaker.desired)
+    fed.originating = False
+    fed.publish(stale)
+    fed.originating = True
+    fed.publish(stale)
+    assert not vm1_type2(fed.speaker.desired)
