@@ -10,8 +10,9 @@ Readers use ``dict.get``: a read never adds an entry.
 from __future__ import annotations
 
 from collections import Counter
+from types import MappingProxyType
 
-EMPTY = frozenset()
+EMPTY_COUNTS = MappingProxyType({})  # what a read of an absent entry's counts sees (read-only: shared by all)
 
 
 def add_to(index: dict, key, item) -> None:
@@ -51,5 +52,3 @@ def count_of(index: dict, key, item) -> int:
     """``index[key][item]``, 0 when absent (adds nothing)."""
     return index.get(key, EMPTY_COUNTS).get(item, 0)
 
-
-EMPTY_COUNTS: dict = {}
