@@ -235,3 +235,20 @@ def test_state_counts_a_report_as_taken_until_its_last_pause_is_over():
     state.pacer = Pacer(lambda: seen.append(state.reports_taking), every=1)
     state.vrs_update(snapshot("s1", "10.251.0.1", [(f"vm{i}", i + 1) for i in range(3)]))
     assert seen and set(seen) == {1} and state.reports_taking == 0
+
+
+def test_a_report_that_fails_in_a_pause_is_not_counted_as_being_taken_any_more():
+    """The count goes back to 0 however the report ends: else every later pass would wait REPORT_WAIT for it."""
+    from controller.pacer import Pacer
+
+    state = base_state()
+    for i in range(3):
+        add_vport(state, "acme/web", f"vm{i}", f"02:00:00:00:00:1{i}", f"10.0.1.2{i}")
+
+    def fail():
+        raise RuntimeError("the session ended in a pause")
+
+    state.pacer = Pacer(fail, every=1)
+    with pytest.raises(RuntimeError):
+        state.vrs_update(snapshot("s1", "10.251.0.1", [(f"vm{i}", i + 1) for i in range(3)]))
+    assert state.reports_taking == 0
