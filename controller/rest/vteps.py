@@ -8,13 +8,14 @@ from controller.rest.api import ApiError, Response, Route
 
 def routes(state, programmer) -> list[Route]:
     def listing(req):
-        items = [_vtep_view(state, programmer, name) for name in _names(state)]
+        known = _Known(state, programmer.view)
+        items = [_vtep_view(state, programmer, known, name) for name in _names(state)]
         return Response(200, {"items": items, "count": len(items)})
 
     def one(req, name):
         if name not in _names(state):
             raise ApiError(404, "not_found", f"no hardware VTEP named {name!r} is connected or bound")
-        return Response(200, _vtep_view(state, programmer, name))
+        return Response(200, _vtep_view(state, programmer, _Known(state, programmer.view), name))
 
     return [Route("GET", "/v1/vteps", listing, "hardware VTEPs: connection, ports, bindings, local and remote MACs"),
             Route("GET", "/v1/vteps/{name}", one, "one hardware VTEP by its Physical_Switch name")]
@@ -24,14 +25,24 @@ def _names(state):
     return sorted({s.name for s in state.vteps.values()} | {b["switch"] for b in state.policy.all("vtep_binding")})
 
 
-def _vtep_view(state, programmer, name):
-    snap = next((s for s in state.vteps.values() if s.name == name), None)
+class _Known:
+    """What every VTEP of one request looks up, indexed once (not once per VTEP): connected VTEPs by name, the
+    policy's and the View's subnets by VNI, the bindings per switch in (port, VLAN) order."""
+
+    def __init__(self, state, view):
+        self.snaps = {s.name: s for s in state.vteps.values()}
+        self.subnets = {s["vni"]: s for s in state.policy.all("subnet")}
+        self.view_subnets = {s.vni: s for s in view.subnets.values()}
+        self.bindings: dict[str, list] = {}
+        for b in sorted(state.policy.all("vtep_binding"), key=lambda b: (b["port"], b["vlan"])):
+            self.bindings.setdefault(b["switch"], []).append(b)
+
+
+def _vtep_view(state, programmer, known: _Known, name):
+    snap = known.snaps.get(name)
     desired = _rows(state, programmer, name)
-    by_vni = {s["vni"]: s for s in state.policy.all("subnet")}
     bindings = []
-    for b in sorted(state.policy.all("vtep_binding"), key=lambda b: (b["port"], b["vlan"])):
-        if b["switch"] != name:
-            continue
+    for b in known.bindings.get(name, ()):
         sub = state.policy.get("subnet", b["subnet_id"])
         seen = snap and any(p.name == b["port"] and (b["vlan"], sub["vni"]) in p.vlan_bindings for p in snap.ports)
         bindings.append({"id": b["id"], "port": b["port"], "vlan": b["vlan"],
@@ -39,7 +50,7 @@ def _vtep_view(state, programmer, name):
                          "programmed": bool(seen)})
 
     def subnet_ref(vni):
-        sub = by_vni.get(vni)
+        sub = known.subnets.get(vni)
         return state.policy.ref("subnet", sub) if sub else None
 
     return {
@@ -54,7 +65,7 @@ def _vtep_view(state, programmer, name):
         "remote_macs": [{"mac": mac, "vni": vni, "subnet": subnet_ref(vni), "ip": ip, "locator": loc}
                         for vni, mac, ip, loc in desired.remote_macs],
         "flood": [{"vni": vni, "subnet": subnet_ref(vni), "locators": list(locs)} for vni, locs in desired.flood],
-        "gateways": _gateways(state, programmer.view, desired),
+        "gateways": _gateways(state, programmer.view, known, desired),
     }
 
 
@@ -66,11 +77,11 @@ def _rows(state, programmer, name):
     return rows if rows is not None else vtep_desired(programmer.view, state.policy, name)
 
 
-def _gateways(state, view, desired):
+def _gateways(state, view, known: _Known, desired):
     """Per bound subnet, the VRS that answers ARP and DHCP and routes for its bare metal (docs/vtep.md)."""
     out = []
     for vni in desired.logical_switches:
-        sub = next((s for s in view.subnets.values() if s.vni == vni), None)
+        sub = known.view_subnets.get(vni)
         session = view.bm_gateways.get(sub.id) if sub else None
         sw = view.switches.get(session)
         if sw is not None:
