@@ -270,6 +270,47 @@ def test_a_report_superseded_during_states_pauses_leaves_state_as_the_newest_rep
     assert state.locations == fresh.locations and set(state.locations) == {"vm0", "vm1", "vm2"}
 
 
+@pytest.mark.parametrize("ending", ["a newer report", "the switch's end"])
+def test_whatever_pause_of_a_report_another_lands_in_state_ends_as_a_fresh_state_given_the_last(ending):
+    """As above, at every pause of the report in turn (reading its ports, indexing them in chunks, forgetting the
+    ports that went, re-resolving the vports): the newer report of the switch, or its end, lands there, and State
+    ends as a fresh State given only what happened last."""
+    from dataclasses import replace
+
+    def report(ports, new, gone=()):
+        snap = snapshot("hv1", HOSTS["hv1"], ports)
+        names = {f"p-{name}" for name, _ in new} | {f"p-{name}" for name in gone}
+        return replace(snap, changed=frozenset(names), changed_ports={p.name: p for p in snap.ports if p.name in names})
+
+    before = [("vm0", 10), ("vm1", 11), ("vm2", 12)]
+    first = report([("vm0", 10), ("vm3", 13), ("vm4", 14)], [("vm3", 13), ("vm4", 14)], gone=("vm1", "vm2"))
+    newer = report([("vm0", 10), ("vm3", 13), ("vm4", 14), ("vm5", 15)], [("vm5", 15)])
+
+    def taken(at: int):
+        state = vports_state(6)
+        state.vrs_update(snapshot("hv1", HOSTS["hv1"], before))
+        pauses = []
+
+        def pause():
+            pauses.append(1)
+            if len(pauses) == at:
+                state.vrs_update(newer) if ending == "a newer report" else state.vrs_gone("hv1")
+
+        state.pacer = Pacer(pause, every=1)
+        state.vrs_update(first)
+        return state, len(pauses)
+
+    _, total = taken(0)
+    assert total >= 3  # reading, indexing, re-resolving: each pauses at least once
+    fresh = vports_state(6)
+    if ending == "a newer report":
+        fresh.vrs_update(snapshot("hv1", HOSTS["hv1"], [("vm0", 10), ("vm3", 13), ("vm4", 14), ("vm5", 15)]))
+    for at in range(1, total + 1):
+        state, _ = taken(at)
+        assert state.locations == fresh.locations, f"{ending} in pause {at} of {total}"
+        assert set(state.vrs) == set(fresh.vrs), f"{ending} in pause {at} of {total}"
+
+
 def test_a_check_paused_while_another_copy_takes_the_shared_index_still_finds_the_problem():
     """A write's check pauses (per change, per vport of a changed subnet); the index its policy shares with other
     copies may move to another copy meanwhile (controller/policyindex.py). The check asks for it again after each
