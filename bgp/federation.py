@@ -162,13 +162,14 @@ class Federation:
         if what != "locations" or not vport_ids:
             return
         locations = self.state.locations
+        bound = [vid for vid in vport_ids if vid in locations]
         with self._origins_lock:
             gone = self._origins.unbound([vid for vid in vport_ids if vid not in locations])
-            self._origins.bound([vid for vid in vport_ids if vid in locations])
+            self._origins.bound(bound)
             if gone:
                 self.speaker.withdraw(gone)
             if self.early and self.originating:
-                new = self._early.bound([vid for vid in vport_ids if vid in locations], self._origins)
+                new = self._early.bound(bound, self._origins)
                 if new:
                     self.speaker.announce(new)
 
