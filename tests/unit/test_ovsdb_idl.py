@@ -186,6 +186,7 @@ def test_a_big_update_gives_other_green_threads_turns_while_it_is_processed(acce
 
     _, link, _ = accepted
     replica = idl.Replica(link, PORT_SCHEMA, {"Port": ["name"]}, track=True, pause=lambda: eventlet.sleep(0))
+    assert link.rpc.pacer is replica.pacer  # the update's JSON is decoded with the same pauses (ovsdb/jsonstream.py)
     rows = 2000
     update = {"Port": {str(uuid.uuid4()): {"insert": {"name": "p%d" % i}} for i in range(rows)}}
     turns = [0]
