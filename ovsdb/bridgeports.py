@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 from controller.discovery import PortInfo
 from controller.pacer import NEVER, Pacer
-from ovsdb.idl import reference_count, referenced_rows, references
+from ovsdb.idl import column_value, reference_count, referenced_rows, references
 
 ROWS_PER_TICK = 10  # changed rows only looked at (read already, or not this bridge's), or ports dropped: one read
 
@@ -136,7 +136,7 @@ class BridgePorts:
     def _add_port(self, port, changed: set, known: frozenset = frozenset()) -> list:
         """Follow ``port`` and read its interfaces (except those in ``known``); returns their keys."""
         self.pacer.tick()
-        ifaces = [i for i in getattr(port, "interfaces", None) or [] if i.name != self._bridge_name]
+        ifaces = [i for i in column_value(port, "interfaces") or [] if column_value(i, "name") != self._bridge_name]
         keys = [row_key(i) for i in ifaces]
         self._members[row_key(port)] = tuple(keys)
         for key, iface in zip(keys, ifaces):
