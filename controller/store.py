@@ -8,10 +8,10 @@ Tables:
 
 A write is acknowledged only after ``commit()`` returns, and commit runs with ``synchronous=FULL``: a
 ``kill -9`` (or a power cut) right after the acknowledgement loses nothing. The transactions of ``commit()``,
-``apply_replicated()`` and ``set_meta()`` (their fsyncs) run through ``offload``: in the controller that is eventlet's thread
-pool (``controller.ryu_compat.blocking``), so the event loop keeps serving OpenFlow, OVSDB, HA and REST while
-the disk works, and the caller (its green thread) still returns only once the transaction is durable. Work
-handed to ``offload`` takes no lock of its own: the caller holds the store's lock around it.
+``apply_replicated()`` and ``set_meta()`` (their fsyncs) run through ``offload``: in the controller that is
+eventlet's thread pool (``controller.ryu_compat.blocking``), so the event loop keeps serving OpenFlow, OVSDB, HA
+and REST while the disk works, and the caller (its green thread) still returns only once the transaction is
+durable. Work handed to ``offload`` takes no lock of its own: the caller holds the store's lock around it.
 
 Replication (controller/replication.py) uses the second half of this module: ``apply_replicated()`` writes
 the active's changes with their own seq/txn/ts, ``snapshot()``/``restore()`` copy the whole store, and
