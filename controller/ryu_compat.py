@@ -23,9 +23,10 @@ loop), so 50 switches read back at once with 16,000 flows each held the loop lon
 A switch's connection gives the event loop a turn every ``READ_PAUSE_BYTES`` read (``PacedSocket``): Ryu's receive
 loop parses whatever the socket holds and yields only every 2,048 messages, so a read-back already in the socket's
 buffer (2.5 MB of flow stats from a switch of 16,000 flows) was parsed in one stretch of 30-100 ms of CPU
-(vrs_scale's restart and takeover). The pieces are big (~10 ms of parsing each, a read-back in ~5): every pause
-waits for a whole turn of the event loop, and a read-back cut in 20 pieces of 128 KB took so many turns on a
-loaded machine that OVS dropped switches (docs/benchmarks.md, "Branch vrslag" and "Branch vrslag2").
+(vrs_scale's restart and takeover). The pieces are big (under 10 ms of parsing each, a read-back in ~5): every
+pause waits for a whole turn of the event loop, and OVS drops a connection the controller neither reads nor writes
+for ~10 s (its inactivity probe); reads paced every 128 KB were once followed by such drops on a machine at load
+13-27 (docs/benchmarks.md, "Branch vrslag" and "Branch vrslag2").
 """
 
 import contextlib
