@@ -1,4 +1,5 @@
-"""Canopy's ExaBGP extension: the ONLY module that imports exabgp (STYLE rule 7).
+"""Canopy's ExaBGP extension: with its API side ``bgp.exabgp_ext_api``, the only modules that import exabgp
+(STYLE rule 7).
 
 ExaBGP decodes EVPN but has no API command to announce it. This module:
 
@@ -38,7 +39,6 @@ import copy
 import functools
 import ipaddress
 import sys
-import time
 
 from bgp import routes
 
@@ -96,7 +96,8 @@ try:
     from exabgp.environment import getenv
     from exabgp.logger import log as _exabgp_log
     from exabgp.reactor.api.response import Response
-    from exabgp.reactor.api.processes import ProcessError, Processes
+    from exabgp.bgp.message import Message
+    from exabgp.reactor.api.processes import Processes
     from exabgp.reactor.loop import Reactor
 except ImportError as _error:  # pragma: no cover - exercised only on a broken install
     raise _pin_failure(f"import failed ({_error})") from _error
@@ -143,6 +144,11 @@ def check_pin() -> None:
         == ("self", "process", "string", "neighbor") and callable(getattr(Processes, "terminate", None)),
         "Reactor._wait_for_io(sleeptime) and .processes": Reactor._wait_for_io.__code__.co_varnames[:2]
         == ("self", "sleeptime") and "processes" in Reactor.__init__.__code__.co_names,
+        "Processes._dispatch[UPDATE](self, peer, direction, update, negotiated, header, body), ._notify, ._encoder":
+        callable(Processes._dispatch.get(Message.CODE.UPDATE)) and callable(getattr(Processes, "_notify", None))
+        and "_encoder" in Processes.__init__.__code__.co_names + Processes.clean.__code__.co_names,
+        "Update.unpack_message(cls, data, direction, negotiated)":
+        Update.unpack_message.__func__.__code__.co_varnames[:4] == ("cls", "data", "direction", "negotiated"),
     }
     moved = [name for name, present in expectations.items() if not present]
     if moved:
@@ -151,6 +157,8 @@ def check_pin() -> None:
 
 _EVPN_NEXT_HOP_LENGTHS = (4, 16)  # what ExaBGP accepts once installed (32 is cut to its first 16 bytes)
 check_pin()
+
+from bgp import exabgp_ext_api  # noqa: E402 - the extension's API side, imported once the pin holds
 
 
 # --------------------------------------------------------------------------- Router's MAC
@@ -471,66 +479,6 @@ def _raw_hex(self) -> str:
     return self.pack_nlri().hex().upper()
 
 
-# ExaBGP writes each API message to its process with a write and a flush of its own: one system call, and one
-# wake-up of the relay (then of the speaker), per received UPDATE, which GoBGP sends one route at a time (40 % of
-# ExaBGP's samples while 10,000 withdrawals came in). Held here and written together instead:
-API_HOLD_BYTES = 1 << 16  # written once this much is held for a process
-API_HOLD_SECONDS = 0.01  # or once the oldest held message is this old; and at once whenever the reactor goes idle
-_THROUGH: dict = {}  # ExaBGP's own Processes.write, Processes.terminate and Reactor._wait_for_io (install())
-
-
-def _held(processes) -> dict:
-    """{process name: [monotonic time of the oldest held message, [messages], bytes]} of this Processes."""
-    return processes.__dict__.setdefault("_canopy_held", {})
-
-
-def _write_held(self, process, string, neighbor=None):
-    """Processes.write, held (see API_HOLD_BYTES): the messages reach the process in the same order, at most
-    API_HOLD_SECONDS later while ExaBGP is busy, at once when it goes idle or terminates its processes."""
-    if string is None:
-        return True
-    entry = _held(self).setdefault(process, [time.monotonic(), [], 0])
-    entry[1].append(string)
-    entry[2] += len(string) + 1
-    due = entry[2] >= API_HOLD_BYTES or time.monotonic() - entry[0] >= API_HOLD_SECONDS
-    if due or self.__dict__.get("_canopy_terminating"):
-        _write_out(self, process)
-    return True
-
-
-def _write_out(processes, process) -> None:
-    """Write what is held for ``process`` with ExaBGP's own write: one write and one flush (ProcessError on a
-    broken pipe, the process marked broken as ExaBGP does)."""
-    entry = _held(processes).pop(process, None)
-    if entry is not None and process in processes._process:
-        _THROUGH["write"](processes, process, "\n".join(entry[1]))
-
-
-def flush_api(processes, idle: bool = True) -> None:
-    """Write what is held: all of it (``idle``), else what has been held for API_HOLD_SECONDS."""
-    now = time.monotonic()
-    for process, entry in list(_held(processes).items()):
-        if idle or now - entry[0] >= API_HOLD_SECONDS:
-            try:
-                _write_out(processes, process)
-            except ProcessError:
-                pass  # marked broken: the reactor stops that process's peers on its next turn
-
-
-def _wait_for_io_flushed(self, sleeptime):
-    """Reactor._wait_for_io, after writing what the API processes are owed (all of it before a sleep)."""
-    flush_api(self.processes, idle=bool(sleeptime))
-    return _THROUGH["wait_for_io"](self, sleeptime)
-
-
-def _terminate_flushed(self):
-    """Processes.terminate, after writing what is held; what it writes itself (a shutdown message to each
-    process, right before stopping them) goes out at once."""
-    flush_api(self)
-    self.__dict__["_canopy_terminating"] = True
-    return _THROUGH["terminate"](self)
-
-
 def _evpn_unpack_nlri(cls, afi, safi, bgp, action, addpath):
     """EVPN.unpack_nlri, a withdrawn NLRI kept as its bytes (GenericEVPN), its fields not parsed into objects:
     Canopy reads only code and bytes (``_nlri_json``), nothing else reads it with ``adj-rib-in false`` (a
@@ -556,7 +504,8 @@ COMMANDS = ("announce evpn", "withdraw evpn")
 
 def install() -> None:
     """Register the Router's MAC community and the evpn API commands, accept 16/32-byte EVPN next hops,
-    and group EVPN UPDATEs (idempotent)."""
+    group EVPN UPDATEs, and hold, batch and read cheaply what goes to the API processes (``exabgp_ext_api``;
+    idempotent)."""
     ExtendedCommunity.register(RouterMac)
     Family.size[(AFI.l2vpn, SAFI.evpn)] = (_EVPN_NEXT_HOP_LENGTHS, 0)
     MPRNLRI.unpack = classmethod(_mp_reach_unpack)
@@ -565,10 +514,7 @@ def install() -> None:
     EVPN.unpack_nlri = classmethod(_evpn_unpack_nlri)
     for nlri_class in (EVPN, MAC, Multicast, Prefix, GenericEVPN):
         nlri_class.json = _nlri_json
-    if not _THROUGH:
-        _THROUGH.update(write=Processes.write, terminate=Processes.terminate, wait_for_io=Reactor._wait_for_io)
-        Processes.write, Processes.terminate = _write_held, _terminate_flushed
-        Reactor._wait_for_io = _wait_for_io_flushed
+    exabgp_ext_api.install()
     for name in COMMANDS:
         if Command.callback["text"].get(name) is not _evpn_handler:
             Command.register(name, json_support=True)(_evpn_handler)
