@@ -131,13 +131,17 @@ def flush_api(processes, idle: bool = True) -> None:
     now = time.monotonic()
     for process, batch in list(_batches(processes).items()):
         if idle or now - batch[0] >= API_HOLD_SECONDS:
-            _close_withdrawals(processes, process)
+            _quietly(_close_withdrawals, processes, process)
     for process, entry in list(_held(processes).items()):
         if idle or now - entry[0] >= API_HOLD_SECONDS:
-            try:
-                _write_out(processes, process)
-            except ProcessError:
-                pass  # marked broken: the reactor stops that process's peers on its next turn
+            _quietly(_write_out, processes, process)
+
+
+def _quietly(write, processes, process) -> None:
+    try:
+        write(processes, process)
+    except ProcessError:
+        pass  # marked broken: the reactor stops that process's peers on its next turn
 
 
 def _wait_for_io_flushed(self, sleeptime):
