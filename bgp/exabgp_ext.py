@@ -30,6 +30,8 @@ ExaBGP decodes EVPN but has no API command to announce it. This module:
   text; ExaBGP formats it byte by byte, a cost paid for every route received), and writes only that hex and
   the route type's code as the NLRI's JSON (``bgp.received`` decodes the rest from the hex); a withdrawn
   EVPN NLRI is not parsed at all, only kept as its bytes;
+- installs its API side (``bgp.exabgp_ext_api``): what ExaBGP writes to Canopy held and written together, and
+  received EVPN withdrawals read without ExaBGP's attribute machinery and handed over a batch per message;
 - ``main(argv)``: install, then run ExaBGP's own main: ``python -m bgp.exabgp_ext <config>``.
 """
 
