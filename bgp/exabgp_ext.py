@@ -444,25 +444,55 @@ def _is_evpn_single(message) -> bool:
             and message.nlris[0].family().afi_safi() == _EVPN_FAMILY)
 
 
+# Routes announced per UPDATE, at most. GoBGP (3.10) keeps, with every path it receives, the UPDATE's whole
+# MP_REACH_NLRI, and re-encodes all of that attribute's NLRIs for each copy of the path it sends a peer
+# (``UpdatePathAttrs`` -> ``SetNexthop`` -> ``NewPathAttributeMpReachNLRI``), when it announces the path and
+# again when it withdraws it (the withdrawal is the announced path, cloned): per route, work in proportion
+# to the routes of its announcement's UPDATE times the peers. With ~80 type-2 routes per 4,096-byte UPDATE
+# that was a third of GoBGP's CPU for withdrawing them (docs/benchmarks.md, evpn_routes, branch wdgobgp);
+# a few routes per UPDATE keep GoBGP's per-UPDATE cost shared. Withdrawals carry no MP_REACH_NLRI: they
+# stay packed up to the message size.
+ANNOUNCED_PER_UPDATE = 8
+
+
 def _grouped_updates(self, grouped):
     """ExaBGP's OutgoingRIB.updates, with consecutive one-route EVPN Updates that share the same attributes
     (ExaBGP yields them per attribute bucket, with that bucket's Attributes object) merged into one Update
-    (``Update.messages`` then packs them per next hop up to the message size)."""
-    pending_nlris, pending_attributes = [], None
+    (``Update.messages`` then packs them per next hop up to the message size); a next hop's announcements
+    leave in an Update of their own each time ANNOUNCED_PER_UPDATE of them are pending."""
+    group = _Group()
     for message in _exabgp_rib_updates(self, grouped):
         if grouped and _is_evpn_single(message):
-            if pending_nlris and message.attributes is not pending_attributes:
-                yield Update(pending_nlris, pending_attributes)
-                pending_nlris = []
-            pending_nlris.append(message.nlris[0])
-            pending_attributes = message.attributes
+            if message.attributes is not group.attributes:
+                yield from group.flush()
+            yield from group.add(message.nlris[0], message.attributes)
             continue
-        if pending_nlris:
-            yield Update(pending_nlris, pending_attributes)
-            pending_nlris = []
+        yield from group.flush()
         yield message
-    if pending_nlris:
-        yield Update(pending_nlris, pending_attributes)
+    yield from group.flush()
+
+
+class _Group:
+    """The EVPN NLRIs pending with one attribute set, by next hop (withdrawals, which have none, under None)."""
+
+    def __init__(self):
+        self.attributes, self.by_hop = None, {}
+
+    def add(self, nlri, attributes):
+        """Take ``nlri``; yields the Update of its next hop's announcements once ANNOUNCED_PER_UPDATE are pending."""
+        self.attributes = attributes
+        hop = nlri.nexthop.top() if nlri.action == Action.ANNOUNCE else None
+        pending = self.by_hop.setdefault(hop, [])
+        pending.append(nlri)
+        if hop is not None and len(pending) >= ANNOUNCED_PER_UPDATE:
+            del self.by_hop[hop]
+            yield Update(pending, attributes)
+
+    def flush(self):
+        """The Update of everything pending (ExaBGP splits it per next hop and at the message size)."""
+        if self.by_hop:
+            yield Update([nlri for pending in self.by_hop.values() for nlri in pending], self.attributes)
+        self.attributes, self.by_hop = None, {}
 
 
 def _raw_hex(self) -> str:
