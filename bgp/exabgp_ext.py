@@ -14,9 +14,10 @@ ExaBGP decodes EVPN but has no API command to announce it. This module:
   one acknowledgement per command line, whatever the number of routes in it (all are injected, or
   none when one of them is invalid); a route announced before is withdrawn with the NLRI its announcement
   built (``shared_nlri``; ``bgp.routes.parse_batch_command`` hands out the same route for the same text);
-- sends the EVPN routes queued together that share their path attributes in as few UPDATEs as fit
-  (one MP_REACH_NLRI / MP_UNREACH_NLRI per next hop, up to the message size); ExaBGP 5.0.15 itself
-  groups only IPv4 unicast and MVPN and sends one UPDATE per EVPN route;
+- sends the EVPN routes queued together that share their path attributes in few UPDATEs (one
+  MP_REACH_NLRI / MP_UNREACH_NLRI per next hop; withdrawals up to the message size, announcements
+  ANNOUNCED_PER_UPDATE at most: GoBGP's cost per route grows with the routes of its UPDATE); ExaBGP 5.0.15
+  itself groups only IPv4 unicast and MVPN and sends one UPDATE per EVPN route;
 - keys the type 2 and type 5 routes it injects in ExaBGP's outgoing RIB by their RFC route key
   (RFC 7432 section 7.2, RFC 9136 section 3: no ESI, labels or gateway IP), as ``route.key`` does,
   so a route whose VNI changes replaces the old one (BGP implicit withdraw) instead of joining it;
@@ -444,14 +445,9 @@ def _is_evpn_single(message) -> bool:
             and message.nlris[0].family().afi_safi() == _EVPN_FAMILY)
 
 
-# Routes announced per UPDATE, at most. GoBGP (3.10) keeps, with every path it receives, the UPDATE's whole
-# MP_REACH_NLRI, and re-encodes all of that attribute's NLRIs for each copy of the path it sends a peer
-# (``UpdatePathAttrs`` -> ``SetNexthop`` -> ``NewPathAttributeMpReachNLRI``), when it announces the path and
-# again when it withdraws it (the withdrawal is the announced path, cloned): per route, work in proportion
-# to the routes of its announcement's UPDATE times the peers. With ~80 type-2 routes per 4,096-byte UPDATE
-# that was a third of GoBGP's CPU for withdrawing them (docs/benchmarks.md, evpn_routes, branch wdgobgp);
-# a few routes per UPDATE keep GoBGP's per-UPDATE cost shared. Withdrawals carry no MP_REACH_NLRI: they
-# stay packed up to the message size.
+# Routes announced per UPDATE and next hop, at most: GoBGP re-encodes a received path's whole MP_REACH_NLRI
+# (every route of its UPDATE) for each peer it sends the path to, announced and then withdrawn (docs/evpn.md,
+# "Grouped EVPN UPDATEs"). Withdrawals carry no MP_REACH_NLRI: they fill the message.
 ANNOUNCED_PER_UPDATE = 8
 
 
