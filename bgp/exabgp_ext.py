@@ -477,7 +477,7 @@ class _Group:
     def add(self, nlri, attributes):
         """Take ``nlri``; yields the Update of its next hop's announcements once ANNOUNCED_PER_UPDATE are pending."""
         self.attributes = attributes
-        hop = nlri.nexthop.top() if nlri.action == Action.ANNOUNCE else None
+        hop = str(nlri.nexthop) if nlri.action == Action.ANNOUNCE else None
         pending = self.by_hop.setdefault(hop, [])
         pending.append(nlri)
         if hop is not None and len(pending) >= ANNOUNCED_PER_UPDATE:
