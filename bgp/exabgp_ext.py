@@ -15,9 +15,10 @@ ExaBGP decodes EVPN but has no API command to announce it. This module:
   one acknowledgement per command line, whatever the number of routes in it (all are injected, or
   none when one of them is invalid); a route announced before is withdrawn with the NLRI its announcement
   built (``shared_nlri``; ``bgp.routes.parse_batch_command`` hands out the same route for the same text);
-- sends the EVPN routes queued together that share their path attributes in as few UPDATEs as fit
-  (one MP_REACH_NLRI / MP_UNREACH_NLRI per next hop, up to the message size); ExaBGP 5.0.15 itself
-  groups only IPv4 unicast and MVPN and sends one UPDATE per EVPN route;
+- sends the EVPN routes queued together that share their path attributes in few UPDATEs (one
+  MP_REACH_NLRI / MP_UNREACH_NLRI per next hop; withdrawals up to the message size, announcements
+  ANNOUNCED_PER_UPDATE at most: GoBGP's cost per route grows with the routes of its UPDATE); ExaBGP 5.0.15
+  itself groups only IPv4 unicast and MVPN and sends one UPDATE per EVPN route;
 - keys the type 2 and type 5 routes it injects in ExaBGP's outgoing RIB by their RFC route key
   (RFC 7432 section 7.2, RFC 9136 section 3: no ESI, labels or gateway IP), as ``route.key`` does,
   so a route whose VNI changes replaces the old one (BGP implicit withdraw) instead of joining it;
@@ -454,25 +455,50 @@ def _is_evpn_single(message) -> bool:
             and message.nlris[0].family().afi_safi() == _EVPN_FAMILY)
 
 
+# Routes announced per UPDATE and next hop, at most: GoBGP re-encodes a received path's whole MP_REACH_NLRI
+# (every route of its UPDATE) for each peer it sends the path to, announced and then withdrawn (docs/evpn.md,
+# "Grouped EVPN UPDATEs"). Withdrawals carry no MP_REACH_NLRI: they fill the message.
+ANNOUNCED_PER_UPDATE = 8
+
+
 def _grouped_updates(self, grouped):
     """ExaBGP's OutgoingRIB.updates, with consecutive one-route EVPN Updates that share the same attributes
     (ExaBGP yields them per attribute bucket, with that bucket's Attributes object) merged into one Update
-    (``Update.messages`` then packs them per next hop up to the message size)."""
-    pending_nlris, pending_attributes = [], None
+    (``Update.messages`` then packs them per next hop up to the message size); a next hop's announcements
+    leave in an Update of their own each time ANNOUNCED_PER_UPDATE of them are pending."""
+    group = _Group()
     for message in _exabgp_rib_updates(self, grouped):
         if grouped and _is_evpn_single(message):
-            if pending_nlris and message.attributes is not pending_attributes:
-                yield Update(pending_nlris, pending_attributes)
-                pending_nlris = []
-            pending_nlris.append(message.nlris[0])
-            pending_attributes = message.attributes
+            if message.attributes is not group.attributes:
+                yield from group.flush()
+            yield from group.add(message.nlris[0], message.attributes)
             continue
-        if pending_nlris:
-            yield Update(pending_nlris, pending_attributes)
-            pending_nlris = []
+        yield from group.flush()
         yield message
-    if pending_nlris:
-        yield Update(pending_nlris, pending_attributes)
+    yield from group.flush()
+
+
+class _Group:
+    """The EVPN NLRIs pending with one attribute set, by next hop (withdrawals, which have none, under None)."""
+
+    def __init__(self):
+        self.attributes, self.by_hop = None, {}
+
+    def add(self, nlri, attributes):
+        """Take ``nlri``; yields the Update of its next hop's announcements once ANNOUNCED_PER_UPDATE are pending."""
+        self.attributes = attributes
+        hop = str(nlri.nexthop) if nlri.action == Action.ANNOUNCE else None
+        pending = self.by_hop.setdefault(hop, [])
+        pending.append(nlri)
+        if hop is not None and len(pending) >= ANNOUNCED_PER_UPDATE:
+            del self.by_hop[hop]
+            yield Update(pending, attributes)
+
+    def flush(self):
+        """The Update of everything pending (ExaBGP splits it per next hop and at the message size)."""
+        if self.by_hop:
+            yield Update([nlri for pending in self.by_hop.values() for nlri in pending], self.attributes)
+        self.attributes, self.by_hop = None, {}
 
 
 def _raw_hex(self) -> str:

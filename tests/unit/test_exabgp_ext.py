@@ -276,15 +276,30 @@ def test_routes_sharing_attributes_share_updates_split_by_next_hop(action):
     attributes go in one UPDATE per next hop (while they fit), and decode back to the same routes."""
     routes = batch_of(200, next_hops=("192.0.2.1", "192.0.2.2"))
     messages = exabgp_ext.encode_rib_updates(routes, action)
-    # announced: one per next hop; withdrawn: one (MP_UNREACH_NLRI has no next hop); the codec negotiates
-    # extended messages, so all fit
-    assert len(messages) == (2 if action == "announce" else 1)
+    # announced: per next hop, ANNOUNCED_PER_UPDATE routes an UPDATE (below); withdrawn: one (MP_UNREACH_NLRI
+    # has no next hop); the codec negotiates extended messages, so all fit
+    per_hop = -(-100 // exabgp_ext.ANNOUNCED_PER_UPDATE)
+    assert len(messages) == (2 * per_hop if action == "announce" else 1)
     decoded = [item for message in messages for item in from_exabgp_json(exabgp_ext.decode_update(message))]
     if action == "announce":
         assert sorted(route.mac for _, route in decoded) == sorted(r.mac for r in routes)
         assert {route for _, route in decoded} == set(routes)
     else:
         assert {key for _, key in decoded} == {r.key for r in routes}
+
+
+def test_announcements_take_a_few_routes_per_update_withdrawals_fill_it():
+    """GoBGP re-encodes a path's whole MP_REACH_NLRI for every peer it sends the path to, announced and then
+    withdrawn: per route, work in proportion to the routes announced in its UPDATE. Announcements go
+    ANNOUNCED_PER_UPDATE to an UPDATE; withdrawals (no MP_REACH_NLRI) fill it (ExaBGP's 4,096 bytes)."""
+    cap = exabgp_ext.ANNOUNCED_PER_UPDATE
+    assert 1 < cap <= 16
+    routes = batch_of(250)
+    announced = [len(from_exabgp_json(exabgp_ext.decode_update(m))) for m in exabgp_ext.encode_rib_updates(routes,
+                                                                                                          "announce")]
+    assert sum(announced) == 250 and max(announced) == cap and len(announced) == -(-250 // cap)
+    withdrawn = exabgp_ext.encode_rib_updates(routes, "withdraw")
+    assert len(withdrawn) == 1 and len(from_exabgp_json(exabgp_ext.decode_update(withdrawn[0]))) == 250
 
 
 def test_routes_with_other_attributes_get_updates_of_their_own():
