@@ -45,7 +45,7 @@ HOST_ROUTE_BASE = 100  # route priority = base + prefix length: longest prefix w
 
 EMPTY: frozenset = frozenset()
 OWNERS_PER_TICK = 5  # owners looked at (compiled or not) per pacer unit in compile_owners
-FLOWS_PER_UNIT = 4  # flows built per pacer unit, on top of one unit per owner (variant) compiled: see _units
+FLOWS_PER_UNIT = 4  # flows built per pacer unit, on top of one unit per owner (variant) compiled: see _paced
 
 
 @dataclass
@@ -84,7 +84,7 @@ class Shared:
         self.flows: dict[Owner, dict] = {}  # owner -> {variant: frozenset of its flows}
         self.memo: dict = {}  # per-view facts, valid until the next begin()
         self.compiled = 0  # owner variants compiled (for benchmarks)
-        self.pacer = pacer  # ticked per owner (variant) compiled: its pauses must leave the view unchanged
+        self.pacer = pacer  # ticked by the flows compiled (_paced): its pauses must leave the view unchanged
 
     def begin(self, view) -> None:
         self.memo = {"view": view}
