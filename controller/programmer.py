@@ -19,11 +19,11 @@ changed since the switch was last handed its state (``take_changes``), so its re
 Never a stalled loop: compiling ticks ``pacer`` (controller/pacer.py; the app's pauses with ``hub.sleep(0)``) for
 each owner variant compiled, by the flows it builds (``compiler.Shared``), each switch compiled whole or compared,
 and each ``COMPARE_UNIT`` owners compared, so a full compile of 10,000 vports gives the event loop a turn every few
-milliseconds; and once between ``on_view`` and the compile. Only the View and the programmer's own data are read while compiling, and nothing else changes
-them (``refresh`` runs in the programming loop only; one started inside another's pause is refused); ``desired``
-is replaced, not rebuilt in place, by a full compile, so REST readers meanwhile see the previous one whole, and a
-switch's owners that changed are noted before the next pause, so a switch handed its state in a pause (it
-connected) is told every change it holds.
+milliseconds; and once between ``on_view`` and the compile. Only the View and the programmer's own data are read
+while compiling, and nothing else changes them (``refresh`` runs in the programming loop only; one started inside
+another's pause is refused); ``desired`` is replaced, not rebuilt in place, by a full compile, so REST readers
+meanwhile see the previous one whole, and a switch's owners that changed are noted before the next pause, so a
+switch handed its state in a pause (it connected) is told every change it holds.
 """
 
 from __future__ import annotations
