@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 
 import pytest
 
@@ -82,3 +83,27 @@ def test_a_chunk_the_message_does_not_end_in_is_taken_without_a_search_per_brack
         pos += parser.feed(text[pos:pos + 65536])
     assert pos == len(text) and parser.finish() == json.loads(text)
     assert counting.searches < 13000  # the last chunk (the value ends in it), bracket by bracket; ~100,000 without
+
+
+def _cpu_to_feed(chunk: str) -> float:
+    """CPU time (``time.thread_time``: not wall clock) of the fastest of three feeds of ``chunk`` to a new Parser."""
+    best = None
+    for _ in range(3):
+        parser = Parser(1 << 26)
+        start = time.thread_time()
+        parser.feed(chunk)
+        spent = time.thread_time() - start
+        best = spent if best is None else min(best, spent)
+    return best
+
+
+def test_a_chunk_ending_in_a_string_of_escaped_quotes_is_framed_in_linear_time():
+    """Hostile input: a read that ends inside a string of 8,000 escaped quotes. Cutting out the complete strings
+    must not search again from each quote inside the open one (quadratic: seconds of CPU per 16 KB read, the event
+    loop held); it costs what the same string closed in the chunk costs."""
+    body = '["' + '\\"' * 8000
+    open_string, closed = _cpu_to_feed(body), _cpu_to_feed(body + '",')
+    assert open_string < 5 * closed + 0.001, (open_string, closed)
+    parser = Parser(1 << 26)
+    assert parser.feed(body) == len(body) and parser.in_string and not parser.escape and parser.depth == 1
+    assert parser.feed('\\\\"]') == 4 and parser.is_done() and parser.finish() == ['"' * 8000 + "\\"]
