@@ -383,8 +383,10 @@ class Pair:
             log.exception("applying the HA role %s failed", role)
 
     def _remember_generation(self, generation: int) -> None:
-        self.generation = generation
+        """Durable first, then visible: set_meta yields while its fsync runs (controller/store.py ``offload``), and
+        the heartbeat (the HA link's OS thread), status and the other green threads read ``generation`` meanwhile."""
         self.store.set_meta(GENERATION_KEY, generation)
+        self.generation = generation
 
 
 def _peer_view(msg: dict, before: PeerView) -> PeerView | None:

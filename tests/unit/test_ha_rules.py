@@ -307,3 +307,21 @@ def test_after_a_stop_it_decides_nothing_until_the_link_has_read_what_came_meanw
     node.link.listened_at = time.monotonic()  # it has read since: the view is current
     node._decide(time.monotonic())
     assert node.role == "active"
+
+
+def test_a_new_generation_is_durable_before_the_heartbeat_or_status_carries_it(node):
+    """set_meta's fsync runs in the thread pool (controller/store.py offload): while it runs, the heartbeat (built
+    on the HA link's OS thread) and status must still carry the generation the store holds, so a kill -9 then
+    never leaves the peer or a switch with a generation this node forgets."""
+    seen = []
+    real = node.store.offload
+
+    def offload(function, *args):
+        seen.append((node._heartbeat()["generation"], node.status()["generation_id"],
+                     node.store.get_meta("ha_generation")))
+        return real(function, *args)
+
+    node.store.offload = offload
+    node._decide(node.started + STARTUP_DEAD_INTERVALS * DEAD)
+    assert node.role == "active" and node.generation == 1 == node.store.get_meta("ha_generation")
+    assert seen == [(0, 0, None)]
