@@ -517,10 +517,12 @@ def column_value(row, name: str, default=None):
     """``getattr(row, name, default)`` of an IDL row, read from its committed datum: one ``Datum.to_python``, the same
     value. ovs 4.0.0's ``Row.__getattr__`` converts a set or map column three times (to a list, back to a Datum,
     checking its constraints, and to Python again: most of the reporter's CPU for 10,000 new interfaces). A column
-    the replica lacks gives ``default``; a row this client's own transaction is changing, or a plain stand-in, is
+    the replica lacks gives ``default``; a row this client's own transaction is changing, the old values ``notify``
+    is given (a plain dict of the columns that changed: the others are no default there), or a plain stand-in, is
     read with ``getattr``."""
     data = row.__dict__.get("_data") if isinstance(row, ovs.db.idl.Row) else None
-    if data is None or row.__dict__.get("_changes") != {} or row.__dict__.get("_mutations") != {}:
+    if not isinstance(data, ovs.db.idl.ColumnDefaultDict) or row.__dict__.get("_changes") != {} \
+            or row.__dict__.get("_mutations") != {}:
         return getattr(row, name, default)
     schema = row._table.columns.get(name)
     if schema is None:

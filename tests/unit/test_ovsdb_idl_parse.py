@@ -156,3 +156,22 @@ def test_new_rows_are_compared_with_one_default_per_column_not_one_per_row_and_c
         "map", [["iface-id", f"v{i}"]]]}} for i in range(200)}})
     assert len(paced.idl.tables["Interface"].rows) == 200
     assert len(made) <= len(vrs.COLUMNS["Interface"])  # ovs 4.0.0 makes one per row and column it compares
+
+
+def test_column_value_of_the_old_values_notify_is_given_is_getattr():
+    """``notify``'s ``updates`` row holds only the columns that changed (a plain dict, not a ColumnDefaultDict): a
+    column that did not change is no default there, and ``getattr`` gives the caller's default for it."""
+    _, paced = both()
+    paced.feed(UPDATES[0])
+    olds = []
+    real = paced.idl.notify
+
+    def notify(event, row, updates=None):
+        olds.append(updates)
+        real(event, row, updates)
+    paced.idl.notify = notify
+    paced.feed({"Interface": {U[5]: {"modify": {"ofport": 8}}}})
+    old = olds[-1]
+    assert idl.column_value(old, "ofport") == getattr(old, "ofport") == [7]
+    for column in ("name", "external_ids", "mac_in_use"):
+        assert idl.column_value(old, column, "unchanged") == getattr(old, column, "unchanged") == "unchanged"
