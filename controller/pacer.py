@@ -19,7 +19,7 @@ from collections.abc import Callable
 from contextlib import contextmanager
 
 EVERY = 200  # default units between two pauses
-FREEZE_YOUNG = 200_000  # objects left in the youngest generation by a collector pause from which they are frozen
+FREEZE_YOUNG = 50_000  # objects left in the youngest generation by a collector pause from which they are frozen
 
 
 class Pacer:
@@ -61,6 +61,11 @@ class _Collector:
 _paused = {"depth": 0, "enabled": False}  # collector_paused() regions open (green threads interleave them)
 
 
+def paused_now() -> bool:
+    """Whether a ``collector_paused`` region is open (work under way: the collector's refresh waits)."""
+    return _paused["depth"] > 0
+
+
 @contextmanager
 def collector_paused():
     """Deriving and compiling (and reading a big OVSDB update) allocate up to millions of long-lived objects: without
@@ -69,9 +74,11 @@ def collector_paused():
     once more right after. Set ``freeze`` on what this yields to freeze what exists at the end (gc.freeze: never
     scanned again, still freed by reference counting). Regions of several green threads overlap in any order (one
     pauses inside another's): the collector is back on (if it was on before the first) when the last one ends. When
-    the last one ends with more than ``FREEZE_YOUNG`` objects young (a burst: 10,000 vports compiled), they are frozen
-    too: the first collection after it would walk every one of them in one stretch (~200 ms of CPU there). Cyclic
-    garbage among frozen objects is kept, as after a full recompute."""
+    the last one ends with more than ``FREEZE_YOUNG`` objects young (a burst: 10,000 vports compiled; a reconciler's
+    round), they are frozen too: the first collection after it would walk every one of them in one stretch (~0.1 µs
+    each: 200,000 young objects ~20 ms of CPU, a young collection's survivors then walked again by the next full
+    one). Cyclic garbage among frozen objects is kept until the collector's next refresh (controller/collector.py,
+    the controller-wide policy)."""
     if _paused["depth"] == 0:
         _paused["enabled"] = gc.isenabled()
         gc.disable()

@@ -467,3 +467,24 @@ def test_openapi_lists_the_operations_routes(ctl):
     paths = json.loads(api.handle(Request("GET", "/v1/openapi.json")).encoded())["paths"]
     names = {p["name"] for p in paths["/v1/switches/{dpid}/flows"]["get"]["parameters"] if p["in"] == "query"}
     assert names == {"owner", "table", "cookie"}
+
+
+def test_metrics_export_the_cyclic_collectors_collections_per_generation(ctl):
+    import gc
+    import itertools
+
+    from controller.collector import Collections
+
+    ticks = itertools.count()
+    watch = Collections(clock=lambda: next(ticks) * 0.5, freeze_after_full=False)
+    ctl.api.metrics.attach(collector=watch)
+    watch.install()
+    try:
+        gc.collect(2)
+    finally:
+        watch.uninstall()
+    got = samples(scrape(ctl.api))
+    assert got[("canopy_gc_collections_total", frozenset({("generation", "2")}))] >= 1
+    assert got[("canopy_gc_collection_max_seconds", frozenset({("generation", "2")}))] == 0.5
+    assert got[("canopy_gc_collection_seconds_total", frozenset({("generation", "2")}))] >= 0.5
+    assert got[("canopy_gc_refreshes_total", frozenset())] == 0
