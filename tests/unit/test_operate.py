@@ -453,7 +453,9 @@ def test_dashboard_and_served_metrics_are_documented(ctl):
             for name in re.findall(r"canopy_\w+", target["expr"])}
     strip = re.compile(r"_(bucket|sum|count)$")
     assert {strip.sub("", n) for n in used} - documented == set()
-    ctl.api.metrics.attach(reconcilers=dict)
+    from controller.collector import Collections
+
+    ctl.api.metrics.attach(reconcilers=dict, collector=Collections())
     served = {family.name for family in text_string_to_metric_families(scrape(ctl.api).encoded().decode())
               if family.name.startswith("canopy_")}
     assert served and {n if n in documented else n + "_total" for n in served} <= documented
