@@ -125,6 +125,22 @@ def test_a_paused_region_leaving_many_young_objects_freezes_them():
         gc.unfreeze()
 
 
+def test_young_objects_are_frozen_even_when_freeing_old_ones_hid_them_from_the_collectors_count():
+    """Every object freed lowers the youngest generation's count, old or young: a read-back replacing installed records
+    leaves the count near 0 with a million young objects. The region counts them by listing them."""
+    old = [Node() for _ in range(2 * pacer.FREEZE_YOUNG)]
+    gc.collect()
+    gc.freeze()
+    try:
+        with pacer.collector_paused():
+            kept = [Node() for _ in range(pacer.FREEZE_YOUNG + 1000)]
+            del old[:]  # the old ones freed: the count falls back
+            assert gc.get_count()[0] < pacer.FREEZE_YOUNG <= pacer.young()
+        assert pacer.young() < 1000 and len(kept) > pacer.FREEZE_YOUNG  # frozen, not left to one young collection
+    finally:
+        gc.unfreeze()
+
+
 class Stub:
     def __init__(self):
         self.refreshed = 0
