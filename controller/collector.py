@@ -13,6 +13,11 @@ The policy (``install()``, by the controller at start):
   ``stop`` callback) moves it out of the collector's sight (still freed by reference counting). The next full
   collection walks only what came since, and since the threshold follows what the last one walked, full
   collections stay small (tens of thousands of objects) however big the heap grows.
+- **Freeze after any long collection.** A young collection is short while the young generation is small, but
+  freeing old objects lowers the collector's count as much as allocating new ones raises it, so while a big
+  structure is replaced (read-backs, a report) the young generation can grow far past its threshold unseen; the
+  collection that finally runs walks all of it, and the survivors would be walked again by the next two
+  generations' collections. Any collection of at least ``FREEZE_AFTER`` seconds of CPU is followed by a freeze.
 - **Freeze what a paused region leaves.** ``controller.pacer.collector_paused`` regions (a compile, an OVSDB update,
   a plan) hold the collector off; the objects they leave young are frozen when the last one ends with more than
   ``FREEZE_YOUNG`` of them, instead of being walked in one young collection (controller/pacer.py), and a full
@@ -42,6 +47,7 @@ log = logging.getLogger("canopy.collector")
 
 GENERATIONS = 3
 FULL = GENERATIONS - 1
+FREEZE_AFTER = 0.005  # CPU seconds: a collection at least this long is followed by a freeze, whatever its generation
 KEEP = 10  # longest collections kept (with where they ran) since the last reset
 MIN_SECONDS = 0.001  # shorter collections are counted, never kept in the longest list
 REFRESH_EVERY = 3600.0  # seconds between two refreshes, at least
@@ -53,16 +59,18 @@ class Collections:
     full collection (module docstring). Its callback runs inside the collector: it takes no lock and calls nothing
     that could (a scrape may hold prometheus_client's lock where an allocation triggers a collection)."""
 
-    def __init__(self, clock=time.thread_time, keep: int = KEEP, freeze_after_full: bool = True):
+    def __init__(self, clock=time.thread_time, keep: int = KEEP, freeze_after_full: bool = True,
+                 freeze_after: float | None = FREEZE_AFTER):
         self.clock = clock
         self.keep = keep
         self.freeze_after_full = freeze_after_full
+        self.freeze_after = freeze_after  # None: only after full collections
         self.count = [0] * GENERATIONS
         self.seconds = [0.0] * GENERATIONS
         self.max_seconds = [0.0] * GENERATIONS
         self.collected = [0] * GENERATIONS  # unreachable objects found (cyclic garbage freed)
         self.total = 0.0  # CPU seconds of every collection (the stretch tracer reads it per stretch)
-        self.freezes = 0  # freezes after a full collection
+        self.freezes = 0  # freezes after a collection
         self.refreshes = 0
         self.last_refresh: dict | None = None  # frozen before, collected, CPU seconds of the latest refresh
         self._longest: list = []  # a min-heap of (seconds, order, collection dict)
@@ -106,7 +114,8 @@ class Collections:
             self.max_seconds[generation] = seconds
         if seconds >= MIN_SECONDS and (len(self._longest) < self.keep or seconds > self._longest[0][0]):
             self._record(seconds, generation, info["collected"])
-        if generation == FULL and self.freeze_after_full:
+        if self.freeze_after_full and (generation == FULL or (self.freeze_after is not None
+                                                              and seconds >= self.freeze_after)):
             gc.freeze()  # the lists are settled at "stop": this only moves them to the permanent generation
             self.freezes += 1
 

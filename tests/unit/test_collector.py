@@ -38,7 +38,7 @@ def cycle() -> weakref.ref:
 @pytest.fixture
 def watch():
     """A policy installed for the test only; what it froze is unfrozen after (the test process goes on)."""
-    watch = Collections(clock=ticking())
+    watch = Collections(clock=ticking(), freeze_after=None)  # freezes after full collections only
     watch.install()
     yield watch
     watch.uninstall()
@@ -67,6 +67,29 @@ def test_what_survives_a_full_collection_is_frozen_out_of_the_next_ones_walk(wat
     assert gc.get_freeze_count() >= before + len(kept) and watch.freezes >= 1
     assert not any(node is kept[0] for node in gc.get_objects(2))  # the collector no longer walks it
     assert gc.get_freeze_count() >= len(kept)
+
+
+def test_a_long_young_collection_is_followed_by_a_freeze_and_a_short_one_is_not():
+    """A young collection that ran long (the fake clock: 1 s each) had a big young generation to walk: its survivors
+    are frozen, not walked again by the next two generations' collections; a short one (no time on the clock) leaves
+    them to those."""
+    gc.unfreeze()
+    still = Collections(clock=lambda: 0.0)
+    still.install()
+    try:
+        kept = [Node() for _ in range(1000)]
+        gc.collect(0)
+        assert gc.get_freeze_count() == 0 and still.freezes == 0
+    finally:
+        still.uninstall()
+    long = Collections(clock=ticking())
+    long.install()
+    try:
+        gc.collect(0)
+        assert gc.get_freeze_count() >= len(kept) and long.freezes == 1
+    finally:
+        long.uninstall()
+        gc.unfreeze()
 
 
 def test_without_the_policy_a_full_collection_freezes_nothing():
