@@ -15,11 +15,14 @@ tolerate other green threads running meanwhile: each caller says what may change
 from __future__ import annotations
 
 import gc
+import time
 from collections.abc import Callable
 from contextlib import contextmanager
 
 EVERY = 200  # default units between two pauses
 FREEZE_YOUNG = 50_000  # objects left in the youngest generation by a collector pause from which they are frozen
+FREEZE_SPAN = 0.005  # CPU seconds of collector pauses (the first one's start to the last one's end) that freeze too
+CLOCK = time.thread_time  # this OS thread's CPU: what the paused regions and the work between them allocated with
 
 
 class Pacer:
@@ -58,13 +61,7 @@ class _Collector:
     freeze = False  # set: freeze what exists at the end (a full compile's result) out of the collector's sight
 
 
-_paused = {"depth": 0, "enabled": False}  # collector_paused() regions open (green threads interleave them)
-
-
-def young() -> int:
-    """Objects in the collector's youngest generation: what its next collection walks. Listing them costs about a
-    third of that collection (a few µs while the collector runs as usual: at most ~700 of them)."""
-    return len(gc.get_objects(0))
+_paused = {"depth": 0, "enabled": False, "since": 0.0}  # collector_paused() regions open (green threads interleave them)
 
 
 def paused_now() -> bool:
@@ -83,12 +80,16 @@ def collector_paused():
     the last one ends with more than ``FREEZE_YOUNG`` objects young (a burst: 10,000 vports compiled; a reconciler's
     round; read-backs parsed by other green threads meanwhile), they are frozen too: the first collection after it
     would walk every one of them in one stretch (0.1-0.2 µs each: a million young objects, 176 ms of CPU in a
-    restart of vrs_scale). They are counted by listing them (``young()``): ``gc.get_count()`` is no measure, since
-    every object freed lowers it, old or young (a read-back replacing the installed records leaves it near 0 with a
-    million young objects). Cyclic garbage among frozen objects is kept until the collector's next refresh
-    (controller/collector.py, the controller-wide policy)."""
+    restart of vrs_scale). ``gc.get_count()`` alone misses them: every object freed lowers it, old or young (a
+    region freeing its temporaries, or read-backs replacing installed records, leave it near 0 with a million young
+    objects), and listing them costs about half their collection (31 ms of CPU once). So the young generation is
+    also frozen when the regions, from the first one's start to the last one's end, took ``FREEZE_SPAN`` seconds of
+    this OS thread's CPU or more: shorter, they allocated too little for a collection to matter. Cyclic garbage
+    among frozen objects is kept until the collector's next refresh (controller/collector.py, the controller-wide
+    policy)."""
     if _paused["depth"] == 0:
         _paused["enabled"] = gc.isenabled()
+        _paused["since"] = CLOCK()
         gc.disable()
     _paused["depth"] += 1
     pause = _Collector()
@@ -96,7 +97,8 @@ def collector_paused():
         yield pause
     finally:
         _paused["depth"] -= 1
-        if pause.freeze or (_paused["depth"] == 0 and young() >= FREEZE_YOUNG):
+        if pause.freeze or (_paused["depth"] == 0 and (gc.get_count()[0] >= FREEZE_YOUNG
+                                                       or CLOCK() - _paused["since"] >= FREEZE_SPAN)):
             gc.freeze()
         if _paused["depth"] == 0 and _paused["enabled"]:
             gc.enable()

@@ -28,6 +28,11 @@ def ticking(step: float = 1.0):
     return lambda: next(counter) * step
 
 
+def is_frozen(obj) -> bool:
+    """Whether the (tracked) object is in the permanent generation: no collection walks it."""
+    return gc.is_tracked(obj) and not any(o is obj for o in gc.get_objects())
+
+
 def cycle() -> weakref.ref:
     """A reference cycle, unreachable once this returns; a weak reference tells whether it was freed."""
     a, b = Node(), Node()
@@ -148,18 +153,28 @@ def test_a_paused_region_leaving_many_young_objects_freezes_them():
         gc.unfreeze()
 
 
-def test_young_objects_are_frozen_even_when_freeing_old_ones_hid_them_from_the_collectors_count():
+def test_young_objects_are_frozen_after_long_regions_even_when_freeing_old_ones_hid_them_from_the_count(
+        monkeypatch):
     """Every object freed lowers the youngest generation's count, old or young: a read-back replacing installed records
-    leaves the count near 0 with a million young objects. The region counts them by listing them."""
+    leaves the count near 0 with a million young objects. Regions that took FREEZE_SPAN of CPU (a fake clock here)
+    freeze what is young whatever the count; shorter ones leave it to the young collections."""
+    now = [0.0]
+    monkeypatch.setattr(pacer, "CLOCK", lambda: now[0])
     old = [Node() for _ in range(2 * pacer.FREEZE_YOUNG)]
     gc.collect()
     gc.freeze()
     try:
         with pacer.collector_paused():
-            kept = [Node() for _ in range(pacer.FREEZE_YOUNG + 1000)]
-            del old[:]  # the old ones freed: the count falls back
-            assert gc.get_count()[0] < pacer.FREEZE_YOUNG <= pacer.young()
-        assert pacer.young() < 1000 and len(kept) > pacer.FREEZE_YOUNG  # frozen, not left to one young collection
+            short = [Node() for _ in range(1000)]
+            del old[: len(old) // 2]  # old ones freed: the count falls back to 0
+            assert gc.get_count()[0] < len(short) <= len(gc.get_objects(0))
+        assert not is_frozen(short[0])  # a short region: left to the young collections
+        with pacer.collector_paused():
+            long = [Node() for _ in range(pacer.FREEZE_YOUNG + 1000)]
+            del old[:]
+            assert gc.get_count()[0] < pacer.FREEZE_YOUNG <= len(gc.get_objects(0))
+            now[0] += pacer.FREEZE_SPAN  # the region (and the work in its pauses) took that much CPU
+        assert is_frozen(long[0]) and is_frozen(long[-1])  # frozen, not walked young
     finally:
         gc.unfreeze()
 
