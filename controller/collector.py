@@ -2,7 +2,7 @@
 
 CPython's collector is generational: a young collection walks the objects allocated since the last one, a full
 (generation 2) one walks every object it tracks, in one stretch of C that holds the GIL and so the event loop (about
-0.1 µs per object here: a 500-850 MB controller of 1-5 M tracked objects, 100-500 ms, wherever an allocation
+0.1 µs per object here: a 500-850 MB controller tracks millions of objects, 100-500 ms, wherever an allocation
 happens to trigger it). A full collection comes once the objects promoted to generation 2 since the last one exceed
 a quarter of what that one walked, so while long-lived state grows (read-backs, a big report, a compile) each walks
 everything again, a little more each time.
@@ -19,12 +19,12 @@ The policy (``install()``, by the controller at start):
   collection that finally runs walks all of it, and the survivors would be walked again by the next two
   generations' collections. Any collection of at least ``FREEZE_AFTER`` seconds of CPU is followed by a freeze.
 - **Freeze what a paused region leaves.** ``controller.pacer.collector_paused`` regions (a compile, an OVSDB update,
-  a plan) hold the collector off; the objects they leave young are frozen when the last one ends with more than
-  ``FREEZE_YOUNG`` of them, instead of being walked in one young collection (controller/pacer.py), and a full
-  compile's result is frozen whatever its size.
+  a plan) hold the collector off; the objects they leave young are frozen when the regions took ``FREEZE_SPAN`` of
+  CPU or the count says ``FREEZE_YOUNG`` are left, instead of being walked in one young collection
+  (controller/pacer.py), and a full compile's result is frozen whatever its size.
 - **Refresh at a quiet moment.** Frozen objects that die are freed by reference counting, but cyclic garbage among
   them is not (a frozen cycle is never walked). ``refresh()`` unfreezes everything, runs one full collection (which
-  walks the whole heap once: the only long collection left, ``REFRESH_EVERY`` at most, when ``quiet()`` says no
+  walks the whole heap once: the only long collection left, once per ``REFRESH_EVERY`` at most, when ``quiet()`` says no
   work is under way) and freezes the survivors again; a second, empty collection makes the threshold follow what
   is left unfrozen (nothing) instead of the whole heap.
 

@@ -61,7 +61,7 @@ class _Collector:
     freeze = False  # set: freeze what exists at the end (a full compile's result) out of the collector's sight
 
 
-_paused = {"depth": 0, "enabled": False, "since": 0.0}  # collector_paused() regions open (green threads interleave them)
+_paused = {"depth": 0, "enabled": False, "since": 0.0}  # collector_paused() regions open (interleaved)
 
 
 def paused_now() -> bool:
