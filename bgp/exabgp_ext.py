@@ -1,4 +1,5 @@
-"""Canopy's ExaBGP extension: the ONLY module that imports exabgp (STYLE rule 7).
+"""Canopy's ExaBGP extension: with its API side ``bgp.exabgp_ext_api``, the only modules that import exabgp
+(STYLE rule 7).
 
 ExaBGP decodes EVPN but has no API command to announce it. This module:
 
@@ -14,9 +15,10 @@ ExaBGP decodes EVPN but has no API command to announce it. This module:
   one acknowledgement per command line, whatever the number of routes in it (all are injected, or
   none when one of them is invalid); a route announced before is withdrawn with the NLRI its announcement
   built (``shared_nlri``; ``bgp.routes.parse_batch_command`` hands out the same route for the same text);
-- sends the EVPN routes queued together that share their path attributes in as few UPDATEs as fit
-  (one MP_REACH_NLRI / MP_UNREACH_NLRI per next hop, up to the message size); ExaBGP 5.0.15 itself
-  groups only IPv4 unicast and MVPN and sends one UPDATE per EVPN route;
+- sends the EVPN routes queued together that share their path attributes in few UPDATEs (one
+  MP_REACH_NLRI / MP_UNREACH_NLRI per next hop; withdrawals up to the message size, announcements
+  ANNOUNCED_PER_UPDATE at most: GoBGP's cost per route grows with the routes of its UPDATE); ExaBGP 5.0.15
+  itself groups only IPv4 unicast and MVPN and sends one UPDATE per EVPN route;
 - keys the type 2 and type 5 routes it injects in ExaBGP's outgoing RIB by their RFC route key
   (RFC 7432 section 7.2, RFC 9136 section 3: no ESI, labels or gateway IP), as ``route.key`` does,
   so a route whose VNI changes replaces the old one (BGP implicit withdraw) instead of joining it;
@@ -29,6 +31,8 @@ ExaBGP decodes EVPN but has no API command to announce it. This module:
   text; ExaBGP formats it byte by byte, a cost paid for every route received), and writes only that hex and
   the route type's code as the NLRI's JSON (``bgp.received`` decodes the rest from the hex); a withdrawn
   EVPN NLRI is not parsed at all, only kept as its bytes;
+- installs its API side (``bgp.exabgp_ext_api``): what ExaBGP writes to Canopy held and written together, and
+  received EVPN withdrawals read without ExaBGP's attribute machinery and handed over a batch per message;
 - ``main(argv)``: install, then run ExaBGP's own main: ``python -m bgp.exabgp_ext <config>``.
 """
 
@@ -38,7 +42,6 @@ import copy
 import functools
 import ipaddress
 import sys
-import time
 
 from bgp import routes
 
@@ -96,7 +99,8 @@ try:
     from exabgp.environment import getenv
     from exabgp.logger import log as _exabgp_log
     from exabgp.reactor.api.response import Response
-    from exabgp.reactor.api.processes import ProcessError, Processes
+    from exabgp.bgp.message import Message
+    from exabgp.reactor.api.processes import Processes
     from exabgp.reactor.loop import Reactor
 except ImportError as _error:  # pragma: no cover - exercised only on a broken install
     raise _pin_failure(f"import failed ({_error})") from _error
@@ -143,6 +147,11 @@ def check_pin() -> None:
         == ("self", "process", "string", "neighbor") and callable(getattr(Processes, "terminate", None)),
         "Reactor._wait_for_io(sleeptime) and .processes": Reactor._wait_for_io.__code__.co_varnames[:2]
         == ("self", "sleeptime") and "processes" in Reactor.__init__.__code__.co_names,
+        "Processes._dispatch[UPDATE](self, peer, direction, update, negotiated, header, body), ._notify, ._encoder":
+        callable(Processes._dispatch.get(Message.CODE.UPDATE)) and callable(getattr(Processes, "_notify", None))
+        and "_encoder" in Processes.__init__.__code__.co_names + Processes.clean.__code__.co_names,
+        "Update.unpack_message(cls, data, direction, negotiated)":
+        Update.unpack_message.__func__.__code__.co_varnames[:4] == ("cls", "data", "direction", "negotiated"),
     }
     moved = [name for name, present in expectations.items() if not present]
     if moved:
@@ -151,6 +160,8 @@ def check_pin() -> None:
 
 _EVPN_NEXT_HOP_LENGTHS = (4, 16)  # what ExaBGP accepts once installed (32 is cut to its first 16 bytes)
 check_pin()
+
+from bgp import exabgp_ext_api  # noqa: E402 - the extension's API side, imported once the pin holds
 
 
 # --------------------------------------------------------------------------- Router's MAC
@@ -444,91 +455,56 @@ def _is_evpn_single(message) -> bool:
             and message.nlris[0].family().afi_safi() == _EVPN_FAMILY)
 
 
+# Routes announced per UPDATE and next hop, at most: GoBGP re-encodes a received path's whole MP_REACH_NLRI
+# (every route of its UPDATE) for each peer it sends the path to, announced and then withdrawn (docs/evpn.md,
+# "Grouped EVPN UPDATEs"). Withdrawals carry no MP_REACH_NLRI: they fill the message.
+ANNOUNCED_PER_UPDATE = 8
+
+
 def _grouped_updates(self, grouped):
     """ExaBGP's OutgoingRIB.updates, with consecutive one-route EVPN Updates that share the same attributes
     (ExaBGP yields them per attribute bucket, with that bucket's Attributes object) merged into one Update
-    (``Update.messages`` then packs them per next hop up to the message size)."""
-    pending_nlris, pending_attributes = [], None
+    (``Update.messages`` then packs them per next hop up to the message size); a next hop's announcements
+    leave in an Update of their own each time ANNOUNCED_PER_UPDATE of them are pending."""
+    group = _Group()
     for message in _exabgp_rib_updates(self, grouped):
         if grouped and _is_evpn_single(message):
-            if pending_nlris and message.attributes is not pending_attributes:
-                yield Update(pending_nlris, pending_attributes)
-                pending_nlris = []
-            pending_nlris.append(message.nlris[0])
-            pending_attributes = message.attributes
+            if message.attributes is not group.attributes:
+                yield from group.flush()
+            yield from group.add(message.nlris[0], message.attributes)
             continue
-        if pending_nlris:
-            yield Update(pending_nlris, pending_attributes)
-            pending_nlris = []
+        yield from group.flush()
         yield message
-    if pending_nlris:
-        yield Update(pending_nlris, pending_attributes)
+    yield from group.flush()
+
+
+class _Group:
+    """The EVPN NLRIs pending with one attribute set, by next hop (withdrawals, which have none, under None)."""
+
+    def __init__(self):
+        self.attributes, self.by_hop = None, {}
+
+    def add(self, nlri, attributes):
+        """Take ``nlri``; yields the Update of its next hop's announcements once ANNOUNCED_PER_UPDATE are pending."""
+        self.attributes = attributes
+        hop = str(nlri.nexthop) if nlri.action == Action.ANNOUNCE else None
+        pending = self.by_hop.setdefault(hop, [])
+        pending.append(nlri)
+        if hop is not None and len(pending) >= ANNOUNCED_PER_UPDATE:
+            del self.by_hop[hop]
+            yield Update(pending, attributes)
+
+    def flush(self):
+        """The Update of everything pending (ExaBGP splits it per next hop and at the message size)."""
+        if self.by_hop:
+            yield Update([nlri for pending in self.by_hop.values() for nlri in pending], self.attributes)
+        self.attributes, self.by_hop = None, {}
 
 
 def _raw_hex(self) -> str:
     """ExaBGP's EVPN._raw (the NLRI's bytes in upper-case hex for the JSON "raw" field), without formatting
     each byte in Python: the same text, a twentieth of the CPU (it ran for every route received)."""
     return self.pack_nlri().hex().upper()
-
-
-# ExaBGP writes each API message to its process with a write and a flush of its own: one system call, and one
-# wake-up of the relay (then of the speaker), per received UPDATE, which GoBGP sends one route at a time (40 % of
-# ExaBGP's samples while 10,000 withdrawals came in). Held here and written together instead:
-API_HOLD_BYTES = 1 << 16  # written once this much is held for a process
-API_HOLD_SECONDS = 0.01  # or once the oldest held message is this old; and at once whenever the reactor goes idle
-_THROUGH: dict = {}  # ExaBGP's own Processes.write, Processes.terminate and Reactor._wait_for_io (install())
-
-
-def _held(processes) -> dict:
-    """{process name: [monotonic time of the oldest held message, [messages], bytes]} of this Processes."""
-    return processes.__dict__.setdefault("_canopy_held", {})
-
-
-def _write_held(self, process, string, neighbor=None):
-    """Processes.write, held (see API_HOLD_BYTES): the messages reach the process in the same order, at most
-    API_HOLD_SECONDS later while ExaBGP is busy, at once when it goes idle or terminates its processes."""
-    if string is None:
-        return True
-    entry = _held(self).setdefault(process, [time.monotonic(), [], 0])
-    entry[1].append(string)
-    entry[2] += len(string) + 1
-    due = entry[2] >= API_HOLD_BYTES or time.monotonic() - entry[0] >= API_HOLD_SECONDS
-    if due or self.__dict__.get("_canopy_terminating"):
-        _write_out(self, process)
-    return True
-
-
-def _write_out(processes, process) -> None:
-    """Write what is held for ``process`` with ExaBGP's own write: one write and one flush (ProcessError on a
-    broken pipe, the process marked broken as ExaBGP does)."""
-    entry = _held(processes).pop(process, None)
-    if entry is not None and process in processes._process:
-        _THROUGH["write"](processes, process, "\n".join(entry[1]))
-
-
-def flush_api(processes, idle: bool = True) -> None:
-    """Write what is held: all of it (``idle``), else what has been held for API_HOLD_SECONDS."""
-    now = time.monotonic()
-    for process, entry in list(_held(processes).items()):
-        if idle or now - entry[0] >= API_HOLD_SECONDS:
-            try:
-                _write_out(processes, process)
-            except ProcessError:
-                pass  # marked broken: the reactor stops that process's peers on its next turn
-
-
-def _wait_for_io_flushed(self, sleeptime):
-    """Reactor._wait_for_io, after writing what the API processes are owed (all of it before a sleep)."""
-    flush_api(self.processes, idle=bool(sleeptime))
-    return _THROUGH["wait_for_io"](self, sleeptime)
-
-
-def _terminate_flushed(self):
-    """Processes.terminate, after writing what is held; what it writes itself (a shutdown message to each
-    process, right before stopping them) goes out at once."""
-    flush_api(self)
-    self.__dict__["_canopy_terminating"] = True
-    return _THROUGH["terminate"](self)
 
 
 def _evpn_unpack_nlri(cls, afi, safi, bgp, action, addpath):
@@ -556,7 +532,8 @@ COMMANDS = ("announce evpn", "withdraw evpn")
 
 def install() -> None:
     """Register the Router's MAC community and the evpn API commands, accept 16/32-byte EVPN next hops,
-    and group EVPN UPDATEs (idempotent)."""
+    group EVPN UPDATEs, and hold, batch and read cheaply what goes to the API processes (``exabgp_ext_api``;
+    idempotent)."""
     ExtendedCommunity.register(RouterMac)
     Family.size[(AFI.l2vpn, SAFI.evpn)] = (_EVPN_NEXT_HOP_LENGTHS, 0)
     MPRNLRI.unpack = classmethod(_mp_reach_unpack)
@@ -565,10 +542,7 @@ def install() -> None:
     EVPN.unpack_nlri = classmethod(_evpn_unpack_nlri)
     for nlri_class in (EVPN, MAC, Multicast, Prefix, GenericEVPN):
         nlri_class.json = _nlri_json
-    if not _THROUGH:
-        _THROUGH.update(write=Processes.write, terminate=Processes.terminate, wait_for_io=Reactor._wait_for_io)
-        Processes.write, Processes.terminate = _write_held, _terminate_flushed
-        Reactor._wait_for_io = _wait_for_io_flushed
+    exabgp_ext_api.install()
     for name in COMMANDS:
         if Command.callback["text"].get(name) is not _evpn_handler:
             Command.register(name, json_support=True)(_evpn_handler)

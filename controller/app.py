@@ -139,10 +139,8 @@ class CanopyApp(RyuApp):
                                 external=lambda: rest_external.metric_rows(self.programmer, lambda: self.reconcilers))
         runtime.API = self.api  # for SIGHUP (controller.lifecycle)
         self._wake = hub.Event()
-        self.program_loop = ProgramLoop(self.programmer, self._wake, self._hand_out, prepare=self._import_remote,
-                                        sleep=hub.sleep, taking=lambda: self.state.reports_taking > 0)
+        self.program_loop = self._programming()
         self._worker = None
-        self.state.subscribe(lambda what, detail: self._wake.set())
         # a new, empty store deletes nothing from switches until the first policy change (docs/store.md)
         self._keep_stale = self.store.last_seq() == 0 and not runtime.STORE_ACCEPTED
         if self._keep_stale:
@@ -202,6 +200,14 @@ class CanopyApp(RyuApp):
                 and not any(rec.state in ("reading", "syncing") for rec in list(self.reconcilers.values())))
 
     # ------------------------------------------------------------------ programming switches
+    def _programming(self) -> ProgramLoop:
+        """The programming loop (controller/programloop.py), woken by every change of State; a pass waits (up to
+        REPORT_WAIT) for a switch report State is taking across its pauses (``State.reports_taking``)."""
+        loop = ProgramLoop(self.programmer, self._wake, self._hand_out, prepare=self._import_remote, sleep=hub.sleep,
+                           taking=lambda: self.state.reports_taking > 0)
+        self.state.subscribe(lambda what, detail: self._wake.set())
+        return loop
+
     def _program_loop(self):
         """Wait for State to change, then recompile what changed and hand it to the switches; supervised
         (controller/programloop.py): a failing pass is logged, reported degraded in /v1/status and retried

@@ -4,11 +4,14 @@ Reading a commit of 10,000 vports (each change's old and new object, the vport's
 took ~30 ms; State then updated its binding index from it in the same stretch. ``read_changes`` does the reading
 alone, ticking a pacer (controller/pacer.py) per change: it reads only the two policies and the change list (never
 changed once committed), so State is untouched and whole during its pauses, and takes what was read in one short
-stretch afterwards (``CommitRead``: the index updates with their keys computed, the records).
+stretch afterwards (``CommitRead``: the index updates with their keys computed, the records). ``OneAtATime`` keeps
+a second commit from landing in those pauses: it waits until the first is taken, then is read against it.
 """
 
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from controller.model import binding_key, esxi_static_key
@@ -30,6 +33,30 @@ class CommitRead:
     records: dict[str, set] = field(default_factory=lambda: {name: set() for name in RECORDS})
     security: bool = False
     external: bool = False
+
+
+class OneAtATime:
+    """Policy commits into State one after another, each held from its paced read until State has taken it. A commit
+    read while another landed in its pauses would be taken on the policy it was read against, and the other's changes
+    would be in the binding index but not in State's policy. ``threading``'s lock is eventlet's under ryu-manager (a
+    green thread waits, the hub runs on). A commit started inside a pause of another in the same thread would wait for
+    itself: refused with an error instead."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._holder: int | None = None
+
+    @contextmanager
+    def held(self):
+        me = threading.get_ident()
+        if self._holder == me:
+            raise RuntimeError("a policy commit into State started inside a pause of another, in the same thread")
+        with self._lock:
+            self._holder = me
+            try:
+                yield
+            finally:
+                self._holder = None
 
 
 def read_changes(old: Policy, new: Policy, changes, pacer: Pacer = NEVER) -> CommitRead:

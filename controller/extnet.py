@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
+from controller.keyed import discard_from
 from controller.model import Problem
 from controller.security import ZONE_LIMIT, hashed_zones
 
@@ -272,7 +273,7 @@ class ExternalView:
     def set_floating(self, fid: str, info: FloatingInfo | None) -> None:
         old = self.floating.pop(fid, None)
         if old is not None:
-            _drop(self.by_session, old.session, fid)
+            discard_from(self.by_session, old.session, fid)
         if info is not None:
             self.floating[fid] = info
             self.by_session.setdefault(info.session, {})[fid] = info
@@ -290,14 +291,6 @@ class ExternalView:
         self.gateways.pop(session, None)
         if needs:
             self.gateways[session] = dict(needs)
-
-
-def _drop(index, key, fid):
-    inner = index.get(key)
-    if inner is not None:
-        inner.pop(fid, None)
-        if not inner:
-            del index[key]
 
 
 def pat_mac(address: str) -> str:

@@ -24,10 +24,13 @@ def add_to(index: dict, key, item) -> None:
 
 
 def discard_from(index: dict, key, item) -> None:
-    """``item`` out of the set ``index[key]``; the entry goes with its last item."""
+    """``item`` out of the set (or the dict: its key) ``index[key]``; the entry goes with its last item."""
     items = index.get(key)
     if items is not None:
-        items.discard(item)
+        if isinstance(items, dict):
+            items.pop(item, None)
+        else:
+            items.discard(item)
         if not items:
             del index[key]
 

@@ -100,11 +100,19 @@ class _CanopyCollector:
         self.m = metrics
 
     def collect(self):
+        """Every family, with a pause after each: prometheus_client formats a family as soon as it is yielded,
+        so a scrape holds the event loop for one family's collection and formatting at a time."""
+        pause = self.m.sources.get("pause") or (lambda: None)
+        for family in self._families(pause):
+            yield family
+            pause()
+
+    def _families(self, pause):
         m = self.m
         yield from _core(m.state, m.service)
         reconcilers = m.sources.get("reconcilers")
         if reconcilers is not None:
-            yield from _switches(m.state, reconcilers(), m.sources.get("pause") or (lambda: None))
+            yield from _switches(m.state, reconcilers(), pause)
         if m.sources.get("ovsdb") is not None:
             yield from _ovsdb(m.sources["ovsdb"])
         if m.sources.get("dhcp") is not None:
@@ -180,7 +188,8 @@ def _core(state, service):
 
 
 def _switches(state, reconcilers, pause):
-    """Per-switch families; ``pause()`` between switches lets the event loop serve others meanwhile."""
+    """Per-switch families; ``pause()`` between switches, while reading and while adding their samples, lets the
+    event loop serve others meanwhile (50 switches' samples added in one go: 30-50 ms in vrs_scale's takeover)."""
     names = {f"{dpid:016x}": "" for dpid in state.datapaths}
     names.update({f"{snap.datapath_id:016x}": snap.chassis for snap in state.vrs.values()
                   if snap.datapath_id is not None})
@@ -213,6 +222,7 @@ def _switches(state, reconcilers, pause):
     seconds = SummaryMetricFamily("canopy_switch_change_set_seconds", "time to send and confirm a change set",
                                   labels=["datapath", "chassis"])
     for labels, rec, status in rows:
+        pause()
         for kind in ("desired", "installed", "pending", "rejected"):
             flows.add_metric([*labels, kind], status[kind])
         for kind, value in status["groups"].items():

@@ -19,6 +19,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from functools import cached_property
 
+from controller.keyed import discard_from
+
 
 @dataclass(frozen=True)
 class RemoteMac:
@@ -156,12 +158,10 @@ class RemoteIndex:
                 self._drop_mac(entry)
                 macs.add((entry.subnet_id, entry.mac))
             elif isinstance(entry, RemotePrefix):
-                self.prefixes[entry.domain_id].pop(entry, None)
-                _drop_empty(self.prefixes, entry.domain_id)
+                discard_from(self.prefixes, entry.domain_id, entry)
                 domains.add(entry.domain_id)
             else:
-                self.floods[entry[0]].discard(entry[1])
-                _drop_empty(self.floods, entry[0])
+                discard_from(self.floods, entry[0], entry[1])
                 subnets.add(entry[0])
         for entry in delta.added:
             if isinstance(entry, RemoteMac):
@@ -183,12 +183,12 @@ class RemoteIndex:
         if extra and mac in extra:
             extra.remove(mac)
         elif self.macs.get(mac.subnet_id, {}).get(mac.mac) == mac:
-            del self.macs[mac.subnet_id][mac.mac]
             if extra:
                 self.macs[mac.subnet_id][mac.mac] = extra.pop(0)
+            else:
+                discard_from(self.macs, mac.subnet_id, mac.mac)
         if not extra:
             self._extra.pop(key, None)
-        _drop_empty(self.macs, mac.subnet_id)
 
     # ------------------------------------------------------------------ reading
     def several(self) -> bool:
@@ -237,8 +237,3 @@ class RemoteIndex:
                 floods=tuple(sorted((sid, ip) for sid, ips in self.floods.items() for ip in ips)),
                 prefixes=tuple(sorted((p for ps in self.prefixes.values() for p in ps), key=prefix_order)))
         return self._table
-
-
-def _drop_empty(index: dict, key) -> None:
-    if key in index and not index[key]:
-        del index[key]

@@ -19,6 +19,14 @@ instructions only when asked for. A read-back of a switch needs table, priority 
 parser builds the match and every instruction and action as objects (tens of microseconds a flow, on the event
 loop), so 50 switches read back at once with 16,000 flows each held the loop long enough for OVS to drop them
 (tests/benchmarks/vrs_scale.py).
+
+A switch's connection gives the event loop a turn every ``READ_PAUSE_BYTES`` read (``PacedSocket``): Ryu's receive
+loop parses whatever the socket holds and yields only every 2,048 messages, so a read-back already in the socket's
+buffer (2.5 MB of flow stats from a switch of 16,000 flows) was parsed in one stretch of 30-100 ms of CPU
+(vrs_scale's restart and takeover). The pieces are big (under 10 ms of parsing each, a read-back in ~5): every
+pause waits for a whole turn of the event loop, and OVS drops a connection the controller neither reads nor writes
+for ~10 s (its inactivity probe); reads paced every 128 KB were once followed by such drops on a machine at load
+13-27 (docs/benchmarks.md, "Branch vrslag" and "Branch vrslag2").
 """
 
 import contextlib
@@ -27,6 +35,8 @@ import socket
 import ssl
 import struct
 from dataclasses import dataclass
+
+from controller.pacer import Pacer
 
 import eventlet.wsgi  # (its deprecation warning is filtered by the package: controller/__init__.py)
 
@@ -51,6 +61,7 @@ from ryu.ofproto import ofproto_parser, ofproto_protocol, ofproto_v1_3, ofproto_
 from ryu.ofproto import ofproto_v1_3_parser, ofproto_v1_4_parser  # noqa: E402
 
 RyuApp = app_manager.RyuApp
+READ_PAUSE_BYTES = 512 * 1024  # bytes read from one switch between two turns of the event loop (~3,400 flow stats)
 
 
 def blocking(function, *args):
@@ -145,7 +156,37 @@ __all__ = [
     "probe_datapath",
     "drop_datapath",
     "LazyFlowStats",
+    "PacedSocket",
+    "open_datapath",
 ]
+
+
+class PacedSocket:
+    """A switch's socket whose reads tick ``pacer`` by the bytes they return (see the module docstring). Ryu reads
+    at most the rest of one message at a time and parses and dispatches it before it reads again, so between two
+    pauses it parsed at most ``READ_PAUSE_BYTES`` and one message. Everything else is the socket's."""
+
+    def __init__(self, sock, pacer):
+        self._sock, self.pacer = sock, pacer
+
+    def recv(self, size: int, *flags) -> bytes:
+        data = self._sock.recv(size, *flags)
+        self.pacer.tick(len(data))
+        return data
+
+    def __getattr__(self, name: str):
+        return getattr(self._sock, name)
+
+
+def open_datapath(sock, addr, pause=None):
+    """Ryu's Datapath on ``sock``, its reads paced (``PacedSocket``; ``pause``: by default a turn of the hub)."""
+    from ryu.controller import controller as ryu_controller
+
+    return ryu_controller.Datapath(PacedSocket(sock, Pacer(pause or _give_way, READ_PAUSE_BYTES)), addr)
+
+
+def _give_way() -> None:
+    hub.sleep(0)
 
 
 @dataclass(frozen=True)
@@ -220,7 +261,7 @@ def _guarded_handler(base, limits: OpenFlowGuard):
             if tls is not None:  # the TLS handshake counts against the OpenFlow handshake's time
                 with hub.Timeout(limits.handshake_timeout):
                     sock = tls.wrap_socket(sock, server_side=True)
-            dp = ryu_controller.Datapath(sock, addr)
+            dp = open_datapath(sock, addr)
         except ssl.SSLError as exc:  # no certificate, one of another CA, or not TLS at all
             guard.warn_limited(log, ("tls", addr[0]), "openflow %s:%s: TLS handshake failed: %s; closing",
                                *addr[:2], exc.reason or exc)

@@ -62,6 +62,7 @@ class State(DiscoverySink):
         self.reports_taking = 0  # VRS reports being taken now (vrs_update, across its pauses)
         self.pacer: Pacer = NEVER  # big reports and commits pause (the app: hub.sleep(0)); see _port_keys, _relocate
         self._journals = weakref.WeakSet()
+        self._commits = commits.OneAtATime()  # policy commits taken one after another (policy_committed)
         self._learn_policy(policy)
         self._subscribers = []
         self.version = 0  # grows with every change of anything State holds (REST readers poll it)
@@ -148,19 +149,17 @@ class State(DiscoverySink):
     def policy_committed(self, policy: Policy, changes):
         """A commit (its change list; none: a policy replaced wholesale). What it reaches is read first
         (controller/commits.py), pausing (``pacer``) every so many changes: that reads only the two policies and the
-        changes, and State is unchanged meanwhile. Then State takes the commit in one stretch (policy, binding
-        index, journal), and the vports it reaches are re-resolved in chunks (_relocate, pausing between them)."""
-        old = self.policy
-        read = None if not changes and old is policy else commits.read_changes(old, policy, changes, self.pacer)
-        if self.policy is not old:  # another commit landed during the pauses: read against the policy it left
-            log.info("a commit landed while another was read; reading that one again")
+        changes, and State is unchanged meanwhile (another commit waits until this one is taken: ``OneAtATime``).
+        Then State takes the commit in one stretch (policy, binding index, journal), and the vports it reaches are
+        re-resolved in chunks (_relocate, pausing between them)."""
+        with self._commits.held():
             old = self.policy
-            read = None if not changes and old is policy else commits.read_changes(old, policy, changes)
-        self.policy = policy
-        if changes:
-            self.last_seq = max(self.last_seq, changes[-1].seq)
-        reached = set() if read is None else self._take_changes(read)
-        self._notify("policy", changes)
+            read = None if not changes and old is policy else commits.read_changes(old, policy, changes, self.pacer)
+            self.policy = policy
+            if changes:
+                self.last_seq = max(self.last_seq, changes[-1].seq)
+            reached = set() if read is None else self._take_changes(read)
+            self._notify("policy", changes)
         self._relocate(reached)
 
     def _learn_policy(self, policy) -> None:

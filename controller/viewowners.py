@@ -14,6 +14,8 @@ from collections import defaultdict
 
 from openflow.flows import Owner
 
+SESSIONS_PER_UNIT = 25  # switches an endpoint's owner is noted on per pacer unit (an owner on 100 switches: 5 units)
+
 
 class OwnerReach:
     """The owners part of ``LiveView`` (see the module docstring)."""
@@ -107,8 +109,9 @@ class OwnerReach:
             if sub is not None and sub.domain_id:
                 domains.add(sub.domain_id)
         for (eid, _), ep in endpoints.items():
-            self.pacer.tick()
-            self._add(ep.owner, self._where(ep) | self.was_at.get(eid, set()))
+            where = self._where(ep) | self.was_at.get(eid, set())
+            self.pacer.tick(1 + len(where) // SESSIONS_PER_UNIT)
+            self._add(ep.owner, where)
         for sid in subnets:
             self._add(Owner("subnet", sid), self.sub_on.get(sid, ()))
         for did in domains:

@@ -62,9 +62,11 @@ class EncodeError(ValueError):
     """A flow or group uses something outside the vocabulary."""
 
 
-# what packing a value that does not fit its field raises (a port number OVSDB reported as 2**33, a malformed
-# address): the message is left out like one outside the vocabulary (openflow/changeset.py), not the change set
-BAD_VALUE = (ValueError, OverflowError, OSError, TypeError, struct.error)
+# what packing a value that does not fit its field raises (a port number OVSDB reported as 2**33, a priority over
+# 65535, a malformed address): the message is left out like one outside the vocabulary (openflow/changeset.py), not
+# the change set. Not TypeError: a value of the wrong type (a string or None where a number goes) is a compiler bug,
+# raised out of the change set (the reconciler logs it and reads the switch back), not a message quietly left out.
+BAD_VALUE = (ValueError, OverflowError, OSError, struct.error)
 
 
 # ----------------------------------------------------------------------------- Ryu message objects

@@ -8,8 +8,7 @@ them) is gathered once per view in ``memo`` (openflow/compiler.py ``Shared.memo`
 
 from __future__ import annotations
 
-import ipaddress
-
+from controller.derive import _ip_order  # the cached address order derive's FIB sorts by
 from openflow import pipeline as p
 from openflow.flows import Group
 
@@ -76,5 +75,5 @@ def _flood_vteps(view, subnet_id, memo) -> tuple[dict, list]:
         for s in sessions:
             holders.setdefault(view.tunnel_ip_of(s), set()).add(s)
         every = (set(holders) | view.remote_floods.get(subnet_id, frozenset())) - {None}
-        entry = memo[key] = (holders, sorted(every, key=ipaddress.IPv4Address))
+        entry = memo[key] = (holders, sorted(every, key=_ip_order))  # (parsed once per address, not once per view)
     return entry

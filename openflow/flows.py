@@ -134,9 +134,23 @@ class Flow:
 
 
 def flow(table, priority, match: dict, actions, owner: Owner) -> Flow:
-    """Build a Flow with its match in canonical order."""
-    items = tuple(sorted(match.items(), key=lambda kv: _RANK[kv[0]]))
+    """Build a Flow with its match in canonical order. Each place that builds flows names its match fields in one
+    order, so the canonical order of a set of names is found once (``_canonical``), not sorted again per flow."""
+    names = tuple(match)
+    order = _ORDERS.get(names, False)
+    if order is False:
+        order = _canonical(names)
+    items = tuple(match.items()) if order is None else tuple([(name, match[name]) for name in order])
     return Flow(table, priority, items, tuple(actions), owner)
+
+
+_ORDERS: dict[tuple, tuple | None] = {}  # match field names as given -> canonical order (None: already in it)
+
+
+def _canonical(names: tuple) -> tuple | None:
+    order = tuple(sorted(names, key=_RANK.__getitem__))
+    _ORDERS[names] = None if order == names else order
+    return _ORDERS[names]
 
 
 @dataclass(frozen=True)

@@ -135,20 +135,31 @@ class PipelineError(ValueError):
 
 
 def check_flow(flow) -> None:
-    """Raise PipelineError when a flow breaks the declaration."""
+    """Raise PipelineError when a flow breaks the declaration. One pass over the match and one over the actions,
+    allocating nothing for a valid flow: every distinct flow of a full compile (150,000 at 10,000 vports) is
+    checked, and a set and two generators per flow were a fifth of that compile."""
     table = BY_ID.get(flow.table)
     if table is None:
         raise PipelineError(f"{flow}: table {flow.table} is not declared")
-    extra = {name for name, _ in flow.match} - table.matches
-    if extra:
-        raise PipelineError(f"{flow}: table {table.name} may not match {sorted(extra)}")
-    for action in flow.actions:
-        conntrack = action[0] in ("ct", "ct_nat")
-        if action[0] in ("goto", "resubmit") or (conntrack and action[2] is not None):
-            target = action[2] if conntrack else action[1]
-            if target not in table.next:
-                raise PipelineError(f"{flow}: table {table.name} may not continue to table {target}")
-            if (action[0] == "goto" or conntrack) and target <= flow.table:
-                raise PipelineError(f"{flow}: goto must move forward")
-    if any(a[0] == "goto" for a in flow.actions[:-1]):
+    allowed = table.matches
+    for name, _ in flow.match:
+        if name not in allowed:
+            extra = {name for name, _ in flow.match} - allowed
+            raise PipelineError(f"{flow}: table {table.name} may not match {sorted(extra)}")
+    goto_before_last = False
+    last = len(flow.actions) - 1
+    for n, action in enumerate(flow.actions):
+        kind = action[0]
+        if kind == "goto" or kind == "resubmit":
+            target = action[1]
+        elif (kind == "ct" or kind == "ct_nat") and action[2] is not None:
+            target = action[2]
+        else:
+            continue
+        if target not in table.next:
+            raise PipelineError(f"{flow}: table {table.name} may not continue to table {target}")
+        if kind != "resubmit" and target <= flow.table:
+            raise PipelineError(f"{flow}: goto must move forward")
+        goto_before_last = goto_before_last or (kind == "goto" and n < last)
+    if goto_before_last:
         raise PipelineError(f"{flow}: goto must be the last action")

@@ -20,7 +20,8 @@ from collections.abc import Callable
 
 from controller.discovery import PortInfo
 from controller.pacer import NEVER, Pacer
-from ovsdb.idl import reference_count, referenced_rows, references
+from openflow.installed import paced
+from ovsdb.idl import column_value, reference_count, referenced_rows, references
 
 ROWS_PER_TICK = 10  # changed rows only looked at (read already, or not this bridge's), or ports dropped: one read
 
@@ -116,12 +117,9 @@ class BridgePorts:
         return frozenset(changed)
 
     def _looked_at(self, rows: dict):
-        """The items of ``rows``, ticking the pacer once per ``ROWS_PER_TICK``."""
+        """The items of ``rows``, ticking the pacer once per ``ROWS_PER_TICK`` (a remainder ticks no unit)."""
         tick = self.pacer.tick
-        for i, item in enumerate(rows.items(), 1):
-            yield item
-            if i % ROWS_PER_TICK == 0:
-                tick()
+        return paced(rows.items(), lambda n: tick(n // ROWS_PER_TICK), ROWS_PER_TICK)
 
     def _resync_members(self, bridge, changed: set, done: set) -> None:
         self.full_reads += 1
@@ -136,7 +134,7 @@ class BridgePorts:
     def _add_port(self, port, changed: set, known: frozenset = frozenset()) -> list:
         """Follow ``port`` and read its interfaces (except those in ``known``); returns their keys."""
         self.pacer.tick()
-        ifaces = [i for i in getattr(port, "interfaces", None) or [] if i.name != self._bridge_name]
+        ifaces = [i for i in column_value(port, "interfaces") or [] if column_value(i, "name") != self._bridge_name]
         keys = [row_key(i) for i in ifaces]
         self._members[row_key(port)] = tuple(keys)
         for key, iface in zip(keys, ifaces):

@@ -4,8 +4,10 @@
 string held the hub for about 19 s. ``Parser`` here has its interface (``feed``, ``is_done``, ``finish``)
 and is what ``ovsdb.idl`` gives every connection instead:
 
-- ``feed`` only finds where the message ends: a regular expression jumps to the next bracket or quote
-  (inside a string, to the next quote or backslash), so work is linear and mostly in C;
+- ``feed`` only finds where the message ends: the rest of a chunk the message does not end in is taken at once
+  (its complete strings cut out and its brackets counted in C); in the chunk where it ends (and before its first
+  bracket), a regular expression jumps to the next bracket or quote (inside a string, to the next quote or
+  backslash), so work is linear and mostly in C;
 - ``finish`` decodes the framed text with the standard library's C decoder: in one call, or, for a message longer
   than ``PACED_CHARS`` (an update of 10,000 ports and interfaces: 3.5 MB, ~32 ms of CPU in one call), walking its
   outer ``SPLIT_DEPTH`` levels here and decoding each value below them (a row, in an OVSDB update) in C, ticking
@@ -26,6 +28,7 @@ object or an array; NaN and Infinity are refused. An error is returned by ``fini
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 
@@ -38,6 +41,9 @@ CHARS_PER_TICK = 2048  # characters decoded count as one unit of the pacer (a ro
 _OUTSIDE = re.compile(r'[\[\]{}"]')
 _INSIDE = re.compile(r'["\\]')
 _SPACE = re.compile(r"[ \t\r\n]*")
+_STRINGS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)  # a complete JSON string (its escapes included)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
 
 
 def _no_constants(name):
@@ -94,8 +100,13 @@ class Parser:
             if s[i] not in "[{":
                 return self._fail(i, "syntax error at beginning of input (an object or array is expected)")
             self.started = True
-        start = i
+        start, whole = i, False
         while i < n:
+            if not self.in_string and not whole and self.depth > 0:
+                whole = True  # once per call, inside the value: the rest of the chunk at once, else bracket by bracket
+                if self._take_whole(s, i):
+                    i = n
+                    break
             if self.in_string:
                 if self.escape:
                     self.escape = False
@@ -133,6 +144,26 @@ class Parser:
         if self.size > self.max_chars:
             return self._fail(i, f"message longer than {self.max_chars} characters")
         return i
+
+    def _take_whole(self, s: str, i: int) -> bool:
+        """Take ``s[i:]`` (``i`` outside a string) at once, when the value does not end in it and it nests no deeper
+        than ``MAX_DEPTH``: its complete strings cut out and its brackets counted in C (``re.sub``,
+        ``itertools.accumulate``), instead of a regular expression search per bracket and quote (~0.15 s of CPU for
+        the 3 MB update of 10,000 new ports). False, changing nothing, when the value may end in it (the search
+        below then finds where) or nests too deep (for its message)."""
+        rest = _STRINGS.sub("", s[i:])
+        quote = rest.find('"')  # a string that goes on in the next chunk: everything after its quote is in it
+        head, tail = (rest, "") if quote < 0 else (rest[:quote], rest[quote + 1:])
+        brackets = _NOT_BRACKET.sub("", head)
+        if brackets:
+            depths = list(itertools.accumulate(map(_STEP.__getitem__, brackets), initial=self.depth))
+            if min(depths) <= 0 or max(depths) > MAX_DEPTH:
+                return False
+            self.depth = depths[-1]
+        if quote >= 0:
+            self.in_string = True
+            self.escape = (len(tail) - len(tail.rstrip("\\"))) % 2 == 1
+        return True
 
     def _fail(self, consumed: int, message: str) -> int:
         self.error = f"after {self.size + consumed} characters: {message}"

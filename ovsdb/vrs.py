@@ -31,6 +31,7 @@ from controller.logs import Throttle
 from controller.pacer import NEVER, Pacer
 from ovsdb.bridgeports import BridgePorts, row_key
 from ovsdb.claims import Claimant, VrsClaims, switch_key
+from ovsdb.idl import column_value
 
 DATABASE = "Open_vSwitch"
 DEFAULT_BRIDGE = "br-int"
@@ -65,7 +66,7 @@ def _opt(value):
 
 def _column(row, name: str, default):
     """``row.name``, or ``default`` when the peer's schema lacks that column."""
-    value = getattr(row, name, default)
+    value = column_value(row, name, default)
     return default if value is None else value
 
 
@@ -107,7 +108,7 @@ def port_info(interface, bad_value: BadValue = _ignore) -> PortInfo:
     ext = _ext(interface)
     _check_vnic_keys(interface, ext, bad_value)
     return PortInfo(
-        name=interface.name,
+        name=column_value(interface, "name"),
         ofport=_ofport(interface),
         mac=_mac(interface, ext, bad_value),
         external_ids=tuple(sorted(ext.items())),

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 
+from openflow.installed import release  # noqa: F401  (an answer's rows are freed as a plan's deletes are)
+
 SMALL = 32  # lists up to this long are encoded in one piece
 GROUP = 100  # elements of a longer list (holding no such list) encoded by one json.dumps, then one tick each
 
@@ -91,11 +93,3 @@ def _holds_big_list(value) -> bool:
     if isinstance(value, (list, tuple)):
         return len(value) > SMALL or any(_holds_big_list(v) for v in value)
     return False
-
-
-def release(items: list, tick, chunk: int = 1000) -> None:
-    """Empty ``items`` from the end, ``chunk`` at a time with ``tick(chunk)`` in between: freeing 200,000 rows of
-    an answer at once (dicts of strings) is itself a stretch of ~0.1 s. Other references keep what they hold."""
-    while items:
-        del items[-chunk:]
-        tick(chunk)

@@ -67,6 +67,7 @@ from tests.benchmarks.ha_takeover import ControllerTable, Node, connected_as, ha
 from tests.benchmarks.port_to_ping import add_present_ports
 from tests.harness.hosts import BR_INT
 from tests.harness.lab import Lab
+from tests.harness.process import renice
 
 PER_SUBNET = 700
 FIRST_NET = ipaddress.IPv4Network("10.40.0.0/22")
@@ -335,6 +336,9 @@ class Scale:
             if (h + 1) % 10 == 0:
                 progress(f"  {h + 1}/{args.vrs} hypervisors up ({time.monotonic() - t:.0f} s)")
         self.setup[f"{args.vrs} hypervisors, {args.vports} internal ports"] = round(time.monotonic() - t, 1)
+        if args.ovs_nice:
+            for pid in (c.pid for hv in self.hvs for c in hv.ovs.processes):
+                renice(pid, args.ovs_nice)  # tests/harness/process.py
         self.dpids = [f"{hv.datapath_id():016x}" for hv in self.hvs]
         self.ovs_logs = [hv.ovs.rundir / "ovs-vswitchd.log" for hv in self.hvs]
 
@@ -517,7 +521,9 @@ def report(result: dict) -> list[str]:
     lines = [f"vrs_scale: {a['vrs']} VRS (userspace OVS), {a['vports']} vports bound as internal ports "
              f"({a['vports'] // a['vrs']} per VRS), one tenant, one domain, {len(document_subnets(a['vports']))} "
              f"/22 subnets; max_backoff of OVS's Controller and Manager rows: "
-             f"{a.get('max_backoff_ms') or 'unset (8 s)'}{' ms' if a.get('max_backoff_ms') else ''}"]
+             f"{a.get('max_backoff_ms') or 'unset (8 s)'}{' ms' if a.get('max_backoff_ms') else ''}; the OVS daemons "
+             f"at nice {a.get('ovs_nice') or 0}" + (" (--ovs-nice: they yield the CPUs to the controller)"
+                                                     if a.get("ovs_nice") else " (as the controller)")]
     lines.append("  setup: " + ", ".join(f"{k} {v} s" for k, v in result["setup"].items()))
     for name, _ in PHASES:
         if result.get(name) is not None:
@@ -610,6 +616,9 @@ def main(argv=None) -> int:
     parser.add_argument("--vports", type=int, default=5000, help="vports bound, spread round-robin")
     parser.add_argument("--max-backoff-ms", type=int, default=1000,
                         help="max_backoff of the hypervisors' Controller and Manager rows (docs/vrs.md; 0: OVS's 8 s)")
+    parser.add_argument("--ovs-nice", type=int, default=0, metavar="N", help="run the hypervisors' OVS daemons at "
+                        "nice N (1-19), below the controller: here 100 daemons share the controller's CPUs, where "
+                        "50 real hypervisors have their own (default 0: as the controller)")
     parser.add_argument("--timeout", type=float, default=600.0, help="bound of every wait for sync (s)")
     parser.add_argument("--heartbeat-ms", type=int, default=200, help="HA heartbeat (the controller's default)")
     parser.add_argument("--dead-ms", type=int, default=1000, help="HA dead interval (the controller's default)")
@@ -626,6 +635,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.vrs < 1 or args.vports < args.vrs:
         parser.error("--vrs must be positive and --vports at least --vrs")
+    if not 0 <= args.ovs_nice <= 19:
+        parser.error("--ovs-nice must be 0 to 19")
     if len(document_subnets(args.vports)) > 64:
         parser.error(f"at most {64 * PER_SUBNET} vports")
     result = run(args)

@@ -8,6 +8,7 @@ time) so a recycled PID is never mistaken for one of ours.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -135,6 +136,15 @@ def child_running(pid: int, marker: str) -> int | None:
         except OSError:
             continue
     return None
+
+
+def renice(pid: int, nice: int) -> None:
+    """Every thread of process ``pid`` at ``nice`` (on Linux a nice value is per thread; threads it starts later
+    inherit their starter's). A benchmark's emulated hypervisors then yield the CPUs to the controller under test,
+    as real hypervisors do by running on CPUs of their own (tests/benchmarks/vrs_scale.py ``--ovs-nice``)."""
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(ProcessLookupError):
+            os.setpriority(os.PRIO_PROCESS, int(task), nice)
 
 
 def log_tail(path: Path, lines: int = 40) -> str:

@@ -4,6 +4,10 @@ pausing changes nothing they produce. Counted, never timed (docs/benchmarks.md, 
 
 import io
 import json
+import os
+import subprocess
+import sys
+import textwrap
 
 import pytest
 
@@ -26,14 +30,19 @@ def body_request(data) -> Request:
     return Request("POST", "/v1/apply", {}, {"content-type": "application/json"}, raw)
 
 
-def test_a_big_body_is_parsed_and_measured_with_pauses_and_reads_the_same():
-    data = {"items": [{"a": {"b": i, "c": [i, "x"]}} for i in range(12_000)]}
-    pauses = []
-    assert _json_body(body_request(data), lambda: pauses.append(1)) == data == _json_body(body_request(data))
-    decoded = []  # the decoder's own pauses (tests/unit/test_jsonbody.py counts them shape by shape)
+def test_a_big_body_is_parsed_and_measured_with_pauses_and_reads_the_same(monkeypatch):
+    """Each step pauses as often as it does alone, in order: the bytes turned into text a megabyte at a time, then
+    the text decoded and measured (tests/unit/test_jsonbody.py counts the decoder's pauses shape by shape)."""
+    data = {"items": [{"a": {"b": i, "c": [i, "x"]}} for i in range(60_000)]}  # 2.4 MB
+    events = []
+    text = jsonbody.text
+    monkeypatch.setattr(jsonbody, "text", lambda raw, pause: (text(raw, pause), events.append("text done"))[0])
+    assert _json_body(body_request(data), lambda: events.append("pause")) == data == _json_body(body_request(data))
+    decoded = []  # the decoder's own pauses, on the same text
     jsonbody.loads(json.dumps(data), rest_api.MAX_DEPTH, lambda: decoded.append(1))
-    pieces = -(-len(json.dumps(data)) // jsonbody.TEXT_EVERY)  # the bytes turned into text a megabyte at a time
-    assert len(pauses) == pieces + len(decoded) and len(decoded) >= 5
+    pieces = -(-len(json.dumps(data)) // jsonbody.TEXT_EVERY)
+    assert pieces >= 2 and len(decoded) >= 5
+    assert events == ["pause"] * pieces + ["text done"] + ["pause"] * len(decoded) + ["text done"]  # then unpaced
 
 
 @pytest.mark.parametrize("raw", [b"[" * 40 + b"]" * 40, b'{"a": ' + b"[" * 33 + b"]" * 33 + b"}",
@@ -164,21 +173,68 @@ def test_a_commit_is_read_with_pauses_before_state_takes_it_and_ends_the_same():
     assert len(state.locations) == len(NAMES)
 
 
-def test_a_commit_landing_while_another_is_read_is_taken_as_if_it_came_first():
-    """Commits are one at a time in the service, but State does not rely on it: a commit landing in the pauses of
-    another's reads is taken first, and the one read is read again against the policy it left."""
-    def other(state):  # n0 bound to another port, committed on its own
-        return with_vports(state, ["n0"], iface=lambda name: "elsewhere")
+INTERLEAVED = textwrap.dedent("""
+    import eventlet
+    eventlet.monkey_patch()   # as under ryu-manager: threading's lock is green
+    import json, sys
+    sys.path.insert(0, {root!r})
+    from controller.pacer import Pacer
+    from controller.store import Change
+    from tests.unit.test_apply_pacing import NAMES, ported_state, what, with_vports
 
-    first, first_journal = ported_state()
-    policy, changes = with_vports(first, NAMES)
-    first.policy_committed(*other(first))
-    first.policy_committed(policy, changes)
+    def commits(state):  # B as the service builds it after A: on A's policy, one vport more
+        a = with_vports(state, NAMES)
+        b = a[0].copy()
+        late = dict(a[0].get("vport", NAMES[0]), id="late", name="late")
+        b.put("vport", late)
+        return a, (b, [Change("vport", "late", "put", None, seq=a[1][-1].seq + 1)])
+
+    plain, plain_journal = ported_state()
+    a, b = commits(plain)
+    plain.policy_committed(*a)
+    plain.policy_committed(*b)
 
     state, journal = ported_state()
-    pending = [lambda: state.policy_committed(*other(state))]
-    state.pacer = Pacer(lambda: pending and pending.pop()(), every=50)
-    state.policy_committed(policy, changes)
-    assert not pending  # it did land in a pause
-    assert what(state, journal) == what(first, first_journal)
-    assert ("kvm", "elsewhere") not in state.index.vport_at
+    old, events = state.policy, []
+
+    def commit_b():
+        events.append(("b starts", state.policy is old))
+        state.policy_committed(*b)
+        events.append(("b taken", state.policy is b[0]))
+
+    pending = [lambda: eventlet.spawn(commit_b)]
+    state.pacer = Pacer(lambda: (pending and pending.pop()(), events.append(("pause", state.policy is old)),
+                                 eventlet.sleep(0)), every=50)
+    state.policy_committed(*a)
+    events.append(("a taken", state.policy is a[0]))
+    eventlet.sleep(0)
+    print(json.dumps({{"same": what(state, journal) == what(plain, plain_journal), "events": events}}))
+""")
+
+
+def test_a_commit_arriving_while_another_is_read_waits_until_that_one_is_taken():
+    """Two commits into State whose reads interleave (the second arrives in a pause of the first's read, as a green
+    thread under ryu-manager) are taken one after the other: State ends as after the two in order (the first taken,
+    then the second read against it), never on the first's policy with the second only in the binding index."""
+    code = INTERLEAVED.format(root=os.getcwd())
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    events = [tuple(e) for e in result["events"]]
+    reading = [i for i, event in enumerate(events) if event == ("pause", True)]  # A's read, State untouched
+    assert len(reading) == len(NAMES) // 50 and events.index(("b starts", True)) < reading[1]  # B came in the first
+    assert events.index(("b taken", True)) > reading[-1]  # ... and was taken after A, not in A's pauses
+    assert result["same"]
+
+
+def test_a_commit_started_inside_a_pause_of_another_in_the_same_thread_is_refused_not_deadlocked():
+    state, _ = ported_state()
+    policy, changes = with_vports(state, NAMES)
+    nested = []
+    state.pacer = Pacer(lambda: nested or nested.append(state.policy_committed(*with_vports(state, ["x"]))), every=50)
+    with pytest.raises(RuntimeError, match="inside a pause of another"):
+        state.policy_committed(policy, changes)
+    assert not state.policy.get("vport", "x")
+    state.pacer = Pacer()
+    state.policy_committed(policy, changes)  # the lock was let go
+    assert state.policy is policy

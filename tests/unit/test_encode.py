@@ -290,3 +290,17 @@ def test_a_value_out_of_range_is_one_message_left_out_not_the_change_set(version
     xid = (0xFFFFFFFE + 7) & 0xFFFFFFFF  # message 7, the xids wrapped
     assert b"".join(encoded.chunks) == wire.group_mod(groups[1][1], "add", 0xFFFFFFFF) + wire.flow_add(good, xid) + \
         wire.flow_delete_strict(0, 100, bad[1].cookie, wire.match(bad[1].match), xid + 2)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("kind", ["flow_add", "flow_delete"])
+def test_a_value_of_the_wrong_type_is_a_bug_raised_not_a_message_left_out(version, kind):
+    """A string where a port number goes (a compiler bug, never a value a switch or OVSDB reported: those are typed)
+    raises out of the change set, so the reconciler logs it with its traceback, instead of being counted with the
+    values that do not fit their field."""
+    from openflow.changeset import ChangeSet, encode_all
+
+    wire = encode.WireEncoder(protocol(version).ofproto)
+    bug = flow(0, 100, {"in_port": "5"}, [("output", 7)], Owner("vport", "v"))
+    with pytest.raises(TypeError):
+        encode_all(wire, ChangeSet({kind: [(bug.key, bug)]}), 1, None, lambda n: None)

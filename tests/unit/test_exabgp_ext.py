@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bgp import exabgp_ext, routes
+from bgp import exabgp_ext, exabgp_ext_api, routes
 from bgp.received import from_exabgp_json
 from bgp.routes import InclusiveMulticastRoute, IpPrefixRoute, MacIpRoute, to_batch_command, to_command
 from tests.harness.bgpraw import with_next_hop
@@ -68,7 +68,7 @@ def test_only_the_extension_imports_exabgp():
     bgp_dir = Path(exabgp_ext.__file__).parent
     importers = {p.name for p in bgp_dir.glob("*.py") if "import exabgp" in p.read_text()
                  or "from exabgp" in p.read_text()}
-    assert importers == {"exabgp_ext.py"}
+    assert importers == {"exabgp_ext.py", "exabgp_ext_api.py"}
 
 
 # --------------------------------------------------------------------------- wire
@@ -276,15 +276,30 @@ def test_routes_sharing_attributes_share_updates_split_by_next_hop(action):
     attributes go in one UPDATE per next hop (while they fit), and decode back to the same routes."""
     routes = batch_of(200, next_hops=("192.0.2.1", "192.0.2.2"))
     messages = exabgp_ext.encode_rib_updates(routes, action)
-    # announced: one per next hop; withdrawn: one (MP_UNREACH_NLRI has no next hop); the codec negotiates
-    # extended messages, so all fit
-    assert len(messages) == (2 if action == "announce" else 1)
+    # announced: per next hop, ANNOUNCED_PER_UPDATE routes an UPDATE (below); withdrawn: one (MP_UNREACH_NLRI
+    # has no next hop); the codec negotiates extended messages, so all fit
+    per_hop = -(-100 // exabgp_ext.ANNOUNCED_PER_UPDATE)
+    assert len(messages) == (2 * per_hop if action == "announce" else 1)
     decoded = [item for message in messages for item in from_exabgp_json(exabgp_ext.decode_update(message))]
     if action == "announce":
         assert sorted(route.mac for _, route in decoded) == sorted(r.mac for r in routes)
         assert {route for _, route in decoded} == set(routes)
     else:
         assert {key for _, key in decoded} == {r.key for r in routes}
+
+
+def test_announcements_take_a_few_routes_per_update_withdrawals_fill_it():
+    """GoBGP re-encodes a path's whole MP_REACH_NLRI for every peer it sends the path to, announced and then
+    withdrawn: per route, work in proportion to the routes announced in its UPDATE. Announcements go
+    ANNOUNCED_PER_UPDATE to an UPDATE; withdrawals (no MP_REACH_NLRI) fill it (ExaBGP's 4,096 bytes)."""
+    cap = exabgp_ext.ANNOUNCED_PER_UPDATE
+    assert 1 < cap <= 16
+    routes = batch_of(250)
+    announced = [len(from_exabgp_json(exabgp_ext.decode_update(m))) for m in exabgp_ext.encode_rib_updates(routes,
+                                                                                                          "announce")]
+    assert sum(announced) == 250 and max(announced) == cap and len(announced) == -(-250 // cap)
+    withdrawn = exabgp_ext.encode_rib_updates(routes, "withdraw")
+    assert len(withdrawn) == 1 and len(from_exabgp_json(exabgp_ext.decode_update(withdrawn[0]))) == 250
 
 
 def test_routes_with_other_attributes_get_updates_of_their_own():
@@ -394,18 +409,18 @@ def test_api_messages_are_held_and_written_together_in_order_before_the_reactor_
     from types import SimpleNamespace
 
     exabgp_ext.install()
-    monkeypatch.setattr(exabgp_ext, "API_HOLD_SECONDS", 3600.0)
+    monkeypatch.setattr(exabgp_ext_api, "API_HOLD_SECONDS", 3600.0)
     processes = exabgp_ext.Processes()
     pipe = RecordingPipe()
     processes._process["canopy"] = SimpleNamespace(stdin=pipe)
     for line in ('{"counter": 1}', '{"counter": 2}', "done"):
         processes.write("canopy", line)
-    exabgp_ext.flush_api(processes, idle=False)  # busy, and nothing held long enough
+    exabgp_ext_api.flush_api(processes, idle=False)  # busy, and nothing held long enough
     assert pipe.writes == []
     reactor = SimpleNamespace(processes=processes, _poller=SimpleNamespace(poll=lambda timeout: []))
-    list(exabgp_ext._wait_for_io_flushed(reactor, 10))  # about to sleep: everything goes out
+    list(exabgp_ext_api._wait_for_io_flushed(reactor, 10))  # about to sleep: everything goes out
     assert pipe.writes == [b'{"counter": 1}\n{"counter": 2}\ndone\n'] and pipe.flushes == 1
-    monkeypatch.setattr(exabgp_ext, "API_HOLD_BYTES", 10)
+    monkeypatch.setattr(exabgp_ext_api, "API_HOLD_BYTES", 10)
     processes.write("canopy", '{"counter": 3}')  # past API_HOLD_BYTES: at once
     assert pipe.writes[1:] == [b'{"counter": 3}\n']
 
@@ -488,3 +503,114 @@ def test_every_keyed_evpn_nlri_shares_one_family_object():
     families = [nlri.family() for nlri in nlris] + [nlri.family() for nlri in nlris]
     assert all(family is families[0] for family in families)
     assert families[0].afi_safi() == (AFI.l2vpn, SAFI.evpn)
+
+
+# --------------------------------------------------------------------------- received withdrawals (exabgp_ext_api)
+
+
+def mp_unreach(*routes_, flags=0x90) -> bytes:
+    """An UPDATE body (no header) as GoBGP withdraws EVPN routes: one MP_UNREACH_NLRI, nothing else."""
+    value = struct.pack("!HB", 25, 70) + b"".join(exabgp_ext.build_nlri(r, "withdraw").pack_nlri() for r in routes_)
+    length = struct.pack("!H", len(value)) if flags & 0x10 else bytes([len(value)])
+    attribute = bytes([flags, 15]) + length + value
+    return struct.pack("!HH", 0, len(attribute)) + attribute
+
+
+def unpacked_json(body: bytes, unpack) -> tuple[str, str]:
+    """ExaBGP's JSON of an UPDATE body unpacked by ``unpack``: (the whole, the part after the header's time,
+    host, pids and counter)."""
+    from exabgp.bgp.message.direction import Direction
+
+    neighbor, negotiated = exabgp_ext._codec(65000, 65001)
+    update = unpack(exabgp_ext.Update, body, Direction.IN, negotiated)
+    text = exabgp_ext.Response.JSON("5.0.0").update(neighbor, "receive", update, None, "", "")
+    return text, text.split('"type"')[1]
+
+
+@pytest.mark.parametrize("flags", [0x90, 0x80])
+def test_a_withdraw_only_evpn_update_is_read_without_exabgps_attribute_unpack_and_gives_the_same(flags,
+                                                                                                 monkeypatch):
+    """GoBGP withdraws one route per UPDATE (MP_UNREACH_NLRI only): read by the extension (ExaBGP's attribute
+    machinery is two thirds of reading one), it is the Update ExaBGP's own unpack gives: same JSON, same keys."""
+    exabgp_ext.install()
+    body = mp_unreach(TYPE2_L2, TYPE3, TYPE5, flags=flags)
+    _, expected = unpacked_json(body, exabgp_ext_api._THROUGH["unpack_update"])
+    monkeypatch.setattr(exabgp_ext.Attributes, "unpack", classmethod(lambda *a: pytest.fail("ExaBGP's unpack")))
+    text, tail = unpacked_json(body, exabgp_ext.Update.unpack_message.__func__)
+    assert tail == expected
+    assert from_exabgp_json(text) == [("withdraw", route.key) for route in (TYPE2_L2, TYPE3, TYPE5)]
+
+
+@pytest.mark.parametrize("body", [
+    struct.pack("!HH", 0, 6) + bytes([0x90, 15, 0, 3, 0, 25, 70]),  # End-of-RIB for l2vpn evpn
+    mp_unreach(TYPE2_L2, flags=0xD0),  # transitive flags on MP_UNREACH
+    mp_unreach(TYPE2_L2)[:-1],  # an NLRI cut short
+    struct.pack("!HH", 0, 5) + bytes([0x80, 15, 3, 0, 1, 1]) + b"\x00",  # IPv4 unicast, with IPv4 NLRI after
+], ids=["eor", "flags", "short", "ipv4"])
+def test_anything_but_a_plain_evpn_withdrawal_is_left_to_exabgps_unpack(body, monkeypatch):
+    calls = []
+
+    def exabgps(cls, data, direction, negotiated):
+        calls.append(data)
+        return "exabgp's"
+
+    exabgp_ext.install()
+    monkeypatch.setitem(exabgp_ext_api._THROUGH, "unpack_update", exabgps)
+    from exabgp.bgp.message.direction import Direction
+
+    _, negotiated = exabgp_ext._codec(65000, 65001)
+    assert exabgp_ext.Update.unpack_message(body, Direction.IN, negotiated) == "exabgp's" and calls == [body]
+
+
+def api_processes(monkeypatch):
+    """ExaBGP's Processes with one JSON API process "canopy" writing into a RecordingPipe, every peer's received
+    UPDATEs sent to it, nothing written before the reactor sleeps (no clock decides)."""
+    from types import SimpleNamespace
+
+    exabgp_ext.install()
+    monkeypatch.setattr(exabgp_ext_api, "API_HOLD_SECONDS", 3600.0)
+    processes, pipe = exabgp_ext.Processes(), RecordingPipe()
+    processes._process["canopy"] = SimpleNamespace(stdin=pipe)
+    processes._encoder["canopy"] = exabgp_ext.Response.JSON("5.0.0")
+    monkeypatch.setattr(processes, "_notify", lambda neighbor, event: ["canopy"], raising=False)
+    return processes, pipe
+
+
+def received(processes, body: bytes, neighbor=None) -> None:
+    """ExaBGP's reactor handing a received UPDATE body to its API processes (parsed, as Canopy configures)."""
+    from exabgp.bgp.message.direction import Direction
+
+    codec_neighbor, negotiated = exabgp_ext._codec(65000, 65001)
+    update = exabgp_ext.Update.unpack_message(body, Direction.IN, negotiated)
+    processes.message(exabgp_ext.Message.CODE.UPDATE, neighbor or codec_neighbor, "receive", update, None, b"", b"")
+
+
+def test_consecutive_withdrawals_of_a_peer_reach_canopy_as_one_message_in_order(monkeypatch):
+    """GoBGP's one-route withdrawals, one API message each, cost ExaBGP its header and neighbor JSON and Canopy a
+    message per route: consecutive ones of one peer become one message withdrawing them all, which closes before
+    any other message (order kept) and before a withdrawal of another peer."""
+    processes, pipe = api_processes(monkeypatch)
+    batch = [replace(TYPE2_L2, mac=f"52:54:00:00:01:{i:02x}") for i in range(5)]
+    for route in batch[:3]:
+        received(processes, mp_unreach(route))
+    received(processes, exabgp_ext.encode_update(TYPE3, "announce")[19:])
+    other = copy.copy(exabgp_ext._codec(65000, 65001)[0])
+    received(processes, mp_unreach(batch[3]))
+    received(processes, mp_unreach(batch[4]), neighbor=other)
+    exabgp_ext_api.flush_api(processes, idle=False)
+    assert pipe.writes == []
+    exabgp_ext_api.flush_api(processes)
+    lines = pipe.writes[0].decode().splitlines()
+    assert [from_exabgp_json(line) for line in lines] == [
+        [("withdraw", route.key) for route in batch[:3]], [("announce", TYPE3)], [("withdraw", batch[3].key)],
+        [("withdraw", batch[4].key)]]
+
+
+def test_a_batch_of_withdrawals_goes_out_once_it_is_api_hold_bytes_long(monkeypatch):
+    processes, pipe = api_processes(monkeypatch)
+    monkeypatch.setattr(exabgp_ext_api, "API_HOLD_BYTES", 150)  # two NLRIs of ~98 bytes
+    batch = [replace(TYPE2_L2, mac=f"52:54:00:00:02:{i:02x}") for i in range(3)]
+    for route in batch:
+        received(processes, mp_unreach(route))
+    assert [from_exabgp_json(line) for line in pipe.writes[0].decode().splitlines()] == [
+        [("withdraw", route.key) for route in batch[:2]]]

@@ -111,6 +111,32 @@ def test_metrics_show_the_startup_hold_until_it_is_released(ctl, tmp_path):
     store.close()
 
 
+class _Reconciler:
+    """A switch's reconciler as a scrape reads it."""
+
+    change_seconds = 0.5
+
+    def status(self) -> dict:
+        return {"desired": 16_000, "installed": 16_000, "pending": 0, "rejected": 0,
+                "groups": {"desired": 16, "installed": 16, "rejected": 0}, "state": "in_sync",
+                "sent": {"flow_add": 16_000, "change_sets": 1, "read_backs": 1}}
+
+
+def test_a_scrape_of_many_switches_pauses_per_switch_and_per_family(ctl):
+    """Every switch's samples are added with a pause per switch (50 switches in one go: 30-50 ms in vrs_scale's
+    takeover), and each family is followed by a pause (prometheus_client formats it as soon as it is yielded)."""
+    switches = 50
+    pauses = []
+    ctl.api.metrics.attach(reconcilers=lambda: {dpid: _Reconciler() for dpid in range(1, switches + 1)},
+                           pause=lambda: pauses.append(1))
+    got = samples(scrape(ctl.api))
+    assert got[("canopy_switch_flows", frozenset({("datapath", f"{50:016x}"), ("chassis", ""),
+                                                  ("kind", "desired")}))] == 16_000
+    per_switch_families = len({name for name, _ in got if name.startswith("canopy_switch_")})
+    assert per_switch_families >= 9
+    assert len(pauses) >= 2 * switches + per_switch_families  # main: one per switch (while reading their counts)
+
+
 def test_metrics_follow_the_read_rules(ctl):
     assert scrape(ctl.api, remote="10.9.9.9").status == 401
     assert scrape(ctl.api, remote="10.9.9.9", token=TOKEN).status == 200

@@ -252,3 +252,48 @@ def test_a_report_that_fails_in_a_pause_is_not_counted_as_being_taken_any_more()
     with pytest.raises(RuntimeError):
         state.vrs_update(snapshot("s1", "10.251.0.1", [(f"vm{i}", i + 1) for i in range(3)]))
     assert state.reports_taking == 0
+
+
+def test_the_apps_loop_waits_for_the_report_state_is_taking_across_its_pauses(monkeypatch):
+    """The app's wiring (controller/app.py ``_programming``: woken by State, ``taking`` read from
+    State.reports_taking, the hub's sleep), on green threads: a report taken with pauses (the hub's turn, as the app
+    paces State) wakes the loop with its first chunks, yet the pass runs only once the whole report is taken. Without
+    the coalescing sleep (0 here) a pass not waiting would run in the report's next pause."""
+    from types import SimpleNamespace
+
+    from controller import app
+    from controller import state as state_module
+    from controller.pacer import Pacer
+    from controller.ryu_compat import hub
+
+    monkeypatch.setattr(state_module, "RELOCATE_CHUNK", 2)  # its vports bound 2 at a time, each chunk waking the loop
+    monkeypatch.setattr(programloop, "COALESCE", 0)
+    monkeypatch.setattr(programloop, "REPORT_WAIT", 600.0)  # a bound only: the report takes far less
+    state = base_state()
+    for i in range(40):
+        add_vport(state, "acme/web", f"vm{i}", f"02:00:00:00:01:{i:02x}", f"10.0.1.{20 + i}")
+    state.pacer = Pacer(app.give_way, every=5)
+    programmer, passes = Programmer(state), []
+    refresh = programmer.refresh
+    programmer.refresh = lambda full=False: (passes.append((state.reports_taking, len(state.locations))),
+                                             refresh(full=full))[1]
+    glue = SimpleNamespace(state=state, programmer=programmer, _wake=hub.Event(), _hand_out=lambda touched: None,
+                           _import_remote=lambda: None)
+    loop = app.CanopyApp._programming(glue)
+    def turns_until(done):
+        for _ in range(100):  # bounded
+            if done():
+                return
+            hub.sleep(0)
+
+    worker = hub.spawn(loop.run)
+    try:
+        turns_until(lambda: loop.passes)
+        assert passes == [(0, 0)]  # the first pass, before the report
+        taker = hub.spawn(state.vrs_update, snapshot("s1", "10.251.0.1", [(f"vm{i}", i + 1) for i in range(40)]))
+        taker.wait()
+        turns_until(lambda: loop.passes > 1)
+        assert state.pacer.pauses >= 10  # the report paused, each pause a turn for the loop
+        assert passes[1:] == [(0, 40)]  # one pass, after the whole report
+    finally:
+        hub.kill(worker)

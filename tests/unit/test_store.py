@@ -138,6 +138,23 @@ def test_concurrent_offloaded_commits_free_the_hub_and_survive_kill_9(tmp_path):
     assert set(acked) <= set(objects)
 
 
+def test_set_meta_commits_through_offload_like_a_commit(tmp_path):
+    """A meta value's transaction (and its fsync) runs where ``offload`` puts it, as commit's does: in the
+    controller that is the thread pool, off the event loop (the start-up hold's memory, the HA generation)."""
+    store = Store(str(tmp_path / "data"))
+    offloaded = []
+
+    def offload(function, *args):
+        offloaded.append(function.__name__)
+        return function(*args)
+
+    store.offload = offload
+    store.set_meta("startup_switches", {"vrs": ["hv1"], "vteps": []})
+    assert offloaded == ["_set_meta_committed"]
+    assert store.get_meta("startup_switches") == {"vrs": ["hv1"], "vteps": []}
+    assert Store(str(tmp_path / "data")).get_meta("startup_switches") == {"vrs": ["hv1"], "vteps": []}
+
+
 # ------------------------------------------------------------------ replication support
 
 def _source_with_history(tmp_path, keep_changes=100_000):

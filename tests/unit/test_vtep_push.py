@@ -139,3 +139,49 @@ def test_a_vtep_unbound_and_gone_is_handed_none_and_forgotten(world):
     assert set(glue.programmer.vteps.desired) == {"tor1"}
     glue.programmer.refresh(full=True)
     assert set(glue.programmer.vteps.desired) == {"tor1"}
+
+
+def served(state, programmer) -> dict:
+    from controller.rest import vteps as rest_vteps
+
+    return {r.pattern: r.handler for r in rest_vteps.routes(state, programmer)}["/v1/vteps"](None).body
+
+
+def test_rest_serves_after_every_vtep_change_what_a_fresh_build_serves(world):
+    """GET /v1/vteps serves the rows the passes keep: after each change of the hardware VTEPs (a tunnel IP moved, alone
+    and in a subnet another VTEP floods to, local MACs learnt and forgotten, a binding added, a VTEP gone and back, a
+    new one) and its pass, the listing is the one a controller built from scratch on the same State serves."""
+    from controller.discovery import VtepMac
+
+    state, glue = world.state, world.glue
+    web_mac = VtepMac("02:aa:00:00:00:01", 5001, "10.0.1.99", "10.252.1.2")
+    db_mac = VtepMac("02:aa:00:00:00:02", 5002, None, "10.252.1.2")
+
+    def learnt(*macs, ip="10.252.1.2"):
+        ports = (VtepPort("p1", ((100, 5002), (300, 5001))),)
+        state.vtep_update(VtepSnapshot("vtep:tor2", "p", "tor2", tunnel_ips=(ip,), ports=ports,
+                                       local_macs=tuple(sorted(macs, key=lambda m: (m.vni, m.mac))), changed=frozenset(macs) | {web_mac, db_mac}))
+
+    def bind_tor2_to_web():
+        doc = document()
+        doc["vtep_bindings"].append({"switch": "tor2", "port": "p1", "vlan": 300, "subnet": "acme/web"})
+        plan = policydoc.plan(state.policy, doc, "t", pol.Allocator({}, 65000, (10000, 20000)))
+        state.policy_committed(plan.policy, plan.changes)
+
+    steps = [lambda: state.vtep_update(tor("tor2", "10.252.1.2", 5002)), lambda: learnt(db_mac), bind_tor2_to_web,
+             lambda: learnt(db_mac, web_mac), lambda: learnt(web_mac), lambda: learnt(web_mac, ip="10.252.1.7"),
+             lambda: state.vtep_gone("vtep:tor1"),
+             lambda: state.vtep_update(tor("tor1", "10.252.0.9", 5001)), lambda: learnt(),
+             lambda: state.vtep_update(tor("tor3", "10.252.0.3", 5003))]
+    shown = []
+    for step in steps:
+        step()
+        glue.programmer.refresh()
+        app.CanopyApp._push_vteps(glue)
+        fresh = Programmer(state)
+        fresh.refresh(full=True)
+        listing = served(state, glue.programmer)
+        assert listing == served(state, fresh)
+        tor1 = next(item for item in listing["items"] if item["name"] == "tor1")
+        shown.append(web_mac.mac in {m["mac"] for m in tor1["remote_macs"]})
+    assert shown == [False, False, False, True, True, True, True, True, False, False]  # tor2's MAC in web, at tor1

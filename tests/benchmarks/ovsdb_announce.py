@@ -1,0 +1,221 @@
+"""In-process CPU of the controller's path from one OVSDB update of N new ports to their type-2 routes, and back.
+
+    PYTHONPATH=CHECKOUT .venv/bin/python -P tests/benchmarks/ovsdb_announce.py [--ports 10000] [--repeat 2]
+                                                                            [--profile FILE]
+
+A real ovsdb-server (a fresh Open_vSwitch database in a temporary directory: the root row with kvm1's chassis and
+VTEP IP, br-int with w1's port) connects to Canopy's ``OvsdbManagerServer`` over loopback, as a hypervisor does; the
+server reports to a real ``State`` with the ``Federation`` subscribed (a real ``RouteBook`` whose command lines are
+kept: tests/unit/test_evpn_early_withdraw.py ``BookedSpeaker``), evpn_routes' policy (tests/benchmarks/evpn_routes.py)
+and a first pass done. Then evpn_routes' two transactions, sent by the harness as it sends them in the lab:
+
+- **announce**: N Port + Interface rows inserted and added to br-int in ONE transaction; CPU (``time.thread_time``:
+  every green thread of this process, ovsdb-server not included) until State has taken the report and the speaker
+  holds a type-2 route per vport (announced at bind, bgp/early.py); then the programming pass's View delta and
+  ``Federation.publish`` (the compile is left out: openflow/, measured by compile_scale).
+- **withdraw**: the N ports deleted in one transaction; CPU until State has taken the report and the speaker holds
+  none of them (withdrawn at unbind); then the View delta and publish.
+
+No ovs-vswitchd runs, so nothing follows the transaction (in the lab it sets ``ofport`` -1 and the interface's
+error, a second, smaller update); no reconciler, no ExaBGP process. ``--profile FILE``: cProfile of the first
+run's two phases (one profile, green threads included). Run with PYTHONPATH naming the checkout to measure (a git
+archive of main for "before"). Not collected by pytest.
+"""
+
+from __future__ import annotations
+
+from controller.ryu_compat import hub
+
+hub.patch(thread=False)
+
+import argparse  # noqa: E402 (after eventlet's patching, as ryu-manager does)
+import gc  # noqa: E402
+import json  # noqa: E402
+import shutil  # noqa: E402
+import socket  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
+DEADLINE_S = 300.0  # one phase; a bound for every wait here
+VTEP_IP = "10.251.0.5"
+
+
+class Database:
+    """ovsdb-server on a fresh Open_vSwitch database, dialling Canopy's manager port (an active ``tcp:`` remote)."""
+
+    def __init__(self, workdir: Path, manager_port: int):
+        self.socket = workdir / "db.sock"
+        db = workdir / "conf.db"
+        subprocess.run(["ovsdb-tool", "create", str(db), SCHEMA], check=True)
+        self.proc = subprocess.Popen(["ovsdb-server", str(db), f"--remote=punix:{self.socket}",
+                                      f"--remote=tcp:127.0.0.1:{manager_port}", f"--unixctl={workdir / 'ctl'}",
+                                      f"--log-file={workdir / 'ovsdb-server.log'}"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait(lambda: self.socket.exists(), "ovsdb-server's socket")
+
+    def transact(self, ops: list) -> list:
+        """One transaction on the unix socket (evpn_routes' own)."""
+        from tests.benchmarks.evpn_routes import transact
+
+        return transact(Hv(self), ops)
+
+    def send(self, request: bytes) -> None:
+        """A transaction encoded beforehand (its JSON is the harness's CPU, not the controller's), on a green socket:
+        the session runs meanwhile; the reply is read and dropped (ovsdb-server sends it after the update)."""
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(DEADLINE_S)
+            sock.connect(str(self.socket))
+            sock.sendall(request)
+            sock.recv(1 << 16)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+def wait(predicate, what: str, timeout: float = DEADLINE_S) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out waiting for {what}")
+        hub.sleep(0.01)
+
+
+def root_ops() -> list:
+    """kvm1's root row and br-int holding w1's port (ofport 5) and a datapath id, as ovs-vswitchd would leave them."""
+    from tests.benchmarks.evpn_routes import W1
+
+    ids = ["map", [["iface-id", W1["name"]], ["attached-mac", W1["mac"]]]]
+    return [
+        {"op": "insert", "table": "Interface", "uuid-name": "iw1",
+         "row": {"name": "tapw1", "ofport": 5, "external_ids": ids}},
+        {"op": "insert", "table": "Port", "uuid-name": "pw1",
+         "row": {"name": "tapw1", "interfaces": ["named-uuid", "iw1"]}},
+        {"op": "insert", "table": "Bridge", "uuid-name": "br",
+         "row": {"name": "br-int", "datapath_id": "0000000000000005", "ports": ["named-uuid", "pw1"]}},
+        {"op": "insert", "table": "Open_vSwitch", "row": {
+            "bridges": ["named-uuid", "br"],
+            "external_ids": ["map", [["system-id", "kvm1"], ["canopy-vtep-ip", VTEP_IP],
+                                     ["canopy-flavour", "kvm"]]]}}]
+
+
+class Type2:
+    """The speaker's type-2 routes, counted again only when its table's size changed (polled every 10 ms)."""
+
+    def __init__(self, speaker):
+        self.speaker, self.size, self.count = speaker, -1, 0
+
+    def __call__(self) -> int:
+        if len(self.speaker.desired) != self.size:
+            self.size = len(self.speaker.desired)
+            self.count = sum(1 for route in self.speaker.desired.values() if route.TYPE == 2)
+        return self.count
+
+
+def run(n: int, profiler=None) -> dict:
+    import bgp.evpn
+    from bgp.federation import Federation
+    from controller import policy as pol
+    from controller import policydoc
+    from controller.programmer import Programmer
+    from controller.state import State
+    from ovsdb.server import OvsdbManagerServer
+    from tests.benchmarks.evpn_routes import add_ports_ops, delete_ports_ops, out_vport, policy
+    from tests.unit.test_evpn_early_withdraw import BookedSpeaker
+
+    bgp.evpn._BUILT.clear()  # routes built (and validated) once: a fresh run builds them all
+    plan = policydoc.plan(pol.Policy(), policy(n), "bench", pol.Allocator({}, 65000, (10000, 20000)))
+    state = State(plan.policy)
+    programmer = Programmer(state)
+    federation = Federation(None, "/unused", state, speaker=BookedSpeaker())
+    server = OvsdbManagerServer("127.0.0.1", 0, state, provision_tunnel=False, secure_bridge=False)
+    server.start()
+    workdir = Path(tempfile.mkdtemp(prefix="ovsdb_announce."))
+    db = Database(workdir, server.port)
+    cpu = {}
+    try:
+        db.transact(root_ops())
+        wait(lambda: any(s.get("chassis") == "kvm1" for s in server.sessions()) and state.reports_taking == 0,
+             "kvm1's session to report")
+        programmer.refresh(full=True)
+        federation.publish(programmer.view)
+        federation.early = True  # the app's, once passes hand out
+        speaker = federation.speaker
+        vports = [out_vport(i) for i in range(n)]
+        phases = (("announce", add_ports_ops(vports), n + 1),
+                  ("withdraw", None, 1))
+        for phase, ops, routes in phases:
+            if ops is None:
+                ops = delete_ports_ops(Hv(db), {v["name"] for v in vports})
+            request = json.dumps({"method": "transact", "params": ["Open_vSwitch", *ops], "id": 0}).encode()
+            gc.collect()
+            commands = len(speaker.commands)
+            if profiler is not None:
+                profiler.enable()
+            start = time.thread_time()
+            hub.spawn(db.send, request)
+            type2 = Type2(speaker)
+            wait(lambda: state.reports_taking == 0 and type2() == routes, f"{phase}: the speaker's routes")
+            cpu[f"{phase}: OVSDB update to the speaker's routes (IDL, reporter, State, routes at bind)"] = \
+                time.thread_time() - start
+            step = time.thread_time()
+            programmer.live.apply(programmer.journal.take())
+            cpu[f"{phase}: View delta"] = time.thread_time() - step
+            step = time.thread_time()
+            federation.publish(programmer.view)
+            cpu[f"{phase}: publish"] = time.thread_time() - step
+            if profiler is not None:
+                profiler.disable()
+            cpu[f"{phase}: commands to the speaker (count)"] = len(speaker.commands) - commands
+    finally:
+        server.stop()
+        db.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    return cpu
+
+
+class Hv:
+    """What evpn_routes.delete_ports_ops reads of a hypervisor: its database socket."""
+
+    def __init__(self, db: Database):
+        self.ovs = type("Ovs", (), {"db_socket": db.socket})
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ports", type=int, default=10000)
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--profile", help="cProfile of the first run's phases into this file")
+    args = parser.parse_args(argv)
+    import logging
+
+    logging.basicConfig(level=logging.WARNING)
+    profiler = None
+    if args.profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+    runs = []
+    for k in range(args.repeat):
+        runs.append(run(args.ports, profiler if k == 0 else None))
+        if k == 0 and profiler is not None:
+            profiler.dump_stats(args.profile)
+    print(f"{args.ports:,} ports added, then deleted, each in one OVSDB transaction: CPU ms, median (min-max) of "
+          f"{args.repeat} runs")
+    for step in runs[0]:
+        values = sorted(r[step] * (1 if "count" in step else 1000) for r in runs)
+        print(f"  {step:82s} {statistics.median(values):8.1f} ({values[0]:.1f}-{values[-1]:.1f})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

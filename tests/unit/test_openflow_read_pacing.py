@@ -1,0 +1,94 @@
+"""A switch's OpenFlow connection gives the event loop a turn while Ryu parses a big read-back
+(controller.ryu_compat.PacedSocket).
+
+Ryu's receive loop (``Datapath._recv_loop``, run here as it is, on a stand-in socket holding the whole stream)
+parses and dispatches every message the socket holds and yields only every 2,048 messages: a read-back of a switch
+of 16,000 flows (about 2.5 MB of flow-stats replies, already in the socket's buffer) was one stretch of 30-100 ms of
+CPU in vrs_scale's restart and takeover. The connection Canopy makes (``open_datapath``) pauses every
+``READ_PAUSE_BYTES`` read: counted here (pauses, not time), with what Ryu parsed between two of them.
+"""
+
+import pytest
+
+from controller import ryu_compat
+from controller.pacer import Pacer
+from controller.ryu_compat import ofproto_protocol
+from tests.unit.flow_samples import FLOWS
+from tests.unit.test_flow_stats_read_back import flow_stats_reply
+
+FLOWS_READ = 16_000
+PER_MESSAGE = 200  # flows per multipart reply (a reply's length is 16 bits)
+
+
+def read_back_stream(version: int) -> tuple[bytes, int]:
+    """Flow-stats replies of FLOWS_READ flows (the samples again and again), and an echo request: bytes, messages."""
+    dp = ofproto_protocol.ProtocolDesc(version)
+    flows = (FLOWS * (FLOWS_READ // len(FLOWS) + 1))[:FLOWS_READ]
+    messages = [flow_stats_reply(dp, flows[i:i + PER_MESSAGE]) for i in range(0, len(flows), PER_MESSAGE)]
+    echo = dp.ofproto_parser.OFPEchoRequest(dp, data=b"probe")
+    echo.serialize()
+    return b"".join(messages) + bytes(echo.buf), len(messages) + 1
+
+
+class HeldStream:
+    """A socket whose whole stream is already in its buffer: every recv is answered at once, then the end."""
+
+    def __init__(self, data: bytes):
+        self.data, self.offset, self.closed = data, 0, False
+
+    def recv(self, size: int) -> bytes:
+        chunk = self.data[self.offset:self.offset + size]
+        self.offset += len(chunk)
+        return chunk
+
+    def setsockopt(self, *args) -> None:
+        pass
+
+    def settimeout(self, timeout) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class Observers:
+    """Ryu's ofp_event brick as the receive loop uses it: counts the messages dispatched."""
+
+    def __init__(self):
+        self.messages = 0
+
+    def send_event_to_observers(self, ev, state) -> None:
+        self.messages += hasattr(ev, "msg")  # not the connection's state changes
+
+    def get_handlers(self, ev):
+        return []
+
+
+def run_receive_loop(version: int, monkeypatch):
+    data, messages = read_back_stream(version)
+    observers, parsed_at_pause = Observers(), []
+    stream = HeldStream(data)
+    monkeypatch.setattr(ryu_compat.app_manager, "lookup_service_brick", lambda name: observers)
+    dp = ryu_compat.open_datapath(stream, ("192.0.2.1", 6653), pause=lambda: parsed_at_pause.append(stream.offset))
+    dp.set_state(ryu_compat.MAIN_DISPATCHER)
+    dp._recv_loop()
+    return data, messages, observers, parsed_at_pause, stream
+
+
+@pytest.mark.parametrize("version", [4, 5])  # OpenFlow 1.3, 1.4
+def test_a_read_back_of_16000_flows_pauses_every_READ_PAUSE_BYTES(version, monkeypatch):
+    data, messages, observers, pauses, stream = run_receive_loop(version, monkeypatch)
+    assert observers.messages == messages  # every reply and the echo request parsed and dispatched
+    assert stream.closed
+    assert len(data) > 2_000_000
+    most = ryu_compat.READ_PAUSE_BYTES + 65_536  # a read finishes a message (of at most 64 KB) past the count
+    assert len(data) // most <= len(pauses) <= len(data) // ryu_compat.READ_PAUSE_BYTES  # Ryu alone: none
+    steps = [b - a for a, b in zip([0] + pauses, pauses + [len(data)])]
+    assert max(steps) <= most
+
+
+def test_the_socket_stays_the_switchs_for_everything_else():
+    stream = HeldStream(b"")
+    paced = ryu_compat.PacedSocket(stream, Pacer())
+    paced.close()
+    assert stream.closed and paced.recv(8) == b"" and paced.pacer.pauses == 0
