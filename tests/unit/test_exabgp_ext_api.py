@@ -109,7 +109,7 @@ def test_exabgp_stopping_its_processes_writes_an_open_batch_before_its_shutdown_
         received(processes, mp_unreach(route))
     stopped = SimpleNamespace(join=lambda: None)  # no child process to stop
     monkeypatch.setattr(processes, "_terminate", lambda name: stopped)
-    monkeypatch.setattr("exabgp.reactor.api.processes.time.sleep", lambda seconds: None)
+    monkeypatch.setattr("exabgp.reactor.api.processes.time", SimpleNamespace(sleep=lambda seconds: None))
     monkeypatch.setattr(processes, "clean", lambda: None)
     processes.terminate()
     lines = [line for write in pipe.writes for line in write.decode().splitlines()]
