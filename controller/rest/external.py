@@ -101,15 +101,19 @@ def floating_counters(programmer, reconcilers):
 
 def metric_rows(programmer, reconcilers):
     """For /metrics (controller/metrics.py): ([(floating IP id, address, chassis, direction, connections)],
-    [(chassis, network id, domain id, connections)]) from the switches now."""
+    [(chassis, network id, domain id, connections)]) from the switches now. The counters wait for each switch's
+    answer, and a programming pass may meanwhile have removed a switch from the View (before it updates the
+    floating IPs and translations): the rows of a switch no longer in the View are left out."""
     ext, view, recs = programmer.view.external, programmer.view, reconcilers()
     fips, _ = counters(programmer, recs, "fip", set(ext.floating))
     pats, _ = counters(programmer, recs, "pat", {f"{s}|{n}" for s, n in ext.pat})
-    fip_rows = [(fid, info.address, view.switches[info.session].chassis, direction, got)
-                for fid, info in sorted(ext.floating.items()) if fid in fips
+    switches = view.switches
+    fip_rows = [(fid, info.address, switches[info.session].chassis, direction, got)
+                for fid, info in sorted(ext.floating.items()) if fid in fips and info.session in switches
                 for direction, got in _opened(fips[fid]).items()]
-    pat_rows = [(view.switches[s].chassis, n, did, pats[f"{s}|{n}"].get(("opened", vni), 0))
-                for (s, n), t in sorted(ext.pat.items()) if f"{s}|{n}" in pats for vni, _, _, did in t.domains]
+    pat_rows = [(switches[s].chassis, n, did, pats[f"{s}|{n}"].get(("opened", vni), 0))
+                for (s, n), t in sorted(ext.pat.items()) if f"{s}|{n}" in pats and s in switches
+                for vni, _, _, did in t.domains]
     return fip_rows, pat_rows
 
 
