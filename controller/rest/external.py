@@ -86,17 +86,25 @@ def _gateways(state, view, net_obj) -> list[dict]:
 
 
 def floating_counters(programmer, reconcilers):
-    """For ``GET /v1/floating-ips?counters=true``: items -> {id: counters} (one request per switch)."""
+    """For ``GET /v1/floating-ips?counters=true``: items -> {id: counters} (one request per switch). A floating IP
+    whose switch left the View while the counters waited for the switches (see ``metric_rows``) is not answered."""
     def part(items):
         ids = {o["id"] for o in items}
         counts, unanswered = counters(programmer, reconcilers(), "fip", ids)
         return {fid: {**{k: counts.get(fid, {}).get(k, 0) for k in FLOATING_KEYS},
                       "connections_opened": _opened(counts.get(fid, {})),
-                      "answered": programmer.view.external.floating.get(fid) is None or
-                      programmer.view.switches[programmer.view.external.floating[fid].session].chassis
-                      not in unanswered}
+                      "answered": _answered(programmer.view, fid, unanswered)}
                 for fid in ids}
     return part
+
+
+def _answered(view, fid: str, unanswered) -> bool:
+    """Whether the switch where floating IP ``fid`` is active answered (True: it is active nowhere)."""
+    info = view.external.floating.get(fid)
+    if info is None:
+        return True
+    sw = view.switches.get(info.session)
+    return sw is not None and sw.chassis not in unanswered
 
 
 def metric_rows(programmer, reconcilers):

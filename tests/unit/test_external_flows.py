@@ -198,3 +198,18 @@ def test_a_switch_gone_from_the_view_while_the_counters_wait_leaves_its_rows_out
     recs = {1: _Switch(prog.desired["hv1"]), 2: _Switch(prog.desired["hv2"], meanwhile=hv1_gone)}
     fip_rows, _ = metric_rows(prog, lambda: recs)
     assert {(fid, chassis) for fid, _, chassis, _, _ in fip_rows} == {("f1", "hv2")}
+
+
+def test_a_switch_gone_from_the_view_while_the_counters_wait_is_not_a_failed_floating_ip_listing():
+    """GET /v1/floating-ips?counters=true reads the same counters: a floating IP whose switch left the View meanwhile
+    is listed as not answered (main: KeyError, the request failed)."""
+    from controller.rest.external import floating_counters
+
+    state, prog = setup({"vm0": "hv1", "vm1": "hv2"})
+
+    def hv1_gone():
+        del prog.view.switches["hv1"]
+
+    recs = {1: _Switch(prog.desired["hv1"]), 2: _Switch(prog.desired["hv2"], meanwhile=hv1_gone)}
+    got = floating_counters(prog, lambda: recs)([{"id": "f0"}, {"id": "f1"}])
+    assert (got["f0"]["answered"], got["f1"]["answered"]) == (False, True)
