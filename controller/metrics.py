@@ -62,7 +62,7 @@ class Metrics:
 
     def attach(self, **sources) -> None:
         """Sources read at scrape time, any of: reconcilers (a function returning {dpid: SwitchReconciler}),
-        pause (called between switches: the app gives the event loop a turn),
+        pause (called after each family and between switches: the app gives the event loop a turn),
         ovsdb (OvsdbManagerServer), federation (bgp.federation.Federation), pair (controller.ha.Pair),
         dhcp (openflow.dhcp_service.DhcpService), hold (controller.startup_hold.StartupHold),
         external (returns the rows of controller/rest/external.py ``metric_rows``),
