@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 
-from controller import guard, ofports, runtime, sdnotify, stretchtrace
+from controller import collector, guard, ofports, runtime, sdnotify, stretchtrace
 from controller.core import build_core
 from controller.programloop import ProgramLoop
 from controller.programmer import Programmer
@@ -41,7 +41,7 @@ from controller.ryu_compat import (
     ofproto_v1_4,
     set_ev_cls,
 )
-from controller.pacer import Pacer
+from controller.pacer import Pacer, paused_now
 from controller.startup_hold import StartupHold
 from openflow import claims, external
 from openflow.flows import owner_kind_of
@@ -152,9 +152,11 @@ class CanopyApp(RyuApp):
                  settings.rest_listen, settings.rest_port)
 
     def start(self):
+        self.api.metrics.attach(collector=collector.install())  # the collector's policy (controller/collector.py)
         if self.stretches is not None:
             self.stretches.start()
         thread = super().start()
+        hub.spawn(collector.Refresher(collector.WATCH, self._quiet, hub.sleep).run)
         self._worker = hub.spawn(self._program_loop)
         guard.essential(self._worker, "the programming loop")
         hub.spawn(self.api.metrics.watch_loop, hub.sleep)
@@ -185,10 +187,17 @@ class CanopyApp(RyuApp):
         if self._worker is not None:
             hub.kill(self._worker)
         self.store.close()
+        collector.WATCH.uninstall()  # the process ends, or (tests) another controller starts in it
         if self.stretches is not None:
             self.stretches.stop()
             log.info("the longest stretches between two turns of the event loop:\n%s", self.stretches.summary())
         super().stop()
+
+    def _quiet(self) -> bool:
+        """No work under way (the collector's refresh holds the loop for the whole heap's walk): no collector-paused
+        region open (a pass, an OVSDB update, a plan), no report being taken, no switch read back or synced."""
+        return (not paused_now() and self.state.reports_taking == 0
+                and not any(rec.state in ("reading", "syncing") for rec in list(self.reconcilers.values())))
 
     # ------------------------------------------------------------------ programming switches
     def _programming(self) -> ProgramLoop:

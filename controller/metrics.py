@@ -62,10 +62,11 @@ class Metrics:
 
     def attach(self, **sources) -> None:
         """Sources read at scrape time, any of: reconcilers (a function returning {dpid: SwitchReconciler}),
-        pause (called between switches: the app gives the event loop a turn),
+        pause (called after each family and between switches: the app gives the event loop a turn),
         ovsdb (OvsdbManagerServer), federation (bgp.federation.Federation), pair (controller.ha.Pair),
         dhcp (openflow.dhcp_service.DhcpService), hold (controller.startup_hold.StartupHold),
-        external (returns the rows of controller/rest/external.py ``metric_rows``)."""
+        external (returns the rows of controller/rest/external.py ``metric_rows``),
+        collector (controller.collector.Collections: the cyclic collector's figures)."""
         self.sources.update(sources)
 
     def observe_request(self, method: str, route: str, code: int, seconds: float) -> None:
@@ -124,6 +125,8 @@ class _CanopyCollector:
             yield from _external(*m.sources["external"]())
         yield from _bgp(m.sources.get("federation"))
         yield from _ha(m.sources.get("pair"))
+        if m.sources.get("collector") is not None:
+            yield from _collector(m.sources["collector"])
 
 
 def _gauge(name, doc, labels=(), samples=()):
@@ -138,6 +141,22 @@ def _counter(name, doc, labels=(), samples=()):
     for values, value in samples:
         family.add_metric(list(values), value)
     return family
+
+
+def _collector(watch):
+    """The cyclic garbage collector's collections per generation (controller/collector.py): a long one holds the
+    event loop for its whole duration."""
+    rows = watch.figures()
+    generation = ("generation",)
+    yield _counter("canopy_gc_collections", "cyclic garbage collections, by generation (2: full)", generation,
+                   [((str(r["generation"]),), r["collections"]) for r in rows])
+    yield _counter("canopy_gc_collection_seconds", "CPU seconds spent in cyclic garbage collections, by generation",
+                   generation, [((str(r["generation"]),), r["seconds"]) for r in rows])
+    yield _gauge("canopy_gc_collection_max_seconds", "the longest cyclic garbage collection since the start (CPU "
+                 "seconds, the event loop held meanwhile), by generation", generation,
+                 [((str(r["generation"]),), r["max_seconds"]) for r in rows])
+    yield _counter("canopy_gc_refreshes", "refreshes: every frozen object unfrozen and collected once, at a quiet "
+                   "moment", (), [((), watch.refreshes)])
 
 
 def _core(state, service):

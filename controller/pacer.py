@@ -15,11 +15,14 @@ tolerate other green threads running meanwhile: each caller says what may change
 from __future__ import annotations
 
 import gc
+import time
 from collections.abc import Callable
 from contextlib import contextmanager
 
 EVERY = 200  # default units between two pauses
-FREEZE_YOUNG = 200_000  # objects left in the youngest generation by a collector pause from which they are frozen
+FREEZE_YOUNG = 50_000  # objects left in the youngest generation by a collector pause from which they are frozen
+FREEZE_SPAN = 0.005  # CPU seconds of collector pauses (the first one's start to the last one's end) that freeze too
+CLOCK = time.thread_time  # this OS thread's CPU: what the paused regions and the work between them allocated with
 
 
 class Pacer:
@@ -59,7 +62,12 @@ class _Collector:
     freeze = False  # set: freeze what exists at the end (a full compile's result) out of the collector's sight
 
 
-_paused = {"depth": 0, "enabled": False}  # collector_paused() regions open (green threads interleave them)
+_paused = {"depth": 0, "enabled": False, "since": 0.0}  # collector_paused() regions open (interleaved)
+
+
+def paused_now() -> bool:
+    """Whether a ``collector_paused`` region is open (work under way: the collector's refresh waits)."""
+    return _paused["depth"] > 0
 
 
 @contextmanager
@@ -70,11 +78,19 @@ def collector_paused():
     once more right after. Set ``freeze`` on what this yields to freeze what exists at the end (gc.freeze: never
     scanned again, still freed by reference counting). Regions of several green threads overlap in any order (one
     pauses inside another's): the collector is back on (if it was on before the first) when the last one ends. When
-    the last one ends with more than ``FREEZE_YOUNG`` objects young (a burst: 10,000 vports compiled), they are frozen
-    too: the first collection after it would walk every one of them in one stretch (~200 ms of CPU there). Cyclic
-    garbage among frozen objects is kept, as after a full recompute."""
+    the last one ends with more than ``FREEZE_YOUNG`` objects young (a burst: 10,000 vports compiled; a reconciler's
+    round; read-backs parsed by other green threads meanwhile), they are frozen too: the first collection after it
+    would walk every one of them in one stretch (0.1-0.2 µs each: a million young objects, 176 ms of CPU in a
+    restart of vrs_scale). ``gc.get_count()`` alone misses them: every object freed lowers it, old or young (a
+    region freeing its temporaries, or read-backs replacing installed records, leave it near 0 with a million young
+    objects), and listing them costs about half their collection (31 ms of CPU once). So the young generation is
+    also frozen when the regions, from the first one's start to the last one's end, took ``FREEZE_SPAN`` seconds of
+    this OS thread's CPU or more: shorter, they allocated too little for a collection to matter. Cyclic garbage
+    among frozen objects is kept until the collector's next refresh (controller/collector.py, the controller-wide
+    policy)."""
     if _paused["depth"] == 0:
         _paused["enabled"] = gc.isenabled()
+        _paused["since"] = CLOCK()
         gc.disable()
     _paused["depth"] += 1
     pause = _Collector()
@@ -82,7 +98,8 @@ def collector_paused():
         yield pause
     finally:
         _paused["depth"] -= 1
-        if pause.freeze or (_paused["depth"] == 0 and gc.get_count()[0] >= FREEZE_YOUNG):
+        if pause.freeze or (_paused["depth"] == 0 and (gc.get_count()[0] >= FREEZE_YOUNG
+                                                       or CLOCK() - _paused["since"] >= FREEZE_SPAN)):
             gc.freeze()
         if _paused["depth"] == 0 and _paused["enabled"]:
             gc.enable()

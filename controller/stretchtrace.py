@@ -13,7 +13,9 @@ Off unless ``CANOPY_STRETCH_TRACE`` is set to the number of stretches to keep (d
 ``GET /v1/stretches`` lists them and ``DELETE /v1/stretches`` starts over (a benchmark's bursts one by one), and
 the controller logs them when it stops. Off, nothing is installed, so it costs nothing. On, each switch costs one
 CPU-clock read (about a microsecond) and a stack is only walked for a stretch that enters the list; memory is
-bounded (``keep`` stretches, ``MAX_SAMPLES`` stacks sampled per stretch).
+bounded (``keep`` stretches, ``MAX_SAMPLES`` stacks sampled per stretch). With the collector's policy installed
+(controller/collector.py), each stretch also says how much of its CPU the cyclic collector took (``collector_ms``),
+and the list carries the longest collections since the last reset, with where they ran (``collections``).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from pathlib import Path
 import greenlet
 from eventlet import patcher
 
+from controller import collector
 from controller.osthread import os_threading
 
 os_time = patcher.original("time")  # the sampler's sleep: eventlet's would wait on the hub it samples
@@ -76,6 +79,7 @@ class StretchTracer:
         self._kept: list = []  # a min-heap of (seconds, order, stretch dict)
         self._order = itertools.count()
         self._since = 0.0
+        self._collector_since = 0.0  # collector.WATCH.total at the start of the running stretch
         self._samples: list = []  # stacks sampled during the running stretch (appended by the sampler thread)
         self._previous = None
         self._thread_id = None
@@ -91,6 +95,7 @@ class StretchTracer:
         self._thread_id = os_threading.get_ident()
         self._previous = greenlet.settrace(self._switched)
         self._since = self.clock()
+        self._collector_since = collector.WATCH.total
         if self.sample_interval:
             self._sampler = os_threading.Thread(target=self._sample, name="stretch-sampler", daemon=True)
             self._sampler.start()
@@ -106,22 +111,26 @@ class StretchTracer:
     def reset(self) -> None:
         """Forget what was kept (a benchmark's next burst)."""
         self._kept, self.switches, self.total = [], 0, 0.0
+        collector.WATCH.reset_longest()
 
     # -------------------------------------------------------------------------------------------- tracing
     def _switched(self, event, args) -> None:
         now = self.clock()
         seconds = now - self._since
         samples, self._samples = self._samples, []
+        collected = collector.WATCH.total - self._collector_since
         self.switches += 1
         self.total += seconds
         if seconds >= MIN_SECONDS and (len(self._kept) < self.keep or seconds > self._kept[0][0]):
-            self._record(seconds, args[0] if args else None, samples)
+            self._record(seconds, args[0] if args else None, samples, collected)
         if self._previous is not None:
             self._previous(event, args)
+        self._collector_since = collector.WATCH.total
         self._since = self.clock()  # the tracer's own work is nobody's stretch
 
-    def _record(self, seconds: float, origin, samples: list) -> None:
-        stretch = {"cpu_ms": round(seconds * 1000, 2), "ended": round(time.time(), 3),
+    def _record(self, seconds: float, origin, samples: list, collected: float = 0.0) -> None:
+        stretch = {"cpu_ms": round(seconds * 1000, 2), "collector_ms": round(collected * 1000, 2),
+                   "ended": round(time.time(), 3),
                    "ended_in": _ended_in(origin),
                    "samples": len(samples),
                    "sampled": [{"count": n, "stack": list(where)}
@@ -146,9 +155,12 @@ class StretchTracer:
     def stretches(self) -> dict:
         """JSON-ready: the kept stretches, longest first, and totals since the last reset."""
         kept = sorted(self._kept, key=lambda entry: entry[:2], reverse=True)
-        return {"keep": self.keep, "switches": self.switches, "cpu_ms": round(self.total * 1000, 1),
-                "min_ms": MIN_SECONDS * 1000, "sample_interval_ms": (self.sample_interval or 0) * 1000,
-                "stretches": [stretch for _, _, stretch in kept]}
+        listed = {"keep": self.keep, "switches": self.switches, "cpu_ms": round(self.total * 1000, 1),
+                  "min_ms": MIN_SECONDS * 1000, "sample_interval_ms": (self.sample_interval or 0) * 1000,
+                  "stretches": [stretch for _, _, stretch in kept]}
+        if collector.WATCH.installed:
+            listed["collections"] = collector.WATCH.longest()
+        return listed
 
     def summary(self, count: int = 5) -> str:
         """One line per stretch of the ``count`` longest (the log at stop)."""

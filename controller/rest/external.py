@@ -86,30 +86,42 @@ def _gateways(state, view, net_obj) -> list[dict]:
 
 
 def floating_counters(programmer, reconcilers):
-    """For ``GET /v1/floating-ips?counters=true``: items -> {id: counters} (one request per switch)."""
+    """For ``GET /v1/floating-ips?counters=true``: items -> {id: counters} (one request per switch). A floating IP
+    whose switch left the View while the counters waited for the switches (see ``metric_rows``) is not answered."""
     def part(items):
         ids = {o["id"] for o in items}
         counts, unanswered = counters(programmer, reconcilers(), "fip", ids)
         return {fid: {**{k: counts.get(fid, {}).get(k, 0) for k in FLOATING_KEYS},
                       "connections_opened": _opened(counts.get(fid, {})),
-                      "answered": programmer.view.external.floating.get(fid) is None or
-                      programmer.view.switches[programmer.view.external.floating[fid].session].chassis
-                      not in unanswered}
+                      "answered": _answered(programmer.view, fid, unanswered)}
                 for fid in ids}
     return part
 
 
+def _answered(view, fid: str, unanswered) -> bool:
+    """Whether the switch where floating IP ``fid`` is active answered (True: it is active nowhere)."""
+    info = view.external.floating.get(fid)
+    if info is None:
+        return True
+    sw = view.switches.get(info.session)
+    return sw is not None and sw.chassis not in unanswered
+
+
 def metric_rows(programmer, reconcilers):
     """For /metrics (controller/metrics.py): ([(floating IP id, address, chassis, direction, connections)],
-    [(chassis, network id, domain id, connections)]) from the switches now."""
+    [(chassis, network id, domain id, connections)]) from the switches now. The counters wait for each switch's
+    answer, and a programming pass may meanwhile have removed a switch from the View (before it updates the
+    floating IPs and translations): the rows of a switch no longer in the View are left out."""
     ext, view, recs = programmer.view.external, programmer.view, reconcilers()
     fips, _ = counters(programmer, recs, "fip", set(ext.floating))
     pats, _ = counters(programmer, recs, "pat", {f"{s}|{n}" for s, n in ext.pat})
-    fip_rows = [(fid, info.address, view.switches[info.session].chassis, direction, got)
-                for fid, info in sorted(ext.floating.items()) if fid in fips
+    switches = view.switches
+    fip_rows = [(fid, info.address, switches[info.session].chassis, direction, got)
+                for fid, info in sorted(ext.floating.items()) if fid in fips and info.session in switches
                 for direction, got in _opened(fips[fid]).items()]
-    pat_rows = [(view.switches[s].chassis, n, did, pats[f"{s}|{n}"].get(("opened", vni), 0))
-                for (s, n), t in sorted(ext.pat.items()) if f"{s}|{n}" in pats for vni, _, _, did in t.domains]
+    pat_rows = [(switches[s].chassis, n, did, pats[f"{s}|{n}"].get(("opened", vni), 0))
+                for (s, n), t in sorted(ext.pat.items()) if f"{s}|{n}" in pats and s in switches
+                for vni, _, _, did in t.domains]
     return fip_rows, pat_rows
 
 

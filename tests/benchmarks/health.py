@@ -145,6 +145,18 @@ def print_stretches(name: str, traced: dict | None) -> None:
           f"(of {traced['switches']:,} switches, {traced['cpu_ms']:,.0f} ms CPU in all):")
     for s in traced["stretches"]:
         sampled = s["sampled"][0] if s["sampled"] else None
-        print(f"    {s['cpu_ms']:8.1f} ms  ended in {' < '.join(s['ended_in'][:5])}")
+        collector = f" ({s['collector_ms']:.1f} ms of it the collector)" if s.get("collector_ms", 0) >= 1 else ""
+        print(f"    {s['cpu_ms']:8.1f} ms  ended in {' < '.join(s['ended_in'][:5])}{collector}")
         if sampled is not None:
             print(f"{'':17}{sampled['count']} of {s['samples']} samples in {' < '.join(sampled['stack'][:5])}")
+    print_collections(traced.get("collections"))
+
+
+def print_collections(collections: list | None, count: int = 3) -> None:
+    """The longest cyclic garbage collections of the step (a controller with controller/collector.py's policy)."""
+    if not collections:
+        return
+    print(f"    the {min(count, len(collections))} longest collections of the cyclic garbage collector:")
+    for c in collections[:count]:
+        print(f"    {c['cpu_ms']:8.1f} ms  generation {c['generation']}, {c['collected']:,} unreachable, "
+              f"{c['thread']} in {' < '.join(c['where'][:4])}")

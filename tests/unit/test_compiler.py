@@ -156,3 +156,25 @@ def test_flows_are_pipeline_checked_unique_and_deterministic():
         assert len({f.key for f in flows}) == len(flows)
         again = compile_switch(prog.derive(), session)
         assert again.all_flows() == flows
+
+
+def test_a_flows_match_is_in_one_order_whatever_order_its_names_were_given_in():
+    """``flow()`` finds the canonical order once per order of names given (openflow/flows.py ``_ORDERS``): every
+    order of the same names, asked twice (found, then cached), is the order a read-back of that match decodes to
+    (openflow/decode.py). Flows are compared by equality: another order would make the reconciler see a difference
+    and rewrite the flow after a restart."""
+    import itertools
+
+    from ryu.ofproto import ofproto_v1_3_parser as parser
+
+    from openflow.decode import decode_match
+    from openflow.flows import Owner, flow
+
+    values = {"in_port": 3, "reg5": 7, "eth_dst": "02:00:00:00:00:01", "eth_type": 0x0800, "ipv4_dst": "10.0.0.1",
+              "ct_state": (0x22, 0x22)}
+    read_back = decode_match(parser.OFPMatch(**values))
+    for size in (2, 3, len(values)):
+        for names in itertools.permutations(values, size):
+            wanted = tuple(item for item in read_back if item[0] in names)
+            for _ in range(2):
+                assert flow(1, 100, {n: values[n] for n in names}, [], Owner("vport", "v")).match == wanted, names

@@ -479,7 +479,9 @@ def test_dashboard_and_served_metrics_are_documented(ctl):
             for name in re.findall(r"canopy_\w+", target["expr"])}
     strip = re.compile(r"_(bucket|sum|count)$")
     assert {strip.sub("", n) for n in used} - documented == set()
-    ctl.api.metrics.attach(reconcilers=dict)
+    from controller.collector import Collections
+
+    ctl.api.metrics.attach(reconcilers=dict, collector=Collections())
     served = {family.name for family in text_string_to_metric_families(scrape(ctl.api).encoded().decode())
               if family.name.startswith("canopy_")}
     assert served and {n if n in documented else n + "_total" for n in served} <= documented
@@ -493,3 +495,24 @@ def test_openapi_lists_the_operations_routes(ctl):
     paths = json.loads(api.handle(Request("GET", "/v1/openapi.json")).encoded())["paths"]
     names = {p["name"] for p in paths["/v1/switches/{dpid}/flows"]["get"]["parameters"] if p["in"] == "query"}
     assert names == {"owner", "table", "cookie"}
+
+
+def test_metrics_export_the_cyclic_collectors_collections_per_generation(ctl):
+    import gc
+    import itertools
+
+    from controller.collector import Collections
+
+    ticks = itertools.count()
+    watch = Collections(clock=lambda: next(ticks) * 0.5, freeze_after_full=False)
+    ctl.api.metrics.attach(collector=watch)
+    watch.install()
+    try:
+        gc.collect(2)
+    finally:
+        watch.uninstall()
+    got = samples(scrape(ctl.api))
+    assert got[("canopy_gc_collections_total", frozenset({("generation", "2")}))] >= 1
+    assert got[("canopy_gc_collection_max_seconds", frozenset({("generation", "2")}))] == 0.5
+    assert got[("canopy_gc_collection_seconds_total", frozenset({("generation", "2")}))] >= 0.5
+    assert got[("canopy_gc_refreshes_total", frozenset())] == 0

@@ -150,3 +150,36 @@ def test_the_stacks_sampled_during_one_stretch_are_bounded(monkeypatch):
         assert len(rounds) > 60 and len(tracer._samples) <= 20
     finally:
         tracer.stop()
+
+
+def test_a_stretch_says_how_much_of_it_the_collector_took_and_the_longest_collections_are_listed(monkeypatch):
+    """With the collector's policy installed (controller/collector.py), a stretch that ran a full collection carries
+    its CPU (a fake clock: each collection lasts 1 s) and the list names the collection and where it ran."""
+    import gc
+    import itertools
+
+    from controller import collector
+
+    ticks = itertools.count()
+    watch = collector.Collections(clock=lambda: float(next(ticks)), freeze_after_full=False)
+    monkeypatch.setattr(collector, "WATCH", watch)
+    tracer = StretchTracer(3, sample_interval=None)
+
+    def collect_then_yield():
+        gc.collect()
+        eventlet.sleep(0)
+
+    assert "collections" not in tracer.stretches()  # the policy is not installed: nothing to say
+    watch.install()
+    try:
+        tracer.start()
+        run_green(short_runs, collect_then_yield)
+        tracer.stop()
+    finally:
+        watch.uninstall()
+        watch._installed = True  # read as installed for the listing below
+    got = tracer.stretches()
+    assert got["stretches"][0]["collector_ms"] >= 1000.0
+    assert any(c["generation"] == 2 and c["where"][0].endswith(" collect_then_yield") for c in got["collections"])
+    tracer.reset()
+    assert tracer.stretches()["collections"] == []

@@ -1,0 +1,117 @@
+"""The ExaBGP extension's API side (``bgp.exabgp_ext_api``), what docs/evpn.md promises of it beyond
+tests/unit/test_exabgp_ext.py: hostile UPDATE bodies read exactly as ExaBGP's own unpack reads them, and a batch
+of received withdrawals that goes out while ExaBGP stays busy, and when it stops its processes."""
+
+import random
+from dataclasses import replace
+from types import SimpleNamespace
+
+from bgp import exabgp_ext, exabgp_ext_api
+from bgp.received import from_exabgp_json
+from tests.unit.test_exabgp_ext import TYPE2_L2, TYPE3, TYPE5, api_processes, mp_unreach, received
+
+
+def _read(unpack, body: bytes, negotiated) -> tuple[str, str]:
+    """What an unpack makes of a received UPDATE body: ("update", its JSON after the header) or ("raises", the
+    exception's type and text: ExaBGP's Notify ends the session, anything else is its Notify(1, 0))."""
+    from exabgp.bgp.message.direction import Direction
+
+    neighbor = exabgp_ext._codec(65000, 65001)[0]
+    try:
+        update = unpack(exabgp_ext.Update, body, Direction.IN, negotiated)
+    except Exception as error:  # noqa: BLE001 - the outcome compared, whatever it is
+        return "raises", f"{type(error).__name__}: {error}"
+    return "update", exabgp_ext.Response.JSON("5.0.0").update(neighbor, "receive", update, None, "", "").split(
+        '"type"')[1]
+
+
+def _mangled(body: bytes, rng: random.Random) -> bytes:
+    """``body`` with one to three bytes changed, deleted or inserted at random places."""
+    body = bytearray(body)
+    for _ in range(rng.randint(1, 3)):
+        where, byte, edit = rng.randrange(len(body) + 1), rng.randrange(256), rng.random()
+        if edit < 0.5 and where < len(body):
+            body[where] = byte
+        elif edit < 0.75 and where < len(body):
+            del body[where]
+        else:
+            body.insert(where, byte)
+    return bytes(body)
+
+
+def test_mangled_withdrawals_are_read_exactly_as_exabgps_own_unpack_reads_them():
+    """Hostile input: withdraw-only UPDATE bodies and an End-of-RIB, every value of the attribute's flags and
+    bytes changed, cut or added at random (lengths, family, NLRI headers), give through the extension's unpack the
+    same Update or the same error as through ExaBGP's own; the fast path takes a share of them (those still well
+    formed), never one it reads differently."""
+    exabgp_ext.install()
+    negotiated = exabgp_ext._codec(65000, 65001)[1]
+    ours, exabgps = exabgp_ext.Update.unpack_message.__func__, exabgp_ext_api._THROUGH["unpack_update"]
+    end_of_rib = bytes([0, 0, 0, 7, 0x90, 15, 0, 3, 0, 25, 70])
+    bases = [mp_unreach(TYPE2_L2, TYPE3, TYPE5), mp_unreach(TYPE3, flags=0x80), mp_unreach(TYPE2_L2), end_of_rib]
+    from exabgp.bgp.message.direction import Direction
+
+    rng, fast, differ = random.Random(26), 0, []
+    every_flag = [base[:4] + bytes([flags]) + base[5:] for base in bases for flags in range(256)]
+    for body in every_flag + [_mangled(rng.choice(bases), rng) for _ in range(1500)]:
+        fast += exabgp_ext_api.evpn_withdrawals(body, Direction.IN, negotiated) is not None
+        if _read(ours, body, negotiated) != _read(exabgps, body, negotiated):
+            differ.append(body.hex())
+    assert differ == [] and fast > 100
+
+
+def test_withdrawals_with_add_path_identifiers_are_left_to_exabgps_unpack():
+    """With ADD-PATH received for l2vpn evpn, each withdrawn NLRI starts with a 4-byte path identifier: the
+    fast path does not read them (it would take the identifier for the NLRI's header), ExaBGP's unpack does."""
+    import copy
+    import struct
+
+    from exabgp.bgp.message.direction import Direction
+
+    exabgp_ext.install()
+    negotiated = copy.copy(exabgp_ext._codec(65000, 65001)[1])
+    negotiated.addpath = SimpleNamespace(receive=lambda afi, safi: True, send=lambda afi, safi: True)
+    value = struct.pack("!HB", 25, 70) + b"".join(
+        struct.pack("!I", path) + exabgp_ext.build_nlri(route, "withdraw").pack_nlri()
+        for path, route in ((0x03020001, TYPE2_L2), (0x03020002, TYPE3)))  # each also reads as a 4-byte NLRI
+    body = struct.pack("!HH", 0, len(value) + 3) + bytes([0x80, 15, len(value)]) + value
+    assert exabgp_ext_api.evpn_withdrawals(body, Direction.IN, negotiated) is None
+    ours = _read(exabgp_ext.Update.unpack_message.__func__, body, negotiated)
+    assert ours == _read(exabgp_ext_api._THROUGH["unpack_update"], body, negotiated) and ours[0] == "update"
+
+
+def test_a_batch_of_withdrawals_goes_out_api_hold_seconds_after_its_first_while_exabgp_stays_busy(monkeypatch):
+    """The reactor never going idle (a peer always readable) must not keep withdrawals from Canopy: the batch
+    goes out API_HOLD_SECONDS after its first withdrawal (the clock is ExaBGP's monotonic one, set here)."""
+    processes, pipe = api_processes(monkeypatch)
+    monkeypatch.setattr(exabgp_ext_api, "API_HOLD_SECONDS", 0.01)
+    clock = [1000.0]
+    monkeypatch.setattr(exabgp_ext_api, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    batch = [replace(TYPE2_L2, mac=f"52:54:00:00:03:{i:02x}") for i in range(2)]
+    received(processes, mp_unreach(batch[0]))
+    clock[0] += 0.004
+    received(processes, mp_unreach(batch[1]))
+    exabgp_ext_api.flush_api(processes, idle=False)
+    assert pipe.writes == []
+    clock[0] += 0.007  # 11 ms after the first withdrawal, 7 after the last
+    exabgp_ext_api.flush_api(processes, idle=False)
+    assert [from_exabgp_json(line) for line in pipe.writes[0].decode().splitlines()] == [
+        [("withdraw", route.key) for route in batch]]
+
+
+def test_exabgp_stopping_its_processes_writes_an_open_batch_before_its_shutdown_message(monkeypatch):
+    """Shutdown: the withdrawals received last reach Canopy, before ExaBGP's shutdown message, not never."""
+    import json
+
+    processes, pipe = api_processes(monkeypatch)
+    batch = [replace(TYPE2_L2, mac=f"52:54:00:00:04:{i:02x}") for i in range(2)]
+    for route in batch:
+        received(processes, mp_unreach(route))
+    stopped = SimpleNamespace(join=lambda: None)  # no child process to stop
+    monkeypatch.setattr(processes, "_terminate", lambda name: stopped)
+    monkeypatch.setattr("exabgp.reactor.api.processes.time", SimpleNamespace(sleep=lambda seconds: None))
+    monkeypatch.setattr(processes, "clean", lambda: None)
+    processes.terminate()
+    lines = [line for write in pipe.writes for line in write.decode().splitlines()]
+    assert [from_exabgp_json(line) for line in lines[:1]] == [[("withdraw", route.key) for route in batch]]
+    assert len(lines) == 2 and json.loads(lines[1])["type"] == "notification"
