@@ -19,7 +19,7 @@ and is what ``ovsdb.idl`` gives every connection instead:
   character split between two calls (a read that ended in its middle, then EAGAIN) would be lost and the next
   call's first bytes refused (EILSEQ, the connection dropped, and the same message again after the reconnect).
   ``whole_characters`` says where the bytes read end on a character, so that the stream holds back the rest
-  (ovsdb/idl.py ``_ReadBudget``).
+  (ovsdb/idl/links.py ``_ReadBudget``).
 
 Same results as ``ovs.json``: objects, arrays, str, int, float, bool and None; the top level must be an
 object or an array; NaN and Infinity are refused. An error is returned by ``finish`` as a str, as

@@ -1,4 +1,4 @@
-"""Row changes as an OVSDB replica reports them (ovsdb/idl.py ``Replica.take_changes``): plain values,
+"""Row changes as an OVSDB replica reports them (ovsdb/idl/replica.py ``Replica.take_changes``): plain values,
 so that what applies them (ovsdb/bridgeports.py, ovsdb/vtep_sync.py, ovsdb/vtep.py) and their tests need
 no ``ovs`` library."""
 

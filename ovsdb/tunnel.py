@@ -19,7 +19,7 @@ Three layers, in the order data flows (docs/DESIGN.md):
   ``ovsdb.rowsync.RowReconciler``: at most one transaction in flight; failures retry with bounded
   exponential back-off; conflicts are logged once.
 
-Rows are the ``ovs`` IDL's (through ovsdb/idl.py) or any stand-ins with the same attributes.
+Rows are the ``ovs`` IDL's (through ovsdb/idl/) or any stand-ins with the same attributes.
 """
 
 from __future__ import annotations

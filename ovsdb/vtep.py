@@ -1,6 +1,6 @@
 """Hardware VTEPs (the ``hardware_vtep`` schema): what Canopy reads, and the rows it wants written.
 
-Two pure functions over replicated rows (``ovs`` IDL rows through ovsdb/idl.py, or stand-ins with the
+Two pure functions over replicated rows (``ovs`` IDL rows through ovsdb/idl/, or stand-ins with the
 same attributes), and the reporter feeding snapshots to State:
 
 - ``build_vtep_snapshot``: Physical_Switch (name, description, tunnel_ips, management_ips, ports),

@@ -1,4 +1,4 @@
-"""ovsdb/idl.py: the facade over the pinned ``ovs`` library, and the hacks it relies on.
+"""ovsdb/idl/: the facade over the pinned ``ovs`` library, and the hacks it relies on.
 
 These fail loudly when the ``ovs`` package changes under us. They use a real loopback TCP connection:
 this test plays the hypervisor's ovsdb-server with a plain socket, no eventlet and no OVS binaries.
@@ -30,7 +30,7 @@ BOUND = 5.0
 
 def test_ovs_is_the_pinned_version():
     assert ovs.version.VERSION == idl.PINNED_OVS_VERSION, (
-        "ovs %s is installed but ovsdb/idl.py was written against %s: re-check every quirk listed in "
+        "ovs %s is installed but ovsdb/idl/ was written against %s: re-check every quirk listed in "
         "its docstring (Session construction, Idl._session swap, ptcp name order) before re-pinning"
         % (ovs.version.VERSION, idl.PINNED_OVS_VERSION))
 
@@ -169,7 +169,7 @@ PORT_SCHEMA = {
 
 
 def test_ovs_calls_the_cooperative_yield_hook_for_every_row_of_an_update():
-    """Replica's pauses (ovsdb/idl.py _PacedIdl) hang on this hook of ovs 4.0.0."""
+    """Replica's pauses (ovsdb/idl/paced.py _PacedIdl) hang on this hook of ovs 4.0.0."""
     import inspect
 
     source = inspect.getsource(ovs.db.idl.Idl._Idl__do_parse_update)

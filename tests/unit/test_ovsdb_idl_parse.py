@@ -1,4 +1,4 @@
-"""ovsdb/idl.py's cheaper paths through the pinned ``ovs`` IDL give what ovs's own give.
+"""ovsdb/idl/'s cheaper paths through the pinned ``ovs`` IDL give what ovs's own give.
 
 - ``_PacedIdl``'s ``__add_default`` and ``__row_update`` (an update's rows parsed): the same rows, the same committed
   data, the same notifications as a plain ``ovs.db.idl.Idl`` fed the same updates;
@@ -139,7 +139,7 @@ def test_column_value_of_a_row_this_client_is_changing_or_of_a_stand_in_is_getat
 
 @pytest.mark.parametrize("method", ["_Idl__add_default", "_Idl__row_update"])
 def test_the_methods_replaced_are_ovs_private_methods_of_that_name(method):
-    """HACK (ovs 4.0.0): ovsdb/idl.py's _PacedIdl replaces these; they must still be what ovs calls."""
+    """HACK (ovs 4.0.0): ovsdb/idl/paced.py's _PacedIdl replaces these; they must still be what ovs calls."""
     import inspect
 
     assert hasattr(ovs.db.idl.Idl, method)

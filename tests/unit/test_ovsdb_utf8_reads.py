@@ -1,4 +1,4 @@
-"""A UTF-8 character split between two reads of an OVSDB connection (ovsdb/idl.py ``_ReadBudget``,
+"""A UTF-8 character split between two reads of an OVSDB connection (ovsdb/idl/links.py ``_ReadBudget``,
 ovsdb/jsonstream.py ``whole_characters``): ``ovs.jsonrpc.Connection.recv`` decodes with a decoder of its own per
 call, so a read that ends inside a character, followed by EAGAIN (the read budget spent, or the rest not arrived
 yet), used to lose its first bytes and drop the connection (EILSEQ) at the next call; the same message after the

@@ -17,6 +17,7 @@ import pytest
 
 from controller.discovery import VtepDesired, VtepMac, VtepPort
 from ovsdb import idl
+from ovsdb.idl import links
 from ovsdb.vtep import COLUMNS, VtepReporter, build_vtep_snapshot, canopy_vni, plan_vtep
 from ovsdb.vtep_sync import VtepReconciler
 from tests.unit.vtep_fakes import HV1, HV2, HV3, MAC1, MAC2, MAC3, OWN_IP, Clock, FakeReplica, FakeVtepDb, \
@@ -330,7 +331,7 @@ def test_reconciler_logs_a_conflict_once_and_its_resolution(caplog):
     assert "resolved: port p1 VLAN 100" in caplog.text and db.bindings("p1") == {100: "canopy-5001"}
 
 
-# The session loop's doorbell (ovsdb/idl.py).
+# The session loop's doorbell (ovsdb/idl/links.py).
 
 def test_doorbell_keeps_one_ring_and_never_reads_an_empty_pipe(monkeypatch):
     bell = idl.Doorbell()
@@ -343,7 +344,7 @@ def test_doorbell_keeps_one_ring_and_never_reads_an_empty_pipe(monkeypatch):
     def readable():
         return bool(select.select([bell._read], [], [], 0)[0])
 
-    monkeypatch.setattr(idl.os, "read", read)
+    monkeypatch.setattr(links.os, "read", read)
     try:
         bell.clear()
         bell.ring()

@@ -1,0 +1,72 @@
+"""Reading an IDL row's columns from its committed datums: cheaper than ``getattr`` (which converts a set or map
+three times, and sorts a set of rows), the same values. Plain stand-ins for rows are read with ``getattr``.
+
+- ``column_value``: a column of an IDL row as ``getattr`` gives it, converted once (``Row.__getattr__`` converts
+  a set or map three times).
+- ``references``, ``referenced_rows``, ``reference_count``: a reference set looked up, listed unsorted, counted.
+"""
+
+from __future__ import annotations
+
+import ovs.db.data
+import ovs.db.idl
+import ovs.db.types
+
+
+def references(row, column: str, target) -> bool:
+    """Whether ``row``'s reference column ``column`` holds ``target`` (a row): one lookup in the committed
+    datum of an IDL row, not a conversion of the whole column; plain stand-ins are searched."""
+    datum = _datum(row, column)
+    if datum is None:
+        return any(ref is target for ref in getattr(row, column, None) or ())
+    return ovs.db.data.Atom(ovs.db.types.UuidType, target.uuid) in datum.values
+
+
+def referenced_rows(row, column: str) -> list:
+    """The rows ``row``'s reference set ``column`` holds, in no particular order: ``getattr(row, column)`` without
+    the sort (ovs 4.0.0 ``Datum.to_python`` sorts a set of rows by uuid, compared in Python: ~225 ms in one stretch
+    for a bridge's 20,000 ports). The committed datum of an IDL row, unless this client's own transaction has
+    changed the column (then, and for plain stand-ins, ``getattr``)."""
+    datum = _datum(row, column)
+    if datum is None or _pending(row, column):
+        return list(getattr(row, column, None) or ())
+    to_row, key_type = row._uuid_to_row, datum.type.key  # HACK (ovs 4.0.0): what Row.__getattr__ converts with
+    return [found for found in (to_row(atom.value, key_type) for atom in datum.values) if found is not None]
+
+
+def _pending(row, column: str) -> bool:
+    # HACK (ovs 4.0.0): a Row keeps this client's uncommitted writes in __dict__["_changes"] and "_mutations".
+    mutations = row.__dict__.get("_mutations") or {}
+    return column in (row.__dict__.get("_changes") or {}) or any(column in part for part in mutations.values())
+
+
+def column_value(row, name: str, default=None):
+    """``getattr(row, name, default)`` of an IDL row, read from its committed datum: one ``Datum.to_python``, the same
+    value. ovs 4.0.0's ``Row.__getattr__`` converts a set or map column three times (to a list, back to a Datum,
+    checking its constraints, and to Python again: most of the reporter's CPU for 10,000 new interfaces). A column
+    the replica lacks gives ``default``; a row this client's own transaction is changing, the old values ``notify``
+    is given (a plain dict of the columns that changed: the others are no default there), or a plain stand-in, is
+    read with ``getattr``."""
+    data = row.__dict__.get("_data") if isinstance(row, ovs.db.idl.Row) else None
+    if not isinstance(data, ovs.db.idl.ColumnDefaultDict) or row.__dict__.get("_changes") != {} \
+            or row.__dict__.get("_mutations") != {}:
+        return getattr(row, name, default)
+    schema = row._table.columns.get(name)
+    if schema is None:
+        return default
+    datum = dict.get(data, name)  # HACK (ovs 4.0.0): _data is a ColumnDefaultDict; a column never set is its default
+    if datum is None:
+        datum = ovs.db.data.Datum.default(schema.type)
+    return datum.to_python(row._uuid_to_row)
+
+
+def reference_count(row, column: str) -> int:
+    """How many references ``row``'s set column ``column`` holds, without converting it."""
+    datum = _datum(row, column)
+    return len(getattr(row, column, None) or ()) if datum is None else len(datum.values)
+
+
+def _datum(row, column: str):
+    # HACK (ovs 4.0.0): an IDL Row keeps its committed columns as Datums in __dict__["_data"].
+    data = row.__dict__.get("_data") if isinstance(row, ovs.db.idl.Row) else None
+    return data.get(column) if data else None
