@@ -243,6 +243,11 @@ class FlowBook:
             tick(len(new) + len(old) + 1)  # a flow keyed (its cookie computed the first time), an owner looked at
             if new is old:
                 continue
+            if not new:  # the owner went (10,000 EVPN MACs withdrawn: 30,000 deletes): its flows, no key map
+                for f in old:
+                    key = f.key
+                    (kept if key in rejected else deletes)[key] = f
+                continue
             new_keys = {f.key: f for f in new}
             old_keys = {f.key: f for f in old}
             adds.update((k, f) for k, f in new_keys.items() if k not in old_keys and k not in rejected)
@@ -272,11 +277,12 @@ class FlowBook:
                 self.installed[owner] = flows
             else:
                 self.installed.pop(owner, None)
-        for key, item in paced(plan.deletes, tick):
-            if key in rejected:
-                self.loose[key] = item
-            else:
-                self.loose.pop(key, None)
+        if rejected or self.loose:  # else nothing deleted can be loose: no need to look each delete up
+            for key, item in paced(plan.deletes, tick):
+                if key in rejected:
+                    self.loose[key] = item
+                else:
+                    self.loose.pop(key, None)
         self.loose.update(plan.kept)
         self._changes += 1  # a count taken in a pause above saw the record half written: not the book's now
 
