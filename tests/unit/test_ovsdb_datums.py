@@ -1,6 +1,7 @@
 """ovsdb/idl/datums.py ``datum_parser``: for every column of the real Open_vSwitch schema and every value, valid or
 malformed, the same Datum as ovs's ``Datum.from_json`` (the same atoms, types and order) or the same error (type and
-message); and plainly valid values of Canopy's columns never reach ovs's parser (else the fast path is not taken)."""
+message); plainly valid values of Canopy's columns never reach ovs's parser (else the fast path is not taken); and
+ovsdb/idl/rows.py's conversion of a datum to Python (``column_value``'s) gives what ovs's ``Datum.to_python`` gives."""
 
 import json
 import uuid
@@ -12,6 +13,7 @@ import ovs.db.schema
 import pytest
 
 from ovsdb.idl.datums import datum_parser
+from ovsdb.idl.rows import _to_python
 
 SCHEMA = ovs.db.schema.DbSchema.from_json(json.loads(Path("/usr/share/openvswitch/vswitch.ovsschema").read_text()))
 COLUMNS = [(table.name, column) for table in SCHEMA.tables.values() for column in table.columns.values()]
@@ -114,3 +116,23 @@ def test_a_value_it_does_not_take_is_left_to_ovs_and_rejected_there(monkeypatch)
             parse(value)
     assert [value for _type, value in calls] == list(bad)
     assert parse(True).values == real(column.type, True).values  # what ovs takes (bool is an int to it), taken
+
+
+@pytest.mark.parametrize("table,column", COLUMNS, ids=[f"{t}.{c.name}" for t, c in COLUMNS])
+def test_a_datum_of_every_column_reads_as_ovs_to_python_gives_it(table, column):
+    """ovsdb/idl/rows.py ``_to_python`` (``column_value``'s conversion) against ovs's ``Datum.to_python``."""
+    rows = {uuid.UUID(U1): "row 1"}  # a reference resolves to a stand-in row; U2 to none (a dangling one)
+
+    def uuid_to_row(value, base):
+        return rows.get(value) if base.ref_table else value
+
+    datums = [ovs.db.data.Datum.default(column.type)]
+    for value in MALFORMED_AND_EDGE + per_type_values(column.type):
+        try:
+            datums.append(ovs.db.data.Datum.from_json(column.type, value))
+        except ovs.db.error.Error:
+            pass
+    for datum in datums:
+        theirs = datum.to_python(uuid_to_row)
+        ours = _to_python(datum, uuid_to_row)
+        assert (ours, type(ours)) == (theirs, type(theirs)), (table, column.name, datum.to_json())
