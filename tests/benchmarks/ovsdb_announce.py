@@ -10,11 +10,13 @@ kept: tests/unit/test_evpn_early_withdraw.py ``BookedSpeaker``), evpn_routes' po
 and a first pass done. Then evpn_routes' two transactions, sent by the harness as it sends them in the lab:
 
 - **announce**: N Port + Interface rows inserted and added to br-int in ONE transaction; CPU (``time.thread_time``:
-  every green thread of this process, ovsdb-server not included) until State has taken the report and the speaker
-  holds a type-2 route per vport (announced at bind, bgp/early.py), and until it held the first of them; then the programming pass's View delta and
-  ``Federation.publish`` (the compile is left out: openflow/, measured by compile_scale).
-- **withdraw**: the N ports deleted in one transaction; CPU until State has taken the report and the speaker holds
-  none of them (withdrawn at unbind); then the View delta and publish.
+  every green thread of this process, ovsdb-server not included) until the speaker held its first new route, and
+  until State has taken the report and the speaker holds a type-2 route per vport (announced at bind, bgp/early.py;
+  State pauses as the app has it pause, so the routes go out chunk by chunk); then the programming pass's View
+  delta and ``Federation.publish`` (the compile is left out: openflow/, measured by compile_scale).
+- **withdraw**: the N ports deleted in one transaction; CPU until the speaker withdrew the first of them, and until
+  State has taken the report and the speaker holds none of them (withdrawn at unbind); then the View delta and
+  publish.
 
 No ovs-vswitchd runs, so nothing follows the transaction (in the lab it sets ``ofport`` -1 and the interface's
 error, a second, smaller update); no reconciler, no ExaBGP process. ``--profile FILE``: cProfile of the first
