@@ -16,8 +16,8 @@ packet-out) may go between two pieces, never inside one.
 
 Pauses: ``tick(units)`` after every ``ENCODE_CHUNK`` messages, a unit being a flow whose bytes were cached (an add,
 or a delete of a flow whose add was encoded) and ``FRESH_UNITS`` one encoded now (its match and instructions:
-~20-40 times the CPU), so that a stretch between two
-pauses stays a few milliseconds whether the flows are new (the first switch of a start) or shared (the 49 others).
+~20-40 times the CPU), so that a stretch between two pauses stays a few milliseconds whether the flows are new (the
+first switch of a start) or shared (the 49 others).
 """
 
 from __future__ import annotations
