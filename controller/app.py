@@ -71,7 +71,7 @@ class CanopyApp(RyuApp):
         self.settings = settings
         self.store, self.state, self.service = build_core(settings)
         self.store.offload = blocking  # commits and their fsyncs off the event loop (controller/store.py)
-        self.hold = StartupHold(self.store, settings.restart_hold)  # nothing is written before it is released
+        self.hold = StartupHold(self.store, settings.restart_hold, hold_max=settings.restart_hold_max)  # nothing is written before it is released
         self.programmer = Programmer(self.state)
         self.programmer.pacer = Pacer(give_way)  # a pass never holds the hub: it pauses inside derive and compile
         self.programmer.on_view = self._view_ready  # the EVPN routes go out before the pass compiles
@@ -230,7 +230,8 @@ class CanopyApp(RyuApp):
         self.hold.remember(*self._reported())
 
     def _end_hold_in_time(self):
-        """Wake the programming loop when the hold time is over, even if nothing else happens then."""
+        """Wake the programming loop when the hold can end, even if nothing else happens then (a switch coming back
+        meanwhile wakes it too, and moves that end: this sleeps again until the new one)."""
         while self.hold.holding:
             hub.sleep(self.hold.seconds_left() + HOLD_TIMER_SLACK)
             self._wake.set()
