@@ -5,9 +5,9 @@ Handlers here only translate events into State changes or hand replies to their 
 programmer: derive, recompile what changed) and hands each changed switch its new desired state; the
 switch's reconciler sends only the difference. After a start, nothing is handed to any switch, VTEP or
 BGP peer until the start-up hold ends (controller/startup_hold.py: the switches connected before have
-reported, or restart.hold_time has passed). The store, State, the policy service, the REST API and
-the OVSDB manager listener are built once, from the Settings that ``canopy run`` parked in
-controller.runtime.
+reported, or they stopped coming back: restart.hold_time, restart.hold_max). The store, State, the policy
+service, the REST API and the OVSDB manager listener are built once, from the Settings that ``canopy run``
+parked in controller.runtime.
 """
 
 from __future__ import annotations
