@@ -71,7 +71,8 @@ class CanopyApp(RyuApp):
         self.settings = settings
         self.store, self.state, self.service = build_core(settings)
         self.store.offload = blocking  # commits and their fsyncs off the event loop (controller/store.py)
-        self.hold = StartupHold(self.store, settings.restart_hold, hold_max=settings.restart_hold_max)  # nothing is written before it is released
+        # nothing is written before it is released
+        self.hold = StartupHold(self.store, settings.restart_hold, hold_max=settings.restart_hold_max)
         self.programmer = Programmer(self.state)
         self.programmer.pacer = Pacer(give_way)  # a pass never holds the hub: it pauses inside derive and compile
         self.programmer.on_view = self._view_ready  # the EVPN routes go out before the pass compiles
