@@ -169,13 +169,17 @@ def check_flow(flow) -> None:
                 raise PipelineError(f"{flow}: output port {port!r} is neither a port number nor one of "
                                     f"{', '.join(OUTPUT_NAMES)}")
             continue
-        if None in action and not (kind in ("ct", "ct_nat") and action[1] is not None):  # ct: table, mark or nat
-            raise PipelineError(f"{flow}: action {kind} has no value (None) in {action!r}")
-        if kind == "goto" or kind == "resubmit":
+        if kind == "goto" or kind == "resubmit":  # a target of None is not among the next tables: raised below
             target = action[1]
-        elif (kind == "ct" or kind == "ct_nat") and action[2] is not None:
+        elif kind == "ct" or kind == "ct_nat":  # (zone, table or None, commit, mark or nat spec or None)
+            if action[1] is None:
+                raise PipelineError(f"{flow}: action {kind} has no zone (None)")
+            if action[2] is None:
+                continue
             target = action[2]
         else:
+            if (action[2] is None) if kind == "set" else (None in action):  # set: the common one, its value
+                raise PipelineError(f"{flow}: action {kind} has no value (None) in {action!r}")
             continue
         if target not in table.next:
             raise PipelineError(f"{flow}: table {table.name} may not continue to table {target}")
