@@ -219,3 +219,43 @@ def test_after_any_sequence_of_updates_the_replica_is_a_fresh_read_and_its_chang
                 assert change is not None, (table, u, old, new)
                 if old is not None and new is not None and change.columns is not None:
                     assert {c for c in old if old[c] != new[c]} <= change.columns, (table, u, version)
+
+
+def test_a_bridge_inserted_again_with_other_ports_of_the_same_number_is_read_again():
+    """ovsdb/bridgeports.py applies a bridge change by its ports' count (a port moved between bridges); a bridge row
+    whose insert comes again (a whole new row: no columns named) may hold other ports of the same number. The ports
+    reported must be those a fresh read finds."""
+    from ovsdb import vrs
+
+    helper = idl.schema_helper(SCHEMA, vrs.COLUMNS)
+    replica = idl._TrackingIdl("tcp:127.0.0.1:1", helper, leader_only=False, named=("Port", "Interface"))
+    root, bridge = str(uuid.UUID(int=1)), str(uuid.UUID(int=2))
+    ports = {n: (str(uuid.UUID(int=10 + n)), str(uuid.UUID(int=20 + n))) for n in range(3)}
+
+    def bridge_row(*which):
+        return {"name": "br-int", "ports": ["set", [["uuid", ports[n][0]] for n in which]]}
+
+    first = {"Open_vSwitch": {root: {"initial": {"bridges": ["uuid", bridge]}}},
+             "Bridge": {bridge: {"initial": bridge_row(0, 1)}},
+             "Port": {port: {"initial": {"name": "p%d" % n, "interfaces": ["uuid", iface]}}
+                      for n, (port, iface) in ports.items()},
+             "Interface": {iface: {"initial": {"name": "p%d" % n, "ofport": n + 1}} for n, (_, iface) in ports.items()}}
+    feed(replica, first)
+
+    class Sink:
+        def vrs_update(self, snap):
+            pass
+
+        def vrs_gone(self, session):
+            pass
+
+    reporter = vrs.VrsReporter(Sink(), "ovsdb:peer", "10.0.0.1:1")
+    rows = lambda: list(replica.tables["Open_vSwitch"].rows.values())  # noqa: E731
+    reporter.refresh(rows(), replica.changes)
+    replica.changes = RowChanges()
+    assert [p.name for p in reporter.last.ports] == ["p0", "p1"]
+    feed(replica, {"Bridge": {bridge: {"insert": bridge_row(0, 2)}}})  # again, with p2 for p1
+    reporter.refresh(rows(), replica.changes)
+    fresh = vrs.build_snapshot("ovsdb:peer", "10.0.0.1:1", rows())
+    assert [p.name for p in fresh.ports] == ["p0", "p2"]
+    assert reporter.last.ports == fresh.ports
