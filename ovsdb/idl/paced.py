@@ -69,15 +69,7 @@ class _PacedIdl(ovs.db.idl.Idl):
         # does not parse refuses the update (ovs keeps the column's old value, which a fresh read would not give).
         changed = False
         data = row._data
-        for name, datum_json in row_json.items():
-            column = table.columns.get(name)
-            if not column:
-                _OVS_LOG.warn("unknown column %s updating table %s" % (name, table.name))
-                continue
-            try:
-                datum = ovs.db.data.Datum.from_json(column.type, datum_json)
-            except ovs.db.error.Error as exc:
-                raise _unparsed(table, row, name, exc) from exc
+        for name, column, datum in _parsed(table, row, row_json):
             old = dict.get(data, name)
             if old is None:
                 old = self._default(table.name, name, column)
@@ -92,15 +84,7 @@ class _PacedIdl(ovs.db.idl.Idl):
         # update, as in __row_update above.
         old_row = {}
         data = row._data
-        for name, diff_json in row_diff.items():
-            column = table.columns.get(name)
-            if not column:
-                _OVS_LOG.warn("unknown column %s updating table %s" % (name, table.name))
-                continue
-            try:
-                diff = ovs.db.data.Datum.from_json(column.type, diff_json)
-            except ovs.db.error.Error as exc:
-                raise _unparsed(table, row, name, exc) from exc
+        for name, _, diff in _parsed(table, row, row_diff):
             old_row[name] = data[name].copy()
             datum = data[name].diff(diff)  # changes a datum the row holds in place; a column at its default: a new one
             if datum != data[name]:
@@ -141,9 +125,18 @@ class _PacedIdl(ovs.db.idl.Idl):
         self._session.close()
 
 
-def _unparsed(table, row, name: str, exc: ovs.db.error.Error) -> refusals.UpdateRefused:
-    """The refusal of an update giving column ``name`` of ``row`` a value that does not parse."""
-    return refusals.UpdateRefused("%s row %s: column %s: %s" % (table.name, row.uuid, name, exc))
+def _parsed(table, row, row_json: dict):
+    """(name, column, Datum) of each column of ``row_json`` (a row's values, or update2's differences), as ovs parses
+    them; a column the table lacks is skipped (ovs's warning), one whose value does not parse refuses the update."""
+    for name, value in row_json.items():
+        column = table.columns.get(name)
+        if not column:
+            _OVS_LOG.warn("unknown column %s updating table %s" % (name, table.name))
+            continue
+        try:
+            yield name, column, ovs.db.data.Datum.from_json(column.type, value)
+        except ovs.db.error.Error as exc:
+            raise refusals.UpdateRefused("%s row %s: column %s: %s" % (table.name, row.uuid, name, exc)) from exc
 
 
 class _TrackingIdl(_PacedIdl):
