@@ -102,7 +102,7 @@ class _PacedIdl(ovs.db.idl.Idl):
         # its monitor requests) to the private __parse_update, which runs __do_parse_update and logs what it raises
         # to the silent vlog. The same here, but the long reference sets in it are made to pause inside their row
         # first (ovsdb/longsets.py), an old protocol row is checked whole first, and a malformed update is refused.
-        # Checked by tests/unit/test_ovsdb_idl.py.
+        # Checked by tests/unit/test_ovsdb_idl.py and tests/unit/test_ovsdb_idl_parse.py.
         tables = tables or self.tables
         self.version = version
         try:
