@@ -259,3 +259,18 @@ def test_a_bridge_inserted_again_with_other_ports_of_the_same_number_is_read_aga
     fresh = vrs.build_snapshot("ovsdb:peer", "10.0.0.1:1", rows())
     assert [p.name for p in fresh.ports] == ["p0", "p2"]
     assert reporter.last.ports == fresh.ports
+
+
+def test_a_difference_listing_more_elements_than_the_set_holds_is_applied_not_refused():
+    """update2 lists a set's added and removed elements together (ovsdb-server's ``ovsdb_datum_diff``): {a, b} ->
+    {c} is the difference {a, b, c}, more than a set of at most two holds. ovs 4.0.0 parses it with the bound and
+    skips the column (its value stays {a, b}); refusing it would drop a correct peer's session."""
+    schema = {"name": "Open_vSwitch", "version": "1.0.0", "tables": {"Port": {"isRoot": True, "columns": {
+        "name": {"type": "string"}, "tags": {"type": {"key": "string", "min": 0, "max": 2}}}}}}
+    helper = idl.schema_helper(schema, {"Port": ("name", "tags")})
+    replica = idl._TrackingIdl("tcp:127.0.0.1:1", helper, leader_only=False, named=("Port",))
+    feed(replica, {"Port": {P1: {"insert": {"name": "p1", "tags": ["set", ["a", "b"]]}}}})
+    feed(replica, {"Port": {P1: {"modify": {"tags": ["set", ["a", "b", "c"]]}}}})
+    assert replica.refused is None
+    (row,) = replica.tables["Port"].rows.values()
+    assert idl.column_value(row, "tags") == ["c"]
