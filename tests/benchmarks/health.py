@@ -150,6 +150,34 @@ def print_stretches(name: str, traced: dict | None) -> None:
         if sampled is not None:
             print(f"{'':17}{sampled['count']} of {s['samples']} samples in {' < '.join(sampled['stack'][:5])}")
     print_collections(traced.get("collections"))
+    print_off_cpu(traced.get("off_cpu"))
+    print_late_samples(traced.get("late_samples"))
+
+
+def print_off_cpu(stretches: list | None, count: int = 3) -> None:
+    """Green threads' turns whose wall clock was far above their CPU (a wait inside the turn)."""
+    if not stretches:
+        return
+    print(f"    the {min(count, len(stretches))} turns with the most wall clock beyond their CPU:")
+    for s in stretches[:count]:
+        print(f"    {s['wall_ms'] - s['cpu_ms']:8.1f} ms  off CPU ({s['wall_ms']:.1f} ms wall, {s['cpu_ms']:.1f} ms CPU), "
+              f"ended in {' < '.join(s['ended_in'][:4])}")
+
+
+def print_late_samples(samples: list | None, count: int = 5) -> None:
+    """The lag probe's longest samples, each late interval split (controller/lagcause.py): the event loop's thread
+    on CPU, waiting for a CPU, off CPU; the other threads' CPU; the turns of green threads it held."""
+    if not samples:
+        return
+    print(f"    why the {min(count, len(samples))} longest lag samples were late (the interval from the probe's sleep "
+          f"to its wake-up, ms):")
+    print(f"    {'lag':>8} {'wall':>7} {'loop CPU':>9} {'CPU wait':>9} {'off CPU':>8} {'others':>7} {'turns':>6} "
+          f"{'longest':>8}  busiest other threads")
+    for s in samples[:count]:
+        threads = ", ".join(f"{t['thread']} {t['cpu_ms']:.1f}" for t in s.get("threads", [])) or "-"
+        print(f"    {s['lag_ms']:8.1f} {s['wall_ms']:7.1f} {s['cpu_ms']:9.1f} {s['run_delay_ms']:9.1f} "
+              f"{s['off_cpu_ms']:8.1f} {s['others_cpu_ms']:7.1f} {s.get('turns', 0):6,} {s.get('longest_ms', 0):8.1f}"
+              f"  {threads}")
 
 
 def print_collections(collections: list | None, count: int = 3) -> None:
