@@ -17,9 +17,10 @@ wake-up says where, split four ways:
 - ``longest_ms`` and ``turns``: the longest traced stretch of the interval and how many turns it held (the tracer's).
 
 ``LateSamples`` keeps the ``keep`` longest samples, each with that split; ``listed()`` is JSON-ready
-(``GET /v1/stretches`` carries it as ``late_samples``). Each sample costs two clock reads, one small ``/proc`` read
-for this thread and one per thread of the process (some 30 in the controller): well under a millisecond every
-``interval`` (100 ms), and nothing when the tracer is off.
+(``GET /v1/stretches`` carries it as ``late_samples``). A sample costs a few clock reads and one ``pread`` of this
+thread's ``schedstat`` (some 10 microseconds every ``interval``, 100 ms), and nothing when the tracer is off. Each
+thread's CPU (a ``/proc`` file per thread, some 30 in the controller: ~1 ms) is read only for the samples after one
+in which the other threads used ``THREADS_FROM`` of CPU, so a busy thread is named from its second sample on.
 """
 
 from __future__ import annotations
@@ -29,20 +30,29 @@ import itertools
 import os
 import time
 
-from controller.osthread import os_threading
+from controller.osthread import os_os, os_threading
 
 SCHEDSTAT = "/proc/thread-self/schedstat"  # on-CPU ns, run-queue wait ns, timeslices (Linux)
 TASKS = "/proc/self/task"
 TOP_THREADS = 3  # other threads named per sample
+THREADS_FROM = 0.005  # other threads' CPU in a sample from which the next samples name the busiest threads
 
 
-def run_delay(path: str = SCHEDSTAT) -> float:
-    """Seconds this thread has waited on a run queue since it started (0.0 where the kernel does not say)."""
-    try:
-        with open(path, "rb") as handle:
-            return int(handle.read().split()[1]) / 1e9
-    except (OSError, IndexError, ValueError):
-        return 0.0
+class RunDelay:
+    """Seconds the thread that first calls it has waited on a run queue since it started (0.0 where the kernel does
+    not say). The file is opened once and read again from its start: a sample costs one system call."""
+
+    def __init__(self, path: str = SCHEDSTAT):
+        self.path = path
+        self._fd = None
+
+    def __call__(self) -> float:
+        try:
+            if self._fd is None:
+                self._fd = os_os.open(self.path, os_os.O_RDONLY)  # /proc/thread-self: this thread's, kept
+            return int(os_os.pread(self._fd, 128, 0).split()[1]) / 1e9
+        except (OSError, IndexError, ValueError):
+            return 0.0
 
 
 def threads_cpu(tasks: str = TASKS) -> dict[int, float]:
@@ -71,21 +81,23 @@ class LateSamples:
     loop's OS thread; ``tracer``: the stretch tracer (its ``switches`` and ``window_longest``), or None."""
 
     def __init__(self, keep: int, tracer=None, wall=time.monotonic, cpu=time.thread_time,
-                 process=time.process_time, delay=run_delay, per_thread=threads_cpu, names=thread_names):
+                 process=time.process_time, delay=None, per_thread=threads_cpu, names=thread_names):
         self.keep = keep
         self.tracer = tracer
-        self._wall, self._cpu, self._process, self._delay = wall, cpu, process, delay
+        self._wall, self._cpu, self._process, self._delay = wall, cpu, process, delay or RunDelay()
         self._per_thread, self._names = per_thread, names
         self._kept: list = []  # a min-heap of (lag, order, sample dict)
         self._order = itertools.count()
         self._begun = None
+        self._name_threads = False  # the last sample's other threads used THREADS_FROM: read each thread's CPU
         self.samples = 0
 
     def begin(self) -> None:
         tracer = self.tracer
         if tracer is not None:
             tracer.window_longest = 0.0
-        self._begun = (self._wall(), self._cpu(), self._process(), self._delay(), self._per_thread(),
+        threads = self._per_thread() if self._name_threads else None
+        self._begun = (self._wall(), self._cpu(), self._process(), self._delay(), threads,
                        tracer.switches if tracer is not None else 0)
 
     def end(self, lag: float) -> None:
@@ -95,13 +107,15 @@ class LateSamples:
         self.samples += 1
         wall0, cpu0, process0, delay0, threads0, switches0 = self._begun
         self._begun = None
+        cpu, process = self._cpu() - cpu0, self._process() - process0
+        self._name_threads = process - cpu >= THREADS_FROM
         if len(self._kept) >= self.keep and lag <= self._kept[0][0]:
             return
-        wall, cpu, process, delay = self._wall() - wall0, self._cpu() - cpu0, self._process() - process0, \
-            self._delay() - delay0
+        wall, delay = self._wall() - wall0, self._delay() - delay0
         sample = {"lag_ms": _ms(lag), "wall_ms": _ms(wall), "cpu_ms": _ms(cpu), "run_delay_ms": _ms(delay),
                   "off_cpu_ms": _ms(max(0.0, wall - cpu - delay)), "others_cpu_ms": _ms(max(0.0, process - cpu)),
-                  "ended": round(time.time(), 3), "threads": self._busiest(threads0)}
+                  "ended": round(time.time(), 3),
+                  "threads": self._busiest(threads0) if threads0 is not None else []}
         if self.tracer is not None:
             sample.update(turns=self.tracer.switches - switches0, longest_ms=_ms(self.tracer.window_longest))
         entry = (lag, next(self._order), sample)

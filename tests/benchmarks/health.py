@@ -130,6 +130,14 @@ def run_code(lab, code: str) -> None:
                                         "from controller.cli import main; main()", "run", "--config", str(path)]
 
 
+def run_niced(lab, nice: int) -> None:
+    """The lab's controllers run at ``nice`` (``nice -n``; every thread they start inherits it): a larger share of
+    CPUs the benchmark's other processes (emulated hypervisors) also use, as an operator's deployment gives the
+    controller with cores or a CPU weight of its own (docs/operations.md, "The event loop's CPU")."""
+    argv = lab.controller_argv
+    lab.controller_argv = lambda path: ["nice", "-n", str(nice), *argv(path)]
+
+
 def traced_stretches(api, reset: bool = False) -> dict | None:
     """The controller's traced stretches (``GET``, or ``DELETE`` to start over); None when it does not trace them
     (``CANOPY_STRETCH_TRACE`` unset, or ``--code`` of a checkout without the tracer: 404)."""

@@ -523,7 +523,8 @@ def report(result: dict) -> list[str]:
              f"/22 subnets; max_backoff of OVS's Controller and Manager rows: "
              f"{a.get('max_backoff_ms') or 'unset (8 s)'}{' ms' if a.get('max_backoff_ms') else ''}; the OVS daemons "
              f"at nice {a.get('ovs_nice') or 0}" + (" (--ovs-nice: they yield the CPUs to the controller)"
-                                                     if a.get("ovs_nice") else " (as the controller)")]
+                                                     if a.get("ovs_nice") else " (as the controller)")
+             + (f"; the controllers at nice {a['controller_nice']}" if a.get("controller_nice") else "")]
     lines.append("  setup: " + ", ".join(f"{k} {v} s" for k, v in result["setup"].items()))
     for name, _ in PHASES:
         if result.get(name) is not None:
@@ -582,6 +583,8 @@ def run(args) -> dict:
     with Lab() as lab:
         if args.code:
             health.run_code(lab, args.code)
+        if args.controller_nice:
+            health.run_niced(lab, args.controller_nice)
         progress(f"building the lab: {args.vrs} VRS, {args.vports} vports")
         scale = Scale(lab, args)
         result["setup"] = scale.setup
@@ -619,6 +622,9 @@ def main(argv=None) -> int:
     parser.add_argument("--ovs-nice", type=int, default=0, metavar="N", help="run the hypervisors' OVS daemons at "
                         "nice N (1-19), below the controller: here 100 daemons share the controller's CPUs, where "
                         "50 real hypervisors have their own (default 0: as the controller)")
+    parser.add_argument("--controller-nice", type=int, default=0, metavar="N", help="run the controllers at nice N "
+                        "(-20 to 0; below 0 needs root): their share of CPUs shared with the 100 OVS daemons and "
+                        "other work, as an operator's own cores or a CPU weight give it (default 0)")
     parser.add_argument("--timeout", type=float, default=600.0, help="bound of every wait for sync (s)")
     parser.add_argument("--heartbeat-ms", type=int, default=200, help="HA heartbeat (the controller's default)")
     parser.add_argument("--dead-ms", type=int, default=1000, help="HA dead interval (the controller's default)")
@@ -637,6 +643,8 @@ def main(argv=None) -> int:
         parser.error("--vrs must be positive and --vports at least --vrs")
     if not 0 <= args.ovs_nice <= 19:
         parser.error("--ovs-nice must be 0 to 19")
+    if not -20 <= args.controller_nice <= 0:
+        parser.error("--controller-nice must be -20 to 0")
     if len(document_subnets(args.vports)) > 64:
         parser.error(f"at most {64 * PER_SUBNET} vports")
     result = run(args)

@@ -37,7 +37,20 @@ def test_a_late_interval_is_split_into_cpu_wait_off_cpu_and_other_threads():
     (sample,) = late.listed()
     assert sample["lag_ms"] == 150.0 and sample["wall_ms"] == 250.0
     assert sample["cpu_ms"] == 80.0 and sample["run_delay_ms"] == 120.0 and sample["off_cpu_ms"] == 50.0
-    assert sample["others_cpu_ms"] == 30.0 and sample["threads"] == [{"thread": "tpool", "cpu_ms": 30.0}]
+    assert sample["others_cpu_ms"] == 30.0 and sample["threads"] == []  # not read yet: nothing hinted at them
+
+
+def test_the_busiest_other_threads_are_named_from_the_sample_after_one_where_they_ran():
+    clocks = Clocks()
+    late = clocks.samples(keep=4)
+    for lag, others in ((0.1, {2: 0.03}), (0.2, {1: 0.001, 2: 0.04}), (0.3, {1: 0.002}), (0.4, {1: 0.003})):
+        late.begin()
+        clocks.advance(wall=0.1 + lag, cpu=0.01, others=others)
+        late.end(lag)
+    fourth, third, second, first = late.listed()
+    assert first["threads"] == [] and fourth["threads"] == []  # the third's others used 2 ms: not looked at next
+    assert second["threads"] == [{"thread": "tpool", "cpu_ms": 40.0}, {"thread": "ha-heartbeat", "cpu_ms": 1.0}]
+    assert third["threads"] == [{"thread": "ha-heartbeat", "cpu_ms": 2.0}]
 
 
 def test_only_the_longest_samples_are_kept_longest_first():
@@ -95,7 +108,7 @@ def test_the_probe_tells_its_cause_each_sleep_and_lag():
 
 
 def test_the_kernel_figures_are_read_for_this_process():
-    assert lagcause.run_delay() >= 0.0
+    assert lagcause.RunDelay()() >= 0.0
     busy = os_threading.Event()
     worker = os_threading.Thread(target=busy.wait, args=(5,), name="waiter")
     worker.start()
@@ -104,4 +117,4 @@ def test_the_kernel_figures_are_read_for_this_process():
     finally:
         busy.set()
         worker.join()
-    assert lagcause.run_delay("/nonexistent") == 0.0 and lagcause.threads_cpu("/nonexistent") == {}
+    assert lagcause.RunDelay("/nonexistent")() == 0.0 and lagcause.threads_cpu("/nonexistent") == {}
