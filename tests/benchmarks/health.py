@@ -131,11 +131,14 @@ def run_code(lab, code: str) -> None:
 
 
 def run_niced(lab, nice: int) -> None:
-    """The lab's controllers run at ``nice`` (``nice -n``; every thread they start inherits it): a larger share of
-    CPUs the benchmark's other processes (emulated hypervisors) also use, as an operator's deployment gives the
-    controller with cores or a CPU weight of its own (docs/operations.md, "The event loop's CPU")."""
+    """The lab's controllers run at ``nice``, their session's scheduling group too (tests/harness/process.py
+    ``renice``: the lab starts each in a session of its own, and where the kernel groups by session a process's nice
+    counts only inside its group): a larger share of CPUs the benchmark's other processes (emulated hypervisors,
+    each a group of its own) also use, as an operator gives the controller cores or a CPU weight of its own
+    (docs/operations.md). The group's nice is set by the shell that then runs the controller in its place."""
     argv = lab.controller_argv
-    lab.controller_argv = lambda path: ["nice", "-n", str(nice), *argv(path)]
+    script = f'echo {nice} > /proc/self/autogroup 2>/dev/null; exec nice -n {nice} "$@"'
+    lab.controller_argv = lambda path: ["sh", "-c", script, "niced", *argv(path)]
 
 
 def traced_stretches(api, reset: bool = False) -> dict | None:

@@ -67,7 +67,7 @@ from tests.benchmarks.ha_takeover import ControllerTable, Node, connected_as, ha
 from tests.benchmarks.port_to_ping import add_present_ports
 from tests.harness.hosts import BR_INT
 from tests.harness.lab import Lab
-from tests.harness.process import renice
+from tests.harness.process import autogroup_nice, renice
 
 PER_SUBNET = 700
 FIRST_NET = ipaddress.IPv4Network("10.40.0.0/22")
@@ -191,6 +191,25 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def niceness(pid: int) -> list:
+    """[nice, the nice of its scheduling group] of process ``pid`` (None for what it does not have)."""
+    try:
+        return [os.getpriority(os.PRIO_PROCESS, pid), autogroup_nice(pid)]
+    except OSError:
+        return [None, None]
+
+
+def loop_thread(pid: int) -> tuple[float, float]:
+    """(seconds on a CPU, seconds runnable but waiting for one) of process ``pid``'s main thread, the controller's
+    event loop (the kernel's schedstat; (0, 0) when it is gone): the wait is the wall-clock lag no work of the
+    controller's caused (controller/lagcause.py)."""
+    try:
+        on_cpu, waited = open(f"/proc/{pid}/task/{pid}/schedstat").read().split()[:2]
+    except (OSError, ValueError):
+        return 0.0, 0.0
+    return int(on_cpu) / 1e9, int(waited) / 1e9
 
 
 def machine_busy() -> float:
@@ -345,8 +364,9 @@ class Scale:
     def cpu(self, node: Node | None = None) -> dict:
         """CPU seconds so far: the controller's (``node``), every OVS daemon's, the whole machine's."""
         ovs = [c.pid for hv in self.hvs for c in hv.ovs.processes]
+        loop_cpu, loop_wait = loop_thread(node.proc.pid) if node else (0.0, 0.0)
         return {"controller": cpu_seconds(node.proc.pid) if node else 0.0, "ovs": sum(map(cpu_seconds, ovs)),
-                "machine": machine_busy(), "wall": time.monotonic()}
+                "machine": machine_busy(), "wall": time.monotonic(), "loop_cpu": loop_cpu, "loop_wait": loop_wait}
 
     def phase(self, node: Node, follow: Follow, timeout: float, what: str, logs, ovs_filter=None,
               since=None, baseline=None, spy: Spy | None = None, cpu0: dict | None = None) -> dict:
@@ -362,6 +382,7 @@ class Scale:
             now = {k: v - baseline[k] for k, v in now.items()}
         lag = health.lag_from_status(node.get("/v1/status")) or {}
         return {"milestones": follow.milestones, **now, "peak_rss_mb": peak_rss_mb(node), "cpu_s": used,
+                "nice": niceness(node.proc.pid),
                 "stretches": self.stretches(node),
                 "lag_max_ms": lag.get("max_ms"), "lag_max_1m_ms": lag.get("max_1m_ms"),
                 "disconnects": health.disconnects(logs, self.ovs_logs, since=since, ovs_filter=ovs_filter)}
@@ -550,6 +571,11 @@ def phase_lines(name: str, ph: dict, a: dict) -> list[str]:
         lines.append(f"    CPU during the phase ({cpu['wall']} s): controller {cpu['controller']} s, the "
                      f"{a['vrs'] * 2} OVS daemons {cpu['ovs']} s, the whole machine {cpu['machine']} s of "
                      f"{round(cpu['wall'] * (os.cpu_count() or 1), 1)} s")
+        if "loop_wait" in cpu:
+            nice, group = ph.get("nice") or [None, None]
+            lines.append(f"    the event loop's thread: {cpu['loop_cpu']} s on a CPU, {cpu['loop_wait']} s runnable and "
+                         f"waiting for one (the machine's share of the lag, not the controller's work); the "
+                         f"controller at nice {nice}, its scheduling group at nice {group}")
     lines.append("    " + health.disconnects_line(ph["disconnects"]))
     if ph.get("stretches"):
         lines += stretch_lines(name, ph["stretches"])
