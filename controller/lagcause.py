@@ -38,21 +38,26 @@ TOP_THREADS = 3  # other threads named per sample
 THREADS_FROM = 0.005  # other threads' CPU in a sample from which the next samples name the busiest threads
 
 
-class RunDelay:
-    """Seconds the thread that first calls it has waited on a run queue since it started (0.0 where the kernel does
-    not say). The file is opened once and read again from its start: a sample costs one system call."""
+class Schedstat:
+    """(seconds on a CPU, seconds runnable and waiting on a run queue) of the thread that first calls it, since it
+    started ((0.0, 0.0) where the kernel does not say). The file is opened once and read again from its start: a
+    reading costs one system call."""
 
     def __init__(self, path: str = SCHEDSTAT):
         self.path = path
         self._fd = None
 
-    def __call__(self) -> float:
+    def __call__(self) -> tuple[float, float]:
         try:
             if self._fd is None:
                 self._fd = os_os.open(self.path, os_os.O_RDONLY)  # /proc/thread-self: this thread's, kept
-            return int(os_os.pread(self._fd, 128, 0).split()[1]) / 1e9
-        except (OSError, IndexError, ValueError):
-            return 0.0
+            on_cpu, waited = os_os.pread(self._fd, 128, 0).split()[:2]
+            return int(on_cpu) / 1e9, int(waited) / 1e9
+        except (OSError, ValueError):
+            return 0.0, 0.0
+
+    def run_delay(self) -> float:
+        return self()[1]
 
 
 def threads_cpu(tasks: str = TASKS) -> dict[int, float]:
@@ -84,7 +89,7 @@ class LateSamples:
                  process=time.process_time, delay=None, per_thread=threads_cpu, names=thread_names):
         self.keep = keep
         self.tracer = tracer
-        self._wall, self._cpu, self._process, self._delay = wall, cpu, process, delay or RunDelay()
+        self._wall, self._cpu, self._process, self._delay = wall, cpu, process, delay or Schedstat().run_delay
         self._per_thread, self._names = per_thread, names
         self._kept: list = []  # a min-heap of (lag, order, sample dict)
         self._order = itertools.count()

@@ -108,7 +108,8 @@ def test_the_probe_tells_its_cause_each_sleep_and_lag():
 
 
 def test_the_kernel_figures_are_read_for_this_process():
-    assert lagcause.RunDelay()() >= 0.0
+    on_cpu, waited = lagcause.Schedstat()()
+    assert on_cpu > 0.0 and waited >= 0.0
     busy = os_threading.Event()
     worker = os_threading.Thread(target=busy.wait, args=(5,), name="waiter")
     worker.start()
@@ -117,4 +118,4 @@ def test_the_kernel_figures_are_read_for_this_process():
     finally:
         busy.set()
         worker.join()
-    assert lagcause.RunDelay("/nonexistent")() == 0.0 and lagcause.threads_cpu("/nonexistent") == {}
+    assert lagcause.Schedstat("/nonexistent")() == (0.0, 0.0) and lagcause.threads_cpu("/nonexistent") == {}
