@@ -20,7 +20,6 @@ from controller.core import build_core
 from controller.lagcause import LateSamples
 from controller.programloop import ProgramLoop
 from controller.programmer import Programmer
-from controller.rounds import ROUNDS
 from controller.rest import bgp as rest_bgp
 from controller.rest import dataplane as rest_dataplane
 from controller.rest import external as rest_external
@@ -155,7 +154,6 @@ class CanopyApp(RyuApp):
 
     def start(self):
         self.api.metrics.attach(collector=collector.install())  # the collector's policy (controller/collector.py)
-        ROUNDS.install()  # paused work waits for the next round once a round's budget is spent (controller/rounds.py)
         if self.stretches is not None:
             self.stretches.start()
             self.api.metrics.lag.cause = self.stretches.late = LateSamples(stretchtrace.LATE_KEEP, self.stretches)

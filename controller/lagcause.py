@@ -15,6 +15,7 @@ wake-up says where, split four ways:
   it), a blocking system call, or waiting for the GIL that another thread of the process held. ``others_cpu_ms``
   (the process's CPU minus this thread's) and ``threads`` (the busiest other threads by name) tell the GIL apart.
 - ``longest_ms`` and ``turns``: the longest traced stretch of the interval and how many turns it held (the tracer's).
+- ``at_s``: when the sample ended, in seconds from the start of tracing (the controller's start).
 
 ``LateSamples`` keeps the ``keep`` longest samples, each with that split; ``listed()`` is JSON-ready
 (``GET /v1/stretches`` carries it as ``late_samples``). A sample costs a few clock reads and one ``pread`` of this
@@ -93,6 +94,7 @@ class LateSamples:
         self._per_thread, self._names = per_thread, names
         self._kept: list = []  # a min-heap of (lag, order, sample dict)
         self._order = itertools.count()
+        self._started = wall()  # samples say when they ended from here on (``at_s``): the start of tracing
         self._begun = None
         self._name_threads = False  # the last sample's other threads used THREADS_FROM: read each thread's CPU
         self.samples = 0
@@ -116,10 +118,11 @@ class LateSamples:
         self._name_threads = process - cpu >= THREADS_FROM
         if len(self._kept) >= self.keep and lag <= self._kept[0][0]:
             return
-        wall, delay = self._wall() - wall0, self._delay() - delay0
+        now = self._wall()
+        wall, delay = now - wall0, self._delay() - delay0
         sample = {"lag_ms": _ms(lag), "wall_ms": _ms(wall), "cpu_ms": _ms(cpu), "run_delay_ms": _ms(delay),
                   "off_cpu_ms": _ms(max(0.0, wall - cpu - delay)), "others_cpu_ms": _ms(max(0.0, process - cpu)),
-                  "ended": round(time.time(), 3),
+                  "ended": round(time.time(), 3), "at_s": round(now - self._started, 2),
                   "threads": self._busiest(threads0) if threads0 is not None else []}
         if self.tracer is not None:
             sample.update(turns=self.tracer.switches - switches0, longest_ms=_ms(self.tracer.window_longest))

@@ -37,7 +37,6 @@ import struct
 from dataclasses import dataclass
 
 from controller.pacer import Pacer
-from controller.rounds import ROUNDS
 
 import eventlet.wsgi  # (its deprecation warning is filtered by the package: controller/__init__.py)
 
@@ -187,7 +186,7 @@ def open_datapath(sock, addr, pause=None):
 
 
 def _give_way() -> None:
-    ROUNDS.give_way(hub.sleep)  # controller/rounds.py
+    hub.sleep(0)
 
 
 @dataclass(frozen=True)

@@ -76,7 +76,6 @@ from dataclasses import dataclass, field
 
 from controller.logs import Throttle
 from controller.pacer import Pacer, collector_paused
-from controller.rounds import ROUNDS
 from controller.ryu_compat import hub, ofp_event
 from openflow import decode, encode
 from openflow.changeset import MAX_XID, ChangeSet, Op, encode_all
@@ -572,7 +571,7 @@ class SwitchReconciler:
         pieces[-1] += tail
         for piece in pieces:
             self.datapath.send(piece)
-            ROUNDS.give_way(hub.sleep)  # controller/rounds.py
+            hub.sleep(0)
 
     def _apply_groups(self, changes: ChangeSet, errors: dict) -> None:
         """Record the groups the switch has confirmed (flows: FlowBook.applied, once per change set)."""

@@ -43,7 +43,6 @@ from controller.guard import warn_limited
 from controller.ryu_compat import hub
 from controller.discovery import VtepDesired
 from controller.pacer import Pacer, collector_paused
-from controller.rounds import ROUNDS
 from ovsdb import bridge, claims, idl, tunnel, vrs, vtep, vtep_sync
 
 VTEP_DATABASE = vtep.DATABASE
@@ -56,9 +55,8 @@ FREEZE_ROWS = 2000  # rows changed by one batch of updates from which what exist
 
 
 def give_way() -> None:
-    """A turn for every other green thread (echo replies, heartbeats, REST) in the middle of a long stretch, and
-    more while the event loop's round is over its budget (controller/rounds.py)."""
-    ROUNDS.give_way(hub.sleep)
+    """A turn for every other green thread (echo replies, heartbeats, REST) in the middle of a long stretch."""
+    hub.sleep(0)
 
 # Session states shown in sessions().
 HANDSHAKE, SYNCING, SYNCED, CLOSED = "handshake", "syncing", "synced", "closed"

@@ -177,18 +177,19 @@ def print_off_cpu(stretches: list | None, count: int = 3) -> None:
 
 def print_late_samples(samples: list | None, count: int = 5) -> None:
     """The lag probe's longest samples, each late interval split (controller/lagcause.py): the event loop's thread
-    on CPU, waiting for a CPU, off CPU; the other threads' CPU; the turns of green threads it held."""
+    on CPU, waiting for a CPU, off CPU; the other threads' CPU; the turns of green threads it held; when it ended
+    (seconds from the controller's start)."""
     if not samples:
         return
     print(f"    why the {min(count, len(samples))} longest lag samples were late (the interval from the probe's sleep "
           f"to its wake-up, ms):")
     print(f"    {'lag':>8} {'wall':>7} {'loop CPU':>9} {'CPU wait':>9} {'off CPU':>8} {'others':>7} {'turns':>6} "
-          f"{'longest':>8}  busiest other threads")
+          f"{'longest':>8} {'at (s)':>7}  busiest other threads")
     for s in samples[:count]:
         threads = ", ".join(f"{t['thread']} {t['cpu_ms']:.1f}" for t in s.get("threads", [])) or "-"
         print(f"    {s['lag_ms']:8.1f} {s['wall_ms']:7.1f} {s['cpu_ms']:9.1f} {s['run_delay_ms']:9.1f} "
               f"{s['off_cpu_ms']:8.1f} {s['others_cpu_ms']:7.1f} {s.get('turns', 0):6,} {s.get('longest_ms', 0):8.1f}"
-              f"  {threads}")
+              f" {s.get('at_s', 0):7.1f}  {threads}")
 
 
 def print_collections(collections: list | None, count: int = 3) -> None:

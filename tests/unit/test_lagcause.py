@@ -38,6 +38,7 @@ def test_a_late_interval_is_split_into_cpu_wait_off_cpu_and_other_threads():
     assert sample["lag_ms"] == 150.0 and sample["wall_ms"] == 250.0
     assert sample["cpu_ms"] == 80.0 and sample["run_delay_ms"] == 120.0 and sample["off_cpu_ms"] == 50.0
     assert sample["others_cpu_ms"] == 30.0 and sample["threads"] == []  # not read yet: nothing hinted at them
+    assert sample["at_s"] == 0.25
 
 
 def test_the_busiest_other_threads_are_named_from_the_sample_after_one_where_they_ran():
