@@ -167,12 +167,9 @@ def print_stretches(name: str, traced: dict | None) -> None:
 
 def print_off_cpu(stretches: list | None, count: int = 3) -> None:
     """Green threads' turns whose wall clock was far above their CPU (a wait inside the turn)."""
-    if not stretches:
-        return
-    print(f"    the {min(count, len(stretches))} turns with the most wall clock beyond their CPU:")
-    for s in stretches[:count]:
-        print(f"    {s['wall_ms'] - s['cpu_ms']:8.1f} ms  off CPU ({s['wall_ms']:.1f} ms wall, {s['cpu_ms']:.1f} ms CPU), "
-              f"ended in {' < '.join(s['ended_in'][:4])}")
+    _print_longest(stretches, count, "turns with the most wall clock beyond their CPU", lambda s: (
+        f"{s['wall_ms'] - s['cpu_ms']:8.1f} ms  off CPU ({s['wall_ms']:.1f} ms wall, {s['cpu_ms']:.1f} ms CPU), "
+        f"ended in {' < '.join(s['ended_in'][:4])}"))
 
 
 def print_late_samples(samples: list | None, count: int = 5) -> None:
@@ -194,9 +191,15 @@ def print_late_samples(samples: list | None, count: int = 5) -> None:
 
 def print_collections(collections: list | None, count: int = 3) -> None:
     """The longest cyclic garbage collections of the step (a controller with controller/collector.py's policy)."""
-    if not collections:
+    _print_longest(collections, count, "longest collections of the cyclic garbage collector", lambda c: (
+        f"{c['cpu_ms']:8.1f} ms  generation {c['generation']}, {c['collected']:,} unreachable, "
+        f"{c['thread']} in {' < '.join(c['where'][:4])}"))
+
+
+def _print_longest(items: list | None, count: int, title: str, line) -> None:
+    """``the N <title>:`` and one ``line(item)`` each, for the first ``count`` of ``items`` (nothing without)."""
+    if not items:
         return
-    print(f"    the {min(count, len(collections))} longest collections of the cyclic garbage collector:")
-    for c in collections[:count]:
-        print(f"    {c['cpu_ms']:8.1f} ms  generation {c['generation']}, {c['collected']:,} unreachable, "
-              f"{c['thread']} in {' < '.join(c['where'][:4])}")
+    print(f"    the {min(count, len(items))} {title}:")
+    for item in items[:count]:
+        print(f"    {line(item)}")

@@ -573,8 +573,8 @@ def phase_lines(name: str, ph: dict, a: dict) -> list[str]:
                      f"{round(cpu['wall'] * (os.cpu_count() or 1), 1)} s")
         if "loop_wait" in cpu:
             nice, group = ph.get("nice") or [None, None]
-            lines.append(f"    the event loop's thread: {cpu['loop_cpu']} s on a CPU, {cpu['loop_wait']} s runnable and "
-                         f"waiting for one (the machine's share of the lag, not the controller's work); the "
+            lines.append(f"    the event loop's thread: {cpu['loop_cpu']} s on a CPU, {cpu['loop_wait']} s runnable "
+                         f"and waiting for one (the machine's share of the lag, not the controller's work); the "
                          f"controller at nice {nice}, its scheduling group at nice {group}")
     lines.append("    " + health.disconnects_line(ph["disconnects"]))
     if ph.get("stretches"):
