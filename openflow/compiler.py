@@ -35,6 +35,7 @@ from openflow import acl, external, metadata
 from openflow import pipeline as p
 from openflow.floods import group_ids, subnet_groups, to_vtep  # noqa: F401 (group_ids, to_vtep: API)
 from openflow.flows import OFPVID_PRESENT, Flow, Group, Owner, arp_reply_actions, flow
+from openflow.owners import owners_of, present  # noqa: F401 (owners_of: API)
 
 ETH_IP, ETH_ARP, UDP, ICMP = 0x0800, 0x0806, 17, 1
 MCAST = ("01:00:00:00:00:00", "01:00:00:00:00:00")
@@ -144,47 +145,6 @@ def _checked(flows) -> frozenset:
     for f in flows:
         p.check_flow(f)
     return frozenset(flows) if flows else EMPTY
-
-
-# ------------------------------------------------------------------------------------------ owners
-
-def present(view: View, session: str, owner: Owner) -> bool:
-    """Whether an owner has flows on this switch (the same rule as owners_of, for one owner)."""
-    if owner.kind == "switch":
-        return owner.id == session
-    if owner.kind == "subnet":
-        return owner.id in view.subnets_on(session)
-    if owner.kind == "domain":
-        return owner.id in view.domains_on(session)
-    if owner.kind in acl.OWNER_KINDS:  # security policy: openflow/acl.py
-        return acl.present(view, session, owner)
-    if owner.kind in external.OWNER_KINDS:  # external networks: openflow/external.py
-        return external.present(view, session, owner)
-    if owner.kind in metadata.OWNER_KINDS:  # the metadata service: openflow/metadata.py
-        return metadata.present(view, session, owner)
-    ep = view.endpoints.get(owner.id)
-    if ep is None:
-        return False
-    sub = view.subnets.get(ep.subnet_id)
-    return ep.session == session or ep.subnet_id in view.subnets_on(session) or \
-        bool(sub and sub.domain_id in view.domains_on(session))
-
-
-def owners_of(view: View, session: str) -> set[Owner]:
-    """Every owner with flows on this switch."""
-    subnets = view.subnets_on(session)
-    domains = view.domains_on(session)
-    owners = {Owner("switch", session)} | {Owner("subnet", s) for s in subnets} | \
-             {Owner("domain", d) for d in domains}
-    reached = set(subnets)  # local endpoints are always in a subnet on the switch
-    for dom in domains:
-        reached.update(view.subnets_of_domain(dom))
-    for sid in reached:
-        owners.update(ep.owner for ep in view.by_subnet.get(sid, ()))
-    owners |= acl.owners_on(view, session)  # security policy: openflow/acl.py
-    owners |= external.owners_on(view, session)  # external networks: openflow/external.py
-    owners |= metadata.owners_on(view, session)  # the metadata service: openflow/metadata.py
-    return owners
 
 
 def compile_switch(view: View, session: str, shared: Shared | None = None) -> Desired:
