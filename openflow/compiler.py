@@ -85,6 +85,7 @@ class Shared:
         self.flows: dict[Owner, dict] = {}  # owner -> {variant: frozenset of its flows}
         self.memo: dict = {}  # per-view facts, valid until the next begin()
         self.compiled = 0  # owner variants compiled (for benchmarks)
+        self._before: dict[Owner, dict] = {}  # renew(): what was compiled before, for sets compiled again equal
         self.pacer = pacer  # ticked by the flows compiled (_paced): its pauses must leave the view unchanged
 
     def begin(self, view) -> None:
@@ -103,8 +104,20 @@ class Shared:
                 del self.flows[owner]
 
     def clear(self) -> None:
+        self._before = {}
         self.flows.clear()
         self.memo = {}
+    def renew(self) -> None:
+        """``clear()``, but until ``settle()`` a set compiled again equal to the one this owner's variant had is that
+        same object: a full recompute that has a previous state then finds its unchanged owners by identity
+        (controller/programmer.py ``_changed_owners``) instead of comparing a million owner entries' new sets."""
+        self._before, self.flows, self.memo = self.flows, {}, {}
+
+    def settle(self) -> dict:
+        """The end of a ``renew()``: what was compiled before, no longer kept here (the caller frees it)."""
+        before, self._before = self._before, {}
+        return before
+
 
     def owner_flows(self, view, sw, owner: Owner) -> frozenset:
         """The owner's flows on switch ``sw``: compiled once per variant and shared."""
@@ -129,7 +142,9 @@ class Shared:
             by_variant = self.flows[owner] = {}
         flows = by_variant.get(variant)
         if flows is None:
-            flows = by_variant[variant] = _checked(_FLOWS[owner.kind](view, sw, owner))
+            flows = _checked(_FLOWS[owner.kind](view, sw, owner))
+            before = self._before.get(owner, {}).get(variant)
+            flows = by_variant[variant] = before if before == flows else flows
             self.compiled += 1
             self._paced(flows)
         return flows

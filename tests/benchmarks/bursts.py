@@ -28,17 +28,17 @@ c. **routes** (run first: GoBGP's intake slows down with the routes the other bu
 
 For each: seconds until done; the active controller's largest event-loop lag during the burst (its /v1/status,
 sampled throughout); the REST latency of ``GET /v1/status`` (p50, p95, max) polled every ``--poll`` seconds during
-the burst, against the same polling while idle just before it (from a process of its own, tests/benchmarks/
-statuspoll.py, so that the benchmark's own work does not hold the poller: ``--poller thread`` polls from a thread
-of this process as before, ``both`` does both at once), with the slowest requests split into where their time went
-(the client's connect, send, read and decode; the controller's ``Server-Timing``: its first turn after the accept,
-reading, handling and encoding; the rest of the wait: before the accept, and the write); and the sessions that ended, counted in the logs
-(both controllers' OpenFlow/OVSDB/BGP/HA messages, OVSDB sessions closed, kvm1's ovs-vswitchd's and
-ovsdb-server's inactivity probes and drops, gobgpd's peer downs; 0 expected). The machine (CPUs, model) and the load average are printed with the figures: on a shared
-machine the lag includes time the controller was runnable but not running. With ``--stretches N`` (default 10; 0:
-off) the controllers run with ``CANOPY_STRETCH_TRACE`` (controller/stretchtrace.py) and each burst also reports
-the N longest stretches of the active controller's CPU between two turns of its event loop (independent of the
-load), with where they ran.
+the burst, against the same polling while idle just before it (from a process of its own,
+tests/benchmarks/statuspoll.py, so that the benchmark's own work does not hold the poller: ``--poller thread`` polls
+from a thread of this process as before, ``both`` does both at once), with the slowest requests split into where
+their time went (the client's connect, send, read and decode; the controller's ``Server-Timing``: its first turn
+after the accept, reading, handling and encoding; the rest of the wait: before the accept, and the write); and the
+sessions that ended, counted in the logs (both controllers' OpenFlow/OVSDB/BGP/HA messages, OVSDB sessions closed,
+kvm1's ovs-vswitchd's and ovsdb-server's inactivity probes and drops, gobgpd's peer downs; 0 expected). The machine
+(CPUs, model) and the load average are printed with the figures: on a shared machine the lag includes time the
+controller was runnable but not running. With ``--stretches N`` (default 10; 0: off) the controllers run with
+``CANOPY_STRETCH_TRACE`` (controller/stretchtrace.py) and each burst also reports the N longest stretches of the
+active controller's CPU between two turns of its event loop (independent of the load), with where they ran.
 
 Needs root, Open vSwitch and gobgpd, like the integration tests. Not collected by pytest.
 """
@@ -298,7 +298,8 @@ class Bursts:
         stretches = self.stretches()
         *controllers, vswitchd, ovsdb, gobgp = self.logs()
         out = {"seconds": marks["done"], "action_seconds": marks["action"], "what": what, "idle": idle[0],
-               "burst": busy[0], "disconnects": health.disconnects(controllers, [vswitchd, ovsdb], [gobgp], since=offsets),
+               "burst": busy[0],
+               "disconnects": health.disconnects(controllers, [vswitchd, ovsdb], [gobgp], since=offsets),
                "load_average": os.getloadavg(), "result": result}
         if len(busy) > 1:  # --poller both: the thread's figures too
             out["idle_thread"], out["burst_thread"] = idle[1], busy[1]

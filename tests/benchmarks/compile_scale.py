@@ -13,7 +13,8 @@ own block (tenants' subnets on a few dozen hypervisors each, as clouds place the
 - policy: ``policydoc.plan`` of the document, and its commit to State;
 - discovery: State takes the VRS snapshots one by one; derive: one ``derive()`` of the whole View;
 - full compile: ``Programmer.refresh(full=True)``, every owner on every switch, wall and CPU seconds, RSS, and
-  the time the cyclic garbage collector took;
+  the time the cyclic garbage collector took; at the end, full compiles that have a previous state to compare with
+  (on request, or the pass after a failed one), with nothing changed and with one vport added;
 - per change, ``--samples`` times each: a vport added (its port appears on a VRS), moved (appears on another VRS
   of its tenant and leaves the first) and removed, timed from the event entering State (``vrs_update``) to every
   affected switch's desired state ready (``refresh()`` returned): medians, split into State, derive, finding
@@ -301,6 +302,18 @@ def without_port(snap: VrsSnapshot, name: str) -> VrsSnapshot:
                    changed_ports={})
 
 
+def full_again(clock: Clock, state: State, programmer: Programmer, lay: Layout, sessions: list[str]) -> None:
+    """Full compiles that have a previous state to compare with (``refresh(full=True)`` on request, or the pass after
+    a failed one): with nothing changed, and with one spare vport added (removed again after, incrementally)."""
+    clock.run("full compile again, nothing changed (refresh(full=True))", programmer.refresh, True)
+    session = sessions[lay.switch_of(0)]
+    info = port(lay.vports, FIRST_VM_OFPORT + len(state.vrs[session].ports))
+    state.vrs_update(with_port(state.vrs[session], info))
+    clock.run("full compile again, one vport added (refresh(full=True))", programmer.refresh, True)
+    state.vrs_update(without_port(state.vrs[session], info.name))
+    programmer.refresh()
+
+
 class Changes:
     """Per-change samples: each spare vport added on the VRS of a vport of its subnet, moved to the VRS of
     another vport of its tenant, then removed; each timed from its events entering State to refresh() done."""
@@ -417,6 +430,7 @@ def main(argv=None) -> int:
 
     changes = Changes(state, programmer, lay, [s.session for s in snaps], args.profile)
     changes.run(args.samples)
+    full_again(clock, state, programmer, lay, [s.session for s in snaps])
     base, base_n, ryu_n = baselines(all_flows(programmer), args.baseline_sample)
 
     traced = None

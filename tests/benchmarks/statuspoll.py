@@ -2,12 +2,12 @@
 
     .venv/bin/python -m tests.benchmarks.statuspoll --ns NS --host H --port P [--interval 0.05]
 
-Prints ``ready`` when it polls, runs until a line (or the end) arrives on stdin, then prints one JSON list: per request its start
-(``time.monotonic()``, the same clock as the controller's on this machine), the client's milliseconds (``connect``:
-the TCP handshake, done by the kernel whatever the controller does; ``wait``: from the request sent to the answer's
-headers; ``read``: the body; ``decode``: its JSON) and the controller's own (its ``Server-Timing`` header,
-controller/rest/server.py: ``turn``, ``read``, ``body``, ``handle``, ``encode``, ``cpu``), and the event-loop lag
-the answer reports. ``split`` turns a record into the parts that add up to its total.
+Prints ``ready`` when it polls, runs until a line (or the end) arrives on stdin, then prints one JSON list: per
+request its start (``time.monotonic()``, the same clock as the controller's on this machine), the client's
+milliseconds (``connect``: the TCP handshake, done by the kernel whatever the controller does; ``wait``: from the
+request sent to the answer's headers; ``read``: the body; ``decode``: its JSON) and the controller's own (its
+``Server-Timing`` header, controller/rest/server.py: ``turn``, ``read``, ``body``, ``handle``, ``encode``, ``cpu``),
+and the event-loop lag the answer reports. ``split`` turns a record into the parts that add up to its total.
 
 A process of its own, in the controller's network namespace for its whole life: a poller thread inside the
 benchmark's process waited for that process's GIL (the benchmark encodes a 3.5 MB OVSDB transaction and decodes
