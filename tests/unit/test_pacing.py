@@ -488,3 +488,31 @@ def test_the_owners_ports_reach_are_added_a_switch_at_a_time():
     programmer.refresh()
     assert len(grown) > 300 and max(grown) == 1, max(grown)
     assert flows_of(programmer) == flows_of(_full(state))
+
+
+def test_an_acls_rules_pause_by_the_flows_they_build(monkeypatch):
+    """ACLs are built rule by rule (openflow/acl.py), each rule's flows counted like any owner's: a pause comes after
+    at most ``every * FLOWS_PER_UNIT`` flows checked plus one rule's. With one unit per ACL, the first switch built 100
+    ACLs of 20 rules between two pauses (0.6 s of CPU at 10,000 vports: docs/benchmarks.md, branch statuslat)."""
+    from controller.state import State
+    from openflow import pipeline
+    from openflow.compiler import FLOWS_PER_UNIT
+    from tests.benchmarks import compile_scale as scale
+    from tests.benchmarks.compile_security import security_document
+
+    lay = scale.Layout(400, 4, 1, 200, "spread", 4, 0)
+    state = State(pol.Policy(), "kvm")
+    scale.commit(state, scale.build_policy(security_document(lay, 22, 10, 20)))
+    scale.discover(state, scale.snapshots(lay))
+    checked, gaps = [0], []
+    check = pipeline.check_flow
+    monkeypatch.setattr(pipeline, "check_flow", lambda f: (checked.__setitem__(0, checked[0] + 1), check(f))[1])
+    every = 20
+    programmer = Programmer(state)
+    programmer.pacer = Pacer(lambda: (gaps.append(checked[0]), checked.__setitem__(0, 0)), every)
+    programmer.refresh(full=True)
+    first = next(iter(programmer.desired.values()))
+    acl_flows = sum(len(fs) for o, fs in first.flows.items() if o.kind == "acl")
+    assert acl_flows > 4 * every * FLOWS_PER_UNIT  # the ACLs alone are many pauses' worth
+    largest_rule = 2 * 20 + 4  # a rule naming a group of 20 members (its conjunction's two halves) and its own
+    assert max(gaps) <= every * FLOWS_PER_UNIT + largest_rule, max(gaps)
