@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from controller.derive import Endpoint, View
+from controller.viewroutes import own_routes
 from controller.pacer import NEVER, Pacer
 from openflow import acl, external, metadata
 from openflow import pipeline as p
@@ -42,7 +43,6 @@ MCAST = ("01:00:00:00:00:00", "01:00:00:00:00:00")
 FROM_TUNNEL = (p.FLAG_FROM_TUNNEL, p.FLAG_FROM_TUNNEL)
 NOT_FROM_TUNNEL = (0, p.FLAG_FROM_TUNNEL)
 HOST_ROUTE_BASE = 100  # route priority = base + prefix length: longest prefix wins
-
 
 EMPTY: frozenset = frozenset()
 OWNERS_PER_TICK = 5  # owners looked at (compiled or not) per pacer unit in compile_owners
@@ -379,7 +379,7 @@ def _domain(view, sw, owner):
             continue
         target = view.endpoints[route.vport_id]
         flows += route_to(view, sw, target, route.prefix, dom, owner)
-    fib = view.fib.get(owner.id, ())
+    fib = own_routes(view, owner.id)  # its host routes are the vports' own flows: not read here
     evpn = [r for r in fib if r.kind == "evpn"]
     for route in evpn:
         flows += route_to_vtep(sw, route.prefix, dom, route.vtep_ip, route.router_mac, route.vni, owner)
