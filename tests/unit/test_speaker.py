@@ -21,7 +21,7 @@ from bgp.routes import (
     to_batch_command,
     to_command,
 )
-from bgp.speaker import Neighbor, RouteBook, SpeakerConfig, exabgp_env, render_config
+from bgp.speaker import Neighbor, RouteBook, Speaker, SpeakerConfig, exabgp_env, render_config
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO.parent / "shared/fixtures/exabgp-evpn"
@@ -369,3 +369,56 @@ def test_relay_takes_exabgps_output_while_the_speaker_is_busy_and_hands_all_of_i
             if relay.poll() is None:
                 relay.kill()
                 relay.wait(timeout=30)
+
+
+def test_relay_takes_the_speakers_commands_while_exabgp_is_busy_and_hands_all_of_them_over(tmp_path):
+    """ExaBGP reads its commands 16 KiB per turn of its reactor: the relay holds what the speaker sends until
+    ExaBGP reads it, so the speaker (on the controller's event loop) hands a burst over at once instead of a
+    socket buffer's worth per turn; ExaBGP then gets all of it, in order."""
+    path = str(tmp_path / "api.sock")
+    commands = b"".join(b'withdraw evpn [{"n": %d, "pad": "%s"}]\n' % (i, b"x" * 200) for i in range(20000))
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(path)
+        listener.listen(1)
+        listener.settimeout(30)
+        relay = subprocess.Popen([sys.executable, "-m", "bgp.relay", path], cwd=REPO, stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE)
+        try:
+            conn, _ = listener.accept()
+            conn.settimeout(30)
+            writer = threading.Thread(target=conn.sendall, args=(commands,), daemon=True)
+            writer.start()
+            writer.join(30)  # ExaBGP reads nothing meanwhile: ~4.7 MB, far beyond the socket and pipe buffers
+            assert not writer.is_alive(), "the speaker's sends blocked while ExaBGP was not reading"
+            received = relay.stdout.read(len(commands))
+            assert received == commands
+            conn.close()
+            assert relay.wait(timeout=30) == 0
+        finally:
+            if relay.poll() is None:
+                relay.kill()
+                relay.wait(timeout=30)
+
+
+def test_the_speaker_hands_the_relay_all_its_socket_takes_in_one_turn(tmp_path):
+    """The speaker's thread gets a turn only between the event loop's other stretches: one turn writes as much
+    as the socket takes (not one 64 KiB chunk), stops without error when it is full, and keeps the rest, in
+    order, for the next turn."""
+    config = SpeakerConfig(asn=65000, router_id="192.0.2.1", neighbors=(Neighbor(PEER, 65001),),
+                           workdir=str(tmp_path))
+    speaker = Speaker(config)
+    ours, relay_end = socket.socketpair()
+    with ours, relay_end:
+        ours.setblocking(False)
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+        commands = b"".join(b"withdraw evpn [%d]\n" % i for i in range(600000))  # ~12 MB
+        speaker._conn, speaker._outbuf = ours, bytearray(commands)
+        speaker._write()
+        taken = len(commands) - len(speaker._outbuf)
+        assert 1 << 16 < taken < len(commands)  # more than the 64 KiB a turn took before
+        relay_end.settimeout(30)
+        received = bytearray()
+        while len(received) < taken:
+            received += relay_end.recv(1 << 20)
+        assert bytes(received) == commands[:taken]
+        assert bytes(speaker._outbuf) == commands[taken:]
