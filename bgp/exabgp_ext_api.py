@@ -23,6 +23,7 @@ messages to its API process (Canopy's relay), never what goes on the wire:
 
 from __future__ import annotations
 
+import gc
 import time
 
 from exabgp.bgp.message import Action, Message, Update
@@ -36,6 +37,9 @@ from exabgp.reactor.loop import Reactor
 
 API_HOLD_BYTES = 1 << 16  # written once this much is held for a process (also: a batch of withdrawals closes)
 API_HOLD_SECONDS = 0.01  # or once the oldest held message is this old; and at once whenever the reactor goes idle
+FREEZE_ROUTES = 100  # after a command of this many routes, what exists is frozen out of the cyclic collector's sight
+IDLE_COLLECT = 0.5  # seconds after the last such command: unfrozen and collected once, the reactor going idle
+_FROZEN = {"last": None}  # monotonic time of the last freeze; None: nothing frozen here since the last collection
 _THROUGH: dict = {}  # ExaBGP's own functions this module wraps (install())
 
 _EVPN_FAMILY = (AFI.l2vpn, SAFI.evpn)
@@ -145,9 +149,38 @@ def _quietly(write, processes, process) -> None:
 
 
 def _wait_for_io_flushed(self, sleeptime):
-    """Reactor._wait_for_io, after writing what the API processes are owed (all of it before a sleep)."""
+    """Reactor._wait_for_io, after writing what the API processes are owed (all of it before a sleep), and
+    collecting what bursts of commands left frozen once they are over."""
     flush_api(self.processes, idle=bool(sleeptime))
+    if sleeptime:
+        collect_when_idle()
     return _THROUGH["wait_for_io"](self, sleeptime)
+
+
+# --------------------------------------------------------------------------- the cyclic collector
+
+
+def routes_taken(count: int) -> None:
+    """A command put ``count`` routes in (or took them out of) the outgoing RIB. After a big one, what exists is
+    frozen (``gc.freeze``): mostly the routes ExaBGP keeps, which the collector would otherwise walk in full
+    whenever they grew by a quarter: a full collection of ExaBGP with 10,000 routes stalled it ~80 ms quiet (250 ms
+    at load 13) in the middle of Canopy's withdrawals. What is frozen is still freed by reference counting; cyclic
+    garbage frozen with it waits for ``collect_when_idle``."""
+    if count >= FREEZE_ROUTES:
+        gc.freeze()
+        _FROZEN["last"] = time.monotonic()
+
+
+def collect_when_idle(now: float | None = None) -> bool:
+    """Once IDLE_COLLECT seconds have passed since the last freeze (the burst of commands is over): unfreeze and
+    collect everything once, so no cyclic garbage stays frozen. True if it collected."""
+    last = _FROZEN["last"]
+    if last is None or (time.monotonic() if now is None else now) - last < IDLE_COLLECT:
+        return False
+    _FROZEN["last"] = None
+    gc.unfreeze()
+    gc.collect()
+    return True
 
 
 def _terminate_flushed(self):
