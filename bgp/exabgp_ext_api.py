@@ -1,4 +1,4 @@
-"""Canopy's ExaBGP extension, its API side: what ExaBGP writes to Canopy, and received withdrawals.
+"""Canopy's ExaBGP extension, its API side: what ExaBGP writes to Canopy, received withdrawals, its collector.
 
 Part of the extension (``bgp.exabgp_ext`` checks the pin before importing this module, and its ``install``
 calls ``install`` here); nothing else in Canopy imports it. It changes how ExaBGP 5.0.15 hands received
@@ -19,6 +19,10 @@ messages to its API process (Canopy's relay), never what goes on the wire:
   and Canopy parsed and handled a message per route. The batch closes before any other message to that process
   (order kept), and when held writes would go out: the reactor about to sleep, API_HOLD_SECONDS after its first
   withdrawal, or API_HOLD_BYTES of NLRIs.
+- **the collector kept off the routes during a burst of commands**: after a command of FREEZE_ROUTES routes or
+  more what exists is frozen (``gc.freeze``), so a full collection does not walk the 10,000 routes ExaBGP holds
+  in the middle of the burst; IDLE_COLLECT seconds after the last such command, the reactor about to sleep,
+  everything is unfrozen and collected once.
 """
 
 from __future__ import annotations
