@@ -21,8 +21,8 @@ messages to its API process (Canopy's relay), never what goes on the wire:
   withdrawal, or API_HOLD_BYTES of NLRIs.
 - **the collector kept off the routes during a burst of commands**: after a command of FREEZE_ROUTES routes or
   more what exists is frozen (``gc.freeze``), so a full collection does not walk the 10,000 routes ExaBGP holds
-  in the middle of the burst; IDLE_COLLECT seconds after the last such command, the reactor about to sleep,
-  everything is unfrozen and collected once.
+  in the middle of the burst; IDLE_COLLECT seconds after the last such command (or FROZEN_MAX after the first),
+  the reactor about to sleep, everything is unfrozen and collected once.
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ API_HOLD_BYTES = 1 << 16  # written once this much is held for a process (also: 
 API_HOLD_SECONDS = 0.01  # or once the oldest held message is this old; and at once whenever the reactor goes idle
 FREEZE_ROUTES = 100  # after a command of this many routes, what exists is frozen out of the cyclic collector's sight
 IDLE_COLLECT = 0.5  # seconds after the last such command: unfrozen and collected once, the reactor going idle
-_FROZEN = {"last": None}  # monotonic time of the last freeze; None: nothing frozen here since the last collection
+FROZEN_MAX = 60.0  # seconds after the first freeze: collected at the next idle turn even if big commands go on
+_FROZEN = {"first": None, "last": None}  # monotonic times of the first and last freeze since the last collection
 _THROUGH: dict = {}  # ExaBGP's own functions this module wraps (install())
 
 _EVPN_FAMILY = (AFI.l2vpn, SAFI.evpn)
@@ -173,15 +174,19 @@ def routes_taken(count: int) -> None:
     if count >= FREEZE_ROUTES:
         gc.freeze()
         _FROZEN["last"] = time.monotonic()
+        if _FROZEN["first"] is None:
+            _FROZEN["first"] = _FROZEN["last"]
 
 
 def collect_when_idle(now: float | None = None) -> bool:
-    """Once IDLE_COLLECT seconds have passed since the last freeze (the burst of commands is over): unfreeze and
-    collect everything once, so no cyclic garbage stays frozen. True if it collected."""
-    last = _FROZEN["last"]
-    if last is None or (time.monotonic() if now is None else now) - last < IDLE_COLLECT:
+    """Once IDLE_COLLECT seconds have passed since the last freeze (the burst of commands is over), or FROZEN_MAX
+    since the first (big commands that never stop): unfreeze and collect everything once, so no cyclic garbage
+    stays frozen. True if it collected."""
+    first, last = _FROZEN["first"], _FROZEN["last"]
+    now = time.monotonic() if now is None else now
+    if last is None or (now - last < IDLE_COLLECT and now - first < FROZEN_MAX):
         return False
-    _FROZEN["last"] = None
+    _FROZEN["first"] = _FROZEN["last"] = None
     gc.unfreeze()
     gc.collect()
     return True
