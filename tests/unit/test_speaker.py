@@ -2,6 +2,7 @@
 bookkeeping of commands and acknowledgements, ExaBGP's JSON messages, and the relay process."""
 
 import base64
+import contextlib
 import json
 import logging
 import os
@@ -294,110 +295,79 @@ def test_state_of_an_unconfigured_peer_is_ignored():
 # --------------------------------------------------------------------------- the relay
 
 
-def test_relay_copies_both_ways_and_exits_when_the_speaker_closes(tmp_path):
+@contextlib.contextmanager
+def relay_session(tmp_path, stdout=subprocess.DEVNULL):
+    """A relay process (its stdin a pipe of the test's: ExaBGP's side) connected to a socket the test listens on
+    (the speaker's side): (relay, connection); the relay is killed afterwards if it did not exit."""
     path = str(tmp_path / "api.sock")
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
         listener.bind(path)
         listener.listen(1)
         listener.settimeout(30)
         relay = subprocess.Popen([sys.executable, "-m", "bgp.relay", path], cwd=REPO, stdin=subprocess.PIPE,
-                                 stdout=subprocess.PIPE)
+                                 stdout=stdout)
         try:
             conn, _ = listener.accept()
             conn.settimeout(30)
-            relay.stdin.write(b'{"type": "state"}\ndone\n')
-            relay.stdin.flush()
-            received = b""
-            while received.count(b"\n") < 2:
-                received += conn.recv(4096)
-            assert received == b'{"type": "state"}\ndone\n'
-            conn.sendall(b"announce evpn {}\n")
-            assert relay.stdout.readline() == b"announce evpn {}\n"
-            conn.close()
-            assert relay.wait(timeout=30) == 0
+            with conn:
+                yield relay, conn
         finally:
             if relay.poll() is None:
                 relay.kill()
                 relay.wait(timeout=30)
+
+
+def test_relay_copies_both_ways_and_exits_when_the_speaker_closes(tmp_path):
+    with relay_session(tmp_path, stdout=subprocess.PIPE) as (relay, conn):
+        relay.stdin.write(b'{"type": "state"}\ndone\n')
+        relay.stdin.flush()
+        received = b""
+        while received.count(b"\n") < 2:
+            received += conn.recv(4096)
+        assert received == b'{"type": "state"}\ndone\n'
+        conn.sendall(b"announce evpn {}\n")
+        assert relay.stdout.readline() == b"announce evpn {}\n"
+        conn.close()
+        assert relay.wait(timeout=30) == 0
 
 
 def test_relay_exits_when_exabgp_closes_its_stdin(tmp_path):
-    path = str(tmp_path / "api.sock")
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
-        listener.bind(path)
-        listener.listen(1)
-        listener.settimeout(30)
-        relay = subprocess.Popen([sys.executable, "-m", "bgp.relay", path], cwd=REPO, stdin=subprocess.PIPE,
-                                 stdout=subprocess.DEVNULL)
-        try:
-            conn, _ = listener.accept()
-            relay.stdin.close()
-            assert relay.wait(timeout=30) == 0
-            conn.settimeout(30)
-            assert conn.recv(10) == b""
-        finally:
-            if relay.poll() is None:
-                relay.kill()
-                relay.wait(timeout=30)
+    with relay_session(tmp_path) as (relay, conn):
+        relay.stdin.close()
+        assert relay.wait(timeout=30) == 0
+        assert conn.recv(10) == b""
 
 
 def test_relay_takes_exabgps_output_while_the_speaker_is_busy_and_hands_all_of_it_over(tmp_path):
     """ExaBGP blocks when its pipe to the relay is full: the relay reads it at once and holds it until the
     speaker (whose event loop may be compiling) reads, so ExaBGP keeps decoding updates meanwhile; what it
     wrote before closing still reaches the speaker, in order."""
-    path = str(tmp_path / "api.sock")
     lines = b"".join(b'{"type": "update", "n": %d, "pad": "%s"}\n' % (i, b"x" * 200) for i in range(20000))
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
-        listener.bind(path)
-        listener.listen(1)
-        listener.settimeout(30)
-        relay = subprocess.Popen([sys.executable, "-m", "bgp.relay", path], cwd=REPO, stdin=subprocess.PIPE,
-                                 stdout=subprocess.DEVNULL)
-        try:
-            conn, _ = listener.accept()
-            writer = threading.Thread(target=lambda: (relay.stdin.write(lines), relay.stdin.close()), daemon=True)
-            writer.start()
-            writer.join(30)  # the speaker reads nothing meanwhile: ~4.6 MB, far beyond the pipe and socket buffers
-            assert not writer.is_alive(), "ExaBGP's writes blocked while the speaker was not reading"
-            conn.settimeout(30)
-            received = bytearray()
-            while chunk := conn.recv(1 << 16):
-                received += chunk
-            assert bytes(received) == lines
-            assert relay.wait(timeout=30) == 0
-        finally:
-            if relay.poll() is None:
-                relay.kill()
-                relay.wait(timeout=30)
+    with relay_session(tmp_path) as (relay, conn):
+        writer = threading.Thread(target=lambda: (relay.stdin.write(lines), relay.stdin.close()), daemon=True)
+        writer.start()
+        writer.join(30)  # the speaker reads nothing meanwhile: ~4.6 MB, far beyond the pipe and socket buffers
+        assert not writer.is_alive(), "ExaBGP's writes blocked while the speaker was not reading"
+        received = bytearray()
+        while chunk := conn.recv(1 << 16):
+            received += chunk
+        assert bytes(received) == lines
+        assert relay.wait(timeout=30) == 0
 
 
 def test_relay_takes_the_speakers_commands_while_exabgp_is_busy_and_hands_all_of_them_over(tmp_path):
     """ExaBGP reads its commands 16 KiB per turn of its reactor: the relay holds what the speaker sends until
     ExaBGP reads it, so the speaker (on the controller's event loop) hands a burst over at once instead of a
     socket buffer's worth per turn; ExaBGP then gets all of it, in order."""
-    path = str(tmp_path / "api.sock")
     commands = b"".join(b'withdraw evpn [{"n": %d, "pad": "%s"}]\n' % (i, b"x" * 200) for i in range(20000))
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
-        listener.bind(path)
-        listener.listen(1)
-        listener.settimeout(30)
-        relay = subprocess.Popen([sys.executable, "-m", "bgp.relay", path], cwd=REPO, stdin=subprocess.PIPE,
-                                 stdout=subprocess.PIPE)
-        try:
-            conn, _ = listener.accept()
-            conn.settimeout(30)
-            writer = threading.Thread(target=conn.sendall, args=(commands,), daemon=True)
-            writer.start()
-            writer.join(30)  # ExaBGP reads nothing meanwhile: ~4.7 MB, far beyond the socket and pipe buffers
-            assert not writer.is_alive(), "the speaker's sends blocked while ExaBGP was not reading"
-            received = relay.stdout.read(len(commands))
-            assert received == commands
-            conn.close()
-            assert relay.wait(timeout=30) == 0
-        finally:
-            if relay.poll() is None:
-                relay.kill()
-                relay.wait(timeout=30)
+    with relay_session(tmp_path, stdout=subprocess.PIPE) as (relay, conn):
+        writer = threading.Thread(target=conn.sendall, args=(commands,), daemon=True)
+        writer.start()
+        writer.join(30)  # ExaBGP reads nothing meanwhile: ~4.7 MB, far beyond the socket and pipe buffers
+        assert not writer.is_alive(), "the speaker's sends blocked while ExaBGP was not reading"
+        assert relay.stdout.read(len(commands)) == commands
+        conn.close()
+        assert relay.wait(timeout=30) == 0
 
 
 def test_the_speaker_hands_the_relay_all_its_socket_takes_in_one_turn(tmp_path):
