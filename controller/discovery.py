@@ -134,6 +134,11 @@ class VtepMac:
     locator: str  # the tunnel IP (Physical_Locator dst_ip) to reach it
 
 
+def mac_order(mac: VtepMac) -> tuple:
+    """The order of ``VtepSnapshot.local_macs``: by VNI, then MAC (``macs_of`` bisects it by VNI)."""
+    return (mac.vni, mac.mac, mac.ip or "", mac.locator)
+
+
 @dataclass(frozen=True)
 class VtepPort:
     name: str
@@ -151,10 +156,15 @@ class VtepSnapshot:
     management_ips: tuple[str, ...] = ()
     description: str = ""
     ports: tuple[VtepPort, ...] = ()
-    local_macs: tuple[VtepMac, ...] = ()  # sorted by (vni, mac, ip, locator)
+    local_macs: tuple[VtepMac, ...] = ()  # sorted by mac_order (vni, mac, ip, locator), whatever order is given
     # The local MACs added or removed since the previous snapshot of this switch (None: unknown, treat every
     # MAC as changed). Not part of the value: two snapshots of the same rows are equal whatever they say changed.
     changed: frozenset[VtepMac] | None = field(default=None, compare=False)
+
+    def __post_init__(self):
+        # By construction, not by each builder's care: macs_of bisects local_macs by VNI, and two snapshots of the
+        # same MACs must be equal. Sorting MACs already in order is one pass (what the OVSDB side hands over).
+        object.__setattr__(self, "local_macs", tuple(sorted(self.local_macs, key=mac_order)))
 
     def macs_of(self, vni: int) -> tuple[VtepMac, ...]:
         """The local MACs of one VNI, sorted (a slice of ``local_macs``: work proportional to the result)."""

@@ -64,8 +64,10 @@ class EncodeError(ValueError):
 
 # what packing a value that does not fit its field raises (a port number OVSDB reported as 2**33, a priority over
 # 65535, a malformed address): the message is left out like one outside the vocabulary (openflow/changeset.py), not
-# the change set. Not TypeError: a value of the wrong type (a string or None where a number goes) is a compiler bug,
+# the change set. Not TypeError: a value of the wrong type (a string where a number goes) is a compiler bug,
 # raised out of the change set (the reconciler logs it and reads the switch back), not a message quietly left out.
+# None where a number goes is one too, but struct says struct.error for it: openflow/pipeline.py check_flow refuses
+# it (and a priority or output port that is not an integer) when the flow is compiled, so it never gets here.
 BAD_VALUE = (ValueError, OverflowError, OSError, struct.error)
 
 

@@ -134,27 +134,52 @@ class PipelineError(ValueError):
     pass
 
 
+OUTPUT_NAMES = ("in_port", "controller")  # the ports an output action may name instead of a number
+
+
 def check_flow(flow) -> None:
     """Raise PipelineError when a flow breaks the declaration. One pass over the match and one over the actions,
     allocating nothing for a valid flow: every distinct flow of a full compile (150,000 at 10,000 vports) is
-    checked, and a set and two generators per flow were a fifth of that compile."""
+    checked, and a set and two generators per flow were a fifth of that compile.
+
+    A value missing where the encoder needs one (None: a priority, an output port, a match field, an action's
+    argument) or of the wrong type (a priority or output port that is not an integer) is a compiler bug: raised
+    here, with the flow and the field, so that the pass fails (logged, reported degraded, retried:
+    controller/programloop.py). Left to the encoder, ``struct`` would refuse it like a value out of its field's
+    range and the flow would be left out of the change set (openflow/changeset.py), quietly."""
     table = BY_ID.get(flow.table)
     if table is None:
         raise PipelineError(f"{flow}: table {flow.table} is not declared")
+    if type(flow.priority) is not int:
+        raise PipelineError(f"{flow}: priority {flow.priority!r} is not an integer")
     allowed = table.matches
-    for name, _ in flow.match:
+    for name, value in flow.match:
         if name not in allowed:
             extra = {name for name, _ in flow.match} - allowed
             raise PipelineError(f"{flow}: table {table.name} may not match {sorted(extra)}")
+        if value is None:
+            raise PipelineError(f"{flow}: match field {name} has no value (None)")
     goto_before_last = False
     last = len(flow.actions) - 1
     for n, action in enumerate(flow.actions):
         kind = action[0]
-        if kind == "goto" or kind == "resubmit":
+        if kind == "output":
+            port = action[1]
+            if type(port) is not int and port not in OUTPUT_NAMES:
+                raise PipelineError(f"{flow}: output port {port!r} is neither a port number nor one of "
+                                    f"{', '.join(OUTPUT_NAMES)}")
+            continue
+        if kind == "goto" or kind == "resubmit":  # a target of None is not among the next tables: raised below
             target = action[1]
-        elif (kind == "ct" or kind == "ct_nat") and action[2] is not None:
+        elif kind == "ct" or kind == "ct_nat":  # (zone, table or None, commit, mark or nat spec or None)
+            if action[1] is None:
+                raise PipelineError(f"{flow}: action {kind} has no zone (None)")
+            if action[2] is None:
+                continue
             target = action[2]
         else:
+            if (action[2] is None) if kind == "set" else (None in action):  # set: the common one, its value
+                raise PipelineError(f"{flow}: action {kind} has no value (None) in {action!r}")
             continue
         if target not in table.next:
             raise PipelineError(f"{flow}: table {table.name} may not continue to table {target}")

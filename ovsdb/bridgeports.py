@@ -8,7 +8,8 @@ changed, and a ``PortInfo`` that did not change stays the same object.
 
 A port created or deleted is looked up in the bridge's ``ports`` column (one lookup, ``ovsdb.idl.references``),
 never by reading the column; only when the bridge's port count disagrees with what was applied (a port
-moved from another bridge, which ovs-vsctl never does) is the column read in full. What still grows with
+moved from another bridge, which ovs-vsctl never does), or the change does not say which columns changed (the
+bridge row inserted again, the old protocol), is the column read in full. What still grows with
 the bridge: the sorted tuple of references handed out is rebuilt on every change (a C-level copy, about a
 microsecond per thousand ports).
 """
@@ -102,8 +103,8 @@ class BridgePorts:
                 done.update(self._add_port(change.row, changed))
                 done.add(key)
         bridge_change = changes.table("Bridge").get(self.bridge_key)
-        if bridge_change is not None and (bridge_change.columns is None or "ports" in bridge_change.columns) \
-                and reference_count(bridge, "ports") != len(self._members):
+        if bridge_change is not None and (bridge_change.columns is None or (  # a whole row again: any ports
+                "ports" in bridge_change.columns and reference_count(bridge, "ports") != len(self._members))):
             self._resync_members(bridge, changed, done)  # a port moved between bridges: read them all
         for key, change in self._looked_at(changes.table("Port")):
             if key in self._members and key not in done and not change.deleted and \

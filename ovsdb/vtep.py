@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from controller import fields
-from controller.discovery import DiscoverySink, VtepDesired, VtepMac, VtepPort, VtepSnapshot
+from controller.discovery import DiscoverySink, VtepDesired, VtepMac, VtepPort, VtepSnapshot, mac_order
 from controller.logs import Throttle
 from ovsdb.claims import Claimant, VtepClaims, vtep_key
 
@@ -201,12 +201,8 @@ def build_vtep_snapshot(session: str, peer: str, switches: Iterable, local_macs:
         management_ips=tuple(sorted(getattr(switch, "management_ips", None) or (), key=_ip_order)),
         description=getattr(switch, "description", "") or "",
         ports=tuple(sorted((_port(p, bad_value) for p in switch.ports or ()), key=lambda p: p.name)),
-        local_macs=tuple(sorted(macs, key=lambda m: (m.vni, m.mac, m.ip or "", m.locator))),
+        local_macs=tuple(macs),  # VtepSnapshot sorts them
     )
-
-
-def _mac_order(mac: VtepMac) -> tuple:
-    return (mac.vni, mac.mac, mac.ip or "", mac.locator)
 
 
 class LocalMacs:
@@ -218,7 +214,7 @@ class LocalMacs:
         self._count: dict[VtepMac, int] = {}
         self._sorted: list[VtepMac] = []
         self._appeared_or_went: set[VtepMac] = set()  # since take_changed
-        self._keys: list[tuple] = []  # _mac_order of _sorted, for bisect
+        self._keys: list[tuple] = []  # mac_order of _sorted, for bisect
         for row in rows:
             self.row_changed(getattr(row, "uuid", None) or id(row), row)
 
@@ -236,7 +232,7 @@ class LocalMacs:
             self._count[old] -= 1
             if not self._count[old]:
                 del self._count[old]
-                i = bisect.bisect_left(self._keys, _mac_order(old))
+                i = bisect.bisect_left(self._keys, mac_order(old))
                 del self._keys[i], self._sorted[i]
                 self._appeared_or_went ^= {old}
         mac = self._read(row) if row is not None else None
@@ -245,8 +241,8 @@ class LocalMacs:
         self._of[uuid] = mac
         self._count[mac] = self._count.get(mac, 0) + 1
         if self._count[mac] == 1:
-            i = bisect.bisect_left(self._keys, _mac_order(mac))
-            self._keys.insert(i, _mac_order(mac))
+            i = bisect.bisect_left(self._keys, mac_order(mac))
+            self._keys.insert(i, mac_order(mac))
             self._sorted.insert(i, mac)
             self._appeared_or_went ^= {mac}
 

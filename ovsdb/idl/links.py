@@ -16,8 +16,8 @@ change):
   to report the port it bound; we read it from the socket.
 - ``jsonrpc.Session.open_unreliably`` builds a Session with ``rpc=None``, i.e. without the connection
   it was given, so it is useless; we build the Session ourselves (see ``_session_on``).
-- With eventlet's select, a zero poll timeout is turned into 100 ms (eventlet bug workaround in
-  ``ovs.poller``); harmless for us, but it bounds how "immediate" an immediate wake is.
+- With eventlet's select, a zero poll timeout is turned into 0.1 ms (eventlet bug workaround in
+  ``ovs.poller``: 0.1, in milliseconds); harmless for us, but it bounds how "immediate" an immediate wake is.
 """
 
 from __future__ import annotations

@@ -187,8 +187,9 @@ class Replica:
 
     @property
     def limit_error(self) -> str | None:
-        """Why the peer's last message was refused (too long, too deep), if it was."""
-        return self._link.limit_error
+        """Why the peer's last message was refused (too long, too deep, or an update breaking the protocol: the
+        connection is then closed), if it was."""
+        return self._link.limit_error or self._idl.refused
 
     def run(self) -> None:
         """Process what the peer sent (at most one batch); never blocks."""

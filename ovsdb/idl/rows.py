@@ -2,7 +2,7 @@
 three times, and sorts a set of rows), the same values. Plain stand-ins for rows are read with ``getattr``.
 
 - ``column_value``: a column of an IDL row as ``getattr`` gives it, converted once (``Row.__getattr__`` converts
-  a set or map three times).
+  a set or map three times), and without ovs's conversion per atom where the column holds no reference.
 - ``references``, ``referenced_rows``, ``reference_count``: a reference set looked up, listed unsorted, counted.
 """
 
@@ -57,7 +57,23 @@ def column_value(row, name: str, default=None):
     datum = dict.get(data, name)  # HACK (ovs 4.0.0): _data is a ColumnDefaultDict; a column never set is its default
     if datum is None:
         datum = ovs.db.data.Datum.default(schema.type)
-    return datum.to_python(row._uuid_to_row)
+    return _to_python(datum, row._uuid_to_row)
+
+
+def _to_python(datum, uuid_to_row):
+    """``datum.to_python(uuid_to_row)``: the same value, taken from the atoms directly when no reference is in the
+    type (ovs 4.0.0's ``uuid_to_row`` gives the value unchanged then: the name, external_ids and ofport read for
+    each of 10,000 new interfaces, per call the type's shape asked again and a function called per atom)."""
+    type_ = datum.type
+    key, value = type_.key, type_.value
+    if key.ref_table or (value is not None and value.ref_table):
+        return datum.to_python(uuid_to_row)
+    values = datum.values
+    if value is not None:
+        return {k.value: v.value for k, v in values.items()}
+    if type_.n_min == 1 and type_.n_max == 1:  # a scalar: as_scalar, else the key type's default
+        return next(iter(values)).value if len(values) == 1 else key.default()
+    return sorted({k.value for k in values})
 
 
 def reference_count(row, column: str) -> int:

@@ -379,16 +379,39 @@ class Probe(threading.Thread):
             time.sleep(max(0.0, step - (time.monotonic() - before)))
 
 
+class Filling:
+    """A probe's check that A holds ``target`` EVPN destinations, keeping every count it polled: ``shares``, when A
+    first held some, a quarter, half, three quarters of the ``n`` routes above ``base`` (how they reached it)."""
+
+    SHARES = (0.0, 0.25, 0.5, 0.75)
+
+    def __init__(self, gobgp: GoBGP, base: int, n: int, target: int):
+        self.gobgp, self.base, self.n, self.target = gobgp, base, n, target
+        self.polls: list[tuple[float, int]] = []  # (monotonic time of the poll's middle, count)
+
+    def __call__(self) -> bool:
+        before = time.monotonic()
+        count = self.gobgp.count()
+        self.polls.append(((before + time.monotonic()) / 2, count))
+        return count == self.target
+
+    def shares(self, started: float) -> dict:
+        """{share: seconds from ``started`` to the first poll that found more than that share of the routes}."""
+        return {share: next((round(at - started, 2) for at, count in self.polls
+                             if count - self.base > share * self.n), None) for share in self.SHARES}
+
+
 def clock(action, probes: dict, until: tuple[str, ...], what: str, values: dict) -> dict:
     """Start the probes (name -> check, True once reached), run ``action`` (the clock starts just before
     it) and wait until the probes named in ``until`` are reached: {name: seconds or None, "action": how long
     ``action`` took}. ``values`` (name -> callable) describe the state when the wait times out."""
     started = time.monotonic()
+    marks = {"started": started}
     threads = {name: Probe(name, check, started, started + PHASE_TIMEOUT) for name, check in probes.items()}
     for thread in threads.values():
         thread.start()
     action()
-    marks = {"action": time.monotonic() - started}
+    marks["action"] = time.monotonic() - started
     for name in until:
         threads[name].join(PHASE_TIMEOUT + 1)
         if threads[name].at is None:
@@ -574,10 +597,11 @@ def announce_withdraw(b: Bench) -> dict:
 
     # the newly present subnet on kvm1 also brings its type 3 route: A then holds base + N + 1
     ops, wall = add_ports_ops(vports), time.time()
+    filling = Filling(b.a, base, n, base + n + 1)
     with b.spied("announce"):
-        out = b.timed("announce", lambda: transact(b.hv, ops), {"gobgp": lambda: b.a.count() == base + n + 1,
-                                                               "acked": acked(base + n + 1)},
+        out = b.timed("announce", lambda: transact(b.hv, ops), {"gobgp": filling, "acked": acked(base + n + 1)},
                       ("gobgp", "acked"), A=b.a.count, speaker=lambda: speaker(b.canopy)["speaker"])
+    out["filling"] = filling.shares(out["started"])
     out["logged"] = logged(b.canopy, wall, "bench/out/o", n)
     routes = [r for r in b.canopy.api.get("/v1/bgp/routes?direction=out&type=2").json["items"]
               if r["mac"].startswith("02:0e:")]
@@ -591,8 +615,9 @@ def announce_withdraw(b: Bench) -> dict:
     back["logged"] = logged(b.canopy, wall, "unbound", n)
 
     announce, withdraw = b.encoded([route_from_dict(r) for r in routes])
-    base_out = b.timed("baseline announce", b.feed(announce), {"gobgp": lambda: b.a.count() == base + n},
-                       ("gobgp",), A=b.a.count)
+    filling = Filling(b.a, base, n, base + n)
+    base_out = b.timed("baseline announce", b.feed(announce), {"gobgp": filling}, ("gobgp",), A=b.a.count)
+    base_out["filling"] = filling.shares(base_out["started"])
     base_back = b.timed("baseline withdraw", b.feed(withdraw), {"gobgp": lambda: b.a.count() == base},
                         ("gobgp",), A=b.a.count)
     return {"announce": (out, out["gobgp"], base_out, base_out["gobgp"]),
@@ -675,6 +700,9 @@ def print_table(result: dict) -> None:
         marks = rows[key]["marks"]
         print(f"  {key}: OVSDB transaction {marks['action']:.2f} s, Canopy logged the last vport {what} at "
               f"{fmt(marks['logged'])} s, ExaBGP had acknowledged every command at {fmt(marks['acked'])} s")
+    for label, marks in (("announce", rows["announce"]["marks"]), ("baseline", rows["announce"]["baseline_marks"])):
+        print(f"  {label}: A first held some of the routes, a quarter, half, three quarters at "
+              + ", ".join(f"{fmt(at)}" for at in marks["filling"].values()) + " s")
     for key in ("receive", "receive_withdraw"):
         print(f"  {key}: Canopy's speaker had {'all' if key == 'receive' else 'none'} of the routes at "
               f"{fmt(rows[key]['marks']['received'])} s")

@@ -304,3 +304,21 @@ def test_a_value_of_the_wrong_type_is_a_bug_raised_not_a_message_left_out(versio
     bug = flow(0, 100, {"in_port": "5"}, [("output", 7)], Owner("vport", "v"))
     with pytest.raises(TypeError):
         encode_all(wire, ChangeSet({kind: [(bug.key, bug)]}), 1, None, lambda n: None)
+
+
+@pytest.mark.parametrize("bug, says", [
+    (flow(pipeline.EGRESS, None, {"reg7": 5}, [("output", 7)], Owner("vport", "v")), "priority None is not an integer"),
+    (flow(pipeline.EGRESS, 100, {"reg7": 5}, [("output", None)], Owner("vport", "v")), "output port None is neither"),
+    (flow(pipeline.EGRESS, 100, {"reg7": 5}, [("output", "7")], Owner("vport", "v")), "output port '7' is neither"),
+    (flow(pipeline.EGRESS, 100, {"reg7": None}, [("output", 7)], Owner("vport", "v")), "match field reg7 has no value"),
+    (flow(pipeline.EGRESS, 100, {"reg7": 5}, [("group", None)], Owner("vport", "v")), "action group has no value"),
+])
+def test_a_value_missing_where_the_encoder_needs_one_is_a_compiler_bug_raised_at_check_time(bug, says):
+    """None as a priority or an output port made ``struct`` raise in the encoder, which leaves out a message whose
+    value does not fit its field (the test above): the compiler's bug became a flow quietly missing from the switch.
+    check_flow names the flow and the field, so the programming pass fails loudly (tests/unit/test_programloop.py)."""
+    with pytest.raises(pipeline.PipelineError) as info:
+        pipeline.check_flow(bug)
+    assert says in str(info.value) and str(info.value).startswith(str(bug))  # the flow as dump-flows shows it
+    for ok in ("in_port", "controller", 7):
+        pipeline.check_flow(flow(pipeline.EGRESS, 100, {"reg7": 5}, [("output", ok)], Owner("vport", "v")))

@@ -210,6 +210,23 @@ def test_a_big_update_gives_other_green_threads_turns_while_it_is_processed(acce
     assert len(replica.take_changes().table("Port")) == rows
 
 
+def test_an_update_breaking_the_protocol_closes_the_session_at_once_saying_why(accepted):
+    """ovsdb/idl/paced.py refuses it (tests/unit/test_ovsdb_hostile_updates.py): ``connected`` is False before anything
+    reads the replica again (ovsdb/server.py checks it right after ``run``, and logs ``limit_error``)."""
+    import uuid
+
+    _, link, client = accepted
+    replica = idl.Replica(link, PORT_SCHEMA, {"Port": ["name"]}, track=True)
+    good, bad = str(uuid.uuid4()), str(uuid.uuid4())
+    replica._idl._Idl__parse_update({"Port": {good: {"insert": {"name": "p1"}}}}, ovs.db.idl.OVSDB_UPDATE2)
+    assert replica.connected and replica.limit_error is None
+    replica._idl._Idl__parse_update({"Port": {bad: {"modify": {"name": "p2"}}}}, ovs.db.idl.OVSDB_UPDATE2)
+    assert not replica.connected
+    assert replica.limit_error == "update refused: Port row %s: modify of a row that does not exist" % bad
+    client.settimeout(BOUND)
+    assert client.recv(65536) == b""  # closed on our side (run() never ran: nothing was sent)
+
+
 def test_keepalive_sends_the_peer_an_echo_request_whose_reply_is_dropped(accepted):
     """During a long update the peer hears from us (ovsdb-server drops a manager silent for two probe intervals)."""
     _, link, client = accepted

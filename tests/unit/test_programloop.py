@@ -79,6 +79,43 @@ def test_a_failing_pass_is_reported_degraded_changes_nothing_and_recovers(world)
     assert switches.given["s1"] == from_scratch(state)
 
 
+def test_a_compiled_flow_without_an_output_port_fails_the_pass_loudly_and_is_never_left_out(world, monkeypatch,
+                                                                                            caplog):
+    """A compiler bug giving a flow None as its output port used to reach the encoder, whose ``struct`` refused it
+    like a value out of range: the flow was left out of the switch and the pass succeeded. openflow/pipeline.py's
+    check names it: the pass fails, logged, degraded, retried like any failing pass, the switches keep their state."""
+    import logging
+
+    from openflow import compiler, pipeline
+    from openflow.flows import flow
+
+    state, programmer, switches, loop, _ = world
+    assert loop.attempt()
+    switches(set(programmer.desired))
+    good = dict(switches.given)
+    real = compiler._FLOWS["vport"]
+
+    def buggy(view, sw, owner):
+        flows = list(real(view, sw, owner))
+        if owner.id == "vm2":
+            flows.append(flow(pipeline.EGRESS, 100, {"reg7": 99}, [("output", None)], owner))
+        return flows
+
+    monkeypatch.setitem(compiler._FLOWS, "vport", buggy)
+    add_vport(state, "acme/web", "vm2", "02:00:00:00:00:02", "10.0.1.12")
+    state.vrs_update(snapshot("s1", "10.251.0.1", [("vm1", 1), ("vm2", 2)]))
+    with caplog.at_level(logging.ERROR, logger=programloop.log.name):
+        assert loop.attempt() is False
+    status = loop.status()
+    assert status["state"] == "degraded" and "PipelineError" in status["reason"]
+    assert "output port None" in status["reason"] and "reg7=0x63" in status["reason"]  # the flow, as dump-flows
+    assert "output port None" in caplog.text and switches.given == good
+    assert loop.attempt() is False and loop.status()["failures"] == 2  # retried, failing the same way
+    monkeypatch.setitem(compiler._FLOWS, "vport", real)  # the bug fixed
+    assert loop.attempt() and loop.status()["state"] == "ok"
+    assert switches.given["s1"] == from_scratch(state)
+
+
 def test_a_failing_push_is_retried(world):
     _, _, switches, loop, _ = world
     loop.attempt()

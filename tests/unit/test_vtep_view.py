@@ -80,3 +80,17 @@ def test_a_vtep_that_leaves_is_dropped_from_flooding():
     group = prog.desired["hv1"].all_groups()[5001 << 1]
     assert not any(("set", "tun_ipv4_dst", "10.251.0.9") in bucket for bucket in group.buckets)
     assert not any("02:00:00:00:0b:01" in str(f) for f in prog.desired["hv1"].all_flows())
+
+
+def test_a_snapshot_keeps_its_local_macs_sorted_whatever_order_they_are_given_in():
+    """``macs_of`` bisects ``local_macs`` by VNI: a snapshot built with them out of order (here, or by any other
+    builder than ovsdb/vtep.py) must not lose MACs of a VNI, and equal MACs make equal snapshots."""
+    import dataclasses
+
+    web_a, web_b = (VtepMac("02:00:00:00:0b:0%d" % n, 5001, None, TOR_IP) for n in (1, 2))
+    db = VtepMac("02:00:00:00:0b:03", 5002, None, TOR_IP)
+    given = (web_b, db, web_a)
+    snap = tor_snapshot(given)
+    assert snap.macs_of(5001) == (web_a, web_b) and snap.macs_of(5002) == (db,) and snap.macs_of(5003) == ()
+    assert snap == tor_snapshot(given[::-1]) and snap.local_macs == (web_a, web_b, db)
+    assert dataclasses.replace(snap, local_macs=[db, web_b, web_a]).macs_of(5001) == (web_a, web_b)

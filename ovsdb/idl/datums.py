@@ -1,0 +1,137 @@
+"""A column's JSON parsed into an ``ovs.db.data.Datum`` without ovs's generic parser where the JSON is plainly valid.
+
+ovs 4.0.0's ``Datum.from_json`` parses every atom through ``Atom.from_json`` (a tuple of number types built per call,
+``float_to_int``, a chain of type comparisons, ``check_constraints``): ~120,000 atoms for one update of 10,000 new
+ports. ``datum_parser`` makes, per column, a parser that takes the common shapes of the atom types Canopy's tables
+hold (a string, an integer, a boolean, a uuid; a bare atom, a ``["set", [...]]``, a ``["map", [[k, v], ...]]``)
+directly and builds the same ``Datum``: the same atoms, in the same order (docs/benchmarks.md, "Branch annchain":
+~40 % less CPU for those rows' columns). Anything else, and anything it would have to reject (a wrong type, a
+constraint broken, a value outside an ``enum``, a real, a size out of bounds, a duplicate, a malformed pair or uuid),
+is handed to ``Datum.from_json`` unchanged, so a bad value raises exactly the error it raises there: this module
+never rejects anything itself (tests/unit/test_ovsdb_datums.py: every column of the real schema, valid and
+malformed values).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import ovs.db.data
+import ovs.db.types
+import ovs.ovsuuid
+
+_FALLBACK = object()  # an atom the fast path leaves to ovs's parser
+_UUID_RE = ovs.ovsuuid.uuidRE  # HACK (ovs 4.0.0): the pattern its from_json checks a uuid string with
+
+
+def datum_parser(type_: ovs.db.types.Type):
+    """A function JSON -> Datum for columns of ``type_``: ``ovs.db.data.Datum.from_json(type_, json)`` (no symbol
+    table), the same Datum, or the same error raised by ovs itself for whatever it does not take as plainly valid.
+    Made once per column (the IDL keeps them): the checks of the type's constraints are set up here."""
+    generic = ovs.db.data.Datum.from_json
+    key = _atom_reader(type_.key)
+    value = _atom_reader(type_.value) if type_.value is not None else None
+    if key is None or (type_.value is not None and value is None):
+        return lambda json: generic(type_, json)
+
+    def parse(json):
+        datum = _fast(type_, json, key, value)
+        return generic(type_, json) if datum is None else datum
+    return parse
+
+
+def _fast(type_, json, key, value):
+    """The Datum, or None when ovs's parser must decide."""
+    if value is not None:
+        return _map(type_, json, key, value)
+    if type(json) is list and len(json) == 2 and json[0] == "set":
+        return _set(type_, json, key)
+    atom = key(json)
+    return None if atom is _FALLBACK else ovs.db.data.Datum(type_, {atom: None})
+
+
+def _set(type_, json, key):
+    if type(json[1]) is not list:
+        return None
+    values = {}
+    for element in json[1]:
+        atom = key(element)
+        if atom is _FALLBACK or atom in values:
+            return None
+        values[atom] = None
+    return ovs.db.data.Datum(type_, values) if type_.n_min <= len(values) <= type_.n_max else None
+
+
+def _map(type_, json, key, value):
+    if type(json) is not list or len(json) != 2 or json[0] != "map" or type(json[1]) is not list:
+        return None
+    values = {}
+    for pair in json[1]:
+        if type(pair) is not list or len(pair) != 2:
+            return None
+        k, v = key(pair[0]), value(pair[1])
+        if k is _FALLBACK or v is _FALLBACK or k in values:
+            return None
+        values[k] = v
+    return ovs.db.data.Datum(type_, values) if type_.n_min <= len(values) <= type_.n_max else None
+
+
+def _atom_reader(base: ovs.db.types.BaseType):
+    """A function JSON -> Atom of ``base`` (or _FALLBACK), or None when no atom of this base is taken here."""
+    kind = base.type
+    if kind == ovs.db.types.StringType:
+        reader = _string_reader(base)
+    elif kind == ovs.db.types.IntegerType:
+        reader = _integer_reader(base)
+    elif kind == ovs.db.types.BooleanType:
+        reader = _boolean_reader(base)
+    elif kind == ovs.db.types.UuidType:
+        reader = _uuid_reader(base)
+    else:
+        return None  # reals: float_to_int's conversions are ovs's to make
+    return reader if base.enum is None else _enum_reader(reader, base.enum.values)
+
+
+def _enum_reader(reader, allowed):
+    """Atoms of an enumerated column: one of ``allowed`` (an atom outside it is ovs's to reject)."""
+    def read(json):
+        atom = reader(json)
+        return atom if atom is not _FALLBACK and atom in allowed else _FALLBACK
+    return read
+
+
+def _string_reader(base):
+    atom, kind, low, high = ovs.db.data.Atom, base.type, base.min_length, base.max_length
+
+    def read(json):
+        return atom(kind, json) if type(json) is str and low <= len(json) <= high else _FALLBACK
+    return read
+
+
+def _integer_reader(base):
+    atom, kind = ovs.db.data.Atom, base.type
+    low = base.min if base.min is not None else float("-inf")
+    high = base.max if base.max is not None else float("inf")
+
+    def read(json):
+        return atom(kind, json) if type(json) is int and low <= json <= high else _FALLBACK  # bool is not int here
+    return read
+
+
+def _boolean_reader(base):
+    atom, kind = ovs.db.data.Atom, base.type
+
+    def read(json):
+        return atom(kind, json) if type(json) is bool else _FALLBACK
+    return read
+
+
+def _uuid_reader(base):
+    atom, kind, match, make = ovs.db.data.Atom, base.type, _UUID_RE.match, uuid.UUID
+
+    def read(json):
+        if type(json) is list and len(json) == 2 and json[0] == "uuid" and type(json[1]) is str \
+                and match(json[1]) is not None:
+            return atom(kind, make(json[1]))
+        return _FALLBACK
+    return read

@@ -1,0 +1,138 @@
+"""ovsdb/idl/datums.py ``datum_parser``: for every column of the real Open_vSwitch schema and every value, valid or
+malformed, the same Datum as ovs's ``Datum.from_json`` (the same atoms, types and order) or the same error (type and
+message); plainly valid values of Canopy's columns never reach ovs's parser (else the fast path is not taken); and
+ovsdb/idl/rows.py's conversion of a datum to Python (``column_value``'s) gives what ovs's ``Datum.to_python`` gives."""
+
+import json
+import uuid
+from pathlib import Path
+
+import ovs.db.data
+import ovs.db.error
+import ovs.db.schema
+import pytest
+
+from ovsdb.idl.datums import datum_parser
+from ovsdb.idl.rows import _to_python
+
+SCHEMA = ovs.db.schema.DbSchema.from_json(json.loads(Path("/usr/share/openvswitch/vswitch.ovsschema").read_text()))
+COLUMNS = [(table.name, column) for table in SCHEMA.tables.values() for column in table.columns.values()]
+U1, U2 = str(uuid.UUID(int=1)), str(uuid.UUID(int=2))
+
+MALFORMED_AND_EDGE = [
+    None, {}, [], "", "x", 0, -1, 7, 2 ** 70, True, False, 1.0, 1.5, -0.0,
+    ["set"], ["set", []], ["set", "a"], ["set", [], []], ["set", ["a"]], ["set", ["a", "a"]], ["set", ["a", "b"]],
+    ["set", [1]], ["set", [1, 1]], ["set", [1, 2]], ["set", [True]], ["set", [1.0]], ["set", [None]],
+    ["set", [["uuid", U1]]], ["set", [["uuid", U1], ["uuid", U1]]], ["set", [["uuid", U1], ["uuid", U2]]],
+    ["set", (["uuid", U1],)], ("set", []),
+    ["uuid", U1], ["uuid", U1.upper()], ["uuid", "not-a-uuid"], ["uuid", 5], ["uuid", U1, 1], ["uuid"],
+    ["uuid", U1 + "0"], ["named-uuid", "row1"], ["UUID", U1],
+    ["map", []], ["map", [["a", "b"]]], ["map", [["a", "b"], ["c", "d"]]], ["map", [["a", "b"], ["a", "c"]]],
+    ["map", [["a"]]], ["map", [["a", "b", "c"]]], ["map", [("a", "b")]], ["map", [["a", 1]]], ["map", [[1, "b"]]],
+    ["map", [[1, 2]]], ["map", [["a", None]]], ["map", "x"], ["map", [["a", "b"]], 1], ["map"], ["map", {}],
+    ["map", [["uuid", U1]]], ["map", [[["uuid", U1], ["uuid", U2]]]], ["map", [["a", ["uuid", U1]]]],
+    ["map", [[1, ["uuid", U1]]]], ["map", [["a", True]]], ["map", [[True, "b"]]], ["map", [["a", 1.5]]],
+    "x" * 300, ["set", ["x" * 300]], ["map", [["k", "x" * 300]]], 65280, 65279, 0, -2 ** 63, 2 ** 63,
+    "up", "down", "internal", "vxlan", "secure", "standalone", "OpenFlow13", ["set", ["OpenFlow13", "OpenFlow14"]],
+]
+
+
+def per_type_values(type_) -> list:
+    """Values at and just outside the type's own bounds: its size, its integers' range, its strings' lengths."""
+    key = type_.key
+    out = []
+    atom = {"string": "s", "integer": 1, "boolean": True, "real": 1.5, "uuid": ["uuid", U1]}[key.type.to_string()]
+    for n in (type_.n_min, type_.n_max, type_.n_max + 1):
+        if n <= 4:
+            items = [atom if key.type.to_string() != "string" else f"s{i}" for i in range(n)]
+            if key.type.to_string() == "integer":
+                items = list(range(n))
+            out.append(["set", items])
+    for bound in (key.min, key.max):
+        if isinstance(bound, int):
+            out += [bound - 1, bound, bound + 1, ["set", [bound + 1]], ["map", [[bound + 1, "v"]]]]
+    for length in (key.min_length, key.max_length):
+        if length < 1000:
+            out += ["x" * max(length - 1, 0), "x" * length, "x" * (length + 1), ["map", [["x" * (length + 1), "v"]]]]
+    if key.enum is not None:
+        out += [atom.value for atom in key.enum.values] + [["set", [atom.value for atom in key.enum.values]]]
+    return out
+
+
+def outcome(parse, type_, value):
+    """What parsing gives: ("datum", its type, its atoms with their Python types, in order) or ("error", ...)."""
+    try:
+        datum = parse(type_, json.loads(json.dumps(value)))
+    except ovs.db.error.Error as e:
+        return ("error", type(e), str(e), e.json)
+    except Exception as e:  # noqa: BLE001 (anything ovs raises must be raised the same)
+        return ("exception", type(e), str(e))
+    return ("datum", datum.type is type_, [(k.type, k.value, type(k.value), None if v is None else
+                                            (v.type, v.value, type(v.value))) for k, v in datum.values.items()])
+
+
+@pytest.mark.parametrize("table,column", COLUMNS, ids=[f"{t}.{c.name}" for t, c in COLUMNS])
+def test_every_column_parses_every_value_as_ovs_does_errors_included(table, column):
+    parser = datum_parser(column.type)
+    for value in MALFORMED_AND_EDGE + per_type_values(column.type):
+        ours = outcome(lambda _type, js: parser(js), column.type, value)
+        theirs = outcome(ovs.db.data.Datum.from_json, column.type, value)
+        assert ours == theirs, (table, column.name, value)
+
+
+CANOPY_ROWS = [  # what one new port of evpn_routes' announce looks like in an update2 "insert"
+    ("Interface", {"name": "vp1", "type": "", "ofport": ["set", []], "ofport_request": 10, "admin_state": ["set", []],
+                   "external_ids": ["map", [["iface-id", "vport-1"], ["attached-mac", "02:00:00:00:00:01"]]],
+                   "mac_in_use": "02:00:00:00:00:01", "error": ["set", []]}),
+    ("Port", {"name": "vp1", "interfaces": ["uuid", U1], "external_ids": ["map", []], "tag": ["set", []],
+              "trunks": ["set", [1, 2]]}),
+    ("Bridge", {"name": "br-int", "ports": ["set", [["uuid", U1], ["uuid", U2]]], "fail_mode": "secure",
+                "protocols": ["set", ["OpenFlow13", "OpenFlow14"]],
+                "datapath_id": "0000000000000005", "controller": ["uuid", U2]}),
+]
+
+
+def test_plainly_valid_values_of_canopys_columns_do_not_reach_ovs_parser(monkeypatch):
+    calls = []
+    real = ovs.db.data.Datum.from_json
+    expected = [real(SCHEMA.tables[table].columns[name].type, value).to_json()
+                for table, row in CANOPY_ROWS for name, value in row.items()]
+    monkeypatch.setattr(ovs.db.data.Datum, "from_json", staticmethod(lambda *a, **k: calls.append(a) or real(*a, **k)))
+    parsed = [datum_parser(SCHEMA.tables[table].columns[name].type)(value).to_json()
+              for table, row in CANOPY_ROWS for name, value in row.items()]
+    assert parsed == expected
+    assert calls == []
+
+
+def test_a_value_it_does_not_take_is_left_to_ovs_and_rejected_there(monkeypatch):
+    calls = []
+    real = ovs.db.data.Datum.from_json
+    monkeypatch.setattr(ovs.db.data.Datum, "from_json", staticmethod(lambda *a, **k: calls.append(a) or real(*a, **k)))
+    column = SCHEMA.tables["Interface"].columns["ofport_request"]  # an optional integer, 1 to 65279
+    parse = datum_parser(column.type)
+    bad = (0, 65280, "1", 1.5, ["set", [1, 1]], ["set", [1, 2]], ["set", 1], ["uuid", U1])
+    for value in bad:
+        with pytest.raises(ovs.db.error.Error):
+            parse(value)
+    assert [value for _type, value in calls] == list(bad)
+    assert parse(True).values == real(column.type, True).values  # what ovs takes (bool is an int to it), taken
+
+
+@pytest.mark.parametrize("table,column", COLUMNS, ids=[f"{t}.{c.name}" for t, c in COLUMNS])
+def test_a_datum_of_every_column_reads_as_ovs_to_python_gives_it(table, column):
+    """ovsdb/idl/rows.py ``_to_python`` (``column_value``'s conversion) against ovs's ``Datum.to_python``."""
+    rows = {uuid.UUID(U1): "row 1"}  # a reference resolves to a stand-in row; U2 to none (a dangling one)
+
+    def uuid_to_row(value, base):
+        return rows.get(value) if base.ref_table else value
+
+    datums = [ovs.db.data.Datum.default(column.type)]
+    for value in MALFORMED_AND_EDGE + per_type_values(column.type):
+        try:
+            datums.append(ovs.db.data.Datum.from_json(column.type, value))
+        except ovs.db.error.Error:
+            pass
+    for datum in datums:
+        theirs = datum.to_python(uuid_to_row)
+        ours = _to_python(datum, uuid_to_row)
+        assert (ours, type(ours)) == (theirs, type(theirs)), (table, column.name, datum.to_json())
