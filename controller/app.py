@@ -5,9 +5,9 @@ Handlers here only translate events into State changes or hand replies to their 
 programmer: derive, recompile what changed) and hands each changed switch its new desired state; the
 switch's reconciler sends only the difference. After a start, nothing is handed to any switch, VTEP or
 BGP peer until the start-up hold ends (controller/startup_hold.py: the switches connected before have
-reported, or restart.hold_time has passed). The store, State, the policy service, the REST API and
-the OVSDB manager listener are built once, from the Settings that ``canopy run`` parked in
-controller.runtime.
+reported, or they stopped coming back: restart.hold_time, restart.hold_max). The store, State, the policy
+service, the REST API and the OVSDB manager listener are built once, from the Settings that ``canopy run``
+parked in controller.runtime.
 """
 
 from __future__ import annotations
@@ -71,7 +71,8 @@ class CanopyApp(RyuApp):
         self.settings = settings
         self.store, self.state, self.service = build_core(settings)
         self.store.offload = blocking  # commits and their fsyncs off the event loop (controller/store.py)
-        self.hold = StartupHold(self.store, settings.restart_hold)  # nothing is written before it is released
+        # nothing is written before it is released
+        self.hold = StartupHold(self.store, settings.restart_hold, hold_max=settings.restart_hold_max)
         self.programmer = Programmer(self.state)
         self.programmer.pacer = Pacer(give_way)  # a pass never holds the hub: it pauses inside derive and compile
         self.programmer.on_view = self._view_ready  # the EVPN routes go out before the pass compiles
@@ -230,7 +231,8 @@ class CanopyApp(RyuApp):
         self.hold.remember(*self._reported())
 
     def _end_hold_in_time(self):
-        """Wake the programming loop when the hold time is over, even if nothing else happens then."""
+        """Wake the programming loop when the hold can end, even if nothing else happens then (a switch coming back
+        meanwhile wakes it too, and moves that end: this sleeps again until the new one)."""
         while self.hold.holding:
             hub.sleep(self.hold.seconds_left() + HOLD_TIMER_SLACK)
             self._wake.set()

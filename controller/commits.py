@@ -36,18 +36,22 @@ class CommitRead:
 
 
 class OneAtATime:
-    """Policy commits into State one after another, each held from its paced read until State has taken it. A commit
-    read while another landed in its pauses would be taken on the policy it was read against, and the other's changes
-    would be in the binding index but not in State's policy. ``threading``'s lock is eventlet's under ryu-manager (a
-    green thread waits, the hub runs on). A commit started inside a pause of another in the same thread would wait for
-    itself: refused with an error instead."""
+    """Policy commits into State one after another. ``held`` covers State taking one commit, from its paced read until
+    State has taken it: a commit read while another landed in its pauses would be taken on the policy it was read
+    against, and the other's changes would be in the binding index but not in State's policy. ``section`` covers a
+    whole commit, from reading State's policy to build the candidate until State has taken it (``held`` inside it,
+    in the same thread, is part of it): a commit that lands between that read and State taking the candidate would
+    be lost, the candidate being built without it (a REST write and the HA applier's batch during a takeover).
+    ``threading``'s lock is eventlet's under ryu-manager (a green thread waits, the hub runs on). A commit started
+    inside a pause of another in the same thread would wait for itself: refused with an error instead."""
 
     def __init__(self):
         self._lock = threading.Lock()
         self._holder: int | None = None
+        self._taking = False  # the holder is inside ``held`` (State taking its commit)
 
     @contextmanager
-    def held(self):
+    def section(self):
         me = threading.get_ident()
         if self._holder == me:
             raise RuntimeError("a policy commit into State started inside a pause of another, in the same thread")
@@ -57,6 +61,23 @@ class OneAtATime:
                 yield
             finally:
                 self._holder = None
+
+    @contextmanager
+    def held(self):
+        if self._holder == threading.get_ident() and not self._taking:  # inside this thread's section
+            with self._taking_one():
+                yield
+            return
+        with self.section(), self._taking_one():
+            yield
+
+    @contextmanager
+    def _taking_one(self):
+        self._taking = True
+        try:
+            yield
+        finally:
+            self._taking = False
 
 
 def read_changes(old: Policy, new: Policy, changes, pacer: Pacer = NEVER) -> CommitRead:

@@ -268,16 +268,24 @@ class Pair:
 
     def _on_message(self, msg: dict) -> None:
         """On the event loop, after _on_frame: remember a newer generation the peer uses, then hand the message
-        to the replicator (active) or the applier (otherwise)."""
+        to the replicator (active) or the applier (otherwise). The generation is learned under the pair's lock, as a
+        takeover writes its own: both wait for an fsync, and a peer's generation decided against the one before a
+        takeover and written after it would replace the takeover's (the active would fence with one it forgot)."""
         if msg.get("t") in ("hb", "hello"):
             if _peer_view(msg, self.peer) is None:
                 log.warning("ignoring a malformed heartbeat from the peer: %r", msg)
-            elif self.peer.generation > self.generation and self.role != "active":
-                self._remember_generation(self.peer.generation)
+            else:
+                self._learn_generation()
         if self.role == "active":
             self.replicator.on_message(msg)
         else:
             self.applier.on_message(msg)
+
+    def _learn_generation(self) -> None:
+        """Remember the peer's generation if it is newer than ours and this node is not the active."""
+        with self._lock:
+            if self.peer.generation > self.generation and self.role != "active":
+                self._remember_generation(self.peer.generation)
 
     # ------------------------------------------------------------------ deciding
     def _loop(self) -> None:
@@ -384,7 +392,8 @@ class Pair:
 
     def _remember_generation(self, generation: int) -> None:
         """Durable first, then visible: set_meta yields while its fsync runs (controller/store.py ``offload``), and
-        the heartbeat (the HA link's OS thread), status and the other green threads read ``generation`` meanwhile."""
+        the heartbeat (the HA link's OS thread), status and the other green threads read ``generation`` meanwhile.
+        The caller holds the pair's lock (one generation written at a time, each decided on the one before)."""
         self.store.set_meta(GENERATION_KEY, generation)
         self.generation = generation
 

@@ -268,6 +268,9 @@ def _hold(hold):
                  "0 once released", (), [((), 1 if hold.holding else 0)])
     yield _gauge("canopy_startup_hold_waiting_switches", "switches connected before the restart that have not "
                  "reported yet (0 once released)", ("kind",), [((k,), n) for k, n in sorted(hold.waiting().items())])
+    yield _gauge("canopy_startup_hold_seconds_left", "seconds the start-up hold can still last unless another switch "
+                 "connected before comes back (each one that does moves its end, up to restart.hold_max; 0 once "
+                 "released)", (), [((), round(hold.seconds_left() or 0.0, 3))])
 
 
 def _bgp(federation):

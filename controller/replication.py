@@ -378,6 +378,14 @@ class Applier:
         except (StoreError, KeyError, TypeError, ValueError, AttributeError) as exc:
             self._refuse(None, InvalidReplica(f"malformed changes: {exc}"))
             return
+        with self.state.committing():  # from reading State's policy until State took the batch (State.committing)
+            if not self._commit_changes(changes, meta):
+                return
+        self._ack()
+
+    def _commit_changes(self, changes, meta) -> bool:
+        """Check the changes the store does not hold yet against State's policy, then commit them to the store and
+        State; False when refused or the store could not take them (the active was told)."""
         before = self.store.last_seq()
         new = [c for c in changes if c.seq > before]
         try:
@@ -385,33 +393,39 @@ class Applier:
             check_meta(meta)
         except InvalidReplica as exc:
             self._refuse(new[0] if new else None, exc)
-            return
+            return False
         try:
             last = self.store.apply_replicated([c for c in changes if c.seq <= before] + checked, meta)
         except (StoreError, TypeError, ValueError) as exc:
             self.log.warning("cannot apply replicated changes: %s; asking the active to resync", exc)
             self._resync()
-            return
+            return False
         if checked:
             self.state.policy_committed(policy, [c for c in checked if c.seq <= last])
-        self._ack()
+        return True
 
     def _apply_snapshot(self, msg):
+        with self.state.committing():  # the store and State replaced together (State.committing)
+            if not self._restore(msg):
+                return
+        self.log.info("restored a snapshot of the active at seq %d", self.state.last_seq)
+        self._ack()
+
+    def _restore(self, msg) -> bool:
         try:
             snapshot = msg["snapshot"]
             checked_snapshot(snapshot)
             self.store.restore(snapshot)
         except InvalidReplica as exc:
             self._refuse(None, exc)
-            return
+            return False
         except (StoreError, KeyError, TypeError, AttributeError) as exc:
             self.log.warning("cannot restore the active's snapshot: %s; asking the active to resync", exc)
             self._resync()
-            return
+            return False
         self.state.last_seq = self.store.last_seq()  # may go down: a diverged history was replaced
         self.state.policy_committed(Policy(self.store.load_objects()), [])
-        self.log.info("restored a snapshot of the active at seq %d", self.state.last_seq)
-        self._ack()
+        return True
 
     def _refuse(self, change: Change | None, exc):
         """Log and tell the active; ``change`` names the first refused change by (seq, ts), if known."""

@@ -46,12 +46,17 @@ class NotActive(Exception):
 
 def _one_at_a_time(method):
     """Run a write under the service's lock: a write waiting for the standby keeps the next one from
-    building on a policy that may still be refused."""
+    building on a policy that may still be refused. A node that does not take writes refuses it there (NotActive);
+    otherwise it runs in State's commit section (``State.committing``), so no other commit into State (the HA
+    applier's last replicated batch, while this node takes over) lands between reading State's policy to build
+    the candidate and State taking it: that commit would be in the store but missing from State."""
 
     @functools.wraps(method)
     def serialised(self, *args, **kwargs):
         with self._write_lock:
-            return method(self, *args, **kwargs)
+            self._check_writable()
+            with self.state.committing():
+                return method(self, *args, **kwargs)
 
     return serialised
 
@@ -116,7 +121,6 @@ class PolicyService:
     # ------------------------------------------------------------------ object writes
     @_one_at_a_time
     def create(self, kind: str, body) -> dict:
-        self._check_writable()
         candidate = self.state.policy.copy()
         obj = normalise(kind, body, ref=_guess_ref(body))
         obj["id"] = str(uuid.uuid4())
@@ -132,7 +136,6 @@ class PolicyService:
 
     @_one_at_a_time
     def update(self, kind: str, oid: str, body) -> dict:
-        self._check_writable()
         current = self.get(kind, oid)
         candidate = self.state.policy.copy()
         obj = normalise(kind, body, current=current, ref=candidate.ref(kind, current))
@@ -146,7 +149,6 @@ class PolicyService:
     @_one_at_a_time
     def delete(self, kind: str, oid: str, cascade: bool = False) -> list[dict]:
         """Delete an object; with ``cascade`` also what belongs to it (children first)."""
-        self._check_writable()
         current = self.get(kind, oid)
         candidate = self.state.policy.copy()
         order: list[tuple[str, dict]] = []
@@ -181,7 +183,6 @@ class PolicyService:
         """Make the policy match a document; a dry run only plans. Both refused where writes are (NotActive):
         a plan made on the standby could be stale by the replication lag. ``adopt``: take over objects that
         another source or a REST create owns (refused otherwise, see controller/policydoc.py)."""
-        self._check_writable()
         allocator = self._allocator()
         with collector_paused() as collector:  # no full collection in the middle of a big plan
             plan = policydoc.plan(self.state.policy, data, source, allocator, prune=prune, adopt=adopt,

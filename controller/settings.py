@@ -178,9 +178,12 @@ SETTINGS = (
         ), default=dict, nullable=False),
     ), default=dict, nullable=False),
     Field("restart", "object", "hitless restarts (docs/pipeline.md)", fields=(
-        Field("hold_time", "integer", "seconds after a start during which nothing is written to switches, hardware "
-              "VTEPs or BGP peers unless every switch connected before has reported (0: no hold)",
-              lambda v: f.integer(v, 0, 600), default=15, nullable=False),
+        Field("hold_time", "integer", "after a start nothing is written to switches, hardware VTEPs or BGP peers "
+              "until every switch connected before has reported, or until none of them came back for this many "
+              "seconds (0: no hold)", lambda v: f.integer(v, 0, 600), default=15, nullable=False),
+        Field("hold_max", "integer", "seconds after a start the hold ends at the latest, however slowly the "
+              "switches connected before come back (at least hold_time)", lambda v: f.integer(v, 0, 3600),
+              default=60, nullable=False),
     ), default=dict, nullable=False),
     Field("ha", "object", "active/standby pair (off while no peer is configured)", fields=(
         Field("node_id", "string", "this node's name in the pair (default: its hostname)", f.name),
@@ -317,6 +320,7 @@ class Settings:
     bgp: "BgpSettings" = None  # None only in hand-built Settings; from_doc always sets it
     ha: "HaSettings" = None
     restart_hold: float = 15.0  # seconds: restart.hold_time
+    restart_hold_max: float = 60.0  # seconds: restart.hold_max
     source: str = "<defaults>"
     limits: Limits = Limits()
     log_format: str = "text"
@@ -360,6 +364,9 @@ def from_doc(doc: yamldoc.Doc) -> Settings:
                                      "(vrs.gateway_arp_refresh_ms)"))
         if ha["dead_interval_ms"] < 3 * ha["heartbeat_interval_ms"]:
             problems.append(_problem("ha.dead_interval_ms", "must be at least three heartbeat intervals"))
+        if raw["restart"]["hold_max"] < raw["restart"]["hold_time"]:
+            problems.append(_problem("restart.hold_max", "must be at least restart.hold_time "
+                                     f"({raw['restart']['hold_time']} s)"))
         problems += _ha_secret(ha)
         problems += _ha_listen(ha)
         problems += _tls_problems(raw)
@@ -378,6 +385,7 @@ def from_doc(doc: yamldoc.Doc) -> Settings:
         hosts=tuple((h["chassis"], {"vtep_ip": h["vtep_ip"], "flavour": h["flavour"]}) for h in raw["vrs"]["hosts"]),
         vni_range=(raw["allocation"]["vni_min"], raw["allocation"]["vni_max"]), asn=raw["bgp"]["asn"],
         bgp=_bgp(raw["bgp"]), ha=_ha(raw["ha"]), restart_hold=float(raw["restart"]["hold_time"]),
+        restart_hold_max=float(raw["restart"]["hold_max"]),
         source=doc.filename, limits=_limits(raw),
         log_format=raw["log_format"], access_log=rest["access_log"],
         tls=_tls_files(raw["tls"]), openflow_tls=_tls_on(raw, "openflow"), ovsdb_tls=_tls_on(raw, "ovsdb"),

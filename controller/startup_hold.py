@@ -5,9 +5,11 @@ incomplete (the VMs of hypervisors not yet back, the MACs a hardware VTEP learne
 would delete flows and rows that are right, to add them again moments later. So Canopy remembers, in
 its store (meta key ``known_devices``), the hypervisors (by chassis, their system-id) and hardware VTEPs
 (by Physical_Switch name) that were connected, and after a start it writes nothing, to no switch,
-VTEP or BGP peer, until every one of them has reported its state over OVSDB again, or until
-``hold_time`` seconds have passed. Then it is released for the life of the process, and the
-remembered set follows the devices as they come and go.
+VTEP or BGP peer, until every one of them has reported its state over OVSDB again. It waits only while
+they are coming back: ``hold_time`` seconds after the start, or after the last of them came back if that
+is later (a loaded machine brings them back slowly, and releasing between two of them would rewrite the
+flows of those not back yet), and never longer than ``hold_max`` seconds after the start. Then it is
+released for the life of the process, and the remembered set follows the devices as they come and go.
 
 ``StartupHold`` is pure bookkeeping (the app asks it, and hands out desired state only once it is
 released); its clock is injectable for tests.
@@ -22,6 +24,7 @@ from collections.abc import Callable, Iterable
 
 KEY = "known_devices"  # store meta: {"vrs": [chassis, ...], "vteps": [name, ...]}
 DEFAULT_HOLD_TIME = 15.0  # seconds; > Open vSwitch's 8 s maximum reconnection back-off
+DEFAULT_HOLD_MAX = 60.0  # seconds after the start the hold never outlasts, however slowly switches come back
 
 log = logging.getLogger("canopy.hold")
 
@@ -40,28 +43,32 @@ def _iso(wall: float) -> str:
 class StartupHold:
     """Whether desired state may be written yet, and the durable memory of the devices connected.
 
-    ``store``: a controller.store.Store (``get_meta``/``set_meta``); ``hold_time``: seconds to wait at
-    most (0: never hold)."""
+    ``store``: a controller.store.Store (``get_meta``/``set_meta``); ``hold_time``: seconds to wait after the
+    start, or after the last remembered switch came back (0: never hold); ``hold_max``: seconds after the start
+    the hold ends at the latest."""
 
     def __init__(self, store, hold_time: float = DEFAULT_HOLD_TIME, clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time):
+                 wall: Callable[[], float] = time.time, hold_max: float = DEFAULT_HOLD_MAX):
         self._store = store
         self._clock, self._wall = clock, wall
-        self.hold_time = hold_time
+        self.hold_time, self.hold_max = hold_time, max(hold_max, hold_time)
         stored = store.get_meta(KEY)
         stored = stored if isinstance(stored, dict) else {}
         self.expected = {"vrs": _names(stored.get("vrs")), "vtep": _names(stored.get("vteps"))}
         self._recorded = (self.expected["vrs"], self.expected["vtep"])
-        self._deadline = clock() + hold_time
-        self._until = wall() + hold_time
+        self._started, self._started_wall = clock(), wall()
+        self._progress = self._started  # when the last remembered switch came back (the start until one does)
+        self._back = 0  # remembered switches back so far
+        self._extended = False  # the hold outlasted hold_time (logged once)
         self._missing = {kind: set(names) for kind, names in self.expected.items()}
         self._closed = False
         self.released_at: float | None = None
         self.reason = ""
         total = self.total
         if total and hold_time > 0:
-            log.info("holding every write until the %d switches connected before have reported (%s), at most "
-                     "%g s", total, self._describe(self._missing), hold_time)
+            log.info("holding every write until the %d switches connected before have reported (%s); waiting %g s "
+                     "for the next of them (restart.hold_time), at most %g s (restart.hold_max)", total,
+                     self._describe(self._missing), hold_time, self.hold_max)
         else:
             self._release("no switch was connected before" if not total else "hold_time is 0")
 
@@ -73,27 +80,53 @@ class StartupHold:
     def holding(self) -> bool:
         return self.released_at is None
 
+    @property
+    def _deadline(self) -> float:
+        """hold_time after the start or the last switch back, whichever is later; hold_max after the start at most."""
+        return min(self._progress + self.hold_time, self._started + self.hold_max)
+
     def check(self, vrs: Iterable[str], vteps: Iterable[str], arrived: tuple[Iterable[str], Iterable[str]] = ((), ())
               ) -> bool:
         """Given the chassis of the VRS and the names of the VTEPs that have reported (in the desired state
-        about to be handed out), release the hold when all expected ones have or the hold time is over. True
-        only on the call that releases.
+        about to be handed out), release the hold when all expected ones have, or when the hold ends: no
+        remembered switch came back for hold_time, or hold_max is reached. True only on the call that releases.
 
         ``arrived``: (chassis, VTEP names) that have reported since that desired state was computed (State has
-        them, the next pass will). A hold time that ends while every missing switch is among them does not
-        release: on a loaded machine a pass can take seconds, and releasing on the pass that started before
-        the last switches reported would remove their VMs' flows everywhere, to add them again one pass
-        later. The caller runs that next pass; it releases (all reported) or, if one left meanwhile, the
-        hold time is still over."""
+        them, the next pass will). They count as coming back (the hold waits on while they do), and a hold that
+        ends while every missing switch is among them does not release: on a loaded machine a pass can take
+        seconds, and releasing on the pass that started before the last switches reported would remove their
+        VMs' flows everywhere, to add them again one pass later. The caller runs that next pass; it releases
+        (all reported) or, if one left meanwhile, the hold is still over."""
         if not self.holding:
             return False
-        self._missing = {"vrs": set(self.expected["vrs"] - set(vrs)),
-                         "vtep": set(self.expected["vtep"] - set(vteps))}
+        vrs, vteps = set(vrs), set(vteps)
+        self._missing = {"vrs": set(self.expected["vrs"] - vrs), "vtep": set(self.expected["vtep"] - vteps)}
+        self._note_progress(vrs | set(arrived[0]), vteps | set(arrived[1]))
+        now = self._clock()
         if not any(self._missing.values()):
             self._release(f"all {self.total} switches connected before have reported")
-        elif self._clock() >= self._deadline and not self._arriving(arrived):
-            self._release(f"hold time of {self.hold_time:g} s over; still missing {self._describe(self._missing)}")
+        elif now >= self._deadline and not self._arriving(arrived):
+            self._release(self._ended_why())
+        elif now >= self._started + self.hold_time and not self._extended:
+            self._extended = True
+            log.info("hold time of %g s over, but switches connected before are still coming back (%d of %d back): "
+                     "holding while they do, until %s at the latest (restart.hold_max %g s)", self.hold_time,
+                     self._back, self.total, _iso(self._started_wall + self.hold_max), self.hold_max)
         return not self.holding
+
+    def _note_progress(self, vrs: set, vteps: set) -> None:
+        """A remembered switch that came back since the last check moves the hold's end to hold_time from now."""
+        back = len(self.expected["vrs"] & vrs) + len(self.expected["vtep"] & vteps)
+        if back > self._back:
+            self._back, self._progress = back, self._clock()
+
+    def _ended_why(self) -> str:
+        missing = f"still missing {self._describe(self._missing)}"
+        if self._progress + self.hold_time > self._started + self.hold_max:
+            return f"restart.hold_max of {self.hold_max:g} s reached while switches were coming back; {missing}"
+        if self._back:
+            return f"no switch connected before came back for {self.hold_time:g} s (hold time); {missing}"
+        return f"hold time of {self.hold_time:g} s over; {missing}"
 
     def _arriving(self, arrived) -> bool:
         """Every missing switch has reported since the pass being checked was computed."""
@@ -105,7 +138,8 @@ class StartupHold:
         return {kind: len(names) if self.holding else 0 for kind, names in self._missing.items()}
 
     def seconds_left(self) -> float | None:
-        """How long the hold can still last (None once released): the programming loop's longest sleep."""
+        """How long the hold can still last unless another remembered switch comes back (None once released): the
+        programming loop's longest sleep."""
         return max(0.0, self._deadline - self._clock()) if self.holding else None
 
     def remember(self, vrs: Iterable[str], vteps: Iterable[str]) -> None:
@@ -130,10 +164,11 @@ class StartupHold:
         """For GET /v1/status."""
         if self.holding:
             missing = sum(len(names) for names in self._missing.values())
-            return {"state": "syncing", "hold_time": self.hold_time,
-                    "message": f"waiting for {missing} of {self.total} switches", "until": _iso(self._until),
-                    "waiting_for": self._listing(self._missing)}
-        return {"state": "synced", "hold_time": self.hold_time, "message": self.reason,
+            return {"state": "syncing", "hold_time": self.hold_time, "hold_max": self.hold_max,
+                    "message": f"waiting for {missing} of {self.total} switches",
+                    "until": _iso(self._started_wall + self._deadline - self._started),
+                    "latest": _iso(self._started_wall + self.hold_max), "waiting_for": self._listing(self._missing)}
+        return {"state": "synced", "hold_time": self.hold_time, "hold_max": self.hold_max, "message": self.reason,
                 "since": _iso(self.released_at)}
 
     def _release(self, reason: str) -> None:

@@ -146,6 +146,11 @@ class State(DiscoverySink):
         self._record("remote_subnets", subnets)
         self._record("remote_domains", domains)
 
+    def committing(self):
+        """A context for a whole policy commit: from reading ``policy`` to build the candidate until
+        ``policy_committed`` has taken it, no other commit lands (controller/commits.py ``OneAtATime.section``)."""
+        return self._commits.section()
+
     def policy_committed(self, policy: Policy, changes):
         """A commit (its change list; none: a policy replaced wholesale). What it reaches is read first
         (controller/commits.py), pausing (``pacer``) every so many changes: that reads only the two policies and the

@@ -3,6 +3,7 @@ started: who becomes active, when a standby must not take over (split brain), fe
 when an active may acknowledge a write."""
 
 import socket
+import threading
 import time
 
 import pytest
@@ -14,6 +15,7 @@ from controller.ha import HUB_DEAD_INTERVALS, STARTUP_DEAD_INTERVALS, Pair
 from controller.service import NotActive
 from controller.store import Change
 from controller.yamldoc import Doc
+from tests.unit.interleave import BOUND
 
 DEAD = 0.5
 SECRET = "unit-test-pair-secret"
@@ -325,3 +327,38 @@ def test_a_new_generation_is_durable_before_the_heartbeat_or_status_carries_it(n
     node._decide(node.started + STARTUP_DEAD_INTERVALS * DEAD)
     assert node.role == "active" and node.generation == 1 == node.store.get_meta("ha_generation")
     assert seen == [(0, 0, None)]
+
+
+def test_a_takeover_and_learning_the_peers_generation_do_not_overlap(node):
+    """A takeover writes its new generation (durably: set_meta waits for its fsync) while the standby hears a
+    heartbeat with the peer's generation. Learning it must wait for the takeover: otherwise it is decided against
+    the generation before, written after, and the active ends up with (and remembers) a generation below the one
+    it gave its switches, which they then refuse as stale."""
+    from tests.unit.interleave import Gate, SpyLock, either, finish, run
+
+    hear(node, node.started, "standby", generation=3)
+    node.generation, node.switch_generation = 3, 6  # learned from the peer; a switch reported 6
+
+    gate, contended = Gate(), threading.Event()
+    node._lock = SpyLock(node._lock, contended)
+    node.store._lock = SpyLock(node.store._lock, contended)
+    real, calls = node.store.offload, []
+
+    def offload(function, *args):
+        calls.append(args)
+        if len(calls) == 1:
+            gate.stop()  # the takeover's fsync
+        return real(function, *args)
+
+    node.store.offload = offload
+    takeover, _, failed_a = run(node._become, "active", "the peer is silent")
+    assert gate.entered.wait(BOUND)
+    msg = {"t": "hb", "node": "a", "role": "standby", "generation": 5}  # older than the takeover's 7, newer than 3
+    node._on_frame(msg)
+    learning, learned, failed_b = run(node._on_message, msg)
+    either(contended, learned)  # waits for the takeover (fixed) or has decided already
+    gate.open()
+    finish(takeover, learning)
+    assert not failed_a and not failed_b, failed_a + failed_b
+    assert node.role == "active" and node.roles[-1] == ("active", node.generation)
+    assert node.generation == 7 == node.store.get_meta("ha_generation"), (node.generation, calls)

@@ -104,10 +104,12 @@ def test_metrics_show_the_startup_hold_until_it_is_released(ctl, tmp_path):
     assert got[("canopy_startup_hold", frozenset())] == 1
     assert got[("canopy_startup_hold_waiting_switches", frozenset({("kind", "vrs")}))] == 1
     assert got[("canopy_startup_hold_waiting_switches", frozenset({("kind", "vtep")}))] == 1
+    assert 0 < got[("canopy_startup_hold_seconds_left", frozenset())] <= 15
     assert hold.check({"hv1", "hv2"}, {"tor1"})
     got = samples(scrape(ctl.api))
     assert got[("canopy_startup_hold", frozenset())] == 0
     assert got[("canopy_startup_hold_waiting_switches", frozenset({("kind", "vrs")}))] == 0
+    assert got[("canopy_startup_hold_seconds_left", frozenset())] == 0
     store.close()
 
 

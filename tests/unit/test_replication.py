@@ -541,3 +541,45 @@ def test_a_stranger_cannot_displace_or_speak_for_a_live_peer(tmp_path):
     finally:
         peer.stop()
         me.stop()
+
+
+class Sent:
+    """The applier's side of the HA link, for an applier driven on the test's own threads: what it sends."""
+
+    def __init__(self):
+        self.messages = []
+
+    def send(self, msg):
+        self.messages.append(msg)
+        return True
+
+
+def test_a_rest_write_during_the_appliers_commit_builds_on_the_replicated_changes(tmp_path):
+    """A takeover: the node is active (REST writes accepted) while its applier still commits the old active's last
+    batch into State, pausing as big commits do. A REST write then must build its candidate on the policy with that
+    batch: built before (while State's commit was under way), it would be committed to the store after the batch and
+    then replace State's policy without it; the store would hold both, State only the write."""
+    from controller.pacer import Pacer
+    from tests.unit.interleave import Gate, SpyLock, either, finish, run
+
+    old = Node(tmp_path, "old", "active", free_port(), free_port())
+    old.service.replicate = None
+    old.tenant("replicated")
+    batch = {"t": "changes", "changes": [c.to_wire() for c in old.store.changes_since(0)], "meta": {}}
+    node = Node(tmp_path, "new", "standby", free_port(), free_port())
+    node.applier.link = Sent()
+    gate, contended = Gate(), threading.Event()
+    node.state._commits._lock = SpyLock(node.state._commits._lock, contended)
+    node.state.pacer = Pacer(lambda: gate.entered.is_set() or gate.stop(), every=1)  # the first pause stops there
+    applying, _, failed_a = run(node.applier.on_message, batch)
+    assert gate.entered.wait(BOUND)
+    writing, written, failed_b = run(node.tenant, "written")
+    either(contended, written)  # waits for the applier's commit (fixed) or has built its candidate already
+    gate.open()
+    finish(applying, writing)
+    assert not failed_a and not failed_b, failed_a + failed_b
+    stored = {o["name"] for o in Policy(node.store.load_objects()).all("tenant")}
+    assert stored == {"replicated", "written"}
+    assert {o["name"] for o in node.state.policy.all("tenant")} == stored
+    old.close()
+    node.close()

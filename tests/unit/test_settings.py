@@ -19,7 +19,7 @@ def test_defaults(tmp_path):
     s = load(tmp_path, f"data_dir: {tmp_path}/d\n")
     assert (s.openflow_port, s.ovsdb_port, s.rest_listen, s.rest_port) == (6653, 6640, "127.0.0.1", 8080)
     assert s.bridge == "br-int" and s.rest_token is None and s.rest_token_file == f"{tmp_path}/d/rest-token"
-    assert s.restart_hold == 15.0
+    assert (s.restart_hold, s.restart_hold_max) == (15.0, 60.0)
     assert load(tmp_path, "restart: {hold_time: 0}\n").restart_hold == 0.0
 
 
@@ -31,6 +31,8 @@ def test_defaults(tmp_path):
     ("log_level: loud\n", "canopy.yaml:1: log_level: must be one of debug, info, warning, error"),
     ("data_dir: /tmp\nrestart:\n  hold_time: 601\n", "canopy.yaml:3: restart.hold_time: must be between 0 and 600"),
     ("restart: {hold_time: soon}\n", "canopy.yaml:1: restart.hold_time:"),
+    ("restart:\n  hold_time: 30\n  hold_max: 20\n",
+     "canopy.yaml:3: restart.hold_max: must be at least restart.hold_time (30 s)"),
 ])
 def test_bad_settings_name_file_line_and_reason(tmp_path, text, expected):
     with pytest.raises(settings_mod.SettingsError) as info:

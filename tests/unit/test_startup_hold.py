@@ -13,8 +13,8 @@ class Clock:
         return self.now
 
 
-def hold(store, clock, hold_time=15.0):
-    return StartupHold(store, hold_time, clock=clock, wall=lambda: 1_800_000_000.0 + clock.now)
+def hold(store, clock, hold_time=15.0, hold_max=60.0):
+    return StartupHold(store, hold_time, clock=clock, wall=lambda: 1_800_000_000.0 + clock.now, hold_max=hold_max)
 
 
 def test_first_start_remembers_nothing_and_does_not_hold(tmp_path):
@@ -62,10 +62,11 @@ def test_the_hold_time_ends_the_hold_and_a_switch_that_stayed_away_is_forgotten(
 def test_a_hold_time_over_waits_for_the_pass_that_sees_switches_state_already_has(tmp_path):
     """On a loaded machine a pass can outlast the hold time: the switches that reported while it ran are in
     State (``arrived``), not in that pass's desired state. Releasing then would remove their VMs' flows on every
-    switch; the hold waits for the next pass instead, and only for switches that did arrive."""
+    switch; the hold waits for the next pass instead, and only for switches that did arrive (past hold_max too:
+    before it, their arrival moves the hold's end anyway)."""
     store, clock = Store(str(tmp_path)), Clock()
     store.set_meta(KEY, {"vrs": ["hv1", "hv2"], "vteps": ["tor1"]})
-    h = hold(store, clock)
+    h = hold(store, clock, hold_max=15.0)
     clock.now += 16
     assert not h.check({"hv1"}, set(), arrived=({"hv1", "hv2"}, {"tor1"}))
     assert h.holding and h.seconds_left() == 0
@@ -77,9 +78,59 @@ def test_a_hold_time_over_does_not_wait_for_a_switch_state_does_not_have(tmp_pat
     store, clock = Store(str(tmp_path)), Clock()
     store.set_meta(KEY, {"vrs": ["hv1", "hv2"], "vteps": ["tor1"]})
     h = hold(store, clock)
-    clock.now += 16
+    clock.now += 1
+    assert not h.check({"hv1"}, set(), arrived=({"hv1", "hv2"}, set()))
+    clock.now += 15
     assert h.check({"hv1"}, set(), arrived=({"hv1", "hv2"}, set()))  # tor1 has not come back: no reason to wait
     assert "still missing vrs hv2, vtep tor1" in h.status()["message"]
+
+
+def test_while_remembered_switches_keep_coming_back_the_hold_waits_for_the_rest(tmp_path):
+    """A loaded machine brings switches back slowly (vrs_scale at load 19: the last ones reported at 18.6 s of a
+    15 s hold): each remembered switch that comes back moves the hold's end to hold_time from then, and the hold
+    ends at once when the last one is back."""
+    store, clock = Store(str(tmp_path)), Clock()
+    store.set_meta(KEY, {"vrs": ["hv1", "hv2", "hv3"], "vteps": ["tor1"]})
+    h = hold(store, clock)
+    clock.now += 10
+    assert not h.check({"hv1"}, set())  # back at 10 s: the hold lasts until 25 s
+    assert h.seconds_left() == 15.0 and h.status()["until"] == "2027-01-15T08:02:05+00:00"
+    clock.now += 14
+    assert not h.check({"hv1"}, set(), arrived=({"hv1", "hv2"}, set()))  # State has hv2 (24 s): until 39 s
+    assert h.holding and h.seconds_left() == 15.0
+    assert h.status()["latest"] == "2027-01-15T08:02:40+00:00" and h.status()["hold_max"] == 60.0
+    clock.now += 5
+    assert h.check({"hv1", "hv2", "hv3"}, {"tor1"})  # all back at 29 s: released at once
+    assert h.status()["message"] == "all 4 switches connected before have reported"
+
+
+def test_the_hold_ends_when_no_remembered_switch_came_back_for_the_hold_time(tmp_path):
+    store, clock = Store(str(tmp_path)), Clock()
+    store.set_meta(KEY, {"vrs": ["hv1", "gone"], "vteps": []})
+    h = hold(store, clock)
+    clock.now += 5
+    assert not h.check({"hv1"}, set())
+    clock.now += 14.9
+    assert not h.check({"hv1"}, set())
+    clock.now += 0.1
+    assert h.check({"hv1"}, set())
+    assert h.status()["message"] == "no switch connected before came back for 15 s (hold time); still missing vrs gone"
+
+
+def test_the_hold_never_outlasts_hold_max(tmp_path):
+    store, clock = Store(str(tmp_path)), Clock()
+    store.set_meta(KEY, {"vrs": [f"hv{i}" for i in range(10)], "vteps": []})
+    h = hold(store, clock, hold_time=15.0, hold_max=40.0)
+    back = set()
+    for i in range(9):  # one every 5 s, never all
+        clock.now += 5
+        back.add(f"hv{i}")
+        released = h.check(back, set())
+        assert released == (clock.now - 100.0 >= 40.0), (i, clock.now)
+        if released:
+            break
+    assert "restart.hold_max of 40 s reached while switches were coming back; still missing" in h.status()["message"]
+    assert not h.holding
 
 
 def test_closing_keeps_the_memory_of_a_stopping_controller(tmp_path):
