@@ -367,6 +367,7 @@ def _run_evpn_command(api, reactor, service, line: str) -> None:
         reactor.processes.answer_error(service)
         return
     _inject(reactor.configuration, peers, batch, action, first)
+    exabgp_ext_api.routes_taken(len(batch))
     more = f" (and {len(first) - 1} more route(s))" if len(first) > 1 else ""
     api.log_message(f"evpn {action} for {', '.join(peers)} : {first[0].extensive()}{more}")
     reactor.processes.answer_done(service)

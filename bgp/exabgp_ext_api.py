@@ -1,4 +1,4 @@
-"""Canopy's ExaBGP extension, its API side: what ExaBGP writes to Canopy, and received withdrawals.
+"""Canopy's ExaBGP extension, its API side: what ExaBGP writes to Canopy, received withdrawals, its collector.
 
 Part of the extension (``bgp.exabgp_ext`` checks the pin before importing this module, and its ``install``
 calls ``install`` here); nothing else in Canopy imports it. It changes how ExaBGP 5.0.15 hands received
@@ -19,10 +19,15 @@ messages to its API process (Canopy's relay), never what goes on the wire:
   and Canopy parsed and handled a message per route. The batch closes before any other message to that process
   (order kept), and when held writes would go out: the reactor about to sleep, API_HOLD_SECONDS after its first
   withdrawal, or API_HOLD_BYTES of NLRIs.
+- **the collector kept off the routes during a burst of commands**: after a command of FREEZE_ROUTES routes or
+  more what exists is frozen (``gc.freeze``), so a full collection does not walk the 10,000 routes ExaBGP holds
+  in the middle of the burst; IDLE_COLLECT seconds after the last such command (or FROZEN_MAX after the first),
+  the reactor about to sleep, everything is unfrozen and collected once.
 """
 
 from __future__ import annotations
 
+import gc
 import time
 
 from exabgp.bgp.message import Action, Message, Update
@@ -36,6 +41,10 @@ from exabgp.reactor.loop import Reactor
 
 API_HOLD_BYTES = 1 << 16  # written once this much is held for a process (also: a batch of withdrawals closes)
 API_HOLD_SECONDS = 0.01  # or once the oldest held message is this old; and at once whenever the reactor goes idle
+FREEZE_ROUTES = 100  # after a command of this many routes, what exists is frozen out of the cyclic collector's sight
+IDLE_COLLECT = 0.5  # seconds after the last such command: unfrozen and collected once, the reactor going idle
+FROZEN_MAX = 60.0  # seconds after the first freeze: collected at the next idle turn even if big commands go on
+_FROZEN = {"first": None, "last": None}  # monotonic times of the first and last freeze since the last collection
 _THROUGH: dict = {}  # ExaBGP's own functions this module wraps (install())
 
 _EVPN_FAMILY = (AFI.l2vpn, SAFI.evpn)
@@ -145,9 +154,42 @@ def _quietly(write, processes, process) -> None:
 
 
 def _wait_for_io_flushed(self, sleeptime):
-    """Reactor._wait_for_io, after writing what the API processes are owed (all of it before a sleep)."""
+    """Reactor._wait_for_io, after writing what the API processes are owed (all of it before a sleep), and
+    collecting what bursts of commands left frozen once they are over."""
     flush_api(self.processes, idle=bool(sleeptime))
+    if sleeptime:
+        collect_when_idle()
     return _THROUGH["wait_for_io"](self, sleeptime)
+
+
+# --------------------------------------------------------------------------- the cyclic collector
+
+
+def routes_taken(count: int) -> None:
+    """A command put ``count`` routes in (or took them out of) the outgoing RIB. After a big one, what exists is
+    frozen (``gc.freeze``): mostly the routes ExaBGP keeps, which the collector would otherwise walk in full
+    whenever they grew by a quarter: a full collection of ExaBGP with 10,000 routes stalled it ~80 ms quiet (250 ms
+    at load 13) in the middle of Canopy's withdrawals. What is frozen is still freed by reference counting; cyclic
+    garbage frozen with it waits for ``collect_when_idle``."""
+    if count >= FREEZE_ROUTES:
+        gc.freeze()
+        _FROZEN["last"] = time.monotonic()
+        if _FROZEN["first"] is None:
+            _FROZEN["first"] = _FROZEN["last"]
+
+
+def collect_when_idle(now: float | None = None) -> bool:
+    """Once IDLE_COLLECT seconds have passed since the last freeze (the burst of commands is over), or FROZEN_MAX
+    since the first (big commands that never stop): unfreeze and collect everything once, so no cyclic garbage
+    stays frozen. True if it collected."""
+    first, last = _FROZEN["first"], _FROZEN["last"]
+    now = time.monotonic() if now is None else now
+    if last is None or (now - last < IDLE_COLLECT and now - first < FROZEN_MAX):
+        return False
+    _FROZEN["first"] = _FROZEN["last"] = None
+    gc.unfreeze()
+    gc.collect()
+    return True
 
 
 def _terminate_flushed(self):

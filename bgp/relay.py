@@ -12,8 +12,11 @@ It copies bytes both ways, unchanged, and exits when either side closes (ExaBGP 
 end of file, after handing the speaker what it still holds; speaker gone: socket at end of file).
 What ExaBGP writes is read as soon as it is written and held here (up to ``MAX_PENDING`` bytes) until
 the speaker takes it: ExaBGP blocks on a full pipe, so without this it would stop decoding updates
-whenever the controller's event loop is busy compiling. Standard library only; no Canopy import, so
-nothing here can break with ExaBGP or the controller.
+whenever the controller's event loop is busy compiling. The speaker's commands are held the same way
+until ExaBGP reads them (ExaBGP reads 16 KiB per turn of its reactor; withdrawing 10,000 routes is ~3 MB
+of command lines): the speaker hands a burst over in a few turns of the controller's event loop instead of
+a socket buffer's worth per turn, and neither direction waits for the other. Standard library only; no
+Canopy import, so nothing here can break with ExaBGP or the controller.
 
 Why a relay: ExaBGP 5.0.15 exchanges API messages only with children it starts itself, over
 their stdin and stdout (even its named-pipe CLI is such a child), and only the processes named
@@ -24,20 +27,15 @@ is the smallest bridge, and it needs no ExaBGP internals.
 
 from __future__ import annotations
 
+import functools
 import os
 import select
 import socket
 import sys
 
 CHUNK = 65536
-SEND_CHUNK = 1 << 20  # bytes offered to the speaker's socket at once
-MAX_PENDING = 256 << 20  # bytes of ExaBGP's output held for a busy speaker; past that, ExaBGP waits
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
+SEND_CHUNK = 1 << 20  # bytes offered to the other side at once
+MAX_PENDING = 256 << 20  # bytes held each way (ExaBGP's output for a busy speaker, commands for a busy ExaBGP)
 
 
 def relay(sock: socket.socket, stdin_fd: int, stdout_fd: int) -> None:
@@ -50,15 +48,18 @@ def relay(sock: socket.socket, stdin_fd: int, stdout_fd: int) -> None:
 
 def _copy(sock: socket.socket, stdin_fd: int, stdout_fd: int) -> None:
     sock.setblocking(False)
+    os.set_blocking(stdout_fd, False)
     pending = bytearray()  # from ExaBGP, not yet taken by the speaker
+    commands = bytearray()  # from the speaker, not yet taken by ExaBGP
+    to_exabgp = functools.partial(os.write, stdout_fd)
     while True:
-        reading = [sock, stdin_fd] if len(pending) < MAX_PENDING else [sock]
-        readable, writable, _ = select.select(reading, [sock] if pending else [], [])
-        if writable:
-            try:
-                del pending[:sock.send(pending[:SEND_CHUNK])]
-            except BlockingIOError:
-                pass
+        reading = [fd for fd, held in ((stdin_fd, pending), (sock, commands)) if len(held) < MAX_PENDING]
+        writing = [fd for fd, held in ((sock, pending), (stdout_fd, commands)) if held]
+        readable, writable, _ = select.select(reading, writing, [])
+        if sock in writable:
+            del pending[:_offer(sock.send, pending)]
+        if stdout_fd in writable:
+            del commands[:_offer(to_exabgp, commands)]
         if stdin_fd in readable:
             data = os.read(stdin_fd, CHUNK)
             if not data:
@@ -73,7 +74,16 @@ def _copy(sock: socket.socket, stdin_fd: int, stdout_fd: int) -> None:
                 continue
             if not data:
                 return
-            _write_all(stdout_fd, data)
+            commands += data
+
+
+def _offer(write, held: bytearray) -> int:
+    """Bytes of ``held`` the non-blocking ``write`` took (0 when the other side is full)."""
+    try:
+        with memoryview(held) as view, view[:SEND_CHUNK] as part:  # released before ``held`` is cut
+            return write(part)
+    except BlockingIOError:
+        return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,7 +24,7 @@ from collections import Counter
 from typing import Callable
 
 from controller import runtime
-from controller.ryu_compat import hub
+from controller.ryu_compat import hub, spawn_first
 
 log = logging.getLogger("canopy.guard")
 
@@ -62,9 +62,13 @@ class ConnectionLimits:
 
 
 def accept_forever(server_sock, handle: Callable, name: str, limits: ConnectionLimits,
-                   on_refused: Callable | None = None) -> None:
+                   on_refused: Callable | None = None, stamped: bool = False, first: bool = False) -> None:
     """Accept connections on ``server_sock`` forever; each admitted one runs ``handle(sock, addr)`` in
-    its own green thread and is closed and uncounted when it returns. Only the thread's kill ends this."""
+    its own green thread and is closed and uncounted when it returns. Only the thread's kill ends this.
+    ``stamped``: ``handle(sock, addr, accepted)`` with the ``time.monotonic()`` of the accept, so that the
+    handler can tell how long its green thread waited for its first turn (REST's ``Server-Timing``). ``first``:
+    that turn comes before those of the green threads already waiting (``ryu_compat.spawn_first``: a request
+    is answered in the turn after its accept, not a round of paced work later)."""
     backoff, last_error = BACKOFF_MIN, None
     while True:
         try:
@@ -87,12 +91,14 @@ def accept_forever(server_sock, handle: Callable, name: str, limits: ConnectionL
         if reason is not None:
             _refuse(sock, addr, name, reason, on_refused)
             continue
-        hub.spawn(_serve, sock, addr, source, handle, limits, name)
+        args = (sock, addr, time.monotonic()) if stamped else (sock, addr)
+        (spawn_first if first else hub.spawn)(_serve, args, source, handle, limits, name)
 
 
-def _serve(sock, addr, source, handle, limits, name):
+def _serve(args, source, handle, limits, name):
+    sock, addr = args[:2]
     try:
-        handle(sock, addr)
+        handle(*args)
     except Exception:  # one connection's failure is that connection's
         log.exception("%s: error serving %s", name, _peer(addr))
     finally:

@@ -173,12 +173,13 @@ class Programmer:
         self.full_recomputes += 1
         started, cpu = time.perf_counter(), time.process_time()
         previous = self.desired
-        self.shared.clear()
+        self.shared.renew()  # what is compiled again unchanged is the object it was: compared by identity below
         self.shared.begin(view)
         desired = {}
         for session in view.switches:
             desired[session] = compile_switch(view, session, self.shared)
             self.pacer.tick(SWITCH_UNITS)
+        release(self.shared.settle(), self.pacer)  # the sets compiled before that were not compiled again the same
         notes, same = {}, {}  # session -> its owners changed (None: all), compared before any is handed out
         for session in set(previous) | set(desired):
             if session not in previous:  # new (at start: every switch): all of it is new, nothing to compare
@@ -228,18 +229,23 @@ def _nothing() -> None:
 
 
 def _changed_owners(old: Desired | None, new: Desired | None, same: dict, pacer: Pacer = NEVER) -> set:
-    """Owners whose flows or groups differ between two desired states of one switch. ``same`` remembers
-    comparisons by identity: switches share their flow sets, so each pair of sets is compared once."""
+    """Owners whose flows or groups differ between two desired states of one switch. An owner's set that is the
+    same object is unchanged (switches share their flow sets, and a full recompute keeps the sets it compiled again
+    unchanged: ``Shared.renew``), found in one pass over the owners without a comparison each; the others are
+    compared, and ``same`` remembers comparisons by identity, so each pair of sets is compared once."""
     old, new = old or Desired(), new or Desired()
     changed = set()
-    for attr, none in (("flows", frozenset()), ("groups", ())):
+    for attr in ("flows", "groups"):
         before, after = getattr(old, attr), getattr(new, attr)
-        for n, owner in enumerate(before.keys() | after.keys(), 1):
+        pacer.tick(1 + (len(before) + len(after)) // COMPARE_UNIT)
+        if before == after:  # in C, each value by identity first: what a full recompute mostly finds
+            continue
+        changed.update(o for o in before.keys() ^ after.keys() if before.get(o) or after.get(o))  # came or went
+        other = [o for o, b in after.items() if before.get(o, b) is not b]
+        for n, owner in enumerate(other, 1):
             if n % COMPARE_UNIT == 0:
                 pacer.tick()
-            a, b = before.get(owner, none), after.get(owner, none)
-            if a is b:
-                continue
+            a, b = before[owner], after[owner]
             pair = (id(a), id(b))
             equal = same.get(pair)
             if equal is None:

@@ -62,6 +62,24 @@ from ryu.ofproto import ofproto_v1_3_parser, ofproto_v1_4_parser  # noqa: E402
 
 RyuApp = app_manager.RyuApp
 READ_PAUSE_BYTES = 512 * 1024  # bytes read from one switch between two turns of the event loop (~3,400 flow stats)
+AHEAD = 1e9  # seconds a ``spawn_first`` green thread's turn is dated back: before any turn already due
+
+
+def spawn_first(function, *args):
+    """``hub.spawn(function, *args)``, but its first turn comes before those of the green threads already waiting
+    for theirs. A spawned green thread waits for the hub's next round of turns, and in that round behind every
+    green thread that paused before it (each pacing a long piece of work: ``hub.sleep(0)``, controller/pacer.py):
+    a REST connection accepted during a burst waited a whole round, 30-110 ms, before its request was read
+    (docs/benchmarks.md, bursts, branch statuslat). The hub runs the turns of a round in the order they fell due;
+    this one is dated ``AHEAD`` seconds back. Only the first turn: a pause after it waits like any other.
+    ``function`` must handle its own exceptions (hub.spawn's logging is not here)."""
+    import eventlet.greenthread
+    import eventlet.hubs
+
+    loop = eventlet.hubs.get_hub()
+    thread = eventlet.greenthread.GreenThread(loop.greenlet)
+    loop.schedule_call_global(-AHEAD, thread.switch, function, args, {})
+    return thread
 
 
 def blocking(function, *args):
@@ -139,6 +157,7 @@ __all__ = [
     "RyuApp",
     "blocking",
     "hub",
+    "spawn_first",
     "pkt_dhcp",
     "pkt_ethernet",
     "pkt_ipv4",

@@ -15,6 +15,7 @@ from collections import defaultdict
 from openflow.flows import Owner
 
 SESSIONS_PER_UNIT = 25  # switches an endpoint's owner is noted on per pacer unit (an owner on 100 switches: 5 units)
+OWNERS_PER_UNIT = 100  # owners added to one switch's set per pacer unit (_add_listed)
 
 
 class OwnerReach:
@@ -77,6 +78,16 @@ class OwnerReach:
             if session in switches:
                 owners[session].add(owner)
 
+    def _add_listed(self, listed: dict) -> None:
+        """The owners ``listed`` per switch added to its set, a switch at a time. Added owner by owner, the sets of
+        100 switches grew in step when 10,000 endpoints arrived, and the owner that filled them resized all of them
+        in one stretch (26-34 ms of CPU in-process; docs/benchmarks.md, bursts, branch statuslat)."""
+        switches, owners = self.view.switches, self.r.owners
+        for session, reached in listed.items():
+            if session in switches:
+                owners[session].update(reached)
+            self.pacer.tick(1 + len(reached) // OWNERS_PER_UNIT)
+
     def _add_all(self, reached, session):
         if session in self.view.switches:
             self.r.owners[session] |= reached
@@ -108,10 +119,14 @@ class OwnerReach:
             sub = v.subnets.get(sid)
             if sub is not None and sub.domain_id:
                 domains.add(sub.domain_id)
+        listed = defaultdict(list)  # session -> the endpoints' owners there, added to its set below
         for (eid, _), ep in endpoints.items():
             where = self._where(ep) | self.was_at.get(eid, set())
             self.pacer.tick(1 + len(where) // SESSIONS_PER_UNIT)
-            self._add(ep.owner, where)
+            self.r.touched.add(ep.owner)
+            for session in where:
+                listed[session].append(ep.owner)
+        self._add_listed(listed)
         for sid in subnets:
             self._add(Owner("subnet", sid), self.sub_on.get(sid, ()))
         for did in domains:
@@ -142,4 +157,6 @@ class OwnerReach:
                 for ep in v.by_subnet.get(sid, ()):
                     owners[session].add(ep.owner)
                     self.pacer.tick()
-                owners[session].update(changed.get(sid, ()))
+                gone = changed.get(sid, ())
+                owners[session].update(gone)
+                self.pacer.tick(1 + len(gone) // OWNERS_PER_UNIT)

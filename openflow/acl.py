@@ -84,7 +84,7 @@ def _local(view) -> Local:
 
 # ----------------------------------------------------------------------------------------- compile
 
-def compile_switch_acl(view, sw, owner):
+def compile_switch_acl(view, sw, owner, built=None):
     """The flows every policed vport of a switch shares. Their cookies name the switch by chassis."""
     stable = Owner("acl_switch", sw.chassis or owner.id)
     flows = []
@@ -101,7 +101,7 @@ def compile_switch_acl(view, sw, owner):
     return flows, []
 
 
-def compile_port(view, sw, owner):
+def compile_port(view, sw, owner, built=None):
     """A policed vport: its IP traffic into conntrack in its zone, its ACL chain, and its drops."""
     ep = view.endpoints[owner.id]
     policy = view.security.ports[owner.id]
@@ -126,20 +126,21 @@ def compile_port(view, sw, owner):
 _COMPILED: dict = {}  # ACL id -> (spec, its flows, its rules' flows): the latest version of each ACL only
 
 
-def compile_acl(view, sw, owner):
-    """The ACL's shared flow set itself (compile_owners keeps a frozenset as it is)."""
-    return acl_flows(view.security.acls[owner.id], view.security.acls), []
+def compile_acl(view, sw, owner, built=None):
+    """The ACL's shared flow set itself (compile_owners keeps a frozenset as it is). ``built(n)``: called with the
+    flows of each rule built (the compiler's pacer: a pause comes after so much work, whatever the ACLs)."""
+    return acl_flows(view.security.acls[owner.id], view.security.acls, built), []
 
 
-def acl_flows(spec, current=None) -> frozenset:
+def acl_flows(spec, current=None, built=None) -> frozenset:
     """An ACL's flows: the same on every switch, so compiled once per version of the ACL and shared. Only the
     latest version of each ACL is kept; ACLs no longer in ``current`` are forgotten when the cache grows. A new
     version builds only the rules that changed (or moved): a member joining a group named by one rule of an ACL
-    of twenty rebuilds that rule's flows, not the ACL's."""
+    of twenty rebuilds that rule's flows, not the ACL's. ``built(n)`` is called after each rule built (n flows)."""
     cached = _COMPILED.get(spec.id)
     if cached is not None and (cached[0] is spec or cached[0] == spec):
         return cached[1]
-    flows, by_rule = _build(spec, *(cached[1:] if cached is not None else (frozenset(), {})))
+    flows, by_rule = _build(spec, *(cached[1:] if cached is not None else (frozenset(), {})), built or _nothing)
     if current is not None and len(_COMPILED) > 2 * len(current) + 64:
         for gone in [a for a in _COMPILED if a not in current]:
             del _COMPILED[gone]
@@ -147,7 +148,11 @@ def acl_flows(spec, current=None) -> frozenset:
     return flows
 
 
-def _build(spec, flows_before: frozenset, before: dict) -> tuple[frozenset, dict]:
+def _nothing(flows: int) -> None:
+    """``acl_flows``' ``built`` by default."""
+
+
+def _build(spec, flows_before: frozenset, before: dict, built=_nothing) -> tuple[frozenset, dict]:
     """The ACL's flows, and its rules' flows by (side, rule, rank) for the next version (taken from ``before``
     where the same rule stands at the same rank). Keys never share a flow (a rule's priority is its rank; return
     checks are keyed by the rule's mark), so the new set is the old one less the keys gone plus the keys new."""
@@ -158,11 +163,11 @@ def _build(spec, flows_before: frozenset, before: dict) -> tuple[frozenset, dict
         for rule in spec.rules:
             if rule.allow and rule.stateful and rule.direction != side.direction:
                 key = ("return", spec.tag, side.bit, rule.mark)
-                by_rule[key] = before.get(key) or _checked(_return_checks(side, spec.tag, rule, owner))
+                by_rule[key] = before.get(key) or _built(_return_checks(side, spec.tag, rule, owner), built)
             if rule.direction == side.direction:
                 key = ("rule", spec.tag, side.bit, rule, rank)
-                by_rule[key] = before.get(key) or _checked(
-                    _rule_flows(side, spec.tag, rule, RULE_TOP - rank, _conj_id(spec.tag, rank, side), owner))
+                by_rule[key] = before.get(key) or _built(
+                    _rule_flows(side, spec.tag, rule, RULE_TOP - rank, _conj_id(spec.tag, rank, side), owner), built)
                 rank += 1
     gone = [flows for key, flows in before.items() if key not in by_rule]
     new = [flows for key, flows in by_rule.items() if key not in before]
@@ -171,9 +176,11 @@ def _build(spec, flows_before: frozenset, before: dict) -> tuple[frozenset, dict
     return flows_before.difference(*gone).union(*new), by_rule  # set operations on stored hashes: no rehashing
 
 
-def _checked(flows) -> tuple:
+def _built(flows, built) -> tuple:
+    """A rule's flows, checked, with ``built`` told how many."""
     for f in flows:
         p.check_flow(f)
+    built(len(flows))
     return tuple(flows)
 
 

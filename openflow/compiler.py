@@ -30,18 +30,19 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from controller.derive import Endpoint, View
+from controller.viewroutes import own_routes
 from controller.pacer import NEVER, Pacer
 from openflow import acl, external, metadata
 from openflow import pipeline as p
 from openflow.floods import group_ids, subnet_groups, to_vtep  # noqa: F401 (group_ids, to_vtep: API)
 from openflow.flows import OFPVID_PRESENT, Flow, Group, Owner, arp_reply_actions, flow
+from openflow.owners import owners_of, present  # noqa: F401 (owners_of: API)
 
 ETH_IP, ETH_ARP, UDP, ICMP = 0x0800, 0x0806, 17, 1
 MCAST = ("01:00:00:00:00:00", "01:00:00:00:00:00")
 FROM_TUNNEL = (p.FLAG_FROM_TUNNEL, p.FLAG_FROM_TUNNEL)
 NOT_FROM_TUNNEL = (0, p.FLAG_FROM_TUNNEL)
 HOST_ROUTE_BASE = 100  # route priority = base + prefix length: longest prefix wins
-
 
 EMPTY: frozenset = frozenset()
 OWNERS_PER_TICK = 5  # owners looked at (compiled or not) per pacer unit in compile_owners
@@ -84,6 +85,7 @@ class Shared:
         self.flows: dict[Owner, dict] = {}  # owner -> {variant: frozenset of its flows}
         self.memo: dict = {}  # per-view facts, valid until the next begin()
         self.compiled = 0  # owner variants compiled (for benchmarks)
+        self._before: dict[Owner, dict] = {}  # renew(): what was compiled before, for sets compiled again equal
         self.pacer = pacer  # ticked by the flows compiled (_paced): its pauses must leave the view unchanged
 
     def begin(self, view) -> None:
@@ -103,7 +105,17 @@ class Shared:
 
     def clear(self) -> None:
         self.flows.clear()
-        self.memo = {}
+        self._before, self.memo = {}, {}
+
+    def renew(self) -> None:
+        """``clear()``, but until ``settle()`` a set compiled again equal to the one its owner's variant had is that
+        object: a full recompute then finds its unchanged owners by identity (programmer ``_changed_owners``)."""
+        self._before, self.flows, self.memo = self.flows, {}, {}
+
+    def settle(self) -> dict:
+        """The end of a ``renew()``: what was compiled before, no longer kept here (the caller frees it)."""
+        before, self._before = self._before, {}
+        return before
 
     def owner_flows(self, view, sw, owner: Owner) -> frozenset:
         """The owner's flows on switch ``sw``: compiled once per variant and shared."""
@@ -112,9 +124,9 @@ class Shared:
         if owner.kind == "switch":
             return self._paced(_checked(_switch(view, sw, owner)))
         if owner.kind in acl.COMPILERS:  # security policy (openflow/acl.py): an ACL's set is shared already
-            self.pacer.tick()  # one unit: compile_acl returns the set it keeps per ACL, mostly not built anew
-            flows, _ = acl.COMPILERS[owner.kind](view, sw, owner)
-            return flows if isinstance(flows, frozenset) else _checked(flows)
+            flows, _ = acl.COMPILERS[owner.kind](view, sw, owner, self._built)  # an ACL's rules tick as built
+            self.pacer.tick()  # an ACL's set is mostly the one kept, not built anew
+            return flows if isinstance(flows, frozenset) else self._paced(_checked(flows))
         if owner.kind in external.COMPILERS:  # external networks (openflow/external.py): per switch, not shared
             return self._paced(_checked(external.COMPILERS[owner.kind](view, sw, owner)[0]))
         if owner.kind in metadata.COMPILERS:  # the metadata service (openflow/metadata.py): per switch
@@ -128,7 +140,8 @@ class Shared:
             by_variant = self.flows[owner] = {}
         flows = by_variant.get(variant)
         if flows is None:
-            flows = by_variant[variant] = _checked(_FLOWS[owner.kind](view, sw, owner))
+            flows, before = _checked(_FLOWS[owner.kind](view, sw, owner)), self._before.get(owner, {}).get(variant)
+            flows = by_variant[variant] = before if before == flows else flows
             self.compiled += 1
             self._paced(flows)
         return flows
@@ -136,55 +149,19 @@ class Shared:
     def _paced(self, flows: frozenset) -> frozenset:
         """Tick for compiling ``flows``: a unit for the owner, one per ``FLOWS_PER_UNIT`` flows. A unit per variant let
         200 local vports (~15 flows each, a remote one 3) run 30-55 ms between two pauses of a 10,000-vport apply."""
-        self.pacer.tick(1 + len(flows) // FLOWS_PER_UNIT)
+        self._built(len(flows))
         return flows
+
+    def _built(self, flows: int) -> None:
+        """``_paced`` by a count (an ACL's rules as built, openflow/acl.py: a unit per ACL let 100 ACLs of 20 rules
+        be built between two pauses, 0.6 s of CPU)."""
+        self.pacer.tick(1 + flows // FLOWS_PER_UNIT)
 
 
 def _checked(flows) -> frozenset:
     for f in flows:
         p.check_flow(f)
     return frozenset(flows) if flows else EMPTY
-
-
-# ------------------------------------------------------------------------------------------ owners
-
-def present(view: View, session: str, owner: Owner) -> bool:
-    """Whether an owner has flows on this switch (the same rule as owners_of, for one owner)."""
-    if owner.kind == "switch":
-        return owner.id == session
-    if owner.kind == "subnet":
-        return owner.id in view.subnets_on(session)
-    if owner.kind == "domain":
-        return owner.id in view.domains_on(session)
-    if owner.kind in acl.OWNER_KINDS:  # security policy: openflow/acl.py
-        return acl.present(view, session, owner)
-    if owner.kind in external.OWNER_KINDS:  # external networks: openflow/external.py
-        return external.present(view, session, owner)
-    if owner.kind in metadata.OWNER_KINDS:  # the metadata service: openflow/metadata.py
-        return metadata.present(view, session, owner)
-    ep = view.endpoints.get(owner.id)
-    if ep is None:
-        return False
-    sub = view.subnets.get(ep.subnet_id)
-    return ep.session == session or ep.subnet_id in view.subnets_on(session) or \
-        bool(sub and sub.domain_id in view.domains_on(session))
-
-
-def owners_of(view: View, session: str) -> set[Owner]:
-    """Every owner with flows on this switch."""
-    subnets = view.subnets_on(session)
-    domains = view.domains_on(session)
-    owners = {Owner("switch", session)} | {Owner("subnet", s) for s in subnets} | \
-             {Owner("domain", d) for d in domains}
-    reached = set(subnets)  # local endpoints are always in a subnet on the switch
-    for dom in domains:
-        reached.update(view.subnets_of_domain(dom))
-    for sid in reached:
-        owners.update(ep.owner for ep in view.by_subnet.get(sid, ()))
-    owners |= acl.owners_on(view, session)  # security policy: openflow/acl.py
-    owners |= external.owners_on(view, session)  # external networks: openflow/external.py
-    owners |= metadata.owners_on(view, session)  # the metadata service: openflow/metadata.py
-    return owners
 
 
 def compile_switch(view: View, session: str, shared: Shared | None = None) -> Desired:
@@ -402,7 +379,7 @@ def _domain(view, sw, owner):
             continue
         target = view.endpoints[route.vport_id]
         flows += route_to(view, sw, target, route.prefix, dom, owner)
-    fib = view.fib.get(owner.id, ())
+    fib = own_routes(view, owner.id)  # its host routes are the vports' own flows: not read here
     evpn = [r for r in fib if r.kind == "evpn"]
     for route in evpn:
         flows += route_to_vtep(sw, route.prefix, dom, route.vtep_ip, route.router_mac, route.vni, owner)

@@ -9,6 +9,8 @@ What a client cannot do here (docs/rest.md, "Limits"):
 - send a chunked body (411: send ``Content-Length``);
 - open more than ``per_source`` connections from one address or ``max_connections`` in all (503, closed);
 - get an error that is not JSON (HTML from the HTTP layer is replaced by a JSON body).
+Every answer says where its time went in a ``Server-Timing`` header (``_timing``): a client that finds a request
+slow can tell the controller's work from the waits for the event loop and from its own side.
 Paths under /ui are the topology page's static files (controller/rest/ui.py), answered without reading a body.
 The listener itself survives EMFILE and the like (controller.guard).
 """
@@ -40,6 +42,7 @@ class _Protocol(eventlet.wsgi.HttpProtocol):
     """eventlet's protocol with one deadline for the request line and headers, and JSON errors."""
 
     def handle_one_request(self):
+        self.parsed_at = None
         self._deadline = eventlet.Timeout(self.server.header_timeout, _HeaderTimeout())
         try:
             super().handle_one_request()
@@ -52,6 +55,7 @@ class _Protocol(eventlet.wsgi.HttpProtocol):
 
     def parse_request(self):
         ok = super().parse_request()
+        self.parsed_at = time.monotonic()
         self._deadline.cancel()  # the headers are in: the body has its own deadline
         return ok
 
@@ -94,9 +98,10 @@ class RestServer:
         self._wsgi.header_timeout = self.limits.rest_header_timeout
         log.info("REST API on %s://%s:%d", "https" if self.tls is not None else "http", self.host, self.port)
         return eventlet.spawn(guard.accept_forever, self._sock, self._serve, f"rest {self.host}:{self.port}",
-                              self.connections, _busy)
+                              self.connections, _busy, stamped=True, first=True)
 
-    def _serve(self, sock, addr):
+    def _serve(self, sock, addr, accepted=None):
+        began = time.monotonic()
         sock.settimeout(self.limits.rest_body_timeout)
         if self.tls is not None:  # the TLS handshake counts against the header deadline
             try:
@@ -105,7 +110,8 @@ class RestServer:
             except (OSError, eventlet.Timeout) as exc:  # not TLS, gone, or too slow: nothing to serve
                 log.debug("rest %s: no TLS session: %s", addr, exc)
                 return
-        self._wsgi.process_request([addr, sock, eventlet.wsgi.STATE_IDLE])
+        # eventlet reads the first three; the fourth is the connection's first turn, for ``_timing``
+        self._wsgi.process_request([addr, sock, eventlet.wsgi.STATE_IDLE, (accepted or began, began)])
 
     # ------------------------------------------------------------------ WSGI
     def application(self, environ, start_response):
@@ -113,17 +119,22 @@ class RestServer:
         protocol = environ.get("canopy.protocol")
         if ui.handles(req.path):
             return self._page(req, protocol, environ, start_response)
-        started = time.monotonic()
+        started, cpu = time.monotonic(), time.thread_time()
         resp = self._read_body(environ, req)
+        handled = time.monotonic()
         if resp is None:
             resp = self.api.handle(req)
         else:
             self.api.record(req, resp, time.monotonic() - started)  # refused before handle(): counted too
             if protocol is not None:
                 protocol.close_connection = 1  # the body (if any) was not read: the connection cannot be reused
+        encoding = time.monotonic()
         body = self.api.encoded(resp)
+        marks = {"body": handled - started, "handle": encoding - handled, "encode": time.monotonic() - encoding,
+                 "cpu": time.thread_time() - cpu}
         ctype = "application/json; charset=UTF-8" if resp.content_type == "application/json" else resp.content_type
-        headers = [("Content-Type", ctype), ("Content-Length", str(len(body)))]
+        headers = [("Content-Type", ctype), ("Content-Length", str(len(body))), ("Server-Timing", _timing(protocol,
+                                                                                                           marks))]
         headers += [(k, v) for k, v in resp.headers.items()]
         start_response(f"{resp.status} {_reason(resp.status)}", headers)
         return [body]
@@ -161,6 +172,21 @@ class RestServer:
             if len(req.body) < length:
                 return _error(400, "bad_request", "the connection closed before the declared body arrived")
         return None
+
+
+def _timing(protocol, marks: dict) -> str:
+    """The ``Server-Timing`` header (milliseconds): for the first request of a connection ``turn``, from the accept
+    to the connection's green thread's first turn of the event loop, and ``read``, from then to the request line and
+    headers parsed (the TLS handshake, the bytes, more turns); then ``body`` (read), ``handle``, ``encode`` (the
+    answer's bytes), each wall-clock, and ``cpu``, this thread's CPU over those three (less than their sum: the
+    request waited for the event loop inside them). The time before the accept and the write are the client's to
+    tell (tests/benchmarks/statuspoll.py)."""
+    entries = []
+    if protocol is not None and len(protocol.conn_state) > 3 and protocol.parsed_at is not None:
+        accepted, began = protocol.conn_state.pop()  # the first request only: later ones waited idle before
+        entries += [("turn", began - accepted), ("read", protocol.parsed_at - began)]
+    entries += marks.items()
+    return ", ".join(f"{name};dur={seconds * 1000:.2f}" for name, seconds in entries)
 
 
 def _request(environ) -> Request:

@@ -2,7 +2,7 @@
 from a GoBGP peer in about a second. Does the controller stay responsive, and does it drop anything?
 
     .venv/bin/python -m tests.benchmarks.bursts [--count 10000] [--port-type absent|internal] [--ha] [--json]
-        [--stretches N]
+        [--stretches N] [--poller process|thread|both]
 
 Lab (tests.harness.lab, real processes): one controller (with ``--ha`` an HA pair, ctl1 active and ctl2 standby:
 heartbeats every 100 ms, dead interval 1 s; docs/benchmarks.md), one KVM
@@ -28,13 +28,17 @@ c. **routes** (run first: GoBGP's intake slows down with the routes the other bu
 
 For each: seconds until done; the active controller's largest event-loop lag during the burst (its /v1/status,
 sampled throughout); the REST latency of ``GET /v1/status`` (p50, p95, max) polled every ``--poll`` seconds during
-the burst, against the same polling while idle just before it; and the sessions that ended, counted in the logs
-(both controllers' OpenFlow/OVSDB/BGP/HA messages, OVSDB sessions closed, kvm1's ovs-vswitchd's and
-ovsdb-server's inactivity probes and drops, gobgpd's peer downs; 0 expected). The machine (CPUs, model) and the load average are printed with the figures: on a shared
-machine the lag includes time the controller was runnable but not running. With ``--stretches N`` (default 10; 0:
-off) the controllers run with ``CANOPY_STRETCH_TRACE`` (controller/stretchtrace.py) and each burst also reports
-the N longest stretches of the active controller's CPU between two turns of its event loop (independent of the
-load), with where they ran.
+the burst, against the same polling while idle just before it (from a process of its own,
+tests/benchmarks/statuspoll.py, so that the benchmark's own work does not hold the poller: ``--poller thread`` polls
+from a thread of this process as before, ``both`` does both at once), with the slowest requests split into where
+their time went (the client's connect, send, read and decode; the controller's ``Server-Timing``: its first turn
+after the accept, reading, handling and encoding; the rest of the wait: before the accept, and the write); and the
+sessions that ended, counted in the logs (both controllers' OpenFlow/OVSDB/BGP/HA messages, OVSDB sessions closed,
+kvm1's ovs-vswitchd's and ovsdb-server's inactivity probes and drops, gobgpd's peer downs; 0 expected). The machine
+(CPUs, model) and the load average are printed with the figures: on a shared machine the lag includes time the
+controller was runnable but not running. With ``--stretches N`` (default 10; 0: off) the controllers run with
+``CANOPY_STRETCH_TRACE`` (controller/stretchtrace.py) and each burst also reports the N longest stretches of the
+active controller's CPU between two turns of its event loop (independent of the load), with where they ran.
 
 Needs root, Open vSwitch and gobgpd, like the integration tests. Not collected by pytest.
 """
@@ -47,22 +51,26 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
-from tests.benchmarks import health
+from tests.benchmarks import health, statuspoll
 from tests.benchmarks.evpn_routes import (A_ASN, CANOPY_ASN, FEED_ASN, IN_NET, IN_VNI, L3_VNI, OUT_NET, OUT_VNI, W1,
                                           GoBGP, add_ports_ops, encode, evpn_l2_flows, host_ip, mac, open_feeder,
                                           py_spy, remote_routes, speaker, transact)
 from tests.benchmarks.ha_takeover import ha_settings
+from tests.harness import netns
 from tests.harness.lab import Lab
 
 APPLY_NET, APPLY_VNI = "10.3", 6103
 SETUP_TIMEOUT = 300
 BURST_TIMEOUT = 900
 MAX_COUNT = 60000
+SLOWEST = 3  # status requests per burst shown split into their parts
+REPO = Path(__file__).resolve().parents[2]  # statuspoll runs from this checkout, whatever --code runs
 
 
 # ---------------------------------------------------------------------------------------------- policy
@@ -106,45 +114,62 @@ def percentile(values: list[float], pct: float) -> float:
     return ordered[max(0, -(-len(ordered) * pct // 100) - 1)] if ordered else float("nan")
 
 
-class StatusPoller(threading.Thread):
-    """GET /v1/status every ``interval`` s from a thread of its own: each request's latency and the event-loop lag
-    it reports (the probe's latest sample and its maximum since start)."""
+class ProcessPoller:
+    """GET /v1/status every ``interval`` s from a process of its own (tests/benchmarks/statuspoll.py), each
+    request's time split where it went; with ``in_process`` from a thread of this process instead (as this benchmark
+    did before branch statuslat: a thread per request joining the namespace, behind this process's GIL)."""
 
-    def __init__(self, canopy, interval: float):
-        super().__init__(name="status-poller", daemon=True)
-        self.canopy, self.interval = canopy, interval
-        self.latencies: list[float] = []
-        self.lags: list[float] = []  # ms: current samples seen
-        self.max_ms: list[float] = []
-        self.failures = 0
-        self._halt = threading.Event()
+    def __init__(self, canopy, interval: float, in_process: bool = False):
+        self.canopy, self.interval, self.in_process = canopy, interval, in_process
+        self.records: list[dict] = []
+        api = canopy.api
+        if api.tls is not None:
+            raise SystemExit("the status poller speaks plain HTTP; this lab's REST is HTTPS")
 
-    def run(self) -> None:
-        while not self._halt.is_set():
-            started = time.monotonic()
-            try:
-                reply = self.canopy.api.get("/v1/status")
-                self.latencies.append(time.monotonic() - started)
-                lag = health.lag_from_status(reply.json) or {}
-                self.lags.append(lag.get("current_ms", 0.0))
-                self.max_ms.append(lag.get("max_ms", 0.0))
-            except (OSError, ValueError):
-                self.failures += 1
-            self._halt.wait(max(0.0, self.interval - (time.monotonic() - started)))
+    def start(self) -> "ProcessPoller":
+        api = self.canopy.api
+        if self.in_process:
+            self._halt = threading.Event()
+            connect = lambda: netns.connect_tcp(api.ns, api.host, api.port, 10.0)  # noqa: E731
+            self._thread = threading.Thread(name="status-poller", daemon=True, target=lambda: self.records.extend(
+                statuspoll.poll(connect, api.host, self.interval, self._halt.wait)))
+            self._thread.start()
+            return self
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.benchmarks.statuspoll", "--ns", api.ns, "--host", api.host, "--port",
+             str(api.port), "--interval", str(self.interval)], cwd=REPO, stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, text=True)
+        if self._proc.stdout.readline().strip() != "ready":
+            raise SystemExit("the status poller did not start (tests/benchmarks/statuspoll.py)")
+        return self
 
-    def stop(self) -> "StatusPoller":
-        self._halt.set()
-        self.join(30)
+    def stop(self) -> "ProcessPoller":
+        if self.in_process:
+            self._halt.set()
+            self._thread.join(30)
+            return self
+        out, _ = self._proc.communicate("stop\n", timeout=60)
+        self.records = json.loads(out)
         return self
 
     def figures(self, max_before: float) -> dict:
-        """Latency p50/p95/max (ms), requests, failures, and the largest lag seen (ms): the largest sample polled,
-        or the probe's maximum since start if it grew meanwhile."""
-        ms = [x * 1000 for x in self.latencies]
-        grown = max(self.max_ms, default=0.0)
-        lag = max(max(self.lags, default=0.0), grown if grown > max_before else 0.0)
-        return {"requests": len(ms), "failures": self.failures, "p50_ms": percentile(ms, 50),
-                "p95_ms": percentile(ms, 95), "max_ms": max(ms, default=float("nan")), "max_lag_ms": lag}
+        """Latency p50/p95/max (ms), requests, failures, the largest lag seen (ms: the largest sample polled, or the
+        probe's maximum since start if it grew meanwhile), and the ``SLOWEST`` requests split into their parts."""
+        done = [r for r in self.records if "error" not in r]
+        ms = [r["total"] for r in done]
+        grown = max((r["lag_max_ms"] for r in done), default=0.0)
+        lag = max(max((r["lag_ms"] for r in done), default=0.0), grown if grown > max_before else 0.0)
+        ranked = sorted(done, key=lambda r: r["total"], reverse=True)
+        slowest, tail = ranked[:SLOWEST], ranked[:max(1, len(ranked) // 20)]
+        tail_parts = {}  # the slowest 5 %: where their time went, in all
+        for record in tail:
+            for part, part_ms in statuspoll.split(record).items():
+                tail_parts[part] = tail_parts.get(part, 0.0) + part_ms
+        return {"requests": len(ms), "failures": len(self.records) - len(done), "p50_ms": percentile(ms, 50),
+                "p95_ms": percentile(ms, 95), "max_ms": max(ms, default=float("nan")), "max_lag_ms": lag,
+                "tail": {"requests": len(tail), "ms": sum(r["total"] for r in tail), "parts": tail_parts},
+                "slowest": [{"total": r["total"], "parts": statuspoll.split(r), "cpu": r["server"].get("cpu"),
+                             "lag_ms": r["lag_ms"]} for r in slowest]}
 
 
 # ---------------------------------------------------------------------------------------------- the lab
@@ -239,17 +264,19 @@ class Bursts:
         """Idle polling, then the burst (``action``, the clock starting just before it) with polling, until
         ``done()`` (polled every 0.1 s from this thread); the stretches traced from the start of the burst."""
         self.progress(f"{name}: idle {self.args.idle:g} s ...")
-        idle = StatusPoller(self.canopy, self.args.poll)
+        idle = self._pollers()
         before = health.lag_from_status(self.canopy.api.get("/v1/status").json) or {}
-        idle.start()
+        for poller in idle:
+            poller.start()
         time.sleep(self.args.idle)
-        idle = idle.stop().figures(before.get("max_ms", 0.0))
+        idle = [poller.stop().figures(before.get("max_ms", 0.0)) for poller in idle]
         self.progress(f"{name}: burst ...")
         offsets = health.log_offsets(*self.logs())
         before = health.lag_from_status(self.canopy.api.get("/v1/status").json) or {}
-        poller = StatusPoller(self.canopy, self.args.poll)
+        pollers = self._pollers()
         self.stretches(reset=True)
-        poller.start()
+        for poller in pollers:
+            poller.start()
         started = time.monotonic()
         marks = {"action": None}
         result = action()
@@ -262,20 +289,29 @@ class Bursts:
             except (OSError, ValueError):
                 pass
             if time.monotonic() > deadline:
-                poller.stop()
+                for poller in pollers:
+                    poller.stop()
                 raise SystemExit(f"{name}: {what} not reached within {BURST_TIMEOUT} s")
             time.sleep(0.1)
         marks["done"] = time.monotonic() - started
-        busy = poller.stop().figures(before.get("max_ms", 0.0))
+        busy = [poller.stop().figures(before.get("max_ms", 0.0)) for poller in pollers]
         stretches = self.stretches()
         *controllers, vswitchd, ovsdb, gobgp = self.logs()
-        out = {"seconds": marks["done"], "action_seconds": marks["action"], "what": what, "idle": idle,
-               "burst": busy, "disconnects": health.disconnects(controllers, [vswitchd, ovsdb], [gobgp], since=offsets),
+        out = {"seconds": marks["done"], "action_seconds": marks["action"], "what": what, "idle": idle[0],
+               "burst": busy[0],
+               "disconnects": health.disconnects(controllers, [vswitchd, ovsdb], [gobgp], since=offsets),
                "load_average": os.getloadavg(), "result": result}
+        if len(busy) > 1:  # --poller both: the thread's figures too
+            out["idle_thread"], out["burst_thread"] = idle[1], busy[1]
         self.progress(f"{name}: {json.dumps(out, default=str)}")
         out["stretches"] = stretches
         self.results[name] = out
         return out
+
+    def _pollers(self) -> list[ProcessPoller]:
+        """The status pollers of ``--poller``: a process's first, a thread's second."""
+        kinds = {"process": [False], "thread": [True], "both": [False, True]}[self.args.poller]
+        return [ProcessPoller(self.canopy, self.args.poll, in_process) for in_process in kinds]
 
     def ports(self) -> None:
         vports = [vport("o", OUT_NET, i, "0e") for i in range(self.n)]
@@ -350,16 +386,41 @@ def print_table(result: dict) -> None:
               f"{idle['p50_ms']:14.1f} /{idle['p95_ms']:7.1f} /"
               f"{idle['max_ms']:7.1f}        {busy['p50_ms']:7.1f} /{busy['p95_ms']:7.1f} /{busy['max_ms']:7.1f} "
               f"{busy['requests']:5d}   {sum(r['disconnects'].values()):11d}  {r['load_average'][0]:.2f}")
+        if "burst_thread" in r:  # --poller both
+            idle, busy = r["idle_thread"], r["burst_thread"]
+            print(f"    {'thread':>24}   {idle['p50_ms']:14.1f} /{idle['p95_ms']:7.1f} /{idle['max_ms']:7.1f}        "
+                  f"{busy['p50_ms']:7.1f} /{busy['p95_ms']:7.1f} /{busy['max_ms']:7.1f} {busy['requests']:5d}   "
+                  f"(polled from a thread of the benchmark's process)")
     for name, r in result["bursts"].items():
         print(f"  {name}: {r['what']}; the action itself {r['action_seconds']:.2f} s"
               + (f" ({r['result']})" if isinstance(r['result'], dict) else "")
               + (f"; {r['burst']['failures']} status requests failed" if r['burst']['failures'] else "")
               + ("; " + health.disconnects_line(r["disconnects"]) if sum(r["disconnects"].values()) else ""))
     for name, r in result["bursts"].items():
+        print_slowest(name, r["burst"])
+        if "burst_thread" in r:
+            print_slowest(f"{name} (thread)", r["burst_thread"])
+    for name, r in result["bursts"].items():
         health.print_stretches(name, r.get("stretches"))
     print("  " + health.lag_line(result["lag"], "active controller, whole run"))
     print("  " + health.disconnects_line(result["disconnects"]))
     print("  setup: " + ", ".join(f"{label} {seconds:.1f} s" for label, seconds in result["setup_seconds"].items()))
+
+
+def print_slowest(name: str, figures: dict) -> None:
+    """A burst's slowest status requests, each split into where its time went (statuspoll.split), and where the
+    time of its slowest 5 % went in all."""
+    slowest, tail = figures["slowest"], figures.get("tail")
+    print(f"  {name}: the {len(slowest)} slowest GET /v1/status during the burst, ms (ctl: the controller's "
+          f"Server-Timing; cpu: its CPU for the request; lag: the event-loop lag it reported):")
+    if tail and tail["ms"] > 0:
+        shares = sorted(tail["parts"].items(), key=lambda item: -item[1])
+        print(f"    the slowest {tail['requests']} ({tail['ms']:,.0f} ms): "
+              + ", ".join(f"{part} {ms / tail['ms']:.0%}" for part, ms in shares if ms / tail["ms"] >= 0.005))
+    for r in slowest:
+        parts = " + ".join(f"{part} {ms:.1f}" for part, ms in r["parts"].items() if abs(ms) >= 0.05)
+        cpu = "?" if r["cpu"] is None else f"{r['cpu']:.1f}"
+        print(f"    {r['total']:7.1f} = {parts}; cpu {cpu}, lag {r['lag_ms']:.1f}")
 
 
 def main(argv=None) -> int:
@@ -371,6 +432,9 @@ def main(argv=None) -> int:
     parser.add_argument("--ha", action="store_true", help="an HA pair instead of one controller")
     parser.add_argument("--idle", type=float, default=3.0, help="seconds of idle polling before each burst")
     parser.add_argument("--poll", type=float, default=0.05, help="seconds between GET /v1/status requests")
+    parser.add_argument("--poller", choices=("process", "thread", "both"), default="process",
+                        help="poll /v1/status from a process of its own (default), from a thread of this process (as "
+                        "before branch statuslat), or both at once (the thread's figures as rows of their own)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of the table")
     parser.add_argument("--py-spy", nargs=2, metavar=("BIN", "OUT"), help="record the active controller during "
                         "the bursts with py-spy BIN into OUT (speedscope JSON: samples in time order, for finding "

@@ -115,3 +115,68 @@ def test_exabgp_stopping_its_processes_writes_an_open_batch_before_its_shutdown_
     lines = [line for write in pipe.writes for line in write.decode().splitlines()]
     assert [from_exabgp_json(line) for line in lines[:1]] == [[("withdraw", route.key) for route in batch]]
     assert len(lines) == 2 and json.loads(lines[1])["type"] == "notification"
+
+
+# --------------------------------------------------------------------------- the cyclic collector
+
+
+def test_a_big_command_freezes_what_exists_and_the_idle_reactor_collects_it_once():
+    """A full collection of ExaBGP holding 10,000 routes stalled it in the middle of Canopy's withdrawals: after a
+    command of FREEZE_ROUTES routes or more what exists is frozen; once the burst is over (IDLE_COLLECT seconds
+    since, the reactor about to sleep), or FROZEN_MAX after the first freeze, it is unfrozen and collected, so
+    cyclic garbage frozen meanwhile goes."""
+    import gc
+    import time
+    import weakref
+
+    from exabgp.configuration.core.format import formated
+
+    from bgp.routes import to_batch_command
+    from tests.unit.test_exabgp_ext import FakeReactor, batch_of, dispatch
+
+    class Cycle:
+        pass
+
+    def cyclic_garbage():
+        garbage = Cycle()
+        garbage.me = garbage
+        return weakref.ref(garbage)
+
+    gc.collect()
+    gc.unfreeze()
+    enabled = gc.isenabled()
+    gc.disable()  # only the freeze and the idle collection decide what is collected
+    exabgp_ext_api._FROZEN.update(first=None, last=None)
+    try:
+        reactor = FakeReactor()
+        small = [replace(route, rd="65000:7101") for route in batch_of(exabgp_ext_api.FREEZE_ROUTES - 1)]
+        dispatch(reactor, formated(to_batch_command(small, "announce")))
+        assert gc.get_freeze_count() == 0
+        gone = cyclic_garbage()
+        big = [replace(route, rd="65000:7102") for route in batch_of(exabgp_ext_api.FREEZE_ROUTES)]
+        dispatch(reactor, formated(to_batch_command(big, "announce")))
+        assert reactor.acks == ["done", "done"]
+        assert gc.get_freeze_count() > 0 and gone() is not None  # frozen with the routes
+        assert not exabgp_ext_api.collect_when_idle(time.monotonic())  # the burst may go on
+        assert gc.get_freeze_count() > 0
+        exabgp_ext_api._FROZEN["first"] -= exabgp_ext_api.FROZEN_MAX  # big commands for that long: collected
+        assert exabgp_ext_api.collect_when_idle(time.monotonic()) and gc.get_freeze_count() == 0 and gone() is None
+        gone = cyclic_garbage()
+        dispatch(reactor, formated(to_batch_command(big, "withdraw")))
+        assert gc.get_freeze_count() > 0 and gone() is not None
+        reactor.processes = SimpleNamespace()  # nothing held for any process
+        exabgp_ext_api._THROUGH["wait_for_io"], wait = (lambda self, sleeptime: iter(())), \
+            exabgp_ext_api._THROUGH["wait_for_io"]
+        exabgp_ext_api._FROZEN["last"] -= exabgp_ext_api.IDLE_COLLECT  # the burst ended that long ago
+        try:
+            list(exabgp_ext_api._wait_for_io_flushed(reactor, 0))  # busy turn: not yet
+            assert gc.get_freeze_count() > 0
+            list(exabgp_ext_api._wait_for_io_flushed(reactor, 10))  # about to sleep: collected
+        finally:
+            exabgp_ext_api._THROUGH["wait_for_io"] = wait
+        assert gc.get_freeze_count() == 0 and gone() is None and exabgp_ext_api._FROZEN["last"] is None
+    finally:
+        gc.unfreeze()
+        exabgp_ext_api._FROZEN.update(first=None, last=None)
+        if enabled:
+            gc.enable()

@@ -2,6 +2,7 @@
 bookkeeping of commands and acknowledgements, ExaBGP's JSON messages, and the relay process."""
 
 import base64
+import contextlib
 import json
 import logging
 import os
@@ -21,7 +22,7 @@ from bgp.routes import (
     to_batch_command,
     to_command,
 )
-from bgp.speaker import Neighbor, RouteBook, SpeakerConfig, exabgp_env, render_config
+from bgp.speaker import Neighbor, RouteBook, Speaker, SpeakerConfig, exabgp_env, render_config
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO.parent / "shared/fixtures/exabgp-evpn"
@@ -294,78 +295,104 @@ def test_state_of_an_unconfigured_peer_is_ignored():
 # --------------------------------------------------------------------------- the relay
 
 
-def test_relay_copies_both_ways_and_exits_when_the_speaker_closes(tmp_path):
+@contextlib.contextmanager
+def relay_session(tmp_path, stdout=subprocess.DEVNULL):
+    """A relay process (its stdin a pipe of the test's: ExaBGP's side) connected to a socket the test listens on
+    (the speaker's side): (relay, connection); the relay is killed afterwards if it did not exit."""
     path = str(tmp_path / "api.sock")
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
         listener.bind(path)
         listener.listen(1)
         listener.settimeout(30)
         relay = subprocess.Popen([sys.executable, "-m", "bgp.relay", path], cwd=REPO, stdin=subprocess.PIPE,
-                                 stdout=subprocess.PIPE)
+                                 stdout=stdout)
         try:
             conn, _ = listener.accept()
             conn.settimeout(30)
-            relay.stdin.write(b'{"type": "state"}\ndone\n')
-            relay.stdin.flush()
-            received = b""
-            while received.count(b"\n") < 2:
-                received += conn.recv(4096)
-            assert received == b'{"type": "state"}\ndone\n'
-            conn.sendall(b"announce evpn {}\n")
-            assert relay.stdout.readline() == b"announce evpn {}\n"
-            conn.close()
-            assert relay.wait(timeout=30) == 0
+            with conn:
+                yield relay, conn
         finally:
             if relay.poll() is None:
                 relay.kill()
                 relay.wait(timeout=30)
+
+
+def test_relay_copies_both_ways_and_exits_when_the_speaker_closes(tmp_path):
+    with relay_session(tmp_path, stdout=subprocess.PIPE) as (relay, conn):
+        relay.stdin.write(b'{"type": "state"}\ndone\n')
+        relay.stdin.flush()
+        received = b""
+        while received.count(b"\n") < 2:
+            received += conn.recv(4096)
+        assert received == b'{"type": "state"}\ndone\n'
+        conn.sendall(b"announce evpn {}\n")
+        assert relay.stdout.readline() == b"announce evpn {}\n"
+        conn.close()
+        assert relay.wait(timeout=30) == 0
 
 
 def test_relay_exits_when_exabgp_closes_its_stdin(tmp_path):
-    path = str(tmp_path / "api.sock")
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
-        listener.bind(path)
-        listener.listen(1)
-        listener.settimeout(30)
-        relay = subprocess.Popen([sys.executable, "-m", "bgp.relay", path], cwd=REPO, stdin=subprocess.PIPE,
-                                 stdout=subprocess.DEVNULL)
-        try:
-            conn, _ = listener.accept()
-            relay.stdin.close()
-            assert relay.wait(timeout=30) == 0
-            conn.settimeout(30)
-            assert conn.recv(10) == b""
-        finally:
-            if relay.poll() is None:
-                relay.kill()
-                relay.wait(timeout=30)
+    with relay_session(tmp_path) as (relay, conn):
+        relay.stdin.close()
+        assert relay.wait(timeout=30) == 0
+        assert conn.recv(10) == b""
 
 
 def test_relay_takes_exabgps_output_while_the_speaker_is_busy_and_hands_all_of_it_over(tmp_path):
     """ExaBGP blocks when its pipe to the relay is full: the relay reads it at once and holds it until the
     speaker (whose event loop may be compiling) reads, so ExaBGP keeps decoding updates meanwhile; what it
     wrote before closing still reaches the speaker, in order."""
-    path = str(tmp_path / "api.sock")
     lines = b"".join(b'{"type": "update", "n": %d, "pad": "%s"}\n' % (i, b"x" * 200) for i in range(20000))
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
-        listener.bind(path)
-        listener.listen(1)
-        listener.settimeout(30)
-        relay = subprocess.Popen([sys.executable, "-m", "bgp.relay", path], cwd=REPO, stdin=subprocess.PIPE,
-                                 stdout=subprocess.DEVNULL)
-        try:
-            conn, _ = listener.accept()
-            writer = threading.Thread(target=lambda: (relay.stdin.write(lines), relay.stdin.close()), daemon=True)
-            writer.start()
-            writer.join(30)  # the speaker reads nothing meanwhile: ~4.6 MB, far beyond the pipe and socket buffers
-            assert not writer.is_alive(), "ExaBGP's writes blocked while the speaker was not reading"
-            conn.settimeout(30)
-            received = bytearray()
-            while chunk := conn.recv(1 << 16):
-                received += chunk
-            assert bytes(received) == lines
-            assert relay.wait(timeout=30) == 0
-        finally:
-            if relay.poll() is None:
-                relay.kill()
-                relay.wait(timeout=30)
+    with relay_session(tmp_path) as (relay, conn):
+        writer = threading.Thread(target=lambda: (relay.stdin.write(lines), relay.stdin.close()), daemon=True)
+        writer.start()
+        writer.join(30)  # the speaker reads nothing meanwhile: ~4.6 MB, far beyond the pipe and socket buffers
+        assert not writer.is_alive(), "ExaBGP's writes blocked while the speaker was not reading"
+        received = bytearray()
+        while chunk := conn.recv(1 << 16):
+            received += chunk
+        assert bytes(received) == lines
+        assert relay.wait(timeout=30) == 0
+
+
+def test_relay_takes_the_speakers_commands_while_exabgp_is_busy_and_hands_all_of_them_over(tmp_path):
+    """ExaBGP reads its commands 16 KiB per turn of its reactor: the relay holds what the speaker sends until
+    ExaBGP reads it, so the speaker (on the controller's event loop) hands a burst over at once instead of a
+    socket buffer's worth per turn; ExaBGP then gets all of it, in order."""
+    commands = b"".join(b'withdraw evpn [{"n": %d, "pad": "%s"}]\n' % (i, b"x" * 200) for i in range(20000))
+    with relay_session(tmp_path, stdout=subprocess.PIPE) as (relay, conn):
+        writer = threading.Thread(target=conn.sendall, args=(commands,), daemon=True)
+        writer.start()
+        writer.join(30)  # ExaBGP reads nothing meanwhile: ~4.7 MB, far beyond the socket and pipe buffers
+        assert not writer.is_alive(), "the speaker's sends blocked while ExaBGP was not reading"
+        # read until all of it came: once eventlet has patched this process (other tests), a pipe read may be short
+        received = bytearray()
+        while len(received) < len(commands) and (chunk := relay.stdout.read(len(commands) - len(received))):
+            received += chunk
+        assert bytes(received) == commands
+        conn.close()
+        assert relay.wait(timeout=30) == 0
+
+
+def test_the_speaker_hands_the_relay_all_its_socket_takes_in_one_turn(tmp_path):
+    """The speaker's thread gets a turn only between the event loop's other stretches: one turn writes as much
+    as the socket takes (not one 64 KiB chunk), stops without error when it is full, and keeps the rest, in
+    order, for the next turn."""
+    config = SpeakerConfig(asn=65000, router_id="192.0.2.1", neighbors=(Neighbor(PEER, 65001),),
+                           workdir=str(tmp_path))
+    speaker = Speaker(config)
+    ours, relay_end = socket.socketpair()
+    with ours, relay_end:
+        ours.setblocking(False)
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+        commands = b"".join(b"withdraw evpn [%d]\n" % i for i in range(600000))  # ~12 MB
+        speaker._conn, speaker._outbuf = ours, bytearray(commands)
+        speaker._write()
+        taken = len(commands) - len(speaker._outbuf)
+        assert 1 << 16 < taken < len(commands)  # more than the 64 KiB a turn took before
+        relay_end.settimeout(30)
+        received = bytearray()
+        while len(received) < taken:
+            received += relay_end.recv(1 << 20)
+        assert bytes(received) == commands[:taken]
+        assert bytes(speaker._outbuf) == commands[taken:]
