@@ -75,13 +75,13 @@ class OrderedFib:
     together when the domain is re-resolved (``Routes._domain``). Two connected or host routes of one prefix (one IP
     on two endpoints) are ordered by where their subnets and endpoints are in the View, which this does not keep:
     ``ordered()`` is then None and the FIB is sorted from the View instead. A host route that goes is only noted
-    (``gone``) and taken out when the routes are next read (``ordered``, ``set_own``): a pass removing 10,000 EVPN
+    (``gone``) and taken out when the routes are next read (``ordered``, ``set_own``, ``Routes.own_routes``): a pass removing 10,000 EVPN
     MACs spent a sixth of its CPU on 10,000 searches and moves of this table, for a FIB nobody read before the next
     pass; taken out together they are one filtering copy of the table, when it is read."""
 
     def __init__(self):
         self.routes = SortedDict()  # sort key -> Route (the keys in ``gone`` included)
-        self.gone: set[tuple] = set()  # keys of host routes removed, still in ``routes`` (taken out by ``_settle``)
+        self.gone: set[tuple] = set()  # keys of host routes removed, still in ``routes`` (taken out by ``settle``)
         self.own: list[tuple] = []  # the keys of the connected, static and EVPN routes
         self.resolved = False  # the domain's own routes were set at least once
         self.local = Counter()  # (-prefix length, address) of connected and host routes -> how many
@@ -103,7 +103,7 @@ class OrderedFib:
     def empty(self) -> bool:
         return len(self.routes) == len(self.gone)
 
-    def _settle(self) -> None:
+    def settle(self) -> None:
         """Take the removed host routes out: one by one when they are few, else one copy of the rest (in order
         already, so SortedDict's sort of it is linear)."""
         gone = self.gone
@@ -120,7 +120,7 @@ class OrderedFib:
 
     def set_own(self, connected, static, evpn) -> None:
         """The domain's connected, static (in their order) and EVPN routes, replacing the previous ones."""
-        self._settle()
+        self.settle()
         for key in self.own:
             del self.routes[key]
             if key[2] == 0:
@@ -143,7 +143,7 @@ class OrderedFib:
             del self.local[where]
 
     def ordered(self) -> list | None:
-        self._settle()
+        self.settle()
         return list(self.routes.values()) if self.resolved and not self.ties else None
 
 
@@ -281,6 +281,8 @@ class Routes:
         """The domain's connected, static and EVPN routes as its FIB holds them (``own_routes``); None when the FIB is
         sorted from the View (``fib``)."""
         kept = self.ordered.get(did)
+        if kept is not None:
+            kept.settle()  # the ties counted without the host routes that went
         return None if kept is None or not kept.resolved or kept.ties else [kept.routes[key] for key in kept.own]
 
     def fib(self, did):
