@@ -75,9 +75,9 @@ class OrderedFib:
     together when the domain is re-resolved (``Routes._domain``). Two connected or host routes of one prefix (one IP
     on two endpoints) are ordered by where their subnets and endpoints are in the View, which this does not keep:
     ``ordered()`` is then None and the FIB is sorted from the View instead. A host route that goes is only noted
-    (``gone``) and taken out when the routes are next read (``ordered``, ``set_own``, ``Routes.own_routes``): a pass removing 10,000 EVPN
-    MACs spent a sixth of its CPU on 10,000 searches and moves of this table, for a FIB nobody read before the next
-    pass; taken out together they are one filtering copy of the table, when it is read."""
+    (``gone``) and taken out when the routes are next read (``ordered``, ``set_own``, ``Routes.own_routes``): a pass
+    removing 10,000 EVPN MACs spent a sixth of its CPU on 10,000 searches and moves of this table, for a FIB nobody
+    read before the next pass; taken out together they are one filtering copy of the table, when it is read."""
 
     def __init__(self):
         self.routes = SortedDict()  # sort key -> Route (the keys in ``gone`` included)
