@@ -1,7 +1,8 @@
 """Updates from a buggy or hostile ovsdb-server (ovsdb/idl/paced.py): the replica after any sequence of updates holds
 what a fresh read of the same database gives, its name index (``Replica.named``) agrees with its rows, the changes it
 reports cover every row and column that changed, and an update that breaks the protocol is refused whole, with its
-reason, before it changes anything (``Replica`` then drops the session: tests/unit/test_ovsdb_idl.py).
+reason: nothing of it is announced (no change reported, the name index untouched; rows before the break may be in the
+IDL's tables, which nothing reads again) and ``Replica`` drops the session (tests/unit/test_ovsdb_idl.py).
 
 The real Open_vSwitch schema, Canopy's columns (ovsdb/vrs.py ``COLUMNS``); updates are fed to the IDL's update parser
 directly (what ``Idl.run`` does with a message): no connection.
