@@ -180,6 +180,16 @@ class _TrackingIdl(_PacedIdl):
         if index is not None and (columns is None or "name" in columns):
             self._index(index, self._name_of[table], event, row)
 
+    def _Idl__clear(self):
+        # HACK (ovs 4.0.0): ovs's __clear empties the tables without a notification when a monitor is answered again
+        # in the same session (ovsdb-server's "monitor_canceled": its database converted online): a row the new first
+        # copy lacks stayed in the name index and in no change. Each row is announced deleted first (those the copy
+        # holds come back created: a whole-row change). Checked by tests/unit/test_ovsdb_hostile_updates.py.
+        for table in self.tables.values():
+            for row in list(table.rows.values()):
+                self.notify(ovs.db.idl.ROW_DELETE, row)
+        super()._Idl__clear()
+
     @staticmethod
     def _index(index: dict, name_of: dict, event, row) -> None:
         """Move ``row`` to its name in ``index``, from the name it was indexed under (an insert of a row that exists
