@@ -105,6 +105,18 @@ def test_a_modify_whose_value_does_not_parse_is_refused_not_skipped():
     assert replica.refused.startswith("update refused: Port row %s: column external_ids: " % P1)
 
 
+@pytest.mark.parametrize("value", [["set", ["x" * 1000000, "y"]], "x" * 1000000])
+def test_a_refusal_quoting_a_huge_value_says_where_in_a_few_hundred_characters(value):
+    """ovs's message quotes the value that did not parse (its JSON, or the string broken); the reason is logged each
+    time the peer's session is dropped (ovsdb/server.py), so a hostile peer sending megabytes would write a warning
+    of megabytes per reconnect."""
+    schema = {"name": "Open_vSwitch", "version": "1.0.0", "tables": {"Port": {"isRoot": True, "columns": {
+        "name": {"type": {"key": {"type": "string", "maxLength": 64}}}}}}}
+    replica = idl._TrackingIdl("tcp:127.0.0.1:1", idl.schema_helper(schema, {"Port": ("name",)}), leader_only=False)
+    feed(replica, {"Port": {P1: {"insert": {"name": value}}}})
+    assert replica.refused.startswith("update refused: Port row %s: column name: " % P1)
+    assert len(replica.refused) < 600, len(replica.refused)
+
 def _columns(row, table):
     return {column: idl.column_value(row, column) for column in WANTED[table]}
 
