@@ -31,6 +31,7 @@ _OVS_LOG = ovs.db.idl.vlog  # the ovs IDL's own log (silent unless ovs.vlog is i
 # row's "insert" that is not an object, a set's elements that are not an array, ...). Peer input: the update is refused.
 # (ValueError: also refusals.UpdateRefused, what the checks here raise.)
 _MALFORMED = (ovs.db.error.Error, AttributeError, TypeError, KeyError, IndexError, ValueError)
+REASON_CHARS = 400  # of a refusal's reason, logged at each dropped session: ovs's message quotes the bad value whole
 
 
 class _PacedIdl(ovs.db.idl.Idl):
@@ -153,6 +154,8 @@ class _PacedIdl(ovs.db.idl.Idl):
         if self.refused is None:
             reason = str(exc) if isinstance(exc, refusals.UpdateRefused) else \
                 refusals.describe(update, version, tables) or "%s: %s" % (type(exc).__name__, exc)
+            if len(reason) > REASON_CHARS:  # where (table, row, column) comes first
+                reason = "%s... (%d characters)" % (reason[:REASON_CHARS], len(reason))
             self.refused = "update refused: %s" % reason
         self._session.close()
 
