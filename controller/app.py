@@ -17,6 +17,7 @@ import time
 
 from controller import collector, guard, ofports, runtime, sdnotify, stretchtrace
 from controller.core import build_core
+from controller.lagcause import LateSamples
 from controller.programloop import ProgramLoop
 from controller.programmer import Programmer
 from controller.rest import bgp as rest_bgp
@@ -156,6 +157,7 @@ class CanopyApp(RyuApp):
         self.api.metrics.attach(collector=collector.install())  # the collector's policy (controller/collector.py)
         if self.stretches is not None:
             self.stretches.start()
+            self.api.metrics.lag.cause = self.stretches.late = LateSamples(stretchtrace.LATE_KEEP, self.stretches)
         thread = super().start()
         hub.spawn(collector.Refresher(collector.WATCH, self._quiet, hub.sleep).run)
         self._worker = hub.spawn(self._program_loop)

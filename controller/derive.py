@@ -23,6 +23,7 @@ from controller.discovery import METADATA_AGENT_KEY
 from controller.policy import dhcp_server_ip
 from controller.extnet import ExternalView, external_view
 from controller.security import SecurityView, derive_security
+from openflow.flows import Owner
 
 L2_SERVER_MAC = "02:ca:fe:00:00:01"  # DHCP server MAC on L2-only subnets (no anycast gateway there)
 
@@ -71,10 +72,10 @@ class Endpoint:
     router_mac: str | None = None  # evpn: the remote VTEP's Router's MAC (symmetric IRB), None: L2 only
     l3_vni: int = 0  # evpn: the L3 VNI to route to it over, 0: L2 only
 
-    @property
-    def owner(self):
-        from openflow.flows import Owner
-
+    @cached_property
+    def owner(self) -> Owner:
+        """Its flows' owner, made once per endpoint (a pass that removes 10,000 EVPN MACs asks for each several
+        times: finding the owners to recompile, their switches, their presence)."""
         return Owner(self.kind, self.vport_id)
 
     @property

@@ -8,6 +8,9 @@ again, and records each overshoot. ``status()`` gives the latest sample and the 
 
 A sample is taken only when the probe wakes, so a stall shows up once it is over (then as its whole
 length); while the hub is held nothing, REST included, can answer anyway.
+
+``cause`` (optional, controller/lagcause.py ``LateSamples``) is told when each sleep begins and how late it
+ended: it splits the late interval into the thread's CPU, its wait for a CPU and its time off CPU.
 """
 
 from __future__ import annotations
@@ -33,14 +36,21 @@ class LagProbe:
         self.samples = 0
         self.max_ever = 0.0
         self._peaks: collections.deque = collections.deque()  # (time, lag), lags strictly decreasing
+        self.cause = None  # begin() before each sleep, end(lag) after it (controller/lagcause.py), or None
 
     def run(self, sleep: Callable[[float], None]) -> None:
         """Forever: sleep ``interval`` and record how much later than that the sleep ended."""
         while True:
+            cause = self.cause
+            if cause is not None:
+                cause.begin()
             before = self.clock()
             sleep(self.interval)
             after = self.clock()
-            self.record(max(0.0, after - before - self.interval), now=after)
+            lag = max(0.0, after - before - self.interval)
+            if cause is not None:
+                cause.end(lag)
+            self.record(lag, now=after)
 
     def record(self, lag: float, now: float | None = None) -> None:
         """One sample, taken at ``now`` (default: the clock)."""

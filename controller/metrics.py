@@ -24,6 +24,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Summa
 from prometheus_client.process_collector import ProcessCollector
 
 from controller import __version__
+from controller.lagcause import Schedstat
 from controller.lagprobe import LagProbe
 
 disable_created_metrics()  # the _created series only add noise to a long-running process
@@ -55,6 +56,7 @@ class Metrics:
         self.loop_lag_last = Gauge("canopy_event_loop_lag_last_seconds", "the latest event-loop lag sample",
                                    registry=self.registry)
         self.lag = LagProbe(on_sample=self._observe_lag)  # its run() is the probe's green thread (watch_loop)
+        self.loop_thread = None  # the event loop thread's Schedstat (controller/lagcause.py), from watch_loop
         Gauge("canopy_event_loop_lag_max_seconds", "the largest event-loop lag sample of the last minute",
               registry=self.registry).set_function(lambda: self.lag.max_recent())
         self.registry.register(_CanopyCollector(self))
@@ -79,6 +81,8 @@ class Metrics:
             self.lag.interval = interval
         if clock is not None:
             self.lag.clock = clock
+        self.loop_thread = Schedstat()
+        self.loop_thread()  # opened here, in the event loop's OS thread: its figures, whoever scrapes
         self.lag.run(sleep)
 
     def record_lag(self, seconds: float) -> None:
@@ -127,6 +131,16 @@ class _CanopyCollector:
         yield from _ha(m.sources.get("pair"))
         if m.sources.get("collector") is not None:
             yield from _collector(m.sources["collector"])
+        if m.loop_thread is not None:
+            yield from _loop_thread(*m.loop_thread())
+
+
+def _loop_thread(on_cpu: float, waited: float):
+    """The event loop's OS thread, from the kernel: a lag with little CPU and much waiting is the machine's (other
+    processes had the CPUs), not work of the controller's (docs/operations.md)."""
+    yield _counter("canopy_event_loop_cpu_seconds", "CPU seconds of the event loop's OS thread", (), [((), on_cpu)])
+    yield _counter("canopy_event_loop_cpu_wait_seconds", "seconds the event loop's OS thread was runnable and waited "
+                   "for a CPU (other processes had them)", (), [((), waited)])
 
 
 def _gauge(name, doc, labels=(), samples=()):

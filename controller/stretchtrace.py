@@ -16,6 +16,12 @@ CPU-clock read (about a microsecond) and a stack is only walked for a stretch th
 bounded (``keep`` stretches, ``MAX_SAMPLES`` stacks sampled per stretch). With the collector's policy installed
 (controller/collector.py), each stretch also says how much of its CPU the cyclic collector took (``collector_ms``),
 and the list carries the longest collections since the last reset, with where they ran (``collections``).
+
+Each stretch also has its wall-clock length (``wall_ms``). A green thread's stretch whose wall clock is far above
+its CPU waited inside its turn (for a CPU, for the GIL another thread held, or in a blocking system call): the
+``OFF_KEEP`` longest such waits are listed apart (``off_cpu``; the hub's own turns, whose idle poll is expected
+wall clock, are left out). The lag probe's latest samples, split into CPU, run-queue wait and time off CPU
+(controller/lagcause.py), come with them as ``late_samples``.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ import time
 from pathlib import Path
 
 import greenlet
-from eventlet import patcher
+from eventlet import hubs, patcher
 
 from controller import collector
 from controller.osthread import os_threading
@@ -43,6 +49,9 @@ SAMPLE_INTERVAL = 0.005  # seconds (wall) between two stack samples of the event
 STACK_DEPTH = 10  # frames kept per stack, innermost first
 MAX_SAMPLES = 1000  # stacks kept per stretch (5 s of sampling): a loop held for minutes does not grow the list
 MIN_SECONDS = 0.001  # shorter stretches are never kept: the list is for what holds the loop
+OFF_KEEP = 5  # green threads' stretches kept by their wall clock beyond their CPU
+MIN_OFF_SECONDS = 0.005  # a shorter wait inside a turn is not listed
+LATE_KEEP = 8  # the lag probe's longest samples kept with their split (controller/lagcause.py)
 ROOT = str(Path(__file__).resolve().parent.parent) + os.sep
 LIBRARIES = ("site-packages" + os.sep, sysconfig.get_paths()["stdlib"] + os.sep)
 SKIPPED = (os.sep + "eventlet" + os.sep, os.sep + "greenlet" + os.sep, os.sep + "ryu" + os.sep + "lib" + os.sep
@@ -70,13 +79,20 @@ def from_environment(environ=os.environ) -> "StretchTracer | None":
 class StretchTracer:
     """See the module docstring. ``start()`` in the event loop's OS thread; ``stretches()`` from anywhere in it."""
 
-    def __init__(self, keep: int, sample_interval: float | None = SAMPLE_INTERVAL, clock=time.thread_time):
+    def __init__(self, keep: int, sample_interval: float | None = SAMPLE_INTERVAL, clock=time.thread_time,
+                 wall=time.perf_counter):
         self.keep = keep
         self.sample_interval = sample_interval
         self.clock = clock
+        self.wall = wall
         self.switches = 0
         self.total = 0.0  # CPU seconds of every traced stretch since the last reset
+        self.window_longest = 0.0  # the longest stretch since the lag probe's last sleep began (lagcause)
+        self.late = None  # controller/lagcause.py LateSamples, listed with the stretches
         self._kept: list = []  # a min-heap of (seconds, order, stretch dict)
+        self._off: list = []  # a min-heap of (wall - CPU seconds, order, stretch dict) of green threads' stretches
+        self._wall_since = 0.0
+        self._hub = None  # the hub's greenlet: its turns include the idle poll
         self._order = itertools.count()
         self._since = 0.0
         self._collector_since = 0.0  # collector.WATCH.total at the start of the running stretch
@@ -93,8 +109,9 @@ class StretchTracer:
             return
         self._running = True
         self._thread_id = os_threading.get_ident()
+        self._hub = hubs.get_hub().greenlet
         self._previous = greenlet.settrace(self._switched)
-        self._since = self.clock()
+        self._since, self._wall_since = self.clock(), self.wall()
         self._collector_since = collector.WATCH.total
         if self.sample_interval:
             self._sampler = os_threading.Thread(target=self._sample, name="stretch-sampler", daemon=True)
@@ -110,36 +127,46 @@ class StretchTracer:
 
     def reset(self) -> None:
         """Forget what was kept (a benchmark's next burst)."""
-        self._kept, self.switches, self.total = [], 0, 0.0
+        self._kept, self._off, self.switches, self.total = [], [], 0, 0.0
         collector.WATCH.reset_longest()
+        if self.late is not None:
+            self.late.reset()
 
     # -------------------------------------------------------------------------------------------- tracing
     def _switched(self, event, args) -> None:
-        now = self.clock()
-        seconds = now - self._since
+        now, wall = self.clock(), self.wall()
+        seconds, waited = now - self._since, wall - self._wall_since
         samples, self._samples = self._samples, []
         collected = collector.WATCH.total - self._collector_since
         self.switches += 1
         self.total += seconds
+        self.window_longest = max(self.window_longest, seconds)
+        origin = args[0] if args else None
         if seconds >= MIN_SECONDS and (len(self._kept) < self.keep or seconds > self._kept[0][0]):
-            self._record(seconds, args[0] if args else None, samples, collected)
+            self._record(self._kept, self.keep, seconds, seconds, waited, origin, samples, collected)
+        off = waited - seconds
+        if off >= MIN_OFF_SECONDS and origin is not self._hub and (len(self._off) < OFF_KEEP or off > self._off[0][0]):
+            self._record(self._off, OFF_KEEP, off, seconds, waited, origin, samples, collected)
         if self._previous is not None:
             self._previous(event, args)
         self._collector_since = collector.WATCH.total
-        self._since = self.clock()  # the tracer's own work is nobody's stretch
+        self._since, self._wall_since = self.clock(), self.wall()  # the tracer's own work is nobody's stretch
 
-    def _record(self, seconds: float, origin, samples: list, collected: float = 0.0) -> None:
-        stretch = {"cpu_ms": round(seconds * 1000, 2), "collector_ms": round(collected * 1000, 2),
+    def _record(self, kept: list, keep: int, key: float, seconds: float, waited: float, origin, samples: list,
+                collected: float = 0.0) -> None:
+        """Keeps the stretch in ``kept`` (a min-heap of at most ``keep`` by ``key``)."""
+        stretch = {"cpu_ms": round(seconds * 1000, 2), "wall_ms": round(waited * 1000, 2),
+                   "collector_ms": round(collected * 1000, 2),
                    "ended": round(time.time(), 3),
                    "ended_in": _ended_in(origin),
                    "samples": len(samples),
                    "sampled": [{"count": n, "stack": list(where)}
                                for where, n in collections.Counter(samples).most_common(3)]}
-        entry = (seconds, next(self._order), stretch)
-        if len(self._kept) < self.keep:
-            heapq.heappush(self._kept, entry)
+        entry = (key, next(self._order), stretch)
+        if len(kept) < keep:
+            heapq.heappush(kept, entry)
         else:
-            heapq.heapreplace(self._kept, entry)
+            heapq.heapreplace(kept, entry)
 
     def _sample(self) -> None:
         """The sampler's OS thread: the event loop thread's stack every ``sample_interval``."""
@@ -154,10 +181,11 @@ class StretchTracer:
     # -------------------------------------------------------------------------------------------- reading
     def stretches(self) -> dict:
         """JSON-ready: the kept stretches, longest first, and totals since the last reset."""
-        kept = sorted(self._kept, key=lambda entry: entry[:2], reverse=True)
         listed = {"keep": self.keep, "switches": self.switches, "cpu_ms": round(self.total * 1000, 1),
                   "min_ms": MIN_SECONDS * 1000, "sample_interval_ms": (self.sample_interval or 0) * 1000,
-                  "stretches": [stretch for _, _, stretch in kept]}
+                  "stretches": _longest_first(self._kept), "off_cpu": _longest_first(self._off)}
+        if self.late is not None:
+            listed["late_samples"] = self.late.listed()
         if collector.WATCH.installed:
             listed["collections"] = collector.WATCH.longest()
         return listed
@@ -166,6 +194,10 @@ class StretchTracer:
         """One line per stretch of the ``count`` longest (the log at stop)."""
         return "\n".join(f"  {s['cpu_ms']:.1f} ms CPU, ended in {' < '.join(s['ended_in'][:3])}"
                          for s in self.stretches()["stretches"][:count])
+
+
+def _longest_first(kept: list) -> list[dict]:
+    return [stretch for _, _, stretch in sorted(kept, key=lambda entry: entry[:2], reverse=True)]
 
 
 def stack(frame, depth: int = STACK_DEPTH, lines: bool = True) -> list[str]:

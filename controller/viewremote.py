@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import bisect
 from collections import defaultdict
+from operator import attrgetter
 
 from controller import derive as d
 from controller.keyed import EMPTY_COUNTS, add_to, count_of, discard_from
+
+_MAC = attrgetter("mac")  # an endpoint's MAC: the sort key of a subnet's EVPN endpoints (in C, not a lambda)
 
 
 class RemoteEndpoints:
@@ -169,7 +172,7 @@ class RemoteEndpoints:
     def _put(self, sid, mac, new):
         """Put one EVPN endpoint in its subnet's list (sorted by MAC), replacing or removing the old one."""
         eps = self.ev.setdefault(sid, [])
-        at = bisect.bisect_left(eps, mac, key=lambda ep: ep.mac)
+        at = bisect.bisect_left(eps, mac, key=_MAC)
         old = eps[at] if at < len(eps) and eps[at].mac == mac else None
         if old == new:
             if not eps:

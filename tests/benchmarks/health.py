@@ -130,6 +130,17 @@ def run_code(lab, code: str) -> None:
                                         "from controller.cli import main; main()", "run", "--config", str(path)]
 
 
+def run_niced(lab, nice: int) -> None:
+    """The lab's controllers run at ``nice``, their session's scheduling group too (tests/harness/process.py
+    ``renice``: the lab starts each in a session of its own, and where the kernel groups by session a process's nice
+    counts only inside its group): a larger share of CPUs the benchmark's other processes (emulated hypervisors,
+    each a group of its own) also use, as an operator gives the controller cores or a CPU weight of its own
+    (docs/operations.md). The group's nice is set by the shell that then runs the controller in its place."""
+    argv = lab.controller_argv
+    script = f'echo {nice} > /proc/self/autogroup 2>/dev/null; exec nice -n {nice} "$@"'
+    lab.controller_argv = lambda path: ["sh", "-c", script, "niced", *argv(path)]
+
+
 def traced_stretches(api, reset: bool = False) -> dict | None:
     """The controller's traced stretches (``GET``, or ``DELETE`` to start over); None when it does not trace them
     (``CANOPY_STRETCH_TRACE`` unset, or ``--code`` of a checkout without the tracer: 404)."""
@@ -150,13 +161,45 @@ def print_stretches(name: str, traced: dict | None) -> None:
         if sampled is not None:
             print(f"{'':17}{sampled['count']} of {s['samples']} samples in {' < '.join(sampled['stack'][:5])}")
     print_collections(traced.get("collections"))
+    print_off_cpu(traced.get("off_cpu"))
+    print_late_samples(traced.get("late_samples"))
+
+
+def print_off_cpu(stretches: list | None, count: int = 3) -> None:
+    """Green threads' turns whose wall clock was far above their CPU (a wait inside the turn)."""
+    _print_longest(stretches, count, "turns with the most wall clock beyond their CPU", lambda s: (
+        f"{s['wall_ms'] - s['cpu_ms']:8.1f} ms  off CPU ({s['wall_ms']:.1f} ms wall, {s['cpu_ms']:.1f} ms CPU), "
+        f"ended in {' < '.join(s['ended_in'][:4])}"))
+
+
+def print_late_samples(samples: list | None, count: int = 5) -> None:
+    """The lag probe's longest samples, each late interval split (controller/lagcause.py): the event loop's thread
+    on CPU, waiting for a CPU, off CPU; the other threads' CPU; the turns of green threads it held; when it ended
+    (seconds from the controller's start)."""
+    if not samples:
+        return
+    print(f"    why the {min(count, len(samples))} longest lag samples were late (the interval from the probe's sleep "
+          f"to its wake-up, ms):")
+    print(f"    {'lag':>8} {'wall':>7} {'loop CPU':>9} {'CPU wait':>9} {'off CPU':>8} {'others':>7} {'turns':>6} "
+          f"{'longest':>8} {'at (s)':>7}  busiest other threads")
+    for s in samples[:count]:
+        threads = ", ".join(f"{t['thread']} {t['cpu_ms']:.1f}" for t in s.get("threads", [])) or "-"
+        print(f"    {s['lag_ms']:8.1f} {s['wall_ms']:7.1f} {s['cpu_ms']:9.1f} {s['run_delay_ms']:9.1f} "
+              f"{s['off_cpu_ms']:8.1f} {s['others_cpu_ms']:7.1f} {s.get('turns', 0):6,} {s.get('longest_ms', 0):8.1f}"
+              f" {s.get('at_s', 0):7.1f}  {threads}")
 
 
 def print_collections(collections: list | None, count: int = 3) -> None:
     """The longest cyclic garbage collections of the step (a controller with controller/collector.py's policy)."""
-    if not collections:
+    _print_longest(collections, count, "longest collections of the cyclic garbage collector", lambda c: (
+        f"{c['cpu_ms']:8.1f} ms  generation {c['generation']}, {c['collected']:,} unreachable, "
+        f"{c['thread']} in {' < '.join(c['where'][:4])}"))
+
+
+def _print_longest(items: list | None, count: int, title: str, line) -> None:
+    """``the N <title>:`` and one ``line(item)`` each, for the first ``count`` of ``items`` (nothing without)."""
+    if not items:
         return
-    print(f"    the {min(count, len(collections))} longest collections of the cyclic garbage collector:")
-    for c in collections[:count]:
-        print(f"    {c['cpu_ms']:8.1f} ms  generation {c['generation']}, {c['collected']:,} unreachable, "
-              f"{c['thread']} in {' < '.join(c['where'][:4])}")
+    print(f"    the {min(count, len(items))} {title}:")
+    for item in items[:count]:
+        print(f"    {line(item)}")

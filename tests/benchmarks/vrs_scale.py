@@ -67,7 +67,7 @@ from tests.benchmarks.ha_takeover import ControllerTable, Node, connected_as, ha
 from tests.benchmarks.port_to_ping import add_present_ports
 from tests.harness.hosts import BR_INT
 from tests.harness.lab import Lab
-from tests.harness.process import renice
+from tests.harness.process import autogroup_nice, renice
 
 PER_SUBNET = 700
 FIRST_NET = ipaddress.IPv4Network("10.40.0.0/22")
@@ -191,6 +191,25 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def niceness(pid: int) -> list:
+    """[nice, the nice of its scheduling group] of process ``pid`` (None for what it does not have)."""
+    try:
+        return [os.getpriority(os.PRIO_PROCESS, pid), autogroup_nice(pid)]
+    except OSError:
+        return [None, None]
+
+
+def loop_thread(pid: int) -> tuple[float, float]:
+    """(seconds on a CPU, seconds runnable but waiting for one) of process ``pid``'s main thread, the controller's
+    event loop (the kernel's schedstat; (0, 0) when it is gone): the wait is the wall-clock lag no work of the
+    controller's caused (controller/lagcause.py)."""
+    try:
+        on_cpu, waited = open(f"/proc/{pid}/task/{pid}/schedstat").read().split()[:2]
+    except (OSError, ValueError):
+        return 0.0, 0.0
+    return int(on_cpu) / 1e9, int(waited) / 1e9
 
 
 def machine_busy() -> float:
@@ -345,8 +364,9 @@ class Scale:
     def cpu(self, node: Node | None = None) -> dict:
         """CPU seconds so far: the controller's (``node``), every OVS daemon's, the whole machine's."""
         ovs = [c.pid for hv in self.hvs for c in hv.ovs.processes]
+        loop_cpu, loop_wait = loop_thread(node.proc.pid) if node else (0.0, 0.0)
         return {"controller": cpu_seconds(node.proc.pid) if node else 0.0, "ovs": sum(map(cpu_seconds, ovs)),
-                "machine": machine_busy(), "wall": time.monotonic()}
+                "machine": machine_busy(), "wall": time.monotonic(), "loop_cpu": loop_cpu, "loop_wait": loop_wait}
 
     def phase(self, node: Node, follow: Follow, timeout: float, what: str, logs, ovs_filter=None,
               since=None, baseline=None, spy: Spy | None = None, cpu0: dict | None = None) -> dict:
@@ -362,6 +382,7 @@ class Scale:
             now = {k: v - baseline[k] for k, v in now.items()}
         lag = health.lag_from_status(node.get("/v1/status")) or {}
         return {"milestones": follow.milestones, **now, "peak_rss_mb": peak_rss_mb(node), "cpu_s": used,
+                "nice": niceness(node.proc.pid),
                 "stretches": self.stretches(node),
                 "lag_max_ms": lag.get("max_ms"), "lag_max_1m_ms": lag.get("max_1m_ms"),
                 "disconnects": health.disconnects(logs, self.ovs_logs, since=since, ovs_filter=ovs_filter)}
@@ -523,7 +544,8 @@ def report(result: dict) -> list[str]:
              f"/22 subnets; max_backoff of OVS's Controller and Manager rows: "
              f"{a.get('max_backoff_ms') or 'unset (8 s)'}{' ms' if a.get('max_backoff_ms') else ''}; the OVS daemons "
              f"at nice {a.get('ovs_nice') or 0}" + (" (--ovs-nice: they yield the CPUs to the controller)"
-                                                     if a.get("ovs_nice") else " (as the controller)")]
+                                                     if a.get("ovs_nice") else " (as the controller)")
+             + (f"; the controllers at nice {a['controller_nice']}" if a.get("controller_nice") else "")]
     lines.append("  setup: " + ", ".join(f"{k} {v} s" for k, v in result["setup"].items()))
     for name, _ in PHASES:
         if result.get(name) is not None:
@@ -549,6 +571,11 @@ def phase_lines(name: str, ph: dict, a: dict) -> list[str]:
         lines.append(f"    CPU during the phase ({cpu['wall']} s): controller {cpu['controller']} s, the "
                      f"{a['vrs'] * 2} OVS daemons {cpu['ovs']} s, the whole machine {cpu['machine']} s of "
                      f"{round(cpu['wall'] * (os.cpu_count() or 1), 1)} s")
+        if "loop_wait" in cpu:
+            nice, group = ph.get("nice") or [None, None]
+            lines.append(f"    the event loop's thread: {cpu['loop_cpu']} s on a CPU, {cpu['loop_wait']} s runnable "
+                         f"and waiting for one (the machine's share of the lag, not the controller's work); the "
+                         f"controller at nice {nice}, its scheduling group at nice {group}")
     lines.append("    " + health.disconnects_line(ph["disconnects"]))
     if ph.get("stretches"):
         lines += stretch_lines(name, ph["stretches"])
@@ -582,6 +609,8 @@ def run(args) -> dict:
     with Lab() as lab:
         if args.code:
             health.run_code(lab, args.code)
+        if args.controller_nice:
+            health.run_niced(lab, args.controller_nice)
         progress(f"building the lab: {args.vrs} VRS, {args.vports} vports")
         scale = Scale(lab, args)
         result["setup"] = scale.setup
@@ -619,6 +648,9 @@ def main(argv=None) -> int:
     parser.add_argument("--ovs-nice", type=int, default=0, metavar="N", help="run the hypervisors' OVS daemons at "
                         "nice N (1-19), below the controller: here 100 daemons share the controller's CPUs, where "
                         "50 real hypervisors have their own (default 0: as the controller)")
+    parser.add_argument("--controller-nice", type=int, default=0, metavar="N", help="run the controllers at nice N "
+                        "(-20 to 0; below 0 needs root): their share of CPUs shared with the 100 OVS daemons and "
+                        "other work, as an operator's own cores or a CPU weight give it (default 0)")
     parser.add_argument("--timeout", type=float, default=600.0, help="bound of every wait for sync (s)")
     parser.add_argument("--heartbeat-ms", type=int, default=200, help="HA heartbeat (the controller's default)")
     parser.add_argument("--dead-ms", type=int, default=1000, help="HA dead interval (the controller's default)")
@@ -637,6 +669,8 @@ def main(argv=None) -> int:
         parser.error("--vrs must be positive and --vports at least --vrs")
     if not 0 <= args.ovs_nice <= 19:
         parser.error("--ovs-nice must be 0 to 19")
+    if not -20 <= args.controller_nice <= 0:
+        parser.error("--controller-nice must be -20 to 0")
     if len(document_subnets(args.vports)) > 64:
         parser.error(f"at most {64 * PER_SUBNET} vports")
     result = run(args)

@@ -140,11 +140,34 @@ def child_running(pid: int, marker: str) -> int | None:
 
 def renice(pid: int, nice: int) -> None:
     """Every thread of process ``pid`` at ``nice`` (on Linux a nice value is per thread; threads it starts later
-    inherit their starter's). A benchmark's emulated hypervisors then yield the CPUs to the controller under test,
-    as real hypervisors do by running on CPUs of their own (tests/benchmarks/vrs_scale.py ``--ovs-nice``)."""
+    inherit their starter's), and its session's scheduling group too (below). A benchmark's emulated hypervisors
+    then yield the CPUs to the controller under test, as real hypervisors do by running on CPUs of their own
+    (tests/benchmarks/vrs_scale.py ``--ovs-nice``).
+
+    Where the kernel groups processes by session (``/proc/sys/kernel/sched_autogroup_enabled``), it first shares
+    the CPUs equally between the groups and only then by nice within each: an OVS daemon (``--detach``: a session
+    of its own) at nice 10 alone in its group kept its full share. ``/proc/<pid>/autogroup`` takes the group's nice."""
     for task in os.listdir(f"/proc/{pid}/task"):
         with contextlib.suppress(ProcessLookupError):
             os.setpriority(os.PRIO_PROCESS, int(task), nice)
+    set_autogroup_nice(pid, nice)
+
+
+def set_autogroup_nice(pid: int, nice: int) -> bool:
+    """The nice of ``pid``'s session's scheduling group (see ``renice``); False where there is none to set."""
+    try:
+        Path(f"/proc/{pid}/autogroup").write_text(f"{nice}\n")
+    except OSError:  # no autogroup in this kernel, or the process is gone
+        return False
+    return True
+
+
+def autogroup_nice(pid: int) -> int | None:
+    """The nice of ``pid``'s scheduling group (``/autogroup-N nice V``), None where there is none."""
+    try:
+        return int(Path(f"/proc/{pid}/autogroup").read_text().split()[-1])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def log_tail(path: Path, lines: int = 40) -> str:

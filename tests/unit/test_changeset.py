@@ -1,4 +1,4 @@
-"""openflow/changeset.py and WireEncoder.write_adds: a change set's bytes, with a shared flow's add encoded once and
+"""openflow/changeset.py, WireEncoder.write_adds and write_deletes: a change set's bytes, with a shared flow's add encoded once and
 reused by every switch, are exactly the bytes Ryu serializes for each message, fresh, in OpenFlow 1.3 (barriers) and
 1.4 (bundle adds); message i carries xid first + i; an error's xid names its message."""
 
@@ -90,6 +90,37 @@ def test_a_flow_that_cannot_be_encoded_is_named_and_its_xid_left_unused():
     fresh, errors = wire.write_adds([good[0], bad, good[1]], 10, out, 3)
     assert fresh == 2 and list(errors) == [1] and "teleport" in errors[1]
     assert messages(bytes(out)) == [ryu_add(dp, good[0], 10, 3), ryu_add(dp, good[1], 12, 3)]
+
+
+def ryu_delete(dp, table: int, priority: int, cookie: int, match, xid: int, bundle_id: int | None) -> bytes:
+    inner = encode.flow_delete_strict(dp, table, priority, cookie, match)
+    if bundle_id is None:
+        return ryu_bytes(dp, inner, xid)
+    flags = dp.ofproto.OFPBF_ATOMIC | dp.ofproto.OFPBF_ORDERED
+    return ryu_bytes(dp, dp.ofproto_parser.OFPBundleAddMsg(dp, bundle_id, flags, inner, []), xid)
+
+
+@pytest.mark.parametrize("version,bundle_id", [(4, None), (5, None), (5, 7)], ids=["1.3", "1.4", "1.4-bundle"])
+def test_deletes_written_together_are_ryus_bytes_and_reuse_the_match_of_an_encoded_add(version, bundle_id):
+    """write_deletes: the DELETE_STRICT of flows whose adds were encoded (the match sliced from the add), of flows
+    never encoded, and of flows read back, each Ryu's bytes with xid first + i (wrapping); a match it cannot
+    encode is named by position and its xid left unused."""
+    dp = protocol(version)
+    wire = encode.WireEncoder(dp.ofproto)
+    added, cold = copies(FLOWS), copies(FLOWS)
+    wire.write_adds(added, 1, bytearray(), bundle_id)
+    entries = [read_back_entry(dp, f) for f in FLOWS]
+    bad = Flow(p.L2_LOOKUP, 10, (("no_such_field", 1),), (), Owner("vport", "v"))
+    items = [*((f.key, f) for f in added), *((f.key, f) for f in cold), (bad.key, bad),
+             *(((e.table_id, e.priority, e.cookie), e) for e in entries)]
+    first, out = MAX_XID - 5, bytearray()
+    fresh, errors = wire.write_deletes(items, first, out, bundle_id)
+    assert list(errors) == [2 * len(FLOWS)] and fresh == 2 * len(FLOWS)  # the cold flows and the read-back ones
+    want = [ryu_delete(dp, *key, encode.ryu_match(dp.ofproto_parser, f.match), (first + i) & MAX_XID, bundle_id)
+            for i, (key, f) in enumerate(items[:2 * len(FLOWS)])]
+    want += [ryu_delete(dp, *key, e.match, (first + 2 * len(FLOWS) + 1 + i) & MAX_XID, bundle_id)
+             for i, (key, e) in enumerate(items[2 * len(FLOWS) + 1:])]
+    assert messages(bytes(out)) == want
 
 
 def read_back_entry(dp, f: Flow):

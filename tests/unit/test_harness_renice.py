@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 
-from tests.harness.process import renice
+from tests.harness.process import autogroup_nice, renice
 
 THREADED = """
 import sys, threading, time
@@ -17,13 +17,16 @@ sys.stdin.read()
 
 
 def test_every_thread_of_the_process_is_reniced():
-    child = subprocess.Popen([sys.executable, "-c", THREADED], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen([sys.executable, "-c", THREADED], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                             start_new_session=True)  # as the lab's daemons: a session, so a scheduling group, of its own
     try:
         assert child.stdout.readline().strip() == "ready"
         tasks = [int(t) for t in os.listdir(f"/proc/{child.pid}/task")]
         assert len(tasks) == 4
         renice(child.pid, 7)
         assert [os.getpriority(os.PRIO_PROCESS, t) for t in tasks] == [7] * 4  # setpriority(pid) alone: only one
+        assert autogroup_nice(child.pid) in (7, None)  # None: a kernel without autogroups
+        assert autogroup_nice(os.getpid()) != 7  # this session's group is not the child's
     finally:
         child.kill()
         child.wait(timeout=10)

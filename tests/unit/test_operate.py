@@ -518,3 +518,15 @@ def test_metrics_export_the_cyclic_collectors_collections_per_generation(ctl):
     assert got[("canopy_gc_collection_max_seconds", frozenset({("generation", "2")}))] == 0.5
     assert got[("canopy_gc_collection_seconds_total", frozenset({("generation", "2")}))] >= 0.5
     assert got[("canopy_gc_refreshes_total", frozenset())] == 0
+
+
+def test_metrics_export_the_event_loop_threads_cpu_and_its_wait_for_one(ctl):
+    def stop(seconds):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        ctl.api.metrics.watch_loop(stop)  # the probe's green thread: it opens the loop thread's figures
+    spin = sum(range(200_000))  # some CPU of this thread's for the counter to show
+    got = samples(scrape(ctl.api))
+    assert spin and got[("canopy_event_loop_cpu_seconds_total", frozenset())] > 0.0
+    assert got[("canopy_event_loop_cpu_wait_seconds_total", frozenset())] >= 0.0

@@ -179,6 +179,26 @@ def stale_adds(switch):
     return sum(wire.body(f) in written for f in flows_of(0, salt=1))
 
 
+def execute_while(rec, during: str, change) -> None:
+    """Plan and execute one change set, ``change()`` running in another green thread at the first pause of the
+    plan (``during`` "plan") or of the encoding ("encoding"); checks that it ran."""
+    if during == "plan":
+        other = Other(change, when=lambda: rec.pacer.pauses > 0)
+        try:
+            ops = rec._plan()
+        finally:
+            other.stop()
+    else:
+        ops = rec._plan()
+        planned = rec.pacer.pauses
+        other = Other(change, when=lambda: rec.pacer.pauses > planned)
+    try:
+        rec._execute(ops)
+        assert other.act is None  # it came
+    finally:
+        other.stop()
+
+
 @pytest.mark.parametrize("during", ["plan", "encoding"])
 def test_a_newer_desired_state_during_the_pauses_drops_the_change_set_unsent(during):
     """A plan works on the state it began with; when a newer one comes during its (or its encoding's) pauses,
@@ -187,21 +207,7 @@ def test_a_newer_desired_state_during_the_pauses_drops_the_change_set_unsent(dur
     rec, switch = reconciler(give_way)
     change_of_many_owners(rec)
     box = {}
-    if during == "plan":
-        other = Other(lambda: box.setdefault("late", late_change(rec)), when=lambda: rec.pacer.pauses > 0)
-        try:
-            ops = rec._plan()
-        finally:
-            other.stop()
-    else:
-        ops = rec._plan()
-        planned = rec.pacer.pauses
-        other = Other(lambda: box.setdefault("late", late_change(rec)), when=lambda: rec.pacer.pauses > planned)
-    try:
-        rec._execute(ops)
-        assert "late" in box  # it came
-    finally:
-        other.stop()
+    execute_while(rec, during, lambda: box.setdefault("late", late_change(rec)))
     assert switch.sent == [] and rec.dropped == 1
     following = rec._plan()
     assert sorted((op.kind, op.key) for op in following) == plan_of(box["late"])
@@ -212,15 +218,16 @@ def test_a_newer_desired_state_during_the_pauses_drops_the_change_set_unsent(dur
 
 
 def test_a_stream_of_newer_states_does_not_starve_the_switch():
-    """A change at every pause: the change set is dropped MAX_REPLANS times in a row, then sent as planned; the
-    newer states follow in the next change set and the installed record stays exact."""
+    """A change of one of its owners at every pause: the change set is dropped MAX_REPLANS times in a row, then
+    sent as planned; the newer states follow in the next change set and the installed record stays exact."""
     rec, switch = reconciler(give_way)
     change_of_many_owners(rec)
     changes = itertools.count(OWNERS)
 
     def changing():
         i = next(changes)
-        rec._book.set_desired({owner(i): flows_of(i)}, changed={owner(i)})
+        rec._book.set_desired({owner(i % OWNERS): flows_of(i % OWNERS, salt=2 + i // OWNERS)},
+                              changed={owner(i % OWNERS)})
         give_way()
 
     rec.pacer.pause = changing
@@ -242,6 +249,24 @@ def test_a_stream_of_newer_states_does_not_starve_the_switch():
         assert rec.state == "in_sync" and book.installed == book.desired and book.counts()[2] == 0
     finally:
         rec.stop()
+
+
+@pytest.mark.parametrize("during", ["plan", "encoding"])
+def test_a_newer_state_of_other_owners_during_the_pauses_waits_for_the_next_change_set(during):
+    """Owners the change set does not hold change during its (or its encoding's) pauses, as each programming pass
+    removes other EVPN MACs: the change set is sent as planned, not dropped, and the next one carries the newer
+    owners; the switch ends exactly at the newer state."""
+    rec, switch = reconciler(give_way)
+    change_of_many_owners(rec)
+    late = {owner(OWNERS + i): flows_of(OWNERS + i, salt=3) for i in range(3)}
+
+    execute_while(rec, during, lambda: rec._book.set_desired(late, changed=set(late)))
+    assert rec.dropped == 0 and rec.counters["change_sets"] == 1
+    following = rec._plan()
+    assert sorted(op.key for op in following) == sorted(f.key for flows in late.values() for f in flows)
+    rec._execute(following)
+    book = rec._book
+    assert book.installed == book.desired and book.counts()[2] == 0 and set(late) <= set(book.installed)
 
 
 def test_a_retry_of_rejected_flows_during_the_plans_pauses_keeps_the_installed_record_exact():

@@ -166,6 +166,7 @@ def test_a_stretch_says_how_much_of_it_the_collector_took_and_the_longest_collec
     tracer = StretchTracer(3, sample_interval=None)
 
     def collect_then_yield():
+        spin(BURN)  # long enough to be kept whatever the collection costs (an earlier test may have frozen the heap)
         gc.collect()
         eventlet.sleep(0)
 
@@ -183,3 +184,19 @@ def test_a_stretch_says_how_much_of_it_the_collector_took_and_the_longest_collec
     assert any(c["generation"] == 2 and c["where"][0].endswith(" collect_then_yield") for c in got["collections"])
     tracer.reset()
     assert tracer.stretches()["collections"] == []
+
+
+def blocked_in_a_system_call() -> None:
+    spin(CHUNK)
+    stretchtrace.os_time.sleep(0.03)  # the OS thread's sleep, not eventlet's: the hub is held, no CPU used
+    eventlet.sleep(0)
+
+
+def test_a_turn_that_waits_without_cpu_is_listed_by_its_wall_clock(tracer):
+    tracer.start()
+    run_green(short_runs, blocked_in_a_system_call, short_runs)
+    tracer.stop()
+    (waited,) = [s for s in tracer.stretches()["off_cpu"] if s["ended_in"][0].endswith(" blocked_in_a_system_call")]
+    assert waited["wall_ms"] - waited["cpu_ms"] >= 25 and waited["cpu_ms"] < waited["wall_ms"] / 2
+    assert all(s["wall_ms"] >= s["cpu_ms"] for s in tracer.stretches()["stretches"])
+
