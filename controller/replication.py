@@ -273,7 +273,8 @@ class Applier:
     Once started, on_message only queues "changes" and "snapshot" (in arrival order) for the applier's own
     thread, so the link's receiving thread goes on reading (heartbeats are heard while a batch of 10,000 is
     applied); checking ticks ``pacer`` once per change (the controller's pauses with ``hub.sleep(0)``). Before
-    each message it asks ``accepting()`` (the pair: not active) and drops the message if not. Nothing but the
+    each message it asks ``accepting()`` (the pair: not active) and drops the message if not, in State's commit
+    section, held until State took the message (``_handle``). Nothing but the
     applier changes the standby's store or policy meanwhile: the pair does not take over while ``busy``.
     Unstarted (tests, tools), on_message applies at once, on the caller's thread."""
 
@@ -322,10 +323,7 @@ class Applier:
                 msg = self._queue.popleft()
                 self._applying = True
             try:
-                if self.accepting():
-                    self._handle(msg)
-                else:
-                    self.log.info("dropped a replicated %r message: this node is no longer the standby", msg["t"])
+                self._handle(msg)
             except Exception:  # never let a bug end the applier's thread
                 self.log.exception("applying a replicated %r message failed", msg.get("t"))
             finally:
@@ -355,10 +353,17 @@ class Applier:
             self._cond.notify_all()
 
     def _handle(self, msg: dict):
-        if msg["t"] == "changes":
-            self._apply_changes(msg)
-        else:
-            self._apply_snapshot(msg)
+        """One message in State's commit section (``State.committing``), from asking ``accepting()`` until State took
+        it: a node that takes over meanwhile takes REST writes only after it, and they build on it. A write let in
+        while the batch was still being read (its pauses) took the batch's first seq; the store skipped that change
+        as held already and put the rest of the batch on top of the write (tests/unit/test_replication.py)."""
+        with self.state.committing():
+            if not self.accepting():
+                self.log.info("dropped a replicated %r message: this node is no longer the standby", msg["t"])
+            elif msg["t"] == "changes":
+                self._apply_changes(msg)
+            else:
+                self._apply_snapshot(msg)
 
     def _decoded(self, wires: list) -> list[Change]:
         """The batch's changes as the store keeps them, ticking ``pacer`` per change: 5,000 vports' bodies
@@ -378,10 +383,8 @@ class Applier:
         except (StoreError, KeyError, TypeError, ValueError, AttributeError) as exc:
             self._refuse(None, InvalidReplica(f"malformed changes: {exc}"))
             return
-        with self.state.committing():  # from reading State's policy until State took the batch (State.committing)
-            if not self._commit_changes(changes, meta):
-                return
-        self._ack()
+        if self._commit_changes(changes, meta):
+            self._ack()
 
     def _commit_changes(self, changes, meta) -> bool:
         """Check the changes the store does not hold yet against State's policy, then commit them to the store and
@@ -405,11 +408,9 @@ class Applier:
         return True
 
     def _apply_snapshot(self, msg):
-        with self.state.committing():  # the store and State replaced together (State.committing)
-            if not self._restore(msg):
-                return
-        self.log.info("restored a snapshot of the active at seq %d", self.state.last_seq)
-        self._ack()
+        if self._restore(msg):
+            self.log.info("restored a snapshot of the active at seq %d", self.state.last_seq)
+            self._ack()
 
     def _restore(self, msg) -> bool:
         try:

@@ -29,6 +29,7 @@ def _listen(value):
 
 
 MIN_SECRET = 16
+HOLD_MAX = 60  # seconds: restart.hold_max when absent (unless hold_time is larger)
 
 
 def _secret(value):
@@ -182,8 +183,8 @@ SETTINGS = (
               "until every switch connected before has reported, or until none of them came back for this many "
               "seconds (0: no hold)", lambda v: f.integer(v, 0, 600), default=15, nullable=False),
         Field("hold_max", "integer", "seconds after a start the hold ends at the latest, however slowly the "
-              "switches connected before come back (at least hold_time)", lambda v: f.integer(v, 0, 3600),
-              default=60, nullable=False),
+              f"switches connected before come back (at least hold_time; absent: {HOLD_MAX:g}, or hold_time if "
+              "larger)", lambda v: f.integer(v, 0, 3600)),
     ), default=dict, nullable=False),
     Field("ha", "object", "active/standby pair (off while no peer is configured)", fields=(
         Field("node_id", "string", "this node's name in the pair (default: its hostname)", f.name),
@@ -364,7 +365,8 @@ def from_doc(doc: yamldoc.Doc) -> Settings:
                                      "(vrs.gateway_arp_refresh_ms)"))
         if ha["dead_interval_ms"] < 3 * ha["heartbeat_interval_ms"]:
             problems.append(_problem("ha.dead_interval_ms", "must be at least three heartbeat intervals"))
-        if raw["restart"]["hold_max"] < raw["restart"]["hold_time"]:
+        hold_max = raw["restart"]["hold_max"]
+        if hold_max is not None and hold_max < raw["restart"]["hold_time"]:
             problems.append(_problem("restart.hold_max", "must be at least restart.hold_time "
                                      f"({raw['restart']['hold_time']} s)"))
         problems += _ha_secret(ha)
@@ -385,7 +387,7 @@ def from_doc(doc: yamldoc.Doc) -> Settings:
         hosts=tuple((h["chassis"], {"vtep_ip": h["vtep_ip"], "flavour": h["flavour"]}) for h in raw["vrs"]["hosts"]),
         vni_range=(raw["allocation"]["vni_min"], raw["allocation"]["vni_max"]), asn=raw["bgp"]["asn"],
         bgp=_bgp(raw["bgp"]), ha=_ha(raw["ha"]), restart_hold=float(raw["restart"]["hold_time"]),
-        restart_hold_max=float(raw["restart"]["hold_max"]),
+        restart_hold_max=_hold_max(raw["restart"]),
         source=doc.filename, limits=_limits(raw),
         log_format=raw["log_format"], access_log=rest["access_log"],
         tls=_tls_files(raw["tls"]), openflow_tls=_tls_on(raw, "openflow"), ovsdb_tls=_tls_on(raw, "ovsdb"),
@@ -492,6 +494,13 @@ def _bgp_problems(raw) -> list:
         problems.append(_problem("bgp.router_id", "required when neighbors are configured (or give a neighbor a "
                                                   "local_address)"))
     return problems
+
+
+def _hold_max(restart: dict) -> float:
+    """restart.hold_max, or when absent HOLD_MAX or hold_time if larger: a settings file that raised hold_time above
+    HOLD_MAX before hold_max existed loads as it did (the hold ends hold_time after the start at the latest)."""
+    given = restart["hold_max"]
+    return float(given if given is not None else max(HOLD_MAX, restart["hold_time"]))
 
 
 def _problem(path, reason):

@@ -60,6 +60,7 @@ class StartupHold:
         self._progress = self._started  # when the last remembered switch came back (the start until one does)
         self._back = 0  # remembered switches back so far
         self._extended = False  # the hold outlasted hold_time (logged once)
+        self._waited_past_max = False  # past hold_max, the hold waited for a pass with the arrived switches
         self._missing = {kind: set(names) for kind, names in self.expected.items()}
         self._closed = False
         self.released_at: float | None = None
@@ -96,7 +97,8 @@ class StartupHold:
         ends while every missing switch is among them does not release: on a loaded machine a pass can take
         seconds, and releasing on the pass that started before the last switches reported would remove their
         VMs' flows everywhere, to add them again one pass later. The caller runs that next pass; it releases
-        (all reported) or, if one left meanwhile, the hold is still over."""
+        (all reported) or, if one left meanwhile, the hold is still over. Past hold_max it waits so for one pass
+        only: a switch whose session keeps dropping would be arriving at every check."""
         if not self.holding:
             return False
         vrs, vteps = set(vrs), set(vteps)
@@ -105,7 +107,7 @@ class StartupHold:
         now = self._clock()
         if not any(self._missing.values()):
             self._release(f"all {self.total} switches connected before have reported")
-        elif now >= self._deadline and not self._arriving(arrived):
+        elif now >= self._deadline and not self._waits_for(arrived, now):
             self._release(self._ended_why())
         elif now >= self._started + self.hold_time and not self._extended:
             self._extended = True
@@ -127,6 +129,17 @@ class StartupHold:
         if self._back:
             return f"no switch connected before came back for {self.hold_time:g} s (hold time); {missing}"
         return f"hold time of {self.hold_time:g} s over; {missing}"
+
+    def _waits_for(self, arrived, now: float) -> bool:
+        """The hold is over but waits for the next pass: every missing switch is among ``arrived`` (before hold_max
+        as often as that is so, after it once)."""
+        if not self._arriving(arrived):
+            return False
+        if now >= self._started + self.hold_max:
+            if self._waited_past_max:
+                return False
+            self._waited_past_max = True
+        return True
 
     def _arriving(self, arrived) -> bool:
         """Every missing switch has reported since the pass being checked was computed."""

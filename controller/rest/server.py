@@ -117,6 +117,7 @@ class RestServer:
     def application(self, environ, start_response):
         req = _request(environ)
         protocol = environ.get("canopy.protocol")
+        first = _first_turn(protocol)  # taken by whatever the first request is: a page's answer has no header
         if ui.handles(req.path):
             return self._page(req, protocol, environ, start_response)
         started, cpu = time.monotonic(), time.thread_time()
@@ -133,8 +134,8 @@ class RestServer:
         marks = {"body": handled - started, "handle": encoding - handled, "encode": time.monotonic() - encoding,
                  "cpu": time.thread_time() - cpu}
         ctype = "application/json; charset=UTF-8" if resp.content_type == "application/json" else resp.content_type
-        headers = [("Content-Type", ctype), ("Content-Length", str(len(body))), ("Server-Timing", _timing(protocol,
-                                                                                                           marks))]
+        headers = [("Content-Type", ctype), ("Content-Length", str(len(body))),
+                   ("Server-Timing", _timing(first, marks))]
         headers += [(k, v) for k, v in resp.headers.items()]
         start_response(f"{resp.status} {_reason(resp.status)}", headers)
         return [body]
@@ -174,19 +175,22 @@ class RestServer:
         return None
 
 
-def _timing(protocol, marks: dict) -> str:
-    """The ``Server-Timing`` header (milliseconds): for the first request of a connection ``turn``, from the accept
-    to the connection's green thread's first turn of the event loop, and ``read``, from then to the request line and
-    headers parsed (the TLS handshake, the bytes, more turns); then ``body`` (read), ``handle``, ``encode`` (the
-    answer's bytes), each wall-clock, and ``cpu``, this thread's CPU over those three (less than their sum: the
-    request waited for the event loop inside them). The time before the accept and the write are the client's to
-    tell (tests/benchmarks/statuspoll.py)."""
-    entries = []
-    if protocol is not None and len(protocol.conn_state) > 3 and protocol.parsed_at is not None:
-        accepted, began = protocol.conn_state.pop()  # the first request only: later ones waited idle before
-        entries += [("turn", began - accepted), ("read", protocol.parsed_at - began)]
-    entries += marks.items()
-    return ", ".join(f"{name};dur={seconds * 1000:.2f}" for name, seconds in entries)
+def _first_turn(protocol) -> list:
+    """For the first request of a connection, [("turn", ...), ("read", ...)] in seconds: ``turn`` from the accept to the
+    connection's green thread's first turn of the event loop, ``read`` from then to the request line and headers
+    parsed (the TLS handshake, the bytes, more turns); [] for a later request (it waited idle before). Taken once."""
+    if protocol is None or len(protocol.conn_state) <= 3 or protocol.parsed_at is None:
+        return []
+    accepted, began = protocol.conn_state.pop()
+    return [("turn", began - accepted), ("read", protocol.parsed_at - began)]
+
+
+def _timing(first: list, marks: dict) -> str:
+    """The ``Server-Timing`` header (milliseconds): ``first`` (``_first_turn``), then ``body`` (read), ``handle``,
+    ``encode`` (the answer's bytes), each wall-clock, and ``cpu``, this thread's CPU over those three (less than their
+    sum: the request waited for the event loop inside them). The time before the accept and the write are the
+    client's to tell (tests/benchmarks/statuspoll.py)."""
+    return ", ".join(f"{name};dur={seconds * 1000:.2f}" for name, seconds in [*first, *marks.items()])
 
 
 def _request(environ) -> Request:

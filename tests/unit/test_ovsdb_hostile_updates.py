@@ -1,7 +1,8 @@
 """Updates from a buggy or hostile ovsdb-server (ovsdb/idl/paced.py): the replica after any sequence of updates holds
 what a fresh read of the same database gives, its name index (``Replica.named``) agrees with its rows, the changes it
 reports cover every row and column that changed, and an update that breaks the protocol is refused whole, with its
-reason, before it changes anything (``Replica`` then drops the session: tests/unit/test_ovsdb_idl.py).
+reason: nothing of it is announced (no change reported, the name index untouched; rows before the break may be in the
+IDL's tables, which nothing reads again) and ``Replica`` drops the session (tests/unit/test_ovsdb_idl.py).
 
 The real Open_vSwitch schema, Canopy's columns (ovsdb/vrs.py ``COLUMNS``); updates are fed to the IDL's update parser
 directly (what ``Idl.run`` does with a message): no connection.
@@ -10,6 +11,7 @@ directly (what ``Idl.run`` does with a message): no connection.
 import json
 import random
 import uuid
+from pathlib import Path
 
 import ovs.db.idl
 import pytest
@@ -102,6 +104,18 @@ def test_a_modify_whose_value_does_not_parse_is_refused_not_skipped():
     feed(replica, {"Port": {P1: {"modify": {"external_ids": ["map", [["a"]]]}}}})
     assert replica.refused.startswith("update refused: Port row %s: column external_ids: " % P1)
 
+
+@pytest.mark.parametrize("value", [["set", ["x" * 1000000, "y"]], "x" * 1000000])
+def test_a_refusal_quoting_a_huge_value_says_where_in_a_few_hundred_characters(value):
+    """ovs's message quotes the value that did not parse (its JSON, or the string broken); the reason is logged each
+    time the peer's session is dropped (ovsdb/server.py), so a hostile peer sending megabytes would write a warning
+    of megabytes per reconnect."""
+    schema = {"name": "Open_vSwitch", "version": "1.0.0", "tables": {"Port": {"isRoot": True, "columns": {
+        "name": {"type": {"key": {"type": "string", "maxLength": 64}}}}}}}
+    replica = idl._TrackingIdl("tcp:127.0.0.1:1", idl.schema_helper(schema, {"Port": ("name",)}), leader_only=False)
+    feed(replica, {"Port": {P1: {"insert": {"name": value}}}})
+    assert replica.refused.startswith("update refused: Port row %s: column name: " % P1)
+    assert len(replica.refused) < 600, len(replica.refused)
 
 def _columns(row, table):
     return {column: idl.column_value(row, column) for column in WANTED[table]}
@@ -274,3 +288,76 @@ def test_a_difference_listing_more_elements_than_the_set_holds_is_applied_not_re
     assert replica.refused is None
     (row,) = replica.tables["Port"].rows.values()
     assert idl.column_value(row, "tags") == ["c"]
+
+
+def test_a_monitor_answered_again_drops_the_rows_its_new_copy_lacks_from_the_index_and_reports_them_deleted():
+    """A monitor answered again in the same session (ovsdb-server's "monitor_canceled", its database converted online:
+    ovs 4.0.0 asks again) empties the tables before the new first copy (``Idl.__clear``), without a notification: a
+    row the new copy lacks stayed in the name index (ovsdb/tunnel.py would find a tunnel port that no longer exists)
+    and in no change reported. The same as a fresh read now."""
+    replica = tracking()
+    gone = str(uuid.UUID(int=2))
+    feed(replica, {"Port": {P1: {"insert": whole_port("kept")}, gone: {"insert": whole_port("tunnel")}}})
+    replica.changes = RowChanges()
+    replica._Idl__clear()  # what Idl.run does with the monitor's answer before parsing it
+    feed(replica, {"Port": {P1: {"initial": whole_port("kept")}}})
+    assert index(replica) == {"kept": [P1]}
+    reported = replica.changes.table("Port")
+    assert reported[uuid.UUID(gone)].deleted and not reported[uuid.UUID(P1)].deleted
+    (row,) = replica.tables["Port"].rows.values()
+    assert replica.names["Port"]["kept"][row.uuid] is row and reported[row.uuid].row is row
+
+
+def test_a_real_ovsdb_server_converting_its_database_online_leaves_no_row_it_dropped_in_the_index(tmp_path):
+    """The same with a real ovsdb-server: ``ovsdb-client convert`` cancels the monitor, ovs asks again, and the rows
+    the conversion dropped (a table made non-root: its unreferenced rows go) are reported deleted and leave the
+    index (without the fix: no row left, both names still in the index, no deletion reported)."""
+    import subprocess
+    import time
+
+    import ovs.poller
+
+    schema_path = "/usr/share/openvswitch/vtep.ovsschema"
+    db, sock = tmp_path / "vtep.db", tmp_path / "db.sock"
+    remote = "unix:%s" % sock
+    subprocess.run(["ovsdb-tool", "create", str(db), schema_path], check=True)
+    server = subprocess.Popen(["ovsdb-server", str(db), "--remote=punix:%s" % sock, "--unixctl=%s" % (tmp_path / "ctl"),
+                               "--log-file=%s" % (tmp_path / "ovsdb.log")], stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            if sock.exists():
+                break
+            time.sleep(0.05)
+        inserts = [{"op": "insert", "table": "Logical_Switch", "row": {"name": name}} for name in ("ls1", "ls2")]
+        subprocess.run(["ovsdb-client", "transact", remote, json.dumps(["hardware_vtep", *inserts])], check=True,
+                       capture_output=True, timeout=30)
+        schema = json.loads(Path(schema_path).read_text())
+        replica = idl._TrackingIdl(remote, idl.schema_helper(schema, {"Logical_Switch": ("name",)}), leader_only=False,
+                                   named=("Logical_Switch",))
+
+        def run_until(done):
+            for _ in range(100):  # at most ~10 s
+                replica.run()
+                if done():
+                    return
+                poller = ovs.poller.Poller()
+                replica.wait(poller)
+                poller.timer_wait(100)
+                poller.block()
+
+        run_until(lambda: len(replica.names["Logical_Switch"]) == 2)
+        assert sorted(replica.names["Logical_Switch"]) == ["ls1", "ls2"]
+        replica.changes = RowChanges()
+        converted = {**schema, "version": "99.0.0"}
+        converted["tables"] = {**schema["tables"], "Logical_Switch": {**schema["tables"]["Logical_Switch"],
+                                                                      "isRoot": False}}
+        (tmp_path / "converted.ovsschema").write_text(json.dumps(converted))
+        subprocess.run(["ovsdb-client", "convert", remote, str(tmp_path / "converted.ovsschema")], check=True,
+                       capture_output=True, timeout=30)
+        run_until(lambda: len(replica.changes.table("Logical_Switch")) == 2)
+        assert not replica.tables["Logical_Switch"].rows and replica.names["Logical_Switch"] == {}
+        assert all(change.deleted for change in replica.changes.table("Logical_Switch").values())
+        replica.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

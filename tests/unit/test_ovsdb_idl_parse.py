@@ -150,6 +150,15 @@ def test_the_methods_replaced_are_ovs_private_methods_of_that_name(method):
     assert "self.%s(" % method.replace("_Idl", "") in source
 
 
+def test_the_table_clearing_replaced_is_what_run_calls_on_a_monitors_answer():
+    """HACK (ovs 4.0.0): ovsdb/idl/paced.py's _TrackingIdl replaces __clear (run() calls it before parsing the answer
+    to a monitor request), announcing each row deleted first."""
+    import inspect
+
+    assert hasattr(ovs.db.idl.Idl, "_Idl__clear")
+    assert "self.__clear()" in inspect.getsource(ovs.db.idl.Idl.run)
+
+
 def test_the_update_parser_replaced_only_runs_do_parse_update_and_logs_its_error():
     """HACK (ovs 4.0.0): _PacedIdl._Idl__parse_update replaces ovs's whole __parse_update, calling __do_parse_update
     itself (to refuse a malformed update, ovsdb/idl/refusals.py): ovs's must do nothing more than that."""

@@ -554,32 +554,55 @@ class Sent:
         return True
 
 
-def test_a_rest_write_during_the_appliers_commit_builds_on_the_replicated_changes(tmp_path):
-    """A takeover: the node is active (REST writes accepted) while its applier still commits the old active's last
-    batch into State, pausing as big commits do. A REST write then must build its candidate on the policy with that
-    batch: built before (while State's commit was under way), it would be committed to the store after the batch and
-    then replace State's policy without it; the store would hold both, State only the write."""
+def write_during_takeover(tmp_path, replicated, pause_in) -> tuple:
+    """A takeover: the node is active (REST writes accepted) while its applier still handles the old active's last
+    batch (``replicated`` tenants), stopped at its first pause in ``pause_in(node)`` (a pacer's owner); a REST write
+    of tenant "written" meanwhile. Returns (old, node) once both finished, neither having raised."""
     from controller.pacer import Pacer
     from tests.unit.interleave import Gate, SpyLock, either, finish, run
 
     old = Node(tmp_path, "old", "active", free_port(), free_port())
     old.service.replicate = None
-    old.tenant("replicated")
+    for name in replicated:
+        old.tenant(name)
     batch = {"t": "changes", "changes": [c.to_wire() for c in old.store.changes_since(0)], "meta": {}}
     node = Node(tmp_path, "new", "standby", free_port(), free_port())
     node.applier.link = Sent()
     gate, contended = Gate(), threading.Event()
     node.state._commits._lock = SpyLock(node.state._commits._lock, contended)
-    node.state.pacer = Pacer(lambda: gate.entered.is_set() or gate.stop(), every=1)  # the first pause stops there
+    pause_in(node).pacer = Pacer(lambda: gate.entered.is_set() or gate.stop(), every=1)  # the first pause stops
     applying, _, failed_a = run(node.applier.on_message, batch)
     assert gate.entered.wait(BOUND)
     writing, written, failed_b = run(node.tenant, "written")
-    either(contended, written)  # waits for the applier's commit (fixed) or has built its candidate already
+    either(contended, written)  # waits for the applier (fixed) or has gone ahead already
     gate.open()
     finish(applying, writing)
     assert not failed_a and not failed_b, failed_a + failed_b
+    return old, node
+
+
+def test_a_rest_write_during_the_appliers_commit_builds_on_the_replicated_changes(tmp_path):
+    """The applier commits the batch into State, pausing as big commits do. A REST write then must build its
+    candidate on the policy with that batch: built before (while State's commit was under way), it would be committed
+    to the store after the batch and then replace State's policy without it; the store would hold both, State only
+    the write."""
+    old, node = write_during_takeover(tmp_path, ["replicated"], lambda node: node.state)
     stored = {o["name"] for o in Policy(node.store.load_objects()).all("tenant")}
     assert stored == {"replicated", "written"}
     assert {o["name"] for o in node.state.policy.all("tenant")} == stored
+    old.close()
+    node.close()
+
+
+def test_a_rest_write_while_the_applier_reads_its_batch_waits_for_the_whole_batch(tmp_path):
+    """The applier still reads the batch (decoding pauses per change): a REST write must wait for the whole batch.
+    Committed first, it took the batch's first seq: the store then skipped that change as one it held already and
+    applied the rest of the batch on top of the write, a history neither node wrote (the old active, back as the
+    standby, would match us at the batch's last seq and never be given a snapshot)."""
+    old, node = write_during_takeover(tmp_path, ["first", "second"], lambda node: node.applier)
+    history = [(c.seq, c.ts, c.body["name"]) for c in node.store.changes_since(0)]
+    assert history[:2] == [(c.seq, c.ts, c.body["name"]) for c in old.store.changes_since(0)], history
+    assert [name for _, _, name in history] == ["first", "second", "written"], history
+    assert {o["name"] for o in node.state.policy.all("tenant")} == {"first", "second", "written"}
     old.close()
     node.close()

@@ -61,6 +61,20 @@ def test_every_answer_splits_its_time_and_the_first_of_a_connection_its_waits(se
     assert set(second) == {"body", "handle", "encode", "cpu"}
 
 
+def test_a_page_first_leaves_the_next_answer_without_the_connections_first_turn(served):
+    """The topology page's files carry no ``Server-Timing``; an API answer after one on the same connection is not the
+    connection's first: it has no ``turn`` nor ``read``, which would count the page's request and the idle time
+    since the accept as reading its headers."""
+    sock = eventlet.connect(("127.0.0.1", served.port))
+    try:
+        head, _ = exchange(sock, b"GET /ui HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert b"server-timing" not in head.lower()
+        head, _ = exchange(sock, b"GET /v1/status HTTP/1.1\r\nHost: x\r\n\r\n")
+    finally:
+        sock.close()
+    assert set(timing_of(head)) == {"body", "handle", "encode", "cpu"}
+
+
 def test_split_adds_up_to_the_total():
     record = {"total": 20.0, "connect": 1.0, "send": 0.5, "wait": 16.0, "read": 1.5, "decode": 1.0,
               "server": {"turn": 4.0, "read": 2.0, "body": 0.0, "handle": 1.0, "encode": 0.5, "cpu": 1.2}}

@@ -23,6 +23,16 @@ def test_defaults(tmp_path):
     assert load(tmp_path, "restart: {hold_time: 0}\n").restart_hold == 0.0
 
 
+
+def test_a_hold_time_raised_before_hold_max_existed_still_loads(tmp_path):
+    """restart.hold_time could be raised to 600 s before restart.hold_max (default 60 s) came: a settings file that
+    raised it above 60 and names no hold_max must load as it did (the hold ends hold_time after the start at the
+    latest), not stop the controller on an upgrade with an error about a field it never set."""
+    s = load(tmp_path, "restart: {hold_time: 90}\n")
+    assert (s.restart_hold, s.restart_hold_max) == (90.0, 90.0)
+    assert load(tmp_path, "restart: {hold_time: 20}\n").restart_hold_max == 60.0
+
+
 @pytest.mark.parametrize("text, expected", [
     ("rest:\n  port: 80000\n", "canopy.yaml:2: rest.port: must be between 1 and 65535"),
     ("rest:\n  listen: localhost\n", "canopy.yaml:2: rest.listen: 'localhost' is not an IP address"),

@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 import os
+import select
 import socket
 import subprocess
 import sys
@@ -372,6 +373,47 @@ def test_relay_takes_the_speakers_commands_while_exabgp_is_busy_and_hands_all_of
         assert bytes(received) == commands
         conn.close()
         assert relay.wait(timeout=30) == 0
+
+
+def test_the_relay_holds_at_most_max_pending_of_commands_for_an_exabgp_that_does_not_read(tmp_path):
+    """An ExaBGP that stops reading (busy, or hung): the relay takes the speaker's commands until it holds
+    ``MAX_PENDING`` bytes (1 MiB here), then no more: the speaker's socket fills and its own buffer keeps the rest.
+    Once ExaBGP reads again it gets every command, in order."""
+    path = str(tmp_path / "api.sock")
+    bound = 1 << 20
+    commands = b"".join(b"withdraw evpn [%d]\n" % i for i in range(700000))  # ~16 MB
+    code = f"import sys, bgp.relay as r; r.MAX_PENDING = {bound}; sys.exit(r.main([{path!r}]))"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(path)
+        listener.listen(1)
+        listener.settimeout(30)
+        relay = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        try:
+            conn, _ = listener.accept()
+            with conn:
+                conn.setblocking(False)
+                sent = 0
+                while sent < len(commands):  # until the relay takes no more (nothing for 2 s)
+                    try:
+                        sent += conn.send(commands[sent:sent + (1 << 20)])
+                    except BlockingIOError:
+                        if not select.select([], [conn], [], 2.0)[1]:
+                            break
+                # what it holds, plus the socket's and the pipe's buffers (a few hundred KiB each)
+                assert sent < bound + (2 << 20)
+                conn.settimeout(30)
+                writer = threading.Thread(target=conn.sendall, args=(commands[sent:],), daemon=True)
+                writer.start()  # ExaBGP reads again
+                received = bytearray()
+                while len(received) < len(commands) and (chunk := relay.stdout.read(len(commands) - len(received))):
+                    received += chunk
+                writer.join(30)
+                assert bytes(received) == commands
+            assert relay.wait(timeout=30) == 0
+        finally:
+            if relay.poll() is None:
+                relay.kill()
+                relay.wait(timeout=30)
 
 
 def test_the_speaker_hands_the_relay_all_its_socket_takes_in_one_turn(tmp_path):

@@ -74,6 +74,26 @@ def test_a_hold_time_over_waits_for_the_pass_that_sees_switches_state_already_ha
     assert h.status()["message"] == "all 3 switches connected before have reported"
 
 
+def test_past_hold_max_the_hold_waits_for_one_more_pass_not_for_a_switch_that_keeps_leaving(tmp_path):
+    """Past hold_max the hold waits for the pass that sees the switches State has, once: a switch whose session
+    keeps dropping and coming back (in State when a pass ends, gone when the next one began) would otherwise be
+    "arriving" at every check, and the hold, which writes nothing anywhere, would never end."""
+    store, clock = Store(str(tmp_path)), Clock()
+    store.set_meta(KEY, {"vrs": ["hv1", "flaps"], "vteps": []})
+    h = hold(store, clock, hold_max=20.0)
+    clock.now += 1
+    assert not h.check({"hv1"}, set())
+    clock.now += 20
+    assert not h.check({"hv1"}, set(), arrived=({"hv1", "flaps"}, set()))  # the next pass may have it: wait for it
+    for _ in range(3):  # it has not: it left before that pass began, and is back again
+        clock.now += 2
+        if h.check({"hv1"}, set(), arrived=({"hv1", "flaps"}, set())):
+            break
+    assert not h.holding
+    assert "restart.hold_max of 20 s reached" in h.status()["message"] and "still missing vrs flaps" in \
+        h.status()["message"]
+
+
 def test_a_hold_time_over_does_not_wait_for_a_switch_state_does_not_have(tmp_path):
     store, clock = Store(str(tmp_path)), Clock()
     store.set_meta(KEY, {"vrs": ["hv1", "hv2"], "vteps": ["tor1"]})
