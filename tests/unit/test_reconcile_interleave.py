@@ -1,8 +1,9 @@
 """A switch reconciler driven through random sequences of desired states, each arriving at a random pause of a plan
-or an encoding (openflow/reconciler.py "Pauses"), with read-backs (resync) among them, against a switch that
-applies what it is sent as OpenFlow does: a flow is (table, priority, match), an add replaces it (cookie and all),
-a strict delete with a full cookie mask removes it only if its cookie matches, a bundle applies at its commit, a
-group delete takes the flows that use it along, a group added twice or modified before it exists is an error.
+or an encoding (openflow/reconciler.py "Pauses"), with read-backs (resync), a standby's holds and kept stale flows
+(``keep_stale``) among them, against a switch that applies what it is sent as OpenFlow does: a flow is (table,
+priority, match), an add replaces it (cookie and all), a strict delete with a full cookie mask removes it only if its
+cookie matches, a bundle applies at its commit, a group delete takes the flows that use it along, a group added
+twice or modified before it exists is an error.
 
 The incremental oracle (tests/unit/test_incremental_oracle.py) checks the desired state; this checks what a
 reconciler sends for it:
