@@ -146,11 +146,15 @@ def renice(pid: int, nice: int) -> None:
 
     Where the kernel groups processes by session (``/proc/sys/kernel/sched_autogroup_enabled``), it first shares
     the CPUs equally between the groups and only then by nice within each: an OVS daemon (``--detach``: a session
-    of its own) at nice 10 alone in its group kept its full share. ``/proc/<pid>/autogroup`` takes the group's nice."""
+    of its own) at nice 10 alone in its group kept its full share. ``/proc/<pid>/autogroup`` takes the group's nice,
+    set only for a process that leads its session (as ``spawn`` starts them): the group of a process in another's
+    session is that session's, with processes the caller did not start (its own, say)."""
     for task in os.listdir(f"/proc/{pid}/task"):
         with contextlib.suppress(ProcessLookupError):
             os.setpriority(os.PRIO_PROCESS, int(task), nice)
-    set_autogroup_nice(pid, nice)
+    with contextlib.suppress(ProcessLookupError):
+        if os.getsid(pid) == pid:
+            set_autogroup_nice(pid, nice)
 
 
 def set_autogroup_nice(pid: int, nice: int) -> bool:

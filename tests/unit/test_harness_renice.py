@@ -30,3 +30,28 @@ def test_every_thread_of_the_process_is_reniced():
     finally:
         child.kill()
         child.wait(timeout=10)
+
+
+SHARED_SESSION = """
+import os, subprocess, sys, time
+from tests.harness.process import autogroup_nice, renice
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # in this session: its group
+try:
+    before = autogroup_nice(os.getpid())
+    renice(child.pid, 7)
+    print(os.getpriority(os.PRIO_PROCESS, child.pid), before, autogroup_nice(os.getpid()), flush=True)
+finally:
+    child.kill()
+    child.wait(timeout=10)
+"""
+
+
+def test_a_process_in_another_ones_session_is_reniced_alone_not_its_sessions_group():
+    """A process that does not lead its session shares the session's scheduling group with processes the caller did
+    not start (here: the script that started it, in a session of its own so that nothing else is touched): only the
+    process is reniced, the group keeps its nice."""
+    script = subprocess.run([sys.executable, "-c", SHARED_SESSION], capture_output=True, text=True, timeout=60,
+                            start_new_session=True, cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    assert script.returncode == 0, script.stderr
+    child_nice, before, after = script.stdout.split()
+    assert child_nice == "7" and after == before

@@ -581,7 +581,10 @@ def by_owner(desired):
     return flows, groups
 
 
-def check(world: World, where: str):
+def check(world: World, where: str, read_fib: bool = True):
+    """The incremental state equals one derived and compiled from scratch; ``read_fib``: False leaves the FIBs and
+    the LiveView's indexes unread (a host route that went is taken out of a domain's FIB only when it is read:
+    controller/viewroutes.py ``OrderedFib``), so that removals pile up over passes until a later check reads them."""
     state, prog = world.state, world.prog
     seen = state._seen
     found = binding.resolve(state.policy, state.vrs, state.flavour_of,
@@ -599,11 +602,13 @@ def check(world: World, where: str):
                 wrong = {o for o in set(inc[part]) | set(full[part]) if inc[part].get(o) != full[part].get(o)}
                 raise AssertionError(f"{where}: {session}: {name} of {sorted(wrong, key=str)} differ")
     check_vteps(state, prog, view, where)
-    assert prog.view.fib == view.fib, where
+    if read_fib:
+        assert prog.view.fib == view.fib, where
     assert prog.view.bm_gateways == view.bm_gateways, where
     assert prog.view.external == view.external, where
     assert prog.view.security == view.security, where
-    check_indexes(state, prog.live, where)
+    if read_fib:
+        check_indexes(state, prog.live, where)
     stale = {o for o in prog.shared.flows if o.id not in (view.subnets if o.kind == "subnet" else view.domains
                                                         if o.kind == "domain" else view.endpoints)}
     assert not stale, f"{where}: flows kept for owners that went: {sorted(stale, key=str)[:5]}"
@@ -702,7 +707,7 @@ def check_vteps(state, prog, view, where: str):
 
 @pytest.mark.parametrize("seed", range(SEEDS))
 def test_incremental_equals_a_from_scratch_compile_after_every_step(seed):
-    rng = random.Random(seed)
+    rng, reads = random.Random(seed), random.Random(-seed - 1)  # reads: whether a check reads the FIBs
     world = World(rng)
     world.commit()
     world.prog.refresh(full=True)
@@ -710,7 +715,9 @@ def test_incremental_equals_a_from_scratch_compile_after_every_step(seed):
         world.step()
         if rng.random() < 0.75:  # else the next pass takes two events at once
             world.prog.refresh()
-            check(world, f"seed {seed} step {step}")
+            check(world, f"seed {seed} step {step}", read_fib=reads.random() < 0.5)
+    world.prog.refresh()
+    check(world, f"seed {seed} at the end")
     assert world.prog.full_recomputes == 1  # every pass after the first was incremental
 
 
