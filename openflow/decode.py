@@ -6,6 +6,8 @@ into the match and action tuples of openflow/flows.py, refusing (``EncodeError``
 
 from __future__ import annotations
 
+import struct
+
 from openflow.encode import CT_ZONE_OFS_NBITS, NX_CT_F_COMMIT, NX_CT_RECIRC_NONE, NX_NAT_F_DST, NX_NAT_F_SRC, \
     EncodeError
 from openflow.flows import FIELD_ORDER, Flow, Group, render_flow
@@ -93,3 +95,18 @@ def describe_stats(ofp, stats) -> str:
     except (EncodeError, ValueError, KeyError, AttributeError):
         return f"cookie={stats.cookie:#x},table={stats.table_id},priority={stats.priority}," \
                f"{stats.match},{stats.instructions}"
+
+
+def echoed_message(ofp, error_type: int, data) -> str:
+    """What an error message's data says about the message it answers: its type name and xid, decoded
+    from the echoed OpenFlow header (a HELLO_FAILED error carries text instead). Never raises."""
+    data = bytes(data or b"")
+    if error_type == getattr(ofp, "OFPET_HELLO_FAILED", None):
+        return "the hello exchange (%r)" % data[:64].decode("ascii", "replace")
+    if len(data) < 8:
+        return "a message it did not echo (%d bytes of data)" % len(data)
+    version, msg_type, length, xid = struct.unpack_from("!BBHI", data)
+    names = {value: name for name, value in vars(ofp).items()
+             if name.startswith("OFPT_") and isinstance(value, int)}
+    return "%s xid %d (version 0x%02x, %d bytes, %d echoed)" % (
+        names.get(msg_type, "message type %d" % msg_type), xid, version, length, len(data))

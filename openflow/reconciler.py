@@ -65,14 +65,14 @@ pauses, and what becomes of it:
   out match nothing in flight and are logged as unmatched. The reconciler's own requests (read-back, change set) are
   never in flight while it plans or encodes.
 
-``flows()`` and ``status()``, run in other green threads, pause the same way on copies of the records.
+``flows()`` and ``status()`` (the read side, ``openflow/reconciler_report.py``), run in other green threads, pause
+the same way on copies of the records.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
-import struct
 import time
 from dataclasses import dataclass, field
 
@@ -81,12 +81,9 @@ from controller.pacer import Pacer, collector_paused
 from controller.ryu_compat import hub, ofp_event
 from openflow import decode, encode
 from openflow.changeset import MAX_XID, ChangeSet, Op, encode_all
-from openflow.flows import Flow, Group, Owner, owner_kind_of, render_flow, render_group
-from openflow.installed import FlowBook, paced, release, sorted_paced
-from openflow.pipeline import BY_ID
-
-#: owner kinds whose flows make an object "programmed" (owner_programmed): a vport's own and its ACL chain's
-PROGRAMMED_KINDS = ("vport", "acl_port", "subnet", "domain")
+from openflow.flows import Flow, Group, render_flow, render_group
+from openflow.installed import FlowBook, paced, release
+from openflow.reconciler_report import OPENFLOW_NAMES, SwitchReport
 
 CANOPY_GROUPS = range(2 << 24)
 #: The replies the app must forward to ``SwitchReconciler.handle`` (a list, as set_ev_cls wants).
@@ -104,7 +101,6 @@ RETRY_DELAY = 5.0  # seconds before reading back again after the switch did not 
 READ_BACKS_AT_ONCE = 8
 MAX_REPLANS = 2  # change sets dropped in a row because a newer desired state came during their pauses (docstring)
 _READ_BACKS = hub.BoundedSemaphore(READ_BACKS_AT_ONCE)
-OPENFLOW_NAMES = {4: "1.3", 5: "1.4"}
 
 
 class _DpidLog(logging.LoggerAdapter):
@@ -130,7 +126,7 @@ class _Outcome:
     errors: dict  # op index -> error text
 
 
-class SwitchReconciler:
+class SwitchReconciler(SwitchReport):
     """Desired versus installed flows and groups of one connected datapath (module docstring)."""
 
     def __init__(self, datapath, log=None, on_sync=None, groups_owned=CANOPY_GROUPS, pacer: Pacer | None = None):
@@ -287,61 +283,6 @@ class SwitchReconciler:
             waiter.replies.append(msg)
         waiter.event.set()
         return True
-
-    def status(self) -> dict:
-        """Counts for REST: desired, installed, pending (still to add or remove), rejected; groups alike. May
-        pause (``pacer``: counting 10,000 changed owners is long), so call it from a green thread of its own.
-
-        ``state``: connected, reading (read-back), syncing (a change set in flight), in_sync,
-        not_master (the switch refused changes) or stopped; ``sent`` counts messages by kind."""
-        with collector_paused():  # a count's temporaries (a plan of the changed owners) are freed before it ends
-            desired, installed, pending = self._book.counts(self.pacer.tick)
-        return {
-            "datapath": self.dpid, "openflow": OPENFLOW_NAMES.get(self.ofp.OFP_VERSION, "?"),
-            "mode": "bundle" if self._bundles else "barrier", "state": self.state,
-            "desired": desired, "installed": installed, "pending": pending,
-            "rejected": len(self._rejected),
-            "groups": {"desired": len(self._desired_groups), "installed": len(self._installed_groups),
-                       "rejected": len(self._rejected_groups)},
-            "sent": dict(self.counters), "last_change": dict(self.last_change),
-        }
-
-    def flow_stats(self, cookie: int, cookie_mask: int) -> dict | None:
-        """{cookie: packet count} of the installed flows whose cookie matches, asked of the switch now; None
-        when it does not answer (for REST counters: ACL rule hits, drops per vport)."""
-        stats = self._request(encode.flow_stats_request(self.datapath, cookie, cookie_mask))
-        if stats is None:
-            return None
-        out: dict = {}
-        for entry in stats:
-            out[entry.cookie] = out.get(entry.cookie, 0) + entry.packet_count
-        return out
-
-    def owner_programmed(self, owner_id: str) -> bool:
-        """Whether ``owner_id`` (a vport, subnet or domain id) has desired flows here and all of them are
-        installed (confirmed by the switch): its owners' installed sets equal their desired ones."""
-        book = self._book
-        if book.desired is None:
-            return False
-        owners = [o for o in (Owner(kind, owner_id) for kind in PROGRAMMED_KINDS) if o in book.desired]
-        return bool(owners) and all(book.installed.get(o) == book.desired[o] for o in owners)
-
-    def flows(self, pacer: Pacer | None = None) -> list[dict]:
-        """Every desired or installed flow (installed only = stale, not yet removed), in table order (table,
-        priority highest first, cookie); ``pacer``: ticked once a flow, it may pause (on copies of the records)."""
-        tick = (pacer or Pacer()).tick
-        rows = [((key[0], -key[1], key[2]), (key, wanted, have)) for key, wanted, have in self._book.rows(tick)]
-        return [self._flow_row(*row) for _, row in paced(sorted_paced(rows, tick), tick)]
-
-    def _flow_row(self, key, wanted: Flow | None, have) -> dict:
-        table, priority, cookie = key
-        known = wanted if wanted is not None else have if isinstance(have, Flow) else None
-        owner = {"kind": known.owner.kind, "id": known.owner.id} if known is not None else \
-            {"kind": owner_kind_of(cookie), "id": None}
-        text = render_flow(known) if known is not None else decode.describe_stats(self.ofp, have)
-        return {"table": table, "table_name": BY_ID[table].name if table in BY_ID else None,
-                "priority": priority, "cookie": f"{cookie:#018x}", "owner": owner, "flow": text,
-                "desired": wanted is not None, "installed": have is not None, "error": self._rejected.get(key)}
 
     # ------------------------------------------------------------------------------ the thread
 
@@ -620,7 +561,7 @@ class SwitchReconciler:
         """An error that no request of ours awaits (a packet-out, an answer after its timeout, another
         controller's message): logged (rate-limited per kind) with the message it refers to."""
         self.counters["unmatched_errors"] += 1
-        refers = echoed_message(self.ofp, msg.type, getattr(msg, "data", b""))
+        refers = decode.echoed_message(self.ofp, msg.type, getattr(msg, "data", b""))
         self._unmatched.warning((msg.type, msg.code, refers.split(" ", 1)[0]),
                                 "switch sent error %s (xid %d) that matches no request in flight; it refers to %s",
                                 text, msg.xid or 0, refers)
@@ -655,17 +596,3 @@ class SwitchReconciler:
         msg.serialize()
         return bytes(msg.buf)
 
-
-def echoed_message(ofp, error_type: int, data) -> str:
-    """What an error message's data says about the message it answers: its type name and xid, decoded
-    from the echoed OpenFlow header (a HELLO_FAILED error carries text instead). Never raises."""
-    data = bytes(data or b"")
-    if error_type == getattr(ofp, "OFPET_HELLO_FAILED", None):
-        return "the hello exchange (%r)" % data[:64].decode("ascii", "replace")
-    if len(data) < 8:
-        return "a message it did not echo (%d bytes of data)" % len(data)
-    version, msg_type, length, xid = struct.unpack_from("!BBHI", data)
-    names = {value: name for name, value in vars(ofp).items()
-             if name.startswith("OFPT_") and isinstance(value, int)}
-    return "%s xid %d (version 0x%02x, %d bytes, %d echoed)" % (
-        names.get(msg_type, "message type %d" % msg_type), xid, version, length, len(data))

@@ -124,7 +124,8 @@ def test_throttle_logs_each_key_once_per_interval_and_counts_the_rest(caplog):
 
 def test_openflow_error_matching_no_request_is_logged_with_the_message_it_refers_to(caplog):
     from controller.ryu_compat import ofproto_v1_3
-    from openflow.reconciler import SwitchReconciler, echoed_message
+    from openflow.decode import echoed_message
+    from openflow.reconciler import SwitchReconciler
     from ryu.ofproto import ofproto_v1_3_parser as parser
 
     ofp = ofproto_v1_3

@@ -1,0 +1,78 @@
+"""What one switch's reconciler reports: counts, flows and hit counters for REST and metrics.
+
+``SwitchReport`` is the read side of ``openflow.reconciler.SwitchReconciler`` (which inherits it): it reads the
+reconciler's records (``_book``, ``_rejected``, the groups) and asks the switch for counters, and never changes what
+is desired or installed. ``status()`` and ``flows()`` run in green threads of their own and may pause (``pacer``) on
+copies of the records.
+"""
+
+from __future__ import annotations
+
+from controller.pacer import Pacer, collector_paused
+from openflow import decode, encode
+from openflow.flows import Flow, Owner, owner_kind_of, render_flow
+from openflow.installed import paced, sorted_paced
+from openflow.pipeline import BY_ID
+
+#: owner kinds whose flows make an object "programmed" (owner_programmed): a vport's own and its ACL chain's
+PROGRAMMED_KINDS = ("vport", "acl_port", "subnet", "domain")
+OPENFLOW_NAMES = {4: "1.3", 5: "1.4"}
+
+
+class SwitchReport:
+    """The reconciler's counts and listings (module docstring)."""
+
+    def status(self) -> dict:
+        """Counts for REST: desired, installed, pending (still to add or remove), rejected; groups alike. May
+        pause (``pacer``: counting 10,000 changed owners is long), so call it from a green thread of its own.
+
+        ``state``: connected, reading (read-back), syncing (a change set in flight), in_sync,
+        not_master (the switch refused changes) or stopped; ``sent`` counts messages by kind."""
+        with collector_paused():  # a count's temporaries (a plan of the changed owners) are freed before it ends
+            desired, installed, pending = self._book.counts(self.pacer.tick)
+        return {
+            "datapath": self.dpid, "openflow": OPENFLOW_NAMES.get(self.ofp.OFP_VERSION, "?"),
+            "mode": "bundle" if self._bundles else "barrier", "state": self.state,
+            "desired": desired, "installed": installed, "pending": pending,
+            "rejected": len(self._rejected),
+            "groups": {"desired": len(self._desired_groups), "installed": len(self._installed_groups),
+                       "rejected": len(self._rejected_groups)},
+            "sent": dict(self.counters), "last_change": dict(self.last_change),
+        }
+
+    def flow_stats(self, cookie: int, cookie_mask: int) -> dict | None:
+        """{cookie: packet count} of the installed flows whose cookie matches, asked of the switch now; None
+        when it does not answer (for REST counters: ACL rule hits, drops per vport)."""
+        stats = self._request(encode.flow_stats_request(self.datapath, cookie, cookie_mask))
+        if stats is None:
+            return None
+        out: dict = {}
+        for entry in stats:
+            out[entry.cookie] = out.get(entry.cookie, 0) + entry.packet_count
+        return out
+
+    def owner_programmed(self, owner_id: str) -> bool:
+        """Whether ``owner_id`` (a vport, subnet or domain id) has desired flows here and all of them are
+        installed (confirmed by the switch): its owners' installed sets equal their desired ones."""
+        book = self._book
+        if book.desired is None:
+            return False
+        owners = [o for o in (Owner(kind, owner_id) for kind in PROGRAMMED_KINDS) if o in book.desired]
+        return bool(owners) and all(book.installed.get(o) == book.desired[o] for o in owners)
+
+    def flows(self, pacer: Pacer | None = None) -> list[dict]:
+        """Every desired or installed flow (installed only = stale, not yet removed), in table order (table,
+        priority highest first, cookie); ``pacer``: ticked once a flow, it may pause (on copies of the records)."""
+        tick = (pacer or Pacer()).tick
+        rows = [((key[0], -key[1], key[2]), (key, wanted, have)) for key, wanted, have in self._book.rows(tick)]
+        return [self._flow_row(*row) for _, row in paced(sorted_paced(rows, tick), tick)]
+
+    def _flow_row(self, key, wanted: Flow | None, have) -> dict:
+        table, priority, cookie = key
+        known = wanted if wanted is not None else have if isinstance(have, Flow) else None
+        owner = {"kind": known.owner.kind, "id": known.owner.id} if known is not None else \
+            {"kind": owner_kind_of(cookie), "id": None}
+        text = render_flow(known) if known is not None else decode.describe_stats(self.ofp, have)
+        return {"table": table, "table_name": BY_ID[table].name if table in BY_ID else None,
+                "priority": priority, "cookie": f"{cookie:#018x}", "owner": owner, "flow": text,
+                "desired": wanted is not None, "installed": have is not None, "error": self._rejected.get(key)}
