@@ -22,6 +22,7 @@ from controller.ofports import OfportHints
 from controller.pacer import NEVER, Pacer
 from controller.policy import Policy
 from controller.remote import RemoteDelta, RemoteIndex, RemoteTable, changed_scopes
+from controller.state_report import StateReport, dpid_str
 from controller.store import Change
 
 log = logging.getLogger("canopy.state")
@@ -30,11 +31,7 @@ RELOCATE_CHUNK = 250  # vports re-resolved (and recorded) between two chances to
 INDEX_CHUNK = 250  # ports of a report forgotten and learnt by the binding index between two chances to pause
 
 
-def dpid_str(dpid: int | None) -> str | None:
-    return None if dpid is None else f"{dpid:016x}"
-
-
-class State(DiscoverySink):
+class State(StateReport, DiscoverySink):
     def __init__(self, policy: Policy, default_flavour: str = "kvm", last_seq: int = 0, hosts=()):
         self.policy = policy
         self.last_seq = last_seq
@@ -501,61 +498,6 @@ class State(DiscoverySink):
                             self.policy.ref("vport", vport), loc.chassis, loc.port, vport["mac"], loc.attached_mac)
             self._warned[vid] = key
 
-    def vport_status(self, vid: str) -> dict:
-        """{"status": bound|mac_mismatch|unbound, "location", "mac_mismatch"} for REST."""
-        loc = self.locations.get(vid)
-        if loc is not None:
-            return {"status": "bound", "location": loc.to_json(), "mac_mismatch": None}
-        loc = self.mismatched.get(vid)
-        vport = self.policy.get("vport", vid)
-        if loc is not None and vport is not None:
-            return {"status": "mac_mismatch", "location": loc.to_json(),
-                    "mac_mismatch": {"policy": vport["mac"], "hypervisor": loc.attached_mac}}
-        return {"status": "unbound", "location": None, "mac_mismatch": None}
-
-    def switches(self) -> list[dict]:
-        """Every VRS known over OVSDB or OpenFlow, joined on the integration bridge's datapath id."""
-        out, covered = [], set()
-        bound = {(loc.session, loc.port, loc.vlan): vid
-                 for located in (self.mismatched, self.locations) for vid, loc in located.items()}
-        for session, snap in sorted(self.vrs.items(), key=lambda kv: kv[1].chassis):
-            of = self.datapaths.get(snap.datapath_id) if snap.datapath_id is not None else None
-            covered.add(snap.datapath_id)
-            out.append(self._switch_view(snap, of, bound))
-        for dpid, of in sorted(self.datapaths.items()):
-            if dpid not in covered:
-                out.append({"datapath_id": dpid_str(dpid), "name": None, "chassis": None, "flavour": None,
-                            "vtep_ip": None, "bridge": None, "openflow": _of_view(of), "ovsdb": None, "ports": []})
-        return out
-
-    def _switch_view(self, snap, of, bound):
-        ports = []
-        for p in snap.ports:
-            vnics = p.vnic_vlans()
-            entry = {"name": p.name, "ofport": p.ofport, "mac": p.mac, "iface_id": p.ext("iface-id"),
-                     "vport": self._vport_brief(bound.get((snap.session, p.name, None)))}
-            if vnics or self.flavour_of(snap) == "esxi":
-                entry["vnics"] = [{"vlan": vlan, "vnic_id": vnic,
-                                   "vport": self._vport_brief(bound.get((snap.session, p.name, vlan)))}
-                                  for vlan, vnic in sorted(vnics.items())]
-            ports.append(entry)
-        return {"datapath_id": dpid_str(snap.datapath_id), "name": snap.hostname or snap.chassis,
-                "chassis": snap.chassis, "flavour": self.flavour_of(snap), "vtep_ip": self.vtep_ip_of(snap),
-                "bridge": snap.bridge, "bridge_present": snap.bridge_present,
-                "bridge_safety": _safety_view(snap),
-                "openflow": _of_view(of),
-                "ovsdb": {"connected": True, "peer": snap.peer, "since": self.vrs_since.get(snap.session),
-                          "ovs_version": snap.ovs_version},
-                "ports": ports}
-
-    def _vport_brief(self, vid):
-        if vid is None:
-            return None
-        vport = self.policy.get("vport", vid)
-        status = self.vport_status(vid)
-        return {"id": vid, "ref": self.policy.ref("vport", vport) if vport else None, "status": status["status"],
-                "mac_mismatch": status["mac_mismatch"]}
-
 
 class _Read:
     """What a VRS report's changed ports show (State._read_ports): port name -> binding keys and sighting keys, and
@@ -587,16 +529,6 @@ def _changed_ports(old, snap, flavour_of) -> frozenset[str] | None:
     return frozenset(names | set(before))
 
 
-def _safety_view(snap):
-    """Whether the integration bridge is fail-secure with the OpenFlow versions Canopy needs (None while
-    the bridge is absent); ``problems`` says what is not."""
-    if not snap.bridge_present:
-        return None
-    problems = snap.bridge_problems()
-    return {"safe": not problems, "fail_mode": snap.fail_mode or None, "protocols": list(snap.protocols),
-            "problems": list(problems)}
-
-
 def _log_bridge_safety(old, snap):
     """One line when a VRS's integration bridge becomes unsafe (or its problems change), one when it is safe."""
     problems = snap.bridge_problems()
@@ -605,9 +537,3 @@ def _log_bridge_safety(old, snap):
         log.warning("VRS %s: bridge %s is NOT safe: %s", snap.chassis, snap.bridge, "; ".join(problems))
     elif before and not problems and snap.bridge_present:
         log.info("VRS %s: bridge %s is fail-secure with %s", snap.chassis, snap.bridge, ",".join(snap.protocols))
-
-
-def _of_view(of):
-    if of is None:
-        return {"connected": False}
-    return {"connected": True, "peer": of["peer"], "since": of["since"]}
