@@ -12,7 +12,8 @@ green thread's wake-up) waited that long for its next turn.
 (nothing they would read is in flight yet), in the order they asked, and answer their peer's echo requests every
 ``ANSWER_EVERY_S`` meanwhile (ovsdb-server drops a manager that has not answered for two probe intervals). A slot is
 given back when the session has reported its first copy, when it ends, or ``HOLD_S`` after it was taken if the peer
-has still not sent its whole copy (a slow or hostile peer cannot keep the others waiting until ``sync_timeout``).
+has still not sent its whole copy (a slow or hostile peer cannot keep the others waiting until ``sync_timeout``: each
+connection of it delays them by ``HOLD_S`` at most, and ``per_source`` bounds its connections).
 The whole takes as much CPU as before: the same reads, a few at a time instead of all interleaved.
 """
 
