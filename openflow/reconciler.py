@@ -80,9 +80,7 @@ from controller.logs import Throttle
 from controller.pacer import Pacer, collector_paused
 from controller.ryu_compat import hub, ofp_event
 from openflow import decode, encode
-from openflow.atonce import PLANS as _PLANS
-from openflow.atonce import READ_BACKS as _READ_BACKS
-from openflow.atonce import READ_BACKS_AT_ONCE  # noqa: F401  (tests and docs name it here)
+from openflow.atonce import PLANS as _PLANS, READ_BACKS as _READ_BACKS, READ_BACKS_AT_ONCE  # noqa: F401 (named here)
 from openflow.changeset import MAX_XID, ChangeSet, Op, encode_all
 from openflow.flows import Flow, Group, render_flow, render_group
 from openflow.installed import FlowBook, paced, release
