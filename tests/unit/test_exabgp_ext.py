@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bgp import exabgp_ext, exabgp_ext_api, routes
+from bgp import evpnwire, exabgp_ext, exabgp_ext_api, routes
 from bgp.received import from_exabgp_json
 from bgp.routes import InclusiveMulticastRoute, IpPrefixRoute, MacIpRoute, to_batch_command, to_command
 from tests.harness.bgpraw import with_next_hop
@@ -351,10 +351,10 @@ def test_an_ipv6_next_hop_is_refused_as_withdrawn_and_a_bad_length_withdraws():
 
 def test_evpn_next_hop_leaves_other_families_and_ipv4_alone():
     ipv4 = bytes.fromhex("00194604c000020100")
-    assert exabgp_ext.evpn_next_hop(ipv4) == (ipv4, False)
+    assert evpnwire.evpn_next_hop(ipv4) == (ipv4, False)
     ipv6_unicast = bytes.fromhex("00020110") + MAPPED + b"\x00"
-    assert exabgp_ext.evpn_next_hop(ipv6_unicast) == (ipv6_unicast, False)
-    assert exabgp_ext.evpn_next_hop(bytes.fromhex("00194610") + MAPPED + b"\x00abc") == (
+    assert evpnwire.evpn_next_hop(ipv6_unicast) == (ipv6_unicast, False)
+    assert evpnwire.evpn_next_hop(bytes.fromhex("00194610") + MAPPED + b"\x00abc") == (
         bytes.fromhex("00194604c0000201") + b"\x00abc", False)
 
 
