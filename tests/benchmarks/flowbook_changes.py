@@ -14,7 +14,7 @@ and fully planned once; then, as CPU time of this thread (``time.thread_time()``
 - the same ``change`` with two owners whose hints collide installed and changing (the path that looks at them).
 
 Run it against another checkout (before/after on the same machine) with that checkout first on ``PYTHONPATH`` and
-this file copied into it.
+this file and tests/unit/test_installed.py (``colliding_owners``) copied into it.
 """
 
 from __future__ import annotations
@@ -28,22 +28,13 @@ import uuid
 from openflow import pipeline as p
 from openflow.flows import Owner, flow
 from openflow.installed import FlowBook
+from tests.unit.test_installed import colliding_owners
 
 
 def flows_of(owner: Owner, index: int, count: int, variant: int = 0) -> frozenset:
     return frozenset(flow(p.L2_LOOKUP, 100, {"reg5": 1 + j, "eth_dst": f"02:00:{index >> 16:02x}:{index >> 8 & 255:02x}"
                                                                         f":{index & 255:02x}:{j:02x}"},
                           [("set", "reg7", variant), ("goto", p.EGRESS_ACL)], owner) for j in range(count))
-
-
-def colliding(kind: str = "vport") -> tuple[Owner, Owner]:
-    seen: dict = {}
-    for i in range(1 << 16):
-        owner = Owner(kind, f"c{i}")
-        other = seen.setdefault(owner.hint(), owner)
-        if other is not owner:
-            return other, owner
-    raise SystemExit("no two ids with the same hint")
 
 
 def synced(desired: dict) -> FlowBook:
@@ -107,7 +98,7 @@ def main(argv=None) -> None:
     for o, _ in owners:
         hints.setdefault(o.hint(), []).append(o)
     shared = sum(1 for group in hints.values() if len(group) > 1)
-    a, b = colliding()
+    a, b = colliding_owners()
     base = args.owners
     with_pair = {**desired, a: flows_of(a, base, args.flows) | flows_of(a, base + 1, 1),
                  b: flows_of(b, base, args.flows) | flows_of(b, base + 2, 1)}  # one flow of the same content
