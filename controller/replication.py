@@ -357,7 +357,7 @@ class Applier:
         it: a node that takes over meanwhile takes REST writes only after it, and they build on it. A write let in
         while the batch was still being read (its pauses) took the batch's first seq; the store skipped that change
         as held already and put the rest of the batch on top of the write (tests/unit/test_replication.py)."""
-        with self.state.committing():
+        with self.state.committing(holder=_holding(msg)):
             if not self.accepting():
                 self.log.info("dropped a replicated %r message: this node is no longer the standby", msg["t"])
             elif msg["t"] == "changes":
@@ -445,6 +445,14 @@ class Applier:
             return  # asked already; the heartbeats carry the position anyway
         self._last_resync = (position["seq"], time.monotonic())
         self.link.send({"t": "resync", **position})
+
+
+def _holding(msg: dict) -> str:
+    """What the applier is doing while it holds State's commit section, for a REST write refused meanwhile."""
+    if msg.get("t") == "snapshot":
+        return "replicated snapshot of the active being restored"
+    changes = msg.get("changes")
+    return f"replicated batch being applied ({len(changes) if isinstance(changes, list) else '?'} changes)"
 
 
 # ---------------------------------------------------------------------------------------------- validation

@@ -19,6 +19,7 @@ import uuid
 from typing import Callable
 
 from controller import policy as pol
+from controller.commits import CommitBusy
 from controller import policydoc
 from controller.model import KINDS, PolicyError, Problem, normalise
 from controller.pacer import NEVER, Pacer, collector_paused
@@ -49,14 +50,22 @@ def _one_at_a_time(method):
     building on a policy that may still be refused. A node that does not take writes refuses it there (NotActive);
     otherwise it runs in State's commit section (``State.committing``), so no other commit into State (the HA
     applier's last replicated batch, while this node takes over) lands between reading State's policy to build
-    the candidate and State taking it: that commit would be in the store but missing from State."""
+    the candidate and State taking it: that commit would be in the store but missing from State. The wait for both
+    (the lock: writes before this one; the section: also the applier's batch in hand) is bounded together by
+    ``write_wait`` (rest.write_wait_ms): past it the write is refused with CommitBusy and changes nothing."""
 
     @functools.wraps(method)
     def serialised(self, *args, **kwargs):
-        with self._write_lock:
+        deadline = time.monotonic() + self.write_wait
+        if not self._write_lock.acquire(timeout=self.write_wait):
+            raise CommitBusy(self.state.commit_busy() or "another write being committed", self.write_wait)
+        try:
             self._check_writable()
-            with self.state.committing():
+            left = max(0.0, deadline - time.monotonic())
+            with self.state.committing(left, f"a REST write ({method.__name__}) being committed"):
                 return method(self, *args, **kwargs)
+        finally:
+            self._write_lock.release()
 
     return serialised
 
@@ -72,6 +81,7 @@ class PolicyService:
         self.state = state
         self.settings = settings
         self.pacer: Pacer = NEVER  # an apply's planning pauses (the app: hub.sleep(0)) under the write lock
+        self.write_wait = settings.limits.rest_write_wait  # seconds a write waits for those before it (CommitBusy)
         self._write_lock = threading.RLock()
 
     def _check_writable(self):

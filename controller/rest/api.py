@@ -27,6 +27,7 @@ from controller.model import KINDS, PolicyError
 from controller.pacer import Pacer
 from controller.rest import jsonbody
 from controller.rest.paced import paced_json
+from controller.commits import CommitBusy
 from controller.service import NotActive, NotFound
 
 log = logging.getLogger("canopy.rest")
@@ -49,6 +50,7 @@ FILTERS = {"domain": ("tenant_id",), "subnet": ("tenant_id", "domain_id"), "vpor
            "floating_ip": ("tenant_id", "external_network_id", "vport_id")}
 STATUS_FOR_CODE = {"conflict": 409, "has_dependents": 409, "exhausted": 409, "source_conflict": 409}
 APPLY_FLAGS = ("prune", "dry_run", "adopt")
+RETRY_BUSY = 1  # Retry-After (seconds) of a write refused because the commit section stayed busy
 
 
 @dataclass
@@ -160,6 +162,9 @@ class Api:
             resp = _error(404, "not_found", str(exc))
         except NotActive as exc:
             resp = _error(503, exc.code, exc.reason)
+        except CommitBusy as exc:  # the write waited rest.write_wait_ms for State's commit section
+            resp = _error(503, "commit_busy", str(exc))
+            resp.headers["Retry-After"] = str(RETRY_BUSY)
         except Exception:
             error_id = uuid.uuid4().hex[:12]
             log.exception("internal error %s on %s %s", error_id, req.method, req.path)
