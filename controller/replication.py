@@ -31,7 +31,7 @@ from controller.model import KINDS, MANAGED, PolicyError, normalise
 from controller.pacer import NEVER, Pacer
 from controller.pairlink import PairLink
 from controller.policy import Policy
-from controller.store import Change, StoreError
+from controller.store import Change, StoreError, StoreFault
 
 POLL = 0.2                       # how often a waiting confirm() looks again
 BATCH = 500                      # changes per catch-up message
@@ -104,12 +104,18 @@ class Replicator:
         with self._cond:
             self._pending, self._pending_meta, self._refusal = list(changes), meta, None
             why = self._wait_for(last, self.timeout_for(len(changes)))
-            if why is not None:  # forget the write; a standby that got it is not on our history any more
-                self._pending, self._sent_epoch = [], -1
-                self.acked_seq = min(self.acked_seq, changes[0].seq - 1)
+            if why is not None:
+                self.forget(changes)
         if why is not None:
             self._mark_lagging(last, why)
         return why
+
+    def forget(self, changes: list[Change]) -> None:
+        """A write that will not be committed here (unconfirmed, or confirmed and then refused by our store): a
+        standby that got it is not on our history any more, and its next report gets it a snapshot."""
+        with self._cond:
+            self._pending, self._sent_epoch = [], -1
+            self.acked_seq = min(self.acked_seq, changes[0].seq - 1)
 
     def _wait_for(self, last: int, timeout: float) -> str | None:
         deadline = time.monotonic() + timeout
@@ -284,6 +290,7 @@ class Applier:
         self.link = link
         self.log = log or logging.getLogger("canopy.ha")
         self.refused = 0  # replicated messages refused as invalid
+        self.store_refusals = 0  # replicated batches our store could not take (a full or failing disk)
         self.pacer: Pacer = NEVER
         self.accepting = lambda: True
         self._last_resync = (None, 0.0)
@@ -399,6 +406,11 @@ class Applier:
             return False
         try:
             last = self.store.apply_replicated([c for c in changes if c.seq <= before] + checked, meta)
+        except StoreFault as exc:  # our disk refused it: the active refuses the write rather than hold it alone
+            self.store_refusals += 1
+            self.log.warning("could not store replicated changes (nothing applied): %s", exc)
+            self._tell_refused(new[0] if new else None, f"the standby's store could not take it: {exc}")
+            return False
         except (StoreError, TypeError, ValueError) as exc:
             self.log.warning("cannot apply replicated changes: %s; asking the active to resync", exc)
             self._resync()
@@ -432,8 +444,11 @@ class Applier:
         """Log and tell the active; ``change`` names the first refused change by (seq, ts), if known."""
         self.refused += 1
         self.log.warning("refused replicated data from the peer (nothing applied): %s", exc)
+        self._tell_refused(change, str(exc))
+
+    def _tell_refused(self, change: Change | None, reason: str):
         where = {"seq": change.seq, "ts": change.ts} if change is not None else {}
-        self.link.send({"t": "refused", **where, "reason": str(exc)[:500]})
+        self.link.send({"t": "refused", **where, "reason": reason[:500]})
 
     def _ack(self):
         self.link.send({"t": "ack", **self.hello()})
