@@ -26,6 +26,8 @@ import pytest
 from controller.policy import Policy
 from controller.service import NotActive
 from controller.store import Store, StoreFault
+from tests.integration.test_foundation import switch_of
+from tests.integration.test_store_guard import programmed, tenant_flows
 from tests.unit.helpers import Controller
 from tests.unit.test_replication import Node, assert_same, free_port, in_step, wait_for
 
@@ -143,6 +145,36 @@ def test_a_marker_the_full_disk_refuses_does_not_fail_the_write(disk):
     again.close()
 
 
+def test_a_controller_on_a_full_disk_keeps_its_switch_programmed_and_loses_nothing_acknowledged(lab, disk):
+    ctl_host, canopy, hv, vms, flows = programmed(lab, {"data_dir": str(disk.path / "data")})
+    api = canopy.api
+    subnet = api.get("/v1/subnets").json["items"][0]
+    disk.fill()
+    for path, body in (("/v1/tenants", {"name": "refused"}),  # a third vport would change the switch's flows
+                       ("/v1/vports", {"subnet_id": subnet["id"], "name": "vm2", "mac": "02:00:00:00:01:03",
+                                       "ips": ["10.0.1.12"], "binding": {"flavour": "kvm", "iface_id": "vm2"}})):
+        reply = api.post(path, body)
+        assert reply.status == 503 and reply.json["error"]["code"] == "store_failed", reply.text
+        assert "database or disk is full" in reply.json["error"]["message"] and reply.headers.get("Retry-After")
+    assert vms[0].ping("10.0.1.11", count=3), "traffic stopped while the store's disk is full"
+    assert tenant_flows(hv) == flows and canopy.alive()
+    status = api.get("/v1/status").json
+    assert status["store"]["state"] == "failed" and status["health"] == "degraded", status
+    assert "canopy_store_ok 0.0" in api.get("/metrics").text
+    assert len(api.get("/v1/vports").json["items"]) == 2
+
+    disk.free()
+    after = api.post("/v1/tenants", {"name": "after"})
+    assert after.status == 201, after.text  # no restart needed
+    assert api.get("/v1/status").json["store"]["state"] == "ok"
+    canopy.restart()
+    assert {t["name"] for t in canopy.api.get("/v1/tenants").json["items"]} == {"acme", "after"}
+    lab.wait_until(lambda: (s := switch_of(canopy.api, hv.name)) and s["openflow"]["connected"]
+                   and s["openflow"].get("in_sync", True), timeout=20, what="hv1 back after the restart")
+    lab.wait_until(lambda: tenant_flows(hv) == flows, timeout=10, what="the same flows after the restart")
+    assert vms[0].ping("10.0.1.11")
+
+
 @pytest.fixture
 def two(disk, tmp_path):
     """make(role, on_disk) -> Node, its data directory on the full-able tmpfs or not; the links started."""
@@ -204,3 +236,28 @@ def test_an_active_whose_disk_refuses_a_write_the_standby_took_gives_the_standby
     active.tenant("after")
     wait_for(lambda: in_step(active, standby), "the pair in step")
     assert names(standby.state.policy) == names(active.state.policy) == {"both", "after"}
+
+
+def test_a_node_that_cannot_record_its_new_generation_does_not_take_over(disk):
+    """A takeover writes its generation before using it (switches fence the old master by it): on a full disk the
+    decision fails (the pair's thread logs it and decides again) and the role is unchanged; freed, it takes over."""
+    from controller import settings as settings_mod
+    from controller.core import build_core
+    from controller.ha import STARTUP_DEAD_INTERVALS, Pair
+    from controller.yamldoc import Doc
+
+    settings = settings_mod.from_doc(Doc("<t>", {"data_dir": str(disk.path / "d"), "ha": {
+        "node_id": "b", "peer": "10.250.0.1", "heartbeat_interval_ms": 100, "dead_interval_ms": 500,
+        "secret": "unit-test-pair-secret"}}))
+    store, state, _ = build_core(settings)
+    roles = []
+    pair = Pair(settings.ha, store, state, lambda role, gen: roles.append((role, gen)))
+    disk.fill()
+    alone = pair.started + STARTUP_DEAD_INTERVALS * 0.5
+    with pytest.raises(StoreFault):
+        pair._decide(alone)
+    assert pair.role == "starting" and pair.generation == 0 and roles == []
+    disk.free()
+    pair._decide(alone)
+    assert pair.role == "active" and roles == [("active", 1)] and store.get_meta("ha_generation") == 1
+    store.close()
