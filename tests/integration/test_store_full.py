@@ -176,18 +176,27 @@ def test_a_controller_on_a_full_disk_keeps_its_switch_programmed_and_loses_nothi
 
 
 @pytest.fixture
-def two(disk, tmp_path):
-    """make(role, on_disk) -> Node, its data directory on the full-able tmpfs or not; the links started."""
+def pair_with(disk, tmp_path):
+    """pair_with(full) -> (active, standby): an HA pair over a real HA link, ``full``'s ("active" or "standby") data
+    directory on the tmpfs, the links started and one write ("both") on both nodes."""
     ports = {"active": free_port(), "standby": free_port()}
     made = []
 
-    def make(role, on_disk):
-        other = "standby" if role == "active" else "active"
-        node = Node(disk.path if on_disk else tmp_path, role, role, ports[role], ports[other], ack_timeout=20.0)
-        if node.replicator is not None:
-            node.service.unreplicated = node.replicator.forget  # as controller/app.py wires it
-        made.append(node)
-        return node
+    def make(full):
+        for role in ("active", "standby"):
+            other = "standby" if role == "active" else "active"
+            node = Node(disk.path if role == full else tmp_path, role, role, ports[role], ports[other],
+                        ack_timeout=20.0)
+            if node.replicator is not None:
+                node.service.unreplicated = node.replicator.forget  # as controller/app.py wires it
+            made.append(node)
+        active, standby = made
+        active.link.start()
+        standby.link.start()
+        wait_for(lambda: in_step(active, standby), "the pair to connect")
+        active.tenant("both")
+        wait_for(lambda: in_step(active, standby), "the pair in step")
+        return active, standby
 
     yield make
     for node in made:
@@ -196,13 +205,8 @@ def two(disk, tmp_path):
         node.store.close()
 
 
-def test_a_standby_whose_disk_is_full_makes_the_active_refuse_the_write_at_once(two, disk):
-    active, standby = two("active", on_disk=False), two("standby", on_disk=True)
-    active.link.start()
-    standby.link.start()
-    wait_for(lambda: in_step(active, standby), "the pair to connect")
-    active.tenant("both")
-    wait_for(lambda: in_step(active, standby), "the pair in step")
+def test_a_standby_whose_disk_is_full_makes_the_active_refuse_the_write_at_once(pair_with, disk):
+    active, standby = pair_with(full="standby")
     disk.fill()
     with pytest.raises(NotActive) as refused:
         active.tenant("refused")
@@ -218,13 +222,8 @@ def test_a_standby_whose_disk_is_full_makes_the_active_refuse_the_write_at_once(
     assert_same(active, standby)
 
 
-def test_an_active_whose_disk_refuses_a_write_the_standby_took_gives_the_standby_its_store_back(two, disk):
-    active, standby = two("active", on_disk=True), two("standby", on_disk=False)
-    active.link.start()
-    standby.link.start()
-    wait_for(lambda: in_step(active, standby), "the pair to connect")
-    active.tenant("both")
-    wait_for(lambda: in_step(active, standby), "the pair in step")
+def test_an_active_whose_disk_refuses_a_write_the_standby_took_gives_the_standby_its_store_back(pair_with, disk):
+    active, standby = pair_with(full="active")
     disk.fill()
     with pytest.raises(StoreFault):
         active.tenant("refused")
