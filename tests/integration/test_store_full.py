@@ -216,10 +216,16 @@ def test_a_standby_whose_disk_is_full_makes_the_active_refuse_the_write_at_once(
     assert standby.applier.store_refusals == 1 and standby.applier.refused == 0  # not counted as invalid data
     assert names(active.state.policy) == names(standby.state.policy) == {"both"}
     assert_same(active, standby)
-    disk.free()
-    active.tenant("after")
+    active.solo = True  # the operator's way out while the standby's disk cannot be mended (docs/ha.md)
+    active.tenant("solo")
+    wait_for(lambda: standby.applier.store_refusals >= 2, "the standby to refuse the catch-up too")
+    assert names(standby.state.policy) == {"both"}
+    disk.free()  # the standby catches up at its next heartbeat, no restart
     wait_for(lambda: in_step(active, standby), "the pair in step")
     assert_same(active, standby)
+    active.solo = False
+    active.tenant("after")
+    assert names(standby.state.policy) == {"both", "solo", "after"}
 
 
 def test_an_active_whose_disk_refuses_a_write_the_standby_took_gives_the_standby_its_store_back(pair_with, disk):
