@@ -20,8 +20,8 @@ import uuid
 from typing import Callable
 
 from controller import policy as pol
-from controller.commits import CommitBusy
 from controller import policydoc
+from controller.commits import CommitBusy
 from controller.model import KINDS, PolicyError, Problem, normalise
 from controller.pacer import NEVER, Pacer, collector_paused
 from controller.store import Change, StoreFault

@@ -23,11 +23,11 @@ from typing import Callable
 from controller import __version__, fields, logs
 from controller.metrics import Metrics
 from controller import extnet, security
+from controller.commits import CommitBusy
 from controller.model import KINDS, PolicyError
 from controller.pacer import Pacer
 from controller.rest import jsonbody
 from controller.rest.paced import paced_json
-from controller.commits import CommitBusy
 from controller.service import NotActive, NotFound
 from controller.store import StoreFault
 
