@@ -70,7 +70,7 @@ class OneAtATime:
         """What holds the section and for how long, or None: read without waiting (status, errors)."""
         if self._holder is None:
             return None
-        return f"{self._what} (for {time.monotonic() - self._since:.1f} s)"
+        return f"{self._what}, held for {time.monotonic() - self._since:.1f} s"
 
     @contextmanager
     def section(self, wait: float | None = None, holder: str = "a policy commit"):

@@ -111,7 +111,7 @@ def test_the_section_names_its_holder_and_waits_unbounded_without_a_bound():
 
     holder, _, _ = run(hold)
     assert holding.wait(BOUND)
-    assert commits.busy().startswith("replicated batch being applied (7 changes) (for ")
+    assert commits.busy().startswith("replicated batch being applied (7 changes), held for ")
     try:
         with commits.section(wait=0):
             raise AssertionError("entered a held section")
