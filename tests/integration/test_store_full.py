@@ -26,6 +26,7 @@ import pytest
 from controller.policy import Policy
 from controller.service import NotActive
 from controller.store import Store, StoreFault
+from controller.storeguard import StoreUnreadable, verify
 from tests.integration.test_foundation import switch_of
 from tests.integration.test_store_guard import programmed, tenant_flows
 from tests.unit.helpers import Controller
@@ -111,6 +112,30 @@ def test_a_full_disk_refuses_writes_clearly_changes_nothing_and_recovers_without
 
     again = Store(data_dir)  # a restart: the start-up check passes, every acknowledged write is there
     assert names(Policy(again.load_objects())) == set(acked)
+    again.close()
+
+
+def test_a_store_on_a_full_disk_is_refused_as_unreadable_never_as_damaged_and_never_moved_aside(disk):
+    """Stopped, SQLite removed its write-ahead log and shared-memory files; a start on the full disk cannot make them
+    again (SQLITE_IOERR_SHMSIZE). That store is whole: refused saying so, also with --accept-store (which moved a
+    store it could not read aside, making an empty one), and served again once space is freed."""
+    ctl = Controller(disk.path)
+    acked = {ctl.create("tenants", {"name": f"t{i}"})["name"] for i in range(3)}
+    data_dir = ctl.settings.data_dir
+    ctl.close()
+    disk.fill()
+    files = sorted(os.listdir(data_dir))
+    for accept in (False, True):
+        with pytest.raises(StoreUnreadable, match=r"canopy.db cannot be read now \(disk I/O error, SQLITE_IOERR_\w+; 0 "
+                                                  r"bytes free on its file system\): free space or mend the disk"):
+            verify(data_dir, accept=accept)
+    with pytest.raises(StoreUnreadable):
+        Store(data_dir)
+    left = os.listdir(data_dir)  # SQLite's attempts may leave empty -wal and -shm files
+    assert set(files) <= set(left) and not [f for f in left if "replaced" in f], "nothing is moved aside"
+    disk.free()
+    again = Store(data_dir)
+    assert names(Policy(again.load_objects())) == acked
     again.close()
 
 
