@@ -7,6 +7,8 @@ directory and is filled to the last byte.
 - A commit that fits (SQLite reuses its write-ahead log's space) while the marker beside it does not: the write
   stands (the marker lags the store, which the start-up check accepts).
 - A real controller keeps its switch programmed meanwhile: flows unchanged, the VMs keep pinging.
+- A stopped store on a full disk cannot be opened (SQLite cannot make its shared-memory file): refused as unreadable,
+  never as damaged, and never moved aside, even with --accept-store.
 - HA: a standby whose disk is full refuses the batch, and the active refuses the write at once, naming the standby's
   store; an active whose own disk refuses a write the standby already took gives the standby its store back
   (a snapshot), so the pair never keeps a write the active refused.
