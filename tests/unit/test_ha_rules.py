@@ -281,6 +281,36 @@ def test_over_rest_a_write_the_standby_cannot_confirm_is_a_503_that_changes_noth
     store.close()
 
 
+def test_a_node_not_active_takes_its_own_log_level_but_no_policy_write(tmp_path):
+    """The log level is each node's own (not replicated): an operator debugging the standby sets it there."""
+    import json
+
+    from controller import logs
+    from controller.rest.api import Api, Request
+
+    settings = settings_mod.from_doc(Doc("<t>", {"data_dir": str(tmp_path / "d"), "rest": {"token": "t0ken"},
+                                                 "ha": {"peer": "10.250.0.1", "secret": SECRET}}))
+    store, state, service = build_core(settings)
+    pair = Pair(settings.ha, store, state, lambda role, gen: None)
+    service.replicate, service.writable = pair.replicate, pair.writable
+    api = Api(service, state, settings, ha=pair)
+    assert pair.writable()  # not the active (still deciding, as a standby would be)
+
+    def call(method, path, body):
+        resp = api.handle(Request(method, path, {}, {"authorization": "Bearer t0ken"}, json.dumps(body).encode()))
+        return resp.status, resp.body
+
+    previous = logs.current_level()  # process-wide: put back after
+    try:
+        status, body = call("PUT", "/v1/log-level", {"level": "debug"})
+        assert status == 200 and body["level"] == "debug", body
+        status, body = call("POST", "/v1/tenants", {"name": "acme"})
+        assert status == 503 and body["error"]["code"] == "not_active"
+    finally:
+        logs.set_level(previous)
+        store.close()
+
+
 def test_silence_counts_only_up_to_when_the_link_last_read(node):
     """A node resumed after a stop may decide before its receiving thread has read what arrived meanwhile:
     the peer is silent only for as long as the link was reading and heard nothing."""
