@@ -212,34 +212,3 @@ def test_rest_server_app_refuses_before_reading_and_decodes_utf8_paths(ctl):
     status, _, reply = wsgi_call(server, "GET", "/v1/tenants/caf\u00e9")
     assert status == 404 and "caf\u00e9" in reply["error"]["reason"]
 
-
-ESSENTIAL_ENDS = """
-import sys
-
-import eventlet
-eventlet.monkey_patch()
-import greenlet
-from ryu.lib import hub
-
-from controller import guard, runtime
-
-runtime.MAIN_GREENLET = greenlet.getcurrent()
-guard.essential(hub.spawn(lambda: None), "the OpenFlow listener")  # a listener that returns at once
-try:
-    for _ in range(200):  # 10 s at most
-        hub.sleep(0.05)
-except SystemExit as stop:
-    sys.exit(stop.code)
-sys.exit(0)
-"""
-
-
-def test_an_essential_thread_that_ends_ends_the_process_with_status_70():
-    """README and docs/limits.md: a listener that dies ends the process with status 70, never 0 (so a supervisor
-    restarting on failure restarts it), after one line naming what stopped. A process of its own: it exits."""
-    import subprocess
-    import sys
-
-    done = subprocess.run([sys.executable, "-c", ESSENTIAL_ENDS], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 70, done.stderr[-2000:]
-    assert "fatal: the OpenFlow listener stopped; the controller exits with status 70" in done.stderr
