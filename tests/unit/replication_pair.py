@@ -1,5 +1,6 @@
-"""A pair of controllers for the replication tests (test_replication*.py, test_ha_busy.py): real TCP on 127.0.0.1,
-real SQLite stores and real threads. Every wait is bounded (wait_for)."""
+"""A pair of controllers for the replication tests (test_replication*.py, test_ha_busy.py, test_ha_bursts.py,
+test_commits_wait.py, integration/test_store_full.py): real TCP on 127.0.0.1, real SQLite stores and real threads.
+Every wait is bounded (wait_for)."""
 
 import socket
 import time
@@ -108,3 +109,14 @@ def assert_same(active, standby, log=True):
                 == [c.to_wire() for c in active.store.changes_since(0)])
     assert standby.state.policy.objects == Policy(active.store.load_objects()).objects
     assert standby.state.last_seq == active.store.last_seq()
+
+
+class Sent:
+    """The applier's side of the HA link, for an applier driven on the test's own threads: what it sends."""
+
+    def __init__(self):
+        self.messages = []
+
+    def send(self, msg):
+        self.messages.append(msg)
+        return True

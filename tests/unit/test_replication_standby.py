@@ -8,7 +8,7 @@ import pytest
 
 from controller.policy import Policy
 
-from .replication_pair import BOUND, Node, free_port, in_step, pair, wait_for  # noqa: F401 - pair: a fixture
+from .replication_pair import BOUND, Node, Sent, free_port, in_step, pair, wait_for  # noqa: F401 - pair: a fixture
 
 # ------------------------------------------------------------------ what the standby accepts
 
@@ -64,17 +64,6 @@ def test_a_snapshot_that_breaks_a_rule_is_refused_and_changes_nothing(pair, snap
 
 
 # ------------------------------------------------------------------ REST writes during a takeover
-
-class Sent:
-    """The applier's side of the HA link, for an applier driven on the test's own threads: what it sends."""
-
-    def __init__(self):
-        self.messages = []
-
-    def send(self, msg):
-        self.messages.append(msg)
-        return True
-
 
 def write_during_takeover(tmp_path, replicated, pause_in) -> tuple:
     """A takeover: the node is active (REST writes accepted) while its applier still handles the old active's last
