@@ -151,27 +151,35 @@ class VrsClaims:
         """Report gone every switch whose grace is over."""
         now = self._clock()
         for key in [k for k, due in self._leaving.items() if due <= now]:
-            if self._still_forwarding(key):
+            if self._leaving.get(key, now + 1) > now:
+                continue  # it reconnected while an earlier key's bridge was asked
+            forwarding = self._still_forwarding(key)
+            if key not in self._leaving:
+                continue  # it reconnected while its own bridge was asked (the echo request yields)
+            if forwarding:
+                self._warn_forwarding(key)
                 self._leaving[key] = now + self.grace
                 continue
             self._log.info("%s: no OVSDB session for %g s, gone", self._name(key), self.grace)
             self._gone(key)
 
     def _still_forwarding(self, key: str) -> bool:
-        """Whether the bridge of ``key``'s last snapshot still answers over OpenFlow (warned once per absence).
-        ovs-vswitchd takes its ports from ovsdb-server only, so while it forwards without one, the ports it had
-        are the ports it has: unbinding them would cut its VMs off for nothing. A host that died silently
-        answers neither: gone as before."""
+        """Whether the bridge of ``key``'s last snapshot still answers over OpenFlow. ovs-vswitchd takes its ports
+        from ovsdb-server only, so while it forwards without one, the ports it had are the ports it has: unbinding
+        them would cut its VMs off for nothing. A host that died silently answers neither: gone as before. Asking
+        waits for an echo reply (other green threads run meanwhile: a session of ``key`` may come back)."""
         dpid = self._last[key].datapath_id
-        if dpid is None or not self._forwards(dpid):
-            return False
+        return dpid is not None and self._forwards(dpid)
+
+    def _warn_forwarding(self, key: str) -> None:
+        """Say once per absence that ``key`` is kept by its OpenFlow connection."""
         if key not in self._forwarding:
             self._forwarding.add(key)
+            dpid = self._last[key].datapath_id
             self._log.warning("%s: no OVSDB session for %g s, but its bridge (datapath %016x) still answers over "
                               "OpenFlow: keeping its ports as last reported until it reconnects over OVSDB or its "
                               "bridge no longer answers (asked every %g s)", self._name(key), self.grace, dpid,
                               self.grace)
-        return True
 
     def flush(self) -> None:
         """Report gone every switch whose grace is pending (the manager is stopping)."""

@@ -6,6 +6,8 @@ import random
 import uuid
 from types import SimpleNamespace
 
+import pytest
+
 from controller.discovery import DiscoverySink
 from ovsdb.claims import VrsClaims
 from ovsdb.rowchanges import RowChange, RowChanges
@@ -225,6 +227,28 @@ def test_a_chassis_kept_by_openflow_that_reconnects_over_ovsdb_is_the_same_switc
     clock[0] = 100.0
     claims.expire()
     assert [c[0] for c in sink.calls] == ["update", "update"]  # its OVSDB session lives: not leaving
+
+
+@pytest.mark.parametrize("answers", [False, True])
+def test_a_chassis_that_reconnects_while_its_bridge_is_asked_is_not_gone(answers):
+    """Asking the bridge waits for an echo reply, and the OVSDB session may come back meanwhile: the answer
+    must not report gone (or re-arm the grace of) a switch that has a live session again."""
+    db, sink, clock = Db(ports=2), Sink(), [0.0]
+    asked = []
+
+    def forwarding(dpid):
+        asked.append(dpid)
+        follow(db, sink, claims, peer=PEER_B)  # the reconnect lands while the echo request is out
+        return answers
+
+    claims = VrsClaims(sink, grace=10.0, clock=lambda: clock[0], forwarding=forwarding)
+    follow(db, sink, claims).gone()
+    clock[0] = 10.0
+    claims.expire()
+    assert asked and claims.pending() == []
+    clock[0] = 100.0
+    claims.expire()
+    assert [c[0] for c in sink.calls] == ["update", "update"] and len(asked) == 1
 
 
 def test_two_live_sessions_of_one_chassis_the_newest_speaks_and_the_other_takes_over(caplog):
