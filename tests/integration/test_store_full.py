@@ -9,6 +9,8 @@ directory and is filled to the last byte.
 - A real controller keeps its switch programmed meanwhile: flows unchanged, the VMs keep pinging.
 - A stopped store on a full disk cannot be opened (SQLite cannot make its shared-memory file): refused as unreadable,
   never as damaged, and never moved aside, even with --accept-store.
+- An I/O error (ext4 shut down under the open store, EIO): the same refusal, and the mended disk holds no refused
+  write.
 - HA: a standby whose disk is full refuses the batch, and the active refuses the write at once, naming the standby's
   store; an active whose own disk refuses a write the standby already took gives the standby its store back
   (a snapshot), so the pair never keeps a write the active refused.
@@ -145,6 +147,76 @@ def _get(path):
     from controller.rest.api import Request
 
     return Request("GET", path)
+
+
+class FailingDisk:
+    """An ext4 file system on a loop device (an image file), mounted on ``path``; ``fail()`` shuts it down as
+    xfstests do (EXT4_IOC_SHUTDOWN, its journal not flushed): from then on every write and fsync on it gets EIO, a
+    real I/O error of the kernel. ``mend()`` mounts it again (its journal replayed), as after a repair."""
+
+    SHUTDOWN = 0x8004587D  # EXT4_IOC_SHUTDOWN, _IOR('X', 125, __u32)
+    NOLOGFLUSH = 2  # EXT4_GOING_FLAGS_NOLOGFLUSH
+
+    def __init__(self, image: Path, path: Path):
+        self.image, self.path = image, path
+
+    def mount(self) -> None:
+        subprocess.run(["mount", "-o", "loop", str(self.image), str(self.path)], check=True, timeout=30)
+
+    def fail(self) -> None:
+        import fcntl
+        import struct
+
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            fcntl.ioctl(fd, self.SHUTDOWN, struct.pack("I", self.NOLOGFLUSH))
+        finally:
+            os.close(fd)
+
+    def mend(self) -> None:
+        subprocess.run(["umount", str(self.path)], check=True, timeout=30)
+        self.mount()
+
+
+@pytest.fixture
+def failing_disk(lab_capable, tmp_path):
+    image, mount = tmp_path / "ext4.img", tmp_path / "ext4"
+    mount.mkdir()
+    with open(image, "wb") as fh:
+        fh.truncate(32 << 20)
+    subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True, timeout=60)
+    disk = FailingDisk(image, mount)
+    disk.mount()
+    try:
+        yield disk
+    finally:  # lazily: a store the failed test left open must not keep the mount (the loop device goes with it)
+        subprocess.run(["umount", "-l", str(mount)], check=False, timeout=30)
+
+
+def test_an_io_error_refuses_writes_clearly_changes_nothing_and_a_restart_finds_no_refused_write(failing_disk):
+    """The disk fails under an open store (EIO, not a full disk): the same path, proved on a real I/O error."""
+    ctl = Controller(failing_disk.path)
+    acked = {ctl.create("tenants", {"name": f"before{i}"})["name"] for i in range(3)}
+    objects, seq = ctl.store.load_objects(), ctl.store.last_seq()
+    failing_disk.fail()
+
+    status, reply = ctl.call("POST", "/v1/tenants", {"name": "refused"})
+    assert status == 503 and reply["error"]["code"] == "store_failed", reply
+    message = reply["error"]["message"]
+    assert message.startswith(f"the store {ctl.store.path} could not commit a write of 1 change(s): disk I/O error "
+                              "(SQLITE_IOERR"), message
+    assert message.endswith("nothing was written"), message
+    assert ctl.state.policy.objects == Policy(objects).objects and ctl.state.last_seq == seq
+    status, reply = ctl.call("GET", "/v1/status")
+    assert reply["store"]["state"] == "failed" and reply["health"] == "degraded", reply
+    assert ctl.call("GET", "/v1/tenants")[0] == 200  # reads go on
+    data_dir = ctl.settings.data_dir
+    ctl.close()
+
+    failing_disk.mend()
+    again = Store(data_dir)  # a restart on the mended disk: every acknowledged write, not the refused one
+    assert names(Policy(again.load_objects())) == acked and again.last_seq() == seq
+    again.close()
 
 
 def test_a_marker_the_full_disk_refuses_does_not_fail_the_write(disk):
