@@ -342,20 +342,27 @@ def test_an_active_whose_disk_refuses_a_write_the_standby_took_gives_the_standby
     assert names(standby.state.policy) == names(active.state.policy) == {"both", "after"}
 
 
-def test_a_node_that_cannot_record_its_new_generation_does_not_take_over(disk):
-    """A takeover writes its generation before using it (switches fence the old master by it): on a full disk the
-    decision fails (the pair's thread logs it and decides again) and the role is unchanged; freed, it takes over."""
+def lone_pair(disk, roles: list):
+    """An HA node alone (its peer never answers), its data directory on the tmpfs: (pair, store)."""
     from controller import settings as settings_mod
     from controller.core import build_core
-    from controller.ha import STARTUP_DEAD_INTERVALS, Pair
+    from controller.ha import Pair
     from controller.yamldoc import Doc
 
     settings = settings_mod.from_doc(Doc("<t>", {"data_dir": str(disk.path / "d"), "ha": {
         "node_id": "b", "peer": "10.250.0.1", "heartbeat_interval_ms": 100, "dead_interval_ms": 500,
         "secret": "unit-test-pair-secret"}}))
     store, state, _ = build_core(settings)
+    return Pair(settings.ha, store, state, lambda role, gen: roles.append((role, gen))), store
+
+
+def test_a_node_that_cannot_record_its_new_generation_does_not_take_over(disk):
+    """A takeover writes its generation before using it (switches fence the old master by it): on a full disk the
+    decision fails (the pair's thread logs it and decides again) and the role is unchanged; freed, it takes over."""
+    from controller.ha import STARTUP_DEAD_INTERVALS
+
     roles = []
-    pair = Pair(settings.ha, store, state, lambda role, gen: roles.append((role, gen)))
+    pair, store = lone_pair(disk, roles)
     disk.fill()
     alone = pair.started + STARTUP_DEAD_INTERVALS * 0.5
     with pytest.raises(StoreFault):
@@ -364,4 +371,45 @@ def test_a_node_that_cannot_record_its_new_generation_does_not_take_over(disk):
     disk.free()
     pair._decide(alone)
     assert pair.role == "active" and roles == [("active", 1)] and store.get_meta("ha_generation") == 1
+    store.close()
+
+
+def test_a_takeover_the_full_disk_refuses_is_logged_in_a_line_per_try_not_a_traceback(disk, caplog):
+    """The pair's thread tries the takeover at every tick (twice per heartbeat interval) while the disk is full: each
+    try is the store's one warning line, not also a traceback ("HA decision failed" is for bugs)."""
+    from tests.unit.interleave import finish, run
+
+    roles = []
+    pair, store = lone_pair(disk, roles)
+    disk.fill()
+    caplog.set_level("WARNING")
+    looping, _, failed = run(pair._loop)
+    try:
+        wait_for(lambda: store.faults >= 3, "three takeovers the full disk refused")
+    finally:
+        pair._stop.set()
+        finish(looping)
+    assert not failed and pair.role == "starting" and roles == []
+    assert not [r.getMessage() for r in caplog.records if r.exc_info], "a traceback per try"
+    refused = [r for r in caplog.records if r.name == "canopy.store" and "'ha_generation'" in r.getMessage()]
+    assert len(refused) == store.faults, "one line per try"
+    store.close()
+
+
+def test_a_node_on_a_full_disk_hears_a_newer_generation_without_failing_each_heartbeat(disk):
+    """A node that is not the active records the peer's newer generation at its heartbeats: on a full disk that write
+    is refused (the store's one line) and the heartbeat is still handed on, not failed with a traceback at every
+    heartbeat; freed, the next heartbeat records it. A takeover meanwhile would still go past it (it uses the
+    largest generation it knows, and must record its own first)."""
+    pair, store = lone_pair(disk, [])
+    disk.fill()
+    hb = {"t": "hb", "node": "a", "role": "active", "generation": 7, "seq": 0}
+    pair._on_frame(hb)
+    handed = []
+    pair.applier.on_message = handed.append
+    pair._on_message(hb)
+    assert handed == [hb] and pair.generation == 0 and store.faults == 1
+    disk.free()
+    pair._on_message(hb)
+    assert pair.generation == 7 and store.get_meta("ha_generation") == 7
     store.close()
