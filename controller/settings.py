@@ -93,6 +93,9 @@ REST_LIMITS = (
     _limit("max_body_bytes", "a larger body is refused with 413 before it is read", 1024, 1 << 31, 32 << 20),
     _limit("max_connections", "open REST connections in all", 1, 100000, 256),
     _limit("max_connections_per_source", "open REST connections per source address", 1, 100000, 64),
+    _limit("write_wait_ms", "a write waits at most this for the writes before it and a replicated batch the HA "
+           "applier has in hand (State's commit section); past it: 503 commit_busy with Retry-After, nothing "
+           "changed (reads never wait)", 0, 600000, 5000),
 )
 
 
@@ -284,6 +287,7 @@ class Limits:
     rest_max_body: int = 32 << 20
     rest_max_connections: int = 256
     rest_per_source: int = 64
+    rest_write_wait: float = 5.0
 
 
 def _limits(raw) -> Limits:
@@ -296,7 +300,7 @@ def _limits(raw) -> Limits:
                   ovsdb_reconnect_grace=ovsdb["reconnect_grace_ms"] / 1000,
                   rest_header_timeout=rest["header_timeout_ms"] / 1000, rest_body_timeout=rest["body_timeout_ms"] / 1000,
                   rest_max_body=rest["max_body_bytes"], rest_max_connections=rest["max_connections"],
-                  rest_per_source=rest["max_connections_per_source"])
+                  rest_per_source=rest["max_connections_per_source"], rest_write_wait=rest["write_wait_ms"] / 1000)
 
 
 @dataclass(frozen=True)
@@ -528,7 +532,7 @@ def with_token(settings: Settings) -> Settings:
     if path != token_path(settings.data_dir):
         raise SettingsError(f"rest.token_file: {path} does not exist")
     os.makedirs(settings.data_dir, mode=0o750, exist_ok=True)
-    token = secrets.token_urlsafe(32)
+    token = secrets.token_hex(32)  # not urlsafe: a token starting with "-" is an option to `--token TOKEN`
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(token + "\n")
