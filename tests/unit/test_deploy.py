@@ -58,6 +58,7 @@ def test_container_unit_hands_the_notify_socket_to_canopy_and_runs_it():
 def test_pair_settings_load_and_mirror_each_other(tmp_path):
     secret = tmp_path / "ha-secret"
     secret.write_text("0123456789abcdef0123456789abcdef\n")
+    secret.chmod(0o640)  # as docs/deploy.md makes it (root-owned, the container user's group)
 
     def load(name):  # the secret file is read when settings load: point it at a real one
         text = (ROOT / "deploy" / "pair" / name).read_text()

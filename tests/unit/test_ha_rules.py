@@ -246,8 +246,19 @@ def test_a_pair_needs_a_shared_secret(tmp_path, ha, error):
 def test_the_secret_may_come_from_a_file(tmp_path):
     path = tmp_path / "ha-secret"
     path.write_text(SECRET + "\n")
+    path.chmod(0o600)
     settings = settings_mod.from_doc(Doc("<t>", {"ha": {"peer": "10.250.0.1", "secret_file": str(path)}}))
     assert settings.ha.secret == SECRET and SECRET not in repr(settings)
+
+
+def test_a_secret_file_other_users_can_read_is_refused_naming_it_and_its_mode(tmp_path):
+    """As ssh does for a private key: an operator who left the secret world-readable hears so at start."""
+    path = tmp_path / "ha-secret"
+    path.write_text(SECRET + "\n")
+    path.chmod(0o644)
+    with pytest.raises(settings_mod.SettingsError) as refused:
+        settings_mod.from_doc(Doc("<t>", {"ha": {"peer": "10.250.0.1", "secret_file": str(path)}}))
+    assert f"ha.secret_file: {path} has mode 0644" in str(refused.value) and "chmod 600" in str(refused.value)
 
 
 def rest_node(tmp_path):
