@@ -35,7 +35,7 @@ def too_open(st: os.stat_result) -> str | None:
     mode = stat.S_IMODE(st.st_mode)
     if mode & 0o007:
         return (f"has mode {mode:04o}: every user of the host can read or change it; make it private "
-                "(chmod 600, or 640 with the group of the user Canopy runs as when another user owns it)")
+                "(chmod 600, or 640 owned by root with the group of the user Canopy runs as)")
     if mode & 0o070 and st.st_uid != 0:
         return (f"has mode {mode:04o}: its group can read it, and only a file root owns may be shared with a "
                 "group; chmod 600 it (or chown root and chgrp it to the group of the user Canopy runs as)")
