@@ -36,6 +36,7 @@ from controller.ryu_compat import (
     RyuApp,
     drop_datapath,
     hub,
+    probe_datapath,
     ofp_event,
     ofproto_v1_3,
     blocking,
@@ -92,7 +93,7 @@ class CanopyApp(RyuApp):
                                         per_source=limits.ovsdb_per_source, max_message=limits.ovsdb_max_message,
                                         sync_timeout=limits.ovsdb_sync_timeout,
                                         reconnect_grace=limits.ovsdb_reconnect_grace,
-                                        tls=listener_context(settings, "ovsdb"))
+                                        tls=listener_context(settings, "ovsdb"), forwarding=self._answers)
         self.ovsdb.held = self.hold.holding
         extra = [Route("GET", "/v1/ovsdb/sessions", self._ovsdb_sessions, "accepted OVSDB manager connections")]
         extra += rest_dataplane.routes(self.state, self.programmer, lambda: self.reconcilers, give_way)
@@ -362,6 +363,12 @@ class CanopyApp(RyuApp):
                 rec.stop()
                 del self.reconcilers[dp.id]
             self.state.datapath_down(dp.id, conn=id(dp))
+
+    def _answers(self, dpid):
+        """Whether the switch of ``dpid`` is connected over OpenFlow and answers an echo request now: a VRS whose
+        OVSDB session ended but whose bridge does is not gone (ovsdb/claims.py)."""
+        rec = self.reconcilers.get(dpid)
+        return rec is not None and probe_datapath(rec.datapath, claims.PROBE_TIMEOUT)
 
     def _contest(self, old, dp):
         """A second connection claims a datapath whose session is live: keep one (openflow/claims.py)."""
