@@ -295,7 +295,7 @@ class OvsdbManagerServer:
     ``sync_timeout``: seconds a peer has, from connecting, to send its first full copy of the database.
     ``reconnect_grace``: seconds a VRS or hardware VTEP stays known after its OVSDB session ends, so that a
     reconnect of the same chassis (Physical_Switch name) continues the same switch (ovsdb/claims.py).
-    ``forwarding(dpid)``: whether that bridge answers over OpenFlow now; a VRS whose does is not gone when its
+    ``forwarding(dpids)``: those of the bridges that answer over OpenFlow now; a VRS whose does is not gone when its
     grace ends (ovsdb/claims.py).
     ``tls``: a server-side ``ssl.SSLContext`` (controller.tls): every peer must complete a TLS handshake
     (with a certificate of the context's CA when it requires one) within ``handshake_timeout``; else plain TCP.
@@ -310,7 +310,7 @@ class OvsdbManagerServer:
                  secure_bridge: bool = True, per_source: int = 16,
                  max_message: int = idl.DEFAULT_MAX_MESSAGE, sync_timeout: float = SYNC_TIMEOUT_S, tls=None,
                  reconnect_grace: float = claims.DEFAULT_GRACE_S,
-                 forwarding: Callable[[int], bool] = lambda dpid: False):
+                 forwarding: Callable[[set[int]], set[int]] = lambda dpids: set()):
         if not isinstance(tunnel_name, str) or not tunnel_name.strip():
             raise ValueError("tunnel_name must be a non-empty port name, not %r" % (tunnel_name,))
         self.listen = listen
