@@ -169,8 +169,11 @@ class _PeerSession:
 
     def _follow_vrs(self, schema: dict) -> None:
         """Replicate the VRS's Open_vSwitch database and report every change until it goes."""
+        def report_slice():  # a big update of ports is reported as it lands, a slice at a time (idl.slices)
+            self._reporter.refresh(replica.rows(vrs.DATABASE), replica.take_changes())
+
         replica = idl.Replica(self._conn, schema, vrs.COLUMNS, self._server.probe_interval_ms,
-                              named=tunnel.NAMED_TABLES, pause=self._give_way)
+                              named=tunnel.NAMED_TABLES, pause=self._give_way, on_slice=report_slice)
         self._conn = replica
         self.state = SYNCING
         self._log.info("ovsdb %s: VRS session %s, replicating %s", self.peer, self.name, vrs.DATABASE)
