@@ -170,6 +170,7 @@ class _PeerSession:
     def _follow_vrs(self, schema: dict) -> None:
         """Replicate the VRS's Open_vSwitch database and report every change until it goes."""
         def report_slice():  # a big update of ports is reported as it lands, a slice at a time (idl.slices)
+            self._server.slicing.add(self.name)  # until its last slice is reported (below, or the session ends)
             self._reporter.refresh(replica.rows(vrs.DATABASE), replica.take_changes())
 
         replica = idl.Replica(self._conn, schema, vrs.COLUMNS, self._server.probe_interval_ms,
@@ -194,6 +195,7 @@ class _PeerSession:
                     seen = replica.change_seqno
                     self.state = SYNCED
                     self._reporter.refresh(replica.rows(vrs.DATABASE), replica.take_changes())
+                self._server.slicing.discard(self.name)
                 collector.freeze = replica.change_seqno - before >= FREEZE_ROWS  # the rows stay: never scan them
             if replica.synced:
                 if self._server.may_write:
@@ -262,6 +264,7 @@ class _PeerSession:
             return
         self._finished = True
         self.state = CLOSED
+        self._server.slicing.discard(self.name)
         try:
             self._conn.close()
         except Exception:
@@ -332,6 +335,7 @@ class OvsdbManagerServer:
         self.writes_enabled = True  # False on an HA standby: replicate and report, write nothing
         self.pause = give_way  # a big update (rows, then bridge ports) gives the event loop a turn this way
         self.held = False  # True until the controller's start-up hold ends (release()): write nothing
+        self.slicing: set[str] = set()  # sessions reporting a big update in slices (ovsdb/idl/slices.py) now
         self._vtep_desired: dict[str, VtepDesired] = {}
         self._listener: idl.Listener | None = None
         self._accept_thread = None
