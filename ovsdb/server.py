@@ -28,7 +28,9 @@ update (10,000 ports added in one transaction: 20,000 rows) never holds the even
 gives it a turn every ``idl.PAUSE_ROWS`` rows and the reporter every ``PAUSE_PORTS`` ports it reads
 (``pause``; nothing but the session's own green thread touches its replica and reporter meanwhile), and sends
 the peer an echo request about once a second meanwhile (``idl.Replica.keepalive``): ovsdb-server's own probes wait
-behind the update, and it drops a manager it has heard nothing from for two probe intervals.
+behind the update, and it drops a manager it has heard nothing from for two probe intervals. Such an update, when
+it only adds or only deletes ports, is reported a slice at a time as it is applied (ovsdb/idl/slices.py); while
+one is, ``slicing`` names its session (the programming loop waits for its last slice: controller/app.py).
 """
 
 from __future__ import annotations

@@ -7,6 +7,13 @@
 An update that breaks the protocol is refused whole (``refused`` says why, naming the table, row and column) and the
 session closed: ovs 4.0.0 raises in the middle of such an update, leaving the rows before that point applied without a
 notification, and logs the reason to its own log, which is silent. The peer's next session reads the database afresh.
+
+A big pure insert or delete of ports is applied in slices when the replica's reader takes them (``on_slice``,
+ovsdb/idl/slices.py): each slice is parsed, applied and notified like an update of its own, and the reader is called
+between them. A refusal in a slice leaves the slices before it reported (each a state smaller transactions could have
+produced: whole ports with their interfaces, and the bridge's ports with them); nothing of the refused slice or
+after it is. The session is closed as for any refusal, and the next session's first read reports the database as it
+is, against what was reported (tests/unit/test_ovsdb_slices.py).
 """
 
 from __future__ import annotations
