@@ -100,7 +100,9 @@ def _bridge_of(bridges: dict, rows: dict, operation: str) -> dict[str, str]:
     """{port uuid: the bridge whose ``ports`` difference alone names it}; for a delete only the current members."""
     owner, twice = {}, set()
     for bridge, row_update in bridges.items():
-        diff = row_update.get("modify") if isinstance(row_update, dict) else None
+        if not isinstance(row_update, dict):
+            raise ValueError(row_update)  # for ovs to refuse, whole
+        diff = row_update.get("modify")
         if not isinstance(diff, dict) or "ports" not in diff:
             continue
         members = _members(rows, bridge) if operation == DELETE else frozenset()
@@ -171,9 +173,9 @@ def _rest(update: dict, chosen: list[str], held: dict) -> dict:
     rest = {}
     for table, rows in update.items():
         gone = gone_ports if table == "Port" else gone_ifaces if table == "Interface" else ()
-        kept = {uuid: row_update for uuid, row_update in rows.items() if uuid not in gone}
+        kept = {key: row_update for key, row_update in rows.items() if key not in gone}
         if table == "Bridge":
-            kept = {uuid: row_update for uuid, row_update in _without(kept, gone_ports).items() if row_update}
+            kept = {key: row_update for key, row_update in _without(kept, gone_ports).items() if row_update}
         if kept:
             rest[table] = kept
     return rest
@@ -183,8 +185,8 @@ def _without(bridges: dict, ports: set) -> dict:
     """The Bridge rows' updates with the sliced ports taken out of their ``ports`` difference (empty when nothing
     is left of one)."""
     out = {}
-    for bridge, row_update in bridges.items():
-        diff = row_update.get("modify") if isinstance(row_update, dict) else None
+    for bridge, row_update in bridges.items():  # each a dict (_bridge_of)
+        diff = row_update.get("modify")
         if not isinstance(diff, dict) or "ports" not in diff:
             out[bridge] = row_update
             continue

@@ -324,6 +324,7 @@ def test_an_update_that_is_not_a_pure_big_insert_or_delete_is_applied_whole(what
     lambda u: next(iter(u["Port"].values()))["insert"].update(interfaces=["uuid"]),
     lambda u: next(iter(u["Bridge"].values()))["modify"].update(ports=["map", []]),
     lambda u: next(iter(u["Bridge"].values()))["modify"]["ports"][1].append(["named-uuid", "x"]),
+    lambda u: u["Bridge"].update({_uuid(): None}),
 ])
 def test_a_shape_the_planner_does_not_expect_is_left_whole_to_ovs(broken, small_slices):
     db = Database(random.Random(3))
