@@ -165,7 +165,7 @@ class _PacedIdl(ovs.db.idl.Idl):
         if self.on_slice is None or tables is not self.tables or self.state != self.IDL_S_MONITORING or \
                 version == ovs.db.idl.OVSDB_UPDATE:
             return [update]
-        return slices.plan(update, tables) or [update]
+        return slices.plan(update, tables, pacer=self.pacer) or [update]
 
     def _refuse(self, exc: Exception, update, version, tables) -> None:
         """Refuse the update (``refused`` says why) and close the session: the replica no longer follows the peer's
