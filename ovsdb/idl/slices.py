@@ -28,10 +28,10 @@ be applied in any order (tests/unit/test_ovsdb_slices.py).
 from __future__ import annotations
 
 import collections
+import itertools
 import uuid
 
 from controller.pacer import NEVER, Pacer
-from openflow.installed import paced
 
 SLICE_PORTS = 500  # ports (with their interfaces) in the first slice; an update with fewer sliceable ports: whole
 GROWTH = 2  # each slice holds this many times the ports of the one before: each report's cost that grows with the
@@ -46,12 +46,28 @@ def plan(update, tables, slice_ports: int | None = None, pacer: Pacer = NEVER) -
     ``slice_ports``: the first slice's ports (default ``SLICE_PORTS``); ``pacer``: ticked per ``ITEMS_PER_TICK``
     ports, interfaces or rows looked at (10,000 ports deleted: ~20-40 ms of planning, with the event loop's turns)."""
     def walk(items):
-        return paced(items, lambda n: pacer.tick(n // ITEMS_PER_TICK), ITEMS_PER_TICK)
+        return _walk(items, pacer)
 
     try:
         return _plan(update, tables, slice_ports or SLICE_PORTS, walk)
     except (AttributeError, TypeError, KeyError, IndexError, ValueError):  # a shape not expected: ovs judges it whole
         return None
+
+
+def _walk(items, pacer: Pacer, chunk: int = 100 * ITEMS_PER_TICK):
+    """``items`` as they are, ticking ``pacer`` per ``ITEMS_PER_TICK`` of them, a chunk at a time (a generator's turn
+    per item cost a fifth of the planning)."""
+    iterator = iter(items)
+
+    def chunks():
+        while True:
+            block = list(itertools.islice(iterator, chunk))
+            if not block:
+                return
+            yield block
+            pacer.tick(len(block) // ITEMS_PER_TICK)
+
+    return itertools.chain.from_iterable(chunks())
 
 
 def _plan(update, tables, slice_ports: int, walk) -> list[dict] | None:
