@@ -26,13 +26,10 @@ ExaBGP decodes EVPN but has no API command to announce it. This module:
   and resets the session with NOTIFICATION 3/9): an IPv4-mapped IPv6 address (as FRR sends for its
   type 5 routes) becomes its IPv4 address, another IPv6 address is passed on (``bgp.received``
   refuses it: treated as withdrawn), any other length makes the update's routes withdrawals
-  (RFC 7606 treat-as-withdraw), never a session reset;
-- formats the "raw" hex of each received EVPN NLRI (ExaBGP's ``EVPN._raw``) with ``bytes.hex`` (the same
-  text; ExaBGP formats it byte by byte, a cost paid for every route received), and writes only that hex and
-  the route type's code as the NLRI's JSON (``bgp.received`` decodes the rest from the hex); a withdrawn
-  EVPN NLRI is not parsed at all, only kept as its bytes;
-- installs its API side (``bgp.exabgp_ext_api``): what ExaBGP writes to Canopy held and written together, and
-  received EVPN withdrawals read without ExaBGP's attribute machinery and handed over a batch per message;
+  (RFC 7606 treat-as-withdraw), never a session reset (the bytes rewritten by ``bgp.evpnwire.evpn_next_hop``);
+- installs its API side (``bgp.exabgp_ext_api``): what ExaBGP writes to Canopy held and written together,
+  received EVPN NLRIs read and written cheaply (a withdrawn one kept as its bytes, JSON of code and raw hex only),
+  and received EVPN withdrawals read without ExaBGP's attribute machinery and handed over a batch per message;
 - ``main(argv)``: install, then run ExaBGP's own main: ``python -m bgp.exabgp_ext <config>``.
 """
 
@@ -40,10 +37,10 @@ from __future__ import annotations
 
 import copy
 import functools
-import ipaddress
 import sys
 
 from bgp import routes
+from bgp.evpnwire import evpn_next_hop
 
 PINNED_EXABGP = "5.0.15"
 
@@ -408,29 +405,7 @@ def _evpn_handler(api, reactor, service, line, use_json):
 
 # --------------------------------------------------------------------------- EVPN next hops
 
-_L2VPN_EVPN = b"\x00\x19\x46"  # AFI 25, SAFI 70: how an EVPN MP_REACH_NLRI starts
 _exabgp_mp_reach_unpack = MPRNLRI.unpack.__func__
-_exabgp_evpn_unpack_nlri = EVPN.unpack_nlri.__func__
-
-
-def evpn_next_hop(data: bytes) -> tuple[bytes, bool]:
-    """An MP_REACH_NLRI attribute value with an EVPN next hop ExaBGP can read: (value, unusable).
-
-    4 bytes: unchanged. 16 or 32 bytes (IPv6 global [+ link-local]): an IPv4-mapped address becomes
-    the 4-byte IPv4 address; another IPv6 address keeps its first 16 bytes. Any other length becomes
-    0.0.0.0 and ``unusable`` is True (the caller makes the routes withdrawals). Other families and
-    attributes too short to hold their next hop are returned unchanged (ExaBGP judges them).
-    """
-    if len(data) < 5 or data[:3] != _L2VPN_EVPN or data[3] == 4 or len(data) < 5 + data[3]:
-        return data, False
-    length, hop = data[3], data[4:4 + data[3]]
-    unusable = length not in (16, 32)
-    if unusable:
-        new = bytes(4)
-    else:
-        mapped = ipaddress.IPv6Address(hop[:16]).ipv4_mapped
-        new = mapped.packed if mapped else hop[:16]
-    return data[:3] + bytes([len(new)]) + new + data[4 + length:], unusable
 
 
 def _mp_reach_unpack(cls, data, direction, negotiated):
@@ -502,32 +477,6 @@ class _Group:
         self.attributes, self.by_hop = None, {}
 
 
-def _raw_hex(self) -> str:
-    """ExaBGP's EVPN._raw (the NLRI's bytes in upper-case hex for the JSON "raw" field), without formatting
-    each byte in Python: the same text, a twentieth of the CPU (it ran for every route received)."""
-    return self.pack_nlri().hex().upper()
-
-
-def _evpn_unpack_nlri(cls, afi, safi, bgp, action, addpath):
-    """EVPN.unpack_nlri, a withdrawn NLRI kept as its bytes (GenericEVPN), its fields not parsed into objects:
-    Canopy reads only code and bytes (``_nlri_json``), nothing else reads it with ``adj-rib-in false`` (a
-    quarter of ExaBGP's CPU for a one-route withdrawal). Announced NLRIs go through ExaBGP's own, as do bad ones."""
-    path_info, data = NLRI.consume_path_information(bgp, addpath)
-    if action != Action.WITHDRAW or len(data) < 2 or len(data) < data[1] + 2:
-        return _exabgp_evpn_unpack_nlri(cls, afi, safi, bgp, action, addpath)
-    nlri = GenericEVPN(data[0], data[2:data[1] + 2])
-    nlri.action, nlri.addpath = action, path_info
-    return nlri, data[data[1] + 2:]
-
-
-def _nlri_json(self, compact=None) -> str:
-    """A received EVPN NLRI in the JSON ExaBGP writes to Canopy: its route type code and "raw" hex only.
-    ``bgp.received`` decodes every route from "raw" (the wire bytes); ExaBGP's own text adds the name and each
-    parsed field formatted one by one (RD, ESI, tag, MAC, labels, IP: a fifth of ExaBGP's CPU for a received
-    withdrawal, and a third of the message Canopy then reads), which nothing reads."""
-    return '{ "code": %d, "raw": "%s" }' % (self.CODE, self._raw())
-
-
 COMMANDS = ("announce evpn", "withdraw evpn")
 
 
@@ -539,10 +488,6 @@ def install() -> None:
     Family.size[(AFI.l2vpn, SAFI.evpn)] = (_EVPN_NEXT_HOP_LENGTHS, 0)
     MPRNLRI.unpack = classmethod(_mp_reach_unpack)
     OutgoingRIB.updates = _grouped_updates
-    EVPN._raw = _raw_hex
-    EVPN.unpack_nlri = classmethod(_evpn_unpack_nlri)
-    for nlri_class in (EVPN, MAC, Multicast, Prefix, GenericEVPN):
-        nlri_class.json = _nlri_json
     exabgp_ext_api.install()
     for name in COMMANDS:
         if Command.callback["text"].get(name) is not _evpn_handler:

@@ -1,4 +1,4 @@
-"""Canopy's ExaBGP extension, its API side: what ExaBGP writes to Canopy, received withdrawals, its collector.
+"""Canopy's ExaBGP extension, its API side: what ExaBGP writes to Canopy, received NLRIs, its collector.
 
 Part of the extension (``bgp.exabgp_ext`` checks the pin before importing this module, and its ``install``
 calls ``install`` here); nothing else in Canopy imports it. It changes how ExaBGP 5.0.15 hands received
@@ -8,10 +8,14 @@ messages to its API process (Canopy's relay), never what goes on the wire:
   the relay (then of the speaker) per received UPDATE, which GoBGP sends one route at a time. Messages are held
   and written together: when the reactor is about to sleep, once API_HOLD_BYTES are held, or once the oldest is
   API_HOLD_SECONDS old; in order, and at once when ExaBGP terminates its processes.
+- **received EVPN NLRIs, cheap**: the "raw" hex of each (ExaBGP's ``EVPN._raw``) formatted with ``bytes.hex``
+  (the same text; ExaBGP formats it byte by byte, a cost paid for every route received), and only that hex and
+  the route type's code written as the NLRI's JSON (``bgp.received`` decodes the rest from the hex); a withdrawn
+  EVPN NLRI is not parsed at all, only kept as its bytes (GenericEVPN).
 - **withdrawals read without the attribute machinery**: an UPDATE that holds nothing but one MP_UNREACH_NLRI
   of l2vpn evpn with at least one NLRI (how GoBGP and FRR withdraw, one route per UPDATE from GoBGP) is read by
-  ``evpn_withdrawals``: the same Update of GenericEVPN NLRIs ExaBGP's own unpack gives (``bgp.exabgp_ext``
-  keeps a withdrawn EVPN NLRI as its bytes), at about a third of its CPU. Anything else (an End-of-RIB, other
+  ``evpn_withdrawals``: the same Update of GenericEVPN NLRIs ExaBGP's own unpack gives (a withdrawn
+  EVPN NLRI kept as its bytes), at about a third of its CPU. Anything else (an End-of-RIB, other
   flags, ADD-PATH, a length that does not add up) goes to ExaBGP's own unpack, which judges it.
 - **withdrawals batched**: consecutive withdraw-only EVPN UPDATEs of one peer become one API message: ExaBGP's
   own JSON for an UPDATE withdrawing all of their NLRIs, in order (``bgp.received`` reads it as it reads one).
@@ -33,11 +37,15 @@ import time
 from exabgp.bgp.message import Action, Message, Update
 from exabgp.bgp.message.direction import Direction
 from exabgp.bgp.message.update.attribute import Attributes
-from exabgp.bgp.message.update.nlri.evpn.nlri import EVPN
+from exabgp.bgp.message.update.nlri.evpn import MAC, Multicast, Prefix
+from exabgp.bgp.message.update.nlri.evpn.nlri import EVPN, GenericEVPN
+from exabgp.bgp.message.update.nlri.nlri import NLRI
 from exabgp.protocol.family import AFI, SAFI
 from exabgp.reactor.api.processes import ProcessError, Processes
 from exabgp.reactor.api.response import Response
 from exabgp.reactor.loop import Reactor
+
+from bgp.evpnwire import EVPN_AFI_SAFI, mp_unreach_value
 
 API_HOLD_BYTES = 1 << 16  # written once this much is held for a process (also: a batch of withdrawals closes)
 API_HOLD_SECONDS = 0.01  # or once the oldest held message is this old; and at once whenever the reactor goes idle
@@ -48,7 +56,7 @@ _FROZEN = {"first": None, "last": None}  # monotonic times of the first and last
 _THROUGH: dict = {}  # ExaBGP's own functions this module wraps (install())
 
 _EVPN_FAMILY = (AFI.l2vpn, SAFI.evpn)
-_EVPN_AFI_SAFI = b"\x00\x19\x46"  # AFI 25 (L2VPN), SAFI 70 (EVPN)
+EVPN_AFI_SAFI = b"\x00\x19\x46"  # AFI 25 (L2VPN), SAFI 70 (EVPN)
 _MP_UNREACH = 15
 _OPTIONAL, _EXTENDED = 0x80, 0x10  # MP_UNREACH_NLRI is optional non-transitive (RFC 4760)
 _NLRI_JSON_BYTES = 28  # an NLRI's JSON besides its hex: '{ "code": 2, "raw": "" }, '
@@ -57,28 +65,13 @@ _NLRI_JSON_BYTES = 28  # an NLRI's JSON besides its hex: '{ "code": 2, "raw": ""
 # --------------------------------------------------------------------------- received withdrawals, read
 
 
-def _mp_unreach_value(data: bytes) -> bytes | None:
-    """The value of the UPDATE body's only path attribute when it is an MP_UNREACH_NLRI and there are neither
-    IPv4 withdrawn routes nor IPv4 NLRI; None otherwise."""
-    if len(data) < 7 or data[:2] != b"\x00\x00" or int.from_bytes(data[2:4], "big") != len(data) - 4:
-        return None
-    flags, code = data[4], data[5]
-    if code != _MP_UNREACH or flags & ~_EXTENDED != _OPTIONAL:
-        return None
-    if flags & _EXTENDED:
-        length, value = (int.from_bytes(data[6:8], "big"), data[8:]) if len(data) >= 8 else (-1, b"")
-    else:
-        length, value = data[6], data[7:]
-    return value if length == len(value) else None
-
-
 def evpn_withdrawals(data: bytes, direction, negotiated) -> Update | None:
     """A received UPDATE body (no header) that only withdraws EVPN routes, as the Update ExaBGP's unpack makes
     of it (GenericEVPN NLRIs, no attributes); None when it is anything else (ExaBGP's own unpack reads it)."""
     if direction != Direction.IN:
         return None
-    value = _mp_unreach_value(bytes(data))
-    if value is None or value[:3] != _EVPN_AFI_SAFI or len(value) == 3:  # 3: an End-of-RIB
+    value = mp_unreach_value(bytes(data))
+    if value is None or value[:3] != EVPN_AFI_SAFI or len(value) == 3:  # 3: an End-of-RIB
         return None
     if _EVPN_FAMILY not in negotiated.families or negotiated.addpath.receive(*_EVPN_FAMILY):
         return None
@@ -95,6 +88,37 @@ def _unpack_update(cls, data, direction, negotiated):
     """Update.unpack_message, with ``evpn_withdrawals`` first."""
     update = evpn_withdrawals(data, direction, negotiated)
     return update if update is not None else _THROUGH["unpack_update"](cls, data, direction, negotiated)
+
+
+# --------------------------------------------------------------------------- received EVPN NLRIs, cheap
+
+_exabgp_evpn_unpack_nlri = EVPN.unpack_nlri.__func__
+
+
+def _raw_hex(self) -> str:
+    """ExaBGP's EVPN._raw (the NLRI's bytes in upper-case hex for the JSON "raw" field), without formatting
+    each byte in Python: the same text, a twentieth of the CPU (it ran for every route received)."""
+    return self.pack_nlri().hex().upper()
+
+
+def _evpn_unpack_nlri(cls, afi, safi, bgp, action, addpath):
+    """EVPN.unpack_nlri, a withdrawn NLRI kept as its bytes (GenericEVPN), its fields not parsed into objects:
+    Canopy reads only code and bytes (``_nlri_json``), nothing else reads it with ``adj-rib-in false`` (a
+    quarter of ExaBGP's CPU for a one-route withdrawal). Announced NLRIs go through ExaBGP's own, as do bad ones."""
+    path_info, data = NLRI.consume_path_information(bgp, addpath)
+    if action != Action.WITHDRAW or len(data) < 2 or len(data) < data[1] + 2:
+        return _exabgp_evpn_unpack_nlri(cls, afi, safi, bgp, action, addpath)
+    nlri = GenericEVPN(data[0], data[2:data[1] + 2])
+    nlri.action, nlri.addpath = action, path_info
+    return nlri, data[data[1] + 2:]
+
+
+def _nlri_json(self, compact=None) -> str:
+    """A received EVPN NLRI in the JSON ExaBGP writes to Canopy: its route type code and "raw" hex only.
+    ``bgp.received`` decodes every route from "raw" (the wire bytes); ExaBGP's own text adds the name and each
+    parsed field formatted one by one (RD, ESI, tag, MAC, labels, IP: a fifth of ExaBGP's CPU for a received
+    withdrawal, and a third of the message Canopy then reads), which nothing reads."""
+    return '{ "code": %d, "raw": "%s" }' % (self.CODE, self._raw())
 
 
 # --------------------------------------------------------------------------- held writes
@@ -249,7 +273,8 @@ def _close_withdrawals(processes, process) -> None:
 
 
 def install() -> None:
-    """Wrap ExaBGP's API writes, its UPDATE unpack and its API dispatch of UPDATEs (idempotent)."""
+    """Wrap ExaBGP's API writes, its UPDATE unpack and its API dispatch of UPDATEs; read and write received EVPN
+    NLRIs cheaply (idempotent)."""
     if _THROUGH:
         return
     _THROUGH.update(write=Processes.write, terminate=Processes.terminate, wait_for_io=Reactor._wait_for_io,
@@ -259,3 +284,7 @@ def install() -> None:
     Reactor._wait_for_io = _wait_for_io_flushed
     Update.unpack_message = classmethod(_unpack_update)
     Processes._dispatch[Message.CODE.UPDATE] = _update_batched
+    EVPN._raw = _raw_hex
+    EVPN.unpack_nlri = classmethod(_evpn_unpack_nlri)
+    for nlri_class in (EVPN, MAC, Multicast, Prefix, GenericEVPN):
+        nlri_class.json = _nlri_json

@@ -11,6 +11,7 @@ a second commit from landing in those pauses: it waits until the first is taken,
 from __future__ import annotations
 
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -35,6 +36,16 @@ class CommitRead:
     external: bool = False
 
 
+class CommitBusy(Exception):
+    """A write refused because State's commit section stayed busy for its whole bounded wait (``waited`` seconds):
+    ``holder`` says what held it (a replicated batch being applied, another write). Nothing was changed."""
+
+    def __init__(self, holder: str, waited: float):
+        self.holder, self.waited = holder, waited
+        super().__init__(f"commit section busy: {holder}; this write waited {waited:g} s and was refused, nothing "
+                         "was changed; retry")
+
+
 class OneAtATime:
     """Policy commits into State one after another. ``held`` covers State taking one commit, from its paced read until
     State has taken it: a commit read while another landed in its pauses would be taken on the policy it was read
@@ -43,24 +54,39 @@ class OneAtATime:
     in the same thread, is part of it): a commit that lands between that read and State taking the candidate would
     be lost, the candidate being built without it (a REST write and the HA applier's batch during a takeover).
     ``threading``'s lock is eventlet's under ryu-manager (a green thread waits, the hub runs on). A commit started
-    inside a pause of another in the same thread would wait for itself: refused with an error instead."""
+    inside a pause of another in the same thread would wait for itself: refused with an error instead. A REST write
+    waits a bounded time (``wait``) and is refused with CommitBusy past it, naming what holds the section
+    (``holder``, with how long it has held it): the applier holds it for a whole replicated message, seconds for a
+    batch of 10,000 under load."""
 
     def __init__(self):
         self._lock = threading.Lock()
         self._holder: int | None = None
+        self._what = ""  # what holds the section (``holder`` of ``section``)
+        self._since = 0.0  # time.monotonic() when it took the section
         self._taking = False  # the holder is inside ``held`` (State taking its commit)
 
+    def busy(self) -> str | None:
+        """What holds the section and for how long, or None: read without waiting (status, errors)."""
+        if self._holder is None:
+            return None
+        return f"{self._what}, held for {time.monotonic() - self._since:.1f} s"
+
     @contextmanager
-    def section(self):
+    def section(self, wait: float | None = None, holder: str = "a policy commit"):
+        """The whole commit; ``wait``: at most this many seconds for the section (None: as long as it takes), then
+        CommitBusy. ``holder``: what this commit is, for the error a waiting write gets."""
         me = threading.get_ident()
         if self._holder == me:
             raise RuntimeError("a policy commit into State started inside a pause of another, in the same thread")
-        with self._lock:
-            self._holder = me
-            try:
-                yield
-            finally:
-                self._holder = None
+        if not self._lock.acquire(timeout=-1 if wait is None else max(0.0, wait)):
+            raise CommitBusy(self.busy() or "another commit (it has just finished)", wait)
+        try:
+            self._holder, self._what, self._since = me, holder, time.monotonic()
+            yield
+        finally:
+            self._holder = None
+            self._lock.release()
 
     @contextmanager
     def held(self):

@@ -177,6 +177,11 @@ def _core(state, service):
     yield _gauge("canopy_build_info", "the running Canopy's version", ("version",), [((__version__,), 1)])
     yield _gauge("canopy_store_sequence", "sequence number of the last committed policy change", (),
                  [((), state.last_seq)])
+    store = service.store
+    yield _gauge("canopy_store_ok", "1 while the store takes writes, 0 while its disk refuses them (full, read-only, "
+                 "I/O error: GET /v1/status says why)", (), [((), 0 if store.fault else 1)])
+    yield _counter("canopy_store_write_failures", "write transactions (and markers) the store's disk refused", (),
+                   [((), store.faults)])
     yield _gauge("canopy_state_version", "grows with every change of anything the controller's State holds", (),
                  [((), state.version)])
     yield _gauge("canopy_policy_objects", "policy objects by kind", ("kind",),

@@ -31,7 +31,7 @@ from controller.model import KINDS, MANAGED, PolicyError, normalise
 from controller.pacer import NEVER, Pacer
 from controller.pairlink import PairLink
 from controller.policy import Policy
-from controller.store import Change, StoreError
+from controller.store import Change, StoreError, StoreFault
 
 POLL = 0.2                       # how often a waiting confirm() looks again
 BATCH = 500                      # changes per catch-up message
@@ -104,12 +104,18 @@ class Replicator:
         with self._cond:
             self._pending, self._pending_meta, self._refusal = list(changes), meta, None
             why = self._wait_for(last, self.timeout_for(len(changes)))
-            if why is not None:  # forget the write; a standby that got it is not on our history any more
-                self._pending, self._sent_epoch = [], -1
-                self.acked_seq = min(self.acked_seq, changes[0].seq - 1)
+            if why is not None:
+                self.forget(changes)
         if why is not None:
             self._mark_lagging(last, why)
         return why
+
+    def forget(self, changes: list[Change]) -> None:
+        """A write that will not be committed here (unconfirmed, or confirmed and then refused by our store): a
+        standby that got it is not on our history any more, and its next report gets it a snapshot."""
+        with self._cond:
+            self._pending, self._sent_epoch = [], -1
+            self.acked_seq = min(self.acked_seq, changes[0].seq - 1)
 
     def _wait_for(self, last: int, timeout: float) -> str | None:
         deadline = time.monotonic() + timeout
@@ -284,6 +290,7 @@ class Applier:
         self.link = link
         self.log = log or logging.getLogger("canopy.ha")
         self.refused = 0  # replicated messages refused as invalid
+        self.store_refusals = 0  # replicated batches our store could not take (a full or failing disk)
         self.pacer: Pacer = NEVER
         self.accepting = lambda: True
         self._last_resync = (None, 0.0)
@@ -357,7 +364,7 @@ class Applier:
         it: a node that takes over meanwhile takes REST writes only after it, and they build on it. A write let in
         while the batch was still being read (its pauses) took the batch's first seq; the store skipped that change
         as held already and put the rest of the batch on top of the write (tests/unit/test_replication.py)."""
-        with self.state.committing():
+        with self.state.committing(holder=_holding(msg)):
             if not self.accepting():
                 self.log.info("dropped a replicated %r message: this node is no longer the standby", msg["t"])
             elif msg["t"] == "changes":
@@ -399,6 +406,11 @@ class Applier:
             return False
         try:
             last = self.store.apply_replicated([c for c in changes if c.seq <= before] + checked, meta)
+        except StoreFault as exc:  # our disk refused it: the active refuses the write rather than hold it alone
+            self.store_refusals += 1
+            self.log.warning("could not store replicated changes (nothing applied): %s", exc)
+            self._tell_refused(new[0] if new else None, f"the standby's store could not take it: {exc}")
+            return False
         except (StoreError, TypeError, ValueError) as exc:
             self.log.warning("cannot apply replicated changes: %s; asking the active to resync", exc)
             self._resync()
@@ -420,6 +432,10 @@ class Applier:
         except InvalidReplica as exc:
             self._refuse(None, exc)
             return False
+        except StoreFault as exc:  # our disk refused it: the active sends it again when its heartbeat says so (paced)
+            self.store_refusals += 1
+            self.log.warning("could not store the active's snapshot (nothing applied): %s", exc)
+            return False
         except (StoreError, KeyError, TypeError, AttributeError) as exc:
             self.log.warning("cannot restore the active's snapshot: %s; asking the active to resync", exc)
             self._resync()
@@ -432,8 +448,11 @@ class Applier:
         """Log and tell the active; ``change`` names the first refused change by (seq, ts), if known."""
         self.refused += 1
         self.log.warning("refused replicated data from the peer (nothing applied): %s", exc)
+        self._tell_refused(change, str(exc))
+
+    def _tell_refused(self, change: Change | None, reason: str):
         where = {"seq": change.seq, "ts": change.ts} if change is not None else {}
-        self.link.send({"t": "refused", **where, "reason": str(exc)[:500]})
+        self.link.send({"t": "refused", **where, "reason": reason[:500]})
 
     def _ack(self):
         self.link.send({"t": "ack", **self.hello()})
@@ -445,6 +464,14 @@ class Applier:
             return  # asked already; the heartbeats carry the position anyway
         self._last_resync = (position["seq"], time.monotonic())
         self.link.send({"t": "resync", **position})
+
+
+def _holding(msg: dict) -> str:
+    """What the applier is doing while it holds State's commit section, for a REST write refused meanwhile."""
+    if msg.get("t") == "snapshot":
+        return "replicated snapshot of the active being restored"
+    changes = msg.get("changes")
+    return f"replicated batch being applied ({len(changes) if isinstance(changes, list) else '?'} changes)"
 
 
 # ---------------------------------------------------------------------------------------------- validation

@@ -5,7 +5,8 @@ write at a time: copy the policy -> change the copy -> check every rule the chan
 changed objects, through the policy's index: controller/policyindex.py) -> number the changes ->
 ``replicate`` (the HA pair gets them onto the standby there, or refuses the write with NotActive) ->
 commit to the store in one transaction -> swap the copy into State. So a write is acknowledged only once
-it is on both nodes, and a refused or failed write changes nothing, in memory or on disk. On a node that
+it is on both nodes, and a refused or failed write changes nothing, in memory or on disk: a store that refuses
+the transaction (StoreFault: a full or failing disk) raises before State is touched. On a node that
 does not take writes (the standby), ``writable`` says why and every write raises NotActive up front.
 """
 
@@ -20,9 +21,10 @@ from typing import Callable
 
 from controller import policy as pol
 from controller import policydoc
+from controller.commits import CommitBusy
 from controller.model import KINDS, PolicyError, Problem, normalise
 from controller.pacer import NEVER, Pacer, collector_paused
-from controller.store import Change
+from controller.store import Change, StoreFault
 
 log = logging.getLogger("canopy.policy")
 FREEZE_CHANGES = 1000  # an apply committing this many changes freezes what exists out of the cyclic collector
@@ -49,14 +51,22 @@ def _one_at_a_time(method):
     building on a policy that may still be refused. A node that does not take writes refuses it there (NotActive);
     otherwise it runs in State's commit section (``State.committing``), so no other commit into State (the HA
     applier's last replicated batch, while this node takes over) lands between reading State's policy to build
-    the candidate and State taking it: that commit would be in the store but missing from State."""
+    the candidate and State taking it: that commit would be in the store but missing from State. The wait for both
+    (the lock: writes before this one; the section: also the applier's batch in hand) is bounded together by
+    ``write_wait`` (rest.write_wait_ms): past it the write is refused with CommitBusy and changes nothing."""
 
     @functools.wraps(method)
     def serialised(self, *args, **kwargs):
-        with self._write_lock:
+        deadline = time.monotonic() + self.write_wait
+        if not self._write_lock.acquire(timeout=self.write_wait):
+            raise CommitBusy(self.state.commit_busy() or "another write being committed", self.write_wait)
+        try:
             self._check_writable()
-            with self.state.committing():
+            left = max(0.0, deadline - time.monotonic())
+            with self.state.committing(left, f"a REST write ({method.__name__}) being committed"):
                 return method(self, *args, **kwargs)
+        finally:
+            self._write_lock.release()
 
     return serialised
 
@@ -66,12 +76,15 @@ class PolicyService:
     replicate: Callable[[list[Change], dict], None] | None = None
     # None or a function returning None (writes allowed) or the reason this node refuses them
     writable: Callable[[], str | None] | None = None
+    # called with a write ``replicate`` got onto the standby that this node's store then refused (StoreFault)
+    unreplicated: Callable[[list[Change]], None] | None = None
 
     def __init__(self, store, state, settings):
         self.store = store
         self.state = state
         self.settings = settings
         self.pacer: Pacer = NEVER  # an apply's planning pauses (the app: hub.sleep(0)) under the write lock
+        self.write_wait = settings.limits.rest_write_wait  # seconds a write waits for those before it (CommitBusy)
         self._write_lock = threading.RLock()
 
     def _check_writable(self):
@@ -94,10 +107,21 @@ class PolicyService:
             done = self._numbered(changes)
             meta["last_txn"] = done[-1].txn
             self.replicate(done, meta)
-            self.store.apply_replicated(done, meta)
+            self._commit_replicated(done, meta)
         self.state.policy_committed(candidate, done)
         log.info("committed %d change(s), seq %d-%d", len(done), done[0].seq, done[-1].seq)
         return done
+
+    def _commit_replicated(self, done: list[Change], meta: dict) -> None:
+        """Commit a write the standby holds already. If this store refuses it (StoreFault: nothing written here),
+        ``unreplicated`` tells the pair, which gives the standby this store back (its next report is not on our
+        history any more: a snapshot), so the pair does not keep a write the active refused."""
+        try:
+            self.store.apply_replicated(done, meta)
+        except StoreFault:
+            if self.unreplicated is not None:
+                self.unreplicated(done)
+            raise
 
     def _numbered(self, changes: list[Change]) -> list[Change]:
         """The changes with the seq, txn and ts the store's next commit would give them."""

@@ -93,6 +93,9 @@ REST_LIMITS = (
     _limit("max_body_bytes", "a larger body is refused with 413 before it is read", 1024, 1 << 31, 32 << 20),
     _limit("max_connections", "open REST connections in all", 1, 100000, 256),
     _limit("max_connections_per_source", "open REST connections per source address", 1, 100000, 64),
+    _limit("write_wait_ms", "a write waits at most this for the writes before it and a replicated batch the HA "
+           "applier has in hand (State's commit section); past it: 503 commit_busy with Retry-After, nothing "
+           "changed (reads never wait)", 0, 600000, 5000),
 )
 
 
@@ -284,6 +287,7 @@ class Limits:
     rest_max_body: int = 32 << 20
     rest_max_connections: int = 256
     rest_per_source: int = 64
+    rest_write_wait: float = 5.0
 
 
 def _limits(raw) -> Limits:
@@ -296,7 +300,7 @@ def _limits(raw) -> Limits:
                   ovsdb_reconnect_grace=ovsdb["reconnect_grace_ms"] / 1000,
                   rest_header_timeout=rest["header_timeout_ms"] / 1000, rest_body_timeout=rest["body_timeout_ms"] / 1000,
                   rest_max_body=rest["max_body_bytes"], rest_max_connections=rest["max_connections"],
-                  rest_per_source=rest["max_connections_per_source"])
+                  rest_per_source=rest["max_connections_per_source"], rest_write_wait=rest["write_wait_ms"] / 1000)
 
 
 @dataclass(frozen=True)

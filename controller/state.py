@@ -143,10 +143,15 @@ class State(StateReport, DiscoverySink):
         self._record("remote_subnets", subnets)
         self._record("remote_domains", domains)
 
-    def committing(self):
+    def committing(self, wait: float | None = None, holder: str = "a policy commit"):
         """A context for a whole policy commit: from reading ``policy`` to build the candidate until
-        ``policy_committed`` has taken it, no other commit lands (controller/commits.py ``OneAtATime.section``)."""
-        return self._commits.section()
+        ``policy_committed`` has taken it, no other commit lands (controller/commits.py ``OneAtATime.section``:
+        ``wait`` bounds the wait for it, CommitBusy past it; ``holder`` names this commit to those waiting)."""
+        return self._commits.section(wait, holder)
+
+    def commit_busy(self) -> str | None:
+        """What holds the commit section now and for how long, or None (read without waiting)."""
+        return self._commits.busy()
 
     def policy_committed(self, policy: Policy, changes):
         """A commit (its change list; none: a policy replaced wholesale). What it reaches is read first

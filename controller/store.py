@@ -24,11 +24,18 @@ Beside the database, a marker file (``canopy.db.marker``) remembers which store 
 (write, rename; no fsync, so it can only lag the store, never lead it) after every commit, replicated
 batch and restore. controller/storeguard.py compares the two before a controller starts: a store that is
 empty, missing, another one, or older than its marker is refused instead of served.
+
+A write transaction the disk refuses (full: SQLITE_FULL/ENOSPC; read-only; an I/O error) is rolled back whole and
+raised as ``StoreFault``, naming the store and the reason: the caller changes nothing in memory, so State never
+holds what the store does not. ``fault`` (and ``faults``, a count) says so until a write succeeds again, with no
+restart needed once space is freed (docs/store.md "A full or failing disk"). A marker the disk refuses is logged and
+left as it was (it may lag the store, never lead it); the write it follows stands.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import uuid
@@ -54,8 +61,33 @@ DB_NAME = "canopy.db"
 MARKER_NAME = DB_NAME + ".marker"
 
 
+log = logging.getLogger("canopy.store")
+
+
 class StoreError(RuntimeError):
     pass
+
+
+class StoreFault(StoreError):
+    """A write transaction the disk refused (full, read-only, I/O error): rolled back, nothing written. ``str()``
+    names the store, what was being written and the reason (SQLite's, and the free space left)."""
+
+    def __init__(self, path: str, what: str, exc: BaseException):
+        self.path, self.what = path, what
+        self.reason = _fault_reason(path, exc)
+        super().__init__(f"the store {path} could not commit {what}: {self.reason}; nothing was written")
+
+
+def _fault_reason(path: str, exc: BaseException) -> str:
+    """SQLite's message with its error name, or the OS error, and how much space the store's file system has left."""
+    name = getattr(exc, "sqlite_errorname", None)
+    reason = f"{exc} ({name})" if name else (exc.strerror or str(exc) if isinstance(exc, OSError) else str(exc))
+    try:
+        stat = os.statvfs(os.path.dirname(path))
+        reason += f"; {stat.f_bavail * stat.f_frsize} bytes free on its file system"
+    except OSError:
+        pass
+    return reason
 
 
 def _direct(function, *args):
@@ -113,6 +145,8 @@ class Store:
         self.marker_path = os.path.join(data_dir, MARKER_NAME)
         self.keep_changes = keep_changes
         self.offload = offload  # (function, *args) -> its result: where the write transactions run
+        self.fault: dict | None = None  # the last write the disk refused, until one succeeds: {what, reason, since}
+        self.faults = 0  # write transactions (and markers) the disk refused since the start
         self._lock = threading.RLock()
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -174,10 +208,41 @@ class Store:
     def commit(self, changes: list[Change], meta: dict | None = None) -> list[Change]:
         """Write object changes and meta values in one transaction; returns the changes with seq numbers."""
         with self._lock:  # held on for the marker, so markers are written in commit order
-            done = self.offload(self._commit_unlocked, changes, meta)
+            done = self._written("a write of %d change(s)" % len(changes), self._commit_unlocked, changes, meta)
             if done:
                 self._write_marker(done[-1].seq, done[-1].ts)
         return done
+
+    def _written(self, what: str, transaction, *args):
+        """``transaction(*args)`` through ``offload`` (the caller holds the lock); StoreFault when the disk refuses it
+        (SQLite rolled it back), and the store's ``fault`` follows: set by a refusal, cleared by a success."""
+        try:
+            result = self.offload(transaction, *args)
+        except (sqlite3.DatabaseError, OSError) as exc:
+            if isinstance(exc, sqlite3.IntegrityError):  # a bug, not the disk
+                raise
+            raise self._refused(what, exc) from None
+        self._recovered()
+        return result
+
+    def _recovered(self):
+        """A write succeeded: the store takes writes again (said once)."""
+        if self.fault is not None:
+            log.warning("the store %s takes writes again (%d refused in all; faulty since %s UTC)", self.path,
+                        self.faults, time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(self.fault["since"])))
+            self.fault = None
+
+    def _refused(self, what: str, exc: BaseException) -> StoreFault:
+        """Record a write the disk refused (``fault``, ``faults``, one warning); the StoreFault to raise."""
+        fault = StoreFault(self.path, what, exc)
+        self._faulty(what, fault.reason)
+        log.warning("%s", fault)
+        return fault
+
+    def _faulty(self, what: str, reason: str):
+        self.faults += 1
+        since = self.fault["since"] if self.fault is not None else time.time()
+        self.fault = {"what": what, "reason": reason, "since": since, "at": time.time()}
 
     def _commit_unlocked(self, changes, meta):
         """The commit's transaction; the caller holds the lock (this may run in another OS thread)."""
@@ -206,7 +271,7 @@ class Store:
         """One meta value in a transaction of its own, through ``offload`` as a commit is: its fsync held the
         event loop for 45 ms when the start-up hold recorded 50 connected switches (controller/startup_hold.py)."""
         with self._lock:
-            self.offload(self._set_meta_committed, key, value)
+            self._written(f"the meta value {key!r}", self._set_meta_committed, key, value)
 
     def _set_meta_committed(self, key, value):
         """set_meta's transaction; the caller holds the lock (this may run in another OS thread)."""
@@ -258,7 +323,8 @@ class Store:
         then is not written either, as it may be older than ours. A gap (first new seq != last_seq() + 1, or
         a hole inside the batch) raises StoreError and writes nothing. Returns the new last_seq()."""
         with self._lock:  # held on for the marker, written once the transaction is committed
-            last, new = self.offload(self._apply_changes, changes, meta)
+            last, new = self._written("a replicated batch of %d change(s)" % len(changes), self._apply_changes,
+                                      changes, meta)
             if new:
                 self._write_marker(new[-1].seq, new[-1].ts)
         return last
@@ -296,11 +362,23 @@ class Store:
         self._write_marker(*self.history())
 
     def _write_marker(self, seq, ts):
+        """Replace the marker; a marker the disk refuses is left as it was (it lags the store: allowed) and counted as
+        a fault, never failing the write it follows (that write is committed already)."""
         data = {"store_id": self._store_id, "seq": seq, "ts": ts, "written": time.time()}
         tmp = self.marker_path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(data, fh)
-        os.replace(tmp, self.marker_path)
+        try:
+            with open(tmp, "w", encoding="utf-8") as fh:
+                json.dump(data, fh)
+            os.replace(tmp, self.marker_path)
+        except OSError as exc:
+            self._faulty(f"its marker {self.marker_path}", _fault_reason(self.path, exc))
+            log.warning("the store %s could not replace its marker %s: %s; the write before it stands (the marker "
+                        "lags the store until a later write replaces it)", self.path, self.marker_path,
+                        _fault_reason(self.path, exc))
+            try:
+                os.remove(tmp)
+            except OSError:
+                pass
 
     def _write_object(self, change: Change, body: str | None):
         if change.op == "put":
@@ -353,9 +431,12 @@ class Store:
                 self._set_meta("compacted_seq", last)
                 if ts is not None:
                     self._set_meta("compacted_ts", ts)
+            self._recovered()
             self.write_marker()
         except StoreError:
             raise
+        except (sqlite3.OperationalError, OSError) as exc:  # the disk refused it (rolled back)
+            raise self._refused("a snapshot restore", exc) from None
         except (KeyError, TypeError, ValueError, AttributeError, sqlite3.Error) as exc:
             raise StoreError(f"malformed snapshot: {exc!r}") from None
 
@@ -383,14 +464,32 @@ class _Transaction:
     def __enter__(self):
         self.lock.acquire()
         try:
+            if self.db.in_transaction:  # left open by a rollback the disk refused: end it first
+                self.db.execute("ROLLBACK")
             self.db.execute("BEGIN IMMEDIATE")
         except BaseException:
             self.lock.release()
             raise
 
     def __exit__(self, exc_type, exc, tb):
+        """COMMIT, or ROLLBACK on an exception; a COMMIT the disk refuses is rolled back and raised. SQLite may have
+        rolled back itself (SQLITE_FULL): then there is nothing to roll back, and the first error is the one raised."""
         try:
-            self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+            if exc_type is None:
+                try:
+                    self.db.execute("COMMIT")
+                except BaseException:
+                    self._rollback()
+                    raise
+            else:
+                self._rollback()
         finally:
             self.lock.release()
         return False
+
+    def _rollback(self):
+        if self.db.in_transaction:
+            try:
+                self.db.execute("ROLLBACK")
+            except sqlite3.Error:
+                log.warning("rolling back a refused transaction failed too; the next one rolls it back first")

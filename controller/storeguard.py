@@ -12,6 +12,10 @@ connects. ``verify()`` compares the database with the marker file the store keep
 - it is another store than the marker names (``store_id``);
 - it holds fewer changes than the marker says it last held.
 
+A store that cannot be read now because of its disk (full, read-only, an I/O error: SQLite's DISK_ERRORS) is
+refused as ``StoreUnreadable`` saying so, even with ``accept``: it is not damaged, and accepting it would move a
+whole store aside.
+
 Recovery (docs/store.md): ``canopy restore FILE`` from a ``canopy backup`` (taken on this node or on the
 HA peer), or ``canopy run --accept-store`` to take the store as it is. ``backup()`` copies a live store
 consistently with SQLite's online backup; ``restore()`` needs the controller stopped (``lock()``).
@@ -36,6 +40,15 @@ RECOVERY = ("restore a backup with 'canopy restore FILE' (a 'canopy backup' from
 
 class StoreRefused(StoreError):
     """The store is not safe to serve; ``str()`` is one line for the operator."""
+
+
+class StoreUnreadable(StoreRefused):
+    """The store cannot be read now because of its disk (full, read-only, an I/O error), not because it is damaged:
+    refused even with ``--accept-store``, which must never move aside (and so empty) a store that is whole."""
+
+
+# SQLite's errors that say the disk or the file system failed, not the file's contents (sqlite3 ``sqlite_errorname``)
+DISK_ERRORS = ("SQLITE_IOERR", "SQLITE_FULL", "SQLITE_CANTOPEN", "SQLITE_READONLY", "SQLITE_BUSY", "SQLITE_NOMEM")
 
 
 @dataclass(frozen=True)
@@ -93,9 +106,21 @@ def inspect(path) -> StoreFacts:
         ts = row[0] if row else json.loads(meta.get("compacted_ts", "null"))
         return StoreFacts(json.loads(meta.get("store_id", "null")), seq, ts)
     except sqlite3.Error as exc:
+        if (getattr(exc, "sqlite_errorname", None) or "").startswith(DISK_ERRORS):
+            raise StoreUnreadable(f"{path} cannot be read now ({exc}, {exc.sqlite_errorname}; {_free(path)} bytes "
+                                  "free on its file system): free space or mend the disk, then start again; nothing "
+                                  "was changed") from None
         raise StoreRefused(f"{path} is damaged or not a Canopy store ({exc})") from None
     finally:
         db.close()
+
+
+def _free(path) -> int | str:
+    try:
+        stat = os.statvfs(os.path.dirname(os.path.abspath(path)))
+    except OSError:
+        return "?"
+    return stat.f_bavail * stat.f_frsize
 
 
 def verify(data_dir: str, accept: bool = False) -> str | None:
@@ -104,6 +129,8 @@ def verify(data_dir: str, accept: bool = False) -> str | None:
     empty store is made in its place); the returned line says what was accepted."""
     try:
         problem = _problem(data_dir)
+    except StoreUnreadable:
+        raise  # the disk's fault, not the store's: nothing to accept, nothing moved aside
     except StoreRefused as exc:
         problem = str(exc)
     if problem is None:
@@ -129,6 +156,8 @@ def _readable(path) -> bool:
         return False
     try:
         inspect(path)
+    except StoreUnreadable:
+        raise  # whole, as far as anyone can tell: never moved aside
     except StoreRefused:
         return False
     return True

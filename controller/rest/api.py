@@ -23,11 +23,13 @@ from typing import Callable
 from controller import __version__, fields, logs
 from controller.metrics import Metrics
 from controller import extnet, security
+from controller.commits import CommitBusy
 from controller.model import KINDS, PolicyError
 from controller.pacer import Pacer
 from controller.rest import jsonbody
 from controller.rest.paced import paced_json
 from controller.service import NotActive, NotFound
+from controller.store import StoreFault
 
 log = logging.getLogger("canopy.rest")
 access_log = logging.getLogger("canopy.rest.access")
@@ -49,6 +51,8 @@ FILTERS = {"domain": ("tenant_id",), "subnet": ("tenant_id", "domain_id"), "vpor
            "floating_ip": ("tenant_id", "external_network_id", "vport_id")}
 STATUS_FOR_CODE = {"conflict": 409, "has_dependents": 409, "exhausted": 409, "source_conflict": 409}
 APPLY_FLAGS = ("prune", "dry_run", "adopt")
+RETRY_BUSY = 1  # Retry-After (seconds) of a write refused because the commit section stayed busy
+RETRY_STORE = 10  # Retry-After (seconds) of a write the store's disk refused (an operator frees space)
 
 
 @dataclass
@@ -160,6 +164,12 @@ class Api:
             resp = _error(404, "not_found", str(exc))
         except NotActive as exc:
             resp = _error(503, exc.code, exc.reason)
+        except CommitBusy as exc:  # the write waited rest.write_wait_ms for State's commit section
+            resp = _error(503, "commit_busy", str(exc))
+            resp.headers["Retry-After"] = str(RETRY_BUSY)
+        except StoreFault as exc:  # the disk refused the write's transaction (full, read-only, I/O error)
+            resp = _error(503, "store_failed", str(exc))
+            resp.headers["Retry-After"] = str(RETRY_STORE)
         except Exception:
             error_id = uuid.uuid4().hex[:12]
             log.exception("internal error %s on %s %s", error_id, req.method, req.path)
@@ -320,16 +330,31 @@ class Api:
             "seq": self.state.last_seq, "state_version": self.state.version, "counts": self.service.counts(),
             "switches": {"ovsdb": len(self.state.vrs), "openflow": len(self.state.datapaths)},
             "vports_bound": len(self.state.locations), "vports_mac_mismatch": len(self.state.mismatched),
-            "event_loop_lag": self.metrics.lag.status(), **self._health(), **{key: part() for key, part in self.status_parts.items()}})
+            "event_loop_lag": self.metrics.lag.status(), "store": self._store_status(), **self._health(),
+            **{key: part() for key, part in self.status_parts.items()}})
+
+    def _store_status(self):
+        """The store: ``state`` ok|failed, and while failed the last write its disk refused (``fault``: what, reason,
+        since, at); ``faults``: refused since the start (controller/store.py ``StoreFault``)."""
+        store = self.service.store
+        fault = store.fault
+        return {"path": store.path, "state": "failed" if fault else "ok", "fault": dict(fault) if fault else None,
+                "faults": store.faults}
 
     def _health(self):
-        """``health`` ok|degraded and, when degraded, ``degraded_reason``; ``programming`` in detail."""
-        if self.programming is None:
-            return {"health": "ok"}
-        programming = self.programming()
-        out = {"health": programming["state"], "programming": programming}
-        if programming["state"] != "ok":
-            out["degraded_reason"] = "programming switches failed: %s" % programming["reason"]
+        """``health`` ok|degraded and, when degraded, ``degraded_reason``; ``programming`` in detail. A store that
+        refuses writes degrades it too (the switches stay programmed; policy writes are refused)."""
+        out = {"health": "ok"}
+        if self.programming is not None:
+            programming = self.programming()
+            out = {"health": programming["state"], "programming": programming}
+            if programming["state"] != "ok":
+                out["degraded_reason"] = "programming switches failed: %s" % programming["reason"]
+        fault = self.service.store.fault
+        if fault is not None:
+            out["health"] = "degraded"
+            reason = f"the store {self.service.store.path} refuses writes: {fault['reason']}"
+            out["degraded_reason"] = "; ".join(filter(None, (out.get("degraded_reason"), reason)))
         return out
 
     def switches(self, req):

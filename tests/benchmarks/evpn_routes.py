@@ -24,6 +24,8 @@ reported per phase):
    present subnet); also stamped: Canopy's log of the last vport bound, ExaBGP's last acknowledgement.
    Baseline: the feeder writes the same routes (read back from ``/v1/bgp/routes?direction=out``) to A.
 2. withdraw: the N ports deleted in one transaction, until A holds none; baseline: the feeder's withdrawals.
+   Also stamped, for both: when A first held fewer, a quarter, half, three quarters gone, and from the first
+   route A dropped to the last: A's own intake of the withdrawals.
 3. receive: the feeder loads N type-2 routes into A (MACs and IPs in subnet ``in``, L2 + L3 VNI, Router's
    MAC, next hop a VTEP in the underlay range); A releases them to Y (baseline: until Y's RIB holds them),
    then to Canopy: until br-int has an l2_lookup flow (owner cookie kind evpn) for each MAC, counted with
@@ -381,12 +383,13 @@ class Probe(threading.Thread):
 
 class Filling:
     """A probe's check that A holds ``target`` EVPN destinations, keeping every count it polled: ``shares``, when A
-    first held some, a quarter, half, three quarters of the ``n`` routes above ``base`` (how they reached it)."""
+    had first taken in some, a quarter, half, three quarters of the ``n`` routes counted from ``start`` (the
+    destinations it held before: fewer of them for a withdraw), how they reached it."""
 
     SHARES = (0.0, 0.25, 0.5, 0.75)
 
-    def __init__(self, gobgp: GoBGP, base: int, n: int, target: int):
-        self.gobgp, self.base, self.n, self.target = gobgp, base, n, target
+    def __init__(self, gobgp: GoBGP, start: int, n: int, target: int):
+        self.gobgp, self.start, self.n, self.target = gobgp, start, n, target
         self.polls: list[tuple[float, int]] = []  # (monotonic time of the poll's middle, count)
 
     def __call__(self) -> bool:
@@ -396,9 +399,11 @@ class Filling:
         return count == self.target
 
     def shares(self, started: float) -> dict:
-        """{share: seconds from ``started`` to the first poll that found more than that share of the routes}."""
+        """{share: seconds from ``started`` to the first poll that found more than that share of the routes taken
+        in (added, or for a withdraw removed)}; a poll without an answer (-1) counts as none."""
         return {share: next((round(at - started, 2) for at, count in self.polls
-                             if count - self.base > share * self.n), None) for share in self.SHARES}
+                             if count >= 0 and abs(count - self.start) > share * self.n), None)
+                for share in self.SHARES}
 
 
 def clock(action, probes: dict, until: tuple[str, ...], what: str, values: dict) -> dict:
@@ -609,17 +614,19 @@ def announce_withdraw(b: Bench) -> dict:
         raise SystemExit(f"Canopy announced {len(routes)} type-2 routes for {n} ports, or A lacks some")
 
     ops, wall = delete_ports_ops(b.hv, {v["name"] for v in vports}), time.time()
-    back = b.timed("withdraw", lambda: transact(b.hv, ops), {"gobgp": lambda: b.a.count() == base,
-                                                            "acked": acked(base)},
+    draining = Filling(b.a, base + n + 1, n, base)
+    back = b.timed("withdraw", lambda: transact(b.hv, ops), {"gobgp": draining, "acked": acked(base)},
                    ("gobgp", "acked"), A=b.a.count, speaker=lambda: speaker(b.canopy)["speaker"])
+    back["filling"] = draining.shares(back["started"])
     back["logged"] = logged(b.canopy, wall, "unbound", n)
 
     announce, withdraw = b.encoded([route_from_dict(r) for r in routes])
     filling = Filling(b.a, base, n, base + n)
     base_out = b.timed("baseline announce", b.feed(announce), {"gobgp": filling}, ("gobgp",), A=b.a.count)
     base_out["filling"] = filling.shares(base_out["started"])
-    base_back = b.timed("baseline withdraw", b.feed(withdraw), {"gobgp": lambda: b.a.count() == base},
-                        ("gobgp",), A=b.a.count)
+    draining = Filling(b.a, base + n, n, base)
+    base_back = b.timed("baseline withdraw", b.feed(withdraw), {"gobgp": draining}, ("gobgp",), A=b.a.count)
+    base_back["filling"] = draining.shares(base_back["started"])
     return {"announce": (out, out["gobgp"], base_out, base_out["gobgp"]),
             "withdraw": (back, back["gobgp"], base_back, base_back["gobgp"])}
 
@@ -700,9 +707,12 @@ def print_table(result: dict) -> None:
         marks = rows[key]["marks"]
         print(f"  {key}: OVSDB transaction {marks['action']:.2f} s, Canopy logged the last vport {what} at "
               f"{fmt(marks['logged'])} s, ExaBGP had acknowledged every command at {fmt(marks['acked'])} s")
-    for label, marks in (("announce", rows["announce"]["marks"]), ("baseline", rows["announce"]["baseline_marks"])):
-        print(f"  {label}: A first held some of the routes, a quarter, half, three quarters at "
-              + ", ".join(f"{fmt(at)}" for at in marks["filling"].values()) + " s")
+    for key, what in (("announce", "held some of the routes, a quarter"), ("withdraw", "held fewer, a quarter gone")):
+        for label, marks in ((key, rows[key]["marks"]), ("baseline", rows[key]["baseline_marks"])):
+            print(f"  {label}: A first {what}, half, three quarters at "
+                  + ", ".join(f"{fmt(at)}" for at in marks["filling"].values()) + " s")
+    print("  withdraw: A held none " + intake(rows["withdraw"], "seconds", "marks") + " after it first held fewer; "
+          "baseline: " + intake(rows["withdraw"], "baseline_seconds", "baseline_marks"))
     for key in ("receive", "receive_withdraw"):
         print(f"  {key}: Canopy's speaker had {'all' if key == 'receive' else 'none'} of the routes at "
               f"{fmt(rows[key]['marks']['received'])} s")
@@ -723,6 +733,12 @@ def print_table(result: dict) -> None:
     print("  " + health.lag_line(result["lag"]))
     print("  " + health.disconnects_line(result["disconnects"]))
     print("  setup: " + ", ".join(f"{label} {seconds:.1f} s" for label, seconds in result["setup_seconds"].items()))
+
+
+def intake(row: dict, seconds: str, marks: str) -> str:
+    """How long A took from the first route it dropped to the last (its intake of the withdrawals)."""
+    first = row[marks]["filling"][0.0]
+    return "?" if first is None else f"{row[seconds] - first:.2f} s"
 
 
 def fmt_lag(lag) -> str:

@@ -95,7 +95,7 @@ class Ledger:
         if reply.status == 201:
             self.acked.append(name)
         elif reply.status == 503:
-            assert reply.json["error"]["code"] in ("not_replicated", "not_active"), reply.text
+            assert reply.json["error"]["code"] in ("not_replicated", "not_active", "commit_busy"), reply.text
             assert reply.json["error"]["reason"]
             self.refused.append(name)
         else:

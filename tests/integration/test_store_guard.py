@@ -35,10 +35,11 @@ def in_ns(ctl_host, *argv, timeout=60):
                           timeout=timeout)
 
 
-def programmed(lab):
-    """A controller with acme/prod/web and two vports, a hypervisor with their VMs pinging each other."""
+def programmed(lab, settings=None):
+    """A controller (``settings`` over the lab's) with acme/prod/web and two vports, a hypervisor with their VMs
+    pinging each other."""
     ctl_host = lab.add_controller_host("ctl1")
-    canopy = lab.start_controller(ctl_host)
+    canopy = lab.start_controller(ctl_host, settings)
     api = canopy.api
     tenant, domain, subnet = acme_web(api)
     for i, mac in enumerate(("02:00:00:00:01:01", "02:00:00:00:01:02")):

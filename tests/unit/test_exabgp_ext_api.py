@@ -1,14 +1,19 @@
-"""The ExaBGP extension's API side (``bgp.exabgp_ext_api``), what docs/evpn.md promises of it beyond
-tests/unit/test_exabgp_ext.py: hostile UPDATE bodies read exactly as ExaBGP's own unpack reads them, and a batch
-of received withdrawals that goes out while ExaBGP stays busy, and when it stops its processes."""
+"""The ExaBGP extension's API side (``bgp.exabgp_ext_api``): what ExaBGP writes to Canopy held and written together,
+received withdrawals read without ExaBGP's attribute machinery (hostile UPDATE bodies read exactly as ExaBGP's own
+unpack reads them) and batched (going out while ExaBGP stays busy, and when it stops its processes), the collector
+kept off the routes during a burst of commands."""
 
+import copy
 import random
+import struct
 from dataclasses import replace
 from types import SimpleNamespace
 
+import pytest
+
 from bgp import exabgp_ext, exabgp_ext_api
 from bgp.received import from_exabgp_json
-from tests.unit.test_exabgp_ext import TYPE2_L2, TYPE3, TYPE5, api_processes, mp_unreach, received
+from tests.unit.exabgp_cases import TYPE2_L2, TYPE3, TYPE5, RecordingPipe, api_processes, mp_unreach, received
 
 
 def _read(unpack, body: bytes, negotiated) -> tuple[str, str]:
@@ -37,6 +42,81 @@ def _mangled(body: bytes, rng: random.Random) -> bytes:
         else:
             body.insert(where, byte)
     return bytes(body)
+
+
+# --------------------------------------------------------------------------- held writes
+
+
+def test_api_messages_are_held_and_written_together_in_order_before_the_reactor_sleeps(monkeypatch):
+    """ExaBGP wrote (and flushed) each API message on its own: one system call and one wake-up of the relay per
+    received UPDATE. Held, they go out in one write, in order, when the reactor is about to sleep (or once
+    API_HOLD_BYTES are held, or the oldest is API_HOLD_SECONDS old: made large here, so no clock decides)."""
+    from types import SimpleNamespace
+
+    exabgp_ext.install()
+    monkeypatch.setattr(exabgp_ext_api, "API_HOLD_SECONDS", 3600.0)
+    processes = exabgp_ext.Processes()
+    pipe = RecordingPipe()
+    processes._process["canopy"] = SimpleNamespace(stdin=pipe)
+    for line in ('{"counter": 1}', '{"counter": 2}', "done"):
+        processes.write("canopy", line)
+    exabgp_ext_api.flush_api(processes, idle=False)  # busy, and nothing held long enough
+    assert pipe.writes == []
+    reactor = SimpleNamespace(processes=processes, _poller=SimpleNamespace(poll=lambda timeout: []))
+    list(exabgp_ext_api._wait_for_io_flushed(reactor, 10))  # about to sleep: everything goes out
+    assert pipe.writes == [b'{"counter": 1}\n{"counter": 2}\ndone\n'] and pipe.flushes == 1
+    monkeypatch.setattr(exabgp_ext_api, "API_HOLD_BYTES", 10)
+    processes.write("canopy", '{"counter": 3}')  # past API_HOLD_BYTES: at once
+    assert pipe.writes[1:] == [b'{"counter": 3}\n']
+
+
+# --------------------------------------------------------------------------- received withdrawals, read
+
+
+def unpacked_json(body: bytes, unpack) -> tuple[str, str]:
+    """ExaBGP's JSON of an UPDATE body unpacked by ``unpack``: (the whole, the part after the header's time,
+    host, pids and counter)."""
+    from exabgp.bgp.message.direction import Direction
+
+    neighbor, negotiated = exabgp_ext._codec(65000, 65001)
+    update = unpack(exabgp_ext.Update, body, Direction.IN, negotiated)
+    text = exabgp_ext.Response.JSON("5.0.0").update(neighbor, "receive", update, None, "", "")
+    return text, text.split('"type"')[1]
+
+
+@pytest.mark.parametrize("flags", [0x90, 0x80])
+def test_a_withdraw_only_evpn_update_is_read_without_exabgps_attribute_unpack_and_gives_the_same(flags,
+                                                                                                 monkeypatch):
+    """GoBGP withdraws one route per UPDATE (MP_UNREACH_NLRI only): read by the extension (ExaBGP's attribute
+    machinery is two thirds of reading one), it is the Update ExaBGP's own unpack gives: same JSON, same keys."""
+    exabgp_ext.install()
+    body = mp_unreach(TYPE2_L2, TYPE3, TYPE5, flags=flags)
+    _, expected = unpacked_json(body, exabgp_ext_api._THROUGH["unpack_update"])
+    monkeypatch.setattr(exabgp_ext.Attributes, "unpack", classmethod(lambda *a: pytest.fail("ExaBGP's unpack")))
+    text, tail = unpacked_json(body, exabgp_ext.Update.unpack_message.__func__)
+    assert tail == expected
+    assert from_exabgp_json(text) == [("withdraw", route.key) for route in (TYPE2_L2, TYPE3, TYPE5)]
+
+
+@pytest.mark.parametrize("body", [
+    struct.pack("!HH", 0, 6) + bytes([0x90, 15, 0, 3, 0, 25, 70]),  # End-of-RIB for l2vpn evpn
+    mp_unreach(TYPE2_L2, flags=0xD0),  # transitive flags on MP_UNREACH
+    mp_unreach(TYPE2_L2)[:-1],  # an NLRI cut short
+    struct.pack("!HH", 0, 5) + bytes([0x80, 15, 3, 0, 1, 1]) + b"\x00",  # IPv4 unicast, with IPv4 NLRI after
+], ids=["eor", "flags", "short", "ipv4"])
+def test_anything_but_a_plain_evpn_withdrawal_is_left_to_exabgps_unpack(body, monkeypatch):
+    calls = []
+
+    def exabgps(cls, data, direction, negotiated):
+        calls.append(data)
+        return "exabgp's"
+
+    exabgp_ext.install()
+    monkeypatch.setitem(exabgp_ext_api._THROUGH, "unpack_update", exabgps)
+    from exabgp.bgp.message.direction import Direction
+
+    _, negotiated = exabgp_ext._codec(65000, 65001)
+    assert exabgp_ext.Update.unpack_message(body, Direction.IN, negotiated) == "exabgp's" and calls == [body]
 
 
 def test_mangled_withdrawals_are_read_exactly_as_exabgps_own_unpack_reads_them():
@@ -78,6 +158,40 @@ def test_withdrawals_with_add_path_identifiers_are_left_to_exabgps_unpack():
     assert exabgp_ext_api.evpn_withdrawals(body, Direction.IN, negotiated) is None
     ours = _read(exabgp_ext.Update.unpack_message.__func__, body, negotiated)
     assert ours == _read(exabgp_ext_api._THROUGH["unpack_update"], body, negotiated) and ours[0] == "update"
+
+
+# --------------------------------------------------------------------------- received withdrawals, batched
+
+
+def test_consecutive_withdrawals_of_a_peer_reach_canopy_as_one_message_in_order(monkeypatch):
+    """GoBGP's one-route withdrawals, one API message each, cost ExaBGP its header and neighbor JSON and Canopy a
+    message per route: consecutive ones of one peer become one message withdrawing them all, which closes before
+    any other message (order kept) and before a withdrawal of another peer."""
+    processes, pipe = api_processes(monkeypatch)
+    batch = [replace(TYPE2_L2, mac=f"52:54:00:00:01:{i:02x}") for i in range(5)]
+    for route in batch[:3]:
+        received(processes, mp_unreach(route))
+    received(processes, exabgp_ext.encode_update(TYPE3, "announce")[19:])
+    other = copy.copy(exabgp_ext._codec(65000, 65001)[0])
+    received(processes, mp_unreach(batch[3]))
+    received(processes, mp_unreach(batch[4]), neighbor=other)
+    exabgp_ext_api.flush_api(processes, idle=False)
+    assert pipe.writes == []
+    exabgp_ext_api.flush_api(processes)
+    lines = pipe.writes[0].decode().splitlines()
+    assert [from_exabgp_json(line) for line in lines] == [
+        [("withdraw", route.key) for route in batch[:3]], [("announce", TYPE3)], [("withdraw", batch[3].key)],
+        [("withdraw", batch[4].key)]]
+
+
+def test_a_batch_of_withdrawals_goes_out_once_it_is_api_hold_bytes_long(monkeypatch):
+    processes, pipe = api_processes(monkeypatch)
+    monkeypatch.setattr(exabgp_ext_api, "API_HOLD_BYTES", 150)  # two NLRIs of ~98 bytes
+    batch = [replace(TYPE2_L2, mac=f"52:54:00:00:02:{i:02x}") for i in range(3)]
+    for route in batch:
+        received(processes, mp_unreach(route))
+    assert [from_exabgp_json(line) for line in pipe.writes[0].decode().splitlines()] == [
+        [("withdraw", route.key) for route in batch[:2]]]
 
 
 def test_a_batch_of_withdrawals_goes_out_api_hold_seconds_after_its_first_while_exabgp_stays_busy(monkeypatch):
@@ -132,7 +246,7 @@ def test_a_big_command_freezes_what_exists_and_the_idle_reactor_collects_it_once
     from exabgp.configuration.core.format import formated
 
     from bgp.routes import to_batch_command
-    from tests.unit.test_exabgp_ext import FakeReactor, batch_of, dispatch
+    from tests.unit.exabgp_cases import FakeReactor, batch_of, dispatch
 
     class Cycle:
         pass

@@ -165,7 +165,7 @@ def _api(loop):
     from types import SimpleNamespace
 
     state = loop.programmer.state
-    service = SimpleNamespace(counts=lambda: {})
+    service = SimpleNamespace(counts=lambda: {}, store=SimpleNamespace(path="canopy.db", fault=None, faults=0))
     return Api(service, state, SimpleNamespace(open_reads="always"), programming=loop.status)
 
 
