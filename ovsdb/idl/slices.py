@@ -10,19 +10,20 @@ Only a *pure* big insert or a *pure* big delete of ports is cut (``plan``): ever
 update is inserted (or every one deleted), and a port goes into a slice only when
 
 - one Bridge row of the update, a "modify", adds it to its ``ports`` (a delete: removes it, and it is a member now),
-  and no other Bridge row names it;
-- it holds only interfaces the same update inserts (deletes), which no other port of the update (or, deleted, of the
-  replica) holds; inserted, neither it nor they exist in the replica yet; deleted, it exists.
+  and no other Bridge row names it (a port moved between bridges stays in the last slice, moved there at once);
+- it holds only interfaces the same update inserts (deletes), which no other port of the update holds (deleted: the
+  replica's row says which it holds, and it must have one).
 
 A slice holds its ports, their interfaces, and each bridge's ``ports`` difference for exactly those ports: after it,
 every port reported has its interfaces and a bridge's ``ports`` is its old value plus the ports added so far (or
-minus those removed so far); no reference dangles. Everything else of the update (the other tables and rows, a
-bridge's other columns, the ports that do not qualify) is the last slice. An update that changes ports in any other
-way (a port renamed, moved or re-bound: a delete and an insert, an interface's iface-id changed) is not cut: it is
-applied whole, as is an old-protocol (``update``) update, the first copy, and anything of a shape this module does
-not expect (ovs parses and refuses it as before). Applying the slices one after another gives the same rows as
-applying the update whole: a set's difference toggles its elements, so the parts of one bridge's difference may
-be applied in any order (tests/unit/test_ovsdb_slices.py).
+minus those removed so far); no reference dangles. (A row "inserted" again that exists is replaced, as the whole
+update would replace it, in the slice holding its port and interfaces together.) Everything else of the update
+(the other tables and rows, a bridge's other columns, the ports that do not qualify) is the last slice. An update
+that changes ports in any other way (a port renamed or re-bound: a delete with an insert, an interface's iface-id
+changed) is not cut: it is applied whole, as is an old-protocol (``update``) update, the first copy, and anything of
+a shape this module does not expect (ovs parses and refuses it as before). Applying the slices one after another
+gives the same rows as applying the update whole: a set's difference toggles its elements, so the parts of one
+bridge's difference may be applied in any order (tests/unit/test_ovsdb_slices.py).
 """
 
 from __future__ import annotations
