@@ -22,6 +22,9 @@ LOG = logging.getLogger("canopy.bgp.speaker")
 PEER_STATES = ("idle", "connected", "up", "down")
 REFUSAL_LOG_INTERVAL = 60.0  # seconds between log lines for the same peer and reason after the first
 LOG_ONCE = ("not_vxlan",)  # reasons logged only the first time per peer (then only counted)
+# reasons that are normal operation, logged at info: a route reflector sends every client's routes back to it too
+# (FRR does, as the reflector docs/evpn.md shows), so a warning would be written at every session start
+EXPECTED = ("own_route",)
 EVPN_FAMILY = "l2vpn/evpn"  # as ExaBGP names it in a graceful restart capability
 
 
@@ -382,8 +385,9 @@ class RouteBook:
             slot[1] += 1
             return
         more = f" (and {slot[1]} more since the last report)" if slot[1] else ""
-        self.log.warning("BGP peer %s: route treated as withdrawn: %s: %s%s", peer.address,
-                         REASONS.get(refusal.reason, refusal.reason), refusal.detail, more)
+        level = logging.INFO if refusal.reason in EXPECTED else logging.WARNING
+        self.log.log(level, "BGP peer %s: route treated as withdrawn: %s: %s%s", peer.address,
+                     REASONS.get(refusal.reason, refusal.reason), refusal.detail, more)
         slot[0], slot[1] = now + (float("inf") if refusal.reason in LOG_ONCE else REFUSAL_LOG_INTERVAL), 0
 
     # ------------------------------------------------------------------ inspection

@@ -40,6 +40,8 @@ def _lines(key, value, indent):
         value = when(value)
     elif isinstance(value, list):
         value = ", ".join(_item(v) for v in value) or "none"
+    elif value is None:  # JSON null: not Python's spelling of it
+        value = "-"
     return [f"{indent}{key.replace('_', ' ')}: {value}"]
 
 

@@ -532,7 +532,7 @@ def with_token(settings: Settings) -> Settings:
     if path != token_path(settings.data_dir):
         raise SettingsError(f"rest.token_file: {path} does not exist")
     os.makedirs(settings.data_dir, mode=0o750, exist_ok=True)
-    token = secrets.token_urlsafe(32)
+    token = secrets.token_hex(32)  # not urlsafe: a token starting with "-" is an option to `--token TOKEN`
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(token + "\n")

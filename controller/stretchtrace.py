@@ -246,4 +246,5 @@ def routes(tracer: "StretchTracer | None") -> list:
 
     return [Route("GET", "/v1/stretches", listed, f"the longest stretches of CPU between two turns of the event "
                   f"loop, with where they ran ({ENV} set)"),
-            Route("DELETE", "/v1/stretches", reset, "forget the stretches kept so far", write=True)]
+            Route("DELETE", "/v1/stretches", reset, "forget the stretches kept so far", write=True,
+                  local=True)]

@@ -11,7 +11,11 @@ The reconciler's record (openflow/reconciler.py), kept compact and planned by ow
   ``Flow.key`` (table, priority, cookie) of everything desired against everything installed, as the reconciler
   always did on (re)connect: what is read back and desired stays, what is missing is added, the rest removed;
 - ``loose`` holds installed flows no installed owner accounts for: read back and not desired, kept
-  (``keep``), or a delete the switch refused; a full plan and every later plan try to delete them.
+  (``keep``), or a delete the switch refused; a full plan and every later plan try to delete them;
+- two owners of one kind whose ids' 20-bit hints collide (openflow/flows.py, the cookie's owner hint) and that want
+  a flow of the same content want one flow (one key): it stays while either wants it. ``sharing`` knows the
+  installed owners whose cookies share their upper half (mark, kind, hint) with another's; a plan looks only at
+  those among its owners (none on most switches, a few dozen pairs among 10,000 owners of one kind).
 
 A plan (and a listing, ``rows``, and a count, ``counts``) may pause: ``tick(n)`` is called after every ``CHUNK``
 flows (a controller/pacer.py ``Pacer.tick``). Other green threads then run and may call ``set_desired`` or
@@ -124,11 +128,63 @@ class FlowPlan:
 ALL = frozenset({None})  # FlowBook._planning of a full plan: every owner (compared by identity)
 
 
+def owner_bits(flows) -> int:
+    """The upper half of the cookies of an owner's flows (``flows``: a non-empty set of them): Canopy's mark, the
+    owner's kind and the 20-bit hint of its id (openflow/flows.py), read from a cookie already computed."""
+    return next(iter(flows)).cookie >> 32
+
+
+class OwnersByBits:
+    """The installed owners by their cookies' upper half (``owner_bits``). Almost every value has one owner, kept
+    as itself; a set where a hint collides, its owners in ``involved``."""
+
+    def __init__(self):
+        self._owners: dict = {}  # owner bits -> Owner, or the set of Owners that share them
+        self.involved: set = set()  # the owners that share their bits with another installed owner
+
+    def add(self, owner, flows) -> None:
+        bits = owner_bits(flows)
+        held = self._owners.setdefault(bits, owner)
+        if held is owner:  # almost always: bits of its own
+            return
+        if type(held) is set:
+            held.add(owner)
+            self.involved.add(owner)
+        elif held != owner:
+            self._owners[bits] = {held, owner}
+            self.involved.update((held, owner))
+
+    def discard(self, owner, flows) -> None:
+        """``owner`` is no longer installed (``flows``: what it had)."""
+        bits = owner_bits(flows)
+        held = self._owners.get(bits)
+        if held is owner:
+            del self._owners[bits]
+        elif type(held) is set:
+            held.discard(owner)
+            self.involved.discard(owner)
+            if len(held) == 1:
+                self._owners[bits] = last = held.pop()
+                self.involved.discard(last)
+        elif held == owner:
+            del self._owners[bits]
+
+    def others(self, owner, flows) -> tuple:
+        """The other installed owners with the bits of ``owner`` (``flows``: a non-empty set of its flows)."""
+        held = self._owners.get(owner_bits(flows))
+        return tuple(held - {owner}) if type(held) is set else ()
+
+    def clear(self) -> None:
+        self._owners.clear()
+        self.involved.clear()
+
+
 class FlowBook:
     def __init__(self):
         self.desired: dict | None = None  # owner -> frozenset of Flow; None until the first set_desired
         self.installed: dict = {}  # owner -> frozenset of Flow confirmed installed
         self.loose: dict = {}  # Flow.key -> Flow or stats entry: installed, owned by no installed owner
+        self.sharing = OwnersByBits()  # the installed owners by their cookies' owner bits (as ``installed``)
         self.dirty: set | None = None  # owners to plan; None: every owner (a full diff)
         self.rejected: dict = {}  # Flow.key -> error text (the switch refused it: not sent again until a retry)
         self.version = 0  # bumped when a plan in flight goes out of date (``_outdates``): the reconciler drops it
@@ -174,6 +230,7 @@ class FlowBook:
         """What the switch holds (Flow.key -> stats entry) replaces the installed record; the next plan is full."""
         self._changes += 1
         self.installed, self.loose, self.dirty, self._planning = {}, dict(entries), None, None
+        self.sharing.clear()
         self.rejected.clear()
 
     def retry_rejected(self) -> None:
@@ -257,8 +314,25 @@ class FlowBook:
         deletes.update((k, v) for k, v in paced(loose.items(), tick) if k not in rejected)
         for key in adds.keys() & deletes.keys():  # moved between owners with the same cookie: keep it
             del deletes[key]
+        if self.sharing.involved:
+            self._keep_shared(owners, desired, installed, deletes)
         return FlowPlan(adds=list(adds.items()), deletes=list(deletes.items()), owners=planned,
                         kept=list(kept.items()))
+
+    def _keep_shared(self, owners, desired: dict, installed: dict, deletes: dict) -> None:
+        """Of the planned owners' deletes, keep every flow another owner with the same bits (a hint collision) still
+        has after the plan: in its desired set if it is planned too, else in its installed one (one flow on the
+        switch for both; a flow that moves to an owner not installed yet is an add, kept above). Looks only at the
+        planned owners involved in a collision: ``intersection`` walks the smaller of the two sets."""
+        for owner in self.sharing.involved.intersection(owners):
+            old = installed.get(owner)
+            if not old:  # a count's copy, taken while ``applied`` paused
+                continue
+            after = [desired.get(other, EMPTY) if other in owners else installed.get(other, EMPTY)
+                     for other in self.sharing.others(owner, old)]
+            for f in old:
+                if f.key in deletes and any(f in flows for flows in after):
+                    del deletes[f.key]
 
     def applied(self, plan: FlowPlan, tick=_no_tick) -> None:
         """The switch confirmed the plan, minus what it rejected (``rejected``). ``tick``: may pause, in the
@@ -270,13 +344,18 @@ class FlowBook:
         if plan.full:
             self.installed = {}
             self.loose = {}
+            self.sharing.clear()
         for owner, flows in paced_sets(plan.owners.items(), tick, flows=_pair_size):
             if rejected and any(f.key in rejected for f in flows):
                 flows = frozenset(f for f in flows if f.key not in rejected)
             if flows:
+                if owner not in self.installed:
+                    self.sharing.add(owner, flows)
                 self.installed[owner] = flows
             else:
-                self.installed.pop(owner, None)
+                old = self.installed.pop(owner, None)
+                if old is not None:
+                    self.sharing.discard(owner, old)
         if rejected or self.loose:  # else nothing deleted can be loose: no need to look each delete up
             for key, item in paced(plan.deletes, tick):
                 if key in rejected:

@@ -39,6 +39,7 @@ import datetime
 import logging
 import reprlib
 import time
+from collections.abc import Callable
 
 from controller.discovery import DiscoverySink
 from controller.guard import warn_limited
@@ -302,6 +303,8 @@ class OvsdbManagerServer:
     ``sync_timeout``: seconds a peer has, from connecting, to send its first full copy of the database.
     ``reconnect_grace``: seconds a VRS or hardware VTEP stays known after its OVSDB session ends, so that a
     reconnect of the same chassis (Physical_Switch name) continues the same switch (ovsdb/claims.py).
+    ``forwarding(dpids)``: those of the bridges that answer over OpenFlow now; a VRS whose does is not gone when its
+    grace ends (ovsdb/claims.py).
     ``tls``: a server-side ``ssl.SSLContext`` (controller.tls): every peer must complete a TLS handshake
     (with a certificate of the context's CA when it requires one) within ``handshake_timeout``; else plain TCP.
     Nothing is written while ``writes_enabled`` is False (an HA standby) or ``held`` is True (the
@@ -314,7 +317,8 @@ class OvsdbManagerServer:
                  tunnel_name: str = tunnel.DEFAULT_NAME, program_vteps: bool = True,
                  secure_bridge: bool = True, per_source: int = 16,
                  max_message: int = idl.DEFAULT_MAX_MESSAGE, sync_timeout: float = SYNC_TIMEOUT_S, tls=None,
-                 reconnect_grace: float = claims.DEFAULT_GRACE_S):
+                 reconnect_grace: float = claims.DEFAULT_GRACE_S,
+                 forwarding: Callable[[set[int]], set[int]] = lambda dpids: set()):
         if not isinstance(tunnel_name, str) or not tunnel_name.strip():
             raise ValueError("tunnel_name must be a non-empty port name, not %r" % (tunnel_name,))
         self.listen = listen
@@ -332,7 +336,7 @@ class OvsdbManagerServer:
         self.sync_timeout = sync_timeout
         self.max_message = max_message
         self.tls = tls
-        self.claims = claims.VrsClaims(sink, reconnect_grace, self.log)
+        self.claims = claims.VrsClaims(sink, reconnect_grace, self.log, forwarding=forwarding)
         self.vtep_claims = claims.VtepClaims(sink, reconnect_grace, self.log)
         self.writes_enabled = True  # False on an HA standby: replicate and report, write nothing
         self.pause = give_way  # a big update (rows, then bridge ports) gives the event loop a turn this way

@@ -99,6 +99,8 @@ class Route:
     handler: Callable
     summary: str
     write: bool = False
+    # a write that changes only this node (its log level, its diagnostics), never the pair's data: taken on a standby
+    local: bool = False
     kind: str | None = None  # the model kind for body/response schemas
     action: str = ""  # list|create|get|update|delete for object routes
     query: tuple[tuple, ...] = ()  # (name, description) or (name, description, JSON schema of the value)
@@ -143,7 +145,8 @@ class Api:
                   media="text/plain"),
             Route("GET", "/v1/log-level", self.log_level, "the controller's log level"),
             Route("PUT", "/v1/log-level", self.set_log_level, "change the log level of every logger now "
-                  "(body {\"level\": \"debug|info|warning|error\"}; not kept across restarts)", write=True),
+                  "(body {\"level\": \"debug|info|warning|error\"}; not kept across restarts)", write=True,
+                  local=True),
         ] + list(extra_routes)
         if ha is not None:
             self.routes.append(Route("PUT", "/v1/ha/solo", self.ha_solo, "solo mode on or off: {\"solo\": true} lets "
@@ -225,7 +228,7 @@ class Api:
     def _dispatch(self, req):
         route, params = self._match(req)
         self._authorise(req, route)
-        if route.write and self.ha is not None:
+        if route.write and not route.local and self.ha is not None:
             reason = self.ha.writable()
             if reason:
                 raise ApiError(503, "not_active", reason)

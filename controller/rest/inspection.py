@@ -81,7 +81,7 @@ def run_trace(state, view, desired, body) -> dict:
     except PacketError as exc:
         raise ApiError(422, "invalid", exc.reason, f"packet.{exc.field}") from None
     if ep is not None:
-        _from_vport(view, ep, packet)
+        _from_vport(state.policy, view, ep, packet)
     elif body.get("vni") is not None:
         _from_tunnel(sw, body, packet)
     elif "in_port" not in packet:
@@ -123,7 +123,7 @@ def _switch_session(state, view, name, ep):
     raise ApiError(422, "not_found", f"no VRS with datapath id, chassis or name {name!r}", "switch")
 
 
-def _from_vport(view, ep, packet):
+def _from_vport(policy, view, ep, packet):
     if "in_port" in packet:
         raise ApiError(422, "invalid", "give either vport or in_port, not both", "packet.in_port")
     packet["in_port"] = ep.ofport
@@ -140,19 +140,31 @@ def _from_vport(view, ep, packet):
         packet.setdefault("arp_op", 1)
         packet.setdefault("eth_dst", "ff:ff:ff:ff:ff:ff")
     if "eth_dst" not in packet and "ipv4_dst" in packet:
-        mac = _next_hop_mac(view, ep, packet["ipv4_dst"])
+        mac = _next_hop_mac(policy, view, ep, packet["ipv4_dst"])
         if mac:
             packet["eth_dst"] = mac
 
 
-def _next_hop_mac(view, ep, dst):
-    """The destination MAC a VM would use: the neighbour's in its subnet, else its gateway's."""
+def _next_hop_mac(policy, view, ep, dst):
+    """The destination MAC a VM would use: the neighbour's in its subnet, else its gateway's.
+
+    The neighbour is looked up in the policy when it is bound nowhere: the VM may know its MAC (a cached
+    ARP entry), and the trace then shows what the switch does with a MAC no port holds. An address no vport
+    of the subnet has is refused, naming it: a VM would get no ARP answer for it."""
     sub = view.subnets.get(ep.subnet_id)
     if sub is None:
         return None
-    if sub.cidr and ipaddress.IPv4Address(dst) in ipaddress.IPv4Network(sub.cidr):
-        return next((e.mac for e in view.by_subnet.get(sub.id, ()) if dst in e.ips), None)
-    return sub.gateway_mac if sub.gateway else None
+    if not (sub.cidr and ipaddress.IPv4Address(dst) in ipaddress.IPv4Network(sub.cidr)):
+        return sub.gateway_mac if sub.gateway else None
+    bound = next((e.mac for e in view.by_subnet.get(sub.id, ()) if dst in e.ips), None)
+    if bound is not None:
+        return bound
+    unbound = next((v["mac"] for v in policy.all("vport") if v["subnet_id"] == sub.id and dst in v["ips"]), None)
+    if unbound is None:
+        subnet = policy.ref("subnet", policy.get("subnet", sub.id))
+        raise ApiError(422, "invalid", f"is required: no vport of subnet {subnet} has {dst}, so there is no "
+                                       "neighbour's MAC to default to", "packet.dl_dst")
+    return unbound
 
 
 def _from_tunnel(sw, body, packet):

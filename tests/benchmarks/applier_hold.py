@@ -24,7 +24,7 @@ from pathlib import Path
 from controller.replication import Applier
 from tests.benchmarks.body_stretches import apply_body
 from tests.unit.helpers import Controller
-from tests.unit.test_replication import Sent
+from tests.unit.replication_pair import Sent
 
 
 def timed_section(state, held: list):

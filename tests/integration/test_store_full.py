@@ -32,7 +32,7 @@ from controller.storeguard import StoreUnreadable, verify
 from tests.integration.test_foundation import switch_of
 from tests.integration.test_store_guard import programmed, tenant_flows
 from tests.unit.helpers import Controller
-from tests.unit.test_replication import Node, assert_same, free_port, in_step, wait_for
+from tests.unit.replication_pair import Node, assert_same, free_port, in_step, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,7 @@ from controller.rest.api import Request
 from controller.store import Store
 from tests.unit.helpers import TOKEN, Controller, make_settings
 from tests.unit.interleave import BOUND, Gate, finish, run
-from tests.unit.test_replication import Sent
+from tests.unit.replication_pair import Sent
 
 WAIT_MS = 50  # the write's bound in these tests (a setting: nothing here measures time)
 

@@ -5,7 +5,6 @@ a batch, and the active gets its acknowledgement. Real store and State, the HA l
 delivered as the link delivers them: ``_on_frame`` as its receiving thread does, then ``_on_message``); every wait is bounded, nothing depends on how fast it ran."""
 
 import threading
-import time
 
 import pytest
 
@@ -17,18 +16,12 @@ from controller import replication
 from controller.replication import ACK_PER_CHANGE, Replicator
 from controller.yamldoc import Doc
 
+from tests.unit.replication_pair import wait_for
+
 BOUND = 20.0
 DEAD = 0.5
 BATCH = 60
 HEARTBEATS = 5
-
-
-def wait_for(condition, what, bound=BOUND):
-    deadline = time.monotonic() + bound
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from tests.unit.test_replication import free_port
+from tests.unit.replication_pair import free_port
 
 DEAD = 0.5
 HOLD = 4 * DEAD  # longer than three dead intervals

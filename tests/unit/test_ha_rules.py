@@ -250,7 +250,9 @@ def test_the_secret_may_come_from_a_file(tmp_path):
     assert settings.ha.secret == SECRET and SECRET not in repr(settings)
 
 
-def test_over_rest_a_write_the_standby_cannot_confirm_is_a_503_that_changes_nothing_until_solo(tmp_path):
+def rest_node(tmp_path):
+    """A node of a pair behind its REST API, still deciding its role: (store, state, pair, call), where
+    call(method, path, body) -> (status, body) sends the write token."""
     import json
 
     from controller.rest.api import Api, Request
@@ -261,13 +263,18 @@ def test_over_rest_a_write_the_standby_cannot_confirm_is_a_503_that_changes_noth
     pair = Pair(settings.ha, store, state, lambda role, gen: None)
     service.replicate, service.writable = pair.replicate, pair.writable
     api = Api(service, state, settings, ha=pair)
-    pair._decide(pair.started + STARTUP_DEAD_INTERVALS * settings.ha.dead_interval)
-    assert pair.role == "active"
 
     def call(method, path, body):
         resp = api.handle(Request(method, path, {}, {"authorization": "Bearer t0ken"}, json.dumps(body).encode()))
         return resp.status, resp.body
 
+    return store, state, pair, call
+
+
+def test_over_rest_a_write_the_standby_cannot_confirm_is_a_503_that_changes_nothing_until_solo(tmp_path):
+    store, state, pair, call = rest_node(tmp_path)
+    pair._decide(pair.started + STARTUP_DEAD_INTERVALS * pair.settings.dead_interval)
+    assert pair.role == "active"
     status, body = call("POST", "/v1/tenants", {"name": "acme"})
     assert status == 503 and body["error"]["code"] == "not_replicated" and "solo" in body["error"]["reason"]
     assert store.last_seq() == 0 and store.load_objects() == {} and state.policy.count("tenant") == 0
@@ -279,6 +286,23 @@ def test_over_rest_a_write_the_standby_cannot_confirm_is_a_503_that_changes_noth
     assert call("PUT", "/v1/ha/solo", {"solo": False})[1]["solo"]["enabled"] is False
     assert call("POST", "/v1/tenants", {"name": "other"})[0] == 503
     store.close()
+
+
+def test_a_node_not_active_takes_its_own_log_level_but_no_policy_write(tmp_path):
+    """The log level is each node's own (not replicated): an operator debugging the standby sets it there."""
+    from controller import logs
+
+    store, _, pair, call = rest_node(tmp_path)
+    assert pair.writable()  # not the active (still deciding, as a standby would be)
+    previous = logs.current_level()  # process-wide: put back after
+    try:
+        status, body = call("PUT", "/v1/log-level", {"level": "debug"})
+        assert status == 200 and body["level"] == "debug", body
+        status, body = call("POST", "/v1/tenants", {"name": "acme"})
+        assert status == 503 and body["error"]["code"] == "not_active"
+    finally:
+        logs.set_level(previous)
+        store.close()
 
 
 def test_silence_counts_only_up_to_when_the_link_last_read(node):

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 from openflow import pipeline as p
 from openflow.flows import Owner, flow
-from openflow.installed import FlowBook
+from openflow.installed import FlowBook, FlowPlan
 
 A, B, C = Owner("vport", "a"), Owner("vport", "b"), Owner("subnet", "s")
 
@@ -206,3 +206,71 @@ def test_a_count_taken_while_a_confirmed_plan_is_recorded_is_not_kept_for_the_bo
     assert mid and mid[0] != (1200, 1200, 0)  # counted in a pause: the record half written
     assert book.counts() == (1200, 1200, 0)
 
+
+
+def colliding_owners(kind: str = "vport") -> tuple[Owner, Owner]:
+    """Two owners of ``kind`` whose ids' 20-bit hints collide (a search: ~1,300 ids expected, 65,536 at most)."""
+    seen: dict = {}
+    for i in range(1 << 16):
+        owner = Owner(kind, f"v{i}")
+        other = seen.setdefault(owner.hint(), owner)
+        if other is not owner:
+            return other, owner
+    raise AssertionError("no two ids with the same hint")
+
+
+def planned(book: FlowBook, switch: dict) -> FlowPlan:
+    """Plan, apply the plan to ``switch`` (key -> flow, as a switch applies adds and strict deletes) and confirm it."""
+    pending = book.counts()[2]
+    plan = book.plan()
+    assert pending == len(plan.adds) + len(plan.deletes)
+    for key, f in plan.adds:
+        switch[key] = f
+    for key, _ in plan.deletes:
+        del switch[key]  # a strict delete of a flow the switch does not hold would be a bug of its own
+    book.applied(plan)
+    return plan
+
+
+def test_a_flow_two_owners_share_through_a_hint_collision_stays_while_either_wants_it():
+    """Two owners whose hints collide and who want a flow of the same content want one flow (one key): one of them
+    dropping it, going away, or changing its other flows must not delete it while the other still wants it; once
+    neither does it goes. At every step the switch holds exactly the desired flows."""
+    a, b = colliding_owners()
+    shared_a, shared_b = flows_of(a, "02:00:00:00:00:01"), flows_of(b, "02:00:00:00:00:01")
+    assert {f.key for f in shared_a} == {f.key for f in shared_b}  # the collision: one key for both
+    own_a, own_b, more_b = flows_of(a, "02:00:00:00:00:02"), flows_of(b, "02:00:00:00:00:03"), \
+        flows_of(b, "02:00:00:00:00:04")
+    book, switch = FlowBook(), {}
+    book.set_desired({a: shared_a | own_a, b: shared_b | own_b})
+    book.read_back({})
+    planned(book, switch)
+    states = [
+        ({a: own_a, b: shared_b | own_b}, {a}),  # a drops it
+        ({a: shared_a | own_a, b: shared_b | own_b}, {a}),  # a wants it again
+        ({b: shared_b | own_b}, {a}),  # a goes
+        ({a: shared_a, b: shared_b | own_b}, {a}),  # a comes back with it
+        ({a: own_a, b: shared_b | more_b}, {a, b}),  # a drops it while b, planned too, keeps it
+        ({a: shared_a, b: more_b}, {a, b}),  # they trade it: b drops it, a wants it again, in one plan
+        ({a: own_a, b: more_b}, {a}),  # neither wants it: it goes
+    ]
+    for desired, changed in states:
+        book.set_desired(desired, changed=changed)
+        planned(book, switch)
+        assert set(switch) == set(book.desired_by_key()), (desired, changed)
+        assert book.counts()[2] == 0
+
+
+def test_only_owners_whose_hints_collide_are_looked_at():
+    """A switch without a hint collision among its installed owners (almost every one) plans as before; with one,
+    the owners involved are known and lose that mark when one of them goes."""
+    a, b = colliding_owners()
+    book = synced({A: flows_of(A, "02:00:00:00:00:01"), B: flows_of(B, "02:00:00:00:00:02")})
+    assert not book.sharing.involved
+    book.set_desired({A: flows_of(A, "02:00:00:00:00:01"), a: flows_of(a, "02:00:00:00:00:03"),
+                      b: flows_of(b, "02:00:00:00:00:04")}, changed={B, a, b})
+    book.applied(book.plan())
+    assert book.sharing.involved == {a, b} and book.sharing.others(a, book.installed[a]) == (b,)
+    book.set_desired({A: flows_of(A, "02:00:00:00:00:01"), a: flows_of(a, "02:00:00:00:00:03")}, changed={b})
+    book.applied(book.plan())
+    assert not book.sharing.involved and book.sharing.others(a, book.installed[a]) == ()

@@ -392,6 +392,8 @@ def test_status_is_readable():
     assert text.splitlines()[0].startswith("Canopy 0.1.0, role standalone, up 1h 02m (since ")
     assert "policy: seq 7, 2 subnets, 1 tenant" in text and "switches: 1 over OpenFlow, 2 over OVSDB" in text
     assert "vports bound: 3" in text and "since: 2026-" in text and "3725.4" not in text
+    text = render_status({"version": "0.1.0", "programming": {"state": "ok", "reason": None}})
+    assert "  reason: -" in text.splitlines() and "None" not in text
 
 
 def test_status_lists_what_the_startup_hold_waits_for_by_kind_and_name():

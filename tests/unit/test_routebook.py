@@ -118,10 +118,12 @@ def test_our_own_routes_reflected_back_are_dropped(attributes, reason, caplog):
                                               cluster_list=["10.0.0.7"]))  # somebody else's: kept
     raw = with_attributes(update(ROUTE), **attributes)
     b = book()
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.INFO):
         b.handle_line(raw)
     assert b.received == {} and b.peer_rows()[0]["refused"] == {"own_route": 1}
     assert reason in caplog.text
+    # normal with a route reflector (FRR sends a client's routes back to it): info, not a warning
+    assert [r.levelno for r in caplog.records if "treated as withdrawn" in r.getMessage()] == [logging.INFO]
 
 
 def test_a_type5_route_with_a_gateway_ip_is_refused():
@@ -137,7 +139,7 @@ def test_a_type5_route_with_a_gateway_ip_is_refused():
 def test_refusals_are_logged_once_a_minute_per_peer_and_reason(caplog):
     raw = with_attributes(update(ROUTE), originator_id="10.0.0.1")
     b = book()
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.INFO):
         for _ in range(50):
             b.handle_line(raw)
     assert caplog.text.count("treated as withdrawn") == 1 and b.peer_rows()[0]["refused"] == {"own_route": 50}
@@ -149,7 +151,7 @@ def test_not_vxlan_is_logged_once_other_reasons_again_after_a_minute(caplog):
     raw = json.loads(update(ROUTE))
     raw["neighbor"]["message"]["update"]["attribute"]["extended-community"] = []
     own = with_attributes(update(ROUTE), originator_id="10.0.0.1")
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.INFO):
         for _ in range(3):
             b.handle_line(json.dumps(raw))
             b.handle_line(own)

@@ -61,6 +61,8 @@ def test_generated_token_is_private_and_stable(tmp_path):
     s = load(tmp_path, f"data_dir: {tmp_path}/d\n")
     first = settings_mod.with_token(s)
     assert first.rest_token and len(first.rest_token) >= 32
+    # hex, so never a leading "-" (1 in 64 urlsafe tokens had one: `canopy apply --token TOKEN` took it as an option)
+    assert all(c in "0123456789abcdef" for c in first.rest_token)
     mode = stat.S_IMODE(os.stat(s.rest_token_file).st_mode)
     assert mode == 0o600
     assert settings_mod.with_token(s).rest_token == first.rest_token

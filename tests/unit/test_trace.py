@@ -6,6 +6,7 @@ real Open vSwitch the same questions and compares the verdicts.
 
 import pytest
 
+from controller.discovery import VrsSnapshot
 from controller.programmer import Programmer
 from controller.rest import inspection as rest_inspect
 from controller.rest.api import Api
@@ -13,7 +14,7 @@ from openflow import pipeline as p
 from openflow.compiler import compile_switch
 from openflow.trace import PacketError, parse_packet, render_packet, walk
 from tests.unit.helpers import TOKEN, make_settings
-from tests.unit.pipeline_case import REMOTE_VTEP, build_state, build_view
+from tests.unit.pipeline_case import REMOTE_VTEP, build_state, build_view, port
 
 WEB1 = "in_port=1,dl_src=02:00:00:00:01:01"
 
@@ -183,6 +184,19 @@ def test_rest_trace_over_vxlan_names_the_vtep_and_the_vni(api):
     assert out["summary"] == "output to port 4 (trunk0 vlan 101, vport acme/web/esx1)"
     status, body = post(api, {"vport": "acme/web/web1", "packet": "dl_dst=02:00:00:00:01:03,ip,nw_dst=10.0.1.13"})
     assert body["exits"][0]["summary"] == f"tunnel to {REMOTE_VTEP} (VRS hv2) VNI {vni} (subnet acme/web)"
+
+
+def test_rest_trace_to_an_unbound_neighbour_defaults_to_its_mac_from_the_policy(api):
+    """README's example traces to a neighbour bound nowhere (the demo's hv-vm1): it has a MAC in the policy."""
+    api, state = api
+    state.vrs_update(VrsSnapshot("s2", "p", "hv2", vtep_ip=REMOTE_VTEP, datapath_id=2, bridge_present=True,
+                                 ports=(port("tapB", 8, **{"iface-id": "db2"}), port("vxlan0", 100, type_="vxlan"))))
+    status, body = post(api, {"vport": "web1", "packet": "ip,nw_dst=10.0.1.13"})  # web3: no longer bound
+    assert status == 200, body
+    assert "dl_dst=02:00:00:00:01:03" in body["ofproto_trace"]
+    status, body = post(api, {"vport": "web1", "packet": "ip,nw_dst=10.0.1.99"})  # no vport has it
+    assert status == 422 and body["error"]["field"] == "packet.dl_dst"
+    assert "no vport of subnet acme/web has 10.0.1.99" in body["error"]["reason"]
 
 
 def test_rest_trace_refuses_bad_questions_naming_the_field(api):

@@ -1,0 +1,143 @@
+"""The HA pair's link (controller/pairlink.py) over real TCP on 127.0.0.1: garbage, handler exceptions, refused
+dials, and who may speak on it (the shared secret, strangers). Every wait is bounded (wait_for)."""
+
+import socket
+
+import msgpack
+import pytest
+
+from .replication_pair import BOUND, free_port, link, wait_for
+
+# ------------------------------------------------------------------ the link itself
+
+def _closed_by_peer(sock):
+    sock.settimeout(BOUND)
+    try:
+        while sock.recv(4096):
+            pass
+    except ConnectionResetError:
+        pass
+    return True
+
+
+@pytest.mark.parametrize("garbage", [
+    b"\xc1\xc1 not msgpack at all",
+    b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+    msgpack.packb([1, 2, 3]),
+    msgpack.packb({"t": "changes", "changes": []}),        # no handshake first
+    msgpack.packb({"t": "hello", "node": "peer"}),         # the old unauthenticated hello
+    msgpack.packb({"t": "hi", "node": "me", "nonce": b"n" * 32}),  # claims to be ourselves
+    msgpack.packb({"t": "hi", "nonce": b"n" * 32}),        # hi without a node
+    msgpack.packb({"t": "hi", "node": "peer", "nonce": b"n" * 32}) + msgpack.packb({"t": "auth", "proof": b"x" * 32}),
+    b"\xdf\xff\xff\xff\xff",                               # a map header far beyond any size limit
+], ids=["bad-bytes", "http", "not-a-map", "no-handshake", "old-hello", "own-node", "anonymous", "bad-proof",
+        "huge-header"])
+def test_garbage_closes_that_connection_and_the_link_keeps_working(tmp_path, garbage):
+    received = []
+    me = link("me", 0, free_port(), on_message=received.append)
+    me.start()
+    try:
+        with socket.create_connection(("127.0.0.1", me.port), timeout=BOUND) as rogue:
+            rogue.sendall(garbage)
+            assert _closed_by_peer(rogue)
+        assert received == [] and not me.connected_in
+        peer = link("peer", 0, me.port, heartbeat=lambda: {"x": 1})
+        peer.start()
+        try:
+            wait_for(lambda: any(m.get("t") == "hb" for m in received), "a heartbeat from the real peer")
+            assert me.connected_in and received[0] == {"t": "hello", "node": "peer", "x": 1}
+            assert me.last_heard is not None
+        finally:
+            peer.stop()
+    finally:
+        me.stop()
+
+
+def test_a_handler_exception_is_logged_and_the_link_goes_on(tmp_path):
+    received = []
+
+    def handler(msg):
+        received.append(msg)
+        raise RuntimeError("handler bug")
+
+    me = link("me", 0, free_port(), on_message=handler)
+    me.start()
+    peer = link("peer", 0, me.port)
+    peer.start()
+    try:
+        wait_for(lambda: len(received) >= 3, "several messages despite the failing handler")
+        assert me.connected_in and peer.connected_out
+    finally:
+        peer.stop()
+        me.stop()
+
+
+def test_dialling_a_port_nobody_listens_on_reports_refused(tmp_path):
+    me = link("me", 0, free_port())
+    me.start()
+    try:
+        wait_for(me.refused, "a refused dial")
+        assert me.last_dial_error == "connection refused" and not me.connected_out
+        assert me.send({"t": "x"}) is False
+    finally:
+        me.stop()
+
+
+def test_the_peer_coming_up_ends_refused(tmp_path):
+    port = free_port()
+    me = link("me", 0, port)
+    me.start()
+    peer = link("peer", port, me.port)
+    try:
+        wait_for(me.refused, "a refused dial")
+        peer.start()
+        wait_for(lambda: me.connected_out and me.connected_in, "both directions")
+        assert not me.refused() and me.last_dial_error is None
+        assert me.send({"t": "anything"}) is True
+    finally:
+        peer.stop()
+        me.stop()
+
+
+# ------------------------------------------------------------------ who may speak on the link
+
+def test_a_node_without_the_secret_cannot_connect_either_way(tmp_path):
+    received, stranger_got = [], []
+    me = link("me", 0, free_port(), on_message=received.append)
+    me.start()
+    stranger = link("peer", 0, me.port, on_message=stranger_got.append, secret="not-the-pair-secret")
+    stranger.start()
+    me.peer_port = stranger.port  # and we dial it: it cannot prove the secret to us either
+    try:
+        wait_for(lambda: me.auth_failures >= 2 and stranger.auth_failures >= 1, "both handshakes to fail")
+        assert received == [] and stranger_got == [] and not me.connected_in and not me.connected_out
+        assert "authentication failed" in (me.last_dial_error or "")
+        assert "authentication failed" in (stranger.last_dial_error or "")
+    finally:
+        stranger.stop()
+        me.stop()
+
+
+def test_a_stranger_cannot_displace_or_speak_for_a_live_peer(tmp_path):
+    received = []
+    me = link("me", 0, free_port(), on_message=received.append)
+    me.start()
+    peer = link("peer", 0, me.port, heartbeat=lambda: {"x": 1})
+    peer.start()
+    try:
+        wait_for(lambda: me.connected_in and len(received) >= 2, "the real peer")
+        real = me._peer_in
+        with socket.create_connection(("127.0.0.1", me.port), timeout=BOUND) as rogue:
+            rogue.sendall(msgpack.packb({"t": "hi", "node": "peer", "nonce": b"r" * 32}))
+            challenge = msgpack.Unpacker(raw=False)
+            challenge.feed(rogue.recv(4096))
+            assert next(challenge)["t"] == "challenge"  # it gets a challenge it cannot answer
+            rogue.sendall(msgpack.packb({"t": "auth", "proof": b"\0" * 32})
+                          + msgpack.packb({"t": "changes", "changes": [], "node": "peer"}))
+            assert _closed_by_peer(rogue)
+        count = len(received)
+        wait_for(lambda: len(received) > count + 2, "the real peer still heard")
+        assert me._peer_in is real and all(m.get("node") == "peer" and m.get("x") == 1 for m in received)
+    finally:
+        peer.stop()
+        me.stop()
