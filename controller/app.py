@@ -207,9 +207,10 @@ class CanopyApp(RyuApp):
     # ------------------------------------------------------------------ programming switches
     def _programming(self) -> ProgramLoop:
         """The programming loop (controller/programloop.py), woken by every change of State; a pass waits (up to
-        REPORT_WAIT) for a switch report State is taking across its pauses (``State.reports_taking``)."""
+        REPORT_WAIT) for a switch report State is taking across its pauses (``State.reports_taking``), and for the
+        rest of an OVSDB update reported in slices (``OvsdbManagerServer.slicing``: one pass after its last)."""
         loop = ProgramLoop(self.programmer, self._wake, self._hand_out, prepare=self._import_remote, sleep=hub.sleep,
-                           taking=lambda: self.state.reports_taking > 0)
+                           taking=lambda: self.state.reports_taking > 0 or bool(self.ovsdb.slicing))
         self.state.subscribe(lambda what, detail: self._wake.set())
         return loop
 

@@ -28,7 +28,9 @@ update (10,000 ports added in one transaction: 20,000 rows) never holds the even
 gives it a turn every ``idl.PAUSE_ROWS`` rows and the reporter every ``PAUSE_PORTS`` ports it reads
 (``pause``; nothing but the session's own green thread touches its replica and reporter meanwhile), and sends
 the peer an echo request about once a second meanwhile (``idl.Replica.keepalive``): ovsdb-server's own probes wait
-behind the update, and it drops a manager it has heard nothing from for two probe intervals.
+behind the update, and it drops a manager it has heard nothing from for two probe intervals. Such an update, when
+it only adds or only deletes ports, is reported a slice at a time as it is applied (ovsdb/idl/slices.py); while
+one is, ``slicing`` names its session (the programming loop waits for its last slice: controller/app.py).
 """
 
 from __future__ import annotations
@@ -188,8 +190,13 @@ class _PeerSession:
     def _follow_vrs(self, schema: dict) -> None:
         """Replicate the VRS's Open_vSwitch database and report every change until it goes."""
         self._first_read()
+
+        def report_slice():  # a big update of ports is reported as it lands, a slice at a time (idl.slices)
+            self._server.slicing.add(self.name)  # until its last slice is reported (below, or the session ends)
+            self._reporter.refresh(replica.rows(vrs.DATABASE), replica.take_changes())
+
         replica = idl.Replica(self._conn, schema, vrs.COLUMNS, self._server.probe_interval_ms,
-                              named=tunnel.NAMED_TABLES, pause=self._give_way)
+                              named=tunnel.NAMED_TABLES, pause=self._give_way, on_slice=report_slice)
         self._conn = replica
         self.state = SYNCING
         self._log.info("ovsdb %s: VRS session %s, replicating %s", self.peer, self.name, vrs.DATABASE)
@@ -211,6 +218,7 @@ class _PeerSession:
                     self.state = SYNCED
                     self._reporter.refresh(replica.rows(vrs.DATABASE), replica.take_changes())
                     self._first_read_done()
+                self._server.slicing.discard(self.name)
                 collector.freeze = replica.change_seqno - before >= FREEZE_ROWS  # the rows stay: never scan them
             if replica.synced:
                 if self._server.may_write:
@@ -281,6 +289,7 @@ class _PeerSession:
         self._finished = True
         self.state = CLOSED
         self._first_read_done()
+        self._server.slicing.discard(self.name)
         try:
             self._conn.close()
         except Exception:
@@ -355,6 +364,7 @@ class OvsdbManagerServer:
         self.first_reads = FirstReads()  # a few sessions read their peer's whole database at a time
         self.pause = give_way  # a big update (rows, then bridge ports) gives the event loop a turn this way
         self.held = False  # True until the controller's start-up hold ends (release()): write nothing
+        self.slicing: set[str] = set()  # sessions reporting a big update in slices (ovsdb/idl/slices.py) now
         self._vtep_desired: dict[str, VtepDesired] = {}
         self._listener: idl.Listener | None = None
         self._accept_thread = None
