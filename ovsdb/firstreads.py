@@ -9,7 +9,9 @@ startlag in docs/benchmarks.md). Every other green thread (OpenFlow echo replies
 green thread's wake-up) waited that long for its next turn.
 
 ``FirstReads`` lets ``limit`` sessions read at once; the others wait for a slot before asking for their database
-(nothing they would read is in flight yet), in the order they asked, and answer their peer's echo requests every
+(nothing they would read is in flight yet), in the order they asked (a slot given back goes to the first waiting
+session itself: a semaphore's ``acquire(timeout=...)`` puts a waiter whose wait timed out behind the later ones, and
+a session asking just after a release took the slot from the one woken for it), and answer their peer's echo requests every
 ``ANSWER_EVERY_S`` meanwhile (ovsdb-server drops a manager that has not answered for two probe intervals). A slot is
 given back when the session has reported its first copy, when it ends, or ``HOLD_S`` after it was taken if the peer
 has still not sent its whole copy (a slow or hostile peer cannot keep the others waiting until ``sync_timeout``: each
@@ -18,6 +20,8 @@ The whole takes as much CPU as before: the same reads, a few at a time instead o
 """
 
 from __future__ import annotations
+
+from collections import deque
 
 from controller.ryu_compat import hub
 
@@ -34,26 +38,40 @@ class FirstReads:
             raise ValueError("limit must be at least 1, not %r" % (limit,))
         self.limit = limit
         self.answer_every = answer_every
-        self._slots = hub.Semaphore(limit)
+        self._free = limit  # slots no session holds
+        self._queue: deque = deque()  # a hub.Event per waiting session, first asked first: set when given a slot
         self.waiting = 0  # sessions waiting for a slot now
         self.waited = 0  # sessions that had to wait, since the start
 
     def admit(self, answer) -> None:
         """Wait for a slot, calling ``answer()`` (the session's echo replies) every ``answer_every`` seconds
-        meanwhile; ``answer`` may raise (the peer went) and then no slot is held."""
-        if self._slots.acquire(blocking=False):
+        meanwhile; ``answer`` may raise (the peer went), and the wait may be killed (the session closed): then no
+        slot is held (one given to it meanwhile goes on to the next waiting session)."""
+        if self._free and not self._queue:
+            self._free -= 1
             return
+        turn = hub.Event()
+        self._queue.append(turn)
         self.waiting += 1
         self.waited += 1
         try:
-            while not self._slots.acquire(timeout=self.answer_every):
+            while not turn.wait(timeout=self.answer_every):
                 answer()
+        except BaseException:
+            if turn.is_set():
+                self.release()
+            else:
+                self._queue.remove(turn)
+            raise
         finally:
             self.waiting -= 1
 
     def release(self) -> None:
-        """The session's first read is over (or the session ended)."""
-        self._slots.release()
+        """The session's first read is over (or the session ended): its slot goes to the first waiting session."""
+        if self._queue:
+            self._queue.popleft().set()
+        else:
+            self._free += 1
 
     def status(self) -> dict:
         return {"limit": self.limit, "waiting": self.waiting, "waited": self.waited}

@@ -59,3 +59,52 @@ def test_a_waiting_session_answers_its_peer_meanwhile_and_a_peer_gone_holds_no_s
 def test_a_limit_below_one_is_refused():
     with pytest.raises(ValueError, match="limit"):
         FirstReads(limit=0)
+
+
+def test_a_slot_given_back_goes_to_the_first_waiting_session_not_to_one_asking_just_after():
+    """eventlet's semaphore let a session that asked right after a release take the slot the woken waiter was
+    woken for (and put a waiter whose timed wait ran out behind the later ones): the order they asked is kept."""
+    reads, order = FirstReads(limit=1, answer_every=0.001), []
+    reads.admit(lambda: None)  # the one slot taken
+
+    def session(name):
+        reads.admit(lambda: None)
+        order.append(name)
+
+    first = eventlet.spawn(session, "first")
+    turns_until(lambda: reads.waiting == 1)
+    eventlet.sleep(0.005)  # several of its timed waits run out meanwhile (answering its peer)
+    second = eventlet.spawn(session, "second")
+    turns_until(lambda: reads.waiting == 2)
+
+    def release_then_ask():
+        reads.release()  # the holder's read ends ...
+        session("late")  # ... and a new session asks at once, before the waiting ones have run
+
+    eventlet.spawn(release_then_ask)
+    turns_until(lambda: order == ["first"])
+    reads.release()
+    turns_until(lambda: order == ["first", "second"])
+    reads.release()
+    turns_until(lambda: order == ["first", "second", "late"])
+    first.wait(), second.wait()
+
+
+def test_a_session_closed_as_its_slot_is_given_passes_the_slot_on():
+    reads, order = FirstReads(limit=1, answer_every=1.0), []
+    reads.admit(lambda: None)
+
+    def session(name):
+        reads.admit(lambda: None)
+        order.append(name)
+
+    leaving = eventlet.spawn(session, "leaving")
+    turns_until(lambda: reads.waiting == 1)
+    staying = eventlet.spawn(session, "staying")
+    turns_until(lambda: reads.waiting == 2)
+    reads.release()  # handed to "leaving", which is closed before it runs
+    leaving.kill()
+    turns_until(lambda: order == ["staying"])
+    assert reads.waiting == 0
+    reads.release()
+    reads.admit(lambda: None)  # the slot came back: nothing leaked
