@@ -390,8 +390,8 @@ class SwitchReconciler(SwitchReport):
         milliseconds; REPLY_TIMEOUT at most): re-enabled with them alive, its first collection walked every one of
         them in one stretch (60,000 changes: ~50-100 ms of CPU, tests/benchmarks/reconcile_stretches.py)."""
         with collector_paused():
-            planning = time.perf_counter()
             with _PLANS:
+                planning = time.perf_counter()  # not counting the wait for a slot: the plan's own time
                 ops = self._plan_ops()
             if ops and self._interrupted():  # came during the plan's pauses
                 self._drop()

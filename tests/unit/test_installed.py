@@ -306,3 +306,40 @@ def test_at_most_a_few_switches_take_in_a_read_back_or_plan_at_once(monkeypatch,
     threads = [hub.spawn(rec._sync if step == "_plan_ops" else rec._read_back) for rec in recs]
     hub.joinall(threads)
     assert most[0] == atonce.PLANS_AT_ONCE
+
+
+def test_a_plans_time_does_not_count_its_wait_for_a_slot(monkeypatch):
+    """The debug line after a change set names its planning time: waiting behind PLANS_AT_ONCE other switches (a
+    restart: seconds) is not planning."""
+    import logging
+    import time
+
+    from controller.ryu_compat import hub, ofproto_protocol
+    from openflow import atonce, reconciler
+
+    clock = [0.0]
+    monkeypatch.setattr(reconciler, "time", SimpleNamespace(perf_counter=lambda: clock[0], monotonic=time.monotonic,
+                                                            time=time.time))
+    dp = ofproto_protocol.ProtocolDesc(5)
+    rec = reconciler.SwitchReconciler(SimpleNamespace(id=1, ofproto=dp.ofproto, ofproto_parser=dp.ofproto_parser,
+                                                      xid=0, address=("10.0.0.1", 1)),
+                                      log=logging.getLogger("test.reconciler"))
+
+    def plan(self):
+        clock[0] += 0.002  # the plan itself: 2 ms
+        return ["a change"]
+
+    monkeypatch.setattr(reconciler.SwitchReconciler, "_plan_ops", plan)
+    monkeypatch.setattr(reconciler.SwitchReconciler, "_interrupted", lambda self: False)
+    monkeypatch.setattr(reconciler.SwitchReconciler, "_execute", lambda self, ops: None)
+    for _ in range(atonce.PLANS_AT_ONCE):  # every slot held by other switches
+        atonce.PLANS.acquire()
+    try:
+        waiting = hub.spawn(rec._sync)
+        hub.sleep(0)
+        clock[0] += 5.0  # five seconds behind the others
+    finally:
+        for _ in range(atonce.PLANS_AT_ONCE):
+            atonce.PLANS.release()
+    assert waiting.wait() is True
+    assert rec._plan_ms == pytest.approx(2.0)
