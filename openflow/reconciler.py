@@ -80,7 +80,7 @@ from controller.logs import Throttle
 from controller.pacer import Pacer, collector_paused
 from controller.ryu_compat import hub, ofp_event
 from openflow import decode, encode
-from openflow.atonce import PLANS as _PLANS, READ_BACKS as _READ_BACKS, READ_BACKS_AT_ONCE  # noqa: F401 (named here)
+from openflow.atonce import PLANS as _PLANS, READ_BACKS as _READ_BACKS, READ_BACKS_AT_ONCE, plan_slot  # noqa: F401
 from openflow.changeset import MAX_XID, ChangeSet, Op, encode_all
 from openflow.flows import Flow, Group, render_flow, render_group
 from openflow.installed import FlowBook, paced, release
@@ -390,7 +390,7 @@ class SwitchReconciler(SwitchReport):
         milliseconds; REPLY_TIMEOUT at most): re-enabled with them alive, its first collection walked every one of
         them in one stretch (60,000 changes: ~50-100 ms of CPU, tests/benchmarks/reconcile_stretches.py)."""
         with collector_paused():
-            with _PLANS:
+            with plan_slot(self._book.dirty):  # a small plan needs none (openflow/atonce.py)
                 planning = time.perf_counter()  # not counting the wait for a slot: the plan's own time
                 ops = self._plan_ops()
             if ops and self._interrupted():  # came during the plan's pauses

@@ -343,3 +343,37 @@ def test_a_plans_time_does_not_count_its_wait_for_a_slot(monkeypatch):
             atonce.PLANS.release()
     assert waiting.wait() is True
     assert rec._plan_ms == pytest.approx(2.0)
+
+
+def test_a_small_plan_does_not_wait_behind_other_switches_full_plans(monkeypatch):
+    """At a restart up to 44 other switches take in a read-back and plan every flow, 6 at a time: a new vport on a
+    switch in sync (a plan of a few owners, a turn or two) is planned at once; a full plan waits for a slot."""
+    import logging
+
+    from controller.ryu_compat import hub, ofproto_protocol
+    from openflow import atonce, reconciler
+
+    dp = ofproto_protocol.ProtocolDesc(5)
+    rec = reconciler.SwitchReconciler(SimpleNamespace(id=1, ofproto=dp.ofproto, ofproto_parser=dp.ofproto_parser,
+                                                      xid=0, address=("10.0.0.1", 1)),
+                                      log=logging.getLogger("test.reconciler"))
+    monkeypatch.setattr(reconciler.SwitchReconciler, "_plan_ops", lambda self: ["a change"])
+    monkeypatch.setattr(reconciler.SwitchReconciler, "_interrupted", lambda self: False)
+    monkeypatch.setattr(reconciler.SwitchReconciler, "_execute", lambda self, ops: None)
+    for _ in range(atonce.PLANS_AT_ONCE):  # every slot held by other switches' full plans
+        atonce.PLANS.acquire()
+    try:
+        rec._book.dirty = {"vport-%d" % n for n in range(atonce.SMALL_PLAN_OWNERS)}
+        small = hub.spawn(rec._sync)
+        for _ in range(50):
+            hub.sleep(0)
+        assert small.dead, "a small plan waited for a slot"
+        rec._book.dirty = None
+        full = hub.spawn(rec._sync)
+        for _ in range(50):
+            hub.sleep(0)
+        assert not full.dead, "a full plan did not wait for a slot"
+    finally:
+        for _ in range(atonce.PLANS_AT_ONCE):
+            atonce.PLANS.release()
+    assert full.wait() is True
