@@ -243,8 +243,11 @@ class _PeerSession:
                            "hardware_vtep " if self.database == VTEP_DATABASE else "")
 
     def _wake_ms(self) -> int:
-        """How long the session loop may sleep: WAKE_MS, or less when a reconciler's back-off ends."""
+        """How long the session loop may sleep: WAKE_MS, or less when a reconciler's back-off ends or a first-read
+        slot is due back."""
         dues = [r.wake_in_ms() for r in (self._bridge, self._tunnel, self._vtep) if r is not None]
+        if self._reading is not None:  # a first-read slot held: wake when it is to be given back (HOLD_S, not later)
+            dues.append(max(0, int((self._reading + firstreads.HOLD_S - time.monotonic()) * 1000) + 1))
         return min([WAKE_MS] + [due for due in dues if due is not None])
 
     def _follow_vtep(self, schema: dict) -> None:

@@ -108,3 +108,19 @@ def test_a_session_closed_as_its_slot_is_given_passes_the_slot_on():
     assert reads.waiting == 0
     reads.release()
     reads.admit(lambda: None)  # the slot came back: nothing leaked
+
+
+def test_a_session_holding_a_slot_wakes_when_it_is_due_back(monkeypatch):
+    """The session loop sleeps up to WAKE_MS (1 s) waiting for its peer: a peer that sends nothing would keep its
+    slot up to HOLD_S + 1 s. It wakes when HOLD_S ends instead."""
+    from types import SimpleNamespace
+
+    from ovsdb import firstreads, server
+
+    monkeypatch.setattr(server, "time", SimpleNamespace(monotonic=lambda: 100.0))
+    session = server._PeerSession.__new__(server._PeerSession)
+    session._bridge = session._tunnel = session._vtep = None
+    session._reading = 100.0 - firstreads.HOLD_S + 0.25  # taken HOLD_S - 0.25 s ago
+    assert session._wake_ms() == 251
+    session._reading = None
+    assert session._wake_ms() == server.WAKE_MS
