@@ -186,6 +186,9 @@ class _PeerSession:
         if self._reading is not None and (unless_before is None or self._reading < unless_before):
             self._reading = None
             self._server.first_reads.release()
+            if unless_before is not None:
+                self._log.info("ovsdb %s: no full copy %g s after its turn to send it: the turn goes on to the next "
+                               "session (it is still read when it comes)", self.peer, firstreads.HOLD_S)
 
     def _follow_vrs(self, schema: dict) -> None:
         """Replicate the VRS's Open_vSwitch database and report every change until it goes."""

@@ -124,3 +124,25 @@ def test_a_session_holding_a_slot_wakes_when_it_is_due_back(monkeypatch):
     assert session._wake_ms() == 251
     session._reading = None
     assert session._wake_ms() == server.WAKE_MS
+
+
+def test_a_slot_taken_back_from_a_slow_peer_is_logged(caplog):
+    """An operator sees why a session is still syncing while the queued ones go ahead."""
+    import logging
+    from types import SimpleNamespace
+
+    from ovsdb import server
+
+    reads = FirstReads(limit=1)
+    reads.admit(lambda: None)
+    session = server._PeerSession.__new__(server._PeerSession)
+    session._server, session.peer = SimpleNamespace(first_reads=reads), "192.0.2.7:6640"
+    session._log = logging.getLogger("test.ovsdb")
+    session._reading = 10.0
+    with caplog.at_level(logging.INFO, logger="test.ovsdb"):
+        session._first_read_done(unless_before=5.0)  # taken after: kept
+        assert session._reading == 10.0 and not caplog.records
+        session._first_read_done(unless_before=12.0)
+    assert session._reading is None and reads.status()["waiting"] == 0
+    assert "192.0.2.7:6640: no full copy" in caplog.text
+    reads.admit(lambda: None)  # the slot came back
