@@ -113,14 +113,8 @@ def test_a_full_plan_runs_no_cyclic_collection():
     reconciler plans with the collector paused: none runs meanwhile (at most the one young collection that was
     deferred, when it is back on), instead of one every 700 allocations; and it is on again afterwards."""
     import gc
-    import logging
 
-    from controller.ryu_compat import ofproto_protocol
-    from openflow.reconciler import SwitchReconciler
-
-    dp = ofproto_protocol.ProtocolDesc(5)
-    rec = SwitchReconciler(SimpleNamespace(id=1, ofproto=dp.ofproto, ofproto_parser=dp.ofproto_parser, xid=0,
-                                           address=("10.0.0.1", 1)), log=logging.getLogger("test.reconciler"))
+    rec = _reconciler(1)
     owners = [Owner("vport", f"v{i}") for i in range(5000)]
     rec._book.set_desired({o: flows_of(o, f"02:00:00:00:{i >> 8:02x}:{i & 0xff:02x}") for i, o in enumerate(owners)})
     rec._book.read_back({})
@@ -277,16 +271,14 @@ def test_only_owners_whose_hints_collide_are_looked_at():
     book.applied(book.plan())
     assert not book.sharing.involved and book.sharing.others(a, book.installed[a]) == ()
 
+
 @pytest.mark.parametrize("step", ["_plan_ops", "_take_in"])
 def test_at_most_a_few_switches_take_in_a_read_back_or_plan_at_once(monkeypatch, step):
     """Taking in a read-back and planning a change set pause every few milliseconds; 30 switches doing so at once
     made every round of the hub 70-100 ms of CPU after a restart. PLANS_AT_ONCE do it at a time."""
-    import logging
-
-    from controller.ryu_compat import hub, ofproto_protocol
+    from controller.ryu_compat import hub
     from openflow import atonce, reconciler
 
-    dp = ofproto_protocol.ProtocolDesc(5)
     at_work, most = [0], [0]
 
     def work(self, *args):
@@ -299,31 +291,37 @@ def test_at_most_a_few_switches_take_in_a_read_back_or_plan_at_once(monkeypatch,
 
     monkeypatch.setattr(reconciler.SwitchReconciler, step, work)
     monkeypatch.setattr(reconciler.SwitchReconciler, "_request", lambda self, msg: [])
-    recs = [reconciler.SwitchReconciler(SimpleNamespace(id=n, ofproto=dp.ofproto, ofproto_parser=dp.ofproto_parser,
-                                                        xid=0, address=("10.0.0.1", n)),
-                                        log=logging.getLogger("test.reconciler"))
-            for n in range(1, atonce.PLANS_AT_ONCE + 5)]
+    recs = [_reconciler(n) for n in range(1, atonce.PLANS_AT_ONCE + 5)]
     threads = [hub.spawn(rec._sync if step == "_plan_ops" else rec._read_back) for rec in recs]
     hub.joinall(threads)
     assert most[0] == atonce.PLANS_AT_ONCE
 
 
+def _reconciler(dpid: int):
+    """A switch reconciler of an OpenFlow 1.4 switch that is never answered."""
+    import logging
+
+    from controller.ryu_compat import ofproto_protocol
+    from openflow import reconciler
+
+    dp = ofproto_protocol.ProtocolDesc(5)
+    return reconciler.SwitchReconciler(SimpleNamespace(id=dpid, ofproto=dp.ofproto, ofproto_parser=dp.ofproto_parser,
+                                                       xid=0, address=("10.0.0.1", dpid)),
+                                       log=logging.getLogger("test.reconciler"))
+
+
 def test_a_plans_time_does_not_count_its_wait_for_a_slot(monkeypatch):
     """The debug line after a change set names its planning time: waiting behind PLANS_AT_ONCE other switches (a
     restart: seconds) is not planning."""
-    import logging
     import time
 
-    from controller.ryu_compat import hub, ofproto_protocol
+    from controller.ryu_compat import hub
     from openflow import atonce, reconciler
 
     clock = [0.0]
     monkeypatch.setattr(reconciler, "time", SimpleNamespace(perf_counter=lambda: clock[0], monotonic=time.monotonic,
                                                             time=time.time))
-    dp = ofproto_protocol.ProtocolDesc(5)
-    rec = reconciler.SwitchReconciler(SimpleNamespace(id=1, ofproto=dp.ofproto, ofproto_parser=dp.ofproto_parser,
-                                                      xid=0, address=("10.0.0.1", 1)),
-                                      log=logging.getLogger("test.reconciler"))
+    rec = _reconciler(1)
 
     def plan(self):
         clock[0] += 0.002  # the plan itself: 2 ms
@@ -348,15 +346,10 @@ def test_a_plans_time_does_not_count_its_wait_for_a_slot(monkeypatch):
 def test_a_small_plan_does_not_wait_behind_other_switches_full_plans(monkeypatch):
     """At a restart up to 44 other switches take in a read-back and plan every flow, 6 at a time: a new vport on a
     switch in sync (a plan of a few owners, a turn or two) is planned at once; a full plan waits for a slot."""
-    import logging
-
-    from controller.ryu_compat import hub, ofproto_protocol
+    from controller.ryu_compat import hub
     from openflow import atonce, reconciler
 
-    dp = ofproto_protocol.ProtocolDesc(5)
-    rec = reconciler.SwitchReconciler(SimpleNamespace(id=1, ofproto=dp.ofproto, ofproto_parser=dp.ofproto_parser,
-                                                      xid=0, address=("10.0.0.1", 1)),
-                                      log=logging.getLogger("test.reconciler"))
+    rec = _reconciler(1)
     monkeypatch.setattr(reconciler.SwitchReconciler, "_plan_ops", lambda self: ["a change"])
     monkeypatch.setattr(reconciler.SwitchReconciler, "_interrupted", lambda self: False)
     monkeypatch.setattr(reconciler.SwitchReconciler, "_execute", lambda self, ops: None)

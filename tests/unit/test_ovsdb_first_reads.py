@@ -106,6 +106,7 @@ def test_a_session_closed_as_its_slot_is_given_passes_the_slot_on():
     leaving.kill()
     turns_until(lambda: order == ["staying"])
     assert reads.waiting == 0
+    staying.wait()
     reads.release()
     reads.admit(lambda: None)  # the slot came back: nothing leaked
 
