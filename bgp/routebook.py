@@ -25,6 +25,7 @@ LOG_ONCE = ("not_vxlan",)  # reasons logged only the first time per peer (then o
 # reasons that are normal operation, logged at info: a route reflector sends every client's routes back to it too
 # (FRR does, as the reflector docs/evpn.md shows), so a warning would be written at every session start
 EXPECTED = ("own_route",)
+PROBE = "probe"  # the action of a pending probe line (no routes)
 EVPN_FAMILY = "l2vpn/evpn"  # as ExaBGP names it in a graceful restart capability
 
 
@@ -110,6 +111,7 @@ class RouteBook:
     received_per_peer: collections.Counter = field(default_factory=collections.Counter)  # peer ip -> routes
     batch: int = bgp_routes.BATCH_ROUTES
     connected: bool = False
+    acks: int = 0  # acknowledgements ExaBGP has sent (the speaker's watchdog watches it move)
     log: logging.Logger = LOG
     local: Local | None = None  # our AS and router id, to recognise our own routes come back
     graceful: GracefulRestart = GracefulRestart()
@@ -172,6 +174,12 @@ class RouteBook:
     def _send(self, action: str, routes: tuple) -> str:
         self.pending.append((action, routes))
         return bgp_routes.to_batch_command(routes, action)
+
+    def probe(self, command: str) -> str:
+        """``command`` (the watchdog's probe, bgp.watchdog.PROBE), waited for like the others: its answer is
+        acknowledged in order and changes nothing."""
+        self.pending.append((PROBE, ()))
+        return command
 
     def take_outbox(self) -> list[str]:
         """Command lines made while handling answers, for the caller to write (after what it already has)."""
@@ -236,6 +244,9 @@ class RouteBook:
             self.log.warning("ExaBGP API: %r acknowledges no command", answer)
             return
         action, routes = self.pending.popleft()
+        self.acks += 1
+        if action == PROBE:
+            return
         if answer == "done":
             for route in routes:
                 if action == bgp_routes.ANNOUNCE:
