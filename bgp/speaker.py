@@ -256,6 +256,7 @@ class Speaker:
                 "running": running, "pid": proc.pid if running else None,
                 "restarts": max(0, self._spawns - 1), "pending_acks": len(book.pending),
                 "api_connected": book.connected, "api_silent_for": self._watchdog.silent_for(),
+                "api_longest_wait": round(self._watchdog.longest_wait, 3),
                 "desired": len(book.desired),
                 "announced": len(book.announced), "refused": len(book.failed), "received": len(book.received),
                 "last_error": self._last_error, "restart_in": waiting,

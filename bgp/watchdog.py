@@ -38,6 +38,7 @@ class ApiWatchdog:
     restart_after: float = 30.0  # ... before ExaBGP is killed and restarted
     clock: object = time.monotonic
     silent: bool = False  # reported silent (peers reported down) and not answered since
+    longest_wait: float = 0.0  # the longest wait for an acknowledgement that ended in one (how close to timeout)
     _since: float | None = None  # when the current wait began: the last acknowledgement or the first command after
     _idle_since: float = 0.0  # when the last wait ended (or the API connected)
     _restarts_in_row: int = 0  # watchdog restarts with no acknowledgement since
@@ -57,6 +58,8 @@ class ApiWatchdog:
         True if it had been reported silent (the peers are reported as ExaBGP says again)."""
         was_silent = self.silent
         now = self.clock()
+        if self._since is not None:
+            self.longest_wait = max(self.longest_wait, now - self._since)
         self.silent, self._restarts_in_row = False, 0
         self._since = now if waiting else None
         if not waiting:
