@@ -25,7 +25,7 @@ LOG_ONCE = ("not_vxlan",)  # reasons logged only the first time per peer (then o
 # reasons that are normal operation, logged at info: a route reflector sends every client's routes back to it too
 # (FRR does, as the reflector docs/evpn.md shows), so a warning would be written at every session start
 EXPECTED = ("own_route",)
-PROBE = "probe"  # the action of a pending probe line (no routes)
+PROBE_ACTION = "probe"  # the action of a pending probe line (no routes)
 EVPN_FAMILY = "l2vpn/evpn"  # as ExaBGP names it in a graceful restart capability
 
 
@@ -178,7 +178,7 @@ class RouteBook:
     def probe(self, command: str) -> str:
         """``command`` (the watchdog's probe, bgp.watchdog.PROBE), waited for like the others: its answer is
         acknowledged in order and changes nothing."""
-        self.pending.append((PROBE, ()))
+        self.pending.append((PROBE_ACTION, ()))
         return command
 
     def take_outbox(self) -> list[str]:
@@ -245,7 +245,7 @@ class RouteBook:
             return
         action, routes = self.pending.popleft()
         self.acks += 1
-        if action == PROBE:
+        if action == PROBE_ACTION:
             return
         if answer == "done":
             for route in routes:

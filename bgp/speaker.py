@@ -512,7 +512,7 @@ class Speaker:
     def _kill_silent(self, proc: subprocess.Popen) -> None:
         """SIGKILL a frozen or wedged ExaBGP's process group (SIGTERM would wait on it); reaped and restarted
         by the usual path, which re-sends every desired route."""
-        self._kill_reason = f"exabgp did not answer its API; killed (pid {proc.pid})"
+        self._kill_reason = "exabgp did not answer its API; killed"
         self.log.error("BGP speaker: exabgp (pid %d) still not answering its API: killing it to restart it", proc.pid)
         try:
             os.killpg(proc.pid, signal.SIGKILL)
