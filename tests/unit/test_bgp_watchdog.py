@@ -131,3 +131,30 @@ def test_the_probe_is_the_command_the_extension_registers():
     from bgp import exabgp_ext
 
     assert PROBE == exabgp_ext.PING
+
+
+def test_a_silent_exabgp_shows_its_peers_down_in_rest_status_and_metrics(tmp_path):
+    """Speaker.peers() (GET /v1/bgp/peers, /metrics) and /v1/status's bgp part, from a real Speaker (not started)
+    whose watchdog runs on an injected clock."""
+    from types import SimpleNamespace
+
+    from bgp.speaker import Neighbor, Speaker, SpeakerConfig
+    from controller.metrics import _bgp
+    from controller.rest.bgp import status_part
+
+    speaker = Speaker(SpeakerConfig(asn=65000, router_id="192.0.2.9", workdir=str(tmp_path),
+                                    neighbors=(Neighbor("192.0.2.1", 65001),)))
+    speaker._book.peers["192.0.2.1"].change("up")
+    speaker._watchdog, clock = watchdog(timeout=5.0)
+    federation = SimpleNamespace(speaker=speaker, peers=speaker.peers)
+    assert status_part(federation) == {"peers": {"192.0.2.1": "up"}, "api_silent_for": None, "restarts": 0}
+    speaker._watchdog.probed()
+    clock.now += 7
+    assert speaker._watchdog.check(waiting=True) == SILENT
+    assert status_part(federation) == {"peers": {"192.0.2.1": "down"}, "api_silent_for": 7.0, "restarts": 0}
+    [row] = speaker.peers()
+    assert row["last_error"] == "exabgp has not answered its API for 7s" and row["uptime"] is None
+    [session_up] = [metric for metric in _bgp(federation) if metric.name == "canopy_bgp_session_up"]
+    assert [(sample.labels["neighbor"], sample.value) for sample in session_up.samples] == [("192.0.2.1", 0)]
+    speaker._watchdog.acknowledged(waiting=False)
+    assert status_part(federation)["peers"] == {"192.0.2.1": "up"}
