@@ -37,7 +37,7 @@ from controller.ryu_compat import (
     RyuApp,
     drop_datapath,
     hub,
-    probe_datapath,
+    probe_datapaths,
     ofp_event,
     ofproto_v1_3,
     blocking,
@@ -209,9 +209,10 @@ class CanopyApp(RyuApp):
     # ------------------------------------------------------------------ programming switches
     def _programming(self) -> ProgramLoop:
         """The programming loop (controller/programloop.py), woken by every change of State; a pass waits (up to
-        REPORT_WAIT) for a switch report State is taking across its pauses (``State.reports_taking``)."""
+        REPORT_WAIT) for a switch report State is taking across its pauses (``State.reports_taking``), and for the
+        rest of an OVSDB update reported in slices (``OvsdbManagerServer.slicing``: one pass after its last)."""
         loop = ProgramLoop(self.programmer, self._wake, self._hand_out, prepare=self._import_remote, sleep=hub.sleep,
-                           taking=lambda: self.state.reports_taking > 0)
+                           taking=lambda: self.state.reports_taking > 0 or bool(self.ovsdb.slicing))
         self.state.subscribe(lambda what, detail: self._wake.set())
         return loop
 
@@ -366,11 +367,12 @@ class CanopyApp(RyuApp):
                 del self.reconcilers[dp.id]
             self.state.datapath_down(dp.id, conn=id(dp))
 
-    def _answers(self, dpid):
-        """Whether the switch of ``dpid`` is connected over OpenFlow and answers an echo request now: a VRS whose
-        OVSDB session ended but whose bridge does is not gone (ovsdb/claims.py)."""
-        rec = self.reconcilers.get(dpid)
-        return rec is not None and probe_datapath(rec.datapath, claims.PROBE_TIMEOUT)
+    def _answers(self, dpids):
+        """The datapath ids of ``dpids`` connected over OpenFlow that answer an echo request now (asked together): a
+        VRS whose OVSDB session ended but whose bridge answers is not gone (ovsdb/claims.py)."""
+        recs = [self.reconcilers.get(dpid) for dpid in dpids]
+        dps = [rec.datapath for rec in recs if rec is not None]
+        return {dp.id for dp in probe_datapaths(dps, claims.PROBE_TIMEOUT)}
 
     def _contest(self, old, dp):
         """A second connection claims a datapath whose session is live: keep one (openflow/claims.py)."""

@@ -28,7 +28,9 @@ update (10,000 ports added in one transaction: 20,000 rows) never holds the even
 gives it a turn every ``idl.PAUSE_ROWS`` rows and the reporter every ``PAUSE_PORTS`` ports it reads
 (``pause``; nothing but the session's own green thread touches its replica and reporter meanwhile), and sends
 the peer an echo request about once a second meanwhile (``idl.Replica.keepalive``): ovsdb-server's own probes wait
-behind the update, and it drops a manager it has heard nothing from for two probe intervals.
+behind the update, and it drops a manager it has heard nothing from for two probe intervals. Such an update, when
+it only adds or only deletes ports, is reported a slice at a time as it is applied (ovsdb/idl/slices.py); while
+one is, ``slicing`` names its session (the programming loop waits for its last slice: controller/app.py).
 """
 
 from __future__ import annotations
@@ -170,8 +172,12 @@ class _PeerSession:
 
     def _follow_vrs(self, schema: dict) -> None:
         """Replicate the VRS's Open_vSwitch database and report every change until it goes."""
+        def report_slice():  # a big update of ports is reported as it lands, a slice at a time (idl.slices)
+            self._server.slicing.add(self.name)  # until its last slice is reported (below, or the session ends)
+            self._reporter.refresh(replica.rows(vrs.DATABASE), replica.take_changes())
+
         replica = idl.Replica(self._conn, schema, vrs.COLUMNS, self._server.probe_interval_ms,
-                              named=tunnel.NAMED_TABLES, pause=self._give_way)
+                              named=tunnel.NAMED_TABLES, pause=self._give_way, on_slice=report_slice)
         self._conn = replica
         self.state = SYNCING
         self._log.info("ovsdb %s: VRS session %s, replicating %s", self.peer, self.name, vrs.DATABASE)
@@ -192,6 +198,7 @@ class _PeerSession:
                     seen = replica.change_seqno
                     self.state = SYNCED
                     self._reporter.refresh(replica.rows(vrs.DATABASE), replica.take_changes())
+                self._server.slicing.discard(self.name)
                 collector.freeze = replica.change_seqno - before >= FREEZE_ROWS  # the rows stay: never scan them
             if replica.synced:
                 if self._server.may_write:
@@ -260,6 +267,7 @@ class _PeerSession:
             return
         self._finished = True
         self.state = CLOSED
+        self._server.slicing.discard(self.name)
         try:
             self._conn.close()
         except Exception:
@@ -295,7 +303,7 @@ class OvsdbManagerServer:
     ``sync_timeout``: seconds a peer has, from connecting, to send its first full copy of the database.
     ``reconnect_grace``: seconds a VRS or hardware VTEP stays known after its OVSDB session ends, so that a
     reconnect of the same chassis (Physical_Switch name) continues the same switch (ovsdb/claims.py).
-    ``forwarding(dpid)``: whether that bridge answers over OpenFlow now; a VRS whose does is not gone when its
+    ``forwarding(dpids)``: those of the bridges that answer over OpenFlow now; a VRS whose does is not gone when its
     grace ends (ovsdb/claims.py).
     ``tls``: a server-side ``ssl.SSLContext`` (controller.tls): every peer must complete a TLS handshake
     (with a certificate of the context's CA when it requires one) within ``handshake_timeout``; else plain TCP.
@@ -310,7 +318,7 @@ class OvsdbManagerServer:
                  secure_bridge: bool = True, per_source: int = 16,
                  max_message: int = idl.DEFAULT_MAX_MESSAGE, sync_timeout: float = SYNC_TIMEOUT_S, tls=None,
                  reconnect_grace: float = claims.DEFAULT_GRACE_S,
-                 forwarding: Callable[[int], bool] = lambda dpid: False):
+                 forwarding: Callable[[set[int]], set[int]] = lambda dpids: set()):
         if not isinstance(tunnel_name, str) or not tunnel_name.strip():
             raise ValueError("tunnel_name must be a non-empty port name, not %r" % (tunnel_name,))
         self.listen = listen
@@ -333,6 +341,7 @@ class OvsdbManagerServer:
         self.writes_enabled = True  # False on an HA standby: replicate and report, write nothing
         self.pause = give_way  # a big update (rows, then bridge ports) gives the event loop a turn this way
         self.held = False  # True until the controller's start-up hold ends (release()): write nothing
+        self.slicing: set[str] = set()  # sessions reporting a big update in slices (ovsdb/idl/slices.py) now
         self._vtep_desired: dict[str, VtepDesired] = {}
         self._listener: idl.Listener | None = None
         self._accept_thread = None
