@@ -170,9 +170,12 @@ class OwnersByBits:
             del self._owners[bits]
 
     def others(self, owner, flows) -> tuple:
-        """The other installed owners with the bits of ``owner`` (``flows``: a non-empty set of its flows)."""
+        """The other installed owners with the bits of ``owner``, installed or not (``flows``: a non-empty set of
+        its flows)."""
         held = self._owners.get(owner_bits(flows))
-        return tuple(held - {owner}) if type(held) is set else ()
+        if type(held) is set:
+            return tuple(held - {owner})
+        return () if held is None or held == owner else (held,)
 
     def clear(self) -> None:
         self._owners.clear()
@@ -292,6 +295,7 @@ class FlowBook:
 
     def _by_owner(self, owners, desired: dict, rejected: dict, tick=_no_tick, installed=None, loose=None) -> FlowPlan:
         adds, deletes, kept, planned = {}, {}, {}, {}
+        arrivals = []  # planned owners not installed: one may want a flow a colliding owner holds
         installed = self.installed if installed is None else installed
         loose = self.loose if loose is None else loose
         for owner in owners:
@@ -305,6 +309,8 @@ class FlowBook:
                     key = f.key
                     (kept if key in rejected else deletes)[key] = f
                 continue
+            if not old:
+                arrivals.append(owner)
             new_keys = {f.key: f for f in new}
             old_keys = {f.key: f for f in old}
             adds.update((k, f) for k, f in new_keys.items() if k not in old_keys and k not in rejected)
@@ -316,6 +322,10 @@ class FlowBook:
             del deletes[key]
         if self.sharing.involved:
             self._keep_shared(owners, desired, installed, deletes)
+        if adds and (arrivals or self.sharing.involved):
+            self._skip_held(paced(arrivals, tick), desired, installed, adds)
+            if self.sharing.involved:
+                self._skip_held(self.sharing.involved.intersection(owners), desired, installed, adds)
         return FlowPlan(adds=list(adds.items()), deletes=list(deletes.items()), owners=planned,
                         kept=list(kept.items()))
 
@@ -333,6 +343,20 @@ class FlowBook:
             for f in old:
                 if f.key in deletes and any(f in flows for flows in after):
                     del deletes[f.key]
+
+    def _skip_held(self, candidates, desired: dict, installed: dict, adds: dict) -> None:
+        """Of the ``candidates``' adds (planned owners), leave out every flow another owner with the same bits holds
+        installed: the switch holds it (one key for both) and, being added, it is not deleted in this plan (a delete
+        of an added key is dropped above); a full plan would not send it either."""
+        for owner in candidates:
+            new = desired.get(owner)
+            others = self.sharing.others(owner, new) if new else ()
+            if not others:
+                continue
+            held = [installed.get(other, EMPTY) for other in others]
+            for f in new:
+                if f.key in adds and any(f in flows for flows in held):
+                    del adds[f.key]
 
     def applied(self, plan: FlowPlan, tick=_no_tick) -> None:
         """The switch confirmed the plan, minus what it rejected (``rejected``). ``tick``: may pause, in the
