@@ -13,9 +13,10 @@ The reconciler's record (openflow/reconciler.py), kept compact and planned by ow
 - ``loose`` holds installed flows no installed owner accounts for: read back and not desired, kept
   (``keep``), or a delete the switch refused; a full plan and every later plan try to delete them;
 - two owners of one kind whose ids' 20-bit hints collide (openflow/flows.py, the cookie's owner hint) and that want
-  a flow of the same content want one flow (one key): it stays while either wants it. ``sharing`` knows the
-  installed owners whose cookies share their upper half (mark, kind, hint) with another's; a plan looks only at
-  those among its owners (none on most switches, a few dozen pairs among 10,000 owners of one kind).
+  a flow of the same content want one flow (one key): it stays while either wants it, and is not added again when
+  one comes to want it while the other holds it. ``sharing`` knows the installed owners whose cookies share their
+  upper half (mark, kind, hint) with another's; a plan looks only at those among its owners (none on most switches,
+  a few dozen pairs among 10,000 owners of one kind), and at its owners not installed yet that want adds.
 
 A plan (and a listing, ``rows``, and a count, ``counts``) may pause: ``tick(n)`` is called after every ``CHUNK``
 flows (a controller/pacer.py ``Pacer.tick``). Other green threads then run and may call ``set_desired`` or
