@@ -322,42 +322,47 @@ class FlowBook:
         for key in adds.keys() & deletes.keys():  # moved between owners with the same cookie: keep it
             del deletes[key]
         if self.sharing.involved:
-            self._keep_shared(owners, desired, installed, deletes)
-        if adds and (arrivals or self.sharing.involved):
-            self._skip_held(paced(arrivals, tick), desired, installed, adds)
-            if self.sharing.involved:
-                self._skip_held(self.sharing.involved.intersection(owners), desired, installed, adds)
+            self._keep_shared(owners, desired, installed, adds, deletes)
+        if arrivals and adds:
+            self._skip_arrivals(paced(arrivals, tick), desired, installed, adds)
         return FlowPlan(adds=list(adds.items()), deletes=list(deletes.items()), owners=planned,
                         kept=list(kept.items()))
 
-    def _keep_shared(self, owners, desired: dict, installed: dict, deletes: dict) -> None:
+    def _keep_shared(self, owners, desired: dict, installed: dict, adds: dict, deletes: dict) -> None:
         """Of the planned owners' deletes, keep every flow another owner with the same bits (a hint collision) still
         has after the plan: in its desired set if it is planned too, else in its installed one (one flow on the
-        switch for both; a flow that moves to an owner not installed yet is an add, kept above). Looks only at the
-        planned owners involved in a collision: ``intersection`` walks the smaller of the two sets."""
+        switch for both; a flow that moves to an owner not installed yet is an add, kept above); of their adds, leave
+        out what another holds (``_skip_held``). Looks only at the planned owners involved in a collision:
+        ``intersection`` walks the smaller of the two sets."""
         for owner in self.sharing.involved.intersection(owners):
             old = installed.get(owner)
             if not old:  # a count's copy, taken while ``applied`` paused
                 continue
-            after = [desired.get(other, EMPTY) if other in owners else installed.get(other, EMPTY)
-                     for other in self.sharing.others(owner, old)]
-            for f in old:
-                if f.key in deletes and any(f in flows for flows in after):
-                    del deletes[f.key]
-
-    def _skip_held(self, candidates, desired: dict, installed: dict, adds: dict) -> None:
-        """Of the ``candidates``' adds (planned owners), leave out every flow another owner with the same bits holds
-        installed: the switch holds it (one key for both) and, being added, it is not deleted in this plan (a delete
-        of an added key is dropped above); a full plan would not send it either."""
-        for owner in candidates:
+            others = self.sharing.others(owner, old)
+            for other in others:
+                after = desired.get(other, EMPTY) if other in owners else installed.get(other, EMPTY)
+                for f in old & after:  # in C: the flows both want, most often none
+                    deletes.pop(f.key, None)
             new = desired.get(owner)
-            others = self.sharing.others(owner, new) if new else ()
-            if not others:
-                continue
-            held = [installed.get(other, EMPTY) for other in others]
-            for f in new:
-                if f.key in adds and any(f in flows for flows in held):
-                    del adds[f.key]
+            if new and adds:
+                self._skip_held(new, others, installed, adds)
+
+    def _skip_arrivals(self, arrivals, desired: dict, installed: dict, adds: dict) -> None:
+        """``_skip_held`` for planned owners not installed yet (with adds): one may collide with an installed owner."""
+        for owner in arrivals:
+            new = desired[owner]
+            others = self.sharing.others(owner, new)
+            if others:
+                self._skip_held(new, others, installed, adds)
+
+    @staticmethod
+    def _skip_held(new, others, installed: dict, adds: dict) -> None:
+        """Leave out of ``adds`` every flow of ``new`` (a planned owner's) that one of ``others`` (installed owners
+        with the same bits) holds installed: the switch holds it (one key for both) and, being added, it is not
+        deleted in this plan (a delete of an added key is dropped above); a full plan would not send it either."""
+        for other in others:
+            for f in new & installed.get(other, EMPTY):
+                adds.pop(f.key, None)
 
     def applied(self, plan: FlowPlan, tick=_no_tick) -> None:
         """The switch confirmed the plan, minus what it rejected (``rejected``). ``tick``: may pause, in the
