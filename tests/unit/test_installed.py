@@ -296,3 +296,20 @@ def test_a_flow_a_colliding_owner_already_holds_is_not_added_again():
         shared = [(wanted.owner, have.owner) for key, wanted, have in book.rows() if wanted in shared_a]
         assert len(shared) == 1 and set(shared[0]) <= {a, b}  # listed once (docs/pipeline.md), under one of them
         assert set(switch) == set(book.desired_by_key()) and book.installed == desired
+
+
+def test_a_plan_goes_out_of_date_when_a_colliding_owner_comes_to_want_a_flow_it_deletes():
+    """A plan in flight deletes a flow of one owner; its colliding twin, not planned, comes to want a flow of the same
+    content (one key) meanwhile: the plan would delete what the desired state wants, so it is out of date (the
+    reconciler drops it). A change of an owner of other bits leaves it be."""
+    a, b = colliding_owners()
+    own_b = flows_of(b, "02:00:00:00:00:02")
+    book = synced({b: flows_of(b, "02:00:00:00:00:01") | own_b, A: flows_of(A, "02:00:00:00:00:03")})
+    book.set_desired({b: own_b, A: flows_of(A, "02:00:00:00:00:03")}, changed={b})
+    plan, version = book.plan(), book.version
+    assert [f for _, f in plan.deletes] == list(flows_of(b, "02:00:00:00:00:01"))
+    book.set_desired({b: own_b, A: flows_of(A, "02:00:00:00:00:04")}, changed={A})
+    assert book.version == version
+    book.set_desired({b: own_b, A: flows_of(A, "02:00:00:00:00:04"), a: flows_of(a, "02:00:00:00:00:01")},
+                     changed={a})
+    assert book.version == version + 1
