@@ -35,7 +35,7 @@ import heapq
 import operator
 from dataclasses import dataclass, field
 
-from openflow.flows import make_cookie
+from openflow.flows import OWNER_KINDS, make_cookie
 
 EMPTY: frozenset = frozenset()
 CHUNK = 512  # flows between two ticks of a paced plan, diff or listing (each ``tick(CHUNK)``)
@@ -182,9 +182,12 @@ class OwnersByBits:
 
     def any_twin_in(self, owners, among) -> bool:
         """Whether an installed owner with the bits of one of ``owners`` (installed or not; none of them in
-        ``among``) is in ``among``. Computes each owner's bits from its kind and id (~0.5 µs)."""
+        ``among``) is in ``among``. Computes each owner's bits from its kind and id (~0.5 µs); a kind no flow has
+        has no bits."""
         get = self._owners.get
         for owner in owners:
+            if owner.kind not in OWNER_KINDS:
+                continue
             held = get(make_cookie(owner, 0) >> 32)
             if held is None or held == owner:
                 continue

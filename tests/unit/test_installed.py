@@ -308,7 +308,7 @@ def test_a_plan_goes_out_of_date_when_a_colliding_owner_comes_to_want_a_flow_it_
     book.set_desired({b: own_b, A: flows_of(A, "02:00:00:00:00:03")}, changed={b})
     plan, version = book.plan(), book.version
     assert [f for _, f in plan.deletes] == list(flows_of(b, "02:00:00:00:00:01"))
-    book.set_desired({b: own_b, A: flows_of(A, "02:00:00:00:00:04")}, changed={A})
+    book.set_desired({b: own_b, A: flows_of(A, "02:00:00:00:00:04")}, changed={A, Owner("no such kind", b.id)})
     assert book.version == version
     book.set_desired({b: own_b, A: flows_of(A, "02:00:00:00:00:04"), a: flows_of(a, "02:00:00:00:00:01")},
                      changed={a})
