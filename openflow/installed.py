@@ -173,8 +173,8 @@ class OwnersByBits:
             del self._owners[bits]
 
     def others(self, owner, flows) -> tuple:
-        """The other installed owners with the bits of ``owner``, installed or not (``flows``: a non-empty set of
-        its flows)."""
+        """The other installed owners with the bits of ``owner`` (itself installed or not; ``flows``: a non-empty set
+        of its flows)."""
         held = self._owners.get(owner_bits(flows))
         if type(held) is set:
             return tuple(held - {owner})
