@@ -22,8 +22,9 @@ LOG = logging.getLogger("canopy.bgp.speaker")
 PEER_STATES = ("idle", "connected", "up", "down")
 REFUSAL_LOG_INTERVAL = 60.0  # seconds between log lines for the same peer and reason after the first
 LOG_ONCE = ("not_vxlan",)  # reasons logged only the first time per peer (then only counted)
-# reasons that are normal operation, logged at info: a route reflector sends every client's routes back to it too
-# (FRR does, as the reflector docs/evpn.md shows), so a warning would be written at every session start
+# reasons that are normal operation when the route is one Canopy announces, logged at info: a route reflector sends
+# every client's routes back to it too (FRR does, as the reflector docs/evpn.md shows), so a warning would be written
+# at every session start. One Canopy does not announce is a warning: another speaker with Canopy's router id or AS
 EXPECTED = ("own_route",)
 EVPN_FAMILY = "l2vpn/evpn"  # as ExaBGP names it in a graceful restart capability
 
@@ -114,7 +115,7 @@ class RouteBook:
     local: Local | None = None  # our AS and router id, to recognise our own routes come back
     graceful: GracefulRestart = GracefulRestart()
     clock: object = time.monotonic  # () -> seconds, for the restart timers and the refusal log
-    _refusal_log: dict = field(default_factory=dict)  # (peer, reason) -> [next log time, suppressed count]
+    _refusal_log: dict = field(default_factory=dict)  # (peer, reason, ours) -> [next log time, suppressed count]
 
     def __post_init__(self):
         for neighbor in self.neighbors:
@@ -379,16 +380,22 @@ class RouteBook:
         """Count a route refused at the edge; log the first of each reason per peer, then once a minute
         (``LOG_ONCE`` reasons: never again)."""
         peer.refused[refusal.reason] += 1
-        slot = self._refusal_log.setdefault((peer.address, refusal.reason), [float("-inf"), 0])
+        expected = refusal.reason in EXPECTED and self._ours(refusal.key)
+        slot = self._refusal_log.setdefault((peer.address, refusal.reason, expected), [float("-inf"), 0])
         now = self.clock()
         if now < slot[0]:
             slot[1] += 1
             return
         more = f" (and {slot[1]} more since the last report)" if slot[1] else ""
-        level = logging.INFO if refusal.reason in EXPECTED else logging.WARNING
-        self.log.log(level, "BGP peer %s: route treated as withdrawn: %s: %s%s", peer.address,
-                     REASONS.get(refusal.reason, refusal.reason), refusal.detail, more)
+        unknown = "" if expected or refusal.reason not in EXPECTED else (
+            "; Canopy does not announce this route: is another speaker using Canopy's router id or AS?")
+        self.log.log(logging.INFO if expected else logging.WARNING, "BGP peer %s: route treated as withdrawn: %s: "
+                     "%s%s%s", peer.address, REASONS.get(refusal.reason, refusal.reason), refusal.detail, unknown, more)
         slot[0], slot[1] = now + (float("inf") if refusal.reason in LOG_ONCE else REFUSAL_LOG_INTERVAL), 0
+
+    def _ours(self, key) -> bool:
+        """Whether the route with this key is one Canopy announces, is announcing, or is still withdrawing."""
+        return key is not None and (key in self.desired or key in self.announced or key in self.expected)
 
     # ------------------------------------------------------------------ inspection
     def peer_rows(self) -> list[dict]:

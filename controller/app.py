@@ -36,6 +36,7 @@ from controller.ryu_compat import (
     RyuApp,
     drop_datapath,
     hub,
+    probe_datapaths,
     ofp_event,
     ofproto_v1_3,
     blocking,
@@ -92,7 +93,7 @@ class CanopyApp(RyuApp):
                                         per_source=limits.ovsdb_per_source, max_message=limits.ovsdb_max_message,
                                         sync_timeout=limits.ovsdb_sync_timeout,
                                         reconnect_grace=limits.ovsdb_reconnect_grace,
-                                        tls=listener_context(settings, "ovsdb"))
+                                        tls=listener_context(settings, "ovsdb"), forwarding=self._answers)
         self.ovsdb.held = self.hold.holding
         extra = [Route("GET", "/v1/ovsdb/sessions", self._ovsdb_sessions, "accepted OVSDB manager connections")]
         extra += rest_dataplane.routes(self.state, self.programmer, lambda: self.reconcilers, give_way)
@@ -206,9 +207,10 @@ class CanopyApp(RyuApp):
     # ------------------------------------------------------------------ programming switches
     def _programming(self) -> ProgramLoop:
         """The programming loop (controller/programloop.py), woken by every change of State; a pass waits (up to
-        REPORT_WAIT) for a switch report State is taking across its pauses (``State.reports_taking``)."""
+        REPORT_WAIT) for a switch report State is taking across its pauses (``State.reports_taking``), and for the
+        rest of an OVSDB update reported in slices (``OvsdbManagerServer.slicing``: one pass after its last)."""
         loop = ProgramLoop(self.programmer, self._wake, self._hand_out, prepare=self._import_remote, sleep=hub.sleep,
-                           taking=lambda: self.state.reports_taking > 0)
+                           taking=lambda: self.state.reports_taking > 0 or bool(self.ovsdb.slicing))
         self.state.subscribe(lambda what, detail: self._wake.set())
         return loop
 
@@ -362,6 +364,13 @@ class CanopyApp(RyuApp):
                 rec.stop()
                 del self.reconcilers[dp.id]
             self.state.datapath_down(dp.id, conn=id(dp))
+
+    def _answers(self, dpids):
+        """The datapath ids of ``dpids`` connected over OpenFlow that answer an echo request now (asked together): a
+        VRS whose OVSDB session ended but whose bridge answers is not gone (ovsdb/claims.py)."""
+        recs = [self.reconcilers.get(dpid) for dpid in dpids]
+        dps = [rec.datapath for rec in recs if rec is not None]
+        return {dp.id for dp in probe_datapaths(dps, claims.PROBE_TIMEOUT)}
 
     def _contest(self, old, dp):
         """A second connection claims a datapath whose session is live: keep one (openflow/claims.py)."""

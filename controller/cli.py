@@ -207,9 +207,9 @@ def cmd_check_settings(args) -> int:
     except (settings_mod.SettingsError, yamldoc.DocError) as exc:
         print(exc, file=sys.stderr)
         return EXIT_INVALID
-    if not settings.rest_token and settings.rest_token_file != settings_mod.token_path(settings.data_dir) \
-            and not os.path.exists(settings.rest_token_file):
-        print(f"{args.file}: rest.token_file: {settings.rest_token_file} does not exist", file=sys.stderr)
+    problem = settings_mod.token_file_problem(settings)
+    if problem:
+        print(f"{args.file}: rest.token_file: {problem}", file=sys.stderr)
         return EXIT_INVALID
     parts = [f"OpenFlow {settings.openflow_listen}:{settings.openflow_port}",
              f"OVSDB {settings.ovsdb_listen}:{settings.ovsdb_port}",

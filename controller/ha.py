@@ -46,6 +46,7 @@ from controller.osthread import Pulse
 from controller.pairlink import PairLink
 from controller.replication import Applier, Replicator
 from controller.service import NotActive
+from controller.store import StoreFault
 
 log = logging.getLogger("canopy.ha")
 GENERATION_KEY = "ha_generation"
@@ -275,7 +276,10 @@ class Pair:
             if _peer_view(msg, self.peer) is None:
                 log.warning("ignoring a malformed heartbeat from the peer: %r", msg)
             else:
-                self._learn_generation()
+                try:
+                    self._learn_generation()
+                except StoreFault:  # logged by the store; learned at a later heartbeat (a takeover uses it anyway)
+                    pass
         if self.role == "active":
             self.replicator.on_message(msg)
         else:
@@ -295,6 +299,8 @@ class Pair:
                 self._check_stall()
                 self.applier.hello()  # the position the next heartbeats carry
                 self._decide(time.monotonic())
+            except StoreFault:  # the store logged the write its disk refused (one line); decided again next tick
+                pass
             except Exception:  # never let a bug end the pair's thread
                 log.exception("HA decision failed")
             self._hub_tick = time.monotonic()

@@ -173,6 +173,7 @@ __all__ = [
     "run_manager",
     "OpenFlowGuard",
     "probe_datapath",
+    "probe_datapaths",
     "drop_datapath",
     "LazyFlowStats",
     "PacedSocket",
@@ -324,24 +325,35 @@ def _guarded_handler(base, limits: OpenFlowGuard):
 
 def probe_datapath(dp, timeout: float) -> bool:
     """True if datapath ``dp`` answers an OpenFlow echo request within ``timeout`` seconds."""
-    if not dp.is_active or dp.state == DEAD_DISPATCHER:
-        return False
-    request = dp.ofproto_parser.OFPEchoRequest(dp, data=b"canopy-probe")
-    xid = dp.set_xid(request)
-    dp.unreplied_echo_requests.append(xid)  # Ryu's echo reply handler removes it when the reply comes
-    if not dp.send_msg(request):
-        return False
-    waited = 0.0
-    while waited < timeout:
+    return bool(probe_datapaths([dp], timeout))
+
+
+def probe_datapaths(dps, timeout: float) -> list:
+    """The datapaths of ``dps`` that answer an OpenFlow echo request within ``timeout`` seconds: every request is
+    sent first and the replies awaited together, so asking many switches (a rack that lost power) takes one
+    ``timeout``, not one each."""
+    out = {}
+    for dp in dps:
+        if not dp.is_active or dp.state == DEAD_DISPATCHER:
+            continue
+        request = dp.ofproto_parser.OFPEchoRequest(dp, data=b"canopy-probe")
+        xid = dp.set_xid(request)
+        dp.unreplied_echo_requests.append(xid)  # Ryu's echo reply handler removes it when the reply comes
+        if dp.send_msg(request):
+            out[xid] = dp
+    answered, waited = [], 0.0
+    while out and waited < timeout:
         hub.sleep(0.05)
         waited += 0.05
-        if xid not in dp.unreplied_echo_requests:
-            return True
-        if not dp.is_active:
-            return False
-    with contextlib.suppress(ValueError):
-        dp.unreplied_echo_requests.remove(xid)
-    return False
+        for xid, dp in list(out.items()):
+            if xid not in dp.unreplied_echo_requests:
+                answered.append(out.pop(xid))
+            elif not dp.is_active:
+                del out[xid]
+    for xid, dp in out.items():
+        with contextlib.suppress(ValueError):
+            dp.unreplied_echo_requests.remove(xid)
+    return answered
 
 
 def drop_datapath(dp) -> None:

@@ -65,6 +65,8 @@ def _one_at_a_time(method):
             left = max(0.0, deadline - time.monotonic())
             with self.state.committing(left, f"a REST write ({method.__name__}) being committed"):
                 return method(self, *args, **kwargs)
+        except CommitBusy as exc:  # the section's wait was what was left of the bound: name the whole bound
+            raise CommitBusy(exc.holder, self.write_wait) from None
         finally:
             self._write_lock.release()
 

@@ -14,7 +14,7 @@ import socket
 from dataclasses import dataclass, field, replace
 
 from controller import fields as f
-from controller import tls, yamldoc
+from controller import secretfile, tls, yamldoc
 from controller.model import Field, normalise_fields
 from controller.tls import TlsFiles
 
@@ -463,10 +463,11 @@ def _ha_secret(ha) -> list:
     if ha["secret_file"]:
         path = os.path.abspath(ha["secret_file"])
         try:
-            with open(path, encoding="utf-8") as fh:
-                ha["secret"] = _secret(fh.read().strip())
+            ha["secret"] = _secret(secretfile.read_private(path))
         except OSError as exc:
             return [_problem("ha.secret_file", f"cannot read {path}: {exc.strerror or exc}")]
+        except secretfile.NotPrivate as exc:
+            return [_problem("ha.secret_file", str(exc))]
         except f.Invalid as exc:
             return [_problem("ha.secret_file", f"the secret in {path} {exc}")]
     if ha["peer"] and not ha["secret"]:
@@ -517,6 +518,18 @@ def token_path(data_dir: str) -> str:
     return os.path.join(data_dir, "rest-token")
 
 
+def token_file_problem(settings: Settings) -> str | None:
+    """What ``canopy run`` would refuse in the token file, checked offline (check-settings): a configured one
+    missing, or one other users can read. Only its mode is looked at: check-settings may run as another user."""
+    path = settings.rest_token_file
+    if settings.rest_token:
+        return None
+    if not os.path.exists(path):
+        return None if path == token_path(settings.data_dir) else f"{path} does not exist"
+    problem = secretfile.too_open(os.stat(path))
+    return f"{path} {problem}" if problem else None
+
+
 def with_token(settings: Settings) -> Settings:
     """Settings with the REST token resolved: the configured one, the token file's, or (when neither is
     configured) one generated once into data_dir/rest-token with mode 0600. Only ``canopy run`` calls this."""
@@ -524,8 +537,10 @@ def with_token(settings: Settings) -> Settings:
         return settings
     path = settings.rest_token_file
     if os.path.exists(path):
-        with open(path, encoding="utf-8") as fh:
-            token = fh.read().strip()
+        try:
+            token = secretfile.read_private(path)
+        except secretfile.NotPrivate as exc:
+            raise SettingsError(f"rest.token_file: {exc}") from None
         if not token:
             raise SettingsError(f"{path}: the token file is empty")
         return replace(settings, rest_token=token)

@@ -82,12 +82,18 @@ def _fault_reason(path: str, exc: BaseException) -> str:
     """SQLite's message with its error name, or the OS error, and how much space the store's file system has left."""
     name = getattr(exc, "sqlite_errorname", None)
     reason = f"{exc} ({name})" if name else (exc.strerror or str(exc) if isinstance(exc, OSError) else str(exc))
+    free = free_bytes(path)
+    return reason if free is None else f"{reason}; {free} bytes free on its file system"
+
+
+def free_bytes(path) -> int | None:
+    """The space left for ``path``'s file system (what an operator must free when the store's disk is full); None
+    when the file system cannot say."""
     try:
-        stat = os.statvfs(os.path.dirname(path))
-        reason += f"; {stat.f_bavail * stat.f_frsize} bytes free on its file system"
+        stat = os.statvfs(os.path.dirname(os.path.abspath(path)))
     except OSError:
-        pass
-    return reason
+        return None
+    return stat.f_bavail * stat.f_frsize
 
 
 def _direct(function, *args):
@@ -240,6 +246,7 @@ class Store:
         return fault
 
     def _faulty(self, what: str, reason: str):
+        """Count a refusal and keep it as ``fault`` for status and metrics; ``since`` stays that of the first one."""
         self.faults += 1
         since = self.fault["since"] if self.fault is not None else time.time()
         self.fault = {"what": what, "reason": reason, "since": since, "at": time.time()}
@@ -371,10 +378,10 @@ class Store:
                 json.dump(data, fh)
             os.replace(tmp, self.marker_path)
         except OSError as exc:
-            self._faulty(f"its marker {self.marker_path}", _fault_reason(self.path, exc))
+            reason = _fault_reason(self.path, exc)
+            self._faulty(f"its marker {self.marker_path}", reason)
             log.warning("the store %s could not replace its marker %s: %s; the write before it stands (the marker "
-                        "lags the store until a later write replaces it)", self.path, self.marker_path,
-                        _fault_reason(self.path, exc))
+                        "lags the store until a later write replaces it)", self.path, self.marker_path, reason)
             try:
                 os.remove(tmp)
             except OSError:
@@ -488,6 +495,8 @@ class _Transaction:
         return False
 
     def _rollback(self):
+        """ROLLBACK unless SQLite already did (SQLITE_FULL ends the transaction itself); a failed one is left for
+        ``__enter__`` of the next transaction to finish."""
         if self.db.in_transaction:
             try:
                 self.db.execute("ROLLBACK")

@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from controller.store import DB_NAME, MARKER_NAME, SCHEMA_VERSION, StoreError
+from controller.store import DB_NAME, MARKER_NAME, SCHEMA_VERSION, StoreError, free_bytes
 
 LOCK_NAME = "canopy.lock"
 RECOVERY = ("restore a backup with 'canopy restore FILE' (a 'canopy backup' from this node or the HA peer), "
@@ -107,20 +107,13 @@ def inspect(path) -> StoreFacts:
         return StoreFacts(json.loads(meta.get("store_id", "null")), seq, ts)
     except sqlite3.Error as exc:
         if (getattr(exc, "sqlite_errorname", None) or "").startswith(DISK_ERRORS):
-            raise StoreUnreadable(f"{path} cannot be read now ({exc}, {exc.sqlite_errorname}; {_free(path)} bytes "
-                                  "free on its file system): free space or mend the disk, then start again; nothing "
-                                  "was changed") from None
+            free = free_bytes(path)
+            space = "" if free is None else f"; {free} bytes free on its file system"
+            raise StoreUnreadable(f"{path} cannot be read now ({exc}, {exc.sqlite_errorname}{space}): free space or "
+                                  "mend the disk, then start again; nothing was changed") from None
         raise StoreRefused(f"{path} is damaged or not a Canopy store ({exc})") from None
     finally:
         db.close()
-
-
-def _free(path) -> int | str:
-    try:
-        stat = os.statvfs(os.path.dirname(os.path.abspath(path)))
-    except OSError:
-        return "?"
-    return stat.f_bavail * stat.f_frsize
 
 
 def verify(data_dir: str, accept: bool = False) -> str | None:

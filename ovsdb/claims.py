@@ -14,6 +14,10 @@ only this module makes it. It outlives the OVSDB connection that reported it:
   silent, and a warning names both. If the speaker goes while the other is still connected, the other
   speaks again at once (its current rows, as a delta). Writers (tunnel port, bridge fail-secure) keep
   working on each session's own database.
+- A VRS whose bridge still answers over OpenFlow when its grace ends (``forwarding``, given the datapath ids, asked together) is
+  not gone: its ovsdb-server hangs or restarts slowly while ovs-vswitchd forwards, with ports that cannot change
+  without ovsdb-server, so the last snapshot stays true. It stays known (a warning says so, once), asked again
+  every grace, until a session of it comes back or its bridge no longer answers.
 - ``flush`` (the manager stopping) reports every switch whose grace is pending gone at once.
 
 Hardware VTEPs are claimed the same way (``VtepClaims``): keyed ``vtep:<Physical_Switch name>``
@@ -71,14 +75,17 @@ class VrsClaims:
     prefix, what = PREFIX, "chassis"
 
     def __init__(self, sink: DiscoverySink, grace: float = DEFAULT_GRACE_S, log: logging.Logger | None = None,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic,
+                 forwarding: Callable[[set[int]], set[int]] = lambda dpids: set()):
         self._sink = sink
+        self._forwards = forwarding
         self.grace = grace
         self._log = log or logging.getLogger(__name__)
         self._clock = clock
         self._claimants: dict[str, list] = {}  # key -> reporters, oldest first; the last one speaks
         self._last: dict[str, VrsSnapshot] = {}  # key -> the snapshot last reported
         self._leaving: dict[str, float] = {}  # key -> when to report it gone
+        self._forwarding: set[str] = set()  # leaving keys kept past their grace by their OpenFlow connection
 
     def _send_update(self, snap) -> None:
         self._sink.vrs_update(snap)
@@ -109,6 +116,7 @@ class VrsClaims:
             self._log.info("ovsdb %s: %s reconnected: the same switch, continuing", reporter.peer,
                            self._name(key))
         self._leaving.pop(key, None)
+        self._forwarding.discard(key)
         claimants.append(reporter)
 
     def report(self, key: str, snap: VrsSnapshot) -> bool:
@@ -143,9 +151,37 @@ class VrsClaims:
     def expire(self) -> None:
         """Report gone every switch whose grace is over."""
         now = self._clock()
-        for key in [k for k, due in self._leaving.items() if due <= now]:
+        due = [k for k, when in self._leaving.items() if when <= now]
+        answering = self._answering(due)
+        for key in due:
+            if self._leaving.get(key, now + 1) > now:
+                continue  # it reconnected (or left again) while the bridges were asked: the echo requests yield
+            if key in answering:
+                self._warn_forwarding(key)
+                self._leaving[key] = now + self.grace
+                continue
             self._log.info("%s: no OVSDB session for %g s, gone", self._name(key), self.grace)
             self._gone(key)
+
+    def _answering(self, keys: list[str]) -> set[str]:
+        """Those of ``keys`` whose last snapshot's bridge still answers over OpenFlow (asked together). ovs-vswitchd
+        takes its ports from ovsdb-server only, so while it forwards without one, the ports it had are the ports it
+        has: unbinding them would cut its VMs off for nothing. A host that died silently answers neither: gone as
+        before."""
+        dpids = {key: self._last[key].datapath_id for key in keys}
+        asked = {dpid for dpid in dpids.values() if dpid is not None}
+        answered = self._forwards(asked) if asked else set()
+        return {key for key, dpid in dpids.items() if dpid in answered}
+
+    def _warn_forwarding(self, key: str) -> None:
+        """Say once per absence that ``key`` is kept by its OpenFlow connection."""
+        if key not in self._forwarding:
+            self._forwarding.add(key)
+            dpid = self._last[key].datapath_id
+            self._log.warning("%s: no OVSDB session for %g s, but its bridge (datapath %016x) still answers over "
+                              "OpenFlow: keeping its ports as last reported until it reconnects over OVSDB or its "
+                              "bridge no longer answers (asked every %g s)", self._name(key), self.grace, dpid,
+                              self.grace)
 
     def flush(self) -> None:
         """Report gone every switch whose grace is pending (the manager is stopping)."""
@@ -158,6 +194,7 @@ class VrsClaims:
 
     def _gone(self, key: str) -> None:
         self._leaving.pop(key, None)
+        self._forwarding.discard(key)
         if self._last.pop(key, None) is not None:
             self._send_gone(key)
 
@@ -173,3 +210,6 @@ class VtepClaims(VrsClaims):
 
     def _send_gone(self, key: str) -> None:
         self._sink.vtep_gone(key)
+
+    def _answering(self, keys: list[str]) -> set[str]:
+        return set()  # a hardware VTEP has no OpenFlow connection: its OVSDB session is all there is

@@ -28,7 +28,9 @@ update (10,000 ports added in one transaction: 20,000 rows) never holds the even
 gives it a turn every ``idl.PAUSE_ROWS`` rows and the reporter every ``PAUSE_PORTS`` ports it reads
 (``pause``; nothing but the session's own green thread touches its replica and reporter meanwhile), and sends
 the peer an echo request about once a second meanwhile (``idl.Replica.keepalive``): ovsdb-server's own probes wait
-behind the update, and it drops a manager it has heard nothing from for two probe intervals.
+behind the update, and it drops a manager it has heard nothing from for two probe intervals. Such an update, when
+it only adds or only deletes ports, is reported a slice at a time as it is applied (ovsdb/idl/slices.py); while
+one is, ``slicing`` names its session (the programming loop waits for its last slice: controller/app.py).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import datetime
 import logging
 import reprlib
 import time
+from collections.abc import Callable
 
 from controller.discovery import DiscoverySink
 from controller.guard import warn_limited
@@ -44,6 +47,8 @@ from controller.ryu_compat import hub
 from controller.discovery import VtepDesired
 from controller.pacer import Pacer, collector_paused
 from ovsdb import bridge, claims, idl, tunnel, vrs, vtep, vtep_sync
+from ovsdb import firstreads
+from ovsdb.firstreads import FirstReads
 
 VTEP_DATABASE = vtep.DATABASE
 WAKE_MS = 1000  # longest a green thread sleeps without looking at its connection
@@ -59,7 +64,7 @@ def give_way() -> None:
     hub.sleep(0)
 
 # Session states shown in sessions().
-HANDSHAKE, SYNCING, SYNCED, CLOSED = "handshake", "syncing", "synced", "closed"
+HANDSHAKE, QUEUED, SYNCING, SYNCED, CLOSED = "handshake", "queued", "syncing", "synced", "closed"
 
 
 def classify(databases: list[str]) -> str | None:
@@ -91,6 +96,7 @@ class _PeerSession:
         self._doorbell: idl.Doorbell | None = None
         self._thread = None
         self._finished = False
+        self._reading: float | None = None  # when it took one of the server's first-read slots (ovsdb/firstreads.py)
 
     def start(self) -> None:
         """Serve the connection in its own green thread."""
@@ -167,10 +173,30 @@ class _PeerSession:
             return
         self._follow_vrs(schema)
 
+    def _first_read(self) -> None:
+        """Wait for a slot to read the peer's whole database (ovsdb/firstreads.py), answering its echoes."""
+        self.state = QUEUED
+        self._server.first_reads.admit(self._conn.answer_echoes)
+        self._reading = time.monotonic()
+
+    def _first_read_done(self, unless_before: float | None = None) -> None:
+        """Give the first-read slot back (the copy is reported, the session ended), or, with ``unless_before``,
+        only if it was taken before then: a peer slow to send its copy holds a slot for ``firstreads.HOLD_S`` at
+        most, not until ``sync_timeout``."""
+        if self._reading is not None and (unless_before is None or self._reading < unless_before):
+            self._reading = None
+            self._server.first_reads.release()
+
     def _follow_vrs(self, schema: dict) -> None:
         """Replicate the VRS's Open_vSwitch database and report every change until it goes."""
+        self._first_read()
+
+        def report_slice():  # a big update of ports is reported as it lands, a slice at a time (idl.slices)
+            self._server.slicing.add(self.name)  # until its last slice is reported (below, or the session ends)
+            self._reporter.refresh(replica.rows(vrs.DATABASE), replica.take_changes())
+
         replica = idl.Replica(self._conn, schema, vrs.COLUMNS, self._server.probe_interval_ms,
-                              named=tunnel.NAMED_TABLES, pause=self._give_way)
+                              named=tunnel.NAMED_TABLES, pause=self._give_way, on_slice=report_slice)
         self._conn = replica
         self.state = SYNCING
         self._log.info("ovsdb %s: VRS session %s, replicating %s", self.peer, self.name, vrs.DATABASE)
@@ -191,6 +217,8 @@ class _PeerSession:
                     seen = replica.change_seqno
                     self.state = SYNCED
                     self._reporter.refresh(replica.rows(vrs.DATABASE), replica.take_changes())
+                    self._first_read_done()
+                self._server.slicing.discard(self.name)
                 collector.freeze = replica.change_seqno - before >= FREEZE_ROWS  # the rows stay: never scan them
             if replica.synced:
                 if self._server.may_write:
@@ -199,6 +227,7 @@ class _PeerSession:
                             writer.step(self._reporter.last)
             else:
                 self._check_sync_deadline()
+                self._first_read_done(unless_before=time.monotonic() - firstreads.HOLD_S)
             replica.wait(self._wake_ms())
 
     def _check_sync_deadline(self) -> None:
@@ -259,6 +288,8 @@ class _PeerSession:
             return
         self._finished = True
         self.state = CLOSED
+        self._first_read_done()
+        self._server.slicing.discard(self.name)
         try:
             self._conn.close()
         except Exception:
@@ -294,6 +325,8 @@ class OvsdbManagerServer:
     ``sync_timeout``: seconds a peer has, from connecting, to send its first full copy of the database.
     ``reconnect_grace``: seconds a VRS or hardware VTEP stays known after its OVSDB session ends, so that a
     reconnect of the same chassis (Physical_Switch name) continues the same switch (ovsdb/claims.py).
+    ``forwarding(dpids)``: those of the bridges that answer over OpenFlow now; a VRS whose does is not gone when its
+    grace ends (ovsdb/claims.py).
     ``tls``: a server-side ``ssl.SSLContext`` (controller.tls): every peer must complete a TLS handshake
     (with a certificate of the context's CA when it requires one) within ``handshake_timeout``; else plain TCP.
     Nothing is written while ``writes_enabled`` is False (an HA standby) or ``held`` is True (the
@@ -306,7 +339,8 @@ class OvsdbManagerServer:
                  tunnel_name: str = tunnel.DEFAULT_NAME, program_vteps: bool = True,
                  secure_bridge: bool = True, per_source: int = 16,
                  max_message: int = idl.DEFAULT_MAX_MESSAGE, sync_timeout: float = SYNC_TIMEOUT_S, tls=None,
-                 reconnect_grace: float = claims.DEFAULT_GRACE_S):
+                 reconnect_grace: float = claims.DEFAULT_GRACE_S,
+                 forwarding: Callable[[set[int]], set[int]] = lambda dpids: set()):
         if not isinstance(tunnel_name, str) or not tunnel_name.strip():
             raise ValueError("tunnel_name must be a non-empty port name, not %r" % (tunnel_name,))
         self.listen = listen
@@ -324,11 +358,13 @@ class OvsdbManagerServer:
         self.sync_timeout = sync_timeout
         self.max_message = max_message
         self.tls = tls
-        self.claims = claims.VrsClaims(sink, reconnect_grace, self.log)
+        self.claims = claims.VrsClaims(sink, reconnect_grace, self.log, forwarding=forwarding)
         self.vtep_claims = claims.VtepClaims(sink, reconnect_grace, self.log)
         self.writes_enabled = True  # False on an HA standby: replicate and report, write nothing
+        self.first_reads = FirstReads()  # a few sessions read their peer's whole database at a time
         self.pause = give_way  # a big update (rows, then bridge ports) gives the event loop a turn this way
         self.held = False  # True until the controller's start-up hold ends (release()): write nothing
+        self.slicing: set[str] = set()  # sessions reporting a big update in slices (ovsdb/idl/slices.py) now
         self._vtep_desired: dict[str, VtepDesired] = {}
         self._listener: idl.Listener | None = None
         self._accept_thread = None

@@ -99,13 +99,14 @@ class Route:
     handler: Callable
     summary: str
     write: bool = False
-    # a write that changes only this node (its log level, its diagnostics), never the pair's data: taken on a standby
-    local: bool = False
     kind: str | None = None  # the model kind for body/response schemas
     action: str = ""  # list|create|get|update|delete for object routes
     query: tuple[tuple, ...] = ()  # (name, description) or (name, description, JSON schema of the value)
     media: str = "application/json"  # what a success returns
     body: dict | None = None  # JSON schema of the request body of a route that is not an object route
+    # a write that changes only this node (its log level, its diagnostics), never the pair's data: taken on a
+    # standby. By keyword only: the object routes give write, kind and action by position
+    local: bool = field(default=False, kw_only=True)
 
     @property
     def regex(self):

@@ -154,8 +154,8 @@ def _next_hop_mac(policy, view, ep, dst):
     sub = view.subnets.get(ep.subnet_id)
     if sub is None:
         return None
-    if not (sub.cidr and ipaddress.IPv4Address(dst) in ipaddress.IPv4Network(sub.cidr)):
-        return sub.gateway_mac if sub.gateway else None
+    if dst == sub.gateway or not (sub.cidr and ipaddress.IPv4Address(dst) in ipaddress.IPv4Network(sub.cidr)):
+        return sub.gateway_mac if sub.gateway else None  # the gateway itself, or off the subnet: through it
     bound = next((e.mac for e in view.by_subnet.get(sub.id, ()) if dst in e.ips), None)
     if bound is not None:
         return bound

@@ -7,6 +7,13 @@
 An update that breaks the protocol is refused whole (``refused`` says why, naming the table, row and column) and the
 session closed: ovs 4.0.0 raises in the middle of such an update, leaving the rows before that point applied without a
 notification, and logs the reason to its own log, which is silent. The peer's next session reads the database afresh.
+
+A big pure insert or delete of ports is applied in slices when the replica's reader takes them (``on_slice``,
+ovsdb/idl/slices.py): each slice is parsed, applied and notified like an update of its own, and the reader is called
+between them. A refusal in a slice leaves the slices before it reported (each a state smaller transactions could have
+produced: whole ports with their interfaces, and the bridge's ports with them); nothing of the refused slice or
+after it is. The session is closed as for any refusal, and the next session's first read reports the database as it
+is, against what was reported (tests/unit/test_ovsdb_slices.py).
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ import ovs.db.types
 
 from controller.pacer import Pacer
 from ovsdb import longsets
-from ovsdb.idl import refusals
+from ovsdb.idl import refusals, slices
 from ovsdb.idl.datums import datum_parser
 from ovsdb.idl.rows import column_value
 from ovsdb.rowchanges import RowChange, RowChanges
@@ -51,6 +58,7 @@ class _PacedIdl(ovs.db.idl.Idl):
         self._parsers: dict[tuple[str, str, bool], Callable] = {}  # (table, column, a diff?) -> its datum_parser
         self.version = None  # the protocol of the update being parsed (notify: what its old values mean)
         self.refused: str | None = None  # why the peer's update was refused (the session is then closed)
+        self.on_slice: Callable[[], None] | None = None  # called between the slices of a big update (slices.py)
 
     def cooperative_yield(self):
         self.pacer.tick()
@@ -138,14 +146,26 @@ class _PacedIdl(ovs.db.idl.Idl):
         # Checked by tests/unit/test_ovsdb_idl.py and tests/unit/test_ovsdb_idl_parse.py.
         tables = tables or self.tables
         self.version = version
-        try:
-            if tables is self.tables:
-                longsets.pace_long_sets(update, self.long_sets, self.pacer)
-            if version == ovs.db.idl.OVSDB_UPDATE:
-                refusals.check_whole_rows(update, tables, self.readonly)
-            self._Idl__do_parse_update(update, version, tables)
-        except _MALFORMED as exc:
-            self._refuse(exc, update, version, tables)
+        for k, part in enumerate(self._slices(update, version, tables)):
+            if k:
+                self.on_slice()  # outside the try: what the reader raises is no refusal of the peer's update
+            try:
+                if tables is self.tables:
+                    longsets.pace_long_sets(part, self.long_sets, self.pacer)
+                if version == ovs.db.idl.OVSDB_UPDATE:
+                    refusals.check_whole_rows(part, tables, self.readonly)
+                self._Idl__do_parse_update(part, version, tables)
+            except _MALFORMED as exc:
+                self._refuse(exc, update, version, tables)
+                return
+
+    def _slices(self, update, version, tables) -> list:
+        """The parts to apply ``update`` in: its slices (ovsdb/idl/slices.py) when a reader takes them
+        (``on_slice``) and the first copy is in, else the update whole."""
+        if self.on_slice is None or tables is not self.tables or self.state != self.IDL_S_MONITORING or \
+                version == ovs.db.idl.OVSDB_UPDATE:
+            return [update]
+        return slices.plan(update, tables, pacer=self.pacer) or [update]
 
     def _refuse(self, exc: Exception, update, version, tables) -> None:
         """Refuse the update (``refused`` says why) and close the session: the replica no longer follows the peer's

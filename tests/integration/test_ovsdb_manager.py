@@ -12,6 +12,7 @@ by PID and temp dirs removed even when a test fails. Every wait polls with a dea
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -19,10 +20,13 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
+from ovsdb import firstreads
 from tests.harness.ovsdb_driver import ManagerDriver, hold_for, poll_until, stop_process
 
 pytestmark = pytest.mark.integration
@@ -351,3 +355,116 @@ def test_a_long_update_of_non_ascii_text_arrives_whatever_read_it_is_split_acros
     assert all([key, text] in snap["ports"][0]["external_ids"] for key, text in texts.items())
     [info] = [s for s in manager.sessions() if s["key"] == session]
     assert info["state"] == "synced"
+
+
+def _transact(hv: Hypervisor, ops: list) -> None:
+    """One transaction on the database's socket (too long for a command line), its reply checked."""
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(SLOW)
+        sock.connect(hv.sock)
+        sock.sendall(json.dumps({"method": "transact", "params": ["Open_vSwitch", *ops], "id": 1}).encode())
+        data, decoder = b"", json.JSONDecoder()
+        for _ in range(10000):  # bounded: each read waits at most SLOW
+            data += sock.recv(1 << 16)
+            try:
+                reply, _ = decoder.raw_decode(data.decode())
+                break
+            except ValueError:
+                continue
+    assert reply["error"] is None and not any("error" in r for r in reply["result"]), reply
+
+
+def test_ports_added_or_deleted_in_one_big_transaction_are_reported_in_growing_consistent_slices(manager, spawn):
+    """1,200 ports added to br-int in one transaction arrive as one update of 2,401 rows; it is reported a slice at a
+    time (ovsdb/idl/slices.py: 500 ports, then the rest), each report a state smaller transactions could have given:
+    the first ports, each with its interface's iface-id and MAC, and none of the others. Deleted in one transaction:
+    500 go first, then the rest."""
+    from ovsdb.idl.slices import SLICE_PORTS
+
+    hv = spawn(Hypervisor, "hv-slices")
+    session = connect_vrs(manager, hv)["session"]
+    hv.vsctl("add-br", "br-int")
+    manager.wait_latest(session, lambda s: s["bridge_present"] and s["ports"] == [], FAST, "br-int present")
+    n = 1200
+    ops = []
+    for k in range(n):
+        ids = ["map", [["iface-id", "vp%d" % k], ["attached-mac", "02:00:00:00:%02x:%02x" % divmod(k, 256)]]]
+        ops += [{"op": "insert", "table": "Interface", "uuid-name": "i%d" % k,
+                 "row": {"name": "tap%d" % k, "type": "internal", "external_ids": ids}},
+                {"op": "insert", "table": "Port", "uuid-name": "p%d" % k,
+                 "row": {"name": "tap%d" % k, "interfaces": ["named-uuid", "i%d" % k]}}]
+    ops.append({"op": "mutate", "table": "Bridge", "where": [["name", "==", "br-int"]],
+                "mutations": [["ports", "insert", ["set", [["named-uuid", "p%d" % k] for k in range(n)]]]]})
+    seen = len(manager.updates(session))
+    _transact(hv, ops)
+    manager.wait_latest(session, lambda s: len(_names(s)) == n, SLOW, "every port")
+    added = [s for s in manager.updates(session)[seen:] if s["ports"]]  # (a late report of br-int alone: left out)
+    assert [len(s["ports"]) for s in added] == [SLICE_PORTS, n]
+    for snap in added:
+        for port in snap["ports"]:
+            k = int(port["name"][3:])
+            assert ["iface-id", "vp%d" % k] in port["external_ids"] and port["mac"], port
+    seen = len(manager.updates(session))
+    _transact(hv, [{"op": "update", "table": "Bridge", "where": [["name", "==", "br-int"]],
+                    "row": {"ports": ["set", [["uuid", p] for p in _bridge_own_port(hv)]]}}])
+    manager.wait_latest(session, lambda s: s["ports"] == [], SLOW, "every port gone")
+    assert [len(s["ports"]) for s in manager.updates(session)[seen:] if len(s["ports"]) < n] == [n - SLICE_PORTS, 0]
+
+
+def _bridge_own_port(hv: Hypervisor) -> list[str]:
+    """The uuid of br-int's own port (the one ``add-br`` made)."""
+    return [hv.vsctl("--columns=_uuid", "--bare", "find", "Port", "name=br-int").strip()]
+
+
+class StalledPeer:
+    """A peer that answers ``list_dbs`` and ``get_schema`` like a VRS, then never sends its database (a slow or
+    hostile ovsdb-server), answering the manager's echo requests so that it is not dropped for silence."""
+
+    def __init__(self, port: int, schema: dict):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=SLOW)
+        _reply(self.sock, _read_request(self.sock), ["Open_vSwitch"])
+        _reply(self.sock, _read_request(self.sock), schema)
+        self.asked: list[str] = []
+        self._thread = threading.Thread(target=self._answer, daemon=True)
+        self._thread.start()
+
+    def _answer(self) -> None:
+        buf, decoder = "", json.JSONDecoder()
+        with contextlib.suppress(OSError):
+            while chunk := self.sock.recv(65536):
+                buf += chunk.decode()
+                while buf.strip():
+                    try:
+                        message, end = decoder.raw_decode(buf.lstrip())
+                    except ValueError:
+                        break
+                    buf = buf.lstrip()[end:]
+                    self.asked.append(message.get("method"))
+                    if message.get("method") == "echo":
+                        _reply(self.sock, message, message["params"])
+
+    def close(self) -> None:
+        self.sock.close()
+        self._thread.join(SLOW)
+
+
+def test_peers_that_never_send_their_database_do_not_keep_the_others_waiting(manager, spawn):
+    """Sessions take turns to read their peer's whole database (ovsdb/firstreads.py); a peer that never sends
+    it gives its turn back after ``HOLD_S``, not at the sync timeout (120 s), and a VRS waiting its turn answers
+    its ovsdb-server's echo requests meanwhile (probe 1 s here: two unanswered and it would drop us)."""
+    schema = json.loads((SCHEMAS / "vswitch.ovsschema").read_text())
+    stalled = []
+    try:
+        for _ in range(firstreads.LIMIT):
+            stalled.append(StalledPeer(manager.port, schema))
+        poll_until(lambda: all(peer.asked for peer in stalled), SLOW, "every stalled peer asked for its database",
+                   manager.context)
+        hv = spawn(Hypervisor, "hv-behind")
+        started = time.monotonic()
+        connect_vrs(manager, hv)
+        waited = time.monotonic() - started
+        assert firstreads.HOLD_S - 1 < waited < firstreads.HOLD_S + 4, manager.context()
+        assert "disconnect" not in (Path(hv.dir) / "ovsdb-server.log").read_text()
+    finally:
+        for peer in stalled:
+            peer.close()

@@ -1,8 +1,12 @@
 """An OVSDB reconnect of a hypervisor is the same switch (ovsdb/claims.py): keyed by its chassis, it keeps
 its identity, and Canopy neither recomputes from scratch nor sends a single flow-mod. Real ovsdb-server and
-ovs-vswitchd (userspace) in the Lab, traffic between two VMs across VXLAN before and after."""
+ovs-vswitchd (userspace) in the Lab, traffic between two VMs across VXLAN before and after. And a hypervisor
+whose ovsdb-server hangs for longer than the grace while ovs-vswitchd forwards is not gone: its VMs keep their
+flows everywhere."""
 
 from __future__ import annotations
+
+import signal
 
 import pytest
 
@@ -21,19 +25,22 @@ def sessions_of(canopy, chassis):
     return [s for s in canopy.api.get("/v1/ovsdb/sessions").json["items"] if s["chassis"] == chassis]
 
 
-def sent(canopy, hvs):
-    """What the reconcilers sent to each switch so far (flow and group mods, change sets)."""
-    return {hv.name: canopy.api.get(f"/v1/switches/{hv.datapath_id():016x}/flows").json["status"]["sent"]
-            for hv in hvs}
+def sent(canopy, hvs, dpids=None):
+    """What the reconcilers sent to each switch so far (flow and group mods, change sets); ``dpids`` (name:
+    datapath id) spares asking the hypervisors' databases."""
+    dpids = dpids or {hv.name: hv.datapath_id() for hv in hvs}
+    return {name: canopy.api.get(f"/v1/switches/{dpid:016x}/flows").json["status"]["sent"]
+            for name, dpid in dpids.items()}
 
 
 def in_sync(canopy, hvs):
     return all(canopy.api.get(f"/v1/switches/{hv.datapath_id():016x}/flows").json.get("in_sync") for hv in hvs)
 
 
-def test_an_ovsdb_reconnect_keeps_the_switch_and_sends_nothing(lab):
+def two_hypervisors(lab, settings=None):
+    """A controller, kvm1 and kvm2 connected to it, VM a on kvm1 reaching VM b on kvm2 across VXLAN."""
     ctl = lab.add_controller_host("ctl1")
-    canopy = lab.start_controller(ctl)
+    canopy = lab.start_controller(ctl, settings)
     assert canopy.api.post("/v1/apply", {"document": POLICY, "source": "t"}).status == 200
     kvm1, kvm2 = lab.add_hypervisor("kvm1", "kvm"), lab.add_hypervisor("kvm2", "kvm")
     for hv in (kvm1, kvm2):
@@ -43,7 +50,11 @@ def test_an_ovsdb_reconnect_keeps_the_switch_and_sends_nothing(lab):
     lab.wait_until(lambda: canopy.api.get("/v1/status").json["vports_bound"] == 2, timeout=20, what="both bound")
     lab.wait_until(lambda: in_sync(canopy, (kvm1, kvm2)), timeout=20, what="both switches in sync")
     lab.wait_until(lambda: vm_a.ping("10.0.1.12", count=1, timeout=2), timeout=15, what="a reaches b")
+    return ctl, canopy, kvm1, kvm2, vm_a
 
+
+def test_an_ovsdb_reconnect_keeps_the_switch_and_sends_nothing(lab):
+    ctl, canopy, kvm1, kvm2, vm_a = two_hypervisors(lab)
     chassis = kvm1.vsctl("get", "Open_vSwitch", ".", "external_ids:system-id").strip().strip('"')
     [before] = sessions_of(canopy, chassis)
     switches = canopy.api.get("/v1/switches").json["items"]
@@ -72,3 +83,35 @@ def test_an_ovsdb_reconnect_keeps_the_switch_and_sends_nothing(lab):
     assert f"chassis {chassis} reconnected: the same switch" in log
     assert "disconnected" not in log.split("reconnected: the same switch")[-1]
     assert vm_a.ping("10.0.1.12", count=1, timeout=2)
+
+
+def test_a_hung_ovsdb_server_with_its_bridge_still_connected_unbinds_nothing(lab):
+    """kvm1's ovsdb-server stopped (SIGSTOP: a hang) for longer than the OVSDB probe and the reconnect grace, while
+    its ovs-vswitchd forwards and stays connected over OpenFlow. ovs-vswitchd cannot change its ports without
+    ovsdb-server, so kvm1 is not gone: VM a stays bound, kvm2 keeps its flows towards it, and a keeps reaching b. On
+    code that reported kvm1 gone when the grace ran out, a was unbound and kvm2's flows to it deleted: ~18 s of
+    pings lost, until ovsdb-server answered again."""
+    _, canopy, kvm1, kvm2, vm_a = two_hypervisors(lab, {"ovsdb": {"reconnect_grace_ms": 2000}})
+    dpids = {hv.name: hv.datapath_id() for hv in (kvm1, kvm2)}  # kvm1's database will not answer
+    sent_before = sent(canopy, (), dpids)
+    [server] = [c for c in kvm1.ovs.processes if c.name.endswith("ovsdb-server")]
+    server.send(signal.SIGSTOP)
+    try:
+        # Canopy drops the silent session after two 5 s probes; then the grace (2 s) runs out, well inside the hold.
+        lab.wait_until(lambda: not sessions_of(canopy, "kvm1"), timeout=30, what="kvm1's silent OVSDB session dropped")
+
+        def kept():
+            return (canopy.api.get("/v1/status").json["vports_bound"] == 2
+                    and sent(canopy, (), dpids) == sent_before)
+
+        hold_for(6.0, kept, "a bound and nothing sent while kvm1's ovsdb-server hangs", lambda: canopy.log_tail())
+        assert "kvm1: no OVSDB session for 2 s, but its bridge" in canopy.log_path.read_text()
+        assert vm_a.ping("10.0.1.12", count=3, timeout=3)
+    finally:
+        server.send(signal.SIGCONT)
+    lab.wait_until(lambda: "chassis kvm1 reconnected: the same switch" in canopy.log_path.read_text(), timeout=30,
+                   what="kvm1 back over OVSDB")
+    hold_for(3.0, lambda: sent(canopy, (), dpids) == sent_before, "nothing sent after it came back",
+             lambda: canopy.log_tail())
+    log = canopy.log_path.read_text()
+    assert "vport acme/web/a unbound" not in log and "gone" not in log.split("still answers over OpenFlow")[-1]

@@ -9,6 +9,8 @@ directory and is filled to the last byte.
 - A real controller keeps its switch programmed meanwhile: flows unchanged, the VMs keep pinging.
 - A stopped store on a full disk cannot be opened (SQLite cannot make its shared-memory file): refused as unreadable,
   never as damaged, and never moved aside, even with --accept-store.
+- An I/O error (ext4 shut down under the open store, EIO): the same refusal, and the mended disk holds no refused
+  write.
 - HA: a standby whose disk is full refuses the batch, and the active refuses the write at once, naming the standby's
   store; an active whose own disk refuses a write the standby already took gives the standby its store back
   (a snapshot), so the pair never keeps a write the active refused.
@@ -147,6 +149,76 @@ def _get(path):
     return Request("GET", path)
 
 
+class FailingDisk:
+    """An ext4 file system on a loop device (an image file), mounted on ``path``; ``fail()`` shuts it down as
+    xfstests do (EXT4_IOC_SHUTDOWN, its journal not flushed): from then on every write and fsync on it gets EIO, a
+    real I/O error of the kernel. ``mend()`` mounts it again (its journal replayed), as after a repair."""
+
+    SHUTDOWN = 0x8004587D  # EXT4_IOC_SHUTDOWN, _IOR('X', 125, __u32)
+    NOLOGFLUSH = 2  # EXT4_GOING_FLAGS_NOLOGFLUSH
+
+    def __init__(self, image: Path, path: Path):
+        self.image, self.path = image, path
+
+    def mount(self) -> None:
+        subprocess.run(["mount", "-o", "loop", str(self.image), str(self.path)], check=True, timeout=30)
+
+    def fail(self) -> None:
+        import fcntl
+        import struct
+
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            fcntl.ioctl(fd, self.SHUTDOWN, struct.pack("I", self.NOLOGFLUSH))
+        finally:
+            os.close(fd)
+
+    def mend(self) -> None:
+        subprocess.run(["umount", str(self.path)], check=True, timeout=30)
+        self.mount()
+
+
+@pytest.fixture
+def failing_disk(lab_capable, tmp_path):
+    image, mount = tmp_path / "ext4.img", tmp_path / "ext4"
+    mount.mkdir()
+    with open(image, "wb") as fh:
+        fh.truncate(32 << 20)
+    subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True, timeout=60)
+    disk = FailingDisk(image, mount)
+    disk.mount()
+    try:
+        yield disk
+    finally:  # lazily: a store the failed test left open must not keep the mount (the loop device goes with it)
+        subprocess.run(["umount", "-l", str(mount)], check=False, timeout=30)
+
+
+def test_an_io_error_refuses_writes_clearly_changes_nothing_and_a_restart_finds_no_refused_write(failing_disk):
+    """The disk fails under an open store (EIO, not a full disk): the same path, proved on a real I/O error."""
+    ctl = Controller(failing_disk.path)
+    acked = {ctl.create("tenants", {"name": f"before{i}"})["name"] for i in range(3)}
+    objects, seq = ctl.store.load_objects(), ctl.store.last_seq()
+    failing_disk.fail()
+
+    status, reply = ctl.call("POST", "/v1/tenants", {"name": "refused"})
+    assert status == 503 and reply["error"]["code"] == "store_failed", reply
+    message = reply["error"]["message"]
+    assert message.startswith(f"the store {ctl.store.path} could not commit a write of 1 change(s): disk I/O error "
+                              "(SQLITE_IOERR"), message
+    assert message.endswith("nothing was written"), message
+    assert ctl.state.policy.objects == Policy(objects).objects and ctl.state.last_seq == seq
+    status, reply = ctl.call("GET", "/v1/status")
+    assert reply["store"]["state"] == "failed" and reply["health"] == "degraded", reply
+    assert ctl.call("GET", "/v1/tenants")[0] == 200  # reads go on
+    data_dir = ctl.settings.data_dir
+    ctl.close()
+
+    failing_disk.mend()
+    again = Store(data_dir)  # a restart on the mended disk: every acknowledged write, not the refused one
+    assert names(Policy(again.load_objects())) == acked and again.last_seq() == seq
+    again.close()
+
+
 def test_a_marker_the_full_disk_refuses_does_not_fail_the_write(disk):
     """The commit fits in the write-ahead log's space (restarted by a checkpoint), the marker's new file does not:
     the write is acknowledged and in State (failing it then left State without a committed write), the fault shows,
@@ -270,20 +342,27 @@ def test_an_active_whose_disk_refuses_a_write_the_standby_took_gives_the_standby
     assert names(standby.state.policy) == names(active.state.policy) == {"both", "after"}
 
 
-def test_a_node_that_cannot_record_its_new_generation_does_not_take_over(disk):
-    """A takeover writes its generation before using it (switches fence the old master by it): on a full disk the
-    decision fails (the pair's thread logs it and decides again) and the role is unchanged; freed, it takes over."""
+def lone_pair(disk, roles: list):
+    """An HA node alone (its peer never answers), its data directory on the tmpfs: (pair, store)."""
     from controller import settings as settings_mod
     from controller.core import build_core
-    from controller.ha import STARTUP_DEAD_INTERVALS, Pair
+    from controller.ha import Pair
     from controller.yamldoc import Doc
 
     settings = settings_mod.from_doc(Doc("<t>", {"data_dir": str(disk.path / "d"), "ha": {
         "node_id": "b", "peer": "10.250.0.1", "heartbeat_interval_ms": 100, "dead_interval_ms": 500,
         "secret": "unit-test-pair-secret"}}))
     store, state, _ = build_core(settings)
+    return Pair(settings.ha, store, state, lambda role, gen: roles.append((role, gen))), store
+
+
+def test_a_node_that_cannot_record_its_new_generation_does_not_take_over(disk):
+    """A takeover writes its generation before using it (switches fence the old master by it): on a full disk the
+    decision fails (the pair's thread logs it and decides again) and the role is unchanged; freed, it takes over."""
+    from controller.ha import STARTUP_DEAD_INTERVALS
+
     roles = []
-    pair = Pair(settings.ha, store, state, lambda role, gen: roles.append((role, gen)))
+    pair, store = lone_pair(disk, roles)
     disk.fill()
     alone = pair.started + STARTUP_DEAD_INTERVALS * 0.5
     with pytest.raises(StoreFault):
@@ -292,4 +371,45 @@ def test_a_node_that_cannot_record_its_new_generation_does_not_take_over(disk):
     disk.free()
     pair._decide(alone)
     assert pair.role == "active" and roles == [("active", 1)] and store.get_meta("ha_generation") == 1
+    store.close()
+
+
+def test_a_takeover_the_full_disk_refuses_is_logged_in_a_line_per_try_not_a_traceback(disk, caplog):
+    """The pair's thread tries the takeover at every tick (twice per heartbeat interval) while the disk is full: each
+    try is the store's one warning line, not also a traceback ("HA decision failed" is for bugs)."""
+    from tests.unit.interleave import finish, run
+
+    roles = []
+    pair, store = lone_pair(disk, roles)
+    disk.fill()
+    caplog.set_level("WARNING")
+    looping, _, failed = run(pair._loop)
+    try:
+        wait_for(lambda: store.faults >= 3, "three takeovers the full disk refused")
+    finally:
+        pair._stop.set()
+        finish(looping)
+    assert not failed and pair.role == "starting" and roles == []
+    assert not [r.getMessage() for r in caplog.records if r.exc_info], "a traceback per try"
+    refused = [r for r in caplog.records if r.name == "canopy.store" and "'ha_generation'" in r.getMessage()]
+    assert len(refused) == store.faults, "one line per try"
+    store.close()
+
+
+def test_a_node_on_a_full_disk_hears_a_newer_generation_without_failing_each_heartbeat(disk):
+    """A node that is not the active records the peer's newer generation at its heartbeats: on a full disk that write
+    is refused (the store's one line) and the heartbeat is still handed on, not failed with a traceback at every
+    heartbeat; freed, the next heartbeat records it. A takeover meanwhile would still go past it (it uses the
+    largest generation it knows, and must record its own first)."""
+    pair, store = lone_pair(disk, [])
+    disk.fill()
+    hb = {"t": "hb", "node": "a", "role": "active", "generation": 7, "seq": 0}
+    pair._on_frame(hb)
+    handed = []
+    pair.applier.on_message = handed.append
+    pair._on_message(hb)
+    assert handed == [hb] and pair.generation == 0 and store.faults == 1
+    disk.free()
+    pair._on_message(hb)
+    assert pair.generation == 7 and store.get_meta("ha_generation") == 7
     store.close()

@@ -64,6 +64,7 @@ def test_a_write_behind_the_appliers_batch_is_refused_after_its_bound_and_a_retr
     assert body["error"]["code"] == "commit_busy"
     assert body["error"]["message"].startswith("commit section busy: replicated batch being applied (3 changes"), body
     assert "nothing was changed" in body["error"]["message"]
+    assert f"this write waited {WAIT_MS / 1000:g} s" in body["error"]["message"], body  # its whole bound, as set
     assert ctl.store.last_seq() == 0 and tenants(ctl) == set() and not applied.is_set()
 
     for path in ("/v1/tenants", "/v1/status", "/metrics", "/v1/changes"):  # reads never wait for the section

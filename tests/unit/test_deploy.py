@@ -58,6 +58,7 @@ def test_container_unit_hands_the_notify_socket_to_canopy_and_runs_it():
 def test_pair_settings_load_and_mirror_each_other(tmp_path):
     secret = tmp_path / "ha-secret"
     secret.write_text("0123456789abcdef0123456789abcdef\n")
+    secret.chmod(0o640)  # as docs/deploy.md makes it (root-owned, the container user's group)
 
     def load(name):  # the secret file is read when settings load: point it at a real one
         text = (ROOT / "deploy" / "pair" / name).read_text()
@@ -126,3 +127,40 @@ def test_lock_pins_every_dependency_and_all_of_theirs():
     for extra in [Requirement(r) for r in metadata.requires("canopy-sdn")
                   if Requirement(r).marker and Requirement(r).marker.evaluate({"extra": "test"})]:
         assert _norm(extra.name) in test, f"{extra.name} (test extra) is not in requirements-test.lock"
+
+
+STUB_BUILDAH = """#!/bin/sh
+echo "$*" >> "$BUILDAH_CALLS"
+case "$1" in inspect) exit 0 ;; bud) exit 1 ;; esac
+"""
+
+
+def smoke_build_calls(tmp_path, env_extra):
+    """.ci/image-smoke up to its build, through a stand-in buildah (the real build takes minutes and the
+    question is only which tag it uses and removes) that records its calls and fails the build."""
+    import os
+    import subprocess
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "buildah").write_text(STUB_BUILDAH)
+    (bin_dir / "buildah").chmod(0o755)
+    calls = tmp_path / f"calls{len(list(tmp_path.glob('calls*')))}"
+    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", BUILDAH_CALLS=str(calls), BASE="base:1",
+               **env_extra)
+    done = subprocess.run(["bash", str(ROOT / ".ci" / "image-smoke")], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 1 and "FAILED: build" in done.stderr, done.stderr
+    lines = calls.read_text().splitlines()
+    tag = next(line.split(" -t ")[1].split()[0] for line in lines if line.startswith("bud "))
+    return tag, lines
+
+
+def test_image_smoke_builds_under_a_tag_of_its_own_and_removes_it(tmp_path):
+    """Two runs at the same time must not replace each other's image in the shared local storage."""
+    first, first_calls = smoke_build_calls(tmp_path, {})
+    second, second_calls = smoke_build_calls(tmp_path, {})
+    assert first != second and first.startswith("localhost/canopy:smoke-")
+    assert f"rmi {first}" in first_calls and f"rmi {second}" in second_calls  # removed, even after a failure
+    named, calls = smoke_build_calls(tmp_path, {"TAG": "localhost/canopy:mine"})
+    assert named == "localhost/canopy:mine" and not any(c.startswith("rmi") for c in calls)  # asked for: kept

@@ -246,13 +246,24 @@ def test_a_pair_needs_a_shared_secret(tmp_path, ha, error):
 def test_the_secret_may_come_from_a_file(tmp_path):
     path = tmp_path / "ha-secret"
     path.write_text(SECRET + "\n")
+    path.chmod(0o600)
     settings = settings_mod.from_doc(Doc("<t>", {"ha": {"peer": "10.250.0.1", "secret_file": str(path)}}))
     assert settings.ha.secret == SECRET and SECRET not in repr(settings)
 
 
-def rest_node(tmp_path):
+def test_a_secret_file_other_users_can_read_is_refused_naming_it_and_its_mode(tmp_path):
+    """As ssh does for a private key: an operator who left the secret world-readable hears so at start."""
+    path = tmp_path / "ha-secret"
+    path.write_text(SECRET + "\n")
+    path.chmod(0o644)
+    with pytest.raises(settings_mod.SettingsError) as refused:
+        settings_mod.from_doc(Doc("<t>", {"ha": {"peer": "10.250.0.1", "secret_file": str(path)}}))
+    assert f"ha.secret_file: {path} has mode 0644" in str(refused.value) and "chmod 600" in str(refused.value)
+
+
+def rest_node(tmp_path, extra_routes=()):
     """A node of a pair behind its REST API, still deciding its role: (store, state, pair, call), where
-    call(method, path, body) -> (status, body) sends the write token."""
+    call(method, path, body, token="t0ken") -> (status, body)."""
     import json
 
     from controller.rest.api import Api, Request
@@ -262,11 +273,13 @@ def rest_node(tmp_path):
     store, state, service = build_core(settings)
     pair = Pair(settings.ha, store, state, lambda role, gen: None)
     service.replicate, service.writable = pair.replicate, pair.writable
-    api = Api(service, state, settings, ha=pair)
+    api = Api(service, state, settings, ha=pair, extra_routes=extra_routes)
 
-    def call(method, path, body):
-        resp = api.handle(Request(method, path, {}, {"authorization": "Bearer t0ken"}, json.dumps(body).encode()))
+    def call(method, path, body, token="t0ken"):
+        resp = api.handle(Request(method, path, {}, {"authorization": f"Bearer {token}"}, json.dumps(body).encode()))
         return resp.status, resp.body
+
+    call.routes = api.routes
 
     return store, state, pair, call
 
@@ -302,6 +315,24 @@ def test_a_node_not_active_takes_its_own_log_level_but_no_policy_write(tmp_path)
         assert status == 503 and body["error"]["code"] == "not_active"
     finally:
         logs.set_level(previous)
+        store.close()
+
+
+def test_a_node_not_active_takes_only_the_node_local_writes_and_only_with_the_token(tmp_path):
+    """docs/rest.md names the two writes a standby takes; a route marked local by mistake (one that changes the
+    pair's data) would pass the standby's gate, so the list is held here. Each still needs the token."""
+    from controller.stretchtrace import StretchTracer, routes
+
+    store, _, pair, call = rest_node(tmp_path, extra_routes=routes(StretchTracer(3, sample_interval=None)))
+    try:
+        assert pair.writable()
+        assert {(r.method, r.pattern) for r in call.routes if r.local} == {("PUT", "/v1/log-level"),
+                                                                           ("DELETE", "/v1/stretches")}
+        assert all(r.write for r in call.routes if r.local)
+        assert call("DELETE", "/v1/stretches", None)[0] == 200
+        assert call("DELETE", "/v1/stretches", None, token="wrong")[0] == 401
+        assert call("PUT", "/v1/log-level", {"level": "info"}, token="wrong")[0] == 401
+    finally:
         store.close()
 
 

@@ -211,4 +211,3 @@ def test_rest_server_app_refuses_before_reading_and_decodes_utf8_paths(ctl):
     assert status == 401  # the token is checked before the size, and nothing is read
     status, _, reply = wsgi_call(server, "GET", "/v1/tenants/caf\u00e9")
     assert status == 404 and "caf\u00e9" in reply["error"]["reason"]
-

@@ -320,6 +320,7 @@ def test_reload_applies_log_level_and_token_and_names_the_rest(tmp_path, log_str
     config = tmp_path / "canopy.yaml"
     token_file = tmp_path / "token"
     token_file.write_text("first-token\n")
+    token_file.chmod(0o600)
     config.write_text(f"data_dir: {tmp_path / 'data'}\nrest: {{token_file: {token_file}}}\n")
     runtime.SETTINGS = ctl.api.settings = cli.settings_mod.with_token(cli.settings_mod.load(str(config)))
     runtime.API = ctl.api
@@ -383,6 +384,14 @@ def test_check_settings(tmp_path, capsys):
     missing.write_text("rest: {token_file: /nonexistent/token}\n")
     assert cli.main(["check-settings", str(missing)]) == cli.EXIT_INVALID
     assert "rest.token_file" in capsys.readouterr().err
+    token = tmp_path / "token"
+    token.write_text("some-token\n")
+    token.chmod(0o644)  # canopy run would refuse it: so does check-settings
+    missing.write_text(f"rest: {{token_file: {token}}}\n")
+    assert cli.main(["check-settings", str(missing)]) == cli.EXIT_INVALID
+    assert f"rest.token_file: {token} has mode 0644" in capsys.readouterr().err
+    token.chmod(0o600)
+    assert cli.main(["check-settings", str(missing)]) == cli.EXIT_OK
 
 
 def test_status_is_readable():

@@ -291,11 +291,10 @@ def test_a_report_that_fails_in_a_pause_is_not_counted_as_being_taken_any_more()
     assert state.reports_taking == 0
 
 
-def test_the_apps_loop_waits_for_the_report_state_is_taking_across_its_pauses(monkeypatch):
-    """The app's wiring (controller/app.py ``_programming``: woken by State, ``taking`` read from
-    State.reports_taking, the hub's sleep), on green threads: a report taken with pauses (the hub's turn, as the app
-    paces State) wakes the loop with its first chunks, yet the pass runs only once the whole report is taken. Without
-    the coalescing sleep (0 here) a pass not waiting would run in the report's next pause."""
+def _apps_loop(monkeypatch, slicing=()):
+    """The app's programming loop (its wiring, controller/app.py ``_programming``) over a State of 40 vports that
+    none of its switches binds yet, reports taken with pauses as the app paces State: (state, loop, passes: the
+    (reports being taken, vports located) at each pass, the OVSDB server's ``slicing``)."""
     from types import SimpleNamespace
 
     from controller import app
@@ -315,22 +314,60 @@ def test_the_apps_loop_waits_for_the_report_state_is_taking_across_its_pauses(mo
     programmer.refresh = lambda full=False: (passes.append((state.reports_taking, len(state.locations))),
                                              refresh(full=full))[1]
     glue = SimpleNamespace(state=state, programmer=programmer, _wake=hub.Event(), _hand_out=lambda touched: None,
-                           _import_remote=lambda: None)
-    loop = app.CanopyApp._programming(glue)
-    def turns_until(done):
-        for _ in range(100):  # bounded
-            if done():
-                return
-            hub.sleep(0)
+                           _import_remote=lambda: None, ovsdb=SimpleNamespace(slicing=set(slicing)))
+    return state, app.CanopyApp._programming(glue), passes, glue.ovsdb.slicing
 
+
+def _turns_until(done):
+    from controller.ryu_compat import hub
+
+    for _ in range(100):  # bounded
+        if done():
+            return
+        hub.sleep(0)
+
+
+def test_the_apps_loop_waits_for_the_report_state_is_taking_across_its_pauses(monkeypatch):
+    """The app's wiring (controller/app.py ``_programming``: woken by State, ``taking`` read from
+    State.reports_taking, the hub's sleep), on green threads: a report taken with pauses (the hub's turn, as the app
+    paces State) wakes the loop with its first chunks, yet the pass runs only once the whole report is taken. Without
+    the coalescing sleep (0 here) a pass not waiting would run in the report's next pause."""
+    from controller.ryu_compat import hub
+
+    state, loop, passes, _ = _apps_loop(monkeypatch)
     worker = hub.spawn(loop.run)
     try:
-        turns_until(lambda: loop.passes)
+        _turns_until(lambda: loop.passes)
         assert passes == [(0, 0)]  # the first pass, before the report
         taker = hub.spawn(state.vrs_update, snapshot("s1", "10.251.0.1", [(f"vm{i}", i + 1) for i in range(40)]))
         taker.wait()
-        turns_until(lambda: loop.passes > 1)
+        _turns_until(lambda: loop.passes > 1)
         assert state.pacer.pauses >= 10  # the report paused, each pause a turn for the loop
         assert passes[1:] == [(0, 40)]  # one pass, after the whole report
+    finally:
+        hub.kill(worker)
+
+
+def test_the_apps_loop_waits_for_the_last_slice_of_an_ovsdb_update_reported_in_slices(monkeypatch):
+    """An OVSDB update reported in slices (ovsdb/idl/slices.py) is one report per slice, with turns of the event loop
+    between them; while the session says it has more to report (``OvsdbManagerServer.slicing``) the pass waits,
+    and runs once, after the last slice (without the wait: a pass after the first slice, and one after the last)."""
+    from controller.ryu_compat import hub
+
+    state, loop, passes, slicing = _apps_loop(monkeypatch, slicing={"ovsdb:kvm1"})
+    worker = hub.spawn(loop.run)
+
+    def report_in_slices():
+        state.vrs_update(snapshot("s1", "10.251.0.1", [(f"vm{i}", i + 1) for i in range(10)]))
+        for _ in range(10):
+            hub.sleep(0)  # the IDL applying the next slice
+        state.vrs_update(snapshot("s1", "10.251.0.1", [(f"vm{i}", i + 1) for i in range(40)]))
+        slicing.clear()  # the last slice reported
+
+    try:
+        _turns_until(lambda: loop.passes)
+        hub.spawn(report_in_slices).wait()
+        _turns_until(lambda: loop.passes > 1)
+        assert passes[1:] == [(0, 40)]
     finally:
         hub.kill(worker)

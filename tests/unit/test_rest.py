@@ -155,6 +155,9 @@ def test_openapi_describes_every_route_and_kind(ctl):
     assert create["additionalProperties"] is False and "cidr" in create["properties"]
     assert set(create["required"]) == {"tenant_id", "name"}
     assert doc["paths"]["/v1/tenants"]["post"]["security"] == [{"bearer": []}]
+    post = doc["paths"]["/v1/tenants"]["post"]  # an object route: its kind's schemas, 201 with links
+    assert post["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/tenant_create"}
+    assert post["responses"]["201"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/tenant"}
 
 
 def test_openapi_request_schemas_match_what_the_server_accepts(ctl):

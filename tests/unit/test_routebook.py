@@ -118,12 +118,29 @@ def test_our_own_routes_reflected_back_are_dropped(attributes, reason, caplog):
                                               cluster_list=["10.0.0.7"]))  # somebody else's: kept
     raw = with_attributes(update(ROUTE), **attributes)
     b = book()
+    b.set_desired({ROUTE.key: ROUTE})  # Canopy announces it: this is its own route come back
     with caplog.at_level(logging.INFO):
         b.handle_line(raw)
     assert b.received == {} and b.peer_rows()[0]["refused"] == {"own_route": 1}
     assert reason in caplog.text
     # normal with a route reflector (FRR sends a client's routes back to it): info, not a warning
     assert [r.levelno for r in caplog.records if "treated as withdrawn" in r.getMessage()] == [logging.INFO]
+
+
+@pytest.mark.parametrize("attributes", [{"as_path": {"0": {"element": "as-sequence", "value": [65001, 65000]}}},
+                                        {"originator_id": "10.0.0.1"}])
+def test_a_route_with_our_ids_that_canopy_does_not_announce_is_a_warning(attributes, caplog):
+    """Not an echo: another speaker uses Canopy's router id or AS (a copied configuration), or a loop. Its routes are
+    dropped all the same, and the operator must hear of it, even right after the echoes' info line."""
+    b = book()
+    b.set_desired({OTHER.key: OTHER})
+    with caplog.at_level(logging.INFO):
+        b.handle_line(with_attributes(update(OTHER), **attributes))  # the echo of our own: info
+        b.handle_line(with_attributes(update(ROUTE), **attributes))  # nobody here announces ROUTE
+    assert b.received == {} and b.peer_rows()[0]["refused"] == {"own_route": 2}
+    levels = [(r.levelno, "does not announce" in r.getMessage()) for r in caplog.records
+              if "treated as withdrawn" in r.getMessage()]
+    assert levels == [(logging.INFO, False), (logging.WARNING, True)]
 
 
 def test_a_type5_route_with_a_gateway_ip_is_refused():

@@ -68,6 +68,42 @@ def test_generated_token_is_private_and_stable(tmp_path):
     assert settings_mod.with_token(s).rest_token == first.rest_token
 
 
+def test_a_token_generated_before_hex_keeps_working(tmp_path):
+    """Tokens were urlsafe before: one already on disk is read as it is, '-' and '_' included."""
+    s = load(tmp_path, f"data_dir: {tmp_path}/d\n")
+    os.makedirs(f"{tmp_path}/d")
+    fd = os.open(s.rest_token_file, os.O_WRONLY | os.O_CREAT, 0o600)
+    os.write(fd, b"-Ab_9xYz-old-urlsafe-token_0123456789\n")
+    os.close(fd)
+    assert settings_mod.with_token(s).rest_token == "-Ab_9xYz-old-urlsafe-token_0123456789"
+
+
+def test_a_token_file_other_users_can_read_is_refused_naming_it_and_its_mode(tmp_path):
+    token = tmp_path / "token"
+    token.write_text("some-token\n")
+    token.chmod(0o644)
+    s = load(tmp_path, f"data_dir: {tmp_path}/d\nrest: {{token_file: {token}}}\n")
+    with pytest.raises(settings_mod.SettingsError) as refused:
+        settings_mod.with_token(s)
+    assert f"rest.token_file: {token} has mode 0644" in str(refused.value)
+    token.chmod(0o600)
+    assert settings_mod.with_token(s).rest_token == "some-token"
+
+
+@pytest.mark.parametrize("mode, uid, refused", [
+    (0o600, 1000, None), (0o400, 1000, None), (0o640, 0, None), (0o440, 0, None),  # deploy.md: root:10001 0640
+    (0o644, 0, "every user"), (0o604, 1000, "every user"), (0o602, 0, "every user"),
+    (0o640, 1000, "its group can read it"), (0o660, 10001, "its group can read it"),
+])
+def test_which_secret_files_are_private(mode, uid, refused):
+    """Others never; the group only when root owns the file (root handing it to a service's group)."""
+    from controller.secretfile import too_open
+
+    st = os.stat_result((stat.S_IFREG | mode, 0, 0, 1, uid, 10001, 33, 0, 0, 0))
+    problem = too_open(st)
+    assert (problem is None) if refused is None else (refused in problem and f"{mode:04o}" in problem)
+
+
 def test_configured_token_file_must_exist(tmp_path):
     s = load(tmp_path, f"data_dir: {tmp_path}/d\nrest: {{token_file: {tmp_path}/missing}}\n")
     with pytest.raises(settings_mod.SettingsError, match="does not exist"):

@@ -4,6 +4,8 @@ The switch under test is tests/unit/pipeline_case.py's hv1; tests/integration/te
 real Open vSwitch the same questions and compares the verdicts.
 """
 
+import re
+
 import pytest
 
 from controller.discovery import VrsSnapshot
@@ -194,6 +196,10 @@ def test_rest_trace_to_an_unbound_neighbour_defaults_to_its_mac_from_the_policy(
     status, body = post(api, {"vport": "web1", "packet": "ip,nw_dst=10.0.1.13"})  # web3: no longer bound
     assert status == 200, body
     assert "dl_dst=02:00:00:00:01:03" in body["ofproto_trace"]
+    gateway_mac = re.search(r"dl_dst=([0-9a-f:]{17})", post(api, {"vport": "web1", "packet": "ip,nw_dst=192.0.2.9"})[1]
+                            ["ofproto_trace"]).group(1)  # off the subnet: to the gateway
+    status, body = post(api, {"vport": "web1", "packet": "icmp,nw_dst=10.0.1.1"})  # the gateway: in the subnet too
+    assert status == 200 and f"dl_dst={gateway_mac}" in body["ofproto_trace"], body
     status, body = post(api, {"vport": "web1", "packet": "ip,nw_dst=10.0.1.99"})  # no vport has it
     assert status == 422 and body["error"]["field"] == "packet.dl_dst"
     assert "no vport of subnet acme/web has 10.0.1.99" in body["error"]["reason"]

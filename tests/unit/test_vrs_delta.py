@@ -6,6 +6,8 @@ import random
 import uuid
 from types import SimpleNamespace
 
+import pytest
+
 from controller.discovery import DiscoverySink
 from ovsdb.claims import VrsClaims
 from ovsdb.rowchanges import RowChange, RowChanges
@@ -189,6 +191,81 @@ def test_a_chassis_silent_for_the_grace_is_gone_once():
     claims.expire()
     claims.expire()
     assert sink.calls[-1] == ("gone", "vrs:hv1") and len(sink.calls) == 2
+
+
+def test_a_chassis_whose_bridge_still_answers_over_openflow_is_not_gone_until_it_stops_answering(caplog):
+    """Its ovsdb-server hangs or restarts slowly while ovs-vswitchd forwards: the ports it forwards with cannot
+    change without ovsdb-server, so the last snapshot stays true and its vports stay bound (on code that reported
+    it gone after the grace, every VM of the hypervisor lost its flows elsewhere: 18 s of pings lost in a lab)."""
+    db, sink, clock, answering = Db(ports=2), Sink(), [0.0], {0xaa}
+    claims = VrsClaims(sink, grace=10.0, clock=lambda: clock[0], forwarding=lambda dpids: dpids & answering)
+    follow(db, sink, claims).gone()
+    for clock[0] in (10.0, 25.0, 40.0):
+        claims.expire()
+    assert [c[0] for c in sink.calls] == ["update"]
+    assert caplog.text.count("still answers over OpenFlow") == 1  # said once, not at every expiry
+    answering.clear()  # and now ovs-vswitchd stops answering too: gone at the next expiry after one grace
+    clock[0] = 49.0
+    claims.expire()
+    assert [c[0] for c in sink.calls] == ["update"]
+    clock[0] = 50.0
+    claims.expire()
+    assert sink.calls[-1] == ("gone", "vrs:hv1") and len(sink.calls) == 2
+
+
+def test_a_chassis_kept_by_openflow_that_reconnects_over_ovsdb_is_the_same_switch(caplog):
+    caplog.set_level("INFO")
+    db, sink, clock, answering = Db(ports=2), Sink(), [0.0], {0xaa}
+    claims = VrsClaims(sink, grace=10.0, clock=lambda: clock[0], forwarding=lambda dpids: dpids & answering)
+    follow(db, sink, claims).gone()
+    clock[0] = 30.0
+    claims.expire()
+    follow(db, sink, claims, peer=PEER_B)
+    assert "reconnected: the same switch" in caplog.text
+    assert [c[0] for c in sink.calls] == ["update", "update"] and sink.calls[-1][1].changed == frozenset()
+    answering.clear()
+    clock[0] = 100.0
+    claims.expire()
+    assert [c[0] for c in sink.calls] == ["update", "update"]  # its OVSDB session lives: not leaving
+
+
+@pytest.mark.parametrize("answers", [False, True])
+def test_a_chassis_that_reconnects_while_its_bridge_is_asked_is_not_gone(answers):
+    """Asking the bridge waits for an echo reply, and the OVSDB session may come back meanwhile: the answer
+    must not report gone (or re-arm the grace of) a switch that has a live session again."""
+    db, sink, clock = Db(ports=2), Sink(), [0.0]
+    asked = []
+
+    def forwarding(dpids):
+        asked.append(dpids)
+        follow(db, sink, claims, peer=PEER_B)  # the reconnect lands while the echo request is out
+        return set(dpids) if answers else set()
+
+    claims = VrsClaims(sink, grace=10.0, clock=lambda: clock[0], forwarding=forwarding)
+    follow(db, sink, claims).gone()
+    clock[0] = 10.0
+    claims.expire()
+    assert asked and claims.pending() == []
+    clock[0] = 100.0
+    claims.expire()
+    assert [c[0] for c in sink.calls] == ["update", "update"] and len(asked) == 1
+
+
+def test_chassis_whose_grace_ends_together_have_their_bridges_asked_together():
+    """A rack that lost power: every bridge is asked in one round of echo requests (each unanswered one waits the
+    probe's timeout), so the last switch is not reported gone a timeout per switch late."""
+    sink, clock, asked = Sink(), [0.0], []
+    claims = VrsClaims(sink, grace=10.0, clock=lambda: clock[0],
+                       forwarding=lambda dpids: asked.append(set(dpids)) or {0xbb})
+    for n, dpid in enumerate(("00000000000000aa", "00000000000000bb", "00000000000000cc")):
+        db = Db(chassis=f"hv{n}")
+        db.touch_bridge(datapath_id=[dpid])
+        db.take()
+        follow(db, sink, claims).gone()
+    clock[0] = 10.0
+    claims.expire()
+    assert asked == [{0xaa, 0xbb, 0xcc}]
+    assert sorted(c[1] for c in sink.calls if c[0] == "gone") == ["vrs:hv0", "vrs:hv2"]  # hv1's bridge answers
 
 
 def test_two_live_sessions_of_one_chassis_the_newest_speaks_and_the_other_takes_over(caplog):

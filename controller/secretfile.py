@@ -1,0 +1,42 @@
+"""Reading a secret from a file (the HA link secret, the REST token) only when the file is private.
+
+A secret other users can read is no secret: like ssh with a private key and PostgreSQL with its TLS key, Canopy
+refuses such a file at start and at a reload (the HA secret also in ``check-settings``), naming the file, its mode and the fix,
+instead of using it silently. The rule is PostgreSQL's:
+
+- other users (the mode's last digit): no access, ever (so a 0644 file, a Kubernetes secret's default, is refused);
+- the group: may read it only when root owns the file: root handing a secret to a service's group, as
+  docs/deploy.md does (0640 root:10001 for the container's user, who does not own it). A file a user owns and
+  shares with a group is refused: its owner needs no group to read it;
+- the owner: anything (0600 and 0400: what the README's and ha.md's commands make, and the token Canopy generates).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+
+class NotPrivate(ValueError):
+    """The file is readable by more users than the secret is for; the message says how to fix it."""
+
+
+def read_private(path: str) -> str:
+    """The stripped text of ``path``; OSError when it cannot be read, NotPrivate when it is too open."""
+    with open(path, encoding="utf-8") as fh:
+        problem = too_open(os.fstat(fh.fileno()))  # the file that was opened, not one put there meanwhile
+        if problem:
+            raise NotPrivate(f"{path} {problem}")
+        return fh.read().strip()
+
+
+def too_open(st: os.stat_result) -> str | None:
+    """Why a file with this status is too open to hold a secret, or None."""
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o007:
+        return (f"has mode {mode:04o}: every user of the host can read or change it; make it private "
+                "(chmod 600, or 640 owned by root with the group of the user Canopy runs as)")
+    if mode & 0o070 and st.st_uid != 0:
+        return (f"has mode {mode:04o}: its group can read it, and only a file root owns may be shared with a "
+                "group; chmod 600 it (or chown root and chgrp it to the group of the user Canopy runs as)")
+    return None
