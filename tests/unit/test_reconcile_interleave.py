@@ -16,7 +16,9 @@ reconciler sends for it:
 - a restarted controller (a new reconciler, its read-back) sends nothing more for that state (hitless restart).
 
 Owners trade their flows' matches from one state to the next (the same (table, priority, match) under another
-owner's cookie), so a flow moves between owners and change sets, and flows use groups that come and go."""
+owner's cookie), so a flow moves between owners and change sets, and flows use groups that come and go. Two pairs of
+owners whose ids' 20-bit hints collide (``TWIN``) at times want flows of the same content, one flow (one key) on the
+switch for both: it must stay while either wants it (openflow/installed.py ``OwnersByBits``)."""
 
 from __future__ import annotations
 
