@@ -398,6 +398,12 @@ def test_ports_added_or_deleted_in_one_big_transaction_are_reported_in_growing_c
     _transact(hv, ops)
     manager.wait_latest(session, lambda s: len(_names(s)) == n, SLOW, "every port")
     added = manager.updates(session)[seen:]
+    # the session is named in ``slicing`` while it reports them (the programming pass waits: controller/app.py),
+    # and no longer once the last is reported (else every pass would wait REPORT_WAIT for it, for ever)
+    [name] = [s["session"] for s in manager.sessions() if s["key"] == session]
+    reports = [e for e in manager.snapshot() if e["ev"] == "update" and e["snap"]["session"] == session]
+    assert [name in e["slicing"] for e in reports[seen:]] == [True, True]
+    poll_until(lambda: name not in manager.slicing(), FAST, "the session out of slicing", manager.context)
     assert [len(s["ports"]) for s in added] == [SLICE_PORTS, n]
     for snap in added:
         for port in snap["ports"]:
