@@ -36,6 +36,7 @@ from controller.osthread import os_os, os_threading
 SCHEDSTAT = "/proc/thread-self/schedstat"  # on-CPU ns, run-queue wait ns, timeslices (Linux)
 TASKS = "/proc/self/task"
 TOP_THREADS = 3  # other threads named per sample
+TOP_GREEN = 8  # groups of green threads named per sample
 THREADS_FROM = 0.005  # other threads' CPU in a sample from which the next samples name the busiest threads
 
 
@@ -103,16 +104,17 @@ class LateSamples:
         tracer = self.tracer
         if tracer is not None:
             tracer.window_longest = 0.0
+            tracer.window = {}
         threads = self._per_thread() if self._name_threads else None
         self._begun = (self._wall(), self._cpu(), self._process(), self._delay(), threads,
-                       tracer.switches if tracer is not None else 0)
+                       tracer.turns if tracer is not None else 0)
 
     def end(self, lag: float) -> None:
         """The sample just taken (seconds late); kept with its split when it is among the ``keep`` longest."""
         if self._begun is None:
             return
         self.samples += 1
-        wall0, cpu0, process0, delay0, threads0, switches0 = self._begun
+        wall0, cpu0, process0, delay0, threads0, turns0 = self._begun
         self._begun = None
         cpu, process = self._cpu() - cpu0, self._process() - process0
         self._name_threads = process - cpu >= THREADS_FROM
@@ -125,7 +127,8 @@ class LateSamples:
                   "ended": round(time.time(), 3), "at_s": round(now - self._started, 2),
                   "threads": self._busiest(threads0) if threads0 is not None else []}
         if self.tracer is not None:
-            sample.update(turns=self.tracer.switches - switches0, longest_ms=_ms(self.tracer.window_longest))
+            sample.update(turns=self.tracer.turns - turns0, longest_ms=_ms(self.tracer.window_longest),
+                          green_threads=green_threads(self.tracer))
         entry = (lag, next(self._order), sample)
         if len(self._kept) < self.keep:
             heapq.heappush(self._kept, entry)
@@ -146,6 +149,26 @@ class LateSamples:
 
     def reset(self) -> None:
         self._kept, self.samples = [], 0
+
+
+def green_threads(tracer, top: int = TOP_GREEN) -> list[dict]:
+    """The green threads whose turns filled the tracer's window (the probe's interval), grouped by the function
+    each began with (``root``): how many threads, turns and CPU ms, busiest first, and where the busiest thread of
+    each group is now (its pause: what it is doing)."""
+    from controller.stretchtrace import stack
+
+    groups: dict[str, list] = {}
+    for thread, (turns, seconds) in (tracer.window or {}).items():
+        group = groups.setdefault(tracer.root(thread), [0, 0, 0.0, None, -1.0])
+        group[0] += 1
+        group[1] += turns
+        group[2] += seconds
+        if seconds > group[4]:
+            group[3], group[4] = thread, seconds
+    busiest = sorted(groups.items(), key=lambda item: item[1][2], reverse=True)[:top]
+    return [{"root": root, "threads": threads, "turns": turns, "cpu_ms": _ms(seconds),
+             "now": stack(thread.gr_frame, depth=4) if getattr(thread, "gr_frame", None) is not None else []}
+            for root, (threads, turns, seconds, thread, _) in busiest]
 
 
 def _ms(seconds: float) -> float:

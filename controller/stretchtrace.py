@@ -33,6 +33,7 @@ import os
 import sys
 import sysconfig
 import time
+import weakref
 from pathlib import Path
 
 import greenlet
@@ -85,7 +86,10 @@ class StretchTracer:
         self.sample_interval = sample_interval
         self.clock = clock
         self.wall = wall
-        self.switches = 0
+        self.switches = 0  # since the last reset
+        self.turns = 0  # since the start, never reset: lagcause counts an interval's turns across a reset
+        self.window: dict | None = None  # {green thread: [turns, CPU seconds]} of the lag probe's interval
+        self._roots = weakref.WeakKeyDictionary()  # green thread -> where it began (``root_of``)
         self.total = 0.0  # CPU seconds of every traced stretch since the last reset
         self.window_longest = 0.0  # the longest stretch since the lag probe's last sleep began (lagcause)
         self.late = None  # controller/lagcause.py LateSamples, listed with the stretches
@@ -139,9 +143,12 @@ class StretchTracer:
         samples, self._samples = self._samples, []
         collected = collector.WATCH.total - self._collector_since
         self.switches += 1
+        self.turns += 1
         self.total += seconds
         self.window_longest = max(self.window_longest, seconds)
         origin = args[0] if args else None
+        if self.window is not None and origin is not None:
+            self._count(origin, seconds)
         if seconds >= MIN_SECONDS and (len(self._kept) < self.keep or seconds > self._kept[0][0]):
             self._record(self._kept, self.keep, seconds, seconds, waited, origin, samples, collected)
         off = waited - seconds
@@ -151,6 +158,21 @@ class StretchTracer:
             self._previous(event, args)
         self._collector_since = collector.WATCH.total
         self._since, self._wall_since = self.clock(), self.wall()  # the tracer's own work is nobody's stretch
+
+    def _count(self, origin, seconds: float) -> None:
+        """One turn of ``origin`` in the lag probe's interval; its root is named the first time it is seen."""
+        entry = self.window.get(origin)
+        if entry is not None:
+            entry[0] += 1
+            entry[1] += seconds
+            return
+        self.window[origin] = [1, seconds]
+        if origin not in self._roots:
+            self._roots[origin] = root_of(origin, origin is self._hub)
+
+    def root(self, thread) -> str:
+        """Where green thread ``thread`` began (``root_of``, as first seen)."""
+        return self._roots.get(thread) or root_of(thread, thread is self._hub)
 
     def _record(self, kept: list, keep: int, key: float, seconds: float, waited: float, origin, samples: list,
                 collected: float = 0.0) -> None:
@@ -221,6 +243,23 @@ def _short(path: str) -> str:
         if marker in path:
             return path.split(marker, 1)[1]
     return path
+
+
+def root_of(thread, is_hub: bool = False) -> str:
+    """The function a green thread was started with (its outermost frame but the switching machinery's): what
+    names it among the hundreds that run in one round of the hub (an OVSDB session, a switch's connection, a
+    reconciler, the programming loop)."""
+    if is_hub:
+        return "(the hub: its timers, polling and callbacks)"
+    frame = getattr(thread, "gr_frame", None)
+    if frame is None:
+        return "(a green thread that began and ended in one turn)"
+    outermost = None
+    while frame is not None:
+        if not any(part in frame.f_code.co_filename for part in SKIPPED):
+            outermost = frame
+        frame = frame.f_back
+    return stack(outermost, depth=1, lines=False)[0] if outermost is not None else "(the switching machinery)"
 
 
 def _ended_in(origin) -> list[str]:

@@ -80,6 +80,7 @@ from controller.logs import Throttle
 from controller.pacer import Pacer, collector_paused
 from controller.ryu_compat import hub, ofp_event
 from openflow import decode, encode
+from openflow.atonce import PLANS as _PLANS, READ_BACKS as _READ_BACKS, READ_BACKS_AT_ONCE  # noqa: F401 (named here)
 from openflow.changeset import MAX_XID, ChangeSet, Op, encode_all
 from openflow.flows import Flow, Group, render_flow, render_group
 from openflow.installed import FlowBook, paced, release
@@ -94,13 +95,7 @@ ROLE_TIMEOUT = 5.0  # seconds for a role request's answer
 REPLY_TIMEOUT = 30.0  # seconds for a read-back or a change set, plus 1 s per REPLY_RATE messages
 REPLY_RATE = 5000
 RETRY_DELAY = 5.0  # seconds before reading back again after the switch did not answer
-#: Switches read back at the same time. Each read-back streams every flow of its switch (16,000 flows: 2.5 MB),
-#: and OVS's echo requests queue behind it on the same connection; with 50 switches read back at once after a
-#: restart, each stream advanced one message per turn of the whole event loop and OVS dropped switch after
-#: switch on its 5 s inactivity probe, so they were read back again and again (tests/benchmarks/vrs_scale.py).
-READ_BACKS_AT_ONCE = 8
 MAX_REPLANS = 2  # change sets dropped in a row because a newer desired state came during their pauses (docstring)
-_READ_BACKS = hub.BoundedSemaphore(READ_BACKS_AT_ONCE)
 
 
 class _DpidLog(logging.LoggerAdapter):
@@ -344,7 +339,7 @@ class SwitchReconciler(SwitchReport):
             self._log.exception("on_sync callback failed")
 
     def _read_back(self) -> bool:
-        """Replace installed with what the switch holds (at most READ_BACKS_AT_ONCE switches at a time); False if
+        """Replace installed with what the switch holds (a few switches at a time: openflow/atonce.py); False if
         it did not answer."""
         self.state = "reading"
         with _READ_BACKS:
@@ -352,6 +347,12 @@ class SwitchReconciler(SwitchReport):
             groups = self._request(encode.group_desc_request(self.datapath)) if flows is not None else None
         if flows is None or groups is None:
             return False
+        with _PLANS:
+            self._take_in(flows, groups)
+        return True
+
+    def _take_in(self, flows: list, groups: list) -> None:
+        """Make what the switch answered the book's installed flows and groups."""
         installed = {}
         for stats in paced(flows, self.pacer.tick):
             key = (stats.table_id, stats.priority, stats.cookie)
@@ -367,7 +368,6 @@ class SwitchReconciler(SwitchReport):
         self.counters["read_backs"] += 1
         self._log.info("read back %d Canopy flows and %d Canopy groups (OpenFlow %s)", len(installed),
                        len(self._installed_groups), OPENFLOW_NAMES.get(self.ofp.OFP_VERSION, "?"))
-        return True
 
     def _request(self, msg):
         """Send a request and return its (multipart) replies' entries, or None on error or timeout."""
@@ -391,7 +391,8 @@ class SwitchReconciler(SwitchReport):
         them in one stretch (60,000 changes: ~50-100 ms of CPU, tests/benchmarks/reconcile_stretches.py)."""
         with collector_paused():
             planning = time.perf_counter()
-            ops = self._plan_ops()
+            with _PLANS:
+                ops = self._plan_ops()
             if ops and self._interrupted():  # came during the plan's pauses
                 self._drop()
             elif ops:

@@ -47,6 +47,8 @@ from controller.ryu_compat import hub
 from controller.discovery import VtepDesired
 from controller.pacer import Pacer, collector_paused
 from ovsdb import bridge, claims, idl, tunnel, vrs, vtep, vtep_sync
+from ovsdb import firstreads
+from ovsdb.firstreads import FirstReads
 
 VTEP_DATABASE = vtep.DATABASE
 WAKE_MS = 1000  # longest a green thread sleeps without looking at its connection
@@ -62,7 +64,7 @@ def give_way() -> None:
     hub.sleep(0)
 
 # Session states shown in sessions().
-HANDSHAKE, SYNCING, SYNCED, CLOSED = "handshake", "syncing", "synced", "closed"
+HANDSHAKE, QUEUED, SYNCING, SYNCED, CLOSED = "handshake", "queued", "syncing", "synced", "closed"
 
 
 def classify(databases: list[str]) -> str | None:
@@ -94,6 +96,7 @@ class _PeerSession:
         self._doorbell: idl.Doorbell | None = None
         self._thread = None
         self._finished = False
+        self._reading: float | None = None  # when it took one of the server's first-read slots (ovsdb/firstreads.py)
 
     def start(self) -> None:
         """Serve the connection in its own green thread."""
@@ -170,8 +173,24 @@ class _PeerSession:
             return
         self._follow_vrs(schema)
 
+    def _first_read(self) -> None:
+        """Wait for a slot to read the peer's whole database (ovsdb/firstreads.py), answering its echoes."""
+        self.state = QUEUED
+        self._server.first_reads.admit(self._conn.answer_echoes)
+        self._reading = time.monotonic()
+
+    def _first_read_done(self, unless_before: float | None = None) -> None:
+        """Give the first-read slot back (the copy is reported, the session ended), or, with ``unless_before``,
+        only if it was taken before then: a peer slow to send its copy holds a slot for ``firstreads.HOLD_S`` at
+        most, not until ``sync_timeout``."""
+        if self._reading is not None and (unless_before is None or self._reading < unless_before):
+            self._reading = None
+            self._server.first_reads.release()
+
     def _follow_vrs(self, schema: dict) -> None:
         """Replicate the VRS's Open_vSwitch database and report every change until it goes."""
+        self._first_read()
+
         def report_slice():  # a big update of ports is reported as it lands, a slice at a time (idl.slices)
             self._server.slicing.add(self.name)  # until its last slice is reported (below, or the session ends)
             self._reporter.refresh(replica.rows(vrs.DATABASE), replica.take_changes())
@@ -198,6 +217,7 @@ class _PeerSession:
                     seen = replica.change_seqno
                     self.state = SYNCED
                     self._reporter.refresh(replica.rows(vrs.DATABASE), replica.take_changes())
+                    self._first_read_done()
                 self._server.slicing.discard(self.name)
                 collector.freeze = replica.change_seqno - before >= FREEZE_ROWS  # the rows stay: never scan them
             if replica.synced:
@@ -207,6 +227,7 @@ class _PeerSession:
                             writer.step(self._reporter.last)
             else:
                 self._check_sync_deadline()
+                self._first_read_done(unless_before=time.monotonic() - firstreads.HOLD_S)
             replica.wait(self._wake_ms())
 
     def _check_sync_deadline(self) -> None:
@@ -267,6 +288,7 @@ class _PeerSession:
             return
         self._finished = True
         self.state = CLOSED
+        self._first_read_done()
         self._server.slicing.discard(self.name)
         try:
             self._conn.close()
@@ -339,6 +361,7 @@ class OvsdbManagerServer:
         self.claims = claims.VrsClaims(sink, reconnect_grace, self.log, forwarding=forwarding)
         self.vtep_claims = claims.VtepClaims(sink, reconnect_grace, self.log)
         self.writes_enabled = True  # False on an HA standby: replicate and report, write nothing
+        self.first_reads = FirstReads()  # a few sessions read their peer's whole database at a time
         self.pause = give_way  # a big update (rows, then bridge ports) gives the event loop a turn this way
         self.held = False  # True until the controller's start-up hold ends (release()): write nothing
         self.slicing: set[str] = set()  # sessions reporting a big update in slices (ovsdb/idl/slices.py) now

@@ -277,6 +277,20 @@ class PeerLink:
             raise PeerError("asked for the %s schema, got %r" % (database, result.get("name")))
         return result
 
+    def answer_echoes(self) -> None:
+        """Answer the echo requests the peer has sent, without waiting for more (a session waiting for its turn to
+        ask for its database: ovsdb/firstreads.py); other messages are ignored, up to ``MAX_UNSOLICITED``; raise
+        ``PeerError`` if the peer has gone."""
+        for _ in range(MAX_UNSOLICITED):
+            self.rpc.run()
+            status, msg = self.rpc.recv()
+            if status == errno.EAGAIN:
+                return
+            self._check(status, "waiting for a first read")
+            if msg.type == ovs.jsonrpc.Message.T_REQUEST and msg.method == "echo":
+                self.rpc.send(ovs.jsonrpc.Message.create_reply(msg.params, msg.id))
+        raise PeerError("%d unsolicited messages while waiting for a first read" % MAX_UNSOLICITED)
+
     def close(self) -> None:
         """Close the connection (idempotent)."""
         if self.rpc.stream is not None:

@@ -172,10 +172,14 @@ def print_off_cpu(stretches: list | None, count: int = 3) -> None:
         f"ended in {' < '.join(s['ended_in'][:4])}"))
 
 
+GREEN_GROUPS = 6  # groups of green threads printed under each late sample
+
+
 def print_late_samples(samples: list | None, count: int = 5) -> None:
     """The lag probe's longest samples, each late interval split (controller/lagcause.py): the event loop's thread
     on CPU, waiting for a CPU, off CPU; the other threads' CPU; the turns of green threads it held; when it ended
-    (seconds from the controller's start)."""
+    (seconds from the controller's start); under each, the green threads whose turns filled it, grouped by the
+    function each began with."""
     if not samples:
         return
     print(f"    why the {min(count, len(samples))} longest lag samples were late (the interval from the probe's sleep "
@@ -187,6 +191,10 @@ def print_late_samples(samples: list | None, count: int = 5) -> None:
         print(f"    {s['lag_ms']:8.1f} {s['wall_ms']:7.1f} {s['cpu_ms']:9.1f} {s['run_delay_ms']:9.1f} "
               f"{s['off_cpu_ms']:8.1f} {s['others_cpu_ms']:7.1f} {s.get('turns', 0):6,} {s.get('longest_ms', 0):8.1f}"
               f" {s.get('at_s', 0):7.1f}  {threads}")
+        for group in s.get("green_threads", [])[:GREEN_GROUPS]:
+            now = " < ".join(group["now"][:4]) or "-"
+            print(f"{'':14}{group['cpu_ms']:7.1f} ms in {group['turns']:4,} turns of {group['threads']:3} green threads "
+                  f"begun in {group['root']}; the busiest now in {now}")
 
 
 def print_collections(collections: list | None, count: int = 3) -> None:

@@ -12,6 +12,7 @@ by PID and temp dirs removed even when a test fails. Every wait polls with a dea
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -19,10 +20,13 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
+from ovsdb import firstreads
 from tests.harness.ovsdb_driver import ManagerDriver, hold_for, poll_until, stop_process
 
 pytestmark = pytest.mark.integration
@@ -419,3 +423,57 @@ def test_ports_added_or_deleted_in_one_big_transaction_are_reported_in_growing_c
 def _bridge_own_port(hv: Hypervisor) -> list[str]:
     """The uuid of br-int's own port (the one ``add-br`` made)."""
     return [hv.vsctl("--columns=_uuid", "--bare", "find", "Port", "name=br-int").strip()]
+
+
+class StalledPeer:
+    """A peer that answers ``list_dbs`` and ``get_schema`` like a VRS, then never sends its database (a slow or
+    hostile ovsdb-server), answering the manager's echo requests so that it is not dropped for silence."""
+
+    def __init__(self, port: int, schema: dict):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=SLOW)
+        _reply(self.sock, _read_request(self.sock), ["Open_vSwitch"])
+        _reply(self.sock, _read_request(self.sock), schema)
+        self.asked: list[str] = []
+        self._thread = threading.Thread(target=self._answer, daemon=True)
+        self._thread.start()
+
+    def _answer(self) -> None:
+        buf, decoder = "", json.JSONDecoder()
+        with contextlib.suppress(OSError):
+            while chunk := self.sock.recv(65536):
+                buf += chunk.decode()
+                while buf.strip():
+                    try:
+                        message, end = decoder.raw_decode(buf.lstrip())
+                    except ValueError:
+                        break
+                    buf = buf.lstrip()[end:]
+                    self.asked.append(message.get("method"))
+                    if message.get("method") == "echo":
+                        _reply(self.sock, message, message["params"])
+
+    def close(self) -> None:
+        self.sock.close()
+        self._thread.join(SLOW)
+
+
+def test_peers_that_never_send_their_database_do_not_keep_the_others_waiting(manager, spawn):
+    """Sessions take turns to read their peer's whole database (ovsdb/firstreads.py); a peer that never sends
+    it gives its turn back after ``HOLD_S``, not at the sync timeout (120 s), and a VRS waiting its turn answers
+    its ovsdb-server's echo requests meanwhile (probe 1 s here: two unanswered and it would drop us)."""
+    schema = json.loads((SCHEMAS / "vswitch.ovsschema").read_text())
+    stalled = []
+    try:
+        for _ in range(firstreads.LIMIT):
+            stalled.append(StalledPeer(manager.port, schema))
+        poll_until(lambda: all(peer.asked for peer in stalled), SLOW, "every stalled peer asked for its database",
+                   manager.context)
+        hv = spawn(Hypervisor, "hv-behind")
+        started = time.monotonic()
+        connect_vrs(manager, hv)
+        waited = time.monotonic() - started
+        assert firstreads.HOLD_S - 1 < waited < firstreads.HOLD_S + 4, manager.context()
+        assert "disconnect" not in (Path(hv.dir) / "ovsdb-server.log").read_text()
+    finally:
+        for peer in stalled:
+            peer.close()

@@ -3,6 +3,8 @@ references rather than copies, and after a read-back diffs everything as the rec
 
 from types import SimpleNamespace
 
+import pytest
+
 from openflow import pipeline as p
 from openflow.flows import Owner, flow
 from openflow.installed import FlowBook, FlowPlan
@@ -274,3 +276,33 @@ def test_only_owners_whose_hints_collide_are_looked_at():
     book.set_desired({A: flows_of(A, "02:00:00:00:00:01"), a: flows_of(a, "02:00:00:00:00:03")}, changed={b})
     book.applied(book.plan())
     assert not book.sharing.involved and book.sharing.others(a, book.installed[a]) == ()
+
+@pytest.mark.parametrize("step", ["_plan_ops", "_take_in"])
+def test_at_most_a_few_switches_take_in_a_read_back_or_plan_at_once(monkeypatch, step):
+    """Taking in a read-back and planning a change set pause every few milliseconds; 30 switches doing so at once
+    made every round of the hub 70-100 ms of CPU after a restart. PLANS_AT_ONCE do it at a time."""
+    import logging
+
+    from controller.ryu_compat import hub, ofproto_protocol
+    from openflow import atonce, reconciler
+
+    dp = ofproto_protocol.ProtocolDesc(5)
+    at_work, most = [0], [0]
+
+    def work(self, *args):
+        at_work[0] += 1
+        most[0] = max(most[0], at_work[0])
+        for _ in range(3):
+            hub.sleep(0)  # the step's pauses
+        at_work[0] -= 1
+        return []
+
+    monkeypatch.setattr(reconciler.SwitchReconciler, step, work)
+    monkeypatch.setattr(reconciler.SwitchReconciler, "_request", lambda self, msg: [])
+    recs = [reconciler.SwitchReconciler(SimpleNamespace(id=n, ofproto=dp.ofproto, ofproto_parser=dp.ofproto_parser,
+                                                        xid=0, address=("10.0.0.1", n)),
+                                        log=logging.getLogger("test.reconciler"))
+            for n in range(1, atonce.PLANS_AT_ONCE + 5)]
+    threads = [hub.spawn(rec._sync if step == "_plan_ops" else rec._read_back) for rec in recs]
+    hub.joinall(threads)
+    assert most[0] == atonce.PLANS_AT_ONCE

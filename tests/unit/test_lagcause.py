@@ -1,10 +1,13 @@
 """Why a lag sample was late (controller/lagcause.py): the late interval split into the event loop thread's CPU,
 its wait for a CPU, its time off CPU and the other threads' CPU, for the longest samples only."""
 
+import eventlet
+
 from controller import lagcause
 from controller.lagcause import LateSamples
 from controller.lagprobe import LagProbe
 from controller.osthread import os_threading
+from controller.stretchtrace import StretchTracer
 
 
 class Clocks:
@@ -68,17 +71,17 @@ def test_only_the_longest_samples_are_kept_longest_first():
 
 def test_the_tracer_says_how_many_turns_and_the_longest_of_the_interval():
     class Tracer:
-        switches, window_longest = 10, 0.5
+        turns, window_longest, window = 10, 0.5, None
 
     clocks, tracer = Clocks(), Tracer()
     late = clocks.samples(tracer=tracer)
     late.begin()
     assert tracer.window_longest == 0.0  # begun anew with each sleep
-    tracer.switches, tracer.window_longest = 52, 0.012
+    tracer.turns, tracer.window_longest = 52, 0.012
     clocks.advance(wall=0.2, cpu=0.2)
     late.end(0.1)
     (sample,) = late.listed()
-    assert sample["turns"] == 42 and sample["longest_ms"] == 12.0
+    assert sample["turns"] == 42 and sample["longest_ms"] == 12.0 and sample["green_threads"] == []
 
 
 def test_the_probe_tells_its_cause_each_sleep_and_lag():
@@ -120,3 +123,53 @@ def test_the_kernel_figures_are_read_for_this_process():
         busy.set()
         worker.join()
     assert lagcause.Schedstat("/nonexistent")() == (0.0, 0.0) and lagcause.threads_cpu("/nonexistent") == {}
+
+
+def _green_work(turns: int) -> None:
+    for _ in range(turns):
+        sum(range(2000))
+        eventlet.sleep(0)
+
+
+def test_turns_stay_counted_when_the_tracer_is_reset_during_the_interval():
+    """A benchmark's ``DELETE /v1/stretches`` between two phases reset the tracer's switch count while a sample
+    was under way: its turns were printed as -346 (evpn_routes, session 28)."""
+    tracer = StretchTracer(3, sample_interval=None)
+    tracer.start()
+    try:
+        late = LateSamples(2, tracer)
+        _green_work(50)  # turns before the interval: the count the reset drops
+        late.begin()
+        before = tracer.turns
+        eventlet.spawn(_green_work, 20).wait()
+        tracer.reset()
+        eventlet.spawn(_green_work, 20).wait()
+        late.end(0.2)
+        (sample,) = late.listed()
+        assert sample["turns"] == tracer.turns - before >= 40
+    finally:
+        tracer.stop()
+
+
+def test_the_green_threads_of_the_interval_are_grouped_by_the_function_they_began_with():
+    tracer = StretchTracer(3, sample_interval=None)
+    tracer.start()
+    try:
+        late = LateSamples(2, tracer)
+        late.begin()
+        workers = [eventlet.spawn(_green_work, 5) for _ in range(4)]
+        other = eventlet.spawn(_green_work_elsewhere)
+        for thread in workers + [other]:
+            thread.wait()
+        late.end(0.3)
+        groups = {g["root"]: g for g in late.listed()[0]["green_threads"]}
+    finally:
+        tracer.stop()
+    work = groups["tests/unit/test_lagcause.py _green_work"]
+    assert work["threads"] == 4 and work["turns"] >= 20 and work["cpu_ms"] > 0
+    assert groups["tests/unit/test_lagcause.py _green_work_elsewhere"]["threads"] == 1
+    assert any(root.startswith("(the hub") for root in groups)
+
+
+def _green_work_elsewhere() -> None:
+    _green_work(2)

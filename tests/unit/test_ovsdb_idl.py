@@ -350,3 +350,28 @@ def test_the_rows_of_a_long_reference_set_are_read_without_sorting_them(accepted
     assert compared[0] == 0
     assert sorted(got) == list(bridge.ports) and len(got) == 300 and compared[0] > 0  # getattr sorts
     assert {row.name for row in got} == {f"p{i}" for i in range(300)}
+
+
+def test_answer_echoes_replies_to_what_has_arrived_and_says_when_the_peer_is_gone(accepted):
+    _, link, client = accepted
+    client.sendall(json.dumps({"id": "e1", "method": "echo", "params": ["x"]}).encode()
+                   + json.dumps({"id": None, "method": "update", "params": [None, {}]}).encode())
+    deadline = time.monotonic() + BOUND
+    reader = Reader(client)
+    answered = []
+
+    def peer():
+        answered.append(reader.next())
+
+    thread = threading.Thread(target=peer, daemon=True)
+    thread.start()
+    while thread.is_alive() and time.monotonic() < deadline:
+        link.answer_echoes()  # returns at once when nothing more has arrived
+        time.sleep(0.01)
+    thread.join(BOUND)
+    assert answered == [{"id": "e1", "result": ["x"], "error": None}]
+    client.close()
+    with pytest.raises(idl.PeerError, match="closed"):
+        for _ in range(100):
+            link.answer_echoes()
+            time.sleep(0.01)
