@@ -32,7 +32,8 @@ sends what changed since its last update to a slow reader), and which came first
 the ports under the bridge's or the root's old values, perhaps a state that never was (ports added to the
 integration bridge after it was renamed, bound under its old name). Such an update is applied whole: its ports
 stay in the last slice when their bridge's row changes more than its ``ports``, and nothing is cut when the root
-row changes more than its ``bridges``.
+row changes more than its ``bridges``. Nor is anything cut for a replica that reads another reference to ports or
+interfaces than a bridge's ``ports`` and a port's ``interfaces`` (``_references_to_ports``).
 """
 
 from __future__ import annotations
@@ -87,7 +88,8 @@ def _plan(update, tables, slice_ports: int, walk) -> list[dict] | None:
     if not isinstance(ports, dict) or len(ports) <= slice_ports or not isinstance(ifaces, dict):
         return None
     operation = _operation(ports, ifaces)
-    if operation is None or not _root_keeps_its_values(update.get("Open_vSwitch", {})):
+    if operation is None or not _root_keeps_its_values(update.get("Open_vSwitch", {})) or \
+            _references_to_ports(tables) != _SLICED_REFERENCES:
         return None
     owner = _bridge_of(update.get("Bridge", {}), tables["Bridge"].rows, operation, walk)
     held = _interfaces_held(ports, ifaces, tables["Port"].rows, operation, walk)
@@ -100,6 +102,19 @@ def _plan(update, tables, slice_ports: int, walk) -> list[dict] | None:
         start, size = start + size, size * GROWTH
     rest = _rest(update, chosen, held, walk)
     return slices + [rest] if rest else slices
+
+
+_SLICED_REFERENCES = {("Bridge", "ports"), ("Port", "interfaces")}  # the references a slice keeps whole
+
+
+def _references_to_ports(tables) -> set[tuple[str, str]]:
+    """The (table, column)s of the replica that refer to Port or Interface rows. A slice keeps only
+    ``_SLICED_REFERENCES`` whole: a replica that also reads another (Mirror's ``select_src_port``, a weak reference
+    ovsdb-server removes in the transaction that deletes the port) would see it dangle between slices, so then
+    nothing is cut."""
+    return {(table.name, column.name) for table in tables.values() for column in table.columns.values()
+            for base in (column.type.key, column.type.value)
+            if base is not None and base.ref_table_name in ("Port", "Interface")}
 
 
 def _operation(ports: dict, ifaces: dict) -> str | None:
