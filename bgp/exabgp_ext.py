@@ -15,6 +15,7 @@ ExaBGP decodes EVPN but has no API command to announce it. This module:
   one acknowledgement per command line, whatever the number of routes in it (all are injected, or
   none when one of them is invalid); a route announced before is withdrawn with the NLRI its announcement
   built (``shared_nlri``; ``bgp.routes.parse_batch_command`` hands out the same route for the same text);
+  and ``canopy ping``, the speaker's liveness probe (``bgp.watchdog``), answered in order with them;
 - sends the EVPN routes queued together that share their path attributes in few UPDATEs (one
   MP_REACH_NLRI / MP_UNREACH_NLRI per next hop; withdrawals up to the message size, announcements
   ANNOUNCED_PER_UPDATE at most: GoBGP's cost per route grows with the routes of its UPDATE); ExaBGP 5.0.15
@@ -403,6 +404,18 @@ def _evpn_handler(api, reactor, service, line, use_json):
     return True
 
 
+def _ping_handler(api, reactor, service, line, use_json):
+    """The speaker's liveness probe (bgp.watchdog): answered "done" from the command scheduler, so in order
+    with the evpn commands scheduled before it (ExaBGP's own ``#`` or ``version`` answer at once, ahead of them)."""
+
+    def callback():
+        reactor.processes.answer_done(service)
+        yield True
+
+    reactor.asynchronous.schedule(service, line, callback())
+    return True
+
+
 # --------------------------------------------------------------------------- EVPN next hops
 
 _exabgp_mp_reach_unpack = MPRNLRI.unpack.__func__
@@ -478,6 +491,7 @@ class _Group:
 
 
 COMMANDS = ("announce evpn", "withdraw evpn")
+PING = "canopy ping"  # bgp.watchdog.PROBE
 
 
 def install() -> None:
@@ -492,6 +506,8 @@ def install() -> None:
     for name in COMMANDS:
         if Command.callback["text"].get(name) is not _evpn_handler:
             Command.register(name, json_support=True)(_evpn_handler)
+    if Command.callback["text"].get(PING) is not _ping_handler:
+        Command.register(PING, neighbor=False, json_support=True)(_ping_handler)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,6 +26,7 @@ LOG_ONCE = ("not_vxlan",)  # reasons logged only the first time per peer (then o
 # every client's routes back to it too (FRR does, as the reflector docs/evpn.md shows), so a warning would be written
 # at every session start. One Canopy does not announce is a warning: another speaker with Canopy's router id or AS
 EXPECTED = ("own_route",)
+PROBE_ACTION = "probe"  # the action of a pending probe line (no routes)
 EVPN_FAMILY = "l2vpn/evpn"  # as ExaBGP names it in a graceful restart capability
 
 
@@ -111,6 +112,7 @@ class RouteBook:
     received_per_peer: collections.Counter = field(default_factory=collections.Counter)  # peer ip -> routes
     batch: int = bgp_routes.BATCH_ROUTES
     connected: bool = False
+    acks: int = 0  # acknowledgements ExaBGP has sent (the speaker's watchdog watches it move)
     log: logging.Logger = LOG
     local: Local | None = None  # our AS and router id, to recognise our own routes come back
     graceful: GracefulRestart = GracefulRestart()
@@ -173,6 +175,12 @@ class RouteBook:
     def _send(self, action: str, routes: tuple) -> str:
         self.pending.append((action, routes))
         return bgp_routes.to_batch_command(routes, action)
+
+    def probe(self, command: str) -> str:
+        """``command`` (the watchdog's probe, bgp.watchdog.PROBE), waited for like the others: its answer is
+        acknowledged in order and changes nothing."""
+        self.pending.append((PROBE_ACTION, ()))
+        return command
 
     def take_outbox(self) -> list[str]:
         """Command lines made while handling answers, for the caller to write (after what it already has)."""
@@ -237,6 +245,9 @@ class RouteBook:
             self.log.warning("ExaBGP API: %r acknowledges no command", answer)
             return
         action, routes = self.pending.popleft()
+        self.acks += 1
+        if action == PROBE_ACTION:
+            return
         if answer == "done":
             for route in routes:
                 if action == bgp_routes.ANNOUNCE:

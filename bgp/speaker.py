@@ -10,7 +10,10 @@ Unix socket in the speaker's workdir. One thread of the speaker's own does all t
   re-injects every desired route (a new ExaBGP knows none of them), and sends what
   ``set_desired`` queued;
 - it reads ExaBGP's JSON messages (received EVPN updates, neighbor state changes) and the
-  acknowledgements ("done" / "error", one per command line, in order).
+  acknowledgements ("done" / "error", one per command line, in order);
+- it watches that ExaBGP goes on acknowledging (``bgp.watchdog``): one that leaves its commands, or a probe,
+  unanswered for ``api_timeout`` seconds (frozen, or wedged) has its peers reported down, and is killed and
+  restarted after ``api_restart_after``.
 
 Its settings (``Neighbor``, ``SpeakerConfig``) and ``exabgp.conf`` rendered from them: ``bgp.speakerconf``, re-exported
 here. ``RouteBook`` is the bookkeeping behind it (what is desired, sent, acknowledged, received, and each
@@ -40,6 +43,7 @@ from typing import Callable
 from bgp.received import Local
 from bgp.routebook import RouteBook
 from bgp.speakerconf import Neighbor, SpeakerConfig, exabgp_env, render_config
+from bgp.watchdog import PROBE, PROBE_NOW, RESTART, SILENT, ApiWatchdog
 
 LOG = logging.getLogger("canopy.bgp.speaker")
 _LIBC = ctypes.CDLL(None, use_errno=True)
@@ -147,6 +151,8 @@ class Speaker:
         self._changed = False
         self._backlog = False  # the last read stopped at READ_BURST: the relay probably has more
         self._notified = 0.0  # monotonic time of the last on_change call
+        self._watchdog = ApiWatchdog(config.api_timeout, config.api_restart_after)
+        self._kill_reason: str | None = None  # why the watchdog killed the current ExaBGP (for its exit)
 
     # ------------------------------------------------------------------ public interface
     def start(self) -> None:
@@ -233,7 +239,12 @@ class Speaker:
     def peers(self) -> list[dict]:
         """One row per configured neighbor: address, asn, state, since, uptime, received, sent, last_error."""
         with self._lock:
-            return self._book.peer_rows()
+            rows = self._book.peer_rows()
+            silent = self._watchdog.silent_for()
+        if silent is None:
+            return rows
+        why = f"exabgp has not answered its API for {silent:.0f}s"
+        return [{**row, "state": "down", "uptime": None, "sent": 0, "last_error": why} for row in rows]
 
     def status(self) -> dict:
         """The ExaBGP process and the API conversation with it."""
@@ -244,7 +255,9 @@ class Speaker:
             return {
                 "running": running, "pid": proc.pid if running else None,
                 "restarts": max(0, self._spawns - 1), "pending_acks": len(book.pending),
-                "api_connected": book.connected, "desired": len(book.desired),
+                "api_connected": book.connected, "api_silent_for": self._watchdog.silent_for(),
+                "api_longest_wait": round(self._watchdog.longest_wait, 3),
+                "desired": len(book.desired),
                 "announced": len(book.announced), "refused": len(book.failed), "received": len(book.received),
                 "last_error": self._last_error, "restart_in": waiting,
                 "config": self.config.conf_path, "log": self.config.log_path,
@@ -259,6 +272,7 @@ class Speaker:
                     self._poll(self._timeout())
                     with self._lock:
                         self._changed |= self._book.expire()
+                    self._watch()
                 except Exception:  # noqa: BLE001 - the supervisor must outlive any bug in one turn
                     self.log.exception("BGP speaker: unexpected error, continuing")
                     time.sleep(POLL_INTERVAL)
@@ -302,7 +316,8 @@ class Speaker:
         proc = self._proc
         if proc is None or proc.poll() is None:
             return
-        reason = _exit_reason(proc.returncode, self.config, self._offsets)
+        reason = self._kill_reason or _exit_reason(proc.returncode, self.config, self._offsets)
+        self._kill_reason = None
         self._drop_connection()
         with self._lock:
             self._proc = None
@@ -398,6 +413,7 @@ class Speaker:
             self._conn, self._inbuf, self._outbuf = conn, bytearray(), bytearray()
             commands = self._book.attach()
             self._queue(commands)
+            self._watchdog.connected()
         self.log.info("BGP speaker: exabgp API connected (relay pid %d); injecting %d route(s)",
                       relay_pid, len(commands))
 
@@ -430,9 +446,13 @@ class Speaker:
             rest = b""
         self._inbuf = bytearray(rest)
         with self._lock:
+            acks = self._book.acks
             for line in lines:  # handle_line never raises: no acknowledgement after a bad line is lost
                 self._changed |= self._book.handle_line(line.decode("utf-8", errors="replace"))
             self._queue(self._book.take_outbox())
+            if self._book.acks != acks and self._watchdog.acknowledged(waiting=bool(self._book.pending)):
+                self._changed = True
+                self.log.warning("BGP speaker: exabgp answers its API again; its peers are reported as it says")
 
     def _write(self) -> None:
         """Hand the relay all the commands its socket takes now (WRITE_BURST at most): this thread gets a turn
@@ -466,11 +486,48 @@ class Speaker:
                 self._terminate_child()
         self._reap()
 
+    def _watch(self) -> None:
+        """Probe an idle ExaBGP; report a silent one's peers down; kill one silent too long (``bgp.watchdog``)."""
+        proc = self._proc
+        with self._lock:
+            if self._conn is None or proc is None:
+                return
+            verdict = self._watchdog.check(waiting=bool(self._book.pending))
+            if verdict == PROBE_NOW:
+                self._queue([self._book.probe(PROBE)])
+                self._watchdog.probed()
+            unanswered = len(self._book.pending)
+        if verdict == PROBE_NOW:
+            self._wake()
+        elif verdict == SILENT:
+            with self._lock:
+                self._changed = True
+            self.log.error("BGP speaker: exabgp (pid %d) has not answered its API for %.0fs (%d command line(s) "
+                           "unacknowledged): its peers are reported down; restart in %.0fs unless it answers",
+                           proc.pid, self.config.api_timeout, unanswered,
+                           self._watchdog.restart_bound() - self.config.api_timeout)
+        elif verdict == RESTART:
+            self._kill_silent(proc)
+
+    def _kill_silent(self, proc: subprocess.Popen) -> None:
+        """SIGKILL a frozen or wedged ExaBGP's process group (SIGTERM would wait on it); reaped and restarted
+        by the usual path, which re-sends every desired route."""
+        self._kill_reason = "exabgp did not answer its API; killed"
+        self.log.error("BGP speaker: exabgp (pid %d) still not answering its API: killing it to restart it", proc.pid)
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=TERM_GRACE)
+        except (ProcessLookupError, subprocess.TimeoutExpired) as error:
+            self.log.warning("BGP speaker: killing exabgp (pid %d): %r", proc.pid, error)
+        self._drop_connection()
+        self._reap()
+
     def _drop_connection(self) -> None:
         conn = self._conn
         with self._lock:
             self._conn, self._outbuf = None, bytearray()
             self._book.connected = False
+            self._watchdog.disconnected()
         if conn is not None:
             conn.close()
 

@@ -46,6 +46,8 @@ class SpeakerConfig:
     listen_port: int = 179
     workdir: str = "/var/lib/canopy/bgp"  # exabgp.conf, the relay socket, exabgp.log, exabgp.out
     graceful_restart: GracefulRestart = GracefulRestart()
+    api_timeout: float = 5.0  # seconds ExaBGP may leave its commands unacknowledged before its peers are reported down
+    api_restart_after: float = 30.0  # ... before it is killed and restarted (bgp.watchdog)
 
     @property
     def conf_path(self) -> str:

@@ -12,6 +12,7 @@ parked in controller.runtime.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 
@@ -127,10 +128,11 @@ class CanopyApp(RyuApp):
         extra.append(Route("GET", "/v1/ha", self._ha_status,
                            "HA pair: role, peer, heartbeats, replication sequence and lag, generation id"))
         self._roles_wake = hub.Event()
+        parts = {"startup_hold": self.hold.status, "programmer": self._programmer_counts}
+        if self.federation is not None:
+            parts["bgp"] = functools.partial(rest_bgp.status_part, self.federation)
         self.api = Api(self.service, self.state, settings, extra_routes=extra, ha=self.pair,
-                       programming=lambda: self.program_loop.status(),
-                       status_parts={"startup_hold": self.hold.status,
-                                     "programmer": self._programmer_counts})
+                       programming=lambda: self.program_loop.status(), status_parts=parts)
         self.api.switch_status = self._switch_status
         self.api.pause = give_way  # big answers (GET /v1/switches) give the event loop turns
         self.api.list_counters = {"floating_ip": rest_external.floating_counters(self.programmer,

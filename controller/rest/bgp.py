@@ -47,6 +47,14 @@ def routes(federation, pause=None) -> list[Route]:
                   query=(("direction", "in (default) or out"), ("type", "only this route type: 2, 3 or 5")))]
 
 
+def status_part(federation) -> dict:
+    """``bgp`` in GET /v1/status: each neighbor's session state ("down" while ExaBGP does not answer its API, with
+    ``api_silent_for`` its seconds of silence: bgp/watchdog.py) and ExaBGP's restarts."""
+    speaker = federation.speaker.status()
+    return {"peers": {row["address"]: row["state"] for row in federation.peers()},
+            "api_silent_for": speaker["api_silent_for"], "restarts": speaker["restarts"]}
+
+
 def _no_query(req, allowed):
     for key in req.query:
         if key not in allowed:

@@ -687,6 +687,7 @@ def report(b: Bench, phases: dict) -> dict:
     return {"routes": b.n, "code": b.args.code or "this checkout", "rows": rows, "setup_seconds": b.setup,
             "gobgpd": done.stdout.strip(),
             "lag": health.lag_from_status(b.canopy.api.get("/v1/status").json), "disconnects": b.disconnects(),
+            "speaker": b.canopy.api.get("/v1/bgp/peers").json["speaker"],
             "machine": {"cpus": os.cpu_count(), "cpu": model, "load_average": os.getloadavg(),
                         "python": sys.version.split()[0]}}
 
@@ -732,6 +733,9 @@ def print_table(result: dict) -> None:
         f"{row['phase']} {fmt_lag(row['marks'].get('lag'))}" for row in result["rows"]))
     print("  " + health.lag_line(result["lag"]))
     print("  " + health.disconnects_line(result["disconnects"]))
+    speaker = result["speaker"]
+    print(f"  ExaBGP restarts {speaker['restarts']}; longest wait for an acknowledgement "
+          f"{speaker.get('api_longest_wait', '-')} s (the watchdog reports its peers down at 5 s: bgp/watchdog.py)")
     print("  setup: " + ", ".join(f"{label} {seconds:.1f} s" for label, seconds in result["setup_seconds"].items()))
 
 

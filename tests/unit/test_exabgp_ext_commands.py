@@ -78,10 +78,26 @@ def test_command_for_unknown_neighbor_answers_error():
     assert reactor.acks == ["error"] and reactor.injected == []
 
 
+def test_the_ping_probe_is_answered_in_order_with_the_evpn_commands_before_it():
+    """bgp.watchdog's probe: scheduled in ExaBGP's real command scheduler like the evpn commands, so its "done"
+    comes after theirs (ExaBGP's own "#" answers while it is read, ahead of them: the RouteBook would misread it)."""
+    from exabgp.reactor.asynchronous import ASYNC
+
+    reactor = FakeReactor()
+    reactor.asynchronous = ASYNC()
+    dispatch(reactor, to_command(TYPE3, "announce", neighbor="10.9.9.9"))  # answered "error"
+    dispatch(reactor, exabgp_ext.PING)
+    dispatch(reactor, "# a comment")
+    assert reactor.acks == ["done"]  # the comment's, at once
+    reactor.asynchronous.run()
+    assert reactor.acks == ["done", "error", "done"] and reactor.injected == []
+
+
 def test_install_is_idempotent():
     exabgp_ext.install()
     exabgp_ext.install()
     assert exabgp_ext.Command.functions.count("announce evpn") == 1
+    assert exabgp_ext.Command.functions.count(exabgp_ext.PING) == 1
     assert routes.ANNOUNCE == "announce"
 
 

@@ -1,0 +1,100 @@
+"""Is ExaBGP still taking its API commands? The speaker's watchdog: its timing, without I/O.
+
+A frozen ExaBGP (SIGSTOP) or a wedged one (alive, but not reading its API) keeps its process and its relay's
+connection, so the speaker's supervision, which acts on exits and closed connections, never notices; its peers
+drop the session after their hold time while Canopy would go on reporting them up. ExaBGP acknowledges every
+command line in order ("done"/"error"), so progress is visible: ``ApiWatchdog`` is told when a command line is
+waited for and when an acknowledgement arrives, and says
+
+- ``probe``: nothing has been waited for for PROBE_EVERY seconds: send one probe (``canopy ping``, which
+  bgp.exabgp_ext answers from ExaBGP's command scheduler, in order with the evpn commands, and costs nothing);
+- ``silent``: commands have been waited for, with no acknowledgement, for ``timeout`` seconds: report the
+  peers down;
+- ``restart``: ... for ``restart_after`` seconds (doubled after each restart that was not followed by an
+  acknowledgement, up to RESTART_MAX): kill ExaBGP, which the speaker then restarts.
+
+It measures progress, not latency: a busy ExaBGP working through a burst of 10,000 routes acknowledges a line
+of BATCH_ROUTES routes every fraction of a second, so it is never silent, however long its queue. The clock is
+passed in (unit tests use their own, no wall clock).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+PROBE_EVERY = 1.0  # seconds without anything waited for before a probe is sent
+RESTART_MAX = 300.0  # the restart bound grows up to this while restarts do not help
+PROBE = "canopy ping"  # the probe command (bgp.exabgp_ext registers it)
+
+OK, PROBE_NOW, SILENT, RESTART = "ok", "probe", "silent", "restart"
+
+
+@dataclass
+class ApiWatchdog:
+    """When ExaBGP last made progress on its API, and what the speaker should do about it (see the module)."""
+
+    timeout: float = 5.0  # seconds without an acknowledgement, while waiting, before the peers are reported down
+    restart_after: float = 30.0  # ... before ExaBGP is killed and restarted
+    clock: object = time.monotonic
+    silent: bool = False  # reported silent (peers reported down) and not answered since
+    longest_wait: float = 0.0  # the longest wait for an acknowledgement that ended in one (how close to timeout)
+    _since: float | None = None  # when the current wait began: the last acknowledgement or the first command after
+    _idle_since: float = 0.0  # when the last wait ended (or the API connected)
+    _restarts_in_row: int = 0  # watchdog restarts with no acknowledgement since
+    _armed: bool = field(default=False)
+
+    def connected(self) -> None:
+        """A new ExaBGP's API connected: nothing is waited for yet."""
+        self._armed, self.silent, self._since = True, False, None
+        self._idle_since = self.clock()
+
+    def disconnected(self) -> None:
+        """ExaBGP is gone (it exited, or was killed): nothing to watch until the next one connects."""
+        self._armed, self.silent, self._since = False, False, None
+
+    def acknowledged(self, waiting: bool) -> bool:
+        """ExaBGP acknowledged one or more command lines; ``waiting``: lines are still unacknowledged.
+        True if it had been reported silent (the peers are reported as ExaBGP says again)."""
+        was_silent = self.silent
+        now = self.clock()
+        if self._since is not None:
+            self.longest_wait = max(self.longest_wait, now - self._since)
+        self.silent, self._restarts_in_row = False, 0
+        self._since = now if waiting else None
+        if not waiting:
+            self._idle_since = now
+        return was_silent
+
+    def check(self, waiting: bool) -> str:
+        """What to do now: OK, PROBE_NOW, SILENT (the first time only) or RESTART. ``waiting``: command lines
+        are unacknowledged."""
+        if not self._armed:
+            return OK
+        now = self.clock()
+        if not waiting:
+            self._since = None
+            return PROBE_NOW if now - self._idle_since >= PROBE_EVERY else OK
+        if self._since is None:
+            self._since = now
+        quiet = now - self._since
+        if quiet >= self.restart_bound():
+            self._restarts_in_row += 1
+            self.disconnected()
+            return RESTART
+        if quiet >= self.timeout and not self.silent:
+            self.silent = True
+            return SILENT
+        return OK
+
+    def probed(self) -> None:
+        """A probe was sent: it is waited for from now."""
+        self._since = self._since if self._since is not None else self.clock()
+
+    def silent_for(self) -> float | None:
+        """Seconds ExaBGP has been waited for without an answer, once reported silent; else None."""
+        return self.clock() - self._since if self.silent and self._since is not None else None
+
+    def restart_bound(self) -> float:
+        """Seconds of silence before a restart: ``restart_after``, doubled per restart in a row that did not help."""
+        return min(self.restart_after * 2 ** self._restarts_in_row, max(RESTART_MAX, self.restart_after))

@@ -1,0 +1,160 @@
+"""bgp.watchdog.ApiWatchdog's timing, on an injected clock (no wall clock), and RouteBook's probe lines."""
+
+from __future__ import annotations
+
+from bgp.routebook import RouteBook
+from bgp.routes import InclusiveMulticastRoute
+from bgp.watchdog import OK, PROBE, PROBE_EVERY, PROBE_NOW, RESTART, RESTART_MAX, SILENT, ApiWatchdog
+
+
+class Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+def watchdog(timeout=5.0, restart_after=30.0):
+    clock = Clock()
+    dog = ApiWatchdog(timeout, restart_after, clock=clock)
+    dog.connected()
+    return dog, clock
+
+
+def test_nothing_is_watched_before_the_api_connects():
+    dog = ApiWatchdog(clock=Clock())
+    assert dog.check(waiting=True) == OK and dog.check(waiting=False) == OK
+
+
+def test_an_idle_exabgp_is_probed_every_probe_interval():
+    dog, clock = watchdog()
+    assert dog.check(waiting=False) == OK
+    clock.now += PROBE_EVERY
+    assert dog.check(waiting=False) == PROBE_NOW
+    dog.probed()
+    clock.now += 0.1
+    assert dog.acknowledged(waiting=False) is False
+    clock.now += PROBE_EVERY - 0.01
+    assert dog.check(waiting=False) == OK
+    clock.now += 0.01
+    assert dog.check(waiting=False) == PROBE_NOW
+
+
+def test_unanswered_probe_is_silent_after_the_timeout_once_then_restart():
+    dog, clock = watchdog(timeout=5.0, restart_after=30.0)
+    clock.now += PROBE_EVERY
+    dog.probed()
+    clock.now += 4.99
+    assert dog.check(waiting=True) == OK and dog.silent_for() is None
+    clock.now += 0.01
+    assert dog.check(waiting=True) == SILENT and dog.silent and dog.silent_for() == 5.0
+    clock.now += 1
+    assert dog.check(waiting=True) == OK  # reported once
+    clock.now += 23.99
+    assert dog.check(waiting=True) == OK
+    clock.now += 0.01
+    assert dog.check(waiting=True) == RESTART
+    assert not dog.silent and dog.check(waiting=True) == OK  # disarmed until the next ExaBGP connects
+
+
+def test_an_answer_before_the_restart_ends_the_silence():
+    dog, clock = watchdog()
+    dog.probed()
+    clock.now += 10
+    assert dog.check(waiting=True) == SILENT
+    assert dog.acknowledged(waiting=False) is True
+    assert not dog.silent and dog.silent_for() is None
+    clock.now += 25
+    assert dog.check(waiting=False) == PROBE_NOW  # idle again: probed, never restarted
+
+
+def test_a_busy_exabgp_that_keeps_acknowledging_is_never_silent():
+    """A 10,000-route burst: lines unacknowledged for a minute in all, but an acknowledgement every 0.5 s."""
+    dog, clock = watchdog(timeout=5.0)
+    for _ in range(120):
+        clock.now += 0.5
+        assert dog.check(waiting=True) == OK
+        assert dog.acknowledged(waiting=True) is False
+    assert dog.silent_for() is None
+
+
+def test_silence_counts_from_the_first_command_after_an_idle_stretch():
+    dog, clock = watchdog(timeout=5.0)
+    clock.now += 0.5
+    assert dog.check(waiting=False) == OK
+    clock.now += 0.4  # commands queued now, long after the last acknowledgement
+    assert dog.check(waiting=True) == OK
+    clock.now += 4.99
+    assert dog.check(waiting=True) == OK
+    clock.now += 0.01
+    assert dog.check(waiting=True) == SILENT
+
+
+def test_restarts_that_do_not_help_back_off_up_to_the_maximum():
+    dog, clock = watchdog(timeout=5.0, restart_after=30.0)
+    bounds = []
+    for _ in range(6):
+        dog.connected()
+        assert dog.check(waiting=True) == OK
+        bounds.append(dog.restart_bound())
+        clock.now += dog.restart_bound()
+        assert dog.check(waiting=True) == RESTART
+    assert bounds == [30.0, 60.0, 120.0, 240.0, RESTART_MAX, RESTART_MAX]
+    dog.connected()
+    dog.acknowledged(waiting=False)
+    assert dog.restart_bound() == 30.0  # one that answered resets it
+
+
+def test_disconnect_forgets_the_silence():
+    dog, clock = watchdog()
+    dog.probed()
+    clock.now += 6
+    assert dog.check(waiting=True) == SILENT
+    dog.disconnected()
+    assert not dog.silent and dog.check(waiting=True) == OK
+
+
+def test_routebook_probe_is_acknowledged_in_order_and_changes_nothing():
+    route = InclusiveMulticastRoute(rd="65000:100", vni=5001, next_hop="192.0.2.1", route_targets=("65000:5001",))
+    book = RouteBook()
+    book.connected = True
+    sent = book.announce({route.key: route})
+    assert book.probe(PROBE) == PROBE and len(sent) == 1 and len(book.pending) == 2
+    assert book.handle_line("done") is False  # the announce's
+    assert book.announced == {route.key: route} and book.acks == 1
+    assert book.handle_line("error") is False  # the probe's: no route refused, no exception
+    assert book.failed == {} and not book.pending and book.acks == 2
+
+
+def test_the_probe_is_the_command_the_extension_registers():
+    from bgp import exabgp_ext
+
+    assert PROBE == exabgp_ext.PING
+
+
+def test_a_silent_exabgp_shows_its_peers_down_in_rest_status_and_metrics(tmp_path):
+    """Speaker.peers() (GET /v1/bgp/peers, /metrics) and /v1/status's bgp part, from a real Speaker (not started)
+    whose watchdog runs on an injected clock."""
+    from types import SimpleNamespace
+
+    from bgp.speaker import Neighbor, Speaker, SpeakerConfig
+    from controller.metrics import _bgp
+    from controller.rest.bgp import status_part
+
+    speaker = Speaker(SpeakerConfig(asn=65000, router_id="192.0.2.9", workdir=str(tmp_path),
+                                    neighbors=(Neighbor("192.0.2.1", 65001),)))
+    speaker._book.peers["192.0.2.1"].change("up")
+    speaker._watchdog, clock = watchdog(timeout=5.0)
+    federation = SimpleNamespace(speaker=speaker, peers=speaker.peers)
+    assert status_part(federation) == {"peers": {"192.0.2.1": "up"}, "api_silent_for": None, "restarts": 0}
+    speaker._watchdog.probed()
+    clock.now += 7
+    assert speaker._watchdog.check(waiting=True) == SILENT
+    assert status_part(federation) == {"peers": {"192.0.2.1": "down"}, "api_silent_for": 7.0, "restarts": 0}
+    [row] = speaker.peers()
+    assert row["last_error"] == "exabgp has not answered its API for 7s" and row["uptime"] is None
+    [session_up] = [metric for metric in _bgp(federation) if metric.name == "canopy_bgp_session_up"]
+    assert [(sample.labels["neighbor"], sample.value) for sample in session_up.samples] == [("192.0.2.1", 0)]
+    speaker._watchdog.acknowledged(waiting=False)
+    assert status_part(federation)["peers"] == {"192.0.2.1": "up"}
