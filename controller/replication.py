@@ -363,7 +363,7 @@ class Applier:
         """One message in State's commit section (``State.committing``), from asking ``accepting()`` until State took
         it: a node that takes over meanwhile takes REST writes only after it, and they build on it. A write let in
         while the batch was still being read (its pauses) took the batch's first seq; the store skipped that change
-        as held already and put the rest of the batch on top of the write (tests/unit/test_replication.py)."""
+        as held already and put the rest of the batch on top of the write (tests/unit/test_replication_standby.py)."""
         with self.state.committing(holder=_holding(msg)):
             if not self.accepting():
                 self.log.info("dropped a replicated %r message: this node is no longer the standby", msg["t"])

@@ -13,9 +13,10 @@ The reconciler's record (openflow/reconciler.py), kept compact and planned by ow
 - ``loose`` holds installed flows no installed owner accounts for: read back and not desired, kept
   (``keep``), or a delete the switch refused; a full plan and every later plan try to delete them;
 - two owners of one kind whose ids' 20-bit hints collide (openflow/flows.py, the cookie's owner hint) and that want
-  a flow of the same content want one flow (one key): it stays while either wants it. ``sharing`` knows the
-  installed owners whose cookies share their upper half (mark, kind, hint) with another's; a plan looks only at
-  those among its owners (none on most switches, a few dozen pairs among 10,000 owners of one kind).
+  a flow of the same content want one flow (one key): it stays while either wants it, and is not added again when
+  one comes to want it while the other holds it. ``sharing`` knows the installed owners whose cookies share their
+  upper half (mark, kind, hint) with another's; a plan looks only at those among its owners (none on most switches,
+  a few dozen pairs among 10,000 owners of one kind), and at its owners not installed yet that want adds.
 
 A plan (and a listing, ``rows``, and a count, ``counts``) may pause: ``tick(n)`` is called after every ``CHUNK``
 flows (a controller/pacer.py ``Pacer.tick``). Other green threads then run and may call ``set_desired`` or
@@ -33,6 +34,8 @@ from __future__ import annotations
 import heapq
 import operator
 from dataclasses import dataclass, field
+
+from openflow.flows import OWNER_KINDS, make_cookie
 
 EMPTY: frozenset = frozenset()
 CHUNK = 512  # flows between two ticks of a paced plan, diff or listing (each ``tick(CHUNK)``)
@@ -170,9 +173,27 @@ class OwnersByBits:
             del self._owners[bits]
 
     def others(self, owner, flows) -> tuple:
-        """The other installed owners with the bits of ``owner`` (``flows``: a non-empty set of its flows)."""
+        """The other installed owners with the bits of ``owner`` (itself installed or not; ``flows``: a non-empty set
+        of its flows)."""
         held = self._owners.get(owner_bits(flows))
-        return tuple(held - {owner}) if type(held) is set else ()
+        if type(held) is set:
+            return tuple(held - {owner})
+        return () if held is None or held == owner else (held,)
+
+    def any_twin_in(self, owners, among) -> bool:
+        """Whether an installed owner with the bits of one of ``owners`` (installed or not; none of them in
+        ``among``) is in ``among``. Computes each owner's bits from its kind and id (~0.5 µs); a kind no flow has
+        has no bits."""
+        get = self._owners.get
+        for owner in owners:
+            if owner.kind not in OWNER_KINDS:
+                continue
+            held = get(make_cookie(owner, 0) >> 32)
+            if held is None or held == owner:
+                continue
+            if held in among if type(held) is not set else not held.isdisjoint(among):
+                return True
+        return False
 
     def clear(self) -> None:
         self._owners.clear()
@@ -219,12 +240,16 @@ class FlowBook:
         waits for the next plan (they are dirty): the plan in flight is still exactly right for its own owners, and
         dropping it (planned, encoded, thrown away) for a change it does not contain would only send both later. A
         stream of EVPN withdrawals (each pass removing other MACs) made the reconciler drop, plan and encode again
-        thousands of deletes, on a loaded machine the largest part of the wait after the last withdrawal."""
+        thousands of deletes, on a loaded machine the largest part of the wait after the last withdrawal. A changed
+        owner whose hint collides with a planned installed owner's changes it too: the plan may delete a flow of the
+        same content, one key, that the changed owner now wants (``OwnersByBits``)."""
         if changed is None:
             return True
         if not changed or self._planning is None:
             return False
-        return self._planning is ALL or not self._planning.isdisjoint(changed)
+        if self._planning is ALL or not self._planning.isdisjoint(changed):
+            return True
+        return self.sharing.any_twin_in(changed, self._planning)
 
     def read_back(self, entries: dict) -> None:
         """What the switch holds (Flow.key -> stats entry) replaces the installed record; the next plan is full."""
@@ -292,6 +317,7 @@ class FlowBook:
 
     def _by_owner(self, owners, desired: dict, rejected: dict, tick=_no_tick, installed=None, loose=None) -> FlowPlan:
         adds, deletes, kept, planned = {}, {}, {}, {}
+        arrivals = []  # planned owners not installed: one may want a flow a colliding owner holds
         installed = self.installed if installed is None else installed
         loose = self.loose if loose is None else loose
         for owner in owners:
@@ -305,6 +331,8 @@ class FlowBook:
                     key = f.key
                     (kept if key in rejected else deletes)[key] = f
                 continue
+            if not old:
+                arrivals.append(owner)
             new_keys = {f.key: f for f in new}
             old_keys = {f.key: f for f in old}
             adds.update((k, f) for k, f in new_keys.items() if k not in old_keys and k not in rejected)
@@ -315,24 +343,47 @@ class FlowBook:
         for key in adds.keys() & deletes.keys():  # moved between owners with the same cookie: keep it
             del deletes[key]
         if self.sharing.involved:
-            self._keep_shared(owners, desired, installed, deletes)
+            self._keep_shared(owners, desired, installed, adds, deletes)
+        if arrivals and adds:
+            self._skip_arrivals(paced(arrivals, tick), desired, installed, adds)
         return FlowPlan(adds=list(adds.items()), deletes=list(deletes.items()), owners=planned,
                         kept=list(kept.items()))
 
-    def _keep_shared(self, owners, desired: dict, installed: dict, deletes: dict) -> None:
+    def _keep_shared(self, owners, desired: dict, installed: dict, adds: dict, deletes: dict) -> None:
         """Of the planned owners' deletes, keep every flow another owner with the same bits (a hint collision) still
         has after the plan: in its desired set if it is planned too, else in its installed one (one flow on the
-        switch for both; a flow that moves to an owner not installed yet is an add, kept above). Looks only at the
-        planned owners involved in a collision: ``intersection`` walks the smaller of the two sets."""
+        switch for both; a flow that moves to an owner not installed yet is an add, kept above); of their adds, leave
+        out what another holds (``_skip_held``). Looks only at the planned owners involved in a collision:
+        ``intersection`` walks the smaller of the two sets."""
         for owner in self.sharing.involved.intersection(owners):
             old = installed.get(owner)
             if not old:  # a count's copy, taken while ``applied`` paused
                 continue
-            after = [desired.get(other, EMPTY) if other in owners else installed.get(other, EMPTY)
-                     for other in self.sharing.others(owner, old)]
-            for f in old:
-                if f.key in deletes and any(f in flows for flows in after):
-                    del deletes[f.key]
+            others = self.sharing.others(owner, old)
+            for other in others:
+                after = desired.get(other, EMPTY) if other in owners else installed.get(other, EMPTY)
+                for f in old & after:  # in C: the flows both want, most often none
+                    deletes.pop(f.key, None)
+            new = desired.get(owner)
+            if new and adds:
+                self._skip_held(new, others, installed, adds)
+
+    def _skip_arrivals(self, arrivals, desired: dict, installed: dict, adds: dict) -> None:
+        """``_skip_held`` for planned owners not installed yet (with adds): one may collide with an installed owner."""
+        for owner in arrivals:
+            new = desired[owner]
+            others = self.sharing.others(owner, new)
+            if others:
+                self._skip_held(new, others, installed, adds)
+
+    @staticmethod
+    def _skip_held(new, others, installed: dict, adds: dict) -> None:
+        """Leave out of ``adds`` every flow of ``new`` (a planned owner's) that one of ``others`` (installed owners
+        with the same bits) holds installed: the switch holds it (one key for both) and, being added, it is not
+        deleted in this plan (a delete of an added key is dropped above); a full plan would not send it either."""
+        for other in others:
+            for f in new & installed.get(other, EMPTY):
+                adds.pop(f.key, None)
 
     def applied(self, plan: FlowPlan, tick=_no_tick) -> None:
         """The switch confirmed the plan, minus what it rejected (``rejected``). ``tick``: may pause, in the

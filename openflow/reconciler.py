@@ -49,9 +49,10 @@ the desired flows and groups as they were when it began (the compiler's immutabl
 whole, and only then written (one bundle, or one batch and its barrier, as before). What may happen during its
 pauses, and what becomes of it:
 
-- a newer desired state (``set_desired_owners``) for one of its owners, or new groups: the change set is dropped
-  before a byte of it is written and its owners are planned again with the new ones (``FlowBook.unplan``), so no
-  flow the compiler no longer wants is sent; a newer state of other owners only waits for the next change set (the
+- a newer desired state (``set_desired_owners``) for one of its owners (or an owner whose 20-bit hint collides with
+  one of theirs: a flow of the same content is one key, ``FlowBook._outdates``), or new groups: the change set is
+  dropped before a byte of it is written and its owners are planned again with the new ones (``FlowBook.unplan``), so
+  no flow the compiler no longer wants is sent; a newer state of other owners only waits for the next change set (the
   one being planned is still right for its own: ``FlowBook._outdates``);
   after ``MAX_REPLANS`` drops in a row (a stream of changes, each arriving within a plan) it is sent as planned and
   the newer state follows in the next change set, so the switch is never starved; the installed record is what was

@@ -9,8 +9,9 @@ it lands.
 Only a *pure* big insert or a *pure* big delete of ports is cut (``plan``): every Port and Interface row of the
 update is inserted (or every one deleted), and a port goes into a slice only when
 
-- one Bridge row of the update, a "modify", adds it to its ``ports`` (a delete: removes it, and it is a member now),
-  and no other Bridge row names it (a port moved between bridges stays in the last slice, moved there at once);
+- one Bridge row of the update, a "modify" of its ``ports`` alone, adds it to its ``ports`` (a delete: removes it,
+  and it is a member now), and no other Bridge row names it (a port moved between bridges stays in the last slice,
+  moved there at once);
 - it holds only interfaces the same update inserts (deletes), which no other port of the update holds (deleted: the
   replica's row says which it holds, and it must have one).
 
@@ -24,6 +25,15 @@ changed) is not cut: it is applied whole, as is an old-protocol (``update``) upd
 a shape this module does not expect (ovs parses and refuses it as before). Applying the slices one after another
 gives the same rows as applying the update whole: a set's difference toggles its elements, so the parts of one
 bridge's difference may be applied in any order (tests/unit/test_ovsdb_slices.py).
+
+What the reporter makes of a port depends on its bridge's other columns (its name, datapath, external_ids) and on the
+root row's (the system-id): an update that also changes those may be several transactions merged (ovsdb-server
+sends what changed since its last update to a slow reader), and which came first is unknown. Its slices would report
+the ports under the bridge's or the root's old values, perhaps a state that never was (ports added to the
+integration bridge after it was renamed, bound under its old name). Such an update is applied whole: its ports
+stay in the last slice when their bridge's row changes more than its ``ports``, and nothing is cut when the root
+row changes more than its ``bridges``. Nor is anything cut for a replica that reads another reference to ports or
+interfaces than a bridge's ``ports`` and a port's ``interfaces`` (``_references_to_ports``).
 """
 
 from __future__ import annotations
@@ -78,7 +88,8 @@ def _plan(update, tables, slice_ports: int, walk) -> list[dict] | None:
     if not isinstance(ports, dict) or len(ports) <= slice_ports or not isinstance(ifaces, dict):
         return None
     operation = _operation(ports, ifaces)
-    if operation is None:
+    if operation is None or not _root_keeps_its_values(update.get("Open_vSwitch", {})) or \
+            _references_to_ports(tables) != _SLICED_REFERENCES:
         return None
     owner = _bridge_of(update.get("Bridge", {}), tables["Bridge"].rows, operation, walk)
     held = _interfaces_held(ports, ifaces, tables["Port"].rows, operation, walk)
@@ -93,6 +104,19 @@ def _plan(update, tables, slice_ports: int, walk) -> list[dict] | None:
     return slices + [rest] if rest else slices
 
 
+_SLICED_REFERENCES = {("Bridge", "ports"), ("Port", "interfaces")}  # the references a slice keeps whole
+
+
+def _references_to_ports(tables) -> set[tuple[str, str]]:
+    """The (table, column)s of the replica that refer to Port or Interface rows. A slice keeps only
+    ``_SLICED_REFERENCES`` whole: a replica that also reads another (Mirror's ``select_src_port``, a weak reference
+    ovsdb-server removes in the transaction that deletes the port) would see it dangle between slices, so then
+    nothing is cut."""
+    return {(table.name, column.name) for table in tables.values() for column in table.columns.values()
+            for base in (column.type.key, column.type.value)
+            if base is not None and base.ref_table_name in ("Port", "Interface")}
+
+
 def _operation(ports: dict, ifaces: dict) -> str | None:
     """INSERT or DELETE when every Port and Interface row of the update is that, else None."""
     found = set()
@@ -105,6 +129,14 @@ def _operation(ports: dict, ifaces: dict) -> str | None:
                 return None
     (operation,) = found
     return operation if operation in (INSERT, DELETE) else None
+
+
+def _root_keeps_its_values(roots: dict) -> bool:
+    """True when the update changes no root (Open_vSwitch) row but for its ``bridges`` (the system-id the ports
+    are reported under stays as it is: see the module docstring)."""
+    return all(isinstance(row_update, dict) and isinstance(row_update.get("modify"), dict) and
+               row_update.keys() == {"modify"} and row_update["modify"].keys() <= {"bridges"}
+               for row_update in roots.values())
 
 
 def _uuids(value) -> list[str]:
@@ -128,7 +160,7 @@ def _bridge_of(bridges: dict, rows, operation: str, walk) -> dict[str, str]:
         if not isinstance(row_update, dict):
             raise ValueError(row_update)  # for ovs to refuse, whole
         diff = row_update.get("modify")
-        if not isinstance(diff, dict) or "ports" not in diff:
+        if not isinstance(diff, dict) or diff.keys() != {"ports"}:  # its other columns too: order unknown, whole
             continue
         members = _members(rows, bridge) if operation == DELETE else frozenset()
         for port in walk(_uuids(diff["ports"])):

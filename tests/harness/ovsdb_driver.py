@@ -105,7 +105,7 @@ def driver_main(argv: list[str]) -> int:
 
     class RecordingSink(DiscoverySink):
         def vrs_update(self, snap):
-            emit(ev="update", snap=dataclasses.asdict(snap))
+            emit(ev="update", snap=dataclasses.asdict(snap), slicing=sorted(server.slicing))
 
         def vrs_gone(self, session):
             emit(ev="gone", session=session)
@@ -129,7 +129,7 @@ def driver_main(argv: list[str]) -> int:
     for line in _stdin_commands(eventlet.hubs.trampoline):
         words = line.split(None, 3)
         if words[0] == "sessions":
-            emit(ev="sessions", id=int(words[1]), sessions=server.sessions())
+            emit(ev="sessions", id=int(words[1]), sessions=server.sessions(), slicing=sorted(server.slicing))
         elif words[0] == "desired":
             server.set_vtep_desired(words[2], desired_from_json(words[3]))
             emit(ev="desired", id=int(words[1]))
@@ -271,10 +271,17 @@ class ManagerDriver:
         return poll_until(check, timeout, what, self.context)
 
     def sessions(self) -> list[dict]:
+        return self._sessions_reply()["sessions"]
+
+    def slicing(self) -> list[str]:
+        """The sessions reporting an update in slices now (``OvsdbManagerServer.slicing``)."""
+        return self._sessions_reply()["slicing"]
+
+    def _sessions_reply(self) -> dict:
         request = next(self._ids)
         self._send("sessions %d" % request)
         return self.wait_event(lambda e: e["ev"] == "sessions" and e["id"] == request, START_TIMEOUT,
-                               "sessions reply")["sessions"]
+                               "sessions reply")
 
     def set_vtep_desired(self, name: str, desired) -> None:
         """``server.set_vtep_desired(name, desired)`` (a ``VtepDesired`` or None), acknowledged."""

@@ -7,7 +7,7 @@ import pytest
 
 from openflow import pipeline as p
 from openflow.flows import Owner, flow
-from openflow.installed import FlowBook, FlowPlan
+from openflow.installed import EMPTY, FlowBook, FlowPlan
 
 A, B, C = Owner("vport", "a"), Owner("vport", "b"), Owner("subnet", "s")
 
@@ -270,6 +270,45 @@ def test_only_owners_whose_hints_collide_are_looked_at():
     book.set_desired({A: flows_of(A, "02:00:00:00:00:01"), a: flows_of(a, "02:00:00:00:00:03")}, changed={b})
     book.applied(book.plan())
     assert not book.sharing.involved and book.sharing.others(a, book.installed[a]) == ()
+
+
+def test_a_flow_a_colliding_owner_already_holds_is_not_added_again():
+    """An owner coming (or changing) to want a flow of the same content as one its colliding twin holds installed
+    wants a flow the switch holds (one key): the plan sends nothing for it, as a full plan would not, and the count
+    has nothing pending for it; both owners then hold it."""
+    a, b = colliding_owners()
+    shared_a, shared_b = flows_of(a, "02:00:00:00:00:01"), flows_of(b, "02:00:00:00:00:01")
+    own_b = flows_of(b, "02:00:00:00:00:02")
+    book, switch = FlowBook(), {}
+    book.set_desired({a: shared_a})
+    book.read_back({})
+    planned(book, switch)
+    for desired, added in (({a: shared_a, b: shared_b}, EMPTY),  # b comes with it
+                           ({a: shared_a, b: own_b}, own_b),  # b drops it
+                           ({a: shared_a, b: own_b | shared_b}, EMPTY)):  # b, installed, wants it again
+        book.set_desired(desired, changed={b})
+        plan = planned(book, switch)
+        assert {f for _, f in plan.adds} == added and not plan.deletes, desired
+        shared = [(wanted.owner, have.owner) for key, wanted, have in book.rows() if wanted in shared_a]
+        assert len(shared) == 1 and set(shared[0]) <= {a, b}  # listed once (docs/pipeline.md), under one of them
+        assert set(switch) == set(book.desired_by_key()) and book.installed == desired
+
+
+def test_a_plan_goes_out_of_date_when_a_colliding_owner_comes_to_want_a_flow_it_deletes():
+    """A plan in flight deletes a flow of one owner; its colliding twin, not planned, comes to want a flow of the same
+    content (one key) meanwhile: the plan would delete what the desired state wants, so it is out of date (the
+    reconciler drops it). A change of an owner of other bits leaves it be."""
+    a, b = colliding_owners()
+    own_b = flows_of(b, "02:00:00:00:00:02")
+    book = synced({b: flows_of(b, "02:00:00:00:00:01") | own_b, A: flows_of(A, "02:00:00:00:00:03")})
+    book.set_desired({b: own_b, A: flows_of(A, "02:00:00:00:00:03")}, changed={b})
+    plan, version = book.plan(), book.version
+    assert [f for _, f in plan.deletes] == list(flows_of(b, "02:00:00:00:00:01"))
+    book.set_desired({b: own_b, A: flows_of(A, "02:00:00:00:00:04")}, changed={A, Owner("no such kind", b.id)})
+    assert book.version == version
+    book.set_desired({b: own_b, A: flows_of(A, "02:00:00:00:00:04"), a: flows_of(a, "02:00:00:00:00:01")},
+                     changed={a})
+    assert book.version == version + 1
 
 
 @pytest.mark.parametrize("step", ["_plan_ops", "_take_in"])

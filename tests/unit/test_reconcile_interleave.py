@@ -16,7 +16,9 @@ reconciler sends for it:
 - a restarted controller (a new reconciler, its read-back) sends nothing more for that state (hitless restart).
 
 Owners trade their flows' matches from one state to the next (the same (table, priority, match) under another
-owner's cookie), so a flow moves between owners and change sets, and flows use groups that come and go."""
+owner's cookie), so a flow moves between owners and change sets, and flows use groups that come and go. Two pairs of
+owners whose ids' 20-bit hints collide (``TWIN``) at times want flows of the same content, one flow (one key) on the
+switch for both: it must stay while either wants it (openflow/installed.py ``OwnersByBits``)."""
 
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ from controller.pacer import Pacer
 from controller.ryu_compat import hub, ofproto_protocol
 from openflow import pipeline as p
 from openflow.flows import Group, Owner, flow
+from openflow.installed import EMPTY
 from openflow.reconciler import MAX_REPLANS, SwitchReconciler
 
 OWNERS = 8
@@ -47,8 +50,12 @@ COMMIT = 4
 ALL_ONES = 0xFFFFFFFFFFFFFFFF
 
 
+IDS = ("v197", "v27000", "v196", "v27001", "v4", "v5", "v6", "v7")  # 0, 1 and 2, 3: ids whose 20-bit hints collide
+TWIN = {0: 1, 1: 0, 2: 3, 3: 2}  # owners whose cookies share their upper half (openflow/flows.py, the owner hint)
+
+
 def owner(i: int) -> Owner:
-    return Owner("vport", f"v{i}")
+    return Owner("vport", IDS[i])
 
 
 def mac(slot: int) -> str:
@@ -56,33 +63,71 @@ def mac(slot: int) -> str:
 
 
 def flows_of(i: int, slot: int, variant: int, group: int | None) -> frozenset:
-    """Owner i's flows in one state: their matches are its slot's (another owner may hold them in another state)."""
-    out = {flow(p.L2_LOOKUP, 100, {"reg5": 1, "eth_dst": mac(slot)}, [("set", "reg7", variant), ("goto", p.EGRESS_ACL)],
-                owner(i))}
+    """Owner i's flows in one state: their matches are its slot's (another owner may hold them in another state).
+    Twins (``TWIN``) in one slot want flows of the same content, so the same cookie: one flow on the switch for both;
+    variants 2k and 2k+1 share the first flow, and only one of them (or both) has the second."""
+    content = min(i, TWIN.get(i, i))
+    out = {flow(p.L2_LOOKUP, 100, {"reg5": 1, "eth_dst": mac(slot)},
+                [("set", "reg7", variant // 2), ("goto", p.EGRESS_ACL)], owner(i))}
     if variant % 3:
-        actions = [("group", group)] if group is not None else [("set", "reg7", i), ("goto", p.EGRESS_ACL)]
+        actions = [("group", group)] if group is not None else [("set", "reg7", content), ("goto", p.EGRESS_ACL)]
         out.add(flow(p.L2_LOOKUP, 90, {"reg5": 2, "eth_dst": mac(slot)}, actions, owner(i)))
     return frozenset(out)
+
+
+def share(rng: random.Random, params: dict, i: int) -> None:
+    """Owner i joins its twin's slot with a variant of the same first flow and the twin's group."""
+    slot, variant, group = params[TWIN[i]]
+    params[i] = (slot, variant ^ rng.randrange(2), group)
+
+
+def separate(rng: random.Random, params: dict) -> None:
+    """Two owners wanting different flows with one (table, priority, match) is no state the compiler gives: one of
+    them moves to a free slot (one is free whenever two owners hold one slot)."""
+    for _ in range(OWNERS):
+        held: dict = {}
+        for i in sorted(params):
+            for f in flows_of(i, *params[i]):
+                other = held.setdefault((f.table, f.priority, f.match), (i, f.cookie))
+                if other[1] != f.cookie:
+                    free = sorted(set(range(OWNERS)) - {slot for slot, _, _ in params.values()})
+                    moved = rng.choice((i, other[0]))
+                    params[moved] = (rng.choice(free), *params[moved][1:])
+                    break
+            else:
+                continue
+            break
+        else:
+            return
+    raise AssertionError(f"owners still clash: {params}")
 
 
 def next_state(rng: random.Random, params: dict, buckets: dict) -> tuple[dict, list]:
     """(owner -> flows, groups) after changing one or two owners of ``params`` (owner number -> (slot, variant,
     group), changed in place): one comes or goes, takes another variant or group, or two trade slots (their flows'
-    matches); the groups are those the flows use (``buckets``: group id -> bucket list, sometimes replaced) and
-    sometimes one more."""
+    matches), or one joins its twin (a flow both want: one key); the groups are those the flows use (``buckets``:
+    group id -> bucket list, sometimes replaced) and sometimes one more."""
     for _ in range(rng.choice((1, 1, 2))):
         i = rng.randrange(OWNERS)
         free = sorted(set(range(OWNERS)) - {slot for slot, _, _ in params.values()})
+        twin = TWIN.get(i)
         if i not in params:
             params[i] = (rng.choice(free), rng.randrange(6), rng.choice((None, *GROUP_IDS)))
+            if twin in params and rng.random() < 0.5:
+                share(rng, params, i)
         elif rng.random() < 0.25:
             del params[i]
+        elif twin in params and params[twin][0] != params[i][0] and rng.random() < 0.3:
+            share(rng, params, i)
         elif rng.random() < 0.4 and len(params) > 1:
             j = rng.choice(sorted(set(params) - {i}))
             (si, vi, gi), (sj, vj, gj) = params[i], params[j]
             params[i], params[j] = (sj, vi, gi), (si, vj, gj)
         else:
             params[i] = (params[i][0], rng.randrange(6), rng.choice((None, *GROUP_IDS)))
+            if twin in params and params[twin][0] == params[i][0] and rng.random() < 0.5:
+                share(rng, params, twin)  # the twin changes along, in the same state
+        separate(rng, params)
     flows = {owner(i): flows_of(i, *params[i]) for i in params}
     used = {g for fs in flows.values() for f in fs for kind, *args in f.actions if kind == "group" for g in args}
     if rng.random() < 0.2:
@@ -353,3 +398,23 @@ def test_random_states_arriving_mid_plan_leave_the_switch_at_the_last_one(versio
         assert switch.state() == wanted(switch, driver.flows, driver.groups) and switch.violations == []
     finally:
         restarted.stop()
+
+
+def test_the_random_states_give_twins_flows_they_share():
+    """The states above reach the case of a hint collision (openflow/installed.py ``OwnersByBits``): twins whose
+    hints collide, often wanting one flow (one key), sometimes only one of their two, never two owners' different
+    flows with one match."""
+    assert all(owner(i).hint() == owner(j).hint() for i, j in TWIN.items())
+    assert len({owner(i).hint() for i in range(OWNERS)}) == OWNERS - len(TWIN) // 2
+    shared = partly = 0
+    for seed in range(20):
+        rng, params, buckets = random.Random(seed), {}, {}
+        for _ in range(STATES):
+            flows, _ = next_state(rng, params, buckets)
+            matches = [(f.table, f.priority, f.match) for fs in flows.values() for f in fs]
+            assert len(set(matches)) == len({f.key for fs in flows.values() for f in fs})  # one cookie a match
+            for i, j in ((0, 1), (2, 3)):
+                common = flows.get(owner(i), EMPTY) & flows.get(owner(j), EMPTY)
+                shared += bool(common)
+                partly += bool(common) and flows[owner(i)] != flows[owner(j)]
+    assert shared > 100 and partly > 20, (shared, partly)
