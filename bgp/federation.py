@@ -55,7 +55,8 @@ def speaker_config(bgp, data_dir: str) -> SpeakerConfig:
     graceful = bgp.graceful_restart
     return SpeakerConfig(asn=bgp.asn, router_id=bgp.router_id, neighbors=neighbors, listen=bgp.listen,
                          listen_port=bgp.port, workdir=os.path.join(data_dir, "bgp"),
-                         graceful_restart=GracefulRestart(graceful.enabled, graceful.restart_time, graceful.stale_time))
+                         graceful_restart=GracefulRestart(graceful.enabled, graceful.restart_time, graceful.stale_time),
+                         api_timeout=float(bgp.api_timeout), api_restart_after=float(bgp.api_restart_after))
 
 
 class Federation:

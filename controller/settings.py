@@ -180,6 +180,11 @@ SETTINGS = (
             Field("stale_time", "integer", "seconds a restarted peer has to send End-of-RIB before its stale "
                   "routes are removed", lambda v: f.integer(v, 1, 3600), default=360, nullable=False),
         ), default=dict, nullable=False),
+        Field("api_timeout", "integer", "seconds ExaBGP may leave its API commands unacknowledged before its peers "
+              "are reported down (a frozen or wedged ExaBGP: bgp/watchdog.py)", lambda v: f.integer(v, 1, 600),
+              default=5, nullable=False),
+        Field("api_restart_after", "integer", "seconds of that silence before ExaBGP is killed and restarted (more "
+              "than api_timeout)", lambda v: f.integer(v, 2, 3600), default=30, nullable=False),
     ), default=dict, nullable=False),
     Field("restart", "object", "hitless restarts (docs/pipeline.md)", fields=(
         Field("hold_time", "integer", "after a start nothing is written to switches, hardware VTEPs or BGP peers "
@@ -265,6 +270,8 @@ class BgpSettings:
     port: int = 179
     neighbors: tuple[BgpNeighbor, ...] = ()
     graceful_restart: GracefulRestartSettings = GracefulRestartSettings()
+    api_timeout: int = 5
+    api_restart_after: int = 30
 
     @property
     def enabled(self) -> bool:
@@ -480,7 +487,8 @@ def _bgp(raw) -> BgpSettings:
     neighbors = tuple(BgpNeighbor(**n) for n in raw["neighbors"])
     router_id = raw["router_id"] or next((n.local_address for n in neighbors if n.local_address), None)
     return BgpSettings(asn=raw["asn"], router_id=router_id, listen=raw["listen"], port=raw["port"],
-                       neighbors=neighbors, graceful_restart=GracefulRestartSettings(**raw["graceful_restart"]))
+                       neighbors=neighbors, graceful_restart=GracefulRestartSettings(**raw["graceful_restart"]),
+                       api_timeout=raw["api_timeout"], api_restart_after=raw["api_restart_after"])
 
 
 def _bgp_problems(raw) -> list:
@@ -495,6 +503,9 @@ def _bgp_problems(raw) -> list:
         if n["rr_client"] and n["asn"] != raw["asn"]:
             problems.append(_problem(f"{where}.rr_client", f"a route reflector session is iBGP: asn {n['asn']} is "
                                                             f"not the local asn {raw['asn']}"))
+    if raw["api_restart_after"] <= raw["api_timeout"]:
+        problems.append(_problem("bgp.api_restart_after", f"must be more than bgp.api_timeout ({raw['api_timeout']} "
+                                                          "s): the peers are reported down before ExaBGP is restarted"))
     if raw["neighbors"] and not raw["router_id"] and not any(n["local_address"] for n in raw["neighbors"]):
         problems.append(_problem("bgp.router_id", "required when neighbors are configured (or give a neighbor a "
                                                   "local_address)"))

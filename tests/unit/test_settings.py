@@ -135,6 +135,17 @@ def test_graceful_restart_settings(tmp_path):
     assert s.bgp.graceful_restart == settings_mod.GracefulRestartSettings(False, 30, 90)
 
 
+def test_exabgp_watchdog_bounds_reach_the_speaker(tmp_path):
+    """bgp.api_timeout and bgp.api_restart_after (bgp/watchdog.py) are the speaker's, defaults 5 and 30 s."""
+    from bgp.federation import speaker_config
+
+    default = speaker_config(settings_mod.defaults().bgp, str(tmp_path))
+    assert (default.api_timeout, default.api_restart_after) == (5.0, 30.0)
+    s = load(tmp_path, "bgp: {api_timeout: 12, api_restart_after: 120}\n")
+    config = speaker_config(s.bgp, str(tmp_path))
+    assert (config.api_timeout, config.api_restart_after) == (12.0, 120.0)
+
+
 @pytest.mark.parametrize("text, expected", [
     ("bgp: {neighbors: [{address: 10.0.0.1}]}\n", "bgp.neighbors[0].asn: is required"),
     ("bgp: {router_id: 1.1.1.1, neighbors: [{address: 10.0.0.1, asn: 1, hold_time: 2}]}\n",
@@ -151,6 +162,9 @@ def test_graceful_restart_settings(tmp_path):
      "between 1 and 4095"),
     ("bgp:\n  graceful_restart: {enable: true}\n", "bgp.graceful_restart.enable: unknown"),
     ("bgp:\n  graceful_restart: {enabled: 3}\n", "bgp.graceful_restart.enabled:"),
+    ("bgp: {api_timeout: 0}\n", "bgp.api_timeout: must be between 1 and 600"),
+    ("bgp: {api_timeout: 30, api_restart_after: 30}\n", "bgp.api_restart_after: must be more than bgp.api_timeout"),
+    ("bgp: {api_restart_after: fast}\n", "bgp.api_restart_after:"),
 ])
 def test_bad_bgp_settings(tmp_path, text, expected):
     with pytest.raises(settings_mod.SettingsError) as info:
