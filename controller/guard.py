@@ -24,6 +24,7 @@ from collections import Counter
 from typing import Callable
 
 from controller import runtime
+from controller.loglimit import warn_limited
 from controller.ryu_compat import hub, spawn_first
 
 log = logging.getLogger("canopy.guard")
@@ -107,24 +108,6 @@ def _serve(args, source, handle, limits, name):
             sock.close()
         except OSError:
             pass
-
-
-_last_logged: dict = {}  # key -> [when last logged, occurrences not logged since]
-LOG_EVERY = 10.0  # seconds: a repeated warning (same key) is logged at most this often, with a count
-
-
-def warn_limited(logger, key, msg: str, *args) -> None:
-    """``logger.warning(msg, *args)``, at most once per LOG_EVERY seconds for the same ``key`` (a hostile
-    peer must not flood the log); the line says how many like it were left out meanwhile."""
-    now = time.monotonic()
-    entry = _last_logged.setdefault(key, [-LOG_EVERY, 0])
-    if now - entry[0] < LOG_EVERY:
-        entry[1] += 1
-        return
-    skipped, entry[0], entry[1] = entry[1], now, 0
-    logger.warning(msg + (f" ({skipped} more like it not logged)" if skipped else ""), *args)
-    if len(_last_logged) > 10000:  # many sources: forget them all rather than grow
-        _last_logged.clear()
 
 
 def _refuse(sock, addr, name, reason, on_refused):

@@ -44,6 +44,8 @@ import time
 from dataclasses import dataclass
 from functools import wraps
 
+from controller.loglimit import warn_limited
+
 SCHEMA_VERSION = 1
 
 _DDL = (
@@ -239,10 +241,12 @@ class Store:
             self.fault = None
 
     def _refused(self, what: str, exc: BaseException) -> StoreFault:
-        """Record a write the disk refused (``fault``, ``faults``, one warning); the StoreFault to raise."""
+        """Record a write the disk refused (``fault``, ``faults``); the StoreFault to raise. Its warning is logged at
+        most once per LOG_EVERY seconds for the same kind of write, with a count of those left out: an HA node tries
+        its takeover at every tick, ten times a second, while the disk stays full."""
         fault = StoreFault(self.path, what, exc)
         self._faulty(what, fault.reason)
-        log.warning("%s", fault)
+        warn_limited(log, ("store", self.path, what), "%s", fault)
         return fault
 
     def _faulty(self, what: str, reason: str):

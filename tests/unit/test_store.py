@@ -2,6 +2,7 @@
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -250,3 +251,29 @@ def test_history_survives_a_log_compacted_to_nothing(tmp_path):
     store = Store(str(tmp_path), keep_changes=0)
     done = store.commit([Change("tenant", "a", "put", {"id": "a"})])
     assert store.changes_since(0) == [] and store.history() == (1, done[0].ts)
+
+
+def test_a_disk_refusing_writes_many_times_a_second_is_one_warning_with_a_count(tmp_path, monkeypatch, caplog):
+    """An HA node retries its takeover ten times a second while the disk is full: one warning per LOG_EVERY seconds
+    for the same kind of write, the next one counting those left out; every refusal still counts in ``faults``."""
+    from controller import loglimit
+    from controller.store import StoreFault
+
+    store = Store(str(tmp_path))
+    now = [1000.0]
+    monkeypatch.setattr(loglimit.time, "monotonic", lambda: now[0])
+
+    def full(*_args):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(store, "offload", full)
+    caplog.set_level("WARNING", logger="canopy.store")
+    for _ in range(5):
+        with pytest.raises(StoreFault):
+            store.commit([Change("tenant", "a", "put", {"id": "a"})])
+    assert store.faults == 5 and len(caplog.records) == 1 and "disk is full" in caplog.records[0].getMessage()
+    now[0] += loglimit.LOG_EVERY
+    with pytest.raises(StoreFault):
+        store.commit([Change("tenant", "a", "put", {"id": "a"})])
+    assert len(caplog.records) == 2 and caplog.records[1].getMessage().endswith("(4 more like it not logged)")
+    store.close()
