@@ -47,6 +47,9 @@ from functools import wraps
 from controller.loglimit import warn_limited
 
 SCHEMA_VERSION = 1
+# SQLite errors that are Canopy's bugs (a constraint, a misused cursor or connection, bad SQL), not the disk's: they
+# propagate as bugs (500, a log line with a traceback) rather than being reported as the store's fault.
+_BUGS = (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError, sqlite3.NotSupportedError)
 
 _DDL = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -227,7 +230,7 @@ class Store:
         try:
             result = self.offload(transaction, *args)
         except (sqlite3.DatabaseError, OSError) as exc:
-            if isinstance(exc, sqlite3.IntegrityError):  # a bug, not the disk
+            if isinstance(exc, _BUGS):  # a bug in how the store is used, not the disk: not a StoreFault
                 raise
             raise self._refused(what, exc) from None
         self._recovered()

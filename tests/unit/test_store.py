@@ -277,3 +277,22 @@ def test_a_disk_refusing_writes_many_times_a_second_is_one_warning_with_a_count(
         store.commit([Change("tenant", "a", "put", {"id": "a"})])
     assert len(caplog.records) == 2 and caplog.records[1].getMessage().endswith("(4 more like it not logged)")
     store.close()
+
+
+@pytest.mark.parametrize("bug", [sqlite3.ProgrammingError("Cannot operate on a closed database."),
+                                 sqlite3.InterfaceError("bad parameter"), sqlite3.IntegrityError("UNIQUE")])
+def test_a_bug_in_using_sqlite_is_not_reported_as_the_disk_s_fault(tmp_path, monkeypatch, bug):
+    """Only what the disk or the file can cause is a StoreFault (503 store_failed, "free space"): a programming error
+    stays a bug (500 with a traceback in the log), and the store is not marked faulty for it."""
+    from controller.store import StoreFault
+
+    store = Store(str(tmp_path))
+
+    def broken(*_args):
+        raise bug
+
+    monkeypatch.setattr(store, "offload", broken)
+    with pytest.raises(type(bug)) as raised:
+        store.commit([Change("tenant", "a", "put", {"id": "a"})])
+    assert not isinstance(raised.value, StoreFault) and store.fault is None and store.faults == 0
+    store.close()
