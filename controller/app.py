@@ -543,4 +543,4 @@ class CanopyApp(RyuApp):
 
     def _ovsdb_sessions(self, req):
         items = self.ovsdb.sessions()
-        return Response(200, {"items": items, "count": len(items)})
+        return Response(200, {"items": items, "count": len(items), "first_reads": self.ovsdb.first_reads.status()})

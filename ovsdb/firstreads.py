@@ -74,4 +74,5 @@ class FirstReads:
             self._free += 1
 
     def status(self) -> dict:
+        """``GET /v1/ovsdb/sessions``' ``first_reads``: the limit, the sessions waiting now, those that waited."""
         return {"limit": self.limit, "waiting": self.waiting, "waited": self.waited}

@@ -57,6 +57,7 @@ def test_an_ovsdb_reconnect_keeps_the_switch_and_sends_nothing(lab):
     ctl, canopy, kvm1, kvm2, vm_a = two_hypervisors(lab)
     chassis = kvm1.vsctl("get", "Open_vSwitch", ".", "external_ids:system-id").strip().strip('"')
     [before] = sessions_of(canopy, chassis)
+    assert canopy.api.get("/v1/ovsdb/sessions").json["first_reads"] == {"limit": 4, "waiting": 0, "waited": 0}
     switches = canopy.api.get("/v1/switches").json["items"]
     status = canopy.api.get("/v1/status").json
     sent_before = sent(canopy, (kvm1, kvm2))
