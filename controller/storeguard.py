@@ -49,6 +49,19 @@ class StoreUnreadable(StoreRefused):
 
 # SQLite's errors that say the disk or the file system failed, not the file's contents (sqlite3 ``sqlite_errorname``)
 DISK_ERRORS = ("SQLITE_IOERR", "SQLITE_FULL", "SQLITE_CANTOPEN", "SQLITE_READONLY", "SQLITE_BUSY", "SQLITE_NOMEM")
+_REMEDIES = {  # what to do about a store that cannot be read now, by SQLite's error name (its start)
+    "SQLITE_BUSY": "another process holds the store (a second Canopy, a backup, an sqlite3 shell): stop it",
+    "SQLITE_NOMEM": "the machine is out of memory: free some",
+    "SQLITE_READONLY": "the store or its directory is read-only: make both writable for Canopy's user",
+    "SQLITE_CANTOPEN": "the store cannot be opened: check its directory exists and Canopy's user may write it",
+}
+
+
+def _remedy(errorname: str) -> str:
+    """The operator's next step for a store that cannot be read now (free space or mend the disk unless SQLite's
+    error says otherwise)."""
+    return next((text for name, text in _REMEDIES.items() if errorname.startswith(name)),
+                "free space or mend the disk")
 
 
 @dataclass(frozen=True)
@@ -109,8 +122,8 @@ def inspect(path) -> StoreFacts:
         if (getattr(exc, "sqlite_errorname", None) or "").startswith(DISK_ERRORS):
             free = free_bytes(path)
             space = "" if free is None else f"; {free} bytes free on its file system"
-            raise StoreUnreadable(f"{path} cannot be read now ({exc}, {exc.sqlite_errorname}{space}): free space or "
-                                  "mend the disk, then start again; nothing was changed") from None
+            raise StoreUnreadable(f"{path} cannot be read now ({exc}, {exc.sqlite_errorname}{space}): "
+                                  f"{_remedy(exc.sqlite_errorname)}, then start again; nothing was changed") from None
         raise StoreRefused(f"{path} is damaged or not a Canopy store ({exc})") from None
     finally:
         db.close()

@@ -224,3 +224,16 @@ def test_accept_store_moves_an_unreadable_database_aside(data):
     assert "damaged" in storeguard.verify(str(data), accept=True)
     assert list(data.glob("canopy.db.replaced-*")) and list(data.glob("canopy.db.marker.replaced-*"))
     assert Store(str(data)).last_seq() == 0
+
+
+@pytest.mark.parametrize("errorname, says", [
+    ("SQLITE_FULL", "free space or mend the disk"),
+    ("SQLITE_IOERR_SHMSIZE", "free space or mend the disk"),
+    ("SQLITE_BUSY", "another process holds the store"),
+    ("SQLITE_BUSY_RECOVERY", "another process holds the store"),
+    ("SQLITE_NOMEM", "out of memory"),
+    ("SQLITE_READONLY_DIRECTORY", "read-only"),
+])
+def test_a_store_unreadable_now_names_the_operator_s_next_step_by_sqlite_s_error(errorname, says):
+    """A store locked by another process or a machine out of memory is not a full disk: the refusal says what to do."""
+    assert says in storeguard._remedy(errorname)
