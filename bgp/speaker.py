@@ -309,6 +309,8 @@ class Speaker:
         with self._lock:
             self._proc, self._spawns = proc, self._spawns + 1
         self._started_at = time.monotonic()
+        with self._lock:
+            self._watchdog.started()
         self.log.info("BGP speaker: started exabgp (pid %d) with %s", proc.pid, config.conf_path)
 
     def _reap(self) -> None:
@@ -489,9 +491,15 @@ class Speaker:
     def _watch(self) -> None:
         """Probe an idle ExaBGP; report a silent one's peers down; kill one silent too long (``bgp.watchdog``)."""
         proc = self._proc
+        if proc is None:
+            return
+        if self._conn is None:  # (only this thread connects and drops the API)
+            with self._lock:
+                unconnected = self._watchdog.unconnected()
+            if unconnected:
+                self._kill_silent(proc, "its API relay never connected")
+            return
         with self._lock:
-            if self._conn is None or proc is None:
-                return
             verdict = self._watchdog.check(waiting=bool(self._book.pending))
             if verdict == PROBE_NOW:
                 self._queue([self._book.probe(PROBE)])
@@ -509,11 +517,12 @@ class Speaker:
         elif verdict == RESTART:
             self._kill_silent(proc)
 
-    def _kill_silent(self, proc: subprocess.Popen) -> None:
+    def _kill_silent(self, proc: subprocess.Popen, why: str = "still not answering its API") -> None:
         """SIGKILL a frozen or wedged ExaBGP's process group (SIGTERM would wait on it); reaped and restarted
         by the usual path, which re-sends every desired route."""
-        self._kill_reason = "exabgp did not answer its API; killed"
-        self.log.error("BGP speaker: exabgp (pid %d) still not answering its API: killing it to restart it", proc.pid)
+        self._kill_reason = "exabgp did not answer its API; killed" if why.startswith("still") else \
+            f"exabgp: {why}; killed"
+        self.log.error("BGP speaker: exabgp (pid %d): %s: killing it to restart it", proc.pid, why)
         try:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=TERM_GRACE)

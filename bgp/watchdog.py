@@ -43,10 +43,24 @@ class ApiWatchdog:
     _idle_since: float = 0.0  # when the last wait ended (or the API connected)
     _restarts_in_row: int = 0  # watchdog restarts with no acknowledgement since
     _armed: bool = field(default=False)
+    _started: float | None = None  # when the current ExaBGP was started, until its API relay connects
+
+    def started(self) -> None:
+        """A new ExaBGP was started: its API relay is waited for (``unconnected``) until it connects."""
+        self._started = self.clock()
+
+    def unconnected(self) -> bool:
+        """An ExaBGP started ``restart_bound()`` seconds ago whose API relay never connected (it hangs before
+        loading its API process, or the relay cannot reach the speaker): True once, then it is up to a restart."""
+        if self._started is None or self.clock() - self._started < self.restart_bound():
+            return False
+        self._started = None
+        self._restarts_in_row += 1
+        return True
 
     def connected(self) -> None:
         """A new ExaBGP's API connected: nothing is waited for yet."""
-        self._armed, self.silent, self._since = True, False, None
+        self._armed, self.silent, self._since, self._started = True, False, None, None
         self._idle_since = self.clock()
 
     def disconnected(self) -> None:

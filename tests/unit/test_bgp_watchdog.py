@@ -158,3 +158,53 @@ def test_a_silent_exabgp_shows_its_peers_down_in_rest_status_and_metrics(tmp_pat
     assert [(sample.labels["neighbor"], sample.value) for sample in session_up.samples] == [("192.0.2.1", 0)]
     speaker._watchdog.acknowledged(waiting=False)
     assert status_part(federation)["peers"] == {"192.0.2.1": "up"}
+
+
+def test_an_exabgp_whose_api_never_connects_is_restarted_after_the_restart_bound():
+    """ExaBGP started but its API relay never connected (hung before loading the API process): it is killed once
+    the restart bound has passed since its start, that bound doubling while restarts do not help."""
+    clock = Clock()
+    dog = ApiWatchdog(5.0, 30.0, clock=clock)
+    dog.started()
+    clock.now += 29.9
+    assert not dog.unconnected()
+    clock.now += 0.1
+    assert dog.unconnected() and not dog.unconnected()  # once: the restart follows
+    dog.started()
+    clock.now += 59.9
+    assert not dog.unconnected()
+    clock.now += 0.1
+    assert dog.unconnected()
+    dog.started()
+    dog.connected()
+    clock.now += RESTART_MAX
+    assert not dog.unconnected()  # connected: the API watch (check) takes over
+
+
+def test_the_speaker_kills_an_exabgp_whose_api_never_connected(tmp_path):
+    """A real Speaker (not started) with a real child process standing in for an ExaBGP whose relay never connects:
+    its process group is killed, and its exit is reported as why."""
+    import subprocess
+    import sys
+
+    from bgp.speaker import Neighbor, Speaker, SpeakerConfig
+
+    speaker = Speaker(SpeakerConfig(asn=65000, router_id="192.0.2.9", workdir=str(tmp_path),
+                                    neighbors=(Neighbor("192.0.2.1", 65001),)))
+    clock = Clock()
+    speaker._watchdog = ApiWatchdog(5.0, 30.0, clock=clock)
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    try:
+        speaker._proc = child
+        speaker._watchdog.started()
+        clock.now += 29
+        speaker._watch()
+        assert child.poll() is None
+        clock.now += 1
+        speaker._watch()
+        assert child.wait(timeout=10) == -9
+        assert speaker.status()["last_error"].startswith("exabgp: its API relay never connected; killed")
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(timeout=10)
