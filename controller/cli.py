@@ -193,7 +193,8 @@ def cmd_run(args) -> int:
     lifecycle.install_signals(args.config)
     try:
         limits = settings.limits
-        code = run_manager(argv, OpenFlowGuard(limits.openflow_handshake_timeout, limits.openflow_per_source))
+        code = run_manager(argv, OpenFlowGuard(limits.openflow_handshake_timeout, limits.openflow_per_source,
+                                                   limits.openflow_dead_after))
     except KeyboardInterrupt:  # a stop signal while Ryu was still building the applications
         code = EXIT_OK
     log.info("Canopy stopped")

@@ -211,10 +211,29 @@ def _give_way() -> None:
 
 @dataclass(frozen=True)
 class OpenFlowGuard:
-    """Limits of the OpenFlow listener: seconds to finish the handshake, connections per source address."""
+    """Limits of the OpenFlow listener: seconds to finish the handshake, connections per source address, seconds
+    after which a connection whose host stopped acknowledging TCP is closed (``keep_alive``; 0: never)."""
 
     handshake_timeout: float = 10.0
     per_source: int = 32
+    dead_after: float = 30.0
+
+
+def keep_alive(sock, dead_after: float) -> None:
+    """Close ``sock`` (the kernel does, and the reader sees an error) once its peer's host has acknowledged nothing
+    for about ``dead_after`` seconds: TCP keepalive probes while the connection is idle, and a bound on unacknowledged
+    data while Canopy sends. A switch whose host died silently, or was cut off, otherwise stays connected forever:
+    Canopy does not use Ryu's echo-request timeout, which a busy switch (or a busy controller) could miss. The host's
+    kernel answers these, not ovs-vswitchd, so load never trips them."""
+    if dead_after <= 0:
+        return
+    idle = max(1, int(dead_after / 2))
+    interval = max(1, int(dead_after / 6))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, interval)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, max(1, int((dead_after - idle) / interval)))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(dead_after * 1000))
 
 
 def run_manager(argv, openflow_guard: OpenFlowGuard | None = None):
@@ -278,6 +297,7 @@ def _guarded_handler(base, limits: OpenFlowGuard):
 
     def serve_datapath(sock, addr, tls):
         try:
+            keep_alive(sock, limits.dead_after)
             if tls is not None:  # the TLS handshake counts against the OpenFlow handshake's time
                 with hub.Timeout(limits.handshake_timeout):
                     sock = tls.wrap_socket(sock, server_side=True)

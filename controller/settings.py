@@ -74,6 +74,9 @@ OPENFLOW_LIMITS = (
     _limit("handshake_timeout_ms", "a peer that has not sent HELLO and its features by then is dropped",
            100, 600000, 10000),
     _limit("max_connections_per_source", "open OpenFlow connections per source address", 1, 100000, 32),
+    _limit("dead_after_ms", "a connection whose switch's host stops acknowledging TCP (it died, or its network went) "
+           "is closed after this long (TCP keepalive and user timeout, answered by the host's kernel, so a busy "
+           "switch is never dropped; 0: never)", 0, 3600000, 30000),
 )
 OVSDB_LIMITS = (
     _limit("handshake_timeout_ms", "each handshake request (list_dbs, get_schema) must be answered by then",
@@ -284,6 +287,7 @@ class Limits:
 
     openflow_handshake_timeout: float = 10.0
     openflow_per_source: int = 32
+    openflow_dead_after: float = 30.0
     ovsdb_handshake_timeout: float = 5.0
     ovsdb_sync_timeout: float = 120.0
     ovsdb_per_source: int = 16
@@ -300,7 +304,7 @@ class Limits:
 def _limits(raw) -> Limits:
     of, ovsdb, rest = raw["openflow"], raw["ovsdb"], raw["rest"]
     return Limits(openflow_handshake_timeout=of["handshake_timeout_ms"] / 1000,
-                  openflow_per_source=of["max_connections_per_source"],
+                  openflow_per_source=of["max_connections_per_source"], openflow_dead_after=of["dead_after_ms"] / 1000,
                   ovsdb_handshake_timeout=ovsdb["handshake_timeout_ms"] / 1000,
                   ovsdb_sync_timeout=ovsdb["sync_timeout_ms"] / 1000,
                   ovsdb_per_source=ovsdb["max_connections_per_source"], ovsdb_max_message=ovsdb["max_message_bytes"],

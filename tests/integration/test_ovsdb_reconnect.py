@@ -116,3 +116,31 @@ def test_a_hung_ovsdb_server_with_its_bridge_still_connected_unbinds_nothing(lab
              lambda: canopy.log_tail())
     log = canopy.log_path.read_text()
     assert "vport acme/web/a unbound" not in log and "gone" not in log.split("still answers over OpenFlow")[-1]
+
+
+def test_a_switch_whose_host_stops_acknowledging_is_dropped_after_dead_after(lab):
+    """kvm1's host stops answering the controller at the TCP level (everything it sends to the controller dropped
+    inside its namespace: a host that died silently, or a cut link). Without TCP keepalive nothing was ever sent on an
+    idle OpenFlow connection whose peer is gone, so Canopy showed kvm1 connected over OpenFlow forever; with
+    ``openflow.dead_after_ms`` (here 3 s) the kernel closes it, and kvm2's connection is untouched."""
+    ctl, canopy, kvm1, kvm2, _ = two_hypervisors(lab, {"openflow": {"dead_after_ms": 3000}})
+
+    def openflow(hv):
+        [switch] = [s for s in canopy.api.get("/v1/switches").json["items"] if s["datapath_id"] ==
+                    f"{hv.datapath_id():016x}"]
+        return switch["openflow"]["connected"]
+
+    assert openflow(kvm1) and openflow(kvm2)
+    since = canopy.api.get("/v1/switches").json["items"]
+    rule = ("OUTPUT", "-p", "tcp", "-d", ctl.ip, "--dport", "6653", "-j", "DROP")
+    assert kvm1.exec("iptables", "-A", *rule).returncode == 0
+    try:
+        lab.wait_until(lambda: not openflow(kvm1), timeout=20, what="kvm1's silent OpenFlow connection closed")
+    finally:
+        kvm1.exec("iptables", "-D", *rule)
+    assert openflow(kvm2)
+    [kvm2_before] = [s for s in since if s["datapath_id"] == f"{kvm2.datapath_id():016x}"]
+    [kvm2_now] = [s for s in canopy.api.get("/v1/switches").json["items"] if s["datapath_id"] ==
+                  f"{kvm2.datapath_id():016x}"]
+    assert kvm2_now["openflow"]["since"] == kvm2_before["openflow"]["since"]  # never reconnected
+    lab.wait_until(lambda: openflow(kvm1), timeout=30, what="kvm1 back over OpenFlow once its host answers again")
