@@ -54,6 +54,14 @@ def _hold_time(value):
     return value
 
 
+def _dead_after_ms(value):
+    value = f.integer(value, 0, 3600000)
+    if 0 < value < 2000:
+        raise f.Invalid("must be 0 (never) or at least 2000: TCP keepalive counts whole seconds, and a shorter bound "
+                        "on unacknowledged data would drop switches on a busy network")
+    return value
+
+
 def _endpoint(listen, port, doc):
     return (Field("listen", "string", f"{doc} listen address", _listen, default=listen, nullable=False),
             Field("port", "integer", f"{doc} TCP port", _port, default=port, nullable=False))
@@ -74,9 +82,10 @@ OPENFLOW_LIMITS = (
     _limit("handshake_timeout_ms", "a peer that has not sent HELLO and its features by then is dropped",
            100, 600000, 10000),
     _limit("max_connections_per_source", "open OpenFlow connections per source address", 1, 100000, 32),
-    _limit("dead_after_ms", "a connection whose switch's host stops acknowledging TCP (it died, or its network went) "
-           "is closed after this long (TCP keepalive and user timeout, answered by the host's kernel, so a busy "
-           "switch is never dropped; 0: never)", 0, 3600000, 30000),
+    Field("dead_after_ms", "integer", "a connection whose switch's host stops acknowledging TCP (it died, or its "
+          "network went) is closed after this long (TCP keepalive and user timeout, answered by the host's kernel, so "
+          "a busy switch is never dropped; 0: never, else at least 2000)", _dead_after_ms, default=30000,
+          nullable=False),
 )
 OVSDB_LIMITS = (
     _limit("handshake_timeout_ms", "each handshake request (list_dbs, get_schema) must be answered by then",

@@ -181,3 +181,16 @@ def test_ha_settings(tmp_path):
     assert not settings_mod.defaults().ha.enabled
     with pytest.raises(settings_mod.SettingsError, match="ha.dead_interval_ms: must be at least three heartbeat"):
         load(tmp_path, "ha: {peer: 10.250.0.2, heartbeat_interval_ms: 500, dead_interval_ms: 1000}\n")
+
+
+@pytest.mark.parametrize("value, ok", [(0, True), (2000, True), (30000, True), (1, False), (1999, False),
+                                       (3600001, False)])
+def test_openflow_dead_after_is_never_or_at_least_two_seconds(tmp_path, value, ok):
+    """openflow.dead_after_ms (TCP keepalive and user timeout on switch connections): a bound under 2 s would drop
+    switches on a merely busy network."""
+    text = f"openflow: {{dead_after_ms: {value}}}\n"
+    if ok:
+        assert load(tmp_path, text).limits.openflow_dead_after == value / 1000
+    else:
+        with pytest.raises(settings_mod.SettingsError, match="openflow.dead_after_ms: must"):
+            load(tmp_path, text)
