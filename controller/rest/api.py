@@ -181,6 +181,12 @@ class Api:
         self.record(req, resp, time.monotonic() - started)
         return resp
 
+    def take_turn(self) -> None:
+        """A big answer waits for its turn before it starts: many asked at once are computed one stretch at a time
+        (``pause`` is controller/rest/lane.py's in the controller)."""
+        if self.pause is not None:
+            self.pause()
+
     def encoded(self, resp: Response) -> bytes:
         """``resp``'s bytes as the REST server writes them: pausing (``pause``) every ANSWER_EVERY elements of its long
         lists (an apply's changes or problems, a listing)."""
@@ -276,6 +282,7 @@ class Api:
 
     def _lister(self, kind):
         def handler(req):
+            self.take_turn()
             allowed = set(FILTERS.get(kind, ())) | {"name"} | ({"counters"} if kind in self.list_counters else set())
             for key in req.query:
                 if key not in allowed:
@@ -362,6 +369,7 @@ class Api:
         return out
 
     def switches(self, req):
+        self.take_turn()
         pacer = Pacer(self.pause, SWITCHES_EVERY)  # every port: encoded a switch's port at a time (rest/paced.py)
         items = [self._with_sync(item) for item in self.state.switches()]
         return Response(200, paced_json({"items": items, "count": len(items)}, pacer.tick))
