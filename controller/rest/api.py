@@ -337,7 +337,7 @@ class Api:
     def status(self, req):
         return Response(200, {
             "version": __version__, "role": self.ha.role if self.ha is not None else "standalone",
-            "uptime": round(time.time() - self.state.started, 3),
+            "uptime": round(time.monotonic() - self.state.up_since, 3),
             "seq": self.state.last_seq, "state_version": self.state.version, "counts": self.service.counts(),
             "switches": {"ovsdb": len(self.state.vrs), "openflow": len(self.state.datapaths)},
             "vports_bound": len(self.state.locations), "vports_mac_mismatch": len(self.state.mismatched),
