@@ -1,10 +1,11 @@
 """Faults on the hardware VTEP side, with the real ovs-vtep emulator and a bare-metal server pinging a VM
 (docs/operations.md "When a part fails"): its VLAN binding removed behind Canopy's back (restored), its
 Physical_Switch row deleted and created again (gone, then a VTEP again), ovs-vtep killed and restarted, and its
-ovsdb-server restarted (both: nothing written, the same VTEP)."""
+ovsdb-server restarted (both: nothing written, the same VTEP), and the controller restarted while the VTEP was away."""
 
 from __future__ import annotations
 
+import copy
 import signal
 import subprocess
 
@@ -12,19 +13,13 @@ import pytest
 
 from tests.harness.fabric import reach, vtep_fabric
 from tests.harness.ovsdb_driver import hold_for
-from tests.harness.vtep import OVS_VTEP, PYTHON
+from tests.integration.test_vtep_e2e import BM_MAC, LS
+from tests.integration.test_vtep_e2e import POLICY as E2E_POLICY
 
 pytestmark = pytest.mark.integration
 
-BM_MAC = "02:00:00:00:0b:01"
-POLICY = {
-    "tenants": [{"name": "acme", "domains": [{"name": "prod", "subnets": [
-        {"name": "web", "cidr": "10.0.1.0/24", "gateway": "10.0.1.1", "vni": 5001, "vports": [
-            {"name": "webk", "mac": "02:00:00:00:01:01", "ips": ["10.0.1.11"], "binding": {"flavour": "kvm"}},
-        ]}]}]}],
-    "vtep_bindings": [{"switch": "tor1", "port": "p1", "vlan": 100, "subnet": "acme/web"}],
-}
-LS = "canopy-5001"
+POLICY = copy.deepcopy(E2E_POLICY)  # one VM: the KVM one
+POLICY["tenants"][0]["domains"][0]["subnets"][0]["vports"][1:] = []
 
 
 @pytest.fixture(scope="module")
