@@ -320,8 +320,9 @@ class VtepReporter(Claimant):
         one is, rather than shown connected with its old ports and bindings while it forwards nothing."""
         if self.key is None:
             return False
-        self._log.warning("ovsdb %s: hardware VTEP %s: its Physical_Switch row was deleted: gone until one is "
-                          "created again", self.peer, self.last.name)
+        if self.speaking:  # else another session speaks for it: that one's database says whether it is gone
+            self._log.warning("ovsdb %s: hardware VTEP %s: its Physical_Switch row was deleted: gone until one is "
+                              "created again", self.peer, self.last.name)
         self._claims.leave(self.key, self, now=True)
         self.key, self.last, self._changed = None, None, None
         return True
