@@ -352,6 +352,8 @@ def cmd_apply(args) -> int:
                                           p.get("also", "")) for p in problems])
         else:
             print(f"canopy: {status}: {err.get('message', reply)}", file=sys.stderr)
+        if status == 401:
+            print(f"canopy: {_unauthorized_hint(args)}", file=sys.stderr)
         return EXIT_INVALID
     changes = reply["changes"]
     verb = "would" if reply["dry_run"] else ""
@@ -422,16 +424,31 @@ class _Progress:
 
 
 def _token(args):
+    return _token_and_origin(args)[0]
+
+
+def _token_and_origin(args) -> tuple:
+    """(token or None, where it came from or why there is none): a refused write names where to look."""
     if args.token:
-        return args.token
+        return args.token, "the token given by --token or CANOPY_TOKEN"
+    settings_file = args.config or "the built-in settings"
     try:
         settings = settings_mod.load(args.config)
         if settings.rest_token:
-            return settings.rest_token
+            return settings.rest_token, f"rest.token of {settings_file}"
         with open(settings.rest_token_file, encoding="utf-8") as fh:
-            return fh.read().strip()
-    except (OSError, settings_mod.SettingsError, yamldoc.DocError):
-        return None
+            return fh.read().strip(), f"the token file {settings.rest_token_file} ({settings_file})"
+    except OSError as exc:
+        return None, f"no token: {getattr(exc, 'filename', None) or 'the token file'}: {exc.strerror} ({settings_file})"
+    except (settings_mod.SettingsError, yamldoc.DocError) as exc:
+        return None, f"no token: {settings_file}: {exc}"
+
+
+def _unauthorized_hint(args) -> str:
+    """Why a write was refused with 401, and how to give the controller's token."""
+    token, origin = _token_and_origin(args)
+    told = f"the controller refused {origin}" if token else origin
+    return f"{told}; give --config with the controller's settings file, or --token (CANOPY_TOKEN)"
 
 
 def _request(args, method, path, body):

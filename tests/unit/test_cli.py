@@ -173,3 +173,17 @@ def test_apply_names_both_lines_of_a_duplicate_the_controller_refused(tmp_path, 
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"{path}:3: tenant 'acme': name: tenant name 'acme' is used twice")
     assert err.endswith(f"(first at {path}:2)")
+
+
+def test_apply_refused_for_want_of_a_token_names_where_it_looked(tmp_path, capsys, served, monkeypatch):
+    """A newcomer who runs the controller with its own settings and `canopy apply FILE` without them got only
+    '401: this request needs a token'; the refusal now names the token file it could not read and the fix."""
+    monkeypatch.delenv("CANOPY_TOKEN", raising=False)
+    settings = write(tmp_path, "settings.yaml", f"data_dir: {tmp_path / 'nodata'}\n")
+    path = write(tmp_path, "one.yaml", "tenants:\n  - name: acme\n")
+    assert cli.main(["apply", path, "--url", served, "--config", settings]) == cli.EXIT_INVALID
+    err = capsys.readouterr().err
+    assert f"no token: {tmp_path / 'nodata' / 'rest-token'}: No such file or directory ({settings})" in err
+    assert "give --config with the controller's settings file, or --token (CANOPY_TOKEN)" in err
+    assert cli.main(["apply", path, "--url", served, "--token", "wrong"]) == cli.EXIT_INVALID
+    assert "the controller refused the token given by --token or CANOPY_TOKEN" in capsys.readouterr().err
