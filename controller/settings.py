@@ -39,6 +39,17 @@ def _secret(value):
     return value
 
 
+def _path(value):
+    """A file or directory path: an empty one would silently mean the working directory, and a NUL byte
+    stops every file call with a ValueError, not an error naming the setting."""
+    value = f.text(value, 4096)
+    if not value:
+        raise f.Invalid("must be a path, not empty")
+    if "\0" in value:
+        raise f.Invalid("must not contain a NUL character")
+    return value
+
+
 def _port(value):
     return f.integer(value, 1, 65535)
 
@@ -112,7 +123,7 @@ REST_LIMITS = (
 
 
 SETTINGS = (
-    Field("data_dir", "string", "where the store and the generated REST token live", f.text,
+    Field("data_dir", "string", "where the store and the generated REST token live", _path,
           default=DEFAULT_DATA_DIR, nullable=False),
     Field("log_level", "string", "debug, info, warning or error", f.one_of("debug", "info", "warning", "error"),
           default="info", nullable=False),
@@ -127,7 +138,7 @@ SETTINGS = (
     Field("rest", "object", "REST API", fields=_endpoint("127.0.0.1", 8080, "REST") + (
         Field("token", "string", "bearer token for writes (default: generated into data_dir/rest-token)",
               lambda v: f.text(v, 4096)),
-        Field("token_file", "string", "read the bearer token from this file", f.text),
+        Field("token_file", "string", "read the bearer token from this file", _path),
         Field("open_reads", "string", "who may read without the token: loopback, always or never",
               f.one_of("loopback", "always", "never"), default="loopback", nullable=False),
         Field("access_log", "boolean", "log one line per request at info (default: at debug); never with the "
@@ -136,10 +147,10 @@ SETTINGS = (
     ) + REST_LIMITS, default=dict, nullable=False),
     Field("tls", "object", "certificates for TLS on the OpenFlow, OVSDB and REST listeners (docs/security.md); "
           "off while absent", fields=(
-              Field("key", "string", "this controller's private key (PEM)", f.text, required=True),
-              Field("cert", "string", "this controller's certificate (PEM)", f.text, required=True),
+              Field("key", "string", "this controller's private key (PEM)", _path, required=True),
+              Field("cert", "string", "this controller's certificate (PEM)", _path, required=True),
               Field("ca_cert", "string", "the CA certificate(s) (PEM) that switches' and VTEPs' certificates must "
-                    "be signed by", f.text, required=True),
+                    "be signed by", _path, required=True),
           )),
     Field("vrs", "object", "virtual switches", fields=(
         Field("bridge", "string", "integration bridge name", f.name, default="br-int", nullable=False),
@@ -224,7 +235,7 @@ SETTINGS = (
               lambda v: f.integer(v, 10, 60000), default=2000, nullable=False),
         Field("secret", "string", "shared secret authenticating the HA link (the same on both nodes; at least "
               f"{MIN_SECRET} characters); required with peer unless secret_file is set", _secret),
-        Field("secret_file", "string", "read the HA link secret from this file instead", f.text),
+        Field("secret_file", "string", "read the HA link secret from this file instead", _path),
         Field("solo", "boolean", "start in solo mode: acknowledge writes the standby did not confirm (they are "
               "lost if this node dies before the standby catches up)", f.boolean, default=False, nullable=False),
     ), default=dict, nullable=False),

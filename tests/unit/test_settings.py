@@ -194,3 +194,20 @@ def test_openflow_dead_after_is_never_or_at_least_two_seconds(tmp_path, value, o
     else:
         with pytest.raises(settings_mod.SettingsError, match="openflow.dead_after_ms: must"):
             load(tmp_path, text)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ('data_dir: ""\n', "canopy.yaml:1: data_dir: must be a path, not empty"),
+    ('data_dir: "/var/lib/a\\0b"\n', "canopy.yaml:1: data_dir: must not contain a NUL character"),
+    ('rest:\n  token_file: ""\n', "canopy.yaml:2: rest.token_file: must be a path, not empty"),
+    ('ha:\n  node_id: a\n  peer: 10.0.0.2\n  secret_file: "/etc/\\0"\n',
+     "canopy.yaml:4: ha.secret_file: must not contain a NUL character"),
+    ('tls:\n  key: "/etc/\\0"\n  cert: /etc/c\n  ca_cert: /etc/ca\n', "canopy.yaml:2: tls.key: must not contain a NUL"),
+    ('tls:\n  key: /etc/k\n  cert: ""\n  ca_cert: /etc/ca\n', "canopy.yaml:3: tls.cert: must be a path, not empty"),
+])
+def test_a_path_setting_is_neither_empty_nor_holding_a_nul(tmp_path, text, expected):
+    """An empty data_dir put the store in whatever directory canopy started in, and a NUL byte in any path stopped
+    `canopy check-settings` and `canopy run` with a ValueError traceback instead of naming the setting."""
+    with pytest.raises(settings_mod.SettingsError) as info:
+        load(tmp_path, text)
+    assert expected in str(info.value)
