@@ -367,6 +367,9 @@ class Settings:
     rest_tls: bool = False  # serve REST over HTTPS
     gateway_arp_refresh: float = 30.0  # seconds: vrs.gateway_arp_refresh_ms
     gateway_arp_timeout: float = 100.0  # seconds: vrs.gateway_arp_timeout_ms
+    # every setting by its key as the file names it ("restart.hold_time"), after defaults: what a reload compares,
+    # so that it names the keys an operator wrote, not these attributes
+    keys: tuple = field(default=(), compare=False, repr=False)
 
 
 def defaults() -> Settings:
@@ -427,7 +430,16 @@ def from_doc(doc: yamldoc.Doc) -> Settings:
         log_format=raw["log_format"], access_log=rest["access_log"],
         tls=_tls_files(raw["tls"]), openflow_tls=_tls_on(raw, "openflow"), ovsdb_tls=_tls_on(raw, "ovsdb"),
         rest_tls=_tls_on(raw, "rest"), gateway_arp_refresh=raw["vrs"]["gateway_arp_refresh_ms"] / 1000,
-        gateway_arp_timeout=raw["vrs"]["gateway_arp_timeout_ms"] / 1000)
+        gateway_arp_timeout=raw["vrs"]["gateway_arp_timeout_ms"] / 1000, keys=tuple(_keyed(raw)))
+
+
+def _keyed(raw: dict, prefix: str = ""):
+    """(dotted key, value) of every leaf of the normalised settings (a list, such as bgp.neighbors, is one leaf)."""
+    for name, value in raw.items():
+        if isinstance(value, dict):
+            yield from _keyed(value, f"{prefix}{name}.")
+        else:
+            yield f"{prefix}{name}", value
 
 
 TLS_LISTENERS = ("openflow", "ovsdb", "rest")
