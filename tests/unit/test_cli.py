@@ -187,3 +187,20 @@ def test_apply_refused_for_want_of_a_token_names_where_it_looked(tmp_path, capsy
     assert "give --config with the controller's settings file, or --token (CANOPY_TOKEN)" in err
     assert cli.main(["apply", path, "--url", served, "--token", "wrong"]) == cli.EXIT_INVALID
     assert "the controller refused the token given by --token or CANOPY_TOKEN" in capsys.readouterr().err
+
+
+def test_a_reader_gone_from_standard_output_stops_the_command_without_a_traceback(tmp_path):
+    """`canopy show | head` printed a BrokenPipeError traceback once head had what it wanted."""
+    import os
+
+    files = [str(p) for p in sorted((Path(__file__).resolve().parents[2] / "config" / "examples").glob("*.yaml"))]
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the command writes
+    try:
+        done = subprocess.run([sys.executable, "-m", "controller.cli", "check", *files], stdout=write,
+                              stderr=subprocess.PIPE, text=True, timeout=120,
+                              cwd=str(Path(__file__).resolve().parents[2]))
+    finally:
+        os.close(write)
+    assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr, done.stderr
+    assert done.returncode == cli.EXIT_INVALID
