@@ -39,6 +39,17 @@ def _secret(value):
     return value
 
 
+def _filled(limit):
+    """A checker for text of 1 to ``limit`` characters: an empty md5_password would silently mean none, and an
+    empty chassis matches no hypervisor."""
+    def check(value):
+        value = f.text(value, limit)
+        if not value:
+            raise f.Invalid("must not be empty (leave the setting out instead)")
+        return value
+    return check
+
+
 def _path(value):
     """A file or directory path: an empty one would silently mean the working directory, and a NUL byte
     stops every file call with a ValueError, not an error naming the setting."""
@@ -164,7 +175,7 @@ SETTINGS = (
                "(outbound translation stops until it answers again)", 300, 86400000, 100000),
         Field("hosts", "array", "per-hypervisor overrides of what its OVSDB says", items=Field(
             "host", "object", "", fields=(
-                Field("chassis", "string", "the hypervisor's system-id", lambda v: f.text(v, 255), required=True),
+                Field("chassis", "string", "the hypervisor's system-id", _filled(255), required=True),
                 Field("vtep_ip", "string", "its VTEP IP", f.ipv4),
                 Field("flavour", "string", "its flavour", f.one_of("kvm", "hyperv", "esxi")),
             )), default=list, nullable=False),
@@ -186,8 +197,7 @@ SETTINGS = (
                   Field("asn", "integer", "the peer's AS number", _asn, required=True),
                   Field("port", "integer", "the peer's TCP port", _port, default=179, nullable=False),
                   Field("local_address", "string", "our source address for the session", f.ipv4),
-                  Field("md5_password", "string", "TCP MD5 signature password (RFC 2385)",
-                        lambda v: f.text(v, 80)),
+                  Field("md5_password", "string", "TCP MD5 signature password (RFC 2385)", _filled(80)),
                   Field("hold_time", "integer", "hold time in seconds (0 or 3..65535)", _hold_time, default=90,
                         nullable=False),
                   Field("passive", "boolean", "only accept the session (needs bgp.listen)", f.boolean,

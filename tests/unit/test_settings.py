@@ -204,10 +204,15 @@ def test_openflow_dead_after_is_never_or_at_least_two_seconds(tmp_path, value, o
      "canopy.yaml:4: ha.secret_file: must not contain a NUL character"),
     ('tls:\n  key: "/etc/\\0"\n  cert: /etc/c\n  ca_cert: /etc/ca\n', "canopy.yaml:2: tls.key: must not contain a NUL"),
     ('tls:\n  key: /etc/k\n  cert: ""\n  ca_cert: /etc/ca\n', "canopy.yaml:3: tls.cert: must be a path, not empty"),
+    ('bgp:\n  neighbors:\n    - {address: 10.0.0.1, asn: 1, md5_password: ""}\n',
+     "canopy.yaml:3: bgp.neighbors[0].md5_password: must not be empty (leave the setting out instead)"),
+    ('vrs:\n  hosts:\n    - {chassis: "", vtep_ip: 10.0.0.1}\n',
+     "canopy.yaml:3: vrs.hosts[0].chassis: must not be empty"),
 ])
-def test_a_path_setting_is_neither_empty_nor_holding_a_nul(tmp_path, text, expected):
-    """An empty data_dir put the store in whatever directory canopy started in, and a NUL byte in any path stopped
-    `canopy check-settings` and `canopy run` with a ValueError traceback instead of naming the setting."""
+def test_paths_passwords_and_chassis_are_not_empty_and_paths_hold_no_nul(tmp_path, text, expected):
+    """An empty data_dir put the store in whatever directory canopy started in, an empty md5_password meant none
+    and an empty chassis matched no hypervisor, all silently; a NUL byte in any path stopped `canopy check-settings`
+    and `canopy run` with a ValueError traceback instead of naming the setting."""
     with pytest.raises(settings_mod.SettingsError) as info:
         load(tmp_path, text)
     assert expected in str(info.value)
