@@ -216,3 +216,31 @@ def test_paths_passwords_and_chassis_are_not_empty_and_paths_hold_no_nul(tmp_pat
     with pytest.raises(settings_mod.SettingsError) as info:
         load(tmp_path, text)
     assert expected in str(info.value)
+
+
+def _leaf_keys(fields, prefix=""):
+    for spec in fields:
+        inner = spec.fields or (spec.items.fields if spec.items is not None and spec.items.fields else None)
+        if inner:
+            yield from _leaf_keys(inner, f"{prefix}{spec.name}.")
+        else:
+            yield prefix + spec.name
+
+
+def test_config_canopy_yaml_names_every_setting_in_its_section():
+    """README: "Every setting is in config/canopy.yaml". bgp.neighbors[].passive and ha.peer_port were not."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "config" / "canopy.yaml").read_text()
+    sections = {}  # top-level key -> its lines (commented or not), up to the next top-level key
+    for line in text.splitlines():
+        top = re.match(r"^#? ?([a-z_]+):", line)
+        if top:
+            current = sections.setdefault(top.group(1), [])
+        if top or line.startswith(" ") or line.startswith("#  "):
+            current.append(line)
+    missing = [key for key in _leaf_keys(settings_mod.SETTINGS)
+               if not any(re.search(rf"(^|[\s#{{,-])\s*{re.escape(key.rsplit('.', 1)[-1])}:", line)
+                          for line in sections.get(key.split(".")[0], ()))]
+    assert missing == []
