@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 
 from controller.ha import STARTUP_DEAD_INTERVALS
-from tests.unit.interleave import Gate, SpyLock, either, finish, run
+from tests.unit.interleave import BOUND, Gate, SpyLock, either, finish, run
 from tests.unit.test_ha_rules import rest_node
 
 
@@ -25,6 +25,7 @@ def test_reads_answer_with_the_last_commit_while_a_commit_is_held_in_its_fsync(t
     pair._decide(pair.started + STARTUP_DEAD_INTERVALS * pair.settings.dead_interval)
     assert pair.role == "active"
     pair.set_solo(True, "a test")  # no standby here: writes are acknowledged by this node alone
+    call.api.metrics.attach(pair=pair)  # /metrics shows the pair's status, as in the controller
     assert call("POST", "/v1/tenants", {"name": "first"})[0] == 201
 
     contended = threading.Event()
@@ -32,11 +33,11 @@ def test_reads_answer_with_the_last_commit_while_a_commit_is_held_in_its_fsync(t
     gate = Gate()
     hold_commits(store, gate)
     writing, written, failed = run(call, "POST", "/v1/tenants", {"name": "second"})
-    assert gate.entered.wait(20), "the write never reached its COMMIT"
+    assert gate.entered.wait(BOUND), "the write never reached its COMMIT"
 
     answers = {}
     for path in ("/v1/changes", "/v1/ha", "/metrics", "/v1/status"):
-        reading, read, _ = run(lambda p=path: answers.setdefault(p, call("GET", p, None)))
+        _, read, _ = run(lambda p=path: answers.setdefault(p, call("GET", p, None)))
         either(read, contended)
         assert not contended.is_set(), f"GET {path} waited for the store's lock, held by the commit in flight"
         assert answers[path][0] == 200, (path, answers[path])
@@ -45,12 +46,14 @@ def test_reads_answer_with_the_last_commit_while_a_commit_is_held_in_its_fsync(t
     changes = answers["/v1/changes"][1]
     assert [c["body"]["name"] for c in changes["items"]] == ["first"]  # the last commit, nothing of the one in flight
     assert changes["last_seq"] == 1 and changes["oldest_seq"] == 1
+    assert b"canopy_ha_replication_lag" in answers["/metrics"][1]
     replication = answers["/v1/ha"][1]["replication"]
     assert replication["direction"] == "out" and replication["seq"] == 1, replication
 
     gate.open()
     finish(writing)
-    assert not failed and answers and call("GET", "/v1/ha", None)[1]["replication"]["seq"] == 2
-    status, changes = call("GET", "/v1/changes", None)
+    assert not failed, failed
+    assert call("GET", "/v1/ha", None)[1]["replication"]["seq"] == 2
+    _, changes = call("GET", "/v1/changes", None)
     assert [c["body"]["name"] for c in changes["items"]] == ["first", "second"] and changes["last_seq"] == 2
     store.close()
