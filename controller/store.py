@@ -504,6 +504,8 @@ class Reader:
 
     def _read(self, query):
         with self._lock:
+            if self._db.in_transaction:  # left open by a read whose COMMIT failed (an I/O error): end it first
+                self._db.execute("ROLLBACK")
             self._db.execute("BEGIN")  # deferred: a read transaction, a snapshot of the last commit
             try:
                 return query(self._db)
