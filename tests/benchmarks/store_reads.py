@@ -13,8 +13,6 @@ collected by pytest.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import tempfile
 import time
@@ -31,14 +29,10 @@ READS = {
 def one_run(vports: int, how: str) -> tuple[int, float, float]:
     """(changes in the batch, ms the read took, ms the batch's write took) for one batch and one way to read."""
     from controller.store import Store
-    from tests.benchmarks.body_stretches import apply_body
-    from tests.unit.helpers import Controller
+    from tests.benchmarks.applier_hold import old_active
 
     with tempfile.TemporaryDirectory() as tmp:
-        old = Controller(Path(tmp) / "old")
-        body = json.loads(apply_body(vports))
-        old.service.apply(body["document"], body["source"])
-        changes = old.store.changes_since(0, 2 * vports + 10)
+        old, changes = old_active(Path(tmp), vports)
         store = Store(str(Path(tmp) / "standby"))
         store.offload = blocking  # as controller/app.py sets it
         times = {}
@@ -62,10 +56,9 @@ def one_run(vports: int, how: str) -> tuple[int, float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--vports", type=int, default=10_000)
-    parser.add_argument("--runs", type=int, default=3)
-    args = parser.parse_args()
+    from tests.benchmarks.applier_hold import arguments
+
+    args = arguments(__doc__)
     for run in range(1, args.runs + 1):
         for how in READS:
             count, read, write = one_run(args.vports, how)
