@@ -58,9 +58,10 @@ import time
 from pathlib import Path
 
 from tests.benchmarks import health, statuspoll
+from tests.benchmarks.bgp_peers import GoBGP
 from tests.benchmarks.evpn_routes import (A_ASN, CANOPY_ASN, FEED_ASN, IN_NET, IN_VNI, L3_VNI, OUT_NET, OUT_VNI, W1,
-                                          GoBGP, add_ports_ops, encode, evpn_l2_flows, host_ip, mac, open_feeder,
-                                          py_spy, remote_routes, speaker, transact)
+                                          add_ports_ops, encode, evpn_l2_flows, host_ip, mac, open_feeder, py_spy,
+                                          remote_routes, speaker, transact)
 from tests.benchmarks.ha_takeover import ha_settings
 from tests.harness import netns
 from tests.harness.lab import Lab
