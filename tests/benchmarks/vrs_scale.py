@@ -63,8 +63,9 @@ import sys
 import time
 
 from tests.benchmarks import health
-from tests.benchmarks.ha_takeover import ControllerTable, Node, connected_as, ha_settings, machine, progress
+from tests.benchmarks.ha_takeover import Node, ha_settings, machine, progress
 from tests.benchmarks.port_to_ping import add_present_ports
+from tests.benchmarks.takeover_witness import ControllerTable, connected_as
 from tests.harness.hosts import BR_INT
 from tests.harness.lab import Lab
 from tests.harness.process import autogroup_nice, renice
