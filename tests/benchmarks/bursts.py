@@ -110,11 +110,6 @@ def port_ops(vports: list[dict], port_type: str) -> list:
 
 # ---------------------------------------------------------------------------------------------- measuring
 
-def percentile(values: list[float], pct: float) -> float:
-    ordered = sorted(values)
-    return ordered[max(0, -(-len(ordered) * pct // 100) - 1)] if ordered else float("nan")
-
-
 class ProcessPoller:
     """GET /v1/status every ``interval`` s from a process of its own (tests/benchmarks/statuspoll.py), each
     request's time split where it went; with ``in_process`` from a thread of this process instead (as this benchmark
@@ -166,8 +161,8 @@ class ProcessPoller:
         for record in tail:
             for part, part_ms in statuspoll.split(record).items():
                 tail_parts[part] = tail_parts.get(part, 0.0) + part_ms
-        return {"requests": len(ms), "failures": len(self.records) - len(done), "p50_ms": percentile(ms, 50),
-                "p95_ms": percentile(ms, 95), "max_ms": max(ms, default=float("nan")), "max_lag_ms": lag,
+        return {"requests": len(ms), "failures": len(self.records) - len(done), "p50_ms": health.percentile(ms, 50),
+                "p95_ms": health.percentile(ms, 95), "max_ms": max(ms, default=float("nan")), "max_lag_ms": lag,
                 "tail": {"requests": len(tail), "ms": sum(r["total"] for r in tail), "parts": tail_parts},
                 "slowest": [{"total": r["total"], "parts": statuspoll.split(r), "cpu": r["server"].get("cpu"),
                              "lag_ms": r["lag_ms"]} for r in slowest]}
@@ -368,9 +363,7 @@ class Bursts:
 # ---------------------------------------------------------------------------------------------- report
 
 def machine() -> dict:
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), "?")
-    return {"cpus": os.cpu_count(), "cpu": model, "python": sys.version.split()[0], "load_average": os.getloadavg()}
+    return {"cpus": os.cpu_count(), "cpu": health.cpu_model(), "python": sys.version.split()[0], "load_average": os.getloadavg()}
 
 
 def print_table(result: dict) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tests.benchmarks import health
@@ -35,14 +34,12 @@ def report(b: Bench, phases: dict) -> dict:
                      "baseline_seconds": base_seconds, "baseline_routes_per_s": b.n / base_seconds,
                      "ratio": base_seconds / seconds, "canopy": ROWS[key][0], "baseline": ROWS[key][1],
                      "marks": marks, "baseline_marks": base_marks})
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), "?")
     done = subprocess.run(["gobgpd", "--version"], capture_output=True, text=True, timeout=10)
     return {"routes": b.n, "code": b.args.code or "this checkout", "rows": rows, "setup_seconds": b.setup,
             "gobgpd": done.stdout.strip(),
             "lag": health.lag_from_status(b.canopy.api.get("/v1/status").json), "disconnects": b.disconnects(),
             "speaker": b.canopy.api.get("/v1/bgp/peers").json["speaker"],
-            "machine": {"cpus": os.cpu_count(), "cpu": model, "load_average": os.getloadavg(),
+            "machine": {"cpus": os.cpu_count(), "cpu": health.cpu_model(), "load_average": os.getloadavg(),
                         "python": sys.version.split()[0]}}
 
 

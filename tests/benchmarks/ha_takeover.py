@@ -53,7 +53,6 @@ import statistics
 import sys
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 
 from tests.benchmarks import health
 from tests.benchmarks.port_to_ping import add_present_ports
@@ -350,9 +349,7 @@ def report(size: dict, args) -> list[str]:
 
 
 def machine() -> dict:
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), "?")
-    return {"cpus": os.cpu_count(), "cpu": model, "kernel": platform.release(), "python": platform.python_version(),
+    return {"cpus": os.cpu_count(), "cpu": health.cpu_model(), "kernel": platform.release(), "python": platform.python_version(),
             "load_average": [round(x, 2) for x in os.getloadavg()], "date": datetime.now(timezone.utc).isoformat()}
 
 

@@ -47,7 +47,7 @@ import time
 
 from tests.benchmarks import health, vswitchd_trace
 from tests.benchmarks.pinger import Pinger
-from tests.benchmarks.port_to_ping_figures import bound_times, ofport_leads, pass_timings, percentile, summary
+from tests.benchmarks.port_to_ping_figures import bound_times, ofport_leads, pass_timings, summary
 from tests.harness.hosts import BR_INT
 from tests.harness.lab import Lab
 
@@ -466,7 +466,7 @@ def report(rnd: Round, args) -> None:
     median, base_median = statistics.median(rnd.canopy), statistics.median(rnd.base)
     print(f"  Canopy adds {rnd.adds * 1000:.1f} ms at the median ({rnd.adds / base_median * 100:.0f}% of the baseline "
           f"median, {median / base_median:.2f} x baseline), "
-          f"{(percentile(rnd.canopy, 95) - percentile(rnd.base, 95)) * 1000:.1f} ms at p95", flush=True)
+          f"{(health.percentile(rnd.canopy, 95) - health.percentile(rnd.base, 95)) * 1000:.1f} ms at p95", flush=True)
     if rnd.ovs:
         print(f"  split: OVS alone with Canopy's flows ({statistics.median(rnd.copied):.0f} flows copied per sample) "
               f"adds {rnd.ovs_adds * 1000:.1f} ms over the baseline; the controller adds "

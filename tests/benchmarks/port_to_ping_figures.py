@@ -4,10 +4,11 @@ switch's PORT_STATUS; and the summary line of a list of times (median, p95, min,
 
 from __future__ import annotations
 
-import math
 import re
 import statistics
 from datetime import datetime
+
+from tests.benchmarks.health import percentile
 
 
 def bound_times(lines: list[str], walls: list[float]) -> tuple[list[float], list[float]]:
@@ -85,12 +86,6 @@ def ofport_leads(lines: list[str], ports: list[str], walls: list[float], within:
                 out.append(float(m.group(2)) / 1000)
                 break
     return out
-
-
-def percentile(values: list[float], pct: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(pct / 100 * len(ordered)) - 1)]
 
 
 def summary(label: str, values: list[float]) -> str:
