@@ -22,6 +22,7 @@ change this data directory held (controller/storeguard.py): one log line names t
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import logging
 import os
@@ -40,6 +41,7 @@ settings; 3 controller unreachable; 4 run cannot start (port in use, address not
 unusable, store refused: see docs/store.md), or backup/restore failed; 5 apply --wait timed out; 70 a running
 controller's essential part stopped"""
 PROGRESS_EVERY = 2.0  # seconds between progress lines of a long apply
+DEFAULT_URL = "http://127.0.0.1:8080"  # a controller with the default settings, on this host
 
 
 def main(argv=None) -> int:
@@ -48,6 +50,11 @@ def main(argv=None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
+    if getattr(args, "remote", False):
+        problem = _resolve_remote(args)
+        if problem:
+            print(f"canopy: --config: {problem}", file=sys.stderr)
+            return EXIT_USAGE
     return args.func(args)
 
 
@@ -112,11 +119,52 @@ def _parser():
 
 def _remote_args(cmd):
     """The options of every command that talks to a running controller."""
-    cmd.add_argument("--url", default=os.environ.get("CANOPY_URL", "http://127.0.0.1:8080"),
-                     help="controller REST base URL (env CANOPY_URL)")
-    cmd.add_argument("--token", default=os.environ.get("CANOPY_TOKEN"),
-                     help="bearer token (env CANOPY_TOKEN; default: read from the data directory)")
-    cmd.add_argument("--config", help="controller settings, to find the data directory's token file")
+    cmd.add_argument("--url", help="controller REST base URL (default: the REST address of --config's settings, "
+                     f"else env CANOPY_URL, else {DEFAULT_URL})")
+    cmd.add_argument("--token", help="bearer token (default: the REST token of --config's settings, else env "
+                     "CANOPY_TOKEN, else the default data directory's rest-token)")
+    cmd.add_argument("--config", help="the controller's settings: talk to its REST address with its token")
+    cmd.set_defaults(remote=True)
+
+
+def _resolve_remote(args) -> str | None:
+    """Fill in ``args.url`` and ``args.token``: each given on the command line, else what ``--config FILE``
+    configures, else the environment's (CANOPY_URL, CANOPY_TOKEN), else the default address and the token of the
+    default data directory. Returns why the settings file cannot be used (nothing is sent then), or None."""
+    settings = None
+    if args.config:
+        try:
+            settings = settings_mod.load(args.config)
+        except (settings_mod.SettingsError, yamldoc.DocError) as exc:
+            return str(exc)
+    if not args.url:
+        args.url = (rest_url(settings) if settings else None) or os.environ.get("CANOPY_URL") or DEFAULT_URL
+    if not args.token and settings is not None:
+        args.token = _file_token(settings)
+    if not args.token:
+        args.token = os.environ.get("CANOPY_TOKEN") or (None if settings else _file_token(settings_mod.load(None)))
+    return None
+
+
+def rest_url(settings) -> str:
+    """Where a client on the controller's host reaches the REST API these settings serve: https with the tls
+    section, the listen address (loopback when it listens on every address) and the port."""
+    host = ipaddress.ip_address(settings.rest_listen)
+    if host.is_unspecified:
+        host = ipaddress.ip_address("::1" if host.version == 6 else "127.0.0.1")
+    name = f"[{host}]" if host.version == 6 else str(host)
+    return f"{'https' if settings.rest_tls else 'http'}://{name}:{settings.rest_port}"
+
+
+def _file_token(settings) -> str | None:
+    """The REST token the settings give (inline, or their token file's content); None when unreadable."""
+    if settings.rest_token:
+        return settings.rest_token
+    try:
+        with open(settings.rest_token_file, encoding="utf-8") as fh:
+            return fh.read().strip() or None
+    except OSError:
+        return None
 
 
 # ---------------------------------------------------------------------------------------------- metadata agent
@@ -421,27 +469,13 @@ class _Progress:
                   file=sys.stderr, flush=True)
 
 
-def _token(args):
-    if args.token:
-        return args.token
-    try:
-        settings = settings_mod.load(args.config)
-        if settings.rest_token:
-            return settings.rest_token
-        with open(settings.rest_token_file, encoding="utf-8") as fh:
-            return fh.read().strip()
-    except (OSError, settings_mod.SettingsError, yamldoc.DocError):
-        return None
-
-
 def _request(args, method, path, body):
     """(status, json) from the controller, or (None, None) after printing why it could not be reached."""
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(args.url.rstrip("/") + path, data=data, method=method,
                                  headers={"Content-Type": "application/json"})
-    token = _token(args)
-    if token:
-        req.add_header("Authorization", f"Bearer {token}")
+    if args.token:
+        req.add_header("Authorization", f"Bearer {args.token}")
     try:
         with urllib.request.urlopen(req, timeout=60) as resp:
             return resp.status, json.loads(resp.read() or b"null")
