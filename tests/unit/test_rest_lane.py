@@ -84,3 +84,28 @@ def test_a_request_that_never_pauses_never_queues(tmp_path):
         waiting.wait()
     finally:
         ctl.close()
+
+
+def test_a_big_fib_is_listed_a_stretch_at_a_time_after_its_turn(monkeypatch):
+    """GET /v1/domains/{id}/fib made every route of the domain into a view in one stretch (20,000 host routes: ~95 ms
+    of CPU, tests/benchmarks/stretches.py's layout): now it waits for its turn of the lane, then pauses every
+    FIB_EVERY routes. Counted: the route views made between two pauses."""
+    from controller.remote import RemotePrefix, RemoteTable
+    from controller.rest import dataplane
+    from tests.unit.test_remote_view import PEER, PEER_RMAC, setup
+
+    def remote(state):
+        dom = state.policy.find("domain", "acme/prod")
+        return RemoteTable(prefixes=tuple(RemotePrefix(dom["id"], f"172.16.{i}.0/24", PEER, PEER_RMAC, dom["l3_vni"])
+                                          for i in range(50)))
+
+    state, prog = setup(remote)
+    marks = []
+    made = dataplane._route_view
+    monkeypatch.setattr(dataplane, "_route_view", lambda *args: marks.append("v") or made(*args))
+    monkeypatch.setattr(dataplane, "FIB_EVERY", 10)
+    [fib] = [r for r in dataplane.routes(state, prog, dict, lambda: marks.append("p")) if r.pattern.endswith("/fib")]
+    did = state.policy.find("domain", "acme/prod")["id"]
+    body = fib.handler(None, did).body
+    assert body["count"] > 50 and marks[0] == "p"  # its turn first, then the routes
+    assert max(len(run) for run in "".join(marks).split("p")) == 10
