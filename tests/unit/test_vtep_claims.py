@@ -158,3 +158,29 @@ def test_a_deleted_switch_is_gone_at_once_and_a_vtep_again_when_created_again():
     assert reporter.speaking and {m.mac for m in state.vteps[KEY].local_macs} == \
         {"02:00:00:00:0b:01", "02:00:00:00:0b:02"}
     assert state.connects["vtep"] == 2
+
+
+def test_a_switch_deleted_in_one_sessions_database_while_another_speaks_keeps_the_vtep(caplog):
+    """Two sessions claim tor1; the row goes from the silent one's database only: that session leaves its claim,
+    quietly (the speaker's database says the VTEP is there), and the VTEP stays as the speaker reports it. The flows
+    kept by delta through the deletion and the row created again equal a full recompute."""
+    state, db, claims, _clock = world()
+    silent = connect(state, db, claims, PEER_A)
+    speaker = connect(state, db, claims, PEER_B)
+    programmer = Programmer(state)
+    programmer.refresh(full=True)
+    assert silent.refresh([], db.all("Ucast_Macs_Local")) is True
+    assert (silent.key, speaker.speaking, state.vteps[KEY].peer) == (None, True, PEER_B)
+    assert "Physical_Switch row was deleted" not in caplog.text and state.connects["vtep_down"] == 0
+    assert speaker.refresh([], db.all("Ucast_Macs_Local")) is True  # then from the speaker's: gone, said once
+    assert KEY not in state.vteps and caplog.text.count("Physical_Switch row was deleted") == 1
+    programmer.refresh()
+    scratch = Programmer(state)
+    scratch.refresh(full=True)
+    assert flows(programmer) == flows(scratch)
+    speaker.refresh(db.all("Physical_Switch"), db.all("Ucast_Macs_Local"))  # created again
+    assert speaker.speaking and state.vteps[KEY].changed is None  # read whole, not as a delta of the old row's
+    programmer.refresh()
+    scratch = Programmer(state)
+    scratch.refresh(full=True)
+    assert flows(programmer) == flows(scratch)
