@@ -6,7 +6,7 @@ from controller.derive import vtep_desired
 from controller.programmer import Programmer
 from ovsdb.claims import VtepClaims
 from ovsdb.rowchanges import RowChange, RowChanges
-from ovsdb.vtep import VtepReporter
+from ovsdb.vtep_reporter import VtepReporter
 from tests.unit.helpers import state_from, vrs_snapshot
 from tests.unit.vtep_fakes import FakeVtepDb
 
