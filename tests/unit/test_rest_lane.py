@@ -109,3 +109,37 @@ def test_a_big_fib_is_listed_a_stretch_at_a_time_after_its_turn(monkeypatch):
     body = fib.handler(None, did).body
     assert body["count"] > 50 and marks[0] == "p"  # its turn first, then the routes
     assert max(len(run) for run in "".join(marks).split("p")) == 10
+
+
+def test_no_answer_holds_the_lane_once_it_is_killed_or_fails():
+    """The lane is held only inside ``pause`` (around the loop's turn): an answer killed in its turn or while it waits
+    (its green thread killed: the server stopping), or failing between two pauses, leaves it free for the next in
+    line. A leak would leave the later answers waiting forever (bounded here: they must finish in 10 s)."""
+    lane = Lane(lambda: eventlet.sleep(0))
+    turns = []
+
+    def answer(name, fail=False):
+        lane.pause()
+        turns.append(name)
+        if fail:
+            raise ValueError("the handler failed")
+        lane.pause()
+        turns.append(name)
+
+    in_turn = eventlet.spawn(answer, "in turn")
+    waiting = eventlet.spawn(answer, "waiting")
+    failing = eventlet.spawn(answer, "failing", True)
+    eventlet.sleep(0)  # the first holds the lane (in its turn), the other two wait
+    assert lane._turn.balance == -2
+    in_turn.kill()
+    waiting.kill()
+    with eventlet.Timeout(10):
+        try:
+            failing.wait()
+        except ValueError:
+            pass
+        later = [eventlet.spawn(answer, f"later {i}") for i in range(3)]
+        for thread in later:
+            thread.wait()
+    assert turns == ["failing"] + ["later 0", "later 1", "later 2"] * 2
+    assert lane._turn.balance == 1  # free, nobody waiting
