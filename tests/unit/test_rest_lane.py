@@ -68,7 +68,8 @@ def test_many_big_answers_at_once_are_computed_one_at_a_time(tmp_path):
 
 
 def test_a_request_that_never_pauses_never_queues(tmp_path):
-    """GET /v1/status answers while big answers wait for their turn: it takes no turn of the lane."""
+    """GET /v1/status and a small write answer while big answers wait for their turn: they take no turn of the
+    lane."""
     ctl = Controller(tmp_path)
     try:
         lane = Lane(lambda: eventlet.sleep(0))
@@ -80,6 +81,8 @@ def test_a_request_that_never_pauses_never_queues(tmp_path):
         resp = ctl.api.handle(Request("GET", "/v1/status", {}, {}, b"", "127.0.0.1"))
         ctl.api.encoded(resp)
         assert resp.status == 200 and lane.queued == queued == 1
+        status, _ = ctl.call("POST", "/v1/tenants", {"name": "acme"})  # a small write: its body decoded in one go
+        assert status == 201 and lane.queued == 1
         holder.wait()
         waiting.wait()
     finally:
