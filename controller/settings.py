@@ -222,6 +222,7 @@ class HaSettings:
     dead_interval: float = 1.0
     ack_timeout: float = 2.0
     secret: str | None = field(default=None, repr=False)  # authenticates the HA link (HMAC-SHA256)
+    secret_from: str = "ha.secret"  # the setting it came from, which /v1/ha names (ha.secret_file: its path)
     solo: bool = False  # start in solo mode (writes acknowledged without the standby's confirmation)
 
     @property
@@ -447,7 +448,8 @@ def _ha(raw) -> HaSettings:
                       port=raw["port"],
                       priority=raw["priority"], heartbeat_interval=raw["heartbeat_interval_ms"] / 1000,
                       dead_interval=raw["dead_interval_ms"] / 1000, ack_timeout=raw["ack_timeout_ms"] / 1000,
-                      secret=raw["secret"], solo=raw["solo"])
+                      secret=raw["secret"], solo=raw["solo"],
+                      secret_from=f"ha.secret_file {raw['secret_file']}" if raw["secret_file"] else "ha.secret")
 
 
 def _ha_secret(ha) -> list:
