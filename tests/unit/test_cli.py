@@ -206,6 +206,17 @@ def test_a_reader_gone_from_standard_output_stops_the_command_without_a_tracebac
     assert done.returncode == cli.EXIT_INVALID
 
 
+def test_a_broken_pipe_other_than_standard_output_is_not_hidden(tmp_path):
+    """Only a reader gone from standard output ends a command quietly: a BrokenPipeError from anything else (a
+    socket, `canopy run`) is a fault and keeps its traceback, while standard output's reader is still there."""
+    script = ("import sys\nfrom controller import cli\n"
+              "def broken(args):\n    raise BrokenPipeError(32, 'a socket, not standard output')\n"
+              "cli.cmd_check = broken\nsys.exit(cli.main(['check', 'x.yaml']))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          cwd=str(Path(__file__).resolve().parents[2]))
+    assert "BrokenPipeError: [Errno 32] a socket, not standard output" in done.stderr, done.stderr
+
+
 def test_config_names_the_rest_address_and_token_a_command_talks_to(tmp_path, capsys, monkeypatch, served):
     """`--config FILE` (as docs/deploy.md runs `canopy show`): the controller at that file's rest.listen and
     rest.port, with its token; the command line's --url and --token still win, and the environment comes after."""
