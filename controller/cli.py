@@ -39,9 +39,9 @@ from controller.model import PolicyError
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_START, EXIT_TIMEOUT = 0, 1, 2, 3, 4, 5
 EXIT_CODES = """exit codes: 0 done; 1 invalid input or refused by the controller (or the output's reader gone); 2
-wrong command line or invalid settings; 3 controller unreachable; 4 run cannot start (port in use, address not on this host, data_dir
-unusable, store refused: see docs/store.md), or backup/restore failed; 5 apply --wait timed out; 70 a running
-controller's essential part stopped"""
+wrong command line or invalid settings; 3 controller unreachable; 4 run cannot start (port in use, address not on
+this host, data_dir unusable, store refused: see docs/store.md), or backup/restore failed; 5 apply --wait timed out;
+70 a running controller's essential part stopped"""
 PROGRESS_EVERY = 2.0  # seconds between progress lines of a long apply
 DEFAULT_URL = "http://127.0.0.1:8080"  # a controller with the default settings, on this host
 
