@@ -190,7 +190,7 @@ def rest_url(settings) -> str:
 
 def _file_token(settings, where: str) -> tuple:
     """(the REST token the settings give, inline or their token file's content, or None when unreadable; where it
-    came from or why there is none): a 401 then names where the command looked (``_unauthorized_hint``)."""
+    came from or why there is none): a 401 then names where the command looked (``unauthorized_hint``)."""
     if settings.rest_token:
         return settings.rest_token, f"rest.token of {where}"
     path = settings.rest_token_file
@@ -202,10 +202,13 @@ def _file_token(settings, where: str) -> tuple:
     return token, f"the token file {path} ({where})" if token else f"no token: {path} is empty ({where})"
 
 
-def _unauthorized_hint(args) -> str:
-    """Why a write was refused with 401, and how to give the controller's token."""
-    told = f"the controller refused {args.token_from}" if args.token else args.token_from
-    return f"{told}; give --config with the controller's settings file, or --token (CANOPY_TOKEN)"
+def unauthorized_hint(args, status) -> None:
+    """After a 401 (a write, or a read with rest.open_reads never or from afar): on standard error, where the
+    command looked for the token, and how to give the controller's."""
+    if status == 401:
+        told = f"the controller refused {args.token_from}" if args.token else args.token_from
+        print(f"canopy: {told}; give --config with the controller's settings file, or --token (CANOPY_TOKEN)",
+              file=sys.stderr)
 
 
 # ---------------------------------------------------------------------------------------------- metadata agent
@@ -441,8 +444,7 @@ def cmd_apply(args) -> int:
                                           p.get("also", "")) for p in problems])
         else:
             print(f"canopy: {status}: {err.get('message', reply)}", file=sys.stderr)
-        if status == 401:
-            print(f"canopy: {_unauthorized_hint(args)}", file=sys.stderr)
+        unauthorized_hint(args, status)
         return EXIT_INVALID
     changes = reply["changes"]
     verb = "would" if reply["dry_run"] else ""
@@ -474,6 +476,7 @@ def cmd_status(args) -> int:
     status, reply = _request(args, "GET", "/v1/status", None)
     if status is None:
         return EXIT_UNREACHABLE
+    unauthorized_hint(args, status)
     if args.json or status != 200 or not isinstance(reply, dict):
         print(json.dumps(reply, indent=2, sort_keys=True))
     else:
