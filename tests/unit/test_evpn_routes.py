@@ -220,3 +220,19 @@ def test_ipv4_fields_are_read_without_ipaddress_objects_and_read_as_before(route
             value = rd + bytes(4) + b"\x20" + sample
             fields = decode_nlri(bytes([3, len(value)]) + value)
             assert (fields["rd"], fields["next_hop"]) == (f"{text}:7", text)
+
+
+def test_a_route_for_another_host_equals_one_built_whole_and_checks_the_host():
+    first = MacIpRoute(rd="65000:100", mac="52:54:00:12:34:56", ip="10.0.0.5", l2_vni=5001, next_hop="192.0.2.1",
+                       route_targets=("65000:1", "65000:2"), l3_vni=9001, router_mac="02:00:00:00:00:01",
+                       mobility_seq=3)
+    for mac, ip in (("52:54:00:AA:BB:CC", "10.0.0.6"), ("52:54:00:aa:bb:cd", None), ("52:54:00:aa:bb:ce", "::1")):
+        other = first.with_host(mac, ip)
+        whole = MacIpRoute(**(vars(first) | {"mac": mac, "ip": ip}))
+        assert other == whole and vars(other) == vars(whole) and other.key == whole.key
+        assert to_command(other, "announce") == to_command(whole, "announce")
+    assert first.mac == "52:54:00:12:34:56" and first.ip == "10.0.0.5"  # the first is left as it was
+    with pytest.raises(ValueError, match="^mac: "):
+        first.with_host("52:54:00:12:34", None)
+    with pytest.raises(ValueError, match="^ip: "):
+        first.with_host("52:54:00:12:34:57", "10.0.0.300")
