@@ -50,8 +50,15 @@ def _mac(value: str, name: str) -> str:
     return mac
 
 
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"  # 0-255 without a leading zero
+_CANONICAL_IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")  # as ``str(ipaddress.IPv4Address(...))`` writes it
+
+
 def _ip(value: str, name: str) -> str:
-    """The address normalised; an IPv4-mapped IPv6 address (::ffff:a.b.c.d) becomes a.b.c.d."""
+    """The address normalised; an IPv4-mapped IPv6 address (::ffff:a.b.c.d) becomes a.b.c.d. An IPv4 address written
+    as it is normalised is returned as it is, without ``ipaddress`` (10,000 vports bound: 10,000 new IPs)."""
+    if isinstance(value, str) and _CANONICAL_IPV4.fullmatch(value):
+        return value
     try:
         return _normal_ip(value) if isinstance(value, str) else _normal_ip.__wrapped__(value)
     except ValueError:
@@ -250,11 +257,10 @@ def route_key(kind: int, fields: dict) -> tuple:
 
 
 def route_to_dict(route: Route) -> dict:
-    """The route as a plain dict with a ``type`` member (the command payload)."""
-    data = {"type": route.TYPE}
-    for name in route.__dataclass_fields__:
-        value = getattr(route, name)
-        data[name] = list(value) if isinstance(value, tuple) else value
+    """The route as a plain dict with a ``type`` member (the command payload): its fields in order (a route's
+    ``vars`` hold its fields only), ``route_targets`` (every type's one tuple) as a list."""
+    data = {"type": route.TYPE, **vars(route)}
+    data["route_targets"] = list(route.route_targets)
     return data
 
 

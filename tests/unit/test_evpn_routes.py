@@ -13,6 +13,7 @@ from bgp.routes import (
     MacIpRoute,
     parse_command,
     route_from_dict,
+    route_to_dict,
     to_command,
 )
 
@@ -236,3 +237,36 @@ def test_a_route_for_another_host_equals_one_built_whole_and_checks_the_host():
         first.with_host("52:54:00:12:34", None)
     with pytest.raises(ValueError, match="^ip: "):
         first.with_host("52:54:00:12:34:57", "10.0.0.300")
+
+
+def test_an_ipv4_address_as_written_normalised_is_kept_and_any_other_is_read_by_ipaddress():
+    import ipaddress
+
+    for text in ("0.0.0.0", "10.0.0.5", "255.255.255.255", "192.168.1.10", "::ffff:10.0.0.5", "2001:DB8::1"):
+        route = MacIpRoute(rd="1:1", mac="52:54:00:12:34:56", l2_vni=1, next_hop=text, ip=text)
+        address = ipaddress.ip_address(text)
+        assert route.ip == route.next_hop == str(getattr(address, "ipv4_mapped", None) or address)
+    for bad in ("10.0.0.256", "10.0.0", "10.0.0.5.1", "010.0.0.5", "10.0.0.5\n", " 10.0.0.5", "10.0.0.٥", "1e1.0.0.1"):
+        with pytest.raises(ValueError, match="^ip: "):
+            MacIpRoute(rd="1:1", mac="52:54:00:12:34:56", l2_vni=1, next_hop="192.0.2.1", ip=bad)
+
+
+def test_a_route_as_a_dict_lists_its_fields_in_order_after_its_type():
+    for route in (MacIpRoute(rd="1:1", mac="52:54:00:12:34:56", l2_vni=1, next_hop="192.0.2.1", route_targets=("1:2",)),
+                  InclusiveMulticastRoute(rd="1:1", vni=1, next_hop="192.0.2.1"),
+                  IpPrefixRoute(rd="1:1", prefix="10.0.0.0/24", l3_vni=1, next_hop="192.0.2.1")):
+        data = route_to_dict(route)
+        assert list(data) == ["type", *route.__dataclass_fields__]
+        assert data["route_targets"] == list(route.route_targets) and route_from_dict(data) == route
+
+
+def test_ipv4_addresses_written_normalised_are_not_parsed_by_ipaddress(monkeypatch):
+    """10,000 vports bound at once: each route's new IP is checked without building an ``ipaddress`` object."""
+    import ipaddress
+
+    def refuse(value):
+        raise AssertionError(f"ipaddress parsed {value!r}")
+
+    monkeypatch.setattr(ipaddress, "ip_address", refuse)
+    route = MacIpRoute(rd="1:1", mac="52:54:00:12:34:56", l2_vni=1, next_hop="198.51.100.77", ip="203.0.113.201")
+    assert (route.next_hop, route.ip) == ("198.51.100.77", "203.0.113.201")
