@@ -188,6 +188,7 @@ __all__ = [
     "LazyFlowStats",
     "PacedSocket",
     "StreamGate",
+    "STREAMS",
     "open_datapath",
 ]
 
