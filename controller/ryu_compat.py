@@ -206,8 +206,9 @@ class StreamGate:
     descriptions). A message behind a stream on the same connection (OVS's echo request) is read when the stream in
     front of it is, each of its pieces after such a wait: in vrs_scale, a 2.5 MB read-back is 5 pieces, each behind
     at most 7 others at 2 a round, ~20 rounds (tests/unit/test_stream_gate.py counts them), far below OVS's 5 s
-    inactivity probe. A holder waiting for its switch's next bytes mid-message keeps its slot (a message is at most
-    64 KB); at a message's end with nothing more to read it gives it back."""
+    inactivity probe. A holder whose socket holds nothing to read gives its slot back before it waits (the read-back
+    is over, or its switch is slow or stalls mid-message, even on purpose): only bytes already received are
+    parsed holding a slot."""
 
     def __init__(self, slots: int):
         if slots < 1:
@@ -267,9 +268,6 @@ class _Framing:
         self.left = 0  # bytes of the current message's body still to come
         self.bulk = False  # the current (or last) message is a multipart reply
 
-    def at_boundary(self) -> bool:
-        return not self.head and not self.left
-
     def feed(self, data: bytes) -> None:
         view, at = memoryview(data), 0
         while at < len(view):
@@ -292,7 +290,7 @@ class PacedSocket:
     at most the rest of one message at a time and parses and dispatches it before it reads again, so between two
     pauses it parsed at most ``READ_PAUSE_BYTES`` and one message. A multipart reply is parsed holding a slot of
     ``gate`` (``StreamGate``): taken once its header is read; handed on at a pause if another connection waits (and
-    taken again, behind them); given back at a message's end when the stream has nothing more to read, and when the
+    taken again, behind them); given back before a read that would wait (the socket holds nothing), and when the
     connection is closed or fails. Other messages need no slot. Everything else is the socket's."""
 
     def __init__(self, sock, pause=None, gate: StreamGate | None = None):
@@ -303,8 +301,8 @@ class PacedSocket:
         self._holding = False
 
     def recv(self, size: int, *flags) -> bytes:
-        if self._holding and self._framing.at_boundary() and not self._buffered():
-            self._give_back()  # the stream ended (or waits for the switch): do not hold the others meanwhile
+        if self._holding and not self._buffered():
+            self._give_back()  # the stream ended, or waits for the switch: the others do not wait for it meanwhile
         try:
             data = self._sock.recv(size, *flags)
         except BaseException:

@@ -173,9 +173,17 @@ def test_small_messages_are_read_while_every_slot_is_held(monkeypatch):
     assert stream.closed and len(brick.echo_round) == 1 and gate.waits == 0 and gate.held == 1
 
 
-def test_a_slot_is_given_back_when_the_stream_has_nothing_more_to_read(monkeypatch):
-    """A real socket: once a multipart reply is parsed and nothing follows, the connection waits for the switch
-    without holding its slot (the others would wait for nothing)."""
+def wait_for(condition) -> None:
+    for _ in range(1000):  # bounded: a second
+        hub.sleep(0.001)
+        if condition():
+            return
+
+
+@pytest.mark.parametrize("stop_at", [10_000, -13])  # mid-message (a stalled switch), after the replies
+def test_a_slot_is_given_back_when_the_socket_has_nothing_more_to_read(stop_at, monkeypatch):
+    """A real socket: a connection waiting for its switch does not hold its slot, whether the read-back is over or
+    the switch stopped in the middle of a reply (slow, or on purpose): the others would wait for nothing."""
     from eventlet.green import socket
 
     brick = Dispatched([0])
@@ -191,13 +199,10 @@ def test_a_slot_is_given_back_when_the_stream_has_nothing_more_to_read(monkeypat
     dp = ryu_compat.open_datapath(controller, ("192.0.2.1", 6653), gate=gate)
     dp.set_state(ryu_compat.MAIN_DISPATCHER)
     loop = hub.spawn(dp._recv_loop)
-    sent = hub.spawn(switch.sendall, data[:-13])  # the replies, not the echo request behind them
-    for _ in range(1000):  # bounded
-        hub.sleep(0.001)
-        if sent.dead and gate.held == 0:
-            break
+    sent = hub.spawn(switch.sendall, data[:stop_at])
+    wait_for(lambda: sent.dead and gate.most == 1 and gate.held == 0)
     assert gate.held == 0 and gate.most == 1 and not loop.dead
-    switch.sendall(data[-13:])
+    switch.sendall(data[stop_at:])
     switch.close()
     loop.wait()
     assert brick.echo_round and gate.held == 0
