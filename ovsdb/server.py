@@ -85,7 +85,8 @@ class _PeerSession:
         self.peer = link.peer
         self.database: str | None = None
         self.state = HANDSHAKE
-        self.connected_since = time.time()
+        self.connected_since = time.time()  # shown (describe); the sync deadline counts from _connected_at
+        self._connected_at = time.monotonic()  # a step of the wall clock (NTP at boot) must not end or extend it
         self._conn = link  # PeerLink, then Replica
         self._reporter = vrs.VrsReporter(server.sink, name, link.peer, server.bridge, server.log, server.claims,
                                          Pacer(self._give_way, PAUSE_PORTS))
@@ -235,7 +236,7 @@ class _PeerSession:
 
     def _check_sync_deadline(self) -> None:
         """Raise PeerError if the peer has not sent its first full copy within the server's sync timeout."""
-        if time.time() - self.connected_since > self._server.sync_timeout:
+        if time.monotonic() - self._connected_at > self._server.sync_timeout:
             raise idl.PeerError("no full copy of %s within %g s" % (self.database, self._server.sync_timeout))
 
     def _closed(self, replica) -> None:
