@@ -498,9 +498,10 @@ class Reader:
         """The last committed (durable) sequence number."""
         return self._read(_last_seq)
 
-    def changes(self, seq: int, limit: int) -> tuple[list[Change], int]:
-        """(up to ``limit`` changes after ``seq``, the oldest change still in the log), from one committed state."""
-        return self._read(lambda db: (_changes_since(db, seq, limit), _oldest_seq(db)))
+    def changes(self, seq: int, limit: int) -> tuple[list[Change], int, int]:
+        """(up to ``limit`` changes after ``seq``, the oldest change still in the log, the last one), from one
+        committed state: State's last_seq may lag it, as State takes a commit only after its COMMIT has returned."""
+        return self._read(lambda db: (_changes_since(db, seq, limit), _oldest_seq(db), _last_seq(db)))
 
     def _read(self, query):
         with self._lock:

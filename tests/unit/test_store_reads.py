@@ -57,3 +57,29 @@ def test_reads_answer_with_the_last_commit_while_a_commit_is_held_in_its_fsync(t
     _, changes = call("GET", "/v1/changes", None)
     assert [c["body"]["name"] for c in changes["items"]] == ["first", "second"] and changes["last_seq"] == 2
     store.close()
+
+
+def test_changes_names_the_last_seq_of_the_state_it_lists_when_state_has_not_taken_the_commit_yet(tmp_path):
+    """A commit's COMMIT has returned (the reader sees it) but its write has not reached State yet (it is held in
+    the marker written after the COMMIT, still under the store's lock): GET /v1/changes lists that change, and its
+    ``last_seq`` is that of the same committed state, never an older one from State (a client polling with
+    ``since=last_seq`` would be given the change again)."""
+    store, state, pair, call = rest_node(tmp_path)
+    pair._decide(pair.started + STARTUP_DEAD_INTERVALS * pair.settings.dead_interval)
+    pair.set_solo(True, "a test")
+    assert call("POST", "/v1/tenants", {"name": "first"})[0] == 201
+
+    gate, write_marker = Gate(), store._write_marker
+    store._write_marker = lambda seq, ts: (gate.stop(), write_marker(seq, ts))
+    writing, written, failed = run(call, "POST", "/v1/tenants", {"name": "second"})
+    assert gate.entered.wait(BOUND), "the write never reached its marker"
+    try:
+        status, changes = call("GET", "/v1/changes", None)
+        assert not written.is_set() and state.last_seq == 1, "State took the write before the read: it proved nothing"
+    finally:
+        gate.open()
+        finish(writing)
+    assert status == 200 and not failed, (changes, failed)
+    assert [c["seq"] for c in changes["items"]] == [1, 2]
+    assert changes["last_seq"] == 2 and changes["oldest_seq"] == 1, changes
+    store.close()
