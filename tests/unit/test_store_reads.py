@@ -8,9 +8,13 @@ committed, which is where a slow fsync keeps it. A read that had to wait for the
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 
+import pytest
+
 from controller.ha import STARTUP_DEAD_INTERVALS
+from controller.store import Change, Store
 from tests.unit.interleave import BOUND, Gate, SpyLock, either, finish, run
 from tests.unit.test_ha_rules import rest_node
 
@@ -82,4 +86,22 @@ def test_changes_names_the_last_seq_of_the_state_it_lists_when_state_has_not_tak
     assert status == 200 and not failed, (changes, failed)
     assert [c["seq"] for c in changes["items"]] == [1, 2]
     assert changes["last_seq"] == 2 and changes["oldest_seq"] == 1, changes
+    store.close()
+
+
+def test_a_read_error_after_which_sqlite_ended_the_transaction_is_raised_as_it_was(tmp_path):
+    """SQLite rolls a transaction back itself on some errors (an I/O error, out of memory): the reader raises that
+    error, not one of its own ending a transaction that is gone, and the next read answers."""
+    store = Store(str(tmp_path))
+    store.commit([Change("tenant", "t1", "put", {"name": "first"})])
+
+    def read_then_fail(db):
+        db.execute("SELECT seq FROM changes").fetchall()
+        db.execute("ROLLBACK")  # what SQLite does itself before raising SQLITE_IOERR or SQLITE_NOMEM
+        raise sqlite3.OperationalError("disk I/O error")
+
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O error"):
+        store.reader._read(read_then_fail)
+    assert not store.reader._db.in_transaction
+    assert [c.id for c in store.reader.changes(0, 10)[0]] == ["t1"]
     store.close()
