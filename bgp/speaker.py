@@ -416,8 +416,9 @@ class Speaker:
             commands = self._book.attach()
             self._queue(commands)
             self._watchdog.connected()
-        self.log.info("BGP speaker: exabgp API connected (relay pid %d); injecting %d route(s)",
-                      relay_pid, len(commands))
+            routes = len(self._book.expected)  # every desired route goes out again (a line holds up to 8)
+        self.log.info("BGP speaker: exabgp API connected (relay pid %d); injecting %d route(s) in %d command "
+                      "line(s)", relay_pid, routes, len(commands))
 
     def _read(self) -> None:
         """Read what the relay has (up to READ_BURST bytes: received routes are handled, and on_change told,

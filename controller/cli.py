@@ -55,7 +55,20 @@ def main(argv=None) -> int:
         if problem:
             print(f"canopy: --config: {problem}", file=sys.stderr)
             return EXIT_USAGE
-    return args.func(args)
+    try:
+        code = args.func(args)
+        sys.stdout.flush()  # inside the try: a reader gone (`canopy show | head`) is found here, not at exit
+        return code
+    except BrokenPipeError:
+        return _reader_gone()
+
+
+def _reader_gone() -> int:
+    """The reader of standard output went away (`| head`): stop quietly, as other command-line tools do, not
+    with a traceback; what is still buffered goes to /dev/null so that the exit does not fail on it again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return EXIT_INVALID
 
 
 def _parser():
@@ -139,10 +152,13 @@ def _resolve_remote(args) -> str | None:
             return str(exc)
     if not args.url:
         args.url = (rest_url(settings) if settings else None) or os.environ.get("CANOPY_URL") or DEFAULT_URL
+    args.token_from = "the token given by --token" if args.token else "no token"
     if not args.token and settings is not None:
-        args.token = _file_token(settings)
-    if not args.token:
-        args.token = os.environ.get("CANOPY_TOKEN") or (None if settings else _file_token(settings_mod.load(None)))
+        args.token, args.token_from = _file_token(settings, args.config)
+    if not args.token and os.environ.get("CANOPY_TOKEN"):
+        args.token, args.token_from = os.environ["CANOPY_TOKEN"], "the token of CANOPY_TOKEN"
+    elif not args.token and settings is None:
+        args.token, args.token_from = _file_token(settings_mod.load(None), "the built-in settings")
     return None
 
 
@@ -156,15 +172,24 @@ def rest_url(settings) -> str:
     return f"{'https' if settings.rest_tls else 'http'}://{name}:{settings.rest_port}"
 
 
-def _file_token(settings) -> str | None:
-    """The REST token the settings give (inline, or their token file's content); None when unreadable."""
+def _file_token(settings, where: str) -> tuple:
+    """(the REST token the settings give, inline or their token file's content, or None when unreadable; where it
+    came from or why there is none): a 401 then names where the command looked (``_unauthorized_hint``)."""
     if settings.rest_token:
-        return settings.rest_token
+        return settings.rest_token, f"rest.token of {where}"
+    path = settings.rest_token_file
     try:
-        with open(settings.rest_token_file, encoding="utf-8") as fh:
-            return fh.read().strip() or None
-    except OSError:
-        return None
+        with open(path, encoding="utf-8") as fh:
+            token = fh.read().strip() or None
+    except OSError as exc:
+        return None, f"no token: {path}: {exc.strerror} ({where})"
+    return token, f"the token file {path} ({where})" if token else f"no token: {path} is empty ({where})"
+
+
+def _unauthorized_hint(args) -> str:
+    """Why a write was refused with 401, and how to give the controller's token."""
+    told = f"the controller refused {args.token_from}" if args.token else args.token_from
+    return f"{told}; give --config with the controller's settings file, or --token (CANOPY_TOKEN)"
 
 
 # ---------------------------------------------------------------------------------------------- metadata agent
@@ -400,6 +425,8 @@ def cmd_apply(args) -> int:
                                           p.get("also", "")) for p in problems])
         else:
             print(f"canopy: {status}: {err.get('message', reply)}", file=sys.stderr)
+        if status == 401:
+            print(f"canopy: {_unauthorized_hint(args)}", file=sys.stderr)
         return EXIT_INVALID
     changes = reply["changes"]
     verb = "would" if reply["dry_run"] else ""

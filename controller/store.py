@@ -354,14 +354,15 @@ class Store:
         return {key: json.loads(value) for key, value in self._db.execute("SELECT key, value FROM meta")
                 if key not in LOCAL_META}
 
-    def apply_replicated(self, changes: list[Change], meta: dict) -> int:
+    def apply_replicated(self, changes: list[Change], meta: dict, what: str = "a replicated batch") -> int:
         """Write the active's changes, keeping their seq/txn/ts, and its meta values in one transaction.
+        ``what`` names them in a refusal: the active commits its own write (numbered for the standby) here too.
 
         Changes at or below last_seq() were applied before and are skipped (a re-send is harmless); the meta
         then is not written either, as it may be older than ours. A gap (first new seq != last_seq() + 1, or
         a hole inside the batch) raises StoreError and writes nothing. Returns the new last_seq()."""
         with self._lock:  # held on for the marker, written once the transaction is committed
-            last, new = self._written("a replicated batch of %d change(s)" % len(changes), self._apply_changes,
+            last, new = self._written("%s of %d change(s)" % (what, len(changes)), self._apply_changes,
                                       changes, meta)
             if new:
                 self._write_marker(new[-1].seq, new[-1].ts)

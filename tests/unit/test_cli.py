@@ -175,6 +175,37 @@ def test_apply_names_both_lines_of_a_duplicate_the_controller_refused(tmp_path, 
     assert err.endswith(f"(first at {path}:2)")
 
 
+def test_apply_refused_for_want_of_a_token_names_where_it_looked(tmp_path, capsys, served, monkeypatch):
+    """A newcomer who runs the controller with its own settings and `canopy apply FILE` without them got only
+    '401: this request needs a token'; the refusal now names the token file it could not read and the fix."""
+    monkeypatch.delenv("CANOPY_TOKEN", raising=False)
+    settings = write(tmp_path, "settings.yaml", f"data_dir: {tmp_path / 'nodata'}\n")
+    path = write(tmp_path, "one.yaml", "tenants:\n  - name: acme\n")
+    assert cli.main(["apply", path, "--url", served, "--config", settings]) == cli.EXIT_INVALID
+    err = capsys.readouterr().err
+    assert f"no token: {tmp_path / 'nodata' / 'rest-token'}: No such file or directory ({settings})" in err
+    assert "give --config with the controller's settings file, or --token (CANOPY_TOKEN)" in err
+    assert cli.main(["apply", path, "--url", served, "--token", "wrong"]) == cli.EXIT_INVALID
+    assert "the controller refused the token given by --token" in capsys.readouterr().err
+
+
+def test_a_reader_gone_from_standard_output_stops_the_command_without_a_traceback(tmp_path):
+    """`canopy show | head` printed a BrokenPipeError traceback once head had what it wanted."""
+    import os
+
+    files = [str(p) for p in sorted((Path(__file__).resolve().parents[2] / "config" / "examples").glob("*.yaml"))]
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the command writes
+    try:
+        done = subprocess.run([sys.executable, "-m", "controller.cli", "check", *files], stdout=write,
+                              stderr=subprocess.PIPE, text=True, timeout=120,
+                              cwd=str(Path(__file__).resolve().parents[2]))
+    finally:
+        os.close(write)
+    assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr, done.stderr
+    assert done.returncode == cli.EXIT_INVALID
+
+
 def test_config_names_the_rest_address_and_token_a_command_talks_to(tmp_path, capsys, monkeypatch, served):
     """`--config FILE` (as docs/deploy.md runs `canopy show`): the controller at that file's rest.listen and
     rest.port, with its token; the command line's --url and --token still win, and the environment comes after."""
