@@ -261,6 +261,74 @@ def test_a_pass_waits_for_the_report_state_is_taking_and_not_longer_than_report_
     assert programloop.REPORT_WAIT <= sum(sleeps) < programloop.REPORT_WAIT + 2 * programloop.COALESCE
 
 
+class Clock:
+    """A fake clock whose sleep advances it and runs ``each`` (what happens meanwhile: slices reported, a REST
+    change) with the time slept so far."""
+
+    def __init__(self, each=lambda now: None):
+        self.now, self.slept, self.each = 0.0, 0.0, each
+
+    def sleep(self, seconds):
+        self.now += seconds
+        self.slept += seconds
+        self.each(self.now)
+
+
+def _waiting_loop(clock, taking):
+    return ProgramLoop(None, threading.Event(), None, sleep=clock.sleep, clock=lambda: clock.now, taking=taking)
+
+
+def test_a_pass_waits_past_report_wait_while_the_slices_keep_coming_and_runs_once_they_end():
+    """A sliced update lasting 3 s whose slices come every 0.8 s: the pass waits for its last slice (before, it
+    ran after REPORT_WAIT, in the middle of the update, and again after it)."""
+    loop = None
+
+    def slices(now):
+        if int(now / 0.8) != int((now - programloop.COALESCE) / 0.8):
+            loop.noted("vrs")  # a slice reported (and its vports located)
+            loop.noted("locations")
+
+    clock = Clock(slices)
+    loop = _waiting_loop(clock, lambda: clock.now < 3.0)
+    loop._report_taken()
+    assert 3.0 <= clock.slept < 3.0 + 2 * programloop.COALESCE
+
+
+def test_a_pass_waits_report_wait_max_at_most_for_reports_that_keep_coming():
+    """Hypervisors sending big updates in turn, for ever: a pass runs at least every REPORT_WAIT_MAX."""
+    loop = None
+    clock = Clock(lambda now: loop.noted("vrs"))
+    loop = _waiting_loop(clock, lambda: True)
+    loop._report_taken()
+    assert programloop.REPORT_WAIT_MAX <= clock.slept < programloop.REPORT_WAIT_MAX + 2 * programloop.COALESCE
+
+
+def test_a_pass_for_a_rest_or_bgp_change_does_not_wait_behind_slices():
+    """Any change that is not a switch report (a policy applied through REST, EVPN routes from BGP, an external
+    network, a switch connecting) ends the wait at once, and a pass it wakes does not wait at all; the next pass,
+    woken by slices alone, waits for them again."""
+    for what in ("policy", "bgp", "external", "datapath"):
+        loop = None
+
+        def rest_change(now, what=what):
+            loop.noted("vrs")
+            if now >= 0.3:
+                loop.noted(what)
+
+        clock = Clock(rest_change)
+        loop = _waiting_loop(clock, lambda: True)
+        loop._report_taken()
+        assert 0.3 <= clock.slept < 0.3 + 2 * programloop.COALESCE, what
+        clock.slept, clock.each = 0.0, lambda now: None
+        loop._report_taken()  # the change still waits for its pass: no wait
+        assert clock.slept == 0.0, what
+        loop.programmer = Programmer(base_state())
+        loop._hand_out = lambda touched: None
+        assert loop.attempt()  # the pass takes it
+        loop._report_taken()  # a pass woken by slices alone waits for them (stalled here: REPORT_WAIT)
+        assert programloop.REPORT_WAIT <= clock.slept < programloop.REPORT_WAIT + 2 * programloop.COALESCE, what
+
+
 def test_state_counts_a_report_as_taken_until_its_last_pause_is_over():
     """What the loop's wait reads: State.reports_taking is 1 in every pause of a report (its chunks), 0 after."""
     from controller.pacer import Pacer
@@ -369,5 +437,22 @@ def test_the_apps_loop_waits_for_the_last_slice_of_an_ovsdb_update_reported_in_s
         hub.spawn(report_in_slices).wait()
         _turns_until(lambda: loop.passes > 1)
         assert passes[1:] == [(0, 40)]
+    finally:
+        hub.kill(worker)
+
+
+def test_the_apps_loop_runs_a_pass_for_a_rest_change_while_an_ovsdb_update_is_still_slicing(monkeypatch):
+    """The app's wiring on green threads: a policy change (a REST apply) arriving while a session reports slices
+    wakes a pass that does not wait for the last slice (before: it waited, REPORT_WAIT at most, behind them)."""
+    from controller.ryu_compat import hub
+
+    state, loop, passes, slicing = _apps_loop(monkeypatch, slicing={"ovsdb:kvm1"})
+    worker = hub.spawn(loop.run)
+    try:
+        _turns_until(lambda: loop.passes)
+        state.vrs_update(snapshot("s1", "10.251.0.1", [(f"vm{i}", i + 1) for i in range(10)]))  # the first slice
+        add_vport(state, "acme/web", "vm-rest", "02:00:00:00:02:01", "10.0.1.99")  # a REST apply meanwhile
+        _turns_until(lambda: loop.passes > 1)
+        assert slicing and loop.passes == 2  # the pass ran with the update still slicing
     finally:
         hub.kill(worker)
