@@ -250,7 +250,7 @@ class _PeerSession:
         """Raise PeerError if the peer has not sent its first full copy within the server's sync timeout of
         connecting, the time waited for a first-read slot not counted."""
         if time.time() - self.connected_since - self.queued_s > self._server.sync_timeout:
-            queued = " (after %.1f s waiting for its turn to ask for it)" % self.queued_s if self.queued_s >= 0.1 else ""
+            queued = " (after %.1f s waiting for its turn)" % self.queued_s if self.queued_s >= 0.1 else ""
             raise idl.PeerError("no full copy of %s within %g s%s" % (self.database, self._server.sync_timeout, queued))
 
     def _closed(self, replica) -> None:
