@@ -456,3 +456,37 @@ def test_the_apps_loop_runs_a_pass_for_a_rest_change_while_an_ovsdb_update_is_st
         assert slicing and loop.passes == 2  # the pass ran with the update still slicing
     finally:
         hub.kill(worker)
+
+
+def test_the_apps_loop_waits_for_a_sliced_update_lasting_longer_than_report_wait_while_it_progresses(monkeypatch):
+    """The app's wiring on green threads, with a clock that advances 50 ms at each look: an update reported in 5
+    slices, 0.5 s apart on that clock, lasts 2 s, longer than REPORT_WAIT (1 s); each slice's report reaches the
+    loop as progress, so it waits, and runs once after the last slice (before: a pass in the middle, after 1 s,
+    and another after the last slice)."""
+    from controller.ryu_compat import hub
+
+    state, loop, passes, slicing = _apps_loop(monkeypatch, slicing={"ovsdb:kvm1"})
+    monkeypatch.setattr(programloop, "REPORT_WAIT", 1.0)  # (_apps_loop made it a mere bound)
+    now = [0.0]
+
+    def clock():
+        now[0] += 0.05
+        return now[0]
+
+    loop._clock = clock
+    worker = hub.spawn(loop.run)
+
+    def report_in_slices():
+        for part in range(1, 6):
+            state.vrs_update(snapshot("s1", "10.251.0.1", [(f"vm{i}", i + 1) for i in range(8 * part)]))
+            for _ in range(10):
+                hub.sleep(0)  # the IDL applying the next slice: the loop looks at its clock meanwhile
+        slicing.clear()  # the last slice reported
+
+    try:
+        _turns_until(lambda: loop.passes)
+        hub.spawn(report_in_slices).wait()
+        _turns_until(lambda: loop.passes > 1)
+        assert now[0] > 2.0 and passes[1:] == [(0, 40)]
+    finally:
+        hub.kill(worker)
