@@ -211,12 +211,12 @@ class CanopyApp(RyuApp):
         """The programming loop (controller/programloop.py), woken by every change of State; a pass waits for a
         switch report State is taking across its pauses (``State.reports_taking``), and for the rest of an OVSDB
         update reported in slices (``OvsdbManagerServer.slicing``: one pass after its last), while they progress and
-        nothing but switch reports changed (bounded: ``ProgramLoop._report_taken``)."""
+        nothing but their switches' reports changed (bounded: ``ProgramLoop._report_taken``)."""
         loop = ProgramLoop(self.programmer, self._wake, self._hand_out, prepare=self._import_remote, sleep=hub.sleep,
-                           taking=lambda: self.state.reports_taking > 0 or bool(self.ovsdb.slicing))
+                           taking=lambda: self.state.reports_taking > 0, slicing=lambda: bool(self.ovsdb.slicing))
 
         def changed(what, detail):
-            loop.noted(what)
+            loop.noted(what, sliced=what != "vrs" or detail in self.ovsdb.slicing_switches())
             self._wake.set()
 
         self.state.subscribe(changed)

@@ -45,17 +45,18 @@ class ProgramLoop:
     """Runs programming passes (see the module docstring); ``run`` is the green thread's body.
 
     ``wake``: an event (``wait(timeout)``, ``clear``) that State changes set; ``sleep``: the hub's. ``taking``: True
-    while State is taking a switch's report (it pauses inside a big one, and its first chunks wake this loop) or an
-    OVSDB session has more slices of an update to report. ``noted(what)``: called with each change of State (its
-    kind, ``State.subscribe``), so the wait for reports knows whether they progress and whether anything else is
-    waiting for the pass.
+    while State is taking a switch's report (it pauses inside a big one, and its first chunks wake this loop);
+    ``slicing``: True while an OVSDB session has more slices of an update to report. ``noted(what, sliced)``: called
+    with each change of State (its kind, ``State.subscribe``; for a VRS report, whether its switch is slicing), so
+    the wait for reports knows whether they progress and whether anything else is waiting for the pass.
     """
 
     def __init__(self, programmer, wake, hand_out: Callable[[set], None], prepare: Callable[[], None] = lambda: None,
                  sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.time,
-                 taking: Callable[[], bool] = lambda: False):
+                 taking: Callable[[], bool] = lambda: False, slicing: Callable[[], bool] = lambda: False):
         self.programmer = programmer
         self._taking = taking
+        self._slicing = slicing
         self._wake = wake
         self._hand_out = hand_out
         self._prepare = prepare
@@ -70,13 +71,17 @@ class ProgramLoop:
         self._logged_reason = None
         self._reported = 0  # switch reports noted (their slices and chunks): the wait for reports sees them progress
         self._urgent = False  # a change that is not a switch report was noted since the last pass began
+        self._unsliced = False  # so was a report of a switch that is not slicing
 
-    def noted(self, what: str) -> None:
-        """State changed (``what``: its kind): a switch report's progress, or a change that must not wait for one."""
-        if what in REPORTS:
-            self._reported += 1
-        else:
+    def noted(self, what: str, sliced: bool = True) -> None:
+        """State changed (``what``: its kind; ``sliced``: a VRS report's switch is reporting an update in slices): a
+        switch report's progress, or a change that must not wait for others' slices."""
+        if what not in REPORTS:
             self._urgent = True
+            return
+        self._reported += 1
+        if what == "vrs" and not sliced:
+            self._unsliced = True
 
     @property
     def started(self) -> bool:
@@ -105,14 +110,18 @@ class ProgramLoop:
         the same event loop, holding back the rest of the report (and the EVPN withdrawals made as each chunk is
         unbound). One pass after the report does the work once.
 
-        The wait is bounded three ways, so that nothing else waits behind a stream of reports (several hypervisors
-        sending big updates in turn): it ends at once when a change other than a switch report is noted (a policy
-        applied through REST, EVPN routes from BGP: ``REPORTS``); when no report has progressed for ``REPORT_WAIT``
-        (a stalled report is not waited for); and after ``REPORT_WAIT_MAX`` in all (a pass runs at least that often
-        while reports keep coming; it is incremental, and the next pass takes only what came after it)."""
+        The wait is bounded so that nothing else waits behind a stream of reports (several hypervisors sending big
+        updates in turn): it ends at once when a change other than a switch report is noted (a policy applied
+        through REST, EVPN routes from BGP: ``REPORTS``), and as soon as State has taken a report of a switch that
+        is not slicing (a VM started on another hypervisor) whole; when no report has progressed for
+        ``REPORT_WAIT`` (a stalled report is not waited for); and after ``REPORT_WAIT_MAX`` in all (a pass runs at
+        least that often while reports keep coming; it is incremental, and the next pass takes only what came after
+        it)."""
         started = self._clock()
         progressed, seen = started, self._reported
-        while self._taking() and not self._urgent:
+        while (self._taking() or self._slicing()) and not self._urgent:
+            if self._unsliced and not self._taking():
+                return  # taken whole: that switch's pass does not wait for another's slices
             now = self._clock()
             if self._reported != seen:
                 progressed, seen = now, self._reported
@@ -133,7 +142,7 @@ class ProgramLoop:
         return True
 
     def _pass(self) -> None:
-        self._urgent = False  # a change noted from here on is taken by this pass, or wakes the next one unwaited
+        self._urgent = self._unsliced = False  # a change noted from here on is taken by this pass, or wakes the next
         full_before = self.programmer.full_recomputes
         with collector_paused() as collector:  # no full collection in the middle of a pass (controller/pacer.py)
             self._steps()

@@ -128,6 +128,11 @@ class _PeerSession:
         }
 
     @property
+    def key(self) -> str | None:
+        """The switch key (``VrsSnapshot.session``) its VRS reports are under; None before its first."""
+        return self._reporter.key
+
+    @property
     def switch(self) -> str | None:
         """The hardware VTEP's Physical_Switch name, once reported (None for a VRS)."""
         last = self._vtep_reporter.last
@@ -427,6 +432,15 @@ class OvsdbManagerServer:
         self.claims.flush()
         self.vtep_claims.flush()
         self.log.info("ovsdb: manager on %s:%d stopped", self.listen, self.port)
+
+    def slicing_switches(self) -> set[str]:
+        """The switch keys (``VrsSnapshot.session``) the sessions in ``slicing`` report for."""
+        keys = set()
+        for name in self.slicing:
+            session = self._sessions.get(name)
+            if session is not None and session.key is not None:
+                keys.add(session.key)
+        return keys
 
     def sessions(self) -> list[dict]:
         """One JSON-ready dict per open session: session, peer, database, connected_since, state,

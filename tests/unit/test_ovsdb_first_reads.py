@@ -147,3 +147,20 @@ def test_a_slot_taken_back_from_a_slow_peer_is_logged(caplog):
     assert session._reading is None and reads.status()["waiting"] == 0
     assert "192.0.2.7:6640: no full copy" in caplog.text
     reads.admit(lambda: None)  # the slot came back
+
+
+def test_the_server_names_the_switches_its_slicing_sessions_report_for():
+    """What the programming loop asks (controller/app.py ``_programming``): the switch keys of the sessions in
+    ``slicing``; a session gone, or not yet reporting a switch, names none."""
+    from types import SimpleNamespace
+
+    from controller.discovery import DiscoverySink
+    from ovsdb import server
+
+    manager = server.OvsdbManagerServer("127.0.0.1", 0, DiscoverySink())
+    for name, key in (("ovsdb:a", "chassis-a"), ("ovsdb:b", None), ("ovsdb:c", "chassis-c")):
+        session = server._PeerSession.__new__(server._PeerSession)
+        session._reporter = SimpleNamespace(key=key)
+        manager._sessions[name] = session
+    manager.slicing.update({"ovsdb:a", "ovsdb:b", "ovsdb:gone"})
+    assert manager.slicing_switches() == {"chassis-a"}

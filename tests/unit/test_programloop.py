@@ -383,6 +383,7 @@ def _apps_loop(monkeypatch, slicing=()):
                                              refresh(full=full))[1]
     glue = SimpleNamespace(state=state, programmer=programmer, _wake=hub.Event(), _hand_out=lambda touched: None,
                            _import_remote=lambda: None, ovsdb=SimpleNamespace(slicing=set(slicing)))
+    glue.ovsdb.slicing_switches = lambda: {"s1"} if glue.ovsdb.slicing else set()  # kvm1 reports switch s1
     return state, app.CanopyApp._programming(glue), passes, glue.ovsdb.slicing
 
 
@@ -490,3 +491,40 @@ def test_the_apps_loop_waits_for_a_sliced_update_lasting_longer_than_report_wait
         assert now[0] > 2.0 and passes[1:] == [(0, 40)]
     finally:
         hub.kill(worker)
+
+
+def test_the_apps_loop_runs_a_pass_for_another_switchs_report_while_one_is_still_slicing(monkeypatch):
+    """A VM started on another hypervisor (a small report of switch s2) while kvm1 (switch s1) reports an update in
+    slices: its pass runs once State has taken that report, without waiting for s1's last slice (before: it waited
+    behind them, REPORT_WAIT at most)."""
+    from controller.ryu_compat import hub
+
+    state, loop, passes, slicing = _apps_loop(monkeypatch, slicing={"ovsdb:kvm1"})
+    worker = hub.spawn(loop.run)
+    try:
+        _turns_until(lambda: loop.passes)
+        state.vrs_update(snapshot("s1", "10.251.0.1", [(f"vm{i}", i + 1) for i in range(10)]))  # s1's first slice
+        _turns_until(lambda: False)  # the loop waits for s1's next slices
+        assert loop.passes == 1
+        state.vrs_update(snapshot("s2", "10.251.0.2", [("vm39", 1)]))  # a VM on the other hypervisor
+        _turns_until(lambda: loop.passes > 1)
+        assert slicing and passes[1:] == [(0, 11)]  # its pass ran with s1 still slicing
+    finally:
+        hub.kill(worker)
+
+
+def test_a_report_of_a_switch_not_slicing_waits_only_until_state_has_taken_it():
+    """The loop's side, on a fake clock: a report of a switch that is not slicing ends the wait for others' slices
+    once State is not taking a report any more; a slice of the switch slicing does not."""
+    loop, taking = None, [True]
+
+    def meanwhile(now):
+        if now >= 0.2:
+            loop.noted("vrs", sliced=now < 0.3)  # slices of s1 until 0.3 s, then a report of s2 (taken at 0.5 s)
+        taking[0] = now < 0.5
+
+    clock = Clock(meanwhile)
+    loop = ProgramLoop(None, threading.Event(), None, sleep=clock.sleep, clock=lambda: clock.now,
+                       taking=lambda: taking[0], slicing=lambda: True)
+    loop._report_taken()
+    assert 0.5 <= clock.slept < 0.5 + 2 * programloop.COALESCE
