@@ -213,7 +213,8 @@ class CanopyApp(RyuApp):
         update reported in slices (``OvsdbManagerServer.slicing``: one pass after its last), while they progress and
         nothing but their switches' reports changed (bounded: ``ProgramLoop._report_taken``)."""
         loop = ProgramLoop(self.programmer, self._wake, self._hand_out, prepare=self._import_remote, sleep=hub.sleep,
-                           taking=lambda: self.state.reports_taking > 0, slicing=lambda: bool(self.ovsdb.slicing))
+                           taking=lambda: self.state.reports_taking > 0, slicing=lambda: bool(self.ovsdb.slicing),
+                           turns=lambda: self.ovsdb.slicing_turns)
 
         def changed(what, detail):
             loop.noted(what, sliced=what != "vrs" or detail in self.ovsdb.slicing_switches())

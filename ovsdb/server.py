@@ -143,6 +143,8 @@ class _PeerSession:
         other green threads run."""
         if isinstance(self._conn, idl.Replica):
             self._conn.keepalive()
+        if self.name in self._server.slicing:
+            self._server.slicing_turns += 1  # its slices progress (the programming loop waits for the last)
         self._server.pause()
 
     def ring(self) -> None:
@@ -391,6 +393,7 @@ class OvsdbManagerServer:
         self.pause = give_way  # a big update (rows, then bridge ports) gives the event loop a turn this way
         self.held = False  # True until the controller's start-up hold ends (release()): write nothing
         self.slicing: set[str] = set()  # sessions reporting a big update in slices (ovsdb/idl/slices.py) now
+        self.slicing_turns = 0  # turns those sessions gave the event loop, since the start (their progress)
         self._vtep_desired: dict[str, VtepDesired] = {}
         self._listener: idl.Listener | None = None
         self._accept_thread = None

@@ -164,3 +164,21 @@ def test_the_server_names_the_switches_its_slicing_sessions_report_for():
         manager._sessions[name] = session
     manager.slicing.update({"ovsdb:a", "ovsdb:b", "ovsdb:gone"})
     assert manager.slicing_switches() == {"chassis-a"}
+
+
+def test_a_slicing_sessions_turns_are_counted_as_its_progress():
+    """The programming loop's sign that slices progress while State does not change (the next slice parsed): each
+    turn a session gives the event loop while it is in ``slicing`` counts; others' turns do not."""
+    from controller.discovery import DiscoverySink
+    from ovsdb import server
+
+    manager = server.OvsdbManagerServer("127.0.0.1", 0, DiscoverySink())
+    manager.pause = lambda: None
+    session = server._PeerSession.__new__(server._PeerSession)
+    session._server, session.name, session._conn = manager, "ovsdb:a", None
+    session._give_way()
+    assert manager.slicing_turns == 0
+    manager.slicing.add("ovsdb:a")
+    session._give_way()
+    session._give_way()
+    assert manager.slicing_turns == 2

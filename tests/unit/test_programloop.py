@@ -294,6 +294,27 @@ def test_a_pass_waits_past_report_wait_while_the_slices_keep_coming_and_runs_onc
     assert 3.0 <= clock.slept < 3.0 + 2 * programloop.COALESCE
 
 
+def test_a_pass_waits_while_a_slicing_session_works_on_its_next_slice_though_state_does_not_change():
+    """Between two slices' reports the session parses the next slice (at load 10, 2-3 s for 4,000 ports) and State
+    does not change: the session's turns are its progress, so the pass waits for the slice after it (before: the
+    wait ended REPORT_WAIT after the last report, a pass in the middle of the update)."""
+    turns = [0]
+
+    def parsing(now):
+        turns[0] += 1  # the session's turns while it parses the next slice
+
+    clock = Clock(parsing)
+    loop = ProgramLoop(None, threading.Event(), None, sleep=clock.sleep, clock=lambda: clock.now,
+                       slicing=lambda: clock.now < 2.5, turns=lambda: turns[0])
+    loop._report_taken()
+    assert 2.5 <= clock.slept < 2.5 + 2 * programloop.COALESCE
+    turns[0], clock.slept, clock.each = 0, 0.0, lambda now: None  # a session slicing that gets no turn: stalled
+    loop = ProgramLoop(None, threading.Event(), None, sleep=clock.sleep, clock=lambda: clock.now,
+                       slicing=lambda: True, turns=lambda: turns[0])
+    loop._report_taken()
+    assert programloop.REPORT_WAIT <= clock.slept < programloop.REPORT_WAIT + 2 * programloop.COALESCE
+
+
 def test_a_pass_waits_report_wait_max_at_most_for_reports_that_keep_coming():
     """Hypervisors sending big updates in turn, for ever: a pass runs at least every REPORT_WAIT_MAX."""
     loop = None
@@ -382,7 +403,7 @@ def _apps_loop(monkeypatch, slicing=()):
     programmer.refresh = lambda full=False: (passes.append((state.reports_taking, len(state.locations))),
                                              refresh(full=full))[1]
     glue = SimpleNamespace(state=state, programmer=programmer, _wake=hub.Event(), _hand_out=lambda touched: None,
-                           _import_remote=lambda: None, ovsdb=SimpleNamespace(slicing=set(slicing)))
+                           _import_remote=lambda: None, ovsdb=SimpleNamespace(slicing=set(slicing), slicing_turns=0))
     glue.ovsdb.slicing_switches = lambda: {"s1"} if glue.ovsdb.slicing else set()  # kvm1 reports switch s1
     return state, app.CanopyApp._programming(glue), passes, glue.ovsdb.slicing
 
