@@ -86,7 +86,8 @@ class _PeerSession:
         self.peer = link.peer
         self.database: str | None = None
         self.state = HANDSHAKE
-        self.connected_since = time.time()
+        self.connected_since = time.time()  # shown (describe); the sync deadline counts from _connected_at
+        self._connected_at = time.monotonic()  # a step of the wall clock (NTP at boot) must not end or extend it
         self._conn = link  # PeerLink, then Replica
         self._reporter = vrs.VrsReporter(server.sink, name, link.peer, server.bridge, server.log, server.claims,
                                          Pacer(self._give_way, PAUSE_PORTS))
@@ -256,7 +257,7 @@ class _PeerSession:
     def _check_sync_deadline(self) -> None:
         """Raise PeerError if the peer has not sent its first full copy within the server's sync timeout of
         connecting, the time waited for a first-read slot not counted."""
-        if time.time() - self.connected_since - self.queued_s > self._server.sync_timeout:
+        if time.monotonic() - self._connected_at - self.queued_s > self._server.sync_timeout:
             queued = " (after %.1f s waiting for its turn)" % self.queued_s if self.queued_s >= 0.1 else ""
             raise idl.PeerError("no full copy of %s within %g s%s" % (self.database, self._server.sync_timeout, queued))
 

@@ -182,3 +182,26 @@ def test_a_slicing_sessions_turns_are_counted_as_its_progress():
     session._give_way()
     session._give_way()
     assert manager.slicing_turns == 2
+
+
+def test_the_sync_deadline_counts_elapsed_time_not_the_wall_clock(monkeypatch):
+    """The wall clock stepped an hour forward (NTP correcting a clock at boot) while peers wait for their first read:
+    with the deadline on time.time() every such session was dropped at once ("no full copy within 120 s"); stepped
+    back, a stuck peer was kept an hour longer."""
+    import logging
+    from types import SimpleNamespace
+
+    from ovsdb import idl, server
+    clock = {"wall": 1_800_000_000.0, "monotonic": 500.0}
+    monkeypatch.setattr(server, "time", SimpleNamespace(time=lambda: clock["wall"],
+                                                        monotonic=lambda: clock["monotonic"]))
+    owner = SimpleNamespace(log=logging.getLogger("test"), sink=None, bridge="br-int", claims=None, vtep_claims=None,
+                            sync_timeout=120.0)
+    session = server._PeerSession(owner, "ovsdb:192.0.2.7:6640", SimpleNamespace(peer="192.0.2.7:6640"))
+    clock["wall"] += 3600.0  # stepped forward
+    clock["monotonic"] += 1.0
+    session._check_sync_deadline()  # one second has passed: no error
+    clock["wall"] -= 7200.0  # stepped back
+    clock["monotonic"] += 120.0
+    with pytest.raises(idl.PeerError, match="within 120 s"):
+        session._check_sync_deadline()
