@@ -126,6 +126,7 @@ class FlowPlan:
     full: bool = False
     rejected: dict = field(default_factory=dict)  # Flow.key -> error text: left out, as rejected when it began
     kept: list = field(default_factory=list)  # (key, item) not deleted because of keep
+    adopted: list = field(default_factory=list)  # keys in ``loose`` a planned owner wants: held, not added again
 
 
 ALL = frozenset({None})  # FlowBook._planning of a full plan: every owner (compared by identity)
@@ -342,12 +343,24 @@ class FlowBook:
         deletes.update((k, v) for k, v in paced(loose.items(), tick) if k not in rejected)
         for key in adds.keys() & deletes.keys():  # moved between owners with the same cookie: keep it
             del deletes[key]
+        adopted = self._adopt_loose(adds, loose) if loose and adds else []
         if self.sharing.involved:
             self._keep_shared(owners, desired, installed, adds, deletes)
         if arrivals and adds:
             self._skip_arrivals(paced(arrivals, tick), desired, installed, adds)
         return FlowPlan(adds=list(adds.items()), deletes=list(deletes.items()), owners=planned,
-                        kept=list(kept.items()))
+                        kept=list(kept.items()), adopted=adopted)
+
+    @staticmethod
+    def _adopt_loose(adds: dict, loose: dict) -> list:
+        """Leave out of ``adds`` every flow the switch holds as ``loose`` (kept while ``keep`` was on, or a refused
+        delete): a planned owner that comes to want it again takes it over as it is (``applied`` moves it to the
+        owner's installed record), as a full plan would; an add would only replace it with itself. The keys taken
+        over (their deletes were dropped above, being added)."""
+        adopted = [key for key in adds.keys() & loose.keys()]
+        for key in adopted:
+            del adds[key]
+        return adopted
 
     def _keep_shared(self, owners, desired: dict, installed: dict, adds: dict, deletes: dict) -> None:
         """Of the planned owners' deletes, keep every flow another owner with the same bits (a hint collision) still
@@ -407,6 +420,8 @@ class FlowBook:
                 old = self.installed.pop(owner, None)
                 if old is not None:
                     self.sharing.discard(owner, old)
+        for key in plan.adopted:  # now an owner's (planned): no longer loose
+            self.loose.pop(key, None)
         if rejected or self.loose:  # else nothing deleted can be loose: no need to look each delete up
             for key, item in paced(plan.deletes, tick):
                 if key in rejected:
