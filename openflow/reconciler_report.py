@@ -78,7 +78,7 @@ class SwitchReport:
         text = render_flow(known) if known is not None else decode.describe_stats(self.ofp, have)
         return {"table": table, "table_name": BY_ID[table].name if table in BY_ID else None,
                 "priority": priority, "cookie": f"{cookie:#018x}", "owner": owner,
-                "shared_with": others(sharers.get(key, ()), known), "flow": text,
+                "shared_with": others(sharers[key], known) if key in sharers else [], "flow": text,
                 "desired": wanted is not None, "installed": have is not None, "error": self._rejected.get(key)}
 
 

@@ -108,14 +108,17 @@ def test_a_kept_flow_wanted_again_is_not_added_again():
     book, switch = FlowBook(), {f.key: f for f in a1 | found}
     book.set_desired({A: a1})
     book.read_back({f.key: stats(f) for f in a1 | found})
-    book.applied(book.plan(keep=True))  # the switch holds what is desired and more: nothing sent, ``found`` kept
+    plan = book.plan(keep=True)
+    assert book.kept_count(plan) == 1
+    book.applied(plan)  # the switch holds what is desired and more: nothing sent, ``found`` kept
     assert set(book.loose) == {f.key for f in found}
-    for desired, changed in (({A: a2}, {A}),  # a1 kept
-                             ({A: a1 | a2}, {A}),  # a1 wanted again
-                             ({A: a1 | a2, B: found}, {B})):  # what the read-back found wanted
+    for desired, changed, kept in (({A: a2}, {A}, 2),  # a1 kept
+                                   ({A: a1 | a2}, {A}, 1),  # a1 wanted again
+                                   ({A: a1 | a2, B: found}, {B}, 0)):  # what the read-back found wanted
         book.set_desired(desired, changed=changed)
         plan = book.plan(keep=True)
         assert {f for _, f in plan.adds} == (a2 if desired == {A: a2} else EMPTY), desired
+        assert book.kept_count(plan) == kept and not {k for k, _ in plan.kept} & book.loose.keys()  # not walked
         for key, f in plan.adds:
             switch[key] = f
         book.applied(plan)
