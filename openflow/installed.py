@@ -11,7 +11,8 @@ The reconciler's record (openflow/reconciler.py), kept compact and planned by ow
   ``Flow.key`` (table, priority, cookie) of everything desired against everything installed, as the reconciler
   always did on (re)connect: what is read back and desired stays, what is missing is added, the rest removed;
 - ``loose`` holds installed flows no installed owner accounts for: read back and not desired, kept
-  (``keep``), or a delete the switch refused; a full plan and every later plan try to delete them;
+  (``keep``), or a delete the switch refused; a full plan and every later plan without ``keep`` try to delete them,
+  and an owner that comes to want one takes it over as the switch holds it (not added again);
 - two owners of one kind whose ids' 20-bit hints collide (openflow/flows.py, the cookie's owner hint) and that want
   a flow of the same content want one flow (one key): it stays while either wants it, and is not added again when
   one comes to want it while the other holds it. ``sharing`` knows the installed owners whose cookies share their
