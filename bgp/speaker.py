@@ -240,10 +240,9 @@ class Speaker:
         """One row per configured neighbor: address, asn, state, since, uptime, received, sent, last_error."""
         with self._lock:
             rows = self._book.peer_rows()
-            silent = self._watchdog.silent_for()
-        if silent is None:
+            why = self._watchdog.why_down()
+        if why is None:
             return rows
-        why = f"exabgp has not answered its API for {silent:.0f}s"
         return [{**row, "state": "down", "uptime": None, "sent": 0, "last_error": why} for row in rows]
 
     def status(self) -> dict:
@@ -256,6 +255,7 @@ class Speaker:
                 "running": running, "pid": proc.pid if running else None,
                 "restarts": max(0, self._spawns - 1), "pending_acks": len(book.pending),
                 "api_connected": book.connected, "api_silent_for": self._watchdog.silent_for(),
+                "api_resuming": self._watchdog.resuming,
                 "api_longest_wait": round(self._watchdog.longest_wait, 3),
                 "desired": len(book.desired),
                 "announced": len(book.announced), "refused": len(book.failed), "received": len(book.received),
@@ -416,8 +416,9 @@ class Speaker:
             commands = self._book.attach()
             self._queue(commands)
             self._watchdog.connected()
-        self.log.info("BGP speaker: exabgp API connected (relay pid %d); injecting %d route(s)",
-                      relay_pid, len(commands))
+            routes = len(self._book.expected)  # every desired route goes out again (a line holds up to 8)
+        self.log.info("BGP speaker: exabgp API connected (relay pid %d); injecting %d route(s) in %d command "
+                      "line(s)", relay_pid, routes, len(commands))
 
     def _read(self) -> None:
         """Read what the relay has (up to READ_BURST bytes: received routes are handled, and on_change told,
@@ -452,9 +453,23 @@ class Speaker:
             for line in lines:  # handle_line never raises: no acknowledgement after a bad line is lost
                 self._changed |= self._book.handle_line(line.decode("utf-8", errors="replace"))
             self._queue(self._book.take_outbox())
-            if self._book.acks != acks and self._watchdog.acknowledged(waiting=bool(self._book.pending)):
-                self._changed = True
-                self.log.warning("BGP speaker: exabgp answers its API again; its peers are reported as it says")
+            if self._book.acks != acks:
+                self._acknowledged()
+
+    def _acknowledged(self) -> None:
+        """ExaBGP acknowledged lines (caller holds the lock). After a silent spell, one more probe: its peers are
+        reported as ExaBGP says only once that is answered too (``bgp.watchdog``: ExaBGP reports a session that
+        dropped meanwhile only after answering the lines it had read)."""
+        if self._watchdog.acknowledged(waiting=bool(self._book.pending)):
+            self._queue([self._book.probe(PROBE)])
+            self._watchdog.probed()
+            self._watchdog.resumed(self._book.acks + len(self._book.pending))
+            self.log.warning("BGP speaker: exabgp answers its API again; its peers stay reported down until it "
+                             "answers one more command (it reports them first)")
+        elif self._watchdog.settled(self._book.acks):
+            self._changed = True
+            self.log.warning("BGP speaker: exabgp has had its peers' turn since it answered again; its peers are "
+                             "reported as it says")
 
     def _write(self) -> None:
         """Hand the relay all the commands its socket takes now (WRITE_BURST at most): this thread gets a turn

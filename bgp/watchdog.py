@@ -13,6 +13,12 @@ waited for and when an acknowledgement arrives, and says
 - ``restart``: ... for ``restart_after`` seconds (doubled after each restart that was not followed by an
   acknowledgement, up to RESTART_MAX): kill ExaBGP, which the speaker then restarts.
 
+After a silent spell, the first acknowledgement does not make the peers "up" again at once: ExaBGP answers the
+lines it had read before it runs its peers, so a session that dropped during the spell (the peer's hold time ran
+out) is reported only after that answer. The speaker sends one more probe then (``resumed``); the peers stay
+reported down until its acknowledgement (``settled``), which ExaBGP gives in a later turn of its loop, after its
+peers' turn. An unanswered probe is a wait like any other: silent again after ``timeout``.
+
 It measures progress, not latency: a busy ExaBGP working through a burst of 10,000 routes acknowledges a line
 of BATCH_ROUTES routes every fraction of a second, so it is never silent, however long its queue. The clock is
 passed in (unit tests use their own, no wall clock).
@@ -44,6 +50,7 @@ class ApiWatchdog:
     _restarts_in_row: int = 0  # watchdog restarts with no acknowledgement since
     _armed: bool = field(default=False)
     _started: float | None = None  # when the current ExaBGP was started, until its API relay connects
+    _resume_mark: int | None = None  # after a silent spell: the acknowledgement count that ends it (``resumed``)
 
     def started(self) -> None:
         """A new ExaBGP was started: its API relay is waited for (``unconnected``) until it connects."""
@@ -60,12 +67,12 @@ class ApiWatchdog:
 
     def connected(self) -> None:
         """A new ExaBGP's API connected: nothing is waited for yet."""
-        self._armed, self.silent, self._since, self._started = True, False, None, None
+        self._armed, self.silent, self._since, self._started, self._resume_mark = True, False, None, None, None
         self._idle_since = self.clock()
 
     def disconnected(self) -> None:
         """ExaBGP is gone (it exited, or was killed): nothing to watch until the next one connects."""
-        self._armed, self.silent, self._since = False, False, None
+        self._armed, self.silent, self._since, self._resume_mark = False, False, None, None
 
     def acknowledged(self, waiting: bool) -> bool:
         """ExaBGP acknowledged one or more command lines; ``waiting``: lines are still unacknowledged.
@@ -100,6 +107,33 @@ class ApiWatchdog:
             self.silent = True
             return SILENT
         return OK
+
+    def resumed(self, mark: int) -> None:
+        """ExaBGP answered again after a silent spell (``acknowledged`` said so) and a probe was sent after that
+        answer: its peers stay reported down until acknowledgement number ``mark`` (the probe's) arrives."""
+        self._resume_mark = mark
+
+    def settled(self, acks: int) -> bool:
+        """True once, when ``acks`` acknowledgements reach the resumption's mark: ExaBGP has had its peers' turn
+        since it answered again, so the states it reported are current."""
+        if self._resume_mark is None or acks < self._resume_mark:
+            return False
+        self._resume_mark = None
+        return True
+
+    @property
+    def resuming(self) -> bool:
+        """Answering again after a silent spell, and not yet past its peers' turn (``resumed``)."""
+        return self._resume_mark is not None
+
+    def why_down(self) -> str | None:
+        """Why every peer is reported down whatever ExaBGP last said (silent, or resuming), or None."""
+        silent = self.silent_for()
+        if silent is not None:
+            return f"exabgp has not answered its API for {silent:.0f}s"
+        if self.resuming:
+            return "exabgp answers its API again after a silent spell; waiting for it to report its peers"
+        return None
 
     def probed(self) -> None:
         """A probe was sent: it is waited for from now."""

@@ -125,8 +125,6 @@ class CanopyApp(RyuApp):
                 self.federation.originating = False
         self.stretches = stretchtrace.from_environment()  # None unless CANOPY_STRETCH_TRACE asks for it
         extra += stretchtrace.routes(self.stretches)
-        extra.append(Route("GET", "/v1/ha", self._ha_status,
-                           "HA pair: role, peer, heartbeats, replication sequence and lag, generation id"))
         self._roles_wake = hub.Event()
         parts = {"startup_hold": self.hold.status, "programmer": self._programmer_counts}
         if self.federation is not None:
@@ -528,9 +526,6 @@ class CanopyApp(RyuApp):
         answer = self.dhcp.answer(dp.id, msg.cookie, bytes(msg.data)) if rec is not None else None
         if answer is not None:
             rec.packet_out(answer.actions, answer.frame)
-
-    def _ha_status(self, req):
-        return Response(200, self.pair.status() if self.pair is not None else {"role": "standalone"})
 
     def _switch_status(self, dpid):
         rec = self.reconcilers.get(dpid)

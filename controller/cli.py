@@ -22,6 +22,7 @@ change this data directory held (controller/storeguard.py): one log line names t
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import logging
 import os
@@ -40,6 +41,7 @@ settings; 3 controller unreachable; 4 run cannot start (port in use, address not
 unusable, store refused: see docs/store.md), or backup/restore failed; 5 apply --wait timed out; 70 a running
 controller's essential part stopped"""
 PROGRESS_EVERY = 2.0  # seconds between progress lines of a long apply
+DEFAULT_URL = "http://127.0.0.1:8080"  # a controller with the default settings, on this host
 
 
 def main(argv=None) -> int:
@@ -48,7 +50,25 @@ def main(argv=None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
-    return args.func(args)
+    if getattr(args, "remote", False):
+        problem = _resolve_remote(args)
+        if problem:
+            print(f"canopy: --config: {problem}", file=sys.stderr)
+            return EXIT_USAGE
+    try:
+        code = args.func(args)
+        sys.stdout.flush()  # inside the try: a reader gone (`canopy show | head`) is found here, not at exit
+        return code
+    except BrokenPipeError:
+        return _reader_gone()
+
+
+def _reader_gone() -> int:
+    """The reader of standard output went away (`| head`): stop quietly, as other command-line tools do, not
+    with a traceback; what is still buffered goes to /dev/null so that the exit does not fail on it again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return EXIT_INVALID
 
 
 def _parser():
@@ -112,11 +132,64 @@ def _parser():
 
 def _remote_args(cmd):
     """The options of every command that talks to a running controller."""
-    cmd.add_argument("--url", default=os.environ.get("CANOPY_URL", "http://127.0.0.1:8080"),
-                     help="controller REST base URL (env CANOPY_URL)")
-    cmd.add_argument("--token", default=os.environ.get("CANOPY_TOKEN"),
-                     help="bearer token (env CANOPY_TOKEN; default: read from the data directory)")
-    cmd.add_argument("--config", help="controller settings, to find the data directory's token file")
+    cmd.add_argument("--url", help="controller REST base URL (default: the REST address of --config's settings, "
+                     f"else env CANOPY_URL, else {DEFAULT_URL})")
+    cmd.add_argument("--token", help="bearer token (default: the REST token of --config's settings, else env "
+                     "CANOPY_TOKEN, else the default data directory's rest-token)")
+    cmd.add_argument("--config", help="the controller's settings: talk to its REST address with its token")
+    cmd.set_defaults(remote=True)
+
+
+def _resolve_remote(args) -> str | None:
+    """Fill in ``args.url`` and ``args.token``: each given on the command line, else what ``--config FILE``
+    configures, else the environment's (CANOPY_URL, CANOPY_TOKEN), else the default address and the token of the
+    default data directory. Returns why the settings file cannot be used (nothing is sent then), or None."""
+    settings = None
+    if args.config:
+        try:
+            settings = settings_mod.load(args.config)
+        except (settings_mod.SettingsError, yamldoc.DocError) as exc:
+            return str(exc)
+    if not args.url:
+        args.url = (rest_url(settings) if settings else None) or os.environ.get("CANOPY_URL") or DEFAULT_URL
+    args.token_from = "the token given by --token" if args.token else "no token"
+    if not args.token and settings is not None:
+        args.token, args.token_from = _file_token(settings, args.config)
+    if not args.token and os.environ.get("CANOPY_TOKEN"):
+        args.token, args.token_from = os.environ["CANOPY_TOKEN"], "the token of CANOPY_TOKEN"
+    elif not args.token and settings is None:
+        args.token, args.token_from = _file_token(settings_mod.load(None), "the built-in settings")
+    return None
+
+
+def rest_url(settings) -> str:
+    """Where a client on the controller's host reaches the REST API these settings serve: https with the tls
+    section, the listen address (loopback when it listens on every address) and the port."""
+    host = ipaddress.ip_address(settings.rest_listen)
+    if host.is_unspecified:
+        host = ipaddress.ip_address("::1" if host.version == 6 else "127.0.0.1")
+    name = f"[{host}]" if host.version == 6 else str(host)
+    return f"{'https' if settings.rest_tls else 'http'}://{name}:{settings.rest_port}"
+
+
+def _file_token(settings, where: str) -> tuple:
+    """(the REST token the settings give, inline or their token file's content, or None when unreadable; where it
+    came from or why there is none): a 401 then names where the command looked (``_unauthorized_hint``)."""
+    if settings.rest_token:
+        return settings.rest_token, f"rest.token of {where}"
+    path = settings.rest_token_file
+    try:
+        with open(path, encoding="utf-8") as fh:
+            token = fh.read().strip() or None
+    except OSError as exc:
+        return None, f"no token: {path}: {exc.strerror} ({where})"
+    return token, f"the token file {path} ({where})" if token else f"no token: {path} is empty ({where})"
+
+
+def _unauthorized_hint(args) -> str:
+    """Why a write was refused with 401, and how to give the controller's token."""
+    told = f"the controller refused {args.token_from}" if args.token else args.token_from
+    return f"{told}; give --config with the controller's settings file, or --token (CANOPY_TOKEN)"
 
 
 # ---------------------------------------------------------------------------------------------- metadata agent
@@ -352,6 +425,8 @@ def cmd_apply(args) -> int:
                                           p.get("also", "")) for p in problems])
         else:
             print(f"canopy: {status}: {err.get('message', reply)}", file=sys.stderr)
+        if status == 401:
+            print(f"canopy: {_unauthorized_hint(args)}", file=sys.stderr)
         return EXIT_INVALID
     changes = reply["changes"]
     verb = "would" if reply["dry_run"] else ""
@@ -421,27 +496,13 @@ class _Progress:
                   file=sys.stderr, flush=True)
 
 
-def _token(args):
-    if args.token:
-        return args.token
-    try:
-        settings = settings_mod.load(args.config)
-        if settings.rest_token:
-            return settings.rest_token
-        with open(settings.rest_token_file, encoding="utf-8") as fh:
-            return fh.read().strip()
-    except (OSError, settings_mod.SettingsError, yamldoc.DocError):
-        return None
-
-
 def _request(args, method, path, body):
     """(status, json) from the controller, or (None, None) after printing why it could not be reached."""
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(args.url.rstrip("/") + path, data=data, method=method,
                                  headers={"Content-Type": "application/json"})
-    token = _token(args)
-    if token:
-        req.add_header("Authorization", f"Bearer {token}")
+    if args.token:
+        req.add_header("Authorization", f"Bearer {args.token}")
     try:
         with urllib.request.urlopen(req, timeout=60) as resp:
             return resp.status, json.loads(resp.read() or b"null")

@@ -93,7 +93,9 @@ class VrsSnapshot:
     bridge: str = "br-int"
     bridge_present: bool = False
     datapath_id: int | None = None  # Bridge.datapath_id parsed from hex
-    ovs_version: str = ""
+    # Open_vSwitch.ovs_version: written by ovs-ctl when it starts OVS, not by ovs-vswitchd itself; None when OVS was
+    # started without ovs-ctl (the column is empty) or the row is not read yet
+    ovs_version: str | None = None
     ports: tuple[PortInfo, ...] = field(default_factory=tuple)
     controllers: tuple[tuple[str, bool, str], ...] = ()  # (target, is_connected, role) of the bridge's controllers
     fail_mode: str = ""  # the bridge's fail_mode ("" when unset: OVS then runs it standalone)

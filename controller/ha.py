@@ -236,7 +236,8 @@ class Pair:
         }
 
     def _replication(self) -> dict:
-        seq = self.store.last_seq()
+        """Our position as of the last committed transaction: read without waiting for a commit in flight."""
+        seq = self.store.reader.last_seq()
         if self.role == "active":
             return {"direction": "out", "seq": seq, "acked_seq": self.replicator.acked_seq,
                     "lag": self.replicator.lag()}

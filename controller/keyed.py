@@ -3,7 +3,7 @@
 The LiveView (controller/viewdelta.py and its helpers) and State keep, per subnet, domain, switch or scope, the
 sets and counts their deltas need. A controller runs for months while tenants come and go: an entry whose set
 became empty, or a count that fell to zero, is taken away at once, so what is kept after any sequence of events is
-what a build from scratch on the same inputs keeps (tests/unit/test_incremental_oracle.py ``check_indexes``).
+what a build from scratch on the same inputs keeps (tests/unit/oracle_checks.py ``check_indexes``).
 Readers use ``dict.get``: a read never adds an entry.
 """
 

@@ -24,8 +24,7 @@ from controller import yamldoc
 
 log = logging.getLogger("canopy.lifecycle")
 LIVE = ("log_level", "log_format", "rest_token", "rest_token_file", "access_log")  # applied by reload
-IGNORED = ("source",)
-BGP = ("bgp", "asn")  # Settings.asn is bgp.asn; both are reported by bgp_changes
+LIVE_KEYS = ("log_level", "log_format", "rest.token", "rest.token_file", "rest.access_log")  # the same, as keys
 BGP_RESTART = ("the BGP speaker gives ExaBGP its neighbors only when it starts it, and has no live "
                "reconfiguration; restarting the speaker alone would reset every session, unchanged ones included")
 
@@ -176,8 +175,7 @@ def reload(config_path: str | None) -> list[str]:
     runtime.SETTINGS = live
     if runtime.API is not None:
         runtime.API.settings = dataclasses.replace(runtime.API.settings, **{n: getattr(new, n) for n in LIVE})
-    waiting = [f.name for f in dataclasses.fields(new)
-               if f.name not in LIVE + IGNORED + BGP and getattr(new, f.name) != getattr(running, f.name)]
+    waiting = restart_changes(running, new)
     logs.announce(log, "SIGHUP: reloaded %s: %s", where, "; ".join(done))
     if waiting:
         log.warning("SIGHUP: %s changed in %s; these apply only after a restart", ", ".join(waiting), where)
@@ -186,6 +184,13 @@ def reload(config_path: str | None) -> list[str]:
         log.warning("SIGHUP: bgp changed in %s (%s); not applied: BGP settings apply only after a restart (%s)",
                     where, "; ".join(bgp), BGP_RESTART)
     return done
+
+
+def restart_changes(running, new) -> list[str]:
+    """The settings keys whose value differs and that apply only after a restart (BGP's are named apart)."""
+    before, after = dict(running.keys), dict(new.keys)
+    return [key for key in sorted(before.keys() | after.keys())
+            if key not in LIVE_KEYS and not key.startswith("bgp.") and before.get(key) != after.get(key)]
 
 
 def bgp_changes(old, new) -> list[str]:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from controller import yamldoc
+from controller import secretfile, yamldoc
 from controller.discovery import METADATA_AGENT_KEY
 from openflow import metadata
 
@@ -109,13 +109,19 @@ def _bad(key, value) -> str | None:
 
 
 def _read_secret(path: str, key: str) -> bytes:
+    """The secret in ``path``, refused like the controller's own secret files when other users can read it
+    (controller/secretfile.py): the shared secret lets anyone sign requests for any instance's metadata."""
     try:
-        value = Path(path).read_bytes().strip()
+        value = secretfile.read_private(path)
     except OSError as exc:
         raise SettingsError(f"{key}: cannot read {path}: {exc.strerror}") from None
+    except secretfile.NotPrivate as exc:
+        raise SettingsError(f"{key}: {exc}") from None
+    except UnicodeDecodeError:
+        raise SettingsError(f"{key}: {path} is not UTF-8 text") from None
     if not value:
         raise SettingsError(f"{key}: {path} is empty")
-    return value
+    return value.encode()
 
 
 # ------------------------------------------------------------------------------------------ who asked

@@ -84,8 +84,9 @@ class Replicator:
         return self._known and self.acked_seq >= self.store.last_seq()
 
     def lag(self) -> int:
-        """How many changes the standby is behind (by what it acknowledged)."""
-        return max(0, self.store.last_seq() - self.acked_seq)
+        """How many committed changes the standby is behind (by what it acknowledged); read without waiting for a
+        commit in flight (GET /v1/ha, /metrics)."""
+        return max(0, self.store.reader.last_seq() - self.acked_seq)
 
     def timeout_for(self, count: int) -> float:
         """How long a write of ``count`` changes waits for the standby's confirmation: ``ack_timeout`` plus

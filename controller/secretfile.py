@@ -1,4 +1,5 @@
-"""Reading a secret from a file (the HA link secret, the REST token) only when the file is private.
+"""Reading a secret from a file (the HA link secret, the REST token, the metadata agent's shared secret and token)
+only when the file is private.
 
 A secret other users can read is no secret: like ssh with a private key and PostgreSQL with its TLS key, Canopy
 refuses such a file at start and at a reload (the HA secret also in ``check-settings``), naming the file, its mode and the fix,

@@ -119,7 +119,7 @@ class PolicyService:
         ``unreplicated`` tells the pair, which gives the standby this store back (its next report is not on our
         history any more: a snapshot), so the pair does not keep a write the active refused."""
         try:
-            self.store.apply_replicated(done, meta)
+            self.store.apply_replicated(done, meta, what="a write")
         except StoreFault:
             if self.unreplicated is not None:
                 self.unreplicated(done)

@@ -7,7 +7,6 @@ lives here.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import secrets
 import socket
@@ -15,56 +14,20 @@ from dataclasses import dataclass, field, replace
 
 from controller import fields as f
 from controller import secretfile, tls, yamldoc
+from controller import settingvalues as values
 from controller.model import Field, normalise_fields
+from controller.settingvalues import MIN_SECRET
 from controller.tls import TlsFiles
 
 DEFAULT_DATA_DIR = "/var/lib/canopy"
 
 
-def _listen(value):
-    try:
-        return str(ipaddress.ip_address(f.text(value, 64)))
-    except ValueError:
-        raise f.Invalid(f"{value!r} is not an IP address to listen on") from None
-
-
-MIN_SECRET = 16
 HOLD_MAX = 60  # seconds: restart.hold_max when absent (unless hold_time is larger)
 
 
-def _secret(value):
-    value = f.text(value, 4096)
-    if len(value) < MIN_SECRET:
-        raise f.Invalid(f"must be at least {MIN_SECRET} characters")
-    return value
-
-
-def _port(value):
-    return f.integer(value, 1, 65535)
-
-
-def _asn(value):
-    return f.integer(value, 1, 4294967295)
-
-
-def _hold_time(value):
-    value = f.integer(value, 0, 65535)
-    if value in (1, 2):
-        raise f.Invalid("must be 0 or at least 3 seconds (RFC 4271)")
-    return value
-
-
-def _dead_after_ms(value):
-    value = f.integer(value, 0, 3600000)
-    if 0 < value < 2000:
-        raise f.Invalid("must be 0 (never) or at least 2000: TCP keepalive counts whole seconds, and a shorter bound "
-                        "on unacknowledged data would drop switches on a busy network")
-    return value
-
-
 def _endpoint(listen, port, doc):
-    return (Field("listen", "string", f"{doc} listen address", _listen, default=listen, nullable=False),
-            Field("port", "integer", f"{doc} TCP port", _port, default=port, nullable=False))
+    return (Field("listen", "string", f"{doc} listen address", values.listen, default=listen, nullable=False),
+            Field("port", "integer", f"{doc} TCP port", values.port, default=port, nullable=False))
 
 
 def _tls_switch(doc):
@@ -84,7 +47,7 @@ OPENFLOW_LIMITS = (
     _limit("max_connections_per_source", "open OpenFlow connections per source address", 1, 100000, 32),
     Field("dead_after_ms", "integer", "a connection whose switch's host stops acknowledging TCP (it died, or its "
           "network went) is closed after this long (TCP keepalive and user timeout, answered by the host's kernel, so "
-          "a busy switch is never dropped; 0: never, else at least 2000)", _dead_after_ms, default=30000,
+          "a busy switch is never dropped; 0: never, else at least 2000)", values.dead_after_ms, default=30000,
           nullable=False),
 )
 OVSDB_LIMITS = (
@@ -112,7 +75,7 @@ REST_LIMITS = (
 
 
 SETTINGS = (
-    Field("data_dir", "string", "where the store and the generated REST token live", f.text,
+    Field("data_dir", "string", "where the store and the generated REST token live", values.path,
           default=DEFAULT_DATA_DIR, nullable=False),
     Field("log_level", "string", "debug, info, warning or error", f.one_of("debug", "info", "warning", "error"),
           default="info", nullable=False),
@@ -127,7 +90,7 @@ SETTINGS = (
     Field("rest", "object", "REST API", fields=_endpoint("127.0.0.1", 8080, "REST") + (
         Field("token", "string", "bearer token for writes (default: generated into data_dir/rest-token)",
               lambda v: f.text(v, 4096)),
-        Field("token_file", "string", "read the bearer token from this file", f.text),
+        Field("token_file", "string", "read the bearer token from this file", values.path),
         Field("open_reads", "string", "who may read without the token: loopback, always or never",
               f.one_of("loopback", "always", "never"), default="loopback", nullable=False),
         Field("access_log", "boolean", "log one line per request at info (default: at debug); never with the "
@@ -136,10 +99,10 @@ SETTINGS = (
     ) + REST_LIMITS, default=dict, nullable=False),
     Field("tls", "object", "certificates for TLS on the OpenFlow, OVSDB and REST listeners (docs/security.md); "
           "off while absent", fields=(
-              Field("key", "string", "this controller's private key (PEM)", f.text, required=True),
-              Field("cert", "string", "this controller's certificate (PEM)", f.text, required=True),
+              Field("key", "string", "this controller's private key (PEM)", values.path, required=True),
+              Field("cert", "string", "this controller's certificate (PEM)", values.path, required=True),
               Field("ca_cert", "string", "the CA certificate(s) (PEM) that switches' and VTEPs' certificates must "
-                    "be signed by", f.text, required=True),
+                    "be signed by", values.path, required=True),
           )),
     Field("vrs", "object", "virtual switches", fields=(
         Field("bridge", "string", "integration bridge name", f.name, default="br-int", nullable=False),
@@ -153,7 +116,7 @@ SETTINGS = (
                "(outbound translation stops until it answers again)", 300, 86400000, 100000),
         Field("hosts", "array", "per-hypervisor overrides of what its OVSDB says", items=Field(
             "host", "object", "", fields=(
-                Field("chassis", "string", "the hypervisor's system-id", lambda v: f.text(v, 255), required=True),
+                Field("chassis", "string", "the hypervisor's system-id", values.filled(255), required=True),
                 Field("vtep_ip", "string", "its VTEP IP", f.ipv4),
                 Field("flavour", "string", "its flavour", f.one_of("kvm", "hyperv", "esxi")),
             )), default=list, nullable=False),
@@ -163,21 +126,20 @@ SETTINGS = (
         Field("vni_max", "integer", "highest VNI allocated", f.vni, default=99999, nullable=False),
     ), default=dict, nullable=False),
     Field("bgp", "object", "EVPN federation through ExaBGP (off while no neighbor is configured)", fields=(
-        Field("asn", "integer", "local AS number (also derives route distinguishers and targets: ASN:VNI)", _asn,
+        Field("asn", "integer", "local AS number (also derives route distinguishers and targets: ASN:VNI)", values.asn,
               default=65000, nullable=False),
         Field("router_id", "string", "BGP router id (default: the first neighbor's local_address)", f.ipv4),
         Field("listen", "string", "address to accept BGP sessions on (default: none, Canopy only connects)",
-              _listen),
-        Field("port", "integer", "TCP port to accept BGP sessions on", _port, default=179, nullable=False),
+              values.listen),
+        Field("port", "integer", "TCP port to accept BGP sessions on", values.port, default=179, nullable=False),
         Field("neighbors", "array", "BGP peers: other controllers, route reflectors, data-centre routers",
               items=Field("neighbor", "object", "", fields=(
                   Field("address", "string", "the peer's IP", f.ipv4, required=True),
-                  Field("asn", "integer", "the peer's AS number", _asn, required=True),
-                  Field("port", "integer", "the peer's TCP port", _port, default=179, nullable=False),
+                  Field("asn", "integer", "the peer's AS number", values.asn, required=True),
+                  Field("port", "integer", "the peer's TCP port", values.port, default=179, nullable=False),
                   Field("local_address", "string", "our source address for the session", f.ipv4),
-                  Field("md5_password", "string", "TCP MD5 signature password (RFC 2385)",
-                        lambda v: f.text(v, 80)),
-                  Field("hold_time", "integer", "hold time in seconds (0 or 3..65535)", _hold_time, default=90,
+                  Field("md5_password", "string", "TCP MD5 signature password (RFC 2385)", values.filled(80)),
+                  Field("hold_time", "integer", "hold time in seconds (0 or 3..65535)", values.hold_time, default=90,
                         nullable=False),
                   Field("passive", "boolean", "only accept the session (needs bgp.listen)", f.boolean,
                         default=False, nullable=False),
@@ -209,10 +171,10 @@ SETTINGS = (
     Field("ha", "object", "active/standby pair (off while no peer is configured)", fields=(
         Field("node_id", "string", "this node's name in the pair (default: its hostname)", f.name),
         Field("peer", "string", "the other controller's address on the HA link", f.ipv4),
-        Field("peer_port", "integer", "the other controller's HA link port (default: port)", _port),
+        Field("peer_port", "integer", "the other controller's HA link port (default: port)", values.port),
         Field("listen", "string", "HA link listen address (default: this node's address towards ha.peer)",
-              _listen),
-        Field("port", "integer", "HA link TCP port", _port, default=6690, nullable=False),
+              values.listen),
+        Field("port", "integer", "HA link TCP port", values.port, default=6690, nullable=False),
         Field("priority", "integer", "preference to be active when both start (higher wins)",
               lambda v: f.integer(v, 0, 255), default=100, nullable=False),
         Field("heartbeat_interval_ms", "integer", "how often each node tells the other it is alive",
@@ -223,8 +185,8 @@ SETTINGS = (
               "per change of the write)",
               lambda v: f.integer(v, 10, 60000), default=2000, nullable=False),
         Field("secret", "string", "shared secret authenticating the HA link (the same on both nodes; at least "
-              f"{MIN_SECRET} characters); required with peer unless secret_file is set", _secret),
-        Field("secret_file", "string", "read the HA link secret from this file instead", f.text),
+              f"{MIN_SECRET} characters); required with peer unless secret_file is set", values.secret),
+        Field("secret_file", "string", "read the HA link secret from this file instead", values.path),
         Field("solo", "boolean", "start in solo mode: acknowledge writes the standby did not confirm (they are "
               "lost if this node dies before the standby catches up)", f.boolean, default=False, nullable=False),
     ), default=dict, nullable=False),
@@ -356,6 +318,9 @@ class Settings:
     rest_tls: bool = False  # serve REST over HTTPS
     gateway_arp_refresh: float = 30.0  # seconds: vrs.gateway_arp_refresh_ms
     gateway_arp_timeout: float = 100.0  # seconds: vrs.gateway_arp_timeout_ms
+    # every setting by its key as the file names it ("restart.hold_time"), after defaults: what a reload compares,
+    # so that it names the keys an operator wrote, not these attributes
+    keys: tuple = field(default=(), compare=False, repr=False)
 
 
 def defaults() -> Settings:
@@ -416,7 +381,16 @@ def from_doc(doc: yamldoc.Doc) -> Settings:
         log_format=raw["log_format"], access_log=rest["access_log"],
         tls=_tls_files(raw["tls"]), openflow_tls=_tls_on(raw, "openflow"), ovsdb_tls=_tls_on(raw, "ovsdb"),
         rest_tls=_tls_on(raw, "rest"), gateway_arp_refresh=raw["vrs"]["gateway_arp_refresh_ms"] / 1000,
-        gateway_arp_timeout=raw["vrs"]["gateway_arp_timeout_ms"] / 1000)
+        gateway_arp_timeout=raw["vrs"]["gateway_arp_timeout_ms"] / 1000, keys=tuple(_keyed(raw)))
+
+
+def _keyed(raw: dict, prefix: str = ""):
+    """(dotted key, value) of every leaf of the normalised settings (a list, such as bgp.neighbors, is one leaf)."""
+    for name, value in raw.items():
+        if isinstance(value, dict):
+            yield from _keyed(value, f"{prefix}{name}.")
+        else:
+            yield f"{prefix}{name}", value
 
 
 TLS_LISTENERS = ("openflow", "ovsdb", "rest")
@@ -483,7 +457,7 @@ def _ha_secret(ha) -> list:
     if ha["secret_file"]:
         path = os.path.abspath(ha["secret_file"])
         try:
-            ha["secret"] = _secret(secretfile.read_private(path))
+            ha["secret"] = values.secret(secretfile.read_private(path))
         except OSError as exc:
             return [_problem("ha.secret_file", f"cannot read {path}: {exc.strerror or exc}")]
         except secretfile.NotPrivate as exc:

@@ -262,7 +262,7 @@ def _subnet_lines(subnets, indent, l2=False):
         lines.append(f"{indent}subnet {s['name']}{' (L2 only)' if l2 else ''}  {where}  vni {s['vni']}")
         for v in s["vports"]:
             lines.append(f"{indent}    vport {v['name']}  {v['mac']}  {' '.join(v['ips']) or '-'}  {v['flavour']}  "
-                         f"{_where(v.get('location'))}{_mismatch(v)}")
+                         f"{_where(v.get('location'), v['flavour'])}{_mismatch(v)}")
     return lines
 
 
@@ -272,9 +272,9 @@ def _mismatch(vport) -> str:
     return f"  MAC MISMATCH: the hypervisor reports {wrong['hypervisor']}, not programmed" if wrong else ""
 
 
-def _where(loc):
-    if not loc:
-        return "unbound"
+def _where(loc, flavour=None):
+    if not loc:  # a bare-metal server is on a hardware VTEP's port, never on a VRS port: not "unbound"
+        return "behind a hardware VTEP" if flavour == "baremetal" else "unbound"
     vlan = f" vlan {loc['vlan']}" if loc.get("vlan") else ""
     return f"on {loc['chassis']} port {loc['port']}{vlan} (ofport {loc['ofport']})"
 
@@ -292,7 +292,8 @@ def format_vport(data) -> str:
              "    acls " + (", ".join(f"{a['ref']} ({a['rules']} rules, default {a['default_action']})"
                                      for a in data["acls"]) or "-"),
              "    policy groups " + (", ".join(data.get("policy_groups") or ()) or "-"),
-             f"    status {v.get('status')}  {_where(v.get('location'))}{_mismatch(v)}"]
+             f"    status {v.get('status')}  {_where(v.get('location'), (v.get('binding') or {}).get('flavour'))}"
+             f"{_mismatch(v)}"]
     sw = data.get("switch")
     if sw:
         lines.append(f"    switch {sw['name']}  chassis {sw['chassis']}  dpid {sw['datapath_id']}  vtep "

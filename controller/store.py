@@ -17,7 +17,11 @@ Replication (controller/replication.py) uses the second half of this module: ``a
 the active's changes with their own seq/txn/ts, ``snapshot()``/``restore()`` copy the whole store, and
 ``history()`` names a position in the change history, (seq, ts of that change), so two stores can tell
 whether one is a prefix of the other. The connection is shared between threads (REST, the HA link), so
-every statement and transaction runs under one re-entrant lock.
+every statement and transaction runs under one re-entrant lock, held through a commit's fsync.
+
+The reads that answer REST (GET /v1/changes, GET /v1/ha and the /metrics lines built from it) use ``reader``, a
+second connection with a lock of its own: in WAL mode a reader sees the last committed transaction and never waits
+for the writer, so these reads never wait for a commit (docs/store.md "Reads do not wait for writes").
 
 Beside the database, a marker file (``canopy.db.marker``) remembers which store this data directory holds
 (``store_id``, a random id made when the store is created) and the last change it held. It is replaced
@@ -105,6 +109,30 @@ def _direct(function, *args):
     return function(*args)
 
 
+def _last_seq(db) -> int:
+    """The last sequence number this store has held: its newest change, or the last one compacted away."""
+    row = db.execute("SELECT MAX(seq) FROM changes").fetchone()
+    return max(row[0] or 0, _meta(db, "compacted_seq") or 0)
+
+
+def _meta(db, key, default=None):
+    row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return json.loads(row[0]) if row else default
+
+
+def _changes_since(db, seq: int, limit: int) -> list["Change"]:
+    rows = db.execute("SELECT seq, txn, ts, kind, id, op, body FROM changes WHERE seq > ? ORDER BY seq LIMIT ?",
+                      (seq, limit))
+    return [Change(kind, oid, op, json.loads(body) if body else None, s, txn, ts)
+            for s, txn, ts, kind, oid, op, body in rows]
+
+
+def _oldest_seq(db) -> int:
+    """The first change still in the log (the next one to come when the log is empty)."""
+    row = db.execute("SELECT MIN(seq) FROM changes").fetchone()
+    return row[0] or (_last_seq(db) + 1)
+
+
 def _locked(method):
     """Run a Store method under the store's lock (one SQLite connection serves several threads)."""
 
@@ -175,8 +203,10 @@ class Store:
                 self._set_meta("store_id", uuid.uuid4().hex)
             self._store_id = self.get_meta("store_id")  # local meta: never replaced by replication or restore
         self.write_marker()
+        self.reader = Reader(self.path)  # for the reads that must not wait for a write (REST)
 
     def close(self):
+        self.reader.close()  # first: the writer, closing last, checkpoints and removes the WAL
         self._db.close()
 
     # ------------------------------------------------------------------ reading
@@ -192,28 +222,22 @@ class Store:
         return self._last_seq()
 
     def _last_seq(self) -> int:
-        row = self._db.execute("SELECT MAX(seq) FROM changes").fetchone()
-        return max(row[0] or 0, self._get_meta("compacted_seq") or 0)
+        return _last_seq(self._db)
 
     @_locked
     def changes_since(self, seq: int, limit: int = 1000) -> list[Change]:
-        rows = self._db.execute(
-            "SELECT seq, txn, ts, kind, id, op, body FROM changes WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit))
-        return [Change(kind, oid, op, json.loads(body) if body else None, s, txn, ts)
-                for s, txn, ts, kind, oid, op, body in rows]
+        return _changes_since(self._db, seq, limit)
 
     @_locked
     def oldest_seq(self) -> int:
-        row = self._db.execute("SELECT MIN(seq) FROM changes").fetchone()
-        return row[0] or (self.last_seq() + 1)
+        return _oldest_seq(self._db)
 
     @_locked
     def get_meta(self, key, default=None):
         return self._get_meta(key, default)
 
     def _get_meta(self, key, default=None):
-        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return json.loads(row[0]) if row else default
+        return _meta(self._db, key, default)
 
     # ------------------------------------------------------------------ writing
     def commit(self, changes: list[Change], meta: dict | None = None) -> list[Change]:
@@ -330,14 +354,15 @@ class Store:
         return {key: json.loads(value) for key, value in self._db.execute("SELECT key, value FROM meta")
                 if key not in LOCAL_META}
 
-    def apply_replicated(self, changes: list[Change], meta: dict) -> int:
+    def apply_replicated(self, changes: list[Change], meta: dict, what: str = "a replicated batch") -> int:
         """Write the active's changes, keeping their seq/txn/ts, and its meta values in one transaction.
+        ``what`` names them in a refusal: the active commits its own write (numbered for the standby) here too.
 
         Changes at or below last_seq() were applied before and are skipped (a re-send is harmless); the meta
         then is not written either, as it may be older than ours. A gap (first new seq != last_seq() + 1, or
         a hole inside the batch) raises StoreError and writes nothing. Returns the new last_seq()."""
         with self._lock:  # held on for the marker, written once the transaction is committed
-            last, new = self._written("a replicated batch of %d change(s)" % len(changes), self._apply_changes,
+            last, new = self._written("%s of %d change(s)" % (what, len(changes)), self._apply_changes,
                                       changes, meta)
             if new:
                 self._write_marker(new[-1].seq, new[-1].ts)
@@ -453,6 +478,40 @@ class Store:
             raise self._refused("a snapshot restore", exc) from None
         except (KeyError, TypeError, ValueError, AttributeError, sqlite3.Error) as exc:
             raise StoreError(f"malformed snapshot: {exc!r}") from None
+
+
+class Reader:
+    """The store as of its last committed transaction, for reads that must not wait for a write: a second SQLite
+    connection (query_only), with a lock of its own that no write takes. The writer holds the store's lock through
+    a transaction and its fsync (up to seconds on a busy disk, or for a big replicated batch); in WAL mode a reader
+    neither waits for that transaction nor sees any of it before its COMMIT has returned. Each method reads in one
+    read transaction, so what it returns is one committed state."""
+
+    def __init__(self, path: str):
+        self._lock = threading.Lock()  # one read at a time on this connection
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA query_only=ON")
+
+    def close(self):
+        self._db.close()
+
+    def last_seq(self) -> int:
+        """The last committed (durable) sequence number."""
+        return self._read(_last_seq)
+
+    def changes(self, seq: int, limit: int) -> tuple[list[Change], int]:
+        """(up to ``limit`` changes after ``seq``, the oldest change still in the log), from one committed state."""
+        return self._read(lambda db: (_changes_since(db, seq, limit), _oldest_seq(db)))
+
+    def _read(self, query):
+        with self._lock:
+            if self._db.in_transaction:  # left open by a read whose COMMIT failed (an I/O error): end it first
+                self._db.execute("ROLLBACK")
+            self._db.execute("BEGIN")  # deferred: a read transaction, a snapshot of the last commit
+            try:
+                return query(self._db)
+            finally:
+                self._db.execute("COMMIT")
 
 
 def _is_int(value) -> bool:

@@ -200,7 +200,7 @@ def _snapshot(session: str, peer: str, root, bridge: str, br, ports: tuple, bad_
         bridge=bridge,
         bridge_present=br is not None,
         datapath_id=_datapath_id(br) if br is not None else None,
-        ovs_version=(_opt(_column(root, "ovs_version", None)) or "") if root is not None else "",
+        ovs_version=(_opt(_column(root, "ovs_version", None)) or None) if root is not None else None,
         ports=ports,
         controllers=bridge_controllers(br) if br is not None else (),
         fail_mode=bridge_fail_mode(br) if br is not None else "",

@@ -140,6 +140,8 @@ class Api:
             Route("GET", "/v1/changes", self.changes, "the committed change log",
                   query=(("since", "return changes after this sequence number", SEQ_SCHEMA),
                          ("limit", "at most this many (capped at 10000)", SEQ_SCHEMA))),
+            Route("GET", "/v1/ha", self.ha_status,
+                  "HA pair: role, peer, heartbeats, replication sequence and lag, generation id"),
             Route("POST", "/v1/apply", self.apply, "apply a policy document declaratively", write=True),
             Route("GET", "/v1/openapi.json", self.openapi, "this API's OpenAPI 3 document"),
             Route("GET", "/metrics", self.prometheus, "metrics in the Prometheus text format (docs/operations.md)",
@@ -386,9 +388,12 @@ class Api:
     def changes(self, req):
         since = _int_param(req, "since", 0)
         limit = min(_int_param(req, "limit", 1000), 10000)
-        items = [c.to_wire() for c in self.service.store.changes_since(since, limit)]
-        return Response(200, {"items": items, "last_seq": self.state.last_seq,
-                              "oldest_seq": self.service.store.oldest_seq()})
+        changes, oldest = self.service.store.reader.changes(since, limit)  # never waits for a commit in flight
+        return Response(200, {"items": [c.to_wire() for c in changes], "last_seq": self.state.last_seq,
+                              "oldest_seq": oldest})
+
+    def ha_status(self, req):
+        return Response(200, self.ha.status() if self.ha is not None else {"role": "standalone"})
 
     def apply(self, req):
         body = _json_body(req, self.pause)

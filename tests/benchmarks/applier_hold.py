@@ -43,13 +43,26 @@ def timed_section(state, held: list):
     state._commits.section = section
 
 
+def old_active(tmp: Path, vports: int):
+    """An old active (in ``tmp``/old) after an apply of ``vports`` vports: (its Controller, its change log)."""
+    old = Controller(tmp / "old")
+    body = json.loads(apply_body(vports))
+    old.service.apply(body["document"], body["source"])
+    return old, old.store.changes_since(0, 2 * vports + 10)
+
+
+def arguments(doc: str) -> argparse.Namespace:
+    """--vports and --runs, the command line of the benchmarks that replicate one old active's batch."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--vports", type=int, default=10_000)
+    parser.add_argument("--runs", type=int, default=3)
+    return parser.parse_args()
+
+
 def one_run(vports: int) -> tuple[int, float, float]:
     """(changes in the batch, wall seconds, CPU seconds) of the applier's section for one batch."""
     with tempfile.TemporaryDirectory() as tmp:
-        old = Controller(Path(tmp) / "old")
-        body = json.loads(apply_body(vports))
-        old.service.apply(body["document"], body["source"])
-        changes = old.store.changes_since(0, 2 * vports + 10)
+        old, changes = old_active(Path(tmp), vports)
         batch = {"t": "changes", "changes": [c.to_wire() for c in changes], "meta": old.store.replicated_meta()}
         new = Controller(Path(tmp) / "new")
         held: list = []
@@ -62,10 +75,7 @@ def one_run(vports: int) -> tuple[int, float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--vports", type=int, default=10_000)
-    parser.add_argument("--runs", type=int, default=3)
-    args = parser.parse_args()
+    args = arguments(__doc__)
     for run in range(1, args.runs + 1):
         count, wall, cpu = one_run(args.vports)
         print(f"run {run}: batch of {count:,} changes ({args.vports:,} vports): section held {wall:.2f} s wall, "

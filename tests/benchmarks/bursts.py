@@ -58,9 +58,10 @@ import time
 from pathlib import Path
 
 from tests.benchmarks import health, statuspoll
+from tests.benchmarks.bgp_peers import GoBGP
 from tests.benchmarks.evpn_routes import (A_ASN, CANOPY_ASN, FEED_ASN, IN_NET, IN_VNI, L3_VNI, OUT_NET, OUT_VNI, W1,
-                                          GoBGP, add_ports_ops, encode, evpn_l2_flows, host_ip, mac, open_feeder,
-                                          py_spy, remote_routes, speaker, transact)
+                                          add_ports_ops, encode, evpn_l2_flows, host_ip, mac, open_feeder, py_spy,
+                                          remote_routes, speaker, transact)
 from tests.benchmarks.ha_takeover import ha_settings
 from tests.harness import netns
 from tests.harness.lab import Lab
@@ -108,11 +109,6 @@ def port_ops(vports: list[dict], port_type: str) -> list:
 
 
 # ---------------------------------------------------------------------------------------------- measuring
-
-def percentile(values: list[float], pct: float) -> float:
-    ordered = sorted(values)
-    return ordered[max(0, -(-len(ordered) * pct // 100) - 1)] if ordered else float("nan")
-
 
 class ProcessPoller:
     """GET /v1/status every ``interval`` s from a process of its own (tests/benchmarks/statuspoll.py), each
@@ -165,8 +161,8 @@ class ProcessPoller:
         for record in tail:
             for part, part_ms in statuspoll.split(record).items():
                 tail_parts[part] = tail_parts.get(part, 0.0) + part_ms
-        return {"requests": len(ms), "failures": len(self.records) - len(done), "p50_ms": percentile(ms, 50),
-                "p95_ms": percentile(ms, 95), "max_ms": max(ms, default=float("nan")), "max_lag_ms": lag,
+        return {"requests": len(ms), "failures": len(self.records) - len(done), "p50_ms": health.percentile(ms, 50),
+                "p95_ms": health.percentile(ms, 95), "max_ms": max(ms, default=float("nan")), "max_lag_ms": lag,
                 "tail": {"requests": len(tail), "ms": sum(r["total"] for r in tail), "parts": tail_parts},
                 "slowest": [{"total": r["total"], "parts": statuspoll.split(r), "cpu": r["server"].get("cpu"),
                              "lag_ms": r["lag_ms"]} for r in slowest]}
@@ -367,9 +363,7 @@ class Bursts:
 # ---------------------------------------------------------------------------------------------- report
 
 def machine() -> dict:
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), "?")
-    return {"cpus": os.cpu_count(), "cpu": model, "python": sys.version.split()[0], "load_average": os.getloadavg()}
+    return {"cpus": os.cpu_count(), "cpu": health.cpu_model(), "python": sys.version.split()[0], "load_average": os.getloadavg()}
 
 
 def print_table(result: dict) -> None:

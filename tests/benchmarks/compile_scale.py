@@ -202,14 +202,8 @@ class Clock:
 
 
 def machine() -> str:
-    model = "?"
-    try:
-        with open("/proc/cpuinfo") as info:
-            model = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), "?")
-    except OSError:
-        pass
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    return f"{model}, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, load average {load}"
+    return f"{health.cpu_model()}, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, load average {load}"
 
 
 def peak_rss_mib() -> float:

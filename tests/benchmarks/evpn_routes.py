@@ -57,7 +57,6 @@ import re
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import threading
@@ -66,7 +65,8 @@ from datetime import datetime
 from pathlib import Path
 
 from tests.benchmarks import health
-from tests.harness import netns
+from tests.benchmarks.bgp_peers import Feeder, GoBGP
+from tests.benchmarks.evpn_routes_report import print_table, report
 from tests.harness.process import child_running, children_of
 from tests.harness.lab import Lab
 
@@ -75,7 +75,6 @@ IN_VNI, OUT_VNI, L3_VNI = 6101, 6102, 9601
 IN_NET, OUT_NET = "10.1", "10.2"  # a /16 each: "in" gets GoBGP's MACs, "out" holds the vports Canopy announces
 REMOTE_VTEP = "10.251.0.200"  # where GoBGP's routes point (inside the lab's underlay prefix)
 REMOTE_ROUTER_MAC = "02:cb:0a:fb:00:c8"
-HOLD_DUMMY = "192.0.2.1"  # keeps A's neighbor-set non-empty (an empty set would match every peer)
 MAX_ROUTES = 60000
 PROBE_INTERVAL = 0.1  # seconds between polls, growing to PROBE_FRACTION of the time elapsed: a bounded error
 PROBE_FRACTION = 0.02  # and fewer polls in long phases (a RIB summary costs gobgpd ~8 ms at 10,000 routes)
@@ -129,152 +128,6 @@ def encode(routes, action: str) -> bytes:
     from bgp.exabgp_ext import encode_update
 
     return b"".join(encode_update(route, action, FEED_ASN, A_ASN) for route in routes)
-
-
-# ---------------------------------------------------------------------------------------------- GoBGP
-
-HOLD_POLICY = """[global.apply-policy.config]
-  export-policy-list = ["bench-export"]
-  default-export-policy = "accept-route"
-[[defined-sets.neighbor-sets]]
-  neighbor-set-name = "held"
-  neighbor-info-list = [{members}]
-[[policy-definitions]]
-  name = "bench-export"
-  [[policy-definitions.statements]]
-    name = "hold"
-    [policy-definitions.statements.conditions.match-neighbor-set]
-      neighbor-set = "held"
-      match-set-options = "any"
-    [policy-definitions.statements.actions]
-      route-disposition = "reject-route"
-  [[policy-definitions.statements]]
-    name = "next-hop-unchanged"
-    [policy-definitions.statements.actions]
-      route-disposition = "accept-route"
-    [policy-definitions.statements.actions.bgp-actions]
-      set-next-hop = "unchanged"
-"""
-NEIGHBOR = """[[neighbors]]
-  [neighbors.config]
-    neighbor-address = "{address}"
-    peer-as = {asn}
-  [neighbors.transport.config]
-    passive-mode = {passive}
-    local-address = "{me}"
-  [neighbors.timers.config]
-    connect-retry = 1
-  [[neighbors.afi-safis]]
-    [neighbors.afi-safis.config]
-      afi-safi-name = "l2vpn-evpn"
-"""
-
-
-class GoBGP:
-    """A gobgpd in a lab namespace, driven with the gobgp CLI (gRPC on 127.0.0.1 inside it). ``neighbors``:
-    (address, asn, passive); ``held``: the peers it holds routes back from (with the export policy above)."""
-
-    def __init__(self, lab, host, asn: int, neighbors, held=()):
-        self.host = host
-        text = f'[global.config]\n  as = {asn}\n  router-id = "{host.ip}"\n  local-address-list = ["{host.ip}"]\n'
-        if held:
-            text += HOLD_POLICY.format(members=", ".join(f'"{ip}"' for ip in (HOLD_DUMMY, *held)))
-        for address, peer_asn, passive in neighbors:
-            text += NEIGHBOR.format(address=address, asn=peer_asn, passive=str(passive).lower(), me=host.ip)
-        conf = lab.workdir / f"gobgpd-{host.name}.toml"
-        conf.write_text(text)
-        self.child = lab.spawn(f"gobgpd-{host.name}", ["gobgpd", "-f", str(conf), "--api-hosts", "127.0.0.1:50051"],
-                               lab.workdir / f"gobgpd-{host.name}.log", ns=host.ns)
-
-    def run(self, *args: str, timeout: float = 30):
-        return self.host.exec("gobgp", "-u", "127.0.0.1", "-p", "50051", *args, timeout=timeout)
-
-    def cli(self, *args: str, timeout: float = 30) -> str:
-        done = self.run(*args, timeout=timeout)
-        if done.returncode != 0:
-            raise SystemExit(f"gobgp {' '.join(args)} on {self.host.name}: {done.stderr.strip()}")
-        return done.stdout
-
-    def count(self) -> int:
-        """EVPN destinations in the global RIB (``gobgp global rib -a evpn summary``), -1 without an answer."""
-        done = self.run("global", "rib", "-a", "evpn", "summary")
-        found = re.search(r"Destination: (\d+)", done.stdout)
-        return int(found.group(1)) if done.returncode == 0 and found else -1
-
-    def established(self, address: str) -> bool:
-        done = self.run("neighbor", address, "-j")
-        return done.returncode == 0 and json.loads(done.stdout).get("state", {}).get("session_state") == 6
-
-    def release(self, address: str) -> None:
-        """Stop holding routes back from ``address`` and send it everything (soft reset out)."""
-        self.cli("policy", "neighbor", "del", "held", address)
-        self.cli("neighbor", address, "softresetout", "-a", "evpn")
-
-    def macs(self) -> set[str]:
-        table = json.loads(self.cli("global", "rib", "-a", "evpn", "-j", timeout=120) or "{}")
-        return {p["nlri"]["value"]["mac"] for paths in table.values() for p in paths if p["nlri"]["type"] == 2}
-
-
-class Feeder:
-    """A minimal BGP speaker (this process; its socket made in namespace ``host``) writing prepared UPDATE
-    bytes to one peer. It reads (and drops) what the peer sends and keeps the session alive."""
-
-    HOLD = 90
-
-    def __init__(self, host, peer_ip: str, asn: int):
-        self.sock = netns.call_in(host.ns, lambda: socket.create_connection((peer_ip, 179), timeout=5,
-                                                                           source_address=(host.ip, 0)))
-        self.sock.settimeout(None)
-        self._lock = threading.Lock()
-        self.open_seen = threading.Event()
-        self.closed: str | None = None
-        caps = bytes([1, 4, 0, 25, 0, 70, 65, 4]) + struct.pack("!I", asn)  # L2VPN EVPN; 4-octet AS
-        params = bytes([2, len(caps)]) + caps
-        self.send(self._message(1, struct.pack("!BHH4sB", 4, asn, self.HOLD, socket.inet_aton(host.ip), len(params))
-                                + params))
-        self.send(self._message(4, b""))
-        threading.Thread(target=self._read, name="feeder-read", daemon=True).start()
-        threading.Thread(target=self._keepalive, name="feeder-keepalive", daemon=True).start()
-
-    @staticmethod
-    def _message(kind: int, body: bytes) -> bytes:
-        return b"\xff" * 16 + struct.pack("!HB", 19 + len(body), kind) + body
-
-    def send(self, data: bytes) -> None:
-        with self._lock:
-            self.sock.sendall(data)
-
-    def _keepalive(self) -> None:
-        while self.closed is None:
-            time.sleep(self.HOLD / 3)
-            try:
-                self.send(self._message(4, b""))
-            except OSError:
-                return
-
-    def _read(self) -> None:
-        buf = b""
-        while True:
-            try:
-                data = self.sock.recv(1 << 16)
-            except OSError as error:
-                self.closed = self.closed or str(error)
-                return
-            if not data:
-                self.closed = self.closed or "closed by the peer"
-                return
-            buf += data
-            while len(buf) >= 19 and len(buf) >= struct.unpack("!H", buf[16:18])[0]:
-                size, kind = struct.unpack("!H", buf[16:18])[0], buf[18]
-                if kind == 1:
-                    self.open_seen.set()
-                elif kind == 3:
-                    self.closed = f"NOTIFICATION {buf[19:size].hex()}"
-                buf = buf[size:]
-
-    def close(self) -> None:
-        self.closed = self.closed or "closed"
-        self.sock.close()
 
 
 # ---------------------------------------------------------------------------------------------- OVSDB, OVS
@@ -659,99 +512,7 @@ def receive(b: Bench) -> dict:
             "receive_withdraw": (gone, gone["flows"], gone, gone["y"])}
 
 
-# ---------------------------------------------------------------------------------------------- report
-
-ROWS = {
-    "announce": ("ports added (one OVSDB transaction) until GoBGP A holds Canopy's routes",
-                 "the feeder writes the same routes to A until A holds them"),
-    "withdraw": ("ports deleted until A holds none of them", "the feeder writes their withdrawals until A holds none"),
-    "receive": ("A releases its routes to Canopy until br-int has every MAC's flow",
-                "A releases them to GoBGP Y until Y holds them"),
-    "receive_withdraw": ("the feeder withdraws them at A until br-int has none of the flows",
-                         "the same withdrawals, until Y holds none (same event, same time)"),
-}
-
-
-def report(b: Bench, phases: dict) -> dict:
-    b.trace_stretches(b.last_marks, "stretches_after")
-    rows = []
-    for key, (marks, seconds, base_marks, base_seconds) in phases.items():
-        seconds, base_seconds = max(seconds, 1e-6), max(base_seconds, 1e-6)  # a probe's first poll is 0 s
-        rows.append({"phase": key, "routes": b.n, "seconds": seconds, "routes_per_s": b.n / seconds,
-                     "baseline_seconds": base_seconds, "baseline_routes_per_s": b.n / base_seconds,
-                     "ratio": base_seconds / seconds, "canopy": ROWS[key][0], "baseline": ROWS[key][1],
-                     "marks": marks, "baseline_marks": base_marks})
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), "?")
-    done = subprocess.run(["gobgpd", "--version"], capture_output=True, text=True, timeout=10)
-    return {"routes": b.n, "code": b.args.code or "this checkout", "rows": rows, "setup_seconds": b.setup,
-            "gobgpd": done.stdout.strip(),
-            "lag": health.lag_from_status(b.canopy.api.get("/v1/status").json), "disconnects": b.disconnects(),
-            "speaker": b.canopy.api.get("/v1/bgp/peers").json["speaker"],
-            "machine": {"cpus": os.cpu_count(), "cpu": model, "load_average": os.getloadavg(),
-                        "python": sys.version.split()[0]}}
-
-
-def print_table(result: dict) -> None:
-    rows = {row["phase"]: row for row in result["rows"]}
-    print(f"EVPN type-2 routes, N = {result['routes']:,}: one controller (ExaBGP), one KVM hypervisor (userspace "
-          f"OVS), {result['gobgpd']}; controller: {result['code']}; load average at the end "
-          f"{', '.join(f'{x:.2f}' for x in result['machine']['load_average'])}")
-    print(f"  {'phase':17} {'seconds':>8} {'routes/s':>9}   {'baseline s':>10} {'routes/s':>9}   {'rate ratio':>10}")
-    for row in result["rows"]:
-        print(f"  {row['phase']:17} {row['seconds']:8.2f} {row['routes_per_s']:9,.0f}   {row['baseline_seconds']:10.2f}"
-              f" {row['baseline_routes_per_s']:9,.0f}   {row['ratio']:9.2f}x")
-    print("  rate ratio: Canopy's routes/s over the baseline's (below 1: Canopy is slower)")
-    for key, row in rows.items():
-        print(f"  {key}: Canopy = {row['canopy']}; baseline = {row['baseline']}")
-    for key, what in (("announce", "bound"), ("withdraw", "unbound")):
-        marks = rows[key]["marks"]
-        print(f"  {key}: OVSDB transaction {marks['action']:.2f} s, Canopy logged the last vport {what} at "
-              f"{fmt(marks['logged'])} s, ExaBGP had acknowledged every command at {fmt(marks['acked'])} s")
-    for key, what in (("announce", "held some of the routes, a quarter"), ("withdraw", "held fewer, a quarter gone")):
-        for label, marks in ((key, rows[key]["marks"]), ("baseline", rows[key]["baseline_marks"])):
-            print(f"  {label}: A first {what}, half, three quarters at "
-                  + ", ".join(f"{fmt(at)}" for at in marks["filling"].values()) + " s")
-    print("  withdraw: A held none " + intake(rows["withdraw"], "seconds", "marks") + " after it first held fewer; "
-          "baseline: " + intake(rows["withdraw"], "baseline_seconds", "baseline_marks"))
-    for key in ("receive", "receive_withdraw"):
-        print(f"  {key}: Canopy's speaker had {'all' if key == 'receive' else 'none'} of the routes at "
-              f"{fmt(rows[key]['marks']['received'])} s")
-    names = list(result["rows"][0]["marks"]["cpu"])
-    print(f"  CPU seconds during each phase    {''.join(f'{name:>11}' for name in names)}")
-    for row in result["rows"]:
-        for label, marks in ((row["phase"], row["marks"]), (f"  baseline {row['phase']}", row["baseline_marks"])):
-            if label.strip() != "baseline receive_withdraw":  # the same event as receive_withdraw
-                cpu = marks["cpu"]
-                print(f"    {label:30}{''.join(f'{cpu[name]:11.2f}' for name in names)}")
-    for row in result["rows"]:
-        for label, marks in ((row["phase"], row["marks"]), (f"baseline {row['phase']}", row["baseline_marks"])):
-            if label != "baseline receive_withdraw":
-                health.print_stretches(label, marks.get("stretches"))
-                health.print_stretches(f"after {label}, until the next step", marks.get("stretches_after"))
-    print("  max event-loop lag in the last minute at the end of each phase (ms): " + ", ".join(
-        f"{row['phase']} {fmt_lag(row['marks'].get('lag'))}" for row in result["rows"]))
-    print("  " + health.lag_line(result["lag"]))
-    print("  " + health.disconnects_line(result["disconnects"]))
-    speaker = result["speaker"]
-    print(f"  ExaBGP restarts {speaker['restarts']}; longest wait for an acknowledgement "
-          f"{speaker.get('api_longest_wait', '-')} s (the watchdog reports its peers down at 5 s: bgp/watchdog.py)")
-    print("  setup: " + ", ".join(f"{label} {seconds:.1f} s" for label, seconds in result["setup_seconds"].items()))
-
-
-def intake(row: dict, seconds: str, marks: str) -> str:
-    """How long A took from the first route it dropped to the last (its intake of the withdrawals)."""
-    first = row[marks]["filling"][0.0]
-    return "?" if first is None else f"{row[seconds] - first:.2f} s"
-
-
-def fmt_lag(lag) -> str:
-    return "?" if not lag else f"{lag['max_1m_ms']:,.1f}"
-
-
-def fmt(value) -> str:
-    return "?" if value is None else f"{value:.2f}"
-
+# ---------------------------------------------------------------------------------------------- logs, main
 
 def keep_logs(b: Bench, target: Path) -> None:
     """Copy the controller's, ExaBGP's, both gobgpd's and kvm1's ovs-vswitchd logs to ``target``."""

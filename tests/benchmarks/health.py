@@ -14,10 +14,12 @@ sessions that dropped during the run.
 - ``traced_stretches`` and ``print_stretches``: with ``CANOPY_STRETCH_TRACE`` set (``--stretches N``), the longest
   stretches of the controller's CPU between two turns of its event loop (controller/stretchtrace.py), per step.
 - ``run_code``: the lab's controllers run another checkout with this venv (``--code DIR``: before/after).
+- ``cpu_model`` for the line saying which machine ran it, ``percentile`` for figures over many samples.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import sys
 from pathlib import Path
@@ -211,3 +213,18 @@ def _print_longest(items: list | None, count: int, title: str, line) -> None:
     print(f"    the {min(count, len(items))} {title}:")
     for item in items[:count]:
         print(f"    {line(item)}")
+
+
+def cpu_model() -> str:
+    """The machine's CPU model as ``/proc/cpuinfo`` names it ("?" where it does not)."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            return next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), "?")
+    except OSError:
+        return "?"
+
+
+def percentile(values: list[float], pct: float) -> float:
+    """Nearest-rank percentile (NaN of no values)."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(len(ordered) * pct / 100) - 1)] if ordered else float("nan")

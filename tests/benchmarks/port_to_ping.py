@@ -39,19 +39,15 @@ import ipaddress
 import math
 import os
 import re
-import select
 import signal
-import socket
 import statistics
-import struct
 import sys
 import tempfile
-import threading
 import time
-from datetime import datetime
 
 from tests.benchmarks import health, vswitchd_trace
-from tests.harness import netns
+from tests.benchmarks.pinger import Pinger
+from tests.benchmarks.port_to_ping_figures import bound_times, ofport_leads, pass_timings, summary
 from tests.harness.hosts import BR_INT
 from tests.harness.lab import Lab
 
@@ -116,75 +112,6 @@ def document(present: list[dict], samples: int) -> dict:
     for p in present:
         nets[p["subnet"]]["vports"].append(kvm(p["name"], p["mac"], p["ip"]))
     return {"source": "bench", "tenants": [{"name": "bench", "domains": [{"name": "dom", "subnets": nets}]}]}
-
-
-# ---------------------------------------------------------------------------------------------- pinger
-
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    total = (total >> 16) + (total & 0xFFFF)
-    total += total >> 16
-    return ~total & 0xFFFF
-
-
-def echo_request(ident: int, seq: int) -> bytes:
-    payload = b"canopy-port-to-ping".ljust(32, b".")
-    head = struct.pack("!BBHHH", 8, 0, 0, ident, seq)
-    return struct.pack("!BBHHH", 8, 0, _checksum(head + payload), ident, seq) + payload
-
-
-class Pinger(threading.Thread):
-    """Echo requests to ``dst`` every ``interval`` s from a raw socket made inside namespace ``ns``;
-    stops at the first matching echo reply (``reply_at``, time.monotonic()) or at ``deadline``."""
-
-    def __init__(self, ns: str, dst: str, interval: float, timeout: float):
-        super().__init__(name=f"pinger-{ns}", daemon=True)
-        self.sock = netns.call_in(ns, lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW,
-                                                            socket.IPPROTO_ICMP))
-        self.sock.setblocking(False)
-        self.dst = dst
-        self.interval = interval
-        self.deadline = time.monotonic() + timeout
-        self.icmp_id = (os.getpid() ^ threading.get_ident()) & 0xFFFF
-        self.sent: dict[int, float] = {}
-        self.reply_at: float | None = None
-        self.reply_seq: int | None = None
-        self.send_errors = 0
-        self._halt = threading.Event()
-
-    def run(self) -> None:
-        seq, next_send = 0, time.monotonic()
-        try:
-            while not self._halt.is_set() and time.monotonic() < self.deadline:
-                now = time.monotonic()
-                if now >= next_send:
-                    seq = (seq + 1) & 0xFFFF
-                    self.sent[seq] = now
-                    try:
-                        self.sock.sendto(echo_request(self.icmp_id, seq), (self.dst, 0))
-                    except OSError:
-                        self.send_errors += 1
-                    next_send += self.interval
-                ready, _, _ = select.select([self.sock], [], [], max(0.0, next_send - time.monotonic()))
-                if ready and self._reply(self.sock.recv(2048)):
-                    return
-        finally:
-            self.sock.close()
-
-    def _reply(self, packet: bytes) -> bool:
-        header = (packet[0] & 0x0F) * 4
-        if len(packet) < header + 8 or socket.inet_ntoa(packet[12:16]) != self.dst:
-            return False
-        kind, _, _, ident, seq = struct.unpack("!BBHHH", packet[header:header + 8])
-        if kind != 0 or ident != self.icmp_id:
-            return False
-        self.reply_at, self.reply_seq = time.monotonic(), seq
-        return True
-
-    def halt(self) -> None:
-        self._halt.set()
 
 
 # ---------------------------------------------------------------------------------------------- lab steps
@@ -358,95 +285,7 @@ def setup_baseline(lab, kvm1, kvm2):
     return peer
 
 
-# ---------------------------------------------------------------------------------------------- report
-
-def bound_times(lines: list[str], walls: list[float]) -> tuple[list[float], list[float]]:
-    """Seconds from each sample's add-port to the first and the last 'vport ... sample<k> bound at' line of the
-    controller's log (its timestamps have millisecond resolution; the second line comes when OVS has given the
-    port its ofport)."""
-    first, last = [], []
-    for k, wall in enumerate(walls):
-        stamps = []
-        for line in lines:
-            if f"/sample{k} bound at " in line:
-                stamp = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
-                if stamp >= wall - 0.002:
-                    stamps.append(stamp - wall)
-        if stamps:
-            first.append(max(0.0, stamps[0]))
-            last.append(max(0.0, stamps[-1]))
-    return first, last
-
-
-def log_stamp(line: str) -> float:
-    return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
-
-
-def pass_timings(lines: list[str], walls: list[float], firsts: list[float], dpids: dict) -> dict[str, list[float]]:
-    """From the controller's debug lines (controller/programloop.py, openflow/reconciler.py), per Canopy sample,
-    between its add-port and its first reply: the programming passes' refresh and hand-out time summed, and per
-    switch when its last change set was confirmed (from the add-port) and how long the switch took to confirm it
-    after sending began, and the controller's reaction: from logging the vport bound with its ofport to
-    beginning to send kvm1's change set (seconds)."""
-    out: dict[str, list[float]] = {"refresh": [], "hand_out": []}
-    passes = re.compile(r"programming pass \d+: refresh ([\d.]+) ms .* handed out in ([\d.]+) ms")
-    change = re.compile(r"dpid=(\w+) change set of \d+ messages planned in ([\d.]+) ms, confirmed by the switch "
-                        r"([\d.]+) ms")
-    for k, (wall, first) in enumerate(zip(walls, firsts)):
-        refresh = hand = 0.0
-        bound = None
-        confirmed: dict[str, tuple[float, float, float]] = {}
-        for line in lines:
-            if not line[:4].isdigit():
-                continue
-            stamp = log_stamp(line) - wall
-            if not -0.002 <= stamp <= first + 0.002:
-                continue
-            if f"/sample{k} bound at " in line:
-                bound = stamp
-            elif m := passes.search(line):
-                refresh += float(m.group(1)) / 1000
-                hand += float(m.group(2)) / 1000
-            elif m := change.search(line):
-                confirmed[m.group(1)] = (max(0.0, stamp), float(m.group(3)) / 1000, float(m.group(2)) / 1000)
-        out["refresh"].append(refresh)
-        out["hand_out"].append(hand)
-        for name, dpid in dpids.items():
-            if dpid in confirmed:
-                out.setdefault(f"{name} confirmed", []).append(confirmed[dpid][0])
-                out.setdefault(f"{name} switch took", []).append(confirmed[dpid][1])
-                out.setdefault(f"{name} planned in", []).append(confirmed[dpid][2])
-        kvm1 = confirmed.get(dpids.get("kvm1"))
-        if kvm1 is not None and bound is not None:
-            out.setdefault("bound with ofport -> kvm1 sending", []).append(max(0.0, kvm1[0] - kvm1[1] - bound))
-    return out
-
-
-def ofport_leads(lines: list[str], ports: list[str], walls: list[float]) -> list[float]:
-    """Per Canopy sample whose port was numbered by the switch's PORT_STATUS (controller/ofports.py): how much
-    later OVSDB gave the same ofport (seconds, from the controller's debug line)."""
-    lead = re.compile(r"port (\S+): OVSDB gave ofport \d+ ([\d.]+) ms after the switch")
-    out = []
-    for port, wall in zip(ports, walls):
-        for line in lines:
-            m = lead.search(line)
-            if m and m.group(1) == port and line[:4].isdigit() and 0 <= log_stamp(line) - wall <= REPLY_TIMEOUT:
-                out.append(float(m.group(2)) / 1000)
-                break
-    return out
-
-
-def percentile(values: list[float], pct: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(pct / 100 * len(ordered)) - 1)]
-
-
-def summary(label: str, values: list[float]) -> str:
-    ms = [v * 1000 for v in values]
-    return (f"  {label:44} n={len(ms):3d}  median {statistics.median(ms):8.1f}  p95 {percentile(ms, 95):8.1f}  "
-            f"min {min(ms):8.1f}  max {max(ms):8.1f}  ms")
-
+# ---------------------------------------------------------------------------------------------- rounds
 
 def parse_sizes(text: str) -> list[int]:
     sizes = sorted({int(part) for part in text.split(",") if part.strip()})
@@ -627,7 +466,7 @@ def report(rnd: Round, args) -> None:
     median, base_median = statistics.median(rnd.canopy), statistics.median(rnd.base)
     print(f"  Canopy adds {rnd.adds * 1000:.1f} ms at the median ({rnd.adds / base_median * 100:.0f}% of the baseline "
           f"median, {median / base_median:.2f} x baseline), "
-          f"{(percentile(rnd.canopy, 95) - percentile(rnd.base, 95)) * 1000:.1f} ms at p95", flush=True)
+          f"{(health.percentile(rnd.canopy, 95) - health.percentile(rnd.base, 95)) * 1000:.1f} ms at p95", flush=True)
     if rnd.ovs:
         print(f"  split: OVS alone with Canopy's flows ({statistics.median(rnd.copied):.0f} flows copied per sample) "
               f"adds {rnd.ovs_adds * 1000:.1f} ms over the baseline; the controller adds "
@@ -636,7 +475,7 @@ def report(rnd: Round, args) -> None:
     for name, values in timings.items():
         if values and any(values):
             print(summary(f"  controller log: {name}", values))
-    leads = ofport_leads(rnd.log_lines, rnd.ports, rnd.walls)
+    leads = ofport_leads(rnd.log_lines, rnd.ports, rnd.walls, REPLY_TIMEOUT)
     if leads:
         print(summary("  ofport from PORT_STATUS, OVSDB's came later by", leads))
     for name in dict.fromkeys(key for events in rnd.vswitchd for key in events):

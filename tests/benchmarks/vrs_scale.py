@@ -55,19 +55,19 @@ import io
 import ipaddress
 import json
 import os
-import re
 import shutil
-import signal
-import subprocess
 import sys
 import time
 
 from tests.benchmarks import health
-from tests.benchmarks.ha_takeover import ControllerTable, Node, connected_as, ha_settings, machine, progress
+from tests.benchmarks.ha_takeover import Node, ha_settings, machine, progress
 from tests.benchmarks.port_to_ping import add_present_ports
+from tests.benchmarks.takeover_witness import ControllerTable, connected_as
+from tests.benchmarks.vrs_scale_probes import (Spy, cpu_seconds, loop_thread, machine_busy, niceness, peak_rss_mb, sent,
+                                               switches)
 from tests.harness.hosts import BR_INT
 from tests.harness.lab import Lab
-from tests.harness.process import autogroup_nice, renice
+from tests.harness.process import renice
 
 PER_SUBNET = 700
 FIRST_NET = ipaddress.IPv4Network("10.40.0.0/22")
@@ -132,91 +132,7 @@ def connect(hv, controllers, max_backoff_ms: int) -> None:
             hv.vsctl("set", table, uuid, f"max_backoff={max_backoff_ms}")
 
 
-# ---------------------------------------------------------------------------------------------- what it reports
-
-_SAMPLE = re.compile(r'^(\w+)\{([^}]*)\} (\S+)$')
-_LABEL = re.compile(r'(\w+)="([^"]*)"')
-
-
-def switches(node: Node) -> dict[str, dict] | None:
-    """{datapath: {state, pending, flow_mods, group_mods, read_backs}} from the controller's /metrics, or None
-    while it does not answer."""
-    try:
-        reply = node.proc.api.get("/metrics")
-    except Exception:  # noqa: BLE001 - a starting or busy controller answers nothing
-        return None
-    if reply.status != 200:
-        return None
-    out: dict[str, dict] = {}
-    for line in reply.text.splitlines():
-        found = _SAMPLE.match(line)
-        if not found or not found.group(1).startswith("canopy_switch_"):
-            continue
-        name, labels, value = found.group(1), dict(_LABEL.findall(found.group(2))), float(found.group(3))
-        if "datapath" not in labels:
-            continue
-        sw = out.setdefault(labels["datapath"], {"state": None, "pending": 0, "flow_mods": 0, "group_mods": 0,
-                                                 "read_backs": 0})
-        kind = labels.get("kind", "")
-        if name == "canopy_switch_sync_state" and value:
-            sw["state"] = labels["state"]
-        elif name == "canopy_switch_flows" and kind == "pending":
-            sw["pending"] = int(value)
-        elif name.startswith("canopy_switch_messages_sent"):
-            sw["flow_mods" if kind.startswith("flow") else "group_mods"] += int(value)
-        elif name.startswith("canopy_switch_read_backs"):
-            sw["read_backs"] = int(value)
-    return out
-
-
-def sent(sws: dict[str, dict]) -> dict:
-    return {"flow_mods": sum(s["flow_mods"] for s in sws.values()),
-            "group_mods": sum(s["group_mods"] for s in sws.values())}
-
-
-def peak_rss_mb(node: Node) -> float | None:
-    """The controller process's peak resident set (VmHWM), MB."""
-    try:
-        text = open(f"/proc/{node.proc.pid}/status").read()
-    except OSError:
-        return None
-    found = re.search(r"^VmHWM:\s+(\d+) kB", text, re.M)
-    return round(int(found.group(1)) / 1024, 1) if found else None
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` (0 when it is gone)."""
-    try:
-        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def niceness(pid: int) -> list:
-    """[nice, the nice of its scheduling group] of process ``pid`` (None for what it does not have)."""
-    try:
-        return [os.getpriority(os.PRIO_PROCESS, pid), autogroup_nice(pid)]
-    except OSError:
-        return [None, None]
-
-
-def loop_thread(pid: int) -> tuple[float, float]:
-    """(seconds on a CPU, seconds runnable but waiting for one) of process ``pid``'s main thread, the controller's
-    event loop (the kernel's schedstat; (0, 0) when it is gone): the wait is the wall-clock lag no work of the
-    controller's caused (controller/lagcause.py)."""
-    try:
-        on_cpu, waited = open(f"/proc/{pid}/task/{pid}/schedstat").read().split()[:2]
-    except (OSError, ValueError):
-        return 0.0, 0.0
-    return int(on_cpu) / 1e9, int(waited) / 1e9
-
-
-def machine_busy() -> float:
-    """CPU seconds every core of the machine spent not idle, since boot."""
-    fields = [int(x) for x in open("/proc/stat").readline().split()[1:]]
-    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
-
+# ---------------------------------------------------------------------------------------------- following a controller
 
 class Follow:
     """Polls one controller until every switch is in sync, noting when each milestone was first seen (s after
@@ -275,59 +191,6 @@ def _count_states(mine: list) -> dict:
         key = s["state"] if s else "unknown"
         out[key] = out.get(key, 0) + 1
     return out
-
-
-# ---------------------------------------------------------------------------------------------- profiling
-
-class Spy:
-    """``py-spy record`` of one controller process for one phase (``--profile DIR``): raw collapsed stacks in
-    DIR/<phase>.txt, and DIR/<phase>-top.txt with the functions holding the most samples (self and total)."""
-
-    def __init__(self, lab, node: Node, directory: str | None, phase: str):
-        self.child, self.path = None, None
-        if directory:
-            os.makedirs(directory, exist_ok=True)
-            self.path = os.path.join(directory, f"{phase}.txt")
-            spy = os.path.join(os.path.dirname(sys.executable), "py-spy")
-            self.child = lab.spawn(f"py-spy-{phase}", [spy, "record", "--pid", str(node.proc.pid), "--rate", "100",
-                                                       "--nonblocking", "--format", "raw", "-o", self.path],
-                                   lab.workdir / f"py-spy-{phase}.log")
-
-    def stop(self) -> None:
-        if self.child is None:
-            return
-        self.child.send(signal.SIGINT)
-        try:
-            self.child.popen.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.child.send(signal.SIGKILL)
-            self.child.popen.wait(timeout=5)
-        if os.path.exists(self.path):
-            with open(self.path.replace(".txt", "-top.txt"), "w") as out:
-                out.write(top_frames(self.path))
-
-
-def top_frames(path: str, count: int = 40) -> str:
-    """The functions with the most samples in py-spy's raw output: self (the stack's leaf) and total."""
-    own: dict[str, int] = {}
-    total: dict[str, int] = {}
-    samples = 0
-    for line in open(path, errors="replace"):
-        stack, _, n = line.rstrip("\n").rpartition(" ")
-        if not n.isdigit():
-            continue
-        frames = stack.split(";")
-        samples += int(n)
-        own[frames[-1]] = own.get(frames[-1], 0) + int(n)
-        for frame in set(frames):
-            total[frame] = total.get(frame, 0) + int(n)
-    lines = [f"{samples} samples (CPU only)", "self:"]
-    lines += [f"  {n:7d} {n / max(samples, 1):6.1%}  {f}"
-              for f, n in sorted(own.items(), key=lambda kv: -kv[1])[:count]]
-    lines.append("total:")
-    lines += [f"  {n:7d} {n / max(samples, 1):6.1%}  {f}"
-              for f, n in sorted(total.items(), key=lambda kv: -kv[1])[:count]]
-    return "\n".join(lines) + "\n"
 
 
 # ---------------------------------------------------------------------------------------------- the phases

@@ -165,8 +165,9 @@ def test_routes_from_gobgp_are_received_and_reported(lab):
 
 
 @needs_gobgp
-def test_killed_exabgp_is_reaped_restarted_and_routes_reinjected(lab):
+def test_killed_exabgp_is_reaped_restarted_and_routes_reinjected(lab, caplog):
     gobgp, speaker, changes = lab
+    caplog.set_level(logging.INFO, logger="canopy.bgp.speaker")
     speaker.set_desired(table(TYPE2, TYPE3, TYPE5))
     speaker.start()
     wait_until(lambda: nlri_types(gobgp) == [2, 3, 5], timeout=WAIT, what="routes in GoBGP")
@@ -189,6 +190,8 @@ def test_killed_exabgp_is_reaped_restarted_and_routes_reinjected(lab):
     wait_until(lambda: nlri_types(gobgp) == [2, 3, 5, 5], timeout=WAIT, what="routes re-injected into GoBGP")
     wait_until(lambda: speaker.announced() == table(TYPE2, TYPE3, TYPE5), timeout=WAIT, what="acknowledged")
     wait_until(lambda: len(speaker.received()) == 1, timeout=WAIT, what="GoBGP's route received again")
+    # the three routes went out again in one command line: the log counts routes, not lines (it said "1 route")
+    assert "injecting 3 route(s) in 1 command line(s)" in caplog.text
 
 
 @needs_gobgp

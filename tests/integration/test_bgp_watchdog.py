@@ -73,6 +73,39 @@ def test_frozen_exabgp_resumed_in_time_is_up_again_not_restarted(tmp_path, caplo
 
 
 @needs_gobgp
+def test_frozen_past_the_hold_time_the_peer_is_reported_up_only_with_its_new_session(tmp_path, caplog):
+    """Frozen longer than the hold time (9 s), the session is gone (GoBGP dropped it). At SIGCONT ExaBGP answers the
+    lines it had read before it runs its peers and reports the drop; the speaker reports the peer down until ExaBGP
+    has answered one more probe, so no "up" it reports after the resume is the session from before the freeze
+    (whose uptime would count the freeze): every one is the new session. Measured on the rows the speaker reports
+    at each change (on_change) after SIGCONT."""
+    gobgp, speaker = lab(tmp_path, restart_after=60.0)
+    rows, resumed = [], []
+    speaker.on_change = lambda: resumed and rows.append(peer(speaker))
+    try:
+        pid = established_with_routes(gobgp, speaker)
+        ups = gobgp.log_count("Peer Up")
+        stopped = time.monotonic() - frozen_until_reported_down(speaker, pid)  # at or after the SIGSTOP
+        wait_until(lambda: not gobgp.established(CANOPY_IP), timeout=WAIT, what="GoBGP dropped the session")
+        resumed.append(time.monotonic())
+        frozen = resumed[0] - stopped  # at most the freeze: an uptime this long began before it
+        os.kill(pid, signal.SIGCONT)
+        wait_until(lambda: peer(speaker)["state"] == "up", timeout=WAIT, what="peer up again")
+        wait_until(lambda: gobgp.log_count("Peer Up") > ups, timeout=WAIT, what="GoBGP's new session")
+        assert rows, "the speaker reported no change after the resume"
+        stale = [row for row in rows if row["state"] == "up" and row["uptime"] >= frozen]
+        assert not stale, f"the peer was reported up with the session from before the freeze: {stale}"
+        assert speaker.status()["restarts"] == 0 and speaker.status()["pid"] == pid
+        wait_until(lambda: nlri_types(gobgp) == [2, 3, 5], timeout=WAIT, what="Canopy's routes in GoBGP again")
+        messages = [r.getMessage() for r in caplog.records]
+        assert any("its peers stay reported down until it answers one more command" in m for m in messages)
+        assert any("its peers are reported as it says" in m for m in messages)
+    finally:
+        speaker.stop()
+        gobgp.stop()
+
+
+@needs_gobgp
 def test_exabgp_kept_frozen_is_killed_restarted_and_routes_sent_again(tmp_path, caplog):
     gobgp, speaker = lab(tmp_path, restart_after=6.0)
     try:

@@ -95,6 +95,20 @@ def test_unknown_vm_port_is_listed_but_binds_nothing(lab, controller):
     assert port["iface_id"] == "nobody-knows-me" and port["vport"] is None
 
 
+def test_ovs_version_is_null_until_open_vswitch_names_it(lab, controller):
+    """The harness starts OVS by hand, without ovs-ctl, which is what writes Open_vSwitch.ovs_version: /v1/switches
+    says null then (docs/rest.md), not an empty version; once the row names it (as ovs-ctl does), it shows."""
+    ctl_host, canopy = controller
+    hv = lab.add_hypervisor("kvm1")
+    hv.connect(ctl_host)
+    sw = lab.wait_until(lambda: (s := switch_of(canopy.api, "kvm1")) and s["ovsdb"] and s, what="kvm1 over OVSDB")
+    assert sw["ovsdb"]["ovs_version"] is None, sw["ovsdb"]
+    version = hv.ovs.vsctl("--version").splitlines()[0].rsplit(" ", 1)[1]  # "ovs-vsctl (Open vSwitch) 3.1.0"
+    hv.ovs.vsctl("set", "Open_vSwitch", ".", f"ovs_version={version}")
+    lab.wait_until(lambda: switch_of(canopy.api, "kvm1")["ovsdb"]["ovs_version"] == version, timeout=10,
+                   what="the version the row names")
+
+
 def test_rest_errors_are_documented_4xx_and_change_nothing(lab, controller):
     _, canopy = controller
     api = canopy.api

@@ -70,8 +70,10 @@ def get(vm, path="/latest/meta-data/instance-id"):
 def start_agent(lab, hv, ctl):
     files = lab.workdir / f"agent-{hv.name}"
     files.mkdir(exist_ok=True)
-    (files / "secret").write_text(SECRET + "\n")
-    (files / "token").write_text("test-token\n")  # the REST token of tests.harness.controller.default_settings
+    # "test-token": the REST token of tests.harness.controller.default_settings
+    for name, text in (("secret", SECRET), ("token", "test-token")):
+        (files / name).write_text(text + "\n")
+        (files / name).chmod(0o600)  # the agent refuses secret files other users can read
     config = files / "agent.yaml"
     config.write_text(json.dumps({
         "nova_metadata_url": f"http://{NOVA_IP}:{NOVA_PORT}", "shared_secret_file": str(files / "secret"),

@@ -126,7 +126,7 @@ def test_sighup_reloads_level_and_token_then_sigint_and_sigterm_stop(lab):
     wait_until(lambda: "SIGHUP: reloaded" in canopy.log_path.read_text(), timeout=10, what="the reload logged")
     log = canopy.log_path.read_text()
     assert "log_level info -> debug" in log and "REST token replaced" in log
-    assert "ovsdb_port changed" in log and "apply only after a restart" in log
+    assert "ovsdb.port changed" in log and "apply only after a restart" in log
     assert api.get("/v1/log-level").json == {"level": "debug"}
     assert api.post("/v1/tenants", {"name": "a"}, token="test-token").status == 401
     assert api.post("/v1/tenants", {"name": "a"}, token="second-token").status == 201

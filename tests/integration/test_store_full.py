@@ -330,8 +330,9 @@ def test_a_standby_whose_disk_is_full_makes_the_active_refuse_the_write_at_once(
 def test_an_active_whose_disk_refuses_a_write_the_standby_took_gives_the_standby_its_store_back(pair_with, disk):
     active, standby = pair_with(full="active")
     disk.fill()
-    with pytest.raises(StoreFault):
+    with pytest.raises(StoreFault) as refused:
         active.tenant("refused")
+    assert "could not commit a write of 1 change(s)" in str(refused.value)  # its own write, not a replicated batch
     assert names(active.state.policy) == {"both"}
     wait_for(lambda: names(standby.state.policy) == {"both"} and in_step(active, standby),
              "the standby to drop the write the active refused (a snapshot)")

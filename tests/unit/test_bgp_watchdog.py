@@ -208,3 +208,62 @@ def test_the_speaker_kills_an_exabgp_whose_api_never_connected(tmp_path):
         if child.poll() is None:
             child.kill()
             child.wait(timeout=10)
+
+
+def test_after_a_silent_spell_the_peers_stay_down_until_exabgp_has_had_its_peers_turn(tmp_path):
+    """ExaBGP 5.0.15 resumed (SIGCONT) after its peer's hold time answers the lines it had read before it runs its
+    peers: against GoBGP, "done" came, then 1 ms later the state "down" (notification received (4,0)). The
+    speaker must not report the peer "up" from its state before the spell in between: it stays down until ExaBGP
+    answers a probe sent after that "done". Here the relay's end of the API socket is one end of a socketpair, fed
+    ExaBGP's lines in that order, one read each; the watchdog runs on an injected clock."""
+    import socket
+
+    from bgp.speaker import Neighbor, Speaker, SpeakerConfig
+    from tests.unit.test_speaker import PEER, state_line
+
+    speaker = Speaker(SpeakerConfig(asn=65000, router_id="192.0.2.9", workdir=str(tmp_path),
+                                    neighbors=(Neighbor(PEER, 65001),)))
+    ours, exabgp = socket.socketpair()
+    ours.setblocking(False)
+    speaker._conn, speaker._watchdog = ours, watchdog()[0]
+    clock = speaker._watchdog.clock
+    speaker._book.attach()
+
+    def exabgp_says(*lines):
+        exabgp.sendall("".join(line + "\n" for line in lines).encode())
+        speaker._read()
+        return speaker.peers()[0]
+
+    assert exabgp_says(state_line("up"))["state"] == "up"
+    with speaker._lock:
+        speaker._queue([speaker._book.probe(PROBE)])
+        speaker._watchdog.probed()
+    speaker._outbuf.clear()  # "written"; frozen: never answered
+    clock.now += 6
+    assert speaker._watchdog.check(waiting=True) == SILENT and speaker.peers()[0]["state"] == "down"
+
+    row = exabgp_says("done")  # SIGCONT: the probe it had read is answered first
+    assert row["state"] == "down" and "waiting for it to report its peers" in row["last_error"], row
+    assert speaker.status()["api_resuming"] and bytes(speaker._outbuf) == (PROBE + "\n").encode()
+    row = exabgp_says(state_line("down", reason="notification received (4,0)"))  # its peers' turn
+    assert row["state"] == "down" and speaker.status()["api_resuming"]
+    row = exabgp_says("done")  # the probe sent after it answered again
+    assert (row["state"], row["last_error"]) == ("down", "notification received (4,0)") and not (
+        speaker.status()["api_resuming"])
+    assert exabgp_says(state_line("up"))["state"] == "up"  # re-established: reported as ExaBGP says
+    ours.close()
+    exabgp.close()
+
+
+def test_a_resumption_whose_probe_is_not_answered_is_silent_again():
+    dog, clock = watchdog(timeout=5.0)
+    dog.probed()
+    clock.now += 6
+    assert dog.check(waiting=True) == SILENT and dog.acknowledged(waiting=False)
+    dog.probed()
+    dog.resumed(mark=2)
+    assert dog.resuming and dog.why_down().startswith("exabgp answers its API again")
+    assert not dog.settled(acks=1)
+    clock.now += 5
+    assert dog.check(waiting=True) == SILENT and dog.why_down() == "exabgp has not answered its API for 5s"
+    assert dog.settled(acks=2) and not dog.resuming

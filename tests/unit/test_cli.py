@@ -173,3 +173,72 @@ def test_apply_names_both_lines_of_a_duplicate_the_controller_refused(tmp_path, 
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"{path}:3: tenant 'acme': name: tenant name 'acme' is used twice")
     assert err.endswith(f"(first at {path}:2)")
+
+
+def test_apply_refused_for_want_of_a_token_names_where_it_looked(tmp_path, capsys, served, monkeypatch):
+    """A newcomer who runs the controller with its own settings and `canopy apply FILE` without them got only
+    '401: this request needs a token'; the refusal now names the token file it could not read and the fix."""
+    monkeypatch.delenv("CANOPY_TOKEN", raising=False)
+    settings = write(tmp_path, "settings.yaml", f"data_dir: {tmp_path / 'nodata'}\n")
+    path = write(tmp_path, "one.yaml", "tenants:\n  - name: acme\n")
+    assert cli.main(["apply", path, "--url", served, "--config", settings]) == cli.EXIT_INVALID
+    err = capsys.readouterr().err
+    assert f"no token: {tmp_path / 'nodata' / 'rest-token'}: No such file or directory ({settings})" in err
+    assert "give --config with the controller's settings file, or --token (CANOPY_TOKEN)" in err
+    assert cli.main(["apply", path, "--url", served, "--token", "wrong"]) == cli.EXIT_INVALID
+    assert "the controller refused the token given by --token" in capsys.readouterr().err
+
+
+def test_a_reader_gone_from_standard_output_stops_the_command_without_a_traceback(tmp_path):
+    """`canopy show | head` printed a BrokenPipeError traceback once head had what it wanted."""
+    import os
+
+    files = [str(p) for p in sorted((Path(__file__).resolve().parents[2] / "config" / "examples").glob("*.yaml"))]
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the command writes
+    try:
+        done = subprocess.run([sys.executable, "-m", "controller.cli", "check", *files], stdout=write,
+                              stderr=subprocess.PIPE, text=True, timeout=120,
+                              cwd=str(Path(__file__).resolve().parents[2]))
+    finally:
+        os.close(write)
+    assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr, done.stderr
+    assert done.returncode == cli.EXIT_INVALID
+
+
+def test_config_names_the_rest_address_and_token_a_command_talks_to(tmp_path, capsys, monkeypatch, served):
+    """`--config FILE` (as docs/deploy.md runs `canopy show`): the controller at that file's rest.listen and
+    rest.port, with its token; the command line's --url and --token still win, and the environment comes after."""
+    port = served.rsplit(":", 1)[1]
+    config = write(tmp_path, "canopy.yaml", f"data_dir: {tmp_path / 'd'}\nrest: {{listen: 127.0.0.1, port: {port}, "
+                                            f"token: {TOKEN}}}\n")
+    monkeypatch.setenv("CANOPY_URL", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("CANOPY_TOKEN", "the-wrong-token")
+    path = write(tmp_path, "a.yaml", "tenants: [{name: acme}]\n")
+    assert cli.main(["apply", path, "--config", config]) == cli.EXIT_OK
+    assert capsys.readouterr().out.startswith("create tenant acme")
+    assert cli.main(["status", "--config", config, "--json"]) == cli.EXIT_OK
+    assert json.loads(capsys.readouterr().out)["version"]
+    assert cli.main(["status", "--config", config, "--url", "http://127.0.0.1:9"]) == cli.EXIT_UNREACHABLE
+    assert "cannot reach the controller at http://127.0.0.1:9" in capsys.readouterr().err
+    assert cli.main(["apply", path, "--config", config, "--token", "the-wrong-token"]) == cli.EXIT_INVALID
+    assert cli.main(["status", "--config", write(tmp_path, "bad.yaml", "rest: {port: 0}\n")]) == cli.EXIT_USAGE
+    assert "canopy: --config: " in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("rest, url", [
+    ("{}", "http://127.0.0.1:8080"),
+    ("{listen: 0.0.0.0, port: 9000}", "http://127.0.0.1:9000"),
+    ("{listen: '::', port: 9000}", "http://[::1]:9000"),
+    ("{listen: 'fd00::5'}", "http://[fd00::5]:8080"),
+    ("{listen: 10.250.0.1}", "http://10.250.0.1:8080"),
+])
+def test_the_rest_url_of_settings_is_where_a_client_on_the_host_reaches_them(rest, url):
+    from dataclasses import replace
+
+    from controller import settings as settings_mod
+    from controller.yamldoc import load
+
+    settings = settings_mod.from_doc(load(f"rest: {rest}\n", "<t>"))
+    assert cli.rest_url(settings) == url
+    assert cli.rest_url(replace(settings, rest_tls=True)) == url.replace("http:", "https:")  # the tls section's

@@ -12,7 +12,9 @@ import random
 
 import pytest
 
-from tests.unit.test_incremental_oracle import SEEDS, STEPS, World, check
+from tests.unit.oracle_checks import check
+from tests.unit.oracle_inputs import SEEDS, STEPS
+from tests.unit.oracle_world import World
 
 
 def handed_out(prog, handed: dict, where: str) -> None:

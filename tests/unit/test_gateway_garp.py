@@ -9,7 +9,7 @@ from controller.derive import L2_SERVER_MAC
 from openflow.external import garp
 from openflow.flows import OFPVID_PRESENT
 from openflow.gateway_garp import GatewayAnnouncer
-from tests.unit.test_incremental_oracle import World
+from tests.unit.oracle_world import World
 
 
 def world_with_vms():

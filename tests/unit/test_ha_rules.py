@@ -279,7 +279,7 @@ def rest_node(tmp_path, extra_routes=()):
         resp = api.handle(Request(method, path, {}, {"authorization": f"Bearer {token}"}, json.dumps(body).encode()))
         return resp.status, resp.body
 
-    call.routes = api.routes
+    call.routes, call.api = api.routes, api
 
     return store, state, pair, call
 

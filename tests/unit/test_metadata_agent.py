@@ -150,6 +150,7 @@ def test_settings_name_what_is_wrong(tmp_path):
         assert part in text, text
     empty = tmp_path / "empty"
     empty.write_text("\n")
+    empty.chmod(0o600)
     with pytest.raises(ma.SettingsError, match="is empty"):
         replace(settings, shared_secret_file=str(empty)).secret()
 
@@ -180,3 +181,27 @@ def test_the_command_refuses_bad_settings_with_exit_code_2(tmp_path, capsys):
                     "canopy_url: http://192.0.2.1:8080\ntoken_file: /nonexistent/token\n")
     assert cli.main(["metadata-agent", "--config", str(path)]) == cli.EXIT_USAGE
     assert "shared_secret_file: cannot read /nonexistent/secret" in capsys.readouterr().err
+
+
+def test_secret_files_other_users_can_read_are_refused_naming_key_file_and_mode(tmp_path, capsys):
+    """As the controller's ha.secret_file and rest.token_file (controller/secretfile.py): the shared secret signs
+    requests for any instance's metadata, and the token reads the whole policy."""
+    from controller import cli
+
+    secret, token = tmp_path / "secret", tmp_path / "token"
+    secret.write_text("s3cret\n")
+    token.write_text("t0ken\n")
+    path = tmp_path / "agent.yaml"
+    path.write_text(f"nova_metadata_url: http://192.0.2.10:8775\nshared_secret_file: {secret}\n"
+                    f"canopy_url: http://192.0.2.1:8080\ntoken_file: {token}\n")
+    settings = ma.load_settings(str(path))
+    for key, file, read in (("shared_secret_file", secret, settings.secret), ("token_file", token, settings.token)):
+        file.chmod(0o644)
+        with pytest.raises(ma.SettingsError) as refused:
+            read()
+        assert f"{key}: {file} has mode 0644" in str(refused.value) and "chmod 600" in str(refused.value)
+        file.chmod(0o600)
+    assert settings.secret() == b"s3cret" and settings.token() == "t0ken"
+    token.chmod(0o604)
+    assert cli.main(["metadata-agent", "--config", str(path)]) == cli.EXIT_USAGE
+    assert f"token_file: {token} has mode 0604" in capsys.readouterr().err

@@ -328,14 +328,15 @@ def test_reload_applies_log_level_and_token_and_names_the_rest(tmp_path, log_str
         assert ctl.call("POST", "/v1/tenants", {"name": "a"}, token="first-token")[0] == 201
         token_file.write_text("second-token\n")
         config.write_text(f"data_dir: {tmp_path / 'data'}\nlog_level: debug\nrest: {{token_file: {token_file}}}\n"
-                          "ovsdb: {port: 6641}\n")
+                          "ovsdb: {port: 6641}\nrestart: {hold_time: 20}\n")
         done = lifecycle.reload(str(config))
         assert "log_level info -> debug" in done and any(d.startswith("REST token replaced") for d in done)
         assert logs.current_level() == "debug"
         assert ctl.call("POST", "/v1/tenants", {"name": "b"}, token="first-token")[0] == 401
         assert ctl.call("POST", "/v1/tenants", {"name": "b"}, token="second-token")[0] == 201
         text = log_stream.getvalue()
-        assert "SIGHUP: reloaded" in text and "ovsdb_port changed" in text
+        assert "SIGHUP: reloaded" in text
+        assert "SIGHUP: ovsdb.port, restart.hold_time changed in" in text  # the keys of the file, as written
         config.write_text("log_level: [not, a, level]\n")
         assert lifecycle.reload(str(config)) == []
         assert logs.current_level() == "debug" and "not reloaded" in log_stream.getvalue()

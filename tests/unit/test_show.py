@@ -166,3 +166,18 @@ def test_show_marks_a_vport_whose_hypervisor_reports_another_mac(tmp_path):
     assert ("            vport web1  02:00:00:00:01:01  10.0.1.11  kvm  on hv1 port web1 (ofport 1)  MAC MISMATCH: "
             "the hypervisor reports 02:00:00:00:01:99, not programmed") in lines
     ctl.close()
+
+
+def test_show_puts_a_bare_metal_server_behind_its_hardware_vtep_not_unbound(tmp_path):
+    """A bare-metal vport is never on a VRS port: its REST status stays unbound, and show said just that, so a
+    newcomer whose server answered pings read it as broken; show now says where such a server is."""
+    ctl = Controller(tmp_path)
+    ctl.service.apply(yamldoc.load(POLICY).data, "case")
+    web = ctl.state.policy.find("subnet", "acme/web")
+    ctl.service.create("vport", {"subnet_id": web["id"], "name": "db7", "mac": "02:00:00:00:0b:07",
+                                 "ips": ["10.0.1.50"], "binding": {"flavour": "baremetal"}})
+    fetch = fetcher(ctl)
+    lines = show.format_tree(show.gather_tree(fetch)).splitlines()
+    assert "            vport db7  02:00:00:00:0b:07  10.0.1.50  baremetal  behind a hardware VTEP" in lines
+    assert "    status unbound  behind a hardware VTEP" in show.format_vport(show.gather_vport(fetch, "db7"))
+    ctl.close()

@@ -48,6 +48,14 @@ def test_identity_from_external_ids():
     assert (s.vtep_ip, s.flavour, s.ovs_version) == ("192.0.2.11", "hyperv", "3.1.0")
 
 
+def test_an_ovs_started_without_ovs_ctl_has_no_version_not_an_empty_one():
+    """ovs-ctl writes Open_vSwitch.ovs_version; ovs-vswitchd started by hand leaves the column empty. The REST view
+    shows null then (docs/rest.md), never "" as if OVS had said an empty version."""
+    assert snap(root({"system-id": "hv1"}, ovs_version=())).ovs_version is None
+    assert snap(root({"system-id": "hv1"}, ovs_version=("",))).ovs_version is None
+    assert snap().ovs_version is None  # no Open_vSwitch row read yet
+
+
 def test_chassis_falls_back_to_hostname_then_peer_ip():
     assert snap(root({"hostname": "compute-1"})).chassis == "compute-1"
     assert snap(root({})).chassis == "10.250.0.11"

@@ -1,0 +1,69 @@
+"""Checkers of single settings values (controller/settings.py): each returns the value or raises
+``fields.Invalid`` with the reason, which the settings loader reports with file, line and key."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from controller import fields as f
+
+MIN_SECRET = 16
+
+
+def listen(value):
+    try:
+        return str(ipaddress.ip_address(f.text(value, 64)))
+    except ValueError:
+        raise f.Invalid(f"{value!r} is not an IP address to listen on") from None
+
+
+def secret(value):
+    value = f.text(value, 4096)
+    if len(value) < MIN_SECRET:
+        raise f.Invalid(f"must be at least {MIN_SECRET} characters")
+    return value
+
+
+def filled(limit):
+    """A checker for text of 1 to ``limit`` characters: an empty md5_password would silently mean none, and an
+    empty chassis matches no hypervisor."""
+    def check(value):
+        value = f.text(value, limit)
+        if not value:
+            raise f.Invalid("must not be empty (leave the setting out instead)")
+        return value
+    return check
+
+
+def path(value):
+    """A file or directory path: an empty one would silently mean the working directory, and a NUL byte
+    stops every file call with a ValueError, not an error naming the setting."""
+    value = f.text(value, 4096)
+    if not value:
+        raise f.Invalid("must be a path, not empty")
+    if "\0" in value:
+        raise f.Invalid("must not contain a NUL character")
+    return value
+
+
+def port(value):
+    return f.integer(value, 1, 65535)
+
+
+def asn(value):
+    return f.integer(value, 1, 4294967295)
+
+
+def hold_time(value):
+    value = f.integer(value, 0, 65535)
+    if value in (1, 2):
+        raise f.Invalid("must be 0 or at least 3 seconds (RFC 4271)")
+    return value
+
+
+def dead_after_ms(value):
+    value = f.integer(value, 0, 3600000)
+    if 0 < value < 2000:
+        raise f.Invalid("must be 0 (never) or at least 2000: TCP keepalive counts whole seconds, and a shorter bound "
+                        "on unacknowledged data would drop switches on a busy network")
+    return value

@@ -1,0 +1,104 @@
+"""What the EVPN route benchmark (tests/benchmarks/evpn_routes.py) reports: its phases' rates against the baseline's,
+the clocks stamped inside each phase, CPU seconds, stretches, lag and disconnects, as a dict (``--json``) or a table."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from typing import TYPE_CHECKING
+
+from tests.benchmarks import health
+
+if TYPE_CHECKING:
+    from tests.benchmarks.evpn_routes import Bench
+
+
+ROWS = {
+    "announce": ("ports added (one OVSDB transaction) until GoBGP A holds Canopy's routes",
+                 "the feeder writes the same routes to A until A holds them"),
+    "withdraw": ("ports deleted until A holds none of them", "the feeder writes their withdrawals until A holds none"),
+    "receive": ("A releases its routes to Canopy until br-int has every MAC's flow",
+                "A releases them to GoBGP Y until Y holds them"),
+    "receive_withdraw": ("the feeder withdraws them at A until br-int has none of the flows",
+                         "the same withdrawals, until Y holds none (same event, same time)"),
+}
+
+
+def report(b: Bench, phases: dict) -> dict:
+    b.trace_stretches(b.last_marks, "stretches_after")
+    rows = []
+    for key, (marks, seconds, base_marks, base_seconds) in phases.items():
+        seconds, base_seconds = max(seconds, 1e-6), max(base_seconds, 1e-6)  # a probe's first poll is 0 s
+        rows.append({"phase": key, "routes": b.n, "seconds": seconds, "routes_per_s": b.n / seconds,
+                     "baseline_seconds": base_seconds, "baseline_routes_per_s": b.n / base_seconds,
+                     "ratio": base_seconds / seconds, "canopy": ROWS[key][0], "baseline": ROWS[key][1],
+                     "marks": marks, "baseline_marks": base_marks})
+    done = subprocess.run(["gobgpd", "--version"], capture_output=True, text=True, timeout=10)
+    return {"routes": b.n, "code": b.args.code or "this checkout", "rows": rows, "setup_seconds": b.setup,
+            "gobgpd": done.stdout.strip(),
+            "lag": health.lag_from_status(b.canopy.api.get("/v1/status").json), "disconnects": b.disconnects(),
+            "speaker": b.canopy.api.get("/v1/bgp/peers").json["speaker"],
+            "machine": {"cpus": os.cpu_count(), "cpu": health.cpu_model(), "load_average": os.getloadavg(),
+                        "python": sys.version.split()[0]}}
+
+
+def print_table(result: dict) -> None:
+    rows = {row["phase"]: row for row in result["rows"]}
+    print(f"EVPN type-2 routes, N = {result['routes']:,}: one controller (ExaBGP), one KVM hypervisor (userspace "
+          f"OVS), {result['gobgpd']}; controller: {result['code']}; load average at the end "
+          f"{', '.join(f'{x:.2f}' for x in result['machine']['load_average'])}")
+    print(f"  {'phase':17} {'seconds':>8} {'routes/s':>9}   {'baseline s':>10} {'routes/s':>9}   {'rate ratio':>10}")
+    for row in result["rows"]:
+        print(f"  {row['phase']:17} {row['seconds']:8.2f} {row['routes_per_s']:9,.0f}   {row['baseline_seconds']:10.2f}"
+              f" {row['baseline_routes_per_s']:9,.0f}   {row['ratio']:9.2f}x")
+    print("  rate ratio: Canopy's routes/s over the baseline's (below 1: Canopy is slower)")
+    for key, row in rows.items():
+        print(f"  {key}: Canopy = {row['canopy']}; baseline = {row['baseline']}")
+    for key, what in (("announce", "bound"), ("withdraw", "unbound")):
+        marks = rows[key]["marks"]
+        print(f"  {key}: OVSDB transaction {marks['action']:.2f} s, Canopy logged the last vport {what} at "
+              f"{fmt(marks['logged'])} s, ExaBGP had acknowledged every command at {fmt(marks['acked'])} s")
+    for key, what in (("announce", "held some of the routes, a quarter"), ("withdraw", "held fewer, a quarter gone")):
+        for label, marks in ((key, rows[key]["marks"]), ("baseline", rows[key]["baseline_marks"])):
+            print(f"  {label}: A first {what}, half, three quarters at "
+                  + ", ".join(f"{fmt(at)}" for at in marks["filling"].values()) + " s")
+    print("  withdraw: A held none " + intake(rows["withdraw"], "seconds", "marks") + " after it first held fewer; "
+          "baseline: " + intake(rows["withdraw"], "baseline_seconds", "baseline_marks"))
+    for key in ("receive", "receive_withdraw"):
+        print(f"  {key}: Canopy's speaker had {'all' if key == 'receive' else 'none'} of the routes at "
+              f"{fmt(rows[key]['marks']['received'])} s")
+    names = list(result["rows"][0]["marks"]["cpu"])
+    print(f"  CPU seconds during each phase    {''.join(f'{name:>11}' for name in names)}")
+    for row in result["rows"]:
+        for label, marks in ((row["phase"], row["marks"]), (f"  baseline {row['phase']}", row["baseline_marks"])):
+            if label.strip() != "baseline receive_withdraw":  # the same event as receive_withdraw
+                cpu = marks["cpu"]
+                print(f"    {label:30}{''.join(f'{cpu[name]:11.2f}' for name in names)}")
+    for row in result["rows"]:
+        for label, marks in ((row["phase"], row["marks"]), (f"baseline {row['phase']}", row["baseline_marks"])):
+            if label != "baseline receive_withdraw":
+                health.print_stretches(label, marks.get("stretches"))
+                health.print_stretches(f"after {label}, until the next step", marks.get("stretches_after"))
+    print("  max event-loop lag in the last minute at the end of each phase (ms): " + ", ".join(
+        f"{row['phase']} {fmt_lag(row['marks'].get('lag'))}" for row in result["rows"]))
+    print("  " + health.lag_line(result["lag"]))
+    print("  " + health.disconnects_line(result["disconnects"]))
+    speaker = result["speaker"]
+    print(f"  ExaBGP restarts {speaker['restarts']}; longest wait for an acknowledgement "
+          f"{speaker.get('api_longest_wait', '-')} s (the watchdog reports its peers down at 5 s: bgp/watchdog.py)")
+    print("  setup: " + ", ".join(f"{label} {seconds:.1f} s" for label, seconds in result["setup_seconds"].items()))
+
+
+def intake(row: dict, seconds: str, marks: str) -> str:
+    """How long A took from the first route it dropped to the last (its intake of the withdrawals)."""
+    first = row[marks]["filling"][0.0]
+    return "?" if first is None else f"{row[seconds] - first:.2f} s"
+
+
+def fmt_lag(lag) -> str:
+    return "?" if not lag else f"{lag['max_1m_ms']:,.1f}"
+
+
+def fmt(value) -> str:
+    return "?" if value is None else f"{value:.2f}"
