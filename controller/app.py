@@ -29,6 +29,7 @@ from controller.rest import security as rest_security
 from controller.rest import vteps as rest_vteps
 from controller.rest.api import Api, Response, Route
 from controller.rest.server import RestServer
+from controller.rest.lane import Lane
 from controller.rest.watch import VportWatch
 from controller.tls import listener_context
 from controller.ryu_compat import (
@@ -97,7 +98,8 @@ class CanopyApp(RyuApp):
                                         tls=listener_context(settings, "ovsdb"), forwarding=self._answers)
         self.ovsdb.held = self.hold.holding
         extra = [Route("GET", "/v1/ovsdb/sessions", self._ovsdb_sessions, "accepted OVSDB manager connections")]
-        extra += rest_dataplane.routes(self.state, self.programmer, lambda: self.reconcilers, give_way)
+        self.rest_lane = Lane(give_way)  # big answers of many clients pause one at a time (controller/rest/lane.py)
+        extra += rest_dataplane.routes(self.state, self.programmer, lambda: self.reconcilers, self.rest_lane.pause)
         extra += rest_security.routes(self.state, self.programmer, lambda: self.reconcilers)
         extra += rest_external.routes(self.state, self.programmer, lambda: self.reconcilers)
         extra += rest_vteps.routes(self.state, self.programmer)
@@ -110,7 +112,7 @@ class CanopyApp(RyuApp):
 
             self.federation = Federation(settings.bgp, settings.data_dir, self.state)
             self.federation.pacer = self.programmer.pacer  # importing and originating 10,000 routes pause too
-        extra += rest_bgp.routes(self.federation, give_way)  # listing 10,000 routes pauses
+        extra += rest_bgp.routes(self.federation, self.rest_lane.pause)  # listing 10,000 routes pauses
         self.pair = None
         if settings.ha is not None and settings.ha.enabled:
             from controller.ha import Pair
@@ -132,7 +134,7 @@ class CanopyApp(RyuApp):
         self.api = Api(self.service, self.state, settings, extra_routes=extra, ha=self.pair,
                        programming=lambda: self.program_loop.status(), status_parts=parts)
         self.api.switch_status = self._switch_status
-        self.api.pause = give_way  # big answers (GET /v1/switches) give the event loop turns
+        self.api.pause = self.rest_lane.pause  # big answers (GET /v1/switches) give the event loop turns
         self.api.list_counters = {"floating_ip": rest_external.floating_counters(self.programmer,
                                                                                    lambda: self.reconcilers)}
         self.rest = RestServer(settings.rest_listen, settings.rest_port, self.api, limits,
@@ -206,12 +208,19 @@ class CanopyApp(RyuApp):
 
     # ------------------------------------------------------------------ programming switches
     def _programming(self) -> ProgramLoop:
-        """The programming loop (controller/programloop.py), woken by every change of State; a pass waits (up to
-        REPORT_WAIT) for a switch report State is taking across its pauses (``State.reports_taking``), and for the
-        rest of an OVSDB update reported in slices (``OvsdbManagerServer.slicing``: one pass after its last)."""
+        """The programming loop (controller/programloop.py), woken by every change of State; a pass waits for a
+        switch report State is taking across its pauses (``State.reports_taking``), and for the rest of an OVSDB
+        update reported in slices (``OvsdbManagerServer.slicing``: one pass after its last), while they progress and
+        nothing but their switches' reports changed (bounded: ``ProgramLoop._report_taken``)."""
         loop = ProgramLoop(self.programmer, self._wake, self._hand_out, prepare=self._import_remote, sleep=hub.sleep,
-                           taking=lambda: self.state.reports_taking > 0 or bool(self.ovsdb.slicing))
-        self.state.subscribe(lambda what, detail: self._wake.set())
+                           taking=lambda: self.state.reports_taking > 0, slicing=lambda: bool(self.ovsdb.slicing),
+                           turns=lambda: self.ovsdb.slicing_turns)
+
+        def changed(what, detail):
+            loop.noted(what, sliced=what != "vrs" or detail in self.ovsdb.slicing_switches())
+            self._wake.set()
+
+        self.state.subscribe(changed)
         return loop
 
     def _program_loop(self):

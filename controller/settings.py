@@ -53,8 +53,8 @@ OPENFLOW_LIMITS = (
 OVSDB_LIMITS = (
     _limit("handshake_timeout_ms", "each handshake request (list_dbs, get_schema) must be answered by then",
            100, 600000, 5000),
-    _limit("sync_timeout_ms", "a peer whose first full copy of its database has not arrived by then is dropped",
-           1000, 3600000, 120000),
+    _limit("sync_timeout_ms", "a peer whose first full copy of its database has not arrived by then is dropped "
+           "(its session's wait for a turn to ask for it not counted)", 1000, 3600000, 120000),
     _limit("max_connections_per_source", "open OVSDB connections per source address", 1, 100000, 16),
     _limit("max_message_bytes", "a longer OVSDB message drops its session", 65536, 1 << 31, 32 << 20),
     _limit("reconnect_grace_ms", "a VRS or hardware VTEP whose OVSDB connection ended stays known this long: a "

@@ -63,7 +63,7 @@ class State(StateReport, DiscoverySink):
         self._learn_policy(policy)
         self._subscribers = []
         self.version = 0  # grows with every change of anything State holds (REST readers poll it)
-        self.started = time.time()
+        self.up_since = time.monotonic()  # uptime: a step of the wall clock does not change it
         # connections seen (for metrics): openflow, vrs, vtep and each kind's "_down"
         self.connects: dict[str, int] = dict.fromkeys(("openflow", "openflow_down", "vrs", "vrs_down", "vtep",
                                                        "vtep_down"), 0)

@@ -301,7 +301,7 @@ class VtepReporter(Claimant):
         local.take_changed()
         snap = build_vtep_snapshot(self.session, self.peer, switches, (), self._bad_value)
         if snap is None:
-            return False
+            return self._switch_deleted()
         key = vtep_key(snap.name)
         if key != self.key:
             if self.key is not None:
@@ -314,6 +314,18 @@ class VtepReporter(Claimant):
             return False
         self._changed = set()
         return self._claims.report(key, self.last)
+
+    def _switch_deleted(self) -> bool:
+        """The database no longer holds a Physical_Switch (deleted by hand): the VTEP is gone at once, as a renamed
+        one is, rather than shown connected with its old ports and bindings while it forwards nothing."""
+        if self.key is None:
+            return False
+        if self.speaking:  # else another session speaks for it: that one's database says whether it is gone
+            self._log.warning("ovsdb %s: hardware VTEP %s: its Physical_Switch row was deleted: gone until one is "
+                              "created again", self.peer, self.last.name)
+        self._claims.leave(self.key, self, now=True)
+        self.key, self.last, self._changed = None, None, None
+        return True
 
     def _delta(self, key: str, macs: tuple[VtepMac, ...]) -> frozenset[VtepMac] | None:
         """The local MACs changed since the last snapshot reported for ``key``: from the rows that changed, or

@@ -183,6 +183,12 @@ class Api:
         self.record(req, resp, time.monotonic() - started)
         return resp
 
+    def take_turn(self) -> None:
+        """A big answer waits for its turn before it starts: many asked at once are computed one stretch at a time
+        (``pause`` is controller/rest/lane.py's in the controller)."""
+        if self.pause is not None:
+            self.pause()
+
     def encoded(self, resp: Response) -> bytes:
         """``resp``'s bytes as the REST server writes them: pausing (``pause``) every ANSWER_EVERY elements of its long
         lists (an apply's changes or problems, a listing)."""
@@ -278,6 +284,7 @@ class Api:
 
     def _lister(self, kind):
         def handler(req):
+            self.take_turn()
             allowed = set(FILTERS.get(kind, ())) | {"name"} | ({"counters"} if kind in self.list_counters else set())
             for key in req.query:
                 if key not in allowed:
@@ -332,7 +339,7 @@ class Api:
     def status(self, req):
         return Response(200, {
             "version": __version__, "role": self.ha.role if self.ha is not None else "standalone",
-            "uptime": round(time.time() - self.state.started, 3),
+            "uptime": round(time.monotonic() - self.state.up_since, 3),
             "seq": self.state.last_seq, "state_version": self.state.version, "counts": self.service.counts(),
             "switches": {"ovsdb": len(self.state.vrs), "openflow": len(self.state.datapaths)},
             "vports_bound": len(self.state.locations), "vports_mac_mismatch": len(self.state.mismatched),
@@ -364,6 +371,7 @@ class Api:
         return out
 
     def switches(self, req):
+        self.take_turn()
         pacer = Pacer(self.pause, SWITCHES_EVERY)  # every port: encoded a switch's port at a time (rest/paced.py)
         items = [self._with_sync(item) for item in self.state.switches()]
         return Response(200, paced_json({"items": items, "count": len(items)}, pacer.tick))
@@ -388,9 +396,8 @@ class Api:
     def changes(self, req):
         since = _int_param(req, "since", 0)
         limit = min(_int_param(req, "limit", 1000), 10000)
-        changes, oldest = self.service.store.reader.changes(since, limit)  # never waits for a commit in flight
-        return Response(200, {"items": [c.to_wire() for c in changes], "last_seq": self.state.last_seq,
-                              "oldest_seq": oldest})
+        changes, oldest, last = self.service.store.reader.changes(since, limit)  # never waits for a commit in flight
+        return Response(200, {"items": [c.to_wire() for c in changes], "last_seq": last, "oldest_seq": oldest})
 
     def ha_status(self, req):
         return Response(200, self.ha.status() if self.ha is not None else {"role": "standalone"})

@@ -51,6 +51,7 @@ def routes(state, programmer, reconcilers, pause=None) -> list[Route]:
 
     def listing(key, session, reconciler, keep) -> bytes:
         pacer = Pacer(pause, LIST_EVERY)
+        pacer.tick(LIST_EVERY)  # waits for its turn before it starts (controller/rest/lane.py)
         if reconciler is not None:
             items = reconciler.flows(pacer)
             status = reconciler.status()

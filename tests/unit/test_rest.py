@@ -221,3 +221,17 @@ def test_vport_and_switch_views_report_a_mac_mismatch(ctl):
     assert port["vport"]["status"] == "mac_mismatch" and port["vport"]["ref"] == "acme/web/vm1"
     status = ctl.call("GET", "/v1/status")[1]
     assert (status["vports_bound"], status["vports_mac_mismatch"]) == (0, 1)
+
+
+def test_uptime_does_not_follow_a_step_of_the_wall_clock(tmp_path, monkeypatch):
+    """The wall clock stepped an hour back (NTP): the uptime was time.time() - start, so it went negative."""
+    import time
+
+    ctl = Controller(tmp_path)
+    try:
+        wall = time.time
+        monkeypatch.setattr(time, "time", lambda: wall() - 3600.0)
+        status, reply = ctl.call("GET", "/v1/status")
+        assert status == 200 and 0 <= reply["uptime"] < 3600
+    finally:
+        ctl.close()

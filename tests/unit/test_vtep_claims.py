@@ -143,3 +143,18 @@ def test_one_learned_mac_reaches_only_its_vni_and_its_owner():
     scratch = Programmer(state)
     scratch.refresh(full=True)
     assert flows(programmer) == flows(scratch)
+
+
+def test_a_deleted_switch_is_gone_at_once_and_a_vtep_again_when_created_again():
+    """Its Physical_Switch row deleted by hand, the VTEP forwards nothing (ovs-vtep tears its bridges down): it was
+    still shown connected with its old ports and bindings, and its learned MACs stayed endpoints."""
+    state, db, claims, _clock = world()
+    reporter = connect(state, db, claims, PEER_A)
+    assert reporter.refresh([], db.all("Ucast_Macs_Local")) is True
+    assert KEY not in state.vteps and state.connects["vtep_down"] == 1
+    assert (reporter.key, reporter.last, reporter.speaking) == (None, None, False)
+    assert reporter.refresh([], db.all("Ucast_Macs_Local")) is False  # reported once
+    reporter.refresh(db.all("Physical_Switch"), db.all("Ucast_Macs_Local"))
+    assert reporter.speaking and {m.mac for m in state.vteps[KEY].local_macs} == \
+        {"02:00:00:00:0b:01", "02:00:00:00:0b:02"}
+    assert state.connects["vtep"] == 2
