@@ -64,7 +64,8 @@ def _rts(obj) -> tuple[str, ...]:
     return tuple(obj["export_rts"] or ())
 
 
-_BUILT: dict = {}  # (route class, its fields) -> the route: built (and validated) once, shared afterwards
+_BUILT: dict = {}  # (route class, its fields) -> the route: built (and validated) once, shared afterwards; and
+# for type 2 routes, (their shared fields, MAC, IP) -> the route, and their shared fields -> the first route with them
 _BUILT_SIZE = 1 << 18
 
 
@@ -100,11 +101,30 @@ def mac_ip_routes(view, ep, subnet, next_hop: str, seq: int | None) -> list:
     sub = view.subnets[ep.subnet_id]
     routed = ep.kind == "vport" and sub.domain_id and sub.l3_vni and ep.session in view.switches
     rts = _rts(subnet) + (_rts(view.domains[sub.domain_id]) if routed else ())
-    common = dict(rd=subnet["rd"], mac=ep.mac, l2_vni=sub.vni, next_hop=next_hop,
-                  route_targets=tuple(dict.fromkeys(rts)), mobility_seq=seq)
-    if routed:
-        common.update(l3_vni=sub.l3_vni, router_mac=view.switches[ep.session].router_mac)
-    return [_route(MacIpRoute, ip=ip, **common) for ip in ep.ips or (None,)]
+    shared = (subnet["rd"], sub.vni, next_hop, tuple(dict.fromkeys(rts)), seq,
+              sub.l3_vni if routed else None, view.switches[ep.session].router_mac if routed else None)
+    return [_mac_ip_route(shared, ep.mac, ip) for ip in ep.ips or (None,)]
+
+
+def _mac_ip_route(shared: tuple, mac: str, ip: str | None) -> MacIpRoute:
+    """The type 2 route of ``mac`` and ``ip`` with the ``shared`` fields (``mac_ip_routes``' tuple), the same
+    object as the last time. The endpoints of one subnet at one VTEP share every field but the MAC and IP: the
+    first route of those fields is built (and validated) whole, the others from it, checking only their MAC and
+    IP (``MacIpRoute.with_host``)."""
+    route = _BUILT.get((shared, mac, ip))
+    if route is None:
+        if len(_BUILT) >= _BUILT_SIZE:
+            _BUILT.clear()
+        first = _BUILT.get(shared)
+        if first is None:
+            rd, l2_vni, next_hop, route_targets, seq, l3_vni, router_mac = shared
+            route = _BUILT[shared] = MacIpRoute(rd=rd, mac=mac, ip=ip, l2_vni=l2_vni, next_hop=next_hop,
+                                                route_targets=route_targets, mobility_seq=seq, l3_vni=l3_vni,
+                                                router_mac=router_mac)
+        else:
+            route = first.with_host(mac, ip)
+        _BUILT[(shared, mac, ip)] = route
+    return route
 
 
 def _multicast_routes(view, policy):

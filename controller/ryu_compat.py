@@ -27,6 +27,12 @@ buffer (2.5 MB of flow stats from a switch of 16,000 flows) was parsed in one st
 pause waits for a whole turn of the event loop, and OVS drops a connection the controller neither reads nor writes
 for ~10 s (its inactivity probe); reads paced every 128 KB were once followed by such drops on a machine at load
 13-27 (docs/benchmarks.md, "Branch vrslag" and "Branch vrslag2").
+
+Multipart replies (the read-backs' flow stats) are parsed by at most ``STREAMS_AT_ONCE`` connections at a time
+(``StreamGate``): eight switches read back at once (openflow/atonce.py) each parsed a 512 KB piece in the same round
+of the hub, 30-90 ms of CPU that every other green thread waited for (vrs_scale's takeover and restart, branch
+takeoverlag). Every other message (echo, role, barrier replies, packet-ins, errors) is read without the gate; one
+that arrives behind a stream on the same connection waits for that connection's turn (``StreamGate``).
 """
 
 import contextlib
@@ -34,10 +40,12 @@ import logging
 import socket
 import ssl
 import struct
+from collections import deque
 from dataclasses import dataclass
 
 from controller.pacer import Pacer
 
+import eventlet.patcher
 import eventlet.wsgi  # (its deprecation warning is filtered by the package: controller/__init__.py)
 
 if not hasattr(eventlet.wsgi, "ALREADY_HANDLED"):
@@ -61,7 +69,9 @@ from ryu.ofproto import ofproto_parser, ofproto_protocol, ofproto_v1_3, ofproto_
 from ryu.ofproto import ofproto_v1_3_parser, ofproto_v1_4_parser  # noqa: E402
 
 RyuApp = app_manager.RyuApp
+_select = eventlet.patcher.original("select")  # a poll that never gives the hub a turn (PacedSocket._buffered)
 READ_PAUSE_BYTES = 512 * 1024  # bytes read from one switch between two turns of the event loop (~3,400 flow stats)
+STREAMS_AT_ONCE = 2  # connections parsing multipart replies at the same time (StreamGate)
 AHEAD = 1e9  # seconds a ``spawn_first`` green thread's turn is dated back: before any turn already due
 
 
@@ -177,32 +187,174 @@ __all__ = [
     "drop_datapath",
     "LazyFlowStats",
     "PacedSocket",
+    "StreamGate",
+    "STREAMS",
     "open_datapath",
 ]
+
+
+class StreamGate:
+    """At most ``slots`` holders at a time; the others wait in the order they came (FIFO), and a released slot goes
+    to the first of them (no one who comes later takes it first). Held by a connection while it parses multipart
+    replies (``PacedSocket``), over its pauses too (green threads take turns: a slot given back at each pause would
+    let every connection parse a piece in the same round), and handed on at a pause when another waits: a round of
+    the hub parses at most ``slots`` pieces of ``READ_PAUSE_BYTES``, whatever the number of switches read back.
+
+    How long one waits: each of the ``n`` connections ahead of it parses one piece (~3-6 ms of CPU here) and hands
+    its slot on, ``slots`` of them a round: ``ceil(n / slots)`` rounds. ``n`` is at most the connections with a
+    multipart reply in flight (openflow/atonce.py READ_BACKS_AT_ONCE read-backs, and a handshake's port
+    descriptions). A message behind a stream on the same connection (OVS's echo request) is read when the stream in
+    front of it is, each of its pieces after such a wait: in vrs_scale, a 2.5 MB read-back is 5 pieces, each behind
+    at most 7 others at 2 a round, ~20 rounds (tests/unit/test_stream_gate.py counts them), far below OVS's 5 s
+    inactivity probe. A holder whose socket holds nothing to read gives its slot back before it waits (the read-back
+    is over, or its switch is slow or stalls mid-message, even on purpose): only bytes already received are
+    parsed holding a slot."""
+
+    def __init__(self, slots: int):
+        if slots < 1:
+            raise ValueError("slots must be at least 1, not %r" % (slots,))
+        self.slots = slots
+        self.held = 0  # slots held now
+        self.most = 0  # most slots held at once so far
+        self.waits = 0  # acquisitions that waited
+        self._queue = deque()  # hub.Event of each waiter, first come first
+
+    def acquire(self) -> None:
+        """Take a slot, waiting behind those who came first if none is free (or others wait)."""
+        if self.held < self.slots and not self._queue:
+            self._take()
+            return
+        self.waits += 1
+        turn = hub.Event()
+        self._queue.append(turn)
+        try:
+            turn.wait()
+        except BaseException:  # killed while waiting: a slot handed over meanwhile goes to the next one
+            if turn in self._queue:
+                self._queue.remove(turn)
+            else:
+                self.release()
+            raise
+
+    def release(self) -> None:
+        """Give a slot back: to the first who waits, if any."""
+        if self._queue:
+            self._queue.popleft().set()  # handed over: held stays
+        else:
+            self.held -= 1
+
+    def waiting(self) -> int:
+        """How many wait for a slot."""
+        return len(self._queue)
+
+    def _take(self) -> None:
+        self.held += 1
+        self.most = max(self.most, self.held)
+
+
+STREAMS = StreamGate(STREAMS_AT_ONCE)
+_HEADER = struct.Struct("!BBHI")  # OpenFlow's header: version, type, length, xid
+_MULTIPART_REPLY = ofproto_v1_3.OFPT_MULTIPART_REPLY  # the same type in OpenFlow 1.4
+
+
+class _Framing:
+    """Where a connection's stream is: in which message, how many of its bytes are still to come. Fed every byte
+    the socket returns, in order (Ryu reads a header, then at most the rest of that message)."""
+
+    __slots__ = ("head", "left", "bulk")
+
+    def __init__(self):
+        self.head = bytearray()  # the part of the current message's header read so far
+        self.left = 0  # bytes of the current message's body still to come
+        self.bulk = False  # the current (or last) message is a multipart reply
+
+    def feed(self, data: bytes) -> None:
+        view, at = memoryview(data), 0
+        while at < len(view):
+            if self.left:
+                step = min(self.left, len(view) - at)
+                self.left -= step
+            else:
+                step = min(_HEADER.size - len(self.head), len(view) - at)
+                self.head += view[at:at + step]
+                if len(self.head) == _HEADER.size:
+                    _, kind, length, _ = _HEADER.unpack(self.head)
+                    self.head.clear()
+                    self.left = max(length, _HEADER.size) - _HEADER.size  # as Ryu reads a length below 8
+                    self.bulk = kind == _MULTIPART_REPLY
+            at += step
 
 
 class PacedSocket:
     """A switch's socket whose reads tick ``pacer`` by the bytes they return (see the module docstring). Ryu reads
     at most the rest of one message at a time and parses and dispatches it before it reads again, so between two
-    pauses it parsed at most ``READ_PAUSE_BYTES`` and one message. Everything else is the socket's."""
+    pauses it parsed at most ``READ_PAUSE_BYTES`` and one message. A multipart reply is parsed holding a slot of
+    ``gate`` (``StreamGate``): taken once its header is read; handed on at a pause if another connection waits (and
+    taken again, behind them); given back before a read that would wait (the socket holds nothing), and when the
+    connection is closed or fails. Other messages need no slot. Everything else is the socket's."""
 
-    def __init__(self, sock, pacer):
-        self._sock, self.pacer = sock, pacer
+    def __init__(self, sock, pause=None, gate: StreamGate | None = None):
+        """``pause``: called every ``READ_PAUSE_BYTES`` read (None: only counted); ``gate``: None, parse freely."""
+        self._sock, self.gate, self._pause = sock, gate, pause
+        self.pacer = Pacer(pause and self._take_turns, READ_PAUSE_BYTES)
+        self._framing = _Framing()
+        self._holding = False
 
     def recv(self, size: int, *flags) -> bytes:
-        data = self._sock.recv(size, *flags)
+        if self._holding and not self._buffered():
+            self._give_back()  # the stream ended, or waits for the switch: the others do not wait for it meanwhile
+        try:
+            data = self._sock.recv(size, *flags)
+        except BaseException:
+            self._give_back()
+            raise
+        if not data:
+            self._give_back()
+            return data
+        self._framing.feed(data)
         self.pacer.tick(len(data))
+        if self._framing.bulk and self.gate is not None and not self._holding:
+            self.gate.acquire()  # before Ryu parses what was read
+            self._holding = True
         return data
+
+    def close(self) -> None:
+        self._give_back()
+        self._sock.close()
+
+    def _give_back(self) -> None:
+        if self._holding:
+            self._holding = False
+            self.gate.release()
+
+    def _take_turns(self) -> None:
+        """The pause: its slot kept over it when no connection waits for one (so a round parses at most the
+        slots' pieces), else handed to the first that waits (taken again, behind the others, once read)."""
+        if self._holding and self.gate.waiting():
+            self._give_back()
+        self._pause()
+
+    def _buffered(self) -> bool:
+        """Whether a read would return at once (the kernel's buffer, or TLS's decrypted bytes, hold some)."""
+        pending = getattr(self._sock, "pending", None)
+        if pending is not None and pending():
+            return True
+        try:
+            ready, _, _ = _select.select([self._sock], [], [], 0)
+        except (OSError, TypeError, ValueError):  # closed, or a stand-in without a descriptor
+            return True
+        return bool(ready)
 
     def __getattr__(self, name: str):
         return getattr(self._sock, name)
 
 
-def open_datapath(sock, addr, pause=None):
-    """Ryu's Datapath on ``sock``, its reads paced (``PacedSocket``; ``pause``: by default a turn of the hub)."""
+def open_datapath(sock, addr, pause=None, gate: StreamGate | None = None):
+    """Ryu's Datapath on ``sock``, its reads paced (``PacedSocket``; ``pause``: by default a turn of the hub;
+    ``gate``: by default ``STREAMS``, shared by every switch)."""
     from ryu.controller import controller as ryu_controller
 
-    return ryu_controller.Datapath(PacedSocket(sock, Pacer(pause or _give_way, READ_PAUSE_BYTES)), addr)
+    return ryu_controller.Datapath(PacedSocket(sock, pause or _give_way, gate or STREAMS), addr)
 
 
 def _give_way() -> None:

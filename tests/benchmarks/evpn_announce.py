@@ -1,6 +1,7 @@
 """In-process CPU of evpn_routes' announce: N new vports bound by one VRS report, then a programming pass's steps.
 
     PYTHONPATH=CHECKOUT .venv/bin/python -P tests/benchmarks/evpn_announce.py [--routes 10000] [--repeat 3]
+                                                                            [--no-early]
 
 evpn_routes' policy (tests/benchmarks/evpn_routes.py: N vports in subnet ``out`` of a routed domain), one VRS
 already reporting (w1 bound, a pass done and its routes published, announcing at bind allowed where the checkout
@@ -10,7 +11,9 @@ with bgp/early.py the routes announced at bind), the View delta, the compile, ``
 speaker (a real RouteBook, tests/unit/test_evpn_early_withdraw.py) first had a new route and had all of them,
 counted from the report. Medians of ``--repeat`` runs, each from a fresh State (and route cache). Neither the OVSDB
 IDL's parsing nor the reconciler's push is in it. Run it with PYTHONPATH naming the checkout to measure (a git
-archive of main for "before"). Not collected by pytest.
+archive of main for "before"). ``--no-early``: no announcing at bind (the routes come at publish), so State's
+step is the binding alone: the difference with a default run is what the routes at bind cost. Not collected by
+pytest.
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ class Stamps:
         return call
 
 
-def run(n: int) -> dict:
+def run(n: int, early: bool = True) -> dict:
     import bgp.evpn
     from bgp.federation import Federation
     from controller import policy as pol
@@ -75,7 +78,7 @@ def run(n: int) -> dict:
     state.vrs_update(report(0))
     programmer.refresh(full=True)
     federation.publish(programmer.view)
-    federation.early = True  # the app's, once passes hand out (an attribute nothing reads before bgp/early.py)
+    federation.early = early  # the app's, once passes hand out (an attribute nothing reads before bgp/early.py)
     snap, stamps = report(n), Stamps(federation.speaker, n)
     gc.collect()
     gc.freeze()
@@ -104,8 +107,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--routes", type=int, default=10000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--no-early", action="store_true", help="no announcing at bind: State's step is binding alone")
     args = parser.parse_args(argv)
-    runs = [run(args.routes) for _ in range(args.repeat)]
+    runs = [run(args.routes, not args.no_early) for _ in range(args.repeat)]
     print(f"{args.routes:,} vports bound by one report: CPU ms, median (min-max) of {args.repeat} runs")
     for step in runs[0]:
         values = sorted(r[step] * 1000 for r in runs)

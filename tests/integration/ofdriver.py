@@ -10,7 +10,9 @@ OpenFlow on PORT and works with files in WORKDIR:
   changes (then followed by ``resync()``, as the app does when it becomes master);
 - ``report.json`` (written by the driver, atomically) each time a switch is in sync:
   ``{dpid: {"generation", "connected_at", "synced_at", "status", "flows", "lag"}}`` (times from time.time();
-  ``flows`` only up to FLOWS_IN_REPORT flows; ``lag``: the driver's event-loop lag, controller/lagprobe.py).
+  ``flows`` only up to FLOWS_IN_REPORT flows; ``lag``: the driver's event-loop lag, controller/lagprobe.py;
+  ``streams``: the most connections that held a slot of controller.ryu_compat.STREAMS at once, and how many
+  times one waited for a slot).
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ import sys
 import time
 from pathlib import Path
 
-from controller.ryu_compat import (DEAD_DISPATCHER, MAIN_DISPATCHER, RyuApp, hub, ofp_event, ofproto_v1_3,
-                                   ofproto_v1_4, run_manager, set_ev_cls)
+from controller.ryu_compat import (DEAD_DISPATCHER, MAIN_DISPATCHER, STREAMS, RyuApp, hub, ofp_event,
+                                   ofproto_v1_3, ofproto_v1_4, run_manager, set_ev_cls)
 from controller.lagprobe import LagProbe
 from openflow.reconciler import REPLY_EVENTS, SwitchReconciler
 
@@ -116,7 +118,7 @@ class OfDriver(RyuApp):
         self.report[f"{dpid:016x}"] = {
             "generation": self.generation, "connected_at": connected, "synced_at": time.time(),
             "status": status, "flows": rec.flows() if status["desired"] <= FLOWS_IN_REPORT else None,
-            "lag": self.lag.status()}
+            "lag": self.lag.status(), "streams": {"most": STREAMS.most, "waits": STREAMS.waits}}
         draft = self.workdir / "report.json.tmp"
         draft.write_text(json.dumps(self.report))
         draft.replace(self.workdir / "report.json")

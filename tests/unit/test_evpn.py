@@ -212,6 +212,23 @@ def test_originating_again_reuses_the_routes_built_before():
     assert first == again and all(again[key] is route for key, route in first.items() if route.TYPE in (2, 3))
 
 
+def test_type2_routes_sharing_all_but_the_host_are_validated_whole_once(monkeypatch):
+    """Two vports of a subnet at one VTEP: the second route is made from the first (only its MAC and IP are
+    checked), and equals one built and validated whole."""
+    import bgp.evpn
+
+    state, view = setup_view({"hv1": [("vm1", 10), ("vm3", 11)]})
+    bgp.evpn._BUILT.clear()
+    whole = []
+    real = MacIpRoute.__post_init__
+    monkeypatch.setattr(MacIpRoute, "__post_init__", lambda self: (whole.append(self.mac), real(self))[1])
+    routes = by_type(originate(view, state.policy), 2)
+    assert len(routes) == 2 and len(whole) == 1
+    monkeypatch.setattr(MacIpRoute, "__post_init__", real)
+    assert all(route == MacIpRoute(**vars(route)) for route in routes)
+    assert {route.mac for route in routes} == {"02:00:00:00:00:01", "02:00:00:00:00:03"}
+
+
 class RecordingSpeaker:
     """The one thing Federation.publish asks of its speaker: the routes it wants announced."""
 

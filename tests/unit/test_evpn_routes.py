@@ -13,6 +13,7 @@ from bgp.routes import (
     MacIpRoute,
     parse_command,
     route_from_dict,
+    route_to_dict,
     to_command,
 )
 
@@ -220,3 +221,52 @@ def test_ipv4_fields_are_read_without_ipaddress_objects_and_read_as_before(route
             value = rd + bytes(4) + b"\x20" + sample
             fields = decode_nlri(bytes([3, len(value)]) + value)
             assert (fields["rd"], fields["next_hop"]) == (f"{text}:7", text)
+
+
+def test_a_route_for_another_host_equals_one_built_whole_and_checks_the_host():
+    first = MacIpRoute(rd="65000:100", mac="52:54:00:12:34:56", ip="10.0.0.5", l2_vni=5001, next_hop="192.0.2.1",
+                       route_targets=("65000:1", "65000:2"), l3_vni=9001, router_mac="02:00:00:00:00:01",
+                       mobility_seq=3)
+    for mac, ip in (("52:54:00:AA:BB:CC", "10.0.0.6"), ("52:54:00:aa:bb:cd", None), ("52:54:00:aa:bb:ce", "::1")):
+        other = first.with_host(mac, ip)
+        whole = MacIpRoute(**(vars(first) | {"mac": mac, "ip": ip}))
+        assert other == whole and vars(other) == vars(whole) and other.key == whole.key
+        assert to_command(other, "announce") == to_command(whole, "announce")
+    assert first.mac == "52:54:00:12:34:56" and first.ip == "10.0.0.5"  # the first is left as it was
+    with pytest.raises(ValueError, match="^mac: "):
+        first.with_host("52:54:00:12:34", None)
+    with pytest.raises(ValueError, match="^ip: "):
+        first.with_host("52:54:00:12:34:57", "10.0.0.300")
+
+
+def test_an_ipv4_address_as_written_normalised_is_kept_and_any_other_is_read_by_ipaddress():
+    import ipaddress
+
+    for text in ("0.0.0.0", "10.0.0.5", "255.255.255.255", "192.168.1.10", "::ffff:10.0.0.5", "2001:DB8::1"):
+        route = MacIpRoute(rd="1:1", mac="52:54:00:12:34:56", l2_vni=1, next_hop=text, ip=text)
+        address = ipaddress.ip_address(text)
+        assert route.ip == route.next_hop == str(getattr(address, "ipv4_mapped", None) or address)
+    for bad in ("10.0.0.256", "10.0.0", "10.0.0.5.1", "010.0.0.5", "10.0.0.5\n", " 10.0.0.5", "10.0.0.٥", "1e1.0.0.1"):
+        with pytest.raises(ValueError, match="^ip: "):
+            MacIpRoute(rd="1:1", mac="52:54:00:12:34:56", l2_vni=1, next_hop="192.0.2.1", ip=bad)
+
+
+def test_a_route_as_a_dict_lists_its_fields_in_order_after_its_type():
+    for route in (MacIpRoute(rd="1:1", mac="52:54:00:12:34:56", l2_vni=1, next_hop="192.0.2.1", route_targets=("1:2",)),
+                  InclusiveMulticastRoute(rd="1:1", vni=1, next_hop="192.0.2.1"),
+                  IpPrefixRoute(rd="1:1", prefix="10.0.0.0/24", l3_vni=1, next_hop="192.0.2.1")):
+        data = route_to_dict(route)
+        assert list(data) == ["type", *route.__dataclass_fields__]
+        assert data["route_targets"] == list(route.route_targets) and route_from_dict(data) == route
+
+
+def test_ipv4_addresses_written_normalised_are_not_parsed_by_ipaddress(monkeypatch):
+    """10,000 vports bound at once: each route's new IP is checked without building an ``ipaddress`` object."""
+    import ipaddress
+
+    def refuse(value):
+        raise AssertionError(f"ipaddress parsed {value!r}")
+
+    monkeypatch.setattr(ipaddress, "ip_address", refuse)
+    route = MacIpRoute(rd="1:1", mac="52:54:00:12:34:56", l2_vni=1, next_hop="198.51.100.77", ip="203.0.113.201")
+    assert (route.next_hop, route.ip) == ("198.51.100.77", "203.0.113.201")

@@ -11,7 +11,6 @@ CPU in vrs_scale's restart and takeover. The connection Canopy makes (``open_dat
 import pytest
 
 from controller import ryu_compat
-from controller.pacer import Pacer
 from controller.ryu_compat import ofproto_protocol
 from tests.unit.flow_samples import FLOWS
 from tests.unit.test_flow_stats_read_back import flow_stats_reply
@@ -89,6 +88,6 @@ def test_a_read_back_of_16000_flows_pauses_every_READ_PAUSE_BYTES(version, monke
 
 def test_the_socket_stays_the_switchs_for_everything_else():
     stream = HeldStream(b"")
-    paced = ryu_compat.PacedSocket(stream, Pacer())
+    paced = ryu_compat.PacedSocket(stream)
     paced.close()
     assert stream.closed and paced.recv(8) == b"" and paced.pacer.pauses == 0
