@@ -8,7 +8,7 @@ from ovsdb.claims import VtepClaims
 from ovsdb.rowchanges import RowChange, RowChanges
 from ovsdb.vtep_reporter import VtepReporter
 from tests.unit.helpers import state_from, vrs_snapshot
-from tests.unit.vtep_fakes import FakeVtepDb
+from tests.unit.vtep_fakes import FakeVtepDb, Row
 
 DOC = """
 tenants:
@@ -184,3 +184,14 @@ def test_a_switch_deleted_in_one_sessions_database_while_another_speaks_keeps_th
     scratch = Programmer(state)
     scratch.refresh(full=True)
     assert flows(programmer) == flows(scratch)
+
+
+def test_a_switch_deleted_and_created_again_in_one_update_stays_the_same_vtep():
+    """vtep-ctl del-ps and add-ps in one transaction: the reporter sees a new row of the same name, so the VTEP is
+    never reported gone; the new row's ports (none yet) are what it shows until they come."""
+    state, db, claims, _clock = world()
+    reporter = connect(state, db, claims, PEER_A)
+    again = Row("Physical_Switch", name="tor1", description="", tunnel_ips=list(db.switch.tunnel_ips),
+                management_ips=[], ports=[])
+    assert reporter.refresh([again], db.all("Ucast_Macs_Local")) is True
+    assert state.vteps[KEY].ports == () and state.connects["vtep_down"] == 0 and reporter.speaking
