@@ -340,10 +340,11 @@ class PacedSocket:
         if pending is not None and pending():
             return True
         try:
-            ready, _, _ = _select.select([self._sock], [], [], 0)
-        except (OSError, TypeError, ValueError):  # closed, or a stand-in without a descriptor
+            poll = _select.poll()  # not select(): it refuses descriptors of 1024 and more (a thousand switches)
+            poll.register(self._sock, _select.POLLIN)
+        except (OSError, TypeError, ValueError, AttributeError):  # closed, or a stand-in without a descriptor
             return True
-        return bool(ready)
+        return bool(poll.poll(0))
 
     def __getattr__(self, name: str):
         return getattr(self._sock, name)

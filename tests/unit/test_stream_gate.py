@@ -8,6 +8,9 @@ hub rounds until each echo request is dispatched, the order slots are given in, 
 a connection ends, fails or is killed. Counts, not time.
 """
 
+import contextlib
+import os
+
 import pytest
 
 from controller import ryu_compat
@@ -180,10 +183,33 @@ def wait_for(condition) -> None:
             return
 
 
+@contextlib.contextmanager
+def descriptors_from(low: int, on: bool):
+    """While inside: new descriptors are numbered ``low`` or more (``on``), as in a controller of a thousand
+    switches: ``select()`` cannot poll them (FD_SETSIZE is 1024)."""
+    taken = []
+    try:
+        while on and len(taken) <= low:  # bounded: at most low + 1 descriptors
+            taken.append(os.open(os.devnull, os.O_RDONLY))
+            if taken[-1] >= low - 1:
+                break
+        yield
+    finally:
+        for fd in taken:
+            os.close(fd)
+
+
+@pytest.mark.parametrize("high_fd", [False, True])
 @pytest.mark.parametrize("stop_at", [10_000, -13])  # mid-message (a stalled switch), after the replies
-def test_a_slot_is_given_back_when_the_socket_has_nothing_more_to_read(stop_at, monkeypatch):
+def test_a_slot_is_given_back_when_the_socket_has_nothing_more_to_read(stop_at, high_fd, monkeypatch):
     """A real socket: a connection waiting for its switch does not hold its slot, whether the read-back is over or
-    the switch stopped in the middle of a reply (slow, or on purpose): the others would wait for nothing."""
+    the switch stopped in the middle of a reply (slow, or on purpose): the others would wait for nothing. Also when
+    its descriptor is above select()'s 1024 (it held the slot until the socket's timeout, 5 s, each time)."""
+    with descriptors_from(1024, high_fd):
+        given_back_before_a_read_that_waits(stop_at, high_fd, monkeypatch)
+
+
+def given_back_before_a_read_that_waits(stop_at, high_fd, monkeypatch):
     from eventlet.green import socket
 
     brick = Dispatched([0])
@@ -195,6 +221,7 @@ def test_a_slot_is_given_back_when_the_socket_has_nothing_more_to_read(stop_at, 
     switch = socket.create_connection(listener.getsockname())
     controller, _ = listener.accept()
     listener.close()
+    assert controller.fileno() >= 1024 or not high_fd
     gate = StreamGate(1)
     dp = ryu_compat.open_datapath(controller, ("192.0.2.1", 6653), gate=gate)
     dp.set_state(ryu_compat.MAIN_DISPATCHER)
