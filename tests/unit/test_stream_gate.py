@@ -238,3 +238,32 @@ def given_back_before_a_read_that_waits(stop_at, high_fd, monkeypatch):
     switch.close()
     loop.wait()
     assert brick.echo_round and gate.held == 0
+
+
+@pytest.mark.parametrize("end", ["killed", "closed"])
+def test_a_receive_loop_stopped_while_it_holds_a_slot_gives_it_back(end, monkeypatch):
+    """Ryu's loop also ends outside a read: its thread killed at a pause (GreenletExit), or its datapath set DEAD by
+    another thread (Ryu's echo timeout, ``Datapath.close``) so that the loop stops before reading again. Ryu closes
+    the socket as the loop ends (``_deactivate``), and the slot goes with it."""
+    brick = Dispatched([0])
+    monkeypatch.setattr(ryu_compat.app_manager, "lookup_service_brick", lambda name: brick)
+    data, _ = read_back_stream(4)
+    paused = []
+    gate = StreamGate(1)
+
+    def pause():
+        paused.append(gate.held)
+        if end == "closed":
+            dp.close()
+        else:
+            hub.sleep(60)  # killed meanwhile
+
+    dp = ryu_compat.open_datapath(HeldStream(data), ("192.0.2.1", 6653), pause=pause, gate=gate)
+    dp.set_state(ryu_compat.MAIN_DISPATCHER)
+    loop = hub.spawn(dp._recv_loop)
+    wait_for(lambda: paused)
+    if end == "killed":
+        hub.kill(loop)
+    loop.wait()
+    assert paused == [1] and gate.held == 0 and gate.waiting() == 0
+    gate.acquire()  # free, at once
