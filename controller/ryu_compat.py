@@ -70,7 +70,7 @@ from ryu.ofproto import ofproto_parser, ofproto_protocol, ofproto_v1_3, ofproto_
 from ryu.ofproto import ofproto_v1_3_parser, ofproto_v1_4_parser  # noqa: E402
 
 RyuApp = app_manager.RyuApp
-_select = eventlet.patcher.original("select")  # a poll that never gives the hub a turn (PacedSocket._buffered)
+_select = eventlet.patcher.original("select")  # a poll that never gives the hub a turn (PacedSocket)
 READ_PAUSE_BYTES = 512 * 1024  # bytes read from one switch between two turns of the event loop (~3,400 flow stats)
 STREAMS_AT_ONCE = 2  # connections parsing multipart replies at the same time (StreamGate)
 AHEAD = 1e9  # seconds a ``spawn_first`` green thread's turn is dated back: before any turn already due
@@ -209,8 +209,7 @@ class StreamGate:
     each behind at most 7 others at 2 a round, ~20 rounds (tests/unit/test_stream_gate.py counts them), far below OVS's
     5 s inactivity probe. A holder whose socket holds nothing to read gives its slot back before it waits (the read-back
     is over, or its switch is slow or stalls mid-message, even on purpose): only bytes already received are parsed
-    holding a slot, except that a TLS record of which only a part has arrived is not seen: a read waits for its rest
-    holding the slot, at most the socket's timeout (Ryu's socket_timeout, 5 s)."""
+    holding a slot (over TLS: only whole records, as a part cannot be decrypted before its rest comes)."""
 
     def __init__(self, slots: int):
         if slots < 1:
@@ -314,7 +313,7 @@ class PacedSocket:
     pauses it parsed at most ``READ_PAUSE_BYTES`` and one message. A multipart reply of several messages
     is parsed holding a slot of ``gate`` (``StreamGate``): taken once a message's flags say so (``_Framing``),
     before Ryu parses it; handed on at a pause if another connection waits (and taken again, behind them); given
-    back before a read that would wait (the socket holds nothing), and when the connection is closed or fails. Other
+    back before a read that would wait (the socket holds nothing, or only part of a TLS record), and when the connection is closed or fails. Other
     messages need no slot. Everything else is the socket's."""
 
     def __init__(self, sock, pause=None, gate: StreamGate | None = None):
@@ -325,10 +324,11 @@ class PacedSocket:
         self._holding = False
 
     def recv(self, size: int, *flags) -> bytes:
-        if self._holding and not self._buffered():
-            self._give_back()  # the stream ended, or waits for the switch: the others do not wait for it meanwhile
         try:
-            data = self._sock.recv(size, *flags)
+            data = self._read_at_once(size, *flags) if self._holding else None
+            if data is None:
+                self._give_back()  # the stream ended, or waits for the switch: the others do not wait meanwhile
+                data = self._sock.recv(size, *flags)
         except BaseException:
             self._give_back()
             raise
@@ -358,11 +358,27 @@ class PacedSocket:
             self._give_back()
         self._pause()
 
-    def _buffered(self) -> bool:
-        """Whether a read would return at once (the kernel's buffer, or TLS's decrypted bytes, hold some)."""
-        pending = getattr(self._sock, "pending", None)
+    def _read_at_once(self, size: int, *flags) -> bytes | None:
+        """What a read returns without waiting, None if it would wait: the kernel's buffer holds nothing, or (TLS)
+        only part of a record, which cannot be decrypted before the rest comes."""
+        pending = getattr(self._sock, "pending", None)  # TLS: bytes decrypted and not read yet
         if pending is not None and pending():
-            return True
+            return self._sock.recv(size, *flags)
+        if not self._kernel_holds_bytes():
+            return None
+        if pending is None:
+            return self._sock.recv(size, *flags)
+        timeout = self._sock.gettimeout()
+        self._sock.setblocking(False)
+        try:
+            return self._sock.recv(size, *flags)
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return None  # the bytes read stay in TLS's buffer, for the next read
+        finally:
+            self._sock.setblocking(True)
+            self._sock.settimeout(timeout)
+
+    def _kernel_holds_bytes(self) -> bool:
         try:
             poll = _select.poll()  # not select(): it refuses descriptors of 1024 and more (a thousand switches)
             poll.register(self._sock, _select.POLLIN)

@@ -10,6 +10,7 @@ a connection ends, fails or is killed. Counts, not time.
 
 import contextlib
 import os
+import ssl
 import struct
 
 import pytest
@@ -267,3 +268,62 @@ def test_a_receive_loop_stopped_while_it_holds_a_slot_gives_it_back(end, monkeyp
     loop.wait()
     assert paused == [1] and gate.held == 0 and gate.waiting() == 0
     gate.acquire()  # free, at once
+
+
+def tls_client(raw, context) -> ssl.SSLObject:
+    """A TLS client over ``raw`` whose records the test sends itself (MemoryBIO), so that it can stop in one."""
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    client = context.wrap_bio(incoming, outgoing)
+    for _ in range(20):  # bounded: a handshake is two or three round trips
+        try:
+            client.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            raw.sendall(outgoing.read())
+            incoming.write(raw.recv(65_536))
+    raw.sendall(outgoing.read())
+    client.outgoing = outgoing
+    return client
+
+
+def test_a_tls_switch_stalled_inside_a_record_does_not_hold_a_slot(tmp_path, monkeypatch):
+    """Over TLS, bytes in the kernel's buffer may be only part of a record: a read of them waits for the rest (up to
+    the socket's timeout, 5 s, each time). The connection gives its slot back before such a read too."""
+    from eventlet.green import socket
+    from eventlet.green import ssl as green_ssl
+
+    from tests.harness.pki import Pki
+
+    pki = Pki(tmp_path, "ca")
+    own = pki.issue("canopy")
+    server = green_ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(str(own.cert), str(own.key))
+    client_context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    client_context.check_hostname, client_context.verify_mode = False, ssl.CERT_NONE
+    brick = Dispatched([0])
+    monkeypatch.setattr(ryu_compat.app_manager, "lookup_service_brick", lambda name: brick)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    raw = socket.create_connection(listener.getsockname())
+    accepted, _ = listener.accept()
+    listener.close()
+    wrapping = hub.spawn(server.wrap_socket, accepted, server_side=True)
+    switch = tls_client(raw, client_context)
+    controller = wrapping.wait()
+    data, _ = read_back_stream(4)
+    switch.write(data)
+    records = switch.outgoing.read()
+    stop_at = 40_000  # in the third record (16 KB each)
+    gate = StreamGate(1)
+    dp = ryu_compat.open_datapath(controller, ("192.0.2.1", 6653), gate=gate)
+    dp.set_state(ryu_compat.MAIN_DISPATCHER)
+    loop = hub.spawn(dp._recv_loop)
+    raw.sendall(records[:stop_at])
+    wait_for(lambda: gate.most == 1 and gate.held == 0)
+    assert gate.held == 0 and gate.most == 1 and not loop.dead
+    raw.sendall(records[stop_at:])
+    raw.shutdown(socket.SHUT_WR)  # not close(): the server's session tickets, unread, would make it a reset
+    loop.wait()
+    raw.close()
+    assert brick.echo_round and gate.held == 0
