@@ -313,8 +313,8 @@ class PacedSocket:
     pauses it parsed at most ``READ_PAUSE_BYTES`` and one message. A multipart reply of several messages
     is parsed holding a slot of ``gate`` (``StreamGate``): taken once a message's flags say so (``_Framing``),
     before Ryu parses it; handed on at a pause if another connection waits (and taken again, behind them); given
-    back before a read that would wait (the socket holds nothing, or only part of a TLS record), and when the connection is closed or fails. Other
-    messages need no slot. Everything else is the socket's."""
+    back before a read that would wait (the socket holds nothing, or only part of a TLS record), and when the
+    connection is closed or fails. Other messages need no slot. Everything else is the socket's."""
 
     def __init__(self, sock, pause=None, gate: StreamGate | None = None):
         """``pause``: called every ``READ_PAUSE_BYTES`` read (None: only counted); ``gate``: None, parse freely."""
