@@ -215,23 +215,34 @@ def test_a_slot_is_given_back_when_the_socket_has_nothing_more_to_read(stop_at, 
         given_back_before_a_read_that_waits(stop_at, high_fd, monkeypatch)
 
 
-def given_back_before_a_read_that_waits(stop_at, high_fd, monkeypatch):
+def loopback_connection() -> tuple:
+    """Both ends of a TCP connection over loopback, green sockets: the switch's, the controller's."""
     from eventlet.green import socket
 
-    brick = Dispatched([0])
-    monkeypatch.setattr(ryu_compat.app_manager, "lookup_service_brick", lambda name: brick)
-    data, _ = read_back_stream(4)
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(1)
     switch = socket.create_connection(listener.getsockname())
     controller, _ = listener.accept()
     listener.close()
+    return switch, controller
+
+
+def receive_loop(sock, gate: StreamGate, monkeypatch) -> tuple:
+    """Ryu's receive loop on ``sock`` with ``gate``, in a green thread: what it dispatched to, the thread."""
+    brick = Dispatched([0])
+    monkeypatch.setattr(ryu_compat.app_manager, "lookup_service_brick", lambda name: brick)
+    dp = ryu_compat.open_datapath(sock, ("192.0.2.1", 6653), gate=gate)
+    dp.set_state(ryu_compat.MAIN_DISPATCHER)
+    return brick, hub.spawn(dp._recv_loop)
+
+
+def given_back_before_a_read_that_waits(stop_at, high_fd, monkeypatch):
+    data, _ = read_back_stream(4)
+    switch, controller = loopback_connection()
     assert controller.fileno() >= 1024 or not high_fd
     gate = StreamGate(1)
-    dp = ryu_compat.open_datapath(controller, ("192.0.2.1", 6653), gate=gate)
-    dp.set_state(ryu_compat.MAIN_DISPATCHER)
-    loop = hub.spawn(dp._recv_loop)
+    brick, loop = receive_loop(controller, gate, monkeypatch)
     sent = hub.spawn(switch.sendall, data[:stop_at])
     wait_for(lambda: sent.dead and gate.most == 1 and gate.held == 0)
     assert gate.held == 0 and gate.most == 1 and not loop.dead
@@ -300,14 +311,7 @@ def test_a_tls_switch_stalled_inside_a_record_does_not_hold_a_slot(tmp_path, mon
     server.load_cert_chain(str(own.cert), str(own.key))
     client_context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     client_context.check_hostname, client_context.verify_mode = False, ssl.CERT_NONE
-    brick = Dispatched([0])
-    monkeypatch.setattr(ryu_compat.app_manager, "lookup_service_brick", lambda name: brick)
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(1)
-    raw = socket.create_connection(listener.getsockname())
-    accepted, _ = listener.accept()
-    listener.close()
+    raw, accepted = loopback_connection()
     wrapping = hub.spawn(server.wrap_socket, accepted, server_side=True)
     switch = tls_client(raw, client_context)
     controller = wrapping.wait()
@@ -316,9 +320,7 @@ def test_a_tls_switch_stalled_inside_a_record_does_not_hold_a_slot(tmp_path, mon
     records = switch.outgoing.read()
     stop_at = 40_000  # in the third record (16 KB each)
     gate = StreamGate(1)
-    dp = ryu_compat.open_datapath(controller, ("192.0.2.1", 6653), gate=gate)
-    dp.set_state(ryu_compat.MAIN_DISPATCHER)
-    loop = hub.spawn(dp._recv_loop)
+    brick, loop = receive_loop(controller, gate, monkeypatch)
     raw.sendall(records[:stop_at])
     wait_for(lambda: gate.most == 1 and gate.held == 0)
     assert gate.held == 0 and gate.most == 1 and not loop.dead
