@@ -56,8 +56,9 @@ _CANONICAL_IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")  # as ``str(ipaddr
 
 def _ip(value: str, name: str) -> str:
     """The address normalised; an IPv4-mapped IPv6 address (::ffff:a.b.c.d) becomes a.b.c.d. An IPv4 address written
-    as it is normalised is returned as it is, without ``ipaddress`` (10,000 vports bound: 10,000 new IPs)."""
-    if isinstance(value, str) and _CANONICAL_IPV4.fullmatch(value):
+    as it is normalised is returned as it is, without ``ipaddress`` (10,000 vports bound: 10,000 new IPs); only a
+    plain ``str``: a subclass of it goes through ``ipaddress`` and comes back a plain ``str``, as before."""
+    if type(value) is str and _CANONICAL_IPV4.fullmatch(value):
         return value
     try:
         return _normal_ip(value) if isinstance(value, str) else _normal_ip.__wrapped__(value)

@@ -270,3 +270,15 @@ def test_ipv4_addresses_written_normalised_are_not_parsed_by_ipaddress(monkeypat
     monkeypatch.setattr(ipaddress, "ip_address", refuse)
     route = MacIpRoute(rd="1:1", mac="52:54:00:12:34:56", l2_vni=1, next_hop="198.51.100.77", ip="203.0.113.201")
     assert (route.next_hop, route.ip) == ("198.51.100.77", "203.0.113.201")
+
+
+def test_an_ipv4_address_in_a_str_subclass_comes_back_a_plain_str():
+    """The fast check returns its input as it is: only a plain ``str`` may take it (a subclass could compare, hash
+    or print otherwise than the address it spells)."""
+
+    class Text(str):
+        pass
+
+    route = MacIpRoute(rd="1:1", mac="52:54:00:12:34:56", l2_vni=1, next_hop=Text("192.0.2.1"), ip=Text("10.0.0.5"))
+    assert (route.ip, route.next_hop) == ("10.0.0.5", "192.0.2.1")
+    assert (type(route.ip), type(route.next_hop)) == (str, str)
