@@ -35,7 +35,7 @@ ANNOUNCE = "announce"
 WITHDRAW = "withdraw"
 ACTIONS = (ANNOUNCE, WITHDRAW)
 ENCAPSULATIONS = {"vxlan": 8}
-_MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+_MAC_RE = re.compile(r"[0-9a-f]{2}(?::[0-9a-f]{2}){5}")  # fullmatch: ``$`` would let a trailing newline through
 _COMMAND_RE = re.compile(r"^(?:neighbor (\S+) )?(announce|withdraw) evpn (\{.*\}|\[.*\])$")
 BATCH_ROUTES = 500  # routes per command line at most (ExaBGP takes lines of up to 1 MiB)
 
@@ -45,7 +45,7 @@ BATCH_ROUTES = 500  # routes per command line at most (ExaBGP takes lines of up 
 
 def _mac(value: str, name: str) -> str:
     mac = str(value).lower()
-    if not _MAC_RE.match(mac):
+    if not _MAC_RE.fullmatch(mac):
         raise ValueError(f"{name}: {value!r} is not a MAC address like 52:54:00:12:34:56")
     return mac
 

@@ -282,3 +282,17 @@ def test_an_ipv4_address_in_a_str_subclass_comes_back_a_plain_str():
     route = MacIpRoute(rd="1:1", mac="52:54:00:12:34:56", l2_vni=1, next_hop=Text("192.0.2.1"), ip=Text("10.0.0.5"))
     assert (route.ip, route.next_hop) == ("10.0.0.5", "192.0.2.1")
     assert (type(route.ip), type(route.next_hop)) == (str, str)
+
+
+@pytest.mark.parametrize("field", ["mac", "router_mac"])
+def test_a_mac_with_a_trailing_newline_is_refused_naming_the_field(field):
+    """``$`` matches before a final newline: the MAC check matches the whole text (a route, ``with_host`` and
+    ``route_from_dict`` alike)."""
+    fields = {"rd": "1:1", "mac": "52:54:00:12:34:56", "l2_vni": 1, "next_hop": "192.0.2.1"}
+    with pytest.raises(ValueError, match=f"^{field}: "):
+        MacIpRoute(**fields | {field: "52:54:00:12:34:57\n"})
+    with pytest.raises(ValueError, match=f"^{field}: "):
+        route_from_dict({"type": 2, **fields, field: "52:54:00:12:34:57\n"})
+    if field == "mac":
+        with pytest.raises(ValueError, match="^mac: "):
+            MacIpRoute(**fields).with_host("52:54:00:12:34:57\n", None)
