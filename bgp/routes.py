@@ -97,9 +97,9 @@ def _admin_number(value: str, name: str) -> str:
 def _admin_number_text(value: str, name: str) -> str:
     """``_admin_number``, remembered (every route of a batch carries the same RD and route targets)."""
     admin, sep, number = str(value).rpartition(":")
-    if not sep or not number.isdigit():
+    if not sep or not _digits(number):
         raise ValueError(f"{name}: {value!r} is not 'asn:number' or 'ipv4:number'")
-    if admin.isdigit():
+    if _digits(admin):
         asn, num = int(admin), int(number)
         if not (asn < 1 << 16 and num < 1 << 32) and not (asn < 1 << 32 and num < 1 << 16):
             raise ValueError(f"{name}: {value!r} is out of range")
@@ -111,6 +111,12 @@ def _admin_number_text(value: str, name: str) -> str:
     if int(number) >= 1 << 16:
         raise ValueError(f"{name}: {value!r} is out of range")
     return f"{admin}:{int(number)}"
+
+
+def _digits(text: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` also takes other scripts' digits (which ``int`` reads) and superscripts
+    (which it refuses, with a message that names no field)."""
+    return text.isascii() and text.isdigit()
 
 
 def _set(obj, name: str, value) -> None:

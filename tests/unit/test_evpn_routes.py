@@ -296,3 +296,13 @@ def test_a_mac_with_a_trailing_newline_is_refused_naming_the_field(field):
     if field == "mac":
         with pytest.raises(ValueError, match="^mac: "):
             MacIpRoute(**fields).with_host("52:54:00:12:34:57\n", None)
+
+
+@pytest.mark.parametrize("text", ["1:\u00b2", "1:\u0665", "\u0661:5", "192.0.2.1:\u0665"])
+def test_a_route_distinguisher_or_target_in_other_than_ascii_digits_is_refused_naming_the_field(text):
+    """``str.isdigit`` takes digits of other scripts and superscripts: the first were read as ASCII ones, the
+    second failed in ``int`` with a message naming no field."""
+    with pytest.raises(ValueError, match="^rd: "):
+        MacIpRoute(rd=text, mac="52:54:00:12:34:56", l2_vni=1, next_hop="192.0.2.1")
+    with pytest.raises(ValueError, match="^route_targets: "):
+        MacIpRoute(rd="1:1", mac="52:54:00:12:34:56", l2_vni=1, next_hop="192.0.2.1", route_targets=(text,))
