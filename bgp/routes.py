@@ -70,6 +70,8 @@ def _ip(value: str, name: str) -> str:
 def _normal_ip(value) -> str:
     """``_ip`` without the field name, remembered: a batch of routes repeats its next hops and VTEP IPs."""
     address = ipaddress.ip_address(value)
+    if getattr(address, "scope_id", None) is not None:  # fe80::1%eth0: a host's zone, any text, no BGP address
+        raise ValueError("scoped")
     mapped = getattr(address, "ipv4_mapped", None)
     return str(mapped or address)
 

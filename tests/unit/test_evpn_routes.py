@@ -306,3 +306,14 @@ def test_a_route_distinguisher_or_target_in_other_than_ascii_digits_is_refused_n
         MacIpRoute(rd=text, mac="52:54:00:12:34:56", l2_vni=1, next_hop="192.0.2.1")
     with pytest.raises(ValueError, match="^route_targets: "):
         MacIpRoute(rd="1:1", mac="52:54:00:12:34:56", l2_vni=1, next_hop="192.0.2.1", route_targets=(text,))
+
+
+@pytest.mark.parametrize("text", ["fe80::1%eth0", 'fe80::1%a"b\\c', "fe80::1%0"])
+def test_an_ipv6_address_with_a_scope_is_refused_naming_the_field(text):
+    """``ipaddress`` takes ``address%scope`` with any text after the ``%``: an interface of one host, no address
+    to announce (it went out to ExaBGP as the next hop or IP, quotes and all)."""
+    for field in ("ip", "next_hop"):
+        with pytest.raises(ValueError, match=f"^{field}: "):
+            MacIpRoute(**{"rd": "1:1", "mac": "52:54:00:12:34:56", "l2_vni": 1, "next_hop": "fe80::1"} | {field: text})
+    with pytest.raises(ValueError, match="^gateway: "):
+        IpPrefixRoute(rd="1:1", prefix="2001:db8::/64", l3_vni=1, next_hop="192.0.2.1", gateway=text)
