@@ -329,6 +329,43 @@ def payload(route: Route) -> str:
     return text
 
 
+_HOST_CUTS: dict = {}  # id(route) -> (route, its payload cut around its IP's and MAC's values, or None)
+
+
+def encode_host(route: MacIpRoute, first: MacIpRoute) -> None:
+    """Make the ``payload`` of ``route``, ``first.with_host(...)``, from ``first``'s: compact JSON with sorted keys
+    writes the two alike but for the values of "ip" and "mac" (10,000 vports bound: 10,000 texts written by
+    the JSON encoder otherwise). Each value is written as the encoder writes it."""
+    if _PAYLOADS.get(id(route), (None,))[0] is route:
+        return
+    cuts = _host_cuts(first)
+    if cuts is None:
+        payload(route)
+        return
+    head, middle, tail = cuts
+    if len(_PAYLOADS) >= _PAYLOADS_SIZE:
+        _PAYLOADS.clear()
+    _PAYLOADS[id(route)] = (route, head + _PAYLOAD_JSON(route.ip) + middle + _PAYLOAD_JSON(route.mac) + tail)
+
+
+def _host_cuts(first: MacIpRoute) -> tuple[str, str, str] | None:
+    """``first``'s payload as (what precedes the IP's value, what lies between it and the MAC's, what follows),
+    remembered by identity; None if the text is not so cut (then each route is encoded whole)."""
+    entry = _HOST_CUTS.get(id(first))
+    if entry is not None and entry[0] is first:
+        return entry[1]
+    text, ip, mac = payload(first), _PAYLOAD_JSON(first.ip), _PAYLOAD_JSON(first.mac)
+    head, found, rest = text.partition(f'"ip":{ip},')
+    middle, found_too, tail = rest.partition(f'"mac":{mac},')
+    cuts = (f'{head}"ip":', f',{middle}"mac":', f",{tail}") if found and found_too else None
+    if cuts is not None and cuts[0] + ip + cuts[1] + mac + cuts[2] != text:
+        cuts = None
+    if len(_HOST_CUTS) >= _PAYLOADS_SIZE:
+        _HOST_CUTS.clear()
+    _HOST_CUTS[id(first)] = (first, cuts)
+    return cuts
+
+
 def encode(route: Route) -> bool:
     """Make the route's ``payload`` now; True if it was not made before. A caller that pauses between routes
     (``bgp.federation``) encodes where it may pause, so that building the command lines later (under the
