@@ -208,12 +208,19 @@ class CanopyApp(RyuApp):
 
     # ------------------------------------------------------------------ programming switches
     def _programming(self) -> ProgramLoop:
-        """The programming loop (controller/programloop.py), woken by every change of State; a pass waits (up to
-        REPORT_WAIT) for a switch report State is taking across its pauses (``State.reports_taking``), and for the
-        rest of an OVSDB update reported in slices (``OvsdbManagerServer.slicing``: one pass after its last)."""
+        """The programming loop (controller/programloop.py), woken by every change of State; a pass waits for a
+        switch report State is taking across its pauses (``State.reports_taking``), and for the rest of an OVSDB
+        update reported in slices (``OvsdbManagerServer.slicing``: one pass after its last), while they progress and
+        nothing but their switches' reports changed (bounded: ``ProgramLoop._report_taken``)."""
         loop = ProgramLoop(self.programmer, self._wake, self._hand_out, prepare=self._import_remote, sleep=hub.sleep,
-                           taking=lambda: self.state.reports_taking > 0 or bool(self.ovsdb.slicing))
-        self.state.subscribe(lambda what, detail: self._wake.set())
+                           taking=lambda: self.state.reports_taking > 0, slicing=lambda: bool(self.ovsdb.slicing),
+                           turns=lambda: self.ovsdb.slicing_turns)
+
+        def changed(what, detail):
+            loop.noted(what, sliced=what != "vrs" or detail in self.ovsdb.slicing_switches())
+            self._wake.set()
+
+        self.state.subscribe(changed)
         return loop
 
     def _program_loop(self):

@@ -499,19 +499,26 @@ class Reader:
         """The last committed (durable) sequence number."""
         return self._read(_last_seq)
 
-    def changes(self, seq: int, limit: int) -> tuple[list[Change], int]:
-        """(up to ``limit`` changes after ``seq``, the oldest change still in the log), from one committed state."""
-        return self._read(lambda db: (_changes_since(db, seq, limit), _oldest_seq(db)))
+    def changes(self, seq: int, limit: int) -> tuple[list[Change], int, int]:
+        """(up to ``limit`` changes after ``seq``, the oldest change still in the log, the last one), from one
+        committed state: State's last_seq may lag it, as State takes a commit only after its COMMIT has returned."""
+        return self._read(lambda db: (_changes_since(db, seq, limit), _oldest_seq(db), _last_seq(db)))
 
     def _read(self, query):
         with self._lock:
-            if self._db.in_transaction:  # left open by a read whose COMMIT failed (an I/O error): end it first
-                self._db.execute("ROLLBACK")
+            self._end()  # one a failed end left open (an I/O error)
             self._db.execute("BEGIN")  # deferred: a read transaction, a snapshot of the last commit
             try:
                 return query(self._db)
             finally:
-                self._db.execute("COMMIT")
+                self._end()
+
+    def _end(self):
+        """End the read transaction at once (a snapshot kept open keeps checkpoints from emptying the WAL), unless
+        SQLite ended it itself (it rolls back on some errors: an I/O error): a COMMIT then would raise in place of
+        the error that ended it."""
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")  # a read transaction: nothing to commit
 
 
 def _is_int(value) -> bool:

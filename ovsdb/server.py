@@ -19,7 +19,8 @@ ovsdb-server connects here. For each accepted connection a green thread:
    keeps its integration bridge fail-secure (the only things Canopy writes to a VRS database; only
    while ``may_write``: on the HA active, once the controller's start-up hold is over);
 4. anything else, garbage, or silence: logged with the peer address, and that connection is dropped;
-   so is a peer whose first full copy of its database has not arrived within ``sync_timeout``, one
+   so is a peer whose first full copy of its database has not arrived within ``sync_timeout`` (not counting
+   the time its session waited for its turn to ask for it: ovsdb/firstreads.py), one
    that sends a message longer than ``max_message`` (ovsdb/jsonstream.py), and a connection from an
    address already holding ``per_source`` sessions (docs/limits.md).
 
@@ -98,6 +99,8 @@ class _PeerSession:
         self._thread = None
         self._finished = False
         self._reading: float | None = None  # when it took one of the server's first-read slots (ovsdb/firstreads.py)
+        self._queued: float | None = None  # when it began waiting for a first-read slot
+        self.queued_s = 0.0  # seconds it waited for that slot: not counted against sync_timeout
 
     def start(self) -> None:
         """Serve the connection in its own green thread."""
@@ -118,11 +121,17 @@ class _PeerSession:
             "key": last.session if last is not None else hw.key,
             "speaking": self._reporter.speaking if last is not None else hw.speaking if hw.key else None,
             "full_reads": self._reporter.full_reads if last is not None else None,
+            "queued_s": round(self._queued_so_far(), 3),
             "tunnel": self._tunnel.describe() if self._tunnel is not None else None,
             "bridge": self._bridge.describe() if self._bridge is not None else None,
             "switch": self.switch,
             "vtep": self._vtep.describe() if self._vtep is not None else None,
         }
+
+    @property
+    def key(self) -> str | None:
+        """The switch key (``VrsSnapshot.session``) its VRS reports are under; None before its first."""
+        return self._reporter.key
 
     @property
     def switch(self) -> str | None:
@@ -135,6 +144,8 @@ class _PeerSession:
         other green threads run."""
         if isinstance(self._conn, idl.Replica):
             self._conn.keepalive()
+        if self.name in self._server.slicing:
+            self._server.slicing_turns += 1  # its slices progress (the programming loop waits for the last)
         self._server.pause()
 
     def ring(self) -> None:
@@ -175,10 +186,19 @@ class _PeerSession:
         self._follow_vrs(schema)
 
     def _first_read(self) -> None:
-        """Wait for a slot to read the peer's whole database (ovsdb/firstreads.py), answering its echoes."""
+        """Wait for a slot to read the peer's whole database (ovsdb/firstreads.py), answering its echoes; the wait
+        is not counted against ``sync_timeout`` (a session queued behind many big peers has not started its read)."""
         self.state = QUEUED
-        self._server.first_reads.admit(self._conn.answer_echoes)
+        self._queued = time.monotonic()
+        try:
+            self._server.first_reads.admit(self._conn.answer_echoes)
+        finally:
+            self.queued_s, self._queued = self._queued_so_far(), None
         self._reading = time.monotonic()
+
+    def _queued_so_far(self) -> float:
+        """Seconds this session has waited for its first-read slot (so far, while it waits)."""
+        return self.queued_s if self._queued is None else time.monotonic() - self._queued
 
     def _first_read_done(self, unless_before: float | None = None) -> None:
         """Give the first-read slot back (the copy is reported, the session ended), or, with ``unless_before``,
@@ -235,9 +255,11 @@ class _PeerSession:
             replica.wait(self._wake_ms())
 
     def _check_sync_deadline(self) -> None:
-        """Raise PeerError if the peer has not sent its first full copy within the server's sync timeout."""
-        if time.monotonic() - self._connected_at > self._server.sync_timeout:
-            raise idl.PeerError("no full copy of %s within %g s" % (self.database, self._server.sync_timeout))
+        """Raise PeerError if the peer has not sent its first full copy within the server's sync timeout of
+        connecting, the time waited for a first-read slot not counted."""
+        if time.monotonic() - self._connected_at - self.queued_s > self._server.sync_timeout:
+            queued = " (after %.1f s waiting for its turn)" % self.queued_s if self.queued_s >= 0.1 else ""
+            raise idl.PeerError("no full copy of %s within %g s%s" % (self.database, self._server.sync_timeout, queued))
 
     def _closed(self, replica) -> None:
         if replica.limit_error:
@@ -372,6 +394,7 @@ class OvsdbManagerServer:
         self.pause = give_way  # a big update (rows, then bridge ports) gives the event loop a turn this way
         self.held = False  # True until the controller's start-up hold ends (release()): write nothing
         self.slicing: set[str] = set()  # sessions reporting a big update in slices (ovsdb/idl/slices.py) now
+        self.slicing_turns = 0  # turns those sessions gave the event loop, since the start (their progress)
         self._vtep_desired: dict[str, VtepDesired] = {}
         self._listener: idl.Listener | None = None
         self._accept_thread = None
@@ -414,11 +437,21 @@ class OvsdbManagerServer:
         self.vtep_claims.flush()
         self.log.info("ovsdb: manager on %s:%d stopped", self.listen, self.port)
 
+    def slicing_switches(self) -> set[str]:
+        """The switch keys (``VrsSnapshot.session``) the sessions in ``slicing`` report for."""
+        keys = set()
+        for name in self.slicing:
+            session = self._sessions.get(name)
+            if session is not None and session.key is not None:
+                keys.add(session.key)
+        return keys
+
     def sessions(self) -> list[dict]:
         """One JSON-ready dict per open session: session, peer, database, connected_since, state,
         chassis, key (the switch key this VRS or hardware VTEP session claims) and speaking (whether it speaks
         for that switch: the newest session of a chassis or Physical_Switch name does, ovsdb/claims.py),
-        full_reads (how often every port of its bridge was read rather than the changed rows applied), tunnel
+        full_reads (how often every port of its bridge was read rather than the changed rows applied), queued_s
+        (seconds it waited for its turn to read its peer's whole database: so far while ``queued``), tunnel
         (the tunnel reconciler's name/state/transactions/last_error, or None),
         bridge (the same for the integration bridge's fail-secure settings, or None),
         switch (a hardware VTEP's Physical_Switch name, else None) and vtep (the VTEP reconciler's

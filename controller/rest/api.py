@@ -396,9 +396,8 @@ class Api:
     def changes(self, req):
         since = _int_param(req, "since", 0)
         limit = min(_int_param(req, "limit", 1000), 10000)
-        changes, oldest = self.service.store.reader.changes(since, limit)  # never waits for a commit in flight
-        return Response(200, {"items": [c.to_wire() for c in changes], "last_seq": self.state.last_seq,
-                              "oldest_seq": oldest})
+        changes, oldest, last = self.service.store.reader.changes(since, limit)  # never waits for a commit in flight
+        return Response(200, {"items": [c.to_wire() for c in changes], "last_seq": last, "oldest_seq": oldest})
 
     def ha_status(self, req):
         return Response(200, self.ha.status() if self.ha is not None else {"role": "standalone"})

@@ -20,12 +20,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+import ovs.db.error
 import ovs.db.idl
 import ovs.jsonrpc
 import ovs.timeval
 
 from controller.pacer import Pacer
-from ovsdb.idl.links import (DEFAULT_PROBE_MS, OVS_VERSION, PINNED_OVS_VERSION, Doorbell, PeerLink, _poll,
+from ovsdb.idl.links import (DEFAULT_PROBE_MS, OVS_VERSION, PINNED_OVS_VERSION, Doorbell, PeerError, PeerLink, _poll,
                              _session_on)
 from ovsdb.idl.paced import _PacedIdl, _TrackingIdl
 from ovsdb.rowchanges import RowChanges
@@ -170,10 +171,13 @@ class Replica:
         helper = schema_helper(schema_json, wanted)
         # leader_only=False: whatever the peer is (standalone, cluster member, relay), it chose to
         # connect to us; there is no other server to go to.
-        if track or named:
-            self._idl = _TrackingIdl("tcp:%s" % link.peer, helper, leader_only=False, named=named)
-        else:
-            self._idl = _PacedIdl("tcp:%s" % link.peer, helper, leader_only=False)
+        try:  # the peer's schema is parsed here (~2 ms of CPU: not before its session's turn, ovsdb/firstreads.py)
+            if track or named:
+                self._idl = _TrackingIdl("tcp:%s" % link.peer, helper, leader_only=False, named=named)
+            else:
+                self._idl = _PacedIdl("tcp:%s" % link.peer, helper, leader_only=False)
+        except ovs.db.error.Error as exc:  # the peer's input, unusable: its session ends saying why
+            raise PeerError("unusable %s schema: %s" % (self.database, exc)) from exc
         self._idl.pacer = Pacer(pause, PAUSE_ROWS)
         self._idl.on_slice = on_slice if isinstance(self._idl, _TrackingIdl) else None
         self.pacer = link.rpc.pacer = self._idl.pacer  # a long update pauses while decoded (ovsdb/jsonstream.py) too

@@ -49,6 +49,8 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--tunnel-name", default=None)
     parser.add_argument("--no-vtep-program", action="store_true", help="program_vteps=False")
     parser.add_argument("--read-only", action="store_true", help="writes_enabled=False (an HA standby)")
+    parser.add_argument("--sync-timeout", type=float, default=120.0,
+                        help="seconds a peer has to send its first full copy (not counting its wait for a turn)")
     parser.add_argument("--reconnect-grace", type=float, default=1.0,
                         help="seconds a VRS stays known after its session ends (short here: tests wait for gone)")
     return parser.parse_args(argv)
@@ -122,7 +124,7 @@ def driver_main(argv: list[str]) -> int:
                                 probe_interval=args.probe_interval,
                                 provision_tunnel=not args.no_tunnel,
                                 program_vteps=not args.no_vtep_program,
-                                reconnect_grace=args.reconnect_grace, **tunnel)
+                                reconnect_grace=args.reconnect_grace, sync_timeout=args.sync_timeout, **tunnel)
     server.writes_enabled = not args.read_only
     server.start()
     emit(ev="listening", port=server.port)
@@ -133,6 +135,10 @@ def driver_main(argv: list[str]) -> int:
         elif words[0] == "desired":
             server.set_vtep_desired(words[2], desired_from_json(words[3]))
             emit(ev="desired", id=int(words[1]))
+        elif words[0] == "first_reads":  # take or give back first-read slots, as sessions of big peers would
+            for _ in range(int(words[3])):
+                server.first_reads.admit(lambda: None) if words[2] == "take" else server.first_reads.release()
+            emit(ev="first_reads", id=int(words[1]), status=server.first_reads.status())
         elif words[0] == "stop":
             break
     server.stop()
@@ -303,6 +309,14 @@ class ManagerDriver:
             ups = self.vtep_updates(session)
             return ups[-1] if ups and predicate(ups[-1]) else None
         return poll_until(check, timeout, what, self.context)
+
+    def first_reads(self, verb: str, count: int) -> dict:
+        """Take (``take``) or give back (``give``) ``count`` of the server's first-read slots (ovsdb/firstreads.py)
+        as sessions reading big databases would; the server's ``first_reads`` status after."""
+        request = next(self._ids)
+        self._send("first_reads %d %s %d" % (request, verb, count))
+        return self.wait_event(lambda e: e["ev"] == "first_reads" and e["id"] == request, START_TIMEOUT,
+                               "first_reads ack")["status"]
 
     def stop(self) -> list[dict]:
         self._send("stop")

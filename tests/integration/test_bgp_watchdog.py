@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from bgp import speaker as speaker_module
 from bgp.speaker import Neighbor, Speaker, SpeakerConfig
 from bgp.watchdog import PROBE_EVERY
 from tests.harness.wait import wait_until
@@ -73,28 +74,41 @@ def test_frozen_exabgp_resumed_in_time_is_up_again_not_restarted(tmp_path, caplo
 
 
 @needs_gobgp
-def test_frozen_past_the_hold_time_the_peer_is_reported_up_only_with_its_new_session(tmp_path, caplog):
+def test_frozen_past_the_hold_time_the_peer_is_reported_up_only_with_its_new_session(tmp_path, caplog, monkeypatch):
     """Frozen longer than the hold time (9 s), the session is gone (GoBGP dropped it). At SIGCONT ExaBGP answers the
     lines it had read before it runs its peers and reports the drop; the speaker reports the peer down until ExaBGP
-    has answered one more probe, so no "up" it reports after the resume is the session from before the freeze
-    (whose uptime would count the freeze): every one is the new session. Measured on the rows the speaker reports
-    at each change (on_change) after SIGCONT."""
+    has answered one more probe, so no "up" it reports after the resume is the session from before the freeze: every
+    one is a session that came up after SIGCONT (its uptime began then). Looked at after every read of the speaker
+    from SIGCONT on. ExaBGP's answer and the drop it reports 1 ms later usually come in one read, which hid the stale
+    "up" from a test that looked only at on_change: from SIGCONT the speaker reads at most one line a turn (5 bytes,
+    "done" and its newline), so the answer is handled, and the row looked at, before the drop is read."""
     gobgp, speaker = lab(tmp_path, restart_after=60.0)
-    rows, resumed = [], []
-    speaker.on_change = lambda: resumed and rows.append(peer(speaker))
+    up_since, resumed = [], []  # when the session of each "up" row read after SIGCONT came up; when SIGCONT was sent
+    read = speaker._read
+
+    def read_and_look():
+        read()
+        row = peer(speaker)
+        if resumed and row["state"] == "up":
+            up_since.append(time.monotonic() - row["uptime"])  # at or after the moment the session came up
+
+    speaker._read = read_and_look
     try:
         pid = established_with_routes(gobgp, speaker)
         ups = gobgp.log_count("Peer Up")
-        stopped = time.monotonic() - frozen_until_reported_down(speaker, pid)  # at or after the SIGSTOP
+        frozen_until_reported_down(speaker, pid)
         wait_until(lambda: not gobgp.established(CANOPY_IP), timeout=WAIT, what="GoBGP dropped the session")
+        monkeypatch.setattr(speaker_module, "READ_CHUNK", len("done\n"))
+        monkeypatch.setattr(speaker_module, "READ_BURST", len("done\n"))
         resumed.append(time.monotonic())
-        frozen = resumed[0] - stopped  # at most the freeze: an uptime this long began before it
         os.kill(pid, signal.SIGCONT)
         wait_until(lambda: peer(speaker)["state"] == "up", timeout=WAIT, what="peer up again")
         wait_until(lambda: gobgp.log_count("Peer Up") > ups, timeout=WAIT, what="GoBGP's new session")
-        assert rows, "the speaker reported no change after the resume"
-        stale = [row for row in rows if row["state"] == "up" and row["uptime"] >= frozen]
-        assert not stale, f"the peer was reported up with the session from before the freeze: {stale}"
+        monkeypatch.undo()
+        assert up_since, "no read after the resume saw the peer up"
+        stale = [resumed[0] - began for began in up_since if began < resumed[0]]
+        assert not stale, (f"{len(stale)} read(s) saw the peer up with the session from before the freeze (up "
+                           f"{max(stale):.1f} s before SIGCONT)")
         assert speaker.status()["restarts"] == 0 and speaker.status()["pid"] == pid
         wait_until(lambda: nlri_types(gobgp) == [2, 3, 5], timeout=WAIT, what="Canopy's routes in GoBGP again")
         messages = [r.getMessage() for r in caplog.records]

@@ -477,3 +477,34 @@ def test_peers_that_never_send_their_database_do_not_keep_the_others_waiting(man
     finally:
         for peer in stalled:
             peer.close()
+
+
+
+def test_the_sync_timeout_does_not_count_a_sessions_wait_for_its_turn(spawn):
+    """A real VRS queued behind peers reading big databases (their first-read slots taken by the manager's driver,
+    as their sessions would hold them) for longer than the sync timeout (2.5 s here) is not dropped for that: it
+    answers its ovsdb-server's echoes meanwhile and reads its database once its turn comes (before: dropped as its
+    turn came, 'no full copy within 2.5 s', though it had not asked for it yet), and /v1/ovsdb/sessions shows how
+    long it waited (``queued_s``)."""
+    sync_timeout = 2.5
+    workdir = tempfile.mkdtemp(prefix="canopy-mgr-")
+    manager = ManagerDriver(workdir, ["--handshake-timeout", str(HANDSHAKE_TIMEOUT), "--probe-interval",
+                                      str(MANAGER_PROBE_S), "--no-tunnel", "--sync-timeout", str(sync_timeout)])
+    try:
+        assert manager.first_reads("take", firstreads.LIMIT)["waiting"] == 0
+        hv = spawn(Hypervisor, "hv-queued")
+        hv.manage(manager.port)
+        poll_until(lambda: [s for s in manager.sessions() if s["state"] == "queued"], SLOW, "the VRS queued",
+                   manager.context)
+        time.sleep(sync_timeout + 1.0)  # its turn comes after the sync timeout
+        (queued,) = manager.sessions()
+        assert queued["state"] == "queued" and queued["queued_s"] > sync_timeout, queued
+        manager.first_reads("give", firstreads.LIMIT)
+        connect_vrs(manager, hv)
+        (session,) = manager.sessions()
+        assert session["state"] == "synced" and session["queued_s"] > sync_timeout, session
+        assert "no full copy" not in manager.log()
+        assert "disconnect" not in (Path(hv.dir) / "ovsdb-server.log").read_text()
+    finally:
+        manager.close()
+        shutil.rmtree(workdir, ignore_errors=True)

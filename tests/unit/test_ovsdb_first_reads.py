@@ -149,6 +149,41 @@ def test_a_slot_taken_back_from_a_slow_peer_is_logged(caplog):
     reads.admit(lambda: None)  # the slot came back
 
 
+def test_the_server_names_the_switches_its_slicing_sessions_report_for():
+    """What the programming loop asks (controller/app.py ``_programming``): the switch keys of the sessions in
+    ``slicing``; a session gone, or not yet reporting a switch, names none."""
+    from types import SimpleNamespace
+
+    from controller.discovery import DiscoverySink
+    from ovsdb import server
+
+    manager = server.OvsdbManagerServer("127.0.0.1", 0, DiscoverySink())
+    for name, key in (("ovsdb:a", "chassis-a"), ("ovsdb:b", None), ("ovsdb:c", "chassis-c")):
+        session = server._PeerSession.__new__(server._PeerSession)
+        session._reporter = SimpleNamespace(key=key)
+        manager._sessions[name] = session
+    manager.slicing.update({"ovsdb:a", "ovsdb:b", "ovsdb:gone"})
+    assert manager.slicing_switches() == {"chassis-a"}
+
+
+def test_a_slicing_sessions_turns_are_counted_as_its_progress():
+    """The programming loop's sign that slices progress while State does not change (the next slice parsed): each
+    turn a session gives the event loop while it is in ``slicing`` counts; others' turns do not."""
+    from controller.discovery import DiscoverySink
+    from ovsdb import server
+
+    manager = server.OvsdbManagerServer("127.0.0.1", 0, DiscoverySink())
+    manager.pause = lambda: None
+    session = server._PeerSession.__new__(server._PeerSession)
+    session._server, session.name, session._conn = manager, "ovsdb:a", None
+    session._give_way()
+    assert manager.slicing_turns == 0
+    manager.slicing.add("ovsdb:a")
+    session._give_way()
+    session._give_way()
+    assert manager.slicing_turns == 2
+
+
 def test_the_sync_deadline_counts_elapsed_time_not_the_wall_clock(monkeypatch):
     """The wall clock stepped an hour forward (NTP correcting a clock at boot) while peers wait for their first read:
     with the deadline on time.time() every such session was dropped at once ("no full copy within 120 s"); stepped

@@ -375,3 +375,16 @@ def test_answer_echoes_replies_to_what_has_arrived_and_says_when_the_peer_is_gon
         for _ in range(100):
             link.answer_echoes()
             time.sleep(0.01)
+
+
+def test_a_schema_ovs_cannot_parse_ends_the_session_saying_why(accepted):
+    """The peer's schema is parsed where its replica is made (in its session's first-read turn, not before it
+    queues): one ovs cannot parse is the peer's fault, a PeerError naming it (before, get_schema's check parsed
+    nothing and the session ended with 'unexpected error' and a traceback); get_schema refuses what is no schema."""
+    import copy
+
+    _, link, _ = accepted
+    bad = copy.deepcopy(TINY_SCHEMA)
+    bad["tables"]["Open_vSwitch"]["columns"]["external_ids"]["type"] = "bogus"
+    with pytest.raises(idl.PeerError, match="unusable Open_vSwitch schema: .*bogus"):
+        idl.Replica(link, bad, {"Open_vSwitch": ["external_ids"]})

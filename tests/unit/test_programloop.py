@@ -261,6 +261,95 @@ def test_a_pass_waits_for_the_report_state_is_taking_and_not_longer_than_report_
     assert programloop.REPORT_WAIT <= sum(sleeps) < programloop.REPORT_WAIT + 2 * programloop.COALESCE
 
 
+class Clock:
+    """A fake clock whose sleep advances it and runs ``each`` (what happens meanwhile: slices reported, a REST
+    change) with the time slept so far."""
+
+    def __init__(self, each=lambda now: None):
+        self.now, self.slept, self.each = 0.0, 0.0, each
+
+    def sleep(self, seconds):
+        self.now += seconds
+        self.slept += seconds
+        self.each(self.now)
+
+
+def _waiting_loop(clock, taking):
+    return ProgramLoop(None, threading.Event(), None, sleep=clock.sleep, clock=lambda: clock.now, taking=taking)
+
+
+def test_a_pass_waits_past_report_wait_while_the_slices_keep_coming_and_runs_once_they_end():
+    """A sliced update lasting 3 s whose slices come every 0.8 s: the pass waits for its last slice (before, it
+    ran after REPORT_WAIT, in the middle of the update, and again after it)."""
+    loop = None
+
+    def slices(now):
+        if int(now / 0.8) != int((now - programloop.COALESCE) / 0.8):
+            loop.noted("vrs")  # a slice reported (and its vports located)
+            loop.noted("locations")
+
+    clock = Clock(slices)
+    loop = _waiting_loop(clock, lambda: clock.now < 3.0)
+    loop._report_taken()
+    assert 3.0 <= clock.slept < 3.0 + 2 * programloop.COALESCE
+
+
+def test_a_pass_waits_while_a_slicing_session_works_on_its_next_slice_though_state_does_not_change():
+    """Between two slices' reports the session parses the next slice (at load 10, 2-3 s for 4,000 ports) and State
+    does not change: the session's turns are its progress, so the pass waits for the slice after it (before: the
+    wait ended REPORT_WAIT after the last report, a pass in the middle of the update)."""
+    turns = [0]
+
+    def parsing(now):
+        turns[0] += 1  # the session's turns while it parses the next slice
+
+    clock = Clock(parsing)
+    loop = ProgramLoop(None, threading.Event(), None, sleep=clock.sleep, clock=lambda: clock.now,
+                       slicing=lambda: clock.now < 2.5, turns=lambda: turns[0])
+    loop._report_taken()
+    assert 2.5 <= clock.slept < 2.5 + 2 * programloop.COALESCE
+    turns[0], clock.slept, clock.each = 0, 0.0, lambda now: None  # a session slicing that gets no turn: stalled
+    loop = ProgramLoop(None, threading.Event(), None, sleep=clock.sleep, clock=lambda: clock.now,
+                       slicing=lambda: True, turns=lambda: turns[0])
+    loop._report_taken()
+    assert programloop.REPORT_WAIT <= clock.slept < programloop.REPORT_WAIT + 2 * programloop.COALESCE
+
+
+def test_a_pass_waits_report_wait_max_at_most_for_reports_that_keep_coming():
+    """Hypervisors sending big updates in turn, for ever: a pass runs at least every REPORT_WAIT_MAX."""
+    loop = None
+    clock = Clock(lambda now: loop.noted("vrs"))
+    loop = _waiting_loop(clock, lambda: True)
+    loop._report_taken()
+    assert programloop.REPORT_WAIT_MAX <= clock.slept < programloop.REPORT_WAIT_MAX + 2 * programloop.COALESCE
+
+
+def test_a_pass_for_a_rest_or_bgp_change_does_not_wait_behind_slices():
+    """Any change that is not a switch report (a policy applied through REST, EVPN routes from BGP, an external
+    network, a switch connecting) ends the wait at once, and a pass it wakes does not wait at all; the next pass,
+    woken by slices alone, waits for them again."""
+    for what in ("policy", "bgp", "external", "datapath"):
+        loop = None
+
+        def rest_change(now, what=what):
+            loop.noted("vrs")
+            if now >= 0.3:
+                loop.noted(what)
+
+        clock = Clock(rest_change)
+        loop = _waiting_loop(clock, lambda: True)
+        loop._report_taken()
+        assert 0.3 <= clock.slept < 0.3 + 2 * programloop.COALESCE, what
+        clock.slept, clock.each = 0.0, lambda now: None
+        loop._report_taken()  # the change still waits for its pass: no wait
+        assert clock.slept == 0.0, what
+        loop.programmer = Programmer(base_state())
+        loop._hand_out = lambda touched: None
+        assert loop.attempt()  # the pass takes it
+        loop._report_taken()  # a pass woken by slices alone waits for them (stalled here: REPORT_WAIT)
+        assert programloop.REPORT_WAIT <= clock.slept < programloop.REPORT_WAIT + 2 * programloop.COALESCE, what
+
+
 def test_state_counts_a_report_as_taken_until_its_last_pause_is_over():
     """What the loop's wait reads: State.reports_taking is 1 in every pause of a report (its chunks), 0 after."""
     from controller.pacer import Pacer
@@ -314,7 +403,8 @@ def _apps_loop(monkeypatch, slicing=()):
     programmer.refresh = lambda full=False: (passes.append((state.reports_taking, len(state.locations))),
                                              refresh(full=full))[1]
     glue = SimpleNamespace(state=state, programmer=programmer, _wake=hub.Event(), _hand_out=lambda touched: None,
-                           _import_remote=lambda: None, ovsdb=SimpleNamespace(slicing=set(slicing)))
+                           _import_remote=lambda: None, ovsdb=SimpleNamespace(slicing=set(slicing), slicing_turns=0))
+    glue.ovsdb.slicing_switches = lambda: {"s1"} if glue.ovsdb.slicing else set()  # kvm1 reports switch s1
     return state, app.CanopyApp._programming(glue), passes, glue.ovsdb.slicing
 
 
@@ -371,3 +461,91 @@ def test_the_apps_loop_waits_for_the_last_slice_of_an_ovsdb_update_reported_in_s
         assert passes[1:] == [(0, 40)]
     finally:
         hub.kill(worker)
+
+
+def test_the_apps_loop_runs_a_pass_for_a_rest_change_while_an_ovsdb_update_is_still_slicing(monkeypatch):
+    """The app's wiring on green threads: a policy change (a REST apply) arriving while a session reports slices
+    wakes a pass that does not wait for the last slice (before: it waited, REPORT_WAIT at most, behind them)."""
+    from controller.ryu_compat import hub
+
+    state, loop, passes, slicing = _apps_loop(monkeypatch, slicing={"ovsdb:kvm1"})
+    worker = hub.spawn(loop.run)
+    try:
+        _turns_until(lambda: loop.passes)
+        state.vrs_update(snapshot("s1", "10.251.0.1", [(f"vm{i}", i + 1) for i in range(10)]))  # the first slice
+        add_vport(state, "acme/web", "vm-rest", "02:00:00:00:02:01", "10.0.1.99")  # a REST apply meanwhile
+        _turns_until(lambda: loop.passes > 1)
+        assert slicing and loop.passes == 2  # the pass ran with the update still slicing
+    finally:
+        hub.kill(worker)
+
+
+def test_the_apps_loop_waits_for_a_sliced_update_lasting_longer_than_report_wait_while_it_progresses(monkeypatch):
+    """The app's wiring on green threads, with a clock that advances 50 ms at each look: an update reported in 5
+    slices, 0.5 s apart on that clock, lasts 2 s, longer than REPORT_WAIT (1 s); each slice's report reaches the
+    loop as progress, so it waits, and runs once after the last slice (before: a pass in the middle, after 1 s,
+    and another after the last slice)."""
+    from controller.ryu_compat import hub
+
+    state, loop, passes, slicing = _apps_loop(monkeypatch, slicing={"ovsdb:kvm1"})
+    monkeypatch.setattr(programloop, "REPORT_WAIT", 1.0)  # (_apps_loop made it a mere bound)
+    now = [0.0]
+
+    def clock():
+        now[0] += 0.05
+        return now[0]
+
+    loop._clock = clock
+    worker = hub.spawn(loop.run)
+
+    def report_in_slices():
+        for part in range(1, 6):
+            state.vrs_update(snapshot("s1", "10.251.0.1", [(f"vm{i}", i + 1) for i in range(8 * part)]))
+            for _ in range(10):
+                hub.sleep(0)  # the IDL applying the next slice: the loop looks at its clock meanwhile
+        slicing.clear()  # the last slice reported
+
+    try:
+        _turns_until(lambda: loop.passes)
+        hub.spawn(report_in_slices).wait()
+        _turns_until(lambda: loop.passes > 1)
+        assert now[0] > 2.0 and passes[1:] == [(0, 40)]
+    finally:
+        hub.kill(worker)
+
+
+def test_the_apps_loop_runs_a_pass_for_another_switchs_report_while_one_is_still_slicing(monkeypatch):
+    """A VM started on another hypervisor (a small report of switch s2) while kvm1 (switch s1) reports an update in
+    slices: its pass runs once State has taken that report, without waiting for s1's last slice (before: it waited
+    behind them, REPORT_WAIT at most)."""
+    from controller.ryu_compat import hub
+
+    state, loop, passes, slicing = _apps_loop(monkeypatch, slicing={"ovsdb:kvm1"})
+    worker = hub.spawn(loop.run)
+    try:
+        _turns_until(lambda: loop.passes)
+        state.vrs_update(snapshot("s1", "10.251.0.1", [(f"vm{i}", i + 1) for i in range(10)]))  # s1's first slice
+        _turns_until(lambda: False)  # the loop waits for s1's next slices
+        assert loop.passes == 1
+        state.vrs_update(snapshot("s2", "10.251.0.2", [("vm39", 1)]))  # a VM on the other hypervisor
+        _turns_until(lambda: loop.passes > 1)
+        assert slicing and passes[1:] == [(0, 11)]  # its pass ran with s1 still slicing
+    finally:
+        hub.kill(worker)
+
+
+def test_a_report_of_a_switch_not_slicing_waits_only_until_state_has_taken_it():
+    """The loop's side, on a fake clock: a report of a switch that is not slicing ends the wait for others' slices
+    once State is not taking a report any more; a slice of the switch slicing does not."""
+    loop, taking = None, [True]
+
+    def meanwhile(now):
+        if now >= 0.2:
+            loop.noted("vrs", sliced=now < 0.3)  # slices of s1 until 0.3 s, then a report of s2 (taken at 0.5 s)
+        taking[0] = now < 0.5
+
+    clock = Clock(meanwhile)
+    loop = ProgramLoop(None, threading.Event(), None, sleep=clock.sleep, clock=lambda: clock.now,
+                       taking=lambda: taking[0], slicing=lambda: True)
+    loop._report_taken()
+    assert 0.5 <= clock.slept < 0.5 + 2 * programloop.COALESCE
