@@ -252,11 +252,11 @@ def test_a_pass_waits_for_the_report_state_is_taking_and_not_longer_than_report_
         now[0] += seconds
 
     taking = iter([True, True, True, False])
-    loop = ProgramLoop(None, threading.Event(), None, sleep=sleep, clock=lambda: now[0], taking=lambda: next(taking))
+    loop = ProgramLoop(None, threading.Event(), None, sleep=sleep, timer=lambda: now[0], taking=lambda: next(taking))
     loop._report_taken()
     assert sleeps == [programloop.COALESCE] * 3
     sleeps.clear()
-    endless = ProgramLoop(None, threading.Event(), None, sleep=sleep, clock=lambda: now[0], taking=lambda: True)
+    endless = ProgramLoop(None, threading.Event(), None, sleep=sleep, timer=lambda: now[0], taking=lambda: True)
     endless._report_taken()
     assert programloop.REPORT_WAIT <= sum(sleeps) < programloop.REPORT_WAIT + 2 * programloop.COALESCE
 
@@ -275,7 +275,7 @@ class Clock:
 
 
 def _waiting_loop(clock, taking):
-    return ProgramLoop(None, threading.Event(), None, sleep=clock.sleep, clock=lambda: clock.now, taking=taking)
+    return ProgramLoop(None, threading.Event(), None, sleep=clock.sleep, timer=lambda: clock.now, taking=taking)
 
 
 def test_a_pass_waits_past_report_wait_while_the_slices_keep_coming_and_runs_once_they_end():
@@ -304,12 +304,12 @@ def test_a_pass_waits_while_a_slicing_session_works_on_its_next_slice_though_sta
         turns[0] += 1  # the session's turns while it parses the next slice
 
     clock = Clock(parsing)
-    loop = ProgramLoop(None, threading.Event(), None, sleep=clock.sleep, clock=lambda: clock.now,
+    loop = ProgramLoop(None, threading.Event(), None, sleep=clock.sleep, timer=lambda: clock.now,
                        slicing=lambda: clock.now < 2.5, turns=lambda: turns[0])
     loop._report_taken()
     assert 2.5 <= clock.slept < 2.5 + 2 * programloop.COALESCE
     turns[0], clock.slept, clock.each = 0, 0.0, lambda now: None  # a session slicing that gets no turn: stalled
-    loop = ProgramLoop(None, threading.Event(), None, sleep=clock.sleep, clock=lambda: clock.now,
+    loop = ProgramLoop(None, threading.Event(), None, sleep=clock.sleep, timer=lambda: clock.now,
                        slicing=lambda: True, turns=lambda: turns[0])
     loop._report_taken()
     assert programloop.REPORT_WAIT <= clock.slept < programloop.REPORT_WAIT + 2 * programloop.COALESCE
@@ -495,7 +495,7 @@ def test_the_apps_loop_waits_for_a_sliced_update_lasting_longer_than_report_wait
         now[0] += 0.05
         return now[0]
 
-    loop._clock = clock
+    loop._timer = clock
     worker = hub.spawn(loop.run)
 
     def report_in_slices():
@@ -545,7 +545,7 @@ def test_a_report_of_a_switch_not_slicing_waits_only_until_state_has_taken_it():
         taking[0] = now < 0.5
 
     clock = Clock(meanwhile)
-    loop = ProgramLoop(None, threading.Event(), None, sleep=clock.sleep, clock=lambda: clock.now,
+    loop = ProgramLoop(None, threading.Event(), None, sleep=clock.sleep, timer=lambda: clock.now,
                        taking=lambda: taking[0], slicing=lambda: True)
     loop._report_taken()
     assert 0.5 <= clock.slept < 0.5 + 2 * programloop.COALESCE
