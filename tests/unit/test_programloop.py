@@ -250,6 +250,7 @@ def test_a_pass_waits_for_the_report_state_is_taking_and_not_longer_than_report_
     def sleep(seconds):
         sleeps.append(seconds)
         now[0] += seconds
+        assert sum(sleeps) < WAIT_BOUND, "the wait did not end"
 
     taking = iter([True, True, True, False])
     loop = ProgramLoop(None, threading.Event(), None, sleep=sleep, timer=lambda: now[0], taking=lambda: next(taking))
@@ -259,6 +260,9 @@ def test_a_pass_waits_for_the_report_state_is_taking_and_not_longer_than_report_
     endless = ProgramLoop(None, threading.Event(), None, sleep=sleep, timer=lambda: now[0], taking=lambda: True)
     endless._report_taken()
     assert programloop.REPORT_WAIT <= sum(sleeps) < programloop.REPORT_WAIT + 2 * programloop.COALESCE
+
+
+WAIT_BOUND = 60.0  # seconds of a fake clock: any wait for reports has ended long before
 
 
 class Clock:
@@ -271,6 +275,7 @@ class Clock:
     def sleep(self, seconds):
         self.now += seconds
         self.slept += seconds
+        assert self.slept < WAIT_BOUND, "the wait did not end"  # a test of a wait without its bound fails, not hangs
         self.each(self.now)
 
 
