@@ -523,6 +523,15 @@ def test_the_apps_loop_runs_a_pass_for_another_switchs_report_while_one_is_still
     """A VM started on another hypervisor (a small report of switch s2) while kvm1 (switch s1) reports an update in
     slices: its pass runs once State has taken that report, without waiting for s1's last slice (before: it waited
     behind them, REPORT_WAIT at most)."""
+    passes, slicing = while_s1_slices(monkeypatch, lambda state, loop: state.vrs_update(
+        snapshot("s2", "10.251.0.2", [("vm39", 1)])))  # a VM on the other hypervisor
+    assert slicing and passes[1:] == [(0, 11)]  # its pass ran with s1 still slicing
+
+
+def while_s1_slices(monkeypatch, meanwhile):
+    """The app's loop on green threads: kvm1 (switch s1) reports the first slice of an update and the loop waits for
+    the next; then ``meanwhile(state, loop)`` happens, and the loop is given turns until a second pass: (the passes,
+    as ``_apps_loop``'s, and the OVSDB server's ``slicing`` after)."""
     from controller.ryu_compat import hub
 
     state, loop, passes, slicing = _apps_loop(monkeypatch, slicing={"ovsdb:kvm1"})
@@ -532,9 +541,9 @@ def test_the_apps_loop_runs_a_pass_for_another_switchs_report_while_one_is_still
         state.vrs_update(snapshot("s1", "10.251.0.1", [(f"vm{i}", i + 1) for i in range(10)]))  # s1's first slice
         _turns_until(lambda: False)  # the loop waits for s1's next slices
         assert loop.passes == 1
-        state.vrs_update(snapshot("s2", "10.251.0.2", [("vm39", 1)]))  # a VM on the other hypervisor
+        meanwhile(state, loop)
         _turns_until(lambda: loop.passes > 1)
-        assert slicing and passes[1:] == [(0, 11)]  # its pass ran with s1 still slicing
+        return passes, set(slicing)
     finally:
         hub.kill(worker)
 

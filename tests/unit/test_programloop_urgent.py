@@ -11,7 +11,7 @@ from controller.programloop import ProgramLoop
 
 from .helpers import tor_snapshot
 from .test_compiler import snapshot
-from .test_programloop import Clock, _apps_loop, _turns_until
+from .test_programloop import Clock, while_s1_slices
 
 
 def test_the_apps_loop_runs_a_pass_for_an_ha_role_taken_while_an_update_is_still_slicing(monkeypatch):
@@ -23,40 +23,21 @@ def test_the_apps_loop_runs_a_pass_for_an_ha_role_taken_while_an_update_is_still
     from controller import app
     from controller.ryu_compat import hub
 
-    state, loop, passes, slicing = _apps_loop(monkeypatch, slicing={"ovsdb:kvm1"})
-    glue = SimpleNamespace(ovsdb=SimpleNamespace(set_writes=lambda active: None), federation=None, reconcilers={},
-                           _roles_wake=hub.Event(), _wake=loop._wake, program_loop=loop)
-    worker = hub.spawn(loop.run)
-    try:
-        _turns_until(lambda: loop.passes)
-        state.vrs_update(snapshot("s1", "10.251.0.1", [(f"vm{i}", i + 1) for i in range(10)]))  # s1's first slice
-        _turns_until(lambda: False)  # the loop waits for s1's next slices
-        assert loop.passes == 1
+    def role_taken(state, loop):
+        glue = SimpleNamespace(ovsdb=SimpleNamespace(set_writes=lambda active: None), federation=None,
+                               reconcilers={}, _roles_wake=hub.Event(), _wake=loop._wake, program_loop=loop)
         app.CanopyApp._on_role(glue, "active", 2)
-        _turns_until(lambda: loop.passes > 1)
-        assert slicing and loop.passes == 2  # the pass ran with the update still slicing
-    finally:
-        hub.kill(worker)
+
+    passes, slicing = while_s1_slices(monkeypatch, role_taken)
+    assert slicing and len(passes) == 2  # the pass ran with the update still slicing
 
 
 def test_the_apps_loop_runs_a_pass_for_a_hardware_vteps_report_while_an_update_is_still_slicing(monkeypatch):
     """A hardware VTEP (it never slices) reports a MAC while kvm1 reports an update in slices: its pass runs once
     State has taken it, like a report of another hypervisor (before: its report counted as the slices' progress,
     and it waited behind them, REPORT_WAIT_MAX at most)."""
-    from controller.ryu_compat import hub
-
-    state, loop, passes, slicing = _apps_loop(monkeypatch, slicing={"ovsdb:kvm1"})
-    worker = hub.spawn(loop.run)
-    try:
-        _turns_until(lambda: loop.passes)
-        state.vrs_update(snapshot("s1", "10.251.0.1", [(f"vm{i}", i + 1) for i in range(10)]))  # s1's first slice
-        _turns_until(lambda: False)
-        assert loop.passes == 1
-        state.vtep_update(tor_snapshot())
-        _turns_until(lambda: loop.passes > 1)
-        assert slicing and loop.passes == 2
-    finally:
-        hub.kill(worker)
+    passes, slicing = while_s1_slices(monkeypatch, lambda state, loop: state.vtep_update(tor_snapshot()))
+    assert slicing and len(passes) == 2
 
 
 def test_a_step_back_of_the_wall_clock_does_not_stretch_the_wait_for_reports():
