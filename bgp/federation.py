@@ -41,6 +41,7 @@ from bgp.importer import RemoteDelta, RouteImport
 from bgp.origins import Origins
 from bgp.routebook import GracefulRestart
 from bgp.speaker import Neighbor, Speaker, SpeakerConfig
+from controller.derive import own_vtep_ips
 from controller.pacer import NEVER
 from controller.remote import RemoteTable
 
@@ -120,9 +121,13 @@ class Federation:
         return True
 
     def import_counts(self) -> dict:
-        """{"imported", "ignored"}: received routes used by at least one subnet or domain, and the others."""
-        importer = self._importer
-        return {"imported": importer.imported if importer else 0, "ignored": importer.ignored if importer else 0}
+        """{"imported", "own_vtep", "ignored"} (``RouteImport.counts``), with our own VTEPs as State has them now:
+        a standby counted its pair's routes, reflected back by a route reflector, as imported, though its View
+        drops them as its own."""
+        importer, state = self._importer, self.state
+        if importer is None:
+            return {"imported": 0, "own_vtep": 0, "ignored": 0}
+        return importer.counts(own_vtep_ips(map(state.vtep_ip_of, state.vrs.values()), state.vteps))
 
     @property
     def result(self) -> ImportResult:

@@ -11,7 +11,8 @@
     canopy show [vport NAME] / canopy trace   what it holds, and a packet through a switch (controller/show.py)
     canopy metadata-agent --config FILE       on a hypervisor: answer its VMs' metadata requests (docs/metadata.md)
 
-Exit codes (EXIT_*): 0 done; 1 invalid input, or the controller refused the request; 2 wrong command line or
+Exit codes (EXIT_*): 0 done; 1 invalid input, or the controller refused the request (also, quietly, when the
+reader of standard output went away: ``canopy show | head``); 2 wrong command line or
 invalid settings for ``run``; 3 the controller cannot be reached; 4 ``run`` cannot start (a port in use, an
 address not on this host, an unusable data directory, a store that is empty, damaged or older than the last
 change this data directory held (controller/storeguard.py): one log line names the setting or the store;
@@ -26,6 +27,7 @@ import ipaddress
 import json
 import logging
 import os
+import select
 import sys
 import urllib.error
 import urllib.request
@@ -36,10 +38,10 @@ from controller import settings as settings_mod
 from controller.model import PolicyError
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_START, EXIT_TIMEOUT = 0, 1, 2, 3, 4, 5
-EXIT_CODES = """exit codes: 0 done; 1 invalid input or refused by the controller; 2 wrong command line or invalid
-settings; 3 controller unreachable; 4 run cannot start (port in use, address not on this host, data_dir
-unusable, store refused: see docs/store.md), or backup/restore failed; 5 apply --wait timed out; 70 a running
-controller's essential part stopped"""
+EXIT_CODES = """exit codes: 0 done; 1 invalid input or refused by the controller (or the output's reader gone); 2
+wrong command line or invalid settings; 3 controller unreachable; 4 run cannot start (port in use, address not on
+this host, data_dir unusable, store refused: see docs/store.md), or backup/restore failed; 5 apply --wait timed out;
+70 a running controller's essential part stopped"""
 PROGRESS_EVERY = 2.0  # seconds between progress lines of a long apply
 DEFAULT_URL = "http://127.0.0.1:8080"  # a controller with the default settings, on this host
 
@@ -60,15 +62,29 @@ def main(argv=None) -> int:
         sys.stdout.flush()  # inside the try: a reader gone (`canopy show | head`) is found here, not at exit
         return code
     except BrokenPipeError:
-        return _reader_gone()
+        if not _stdout_gone():
+            raise  # a pipe or socket other than standard output broke: a real fault, with its traceback
+        _discard_stdout()
+        return EXIT_INVALID
 
 
-def _reader_gone() -> int:
-    """The reader of standard output went away (`| head`): stop quietly, as other command-line tools do, not
-    with a traceback; what is still buffered goes to /dev/null so that the exit does not fail on it again."""
+def _stdout_gone() -> bool:
+    """Whether the reader of standard output went away (`canopy show | head`): asked of standard output itself
+    (poll: an error or hang-up on it), so that a broken pipe elsewhere (`canopy run`, a socket) is not taken for
+    it and hidden."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except (AttributeError, ValueError, OSError):  # no file descriptor behind it (captured, closed)
+        return False
+
+
+def _discard_stdout() -> None:
+    """Stop quietly, as other command-line tools do when their reader is gone, not with a traceback: what is
+    still buffered goes to /dev/null so that the exit does not fail on it again."""
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
-    return EXIT_INVALID
 
 
 def _parser():
@@ -174,7 +190,7 @@ def rest_url(settings) -> str:
 
 def _file_token(settings, where: str) -> tuple:
     """(the REST token the settings give, inline or their token file's content, or None when unreadable; where it
-    came from or why there is none): a 401 then names where the command looked (``_unauthorized_hint``)."""
+    came from or why there is none): a 401 then names where the command looked (``unauthorized_hint``)."""
     if settings.rest_token:
         return settings.rest_token, f"rest.token of {where}"
     path = settings.rest_token_file
@@ -186,10 +202,13 @@ def _file_token(settings, where: str) -> tuple:
     return token, f"the token file {path} ({where})" if token else f"no token: {path} is empty ({where})"
 
 
-def _unauthorized_hint(args) -> str:
-    """Why a write was refused with 401, and how to give the controller's token."""
-    told = f"the controller refused {args.token_from}" if args.token else args.token_from
-    return f"{told}; give --config with the controller's settings file, or --token (CANOPY_TOKEN)"
+def unauthorized_hint(args, status) -> None:
+    """After a 401 (a write, or a read with rest.open_reads never or from afar): on standard error, where the
+    command looked for the token, and how to give the controller's."""
+    if status == 401:
+        told = f"the controller refused {args.token_from}" if args.token else args.token_from
+        print(f"canopy: {told}; give --config with the controller's settings file, or --token (CANOPY_TOKEN)",
+              file=sys.stderr)
 
 
 # ---------------------------------------------------------------------------------------------- metadata agent
@@ -425,8 +444,7 @@ def cmd_apply(args) -> int:
                                           p.get("also", "")) for p in problems])
         else:
             print(f"canopy: {status}: {err.get('message', reply)}", file=sys.stderr)
-        if status == 401:
-            print(f"canopy: {_unauthorized_hint(args)}", file=sys.stderr)
+        unauthorized_hint(args, status)
         return EXIT_INVALID
     changes = reply["changes"]
     verb = "would" if reply["dry_run"] else ""
@@ -458,6 +476,7 @@ def cmd_status(args) -> int:
     status, reply = _request(args, "GET", "/v1/status", None)
     if status is None:
         return EXIT_UNREACHABLE
+    unauthorized_hint(args, status)
     if args.json or status != 200 or not isinstance(reply, dict):
         print(json.dumps(reply, indent=2, sort_keys=True))
     else:

@@ -222,9 +222,8 @@ def derive(policy, locations, snapshots, vtep_ip_of, vteps=None, remote=None, ga
         _add_endpoint(view, vport_endpoint(vport, loc))
     _add_vteps(view, policy, vteps or {})
     view.bm_gateways = bm_gateways(view, policy)
-    own_ips = {sw.vtep_ip for sw in view.switches.values()} | \
-        {ip for snap in (vteps or {}).values() for ip in snap.tunnel_ips}
-    prefixes = _add_remote(view, remote, own_ips - {None}) if remote is not None else {}
+    own_ips = own_vtep_ips((sw.vtep_ip for sw in view.switches.values()), vteps or {})
+    prefixes = _add_remote(view, remote, own_ips) if remote is not None else {}
     for dom_id in view.domains:
         view.fib[dom_id] = _fib(view, policy, dom_id, prefixes.get(dom_id, ()))
         view.static[dom_id] = [r for r in view.fib[dom_id] if r.kind == "static"]
@@ -351,6 +350,13 @@ def _gateway_rank(sid, sw, preferred, serving):
 @lru_cache(maxsize=65536)
 def _rendezvous(subnet_id: str, chassis: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{subnet_id}/{chassis}".encode()).digest()[:8], "big")
+
+
+def own_vtep_ips(switch_vtep_ips, vteps: dict) -> frozenset:
+    """Our own VTEP IPs: the connected VRSs' (``switch_vtep_ips``) and the hardware VTEPs' tunnel IPs (``vteps``:
+    their snapshots). An EVPN route naming one is ours come back (on an HA standby: the active's, reflected by a
+    route reflector) and is ignored."""
+    return frozenset(switch_vtep_ips).union(ip for snap in vteps.values() for ip in snap.tunnel_ips) - {None}
 
 
 def _add_remote(view, remote, own_ips) -> dict[str, list]:

@@ -23,6 +23,8 @@ DEFAULT_DATA_DIR = "/var/lib/canopy"
 
 
 HOLD_MAX = 60  # seconds: restart.hold_max when absent (unless hold_time is larger)
+TLS_FILE = values.path("leave the whole tls section out for plain listeners")
+CHASSIS_HINT = "the hypervisor's system-id: ovs-vsctl get Open_vSwitch . external_ids:system-id"
 
 
 def _endpoint(listen, port, doc):
@@ -75,7 +77,9 @@ REST_LIMITS = (
 
 
 SETTINGS = (
-    Field("data_dir", "string", "where the store and the generated REST token live", values.path,
+    Field("data_dir", "string", "where the store and the generated REST token live",
+          values.path("it meant the directory canopy started in: write that directory, or leave data_dir out "
+                      f"for {DEFAULT_DATA_DIR}"),
           default=DEFAULT_DATA_DIR, nullable=False),
     Field("log_level", "string", "debug, info, warning or error", f.one_of("debug", "info", "warning", "error"),
           default="info", nullable=False),
@@ -90,7 +94,8 @@ SETTINGS = (
     Field("rest", "object", "REST API", fields=_endpoint("127.0.0.1", 8080, "REST") + (
         Field("token", "string", "bearer token for writes (default: generated into data_dir/rest-token)",
               lambda v: f.text(v, 4096)),
-        Field("token_file", "string", "read the bearer token from this file", values.path),
+        Field("token_file", "string", "read the bearer token from this file",
+              values.path("leave token_file out for rest.token, else the token generated into data_dir/rest-token")),
         Field("open_reads", "string", "who may read without the token: loopback, always or never",
               f.one_of("loopback", "always", "never"), default="loopback", nullable=False),
         Field("access_log", "boolean", "log one line per request at info (default: at debug); never with the "
@@ -99,10 +104,10 @@ SETTINGS = (
     ) + REST_LIMITS, default=dict, nullable=False),
     Field("tls", "object", "certificates for TLS on the OpenFlow, OVSDB and REST listeners (docs/security.md); "
           "off while absent", fields=(
-              Field("key", "string", "this controller's private key (PEM)", values.path, required=True),
-              Field("cert", "string", "this controller's certificate (PEM)", values.path, required=True),
+              Field("key", "string", "this controller's private key (PEM)", TLS_FILE, required=True),
+              Field("cert", "string", "this controller's certificate (PEM)", TLS_FILE, required=True),
               Field("ca_cert", "string", "the CA certificate(s) (PEM) that switches' and VTEPs' certificates must "
-                    "be signed by", values.path, required=True),
+                    "be signed by", TLS_FILE, required=True),
           )),
     Field("vrs", "object", "virtual switches", fields=(
         Field("bridge", "string", "integration bridge name", f.name, default="br-int", nullable=False),
@@ -116,7 +121,8 @@ SETTINGS = (
                "(outbound translation stops until it answers again)", 300, 86400000, 100000),
         Field("hosts", "array", "per-hypervisor overrides of what its OVSDB says", items=Field(
             "host", "object", "", fields=(
-                Field("chassis", "string", "the hypervisor's system-id", values.filled(255), required=True),
+                Field("chassis", "string", "the hypervisor's system-id", values.filled(255, CHASSIS_HINT),
+                      required=True),
                 Field("vtep_ip", "string", "its VTEP IP", f.ipv4),
                 Field("flavour", "string", "its flavour", f.one_of("kvm", "hyperv", "esxi")),
             )), default=list, nullable=False),
@@ -138,7 +144,8 @@ SETTINGS = (
                   Field("asn", "integer", "the peer's AS number", values.asn, required=True),
                   Field("port", "integer", "the peer's TCP port", values.port, default=179, nullable=False),
                   Field("local_address", "string", "our source address for the session", f.ipv4),
-                  Field("md5_password", "string", "TCP MD5 signature password (RFC 2385)", values.filled(80)),
+                  Field("md5_password", "string", "TCP MD5 signature password (RFC 2385)",
+                        values.filled(80, "leave md5_password out for a session without TCP MD5")),
                   Field("hold_time", "integer", "hold time in seconds (0 or 3..65535)", values.hold_time, default=90,
                         nullable=False),
                   Field("passive", "boolean", "only accept the session (needs bgp.listen)", f.boolean,
@@ -186,7 +193,8 @@ SETTINGS = (
               lambda v: f.integer(v, 10, 60000), default=2000, nullable=False),
         Field("secret", "string", "shared secret authenticating the HA link (the same on both nodes; at least "
               f"{MIN_SECRET} characters); required with peer unless secret_file is set", values.secret),
-        Field("secret_file", "string", "read the HA link secret from this file instead", values.path),
+        Field("secret_file", "string", "read the HA link secret from this file instead",
+              values.path("leave secret_file out and give ha.secret")),
         Field("solo", "boolean", "start in solo mode: acknowledge writes the standby did not confirm (they are "
               "lost if this node dies before the standby catches up)", f.boolean, default=False, nullable=False),
     ), default=dict, nullable=False),
@@ -222,6 +230,7 @@ class HaSettings:
     dead_interval: float = 1.0
     ack_timeout: float = 2.0
     secret: str | None = field(default=None, repr=False)  # authenticates the HA link (HMAC-SHA256)
+    secret_from: str = "ha.secret"  # the setting it came from, which /v1/ha names (ha.secret_file: its path)
     solo: bool = False  # start in solo mode (writes acknowledged without the standby's confirmation)
 
     @property
@@ -447,7 +456,8 @@ def _ha(raw) -> HaSettings:
                       port=raw["port"],
                       priority=raw["priority"], heartbeat_interval=raw["heartbeat_interval_ms"] / 1000,
                       dead_interval=raw["dead_interval_ms"] / 1000, ack_timeout=raw["ack_timeout_ms"] / 1000,
-                      secret=raw["secret"], solo=raw["solo"])
+                      secret=raw["secret"], solo=raw["solo"],
+                      secret_from=f"ha.secret_file {raw['secret_file']}" if raw["secret_file"] else "ha.secret")
 
 
 def _ha_secret(ha) -> list:

@@ -24,26 +24,30 @@ def secret(value):
     return value
 
 
-def filled(limit):
+def filled(limit, instead):
     """A checker for text of 1 to ``limit`` characters: an empty md5_password would silently mean none, and an
-    empty chassis matches no hypervisor."""
+    empty chassis matches no hypervisor. ``instead`` tells the operator what to write (a deployed file may hold
+    the empty value)."""
     def check(value):
         value = f.text(value, limit)
         if not value:
-            raise f.Invalid("must not be empty (leave the setting out instead)")
+            raise f.Invalid(f"must not be empty ({instead})")
         return value
     return check
 
 
-def path(value):
-    """A file or directory path: an empty one would silently mean the working directory, and a NUL byte
-    stops every file call with a ValueError, not an error naming the setting."""
-    value = f.text(value, 4096)
-    if not value:
-        raise f.Invalid("must be a path, not empty")
-    if "\0" in value:
-        raise f.Invalid("must not contain a NUL character")
-    return value
+def path(instead):
+    """A checker for a file or directory path: an empty one silently meant the working directory (data_dir) or
+    no file at all (rest.token_file, ha.secret_file), and a NUL byte stops every file call with a ValueError, not
+    an error naming the setting. ``instead`` tells the operator what to write."""
+    def check(value):
+        value = f.text(value, 4096)
+        if not value:
+            raise f.Invalid(f"must be a path, not empty ({instead})")
+        if "\0" in value:
+            raise f.Invalid("must not contain a NUL character")
+        return value
+    return check
 
 
 def port(value):

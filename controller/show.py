@@ -51,7 +51,7 @@ def add_parsers(sub, remote_args) -> None:
 # ----------------------------------------------------------------------------------------- commands
 
 def cmd_show(args) -> int:
-    from controller.cli import EXIT_INVALID, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE
+    from controller.cli import EXIT_INVALID, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, unauthorized_hint
 
     what = list(args.what)
     if what and (what[0] != "vport" or len(what) != 2):
@@ -64,6 +64,7 @@ def cmd_show(args) -> int:
         if exc.status is None:
             return EXIT_UNREACHABLE
         print(f"canopy: {exc.message}", file=sys.stderr)
+        unauthorized_hint(args, exc.status)
         return EXIT_INVALID
     print(json.dumps(data, indent=2, sort_keys=True) if args.json else (format_vport(data) if what
                                                                         else format_tree(data)))
@@ -71,7 +72,7 @@ def cmd_show(args) -> int:
 
 
 def cmd_trace(args) -> int:
-    from controller.cli import EXIT_INVALID, EXIT_OK, EXIT_UNREACHABLE, _request
+    from controller.cli import EXIT_INVALID, EXIT_OK, EXIT_UNREACHABLE, _request, unauthorized_hint
 
     body = {"packet": args.packet}
     for key in ("vport", "switch", "vni", "remote_ip"):
@@ -82,6 +83,7 @@ def cmd_trace(args) -> int:
         return EXIT_UNREACHABLE
     if status != 200:
         print(f"canopy: {status}: {_message(reply)}", file=sys.stderr)
+        unauthorized_hint(args, status)
         return EXIT_INVALID
     print(json.dumps(reply, indent=2, sort_keys=True) if args.json else format_trace(reply))
     return EXIT_OK

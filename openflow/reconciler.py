@@ -415,7 +415,7 @@ class SwitchReconciler(SwitchReport):
         self._plan_version = self._book.version
         plan = self._planned = self._book.plan(self._keep, self.pacer.tick)
         if self._keep:
-            self._log_kept(len(plan.kept) + len(self._book.loose))
+            self._log_kept(self._book.kept_count(plan))
             have = {gid: g for gid, g in have.items() if gid in groups}
         if not (plan.adds or plan.deletes):  # no flow to send: the owners are installed as planned already
             self._book.applied(plan)

@@ -64,15 +64,24 @@ class SwitchReport:
         """Every desired or installed flow (installed only = stale, not yet removed), in table order (table,
         priority highest first, cookie); ``pacer``: ticked once a flow, it may pause (on copies of the records)."""
         tick = (pacer or Pacer()).tick
-        rows = [((key[0], -key[1], key[2]), (key, wanted, have)) for key, wanted, have in self._book.rows(tick)]
-        return [self._flow_row(*row) for _, row in paced(sorted_paced(rows, tick), tick)]
+        listed, sharers = self._book.listing(tick)
+        rows = [((key[0], -key[1], key[2]), (key, wanted, have)) for key, wanted, have in listed]
+        return [self._flow_row(*row, sharers) for _, row in paced(sorted_paced(rows, tick), tick)]
 
-    def _flow_row(self, key, wanted: Flow | None, have) -> dict:
+    def _flow_row(self, key, wanted: Flow | None, have, sharers: dict) -> dict:
+        """One flow of the listing; ``shared_with``: the other owners of a flow owners whose hints collide share
+        (FlowBook.listing), most often none."""
         table, priority, cookie = key
         known = wanted if wanted is not None else have if isinstance(have, Flow) else None
         owner = {"kind": known.owner.kind, "id": known.owner.id} if known is not None else \
             {"kind": owner_kind_of(cookie), "id": None}
         text = render_flow(known) if known is not None else decode.describe_stats(self.ofp, have)
         return {"table": table, "table_name": BY_ID[table].name if table in BY_ID else None,
-                "priority": priority, "cookie": f"{cookie:#018x}", "owner": owner, "flow": text,
+                "priority": priority, "cookie": f"{cookie:#018x}", "owner": owner,
+                "shared_with": others(sharers[key], known) if key in sharers else [], "flow": text,
                 "desired": wanted is not None, "installed": have is not None, "error": self._rejected.get(key)}
+
+
+def others(owners: tuple, known: Flow | None) -> list[dict]:
+    """The owners of a shared flow (``owners``) but the one its row names (``known``'s), as the listing shows them."""
+    return [{"kind": o.kind, "id": o.id} for o in owners if known is None or o != known.owner]

@@ -13,7 +13,7 @@ from controller.pacer import Pacer, collector_paused
 from controller.rest.api import ApiError, Response, Route
 from controller.rest.paced import paced_json, release
 from controller.service import NotFound
-from openflow.installed import paced
+from openflow.installed import paced, shared_flows
 from openflow.pipeline import BY_ID
 
 LIST_EVERY = 1000  # flows listed or encoded between two pauses of GET /v1/switches/{dpid}/flows (a few ms)
@@ -21,6 +21,11 @@ LIST_EVERY = 1000  # flows listed or encoded between two pauses of GET /v1/switc
 def routes(state, programmer, reconcilers, pause=None) -> list[Route]:
     """``reconcilers()`` returns {datapath id: SwitchReconciler} of the connected switches; ``pause()``: a turn for
     the event loop, taken every LIST_EVERY flows while a switch's flows are listed and encoded (None: never)."""
+
+    def _add_ref(owner: dict) -> None:
+        obj = state.policy.get(owner.get("kind"), owner.get("id")) if owner.get("kind") in (
+            "subnet", "domain", "vport") else None
+        owner["ref"] = state.policy.ref(owner["kind"], obj) if obj else owner.get("ref")
 
     def fib(req, id):
         if state.policy.get("domain", id) is None:
@@ -52,13 +57,13 @@ def routes(state, programmer, reconcilers, pause=None) -> list[Route]:
             status = reconciler.status()
         else:  # known over OVSDB only: what Canopy wants there, nothing installed yet
             desired = programmer.desired.get(session)
-            items = [_desired_flow(f) for f in sorted(desired.all_flows(), key=_order)] if desired else []
+            sharers = shared_flows(desired.flows, pacer.tick) if desired else {}
+            items = [_desired_flow(f, sharers) for f in sorted(desired.all_flows(), key=_order)] if desired else []
             status = {"openflow": "disconnected", "desired": len(items), "installed": 0}
         for item in paced(items, pacer.tick):
-            owner = item.get("owner") or {}
-            obj = state.policy.get(owner.get("kind"), owner.get("id")) if owner.get("kind") in (
-                "subnet", "domain", "vport") else None
-            owner["ref"] = state.policy.ref(owner["kind"], obj) if obj else owner.get("ref")
+            _add_ref(item.get("owner") or {})
+            for other in item["shared_with"]:  # most often none
+                _add_ref(other)
         agree = all(i["desired"] == i["installed"] for i in paced(items, pacer.tick))
         kept = [i for i in paced(items, pacer.tick) if keep(i)]  # after in_sync: that stays the whole switch's
         body = paced_json({"datapath_id": f"{key:016x}", "status": status, "in_sync": agree, "flows": kept,
@@ -73,7 +78,7 @@ def routes(state, programmer, reconcilers, pause=None) -> list[Route]:
                   query=tuple(FLOW_FILTERS.items()))]
 
 
-FLOW_FILTERS = {"owner": "only the flows of this owner (a vport, subnet or domain id)",
+FLOW_FILTERS = {"owner": "only the flows of this owner (a vport, subnet or domain id), with those it shares",
                 "table": "only the flows of this table (its number or its name)",
                 "cookie": "only the flows with this cookie (hex with 0x, or decimal)"}
 
@@ -85,7 +90,8 @@ def _flow_filter(query):
     cookie = _cookie_param(query["cookie"]) if "cookie" in query else None
 
     def keep(item):
-        return ((owner is None or (item.get("owner") or {}).get("id") == owner)
+        return ((owner is None or (item.get("owner") or {}).get("id") == owner
+                 or any(other["id"] == owner for other in item["shared_with"]))
                 and (table is None or item["table"] == table)
                 and (cookie is None or int(item["cookie"], 16) == cookie))
     return keep
@@ -119,12 +125,14 @@ def _order(flow):
     return (flow.table, -flow.priority, flow.cookie)
 
 
-def _desired_flow(flow):
+def _desired_flow(flow, sharers: dict):
     from openflow.flows import render_flow
+    from openflow.reconciler_report import others
 
     return {"table": flow.table, "table_name": BY_ID[flow.table].name, "priority": flow.priority,
             "cookie": f"{flow.cookie:#x}", "owner": {"kind": flow.owner.kind, "id": flow.owner.id},
-            "flow": render_flow(flow), "desired": True, "installed": False}
+            "shared_with": others(sharers.get(flow.key, ()), flow), "flow": render_flow(flow), "desired": True,
+            "installed": False}
 
 
 def _route_view(state, view, route):

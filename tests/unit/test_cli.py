@@ -103,7 +103,7 @@ import http.server, pathlib, sys, urllib.parse
 from controller.rest.api import Request
 from tests.unit.helpers import Controller
 
-ctl = Controller(pathlib.Path(sys.argv[1]))
+ctl = Controller(pathlib.Path(sys.argv[1]), **dict(arg.split("=", 1) for arg in sys.argv[2:]))  # rest settings
 
 class Handler(http.server.BaseHTTPRequestHandler):
     def _serve(self):
@@ -133,7 +133,17 @@ server.serve_forever()
 def served(tmp_path):
     """The controller core and its REST API behind a real HTTP server on loopback, in a process of its own
     (the test process has Ryu's eventlet imported, which makes threads unreliable here)."""
-    proc = subprocess.Popen([sys.executable, "-c", SERVE, str(tmp_path / "ctl")], stdout=subprocess.PIPE,
+    yield from _serve(tmp_path)
+
+
+@pytest.fixture
+def served_closed(tmp_path):
+    """As ``served``, with rest.open_reads never: every read needs the token."""
+    yield from _serve(tmp_path, "open_reads=never")
+
+
+def _serve(tmp_path, *rest):
+    proc = subprocess.Popen([sys.executable, "-c", SERVE, str(tmp_path / "ctl"), *rest], stdout=subprocess.PIPE,
                             text=True, cwd=str(Path(__file__).resolve().parents[2]))
     try:
         yield f"http://127.0.0.1:{int(proc.stdout.readline())}"
@@ -189,6 +199,17 @@ def test_apply_refused_for_want_of_a_token_names_where_it_looked(tmp_path, capsy
     assert "the controller refused the token given by --token" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", [["status"], ["show"], ["show", "vport", "web1"]])
+def test_a_read_refused_with_401_names_the_token_it_gave(capsys, served_closed, command):
+    """Not only apply: a read refused with 401 (rest.open_reads never, or from another host) says which token the
+    controller refused and how to give its own, too."""
+    code = cli.main([*command, "--url", served_closed, "--token", "wrong"])
+    err = capsys.readouterr().err
+    assert code == cli.EXIT_INVALID
+    assert "canopy: the controller refused the token given by --token; give --config with the controller's settings " \
+           "file, or --token (CANOPY_TOKEN)" in err
+
+
 def test_a_reader_gone_from_standard_output_stops_the_command_without_a_traceback(tmp_path):
     """`canopy show | head` printed a BrokenPipeError traceback once head had what it wanted."""
     import os
@@ -204,6 +225,17 @@ def test_a_reader_gone_from_standard_output_stops_the_command_without_a_tracebac
         os.close(write)
     assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr, done.stderr
     assert done.returncode == cli.EXIT_INVALID
+
+
+def test_a_broken_pipe_other_than_standard_output_is_not_hidden(tmp_path):
+    """Only a reader gone from standard output ends a command quietly: a BrokenPipeError from anything else (a
+    socket, `canopy run`) is a fault and keeps its traceback, while standard output's reader is still there."""
+    script = ("import sys\nfrom controller import cli\n"
+              "def broken(args):\n    raise BrokenPipeError(32, 'a socket, not standard output')\n"
+              "cli.cmd_check = broken\nsys.exit(cli.main(['check', 'x.yaml']))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          cwd=str(Path(__file__).resolve().parents[2]))
+    assert "BrokenPipeError: [Errno 32] a socket, not standard output" in done.stderr, done.stderr
 
 
 def test_config_names_the_rest_address_and_token_a_command_talks_to(tmp_path, capsys, monkeypatch, served):

@@ -247,8 +247,19 @@ def test_the_secret_may_come_from_a_file(tmp_path):
     path = tmp_path / "ha-secret"
     path.write_text(SECRET + "\n")
     path.chmod(0o600)
-    settings = settings_mod.from_doc(Doc("<t>", {"ha": {"peer": "10.250.0.1", "secret_file": str(path)}}))
+    settings = settings_mod.from_doc(Doc("<t>", {"data_dir": str(tmp_path / "d"),
+                                                 "ha": {"peer": "10.250.0.1", "secret_file": str(path)}}))
     assert settings.ha.secret == SECRET and SECRET not in repr(settings)
+    store, state, _ = build_core(settings)
+    try:  # /v1/ha said "(ha.secret)" although this file set no ha.secret
+        auth = Pair(settings.ha, store, state, lambda role, gen: None).status()["auth"]
+    finally:
+        store.close()
+    assert auth["method"] == f"hmac-sha256 shared secret (ha.secret_file {path})"
+
+
+def test_the_ha_status_names_an_inline_secret_as_ha_secret(node):
+    assert node.status()["auth"]["method"] == "hmac-sha256 shared secret (ha.secret)"
 
 
 def test_a_secret_file_other_users_can_read_is_refused_naming_it_and_its_mode(tmp_path):

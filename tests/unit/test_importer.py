@@ -133,3 +133,31 @@ def test_federation_imports_only_what_changed_and_again_from_scratch_after_a_pol
     state.policy = state.policy.copy()  # as a policy commit swaps it
     federation.refresh_import()
     assert federation.remote_delta is None and state.remote == import_routes(speaker.received(), state.policy).table
+
+
+def test_routes_naming_our_own_vteps_are_counted_apart_from_the_imported():
+    """A standby peered with a route reflector receives its pair's routes (the active's router id, so not refused
+    as its own) at its own VTEPs: /v1/bgp/peers said imported 8 while the active had 0, though its View drops
+    them. Such routes count as own_vtep, and a withdrawal takes them out again."""
+    from bgp.federation import Federation
+    from tests.unit.test_evpn import HV1
+
+    state, _ = setup_view()
+    speaker = BookSpeaker()
+    federation = Federation(None, "/nonexistent", state, speaker=speaker)
+    web = state.policy.find("subnet", "acme/web")
+    for i, vtep in enumerate((HV1, HV1, "10.251.0.9")):
+        speaker.receive(MacIpRoute(rd=f"{vtep}:1", mac=f"02:aa:00:00:00:0{i}", l2_vni=web["vni"], next_hop=vtep,
+                                   route_targets=tuple(web["import_rts"])))
+    speaker.receive(InclusiveMulticastRoute(rd=f"{HV1}:1", vni=web["vni"], next_hop=HV1,
+                                            route_targets=tuple(web["import_rts"])))
+    speaker.receive(MacIpRoute(rd="65001:9", mac="02:aa:00:00:00:0f", l2_vni=7, next_hop=HV1,
+                               route_targets=("65999:1",)))  # nothing imports it: ignored, wherever it points
+    federation._received_changed()
+    federation.refresh_import()
+    assert federation.import_counts() == {"imported": 1, "own_vtep": 3, "ignored": 1}
+    speaker.receive(InclusiveMulticastRoute(rd=f"{HV1}:1", vni=web["vni"], next_hop=HV1,
+                                            route_targets=tuple(web["import_rts"])), "withdraw")
+    federation._received_changed()
+    federation.refresh_import()
+    assert federation.import_counts() == {"imported": 1, "own_vtep": 2, "ignored": 1}

@@ -99,6 +99,34 @@ def test_keep_sends_no_delete_and_remembers_what_it_kept():
     assert [f for _, f in book.plan().deletes] == list(a1)  # keep off: removed
 
 
+def test_a_kept_flow_wanted_again_is_not_added_again():
+    """A flow kept while ``keep`` is on (``loose``: the switch holds it, no owner does), whether an owner stopped
+    wanting it or a read-back found it, is not sent again when an owner comes to want it: the owner takes it over as
+    the switch holds it, as a full plan would, and it is no longer loose (with keep off, nothing deletes it)."""
+    a1, a2 = flows_of(A, "02:00:00:00:00:01"), flows_of(A, "02:00:00:00:00:02")
+    found = flows_of(B, "02:00:00:00:00:03")
+    book, switch = FlowBook(), {f.key: f for f in a1 | found}
+    book.set_desired({A: a1})
+    book.read_back({f.key: stats(f) for f in a1 | found})
+    plan = book.plan(keep=True)
+    assert book.kept_count(plan) == 1
+    book.applied(plan)  # the switch holds what is desired and more: nothing sent, ``found`` kept
+    assert set(book.loose) == {f.key for f in found}
+    for desired, changed, kept in (({A: a2}, {A}, 2),  # a1 kept
+                                   ({A: a1 | a2}, {A}, 1),  # a1 wanted again
+                                   ({A: a1 | a2, B: found}, {B}, 0)):  # what the read-back found wanted
+        book.set_desired(desired, changed=changed)
+        plan = book.plan(keep=True)
+        assert {f for _, f in plan.adds} == (a2 if desired == {A: a2} else EMPTY), desired
+        assert book.kept_count(plan) == kept and not {k for k, _ in plan.kept} & book.loose.keys()  # not walked
+        for key, f in plan.adds:
+            switch[key] = f
+        book.applied(plan)
+        assert book.installed == desired
+    assert book.loose == {} and book.counts()[2] == 0 and set(switch) == set(book.desired_by_key())
+    assert book.plan().deletes == []
+
+
 def test_a_flow_moving_between_owners_with_the_same_key_is_not_deleted():
     moved = flows_of(A, "02:00:00:00:00:01")
     book = synced({A: moved})

@@ -12,6 +12,10 @@ reconciler sends for it:
   wants and none of its deletes is a flow it wants (a change set kept while other owners changed,
   ``FlowBook._outdates``, is still right for its own), unless it was sent as planned after ``MAX_REPLANS`` drops;
 - no flow is added that names a group the switch does not hold, no group is added twice or modified unknown;
+- only differences: no add of a flow the switch holds already (same match, cookie and instructions: it would replace
+  it with itself), no delete of a flow it did not hold when the change set began (a strict delete of a flow an add of
+  the same change set replaced in place, another owner's cookie on its match, is the reconciler's order: the add
+  first, so the flow is never missing, then the old cookie's delete, which matters should the add be refused);
 - once the states stop, the switch holds exactly the last one (flows and groups);
 - a restarted controller (a new reconciler, its read-back) sends nothing more for that state (hitless restart).
 
@@ -161,6 +165,8 @@ class OpenFlowSwitch:
         self.flows: dict = {}  # (table, priority, match bytes) -> (cookie, instruction bytes)
         self.groups: dict = {}  # group id -> bucket bytes
         self.violations: list[str] = []
+        self.wasted: list[str] = []  # flow-mods that change nothing (module docstring, "only differences")
+        self.before: dict = {}  # the flows when the change set being written began
         self.staged: list[bytes] = []
         self.rec: SwitchReconciler | None = None
         self.changes = None  # the ChangeSet being written (``connect``)
@@ -171,6 +177,7 @@ class OpenFlowSwitch:
     def send(self, data: bytes) -> None:
         if self.rec._inflight != self._seen:  # the first piece of a new change set
             self._seen = self.rec._inflight
+            self.before = dict(self.flows)
             if self.on_change_set is not None:
                 self.on_change_set()
         for message in messages(bytes(data)):
@@ -211,6 +218,8 @@ class OpenFlowSwitch:
         match = message[48:48 + ((length + 7) & ~7)]
         key = (table, priority, match)
         if command == ADD:
+            if self.flows.get(key) == (cookie, message[48 + len(match):]):
+                self.wasted.append(f"an add of a flow the switch holds: {self.universe.get(cookie)}")
             f = self.universe.get(cookie)
             for action in f.actions if f is not None else ():
                 if action[0] == "group" and action[1] not in self.groups:
@@ -221,6 +230,8 @@ class OpenFlowSwitch:
                 self.violations.append("a strict delete without a full cookie mask")
             if key in self.flows and self.flows[key][0] == cookie:
                 del self.flows[key]
+            elif self.before.get(key, (None,))[0] != cookie:  # else an add of this change set replaced it
+                self.wasted.append(f"a delete of a flow the switch did not hold: {self.universe.get(cookie)}")
         else:
             self.violations.append(f"flow mod command {command}")
 
@@ -383,6 +394,7 @@ def test_random_states_arriving_mid_plan_leave_the_switch_at_the_last_one(versio
         driver.settle()
         wait_in_sync(rec)
         assert switch.violations == []
+        assert switch.wasted == []
         assert switch.state() == wanted(switch, driver.flows, driver.groups)
         assert rec._book.counts()[2] == 0 and rec._book.installed == driver.flows
     finally:

@@ -197,22 +197,30 @@ def test_openflow_dead_after_is_never_or_at_least_two_seconds(tmp_path, value, o
 
 
 @pytest.mark.parametrize("text, expected", [
-    ('data_dir: ""\n', "canopy.yaml:1: data_dir: must be a path, not empty"),
+    ('data_dir: ""\n', "canopy.yaml:1: data_dir: must be a path, not empty (it meant the directory canopy started "
+     "in: write that directory, or leave data_dir out for /var/lib/canopy)"),
     ('data_dir: "/var/lib/a\\0b"\n', "canopy.yaml:1: data_dir: must not contain a NUL character"),
-    ('rest:\n  token_file: ""\n', "canopy.yaml:2: rest.token_file: must be a path, not empty"),
+    ('rest:\n  token_file: ""\n', "canopy.yaml:2: rest.token_file: must be a path, not empty (leave token_file out "
+     "for rest.token, else the token generated into data_dir/rest-token)"),
+    ('ha:\n  secret_file: ""\n', "canopy.yaml:2: ha.secret_file: must be a path, not empty (leave secret_file out "
+     "and give ha.secret)"),
     ('ha:\n  node_id: a\n  peer: 10.0.0.2\n  secret_file: "/etc/\\0"\n',
      "canopy.yaml:4: ha.secret_file: must not contain a NUL character"),
     ('tls:\n  key: "/etc/\\0"\n  cert: /etc/c\n  ca_cert: /etc/ca\n', "canopy.yaml:2: tls.key: must not contain a NUL"),
-    ('tls:\n  key: /etc/k\n  cert: ""\n  ca_cert: /etc/ca\n', "canopy.yaml:3: tls.cert: must be a path, not empty"),
+    ('tls:\n  key: /etc/k\n  cert: ""\n  ca_cert: /etc/ca\n', "canopy.yaml:3: tls.cert: must be a path, not empty "
+     "(leave the whole tls section out for plain listeners)"),
     ('bgp:\n  neighbors:\n    - {address: 10.0.0.1, asn: 1, md5_password: ""}\n',
-     "canopy.yaml:3: bgp.neighbors[0].md5_password: must not be empty (leave the setting out instead)"),
+     "canopy.yaml:3: bgp.neighbors[0].md5_password: must not be empty (leave md5_password out for a session "
+     "without TCP MD5)"),
     ('vrs:\n  hosts:\n    - {chassis: "", vtep_ip: 10.0.0.1}\n',
-     "canopy.yaml:3: vrs.hosts[0].chassis: must not be empty"),
+     "canopy.yaml:3: vrs.hosts[0].chassis: must not be empty (the hypervisor's system-id: ovs-vsctl get "
+     "Open_vSwitch . external_ids:system-id)"),  # required: "leave it out" is no way out
 ])
 def test_paths_passwords_and_chassis_are_not_empty_and_paths_hold_no_nul(tmp_path, text, expected):
     """An empty data_dir put the store in whatever directory canopy started in, an empty md5_password meant none
     and an empty chassis matched no hypervisor, all silently; a NUL byte in any path stopped `canopy check-settings`
-    and `canopy run` with a ValueError traceback instead of naming the setting."""
+    and `canopy run` with a ValueError traceback instead of naming the setting. A deployed file may hold such an
+    empty value: each refusal says what to write instead."""
     with pytest.raises(settings_mod.SettingsError) as info:
         load(tmp_path, text)
     assert expected in str(info.value)
