@@ -35,7 +35,7 @@ def routes(state, programmer, reconcilers, pause=None) -> list[Route]:
             raise NotFound("domain", id)
         ref = state.policy.ref("domain", domain)  # read before the pauses: the domain may go meanwhile
         pacer = Pacer(pause, FIB_EVERY)
-        pacer.tick(FIB_EVERY)  # waits for its turn before it starts (controller/rest/lane.py)
+        pacer.tick(FIB_EVERY)  # waits for its turn (controller/rest/lane.py), the collector not held off meanwhile
         view = programmer.view
         items = []
         with collector_paused():  # tens of thousands of young dicts (listing: module docstring)
@@ -51,16 +51,16 @@ def routes(state, programmer, reconcilers, pause=None) -> list[Route]:
                 raise ApiError(400, "bad_query", f"unknown query parameter; use {sorted(FLOW_FILTERS)}", name)
         keep = _flow_filter(req.query)
         key = _dpid(dpid)
+        pacer = Pacer(pause, LIST_EVERY)
+        pacer.tick(LIST_EVERY)  # waits for its turn (controller/rest/lane.py), the collector not held off meanwhile
         session = next((s for s, sw in programmer.view.switches.items() if sw.datapath_id == key), None)
         reconciler = reconcilers().get(key)
         if session is None and reconciler is None:
             raise ApiError(404, "not_found", f"no switch with datapath id {key:016x}")
         with collector_paused():  # freed before it ends (listing: module docstring)
-            return Response(200, listing(key, session, reconciler, keep))
+            return Response(200, listing(key, session, reconciler, keep, pacer))
 
-    def listing(key, session, reconciler, keep) -> bytes:
-        pacer = Pacer(pause, LIST_EVERY)
-        pacer.tick(LIST_EVERY)  # waits for its turn before it starts (controller/rest/lane.py)
+    def listing(key, session, reconciler, keep, pacer) -> bytes:
         if reconciler is not None:
             items = reconciler.flows(pacer)
             status = reconciler.status()

@@ -146,3 +146,27 @@ def test_no_answer_holds_the_lane_once_it_is_killed_or_fails():
             thread.wait()
     assert turns == ["failing"] + ["later 0", "later 1", "later 2"] * 2
     assert lane._turn.balance == 1  # free, nobody waiting
+
+
+def test_a_listing_waits_for_its_turn_with_the_collector_on():
+    """A listing may wait for its turn behind many others (seconds): the collector is held off only while it lists,
+    not while it waits (a switch's flows and BGP routes paused it before their first pause, the turn's wait)."""
+    from controller.pacer import paused_now
+    from controller.rest import bgp, dataplane
+    from tests.unit.test_remote_view import setup
+
+    state, prog = setup()
+    dpid = next(iter(prog.view.switches.values())).datapath_id
+    did = state.policy.find("domain", "acme/prod")["id"]
+    waits = []
+    routes = dataplane.routes(state, prog, dict, lambda: waits.append(paused_now()))
+    routes += bgp.routes(None, lambda: waits.append(paused_now()))
+    handlers = {r.pattern: r.handler for r in routes}
+    request = Request("GET", "", {}, {}, b"", "127.0.0.1")
+    first_waits = []
+    for ask in (lambda: handlers["/v1/switches/{dpid}/flows"](request, f"{dpid:016x}"),
+                lambda: handlers["/v1/domains/{id}/fib"](None, did), lambda: handlers["/v1/bgp/routes"](request)):
+        waits.clear()
+        ask()
+        first_waits.append(waits[0])  # the turn's: the collector held off then?
+    assert first_waits == [False, False, False] and not paused_now()
