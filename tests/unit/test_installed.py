@@ -317,7 +317,7 @@ def test_a_flow_a_colliding_owner_already_holds_is_not_added_again():
         book.set_desired(desired, changed={b})
         plan = planned(book, switch)
         assert {f for _, f in plan.adds} == added and not plan.deletes, desired
-        shared = [(wanted.owner, have.owner) for key, wanted, have in book.rows() if wanted in shared_a]
+        shared = [(wanted.owner, have.owner) for key, wanted, have in book.listing()[0] if wanted in shared_a]
         assert len(shared) == 1 and set(shared[0]) <= {a, b}  # listed once (docs/pipeline.md), under one of them
         assert set(switch) == set(book.desired_by_key()) and book.installed == desired
 
