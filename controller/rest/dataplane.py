@@ -136,12 +136,12 @@ def _desired_flows(desired, pacer: Pacer) -> list[dict]:
 def _desired_flow(flow, sharers: dict):
     """One row, with the fields and cookie format of a connected switch's (SwitchReport._flow_row)."""
     from openflow.flows import render_flow
-    from openflow.reconciler_report import others
+    from openflow.reconciler_report import named
 
+    owner, *shared_with = named(sharers.get(flow.key) or (flow.owner,))
     return {"table": flow.table, "table_name": BY_ID[flow.table].name, "priority": flow.priority,
-            "cookie": f"{flow.cookie:#018x}", "owner": {"kind": flow.owner.kind, "id": flow.owner.id},
-            "shared_with": others(sharers.get(flow.key, ()), flow), "flow": render_flow(flow), "desired": True,
-            "installed": False, "error": None}
+            "cookie": f"{flow.cookie:#018x}", "owner": owner, "shared_with": shared_with, "flow": render_flow(flow),
+            "desired": True, "installed": False, "error": None}
 
 
 def _route_view(state, view, route):
