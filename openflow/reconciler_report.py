@@ -73,11 +73,13 @@ class SwitchReport:
         (FlowBook.listing), most often none."""
         table, priority, cookie = key
         known = wanted if wanted is not None else have if isinstance(have, Flow) else None
+        shared_with = []
         if key in sharers:
             owner, *shared_with = named(sharers[key])
+        elif known is not None:
+            owner = {"kind": known.owner.kind, "id": known.owner.id}
         else:
-            owner, shared_with = {"kind": known.owner.kind, "id": known.owner.id} if known is not None else \
-                {"kind": owner_kind_of(cookie), "id": None}, []
+            owner = {"kind": owner_kind_of(cookie), "id": None}
         text = render_flow(known) if known is not None else decode.describe_stats(self.ofp, have)
         return {"table": table, "table_name": BY_ID[table].name if table in BY_ID else None,
                 "priority": priority, "cookie": f"{cookie:#018x}", "owner": owner,
