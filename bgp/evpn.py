@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from bgp.importer import RouteImport, beats
 from bgp.origins import Origins
-from bgp.routes import InclusiveMulticastRoute, IpPrefixRoute, MacIpRoute
+from bgp.routes import InclusiveMulticastRoute, IpPrefixRoute, MacIpRoute, encode_host
 from controller.pacer import NEVER, Pacer
 from controller.remote import RemoteTable
 
@@ -110,7 +110,8 @@ def _mac_ip_route(shared: tuple, mac: str, ip: str | None) -> MacIpRoute:
     """The type 2 route of ``mac`` and ``ip`` with the ``shared`` fields (``mac_ip_routes``' tuple), the same
     object as the last time. The endpoints of one subnet at one VTEP share every field but the MAC and IP: the
     first route of those fields is built (and validated) whole, the others from it, checking only their MAC and
-    IP (``MacIpRoute.with_host``)."""
+    IP (``MacIpRoute.with_host``), and their command text is written from its (``encode_host``: each new route
+    is announced)."""
     route = _BUILT.get((shared, mac, ip))
     if route is None:
         if len(_BUILT) >= _BUILT_SIZE:
@@ -123,6 +124,7 @@ def _mac_ip_route(shared: tuple, mac: str, ip: str | None) -> MacIpRoute:
                                                 router_mac=router_mac)
         else:
             route = first.with_host(mac, ip)
+            encode_host(route, first)
         _BUILT[(shared, mac, ip)] = route
     return route
 

@@ -35,7 +35,7 @@ ANNOUNCE = "announce"
 WITHDRAW = "withdraw"
 ACTIONS = (ANNOUNCE, WITHDRAW)
 ENCAPSULATIONS = {"vxlan": 8}
-_MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+_MAC_RE = re.compile(r"[0-9a-f]{2}(?::[0-9a-f]{2}){5}")  # fullmatch: ``$`` would let a trailing newline through
 _COMMAND_RE = re.compile(r"^(?:neighbor (\S+) )?(announce|withdraw) evpn (\{.*\}|\[.*\])$")
 BATCH_ROUTES = 500  # routes per command line at most (ExaBGP takes lines of up to 1 MiB)
 
@@ -45,7 +45,7 @@ BATCH_ROUTES = 500  # routes per command line at most (ExaBGP takes lines of up 
 
 def _mac(value: str, name: str) -> str:
     mac = str(value).lower()
-    if not _MAC_RE.match(mac):
+    if not _MAC_RE.fullmatch(mac):
         raise ValueError(f"{name}: {value!r} is not a MAC address like 52:54:00:12:34:56")
     return mac
 
@@ -56,8 +56,9 @@ _CANONICAL_IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")  # as ``str(ipaddr
 
 def _ip(value: str, name: str) -> str:
     """The address normalised; an IPv4-mapped IPv6 address (::ffff:a.b.c.d) becomes a.b.c.d. An IPv4 address written
-    as it is normalised is returned as it is, without ``ipaddress`` (10,000 vports bound: 10,000 new IPs)."""
-    if isinstance(value, str) and _CANONICAL_IPV4.fullmatch(value):
+    as it is normalised is returned as it is, without ``ipaddress`` (10,000 vports bound: 10,000 new IPs); only a
+    plain ``str``: a subclass of it goes through ``ipaddress`` and comes back a plain ``str``, as before."""
+    if type(value) is str and _CANONICAL_IPV4.fullmatch(value):
         return value
     try:
         return _normal_ip(value) if isinstance(value, str) else _normal_ip.__wrapped__(value)
@@ -69,6 +70,8 @@ def _ip(value: str, name: str) -> str:
 def _normal_ip(value) -> str:
     """``_ip`` without the field name, remembered: a batch of routes repeats its next hops and VTEP IPs."""
     address = ipaddress.ip_address(value)
+    if getattr(address, "scope_id", None) is not None:  # fe80::1%eth0: a host's zone, any text, no BGP address
+        raise ValueError("scoped")
     mapped = getattr(address, "ipv4_mapped", None)
     return str(mapped or address)
 
@@ -96,9 +99,9 @@ def _admin_number(value: str, name: str) -> str:
 def _admin_number_text(value: str, name: str) -> str:
     """``_admin_number``, remembered (every route of a batch carries the same RD and route targets)."""
     admin, sep, number = str(value).rpartition(":")
-    if not sep or not number.isdigit():
+    if not sep or not _digits(number):
         raise ValueError(f"{name}: {value!r} is not 'asn:number' or 'ipv4:number'")
-    if admin.isdigit():
+    if _digits(admin):
         asn, num = int(admin), int(number)
         if not (asn < 1 << 16 and num < 1 << 32) and not (asn < 1 << 32 and num < 1 << 16):
             raise ValueError(f"{name}: {value!r} is out of range")
@@ -110,6 +113,12 @@ def _admin_number_text(value: str, name: str) -> str:
     if int(number) >= 1 << 16:
         raise ValueError(f"{name}: {value!r} is out of range")
     return f"{admin}:{int(number)}"
+
+
+def _digits(text: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` also takes other scripts' digits (which ``int`` reads) and superscripts
+    (which it refuses, with a message that names no field)."""
+    return text.isascii() and text.isdigit()
 
 
 def _set(obj, name: str, value) -> None:
@@ -318,6 +327,43 @@ def payload(route: Route) -> str:
         _PAYLOADS.clear()
     _PAYLOADS[id(route)] = (route, text)
     return text
+
+
+_HOST_CUTS: dict = {}  # id(route) -> (route, its payload cut around its IP's and MAC's values, or None)
+
+
+def encode_host(route: MacIpRoute, first: MacIpRoute) -> None:
+    """Make the ``payload`` of ``route``, ``first.with_host(...)``, from ``first``'s: compact JSON with sorted keys
+    writes the two alike but for the values of "ip" and "mac" (10,000 vports bound: 10,000 texts written by
+    the JSON encoder otherwise). Each value is written as the encoder writes it."""
+    if _PAYLOADS.get(id(route), (None,))[0] is route:
+        return
+    cuts = _host_cuts(first)
+    if cuts is None:
+        payload(route)
+        return
+    head, middle, tail = cuts
+    if len(_PAYLOADS) >= _PAYLOADS_SIZE:
+        _PAYLOADS.clear()
+    _PAYLOADS[id(route)] = (route, head + _PAYLOAD_JSON(route.ip) + middle + _PAYLOAD_JSON(route.mac) + tail)
+
+
+def _host_cuts(first: MacIpRoute) -> tuple[str, str, str] | None:
+    """``first``'s payload as (what precedes the IP's value, what lies between it and the MAC's, what follows),
+    remembered by identity; None if the text is not so cut (then each route is encoded whole)."""
+    entry = _HOST_CUTS.get(id(first))
+    if entry is not None and entry[0] is first:
+        return entry[1]
+    text, ip, mac = payload(first), _PAYLOAD_JSON(first.ip), _PAYLOAD_JSON(first.mac)
+    head, found, rest = text.partition(f'"ip":{ip},')
+    middle, found_too, tail = rest.partition(f'"mac":{mac},')
+    cuts = (f'{head}"ip":', f',{middle}"mac":', f",{tail}") if found and found_too else None
+    if cuts is not None and cuts[0] + ip + cuts[1] + mac + cuts[2] != text:
+        cuts = None
+    if len(_HOST_CUTS) >= _PAYLOADS_SIZE:
+        _HOST_CUTS.clear()
+    _HOST_CUTS[id(first)] = (first, cuts)
+    return cuts
 
 
 def encode(route: Route) -> bool:

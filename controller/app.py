@@ -217,7 +217,7 @@ class CanopyApp(RyuApp):
                            turns=lambda: self.ovsdb.slicing_turns)
 
         def changed(what, detail):
-            loop.noted(what, sliced=what != "vrs" or detail in self.ovsdb.slicing_switches())
+            loop.noted(what, sliced=what == "locations" or what == "vrs" and detail in self.ovsdb.slicing_switches())
             self._wake.set()
 
         self.state.subscribe(changed)
@@ -460,7 +460,7 @@ class CanopyApp(RyuApp):
             if not active:
                 rec.hold(True)
         self._roles_wake.set()
-        self._wake.set()  # republish BGP routes and VTEP rows under the new role
+        self.program_loop.urge()  # republish BGP routes and VTEP rows under the new role, not behind slices
 
     def _role_keeper(self):
         """Keep every switch's OpenFlow role equal to this node's HA role: MASTER (then sync) on the

@@ -49,14 +49,16 @@ class ProgramLoop:
     ``slicing``: True while an OVSDB session has more slices of an update to report; ``turns``: a count that grows
     while those sessions work on their slices (between two slices' reports, the next one is parsed: at load 10,
     2-3 s for 4,000 ports, with no change of State meanwhile). ``noted(what, sliced)``: called
-    with each change of State (its kind, ``State.subscribe``; for a VRS report, whether its switch is slicing), so
-    the wait for reports knows whether they progress and whether anything else is waiting for the pass.
+    with each change of State (its kind, ``State.subscribe``; for a switch report, whether it is a slice of a
+    switch slicing), so the wait for reports knows whether they progress and whether anything else is waiting for
+    the pass; ``urge()``: a pass is needed now for something else. ``clock``: the wall clock (``since``);
+    ``timer``: monotonic, for the wait.
     """
 
     def __init__(self, programmer, wake, hand_out: Callable[[set], None], prepare: Callable[[], None] = lambda: None,
                  sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.time,
                  taking: Callable[[], bool] = lambda: False, slicing: Callable[[], bool] = lambda: False,
-                 turns: Callable[[], int] = lambda: 0):
+                 turns: Callable[[], int] = lambda: 0, timer: Callable[[], float] = time.monotonic):
         self.programmer = programmer
         self._taking = taking
         self._slicing = slicing
@@ -65,7 +67,8 @@ class ProgramLoop:
         self._hand_out = hand_out
         self._prepare = prepare
         self._sleep = sleep
-        self._clock = clock
+        self._clock = clock  # wall clock: when a degradation began (status)
+        self._timer = timer  # the wait for reports: a step of the wall clock neither stretches nor cuts it
         self.state = OK
         self.reason: str | None = None
         self.since: float | None = None  # when the current degradation began
@@ -78,14 +81,21 @@ class ProgramLoop:
         self._unsliced = False  # so was a report of a switch that is not slicing
 
     def noted(self, what: str, sliced: bool = True) -> None:
-        """State changed (``what``: its kind; ``sliced``: a VRS report's switch is reporting an update in slices): a
-        switch report's progress, or a change that must not wait for others' slices."""
+        """State changed (``what``: its kind; ``sliced``: a switch report comes of an update reported in slices, or
+        of the vports it moved; a hardware VTEP never slices): a switch report's progress, or a change that must not
+        wait for others' slices."""
         if what not in REPORTS:
             self._urgent = True
             return
         self._reported += 1
-        if what == "vrs" and not sliced:
+        if not sliced:
             self._unsliced = True
+
+    def urge(self) -> None:
+        """Something that is not a change of State needs a pass now (an HA role taken: the routes and VTEP rows to
+        publish under it): wake the loop, and the pass does not wait for switch reports."""
+        self._urgent = True
+        self._wake.set()
 
     @property
     def started(self) -> bool:
@@ -116,18 +126,18 @@ class ProgramLoop:
 
         The wait is bounded so that nothing else waits behind a stream of reports (several hypervisors sending big
         updates in turn): it ends at once when a change other than a switch report is noted (a policy applied
-        through REST, EVPN routes from BGP: ``REPORTS``), and as soon as State has taken a report of a switch that
-        is not slicing (a VM started on another hypervisor) whole; when no report has progressed for
-        ``REPORT_WAIT`` (a stalled report is not waited for: progress is a report noted or a turn of a slicing
-        session); and after ``REPORT_WAIT_MAX`` in all (a pass runs at
-        least that often while reports keep coming; it is incremental, and the next pass takes only what came after
-        it)."""
-        started = self._clock()
+        through REST, EVPN routes from BGP: ``REPORTS``; an HA role taken: ``urge``), and as soon as State has
+        taken a report of a switch that is not slicing (a VM started on another hypervisor, a hardware VTEP's)
+        whole; when no report has progressed for ``REPORT_WAIT`` (a stalled report is not waited for: progress is a
+        report noted or a turn of a slicing session); and after ``REPORT_WAIT_MAX`` in all, on the monotonic timer
+        (a pass runs at least that often while reports keep coming; it is incremental, and the next pass takes only
+        what came after it)."""
+        started = self._timer()
         progressed, seen = started, (self._reported, self._turns())
         while (self._taking() or self._slicing()) and not self._urgent:
             if self._unsliced and not self._taking():
                 return  # taken whole: that switch's pass does not wait for another's slices
-            now = self._clock()
+            now = self._timer()
             if (self._reported, self._turns()) != seen:
                 progressed, seen = now, (self._reported, self._turns())
             if now - progressed >= REPORT_WAIT or now - started >= REPORT_WAIT_MAX:

@@ -28,11 +28,12 @@ pause waits for a whole turn of the event loop, and OVS drops a connection the c
 for ~10 s (its inactivity probe); reads paced every 128 KB were once followed by such drops on a machine at load
 13-27 (docs/benchmarks.md, "Branch vrslag" and "Branch vrslag2").
 
-Multipart replies (the read-backs' flow stats) are parsed by at most ``STREAMS_AT_ONCE`` connections at a time
-(``StreamGate``): eight switches read back at once (openflow/atonce.py) each parsed a 512 KB piece in the same round
-of the hub, 30-90 ms of CPU that every other green thread waited for (vrs_scale's takeover and restart, branch
-takeoverlag). Every other message (echo, role, barrier replies, packet-ins, errors) is read without the gate; one
-that arrives behind a stream on the same connection waits for that connection's turn (``StreamGate``).
+Multipart replies of several messages (the read-backs' flow stats) are parsed by at most ``STREAMS_AT_ONCE``
+connections at a time (``StreamGate``): eight switches read back at once (openflow/atonce.py) each parsed a 512 KB
+piece in the same round of the hub, 30-90 ms of CPU that every other green thread waited for (vrs_scale's takeover
+and restart, branch takeoverlag). Every other message (echo, role, barrier replies, packet-ins, errors, a reply of
+one message such as a handshake's port descriptions) is read without the gate; one that arrives behind a stream on
+the same connection waits for that connection's turn (``StreamGate``).
 """
 
 import contextlib
@@ -69,7 +70,7 @@ from ryu.ofproto import ofproto_parser, ofproto_protocol, ofproto_v1_3, ofproto_
 from ryu.ofproto import ofproto_v1_3_parser, ofproto_v1_4_parser  # noqa: E402
 
 RyuApp = app_manager.RyuApp
-_select = eventlet.patcher.original("select")  # a poll that never gives the hub a turn (PacedSocket._buffered)
+_select = eventlet.patcher.original("select")  # a poll that never gives the hub a turn (PacedSocket)
 READ_PAUSE_BYTES = 512 * 1024  # bytes read from one switch between two turns of the event loop (~3,400 flow stats)
 STREAMS_AT_ONCE = 2  # connections parsing multipart replies at the same time (StreamGate)
 AHEAD = 1e9  # seconds a ``spawn_first`` green thread's turn is dated back: before any turn already due
@@ -194,21 +195,21 @@ __all__ = [
 
 
 class StreamGate:
-    """At most ``slots`` holders at a time; the others wait in the order they came (FIFO), and a released slot goes
-    to the first of them (no one who comes later takes it first). Held by a connection while it parses multipart
-    replies (``PacedSocket``), over its pauses too (green threads take turns: a slot given back at each pause would
-    let every connection parse a piece in the same round), and handed on at a pause when another waits: a round of
+    """At most ``slots`` holders at a time; the others wait in the order they came (FIFO), and a released slot goes to
+    the first of them (no one who comes later takes it first). Held by a connection while it parses a multipart reply of
+    several messages (``PacedSocket``), over its pauses too (green threads take turns: a slot given back at each pause
+    would let every connection parse a piece in the same round), and handed on at a pause when another waits: a round of
     the hub parses at most ``slots`` pieces of ``READ_PAUSE_BYTES``, whatever the number of switches read back.
 
-    How long one waits: each of the ``n`` connections ahead of it parses one piece (~3-6 ms of CPU here) and hands
-    its slot on, ``slots`` of them a round: ``ceil(n / slots)`` rounds. ``n`` is at most the connections with a
-    multipart reply in flight (openflow/atonce.py READ_BACKS_AT_ONCE read-backs, and a handshake's port
-    descriptions). A message behind a stream on the same connection (OVS's echo request) is read when the stream in
-    front of it is, each of its pieces after such a wait: in vrs_scale, a 2.5 MB read-back is 5 pieces, each behind
-    at most 7 others at 2 a round, ~20 rounds (tests/unit/test_stream_gate.py counts them), far below OVS's 5 s
-    inactivity probe. A holder whose socket holds nothing to read gives its slot back before it waits (the read-back
-    is over, or its switch is slow or stalls mid-message, even on purpose): only bytes already received are
-    parsed holding a slot."""
+    How long one waits: each of the ``n`` connections ahead of it parses one piece (~3-6 ms of CPU here) and hands its
+    slot on, ``slots`` of them a round: ``ceil(n / slots)`` rounds. ``n`` is at most the connections with a multipart
+    reply of several messages in flight (openflow/atonce.py READ_BACKS_AT_ONCE read-backs, and a handshake's port
+    descriptions of more than 64 KB). A message behind a stream on the same connection (OVS's echo request) is read when
+    the stream in front of it is, each of its pieces after such a wait: in vrs_scale, a 2.5 MB read-back is 5 pieces,
+    each behind at most 7 others at 2 a round, ~20 rounds (tests/unit/test_stream_gate.py counts them), far below OVS's
+    5 s inactivity probe. A holder whose socket holds nothing to read gives its slot back before it waits (the read-back
+    is over, or its switch is slow or stalls mid-message, even on purpose): only bytes already received are parsed
+    holding a slot (over TLS: only whole records, as a part cannot be decrypted before its rest comes)."""
 
     def __init__(self, slots: int):
         if slots < 1:
@@ -255,42 +256,64 @@ class StreamGate:
 STREAMS = StreamGate(STREAMS_AT_ONCE)
 _HEADER = struct.Struct("!BBHI")  # OpenFlow's header: version, type, length, xid
 _MULTIPART_REPLY = ofproto_v1_3.OFPT_MULTIPART_REPLY  # the same type in OpenFlow 1.4
+_MULTIPART = struct.Struct("!HH")  # a multipart reply's body starts with its type and flags
+_REPLY_MORE = ofproto_v1_3.OFPMPF_REPLY_MORE  # the same flag in OpenFlow 1.4: more messages of this reply follow
 
 
 class _Framing:
-    """Where a connection's stream is: in which message, how many of its bytes are still to come. Fed every byte
-    the socket returns, in order (Ryu reads a header, then at most the rest of that message)."""
+    """Where a connection's stream is: in which message, how many of its bytes are still to come, and whether that
+    message belongs to a multipart reply of several messages (``bulk``: flow stats of a read-back; a reply that
+    fits in one message, at most 64 KB, such as a handshake's port descriptions, needs no slot). Fed every byte the
+    socket returns, in order; ``bulk`` is known once the message's multipart flags are read, before Ryu parses it
+    (Ryu reads a header, then the rest of that message)."""
 
-    __slots__ = ("head", "left", "bulk")
+    __slots__ = ("head", "left", "bulk", "_flags", "_more")
 
     def __init__(self):
         self.head = bytearray()  # the part of the current message's header read so far
         self.left = 0  # bytes of the current message's body still to come
-        self.bulk = False  # the current (or last) message is a multipart reply
+        self.bulk = False  # the current (or last) message is part of a multipart reply of several messages
+        self._flags = None  # a multipart reply's type and flags read so far (None: read, or not such a reply)
+        self._more = False  # the last multipart reply's message said more were to follow
 
     def feed(self, data: bytes) -> None:
         view, at = memoryview(data), 0
         while at < len(view):
-            if self.left:
-                step = min(self.left, len(view) - at)
-                self.left -= step
-            else:
-                step = min(_HEADER.size - len(self.head), len(view) - at)
-                self.head += view[at:at + step]
-                if len(self.head) == _HEADER.size:
-                    _, kind, length, _ = _HEADER.unpack(self.head)
-                    self.head.clear()
-                    self.left = max(length, _HEADER.size) - _HEADER.size  # as Ryu reads a length below 8
-                    self.bulk = kind == _MULTIPART_REPLY
+            if not self.left:
+                at += self._header(view[at:])
+                continue
+            step = min(self.left, len(view) - at)
+            if self._flags is not None:
+                self._multipart(view[at:at + step])
+            self.left -= step
             at += step
+
+    def _header(self, view) -> int:
+        step = min(_HEADER.size - len(self.head), len(view))
+        self.head += view[:step]
+        if len(self.head) == _HEADER.size:
+            _, kind, length, _ = _HEADER.unpack(self.head)
+            self.head.clear()
+            self.left = max(length, _HEADER.size) - _HEADER.size  # as Ryu reads a length below 8
+            self.bulk = False
+            self._flags = bytearray() if kind == _MULTIPART_REPLY and self.left >= _MULTIPART.size else None
+        return step
+
+    def _multipart(self, view) -> None:
+        self._flags += view[:_MULTIPART.size - len(self._flags)]
+        if len(self._flags) == _MULTIPART.size:
+            more = bool(_MULTIPART.unpack(self._flags)[1] & _REPLY_MORE)
+            self.bulk = more or self._more  # the last message of a long reply too
+            self._more, self._flags = more, None
 
 
 class PacedSocket:
     """A switch's socket whose reads tick ``pacer`` by the bytes they return (see the module docstring). Ryu reads
     at most the rest of one message at a time and parses and dispatches it before it reads again, so between two
-    pauses it parsed at most ``READ_PAUSE_BYTES`` and one message. A multipart reply is parsed holding a slot of
-    ``gate`` (``StreamGate``): taken once its header is read; handed on at a pause if another connection waits (and
-    taken again, behind them); given back before a read that would wait (the socket holds nothing), and when the
+    pauses it parsed at most ``READ_PAUSE_BYTES`` and one message. A multipart reply of several messages
+    is parsed holding a slot of ``gate`` (``StreamGate``): taken once a message's flags say so (``_Framing``),
+    before Ryu parses it; handed on at a pause if another connection waits (and taken again, behind them); given
+    back before a read that would wait (the socket holds nothing, or only part of a TLS record), and when the
     connection is closed or fails. Other messages need no slot. Everything else is the socket's."""
 
     def __init__(self, sock, pause=None, gate: StreamGate | None = None):
@@ -301,10 +324,11 @@ class PacedSocket:
         self._holding = False
 
     def recv(self, size: int, *flags) -> bytes:
-        if self._holding and not self._buffered():
-            self._give_back()  # the stream ended, or waits for the switch: the others do not wait for it meanwhile
         try:
-            data = self._sock.recv(size, *flags)
+            data = self._read_at_once(size, *flags) if self._holding else None
+            if data is None:
+                self._give_back()  # the stream ended, or waits for the switch: the others do not wait meanwhile
+                data = self._sock.recv(size, *flags)
         except BaseException:
             self._give_back()
             raise
@@ -334,16 +358,33 @@ class PacedSocket:
             self._give_back()
         self._pause()
 
-    def _buffered(self) -> bool:
-        """Whether a read would return at once (the kernel's buffer, or TLS's decrypted bytes, hold some)."""
-        pending = getattr(self._sock, "pending", None)
+    def _read_at_once(self, size: int, *flags) -> bytes | None:
+        """What a read returns without waiting, None if it would wait: the kernel's buffer holds nothing, or (TLS)
+        only part of a record, which cannot be decrypted before the rest comes."""
+        pending = getattr(self._sock, "pending", None)  # TLS: bytes decrypted and not read yet
         if pending is not None and pending():
-            return True
+            return self._sock.recv(size, *flags)
+        if not self._kernel_holds_bytes():
+            return None
+        if pending is None:
+            return self._sock.recv(size, *flags)
+        timeout = self._sock.gettimeout()
+        self._sock.setblocking(False)
         try:
-            ready, _, _ = _select.select([self._sock], [], [], 0)
-        except (OSError, TypeError, ValueError):  # closed, or a stand-in without a descriptor
+            return self._sock.recv(size, *flags)
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return None  # the bytes read stay in TLS's buffer, for the next read
+        finally:
+            self._sock.setblocking(True)
+            self._sock.settimeout(timeout)
+
+    def _kernel_holds_bytes(self) -> bool:
+        try:
+            poll = _select.poll()  # not select(): it refuses descriptors of 1024 and more (a thousand switches)
+            poll.register(self._sock, _select.POLLIN)
+        except (OSError, TypeError, ValueError, AttributeError):  # closed, or a stand-in without a descriptor
             return True
-        return bool(ready)
+        return bool(poll.poll(0))
 
     def __getattr__(self, name: str):
         return getattr(self._sock, name)

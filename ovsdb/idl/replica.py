@@ -57,8 +57,10 @@ def schema_helper(schema_json: dict, wanted: Mapping[str, Iterable[str]]) -> ovs
     helper = ovs.db.idl.SchemaHelper(schema_json=schema_json)
     tables = schema_json.get("tables", {})
     for table, columns in wanted.items():
-        if table in tables:
-            present = [c for c in columns if c in tables[table].get("columns", {})]
+        defined = tables.get(table)
+        if isinstance(defined, dict):  # any other shape (a hostile peer's): the parse refuses it (Replica)
+            known = defined.get("columns")
+            present = [c for c in columns if c in known] if isinstance(known, dict) else []
             helper.register_columns(table, present)
     return helper
 

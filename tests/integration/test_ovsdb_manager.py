@@ -479,7 +479,6 @@ def test_peers_that_never_send_their_database_do_not_keep_the_others_waiting(man
             peer.close()
 
 
-
 def test_the_sync_timeout_does_not_count_a_sessions_wait_for_its_turn(spawn):
     """A real VRS queued behind peers reading big databases (their first-read slots taken by the manager's driver,
     as their sessions would hold them) for longer than the sync timeout (2.5 s here) is not dropped for that: it

@@ -229,6 +229,23 @@ def test_type2_routes_sharing_all_but_the_host_are_validated_whole_once(monkeypa
     assert {route.mac for route in routes} == {"02:00:00:00:00:01", "02:00:00:00:00:03"}
 
 
+def test_type2_routes_made_from_the_first_have_their_text_written_from_its(monkeypatch):
+    """Two vports of a subnet at one VTEP: the JSON encoder writes the first route's dict only; the second's text,
+    written from the first's, is what the encoder writes for it."""
+    import bgp.evpn
+    import bgp.routes
+
+    state, view = setup_view({"hv1": [("vm1", 10), ("vm3", 11)]})
+    bgp.evpn._BUILT.clear()
+    bgp.routes._PAYLOADS.clear()
+    real, dicts = bgp.routes._PAYLOAD_JSON, []
+    monkeypatch.setattr(bgp.routes, "_PAYLOAD_JSON", lambda value: (dicts.append(type(value) is dict), real(value))[1])
+    routes = by_type(originate(view, state.policy), 2)
+    texts = [bgp.routes.payload(route) for route in routes]
+    assert len(routes) == 2 and dicts.count(True) == 1
+    assert texts == [real(bgp.routes.route_to_dict(route)) for route in routes]
+
+
 class RecordingSpeaker:
     """The one thing Federation.publish asks of its speaker: the routes it wants announced."""
 

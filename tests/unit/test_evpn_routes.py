@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+import bgp.routes as routes_module
 from bgp.received import decode_nlri, from_exabgp_json
 from bgp.routes import (
     InclusiveMulticastRoute,
@@ -270,3 +271,80 @@ def test_ipv4_addresses_written_normalised_are_not_parsed_by_ipaddress(monkeypat
     monkeypatch.setattr(ipaddress, "ip_address", refuse)
     route = MacIpRoute(rd="1:1", mac="52:54:00:12:34:56", l2_vni=1, next_hop="198.51.100.77", ip="203.0.113.201")
     assert (route.next_hop, route.ip) == ("198.51.100.77", "203.0.113.201")
+
+
+def test_an_ipv4_address_in_a_str_subclass_comes_back_a_plain_str():
+    """The fast check returns its input as it is: only a plain ``str`` may take it (a subclass could compare, hash
+    or print otherwise than the address it spells)."""
+
+    class Text(str):
+        pass
+
+    route = MacIpRoute(rd="1:1", mac="52:54:00:12:34:56", l2_vni=1, next_hop=Text("192.0.2.1"), ip=Text("10.0.0.5"))
+    assert (route.ip, route.next_hop) == ("10.0.0.5", "192.0.2.1")
+    assert (type(route.ip), type(route.next_hop)) == (str, str)
+
+
+@pytest.mark.parametrize("field", ["mac", "router_mac"])
+def test_a_mac_with_a_trailing_newline_is_refused_naming_the_field(field):
+    """``$`` matches before a final newline: the MAC check matches the whole text (a route, ``with_host`` and
+    ``route_from_dict`` alike)."""
+    fields = {"rd": "1:1", "mac": "52:54:00:12:34:56", "l2_vni": 1, "next_hop": "192.0.2.1"}
+    with pytest.raises(ValueError, match=f"^{field}: "):
+        MacIpRoute(**fields | {field: "52:54:00:12:34:57\n"})
+    with pytest.raises(ValueError, match=f"^{field}: "):
+        route_from_dict({"type": 2, **fields, field: "52:54:00:12:34:57\n"})
+    if field == "mac":
+        with pytest.raises(ValueError, match="^mac: "):
+            MacIpRoute(**fields).with_host("52:54:00:12:34:57\n", None)
+
+
+@pytest.mark.parametrize("text", ["1:\u00b2", "1:\u0665", "\u0661:5", "192.0.2.1:\u0665"])
+def test_a_route_distinguisher_or_target_in_other_than_ascii_digits_is_refused_naming_the_field(text):
+    """``str.isdigit`` takes digits of other scripts and superscripts: the first were read as ASCII ones, the
+    second failed in ``int`` with a message naming no field."""
+    with pytest.raises(ValueError, match="^rd: "):
+        MacIpRoute(rd=text, mac="52:54:00:12:34:56", l2_vni=1, next_hop="192.0.2.1")
+    with pytest.raises(ValueError, match="^route_targets: "):
+        MacIpRoute(rd="1:1", mac="52:54:00:12:34:56", l2_vni=1, next_hop="192.0.2.1", route_targets=(text,))
+
+
+@pytest.mark.parametrize("text", ["fe80::1%eth0", 'fe80::1%a"b\\c', "fe80::1%0"])
+def test_an_ipv6_address_with_a_scope_is_refused_naming_the_field(text):
+    """``ipaddress`` takes ``address%scope`` with any text after the ``%``: an interface of one host, no address
+    to announce (it went out to ExaBGP as the next hop or IP, quotes and all)."""
+    for field in ("ip", "next_hop"):
+        with pytest.raises(ValueError, match=f"^{field}: "):
+            MacIpRoute(**{"rd": "1:1", "mac": "52:54:00:12:34:56", "l2_vni": 1, "next_hop": "fe80::1"} | {field: text})
+    with pytest.raises(ValueError, match="^gateway: "):
+        IpPrefixRoute(rd="1:1", prefix="2001:db8::/64", l3_vni=1, next_hop="192.0.2.1", gateway=text)
+
+
+def _first_routes():
+    """Type 2 routes as ``bgp.evpn`` builds a subnet's first at a VTEP: with and without IP, L3 VNI, sequence."""
+    common = {"rd": "65000:100", "l2_vni": 5001, "next_hop": "192.0.2.1", "route_targets": ("65000:1", "65000:2")}
+    return [MacIpRoute(mac="52:54:00:12:34:56", ip="10.0.0.5", l3_vni=9001, router_mac="02:00:00:00:00:01",
+                       mobility_seq=3, **common),
+            MacIpRoute(mac="52:54:00:12:34:56", **common),
+            MacIpRoute(mac="52:54:00:12:34:56", ip="2001:db8::5", **common | {"next_hop": "2001:db8::1"})]
+
+
+@pytest.mark.parametrize("first", _first_routes())
+def test_a_route_for_another_host_has_the_text_the_encoder_writes_from_the_first_s(first, monkeypatch):
+    real, dicts = routes_module._PAYLOAD_JSON, []
+    monkeypatch.setattr(routes_module, "_PAYLOAD_JSON", lambda value: (dicts.append(type(value) is dict),
+                                                                       real(value))[1])
+    others = [first.with_host(mac, ip) for mac, ip in (("52:54:00:aa:bb:cc", "10.0.0.6"), ("52:54:00:aa:bb:cd", None),
+                                                       ("52:54:00:aa:bb:ce", "2001:db8::6"))]
+    for route in others:
+        routes_module.encode_host(route, first)
+    assert dicts.count(True) == 1  # the first's dict only
+    assert [routes_module.payload(route) for route in others] == [real(route_to_dict(route)) for route in others]
+
+
+def test_a_route_for_another_host_is_encoded_whole_when_the_first_s_text_is_not_cut():
+    first = _first_routes()[0]
+    route = first.with_host("52:54:00:aa:bb:cc", "10.0.0.6")
+    routes_module._HOST_CUTS[id(first)] = (first, None)
+    routes_module.encode_host(route, first)
+    assert routes_module.payload(route) == routes_module._PAYLOAD_JSON(route_to_dict(route))

@@ -8,6 +8,8 @@ CPU in vrs_scale's restart and takeover. The connection Canopy makes (``open_dat
 ``READ_PAUSE_BYTES`` read: counted here (pauses, not time), with what Ryu parsed between two of them.
 """
 
+import struct
+
 import pytest
 
 from controller import ryu_compat
@@ -24,9 +26,16 @@ def read_back_stream(version: int) -> tuple[bytes, int]:
     dp = ofproto_protocol.ProtocolDesc(version)
     flows = (FLOWS * (FLOWS_READ // len(FLOWS) + 1))[:FLOWS_READ]
     messages = [flow_stats_reply(dp, flows[i:i + PER_MESSAGE]) for i in range(0, len(flows), PER_MESSAGE)]
+    messages = [more_to_follow(dp, msg) for msg in messages[:-1]] + messages[-1:]  # as OVS marks them
     echo = dp.ofproto_parser.OFPEchoRequest(dp, data=b"probe")
     echo.serialize()
     return b"".join(messages) + bytes(echo.buf), len(messages) + 1
+
+
+def more_to_follow(dp, message: bytes) -> bytes:
+    """``message`` (a multipart reply) flagged as one of several: more messages of its reply follow."""
+    at = dp.ofproto.OFP_HEADER_SIZE + 2  # the flags, after the header and the reply's type
+    return message[:at] + struct.pack("!H", dp.ofproto.OFPMPF_REPLY_MORE) + message[at + 2:]
 
 
 class HeldStream:

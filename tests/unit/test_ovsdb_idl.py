@@ -388,3 +388,17 @@ def test_a_schema_ovs_cannot_parse_ends_the_session_saying_why(accepted):
     bad["tables"]["Open_vSwitch"]["columns"]["external_ids"]["type"] = "bogus"
     with pytest.raises(idl.PeerError, match="unusable Open_vSwitch schema: .*bogus"):
         idl.Replica(link, bad, {"Open_vSwitch": ["external_ids"]})
+
+
+@pytest.mark.parametrize("table", ["not an object", {"columns": 7}, {"columns": {"external_ids": 7}}])
+def test_a_wanted_table_that_is_no_schema_ends_the_session_saying_why(accepted, table):
+    """A hostile peer's schema whose wanted table (or its columns) is not an object passes get_schema's shape check:
+    it is the peer's fault too, a PeerError naming it (review29f; before, reading the wanted columns raised an
+    AttributeError, the 'unexpected error' with a traceback that the check was to end)."""
+    import copy
+
+    _, link, _ = accepted
+    bad = copy.deepcopy(TINY_SCHEMA)
+    bad["tables"]["Open_vSwitch"] = table
+    with pytest.raises(idl.PeerError, match="unusable Open_vSwitch schema"):
+        idl.Replica(link, bad, {"Open_vSwitch": ["external_ids"]})

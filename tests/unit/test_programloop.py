@@ -250,15 +250,19 @@ def test_a_pass_waits_for_the_report_state_is_taking_and_not_longer_than_report_
     def sleep(seconds):
         sleeps.append(seconds)
         now[0] += seconds
+        assert sum(sleeps) < WAIT_BOUND, "the wait did not end"
 
     taking = iter([True, True, True, False])
-    loop = ProgramLoop(None, threading.Event(), None, sleep=sleep, clock=lambda: now[0], taking=lambda: next(taking))
+    loop = ProgramLoop(None, threading.Event(), None, sleep=sleep, timer=lambda: now[0], taking=lambda: next(taking))
     loop._report_taken()
     assert sleeps == [programloop.COALESCE] * 3
     sleeps.clear()
-    endless = ProgramLoop(None, threading.Event(), None, sleep=sleep, clock=lambda: now[0], taking=lambda: True)
+    endless = ProgramLoop(None, threading.Event(), None, sleep=sleep, timer=lambda: now[0], taking=lambda: True)
     endless._report_taken()
     assert programloop.REPORT_WAIT <= sum(sleeps) < programloop.REPORT_WAIT + 2 * programloop.COALESCE
+
+
+WAIT_BOUND = 60.0  # seconds of a fake clock: any wait for reports has ended long before
 
 
 class Clock:
@@ -271,11 +275,12 @@ class Clock:
     def sleep(self, seconds):
         self.now += seconds
         self.slept += seconds
+        assert self.slept < WAIT_BOUND, "the wait did not end"  # a test of a wait without its bound fails, not hangs
         self.each(self.now)
 
 
 def _waiting_loop(clock, taking):
-    return ProgramLoop(None, threading.Event(), None, sleep=clock.sleep, clock=lambda: clock.now, taking=taking)
+    return ProgramLoop(None, threading.Event(), None, sleep=clock.sleep, timer=lambda: clock.now, taking=taking)
 
 
 def test_a_pass_waits_past_report_wait_while_the_slices_keep_coming_and_runs_once_they_end():
@@ -304,12 +309,12 @@ def test_a_pass_waits_while_a_slicing_session_works_on_its_next_slice_though_sta
         turns[0] += 1  # the session's turns while it parses the next slice
 
     clock = Clock(parsing)
-    loop = ProgramLoop(None, threading.Event(), None, sleep=clock.sleep, clock=lambda: clock.now,
+    loop = ProgramLoop(None, threading.Event(), None, sleep=clock.sleep, timer=lambda: clock.now,
                        slicing=lambda: clock.now < 2.5, turns=lambda: turns[0])
     loop._report_taken()
     assert 2.5 <= clock.slept < 2.5 + 2 * programloop.COALESCE
     turns[0], clock.slept, clock.each = 0, 0.0, lambda now: None  # a session slicing that gets no turn: stalled
-    loop = ProgramLoop(None, threading.Event(), None, sleep=clock.sleep, clock=lambda: clock.now,
+    loop = ProgramLoop(None, threading.Event(), None, sleep=clock.sleep, timer=lambda: clock.now,
                        slicing=lambda: True, turns=lambda: turns[0])
     loop._report_taken()
     assert programloop.REPORT_WAIT <= clock.slept < programloop.REPORT_WAIT + 2 * programloop.COALESCE
@@ -495,7 +500,7 @@ def test_the_apps_loop_waits_for_a_sliced_update_lasting_longer_than_report_wait
         now[0] += 0.05
         return now[0]
 
-    loop._clock = clock
+    loop._timer = clock
     worker = hub.spawn(loop.run)
 
     def report_in_slices():
@@ -518,6 +523,15 @@ def test_the_apps_loop_runs_a_pass_for_another_switchs_report_while_one_is_still
     """A VM started on another hypervisor (a small report of switch s2) while kvm1 (switch s1) reports an update in
     slices: its pass runs once State has taken that report, without waiting for s1's last slice (before: it waited
     behind them, REPORT_WAIT at most)."""
+    passes, slicing = while_s1_slices(monkeypatch, lambda state, loop: state.vrs_update(
+        snapshot("s2", "10.251.0.2", [("vm39", 1)])))  # a VM on the other hypervisor
+    assert slicing and passes[1:] == [(0, 11)]  # its pass ran with s1 still slicing
+
+
+def while_s1_slices(monkeypatch, meanwhile):
+    """The app's loop on green threads: kvm1 (switch s1) reports the first slice of an update and the loop waits for
+    the next; then ``meanwhile(state, loop)`` happens, and the loop is given turns until a second pass: (the passes,
+    as ``_apps_loop``'s, and the OVSDB server's ``slicing`` after)."""
     from controller.ryu_compat import hub
 
     state, loop, passes, slicing = _apps_loop(monkeypatch, slicing={"ovsdb:kvm1"})
@@ -527,9 +541,9 @@ def test_the_apps_loop_runs_a_pass_for_another_switchs_report_while_one_is_still
         state.vrs_update(snapshot("s1", "10.251.0.1", [(f"vm{i}", i + 1) for i in range(10)]))  # s1's first slice
         _turns_until(lambda: False)  # the loop waits for s1's next slices
         assert loop.passes == 1
-        state.vrs_update(snapshot("s2", "10.251.0.2", [("vm39", 1)]))  # a VM on the other hypervisor
+        meanwhile(state, loop)
         _turns_until(lambda: loop.passes > 1)
-        assert slicing and passes[1:] == [(0, 11)]  # its pass ran with s1 still slicing
+        return passes, set(slicing)
     finally:
         hub.kill(worker)
 
@@ -545,7 +559,7 @@ def test_a_report_of_a_switch_not_slicing_waits_only_until_state_has_taken_it():
         taking[0] = now < 0.5
 
     clock = Clock(meanwhile)
-    loop = ProgramLoop(None, threading.Event(), None, sleep=clock.sleep, clock=lambda: clock.now,
+    loop = ProgramLoop(None, threading.Event(), None, sleep=clock.sleep, timer=lambda: clock.now,
                        taking=lambda: taking[0], slicing=lambda: True)
     loop._report_taken()
     assert 0.5 <= clock.slept < 0.5 + 2 * programloop.COALESCE

@@ -8,10 +8,17 @@ hub rounds until each echo request is dispatched, the order slots are given in, 
 a connection ends, fails or is killed. Counts, not time.
 """
 
+import contextlib
+import os
+import ssl
+import struct
+
 import pytest
 
 from controller import ryu_compat
 from controller.ryu_compat import StreamGate, hub, ofproto_protocol
+from tests.unit.flow_samples import FLOWS
+from tests.unit.test_flow_stats_read_back import flow_stats_reply
 from tests.unit.test_openflow_read_pacing import HeldStream, read_back_stream
 
 SWITCHES = 8  # read back at once (openflow/atonce.py READ_BACKS_AT_ONCE)
@@ -22,10 +29,11 @@ class Dispatched:
     """Ryu's ofp_event brick as the receive loop uses it: the hub round each connection's echo request came in."""
 
     def __init__(self, rounds: list):
-        self.rounds, self.echo_round = rounds, {}
+        self.rounds, self.echo_round, self.parsed = rounds, {}, 0
 
     def send_event_to_observers(self, ev, state) -> None:
         msg = getattr(ev, "msg", None)
+        self.parsed += msg.msg_len if msg is not None else 0
         if msg is not None and type(msg).__name__ == "OFPEchoRequest":
             self.echo_round[msg.datapath.address] = self.rounds[0]
 
@@ -35,7 +43,7 @@ class Dispatched:
 
 def run_loops(streams: list, gate: StreamGate, monkeypatch) -> tuple[list, Dispatched]:
     """Ryu's receive loop on each stream, every one with ``gate``, and a probe that counts the hub's rounds: the
-    bytes all streams returned during each round, and where each echo request was dispatched."""
+    bytes of the messages parsed (dispatched) during each round, and where each echo request was dispatched."""
     rounds = [0]
     brick = Dispatched(rounds)
     monkeypatch.setattr(ryu_compat.app_manager, "lookup_service_brick", lambda name: brick)
@@ -44,13 +52,12 @@ def run_loops(streams: list, gate: StreamGate, monkeypatch) -> tuple[list, Dispa
         dp = ryu_compat.open_datapath(stream, (f"192.0.2.{n + 1}", 6653), gate=gate)
         dp.set_state(ryu_compat.MAIN_DISPATCHER)
         loops.append(hub.spawn(dp._recv_loop))
-    per_round, read = [], 0
+    per_round, parsed = [], 0
     for _ in range(10_000):  # bounded: a few hundred rounds
         hub.sleep(0)
         rounds[0] += 1
-        now = sum(stream.offset for stream in streams)
-        per_round.append(now - read)
-        read = now
+        per_round.append(brick.parsed - parsed)
+        parsed = brick.parsed
         if all(loop.dead for loop in loops):
             break
     assert all(loop.dead for loop in loops)
@@ -158,7 +165,8 @@ def test_a_connection_that_fails_or_ends_mid_reply_gives_its_slot_back(error, mo
 
 
 def test_small_messages_are_read_while_every_slot_is_held(monkeypatch):
-    """Echo and barrier replies, errors and packet-ins need no slot: read even while other read-backs hold every
+    """Echo and barrier replies, errors and packet-ins need no slot, nor a multipart reply of one message (at most
+    64 KB: a handshake's port descriptions, a group's description): read even while other read-backs hold every
     one."""
     dp = ofproto_protocol.ProtocolDesc(4)
     parser = dp.ofproto_parser
@@ -166,9 +174,10 @@ def test_small_messages_are_read_while_every_slot_is_held(monkeypatch):
                 parser.OFPEchoReply(dp, data=b"x")]
     for msg in messages:
         msg.serialize()
+    port_desc = struct.pack("!BBHIHH4x", 4, dp.ofproto.OFPT_MULTIPART_REPLY, 16, 7, dp.ofproto.OFPMP_PORT_DESC, 0)
     gate = StreamGate(1)
     gate.acquire()
-    stream = HeldStream(b"".join(bytes(msg.buf) for msg in messages))
+    stream = HeldStream(port_desc + flow_stats_reply(dp, FLOWS[:3]) + b"".join(bytes(msg.buf) for msg in messages))
     _, brick = run_loops([stream], gate, monkeypatch)
     assert stream.closed and len(brick.echo_round) == 1 and gate.waits == 0 and gate.held == 1
 
@@ -180,29 +189,143 @@ def wait_for(condition) -> None:
             return
 
 
+@contextlib.contextmanager
+def descriptors_from(low: int, on: bool):
+    """While inside: new descriptors are numbered ``low`` or more (``on``), as in a controller of a thousand
+    switches: ``select()`` cannot poll them (FD_SETSIZE is 1024)."""
+    taken = []
+    try:
+        while on and len(taken) <= low:  # bounded: at most low + 1 descriptors
+            taken.append(os.open(os.devnull, os.O_RDONLY))
+            if taken[-1] >= low - 1:
+                break
+        yield
+    finally:
+        for fd in taken:
+            os.close(fd)
+
+
+@pytest.mark.parametrize("high_fd", [False, True])
 @pytest.mark.parametrize("stop_at", [10_000, -13])  # mid-message (a stalled switch), after the replies
-def test_a_slot_is_given_back_when_the_socket_has_nothing_more_to_read(stop_at, monkeypatch):
+def test_a_slot_is_given_back_when_the_socket_has_nothing_more_to_read(stop_at, high_fd, monkeypatch):
     """A real socket: a connection waiting for its switch does not hold its slot, whether the read-back is over or
-    the switch stopped in the middle of a reply (slow, or on purpose): the others would wait for nothing."""
+    the switch stopped in the middle of a reply (slow, or on purpose): the others would wait for nothing. Also when
+    its descriptor is above select()'s 1024 (it held the slot until the socket's timeout, 5 s, each time)."""
+    with descriptors_from(1024, high_fd):
+        given_back_before_a_read_that_waits(stop_at, high_fd, monkeypatch)
+
+
+def loopback_connection() -> tuple:
+    """Both ends of a TCP connection over loopback, green sockets: the switch's, the controller's."""
     from eventlet.green import socket
 
-    brick = Dispatched([0])
-    monkeypatch.setattr(ryu_compat.app_manager, "lookup_service_brick", lambda name: brick)
-    data, _ = read_back_stream(4)
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(1)
     switch = socket.create_connection(listener.getsockname())
     controller, _ = listener.accept()
     listener.close()
-    gate = StreamGate(1)
-    dp = ryu_compat.open_datapath(controller, ("192.0.2.1", 6653), gate=gate)
+    return switch, controller
+
+
+def receive_loop(sock, gate: StreamGate, monkeypatch) -> tuple:
+    """Ryu's receive loop on ``sock`` with ``gate``, in a green thread: what it dispatched to, the thread."""
+    brick = Dispatched([0])
+    monkeypatch.setattr(ryu_compat.app_manager, "lookup_service_brick", lambda name: brick)
+    dp = ryu_compat.open_datapath(sock, ("192.0.2.1", 6653), gate=gate)
     dp.set_state(ryu_compat.MAIN_DISPATCHER)
-    loop = hub.spawn(dp._recv_loop)
+    return brick, hub.spawn(dp._recv_loop)
+
+
+def given_back_before_a_read_that_waits(stop_at, high_fd, monkeypatch):
+    data, _ = read_back_stream(4)
+    switch, controller = loopback_connection()
+    assert controller.fileno() >= 1024 or not high_fd
+    gate = StreamGate(1)
+    brick, loop = receive_loop(controller, gate, monkeypatch)
     sent = hub.spawn(switch.sendall, data[:stop_at])
     wait_for(lambda: sent.dead and gate.most == 1 and gate.held == 0)
     assert gate.held == 0 and gate.most == 1 and not loop.dead
     switch.sendall(data[stop_at:])
     switch.close()
     loop.wait()
+    assert brick.echo_round and gate.held == 0
+
+
+@pytest.mark.parametrize("end", ["killed", "closed"])
+def test_a_receive_loop_stopped_while_it_holds_a_slot_gives_it_back(end, monkeypatch):
+    """Ryu's loop also ends outside a read: its thread killed at a pause (GreenletExit), or its datapath set DEAD by
+    another thread (Ryu's echo timeout, ``Datapath.close``) so that the loop stops before reading again. Ryu closes
+    the socket as the loop ends (``_deactivate``), and the slot goes with it."""
+    brick = Dispatched([0])
+    monkeypatch.setattr(ryu_compat.app_manager, "lookup_service_brick", lambda name: brick)
+    data, _ = read_back_stream(4)
+    paused = []
+    gate = StreamGate(1)
+
+    def pause():
+        paused.append(gate.held)
+        if end == "closed":
+            dp.close()
+        else:
+            hub.sleep(60)  # killed meanwhile
+
+    dp = ryu_compat.open_datapath(HeldStream(data), ("192.0.2.1", 6653), pause=pause, gate=gate)
+    dp.set_state(ryu_compat.MAIN_DISPATCHER)
+    loop = hub.spawn(dp._recv_loop)
+    wait_for(lambda: paused)
+    if end == "killed":
+        hub.kill(loop)
+    loop.wait()
+    assert paused == [1] and gate.held == 0 and gate.waiting() == 0
+    gate.acquire()  # free, at once
+
+
+def tls_client(raw, context) -> ssl.SSLObject:
+    """A TLS client over ``raw`` whose records the test sends itself (MemoryBIO), so that it can stop in one."""
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    client = context.wrap_bio(incoming, outgoing)
+    for _ in range(20):  # bounded: a handshake is two or three round trips
+        try:
+            client.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            raw.sendall(outgoing.read())
+            incoming.write(raw.recv(65_536))
+    raw.sendall(outgoing.read())
+    client.outgoing = outgoing
+    return client
+
+
+def test_a_tls_switch_stalled_inside_a_record_does_not_hold_a_slot(tmp_path, monkeypatch):
+    """Over TLS, bytes in the kernel's buffer may be only part of a record: a read of them waits for the rest (up to
+    the socket's timeout, 5 s, each time). The connection gives its slot back before such a read too."""
+    from eventlet.green import socket
+    from eventlet.green import ssl as green_ssl
+
+    from tests.harness.pki import Pki
+
+    pki = Pki(tmp_path, "ca")
+    own = pki.issue("canopy")
+    server = green_ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(str(own.cert), str(own.key))
+    client_context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    client_context.check_hostname, client_context.verify_mode = False, ssl.CERT_NONE
+    raw, accepted = loopback_connection()
+    wrapping = hub.spawn(server.wrap_socket, accepted, server_side=True)
+    switch = tls_client(raw, client_context)
+    controller = wrapping.wait()
+    data, _ = read_back_stream(4)
+    switch.write(data)
+    records = switch.outgoing.read()
+    stop_at = 40_000  # in the third record (16 KB each)
+    gate = StreamGate(1)
+    brick, loop = receive_loop(controller, gate, monkeypatch)
+    raw.sendall(records[:stop_at])
+    wait_for(lambda: gate.most == 1 and gate.held == 0)
+    assert gate.held == 0 and gate.most == 1 and not loop.dead
+    raw.sendall(records[stop_at:])
+    raw.shutdown(socket.SHUT_WR)  # not close(): the server's session tickets, unread, would make it a reset
+    loop.wait()
+    raw.close()
     assert brick.echo_round and gate.held == 0
