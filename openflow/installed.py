@@ -19,7 +19,7 @@ The reconciler's record (openflow/reconciler.py), kept compact and planned by ow
   upper half (mark, kind, hint) with another's; a plan looks only at those among its owners (none on most switches,
   a few dozen pairs among 10,000 owners of one kind), and at its owners not installed yet that want adds.
 
-A plan (and a listing, ``rows``, and a count, ``counts``) may pause: ``tick(n)`` is called after every ``CHUNK``
+A plan (and a listing, ``listing``, and a count, ``counts``) may pause: ``tick(n)`` is called after every ``CHUNK``
 flows (a controller/pacer.py ``Pacer.tick``). Other green threads then run and may call ``set_desired`` or
 ``retry_rejected``: a plan works on the desired state and the rejected flows as they were when it began (copies of
 the maps; the frozensets and Flows in them are immutable) and the changed owners taken then; later changes are
@@ -510,14 +510,11 @@ class FlowBook:
             pending = len(plan.adds) + len(plan.deletes)
         return desired_count, installed_count, pending
 
-    def rows(self, tick=_no_tick) -> list[tuple]:
-        """(key, desired Flow or None, installed item or None) of every desired or installed flow; ``tick``: may
-        pause (module docstring), on copies of the records taken first."""
-        return self.listing(tick)[0]
-
     def listing(self, tick=_no_tick) -> tuple[list, dict]:
-        """(``rows``, sharers) of one moment: sharers maps the key of a flow two or more owners share (a hint
-        collision, ``shared_flows``) to those that want it or, a flow no owner wants, those that hold it."""
+        """(rows, sharers) of one moment: rows, (key, desired Flow or None, installed item or None) of every desired
+        or installed flow; sharers maps the key of a flow two or more owners share (a hint collision,
+        ``shared_flows``) to those that want it or, a flow no owner wants, those that hold it. ``tick``: may pause
+        (module docstring), on copies of the records taken first."""
         desired, installed, loose = dict(self.desired or {}), dict(self.installed), dict(self.loose)
         want, have = self.desired_by_key(tick, desired), self._installed_by_key(tick, installed, loose)
         rows = [(key, want.get(key), have.get(key)) for key in paced(want.keys() | have.keys(), tick)]

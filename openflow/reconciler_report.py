@@ -73,15 +73,22 @@ class SwitchReport:
         (FlowBook.listing), most often none."""
         table, priority, cookie = key
         known = wanted if wanted is not None else have if isinstance(have, Flow) else None
-        owner = {"kind": known.owner.kind, "id": known.owner.id} if known is not None else \
-            {"kind": owner_kind_of(cookie), "id": None}
+        shared_with = []
+        if key in sharers:
+            owner, *shared_with = named(sharers[key])
+        elif known is not None:
+            owner = {"kind": known.owner.kind, "id": known.owner.id}
+        else:
+            owner = {"kind": owner_kind_of(cookie), "id": None}
         text = render_flow(known) if known is not None else decode.describe_stats(self.ofp, have)
         return {"table": table, "table_name": BY_ID[table].name if table in BY_ID else None,
                 "priority": priority, "cookie": f"{cookie:#018x}", "owner": owner,
-                "shared_with": others(sharers[key], known) if key in sharers else [], "flow": text,
+                "shared_with": shared_with, "flow": text,
                 "desired": wanted is not None, "installed": have is not None, "error": self._rejected.get(key)}
 
 
-def others(owners: tuple, known: Flow | None) -> list[dict]:
-    """The owners of a shared flow (``owners``) but the one its row names (``known``'s), as the listing shows them."""
-    return [{"kind": o.kind, "id": o.id} for o in owners if known is None or o != known.owner]
+def named(owners: tuple) -> list[dict]:
+    """The owners of a shared flow (``owners``, sorted: ``shared_flows``) as the listing shows them: its row's
+    ``owner`` is the first, whichever of the equal Flows the row holds, so that a connected switch's listing and
+    one known over OVSDB only name the same; ``shared_with`` the others."""
+    return [{"kind": o.kind, "id": o.id} for o in owners]

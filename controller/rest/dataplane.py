@@ -13,7 +13,7 @@ from controller.pacer import Pacer, collector_paused
 from controller.rest.api import ApiError, Response, Route
 from controller.rest.paced import paced_json, release
 from controller.service import NotFound
-from openflow.installed import paced, shared_flows
+from openflow.installed import paced, shared_flows, sorted_paced
 from openflow.pipeline import BY_ID
 
 LIST_EVERY = 1000  # flows listed or encoded between two pauses of GET /v1/switches/{dpid}/flows (a few ms)
@@ -65,9 +65,7 @@ def routes(state, programmer, reconcilers, pause=None) -> list[Route]:
             items = reconciler.flows(pacer)
             status = reconciler.status()
         else:  # known over OVSDB only: what Canopy wants there, nothing installed yet
-            desired = programmer.desired.get(session)
-            sharers = shared_flows(desired.flows, pacer.tick) if desired else {}
-            items = [_desired_flow(f, sharers) for f in sorted(desired.all_flows(), key=_order)] if desired else []
+            items = _desired_flows(programmer.desired.get(session), pacer)
             status = {"openflow": "disconnected", "desired": len(items), "installed": 0}
         for item in paced(items, pacer.tick):
             _add_ref(item.get("owner") or {})
@@ -134,14 +132,25 @@ def _order(flow):
     return (flow.table, -flow.priority, flow.cookie)
 
 
-def _desired_flow(flow, sharers: dict):
-    from openflow.flows import render_flow
-    from openflow.reconciler_report import others
+def _desired_flows(desired, pacer: Pacer) -> list[dict]:
+    """The listing's rows of a switch known over OVSDB only (``desired``: a compiler Desired, or None): collected,
+    sorted and described with pauses (``pacer``), as a connected switch's are (SwitchReport.flows)."""
+    if not desired:
+        return []
+    sharers = shared_flows(desired.flows, pacer.tick)
+    ordered = sorted_paced(list(desired.all_flows()), pacer.tick, key=_order)
+    return [_desired_flow(f, sharers) for f in paced(ordered, pacer.tick)]
 
+
+def _desired_flow(flow, sharers: dict):
+    """One row, with the fields and cookie format of a connected switch's (SwitchReport._flow_row)."""
+    from openflow.flows import render_flow
+    from openflow.reconciler_report import named
+
+    owner, *shared_with = named(sharers.get(flow.key) or (flow.owner,))
     return {"table": flow.table, "table_name": BY_ID[flow.table].name, "priority": flow.priority,
-            "cookie": f"{flow.cookie:#x}", "owner": {"kind": flow.owner.kind, "id": flow.owner.id},
-            "shared_with": others(sharers.get(flow.key, ()), flow), "flow": render_flow(flow), "desired": True,
-            "installed": False}
+            "cookie": f"{flow.cookie:#018x}", "owner": owner, "shared_with": shared_with, "flow": render_flow(flow),
+            "desired": True, "installed": False, "error": None}
 
 
 def _route_view(state, view, route):

@@ -10,6 +10,7 @@ import pytest
 from controller.rest import dataplane as rest_dataplane
 from controller.rest.api import Api, Request
 from openflow.compiler import Desired
+from openflow.flows import Owner
 from openflow.installed import FlowBook, shared_flows
 from tests.unit.helpers import Controller
 from tests.unit.test_installed import A, _reconciler, colliding_owners, flows_of
@@ -82,3 +83,49 @@ def test_the_rest_listing_names_both_owners_of_a_shared_flow(ctl, connected):
     for twin in (a, b):
         mine = listing(ctl, programmer, reconcilers, {"owner": twin.id})
         assert len(mine) == 2 and row in mine  # its own flow and the shared one, under either owner
+
+
+def test_a_switch_known_over_ovsdb_only_lists_its_flows_as_a_connected_one(ctl):
+    """The same fields, the same cookie text (16 hex digits: scripts compare it) and the same owner named for a flow
+    two owners share (the first), whether the switch is connected or known over OVSDB only: they differ only in what
+    is installed."""
+    a, b, desired = twins()
+    programmer = SimpleNamespace(view=SimpleNamespace(switches={"s1": SimpleNamespace(datapath_id=0xA)}),
+                                 desired={"s1": Desired(flows=desired)})
+    rec = _reconciler(0xA)
+    rec.set_desired_owners(desired, (), None)
+    rec._book.read_back({})
+    rec._book.applied(rec._book.plan())
+    connected, known = listing(ctl, programmer, {0xA: rec}), listing(ctl, programmer, {})
+    assert [{**row, "installed": False} for row in connected] == known
+    assert all(len(row["cookie"]) == 18 for row in known)
+
+
+def test_a_switch_known_over_ovsdb_only_is_listed_with_pauses(ctl, monkeypatch):
+    """Its rows are collected, sorted and described with a pause every LIST_EVERY flows or so (CHUNK at a time), as
+    a connected switch's: 3,000 flows were described in one stretch."""
+    from openflow import flows as flows_module
+    from openflow.installed import CHUNK
+
+    owners = [Owner("vport", f"v{i}") for i in range(1000)]
+    desired = {o: flows_of(o, *(f"02:00:00:00:{n >> 8:02x}:{n & 255:02x}" for n in range(3 * i, 3 * i + 3)))
+               for i, o in enumerate(owners)}
+    programmer = SimpleNamespace(view=SimpleNamespace(switches={"s1": SimpleNamespace(datapath_id=0xA)}),
+                                 desired={"s1": Desired(flows=desired)})
+    described, stretches = [0], []
+    render = flows_module.render_flow
+
+    def counted(flow):
+        described[0] += 1
+        return render(flow)
+
+    def pause():
+        stretches.append(described[0])
+        described[0] = 0
+
+    monkeypatch.setattr(flows_module, "render_flow", counted)
+    api = Api(ctl.service, ctl.state, ctl.settings,
+              extra_routes=rest_dataplane.routes(ctl.state, programmer, lambda: {}, pause=pause))
+    resp = api.handle(Request("GET", "/v1/switches/000000000000000a/flows", {}, {}, b"", "127.0.0.1"))
+    assert resp.status == 200 and json.loads(resp.encoded())["count"] == 3000
+    assert sum(stretches) + described[0] == 3000 and max(stretches) <= rest_dataplane.LIST_EVERY + CHUNK, stretches

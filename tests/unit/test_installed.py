@@ -127,6 +127,32 @@ def test_a_kept_flow_wanted_again_is_not_added_again():
     assert book.plan().deletes == []
 
 
+def test_a_kept_flow_taken_over_by_a_plan_that_fails_stays_true_to_the_switch():
+    """A plan that takes a loose flow over and is dropped unsent (superseded) leaves it loose, the owner without it;
+    the next plan takes it over again. A plan whose other add the switch refuses still takes it over (nothing was
+    sent for it). Not answered: the reconciler reads back (``read_back``), and a full plan keeps it, sending nothing."""
+    a1, a2 = flows_of(A, "02:00:00:00:00:01"), flows_of(A, "02:00:00:00:00:02")
+    found = flows_of(B, "02:00:00:00:00:03")
+    book = FlowBook()
+    book.set_desired({A: a1})
+    book.read_back({f.key: stats(f) for f in a1 | found})
+    book.applied(book.plan(keep=True))
+    book.set_desired({A: a1 | a2, B: found}, changed={A, B})
+    dropped = book.plan(keep=True)
+    assert dropped.adopted == [f.key for f in found] and [f for _, f in dropped.adds] == list(a2)
+    book.unplan(dropped)
+    assert set(book.loose) == {f.key for f in found} and B not in book.installed
+    plan = book.plan(keep=True)
+    assert plan.adopted == dropped.adopted and [f for _, f in plan.adds] == list(a2)
+    [(refused, _)] = plan.adds
+    book.rejected[refused] = "refused"  # the reconciler's _reject, before applied
+    book.applied(plan)
+    assert book.loose == {} and book.installed == {A: a1, B: found}
+    book.read_back({f.key: stats(f) for f in a1 | found})  # a change set not answered
+    plan = book.plan()
+    assert [f for _, f in plan.adds] == list(a2) and plan.deletes == []
+
+
 def test_a_flow_moving_between_owners_with_the_same_key_is_not_deleted():
     moved = flows_of(A, "02:00:00:00:00:01")
     book = synced({A: moved})
@@ -317,7 +343,7 @@ def test_a_flow_a_colliding_owner_already_holds_is_not_added_again():
         book.set_desired(desired, changed={b})
         plan = planned(book, switch)
         assert {f for _, f in plan.adds} == added and not plan.deletes, desired
-        shared = [(wanted.owner, have.owner) for key, wanted, have in book.rows() if wanted in shared_a]
+        shared = [(wanted.owner, have.owner) for key, wanted, have in book.listing()[0] if wanted in shared_a]
         assert len(shared) == 1 and set(shared[0]) <= {a, b}  # listed once (docs/pipeline.md), under one of them
         assert set(switch) == set(book.desired_by_key()) and book.installed == desired
 
