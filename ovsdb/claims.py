@@ -22,7 +22,7 @@ only this module makes it. It outlives the OVSDB connection that reported it:
 
 Hardware VTEPs are claimed the same way (``VtepClaims``): keyed ``vtep:<Physical_Switch name>``
 (``vtep_key``), reported to ``vtep_update`` / ``vtep_gone``, with ``VtepSnapshot.changed`` the local MACs
-added or removed since the last snapshot reported for that key (ovsdb/vtep.py).
+added or removed since the last snapshot reported for that key (ovsdb/vtep_reporter.py).
 """
 
 from __future__ import annotations
@@ -201,7 +201,7 @@ class VrsClaims:
 
 class VtepClaims(VrsClaims):
     """The same for hardware VTEPs: keys ``vtep:<Physical_Switch name>``, reported to ``vtep_update`` /
-    ``vtep_gone``; claimants are ``ovsdb.vtep.VtepReporter``s."""
+    ``vtep_gone``; claimants are ``ovsdb.vtep_reporter.VtepReporter``s."""
 
     prefix, what = VTEP_PREFIX, "hardware VTEP"
 

@@ -1,5 +1,5 @@
 """Row changes as an OVSDB replica reports them (ovsdb/idl/replica.py ``Replica.take_changes``): plain values,
-so that what applies them (ovsdb/bridgeports.py, ovsdb/vtep_sync.py, ovsdb/vtep.py) and their tests need
+so that what applies them (ovsdb/bridgeports.py, ovsdb/vtep_sync.py, ovsdb/vtep_reporter.py) and their tests need
 no ``ovs`` library."""
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ ovsdb-server connects here. For each accepted connection a green thread:
 2. ``hardware_vtep`` (served by hardware VTEPs and the ovs-vtep emulator, which also serve an
    Open_vSwitch database, hence it wins): replicates the tables in ``ovsdb.vtep.COLUMNS`` and reports
    ``VtepSnapshot``s, keyed by Physical_Switch name with the local MACs that changed, to the sink
-   (``ovsdb.vtep.VtepReporter``, ``ovsdb.claims``) until the connection drops; unless
+   (``ovsdb.vtep_reporter.VtepReporter``, ``ovsdb.claims``) until the connection drops; unless
    ``program_vteps`` is off, ``ovsdb.vtep_sync.VtepReconciler`` keeps Canopy's rows there as the
    controller wants them (``set_vtep_desired``, keyed by the Physical_Switch name). It is never
    reported as a VRS;
@@ -47,7 +47,7 @@ from controller.guard import warn_limited
 from controller.ryu_compat import hub
 from controller.discovery import VtepDesired
 from controller.pacer import Pacer, collector_paused
-from ovsdb import bridge, claims, idl, tunnel, vrs, vtep, vtep_sync
+from ovsdb import bridge, claims, idl, tunnel, vrs, vtep, vtep_reporter, vtep_sync
 from ovsdb import firstreads
 from ovsdb.firstreads import FirstReads
 
@@ -93,7 +93,8 @@ class _PeerSession:
                                          Pacer(self._give_way, PAUSE_PORTS))
         self._tunnel: tunnel.TunnelReconciler | None = None
         self._bridge: bridge.BridgeReconciler | None = None
-        self._vtep_reporter = vtep.VtepReporter(server.sink, name, link.peer, server.log, server.vtep_claims)
+        self._vtep_reporter = vtep_reporter.VtepReporter(server.sink, name, link.peer, server.log,
+                                                         server.vtep_claims)
         self._vtep: vtep_sync.VtepReconciler | None = None
         self._doorbell: idl.Doorbell | None = None
         self._thread = None

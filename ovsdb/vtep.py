@@ -1,13 +1,13 @@
 """Hardware VTEPs (the ``hardware_vtep`` schema): what Canopy reads, and the rows it wants written.
 
 Two pure functions over replicated rows (``ovs`` IDL rows through ovsdb/idl/, or stand-ins with the
-same attributes), and the reporter feeding snapshots to State:
+same attributes); the reporter feeding snapshots to State is ovsdb/vtep_reporter.py:
 
 - ``build_vtep_snapshot``: Physical_Switch (name, description, tunnel_ips, management_ips, ports),
   Physical_Port (name, vlan_bindings -> Logical_Switch tunnel_key) and Ucast_Macs_Local (MAC,
   logical_switch -> tunnel_key, ipaddr, locator -> Physical_Locator dst_ip) -> one ``VtepSnapshot``.
   One Physical_Switch per database is the normal case; with several, the first by name is the one
-  (logged once by ``VtepReporter``).
+  (logged once by ``VtepReporter``, ovsdb/vtep_reporter.py).
 - ``plan_vtep``: a ``VtepDesired`` + the rows -> the ``VtepPlan`` that makes them so (ovsdb/vtep_sync.py
   writes it). An empty plan means converged: a reconnect or a Canopy restart writes nothing.
 
@@ -34,17 +34,12 @@ own Ucast/Mcast_Macs_Local rows after the binding goes), in a later transaction.
 
 from __future__ import annotations
 
-import bisect
-import dataclasses
 import ipaddress
-import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from controller import fields
-from controller.discovery import DiscoverySink, VtepDesired, VtepMac, VtepPort, VtepSnapshot, mac_order
-from controller.logs import Throttle
-from ovsdb.claims import Claimant, VtepClaims, vtep_key
+from controller.discovery import VtepDesired, VtepMac, VtepPort, VtepSnapshot
 
 DATABASE = "hardware_vtep"
 LS_PREFIX = "canopy-"
@@ -161,7 +156,7 @@ def _port(row, bad_value: BadRow = _ignore) -> VtepPort:
     return VtepPort(row.name, tuple(sorted(bindings)))
 
 
-def _local_mac(row, bad_value: BadRow = _ignore) -> VtepMac | None:
+def local_mac(row, bad_value: BadRow = _ignore) -> VtepMac | None:
     """A Ucast_Macs_Local row as a ``VtepMac``; None when it has no usable VNI, MAC or locator (reported).
     An ipaddr that is not IPv4 (an IPv6 neighbour, garbage) is dropped and reported; the MAC is kept."""
     vni, locator = _vni(_one(row.logical_switch)), _locator_ip(row.locator)
@@ -190,7 +185,7 @@ def build_vtep_snapshot(session: str, peer: str, switches: Iterable, local_macs:
     switch = pick_switch(switches)
     if switch is None:
         return None
-    macs = {mac for mac in (_local_mac(row, bad_value) for row in local_macs) if mac is not None}
+    macs = {mac for mac in (local_mac(row, bad_value) for row in local_macs) if mac is not None}
     tunnel_ips = (_tunnel_ip(ip, "Physical_Switch %s tunnel_ips" % switch.name, bad_value)
                   for ip in getattr(switch, "tunnel_ips", None) or ())
     return VtepSnapshot(
@@ -203,155 +198,6 @@ def build_vtep_snapshot(session: str, peer: str, switches: Iterable, local_macs:
         ports=tuple(sorted((_port(p, bad_value) for p in switch.ports or ()), key=lambda p: p.name)),
         local_macs=tuple(macs),  # VtepSnapshot sorts them
     )
-
-
-class LocalMacs:
-    """The ``VtepMac`` of each Ucast_Macs_Local row, kept from row changes, and their sorted set."""
-
-    def __init__(self, rows: Iterable, read):
-        self._read = read  # row -> VtepMac or None
-        self._of: dict = {}  # uuid (or the row) -> VtepMac
-        self._count: dict[VtepMac, int] = {}
-        self._sorted: list[VtepMac] = []
-        self._appeared_or_went: set[VtepMac] = set()  # since take_changed
-        self._keys: list[tuple] = []  # mac_order of _sorted, for bisect
-        for row in rows:
-            self.row_changed(getattr(row, "uuid", None) or id(row), row)
-
-    def sorted(self) -> tuple[VtepMac, ...]:
-        return tuple(self._sorted)
-
-    def take_changed(self) -> set[VtepMac]:
-        """The MACs that appeared or went since the last call."""
-        out, self._appeared_or_went = self._appeared_or_went, set()
-        return out
-
-    def row_changed(self, uuid, row) -> None:
-        old = self._of.pop(uuid, None)
-        if old is not None:
-            self._count[old] -= 1
-            if not self._count[old]:
-                del self._count[old]
-                i = bisect.bisect_left(self._keys, mac_order(old))
-                del self._keys[i], self._sorted[i]
-                self._appeared_or_went ^= {old}
-        mac = self._read(row) if row is not None else None
-        if mac is None:
-            return
-        self._of[uuid] = mac
-        self._count[mac] = self._count.get(mac, 0) + 1
-        if self._count[mac] == 1:
-            i = bisect.bisect_left(self._keys, mac_order(mac))
-            self._keys.insert(i, mac_order(mac))
-            self._sorted.insert(i, mac)
-            self._appeared_or_went ^= {mac}
-
-
-class VtepReporter(Claimant):
-    """Reports one OVSDB session's hardware VTEP snapshots, keyed by Physical_Switch name, through ``claims``
-    (``ovsdb.claims.VtepClaims``) to its sink (vtep_update / vtep_gone).
-
-    The snapshot reported has ``session`` = the switch key (``vtep:<name>``) and ``changed`` = the local MACs
-    added or removed since the last snapshot reported for that key (by any session; None when there was none).
-    A switch is reported only while this session speaks for it, and only when its snapshot changed. ``gone()``
-    ends the claim (once); the claims decide when the switch is reported gone. Without ``claims`` the reporter
-    has its own, with no grace (gone at once).
-    """
-
-    def __init__(self, sink: DiscoverySink, session: str, peer: str, log: logging.Logger | None = None,
-                 claims: VtepClaims | None = None):
-        self.session = session  # the connection's name (logs, sessions())
-        self.peer = peer
-        self._log = log or logging.getLogger(__name__)
-        self._claims = claims if claims is not None else VtepClaims(sink, 0.0, self._log)
-        self._many_logged: tuple[str, ...] = ()
-        self._bad = Throttle(self._log)
-        self._local: LocalMacs | None = None
-        self._rows: tuple = ((), ())  # the last switches and local MAC rows read (speak reads them again)
-        self.key: str | None = None  # the switch key this session claims
-        self.last: VtepSnapshot | None = None  # this session's latest snapshot (reported or not)
-        self._changed: set[VtepMac] | None = None  # local MACs changed since the switch was last reported
-        self._gone = False
-
-    @property
-    def speaking(self) -> bool:
-        """Whether this session speaks for its switch (see ovsdb/claims.py)."""
-        return self.key is not None and self._claims.speaker(self.key) is self
-
-    def refresh(self, switches: Iterable, local_macs: Iterable, changes=None) -> bool:
-        """Read the current rows; report and return True if the snapshot changed. With ``changes``
-        (``ovsdb.rowchanges.RowChanges``) touching no snapshot table but Ucast_Macs_Local, only the local MACs
-        named there are read again (``local_macs``, rows or a function returning them, is not read)."""
-        if self._gone:
-            return False
-        switches = list(switches)
-        self._rows = (switches, local_macs)
-        self._note_many(switches)
-        local = self._local
-        if changes is None or local is None or any(changes.table(t) for t in SNAPSHOT_TABLES
-                                                    if t != "Ucast_Macs_Local"):
-            rows = local_macs() if callable(local_macs) else local_macs
-            local = self._local = LocalMacs(rows, lambda row: _local_mac(row, self._bad_value))
-            self._changed = None  # compared with the last snapshot reported below
-        else:
-            for uuid, change in changes.table("Ucast_Macs_Local").items():
-                local.row_changed(uuid, None if change.deleted else change.row)
-            if self._changed is not None:
-                self._changed |= local.take_changed()
-        local.take_changed()
-        snap = build_vtep_snapshot(self.session, self.peer, switches, (), self._bad_value)
-        if snap is None:
-            return self._switch_deleted()
-        key = vtep_key(snap.name)
-        if key != self.key:
-            if self.key is not None:
-                self._claims.leave(self.key, self, now=True)
-            self.key, self._changed = key, None
-            self._claims.join(key, self)
-        macs = local.sorted()
-        self.last = dataclasses.replace(snap, session=key, local_macs=macs, changed=self._delta(key, macs))
-        if not self.speaking:
-            return False
-        self._changed = set()
-        return self._claims.report(key, self.last)
-
-    def _switch_deleted(self) -> bool:
-        """The database no longer holds a Physical_Switch (deleted by hand): the VTEP is gone at once, as a renamed
-        one is, rather than shown connected with its old ports and bindings while it forwards nothing."""
-        if self.key is None:
-            return False
-        if self.speaking:  # else another session speaks for it: that one's database says whether it is gone
-            self._log.warning("ovsdb %s: hardware VTEP %s: its Physical_Switch row was deleted: gone until one is "
-                              "created again", self.peer, self.last.name)
-        self._claims.leave(self.key, self, now=True)
-        self.key, self.last, self._changed = None, None, None
-        return True
-
-    def _delta(self, key: str, macs: tuple[VtepMac, ...]) -> frozenset[VtepMac] | None:
-        """The local MACs changed since the last snapshot reported for ``key``: from the rows that changed, or
-        (after a full read, or another session reported last) by comparing with that snapshot."""
-        if self._changed is not None and self.speaking:
-            return frozenset(self._changed)
-        last = self._claims.last(key)
-        return None if last is None else frozenset(set(last.local_macs).symmetric_difference(macs))
-
-    def speak(self) -> None:
-        """This session speaks for its switch again (the speaker went): report its rows as they are."""
-        self._changed = None
-        switches, local_macs = self._rows
-        self._local = None
-        self.refresh(switches, local_macs)
-
-    def _bad_value(self, what: str, value, reason: str) -> None:
-        self._bad.warning((what, str(value)[:64]), "ovsdb %s: hardware VTEP: ignoring %s %r: %s", self.peer,
-                          what, value, reason)
-
-    def _note_many(self, switches: list) -> None:
-        names = tuple(sorted(row.name for row in switches))
-        if len(names) > 1 and names != self._many_logged:
-            self._log.warning("ovsdb %s: %d physical switches (%s); managing only %s", self.peer,
-                              len(names), ", ".join(names), names[0])
-        self._many_logged = names if len(names) > 1 else ()
 
 
 # Writing: the plan.

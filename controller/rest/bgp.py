@@ -35,9 +35,9 @@ def routes(federation, pause=None) -> list[Route]:
         kind = req.query.get("type")
         if kind is not None and kind not in TYPES:
             raise ApiError(400, "bad_query", f"must be one of {', '.join(TYPES)}", "type")
+        pacer = Pacer(pause, ROUTES_EVERY)
+        pacer.tick(ROUTES_EVERY)  # waits for its turn (controller/rest/lane.py), the collector not held off meanwhile
         with collector_paused():  # the rows are freed before it ends
-            pacer = Pacer(pause, ROUTES_EVERY)
-            pacer.tick(ROUTES_EVERY)  # waits for its turn before it starts (controller/rest/lane.py)
             items = federation.routes(direction, int(kind) if kind else None, pacer) if federation else []
             body = paced_json({"items": items, "count": len(items), "direction": direction}, pacer.tick)
             release(items, pacer.tick)

@@ -17,10 +17,12 @@ from openflow.installed import paced, shared_flows, sorted_paced
 from openflow.pipeline import BY_ID
 
 LIST_EVERY = 1000  # flows listed or encoded between two pauses of GET /v1/switches/{dpid}/flows (a few ms)
+FIB_EVERY = 1000  # routes made into views between two pauses of GET /v1/domains/{id}/fib (20,000: ~95 ms)
 
 def routes(state, programmer, reconcilers, pause=None) -> list[Route]:
     """``reconcilers()`` returns {datapath id: SwitchReconciler} of the connected switches; ``pause()``: a turn for
-    the event loop, taken every LIST_EVERY flows while a switch's flows are listed and encoded (None: never)."""
+    the event loop, taken every LIST_EVERY flows while a switch's flows are listed and encoded, and every FIB_EVERY
+    routes of a domain's FIB (None: never)."""
 
     def _add_ref(owner: dict) -> None:
         obj = state.policy.get(owner.get("kind"), owner.get("id")) if owner.get("kind") in (
@@ -28,12 +30,19 @@ def routes(state, programmer, reconcilers, pause=None) -> list[Route]:
         owner["ref"] = state.policy.ref(owner["kind"], obj) if obj else owner.get("ref")
 
     def fib(req, id):
-        if state.policy.get("domain", id) is None:
+        domain = state.policy.get("domain", id)
+        if domain is None:
             raise NotFound("domain", id)
+        ref = state.policy.ref("domain", domain)  # read before the pauses: the domain may go meanwhile
+        pacer = Pacer(pause, FIB_EVERY)
+        pacer.tick(FIB_EVERY)  # waits for its turn (controller/rest/lane.py), the collector not held off meanwhile
         view = programmer.view
-        items = [_route_view(state, view, r) for r in view.fib.get(id, [])]
-        return Response(200, {"domain_id": id, "ref": state.policy.ref("domain", state.policy.get("domain", id)),
-                              "l3_vni": state.policy.get("domain", id)["l3_vni"], "routes": items,
+        items = []
+        with collector_paused():  # tens of thousands of young dicts (listing: module docstring)
+            for route in list(view.fib.get(id, ())):  # a copy: the View may change in the pauses
+                items.append(_route_view(state, view, route))
+                pacer.tick()
+        return Response(200, {"domain_id": id, "ref": ref, "l3_vni": domain["l3_vni"], "routes": items,
                               "count": len(items)})
 
     def flows(req, dpid):
@@ -42,16 +51,16 @@ def routes(state, programmer, reconcilers, pause=None) -> list[Route]:
                 raise ApiError(400, "bad_query", f"unknown query parameter; use {sorted(FLOW_FILTERS)}", name)
         keep = _flow_filter(req.query)
         key = _dpid(dpid)
+        pacer = Pacer(pause, LIST_EVERY)
+        pacer.tick(LIST_EVERY)  # waits for its turn (controller/rest/lane.py), the collector not held off meanwhile
         session = next((s for s, sw in programmer.view.switches.items() if sw.datapath_id == key), None)
         reconciler = reconcilers().get(key)
         if session is None and reconciler is None:
             raise ApiError(404, "not_found", f"no switch with datapath id {key:016x}")
         with collector_paused():  # freed before it ends (listing: module docstring)
-            return Response(200, listing(key, session, reconciler, keep))
+            return Response(200, listing(key, session, reconciler, keep, pacer))
 
-    def listing(key, session, reconciler, keep) -> bytes:
-        pacer = Pacer(pause, LIST_EVERY)
-        pacer.tick(LIST_EVERY)  # waits for its turn before it starts (controller/rest/lane.py)
+    def listing(key, session, reconciler, keep, pacer) -> bytes:
         if reconciler is not None:
             items = reconciler.flows(pacer)
             status = reconciler.status()

@@ -76,14 +76,17 @@ def c_string(text: str, i: int):
 
 
 def text(raw: bytes, pause=None) -> str:
-    """``raw.decode("utf-8")``, pausing every ``TEXT_EVERY`` bytes (an incremental decoder keeps a character split
-    between two pieces whole); raises ``UnicodeDecodeError`` likewise (its position within the piece)."""
+    """``raw.decode("utf-8")``, pausing between two pieces of ``TEXT_EVERY`` bytes (an incremental decoder keeps a
+    character split between two pieces whole); raises ``UnicodeDecodeError`` likewise (its position within the
+    piece). A body of one piece never pauses: a small write takes no turn of the REST lane (controller/rest/lane.py),
+    where it would wait behind every big answer asked before it."""
     decoder = codecs.getincrementaldecoder("utf-8")()
     pacer = Pacer(pause, 1)
     pieces = []
     for start in range(0, len(raw), TEXT_EVERY):
+        if start:
+            pacer.tick()
         pieces.append(decoder.decode(raw[start:start + TEXT_EVERY], start + TEXT_EVERY >= len(raw)))
-        pacer.tick()
     return "".join(pieces)
 
 

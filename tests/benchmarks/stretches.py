@@ -10,7 +10,8 @@ in subnet ``apply``; one domain):
 - plan: ``policydoc.plan`` of the apply (its pacer as the service wires it);
 - commit: ``State.policy_committed`` of the apply's changes;
 - bind: ``State.vrs_update`` with ``--count`` ports of subnet ``out`` appearing at once (binding);
-- fib: the domain's FIB read by a compile after one more vport is bound (``Routes.fib``, 2 x ``--count`` host routes).
+- fib: the domain's FIB read by a compile after one more vport is bound (``Routes.fib``, 2 x ``--count`` host routes);
+- rest_fib: ``GET /v1/domains/{id}/fib``'s handler on that FIB, pausing where the REST lane would.
 Not collected by pytest.
 """
 
@@ -27,6 +28,7 @@ from controller import policydoc
 from controller.discovery import PortInfo, VrsSnapshot
 from controller.pacer import Pacer, collector_paused
 from controller.programmer import Programmer
+from controller.rest import dataplane
 from controller.state import State
 from controller.store import Change
 from tests.benchmarks.bursts import APPLY_NET, document
@@ -116,7 +118,17 @@ def run(count: int) -> dict:
     programmer.refresh()
     _, out["fib_ms"], _ = measured(lambda pacer: routes.fib(did))
     out["fib_routes"] = len(routes.fib(did))
+    out["rest_fib_ms"] = rest_fib(state, programmer, did)
     return out
+
+
+def rest_fib(state, programmer, did) -> float:
+    """The longest stretch (ms) of GET /v1/domains/{id}/fib's handler, its pauses the stretches' own."""
+    stretches = Stretches()
+    [fib] = [r for r in dataplane.routes(state, programmer, dict, stretches.pause) if r.pattern.endswith("/fib")]
+    with collector_paused():
+        stretches.measure(lambda: fib.handler(None, did))
+    return round(stretches.longest * 1000, 1)
 
 
 def _paced(state, pacer):

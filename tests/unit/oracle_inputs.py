@@ -198,8 +198,8 @@ class Inputs:
         self.state.vrs_update(snap)
 
     def push_tor(self, name):
-        """Report a VTEP's snapshot, half of the time saying which local MACs changed (as ovsdb/vtep.py does),
-        half of the time not (the whole VTEP is then taken again)."""
+        """Report a VTEP's snapshot, half of the time saying which local MACs changed (as ovsdb/vtep_reporter.py
+        does), half of the time not (the whole VTEP is then taken again)."""
         macs = self.tors[name]
         if macs is None:
             self.state.vtep_gone(f"vtep:{name}")

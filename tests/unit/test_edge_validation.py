@@ -12,7 +12,8 @@ from controller.discovery import VtepMac, VtepPort
 from controller.logs import Throttle
 from controller.programmer import Programmer
 from ovsdb.vrs import VrsReporter, build_snapshot
-from ovsdb.vtep import VtepReporter, build_vtep_snapshot
+from ovsdb.vtep import build_vtep_snapshot
+from ovsdb.vtep_reporter import VtepReporter
 from tests.unit.test_vtep_view import setup
 from tests.unit.vtep_fakes import OWN_IP, FakeVtepDb, converge, desired
 

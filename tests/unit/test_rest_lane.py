@@ -68,7 +68,8 @@ def test_many_big_answers_at_once_are_computed_one_at_a_time(tmp_path):
 
 
 def test_a_request_that_never_pauses_never_queues(tmp_path):
-    """GET /v1/status answers while big answers wait for their turn: it takes no turn of the lane."""
+    """GET /v1/status and a small write answer while big answers wait for their turn: they take no turn of the
+    lane."""
     ctl = Controller(tmp_path)
     try:
         lane = Lane(lambda: eventlet.sleep(0))
@@ -80,7 +81,92 @@ def test_a_request_that_never_pauses_never_queues(tmp_path):
         resp = ctl.api.handle(Request("GET", "/v1/status", {}, {}, b"", "127.0.0.1"))
         ctl.api.encoded(resp)
         assert resp.status == 200 and lane.queued == queued == 1
+        status, _ = ctl.call("POST", "/v1/tenants", {"name": "acme"})  # a small write: its body decoded in one go
+        assert status == 201 and lane.queued == 1
         holder.wait()
         waiting.wait()
     finally:
         ctl.close()
+
+
+def test_a_big_fib_is_listed_a_stretch_at_a_time_after_its_turn(monkeypatch):
+    """GET /v1/domains/{id}/fib made every route of the domain into a view in one stretch (20,000 host routes: ~95 ms
+    of CPU, tests/benchmarks/stretches.py's layout): now it waits for its turn of the lane, then pauses every
+    FIB_EVERY routes. Counted: the route views made between two pauses."""
+    from controller.remote import RemotePrefix, RemoteTable
+    from controller.rest import dataplane
+    from tests.unit.test_remote_view import PEER, PEER_RMAC, setup
+
+    def remote(state):
+        dom = state.policy.find("domain", "acme/prod")
+        return RemoteTable(prefixes=tuple(RemotePrefix(dom["id"], f"172.16.{i}.0/24", PEER, PEER_RMAC, dom["l3_vni"])
+                                          for i in range(50)))
+
+    state, prog = setup(remote)
+    marks = []
+    made = dataplane._route_view
+    monkeypatch.setattr(dataplane, "_route_view", lambda *args: marks.append("v") or made(*args))
+    monkeypatch.setattr(dataplane, "FIB_EVERY", 10)
+    [fib] = [r for r in dataplane.routes(state, prog, dict, lambda: marks.append("p")) if r.pattern.endswith("/fib")]
+    did = state.policy.find("domain", "acme/prod")["id"]
+    body = fib.handler(None, did).body
+    assert body["count"] > 50 and marks[0] == "p"  # its turn first, then the routes
+    assert max(len(run) for run in "".join(marks).split("p")) == 10
+
+
+def test_no_answer_holds_the_lane_once_it_is_killed_or_fails():
+    """The lane is held only inside ``pause`` (around the loop's turn): an answer killed in its turn or while it waits
+    (its green thread killed: the server stopping), or failing between two pauses, leaves it free for the next in
+    line. A leak would leave the later answers waiting forever (bounded here: they must finish in 10 s)."""
+    lane = Lane(lambda: eventlet.sleep(0))
+    turns = []
+
+    def answer(name, fail=False):
+        lane.pause()
+        turns.append(name)
+        if fail:
+            raise ValueError("the handler failed")
+        lane.pause()
+        turns.append(name)
+
+    in_turn = eventlet.spawn(answer, "in turn")
+    waiting = eventlet.spawn(answer, "waiting")
+    failing = eventlet.spawn(answer, "failing", True)
+    eventlet.sleep(0)  # the first holds the lane (in its turn), the other two wait
+    assert lane._turn.balance == -2
+    in_turn.kill()
+    waiting.kill()
+    with eventlet.Timeout(10):
+        try:
+            failing.wait()
+        except ValueError:
+            pass
+        later = [eventlet.spawn(answer, f"later {i}") for i in range(3)]
+        for thread in later:
+            thread.wait()
+    assert turns == ["failing"] + ["later 0", "later 1", "later 2"] * 2
+    assert lane._turn.balance == 1  # free, nobody waiting
+
+
+def test_a_listing_waits_for_its_turn_with_the_collector_on():
+    """A listing may wait for its turn behind many others (seconds): the collector is held off only while it lists,
+    not while it waits (a switch's flows and BGP routes paused it before their first pause, the turn's wait)."""
+    from controller.pacer import paused_now
+    from controller.rest import bgp, dataplane
+    from tests.unit.test_remote_view import setup
+
+    state, prog = setup()
+    dpid = next(iter(prog.view.switches.values())).datapath_id
+    did = state.policy.find("domain", "acme/prod")["id"]
+    waits = []
+    routes = dataplane.routes(state, prog, dict, lambda: waits.append(paused_now()))
+    routes += bgp.routes(None, lambda: waits.append(paused_now()))
+    handlers = {r.pattern: r.handler for r in routes}
+    request = Request("GET", "", {}, {}, b"", "127.0.0.1")
+    first_waits = []
+    for ask in (lambda: handlers["/v1/switches/{dpid}/flows"](request, f"{dpid:016x}"),
+                lambda: handlers["/v1/domains/{id}/fib"](None, did), lambda: handlers["/v1/bgp/routes"](request)):
+        waits.clear()
+        ask()
+        first_waits.append(waits[0])  # the turn's: the collector held off then?
+    assert first_waits == [False, False, False] and not paused_now()

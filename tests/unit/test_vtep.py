@@ -18,7 +18,8 @@ import pytest
 from controller.discovery import VtepDesired, VtepMac, VtepPort
 from ovsdb import idl
 from ovsdb.idl import links
-from ovsdb.vtep import COLUMNS, VtepReporter, build_vtep_snapshot, canopy_vni, plan_vtep
+from ovsdb.vtep import COLUMNS, build_vtep_snapshot, canopy_vni, plan_vtep
+from ovsdb.vtep_reporter import VtepReporter
 from ovsdb.vtep_sync import VtepReconciler
 from tests.unit.vtep_fakes import HV1, HV2, HV3, MAC1, MAC2, MAC3, OWN_IP, Clock, FakeReplica, FakeVtepDb, \
     converge, desired

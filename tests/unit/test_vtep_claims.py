@@ -6,9 +6,9 @@ from controller.derive import vtep_desired
 from controller.programmer import Programmer
 from ovsdb.claims import VtepClaims
 from ovsdb.rowchanges import RowChange, RowChanges
-from ovsdb.vtep import VtepReporter
+from ovsdb.vtep_reporter import VtepReporter
 from tests.unit.helpers import state_from, vrs_snapshot
-from tests.unit.vtep_fakes import FakeVtepDb
+from tests.unit.vtep_fakes import FakeVtepDb, Row
 
 DOC = """
 tenants:
@@ -158,3 +158,40 @@ def test_a_deleted_switch_is_gone_at_once_and_a_vtep_again_when_created_again():
     assert reporter.speaking and {m.mac for m in state.vteps[KEY].local_macs} == \
         {"02:00:00:00:0b:01", "02:00:00:00:0b:02"}
     assert state.connects["vtep"] == 2
+
+
+def test_a_switch_deleted_in_one_sessions_database_while_another_speaks_keeps_the_vtep(caplog):
+    """Two sessions claim tor1; the row goes from the silent one's database only: that session leaves its claim,
+    quietly (the speaker's database says the VTEP is there), and the VTEP stays as the speaker reports it. The flows
+    kept by delta through the deletion and the row created again equal a full recompute."""
+    state, db, claims, _clock = world()
+    silent = connect(state, db, claims, PEER_A)
+    speaker = connect(state, db, claims, PEER_B)
+    programmer = Programmer(state)
+    programmer.refresh(full=True)
+    assert silent.refresh([], db.all("Ucast_Macs_Local")) is True
+    assert (silent.key, speaker.speaking, state.vteps[KEY].peer) == (None, True, PEER_B)
+    assert "Physical_Switch row was deleted" not in caplog.text and state.connects["vtep_down"] == 0
+    assert speaker.refresh([], db.all("Ucast_Macs_Local")) is True  # then from the speaker's: gone, said once
+    assert KEY not in state.vteps and caplog.text.count("Physical_Switch row was deleted") == 1
+    programmer.refresh()
+    scratch = Programmer(state)
+    scratch.refresh(full=True)
+    assert flows(programmer) == flows(scratch)
+    speaker.refresh(db.all("Physical_Switch"), db.all("Ucast_Macs_Local"))  # created again
+    assert speaker.speaking and state.vteps[KEY].changed is None  # read whole, not as a delta of the old row's
+    programmer.refresh()
+    scratch = Programmer(state)
+    scratch.refresh(full=True)
+    assert flows(programmer) == flows(scratch)
+
+
+def test_a_switch_deleted_and_created_again_in_one_update_stays_the_same_vtep():
+    """vtep-ctl del-ps and add-ps in one transaction: the reporter sees a new row of the same name, so the VTEP is
+    never reported gone; the new row's ports (none yet) are what it shows until they come."""
+    state, db, claims, _clock = world()
+    reporter = connect(state, db, claims, PEER_A)
+    again = Row("Physical_Switch", name="tor1", description="", tunnel_ips=list(db.switch.tunnel_ips),
+                management_ips=[], ports=[])
+    assert reporter.refresh([again], db.all("Ucast_Macs_Local")) is True
+    assert state.vteps[KEY].ports == () and state.connects["vtep_down"] == 0 and reporter.speaking

@@ -123,7 +123,8 @@ class Sink:
 
 
 def test_the_macs_a_vtep_learns_are_applied_one_row_at_a_time():
-    from ovsdb.vtep import VtepReporter, build_vtep_snapshot
+    from ovsdb.vtep import build_vtep_snapshot
+    from ovsdb.vtep_reporter import VtepReporter
 
     rng = random.Random(7)
     db = FakeVtepDb()
