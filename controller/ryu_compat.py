@@ -188,13 +188,62 @@ __all__ = [
     "drop_datapath",
     "LazyFlowStats",
     "PacedSocket",
+    "FifoSlots",
     "StreamGate",
     "STREAMS",
     "open_datapath",
 ]
 
 
-class StreamGate:
+class FifoSlots:
+    """At most ``limit`` holders at a time; the others wait in the order they came (FIFO), and a slot given back goes
+    straight to the first of them (handed over: no one who comes later takes it first, as one could from eventlet's
+    Semaphore, whose woken waiter must still win the slot). A waiter killed while it waits holds nothing: a slot
+    handed to it meanwhile goes on to the next. Used by ``StreamGate`` and ovsdb/firstreads.py."""
+
+    def __init__(self, limit: int):
+        if limit < 1:
+            raise ValueError("limit must be at least 1, not %r" % (limit,))
+        self.limit = limit
+        self.held = 0  # slots held now (a slot handed over stays held)
+        self.most = 0  # most slots held at once so far
+        self.waited = 0  # acquisitions that had to wait, since the start
+        self._queue = deque()  # hub.Event of each waiter, first come first: set when a slot is handed to it
+
+    @property
+    def waiting(self) -> int:
+        """How many wait for a slot now."""
+        return len(self._queue)
+
+    def acquire(self, every: float | None = None, meanwhile=None) -> None:
+        """Take a slot, waiting behind those who came first if none is free (or others wait); while waiting, call
+        ``meanwhile()`` every ``every`` seconds (it may raise: then no slot is held)."""
+        if self.held < self.limit and not self._queue:
+            self.held += 1
+            self.most = max(self.most, self.held)
+            return
+        self.waited += 1
+        turn = hub.Event()
+        self._queue.append(turn)
+        try:
+            while not turn.wait(timeout=every):
+                meanwhile()
+        except BaseException:  # killed or failed while waiting: a slot handed over meanwhile goes to the next one
+            if turn in self._queue:
+                self._queue.remove(turn)
+            else:
+                self.release()
+            raise
+
+    def release(self) -> None:
+        """Give a slot back: to the first who waits, if any."""
+        if self._queue:
+            self._queue.popleft().set()  # handed over: held stays
+        else:
+            self.held -= 1
+
+
+class StreamGate(FifoSlots):
     """At most ``slots`` holders at a time; the others wait in the order they came (FIFO), and a released slot goes to
     the first of them (no one who comes later takes it first). Held by a connection while it parses a multipart reply of
     several messages (``PacedSocket``), over its pauses too (green threads take turns: a slot given back at each pause
@@ -210,47 +259,6 @@ class StreamGate:
     5 s inactivity probe. A holder whose socket holds nothing to read gives its slot back before it waits (the read-back
     is over, or its switch is slow or stalls mid-message, even on purpose): only bytes already received are parsed
     holding a slot (over TLS: only whole records, as a part cannot be decrypted before its rest comes)."""
-
-    def __init__(self, slots: int):
-        if slots < 1:
-            raise ValueError("slots must be at least 1, not %r" % (slots,))
-        self.slots = slots
-        self.held = 0  # slots held now
-        self.most = 0  # most slots held at once so far
-        self.waits = 0  # acquisitions that waited
-        self._queue = deque()  # hub.Event of each waiter, first come first
-
-    def acquire(self) -> None:
-        """Take a slot, waiting behind those who came first if none is free (or others wait)."""
-        if self.held < self.slots and not self._queue:
-            self._take()
-            return
-        self.waits += 1
-        turn = hub.Event()
-        self._queue.append(turn)
-        try:
-            turn.wait()
-        except BaseException:  # killed while waiting: a slot handed over meanwhile goes to the next one
-            if turn in self._queue:
-                self._queue.remove(turn)
-            else:
-                self.release()
-            raise
-
-    def release(self) -> None:
-        """Give a slot back: to the first who waits, if any."""
-        if self._queue:
-            self._queue.popleft().set()  # handed over: held stays
-        else:
-            self.held -= 1
-
-    def waiting(self) -> int:
-        """How many wait for a slot."""
-        return len(self._queue)
-
-    def _take(self) -> None:
-        self.held += 1
-        self.most = max(self.most, self.held)
 
 
 STREAMS = StreamGate(STREAMS_AT_ONCE)
@@ -354,7 +362,7 @@ class PacedSocket:
     def _take_turns(self) -> None:
         """The pause: its slot kept over it when no connection waits for one (so a round parses at most the
         slots' pieces), else handed to the first that waits (taken again, behind the others, once read)."""
-        if self._holding and self.gate.waiting():
+        if self._holding and self.gate.waiting:
             self._give_back()
         self._pause()
 

@@ -21,57 +21,25 @@ The whole takes as much CPU as before: the same reads, a few at a time instead o
 
 from __future__ import annotations
 
-from collections import deque
-
-from controller.ryu_compat import hub
+from controller.ryu_compat import FifoSlots
 
 LIMIT = 4  # sessions reading their first full copy at once: 4 turns of 2-4 ms in a round of the hub
 HOLD_S = 2.0  # a session whose peer has not sent its whole copy this long after its slot was given gives it back
 ANSWER_EVERY_S = 0.5  # a waiting session answers its peer's echo requests at least this often
 
 
-class FirstReads:
-    """At most ``limit`` first reads at once (see the module docstring)."""
+class FirstReads(FifoSlots):
+    """At most ``limit`` first reads at once (see the module docstring), first asked first served."""
 
     def __init__(self, limit: int = LIMIT, answer_every: float = ANSWER_EVERY_S):
-        if limit < 1:
-            raise ValueError("limit must be at least 1, not %r" % (limit,))
-        self.limit = limit
+        super().__init__(limit)
         self.answer_every = answer_every
-        self._free = limit  # slots no session holds
-        self._queue: deque = deque()  # a hub.Event per waiting session, first asked first: set when given a slot
-        self.waiting = 0  # sessions waiting for a slot now
-        self.waited = 0  # sessions that had to wait, since the start
 
     def admit(self, answer) -> None:
         """Wait for a slot, calling ``answer()`` (the session's echo replies) every ``answer_every`` seconds
         meanwhile; ``answer`` may raise (the peer went), and the wait may be killed (the session closed): then no
         slot is held (one given to it meanwhile goes on to the next waiting session)."""
-        if self._free and not self._queue:
-            self._free -= 1
-            return
-        turn = hub.Event()
-        self._queue.append(turn)
-        self.waiting += 1
-        self.waited += 1
-        try:
-            while not turn.wait(timeout=self.answer_every):
-                answer()
-        except BaseException:
-            if turn.is_set():
-                self.release()
-            else:
-                self._queue.remove(turn)
-            raise
-        finally:
-            self.waiting -= 1
-
-    def release(self) -> None:
-        """The session's first read is over (or the session ended): its slot goes to the first waiting session."""
-        if self._queue:
-            self._queue.popleft().set()
-        else:
-            self._free += 1
+        self.acquire(self.answer_every, answer)
 
     def status(self) -> dict:
         """``GET /v1/ovsdb/sessions``' ``first_reads``: the limit, the sessions waiting now, those that waited."""

@@ -6,7 +6,7 @@ many at once: a sleeping green thread (the lag probe, an OVSDB probe, an HA hear
 green thread has had its turn, so N clients asking for a big answer together held the loop for N stretches in every
 round. Reads need no token: 60 connections asking for ``GET /v1/vports`` (3,000 vports) at once held it 2.5 s.
 
-Through ``Lane.pause`` a paused answer waits for its turn in a FIFO queue (an eventlet Semaphore), where it is not
+Through ``Lane.pause`` a paused answer waits for its turn in a FIFO queue (``FifoSlots``, one slot), where it is not
 ready: one paused answer computes at a time, whatever the number of clients, and each gets its turn in order. Nothing
 is held outside ``pause``: a request that never pauses (``GET /v1/status``) never queues, and one that waits for
 something else (a write waiting for the standby) holds nothing meanwhile.
@@ -16,20 +16,25 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from eventlet.semaphore import Semaphore
+from controller.ryu_compat import FifoSlots
 
 
 class Lane:
     """The turn of paused REST answers (module docstring); ``give_way`` is the event loop's turn."""
 
     def __init__(self, give_way: Callable[[], None]):
-        self._turn = Semaphore(1)
+        self._turn = FifoSlots(1)
         self._give_way = give_way
-        self.queued = 0  # pauses that waited behind another answer's (inspection, tests)
+
+    @property
+    def queued(self) -> int:
+        """Pauses that waited behind another answer's, since the start (inspection, tests)."""
+        return self._turn.waited
 
     def pause(self) -> None:
         """Wait until no other paused answer is ahead, then give the event loop its turn."""
-        if self._turn.balance < 1:  # held, or handed to a waiter ahead
-            self.queued += 1
-        with self._turn:
+        self._turn.acquire()
+        try:
             self._give_way()
+        finally:
+            self._turn.release()

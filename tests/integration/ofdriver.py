@@ -118,7 +118,7 @@ class OfDriver(RyuApp):
         self.report[f"{dpid:016x}"] = {
             "generation": self.generation, "connected_at": connected, "synced_at": time.time(),
             "status": status, "flows": rec.flows() if status["desired"] <= FLOWS_IN_REPORT else None,
-            "lag": self.lag.status(), "streams": {"most": STREAMS.most, "waits": STREAMS.waits}}
+            "lag": self.lag.status(), "streams": {"most": STREAMS.most, "waits": STREAMS.waited}}
         draft = self.workdir / "report.json.tmp"
         draft.write_text(json.dumps(self.report))
         draft.replace(self.workdir / "report.json")

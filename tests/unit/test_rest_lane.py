@@ -133,7 +133,7 @@ def test_no_answer_holds_the_lane_once_it_is_killed_or_fails():
     waiting = eventlet.spawn(answer, "waiting")
     failing = eventlet.spawn(answer, "failing", True)
     eventlet.sleep(0)  # the first holds the lane (in its turn), the other two wait
-    assert lane._turn.balance == -2
+    assert lane._turn.held == 1 and lane._turn.waiting == 2
     in_turn.kill()
     waiting.kill()
     with eventlet.Timeout(10):
@@ -145,7 +145,7 @@ def test_no_answer_holds_the_lane_once_it_is_killed_or_fails():
         for thread in later:
             thread.wait()
     assert turns == ["failing"] + ["later 0", "later 1", "later 2"] * 2
-    assert lane._turn.balance == 1  # free, nobody waiting
+    assert lane._turn.held == 0 and lane._turn.waiting == 0  # free, nobody waiting
 
 
 def test_a_listing_waits_for_its_turn_with_the_collector_on():

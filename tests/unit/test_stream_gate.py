@@ -77,7 +77,7 @@ def test_a_round_parses_at_most_slots_pieces_of_multipart_replies(slots, monkeyp
     assert all(stream.offset == size and stream.closed for stream in streams)
     assert len(brick.echo_round) == SWITCHES  # every stream parsed to its end
     assert max(per_round) <= slots * PIECE  # without the gate: SWITCHES pieces (4 MB) in a round
-    assert gate.most == slots and gate.held == 0 and gate.waits > 0
+    assert gate.most == slots and gate.held == 0 and gate.waited > 0
 
 
 def test_an_echo_behind_a_read_back_waits_for_the_pieces_in_front_of_it_only(monkeypatch):
@@ -87,7 +87,7 @@ def test_an_echo_behind_a_read_back_waits_for_the_pieces_in_front_of_it_only(mon
     gate = StreamGate(ryu_compat.STREAMS_AT_ONCE)
     _, brick = run_loops(streams, gate, monkeypatch)
     pieces = SWITCHES * -(-size // ryu_compat.READ_PAUSE_BYTES)
-    assert max(brick.echo_round.values()) <= pieces // gate.slots + SWITCHES
+    assert max(brick.echo_round.values()) <= pieces // gate.limit + SWITCHES
 
 
 def test_every_read_back_advances_in_turn(monkeypatch):
@@ -134,12 +134,12 @@ def test_a_thread_killed_while_waiting_leaves_no_slot_held():
     hub.sleep(0)
     gate.release()  # handed to the waiter, which is killed before it runs
     hub.kill(waiter)
-    assert gate.held == 0 and gate.waiting() == 0
+    assert gate.held == 0 and gate.waiting == 0
     gate.acquire()  # free again, at once
     queued = hub.spawn(gate.acquire)
     hub.sleep(0)
     hub.kill(queued)  # killed in the queue: leaves it
-    assert gate.waiting() == 0 and gate.held == 1
+    assert gate.waiting == 0 and gate.held == 1
 
 
 class FailingStream(HeldStream):
@@ -179,7 +179,7 @@ def test_small_messages_are_read_while_every_slot_is_held(monkeypatch):
     gate.acquire()
     stream = HeldStream(port_desc + flow_stats_reply(dp, FLOWS[:3]) + b"".join(bytes(msg.buf) for msg in messages))
     _, brick = run_loops([stream], gate, monkeypatch)
-    assert stream.closed and len(brick.echo_round) == 1 and gate.waits == 0 and gate.held == 1
+    assert stream.closed and len(brick.echo_round) == 1 and gate.waited == 0 and gate.held == 1
 
 
 def wait_for(condition) -> None:
@@ -277,7 +277,7 @@ def test_a_receive_loop_stopped_while_it_holds_a_slot_gives_it_back(end, monkeyp
     if end == "killed":
         hub.kill(loop)
     loop.wait()
-    assert paused == [1] and gate.held == 0 and gate.waiting() == 0
+    assert paused == [1] and gate.held == 0 and gate.waiting == 0
     gate.acquire()  # free, at once
 
 
