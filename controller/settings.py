@@ -93,7 +93,7 @@ SETTINGS = (
           default=dict, nullable=False),
     Field("rest", "object", "REST API", fields=_endpoint("127.0.0.1", 8080, "REST") + (
         Field("token", "string", "bearer token for writes (default: generated into data_dir/rest-token)",
-              lambda v: f.text(v, 4096)),
+              values.token),
         Field("token_file", "string", "read the bearer token from this file",
               values.path("leave token_file out for rest.token, else the token generated into data_dir/rest-token")),
         Field("open_reads", "string", "who may read without the token: loopback, always or never",
@@ -546,11 +546,11 @@ def with_token(settings: Settings) -> Settings:
     path = settings.rest_token_file
     if os.path.exists(path):
         try:
-            token = secretfile.read_private(path)
-        except secretfile.NotPrivate as exc:
+            token = secretfile.read_token(path)
+        except (secretfile.NotPrivate, secretfile.BadToken) as exc:
             raise SettingsError(f"rest.token_file: {exc}") from None
-        if not token:
-            raise SettingsError(f"{path}: the token file is empty")
+        except UnicodeDecodeError:
+            raise SettingsError(f"rest.token_file: {path} is not UTF-8 text") from None
         return replace(settings, rest_token=token)
     if path != token_path(settings.data_dir):
         raise SettingsError(f"rest.token_file: {path} does not exist")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 
 from controller import fields as f
+from controller import secretfile
 
 MIN_SECRET = 16
 
@@ -21,6 +22,18 @@ def secret(value):
     value = f.text(value, 4096)
     if len(value) < MIN_SECRET:
         raise f.Invalid(f"must be at least {MIN_SECRET} characters")
+    return value
+
+
+def token(value):
+    """rest.token: sent in an HTTP header, so printable ASCII without spaces (secretfile.token_problem); an empty
+    one silently meant a generated token."""
+    value = f.text(value, 4096)
+    if not value:
+        raise f.Invalid("must not be empty (leave rest.token out for the token generated into data_dir/rest-token)")
+    problem = secretfile.token_problem(value)
+    if problem:
+        raise f.Invalid(problem)
     return value
 
 

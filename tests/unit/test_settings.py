@@ -104,6 +104,39 @@ def test_which_secret_files_are_private(mode, uid, refused):
     assert (problem is None) if refused is None else (refused in problem and f"{mode:04o}" in problem)
 
 
+@pytest.mark.parametrize("token, reason", [
+    ('"abc\\ndef"', "holds '\\n' at character 4"), ('"abc\\0def"', "holds '\\x00' at character 4"),
+    ('"two words"', "holds ' ' at character 4"), ('"tab\\tafter"', "holds '\\t' at character 4"),
+    ('"caf\u00e9-token"', "holds '\u00e9' at character 4"),
+    ('""', "must not be empty (leave rest.token out for the token generated into data_dir/rest-token)"),
+])
+def test_a_rest_token_that_is_no_http_header_value_is_refused_naming_field_and_reason(tmp_path, token, reason):
+    """The token travels in 'Authorization: Bearer TOKEN': a newline or NUL in it was taken and matched no header."""
+    with pytest.raises(settings_mod.SettingsError) as refused:
+        load(tmp_path, f"data_dir: {tmp_path}/d\nrest:\n  token: {token}\n")
+    assert f"canopy.yaml:3: rest.token: {reason}" in str(refused.value)
+    assert load(tmp_path, f"data_dir: {tmp_path}/d\nrest:\n  token: a-B_c.d~e+f/g=\n").rest_token == "a-B_c.d~e+f/g="
+
+
+@pytest.mark.parametrize("text, reason", [
+    ("tok\n\n", "holds '\\n' at character 4"), ("tok\nen\n", "holds '\\n' at character 4"),
+    ("tok\0junk\n", "holds '\\x00' at character 4"), ("tok \n", "holds ' ' at character 4"),
+    ("  tok\n", "holds ' ' at character 1"), ("\n", "is empty"),
+])
+def test_a_token_file_holding_more_than_the_token_and_one_newline_is_refused(tmp_path, text, reason):
+    """It was stripped: a second line or a NUL and what followed became part of the token, silently."""
+    token = tmp_path / "token"
+    token.write_text(text)
+    token.chmod(0o600)
+    s = load(tmp_path, f"data_dir: {tmp_path}/d\nrest: {{token_file: {token}}}\n")
+    with pytest.raises(settings_mod.SettingsError) as refused:
+        settings_mod.with_token(s)
+    assert str(refused.value).startswith(f"rest.token_file: {token}: the token in it {reason}")
+    for fine in ("tok\n", "tok"):  # one trailing newline, or none
+        token.write_text(fine)
+        assert settings_mod.with_token(s).rest_token == "tok"
+
+
 def test_configured_token_file_must_exist(tmp_path):
     s = load(tmp_path, f"data_dir: {tmp_path}/d\nrest: {{token_file: {tmp_path}/missing}}\n")
     with pytest.raises(settings_mod.SettingsError, match="does not exist"):
