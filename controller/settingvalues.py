@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import ipaddress
-
 from controller import fields as f
 from controller import secretfile
 
@@ -12,10 +10,8 @@ MIN_SECRET = 16
 
 
 def listen(value):
-    try:
-        return str(ipaddress.ip_address(f.text(value, 64)))
-    except ValueError:
-        raise f.Invalid(f"{value!r} is not an IP address to listen on") from None
+    """An address to listen on (openflow, ovsdb, rest, bgp, ha), IPv4 or IPv6 without a zone (fields.ip_address)."""
+    return str(f.ip_address(f.text(value, 64)))
 
 
 def secret(value):

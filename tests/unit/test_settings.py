@@ -36,6 +36,12 @@ def test_a_hold_time_raised_before_hold_max_existed_still_loads(tmp_path):
 @pytest.mark.parametrize("text, expected", [
     ("rest:\n  port: 80000\n", "canopy.yaml:2: rest.port: must be between 1 and 65535"),
     ("rest:\n  listen: localhost\n", "canopy.yaml:2: rest.listen: 'localhost' is not an IP address"),
+    ("rest:\n  listen: 'fe80::1%eth0'\n", "canopy.yaml:2: rest.listen: 'fe80::1%eth0' is a scoped IPv6 address: its "
+     "zone (after '%') names an interface of one host; give the address without it"),
+    ("openflow: {listen: '::1%x'}\n", "canopy.yaml:1: openflow.listen: '::1%x' is a scoped IPv6 address"),
+    ("ovsdb: {listen: 'fe80::1%0'}\n", "canopy.yaml:1: ovsdb.listen: 'fe80::1%0' is a scoped IPv6 address"),
+    ("bgp: {listen: 'fe80::1%eth0'}\n", "canopy.yaml:1: bgp.listen: 'fe80::1%eth0' is a scoped IPv6 address"),
+    ("ha: {listen: 'fe80::1%eth0'}\n", "canopy.yaml:1: ha.listen: 'fe80::1%eth0' is a scoped IPv6 address"),
     ("openflow: {port: 6653}\nbogus: 1\n", "canopy.yaml:2: bogus: unknown field"),
     ("allocation: {vni_min: 500, vni_max: 100}\n", "canopy.yaml:1: allocation.vni_min: must not be above vni_max"),
     ("log_level: loud\n", "canopy.yaml:1: log_level: must be one of debug, info, warning, error"),
