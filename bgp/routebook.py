@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from bgp import routes as bgp_routes
-from controller import fields
 from bgp.received import REASONS, Local, decode_message
+from controller import fields
 
 if TYPE_CHECKING:
     from bgp.speaker import Neighbor
