@@ -38,10 +38,11 @@ def read_private(path: str) -> str:
     return _read(path).strip()
 
 
-def read_token(path: str) -> str:
+def read_token(path: str, reader: str = "Canopy") -> str:
     """The REST token in the private file ``path``: its whole text but one trailing newline. OSError when it cannot
-    be read, NotPrivate when it is too open, BadToken (naming the file) when the text is not one token."""
-    text = _read(path)
+    be read, NotPrivate when it is too open (for ``reader``, the service that reads it), BadToken (naming the file)
+    when the text is not one token."""
+    text = _read(path, reader)
     token = text[:-1] if text.endswith("\n") else text
     problem = token_problem(token)
     if problem:
@@ -60,21 +61,21 @@ def token_problem(token: str) -> str | None:
     return None
 
 
-def _read(path: str) -> str:
+def _read(path: str, reader: str = "Canopy") -> str:
     with open(path, encoding="utf-8") as fh:
-        problem = too_open(os.fstat(fh.fileno()))  # the file that was opened, not one put there meanwhile
+        problem = too_open(os.fstat(fh.fileno()), reader)  # the file that was opened, not one put there meanwhile
         if problem:
             raise NotPrivate(f"{path} {problem}")
         return fh.read()
 
 
-def too_open(st: os.stat_result) -> str | None:
-    """Why a file with this status is too open to hold a secret, or None."""
+def too_open(st: os.stat_result, reader: str = "Canopy") -> str | None:
+    """Why a file with this status is too open to hold a secret ``reader`` (the service) reads, or None."""
     mode = stat.S_IMODE(st.st_mode)
     if mode & 0o007:
         return (f"has mode {mode:04o}: every user of the host can read or change it; make it private "
-                "(chmod 600, or 640 owned by root with the group of the user Canopy runs as)")
+                f"(chmod 600, or 640 owned by root with the group of the user {reader} runs as)")
     if mode & 0o070 and st.st_uid != 0:
         return (f"has mode {mode:04o}: its group can read it, and only a file root owns may be shared with a "
-                "group; chmod 600 it (or chown root and chgrp it to the group of the user Canopy runs as)")
+                f"group; chmod 600 it (or chown root and chgrp it to the group of the user {reader} runs as)")
     return None

@@ -27,7 +27,7 @@ def token_from(token: str | None, token_file: str | None) -> str | None:
     if not token_file:
         return None
     try:
-        return secretfile.read_token(token_file)
+        return secretfile.read_token(token_file, reader="Neutron")
     except OSError as exc:
         raise ConfigError(f"[canopy] token_file: cannot read {token_file}: {exc.strerror or exc}") from None
     except UnicodeDecodeError:

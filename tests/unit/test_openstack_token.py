@@ -25,7 +25,7 @@ def test_a_token_file_other_users_can_read_is_refused_naming_the_option_and_its_
         with pytest.raises(client.ConfigError) as refused:
             client.token_from(None, str(token))
         assert str(refused.value).startswith(f"[canopy] token_file: {token} has mode {mode:04o}")
-        assert "chmod 600" in str(refused.value)
+        assert "chmod 600" in str(refused.value) and "the user Neutron runs as" in str(refused.value)
     token.chmod(0o600)
     assert client.token_from(None, str(token)) == "t0ken-for-neutron"
     assert client.token_from("inline-token", str(token)) == "inline-token"  # token wins over token_file
