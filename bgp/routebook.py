@@ -5,7 +5,6 @@ unit tested on its own with real ExaBGP JSON."""
 from __future__ import annotations
 
 import collections
-import ipaddress
 import json
 import logging
 import time
@@ -14,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from bgp import routes as bgp_routes
 from bgp.received import REASONS, Local, decode_message
+from controller import fields
 
 if TYPE_CHECKING:
     from bgp.speaker import Neighbor
@@ -66,9 +66,11 @@ class GracefulRestart:
 
 
 def _ip(text) -> str:
+    """A peer's address as ExaBGP reports it, normalised to match the configured neighbor's (a scoped one, never
+    configured, stays as it is: a message about an unconfigured peer)."""
     try:
-        return str(ipaddress.ip_address(str(text)))
-    except ValueError:
+        return str(fields.ip_address(str(text)))
+    except fields.Invalid:
         return str(text)
 
 

@@ -30,6 +30,8 @@ import json
 import re
 from dataclasses import dataclass, field
 
+from controller import fields
+
 MAX_VNI = (1 << 24) - 1
 ANNOUNCE = "announce"
 WITHDRAW = "withdraw"
@@ -62,16 +64,15 @@ def _ip(value: str, name: str) -> str:
         return value
     try:
         return _normal_ip(value) if isinstance(value, str) else _normal_ip.__wrapped__(value)
-    except ValueError:
-        raise ValueError(f"{name}: {value!r} is not an IP address") from None
+    except fields.Invalid as exc:
+        raise ValueError(f"{name}: {exc}") from None
 
 
 @functools.lru_cache(maxsize=1 << 16)
 def _normal_ip(value) -> str:
-    """``_ip`` without the field name, remembered: a batch of routes repeats its next hops and VTEP IPs."""
-    address = ipaddress.ip_address(value)
-    if getattr(address, "scope_id", None) is not None:  # fe80::1%eth0: a host's zone, any text, no BGP address
-        raise ValueError("scoped")
+    """``_ip`` without the field name, remembered: a batch of routes repeats its next hops and VTEP IPs. A scoped
+    IPv6 address (fe80::1%eth0: a host's zone, any text) is no BGP address: refused (fields.ip_address)."""
+    address = fields.ip_address(value)
     mapped = getattr(address, "ipv4_mapped", None)
     return str(mapped or address)
 
@@ -233,9 +234,9 @@ class IpPrefixRoute:
     def __post_init__(self):
         _common(self)
         try:
-            _set(self, "prefix", str(ipaddress.ip_network(self.prefix, strict=False)))
-        except ValueError:
-            raise ValueError(f"prefix: {self.prefix!r} is not an IP prefix") from None
+            _set(self, "prefix", str(fields.ip_network(self.prefix, strict=False)))
+        except fields.Invalid as exc:
+            raise ValueError(f"prefix: {exc}") from None
         _set(self, "gateway", _ip(self.gateway, "gateway"))
         if ipaddress.ip_address(self.gateway).version != ipaddress.ip_network(self.prefix).version:
             raise ValueError("gateway: must be of the same IP version as prefix")

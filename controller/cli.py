@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import select
+import ssl
 import sys
 import urllib.error
 import urllib.request
@@ -55,7 +56,7 @@ def main(argv=None) -> int:
     if getattr(args, "remote", False):
         problem = _resolve_remote(args)
         if problem:
-            print(f"canopy: --config: {problem}", file=sys.stderr)
+            print(f"canopy: {problem}", file=sys.stderr)
             return EXIT_USAGE
     try:
         code = args.func(args)
@@ -153,19 +154,27 @@ def _remote_args(cmd):
     cmd.add_argument("--token", help="bearer token (default: the REST token of --config's settings, else env "
                      "CANOPY_TOKEN, else the default data directory's rest-token)")
     cmd.add_argument("--config", help="the controller's settings: talk to its REST address with its token")
+    cmd.add_argument("--ca-file", help="CA certificate(s) (PEM) an https:// controller's certificate must be signed by "
+                     "(default: env CANOPY_CA_FILE, else the system's CA store or SSL_CERT_FILE)")
     cmd.set_defaults(remote=True)
 
 
 def _resolve_remote(args) -> str | None:
     """Fill in ``args.url`` and ``args.token``: each given on the command line, else what ``--config FILE``
     configures, else the environment's (CANOPY_URL, CANOPY_TOKEN), else the default address and the token of the
-    default data directory. Returns why the settings file cannot be used (nothing is sent then), or None."""
+    default data directory. ``args.tls`` is the client TLS context of ``--ca-file`` (else env CANOPY_CA_FILE; not the
+    settings' tls.ca_cert: that is the CA of the switches' certificates), None for the system's CA store. Returns why
+    the settings file or the CA file cannot be used (nothing is sent then), or None."""
     settings = None
     if args.config:
         try:
             settings = settings_mod.load(args.config)
         except (settings_mod.SettingsError, yamldoc.DocError) as exc:
-            return str(exc)
+            return f"--config: {exc}"
+    ca_file, where = (args.ca_file, "--ca-file") if args.ca_file else (os.environ.get("CANOPY_CA_FILE"), "CANOPY_CA_FILE")
+    args.tls, problem = _client_tls(ca_file, where)
+    if problem:
+        return problem
     if not args.url:
         args.url = (rest_url(settings) if settings else None) or os.environ.get("CANOPY_URL") or DEFAULT_URL
     args.token_from = "the token given by --token" if args.token else "no token"
@@ -176,6 +185,19 @@ def _resolve_remote(args) -> str | None:
     elif not args.token and settings is None:
         args.token, args.token_from = _file_token(settings_mod.load(None), "the built-in settings")
     return None
+
+
+def _client_tls(path, where) -> tuple:
+    """(an ssl.SSLContext that trusts only the CA certificates in ``path``, or None without a path; why the file cannot
+    be used, naming ``where`` it came from, or None)."""
+    if not path:
+        return None, None
+    try:
+        return ssl.create_default_context(cafile=path), None
+    except ssl.SSLError as exc:  # an OSError too: first
+        return None, f"{where}: {path} holds no PEM CA certificate ({exc.reason or exc})"
+    except OSError as exc:
+        return None, f"{where}: cannot read {path}: {exc.strerror or exc}"
 
 
 def rest_url(settings) -> str:
@@ -523,7 +545,7 @@ def _request(args, method, path, body):
     if args.token:
         req.add_header("Authorization", f"Bearer {args.token}")
     try:
-        with urllib.request.urlopen(req, timeout=60) as resp:
+        with urllib.request.urlopen(req, timeout=60, context=getattr(args, "tls", None)) as resp:
             return resp.status, json.loads(resp.read() or b"null")
     except urllib.error.HTTPError as exc:
         try:
@@ -531,7 +553,10 @@ def _request(args, method, path, body):
         except ValueError:
             return exc.code, None
     except (urllib.error.URLError, OSError) as exc:
-        print(f"canopy: cannot reach the controller at {args.url}: {getattr(exc, 'reason', exc)}", file=sys.stderr)
+        reason = getattr(exc, "reason", exc)
+        hint = ("; give --ca-file (or CANOPY_CA_FILE) with the CA that signed the controller's certificate"
+                if isinstance(reason, ssl.SSLCertVerificationError) else "")
+        print(f"canopy: cannot reach the controller at {args.url}: {reason}{hint}", file=sys.stderr)
         return None, None
 
 

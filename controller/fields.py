@@ -131,6 +131,35 @@ uuid.schema = {"format": "uuid", "minLength": 36, "maxLength": 36}
 openstack_id.schema = {"pattern": OPENSTACK_ID_PATTERN, "minLength": 1, "maxLength": 64}
 
 
+def ip_address(value):
+    """An IPv4 or IPv6 address (an ``ipaddress`` object) from outside: settings, OVSDB rows, BGP and ExaBGP; raises
+    Invalid with the reason. ``ipaddress`` takes an IPv6 zone (``fe80::1%eth0``, any text after the ``%``) and keeps
+    it: it names an interface of one host, no address Canopy can listen on, announce or tunnel to. Every address that
+    may be IPv6 goes through here (or ``ip_network``); an IPv4 one through ``ipv4``, which has no zone."""
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        raise Invalid(f"{value!r} is not an IP address") from None
+    return _unscoped(address, value)
+
+
+def ip_network(value, strict: bool = True):
+    """An IPv4 or IPv6 prefix (an ``ipaddress`` network) from outside, refused with a zone as ``ip_address``."""
+    try:
+        net = ipaddress.ip_network(value, strict=strict)
+    except ValueError:
+        raise Invalid(f"{value!r} is not an IP prefix") from None
+    _unscoped(net.network_address, value)
+    return net
+
+
+def _unscoped(address, value):
+    if getattr(address, "scope_id", None) is not None:
+        raise Invalid(f"{value!r} is a scoped IPv6 address: its zone (after '%') names an interface of one host; "
+                      "give the address without it")
+    return address
+
+
 def ipv4(value):
     if not isinstance(value, str):
         raise Invalid("must be an IPv4 address string")

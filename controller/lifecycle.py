@@ -187,10 +187,14 @@ def reload(config_path: str | None) -> list[str]:
 
 
 def restart_changes(running, new) -> list[str]:
-    """The settings keys whose value differs and that apply only after a restart (BGP's are named apart)."""
+    """The settings keys, as the file writes them, whose value differs and that apply only after a restart (BGP's
+    are named apart); a secret file rotated under the same path is named as the content of that key."""
     before, after = dict(running.keys), dict(new.keys)
-    return [key for key in sorted(before.keys() | after.keys())
-            if key not in LIVE_KEYS and not key.startswith("bgp.") and before.get(key) != after.get(key)]
+    out = [key for key in sorted(before.keys() | after.keys())
+           if key not in LIVE_KEYS and not key.startswith("bgp.") and before.get(key) != after.get(key)]
+    if running.ha and new.ha and running.ha.secret != new.ha.secret and not {"ha.secret", "ha.secret_file"} & set(out):
+        out.append("the content of ha.secret_file")
+    return out
 
 
 def bgp_changes(old, new) -> list[str]:

@@ -58,10 +58,10 @@ class AgentSettings:
     timeout: float = 10.0  # seconds for each request to Canopy or Nova
 
     def secret(self) -> bytes:
-        return _read_secret(self.shared_secret_file, "shared_secret_file")
+        return _read_secret(self.shared_secret_file, "shared_secret_file", secretfile.read_private).encode()
 
     def token(self) -> str:
-        return _read_secret(self.token_file, "token_file").decode()
+        return _read_secret(self.token_file, "token_file", secretfile.read_token)
 
 
 _REQUIRED = ("nova_metadata_url", "shared_secret_file", "canopy_url", "token_file")
@@ -108,20 +108,21 @@ def _bad(key, value) -> str | None:
     return None
 
 
-def _read_secret(path: str, key: str) -> bytes:
-    """The secret in ``path``, refused like the controller's own secret files when other users can read it
-    (controller/secretfile.py): the shared secret lets anyone sign requests for any instance's metadata."""
+def _read_secret(path: str, key: str, read) -> str:
+    """The secret in ``path`` (``read``: secretfile.read_private or read_token), refused like the controller's own
+    secret files when other users can read it (controller/secretfile.py): the shared secret lets anyone sign
+    requests for any instance's metadata."""
     try:
-        value = secretfile.read_private(path)
+        value = read(path)
     except OSError as exc:
         raise SettingsError(f"{key}: cannot read {path}: {exc.strerror}") from None
-    except secretfile.NotPrivate as exc:
+    except (secretfile.NotPrivate, secretfile.BadToken) as exc:
         raise SettingsError(f"{key}: {exc}") from None
     except UnicodeDecodeError:
         raise SettingsError(f"{key}: {path} is not UTF-8 text") from None
     if not value:
         raise SettingsError(f"{key}: {path} is empty")
-    return value.encode()
+    return value
 
 
 # ------------------------------------------------------------------------------------------ who asked

@@ -93,7 +93,7 @@ SETTINGS = (
           default=dict, nullable=False),
     Field("rest", "object", "REST API", fields=_endpoint("127.0.0.1", 8080, "REST") + (
         Field("token", "string", "bearer token for writes (default: generated into data_dir/rest-token)",
-              lambda v: f.text(v, 4096)),
+              values.token),
         Field("token_file", "string", "read the bearer token from this file",
               values.path("leave token_file out for rest.token, else the token generated into data_dir/rest-token")),
         Field("open_reads", "string", "who may read without the token: loopback, always or never",
@@ -348,6 +348,7 @@ def from_doc(doc: yamldoc.Doc) -> Settings:
         raise SettingsError(f"{doc.where('')}: settings must be a mapping")
     problems = []
     raw = normalise_fields(SETTINGS, data, "", problems, "settings")
+    written = () if problems else tuple(_keyed(raw))  # before ha.secret (from its file) and ha.listen are derived
     if not problems and raw["allocation"]["vni_min"] > raw["allocation"]["vni_max"]:
         problems.append(_problem("allocation.vni_min", "must not be above vni_max"))
     seen = set()
@@ -390,16 +391,19 @@ def from_doc(doc: yamldoc.Doc) -> Settings:
         log_format=raw["log_format"], access_log=rest["access_log"],
         tls=_tls_files(raw["tls"]), openflow_tls=_tls_on(raw, "openflow"), ovsdb_tls=_tls_on(raw, "ovsdb"),
         rest_tls=_tls_on(raw, "rest"), gateway_arp_refresh=raw["vrs"]["gateway_arp_refresh_ms"] / 1000,
-        gateway_arp_timeout=raw["vrs"]["gateway_arp_timeout_ms"] / 1000, keys=tuple(_keyed(raw)))
+        gateway_arp_timeout=raw["vrs"]["gateway_arp_timeout_ms"] / 1000, keys=written)
 
 
-def _keyed(raw: dict, prefix: str = ""):
-    """(dotted key, value) of every leaf of the normalised settings (a list, such as bgp.neighbors, is one leaf)."""
-    for name, value in raw.items():
-        if isinstance(value, dict):
-            yield from _keyed(value, f"{prefix}{name}.")
-        else:
-            yield f"{prefix}{name}", value
+def _keyed(raw: dict, fields=SETTINGS, prefix: str = ""):
+    """(dotted key, value) of every leaf of the normalised settings as the file gives them (a list, such as
+    bgp.neighbors, is one leaf; an absent optional section, such as tls, has none: its keys are those a file that
+    sets it writes)."""
+    for spec in fields:
+        value = raw[spec.name]
+        if spec.type != "object":
+            yield f"{prefix}{spec.name}", value
+        elif value is not None:
+            yield from _keyed(value, spec.fields, f"{prefix}{spec.name}.")
 
 
 TLS_LISTENERS = ("openflow", "ovsdb", "rest")
@@ -546,11 +550,11 @@ def with_token(settings: Settings) -> Settings:
     path = settings.rest_token_file
     if os.path.exists(path):
         try:
-            token = secretfile.read_private(path)
-        except secretfile.NotPrivate as exc:
+            token = secretfile.read_token(path)
+        except (secretfile.NotPrivate, secretfile.BadToken) as exc:
             raise SettingsError(f"rest.token_file: {exc}") from None
-        if not token:
-            raise SettingsError(f"{path}: the token file is empty")
+        except UnicodeDecodeError:
+            raise SettingsError(f"rest.token_file: {path} is not UTF-8 text") from None
         return replace(settings, rest_token=token)
     if path != token_path(settings.data_dir):
         raise SettingsError(f"rest.token_file: {path} does not exist")

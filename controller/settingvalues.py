@@ -3,24 +3,33 @@
 
 from __future__ import annotations
 
-import ipaddress
-
 from controller import fields as f
+from controller import secretfile
 
 MIN_SECRET = 16
 
 
 def listen(value):
-    try:
-        return str(ipaddress.ip_address(f.text(value, 64)))
-    except ValueError:
-        raise f.Invalid(f"{value!r} is not an IP address to listen on") from None
+    """An address to listen on (openflow, ovsdb, rest, bgp, ha), IPv4 or IPv6 without a zone (fields.ip_address)."""
+    return str(f.ip_address(f.text(value, 64)))
 
 
 def secret(value):
     value = f.text(value, 4096)
     if len(value) < MIN_SECRET:
         raise f.Invalid(f"must be at least {MIN_SECRET} characters")
+    return value
+
+
+def token(value):
+    """rest.token: sent in an HTTP header, so printable ASCII without spaces (secretfile.token_problem); an empty
+    one silently meant a generated token."""
+    value = f.text(value, 4096)
+    if not value:
+        raise f.Invalid("must not be empty (leave rest.token out for the token generated into data_dir/rest-token)")
+    problem = secretfile.token_problem(value)
+    if problem:
+        raise f.Invalid(problem)
     return value
 
 

@@ -111,9 +111,10 @@ def gather_tree(get) -> dict:
     """Everything ``canopy show`` prints, from the REST API."""
     status = get("/v1/status")
     items = {c: get(f"/v1/{c}")["items"] for c in ("tenants", "domains", "subnets", "vports")}
+    vteps = get("/v1/vteps")["items"]
     tenants = []
     for tenant in items["tenants"]:
-        subnets = [_subnet_node(s, items["vports"]) for s in items["subnets"] if s["tenant_id"] == tenant["id"]]
+        subnets = [_subnet_node(s, items["vports"], vteps) for s in items["subnets"] if s["tenant_id"] == tenant["id"]]
         domains = [{"name": d["name"], "id": d["id"], "l3_vni": d.get("l3_vni"), "rd": d.get("rd"),
                     "gateway_mac": d.get("gateway_mac"), "subnets": [s for s in subnets if s["domain_id"] == d["id"]]}
                    for d in items["domains"] if d["tenant_id"] == tenant["id"]]
@@ -128,20 +129,27 @@ def gather_tree(get) -> dict:
         "vteps": [{"name": v["name"], "connected": v["connected"], "tunnel_ips": v.get("tunnel_ips", []),
                    "bindings": [{"port": b["port"], "vlan": b["vlan"], "subnet": b["subnet"]["ref"],
                                  "programmed": b["programmed"]} for b in v.get("bindings", [])],
-                   "gateways": v.get("gateways", [])} for v in get("/v1/vteps")["items"]],
+                   "gateways": v.get("gateways", [])} for v in vteps],
         "bgp": {"enabled": bgp.get("enabled", False),
                 "peers": [{k: p.get(k) for k in ("address", "asn", "state", "received", "sent", "last_error")}
                           for p in bgp.get("items", [])]},
     }
 
 
-def _subnet_node(subnet, vports):
+def _subnet_node(subnet, vports, vteps):
     return {"name": subnet["name"], "id": subnet["id"], "domain_id": subnet.get("domain_id"),
             "cidr": subnet.get("cidr"), "gateway": subnet.get("gateway"), "vni": subnet.get("vni"),
+            "vteps": bound_vteps(vteps, subnet["id"]),
             "vports": [{"name": v["name"], "id": v["id"], "mac": v["mac"], "ips": v.get("ips") or [],
                         "flavour": v["binding"]["flavour"], "status": v.get("status"), "location": v.get("location"),
                         "mac_mismatch": v.get("mac_mismatch")}
                        for v in vports if v["subnet_id"] == subnet["id"]]}
+
+
+def bound_vteps(vteps, subnet_id) -> list:
+    """The names of the hardware VTEPs (GET /v1/vteps items) with a port bound to the subnet: where its bare-metal
+    servers can be."""
+    return [v["name"] for v in vteps if any(b["subnet"]["id"] == subnet_id for b in v.get("bindings", ()))]
 
 
 def _switch_node(sw):
@@ -168,7 +176,9 @@ def gather_vport(get, key) -> dict:
     domain = get(f"/v1/domains/{_q(subnet['domain_id'])}") if subnet.get("domain_id") else None
     acls = [get(f"/v1/acls/{_q(a)}") for a in vport.get("acls") or []]
     groups = [get(f"/v1/policy-groups/{_q(g)}")["ref"] for g in vport.get("policy_groups") or []]
+    bare = vport["binding"]["flavour"] == "baremetal"
     out = {"policy_groups": groups, "vport": vport, "subnet": {k: subnet.get(k) for k in ("id", "ref", "cidr", "gateway", "vni")},
+           "vteps": bound_vteps(get("/v1/vteps")["items"], subnet["id"]) if bare else [],
            "domain": {k: domain.get(k) for k in ("id", "ref", "l3_vni", "gateway_mac")} if domain else None,
            "acls": [{"id": a["id"], "ref": a["ref"], "default_action": a.get("default_action"),
                      "rules": len(a.get("rules") or [])} for a in acls],
@@ -264,7 +274,7 @@ def _subnet_lines(subnets, indent, l2=False):
         lines.append(f"{indent}subnet {s['name']}{' (L2 only)' if l2 else ''}  {where}  vni {s['vni']}")
         for v in s["vports"]:
             lines.append(f"{indent}    vport {v['name']}  {v['mac']}  {' '.join(v['ips']) or '-'}  {v['flavour']}  "
-                         f"{_where(v.get('location'), v['flavour'])}{_mismatch(v)}")
+                         f"{_where(v.get('location'), v['flavour'], s['vteps'])}{_mismatch(v)}")
     return lines
 
 
@@ -274,9 +284,15 @@ def _mismatch(vport) -> str:
     return f"  MAC MISMATCH: the hypervisor reports {wrong['hypervisor']}, not programmed" if wrong else ""
 
 
-def _where(loc, flavour=None):
-    if not loc:  # a bare-metal server is on a hardware VTEP's port, never on a VRS port: not "unbound"
-        return "behind a hardware VTEP" if flavour == "baremetal" else "unbound"
+def _where(loc, flavour=None, vteps=()):
+    """Where a vport is: on a VRS port, unbound, or (bare metal, never on a VRS port) behind the hardware VTEPs bound
+    to its subnet, if any."""
+    if not loc and flavour == "baremetal":
+        if not vteps:
+            return "bare metal: no hardware VTEP bound to its subnet"
+        return f"bare metal behind hardware VTEP{'s' if len(vteps) > 1 else ''} {', '.join(vteps)}"
+    if not loc:
+        return "unbound"
     vlan = f" vlan {loc['vlan']}" if loc.get("vlan") else ""
     return f"on {loc['chassis']} port {loc['port']}{vlan} (ofport {loc['ofport']})"
 
@@ -294,7 +310,8 @@ def format_vport(data) -> str:
              "    acls " + (", ".join(f"{a['ref']} ({a['rules']} rules, default {a['default_action']})"
                                      for a in data["acls"]) or "-"),
              "    policy groups " + (", ".join(data.get("policy_groups") or ()) or "-"),
-             f"    status {v.get('status')}  {_where(v.get('location'), (v.get('binding') or {}).get('flavour'))}"
+             f"    status {v.get('status')}  "
+             f"{_where(v.get('location'), (v.get('binding') or {}).get('flavour'), data.get('vteps') or ())}"
              f"{_mismatch(v)}"]
     sw = data.get("switch")
     if sw:

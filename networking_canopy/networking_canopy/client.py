@@ -8,6 +8,33 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+from networking_canopy import secretfile
+
+
+class ConfigError(ValueError):
+    """A ``[canopy]`` option that cannot be used; the message names the option and the reason."""
+
+
+def token_from(token: str | None, token_file: str | None) -> str | None:
+    """The REST token: ``[canopy] token``, else the content of ``token_file``, refused (ConfigError) as Canopy
+    refuses its own token files (secretfile.py): a file other users can read, a token that is no one HTTP header
+    value (a NUL, a space, a second line)."""
+    if token:
+        problem = secretfile.token_problem(token)
+        if problem:
+            raise ConfigError(f"[canopy] token: {problem}")
+        return token
+    if not token_file:
+        return None
+    try:
+        return secretfile.read_token(token_file, reader="Neutron")
+    except OSError as exc:
+        raise ConfigError(f"[canopy] token_file: cannot read {token_file}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"[canopy] token_file: {token_file} is not UTF-8 text") from None
+    except (secretfile.NotPrivate, secretfile.BadToken) as exc:
+        raise ConfigError(f"[canopy] token_file: {exc}") from None
+
 
 class CanopyError(Exception):
     """Canopy refused a request (``status`` >= 400) or could not be reached (``status`` 0)."""

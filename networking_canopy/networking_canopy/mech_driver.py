@@ -35,7 +35,7 @@ from networking_canopy import config  # noqa: F401 (registers [canopy])
 from networking_canopy import external
 from networking_canopy import mapping
 from networking_canopy import secgroups
-from networking_canopy.client import CanopyClient, CanopyError
+from networking_canopy.client import CanopyClient, CanopyError, token_from
 from networking_canopy.sync import Syncer
 from networking_canopy.watcher import PortWatcher
 
@@ -53,11 +53,7 @@ class Refused(n_exc.InvalidInput):
 
 def make_client() -> CanopyClient:
     conf = cfg.CONF.canopy
-    token = conf.token
-    if not token and conf.token_file:
-        with open(conf.token_file, encoding="utf-8") as handle:
-            token = handle.read().strip()
-    return CanopyClient(conf.url, token, conf.timeout, conf.ca_file)
+    return CanopyClient(conf.url, token_from(conf.token, conf.token_file), conf.timeout, conf.ca_file)
 
 
 class CanopyMechanismDriver(api.MechanismDriver):

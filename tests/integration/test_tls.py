@@ -9,9 +9,13 @@ query string.
 
 from __future__ import annotations
 
+import json
+import os
 import socket
 import ssl
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +24,7 @@ from tests.harness.pki import Pki
 from tests.harness.wait import wait_until
 
 pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[2]
 
 POLICY = {"tenants": [{"name": "acme", "domains": [{"name": "prod", "subnets": [
     {"name": "web", "cidr": "10.0.1.0/24", "gateway": "10.0.1.1", "vports": [
@@ -179,6 +184,23 @@ def test_rest_is_served_over_https_only(fabric):
     assert plain.returncode != 0 or '"vports_bound"' not in plain.stdout
     untrusted = ctl.exec("curl", "-sS", "--max-time", "10", "https://127.0.0.1:8080/v1/status", timeout=20)
     assert untrusted.returncode != 0  # the system CAs do not vouch for Canopy's certificate
+
+
+def test_the_canopy_command_checks_the_controller_against_its_ca_file(fabric):
+    """canopy status --ca-file (docs/security.md): Canopy's CA is trusted, another CA's refused (exit code 3)."""
+    _, ctl, _, pki, rogue, _, _ = fabric
+    env = {k: v for k, v in os.environ.items() if k not in ("CANOPY_CA_FILE", "SSL_CERT_FILE", "CANOPY_URL")}
+
+    def status(*args):
+        return subprocess.run(["ip", "netns", "exec", ctl.ns, sys.executable, "-m", "controller.cli", "status",
+                               "--json", "--url", "https://127.0.0.1:8080", *args], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=60)
+
+    trusted = status("--ca-file", str(pki.ca_cert))
+    assert trusted.returncode == 0 and json.loads(trusted.stdout)["version"], trusted.stderr
+    for args in (("--ca-file", str(rogue.ca_cert)), ()):
+        refused = status(*args)
+        assert refused.returncode == 3 and "CERTIFICATE_VERIFY_FAILED" in refused.stderr, refused.stderr
 
 
 def test_the_access_log_never_records_a_query_string(fabric):

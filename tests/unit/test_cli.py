@@ -1,6 +1,7 @@
 """The canopy command: offline check with file and line, and usage errors."""
 
 import json
+import os
 import subprocess
 import sys
 import urllib.request
@@ -99,7 +100,7 @@ def test_check_refuses_an_object_defined_in_two_files(tmp_path, capsys):
 
 
 SERVE = """
-import http.server, pathlib, sys, urllib.parse
+import http.server, os, pathlib, sys, urllib.parse
 from controller.rest.api import Request
 from tests.unit.helpers import Controller
 
@@ -124,6 +125,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         pass
 
 server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+if os.environ.get("SERVE_TLS"):  # "KEY CERT": HTTPS with the REST listener's own context (controller.tls)
+    from controller.tls import TlsFiles, server_context
+    key, cert = os.environ["SERVE_TLS"].split()
+    context = server_context(TlsFiles(key=key, cert=cert, ca_cert=cert), mutual=False)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
 print(server.server_address[1], flush=True)
 server.serve_forever()
 """
@@ -142,14 +148,26 @@ def served_closed(tmp_path):
     yield from _serve(tmp_path, "open_reads=never")
 
 
-def _serve(tmp_path, *rest):
+def _serve(tmp_path, *rest, tls=None):
+    env = dict(os.environ, SERVE_TLS=f"{tls.key} {tls.cert}") if tls else None
     proc = subprocess.Popen([sys.executable, "-c", SERVE, str(tmp_path / "ctl"), *rest], stdout=subprocess.PIPE,
-                            text=True, cwd=str(Path(__file__).resolve().parents[2]))
+                            text=True, cwd=str(Path(__file__).resolve().parents[2]), env=env)
     try:
-        yield f"http://127.0.0.1:{int(proc.stdout.readline())}"
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{int(proc.stdout.readline())}"
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+@pytest.fixture
+def served_https(tmp_path):
+    """As ``served`` over HTTPS, with a certificate for 127.0.0.1 signed by a CA of the test's own (tests/harness/pki):
+    (the URL, the CA's certificate file, another CA's)."""
+    from tests.harness.pki import Pki
+
+    ca, other = Pki(tmp_path, "canopy-ca"), Pki(tmp_path, "other-ca")
+    for url in _serve(tmp_path, tls=ca.issue("controller", ips=("127.0.0.1",))):
+        yield url, str(ca.ca_cert), str(other.ca_cert)
 
 
 def tenant_source(url, name):
@@ -274,3 +292,32 @@ def test_the_rest_url_of_settings_is_where_a_client_on_the_host_reaches_them(res
     settings = settings_mod.from_doc(load(f"rest: {rest}\n", "<t>"))
     assert cli.rest_url(settings) == url
     assert cli.rest_url(replace(settings, rest_tls=True)) == url.replace("http:", "https:")  # the tls section's
+
+
+def test_ca_file_checks_an_https_controller_against_that_ca_before_the_environments(tmp_path, capsys, monkeypatch,
+                                                                                   served_https):
+    """--ca-file (else CANOPY_CA_FILE) is the CA the controller's certificate must be signed by; without either
+    the system's CA store, which does not vouch for it. A CA file that cannot be used is named, and nothing sent."""
+    url, ca, other = served_https
+    monkeypatch.delenv("CANOPY_CA_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    assert cli.main(["status", "--url", url, "--json"]) == cli.EXIT_UNREACHABLE
+    err = capsys.readouterr().err
+    assert "CERTIFICATE_VERIFY_FAILED" in err and "give --ca-file (or CANOPY_CA_FILE)" in err
+    assert cli.main(["status", "--url", url, "--ca-file", ca, "--json"]) == cli.EXIT_OK
+    assert json.loads(capsys.readouterr().out)["version"]
+    assert cli.main(["show", "--url", url, "--ca-file", other]) == cli.EXIT_UNREACHABLE  # another CA's: refused
+    assert "CERTIFICATE_VERIFY_FAILED" in capsys.readouterr().err
+    monkeypatch.setenv("CANOPY_CA_FILE", ca)
+    assert cli.main(["status", "--url", url, "--json"]) == cli.EXIT_OK
+    assert json.loads(capsys.readouterr().out)["version"]
+    assert cli.main(["status", "--url", url, "--ca-file", other]) == cli.EXIT_UNREACHABLE  # the command line wins
+    capsys.readouterr()
+    not_pem = write(tmp_path, "not-pem.txt", "not a certificate\n")
+    for argv, named in ((["--ca-file", str(tmp_path / "missing.pem")], f"--ca-file: cannot read {tmp_path}/missing"),
+                        (["--ca-file", not_pem], f"--ca-file: {not_pem} holds no PEM CA certificate")):
+        assert cli.main(["status", "--url", url, *argv]) == cli.EXIT_USAGE
+        assert capsys.readouterr().err.startswith(f"canopy: {named}")
+    monkeypatch.setenv("CANOPY_CA_FILE", not_pem)
+    assert cli.main(["status", "--url", url]) == cli.EXIT_USAGE
+    assert capsys.readouterr().err.startswith(f"canopy: CANOPY_CA_FILE: {not_pem} holds no PEM CA certificate")

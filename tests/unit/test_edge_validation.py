@@ -34,7 +34,7 @@ def garbage_vtep():
     converge(db, desired())
     ls = db.ls(5001)
     db.add("Ucast_Macs_Local", MAC=GOOD, logical_switch=ls, ipaddr="10.0.1.50", locator=db.own)
-    db.add("Ucast_Macs_Local", MAC="02:00:00:00:0b:06", logical_switch=ls, ipaddr="fe80::6", locator=db.own)
+    db.add("Ucast_Macs_Local", MAC="02:00:00:00:0b:06", logical_switch=ls, ipaddr="fe80::6%eth0", locator=db.own)
     db.add("Ucast_Macs_Local", MAC="not-a-mac", logical_switch=ls, ipaddr="10.0.1.51", locator=db.own)
     db.add("Ucast_Macs_Local", MAC="01:00:5e:00:00:01", logical_switch=ls, ipaddr="", locator=db.own)
     bad_locator = db.add("Physical_Locator", encapsulation_type="vxlan_over_ipv4", dst_ip="2001:db8::9")
@@ -42,7 +42,7 @@ def garbage_vtep():
     db.add("Ucast_Macs_Local", MAC="02:00:00:00:0b:08", logical_switch=ls, ipaddr="10.0.1.300", locator=db.own)
     db.add("Ucast_Macs_Local", MAC="02:00:00:00:0b:09", logical_switch=db.logical_switch("big", 1 << 24),
            ipaddr="", locator=db.own)
-    db.switch.tunnel_ips = [OWN_IP, "garbage", "ff02::1"]
+    db.switch.tunnel_ips = [OWN_IP, "garbage", "ff02::1", "fe80::1%eth0"]  # a scoped address: no tunnel endpoint
     db.switch.management_ips = ["2001:db8::1", "192.0.2.9", "mgmt"]
     db.ports["p2"].vlan_bindings[5000] = ls
     return db
@@ -57,7 +57,8 @@ def test_bad_vtep_rows_are_left_out_and_reported_never_raised():
     assert snap.tunnel_ips == (OWN_IP,) and snap.ports[1] == VtepPort("p2", ())
     assert snap.management_ips == ("192.0.2.9", "2001:db8::1", "mgmt")  # shown as reported, in order
     reported = " | ".join("%s %r %s" % args for args in bad.seen)
-    for what in ("fe80::6", "not-a-mac", "01:00:5e:00:00:01", "2001:db8::9", "10.0.1.300", "garbage", "5000"):
+    for what in ("fe80::6%eth0", "not-a-mac", "01:00:5e:00:00:01", "2001:db8::9", "10.0.1.300", "garbage", "5000",
+                 "fe80::1%eth0"):
         assert what in reported, (what, reported)
 
 

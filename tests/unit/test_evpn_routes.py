@@ -318,6 +318,8 @@ def test_an_ipv6_address_with_a_scope_is_refused_naming_the_field(text):
             MacIpRoute(**{"rd": "1:1", "mac": "52:54:00:12:34:56", "l2_vni": 1, "next_hop": "fe80::1"} | {field: text})
     with pytest.raises(ValueError, match="^gateway: "):
         IpPrefixRoute(rd="1:1", prefix="2001:db8::/64", l3_vni=1, next_hop="192.0.2.1", gateway=text)
+    with pytest.raises(ValueError, match=r"^prefix: .* is a scoped IPv6 address"):  # ip_network keeps the zone too
+        IpPrefixRoute(rd="1:1", prefix=text.replace("::1%", "::%") + "/64", l3_vni=1, next_hop="192.0.2.1")
 
 
 def _first_routes():

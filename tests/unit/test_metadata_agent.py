@@ -202,6 +202,10 @@ def test_secret_files_other_users_can_read_are_refused_naming_key_file_and_mode(
         assert f"{key}: {file} has mode 0644" in str(refused.value) and "chmod 600" in str(refused.value)
         file.chmod(0o600)
     assert settings.secret() == b"s3cret" and settings.token() == "t0ken"
+    token.write_text("t0ken\nsecond line\n")  # a token is the file's text but one trailing newline, as Canopy's
+    with pytest.raises(ma.SettingsError, match=rf"^token_file: {token}: the token in it holds '\\n' at character 6"):
+        settings.token()
+    token.write_text("t0ken\n")
     token.chmod(0o604)
     assert cli.main(["metadata-agent", "--config", str(path)]) == cli.EXIT_USAGE
     assert f"token_file: {token} has mode 0604" in capsys.readouterr().err

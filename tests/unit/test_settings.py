@@ -36,6 +36,12 @@ def test_a_hold_time_raised_before_hold_max_existed_still_loads(tmp_path):
 @pytest.mark.parametrize("text, expected", [
     ("rest:\n  port: 80000\n", "canopy.yaml:2: rest.port: must be between 1 and 65535"),
     ("rest:\n  listen: localhost\n", "canopy.yaml:2: rest.listen: 'localhost' is not an IP address"),
+    ("rest:\n  listen: 'fe80::1%eth0'\n", "canopy.yaml:2: rest.listen: 'fe80::1%eth0' is a scoped IPv6 address: its "
+     "zone (after '%') names an interface of one host; give the address without it"),
+    ("openflow: {listen: '::1%x'}\n", "canopy.yaml:1: openflow.listen: '::1%x' is a scoped IPv6 address"),
+    ("ovsdb: {listen: 'fe80::1%0'}\n", "canopy.yaml:1: ovsdb.listen: 'fe80::1%0' is a scoped IPv6 address"),
+    ("bgp: {listen: 'fe80::1%eth0'}\n", "canopy.yaml:1: bgp.listen: 'fe80::1%eth0' is a scoped IPv6 address"),
+    ("ha: {listen: 'fe80::1%eth0'}\n", "canopy.yaml:1: ha.listen: 'fe80::1%eth0' is a scoped IPv6 address"),
     ("openflow: {port: 6653}\nbogus: 1\n", "canopy.yaml:2: bogus: unknown field"),
     ("allocation: {vni_min: 500, vni_max: 100}\n", "canopy.yaml:1: allocation.vni_min: must not be above vni_max"),
     ("log_level: loud\n", "canopy.yaml:1: log_level: must be one of debug, info, warning, error"),
@@ -102,6 +108,39 @@ def test_which_secret_files_are_private(mode, uid, refused):
     st = os.stat_result((stat.S_IFREG | mode, 0, 0, 1, uid, 10001, 33, 0, 0, 0))
     problem = too_open(st)
     assert (problem is None) if refused is None else (refused in problem and f"{mode:04o}" in problem)
+
+
+@pytest.mark.parametrize("token, reason", [
+    ('"abc\\ndef"', "holds '\\n' at character 4"), ('"abc\\0def"', "holds '\\x00' at character 4"),
+    ('"two words"', "holds ' ' at character 4"), ('"tab\\tafter"', "holds '\\t' at character 4"),
+    ('"caf\u00e9-token"', "holds '\u00e9' at character 4"),
+    ('""', "must not be empty (leave rest.token out for the token generated into data_dir/rest-token)"),
+])
+def test_a_rest_token_that_is_no_http_header_value_is_refused_naming_field_and_reason(tmp_path, token, reason):
+    """The token travels in 'Authorization: Bearer TOKEN': a newline or NUL in it was taken and matched no header."""
+    with pytest.raises(settings_mod.SettingsError) as refused:
+        load(tmp_path, f"data_dir: {tmp_path}/d\nrest:\n  token: {token}\n")
+    assert f"canopy.yaml:3: rest.token: {reason}" in str(refused.value)
+    assert load(tmp_path, f"data_dir: {tmp_path}/d\nrest:\n  token: a-B_c.d~e+f/g=\n").rest_token == "a-B_c.d~e+f/g="
+
+
+@pytest.mark.parametrize("text, reason", [
+    ("tok\n\n", "holds '\\n' at character 4"), ("tok\nen\n", "holds '\\n' at character 4"),
+    ("tok\0junk\n", "holds '\\x00' at character 4"), ("tok \n", "holds ' ' at character 4"),
+    ("  tok\n", "holds ' ' at character 1"), ("\n", "is empty"),
+])
+def test_a_token_file_holding_more_than_the_token_and_one_newline_is_refused(tmp_path, text, reason):
+    """It was stripped: a second line or a NUL and what followed became part of the token, silently."""
+    token = tmp_path / "token"
+    token.write_text(text)
+    token.chmod(0o600)
+    s = load(tmp_path, f"data_dir: {tmp_path}/d\nrest: {{token_file: {token}}}\n")
+    with pytest.raises(settings_mod.SettingsError) as refused:
+        settings_mod.with_token(s)
+    assert str(refused.value).startswith(f"rest.token_file: {token}: the token in it {reason}")
+    for fine in ("tok\n", "tok"):  # one trailing newline, or none
+        token.write_text(fine)
+        assert settings_mod.with_token(s).rest_token == "tok"
 
 
 def test_configured_token_file_must_exist(tmp_path):

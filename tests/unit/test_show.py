@@ -168,16 +168,27 @@ def test_show_marks_a_vport_whose_hypervisor_reports_another_mac(tmp_path):
     ctl.close()
 
 
-def test_show_puts_a_bare_metal_server_behind_its_hardware_vtep_not_unbound(tmp_path):
+def test_show_puts_a_bare_metal_server_behind_the_hardware_vteps_bound_to_its_subnet_not_unbound(tmp_path):
     """A bare-metal vport is never on a VRS port: its REST status stays unbound, and show said just that, so a
-    newcomer whose server answered pings read it as broken; show now says where such a server is."""
+    newcomer whose server answered pings read it as broken; show then said "behind a hardware VTEP" even with no
+    VTEP bound to its subnet. It now names the VTEPs bound to the subnet, or says there is none."""
     ctl = Controller(tmp_path)
     ctl.service.apply(yamldoc.load(POLICY).data, "case")
     web = ctl.state.policy.find("subnet", "acme/web")
     ctl.service.create("vport", {"subnet_id": web["id"], "name": "db7", "mac": "02:00:00:00:0b:07",
                                  "ips": ["10.0.1.50"], "binding": {"flavour": "baremetal"}})
-    fetch = fetcher(ctl)
-    lines = show.format_tree(show.gather_tree(fetch)).splitlines()
-    assert "            vport db7  02:00:00:00:0b:07  10.0.1.50  baremetal  behind a hardware VTEP" in lines
-    assert "    status unbound  behind a hardware VTEP" in show.format_vport(show.gather_vport(fetch, "db7"))
+
+    def where():
+        fetch = fetcher(ctl)
+        tree = [line for line in show.format_tree(show.gather_tree(fetch)).splitlines() if "vport db7" in line]
+        status = [line for line in show.format_vport(show.gather_vport(fetch, "db7")).splitlines() if "status" in line]
+        return tree + status
+
+    assert where() == ["            vport db7  02:00:00:00:0b:07  10.0.1.50  baremetal  bare metal: no hardware VTEP "
+                       "bound to its subnet", "    status unbound  bare metal: no hardware VTEP bound to its subnet"]
+    ctl.service.create("vtep_binding", {"switch": "tor2", "port": "p1", "vlan": 100, "subnet_id": web["id"]})
+    assert where() == ["            vport db7  02:00:00:00:0b:07  10.0.1.50  baremetal  bare metal behind hardware "
+                       "VTEP tor2", "    status unbound  bare metal behind hardware VTEP tor2"]
+    ctl.service.create("vtep_binding", {"switch": "tor1", "port": "p9", "vlan": 0, "subnet_id": web["id"]})
+    assert where()[1] == "    status unbound  bare metal behind hardware VTEPs tor1, tor2"
     ctl.close()

@@ -1,0 +1,53 @@
+"""networking_canopy's [canopy] token and token_file: refused as Canopy refuses its own token files
+(controller/secretfile.py, which the driver shares through a link)."""
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "networking_canopy"))
+from networking_canopy import client  # noqa: E402 (the driver package lives in its own folder)
+
+
+def test_the_driver_reads_secrets_with_canopys_own_module_not_a_copy():
+    linked = ROOT / "networking_canopy/networking_canopy/secretfile.py"
+    assert os.path.samefile(linked, ROOT / "controller/secretfile.py")
+
+
+def test_a_token_file_other_users_can_read_is_refused_naming_the_option_and_its_mode(tmp_path):
+    token = tmp_path / "canopy-token"
+    token.write_text("t0ken-for-neutron\n")
+    for mode in (0o644, 0o604, 0o666):
+        token.chmod(mode)
+        with pytest.raises(client.ConfigError) as refused:
+            client.token_from(None, str(token))
+        assert str(refused.value).startswith(f"[canopy] token_file: {token} has mode {mode:04o}")
+        assert "chmod 600" in str(refused.value) and "the user Neutron runs as" in str(refused.value)
+    token.chmod(0o600)
+    assert client.token_from(None, str(token)) == "t0ken-for-neutron"
+    assert client.token_from("inline-token", str(token)) == "inline-token"  # token wins over token_file
+    assert client.token_from(None, None) is None
+
+
+@pytest.mark.parametrize("text, reason", [
+    ("t0ken\n\n", "holds '\\n' at character 6"), ("t0ken\nsecond\n", "holds '\\n' at character 6"),
+    ("t0ken\0\n", "holds '\\x00' at character 6"), (" t0ken\n", "holds ' ' at character 1"),
+    ("t0ken \n", "holds ' ' at character 6"), ("\n", "is empty"), ("", "is empty"),
+])
+def test_a_token_file_with_more_than_the_token_and_one_newline_is_refused(tmp_path, text, reason):
+    token = tmp_path / "canopy-token"
+    token.write_text(text)
+    token.chmod(0o600)
+    with pytest.raises(client.ConfigError) as refused:
+        client.token_from(None, str(token))
+    assert str(refused.value).startswith(f"[canopy] token_file: {token}: the token in it {reason}")
+
+
+def test_a_missing_token_file_and_a_bad_inline_token_name_their_option(tmp_path):
+    with pytest.raises(client.ConfigError, match=r"^\[canopy\] token_file: cannot read .*/missing: No such file"):
+        client.token_from(None, str(tmp_path / "missing"))
+    with pytest.raises(client.ConfigError, match=r"^\[canopy\] token: holds '\\n' at character 4"):
+        client.token_from("abc\n", None)

@@ -1,0 +1,69 @@
+"""SIGHUP: the warning about settings that apply only after a restart names keys as the operator wrote them in the
+file, never ones Canopy derived (ha.secret read from ha.secret_file, ha.listen from ha.peer, the tls section)."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from controller import lifecycle, runtime
+from controller import settings as settings_mod
+
+
+@pytest.fixture()
+def reload(tmp_path, caplog):
+    """reload(text): write the settings file, SIGHUP-reload it over the running settings; the restart warning."""
+    config = tmp_path / "canopy.yaml"
+    running = []
+
+    def write_and_reload(text):
+        config.write_text(f"data_dir: {tmp_path / 'data'}\n" + text)
+        if not running:
+            runtime.SETTINGS = settings_mod.with_token(settings_mod.load(str(config)))
+            running.append(True)
+            return None
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="canopy.lifecycle"):
+            lifecycle.reload(str(config))
+        found = [r.getMessage() for r in caplog.records if "apply only after a restart" in r.getMessage()]
+        return found[0] if found else None
+
+    yield write_and_reload
+    runtime.SETTINGS = None
+
+
+def secret_file(tmp_path, text):
+    path = tmp_path / "ha-secret"
+    path.write_text(text)
+    path.chmod(0o600)
+    return path
+
+
+def test_a_rotated_ha_secret_file_is_named_as_its_content_not_as_ha_secret(tmp_path, reload):
+    path = secret_file(tmp_path, "a-first-secret-of-16+\n")
+    ha = f"ha: {{node_id: a, peer: 127.0.0.2, secret_file: {path}}}\n"
+    reload(ha)
+    secret_file(tmp_path, "a-second-secret-of-16+\n")
+    warning = reload(ha)
+    assert warning.startswith("SIGHUP: the content of ha.secret_file changed in ")
+    assert "ha.secret," not in warning and runtime.SETTINGS.ha.secret == "a-first-secret-of-16+"  # not applied
+
+
+def test_a_changed_ha_peer_is_named_without_the_listen_address_derived_from_it(reload, monkeypatch):
+    routes = {"192.0.2.1": "192.0.2.10", "198.51.100.1": "198.51.100.10"}  # the source address towards each peer
+    monkeypatch.setattr(settings_mod, "source_address", routes.__getitem__)
+    reload("ha: {node_id: a, peer: 192.0.2.1, secret: a-secret-of-16-chars+}\n")
+    assert runtime.SETTINGS.ha.listen == "192.0.2.10"
+    warning = reload("ha: {node_id: a, peer: 198.51.100.1, secret: a-secret-of-16-chars+}\n")
+    assert warning.startswith("SIGHUP: ha.peer changed in "), warning  # not "ha.listen, ha.peer"
+
+
+def test_a_tls_section_added_is_named_by_the_keys_written(tmp_path, reload):
+    from tests.harness.pki import Pki
+
+    ca = Pki(tmp_path, "ca")
+    own = ca.issue("controller", ips=("127.0.0.1",))
+    reload("log_level: info\n")
+    warning = reload(f"tls: {{key: {own.key}, cert: {own.cert}, ca_cert: {ca.ca_cert}}}\n")
+    assert warning.startswith("SIGHUP: tls.ca_cert, tls.cert, tls.key changed in "), warning  # no bare "tls"
