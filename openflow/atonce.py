@@ -21,7 +21,8 @@ READ_BACKS = hub.BoundedSemaphore(READ_BACKS_AT_ONCE)
 #: Switches whose read-back is taken in (the flows keyed, the book replaced) or whose change set is planned at the
 #: same time: each pauses every RECONCILE_EVERY flows (2-4 ms of CPU). After a restart 30 of 50 switches did so at
 #: once and each round of the hub took 70-100 ms of CPU (docs/benchmarks.md, vrs_scale, branch startlag). Encoding
-#: a change set and waiting for the switch's answer are not limited: the switches apply theirs in parallel.
+#: a change set is limited apart (ENCODES); waiting for the switch's answer is not: the switches apply theirs in
+#: parallel.
 PLANS_AT_ONCE = 6
 PLANS = hub.BoundedSemaphore(PLANS_AT_ONCE)
 
