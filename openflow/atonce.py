@@ -42,8 +42,8 @@ def plan_slot(dirty: set | None):
 
 #: Switches whose change set is encoded at the same time (openflow/changeset.py ``encode_all``): each pauses every
 #: RECONCILE_EVERY flows (1-3 ms of CPU). At a cold start every switch encodes its 16,000 flow adds once planned; the
-#: plans come PLANS_AT_ONCE at a time, but their encodings piled up: 19-29 of 50 switches' reconcilers took turns in
-#: each of the cold start's worst lag samples, 52-74 ms of the loop's CPU (docs/benchmarks.md, vrs_scale, branch
+#: plans come PLANS_AT_ONCE at a time, but their encodings piled up: 19-35 of 50 switches' reconcilers took turns in
+#: each of the cold start's worst lag samples, 51-74 ms of the loop's CPU (docs/benchmarks.md, vrs_scale, branch
 #: restartlag). Sending the bytes and waiting for the switch to apply them are not limited: switches apply theirs in
 #: parallel.
 ENCODES_AT_ONCE = 6

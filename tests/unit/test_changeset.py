@@ -257,7 +257,7 @@ def test_a_delete_of_every_match_field_plain_or_masked_is_ryus_bytes_whether_its
 
 
 def test_at_most_a_few_switches_encode_a_big_change_set_at_once_and_a_small_one_never_waits():
-    """At a cold start every switch encodes 16,000 flow adds, pausing every few milliseconds; 19-29 of 50 switches
+    """At a cold start every switch encodes 16,000 flow adds, pausing every few milliseconds; 19-35 of 50 switches
     doing so at once filled the worst lag samples. ENCODES_AT_ONCE do it at a time; a change set of at most
     SMALL_CHANGE_SET messages (a new vport) takes no slot, so it does not wait behind them."""
     from openflow import atonce
