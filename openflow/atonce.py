@@ -21,7 +21,8 @@ READ_BACKS = hub.BoundedSemaphore(READ_BACKS_AT_ONCE)
 #: Switches whose read-back is taken in (the flows keyed, the book replaced) or whose change set is planned at the
 #: same time: each pauses every RECONCILE_EVERY flows (2-4 ms of CPU). After a restart 30 of 50 switches did so at
 #: once and each round of the hub took 70-100 ms of CPU (docs/benchmarks.md, vrs_scale, branch startlag). Encoding
-#: a change set and waiting for the switch's answer are not limited: the switches apply theirs in parallel.
+#: a change set is limited apart (ENCODES); waiting for the switch's answer is not: the switches apply theirs in
+#: parallel.
 PLANS_AT_ONCE = 6
 PLANS = hub.BoundedSemaphore(PLANS_AT_ONCE)
 
@@ -37,3 +38,25 @@ def plan_slot(dirty: set | None):
     if dirty is not None and len(dirty) <= SMALL_PLAN_OWNERS:
         return contextlib.nullcontext()
     return PLANS
+
+
+#: Switches whose change set is encoded at the same time (openflow/changeset.py ``encode_all``): each pauses every
+#: RECONCILE_EVERY flows (1-3 ms of CPU). At a cold start every switch encodes its 16,000 flow adds once planned; the
+#: plans come PLANS_AT_ONCE at a time, but their encodings piled up: 19-35 of 50 switches' reconcilers took turns in
+#: each of the cold start's worst lag samples, 51-74 ms of the loop's CPU (docs/benchmarks.md, vrs_scale, branch
+#: restartlag). Sending the bytes and waiting for the switch to apply them are not limited: switches apply theirs in
+#: parallel.
+ENCODES_AT_ONCE = 6
+ENCODES = hub.BoundedSemaphore(ENCODES_AT_ONCE)
+
+#: A change set of at most this many messages is encoded without a slot: a turn or two (a new vport: tens of flows),
+#: which must not wait behind the full change sets of every other switch at a cold start.
+SMALL_CHANGE_SET = 1000
+
+
+def encode_slot(messages: int):
+    """What ``encode_all`` holds while it encodes a change set of ``messages``: an ENCODES slot, or nothing for a
+    small one (SMALL_CHANGE_SET)."""
+    if messages <= SMALL_CHANGE_SET:
+        return contextlib.nullcontext()
+    return ENCODES

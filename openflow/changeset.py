@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from openflow import encode
+from openflow.atonce import encode_slot
 from openflow.flows import Flow
 
 KINDS = ("group_add", "group_modify", "flow_add", "flow_delete", "group_delete")  # in sending order
@@ -102,7 +103,13 @@ def encode_all(wire: encode.WireEncoder, changes: ChangeSet, first_xid: int, bun
                tick) -> Encoded:
     """Every message of ``changes``, message i with xid ``first_xid + i`` (modulo 2**32), inside bundle adds of
     ``bundle_id`` unless it is None; those that cannot be encoded are left out and named in ``errors``. Pauses
-    (``tick``: module docstring)."""
+    (``tick``: module docstring), holding a slot of the switches encoding at once if the change set is big
+    (openflow/atonce.py ``ENCODES``)."""
+    with encode_slot(len(changes)):
+        return _encode(wire, changes, first_xid, bundle_id, tick)
+
+
+def _encode(wire: encode.WireEncoder, changes: ChangeSet, first_xid: int, bundle_id: int | None, tick) -> Encoded:
     done = Encoded()
     out = bytearray()
     for start, kind, items in changes.segments():

@@ -8,14 +8,15 @@ with 50 first reads under way, each round held 50 such turns, 140-190 ms of CPU 
 startlag in docs/benchmarks.md). Every other green thread (OpenFlow echo replies, HA heartbeats, REST, a sleeping
 green thread's wake-up) waited that long for its next turn.
 
-``FirstReads`` lets ``limit`` sessions read at once; the others wait for a slot before asking for their database
-(nothing they would read is in flight yet), in the order they asked (a slot given back goes to the first waiting
-session itself: a semaphore's ``acquire(timeout=...)`` puts a waiter whose wait timed out behind the later ones, and
-a session asking just after a release took the slot from the one woken for it), and answer their peer's echo requests every
-``ANSWER_EVERY_S`` meanwhile (ovsdb-server drops a manager that has not answered for two probe intervals). A slot is
-given back when the session has reported its first copy, when it ends, or ``HOLD_S`` after it was taken if the peer
-has still not sent its whole copy (a slow or hostile peer cannot keep the others waiting until ``sync_timeout``: each
-connection of it delays them by ``HOLD_S`` at most, and ``per_source`` bounds its connections).
+``FirstReads`` lets ``limit`` sessions read at once; the others wait for a slot before asking for their schema and
+database (nothing they would read is in flight yet; the schema alone is ~1 ms of CPU each), in the order they asked
+(a slot given back goes to the first waiting session itself: a semaphore's ``acquire(timeout=...)`` puts a waiter
+whose wait timed out behind the later ones, and a session asking just after a release took the slot from the one
+woken for it), and answer their peer's echo requests every ``ANSWER_EVERY_S`` meanwhile (ovsdb-server drops a
+manager that has not answered for two probe intervals). A slot is given back when the session has reported its first
+copy, when it ends, or ``HOLD_S`` after it was taken if the peer has still not sent its whole copy (a slow or
+hostile peer cannot keep the others waiting until ``sync_timeout``: each connection of it delays them by ``HOLD_S``
+at most, and ``per_source`` bounds its connections).
 The whole takes as much CPU as before: the same reads, a few at a time instead of all interleaved.
 """
 

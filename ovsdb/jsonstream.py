@@ -5,9 +5,10 @@ string held the hub for about 19 s. ``Parser`` here has its interface (``feed``,
 and is what ``ovsdb.idl`` gives every connection instead:
 
 - ``feed`` only finds where the message ends: the rest of a chunk the message does not end in is taken at once
-  (its complete strings cut out and its brackets counted in C); in the chunk where it ends (and before its first
-  bracket), a regular expression jumps to the next bracket or quote (inside a string, to the next quote or
-  backslash), so work is linear and mostly in C;
+  (its complete strings cut out and its brackets counted in C); in the chunk where it ends, a message of at most
+  ``PACED_CHARS`` is decoded whole by the C decoder, which says where it ends (the value is kept for ``finish``);
+  otherwise there (and before its first bracket), a regular expression jumps to the next bracket or quote (inside
+  a string, to the next quote or backslash), so work is linear and mostly in C;
 - ``finish`` decodes the framed text with the standard library's C decoder: in one call, or, for a message longer
   than ``PACED_CHARS`` (an update of 10,000 ports and interfaces: 3.5 MB, ~32 ms of CPU in one call), walking its
   outer ``SPLIT_DEPTH`` levels here and decoding each value below them (a row, in an OVSDB update) in C, ticking
@@ -54,6 +55,7 @@ def _no_constants(name):
 _DECODER = json.JSONDecoder(parse_constant=_no_constants)
 _WS = re.compile(r"[ \t\n\r]*")
 _scanstring = json.decoder.scanstring
+_UNSET = object()  # Parser._value before (or without) a decoding in feed
 
 
 def whole_characters(data: bytes) -> int:
@@ -88,6 +90,8 @@ class Parser:
         self.escape = False
         self.done = False
         self.error: str | None = None
+        self._ends_here = False  # _take_whole found the value's end in the chunk, no deeper than MAX_DEPTH
+        self._value = _UNSET  # the value, when decoded where its end was found (_decode_to_end)
 
     def feed(self, s: str) -> int:
         """Take characters of ``s`` up to the end of the value; returns how many were taken."""
@@ -107,6 +111,11 @@ class Parser:
                 whole = True  # once per call, inside the value: the rest of the chunk at once, else bracket by bracket
                 if self._take_whole(s, i):
                     i = n
+                    break
+                end = self._decode_to_end(s, start, n)
+                if end is not None:
+                    i = end
+                    self.done = True
                     break
             if self.in_string:
                 if self.escape:
@@ -158,6 +167,7 @@ class Parser:
         if brackets:
             depths = list(itertools.accumulate(map(_STEP.__getitem__, brackets), initial=self.depth))
             if min(depths) <= 0 or max(depths) > MAX_DEPTH:
+                self._ends_here = 0 in depths and max(itertools.islice(depths, depths.index(0))) <= MAX_DEPTH
                 return False
             self.depth = depths[-1]
         if open_string:
@@ -165,10 +175,27 @@ class Parser:
             self.escape = (len(s) - len(s.rstrip("\\"))) % 2 == 1
         return True
 
+    def _decode_to_end(self, s: str, start: int, n: int) -> int | None:
+        """Where the value ends in ``s`` (``s[start:n]`` the part of it this call takes), once ``_take_whole``
+        found that it ends there: the whole value decoded in C (kept for ``finish``), which also says where it ends,
+        instead of a regular expression search per bracket and quote of the chunk (~0.45 ms of CPU for the last 4 KB
+        read of a peer's schema, 3x its decoding). None, changing nothing, for a value longer than ``PACED_CHARS``
+        (``finish`` decodes it with pauses) or one the decoder refuses (the search then finds the end, and
+        ``finish`` says what is wrong)."""
+        if not self._ends_here or self.size + n - start > PACED_CHARS:
+            return None
+        text = "".join(self.parts) + s[start:n] if self.parts else s[start:n]
+        try:
+            self._value, end = _DECODER.raw_decode(text)
+        except (ValueError, RecursionError):
+            return None
+        return start + end - self.size
+
     def _fail(self, consumed: int, message: str) -> int:
         self.error = f"after {self.size + consumed} characters: {message}"
         self.done = True
         self.parts = []
+        self._value = _UNSET
         return consumed
 
     def is_done(self) -> bool:
@@ -182,6 +209,9 @@ class Parser:
             return "empty input stream"
         if not self.done:
             return "unexpected end of input"
+        if self._value is not _UNSET:
+            value, self._value, self.parts = self._value, _UNSET, []
+            return value
         text = "".join(self.parts)
         self.parts = []
         if len(text) > PACED_CHARS:

@@ -11,7 +11,8 @@ ovsdb-server connects here. For each accepted connection a green thread:
    ``program_vteps`` is off, ``ovsdb.vtep_sync.VtepReconciler`` keeps Canopy's rows there as the
    controller wants them (``set_vtep_desired``, keyed by the Physical_Switch name). It is never
    reported as a VRS;
-3. ``Open_vSwitch``: fetches the peer's own schema, replicates the tables in ``ovsdb.vrs.COLUMNS`` and
+3. ``Open_vSwitch``: waits for its turn to read the peer's database (ovsdb/firstreads.py), fetches the peer's
+   own schema, replicates the tables in ``ovsdb.vrs.COLUMNS`` and
    reports ``VrsSnapshot``s, keyed by chassis and applied from the rows the IDL says changed, to the
    sink (``ovsdb.vrs.VrsReporter``, ``ovsdb.claims``) until the connection drops; after
    each refresh, unless ``provision_tunnel`` is off, ``ovsdb.tunnel.TunnelReconciler`` keeps the VRS's
@@ -180,11 +181,24 @@ class _PeerSession:
         if self.database is None:
             raise idl.PeerError("serves %s, neither %s nor %s" % (reprlib.repr(databases), vrs.DATABASE,
                                                                    VTEP_DATABASE))
-        schema = self._conn.get_schema(self.database, timeout_ms)
         if self.database == VTEP_DATABASE:
-            self._follow_vtep(schema)
+            self._follow_vtep(self._conn.get_schema(self.database, timeout_ms))
             return
-        self._follow_vrs(schema)
+        self._first_read()
+        self._follow_vrs(self._schema_in_turn(timeout_ms))
+
+    def _schema_in_turn(self, timeout_ms: int) -> dict:
+        """The peer's schema, asked for once the session has its first-read slot: reading it (15.6 KB of JSON, ~1 ms
+        of CPU) is part of reading the database, and 50 VRS reconnecting at once after a restart read theirs in the
+        same few rounds of the hub (50-70 ms of the loop's CPU, before they queued). Its wait stays bounded by
+        ``handshake_timeout``; a peer that has not answered ``firstreads.HOLD_S`` after the slot was given gives
+        the slot back meanwhile, as one slow to send its copy does (``_first_read_done``)."""
+        self.state = SYNCING
+        give_back = hub.spawn_after(firstreads.HOLD_S, self._first_read_done, self._reading + 1e-6)
+        try:
+            return self._conn.get_schema(self.database, timeout_ms)
+        finally:
+            hub.kill(give_back)
 
     def _first_read(self) -> None:
         """Wait for a slot to read the peer's whole database (ovsdb/firstreads.py), answering its echoes; the wait
@@ -213,8 +227,8 @@ class _PeerSession:
                                "session (it is still read when it comes)", self.peer, firstreads.HOLD_S)
 
     def _follow_vrs(self, schema: dict) -> None:
-        """Replicate the VRS's Open_vSwitch database and report every change until it goes."""
-        self._first_read()
+        """Replicate the VRS's Open_vSwitch database and report every change until it goes (from the session's
+        first-read turn: ``_first_read``)."""
 
         def report_slice():  # a big update of ports is reported as it lands, a slice at a time (idl.slices)
             self._server.slicing.add(self.name)  # until its last slice is reported (below, or the session ends)

@@ -40,6 +40,8 @@ def test_native_unit_is_notify_and_runs_canopy_with_the_system_settings():
     exe, *argv = shlex.split(u["ExecStart"][0])
     assert exe == "/opt/canopy/venv/bin/canopy"
     canopy_args(argv)
+    # the event loop's share of CPUs it shares with busy neighbours: 10x their default weight (docs/operations.md)
+    assert u["CPUWeight"] == ["1000"]
 
 
 def test_native_unit_passes_systemd_analyze_verify(tmp_path):

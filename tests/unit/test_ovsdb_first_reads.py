@@ -2,6 +2,7 @@
 answering their peer's echoes, and a slot comes back when a read ends, however it ends."""
 
 import eventlet
+import eventlet.event
 import pytest
 
 from ovsdb.firstreads import FirstReads
@@ -15,6 +16,15 @@ def turns_until(condition) -> None:
             return
         eventlet.sleep(0)
     raise AssertionError("not within %d turns" % BOUND)
+
+
+def waited_until(condition, step: float = 0.005) -> None:
+    """``turns_until`` for what takes time (timers of a few ms): at most BOUND sleeps of ``step``."""
+    for _ in range(BOUND):
+        if condition():
+            return
+        eventlet.sleep(step)
+    raise AssertionError("not within %d sleeps of %g s" % (BOUND, step))
 
 
 def test_at_most_limit_sessions_read_at_once_and_the_others_wait_their_turn():
@@ -205,3 +215,79 @@ def test_the_sync_deadline_counts_elapsed_time_not_the_wall_clock(monkeypatch):
     clock["monotonic"] += 120.0
     with pytest.raises(idl.PeerError, match="within 120 s"):
         session._check_sync_deadline()
+
+
+class _VrsLink:
+    """A VRS peer's link as the session sees it before its replica: serves Open_vSwitch; ``get_schema`` notes the
+    ask and waits for ``schema_sent`` (the test then ends the session: no replica is made)."""
+
+    def __init__(self):
+        self.peer = "192.0.2.9:6640"
+        self.asked, self.echoes = [], 0
+        self.schema_sent = eventlet.event.Event()
+
+    def list_dbs(self, timeout_ms):
+        return ["Open_vSwitch"]
+
+    def get_schema(self, database, timeout_ms):
+        self.asked.append(database)
+        self.schema_sent.wait()
+        from ovsdb import idl
+        raise idl.PeerError("the test ends the session here")
+
+    def answer_echoes(self):
+        self.echoes += 1
+
+    def close(self):
+        pass
+
+
+def _vrs_session(reads):
+    import logging
+    from types import SimpleNamespace
+
+    from ovsdb import server
+    owner = SimpleNamespace(log=logging.getLogger("test.ovsdb"), sink=None, bridge="br-int", claims=None,
+                            vtep_claims=None, first_reads=reads, handshake_timeout_ms=5000, slicing=set())
+    link = _VrsLink()
+    return server._PeerSession(owner, "ovsdb:" + link.peer, link), link
+
+
+def test_a_queued_session_asks_for_its_schema_only_in_its_turn():
+    """After a restart 50 VRS reconnect within a second: each schema read (15.6 KB of JSON, ~1 ms of CPU) before the
+    queue put 50-70 ms of the loop's CPU into the same few rounds of the hub. A session waiting for its first-read
+    slot has asked for nothing but the database list; its schema is read in its turn, and the slot comes back when
+    the session ends."""
+    from ovsdb import server
+
+    reads = FirstReads(limit=1, answer_every=0.001)
+    reads.admit(lambda: None)  # the one slot: another session's read
+    session, link = _vrs_session(reads)
+    session.start()
+    waited_until(lambda: link.echoes >= 2)  # queued, answering its peer
+    assert session.state == server.QUEUED and link.asked == []
+    reads.release()
+    turns_until(lambda: link.asked == ["Open_vSwitch"])
+    assert session.state == server.SYNCING and reads.status()["waiting"] == 0
+    link.schema_sent.send()
+    turns_until(lambda: session.state == server.CLOSED)
+    taken = eventlet.spawn(reads.admit, lambda: None)
+    turns_until(lambda: taken.dead)
+    taken.wait()  # the ended session's slot came back
+
+
+def test_a_peer_slow_to_send_its_schema_gives_its_slot_back_after_hold_s(monkeypatch):
+    """The schema is asked for in the slot: a peer that answered list_dbs and stalls get_schema holds the slot
+    ``HOLD_S`` at most (as one slow to send its copy does), not the handshake timeout (5 s here)."""
+    from ovsdb import firstreads
+
+    monkeypatch.setattr(firstreads, "HOLD_S", 0.02)
+    reads = FirstReads(limit=1, answer_every=0.001)
+    session, link = _vrs_session(reads)
+    session.start()
+    turns_until(lambda: link.asked)
+    waiting = eventlet.spawn(reads.admit, lambda: None)  # the next session
+    waited_until(lambda: waiting.dead)
+    assert session._reading is None and not link.schema_sent.ready()
+    link.schema_sent.send()
+    session.close()
