@@ -380,7 +380,7 @@ class Api:
         """A switch's REST view plus ``sync``: its programming status (None while not connected)."""
         status = self.switch_status(int(item["datapath_id"], 16)) if (
             self.switch_status is not None and item.get("datapath_id")) else None
-        keys = ("state", "desired", "installed", "pending", "rejected")
+        keys = ("state", "desired", "installed", "pending", "rejected", "kept")
         item["sync"] = {k: status[k] for k in keys if k in status} if status else None
         return item
 
