@@ -214,7 +214,7 @@ class CanopyApp(RyuApp):
         nothing but their switches' reports changed (bounded: ``ProgramLoop._report_taken``)."""
         loop = ProgramLoop(self.programmer, self._wake, self._hand_out, prepare=self._import_remote, sleep=hub.sleep,
                            taking=lambda: self.state.reports_taking > 0, slicing=lambda: bool(self.ovsdb.slicing),
-                           turns=lambda: self.ovsdb.slicing_turns)
+                           turns=lambda: self.ovsdb.slicing_turns, due=lambda: self.hold.latest())
 
         def changed(what, detail):
             loop.noted(what, sliced=what == "locations" or what == "vrs" and detail in self.ovsdb.slicing_switches())
