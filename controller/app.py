@@ -26,8 +26,9 @@ from controller.rest import dataplane as rest_dataplane
 from controller.rest import external as rest_external
 from controller.rest import inspection as rest_inspect
 from controller.rest import security as rest_security
+from controller.rest import sessions as rest_sessions
 from controller.rest import vteps as rest_vteps
-from controller.rest.api import Api, Response, Route
+from controller.rest.api import Api
 from controller.rest.server import RestServer
 from controller.rest.lane import Lane
 from controller.rest.watch import VportWatch
@@ -97,12 +98,12 @@ class CanopyApp(RyuApp):
                                         reconnect_grace=limits.ovsdb_reconnect_grace,
                                         tls=listener_context(settings, "ovsdb"), forwarding=self._answers)
         self.ovsdb.held = self.hold.holding
-        extra = [Route("GET", "/v1/ovsdb/sessions", self._ovsdb_sessions, "accepted OVSDB manager connections")]
         self.rest_lane = Lane(give_way)  # big answers of many clients pause one at a time (controller/rest/lane.py)
+        extra = rest_sessions.routes(self.ovsdb, self.rest_lane.pause)
         extra += rest_dataplane.routes(self.state, self.programmer, lambda: self.reconcilers, self.rest_lane.pause)
         extra += rest_security.routes(self.state, self.programmer, lambda: self.reconcilers)
         extra += rest_external.routes(self.state, self.programmer, lambda: self.reconcilers)
-        extra += rest_vteps.routes(self.state, self.programmer)
+        extra += rest_vteps.routes(self.state, self.programmer, self.rest_lane.pause)
         extra += rest_inspect.routes(self.state, self.programmer, self.dhcp, settings.underlay_mtu)
         self.watch = VportWatch(self.state, lambda: self.reconcilers, sleep=hub.sleep)
         extra.append(self.watch.route())
@@ -545,6 +546,3 @@ class CanopyApp(RyuApp):
         return {"full_recomputes": self.programmer.full_recomputes,
                 "incremental_updates": self.programmer.incremental_updates}
 
-    def _ovsdb_sessions(self, req):
-        items = self.ovsdb.sessions()
-        return Response(200, {"items": items, "count": len(items), "first_reads": self.ovsdb.first_reads.status()})
