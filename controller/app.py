@@ -183,8 +183,15 @@ class CanopyApp(RyuApp):
         return thread
 
     def stop(self):
+        self._shut_down()
+        super().stop()
+
+    def _shut_down(self):
+        """Everything but Ryu's own threads, in order: REST first (a request reads the store; one that arrives or
+        fails from now on gets 503 ``stopping``, not 500: controller/rest/server.py ``stop``), the store last."""
         self.hold.close()  # the sessions closed below are not switches leaving
         sdnotify.notify("STOPPING=1")
+        self.rest.stop()
         if self.pair is not None:
             self.pair.stop()
         if self.federation is not None:
@@ -199,7 +206,6 @@ class CanopyApp(RyuApp):
         if self.stretches is not None:
             self.stretches.stop()
             log.info("the longest stretches between two turns of the event loop:\n%s", self.stretches.summary())
-        super().stop()
 
     def _quiet(self) -> bool:
         """No work under way (the collector's refresh holds the loop for the whole heap's walk): no collector-paused

@@ -118,6 +118,7 @@ class Api:
     # counts: state, desired, installed, pending) or None when it has no OpenFlow connection
     switch_status: Callable[[int], dict | None] | None = None
     pause: Callable[[], None] | None = None  # a turn for the event loop in big answers (None: never)
+    stopping = False  # the controller is stopping (controller/rest/server.py ``stop``): requests get 503
     # kind -> callable(objects) -> {id: counters}: GET /v1/<kind>?counters=true adds them (read from the switches)
     list_counters: dict = {}
 
@@ -177,9 +178,13 @@ class Api:
             resp = _error(503, "store_failed", str(exc))
             resp.headers["Retry-After"] = str(RETRY_STORE)
         except Exception:
-            error_id = uuid.uuid4().hex[:12]
-            log.exception("internal error %s on %s %s", error_id, req.method, req.path)
-            resp = _error(500, "internal", f"internal error {error_id}; the controller log has the details")
+            if self.stopping:  # the store closed under it: the controller is going, not failing
+                log.info("%s %s failed while the controller stops", req.method, req.path, exc_info=True)
+                resp = stopping()
+            else:
+                error_id = uuid.uuid4().hex[:12]
+                log.exception("internal error %s on %s %s", error_id, req.method, req.path)
+                resp = _error(500, "internal", f"internal error {error_id}; the controller log has the details")
         self.record(req, resp, time.monotonic() - started)
         return resp
 
@@ -505,6 +510,11 @@ def _error(status, code, reason, field_name=None, errors=None):
         err["errors"] = errors
     headers = {"WWW-Authenticate": 'Bearer realm="canopy"'} if status == 401 else {}
     return Response(status, {"error": err}, headers)
+
+
+def stopping() -> Response:
+    """The answer to a request that arrives, or fails, while the controller stops."""
+    return _error(503, "stopping", "the controller is stopping; retry against it once it is back, or its HA peer")
 
 
 def _policy_error(exc: PolicyError):
