@@ -38,6 +38,7 @@ METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")  # others
 MAX_BODY = 32 * 1024 * 1024
 QUESTION_BODY = 64 * 1024  # bytes of a body that asks (a trace, a log level, HA solo): a few hundred in use
 SWITCHES_EVERY = 1000  # list elements (switches, ports) encoded by GET /v1/switches between two pauses
+CHANGES_PAGE = 1000  # changes GET /v1/changes reads and makes into their wire form between two pauses (~13 ms)
 ANSWER_EVERY = 1000  # elements of an answer's long lists encoded between two pauses (~4 ms: an apply's changes)
 MAX_DEPTH = 32  # lists and objects nested deeper than any Canopy document is refused up front
 MAX_QUERY_INT = 2**63 - 1  # the store's sequence numbers are SQLite INTEGERs
@@ -399,10 +400,25 @@ class Api:
         raise ApiError(404, "not_found", f"no switch with datapath id {key.zfill(16)}")
 
     def changes(self, req):
+        """The change log after ``since``, read CHANGES_PAGE changes at a time with the lane's turn between two pages
+        (10,000 changes read and made into their wire form at once: ~130 ms in one stretch), each page from one
+        committed state (never waiting for a commit in flight). ``last_seq`` and ``oldest_seq`` are those of the
+        last page's state; a log trimmed past the next page meanwhile ends the answer there (``oldest_seq`` then says
+        what is gone)."""
         since = _int_param(req, "since", 0)
         limit = min(_int_param(req, "limit", 1000), 10000)
-        changes, oldest, last = self.service.store.reader.changes(since, limit)  # never waits for a commit in flight
-        return Response(200, {"items": [c.to_wire() for c in changes], "last_seq": last, "oldest_seq": oldest})
+        items: list = []
+        while True:
+            ask = min(CHANGES_PAGE, limit - len(items))
+            page, oldest, last = self.service.store.reader.changes(since, ask)
+            if items and page and page[0].seq != since + 1:  # trimmed past them while this answer paused
+                break
+            items += [c.to_wire() for c in page]
+            if len(page) < ask or len(items) >= limit:
+                break
+            since = page[-1].seq
+            self.take_turn()
+        return Response(200, {"items": items, "last_seq": last, "oldest_seq": oldest})
 
     def ha_status(self, req):
         return Response(200, self.ha.status() if self.ha is not None else {"role": "standalone"})
