@@ -28,6 +28,7 @@ from controller.model import KINDS, PolicyError
 from controller.pacer import Pacer, collector_paused
 from controller.rest import jsonbody
 from controller.rest.paced import paced_json
+from openflow.installed import paced
 from controller.service import NotActive, NotFound
 from controller.store import StoreFault
 
@@ -39,6 +40,8 @@ MAX_BODY = 32 * 1024 * 1024
 QUESTION_BODY = 64 * 1024  # bytes of a body that asks (a trace, a log level, HA solo): a few hundred in use
 SWITCHES_EVERY = 1000  # list elements (switches, ports) encoded by GET /v1/switches between two pauses
 CHANGES_PAGE = 1000  # changes GET /v1/changes reads and makes into their wire form between two pauses (~13 ms)
+LIST_EVERY = 500  # objects of a collection ordered, or made into views, between two pauses of GET /v1/<kind>
+LIST_CHUNK = 100  # of them between two ticks
 ANSWER_EVERY = 1000  # elements of an answer's long lists encoded between two pauses (~4 ms: an apply's changes)
 MAX_DEPTH = 32  # lists and objects nested deeper than any Canopy document is refused up front
 MAX_QUERY_INT = 2**63 - 1  # the store's sequence numbers are SQLite INTEGERs
@@ -296,10 +299,16 @@ class Api:
                 if key not in allowed:
                     raise ApiError(400, "bad_query", f"unknown query parameter; use {sorted(allowed)}", key)
             filters = {k: v for k, v in req.query.items() if k != "counters"}
-            items = [o for o in self.state.policy.all(kind) if all(o.get(k) == v for k, v in filters.items())]
-            items.sort(key=lambda o: (self.state.policy.ref(kind, o), o["id"]))
-            views = [self._view(kind, o) for o in items]
-            if "counters" in req.query and _bool_param(req, "counters"):
+            counters = "counters" in req.query and _bool_param(req, "counters")
+            pacer, ref = Pacer(self.pause, LIST_EVERY), self.state.policy.ref
+            with collector_paused():  # a view's dicts each, tens of thousands (rest/dataplane.py's listing)
+                objects = list(self.state.policy.all(kind))  # as they are now: a change meanwhile is in the next
+                keyed = [((ref(kind, o), o["id"]), o) for o in paced(objects, pacer.tick, LIST_CHUNK)
+                         if all(o.get(k) == v for k, v in filters.items())]
+                keyed.sort(key=lambda pair: pair[0])
+                items = [o for _, o in keyed]
+                views = [self._view(kind, o) for o in paced(items, pacer.tick, LIST_CHUNK)]
+            if counters:
                 found = self.list_counters[kind](items)
                 for view in views:
                     view["counters"] = found.get(view["id"])
