@@ -28,9 +28,9 @@ from controller.model import KINDS, PolicyError
 from controller.pacer import Pacer, collector_paused
 from controller.rest import jsonbody
 from controller.rest.paced import paced_json
-from openflow.installed import paced
 from controller.service import NotActive, NotFound
 from controller.store import StoreFault
+from openflow.installed import paced
 
 log = logging.getLogger("canopy.rest")
 access_log = logging.getLogger("canopy.rest.access")
