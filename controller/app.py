@@ -26,8 +26,9 @@ from controller.rest import dataplane as rest_dataplane
 from controller.rest import external as rest_external
 from controller.rest import inspection as rest_inspect
 from controller.rest import security as rest_security
+from controller.rest import sessions as rest_sessions
 from controller.rest import vteps as rest_vteps
-from controller.rest.api import Api, Response, Route
+from controller.rest.api import Api
 from controller.rest.server import RestServer
 from controller.rest.lane import Lane
 from controller.rest.watch import VportWatch
@@ -97,12 +98,12 @@ class CanopyApp(RyuApp):
                                         reconnect_grace=limits.ovsdb_reconnect_grace,
                                         tls=listener_context(settings, "ovsdb"), forwarding=self._answers)
         self.ovsdb.held = self.hold.holding
-        extra = [Route("GET", "/v1/ovsdb/sessions", self._ovsdb_sessions, "accepted OVSDB manager connections")]
         self.rest_lane = Lane(give_way)  # big answers of many clients pause one at a time (controller/rest/lane.py)
+        extra = rest_sessions.routes(self.ovsdb, self.rest_lane.pause)
         extra += rest_dataplane.routes(self.state, self.programmer, lambda: self.reconcilers, self.rest_lane.pause)
         extra += rest_security.routes(self.state, self.programmer, lambda: self.reconcilers)
         extra += rest_external.routes(self.state, self.programmer, lambda: self.reconcilers)
-        extra += rest_vteps.routes(self.state, self.programmer)
+        extra += rest_vteps.routes(self.state, self.programmer, self.rest_lane.pause)
         extra += rest_inspect.routes(self.state, self.programmer, self.dhcp, settings.underlay_mtu)
         self.watch = VportWatch(self.state, lambda: self.reconcilers, sleep=hub.sleep)
         extra.append(self.watch.route())
@@ -182,8 +183,15 @@ class CanopyApp(RyuApp):
         return thread
 
     def stop(self):
+        self._shut_down()
+        super().stop()
+
+    def _shut_down(self):
+        """Everything but Ryu's own threads, in order: REST first (a request reads the store; one that arrives or
+        fails from now on gets 503 ``stopping``, not 500: controller/rest/server.py ``stop``), the store last."""
         self.hold.close()  # the sessions closed below are not switches leaving
         sdnotify.notify("STOPPING=1")
+        self.rest.stop()
         if self.pair is not None:
             self.pair.stop()
         if self.federation is not None:
@@ -198,7 +206,6 @@ class CanopyApp(RyuApp):
         if self.stretches is not None:
             self.stretches.stop()
             log.info("the longest stretches between two turns of the event loop:\n%s", self.stretches.summary())
-        super().stop()
 
     def _quiet(self) -> bool:
         """No work under way (the collector's refresh holds the loop for the whole heap's walk): no collector-paused
@@ -214,7 +221,7 @@ class CanopyApp(RyuApp):
         nothing but their switches' reports changed (bounded: ``ProgramLoop._report_taken``)."""
         loop = ProgramLoop(self.programmer, self._wake, self._hand_out, prepare=self._import_remote, sleep=hub.sleep,
                            taking=lambda: self.state.reports_taking > 0, slicing=lambda: bool(self.ovsdb.slicing),
-                           turns=lambda: self.ovsdb.slicing_turns)
+                           turns=lambda: self.ovsdb.slicing_turns, due=lambda: self.hold.latest())
 
         def changed(what, detail):
             loop.noted(what, sliced=what == "locations" or what == "vrs" and detail in self.ovsdb.slicing_switches())
@@ -545,6 +552,3 @@ class CanopyApp(RyuApp):
         return {"full_recomputes": self.programmer.full_recomputes,
                 "incremental_updates": self.programmer.incremental_updates}
 
-    def _ovsdb_sessions(self, req):
-        items = self.ovsdb.sessions()
-        return Response(200, {"items": items, "count": len(items), "first_reads": self.ovsdb.first_reads.status()})

@@ -223,7 +223,8 @@ def _switches(state, reconcilers, pause):
         rows.append(((key, names.get(key, "")), rec, rec.status()))
         pause()
     flows = _gauge("canopy_switch_flows", "flows of a connected switch: desired, installed, pending (still to "
-                   "add or remove) and rejected", ("datapath", "chassis", "kind"))
+                   "add or remove), rejected and kept (not deleted: a new, empty store)",
+                   ("datapath", "chassis", "kind"))
     groups = _gauge("canopy_switch_groups", "groups of a connected switch: desired, installed, rejected",
                     ("datapath", "chassis", "kind"))
     sync = _gauge("canopy_switch_sync_state", "1 for the reconciler's current state", ("datapath", "chassis",
@@ -242,7 +243,7 @@ def _switches(state, reconcilers, pause):
                                   labels=["datapath", "chassis"])
     for labels, rec, status in rows:
         pause()
-        for kind in ("desired", "installed", "pending", "rejected"):
+        for kind in ("desired", "installed", "pending", "rejected", "kept"):
             flows.add_metric([*labels, kind], status[kind])
         for kind, value in status["groups"].items():
             groups.add_metric([*labels, kind], value)

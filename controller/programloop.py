@@ -52,14 +52,17 @@ class ProgramLoop:
     with each change of State (its kind, ``State.subscribe``; for a switch report, whether it is a slice of a
     switch slicing), so the wait for reports knows whether they progress and whether anything else is waiting for
     the pass; ``urge()``: a pass is needed now for something else. ``clock``: the wall clock (``since``);
-    ``timer``: monotonic, for the wait.
+    ``timer``: monotonic, for the wait; ``due``: on that timer, when a pass must run whatever reports are being taken
+    (the start-up hold's hold_max: the pass that ends the hold), None: no such time.
     """
 
     def __init__(self, programmer, wake, hand_out: Callable[[set], None], prepare: Callable[[], None] = lambda: None,
                  sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.time,
                  taking: Callable[[], bool] = lambda: False, slicing: Callable[[], bool] = lambda: False,
-                 turns: Callable[[], int] = lambda: 0, timer: Callable[[], float] = time.monotonic):
+                 turns: Callable[[], int] = lambda: 0, timer: Callable[[], float] = time.monotonic,
+                 due: Callable[[], float | None] = lambda: None):
         self.programmer = programmer
+        self._due = due
         self._taking = taking
         self._slicing = slicing
         self._turns = turns
@@ -131,7 +134,8 @@ class ProgramLoop:
         whole; when no report has progressed for ``REPORT_WAIT`` (a stalled report is not waited for: progress is a
         report noted or a turn of a slicing session); and after ``REPORT_WAIT_MAX`` in all, on the monotonic timer
         (a pass runs at least that often while reports keep coming; it is incremental, and the next pass takes only
-        what came after it)."""
+        what came after it); and when ``due`` is reached (the start-up hold ends then at the latest: waiting on for
+        reports would stretch it past restart.hold_max, by REPORT_WAIT_MAX at most before)."""
         started = self._timer()
         progressed, seen = started, (self._reported, self._turns())
         while (self._taking() or self._slicing()) and not self._urgent:
@@ -140,6 +144,11 @@ class ProgramLoop:
             now = self._timer()
             if (self._reported, self._turns()) != seen:
                 progressed, seen = now, (self._reported, self._turns())
+            due = self._due()
+            if due is not None and now >= due:
+                log.debug("programming pass: switch reports still being taken, but a pass is due (the start-up hold's "
+                          "end): the pass runs")
+                return
             if now - progressed >= REPORT_WAIT or now - started >= REPORT_WAIT_MAX:
                 log.debug("programming pass: switch reports still being taken after %.2f s (%s): the pass runs",
                           now - started, "stalled" if now - progressed >= REPORT_WAIT else "the longest wait")

@@ -155,6 +155,11 @@ class StartupHold:
         programming loop's longest sleep."""
         return max(0.0, self._deadline - self._clock()) if self.holding else None
 
+    def latest(self) -> float | None:
+        """On the hold's clock, when hold_max ends the hold at the latest (None once released): the programming loop
+        runs a pass then, whatever switch reports it would wait for."""
+        return self._started + self.hold_max if self.holding else None
+
     def remember(self, vrs: Iterable[str], vteps: Iterable[str]) -> None:
         """Record the devices connected now, if that changed (only once released, and not after close)."""
         if self.holding or self._closed:

@@ -7,6 +7,10 @@
 from __future__ import annotations
 
 
+def _no_tick(units: int = 1) -> None:
+    pass
+
+
 def dpid_str(dpid: int | None) -> str | None:
     return None if dpid is None else f"{dpid:016x}"
 
@@ -26,24 +30,32 @@ class StateReport:
                     "mac_mismatch": {"policy": vport["mac"], "hypervisor": loc.attached_mac}}
         return {"status": "unbound", "location": None, "mac_mismatch": None}
 
-    def switches(self) -> list[dict]:
-        """Every VRS known over OVSDB or OpenFlow, joined on the integration bridge's datapath id."""
+    def switches(self, tick=_no_tick, datapath_id: int | None = None) -> list[dict]:
+        """Every VRS known over OVSDB or OpenFlow, joined on the integration bridge's datapath id; ``datapath_id``:
+        only that one's (one switch's view does not describe every other's ports). ``tick()``: once a port described
+        (a controller/pacer.py ``Pacer.tick``: it may pause); the switches, their snapshots and where vports are
+        bound are taken first, so a change meanwhile is in the next answer, not half in this one."""
         out, covered = [], set()
-        bound = {(loc.session, loc.port, loc.vlan): vid
-                 for located in (self.mismatched, self.locations) for vid, loc in located.items()}
-        for session, snap in sorted(self.vrs.items(), key=lambda kv: kv[1].chassis):
+        vrs = [snap for snap in self.vrs.values() if datapath_id is None or snap.datapath_id == datapath_id]
+        sessions = {snap.session for snap in vrs}
+        bound = {(loc.session, loc.port, loc.vlan): vid for located in (self.mismatched, self.locations)
+                 for vid, loc in located.items() if loc.session in sessions}
+        datapaths = sorted((dpid, of) for dpid, of in self.datapaths.items()
+                           if datapath_id is None or dpid == datapath_id)
+        for snap in sorted(vrs, key=lambda snap: snap.chassis):
             of = self.datapaths.get(snap.datapath_id) if snap.datapath_id is not None else None
             covered.add(snap.datapath_id)
-            out.append(self._switch_view(snap, of, bound))
-        for dpid, of in sorted(self.datapaths.items()):
+            out.append(self._switch_view(snap, of, bound, tick))
+        for dpid, of in datapaths:
             if dpid not in covered:
                 out.append({"datapath_id": dpid_str(dpid), "name": None, "chassis": None, "flavour": None,
                             "vtep_ip": None, "bridge": None, "openflow": _of_view(of), "ovsdb": None, "ports": []})
         return out
 
-    def _switch_view(self, snap, of, bound):
+    def _switch_view(self, snap, of, bound, tick=_no_tick):
         ports = []
         for p in snap.ports:
+            tick()
             vnics = p.vnic_vlans()
             entry = {"name": p.name, "ofport": p.ofport, "mac": p.mac, "iface_id": p.ext("iface-id"),
                      "vport": self._vport_brief(bound.get((snap.session, p.name, None)))}

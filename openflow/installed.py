@@ -481,34 +481,42 @@ class FlowBook:
                 want[f.key] = f
         return want
 
-    def counts(self, tick=_no_tick) -> tuple[int, int, int]:
-        """(desired, installed, pending: still to add or remove, rejected left out) flows; a full diff only
-        while one is due (after a read-back), else the changed owners' differences. Counted once per state of the
-        book: every REST status and Prometheus scrape asks each switch, and between a read-back and its plan a
-        scrape of 50 switches of 16,000 flows cost the controller about a second (tests/benchmarks/vrs_scale.py).
-        ``tick``: may pause (10,000 owners changed: ~0.4 s of CPU the first time, their cookies computed), on
-        copies of the records taken first; the count is that of the book as it was then."""
-        key = (self._changes, len(self.rejected))
+    def counts(self, tick=_no_tick, keep: bool = False) -> tuple[int, int, int]:
+        """(desired, installed, pending) flows: ``tally`` without the kept ones."""
+        return self.tally(tick, keep)[:3]
+
+    def tally(self, tick=_no_tick, keep: bool = False) -> tuple[int, int, int, int]:
+        """(desired, installed, pending: still to add or remove, rejected left out, kept) flows; ``keep`` (the
+        reconciler's keep_stale): what a plan would delete is kept, not pending (a switch holding only kept flows
+        is in sync), and counted as ``kept``. A full diff only while one is due (after a read-back), else the
+        changed owners' differences. Counted once per state of the book: every REST status and Prometheus scrape
+        asks each switch, and between a read-back and its plan a scrape of 50 switches of 16,000 flows cost the
+        controller about a second (tests/benchmarks/vrs_scale.py). ``tick``: may pause (10,000 owners changed:
+        ~0.4 s of CPU the first time, their cookies computed), on copies of the records taken first; the count is
+        that of the book as it was then."""
+        key = (self._changes, len(self.rejected), keep)
         if self._counted is None or self._counted[0] != key:
-            counted = self._count(tick)
+            counted = self._count(tick, keep)
             self._counted = (key, counted)
             return counted
         return self._counted[1]
 
-    def _count(self, tick) -> tuple[int, int, int]:
+    def _count(self, tick, keep: bool) -> tuple[int, int, int, int]:
         desired, installed, loose = dict(self.desired or {}), dict(self.installed), dict(self.loose)
         dirty, rejected = (None if self.dirty is None else set(self.dirty)), dict(self.rejected)
         desired_count = sum(len(fs) for fs in desired.values())
         installed_count = sum(len(fs) for fs in installed.values()) + len(loose)
         if self.desired is None:
-            return 0, installed_count, 0
+            return 0, installed_count, 0, 0
         if dirty is None:
             want, have = self.desired_by_key(tick, desired), self._installed_by_key(tick, installed, loose)
-            pending = len(want.keys() - have.keys() - rejected.keys()) + len(have.keys() - want.keys())
-        else:
-            plan = self._by_owner(dirty, desired, rejected, tick, installed, loose)
-            pending = len(plan.adds) + len(plan.deletes)
-        return desired_count, installed_count, pending
+            adds, stale = len(want.keys() - have.keys() - rejected.keys()), len(have.keys() - want.keys())
+        else:  # with keep, ``loose`` is not planned as deletes: every loose flow not refused is kept
+            plan = self._by_owner(dirty, desired, rejected, tick, installed, loose, keep=keep)
+            adds, stale = len(plan.adds), len(plan.deletes)
+            if keep:
+                stale += len(loose.keys() - rejected.keys()) - len(plan.adopted)
+        return desired_count, installed_count, adds + (0 if keep else stale), stale if keep else 0
 
     def listing(self, tick=_no_tick) -> tuple[list, dict]:
         """(rows, sharers) of one moment: rows, (key, desired Flow or None, installed item or None) of every desired

@@ -23,18 +23,20 @@ class SwitchReport:
     """The reconciler's counts and listings (module docstring)."""
 
     def status(self) -> dict:
-        """Counts for REST: desired, installed, pending (still to add or remove), rejected; groups alike. May
+        """Counts for REST: desired, installed, pending (still to add or remove), rejected, kept (installed flows
+        Canopy would delete but keeps, ``keep_stale``: not pending, so a switch holding them is not behind); groups
+        alike. May
         pause (``pacer``: counting 10,000 changed owners is long), so call it from a green thread of its own.
 
         ``state``: connected, reading (read-back), syncing (a change set in flight), in_sync,
         not_master (the switch refused changes) or stopped; ``sent`` counts messages by kind."""
         with collector_paused():  # a count's temporaries (a plan of the changed owners) are freed before it ends
-            desired, installed, pending = self._book.counts(self.pacer.tick)
+            desired, installed, pending, kept = self._book.tally(self.pacer.tick, self._keep)
         return {
             "datapath": self.dpid, "openflow": OPENFLOW_NAMES.get(self.ofp.OFP_VERSION, "?"),
             "mode": "bundle" if self._bundles else "barrier", "state": self.state,
             "desired": desired, "installed": installed, "pending": pending,
-            "rejected": len(self._rejected),
+            "rejected": len(self._rejected), "kept": kept,
             "groups": {"desired": len(self._desired_groups), "installed": len(self._installed_groups),
                        "rejected": len(self._rejected_groups)},
             "sent": dict(self.counters), "last_change": dict(self.last_change),

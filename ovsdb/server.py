@@ -461,7 +461,7 @@ class OvsdbManagerServer:
                 keys.add(session.key)
         return keys
 
-    def sessions(self) -> list[dict]:
+    def sessions(self, tick=None) -> list[dict]:
         """One JSON-ready dict per open session: session, peer, database, connected_since, state,
         chassis, key (the switch key this VRS or hardware VTEP session claims) and speaking (whether it speaks
         for that switch: the newest session of a chassis or Physical_Switch name does, ovsdb/claims.py),
@@ -470,8 +470,15 @@ class OvsdbManagerServer:
         (the tunnel reconciler's name/state/transactions/last_error, or None),
         bridge (the same for the integration bridge's fail-secure settings, or None),
         switch (a hardware VTEP's Physical_Switch name, else None) and vtep (the VTEP reconciler's
-        switch/state/transactions/last_error/conflicts/waiting, or None)."""
-        return [self._sessions[name].describe() for name in sorted(self._sessions)]
+        switch/state/transactions/last_error/conflicts/waiting, or None). ``tick``: called after each session
+        described (a controller/pacer.py ``Pacer.tick``: it may pause); a session that closes meanwhile is left out."""
+        out = []
+        for name, session in sorted(self._sessions.items(), key=lambda item: item[0]):
+            if self._sessions.get(name) is session:
+                out.append(session.describe())
+            if tick is not None:
+                tick(1)
+        return out
 
     def set_vtep_desired(self, name: str, desired: VtepDesired | None) -> None:
         """What the hardware VTEP whose Physical_Switch is ``name`` should hold (None: not known yet, so

@@ -25,11 +25,12 @@ from controller.metrics import Metrics
 from controller import extnet, security
 from controller.commits import CommitBusy
 from controller.model import KINDS, PolicyError
-from controller.pacer import Pacer
+from controller.pacer import Pacer, collector_paused
 from controller.rest import jsonbody
 from controller.rest.paced import paced_json
 from controller.service import NotActive, NotFound
 from controller.store import StoreFault
+from openflow.installed import paced
 
 log = logging.getLogger("canopy.rest")
 access_log = logging.getLogger("canopy.rest.access")
@@ -38,6 +39,9 @@ METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")  # others
 MAX_BODY = 32 * 1024 * 1024
 QUESTION_BODY = 64 * 1024  # bytes of a body that asks (a trace, a log level, HA solo): a few hundred in use
 SWITCHES_EVERY = 1000  # list elements (switches, ports) encoded by GET /v1/switches between two pauses
+CHANGES_PAGE = 1000  # changes GET /v1/changes reads and makes into their wire form between two pauses (~13 ms)
+LIST_EVERY = 500  # objects of a collection ordered, or made into views, between two pauses of GET /v1/<kind>
+LIST_CHUNK = 100  # of them between two ticks
 ANSWER_EVERY = 1000  # elements of an answer's long lists encoded between two pauses (~4 ms: an apply's changes)
 MAX_DEPTH = 32  # lists and objects nested deeper than any Canopy document is refused up front
 MAX_QUERY_INT = 2**63 - 1  # the store's sequence numbers are SQLite INTEGERs
@@ -118,6 +122,7 @@ class Api:
     # counts: state, desired, installed, pending) or None when it has no OpenFlow connection
     switch_status: Callable[[int], dict | None] | None = None
     pause: Callable[[], None] | None = None  # a turn for the event loop in big answers (None: never)
+    stopping = False  # the controller is stopping (controller/rest/server.py ``stop``): requests get 503
     # kind -> callable(objects) -> {id: counters}: GET /v1/<kind>?counters=true adds them (read from the switches)
     list_counters: dict = {}
 
@@ -177,9 +182,13 @@ class Api:
             resp = _error(503, "store_failed", str(exc))
             resp.headers["Retry-After"] = str(RETRY_STORE)
         except Exception:
-            error_id = uuid.uuid4().hex[:12]
-            log.exception("internal error %s on %s %s", error_id, req.method, req.path)
-            resp = _error(500, "internal", f"internal error {error_id}; the controller log has the details")
+            if self.stopping:  # the store closed under it: the controller is going, not failing
+                log.info("%s %s failed while the controller stops", req.method, req.path, exc_info=True)
+                resp = stopping()
+            else:
+                error_id = uuid.uuid4().hex[:12]
+                log.exception("internal error %s on %s %s", error_id, req.method, req.path)
+                resp = _error(500, "internal", f"internal error {error_id}; the controller log has the details")
         self.record(req, resp, time.monotonic() - started)
         return resp
 
@@ -290,10 +299,16 @@ class Api:
                 if key not in allowed:
                     raise ApiError(400, "bad_query", f"unknown query parameter; use {sorted(allowed)}", key)
             filters = {k: v for k, v in req.query.items() if k != "counters"}
-            items = [o for o in self.state.policy.all(kind) if all(o.get(k) == v for k, v in filters.items())]
-            items.sort(key=lambda o: (self.state.policy.ref(kind, o), o["id"]))
-            views = [self._view(kind, o) for o in items]
-            if "counters" in req.query and _bool_param(req, "counters"):
+            counters = "counters" in req.query and _bool_param(req, "counters")
+            pacer, ref = Pacer(self.pause, LIST_EVERY), self.state.policy.ref
+            with collector_paused():  # a view's dicts each, tens of thousands (rest/dataplane.py's listing)
+                objects = list(self.state.policy.all(kind))  # as they are now: a change meanwhile is in the next
+                keyed = [((ref(kind, o), o["id"]), o) for o in paced(objects, pacer.tick, LIST_CHUNK)
+                         if all(o.get(k) == v for k, v in filters.items())]
+                keyed.sort(key=lambda pair: pair[0])
+                items = [o for _, o in keyed]
+                views = [self._view(kind, o) for o in paced(items, pacer.tick, LIST_CHUNK)]
+            if counters:
                 found = self.list_counters[kind](items)
                 for view in views:
                     view["counters"] = found.get(view["id"])
@@ -372,15 +387,16 @@ class Api:
 
     def switches(self, req):
         self.take_turn()
-        pacer = Pacer(self.pause, SWITCHES_EVERY)  # every port: encoded a switch's port at a time (rest/paced.py)
-        items = [self._with_sync(item) for item in self.state.switches()]
-        return Response(200, paced_json({"items": items, "count": len(items)}, pacer.tick))
+        pacer = Pacer(self.pause, SWITCHES_EVERY)  # every port: described, then encoded, a port at a time
+        with collector_paused():  # a port's dicts each, tens of thousands: freed (as bytes) before it ends
+            items = [self._with_sync(item) for item in self.state.switches(pacer.tick)]
+            return Response(200, paced_json({"items": items, "count": len(items)}, pacer.tick))
 
     def _with_sync(self, item):
         """A switch's REST view plus ``sync``: its programming status (None while not connected)."""
         status = self.switch_status(int(item["datapath_id"], 16)) if (
             self.switch_status is not None and item.get("datapath_id")) else None
-        keys = ("state", "desired", "installed", "pending", "rejected")
+        keys = ("state", "desired", "installed", "pending", "rejected", "kept")
         item["sync"] = {k: status[k] for k in keys if k in status} if status else None
         return item
 
@@ -388,16 +404,30 @@ class Api:
         key = dpid.lower().replace(":", "")
         if not re.fullmatch(r"[0-9a-f]{1,16}", key):
             raise ApiError(400, "bad_request", "a datapath id is up to 16 hex digits", "dpid")
-        for item in self.state.switches():
-            if item["datapath_id"] == key.zfill(16):
-                return Response(200, self._with_sync(item))
+        for item in self.state.switches(datapath_id=int(key, 16)):  # that switch's view only
+            return Response(200, self._with_sync(item))
         raise ApiError(404, "not_found", f"no switch with datapath id {key.zfill(16)}")
 
     def changes(self, req):
+        """The change log after ``since``, read CHANGES_PAGE changes at a time with the lane's turn between two pages
+        (10,000 changes read and made into their wire form at once: ~130 ms in one stretch), each page from one
+        committed state (never waiting for a commit in flight). ``last_seq`` and ``oldest_seq`` are those of the
+        last page's state; a log trimmed past the next page meanwhile ends the answer there (``oldest_seq`` then says
+        what is gone)."""
         since = _int_param(req, "since", 0)
         limit = min(_int_param(req, "limit", 1000), 10000)
-        changes, oldest, last = self.service.store.reader.changes(since, limit)  # never waits for a commit in flight
-        return Response(200, {"items": [c.to_wire() for c in changes], "last_seq": last, "oldest_seq": oldest})
+        items: list = []
+        while True:
+            ask = min(CHANGES_PAGE, limit - len(items))
+            page, oldest, last = self.service.store.reader.changes(since, ask)
+            if items and page and page[0].seq != since + 1:  # trimmed past them while this answer paused
+                break
+            items += [c.to_wire() for c in page]
+            if len(page) < ask or len(items) >= limit:
+                break
+            since = page[-1].seq
+            self.take_turn()
+        return Response(200, {"items": items, "last_seq": last, "oldest_seq": oldest})
 
     def ha_status(self, req):
         return Response(200, self.ha.status() if self.ha is not None else {"role": "standalone"})
@@ -505,6 +535,11 @@ def _error(status, code, reason, field_name=None, errors=None):
         err["errors"] = errors
     headers = {"WWW-Authenticate": 'Bearer realm="canopy"'} if status == 401 else {}
     return Response(status, {"error": err}, headers)
+
+
+def stopping() -> Response:
+    """The answer to a request that arrives, or fails, while the controller stops."""
+    return _error(503, "stopping", "the controller is stopping; retry against it once it is back, or its HA peer")
 
 
 def _policy_error(exc: PolicyError):

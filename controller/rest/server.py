@@ -27,11 +27,13 @@ import eventlet.wsgi
 
 from controller import guard
 from controller.rest import ui
-from controller.rest.api import Request, Response, _error
+from controller.rest.api import Request, Response, _error, stopping
 
 log = logging.getLogger("canopy.rest")
 access_log = logging.getLogger("canopy.rest.access")
 BUSY_TIMEOUT = 1.0  # seconds to hand a refused connection its 503
+STOP_DRAIN = 2.0  # seconds ``stop`` waits at most for the requests being handled to finish
+STOP_POLL = 0.01  # seconds between two looks at them
 
 
 class _HeaderTimeout(Exception):
@@ -85,7 +87,9 @@ class RestServer:
         self.limits = limits
         self.connections = guard.ConnectionLimits(limits.rest_per_source, limits.rest_max_connections)
         self._wsgi = None
-        self._sock = None
+        self._sock = None  # the listening socket (None: not started, or stopped)
+        self._accepting = None  # the accept loop's green thread
+        self.handling = 0  # requests being handled now (read, answered, encoded)
 
     def start(self):
         """Bind (raises OSError if it cannot) and serve in a green thread, which is returned."""
@@ -97,8 +101,35 @@ class RestServer:
                                           socket_timeout=self.limits.rest_body_timeout, debug=False)
         self._wsgi.header_timeout = self.limits.rest_header_timeout
         log.info("REST API on %s://%s:%d", "https" if self.tls is not None else "http", self.host, self.port)
-        return eventlet.spawn(guard.accept_forever, self._sock, self._serve, f"rest {self.host}:{self.port}",
-                              self.connections, _busy, stamped=True, first=True)
+        self._accepting = eventlet.spawn(guard.accept_forever, self._sock, self._serve,
+                                         f"rest {self.host}:{self.port}", self.connections, _busy, stamped=True,
+                                         first=True)
+        return self._accepting
+
+    @property
+    def listening(self):
+        """The listening socket; None before ``start`` and once stopped."""
+        return self._sock
+
+    def stop(self, drain: float | None = None, clock=time.monotonic) -> None:
+        """Stop serving, before the store closes (controller/app.py ``stop``): no connection is accepted any more (the
+        listener is closed: a client is refused, not left waiting), a request read from now on is answered 503
+        ``stopping`` and its connection closed, and the requests being handled get ``drain`` seconds at most to
+        finish. One that fails after that, the store closed under it, is answered 503 ``stopping`` too, not 500
+        (``Api.stopping``). ``drain``: STOP_DRAIN unless given."""
+        self.api.stopping = True
+        if self._accepting is not None:
+            self._accepting.kill()
+            self._accepting = None
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        drain = STOP_DRAIN if drain is None else drain
+        deadline = clock() + drain
+        while self.handling and clock() < deadline:
+            eventlet.sleep(STOP_POLL)
+        if self.handling:
+            log.info("stopping: %d REST request(s) still being handled after %g s", self.handling, drain)
 
     def _serve(self, sock, addr, accepted=None):
         began = time.monotonic()
@@ -115,13 +146,20 @@ class RestServer:
 
     # ------------------------------------------------------------------ WSGI
     def application(self, environ, start_response):
+        self.handling += 1
+        try:
+            return self._answer(environ, start_response)
+        finally:
+            self.handling -= 1
+
+    def _answer(self, environ, start_response):
         req = _request(environ)
         protocol = environ.get("canopy.protocol")
         first = _first_turn(protocol)  # taken by whatever the first request is: a page's answer has no header
         if ui.handles(req.path):
             return self._page(req, protocol, environ, start_response)
         started, cpu = time.monotonic(), time.thread_time()
-        resp = self._read_body(environ, req)
+        resp = stopping() if self.api.stopping else self._read_body(environ, req)
         handled = time.monotonic()
         if resp is None:
             resp = self.api.handle(req)
@@ -129,6 +167,8 @@ class RestServer:
             self.api.record(req, resp, time.monotonic() - started)  # refused before handle(): counted too
             if protocol is not None:
                 protocol.close_connection = 1  # the body (if any) was not read: the connection cannot be reused
+        if self.api.stopping and protocol is not None:
+            protocol.close_connection = 1  # no later request on it: the listener is gone
         encoding = time.monotonic()
         body = self.api.encoded(resp)
         marks = {"body": handled - started, "handle": encoding - handled, "encode": time.monotonic() - encoding,

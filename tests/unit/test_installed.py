@@ -127,6 +127,29 @@ def test_a_kept_flow_wanted_again_is_not_added_again():
     assert book.plan().deletes == []
 
 
+def test_kept_flows_are_counted_as_kept_not_pending():
+    """With keep (the reconciler's keep_stale) a flow Canopy would delete is counted as kept, not pending: after a
+    read-back (a full diff), after an owner's change (its old flows), and once applied (``loose``), as many as
+    ``kept_count`` says the plan keeps; before, they stayed pending and a switch in sync looked behind."""
+    a1, a2 = flows_of(A, "02:00:00:00:00:01"), flows_of(A, "02:00:00:00:00:02")
+    found = flows_of(B, "02:00:00:00:00:03", "02:00:00:00:00:04")
+    book = FlowBook()
+    book.set_desired({A: a1})
+    book.read_back({f.key: stats(f) for f in found})
+    assert book.tally(keep=True) == (1, 2, 1, 2) and book.counts() == (1, 2, 3)  # a1 to add; found kept
+    plan = book.plan(keep=True)
+    kept = book.kept_count(plan)
+    book.applied(plan)
+    assert book.tally(keep=True) == (1, 3, 0, kept) == (1, 3, 0, 2)
+    assert book.counts() == (1, 3, 2)  # without keep they are still to remove
+    book.set_desired({A: a2}, changed={A})
+    assert book.tally(keep=True) == (1, 3, 1, 3)  # a2 to add; a1 kept too
+    plan = book.plan(keep=True)
+    kept = book.kept_count(plan)
+    book.applied(plan)
+    assert book.tally(keep=True) == (1, 4, 0, kept) == (1, 4, 0, 3)
+
+
 def test_a_kept_flow_taken_over_by_a_plan_that_fails_stays_true_to_the_switch():
     """A plan that takes a loose flow over and is dropped unsent (superseded) leaves it loose, the owner without it;
     the next plan takes it over again. A plan whose other add the switch refuses still takes it over (nothing was

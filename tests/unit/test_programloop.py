@@ -385,10 +385,11 @@ def test_a_report_that_fails_in_a_pause_is_not_counted_as_being_taken_any_more()
     assert state.reports_taking == 0
 
 
-def _apps_loop(monkeypatch, slicing=()):
+def _apps_loop(monkeypatch, slicing=(), hold=None):
     """The app's programming loop (its wiring, controller/app.py ``_programming``) over a State of 40 vports that
     none of its switches binds yet, reports taken with pauses as the app paces State: (state, loop, passes: the
-    (reports being taken, vports located) at each pass, the OVSDB server's ``slicing``)."""
+    (reports being taken, vports located) at each pass, the OVSDB server's ``slicing``). ``hold``: the app's start-up
+    hold (default: released)."""
     from types import SimpleNamespace
 
     from controller import app
@@ -408,7 +409,8 @@ def _apps_loop(monkeypatch, slicing=()):
     programmer.refresh = lambda full=False: (passes.append((state.reports_taking, len(state.locations))),
                                              refresh(full=full))[1]
     glue = SimpleNamespace(state=state, programmer=programmer, _wake=hub.Event(), _hand_out=lambda touched: None,
-                           _import_remote=lambda: None, ovsdb=SimpleNamespace(slicing=set(slicing), slicing_turns=0))
+                           _import_remote=lambda: None, ovsdb=SimpleNamespace(slicing=set(slicing), slicing_turns=0),
+                           hold=hold or SimpleNamespace(latest=lambda: None))
     glue.ovsdb.slicing_switches = lambda: {"s1"} if glue.ovsdb.slicing else set()  # kvm1 reports switch s1
     return state, app.CanopyApp._programming(glue), passes, glue.ovsdb.slicing
 

@@ -1,0 +1,224 @@
+"""The switch reconciler's side that talks to the switch: change sets sent and confirmed, requests and their answers,
+the switch's errors matched to the message that caused them by xid (openflow/reconciler.py, "What it does", steps 3
+and 4, and "Pauses").
+
+``ChangeSender`` is a part of ``openflow.reconciler.SwitchReconciler`` (which inherits it), as ``SwitchReport`` is its
+read side: it works on the reconciler's datapath, waiters and records, and asks it whether a change set is still
+wanted (``_interrupted``, ``_drop``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from controller.ryu_compat import hub
+from openflow import decode, encode
+from openflow.changeset import MAX_XID, ChangeSet, Op, encode_all
+from openflow.flows import Flow, render_flow, render_group
+from openflow.installed import release
+
+REPLY_TIMEOUT = 30.0  # seconds for a read-back or a change set, plus 1 s per REPLY_RATE messages
+REPLY_RATE = 5000
+
+
+@dataclass
+class Waiter:
+    """A request whose answer (a reply, the pieces of a multipart reply, or an error) is awaited."""
+
+    event: object = field(default_factory=hub.Event)
+    replies: list = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass
+class Outcome:
+    """What became of a change set sent once."""
+
+    answered: bool  # the barrier/commit reply (or its error) arrived in time
+    applied: bool  # the change set took effect (minus the rejected messages)
+    errors: dict  # op index -> error text
+
+
+class ChangeSender:
+    """Sending change sets and requests to one switch, and matching its answers (module docstring)."""
+
+    # ------------------------------------------------------------------------------ requests
+
+    def _request(self, msg):
+        """Send a request and return its (multipart) replies' entries, or None on error or timeout."""
+        waiter = self._waiters[self._xid(msg)] = Waiter()
+        try:
+            self.datapath.send_msg(msg)
+            answered = waiter.event.wait(REPLY_TIMEOUT)
+        finally:
+            del self._waiters[msg.xid]
+        if not answered or waiter.error or self.state == "stopped":
+            self._log.error("%s failed: %s", type(msg).__name__, waiter.error or "no answer")
+            return None
+        return waiter.replies
+
+    # ------------------------------------------------------------------------------ sending
+
+    def _execute(self, changes: ChangeSet) -> None:
+        """Send one change set until it has applied, leaving out what the switch rejects; dropped unsent if
+        something came during its encoding's pauses that makes it out of date (module docstring, "Pauses")."""
+        self.state = "syncing"
+        started = time.monotonic()
+        sent = len(changes)
+        while changes:
+            bundle = self._bundles
+            outcome = self._transact(changes, bundle)
+            if outcome is None:
+                self._drop()
+                return
+            self._replans = 0
+            if self._not_master:
+                self._log.warning("the switch refuses changes from a controller that is not its master: "
+                                  "waiting for set_desired or resync")
+                self.state, self._need_read = "not_master", True
+                return
+            for index, text in outcome.errors.items():
+                self._reject(changes.op(index), text)
+            if outcome.applied:
+                self._apply_groups(changes, outcome.errors)
+                if self._planned is not None:
+                    self._book.applied(self._planned, self.pacer.tick)
+                    release(self._planned.deletes, self.pacer.tick)
+                    self._planned = None
+                break
+            if not outcome.answered or not bundle:
+                self._log.error("change set of %d messages not confirmed: reading back again", len(changes))
+                self._need_read = True
+                return
+            if not outcome.errors:
+                self._log.error("bundle failed without naming a message: using barriers from now on")
+                self._bundles = False
+            changes = changes.without(outcome.errors)
+            sent += len(changes)
+        self.counters["change_sets"] += 1
+        self.change_seconds += time.monotonic() - started
+        self.last_change = {"messages": sent, "seconds": round(time.monotonic() - started, 3)}
+        self._log.debug("change set of %d messages planned in %.1f ms, confirmed by the switch %.1f ms after "
+                        "sending began", sent, self._plan_ms, (time.monotonic() - started) * 1000)
+
+    def _transact(self, changes: ChangeSet, bundle: bool) -> Outcome | None:
+        """Encode ``changes`` (pausing), then send them as one bundle or followed by a barrier and wait for the
+        commit/barrier reply; None, with nothing sent, if the change set became out of date while it was encoded."""
+        dp = self.datapath
+        bundle_id = next(self._bundle_ids) if bundle else None
+        first_xid = self._next_xids(len(changes))
+        encoded = encode_all(self._wire, changes, first_xid, bundle_id, self.pacer.tick)
+        self._errors = encoded.errors  # the switch's errors join those of encoding (_on_error)
+        if self._interrupted():
+            return None
+        head = b""
+        if bundle:  # its reply is not awaited: a failed open makes the commit fail too
+            opening = encode.bundle_ctrl(dp, bundle_id, "OPEN")
+            self._waiters[self._xid(opening)] = Waiter()
+            head = self._serialize(opening)
+        final = encode.bundle_ctrl(dp, bundle_id, "COMMIT") if bundle else dp.ofproto_parser.OFPBarrierRequest(dp)
+        waiter = self._waiters[self._xid(final)] = Waiter()
+        self._inflight = (first_xid, len(changes))
+        for kind, count in encoded.sent.items():
+            self.counters[kind] += count
+        self._write(head, encoded.chunks, self._serialize(final))
+        try:
+            answered = waiter.event.wait(REPLY_TIMEOUT + len(changes) / REPLY_RATE) and self.state != "stopped"
+        finally:
+            self._waiters.pop(final.xid, None)
+            if bundle:
+                self._waiters.pop(opening.xid, None)
+            self._inflight = (0, 0)
+        return Outcome(answered, answered and waiter.error is None, self._errors)
+
+    def _write(self, head: bytes, chunks: list, tail: bytes) -> None:
+        """The change set's pieces (whole messages each: openflow/changeset.py), ``head`` before the first and
+        ``tail`` after the last, one write each; other green threads run (and may write) between two."""
+        pieces = list(chunks) or [b""]
+        pieces[0] = head + pieces[0]
+        pieces[-1] += tail
+        for piece in pieces:
+            self.datapath.send(piece)
+            hub.sleep(0)
+
+    def _apply_groups(self, changes: ChangeSet, errors: dict) -> None:
+        """Record the groups the switch has confirmed (flows: FlowBook.applied, once per change set)."""
+        for start, kind, items in changes.segments():
+            if not kind.startswith("group"):
+                continue
+            for index, (gid, group) in enumerate(items, start):
+                if index in errors:
+                    continue
+                if kind == "group_delete":
+                    self._installed_groups.pop(gid, None)
+                else:
+                    self._installed_groups[gid] = group
+
+    def _reject(self, op: Op, text: str) -> None:
+        self.counters["errors"] += 1
+        if op.kind.startswith("flow"):
+            self._rejected[op.key] = text
+            what = render_flow(op.item) if isinstance(op.item, Flow) else decode.describe_stats(self.ofp, op.item)
+        else:
+            self._rejected_groups[op.key] = text
+            what = render_group(op.item)
+        self._log.error("switch rejected %s of %s: %s", op.kind.replace("_", " "), what, text)
+
+    def _on_error(self, msg) -> bool:
+        self.counters["errors_received"] += 1
+        text = self._error_text(msg)
+        if (msg.type, msg.code) == (self.ofp.OFPET_BAD_REQUEST, self.ofp.OFPBRC_IS_SLAVE):
+            self._not_master = True
+        first, count = self._inflight
+        index = ((msg.xid or 0) - first) & MAX_XID
+        if index < count:
+            self._errors.setdefault(index, text)
+            return True
+        waiter = self._waiters.get(msg.xid)
+        if waiter is None:
+            self._unmatched_error(msg, text)
+            return False
+        waiter.error = text
+        waiter.event.set()
+        return True
+
+    def _unmatched_error(self, msg, text: str) -> None:
+        """An error that no request of ours awaits (a packet-out, an answer after its timeout, another
+        controller's message): logged (rate-limited per kind) with the message it refers to."""
+        self.counters["unmatched_errors"] += 1
+        refers = decode.echoed_message(self.ofp, msg.type, getattr(msg, "data", b""))
+        self._unmatched.warning((msg.type, msg.code, refers.split(" ", 1)[0]),
+                                "switch sent error %s (xid %d) that matches no request in flight; it refers to %s",
+                                text, msg.xid or 0, refers)
+
+    def _error_text(self, msg) -> str:
+        ofp = self.ofp
+        try:
+            return f"{ofp.ofp_error_type_to_str(msg.type)} {ofp.ofp_error_code_to_str(msg.type, msg.code)}"
+        except (KeyError, AttributeError):
+            return f"error type {msg.type} code {msg.code}"
+
+    # ------------------------------------------------------------------------------ xids and bytes
+
+    def _next_xid(self) -> int:
+        """The datapath's next xid (the same counter Ryu's send_msg uses)."""
+        return self._next_xids(1)
+
+    def _next_xids(self, count: int) -> int:
+        """The first of the datapath's next ``count`` xids (taken now: other senders go on after them)."""
+        dp = self.datapath
+        first = (dp.xid + 1) & MAX_XID
+        dp.xid = (dp.xid + count) & MAX_XID
+        return first
+
+    def _xid(self, msg) -> int:
+        msg.set_xid(self._next_xid())
+        return msg.xid
+
+    def _serialize(self, msg) -> bytes:
+        if msg.xid is None:
+            self._xid(msg)
+        msg.serialize()
+        return bytes(msg.buf)
+

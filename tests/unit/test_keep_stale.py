@@ -1,0 +1,53 @@
+"""A new, empty store deletes nothing (docs/store.md): the switch reconciler keeps what Canopy would delete
+(``keep_stale``), and its status, ``/v1/switches`` and ``/metrics`` count those flows as kept, not pending. Before,
+a switch holding kept flows was in sync but showed them pending, as if it were behind."""
+
+from __future__ import annotations
+
+from openflow.flows import Group
+
+from .test_operate import samples, scrape
+from .test_reconcile_pacing import flows_of, owner, reconciler
+from .helpers import Controller
+
+OWNERS, STALE = 3, 2  # owners desired (two flows each); owners read back that nothing wants any more
+
+
+def kept_in_sync():
+    """A reconciler with keep_stale on after a read-back of its owners' flows and STALE owners' more, synced."""
+    rec, switch = reconciler()
+    rec.keep_stale(True)
+    rec._need_read = False  # keep_stale(True) asks no read-back: as after the first
+    held = {f.key: f for i in range(OWNERS + STALE) for f in flows_of(i)}
+    rec.set_desired_owners({owner(i): flows_of(i) for i in range(OWNERS)}, [Group(7, ())])
+    rec._book.read_back(held)
+    rec._sync()
+    return rec, switch
+
+
+def test_kept_flows_are_not_pending_in_the_status():
+    rec, _ = kept_in_sync()
+    assert rec._book.loose.keys() == {f.key for i in range(OWNERS, OWNERS + STALE) for f in flows_of(i)}  # kept
+    assert rec._sync() is False  # nothing more to send: the switch is as Canopy leaves it
+    status = rec.status()
+    assert (status["desired"], status["installed"], status["pending"], status["kept"]) == \
+        (2 * OWNERS, 2 * (OWNERS + STALE), 0, 2 * STALE)
+    rec.keep_stale(False)  # the first policy change: they are to be removed now
+    status = rec.status()
+    assert (status["pending"], status["kept"]) == (2 * STALE, 0)
+
+
+def test_rest_and_metrics_show_kept_flows_as_kept(tmp_path):
+    rec, _ = kept_in_sync()
+    ctl = Controller(tmp_path)
+    try:
+        ctl.api.switch_status = lambda dpid: rec.status()
+        sync = ctl.api._with_sync({"datapath_id": f"{1:016x}"})["sync"]
+        assert (sync["pending"], sync["kept"]) == (0, 2 * STALE)
+        ctl.api.metrics.attach(reconcilers=lambda: {1: rec})
+        got = samples(scrape(ctl.api))
+        labels = {("datapath", f"{1:016x}"), ("chassis", "")}
+        assert got[("canopy_switch_flows", frozenset(labels | {("kind", "pending")}))] == 0
+        assert got[("canopy_switch_flows", frozenset(labels | {("kind", "kept")}))] == 2 * STALE
+    finally:
+        ctl.close()
