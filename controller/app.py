@@ -170,6 +170,7 @@ class CanopyApp(RyuApp):
         guard.essential(self._worker, "the programming loop")
         hub.spawn(self.api.metrics.watch_loop, hub.sleep)
         hub.spawn(self._resolve_gateways)
+        hub.spawn(self._refresh_tunnel_probes)
         if self.hold.holding:
             hub.spawn(self._end_hold_in_time)
         self.ovsdb.start()
@@ -337,6 +338,21 @@ class CanopyApp(RyuApp):
             except Exception:  # a connection that closed meanwhile: the next connection probes again
                 log.debug("tunnel probe from %s not sent", sw.session, exc_info=True)
                 return
+
+    def _refresh_tunnel_probes(self):
+        """Every VRS probes every VTEP it tunnels to again each ``vrs.tunnel_probe_refresh_ms``, so that Open vSwitch's
+        tunnel neighbour entries do not age out (openflow/tunnel_warm.py); the active controller only, after the
+        start-up hold. The thread never ends."""
+        while True:
+            hub.sleep(self.settings.tunnel_probe_refresh)
+            if self.hold.holding or (self.pair is not None and self.pair.role != "active"):
+                continue
+            try:
+                for rec, actions, frame in self.tunnels.again(self.programmer.view, self.programmer.desired,
+                                                              self.reconcilers.get, self.programmer.pacer):
+                    rec.packet_out(actions, frame)
+            except Exception:  # a switch that went away meanwhile: the next round probes again
+                log.debug("refreshing tunnel probes stopped", exc_info=True)
 
     def _announce_floating_ips(self):
         """Gratuitous ARP from the VRS where a floating IP became active (openflow/external.py), a few times:

@@ -14,8 +14,9 @@ that VTEP: a packet-out whose own miss makes Open vSwitch resolve the address. W
 the probe reaches the VTEP with VNI ``PROBE_VNI`` (0), which no subnet or domain has (VNIs are 1..2^24-1), so the
 VTEP drops it (a VRS in its classify table).
 
-Open vSwitch forgets an entry that no packet looked up for ``tnl/neigh/aging`` (15 min by default): after such a
-pause between two hypervisors their first packet can be lost again (not covered here; docs/vrs.md).
+Open vSwitch forgets an entry that no packet looked up for ``tnl/neigh/aging`` (15 min by default), and a probe's
+own look-up renews it: so every ``vrs.tunnel_probe_refresh_ms`` (5 min by default) each VRS probes every VTEP it
+tunnels to again (``again``), and two hypervisors quiet for longer than the ageing still keep their entries.
 
 Pure bookkeeping; the Ryu app sends (controller/app.py).
 """
@@ -72,16 +73,17 @@ class TunnelWarmer:
                 pacer.tick()
         return out
 
-    def due(self, sw, connection, desired, changed, pacer=None) -> list[tuple[tuple, bytes]]:
+    def due(self, sw, connection, desired, changed, pacer=None, again=False) -> list[tuple[tuple, bytes]]:
         """(actions, frame) packet-outs for switch ``sw`` (a View switch: session, tunnel port, own VTEP IP) on
         ``connection`` after its desired state was handed out. ``changed``: the owners handed out, or None (all
         of them); a connection or VXLAN port not seen before looks at every owner (a remote endpoint's flows do
-        not change when the switch's VXLAN port appears: only its tunnel_out flow does)."""
+        not change when the switch's VXLAN port appears: only its tunnel_out flow does). ``again``: every VTEP
+        the switch tunnels to now, probed before or not (the refresh; VTEPs it no longer tunnels to are dropped)."""
         if not sw.tunnel_ofport:  # no VXLAN port yet: once it has one, every owner is looked at
             self.probed.pop(sw.session, None)
             return []
         known = self.probed.get(sw.session)
-        if known is None or known[0] != (connection, sw.tunnel_ofport):
+        if again or known is None or known[0] != (connection, sw.tunnel_ofport):
             known = self.probed[sw.session] = ((connection, sw.tunnel_ofport), set())
             changed = None
         owners = desired.flows.keys() | desired.groups.keys() if changed is None else changed
@@ -89,6 +91,19 @@ class TunnelWarmer:
         known[1].update(new)
         frame = probe_frame()
         return [(to_vtep(PROBE_VNI, ip, sw), frame) for ip in sorted(new)]
+
+    def again(self, view, desired_by_session: dict, reconciler_of, pacer=None):
+        """(reconciler, actions, frame) of every probe again, for every VRS of ``view`` with desired state and a
+        reconciler (``reconciler_of(datapath id)``): the periodic refresh that keeps Open vSwitch's entries from
+        ageing out (docs/vrs.md). A generator: the caller sends each; it pauses with ``pacer`` per owner read."""
+        self.new_pass()
+        for session, desired in list(desired_by_session.items()):
+            sw = view.switches.get(session)
+            rec = reconciler_of(sw.datapath_id) if sw is not None and sw.datapath_id is not None else None
+            if rec is not None:
+                for actions, frame in self.due(sw, rec.datapath, desired, None, pacer, again=True):
+                    yield rec, actions, frame
+        self.new_pass()
 
     def forget(self, session: str) -> None:
         """A VRS that left: what it was probed towards no longer matters."""

@@ -4,6 +4,7 @@ first ping between two hypervisors) is tests/integration/test_first_ping.py."""
 
 import random
 from dataclasses import replace
+from types import SimpleNamespace
 
 from openflow.floods import to_vtep
 from openflow.flows import Owner
@@ -86,3 +87,24 @@ def test_a_switch_that_left_is_forgotten():
     warmer.forget(HV1)
     assert warmer.probed == {}
     assert warmer.tunnel_ips(world.prog.desired[HV1], []) == set()
+
+
+def test_the_refresh_probes_every_vtep_again_and_drops_those_no_longer_tunnelled_to():
+    world, warmer = three_hosts(), TunnelWarmer()
+    view = world.prog.view
+    recs = {sw.datapath_id: SimpleNamespace(datapath=object()) for sw in view.switches.values()}
+    rec1 = recs[view.switches[HV1].datapath_id]
+    probes(world, warmer, rec1.datapath, whole=True)
+
+    def refreshed():
+        return [targets([(actions, frame)])[0] for rec, actions, frame in
+                warmer.again(world.prog.view, world.prog.desired, recs.get) if rec is rec1]
+
+    assert refreshed() == [IPS["hv2"], IPS["hv3"]]  # probed before, and probed again: the entries age otherwise
+    assert refreshed() == [IPS["hv2"], IPS["hv3"]]
+    del world.placed["e1"]  # hv3's only VM leaves: hv1 no longer routes to it
+    world.push("hv3")
+    world.prog.refresh()
+    assert refreshed() == [IPS["hv2"]]
+    assert warmer.probed[HV1][1] == {IPS["hv2"]}
+    assert warmer._read == {}  # the flow sets read are not kept after the round
