@@ -389,12 +389,11 @@ def from_doc(doc: yamldoc.Doc) -> Settings:
         vni_range=(raw["allocation"]["vni_min"], raw["allocation"]["vni_max"]), asn=raw["bgp"]["asn"],
         bgp=_bgp(raw["bgp"]), ha=_ha(raw["ha"]), restart_hold=float(raw["restart"]["hold_time"]),
         restart_hold_max=_hold_max(raw["restart"]),
-        source=doc.filename, limits=_limits(raw),
+        source=doc.filename, limits=_limits(raw), tunnel_probe_refresh=raw["vrs"]["tunnel_probe_refresh_ms"] / 1000,
         log_format=raw["log_format"], access_log=rest["access_log"],
         tls=_tls_files(raw["tls"]), openflow_tls=_tls_on(raw, "openflow"), ovsdb_tls=_tls_on(raw, "ovsdb"),
         rest_tls=_tls_on(raw, "rest"), gateway_arp_refresh=raw["vrs"]["gateway_arp_refresh_ms"] / 1000,
-        gateway_arp_timeout=raw["vrs"]["gateway_arp_timeout_ms"] / 1000,
-        tunnel_probe_refresh=raw["vrs"]["tunnel_probe_refresh_ms"] / 1000, keys=tuple(_keyed(raw)))
+        gateway_arp_timeout=raw["vrs"]["gateway_arp_timeout_ms"] / 1000, keys=tuple(_keyed(raw)))
 
 
 def _keyed(raw: dict, prefix: str = ""):
