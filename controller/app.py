@@ -351,8 +351,8 @@ class CanopyApp(RyuApp):
                 for rec, actions, frame in self.tunnels.again(self.programmer.view, self.programmer.desired,
                                                               self.reconcilers.get, self.programmer.pacer):
                     rec.packet_out(actions, frame)
-            except Exception:  # a switch that went away meanwhile: the next round probes again
-                log.debug("refreshing tunnel probes stopped", exc_info=True)
+            except Exception:  # a bug, or a switch that went away meanwhile: the next round probes again
+                log.exception("refreshing the tunnel probes failed")
 
     def _announce_floating_ips(self):
         """Gratuitous ARP from the VRS where a floating IP became active (openflow/external.py), a few times:
