@@ -52,6 +52,7 @@ from openflow import claims, external
 from openflow.flows import owner_kind_of
 from openflow.gateway_arp import GatewayResolver, request_actions, request_frame
 from openflow.gateway_garp import GatewayAnnouncer
+from openflow.tunnel_warm import TunnelWarmer
 from openflow.dhcp_service import DhcpService
 from openflow.encode import role_name
 from openflow.reconciler import REPLY_EVENTS, SwitchReconciler
@@ -88,6 +89,7 @@ class CanopyApp(RyuApp):
         self.dhcp = DhcpService(self.state, self.programmer, settings.underlay_mtu)
         self.garp = external.Announcer()  # floating IPs announced by gratuitous ARP (openflow/external.py)
         self.gateway_garp = GatewayAnnouncer()  # gateway MACs told to VMs (openflow/gateway_garp.py)
+        self.tunnels = TunnelWarmer()  # VTEPs each VRS resolves before a VM needs them (openflow/tunnel_warm.py)
         self.gateway_arp = GatewayResolver(settings.gateway_arp_refresh, settings.gateway_arp_timeout)
         limits = settings.limits
         self.ovsdb = OvsdbManagerServer(settings.ovsdb_listen, settings.ovsdb_port, self.state,
@@ -169,6 +171,7 @@ class CanopyApp(RyuApp):
         guard.essential(self._worker, "the programming loop")
         hub.spawn(self.api.metrics.watch_loop, hub.sleep)
         hub.spawn(self._resolve_gateways)
+        hub.spawn(self._refresh_tunnel_probes)
         if self.hold.holding:
             hub.spawn(self._end_hold_in_time)
         self.ovsdb.start()
@@ -244,6 +247,7 @@ class CanopyApp(RyuApp):
             return  # the start-up hold: nothing is written anywhere yet
         if not self._published:  # first: ExaBGP works on the routes while the reconcilers send the flows
             self._publish_routes()
+        self.tunnels.new_pass()
         for session in touched:
             self._push(session)
             hub.sleep(0)  # a turn for echo replies, heartbeats and REST between switches
@@ -316,8 +320,10 @@ class CanopyApp(RyuApp):
         if rec is not None and desired is not None:
             rec.set_desired_owners(desired.flows, desired.all_groups().values(), changed)
             self._announce_gateways(rec, session, changed)
+            self._warm_tunnels(rec, sw, desired, changed)
         elif sw is None:
             self.gateway_garp.forget(session)
+            self.tunnels.forget(session)
 
     def _announce_gateways(self, rec, session, changed):
         """Gratuitous ARP to a subnet's VMs on this switch when the MAC answering its gateway address there is new
@@ -326,6 +332,34 @@ class CanopyApp(RyuApp):
             return
         for actions, frame in self.gateway_garp.due(self.programmer.view, session, changed):
             hub.spawn(self._send_garp, rec, actions, frame, "a subnet's gateway")
+
+    def _warm_tunnels(self, rec, sw, desired, changed):
+        """A probe through the VXLAN port towards each VTEP this switch tunnels to for the first time on this
+        connection, so that Open vSwitch resolves its address before a VM's packet needs it
+        (openflow/tunnel_warm.py); the active controller only."""
+        if self.pair is not None and self.pair.role != "active":
+            return
+        for actions, frame in self.tunnels.due(sw, rec.datapath, desired, changed, self.programmer.pacer):
+            try:
+                rec.packet_out(actions, frame)
+            except Exception:  # a connection that closed meanwhile: the next connection probes again
+                log.debug("tunnel probe from %s not sent", sw.session, exc_info=True)
+                return
+
+    def _refresh_tunnel_probes(self):
+        """Every VRS probes every VTEP it tunnels to again each ``vrs.tunnel_probe_refresh_ms``, so that Open vSwitch's
+        tunnel neighbour entries do not age out (openflow/tunnel_warm.py); the active controller only, after the
+        start-up hold. The thread never ends."""
+        while True:
+            hub.sleep(self.settings.tunnel_probe_refresh)
+            if self.hold.holding or (self.pair is not None and self.pair.role != "active"):
+                continue
+            try:
+                for rec, actions, frame in self.tunnels.again(self.programmer.view, self.programmer.desired,
+                                                              self.reconcilers.get, self.programmer.pacer):
+                    rec.packet_out(actions, frame)
+            except Exception:  # a bug, or a switch that went away meanwhile: the next round probes again
+                log.exception("refreshing the tunnel probes failed")
 
     def _announce_floating_ips(self):
         """Gratuitous ARP from the VRS where a floating IP became active (openflow/external.py), a few times:

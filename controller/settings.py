@@ -119,6 +119,8 @@ SETTINGS = (
                "that has no static gateway_mac (docs/external.md)", 100, 3600000, 30000),
         _limit("gateway_arp_timeout_ms", "a gateway MAC not confirmed by an ARP answer for this long is forgotten "
                "(outbound translation stops until it answers again)", 300, 86400000, 100000),
+        _limit("tunnel_probe_refresh_ms", "how often each VRS is made to resolve again every VTEP it tunnels to, "
+               "below Open vSwitch's tnl/neigh/aging (docs/vrs.md)", 1000, 3600000, 300000),
         Field("hosts", "array", "per-hypervisor overrides of what its OVSDB says", items=Field(
             "host", "object", "", fields=(
                 Field("chassis", "string", "the hypervisor's system-id", values.filled(255, CHASSIS_HINT),
@@ -327,6 +329,7 @@ class Settings:
     rest_tls: bool = False  # serve REST over HTTPS
     gateway_arp_refresh: float = 30.0  # seconds: vrs.gateway_arp_refresh_ms
     gateway_arp_timeout: float = 100.0  # seconds: vrs.gateway_arp_timeout_ms
+    tunnel_probe_refresh: float = 300.0  # seconds: vrs.tunnel_probe_refresh_ms
     # every setting by its key as the file names it ("restart.hold_time"), after defaults: what a reload compares,
     # so that it names the keys an operator wrote, not these attributes
     keys: tuple = field(default=(), compare=False, repr=False)
@@ -387,7 +390,7 @@ def from_doc(doc: yamldoc.Doc) -> Settings:
         vni_range=(raw["allocation"]["vni_min"], raw["allocation"]["vni_max"]), asn=raw["bgp"]["asn"],
         bgp=_bgp(raw["bgp"]), ha=_ha(raw["ha"]), restart_hold=float(raw["restart"]["hold_time"]),
         restart_hold_max=_hold_max(raw["restart"]),
-        source=doc.filename, limits=_limits(raw),
+        source=doc.filename, limits=_limits(raw), tunnel_probe_refresh=raw["vrs"]["tunnel_probe_refresh_ms"] / 1000,
         log_format=raw["log_format"], access_log=rest["access_log"],
         tls=_tls_files(raw["tls"]), openflow_tls=_tls_on(raw, "openflow"), ovsdb_tls=_tls_on(raw, "ovsdb"),
         rest_tls=_tls_on(raw, "rest"), gateway_arp_refresh=raw["vrs"]["gateway_arp_refresh_ms"] / 1000,

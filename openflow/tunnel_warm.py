@@ -1,0 +1,110 @@
+"""Each VRS resolves the underlay address of every VTEP it tunnels to before a VM's packet needs it.
+
+Open vSwitch's userspace datapath (``datapath_type=netdev``: DPDK hypervisors and the test labs) builds VXLAN
+headers itself, with the next hop's MAC from its own tunnel neighbour cache (``ovs-appctl tnl/neigh/show``), not the
+kernel's. A packet to a VTEP that has no entry there is dropped while Open vSwitch sends the ARP request that fills
+it. So the first packet from a hypervisor to a VTEP it had not sent to yet was lost: the first ping between two VMs
+on different hypervisors lost 1 of 2, however long after both were bound (tests/integration/test_first_ping.py).
+(The kernel datapath queues such a packet in the kernel's neighbour table instead.)
+
+So when a VRS's desired flows or groups first tunnel to a VTEP (a VM of a subnet it has appeared on another
+hypervisor, a hardware VTEP bound to the subnet, an EVPN route), and again on each new OpenFlow connection of
+that VRS (ovs-vswitchd restarted: its cache is empty), the controller sends one probe through its VXLAN port to
+that VTEP: a packet-out whose own miss makes Open vSwitch resolve the address. When the address is known already
+the probe reaches the VTEP with VNI ``PROBE_VNI`` (0), which no subnet or domain has (VNIs are 1..2^24-1), so the
+VTEP drops it (a VRS in its classify table).
+
+Open vSwitch forgets an entry that no packet looked up for ``tnl/neigh/aging`` (15 min by default), and a probe's
+own look-up renews it: so every ``vrs.tunnel_probe_refresh_ms`` (5 min by default) each VRS probes every VTEP it
+tunnels to again (``again``), and two hypervisors quiet for longer than the ageing still keep their entries.
+
+Pure bookkeeping; the Ryu app sends (controller/app.py).
+"""
+
+from __future__ import annotations
+
+from openflow.floods import to_vtep
+
+PROBE_VNI = 0  # never a subnet's or a domain's VNI (controller/fields.py: 1..MAX_VNI)
+PROBE_MAC = "02:ca:00:00:00:00"  # locally administered; the probe's source and destination
+PROBE_ETHERTYPE = 0x88B5  # IEEE 802 local experimental: nothing on the way acts on it
+TUNNEL_DST = "tun_ipv4_dst"
+
+
+def probe_frame() -> bytes:
+    """The probe's Ethernet frame (60 bytes, zero payload)."""
+    mac = bytes.fromhex(PROBE_MAC.replace(":", ""))
+    return (mac + mac + PROBE_ETHERTYPE.to_bytes(2, "big")).ljust(60, b"\0")
+
+
+def _targets(actions) -> list[str]:
+    return [a[2] for a in actions if a[0] == "set" and a[1] == TUNNEL_DST]
+
+
+class TunnelWarmer:
+    """Which VTEPs each VRS has been probed towards, on which OpenFlow connection, and the probes now due."""
+
+    def __init__(self):
+        self.probed: dict[str, tuple[tuple, set[str]]] = {}  # session -> ((connection, VXLAN port), VTEP addresses)
+        # id(flow set) -> (that flow set, the VTEPs its flows send to): an owner's flows compiled once are the same
+        # set object in every switch's desired state (openflow/compiler.py Shared), so 5,000 vports are read once
+        # per pass, not once per switch; emptied by ``new_pass``
+        self._read: dict[int, tuple[frozenset, frozenset]] = {}
+
+    def new_pass(self) -> None:
+        """A programming pass begins: the flow sets read in earlier ones need not be kept."""
+        self._read = {}
+
+    def tunnel_ips(self, desired, owners, pacer=None) -> set[str]:
+        """The VTEP addresses the flows and groups of ``owners`` in ``desired`` (openflow.compiler.Desired) send
+        to; ``pacer`` ticks once per owner."""
+        out: set[str] = set()
+        for owner in owners:
+            flows = desired.flows.get(owner)
+            if flows:
+                read = self._read.get(id(flows))
+                if read is None or read[0] is not flows:
+                    read = self._read[id(flows)] = (flows, frozenset(ip for f in flows for ip in _targets(f.actions)))
+                out |= read[1]
+            for group in desired.groups.get(owner, ()):
+                for bucket in group.buckets:
+                    out.update(_targets(bucket))
+            if pacer is not None:
+                pacer.tick()
+        return out
+
+    def due(self, sw, connection, desired, changed, pacer=None, again=False) -> list[tuple[tuple, bytes]]:
+        """(actions, frame) packet-outs for switch ``sw`` (a View switch: session, tunnel port, own VTEP IP) on
+        ``connection`` after its desired state was handed out. ``changed``: the owners handed out, or None (all
+        of them); a connection or VXLAN port not seen before looks at every owner (a remote endpoint's flows do
+        not change when the switch's VXLAN port appears: only its tunnel_out flow does). ``again``: every VTEP
+        the switch tunnels to now, probed before or not (the refresh; VTEPs it no longer tunnels to are dropped)."""
+        if not sw.tunnel_ofport:  # no VXLAN port yet: once it has one, every owner is looked at
+            self.probed.pop(sw.session, None)
+            return []
+        known = self.probed.get(sw.session)
+        if again or known is None or known[0] != (connection, sw.tunnel_ofport):
+            known = self.probed[sw.session] = ((connection, sw.tunnel_ofport), set())
+            changed = None
+        owners = desired.flows.keys() | desired.groups.keys() if changed is None else changed
+        new = self.tunnel_ips(desired, owners, pacer) - known[1] - {sw.vtep_ip, None}
+        known[1].update(new)
+        frame = probe_frame()
+        return [(to_vtep(PROBE_VNI, ip, sw), frame) for ip in sorted(new)]
+
+    def again(self, view, desired_by_session: dict, reconciler_of, pacer=None):
+        """(reconciler, actions, frame) of every probe again, for every VRS of ``view`` with desired state and a
+        reconciler (``reconciler_of(datapath id)``): the periodic refresh that keeps Open vSwitch's entries from
+        ageing out (docs/vrs.md). A generator: the caller sends each; it pauses with ``pacer`` per owner read."""
+        self.new_pass()
+        for session, desired in list(desired_by_session.items()):
+            sw = view.switches.get(session)
+            rec = reconciler_of(sw.datapath_id) if sw is not None and sw.datapath_id is not None else None
+            if rec is not None:
+                for actions, frame in self.due(sw, rec.datapath, desired, None, pacer, again=True):
+                    yield rec, actions, frame
+        self.new_pass()
+
+    def forget(self, session: str) -> None:
+        """A VRS that left: what it was probed towards no longer matters."""
+        self.probed.pop(session, None)

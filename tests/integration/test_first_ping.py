@@ -1,0 +1,85 @@
+"""The first packet between two hypervisors is not lost (openflow/tunnel_warm.py).
+
+Open vSwitch's userspace datapath drops a packet to a VTEP whose underlay MAC its tunnel neighbour cache does not
+hold yet, and only then resolves it. Before the controller made each VRS resolve its VTEPs ahead, the first ping
+between VMs on two hypervisors that had not exchanged traffic lost its first request, however long after both VMs
+were bound. Here the first ping of each pair of hypervisors, sent as soon as both switches are in sync, must be
+answered in full: bridged within a subnet, and routed between hypervisors that share no subnet (only the domain's
+routes name the other VTEP there, no flood list does); and after a quiet spell longer than Open vSwitch's ageing of
+those entries (the periodic refresh)."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from tests.integration.test_federation import VPORTS, policy
+
+pytestmark = pytest.mark.integration
+
+ADDRESSES = {v["name"]: (v["mac"], v["ips"][0]) for v in VPORTS}
+PLACES = {"a1": ("hva", "/24"), "b1": ("hvb", "/24"), "b2": ("hvc", "/24")}  # a1, b1: web; b2: db
+
+
+AGING = 3  # seconds: Open vSwitch's tunnel neighbour ageing in the refresh test (tnl/neigh/aging; 900 by default)
+
+
+def build(lab, settings=None, aging=None):
+    """One controller, three KVM hypervisors connected first, then a VM on each; returns (hosts, vms) once every
+    vport is bound and every switch in sync. ``aging``: Open vSwitch's tunnel neighbour ageing on each, seconds."""
+    ctl = lab.add_controller_host("ctl")
+    canopy = lab.start_controller(ctl, settings)
+    reply = canopy.api.post("/v1/apply", {"document": policy([dict(v) for v in VPORTS]), "source": "firstping"})
+    assert reply.status == 200, reply.text
+    hosts = {name: lab.add_hypervisor(name, "kvm") for name in ("hva", "hvb", "hvc")}
+    for hv in hosts.values():
+        if aging is not None:
+            hv.ovs.appctl("tnl/neigh/aging", str(aging))
+        hv.connect(ctl)
+    vms = {}
+    for name, (host, prefix) in PLACES.items():
+        mac, ip = ADDRESSES[name]
+        vms[name] = lab.add_vm(hosts[host], name, mac=mac, ip=ip + prefix, vnic_id=name)
+        vms[name].exec("ip", "route", "add", "default", "via", ip.rsplit(".", 1)[0] + ".1", check=True)
+    lab.wait_until(lambda: canopy.api.get("/v1/status").json["vports_bound"] == len(PLACES), timeout=30,
+                   what="every vport bound")
+    for hv in hosts.values():
+        dpid = f"{hv.datapath_id():016x}"
+        lab.wait_until(lambda: canopy.api.get(f"/v1/switches/{dpid}/flows").json.get("in_sync"), timeout=30,
+                       what=f"{hv.name} in sync")
+    return hosts, vms
+
+
+@pytest.fixture
+def fabric(lab):
+    return build(lab)
+
+
+def first_ping(src, dst_ip, hosts) -> str:
+    """``ping -c 2`` once; fails unless both requests are answered, showing the tunnel neighbour caches."""
+    out = src.exec("ping", "-n", "-c", "2", "-W", "2", dst_ip, timeout=15).stdout
+    received = re.search(r"(\d+) received", out)
+    caches = {name: hv.ovs.appctl("tnl/neigh/show") for name, hv in hosts.items()}
+    assert received and received.group(1) == "2", f"{src.name} -> {dst_ip}:\n{out}\ncaches: {caches}"
+    return out
+
+
+def test_first_ping_within_a_subnet_across_hypervisors_loses_nothing(fabric):
+    hosts, vms = fabric
+    first_ping(vms["b1"], ADDRESSES["a1"][1], hosts)
+
+
+def test_first_routed_ping_between_hypervisors_sharing_no_subnet_loses_nothing(fabric):
+    hosts, vms = fabric
+    out = first_ping(vms["a1"], ADDRESSES["b2"][1], hosts)
+    assert re.search(r"ttl=6[23]", out), out  # routed: it went through the distributed router
+
+
+def test_first_ping_after_a_quiet_spell_longer_than_the_neighbour_ageing_loses_nothing(lab):
+    """Probed again every second (vrs.tunnel_probe_refresh_ms), the hypervisors keep each other's entries through
+    a quiet spell of four times their ageing; probed once only, they would have forgotten them."""
+    hosts, vms = build(lab, {"vrs": {"tunnel_probe_refresh_ms": 1000}}, aging=AGING)
+    time.sleep(4 * AGING)  # nothing between the VMs meanwhile
+    first_ping(vms["b1"], ADDRESSES["a1"][1], hosts)

@@ -1,0 +1,110 @@
+"""Tunnel probes (openflow/tunnel_warm.py): a VRS is made to resolve each VTEP its desired state tunnels to, bridged
+or routed, once per OpenFlow connection and VXLAN port, and again only for VTEPs new to it. The traffic it saves (the
+first ping between two hypervisors) is tests/integration/test_first_ping.py."""
+
+import random
+from dataclasses import replace
+from types import SimpleNamespace
+
+from openflow.floods import to_vtep
+from openflow.flows import Owner
+from openflow.tunnel_warm import PROBE_ETHERTYPE, PROBE_VNI, TunnelWarmer, probe_frame
+from tests.unit.oracle_world import World
+
+HV1 = "ovsdb:hv1"
+IPS = {"hv1": "10.251.0.1", "hv2": "10.251.0.2", "hv3": "10.251.0.3", "hv4": "10.251.0.4"}
+
+
+def place(world, vm, host, subnet, ofport):
+    world.vports[vm] = {"subnet": subnet, "mac": 0, "ip": 20 + ofport}
+    world.commit()
+    world.hosts.setdefault(host, {"tunnel": 1, "vtep": IPS[host]})
+    world.placed[vm], world.ofports[vm] = host, ofport
+    world.push(host)
+
+
+def three_hosts():
+    """k1 (web) on hv1, h1 (web) on hv2, e1 (db, routed from web) on hv3."""
+    world = World(random.Random(1))
+    for vm, host, subnet, ofport in (("k1", "hv1", "web", 11), ("h1", "hv2", "web", 12), ("e1", "hv3", "db", 13)):
+        place(world, vm, host, subnet, ofport)
+    world.prog.refresh(full=True)
+    return world
+
+
+def probes(world, warmer, connection, whole=False, session=HV1, sw=None):
+    changed = world.prog.take_changes(session)
+    sw = sw or world.prog.view.switches[session]
+    return warmer.due(sw, connection, world.prog.desired[session], None if whole else changed)
+
+
+def targets(out) -> list[str]:
+    return [dict((a[1], a[2]) for a in actions if a[0] == "set")["tun_ipv4_dst"] for actions, _ in out]
+
+
+def test_a_switch_probes_every_vtep_it_tunnels_to_bridged_or_routed_and_never_its_own():
+    world, warmer, conn = three_hosts(), TunnelWarmer(), object()
+    desired, sw = world.prog.desired[HV1], world.prog.view.switches[HV1]
+    flooded = {a[2] for gs in desired.groups.values() for g in gs for b in g.buckets for a in b
+               if a[:2] == ("set", "tun_ipv4_dst")}
+    assert flooded == {IPS["hv2"]}  # hv3 shares no subnet with hv1: only the domain's routes name it
+    out = probes(world, warmer, conn, whole=True)
+    assert out == [(to_vtep(PROBE_VNI, ip, sw), probe_frame()) for ip in (IPS["hv2"], IPS["hv3"])]
+    assert to_vtep(PROBE_VNI, IPS["hv2"], sw)[-1] == ("output", 1)  # out of the switch's VXLAN port
+    frame = probe_frame()
+    assert len(frame) == 60 and int.from_bytes(frame[12:14], "big") == PROBE_ETHERTYPE
+
+
+def test_only_a_vtep_new_to_the_switch_is_probed_and_only_once():
+    world, warmer, conn = three_hosts(), TunnelWarmer(), object()
+    probes(world, warmer, conn, whole=True)
+    place(world, "k2", "hv4", "web", 14)  # a fourth hypervisor gets a VM of hv1's subnet
+    world.prog.refresh()
+    assert targets(probes(world, warmer, conn)) == [IPS["hv4"]]
+    assert probes(world, warmer, conn, whole=True) == []  # compiled whole again: nothing new
+
+
+def test_a_new_connection_probes_everything_again():
+    world, warmer = three_hosts(), TunnelWarmer()
+    probes(world, warmer, object(), whole=True)
+    assert targets(probes(world, warmer, object())) == [IPS["hv2"], IPS["hv3"]]  # ovs-vswitchd restarted
+
+
+def test_a_switch_whose_vxlan_port_comes_late_probes_every_vtep_when_it_comes():
+    world, warmer, conn = three_hosts(), TunnelWarmer(), object()
+    sw = world.prog.view.switches[HV1]
+    assert probes(world, warmer, conn, whole=True, sw=replace(sw, tunnel_ofport=None)) == []
+    # its port numbered: only the switch's own tunnel_out flow changes, not the remote endpoints' flows
+    desired = world.prog.desired[HV1]
+    out = warmer.due(sw, conn, desired, {Owner("switch", HV1)})
+    assert targets(out) == [IPS["hv2"], IPS["hv3"]]
+    assert targets(warmer.due(replace(sw, tunnel_ofport=7), conn, desired, set())) == [IPS["hv2"], IPS["hv3"]]
+
+
+def test_a_switch_that_left_is_forgotten():
+    world, warmer, conn = three_hosts(), TunnelWarmer(), object()
+    probes(world, warmer, conn, whole=True)
+    warmer.forget(HV1)
+    assert warmer.probed == {}
+    assert warmer.tunnel_ips(world.prog.desired[HV1], []) == set()
+
+
+def test_the_refresh_probes_every_vtep_again_and_drops_those_no_longer_tunnelled_to():
+    world, warmer = three_hosts(), TunnelWarmer()
+    view = world.prog.view
+    recs = {sw.datapath_id: SimpleNamespace(datapath=object()) for sw in view.switches.values()}
+    rec1 = recs[view.switches[HV1].datapath_id]
+    probes(world, warmer, rec1.datapath, whole=True)
+
+    def refreshed():
+        return [targets([(actions, frame)])[0] for rec, actions, frame in
+                warmer.again(world.prog.view, world.prog.desired, recs.get) if rec is rec1]
+
+    assert refreshed() == [IPS["hv2"], IPS["hv3"]]  # probed before, and probed again: the entries age otherwise
+    assert refreshed() == [IPS["hv2"], IPS["hv3"]]
+    del world.placed["e1"]  # hv3's only VM leaves: hv1 no longer routes to it
+    world.push("hv3")
+    world.prog.refresh()
+    assert refreshed() == [IPS["hv2"]]
+    assert warmer.probed[HV1][1] == {IPS["hv2"]}
+    assert warmer._read == {}  # the flow sets read are not kept after the round
