@@ -40,9 +40,13 @@ class BridgePorts:
     deleted ~45 ms to drop), so that reading 10,000 new ports, or deleting them, gives the event loop turns;
     nothing else may use this object during those pauses."""
 
-    def __init__(self, port_info: Callable[[object], PortInfo], pacer: Pacer = NEVER):
+    def __init__(self, port_info: Callable[[object], PortInfo], pacer: Pacer = NEVER,
+                 reread: Callable[[PortInfo, object, frozenset | None], PortInfo] | None = None):
         self._port_info = port_info  # Interface row -> PortInfo
         self.pacer = pacer
+        # (PortInfo read before, Interface row, its columns that changed or None) -> PortInfo: the same as port_info,
+        # cheaper for a change of a few columns (ovsdb/vrs.py port_info_again)
+        self._reread = reread or (lambda _old, iface, _columns: port_info(iface))
         self.bridge_key = None  # the bridge row these ports are of (None: none yet)
         self._bridge_name = ""
         self._members: dict = {}  # port key -> tuple of its interface keys
@@ -66,13 +70,13 @@ class BridgePorts:
     def clear(self) -> frozenset[str]:
         """No bridge: forget every port; returns the names that went."""
         gone = frozenset(self._by_name)
-        self.__init__(self._port_info, self.pacer)
+        self.__init__(self._port_info, self.pacer, self._reread)
         return gone
 
     def rebuild(self, bridge, previous: dict[str, PortInfo] | None) -> frozenset[str] | None:
         """Read every port of ``bridge``. ``previous``: {name: PortInfo} last handed out for this switch
         (equal values are reused, and the result names what differs); None: nothing before, returns None."""
-        self.__init__(self._port_info, self.pacer)
+        self.__init__(self._port_info, self.pacer, self._reread)
         self.bridge_key, self._bridge_name = row_key(bridge), bridge.name
         self.full_reads += 1
         self._reuse, self._bulk = previous or {}, True
@@ -112,7 +116,7 @@ class BridgePorts:
                 done.update(self._reset_port(change.row, changed))
         for key, change in self._looked_at(changes.table("Interface")):
             if key in self._iface_port and key not in done and not change.deleted:
-                self._update_iface(key, change.row, changed)
+                self._update_iface(key, change.row, changed, change.columns)
         if changed:
             self.ports = tuple(map(self._by_name.__getitem__, self._names))
         return frozenset(changed)
@@ -158,9 +162,10 @@ class BridgePorts:
             self._unset(key, changed)
         return keys
 
-    def _update_iface(self, key, iface, changed: set) -> None:
+    def _update_iface(self, key, iface, changed: set, columns: frozenset | None = None) -> None:
         self.pacer.tick()
-        old, info = self._infos.get(key), self._port_info(iface)
+        old = self._infos.get(key)
+        info = self._port_info(iface) if old is None else self._reread(old, iface, columns)
         if old is not None and old == info:
             return
         self._set(key, info, changed)

@@ -13,6 +13,7 @@ are accepted too. The conventions read are listed in controller/discovery.py.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import logging
 from collections.abc import Callable, Iterable
@@ -114,6 +115,19 @@ def port_info(interface, bad_value: BadValue = _ignore) -> PortInfo:
         external_ids=tuple(sorted(ext.items())),
         type=_column(interface, "type", ""),
     )
+
+
+OFPORT_ONLY = frozenset({"ofport"})
+
+
+def port_info_again(old: PortInfo, interface, columns: frozenset | None, bad_value: BadValue = _ignore) -> PortInfo:
+    """``port_info(interface)`` for an interface read before as ``old``, of which ``columns`` changed (None: not
+    known). A change of its ``ofport`` alone (ovs-vswitchd numbering new ports, or setting -1 on those it cannot
+    open: 10,000 rows at once after evpn_routes' announce) reads that column only: the rest is ``old``'s."""
+    if columns is None or not columns <= OFPORT_ONLY:
+        return port_info(interface, bad_value)
+    ofport = _ofport(interface)
+    return old if ofport == old.ofport else dataclasses.replace(old, ofport=ofport)
 
 
 def bridge_ports(bridge, bad_value: BadValue = _ignore) -> tuple[PortInfo, ...]:
@@ -254,7 +268,8 @@ class VrsReporter(Claimant):
         self._log = log or logging.getLogger(__name__)
         self._bad = Throttle(self._log)
         self._claims = claims if claims is not None else VrsClaims(sink, 0.0, self._log)
-        self._ports = BridgePorts(lambda iface: port_info(iface, self._bad_value), pacer)  # pauses: see refresh
+        self._ports = BridgePorts(lambda iface: port_info(iface, self._bad_value), pacer,  # pauses: see refresh
+                                  lambda old, iface, columns: port_info_again(old, iface, columns, self._bad_value))
         self.key: str | None = None  # the switch key this session claims
         self.last: VrsSnapshot | None = None  # this session's latest snapshot (reported or not)
         self._root_rows: Iterable = ()

@@ -3,13 +3,13 @@
 ovs 4.0.0's ``Datum.from_json`` parses every atom through ``Atom.from_json`` (a tuple of number types built per call,
 ``float_to_int``, a chain of type comparisons, ``check_constraints``): ~120,000 atoms for one update of 10,000 new
 ports. ``datum_parser`` makes, per column, a parser that takes the common shapes of the atom types Canopy's tables
-hold (a string, an integer, a boolean, a uuid; a bare atom, a ``["set", [...]]``, a ``["map", [[k, v], ...]]``)
-directly and builds the same ``Datum``: the same atoms, in the same order (docs/benchmarks.md, "Branch annchain":
-~40 % less CPU for those rows' columns). Anything else, and anything it would have to reject (a wrong type, a
-constraint broken, a value outside an ``enum``, a real, a size out of bounds, a duplicate, a malformed pair or uuid),
-is handed to ``Datum.from_json`` unchanged, so a bad value raises exactly the error it raises there: this module
-never rejects anything itself (tests/unit/test_ovsdb_datums.py: every column of the real schema, valid and
-malformed values).
+hold (a string, an integer, a boolean, a uuid; a bare atom, a ``["set", [...]]``, a ``["map", [[k, v], ...]]``, their
+array also a ``PacedArray``: ovsdb/longsets.py, a bridge's 10,000 new ports) directly and builds the same ``Datum``:
+the same atoms, in the same order (docs/benchmarks.md, "Branch annchain": ~40 % less CPU for those rows' columns).
+Anything else, and anything it would have to reject (a wrong type, a constraint broken, a value outside an ``enum``,
+a real, a size out of bounds, a duplicate, a malformed pair or uuid), is handed to ``Datum.from_json`` unchanged, so
+a bad value raises exactly the error it raises there: this module never rejects anything itself
+(tests/unit/test_ovsdb_datums.py: every column of the real schema, valid and malformed values).
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def _fast(type_, json, key, value):
 
 
 def _set(type_, json, key):
-    if type(json[1]) is not list:
+    if not isinstance(json[1], list):  # a list, or a list's subclass: ovsdb/longsets.py's PacedArray (a long set)
         return None
     values = {}
     for element in json[1]:
@@ -63,7 +63,7 @@ def _set(type_, json, key):
 
 
 def _map(type_, json, key, value):
-    if type(json) is not list or len(json) != 2 or json[0] != "map" or type(json[1]) is not list:
+    if type(json) is not list or len(json) != 2 or json[0] != "map" or not isinstance(json[1], list):
         return None
     values = {}
     for pair in json[1]:

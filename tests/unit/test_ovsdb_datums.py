@@ -136,3 +136,26 @@ def test_a_datum_of_every_column_reads_as_ovs_to_python_gives_it(table, column):
         theirs = datum.to_python(uuid_to_row)
         ours = _to_python(datum, uuid_to_row)
         assert (ours, type(ours)) == (theirs, type(theirs)), (table, column.name, datum.to_json())
+
+
+def test_a_long_reference_set_paced_by_longsets_takes_the_fast_path_and_still_pauses(monkeypatch):
+    """A bridge's 10,000 new ports arrive as a ``PacedArray`` (ovsdb/longsets.py, a list's subclass): parsed here,
+    not atom by atom in ovs's parser, to the same Datum, and its iteration still ticks the pacer."""
+    from ovsdb.longsets import ATOMS_PER_TICK, LONG, PacedArray
+
+    class Ticks:
+        n = 0
+
+        def tick(self, units=1):
+            self.n += units
+
+    refs = [["uuid", str(uuid.UUID(int=k + 1))] for k in range(LONG + 10)]
+    column = SCHEMA.tables["Bridge"].columns["ports"]
+    expected = ovs.db.data.Datum.from_json(column.type, ["set", refs])
+    calls, ticks = [], Ticks()
+    real = ovs.db.data.Datum.from_json
+    monkeypatch.setattr(ovs.db.data.Datum, "from_json", staticmethod(lambda *a, **k: calls.append(a) or real(*a, **k)))
+    parsed = datum_parser(column.type)(["set", PacedArray(refs, ticks)])
+    assert parsed.to_json() == expected.to_json()
+    assert calls == []
+    assert ticks.n == len(refs) // ATOMS_PER_TICK

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from controller.discovery import DiscoverySink
+from ovsdb import vrs
 from ovsdb.claims import VrsClaims
 from ovsdb.rowchanges import RowChange, RowChanges
 from ovsdb.vrs import VrsReporter, bridge_ports
@@ -161,6 +162,32 @@ def test_random_deltas_equal_a_rebuild_from_scratch():
         assert after.ports == bridge_ports(db.bridge)
         assert after.changed == {n for n in set(by_name(before)) | set(by_name(after))
                                  if by_name(before).get(n) != by_name(after).get(n)}
+
+
+def test_an_ofport_change_alone_reads_no_other_column_and_equals_a_full_read(monkeypatch):
+    """ovs-vswitchd numbers new ports, or sets -1 on those it cannot open (10,000 rows after evpn_routes' announce):
+    only ``ofport`` is read again; the result is what reading the bridge from scratch gives."""
+    db, sink = Db(ports=30), Sink()
+    reporter = follow(db, sink)
+    first = by_name(reporter.last)
+    reads = []
+    real = vrs.port_info
+    monkeypatch.setattr(vrs, "port_info", lambda *a: reads.append(a) or real(*a))
+    for i in range(10):
+        db.set_iface(f"tap{i}", ofport=[-1])  # could not open it
+    for i in range(10, 20):
+        db.set_iface(f"tap{i}", ofport=[100 + i])  # renumbered
+    reporter.refresh([db.root], db.take())
+    second = by_name(reporter.last)
+    for i in range(10):
+        db.set_iface(f"tap{i}", ofport=[])  # none, as -1: no change
+    reporter.refresh([db.root], db.take())
+    third = reporter.last
+    assert reads == []
+    assert third.ports == bridge_ports(db.bridge)
+    assert [second[f"tap{i}"].ofport for i in (0, 10)] == [None, 110]
+    assert {n for n in first if first[n] is not second[n]} == {f"tap{i}" for i in range(20)}
+    assert third.changed == frozenset() and all(second[n] is p for n, p in by_name(third).items())
 
 
 def test_a_reconnect_of_the_chassis_within_the_grace_is_the_same_switch():
