@@ -65,6 +65,15 @@ def test_container_unit_checks_health_with_the_settings_it_runs():
     canopy_args(health, cli.cmd_status)  # the same settings file as "run --config" above
 
 
+def test_container_unit_takes_podman_options_from_a_drop_in():
+    """With a tls section the health check needs SSL_CERT_FILE in the container (docs/deploy.md): a drop-in sets
+    CANOPY_PODMAN_ARGS, which systemd splits into podman run options before the image (empty by default)."""
+    u = unit("canopy-container.service")
+    assert "CANOPY_PODMAN_ARGS=" in u["Environment"]
+    argv = shlex.split(u["ExecStart"][0])
+    assert "$CANOPY_PODMAN_ARGS" in argv[argv.index("run"):argv.index("${CANOPY_IMAGE}")]
+
+
 def test_pair_settings_load_and_mirror_each_other(tmp_path):
     secret = tmp_path / "ha-secret"
     secret.write_text("0123456789abcdef0123456789abcdef\n")
