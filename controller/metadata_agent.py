@@ -50,7 +50,7 @@ class AgentSettings:
     nova_metadata_url: str  # Nova's metadata API, e.g. http://192.0.2.10:8775
     shared_secret_file: str  # Nova's [neutron] metadata_proxy_shared_secret, alone in a file
     canopy_url: tuple[str, ...]  # Canopy's REST API, e.g. https://canopy.example:8080; a pair: both nodes
-    token_file: str  # a Canopy REST token (reads only), alone in a file
+    token_file: str  # Canopy's REST token (the agent only reads with it), alone in a file
     bridge: str = "br-int"
     port: str = "canopy-md"  # the agent's internal port on the bridge
     ovsdb: str = "unix:/var/run/openvswitch/db.sock"
@@ -227,9 +227,11 @@ class CanopyReader:
         except urllib.error.HTTPError as exc:
             if exc.code == 404:
                 raise Refused(404, f"Canopy knows no {path}") from None
-            raise Refused(503, f"Canopy at {base} answered {exc.code} to {path}") from None
-        except (OSError, ValueError) as exc:
-            raise Refused(503, f"Canopy at {base} cannot be asked ({exc}): try again") from None
+            log.warning("Canopy at %s answered %s to %s", base, exc.code, path)
+            raise Refused(503, f"Canopy answered {exc.code} to {path}") from None
+        except (OSError, ValueError) as exc:  # the VM reads the reason: the controller's address stays in the log
+            log.warning("Canopy at %s cannot be asked: %s", base, exc)
+            raise Refused(503, f"Canopy cannot be asked ({exc}): try again") from None
 
 
 class Agent:
