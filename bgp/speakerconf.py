@@ -116,13 +116,23 @@ def render_config(config: SpeakerConfig) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _daemon_user() -> str:
+    """A name for ExaBGP's daemon.user, which it checks against the user database even when it drops nothing: this
+    process's own, or ``nobody`` where its uid has no name (a container run with an arbitrary uid, where looking
+    the name up failed each time the speaker started ExaBGP: BGP never came up)."""
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return "nobody"
+
+
 def exabgp_env(config: SpeakerConfig, base: dict | None = None) -> dict:
     """The environment ExaBGP runs with: listen only where configured, log to the workdir, acks on."""
     env = dict(os.environ if base is None else base)
     env.update({
         "exabgp_tcp_bind": config.listen or "",
         "exabgp_daemon_drop": "false",
-        "exabgp_daemon_user": pwd.getpwuid(os.getuid()).pw_name,
+        "exabgp_daemon_user": _daemon_user(),
         "exabgp_daemon_daemonize": "false",
         "exabgp_log_destination": config.log_path,
         "exabgp_api_ack": "true",

@@ -49,8 +49,8 @@ class SettingsError(Exception):
 class AgentSettings:
     nova_metadata_url: str  # Nova's metadata API, e.g. http://192.0.2.10:8775
     shared_secret_file: str  # Nova's [neutron] metadata_proxy_shared_secret, alone in a file
-    canopy_url: str  # Canopy's REST API, e.g. https://canopy.example:8080
-    token_file: str  # a Canopy REST token (reads only), alone in a file
+    canopy_url: tuple[str, ...]  # Canopy's REST API, e.g. https://canopy.example:8080; a pair: both nodes
+    token_file: str  # Canopy's REST token (the agent only reads with it), alone in a file
     bridge: str = "br-int"
     port: str = "canopy-md"  # the agent's internal port on the bridge
     ovsdb: str = "unix:/var/run/openvswitch/db.sock"
@@ -88,7 +88,15 @@ def load_settings(path: str) -> AgentSettings:
             problems.append(f"{path}:{doc.line_of(key) or '?'}: {key}: {reason}")
     if problems:
         raise SettingsError("\n".join(problems))
-    return AgentSettings(**{k: (float(v) if k == "timeout" else v) for k, v in raw.items()})
+    return AgentSettings(**{k: _value(k, v) for k, v in raw.items()})
+
+
+def _value(key, value):
+    if key == "timeout":
+        return float(value)
+    if key == "canopy_url":  # one URL, or a list (the nodes of a pair)
+        return tuple(value) if isinstance(value, list) else (value,)
+    return value
 
 
 def _bad(key, value) -> str | None:
@@ -97,6 +105,9 @@ def _bad(key, value) -> str | None:
         return None if ok else "must be a number of seconds in (0, 300]"
     if key == "ca_file" and value is None:
         return None
+    if key == "canopy_url" and isinstance(value, list):
+        reasons = [_bad(key, one) for one in value] if value else ["must not be an empty list"]
+        return next((reason for reason in reasons if reason), None)
     if not isinstance(value, str) or not value.strip():
         return "must be a non-empty string"
     if key in ("nova_metadata_url", "canopy_url"):
@@ -186,13 +197,30 @@ def nova_headers(identity: Identity, secret: bytes) -> dict[str, str]:
 # ------------------------------------------------------------------------------------------ the relay
 
 class CanopyReader:
-    """``GET`` on Canopy's REST API with the agent's token; failures become ``Refused``."""
+    """``GET`` on Canopy's REST API with the agent's token; failures become ``Refused``. With several URLs (the
+    nodes of a pair, both serve reads) it asks the one that last answered, and the next when one cannot answer."""
 
     def __init__(self, settings: AgentSettings, token: str, context=None):
         self.settings, self.token, self.context = settings, token, context
+        self.current = 0  # index into settings.canopy_url of the node that last answered
 
     def __call__(self, path: str) -> dict:
-        req = urllib.request.Request(self.settings.canopy_url.rstrip("/") + path,
+        urls = self.settings.canopy_url
+        for step in range(len(urls)):
+            index = (self.current + step) % len(urls)
+            try:
+                reply = self._get(urls[index], path)
+            except Refused as exc:
+                if exc.status == 404:
+                    raise
+                refused = exc
+                continue
+            self.current = index
+            return reply
+        raise refused
+
+    def _get(self, base: str, path: str) -> dict:
+        req = urllib.request.Request(base.rstrip("/") + path,
                                      headers={"Authorization": f"Bearer {self.token}", "Accept": "application/json"})
         try:
             with urllib.request.urlopen(req, timeout=self.settings.timeout, context=self.context) as resp:
@@ -200,8 +228,10 @@ class CanopyReader:
         except urllib.error.HTTPError as exc:
             if exc.code == 404:
                 raise Refused(404, f"Canopy knows no {path}") from None
+            log.warning("Canopy at %s answered %s to %s", base, exc.code, path)
             raise Refused(503, f"Canopy answered {exc.code} to {path}") from None
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError) as exc:  # the VM reads the reason: the controller's address stays in the log
+            log.warning("Canopy at %s cannot be asked: %s", base, exc)
             raise Refused(503, f"Canopy cannot be asked ({exc}): try again") from None
 
 

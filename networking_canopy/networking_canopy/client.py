@@ -45,15 +45,47 @@ class CanopyError(Exception):
         super().__init__(f"Canopy {status} {code}: {where}{reason}")
 
 
+class _TryAnother(Exception):
+    """This controller did nothing with the request and another may take it: ``error`` if none does."""
+
+    def __init__(self, error: CanopyError):
+        self.error = error
+
+
 class CanopyClient:
+    """``url``: one controller, or the nodes of a redundant pair separated by commas. A request goes to the node
+    that last answered; it goes to the next only when this one did nothing with it: no connection (refused,
+    unreachable, connect timeout) or ``503 not_active`` (a standby refuses writes and changes nothing). A request
+    sent whose answer is late is never sent again (it may have been applied)."""
+
     def __init__(self, url: str, token: str | None, timeout: float = 10.0, ca_file: str | None = None):
-        self.base = url.rstrip("/")
+        self.bases = [u.strip().rstrip("/") for u in url.split(",") if u.strip()]
+        if not self.bases:
+            raise ValueError(f"[canopy] url: no URL in {url!r}")
+        self.current = 0  # index into bases of the node that last answered
         self.token = token
         self.timeout = timeout
         self.context = ssl.create_default_context(cafile=ca_file) if ca_file else None
 
+    @property
+    def base(self) -> str:
+        return self.bases[self.current]
+
     def request(self, method: str, path: str, body=None, query: dict | None = None, timeout: float | None = None):
-        url = self.base + path + ("?" + urllib.parse.urlencode(query) if query else "")
+        first = self.current
+        for step in range(len(self.bases)):
+            index = (first + step) % len(self.bases)
+            try:
+                result = self._request_at(self.bases[index], method, path, body, query, timeout)
+            except _TryAnother as exc:
+                error = exc.error
+                continue
+            self.current = index
+            return result
+        raise error
+
+    def _request_at(self, base, method, path, body, query, timeout):
+        url = base + path + ("?" + urllib.parse.urlencode(query) if query else "")
         data = json.dumps(body).encode() if body is not None else None
         headers = {"Accept": "application/json"}
         if data is not None:
@@ -65,8 +97,13 @@ class CanopyClient:
             with urllib.request.urlopen(req, timeout=timeout or self.timeout, context=self.context) as reply:
                 raw = reply.read()
         except urllib.error.HTTPError as exc:
-            raise _error(exc.code, exc.read()) from None
-        except (OSError, ValueError) as exc:  # refused, timed out, TLS
+            error = _error(exc.code, exc.read())
+            if error.status == 503 and error.code == "not_active":
+                raise _TryAnother(error) from None
+            raise error from None
+        except urllib.error.URLError as exc:  # before an answer could be read: refused, unreachable, TLS
+            raise _TryAnother(CanopyError(0, "unreachable", f"{method} {url}: {exc.reason}")) from None
+        except (OSError, ValueError) as exc:  # sent, and the answer timed out or broke off
             raise CanopyError(0, "unreachable", f"{method} {url}: {exc}") from None
         return json.loads(raw) if raw else None
 

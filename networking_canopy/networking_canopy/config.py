@@ -4,7 +4,8 @@ from oslo_config import cfg
 
 OPTS = [
     cfg.StrOpt("url", default="http://127.0.0.1:8080",
-               help="Canopy's REST API, e.g. https://canopy.example:8080"),
+               help="Canopy's REST API, e.g. https://canopy.example:8080; for a redundant pair both nodes, "
+                    "separated by a comma: requests go to the active"),
     cfg.StrOpt("token", secret=True, help="Canopy's REST write token (rest.token)"),
     cfg.StrOpt("token_file", help="A file holding the token (used when token is unset)"),
     cfg.StrOpt("ca_file", help="CA bundle to check Canopy's HTTPS certificate with"),

@@ -1,5 +1,6 @@
 """Deployment files stay consistent with the code: systemd units, the pair's settings, the image, the locks."""
 
+import json
 import re
 import shlex
 from importlib import metadata
@@ -26,10 +27,10 @@ def unit(name) -> dict[str, list[str]]:
     return out
 
 
-def canopy_args(argv):
-    """The canopy command line in argv parses, and is 'run --config FILE'."""
+def canopy_args(argv, command=cli.cmd_run):
+    """The canopy command line in argv parses, and is '<command> --config FILE' (run, unless told)."""
     args = cli._parser().parse_args(argv)
-    assert args.func is cli.cmd_run and args.config == "/etc/canopy/canopy.yaml"
+    assert args.func is command and args.config == "/etc/canopy/canopy.yaml"
 
 
 def test_native_unit_is_notify_and_runs_canopy_with_the_system_settings():
@@ -55,6 +56,24 @@ def test_container_unit_hands_the_notify_socket_to_canopy_and_runs_it():
     assert argv[:2] == ["/usr/bin/podman", "run"] and "--sdnotify=container" in argv and "--pull=never" in argv
     canopy_args(argv[argv.index("${CANOPY_IMAGE}") + 1:])
     assert any("/etc/canopy:/etc/canopy:ro" in a for a in argv) and "--network" in argv
+
+
+def test_container_unit_checks_health_with_the_settings_it_runs():
+    """The image's own health check reads the token from the data volume; the pair's settings keep it in
+    rest.token_file, so without its own check the unit's container stayed "unhealthy" (FileNotFoundError)."""
+    argv = shlex.split(unit("canopy-container.service")["ExecStart"][0])
+    exe, *health = json.loads(argv[argv.index("--health-cmd") + 1])  # exec form: no shell in the way
+    assert exe == "/opt/canopy/venv/bin/canopy"
+    canopy_args(health, cli.cmd_status)  # the same settings file as "run --config" above
+
+
+def test_container_unit_takes_podman_options_from_a_drop_in():
+    """With a tls section the health check needs SSL_CERT_FILE in the container (docs/deploy.md): a drop-in sets
+    CANOPY_PODMAN_ARGS, which systemd splits into podman run options before the image (empty by default)."""
+    u = unit("canopy-container.service")
+    assert "CANOPY_PODMAN_ARGS=" in u["Environment"]
+    argv = shlex.split(u["ExecStart"][0])
+    assert "$CANOPY_PODMAN_ARGS" in argv[argv.index("run"):argv.index("${CANOPY_IMAGE}")]
 
 
 def test_pair_settings_load_and_mirror_each_other(tmp_path):

@@ -93,7 +93,7 @@ def nova():
 
 
 def agent(canopy, nova, secret=SECRET):
-    settings = ma.AgentSettings(nova, "/nonexistent", "http://canopy.invalid", "/nonexistent", timeout=5)
+    settings = ma.AgentSettings(nova, "/nonexistent", ("http://canopy.invalid",), "/nonexistent", timeout=5)
     return ma.Agent(settings, lambda: DPID, secret, reader(canopy))
 
 
@@ -209,3 +209,66 @@ def test_secret_files_other_users_can_read_are_refused_naming_key_file_and_mode(
     token.chmod(0o604)
     assert cli.main(["metadata-agent", "--config", str(path)]) == cli.EXIT_USAGE
     assert f"token_file: {token} has mode 0604" in capsys.readouterr().err
+
+
+@pytest.fixture
+def canopy_node():
+    """A stand-in for one Canopy node's REST API on loopback: GET /v1/here answers, anything else is 404;
+    ``asked`` lists the paths it was asked."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    asked = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            asked.append(self.path)
+            status, body = (200, {"here": True}) if self.path == "/v1/here" else (404, {"error": {}})
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", asked
+    server.shutdown()
+    server.server_close()
+
+
+def test_with_both_nodes_of_a_pair_listed_the_agent_reads_past_one_that_is_down(tmp_path, canopy_node):
+    import socket
+
+    with socket.socket() as s:  # a loopback port nothing listens on: the node that is down
+        s.bind(("127.0.0.1", 0))
+        down = f"http://127.0.0.1:{s.getsockname()[1]}"
+    up, asked = canopy_node
+    config = tmp_path / "agent.yaml"
+    config.write_text(f"nova_metadata_url: http://192.0.2.10:8775\nshared_secret_file: /etc/s\n"
+                      f"canopy_url: [{down}, {up}]\ntoken_file: /etc/t\n")
+    settings = ma.load_settings(str(config))
+    assert settings.canopy_url == (down, up)
+    read = ma.CanopyReader(settings, "tok")
+    assert read("/v1/here") == {"here": True} and read("/v1/here") == {"here": True}
+    assert read.current == 1 and asked == ["/v1/here", "/v1/here"]
+    with pytest.raises(ma.Refused) as unknown:  # a 404 is the answer, not a node that is down: not asked again
+        read("/v1/vports/nothing")
+    assert unknown.value.status == 404 and asked[-1] == "/v1/vports/nothing"
+    alone = ma.CanopyReader(replace(settings, canopy_url=(down,)), "tok")
+    with pytest.raises(ma.Refused) as unreachable:
+        alone("/v1/here")
+    assert unreachable.value.status == 503 and "127.0.0.1" not in unreachable.value.reason  # the VM reads it
+
+
+def test_a_list_of_canopy_urls_names_the_bad_one(tmp_path):
+    for value, reason in (("[]", "must not be an empty list"), ("[http://a:8080, ftp://b]", "'ftp://b' is not")):
+        config = tmp_path / "agent.yaml"
+        config.write_text("nova_metadata_url: http://192.0.2.10:8775\nshared_secret_file: /etc/s\n"
+                          f"canopy_url: {value}\ntoken_file: /etc/t\n")
+        with pytest.raises(ma.SettingsError, match=f"agent.yaml:3: canopy_url: {reason}"):
+            ma.load_settings(str(config))

@@ -137,6 +137,27 @@ def test_environment_listens_nowhere_unless_told(tmp_path):
     assert (listening["exabgp_tcp_bind"], listening["exabgp_tcp_port"]) == ("10.0.0.1", "1179")
 
 
+def test_environment_names_a_known_user_when_this_uid_has_no_name(tmp_path, monkeypatch):
+    """Run with a uid the user database does not know (a container's arbitrary uid), ExaBGP still gets a daemon.user
+    that its own settings parser accepts."""
+    import pwd
+
+    from exabgp.environment import parsing
+
+    unnamed = next(uid for uid in range(20000, 30000) if not _has_name(pwd, uid))
+    monkeypatch.setattr(os, "getuid", lambda: unnamed)
+    env = exabgp_env(SpeakerConfig(asn=65000, router_id="10.0.0.1", neighbors=(), workdir=str(tmp_path)), {})
+    assert parsing.user(env["exabgp_daemon_user"]) == env["exabgp_daemon_user"]
+
+
+def _has_name(pwd, uid) -> bool:
+    try:
+        pwd.getpwuid(uid)
+    except KeyError:
+        return False
+    return True
+
+
 # --------------------------------------------------------------------------- commands and acks
 
 

@@ -1,0 +1,137 @@
+"""networking_canopy.client against a redundant pair: ``url`` lists both nodes, and a request reaches the active
+whichever node Neutron asked first, never twice (tiny HTTP servers on loopback play the nodes)."""
+
+import json
+import socket
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "networking_canopy"))
+from networking_canopy.client import CanopyClient, CanopyError  # noqa: E402 (the driver's own folder)
+
+NOT_ACTIVE = {"error": {"code": "not_active", "field": None, "reason": "this controller (ctl-a) is the standby"}}
+
+
+class Node:
+    """One controller node: answers reads; writes with 201, or 503 not_active while ``standby``; records requests.
+    ``silent``: reads each request and never answers (an answer that is late)."""
+
+    def __init__(self, standby=False, silent=False, write_status=201):
+        self.standby, self.silent, self.write_status = standby, silent, write_status
+        self.seen: list[tuple[str, str]] = []
+        self.release = threading.Event()
+        node = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                self.rfile.read(length)
+                node.seen.append((self.command, self.path))
+                if node.silent:
+                    node.release.wait(10)
+                    return
+                if self.command == "GET":
+                    status, body = 200, {"items": [], "role": "standby" if node.standby else "active"}
+                elif node.standby:
+                    status, body = 503, NOT_ACTIVE
+                else:
+                    status = node.write_status
+                    body = {"id": "t1"} if status < 400 else {"error": {"code": "conflict", "field": "name",
+                                                                        "reason": "exists"}}
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PATCH = do_DELETE = _answer
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def nodes():
+    made = []
+
+    def make(**kw):
+        made.append(Node(**kw))
+        return made[-1]
+
+    yield make
+    for node in made:
+        node.close()
+
+
+def dead_url():
+    """A loopback port nothing listens on (connection refused)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+def test_a_write_reaches_the_active_past_a_dead_node_and_a_standby_and_stays_there(nodes):
+    standby, active = nodes(standby=True), nodes()
+    client = CanopyClient(f"{dead_url()}, {standby.url}/, {active.url}", "tok", timeout=5)
+    assert client.create("tenants", {"name": "os-p"}) == {"id": "t1"}
+    assert standby.seen == [("POST", "/v1/tenants")] and active.seen == [("POST", "/v1/tenants")]
+    assert client.base == active.url
+    client.update("tenants", "t1", {"description": "x"})  # straight to the node that answered last
+    assert standby.seen == [("POST", "/v1/tenants")] and active.seen[-1] == ("PATCH", "/v1/tenants/t1")
+
+
+def test_after_a_failover_writes_follow_the_new_active(nodes):
+    a, b = nodes(), nodes(standby=True)
+    client = CanopyClient(f"{a.url},{b.url}", "tok", timeout=5)
+    client.create("tenants", {"name": "one"})
+    a.standby, b.standby = True, False  # b took over; a came back as standby
+    client.create("tenants", {"name": "two"})
+    assert a.seen[-1] == ("POST", "/v1/tenants") and b.seen == [("POST", "/v1/tenants")]
+    assert client.base == b.url
+
+
+def test_a_refusal_other_than_not_active_is_not_sent_elsewhere(nodes):
+    a, b = nodes(write_status=409), nodes()
+    client = CanopyClient(f"{a.url},{b.url}", "tok", timeout=5)
+    with pytest.raises(CanopyError) as refused:
+        client.create("tenants", {"name": "one"})
+    assert (refused.value.status, refused.value.code, refused.value.field) == (409, "conflict", "name")
+    assert b.seen == []
+
+
+def test_a_request_whose_answer_is_late_is_not_sent_again(nodes):
+    a, b = nodes(silent=True), nodes()
+    client = CanopyClient(f"{a.url},{b.url}", "tok", timeout=0.5)
+    with pytest.raises(CanopyError) as late:
+        client.create("tenants", {"name": "one"})
+    assert late.value.status == 0 and late.value.code == "unreachable"
+    assert a.seen == [("POST", "/v1/tenants")] and b.seen == []  # it may have been applied on a
+
+
+def test_no_node_answering_is_one_error_naming_the_last_tried():
+    first, second = dead_url(), dead_url()
+    client = CanopyClient(f"{first},{second}", "tok", timeout=5)
+    with pytest.raises(CanopyError) as down:
+        client.get("/v1/status")
+    assert down.value.code == "unreachable" and second in down.value.reason
+
+
+def test_a_url_setting_without_a_url_is_refused():
+    with pytest.raises(ValueError, match=r"\[canopy\] url"):
+        CanopyClient(" , ", "tok")
