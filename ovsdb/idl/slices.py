@@ -109,9 +109,9 @@ def sizes(count: int, first: int) -> list[int]:
     """The ports of each slice of ``count``: ``first``, then GROWTH times the one before, but never more than half
     of the ports left (nor fewer than ``first``, but for the last). Why they shrink again: what the reader makes
     of a slice goes on while the next is parsed (a big delete's EVPN withdrawals leave at each slice, bgp/origins.py,
-    and the peer takes them in meanwhile), but what it makes of the last one waits for nothing after it: a big last
-    slice (2,500 of 10,000 ports deleted, doubling alone) left its 2,500 withdrawals to the peers after every other
-    was taken in (evpn_routes' withdraw phase, docs/benchmarks.md)."""
+    and the peer takes them in meanwhile), but while the peers take in what it makes of the last one, no slice is
+    left to parse: a big last slice (2,500 of 10,000 ports deleted, doubling alone) left its 2,500 withdrawals to the
+    peers after every other was taken in (evpn_routes' withdraw phase, docs/benchmarks.md)."""
     out, size, left = [], first, count
     while left > 0:
         take = min(size, max(first, (left + 1) // 2), left)
