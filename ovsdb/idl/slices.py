@@ -45,8 +45,9 @@ import uuid
 from controller.pacer import NEVER, Pacer
 
 SLICE_PORTS = 500  # ports (with their interfaces) in the first slice; an update with fewer sliceable ports: whole
-GROWTH = 2  # each slice holds this many times the ports of the one before: each report's cost that grows with the
-# bridge (the reporter's and State's sorted tuples of every port) is paid a few times, not once per 500 ports
+GROWTH = 2  # each slice holds up to this many times the ports of the one before: each report's cost that grows with
+# the bridge (the reporter's and State's sorted tuples of every port) is paid a few times, not once per 500 ports;
+# and at most half of the ports left (but SLICE_PORTS): the slices shrink again towards the end (``sizes``)
 ITEMS_PER_TICK = 5  # ports, interfaces or rows looked at count as one row of the replica's pacer (idl.PAUSE_ROWS)
 INSERT, DELETE = "insert", "delete"
 
@@ -96,12 +97,27 @@ def _plan(update, tables, slice_ports: int, walk) -> list[dict] | None:
     chosen = _sliceable(ports, ifaces, held, owner, walk)
     if len(chosen) <= slice_ports:
         return None
-    slices, start, size = [], 0, slice_ports
-    while start < len(chosen):
+    slices, start = [], 0
+    for size in sizes(len(chosen), slice_ports):
         slices.append(_slice(walk(chosen[start:start + size]), update, held, owner))
-        start, size = start + size, size * GROWTH
+        start += size
     rest = _rest(update, chosen, held, walk)
     return slices + [rest] if rest else slices
+
+
+def sizes(count: int, first: int) -> list[int]:
+    """The ports of each slice of ``count``: ``first``, then GROWTH times the one before, but never more than half
+    of the ports left (nor fewer than ``first``, but for the last). Why they shrink again: what the reader makes
+    of a slice goes on while the next is parsed (a big delete's EVPN withdrawals leave at each slice, bgp/origins.py,
+    and the peer takes them in meanwhile), but while the peers take in what it makes of the last one, no slice is
+    left to parse: a big last slice (2,500 of 10,000 ports deleted, doubling alone) left its 2,500 withdrawals to the
+    peers after every other was taken in (evpn_routes' withdraw phase, docs/benchmarks.md)."""
+    out, size, left = [], first, count
+    while left > 0:
+        take = min(size, max(first, (left + 1) // 2), left)
+        out.append(take)
+        left, size = left - take, size * GROWTH
+    return out
 
 
 _SLICED_REFERENCES = {("Bridge", "ports"), ("Port", "interfaces")}  # the references a slice keeps whole

@@ -286,7 +286,7 @@ def test_the_slices_grow_and_each_holds_ports_with_their_interfaces_and_their_br
     replica = db.fresh()
     update = db.insert_ports(30)
     parts = slices.plan(json.loads(json.dumps(update)), replica.tables)
-    assert [len(part["Port"]) for part in parts] == [4, 8, 16, 2]
+    assert [len(part["Port"]) for part in parts] == [4, 8, 9, 5, 4]  # growing, then at most half of what is left
     for part in parts:
         ports = set(part["Port"])
         added = {u for row in part["Bridge"].values() for _, u in row["modify"]["ports"][1]}
@@ -376,7 +376,7 @@ def test_a_refused_slice_leaves_the_slices_before_it_reported_and_the_next_sessi
     replica._Idl__parse_update(json.loads(json.dumps(update)), UPDATE2)
     assert replica.refused.startswith("update refused: Interface row %s: column ofport" % bad), replica.refused
     assert not replica._session.is_connected()
-    assert len(reported) == 3 and len(reported[-1]) > len(before["Port"])  # 4 + 8 + 16 ports reported
+    assert len(reported) == 4 and len(reported[-1]) > len(before["Port"])  # 4 + 8 + 9 + 5 ports reported
     partial = sink.updates[-1]
     # the peer's database, whatever it holds now (here: as before the update); the next session reads it whole
     db.rows = saved
@@ -388,6 +388,20 @@ def test_a_refused_slice_leaves_the_slices_before_it_reported_and_the_next_sessi
     assert last.ports == vrs.build_snapshot("x", "10.0.0.1:2", root_rows(fresh)).ports
     differ = {p.name for p in partial.ports} ^ {p.name for p in last.ports}
     assert differ and differ <= last.changed
+
+
+@pytest.mark.parametrize("count", [501, 1200, 3000, 10000, 60000])
+def test_the_slices_grow_then_shrink_so_the_last_is_no_bigger_than_the_first(count):
+    """What the reader makes of the last slice waits for nothing after it (a big delete's last EVPN withdrawals: 2,500
+    of 10,000 when the slices only doubled), so the slices shrink again: each at most GROWTH times the one before
+    and half of the ports left (but the first's size), the last no bigger than the first."""
+    got = slices.sizes(count, 500)
+    assert sum(got) == count and got[0] == 500 and got[-1] <= 500, got
+    left = count
+    for before, size in zip([500] + got, got):
+        assert size <= before * slices.GROWTH and size <= max(500, (left + 1) // 2), got
+        left -= size
+    assert len(got) <= 2 * count.bit_length(), got  # a few slices, not one per 500 ports
 
 
 def test_planning_a_big_delete_gives_the_event_loop_turns_and_plans_the_same():
@@ -402,5 +416,5 @@ def test_planning_a_big_delete_gives_the_event_loop_turns_and_plans_the_same():
     pauses = []
     paced = slices.plan(json.loads(json.dumps(update)), replica.tables, pacer=Pacer(lambda: pauses.append(1), 100))
     assert paced == slices.plan(json.loads(json.dumps(update)), replica.tables)
-    assert [len(part["Port"]) for part in paced] == [500, 1000, 1500]
+    assert [len(part["Port"]) for part in paced] == [500, 1000, 750, 500, 250]  # the last slice small (sizes)
     assert len(pauses) >= 3000 * 3 // (100 * slices.ITEMS_PER_TICK)  # ports, interfaces and rows, each looked at
