@@ -72,6 +72,31 @@ def test_a_withdrawal_with_other_labels_and_esi_removes_the_route():
     assert b.received == {}
 
 
+def joined_update(withdrawn, announced) -> str:
+    """ExaBGP's JSON for one UPDATE that withdraws ``withdrawn`` and announces ``announced`` (its own encoder's)."""
+    from tests.harness.bgpraw import joined
+
+    message = joined(*(exabgp_ext.encode_update(route, action, local_as=65001, peer_as=65000)
+                       for route, action in ((withdrawn, "withdraw"), (announced, "announce"))))
+    return json.dumps(json.loads(exabgp_ext.decode_update(message, local_as=65000, peer_as=65001)))
+
+
+def test_a_route_withdrawn_and_announced_in_one_update_is_announced():
+    """A peer replacing a route in one UPDATE (its old labels in MP_UNREACH_NLRI, the new route in MP_REACH_NLRI):
+    RFC 4271 section 4.3, as though the withdrawn routes did not hold it. Another key withdrawn with it goes."""
+    b = book()
+    b.handle_line(update(ROUTE))
+    b.handle_line(update(OTHER))
+    b.take_received_changes()
+    moved = MacIpRoute(**{**ROUTE.__dict__, "next_hop": "192.0.2.9", "mobility_seq": 3})
+    assert b.handle_line(joined_update(ROUTE, moved))
+    assert b.received == {(PEER, ROUTE.key): moved, (PEER, OTHER.key): OTHER}
+    assert b.take_received_changes() == {(PEER, ROUTE.key): moved}
+    assert not b.handle_line(joined_update(moved, moved))  # the same route again: no change
+    assert b.handle_line(joined_update(OTHER, moved))  # a withdrawal of another key still withdraws
+    assert b.received == {(PEER, ROUTE.key): moved} and b.peer_rows()[0]["received"] == 1
+
+
 def test_a_route_without_the_encapsulation_community_is_not_vxlan(caplog):
     raw = json.loads(update(ROUTE))
     communities = raw["neighbor"]["message"]["update"]["attribute"]["extended-community"]
