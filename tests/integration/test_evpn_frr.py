@@ -7,7 +7,9 @@ independent EVPN implementation), each controller an iBGP route-reflector client
   reflector down, so the restarting one is the only path;
 - with both reflectors up, losing one for good changes nothing (no single point of failure);
 - an EVPN route with an IPv4-mapped IPv6 next hop (16 bytes on the wire, as FRR sends for its type 5
-  routes) from a third peer leaves every session up and traffic flowing.
+  routes) from a third peer leaves every session up and traffic flowing;
+- the third peer replacing its routes in place (other next hop, sequence number, route targets; withdrawn and
+  announced in one UPDATE) moves A's flows and traffic with them, and withdrawals of any kind remove them.
 """
 
 from __future__ import annotations
@@ -334,3 +336,105 @@ def test_a_route_with_an_ipv4_mapped_ipv6_next_hop_leaves_the_sessions_up_and_tr
     assert all(peers(a.api)[ip]["uptime"] > before for ip, before in rr_uptimes.items())
     fib = a.api.get("/v1/domains").json["items"][0]["id"]
     assert "172.16.50.0/24" in str(a.api.get(f"/v1/domains/{fib}/fib").json)
+
+
+BOGUS_VTEP = "10.251.0.250"  # an underlay address no VTEP has: traffic sent there is lost
+
+
+def fib_vteps(api, prefix):
+    domain = api.get("/v1/domains").json["items"][0]["id"]
+    return {r["vtep_ip"] for r in api.get(f"/v1/domains/{domain}/fib").json["routes"] if r["prefix"] == prefix}
+
+
+def test_a_peer_replacing_its_routes_without_withdrawing_them_moves_flows_and_traffic(fed):
+    """A third peer (raw UPDATEs) replaces routes in place (BGP's implicit withdraw, RFC 4271 section 3.1): b1's
+    MAC with a higher mobility sequence number at a VTEP that does not exist (a1 -> b1 stops), the same route
+    with a route target A does not import (what it brought goes: b1 is reached again through B's route), the
+    same route withdrawn and announced again in one UPDATE (RFC 4271 section 4.3: announced), a withdrawal with
+    label 0, a withdrawal of a route never announced, a type 5 and a type 3 route replaced and withdrawn. Every
+    step checked in A's REST and flows, the data-plane ones by ping; the raw session never resets."""
+    from bgp import exabgp_ext
+    from bgp.routes import InclusiveMulticastRoute, IpPrefixRoute, MacIpRoute
+    from tests.harness.bgpraw import joined
+    from tests.integration.test_federation import WEB_VNI
+
+    lab, a, b, (hva, hvb), vms, _, (raw, raw_updates) = fed
+    lab.wait_until(lambda: peers(a.api)[raw.ip]["state"] == "up", timeout=60, what="A's session with the raw peer")
+    real = lab.wait_until(lambda: next((r for r in received(a.api, 2) if r["mac"] == MACS["b1"]
+                                        and r["peer"] != raw.ip and r["ip"]), None), timeout=30, what="b1's route")
+    reach(lab, vms["a1"], "10.0.1.21", timeout=30)
+    rts = (f"65000:{WEB_VNI}", f"65000:{L3_VNI}")
+    b1 = dict(rd=f"{raw.ip}:2", mac=MACS["b1"], ip="10.0.1.21", l2_vni=WEB_VNI, l3_vni=L3_VNI,
+              router_mac=real["router_mac"], route_targets=rts)
+    seq = real["mobility_seq"] or 0
+
+    def send(*updates):
+        with raw_updates.open("a") as handle:
+            handle.write("".join(update.hex() + "\n" for update in updates))
+
+    def encoded(route, action="announce"):
+        return exabgp_ext.encode_update(route, action, local_as=RAW_ASN, peer_as=ASN)
+
+    def raw_routes(kind):
+        return [r for r in received(a.api, kind) if r["peer"] == raw.ip]
+
+    def bogus_in(text):
+        return f"{BOGUS_VTEP}->tun_dst" in text
+
+    def unreachable():
+        assert not vms["a1"].ping("10.0.1.21", count=2, timeout=2), "a1 reached b1 at a VTEP that does not exist"
+
+    moved = MacIpRoute(next_hop=BOGUS_VTEP, mobility_seq=seq + 1, **b1)
+    send(encoded(moved))
+    lab.wait_until(lambda: bogus_in(flows(hva)), timeout=30, what="b1 moved to the bogus VTEP in hva's flows")
+    unreachable()
+
+    ignored = a.api.get("/v1/bgp/peers").json["import"]["ignored"]
+    left = MacIpRoute(next_hop=BOGUS_VTEP, mobility_seq=seq + 1, **{**b1, "route_targets": ("65123:1",)})
+    send(encoded(left))  # the same route key, out of A's import set
+    lab.wait_until(lambda: not bogus_in(flows(hva)), timeout=30, what="the moved b1 gone from hva's flows")
+    reach(lab, vms["a1"], "10.0.1.21", timeout=30)
+    assert [r["route_targets"] for r in raw_routes(2)] == [["65123:1"]]
+    assert a.api.get("/v1/bgp/peers").json["import"]["ignored"] == ignored + 1
+
+    again = MacIpRoute(next_hop=BOGUS_VTEP, mobility_seq=seq + 2, **b1)
+    send(joined(encoded(left, "withdraw"), encoded(again)))  # one UPDATE: MP_UNREACH_NLRI and MP_REACH_NLRI
+    lab.wait_until(lambda: [(r["next_hop"], r["mobility_seq"]) for r in raw_routes(2)] == [(BOGUS_VTEP, seq + 2)],
+                   timeout=30, what="the route withdrawn and announced in one UPDATE held at A")
+    lab.wait_until(lambda: bogus_in(flows(hva)), timeout=30, what="b1 at the bogus VTEP again")
+    unreachable()
+
+    frr_style = MacIpRoute(rd=b1["rd"], mac=b1["mac"], ip=b1["ip"], l2_vni=0, next_hop="0.0.0.0")
+    never = MacIpRoute(rd=f"{raw.ip}:9", mac="02:00:00:0d:00:09", l2_vni=WEB_VNI, next_hop="0.0.0.0")
+    send(encoded(never, "withdraw"), encoded(frr_style, "withdraw"))
+    lab.wait_until(lambda: not raw_routes(2) and not bogus_in(flows(hva)), timeout=30, what="the withdrawal at A")
+    reach(lab, vms["a1"], "10.0.1.21", timeout=30)
+
+    prefix = dict(rd=f"{raw.ip}:5", prefix="172.16.60.0/24", l3_vni=L3_VNI, router_mac=real["router_mac"],
+                  route_targets=(f"65000:{L3_VNI}",))
+    send(encoded(IpPrefixRoute(next_hop=hvb.vtep_ip, **prefix)))
+    lab.wait_until(lambda: fib_vteps(a.api, "172.16.60.0/24") == {hvb.vtep_ip}, timeout=30, what="type 5 at hvb")
+    send(encoded(IpPrefixRoute(next_hop=BOGUS_VTEP, **prefix)))
+    lab.wait_until(lambda: fib_vteps(a.api, "172.16.60.0/24") == {BOGUS_VTEP}, timeout=30,
+                   what="type 5 replaced by another next hop")
+    send(encoded(IpPrefixRoute(next_hop=BOGUS_VTEP, **prefix), "withdraw"))
+    lab.wait_until(lambda: not fib_vteps(a.api, "172.16.60.0/24"), timeout=30, what="type 5 withdrawn")
+
+    flood = dict(rd=f"{raw.ip}:3", vni=WEB_VNI, next_hop=BOGUS_VTEP)
+
+    def in_flood_list():
+        return bogus_in(hva.ofctl("-O", "OpenFlow13", "dump-groups", "br-int").lower())
+
+    send(encoded(InclusiveMulticastRoute(route_targets=rts[:1], **flood)))
+    lab.wait_until(in_flood_list, timeout=30, what="the raw peer's VTEP in the web flood list")
+    send(encoded(InclusiveMulticastRoute(route_targets=("65123:1",), **flood)))
+    lab.wait_until(lambda: not in_flood_list(), timeout=30, what="type 3 replaced out of the import set")
+    send(encoded(InclusiveMulticastRoute(route_targets=rts[:1], **flood)),
+         encoded(InclusiveMulticastRoute(route_targets=rts[:1], **flood), "withdraw"))
+    lab.wait_until(lambda: not raw_routes(3), timeout=30, what="type 3 withdrawn")
+    assert not in_flood_list()
+    reach(lab, vms["a1"], "10.0.1.21", timeout=30)
+
+    log = (lab.workdir / "bgpraw.log").read_text()
+    assert log.count("established") == 1 and "NOTIFICATION" not in log, log
+    assert peers(a.api)[raw.ip]["state"] == "up" and peers(a.api)[raw.ip]["refused"].get("malformed") is None
