@@ -438,3 +438,47 @@ def test_a_peer_replacing_its_routes_without_withdrawing_them_moves_flows_and_tr
     log = (lab.workdir / "bgpraw.log").read_text()
     assert log.count("established") == 1 and "NOTIFICATION" not in log, log
     assert peers(a.api)[raw.ip]["state"] == "up" and peers(a.api)[raw.ip]["refused"].get("malformed") is None
+
+
+def test_a_mac_a_peer_announces_moves_to_a_local_vm_and_a_peer_winning_a_local_mac_takes_it_away(fed):
+    """MAC mobility (RFC 7432 section 15) against the raw peer. It announces "mover" at a VTEP that does not exist
+    with sequence 3; the VM then starts under A: A announces it with 4, so B (which gets A's routes only) reaches it
+    at hva. The peer then announces a1's MAC with a higher sequence number than A's: A withdraws its own route (B
+    loses a1's route and flows; b1 may still reach a1 by flooding, as EVPN allows for an unknown MAC), while at A a1's
+port still wins; when the peer withdraws, A announces a1 again and b1 reaches it."""
+    from bgp import exabgp_ext
+    from bgp.routes import MacIpRoute
+    from tests.integration.test_federation import WEB_VNI
+
+    lab, a, b, (hva, hvb), vms, _, (raw, raw_updates) = fed
+    lab.wait_until(lambda: peers(a.api)[raw.ip]["state"] == "up", timeout=60, what="A's session with the raw peer")
+    common = dict(l2_vni=WEB_VNI, next_hop=BOGUS_VTEP, route_targets=(f"65000:{WEB_VNI}",))
+
+    def send(route, action="announce"):
+        with raw_updates.open("a") as handle:
+            handle.write(exabgp_ext.encode_update(route, action, local_as=RAW_ASN, peer_as=ASN).hex() + "\n")
+
+    def at_b(name):
+        return next((r for r in received(b.api, 2) if r["mac"] == MACS[name] and r["ip"]), None)
+
+    claimed = MacIpRoute(rd=f"{raw.ip}:7", mac=MACS["mover"], ip="10.0.1.30", mobility_seq=3, **common)
+    send(claimed)
+    lab.wait_until(lambda: any(r["mac"] == MACS["mover"] for r in received(a.api, 2)), timeout=30,
+                   what="the peer's mover route at A")
+    vms["mover"] = lab.add_vm(hva, "mover", mac=MACS["mover"], vnic_id="mover")
+    assert dhcp(lab, vms["mover"]).get("ip") == "10.0.1.30"
+    lab.wait_until(lambda: (at_b("mover") or {}).get("next_hop") == hva.vtep_ip, timeout=30, what="mover at B")
+    assert at_b("mover")["mobility_seq"] == 4
+    reach(lab, vms["b1"], "10.0.1.30", timeout=30)
+
+    reach(lab, vms["b1"], "10.0.1.11", timeout=30)
+    seq = at_b("a1")["mobility_seq"] or 0
+    stolen = MacIpRoute(rd=f"{raw.ip}:8", mac=MACS["a1"], ip="10.0.1.11", mobility_seq=seq + 1, **common)
+    send(stolen)
+    lab.wait_until(lambda: at_b("a1") is None, timeout=30, what="A withdrawing a1's route (the peer won)")
+    lab.wait_until(lambda: MACS["a1"] not in flows(hvb), timeout=30, what="a1's flows gone on hvb")
+    reach(lab, vms["a2"], "10.0.1.11", timeout=30)  # at A, its local port still wins
+    send(stolen, "withdraw")
+    lab.wait_until(lambda: at_b("a1") is not None, timeout=30, what="A announcing a1 again")
+    reach(lab, vms["b1"], "10.0.1.11", timeout=30)
+    send(claimed, "withdraw")
