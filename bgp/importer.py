@@ -178,7 +178,7 @@ def _count_down(counter: Counter, entries, removed: set) -> None:
 
 def _merged(group, routes: dict) -> RemoteMac | None:
     """The winning location of one (subnet, MAC): each VTEP's routes merged (IPs, Router's MAC, L3 VNI, the
-    highest sequence number), then the highest sequence number, then the lowest VTEP IP."""
+    highest sequence number, sticky if one is), then a sticky one, the highest sequence number, the lowest VTEP IP."""
     subnet_id, mac = group
     locations: dict = {}
     for (peer, key), route in sorted(routes.items(), key=lambda item: repr(item[0])):
@@ -187,17 +187,22 @@ def _merged(group, routes: dict) -> RemoteMac | None:
         router_mac = route.router_mac or (old.router_mac if old else None)
         l3_vni = route.l3_vni or (old.l3_vni if old else 0)
         seq = max(route.mobility_seq or 0, old.seq if old else 0)
+        sticky = route.sticky or (old.sticky if old else False)
         locations[route.next_hop] = RemoteMac(subnet_id, mac, ips, route.next_hop, router_mac if l3_vni else None,
-                                              l3_vni, seq, peer)
+                                              l3_vni, seq, peer, sticky)
     best = None
     for location in locations.values():
-        if best is None or beats(location.seq, location.vtep_ip, best.seq, best.vtep_ip):
+        if best is None or beats(location, best):
             best = location
     return best
 
 
-def beats(seq, ip, other_seq, other_ip) -> bool:
-    """RFC 7432 section 15.1: the higher sequence number wins, then the lower VTEP IP."""
-    if seq != other_seq:
-        return seq > other_seq
-    return ipaddress.IPv4Address(ip) < ipaddress.IPv4Address(other_ip)
+def beats(mac, other) -> bool:
+    """Whether location ``mac`` wins over ``other`` (RemoteMacs, or anything with ``sticky``, ``seq`` and ``vtep_ip``):
+    a sticky (static) MAC cannot move (RFC 7432 section 15.2), then the higher sequence number wins, then the lower
+    VTEP IP (section 15.1)."""
+    if mac.sticky != other.sticky:
+        return mac.sticky
+    if mac.seq != other.seq:
+        return mac.seq > other.seq
+    return ipaddress.IPv4Address(mac.vtep_ip) < ipaddress.IPv4Address(other.vtep_ip)

@@ -339,5 +339,6 @@ def _decode_extended(value: int, values: dict) -> None:
         values["encapsulation"] = names.get(tunnel, f"tunnel type {tunnel}")
     elif (kind, sub) == (0x06, 0x00):
         values["mobility_seq"] = int.from_bytes(data[4:], "big")
+        values["sticky"] = bool(data[2] & 0x01)  # RFC 7432 section 7.7: the flags' low-order bit
     elif (kind, sub) == (0x06, 0x03):
         values["router_mac"] = data[2:].hex(":")

@@ -156,6 +156,7 @@ class MacIpRoute:
     router_mac: str | None = None
     mobility_seq: int | None = None
     encapsulation: str = "vxlan"
+    sticky: bool = False  # the MAC Mobility community's sticky/static flag (RFC 7432 section 7.7): cannot move
 
     def __post_init__(self):
         _common(self)
@@ -170,6 +171,8 @@ class MacIpRoute:
             _set(self, "router_mac", _mac(self.router_mac, "router_mac"))
         if self.mobility_seq is not None:
             _set(self, "mobility_seq", _uint(self.mobility_seq, 32, "mobility_seq"))
+        if not isinstance(self.sticky, bool):
+            raise ValueError(f"sticky: {self.sticky!r} is not true or false")
 
     def with_host(self, mac: str, ip: str | None) -> MacIpRoute:
         """This route with another MAC and IP (or none), checked as ``__post_init__`` checks them; the other fields
@@ -267,9 +270,12 @@ def route_key(kind: int, fields: dict) -> tuple:
 
 def route_to_dict(route: Route) -> dict:
     """The route as a plain dict with a ``type`` member (the command payload): its fields in order (a route's
-    ``vars`` hold its fields only), ``route_targets`` (every type's one tuple) as a list."""
+    ``vars`` hold its fields only), ``route_targets`` (every type's one tuple) as a list; a type 2's ``sticky``
+    only when set (Canopy announces no sticky MAC: its command texts stay as they were)."""
     data = {"type": route.TYPE, **vars(route)}
     data["route_targets"] = list(route.route_targets)
+    if data.get("sticky") is False:
+        del data["sticky"]
     return data
 
 

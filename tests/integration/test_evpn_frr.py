@@ -9,7 +9,9 @@ independent EVPN implementation), each controller an iBGP route-reflector client
 - an EVPN route with an IPv4-mapped IPv6 next hop (16 bytes on the wire, as FRR sends for its type 5
   routes) from a third peer leaves every session up and traffic flowing;
 - the third peer replacing its routes in place (other next hop, sequence number, route targets; withdrawn and
-  announced in one UPDATE) moves A's flows and traffic with them, and withdrawals of any kind remove them.
+  announced in one UPDATE) moves A's flows and traffic with them, and withdrawals of any kind remove them;
+- MAC mobility against that peer: a MAC moving to a local VM, a peer winning a local MAC, a local MAC the peer
+  announces sticky (static).
 """
 
 from __future__ import annotations
@@ -482,3 +484,31 @@ port still wins; when the peer withdraws, A announces a1 again and b1 reaches it
     lab.wait_until(lambda: at_b("a1") is not None, timeout=30, what="A announcing a1 again")
     reach(lab, vms["b1"], "10.0.1.11", timeout=30)
     send(claimed, "withdraw")
+
+
+def test_a_local_mac_a_peer_announces_sticky_is_withdrawn_here_and_the_operator_told(fed):
+    """RFC 7432 section 15.2: the raw peer announces a2's MAC as static (sticky, sequence 0) at a VTEP that does not
+    exist. A static MAC cannot move: A stops announcing a2 (whose sequence 0 and lower VTEP IP would otherwise win),
+    logs a warning, and announces it again once the peer withdraws."""
+    from bgp import exabgp_ext
+    from bgp.routes import MacIpRoute
+    from tests.integration.test_federation import DB_VNI
+
+    lab, a, b, _, vms, _, (raw, raw_updates) = fed
+    lab.wait_until(lambda: peers(a.api)[raw.ip]["state"] == "up", timeout=60, what="A's session with the raw peer")
+    lab.wait_until(lambda: MACS["a2"] in received_macs(b.api), timeout=30, what="a2's route at B")
+    static = MacIpRoute(rd=f"{raw.ip}:10", mac=MACS["a2"], ip="10.0.2.11", l2_vni=DB_VNI, next_hop=BOGUS_VTEP,
+                        route_targets=(f"65000:{DB_VNI}",), mobility_seq=0, sticky=True)
+
+    def send(action):
+        with raw_updates.open("a") as handle:
+            handle.write(exabgp_ext.encode_update(static, action, local_as=RAW_ASN, peer_as=ASN).hex() + "\n")
+
+    send("announce")
+    lab.wait_until(lambda: any(r["mac"] == MACS["a2"] and r.get("sticky") for r in received(a.api, 2)), timeout=30,
+                   what="the static route at A")
+    lab.wait_until(lambda: MACS["a2"] not in received_macs(b.api), timeout=30, what="A withdrawing a2's route")
+    assert "announced static (sticky)" in a.log_tail(400)
+    send("withdraw")
+    lab.wait_until(lambda: MACS["a2"] in received_macs(b.api), timeout=30, what="A announcing a2 again")
+    reach(lab, vms["b2"], "10.0.2.11", timeout=30)

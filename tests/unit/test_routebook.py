@@ -97,6 +97,15 @@ def test_a_route_withdrawn_and_announced_in_one_update_is_announced():
     assert b.received == {(PEER, ROUTE.key): moved} and b.peer_rows()[0]["received"] == 1
 
 
+def test_the_sticky_flag_of_the_mac_mobility_community_is_read():
+    b = book()
+    static = MacIpRoute(**{**ROUTE.__dict__, "sticky": True, "mobility_seq": 0})  # static: sequence 0
+    b.handle_line(update(static))
+    assert b.received == {(PEER, ROUTE.key): static}
+    assert b.handle_line(update(ROUTE))  # the same key without the flag: replaced
+    assert not b.received[(PEER, ROUTE.key)].sticky
+
+
 def test_a_route_without_the_encapsulation_community_is_not_vxlan(caplog):
     raw = json.loads(update(ROUTE))
     communities = raw["neighbor"]["message"]["update"]["attribute"]["extended-community"]
