@@ -11,7 +11,8 @@ independent EVPN implementation), each controller an iBGP route-reflector client
 - the third peer replacing its routes in place (other next hop, sequence number, route targets; withdrawn and
   announced in one UPDATE) moves A's flows and traffic with them, and withdrawals of any kind remove them;
 - MAC mobility against that peer: a MAC moving to a local VM, a peer winning a local MAC, a local MAC the peer
-  announces sticky (static).
+  announces sticky (static);
+- that peer's session reset: its routes go at once, and come back when it sends them again.
 """
 
 from __future__ import annotations
@@ -83,9 +84,22 @@ def fed(lab_capable):
         reflectors = {host.name: frr.start_route_reflector(lab, host, ASN, [ctl_a.ip, ctl_b.ip])
                       for host in (rr1, rr2)}
         raw_updates = lab.workdir / "raw-updates.hex"
-        lab.spawn("bgpraw", [sys.executable, "-m", "tests.harness.bgpraw", "--listen", raw.ip, "--asn", str(RAW_ASN),
-                             "--router-id", raw.ip, str(raw_updates)], lab.workdir / "bgpraw.log", ns=raw.ns,
-                  env={"PYTHONPATH": str(REPO)})
+
+        def start_raw():
+            return lab.spawn("bgpraw", [sys.executable, "-m", "tests.harness.bgpraw", "--listen", raw.ip, "--asn",
+                                        str(RAW_ASN), "--router-id", raw.ip, str(raw_updates)],
+                             lab.workdir / "bgpraw.log", ns=raw.ns, env={"PYTHONPATH": str(REPO)})
+
+        raw_child = [start_raw()]
+
+        def kill_raw(then_start: bool):
+            """SIGKILL the raw peer (its kernel closes the session); start it again if ``then_start`` (it sends
+            every UPDATE of the file again, in order, once the session is up)."""
+            raw_child[0].send(signal.SIGKILL)
+            raw_child[0].popen.wait(timeout=10)
+            if then_start:
+                raw_child[0] = start_raw()
+
         raw_neighbor = {"address": raw.ip, "asn": RAW_ASN, "local_address": ctl_a.ip, "hold_time": 9}
         a = lab.start_controller(ctl_a, bgp_settings(ctl_a, (rr1, rr2), [raw_neighbor]), name="canopya")
         b = lab.start_controller(ctl_b, bgp_settings(ctl_b, (rr1, rr2)), name="canopyb")
@@ -104,7 +118,7 @@ def fed(lab_capable):
         lab.wait_until(sessions_up, timeout=60, what="both controllers' sessions with both reflectors")
         for name, vm in vms.items():
             assert dhcp(lab, vm).get("ip"), f"{name} got no DHCP lease"
-        yield lab, a, b, (hva, hvb), vms, reflectors, (raw, raw_updates)
+        yield lab, a, b, (hva, hvb), vms, reflectors, (raw, raw_updates, kill_raw)
 
 
 def test_routes_cross_the_reflectors_and_vms_ping(fed):
@@ -309,7 +323,7 @@ def test_a_route_with_an_ipv4_mapped_ipv6_next_hop_leaves_the_sessions_up_and_tr
     from bgp.routes import IpPrefixRoute
     from tests.harness.bgpraw import with_next_hop
 
-    lab, a, b, (_, hvb), vms, reflectors, (raw, raw_updates) = fed
+    lab, a, b, (_, hvb), vms, reflectors, (raw, raw_updates, _) = fed
     lab.wait_until(lambda: peers(a.api)[raw.ip]["state"] == "up", timeout=60, what="A's session with the raw peer")
     router_mac = next(r["router_mac"] for r in received(a.api, 2) if r["mac"] == MACS["b1"])
     common = dict(rd=f"{raw.ip}:5", l3_vni=L3_VNI, next_hop=hvb.vtep_ip, route_targets=(f"65000:{L3_VNI}",),
@@ -360,7 +374,7 @@ def test_a_peer_replacing_its_routes_without_withdrawing_them_moves_flows_and_tr
     from tests.harness.bgpraw import joined
     from tests.integration.test_federation import WEB_VNI
 
-    lab, a, b, (hva, hvb), vms, _, (raw, raw_updates) = fed
+    lab, a, b, (hva, hvb), vms, _, (raw, raw_updates, _) = fed
     lab.wait_until(lambda: peers(a.api)[raw.ip]["state"] == "up", timeout=60, what="A's session with the raw peer")
     real = lab.wait_until(lambda: next((r for r in received(a.api, 2) if r["mac"] == MACS["b1"]
                                         and r["peer"] != raw.ip and r["ip"]), None), timeout=30, what="b1's route")
@@ -452,7 +466,7 @@ port still wins; when the peer withdraws, A announces a1 again and b1 reaches it
     from bgp.routes import MacIpRoute
     from tests.integration.test_federation import WEB_VNI
 
-    lab, a, b, (hva, hvb), vms, _, (raw, raw_updates) = fed
+    lab, a, b, (hva, hvb), vms, _, (raw, raw_updates, _) = fed
     lab.wait_until(lambda: peers(a.api)[raw.ip]["state"] == "up", timeout=60, what="A's session with the raw peer")
     common = dict(l2_vni=WEB_VNI, next_hop=BOGUS_VTEP, route_targets=(f"65000:{WEB_VNI}",))
 
@@ -494,7 +508,7 @@ def test_a_local_mac_a_peer_announces_sticky_is_withdrawn_here_and_the_operator_
     from bgp.routes import MacIpRoute
     from tests.integration.test_federation import DB_VNI
 
-    lab, a, b, _, vms, _, (raw, raw_updates) = fed
+    lab, a, b, _, vms, _, (raw, raw_updates, _) = fed
     lab.wait_until(lambda: peers(a.api)[raw.ip]["state"] == "up", timeout=60, what="A's session with the raw peer")
     lab.wait_until(lambda: MACS["a2"] in received_macs(b.api), timeout=30, what="a2's route at B")
     static = MacIpRoute(rd=f"{raw.ip}:10", mac=MACS["a2"], ip="10.0.2.11", l2_vni=DB_VNI, next_hop=BOGUS_VTEP,
@@ -512,3 +526,42 @@ def test_a_local_mac_a_peer_announces_sticky_is_withdrawn_here_and_the_operator_
     send("withdraw")
     lab.wait_until(lambda: MACS["a2"] in received_macs(b.api), timeout=30, what="A announcing a2 again")
     reach(lab, vms["b2"], "10.0.2.11", timeout=30)
+
+
+def test_a_peer_whose_session_resets_loses_its_routes_at_once_and_has_them_back_when_it_resends(fed):
+    """The raw peer (no graceful restart in its OPEN) is killed: its kernel closes the session, and A drops every
+    route it sent at once (flows and FIB included). Started again, it sends every UPDATE of its file again, in
+    order: A ends with what the peer last said of each route (the routes the earlier tests withdrew stay gone)."""
+    from bgp import exabgp_ext
+    from bgp.routes import IpPrefixRoute, MacIpRoute
+    from tests.integration.test_federation import WEB_VNI
+
+    lab, a, b, (hva, hvb), vms, _, (raw, raw_updates, kill_raw) = fed
+    lab.wait_until(lambda: peers(a.api)[raw.ip]["state"] == "up", timeout=60, what="A's session with the raw peer")
+    router_mac = next(r["router_mac"] for r in received(a.api, 2) if r["mac"] == MACS["b1"] and r["router_mac"])
+    routes = [IpPrefixRoute(rd=f"{raw.ip}:11", prefix="172.16.70.0/24", l3_vni=L3_VNI, next_hop=hvb.vtep_ip,
+                            router_mac=router_mac, route_targets=(f"65000:{L3_VNI}",)),
+              MacIpRoute(rd=f"{raw.ip}:12", mac="02:00:00:0e:00:01", l2_vni=WEB_VNI, next_hop=BOGUS_VTEP,
+                         route_targets=(f"65000:{WEB_VNI}",))]
+    with raw_updates.open("a") as handle:
+        handle.write("".join(exabgp_ext.encode_update(route, "announce", local_as=RAW_ASN, peer_as=ASN).hex() + "\n"
+                             for route in routes))
+
+    def raw_macs():
+        return sorted(r["mac"] for r in received(a.api, 2) if r["peer"] == raw.ip)
+
+    def present():
+        return (raw_macs() == ["02:00:00:0e:00:01"] and fib_vteps(a.api, "172.16.70.0/24") == {hvb.vtep_ip}
+                and "02:00:00:0e:00:01" in flows(hva))
+
+    lab.wait_until(present, timeout=30, what="the raw peer's routes at A")
+    kill_raw(then_start=False)
+    lab.wait_until(lambda: peers(a.api)[raw.ip]["state"] != "up", timeout=30, what="A to see the raw peer down")
+    lab.wait_until(lambda: not raw_macs() and not fib_vteps(a.api, "172.16.70.0/24")
+                   and "02:00:00:0e:00:01" not in flows(hva), timeout=30, what="the raw peer's routes gone at A")
+    assert peers(a.api)[raw.ip]["received"] == 0 and peers(a.api)[raw.ip]["stale"] == 0
+    kill_raw(then_start=True)
+    lab.wait_until(lambda: peers(a.api)[raw.ip]["state"] == "up", timeout=60, what="A's session with the raw peer")
+    lab.wait_until(present, timeout=60, what="the raw peer's routes at A again")
+    assert not [r for r in received(a.api, 3) if r["peer"] == raw.ip]
+    reach(lab, vms["a1"], "10.0.1.21", timeout=30)
