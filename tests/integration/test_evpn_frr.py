@@ -367,7 +367,8 @@ def test_a_peer_replacing_its_routes_without_withdrawing_them_moves_flows_and_tr
     MAC with a higher mobility sequence number at a VTEP that does not exist (a1 -> b1 stops), the same route
     with a route target A does not import (what it brought goes: b1 is reached again through B's route), the
     same route withdrawn and announced again in one UPDATE (RFC 4271 section 4.3: announced), a withdrawal with
-    label 0, a withdrawal of a route never announced, a type 5 and a type 3 route replaced and withdrawn. Every
+    label 0, a withdrawal of a route never announced, B's own route sent as a third copy and withdrawn (the
+    reflectors' copies stay), a type 5 and a type 3 route replaced and withdrawn. Every
     step checked in A's REST and flows, the data-plane ones by ping; the raw session never resets."""
     from bgp import exabgp_ext
     from bgp.routes import InclusiveMulticastRoute, IpPrefixRoute, MacIpRoute
@@ -424,6 +425,15 @@ def test_a_peer_replacing_its_routes_without_withdrawing_them_moves_flows_and_tr
     never = MacIpRoute(rd=f"{raw.ip}:9", mac="02:00:00:0d:00:09", l2_vni=WEB_VNI, next_hop="0.0.0.0")
     send(encoded(never, "withdraw"), encoded(frr_style, "withdraw"))
     lab.wait_until(lambda: not raw_routes(2) and not bogus_in(flows(hva)), timeout=30, what="the withdrawal at A")
+    reach(lab, vms["a1"], "10.0.1.21", timeout=30)
+
+    copy = MacIpRoute(**{**b1, "rd": real["rd"], "mobility_seq": real["mobility_seq"], "next_hop": hvb.vtep_ip})
+    send(encoded(copy))  # B's own route (the same key) from a third peer: a third copy at A, then withdrawn
+    lab.wait_until(lambda: [r["rd"] for r in raw_routes(2)] == [real["rd"]], timeout=30, what="the raw copy at A")
+    send(encoded(copy, "withdraw"))
+    lab.wait_until(lambda: not raw_routes(2), timeout=30, what="the raw copy withdrawn")
+    assert [r["peer"] for r in received(a.api, 2) if r["rd"] == real["rd"] and r["ip"]] != []  # the reflectors'
+    assert MACS["b1"] in flows(hva)
     reach(lab, vms["a1"], "10.0.1.21", timeout=30)
 
     prefix = dict(rd=f"{raw.ip}:5", prefix="172.16.60.0/24", l3_vni=L3_VNI, router_mac=real["router_mac"],
