@@ -306,7 +306,7 @@ _ATTRIBUTES_CACHE_SIZE = 4096
 
 def _attribute_fields(route: routes.Route) -> tuple:
     """What ``build_attributes`` reads from a route."""
-    pmsi = (route.originator, route.vni) if isinstance(route, routes.InclusiveMulticastRoute) else None
+    pmsi = (route.vtep, route.vni) if isinstance(route, routes.InclusiveMulticastRoute) else None
     return (route.route_targets, route.encapsulation, getattr(route, "mobility_seq", None),
             getattr(route, "router_mac", None), pmsi, getattr(route, "sticky", False))
 
@@ -336,7 +336,7 @@ def build_attributes(route: routes.Route):
     attributes = Attributes()
     attributes.add(communities)
     if isinstance(route, routes.InclusiveMulticastRoute):
-        attributes.add(PMSIIngressReplication(route.originator, raw_label=route.vni))
+        attributes.add(PMSIIngressReplication(route.vtep, raw_label=route.vni))
     return attributes
 
 

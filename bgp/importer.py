@@ -96,7 +96,7 @@ class RouteImport:
         self.imported -= contribution.used
         self.ignored -= not contribution.used
         if contribution.used:
-            _count_down(self._used_at, (route.next_hop,), set())
+            _count_down(self._used_at, (_vtep(route),), set())
         for group in contribution.macs:
             del self._groups[group][pk]
             if not self._groups[group]:
@@ -112,7 +112,7 @@ class RouteImport:
         self.imported += contribution.used
         self.ignored += not contribution.used
         if contribution.used:
-            _count_up(self._used_at, (route.next_hop,), set())
+            _count_up(self._used_at, (_vtep(route),), set())
         for group in contribution.macs:
             self._groups[group][pk] = route
             touched.add(group)
@@ -129,7 +129,7 @@ class RouteImport:
                 RemotePrefix(d["id"], f"{route.ip}/32", route.next_hop, route.router_mac, route.l3_vni, peer)
                 for d in _matching(self._domains_by_rt, route)))
         if isinstance(route, InclusiveMulticastRoute):
-            return _Contribution(floods=tuple((s["id"], route.next_hop) for s in subnets if s["vni"] == route.vni))
+            return _Contribution(floods=tuple((s["id"], route.vtep) for s in subnets if s["vni"] == route.vni))
         if isinstance(route, IpPrefixRoute) and route.router_mac:
             return _Contribution(prefixes=tuple(
                 RemotePrefix(d["id"], route.prefix, route.next_hop, route.router_mac, route.l3_vni, peer)
@@ -151,6 +151,11 @@ class RouteImport:
                 floods=tuple(sorted(self._floods)),
                 prefixes=tuple(sorted(self._prefixes, key=prefix_order)))
         return self._table
+
+
+def _vtep(route) -> str:
+    """The VTEP a received route sends traffic to: a type 3's PMSI tunnel identifier, the others' next hop."""
+    return route.vtep if isinstance(route, InclusiveMulticastRoute) else route.next_hop
 
 
 def _matching(by_rt, route) -> list:

@@ -192,7 +192,10 @@ class MacIpRoute:
 
 @dataclass(frozen=True, kw_only=True)
 class InclusiveMulticastRoute:
-    """Type 3 inclusive multicast: ``next_hop`` is the originator IP and the PMSI tunnel id."""
+    """Type 3 inclusive multicast: ``next_hop`` is the originating router's IP (in the NLRI, part of the key) and,
+    unless ``tunnel`` says otherwise, the PMSI tunnel identifier: for ingress replication the address BUM traffic
+    goes to (RFC 6514 section 5). ``tunnel`` is set only when a peer's differs from its originating IP (``vtep``:
+    the address to flood to either way); Canopy's own are equal."""
 
     TYPE = 3
     rd: str
@@ -201,10 +204,19 @@ class InclusiveMulticastRoute:
     ethernet_tag: int = 0
     route_targets: tuple[str, ...] = field(default=())
     encapsulation: str = "vxlan"
+    tunnel: str | None = None
 
     def __post_init__(self):
         _common(self)
         _set(self, "vni", _vni(self.vni, "vni"))
+        if self.tunnel is not None:
+            tunnel = _ip(self.tunnel, "tunnel")
+            _set(self, "tunnel", None if tunnel == self.next_hop else tunnel)
+
+    @property
+    def vtep(self) -> str:
+        """Where this route's VTEP takes BUM traffic: the PMSI tunnel identifier."""
+        return self.tunnel or self.next_hop
 
     @property
     def originator(self) -> str:
@@ -271,12 +283,17 @@ def route_key(kind: int, fields: dict) -> tuple:
 def route_to_dict(route: Route) -> dict:
     """The route as a plain dict with a ``type`` member (the command payload): its fields in order (a route's
     ``vars`` hold its fields only), ``route_targets`` (every type's one tuple) as a list; a type 2's ``sticky``
-    only when set (Canopy announces no sticky MAC: its command texts stay as they were)."""
+    and a type 3's ``tunnel`` only when set (``UNSET``: Canopy announces neither, its command texts stay as
+    they were)."""
     data = {"type": route.TYPE, **vars(route)}
     data["route_targets"] = list(route.route_targets)
-    if data.get("sticky") is False:
-        del data["sticky"]
+    for name, unset in UNSET.items():
+        if name in data and data[name] is unset:
+            del data[name]
     return data
+
+
+UNSET = {"sticky": False, "tunnel": None}  # fields ``route_to_dict`` leaves out when they have these values
 
 
 def route_from_dict(data: dict) -> Route:

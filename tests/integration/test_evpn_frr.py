@@ -368,7 +368,8 @@ def test_a_peer_replacing_its_routes_without_withdrawing_them_moves_flows_and_tr
     with a route target A does not import (what it brought goes: b1 is reached again through B's route), the
     same route withdrawn and announced again in one UPDATE (RFC 4271 section 4.3: announced), a withdrawal with
     label 0, a withdrawal of a route never announced, B's own route sent as a third copy and withdrawn (the
-    reflectors' copies stay), a type 5 and a type 3 route replaced and withdrawn. Every
+    reflectors' copies stay), a type 5 and a type 3 route replaced (the type 3 with a PMSI tunnel identifier other
+    than its originating IP: flooded there) and withdrawn. Every
     step checked in A's REST and flows, the data-plane ones by ping; the raw session never resets."""
     from bgp import exabgp_ext
     from bgp.routes import InclusiveMulticastRoute, IpPrefixRoute, MacIpRoute
@@ -448,11 +449,14 @@ def test_a_peer_replacing_its_routes_without_withdrawing_them_moves_flows_and_tr
 
     flood = dict(rd=f"{raw.ip}:3", vni=WEB_VNI, next_hop=BOGUS_VTEP)
 
-    def in_flood_list():
-        return bogus_in(hva.ofctl("-O", "OpenFlow13", "dump-groups", "br-int").lower())
+    def in_flood_list(vtep=BOGUS_VTEP):
+        return f"{vtep}->tun_dst" in hva.ofctl("-O", "OpenFlow13", "dump-groups", "br-int").lower()
 
     send(encoded(InclusiveMulticastRoute(route_targets=rts[:1], **flood)))
     lab.wait_until(in_flood_list, timeout=30, what="the raw peer's VTEP in the web flood list")
+    tunnel = "10.251.0.249"  # the PMSI tunnel identifier, other than the originating IP: where BUM goes
+    send(encoded(InclusiveMulticastRoute(route_targets=rts[:1], tunnel=tunnel, **flood)))
+    lab.wait_until(lambda: in_flood_list(tunnel) and not in_flood_list(), timeout=30, what="flooding to the tunnel")
     send(encoded(InclusiveMulticastRoute(route_targets=("65123:1",), **flood)))
     lab.wait_until(lambda: not in_flood_list(), timeout=30, what="type 3 replaced out of the import set")
     send(encoded(InclusiveMulticastRoute(route_targets=rts[:1], **flood)),

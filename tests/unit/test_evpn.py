@@ -107,6 +107,14 @@ def test_import_by_route_target_and_vni():
                                                                       ("172.16.0.0/16", "10.251.0.8")}
 
 
+def test_a_type3_floods_to_its_pmsi_tunnel_identifier():
+    state, _ = setup_view()
+    web = state.policy.find("subnet", "acme/web")
+    flood = InclusiveMulticastRoute(rd="65009:1", vni=web["vni"], next_hop="10.251.0.9", tunnel="10.251.0.7",
+                                    route_targets=tuple(web["import_rts"]))
+    assert import_routes(received_from(state.policy, flood), state.policy).table.floods == ((web["id"], "10.251.0.7"),)
+
+
 def test_import_picks_highest_sequence_then_lowest_vtep_ip():
     state, _ = setup_view()
     web = state.policy.find("subnet", "acme/web")

@@ -12,7 +12,7 @@ import pytest
 from bgp import exabgp_ext
 from bgp.received import Local, decode_message
 from bgp.routebook import GracefulRestart, RouteBook
-from bgp.routes import IpPrefixRoute, MacIpRoute
+from bgp.routes import InclusiveMulticastRoute, IpPrefixRoute, MacIpRoute
 from bgp.speaker import Neighbor
 
 PEER = "127.0.0.1"
@@ -95,6 +95,20 @@ def test_a_route_withdrawn_and_announced_in_one_update_is_announced():
     assert not b.handle_line(joined_update(moved, moved))  # the same route again: no change
     assert b.handle_line(joined_update(OTHER, moved))  # a withdrawal of another key still withdraws
     assert b.received == {(PEER, ROUTE.key): moved} and b.peer_rows()[0]["received"] == 1
+
+
+def test_a_type3_pmsi_tunnel_identifier_other_than_the_originator_is_where_bum_goes():
+    """RFC 6514 section 5: for ingress replication the PMSI tunnel identifier is the address to replicate to; the
+    originating router's IP (the key) may differ. An IPv6 one is refused like an IPv6 next hop."""
+    b = book()
+    plain = InclusiveMulticastRoute(rd="65001:100", vni=5001, next_hop="192.0.2.1", route_targets=("65001:5001",))
+    other = InclusiveMulticastRoute(**{**vars(plain), "tunnel": "192.0.2.7"})
+    b.handle_line(update(plain))
+    assert b.received[(PEER, plain.key)].vtep == "192.0.2.1"
+    b.handle_line(update(other))
+    assert b.received == {(PEER, plain.key): other} and other.vtep == "192.0.2.7"
+    b.handle_line(update(other).replace(":192.0.2.7", ":2001:db8::7"))
+    assert b.received == {} and b.peers[PEER].refused == {"next_hop": 1}
 
 
 def test_the_sticky_flag_of_the_mac_mobility_community_is_read():
