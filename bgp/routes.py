@@ -283,17 +283,16 @@ def route_key(kind: int, fields: dict) -> tuple:
 def route_to_dict(route: Route) -> dict:
     """The route as a plain dict with a ``type`` member (the command payload): its fields in order (a route's
     ``vars`` hold its fields only), ``route_targets`` (every type's one tuple) as a list; a type 2's ``sticky``
-    and a type 3's ``tunnel`` only when set (``UNSET``: Canopy announces neither, its command texts stay as
-    they were)."""
+    and a type 3's ``tunnel`` only when set (Canopy announces neither: its command texts stay as they were)."""
     data = {"type": route.TYPE, **vars(route)}
     data["route_targets"] = list(route.route_targets)
-    for name, unset in UNSET.items():
-        if name in data and data[name] is unset:
-            del data[name]
+    unset = _UNSET.get(route.TYPE)
+    if unset and not data[unset]:
+        del data[unset]
     return data
 
 
-UNSET = {"sticky": False, "tunnel": None}  # fields ``route_to_dict`` leaves out when they have these values
+_UNSET = {2: "sticky", 3: "tunnel"}  # the field ``route_to_dict`` leaves out when false (False, None) per type
 
 
 def route_from_dict(data: dict) -> Route:
