@@ -12,7 +12,8 @@
   same route by route (the programming loop's import, by delta).
 - ``Mobility``: MAC mobility sequence numbers (RFC 7432 section 15): a MAC that appears here while a peer
   announces it gets that sequence + 1; a local move increments ours; a peer with a higher number (or the
-  same number from a lower VTEP IP) wins and we stop announcing it.
+  same number from a lower VTEP IP), or one announcing it sticky (static, section 15.2), wins and we stop
+  announcing it.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from bgp.importer import RouteImport, beats
 from bgp.origins import Origins
 from bgp.routes import InclusiveMulticastRoute, IpPrefixRoute, MacIpRoute, encode_host
 from controller.pacer import NEVER, Pacer
-from controller.remote import RemoteTable
+from controller.remote import RemoteMac, RemoteTable
 
 log = logging.getLogger("canopy.bgp")
 LOCAL_KINDS = ("vport", "vtep_mac")
@@ -243,10 +244,9 @@ class Mobility:
             else:
                 seq = prev[0]
             self.entries[key] = (seq, ip)
-            if other is not None and beats(other.seq, other.vtep_ip, seq, ip):
+            if other is not None and beats(other, RemoteMac(key[0], key[1], (), ip, seq=seq)):
                 if key not in self.lost:
-                    log.info("MAC %s of subnet %s is at %s with sequence %d (ours %d): not announcing ours",
-                             key[1], key[0], other.vtep_ip, other.seq, seq)
+                    _log_lost(key, other, seq)
                 self.lost.add(key)
                 seqs[key] = None
             else:
@@ -256,3 +256,15 @@ class Mobility:
             del self.entries[key]
             self.lost.discard(key)
         return seqs
+
+
+def _log_lost(key, other, seq) -> None:
+    """A peer's route for one of our MACs wins: a sticky one is a conflict to alert the operator to (RFC 7432
+    section 15.2: a static MAC cannot move), a higher sequence number a move."""
+    if other.sticky:
+        log.warning("MAC %s of subnet %s is announced static (sticky) at %s by peer %s, and is also a local port "
+                    "here: not announcing ours (a duplicate MAC, or the static one is wrong)", key[1], key[0],
+                    other.vtep_ip, other.peer)
+    else:
+        log.info("MAC %s of subnet %s is at %s with sequence %d (ours %d): not announcing ours", key[1], key[0],
+                 other.vtep_ip, other.seq, seq)

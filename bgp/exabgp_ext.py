@@ -306,9 +306,9 @@ _ATTRIBUTES_CACHE_SIZE = 4096
 
 def _attribute_fields(route: routes.Route) -> tuple:
     """What ``build_attributes`` reads from a route."""
-    pmsi = (route.originator, route.vni) if isinstance(route, routes.InclusiveMulticastRoute) else None
+    pmsi = (route.vtep, route.vni) if isinstance(route, routes.InclusiveMulticastRoute) else None
     return (route.route_targets, route.encapsulation, getattr(route, "mobility_seq", None),
-            getattr(route, "router_mac", None), pmsi)
+            getattr(route, "router_mac", None), pmsi, getattr(route, "sticky", False))
 
 
 def shared_attributes(route: routes.Route):
@@ -329,14 +329,14 @@ def build_attributes(route: routes.Route):
     for target in route.route_targets:
         communities.add(_route_target(target))
     communities.add(Encapsulation(routes.ENCAPSULATIONS[route.encapsulation]))
-    if getattr(route, "mobility_seq", None) is not None:
-        communities.add(MacMobility(route.mobility_seq))
+    if getattr(route, "mobility_seq", None) is not None or getattr(route, "sticky", False):
+        communities.add(MacMobility(route.mobility_seq or 0, getattr(route, "sticky", False)))
     if getattr(route, "router_mac", None) is not None:
         communities.add(RouterMac(route.router_mac))
     attributes = Attributes()
     attributes.add(communities)
     if isinstance(route, routes.InclusiveMulticastRoute):
-        attributes.add(PMSIIngressReplication(route.originator, raw_label=route.vni))
+        attributes.add(PMSIIngressReplication(route.vtep, raw_label=route.vni))
     return attributes
 
 

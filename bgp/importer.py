@@ -96,7 +96,7 @@ class RouteImport:
         self.imported -= contribution.used
         self.ignored -= not contribution.used
         if contribution.used:
-            _count_down(self._used_at, (route.next_hop,), set())
+            _count_down(self._used_at, (_vtep(route),), set())
         for group in contribution.macs:
             del self._groups[group][pk]
             if not self._groups[group]:
@@ -112,7 +112,7 @@ class RouteImport:
         self.imported += contribution.used
         self.ignored += not contribution.used
         if contribution.used:
-            _count_up(self._used_at, (route.next_hop,), set())
+            _count_up(self._used_at, (_vtep(route),), set())
         for group in contribution.macs:
             self._groups[group][pk] = route
             touched.add(group)
@@ -129,7 +129,7 @@ class RouteImport:
                 RemotePrefix(d["id"], f"{route.ip}/32", route.next_hop, route.router_mac, route.l3_vni, peer)
                 for d in _matching(self._domains_by_rt, route)))
         if isinstance(route, InclusiveMulticastRoute):
-            return _Contribution(floods=tuple((s["id"], route.next_hop) for s in subnets if s["vni"] == route.vni))
+            return _Contribution(floods=tuple((s["id"], route.vtep) for s in subnets if s["vni"] == route.vni))
         if isinstance(route, IpPrefixRoute) and route.router_mac:
             return _Contribution(prefixes=tuple(
                 RemotePrefix(d["id"], route.prefix, route.next_hop, route.router_mac, route.l3_vni, peer)
@@ -151,6 +151,11 @@ class RouteImport:
                 floods=tuple(sorted(self._floods)),
                 prefixes=tuple(sorted(self._prefixes, key=prefix_order)))
         return self._table
+
+
+def _vtep(route) -> str:
+    """The VTEP a received route sends traffic to: a type 3's PMSI tunnel identifier, the others' next hop."""
+    return route.vtep if isinstance(route, InclusiveMulticastRoute) else route.next_hop
 
 
 def _matching(by_rt, route) -> list:
@@ -178,7 +183,7 @@ def _count_down(counter: Counter, entries, removed: set) -> None:
 
 def _merged(group, routes: dict) -> RemoteMac | None:
     """The winning location of one (subnet, MAC): each VTEP's routes merged (IPs, Router's MAC, L3 VNI, the
-    highest sequence number), then the highest sequence number, then the lowest VTEP IP."""
+    highest sequence number, sticky if one is), then a sticky one, the highest sequence number, the lowest VTEP IP."""
     subnet_id, mac = group
     locations: dict = {}
     for (peer, key), route in sorted(routes.items(), key=lambda item: repr(item[0])):
@@ -187,17 +192,22 @@ def _merged(group, routes: dict) -> RemoteMac | None:
         router_mac = route.router_mac or (old.router_mac if old else None)
         l3_vni = route.l3_vni or (old.l3_vni if old else 0)
         seq = max(route.mobility_seq or 0, old.seq if old else 0)
+        sticky = route.sticky or (old.sticky if old else False)
         locations[route.next_hop] = RemoteMac(subnet_id, mac, ips, route.next_hop, router_mac if l3_vni else None,
-                                              l3_vni, seq, peer)
+                                              l3_vni, seq, peer, sticky)
     best = None
     for location in locations.values():
-        if best is None or beats(location.seq, location.vtep_ip, best.seq, best.vtep_ip):
+        if best is None or beats(location, best):
             best = location
     return best
 
 
-def beats(seq, ip, other_seq, other_ip) -> bool:
-    """RFC 7432 section 15.1: the higher sequence number wins, then the lower VTEP IP."""
-    if seq != other_seq:
-        return seq > other_seq
-    return ipaddress.IPv4Address(ip) < ipaddress.IPv4Address(other_ip)
+def beats(mac, other) -> bool:
+    """Whether location ``mac`` wins over ``other`` (RemoteMacs, or anything with ``sticky``, ``seq`` and ``vtep_ip``):
+    a sticky (static) MAC cannot move (RFC 7432 section 15.2), then the higher sequence number wins, then the lower
+    VTEP IP (section 15.1)."""
+    if mac.sticky != other.sticky:
+        return mac.sticky
+    if mac.seq != other.seq:
+        return mac.seq > other.seq
+    return ipaddress.IPv4Address(mac.vtep_ip) < ipaddress.IPv4Address(other.vtep_ip)

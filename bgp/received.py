@@ -10,7 +10,8 @@ session. Refused:
   update, RFC 7606 section 7.14);
 - ``not_vxlan``: no VXLAN encapsulation extended community (RFC 8365 section 5.1.3: MPLS is assumed
   when it is absent) or another tunnel type;
-- ``next_hop``: a next hop that is not IPv4 (an IPv4-mapped IPv6 address counts as its IPv4 address);
+- ``next_hop``: a next hop (or a type 3's PMSI tunnel identifier) that is not IPv4 (an IPv4-mapped IPv6 address
+  counts as its IPv4 address);
 - ``gateway_ip``: a type 5 route with a non-zero gateway IP (RFC 9136 overlay index): Canopy routes
   type 5 only to a Router's MAC (interface-less model) and does not resolve gateway IPs;
 - ``no_pmsi``: a type 3 route without an ingress replication PMSI tunnel;
@@ -166,6 +167,8 @@ def _build(kind: int, fields: dict, next_hop, attributes: dict) -> Route:
 def _usable(route: Route) -> Route:
     if ":" in route.next_hop:  # normalised by the route (bgp.routes): an IPv4 address has no colon
         raise _Refuse("next_hop", f"next hop {route.next_hop}")
+    if ":" in (getattr(route, "tunnel", None) or ""):
+        raise _Refuse("next_hop", f"PMSI tunnel identifier {route.tunnel}")
     if route.TYPE == 5 and route.gateway not in _NO_GATEWAY:
         raise _Refuse("gateway_ip", f"gateway IP {route.gateway}")
     return route
@@ -316,8 +319,9 @@ def _decode_attributes(attribute: dict) -> dict:
     if isinstance(pmsi, str):
         match = _PMSI_RE.match(pmsi)
         if match:
-            label, raw, _tunnel = match.groups()
+            label, raw, tunnel = match.groups()
             values["vni"] = int(raw) if raw is not None else int(label) << 4
+            values["tunnel"] = tunnel  # the address to flood to (RFC 6514 section 5); the route drops it if equal
     return values
 
 
@@ -339,5 +343,6 @@ def _decode_extended(value: int, values: dict) -> None:
         values["encapsulation"] = names.get(tunnel, f"tunnel type {tunnel}")
     elif (kind, sub) == (0x06, 0x00):
         values["mobility_seq"] = int.from_bytes(data[4:], "big")
+        values["sticky"] = bool(data[2] & 0x01)  # RFC 7432 section 7.7: the flags' low-order bit
     elif (kind, sub) == (0x06, 0x03):
         values["router_mac"] = data[2:].hex(":")

@@ -366,6 +366,18 @@ class RouteBook:
         if peer is None or decoded is None:
             return False
         address, changed = peer.address, False
+        # withdrawals first: a route both withdrawn and announced in one UPDATE (one replacing it, its old labels
+        # in MP_UNREACH_NLRI) is announced (RFC 4271 section 4.3: as though the withdrawn routes did not hold it)
+        announced = {route.key for route in decoded.announced}
+        for key in decoded.withdrawn:
+            if key not in announced:
+                changed |= self._unreceive((address, key))
+                peer.stale.discard(key)
+        for refusal in decoded.refused:
+            self._refused(peer, refusal)
+            if refusal.key is not None:
+                changed |= self._unreceive((address, refusal.key))
+                peer.stale.discard(refusal.key)
         for route in decoded.announced:
             key = (address, route.key)
             if self.received.get(key) != route:
@@ -373,14 +385,6 @@ class RouteBook:
                 self.received[key] = self.received_changes[key] = route
                 changed = True
             peer.stale.discard(route.key)
-        gone = list(decoded.withdrawn)
-        for refusal in decoded.refused:
-            self._refused(peer, refusal)
-            if refusal.key is not None:
-                gone.append(refusal.key)
-        for key in gone:
-            changed |= self._unreceive((address, key))
-            peer.stale.discard(key)
         if decoded.end_of_rib and peer.stale:
             self.log.info("BGP peer %s: End-of-RIB, %d stale route(s) not announced again removed", address,
                           len(peer.stale))

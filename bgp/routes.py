@@ -157,6 +157,7 @@ class MacIpRoute:
     router_mac: str | None = None
     mobility_seq: int | None = None
     encapsulation: str = "vxlan"
+    sticky: bool = False  # the MAC Mobility community's sticky/static flag (RFC 7432 section 7.7): cannot move
 
     def __post_init__(self):
         _common(self)
@@ -171,6 +172,8 @@ class MacIpRoute:
             _set(self, "router_mac", _mac(self.router_mac, "router_mac"))
         if self.mobility_seq is not None:
             _set(self, "mobility_seq", _uint(self.mobility_seq, 32, "mobility_seq"))
+        if not isinstance(self.sticky, bool):
+            raise ValueError(f"sticky: {self.sticky!r} is not true or false")
 
     def with_host(self, mac: str, ip: str | None) -> MacIpRoute:
         """This route with another MAC and IP (or none), checked as ``__post_init__`` checks them; the other fields
@@ -190,7 +193,10 @@ class MacIpRoute:
 
 @dataclass(frozen=True, kw_only=True)
 class InclusiveMulticastRoute:
-    """Type 3 inclusive multicast: ``next_hop`` is the originator IP and the PMSI tunnel id."""
+    """Type 3 inclusive multicast: ``next_hop`` is the originating router's IP (in the NLRI, part of the key) and,
+    unless ``tunnel`` says otherwise, the PMSI tunnel identifier: for ingress replication the address BUM traffic
+    goes to (RFC 6514 section 5). ``tunnel`` is set only when a peer's differs from its originating IP (``vtep``:
+    the address to flood to either way); Canopy's own are equal."""
 
     TYPE = 3
     rd: str
@@ -199,10 +205,19 @@ class InclusiveMulticastRoute:
     ethernet_tag: int = 0
     route_targets: tuple[str, ...] = field(default=())
     encapsulation: str = "vxlan"
+    tunnel: str | None = None
 
     def __post_init__(self):
         _common(self)
         _set(self, "vni", _vni(self.vni, "vni"))
+        if self.tunnel is not None:
+            tunnel = _ip(self.tunnel, "tunnel")
+            _set(self, "tunnel", None if tunnel == self.next_hop else tunnel)
+
+    @property
+    def vtep(self) -> str:
+        """Where this route's VTEP takes BUM traffic: the PMSI tunnel identifier."""
+        return self.tunnel or self.next_hop
 
     @property
     def originator(self) -> str:
@@ -268,10 +283,17 @@ def route_key(kind: int, fields: dict) -> tuple:
 
 def route_to_dict(route: Route) -> dict:
     """The route as a plain dict with a ``type`` member (the command payload): its fields in order (a route's
-    ``vars`` hold its fields only), ``route_targets`` (every type's one tuple) as a list."""
+    ``vars`` hold its fields only), ``route_targets`` (every type's one tuple) as a list; a type 2's ``sticky``
+    and a type 3's ``tunnel`` only when set (Canopy announces neither: its command texts stay as they were)."""
     data = {"type": route.TYPE, **vars(route)}
     data["route_targets"] = list(route.route_targets)
+    unset = _UNSET.get(route.TYPE)
+    if unset and not data[unset]:
+        del data[unset]
     return data
+
+
+_UNSET = {2: "sticky", 3: "tunnel"}  # the field ``route_to_dict`` leaves out when false (False, None) per type
 
 
 def route_from_dict(data: dict) -> Route:

@@ -34,6 +34,7 @@ class RemoteMac:
     l3_vni: int = 0  # 0: no symmetric IRB for this MAC (L2 only)
     seq: int = 0  # MAC mobility sequence number
     peer: str = ""  # the BGP peer it came from
+    sticky: bool = False  # announced static (RFC 7432 section 15.2): it cannot move
 
 
 @dataclass(frozen=True)

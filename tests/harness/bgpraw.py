@@ -36,21 +36,37 @@ def open_message(asn: int, router_id: str, hold_time: int = 90) -> bytes:
     return message(OPEN, body + bytes([len(params)]) + params)
 
 
-def with_next_hop(update: bytes, hop: bytes) -> bytes:
-    """``update`` (a whole UPDATE message) with its MP_REACH_NLRI next hop replaced by ``hop``."""
+def _path_attributes(update: bytes):
+    """(flags, type code, value) of each path attribute of ``update`` (a whole UPDATE message)."""
     body = update[19:]
     withdrawn = struct.unpack("!H", body[:2])[0]
     length = struct.unpack("!H", body[2 + withdrawn:4 + withdrawn])[0]
-    data, out = body[4 + withdrawn:4 + withdrawn + length], b""
+    data = body[4 + withdrawn:4 + withdrawn + length]
     while data:
         flags, code = data[0], data[1]
         size, head = (struct.unpack("!H", data[2:4])[0], 4) if flags & 0x10 else (data[2], 3)
-        value, data = data[head:head + size], data[head + size:]
-        if code == 14:
-            value = value[:3] + bytes([len(hop)]) + hop + value[4 + value[3]:]
-        out += bytes([flags | 0x10, code]) + struct.pack("!H", len(value)) + value
-    body = body[:2 + withdrawn] + struct.pack("!H", len(out)) + out
-    return message(UPDATE, body)
+        yield flags, code, data[head:head + size]
+        data = data[head + size:]
+
+
+def _update(attributes) -> bytes:
+    """An UPDATE (no IPv4 withdrawn routes nor NLRI) of ``attributes``: (flags, type code, value)."""
+    out = b"".join(bytes([flags | 0x10, code]) + struct.pack("!H", len(value)) + value
+                   for flags, code, value in attributes)
+    return message(UPDATE, b"\0\0" + struct.pack("!H", len(out)) + out)
+
+
+def with_next_hop(update: bytes, hop: bytes) -> bytes:
+    """``update`` (a whole UPDATE message) with its MP_REACH_NLRI next hop replaced by ``hop``."""
+    return _update((flags, code, value[:3] + bytes([len(hop)]) + hop + value[4 + value[3]:] if code == 14 else value)
+                   for flags, code, value in _path_attributes(update))
+
+
+def joined(withdraw: bytes, announce: bytes) -> bytes:
+    """One UPDATE holding the MP_UNREACH_NLRI of ``withdraw`` and every attribute of ``announce``: what a peer sends
+    to replace a route in one message (RFC 4760 allows both in one UPDATE)."""
+    unreach = [attribute for attribute in _path_attributes(withdraw) if attribute[1] == 15]
+    return _update(unreach + list(_path_attributes(announce)))
 
 
 def _messages(buffer: bytearray):

@@ -8,6 +8,9 @@ independent EVPN implementation), each controller an iBGP route-reflector client
 - with both reflectors up, losing one for good changes nothing (no single point of failure);
 - an EVPN route with an IPv4-mapped IPv6 next hop (16 bytes on the wire, as FRR sends for its type 5
   routes) from a third peer leaves every session up and traffic flowing.
+
+The same lab (``fed``) with that third peer replacing routes, MAC mobility and session resets:
+``test_evpn_replace.py``.
 """
 
 from __future__ import annotations
@@ -79,9 +82,22 @@ def fed(lab_capable):
         reflectors = {host.name: frr.start_route_reflector(lab, host, ASN, [ctl_a.ip, ctl_b.ip])
                       for host in (rr1, rr2)}
         raw_updates = lab.workdir / "raw-updates.hex"
-        lab.spawn("bgpraw", [sys.executable, "-m", "tests.harness.bgpraw", "--listen", raw.ip, "--asn", str(RAW_ASN),
-                             "--router-id", raw.ip, str(raw_updates)], lab.workdir / "bgpraw.log", ns=raw.ns,
-                  env={"PYTHONPATH": str(REPO)})
+
+        def start_raw():
+            return lab.spawn("bgpraw", [sys.executable, "-m", "tests.harness.bgpraw", "--listen", raw.ip, "--asn",
+                                        str(RAW_ASN), "--router-id", raw.ip, str(raw_updates)],
+                             lab.workdir / "bgpraw.log", ns=raw.ns, env={"PYTHONPATH": str(REPO)})
+
+        raw_child = [start_raw()]
+
+        def kill_raw(then_start: bool):
+            """SIGKILL the raw peer (its kernel closes the session); start it again if ``then_start`` (it sends
+            every UPDATE of the file again, in order, once the session is up)."""
+            raw_child[0].send(signal.SIGKILL)
+            raw_child[0].popen.wait(timeout=10)
+            if then_start:
+                raw_child[0] = start_raw()
+
         raw_neighbor = {"address": raw.ip, "asn": RAW_ASN, "local_address": ctl_a.ip, "hold_time": 9}
         a = lab.start_controller(ctl_a, bgp_settings(ctl_a, (rr1, rr2), [raw_neighbor]), name="canopya")
         b = lab.start_controller(ctl_b, bgp_settings(ctl_b, (rr1, rr2)), name="canopyb")
@@ -100,7 +116,7 @@ def fed(lab_capable):
         lab.wait_until(sessions_up, timeout=60, what="both controllers' sessions with both reflectors")
         for name, vm in vms.items():
             assert dhcp(lab, vm).get("ip"), f"{name} got no DHCP lease"
-        yield lab, a, b, (hva, hvb), vms, reflectors, (raw, raw_updates)
+        yield lab, a, b, (hva, hvb), vms, reflectors, (raw, raw_updates, kill_raw)
 
 
 def test_routes_cross_the_reflectors_and_vms_ping(fed):
@@ -305,7 +321,7 @@ def test_a_route_with_an_ipv4_mapped_ipv6_next_hop_leaves_the_sessions_up_and_tr
     from bgp.routes import IpPrefixRoute
     from tests.harness.bgpraw import with_next_hop
 
-    lab, a, b, (_, hvb), vms, reflectors, (raw, raw_updates) = fed
+    lab, a, b, (_, hvb), vms, reflectors, (raw, raw_updates, _) = fed
     lab.wait_until(lambda: peers(a.api)[raw.ip]["state"] == "up", timeout=60, what="A's session with the raw peer")
     router_mac = next(r["router_mac"] for r in received(a.api, 2) if r["mac"] == MACS["b1"])
     common = dict(rd=f"{raw.ip}:5", l3_vni=L3_VNI, next_hop=hvb.vtep_ip, route_targets=(f"65000:{L3_VNI}",),

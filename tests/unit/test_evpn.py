@@ -107,6 +107,14 @@ def test_import_by_route_target_and_vni():
                                                                       ("172.16.0.0/16", "10.251.0.8")}
 
 
+def test_a_type3_floods_to_its_pmsi_tunnel_identifier():
+    state, _ = setup_view()
+    web = state.policy.find("subnet", "acme/web")
+    flood = InclusiveMulticastRoute(rd="65009:1", vni=web["vni"], next_hop="10.251.0.9", tunnel="10.251.0.7",
+                                    route_targets=tuple(web["import_rts"]))
+    assert import_routes(received_from(state.policy, flood), state.policy).table.floods == ((web["id"], "10.251.0.7"),)
+
+
 def test_import_picks_highest_sequence_then_lowest_vtep_ip():
     state, _ = setup_view()
     web = state.policy.find("subnet", "acme/web")
@@ -124,6 +132,13 @@ def test_import_picks_highest_sequence_then_lowest_vtep_ip():
 
     assert winner(route("10.251.0.7", 1), route("10.251.0.5", 0)) == "10.251.0.7"
     assert winner(route("10.251.0.7", 2), route("10.251.0.5", 2)) == "10.251.0.5"
+    # a sticky (static) MAC cannot move (RFC 7432 section 15.2): it wins over any sequence number and VTEP IP
+    static = MacIpRoute(**{**vars(route("10.251.0.7", 0)), "sticky": True})
+    assert winner(static, route("10.251.0.5", 9)) == winner(route("10.251.0.5", 9), static) == "10.251.0.7"
+    mac_only = route("10.251.0.7", 0)  # the same MAC at the same VTEP from another peer, not sticky: still static
+    [mac] = import_routes({**received_from(state.policy, static), **received_from(state.policy, mac_only, peer="p2")},
+                          state.policy).table.macs
+    assert mac.sticky
 
 
 def test_mobility_sequence_numbers():
@@ -157,6 +172,22 @@ def test_mobility_tie_goes_to_the_lower_vtep_ip():
     higher = RemoteTable(macs=(RemoteMac(web["id"], key[1], (), "10.251.0.200", seq=0),))
     assert mobility.update(view, higher)[key] == 0
     assert mobility.update(view, lower)[key] is None
+
+
+def test_a_local_mac_a_peer_announces_sticky_is_not_announced_and_the_operator_is_told(caplog):
+    """RFC 7432 section 15.2: a static MAC cannot move, whatever our sequence number; a conflict to alert to."""
+    state, view = setup_view()
+    web = state.policy.find("subnet", "acme/web")
+    key = (web["id"], "02:00:00:00:00:01")  # ours is at 10.251.0.1, lower than the peer's VTEP
+    mobility = Mobility()
+    assert mobility.update(view, RemoteTable())[key] == 0
+    static = RemoteTable(macs=(RemoteMac(web["id"], key[1], (), "10.251.0.200", seq=0, peer="10.250.0.9",
+                                         sticky=True),))
+    with caplog.at_level("WARNING", logger="canopy.bgp"):
+        assert mobility.update(view, static)[key] is None
+        assert mobility.update(view, static)[key] is None
+    assert [r.levelname for r in caplog.records if "static (sticky)" in r.getMessage()] == ["WARNING"]  # once
+    assert mobility.update(view, RemoteTable())[key] == 0  # the static one withdrawn: ours again
 
 
 def test_originate_skips_macs_a_peer_won():

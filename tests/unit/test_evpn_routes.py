@@ -253,12 +253,23 @@ def test_an_ipv4_address_as_written_normalised_is_kept_and_any_other_is_read_by_
 
 
 def test_a_route_as_a_dict_lists_its_fields_in_order_after_its_type():
-    for route in (MacIpRoute(rd="1:1", mac="52:54:00:12:34:56", l2_vni=1, next_hop="192.0.2.1", route_targets=("1:2",)),
-                  InclusiveMulticastRoute(rd="1:1", vni=1, next_hop="192.0.2.1"),
-                  IpPrefixRoute(rd="1:1", prefix="10.0.0.0/24", l3_vni=1, next_hop="192.0.2.1")):
+    """A type 2's ``sticky`` and a type 3's ``tunnel`` only when set: Canopy announces neither, and its command
+    texts stay as they were."""
+    plain = MacIpRoute(rd="1:1", mac="52:54:00:12:34:56", l2_vni=1, next_hop="192.0.2.1", route_targets=("1:2",))
+    flood = InclusiveMulticastRoute(rd="1:1", vni=1, next_hop="192.0.2.1")
+    tunnelled = InclusiveMulticastRoute(**{**vars(flood), "tunnel": "192.0.2.9"})
+    for route, unset in ((plain, {"sticky"}), (MacIpRoute(**{**vars(plain), "sticky": True}), set()),
+                         (flood, {"tunnel"}), (tunnelled, set()),
+                         (IpPrefixRoute(rd="1:1", prefix="10.0.0.0/24", l3_vni=1, next_hop="192.0.2.1"), set())):
         data = route_to_dict(route)
-        assert list(data) == ["type", *route.__dataclass_fields__]
+        assert list(data) == ["type", *(name for name in route.__dataclass_fields__ if name not in unset)]
         assert data["route_targets"] == list(route.route_targets) and route_from_dict(data) == route
+    with pytest.raises(ValueError, match="^sticky: "):
+        MacIpRoute(**{**vars(plain), "sticky": 1})
+    with pytest.raises(ValueError, match="^tunnel: "):
+        InclusiveMulticastRoute(**{**vars(flood), "tunnel": "192.0.2"})
+    same = InclusiveMulticastRoute(**{**vars(flood), "tunnel": "192.0.2.1"})
+    assert same == flood and same.tunnel is None and same.vtep == "192.0.2.1"  # equal to the originator: left out
 
 
 def test_ipv4_addresses_written_normalised_are_not_parsed_by_ipaddress(monkeypatch):

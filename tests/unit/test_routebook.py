@@ -12,7 +12,7 @@ import pytest
 from bgp import exabgp_ext
 from bgp.received import Local, decode_message
 from bgp.routebook import GracefulRestart, RouteBook
-from bgp.routes import IpPrefixRoute, MacIpRoute
+from bgp.routes import InclusiveMulticastRoute, IpPrefixRoute, MacIpRoute
 from bgp.speaker import Neighbor
 
 PEER = "127.0.0.1"
@@ -70,6 +70,54 @@ def test_a_withdrawal_with_other_labels_and_esi_removes_the_route():
     frr_withdraw = MacIpRoute(rd=ROUTE.rd, mac=ROUTE.mac, ip=ROUTE.ip, l2_vni=0, esi=9, next_hop="0.0.0.0")
     assert b.handle_line(update(frr_withdraw, "withdraw"))
     assert b.received == {}
+
+
+def joined_update(withdrawn, announced) -> str:
+    """ExaBGP's JSON for one UPDATE that withdraws ``withdrawn`` and announces ``announced`` (its own encoder's)."""
+    from tests.harness.bgpraw import joined
+
+    message = joined(*(exabgp_ext.encode_update(route, action, local_as=65001, peer_as=65000)
+                       for route, action in ((withdrawn, "withdraw"), (announced, "announce"))))
+    return json.dumps(json.loads(exabgp_ext.decode_update(message, local_as=65000, peer_as=65001)))
+
+
+def test_a_route_withdrawn_and_announced_in_one_update_is_announced():
+    """A peer replacing a route in one UPDATE (its old labels in MP_UNREACH_NLRI, the new route in MP_REACH_NLRI):
+    RFC 4271 section 4.3, as though the withdrawn routes did not hold it. Another key withdrawn with it goes."""
+    b = book()
+    b.handle_line(update(ROUTE))
+    b.handle_line(update(OTHER))
+    b.take_received_changes()
+    moved = MacIpRoute(**{**ROUTE.__dict__, "next_hop": "192.0.2.9", "mobility_seq": 3})
+    assert b.handle_line(joined_update(ROUTE, moved))
+    assert b.received == {(PEER, ROUTE.key): moved, (PEER, OTHER.key): OTHER}
+    assert b.take_received_changes() == {(PEER, ROUTE.key): moved}
+    assert not b.handle_line(joined_update(moved, moved))  # the same route again: no change
+    assert b.handle_line(joined_update(OTHER, moved))  # a withdrawal of another key still withdraws
+    assert b.received == {(PEER, ROUTE.key): moved} and b.peer_rows()[0]["received"] == 1
+
+
+def test_a_type3_pmsi_tunnel_identifier_other_than_the_originator_is_where_bum_goes():
+    """RFC 6514 section 5: for ingress replication the PMSI tunnel identifier is the address to replicate to; the
+    originating router's IP (the key) may differ. An IPv6 one is refused like an IPv6 next hop."""
+    b = book()
+    plain = InclusiveMulticastRoute(rd="65001:100", vni=5001, next_hop="192.0.2.1", route_targets=("65001:5001",))
+    other = InclusiveMulticastRoute(**{**vars(plain), "tunnel": "192.0.2.7"})
+    b.handle_line(update(plain))
+    assert b.received[(PEER, plain.key)].vtep == "192.0.2.1"
+    b.handle_line(update(other))
+    assert b.received == {(PEER, plain.key): other} and other.vtep == "192.0.2.7"
+    b.handle_line(update(other).replace(":192.0.2.7", ":2001:db8::7"))
+    assert b.received == {} and b.peers[PEER].refused == {"next_hop": 1}
+
+
+def test_the_sticky_flag_of_the_mac_mobility_community_is_read():
+    b = book()
+    static = MacIpRoute(**{**ROUTE.__dict__, "sticky": True, "mobility_seq": 0})  # static: sequence 0
+    b.handle_line(update(static))
+    assert b.received == {(PEER, ROUTE.key): static}
+    assert b.handle_line(update(ROUTE))  # the same key without the flag: replaced
+    assert not b.received[(PEER, ROUTE.key)].sticky
 
 
 def test_a_route_without_the_encapsulation_community_is_not_vxlan(caplog):
