@@ -1,6 +1,7 @@
 """networking_canopy's [canopy] token and token_file: refused as Canopy refuses its own token files
 (controller/secretfile.py, which the driver shares through a link)."""
 
+import ast
 import os
 import sys
 from pathlib import Path
@@ -15,6 +16,15 @@ from networking_canopy import client  # noqa: E402 (the driver package lives in 
 def test_the_driver_reads_secrets_with_canopys_own_module_not_a_copy():
     linked = ROOT / "networking_canopy/networking_canopy/secretfile.py"
     assert os.path.samefile(linked, ROOT / "controller/secretfile.py")
+
+
+def test_the_shared_module_imports_only_the_standard_library():
+    """The driver runs in Neutron's environment, where Canopy is not installed (its .venv here has Canopy, so an
+    import of it would pass every other test): secretfile.py may import nothing but the standard library."""
+    tree = ast.parse((ROOT / "controller/secretfile.py").read_text())
+    names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    names |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert names and {name.split(".")[0] for name in names} <= sys.stdlib_module_names, names
 
 
 def test_a_token_file_other_users_can_read_is_refused_naming_the_option_and_its_mode(tmp_path):
