@@ -1,5 +1,5 @@
 """networking_canopy's [canopy] token and token_file: refused as Canopy refuses its own token files
-(controller/secretfile.py, which the driver shares through a link)."""
+(controller/secretfile.py, which the driver shares through a link); ca_file refused naming the option too."""
 
 import ast
 import os
@@ -61,3 +61,14 @@ def test_a_missing_token_file_and_a_bad_inline_token_name_their_option(tmp_path)
         client.token_from(None, str(tmp_path / "missing"))
     with pytest.raises(client.ConfigError, match=r"^\[canopy\] token: holds '\\n' at character 4"):
         client.token_from("abc\n", None)
+
+
+def test_a_ca_file_that_cannot_be_used_names_its_option(tmp_path):
+    """It raised FileNotFoundError or ssl.SSLError out of the driver's start, naming no option."""
+    with pytest.raises(client.ConfigError, match=r"^\[canopy\] ca_file: cannot read .*/missing.pem: No such file"):
+        client.CanopyClient("https://canopy.example:8080", "t0ken", ca_file=str(tmp_path / "missing.pem"))
+    not_pem = tmp_path / "not.pem"
+    not_pem.write_text("not a certificate\n")
+    with pytest.raises(client.ConfigError, match=rf"^\[canopy\] ca_file: {not_pem} holds no PEM CA certificate"):
+        client.CanopyClient("https://canopy.example:8080", "t0ken", ca_file=str(not_pem))
+    assert client.CanopyClient("http://canopy.example:8080", "t0ken").context is None  # the system's store
