@@ -33,7 +33,7 @@ import sys
 import urllib.error
 import urllib.request
 
-from controller import __version__, policydoc, show, storeguard, yamldoc
+from controller import __version__, policydoc, secretfile, show, storeguard, yamldoc
 from controller import policy as pol
 from controller import settings as settings_mod
 from controller.model import PolicyError
@@ -164,7 +164,8 @@ def _resolve_remote(args) -> str | None:
     configures, else the environment's (CANOPY_URL, CANOPY_TOKEN), else the default address and the token of the
     default data directory. ``args.tls`` is the client TLS context of ``--ca-file`` (else env CANOPY_CA_FILE; not the
     settings' tls.ca_cert: that is the CA of the switches' certificates), None for the system's CA store. Returns why
-    the settings file or the CA file cannot be used (nothing is sent then), or None."""
+    the settings file, the CA file or the token cannot be used (a token is one HTTP header value, as the controller's:
+    secretfile.token_problem; nothing is sent then), or None."""
     settings = None
     if args.config:
         try:
@@ -184,7 +185,8 @@ def _resolve_remote(args) -> str | None:
         args.token, args.token_from = os.environ["CANOPY_TOKEN"], "the token of CANOPY_TOKEN"
     elif not args.token and settings is None:
         args.token, args.token_from = _file_token(settings_mod.load(None), "the built-in settings")
-    return None
+    problem = args.token and secretfile.token_problem(args.token)  # a newline in a header raised a traceback
+    return f"{args.token_from}: {problem}" if problem else None
 
 
 def _client_tls(path, where) -> tuple:
@@ -216,9 +218,9 @@ def _file_token(settings, where: str) -> tuple:
     if settings.rest_token:
         return settings.rest_token, f"rest.token of {where}"
     path = settings.rest_token_file
-    try:
-        with open(path, encoding="utf-8") as fh:
-            token = fh.read().strip() or None
+    try:  # read as the controller reads it (secretfile.read_token); a byte that is no UTF-8 is named by its check
+        with open(path, encoding="utf-8", errors="surrogateescape") as fh:
+            token = secretfile.token_in(fh.read()) or None
     except OSError as exc:
         return None, f"no token: {path}: {exc.strerror} ({where})"
     return token, f"the token file {path} ({where})" if token else f"no token: {path} is empty ({where})"

@@ -42,12 +42,16 @@ def read_token(path: str, reader: str = "Canopy") -> str:
     """The REST token in the private file ``path``: its whole text but one trailing newline. OSError when it cannot
     be read, NotPrivate when it is too open (for ``reader``, the service that reads it), BadToken (naming the file)
     when the text is not one token."""
-    text = _read(path, reader)
-    token = text[:-1] if text.endswith("\n") else text
+    token = token_in(_read(path, reader))
     problem = token_problem(token)
     if problem:
         raise BadToken(f"{path}: the token in it {problem} (a token file holds the token and at most one newline)")
     return token
+
+
+def token_in(text: str) -> str:
+    """The token a token file's ``text`` holds: all of it but one trailing newline (then checked by token_problem)."""
+    return text[:-1] if text.endswith("\n") else text
 
 
 def token_problem(token: str) -> str | None:

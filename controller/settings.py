@@ -535,14 +535,25 @@ def token_path(data_dir: str) -> str:
 
 def token_file_problem(settings: Settings) -> str | None:
     """What ``canopy run`` would refuse in the token file, checked offline (check-settings): a configured one
-    missing, or one other users can read. Only its mode is looked at: check-settings may run as another user."""
+    missing, one other users can read, or (when this user may read it: check-settings may run as another user than
+    Canopy) one that holds no single token (secretfile.read_token)."""
     path = settings.rest_token_file
     if settings.rest_token:
         return None
     if not os.path.exists(path):
         return None if path == token_path(settings.data_dir) else f"{path} does not exist"
     problem = secretfile.too_open(os.stat(path))
-    return f"{path} {problem}" if problem else None
+    if problem:
+        return f"{path} {problem}"
+    try:
+        secretfile.read_token(path)
+    except secretfile.BadToken as exc:
+        return str(exc)
+    except UnicodeDecodeError:
+        return f"{path} is not UTF-8 text"
+    except (OSError, secretfile.NotPrivate):  # not ours to read (or changed meanwhile): the mode was checked
+        pass
+    return None
 
 
 def with_token(settings: Settings) -> Settings:

@@ -36,6 +36,20 @@ def token_from(token: str | None, token_file: str | None) -> str | None:
         raise ConfigError(f"[canopy] token_file: {exc}") from None
 
 
+def tls_context(ca_file: str | None) -> ssl.SSLContext | None:
+    """A context that trusts the CA certificates in ``[canopy] ca_file`` (None without one: the system's store);
+    ConfigError naming the option when the file cannot be read or holds no PEM certificate (it raised OSError or
+    SSLError out of the driver's start, naming nothing)."""
+    if not ca_file:
+        return None
+    try:
+        return ssl.create_default_context(cafile=ca_file)
+    except ssl.SSLError as exc:  # an OSError too: first
+        raise ConfigError(f"[canopy] ca_file: {ca_file} holds no PEM CA certificate ({exc.reason or exc})") from None
+    except OSError as exc:
+        raise ConfigError(f"[canopy] ca_file: cannot read {ca_file}: {exc.strerror or exc}") from None
+
+
 class CanopyError(Exception):
     """Canopy refused a request (``status`` >= 400) or could not be reached (``status`` 0)."""
 
@@ -65,7 +79,7 @@ class CanopyClient:
         self.current = 0  # index into bases of the node that last answered
         self.token = token
         self.timeout = timeout
-        self.context = ssl.create_default_context(cafile=ca_file) if ca_file else None
+        self.context = tls_context(ca_file)
 
     @property
     def base(self) -> str:

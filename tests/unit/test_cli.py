@@ -321,3 +321,28 @@ def test_ca_file_checks_an_https_controller_against_that_ca_before_the_environme
     monkeypatch.setenv("CANOPY_CA_FILE", not_pem)
     assert cli.main(["status", "--url", url]) == cli.EXIT_USAGE
     assert capsys.readouterr().err.startswith(f"canopy: CANOPY_CA_FILE: {not_pem} holds no PEM CA certificate")
+
+
+def test_a_token_that_is_no_http_header_value_is_refused_naming_where_it_came_from(tmp_path, capsys, monkeypatch):
+    """A newline in the token (--token, CANOPY_TOKEN, a token file with a second line) ended the
+    command with http.client's ValueError traceback, exit code 1 ('refused by the controller'); a token file that is
+    no UTF-8 with a UnicodeDecodeError. Now each is refused as wrong usage, naming where the token came from, and
+    nothing is sent (nothing listens at the URL: 'cannot reach' would say something was)."""
+    monkeypatch.delenv("CANOPY_TOKEN", raising=False)
+    url = "http://127.0.0.1:9"
+    token = tmp_path / "rest-token"
+    config = write(tmp_path, "canopy.yaml", f"data_dir: {tmp_path / 'd'}\nrest: {{token_file: {token}}}\n")
+    for content, char in ((b"tok\nsecond\n", "'\\n' at character 4"), (b"tok\0\n", "'\\x00' at character 4"),
+                          (b"to\xffk\n", "'\\udcff' at character 3")):
+        token.write_bytes(content)
+        assert cli.main(["status", "--url", url, "--config", config]) == cli.EXIT_USAGE
+        assert capsys.readouterr().err.startswith(f"canopy: the token file {token} ({config}): holds {char}: ")
+    assert cli.main(["status", "--url", url, "--token", "tok\n"]) == cli.EXIT_USAGE
+    assert capsys.readouterr().err.startswith("canopy: the token given by --token: holds '\\n' at character 4: ")
+    monkeypatch.setenv("CANOPY_TOKEN", "a b")
+    assert cli.main(["show", "--url", url]) == cli.EXIT_USAGE
+    assert capsys.readouterr().err == ("canopy: the token of CANOPY_TOKEN: holds ' ' at character 2: a token is printable "
+                                       "ASCII without spaces (it is sent in an HTTP Authorization header)\n")
+    token.write_bytes(b"tok\n")  # the token and one newline, as the controller reads it: sent
+    assert cli.main(["status", "--url", url, "--config", config]) == cli.EXIT_UNREACHABLE
+    assert "cannot reach the controller at http://127.0.0.1:9" in capsys.readouterr().err

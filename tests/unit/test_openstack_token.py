@@ -1,6 +1,7 @@
 """networking_canopy's [canopy] token and token_file: refused as Canopy refuses its own token files
-(controller/secretfile.py, which the driver shares through a link)."""
+(controller/secretfile.py, which the driver shares through a link); ca_file refused naming the option too."""
 
+import ast
 import os
 import sys
 from pathlib import Path
@@ -15,6 +16,15 @@ from networking_canopy import client  # noqa: E402 (the driver package lives in 
 def test_the_driver_reads_secrets_with_canopys_own_module_not_a_copy():
     linked = ROOT / "networking_canopy/networking_canopy/secretfile.py"
     assert os.path.samefile(linked, ROOT / "controller/secretfile.py")
+
+
+def test_the_shared_module_imports_only_the_standard_library():
+    """The driver runs in Neutron's environment, where Canopy is not installed (its .venv here has Canopy, so an
+    import of it would pass every other test): secretfile.py may import nothing but the standard library."""
+    tree = ast.parse((ROOT / "controller/secretfile.py").read_text())
+    names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    names |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert names and {name.split(".")[0] for name in names} <= sys.stdlib_module_names, names
 
 
 def test_a_token_file_other_users_can_read_is_refused_naming_the_option_and_its_mode(tmp_path):
@@ -51,3 +61,14 @@ def test_a_missing_token_file_and_a_bad_inline_token_name_their_option(tmp_path)
         client.token_from(None, str(tmp_path / "missing"))
     with pytest.raises(client.ConfigError, match=r"^\[canopy\] token: holds '\\n' at character 4"):
         client.token_from("abc\n", None)
+
+
+def test_a_ca_file_that_cannot_be_used_names_its_option(tmp_path):
+    """It raised FileNotFoundError or ssl.SSLError out of the driver's start, naming no option."""
+    with pytest.raises(client.ConfigError, match=r"^\[canopy\] ca_file: cannot read .*/missing.pem: No such file"):
+        client.CanopyClient("https://canopy.example:8080", "t0ken", ca_file=str(tmp_path / "missing.pem"))
+    not_pem = tmp_path / "not.pem"
+    not_pem.write_text("not a certificate\n")
+    with pytest.raises(client.ConfigError, match=rf"^\[canopy\] ca_file: {not_pem} holds no PEM CA certificate"):
+        client.CanopyClient("https://canopy.example:8080", "t0ken", ca_file=str(not_pem))
+    assert client.CanopyClient("http://canopy.example:8080", "t0ken").context is None  # the system's store

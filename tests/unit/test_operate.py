@@ -393,6 +393,18 @@ def test_check_settings(tmp_path, capsys):
     assert f"rest.token_file: {token} has mode 0644" in capsys.readouterr().err
     token.chmod(0o600)
     assert cli.main(["check-settings", str(missing)]) == cli.EXIT_OK
+    capsys.readouterr()
+    for content, reason in ((b"some-token\nsecond line\n", "holds '\\n' at character 11"),
+                            (b"some-token \n", "holds ' ' at character 11")):
+        token.write_bytes(content)  # canopy run refuses a token file holding more than one token: so does check
+        assert cli.main(["check-settings", str(missing)]) == cli.EXIT_INVALID
+        assert f"rest.token_file: {token}: the token in it {reason}" in capsys.readouterr().err
+    token.write_bytes(b"some-\xfftoken\n")
+    assert cli.main(["check-settings", str(missing)]) == cli.EXIT_INVALID
+    assert f"rest.token_file: {token} is not UTF-8 text" in capsys.readouterr().err
+    missing.write_text("rest: {token: ''}\n")  # took for the generated token before: refused since (docs/deploy.md)
+    assert cli.main(["check-settings", str(missing)]) == cli.EXIT_INVALID
+    assert f"{missing}:1: rest.token: must not be empty" in capsys.readouterr().err
 
 
 def test_status_is_readable():

@@ -226,8 +226,9 @@ def test_not_vxlan_is_logged_once_other_reasons_again_after_a_minute(caplog):
     assert b.peer_rows()[0]["refused"] == {"not_vxlan": 3, "own_route": 3}
 
 
-def test_a_route_with_a_scoped_next_hop_from_exabgp_is_refused_and_counted_not_kept():
-    """ExaBGP's JSON names the next hop as text: fe80::1%eth0 (a zone of one host) is no VTEP address."""
+def test_a_route_with_a_scoped_next_hop_from_exabgp_is_refused_counted_and_treated_as_withdrawn():
+    """ExaBGP's JSON names the next hop as text: fe80::1%eth0 (a zone of one host) is no VTEP address. Treated as
+    withdrawn (docs/evpn.md): the route it replaces goes too."""
     raw = json.loads(update(ROUTE))
     announce = raw["neighbor"]["message"]["update"]["announce"]["l2vpn evpn"]
     announce["fe80::1%eth0"] = announce.pop("192.0.2.1")
@@ -236,6 +237,8 @@ def test_a_route_with_a_scoped_next_hop_from_exabgp_is_refused_and_counted_not_k
     assert b.received == {} and b.peer_rows()[0]["refused"] == {"malformed": 1}
     b.handle_line(update(ROUTE))
     assert received_keys(b) == {ROUTE.key}
+    b.handle_line(json.dumps(raw))
+    assert b.received == {} and b.peer_rows()[0]["refused"] == {"malformed": 2}
 
 
 @pytest.mark.parametrize("text", [
