@@ -307,7 +307,9 @@ class Api:
                          if all(o.get(k) == v for k, v in filters.items())]
                 keyed.sort(key=lambda pair: pair[0])
                 items = [o for _, o in keyed]
-                views = [self._view(kind, o) for o in paced(items, pacer.tick, LIST_CHUNK)]
+                extra = {"reach": security.Reach(list(self.state.policy.all("vport")), pacer.tick)} \
+                    if kind == "acl" else {}  # each ACL's vports: one walk over them for the whole listing
+                views = [self._view(kind, o, **extra) for o in paced(items, pacer.tick, LIST_CHUNK)]
             if counters:
                 found = self.list_counters[kind](items)
                 for view in views:
@@ -338,13 +340,13 @@ class Api:
             return Response(200, {"deleted": self.service.delete(kind, id, cascade=cascade)})
         return handler
 
-    def _view(self, kind, obj):
+    def _view(self, kind, obj, reach=None):
         out = dict(obj)
         out["ref"] = self.state.policy.ref(kind, obj)
         if kind == "vport":
             out.update(self.state.vport_status(obj["id"]))
         if kind == "acl":  # where it applies (controller/security.py)
-            out["applied"] = security.applied(self.state.policy, obj, self.state.locations)
+            out["applied"] = security.applied(self.state.policy, obj, self.state.locations, reach)
         if kind == "floating_ip":  # where it is active (controller/extnet.py)
             out.update(extnet.floating_status(self.state.policy, obj, self.state.locations,
                                                       self.state.vrs))
