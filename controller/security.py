@@ -441,20 +441,46 @@ def _ports(text):
     return int(low), int(high or low)
 
 
-def applied(policy, acl: dict, locations) -> dict:
+def applied(policy, acl: dict, locations, reach: "Reach | None" = None) -> dict:
     """Where an ACL applies: its policy groups, and every vport it reaches (directly or through which
-    groups), with the switch the vport is bound on now (None: not bound)."""
+    groups), with the switch the vport is bound on now (None: not bound). ``reach``: the vports of every ACL and
+    group, found once for a listing of ACLs (None: every vport is looked at, for this ACL alone)."""
     groups = set(acl.get("policy_groups") or ())
-    vports = []
-    for vport in sorted(policy.all("vport"), key=lambda v: policy.ref("vport", v)):
+    rows = []
+    for vport in (policy.all("vport") if reach is None else reach.of(acl["id"], groups)):
         via = sorted(policy.ref("policy_group", policy.get("policy_group", g))
                      for g in groups & set(vport.get("policy_groups") or ()))
         direct = acl["id"] in vport["acls"]
-        if not direct and not via:
-            continue
-        loc = locations.get(vport["id"])
-        vports.append({"id": vport["id"], "ref": policy.ref("vport", vport), "direct": direct, "via_groups": via,
-                       "switch": getattr(loc, "session", None)})
+        if direct or via:
+            rows.append((policy.ref("vport", vport), vport, direct, via))
+    rows.sort(key=lambda row: row[0])  # only the vports it reaches: not a ref made for every vport, to sort
+    vports = [{"id": vport["id"], "ref": ref, "direct": direct, "via_groups": via,
+               "switch": getattr(locations.get(vport["id"]), "session", None)} for ref, vport, direct, via in rows]
     return {"policy_groups": sorted(policy.ref("policy_group", policy.get("policy_group", g)) for g in groups
                                     if policy.get("policy_group", g)),
             "vports": vports, "count": len(vports)}
+
+
+class Reach:
+    """The vports of each ACL (directly) and policy group, found in one walk over ``vports``: a listing of ACLs
+    asks every ACL where it applies, and a walk and a sort of every vport per ACL held the event loop for the
+    whole listing's first stretch (100 ACLs over 10,000 vports: seconds; tests/unit/test_acl_listing.py).
+    ``tick(n)``: called as vports are walked (it may pause: give it a list, not a live view of the policy)."""
+
+    def __init__(self, vports, tick=lambda n: None, chunk: int = 100):
+        self._acls: dict = defaultdict(list)
+        self._groups: dict = defaultdict(list)
+        for i, vport in enumerate(vports, 1):
+            for aid in vport["acls"] or ():
+                self._acls[aid].append(vport)
+            for gid in vport.get("policy_groups") or ():
+                self._groups[gid].append(vport)
+            if i % chunk == 0:
+                tick(chunk)
+
+    def of(self, acl_id: str, groups) -> list:
+        """The vports ``acl_id`` reaches directly or through one of ``groups``, each once."""
+        found = {id(v): v for v in self._acls.get(acl_id, ())}
+        for gid in groups:
+            found.update((id(v), v) for v in self._groups.get(gid, ()))
+        return list(found.values())

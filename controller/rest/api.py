@@ -307,7 +307,9 @@ class Api:
                          if all(o.get(k) == v for k, v in filters.items())]
                 keyed.sort(key=lambda pair: pair[0])
                 items = [o for _, o in keyed]
-                views = [self._view(kind, o) for o in paced(items, pacer.tick, LIST_CHUNK)]
+                extra = {"reach": security.Reach(list(self.state.policy.all("vport")), pacer.tick)} \
+                    if kind == "acl" else {}  # each ACL's vports: one walk over them for the whole listing
+                views = [self._view(kind, o, **extra) for o in paced(items, pacer.tick, LIST_CHUNK)]
             if counters:
                 found = self.list_counters[kind](items)
                 for view in views:
@@ -338,13 +340,13 @@ class Api:
             return Response(200, {"deleted": self.service.delete(kind, id, cascade=cascade)})
         return handler
 
-    def _view(self, kind, obj):
+    def _view(self, kind, obj, reach=None):
         out = dict(obj)
         out["ref"] = self.state.policy.ref(kind, obj)
         if kind == "vport":
             out.update(self.state.vport_status(obj["id"]))
         if kind == "acl":  # where it applies (controller/security.py)
-            out["applied"] = security.applied(self.state.policy, obj, self.state.locations)
+            out["applied"] = security.applied(self.state.policy, obj, self.state.locations, reach)
         if kind == "floating_ip":  # where it is active (controller/extnet.py)
             out.update(extnet.floating_status(self.state.policy, obj, self.state.locations,
                                                       self.state.vrs))
@@ -411,23 +413,28 @@ class Api:
     def changes(self, req):
         """The change log after ``since``, read CHANGES_PAGE changes at a time with the lane's turn between two pages
         (10,000 changes read and made into their wire form at once: ~130 ms in one stretch), each page from one
-        committed state (never waiting for a commit in flight). ``last_seq`` and ``oldest_seq`` are those of the
-        last page's state; a log trimmed past the next page meanwhile ends the answer there (``oldest_seq`` then says
-        what is gone)."""
+        committed state (never waiting for a commit in flight). ``last_seq`` is that of the last page's state: the
+        items hold every change up to it, unless ``limit`` cut them or the log was trimmed past the next page meanwhile
+        (that ends the answer). ``oldest_seq`` is that of the first page's state, or of the one that ended the answer
+        by a trim: ``oldest_seq > since + 1`` says changes after ``since`` are missing exactly when some are (not when
+        a trim meanwhile took only changes the pages had read already; tests/unit/test_changes_paging.py)."""
         since = _int_param(req, "since", 0)
         limit = min(_int_param(req, "limit", 1000), 10000)
         items: list = []
+        gone = None  # oldest_seq (docstring)
         while True:
             ask = min(CHANGES_PAGE, limit - len(items))
             page, oldest, last = self.service.store.reader.changes(since, ask)
             if items and page and page[0].seq != since + 1:  # trimmed past them while this answer paused
+                gone = oldest
                 break
+            gone = oldest if gone is None else gone
             items += [c.to_wire() for c in page]
             if len(page) < ask or len(items) >= limit:
                 break
             since = page[-1].seq
             self.take_turn()
-        return Response(200, {"items": items, "last_seq": last, "oldest_seq": oldest})
+        return Response(200, {"items": items, "last_seq": last, "oldest_seq": gone})
 
     def ha_status(self, req):
         return Response(200, self.ha.status() if self.ha is not None else {"role": "standalone"})

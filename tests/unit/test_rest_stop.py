@@ -122,3 +122,48 @@ def test_a_request_still_under_way_after_the_drain_gets_503_stopping_not_500(rac
     assert (status, body["error"]["code"]) == (503, "stopping")
     assert (late_status, late["error"]["code"]) == (503, "stopping")
     assert "stopping" in body["error"]["message"]
+
+
+def test_a_write_under_way_when_the_controller_stops_is_answered_and_still_in_the_store_once_it_closed(racing):
+    """A write whose commit is in flight when the stop begins (held in the store's offload) is answered 201 and the
+    store closes after it: opened again, the store has it (an acknowledged write is never lost by the stop)."""
+    from controller.store import Store
+
+    from .helpers import TOKEN
+
+    store = racing.ctl.store
+    committing, commit = eventlet.Event(), eventlet.Event()
+    offload = store.offload
+
+    def held(function, *args):
+        if not committing.ready():
+            committing.send()
+            commit.wait()
+        return offload(function, *args)
+
+    store.offload = held
+    body = json.dumps({"name": "late"}).encode()
+    request = (b"POST /v1/tenants HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAuthorization: Bearer "
+               + TOKEN.encode() + b"\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+    sock = eventlet.connect(("127.0.0.1", racing.server.port))
+    try:
+        asking = eventlet.spawn(answer_of, sock, request)
+        with eventlet.Timeout(10):
+            committing.wait()  # the write's transaction is about to run
+        stopping = eventlet.spawn(racing.stop)
+        for _ in range(100):
+            eventlet.sleep(0)
+            if racing.server.listening is None:
+                break
+        assert racing.ctl.api.stopping and not racing.stopped  # the store waits for the write
+        commit.send()
+        status, answer = asking.wait()
+        stopping.wait()
+    finally:
+        sock.close()
+    assert status == 201 and answer["name"] == "late" and racing.stopped
+    reopened = Store(store.path.rsplit("/", 1)[0])
+    try:
+        assert sorted(o["name"] for o in reopened.load_objects()["tenant"].values()) == ["acme", "late"]
+    finally:
+        reopened.close()
