@@ -100,13 +100,14 @@ class Encoded:
 
 
 def encode_all(wire: encode.WireEncoder, changes: ChangeSet, first_xid: int, bundle_id: int | None,
-               tick) -> Encoded:
+               tick, stale=lambda: False) -> Encoded | None:
     """Every message of ``changes``, message i with xid ``first_xid + i`` (modulo 2**32), inside bundle adds of
     ``bundle_id`` unless it is None; those that cannot be encoded are left out and named in ``errors``. Pauses
     (``tick``: module docstring), holding a slot of the switches encoding at once if the change set is big
-    (openflow/atonce.py ``ENCODES``)."""
+    (openflow/atonce.py ``ENCODES``). None, nothing encoded, if ``stale()`` once the slot is held: the change set
+    became out of date while it waited (at a cold start, behind the full change sets of 44 other switches)."""
     with encode_slot(len(changes)):
-        return _encode(wire, changes, first_xid, bundle_id, tick)
+        return None if stale() else _encode(wire, changes, first_xid, bundle_id, tick)
 
 
 def _encode(wire: encode.WireEncoder, changes: ChangeSet, first_xid: int, bundle_id: int | None, tick) -> Encoded:

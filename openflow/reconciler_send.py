@@ -104,14 +104,14 @@ class ChangeSender:
 
     def _transact(self, changes: ChangeSet, bundle: bool) -> Outcome | None:
         """Encode ``changes`` (pausing), then send them as one bundle or followed by a barrier and wait for the
-        commit/barrier reply; None, with nothing sent, if the change set became out of date while it was encoded."""
+        commit/barrier reply; None, with nothing sent, if the change set became out of date before or while encoded."""
         dp = self.datapath
         bundle_id = next(self._bundle_ids) if bundle else None
         first_xid = self._next_xids(len(changes))
-        encoded = encode_all(self._wire, changes, first_xid, bundle_id, self.pacer.tick)
-        self._errors = encoded.errors  # the switch's errors join those of encoding (_on_error)
-        if self._interrupted():
+        encoded = encode_all(self._wire, changes, first_xid, bundle_id, self.pacer.tick, self._interrupted)
+        if encoded is None or self._interrupted():  # out of date before its encoding began (its slot) or meanwhile
             return None
+        self._errors = encoded.errors  # the switch's errors join those of encoding (_on_error)
         head = b""
         if bundle:  # its reply is not awaited: a failed open makes the commit fail too
             opening = encode.bundle_ctrl(dp, bundle_id, "OPEN")

@@ -4,11 +4,13 @@
 string held the hub for about 19 s. ``Parser`` here has its interface (``feed``, ``is_done``, ``finish``)
 and is what ``ovsdb.idl`` gives every connection instead:
 
-- ``feed`` only finds where the message ends: the rest of a chunk the message does not end in is taken at once
-  (its complete strings cut out and its brackets counted in C); in the chunk where it ends, a message of at most
-  ``PACED_CHARS`` is decoded whole by the C decoder, which says where it ends (the value is kept for ``finish``);
-  otherwise there (and before its first bracket), a regular expression jumps to the next bracket or quote (inside
-  a string, to the next quote or backslash), so work is linear and mostly in C;
+- ``feed`` only finds where the message ends: a message that starts and ends in one chunk (of at most
+  ``PACED_CHARS``) is decoded by the C decoder, which says where it ends (the value is kept for ``finish``), at the
+  cost of the message, not of the rest of the chunk (a read of ~100 echo requests or small updates); the rest of a
+  chunk the message does not end in is taken at once (its complete strings cut out and its brackets counted in C);
+  in the chunk where it ends, a message of at most ``PACED_CHARS`` is decoded whole by the C decoder too; otherwise
+  there (and before its first bracket), a regular expression jumps to the next bracket or quote (inside a string,
+  to the next quote or backslash), so work is linear and mostly in C;
 - ``finish`` decodes the framed text with the standard library's C decoder: in one call, or, for a message longer
   than ``PACED_CHARS`` (an update of 10,000 ports and interfaces: 3.5 MB, ~32 ms of CPU in one call), walking its
   outer ``SPLIT_DEPTH`` levels here and decoding each value below them (a row, in an OVSDB update) in C, ticking
@@ -91,7 +93,7 @@ class Parser:
         self.done = False
         self.error: str | None = None
         self._ends_here = False  # _take_whole found the value's end in the chunk, no deeper than MAX_DEPTH
-        self._value = _UNSET  # the value, when decoded where its end was found (_decode_to_end)
+        self._value = _UNSET  # the value, when decoded where its end was found (_decode_here, _decode_to_end)
 
     def feed(self, s: str) -> int:
         """Take characters of ``s`` up to the end of the value; returns how many were taken."""
@@ -106,7 +108,11 @@ class Parser:
                 return self._fail(i, "syntax error at beginning of input (an object or array is expected)")
             self.started = True
         start, whole = i, False
-        while i < n:
+        if not self.parts:  # the value starts in s: one that ends in s too is decoded at the cost of its own length
+            end = self._decode_here(s, i)
+            if end is not None:
+                i, self.done = end, True
+        while i < n and not self.done:
             if not self.in_string and not whole and self.depth > 0:
                 whole = True  # once per call, inside the value: the rest of the chunk at once, else bracket by bracket
                 if self._take_whole(s, i):
@@ -175,6 +181,24 @@ class Parser:
             self.escape = (len(s) - len(s.rstrip("\\"))) % 2 == 1
         return True
 
+    def _decode_here(self, s: str, i: int) -> int | None:
+        """Where the value that starts at ``s[i]`` ends, when it ends in ``s`` too: decoded whole in C (kept for
+        ``finish``), which reads the value only, where ``_take_whole`` would read the rest of ``s`` for each of its
+        messages (a read of 113 echo requests: 8 ms of CPU instead of 1). None, changing nothing, when ``s`` holds more
+        than ``PACED_CHARS`` from ``i``, or the value does not end in it, is malformed or nests deeper than
+        ``MAX_DEPTH`` (the walk then frames it, and ``finish`` or ``feed`` says what is wrong)."""
+        if len(s) - i > PACED_CHARS:
+            return None
+        try:
+            value, end = _DECODER.raw_decode(s, i)
+        except (ValueError, RecursionError):
+            return None
+        brackets = _NOT_BRACKET.sub("", _STRINGS.sub("", s[i:end])) if end - i > 2 * MAX_DEPTH else ""
+        if len(brackets) > 2 * MAX_DEPTH and max(itertools.accumulate(map(_STEP.__getitem__, brackets))) > MAX_DEPTH:
+            return None
+        self._value = value
+        return end
+
     def _decode_to_end(self, s: str, start: int, n: int) -> int | None:
         """Where the value ends in ``s`` (``s[start:n]`` the part of it this call takes), once ``_take_whole``
         found that it ends there: the whole value decoded in C (kept for ``finish``), which also says where it ends,
@@ -182,9 +206,9 @@ class Parser:
         read of a peer's schema, 3x its decoding). None, changing nothing, for a value longer than ``PACED_CHARS``
         (``finish`` decodes it with pauses) or one the decoder refuses (the search then finds the end, and
         ``finish`` says what is wrong)."""
-        if not self._ends_here or self.size + n - start > PACED_CHARS:
+        if not self._ends_here or not self.parts or self.size + n - start > PACED_CHARS:  # no parts: _decode_here
             return None
-        text = "".join(self.parts) + s[start:n] if self.parts else s[start:n]
+        text = "".join(self.parts) + s[start:n]
         try:
             self._value, end = _DECODER.raw_decode(text)
         except (ValueError, RecursionError):

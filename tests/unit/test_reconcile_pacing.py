@@ -18,7 +18,7 @@ from controller.rest import dataplane as rest_dataplane
 from controller.rest.api import Api, Request, Response
 from controller.rest.paced import paced_json
 from controller.ryu_compat import hub, ofproto_protocol
-from openflow import pipeline as p
+from openflow import atonce, pipeline as p
 from openflow.flows import Group, Owner, flow
 from openflow.installed import CHUNK
 from openflow.reconciler import MAX_REPLANS, SwitchReconciler
@@ -215,6 +215,33 @@ def test_a_newer_desired_state_during_the_pauses_drops_the_change_set_unsent(dur
     assert stale_adds(switch) == 0
     book = rec._book
     assert book.installed == book.desired and book.counts()[2] == 0 and 8 in rec._installed_groups
+
+
+def test_a_change_set_out_of_date_once_its_turn_to_encode_comes_is_dropped_unencoded():
+    """At a cold start a planned change set waits for an encoding slot (openflow/atonce.py ENCODES) behind the other
+    switches' full ones; a newer desired state of its owners that comes meanwhile drops it before it is encoded (20,000
+    messages: tens of ms of the loop's CPU spent for nothing), and the switch ends exactly at the newer state."""
+    rec, switch = reconciler(give_way)
+    change_of_many_owners(rec)
+    ops = rec._plan()
+    planned, box = rec.pacer.pauses, {}
+    for _ in range(atonce.ENCODES_AT_ONCE):  # every slot held by other switches' big change sets
+        atonce.ENCODES.acquire()
+    try:
+        executing = hub.spawn(rec._execute, ops)
+        for _ in range(20):
+            hub.sleep(0)
+        assert not executing.dead and rec.pacer.pauses == planned  # waiting for a slot
+        box["late"] = late_change(rec)
+    finally:
+        for _ in range(atonce.ENCODES_AT_ONCE):
+            atonce.ENCODES.release()
+    executing.wait()
+    assert switch.sent == [] and rec.dropped == 1 and rec.pacer.pauses == planned  # nothing encoded
+    following = rec._plan()
+    assert sorted((op.kind, op.key) for op in following) == plan_of(box["late"])
+    rec._execute(following)
+    assert stale_adds(switch) == 0 and rec._book.installed == rec._book.desired
 
 
 def test_a_stream_of_newer_states_does_not_starve_the_switch():
