@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from bgp.importer import RouteImport, beats
 from bgp.origins import Origins
 from bgp.routes import InclusiveMulticastRoute, IpPrefixRoute, MacIpRoute, encode_host
+from controller.loglimit import warn_limited
 from controller.pacer import NEVER, Pacer
 from controller.remote import RemoteMac, RemoteTable
 
@@ -211,7 +212,14 @@ class Mobility:
 
     def __init__(self):
         self.entries: dict[tuple[str, str], tuple[int, str]] = {}  # (subnet, MAC) -> (seq, our VTEP IP)
-        self.lost: set[tuple[str, str]] = set()
+        self.lost: set[tuple[str, str]] = set()  # (subnet, MAC) local but not announced: a peer's route wins
+        self.lost_to_sticky: set[tuple[str, str]] = set()  # of those, the ones a peer announces sticky (static)
+
+    def counts(self) -> dict:
+        """{"not_announced": local MACs not announced because a peer's route wins, "sticky": of those, the ones a
+        peer announces sticky} (GET /v1/bgp/peers ``mobility``, /metrics): a peer announcing many local MACs
+        sticky takes them all away from Canopy's announcements, and its warnings are rate limited."""
+        return {"not_announced": len(self.lost), "sticky": len(self.lost_to_sticky)}
 
     def update(self, view, remote, pacer: Pacer = NEVER) -> dict:
         """(subnet id, MAC) -> sequence number to announce, or None where a peer's route wins. ``remote``: a
@@ -245,26 +253,31 @@ class Mobility:
                 seq = prev[0]
             self.entries[key] = (seq, ip)
             if other is not None and beats(other, RemoteMac(key[0], key[1], (), ip, seq=seq)):
-                if key not in self.lost:
+                if key not in self.lost or (other.sticky and key not in self.lost_to_sticky):
                     _log_lost(key, other, seq)
                 self.lost.add(key)
+                (self.lost_to_sticky.add if other.sticky else self.lost_to_sticky.discard)(key)
                 seqs[key] = None
             else:
                 self.lost.discard(key)
+                self.lost_to_sticky.discard(key)
                 seqs[key] = seq
         for key in set(self.entries) - set(ours):
             del self.entries[key]
             self.lost.discard(key)
+            self.lost_to_sticky.discard(key)
         return seqs
 
 
 def _log_lost(key, other, seq) -> None:
     """A peer's route for one of our MACs wins: a sticky one is a conflict to alert the operator to (RFC 7432
-    section 15.2: a static MAC cannot move), a higher sequence number a move."""
+    section 15.2: a static MAC cannot move), a higher sequence number a move. The warning is rate limited per
+    peer (``controller.loglimit``): a peer announcing every local MAC sticky logs one line, not one per MAC
+    (``Mobility.counts`` has the number)."""
     if other.sticky:
-        log.warning("MAC %s of subnet %s is announced static (sticky) at %s by peer %s, and is also a local port "
-                    "here: not announcing ours (a duplicate MAC, or the static one is wrong)", key[1], key[0],
-                    other.vtep_ip, other.peer)
+        warn_limited(log, ("sticky", other.peer), "MAC %s of subnet %s is announced static (sticky) at %s by peer %s, "
+                     "and is also a local port here: not announcing ours (a duplicate MAC, or the static one is "
+                     "wrong; GET /v1/bgp/peers mobility counts them)", key[1], key[0], other.vtep_ip, other.peer)
     else:
         log.info("MAC %s of subnet %s is at %s with sequence %d (ours %d): not announcing ours", key[1], key[0],
                  other.vtep_ip, other.seq, seq)

@@ -10,8 +10,9 @@ session. Refused:
   update, RFC 7606 section 7.14);
 - ``not_vxlan``: no VXLAN encapsulation extended community (RFC 8365 section 5.1.3: MPLS is assumed
   when it is absent) or another tunnel type;
-- ``next_hop``: a next hop (or a type 3's PMSI tunnel identifier) that is not IPv4 (an IPv4-mapped IPv6 address
-  counts as its IPv4 address);
+- ``next_hop``: a next hop that is not IPv4 (an IPv4-mapped IPv6 address counts as its IPv4 address), or a type
+  3's PMSI tunnel identifier that is not 4 bytes (ExaBGP prints any other as hex, IPv4-mapped included, and drops
+  the low bits of its label: the VNI);
 - ``gateway_ip``: a type 5 route with a non-zero gateway IP (RFC 9136 overlay index): Canopy routes
   type 5 only to a Router's MAC (interface-less model) and does not resolve gateway IPs;
 - ``no_pmsi``: a type 3 route without an ingress replication PMSI tunnel;
@@ -159,6 +160,8 @@ def _build(kind: int, fields: dict, next_hop, attributes: dict) -> Route:
         raise _Refuse("not_vxlan", f"encapsulation {attributes['encapsulation']}")
     if kind == 3 and "vni" not in values:
         raise _Refuse("no_pmsi", "inclusive multicast route without an ingress replication PMSI")
+    if kind == 3 and values.get("tunnel", "").startswith("0x"):  # ExaBGP's hex: a tunnel id of any size but 4 bytes
+        raise _Refuse("next_hop", f"PMSI tunnel identifier {values['tunnel']} (not an IPv4 address)")
     if kind != 3:  # type 3: the originating router's IP in the NLRI is the VTEP (and the key)
         values["next_hop"] = next_hop
     return cls(**values)

@@ -309,6 +309,10 @@ def _bgp(federation):
                  [((), status["announced"])])
     yield _counter("canopy_bgp_speaker_restarts", "times the BGP speaker (ExaBGP) was restarted", (),
                    [((), status["restarts"])])
+    mobility = federation.mobility.counts()
+    yield _gauge("canopy_evpn_local_macs_not_announced", "local MACs Canopy does not announce because a peer's "
+                 "route wins (MAC mobility: a higher sequence number, or sticky)", ("reason",),
+                 [(("sequence",), mobility["not_announced"] - mobility["sticky"]), (("sticky",), mobility["sticky"])])
 
 
 def _ha(pair):

@@ -25,6 +25,7 @@ def routes(federation, pause=None) -> list[Route]:
             # ExaBGP's pid and file paths stay in the log ("BGP speaker: started exabgp (pid N) with FILE")
             body["speaker"] = {k: v for k, v in federation.speaker.status().items() if k not in PRIVATE}
             body["import"] = federation.import_counts()
+            body["mobility"] = federation.mobility.counts()  # local MACs a peer's route wins (sticky ones apart)
         return Response(200, body)
 
     def bgp_routes(req):

@@ -62,6 +62,13 @@ def with_next_hop(update: bytes, hop: bytes) -> bytes:
                    for flags, code, value in _path_attributes(update))
 
 
+def with_pmsi_tunnel(update: bytes, tunnel: bytes) -> bytes:
+    """``update`` (a whole UPDATE message) with its PMSI tunnel attribute's tunnel identifier replaced by ``tunnel``
+    (its flags, tunnel type and label kept)."""
+    return _update((flags, code, value[:5] + tunnel if code == 22 else value)
+                   for flags, code, value in _path_attributes(update))
+
+
 def joined(withdraw: bytes, announce: bytes) -> bytes:
     """One UPDATE holding the MP_UNREACH_NLRI of ``withdraw`` and every attribute of ``announce``: what a peer sends
     to replace a route in one message (RFC 4760 allows both in one UPDATE)."""

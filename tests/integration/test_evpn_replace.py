@@ -189,7 +189,7 @@ port still wins; when the peer withdraws, A announces a1 again and b1 reaches it
 def test_a_local_mac_a_peer_announces_sticky_is_withdrawn_here_and_the_operator_told(fed):
     """RFC 7432 section 15.2: the raw peer announces a2's MAC as static (sticky, sequence 0) at a VTEP that does not
     exist. A static MAC cannot move: A stops announcing a2 (whose sequence 0 and lower VTEP IP would otherwise win),
-    logs a warning, and announces it again once the peer withdraws."""
+    logs a warning, counts it in GET /v1/bgp/peers (``mobility``), and announces it again once the peer withdraws."""
     from bgp import exabgp_ext
     from bgp.routes import MacIpRoute
     from tests.integration.test_federation import DB_VNI
@@ -209,8 +209,10 @@ def test_a_local_mac_a_peer_announces_sticky_is_withdrawn_here_and_the_operator_
                    what="the static route at A")
     lab.wait_until(lambda: MACS["a2"] not in received_macs(b.api), timeout=30, what="A withdrawing a2's route")
     assert "announced static (sticky)" in a.log_tail(400)
+    assert a.api.get("/v1/bgp/peers").json["mobility"] == {"not_announced": 1, "sticky": 1}
     send("withdraw")
     lab.wait_until(lambda: MACS["a2"] in received_macs(b.api), timeout=30, what="A announcing a2 again")
+    assert a.api.get("/v1/bgp/peers").json["mobility"] == {"not_announced": 0, "sticky": 0}
     reach(lab, vms["b2"], "10.0.2.11", timeout=30)
 
 

@@ -174,8 +174,9 @@ def test_mobility_tie_goes_to_the_lower_vtep_ip():
     assert mobility.update(view, lower)[key] is None
 
 
-def test_a_local_mac_a_peer_announces_sticky_is_not_announced_and_the_operator_is_told(caplog):
+def test_a_local_mac_a_peer_announces_sticky_is_not_announced_and_the_operator_is_told(caplog, monkeypatch):
     """RFC 7432 section 15.2: a static MAC cannot move, whatever our sequence number; a conflict to alert to."""
+    monkeypatch.setattr("controller.loglimit._last_logged", {})  # no other test's rate limit carried over
     state, view = setup_view()
     web = state.policy.find("subnet", "acme/web")
     key = (web["id"], "02:00:00:00:00:01")  # ours is at 10.251.0.1, lower than the peer's VTEP
@@ -187,7 +188,57 @@ def test_a_local_mac_a_peer_announces_sticky_is_not_announced_and_the_operator_i
         assert mobility.update(view, static)[key] is None
         assert mobility.update(view, static)[key] is None
     assert [r.levelname for r in caplog.records if "static (sticky)" in r.getMessage()] == ["WARNING"]  # once
+    assert mobility.counts() == {"not_announced": 1, "sticky": 1}
     assert mobility.update(view, RemoteTable())[key] == 0  # the static one withdrawn: ours again
+    assert mobility.counts() == {"not_announced": 0, "sticky": 0}
+
+
+def test_a_peer_announcing_every_local_mac_sticky_is_counted_and_logged_once(caplog, monkeypatch):
+    """A hostile (or wrong) peer announcing every local MAC sticky takes them all from Canopy's announcements: one
+    warning per peer per controller.loglimit.LOG_EVERY, not one per MAC, and the number in ``counts`` (REST,
+    /metrics). A MAC lost to a higher sequence number that the peer then announces sticky is warned of too."""
+    monkeypatch.setattr("controller.loglimit._last_logged", {})
+    state, view = setup_view()
+    web = state.policy.find("subnet", "acme/web")
+    keys = [(web["id"], "02:00:00:00:00:01"), (web["id"], "02:00:00:00:00:03")]
+    mobility = Mobility()
+    mobility.update(view, RemoteTable())
+
+    def table(sticky, peer="10.250.0.9"):
+        return RemoteTable(macs=tuple(RemoteMac(*key, (), "10.251.0.200", seq=5, peer=peer, sticky=sticky)
+                                      for key in keys))
+
+    with caplog.at_level("INFO", logger="canopy.bgp"):
+        assert [mobility.update(view, table(False))[key] for key in keys] == [None, None]  # a higher sequence
+        assert mobility.counts() == {"not_announced": 2, "sticky": 0}
+        assert [mobility.update(view, table(True))[key] for key in keys] == [None, None]  # now sticky
+        assert mobility.counts() == {"not_announced": 2, "sticky": 2}
+        mobility.update(view, RemoteTable())
+        mobility.update(view, table(True, peer="10.250.0.8"))  # another peer: its own warning
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and r.name == "canopy.bgp"]
+    assert len(warnings) == 2 and "peer 10.250.0.9" in warnings[0] and "peer 10.250.0.8" in warnings[1], warnings
+
+
+def test_two_sticky_locations_of_one_mac_rank_by_sequence_then_vtep_ip():
+    """RFC 7432 leaves two sticky locations of one MAC open: Canopy ranks them as any two (docs/evpn.md)."""
+    state, _ = setup_view()
+    web = state.policy.find("subnet", "acme/web")
+
+    def route(vtep, seq):
+        return MacIpRoute(rd=f"{vtep}:1", mac="02:00:00:00:00:99", l2_vni=web["vni"], next_hop=vtep,
+                          mobility_seq=seq, sticky=True, route_targets=tuple(web["import_rts"]))
+
+    def winner(*routes):
+        received = {}
+        for i, r in enumerate(routes):
+            received.update(received_from(state.policy, r, peer=f"p{i}"))
+        [mac] = import_routes(received, state.policy).table.macs
+        return mac.vtep_ip
+
+    assert winner(route("10.251.0.7", 1), route("10.251.0.5", 0)) == "10.251.0.7"
+    assert winner(route("10.251.0.5", 0), route("10.251.0.7", 1)) == "10.251.0.7"
+    assert winner(route("10.251.0.7", 2), route("10.251.0.5", 2)) == "10.251.0.5"
+    assert winner(route("10.251.0.5", 2), route("10.251.0.7", 2)) == "10.251.0.5"
 
 
 def test_originate_skips_macs_a_peer_won():

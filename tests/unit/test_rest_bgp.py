@@ -48,6 +48,14 @@ def test_configured_peers_and_routes(ctl, tmp_path):
     status, body = ctl.call("GET", "/v1/bgp/peers")
     assert status == 200 and body["enabled"] is True
     assert str(tmp_path) not in json.dumps(body) and "pid" not in body["speaker"]  # no paths, no pid
+    assert body["mobility"] == {"not_announced": 0, "sticky": 0}
+    federation.mobility.lost |= {("s", "02:00:00:00:00:01"), ("s", "02:00:00:00:00:02")}
+    federation.mobility.lost_to_sticky.add(("s", "02:00:00:00:00:02"))
+    assert ctl.call("GET", "/v1/bgp/peers")[1]["mobility"] == {"not_announced": 2, "sticky": 1}
+    from controller.metrics import _bgp
+
+    [gauge] = [m for m in _bgp(federation) if m.name == "canopy_evpn_local_macs_not_announced"]
+    assert sorted((s.labels["reason"], s.value) for s in gauge.samples) == [("sequence", 1), ("sticky", 1)]
     [peer] = body["items"]
     assert (peer["address"], peer["asn"], peer["state"], peer["received"]) == ("10.250.0.2", 65002, "idle", 0)
     route = MacIpRoute(rd="65000:1", mac="02:00:00:00:00:01", l2_vni=5001, next_hop="10.251.0.1")

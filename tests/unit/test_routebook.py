@@ -110,6 +110,18 @@ def test_a_type3_pmsi_tunnel_identifier_other_than_the_originator_is_where_bum_g
     b.handle_line(update(other).replace(":192.0.2.7", ":2001:db8::7"))
     assert b.received == {} and b.peers[PEER].refused == {"next_hop": 1}
 
+    # on the wire: ExaBGP prints a tunnel identifier of any length but 4 bytes as hex, and drops its label's low bits
+    from tests.harness.bgpraw import with_pmsi_tunnel
+
+    encoded = exabgp_ext.encode_update(other, "announce", local_as=65001, peer_as=65000)
+    for tunnel in ("20010db8000000000000000000000007", "00000000000000000000ffffc0000207", "c00002", ""):
+        b.handle_line(update(plain))
+        message = exabgp_ext.decode_update(with_pmsi_tunnel(encoded, bytes.fromhex(tunnel)), local_as=65000,
+                                           peer_as=65001)
+        b.handle_line(json.dumps(json.loads(message)))
+        assert b.received == {}, tunnel
+    assert b.peers[PEER].refused == {"next_hop": 4, "no_pmsi": 1}
+
 
 def test_the_sticky_flag_of_the_mac_mobility_community_is_read():
     b = book()
