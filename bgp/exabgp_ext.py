@@ -31,6 +31,7 @@ ExaBGP decodes EVPN but has no API command to announce it. This module:
 - installs its API side (``bgp.exabgp_ext_api``): what ExaBGP writes to Canopy held and written together,
   received EVPN NLRIs read and written cheaply (a withdrawn one kept as its bytes, JSON of code and raw hex only),
   and received EVPN withdrawals read without ExaBGP's attribute machinery and handed over a batch per message;
+- lets ExaBGP run under a uid other than root's as it is (``_drop_privileges``);
 - ``main(argv)``: install, then run ExaBGP's own main: ``python -m bgp.exabgp_ext <config>``.
 """
 
@@ -38,6 +39,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import os
 import sys
 
 from bgp import routes
@@ -99,6 +101,7 @@ try:
     from exabgp.reactor.api.response import Response
     from exabgp.bgp.message import Message
     from exabgp.reactor.api.processes import Processes
+    from exabgp.reactor.daemon import Daemon
     from exabgp.reactor.loop import Reactor
 except ImportError as _error:  # pragma: no cover - exercised only on a broken install
     raise _pin_failure(f"import failed ({_error})") from _error
@@ -148,6 +151,7 @@ def check_pin() -> None:
         "Processes._dispatch[UPDATE](self, peer, direction, update, negotiated, header, body), ._notify, ._encoder":
         callable(Processes._dispatch.get(Message.CODE.UPDATE)) and callable(getattr(Processes, "_notify", None))
         and "_encoder" in Processes.__init__.__code__.co_names + Processes.clean.__code__.co_names,
+        "Daemon.drop_privileges(self)": Daemon.drop_privileges.__code__.co_varnames[:1] == ("self",),
         "Update.unpack_message(cls, data, direction, negotiated)":
         Update.unpack_message.__func__.__code__.co_varnames[:4] == ("cls", "data", "direction", "negotiated"),
     }
@@ -503,11 +507,23 @@ def install() -> None:
     MPRNLRI.unpack = classmethod(_mp_reach_unpack)
     OutgoingRIB.updates = _grouped_updates
     exabgp_ext_api.install()
+    if Daemon.drop_privileges is not _drop_privileges:
+        Daemon.drop_privileges = _drop_privileges
     for name in COMMANDS:
         if Command.callback["text"].get(name) is not _evpn_handler:
             Command.register(name, json_support=True)(_evpn_handler)
     if Command.callback["text"].get(PING) is not _ping_handler:
         Command.register(PING, neighbor=False, json_support=True)(_ping_handler)
+
+
+_exabgp_drop_privileges = Daemon.drop_privileges
+
+
+def _drop_privileges(self) -> bool:
+    """ExaBGP's own under root (to ``daemon.user``, root's own name: bgp.speakerconf), True under any other uid:
+    nothing to drop. ExaBGP 5.0.15 still switches to the user's group when this gid is 0 (a container's arbitrary
+    uid, in the root group), which only root may do, and refuses to run when that fails: BGP never came up."""
+    return _exabgp_drop_privileges(self) if os.getuid() == 0 else True
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import http.client
 import json
 import logging
 import signal
@@ -211,7 +212,8 @@ class CanopyReader:
             try:
                 reply = self._get(urls[index], path)
             except Refused as exc:
-                if exc.status == 404:
+                if exc.status == 404:  # an answer: this node is asked first next time as well
+                    self.current = index
                     raise
                 refused = exc
                 continue
@@ -230,9 +232,10 @@ class CanopyReader:
                 raise Refused(404, f"Canopy knows no {path}") from None
             log.warning("Canopy at %s answered %s to %s", base, exc.code, path)
             raise Refused(503, f"Canopy answered {exc.code} to {path}") from None
-        except (OSError, ValueError) as exc:  # the VM reads the reason: the controller's address stays in the log
+        except (OSError, ValueError, http.client.HTTPException) as exc:  # no answer, a broken one, or no JSON
+            # the VM reads the reason: the controller's address (a TLS error names it) stays in the log
             log.warning("Canopy at %s cannot be asked: %s", base, exc)
-            raise Refused(503, f"Canopy cannot be asked ({exc}): try again") from None
+            raise Refused(503, "Canopy cannot be asked: try again") from None
 
 
 class Agent:
@@ -273,7 +276,7 @@ class Agent:
                 return resp.status, _passed(resp.headers), resp.read(MAX_REPLY)
         except urllib.error.HTTPError as exc:
             return exc.code, _passed(exc.headers), exc.read(MAX_REPLY)
-        except OSError as exc:
+        except (OSError, http.client.HTTPException) as exc:  # no answer, or no HTTP one
             log.warning("Nova's metadata API at %s cannot be reached: %s", self.settings.nova_metadata_url, exc)
             return 502, {"Content-Type": "text/plain; charset=utf-8"}, b"the metadata service cannot be reached\n"
 

@@ -111,6 +111,9 @@ class Route:
     # a write that changes only this node (its log level, its diagnostics), never the pair's data: taken on a
     # standby. By keyword only: the object routes give write, kind and action by position
     local: bool = field(default=False, kw_only=True)
+    # a read only the active can answer (the vport watch's "programmed": a standby sends no flows and does not
+    # see the active's): refused with 503 not_active elsewhere, so a client that follows a pair goes to the active
+    active: bool = field(default=False, kw_only=True)
 
     @property
     def regex(self):
@@ -246,7 +249,7 @@ class Api:
     def _dispatch(self, req):
         route, params = self._match(req)
         self._authorise(req, route)
-        if route.write and not route.local and self.ha is not None:
+        if (route.write and not route.local or route.active) and self.ha is not None:
             reason = self.ha.writable()
             if reason:
                 raise ApiError(503, "not_active", reason)

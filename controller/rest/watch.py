@@ -8,6 +8,11 @@ compiled for it is installed on its switch (confirmed by the switch's bundle com
 The cursor is an opaque number that only grows: State.version (every change of policy, switches and
 bindings) plus the count of times a switch became equal to its desired flows. A client passes the
 cursor of its last reply as ``since``; any other value (or none) answers at once.
+
+Only the active answers (``Route.active``): a standby sends no flows and reads its switches back once (when it
+becomes standby), so its ``programmed`` would stay false for every vport made since, and turn false for one whose
+flows changed (a client following a pair, networking_canopy, would mark such ports DOWN). A standby answers
+``503 not_active``, as to a write.
 """
 
 from __future__ import annotations
@@ -79,4 +84,5 @@ class VportWatch:
                      query=(("since", "the cursor of the previous reply: wait for a change after it", SEQ_SCHEMA),
                             ("wait", f"seconds to wait for a change (0 to {MAX_WAIT})",
                              {"type": "integer", "minimum": 0, "maximum": MAX_WAIT}),
-                            ("prefix", "only vports whose name starts with this")))
+                            ("prefix", "only vports whose name starts with this")),
+                     active=True)  # a standby's switches are read back once: it cannot tell what is programmed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import ssl
 import urllib.error
@@ -94,6 +95,10 @@ class CanopyClient:
             except _TryAnother as exc:
                 error = exc.error
                 continue
+            except CanopyError as exc:
+                if exc.status:  # it answered (a refusal): the next request goes to it first as well
+                    self.current = index
+                raise
             self.current = index
             return result
         raise error
@@ -110,16 +115,17 @@ class CanopyClient:
         try:
             with urllib.request.urlopen(req, timeout=timeout or self.timeout, context=self.context) as reply:
                 raw = reply.read()
+            return json.loads(raw) if raw else None
         except urllib.error.HTTPError as exc:
-            error = _error(exc.code, exc.read())
+            error = _error(exc.code, _body(exc))
             if error.status == 503 and error.code == "not_active":
                 raise _TryAnother(error) from None
             raise error from None
         except urllib.error.URLError as exc:  # before an answer could be read: refused, unreachable, TLS
             raise _TryAnother(CanopyError(0, "unreachable", f"{method} {url}: {exc.reason}")) from None
-        except (OSError, ValueError) as exc:  # sent, and the answer timed out or broke off
+        except (OSError, ValueError, http.client.HTTPException) as exc:  # sent, and the answer timed out, broke
+            # off (IncompleteRead) or was no HTTP (BadStatusLine) or no JSON
             raise CanopyError(0, "unreachable", f"{method} {url}: {exc}") from None
-        return json.loads(raw) if raw else None
 
     # one line each for what the driver does
     def get(self, path, **query):
@@ -143,6 +149,14 @@ class CanopyClient:
         if since is not None:
             query["since"] = str(since)
         return self.request("GET", "/v1/watch/vports", query=query, timeout=wait + self.timeout)
+
+
+def _body(exc: urllib.error.HTTPError) -> bytes:
+    """A refusal's body, or what of it arrived before it broke off."""
+    try:
+        return exc.read()
+    except (OSError, http.client.HTTPException) as broken:
+        return getattr(broken, "partial", b"")
 
 
 def _error(status: int, raw: bytes) -> CanopyError:

@@ -231,3 +231,33 @@ def test_every_keyed_evpn_nlri_shares_one_family_object():
     families = [nlri.family() for nlri in nlris] + [nlri.family() for nlri in nlris]
     assert all(family is families[0] for family in families)
     assert families[0].afi_safi() == (AFI.l2vpn, SAFI.evpn)
+
+
+def test_exabgp_runs_under_an_unnamed_uid_in_the_root_group_and_drops_root_as_before(monkeypatch):
+    """``podman run --user 23456``: uid 23456 (no name: daemon.user is ``nobody``, bgp.speakerconf) and gid 0.
+    ExaBGP 5.0.15 switches to the user's group whenever the gid is 0, which only root may do (the kernel's EPERM,
+    here os.setgid's), and then refuses to run; installed, a uid other than root's keeps what it runs as. Under
+    root, ExaBGP's own drop runs as before (to root's own name: nothing changes)."""
+    import os
+    import types
+
+    from exabgp.reactor.daemon import Daemon
+
+    exabgp_ext.install()
+    calls = []
+
+    def setgid(gid):
+        if os.getuid():
+            raise PermissionError(1, "Operation not permitted")
+        calls.append(("setgid", gid))
+
+    monkeypatch.setattr(os, "getuid", lambda: 23456)
+    monkeypatch.setattr(os, "getgid", lambda: 0)
+    monkeypatch.setattr(os, "setgid", setgid)
+    nobody = types.SimpleNamespace(user="nobody")
+    assert Daemon.drop_privileges(nobody) is True and calls == []  # ExaBGP's own: False (refuses to run)
+    monkeypatch.setattr(os, "getuid", lambda: 0)
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.setattr(os, "setuid", lambda uid: calls.append(("setuid", uid)))
+    assert Daemon.drop_privileges(types.SimpleNamespace(user="root")) is True
+    assert calls == [("setgid", 0), ("setuid", 0)]

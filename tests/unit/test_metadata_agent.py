@@ -272,3 +272,101 @@ def test_a_list_of_canopy_urls_names_the_bad_one(tmp_path):
                           f"canopy_url: {value}\ntoken_file: /etc/t\n")
         with pytest.raises(ma.SettingsError, match=f"agent.yaml:3: canopy_url: {reason}"):
             ma.load_settings(str(config))
+
+
+def _settings(*urls, ca_file=None):
+    return ma.AgentSettings("http://192.0.2.10:8775", "/nonexistent", tuple(urls), "/nonexistent", ca_file=ca_file,
+                            timeout=5)
+
+
+def _down_url():
+    import socket
+
+    with socket.socket() as s:  # a loopback port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+def test_a_404_from_the_other_node_makes_it_the_one_asked_first(canopy_node):
+    """A 404 is an answer: with the first node down, the second's 404 makes it the node asked first next (not the
+    down one again, which costs ``timeout`` per request when it does not refuse connections)."""
+    up, asked = canopy_node
+    read = ma.CanopyReader(_settings(_down_url(), up), "tok")
+    with pytest.raises(ma.Refused) as unknown:
+        read("/v1/vports/nothing")
+    assert unknown.value.status == 404 and read.current == 1
+
+
+@pytest.fixture
+def odd_node(tmp_path):
+    """A stand-in node on loopback that answers every connection with ``node["reply"]`` bytes then closes; with
+    ``node["tls"]`` set to a certificate it speaks TLS with it first."""
+    import socket
+    import ssl
+    import threading
+
+    node = {"reply": b"", "tls": None}
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            with conn:
+                try:
+                    if node["tls"] is not None:
+                        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+                        context.load_cert_chain(node["tls"].cert, node["tls"].key)
+                        conn = context.wrap_socket(conn, server_side=True)
+                    conn.settimeout(5)
+                    conn.recv(65536)
+                    conn.sendall(node["reply"])
+                except OSError:
+                    pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    node["url"] = f"127.0.0.1:{listener.getsockname()[1]}"
+    yield node
+    stop.set()
+    thread.join(5)
+    listener.close()
+
+
+@pytest.mark.parametrize("reply", [b"\x00 not HTTP\r\n\r\n", b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\n{x}"])
+def test_a_garbled_answer_is_a_503_for_the_vm(odd_node, reply):
+    odd_node["reply"] = reply
+    with pytest.raises(ma.Refused) as garbled:
+        ma.CanopyReader(_settings("http://" + odd_node["url"]), "tok")("/v1/here")
+    assert garbled.value.status == 503
+
+
+def test_a_tls_failure_is_a_503_that_does_not_name_the_controller(odd_node, tmp_path):
+    """The VM reads the reason: a certificate that does not name the address asked names that address in its
+    error, which goes to the log only."""
+    from tests.harness.pki import Pki
+
+    ca = Pki(tmp_path, "ca")
+    odd_node["tls"] = ca.issue("canopy-node")  # no subjectAltName for 127.0.0.1
+    odd_node["reply"] = b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n{}"
+    context = ssl_context(ca.ca_cert)
+    with pytest.raises(ma.Refused) as refused:
+        ma.CanopyReader(_settings("https://" + odd_node["url"]), "tok", context)("/v1/here")
+    assert refused.value.status == 503 and "127.0.0.1" not in refused.value.reason, refused.value.reason
+
+
+def ssl_context(ca_file):
+    import ssl
+
+    return ssl.create_default_context(cafile=str(ca_file))
+
+
+def test_a_nova_answer_that_is_no_http_is_a_502(canopy, odd_node):
+    odd_node["reply"] = b"\x00 not HTTP\r\n\r\n"
+    status, _, body = agent(canopy, "http://" + odd_node["url"]).handle("GET", "/latest/meta-data/instance-id",
+                                                                        source_address(7, None), None)
+    assert status == 502 and b"cannot be reached" in body

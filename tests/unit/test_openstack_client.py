@@ -18,10 +18,11 @@ NOT_ACTIVE = {"error": {"code": "not_active", "field": None, "reason": "this con
 
 class Node:
     """One controller node: answers reads; writes with 201, or 503 not_active while ``standby``; records requests.
-    ``silent``: reads each request and never answers (an answer that is late)."""
+    ``silent``: reads each request and never answers (an answer that is late); ``broken``: "cut" (an answer that
+    breaks off after its headers), "garbled" (no HTTP answer) or "json" (a 200 whose body is no JSON)."""
 
-    def __init__(self, standby=False, silent=False, write_status=201):
-        self.standby, self.silent, self.write_status = standby, silent, write_status
+    def __init__(self, standby=False, silent=False, write_status=201, broken=None):
+        self.standby, self.silent, self.write_status, self.broken = standby, silent, write_status, broken
         self.seen: list[tuple[str, str]] = []
         self.release = threading.Event()
         node = self
@@ -33,6 +34,12 @@ class Node:
                 node.seen.append((self.command, self.path))
                 if node.silent:
                     node.release.wait(10)
+                    return
+                if node.broken:
+                    self.wfile.write({"cut": b"HTTP/1.0 200 OK\r\nContent-Length: 100\r\n\r\n{\"id\"",
+                                      "garbled": b"\x00\x01 not HTTP\r\n\r\n",
+                                      "json": b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\n{x}"}[node.broken])
+                    self.close_connection = True
                     return
                 if self.command == "GET":
                     status, body = 200, {"items": [], "role": "standby" if node.standby else "active"}
@@ -122,6 +129,29 @@ def test_a_request_whose_answer_is_late_is_not_sent_again(nodes):
         client.create("tenants", {"name": "one"})
     assert late.value.status == 0 and late.value.code == "unreachable"
     assert a.seen == [("POST", "/v1/tenants")] and b.seen == []  # it may have been applied on a
+
+
+@pytest.mark.parametrize("broken", ["cut", "garbled", "json"])
+def test_an_answer_that_breaks_off_or_is_garbled_is_one_error_and_not_sent_again(nodes, broken):
+    """The request was sent (it may have been applied): a CanopyError, as for a late answer, not http.client's or
+    json's own exception, and the other node is not asked."""
+    a, b = nodes(broken=broken), nodes()
+    client = CanopyClient(f"{a.url},{b.url}", "tok", timeout=5)
+    with pytest.raises(CanopyError) as bad:
+        client.create("tenants", {"name": "one"})
+    assert bad.value.status == 0 and a.url in bad.value.reason
+    assert a.seen == [("POST", "/v1/tenants")] and b.seen == []
+
+
+def test_a_refusal_from_the_other_node_makes_it_the_one_asked_first(nodes):
+    """The node that answered last is asked first, whatever its answer: after a refusal from the second node
+    while the first is down, the next request does not wait for the first again (a dead node's connect timeout
+    on every request after each refusal)."""
+    b = nodes(write_status=409)
+    client = CanopyClient(f"{dead_url()},{b.url}", "tok", timeout=5)
+    with pytest.raises(CanopyError):
+        client.create("tenants", {"name": "one"})
+    assert client.base == b.url
 
 
 def test_no_node_answering_is_one_error_naming_the_last_tried():

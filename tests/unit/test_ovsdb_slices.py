@@ -404,6 +404,12 @@ def test_the_slices_grow_then_shrink_so_the_last_is_no_bigger_than_the_first(cou
     assert len(got) <= 2 * count.bit_length(), got  # a few slices, not one per 500 ports
 
 
+def test_the_slices_of_few_ports_are_whole_and_none_is_empty():
+    """The edges: no ports, no slice; up to the first slice's size, one; one port past a slice, a slice of one."""
+    assert [slices.sizes(count, 500) for count in (0, 1, 499, 500, 501, 1001)] == \
+        [[], [1], [499], [500], [500, 1], [500, 500, 1]]
+
+
 def test_planning_a_big_delete_gives_the_event_loop_turns_and_plans_the_same():
     """10,000 ports deleted took ~40 ms to plan (a 75 ms stretch of the event loop at load 12): the planner ticks
     the replica's pacer as it looks at the ports, interfaces and rows."""

@@ -122,3 +122,19 @@ def test_the_prefix_filter_and_bad_queries(ctl):
 def test_the_watch_route_is_in_the_openapi_document(ctl):
     paths = ctl.call("GET", "/v1/openapi.json")[1]["paths"]
     assert "get" in paths["/v1/watch/vports"]
+
+
+def test_only_the_active_answers_the_watch_so_a_client_following_a_pair_goes_there(ctl):
+    """A standby sends no flows and reads its switches back once, when it becomes standby: its ``programmed`` is
+    false for every vport made since (and for one whose flows changed), and the Neutron driver, which sends reads to
+    whichever node answered last, would keep ports DOWN (or mark them DOWN). It answers 503 not_active, as to a
+    write, which the driver takes as "ask the other node" (networking_canopy/client.py)."""
+    add_vport(ctl)
+    role = {"reason": "this controller (ctl-b) is the standby; send writes to the active at 10.0.0.1"}
+    ha = SimpleNamespace(writable=lambda: role["reason"])
+    ctl.api = Api(ctl.service, ctl.state, ctl.settings, extra_routes=[ctl.watch.route()], ha=ha)
+    status, body = watch(ctl, prefix="os-")
+    assert status == 503 and body["error"]["code"] == "not_active" and "10.0.0.1" in body["error"]["reason"]
+    assert ctl.call("GET", "/v1/vports")[0] == 200  # other reads: both nodes
+    role["reason"] = None  # the active
+    assert watch(ctl, prefix="os-")[1]["count"] == 1
