@@ -18,12 +18,16 @@ Open vSwitch forgets an entry that no packet looked up for ``tnl/neigh/aging`` (
 own look-up renews it: so every ``vrs.tunnel_probe_refresh_ms`` (5 min by default) each VRS probes every VTEP it
 tunnels to again (``again``), and two hypervisors quiet for longer than the ageing still keep their entries.
 
-Pure bookkeeping; the Ryu app sends (controller/app.py).
+``TunnelWarmer`` is pure bookkeeping; ``ProbeSender`` sends, from a green thread per switch (controller/app.py).
 """
 
 from __future__ import annotations
 
+import logging
+
 from openflow.floods import to_vtep
+
+log = logging.getLogger(__name__)
 
 PROBE_VNI = 0  # never a subnet's or a domain's VNI (controller/fields.py: 1..MAX_VNI)
 PROBE_MAC = "02:ca:00:00:00:00"  # locally administered; the probe's source and destination
@@ -93,18 +97,53 @@ class TunnelWarmer:
         return [(to_vtep(PROBE_VNI, ip, sw), frame) for ip in sorted(new)]
 
     def again(self, view, desired_by_session: dict, reconciler_of, pacer=None):
-        """(reconciler, actions, frame) of every probe again, for every VRS of ``view`` with desired state and a
-        reconciler (``reconciler_of(datapath id)``): the periodic refresh that keeps Open vSwitch's entries from
-        ageing out (docs/vrs.md). A generator: the caller sends each; it pauses with ``pacer`` per owner read."""
+        """(reconciler, [(actions, frame)...]) of every VRS of ``view`` with desired state and a reconciler
+        (``reconciler_of(datapath id)``): all its probes again, the periodic refresh that keeps Open vSwitch's
+        entries from ageing out (docs/vrs.md). A generator: the caller sends each switch's; it pauses with
+        ``pacer`` per owner read."""
         self.new_pass()
         for session, desired in list(desired_by_session.items()):
             sw = view.switches.get(session)
             rec = reconciler_of(sw.datapath_id) if sw is not None and sw.datapath_id is not None else None
             if rec is not None:
-                for actions, frame in self.due(sw, rec.datapath, desired, None, pacer, again=True):
-                    yield rec, actions, frame
+                probes = self.due(sw, rec.datapath, desired, None, pacer, again=True)
+                if probes:
+                    yield rec, probes
         self.new_pass()
 
     def forget(self, session: str) -> None:
         """A VRS that left: what it was probed towards no longer matters."""
         self.probed.pop(session, None)
+
+
+class ProbeSender:
+    """Sends each switch's probes from a green thread of its own (``spawn``), in turn, while ``may_send()`` (the
+    active controller). Ryu queues 16 messages per OpenFlow connection and then blocks whoever sends more until the
+    switch reads: a switch slow to read (ovs-vswitchd busy or stopped) must hold up neither the programming pass nor
+    the OpenFlow events (controller/app.py sends from both) nor the other switches' probes. Probes due while a
+    switch's sender waits join its queue, once per VTEP: a queue never holds more than the VTEPs it tunnels to."""
+
+    def __init__(self, spawn, may_send):
+        self._spawn, self._may_send = spawn, may_send
+        self.queued: dict = {}  # reconciler -> {actions: frame} not sent yet, while its sender runs
+
+    def send(self, rec, probes) -> None:
+        """Queue ``probes`` ((actions, frame) packet-outs) for reconciler ``rec``'s switch; never blocks."""
+        if not probes:
+            return
+        queued = self.queued.get(rec)
+        if queued is None:
+            queued = self.queued[rec] = {}
+            self._spawn(self._run, rec, queued)
+        queued.update(probes)
+
+    def _run(self, rec, queued) -> None:
+        try:
+            while queued and self._may_send():
+                actions = next(iter(queued))
+                rec.packet_out(actions, queued.pop(actions))
+        except Exception:  # a connection that closed meanwhile: the next connection probes again
+            log.debug("tunnel probe not sent", exc_info=True)
+        finally:
+            if self.queued.get(rec) is queued:
+                del self.queued[rec]

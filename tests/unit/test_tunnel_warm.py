@@ -6,9 +6,12 @@ import random
 from dataclasses import replace
 from types import SimpleNamespace
 
+from ryu.lib import hub
+
+from controller.app import CanopyApp
 from openflow.floods import to_vtep
 from openflow.flows import Owner
-from openflow.tunnel_warm import PROBE_ETHERTYPE, PROBE_VNI, TunnelWarmer, probe_frame
+from openflow.tunnel_warm import PROBE_ETHERTYPE, PROBE_VNI, ProbeSender, TunnelWarmer, probe_frame
 from tests.unit.oracle_world import World
 
 HV1 = "ovsdb:hv1"
@@ -97,8 +100,8 @@ def test_the_refresh_probes_every_vtep_again_and_drops_those_no_longer_tunnelled
     probes(world, warmer, rec1.datapath, whole=True)
 
     def refreshed():
-        return [targets([(actions, frame)])[0] for rec, actions, frame in
-                warmer.again(world.prog.view, world.prog.desired, recs.get) if rec is rec1]
+        return [ip for rec, out in warmer.again(world.prog.view, world.prog.desired, recs.get) if rec is rec1
+                for ip in targets(out)]
 
     assert refreshed() == [IPS["hv2"], IPS["hv3"]]  # probed before, and probed again: the entries age otherwise
     assert refreshed() == [IPS["hv2"], IPS["hv3"]]
@@ -108,3 +111,64 @@ def test_the_refresh_probes_every_vtep_again_and_drops_those_no_longer_tunnelled
     assert refreshed() == [IPS["hv2"]]
     assert warmer.probed[HV1][1] == {IPS["hv2"]}
     assert warmer._read == {}  # the flow sets read are not kept after the round
+
+
+class Switch:
+    """A reconciler's packet-out as the app calls it: records, and blocks while ``stuck`` (a switch slow to read:
+    Ryu blocks the sender once 16 messages wait on its connection)."""
+
+    def __init__(self, stuck=False):
+        self.sent, self.gate = [], hub.Event()
+        if not stuck:
+            self.gate.set()
+
+    def packet_out(self, actions, frame):
+        self.gate.wait()
+        self.sent.append(actions)
+
+
+def settle(turns=20):
+    for _ in range(turns):
+        hub.sleep(0)
+
+
+def probes_to(*ips):
+    sw = SimpleNamespace(tunnel_ofport=1)
+    return [(to_vtep(PROBE_VNI, ip, sw), probe_frame()) for ip in ips]
+
+
+def test_a_switch_slow_to_read_holds_up_neither_the_caller_nor_the_other_switches_and_its_queue_stays_bounded():
+    spawned = []
+    sender = ProbeSender(lambda *a: spawned.append(hub.spawn(*a)), lambda: True)
+    stuck, fine = Switch(stuck=True), Switch()
+    sender.send(stuck, probes_to(IPS["hv2"], IPS["hv3"]))
+    sender.send(fine, probes_to(IPS["hv1"]))
+    assert stuck.sent == fine.sent == []  # nothing sent on the caller's green thread
+    settle()
+    assert fine.sent == [probes_to(IPS["hv1"])[0][0]] and stuck.sent == []
+    for _ in range(3):  # every refresh round again while it does not read
+        sender.send(stuck, probes_to(IPS["hv2"], IPS["hv3"], IPS["hv4"]))
+    assert len(spawned) == 2 and len(sender.queued[stuck]) == 3  # one sender, at most one probe queued per VTEP
+    stuck.gate.set()
+    settle()
+    assert sorted(targets([(a, b"") for a in stuck.sent])) == [IPS["hv2"], IPS["hv2"], IPS["hv3"], IPS["hv4"]]
+    assert sender.queued == {}
+
+
+def test_probes_go_from_a_green_thread_of_their_own_and_only_from_the_active_controller():
+    """The programming pass (and the OpenFlow event that adopts a switch) hand probes over, never wait for a switch
+    to read them (controller/app.py ``_warm_tunnels``); a standby neither sends nor counts a VTEP probed."""
+    world = three_hosts()
+    rec = Switch()
+    rec.datapath = object()
+    glue = SimpleNamespace(pair=SimpleNamespace(role="standby"), tunnels=TunnelWarmer(), programmer=world.prog,
+                           probes=ProbeSender(hub.spawn, lambda: glue.pair.role == "active"))
+    sw, desired = world.prog.view.switches[HV1], world.prog.desired[HV1]
+    CanopyApp._warm_tunnels(glue, rec, sw, desired, None)
+    settle()
+    assert rec.sent == [] and glue.tunnels.probed == {}
+    glue.pair.role = "active"
+    CanopyApp._warm_tunnels(glue, rec, sw, desired, None)
+    assert rec.sent == []  # handed over: the caller goes on
+    settle()
+    assert targets([(a, b"") for a in rec.sent]) == [IPS["hv2"], IPS["hv3"]]
