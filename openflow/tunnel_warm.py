@@ -100,7 +100,8 @@ class TunnelWarmer:
         """(reconciler, [(actions, frame)...]) of every VRS of ``view`` with desired state and a reconciler
         (``reconciler_of(datapath id)``): all its probes again, the periodic refresh that keeps Open vSwitch's
         entries from ageing out (docs/vrs.md). A generator: the caller sends each switch's; it pauses with
-        ``pacer`` per owner read."""
+        ``pacer`` per owner read. At its end, the switches no longer in ``desired_by_session`` are forgotten (one
+        that left during the round's pauses was forgotten by the programming pass, then counted here again)."""
         self.new_pass()
         for session, desired in list(desired_by_session.items()):
             sw = view.switches.get(session)
@@ -109,6 +110,8 @@ class TunnelWarmer:
                 probes = self.due(sw, rec.datapath, desired, None, pacer, again=True)
                 if probes:
                     yield rec, probes
+        for session in self.probed.keys() - desired_by_session.keys():
+            del self.probed[session]
         self.new_pass()
 
     def forget(self, session: str) -> None:

@@ -172,3 +172,12 @@ def test_probes_go_from_a_green_thread_of_their_own_and_only_from_the_active_con
     assert rec.sent == []  # handed over: the caller goes on
     settle()
     assert targets([(a, b"") for a in rec.sent]) == [IPS["hv2"], IPS["hv3"]]
+
+
+def test_a_refresh_round_forgets_a_switch_that_left_during_it():
+    world, warmer = three_hosts(), TunnelWarmer()
+    view = world.prog.view
+    recs = {sw.datapath_id: SimpleNamespace(datapath=object()) for sw in view.switches.values()}
+    warmer.probed["ovsdb:gone"] = ((object(), 1), {IPS["hv2"]})  # re-counted by a round after it was forgotten
+    assert list(warmer.again(view, world.prog.desired, recs.get))
+    assert set(warmer.probed) == set(world.prog.desired) - {"ovsdb:gone"}
