@@ -11,7 +11,9 @@ from ryu.lib import hub
 from controller.app import CanopyApp
 from openflow.floods import to_vtep
 from openflow.flows import Owner
-from openflow.tunnel_warm import PROBE_ETHERTYPE, PROBE_VNI, ProbeSender, TunnelWarmer, probe_frame
+from openflow.pipeline import CLASSIFY
+from openflow.trace import walk
+from openflow.tunnel_warm import PROBE_ETHERTYPE, PROBE_MAC, PROBE_VNI, ProbeSender, TunnelWarmer, probe_frame
 from tests.unit.oracle_world import World
 
 HV1 = "ovsdb:hv1"
@@ -111,6 +113,29 @@ def test_the_refresh_probes_every_vtep_again_and_drops_those_no_longer_tunnelled
     assert refreshed() == [IPS["hv2"]]
     assert warmer.probed[HV1][1] == {IPS["hv2"]}
     assert warmer._read == {}  # the flow sets read are not kept after the round
+
+
+def test_a_vrs_drops_a_probe_that_reaches_it_whatever_its_world():
+    """The far end of a probe: VNI 0 arriving on a VRS's VXLAN port ends in its classify table's drop, in worlds
+    with subnets, domains, hardware VTEPs, EVPN routes and external networks (tests/unit/oracle_world.py)."""
+    tunnelled = 0
+    for seed in range(5):
+        world = World(random.Random(seed))
+        for _ in range(150):
+            world.step()
+        world.prog.refresh(full=True)
+        for session, desired in world.prog.desired.items():
+            sw = world.prog.view.switches.get(session)
+            if sw is None or not sw.tunnel_ofport:
+                continue
+            packet = {"in_port": sw.tunnel_ofport, "tunnel_id": PROBE_VNI, "tun_ipv4_src": IPS["hv2"],
+                      "eth_src": PROBE_MAC, "eth_dst": PROBE_MAC, "eth_type": PROBE_ETHERTYPE}
+            trace = walk([f for flows in desired.flows.values() for f in flows], desired.all_groups(), packet,
+                         sw.tunnel_ofport)
+            assert [e.kind for e in trace.exits] == ["drop"], trace.exits
+            assert [(s.table, s.priority) for s in trace.steps] == [(CLASSIFY, 0)], trace.steps  # its default
+            tunnelled += any(dict(f.match).get("tunnel_id") for flows in desired.flows.values() for f in flows)
+    assert tunnelled >= 6  # switches that take in VNIs from their tunnel port
 
 
 class Switch:
