@@ -9,6 +9,7 @@ from types import SimpleNamespace
 from ryu.lib import hub
 
 from controller.app import CanopyApp
+from controller.pacer import Pacer
 from openflow.floods import to_vtep
 from openflow.flows import Owner
 from openflow.pipeline import CLASSIFY
@@ -206,3 +207,15 @@ def test_a_refresh_round_forgets_a_switch_that_left_during_it():
     warmer.probed["ovsdb:gone"] = ((object(), 1), {IPS["hv2"]})  # re-counted by a round after it was forgotten
     assert list(warmer.again(view, world.prog.desired, recs.get))
     assert set(warmer.probed) == set(world.prog.desired) - {"ovsdb:gone"}
+
+
+def test_a_pass_reads_only_the_owners_it_changed():
+    """The work per programming pass follows the change: one owner changed, one owner's flows read (the pacer ticks
+    once per owner read), not every owner of the switch."""
+    world, warmer, conn = three_hosts(), TunnelWarmer(), object()
+    reads = Pacer(lambda: None, every=1)
+    desired, sw = world.prog.desired[HV1], world.prog.view.switches[HV1]
+    assert warmer.due(sw, conn, desired, None, reads) and reads.pauses == len(desired.flows.keys() | desired.groups.keys())
+    assert len(desired.flows) > 5
+    reads.pauses = 0
+    assert warmer.due(sw, conn, desired, {Owner("switch", HV1)}, reads) == [] and reads.pauses == 1
