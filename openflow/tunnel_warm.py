@@ -23,6 +23,7 @@ tunnels to again (``again``), and two hypervisors quiet for longer than the agei
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 
 from openflow.floods import to_vtep
@@ -30,14 +31,26 @@ from openflow.floods import to_vtep
 log = logging.getLogger(__name__)
 
 PROBE_VNI = 0  # never a subnet's or a domain's VNI (controller/fields.py: 1..MAX_VNI)
-PROBE_MAC = "02:ca:00:00:00:00"  # locally administered; the probe's source and destination
+PROBE_OUI = b"\x02\xca"  # locally administered: a probe's source and destination MAC, then its VRS's VTEP IPv4
 PROBE_ETHERTYPE = 0x88B5  # IEEE 802 local experimental: nothing on the way acts on it
 TUNNEL_DST = "tun_ipv4_dst"
 
 
-def probe_frame() -> bytes:
-    """The probe's Ethernet frame (60 bytes, zero payload)."""
-    mac = bytes.fromhex(PROBE_MAC.replace(":", ""))
+def probe_mac(vtep_ip: str | None) -> bytes:
+    """The MAC a probe from the VRS whose VTEP address is ``vtep_ip`` carries as source and destination: one per VRS.
+    A hardware VTEP built on Open vSwitch (ovs-vtep) takes VNI 0 in on a bridge of its own that switches by MAC
+    (action NORMAL) between its tunnels to every hypervisor: it learns the MAC on the tunnel the probe came in by
+    and, the destination being that MAC, sends it nowhere. With one MAC for all, it learned it from one hypervisor
+    and sent the others' probes on to that one (tests/integration/test_tunnel_probe_far_end.py)."""
+    try:
+        return PROBE_OUI + ipaddress.IPv4Address(vtep_ip).packed
+    except ValueError:  # no VTEP address (yet): a MAC of its own all the same
+        return PROBE_OUI + bytes(4)
+
+
+def probe_frame(vtep_ip: str | None) -> bytes:
+    """The Ethernet frame of a probe from the VRS whose VTEP address is ``vtep_ip`` (60 bytes, zero payload)."""
+    mac = probe_mac(vtep_ip)
     return (mac + mac + PROBE_ETHERTYPE.to_bytes(2, "big")).ljust(60, b"\0")
 
 
@@ -93,7 +106,7 @@ class TunnelWarmer:
         owners = desired.flows.keys() | desired.groups.keys() if changed is None else changed
         new = self.tunnel_ips(desired, owners, pacer) - known[1] - {sw.vtep_ip, None}
         known[1].update(new)
-        frame = probe_frame()
+        frame = probe_frame(sw.vtep_ip)
         return [(to_vtep(PROBE_VNI, ip, sw), frame) for ip in sorted(new)]
 
     def again(self, view, desired_by_session: dict, reconciler_of, pacer=None):

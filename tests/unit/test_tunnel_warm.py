@@ -14,7 +14,7 @@ from openflow.floods import to_vtep
 from openflow.flows import Owner
 from openflow.pipeline import CLASSIFY
 from openflow.trace import walk
-from openflow.tunnel_warm import PROBE_ETHERTYPE, PROBE_MAC, PROBE_VNI, ProbeSender, TunnelWarmer, probe_frame
+from openflow.tunnel_warm import PROBE_ETHERTYPE, PROBE_VNI, ProbeSender, TunnelWarmer, probe_frame
 from tests.unit.oracle_world import World
 
 HV1 = "ovsdb:hv1"
@@ -55,10 +55,13 @@ def test_a_switch_probes_every_vtep_it_tunnels_to_bridged_or_routed_and_never_it
                if a[:2] == ("set", "tun_ipv4_dst")}
     assert flooded == {IPS["hv2"]}  # hv3 shares no subnet with hv1: only the domain's routes name it
     out = probes(world, warmer, conn, whole=True)
-    assert out == [(to_vtep(PROBE_VNI, ip, sw), probe_frame()) for ip in (IPS["hv2"], IPS["hv3"])]
+    assert out == [(to_vtep(PROBE_VNI, ip, sw), probe_frame(IPS["hv1"])) for ip in (IPS["hv2"], IPS["hv3"])]
     assert to_vtep(PROBE_VNI, IPS["hv2"], sw)[-1] == ("output", 1)  # out of the switch's VXLAN port
-    frame = probe_frame()
+    frame = probe_frame(IPS["hv1"])
     assert len(frame) == 60 and int.from_bytes(frame[12:14], "big") == PROBE_ETHERTYPE
+    # source and destination: a MAC of this VRS's own (a hardware VTEP switching VNI 0 by MAC sends it nowhere)
+    assert frame[:6] == frame[6:12] == bytes.fromhex("02ca0afb0001") != probe_frame(IPS["hv2"])[:6]
+    assert probe_frame(None)[:6] == bytes.fromhex("02ca00000000")
 
 
 def test_only_a_vtep_new_to_the_switch_is_probed_and_only_once():
@@ -130,7 +133,7 @@ def test_a_vrs_drops_a_probe_that_reaches_it_whatever_its_world():
             if sw is None or not sw.tunnel_ofport:
                 continue
             packet = {"in_port": sw.tunnel_ofport, "tunnel_id": PROBE_VNI, "tun_ipv4_src": IPS["hv2"],
-                      "eth_src": PROBE_MAC, "eth_dst": PROBE_MAC, "eth_type": PROBE_ETHERTYPE}
+                      "eth_src": "02:ca:0a:fb:00:02", "eth_dst": "02:ca:0a:fb:00:02", "eth_type": PROBE_ETHERTYPE}
             trace = walk([f for flows in desired.flows.values() for f in flows], desired.all_groups(), packet,
                          sw.tunnel_ofport)
             assert [e.kind for e in trace.exits] == ["drop"], trace.exits
@@ -160,7 +163,7 @@ def settle(turns=20):
 
 def probes_to(*ips):
     sw = SimpleNamespace(tunnel_ofport=1)
-    return [(to_vtep(PROBE_VNI, ip, sw), probe_frame()) for ip in ips]
+    return [(to_vtep(PROBE_VNI, ip, sw), probe_frame(None)) for ip in ips]
 
 
 def test_a_switch_slow_to_read_holds_up_neither_the_caller_nor_the_other_switches_and_its_queue_stays_bounded():
