@@ -248,10 +248,10 @@ class CanopyApp(RyuApp):
             return  # the start-up hold: nothing is written anywhere yet
         if not self._published:  # first: ExaBGP works on the routes while the reconcilers send the flows
             self._publish_routes()
-        self.tunnels.new_pass()
-        for session in touched:
-            self._push(session)
-            hub.sleep(0)  # a turn for echo replies, heartbeats and REST between switches
+        with self.tunnels.reading():  # the tunnel probes read a flow set shared by switches once per pass
+            for session in touched:
+                self._push(session)
+                hub.sleep(0)  # a turn for echo replies, heartbeats and REST between switches
         self._announce_floating_ips()
         self._push_vteps()
         self.hold.remember(*self._reported())

@@ -23,6 +23,7 @@ tunnels to again (``again``), and two hypervisors quiet for longer than the agei
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
 
@@ -63,25 +64,34 @@ class TunnelWarmer:
 
     def __init__(self):
         self.probed: dict[str, tuple[tuple, set[str]]] = {}  # session -> ((connection, VXLAN port), VTEP addresses)
-        # id(flow set) -> (that flow set, the VTEPs its flows send to): an owner's flows compiled once are the same
-        # set object in every switch's desired state (openflow/compiler.py Shared), so 5,000 vports are read once
-        # per pass, not once per switch; emptied by ``new_pass``
-        self._read: dict[int, tuple[frozenset, frozenset]] = {}
+        # while ``reading``: id(flow set) -> (that flow set, the VTEPs its flows send to): an owner's flows compiled
+        # once are the same set object in every switch's desired state (openflow/compiler.py Shared), so 5,000
+        # vports are read once per pass, not once per switch
+        self._read: dict[int, tuple[frozenset, frozenset]] | None = None
 
-    def new_pass(self) -> None:
-        """A programming pass begins: the flow sets read in earlier ones need not be kept."""
+    @contextlib.contextmanager
+    def reading(self):
+        """A programming pass or a refresh round: a flow set several switches share is read once within it, and no
+        flow set is kept after it. Kept, the flow sets of 10,000 owners withdrawn by the next pass would be freed
+        at once when dropped here, not paced as the programmer frees them (controller/pacer.py ``release``).
+        Overlapping (a refresh round pausing while a pass runs): the first to end stops the sharing, nothing else."""
         self._read = {}
+        try:
+            yield
+        finally:
+            self._read = None
 
     def tunnel_ips(self, desired, owners, pacer=None) -> set[str]:
         """The VTEP addresses the flows and groups of ``owners`` in ``desired`` (openflow.compiler.Desired) send
         to; ``pacer`` ticks once per owner."""
         out: set[str] = set()
+        shared = self._read if self._read is not None else {}
         for owner in owners:
             flows = desired.flows.get(owner)
             if flows:
-                read = self._read.get(id(flows))
+                read = shared.get(id(flows))
                 if read is None or read[0] is not flows:
-                    read = self._read[id(flows)] = (flows, frozenset(ip for f in flows for ip in _targets(f.actions)))
+                    read = shared[id(flows)] = (flows, frozenset(ip for f in flows for ip in _targets(f.actions)))
                 out |= read[1]
             for group in desired.groups.get(owner, ()):
                 for bucket in group.buckets:
@@ -115,17 +125,16 @@ class TunnelWarmer:
         entries from ageing out (docs/vrs.md). A generator: the caller sends each switch's; it pauses with
         ``pacer`` per owner read. At its end, the switches no longer in ``desired_by_session`` are forgotten (one
         that left during the round's pauses was forgotten by the programming pass, then counted here again)."""
-        self.new_pass()
-        for session, desired in list(desired_by_session.items()):
-            sw = view.switches.get(session)
-            rec = reconciler_of(sw.datapath_id) if sw is not None and sw.datapath_id is not None else None
-            if rec is not None:
-                probes = self.due(sw, rec.datapath, desired, None, pacer, again=True)
-                if probes:
-                    yield rec, probes
+        with self.reading():
+            for session, desired in list(desired_by_session.items()):
+                sw = view.switches.get(session)
+                rec = reconciler_of(sw.datapath_id) if sw is not None and sw.datapath_id is not None else None
+                if rec is not None:
+                    probes = self.due(sw, rec.datapath, desired, None, pacer, again=True)
+                    if probes:
+                        yield rec, probes
         for session in self.probed.keys() - desired_by_session.keys():
             del self.probed[session]
-        self.new_pass()
 
     def forget(self, session: str) -> None:
         """A VRS that left: what it was probed towards no longer matters."""

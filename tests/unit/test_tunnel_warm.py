@@ -3,6 +3,7 @@ or routed, once per OpenFlow connection and VXLAN port, and again only for VTEPs
 first ping between two hypervisors) is tests/integration/test_first_ping.py."""
 
 import random
+import weakref
 from dataclasses import replace
 from types import SimpleNamespace
 
@@ -116,7 +117,7 @@ def test_the_refresh_probes_every_vtep_again_and_drops_those_no_longer_tunnelled
     world.prog.refresh()
     assert refreshed() == [IPS["hv2"]]
     assert warmer.probed[HV1][1] == {IPS["hv2"]}
-    assert warmer._read == {}  # the flow sets read are not kept after the round
+    assert warmer._read is None  # the flow sets read are not kept after the round
 
 
 def test_a_vrs_drops_a_probe_that_reaches_it_whatever_its_world():
@@ -222,3 +223,23 @@ def test_a_pass_reads_only_the_owners_it_changed():
     assert len(desired.flows) > 5
     reads.pauses = 0
     assert warmer.due(sw, conn, desired, {Owner("switch", HV1)}, reads) == [] and reads.pauses == 1
+
+
+class Tracked(frozenset):
+    """A flow set whose end a weak reference sees."""
+
+
+def test_no_flow_set_is_kept_after_a_pass_or_outside_one():
+    """The programmer frees the flow sets it no longer needs paced (controller/pacer.py release): the warmer must
+    not hold the last reference to them, to be dropped all at once later."""
+    world, warmer = three_hosts(), TunnelWarmer()
+    desired, sw = world.prog.desired[HV1], world.prog.view.switches[HV1]
+    flows = desired.flows[Owner("switch", HV1)] = Tracked(desired.flows[Owner("switch", HV1)])
+    gone = weakref.ref(flows)
+    del flows
+    warmer.due(sw, object(), desired, None)  # the OpenFlow event adopting a switch: outside any pass
+    with warmer.reading():
+        warmer.due(sw, object(), desired, None)
+        assert warmer._read  # shared within the pass
+    desired.flows.pop(Owner("switch", HV1))
+    assert gone() is None
