@@ -52,7 +52,7 @@ from openflow import claims, external
 from openflow.flows import owner_kind_of
 from openflow.gateway_arp import GatewayResolver, request_actions, request_frame
 from openflow.gateway_garp import GatewayAnnouncer
-from openflow.tunnel_warm import TunnelWarmer
+from openflow.tunnel_warm import ProbeSender, TunnelWarmer
 from openflow.dhcp_service import DhcpService
 from openflow.encode import role_name
 from openflow.reconciler import REPLY_EVENTS, SwitchReconciler
@@ -90,6 +90,7 @@ class CanopyApp(RyuApp):
         self.garp = external.Announcer()  # floating IPs announced by gratuitous ARP (openflow/external.py)
         self.gateway_garp = GatewayAnnouncer()  # gateway MACs told to VMs (openflow/gateway_garp.py)
         self.tunnels = TunnelWarmer()  # VTEPs each VRS resolves before a VM needs them (openflow/tunnel_warm.py)
+        self.probes = ProbeSender(hub.spawn, lambda: self.pair is None or self.pair.role == "active")
         self.gateway_arp = GatewayResolver(settings.gateway_arp_refresh, settings.gateway_arp_timeout)
         limits = settings.limits
         self.ovsdb = OvsdbManagerServer(settings.ovsdb_listen, settings.ovsdb_port, self.state,
@@ -247,10 +248,10 @@ class CanopyApp(RyuApp):
             return  # the start-up hold: nothing is written anywhere yet
         if not self._published:  # first: ExaBGP works on the routes while the reconcilers send the flows
             self._publish_routes()
-        self.tunnels.new_pass()
-        for session in touched:
-            self._push(session)
-            hub.sleep(0)  # a turn for echo replies, heartbeats and REST between switches
+        with self.tunnels.reading():  # the tunnel probes read a flow set shared by switches once per pass
+            for session in touched:
+                self._push(session)
+                hub.sleep(0)  # a turn for echo replies, heartbeats and REST between switches
         self._announce_floating_ips()
         self._push_vteps()
         self.hold.remember(*self._reported())
@@ -336,15 +337,9 @@ class CanopyApp(RyuApp):
     def _warm_tunnels(self, rec, sw, desired, changed):
         """A probe through the VXLAN port towards each VTEP this switch tunnels to for the first time on this
         connection, so that Open vSwitch resolves its address before a VM's packet needs it
-        (openflow/tunnel_warm.py); the active controller only."""
-        if self.pair is not None and self.pair.role != "active":
-            return
-        for actions, frame in self.tunnels.due(sw, rec.datapath, desired, changed, self.programmer.pacer):
-            try:
-                rec.packet_out(actions, frame)
-            except Exception:  # a connection that closed meanwhile: the next connection probes again
-                log.debug("tunnel probe from %s not sent", sw.session, exc_info=True)
-                return
+        (openflow/tunnel_warm.py); the active controller only. Sent from a green thread of the switch's own."""
+        if self.pair is None or self.pair.role == "active":
+            self.probes.send(rec, self.tunnels.due(sw, rec.datapath, desired, changed, self.programmer.pacer))
 
     def _refresh_tunnel_probes(self):
         """Every VRS probes every VTEP it tunnels to again each ``vrs.tunnel_probe_refresh_ms``, so that Open vSwitch's
@@ -352,14 +347,17 @@ class CanopyApp(RyuApp):
         start-up hold. The thread never ends."""
         while True:
             hub.sleep(self.settings.tunnel_probe_refresh)
-            if self.hold.holding or (self.pair is not None and self.pair.role != "active"):
-                continue
-            try:
-                for rec, actions, frame in self.tunnels.again(self.programmer.view, self.programmer.desired,
-                                                              self.reconcilers.get, self.programmer.pacer):
-                    rec.packet_out(actions, frame)
-            except Exception:  # a bug, or a switch that went away meanwhile: the next round probes again
-                log.exception("refreshing the tunnel probes failed")
+            self._probe_tunnels_again()
+
+    def _probe_tunnels_again(self):
+        if self.hold.holding or (self.pair is not None and self.pair.role != "active"):
+            return
+        try:
+            for rec, probes in self.tunnels.again(self.programmer.view, self.programmer.desired,
+                                                  self.reconcilers.get, self.programmer.pacer):
+                self.probes.send(rec, probes)
+        except Exception:  # a bug: the next round probes again
+            log.exception("refreshing the tunnel probes failed")
 
     def _announce_floating_ips(self):
         """Gratuitous ARP from the VRS where a floating IP became active (openflow/external.py), a few times:

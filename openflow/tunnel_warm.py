@@ -18,22 +18,40 @@ Open vSwitch forgets an entry that no packet looked up for ``tnl/neigh/aging`` (
 own look-up renews it: so every ``vrs.tunnel_probe_refresh_ms`` (5 min by default) each VRS probes every VTEP it
 tunnels to again (``again``), and two hypervisors quiet for longer than the ageing still keep their entries.
 
-Pure bookkeeping; the Ryu app sends (controller/app.py).
+``TunnelWarmer`` is pure bookkeeping; ``ProbeSender`` sends, from a green thread per switch (controller/app.py).
 """
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
+import logging
+
 from openflow.floods import to_vtep
 
+log = logging.getLogger(__name__)
+
 PROBE_VNI = 0  # never a subnet's or a domain's VNI (controller/fields.py: 1..MAX_VNI)
-PROBE_MAC = "02:ca:00:00:00:00"  # locally administered; the probe's source and destination
+PROBE_OUI = b"\x02\xca"  # locally administered: a probe's source and destination MAC, then its VRS's VTEP IPv4
 PROBE_ETHERTYPE = 0x88B5  # IEEE 802 local experimental: nothing on the way acts on it
 TUNNEL_DST = "tun_ipv4_dst"
 
 
-def probe_frame() -> bytes:
-    """The probe's Ethernet frame (60 bytes, zero payload)."""
-    mac = bytes.fromhex(PROBE_MAC.replace(":", ""))
+def probe_mac(vtep_ip: str | None) -> bytes:
+    """The MAC a probe from the VRS whose VTEP address is ``vtep_ip`` carries as source and destination: one per VRS.
+    A hardware VTEP built on Open vSwitch (ovs-vtep) takes VNI 0 in on a bridge of its own that switches by MAC
+    (action NORMAL) between its tunnels to every hypervisor: it learns the MAC on the tunnel the probe came in by
+    and, the destination being that MAC, sends it nowhere. With one MAC for all, it learned it from one hypervisor
+    and sent the others' probes on to that one (tests/integration/test_tunnel_probe_far_end.py)."""
+    try:
+        return PROBE_OUI + ipaddress.IPv4Address(vtep_ip).packed
+    except ValueError:  # no VTEP address (yet): a MAC of its own all the same
+        return PROBE_OUI + bytes(4)
+
+
+def probe_frame(vtep_ip: str | None) -> bytes:
+    """The Ethernet frame of a probe from the VRS whose VTEP address is ``vtep_ip`` (60 bytes, zero payload)."""
+    mac = probe_mac(vtep_ip)
     return (mac + mac + PROBE_ETHERTYPE.to_bytes(2, "big")).ljust(60, b"\0")
 
 
@@ -46,25 +64,34 @@ class TunnelWarmer:
 
     def __init__(self):
         self.probed: dict[str, tuple[tuple, set[str]]] = {}  # session -> ((connection, VXLAN port), VTEP addresses)
-        # id(flow set) -> (that flow set, the VTEPs its flows send to): an owner's flows compiled once are the same
-        # set object in every switch's desired state (openflow/compiler.py Shared), so 5,000 vports are read once
-        # per pass, not once per switch; emptied by ``new_pass``
-        self._read: dict[int, tuple[frozenset, frozenset]] = {}
+        # while ``reading``: id(flow set) -> (that flow set, the VTEPs its flows send to): an owner's flows compiled
+        # once are the same set object in every switch's desired state (openflow/compiler.py Shared), so 5,000
+        # vports are read once per pass, not once per switch
+        self._read: dict[int, tuple[frozenset, frozenset]] | None = None
 
-    def new_pass(self) -> None:
-        """A programming pass begins: the flow sets read in earlier ones need not be kept."""
+    @contextlib.contextmanager
+    def reading(self):
+        """A programming pass or a refresh round: a flow set several switches share is read once within it, and no
+        flow set is kept after it. Kept, the flow sets of 10,000 owners withdrawn by the next pass would be freed
+        at once when dropped here, not paced as the programmer frees them (controller/pacer.py ``release``).
+        Overlapping (a refresh round pausing while a pass runs): the first to end stops the sharing, nothing else."""
         self._read = {}
+        try:
+            yield
+        finally:
+            self._read = None
 
     def tunnel_ips(self, desired, owners, pacer=None) -> set[str]:
         """The VTEP addresses the flows and groups of ``owners`` in ``desired`` (openflow.compiler.Desired) send
         to; ``pacer`` ticks once per owner."""
         out: set[str] = set()
+        shared = self._read if self._read is not None else {}
         for owner in owners:
             flows = desired.flows.get(owner)
             if flows:
-                read = self._read.get(id(flows))
+                read = shared.get(id(flows))
                 if read is None or read[0] is not flows:
-                    read = self._read[id(flows)] = (flows, frozenset(ip for f in flows for ip in _targets(f.actions)))
+                    read = shared[id(flows)] = (flows, frozenset(ip for f in flows for ip in _targets(f.actions)))
                 out |= read[1]
             for group in desired.groups.get(owner, ()):
                 for bucket in group.buckets:
@@ -89,22 +116,59 @@ class TunnelWarmer:
         owners = desired.flows.keys() | desired.groups.keys() if changed is None else changed
         new = self.tunnel_ips(desired, owners, pacer) - known[1] - {sw.vtep_ip, None}
         known[1].update(new)
-        frame = probe_frame()
+        frame = probe_frame(sw.vtep_ip)
         return [(to_vtep(PROBE_VNI, ip, sw), frame) for ip in sorted(new)]
 
     def again(self, view, desired_by_session: dict, reconciler_of, pacer=None):
-        """(reconciler, actions, frame) of every probe again, for every VRS of ``view`` with desired state and a
-        reconciler (``reconciler_of(datapath id)``): the periodic refresh that keeps Open vSwitch's entries from
-        ageing out (docs/vrs.md). A generator: the caller sends each; it pauses with ``pacer`` per owner read."""
-        self.new_pass()
-        for session, desired in list(desired_by_session.items()):
-            sw = view.switches.get(session)
-            rec = reconciler_of(sw.datapath_id) if sw is not None and sw.datapath_id is not None else None
-            if rec is not None:
-                for actions, frame in self.due(sw, rec.datapath, desired, None, pacer, again=True):
-                    yield rec, actions, frame
-        self.new_pass()
+        """(reconciler, [(actions, frame)...]) of every VRS of ``view`` with desired state and a reconciler
+        (``reconciler_of(datapath id)``): all its probes again, the periodic refresh that keeps Open vSwitch's
+        entries from ageing out (docs/vrs.md). A generator: the caller sends each switch's; it pauses with
+        ``pacer`` per owner read. At its end, the switches no longer in ``desired_by_session`` are forgotten (one
+        that left during the round's pauses was forgotten by the programming pass, then counted here again)."""
+        with self.reading():
+            for session, desired in list(desired_by_session.items()):
+                sw = view.switches.get(session)
+                rec = reconciler_of(sw.datapath_id) if sw is not None and sw.datapath_id is not None else None
+                if rec is not None:
+                    probes = self.due(sw, rec.datapath, desired, None, pacer, again=True)
+                    if probes:
+                        yield rec, probes
+        for session in self.probed.keys() - desired_by_session.keys():
+            del self.probed[session]
 
     def forget(self, session: str) -> None:
         """A VRS that left: what it was probed towards no longer matters."""
         self.probed.pop(session, None)
+
+
+class ProbeSender:
+    """Sends each switch's probes from a green thread of its own (``spawn``), in turn, while ``may_send()`` (the
+    active controller). Ryu queues 16 messages per OpenFlow connection and then blocks whoever sends more until the
+    switch reads: a switch slow to read (ovs-vswitchd busy or stopped) must hold up neither the programming pass nor
+    the OpenFlow events (controller/app.py sends from both) nor the other switches' probes. Probes due while a
+    switch's sender waits join its queue, once per VTEP: a queue never holds more than the VTEPs it tunnels to."""
+
+    def __init__(self, spawn, may_send):
+        self._spawn, self._may_send = spawn, may_send
+        self.queued: dict = {}  # reconciler -> {actions: frame} not sent yet, while its sender runs
+
+    def send(self, rec, probes) -> None:
+        """Queue ``probes`` ((actions, frame) packet-outs) for reconciler ``rec``'s switch; never blocks."""
+        if not probes:
+            return
+        queued = self.queued.get(rec)
+        if queued is None:
+            queued = self.queued[rec] = {}
+            self._spawn(self._run, rec, queued)
+        queued.update(probes)
+
+    def _run(self, rec, queued) -> None:
+        try:
+            while queued and self._may_send():
+                actions = next(iter(queued))
+                rec.packet_out(actions, queued.pop(actions))
+        except Exception:  # a connection that closed meanwhile: the next connection probes again
+            log.debug("tunnel probe not sent", exc_info=True)
+        finally:
+            if self.queued.get(rec) is queued:
+                del self.queued[rec]

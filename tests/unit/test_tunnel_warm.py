@@ -3,12 +3,19 @@ or routed, once per OpenFlow connection and VXLAN port, and again only for VTEPs
 first ping between two hypervisors) is tests/integration/test_first_ping.py."""
 
 import random
+import weakref
 from dataclasses import replace
 from types import SimpleNamespace
 
+from ryu.lib import hub
+
+from controller.app import CanopyApp
+from controller.pacer import Pacer
 from openflow.floods import to_vtep
 from openflow.flows import Owner
-from openflow.tunnel_warm import PROBE_ETHERTYPE, PROBE_VNI, TunnelWarmer, probe_frame
+from openflow.pipeline import CLASSIFY
+from openflow.trace import walk
+from openflow.tunnel_warm import PROBE_ETHERTYPE, PROBE_VNI, ProbeSender, TunnelWarmer, probe_frame
 from tests.unit.oracle_world import World
 
 HV1 = "ovsdb:hv1"
@@ -49,10 +56,13 @@ def test_a_switch_probes_every_vtep_it_tunnels_to_bridged_or_routed_and_never_it
                if a[:2] == ("set", "tun_ipv4_dst")}
     assert flooded == {IPS["hv2"]}  # hv3 shares no subnet with hv1: only the domain's routes name it
     out = probes(world, warmer, conn, whole=True)
-    assert out == [(to_vtep(PROBE_VNI, ip, sw), probe_frame()) for ip in (IPS["hv2"], IPS["hv3"])]
+    assert out == [(to_vtep(PROBE_VNI, ip, sw), probe_frame(IPS["hv1"])) for ip in (IPS["hv2"], IPS["hv3"])]
     assert to_vtep(PROBE_VNI, IPS["hv2"], sw)[-1] == ("output", 1)  # out of the switch's VXLAN port
-    frame = probe_frame()
+    frame = probe_frame(IPS["hv1"])
     assert len(frame) == 60 and int.from_bytes(frame[12:14], "big") == PROBE_ETHERTYPE
+    # source and destination: a MAC of this VRS's own (a hardware VTEP switching VNI 0 by MAC sends it nowhere)
+    assert frame[:6] == frame[6:12] == bytes.fromhex("02ca0afb0001") != probe_frame(IPS["hv2"])[:6]
+    assert probe_frame(None)[:6] == bytes.fromhex("02ca00000000")
 
 
 def test_only_a_vtep_new_to_the_switch_is_probed_and_only_once():
@@ -97,8 +107,8 @@ def test_the_refresh_probes_every_vtep_again_and_drops_those_no_longer_tunnelled
     probes(world, warmer, rec1.datapath, whole=True)
 
     def refreshed():
-        return [targets([(actions, frame)])[0] for rec, actions, frame in
-                warmer.again(world.prog.view, world.prog.desired, recs.get) if rec is rec1]
+        return [ip for rec, out in warmer.again(world.prog.view, world.prog.desired, recs.get) if rec is rec1
+                for ip in targets(out)]
 
     assert refreshed() == [IPS["hv2"], IPS["hv3"]]  # probed before, and probed again: the entries age otherwise
     assert refreshed() == [IPS["hv2"], IPS["hv3"]]
@@ -107,4 +117,129 @@ def test_the_refresh_probes_every_vtep_again_and_drops_those_no_longer_tunnelled
     world.prog.refresh()
     assert refreshed() == [IPS["hv2"]]
     assert warmer.probed[HV1][1] == {IPS["hv2"]}
-    assert warmer._read == {}  # the flow sets read are not kept after the round
+    assert warmer._read is None  # the flow sets read are not kept after the round
+
+
+def test_a_vrs_drops_a_probe_that_reaches_it_whatever_its_world():
+    """The far end of a probe: VNI 0 arriving on a VRS's VXLAN port ends in its classify table's drop, in worlds
+    with subnets, domains, hardware VTEPs, EVPN routes and external networks (tests/unit/oracle_world.py)."""
+    tunnelled = 0
+    for seed in range(5):
+        world = World(random.Random(seed))
+        for _ in range(150):
+            world.step()
+        world.prog.refresh(full=True)
+        for session, desired in world.prog.desired.items():
+            sw = world.prog.view.switches.get(session)
+            if sw is None or not sw.tunnel_ofport:
+                continue
+            packet = {"in_port": sw.tunnel_ofport, "tunnel_id": PROBE_VNI, "tun_ipv4_src": IPS["hv2"],
+                      "eth_src": "02:ca:0a:fb:00:02", "eth_dst": "02:ca:0a:fb:00:02", "eth_type": PROBE_ETHERTYPE}
+            trace = walk([f for flows in desired.flows.values() for f in flows], desired.all_groups(), packet,
+                         sw.tunnel_ofport)
+            assert [e.kind for e in trace.exits] == ["drop"], trace.exits
+            assert [(s.table, s.priority) for s in trace.steps] == [(CLASSIFY, 0)], trace.steps  # its default
+            tunnelled += any(dict(f.match).get("tunnel_id") for flows in desired.flows.values() for f in flows)
+    assert tunnelled >= 6  # switches that take in VNIs from their tunnel port
+
+
+class Switch:
+    """A reconciler's packet-out as the app calls it: records, and blocks while ``stuck`` (a switch slow to read:
+    Ryu blocks the sender once 16 messages wait on its connection)."""
+
+    def __init__(self, stuck=False):
+        self.sent, self.gate = [], hub.Event()
+        if not stuck:
+            self.gate.set()
+
+    def packet_out(self, actions, frame):
+        self.gate.wait()
+        self.sent.append(actions)
+
+
+def settle(turns=20):
+    for _ in range(turns):
+        hub.sleep(0)
+
+
+def probes_to(*ips):
+    sw = SimpleNamespace(tunnel_ofport=1)
+    return [(to_vtep(PROBE_VNI, ip, sw), probe_frame(None)) for ip in ips]
+
+
+def test_a_switch_slow_to_read_holds_up_neither_the_caller_nor_the_other_switches_and_its_queue_stays_bounded():
+    spawned = []
+    sender = ProbeSender(lambda *a: spawned.append(hub.spawn(*a)), lambda: True)
+    stuck, fine = Switch(stuck=True), Switch()
+    sender.send(stuck, probes_to(IPS["hv2"], IPS["hv3"]))
+    sender.send(fine, probes_to(IPS["hv1"]))
+    assert stuck.sent == fine.sent == []  # nothing sent on the caller's green thread
+    settle()
+    assert fine.sent == [probes_to(IPS["hv1"])[0][0]] and stuck.sent == []
+    for _ in range(3):  # every refresh round again while it does not read
+        sender.send(stuck, probes_to(IPS["hv2"], IPS["hv3"], IPS["hv4"]))
+    assert len(spawned) == 2 and len(sender.queued[stuck]) == 3  # one sender, at most one probe queued per VTEP
+    stuck.gate.set()
+    settle()
+    assert sorted(targets([(a, b"") for a in stuck.sent])) == [IPS["hv2"], IPS["hv2"], IPS["hv3"], IPS["hv4"]]
+    assert sender.queued == {}
+
+
+def test_probes_go_from_a_green_thread_of_their_own_and_only_from_the_active_controller():
+    """The programming pass (and the OpenFlow event that adopts a switch) hand probes over, never wait for a switch
+    to read them (controller/app.py ``_warm_tunnels``); a standby neither sends nor counts a VTEP probed."""
+    world = three_hosts()
+    rec = Switch()
+    rec.datapath = object()
+    glue = SimpleNamespace(pair=SimpleNamespace(role="standby"), tunnels=TunnelWarmer(), programmer=world.prog,
+                           probes=ProbeSender(hub.spawn, lambda: glue.pair.role == "active"))
+    sw, desired = world.prog.view.switches[HV1], world.prog.desired[HV1]
+    CanopyApp._warm_tunnels(glue, rec, sw, desired, None)
+    settle()
+    assert rec.sent == [] and glue.tunnels.probed == {}
+    glue.pair.role = "active"
+    CanopyApp._warm_tunnels(glue, rec, sw, desired, None)
+    assert rec.sent == []  # handed over: the caller goes on
+    settle()
+    assert targets([(a, b"") for a in rec.sent]) == [IPS["hv2"], IPS["hv3"]]
+
+
+def test_a_refresh_round_forgets_a_switch_that_left_during_it():
+    world, warmer = three_hosts(), TunnelWarmer()
+    view = world.prog.view
+    recs = {sw.datapath_id: SimpleNamespace(datapath=object()) for sw in view.switches.values()}
+    warmer.probed["ovsdb:gone"] = ((object(), 1), {IPS["hv2"]})  # re-counted by a round after it was forgotten
+    assert list(warmer.again(view, world.prog.desired, recs.get))
+    assert set(warmer.probed) == set(world.prog.desired) - {"ovsdb:gone"}
+
+
+def test_a_pass_reads_only_the_owners_it_changed():
+    """The work per programming pass follows the change: one owner changed, one owner's flows read (the pacer ticks
+    once per owner read), not every owner of the switch."""
+    world, warmer, conn = three_hosts(), TunnelWarmer(), object()
+    reads = Pacer(lambda: None, every=1)
+    desired, sw = world.prog.desired[HV1], world.prog.view.switches[HV1]
+    assert warmer.due(sw, conn, desired, None, reads) and reads.pauses == len(desired.flows.keys() | desired.groups.keys())
+    assert len(desired.flows) > 5
+    reads.pauses = 0
+    assert warmer.due(sw, conn, desired, {Owner("switch", HV1)}, reads) == [] and reads.pauses == 1
+
+
+class Tracked(frozenset):
+    """A flow set whose end a weak reference sees."""
+
+
+def test_no_flow_set_is_kept_after_a_pass_or_outside_one():
+    """The programmer frees the flow sets it no longer needs paced (controller/pacer.py release): the warmer must
+    not hold the last reference to them, to be dropped all at once later."""
+    world, warmer = three_hosts(), TunnelWarmer()
+    desired, sw = world.prog.desired[HV1], world.prog.view.switches[HV1]
+    flows = desired.flows[Owner("switch", HV1)] = Tracked(desired.flows[Owner("switch", HV1)])
+    gone = weakref.ref(flows)
+    del flows
+    warmer.due(sw, object(), desired, None)  # the OpenFlow event adopting a switch: outside any pass
+    with warmer.reading():
+        warmer.due(sw, object(), desired, None)
+        assert warmer._read  # shared within the pass
+    desired.flows.pop(Owner("switch", HV1))
+    assert gone() is None
