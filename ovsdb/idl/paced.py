@@ -45,9 +45,10 @@ REASON_CHARS = 400  # of a refusal's reason, logged at each dropped session: ovs
 class _PacedIdl(ovs.db.idl.Idl):
     """An Idl that ticks ``pacer`` (controller/pacer.py) for each row of an update it processes: ovs 4.0.0 calls
     its ``cooperative_yield`` hook once per row in ``__do_parse_update`` (checked by tests/unit/test_ovsdb_idl.py),
-    so one update of 20,000 rows gives the event loop a turn every ``PAUSE_ROWS`` rows instead of holding it
-    for seconds; and inside a row whose reference set is long (a bridge's 10,000 ports: ovsdb/longsets.py). Only
-    the session's own green thread touches the Idl, and it is inside ``run()`` meanwhile."""
+    as does ovsdb/idl/rowloop.py, which applies update2/update3's rows in its stead (a deleted row too), so one
+    update of 20,000 rows gives the event loop a turn every ``PAUSE_ROWS`` rows instead of holding it for seconds;
+    and inside a row whose reference set is long (a bridge's 10,000 ports: ovsdb/longsets.py). Only the session's
+    own green thread touches the Idl, and it is inside ``run()`` meanwhile."""
 
     pacer = Pacer()
 
