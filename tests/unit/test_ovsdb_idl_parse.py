@@ -2,6 +2,8 @@
 
 - ``_PacedIdl``'s ``__add_default`` and ``__row_update`` (an update's rows parsed): the same rows, the same committed
   data, the same notifications as a plain ``ovs.db.idl.Idl`` fed the same updates;
+- ovsdb/idl/rowloop.py's fast path for a row only deleted: the same rows and notifications as a plain Idl, the same
+  changes and name index as the tracking Idl given ovs's own loop;
 - ``column_value`` (a column read from its committed datum): the same value as ``getattr`` for every column Canopy
   replicates from a VRS, without converting the datum back and forth.
 
@@ -15,6 +17,8 @@ from pathlib import Path
 
 import ovs.db.data
 import ovs.db.idl
+import ovs.db.schema
+import ovs.ovsuuid
 import pytest
 
 from ovsdb import idl, vrs
@@ -28,7 +32,7 @@ class Recorded:
 
     def __init__(self, kind):
         helper = idl.schema_helper(SCHEMA, vrs.COLUMNS)
-        extra = {"named": ("Port", "Interface")} if kind is idl._TrackingIdl else {}
+        extra = {"named": ("Port", "Interface")} if issubclass(kind, idl._TrackingIdl) else {}
         self.idl = kind("tcp:127.0.0.1:1", helper, leader_only=False, **extra)
         self.notices = []
         real = self.idl.notify
@@ -219,3 +223,127 @@ def test_column_value_of_the_old_values_notify_is_given_is_getattr():
     assert idl.column_value(old, "ofport") == getattr(old, "ofport") == [7]
     for column in ("name", "external_ids", "mac_in_use"):
         assert idl.column_value(old, column, "unchanged") == getattr(old, column, "unchanged") == "unchanged"
+
+
+class _OvsLoopIdl(idl._TrackingIdl):
+    """Canopy's tracking IDL applying update2/update3 rows by ovs's own loop (no fast path for deletes)."""
+
+    _Idl__do_parse_update = ovs.db.idl.Idl._Idl__do_parse_update
+
+
+def tracked(recorded) -> tuple:
+    """What the replica's reader sees of a tracking IDL: its changes (uuid, deleted, columns) and its name index."""
+    tracking = recorded.idl
+    changes = {name: [(str(key), change.deleted, change.columns)
+                      for key, change in tracking.changes.table(name).items()] for name in tracking.tables}
+    names = {table: {name: sorted(map(str, rows)) for name, rows in index.items()}
+             for table, index in tracking.names.items()}
+    return changes, names, tracking.change_seqno
+
+
+P = [str(uuid.UUID(int=2000 + i)) for i in range(40)]  # ports
+I = [str(uuid.UUID(int=3000 + i)) for i in range(40)]  # their interfaces
+DELETES = [
+    {"Bridge": {U[1]: {"modify": {"ports": ["set", [["uuid", p] for p in P]]}}},
+     "Port": {p: {"insert": {"name": f"p{k}", "interfaces": ["uuid", I[k]]}} for k, p in enumerate(P)},
+     "Interface": {i: {"insert": {"name": f"p{k}", "ofport": k + 1}} for k, i in enumerate(I)}},
+    # a big delete as ovsdb-server sends it, with a row the replica lacks, a row update naming "delete" and more
+    # (ovs: a delete), inserts and a modify in between (the notifications' order), a port re-inserted (replaced)
+    {"Bridge": {U[1]: {"modify": {"ports": ["set", [["uuid", p] for p in P[:30]]]}}},
+     "Port": {**{p: {"delete": None} for p in P[:20]}, str(uuid.UUID(int=9999)): {"delete": None},
+              P[30]: {"insert": {"name": "again", "interfaces": ["uuid", I[30]]}},
+              **{p: {"delete": None} for p in P[20:30]}},
+     "Interface": {**{i: {"delete": None} for i in I[:25]}, I[25]: {"delete": None, "modify": {"ofport": 1}},
+                   U[5]: {"modify": {"ofport": 9}}, **{i: {"delete": None} for i in I[26:30]},
+                   str(uuid.UUID(int=4000)): {"insert": {"name": "new"}}}},
+    # a deleted row's uuid inserted again in the next update, then deleted with the rest
+    {"Port": {P[0]: {"insert": {"name": "p0 again"}}}},
+    {"Port": {p: {"delete": None} for p in [P[0], *P[30:]]}, "Interface": {i: {"delete": None} for i in I[30:]},
+     "Bridge": {U[1]: {"modify": {"ports": ["set", [["uuid", p] for p in P[30:]]]}}}},
+]
+
+
+@pytest.mark.parametrize("version", [ovs.db.idl.OVSDB_UPDATE2, ovs.db.idl.OVSDB_UPDATE3])
+def test_deleted_rows_give_the_rows_notifications_and_changes_ovs_gives(version):
+    """ovsdb/idl/rowloop.py's fast path for a row only deleted: the same rows, the same notifications in the same
+    order as a plain ovs Idl, and the same changes, name index and change_seqno as the tracking IDL given ovs's own
+    loop, update by update (inserts, modifies and deletes mixed)."""
+    plain, paced, ovs_loop = Recorded(ovs.db.idl.Idl), Recorded(idl._TrackingIdl), Recorded(_OvsLoopIdl)
+    for update in [UPDATES[0], *DELETES]:
+        for recorded in (plain, paced, ovs_loop):
+            recorded.feed(update, version)
+        assert paced.data() == plain.data() == ovs_loop.data()
+        assert paced.notices == plain.notices == ovs_loop.notices
+        assert tracked(paced) == tracked(ovs_loop)
+        assert paced.idl.change_seqno == plain.idl.change_seqno
+        paced.idl.changes, ovs_loop.idl.changes = type(paced.idl.changes)(), type(ovs_loop.idl.changes)()
+    assert not paced.data()["Port"].keys() & set(P)
+    assert sum(1 for notice in paced.notices if notice[0] == ovs.db.idl.ROW_DELETE) == 2 * len(P) + 1  # not 9999
+
+
+def test_a_table_with_a_custom_index_deletes_through_ovs_and_keeps_its_index():
+    plain, paced = both()
+    for recorded in (plain, paced):
+        recorded.idl.index_create("Port", "by name").add_column("name")
+    for update in [UPDATES[0], *DELETES[:2]]:
+        for recorded in (plain, paced):
+            recorded.feed(update)
+    names = [[row.name for row in recorded.idl.tables["Port"].rows.indexes["by name"]] for recorded in (plain, paced)]
+    assert names[0] == names[1] and "p25" not in names[1] and "again" in names[1]
+    assert paced.data() == plain.data() and paced.notices == plain.notices
+
+
+def test_the_server_database_changes_are_applied_and_not_notified_as_ovs_does():
+    server = ovs.db.schema.DbSchema.from_json({"name": "_Server", "version": "1.0.0", "tables": {
+        "Database": {"columns": {"name": {"type": "string"}, "model": {"type": "string"}}}}})
+    plain, paced = both()
+    for recorded in (plain, paced):
+        recorded.idl.server_tables = ovs.db.idl.IdlTable.schema_tables(recorded.idl, server)
+    row = str(uuid.UUID(int=77))
+    for update in ({"Database": {row: {"insert": {"name": "Open_vSwitch", "model": "standalone"}}}},
+                   {"Database": {row: {"delete": None}}}):
+        for recorded in (plain, paced):
+            recorded.idl._Idl__parse_update(json.loads(json.dumps(update)), ovs.db.idl.OVSDB_UPDATE2,
+                                            recorded.idl.server_tables)
+        assert [len(recorded.idl.server_tables["Database"].rows) for recorded in (plain, paced)] == \
+            ([1, 1] if "insert" in update["Database"][row] else [0, 0])
+    assert paced.notices == plain.notices == [] and paced.idl.change_seqno == plain.idl.change_seqno == 0
+
+
+def test_a_deleted_row_is_found_once_without_ovs_uuid_parser_or_the_rows_mapping(monkeypatch):
+    """A big delete's rows (20,000 for 10,000 ports): each uuid matched once, the row's stack looked up once; ovs 4.0.0
+    matches the pattern twice (from_string after is_valid_string), and finds and removes the row through
+    ``Mapping.get`` and ``IndexedRows.__delitem__`` (three lookups); the tracking IDL's ``notify`` reads the row's
+    table name from its schema (the IdlTable's ``name`` is a ``__getattr__`` call)."""
+    from ovs.db import custom_index
+
+    _, paced = both()
+    paced.feed(UPDATES[0])
+    paced.feed(DELETES[0])
+    del paced.idl.notify  # the tracking IDL's own, without the recording (which reads the IdlTable's name)
+    calls = []
+    for owner, name in ((ovs.ovsuuid, "from_string"), (custom_index.IndexedRows, "__delitem__"),
+                        (custom_index.IndexedRows, "__getitem__"), (ovs.db.idl.IdlTable, "__getattr__")):
+        real = getattr(owner, name)
+        monkeypatch.setattr(owner, name, lambda *args, _real=real, _name=name: calls.append(_name) or _real(*args))
+    ticks = []
+    paced.idl.cooperative_yield = lambda: ticks.append(1)  # the pacer's hook: still once per row
+    paced.feed({"Port": {p: {"delete": None} for p in P}, "Interface": {i: {"delete": None} for i in I}})
+    assert not paced.idl.tables["Port"].rows.keys() & {uuid.UUID(p) for p in P}
+    assert calls == [] and len(ticks) == 2 * len(P)
+
+
+def test_the_row_loop_replaced_is_ovs_and_deletes_as_the_fast_path_does():
+    """HACK (ovs 4.0.0): ovsdb/idl/rowloop.py replaces __do_parse_update's update2/update3 loop and takes a deleted
+    row out of IndexedRows.data itself: ovs's delete must be that (the row's stack popped, a notice of the row)."""
+    import inspect
+
+    from ovs.db import custom_index
+
+    loop = inspect.getsource(ovs.db.idl.Idl._Idl__do_parse_update)
+    assert "self.__process_update2(table, uuid, row_update)" in loop and "self.notify(*notice)" in loop
+    process = inspect.getsource(ovs.db.idl.Idl._Idl__process_update2)
+    assert 'if "delete" in row_update:' in process and "del table.rows[uuid]" in process
+    assert "return Notice(ROW_DELETE, row)" in process
+    delete = inspect.getsource(custom_index.IndexedRows.__delitem__)
+    assert "val = self.data[key].pop()" in delete and "del self.data[key]" in delete
