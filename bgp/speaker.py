@@ -5,7 +5,8 @@
 and talks to it through ``bgp.relay``, the API process ExaBGP starts, which connects back to a
 Unix socket in the speaker's workdir. One thread of the speaker's own does all the I/O:
 
-- it (re)starts ExaBGP, with a bounded exponential back-off when it exits, and reaps it;
+- it (re)starts ExaBGP, with a bounded exponential back-off when it exits or cannot be started, and reaps it;
+  until a new one's API connects, why (``status()["failure"]``) reports its peers down and degrades /v1/status;
 - it accepts the relay's connection (only from a child of the current ExaBGP: SO_PEERCRED),
   re-injects every desired route (a new ExaBGP knows none of them), and sends what
   ``set_desired`` queued;
@@ -148,6 +149,8 @@ class Speaker:
         self._backoff = BACKOFF_MIN
         self._next_start = 0.0  # monotonic time before which ExaBGP is not (re)started
         self._last_error: str | None = None
+        self._failure: str | None = None  # why no ExaBGP is up: it could not start, or exited (until one connects)
+        self._traced: set[str] = set()  # unexpected start errors whose traceback was logged (once each)
         self._changed = False
         self._backlog = False  # the last read stopped at READ_BURST: the relay probably has more
         self._notified = 0.0  # monotonic time of the last on_change call
@@ -240,7 +243,7 @@ class Speaker:
         """One row per configured neighbor: address, asn, state, since, uptime, received, sent, last_error."""
         with self._lock:
             rows = self._book.peer_rows()
-            why = self._watchdog.why_down()
+            why = self._watchdog.why_down() or self._failure
         if why is None:
             return rows
         return [{**row, "state": "down", "uptime": None, "sent": 0, "last_error": why} for row in rows]
@@ -259,7 +262,7 @@ class Speaker:
                 "api_longest_wait": round(self._watchdog.longest_wait, 3),
                 "desired": len(book.desired),
                 "announced": len(book.announced), "refused": len(book.failed), "received": len(book.received),
-                "last_error": self._last_error, "restart_in": waiting,
+                "last_error": self._last_error, "failure": self._failure, "restart_in": waiting,
                 "config": self.config.conf_path, "log": self.config.log_path,
             }
 
@@ -303,8 +306,8 @@ class Speaker:
                 proc = subprocess.Popen(argv, cwd=config.workdir, env=exabgp_env(config), stdin=subprocess.DEVNULL,
                                         stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
                                         preexec_fn=_die_with_parent)
-        except OSError as error:
-            self._record_exit(f"could not start exabgp: {error}")
+        except Exception as error:  # noqa: BLE001 - whatever stops the start is reported and retried with the back-off
+            self._start_failed(error)
             return
         with self._lock:
             self._proc, self._spawns = proc, self._spawns + 1
@@ -331,11 +334,24 @@ class Speaker:
             self._backoff = BACKOFF_MIN
         self._record_exit(f"{reason} (pid {proc.pid})")
 
-    def _record_exit(self, reason: str) -> None:
+    def _start_failed(self, error: Exception) -> None:
+        """Starting ExaBGP raised: the reason, one line, is recorded as for an exit and retried with the same back-off.
+        An unexpected error (a bug, not an OSError) has its traceback logged the first time that reason occurs."""
+        detail = (str(error).splitlines() or [""])[0]
+        unexpected = not isinstance(error, OSError)
+        reason = "could not start exabgp: " + (f"{type(error).__name__}: {detail}" if unexpected else detail)
+        trace = unexpected and reason not in self._traced
+        if trace:
+            self._traced = self._traced if len(self._traced) < 32 else set()  # reasons that vary: forget, not grow
+            self._traced.add(reason)
+        self._record_exit(reason, trace)
+
+    def _record_exit(self, reason: str, trace: bool = False) -> None:
         with self._lock:
-            self._last_error = reason
+            self._last_error = self._failure = reason
+            self._changed = True  # its peers are reported down for this reason (peers())
         self._next_start = time.monotonic() + self._backoff
-        self.log.error("BGP speaker: %s; restarting in %.1fs", reason, self._backoff)
+        self.log.error("BGP speaker: %s; restarting in %.1fs", reason, self._backoff, exc_info=trace)
         self._backoff = min(self._backoff * 2, BACKOFF_MAX)
 
     def _terminate_child(self) -> None:
@@ -413,6 +429,8 @@ class Speaker:
         conn.setblocking(False)
         with self._lock:
             self._conn, self._inbuf, self._outbuf = conn, bytearray(), bytearray()
+            self._changed |= self._failure is not None
+            self._failure = None  # an ExaBGP is up and takes commands
             commands = self._book.attach()
             self._queue(commands)
             self._watchdog.connected()
