@@ -138,3 +138,27 @@ def test_a_speaker_never_started_has_no_failure(tmp_path):
     speaker = Speaker(SpeakerConfig(asn=65000, router_id="10.0.0.1", neighbors=(Neighbor(PEER, 65001),),
                                     workdir=str(tmp_path)))
     assert speaker.status()["failure"] is None and speaker.peers()[0]["state"] == "idle"
+
+
+def test_a_turn_that_raises_is_last_error_and_traced_once(tmp_path, caplog):
+    """Any other error in a turn of the speaker's thread (a bug): last_error, one traceback, then at most a line
+    every LOG_EVERY seconds, not a traceback per turn."""
+    speaker = Speaker(SpeakerConfig(asn=65000, router_id="10.0.0.1", neighbors=(Neighbor(PEER, 65001),),
+                                    workdir=str(tmp_path)))
+    turns = []
+
+    def broken():
+        turns.append(1)
+        raise RuntimeError("boom\nmore detail")
+
+    speaker._supervise = broken  # every turn raises before anything is started
+    caplog.set_level(logging.INFO, logger="canopy.bgp")
+    speaker.start()
+    try:
+        assert wait_for(lambda: len(turns) >= 6)
+        assert speaker.status()["last_error"] == "unexpected error: RuntimeError: boom"
+    finally:
+        speaker.stop()
+    logged = [r for r in caplog.records if "unexpected error: RuntimeError: boom" in r.getMessage()]
+    assert [bool(r.exc_info) for r in logged[:1]] == [True] and not any(r.exc_info for r in logged[1:])
+    assert len(logged) < len(turns)
