@@ -5,7 +5,8 @@
 and talks to it through ``bgp.relay``, the API process ExaBGP starts, which connects back to a
 Unix socket in the speaker's workdir. One thread of the speaker's own does all the I/O:
 
-- it (re)starts ExaBGP, with a bounded exponential back-off when it exits, and reaps it;
+- it (re)starts ExaBGP, with a bounded exponential back-off when it exits or cannot be started, and reaps it;
+  until a new one's API connects, why (``status()["failure"]``) reports its peers down and degrades /v1/status;
 - it accepts the relay's connection (only from a child of the current ExaBGP: SO_PEERCRED),
   re-injects every desired route (a new ExaBGP knows none of them), and sends what
   ``set_desired`` queued;
@@ -16,8 +17,9 @@ Unix socket in the speaker's workdir. One thread of the speaker's own does all t
   restarted after ``api_restart_after``.
 
 Its settings (``Neighbor``, ``SpeakerConfig``) and ``exabgp.conf`` rendered from them: ``bgp.speakerconf``, re-exported
-here. ``RouteBook`` is the bookkeeping behind it (what is desired, sent, acknowledged, received, and each
-peer's state); it does no I/O and is unit tested on its own with real ExaBGP JSON.
+here; why it has no ExaBGP running, one line each: ``bgp.speakerfail``. ``RouteBook`` is the bookkeeping behind it
+(what is desired, sent, acknowledged, received, and each peer's state); it does no I/O and is unit tested on its own
+with real ExaBGP JSON.
 
 Only the standard library's threading, socket, subprocess and select are used, so this runs
 unchanged under ryu-manager's eventlet monkey patching. No ExaBGP import here (STYLE rule 7).
@@ -28,7 +30,6 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
-import re
 import select
 import signal
 import socket
@@ -43,7 +44,9 @@ from typing import Callable
 from bgp.received import Local
 from bgp.routebook import RouteBook
 from bgp.speakerconf import Neighbor, SpeakerConfig, exabgp_env, render_config
+from bgp.speakerfail import FirstTime, exit_reason, one_line, size
 from bgp.watchdog import PROBE, PROBE_NOW, RESTART, SILENT, ApiWatchdog
+from controller.loglimit import warn_limited
 
 LOG = logging.getLogger("canopy.bgp.speaker")
 _LIBC = ctypes.CDLL(None, use_errno=True)
@@ -83,41 +86,6 @@ def _parent_pid(pid: int) -> int | None:
     return int(stat.rsplit(")", 1)[1].split()[1])
 
 
-_LOG_LINE = re.compile(r"^\S+ \d+\s+\S+(?: \S+)?\s+(.*)$")  # "21:36:00 935    configuration   <message>"
-_REJECTED = "could not load/reload configuration"
-
-
-def _exit_reason(returncode: int, config: SpeakerConfig, offsets: tuple[int, int]) -> str:
-    """Why ExaBGP exited, for status() and the log: the configuration error it logged, if any."""
-    if returncode < 0:
-        return f"exabgp killed by signal {-returncode}"
-    logged = [m.group(1).strip() for line in _new_lines(config.log_path, offsets[0])
-              if (m := _LOG_LINE.match(line)) and m.group(1).strip()]
-    if _REJECTED in logged:
-        return "exabgp.conf rejected: " + " / ".join(logged[logged.index(_REJECTED) + 1:][:4])
-    printed = [line.strip() for line in _new_lines(config.output_path, offsets[1]) if line.strip()]
-    detail = (printed or logged or [""])[-1]
-    return f"exabgp exited with status {returncode}" + (f": {detail}" if detail else "")
-
-
-def _new_lines(path: str, offset: int) -> list[str]:
-    """Lines appended to ``path`` since it was ``offset`` bytes long (at most its last 64 KiB)."""
-    try:
-        with open(path, "rb") as handle:
-            size = handle.seek(0, os.SEEK_END)
-            handle.seek(max(offset if offset <= size else 0, size - 65536))
-            return handle.read().decode(errors="replace").splitlines()
-    except OSError:
-        return []
-
-
-def _size(path: str) -> int:
-    try:
-        return os.path.getsize(path)
-    except OSError:
-        return 0
-
-
 class Speaker:
     """ExaBGP as a supervised child process, with the desired, announced and received EVPN routes.
 
@@ -148,6 +116,8 @@ class Speaker:
         self._backoff = BACKOFF_MIN
         self._next_start = 0.0  # monotonic time before which ExaBGP is not (re)started
         self._last_error: str | None = None
+        self._failure: str | None = None  # why no ExaBGP is up: it could not start, or exited (until one connects)
+        self._traced = FirstTime()  # unexpected errors' reasons: a traceback the first time each occurs
         self._changed = False
         self._backlog = False  # the last read stopped at READ_BURST: the relay probably has more
         self._notified = 0.0  # monotonic time of the last on_change call
@@ -240,7 +210,7 @@ class Speaker:
         """One row per configured neighbor: address, asn, state, since, uptime, received, sent, last_error."""
         with self._lock:
             rows = self._book.peer_rows()
-            why = self._watchdog.why_down()
+            why = self._watchdog.why_down() or self._failure
         if why is None:
             return rows
         return [{**row, "state": "down", "uptime": None, "sent": 0, "last_error": why} for row in rows]
@@ -259,7 +229,7 @@ class Speaker:
                 "api_longest_wait": round(self._watchdog.longest_wait, 3),
                 "desired": len(book.desired),
                 "announced": len(book.announced), "refused": len(book.failed), "received": len(book.received),
-                "last_error": self._last_error, "restart_in": waiting,
+                "last_error": self._last_error, "failure": self._failure, "restart_in": waiting,
                 "config": self.config.conf_path, "log": self.config.log_path,
             }
 
@@ -273,15 +243,26 @@ class Speaker:
                     with self._lock:
                         self._changed |= self._book.expire()
                     self._watch()
-                except Exception:  # noqa: BLE001 - the supervisor must outlive any bug in one turn
-                    self.log.exception("BGP speaker: unexpected error, continuing")
-                    time.sleep(POLL_INTERVAL)
+                except Exception as error:  # noqa: BLE001 - the supervisor must outlive any bug in one turn
+                    self._turn_failed(error)
                 if not self._backlog or time.monotonic() - self._notified >= NOTIFY_EVERY:
                     self._notify()  # a burst of updates is reported once it is read (or every NOTIFY_EVERY)
         finally:
             self._terminate_child()
             self._reap()
             self._notify()
+
+    def _turn_failed(self, error: Exception) -> None:
+        """A turn of this thread raised (a bug): it is ``last_error``, logged with its traceback the first time that
+        reason occurs, then in one line at most every LOG_EVERY seconds; the next turn comes after POLL_INTERVAL."""
+        reason = "unexpected error: " + one_line(error)
+        with self._lock:
+            self._last_error = reason
+        if self._traced.first(reason):
+            self.log.exception("BGP speaker: %s; continuing", reason)
+        else:
+            warn_limited(self.log, ("bgp speaker", reason), "BGP speaker: %s; continuing", reason)
+        time.sleep(POLL_INTERVAL)
 
     def _timeout(self) -> float:
         if self._proc is None:
@@ -296,15 +277,15 @@ class Speaker:
 
     def _spawn(self) -> None:
         config = self.config
-        self._offsets = (_size(config.log_path), _size(config.output_path))
+        self._offsets = (size(config.log_path), size(config.output_path))
         argv = [sys.executable, "-m", "bgp.exabgp_ext", config.conf_path]
         try:
             with open(config.output_path, "ab") as output:
                 proc = subprocess.Popen(argv, cwd=config.workdir, env=exabgp_env(config), stdin=subprocess.DEVNULL,
                                         stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
                                         preexec_fn=_die_with_parent)
-        except OSError as error:
-            self._record_exit(f"could not start exabgp: {error}")
+        except Exception as error:  # noqa: BLE001 - whatever stops the start is reported and retried with the back-off
+            self._start_failed(error)
             return
         with self._lock:
             self._proc, self._spawns = proc, self._spawns + 1
@@ -318,7 +299,7 @@ class Speaker:
         proc = self._proc
         if proc is None or proc.poll() is None:
             return
-        reason = self._kill_reason or _exit_reason(proc.returncode, self.config, self._offsets)
+        reason = self._kill_reason or exit_reason(proc.returncode, self.config, self._offsets)
         self._kill_reason = None
         self._drop_connection()
         with self._lock:
@@ -331,11 +312,19 @@ class Speaker:
             self._backoff = BACKOFF_MIN
         self._record_exit(f"{reason} (pid {proc.pid})")
 
-    def _record_exit(self, reason: str) -> None:
+    def _start_failed(self, error: Exception) -> None:
+        """Starting ExaBGP raised: the reason, one line, is recorded as for an exit and retried with the same back-off.
+        An unexpected error (a bug, not an OSError) has its traceback logged the first time that reason occurs."""
+        unexpected = not isinstance(error, OSError)
+        reason = "could not start exabgp: " + one_line(error, named=unexpected)
+        self._record_exit(reason, trace=unexpected and self._traced.first(reason))
+
+    def _record_exit(self, reason: str, trace: bool = False) -> None:
         with self._lock:
-            self._last_error = reason
+            self._last_error = self._failure = reason
+            self._changed = True  # its peers are reported down for this reason (peers())
         self._next_start = time.monotonic() + self._backoff
-        self.log.error("BGP speaker: %s; restarting in %.1fs", reason, self._backoff)
+        self.log.error("BGP speaker: %s; restarting in %.1fs", reason, self._backoff, exc_info=trace)
         self._backoff = min(self._backoff * 2, BACKOFF_MAX)
 
     def _terminate_child(self) -> None:
@@ -413,6 +402,8 @@ class Speaker:
         conn.setblocking(False)
         with self._lock:
             self._conn, self._inbuf, self._outbuf = conn, bytearray(), bytearray()
+            self._changed |= self._failure is not None
+            self._failure = None  # an ExaBGP is up and takes commands
             commands = self._book.attach()
             self._queue(commands)
             self._watchdog.connected()

@@ -132,11 +132,12 @@ class CanopyApp(RyuApp):
         self.stretches = stretchtrace.from_environment()  # None unless CANOPY_STRETCH_TRACE asks for it
         extra += stretchtrace.routes(self.stretches)
         self._roles_wake = hub.Event()
-        parts = {"startup_hold": self.hold.status, "programmer": self._programmer_counts}
+        parts, faults = {"startup_hold": self.hold.status, "programmer": self._programmer_counts}, {}
         if self.federation is not None:
             parts["bgp"] = functools.partial(rest_bgp.status_part, self.federation)
+            faults["BGP speaker"] = functools.partial(rest_bgp.failure, self.federation)
         self.api = Api(self.service, self.state, settings, extra_routes=extra, ha=self.pair,
-                       programming=lambda: self.program_loop.status(), status_parts=parts)
+                       programming=lambda: self.program_loop.status(), status_parts=parts, faults=faults)
         self.api.switch_status = self._switch_status
         self.api.pause = self.rest_lane.pause  # big answers (GET /v1/switches) give the event loop turns
         self.api.list_counters = {"floating_ip": rest_external.floating_counters(self.programmer,

@@ -129,11 +129,13 @@ class Api:
     # kind -> callable(objects) -> {id: counters}: GET /v1/<kind>?counters=true adds them (read from the switches)
     list_counters: dict = {}
 
-    def __init__(self, service, state, settings, extra_routes=(), ha=None, programming=None, status_parts=None):
+    def __init__(self, service, state, settings, extra_routes=(), ha=None, programming=None, status_parts=None,
+                 faults=None):
         """``ha``: the controller.ha.Pair of an HA pair (None: standalone): its role shows in /v1/status,
         and while it is not active every write is refused with 503 naming the active. ``programming``:
         returns the programming loop's status (controller/programloop.py) for /v1/status. ``status_parts``:
-        {key: callable returning a JSON-ready value} added to /v1/status (e.g. the start-up hold)."""
+        {key: callable returning a JSON-ready value} added to /v1/status (e.g. the start-up hold). ``faults``:
+        {what: callable returning why it fails, or None}: /v1/status is ``degraded`` while one fails (BGP speaker)."""
         self.programming = programming
         self.service = service
         self.state = state
@@ -141,6 +143,7 @@ class Api:
         self.ha = ha
         self.metrics = Metrics(state, service)
         self.status_parts = dict(status_parts or {})
+        self.faults = dict(faults or {})
         self.routes = self._object_routes() + [
             Route("GET", "/v1/status", self.status, "version, HA role, uptime and object counts"),
             Route("GET", "/v1/switches", self.switches, "connected VRS with their ports"),
@@ -376,18 +379,22 @@ class Api:
 
     def _health(self):
         """``health`` ok|degraded and, when degraded, ``degraded_reason``; ``programming`` in detail. A store that
-        refuses writes degrades it too (the switches stay programmed; policy writes are refused)."""
+        refuses writes degrades it too (the switches stay programmed; policy writes are refused), and so does each of
+        ``faults`` while it fails (a BGP speaker that cannot start ExaBGP or keep it running)."""
         out = {"health": "ok"}
+        reasons = []
         if self.programming is not None:
             programming = self.programming()
             out = {"health": programming["state"], "programming": programming}
             if programming["state"] != "ok":
-                out["degraded_reason"] = "programming switches failed: %s" % programming["reason"]
+                reasons.append("programming switches failed: %s" % programming["reason"])
         fault = self.service.store.fault
         if fault is not None:
+            reasons.append(f"the store {self.service.store.path} refuses writes: {fault['reason']}")
+        reasons += [f"{what}: {reason}" for what, failing in self.faults.items() if (reason := failing())]
+        if reasons:
             out["health"] = "degraded"
-            reason = f"the store {self.service.store.path} refuses writes: {fault['reason']}"
-            out["degraded_reason"] = "; ".join(filter(None, (out.get("degraded_reason"), reason)))
+            out["degraded_reason"] = "; ".join(reasons)
         return out
 
     def switches(self, req):

@@ -54,7 +54,14 @@ def status_part(federation) -> dict:
     ``api_silent_for`` its seconds of silence: bgp/watchdog.py) and ExaBGP's restarts."""
     speaker = federation.speaker.status()
     return {"peers": {row["address"]: row["state"] for row in federation.peers()},
-            "api_silent_for": speaker["api_silent_for"], "restarts": speaker["restarts"]}
+            "api_silent_for": speaker["api_silent_for"], "restarts": speaker["restarts"],
+            "failure": speaker["failure"]}
+
+
+def failure(federation) -> str | None:
+    """Why the speaker has no ExaBGP up (it could not be started, or exited or was killed, until a new one connects),
+    or None: /v1/status ``health`` is ``degraded`` meanwhile."""
+    return federation.speaker.status()["failure"]
 
 
 def _no_query(req, allowed):

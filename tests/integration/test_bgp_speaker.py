@@ -182,7 +182,7 @@ def test_killed_exabgp_is_reaped_restarted_and_routes_reinjected(lab, caplog):
     assert changes.count > seen  # its peers went down and its received routes were dropped
     status = wait_until(lambda: (s := speaker.status())["api_connected"] and s, timeout=WAIT, what="API again")
     assert status["running"] and status["pid"] != first
-    assert "signal 9" in status["last_error"]
+    assert "signal 9" in status["last_error"] and status["failure"] is None  # kept as the last error, over
     # GoBGP drops a peer's routes when its session goes down (no graceful restart here), so
     # routes present after its second "Peer Up" were sent again by the new ExaBGP.
     wait_until(lambda: gobgp.log_count("Peer Down") == 1 and gobgp.log_count("Peer Up") == 2
@@ -250,6 +250,9 @@ def test_rejected_configuration_is_reported_and_retried_with_back_off(tmp_path, 
         status = speaker.status()
         assert "exabgp.conf rejected" in status["last_error"]
         assert "holdtime must be zero or at least 3 seconds" in status["last_error"]
+        assert status["failure"] == status["last_error"]  # no ExaBGP up since: /v1/status degraded with it
+        row = peer(speaker)
+        assert row["state"] == "down" and "exabgp.conf rejected" in row["last_error"]
         delays = [r.getMessage().rsplit("restarting in ", 1)[1] for r in caplog.records
                   if "restarting in" in r.getMessage()]
         assert delays[:2] == ["0.5s", "1.0s"]

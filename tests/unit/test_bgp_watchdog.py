@@ -148,11 +148,13 @@ def test_a_silent_exabgp_shows_its_peers_down_in_rest_status_and_metrics(tmp_pat
     speaker._book.peers["192.0.2.1"].change("up")
     speaker._watchdog, clock = watchdog(timeout=5.0)
     federation = SimpleNamespace(speaker=speaker, peers=speaker.peers, mobility=Mobility())
-    assert status_part(federation) == {"peers": {"192.0.2.1": "up"}, "api_silent_for": None, "restarts": 0}
+    assert status_part(federation) == {"peers": {"192.0.2.1": "up"}, "api_silent_for": None, "restarts": 0,
+                                        "failure": None}
     speaker._watchdog.probed()
     clock.now += 7
     assert speaker._watchdog.check(waiting=True) == SILENT
-    assert status_part(federation) == {"peers": {"192.0.2.1": "down"}, "api_silent_for": 7.0, "restarts": 0}
+    assert status_part(federation) == {"peers": {"192.0.2.1": "down"}, "api_silent_for": 7.0, "restarts": 0,
+                                        "failure": None}
     [row] = speaker.peers()
     assert row["last_error"] == "exabgp has not answered its API for 7s" and row["uptime"] is None
     [session_up] = [metric for metric in _bgp(federation) if metric.name == "canopy_bgp_session_up"]

@@ -1,0 +1,72 @@
+"""Why Canopy's BGP speaker has no ExaBGP running: the reason an ExaBGP exited (``exit_reason``, from what it logged) or
+an error raised while starting it (``one_line``), each one line for ``Speaker.status()`` and the log, and which
+unexpected errors' tracebacks were logged already (``FirstTime``: once per distinct reason, then one line).
+
+Part of ``bgp.speaker``, apart so that module stays about the child process and the conversation with it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from bgp.speakerconf import SpeakerConfig
+
+TRACED_MAX = 32  # distinct reasons remembered; more (reasons that vary): forgotten, not grown
+
+_LOG_LINE = re.compile(r"^\S+ \d+\s+\S+(?: \S+)?\s+(.*)$")  # "21:36:00 935    configuration   <message>"
+_REJECTED = "could not load/reload configuration"
+
+
+def exit_reason(returncode: int, config: SpeakerConfig, offsets: tuple[int, int]) -> str:
+    """Why ExaBGP exited, for status() and the log: the configuration error it logged, if any."""
+    if returncode < 0:
+        return f"exabgp killed by signal {-returncode}"
+    logged = [m.group(1).strip() for line in _new_lines(config.log_path, offsets[0])
+              if (m := _LOG_LINE.match(line)) and m.group(1).strip()]
+    if _REJECTED in logged:
+        return "exabgp.conf rejected: " + " / ".join(logged[logged.index(_REJECTED) + 1:][:4])
+    printed = [line.strip() for line in _new_lines(config.output_path, offsets[1]) if line.strip()]
+    detail = (printed or logged or [""])[-1]
+    return f"exabgp exited with status {returncode}" + (f": {detail}" if detail else "")
+
+
+def _new_lines(path: str, offset: int) -> list[str]:
+    """Lines appended to ``path`` since it was ``offset`` bytes long (at most its last 64 KiB)."""
+    try:
+        with open(path, "rb") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            handle.seek(max(offset if offset <= size else 0, size - 65536))
+            return handle.read().decode(errors="replace").splitlines()
+    except OSError:
+        return []
+
+
+def size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+def one_line(error: BaseException, named: bool = True) -> str:
+    """``error`` as one line: its type's name (unless ``named`` is false) and the first line of its message."""
+    detail = (str(error).splitlines() or [""])[0]
+    if not named:
+        return detail
+    return f"{type(error).__name__}: {detail}" if detail else type(error).__name__
+
+
+class FirstTime:
+    """Reasons seen: ``first(reason)`` is True only the first time (a traceback is logged then, one line after)."""
+
+    def __init__(self):
+        self._seen: set[str] = set()
+
+    def first(self, reason: str) -> bool:
+        if reason in self._seen:
+            return False
+        if len(self._seen) >= TRACED_MAX:
+            self._seen.clear()
+        self._seen.add(reason)
+        return True

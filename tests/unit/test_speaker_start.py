@@ -1,0 +1,164 @@
+"""A BGP speaker whose ExaBGP cannot be started: the reason is recorded and shown (last_error, the peers, /v1/status
+health), it is retried on the speaker's bounded back-off with one traceback per distinct reason, and it recovers by
+itself once the cause is gone."""
+
+import dataclasses
+import functools
+import logging
+import os
+import time
+import types
+
+import pytest
+
+import bgp.speaker
+from bgp.federation import Federation
+from bgp.speaker import BACKOFF_MAX, POLL_INTERVAL, Neighbor, Speaker, SpeakerConfig, exabgp_env
+from controller import settings as settings_mod
+from controller.rest import bgp as rest_bgp
+from controller.rest.api import Api
+from controller.yamldoc import Doc
+from tests.unit.helpers import Controller
+
+PEER = "10.250.0.2"
+
+
+class FlakyEnv:
+    """ExaBGP's environment builder, raising ``error`` while ``failing``; records the (fake) time of every call."""
+
+    def __init__(self, clock, error):
+        self.clock, self.error, self.failing, self.calls = clock, error, True, []
+
+    def __call__(self, config, base=None):
+        self.calls.append(self.clock())
+        if self.failing:
+            raise self.error
+        return exabgp_env(config, base)
+
+
+@pytest.fixture
+def ctl(tmp_path):
+    c = Controller(tmp_path)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """The speaker module's monotonic clock, moved by the test (the speaker's own thread is not started)."""
+    now = [1000.0]
+    monkeypatch.setattr(bgp.speaker, "time", types.SimpleNamespace(monotonic=lambda: now[0], time=time.time,
+                                                                   sleep=time.sleep))
+    return now
+
+
+def federation_of(ctl, tmp_path):
+    doc = {"bgp": {"router_id": "10.250.0.1", "neighbors": [{"address": PEER, "asn": 65002}]}}
+    federation = Federation(settings_mod.from_doc(Doc("<t>", doc)).bgp, str(tmp_path), ctl.state)
+    os.makedirs(federation.speaker.config.workdir)
+    ctl.api = Api(ctl.service, ctl.state, ctl.settings, status_parts={"bgp": functools.partial(
+        rest_bgp.status_part, federation)}, faults={"BGP speaker": functools.partial(rest_bgp.failure, federation)})
+    return federation
+
+
+def turns(speaker, clock, seconds):
+    """The speaker's supervision as its thread runs it: a turn every POLL_INTERVAL for ``seconds``."""
+    for _ in range(int(seconds / POLL_INTERVAL)):
+        speaker._supervise()
+        clock[0] += POLL_INTERVAL
+
+
+def test_a_start_that_raises_is_shown_retried_on_the_back_off_and_traced_once_per_reason(ctl, tmp_path, clock,
+                                                                                         monkeypatch, caplog):
+    federation = federation_of(ctl, tmp_path)
+    env = FlakyEnv(lambda: clock[0], KeyError("getpwuid(): uid not found: 12345"))
+    monkeypatch.setattr(bgp.speaker, "exabgp_env", env)
+    caplog.set_level(logging.INFO, logger="canopy.bgp")
+    turns(federation.speaker, clock, 120)
+
+    reason = "could not start exabgp: KeyError: 'getpwuid(): uid not found: 12345'"
+    status = federation.speaker.status()
+    assert (status["last_error"], status["failure"], status["running"]) == (reason, reason, False)
+    gaps = [later - earlier for earlier, later in zip(env.calls, env.calls[1:])]
+    assert gaps == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, BACKOFF_MAX, BACKOFF_MAX]  # not every turn (480 of them)
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == len(env.calls) and all(reason in r.getMessage() for r in errors)
+    assert [bool(r.exc_info) for r in errors] == [True] + [False] * (len(errors) - 1)  # one traceback, then lines
+
+    [peer] = federation.peers()
+    assert (peer["address"], peer["state"], peer["last_error"]) == (PEER, "down", reason)
+    status, body = ctl.call("GET", "/v1/status")
+    assert status == 200 and body["health"] == "degraded"
+    assert body["degraded_reason"] == f"BGP speaker: {reason}"
+    assert body["bgp"]["failure"] == reason and body["bgp"]["peers"] == {PEER: "down"}
+
+    caplog.clear()
+    env.error = RuntimeError("another cause\nsecond line")  # a distinct reason: its traceback once, one line
+    turns(federation.speaker, clock, 2 * BACKOFF_MAX)
+    other = "could not start exabgp: RuntimeError: another cause"
+    assert federation.speaker.status()["last_error"] == other
+    assert [bool(r.exc_info) for r in caplog.records if r.levelno == logging.ERROR] == [True, False]
+
+
+def test_the_cause_gone_exabgp_starts_and_health_is_ok_again(ctl, tmp_path, monkeypatch):
+    """A real ExaBGP (a passive peer: it connects nowhere) once the builder stops raising: when its API connects the
+    failure ends, the peers are reported as it says and /v1/status is ok again; last_error keeps the reason."""
+    federation = federation_of(ctl, tmp_path)
+    speaker = federation.speaker
+    speaker.config = dataclasses.replace(speaker.config, neighbors=(Neighbor(PEER, 65002, passive=True),))
+    env = FlakyEnv(time.monotonic, ValueError("no environment"))
+    monkeypatch.setattr(bgp.speaker, "exabgp_env", env)
+    speaker.start()
+    try:
+        reason = "could not start exabgp: ValueError: no environment"
+        assert wait_for(lambda: len(env.calls) >= 2)  # two attempts (0.5 s apart), each refused
+        assert speaker.status()["failure"] == reason and ctl.call("GET", "/v1/status")[1]["health"] == "degraded"
+        env.failing = False
+        assert wait_for(lambda: speaker.status()["api_connected"])
+        status = speaker.status()
+        assert status["running"] and status["failure"] is None and status["last_error"] == reason
+        [peer] = federation.peers()
+        assert (peer["state"], peer["last_error"]) == ("idle", None)
+        reply = ctl.call("GET", "/v1/status")[1]
+        assert reply["health"] == "ok" and "degraded_reason" not in reply and reply["bgp"]["failure"] is None
+    finally:
+        speaker.stop()
+
+
+def wait_for(condition, timeout=60.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_a_speaker_never_started_has_no_failure(tmp_path):
+    speaker = Speaker(SpeakerConfig(asn=65000, router_id="10.0.0.1", neighbors=(Neighbor(PEER, 65001),),
+                                    workdir=str(tmp_path)))
+    assert speaker.status()["failure"] is None and speaker.peers()[0]["state"] == "idle"
+
+
+def test_a_turn_that_raises_is_last_error_and_traced_once(tmp_path, caplog):
+    """Any other error in a turn of the speaker's thread (a bug): last_error, one traceback, then at most a line
+    every LOG_EVERY seconds, not a traceback per turn."""
+    speaker = Speaker(SpeakerConfig(asn=65000, router_id="10.0.0.1", neighbors=(Neighbor(PEER, 65001),),
+                                    workdir=str(tmp_path)))
+    turns = []
+
+    def broken():
+        turns.append(1)
+        raise RuntimeError("boom\nmore detail")
+
+    speaker._supervise = broken  # every turn raises before anything is started
+    caplog.set_level(logging.INFO, logger="canopy.bgp")
+    speaker.start()
+    try:
+        assert wait_for(lambda: len(turns) >= 6)
+        assert speaker.status()["last_error"] == "unexpected error: RuntimeError: boom"
+    finally:
+        speaker.stop()
+    logged = [r for r in caplog.records if "unexpected error: RuntimeError: boom" in r.getMessage()]
+    assert [bool(r.exc_info) for r in logged[:1]] == [True] and not any(r.exc_info for r in logged[1:])
+    assert len(logged) < len(turns)
