@@ -140,6 +140,19 @@ def test_a_rename_changes_both_names():
     assert snap.changed == {"tap1", "tap9"} and [p.name for p in snap.ports] == ["tap0", "tap2", "tap9"]
 
 
+def _iface_change(rng) -> dict:
+    """Some columns of an Interface changed: ``ofport`` alone, or with others, or others alone."""
+    others = {
+        "external_ids": {"iface-id": f"v{rng.randrange(9)}", "attached-mac": f"02:00:00:00:00:0{rng.randrange(1, 9)}"},
+        "mac_in_use": [f"02:00:00:00:01:0{rng.randrange(1, 9)}"],
+        "type": rng.choice(("", "internal")),
+    }
+    columns = {c: others[c] for c in rng.sample(sorted(others), rng.randint(0, 2))}
+    if rng.random() < 0.6 or not columns:
+        columns["ofport"] = [rng.choice((-1, rng.randrange(1, 99)))]
+    return columns
+
+
 def test_random_deltas_equal_a_rebuild_from_scratch():
     rng = random.Random(13)
     db, sink = Db(ports=10), Sink()
@@ -152,8 +165,9 @@ def test_random_deltas_equal_a_rebuild_from_scratch():
             db.add(names[-1], {"iface-id": f"x{step}"})
         elif roll < 0.5:
             db.remove(names.pop(rng.randrange(len(names))))
-        elif roll < 0.9:
-            db.set_iface(rng.choice(names), ofport=[rng.randrange(1, 99)])
+        elif roll < 0.9:  # ofport alone (read alone: vrs.port_info_again), or with other columns, in one take
+            for _ in range(rng.randint(1, 3)):
+                db.set_iface(rng.choice(names), **_iface_change(rng))
         else:
             db.touch_bridge(datapath_id=["%016x" % rng.randrange(1, 1 << 40)])
         before = reporter.last
