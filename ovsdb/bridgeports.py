@@ -154,13 +154,14 @@ class BridgePorts:
             self._unset(key, changed)
 
     def _reset_port(self, port, changed: set) -> list:
-        """``port``'s interfaces changed: drop the ones it no longer has, read the new ones."""
+        """``port``'s interfaces changed: drop the ones it no longer has, read the new ones; returns the keys of
+        those read (the ones it kept are not: a change of their own rows in the same update is still to apply)."""
         before = frozenset(self._members.get(row_key(port), ()))
         keys = self._add_port(port, changed, before)
         for key in before - set(keys):
             self._iface_port.pop(key, None)
             self._unset(key, changed)
-        return keys
+        return [key for key in keys if key not in before]
 
     def _update_iface(self, key, iface, changed: set, columns: frozenset | None = None) -> None:
         self.pacer.tick()

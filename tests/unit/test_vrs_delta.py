@@ -62,6 +62,14 @@ class Db:
         for i in p.interfaces:
             self.changes.record("Interface", i.uuid, RowChange(i, deleted=True))
 
+    def bond(self, name, member):
+        """Port ``name`` gains an interface ``member`` (a bond): one change of its ``interfaces`` column."""
+        p = next(p for p in self.bridge.ports if p.name == name)
+        i = iface(member, 500 + len(p.interfaces))
+        p.interfaces = p.interfaces + [i]
+        self.changes.record("Interface", i.uuid, RowChange(i))
+        self.changes.record("Port", p.uuid, RowChange(p, columns=frozenset({"interfaces"})))
+
     def set_iface(self, which, **columns):
         i = next(i for p in self.bridge.ports for i in p.interfaces if i.name == which)
         for column, value in columns.items():
@@ -140,6 +148,18 @@ def test_a_rename_changes_both_names():
     assert snap.changed == {"tap1", "tap9"} and [p.name for p in snap.ports] == ["tap0", "tap2", "tap9"]
 
 
+def test_an_interface_changed_with_its_ports_interfaces_in_one_update_is_read_again():
+    """A port gains a second interface (a bond) and its first interface's external_ids change in the same update (or
+    in two, taken together): the first one's change is applied, not left until the next change of that row."""
+    db, sink = Db(ports=3), Sink()
+    reporter = follow(db, sink)
+    db.bond("tap1", "tap1b")
+    db.set_iface("tap1", external_ids={"iface-id": "vp-other"})
+    reporter.refresh([db.root], db.take())
+    assert reporter.last.ports == bridge_ports(db.bridge)
+    assert by_name(reporter.last)["tap1"].ext("iface-id") == "vp-other" and reporter.last.changed == {"tap1", "tap1b"}
+
+
 def _iface_change(rng) -> dict:
     """Some columns of an Interface changed: ``ofport`` alone, or with others, or others alone."""
     others = {
@@ -168,6 +188,9 @@ def test_random_deltas_equal_a_rebuild_from_scratch():
         elif roll < 0.9:  # ofport alone (read alone: vrs.port_info_again), or with other columns, in one take
             for _ in range(rng.randint(1, 3)):
                 db.set_iface(rng.choice(names), **_iface_change(rng))
+            if rng.random() < 0.3:  # and the port of one of them, or another, bonded in the same take
+                which = rng.choice(names)
+                db.bond(which, f"{which}.{step}")
         else:
             db.touch_bridge(datapath_id=["%016x" % rng.randrange(1, 1 << 40)])
         before = reporter.last
