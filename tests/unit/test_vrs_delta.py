@@ -160,6 +160,33 @@ def test_an_interface_changed_with_its_ports_interfaces_in_one_update_is_read_ag
     assert by_name(reporter.last)["tap1"].ext("iface-id") == "vp-other" and reporter.last.changed == {"tap1", "tap1b"}
 
 
+@pytest.mark.parametrize("to_new_port", [False, True])
+@pytest.mark.parametrize("destination_first", [False, True])
+def test_an_interface_moved_between_ports_in_one_update_stays_whichever_port_is_applied_first(destination_first,
+                                                                                            to_new_port):
+    """A buggy or hostile peer moves an Interface row from one port to another (the other one replaced, or a new
+    port while the first is deleted) in one update: the port losing it must not drop it after the port taking it
+    was applied."""
+    db, sink = Db(ports=3), Sink()
+    reporter = follow(db, sink)
+    losing = next(p for p in db.bridge.ports if p.name == "tap1")
+    moved, instead = losing.interfaces[0], iface("tap1-instead", 90)
+    if to_new_port:
+        taking = port("bond9", moved)
+        db.bridge.ports = [p for p in db.bridge.ports if p is not losing] + [taking]
+        db.changes.record("Bridge", db.bridge.uuid, RowChange(db.bridge, columns=frozenset({"ports"})))
+        taken, lost = RowChange(taking), RowChange(losing, deleted=True)
+    else:
+        taking = next(p for p in db.bridge.ports if p.name == "tap2")
+        taking.interfaces, losing.interfaces = taking.interfaces + [moved], [instead]
+        db.changes.record("Interface", instead.uuid, RowChange(instead))
+        taken, lost = (RowChange(p, columns=frozenset({"interfaces"})) for p in (taking, losing))
+    for change in (taken, lost) if destination_first else (lost, taken):
+        db.changes.record("Port", change.row.uuid, change)
+    reporter.refresh([db.root], db.take())
+    assert reporter.last.ports == bridge_ports(db.bridge) and "tap1" in by_name(reporter.last)
+
+
 def _iface_change(rng) -> dict:
     """Some columns of an Interface changed: ``ofport`` alone, or with others, or others alone."""
     others = {
