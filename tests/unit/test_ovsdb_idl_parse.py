@@ -280,8 +280,26 @@ class RandomUpdates:
                 out.setdefault(name, {})[u] = {op: {c: v for c, v in values.items() if v is not None}}
         return out
 
+    def old_protocol(self, rows) -> dict:
+        """The old protocol's update (every column of a row in ``new``; ``old`` the columns it had before, or the
+        whole row deleted): the same shapes, ``rows`` the IDL's tables as they are."""
+        out = {}
+        for name, table in self.tables.items():
+            for u in self.rng.sample(self.POOL, self.rng.randint(0, 3)):
+                row = rows[name].rows.get(uuid.UUID(u))
+                before = {c: row._data[c].to_json() for c in sorted(table.columns)} if row is not None else None
+                if before is not None and self.rng.random() < 0.3:
+                    out.setdefault(name, {})[u] = {"old": before}
+                    continue
+                new = {c: self.value(table.columns[c].type) for c in sorted(table.columns)}
+                if before is None:
+                    out.setdefault(name, {})[u] = {"new": new}
+                else:
+                    out.setdefault(name, {})[u] = {"old": {c: v for c, v in before.items() if v != new[c]}, "new": new}
+        return out
 
-@pytest.mark.parametrize("version", [ovs.db.idl.OVSDB_UPDATE2, ovs.db.idl.OVSDB_UPDATE3])
+
+@pytest.mark.parametrize("version", [ovs.db.idl.OVSDB_UPDATE2, ovs.db.idl.OVSDB_UPDATE3, ovs.db.idl.OVSDB_UPDATE])
 @pytest.mark.parametrize("seed", range(6))
 def test_any_sequence_of_updates_gives_the_rows_and_notifications_ovs_gives(seed, version):
     """_PacedIdl's own parsing (ovsdb/idl/paced.py: one parser and default per column, a column at its default
@@ -293,12 +311,16 @@ def test_any_sequence_of_updates_gives_the_rows_and_notifications_ovs_gives(seed
     updates = RandomUpdates(random.Random(seed), plain.idl.tables)
     shapes = set()
     for _ in range(40):
-        update = updates.update(lambda table, u: uuid.UUID(u) in plain.idl.tables[table].rows)
-        shapes |= {op for rows in update.values() for row in rows.values() for op in row}
+        if version == ovs.db.idl.OVSDB_UPDATE:
+            update = updates.old_protocol(plain.idl.tables)
+        else:
+            update = updates.update(lambda table, u: uuid.UUID(u) in plain.idl.tables[table].rows)
+        shapes |= {" ".join(sorted(row)) for rows in update.values() for row in rows.values()}
         for recorded in (plain, paced):
             recorded.feed(update, version)
         assert paced.idl.refused is None
         assert paced.data() == plain.data()
         assert paced.notices == plain.notices
-    assert shapes == {"initial", "insert", "modify", "delete"}
+    assert shapes == ({"new", "new old", "old"} if version == ovs.db.idl.OVSDB_UPDATE else
+                      {"initial", "insert", "modify", "delete"})
     assert {event for event, *_ in paced.notices} == {"create", "update", "delete"}
