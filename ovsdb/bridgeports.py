@@ -150,17 +150,23 @@ class BridgePorts:
 
     def _drop_port(self, port_key, changed: set) -> None:
         for key in self._members.pop(port_key, ()):
-            self._iface_port.pop(key, None)
+            self._release(key, port_key, changed)
+
+    def _release(self, key, port_key, changed: set) -> None:
+        """Forget interface ``key`` as ``port_key``'s, unless another port took it first (the row moved between
+        ports in one update, and that port was applied first)."""
+        if self._iface_port.get(key) == port_key:
+            del self._iface_port[key]
             self._unset(key, changed)
 
     def _reset_port(self, port, changed: set) -> list:
-        """``port``'s interfaces changed: drop the ones it no longer has, read the new ones."""
+        """``port``'s interfaces changed: drop the ones it no longer has, read the new ones; returns the keys of
+        those read (the ones it kept are not: a change of their own rows in the same update is still to apply)."""
         before = frozenset(self._members.get(row_key(port), ()))
         keys = self._add_port(port, changed, before)
         for key in before - set(keys):
-            self._iface_port.pop(key, None)
-            self._unset(key, changed)
-        return keys
+            self._release(key, row_key(port), changed)
+        return [key for key in keys if key not in before]
 
     def _update_iface(self, key, iface, changed: set, columns: frozenset | None = None) -> None:
         self.pacer.tick()

@@ -1,7 +1,8 @@
 """ovsdb/idl/'s cheaper paths through the pinned ``ovs`` IDL give what ovs's own give.
 
-- ``_PacedIdl``'s ``__add_default`` and ``__row_update`` (an update's rows parsed): the same rows, the same committed
-  data, the same notifications as a plain ``ovs.db.idl.Idl`` fed the same updates;
+- ``_PacedIdl``'s ``__add_default``, ``__row_update`` and ``__apply_diff`` (an update's rows parsed): the same rows,
+  the same committed data, the same notifications (their old values too) as a plain ``ovs.db.idl.Idl`` fed the same
+  updates, of every shape (``RandomUpdates``);
 - ovsdb/idl/rowloop.py's fast path for a row only deleted: the same rows and notifications as a plain Idl, the same
   changes and name index as the tracking Idl given ovs's own loop;
 - ``column_value`` (a column read from its committed datum): the same value as ``getattr`` for every column Canopy
@@ -18,6 +19,7 @@ from pathlib import Path
 import ovs.db.data
 import ovs.db.idl
 import ovs.db.schema
+import ovs.db.types
 import ovs.ovsuuid
 import pytest
 
@@ -37,9 +39,9 @@ class Recorded:
         self.notices = []
         real = self.idl.notify
 
-        def notify(event, row, updates=None):
-            self.notices.append((event, row._table.name, str(row.uuid),
-                                 None if updates is None else sorted(updates.__dict__["_data"])))
+        def notify(event, row, updates=None):  # the old values too (a copy: ovs's diff changes a datum in place)
+            self.notices.append((event, row._table.name, str(row.uuid), None if updates is None else
+                                 {column: datum.to_json() for column, datum in updates.__dict__["_data"].items()}))
             real(event, row, updates)
         self.idl.notify = notify
 
@@ -347,3 +349,106 @@ def test_the_row_loop_replaced_is_ovs_and_deletes_as_the_fast_path_does():
     assert "return Notice(ROW_DELETE, row)" in process
     delete = inspect.getsource(custom_index.IndexedRows.__delitem__)
     assert "val = self.data[key].pop()" in delete and "del self.data[key]" in delete
+
+
+class RandomUpdates:
+    """update2/update3 messages of every shape, valid for the schema (each column's type read from it): initial,
+    insert (of a row that exists too), modify, delete (of a row that does not exist too); values at their default
+    or not, references to rows of any table (seen or not), and modifies as ovsdb-server sends them: a scalar's new
+    value, a set's elements added and removed, a map's keys added, removed or given another value."""
+
+    POOL = [str(uuid.UUID(int=k)) for k in range(1, 9)]  # every table's rows, and what references point at
+
+    def __init__(self, rng, tables):
+        self.rng, self.tables = rng, tables
+
+    def atom(self, base):
+        rng = self.rng
+        if base.enum is not None:
+            return rng.choice(sorted(atom.value for atom in base.enum.values))
+        if base.type == ovs.db.types.UuidType:
+            return ["uuid", rng.choice(self.POOL)]
+        if base.type == ovs.db.types.IntegerType:
+            low = base.min if base.min is not None else -1
+            return rng.choice([low, low + 1, low + 7])
+        if base.type == ovs.db.types.BooleanType:
+            return rng.random() < 0.5
+        return rng.choice(["", "a", "b"] if base.min_length == 0 else ["a", "b"])
+
+    def elements(self, type_, low, high):
+        found = {}
+        for _ in range(self.rng.randint(low, high) * 2):
+            key = self.atom(type_.key)
+            found.setdefault(json.dumps(key), [key, self.atom(type_.value)] if type_.value else key)
+        chosen = list(found.values())[:high]
+        return chosen if len(chosen) >= low else None
+
+    def value(self, type_, diff=False):
+        """A whole value; with ``diff``, a set's or map's elements to toggle (ovsdb-server never sends none)."""
+        if type_.n_max == 1 and not type_.is_map():
+            return self.atom(type_.key) if type_.n_min == 1 or self.rng.random() < 0.6 else ["set", []]
+        low = max(type_.n_min, 1) if diff else type_.n_min
+        chosen = self.elements(type_, low, min(type_.n_max, 3))
+        if chosen is None:
+            return None
+        return ["map" if type_.is_map() else "set", chosen]
+
+    def update(self, exists) -> dict:
+        out = {}
+        for name, table in self.tables.items():
+            for u in self.rng.sample(self.POOL, self.rng.randint(0, 3)):
+                present = exists(name, u)
+                op = self.rng.choice(("modify", "modify", "delete", "insert") if present else
+                                     ("initial", "insert", "delete"))
+                if op == "delete":
+                    out.setdefault(name, {})[u] = {"delete": None}
+                    continue
+                columns = self.rng.sample(sorted(table.columns), self.rng.randint(0, len(table.columns)))
+                values = {c: self.value(table.columns[c].type, op == "modify") for c in columns}
+                out.setdefault(name, {})[u] = {op: {c: v for c, v in values.items() if v is not None}}
+        return out
+
+    def old_protocol(self, rows) -> dict:
+        """The old protocol's update (every column of a row in ``new``; ``old`` the columns it had before, or the
+        whole row deleted): the same shapes, ``rows`` the IDL's tables as they are."""
+        out = {}
+        for name, table in self.tables.items():
+            for u in self.rng.sample(self.POOL, self.rng.randint(0, 3)):
+                row = rows[name].rows.get(uuid.UUID(u))
+                before = {c: row._data[c].to_json() for c in sorted(table.columns)} if row is not None else None
+                if before is not None and self.rng.random() < 0.3:
+                    out.setdefault(name, {})[u] = {"old": before}
+                    continue
+                new = {c: self.value(table.columns[c].type) for c in sorted(table.columns)}
+                if before is None:
+                    out.setdefault(name, {})[u] = {"new": new}
+                else:
+                    out.setdefault(name, {})[u] = {"old": {c: v for c, v in before.items() if v != new[c]}, "new": new}
+        return out
+
+
+@pytest.mark.parametrize("version", [ovs.db.idl.OVSDB_UPDATE2, ovs.db.idl.OVSDB_UPDATE3, ovs.db.idl.OVSDB_UPDATE])
+@pytest.mark.parametrize("seed", range(6))
+def test_any_sequence_of_updates_gives_the_rows_and_notifications_ovs_gives(seed, version):
+    """_PacedIdl's own parsing (ovsdb/idl/paced.py: one parser and default per column, a column at its default
+    diffed from a copy of one default Datum) against a plain ``ovs.db.idl.Idl``: after each update the same committed
+    data and the same notifications, old values included."""
+    import random
+
+    plain, paced = both()
+    updates = RandomUpdates(random.Random(seed), plain.idl.tables)
+    shapes = set()
+    for _ in range(40):
+        if version == ovs.db.idl.OVSDB_UPDATE:
+            update = updates.old_protocol(plain.idl.tables)
+        else:
+            update = updates.update(lambda table, u: uuid.UUID(u) in plain.idl.tables[table].rows)
+        shapes |= {" ".join(sorted(row)) for rows in update.values() for row in rows.values()}
+        for recorded in (plain, paced):
+            recorded.feed(update, version)
+        assert paced.idl.refused is None
+        assert paced.data() == plain.data()
+        assert paced.notices == plain.notices
+    assert shapes == ({"new", "new old", "old"} if version == ovs.db.idl.OVSDB_UPDATE else
+                      {"initial", "insert", "modify", "delete"})
+    assert {event for event, *_ in paced.notices} == {"create", "update", "delete"}

@@ -62,6 +62,14 @@ class Db:
         for i in p.interfaces:
             self.changes.record("Interface", i.uuid, RowChange(i, deleted=True))
 
+    def bond(self, name, member):
+        """Port ``name`` gains an interface ``member`` (a bond): one change of its ``interfaces`` column."""
+        p = next(p for p in self.bridge.ports if p.name == name)
+        i = iface(member, 500 + len(p.interfaces))
+        p.interfaces = p.interfaces + [i]
+        self.changes.record("Interface", i.uuid, RowChange(i))
+        self.changes.record("Port", p.uuid, RowChange(p, columns=frozenset({"interfaces"})))
+
     def set_iface(self, which, **columns):
         i = next(i for p in self.bridge.ports for i in p.interfaces if i.name == which)
         for column, value in columns.items():
@@ -140,6 +148,58 @@ def test_a_rename_changes_both_names():
     assert snap.changed == {"tap1", "tap9"} and [p.name for p in snap.ports] == ["tap0", "tap2", "tap9"]
 
 
+def test_an_interface_changed_with_its_ports_interfaces_in_one_update_is_read_again():
+    """A port gains a second interface (a bond) and its first interface's external_ids change in the same update (or
+    in two, taken together): the first one's change is applied, not left until the next change of that row."""
+    db, sink = Db(ports=3), Sink()
+    reporter = follow(db, sink)
+    db.bond("tap1", "tap1b")
+    db.set_iface("tap1", external_ids={"iface-id": "vp-other"})
+    reporter.refresh([db.root], db.take())
+    assert reporter.last.ports == bridge_ports(db.bridge)
+    assert by_name(reporter.last)["tap1"].ext("iface-id") == "vp-other" and reporter.last.changed == {"tap1", "tap1b"}
+
+
+@pytest.mark.parametrize("to_new_port", [False, True])
+@pytest.mark.parametrize("destination_first", [False, True])
+def test_an_interface_moved_between_ports_in_one_update_stays_whichever_port_is_applied_first(destination_first,
+                                                                                            to_new_port):
+    """A buggy or hostile peer moves an Interface row from one port to another (the other one replaced, or a new
+    port while the first is deleted) in one update: the port losing it must not drop it after the port taking it
+    was applied."""
+    db, sink = Db(ports=3), Sink()
+    reporter = follow(db, sink)
+    losing = next(p for p in db.bridge.ports if p.name == "tap1")
+    moved, instead = losing.interfaces[0], iface("tap1-instead", 90)
+    if to_new_port:
+        taking = port("bond9", moved)
+        db.bridge.ports = [p for p in db.bridge.ports if p is not losing] + [taking]
+        db.changes.record("Bridge", db.bridge.uuid, RowChange(db.bridge, columns=frozenset({"ports"})))
+        taken, lost = RowChange(taking), RowChange(losing, deleted=True)
+    else:
+        taking = next(p for p in db.bridge.ports if p.name == "tap2")
+        taking.interfaces, losing.interfaces = taking.interfaces + [moved], [instead]
+        db.changes.record("Interface", instead.uuid, RowChange(instead))
+        taken, lost = (RowChange(p, columns=frozenset({"interfaces"})) for p in (taking, losing))
+    for change in (taken, lost) if destination_first else (lost, taken):
+        db.changes.record("Port", change.row.uuid, change)
+    reporter.refresh([db.root], db.take())
+    assert reporter.last.ports == bridge_ports(db.bridge) and "tap1" in by_name(reporter.last)
+
+
+def _iface_change(rng) -> dict:
+    """Some columns of an Interface changed: ``ofport`` alone, or with others, or others alone."""
+    others = {
+        "external_ids": {"iface-id": f"v{rng.randrange(9)}", "attached-mac": f"02:00:00:00:00:0{rng.randrange(1, 9)}"},
+        "mac_in_use": [f"02:00:00:00:01:0{rng.randrange(1, 9)}"],
+        "type": rng.choice(("", "internal")),
+    }
+    columns = {c: others[c] for c in rng.sample(sorted(others), rng.randint(0, 2))}
+    if rng.random() < 0.6 or not columns:
+        columns["ofport"] = [rng.choice((-1, rng.randrange(1, 99)))]
+    return columns
+
+
 def test_random_deltas_equal_a_rebuild_from_scratch():
     rng = random.Random(13)
     db, sink = Db(ports=10), Sink()
@@ -152,8 +212,12 @@ def test_random_deltas_equal_a_rebuild_from_scratch():
             db.add(names[-1], {"iface-id": f"x{step}"})
         elif roll < 0.5:
             db.remove(names.pop(rng.randrange(len(names))))
-        elif roll < 0.9:
-            db.set_iface(rng.choice(names), ofport=[rng.randrange(1, 99)])
+        elif roll < 0.9:  # ofport alone (read alone: vrs.port_info_again), or with other columns, in one take
+            for _ in range(rng.randint(1, 3)):
+                db.set_iface(rng.choice(names), **_iface_change(rng))
+            if rng.random() < 0.3:  # and the port of one of them, or another, bonded in the same take
+                which = rng.choice(names)
+                db.bond(which, f"{which}.{step}")
         else:
             db.touch_bridge(datapath_id=["%016x" % rng.randrange(1, 1 << 40)])
         before = reporter.last
