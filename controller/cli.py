@@ -33,7 +33,7 @@ import sys
 import urllib.error
 import urllib.request
 
-from controller import __version__, policydoc, secretfile, show, storeguard, yamldoc
+from controller import __version__, policydoc, resttoken, secretfile, show, storeguard, yamldoc
 from controller import policy as pol
 from controller import settings as settings_mod
 from controller.model import PolicyError
@@ -279,7 +279,7 @@ def cmd_run(args) -> int:
         accepted = storeguard.verify(settings.data_dir, accept=args.accept_store)  # before anything opens it
         lifecycle.check_data_dir(settings.data_dir)
         held = storeguard.lock(settings.data_dir)  # kept open (held) while this process runs
-        settings = settings_mod.with_token(settings)
+        settings = resttoken.resolved(settings)
         lifecycle.check_listeners(lifecycle.listeners(settings))
     except settings_mod.SettingsError as exc:
         log.error("cannot start: %s", exc)
@@ -324,9 +324,10 @@ def cmd_check_settings(args) -> int:
     except (settings_mod.SettingsError, yamldoc.DocError) as exc:
         print(exc, file=sys.stderr)
         return EXIT_INVALID
-    problem = settings_mod.token_file_problem(settings)
-    if problem:
-        print(f"{args.file}: rest.token_file: {problem}", file=sys.stderr)
+    problems = resttoken.file_problems(settings)
+    for problem in problems:
+        print(f"{args.file}: {problem}", file=sys.stderr)
+    if problems:
         return EXIT_INVALID
     parts = [f"OpenFlow {settings.openflow_listen}:{settings.openflow_port}",
              f"OVSDB {settings.ovsdb_listen}:{settings.ovsdb_port}",

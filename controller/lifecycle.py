@@ -18,13 +18,15 @@ import signal
 import socket
 import sqlite3
 
-from controller import logs, runtime
+from controller import logs, resttoken, runtime
 from controller import settings as settings_mod
 from controller import yamldoc
 
 log = logging.getLogger("canopy.lifecycle")
-LIVE = ("log_level", "log_format", "rest_token", "rest_token_file", "access_log")  # applied by reload
-LIVE_KEYS = ("log_level", "log_format", "rest.token", "rest.token_file", "rest.access_log")  # the same, as keys
+LIVE = ("log_level", "log_format", "rest_token", "rest_token_file", "rest_read_token", "rest_read_token_file",
+        "access_log")  # applied by reload
+LIVE_KEYS = ("log_level", "log_format", "rest.token", "rest.token_file", "rest.read_token", "rest.read_token_file",
+             "rest.access_log")  # the same, as keys
 BGP_RESTART = ("the BGP speaker gives ExaBGP its neighbors only when it starts it, and has no live "
                "reconfiguration; restarting the speaker alone would reset every session, unchanged ones included")
 
@@ -156,7 +158,7 @@ def reload(config_path: str | None) -> list[str]:
     running = runtime.SETTINGS
     where = config_path or "the built-in defaults"
     try:
-        new = settings_mod.with_token(settings_mod.load(config_path))
+        new = resttoken.resolved(settings_mod.load(config_path))
     except (settings_mod.SettingsError, yamldoc.DocError, OSError) as exc:
         log.error("SIGHUP: %s not reloaded; the running settings stay: %s", where, " / ".join(str(exc).splitlines()))
         return []
@@ -169,6 +171,9 @@ def reload(config_path: str | None) -> list[str]:
     done.append(f"log_level {level} -> {new.log_level}" if level != new.log_level else f"log_level {level} (same)")
     token = "REST token replaced" if new.rest_token != running.rest_token else "REST token unchanged"
     done.append(f"{token} ({'inline' if new.rest_token and not _token_from_file(new) else new.rest_token_file})")
+    read = _read_token_change(running, new)
+    if read:
+        done.append(read)
     if new.access_log != running.access_log:
         done.append(f"rest.access_log {running.access_log} -> {new.access_log}")
     live = dataclasses.replace(running, **{name: getattr(new, name) for name in LIVE})
@@ -211,6 +216,17 @@ def bgp_changes(old, new) -> list[str]:
     out += [f"bgp.{f.name} changed" for f in dataclasses.fields(new)
             if f.name != "neighbors" and getattr(new, f.name) != getattr(old, f.name)]
     return out
+
+
+def _read_token_change(running, new) -> str | None:
+    """What a reload did to the read-only REST token (added, replaced, unchanged, removed), or None without one."""
+    before, after = running.rest_read_token, new.rest_read_token
+    if before is None and after is None:
+        return None
+    if after is None:
+        return "read-only REST token removed"
+    change = "added" if before is None else "replaced" if before != after else "unchanged"
+    return f"read-only REST token {change} ({new.rest_read_token_file or 'inline'})"
 
 
 def _token_from_file(settings) -> bool:

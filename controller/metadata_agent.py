@@ -51,7 +51,7 @@ class AgentSettings:
     nova_metadata_url: str  # Nova's metadata API, e.g. http://192.0.2.10:8775
     shared_secret_file: str  # Nova's [neutron] metadata_proxy_shared_secret, alone in a file
     canopy_url: tuple[str, ...]  # Canopy's REST API, e.g. https://canopy.example:8080; a pair: both nodes
-    token_file: str  # Canopy's REST token (the agent only reads with it), alone in a file
+    token_file: str  # Canopy's read-only REST token (rest.read_token: the agent only reads), alone in a file
     bridge: str = "br-int"
     port: str = "canopy-md"  # the agent's internal port on the bridge
     ovsdb: str = "unix:/var/run/openvswitch/db.sock"

@@ -8,9 +8,8 @@ lives here.
 from __future__ import annotations
 
 import os
-import secrets
 import socket
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from controller import fields as f
 from controller import secretfile, tls, yamldoc
@@ -93,9 +92,13 @@ SETTINGS = (
           default=dict, nullable=False),
     Field("rest", "object", "REST API", fields=_endpoint("127.0.0.1", 8080, "REST") + (
         Field("token", "string", "bearer token for writes (default: generated into data_dir/rest-token)",
-              values.token),
+              values.token("leave rest.token out for the token generated into data_dir/rest-token")),
         Field("token_file", "string", "read the bearer token from this file",
               values.path("leave token_file out for rest.token, else the token generated into data_dir/rest-token")),
+        Field("read_token", "string", "a second bearer token that may only read (for agents on every hypervisor); "
+              "writes with it are refused 403 (default: none)", values.token("leave rest.read_token out for none")),
+        Field("read_token_file", "string", "read the read-only token from this file instead",
+              values.path("leave read_token_file out for rest.read_token, else no read-only token")),
         Field("open_reads", "string", "who may read without the token: loopback, always or never",
               f.one_of("loopback", "always", "never"), default="loopback", nullable=False),
         Field("access_log", "boolean", "log one line per request at info (default: at debug); never with the "
@@ -306,7 +309,7 @@ class Settings:
     ovsdb_port: int
     rest_listen: str
     rest_port: int
-    rest_token: str | None  # None until with_token() resolved it
+    rest_token: str | None  # None until resttoken.resolved() resolved it
     rest_token_file: str
     open_reads: str
     bridge: str
@@ -330,6 +333,9 @@ class Settings:
     gateway_arp_refresh: float = 30.0  # seconds: vrs.gateway_arp_refresh_ms
     gateway_arp_timeout: float = 100.0  # seconds: vrs.gateway_arp_timeout_ms
     tunnel_probe_refresh: float = 300.0  # seconds: vrs.tunnel_probe_refresh_ms
+    # the read-only REST token: rest.read_token, or (once resttoken.resolved read it) rest.read_token_file's content
+    rest_read_token: str | None = field(default=None, repr=False)
+    rest_read_token_file: str | None = None  # absolute
     # every setting by its key as the file names it ("restart.hold_time"), after defaults: what a reload compares,
     # so that it names the keys an operator wrote, not these attributes
     keys: tuple = field(default=(), compare=False, repr=False)
@@ -371,6 +377,8 @@ def from_doc(doc: yamldoc.Doc) -> Settings:
         if hold_max is not None and hold_max < raw["restart"]["hold_time"]:
             problems.append(_problem("restart.hold_max", "must be at least restart.hold_time "
                                      f"({raw['restart']['hold_time']} s)"))
+        if raw["rest"]["read_token"] and raw["rest"]["read_token_file"]:
+            problems.append(_problem("rest.read_token_file", "set rest.read_token or rest.read_token_file, not both"))
         problems += _ha_secret(ha)
         problems += _ha_listen(ha)
         problems += _tls_problems(raw)
@@ -394,7 +402,9 @@ def from_doc(doc: yamldoc.Doc) -> Settings:
         log_format=raw["log_format"], access_log=rest["access_log"],
         tls=_tls_files(raw["tls"]), openflow_tls=_tls_on(raw, "openflow"), ovsdb_tls=_tls_on(raw, "ovsdb"),
         rest_tls=_tls_on(raw, "rest"), gateway_arp_refresh=raw["vrs"]["gateway_arp_refresh_ms"] / 1000,
-        gateway_arp_timeout=raw["vrs"]["gateway_arp_timeout_ms"] / 1000, keys=written)
+        gateway_arp_timeout=raw["vrs"]["gateway_arp_timeout_ms"] / 1000, keys=written,
+        rest_read_token=rest["read_token"],
+        rest_read_token_file=rest["read_token_file"] and os.path.abspath(rest["read_token_file"]))
 
 
 def _keyed(raw: dict, fields=SETTINGS, prefix: str = ""):
@@ -531,50 +541,3 @@ def _problem(path, reason):
 
 def token_path(data_dir: str) -> str:
     return os.path.join(data_dir, "rest-token")
-
-
-def token_file_problem(settings: Settings) -> str | None:
-    """What ``canopy run`` would refuse in the token file, checked offline (check-settings): a configured one
-    missing, one other users can read, or (when this user may read it: check-settings may run as another user than
-    Canopy) one that holds no single token (secretfile.read_token)."""
-    path = settings.rest_token_file
-    if settings.rest_token:
-        return None
-    if not os.path.exists(path):
-        return None if path == token_path(settings.data_dir) else f"{path} does not exist"
-    problem = secretfile.too_open(os.stat(path))
-    if problem:
-        return f"{path} {problem}"
-    try:
-        secretfile.read_token(path)
-    except secretfile.BadToken as exc:
-        return str(exc)
-    except UnicodeDecodeError:
-        return f"{path} is not UTF-8 text"
-    except (OSError, secretfile.NotPrivate):  # not ours to read (or changed meanwhile): the mode was checked
-        pass
-    return None
-
-
-def with_token(settings: Settings) -> Settings:
-    """Settings with the REST token resolved: the configured one, the token file's, or (when neither is
-    configured) one generated once into data_dir/rest-token with mode 0600. Only ``canopy run`` calls this."""
-    if settings.rest_token:
-        return settings
-    path = settings.rest_token_file
-    if os.path.exists(path):
-        try:
-            token = secretfile.read_token(path)
-        except (secretfile.NotPrivate, secretfile.BadToken) as exc:
-            raise SettingsError(f"rest.token_file: {exc}") from None
-        except UnicodeDecodeError:
-            raise SettingsError(f"rest.token_file: {path} is not UTF-8 text") from None
-        return replace(settings, rest_token=token)
-    if path != token_path(settings.data_dir):
-        raise SettingsError(f"rest.token_file: {path} does not exist")
-    os.makedirs(settings.data_dir, mode=0o750, exist_ok=True)
-    token = secrets.token_hex(32)  # not urlsafe: a token starting with "-" is an option to `--token TOKEN`
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(token + "\n")
-    return replace(settings, rest_token=token)

@@ -21,16 +21,19 @@ def secret(value):
     return value
 
 
-def token(value):
-    """rest.token: sent in an HTTP header, so printable ASCII without spaces (secretfile.token_problem); an empty
-    one silently meant a generated token."""
-    value = f.text(value, 4096)
-    if not value:
-        raise f.Invalid("must not be empty (leave rest.token out for the token generated into data_dir/rest-token)")
-    problem = secretfile.token_problem(value)
-    if problem:
-        raise f.Invalid(problem)
-    return value
+def token(instead):
+    """A checker for a REST token (rest.token, rest.read_token): sent in an HTTP header, so printable ASCII without
+    spaces (secretfile.token_problem); an empty rest.token silently meant a generated token. ``instead`` tells the
+    operator what leaving the key out means."""
+    def check(value):
+        value = f.text(value, 4096)
+        if not value:
+            raise f.Invalid(f"must not be empty ({instead})")
+        problem = secretfile.token_problem(value)
+        if problem:
+            raise f.Invalid(problem)
+        return value
+    return check
 
 
 def filled(limit, instead):

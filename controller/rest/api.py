@@ -220,8 +220,8 @@ class Api:
 
     def preflight(self, req: Request) -> Response | None:
         """What the request line and headers alone decide, before a body is read: the error response for an
-        unknown path (404), a method the path does not take (405 with Allow) or a missing or wrong token
-        (401); None if the request may go on."""
+        unknown path (404), a method the path does not take (405 with Allow), a missing or wrong token (401) or a
+        write with the read-only token (403); None if the request may go on."""
         try:
             route, _ = self._match(req)
             self._authorise(req, route)
@@ -265,8 +265,16 @@ class Api:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise ApiError(401, "unauthorized", "this request needs 'Authorization: Bearer <token>'")
-        if not _same(token.strip(), self.settings.rest_token or ""):
-            raise ApiError(401, "unauthorized", "the bearer token is not valid")
+        token, read_token = token.strip(), self.settings.rest_read_token
+        writer = _same(token, self.settings.rest_token or "")
+        reader = _same(token, read_token or "") and read_token is not None  # both compared: the time tells neither
+        if writer or (reader and not route.write):
+            return
+        if reader:
+            raise ApiError(403, "read_only_token", f"{req.method} {route.pattern} changes state, and the bearer token "
+                           "is the read-only one (rest.read_token): it may only read; writes need the write token "
+                           "(rest.token)")
+        raise ApiError(401, "unauthorized", "the bearer token is not valid")
 
     def _open_read(self, remote):
         mode = self.settings.open_reads

@@ -18,6 +18,7 @@ _ERROR_CODES = {
     "415": "body is not application/json",
     "422": "validation failed; error.field names the field",
 }
+_WRITE_ERROR_CODES = {"403": "a write with the read-only token (rest.read_token)"}
 
 
 def _field_schema(spec: Field, for_write: bool) -> dict:
@@ -99,7 +100,7 @@ def _operation(route):
     op["responses"][ok] = {"description": "success", "content": {route.media: {"schema": body}}}
     if route.action == "create":
         op["responses"][ok]["links"] = _links(route.kind)
-    for code, why in _ERROR_CODES.items():
+    for code, why in {**_ERROR_CODES, **(_WRITE_ERROR_CODES if route.write else {})}.items():
         op["responses"][code] = {"description": why, "content": {"application/json": {
             "schema": {"$ref": "#/components/schemas/error"}}}}
     if route.action in ("create", "update"):
@@ -153,7 +154,8 @@ def document(routes) -> dict:
     return {
         "openapi": "3.0.3",
         "info": {"title": "Canopy SDN controller", "version": __version__,
-                 "description": "Inspection and policy management. Writes need 'Authorization: Bearer <token>'."},
+                 "description": "Inspection and policy management. Writes need 'Authorization: Bearer <token>' "
+                                "with the write token; the read-only token (rest.read_token) only reads."},
         "paths": paths,
         "components": {"schemas": schemas,
                        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},

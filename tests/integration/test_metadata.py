@@ -17,6 +17,7 @@ pytestmark = pytest.mark.integration
 
 NOVA_IP, NOVA_PORT = "10.250.0.200", 8775
 SECRET = "metadata-s3cret"
+READ_TOKEN = "metadata-read-token"  # the controller's rest.read_token, which the agents hold (docs/metadata.md)
 PROJECTS = {"acme": "0a0a0a0a0a0a4a0a8a0a0a0a0a0a0a0a", "globex": "0b0b0b0b0b0b4b0b8b0b0b0b0b0b0b0b"}
 VMS = {  # name: (hypervisor, tenant, mac, ip, instance id or None, port security)
     "vm1": ("kvm1", "acme", "02:00:00:00:01:01", "10.0.1.11", "11111111-0000-4000-8000-000000000001", True),
@@ -70,8 +71,7 @@ def get(vm, path="/latest/meta-data/instance-id"):
 def start_agent(lab, hv, ctl):
     files = lab.workdir / f"agent-{hv.name}"
     files.mkdir(exist_ok=True)
-    # "test-token": the REST token of tests.harness.controller.default_settings
-    for name, text in (("secret", SECRET), ("token", "test-token")):
+    for name, text in (("secret", SECRET), ("token", READ_TOKEN)):  # the agent only reads: the read-only token
         (files / name).write_text(text + "\n")
         (files / name).chmod(0o600)  # the agent refuses secret files other users can read
     config = files / "agent.yaml"
@@ -106,7 +106,7 @@ def net(lab_capable):
 
     with Lab() as lab:
         ctl = lab.add_controller_host("ctl1")
-        canopy = lab.start_controller(ctl, {"rest": {"listen": "0.0.0.0"}})
+        canopy = lab.start_controller(ctl, {"rest": {"listen": "0.0.0.0", "read_token": READ_TOKEN}})
         reply = canopy.api.post("/v1/apply", {"document": policy(), "source": "metadata"})
         assert reply.status == 200, reply.text
         start_nova(lab)

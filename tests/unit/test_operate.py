@@ -322,7 +322,7 @@ def test_reload_applies_log_level_and_token_and_names_the_rest(tmp_path, log_str
     token_file.write_text("first-token\n")
     token_file.chmod(0o600)
     config.write_text(f"data_dir: {tmp_path / 'data'}\nrest: {{token_file: {token_file}}}\n")
-    runtime.SETTINGS = ctl.api.settings = cli.settings_mod.with_token(cli.settings_mod.load(str(config)))
+    runtime.SETTINGS = ctl.api.settings = cli.resttoken.resolved(cli.settings_mod.load(str(config)))
     runtime.API = ctl.api
     try:
         assert ctl.call("POST", "/v1/tenants", {"name": "a"}, token="first-token")[0] == 201
@@ -353,7 +353,7 @@ def test_reload_names_each_bgp_change_and_applies_none_of_them(tmp_path, log_str
                           + "".join(f"    - {{address: {a}, asn: 65001, hold_time: {h}}}\n" for a, h in neighbors))
 
     write([("192.0.2.1", 90), ("192.0.2.2", 90)])
-    runtime.SETTINGS = cli.settings_mod.with_token(cli.settings_mod.load(str(config)))
+    runtime.SETTINGS = cli.resttoken.resolved(cli.settings_mod.load(str(config)))
     running = runtime.SETTINGS.bgp
     try:
         write([("192.0.2.1", 30), ("192.0.2.3", 90)], asn=65010)

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from controller import lifecycle, runtime
+from controller import lifecycle, resttoken, runtime
 from controller import settings as settings_mod
 
 
@@ -20,7 +20,7 @@ def reload(tmp_path, caplog):
     def write_and_reload(text):
         config.write_text(f"data_dir: {tmp_path / 'data'}\n" + text)
         if not running:
-            runtime.SETTINGS = settings_mod.with_token(settings_mod.load(str(config)))
+            runtime.SETTINGS = resttoken.resolved(settings_mod.load(str(config)))
             running.append(True)
             return None
         caplog.clear()

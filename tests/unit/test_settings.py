@@ -1,18 +1,29 @@
-"""Controller settings: defaults, refusals with file and line, and the REST token."""
+"""Controller settings: defaults, refusals with file and line, and the REST tokens (the write token and the
+read-only one follow one rule: each token test runs for both keys; tests/unit/test_read_token.py has the rest)."""
 
 import os
 import stat
 
 import pytest
 
+from controller import resttoken, yamldoc
 from controller import settings as settings_mod
-from controller import yamldoc
 
 
 def load(tmp_path, text):
     path = tmp_path / "canopy.yaml"
     path.write_text(text)
     return settings_mod.load(str(path))
+
+
+TOKEN_KEYS = pytest.mark.parametrize("key", ["token", "read_token"])
+FILE_KEYS = pytest.mark.parametrize("key", ["token_file", "read_token_file"])
+
+
+def resolved_token(settings, key):
+    """The token the file of ``key`` (rest.token_file or rest.read_token_file) gave the resolved settings."""
+    resolved = resttoken.resolved(settings)
+    return resolved.rest_token if key == "token_file" else resolved.rest_read_token
 
 
 def test_defaults(tmp_path):
@@ -65,13 +76,13 @@ def test_settings_must_be_a_mapping(tmp_path):
 
 def test_generated_token_is_private_and_stable(tmp_path):
     s = load(tmp_path, f"data_dir: {tmp_path}/d\n")
-    first = settings_mod.with_token(s)
+    first = resttoken.resolved(s)
     assert first.rest_token and len(first.rest_token) >= 32
     # hex, so never a leading "-" (1 in 64 urlsafe tokens had one: `canopy apply --token TOKEN` took it as an option)
     assert all(c in "0123456789abcdef" for c in first.rest_token)
     mode = stat.S_IMODE(os.stat(s.rest_token_file).st_mode)
     assert mode == 0o600
-    assert settings_mod.with_token(s).rest_token == first.rest_token
+    assert resttoken.resolved(s).rest_token == first.rest_token
 
 
 def test_a_token_generated_before_hex_keeps_working(tmp_path):
@@ -81,19 +92,20 @@ def test_a_token_generated_before_hex_keeps_working(tmp_path):
     fd = os.open(s.rest_token_file, os.O_WRONLY | os.O_CREAT, 0o600)
     os.write(fd, b"-Ab_9xYz-old-urlsafe-token_0123456789\n")
     os.close(fd)
-    assert settings_mod.with_token(s).rest_token == "-Ab_9xYz-old-urlsafe-token_0123456789"
+    assert resttoken.resolved(s).rest_token == "-Ab_9xYz-old-urlsafe-token_0123456789"
 
 
-def test_a_token_file_other_users_can_read_is_refused_naming_it_and_its_mode(tmp_path):
+@FILE_KEYS
+def test_a_token_file_other_users_can_read_is_refused_naming_it_and_its_mode(tmp_path, key):
     token = tmp_path / "token"
     token.write_text("some-token\n")
     token.chmod(0o644)
-    s = load(tmp_path, f"data_dir: {tmp_path}/d\nrest: {{token_file: {token}}}\n")
+    s = load(tmp_path, f"data_dir: {tmp_path}/d\nrest: {{{key}: {token}}}\n")
     with pytest.raises(settings_mod.SettingsError) as refused:
-        settings_mod.with_token(s)
-    assert f"rest.token_file: {token} has mode 0644" in str(refused.value)
+        resttoken.resolved(s)
+    assert f"rest.{key}: {token} has mode 0644" in str(refused.value)
     token.chmod(0o600)
-    assert settings_mod.with_token(s).rest_token == "some-token"
+    assert resolved_token(s, key) == "some-token"
 
 
 @pytest.mark.parametrize("mode, uid, refused", [
@@ -114,14 +126,16 @@ def test_which_secret_files_are_private(mode, uid, refused):
     ('"abc\\ndef"', "holds '\\n' at character 4"), ('"abc\\0def"', "holds '\\x00' at character 4"),
     ('"two words"', "holds ' ' at character 4"), ('"tab\\tafter"', "holds '\\t' at character 4"),
     ('"caf\u00e9-token"', "holds '\u00e9' at character 4"),
-    ('""', "must not be empty (leave rest.token out for the token generated into data_dir/rest-token)"),
+    ('""', "must not be empty (leave rest.{key} out for "),
 ])
-def test_a_rest_token_that_is_no_http_header_value_is_refused_naming_field_and_reason(tmp_path, token, reason):
+@TOKEN_KEYS
+def test_a_rest_token_that_is_no_http_header_value_is_refused_naming_field_and_reason(tmp_path, token, reason, key):
     """The token travels in 'Authorization: Bearer TOKEN': a newline or NUL in it was taken and matched no header."""
     with pytest.raises(settings_mod.SettingsError) as refused:
-        load(tmp_path, f"data_dir: {tmp_path}/d\nrest:\n  token: {token}\n")
-    assert f"canopy.yaml:3: rest.token: {reason}" in str(refused.value)
-    assert load(tmp_path, f"data_dir: {tmp_path}/d\nrest:\n  token: a-B_c.d~e+f/g=\n").rest_token == "a-B_c.d~e+f/g="
+        load(tmp_path, f"data_dir: {tmp_path}/d\nrest:\n  {key}: {token}\n")
+    assert f"canopy.yaml:3: rest.{key}: {reason.format(key=key)}" in str(refused.value)
+    fine = load(tmp_path, f"data_dir: {tmp_path}/d\nrest:\n  {key}: a-B_c.d~e+f/g=\n")
+    assert (fine.rest_token if key == "token" else fine.rest_read_token) == "a-B_c.d~e+f/g="
 
 
 @pytest.mark.parametrize("text, reason", [
@@ -129,24 +143,26 @@ def test_a_rest_token_that_is_no_http_header_value_is_refused_naming_field_and_r
     ("tok\0junk\n", "holds '\\x00' at character 4"), ("tok \n", "holds ' ' at character 4"),
     ("  tok\n", "holds ' ' at character 1"), ("\n", "is empty"),
 ])
-def test_a_token_file_holding_more_than_the_token_and_one_newline_is_refused(tmp_path, text, reason):
+@FILE_KEYS
+def test_a_token_file_holding_more_than_the_token_and_one_newline_is_refused(tmp_path, text, reason, key):
     """It was stripped: a second line or a NUL and what followed became part of the token, silently."""
     token = tmp_path / "token"
     token.write_text(text)
     token.chmod(0o600)
-    s = load(tmp_path, f"data_dir: {tmp_path}/d\nrest: {{token_file: {token}}}\n")
+    s = load(tmp_path, f"data_dir: {tmp_path}/d\nrest: {{{key}: {token}}}\n")
     with pytest.raises(settings_mod.SettingsError) as refused:
-        settings_mod.with_token(s)
-    assert str(refused.value).startswith(f"rest.token_file: {token}: the token in it {reason}")
+        resttoken.resolved(s)
+    assert str(refused.value).startswith(f"rest.{key}: {token}: the token in it {reason}")
     for fine in ("tok\n", "tok"):  # one trailing newline, or none
         token.write_text(fine)
-        assert settings_mod.with_token(s).rest_token == "tok"
+        assert resolved_token(s, key) == "tok"
 
 
-def test_configured_token_file_must_exist(tmp_path):
-    s = load(tmp_path, f"data_dir: {tmp_path}/d\nrest: {{token_file: {tmp_path}/missing}}\n")
-    with pytest.raises(settings_mod.SettingsError, match="does not exist"):
-        settings_mod.with_token(s)
+@FILE_KEYS
+def test_configured_token_file_must_exist(tmp_path, key):
+    s = load(tmp_path, f"data_dir: {tmp_path}/d\nrest: {{{key}: {tmp_path}/missing}}\n")
+    with pytest.raises(settings_mod.SettingsError, match=f"^rest.{key}: {tmp_path}/missing does not exist$"):
+        resttoken.resolved(s)
 
 
 BGP = """bgp:

@@ -1,0 +1,170 @@
+"""The read-only REST token (rest.read_token, rest.read_token_file): what it may do, what it is refused (403, nothing
+changed), how it is loaded, checked offline and reloaded. Its value and file rules are the write token's:
+tests/unit/test_settings.py runs those for both keys."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from controller import cli, lifecycle, logs, resttoken, runtime
+from controller import settings as settings_mod
+from controller.programmer import Programmer
+from controller.rest import bgp as rest_bgp
+from controller.rest import dataplane as rest_dataplane
+from controller.rest import inspection as rest_inspect
+from controller.rest import vteps as rest_vteps
+from controller.rest.api import Api, Request
+from controller.stretchtrace import StretchTracer
+from controller.stretchtrace import routes as stretch_routes
+from tests.unit.helpers import TOKEN, Controller, demo_net
+from tests.unit.test_rest import snapshot
+
+READ = "read-only-token"
+AFAR = "10.9.9.9"  # not loopback: with open_reads never no read is open anyway
+
+
+@pytest.fixture
+def ctl(tmp_path):
+    c = Controller(tmp_path, read_token=READ, open_reads="never")
+    prog = Programmer(c.state)
+    prog.refresh(full=True)
+    c.api = Api(c.service, c.state, c.settings, extra_routes=rest_dataplane.routes(c.state, prog, dict)
+                + rest_vteps.routes(c.state, prog) + rest_bgp.routes(None) + rest_inspect.routes(c.state, prog)
+                + stretch_routes(StretchTracer(3, sample_interval=None)))
+    yield c
+    c.close()
+
+
+def call(ctl, method, path, token, body=None):
+    headers = {"content-type": "application/json", "authorization": f"Bearer {token}"}
+    resp = ctl.api.handle(Request(method, path, {}, headers, json.dumps(body or {}).encode(), AFAR))
+    text = resp.encoded()
+    return resp.status, json.loads(text or b"null") if resp.content_type == "application/json" else text
+
+
+def test_the_read_token_reads_every_read_route_and_every_write_route_refuses_it_403_changing_nothing(ctl):
+    tenant, _, _ = demo_net(ctl)
+    before = snapshot(ctl), ctl.call("GET", "/v1/log-level")[1]
+    writes = [r for r in ctl.api.routes if r.write]
+    reads = [r for r in ctl.api.routes if not r.write]
+    assert {r.method for r in writes} == {"POST", "PUT", "PATCH", "DELETE"} and len(reads) > 20
+    for route in writes:
+        path = re.sub(r"\{\w+\}", tenant["id"], route.pattern)
+        status, reply = call(ctl, route.method, path, READ, {"name": "changed", "level": "debug"})
+        assert status == 403, (route.method, route.pattern, reply)
+        assert reply["error"]["code"] == "read_only_token"
+        assert reply["error"]["reason"].startswith(f"{route.method} {route.pattern} changes state, and the bearer "
+                                                   "token is the read-only one (rest.read_token)")
+    assert (snapshot(ctl), ctl.call("GET", "/v1/log-level")[1]) == before
+    for route in reads:  # POST /v1/trace among them: a question about State, which it does not change
+        path = re.sub(r"\{\w+\}", tenant["id"], route.pattern)
+        status, reply = call(ctl, route.method, path, READ)
+        assert status not in (401, 403), (route.method, route.pattern, reply)
+    assert call(ctl, "GET", "/v1/tenants", READ) == (200, ctl.call("GET", "/v1/tenants")[1])
+    assert call(ctl, "PATCH", f"/v1/tenants/{tenant['id']}", TOKEN, {"name": "changed"})[0] == 200  # the write token
+    assert call(ctl, "GET", "/v1/tenants", "wrong")[0] == 401 and call(ctl, "GET", "/v1/tenants", READ + "x")[0] == 401
+
+
+def test_a_write_with_the_read_token_is_refused_from_its_headers_before_its_body_is_read(ctl):
+    req = Request("POST", "/v1/apply", {}, {"authorization": f"Bearer {READ}"}, b"", AFAR)
+    refused = ctl.api.preflight(req)
+    assert refused.status == 403 and json.loads(refused.encoded())["error"]["code"] == "read_only_token"
+    assert ctl.api.preflight(Request("GET", "/v1/tenants", {}, {"authorization": f"Bearer {READ}"}, b"", AFAR)) \
+        is None
+
+
+def test_the_openapi_document_names_403_on_writes_only(ctl):
+    paths = ctl.call("GET", "/v1/openapi.json")[1]["paths"]
+    refusing = {(path, method) for path, ops in paths.items() for method, op in ops.items() if "403" in op["responses"]}
+    writes = {(r.pattern, r.method.lower()) for r in ctl.api.routes if r.write}
+    assert refusing == writes and ("/v1/apply", "post") in writes and ("/v1/tenants/{id}", "patch") in writes
+
+
+# ------------------------------------------------------------------------------------------------ settings
+
+def write(tmp_path, text, name="canopy.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    path.chmod(0o600)
+    return path
+
+
+def test_read_token_and_read_token_file_together_are_refused_naming_the_line(tmp_path):
+    config = write(tmp_path, f"rest:\n  read_token: abc\n  read_token_file: {tmp_path}/f\n")
+    with pytest.raises(settings_mod.SettingsError) as refused:
+        settings_mod.load(str(config))
+    assert str(refused.value) == (f"{config}:3: rest.read_token_file: set rest.read_token or rest.read_token_file, "
+                                  "not both")
+
+
+@pytest.mark.parametrize("rest, key", [
+    ("{token: same-token, read_token: same-token}", "rest.read_token"),
+    ("{token_file: TOKEN_FILE, read_token: same-token}", "rest.read_token"),
+    ("{read_token_file: READ_FILE}", "rest.read_token_file"),  # the same as the write token generated into data_dir
+])
+def test_a_read_token_equal_to_the_write_token_is_refused_at_start_and_by_check_settings(tmp_path, capsys, rest, key):
+    data = tmp_path / "data"
+    data.mkdir()
+    token_file = write(data, "same-token\n", "rest-token")  # also data_dir's generated token file
+    read_file = write(tmp_path, "same-token\n", "read-token")
+    rest = rest.replace("TOKEN_FILE", str(token_file)).replace("READ_FILE", str(read_file))
+    config = write(tmp_path, f"data_dir: {data}\nrest: {rest}\n")
+    with pytest.raises(settings_mod.SettingsError) as refused:
+        resttoken.resolved(settings_mod.load(str(config)))
+    assert str(refused.value) == f"{key}: {resttoken.SAME}"
+    assert cli.main(["check-settings", str(config)]) == cli.EXIT_INVALID
+    assert capsys.readouterr().err == f"{config}: {key}: {resttoken.SAME}\n"
+    write(data, "another-token\n", "rest-token")
+    config.write_text(config.read_text().replace("token: same-token,", "token: another-token,"))
+    assert resttoken.resolved(settings_mod.load(str(config))).rest_read_token == "same-token"
+    assert cli.main(["check-settings", str(config)]) == cli.EXIT_OK
+
+
+def test_check_settings_refuses_a_read_token_file_others_can_read_or_that_is_missing(tmp_path, capsys):
+    token = write(tmp_path, "read-token\n", "read-token")
+    token.chmod(0o644)
+    config = write(tmp_path, f"data_dir: {tmp_path}/d\nrest: {{token: w, read_token_file: {token}}}\n")
+    assert cli.main(["check-settings", str(config)]) == cli.EXIT_INVALID
+    assert f"{config}: rest.read_token_file: {token} has mode 0644" in capsys.readouterr().err
+    token.unlink()
+    assert cli.main(["check-settings", str(config)]) == cli.EXIT_INVALID
+    assert capsys.readouterr().err == f"{config}: rest.read_token_file: {token} does not exist\n"
+
+
+# -------------------------------------------------------------------------------------------------- SIGHUP
+
+def test_sighup_replaces_adds_and_removes_the_read_token_and_keeps_it_when_refused(tmp_path, caplog):
+    ctl = Controller(tmp_path, open_reads="never")
+    token = write(tmp_path, "first-read\n", "read-token")
+    config = tmp_path / "canopy.yaml"
+
+    def reload(rest):
+        config.write_text(f"data_dir: {tmp_path / 'data'}\nlog_level: {level}\n"
+                          f"rest: {{token: {TOKEN}, open_reads: never, {rest}}}\n")
+        return lifecycle.reload(str(config))
+
+    runtime.SETTINGS, runtime.API, level = ctl.settings, ctl.api, logs.current_level()
+    try:
+        assert call(ctl, "GET", "/v1/tenants", "first-read")[0] == 401  # none yet
+        assert f"read-only REST token added ({token})" in reload(f"read_token_file: {token}")
+        assert call(ctl, "GET", "/v1/tenants", "first-read")[0] == 200
+        write(tmp_path, "second-read\n", "read-token")
+        assert f"read-only REST token replaced ({token})" in reload(f"read_token_file: {token}")
+        assert call(ctl, "GET", "/v1/tenants", "first-read")[0] == 401
+        assert call(ctl, "GET", "/v1/tenants", "second-read")[0] == 200
+        assert call(ctl, "POST", "/v1/tenants", "second-read", {"name": "a"})[0] == 403
+        write(tmp_path, f"{TOKEN}\n", "read-token")
+        assert reload(f"read_token_file: {token}") == []  # refused: the running tokens stay
+        assert f"rest.read_token_file: {resttoken.SAME}" in caplog.text
+        assert call(ctl, "GET", "/v1/tenants", "second-read")[0] == 200
+        assert call(ctl, "POST", "/v1/tenants", TOKEN, {"name": "a"})[0] == 201
+        assert "read-only REST token unchanged (inline)" in reload("read_token: second-read")
+        assert "read-only REST token removed" in reload("access_log: false")
+        assert call(ctl, "GET", "/v1/tenants", "second-read")[0] == 401
+    finally:
+        runtime.SETTINGS = runtime.API = None
+        logs.set_level(level)
+        ctl.close()
