@@ -1,6 +1,7 @@
 """Why Canopy's BGP speaker has no ExaBGP running: the reason an ExaBGP exited (``exit_reason``, from what it logged) or
 an error raised while starting it (``one_line``), each one line for ``Speaker.status()`` and the log, and which
-unexpected errors' tracebacks were logged already (``FirstTime``: once per distinct reason, then one line).
+unexpected errors' tracebacks were logged already (``FirstTime``: once per distinct reason, at most one per LOG_EVERY
+seconds, then one line).
 
 Part of ``bgp.speaker``, apart so that module stays about the child process and the conversation with it.
 """
@@ -9,8 +10,10 @@ from __future__ import annotations
 
 import os
 import re
+import time
 
 from bgp.speakerconf import SpeakerConfig
+from controller.loglimit import LOG_EVERY
 
 TRACED_MAX = 32  # distinct reasons remembered; more (reasons that vary): forgotten, not grown
 
@@ -58,15 +61,23 @@ def one_line(error: BaseException, named: bool = True) -> str:
 
 
 class FirstTime:
-    """Reasons seen: ``first(reason)`` is True only the first time (a traceback is logged then, one line after)."""
+    """Reasons seen: ``first(reason)`` is True only the first time (a traceback is logged then, one line after), and
+    at most once per LOG_EVERY seconds: a reason that varies (a counter or an id in an error's message) is new each
+    time, and must not be a traceback each time. A reason refused for that is not remembered (traced later)."""
 
-    def __init__(self):
+    def __init__(self, clock=time.monotonic):
         self._seen: set[str] = set()
+        self._clock = clock
+        self._last: float | None = None  # clock() when first() last said True
 
     def first(self, reason: str) -> bool:
         if reason in self._seen:
             return False
+        now = self._clock()
+        if self._last is not None and now - self._last < LOG_EVERY:
+            return False
         if len(self._seen) >= TRACED_MAX:
             self._seen.clear()
         self._seen.add(reason)
+        self._last = now
         return True
