@@ -16,13 +16,18 @@ from bgp.speakerconf import SpeakerConfig
 from controller.loglimit import LOG_EVERY
 
 TRACED_MAX = 32  # distinct reasons remembered; more (reasons that vary): forgotten, not grown
+REASON_CHARS = 400  # of a reason: it is last_error, every peer's last_error, /v1/status degraded_reason, a log line
 
 _LOG_LINE = re.compile(r"^\S+ \d+\s+\S+(?: \S+)?\s+(.*)$")  # "21:36:00 935    configuration   <message>"
 _REJECTED = "could not load/reload configuration"
 
 
 def exit_reason(returncode: int, config: SpeakerConfig, offsets: tuple[int, int]) -> str:
-    """Why ExaBGP exited, for status() and the log: the configuration error it logged, if any."""
+    """Why ExaBGP exited, for status() and the log: the configuration error it logged, if any (REASON_CHARS at most)."""
+    return _clipped(_exit_reason(returncode, config, offsets))
+
+
+def _exit_reason(returncode: int, config: SpeakerConfig, offsets: tuple[int, int]) -> str:
     if returncode < 0:
         return f"exabgp killed by signal {-returncode}"
     logged = [m.group(1).strip() for line in _new_lines(config.log_path, offsets[0])
@@ -53,11 +58,18 @@ def size(path: str) -> int:
 
 
 def one_line(error: BaseException, named: bool = True) -> str:
-    """``error`` as one line: its type's name (unless ``named`` is false) and the first line of its message."""
+    """``error`` as one line: its type's name (unless ``named`` is false) and the first line of its message (REASON_CHARS
+    at most)."""
     detail = (str(error).splitlines() or [""])[0]
     if not named:
-        return detail
-    return f"{type(error).__name__}: {detail}" if detail else type(error).__name__
+        return _clipped(detail)
+    return _clipped(f"{type(error).__name__}: {detail}" if detail else type(error).__name__)
+
+
+def _clipped(reason: str) -> str:
+    """``reason`` cut to REASON_CHARS: ExaBGP's last line printed (a traceback's, quoting what a peer sent) or an
+    error's message can be one line of any length (up to the 64 KiB read)."""
+    return reason if len(reason) <= REASON_CHARS else reason[:REASON_CHARS] + "... (cut)"
 
 
 class FirstTime:
