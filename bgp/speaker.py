@@ -117,7 +117,7 @@ class Speaker:
         self._next_start = 0.0  # monotonic time before which ExaBGP is not (re)started
         self._last_error: str | None = None
         self._failure: str | None = None  # why no ExaBGP is up: it could not start, or exited (until one connects)
-        self._traced = FirstTime()  # unexpected errors' reasons: a traceback the first time each occurs
+        self._traced = FirstTime(time.monotonic)  # unexpected errors' reasons: a traceback the first time each occurs
         self._changed = False
         self._backlog = False  # the last read stopped at READ_BURST: the relay probably has more
         self._notified = 0.0  # monotonic time of the last on_change call
@@ -254,14 +254,15 @@ class Speaker:
 
     def _turn_failed(self, error: Exception) -> None:
         """A turn of this thread raised (a bug): it is ``last_error``, logged with its traceback the first time that
-        reason occurs, then in one line at most every LOG_EVERY seconds; the next turn comes after POLL_INTERVAL."""
+        reason occurs (at most one traceback per LOG_EVERY seconds), else in one line at most every LOG_EVERY seconds
+        whatever the reason; the next turn comes after POLL_INTERVAL."""
         reason = "unexpected error: " + one_line(error)
         with self._lock:
             self._last_error = reason
         if self._traced.first(reason):
             self.log.exception("BGP speaker: %s; continuing", reason)
-        else:
-            warn_limited(self.log, ("bgp speaker", reason), "BGP speaker: %s; continuing", reason)
+        else:  # one key for every reason: a reason that varies per turn is still a line per LOG_EVERY at most
+            warn_limited(self.log, ("bgp speaker", id(self), "turn"), "BGP speaker: %s; continuing", reason)
         time.sleep(POLL_INTERVAL)
 
     def _timeout(self) -> float:

@@ -344,11 +344,19 @@ def test_the_row_loop_replaced_is_ovs_and_deletes_as_the_fast_path_does():
 
     loop = inspect.getsource(ovs.db.idl.Idl._Idl__do_parse_update)
     assert "self.__process_update2(table, uuid, row_update)" in loop and "self.notify(*notice)" in loop
+    # what rowloop repeats around each row: the pause, _Server's changes not notified, change_seqno per notice
+    assert "self.cooperative_yield()" in loop and "tables is not self.server_tables" in loop
+    assert "self.change_seqno += 1" in loop
+    # the uuid: the pattern rowloop matches (ovs.ovsuuid.uuidRE), parsed as uuid.UUID of the same text
+    assert "uuidRE.match(s)" in inspect.getsource(ovs.ovsuuid.is_valid_string)
+    assert "return uuid.UUID(s)" in inspect.getsource(ovs.ovsuuid.from_string)
     process = inspect.getsource(ovs.db.idl.Idl._Idl__process_update2)
     assert 'if "delete" in row_update:' in process and "del table.rows[uuid]" in process
-    assert "return Notice(ROW_DELETE, row)" in process
+    assert "return Notice(ROW_DELETE, row)" in process and 'vlog.warn("cannot delete missing row' in process
     delete = inspect.getsource(custom_index.IndexedRows.__delitem__)
     assert "val = self.data[key].pop()" in delete and "del self.data[key]" in delete
+    # custom indexes live in IndexedRows.indexes (rowloop leaves a table that has one to ovs's own path)
+    assert "for index in self.indexes.values():" in delete
 
 
 class RandomUpdates:

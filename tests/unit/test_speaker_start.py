@@ -14,6 +14,7 @@ import pytest
 import bgp.speaker
 from bgp.federation import Federation
 from bgp.speaker import BACKOFF_MAX, POLL_INTERVAL, Neighbor, Speaker, SpeakerConfig, exabgp_env
+from bgp.speakerfail import REASON_CHARS, FirstTime, exit_reason, one_line
 from controller import settings as settings_mod
 from controller.rest import bgp as rest_bgp
 from controller.rest.api import Api
@@ -162,3 +163,42 @@ def test_a_turn_that_raises_is_last_error_and_traced_once(tmp_path, caplog):
     logged = [r for r in caplog.records if "unexpected error: RuntimeError: boom" in r.getMessage()]
     assert [bool(r.exc_info) for r in logged[:1]] == [True] and not any(r.exc_info for r in logged[1:])
     assert len(logged) < len(turns)
+
+
+def test_turns_raising_a_different_reason_each_are_not_a_traceback_each(tmp_path, caplog):
+    """A bug whose message varies each turn (a counter, an id in it) is not a new reason each turn: one traceback per
+    LOG_EVERY seconds (the clock of the speaker's tracebacks held still here: one), one line at most every LOG_EVERY
+    seconds for the others, never a log record per turn (was: a traceback every POLL_INTERVAL)."""
+    speaker = Speaker(SpeakerConfig(asn=65000, router_id="10.0.0.1", neighbors=(Neighbor(PEER, 65001),),
+                                    workdir=str(tmp_path)))
+    speaker._traced = FirstTime(clock=lambda: 0.0)
+    turns = []
+
+    def broken():
+        turns.append(1)
+        raise KeyError(f"row {len(turns)}")
+
+    speaker._supervise = broken
+    caplog.set_level(logging.INFO, logger="canopy.bgp")
+    speaker.start()
+    try:
+        assert wait_for(lambda: len(turns) >= 6)
+        assert speaker.status()["last_error"].startswith("unexpected error: KeyError: 'row ")
+    finally:
+        speaker.stop()
+    logged = [r for r in caplog.records if "unexpected error: KeyError" in r.getMessage()]
+    assert sum(bool(r.exc_info) for r in logged) == 1 and logged[0].exc_info
+    assert len(logged) < len(turns) - 1
+
+
+def test_a_reason_is_one_bounded_line_whatever_exabgp_printed_or_an_error_says(tmp_path):
+    """ExaBGP's last printed line (a crash's traceback quoting what a peer sent) or an error's message can be a line of
+    any length: the reason (last_error, every peer's last_error, /v1/status degraded_reason, the log) is cut."""
+    config = SpeakerConfig(asn=65000, router_id="10.0.0.1", neighbors=(Neighbor(PEER, 65001),), workdir=str(tmp_path))
+    with open(config.output_path, "w") as out:
+        out.write("Traceback (most recent call last):\nValueError: " + "x" * 60000 + "\n")
+    reason = exit_reason(1, config, (0, 0))
+    assert reason.startswith("exabgp exited with status 1: ValueError: xxx") and len(reason) <= REASON_CHARS + 10
+    line = one_line(RuntimeError("y" * 100000 + "\nsecond"))
+    assert line.startswith("RuntimeError: yyy") and len(line) <= REASON_CHARS + 10
+    assert one_line(OSError("short"), named=False) == "short"
