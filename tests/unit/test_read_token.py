@@ -4,7 +4,9 @@ tests/unit/test_settings.py runs those for both keys."""
 
 from __future__ import annotations
 
+import ast
 import json
+import pathlib
 import re
 
 import pytest
@@ -66,6 +68,39 @@ def test_the_read_token_reads_every_read_route_and_every_write_route_refuses_it_
     assert call(ctl, "GET", "/v1/tenants", READ) == (200, ctl.call("GET", "/v1/tenants")[1])
     assert call(ctl, "PATCH", f"/v1/tenants/{tenant['id']}", TOKEN, {"name": "changed"})[0] == 200  # the write token
     assert call(ctl, "GET", "/v1/tenants", "wrong")[0] == 401 and call(ctl, "GET", "/v1/tenants", READ + "x")[0] == 401
+
+
+READING_POSTS = {("POST", "/v1/trace")}  # questions about State that change nothing: the read-only token may ask
+
+
+def declared_routes():
+    """(file, method, pattern or None, marked write) of every REST Route built anywhere in controller/, read from the
+    source: the fixture's table lacks the routes only the app adds (PUT /v1/ha/solo with a pair, the sessions, ...)."""
+    root = pathlib.Path(__file__).resolve().parents[2] / "controller"
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        text = path.read_text()
+        if path != root / "rest" / "api.py" and not re.search(r"from controller\.rest\.api import [^\n]*\bRoute\b", text):
+            continue  # derive.py's Route is a FIB entry, not this one
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Route":
+                method, pattern = (node.args + [None, None])[:2]
+                write = node.args[4] if len(node.args) > 4 else next(
+                    (k.value for k in node.keywords if k.arg == "write"), ast.Constant(False))
+                found.append((path.name, ast.literal_eval(method) if isinstance(method, ast.Constant) else None,
+                              pattern.value if isinstance(pattern, ast.Constant) else None,
+                              write.value if isinstance(write, ast.Constant) else None))
+    return found
+
+
+def test_every_route_that_is_not_a_get_is_marked_write_so_the_read_token_is_refused_on_it():
+    """A POST, PUT, PATCH or DELETE not marked write would let the read-only token (every hypervisor's) change
+    state: every Route in controller/ is walked, so a new unmarked one fails here."""
+    declared = declared_routes()
+    assert len(declared) > 25 and ("api.py", "PUT", "/v1/ha/solo", True) in declared
+    assert [d for d in declared if d[1] not in ("GET", "POST", "PUT", "PATCH", "DELETE")] == []  # literal methods
+    unmarked = [d for d in declared if d[1] != "GET" and d[3] is not True and (d[1], d[2]) not in READING_POSTS]
+    assert unmarked == []
 
 
 def test_a_write_with_the_read_token_is_refused_from_its_headers_before_its_body_is_read(ctl):
