@@ -5,6 +5,7 @@ tests/unit/test_settings.py runs those for both keys."""
 from __future__ import annotations
 
 import ast
+import hmac
 import json
 import pathlib
 import re
@@ -18,6 +19,7 @@ from controller.rest import bgp as rest_bgp
 from controller.rest import dataplane as rest_dataplane
 from controller.rest import inspection as rest_inspect
 from controller.rest import vteps as rest_vteps
+from controller.rest import api as api_mod
 from controller.rest.api import Api, Request
 from controller.stretchtrace import StretchTracer
 from controller.stretchtrace import routes as stretch_routes
@@ -109,6 +111,22 @@ def test_a_write_with_the_read_token_is_refused_from_its_headers_before_its_body
     assert refused.status == 403 and json.loads(refused.encoded())["error"]["code"] == "read_only_token"
     assert ctl.api.preflight(Request("GET", "/v1/tenants", {}, {"authorization": f"Bearer {READ}"}, b"", AFAR)) \
         is None
+
+
+def test_every_token_check_compares_the_token_with_both_tokens_in_constant_time(ctl, monkeypatch):
+    """No early exit after the write token matched, or the read-only one: the time would tell which it was."""
+    compared = []
+
+    def same(a, b):
+        compared.append(b)
+        return hmac.compare_digest(a.encode(), b.encode())
+
+    monkeypatch.setattr(api_mod, "_same", same)
+    for token in (TOKEN, READ, "wrong"):
+        for method, path in (("GET", "/v1/tenants"), ("POST", "/v1/tenants")):
+            compared.clear()
+            call(ctl, method, path, token, {"name": "t"})
+            assert sorted(compared) == sorted([TOKEN, READ]), (token, method, compared)
 
 
 def test_the_openapi_document_names_403_on_writes_only(ctl):
