@@ -187,6 +187,19 @@ def test_check_settings_refuses_a_read_token_file_others_can_read_or_that_is_mis
     assert capsys.readouterr().err == f"{config}: rest.read_token_file: {token} does not exist\n"
 
 
+@pytest.mark.parametrize("key", ["token_file", "read_token_file"])
+def test_run_stops_on_a_token_file_it_cannot_read_as_a_settings_error_naming_the_key(tmp_path, capsys, key):
+    """Exit code 2 (docs/rest.md#authentication); it was exit 4 'cannot write the REST token file', a file it only
+    read. A directory stands for a file the user cannot read (the tests may run as root, who reads any file)."""
+    unreadable = tmp_path / "token-dir"
+    unreadable.mkdir(mode=0o700)
+    rest = f"{key}: {unreadable}" if key == "token_file" else f"token: w, {key}: {unreadable}"
+    config = write(tmp_path, f"data_dir: {tmp_path}/d\nrest: {{{rest}}}\n")
+    assert cli.main(["run", "--config", str(config)]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert f"cannot start: rest.{key}: cannot read {unreadable}: Is a directory\n" in err and "Traceback" not in err
+
+
 # -------------------------------------------------------------------------------------------------- SIGHUP
 
 def test_sighup_replaces_adds_and_removes_the_read_token_and_keeps_it_when_refused(tmp_path, caplog):
