@@ -4,7 +4,10 @@ tests/unit/test_settings.py runs those for both keys."""
 
 from __future__ import annotations
 
+import ast
+import hmac
 import json
+import pathlib
 import re
 
 import pytest
@@ -16,6 +19,7 @@ from controller.rest import bgp as rest_bgp
 from controller.rest import dataplane as rest_dataplane
 from controller.rest import inspection as rest_inspect
 from controller.rest import vteps as rest_vteps
+from controller.rest import api as api_mod
 from controller.rest.api import Api, Request
 from controller.stretchtrace import StretchTracer
 from controller.stretchtrace import routes as stretch_routes
@@ -68,12 +72,61 @@ def test_the_read_token_reads_every_read_route_and_every_write_route_refuses_it_
     assert call(ctl, "GET", "/v1/tenants", "wrong")[0] == 401 and call(ctl, "GET", "/v1/tenants", READ + "x")[0] == 401
 
 
+READING_POSTS = {("POST", "/v1/trace")}  # questions about State that change nothing: the read-only token may ask
+
+
+def declared_routes():
+    """(file, method, pattern or None, marked write) of every REST Route built anywhere in controller/, read from the
+    source: the fixture's table lacks the routes only the app adds (PUT /v1/ha/solo with a pair, the sessions, ...)."""
+    root = pathlib.Path(__file__).resolve().parents[2] / "controller"
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        text = path.read_text()
+        if path != root / "rest" / "api.py" and not re.search(r"from controller\.rest\.api import [^\n]*\bRoute\b", text):
+            continue  # derive.py's Route is a FIB entry, not this one
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Route":
+                method, pattern = (node.args + [None, None])[:2]
+                write = node.args[4] if len(node.args) > 4 else next(
+                    (k.value for k in node.keywords if k.arg == "write"), ast.Constant(False))
+                found.append((path.name, ast.literal_eval(method) if isinstance(method, ast.Constant) else None,
+                              pattern.value if isinstance(pattern, ast.Constant) else None,
+                              write.value if isinstance(write, ast.Constant) else None))
+    return found
+
+
+def test_every_route_that_is_not_a_get_is_marked_write_so_the_read_token_is_refused_on_it():
+    """A POST, PUT, PATCH or DELETE not marked write would let the read-only token (every hypervisor's) change
+    state: every Route in controller/ is walked, so a new unmarked one fails here."""
+    declared = declared_routes()
+    assert len(declared) > 25 and ("api.py", "PUT", "/v1/ha/solo", True) in declared
+    assert [d for d in declared if d[1] not in ("GET", "POST", "PUT", "PATCH", "DELETE")] == []  # literal methods
+    unmarked = [d for d in declared if d[1] != "GET" and d[3] is not True and (d[1], d[2]) not in READING_POSTS]
+    assert unmarked == []
+
+
 def test_a_write_with_the_read_token_is_refused_from_its_headers_before_its_body_is_read(ctl):
     req = Request("POST", "/v1/apply", {}, {"authorization": f"Bearer {READ}"}, b"", AFAR)
     refused = ctl.api.preflight(req)
     assert refused.status == 403 and json.loads(refused.encoded())["error"]["code"] == "read_only_token"
     assert ctl.api.preflight(Request("GET", "/v1/tenants", {}, {"authorization": f"Bearer {READ}"}, b"", AFAR)) \
         is None
+
+
+def test_every_token_check_compares_the_token_with_both_tokens_in_constant_time(ctl, monkeypatch):
+    """No early exit after the write token matched, or the read-only one: the time would tell which it was."""
+    compared = []
+
+    def same(a, b):
+        compared.append(b)
+        return hmac.compare_digest(a.encode(), b.encode())
+
+    monkeypatch.setattr(api_mod, "_same", same)
+    for token in (TOKEN, READ, "wrong"):
+        for method, path in (("GET", "/v1/tenants"), ("POST", "/v1/tenants")):
+            compared.clear()
+            call(ctl, method, path, token, {"name": "t"})
+            assert sorted(compared) == sorted([TOKEN, READ]), (token, method, compared)
 
 
 def test_the_openapi_document_names_403_on_writes_only(ctl):
@@ -132,6 +185,19 @@ def test_check_settings_refuses_a_read_token_file_others_can_read_or_that_is_mis
     token.unlink()
     assert cli.main(["check-settings", str(config)]) == cli.EXIT_INVALID
     assert capsys.readouterr().err == f"{config}: rest.read_token_file: {token} does not exist\n"
+
+
+@pytest.mark.parametrize("key", ["token_file", "read_token_file"])
+def test_run_stops_on_a_token_file_it_cannot_read_as_a_settings_error_naming_the_key(tmp_path, capsys, key):
+    """Exit code 2 (docs/rest.md#authentication); it was exit 4 'cannot write the REST token file', a file it only
+    read. A directory stands for a file the user cannot read (the tests may run as root, who reads any file)."""
+    unreadable = tmp_path / "token-dir"
+    unreadable.mkdir(mode=0o700)
+    rest = f"{key}: {unreadable}" if key == "token_file" else f"token: w, {key}: {unreadable}"
+    config = write(tmp_path, f"data_dir: {tmp_path}/d\nrest: {{{rest}}}\n")
+    assert cli.main(["run", "--config", str(config)]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert f"cannot start: rest.{key}: cannot read {unreadable}: Is a directory\n" in err and "Traceback" not in err
 
 
 # -------------------------------------------------------------------------------------------------- SIGHUP
