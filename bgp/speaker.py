@@ -6,7 +6,8 @@ and talks to it through ``bgp.relay``, the API process ExaBGP starts, which conn
 Unix socket in the speaker's workdir. One thread of the speaker's own does all the I/O:
 
 - it (re)starts ExaBGP, with a bounded exponential back-off when it exits or cannot be started, and reaps it;
-  until a new one's API connects, why (``status()["failure"]``) reports its peers down and degrades /v1/status;
+  until a new one's API connects (or the speaker stops), why (``status()["failure"]``) reports its peers down
+  and degrades /v1/status;
 - it accepts the relay's connection (only from a child of the current ExaBGP: SO_PEERCRED),
   re-injects every desired route (a new ExaBGP knows none of them), and sends what
   ``set_desired`` queued;
@@ -146,7 +147,8 @@ class Speaker:
         self._thread.start()
 
     def stop(self) -> None:
-        """Terminate ExaBGP (SIGTERM, then SIGKILL, to its process group), reap it, close the sockets."""
+        """Terminate ExaBGP (SIGTERM, then SIGKILL, to its process group), reap it, close the sockets; a failure it
+        had ends (last_error keeps it) and its back-off starts over."""
         thread = self._thread
         if thread is None:
             return
@@ -164,6 +166,9 @@ class Speaker:
             os.unlink(self.config.socket_path)
         except FileNotFoundError:
             pass
+        with self._lock:  # a stopped speaker is not failing: /v1/status is not degraded by it while REST shuts down
+            self._failure = None
+        self._backoff = BACKOFF_MIN  # a new start() is a fresh start, not the next step of an old back-off
         self._thread = None
 
     def set_desired(self, routes: dict) -> None:

@@ -63,8 +63,9 @@ class SwitchReport:
         return bool(owners) and all(book.installed.get(o) == book.desired[o] for o in owners)
 
     def flows(self, pacer: Pacer | None = None) -> list[dict]:
-        """Every desired or installed flow (installed only = stale, not yet removed), in table order (table,
-        priority highest first, cookie); ``pacer``: ticked once a flow, it may pause (on copies of the records)."""
+        """Every desired or installed flow (installed only = stale, not yet removed; ``kept`` while keep_stale keeps
+        it: not to be removed, the switch in sync with it), in table order (table, priority highest first, cookie);
+        ``pacer``: ticked once a flow, it may pause (on copies of the records)."""
         tick = (pacer or Pacer()).tick
         listed, sharers = self._book.listing(tick)
         rows = [((key[0], -key[1], key[2]), (key, wanted, have)) for key, wanted, have in listed]
@@ -86,7 +87,8 @@ class SwitchReport:
         return {"table": table, "table_name": BY_ID[table].name if table in BY_ID else None,
                 "priority": priority, "cookie": f"{cookie:#018x}", "owner": owner,
                 "shared_with": shared_with, "flow": text,
-                "desired": wanted is not None, "installed": have is not None, "error": self._rejected.get(key)}
+                "desired": wanted is not None, "installed": have is not None,
+                "kept": wanted is None and have is not None and self._keep, "error": self._rejected.get(key)}
 
 
 def named(owners: tuple) -> list[dict]:

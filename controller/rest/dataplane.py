@@ -71,11 +71,11 @@ def routes(state, programmer, reconcilers, pause=None) -> list[Route]:
             _add_ref(item.get("owner") or {})
             for other in item["shared_with"]:  # most often none
                 _add_ref(other)
-        agree = all(i["desired"] == i["installed"] for i in paced(items, pacer.tick))
-        kept = [i for i in paced(items, pacer.tick) if keep(i)]  # after in_sync: that stays the whole switch's
-        body = paced_json({"datapath_id": f"{key:016x}", "status": status, "in_sync": agree, "flows": kept,
-                           "count": len(kept)}, pacer.tick)
-        release(kept, pacer.tick)
+        agree = all(i["desired"] == i["installed"] or i["kept"] for i in paced(items, pacer.tick))  # kept: as status
+        shown = [i for i in paced(items, pacer.tick) if keep(i)]  # after in_sync: that stays the whole switch's
+        body = paced_json({"datapath_id": f"{key:016x}", "status": status, "in_sync": agree, "flows": shown,
+                           "count": len(shown)}, pacer.tick)
+        release(shown, pacer.tick)
         release(items, pacer.tick)
         return body
 
@@ -150,7 +150,7 @@ def _desired_flow(flow, sharers: dict):
     owner, *shared_with = named(sharers.get(flow.key) or (flow.owner,))
     return {"table": flow.table, "table_name": BY_ID[flow.table].name, "priority": flow.priority,
             "cookie": f"{flow.cookie:#018x}", "owner": owner, "shared_with": shared_with, "flow": render_flow(flow),
-            "desired": True, "installed": False, "error": None}
+            "desired": True, "installed": False, "kept": False, "error": None}
 
 
 def _route_view(state, view, route):

@@ -4,6 +4,11 @@ a switch holding kept flows was in sync but showed them pending, as if it were b
 
 from __future__ import annotations
 
+import json
+from types import SimpleNamespace
+
+from controller.rest import dataplane as rest_dataplane
+from controller.rest.api import Api, Request
 from openflow.flows import Group
 
 from .test_operate import samples, scrape
@@ -49,5 +54,30 @@ def test_rest_and_metrics_show_kept_flows_as_kept(tmp_path):
         labels = {("datapath", f"{1:016x}"), ("chassis", "")}
         assert got[("canopy_switch_flows", frozenset(labels | {("kind", "pending")}))] == 0
         assert got.get(("canopy_switch_flows", frozenset(labels | {("kind", "kept")}))) == 2 * STALE
+    finally:
+        ctl.close()
+
+
+def test_the_flow_listing_shows_kept_flows_as_kept_and_the_switch_in_sync(tmp_path):
+    """GET /v1/switches/{dpid}/flows agrees with the status (docs/store.md): kept flows are listed ``kept`` and are
+    no reason for ``in_sync: false`` (was: false while any were kept); once keep_stale ends they are stale again."""
+    rec, _ = kept_in_sync()
+    ctl = Controller(tmp_path)
+    try:
+        def listing():
+            programmer = SimpleNamespace(view=SimpleNamespace(switches={}), desired={})
+            api = Api(ctl.service, ctl.state, ctl.settings,
+                      extra_routes=rest_dataplane.routes(ctl.state, programmer, lambda: {1: rec}))
+            resp = api.handle(Request("GET", f"/v1/switches/{1:016x}/flows", {}, {}, b"", "127.0.0.1"))
+            assert resp.status == 200, resp.encoded()
+            return json.loads(resp.encoded())
+
+        body = listing()
+        kept = [f for f in body["flows"] if f["kept"]]
+        assert body["in_sync"] is True and len(body["flows"]) == 2 * (OWNERS + STALE)
+        assert len(kept) == 2 * STALE and all(f["installed"] and not f["desired"] for f in kept)
+        rec.keep_stale(False)  # the first policy change: they are to be removed now, not yet removed
+        body = listing()
+        assert body["in_sync"] is False and not any(f["kept"] for f in body["flows"])
     finally:
         ctl.close()

@@ -202,3 +202,32 @@ def test_a_reason_is_one_bounded_line_whatever_exabgp_printed_or_an_error_says(t
     line = one_line(RuntimeError("y" * 100000 + "\nsecond"))
     assert line.startswith("RuntimeError: yyy") and len(line) <= REASON_CHARS + 10
     assert one_line(OSError("short"), named=False) == "short"
+
+
+def test_a_stop_ends_the_failure_and_its_back_off(ctl, tmp_path, clock, monkeypatch):
+    """Stopped while ExaBGP could not start (the controller shutting down, REST still answering): /v1/status is no
+    longer degraded by the speaker, last_error keeps the reason, and a new start's back-off starts over at its least
+    (the speaker's clock held still: restart_in is exactly the back-off)."""
+    federation = federation_of(ctl, tmp_path)
+    speaker = federation.speaker
+    env = FlakyEnv(lambda: clock[0], ValueError("no environment"))
+    monkeypatch.setattr(bgp.speaker, "exabgp_env", env)
+    reason = "could not start exabgp: ValueError: no environment"
+    speaker.start()
+    try:
+        assert wait_for(lambda: len(env.calls) == 1 and speaker.status()["restart_in"])
+        clock[0] += speaker.status()["restart_in"]
+        assert wait_for(lambda: len(env.calls) == 2 and speaker.status()["restart_in"])
+        assert speaker.status()["restart_in"] == 1.0 and ctl.call("GET", "/v1/status")[1]["health"] == "degraded"
+        speaker.stop()
+        status = speaker.status()
+        assert (status["failure"], status["last_error"], status["restart_in"]) == (None, reason, None)
+        reply = ctl.call("GET", "/v1/status")[1]
+        assert reply["health"] == "ok" and "degraded_reason" not in reply
+        assert federation.peers()[0]["last_error"] is None
+
+        speaker.start()
+        assert wait_for(lambda: len(env.calls) == 3 and speaker.status()["restart_in"])
+        assert speaker.status()["restart_in"] == 0.5 and speaker.status()["failure"] == reason
+    finally:
+        speaker.stop()
