@@ -20,8 +20,8 @@ and a first pass done. Then evpn_routes' two transactions, sent by the harness a
 
 No ovs-vswitchd runs, so nothing follows the transaction (in the lab it sets ``ofport`` -1 and the interface's
 error, a second, smaller update); no reconciler, no ExaBGP process. ``--profile FILE``: cProfile of the first
-run's two phases (one profile, green threads included; ``--profile-phase withdraw``: that phase's only). Run with PYTHONPATH naming the checkout to measure (a git
-archive of main for "before"). Not collected by pytest.
+run's two phases (one profile, green threads included; ``--profile-phase withdraw``: that phase's only). Run with
+PYTHONPATH naming the checkout to measure (a git archive of main for "before"). Not collected by pytest.
 """
 
 from __future__ import annotations
