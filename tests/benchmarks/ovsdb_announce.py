@@ -20,8 +20,8 @@ and a first pass done. Then evpn_routes' two transactions, sent by the harness a
 
 No ovs-vswitchd runs, so nothing follows the transaction (in the lab it sets ``ofport`` -1 and the interface's
 error, a second, smaller update); no reconciler, no ExaBGP process. ``--profile FILE``: cProfile of the first
-run's two phases (one profile, green threads included). Run with PYTHONPATH naming the checkout to measure (a git
-archive of main for "before"). Not collected by pytest.
+run's two phases (one profile, green threads included; ``--profile-phase withdraw``: that phase's only). Run with
+PYTHONPATH naming the checkout to measure (a git archive of main for "before"). Not collected by pytest.
 """
 
 from __future__ import annotations
@@ -136,7 +136,7 @@ class FirstChange:
         return self.at is not None
 
 
-def run(n: int, profiler=None) -> dict:
+def run(n: int, profiler=None, profiled=("announce", "withdraw")) -> dict:
     import bgp.evpn
     from bgp.federation import Federation
     from controller import policy as pol
@@ -177,7 +177,7 @@ def run(n: int, profiler=None) -> dict:
             request = json.dumps({"method": "transact", "params": ["Open_vSwitch", *ops], "id": 0}).encode()
             gc.collect()
             commands = len(speaker.commands)
-            if profiler is not None:
+            if profiler is not None and phase in profiled:
                 profiler.enable()
             type2 = Type2(speaker)
             first = FirstChange(type2)
@@ -193,7 +193,7 @@ def run(n: int, profiler=None) -> dict:
             step = time.thread_time()
             federation.publish(programmer.view)
             cpu[f"{phase}: publish"] = time.thread_time() - step
-            if profiler is not None:
+            if profiler is not None and phase in profiled:
                 profiler.disable()
             cpu[f"{phase}: commands to the speaker (count)"] = len(speaker.commands) - commands
     finally:
@@ -215,6 +215,7 @@ def main(argv=None) -> int:
     parser.add_argument("--ports", type=int, default=10000)
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--profile", help="cProfile of the first run's phases into this file")
+    parser.add_argument("--profile-phase", choices=("announce", "withdraw"), help="profile this phase only")
     args = parser.parse_args(argv)
     import logging
 
@@ -226,7 +227,8 @@ def main(argv=None) -> int:
         profiler = cProfile.Profile()
     runs = []
     for k in range(args.repeat):
-        runs.append(run(args.ports, profiler if k == 0 else None))
+        profiled = (args.profile_phase,) if args.profile_phase else ("announce", "withdraw")
+        runs.append(run(args.ports, profiler if k == 0 else None, profiled))
         if k == 0 and profiler is not None:
             profiler.dump_stats(args.profile)
     print(f"{args.ports:,} ports added, then deleted, each in one OVSDB transaction: CPU ms, median (min-max) of "

@@ -424,3 +424,24 @@ def test_planning_a_big_delete_gives_the_event_loop_turns_and_plans_the_same():
     assert paced == slices.plan(json.loads(json.dumps(update)), replica.tables)
     assert [len(part["Port"]) for part in paced] == [500, 1000, 750, 500, 250]  # the last slice small (sizes)
     assert len(pauses) >= 3000 * 3 // (100 * slices.ITEMS_PER_TICK)  # ports, interfaces and rows, each looked at
+
+
+def test_planning_a_big_delete_reads_the_ports_without_the_rows_mapping(monkeypatch):
+    """The planner finds the interfaces each deleted port holds in the replica's rows: HACK (ovs 4.0.0) it reads them
+    from ``IndexedRows.data`` (as ovsdb/idl/rowloop.py does), not one ``IndexedRows.__getitem__`` call per row of the
+    table through the mapping's ``values()`` (10,000 ports deleted: a fifth of the plan); the plan is the same."""
+    from ovs.db import custom_index
+
+    db = Database(random.Random(9))
+    db._apply(db.insert_ports(1200))
+    replica = db.fresh()
+    update = db.delete_ports(1200)
+    expected = [[sorted(part.get(table, {})) for table in TABLES] for part in
+                slices.plan(json.loads(json.dumps(update)), replica.tables)]
+    calls = []
+    real = custom_index.IndexedRows.__getitem__
+    monkeypatch.setattr(custom_index.IndexedRows, "__getitem__", lambda *args: calls.append(1) or real(*args))
+    paced = slices.plan(json.loads(json.dumps(update)), replica.tables)
+    assert [len(part["Port"]) for part in paced] == [500, 500, 200]
+    assert len(calls) <= len(db.bridges)  # a bridge's row, for its members: not one call per port
+    assert [[sorted(part.get(table, {})) for table in TABLES] for part in paced] == expected
