@@ -23,6 +23,8 @@ reported per phase):
    vports are in the policy, until A's RIB holds Canopy's N type-2 routes (and the type 3 of the newly
    present subnet); also stamped: Canopy's log of the last vport bound, ExaBGP's last acknowledgement.
    Baseline: the feeder writes the same routes (read back from ``/v1/bgp/routes?direction=out``) to A.
+   Then A's own intake of the same routes packed as Canopy's ExaBGP packs them (``encode_packed``), fed at once
+   with nothing else running: the announce's floor once the ports are in OVSDB.
 2. withdraw: the N ports deleted in one transaction, until A holds none; baseline: the feeder's withdrawals.
    Also stamped, for both: when A first held fewer, a quarter, half, three quarters gone, and from the first
    route A dropped to the last: A's own intake of the withdrawals.
@@ -128,6 +130,14 @@ def encode(routes, action: str) -> bytes:
     from bgp.exabgp_ext import encode_update
 
     return b"".join(encode_update(route, action, FEED_ASN, A_ASN) for route in routes)
+
+
+def encode_packed(routes) -> bytes:
+    """The announcements of ``routes`` from the feeder to A packed as Canopy's ExaBGP packs them (bgp.exabgp_ext:
+    ANNOUNCED_PER_UPDATE routes with the same attributes to an UPDATE)."""
+    from bgp.exabgp_ext import encode_rib_updates
+
+    return b"".join(encode_rib_updates(routes, "announce", FEED_ASN, A_ASN))
 
 
 # ---------------------------------------------------------------------------------------------- OVSDB, OVS
@@ -480,6 +490,13 @@ def announce_withdraw(b: Bench) -> dict:
     draining = Filling(b.a, base + n, n, base)
     base_back = b.timed("baseline withdraw", b.feed(withdraw), {"gobgp": draining}, ("gobgp",), A=b.a.count)
     base_back["filling"] = draining.shares(base_back["started"])
+    # A's own intake of Canopy's routes as Canopy's ExaBGP packs them, fed at once on an otherwise idle machine: what
+    # the announce would take if the routes reached A the moment the ports were added and nothing else ran
+    filling = Filling(b.a, base, n, base + n)
+    packed = b.timed("A's intake, packed", b.feed(encode_packed([route_from_dict(r) for r in routes])),
+                     {"gobgp": filling}, ("gobgp",), A=b.a.count)
+    out["packed"] = dict(filling.shares(packed["started"]), all=packed["gobgp"], cpu=packed["cpu"]["gobgpd A"])
+    b.timed("withdrawing them", b.feed(withdraw), {"gobgp": lambda: b.a.count() == base}, ("gobgp",))
     return {"announce": (out, out["gobgp"], base_out, base_out["gobgp"]),
             "withdraw": (back, back["gobgp"], base_back, base_back["gobgp"])}
 

@@ -63,6 +63,11 @@ def print_table(result: dict) -> None:
         for label, marks in ((key, rows[key]["marks"]), ("baseline", rows[key]["baseline_marks"])):
             print(f"  {label}: A first {what}, half, three quarters at "
                   + ", ".join(f"{fmt(at)}" for at in marks["filling"].values()) + " s")
+    packed = rows["announce"]["marks"].get("packed")
+    if packed:
+        print("  A's intake of Canopy's routes packed as its ExaBGP packs them, fed at once: first, a quarter, half, "
+              f"three quarters, all at {', '.join(fmt(packed[k]) for k in (0.0, 0.25, 0.5, 0.75, 'all'))} s "
+              f"(gobgpd A {packed['cpu']:.2f} CPU s)")
     print("  withdraw: A held none " + intake(rows["withdraw"], "seconds", "marks") + " after it first held fewer; "
           "baseline: " + intake(rows["withdraw"], "baseline_seconds", "baseline_marks"))
     for key in ("receive", "receive_withdraw"):
