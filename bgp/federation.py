@@ -71,6 +71,7 @@ class Federation:
         self.remote_delta: RemoteDelta | None = None  # what the last import changed (None: from scratch)
         self._lock = threading.Lock()  # the receive handler runs in the speaker's thread
         self._changes: dict = {}  # {(peer, key): route or None} reported and not imported yet
+        self._order: dict = {}  # {(peer, key): n} when those routes were received (RouteBook.order_of)
         self._importer: RouteImport | None = None
         self.pacer = NEVER  # the programming loop's (controller/app.py): its steps here pause every so many routes
         self._origins = Origins()  # what stands behind the routes the last publish handed to the speaker
@@ -88,7 +89,9 @@ class Federation:
     # ------------------------------------------------------------------ receive (handler -> State)
     def _received_changed(self):
         with self._lock:
-            self._changes.update(self.speaker.take_received_changes())
+            changes, order = self.speaker.take_received_in_order()
+            self._changes.update(changes)
+            self._order.update(order)
             pending = len(self._changes)
         self.state.bgp_received(pending)
 
@@ -101,11 +104,13 @@ class Federation:
         commit wakes, imports again from scratch)."""
         with self._lock:
             changes, self._changes = self._changes, {}
+            order, self._order = self._order, {}
         if self._importer is None or self._importer.policy is not self.state.policy:
             self._importer = RouteImport(self.state.policy)
             # everything received (read after taking the changes, so it holds them; what arrives meanwhile is
             # also in the next round's changes, and applying a change twice gives the same table)
-            self._importer.apply(self.speaker.received(), self.pacer)
+            received, received_order = self.speaker.received_in_order()
+            self._importer.apply(received, self.pacer, received_order)
             self.remote_delta = None
             table = self._importer.table()
             if table == self.state.remote:
@@ -114,7 +119,7 @@ class Federation:
             return True
         if not changes:
             return False
-        self.remote_delta = self._importer.apply(changes, self.pacer)
+        self.remote_delta = self._importer.apply(changes, self.pacer, order)
         if not self.remote_delta:
             return False
         self.state.remote_changed(self.remote_delta)
