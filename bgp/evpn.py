@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from bgp.importer import RouteImport, beats
 from bgp.origins import Origins
 from bgp.routes import InclusiveMulticastRoute, IpPrefixRoute, MacIpRoute, encode_host
-from controller.loglimit import warn_limited
+from controller.loglimit import log_limited, warn_limited
 from controller.pacer import NEVER, Pacer
 from controller.remote import RemoteMac, RemoteTable
 
@@ -271,13 +271,13 @@ class Mobility:
 
 def _log_lost(key, other, seq) -> None:
     """A peer's route for one of our MACs wins: a sticky one is a conflict to alert the operator to (RFC 7432
-    section 15.2: a static MAC cannot move), a higher sequence number a move. The warning is rate limited per
-    peer (``controller.loglimit``): a peer announcing every local MAC sticky logs one line, not one per MAC
-    (``Mobility.counts`` has the number)."""
+    section 15.2: a static MAC cannot move), a higher sequence number a move. Both lines are rate limited per
+    peer (``controller.loglimit``): a peer announcing every local MAC sticky, or every one with a higher sequence
+    number, logs one line, not one per MAC (``Mobility.counts`` has the number)."""
     if other.sticky:
         warn_limited(log, ("sticky", other.peer), "MAC %s of subnet %s is announced static (sticky) at %s by peer %s, "
                      "and is also a local port here: not announcing ours (a duplicate MAC, or the static one is "
                      "wrong; GET /v1/bgp/peers mobility counts them)", key[1], key[0], other.vtep_ip, other.peer)
     else:
-        log.info("MAC %s of subnet %s is at %s with sequence %d (ours %d): not announcing ours", key[1], key[0],
-                 other.vtep_ip, other.seq, seq)
+        log_limited(log, logging.INFO, ("outbid", other.peer), "MAC %s of subnet %s is at %s with sequence %d (ours "
+                    "%d) from peer %s: not announcing ours", key[1], key[0], other.vtep_ip, other.seq, seq, other.peer)

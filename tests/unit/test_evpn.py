@@ -219,6 +219,40 @@ def test_a_peer_announcing_every_local_mac_sticky_is_counted_and_logged_once(cap
     assert len(warnings) == 2 and "peer 10.250.0.9" in warnings[0] and "peer 10.250.0.8" in warnings[1], warnings
 
 
+def test_a_peer_winning_many_local_macs_by_sequence_number_logs_one_line_per_interval_with_a_count(caplog,
+                                                                                                    monkeypatch):
+    """A peer announcing every local MAC with a higher sequence number takes them all from Canopy's announcements:
+    one INFO line per peer per controller.loglimit.LOG_EVERY, the next counting those left out (before: one line
+    per MAC); ``counts`` has the number."""
+    from controller import loglimit
+
+    monkeypatch.setattr(loglimit, "_last_logged", {})
+    now = [1000.0]
+    monkeypatch.setattr(loglimit.time, "monotonic", lambda: now[0])
+    state, view = setup_view()
+    web = state.policy.find("subnet", "acme/web")
+    keys = [(web["id"], "02:00:00:00:00:01"), (web["id"], "02:00:00:00:00:03")]
+    mobility = Mobility()
+    mobility.update(view, RemoteTable())
+
+    def table(*keys, peer="10.250.0.9"):
+        return RemoteTable(macs=tuple(RemoteMac(*key, (), "10.251.0.200", seq=5, peer=peer) for key in keys))
+
+    def lines():
+        return [r.getMessage() for r in caplog.records if "not announcing ours" in r.getMessage()]
+
+    with caplog.at_level("INFO", logger="canopy.bgp"):
+        assert [mobility.update(view, table(*keys))[key] for key in keys] == [None, None]
+        assert len(lines()) == 1 and "peer 10.250.0.9" in lines()[0] and caplog.records[-1].levelname == "INFO"
+        mobility.update(view, RemoteTable())
+        now[0] += loglimit.LOG_EVERY
+        mobility.update(view, table(keys[0]))
+        assert len(lines()) == 2 and lines()[1].endswith("(1 more like it not logged)")
+        mobility.update(view, table(keys[1], peer="10.250.0.8"))  # another peer: its own line
+    assert len(lines()) == 3 and "peer 10.250.0.8" in lines()[2]
+    assert mobility.counts() == {"not_announced": 1, "sticky": 0}
+
+
 def test_two_sticky_locations_of_one_mac_rank_by_sequence_then_vtep_ip():
     """RFC 7432 leaves two sticky locations of one MAC open: Canopy ranks them as any two (docs/evpn.md)."""
     state, _ = setup_view()
