@@ -35,6 +35,7 @@ import os
 import threading
 
 from bgp import routes as bgp_routes
+from bgp.duplicates import DuplicateMacs
 from bgp.early import EarlyAnnounce
 from bgp.evpn import ImportResult, Mobility, originate
 from bgp.importer import RemoteDelta, RouteImport
@@ -66,7 +67,8 @@ class Federation:
         self.state = state
         self.speaker = speaker or Speaker(speaker_config(bgp_settings, data_dir),
                                           on_change=self._received_changed, log=log)
-        self.mobility = Mobility()
+        dup = getattr(bgp_settings, "duplicate_mac", None)
+        self.mobility = Mobility(DuplicateMacs(dup.max_moves, float(dup.window), dup.enabled) if dup else None)
         self.originating = True  # False on an HA standby: only the active announces
         self.remote_delta: RemoteDelta | None = None  # what the last import changed (None: from scratch)
         self._lock = threading.Lock()  # the receive handler runs in the speaker's thread
@@ -183,6 +185,15 @@ class Federation:
                 new = self._early.bound(bound, self._origins)
                 if new:
                     self.speaker.announce(new)
+
+    def clear_duplicates(self, subnet_id: str | None = None, mac: str | None = None) -> list[dict]:
+        """Unflag duplicate MACs (``bgp.duplicates``; None: any) and wake a programming pass, whose publish announces
+        those still local here; the rows cleared."""
+        cleared = self.mobility.duplicates.clear(subnet_id, mac)
+        if cleared:
+            log.info("duplicate MAC flag cleared for %d MAC(s)", len(cleared))
+            self.state.bgp_received(0)  # a pass: MAC mobility again with the flags gone
+        return cleared
 
     # ------------------------------------------------------------------ inspection (REST)
     def peers(self) -> list[dict]:
