@@ -105,7 +105,7 @@ class EarlyAnnounce:
             return None
         endpoint = vport_endpoint(vport, loc)
         key = (endpoint.subnet_id, endpoint.mac)
-        if key in self.mobility.entries or self.state.remote_index.macs_at(*key):
+        if key in self.mobility.entries or key in self.mobility.duplicates or self.state.remote_index.macs_at(*key):
             return None
         return endpoint
 

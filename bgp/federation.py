@@ -35,6 +35,7 @@ import os
 import threading
 
 from bgp import routes as bgp_routes
+from bgp.duplicates import DuplicateMacs
 from bgp.early import EarlyAnnounce
 from bgp.evpn import ImportResult, Mobility, originate
 from bgp.importer import RemoteDelta, RouteImport
@@ -66,11 +67,13 @@ class Federation:
         self.state = state
         self.speaker = speaker or Speaker(speaker_config(bgp_settings, data_dir),
                                           on_change=self._received_changed, log=log)
-        self.mobility = Mobility()
+        dup = getattr(bgp_settings, "duplicate_mac", None)
+        self.mobility = Mobility(DuplicateMacs(dup.max_moves, float(dup.window), dup.enabled) if dup else None)
         self.originating = True  # False on an HA standby: only the active announces
         self.remote_delta: RemoteDelta | None = None  # what the last import changed (None: from scratch)
         self._lock = threading.Lock()  # the receive handler runs in the speaker's thread
         self._changes: dict = {}  # {(peer, key): route or None} reported and not imported yet
+        self._order: dict = {}  # {(peer, key): n} when those routes were received (RouteBook.order_of)
         self._importer: RouteImport | None = None
         self.pacer = NEVER  # the programming loop's (controller/app.py): its steps here pause every so many routes
         self._origins = Origins()  # what stands behind the routes the last publish handed to the speaker
@@ -88,7 +91,9 @@ class Federation:
     # ------------------------------------------------------------------ receive (handler -> State)
     def _received_changed(self):
         with self._lock:
-            self._changes.update(self.speaker.take_received_changes())
+            changes, order = self.speaker.take_received_in_order()
+            self._changes.update(changes)
+            self._order.update(order)
             pending = len(self._changes)
         self.state.bgp_received(pending)
 
@@ -101,11 +106,13 @@ class Federation:
         commit wakes, imports again from scratch)."""
         with self._lock:
             changes, self._changes = self._changes, {}
+            order, self._order = self._order, {}
         if self._importer is None or self._importer.policy is not self.state.policy:
             self._importer = RouteImport(self.state.policy)
             # everything received (read after taking the changes, so it holds them; what arrives meanwhile is
             # also in the next round's changes, and applying a change twice gives the same table)
-            self._importer.apply(self.speaker.received(), self.pacer)
+            received, received_order = self.speaker.received_in_order()
+            self._importer.apply(received, self.pacer, received_order)
             self.remote_delta = None
             table = self._importer.table()
             if table == self.state.remote:
@@ -114,7 +121,7 @@ class Federation:
             return True
         if not changes:
             return False
-        self.remote_delta = self._importer.apply(changes, self.pacer)
+        self.remote_delta = self._importer.apply(changes, self.pacer, order)
         if not self.remote_delta:
             return False
         self.state.remote_changed(self.remote_delta)
@@ -178,6 +185,15 @@ class Federation:
                 new = self._early.bound(bound, self._origins)
                 if new:
                     self.speaker.announce(new)
+
+    def clear_duplicates(self, subnet_id: str | None = None, mac: str | None = None) -> list[dict]:
+        """Unflag duplicate MACs (``bgp.duplicates``; None: any) and wake a programming pass, whose publish announces
+        those still local here; the rows cleared."""
+        cleared = self.mobility.duplicates.clear(subnet_id, mac)
+        if cleared:
+            log.info("duplicate MAC flag cleared for %d MAC(s)", len(cleared))
+            self.state.bgp_received(0)  # a pass: MAC mobility again with the flags gone
+        return cleared
 
     # ------------------------------------------------------------------ inspection (REST)
     def peers(self) -> list[dict]:

@@ -56,6 +56,7 @@ class RouteImport:
             for rt in dom["import_rts"] or ():
                 self._domains_by_rt[rt].append(dom)
         self._contributions: dict = {}  # (peer, key) -> _Contribution
+        self._order: dict = {}  # (peer, key) -> when the route was received (``apply``'s ``order``)
         self._used_at: Counter = Counter()  # VTEP IP (a used route's next hop) -> used routes naming it
         self._groups: dict = defaultdict(dict)  # (subnet id, MAC) -> {(peer, key): route}
         self._floods: Counter = Counter()  # (subnet id, VTEP IP) -> routes naming it
@@ -64,19 +65,23 @@ class RouteImport:
         self._table: RemoteTable | None = RemoteTable()
 
     # ------------------------------------------------------------------ changes
-    def apply(self, changes: dict, pacer: Pacer = NEVER) -> RemoteDelta:
-        """Take ``changes`` ({(peer, key): route or None}) in; the table entries that changed. ``pacer`` is
-        ticked per change and per (subnet, MAC) merged again: during its pauses ``changes`` must not change (the
-        caller's own dict) and no other caller may use this RouteImport (the programming loop's alone)."""
+    def apply(self, changes: dict, pacer: Pacer = NEVER, order: dict | None = None) -> RemoteDelta:
+        """Take ``changes`` ({(peer, key): route or None}) in; the table entries that changed. ``order``: {(peer,
+        key): n}, when each route was received (the speaker's ``RouteBook.order_of``; absent: 0), the tie-break of
+        an IP two MACs announce (``RemoteMac.ip_rank``). ``pacer`` is ticked per change and per (subnet, MAC)
+        merged again: during its pauses ``changes`` must not change (the caller's own dict) and no other caller may
+        use this RouteImport (the programming loop's alone)."""
         added, removed, touched = set(), set(), set()
+        order = order or {}
         for pk, route in changes.items():
             self._withdraw(pk, added, removed, touched)
             if route is not None:
+                self._order[pk] = order.get(pk, 0)
                 self._announce(pk, route, added, removed, touched)
             pacer.tick()
         for group in touched:
             pacer.tick()
-            old, new = self._macs.pop(group, None), _merged(group, self._groups.get(group, {}))
+            old, new = self._macs.pop(group, None), _merged(group, self._groups.get(group, {}), self._order)
             if new is not None:
                 self._macs[group] = new
             if old != new:
@@ -93,6 +98,7 @@ class RouteImport:
         if route is None:
             return
         contribution = self._contributions.pop(pk)
+        self._order.pop(pk, None)
         self.imported -= contribution.used
         self.ignored -= not contribution.used
         if contribution.used:
@@ -181,20 +187,24 @@ def _count_down(counter: Counter, entries, removed: set) -> None:
             removed.add(entry)
 
 
-def _merged(group, routes: dict) -> RemoteMac | None:
-    """The winning location of one (subnet, MAC): each VTEP's routes merged (IPs, Router's MAC, L3 VNI, the
-    highest sequence number, sticky if one is), then a sticky one, the highest sequence number, the lowest VTEP IP."""
+def _merged(group, routes: dict, order: dict) -> RemoteMac | None:
+    """The winning location of one (subnet, MAC): each VTEP's routes merged (IPs with when the latest route naming
+    each was received, Router's MAC, L3 VNI, the highest sequence number, sticky if one is), then a sticky one, the
+    highest sequence number, the lowest VTEP IP."""
     subnet_id, mac = group
     locations: dict = {}
-    for (peer, key), route in sorted(routes.items(), key=lambda item: repr(item[0])):
+    for pk, route in sorted(routes.items(), key=lambda item: repr(item[0])):
         old = locations.get(route.next_hop)
-        ips = tuple(sorted(set((old.ips if old else ()) + ((route.ip,) if route.ip else ()))))
+        received = dict(zip(old.ips, old.ip_order)) if old else {}
+        if route.ip:
+            received[route.ip] = max(received.get(route.ip, 0), order.get(pk, 0))
+        ips = tuple(sorted(received))
         router_mac = route.router_mac or (old.router_mac if old else None)
         l3_vni = route.l3_vni or (old.l3_vni if old else 0)
         seq = max(route.mobility_seq or 0, old.seq if old else 0)
         sticky = route.sticky or (old.sticky if old else False)
         locations[route.next_hop] = RemoteMac(subnet_id, mac, ips, route.next_hop, router_mac if l3_vni else None,
-                                              l3_vni, seq, peer, sticky)
+                                              l3_vni, seq, pk[0], sticky, tuple(received[ip] for ip in ips))
     best = None
     for location in locations.values():
         if best is None or beats(location, best):

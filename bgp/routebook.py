@@ -109,6 +109,7 @@ class RouteBook:
     pending: collections.deque = field(default_factory=collections.deque)
     received: dict = field(default_factory=dict)
     received_changes: dict = field(default_factory=dict)
+    received_order: dict = field(default_factory=dict)  # (peer ip, key) -> when it was received (a counter)
     peers: dict = field(default_factory=dict)
     outbox: list = field(default_factory=list)
     received_per_peer: collections.Counter = field(default_factory=collections.Counter)  # peer ip -> routes
@@ -119,6 +120,7 @@ class RouteBook:
     local: Local | None = None  # our AS and router id, to recognise our own routes come back
     graceful: GracefulRestart = GracefulRestart()
     clock: object = time.monotonic  # () -> seconds, for the restart timers and the refusal log
+    _received_count: int = 0  # the last ``received_order`` given
     _refusal_log: dict = field(default_factory=dict)  # (peer, reason, ours) -> [next log time, suppressed count]
 
     def __post_init__(self):
@@ -194,6 +196,13 @@ class RouteBook:
         or lost, each key once with its latest state."""
         out, self.received_changes = self.received_changes, {}
         return out
+
+    def order_of(self, keys) -> dict:
+        """{(peer ip, key): n} for those of ``keys`` received: n grows with each route received new or changed (a
+        route sent again unchanged keeps its n), so the higher n is the more recently received route (the tie-break
+        of an IP two MACs announce: ``controller.remote.RemoteMac.ip_rank``)."""
+        order = self.received_order
+        return {key: order[key] for key in keys if key in order}
 
     def detach(self) -> bool:
         """ExaBGP is gone: nothing is announced, every peer is down, and what they sent is dropped (or
@@ -343,6 +352,7 @@ class RouteBook:
         if self.received.pop(key, None) is None:
             return False
         self.received_changes[key] = None
+        del self.received_order[key]
         self.received_per_peer[key[0]] -= 1
         return True
 
@@ -383,6 +393,7 @@ class RouteBook:
             if self.received.get(key) != route:
                 self.received_per_peer[address] += key not in self.received
                 self.received[key] = self.received_changes[key] = route
+                self.received_order[key] = self._received_count = self._received_count + 1
                 changed = True
             peer.stale.discard(route.key)
         if decoded.end_of_rib and peer.stale:

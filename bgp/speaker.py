@@ -211,6 +211,18 @@ class Speaker:
         with self._lock:
             return self._book.take_received_changes()
 
+    def take_received_in_order(self) -> tuple[dict, dict]:
+        """``take_received_changes`` and, taken with it, the receive order of its routes ({(peer ip, key): n},
+        ``RouteBook.order_of``)."""
+        with self._lock:
+            changes = self._book.take_received_changes()
+            return changes, self._book.order_of(changes)
+
+    def received_in_order(self) -> tuple[dict, dict]:
+        """``received`` and the receive order of every route in it, read together."""
+        with self._lock:
+            return dict(self._book.received), dict(self._book.received_order)
+
     def peers(self) -> list[dict]:
         """One row per configured neighbor: address, asn, state, since, uptime, received, sent, last_error."""
         with self._lock:

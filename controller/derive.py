@@ -21,6 +21,7 @@ from functools import cached_property, lru_cache
 
 from controller.discovery import METADATA_AGENT_KEY
 from controller.policy import dhcp_server_ip
+from controller.remote import ip_holder
 from controller.extnet import ExternalView, external_view
 from controller.security import SecurityView, derive_security
 from openflow.flows import Owner
@@ -368,16 +369,23 @@ def _add_remote(view, remote, own_ips) -> dict[str, list]:
 
     known = {(e.subnet_id, e.mac) for e in view.endpoints.values()}
     claimed = {(scope(e.subnet_id), ip) for e in view.endpoints.values() for ip in e.ips}
+    taken, wanting = [], defaultdict(dict)  # the remote MACs made endpoints; (scope, IP) -> {(subnet, MAC): rank}
     for mac in sorted(remote.macs, key=lambda m: (m.subnet_id, m.mac, m.vtep_ip)):
         sid = mac.subnet_id
         if sid not in view.subnets or (sid, mac.mac) in known or not _ipv4(mac.vtep_ip) or mac.vtep_ip in own_ips:
             continue
-        ips = tuple(ip for ip in mac.ips if _ipv4(ip) and (scope(sid), ip) not in claimed)
+        known.add((sid, mac.mac))
+        taken.append(mac)
+        for ip in mac.ips:
+            if _ipv4(ip) and (scope(sid), ip) not in claimed:
+                wanting[(scope(sid), ip)][(sid, mac.mac)] = mac.ip_rank(ip)
+    for mac in taken:  # an IP two remote MACs announce goes to the newer binding (``RemoteMac.ip_rank``)
+        sid = mac.subnet_id
+        ips = tuple(ip for ip in mac.ips if (scope(sid), ip) in wanting and
+                    ip_holder(wanting[(scope(sid), ip)]) == (sid, mac.mac))
         ep = evpn_endpoint(mac, ips)
         _add_endpoint(view, ep)
         view.remote_vteps[ep.session] = mac.vtep_ip
-        known.add((sid, mac.mac))
-        claimed.update((scope(sid), ip) for ip in ips)
     floods = defaultdict(set)
     for sid, ip in remote.floods:
         if sid in view.subnets and _ipv4(ip) and ip not in own_ips:

@@ -313,6 +313,8 @@ def _bgp(federation):
     yield _gauge("canopy_evpn_local_macs_not_announced", "local MACs Canopy does not announce because a peer's "
                  "route wins (MAC mobility: a higher sequence number, or sticky)", ("reason",),
                  [(("sequence",), mobility["not_announced"] - mobility["sticky"]), (("sticky",), mobility["sticky"])])
+    yield _gauge("canopy_evpn_duplicate_macs", "MACs flagged duplicate (RFC 7432 section 15.1: moved bgp.duplicate_mac."
+                 "max_moves times within its window): not announced until cleared", (), [((), mobility["duplicate"])])
 
 
 def _ha(pair):

@@ -35,6 +35,20 @@ class RemoteMac:
     seq: int = 0  # MAC mobility sequence number
     peer: str = ""  # the BGP peer it came from
     sticky: bool = False  # announced static (RFC 7432 section 15.2): it cannot move
+    ip_order: tuple[int, ...] = ()  # per IP (as ``ips``): when the latest route naming it was received (a counter)
+
+    def ip_rank(self, ip: str) -> tuple[int, int]:
+        """How strongly this MAC holds ``ip`` against another MAC announcing it (RFC 7432 section 15, RFC 9135 ARP
+        entries: an IP that moves to a new MAC follows the newer binding): the higher sequence number, then the
+        route received later (higher wins)."""
+        order = self.ip_order[self.ips.index(ip)] if self.ip_order else 0
+        return self.seq, order
+
+
+def ip_holder(wanting: dict):
+    """Which of the remote MACs announcing one IP gets it: ``wanting`` is {(subnet id, MAC): its ``ip_rank``}; the
+    highest rank, then the lowest (subnet, MAC), so the result does not depend on the order they came in."""
+    return min(wanting.items(), key=lambda item: (-item[1][0], -item[1][1], item[0]))[0]
 
 
 @dataclass(frozen=True)

@@ -166,6 +166,14 @@ SETTINGS = (
             Field("stale_time", "integer", "seconds a restarted peer has to send End-of-RIB before its stale "
                   "routes are removed", lambda v: f.integer(v, 1, 3600), default=360, nullable=False),
         ), default=dict, nullable=False),
+        Field("duplicate_mac", "object", "duplicate MAC detection (RFC 7432 section 15.1): a MAC that moves "
+              "max_moves times within window seconds is no longer announced until cleared", fields=(
+            Field("enabled", "boolean", "detect duplicate MACs", f.boolean, default=True, nullable=False),
+            Field("max_moves", "integer", "moves within the window that make a MAC a duplicate (at least 2: a VM "
+                  "live migration moves once)", lambda v: f.integer(v, 2, 1000), default=5, nullable=False),
+            Field("window", "integer", "seconds the moves are counted over", lambda v: f.integer(v, 1, 86400),
+                  default=180, nullable=False),
+        ), default=dict, nullable=False),
         Field("api_timeout", "integer", "seconds ExaBGP may leave its API commands unacknowledged before its peers "
               "are reported down (a frozen or wedged ExaBGP: bgp/watchdog.py)", lambda v: f.integer(v, 1, 600),
               default=5, nullable=False),
@@ -251,6 +259,13 @@ class GracefulRestartSettings:
 
 
 @dataclass(frozen=True)
+class DuplicateMacSettings:
+    enabled: bool = True
+    max_moves: int = 5
+    window: int = 180
+
+
+@dataclass(frozen=True)
 class BgpSettings:
     asn: int = 65000
     router_id: str | None = None
@@ -258,6 +273,7 @@ class BgpSettings:
     port: int = 179
     neighbors: tuple[BgpNeighbor, ...] = ()
     graceful_restart: GracefulRestartSettings = GracefulRestartSettings()
+    duplicate_mac: DuplicateMacSettings = DuplicateMacSettings()
     api_timeout: int = 5
     api_restart_after: int = 30
 
@@ -502,6 +518,7 @@ def _bgp(raw) -> BgpSettings:
     router_id = raw["router_id"] or next((n.local_address for n in neighbors if n.local_address), None)
     return BgpSettings(asn=raw["asn"], router_id=router_id, listen=raw["listen"], port=raw["port"],
                        neighbors=neighbors, graceful_restart=GracefulRestartSettings(**raw["graceful_restart"]),
+                       duplicate_mac=DuplicateMacSettings(**raw["duplicate_mac"]),
                        api_timeout=raw["api_timeout"], api_restart_after=raw["api_restart_after"])
 
 

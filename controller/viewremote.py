@@ -2,8 +2,9 @@
 
 A received MAC (``controller.remote.RemoteMac``) becomes an endpoint of kind "evpn" in its subnet unless a local
 endpoint has its MAC or its VTEP is not usable; each of its IPs goes to it unless a local endpoint of the scope
-(the subnet's domain, or the L2-only subnet) has the IP or a remote MAC earlier in subnet and MAC order wants it
-too (``derive._add_remote`` from scratch). ``RemoteEndpoints`` keeps, per scope, the remote MACs wanting each IP,
+(the subnet's domain, or the L2-only subnet) has the IP or another remote MAC holds it more strongly
+(``controller.remote.ip_holder``: the higher sequence number, then the route received later; ``derive._add_remote``
+from scratch). ``RemoteEndpoints`` keeps, per scope, the remote MACs wanting each IP,
 so a route delta re-derives the MACs it names and the ones sharing an IP with them; a whole scope is derived
 again only when its subnets, its local endpoints or our own VTEP IPs changed.
 
@@ -21,6 +22,7 @@ from operator import attrgetter
 
 from controller import derive as d
 from controller.keyed import EMPTY_COUNTS, add_to, count_of, discard_from
+from controller.remote import ip_holder
 
 _MAC = attrgetter("mac")  # an endpoint's MAC: the sort key of a subnet's EVPN endpoints (in C, not a lambda)
 
@@ -31,7 +33,8 @@ class RemoteEndpoints:
         self.ev: dict[str, list] = {}  # subnet -> its EVPN endpoints, sorted by MAC
         self.want: dict[tuple, tuple] = {}  # (subnet, MAC) taken as an EVPN endpoint -> (scope, its IPv4 IPs)
         self.wanted: dict[str, set] = {}  # subnet -> its keys in want
-        self.by_ip: dict[str, dict[str, set]] = {}  # scope -> IP -> (subnet, MAC) wanting it (no empty entries)
+        self.by_ip: dict[str, dict[str, dict]] = {}  # scope -> IP -> {(subnet, MAC) wanting it: its ip_rank}
+        # (no empty entries)
         self.recheck: dict[str, set] = defaultdict(set)  # scope -> keys whose IP lost or gained a claim
 
     def claim_changed(self, scope, ip):
@@ -63,9 +66,9 @@ class RemoteEndpoints:
             for key in set().union(*self.by_ip.pop(scope, {}).values()):
                 self._unwant(key)
                 self.live.pacer.tick()
-            claimed = set()
-            for sid in sids:
-                self._subnet(sid, index.subnet_macs(sid), claimed)
+            taken = [(sid, self._take(sid, index.subnet_macs(sid))) for sid in sids]
+            for sid, macs in taken:  # once every MAC of the scope wants its IPs: each IP to its holder
+                self._endpoints(sid, macs)
         for scope, keys in sorted(fast.items()):
             self._macs(scope, keys)
         recheck, self.recheck = self.recheck, defaultdict(set)  # an IP freed by a MAC no longer taken
@@ -81,24 +84,32 @@ class RemoteEndpoints:
             else:
                 v.remote_floods.pop(sid, None)
 
-    def _subnet(self, sid, macs, claimed):
-        """The subnet's EVPN endpoints (derive._add_remote, for one subnet); ``claimed``: IPs EVPN endpoints
-        earlier in the same scope took."""
-        v = self.live.view
-        out, known = [], {ep.mac for ep in self.live.hw.get(sid, ())}
+    def _take(self, sid, macs) -> list:
+        """The remote MACs of one subnet that become its EVPN endpoints (derive._add_remote, for one subnet), each
+        recorded as wanting its IPs; ``_endpoints`` makes them once the whole scope is taken."""
         self.forget_subnet(sid)
-        if sid in v.subnets:
-            scope = self.live._scope(sid)
-            for mac in sorted(macs, key=lambda m: (m.mac, m.vtep_ip)):
-                self.live.pacer.tick()
-                if not self._eligible(sid, mac, known):
-                    continue
+        if sid not in self.live.view.subnets:
+            return []
+        scope, out, known = self.live._scope(sid), [], {ep.mac for ep in self.live.hw.get(sid, ())}
+        for mac in sorted(macs, key=lambda m: (m.mac, m.vtep_ip)):
+            self.live.pacer.tick()
+            if self._eligible(sid, mac, known):
                 self._want((sid, mac.mac), scope, mac)
-                claims = self.live.claims.get(scope, EMPTY_COUNTS)
-                ips = tuple(ip for ip in mac.ips if d._ipv4(ip) and not claims.get(ip) and ip not in claimed)
-                out.append(d.evpn_endpoint(mac, ips))
+                out.append(mac)
                 known.add(mac.mac)
-                claimed.update(ips)
+        return out
+
+    def _endpoints(self, sid, macs):
+        """The subnet's EVPN endpoints, each with the IPs no local endpoint of the scope has and it holds
+        (``ip_holder``: among the remote MACs wanting an IP, the newer binding)."""
+        out = []
+        if macs:
+            scope = self.live._scope(sid)
+            claims, wanted = self.live.claims.get(scope, EMPTY_COUNTS), self.by_ip.get(scope, {})
+            for mac in macs:
+                key = (sid, mac.mac)
+                out.append(d.evpn_endpoint(mac, tuple(ip for ip in self.want[key][1] if not claims.get(ip) and
+                                                      ip_holder(wanted[ip]) == key)))
         self.live._replace_list(self.ev, sid, out)
 
     def _eligible(self, sid, mac, known) -> bool:
@@ -111,7 +122,7 @@ class RemoteEndpoints:
         self.want[key] = (scope, ips)
         add_to(self.wanted, key[0], key)
         for ip in ips:
-            self.by_ip.setdefault(scope, {}).setdefault(ip, set()).add(key)
+            self.by_ip.setdefault(scope, {}).setdefault(ip, {})[key] = mac.ip_rank(ip)
 
     def forget_subnet(self, sid):
         for key in self.wanted.pop(sid, ()):
@@ -129,7 +140,7 @@ class RemoteEndpoints:
         for ip in ips:
             keys = wanted.get(ip)
             if keys is not None:
-                keys.discard(key)
+                keys.pop(key, None)
                 if not keys:
                     del wanted[ip]
                 elif recheck:
@@ -139,7 +150,7 @@ class RemoteEndpoints:
 
     def _macs(self, scope, keys, recheck=True):
         """The EVPN endpoints of the MACs whose routes changed in one scope, and of the MACs that want one of
-        the same IPs (an IP goes to the first MAC wanting it, in subnet and MAC order, as in derive)."""
+        the same IPs (an IP goes to its holder among the MACs wanting it, ``ip_holder``, as in derive)."""
         index = self.live.state.remote_index
         reached, known = set(keys), {}
         for key in keys:
@@ -160,7 +171,7 @@ class RemoteEndpoints:
             want = self.want.get(key)
             new = None
             if want is not None:
-                ips = tuple(ip for ip in want[1] if not claims.get(ip) and min(wanted[ip]) == key)
+                ips = tuple(ip for ip in want[1] if not claims.get(ip) and ip_holder(wanted[ip]) == key)
                 new = d.evpn_endpoint(index.mac(sid, mac), ips)
             self._put(sid, mac, new)
 

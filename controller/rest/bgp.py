@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from controller import fields
 from controller.pacer import Pacer, collector_paused
 from controller.rest.api import ApiError, Response, Route
 from controller.rest.paced import paced_json, release
@@ -26,6 +27,7 @@ def routes(federation, pause=None) -> list[Route]:
             body["speaker"] = {k: v for k, v in federation.speaker.status().items() if k not in PRIVATE}
             body["import"] = federation.import_counts()
             body["mobility"] = federation.mobility.counts()  # local MACs a peer's route wins (sticky ones apart)
+            body["mobility"]["duplicate_macs"] = federation.mobility.duplicates.rows()
         return Response(200, body)
 
     def bgp_routes(req):
@@ -44,7 +46,23 @@ def routes(federation, pause=None) -> list[Route]:
             release(items, pacer.tick)
         return Response(200, body)
 
+    def clear_duplicates(req):
+        _no_query(req, ("subnet_id", "mac"))
+        if federation is None:
+            raise ApiError(404, "not_found", "BGP is not configured (bgp.neighbors)", "bgp")
+        mac = req.query.get("mac")
+        if mac is not None:
+            try:
+                mac = fields.mac(mac)
+            except fields.Invalid as exc:
+                raise ApiError(400, "bad_query", str(exc), "mac") from None
+        cleared = federation.clear_duplicates(req.query.get("subnet_id"), mac)
+        return Response(200, {"items": cleared, "count": len(cleared)})
+
     return [Route("GET", "/v1/bgp/peers", peers, "BGP neighbors: state, uptime, routes received and sent"),
+            Route("DELETE", "/v1/bgp/duplicate-macs", clear_duplicates,
+                  "clear duplicate MAC flags (RFC 7432 section 15.1): those MACs are announced again", write=True,
+                  query=(("subnet_id", "only this subnet's"), ("mac", "only this MAC")), local=True),
             Route("GET", "/v1/bgp/routes", bgp_routes, "EVPN routes received from peers (in) or announced (out)",
                   query=(("direction", "in (default) or out"), ("type", "only this route type: 2, 3 or 5")))]
 

@@ -6,7 +6,8 @@ reflectors, and a third peer at A sending raw UPDATEs encoded by ExaBGP, ``tests
   withdrawals of any kind remove them;
 - MAC mobility against that peer: a MAC moving to a local VM, a peer winning a local MAC, a local MAC the peer
   announces sticky (static);
-- that peer's session reset: its routes go at once, and come back when it sends them again.
+- that peer's session reset: its routes go at once, and come back when it sends them again;
+- an IP that moves to a new MAC answered by ARP with the newer MAC.
 """
 
 from __future__ import annotations
@@ -209,10 +210,10 @@ def test_a_local_mac_a_peer_announces_sticky_is_withdrawn_here_and_the_operator_
                    what="the static route at A")
     lab.wait_until(lambda: MACS["a2"] not in received_macs(b.api), timeout=30, what="A withdrawing a2's route")
     assert "announced static (sticky)" in a.log_tail(400)
-    assert a.api.get("/v1/bgp/peers").json["mobility"] == {"not_announced": 1, "sticky": 1}
+    assert a.api.get("/v1/bgp/peers").json["mobility"] == {"not_announced": 1, "sticky": 1, "duplicate": 0, "duplicate_macs": []}
     send("withdraw")
     lab.wait_until(lambda: MACS["a2"] in received_macs(b.api), timeout=30, what="A announcing a2 again")
-    assert a.api.get("/v1/bgp/peers").json["mobility"] == {"not_announced": 0, "sticky": 0}
+    assert a.api.get("/v1/bgp/peers").json["mobility"] == {"not_announced": 0, "sticky": 0, "duplicate": 0, "duplicate_macs": []}
     reach(lab, vms["b2"], "10.0.2.11", timeout=30)
 
 
@@ -304,3 +305,39 @@ def test_a_hardware_vtep_follows_a_peer_replacing_its_routes(fed):
     lab.wait_until(lambda: tunnel not in unknown_dst(), timeout=30, what="the type 3 gone from the flood list")
     assert hvb.vtep_ip in unknown_dst()
     send((left, "withdraw"))
+
+
+def test_an_ip_that_moves_to_a_new_mac_is_answered_by_arp_with_the_newer_mac(fed):
+    """RFC 7432 section 15 / RFC 9135 ARP entries: the raw peer announces 10.0.1.40 behind one MAC, then (the VM back
+    with a new MAC, the old route lingering) behind a higher MAC, same sequence number: a VM at A asking for the IP
+    gets the newer MAC from A's ARP responder (before: the lower, older one). The old MAC again with a higher sequence
+    number takes the IP back."""
+    from bgp import exabgp_ext
+    from bgp.routes import MacIpRoute
+    from tests.integration.test_federation import WEB_VNI
+
+    lab, a, _, _, vms, _, (raw, raw_updates, _) = fed
+    lab.wait_until(lambda: peers(a.api)[raw.ip]["state"] == "up", timeout=60, what="A's session with the raw peer")
+    old, new, ip = "02:00:00:00:0e:01", "02:00:00:00:0e:02", "10.0.1.40"
+
+    def send(mac, seq, action="announce"):
+        route = MacIpRoute(rd=f"{raw.ip}:{mac[-1]}", mac=mac, ip=ip, l2_vni=WEB_VNI, next_hop=BOGUS_VTEP,
+                           route_targets=(f"65000:{WEB_VNI}",), mobility_seq=seq)
+        with raw_updates.open("a") as handle:
+            handle.write(exabgp_ext.encode_update(route, action, local_as=RAW_ASN, peer_as=ASN).hex() + "\n")
+
+    def answered():
+        vms["a1"].exec("ip", "neigh", "flush", "to", ip)
+        vms["a1"].exec("ping", "-n", "-q", "-c", "1", "-w", "1", ip, timeout=5)  # lost at BOGUS_VTEP; ARP answered
+        out = vms["a1"].exec("ip", "neigh", "show", "to", ip).stdout.split()
+        return out[out.index("lladdr") + 1] if "lladdr" in out else None
+
+    send(old, 0)
+    lab.wait_until(lambda: answered() == old, timeout=30, what="A answering ARP for the IP with the first MAC")
+    send(new, 0)
+    lab.wait_until(lambda: answered() == new, timeout=30, what="A answering ARP with the newer MAC")
+    send(old, 1)
+    lab.wait_until(lambda: answered() == old, timeout=30, what="the old MAC with a higher sequence number")
+    send(old, 1, "withdraw")
+    send(new, 0, "withdraw")
+    lab.wait_until(lambda: answered() is None, timeout=30, what="no answer once both are withdrawn")

@@ -297,7 +297,7 @@ class World(Inputs):
             ips = tuple(sorted({f"{rng.choice(nets)}.{rng.randrange(30, 36)}" for _ in range(rng.randrange(3))}))
             mac = RemoteMac(key[0], key[1], ips, rng.choice(list(VTEP_IPS) + own[:1]),
                             "02:dd:00:00:00:01" if routed else None, dom["l3_vni"] if routed else 0,
-                            rng.randrange(3))
+                            rng.randrange(3), ip_order=tuple(rng.randrange(3) for _ in ips))  # ranks: ip_holder
             macs[key] = mac
             added.add(mac)
             removed.discard(mac)

@@ -188,9 +188,9 @@ def test_a_local_mac_a_peer_announces_sticky_is_not_announced_and_the_operator_i
         assert mobility.update(view, static)[key] is None
         assert mobility.update(view, static)[key] is None
     assert [r.levelname for r in caplog.records if "static (sticky)" in r.getMessage()] == ["WARNING"]  # once
-    assert mobility.counts() == {"not_announced": 1, "sticky": 1}
+    assert mobility.counts() == {"not_announced": 1, "sticky": 1, "duplicate": 0}
     assert mobility.update(view, RemoteTable())[key] == 0  # the static one withdrawn: ours again
-    assert mobility.counts() == {"not_announced": 0, "sticky": 0}
+    assert mobility.counts() == {"not_announced": 0, "sticky": 0, "duplicate": 0}
 
 
 def test_a_peer_announcing_every_local_mac_sticky_is_counted_and_logged_once(caplog, monkeypatch):
@@ -210,13 +210,85 @@ def test_a_peer_announcing_every_local_mac_sticky_is_counted_and_logged_once(cap
 
     with caplog.at_level("INFO", logger="canopy.bgp"):
         assert [mobility.update(view, table(False))[key] for key in keys] == [None, None]  # a higher sequence
-        assert mobility.counts() == {"not_announced": 2, "sticky": 0}
+        assert mobility.counts() == {"not_announced": 2, "sticky": 0, "duplicate": 0}
         assert [mobility.update(view, table(True))[key] for key in keys] == [None, None]  # now sticky
-        assert mobility.counts() == {"not_announced": 2, "sticky": 2}
+        assert mobility.counts() == {"not_announced": 2, "sticky": 2, "duplicate": 0}
         mobility.update(view, RemoteTable())
         mobility.update(view, table(True, peer="10.250.0.8"))  # another peer: its own warning
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and r.name == "canopy.bgp"]
     assert len(warnings) == 2 and "peer 10.250.0.9" in warnings[0] and "peer 10.250.0.8" in warnings[1], warnings
+
+
+def test_a_peer_winning_many_local_macs_by_sequence_number_logs_one_line_per_interval_with_a_count(caplog,
+                                                                                                    monkeypatch):
+    """A peer announcing every local MAC with a higher sequence number takes them all from Canopy's announcements:
+    one INFO line per peer per controller.loglimit.LOG_EVERY, the next counting those left out (before: one line
+    per MAC); ``counts`` has the number."""
+    from controller import loglimit
+
+    monkeypatch.setattr(loglimit, "_last_logged", {})
+    now = [1000.0]
+    monkeypatch.setattr(loglimit.time, "monotonic", lambda: now[0])
+    state, view = setup_view()
+    web = state.policy.find("subnet", "acme/web")
+    keys = [(web["id"], "02:00:00:00:00:01"), (web["id"], "02:00:00:00:00:03")]
+    mobility = Mobility()
+    mobility.update(view, RemoteTable())
+
+    def table(*keys, peer="10.250.0.9"):
+        return RemoteTable(macs=tuple(RemoteMac(*key, (), "10.251.0.200", seq=5, peer=peer) for key in keys))
+
+    def lines():
+        return [r.getMessage() for r in caplog.records if "not announcing ours" in r.getMessage()]
+
+    with caplog.at_level("INFO", logger="canopy.bgp"):
+        assert [mobility.update(view, table(*keys))[key] for key in keys] == [None, None]
+        assert len(lines()) == 1 and "peer 10.250.0.9" in lines()[0] and caplog.records[-1].levelname == "INFO"
+        mobility.update(view, RemoteTable())
+        now[0] += loglimit.LOG_EVERY
+        mobility.update(view, table(keys[0]))
+        assert len(lines()) == 2 and lines()[1].endswith("(1 more like it not logged)")
+        mobility.update(view, table(keys[1], peer="10.250.0.8"))  # another peer: its own line
+    assert len(lines()) == 3 and "peer 10.250.0.8" in lines()[2]
+    assert mobility.counts() == {"not_announced": 1, "sticky": 0, "duplicate": 0}
+
+
+def test_a_mac_moving_max_moves_times_within_the_window_is_a_duplicate_not_announced_until_cleared(caplog):
+    """RFC 7432 section 15.1: a MAC that moves ``max_moves`` times within ``window`` seconds (between our VRS, into
+    this controller from a peer, away to a peer's higher sequence number) is flagged: not announced, its sequence
+    number frozen, one warning, counted, until cleared; then announced again. A live migration (one move) and moves
+    spread wider than the window are not duplicates."""
+    from bgp.duplicates import DuplicateMacs
+
+    state, _ = setup_view()
+    web = state.policy.find("subnet", "acme/web")
+    key = (web["id"], "02:00:00:00:00:01")
+    now = [0.0]
+    mobility = Mobility(DuplicateMacs(max_moves=3, window=100, clock=lambda: now[0]))
+    at_hv1 = place(state, {"hv1": [("vm1", 10)]})
+    at_hv2 = place(state, {"hv2": [("vm1", 10)]})
+    assert mobility.update(at_hv1, RemoteTable())[key] == 0
+    assert mobility.update(at_hv2, RemoteTable())[key] == 1  # a live migration: one move
+    now[0] = 150.0
+    assert mobility.update(at_hv1, RemoteTable())[key] == 2  # the first move is out of the window
+    now[0] = 160.0
+    higher = RemoteTable(macs=(RemoteMac(*key, (), "10.251.0.200", seq=7, peer="10.250.0.9"),))
+    with caplog.at_level("WARNING", logger="canopy.bgp"):
+        assert mobility.update(at_hv1, higher)[key] is None  # moved away: the second move, the peer wins
+        assert mobility.counts()["duplicate"] == 0
+        now[0] = 170.0
+        assert mobility.update(at_hv2, higher)[key] is None  # the third move: a duplicate
+        assert mobility.counts() == {"not_announced": 0, "sticky": 0, "duplicate": 1}
+        frozen = mobility.entries[key]
+        for placed in (at_hv1, at_hv2, at_hv1):  # more moves, the peer gone: not announced, nothing counted
+            assert mobility.update(placed, RemoteTable())[key] is None
+    assert mobility.entries[key] == frozen
+    assert [r.getMessage() for r in caplog.records if "duplicate MAC" in r.getMessage()] == [
+        f"duplicate MAC {key[1]} in subnet {key[0]}: 3 moves within 100s (the last between two of its VRS): no "
+        "longer announced, its sequence number frozen, until cleared (DELETE /v1/bgp/duplicate-macs)"]
+    assert [r["mac"] for r in mobility.duplicates.clear(mac=key[1])] == [key[1]]
+    assert mobility.update(at_hv1, RemoteTable())[key] == frozen[0] + 1  # announced again (it moved to hv1)
+    assert mobility.counts()["duplicate"] == 0
 
 
 def test_two_sticky_locations_of_one_mac_rank_by_sequence_then_vtep_ip():

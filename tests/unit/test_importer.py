@@ -105,6 +105,18 @@ class BookSpeaker:
     def take_received_changes(self):
         return self.book.take_received_changes()
 
+    def take_received_in_order(self):
+        changes = self.book.take_received_changes()
+        return changes, self.book.order_of(changes)
+
+    def received_in_order(self):
+        return dict(self.book.received), dict(self.book.received_order)
+
+    def imported(self, policy):
+        """The import from scratch of what was received (the oracle), in the order it was received."""
+        received, order = self.received_in_order()
+        return import_routes(received, policy, order).table
+
 
 def test_federation_imports_only_what_changed_and_again_from_scratch_after_a_policy_change():
     from bgp.federation import Federation
@@ -117,12 +129,12 @@ def test_federation_imports_only_what_changed_and_again_from_scratch_after_a_pol
         speaker.receive(route)
     federation._received_changed()
     assert federation.refresh_import() and federation.remote_delta is None  # the first import: from scratch
-    assert state.remote == import_routes(speaker.received(), state.policy).table
+    assert state.remote == speaker.imported(state.policy)
     speaker.receive(routes[1], "withdraw")  # its IP goes from the MAC
     federation._received_changed()
     assert federation.refresh_import()
     assert federation.remote_delta is not None and federation.remote_delta.removed
-    assert state.remote == import_routes(speaker.received(), state.policy).table
+    assert state.remote == speaker.imported(state.policy)
     assert not federation.refresh_import()  # nothing new
     ignored = MacIpRoute(rd="65001:9", mac="02:aa:00:00:00:0f", l2_vni=7, next_hop="10.251.0.9",
                          route_targets=("65999:1",))
@@ -132,7 +144,7 @@ def test_federation_imports_only_what_changed_and_again_from_scratch_after_a_pol
     assert not federation.refresh_import() and federation.result.ignored == before + 1
     state.policy = state.policy.copy()  # as a policy commit swaps it
     federation.refresh_import()
-    assert federation.remote_delta is None and state.remote == import_routes(speaker.received(), state.policy).table
+    assert federation.remote_delta is None and state.remote == speaker.imported(state.policy)
 
 
 def test_routes_naming_our_own_vteps_are_counted_apart_from_the_imported():

@@ -232,6 +232,43 @@ def test_a_local_endpoint_wins_over_a_remote_one_for_its_mac_and_ips():
     assert [(e.mac, e.ips) for e in evpn] == [("02:00:00:00:01:77", (RIP,))]
 
 
+def test_an_ip_that_moves_to_a_new_mac_is_answered_with_the_newer_binding_while_the_old_route_lingers():
+    """RFC 7432 section 15 and RFC 9135 (ARP entries): an IP two remote MACs announce follows the higher MAC
+    mobility sequence number, then the route received later, whatever the MACs' order (before: the lower MAC).
+    From routes as ExaBGP prints them (a RouteBook numbers them as they arrive) through the Federation's import to
+    the ARP responder's answer, which a from-scratch derive gives too."""
+    from bgp.federation import Federation
+    from bgp.routes import MacIpRoute
+    from tests.unit.test_importer import BookSpeaker
+
+    state, prog = setup()
+    speaker = BookSpeaker()
+    federation = Federation(None, "/nonexistent", state, speaker=speaker)
+    rts = tuple(state.policy.find("subnet", "acme/web")["import_rts"])
+    old, new, third = "02:00:00:00:01:98", "02:00:00:00:01:99", "02:00:00:00:01:9a"
+
+    def route(mac, seq=None):
+        return MacIpRoute(rd=f"{PEER}:2", mac=mac, ip=RIP, l2_vni=5001, next_hop=PEER, route_targets=rts,
+                          mobility_seq=seq)
+
+    def answer(*received):
+        for item in received:
+            speaker.receive(*item) if isinstance(item, tuple) else speaker.receive(item)
+        federation._received_changed()
+        federation.refresh_import()
+        prog.refresh()
+        view = derive(state.policy, state.locations, state.vrs, state.vtep_ip_of, state.vteps, state.remote)
+        assert prog.desired["hv1"].all_flows() == compile_switch(view, "hv1").all_flows()
+        return [pkt["arp_sha"] for _, pkt in arp_from_vm(prog, "hv1", RIP)]
+
+    assert answer(route(old)) == [old]
+    assert answer(route(new)) == [new]  # the VM came back with a new MAC; the old MAC's route lingers
+    assert answer(route(old, 2)) == [old]  # the old MAC again, with a higher sequence number
+    assert answer(route(third)) == [old]  # received later, but a lower sequence number
+    assert answer((route(old, 2), "withdraw")) == [third]  # of the two left (sequence 0), the later one
+    assert answer(route(new), route(third)) == [third]  # sent again unchanged: still received earlier
+
+
 # ------------------------------------------------------------------------------ hardware VTEPs
 
 def test_hardware_vtep_rows_include_remote_macs_and_flood_targets():

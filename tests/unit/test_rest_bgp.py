@@ -48,10 +48,11 @@ def test_configured_peers_and_routes(ctl, tmp_path):
     status, body = ctl.call("GET", "/v1/bgp/peers")
     assert status == 200 and body["enabled"] is True
     assert str(tmp_path) not in json.dumps(body) and "pid" not in body["speaker"]  # no paths, no pid
-    assert body["mobility"] == {"not_announced": 0, "sticky": 0}
+    assert body["mobility"] == {"not_announced": 0, "sticky": 0, "duplicate": 0, "duplicate_macs": []}
     federation.mobility.lost |= {("s", "02:00:00:00:00:01"), ("s", "02:00:00:00:00:02")}
     federation.mobility.lost_to_sticky.add(("s", "02:00:00:00:00:02"))
-    assert ctl.call("GET", "/v1/bgp/peers")[1]["mobility"] == {"not_announced": 2, "sticky": 1}
+    assert ctl.call("GET", "/v1/bgp/peers")[1]["mobility"] == {"not_announced": 2, "sticky": 1, "duplicate": 0,
+                                                                "duplicate_macs": []}
     from controller.metrics import _bgp
 
     [gauge] = [m for m in _bgp(federation) if m.name == "canopy_evpn_local_macs_not_announced"]
@@ -95,3 +96,33 @@ def test_listing_many_routes_pauses_and_answers_the_same(ctl, direction):
     assert ctl.call("GET", "/v1/bgp/routes", query={"direction": direction}) == plain
     assert plain[1]["count"] == 2000 and plain[1]["items"] == sorted(plain[1]["items"], key=lambda e: e["mac"])
     assert len(pauses) >= 2 * 2000 // rest_bgp.ROUTES_EVERY  # listed, then encoded: each pauses (and freed)
+
+
+def test_duplicate_macs_are_listed_counted_and_cleared(ctl, tmp_path):
+    """RFC 7432 section 15.1: GET /v1/bgp/peers ``mobility`` lists the MACs flagged duplicate, /metrics counts them,
+    DELETE /v1/bgp/duplicate-macs clears them (all, or one subnet's or MAC's) and wakes a programming pass; a bad
+    MAC is refused naming the parameter, changing nothing."""
+    from controller.metrics import _bgp
+
+    bgp = settings_mod.from_doc(Doc("<t>", {"bgp": {"router_id": "10.250.0.1", "neighbors": [
+        {"address": "10.250.0.2", "asn": 65002}], "duplicate_mac": {"max_moves": 2, "window": 60}}})).bgp
+    federation = Federation(bgp, str(tmp_path), ctl.state)
+    with_routes(ctl, federation)
+    duplicates = federation.mobility.duplicates
+    assert (duplicates.max_moves, duplicates.window) == (2, 60.0)
+    for mac in ("02:00:00:00:00:01", "02:00:00:00:00:02"):
+        assert not duplicates.moved(("s", mac), "within") and duplicates.moved(("s", mac), "within")
+    mobility = ctl.call("GET", "/v1/bgp/peers")[1]["mobility"]
+    assert mobility["duplicate"] == 2 and [(r["subnet_id"], r["mac"], r["moves"]) for r in
+                                           mobility["duplicate_macs"]] == [("s", "02:00:00:00:00:01", 2),
+                                                                          ("s", "02:00:00:00:00:02", 2)]
+    [gauge] = [m for m in _bgp(federation) if m.name == "canopy_evpn_duplicate_macs"]
+    assert [s.value for s in gauge.samples] == [2]
+    status, body = ctl.call("DELETE", "/v1/bgp/duplicate-macs", query={"mac": "02:00:00:00:00:zz"})
+    assert status == 400 and body["error"]["field"] == "mac" and len(duplicates.flagged) == 2
+    woken = []
+    ctl.state.subscribe(lambda what, detail: woken.append(what))
+    status, body = ctl.call("DELETE", "/v1/bgp/duplicate-macs", query={"mac": "02:00:00:00:00:02"})
+    assert status == 200 and [r["mac"] for r in body["items"]] == ["02:00:00:00:00:02"] and woken == ["bgp"]
+    assert list(duplicates.flagged) == [("s", "02:00:00:00:00:01")]
+    assert ctl.call("DELETE", "/v1/bgp/duplicate-macs")[1]["count"] == 1 and not duplicates.flagged

@@ -190,6 +190,21 @@ def test_graceful_restart_settings(tmp_path):
     assert s.bgp.graceful_restart == settings_mod.GracefulRestartSettings(False, 30, 90)
 
 
+def test_duplicate_mac_detection_settings_default_to_rfc_7432(tmp_path):
+    """bgp.duplicate_mac (RFC 7432 section 15.1: M = 5 moves within N = 180 s) reaches the Federation's Mobility."""
+    from bgp.federation import Federation
+
+    assert settings_mod.defaults().bgp.duplicate_mac == settings_mod.DuplicateMacSettings(True, 5, 180)
+    s = load(tmp_path, "bgp: {duplicate_mac: {enabled: false, max_moves: 3, window: 60}}\n")
+    duplicates = Federation(s.bgp, str(tmp_path), object.__new__(FakeState)).mobility.duplicates
+    assert (duplicates.enabled, duplicates.max_moves, duplicates.window) == (False, 3, 60.0)
+
+
+class FakeState:
+    def subscribe(self, _callback):
+        pass
+
+
 def test_exabgp_watchdog_bounds_reach_the_speaker(tmp_path):
     """bgp.api_timeout and bgp.api_restart_after (bgp/watchdog.py) are the speaker's, defaults 5 and 30 s."""
     from bgp.federation import speaker_config
@@ -213,6 +228,10 @@ def test_exabgp_watchdog_bounds_reach_the_speaker(tmp_path):
     ("bgp: {router_id: 1.1.1.1, neighbors: [{address: 10.0.0.1, asn: 1}, {address: 10.0.0.1, asn: 2}]}\n",
      "bgp.neighbors[1].address: 10.0.0.1 is listed twice"),
     ("bgp: {asn: 0}\n", "bgp.asn: must be between 1 and 4294967295"),
+    ("bgp:\n  duplicate_mac: {max_moves: 1}\n", "canopy.yaml:2: bgp.duplicate_mac.max_moves: must be between 2 and "
+     "1000"),  # one move is a live migration, never a duplicate
+    ("bgp:\n  duplicate_mac: {window: 0}\n", "bgp.duplicate_mac.window: must be between 1 and 86400"),
+    ("bgp:\n  duplicate_mac: {moves: 3}\n", "bgp.duplicate_mac.moves: unknown field"),
     ("bgp:\n  graceful_restart:\n    restart_time: 5000\n", ":3: bgp.graceful_restart.restart_time: must be "
      "between 1 and 4095"),
     ("bgp:\n  graceful_restart: {enable: true}\n", "bgp.graceful_restart.enable: unknown"),
