@@ -141,6 +141,15 @@ class _PeerSession:
         last = self._vtep_reporter.last
         return last.name if last is not None else None
 
+    @property
+    def kind(self) -> str:
+        """What the peer is, as /metrics counts sessions: vtep (a Physical_Switch reported), vrs (a chassis
+        reported) or unidentified (nothing reported yet): the same reading as ``describe``'s switch and chassis."""
+        if self.switch:
+            return "vtep"
+        last = self._reporter.last
+        return "vrs" if last is not None and last.chassis else "unidentified"
+
     def _give_way(self) -> None:
         """A pause in a long stretch of work on this session: keep the peer from giving up on us, then let the
         other green threads run."""
@@ -479,6 +488,14 @@ class OvsdbManagerServer:
             if tick is not None:
                 tick(1)
         return out
+
+    def session_kinds(self) -> dict[str, int]:
+        """{kind: open sessions} (``_PeerSession.kind``): counted without describing any (``sessions`` builds every
+        session's whole summary, with its reconcilers', for REST; a /metrics scrape needs only the count)."""
+        kinds = {"vrs": 0, "vtep": 0, "unidentified": 0}
+        for session in list(self._sessions.values()):
+            kinds[session.kind] += 1
+        return kinds
 
     def set_vtep_desired(self, name: str, desired: VtepDesired | None) -> None:
         """What the hardware VTEP whose Physical_Switch is ``name`` should hold (None: not known yet, so
