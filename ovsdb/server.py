@@ -143,8 +143,7 @@ class _PeerSession:
 
     @property
     def kind(self) -> str:
-        """What the peer is, as /metrics counts sessions: vtep (a Physical_Switch reported), vrs (a chassis
-        reported) or unidentified (nothing reported yet): the same reading as ``describe``'s switch and chassis."""
+        """vtep (a Physical_Switch reported), vrs (a chassis reported) or unidentified, as ``describe`` says."""
         if self.switch:
             return "vtep"
         last = self._reporter.last
@@ -490,8 +489,7 @@ class OvsdbManagerServer:
         return out
 
     def session_kinds(self) -> dict[str, int]:
-        """{kind: open sessions} (``_PeerSession.kind``): counted without describing any (``sessions`` builds every
-        session's whole summary, with its reconcilers', for REST; a /metrics scrape needs only the count)."""
+        """{kind: open sessions} for /metrics, without describing any (``sessions``: every whole summary, for REST)."""
         kinds = {"vrs": 0, "vtep": 0, "unidentified": 0}
         for session in list(self._sessions.values()):
             kinds[session.kind] += 1
