@@ -144,10 +144,8 @@ class _PeerSession:
     @property
     def kind(self) -> str:
         """vtep (a Physical_Switch reported), vrs (a chassis reported) or unidentified, as ``describe`` says."""
-        if self.switch:
-            return "vtep"
         last = self._reporter.last
-        return "vrs" if last is not None and last.chassis else "unidentified"
+        return "vtep" if self.switch else "vrs" if last is not None and last.chassis else "unidentified"
 
     def _give_way(self) -> None:
         """A pause in a long stretch of work on this session: keep the peer from giving up on us, then let the
