@@ -88,6 +88,14 @@ class Federation:
     def stop(self):
         self.speaker.stop()
 
+    def reconfigure(self, bgp_settings, data_dir: str) -> bool:
+        """Hand new bgp settings (SIGHUP) to a speaker with no ExaBGP up, which starts one at once with them
+        (``Speaker.reconfigure``); False, nothing changed, while one is up or starting."""
+        if not self.speaker.reconfigure(speaker_config(bgp_settings, data_dir)):
+            return False
+        self.settings = bgp_settings
+        return True
+
     # ------------------------------------------------------------------ receive (handler -> State)
     def _received_changed(self):
         with self._lock:

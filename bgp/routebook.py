@@ -127,6 +127,23 @@ class RouteBook:
         for neighbor in self.neighbors:
             self.peers[_ip(neighbor.address)] = PeerStatus(_ip(neighbor.address), neighbor.asn)
 
+    def configure(self, neighbors: tuple[Neighbor, ...], local: Local, graceful: GracefulRestart) -> bool:
+        """New settings while no ExaBGP runs (Speaker.reconfigure): a peer no longer configured, or now of another
+        AS, goes with the routes it sent; a new one starts down. True if received routes or peers changed."""
+        self.neighbors, self.local, self.graceful = tuple(neighbors), local, graceful
+        wanted = {_ip(n.address): n.asn for n in neighbors}
+        changed = False
+        for address, peer in list(self.peers.items()):
+            if wanted.get(address) != peer.asn:
+                self._sweep(peer, {key for p, key in self.received if p == address})
+                del self.peers[address]
+                changed = True
+        for address, asn in wanted.items():
+            if address not in self.peers:
+                self.peers[address] = PeerStatus(address, asn)
+                changed = True
+        return changed
+
     # ------------------------------------------------------------------ sending
     def set_desired(self, routes: dict) -> list[str]:
         """Record what Canopy wants; the commands that move ExaBGP there (none while disconnected)."""

@@ -44,7 +44,7 @@ from typing import Callable
 
 from bgp.received import Local
 from bgp.routebook import RouteBook
-from bgp.speakerconf import Neighbor, SpeakerConfig, exabgp_env, render_config
+from bgp.speakerconf import Neighbor, SpeakerConfig, exabgp_env, render_config, write_config
 from bgp.speakerfail import FirstTime, exit_reason, one_line, size
 from bgp.watchdog import PROBE, PROBE_NOW, RESTART, SILENT, ApiWatchdog
 from controller.loglimit import warn_limited
@@ -124,27 +124,36 @@ class Speaker:
         self._notified = 0.0  # monotonic time of the last on_change call
         self._watchdog = ApiWatchdog(config.api_timeout, config.api_restart_after)
         self._kill_reason: str | None = None  # why the watchdog killed the current ExaBGP (for its exit)
+        self._next_config: SpeakerConfig | None = None  # handed over by reconfigure(), taken by the next start
 
     # ------------------------------------------------------------------ public interface
     def start(self) -> None:
-        """Render exabgp.conf, open the relay socket, and start the thread that runs ExaBGP."""
+        """Start the thread that runs ExaBGP. Its every start renders exabgp.conf (and opens the relay socket): what
+        stops that (an unusable data directory) is a failure of the speaker like an exit, shown and retried on the
+        back-off (``_start_failed``), never an error of the caller's start."""
         with self._lock:
             if self._thread is not None:
                 return
             self._stopping = False
-        os.makedirs(self.config.workdir, mode=0o700, exist_ok=True)
-        text = render_config(self.config)
-        fd = os.open(self.config.conf_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # MD5 passwords
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w") as conf:
-            conf.write(text)
-        self._listener = self._listen(self.config.socket_path)
         self._wake_r, self._wake_w = socket.socketpair()
         for sock in (self._wake_r, self._wake_w):
             sock.setblocking(False)
         self._next_start = 0.0
         self._thread = threading.Thread(target=self._run, name="canopy-bgp-speaker", daemon=True)
         self._thread.start()
+
+    def reconfigure(self, config: SpeakerConfig) -> bool:
+        """Start ExaBGP at once with ``config`` (SIGHUP's new settings, same workdir) if none is up now: its start
+        failed or it exited (a rejected exabgp.conf), and no new one runs yet. Then no session can be reset and no
+        route lost that is not already down; the back-off starts over. False, nothing changed, while one is up or
+        starting (a restart applies the settings then) or the speaker is stopped."""
+        with self._lock:
+            if self._thread is None or self._stopping or self._failure is None or self._proc is not None:
+                return False
+            self._next_config = config
+            self._next_start, self._backoff = 0.0, BACKOFF_MIN
+        self._wake()
+        return True
 
     def stop(self) -> None:
         """Terminate ExaBGP (SIGTERM, then SIGKILL, to its process group), reap it, close the sockets; a failure it
@@ -164,7 +173,7 @@ class Speaker:
         self._conn = self._listener = self._wake_r = self._wake_w = None
         try:
             os.unlink(self.config.socket_path)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # never made (its start failed: _prepare)
             pass
         with self._lock:  # a stopped speaker is not failing: /v1/status is not degraded by it while REST shuts down
             self._failure = None
@@ -294,10 +303,11 @@ class Speaker:
             self._reap()
 
     def _spawn(self) -> None:
-        config = self.config
+        config = self._take_config()
         self._offsets = (size(config.log_path), size(config.output_path))
         argv = [sys.executable, "-m", "bgp.exabgp_ext", config.conf_path]
         try:
+            self._prepare(config)
             with open(config.output_path, "ab") as output:
                 proc = subprocess.Popen(argv, cwd=config.workdir, env=exabgp_env(config), stdin=subprocess.DEVNULL,
                                         stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
@@ -311,6 +321,25 @@ class Speaker:
         with self._lock:
             self._watchdog.started()
         self.log.info("BGP speaker: started exabgp (pid %d) with %s", proc.pid, config.conf_path)
+
+    def _take_config(self) -> SpeakerConfig:
+        """The configuration of this start: one ``reconfigure`` handed over replaces the running one here, in this
+        thread, while no ExaBGP runs (the route book's peers and the watchdog's times follow it)."""
+        with self._lock:
+            config, self._next_config = self._next_config, None
+            if config is not None:
+                self.config = config
+                self._changed |= self._book.configure(config.neighbors, Local(config.asn, config.router_id),
+                                                      config.graceful_restart)
+                self._watchdog = ApiWatchdog(config.api_timeout, config.api_restart_after)
+                self.log.warning("BGP speaker: starting exabgp with the reloaded bgp settings")
+        return self.config
+
+    def _prepare(self, config: SpeakerConfig) -> None:
+        """exabgp.conf written from ``config``, and the relay socket opened (once per start())."""
+        write_config(config)
+        if self._listener is None:
+            self._listener = self._listen(config.socket_path)
 
     def _reap(self) -> None:
         """If ExaBGP exited: reap it, forget what it held, and schedule the restart."""

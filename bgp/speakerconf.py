@@ -116,6 +116,16 @@ def render_config(config: SpeakerConfig) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_config(config: SpeakerConfig) -> None:
+    """exabgp.conf rendered from ``config`` into its workdir (made if missing), mode 0600: it holds MD5 passwords."""
+    os.makedirs(config.workdir, mode=0o700, exist_ok=True)
+    text = render_config(config)
+    fd = os.open(config.conf_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as conf:
+        conf.write(text)
+
+
 def _daemon_user() -> str:
     """A name for ExaBGP's daemon.user, which it checks against the user database even when it drops nothing: this
     process's own, or ``nobody`` where its uid has no name (a container run with an arbitrary uid, where looking

@@ -149,6 +149,7 @@ class CanopyApp(RyuApp):
                                 pause=lambda: hub.sleep(0),
                                 external=lambda: rest_external.metric_rows(self.programmer, lambda: self.reconcilers))
         runtime.API = self.api  # for SIGHUP (controller.lifecycle)
+        runtime.FEDERATION = self.federation  # for SIGHUP too: a failed speaker takes the new bgp settings
         self._wake = hub.Event()
         self.program_loop = self._programming()
         self._worker = None

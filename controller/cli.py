@@ -10,6 +10,7 @@
     canopy restore FILE [--config FILE]       make a backup the store (the controller must be stopped)
     canopy show [vport NAME] / canopy trace   what it holds, and a packet through a switch (controller/show.py)
     canopy metadata-agent --config FILE       on a hypervisor: answer its VMs' metadata requests (docs/metadata.md)
+    canopy health [--config FILE]             exit 0 if the controller answers (the image's HEALTHCHECK: cli_health)
 
 Exit codes (EXIT_*): 0 done; 1 invalid input, or the controller refused the request (also, quietly, when the
 reader of standard output went away: ``canopy show | head``); 2 wrong command line or
@@ -33,7 +34,7 @@ import sys
 import urllib.error
 import urllib.request
 
-from controller import __version__, policydoc, resttoken, secretfile, show, storeguard, yamldoc
+from controller import __version__, cli_health, policydoc, resttoken, secretfile, show, storeguard, yamldoc
 from controller import policy as pol
 from controller import settings as settings_mod
 from controller.model import PolicyError
@@ -144,6 +145,7 @@ def _parser():
         _remote_args(cmd)
         cmd.set_defaults(func=func)
     show.add_parsers(sub, _remote_args)
+    cli_health.add_parser(sub)
     return p
 
 

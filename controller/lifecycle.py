@@ -5,7 +5,9 @@
 - ``install_signals``: SIGTERM and SIGINT stop the controller in order (also as PID 1, where signals without
   a handler are ignored); a second one exits at once. SIGHUP re-reads the settings file and applies what can
   change live (``reload``); the rest is named in the log as waiting for a restart (BGP changes neighbor by
-  neighbor, with the reason: ``BGP_RESTART``).
+  neighbor, with the reason: ``BGP_RESTART``), except the bgp section while the BGP speaker has no ExaBGP up (its
+  start failed, or it exited: a rejected exabgp.conf): then it starts one at once with the new section
+  (``_apply_bgp``), bgp.asn apart (it also derives route distinguishers and targets).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ LIVE = ("log_level", "log_format", "rest_token", "rest_token_file", "rest_read_t
         "access_log")  # applied by reload
 LIVE_KEYS = ("log_level", "log_format", "rest.token", "rest.token_file", "rest.read_token", "rest.read_token_file",
              "rest.access_log")  # the same, as keys
-BGP_RESTART = ("the BGP speaker gives ExaBGP its neighbors only when it starts it, and has no live "
+BGP_RESTART = ("exabgp is up, and the BGP speaker gives ExaBGP its neighbors only when it starts it, with no live "
                "reconfiguration; restarting the speaker alone would reset every session, unchanged ones included")
 
 
@@ -177,6 +179,10 @@ def reload(config_path: str | None) -> list[str]:
     if new.access_log != running.access_log:
         done.append(f"rest.access_log {running.access_log} -> {new.access_log}")
     live = dataclasses.replace(running, **{name: getattr(new, name) for name in LIVE})
+    bgp = bgp_changes(running.bgp, new.bgp)
+    bgp_applied = bool(bgp) and _apply_bgp(running, new)
+    if bgp_applied:
+        live = dataclasses.replace(live, bgp=new.bgp)
     runtime.SETTINGS = live
     if runtime.API is not None:
         runtime.API.settings = dataclasses.replace(runtime.API.settings, **{n: getattr(new, n) for n in LIVE})
@@ -184,11 +190,32 @@ def reload(config_path: str | None) -> list[str]:
     logs.announce(log, "SIGHUP: reloaded %s: %s", where, "; ".join(done))
     if waiting:
         log.warning("SIGHUP: %s changed in %s; these apply only after a restart", ", ".join(waiting), where)
-    bgp = bgp_changes(running.bgp, new.bgp)
-    if bgp:
+    if bgp_applied:
+        log.warning("SIGHUP: bgp changed in %s (%s); applied: the BGP speaker had no exabgp up (%s), it starts one "
+                    "at once with them", where, "; ".join(bgp), runtime.FEDERATION.speaker.status()["last_error"])
+    elif bgp:
         log.warning("SIGHUP: bgp changed in %s (%s); not applied: BGP settings apply only after a restart (%s)",
-                    where, "; ".join(bgp), BGP_RESTART)
+                    where, "; ".join(bgp), _bgp_kept(running, new))
     return done
+
+
+def _apply_bgp(running, new) -> bool:
+    """Hand the new bgp section to a BGP speaker that has no ExaBGP up (Federation.reconfigure): no session to reset,
+    no route to lose. Not when BGP is turned on or off (the federation exists or not from the start), nor when
+    bgp.asn changes (policy's route distinguishers and targets derive from it: Settings.asn)."""
+    federation = runtime.FEDERATION
+    if federation is None or not new.bgp.enabled or new.bgp.asn != running.bgp.asn:
+        return False
+    return federation.reconfigure(new.bgp, running.data_dir)
+
+
+def _bgp_kept(running, new) -> str:
+    """Why a changed bgp section waits for a restart (the end of the SIGHUP warning)."""
+    if running.bgp.enabled != new.bgp.enabled:
+        return "BGP is turned on or off only at start"
+    if new.bgp.asn != running.bgp.asn:
+        return "bgp.asn also derives the policy's route distinguishers and targets"
+    return BGP_RESTART
 
 
 def restart_changes(running, new) -> list[str]:

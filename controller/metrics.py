@@ -274,13 +274,9 @@ def _external(fip_rows, pat_rows):
 
 
 def _ovsdb(server):
-    sessions = server.sessions()
-    kinds: dict[str, int] = {}
-    for s in sessions:
-        kind = "vtep" if s.get("switch") else "vrs" if s.get("chassis") else "unidentified"
-        kinds[kind] = kinds.get(kind, 0) + 1
+    kinds = server.session_kinds()  # counted, not described: a scrape costs one look per session
     yield _gauge("canopy_ovsdb_sessions", "open OVSDB manager connections, by what the peer is", ("kind",),
-                 [((k,), kinds.get(k, 0)) for k in sorted({"vrs", "vtep", "unidentified"} | set(kinds))])
+                 [((k,), n) for k, n in sorted(kinds.items())])
 
 
 def _hold(hold):

@@ -141,6 +141,12 @@ class _PeerSession:
         last = self._vtep_reporter.last
         return last.name if last is not None else None
 
+    @property
+    def kind(self) -> str:
+        """vtep (a Physical_Switch reported), vrs (a chassis reported) or unidentified, as ``describe`` says."""
+        last = self._reporter.last
+        return "vtep" if self.switch else "vrs" if last is not None and last.chassis else "unidentified"
+
     def _give_way(self) -> None:
         """A pause in a long stretch of work on this session: keep the peer from giving up on us, then let the
         other green threads run."""
@@ -479,6 +485,13 @@ class OvsdbManagerServer:
             if tick is not None:
                 tick(1)
         return out
+
+    def session_kinds(self) -> dict[str, int]:
+        """{kind: open sessions} for /metrics, without describing any (``sessions``: every whole summary, for REST)."""
+        kinds = {"vrs": 0, "vtep": 0, "unidentified": 0}
+        for session in list(self._sessions.values()):
+            kinds[session.kind] += 1
+        return kinds
 
     def set_vtep_desired(self, name: str, desired: VtepDesired | None) -> None:
         """What the hardware VTEP whose Physical_Switch is ``name`` should hold (None: not known yet, so
