@@ -59,10 +59,13 @@ class AgentSettings:
     timeout: float = 10.0  # seconds for each request to Canopy or Nova
 
     def secret(self) -> bytes:
-        return _read_secret(self.shared_secret_file, "shared_secret_file", secretfile.read_private).encode()
+        """Nova's shared secret, refused (SettingsError naming the key) like the controller's own secret files
+        (controller/secretfile.py): it lets anyone sign requests for any instance's metadata."""
+        return _read(secretfile.read_secret, "shared_secret_file", self.shared_secret_file).encode()
 
     def token(self) -> str:
-        return _read_secret(self.token_file, "token_file", secretfile.read_token)
+        """Canopy's read-only REST token, refused as the controller refuses its own token files."""
+        return _read(secretfile.read_token, "token_file", self.token_file)
 
 
 _REQUIRED = ("nova_metadata_url", "shared_secret_file", "canopy_url", "token_file")
@@ -120,21 +123,12 @@ def _bad(key, value) -> str | None:
     return None
 
 
-def _read_secret(path: str, key: str, read) -> str:
-    """The secret in ``path`` (``read``: secretfile.read_private or read_token), refused like the controller's own
-    secret files when other users can read it (controller/secretfile.py): the shared secret lets anyone sign
-    requests for any instance's metadata."""
+def _read(read, key: str, path: str) -> str:
+    """What ``read`` (secretfile.read_secret or read_token) finds in the file ``path`` that ``key`` names."""
     try:
-        value = read(path)
-    except OSError as exc:
-        raise SettingsError(f"{key}: cannot read {path}: {exc.strerror}") from None
-    except (secretfile.NotPrivate, secretfile.BadToken) as exc:
-        raise SettingsError(f"{key}: {exc}") from None
-    except UnicodeDecodeError:
-        raise SettingsError(f"{key}: {path} is not UTF-8 text") from None
-    if not value:
-        raise SettingsError(f"{key}: {path} is empty")
-    return value
+        return read(key, path, reader="the metadata agent")
+    except secretfile.Unusable as exc:
+        raise SettingsError(str(exc)) from None
 
 
 # ------------------------------------------------------------------------------------------ who asked

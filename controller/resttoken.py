@@ -44,9 +44,9 @@ def file_problems(settings: Settings) -> list[str]:
     problems = []
     if not settings.rest_token:
         generated = settings.rest_token_file == token_path(settings.data_dir)
-        problems += [f"rest.token_file: {p}" for p in [_file_problem(settings.rest_token_file, generated)] if p]
+        problems += [p for p in [_file_problem("rest.token_file", settings.rest_token_file, generated)] if p]
     if settings.rest_read_token_file:
-        problems += [f"rest.read_token_file: {p}" for p in [_file_problem(settings.rest_read_token_file)] if p]
+        problems += [p for p in [_file_problem("rest.read_token_file", settings.rest_read_token_file)] if p]
     if not problems:
         write = settings.rest_token or _peek(settings.rest_token_file)
         read = settings.rest_read_token or (settings.rest_read_token_file and _peek(settings.rest_read_token_file))
@@ -74,39 +74,32 @@ def _with_write_token(settings: Settings) -> Settings:
 def _read(key: str, path: str) -> str:
     """The token in the file ``path`` that the setting ``key`` names; SettingsError naming both when unusable."""
     try:
-        return secretfile.read_token(path)
-    except FileNotFoundError:
-        raise SettingsError(f"{key}: {path} does not exist") from None
-    except OSError as exc:
-        raise SettingsError(f"{key}: cannot read {path}: {exc.strerror or exc}") from None
-    except (secretfile.NotPrivate, secretfile.BadToken) as exc:
-        raise SettingsError(f"{key}: {exc}") from None
-    except UnicodeDecodeError:
-        raise SettingsError(f"{key}: {path} is not UTF-8 text") from None
+        return secretfile.read_token(key, path)
+    except secretfile.Unusable as exc:
+        raise SettingsError(str(exc)) from None
 
 
-def _file_problem(path: str, may_be_absent: bool = False) -> str | None:
-    if not os.path.exists(path):
-        return None if may_be_absent else f"{path} does not exist"
-    problem = secretfile.too_open(os.stat(path))
-    if problem:
-        return f"{path} {problem}"
+def _file_problem(key: str, path: str, may_be_absent: bool = False) -> str | None:
+    if may_be_absent and not os.path.exists(path):
+        return None
     try:
-        secretfile.read_token(path)
-    except secretfile.BadToken as exc:
-        return str(exc)
-    except UnicodeDecodeError:
-        return f"{path} is not UTF-8 text"
-    except (OSError, secretfile.NotPrivate):  # not ours to read (or changed meanwhile): the mode was checked
-        pass
+        secretfile.read_token(key, path)
+    except secretfile.Unusable as exc:
+        if exc.opened:
+            return str(exc)
+        try:  # not ours to open (check-settings may run as another user than Canopy): what its status tells
+            problem = secretfile.file_problem(os.stat(path))
+        except OSError:  # nor to look at: Canopy may
+            return None
+        return f"{key}: {path} {problem}" if problem else None
     return None
 
 
 def _peek(path: str) -> str | None:
     """The token in ``path``, or None when this user cannot read it (check-settings) or it is absent."""
     try:
-        return secretfile.read_token(path)
-    except (OSError, ValueError):  # NotPrivate and BadToken are ValueErrors, and so is UnicodeDecodeError
+        return secretfile.read_token("", path)
+    except secretfile.Unusable:
         return None
 
 

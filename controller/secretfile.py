@@ -1,8 +1,9 @@
-"""Reading a secret from a file (the HA link secret, the REST token, the metadata agent's shared secret and token)
-only when the file is private.
+"""Reading a secret from the file a setting names (the HA link secret, the REST tokens, the metadata agent's shared
+secret and token, the Neutron driver's token): one reader, ``read_text`` (with ``read_token`` and ``read_secret`` on
+top), and one error, ``Unusable``, that names the setting, the file and why it cannot be used.
 
 A secret other users can read is no secret: like ssh with a private key and PostgreSQL with its TLS key, Canopy
-refuses such a file at start and at a reload (the HA secret also in ``check-settings``), naming the file, its mode and the fix,
+refuses such a file at start and at a reload (and ``check-settings`` does), naming the file, its mode and the fix,
 instead of using it silently. The rule is PostgreSQL's:
 
 - other users (the mode's last digit): no access, ever (so a 0644 file, a Kubernetes secret's default, is refused);
@@ -11,9 +12,15 @@ instead of using it silently. The rule is PostgreSQL's:
   shares with a group is refused: its owner needs no group to read it;
 - the owner: anything (0600 and 0400: what the README's and ha.md's commands make, and the token Canopy generates).
 
+A secret file is a regular file of at most ``MAX_BYTES``, UTF-8 text. It is read at start and at every SIGHUP, on
+the controller's event loop: a FIFO, a device or a socket could block the open or the read, or never end, so the
+file is opened without blocking and refused unless fstat says it is a regular file; a larger one is refused before
+it is read (a secret is tens of bytes: a larger file is the wrong one).
+
 A REST token (``read_token``, ``token_problem``) travels in an HTTP header: it is printable ASCII without spaces,
-and a token file holds the token and at most one trailing newline (what ``echo TOKEN >file`` and Canopy's generated
-file hold); a NUL, a second line or spaces are refused, never cut off silently.
+and a token file holds the token and at most one line end, LF or CRLF (what ``echo TOKEN >file``, Canopy's
+generated file and an editor on Windows write); a NUL, a CR elsewhere, a second line or spaces are refused, never
+cut off silently.
 
 This module is also the Neutron driver's (networking_canopy/networking_canopy/secretfile.py is a link to it: the
 driver runs in Neutron's environment, where Canopy is not installed), so it imports nothing of Canopy's.
@@ -24,34 +31,75 @@ from __future__ import annotations
 import os
 import stat
 
-
-class NotPrivate(ValueError):
-    """The file is readable by more users than the secret is for; the message says how to fix it."""
-
-
-class BadToken(ValueError):
-    """A REST token that cannot be sent in an HTTP header as it is; the message says what is wrong."""
+MAX_BYTES = 64 * 1024
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
 
 
-def read_private(path: str) -> str:
-    """The stripped text of ``path``; OSError when it cannot be read, NotPrivate when it is too open."""
-    return _read(path).strip()
+class Unusable(ValueError):
+    """A secret file that the setting ``key`` names cannot be used: ``str()`` is ``KEY: PROBLEM``, and ``problem``
+    names the file and why (without the key, for a caller that adds file and line). ``opened`` is False when this
+    user could not open it (``check-settings`` may run as another user than the service that reads it)."""
+
+    def __init__(self, key: str, problem: str, opened: bool = True):
+        super().__init__(f"{key}: {problem}")
+        self.key, self.problem, self.opened = key, problem, opened
 
 
-def read_token(path: str, reader: str = "Canopy") -> str:
-    """The REST token in the private file ``path``: its whole text but one trailing newline. OSError when it cannot
-    be read, NotPrivate when it is too open (for ``reader``, the service that reads it), BadToken (naming the file)
-    when the text is not one token."""
-    token = token_in(_read(path, reader))
+def read_token(key: str, path: str, reader: str = "Canopy") -> str:
+    """The REST token in the file ``path`` that the setting ``key`` names: its text but one trailing LF or CRLF
+    (``token_in``), which must be one token (``token_problem``). Unusable otherwise (``read_text``)."""
+    token = token_in(read_text(key, path, reader))
     problem = token_problem(token)
     if problem:
-        raise BadToken(f"{path}: the token in it {problem} (a token file holds the token and at most one newline)")
+        raise Unusable(key, f"{path}: the token in it {problem} (a token file holds the token and at most one line "
+                            "end, LF or CRLF)")
     return token
 
 
+def read_secret(key: str, path: str, reader: str = "Canopy") -> str:
+    """The secret in the file ``path`` that the setting ``key`` names: its text without the white space around it.
+    Unusable when there is none, or as ``read_text``."""
+    secret = read_text(key, path, reader).strip()
+    if not secret:
+        raise Unusable(key, f"{path} is empty")
+    return secret
+
+
+def read_text(key: str, path: str, reader: str = "Canopy") -> str:
+    """The whole text of the file ``path`` that the setting ``key`` names, read by the service ``reader``. Raises
+    Unusable naming the key, the file and why: it does not exist, cannot be opened or read, is no regular file, is
+    larger than MAX_BYTES, is too open (``too_open``) or is not UTF-8. Never blocks on a FIFO or a device."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise Unusable(key, f"{path} does not exist") from None
+    except OSError as exc:
+        raise Unusable(key, f"cannot read {path}: {exc.strerror or exc}", opened=False) from None
+    try:
+        problem = file_problem(os.fstat(fd), reader)  # the file that was opened, not one put there meanwhile
+        if problem:
+            raise Unusable(key, f"{path} {problem}")
+        data = _read_upto(fd, MAX_BYTES + 1)
+    except OSError as exc:
+        raise Unusable(key, f"cannot read {path}: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_BYTES:  # it grew after fstat
+        raise Unusable(key, f"{path} {_too_large(len(data))}")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise Unusable(key, f"{path} is not UTF-8 text (byte {exc.start + 1} is {data[exc.start]:#04x})") from None
+
+
 def token_in(text: str) -> str:
-    """The token a token file's ``text`` holds: all of it but one trailing newline (then checked by token_problem)."""
-    return text[:-1] if text.endswith("\n") else text
+    """The token a token file's ``text`` holds: all of it but one trailing LF or CRLF (then checked by
+    token_problem)."""
+    for end in ("\r\n", "\n"):
+        if text.endswith(end):
+            return text[:-len(end)]
+    return text
 
 
 def token_problem(token: str) -> str | None:
@@ -65,12 +113,16 @@ def token_problem(token: str) -> str | None:
     return None
 
 
-def _read(path: str, reader: str = "Canopy") -> str:
-    with open(path, encoding="utf-8") as fh:
-        problem = too_open(os.fstat(fh.fileno()), reader)  # the file that was opened, not one put there meanwhile
-        if problem:
-            raise NotPrivate(f"{path} {problem}")
-        return fh.read()
+def file_problem(st: os.stat_result, reader: str = "Canopy") -> str | None:
+    """Why a file with this status cannot hold a secret ``reader`` (the service) reads, or None: it is no regular
+    file, is larger than MAX_BYTES or is too open (``too_open``)."""
+    if not stat.S_ISREG(st.st_mode):
+        kind = next((kind for is_kind, kind in _KINDS if is_kind(st.st_mode)), "something else")
+        why = "" if stat.S_ISDIR(st.st_mode) else f" (reading {kind} could block {reader} or never end)"
+        return f"is {kind}, not a regular file: a secret file must be one{why}"
+    if st.st_size > MAX_BYTES:
+        return _too_large(st.st_size)
+    return too_open(st, reader)
 
 
 def too_open(st: os.stat_result, reader: str = "Canopy") -> str | None:
@@ -83,3 +135,20 @@ def too_open(st: os.stat_result, reader: str = "Canopy") -> str | None:
         return (f"has mode {mode:04o}: its group can read it, and only a file root owns may be shared with a "
                 f"group; chmod 600 it (or chown root and chgrp it to the group of the user {reader} runs as)")
     return None
+
+
+def _too_large(size: int) -> str:
+    return (f"holds {size} bytes: a secret file holds one secret, at most {MAX_BYTES} bytes (is it the file you "
+            "meant?)")
+
+
+def _read_upto(fd: int, limit: int) -> bytes:
+    """At most ``limit`` bytes of ``fd`` from where it is: fewer only at its end."""
+    chunks, size = [], 0
+    while size < limit:  # each turn reads at least one byte, or ends
+        chunk = os.read(fd, limit - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)

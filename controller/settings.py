@@ -500,11 +500,9 @@ def _ha_secret(ha) -> list:
     if ha["secret_file"]:
         path = os.path.abspath(ha["secret_file"])
         try:
-            ha["secret"] = values.secret(secretfile.read_private(path))
-        except OSError as exc:
-            return [_problem("ha.secret_file", f"cannot read {path}: {exc.strerror or exc}")]
-        except secretfile.NotPrivate as exc:
-            return [_problem("ha.secret_file", str(exc))]
+            ha["secret"] = values.secret(secretfile.read_secret("ha.secret_file", path))
+        except secretfile.Unusable as exc:
+            return [_problem("ha.secret_file", exc.problem)]
         except f.Invalid as exc:
             return [_problem("ha.secret_file", f"the secret in {path} {exc}")]
     if ha["peer"] and not ha["secret"]:

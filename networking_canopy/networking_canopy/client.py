@@ -18,8 +18,8 @@ class ConfigError(ValueError):
 
 def token_from(token: str | None, token_file: str | None) -> str | None:
     """The REST token: ``[canopy] token``, else the content of ``token_file``, refused (ConfigError) as Canopy
-    refuses its own token files (secretfile.py): a file other users can read, a token that is no one HTTP header
-    value (a NUL, a space, a second line)."""
+    refuses its own token files (secretfile.py): a file other users can read, no regular file, a token that is no one
+    HTTP header value (a NUL, a space, a second line)."""
     if token:
         problem = secretfile.token_problem(token)
         if problem:
@@ -28,13 +28,9 @@ def token_from(token: str | None, token_file: str | None) -> str | None:
     if not token_file:
         return None
     try:
-        return secretfile.read_token(token_file, reader="Neutron")
-    except OSError as exc:
-        raise ConfigError(f"[canopy] token_file: cannot read {token_file}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"[canopy] token_file: {token_file} is not UTF-8 text") from None
-    except (secretfile.NotPrivate, secretfile.BadToken) as exc:
-        raise ConfigError(f"[canopy] token_file: {exc}") from None
+        return secretfile.read_token("[canopy] token_file", token_file, reader="Neutron")
+    except secretfile.Unusable as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def tls_context(ca_file: str | None) -> ssl.SSLContext | None:

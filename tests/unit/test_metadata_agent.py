@@ -180,7 +180,7 @@ def test_the_command_refuses_bad_settings_with_exit_code_2(tmp_path, capsys):
     path.write_text("nova_metadata_url: http://192.0.2.10:8775\nshared_secret_file: /nonexistent/secret\n"
                     "canopy_url: http://192.0.2.1:8080\ntoken_file: /nonexistent/token\n")
     assert cli.main(["metadata-agent", "--config", str(path)]) == cli.EXIT_USAGE
-    assert "shared_secret_file: cannot read /nonexistent/secret" in capsys.readouterr().err
+    assert "shared_secret_file: /nonexistent/secret does not exist" in capsys.readouterr().err
 
 
 def test_secret_files_other_users_can_read_are_refused_naming_key_file_and_mode(tmp_path, capsys):

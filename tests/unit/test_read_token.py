@@ -190,14 +190,17 @@ def test_check_settings_refuses_a_read_token_file_others_can_read_or_that_is_mis
 @pytest.mark.parametrize("key", ["token_file", "read_token_file"])
 def test_run_stops_on_a_token_file_it_cannot_read_as_a_settings_error_naming_the_key(tmp_path, capsys, key):
     """Exit code 2 (docs/rest.md#authentication); it was exit 4 'cannot write the REST token file', a file it only
-    read. A directory stands for a file the user cannot read (the tests may run as root, who reads any file)."""
+    read. A directory stands for a file it cannot use (the tests may run as root, who reads any file); a FIFO:
+    tests/unit/test_secret_files.py."""
     unreadable = tmp_path / "token-dir"
     unreadable.mkdir(mode=0o700)
     rest = f"{key}: {unreadable}" if key == "token_file" else f"token: w, {key}: {unreadable}"
     config = write(tmp_path, f"data_dir: {tmp_path}/d\nrest: {{{rest}}}\n")
     assert cli.main(["run", "--config", str(config)]) == cli.EXIT_USAGE
     err = capsys.readouterr().err
-    assert f"cannot start: rest.{key}: cannot read {unreadable}: Is a directory\n" in err and "Traceback" not in err
+    assert f"cannot start: rest.{key}: {unreadable} is a directory, not a regular file: a secret file must be one\n" \
+        in err
+    assert "Traceback" not in err
 
 
 # -------------------------------------------------------------------------------------------------- SIGHUP

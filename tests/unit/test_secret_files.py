@@ -1,0 +1,167 @@
+"""Secret files, read one way (controller/secretfile.py) by every setting that names one: rest.token_file and
+rest.read_token_file (canopy run, check-settings, SIGHUP), ha.secret_file, the metadata agent's shared_secret_file
+and token_file, and the Neutron driver's [canopy] token_file. Each refusal names the setting, the file and why: no
+regular file (opening a FIFO blocked until a writer came, and its read until the writer ended), larger than 64 KiB,
+a CR that is not part of one trailing CRLF, not UTF-8."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from controller import cli, lifecycle, logs, resttoken, runtime, secretfile
+from controller import metadata_agent as ma
+from controller import settings as settings_mod
+from tests.unit.fifo import fifo_without_writer
+from tests.unit.helpers import TOKEN, Controller
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "networking_canopy"))
+from networking_canopy import client  # noqa: E402 (the driver package lives in its own folder)
+
+FIFO = "is a FIFO, not a regular file: a secret file must be one (reading a FIFO could block"
+READERS = [  # (the setting as the error names it, read the file at path, the service named) for each token reader
+    ("rest.read_token_file", lambda path: resttoken._read("rest.read_token_file", path), "Canopy"),
+    ("token_file", lambda path: ma.AgentSettings("http://n", "/s", ("http://c",), path).token(), "the metadata agent"),
+    ("[canopy] token_file", lambda path: client.token_from(None, path), "Neutron"),
+]
+EACH_READER = pytest.mark.parametrize("key, read, reader", READERS, ids=["controller", "metadata-agent", "driver"])
+ERRORS = (settings_mod.SettingsError, ma.SettingsError, client.ConfigError)
+
+
+def private(path, content: bytes):
+    path.write_bytes(content)
+    path.chmod(0o600)
+    return str(path)
+
+
+def refusal(read, path) -> str:
+    with pytest.raises(ERRORS) as refused:
+        read(path)
+    return str(refused.value)
+
+
+# ------------------------------------------------------------------------------------ the reader, for each user
+
+@EACH_READER
+def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path, key, read, reader):
+    """A FIFO's open blocks until a writer comes, and its read until the writer closes: at start, or at a SIGHUP on
+    the event loop, the controller stalled. A reader that blocks is released by the test (tests/unit/fifo.py) and
+    fails it: the file is opened without blocking, and refused because it is no regular file."""
+    with fifo_without_writer(tmp_path / "token") as fifo:
+        assert refusal(read, fifo) == f"{key}: {fifo} {FIFO} {reader} or never end)"
+
+
+@EACH_READER
+def test_a_directory_and_a_device_are_refused_as_no_regular_file(tmp_path, key, read, reader):
+    directory = f"{key}: {tmp_path} is a directory, not a regular file: a secret file must be one"
+    assert refusal(read, str(tmp_path)) == directory
+    assert refusal(read, "/dev/zero") == (f"{key}: /dev/zero is a character device, not a regular file: a secret file "
+                                          f"must be one (reading a character device could block {reader} or never end)")
+
+
+@EACH_READER
+def test_a_file_over_64_kib_is_refused_naming_its_size_and_one_of_64_kib_is_read(tmp_path, key, read, reader):
+    """It was read whole, however large, on the event loop at a SIGHUP."""
+    big = private(tmp_path / "token", b"t" * secretfile.MAX_BYTES + b"\n")
+    assert refusal(read, big) == (f"{key}: {big} holds 65537 bytes: a secret file holds one secret, at most 65536 "
+                                  "bytes (is it the file you meant?)")
+    private(tmp_path / "token", b"t" * (secretfile.MAX_BYTES - 1) + b"\n")
+    assert read(big) == "t" * (secretfile.MAX_BYTES - 1)
+
+
+@EACH_READER
+def test_one_trailing_crlf_is_a_line_end_and_any_other_cr_is_refused_by_name(tmp_path, key, read, reader):
+    """Text mode turned every CR into a newline: a lone trailing CR was cut off silently, and a CR inside was
+    reported as a newline, a character the file did not hold."""
+    path = private(tmp_path / "token", b"t0ken\r\n")
+    assert read(path) == "t0ken"
+    for content, at in ((b"t0ken\r", 6), (b"t0k\ren\n", 4), (b"t0ken\r\n\r\n", 6), (b"t0ken\n\r\n", 6)):
+        private(tmp_path / "token", content)
+        char = "\\n" if content == b"t0ken\n\r\n" else "\\r"
+        assert refusal(read, path).startswith(f"{key}: {path}: the token in it holds '{char}' at character {at}: a "
+                                              "token is printable ASCII without spaces"), content
+
+
+@EACH_READER
+def test_a_missing_file_and_text_that_is_not_utf8_name_the_setting_the_file_and_why(tmp_path, key, read, reader):
+    missing = str(tmp_path / "missing")
+    assert refusal(read, missing) == f"{key}: {missing} does not exist"
+    path = private(tmp_path / "token", b"t0k\xffen\n")
+    assert refusal(read, path) == f"{key}: {path} is not UTF-8 text (byte 4 is 0xff)"
+
+
+def test_a_secret_is_read_the_same_way_and_stripped(tmp_path):
+    """The HA link's and the metadata agent's shared secret: white space around it is no part of it."""
+    path = private(tmp_path / "secret", b"  a secret\r\n")
+    assert secretfile.read_secret("ha.secret_file", path) == "a secret"
+    with fifo_without_writer(tmp_path / "fifo") as fifo, pytest.raises(secretfile.Unusable) as refused:
+        secretfile.read_secret("ha.secret_file", fifo)
+    assert str(refused.value).startswith(f"ha.secret_file: {fifo} {FIFO} Canopy or never end)")
+    assert refused.value.problem.startswith(f"{fifo} {FIFO}")  # without the key: the settings add file and line
+
+
+# -------------------------------------------------------------- the commands and the reload that read them
+
+@pytest.mark.parametrize("key", ["token_file", "read_token_file"])
+def test_canopy_run_stops_on_a_fifo_token_file_with_exit_2_naming_it(tmp_path, capsys, key):
+    with fifo_without_writer(tmp_path / "token") as fifo:
+        rest = f"{key}: {fifo}" if key == "token_file" else f"token: w, {key}: {fifo}"
+        config = tmp_path / "canopy.yaml"
+        config.write_text(f"data_dir: {tmp_path}/d\nrest: {{{rest}}}\n")
+        assert cli.main(["run", "--config", str(config)]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert f"cannot start: rest.{key}: {fifo} {FIFO} Canopy or never end)\n" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("key", ["token_file", "read_token_file"])
+def test_check_settings_refuses_a_fifo_token_file_and_one_over_64_kib(tmp_path, capsys, key):
+    config = tmp_path / "canopy.yaml"
+    with fifo_without_writer(tmp_path / "token") as fifo:
+        config.write_text(f"data_dir: {tmp_path}/d\nrest: {{{key}: {fifo}}}\n")
+        assert cli.main(["check-settings", str(config)]) == cli.EXIT_INVALID
+    assert capsys.readouterr().err.startswith(f"{config}: rest.{key}: {fifo} {FIFO}")
+    big = private(tmp_path / "big", b"t" * (secretfile.MAX_BYTES + 1))
+    config.write_text(f"data_dir: {tmp_path}/d\nrest: {{{key}: {big}}}\n")
+    assert cli.main(["check-settings", str(config)]) == cli.EXIT_INVALID
+    assert f"rest.{key}: {big} holds 65537 bytes" in capsys.readouterr().err
+
+
+def test_check_settings_names_an_ha_secret_file_that_is_no_utf8_or_a_fifo_without_a_traceback(tmp_path, capsys):
+    """A byte that is no UTF-8 in ha.secret_file raised UnicodeDecodeError out of check-settings and canopy run."""
+    secret = private(tmp_path / "ha-secret", b"sixteen-chars-or\xff-more\n")
+    config = tmp_path / "canopy.yaml"
+    config.write_text(f"data_dir: {tmp_path}/d\nha: {{node_id: a, peer: 127.0.0.2, secret_file: {secret}}}\n")
+    assert cli.main(["check-settings", str(config)]) == cli.EXIT_INVALID
+    assert capsys.readouterr().err == f"{config}:2: ha.secret_file: {secret} is not UTF-8 text (byte 17 is 0xff)\n"
+    with fifo_without_writer(tmp_path / "fifo") as fifo:
+        config.write_text(f"data_dir: {tmp_path}/d\nha: {{node_id: a, peer: 127.0.0.2, secret_file: {fifo}}}\n")
+        assert cli.main(["check-settings", str(config)]) == cli.EXIT_INVALID
+    assert capsys.readouterr().err.startswith(f"{config}:2: ha.secret_file: {fifo} {FIFO}")
+
+
+def test_a_sighup_refuses_a_fifo_token_file_and_keeps_the_running_tokens(tmp_path, caplog):
+    """The reload runs on the event loop: a FIFO there stalled every switch until someone wrote to it."""
+    ctl = Controller(tmp_path)
+    config = tmp_path / "canopy.yaml"
+    runtime.SETTINGS, runtime.API, level = ctl.settings, ctl.api, logs.current_level()
+    try:
+        with fifo_without_writer(tmp_path / "read-token") as fifo:
+            config.write_text(f"data_dir: {tmp_path / 'data'}\nrest: {{token: {TOKEN}, read_token_file: {fifo}}}\n")
+            assert lifecycle.reload(str(config)) == []
+        assert f"rest.read_token_file: {fifo} {FIFO}" in caplog.text
+        assert runtime.SETTINGS.rest_read_token is None and runtime.SETTINGS.rest_token == TOKEN
+    finally:
+        runtime.SETTINGS = runtime.API = None
+        logs.set_level(level)
+        ctl.close()
+
+
+def test_the_metadata_agent_refuses_a_fifo_shared_secret_with_exit_2(tmp_path, capsys):
+    token = private(tmp_path / "token", b"t0ken\n")
+    with fifo_without_writer(tmp_path / "secret") as fifo:
+        config = tmp_path / "agent.yaml"
+        config.write_text(f"nova_metadata_url: http://192.0.2.10:8775\nshared_secret_file: {fifo}\n"
+                          f"canopy_url: http://192.0.2.1:8080\ntoken_file: {token}\n")
+        assert cli.main(["metadata-agent", "--config", str(config)]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert f"shared_secret_file: {fifo} {FIFO} the metadata agent or never end)" in err and "Traceback" not in err
