@@ -31,7 +31,6 @@ from controller.pacer import NEVER, Pacer
 from controller.remote import RemoteMac, RemoteTable
 
 log = logging.getLogger("canopy.bgp")
-LOCAL_KINDS = ("vport", "vtep_mac")
 
 
 # ------------------------------------------------------------------------------------ originate
@@ -85,9 +84,7 @@ def _route(cls, **fields):
 
 
 def _mac_routes(view, policy, seqs):
-    for ep in view.endpoints.values():
-        if ep.kind not in LOCAL_KINDS:
-            continue
+    for ep in view.local.values():
         next_hop = view.tunnel_ip_of(ep.session)
         subnet = policy.get("subnet", ep.subnet_id)
         key = (ep.subnet_id, ep.mac)
@@ -135,14 +132,14 @@ def _mac_ip_route(shared: tuple, mac: str, ip: str | None) -> MacIpRoute:
 def _multicast_routes(view, policy):
     """(route, what stands behind it): per subnet, one type 3 per tunnel IP of the VRSs and hardware VTEPs with
     a local endpoint in it (those endpoints) or bound to it (those VTEPs' sessions)."""
-    for sid, eps in view.by_subnet.items():
+    local = {}  # subnet -> session -> its local endpoints there (what stands behind its type 3)
+    for ep in view.local.values():
+        local.setdefault(ep.subnet_id, {}).setdefault(ep.session, []).append(ep)
+    for sid in view.by_subnet:
         subnet = policy.get("subnet", sid)
         if subnet is None or sid not in view.subnets:
             continue
-        sessions: dict = {}  # session -> what stands behind its type 3
-        for ep in eps:
-            if ep.kind in LOCAL_KINDS:
-                sessions.setdefault(ep.session, []).append(ep)
+        sessions: dict = {session: list(eps) for session, eps in local.get(sid, {}).items()}
         for session in view.bound_vteps.get(sid, ()):
             sessions.setdefault(session, []).append(session)
         behind: dict = {}  # tunnel IP -> what stands behind it
@@ -231,8 +228,8 @@ class Mobility:
         change during its pauses (the programming loop's View, and State's index, which only the same loop's
         import changes), and no other caller may update this Mobility meanwhile (one programming loop)."""
         ours = {}
-        for ep in view.endpoints.values():
-            ip = view.tunnel_ip_of(ep.session) if ep.kind in LOCAL_KINDS else None
+        for ep in view.local.values():
+            ip = view.tunnel_ip_of(ep.session)
             if ip:
                 ours[(ep.subnet_id, ep.mac)] = ip
             pacer.tick()

@@ -27,6 +27,7 @@ from controller.security import SecurityView, derive_security
 from openflow.flows import Owner
 
 L2_SERVER_MAC = "02:ca:fe:00:00:01"  # DHCP server MAC on L2-only subnets (no anycast gateway there)
+LOCAL_KINDS = ("vport", "vtep_mac")  # endpoints of ours (a VRS's vports, a hardware VTEP's MACs): not "evpn"
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,9 @@ class View:
     subnets: dict[str, SubnetInfo] = field(default_factory=dict)
     domains: dict[str, dict] = field(default_factory=dict)
     endpoints: dict[str, Endpoint] = field(default_factory=dict)
+    # the endpoints of kind LOCAL_KINDS, by id (a subset of endpoints): what Canopy announces (bgp/evpn.py) walks
+    # these, so a pass costs its local endpoints, not the MACs peers sent (10,000 received routes: 3 walks a pass)
+    local: dict[str, Endpoint] = field(default_factory=dict)
     by_subnet: dict[str, list[Endpoint]] = field(default_factory=lambda: defaultdict(list))
     fib: dict[str, list[Route]] = field(default_factory=dict)
     static: dict[str, list[Route]] = field(default_factory=dict)  # domain id -> its static routes (in fib too)
@@ -301,6 +305,8 @@ def _add_vteps(view, policy, vteps):
 
 def _add_endpoint(view, ep):
     view.endpoints[ep.vport_id] = ep
+    if ep.kind in LOCAL_KINDS:
+        view.local[ep.vport_id] = ep
     view.by_subnet[ep.subnet_id].append(ep)
 
 

@@ -403,9 +403,12 @@ class LiveView(OwnerReach):
             self._count(old, -1)
             if v.endpoints.get(eid) == old:
                 del v.endpoints[eid]
+                v.local.pop(eid, None)
         if new is not None:
             self._count(new, +1)
             v.endpoints[eid] = new
+            if new.kind in d.LOCAL_KINDS:
+                v.local[eid] = new
         first = self.changed.get(eid, (old, None))[0]
         self.changed[eid] = (first, new)
 

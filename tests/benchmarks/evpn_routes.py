@@ -2,7 +2,7 @@
 flows are on the VRS, against GoBGP doing the same work in the same run (docs/benchmarks.md, evpn_routes).
 
     .venv/bin/python -m tests.benchmarks.evpn_routes [--routes 10000] [--verbose] [--json] [--keep-logs DIR]
-        [--stretches N] [--code DIR] [--py-spy BIN DIR]
+        [--stretches N] [--code DIR] [--py-spy BIN DIR] [--py-spy-phase PHASE]
 
 Lab (tests.harness.lab): one controller (``bgp:`` settings, its ExaBGP child), one KVM hypervisor (kvm1)
 with one VM (w1) in the subnet Canopy imports into, and three BGP speakers, each in a namespace of its own:
@@ -420,9 +420,10 @@ class Bench:
 
     @contextlib.contextmanager
     def spied(self, phase: str):
-        """With ``--py-spy BIN DIR``: py-spy samples the controller and ExaBGP during ``phase`` into
-        DIR/PHASE-controller.txt and DIR/PHASE-exabgp.txt (collapsed stacks: one line per stack, its count)."""
-        if not self.args.py_spy:
+        """With ``--py-spy BIN DIR``: py-spy samples the controller and ExaBGP during ``phase`` (when it is
+        ``--py-spy-phase``) into DIR/PHASE-controller.txt and DIR/PHASE-exabgp.txt (collapsed stacks: one line per
+        stack, its count)."""
+        if not self.args.py_spy or phase != self.args.py_spy_phase:
             yield
             return
         binary, target = self.args.py_spy
@@ -521,10 +522,11 @@ def receive(b: Bench) -> dict:
                                                             "received": lambda: received() == b.n},
                   ("flows", "received"), flows=flows, received=received)
     check_remote_flows(b.hv, routes)
-    gone = b.timed("receive withdraw", b.feed(withdraw), {"flows": lambda: flows() == 0,
-                                                         "received": lambda: received() == 0,
-                                                         "y": lambda: b.y.count() == b.base},
-                   ("flows", "received", "y"), flows=flows, received=received, Y=b.y.count)
+    with b.spied("receive_withdraw"):
+        gone = b.timed("receive withdraw", b.feed(withdraw), {"flows": lambda: flows() == 0,
+                                                             "received": lambda: received() == 0,
+                                                             "y": lambda: b.y.count() == b.base},
+                       ("flows", "received", "y"), flows=flows, received=received, Y=b.y.count)
     return {"receive": (got, got["flows"], to_y, to_y["y"]),
             "receive_withdraw": (gone, gone["flows"], gone, gone["y"])}
 
@@ -553,8 +555,10 @@ def main(argv=None) -> int:
     parser.add_argument("--code", metavar="DIR", help="run the controller of the checkout at DIR (e.g. a git archive "
                         "of main) with this venv: before/after comparisons on one machine")
     parser.add_argument("--py-spy", nargs=2, metavar=("BIN", "DIR"), help="sample the controller and ExaBGP with "
-                        "py-spy BIN during the announce phase into DIR (collapsed stacks; py-spy's sampling costs "
-                        "the processes it samples, so that run's figures are not comparable)")
+                        "py-spy BIN during one phase (--py-spy-phase) into DIR (collapsed stacks; py-spy's sampling "
+                        "costs the processes it samples, so that run's figures are not comparable)")
+    parser.add_argument("--py-spy-phase", choices=("announce", "receive_withdraw"), default="announce",
+                        help="the phase --py-spy samples (default: announce)")
     args = parser.parse_args(argv)
     if args.stretches:
         os.environ["CANOPY_STRETCH_TRACE"] = str(args.stretches)  # the controller the lab starts inherits it

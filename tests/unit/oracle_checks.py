@@ -48,6 +48,8 @@ def check(world: World, where: str, read_fib: bool = True):
     if read_fib:
         assert prog.view.fib == view.fib, where
     assert prog.view.bm_gateways == view.bm_gateways, where
+    assert prog.view.local == view.local == {eid: ep for eid, ep in view.endpoints.items() if ep.kind != "evpn"}, \
+        where
     assert prog.view.external == view.external, where
     assert prog.view.security == view.security, where
     if read_fib:
