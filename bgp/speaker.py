@@ -181,6 +181,13 @@ class Speaker:
         if commands:
             self._wake()
 
+    def complete(self) -> None:
+        """Every route Canopy announces after this start is handed over: each peer gets End-of-RIB once ExaBGP
+        holds them (graceful restart, the restarting side: ``bgp.endofrib``)."""
+        with self._lock:
+            self._book.complete()
+        self._wake()
+
     def announce(self, routes: dict) -> None:
         """Announce ``routes`` ({route.key: route}) too, leaving every other desired route as it is."""
         self._change(self._book.announce, routes)
@@ -247,6 +254,7 @@ class Speaker:
                     self._poll(self._timeout())
                     with self._lock:
                         self._changed |= self._book.expire()
+                        self._queue(self._book.end_of_rib() if self._conn is not None else [])
                     self._watch()
                 except Exception as error:  # noqa: BLE001 - the supervisor must outlive any bug in one turn
                     self._turn_failed(error)

@@ -133,6 +133,9 @@ class BookSpeaker:
 
     announce = set_desired
 
+    def complete(self):
+        pass
+
     def withdraw(self, keys):
         pass
 
