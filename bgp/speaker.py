@@ -13,6 +13,8 @@ Unix socket in the speaker's workdir. One thread of the speaker's own does all t
   ``set_desired`` queued;
 - it reads ExaBGP's JSON messages (received EVPN updates, neighbor state changes) and the
   acknowledgements ("done" / "error", one per command line, in order);
+- it sends each peer End-of-RIB when ``bgp.endofrib`` says (ExaBGP runs with ``manual-eor``): once every route
+  Canopy announces after its start (``complete()``) is acknowledged, or ``restart_time`` after the session came up;
 - it watches that ExaBGP goes on acknowledging (``bgp.watchdog``): one that leaves its commands, or a probe,
   unanswered for ``api_timeout`` seconds (frozen, or wedged) has its peers reported down, and is killed and
   restarted after ``api_restart_after``.
