@@ -79,6 +79,7 @@ class Federation:
         self._origins = Origins()  # what stands behind the routes the last publish handed to the speaker
         self._origins_lock = threading.Lock()
         self.early = False  # announce at bind (bgp/early.py): the app allows it once passes hand out
+        self.settled = lambda: True  # the HA role is decided (the app's): what a publish hands over is complete
         self._early = EarlyAnnounce(state, self.mobility)
         state.subscribe(self._locations_changed)
 
@@ -160,7 +161,12 @@ class Federation:
         replace State's policy and an HA role change may flip ``originating``; both are read once, here, and the
         pass the change wakes publishes again with the new ones. The View and State's remote index change only
         in the programming loop, which is running this pass; the speaker's thread only reads ExaBGP meanwhile (the
-        speaker's lock is taken once, by ``set_desired``, after the last pause)."""
+        speaker's lock is taken once, by ``set_desired``, after the last pause).
+
+        The first publish (after the start-up hold, the HA role decided) hands over every route announced after
+        this start: the speaker sends each peer End-of-RIB once ExaBGP holds them (graceful restart, RFC 4724,
+        the restarting side: ``bgp.endofrib``)."""
+        settled = self.settled()  # read with ``originating``: a role decided later publishes again
         pacer, policy, originating, origins = self.pacer, self.state.policy, self.originating, Origins()
         seqs = self.mobility.update(view, self.state.remote_index, pacer)
         desired = originate(view, policy, seqs, pacer, origins) if originating else {}
@@ -175,6 +181,8 @@ class Federation:
             self._early.remember(view, policy, originating)
             self._origins = origins
             self.speaker.set_desired(desired)
+        if settled:
+            self.speaker.complete()  # End-of-RIB follows once ExaBGP holds these (bgp/endofrib.py)
 
     def _locations_changed(self, what, vport_ids) -> None:
         """State's subscriber: withdraw now the routes only vports it no longer locates stood behind (those it

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from bgp import endofrib
 from bgp import routes as bgp_routes
 from bgp.received import REASONS, Local, decode_message
 from controller import fields
@@ -63,6 +64,8 @@ class GracefulRestart:
     enabled: bool = True
     restart_time: int = 120  # seconds we ask peers to keep our routes while we restart
     stale_time: int = 360  # seconds a returned peer has to send End-of-RIB before its stale routes go
+
+
 
 
 def _ip(text) -> str:
@@ -122,8 +125,11 @@ class RouteBook:
     clock: object = time.monotonic  # () -> seconds, for the restart timers and the refusal log
     _received_count: int = 0  # the last ``received_order`` given
     _refusal_log: dict = field(default_factory=dict)  # (peer, reason, ours) -> [next log time, suppressed count]
+    eor: endofrib.EndOfRib | None = None  # when each peer gets our End-of-RIB (bgp.endofrib)
 
     def __post_init__(self):
+        if self.eor is None:
+            self.eor = endofrib.EndOfRib(bound=self.graceful.restart_time, clock=self.clock, log=self.log)
         for neighbor in self.neighbors:
             self.peers[_ip(neighbor.address)] = PeerStatus(_ip(neighbor.address), neighbor.asn)
 
@@ -149,6 +155,19 @@ class RouteBook:
         """Record what Canopy wants; the commands that move ExaBGP there (none while disconnected)."""
         self.desired = dict(routes)
         return self._sync() if self.connected else []
+
+    def complete(self) -> None:
+        """Every route Canopy announces after this start is handed over (``bgp.endofrib``): End-of-RIB goes to
+        each peer once ExaBGP acknowledged every line sent up to now. Only the first call counts."""
+        self.eor.complete(self.acks + len(self.pending) if self.connected else None)
+
+    def end_of_rib(self) -> list[str]:
+        """The End-of-RIB command lines due now (``bgp.endofrib``), each waited for like the others."""
+        lines = []
+        for peer in self.eor.due(self.acks):
+            self.pending.append((endofrib.EOR_ACTION, (peer,)))
+            lines.append(endofrib.command(peer))
+        return lines
 
     def announce(self, routes: dict) -> list[str]:
         """Want ``routes`` ({key: route}) too, leaving every other desired route as it is: the commands that announce
@@ -177,7 +196,9 @@ class RouteBook:
         self.expected, self.announced, self.failed = {}, {}, {}
         self.pending.clear()
         self.outbox.clear()
-        return self._sync()
+        commands = self._sync()
+        self.eor.attached(self.acks + len(self.pending))
+        return commands
 
     def _sync(self) -> list[str]:
         withdraw = [self.expected.pop(k) for k in [k for k in self.expected if k not in self.desired]]
@@ -228,6 +249,7 @@ class RouteBook:
         self.expected, self.announced, self.failed = {}, {}, {}
         self.pending.clear()
         self.outbox.clear()
+        self.eor.reset()
         changed = False
         for peer in self.peers.values():
             was_up = peer.state == "up"
@@ -276,6 +298,9 @@ class RouteBook:
         self.acks += 1
         if action == PROBE_ACTION:
             return
+        if action == endofrib.EOR_ACTION:
+            self.eor.acknowledged(routes[0], answer == "done")
+            return
         if answer == "done":
             for route in routes:
                 if action == bgp_routes.ANNOUNCE:
@@ -288,6 +313,7 @@ class RouteBook:
             self.log.warning("ExaBGP refused a command of %d routes (%s); sending them one by one", len(routes),
                              action)
             self.outbox += self._send_all(action, list(routes), size=1)
+            self.eor.extend(self.acks, self.acks + len(self.pending))
             return
         route = routes[0]
         self.log.error("ExaBGP refused: %s", bgp_routes.to_command(route, action))
@@ -315,6 +341,10 @@ class RouteBook:
         changed = peer.change(state, reason or None)
         level = logging.INFO if changed and "up" in (before, state) else logging.DEBUG  # not every retry
         self.log.log(level, "BGP peer %s is %s%s", peer.address, state, f" ({reason})" if reason else "")
+        if state == "up" and before != "up":
+            self.eor.up(peer.address)
+        elif state != "up":
+            self.eor.down(peer.address)
         if state == "down" and before == "up":  # not on every failed attempt: the restart timer runs on
             changed |= self._session_lost(peer, graceful="notification received" not in str(reason))
         elif state == "up" and peer.stale:
@@ -453,6 +483,7 @@ class RouteBook:
                 "received": self.received_per_peer[peer.address],
                 "sent": len(self.announced) if up else 0, "last_error": peer.last_error,
                 "stale": len(peer.stale), "refused": dict(peer.refused),
+                "end_of_rib_sent": up and peer.address in self.eor.sent,
                 "graceful_restart": {"restart_time": peer.restart_time, "forwarding": peer.forwarding}
                 if peer.restart_time is not None else None,
             })

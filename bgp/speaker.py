@@ -13,6 +13,8 @@ Unix socket in the speaker's workdir. One thread of the speaker's own does all t
   ``set_desired`` queued;
 - it reads ExaBGP's JSON messages (received EVPN updates, neighbor state changes) and the
   acknowledgements ("done" / "error", one per command line, in order);
+- it sends each peer End-of-RIB when ``bgp.endofrib`` says (ExaBGP runs with ``manual-eor``): once every route
+  Canopy announces after its start (``complete()``) is acknowledged, or ``restart_time`` after the session came up;
 - it watches that ExaBGP goes on acknowledging (``bgp.watchdog``): one that leaves its commands, or a probe,
   unanswered for ``api_timeout`` seconds (frozen, or wedged) has its peers reported down, and is killed and
   restarted after ``api_restart_after``.
@@ -190,6 +192,13 @@ class Speaker:
         if commands:
             self._wake()
 
+    def complete(self) -> None:
+        """Every route Canopy announces after this start is handed over: each peer gets End-of-RIB once ExaBGP
+        holds them (graceful restart, the restarting side: ``bgp.endofrib``)."""
+        with self._lock:
+            self._book.complete()
+        self._wake()
+
     def announce(self, routes: dict) -> None:
         """Announce ``routes`` ({route.key: route}) too, leaving every other desired route as it is."""
         self._change(self._book.announce, routes)
@@ -268,6 +277,7 @@ class Speaker:
                     self._poll(self._timeout())
                     with self._lock:
                         self._changed |= self._book.expire()
+                        self._queue(self._book.end_of_rib() if self._conn is not None else [])
                     self._watch()
                 except Exception as error:  # noqa: BLE001 - the supervisor must outlive any bug in one turn
                     self._turn_failed(error)

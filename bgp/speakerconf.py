@@ -109,7 +109,8 @@ def render_config(config: SpeakerConfig) -> str:
                 lines.append(f"    listen {config.listen_port};")
         if config.graceful_restart.enabled:
             lines.append(f"    capability {{ graceful-restart {config.graceful_restart.restart_time}; }}")
-        lines += ["    family { l2vpn evpn; }",
+        lines += ["    manual-eor true;",  # Canopy sends End-of-RIB once its routes are in (bgp.endofrib)
+                  "    family { l2vpn evpn; }",
                   "    adj-rib-in false;",  # Canopy keeps what peers send (RouteBook); ExaBGP's copy cost per route
                   f"    api {{ processes [ {PROCESS_NAME} ]; neighbor-changes; receive {{ parsed; update; open; }} }}",
                   "}"]

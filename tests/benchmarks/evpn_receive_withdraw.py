@@ -136,6 +136,9 @@ class BookSpeaker:
 
     announce = set_desired
 
+    def complete(self):
+        pass
+
     def withdraw(self, keys):
         pass
 

@@ -143,12 +143,17 @@ def start_gobgpd(workdir: Path, address: str, asn: int, neighbors: tuple[GoBGPNe
     return gobgp
 
 
-def lab_router_config(router_ip: str, asn: int, peers: list[str], peer_asn: int, reflect: bool = False) -> str:
+def lab_router_config(router_ip: str, asn: int, peers: list[str], peer_asn: int, reflect: bool = False,
+                      graceful: bool = False) -> str:
     """gobgpd.toml for a router in a lab namespace: passive EVPN sessions with each of ``peers``
     (controllers, which dial it); gobgpd listens on its default port in that namespace. ``reflect`` (iBGP):
-    the peers are its route-reflector clients, so what one announces reaches the others unchanged."""
+    the peers are its route-reflector clients, so what one announces reaches the others unchanged. ``graceful``:
+    graceful restart (RFC 4724) for l2vpn evpn, so a restarting peer's routes are kept until its End-of-RIB."""
     rr = ("\n  [neighbors.route-reflector.config]\n    route-reflector-client = true\n"
           f'    route-reflector-cluster-id = "{router_ip}"') if reflect else ""
+    if graceful:
+        rr += "\n  [neighbors.graceful-restart.config]\n    enabled = true\n    restart-time = 120"
+    gr_afi = "\n    [neighbors.afi-safis.mp-graceful-restart.config]\n      enabled = true" if graceful else ""
     neighbors = "".join(f"""
 [[neighbors]]
   [neighbors.config]
@@ -158,7 +163,7 @@ def lab_router_config(router_ip: str, asn: int, peers: list[str], peer_asn: int,
     passive-mode = true{rr}
   [[neighbors.afi-safis]]
     [neighbors.afi-safis.config]
-      afi-safi-name = "l2vpn-evpn"
+      afi-safi-name = "l2vpn-evpn"{gr_afi}
 """ for peer in peers)
     return f"""[global.config]\n  as = {asn}\n  router-id = "{router_ip}"\n{neighbors}"""
 
@@ -178,12 +183,12 @@ def lab_gobgp_and_canopy(lab, gobgp_asn: int, canopy_asn: int, policy: dict):
     return ctl, peer, canopy
 
 
-def lab_gobgp_reflector(lab, asn: int, clients) -> object:
+def lab_gobgp_reflector(lab, asn: int, clients, graceful: bool = False) -> object:
     """gobgpd on a new controller host "gobgp" as the iBGP route reflector of ``clients`` (controller hosts, in
-    AS ``asn`` too): returns its host."""
+    AS ``asn`` too), with graceful restart if ``graceful``: returns its host."""
     peer = lab.add_controller_host("gobgp")
     conf = lab.workdir / "gobgpd.toml"
-    conf.write_text(lab_router_config(peer.ip, asn, [c.ip for c in clients], asn, reflect=True))
+    conf.write_text(lab_router_config(peer.ip, asn, [c.ip for c in clients], asn, reflect=True, graceful=graceful))
     lab.spawn("gobgpd", ["gobgpd", "-f", str(conf), "--api-hosts", "127.0.0.1:50051"],
               lab.workdir / "gobgpd.log", ns=peer.ns)
     return peer

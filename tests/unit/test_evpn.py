@@ -401,13 +401,17 @@ def test_type2_routes_made_from_the_first_have_their_text_written_from_its(monke
 
 
 class RecordingSpeaker:
-    """The one thing Federation.publish asks of its speaker: the routes it wants announced."""
+    """What Federation.publish asks of its speaker: the routes it wants announced, and that they are all of them."""
 
     def __init__(self):
         self.desired = None
+        self.completed = 0
 
     def set_desired(self, routes):
         self.desired = routes
+
+    def complete(self):
+        self.completed += 1
 
 
 def test_publishing_many_routes_lets_other_green_threads_run_and_announces_the_same():

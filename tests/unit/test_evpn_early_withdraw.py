@@ -30,6 +30,9 @@ class BookedSpeaker:
         if routes != self.book.desired:
             self.commands += self.book.set_desired(routes)
 
+    def complete(self):
+        self.book.complete()
+
     def withdraw(self, keys):
         self.commands += self.book.withdraw(keys)
 
