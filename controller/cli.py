@@ -24,19 +24,16 @@ change this data directory held (controller/storeguard.py): one log line names t
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 import logging
 import os
 import select
-import ssl
 import sys
-import urllib.error
-import urllib.request
 
-from controller import __version__, cli_health, policydoc, resttoken, secretfile, show, storeguard, yamldoc
+from controller import __version__, cli_health, cli_remote, policydoc, resttoken, show, storeguard, yamldoc
 from controller import policy as pol
 from controller import settings as settings_mod
+from controller.cli_remote import rest_url  # noqa: F401 (part of this module's interface: tests, docs)
 from controller.model import PolicyError
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_START, EXIT_TIMEOUT = 0, 1, 2, 3, 4, 5
@@ -45,7 +42,6 @@ wrong command line or invalid settings; 3 controller unreachable; 4 run cannot s
 this host, data_dir unusable, store refused: see docs/store.md), or backup/restore failed; 5 apply --wait timed out;
 70 a running controller's essential part stopped"""
 PROGRESS_EVERY = 2.0  # seconds between progress lines of a long apply
-DEFAULT_URL = "http://127.0.0.1:8080"  # a controller with the default settings, on this host
 
 
 def main(argv=None) -> int:
@@ -55,7 +51,7 @@ def main(argv=None) -> int:
         parser.print_help()
         return EXIT_USAGE
     if getattr(args, "remote", False):
-        problem = _resolve_remote(args)
+        problem = cli_remote.resolve(args)
         if problem:
             print(f"canopy: {problem}", file=sys.stderr)
             return EXIT_USAGE
@@ -142,99 +138,11 @@ def _parser():
                              "(refused otherwise)")
             cmd.add_argument("--source", help="name of the managed set (default: the document's 'source' key, "
                              "else the file name)")
-        _remote_args(cmd)
+        cli_remote.add_arguments(cmd)
         cmd.set_defaults(func=func)
-    show.add_parsers(sub, _remote_args)
+    show.add_parsers(sub, cli_remote.add_arguments)
     cli_health.add_parser(sub)
     return p
-
-
-def _remote_args(cmd):
-    """The options of every command that talks to a running controller."""
-    cmd.add_argument("--url", help="controller REST base URL (default: the REST address of --config's settings, "
-                     f"else env CANOPY_URL, else {DEFAULT_URL})")
-    cmd.add_argument("--token", help="bearer token (default: the REST token of --config's settings, else env "
-                     "CANOPY_TOKEN, else the default data directory's rest-token)")
-    cmd.add_argument("--config", help="the controller's settings: talk to its REST address with its token")
-    cmd.add_argument("--ca-file", help="CA certificate(s) (PEM) an https:// controller's certificate must be signed by "
-                     "(default: env CANOPY_CA_FILE, else the system's CA store or SSL_CERT_FILE)")
-    cmd.set_defaults(remote=True)
-
-
-def _resolve_remote(args) -> str | None:
-    """Fill in ``args.url`` and ``args.token``: each given on the command line, else what ``--config FILE``
-    configures, else the environment's (CANOPY_URL, CANOPY_TOKEN), else the default address and the token of the
-    default data directory. ``args.tls`` is the client TLS context of ``--ca-file`` (else env CANOPY_CA_FILE; not the
-    settings' tls.ca_cert: that is the CA of the switches' certificates), None for the system's CA store. Returns why
-    the settings file, the CA file or the token cannot be used (a token is one HTTP header value, as the controller's:
-    secretfile.token_problem; nothing is sent then), or None."""
-    settings = None
-    if args.config:
-        try:
-            settings = settings_mod.load(args.config)
-        except (settings_mod.SettingsError, yamldoc.DocError) as exc:
-            return f"--config: {exc}"
-    ca_file, where = (args.ca_file, "--ca-file") if args.ca_file else (os.environ.get("CANOPY_CA_FILE"), "CANOPY_CA_FILE")
-    args.tls, problem = _client_tls(ca_file, where)
-    if problem:
-        return problem
-    if not args.url:
-        args.url = (rest_url(settings) if settings else None) or os.environ.get("CANOPY_URL") or DEFAULT_URL
-    args.token_from = "the token given by --token" if args.token else "no token"
-    if not args.token and settings is not None:
-        args.token, args.token_from = _file_token(settings, args.config)
-    if not args.token and os.environ.get("CANOPY_TOKEN"):
-        args.token, args.token_from = os.environ["CANOPY_TOKEN"], "the token of CANOPY_TOKEN"
-    elif not args.token and settings is None:
-        args.token, args.token_from = _file_token(settings_mod.load(None), "the built-in settings")
-    problem = args.token and secretfile.token_problem(args.token)  # a newline in a header raised a traceback
-    return f"{args.token_from}: {problem}" if problem else None
-
-
-def _client_tls(path, where) -> tuple:
-    """(an ssl.SSLContext that trusts only the CA certificates in ``path``, or None without a path; why the file cannot
-    be used, naming ``where`` it came from, or None)."""
-    if not path:
-        return None, None
-    try:
-        return ssl.create_default_context(cafile=path), None
-    except ssl.SSLError as exc:  # an OSError too: first
-        return None, f"{where}: {path} holds no PEM CA certificate ({exc.reason or exc})"
-    except OSError as exc:
-        return None, f"{where}: cannot read {path}: {exc.strerror or exc}"
-
-
-def rest_url(settings) -> str:
-    """Where a client on the controller's host reaches the REST API these settings serve: https with the tls
-    section, the listen address (loopback when it listens on every address) and the port."""
-    host = ipaddress.ip_address(settings.rest_listen)
-    if host.is_unspecified:
-        host = ipaddress.ip_address("::1" if host.version == 6 else "127.0.0.1")
-    name = f"[{host}]" if host.version == 6 else str(host)
-    return f"{'https' if settings.rest_tls else 'http'}://{name}:{settings.rest_port}"
-
-
-def _file_token(settings, where: str) -> tuple:
-    """(the REST token the settings give, inline or their token file's content, or None when unreadable; where it
-    came from or why there is none): a 401 then names where the command looked (``unauthorized_hint``)."""
-    if settings.rest_token:
-        return settings.rest_token, f"rest.token of {where}"
-    path = settings.rest_token_file
-    try:  # read as the controller reads it (secretfile.read_token); a byte that is no UTF-8 is named by its check
-        with open(path, encoding="utf-8", errors="surrogateescape") as fh:
-            token = secretfile.token_in(fh.read()) or None
-    except OSError as exc:
-        return None, f"no token: {path}: {exc.strerror} ({where})"
-    return token, f"the token file {path} ({where})" if token else f"no token: {path} is empty ({where})"
-
-
-def unauthorized_hint(args, status) -> None:
-    """After a 401 (a write, or a read with rest.open_reads never or from afar): on standard error, where the
-    command looked for the token, and how to give the controller's."""
-    if status == 401:
-        told = f"the controller refused {args.token_from}" if args.token else args.token_from
-        print(f"canopy: {told}; give --config with the controller's settings file, or --token (CANOPY_TOKEN)",
-              file=sys.stderr)
 
 
 # ---------------------------------------------------------------------------------------------- metadata agent
@@ -458,7 +366,7 @@ def cmd_apply(args) -> int:
     body = {"document": doc.data, "source": source, "prune": args.prune, "dry_run": args.dry_run,
             "adopt": args.adopt}
     with _Progress(f"applying {doc.filename}"):
-        status, reply = _request(args, "POST", "/v1/apply", body)
+        status, reply = cli_remote.request(args, "POST", "/v1/apply", body)
     if status is None:
         return EXIT_UNREACHABLE
     if status != 200:
@@ -471,7 +379,7 @@ def cmd_apply(args) -> int:
                                           p.get("also", "")) for p in problems])
         else:
             print(f"canopy: {status}: {err.get('message', reply)}", file=sys.stderr)
-        unauthorized_hint(args, status)
+        cli_remote.refusal_hint(args, status, reply, write=True)
         return EXIT_INVALID
     changes = reply["changes"]
     verb = "would" if reply["dry_run"] else ""
@@ -484,7 +392,8 @@ def cmd_apply(args) -> int:
     if args.wait and not reply["dry_run"]:
         from controller.cli_status import wait_programmed
 
-        return wait_programmed(lambda: _request(args, "GET", "/v1/switches", None), args.wait_timeout)
+        return wait_programmed(lambda: cli_remote.request(args, "GET", "/v1/switches", None),
+                               args.wait_timeout)
     return EXIT_OK
 
 
@@ -500,10 +409,10 @@ def _value(value) -> str:
 
 
 def cmd_status(args) -> int:
-    status, reply = _request(args, "GET", "/v1/status", None)
+    status, reply = cli_remote.request(args, "GET", "/v1/status", None)
     if status is None:
         return EXIT_UNREACHABLE
-    unauthorized_hint(args, status)
+    cli_remote.refusal_hint(args, status, reply, write=False)
     if args.json or status != 200 or not isinstance(reply, dict):
         print(json.dumps(reply, indent=2, sort_keys=True))
     else:
@@ -540,29 +449,6 @@ class _Progress:
         while not self._done.wait(PROGRESS_EVERY):
             print(f"canopy: {self.what}: waiting for the controller ({time.monotonic() - self._started:.0f} s)",
                   file=sys.stderr, flush=True)
-
-
-def _request(args, method, path, body):
-    """(status, json) from the controller, or (None, None) after printing why it could not be reached."""
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(args.url.rstrip("/") + path, data=data, method=method,
-                                 headers={"Content-Type": "application/json"})
-    if args.token:
-        req.add_header("Authorization", f"Bearer {args.token}")
-    try:
-        with urllib.request.urlopen(req, timeout=60, context=getattr(args, "tls", None)) as resp:
-            return resp.status, json.loads(resp.read() or b"null")
-    except urllib.error.HTTPError as exc:
-        try:
-            return exc.code, json.loads(exc.read() or b"null")
-        except ValueError:
-            return exc.code, None
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        hint = ("; give --ca-file (or CANOPY_CA_FILE) with the CA that signed the controller's certificate"
-                if isinstance(reason, ssl.SSLCertVerificationError) else "")
-        print(f"canopy: cannot reach the controller at {args.url}: {reason}{hint}", file=sys.stderr)
-        return None, None
 
 
 if __name__ == "__main__":

@@ -4,8 +4,9 @@ Exit 0 when the controller answers ``GET /v1/status`` with 200 within ``--timeou
 on standard error saying why (never a traceback: a container engine shows the check's output as the reason it is
 unhealthy, and takes any exit but 0 and 1 as a fault of the check itself).
 
-It asks as ``canopy status`` asks (controller/cli.py ``_resolve_remote``: the settings' REST address, scheme and token,
-else CANOPY_URL and CANOPY_TOKEN, else the default data directory's rest-token; a CA from CANOPY_CA_FILE, else
+It asks as ``canopy status`` asks (controller/cli_remote.py ``resolve``: the settings' REST address, scheme and token
+(the read-only token when one is configured, else the write token), else CANOPY_URL, CANOPY_READ_TOKEN and
+CANOPY_TOKEN, else the default data directory's rest-token; a CA from CANOPY_CA_FILE, else
 SSL_CERT_FILE or the system's CA store), with the settings of ``--config``, else those the container's controller
 runs with: the ``canopy run --config FILE`` of PID 1's command line (``tini -- canopy run ...``, the image's entry
 point, whatever arguments replaced the image's default ``CMD``), else the built-in defaults.
@@ -42,22 +43,24 @@ def cmd_health(args) -> int:
 
 
 def _check(args) -> str | None:
-    from controller import cli
+    from controller import cli_remote
 
-    remote = argparse.Namespace(url=None, token=None, ca_file=None,
+    remote = argparse.Namespace(url=None, token=None, read_token=None, ca_file=None,
                                 config=args.config or main_settings_file(MAIN_CMDLINE))
-    problem = cli._resolve_remote(remote)
+    problem = cli_remote.resolve(remote)
     if problem:
         return problem
-    if not remote.token:
-        return remote.token_from
+    token, token_from = ((remote.read_token, remote.read_token_from) if remote.read_token else
+                         (remote.token, remote.token_from))
+    if not token:
+        return token_from
     url = remote.url.rstrip("/") + "/v1/status"
-    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {remote.token}"})
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
     try:
         with urllib.request.urlopen(request, timeout=args.timeout, context=remote.tls) as resp:
             return None if resp.status == 200 else f"GET {url} answered {resp.status}"
     except urllib.error.HTTPError as exc:
-        told = f"; {remote.token_from} was refused" if exc.code == 401 else ""
+        told = f"; {token_from} was refused" if exc.code == 401 else ""
         return f"GET {url} answered {exc.code} {exc.reason}{told}"
     except (urllib.error.URLError, OSError) as exc:
         return f"cannot reach the controller at {remote.url}: {getattr(exc, 'reason', exc)}"

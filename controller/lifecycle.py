@@ -218,14 +218,27 @@ def _bgp_kept(running, new) -> str:
     return BGP_RESTART
 
 
+# ha settings a file may leave out, whose value Canopy then derives at each load (settings._ha): (the keys whose change
+# explains a change of the value, where the value comes from); settings._ha_secret reads ha.secret_file
+HA_DERIVED = {"listen": (("ha.listen", "ha.peer"), "this node's address towards ha.peer"),
+              "node_id": (("ha.node_id",), "the host name")}
+
+
 def restart_changes(running, new) -> list[str]:
     """The settings keys, as the file writes them, whose value differs and that apply only after a restart (BGP's
-    are named apart); a secret file rotated under the same path is named as the content of that key."""
+    are named apart); a secret file rotated under the same path is named as the content of that key, and an ha value
+    Canopy derives (HA_DERIVED) that differs while the keys it comes from do not (the route to ha.peer, the host name)
+    is named with where it comes from and both values."""
     before, after = dict(running.keys), dict(new.keys)
     out = [key for key in sorted(before.keys() | after.keys())
            if key not in LIVE_KEYS and not key.startswith("bgp.") and before.get(key) != after.get(key)]
     if running.ha and new.ha and running.ha.secret != new.ha.secret and not {"ha.secret", "ha.secret_file"} & set(out):
         out.append("the content of ha.secret_file")
+    if running.ha and new.ha:
+        for name, (keys, source) in HA_DERIVED.items():
+            was, now = getattr(running.ha, name), getattr(new.ha, name)
+            if was != now and not set(keys) & set(out):
+                out.append(f"ha.{name} (not set: {source}, now {now}; running with {was})")
     return out
 
 

@@ -17,12 +17,14 @@ import sys
 import time
 import urllib.parse
 
+from controller.cli_remote import refusal_hint, request
+
 
 class Failed(Exception):
     """A REST call that did not answer 200: ``status`` (None: unreachable) and the error message."""
 
-    def __init__(self, status, message):
-        self.status, self.message = status, message
+    def __init__(self, status, message, reply=None):
+        self.status, self.message, self.reply = status, message, reply
         super().__init__(message)
 
 
@@ -51,7 +53,7 @@ def add_parsers(sub, remote_args) -> None:
 # ----------------------------------------------------------------------------------------- commands
 
 def cmd_show(args) -> int:
-    from controller.cli import EXIT_INVALID, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, unauthorized_hint
+    from controller.cli import EXIT_INVALID, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE
 
     what = list(args.what)
     if what and (what[0] != "vport" or len(what) != 2):
@@ -64,7 +66,7 @@ def cmd_show(args) -> int:
         if exc.status is None:
             return EXIT_UNREACHABLE
         print(f"canopy: {exc.message}", file=sys.stderr)
-        unauthorized_hint(args, exc.status)
+        refusal_hint(args, exc.status, exc.reply, write=False)
         return EXIT_INVALID
     print(json.dumps(data, indent=2, sort_keys=True) if args.json else (format_vport(data) if what
                                                                         else format_tree(data)))
@@ -72,30 +74,28 @@ def cmd_show(args) -> int:
 
 
 def cmd_trace(args) -> int:
-    from controller.cli import EXIT_INVALID, EXIT_OK, EXIT_UNREACHABLE, _request, unauthorized_hint
+    from controller.cli import EXIT_INVALID, EXIT_OK, EXIT_UNREACHABLE
 
     body = {"packet": args.packet}
     for key in ("vport", "switch", "vni", "remote_ip"):
         if getattr(args, key) is not None:
             body[key] = getattr(args, key)
-    status, reply = _request(args, "POST", "/v1/trace", body)
+    status, reply = request(args, "POST", "/v1/trace", body, write=False)  # a question: a read
     if status is None:
         return EXIT_UNREACHABLE
     if status != 200:
         print(f"canopy: {status}: {_message(reply)}", file=sys.stderr)
-        unauthorized_hint(args, status)
+        refusal_hint(args, status, reply, write=False)
         return EXIT_INVALID
     print(json.dumps(reply, indent=2, sort_keys=True) if args.json else format_trace(reply))
     return EXIT_OK
 
 
 def _getter(args):
-    from controller.cli import _request
-
     def get(path):
-        status, reply = _request(args, "GET", path, None)
+        status, reply = request(args, "GET", path, None)
         if status != 200:
-            raise Failed(status, f"GET {path}: {status}: {_message(reply)}" if status else "unreachable")
+            raise Failed(status, f"GET {path}: {status}: {_message(reply)}" if status else "unreachable", reply)
         return reply
     return get
 

@@ -12,11 +12,19 @@ moved from another bridge, which ovs-vsctl never does), or the change does not s
 bridge row inserted again, the old protocol), is the column read in full. What still grows with
 the bridge: the sorted tuple of references handed out is rebuilt on every change (a C-level copy, about a
 microsecond per thousand ports).
+
+An Interface row referenced by two Port rows of the bridge (ovs-vsctl never makes one; a buggy or hostile peer may) is
+one port's: the port that held it first keeps it, the other claim is refused, counted (``refused_claims``) and
+reported once through ``refused`` (the interface's name, the refused port's, the holder's). When the holder lets it go
+the claim of the port with the smallest uuid still claiming it takes over, so the interface stays while a port
+references it, as a fresh read finds it; a fresh read (``rebuild``) gives it to the port that held it before the
+read, else to the port with the smallest uuid, whatever order the bridge lists its ports in.
 """
 
 from __future__ import annotations
 
 import bisect
+import logging
 from collections.abc import Callable
 
 from controller.discovery import PortInfo
@@ -24,6 +32,7 @@ from controller.pacer import NEVER, Pacer
 from openflow.installed import paced
 from ovsdb.idl import column_value, reference_count, referenced_rows, references
 
+LOG = logging.getLogger(__name__)
 ROWS_PER_TICK = 10  # changed rows only looked at (read already, or not this bridge's), or ports dropped: one read
 
 
@@ -41,8 +50,13 @@ class BridgePorts:
     nothing else may use this object during those pauses."""
 
     def __init__(self, port_info: Callable[[object], PortInfo], pacer: Pacer = NEVER,
-                 reread: Callable[[PortInfo, object, frozenset | None], PortInfo] | None = None):
+                 reread: Callable[[PortInfo, object, frozenset | None], PortInfo] | None = None,
+                 refused: Callable[[str, str, str], None] | None = None):
         self._port_info = port_info  # Interface row -> PortInfo
+        # (interface name, port whose claim of it is refused, port holding it): told once per claim
+        self._refused = refused or (lambda iface, port, holder: LOG.warning(
+            "interface %s is referenced by port %s and by port %s: it stays %s's, the claim of %s is refused",
+            iface, port, holder, holder, port))
         self.pacer = pacer
         # (PortInfo read before, Interface row, its columns that changed or None) -> PortInfo: the same as port_info,
         # cheaper for a change of a few columns (ovsdb/vrs.py port_info_again)
@@ -50,7 +64,11 @@ class BridgePorts:
         self.bridge_key = None  # the bridge row these ports are of (None: none yet)
         self._bridge_name = ""
         self._members: dict = {}  # port key -> tuple of its interface keys
-        self._iface_port: dict = {}  # interface key -> port key
+        self._iface_port: dict = {}  # interface key -> port key (the port holding it)
+        self._others: dict = {}  # interface key -> set of the other ports claiming it (refused), while there are
+        self.refused_claims = getattr(self, "refused_claims", 0)  # claims refused and reported (ever)
+        self._told = getattr(self, "_told", set())  # (interface key, port key) of the refused claims reported
+        self._untold: set = set()  # (interface key, port key) of claims refused since the last report
         self._infos: dict = {}  # interface key -> PortInfo
         self._by_name: dict[str, PortInfo] = {}
         self._names: list[str] = []  # sorted
@@ -70,13 +88,15 @@ class BridgePorts:
     def clear(self) -> frozenset[str]:
         """No bridge: forget every port; returns the names that went."""
         gone = frozenset(self._by_name)
-        self.__init__(self._port_info, self.pacer, self._reread)
+        self.__init__(self._port_info, self.pacer, self._reread, self._refused)
+        self._told.clear()
         return gone
 
     def rebuild(self, bridge, previous: dict[str, PortInfo] | None) -> frozenset[str] | None:
         """Read every port of ``bridge``. ``previous``: {name: PortInfo} last handed out for this switch
         (equal values are reused, and the result names what differs); None: nothing before, returns None."""
-        self.__init__(self._port_info, self.pacer, self._reread)
+        held_before = self._iface_port
+        self.__init__(self._port_info, self.pacer, self._reread, self._refused)
         self.bridge_key, self._bridge_name = row_key(bridge), bridge.name
         self.full_reads += 1
         self._reuse, self._bulk = previous or {}, True
@@ -85,6 +105,8 @@ class BridgePorts:
                 self._add_port(port, set())
         finally:
             self._reuse, self._bulk = {}, False
+        self._settle_claims(held_before)
+        self._tell_refused(bridge)
         self._names = sorted(self._by_name)
         self.ports = tuple(map(self._by_name.__getitem__, self._names))
         if previous is None:
@@ -117,6 +139,8 @@ class BridgePorts:
         for key, change in self._looked_at(changes.table("Interface")):
             if key in self._iface_port and key not in done and not change.deleted:
                 self._update_iface(key, change.row, changed, change.columns)
+        if self._untold:
+            self._tell_refused(bridge)
         if changed:
             self.ports = tuple(map(self._by_name.__getitem__, self._names))
         return frozenset(changed)
@@ -137,36 +161,86 @@ class BridgePorts:
 
     # ------------------------------------------------------------------ one port or interface
     def _add_port(self, port, changed: set, known: frozenset = frozenset()) -> list:
-        """Follow ``port`` and read its interfaces (except those in ``known``); returns their keys."""
+        """Follow ``port`` and read its interfaces (except those in ``known``, and those another port holds: that
+        claim is refused); returns the keys of those read."""
         self.pacer.tick()
         ifaces = [i for i in column_value(port, "interfaces") or [] if column_value(i, "name") != self._bridge_name]
         keys = [row_key(i) for i in ifaces]
-        self._members[row_key(port)] = tuple(keys)
+        port_key = row_key(port)
+        self._members[port_key] = tuple(keys)
+        read = []
         for key, iface in zip(keys, ifaces):
-            self._iface_port[key] = row_key(port)
-            if key not in known:
-                self._set(key, self._port_info(iface), changed)
-        return keys
+            if key in known:
+                continue
+            holder = self._iface_port.setdefault(key, port_key)
+            if holder != port_key:
+                self._others.setdefault(key, set()).add(port_key)
+                self._untold.add((key, port_key))
+                continue
+            self._set(key, self._port_info(iface), changed)
+            read.append(key)
+        return read
 
     def _drop_port(self, port_key, changed: set) -> None:
         for key in self._members.pop(port_key, ()):
             self._release(key, port_key, changed)
 
     def _release(self, key, port_key, changed: set) -> None:
-        """Forget interface ``key`` as ``port_key``'s, unless another port took it first (the row moved between
-        ports in one update, and that port was applied first)."""
-        if self._iface_port.get(key) == port_key:
+        """``port_key`` no longer claims interface ``key``: if it held it, the port with the smallest key among the
+        others claiming it takes it over (the same row: its ``PortInfo`` stays), else it goes. A row moved between
+        ports in one update, the port taking it applied first, is handed over so."""
+        others = self._others.get(key)
+        if others is not None and port_key != self._iface_port.get(key):
+            others.discard(port_key)
+        elif others:
+            self._iface_port[key] = heir = min(others)
+            others.discard(heir)
+            self._told.discard((key, heir))
+        elif self._iface_port.get(key) == port_key:
             del self._iface_port[key]
             self._unset(key, changed)
+        if others is not None and not others:
+            del self._others[key]
+        self._told.discard((key, port_key))
+
+    def _settle_claims(self, held_before: dict) -> None:
+        """After a fresh read: an interface claimed by several ports stays with the one that held it before the read,
+        else goes to the one with the smallest key (not to whichever the bridge listed first)."""
+        for key, others in self._others.items():
+            holder = self._iface_port[key]
+            claims = others | {holder}
+            heir = held_before.get(key)
+            heir = heir if heir in claims else min(claims)
+            if heir != holder:
+                self._iface_port[key] = heir
+                others.discard(heir)
+                others.add(holder)
+                self._untold.add((key, holder))
+        self._told = {(key, port) for key, port in self._told if port in self._others.get(key, ())}
+
+    def _tell_refused(self, bridge) -> None:
+        """Report each refused claim not reported yet, naming the interface and both ports (the bridge's ports are
+        looked up only when there is one)."""
+        new = [(key, port) for key, port in self._untold
+               if port in self._others.get(key, ()) and (key, port) not in self._told]
+        self._untold.clear()
+        if not new:
+            return
+        names = {row_key(p): column_value(p, "name") for p in referenced_rows(bridge, "ports")}
+        for key, port in new:
+            self._told.add((key, port))
+            self.refused_claims += 1
+            self._refused(self._infos[key].name, names.get(port, str(port)), names.get(self._iface_port[key], "?"))
 
     def _reset_port(self, port, changed: set) -> list:
         """``port``'s interfaces changed: drop the ones it no longer has, read the new ones; returns the keys of
         those read (the ones it kept are not: a change of their own rows in the same update is still to apply)."""
-        before = frozenset(self._members.get(row_key(port), ()))
-        keys = self._add_port(port, changed, before)
-        for key in before - set(keys):
-            self._release(key, row_key(port), changed)
-        return [key for key in keys if key not in before]
+        port_key = row_key(port)
+        before = frozenset(self._members.get(port_key, ()))
+        read = self._add_port(port, changed, before)
+        for key in before.difference(self._members[port_key]):
+            self._release(key, port_key, changed)
+        return read
 
     def _update_iface(self, key, iface, changed: set, columns: frozenset | None = None) -> None:
         self.pacer.tick()

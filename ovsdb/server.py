@@ -123,6 +123,7 @@ class _PeerSession:
             "key": last.session if last is not None else hw.key,
             "speaking": self._reporter.speaking if last is not None else hw.speaking if hw.key else None,
             "full_reads": self._reporter.full_reads if last is not None else None,
+            "refused_interface_claims": self._reporter.refused_claims if last is not None else None,
             "queued_s": round(self._queued_so_far(), 3),
             "tunnel": self._tunnel.describe() if self._tunnel is not None else None,
             "bridge": self._bridge.describe() if self._bridge is not None else None,
@@ -471,7 +472,8 @@ class OvsdbManagerServer:
         """One JSON-ready dict per open session: session, peer, database, connected_since, state,
         chassis, key (the switch key this VRS or hardware VTEP session claims) and speaking (whether it speaks
         for that switch: the newest session of a chassis or Physical_Switch name does, ovsdb/claims.py),
-        full_reads (how often every port of its bridge was read rather than the changed rows applied), queued_s
+        full_reads (how often every port of its bridge was read rather than the changed rows applied),
+        refused_interface_claims (Port rows refused an Interface row another port holds: ovsdb/bridgeports.py), queued_s
         (seconds it waited for its turn to read its peer's whole database: so far while ``queued``), tunnel
         (the tunnel reconciler's name/state/transactions/last_error, or None),
         bridge (the same for the integration bridge's fail-secure settings, or None),

@@ -131,14 +131,15 @@ def port_info_again(old: PortInfo, interface, columns: frozenset | None, bad_val
 
 
 def bridge_ports(bridge, bad_value: BadValue = _ignore) -> tuple[PortInfo, ...]:
-    """Every Interface of every Port on ``bridge`` except the bridge's own internal interface."""
-    interfaces = [
-        iface
+    """Every Interface of every Port on ``bridge`` except the bridge's own internal interface, once each (an
+    Interface two ports reference, which a hostile peer may send, is one port: ovsdb/bridgeports.py)."""
+    interfaces = {
+        row_key(iface): iface
         for port in _column(bridge, "ports", [])
         for iface in _column(port, "interfaces", [])
         if iface.name != bridge.name
-    ]
-    return tuple(sorted((port_info(i, bad_value) for i in interfaces), key=lambda p: p.name))
+    }
+    return tuple(sorted((port_info(i, bad_value) for i in interfaces.values()), key=lambda p: p.name))
 
 
 def _datapath_id(bridge) -> int | None:
@@ -269,7 +270,8 @@ class VrsReporter(Claimant):
         self._bad = Throttle(self._log)
         self._claims = claims if claims is not None else VrsClaims(sink, 0.0, self._log)
         self._ports = BridgePorts(lambda iface: port_info(iface, self._bad_value), pacer,  # pauses: see refresh
-                                  lambda old, iface, columns: port_info_again(old, iface, columns, self._bad_value))
+                                  lambda old, iface, columns: port_info_again(old, iface, columns, self._bad_value),
+                                  self._refused_claim)
         self.key: str | None = None  # the switch key this session claims
         self.last: VrsSnapshot | None = None  # this session's latest snapshot (reported or not)
         self._root_rows: Iterable = ()
@@ -286,6 +288,11 @@ class VrsReporter(Claimant):
     def full_reads(self) -> int:
         """How many times every port of the bridge was read (the first copy, a resync, a bridge replaced)."""
         return self._ports.full_reads
+
+    @property
+    def refused_claims(self) -> int:
+        """How many claims of an Interface row already held by another Port row were refused (ovsdb/bridgeports.py)."""
+        return self._ports.refused_claims
 
     def holds_port(self, port_row) -> bool:
         """Whether ``port_row`` is on the integration bridge (O(1))."""
@@ -339,6 +346,11 @@ class VrsReporter(Claimant):
         else:
             delta = self._ports.rebuild(br, previous)
             self._changed = set(delta) if delta is not None else None
+
+    def _refused_claim(self, iface: str, port: str, holder: str) -> None:
+        self._bad.warning(("claim", iface, port), "%s (%s): interface %s is referenced by port %s and by port %s: it "
+                          "stays %s's, the claim of %s is refused", self.session, self.peer, iface, port, holder,
+                          holder, port)  # a claim refused again and again (made, dropped, made): once a minute
 
     def _bad_value(self, key: str, value: str) -> None:
         self._bad.warning((key, str(value)[:64]), "%s (%s): ignoring %s=%r", self.session, self.peer,

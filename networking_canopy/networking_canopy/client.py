@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
 import ssl
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
 
 from networking_canopy import secretfile
+
+LOG = logging.getLogger(__name__)
 
 
 class ConfigError(ValueError):
@@ -67,7 +71,11 @@ class CanopyClient:
     """``url``: one controller, or the nodes of a redundant pair separated by commas. A request goes to the node
     that last answered; it goes to the next only when this one did nothing with it: no connection (refused,
     unreachable, connect timeout) or ``503 not_active`` (a standby refuses writes and changes nothing). A request
-    sent whose answer is late is never sent again (it may have been applied)."""
+    sent whose answer is late is never sent again (it may have been applied).
+
+    A node whose TLS handshake fails (most often its certificate, checked against ``[canopy] ca_file``) is passed
+    over like one that refuses connections, with one warning naming it and the reason when it starts failing (or
+    fails for another reason), not one per request, and one line when it answers again."""
 
     def __init__(self, url: str, token: str | None, timeout: float = 10.0, ca_file: str | None = None):
         self.bases = [u.strip().rstrip("/") for u in url.split(",") if u.strip()]
@@ -77,6 +85,9 @@ class CanopyClient:
         self.token = token
         self.timeout = timeout
         self.context = tls_context(ca_file)
+        self.ca_source = f"[canopy] ca_file {ca_file}" if ca_file else "the system's CA store"
+        self._tls_failing: dict[str, str] = {}  # node (base URL) -> why its TLS handshake fails, while it does
+        self._tls_lock = threading.Lock()  # the API workers' threads, the watch and the sync share one client
 
     @property
     def base(self) -> str:
@@ -110,18 +121,40 @@ class CanopyClient:
         req = urllib.request.Request(url, data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=timeout or self.timeout, context=self.context) as reply:
+                self._tls_state(base, None)
                 raw = reply.read()
             return json.loads(raw) if raw else None
         except urllib.error.HTTPError as exc:
+            self._tls_state(base, None)
             error = _error(exc.code, _body(exc))
             if error.status == 503 and error.code == "not_active":
                 raise _TryAnother(error) from None
             raise error from None
         except urllib.error.URLError as exc:  # before an answer could be read: refused, unreachable, TLS
+            if isinstance(exc.reason, ssl.SSLError):
+                self._tls_state(base, _tls_reason(exc.reason))
             raise _TryAnother(CanopyError(0, "unreachable", f"{method} {url}: {exc.reason}")) from None
         except (OSError, ValueError, http.client.HTTPException) as exc:  # sent, and the answer timed out, broke
             # off (IncompleteRead) or was no HTTP (BadStatusLine) or no JSON
             raise CanopyError(0, "unreachable", f"{method} {url}: {exc}") from None
+
+    def _tls_state(self, base: str, failing: str | None) -> None:
+        """Log a node's TLS handshake when it starts failing, fails for another reason, or succeeds again."""
+        with self._tls_lock:
+            before = self._tls_failing.get(base)
+            if failing == before:
+                return
+            if failing is None:
+                del self._tls_failing[base]
+            else:
+                self._tls_failing[base] = failing
+        if failing is None:
+            LOG.info("Canopy node %s: its TLS certificate is accepted again", base)
+        else:
+            then = ("requests go to the other nodes in [canopy] url" if len(self.bases) > 1 else
+                    "requests to it fail")
+            LOG.warning("Canopy node %s: TLS fails (%s; checked against %s): %s until it is accepted", base,
+                        failing, self.ca_source, then)
 
     # one line each for what the driver does
     def get(self, path, **query):
@@ -145,6 +178,13 @@ class CanopyClient:
         if since is not None:
             query["since"] = str(since)
         return self.request("GET", "/v1/watch/vports", query=query, timeout=wait + self.timeout)
+
+
+def _tls_reason(exc: ssl.SSLError) -> str:
+    """Why a TLS handshake failed, in OpenSSL's words: the certificate check's message where there is one."""
+    if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_message:
+        return f"certificate verify failed: {exc.verify_message}"
+    return str(exc.reason or exc)
 
 
 def _body(exc: urllib.error.HTTPError) -> bytes:

@@ -13,6 +13,8 @@ from controller import cli
 
 from .helpers import TOKEN
 
+READ = "read-only-token"
+
 
 def write(tmp_path, name, text):
     path = tmp_path / name
@@ -157,6 +159,12 @@ def _serve(tmp_path, *rest, tls=None):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+@pytest.fixture
+def served_read_token(tmp_path):
+    """As ``served_closed`` (every read needs a token), with the read-only token READ (rest.read_token)."""
+    yield from _serve(tmp_path, "open_reads=never", f"read_token={READ}")
 
 
 @pytest.fixture
@@ -346,3 +354,68 @@ def test_a_token_that_is_no_http_header_value_is_refused_naming_where_it_came_fr
     token.write_bytes(b"tok\n")  # the token and one newline, as the controller reads it: sent
     assert cli.main(["status", "--url", url, "--config", config]) == cli.EXIT_UNREACHABLE
     assert "cannot reach the controller at http://127.0.0.1:9" in capsys.readouterr().err
+
+
+def test_read_commands_take_the_read_only_token_as_the_write_token_is_taken(tmp_path, capsys, monkeypatch,
+                                                                              served_read_token):
+    """A host holding only the read-only token (rest.read_token) can run the commands that read: from --read-token,
+    else --config's rest.read_token_file, else CANOPY_READ_TOKEN. Before there was no way to give it but as the
+    write token (--token), and --config ignored it: the read got 401."""
+    url = served_read_token
+    monkeypatch.delenv("CANOPY_TOKEN", raising=False)
+    monkeypatch.delenv("CANOPY_READ_TOKEN", raising=False)
+    port = url.rsplit(":", 1)[1]
+    read_file = tmp_path / "read-token"
+    read_file.write_text(READ + "\n")
+    config = write(tmp_path, "canopy.yaml", f"data_dir: {tmp_path / 'd'}\nrest: {{port: {port}, token_file: "
+                                            f"{tmp_path / 'not-mine'}, read_token_file: {read_file}}}\n")
+    for how in (["--url", url, "--read-token", READ], ["--config", config]):
+        assert cli.main(["status", "--json", *how]) == cli.EXIT_OK
+        assert json.loads(capsys.readouterr().out)["version"]
+        assert cli.main(["trace", "--switch", "nowhere", "ip", *how]) == cli.EXIT_INVALID  # a read: answered 404
+        assert "401" not in capsys.readouterr().err
+    monkeypatch.setenv("CANOPY_READ_TOKEN", READ)
+    assert cli.main(["status", "--url", url, "--json"]) == cli.EXIT_OK
+    monkeypatch.setenv("CANOPY_READ_TOKEN", "a b")  # refused before anything is sent, naming where it came from
+    assert cli.main(["status", "--url", url]) == cli.EXIT_USAGE
+    assert capsys.readouterr().err.startswith("canopy: the read-only token of CANOPY_READ_TOKEN: holds ' '")
+
+
+def test_reads_send_the_read_only_token_and_writes_the_write_token(tmp_path, capsys, monkeypatch, served_read_token):
+    """With both, each request sends the token for its kind: a wrong write token leaves reads working, and the
+    write's 401 names the write token."""
+    url = served_read_token
+    path = write(tmp_path, "a.yaml", "tenants: [{name: acme}]\n")
+    both = ["--url", url, "--read-token", READ]
+    assert cli.main(["status", "--json", *both, "--token", "wrong"]) == cli.EXIT_OK
+    capsys.readouterr()
+    assert cli.main(["apply", path, *both, "--token", "wrong"]) == cli.EXIT_INVALID
+    assert "canopy: the controller refused the token given by --token; give --config" in capsys.readouterr().err
+    assert cli.main(["apply", path, *both, "--token", TOKEN]) == cli.EXIT_OK
+    assert cli.main(["status", "--json", "--url", url, "--read-token", "wrong", "--token", TOKEN]) == cli.EXIT_INVALID
+    assert ("canopy: the controller refused the read-only token given by --read-token; give --config with the "
+            "controller's settings file, or --token (CANOPY_TOKEN), or, for reads, --read-token (CANOPY_READ_TOKEN)"
+            in capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("how", ["--read-token", "--token"])
+def test_a_write_with_only_the_read_only_token_is_one_message_naming_it_and_changes_nothing(
+        tmp_path, capsys, monkeypatch, served_read_token, how):
+    """The controller's 403 read_only_token becomes a message that names the read-only token the command held and
+    how to give the write token, also when the read-only token was given as --token; exit code 1, no traceback."""
+    url = served_read_token
+    monkeypatch.delenv("CANOPY_TOKEN", raising=False)
+    config = write(tmp_path, "canopy.yaml", f"data_dir: {tmp_path / 'd'}\nrest: {{read_token: {READ}}}\n")
+    path = write(tmp_path, "a.yaml", "tenants: [{name: acme}]\n")
+    argv = ["apply", path, "--url", url, how, READ] + (["--config", config] if how == "--read-token" else [])
+    assert cli.main(argv) == cli.EXIT_INVALID
+    err = capsys.readouterr().err
+    given = "the read-only token given by --read-token" if how == "--read-token" else "the token given by --token"
+    assert err.splitlines()[-1] == (
+        f"canopy: this command writes, and {given} is the controller's read-only token (rest.read_token), which only "
+        "reads; the write token (rest.token) is needed: give --config with the controller's settings file, or --token "
+        "(CANOPY_TOKEN)")
+    assert "Traceback" not in err
+    request = urllib.request.Request(f"{url}/v1/tenants", headers={"Authorization": f"Bearer {READ}"})
+    with urllib.request.urlopen(request, timeout=30) as resp:
+        assert json.loads(resp.read())["items"] == []

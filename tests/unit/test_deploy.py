@@ -68,7 +68,7 @@ def test_container_unit_checks_health_with_the_settings_it_runs():
 
 
 def test_container_unit_takes_podman_options_from_a_drop_in():
-    """With a tls section the health check needs SSL_CERT_FILE in the container (docs/deploy.md): a drop-in sets
+    """With a tls section the health check needs CANOPY_CA_FILE in the container (docs/deploy.md): a drop-in sets
     CANOPY_PODMAN_ARGS, which systemd splits into podman run options before the image (empty by default)."""
     u = unit("canopy-container.service")
     assert "CANOPY_PODMAN_ARGS=" in u["Environment"]

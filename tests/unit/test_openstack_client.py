@@ -2,7 +2,9 @@
 whichever node Neutron asked first, never twice (tiny HTTP servers on loopback play the nodes)."""
 
 import json
+import logging
 import socket
+import ssl
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,7 +23,7 @@ class Node:
     ``silent``: reads each request and never answers (an answer that is late); ``broken``: "cut" (an answer that
     breaks off after its headers), "garbled" (no HTTP answer) or "json" (a 200 whose body is no JSON)."""
 
-    def __init__(self, standby=False, silent=False, write_status=201, broken=None):
+    def __init__(self, standby=False, silent=False, write_status=201, broken=None, tls=None):
         self.standby, self.silent, self.write_status, self.broken = standby, silent, write_status, broken
         self.seen: list[tuple[str, str]] = []
         self.release = threading.Event()
@@ -64,6 +66,11 @@ class Node:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_port}"
+        if tls:  # an Identity (tests/harness/pki.py): HTTPS with its certificate
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(tls.cert, tls.key)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+            self.url = "https" + self.url[4:]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
@@ -165,3 +172,36 @@ def test_no_node_answering_is_one_error_naming_the_last_tried():
 def test_a_url_setting_without_a_url_is_refused():
     with pytest.raises(ValueError, match=r"\[canopy\] url"):
         CanopyClient(" , ", "tok")
+
+
+def test_a_node_whose_certificate_fails_verification_is_one_warning_naming_it_per_change(nodes, tmp_path, caplog):
+    """A wrong CA in ``[canopy] ca_file``: the node is passed over as before, and the log says which node and why,
+    once while it keeps failing (not per request), once more when it is accepted, and again when it fails anew."""
+    from tests.harness.pki import Pki
+
+    right, wrong = Pki(tmp_path, "canopy-ca"), Pki(tmp_path, "other-ca")
+    a, b = nodes(tls=right.issue("ctl-a", ("127.0.0.1",))), nodes(standby=True)
+    client = CanopyClient(f"{a.url},{b.url}", "tok", timeout=5, ca_file=str(wrong.ca_cert))
+    caplog.set_level(logging.INFO, logger="networking_canopy.client")
+
+    def lines():
+        return [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "networking_canopy.client"]
+
+    for _ in range(3):  # a fails its handshake, b is the standby: every write tries both
+        with pytest.raises(CanopyError):
+            client.create("tenants", {"name": "one"})
+    assert client.get("/v1/status")["role"] == "standby"  # reads are answered by b
+    [(level, message)] = lines()
+    assert level == "WARNING" and a.url in message and "certificate verify failed" in message
+    assert str(wrong.ca_cert) in message and b.url not in message
+    assert a.seen == []  # no request reached it
+
+    client.context = ssl.create_default_context(cafile=str(right.ca_cert))  # the operator fixed ca_file
+    client.current = 0
+    assert client.create("tenants", {"name": "one"}) == {"id": "t1"}
+    assert lines()[1:] == [("INFO", f"Canopy node {a.url}: its TLS certificate is accepted again")]
+
+    client.context = ssl.create_default_context(cafile=str(wrong.ca_cert))
+    with pytest.raises(CanopyError):
+        client.create("tenants", {"name": "two"})
+    assert len(lines()) == 3 and lines()[2][0] == "WARNING" and a.url in lines()[2][1]

@@ -361,3 +361,99 @@ def test_a_real_ovsdb_server_converting_its_database_online_leaves_no_row_it_dro
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+class TwoClaims:
+    """Ports p1 and p2 on br-int, each with its own Interface (if1, if2), read through ovs's IDL (the real schema,
+    Canopy's columns, VrsReporter as the manager runs it); ``claim`` adds a Port that references if1 too."""
+
+    def __init__(self, caplog):
+        from ovsdb import vrs
+
+        self.vrs, self.caplog = vrs, caplog
+        self.replica = idl._TrackingIdl("tcp:127.0.0.1:1", idl.schema_helper(SCHEMA, vrs.COLUMNS), leader_only=False,
+                                        named=("Port", "Interface"))
+        self.root, self.bridge = str(uuid.UUID(int=1)), str(uuid.UUID(int=2))
+        self.ports = {"p1": str(uuid.UUID(int=0x51)), "p2": str(uuid.UUID(int=0x52))}
+        self.ifaces = {"if1": str(uuid.UUID(int=0x11)), "if2": str(uuid.UUID(int=0x12))}
+        feed(self.replica, {
+            "Open_vSwitch": {self.root: {"initial": {"bridges": ["uuid", self.bridge]}}},
+            "Bridge": {self.bridge: {"initial": self.bridge_row()}},
+            "Port": {u: {"initial": {"name": n, "interfaces": ["uuid", self.ifaces["if" + n[1]]]}}
+                     for n, u in self.ports.items()},
+            "Interface": {u: {"initial": {"name": n, "ofport": int(n[2])}} for n, u in self.ifaces.items()}})
+
+    def bridge_row(self):
+        return {"name": "br-int", "ports": ["set", [["uuid", u] for u in sorted(self.ports.values())]]}
+
+    def rows(self):
+        return list(self.replica.tables["Open_vSwitch"].rows.values())
+
+    def reporter(self):
+        reporter = self.vrs.VrsReporter(Sink(), "ovsdb:peer", "10.0.0.1:1")
+        reporter.refresh(self.rows(), self.replica.changes)
+        self.replica.changes = RowChanges()
+        return reporter
+
+    def claim(self, name, number):
+        """A new Port ``name`` (uuid ``number``; p1's is 0x51) whose interfaces are if1."""
+        self.ports[name] = u = str(uuid.UUID(int=number))
+        feed(self.replica, {"Port": {u: {"insert": {"name": name, "interfaces": ["uuid", self.ifaces["if1"]]}}},
+                            "Bridge": {self.bridge: {"modify": {"ports": ["set", [["uuid", u]]]}}}})
+
+    def delete(self, name):
+        u = self.ports.pop(name)
+        feed(self.replica, {"Port": {u: {"delete": None}}})
+        feed(self.replica, {"Bridge": {self.bridge: {"modify": {"ports": ["set", [["uuid", u]]]}}}})
+
+    def step(self, reporter):
+        """Apply what changed; the ports reported, checked against a fresh read of the same rows; the warnings."""
+        self.caplog.clear()
+        reporter.refresh(self.rows(), self.replica.changes)
+        self.replica.changes = RowChanges()
+        fresh = self.vrs.build_snapshot("ovsdb:peer", "10.0.0.1:1", self.rows())
+        assert reporter.last.ports == fresh.ports
+        return [p.name for p in reporter.last.ports], [r.getMessage() for r in self.caplog.records
+                                                       if r.levelname == "WARNING"]
+
+
+class Sink:
+    def vrs_update(self, snap):
+        pass
+
+    def vrs_gone(self, session):
+        pass
+
+
+def test_a_second_port_claiming_an_interface_is_refused_once_named_and_takes_it_over_when_the_holder_goes(caplog):
+    """A hostile peer makes Port rows reference an Interface another port holds: before, the interface went to
+    whichever port was applied last, and to nobody once either port was deleted (a fresh read still finds it)."""
+    db = TwoClaims(caplog)
+    reporter = db.reporter()
+    db.claim("evil", 0x61)
+    names, warned = db.step(reporter)
+    assert names == ["if1", "if2"] and reporter.refused_claims == 1
+    assert warned == ["ovsdb:peer (10.0.0.1:1): interface if1 is referenced by port evil and by port p1: it stays "
+                      "p1's, the claim of evil is refused"]
+    feed(db.replica, {"Interface": {db.ifaces["if2"]: {"modify": {"ofport": 7}}}})  # anything else: not told again
+    assert db.step(reporter)[1] == [] and reporter.refused_claims == 1
+    db.delete("p1")  # the holder goes: the claim still standing takes the interface over
+    assert db.step(reporter) == (["if1", "if2"], [])
+    db.claim("evil2", 0x63)
+    assert db.step(reporter)[1] == ["ovsdb:peer (10.0.0.1:1): interface if1 is referenced by port evil2 and by port "
+                                    "evil: it stays evil's, the claim of evil2 is refused"]
+    db.delete("evil")
+    db.delete("evil2")
+    assert db.step(reporter) == (["if2"], []) and reporter.refused_claims == 2
+
+
+@pytest.mark.parametrize("number", [0x30, 0x70])  # the claiming port's uuid before p1's (0x51), or after it
+def test_a_fresh_read_of_two_claims_gives_the_interface_to_the_smallest_port_uuid_whatever_the_order(caplog, number):
+    db = TwoClaims(caplog)
+    db.claim("other", number)
+    reporter = db.reporter()
+    names = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    refused, holder = ("p1", "other") if number < 0x51 else ("other", "p1")
+    assert names == [f"ovsdb:peer (10.0.0.1:1): interface if1 is referenced by port {refused} and by port {holder}: "
+                     f"it stays {holder}'s, the claim of {refused} is refused"]
+    assert [p.name for p in reporter.last.ports] == ["if1", "if2"] and reporter.refused_claims == 1

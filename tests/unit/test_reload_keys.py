@@ -67,3 +67,30 @@ def test_a_tls_section_added_is_named_by_the_keys_written(tmp_path, reload):
     reload("log_level: info\n")
     warning = reload(f"tls: {{key: {own.key}, cert: {own.cert}, ca_cert: {ca.ca_cert}}}\n")
     assert warning.startswith("SIGHUP: tls.ca_cert, tls.cert, tls.key changed in "), warning  # no bare "tls"
+
+
+def test_an_ha_listen_address_derived_from_a_route_that_moved_is_named_as_waiting_for_a_restart(reload, monkeypatch):
+    """ha.listen left out is this node's address towards ha.peer, found again at each load: when the route moved
+    and the file did not change, SIGHUP said nothing, though the HA link keeps listening on the old address until a
+    restart (and listens on the new one after it)."""
+    ha = "ha: {node_id: a, peer: 192.0.2.1, secret: a-secret-of-16-chars+}\n"
+    monkeypatch.setattr(settings_mod, "source_address", lambda peer: "192.0.2.10")
+    reload(ha)
+    monkeypatch.setattr(settings_mod, "source_address", lambda peer: "203.0.113.10")  # the route to the peer moved
+    warning = reload(ha)
+    assert warning and warning.startswith("SIGHUP: ha.listen (not set: this node's address towards ha.peer, now "
+                                          "203.0.113.10; running with 192.0.2.10) changed in "), warning
+    assert runtime.SETTINGS.ha.listen == "192.0.2.10"  # not applied
+    assert reload(ha.replace("node_id: a, ", "node_id: a, listen: 192.0.2.10, ")).startswith("SIGHUP: ha.listen "
+                                                                                            "changed in ")
+
+
+def test_an_ha_node_id_derived_from_a_host_name_that_changed_is_named_as_waiting_for_a_restart(reload, monkeypatch):
+    monkeypatch.setattr(settings_mod, "source_address", lambda peer: "192.0.2.10")
+    monkeypatch.setattr(settings_mod.socket, "gethostname", lambda: "ctl-old")
+    ha = "ha: {peer: 192.0.2.1, secret: a-secret-of-16-chars+}\n"
+    reload(ha)
+    assert reload(ha) is None  # nothing changed: nothing named
+    monkeypatch.setattr(settings_mod.socket, "gethostname", lambda: "ctl-new")
+    assert reload(ha).startswith("SIGHUP: ha.node_id (not set: the host name, now ctl-new; running with ctl-old) "
+                                 "changed in ")
