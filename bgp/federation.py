@@ -89,12 +89,16 @@ class Federation:
     def stop(self):
         self.speaker.stop()
 
-    def reconfigure(self, bgp_settings, data_dir: str) -> bool:
+    def reconfigure(self, bgp_settings, data_dir: str, check=None) -> bool:
         """Hand new bgp settings (SIGHUP) to a speaker with no ExaBGP up, which starts one at once with them
-        (``Speaker.reconfigure``); False, nothing changed, while one is up or starting."""
-        if not self.speaker.reconfigure(speaker_config(bgp_settings, data_dir)):
+        (``Speaker.reconfigure``, ``check`` first), and their duplicate_mac to MAC mobility; False, nothing changed,
+        while one is up or starting."""
+        if not self.speaker.reconfigure(speaker_config(bgp_settings, data_dir), check):
             return False
         self.settings = bgp_settings
+        dup = bgp_settings.duplicate_mac  # flags kept; the moves from now on are counted with these
+        duplicates = self.mobility.duplicates
+        duplicates.max_moves, duplicates.window, duplicates.enabled = dup.max_moves, float(dup.window), dup.enabled
         return True
 
     # ------------------------------------------------------------------ receive (handler -> State)

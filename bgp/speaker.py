@@ -20,7 +20,8 @@ Unix socket in the speaker's workdir. One thread of the speaker's own does all t
   restarted after ``api_restart_after``.
 
 Its settings (``Neighbor``, ``SpeakerConfig``) and ``exabgp.conf`` rendered from them: ``bgp.speakerconf``, re-exported
-here; why it has no ExaBGP running, one line each: ``bgp.speakerfail``. ``RouteBook`` is the bookkeeping behind it
+here; why it has no ExaBGP running, one line each: ``bgp.speakerfail``; its sockets and the child's death signal:
+``bgp.speakerproc``. ``RouteBook`` is the bookkeeping behind it
 (what is desired, sent, acknowledged, received, and each peer's state); it does no I/O and is unit tested on its own
 with real ExaBGP JSON.
 
@@ -30,30 +31,26 @@ unchanged under ryu-manager's eventlet monkey patching. No ExaBGP import here (S
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import select
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Callable
 
 from bgp.received import Local
 from bgp.routebook import RouteBook
 from bgp.speakerconf import Neighbor, SpeakerConfig, exabgp_env, render_config, write_config
 from bgp.speakerfail import FirstTime, exit_reason, one_line, size
+from bgp.speakerproc import die_with_parent, listen_unix, parent_pid, peer_pid, wake_pair
 from bgp.watchdog import PROBE, PROBE_NOW, RESTART, SILENT, ApiWatchdog
 from controller.loglimit import warn_limited
 
 LOG = logging.getLogger("canopy.bgp.speaker")
-_LIBC = ctypes.CDLL(None, use_errno=True)
-PR_SET_PDEATHSIG = 1
 BACKOFF_MIN, BACKOFF_MAX = 0.5, 30.0  # seconds before restarting an ExaBGP that exited
 STABLE_AFTER = 30.0  # an ExaBGP that ran this long restarts after BACKOFF_MIN again
 TERM_GRACE = 5.0  # seconds between SIGTERM and SIGKILL, and for the reap after SIGKILL
@@ -64,29 +61,6 @@ WRITE_CHUNK = 1 << 20  # bytes offered to the relay's socket per send (it takes 
 WRITE_BURST = 1 << 24  # bytes sent to the relay per turn of the I/O thread at most (the relay holds what it reads)
 READ_BURST = 1 << 18  # bytes read from the relay per turn of the I/O thread before its lines are handled
 NOTIFY_EVERY = 0.25  # seconds: while ExaBGP has more to say, on_change is called at most this often
-
-
-# --------------------------------------------------------------------------- the process
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: SIGTERM when the thread that started it dies, so a controller killed
-    with SIGKILL leaves no ExaBGP behind (PR_SET_PDEATHSIG; the speaker's thread lives until stop())."""
-    _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def _peer_pid(conn: socket.socket) -> int:
-    """PID of the process at the other end of a Unix socket (SO_PEERCRED)."""
-    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    return struct.unpack("3i", creds)[0]
-
-
-def _parent_pid(pid: int) -> int | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat.rsplit(")", 1)[1].split()[1])
 
 
 class Speaker:
@@ -130,28 +104,30 @@ class Speaker:
 
     # ------------------------------------------------------------------ public interface
     def start(self) -> None:
-        """Start the thread that runs ExaBGP. Its every start renders exabgp.conf (and opens the relay socket): what
-        stops that (an unusable data directory) is a failure of the speaker like an exit, shown and retried on the
-        back-off (``_start_failed``), never an error of the caller's start."""
+        """Start the thread that runs ExaBGP. Its every start renders exabgp.conf (and opens the relay socket and the
+        wake pair): what stops that (an unusable data directory, no file descriptor left) is a failure of the speaker
+        like an exit, shown and retried on the back-off (``_start_failed``), never an error of the caller's start."""
         with self._lock:
             if self._thread is not None:
                 return
             self._stopping = False
-        self._wake_r, self._wake_w = socket.socketpair()
-        for sock in (self._wake_r, self._wake_w):
-            sock.setblocking(False)
         self._next_start = 0.0
         self._thread = threading.Thread(target=self._run, name="canopy-bgp-speaker", daemon=True)
         self._thread.start()
 
-    def reconfigure(self, config: SpeakerConfig) -> bool:
+    def reconfigure(self, config: SpeakerConfig, check: Callable[[], None] | None = None) -> bool:
         """Start ExaBGP at once with ``config`` (SIGHUP's new settings, same workdir) if none is up now: its start
-        failed or it exited (a rejected exabgp.conf), and no new one runs yet. Then no session can be reset and no
-        route lost that is not already down; the back-off starts over. False, nothing changed, while one is up or
-        starting (a restart applies the settings then) or the speaker is stopped."""
+        failed or it exited (a rejected exabgp.conf), and no new one runs yet (one being started now with the old
+        settings is stopped and started again with these: ``_spawn``). Then no session can be reset and no route lost
+        that is not already down; the back-off starts over. False, nothing changed, while one runs (its API not
+        connected yet included: a restart applies the settings then) or the speaker is stopped. ``check()``, if
+        given, runs first (under the lock: no start is decided meanwhile); what it raises goes to the caller, nothing
+        changed."""
         with self._lock:
             if self._thread is None or self._stopping or self._failure is None or self._proc is not None:
                 return False
+            if check is not None:
+                check()
             self._next_config = config
             self._next_start, self._backoff = 0.0, BACKOFF_MIN
         self._wake()
@@ -321,16 +297,20 @@ class Speaker:
             with open(config.output_path, "ab") as output:
                 proc = subprocess.Popen(argv, cwd=config.workdir, env=exabgp_env(config), stdin=subprocess.DEVNULL,
                                         stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
-                                        preexec_fn=_die_with_parent)
+                                        preexec_fn=die_with_parent)
         except Exception as error:  # noqa: BLE001 - whatever stops the start is reported and retried with the back-off
             self._start_failed(error)
             return
         with self._lock:
             self._proc, self._spawns = proc, self._spawns + 1
-        self._started_at = time.monotonic()
-        with self._lock:
             self._watchdog.started()
+            superseded = self._next_config is not None  # reconfigure() came after _take_config: this one is stale
+        self._started_at = time.monotonic()
         self.log.info("BGP speaker: started exabgp (pid %d) with %s", proc.pid, config.conf_path)
+        if superseded:
+            self._kill_reason = "exabgp stopped: it was started with the bgp settings a SIGHUP replaced meanwhile"
+            self._terminate_child()
+            self._reap()  # restarts at once with the new settings (_record_exit)
 
     def _take_config(self) -> SpeakerConfig:
         """The configuration of this start: one ``reconfigure`` handed over replaces the running one here, in this
@@ -346,10 +326,12 @@ class Speaker:
         return self.config
 
     def _prepare(self, config: SpeakerConfig) -> None:
-        """exabgp.conf written from ``config``, and the relay socket opened (once per start())."""
+        """exabgp.conf written from ``config``; the wake pair and the relay socket opened (once per start())."""
+        if self._wake_r is None:
+            self._wake_r, self._wake_w = wake_pair()
         write_config(config)
         if self._listener is None:
-            self._listener = self._listen(config.socket_path)
+            self._listener = listen_unix(config.socket_path)
 
     def _reap(self) -> None:
         """If ExaBGP exited: reap it, forget what it held, and schedule the restart."""
@@ -377,12 +359,18 @@ class Speaker:
         self._record_exit(reason, trace=unexpected and self._traced.first(reason))
 
     def _record_exit(self, reason: str, trace: bool = False) -> None:
+        """Why no ExaBGP is up; the next start after the back-off (at once with settings reconfigure() handed over
+        meanwhile: under the lock, so either order of the two starts them at once)."""
         with self._lock:
             self._last_error = self._failure = reason
             self._changed = True  # its peers are reported down for this reason (peers())
-        self._next_start = time.monotonic() + self._backoff
-        self.log.error("BGP speaker: %s; restarting in %.1fs", reason, self._backoff, exc_info=trace)
-        self._backoff = min(self._backoff * 2, BACKOFF_MAX)
+            reloaded = self._next_config is not None
+            delay = 0.0 if reloaded else self._backoff
+            self._next_start = time.monotonic() + delay
+            if not reloaded:
+                self._backoff = min(self._backoff * 2, BACKOFF_MAX)
+        self.log.error("BGP speaker: %s; restarting in %.1fs%s", reason, delay,
+                       " with the reloaded bgp settings" if reloaded else "", exc_info=trace)
 
     def _terminate_child(self) -> None:
         """SIGTERM ExaBGP's process group, wait, then SIGKILL it; the exit is reaped by ``_reap``."""
@@ -401,19 +389,6 @@ class Speaker:
                 self.log.warning("BGP speaker: exabgp (pid %d) ignored %s", proc.pid, sig.name)
 
     # ------------------------------------------------------------------ sockets
-    @staticmethod
-    def _listen(path: str) -> socket.socket:
-        try:
-            os.unlink(path)  # a socket file left by a previous run
-        except FileNotFoundError:
-            pass
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        listener.bind(path)
-        os.chmod(path, 0o600)  # and only a child of our ExaBGP is accepted (SO_PEERCRED)
-        listener.listen(4)
-        listener.setblocking(False)
-        return listener
-
     def _wake(self) -> None:
         wake = self._wake_w
         if wake is not None:
@@ -450,8 +425,8 @@ class Speaker:
         except BlockingIOError:
             return
         proc = self._proc
-        relay_pid = _peer_pid(conn)
-        if proc is None or self._conn is not None or self._stopping or _parent_pid(relay_pid) != proc.pid:
+        relay_pid = peer_pid(conn)
+        if proc is None or self._conn is not None or self._stopping or parent_pid(relay_pid) != proc.pid:
             self.log.warning("BGP speaker: refused API connection from pid %d (not the relay of the current "
                              "exabgp)", relay_pid)
             conn.close()

@@ -164,6 +164,12 @@ def reload(config_path: str | None) -> list[str]:
     except (settings_mod.SettingsError, yamldoc.DocError, OSError) as exc:
         log.error("SIGHUP: %s not reloaded; the running settings stay: %s", where, " / ".join(str(exc).splitlines()))
         return []
+    bgp = bgp_changes(running.bgp, new.bgp)
+    try:
+        bgp_applied = bool(bgp) and _apply_bgp(running, new)
+    except StartError as exc:  # a new bgp.listen or bgp.port this host refuses, as at start
+        log.error("SIGHUP: %s not reloaded; the running settings stay: %s", where, exc)
+        return []
     done = []
     level = logs.current_level()
     if new.log_format != running.log_format:
@@ -179,8 +185,6 @@ def reload(config_path: str | None) -> list[str]:
     if new.access_log != running.access_log:
         done.append(f"rest.access_log {running.access_log} -> {new.access_log}")
     live = dataclasses.replace(running, **{name: getattr(new, name) for name in LIVE})
-    bgp = bgp_changes(running.bgp, new.bgp)
-    bgp_applied = bool(bgp) and _apply_bgp(running, new)
     if bgp_applied:
         live = dataclasses.replace(live, bgp=new.bgp)
     runtime.SETTINGS = live
@@ -202,11 +206,19 @@ def reload(config_path: str | None) -> list[str]:
 def _apply_bgp(running, new) -> bool:
     """Hand the new bgp section to a BGP speaker that has no ExaBGP up (Federation.reconfigure): no session to reset,
     no route to lose. Not when BGP is turned on or off (the federation exists or not from the start), nor when
-    bgp.asn changes (policy's route distinguishers and targets derive from it: Settings.asn)."""
+    bgp.asn changes (policy's route distinguishers and targets derive from it: Settings.asn). A new bgp.listen or
+    bgp.port is bound first as at start (``preflight``): StartError naming the key, nothing changed."""
     federation = runtime.FEDERATION
     if federation is None or not new.bgp.enabled or new.bgp.asn != running.bgp.asn:
         return False
-    return federation.reconfigure(new.bgp, running.data_dir)
+    return federation.reconfigure(new.bgp, running.data_dir, lambda: _check_bgp_listener(running.bgp, new.bgp))
+
+
+def _check_bgp_listener(old, new) -> None:
+    """StartError if ExaBGP could not listen where the new bgp section says (only when that changed: the old one
+    passed at start)."""
+    if new.listen and (new.listen, new.port) != (old.listen, old.port):
+        check_listeners([("bgp", new.listen, new.port)])
 
 
 def _bgp_kept(running, new) -> str:

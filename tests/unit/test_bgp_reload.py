@@ -5,19 +5,25 @@ bgp settings at once.
   went to the caller, the controller's start. Now every start of ExaBGP prepares them, and a failure is shown and
   retried as any other (bgp/speakerfail.py).
 - A rejected exabgp.conf (or a failing start) stayed until Canopy restarted: SIGHUP left every bgp change for a
-  restart. Now, while no ExaBGP is up, the speaker takes the reloaded bgp section and starts one at once."""
+  restart. Now, while no ExaBGP is up, the speaker takes the reloaded bgp section and starts one at once: also when
+  the SIGHUP comes while a retry is being started with the old section (review31b), with a new bgp.listen/bgp.port
+  bound first as at start, and with duplicate_mac applied too."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import socket
+import subprocess
 import threading
+import types
 
 import pytest
 
 import bgp.speaker
 from bgp.federation import Federation
-from bgp.speaker import BACKOFF_MIN, POLL_INTERVAL
+from bgp.speaker import BACKOFF_MIN, POLL_INTERVAL, exabgp_env
 from controller import lifecycle, resttoken, runtime
 from controller import settings as settings_mod
 from tests.unit.test_speaker_start import PEER, FlakyEnv, clock, ctl, federation_of, turns, wait_for  # noqa: F401
@@ -61,9 +67,9 @@ def _failing(ctl, tmp_path, clock, monkeypatch):
     return federation, env
 
 
-def _settings(tmp_path, neighbor, asn=65000):
+def _settings(tmp_path, neighbor, asn=65000, extra=""):
     path = tmp_path / "canopy.yaml"
-    path.write_text(f"data_dir: {tmp_path}\nbgp:\n  asn: {asn}\n  router_id: 10.250.0.1\n"
+    path.write_text(f"data_dir: {tmp_path}\nbgp:\n  asn: {asn}\n  router_id: 10.250.0.1\n{extra}"
                     f"  neighbors:\n    - {{address: {neighbor}, asn: 65002}}\n")
     return str(path)
 
@@ -113,3 +119,132 @@ def test_sighup_leaves_a_running_speaker_and_a_changed_asn_for_a_restart(ctl, tm
     assert [n.address for n in federation.speaker.config.neighbors] == [PEER]
     assert not os.path.exists(federation.speaker.config.conf_path) or NEW_PEER not in open(
         federation.speaker.config.conf_path).read()
+
+
+class SleepPopen:
+    """ExaBGP's Popen, running ``sleep`` instead (in its own session, as ExaBGP: the speaker signals only that group;
+    no BGP traffic); records the neighbors of each exabgp.conf it was started with."""
+
+    def __init__(self):
+        self.started = []
+
+    def __call__(self, argv, **kwargs):
+        with open(argv[-1]) as conf:
+            self.started.append([w for line in conf for w in line.split()[1:2] if line.startswith("neighbor ")])
+        return subprocess.Popen(["sleep", "60"], **{k: kwargs[k] for k in ("cwd", "stdin", "start_new_session")})
+
+
+@pytest.fixture
+def sleeping(monkeypatch):
+    popen = SleepPopen()
+    monkeypatch.setattr(bgp.speaker, "subprocess", types.SimpleNamespace(
+        Popen=popen, DEVNULL=subprocess.DEVNULL, STDOUT=subprocess.STDOUT, TimeoutExpired=subprocess.TimeoutExpired))
+    return popen
+
+
+def _end(speaker):
+    """Stop a speaker whose turns ran in the test's thread: its child terminated and reaped, its sockets closed."""
+    speaker._stopping = True
+    speaker._terminate_child()
+    speaker._reap()
+    speaker._thread = threading.Thread(target=lambda: None)
+    speaker._thread.start()
+    speaker.stop()
+
+
+@pytest.mark.parametrize("start_fails", [False, True])
+def test_a_sighup_during_a_retry_started_with_the_old_settings_starts_one_at_once_with_the_new(
+        ctl, tmp_path, clock, monkeypatch, running, caplog, sleeping, start_fails):
+    """reconfigure() came after the retry took its settings: that ExaBGP (or its failed start) had the old ones, while
+    the log said "applied", and the new ones waited for its next exit (or its back-off)."""
+    federation, _ = _failing(ctl, tmp_path, clock, monkeypatch)
+    runtime.FEDERATION = federation
+    speaker = federation.speaker
+
+    def sighup_meanwhile(config, base=None):  # ExaBGP's environment is built between taking settings and Popen
+        lifecycle.reload(_settings(tmp_path, NEW_PEER))
+        if start_fails:
+            raise RuntimeError("cannot start")
+        return exabgp_env(config, base)
+
+    monkeypatch.setattr(bgp.speaker, "exabgp_env", sighup_meanwhile)
+    caplog.set_level(logging.WARNING)
+    clock[0] += speaker.status()["restart_in"]
+    try:
+        speaker._supervise()  # the retry: the old settings taken, SIGHUP, then its start
+        assert "applied: the BGP speaker had no exabgp up" in caplog.text
+        monkeypatch.setattr(bgp.speaker, "exabgp_env", exabgp_env)
+        assert speaker.status()["restart_in"] == 0 and not speaker.status()["running"]
+        speaker._supervise()  # the very next turn, the clock not moved
+        assert sleeping.started == ([] if start_fails else [[PEER]]) + [[NEW_PEER]]
+        assert [n.address for n in speaker.config.neighbors] == [NEW_PEER] and speaker.status()["running"]
+        if not start_fails:
+            assert "exabgp stopped: it was started with the bgp settings a SIGHUP replaced meanwhile (pid " in \
+                caplog.text and "restarting in 0.0s with the reloaded bgp settings" in caplog.text
+    finally:
+        _end(speaker)
+
+
+def test_a_wake_pair_that_cannot_be_made_is_a_degraded_speaker_not_an_error_of_start(ctl, tmp_path, monkeypatch,
+                                                                                   sleeping):
+    """socket.socketpair() in Speaker.start() raised to the controller's start (no file descriptor left)."""
+    federation = federation_of(ctl, tmp_path)
+    speaker = federation.speaker
+    real = socket.socketpair
+
+    def exhausted(*args, **kwargs):
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(socket, "socketpair", exhausted)
+    speaker.start()  # raised OSError before
+    try:
+        reason = "could not start exabgp: [Errno 24] Too many open files"
+        assert wait_for(lambda: speaker.status()["failure"] == reason, timeout=30)
+        assert ctl.call("GET", "/v1/status")[1]["degraded_reason"] == f"BGP speaker: {reason}"
+        monkeypatch.setattr(socket, "socketpair", real)
+        assert wait_for(lambda: speaker.status()["running"], timeout=30)  # the next attempt, on the back-off
+        assert sleeping.started == [[PEER]] and speaker._wake_w is not None
+    finally:
+        speaker.stop()
+
+
+@pytest.fixture
+def busy_port():
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(1)
+    yield sock.getsockname()[1]
+    sock.close()
+
+
+def test_sighup_refuses_a_bgp_listen_or_port_the_host_refuses_naming_the_key(ctl, tmp_path, clock, monkeypatch,
+                                                                              running, caplog, busy_port):
+    federation, _ = _failing(ctl, tmp_path, clock, monkeypatch)
+    runtime.FEDERATION = federation
+    caplog.set_level(logging.WARNING)
+    before, held = runtime.SETTINGS, federation.settings
+    for extra, why in ((f"  listen: 127.0.0.1\n  port: {busy_port}\n", f"bgp.port: 127.0.0.1:{busy_port} is already "
+                        "in use"), ("  listen: 192.0.2.77\n", "bgp.listen: 192.0.2.77 is not an address of this host")):
+        caplog.clear()
+        path = _settings(tmp_path, NEW_PEER, extra=extra)
+        lifecycle.reload(path)
+        assert f"SIGHUP: {path} not reloaded; the running settings stay: {why}" in caplog.text
+        assert "SIGHUP: reloaded" not in caplog.text and runtime.SETTINGS is before
+        assert federation.speaker._next_config is None and federation.settings is held
+    caplog.clear()
+    free = socket.socket()
+    free.bind(("127.0.0.1", 0))
+    port = free.getsockname()[1]
+    free.close()
+    lifecycle.reload(_settings(tmp_path, NEW_PEER, extra=f"  listen: 127.0.0.1\n  port: {port}\n"))  # one it can bind
+    assert "applied: the BGP speaker had no exabgp up" in caplog.text
+    assert runtime.SETTINGS.bgp.listen == "127.0.0.1" and federation.speaker._next_config.listen_port == port
+
+
+def test_sighup_applies_duplicate_mac_with_the_rest_of_the_bgp_section(ctl, tmp_path, clock, monkeypatch, running):
+    """The log says every bgp key but asn applied: duplicate_mac (evpnmob) was left to the detector made at start."""
+    federation, _ = _failing(ctl, tmp_path, clock, monkeypatch)
+    runtime.FEDERATION = federation
+    lifecycle.reload(_settings(tmp_path, PEER, extra="  duplicate_mac: {max_moves: 3, window: 60, enabled: false}\n"))
+    duplicates = federation.mobility.duplicates
+    assert (duplicates.max_moves, duplicates.window, duplicates.enabled) == (3, 60.0, False)

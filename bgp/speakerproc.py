@@ -1,0 +1,63 @@
+"""The operating-system side of ``bgp.speaker``: ExaBGP's death signal, who is at the other end of the relay's
+socket, and the sockets the speaker's thread opens (the relay's listener, the pair that wakes the thread).
+
+Part of ``bgp.speaker``, apart so that module stays about supervising ExaBGP and the conversation with it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import socket
+import struct
+from pathlib import Path
+
+_LIBC = ctypes.CDLL(None, use_errno=True)
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the thread that started it dies, so a controller killed
+    with SIGKILL leaves no ExaBGP behind (PR_SET_PDEATHSIG; the speaker's thread lives until stop())."""
+    _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def peer_pid(conn: socket.socket) -> int:
+    """PID of the process at the other end of a Unix socket (SO_PEERCRED)."""
+    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return struct.unpack("3i", creds)[0]
+
+
+def parent_pid(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def listen_unix(path: str) -> socket.socket:
+    """The relay's listening socket at ``path`` (a file left there by a previous run replaced), mode 0600."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listener.bind(path)
+        os.chmod(path, 0o600)  # and only a child of our ExaBGP is accepted (SO_PEERCRED)
+        listener.listen(4)
+        listener.setblocking(False)
+    except OSError:
+        listener.close()
+        raise
+    return listener
+
+
+def wake_pair() -> tuple[socket.socket, socket.socket]:
+    """The non-blocking pair another thread writes a byte into to wake the speaker's thread from select."""
+    pair = socket.socketpair()
+    for sock in pair:
+        sock.setblocking(False)
+    return pair
