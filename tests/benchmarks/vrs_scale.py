@@ -55,6 +55,7 @@ import io
 import ipaddress
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -77,6 +78,8 @@ START_TIMEOUT = 120.0  # the controller answering /v1/status
 APPLY_TIMEOUT = 300.0
 QUIET_LAG_MS = 100.0  # b's max lag of the last minute before the kill (the setup's lag must leave the window)
 QUIET_TIMEOUT = 90.0  # OVS's minimum max_backoff
+RESOLVE_TIMEOUT = 120.0  # every tunnel neighbour resolved after a cold start's sync
+_NEIGH = re.compile(r"^\d+\.\d+\.\d+\.\d+\s", re.M)  # an IPv4 entry of tnl/neigh/show
 
 
 # ---------------------------------------------------------------------------------------------- policy and lab
@@ -268,8 +271,12 @@ class Scale:
         t0 = time.monotonic()
         proc.start(START_TIMEOUT)
         follow = Follow(self.single, self.dpids, len(self.ports), t0)
-        return self.phase(self.single, follow, self.args.timeout, "cold start: every switch in sync",
-                          [proc.log_path], since=since, cpu0=cpu0)
+        out = self.phase(self.single, follow, self.args.timeout, "cold start: every switch in sync",
+                         [proc.log_path], since=since, cpu0=cpu0)
+        out["resolved_s"] = resolved(self.hvs, t0, RESOLVE_TIMEOUT)
+        cpu1 = self.cpu(self.single)
+        out["cpu_s_resolved"] = {k: round(cpu1[k] - v, 1) for k, v in cpu0.items()}
+        return out
 
     def restart(self) -> dict:
         proc = self.single.proc
@@ -347,6 +354,17 @@ class Scale:
                 if attempt == tries - 1 or not any(code in str(exc) for code in ("not_active", "not_replicated")):
                     raise
                 progress(f"  {exc}; again")
+
+
+def resolved(hvs, t0: float, timeout: float) -> float | None:
+    """Seconds after ``t0`` when every hypervisor's tunnel neighbour cache (``ovs-appctl tnl/neigh/show``) held every
+    other one's VTEP (the tunnel probes' work: docs/vrs.md), polled each second; None if not within ``timeout``."""
+    waiting, deadline = list(hvs), time.monotonic() + timeout
+    while waiting and time.monotonic() < deadline:
+        waiting = [hv for hv in waiting if len(_NEIGH.findall(hv.ovs.appctl("tnl/neigh/show"))) < len(hvs) - 1]
+        if waiting:
+            time.sleep(1.0)
+    return None if waiting else round(time.monotonic() - t0, 2)
 
 
 def _roles(a: Node, b: Node):
@@ -439,6 +457,11 @@ def phase_lines(name: str, ph: dict, a: dict) -> list[str]:
             lines.append(f"    the event loop's thread: {cpu['loop_cpu']} s on a CPU, {cpu['loop_wait']} s runnable "
                          f"and waiting for one (the machine's share of the lag, not the controller's work); the "
                          f"controller at nice {nice}, its scheduling group at nice {group}")
+    if "resolved_s" in ph:
+        rc = ph["cpu_s_resolved"]
+        lines.append(f"    every VRS resolved every other VTEP (tnl/neigh/show): {ph['resolved_s']} s; CPU until then "
+                     f"({rc['wall']} s): controller {rc['controller']} s, the OVS daemons {rc['ovs']} s, the "
+                     f"whole machine {rc['machine']} s")
     lines.append("    " + health.disconnects_line(ph["disconnects"]))
     if ph.get("stretches"):
         lines += stretch_lines(name, ph["stretches"])
