@@ -18,7 +18,8 @@ Open vSwitch forgets an entry that no packet looked up for ``tnl/neigh/aging`` (
 own look-up renews it: so every ``vrs.tunnel_probe_refresh_ms`` (5 min by default) each VRS probes every VTEP it
 tunnels to again (``again``), and two hypervisors quiet for longer than the ageing still keep their entries.
 
-``TunnelWarmer`` is pure bookkeeping; ``ProbeSender`` sends, from a green thread per switch (controller/app.py).
+``TunnelWarmer`` is pure bookkeeping; ``ProbeSender`` sends, from a green thread per switch (controller/app.py), once
+the switch was first in sync on that connection and at most ``vrs.tunnel_probe_rate`` a second for all switches.
 """
 
 from __future__ import annotations
