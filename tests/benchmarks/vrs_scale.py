@@ -274,6 +274,7 @@ class Scale:
         out = self.phase(self.single, follow, self.args.timeout, "cold start: every switch in sync",
                          [proc.log_path], since=since, cpu0=cpu0)
         out["resolved_s"] = resolved(self.hvs, t0, RESOLVE_TIMEOUT)
+        out["upcalls"] = upcalls(self.hvs)
         cpu1 = self.cpu(self.single)
         out["cpu_s_resolved"] = {k: round(cpu1[k] - v, 1) for k, v in cpu0.items()}
         return out
@@ -356,15 +357,32 @@ class Scale:
                 progress(f"  {exc}; again")
 
 
-def resolved(hvs, t0: float, timeout: float) -> float | None:
-    """Seconds after ``t0`` when every hypervisor's tunnel neighbour cache (``ovs-appctl tnl/neigh/show``) held every
-    other one's VTEP (the tunnel probes' work: docs/vrs.md), polled each second; None if not within ``timeout``."""
-    waiting, deadline = list(hvs), time.monotonic() + timeout
-    while waiting and time.monotonic() < deadline:
-        waiting = [hv for hv in waiting if len(_NEIGH.findall(hv.ovs.appctl("tnl/neigh/show"))) < len(hvs) - 1]
-        if waiting:
-            time.sleep(1.0)
-    return None if waiting else round(time.monotonic() - t0, 2)
+def resolved(hvs, t0: float, timeout: float) -> dict:
+    """When every hypervisor's tunnel neighbour cache (``ovs-appctl tnl/neigh/show``) held every other one's VTEP (the
+    tunnel probes' work: docs/vrs.md), polled each second: {"s": seconds after ``t0`` or None if not within
+    ``timeout``, "entries": how many it held then, "of": how many were wanted}."""
+    held, deadline = {}, time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for hv in hvs:
+            if held.get(hv.name, 0) < len(hvs) - 1:
+                held[hv.name] = len(_NEIGH.findall(hv.ovs.appctl("tnl/neigh/show")))
+        if all(n >= len(hvs) - 1 for n in held.values()):
+            break
+        time.sleep(1.0)
+    done = all(n >= len(hvs) - 1 for n in held.values())
+    return {"s": round(time.monotonic() - t0, 2) if done else None, "entries": sum(held.values()),
+            "of": len(hvs) * (len(hvs) - 1)}
+
+
+def upcalls(hvs) -> dict:
+    """The datapath misses every hypervisor's ovs-vswitchd handled by an upcall so far, and those it failed
+    (``ovs-appctl dpif-netdev/pmd-stats-show``): the tunnel probes' ARP on a flat underlay is one in every bridge."""
+    out = {"success": 0, "failed": 0}
+    for hv in hvs:
+        text = hv.ovs.appctl("dpif-netdev/pmd-stats-show")
+        for kind in out:
+            out[kind] += sum(int(n) for n in re.findall(rf"miss with {kind} upcall: (\d+)", text))
+    return out
 
 
 def _roles(a: Node, b: Node):
@@ -459,9 +477,14 @@ def phase_lines(name: str, ph: dict, a: dict) -> list[str]:
                          f"controller at nice {nice}, its scheduling group at nice {group}")
     if "resolved_s" in ph:
         rc = ph["cpu_s_resolved"]
-        lines.append(f"    every VRS resolved every other VTEP (tnl/neigh/show): {ph['resolved_s']} s; CPU until then "
+        r = ph["resolved_s"]
+        lines.append(f"    every VRS resolved every other VTEP (tnl/neigh/show): {r['s']} s ({r['entries']:,} of "
+                     f"{r['of']:,} entries); CPU until then "
                      f"({rc['wall']} s): controller {rc['controller']} s, the OVS daemons {rc['ovs']} s, the "
                      f"whole machine {rc['machine']} s")
+    if "upcalls" in ph:
+        lines.append(f"    datapath misses handled by an upcall in the {a['vrs']} ovs-vswitchd: "
+                     f"{ph['upcalls']['success']:,} ({ph['upcalls']['failed']:,} failed)")
     lines.append("    " + health.disconnects_line(ph["disconnects"]))
     if ph.get("stretches"):
         lines += stretch_lines(name, ph["stretches"])
