@@ -42,7 +42,9 @@ max event-loop lag (tests.benchmarks.health; since start for (a) and (b), the la
 OpenFlow, OVSDB and HA disconnects in the controller's and every ovs-vswitchd's log during the phase (for (c), the
 ovs-vswitchd lines about the survivor only: the killed node's connections end by design). With the machine line
 and load averages. ``--stretches N``: also each phase's N longest stretches of the controller's CPU between two
-turns of its event loop (controller/stretchtrace.py; for (c) the survivor's, from the kill).
+turns of its event loop (controller/stretchtrace.py; for (c) the survivor's, from the kill). After (a): when every
+hypervisor's tunnel neighbour cache held every other VTEP (the tunnel probes' work, polled each second for at most
+120 s; else how many entries it held) with the CPU until then, and the upcalls of every ovs-vswitchd so far.
 
 Needs root and Open vSwitch, like the integration tests. Not collected by pytest.
 """
