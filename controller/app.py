@@ -90,7 +90,8 @@ class CanopyApp(RyuApp):
         self.garp = external.Announcer()  # floating IPs announced by gratuitous ARP (openflow/external.py)
         self.gateway_garp = GatewayAnnouncer()  # gateway MACs told to VMs (openflow/gateway_garp.py)
         self.tunnels = TunnelWarmer()  # VTEPs each VRS resolves before a VM needs them (openflow/tunnel_warm.py)
-        self.probes = ProbeSender(hub.spawn, lambda: self.pair is None or self.pair.role == "active")
+        self.probes = ProbeSender(hub.spawn, lambda: self.pair is None or self.pair.role == "active",
+                                  settings.tunnel_probe_rate)
         self.gateway_arp = GatewayResolver(settings.gateway_arp_refresh, settings.gateway_arp_timeout)
         limits = settings.limits
         self.ovsdb = OvsdbManagerServer(settings.ovsdb_listen, settings.ovsdb_port, self.state,
@@ -343,7 +344,8 @@ class CanopyApp(RyuApp):
         connection, so that Open vSwitch resolves its address before a VM's packet needs it
         (openflow/tunnel_warm.py); the active controller only. Sent from a green thread of the switch's own."""
         if self.pair is None or self.pair.role == "active":
-            self.probes.send(rec, self.tunnels.due(sw, rec.datapath, desired, changed, self.programmer.pacer))
+            self.probes.send(rec, sw.tunnel_ofport,
+                             self.tunnels.due(sw, rec.datapath, desired, changed, self.programmer.pacer))
 
     def _refresh_tunnel_probes(self):
         """Every VRS probes every VTEP it tunnels to again each ``vrs.tunnel_probe_refresh_ms``, so that Open vSwitch's
@@ -357,9 +359,9 @@ class CanopyApp(RyuApp):
         if self.hold.holding or (self.pair is not None and self.pair.role != "active"):
             return
         try:
-            for rec, probes in self.tunnels.again(self.programmer.view, self.programmer.desired,
-                                                  self.reconcilers.get, self.programmer.pacer):
-                self.probes.send(rec, probes)
+            for rec, port, probes in self.tunnels.again(self.programmer.view, self.programmer.desired,
+                                                        self.reconcilers.get, self.programmer.pacer):
+                self.probes.send(rec, port, probes)
         except Exception:  # a bug: the next round probes again
             log.exception("refreshing the tunnel probes failed")
 
@@ -415,6 +417,7 @@ class CanopyApp(RyuApp):
             if rec is not None and rec.datapath is dp:
                 rec.stop()
                 del self.reconcilers[dp.id]
+            self.tunnels.disconnected(dp)
             self.state.datapath_down(dp.id, conn=id(dp))
 
     def _answers(self, dpids):

@@ -140,6 +140,9 @@ class SwitchReconciler(ChangeSender, SwitchReport):
         self.role_generation: int | None = None  # the generation id it was confirmed with
         self._thread = None
         self.state = "connected"
+        # set once the switch was first in sync on this connection, or the reconciler stopped (tunnel probes wait
+        # for it: openflow/tunnel_warm.py ProbeSender)
+        self.first_sync = hub.Event()
         self.counters = dict.fromkeys(("flow_add", "flow_delete", "group_add", "group_modify", "group_delete",
                                        "change_sets", "errors", "unmatched_errors", "read_backs",
                                        "errors_received"), 0)
@@ -159,6 +162,7 @@ class SwitchReconciler(ChangeSender, SwitchReport):
     def stop(self) -> None:
         """Stop the thread (the datapath is gone); pending waits end at once."""
         self.state = "stopped"
+        self.first_sync.set()
         if self._thread is not None:
             hub.kill(self._thread)
             self._thread = None
@@ -294,6 +298,7 @@ class SwitchReconciler(ChangeSender, SwitchReport):
                 continue
             if self._book.desired is not None and self.state != "in_sync":
                 self.state = "in_sync"
+                self.first_sync.set()
                 self._notify_sync()
             self._wake.wait()
 

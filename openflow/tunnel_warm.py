@@ -18,7 +18,8 @@ Open vSwitch forgets an entry that no packet looked up for ``tnl/neigh/aging`` (
 own look-up renews it: so every ``vrs.tunnel_probe_refresh_ms`` (5 min by default) each VRS probes every VTEP it
 tunnels to again (``again``), and two hypervisors quiet for longer than the ageing still keep their entries.
 
-``TunnelWarmer`` is pure bookkeeping; ``ProbeSender`` sends, from a green thread per switch (controller/app.py).
+``TunnelWarmer`` is pure bookkeeping; ``ProbeSender`` sends, from a green thread per switch (controller/app.py), once
+the switch was first in sync on that connection and at most ``vrs.tunnel_probe_rate`` a second for all switches.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import logging
+import time
+
+from controller.ryu_compat import hub
 
 from openflow.floods import to_vtep
 
@@ -120,7 +124,7 @@ class TunnelWarmer:
         return [(to_vtep(PROBE_VNI, ip, sw), frame) for ip in sorted(new)]
 
     def again(self, view, desired_by_session: dict, reconciler_of, pacer=None):
-        """(reconciler, [(actions, frame)...]) of every VRS of ``view`` with desired state and a reconciler
+        """(reconciler, VXLAN port, [(actions, frame)...]) of every VRS of ``view`` with desired state and a reconciler
         (``reconciler_of(datapath id)``): all its probes again, the periodic refresh that keeps Open vSwitch's
         entries from ageing out (docs/vrs.md). A generator: the caller sends each switch's; it pauses with
         ``pacer`` per owner read. At its end, the switches no longer in ``desired_by_session`` are forgotten (one
@@ -132,7 +136,7 @@ class TunnelWarmer:
                 if rec is not None:
                     probes = self.due(sw, rec.datapath, desired, None, pacer, again=True)
                     if probes:
-                        yield rec, probes
+                        yield rec, sw.tunnel_ofport, probes
         for session in self.probed.keys() - desired_by_session.keys():
             del self.probed[session]
 
@@ -140,35 +144,74 @@ class TunnelWarmer:
         """A VRS that left: what it was probed towards no longer matters."""
         self.probed.pop(session, None)
 
+    def disconnected(self, connection) -> None:
+        """An OpenFlow connection closed (its OVSDB session may stay): its next connection probes everything again
+        anyway, and the closed one must not be kept alive by this record until then."""
+        for session in [s for s, (key, _) in self.probed.items() if key[0] is connection]:
+            del self.probed[session]
+
 
 class ProbeSender:
     """Sends each switch's probes from a green thread of its own (``spawn``), in turn, while ``may_send()`` (the
     active controller). Ryu queues 16 messages per OpenFlow connection and then blocks whoever sends more until the
     switch reads: a switch slow to read (ovs-vswitchd busy or stopped) must hold up neither the programming pass nor
     the OpenFlow events (controller/app.py sends from both) nor the other switches' probes. Probes due while a
-    switch's sender waits join its queue, once per VTEP: a queue never holds more than the VTEPs it tunnels to."""
+    switch's sender waits join its queue, once per VTEP: a queue never holds more than the VTEPs it tunnels to.
 
-    def __init__(self, spawn, may_send):
+    What a probe costs is the far side's: the address it resolves is asked by ARP, which a flat underlay broadcasts
+    to every hypervisor (50 VRS probing each other at a cold start: 2,450 ARP requests, each an upcall in 49
+    userspace bridges). So the probes of one switch wait until its reconciler first had it in sync on this
+    connection (``rec.first_sync``: its flows go in first, and a VM's packet needs them anyway), and all switches'
+    probes together leave at most ``rate`` a second, in the order they became due (``vrs.tunnel_probe_rate``).
+
+    A queue holds probes for one VXLAN port (``send``'s ``port``): probes for another port replace it (the port was
+    re-created meanwhile: the old number is stale), and a switch without one drops its queue."""
+
+    def __init__(self, spawn, may_send, rate: float, clock=time.monotonic, sleep=hub.sleep):
         self._spawn, self._may_send = spawn, may_send
-        self.queued: dict = {}  # reconciler -> {actions: frame} not sent yet, while its sender runs
+        self._gap, self._clock, self._sleep = 1.0 / rate, clock, sleep
+        self._next = 0.0  # when the next probe of any switch may leave (clock)
+        self.queued: dict = {}  # reconciler -> _Queue of probes not sent yet, while its sender runs
 
-    def send(self, rec, probes) -> None:
-        """Queue ``probes`` ((actions, frame) packet-outs) for reconciler ``rec``'s switch; never blocks."""
-        if not probes:
+    def send(self, rec, port, probes) -> None:
+        """Queue ``probes`` ((actions, frame) packet-outs through VXLAN port ``port``) for reconciler ``rec``'s
+        switch; never blocks."""
+        queue = self.queued.get(rec)
+        if queue is not None and queue.port != port:
+            queue.probes.clear()
+            queue.port = port
+        if not probes or not port:
             return
-        queued = self.queued.get(rec)
-        if queued is None:
-            queued = self.queued[rec] = {}
-            self._spawn(self._run, rec, queued)
-        queued.update(probes)
+        if queue is None:
+            queue = self.queued[rec] = _Queue(port)
+            self._spawn(self._run, rec, queue)
+        queue.probes.update(probes)
 
-    def _run(self, rec, queued) -> None:
+    def _pace(self) -> None:
+        """Wait for this probe's turn among every switch's: one each ``1 / rate`` seconds."""
+        now = self._clock()
+        at = max(now, self._next)
+        self._next = at + self._gap
+        if at > now:
+            self._sleep(at - now)
+
+    def _run(self, rec, queue) -> None:
         try:
-            while queued and self._may_send():
-                actions = next(iter(queued))
-                rec.packet_out(actions, queued.pop(actions))
+            rec.first_sync.wait()
+            while queue.probes and self._may_send() and rec.state != "stopped":
+                self._pace()
+                if queue.probes:  # replaced by none (the port went) while it waited its turn
+                    actions = next(iter(queue.probes))
+                    rec.packet_out(actions, queue.probes.pop(actions))
         except Exception:  # a connection that closed meanwhile: the next connection probes again
             log.debug("tunnel probe not sent", exc_info=True)
         finally:
-            if self.queued.get(rec) is queued:
+            if self.queued.get(rec) is queue:
                 del self.queued[rec]
+
+
+class _Queue:
+    """One switch's probes not sent yet, all through VXLAN port ``port``: actions -> frame."""
+
+    def __init__(self, port):
+        self.port, self.probes = port, {}

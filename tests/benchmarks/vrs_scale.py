@@ -42,7 +42,9 @@ max event-loop lag (tests.benchmarks.health; since start for (a) and (b), the la
 OpenFlow, OVSDB and HA disconnects in the controller's and every ovs-vswitchd's log during the phase (for (c), the
 ovs-vswitchd lines about the survivor only: the killed node's connections end by design). With the machine line
 and load averages. ``--stretches N``: also each phase's N longest stretches of the controller's CPU between two
-turns of its event loop (controller/stretchtrace.py; for (c) the survivor's, from the kill).
+turns of its event loop (controller/stretchtrace.py; for (c) the survivor's, from the kill). After (a): when every
+hypervisor's tunnel neighbour cache held every other VTEP (the tunnel probes' work, polled each second for at most
+120 s; else how many entries it held) with the CPU until then, and the upcalls of every ovs-vswitchd so far.
 
 Needs root and Open vSwitch, like the integration tests. Not collected by pytest.
 """
@@ -55,6 +57,7 @@ import io
 import ipaddress
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -77,6 +80,8 @@ START_TIMEOUT = 120.0  # the controller answering /v1/status
 APPLY_TIMEOUT = 300.0
 QUIET_LAG_MS = 100.0  # b's max lag of the last minute before the kill (the setup's lag must leave the window)
 QUIET_TIMEOUT = 90.0  # OVS's minimum max_backoff
+RESOLVE_TIMEOUT = 120.0  # every tunnel neighbour resolved after a cold start's sync
+_NEIGH = re.compile(r"^\d+\.\d+\.\d+\.\d+\s", re.M)  # an IPv4 entry of tnl/neigh/show
 
 
 # ---------------------------------------------------------------------------------------------- policy and lab
@@ -268,8 +273,13 @@ class Scale:
         t0 = time.monotonic()
         proc.start(START_TIMEOUT)
         follow = Follow(self.single, self.dpids, len(self.ports), t0)
-        return self.phase(self.single, follow, self.args.timeout, "cold start: every switch in sync",
-                          [proc.log_path], since=since, cpu0=cpu0)
+        out = self.phase(self.single, follow, self.args.timeout, "cold start: every switch in sync",
+                         [proc.log_path], since=since, cpu0=cpu0)
+        out["resolved_s"] = resolved(self.hvs, t0, RESOLVE_TIMEOUT)
+        out["upcalls"] = upcalls(self.hvs)
+        cpu1 = self.cpu(self.single)
+        out["cpu_s_resolved"] = {k: round(cpu1[k] - v, 1) for k, v in cpu0.items()}
+        return out
 
     def restart(self) -> dict:
         proc = self.single.proc
@@ -347,6 +357,34 @@ class Scale:
                 if attempt == tries - 1 or not any(code in str(exc) for code in ("not_active", "not_replicated")):
                     raise
                 progress(f"  {exc}; again")
+
+
+def resolved(hvs, t0: float, timeout: float) -> dict:
+    """When every hypervisor's tunnel neighbour cache (``ovs-appctl tnl/neigh/show``) held every other one's VTEP (the
+    tunnel probes' work: docs/vrs.md), polled each second: {"s": seconds after ``t0`` or None if not within
+    ``timeout``, "entries": how many it held then, "of": how many were wanted}."""
+    held, deadline = {}, time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for hv in hvs:
+            if held.get(hv.name, 0) < len(hvs) - 1:
+                held[hv.name] = len(_NEIGH.findall(hv.ovs.appctl("tnl/neigh/show")))
+        if all(n >= len(hvs) - 1 for n in held.values()):
+            break
+        time.sleep(1.0)
+    done = all(n >= len(hvs) - 1 for n in held.values())
+    return {"s": round(time.monotonic() - t0, 2) if done else None, "entries": sum(held.values()),
+            "of": len(hvs) * (len(hvs) - 1)}
+
+
+def upcalls(hvs) -> dict:
+    """The datapath misses every hypervisor's ovs-vswitchd handled by an upcall so far, and those it failed
+    (``ovs-appctl dpif-netdev/pmd-stats-show``): the tunnel probes' ARP on a flat underlay is one in every bridge."""
+    out = {"success": 0, "failed": 0}
+    for hv in hvs:
+        text = hv.ovs.appctl("dpif-netdev/pmd-stats-show")
+        for kind in out:
+            out[kind] += sum(int(n) for n in re.findall(rf"miss with {kind} upcall: (\d+)", text))
+    return out
 
 
 def _roles(a: Node, b: Node):
@@ -439,6 +477,16 @@ def phase_lines(name: str, ph: dict, a: dict) -> list[str]:
             lines.append(f"    the event loop's thread: {cpu['loop_cpu']} s on a CPU, {cpu['loop_wait']} s runnable "
                          f"and waiting for one (the machine's share of the lag, not the controller's work); the "
                          f"controller at nice {nice}, its scheduling group at nice {group}")
+    if "resolved_s" in ph:
+        rc = ph["cpu_s_resolved"]
+        r = ph["resolved_s"]
+        lines.append(f"    every VRS resolved every other VTEP (tnl/neigh/show): {r['s']} s ({r['entries']:,} of "
+                     f"{r['of']:,} entries); CPU until then "
+                     f"({rc['wall']} s): controller {rc['controller']} s, the OVS daemons {rc['ovs']} s, the "
+                     f"whole machine {rc['machine']} s")
+    if "upcalls" in ph:
+        lines.append(f"    datapath misses handled by an upcall in the {a['vrs']} ovs-vswitchd: "
+                     f"{ph['upcalls']['success']:,} ({ph['upcalls']['failed']:,} failed)")
     lines.append("    " + health.disconnects_line(ph["disconnects"]))
     if ph.get("stretches"):
         lines += stretch_lines(name, ph["stretches"])

@@ -412,3 +412,23 @@ def test_the_switches_listing_gives_other_green_threads_turns_and_answers_the_sa
         assert len(json.loads(answers[True][2])["items"][0]["ports"]) == 3000
     finally:
         ctl.close()
+
+
+def test_first_sync_is_set_once_the_switch_was_in_sync_and_when_the_reconciler_stops():
+    """The tunnel probes of a switch wait for it (openflow/tunnel_warm.py ProbeSender): its flows go in first."""
+    rec, _ = reconciler()
+    rec._book.read_back({})
+    rec.set_desired_owners(desired(count=3), [Group(7, ())])
+    assert not rec.first_sync.is_set()
+    rec.start()
+    try:
+        for _ in range(10_000):
+            if rec.state == "in_sync":
+                break
+            hub.sleep(0)
+        assert rec.state == "in_sync" and rec.first_sync.is_set()
+    finally:
+        rec.stop()
+    idle, _ = reconciler()
+    idle.stop()  # never in sync: nothing may wait for it for ever
+    assert idle.first_sync.is_set()

@@ -56,6 +56,7 @@ def test_a_hold_time_raised_before_hold_max_existed_still_loads(tmp_path):
     ("openflow: {port: 6653}\nbogus: 1\n", "canopy.yaml:2: bogus: unknown field"),
     ("allocation: {vni_min: 500, vni_max: 100}\n", "canopy.yaml:1: allocation.vni_min: must not be above vni_max"),
     ("log_level: loud\n", "canopy.yaml:1: log_level: must be one of debug, info, warning, error"),
+    ("vrs:\n  tunnel_probe_rate: 0\n", "canopy.yaml:2: vrs.tunnel_probe_rate: must be between 1 and 100000"),
     ("data_dir: /tmp\nrestart:\n  hold_time: 601\n", "canopy.yaml:3: restart.hold_time: must be between 0 and 600"),
     ("restart: {hold_time: soon}\n", "canopy.yaml:1: restart.hold_time:"),
     ("restart:\n  hold_time: 30\n  hold_max: 20\n",
@@ -326,3 +327,8 @@ def test_config_canopy_yaml_names_every_setting_in_its_section():
                if not any(re.search(rf"(^|[\s#{{,-])\s*{re.escape(key.rsplit('.', 1)[-1])}:", line)
                           for line in sections.get(key.split(".")[0], ()))]
     assert missing == []
+
+
+def test_tunnel_probes_are_paced_at_500_a_second_unless_set(tmp_path):
+    assert settings_mod.defaults().tunnel_probe_rate == 500
+    assert load(tmp_path, "vrs: {tunnel_probe_rate: 50}\n").tunnel_probe_rate == 50

@@ -7,6 +7,7 @@ import weakref
 from dataclasses import replace
 from types import SimpleNamespace
 
+import pytest
 from ryu.lib import hub
 
 from controller.app import CanopyApp
@@ -107,7 +108,7 @@ def test_the_refresh_probes_every_vtep_again_and_drops_those_no_longer_tunnelled
     probes(world, warmer, rec1.datapath, whole=True)
 
     def refreshed():
-        return [ip for rec, out in warmer.again(world.prog.view, world.prog.desired, recs.get) if rec is rec1
+        return [ip for rec, port, out in warmer.again(world.prog.view, world.prog.desired, recs.get) if rec is rec1
                 for ip in targets(out)]
 
     assert refreshed() == [IPS["hv2"], IPS["hv3"]]  # probed before, and probed again: the entries age otherwise
@@ -145,12 +146,14 @@ def test_a_vrs_drops_a_probe_that_reaches_it_whatever_its_world():
 
 class Switch:
     """A reconciler's packet-out as the app calls it: records, and blocks while ``stuck`` (a switch slow to read:
-    Ryu blocks the sender once 16 messages wait on its connection)."""
+    Ryu blocks the sender once 16 messages wait on its connection); in sync on its connection unless ``syncing``."""
 
-    def __init__(self, stuck=False):
-        self.sent, self.gate = [], hub.Event()
+    def __init__(self, stuck=False, syncing=False):
+        self.sent, self.gate, self.first_sync, self.state = [], hub.Event(), hub.Event(), "in_sync"
         if not stuck:
             self.gate.set()
+        if not syncing:
+            self.first_sync.set()
 
     def packet_out(self, actions, frame):
         self.gate.wait()
@@ -162,27 +165,34 @@ def settle(turns=20):
         hub.sleep(0)
 
 
-def probes_to(*ips):
-    sw = SimpleNamespace(tunnel_ofport=1)
+def probes_to(*ips, port=1):
+    sw = SimpleNamespace(tunnel_ofport=port)
     return [(to_vtep(PROBE_VNI, ip, sw), probe_frame(None)) for ip in ips]
+
+
+def sender(spawn=hub.spawn, may_send=lambda: True, rate=1000.0, clock=None):
+    """A ProbeSender; its pauses are turns of the hub (no wall clock) unless ``clock`` (a FakeClock) is given."""
+    if clock is None:
+        return ProbeSender(spawn, may_send, rate, clock=lambda: 0.0, sleep=lambda s: hub.sleep(0))
+    return ProbeSender(spawn, may_send, rate, clock=clock.now, sleep=clock.sleep)
 
 
 def test_a_switch_slow_to_read_holds_up_neither_the_caller_nor_the_other_switches_and_its_queue_stays_bounded():
     spawned = []
-    sender = ProbeSender(lambda *a: spawned.append(hub.spawn(*a)), lambda: True)
+    out = sender(lambda *a: spawned.append(hub.spawn(*a)))
     stuck, fine = Switch(stuck=True), Switch()
-    sender.send(stuck, probes_to(IPS["hv2"], IPS["hv3"]))
-    sender.send(fine, probes_to(IPS["hv1"]))
+    out.send(stuck, 1, probes_to(IPS["hv2"], IPS["hv3"]))
+    out.send(fine, 1, probes_to(IPS["hv1"]))
     assert stuck.sent == fine.sent == []  # nothing sent on the caller's green thread
     settle()
     assert fine.sent == [probes_to(IPS["hv1"])[0][0]] and stuck.sent == []
     for _ in range(3):  # every refresh round again while it does not read
-        sender.send(stuck, probes_to(IPS["hv2"], IPS["hv3"], IPS["hv4"]))
-    assert len(spawned) == 2 and len(sender.queued[stuck]) == 3  # one sender, at most one probe queued per VTEP
+        out.send(stuck, 1, probes_to(IPS["hv2"], IPS["hv3"], IPS["hv4"]))
+    assert len(spawned) == 2 and len(out.queued[stuck].probes) == 3  # one sender, at most one probe queued per VTEP
     stuck.gate.set()
     settle()
     assert sorted(targets([(a, b"") for a in stuck.sent])) == [IPS["hv2"], IPS["hv2"], IPS["hv3"], IPS["hv4"]]
-    assert sender.queued == {}
+    assert out.queued == {}
 
 
 def test_probes_go_from_a_green_thread_of_their_own_and_only_from_the_active_controller():
@@ -192,7 +202,7 @@ def test_probes_go_from_a_green_thread_of_their_own_and_only_from_the_active_con
     rec = Switch()
     rec.datapath = object()
     glue = SimpleNamespace(pair=SimpleNamespace(role="standby"), tunnels=TunnelWarmer(), programmer=world.prog,
-                           probes=ProbeSender(hub.spawn, lambda: glue.pair.role == "active"))
+                           probes=sender(may_send=lambda: glue.pair.role == "active"))
     sw, desired = world.prog.view.switches[HV1], world.prog.desired[HV1]
     CanopyApp._warm_tunnels(glue, rec, sw, desired, None)
     settle()
@@ -243,3 +253,123 @@ def test_no_flow_set_is_kept_after_a_pass_or_outside_one():
         assert warmer._read  # shared within the pass
     desired.flows.pop(Owner("switch", HV1))
     assert gone() is None
+
+
+def test_a_vrs_with_no_vport_probes_nothing():
+    """Only VTEPs that a local vport can reach are probed: a hypervisor with no vport of a subnet or domain gets none
+    of their flows (openflow/owners.py), so it tunnels nowhere and sends no probe into a flat underlay's ARP."""
+    world, warmer = three_hosts(), TunnelWarmer()
+    world.hosts["hv4"] = {"tunnel": 1, "vtep": IPS["hv4"]}
+    world.push("hv4")
+    world.prog.refresh(full=True)
+    assert world.prog.view.switches["ovsdb:hv4"].tunnel_ofport
+    assert probes(world, warmer, object(), whole=True, session="ovsdb:hv4") == []
+    assert targets(probes(world, warmer, object(), whole=True)) == [IPS["hv2"], IPS["hv3"]]  # hv1 has k1: it does
+
+
+class FakeClock:
+    """The clock of a ProbeSender in tests: a pause moves it on (and gives the hub a turn); no wall clock."""
+
+    def __init__(self):
+        self.t, self.waking = 0.0, []
+
+    def now(self):
+        return self.t
+
+    def sleep(self, seconds):
+        """Until ``seconds`` from now: the clock moves to the earliest sleeper's wake-up, then the next one's."""
+        wake = self.t + seconds
+        self.waking.append(wake)
+        while self.t < wake:
+            if wake == min(self.waking):
+                self.t = wake
+            else:
+                hub.sleep(0)
+        self.waking.remove(wake)
+
+
+class TimedSwitch(Switch):
+    def __init__(self, clock, **kw):
+        super().__init__(**kw)
+        self.clock, self.times = clock, []
+
+    def packet_out(self, actions, frame):
+        super().packet_out(actions, frame)
+        self.times.append(self.clock.t)
+
+
+def test_every_switch_s_probes_together_leave_at_most_rate_a_second():
+    """At a cold start 50 VRS each probe 49 VTEPs: on a flat underlay each probe's ARP is an upcall in every bridge,
+    so all switches' probes together are paced (vrs.tunnel_probe_rate), not each switch's alone."""
+    clock = FakeClock()
+    out = sender(rate=10.0, clock=clock)
+    recs = [TimedSwitch(clock) for _ in range(3)]
+    for rec in recs:
+        out.send(rec, 1, probes_to(IPS["hv2"], IPS["hv3"], IPS["hv4"]))
+    settle(60)
+    times = sorted(t for rec in recs for t in rec.times)
+    assert len(times) == 9 and out.queued == {}
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    assert min(gaps) >= 0.1 - 1e-9, times  # 10 a second, whichever switch
+    assert times[-1] == pytest.approx(0.8)  # and no slower
+
+
+def test_a_switch_is_probed_only_once_its_flows_are_in():
+    """Its first sync on this connection first: the probes' ARP would compete with its flow-mods, and a VM's packet
+    needs the flows anyway."""
+    out, rec = sender(), Switch(syncing=True)
+    out.send(rec, 1, probes_to(IPS["hv2"], IPS["hv3"]))
+    settle()
+    assert rec.sent == [] and len(out.queued[rec].probes) == 2
+    rec.first_sync.set()
+    settle()
+    assert targets([(a, b"") for a in rec.sent]) == [IPS["hv2"], IPS["hv3"]] and out.queued == {}
+
+
+def test_a_stopped_switch_s_waiting_probes_are_dropped():
+    out, rec = sender(), Switch(syncing=True)
+    out.send(rec, 1, probes_to(IPS["hv2"]))
+    settle()
+    rec.state = "stopped"
+    rec.first_sync.set()  # SwitchReconciler.stop sets it: nothing waits for a switch that is gone
+    settle()
+    assert rec.sent == [] and out.queued == {}
+
+
+def test_queued_probes_follow_the_vxlan_port_re_created_meanwhile():
+    """A probe waiting in a queue leaves through the port the switch has when it leaves, never a stale number."""
+    out, rec = sender(), Switch(syncing=True)
+    out.send(rec, 1, probes_to(IPS["hv2"], IPS["hv3"], port=1))
+    out.send(rec, 7, probes_to(IPS["hv2"], port=7))  # the port re-created: numbered 7 now
+    rec.first_sync.set()
+    settle()
+    assert rec.sent == [a for a, _ in probes_to(IPS["hv2"], port=7)]
+    rec.first_sync.clear()  # (a fake switch waiting again, to hold the queue)
+    out.send(rec, 7, probes_to(IPS["hv3"], IPS["hv4"], port=7))
+    out.send(rec, None, [])  # the port went: nothing to probe through
+    rec.first_sync.set()
+    settle()
+    assert rec.sent == [a for a, _ in probes_to(IPS["hv2"], port=7)] and out.queued == {}
+
+
+class Connection:
+    """An OpenFlow connection (a Ryu Datapath) whose end a weak reference sees."""
+
+    id = 0x1
+
+
+def test_a_closed_openflow_connection_is_not_kept_while_ovsdb_stays():
+    """The switch's OpenFlow connection closes, its OVSDB session stays (the View still has it): the warmer must not
+    hold the closed connection (a Ryu Datapath: its socket and queues) until the next one comes."""
+    from controller.ryu_compat import DEAD_DISPATCHER
+
+    world = three_hosts()
+    glue = SimpleNamespace(reconcilers={}, tunnels=TunnelWarmer(),
+                           state=SimpleNamespace(datapath_down=lambda dpid, conn: None))
+    conn = Connection()
+    assert probes(world, glue.tunnels, conn, whole=True)
+    gone = weakref.ref(conn)
+    CanopyApp._datapath_state(glue, SimpleNamespace(datapath=conn, state=DEAD_DISPATCHER))
+    del conn
+    assert gone() is None and HV1 not in glue.tunnels.probed
+    assert targets(probes(world, glue.tunnels, Connection())) == [IPS["hv2"], IPS["hv3"]]  # the next: all again
