@@ -199,10 +199,22 @@ class RouteBook:
 
     def order_of(self, keys) -> dict:
         """{(peer ip, key): n} for those of ``keys`` received: n grows with each route received new or changed (a
-        route sent again unchanged keeps its n), so the higher n is the more recently received route (the tie-break
-        of an IP two MACs announce: ``controller.remote.RemoteMac.ip_rank``)."""
+        route sent again unchanged keeps its n, a copy of one another peer sent takes its n: ``_order_for``), so
+        the higher n is the more recently received route (the tie-break of an IP two MACs announce:
+        ``controller.remote.RemoteMac.ip_rank``)."""
         order = self.received_order
         return {key: order[key] for key in keys if key in order}
+
+    def _order_for(self, key, route) -> int:
+        """The receive order of ``route``, received new or changed as ``key`` (peer ip, route key): that of an equal
+        copy another peer already sent (two route reflectors: the second copy is not news, and a reflector's session
+        flapping does not renumber what the other still holds), else the next number."""
+        for peer in self.peers:
+            other = (peer, key[1])
+            if peer != key[0] and self.received.get(other) == route:
+                return self.received_order[other]
+        self._received_count += 1
+        return self._received_count
 
     def detach(self) -> bool:
         """ExaBGP is gone: nothing is announced, every peer is down, and what they sent is dropped (or
@@ -393,7 +405,7 @@ class RouteBook:
             if self.received.get(key) != route:
                 self.received_per_peer[address] += key not in self.received
                 self.received[key] = self.received_changes[key] = route
-                self.received_order[key] = self._received_count = self._received_count + 1
+                self.received_order[key] = self._order_for(key, route)
                 changed = True
             peer.stale.discard(route.key)
         if decoded.end_of_rib and peer.stale:

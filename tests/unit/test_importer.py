@@ -88,16 +88,16 @@ def test_a_change_merges_only_the_mac_it_reaches():
 class BookSpeaker:
     """A speaker without a process: a real RouteBook fed with ExaBGP's JSON for received routes."""
 
-    def __init__(self):
+    def __init__(self, peers=("127.0.0.1",)):
         from bgp.routebook import RouteBook
         from bgp.speaker import Neighbor
 
-        self.book = RouteBook((Neighbor("127.0.0.1", 65001),))
+        self.book = RouteBook(tuple(Neighbor(peer, 65001) for peer in peers))
 
-    def receive(self, route, action="announce"):
+    def receive(self, route, action="announce", peer="127.0.0.1"):
         from tests.unit.test_routebook import update
 
-        self.book.handle_line(update(route, action))
+        self.book.handle_line(update(route, action).replace('"peer": "127.0.0.1"', f'"peer": "{peer}"'))
 
     def received(self):
         return dict(self.book.received)
