@@ -22,7 +22,7 @@ class DuplicateMacs:
     def __init__(self, max_moves: int = 5, window: float = 180.0, enabled: bool = True, clock=time.monotonic):
         self.max_moves, self.window, self.enabled, self.clock = max_moves, window, enabled, clock
         self.moves: dict[tuple[str, str], deque] = {}  # (subnet, MAC) -> when it moved, within the window
-        self.flagged: dict[tuple[str, str], dict] = {}  # (subnet, MAC) -> {"moves", "window", "since" (epoch s)}
+        self.flagged: dict[tuple[str, str], dict] = {}  # (subnet, MAC) -> {"took", "last_move", "window", "since"}
 
     def __contains__(self, key) -> bool:
         return key in self.flagged
@@ -39,8 +39,9 @@ class DuplicateMacs:
         if len(times) < self.max_moves:
             return False
         del self.moves[key]
-        self.flagged[key] = {"subnet_id": key[0], "mac": key[1], "moves": self.max_moves, "window": self.window,
-                             "since": round(time.time(), 3)}
+        # took: seconds from the first of the max_moves moves to this one (how fast it moves); since: epoch seconds
+        self.flagged[key] = {"subnet_id": key[0], "mac": key[1], "took": round(now - times[0], 3), "last_move": how,
+                             "window": self.window, "since": round(time.time(), 3)}
         log.warning("duplicate MAC %s in subnet %s: %d moves within %ss (the last %s): no longer announced, its "
                     "sequence number frozen, until cleared (DELETE /v1/bgp/duplicate-macs)", key[1], key[0],
                     self.max_moves, self.window, how)
