@@ -5,7 +5,8 @@ until the operator clears it (DELETE /v1/bgp/duplicate-macs). ``bgp.evpn.Mobilit
 local MACs: into Canopy (a MAC a peer announced appearing on a local port), between two of its VRS, and away (a
 peer's higher sequence number winning a local MAC). A VM live migration is one move.
 
-Runtime state, not policy: a restart forgets the flags (the moves start counting again).
+Runtime state, not policy, each node's own: a restart forgets the flags (the moves start counting again); each node
+of an HA pair detects and is cleared on its own (docs/evpn.md).
 """
 
 from __future__ import annotations

@@ -482,3 +482,24 @@ def test_a_pass_taking_many_received_routes_pauses_in_the_views_evpn_part():
     assert sum(ep.kind == "evpn" for ep in prog.view.endpoints.values()) == 300
     assert sum(inside) >= 300 // 10
     assert_matches_full(prog)
+
+
+def test_an_ha_standby_flags_duplicate_macs_on_its_own():
+    """A standby's publish runs MAC mobility on the same ports and routes as the active's, only announcing nothing:
+    it flags a MAC moving too often by itself, so a takeover keeps the flag, and clearing it on one node leaves the
+    other's (docs/evpn.md: clear on both)."""
+    from bgp.duplicates import DuplicateMacs
+    from bgp.federation import Federation
+    from tests.unit.test_evpn_early_withdraw import BookedSpeaker
+
+    state, _ = setup_view()
+    key = (state.policy.find("subnet", "acme/web")["id"], "02:00:00:00:00:01")
+    fed = Federation(None, "/unused", state, speaker=BookedSpeaker())
+    fed.mobility = Mobility(DuplicateMacs(max_moves=2))
+    fed.originating = False
+    for host in ("hv1", "hv2", "hv1"):  # two moves
+        fed.publish(place(state, {host: [("vm1", 10)]}))
+    assert key in fed.mobility.duplicates and not fed.speaker.desired
+    fed.originating = True  # taken over: still not announced
+    fed.publish(place(state, {"hv1": [("vm1", 10)]}))
+    assert not [r for r in fed.speaker.desired.values() if getattr(r, "mac", None) == key[1]]
