@@ -197,6 +197,15 @@ class RouteBook:
         out, self.received_changes = self.received_changes, {}
         return out
 
+    def take_received_in_order(self) -> tuple[dict, dict]:
+        """``take_received_changes`` and the receive order of its routes (``order_of``)."""
+        changes = self.take_received_changes()
+        return changes, self.order_of(changes)
+
+    def received_in_order(self) -> tuple[dict, dict]:
+        """Copies of ``received`` and of the receive order of every route in it."""
+        return dict(self.received), dict(self.received_order)
+
     def order_of(self, keys) -> dict:
         """{(peer ip, key): n} for those of ``keys`` received: n grows with each route received new or changed (a
         route sent again unchanged keeps its n, a copy of one another peer sent takes its n: ``_order_for``), so

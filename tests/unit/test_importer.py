@@ -102,15 +102,11 @@ class BookSpeaker:
     def received(self):
         return dict(self.book.received)
 
-    def take_received_changes(self):
-        return self.book.take_received_changes()
-
     def take_received_in_order(self):
-        changes = self.book.take_received_changes()
-        return changes, self.book.order_of(changes)
+        return self.book.take_received_in_order()
 
     def received_in_order(self):
-        return dict(self.book.received), dict(self.book.received_order)
+        return self.book.received_in_order()
 
     def imported(self, policy):
         """The import from scratch of what was received (the oracle), in the order it was received."""
