@@ -15,6 +15,8 @@ import logging
 import time
 from collections import deque
 
+from controller.loglimit import warn_limited
+
 log = logging.getLogger("canopy.bgp")
 LISTED = 100  # flagged MACs listed in GET /v1/bgp/peers (all are counted)
 
@@ -43,9 +45,11 @@ class DuplicateMacs:
         # took: seconds from the first of the max_moves moves to this one (how fast it moves); since: epoch seconds
         self.flagged[key] = {"subnet_id": key[0], "mac": key[1], "took": round(now - times[0], 3), "last_move": how,
                              "window": self.window, "since": round(time.time(), 3)}
-        log.warning("duplicate MAC %s in subnet %s: %d moves within %ss (the last %s): no longer announced, its "
-                    "sequence number frozen, until cleared (DELETE /v1/bgp/duplicate-macs)", key[1], key[0],
-                    self.max_moves, self.window, how)
+        # a loop can make every local MAC a duplicate at once: one line per LOG_EVERY, counting those left out (GET
+        # /v1/bgp/peers lists them)
+        warn_limited(log, ("duplicate MAC",), "duplicate MAC %s in subnet %s: %d moves within %ss (the last %s): no "
+                     "longer announced, its sequence number frozen, until cleared (DELETE /v1/bgp/duplicate-macs)",
+                     key[1], key[0], self.max_moves, self.window, how)
         return True
 
     def prune(self) -> None:
