@@ -5,7 +5,8 @@ until the operator clears it (DELETE /v1/bgp/duplicate-macs). ``bgp.evpn.Mobilit
 local MACs: into Canopy (a MAC a peer announced appearing on a local port), between two of its VRS, and away (a
 peer's higher sequence number winning a local MAC). A VM live migration is one move.
 
-Runtime state, not policy: a restart forgets the flags (the moves start counting again).
+Runtime state, not policy, each node's own: a restart forgets the flags (the moves start counting again); each node
+of an HA pair detects and is cleared on its own (docs/evpn.md).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+
+from controller.loglimit import warn_limited
 
 log = logging.getLogger("canopy.bgp")
 LISTED = 100  # flagged MACs listed in GET /v1/bgp/peers (all are counted)
@@ -22,7 +25,7 @@ class DuplicateMacs:
     def __init__(self, max_moves: int = 5, window: float = 180.0, enabled: bool = True, clock=time.monotonic):
         self.max_moves, self.window, self.enabled, self.clock = max_moves, window, enabled, clock
         self.moves: dict[tuple[str, str], deque] = {}  # (subnet, MAC) -> when it moved, within the window
-        self.flagged: dict[tuple[str, str], dict] = {}  # (subnet, MAC) -> {"moves", "window", "since" (epoch s)}
+        self.flagged: dict[tuple[str, str], dict] = {}  # (subnet, MAC) -> {"took", "last_move", "window", "since"}
 
     def __contains__(self, key) -> bool:
         return key in self.flagged
@@ -39,11 +42,14 @@ class DuplicateMacs:
         if len(times) < self.max_moves:
             return False
         del self.moves[key]
-        self.flagged[key] = {"subnet_id": key[0], "mac": key[1], "moves": self.max_moves, "window": self.window,
-                             "since": round(time.time(), 3)}
-        log.warning("duplicate MAC %s in subnet %s: %d moves within %ss (the last %s): no longer announced, its "
-                    "sequence number frozen, until cleared (DELETE /v1/bgp/duplicate-macs)", key[1], key[0],
-                    self.max_moves, self.window, how)
+        # took: seconds from the first of the max_moves moves to this one (how fast it moves); since: epoch seconds
+        self.flagged[key] = {"subnet_id": key[0], "mac": key[1], "took": round(now - times[0], 3), "last_move": how,
+                             "window": self.window, "since": round(time.time(), 3)}
+        # a loop can make every local MAC a duplicate at once: one line per LOG_EVERY, counting those left out (GET
+        # /v1/bgp/peers lists them)
+        warn_limited(log, ("duplicate MAC",), "duplicate MAC %s in subnet %s: %d moves within %ss (the last %s): no "
+                     "longer announced, its sequence number frozen, until cleared (DELETE /v1/bgp/duplicate-macs)",
+                     key[1], key[0], self.max_moves, self.window, how)
         return True
 
     def prune(self) -> None:

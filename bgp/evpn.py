@@ -194,9 +194,10 @@ class ImportResult:
 
 
 def import_routes(received: dict, policy, order: dict | None = None) -> ImportResult:
-    """``received``: {(peer, key): route}; ``order``: {(peer, key): n}, when each was received. Type 2/3 routes are imported into the subnets whose import RTs
-    they carry and whose VNI they name; type 5 (and type 2 host routes of subnets not imported at L2, with
-    an L3 VNI and Router's MAC) into the domains whose import RTs they carry. From scratch: the same rules
+    """``received``: {(peer, key): route}; ``order``: {(peer, key): n}, when each was received. Type 2/3 routes
+    are imported into the subnets whose import RTs they carry and whose VNI they name; type 5 (and type 2 host
+    routes of subnets not imported at L2, with an L3 VNI and Router's MAC) into the domains whose import RTs they
+    carry. From scratch: the same rules
     as the incremental import (``bgp.importer.RouteImport``), which the programming loop uses."""
     importer = RouteImport(policy)
     importer.apply(received, order=order)

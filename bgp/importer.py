@@ -195,16 +195,20 @@ def _merged(group, routes: dict, order: dict) -> RemoteMac | None:
     locations: dict = {}
     for pk, route in sorted(routes.items(), key=lambda item: repr(item[0])):
         old = locations.get(route.next_hop)
-        received = dict(zip(old.ips, old.ip_order)) if old else {}
-        if route.ip:
-            received[route.ip] = max(received.get(route.ip, 0), order.get(pk, 0))
-        ips = tuple(sorted(received))
+        if old is None:  # the usual case: one route per MAC and VTEP
+            ips, ip_order = ((route.ip,), (order.get(pk, 0),)) if route.ip else ((), ())
+        else:
+            received = dict(zip(old.ips, old.ip_order))
+            if route.ip:
+                received[route.ip] = max(received.get(route.ip, 0), order.get(pk, 0))
+            ips = tuple(sorted(received))
+            ip_order = tuple(received[ip] for ip in ips)
         router_mac = route.router_mac or (old.router_mac if old else None)
         l3_vni = route.l3_vni or (old.l3_vni if old else 0)
         seq = max(route.mobility_seq or 0, old.seq if old else 0)
         sticky = route.sticky or (old.sticky if old else False)
         locations[route.next_hop] = RemoteMac(subnet_id, mac, ips, route.next_hop, router_mac if l3_vni else None,
-                                              l3_vni, seq, pk[0], sticky, tuple(received[ip] for ip in ips))
+                                              l3_vni, seq, pk[0], sticky, ip_order)
     best = None
     for location in locations.values():
         if best is None or beats(location, best):

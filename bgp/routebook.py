@@ -235,12 +235,32 @@ class RouteBook:
         out, self.received_changes = self.received_changes, {}
         return out
 
+    def take_received_in_order(self) -> tuple[dict, dict]:
+        """``take_received_changes`` and the receive order of its routes (``order_of``)."""
+        changes = self.take_received_changes()
+        return changes, self.order_of(changes)
+
+    def received_in_order(self) -> tuple[dict, dict]:
+        """Copies of ``received`` and of the receive order of every route in it."""
+        return dict(self.received), dict(self.received_order)
+
     def order_of(self, keys) -> dict:
         """{(peer ip, key): n} for those of ``keys`` received: n grows with each route received new or changed (a
-        route sent again unchanged keeps its n), so the higher n is the more recently received route (the tie-break
-        of an IP two MACs announce: ``controller.remote.RemoteMac.ip_rank``)."""
+        route sent again unchanged keeps its n, a copy of one another peer sent takes its n: ``_copy_order``), so
+        the higher n is the more recently received route (the tie-break of an IP two MACs announce:
+        ``controller.remote.RemoteMac.ip_rank``)."""
         order = self.received_order
         return {key: order[key] for key in keys if key in order}
+
+    def _copy_order(self, key, route) -> int | None:
+        """The receive order of an equal copy of ``route`` (received new or changed as ``key``, (peer ip, route key))
+        that another peer already sent, else None: two route reflectors' second copy is not news, and a reflector's
+        session flapping does not renumber what the other still holds."""
+        for peer in self.peers:
+            other = (peer, key[1])
+            if peer != key[0] and self.received.get(other) == route:
+                return self.received_order[other]
+        return None
 
     def detach(self) -> bool:
         """ExaBGP is gone: nothing is announced, every peer is down, and what they sent is dropped (or
@@ -440,7 +460,10 @@ class RouteBook:
             if self.received.get(key) != route:
                 self.received_per_peer[address] += key not in self.received
                 self.received[key] = self.received_changes[key] = route
-                self.received_order[key] = self._received_count = self._received_count + 1
+                n = self._copy_order(key, route) if len(self.peers) > 1 else None
+                if n is None:
+                    n = self._received_count = self._received_count + 1
+                self.received_order[key] = n
                 changed = True
             peer.stale.discard(route.key)
         if decoded.end_of_rib and peer.stale:

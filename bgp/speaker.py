@@ -200,22 +200,16 @@ class Speaker:
         with self._lock:
             return dict(self._book.received)
 
-    def take_received_changes(self) -> dict:
-        """{(peer ip, key): route, or None if withdrawn} since the last call (RouteBook.take_received_changes)."""
-        with self._lock:
-            return self._book.take_received_changes()
-
     def take_received_in_order(self) -> tuple[dict, dict]:
-        """``take_received_changes`` and, taken with it, the receive order of its routes ({(peer ip, key): n},
-        ``RouteBook.order_of``)."""
+        """{(peer ip, key): route, or None if withdrawn} since the last call, and the receive order of those routes
+        (``RouteBook.take_received_in_order``)."""
         with self._lock:
-            changes = self._book.take_received_changes()
-            return changes, self._book.order_of(changes)
+            return self._book.take_received_in_order()
 
     def received_in_order(self) -> tuple[dict, dict]:
         """``received`` and the receive order of every route in it, read together."""
         with self._lock:
-            return dict(self._book.received), dict(self._book.received_order)
+            return self._book.received_in_order()
 
     def peers(self) -> list[dict]:
         """One row per configured neighbor: address, asn, state, since, uptime, received, sent, last_error."""

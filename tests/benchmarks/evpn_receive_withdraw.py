@@ -128,8 +128,14 @@ class BookSpeaker:
     def received(self):
         return dict(self.book.received)
 
-    def take_received_changes(self):
+    def take_received_changes(self):  # a checkout before the receive order (3f3d1b5)
         return self.book.take_received_changes()
+
+    def take_received_in_order(self):
+        return self.book.take_received_in_order()
+
+    def received_in_order(self):
+        return self.book.received_in_order()
 
     def set_desired(self, routes):
         pass

@@ -210,10 +210,12 @@ def test_a_local_mac_a_peer_announces_sticky_is_withdrawn_here_and_the_operator_
                    what="the static route at A")
     lab.wait_until(lambda: MACS["a2"] not in received_macs(b.api), timeout=30, what="A withdrawing a2's route")
     assert "announced static (sticky)" in a.log_tail(400)
-    assert a.api.get("/v1/bgp/peers").json["mobility"] == {"not_announced": 1, "sticky": 1, "duplicate": 0, "duplicate_macs": []}
+    assert a.api.get("/v1/bgp/peers").json["mobility"] == {"not_announced": 1, "sticky": 1, "duplicate": 0,
+                                                           "duplicate_macs": []}
     send("withdraw")
     lab.wait_until(lambda: MACS["a2"] in received_macs(b.api), timeout=30, what="A announcing a2 again")
-    assert a.api.get("/v1/bgp/peers").json["mobility"] == {"not_announced": 0, "sticky": 0, "duplicate": 0, "duplicate_macs": []}
+    assert a.api.get("/v1/bgp/peers").json["mobility"] == {"not_announced": 0, "sticky": 0, "duplicate": 0,
+                                                           "duplicate_macs": []}
     reach(lab, vms["b2"], "10.0.2.11", timeout=30)
 
 

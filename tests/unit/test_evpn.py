@@ -253,13 +253,16 @@ def test_a_peer_winning_many_local_macs_by_sequence_number_logs_one_line_per_int
     assert mobility.counts() == {"not_announced": 1, "sticky": 0, "duplicate": 0}
 
 
-def test_a_mac_moving_max_moves_times_within_the_window_is_a_duplicate_not_announced_until_cleared(caplog):
+def test_a_mac_moving_max_moves_times_within_the_window_is_a_duplicate_not_announced_until_cleared(caplog,
+                                                                                                    monkeypatch):
     """RFC 7432 section 15.1: a MAC that moves ``max_moves`` times within ``window`` seconds (between our VRS, into
     this controller from a peer, away to a peer's higher sequence number) is flagged: not announced, its sequence
     number frozen, one warning, counted, until cleared; then announced again. A live migration (one move) and moves
     spread wider than the window are not duplicates."""
     from bgp.duplicates import DuplicateMacs
+    from controller import loglimit
 
+    monkeypatch.setattr(loglimit, "_last_logged", {})
     state, _ = setup_view()
     web = state.policy.find("subnet", "acme/web")
     key = (web["id"], "02:00:00:00:00:01")
@@ -524,3 +527,44 @@ def test_publishing_walks_the_local_endpoints_not_the_macs_peers_sent():
     assert published(prog.derive(), state) == before
     assert prog.view.local == prog.derive().local == {eid: ep for eid, ep in prog.view.endpoints.items()
                                                       if ep.kind != "evpn"}
+
+
+def test_an_ha_standby_flags_duplicate_macs_on_its_own():
+    """A standby's publish runs MAC mobility on the same ports and routes as the active's, only announcing nothing:
+    it flags a MAC moving too often by itself, so a takeover keeps the flag, and clearing it on one node leaves the
+    other's (docs/evpn.md: clear on both)."""
+    from bgp.duplicates import DuplicateMacs
+    from bgp.federation import Federation
+    from tests.unit.test_evpn_early_withdraw import BookedSpeaker
+
+    state, _ = setup_view()
+    key = (state.policy.find("subnet", "acme/web")["id"], "02:00:00:00:00:01")
+    fed = Federation(None, "/unused", state, speaker=BookedSpeaker())
+    fed.mobility = Mobility(DuplicateMacs(max_moves=2))
+    fed.originating = False
+    for host in ("hv1", "hv2", "hv1"):  # two moves
+        fed.publish(place(state, {host: [("vm1", 10)]}))
+    assert key in fed.mobility.duplicates and not fed.speaker.desired
+    fed.originating = True  # taken over: still not announced
+    fed.publish(place(state, {"hv1": [("vm1", 10)]}))
+    assert not [r for r in fed.speaker.desired.values() if getattr(r, "mac", None) == key[1]]
+
+
+def test_many_macs_flagged_duplicate_at_once_log_one_line_per_interval(caplog, monkeypatch):
+    """A loop makes every local MAC move: flagging them all logs one warning per controller.loglimit.LOG_EVERY,
+    the next one counting those left out (GET /v1/bgp/peers lists them, /metrics counts them)."""
+    from bgp.duplicates import DuplicateMacs
+    from controller import loglimit
+
+    monkeypatch.setattr(loglimit, "_last_logged", {})
+    now = [1000.0]
+    monkeypatch.setattr(loglimit.time, "monotonic", lambda: now[0])
+    duplicates = DuplicateMacs(max_moves=2, clock=lambda: now[0])
+    with caplog.at_level("WARNING", logger="canopy.bgp"):
+        for round_ in range(2):
+            for i in range(50):
+                duplicates.moved(("s", f"02:00:00:00:{round_:02x}:{i:02x}"), "between two of its VRS")
+                duplicates.moved(("s", f"02:00:00:00:{round_:02x}:{i:02x}"), "between two of its VRS")
+            now[0] += loglimit.LOG_EVERY
+    lines = [r.getMessage() for r in caplog.records if "duplicate MAC" in r.getMessage()]
+    assert len(duplicates.flagged) == 100 and len(lines) == 2 and lines[1].endswith("(49 more like it not logged)")

@@ -100,6 +100,13 @@ def test_nothing_is_announced_at_bind_unless_it_is_the_plain_case():
     assert not vm1_type2(fed.speaker.desired)
 
     state, fed = published()
+    web = state.policy.find("subnet", "acme/web")
+    duplicates = fed.mobility.duplicates  # vm1 flagged duplicate (RFC 7432 15.1) while it was here, then unbound
+    assert [duplicates.moved((web["id"], VM1), "within") for _ in range(duplicates.max_moves)][-1]
+    state.vrs_update(snapshot("hv1", HV1, WITH_VM1))
+    assert not vm1_type2(fed.speaker.desired)  # not announced until the operator clears it
+
+    state, fed = published()
     state.vrs_update(snapshot("hv2", HV2, [("vm3", 10), ("vm4", 11), ("vm1", 12)]))  # bound: a route stands for it
     fed.speaker.commands.clear()
     state.vrs_update(snapshot("hv1", HV1, WITH_VM1))  # and on hv1 too: a second location, left to the pass

@@ -88,29 +88,25 @@ def test_a_change_merges_only_the_mac_it_reaches():
 class BookSpeaker:
     """A speaker without a process: a real RouteBook fed with ExaBGP's JSON for received routes."""
 
-    def __init__(self):
+    def __init__(self, peers=("127.0.0.1",)):
         from bgp.routebook import RouteBook
         from bgp.speaker import Neighbor
 
-        self.book = RouteBook((Neighbor("127.0.0.1", 65001),))
+        self.book = RouteBook(tuple(Neighbor(peer, 65001) for peer in peers))
 
-    def receive(self, route, action="announce"):
+    def receive(self, route, action="announce", peer="127.0.0.1"):
         from tests.unit.test_routebook import update
 
-        self.book.handle_line(update(route, action))
+        self.book.handle_line(update(route, action).replace('"peer": "127.0.0.1"', f'"peer": "{peer}"'))
 
     def received(self):
         return dict(self.book.received)
 
-    def take_received_changes(self):
-        return self.book.take_received_changes()
-
     def take_received_in_order(self):
-        changes = self.book.take_received_changes()
-        return changes, self.book.order_of(changes)
+        return self.book.take_received_in_order()
 
     def received_in_order(self):
-        return dict(self.book.received), dict(self.book.received_order)
+        return self.book.received_in_order()
 
     def imported(self, policy):
         """The import from scratch of what was received (the oracle), in the order it was received."""

@@ -269,6 +269,44 @@ def test_an_ip_that_moves_to_a_new_mac_is_answered_with_the_newer_binding_while_
     assert answer(route(new), route(third)) == [third]  # sent again unchanged: still received earlier
 
 
+def test_a_second_reflectors_copy_of_the_old_route_does_not_take_the_ip_back():
+    """Two route reflectors send each route twice: a copy of a route another reflector already sent is not news (it
+    keeps that route's receive order), so the old MAC's copy arriving late from the second reflector, or the second
+    reflector's session flapping and sending both again in its own order, leaves the IP with the newer binding
+    (before: each copy numbered as received, the old MAC took the IP back on equal sequence numbers)."""
+    from bgp.federation import Federation
+    from bgp.routes import MacIpRoute
+    from tests.unit.test_importer import BookSpeaker
+
+    state, prog = setup()
+    rr1, rr2 = "127.0.0.1", "127.0.0.2"
+    speaker = BookSpeaker((rr1, rr2))
+    federation = Federation(None, "/nonexistent", state, speaker=speaker)
+    rts = tuple(state.policy.find("subnet", "acme/web")["import_rts"])
+    old, new = "02:00:00:00:01:98", "02:00:00:00:01:99"
+
+    def route(mac):
+        return MacIpRoute(rd=f"{PEER}:2", mac=mac, ip=RIP, l2_vni=5001, next_hop=PEER, route_targets=rts)
+
+    def answer(*received):
+        for mac, peer, *action in received:
+            speaker.receive(route(mac), *action, peer=peer)
+        federation._received_changed()
+        federation.refresh_import()
+        prog.refresh()
+        view = derive(state.policy, state.locations, state.vrs, state.vtep_ip_of, state.vteps, state.remote)
+        assert prog.desired["hv1"].all_flows() == compile_switch(view, "hv1").all_flows()
+        return [pkt["arp_sha"] for _, pkt in arp_from_vm(prog, "hv1", RIP)]
+
+    assert answer((old, rr1)) == [old]
+    assert answer((new, rr1), (new, rr2)) == [new]
+    assert answer((old, rr2)) == [new]  # the second reflector's copy of the old route, late
+    assert answer((old, rr2, "withdraw"), (new, rr2, "withdraw")) == [new]  # its session flaps:
+    assert answer((new, rr2), (old, rr2)) == [new]  # both again, the old one last
+    state.policy = state.policy.copy()  # an import from scratch ranks the same
+    assert answer() == [new]
+
+
 # ------------------------------------------------------------------------------ hardware VTEPs
 
 def test_hardware_vtep_rows_include_remote_macs_and_flood_targets():

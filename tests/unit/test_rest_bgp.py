@@ -110,12 +110,17 @@ def test_duplicate_macs_are_listed_counted_and_cleared(ctl, tmp_path):
     with_routes(ctl, federation)
     duplicates = federation.mobility.duplicates
     assert (duplicates.max_moves, duplicates.window) == (2, 60.0)
-    for mac in ("02:00:00:00:00:01", "02:00:00:00:00:02"):
-        assert not duplicates.moved(("s", mac), "within") and duplicates.moved(("s", mac), "within")
+    now = [100.0]
+    duplicates.clock = lambda: now[0]
+    for mac, took in (("02:00:00:00:00:01", 7.5), ("02:00:00:00:00:02", 30.0)):
+        assert not duplicates.moved(("s", mac), "into this controller")
+        now[0] += took
+        assert duplicates.moved(("s", mac), "away, to 10.251.0.9")
     mobility = ctl.call("GET", "/v1/bgp/peers")[1]["mobility"]
-    assert mobility["duplicate"] == 2 and [(r["subnet_id"], r["mac"], r["moves"]) for r in
-                                           mobility["duplicate_macs"]] == [("s", "02:00:00:00:00:01", 2),
-                                                                          ("s", "02:00:00:00:00:02", 2)]
+    assert mobility["duplicate"] == 2 and [(r["subnet_id"], r["mac"], r["took"], r["last_move"], r["window"]) for r in
+                                           mobility["duplicate_macs"]] == [
+        ("s", "02:00:00:00:00:01", 7.5, "away, to 10.251.0.9", 60.0),
+        ("s", "02:00:00:00:00:02", 30.0, "away, to 10.251.0.9", 60.0)]
     [gauge] = [m for m in _bgp(federation) if m.name == "canopy_evpn_duplicate_macs"]
     assert [s.value for s in gauge.samples] == [2]
     status, body = ctl.call("DELETE", "/v1/bgp/duplicate-macs", query={"mac": "02:00:00:00:00:zz"})
