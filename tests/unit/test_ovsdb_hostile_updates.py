@@ -467,7 +467,8 @@ def test_many_different_refused_claims_are_one_line_a_minute_with_a_count(caplog
     db.now = 60.0
     db.claim("late", 0x200)
     assert db.step(reporter)[1] == ["ovsdb:peer (10.0.0.1:1): interface if1 is referenced by port late and by port "
-                                    "p1: it stays p1's, the claim of late is refused (19 more like it in the last 60 s)"]
+                                    "p1: it stays p1's, the claim of late is refused (19 more like it in the last "
+                                    "60 s)"]
     assert reporter.refused_claims == 21
 
 
