@@ -52,7 +52,7 @@ WORKDIR /var/lib/canopy
 VOLUME ["/var/lib/canopy"]
 EXPOSE 6653 6640 8080 6690 179
 # canopy health asks GET /v1/status as "canopy status" would with the settings of the "run --config FILE" it runs
-# (PID 1's command line): their REST address, https or http, and token; SSL_CERT_FILE names the CA (docs/container.md).
+# (PID 1's command line): their REST address, https or http, and token; CANOPY_CA_FILE names the CA (docs/container.md).
 HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=3 \
   CMD ["/opt/canopy/venv/bin/canopy", "health"]
 ENTRYPOINT ["/usr/bin/tini", "--", "/opt/canopy/venv/bin/canopy"]

@@ -50,8 +50,7 @@ def _check(args) -> str | None:
     problem = cli_remote.resolve(remote)
     if problem:
         return problem
-    token, token_from = ((remote.read_token, remote.read_token_from) if remote.read_token else
-                         (remote.token, remote.token_from))
+    token, token_from = cli_remote.token_for(remote, write=False)  # the read-only token when there is one
     if not token:
         return token_from
     url = remote.url.rstrip("/") + "/v1/status"

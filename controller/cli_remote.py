@@ -62,6 +62,23 @@ def resolve(args) -> str | None:
         return problem
     if not args.url:
         args.url = (rest_url(settings) if settings else None) or os.environ.get("CANOPY_URL") or DEFAULT_URL
+    try:
+        _settings_tokens(args, settings)
+    except _Refused as exc:
+        return str(exc)
+    if not args.read_token and os.environ.get("CANOPY_READ_TOKEN"):
+        args.read_token = os.environ["CANOPY_READ_TOKEN"]
+        args.read_token_from = "the read-only token of CANOPY_READ_TOKEN"
+    for token, source in ((args.token, args.token_from), (args.read_token, args.read_token_from)):
+        problem = token and secretfile.token_problem(token)  # a newline in a header raised a traceback
+        if problem:
+            return f"{source}: {problem}"
+    return None
+
+
+def _settings_tokens(args, settings) -> None:
+    """The tokens ``resolve`` takes from ``--config``'s settings (else the built-in ones) and CANOPY_TOKEN; _Refused
+    names a token file there that cannot be used (``_settings_token``)."""
     args.token_from = "the token given by --token" if args.token else "no token"
     if not args.token and settings is not None:
         args.token, args.token_from = _write_token(settings, args.config)
@@ -73,14 +90,10 @@ def resolve(args) -> str | None:
     if not args.read_token and settings is not None and (settings.rest_read_token or settings.rest_read_token_file):
         args.read_token, args.read_token_from = _settings_token(
             settings.rest_read_token, settings.rest_read_token_file, "rest.read_token", "read-only token", args.config)
-    if not args.read_token and os.environ.get("CANOPY_READ_TOKEN"):
-        args.read_token = os.environ["CANOPY_READ_TOKEN"]
-        args.read_token_from = "the read-only token of CANOPY_READ_TOKEN"
-    for token, source in ((args.token, args.token_from), (args.read_token, args.read_token_from)):
-        problem = token and secretfile.token_problem(token)  # a newline in a header raised a traceback
-        if problem:
-            return f"{source}: {problem}"
-    return None
+
+
+class _Refused(Exception):
+    """A token file that is there and cannot be used: the message names it and why (nothing is sent)."""
 
 
 def client_tls(path, where) -> tuple:
@@ -111,15 +124,19 @@ def _write_token(settings, where: str) -> tuple:
 
 
 def _settings_token(inline, path, key: str, kind: str, where: str) -> tuple:
-    """(a REST token the settings give (``key`` inline, or the content of the file ``path``), or None when unreadable;
-    where it came from or why there is none): a refusal then names where the command looked (``refusal_hint``)."""
+    """(a REST token the settings give (``key`` inline, or the content of the file ``path``), or None; where it came
+    from or why there is none: a refusal then names where the command looked, ``refusal_hint``). The file is read as
+    the controller reads it (secretfile.read_text: a FIFO or a device refused without blocking, at most 64 KiB,
+    UTF-8, private; one trailing LF or CRLF dropped): one that is absent, or that this user cannot open, is no token
+    (reads may need none); one that is there and cannot be a token file raises _Refused, and nothing is sent."""
     if inline:
         return inline, f"{key} of {where}"
-    try:  # read as the controller reads it (secretfile.read_token); a byte that is no UTF-8 is named by its check
-        with open(path, encoding="utf-8", errors="surrogateescape") as fh:
-            token = secretfile.token_in(fh.read()) or None
-    except OSError as exc:
-        return None, f"no {kind}: {path}: {exc.strerror} ({where})"
+    try:
+        token = secretfile.token_in(secretfile.read_text(f"{key}_file", path)) or None
+    except secretfile.Unusable as exc:
+        if exc.opened and os.path.lexists(path):
+            raise _Refused(f"the {kind} file of {where}: {exc.problem}") from None
+        return None, f"no {kind}: {exc.problem} ({where})"
     return token, f"the {kind} file {path} ({where})" if token else f"no {kind}: {path} is empty ({where})"
 
 

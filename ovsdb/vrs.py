@@ -348,9 +348,11 @@ class VrsReporter(Claimant):
             self._changed = set(delta) if delta is not None else None
 
     def _refused_claim(self, iface: str, port: str, holder: str) -> None:
-        self._bad.warning(("claim", iface, port), "%s (%s): interface %s is referenced by port %s and by port %s: it "
+        # one key for every claim: a peer making many (the same again and again, or new ones) is one line a minute
+        # per session, the next saying how many were held back (refused_claims counts each)
+        self._bad.warning("interface claim", "%s (%s): interface %s is referenced by port %s and by port %s: it "
                           "stays %s's, the claim of %s is refused", self.session, self.peer, iface, port, holder,
-                          holder, port)  # a claim refused again and again (made, dropped, made): once a minute
+                          holder, port)
 
     def _bad_value(self, key: str, value: str) -> None:
         self._bad.warning((key, str(value)[:64]), "%s (%s): ignoring %s=%r", self.session, self.peer,

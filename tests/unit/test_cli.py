@@ -219,7 +219,7 @@ def test_apply_refused_for_want_of_a_token_names_where_it_looked(tmp_path, capsy
     path = write(tmp_path, "one.yaml", "tenants:\n  - name: acme\n")
     assert cli.main(["apply", path, "--url", served, "--config", settings]) == cli.EXIT_INVALID
     err = capsys.readouterr().err
-    assert f"no token: {tmp_path / 'nodata' / 'rest-token'}: No such file or directory ({settings})" in err
+    assert f"no token: {tmp_path / 'nodata' / 'rest-token'} does not exist ({settings})" in err
     assert "give --config with the controller's settings file, or --token (CANOPY_TOKEN)" in err
     assert cli.main(["apply", path, "--url", served, "--token", "wrong"]) == cli.EXIT_INVALID
     assert "the controller refused the token given by --token" in capsys.readouterr().err
@@ -340,9 +340,9 @@ def test_a_token_that_is_no_http_header_value_is_refused_naming_where_it_came_fr
     url = "http://127.0.0.1:9"
     token = tmp_path / "rest-token"
     config = write(tmp_path, "canopy.yaml", f"data_dir: {tmp_path / 'd'}\nrest: {{token_file: {token}}}\n")
-    for content, char in ((b"tok\nsecond\n", "'\\n' at character 4"), (b"tok\0\n", "'\\x00' at character 4"),
-                          (b"to\xffk\n", "'\\udcff' at character 3")):
+    for content, char in ((b"tok\nsecond\n", "'\\n' at character 4"), (b"tok\0\n", "'\\x00' at character 4")):
         token.write_bytes(content)
+        token.chmod(0o600)
         assert cli.main(["status", "--url", url, "--config", config]) == cli.EXIT_USAGE
         assert capsys.readouterr().err.startswith(f"canopy: the token file {token} ({config}): holds {char}: ")
     assert cli.main(["status", "--url", url, "--token", "tok\n"]) == cli.EXIT_USAGE
@@ -356,6 +356,42 @@ def test_a_token_that_is_no_http_header_value_is_refused_naming_where_it_came_fr
     assert "cannot reach the controller at http://127.0.0.1:9" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("key, kind", [("token_file", "token"), ("read_token_file", "read-only token")])
+def test_a_token_file_is_read_as_the_controller_reads_it_and_a_fifo_never_waited_on(tmp_path, capsys, monkeypatch,
+                                                                                    key, kind):
+    """The CLI read token files with open() and read(): a FIFO there (no writer) hung `canopy status` in its open,
+    any size was read, a byte that is no UTF-8 was named as a character. It reads them as the controller does
+    (secretfile.read_text): a file the controller would refuse is refused, naming it and why, before anything is sent
+    (exit code 2); CRLF ends a token as LF does; an absent file is no token, as before."""
+    from tests.unit.fifo import fifo_without_writer
+
+    monkeypatch.delenv("CANOPY_TOKEN", raising=False)
+    monkeypatch.delenv("CANOPY_READ_TOKEN", raising=False)
+    url = "http://127.0.0.1:9"  # nothing listens: 'cannot reach' says the command went on to send
+
+    def status(path):
+        config = write(tmp_path, "canopy.yaml", f"data_dir: {tmp_path / 'd'}\nrest: {{{key}: {path}}}\n")
+        code = cli.main(["status", "--url", url, "--config", config])
+        return code, capsys.readouterr().err, config
+
+    with fifo_without_writer(tmp_path / "fifo") as fifo:
+        code, err, config = status(fifo)
+    assert code == cli.EXIT_USAGE and err == (
+        f"canopy: the {kind} file of {config}: {fifo} is a FIFO, not a regular file: a secret file must be one "
+        "(reading a FIFO could block Canopy or never end)\n")
+    token = tmp_path / "token"
+    for content, mode, why in ((b"to\xffk\n", 0o600, "is not UTF-8 text (byte 3 is 0xff)"),
+                               (b"t" * 70000, 0o600, "holds 70000 bytes"), (b"tok\n", 0o644, "has mode 0644")):
+        token.write_bytes(content)
+        token.chmod(mode)
+        code, err, config = status(token)
+        assert code == cli.EXIT_USAGE and err.startswith(f"canopy: the {kind} file of {config}: {token} {why}"), err
+    token.write_bytes(b"tok\r\n")
+    token.chmod(0o600)
+    code, err, _ = status(token)
+    assert code == cli.EXIT_UNREACHABLE and err.startswith("canopy: cannot reach the controller at http://127.0.0.1:9:")
+
+
 def test_read_commands_take_the_read_only_token_as_the_write_token_is_taken(tmp_path, capsys, monkeypatch,
                                                                               served_read_token):
     """A host holding only the read-only token (rest.read_token) can run the commands that read: from --read-token,
@@ -367,6 +403,7 @@ def test_read_commands_take_the_read_only_token_as_the_write_token_is_taken(tmp_
     port = url.rsplit(":", 1)[1]
     read_file = tmp_path / "read-token"
     read_file.write_text(READ + "\n")
+    read_file.chmod(0o600)  # as the controller wants it (secretfile.read_text)
     config = write(tmp_path, "canopy.yaml", f"data_dir: {tmp_path / 'd'}\nrest: {{port: {port}, token_file: "
                                             f"{tmp_path / 'not-mine'}, read_token_file: {read_file}}}\n")
     for how in (["--url", url, "--read-token", READ], ["--config", config]):

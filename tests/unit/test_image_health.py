@@ -71,7 +71,7 @@ def container(tmp_path, monkeypatch, capsys):
     """health(settings_text) -> (exit code, standard error): the HEALTHCHECK command run in a container whose PID 1 is
     the image's ENTRYPOINT running ``run --config FILE`` (FILE holding settings_text), as after `podman run IMAGE run
     --config FILE`."""
-    for name in ("CANOPY_URL", "CANOPY_TOKEN", "CANOPY_CA_FILE", "SSL_CERT_FILE"):
+    for name in ("CANOPY_URL", "CANOPY_TOKEN", "CANOPY_READ_TOKEN", "CANOPY_CA_FILE", "SSL_CERT_FILE"):
         monkeypatch.delenv(name, raising=False)
     exe, *argv = _instruction("HEALTHCHECK")
     assert exe == "/opt/canopy/venv/bin/canopy" and argv == ["health"]
@@ -142,6 +142,25 @@ def test_a_refused_token_and_a_controller_down_are_one_line_each(tmp_path, serve
     assert code == 1 and f"cannot reach the controller at http://127.0.0.1:{free}" in _one_line(err)
     code, err = container("rest: {port: not-a-port}\n")  # settings it cannot use: still one line, exit 1 (not 2)
     assert code == 1 and "rest.port" in _one_line(err)
+
+
+def test_with_a_read_only_token_configured_it_asks_with_that_token(tmp_path, serve, container):
+    """The check only reads: with rest.read_token_file (or rest.read_token) in the settings it sends the read-only
+    token, not the write token (the stand-in accepts TOKEN alone: here the read-only token); a read-only token file
+    that is a FIFO is one line, exit 1, without waiting for a writer."""
+    from tests.unit.fifo import fifo_without_writer
+
+    port = serve()
+    write = _secret(tmp_path / "rest-token", "0" * 64 + "\n")  # the write token: refused by the stand-in
+    read = _secret(tmp_path / "read-token", TOKEN + "\n")
+    rest = f"listen: 127.0.0.1, port: {port}, open_reads: never, token_file: {write}"
+    assert container(f"data_dir: {tmp_path}\nrest: {{{rest}, read_token_file: {read}}}\n") == (0, "")
+    assert container(f"data_dir: {tmp_path}\nrest: {{{rest}, read_token: {TOKEN}}}\n") == (0, "")
+    code, err = container(f"data_dir: {tmp_path}\nrest: {{{rest}}}\n")  # no read-only token: the write token
+    assert code == 1 and f"answered 401 Unauthorized; the token file {write}" in _one_line(err)
+    with fifo_without_writer(tmp_path / "read-fifo") as fifo:
+        code, err = container(f"data_dir: {tmp_path}\nrest: {{{rest}, read_token_file: {fifo}}}\n")
+    assert code == 1 and f"{fifo} is a FIFO, not a regular file" in _one_line(err)
 
 
 class socket_closed:

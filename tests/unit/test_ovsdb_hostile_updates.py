@@ -391,6 +391,8 @@ class TwoClaims:
 
     def reporter(self):
         reporter = self.vrs.VrsReporter(Sink(), "ovsdb:peer", "10.0.0.1:1")
+        self.now = 0.0
+        reporter._bad._clock = lambda: self.now  # the warnings' throttle (logs.Throttle), on the test's clock
         reporter.refresh(self.rows(), self.replica.changes)
         self.replica.changes = RowChanges()
         return reporter
@@ -439,12 +441,35 @@ def test_a_second_port_claiming_an_interface_is_refused_once_named_and_takes_it_
     assert db.step(reporter)[1] == [] and reporter.refused_claims == 1
     db.delete("p1")  # the holder goes: the claim still standing takes the interface over
     assert db.step(reporter) == (["if1", "if2"], [])
+    db.now += 60  # the warnings are throttled, all claims together (the next test)
     db.claim("evil2", 0x63)
     assert db.step(reporter)[1] == ["ovsdb:peer (10.0.0.1:1): interface if1 is referenced by port evil2 and by port "
                                     "evil: it stays evil's, the claim of evil2 is refused"]
     db.delete("evil")
     db.delete("evil2")
     assert db.step(reporter) == (["if2"], []) and reporter.refused_claims == 2
+
+
+def test_many_different_refused_claims_are_one_line_a_minute_with_a_count(caplog):
+    """A peer making claim after claim, each a new Port row on if1: one warning line per claim before (the throttle's
+    key was the interface and port), at most one a minute per session now, the next one saying how many were held
+    back; each is still counted."""
+    db = TwoClaims(caplog)
+    reporter = db.reporter()
+    warned = []
+    for i in range(20):
+        db.claim(f"evil{i}", 0x100 + i)
+        warned += db.step(reporter)[1]
+        db.now += 2
+    assert warned == ["ovsdb:peer (10.0.0.1:1): interface if1 is referenced by port evil0 and by port p1: it stays "
+                      "p1's, the claim of evil0 is refused"]
+    assert reporter.refused_claims == 20
+    db.now = 60.0
+    db.claim("late", 0x200)
+    assert db.step(reporter)[1] == ["ovsdb:peer (10.0.0.1:1): interface if1 is referenced by port late and by port "
+                                    "p1: it stays p1's, the claim of late is refused (19 more like it in the last "
+                                    "60 s)"]
+    assert reporter.refused_claims == 21
 
 
 @pytest.mark.parametrize("number", [0x30, 0x70])  # the claiming port's uuid before p1's (0x51), or after it
