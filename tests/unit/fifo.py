@@ -9,8 +9,9 @@ instead of hanging the run. Where wchan does not tell (another kernel, or wchan 
 bound on a wrong reader's hang, not on a right one's time (a right reader opens without waiting, fstats and closes
 at once: it holds the FIFO open for microseconds, not from one try to the next, so a slow run alone never fails on
 the bound; only a try landing within those microseconds of a run already over ``BOUND`` seconds would). The
-watcher is an OS thread with the OS's own sleep even after eventlet monkey-patched threading and time (``canopy
-run`` does, in the tests that run it)."""
+watcher is an OS thread with the OS's own sleep, open and write even after eventlet monkey-patched threading, time
+and os (``canopy run`` does, and some tests: eventlet's write, run on this thread, waited on a hub of its own and
+tried again for ever once the reader had gone, EPIPE)."""
 
 import contextlib
 import os
@@ -18,7 +19,7 @@ import threading
 
 from eventlet import patcher
 
-_thread, _time = patcher.original("_thread"), patcher.original("time")
+_os, _thread, _time = patcher.original("os"), patcher.original("_thread"), patcher.original("time")
 BLOCKED_IN_OPEN = "wait_for_partner"  # Linux: fs/pipe.c, a FIFO's open waiting for the other side
 BOUND = 60.0  # seconds after which a reader holding the FIFO open is released, whatever wchan shows
 TRY_EVERY = 0.1  # seconds between those tries
@@ -69,11 +70,13 @@ def _read(proc_file):
 def _release(path, data) -> bool:
     """Whether a reader had ``path`` open (waiting in its open, or not): it gets ``data`` and an end."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)  # fails (ENXIO) unless a reader has it open: never blocks
+        fd = _os.open(path, _os.O_WRONLY | _os.O_NONBLOCK)  # ENXIO unless a reader has it open: never blocks
     except OSError:  # no reader: none came yet, or it stopped waiting meanwhile
         return False
     try:
-        os.write(fd, data)
+        _os.write(fd, data)
+    except OSError:  # the reader went meanwhile (EPIPE): it had the FIFO open all the same
+        pass
     finally:
-        os.close(fd)
+        _os.close(fd)
     return True

@@ -35,7 +35,9 @@ def rescued(path):
 
 
 def blocking_open(path):
-    os.close(os.open(path, os.O_RDONLY))  # waits for a writer: what a secret file's reader must not do
+    """What a secret file's reader must not do: open it waiting for a writer (then read it to its end)."""
+    with open(path, "rb") as fh:
+        return fh.read()
 
 
 def test_a_reader_waiting_in_the_open_fails_the_test(tmp_path):
@@ -43,7 +45,7 @@ def test_a_reader_waiting_in_the_open_fails_the_test(tmp_path):
     path = tmp_path / "fifo"
     with rescued(path), pytest.raises(AssertionError, match=r"\(released by the test\)$"):
         with fifo.fifo_without_writer(path) as name:
-            blocking_open(name)
+            assert blocking_open(name) == b"released\nby the test\n"
 
 
 def test_a_reader_waiting_in_the_open_is_released_after_the_bound_where_wchan_does_not_show_it(tmp_path, monkeypatch):
@@ -54,7 +56,7 @@ def test_a_reader_waiting_in_the_open_is_released_after_the_bound_where_wchan_do
     path = tmp_path / "fifo"
     with rescued(path), pytest.raises(AssertionError, match=r"fifo still held it open after 0.05 s, when a writer"):
         with fifo.fifo_without_writer(path) as name:
-            blocking_open(name)
+            assert blocking_open(name) == b"released\nby the test\n"
 
 
 def test_a_reader_that_opens_without_waiting_passes_however_long_the_block_lasts(tmp_path, monkeypatch):
