@@ -85,7 +85,7 @@ def _file_problem(key: str, path: str, may_be_absent: bool = False) -> str | Non
     try:
         secretfile.read_token(key, path)
     except secretfile.Unusable as exc:
-        if exc.opened:
+        if not exc.denied:
             return str(exc)
         try:  # not ours to open (check-settings may run as another user than Canopy): what its status tells
             problem = secretfile.file_problem(os.stat(path))

@@ -14,8 +14,9 @@ instead of using it silently. The rule is PostgreSQL's:
 
 A secret file is a regular file of at most ``MAX_BYTES``, UTF-8 text. It is read at start and at every SIGHUP, on
 the controller's event loop: a FIFO, a device or a socket could block the open or the read, or never end, so the
-file is opened without blocking and refused unless fstat says it is a regular file; a larger one is refused before
-it is read (a secret is tens of bytes: a larger file is the wrong one).
+file is opened without blocking and refused unless fstat says it is a regular file (stat names one that cannot be
+opened at all, a socket); a larger one is refused before it is read (a secret is tens of bytes: a larger file is the
+wrong one). A secret (``read_secret``) is one line, white space around it aside.
 
 A REST token (``read_token``, ``token_problem``) travels in an HTTP header: it is printable ASCII without spaces,
 and a token file holds the token and at most one line end, LF or CRLF (what ``echo TOKEN >file``, Canopy's
@@ -28,6 +29,7 @@ driver runs in Neutron's environment, where Canopy is not installed), so it impo
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 
@@ -38,12 +40,12 @@ _KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSO
 
 class Unusable(ValueError):
     """A secret file that the setting ``key`` names cannot be used: ``str()`` is ``KEY: PROBLEM``, and ``problem``
-    names the file and why (without the key, for a caller that adds file and line). ``opened`` is False when this
-    user could not open it (``check-settings`` may run as another user than the service that reads it)."""
+    names the file and why (without the key, for a caller that adds file and line). ``denied`` is True when this
+    user was denied opening it (``check-settings`` may run as another user than the service that reads it)."""
 
-    def __init__(self, key: str, problem: str, opened: bool = True):
+    def __init__(self, key: str, problem: str, denied: bool = False):
         super().__init__(f"{key}: {problem}")
-        self.key, self.problem, self.opened = key, problem, opened
+        self.key, self.problem, self.denied = key, problem, denied
 
 
 def read_token(key: str, path: str, reader: str = "Canopy") -> str:
@@ -59,10 +61,16 @@ def read_token(key: str, path: str, reader: str = "Canopy") -> str:
 
 def read_secret(key: str, path: str, reader: str = "Canopy") -> str:
     """The secret in the file ``path`` that the setting ``key`` names: its text without the white space around it.
-    Unusable when there is none, or as ``read_text``."""
+    Unusable when there is none, when it spans more than one line (a secret is one line: Nova's shared secret is
+    one config value, the HA secret what ``openssl rand -hex 32`` prints; a second line is the wrong file or a paste
+    gone wrong, never part of the secret), or as ``read_text``."""
     secret = read_text(key, path, reader).strip()
     if not secret:
         raise Unusable(key, f"{path} is empty")
+    lines = len(secret.splitlines())
+    if lines > 1:
+        raise Unusable(key, f"{path} holds {lines} lines: a secret file holds the secret on one line (a line break "
+                            "inside is no part of a secret: is it the file you meant?)")
     return secret
 
 
@@ -75,7 +83,7 @@ def read_text(key: str, path: str, reader: str = "Canopy") -> str:
     except FileNotFoundError:
         raise Unusable(key, f"{path} does not exist") from None
     except OSError as exc:
-        raise Unusable(key, f"cannot read {path}: {exc.strerror or exc}", opened=False) from None
+        raise _unopened(key, path, exc, reader) from None
     try:
         problem = file_problem(os.fstat(fd), reader)  # the file that was opened, not one put there meanwhile
         if problem:
@@ -135,6 +143,18 @@ def too_open(st: os.stat_result, reader: str = "Canopy") -> str | None:
         return (f"has mode {mode:04o}: its group can read it, and only a file root owns may be shared with a "
                 f"group; chmod 600 it (or chown root and chgrp it to the group of the user {reader} runs as)")
     return None
+
+
+def _unopened(key: str, path: str, exc: OSError, reader: str) -> Unusable:
+    """Why ``path`` could not be opened (``exc``): what it is when it is no regular file (a socket's open fails,
+    ENXIO, so fstat never comes), else the error, ``denied`` when it is this user's (EACCES, EPERM)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        st = None
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        return Unusable(key, f"{path} {file_problem(st, reader)}")
+    return Unusable(key, f"cannot read {path}: {exc.strerror or exc}", denied=exc.errno in (errno.EACCES, errno.EPERM))
 
 
 def _too_large(size: int) -> str:

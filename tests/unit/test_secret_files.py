@@ -4,6 +4,7 @@ and token_file, and the Neutron driver's [canopy] token_file. Each refusal names
 regular file (opening a FIFO blocked until a writer came, and its read until the writer ended), larger than 64 KiB,
 a CR that is not part of one trailing CRLF, not UTF-8."""
 
+import socket
 import sys
 from pathlib import Path
 
@@ -60,6 +61,18 @@ def test_a_directory_and_a_device_are_refused_as_no_regular_file(tmp_path, key, 
 
 
 @EACH_READER
+def test_a_unix_socket_is_refused_as_a_socket_not_as_a_file_it_cannot_read(tmp_path, monkeypatch, key, read, reader):
+    """A socket's open fails (ENXIO) before fstat could name it: it was "cannot read ...: No such device or
+    address"."""
+    monkeypatch.chdir(tmp_path)  # a short path to bind: AF_UNIX paths hold at most 107 bytes
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind("token")
+        path = str(tmp_path / "token")
+        assert refusal(read, path) == (f"{key}: {path} is a socket, not a regular file: a secret file must be one "
+                                       f"(reading a socket could block {reader} or never end)")
+
+
+@EACH_READER
 def test_a_file_over_64_kib_is_refused_naming_its_size_and_one_of_64_kib_is_read(tmp_path, key, read, reader):
     """It was read whole, however large, on the event loop at a SIGHUP."""
     big = private(tmp_path / "token", b"t" * secretfile.MAX_BYTES + b"\n")
@@ -100,6 +113,24 @@ def test_a_secret_is_read_the_same_way_and_stripped(tmp_path):
     assert refused.value.problem.startswith(f"{fifo} {FIFO}")  # without the key: the settings add file and line
 
 
+@pytest.mark.parametrize("content, lines", [
+    (b"a-secret-of-16-chars\nand more\n", 2), (b"a-secret\r\n\r\nof-16-chars", 3), (b" a-secret\rof-16-chars ", 2),
+], ids=["LF", "CRLF", "CR"])
+def test_a_secret_over_more_than_one_line_is_refused_naming_the_lines(tmp_path, capsys, content, lines):
+    """A line break inside was kept as part of the HA secret or the metadata agent's shared secret (Nova's is one
+    config value): two nodes, or the agent and Nova, then disagreed on the secret with no word why."""
+    path = private(tmp_path / "secret", content)
+    why = f"{path} holds {lines} lines: a secret file holds the secret on one line (a line break inside is no part "
+    config = tmp_path / "canopy.yaml"
+    config.write_text(f"data_dir: {tmp_path}/d\nha: {{node_id: a, peer: 127.0.0.2, secret_file: {path}}}\n")
+    assert cli.main(["check-settings", str(config)]) == cli.EXIT_INVALID
+    assert capsys.readouterr().err.startswith(f"{config}:2: ha.secret_file: {why}")
+    agent = ma.AgentSettings("http://n", path, ("http://c",), "/t")
+    with pytest.raises(ma.SettingsError) as refused:
+        agent.secret()
+    assert str(refused.value).startswith(f"shared_secret_file: {why}")
+
+
 # -------------------------------------------------------------- the commands and the reload that read them
 
 @pytest.mark.parametrize("key", ["token_file", "read_token_file"])
@@ -124,6 +155,18 @@ def test_check_settings_refuses_a_fifo_token_file_and_one_over_64_kib(tmp_path, 
     config.write_text(f"data_dir: {tmp_path}/d\nrest: {{{key}: {big}}}\n")
     assert cli.main(["check-settings", str(config)]) == cli.EXIT_INVALID
     assert f"rest.{key}: {big} holds 65537 bytes" in capsys.readouterr().err
+
+
+def test_check_settings_names_a_token_file_under_a_file_as_canopy_run_does(tmp_path, capsys):
+    """A path through a regular file (ENOTDIR) was taken for one this user may not open, and passed."""
+    under = tmp_path / "file" / "token"
+    (tmp_path / "file").write_text("")
+    config = tmp_path / "canopy.yaml"
+    config.write_text(f"data_dir: {tmp_path}/d\nrest: {{token: w, read_token_file: {under}}}\n")
+    assert cli.main(["check-settings", str(config)]) == cli.EXIT_INVALID
+    assert f"rest.read_token_file: cannot read {under}: Not a directory" in capsys.readouterr().err
+    assert cli.main(["run", "--config", str(config)]) == cli.EXIT_USAGE
+    assert f"cannot start: rest.read_token_file: cannot read {under}: Not a directory\n" in capsys.readouterr().err
 
 
 def test_check_settings_names_an_ha_secret_file_that_is_no_utf8_or_a_fifo_without_a_traceback(tmp_path, capsys):
