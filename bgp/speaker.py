@@ -229,12 +229,12 @@ class Speaker:
         with self._lock:
             return self._book.take_received_changes()
 
-    def take_received_in_order(self) -> tuple[dict, dict]:
+    def take_received_in_order(self) -> tuple[dict, dict, list]:
         """``take_received_changes`` and, taken with it, the receive order of its routes ({(peer ip, key): n},
-        ``RouteBook.order_of``)."""
+        ``RouteBook.order_of``) and the peers whose routes may not all be in yet (``RouteBook.awaited``)."""
         with self._lock:
             changes = self._book.take_received_changes()
-            return changes, self._book.order_of(changes)
+            return changes, self._book.order_of(changes), self._book.awaited()
 
     def received_in_order(self) -> tuple[dict, dict]:
         """``received`` and the receive order of every route in it, read together."""

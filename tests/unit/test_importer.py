@@ -107,7 +107,7 @@ class BookSpeaker:
 
     def take_received_in_order(self):
         changes = self.book.take_received_changes()
-        return changes, self.book.order_of(changes)
+        return changes, self.book.order_of(changes), self.book.awaited()
 
     def received_in_order(self):
         return dict(self.book.received), dict(self.book.received_order)
