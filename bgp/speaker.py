@@ -20,8 +20,7 @@ Unix socket in the speaker's workdir. One thread of the speaker's own does all t
   restarted after ``api_restart_after``.
 
 Its settings (``Neighbor``, ``SpeakerConfig``) and ``exabgp.conf`` rendered from them: ``bgp.speakerconf``, re-exported
-here; why it has no ExaBGP running, one line each: ``bgp.speakerfail``; the operating-system side of the child (it
-dies with the speaker's thread, the API socket and SO_PEERCRED): ``bgp.childproc``. ``RouteBook`` is the bookkeeping behind it
+here; why it has no ExaBGP running, one line each: ``bgp.speakerfail``. ``RouteBook`` is the bookkeeping behind it
 (what is desired, sent, acknowledged, received, and each peer's state); it does no I/O and is unit tested on its own
 with real ExaBGP JSON.
 
@@ -31,18 +30,20 @@ unchanged under ryu-manager's eventlet monkey patching. No ExaBGP import here (S
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import select
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Callable
 
-from bgp import childproc
 from bgp.received import Local
 from bgp.routebook import RouteBook
 from bgp.speakerconf import Neighbor, SpeakerConfig, exabgp_env, render_config, write_config
@@ -51,6 +52,8 @@ from bgp.watchdog import PROBE, PROBE_NOW, RESTART, SILENT, ApiWatchdog
 from controller.loglimit import warn_limited
 
 LOG = logging.getLogger("canopy.bgp.speaker")
+_LIBC = ctypes.CDLL(None, use_errno=True)
+PR_SET_PDEATHSIG = 1
 BACKOFF_MIN, BACKOFF_MAX = 0.5, 30.0  # seconds before restarting an ExaBGP that exited
 STABLE_AFTER = 30.0  # an ExaBGP that ran this long restarts after BACKOFF_MIN again
 TERM_GRACE = 5.0  # seconds between SIGTERM and SIGKILL, and for the reap after SIGKILL
@@ -61,6 +64,29 @@ WRITE_CHUNK = 1 << 20  # bytes offered to the relay's socket per send (it takes 
 WRITE_BURST = 1 << 24  # bytes sent to the relay per turn of the I/O thread at most (the relay holds what it reads)
 READ_BURST = 1 << 18  # bytes read from the relay per turn of the I/O thread before its lines are handled
 NOTIFY_EVERY = 0.25  # seconds: while ExaBGP has more to say, on_change is called at most this often
+
+
+# --------------------------------------------------------------------------- the process
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the thread that started it dies, so a controller killed
+    with SIGKILL leaves no ExaBGP behind (PR_SET_PDEATHSIG; the speaker's thread lives until stop())."""
+    _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _peer_pid(conn: socket.socket) -> int:
+    """PID of the process at the other end of a Unix socket (SO_PEERCRED)."""
+    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return struct.unpack("3i", creds)[0]
+
+
+def _parent_pid(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[1])
 
 
 class Speaker:
@@ -295,7 +321,7 @@ class Speaker:
             with open(config.output_path, "ab") as output:
                 proc = subprocess.Popen(argv, cwd=config.workdir, env=exabgp_env(config), stdin=subprocess.DEVNULL,
                                         stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
-                                        preexec_fn=childproc.die_with_parent)
+                                        preexec_fn=_die_with_parent)
         except Exception as error:  # noqa: BLE001 - whatever stops the start is reported and retried with the back-off
             self._start_failed(error)
             return
@@ -323,7 +349,7 @@ class Speaker:
         """exabgp.conf written from ``config``, and the relay socket opened (once per start())."""
         write_config(config)
         if self._listener is None:
-            self._listener = childproc.listen(config.socket_path)
+            self._listener = self._listen(config.socket_path)
 
     def _reap(self) -> None:
         """If ExaBGP exited: reap it, forget what it held, and schedule the restart."""
@@ -375,6 +401,19 @@ class Speaker:
                 self.log.warning("BGP speaker: exabgp (pid %d) ignored %s", proc.pid, sig.name)
 
     # ------------------------------------------------------------------ sockets
+    @staticmethod
+    def _listen(path: str) -> socket.socket:
+        try:
+            os.unlink(path)  # a socket file left by a previous run
+        except FileNotFoundError:
+            pass
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(path)
+        os.chmod(path, 0o600)  # and only a child of our ExaBGP is accepted (SO_PEERCRED)
+        listener.listen(4)
+        listener.setblocking(False)
+        return listener
+
     def _wake(self) -> None:
         wake = self._wake_w
         if wake is not None:
@@ -411,8 +450,8 @@ class Speaker:
         except BlockingIOError:
             return
         proc = self._proc
-        relay_pid = childproc.peer_pid(conn)
-        if proc is None or self._conn is not None or self._stopping or childproc.parent_pid(relay_pid) != proc.pid:
+        relay_pid = _peer_pid(conn)
+        if proc is None or self._conn is not None or self._stopping or _parent_pid(relay_pid) != proc.pid:
             self.log.warning("BGP speaker: refused API connection from pid %d (not the relay of the current "
                              "exabgp)", relay_pid)
             conn.close()
