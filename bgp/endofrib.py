@@ -62,8 +62,10 @@ class EndOfRib:
         self.sent.clear()
 
     def extend(self, acks: int, mark: int) -> None:
-        """More lines carry routes of the set (a refused line re-sent one route per line): wait for them too."""
-        if self.ready_at is not None and acks < self.ready_at:
+        """More lines carry routes of the set (a refused line re-sent one route per line): wait for them too.
+        ``acks`` counts the refused line: it belongs to the set when it is not past ``ready_at`` (its last line
+        included)."""
+        if self.ready_at is not None and acks <= self.ready_at:
             self.ready_at = max(self.ready_at, mark)
 
     def up(self, peer: str) -> None:

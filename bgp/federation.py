@@ -75,6 +75,9 @@ class Federation:
         self._changes: dict = {}  # {(peer, key): route or None} reported and not imported yet
         self._order: dict = {}  # {(peer, key): n} when those routes were received (RouteBook.order_of)
         self._importer: RouteImport | None = None
+        # peers whose routes may not all be in (RouteBook.awaited), as of the changes taken and as of the last import
+        # (what the start-up hold waits for: its View holds every route of the others)
+        self._awaited = self.awaited = sorted(str(n.address) for n in getattr(bgp_settings, "neighbors", ()))
         self.pacer = NEVER  # the programming loop's (controller/app.py): its steps here pause every so many routes
         self._origins = Origins()  # what stands behind the routes the last publish handed to the speaker
         self._origins_lock = threading.Lock()
@@ -104,7 +107,7 @@ class Federation:
     # ------------------------------------------------------------------ receive (handler -> State)
     def _received_changed(self):
         with self._lock:
-            changes, order = self.speaker.take_received_in_order()
+            changes, order, self._awaited = self.speaker.take_received_in_order()
             self._changes.update(changes)
             self._order.update(order)
             pending = len(self._changes)
@@ -120,6 +123,7 @@ class Federation:
         with self._lock:
             changes, self._changes = self._changes, {}
             order, self._order = self._order, {}
+            self.awaited = self._awaited
         if self._importer is None or self._importer.policy is not self.state.policy:
             self._importer = RouteImport(self.state.policy)
             # everything received (read after taking the changes, so it holds them; what arrives meanwhile is

@@ -45,6 +45,7 @@ class PeerStatus:
     forwarding: bool = False  # ... and its Forwarding State bit for l2vpn evpn
     stale: set = field(default_factory=set)  # keys of routes kept while it restarts (RFC 4724)
     stale_until: float | None = None  # monotonic deadline of the stale routes
+    end_of_rib: bool = False  # its current session sent End-of-RIB for l2vpn evpn (every route it has is in)
     refused: collections.Counter = field(default_factory=collections.Counter)  # reason -> routes refused
 
     def change(self, state: str, error: str | None = None) -> bool:
@@ -54,6 +55,7 @@ class PeerStatus:
             return False
         self.state, self.since = state, time.time()
         self.up_since = time.monotonic() if state == "up" else None
+        self.end_of_rib = False  # a new session (or none): its End-of-RIB is still to come
         return True
 
 
@@ -64,8 +66,6 @@ class GracefulRestart:
     enabled: bool = True
     restart_time: int = 120  # seconds we ask peers to keep our routes while we restart
     stale_time: int = 360  # seconds a returned peer has to send End-of-RIB before its stale routes go
-
-
 
 
 def _ip(text) -> str:
@@ -235,10 +235,11 @@ class RouteBook:
         out, self.received_changes = self.received_changes, {}
         return out
 
-    def take_received_in_order(self) -> tuple[dict, dict]:
-        """``take_received_changes`` and the receive order of its routes (``order_of``)."""
+    def take_received_in_order(self) -> tuple[dict, dict, list]:
+        """``take_received_changes`` and, taken with it, the receive order of its routes (``order_of``) and the peers
+        whose routes may not all be in yet (``awaited``)."""
         changes = self.take_received_changes()
-        return changes, self.order_of(changes)
+        return changes, self.order_of(changes), self.awaited()
 
     def received_in_order(self) -> tuple[dict, dict]:
         """Copies of ``received`` and of the receive order of every route in it."""
@@ -466,6 +467,8 @@ class RouteBook:
                 self.received_order[key] = n
                 changed = True
             peer.stale.discard(route.key)
+        if decoded.end_of_rib and not peer.end_of_rib:
+            peer.end_of_rib = changed = True  # a start-up hold may be waiting for it (``awaited``)
         if decoded.end_of_rib and peer.stale:
             self.log.info("BGP peer %s: End-of-RIB, %d stale route(s) not announced again removed", address,
                           len(peer.stale))
@@ -494,6 +497,13 @@ class RouteBook:
     def _ours(self, key) -> bool:
         """Whether the route with this key is one Canopy announces, is announcing, or is still withdrawing."""
         return key is not None and (key in self.desired or key in self.announced or key in self.expected)
+
+    def awaited(self) -> list[str]:
+        """The configured peers whose routes may not all be in yet: not up, or up with graceful restart for l2vpn
+        evpn in their OPEN and no End-of-RIB on this session (RFC 4724 4.2: a restarting speaker defers its route
+        selection until it has End-of-RIB from each peer that does graceful restart; the start-up hold waits so)."""
+        return sorted(peer.address for peer in self.peers.values()
+                      if peer.state != "up" or (peer.restart_time is not None and not peer.end_of_rib))
 
     # ------------------------------------------------------------------ inspection
     def peer_rows(self) -> list[dict]:

@@ -200,9 +200,9 @@ class Speaker:
         with self._lock:
             return dict(self._book.received)
 
-    def take_received_in_order(self) -> tuple[dict, dict]:
-        """{(peer ip, key): route, or None if withdrawn} since the last call, and the receive order of those routes
-        (``RouteBook.take_received_in_order``)."""
+    def take_received_in_order(self) -> tuple[dict, dict, list]:
+        """{(peer ip, key): route, or None if withdrawn} since the last call, and taken with it the receive order of
+        those routes and the peers whose routes may not all be in yet (``RouteBook.take_received_in_order``)."""
         with self._lock:
             return self._book.take_received_in_order()
 

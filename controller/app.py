@@ -287,7 +287,8 @@ class CanopyApp(RyuApp):
         start-up hold; None while it lasts (controller/startup_hold.py)."""
         if not self.hold.holding:
             return touched
-        if self.hold.check(*self._reported(), arrived=self._arrived()):
+        peers = self.federation.awaited if self.federation is not None else ()  # as of the View's import
+        if self.hold.check(*self._reported(), arrived=self._arrived(), peers=peers):
             self.ovsdb.release()
             return set(self.programmer.desired)
         return None

@@ -86,8 +86,8 @@ class StartupHold:
         """hold_time after the start or the last switch back, whichever is later; hold_max after the start at most."""
         return min(self._progress + self.hold_time, self._started + self.hold_max)
 
-    def check(self, vrs: Iterable[str], vteps: Iterable[str], arrived: tuple[Iterable[str], Iterable[str]] = ((), ())
-              ) -> bool:
+    def check(self, vrs: Iterable[str], vteps: Iterable[str], arrived: tuple[Iterable[str], Iterable[str]] = ((), ()),
+              peers: Iterable[str] = ()) -> bool:
         """Given the chassis of the VRS and the names of the VTEPs that have reported (in the desired state
         about to be handed out), release the hold when all expected ones have, or when the hold ends: no
         remembered switch came back for hold_time, or hold_max is reached. True only on the call that releases.
@@ -98,15 +98,23 @@ class StartupHold:
         seconds, and releasing on the pass that started before the last switches reported would remove their
         VMs' flows everywhere, to add them again one pass later. The caller runs that next pass; it releases
         (all reported) or, if one left meanwhile, the hold is still over. Past hold_max it waits so for one pass
-        only: a switch whose session keeps dropping would be arriving at every check."""
+        only: a switch whose session keeps dropping would be arriving at every check.
+
+        ``peers``: the BGP peers whose routes that desired state may lack (not up yet, or no End-of-RIB yet from one
+        that does graceful restart: ``bgp.routebook.RouteBook.awaited``). Writing before their routes are in would
+        remove the flows towards their endpoints, to add them again moments later (RFC 4724 4.2: the restarting
+        speaker defers its route selection until its peers' End-of-RIB). The hold waits for them as for a missing
+        switch, to the same end (a peer is not a switch coming back: it moves no deadline)."""
         if not self.holding:
             return False
         vrs, vteps = set(vrs), set(vteps)
-        self._missing = {"vrs": set(self.expected["vrs"] - vrs), "vtep": set(self.expected["vtep"] - vteps)}
+        self._missing = {"vrs": set(self.expected["vrs"] - vrs), "vtep": set(self.expected["vtep"] - vteps),
+                         "bgp peer": set(peers)}
         self._note_progress(vrs | set(arrived[0]), vteps | set(arrived[1]))
         now = self._clock()
         if not any(self._missing.values()):
-            self._release(f"all {self.total} switches connected before have reported")
+            self._release(f"all {self.total} switches connected before have reported"
+                          + (", every BGP peer's routes are in" if peers != () else ""))
         elif now >= self._deadline and not self._waits_for(arrived, now):
             self._release(self._ended_why())
         elif now >= self._started + self.hold_time and not self._extended:
@@ -144,11 +152,12 @@ class StartupHold:
     def _arriving(self, arrived) -> bool:
         """Every missing switch has reported since the pass being checked was computed."""
         vrs, vteps = arrived
-        return self._missing["vrs"] <= set(vrs) and self._missing["vtep"] <= set(vteps)
+        missing_vrs, missing_vteps = self._missing["vrs"], self._missing["vtep"]
+        return bool(missing_vrs or missing_vteps) and missing_vrs <= set(vrs) and missing_vteps <= set(vteps)
 
     def waiting(self) -> dict[str, int]:
         """{"vrs": n, "vtep": n}: remembered switches that have not reported yet (0 each once released)."""
-        return {kind: len(names) if self.holding else 0 for kind, names in self._missing.items()}
+        return {kind: len(self._missing[kind]) if self.holding else 0 for kind in ("vrs", "vtep")}
 
     def seconds_left(self) -> float | None:
         """How long the hold can still last unless another remembered switch comes back (None once released): the
@@ -181,9 +190,10 @@ class StartupHold:
     def status(self) -> dict:
         """For GET /v1/status."""
         if self.holding:
-            missing = sum(len(names) for names in self._missing.values())
+            missing, peers = sum(self.waiting().values()), self._missing.get("bgp peer")
+            routes = f" and the routes of BGP peer(s) {', '.join(sorted(peers))} (End-of-RIB)" if peers else ""
             return {"state": "syncing", "hold_time": self.hold_time, "hold_max": self.hold_max,
-                    "message": f"waiting for {missing} of {self.total} switches",
+                    "message": f"waiting for {missing} of {self.total} switches{routes}",
                     "until": _iso(self._started_wall + self._deadline - self._started),
                     "latest": _iso(self._started_wall + self.hold_max), "waiting_for": self._listing(self._missing)}
         return {"state": "synced", "hold_time": self.hold_time, "hold_max": self.hold_max, "message": self.reason,
@@ -195,7 +205,7 @@ class StartupHold:
 
     @staticmethod
     def _listing(missing) -> list[dict]:
-        return [{"kind": kind, "name": name} for kind in ("vrs", "vtep") for name in sorted(missing[kind])]
+        return [{"kind": kind, "name": name} for kind in ("vrs", "vtep", "bgp peer") for name in sorted(missing.get(kind, ()))]
 
     @staticmethod
     def _describe(missing) -> str:

@@ -3,14 +3,17 @@
 Two Canopy controllers in one AS, each an iBGP client of one GoBGP route reflector with graceful restart for l2vpn
 evpn (FRR 8.4 keeps a restarting peer's routes for unicast and L3VPN families only, not for EVPN: its graceful restart
 loop stops at SAFI_MPLS_VPN). A VM under A pings a VM under B: the replies reach A's VM only through flows B built from A's routes,
-which B has only while the reflector holds them. A is restarted (SIGTERM, then SIGKILL): while it is gone the
+which B has only while the reflector holds them. A is restarted (SIGTERM, SIGKILL, and SIGKILL with its new session
+held back until its switch is back: "late"): while it is gone the
 reflector keeps A's routes, stale; when A's new session comes up the reflector waits for A's End-of-RIB, and A sends
 it only once it has injected every route it announces after the restart (after its start-up hold). Throughout, A's
-routes never leave the reflector's table nor B's received routes, and no ping is lost.
+routes never leave the reflector's table nor B's received routes, and no ping is lost: A writes its switch only once
+the reflector's routes are in (its End-of-RIB; controller/startup_hold.py), or the flows towards B's VMs would go.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -28,6 +31,7 @@ pytestmark = [pytest.mark.integration,
 
 A_MACS = {MACS["a1"], MACS["a2"]}
 WATCH_EVERY = 0.1  # seconds between two looks at the reflector's table and B's received routes
+LATE_SESSION = 6.0  # seconds the reflector takes no BGP packet after A's restart (its switch is back before that)
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +42,8 @@ def grlab(lab_capable):
         ctl_a, ctl_b = lab.add_controller_host("ctla"), lab.add_controller_host("ctlb")
         rr = gobgp.lab_gobgp_reflector(lab, ASN, (ctl_a, ctl_b), graceful=True)
         reflector = Reflector(rr)
-        a = lab.start_controller(ctl_a, bgp_settings(ctl_a, (rr,)), name="canopya")
+        # a start-up hold long enough to outlast the reflector's session held back (see "late"), on a loaded machine
+        a = lab.start_controller(ctl_a, {**bgp_settings(ctl_a, (rr,)), "restart": {"hold_time": 30}}, name="canopya")
         b = lab.start_controller(ctl_b, bgp_settings(ctl_b, (rr,)), name="canopyb")
         for api, me in ((a.api, ctl_a), (b.api, ctl_b)):
             reply = api.post("/v1/apply", {"document": controller_policy(me), "source": "gr"})
@@ -113,8 +118,22 @@ def restarted(lab, a, reflector):
     lab.wait_until(back, timeout=120, what="A back: hold released, End-of-RIB sent to the reflector")
 
 
-@pytest.mark.parametrize("how", ["sigterm", "sigkill"])
+@contextlib.contextmanager
+def held_back(reflector, source: str):
+    """While inside, the reflector drops every BGP packet from ``source`` (a filter in its own namespace)."""
+    rule = ["INPUT", "-s", source, "-p", "tcp", "--dport", "179", "-j", "DROP"]
+    reflector.host.exec("iptables", "-I", *rule, timeout=10, check=True)
+    try:
+        yield
+    finally:
+        reflector.host.exec("iptables", "-D", *rule, timeout=10, check=True)
+
+
+@pytest.mark.parametrize("how", ["sigterm", "sigkill", "late"])
 def test_a_restarting_controller_keeps_its_routes_at_the_peer_and_loses_no_ping(grlab, how):
+    """``late``: SIGKILL, and A's new session comes up only after its switch is back (the reflector takes no BGP
+    packet for LATE_SESSION seconds): A must not write its switch before the reflector's routes are in (before, it
+    removed the flows towards B's VMs for that while: the pings on the way out of A's hypervisor were lost)."""
     lab, a, b, vms, reflector, a_ip = grlab
     pinger = Pinger(vms["a1"], vms["b1"], "10.0.1.21")
     watcher = None
@@ -125,7 +144,9 @@ def test_a_restarting_controller_keeps_its_routes_at_the_peer_and_loses_no_ping(
             a.stop()
         else:
             a.kill()
-        a.start()
+        with held_back(reflector, a_ip) if how == "late" else contextlib.nullcontext():
+            a.start()
+            time.sleep(LATE_SESSION if how == "late" else 0)
         restarted(lab, a, reflector)
         assert reflector.graceful_restart(a_ip).get("enabled"), "no graceful restart between A and the reflector"
         pinger.wait_replies(lab, 200)  # 2 s more, after A's End-of-RIB

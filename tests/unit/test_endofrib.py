@@ -93,3 +93,19 @@ def test_an_answered_error_is_not_sent():
     assert book.end_of_rib() == [command(PEER)]
     book.handle_line("error")  # ExaBGP had no session with it any more
     assert not book.peer_rows()[0]["end_of_rib_sent"] and not book.pending
+
+
+def test_routes_of_the_last_line_re_sent_one_by_one_after_a_refusal_are_waited_for():
+    book = book_with()
+    book.batch = 3  # the whole set in one line
+    book.attach()
+    up(book)
+    assert len(book.set_desired(ROUTES)) == 1
+    book.complete()
+    book.handle_line("error")  # that one line refused: its routes go again, one per line
+    resent = book.take_outbox()
+    assert len(resent) == 3 and book.end_of_rib() == []
+    for _ in resent:
+        assert book.end_of_rib() == []
+        book.handle_line("done")
+    assert book.end_of_rib() == [command(PEER)]

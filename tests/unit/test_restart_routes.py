@@ -1,0 +1,76 @@
+"""After a restart Canopy writes no switch before the routes its BGP peers send are in (RFC 4724 4.2, the restarting
+speaker defers its route selection until End-of-RIB): otherwise the first write removes the flows towards the peers'
+endpoints, and adds them again once the routes arrive (pings lost meanwhile). What is awaited: each configured peer
+not up yet, or up with graceful restart for l2vpn evpn and no End-of-RIB on this session (``RouteBook.awaited``), as
+of the import the View was built from (``Federation.awaited``); the start-up hold waits for them, to its usual end."""
+
+from __future__ import annotations
+
+from bgp.routes import MacIpRoute
+from controller.startup_hold import KEY
+from tests.unit.test_importer import BookSpeaker, candidates, setup_view
+from tests.unit.test_routebook import EOR, ROUTE, book, open_message, state, update
+from tests.unit.test_startup_hold import Clock, hold
+from controller.store import Store
+
+
+def test_a_peer_is_awaited_until_up_and_its_end_of_rib_is_in_which_counts_as_a_change():
+    b = book()
+    assert b.awaited() == ["127.0.0.1"]  # not up yet
+    for text in (open_message(), state("up"), update(ROUTE)):
+        b.handle_line(text)
+    assert b.awaited() == ["127.0.0.1"]  # up, does graceful restart, no End-of-RIB yet
+    assert b.handle_line(EOR) and b.awaited() == []  # a change: the speaker tells the app, whose hold waits
+    assert not b.handle_line(EOR)  # once per session
+    b.handle_line(state("down", "closing connection"))
+    assert b.awaited() == ["127.0.0.1"]  # a new session: its End-of-RIB is still to come
+
+
+def test_a_peer_without_graceful_restart_is_not_awaited_once_up():
+    b = book()
+    for text in (open_message(restart_time=None), state("up")):
+        b.handle_line(text)
+    assert b.awaited() == []
+
+
+def test_the_federation_awaits_a_peer_as_of_the_routes_it_imported():
+    from bgp.federation import Federation
+
+    state_, _ = setup_view()
+    speaker = BookSpeaker()
+    federation = Federation(None, "/nonexistent", state_, speaker=speaker)
+    routes = [r for r in candidates(state_.policy) if isinstance(r, MacIpRoute) and r.mobility_seq is None][:3]
+    for text in (open_message(), state("up")):
+        speaker.book.handle_line(text)
+    for route in routes:
+        speaker.receive(route)
+    federation._received_changed()
+    speaker.book.handle_line(EOR)  # after the changes were taken: the next import has it
+    federation.refresh_import()
+    assert federation.awaited == ["127.0.0.1"]
+    federation._received_changed()
+    federation.refresh_import()
+    assert federation.awaited == [] and state_.remote == speaker.imported(state_.policy)
+
+
+def test_the_start_up_hold_waits_for_awaited_peers_to_its_usual_end(tmp_path):
+    store, clock = Store(str(tmp_path)), Clock()
+    store.set_meta(KEY, {"vrs": ["hv1"], "vteps": []})
+    h = hold(store, clock)
+    assert not h.check({"hv1"}, set(), peers=["10.0.0.2"])  # the switch is back, the peer's routes are not in
+    status = h.status()
+    assert status["state"] == "syncing" and "BGP peer(s) 10.0.0.2 (End-of-RIB)" in status["message"]
+    assert status["waiting_for"] == [{"kind": "bgp peer", "name": "10.0.0.2"}] and h.waiting() == {"vrs": 0, "vtep": 0}
+    assert h.check({"hv1"}, set(), peers=[])
+    assert "every BGP peer's routes are in" in h.status()["message"]
+
+
+def test_a_peer_that_never_sends_end_of_rib_holds_only_to_the_hold_time(tmp_path):
+    store, clock = Store(str(tmp_path)), Clock()
+    store.set_meta(KEY, {"vrs": ["hv1"], "vteps": []})
+    h = hold(store, clock)
+    clock.now += 1
+    assert not h.check({"hv1"}, set(), arrived=({"hv1"}, set()), peers=["10.0.0.2"])
+    clock.now += 15.0  # hold_time after the switch came back
+    assert h.check({"hv1"}, set(), arrived=({"hv1"}, set()), peers=["10.0.0.2"])
+    assert "still missing bgp peer 10.0.0.2" in h.status()["message"]
