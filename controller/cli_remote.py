@@ -134,7 +134,7 @@ def _settings_token(inline, path, key: str, kind: str, where: str) -> tuple:
     try:
         token = secretfile.token_in(secretfile.read_text(f"{key}_file", path)) or None
     except secretfile.Unusable as exc:
-        if exc.opened and os.path.lexists(path):
+        if not exc.denied and os.path.lexists(path):
             raise _Refused(f"the {kind} file of {where}: {exc.problem}") from None
         return None, f"no {kind}: {exc.problem} ({where})"
     return token, f"the {kind} file {path} ({where})" if token else f"no {kind}: {path} is empty ({where})"
