@@ -124,8 +124,8 @@ SETTINGS = (
                "(outbound translation stops until it answers again)", 300, 86400000, 100000),
         _limit("tunnel_probe_refresh_ms", "how often each VRS is made to resolve again every VTEP it tunnels to, "
                "below Open vSwitch's tnl/neigh/aging (docs/vrs.md)", 1000, 3600000, 300000),
-        _limit("tunnel_probe_rate", "tunnel probes sent per second at most, all VRS together; a switch's wait until "
-               "its flows are in (docs/vrs.md)", 1, 100000, 500),
+        _limit("tunnel_probe_rate", "tunnel probes sent per second on average, all VRS together (a switch's leave "
+               "together); a switch's wait until its flows are in (docs/vrs.md)", 1, 100000, 500),
         Field("hosts", "array", "per-hypervisor overrides of what its OVSDB says", items=Field(
             "host", "object", "", fields=(
                 Field("chassis", "string", "the hypervisor's system-id", values.filled(255, CHASSIS_HINT),

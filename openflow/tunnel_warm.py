@@ -19,7 +19,8 @@ own look-up renews it: so every ``vrs.tunnel_probe_refresh_ms`` (5 min by defaul
 tunnels to again (``again``), and two hypervisors quiet for longer than the ageing still keep their entries.
 
 ``TunnelWarmer`` is pure bookkeeping; ``ProbeSender`` sends, from a green thread per switch (controller/app.py), once
-the switch was first in sync on that connection and at most ``vrs.tunnel_probe_rate`` a second for all switches.
+the switch was first in sync on that connection and at most ``vrs.tunnel_probe_rate`` a second on average for all
+switches, each switch's together.
 """
 
 from __future__ import annotations
@@ -162,7 +163,11 @@ class ProbeSender:
     to every hypervisor (50 VRS probing each other at a cold start: 2,450 ARP requests, each an upcall in 49
     userspace bridges). So the probes of one switch wait until its reconciler first had it in sync on this
     connection (``rec.first_sync``: its flows go in first, and a VM's packet needs them anyway), and all switches'
-    probes together leave at most ``rate`` a second, in the order they became due (``vrs.tunnel_probe_rate``).
+    probes together leave at most ``rate`` a second on average (``vrs.tunnel_probe_rate``), switch after switch,
+    each switch's queued probes together (at most ``rate`` of them): every tunnel neighbour entry Open vSwitch
+    learns makes it revalidate every datapath flow it has (``tnl_conf_seq``: ``REV_RECONFIGURE``), once for the
+    answers it learns in one turn of its main loop, once each when they come apart. One probe at a time from
+    switch to switch in turn spread each switch's answers out, and the OVS daemons worked about twice as long.
 
     A queue holds probes for one VXLAN port (``send``'s ``port``): probes for another port replace it (the port was
     re-created meanwhile: the old number is stale), and a switch without one drops its queue."""
@@ -170,6 +175,7 @@ class ProbeSender:
     def __init__(self, spawn, may_send, rate: float, clock=time.monotonic, sleep=hub.sleep):
         self._spawn, self._may_send = spawn, may_send
         self._gap, self._clock, self._sleep = 1.0 / rate, clock, sleep
+        self._burst = max(1, int(rate))  # a switch's probes that leave together at most: one second's
         self._next = 0.0  # when the next probe of any switch may leave (clock)
         self.queued: dict = {}  # reconciler -> _Queue of probes not sent yet, while its sender runs
 
@@ -187,11 +193,12 @@ class ProbeSender:
             self._spawn(self._run, rec, queue)
         queue.probes.update(probes)
 
-    def _pace(self) -> None:
-        """Wait for this probe's turn among every switch's: one each ``1 / rate`` seconds."""
+    def _pace(self, count: int) -> None:
+        """Wait for the turn of ``count`` probes among every switch's: they leave together, and the next ones
+        ``count / rate`` seconds later."""
         now = self._clock()
         at = max(now, self._next)
-        self._next = at + self._gap
+        self._next = at + count * self._gap
         if at > now:
             self._sleep(at - now)
 
@@ -199,8 +206,11 @@ class ProbeSender:
         try:
             rec.first_sync.wait()
             while queue.probes and self._may_send() and rec.state != "stopped":
-                self._pace()
-                if queue.probes:  # replaced by none (the port went) while it waited its turn
+                count = min(len(queue.probes), self._burst)
+                self._pace(count)
+                for _ in range(count):
+                    if not queue.probes or not self._may_send():  # the port went, or this node is standby now
+                        break
                     actions = next(iter(queue.probes))
                     rec.packet_out(actions, queue.probes.pop(actions))
         except Exception:  # a connection that closed meanwhile: the next connection probes again
