@@ -396,8 +396,11 @@ class LiveView(OwnerReach):
             tick()
 
     def _swap(self, eid, old, new):
-        """Replace one endpoint in the view and every index."""
+        """Replace one endpoint in the view and every index. A vport turning bare metal or back keeps its id as it
+        changes kind, and the vport's side may come first (its server endpoint still in the view): what the pass
+        changed is recorded from what the view held, not from ``old`` and ``new``."""
         v = self.view
+        first = self.changed[eid][0] if eid in self.changed else v.endpoints.get(eid)
         if old is not None:
             self.was_at[eid] = self.was_at.get(eid, set()) | self._where(old)
             self._count(old, -1)
@@ -409,8 +412,7 @@ class LiveView(OwnerReach):
             v.endpoints[eid] = new
             if new.kind in d.LOCAL_KINDS:
                 v.local[eid] = new
-        first = self.changed.get(eid, (old, None))[0]
-        self.changed[eid] = (first, new)
+        self.changed[eid] = (first, v.endpoints.get(eid))
 
     def _count(self, ep, step):
         v = self.view

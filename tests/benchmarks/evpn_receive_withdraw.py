@@ -36,6 +36,8 @@ import sys
 import time
 from types import SimpleNamespace
 
+from tests.unit.test_importer import BookSpeaker as RouteBookSpeaker
+
 SESSION = "vrs:kvm1"
 PEER = "127.0.0.1"  # the codec's neighbor (bgp.exabgp_ext._codec): where the withdrawals come from
 
@@ -116,26 +118,10 @@ def announce_lines(routes) -> list:
     return b"".join(pipe.data).decode().splitlines()
 
 
-class BookSpeaker:
-    """The Federation's speaker: a real RouteBook fed the lines, no process behind it."""
-
-    def __init__(self):
-        from bgp.routebook import RouteBook
-        from bgp.speaker import Neighbor
-
-        self.book = RouteBook((Neighbor(PEER, 65001),))
-
-    def received(self):
-        return dict(self.book.received)
-
-    def take_received_changes(self):  # a checkout before the receive order (3f3d1b5)
-        return self.book.take_received_changes()
-
-    def take_received_in_order(self):
-        return self.book.take_received_in_order()
-
-    def received_in_order(self):
-        return self.book.received_in_order()
+class BookSpeaker(RouteBookSpeaker):
+    """The Federation's speaker: tests.unit.test_importer's (a real RouteBook fed the lines, no process behind it,
+    what the Federation reads of it kept in step with bgp.speaker by the unit tests); what a publish hands it goes
+    nowhere."""
 
     def set_desired(self, routes):
         pass
@@ -147,10 +133,6 @@ class BookSpeaker:
 
     def withdraw(self, keys):
         pass
-
-    @property
-    def desired(self):
-        return {}
 
 
 class Lab:

@@ -372,3 +372,22 @@ def test_an_l2_only_subnet_gets_dhcp_for_its_bare_metal_but_no_routing():
                                               frame(dhcp_payload(mac=BM_MAC), src_mac=BM_MAC))
     assert answer is not None and "10.9.0.50" in answer.summary
     assert not any(f.priority == 101 for f in prog.desired[session].all_flows())  # nothing is routed
+
+
+def test_a_vport_turning_bare_metal_and_back_recompiles_like_a_full_recompute():
+    """Its endpoint keeps its id (the vport's) and changes kind: a server behind the VTEP, then a VM on hv2 again.
+    Back on hv2, the View put the VM in before taking the server out, and recorded the change as none (nothing there
+    before, nothing after): hv1 and hv3 kept sending vm2's frames and packets to the VTEP. ``View.local`` (what
+    Canopy announces) follows the kind both ways."""
+    state, prog = setup()
+    vid = state.policy.find("vport", "acme/web/vm2")["id"]
+    for flavour, kind in (("baremetal", "vtep_mac"), ("kvm", "vport"), ("baremetal", "vtep_mac"), ("kvm", "vport")):
+        policy = state.policy.copy()
+        vm2 = dict(policy.find("vport", "acme/web/vm2"))
+        policy.put("vport", dict(vm2, binding=dict(vm2["binding"], flavour=flavour)))
+        state.policy_committed(policy, [])
+        prog.refresh()
+        full = prog.derive()
+        assert prog.view.local[vid].kind == kind and prog.view.local == full.local, flavour
+        assert_matches_full(prog)
+    assert prog.full_recomputes == 1  # the set-up's
