@@ -112,8 +112,9 @@ class Replicator:
                 why = "the standby is not connected on the HA link"
                 if solo:
                     self._pending, self._pending_meta, self._refusal = list(changes), meta, None
-            if why is not None:  # marked before the lock is let go: a report meanwhile must not end it at once
-                self._mark_lagging(last, why)
+            if why is not None:
+                self._sent_epoch = -1  # what was sent is not on its way: the standby's next report gets it again
+                self._mark_lagging(last, why)  # before the lock is let go: a report meanwhile must not end it at once
         return why
 
     def forget(self, changes: list[Change]) -> None:

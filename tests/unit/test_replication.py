@@ -157,14 +157,23 @@ def test_a_report_of_the_old_position_before_an_unconfirmed_solo_write_commits_l
     wait_for(lambda: in_step(active, standby), "the pair to connect")
     active.tenant("a")
     old = standby.applier.hello()  # at seq 1, confirmed
-    standby.link.on_message = lambda msg: None  # alive (heartbeats) but applying nothing
+    held = []
+    standby.link.on_message = held.append  # alive, but what the active sends waits (a standby far behind),
+    standby.link.heartbeat = dict  # and its heartbeats carry no position: the test delivers its report
     active.replicator.ack_timeout = 0.05  # it will not confirm: no need to wait long
+    sent, send = [], active.link.send
+    active.link.send = lambda msg: sent.append(msg) or send(msg)
     seen = _report_before_commit(active, old)
     active.tenant("b")  # unconfirmed, committed anyway (solo mode)
     assert active.shipped == [True, False] and standby.store.last_seq() == 1
     assert seen == {"lagging": True, "synced": False}  # the standby lacks seq 2, which is being committed
     assert active.replicator.lagging and not active.replicator.synced
+    # sent by confirm(), then at once again at the report: unconfirmed, it no longer counts as on its way
+    assert [[c["seq"] for c in m["changes"]] for m in sent if m["t"] == "changes"] == [[2], [2]]
     standby.link.on_message = standby.applier.on_message
+    standby.link.heartbeat = standby.applier.hello
+    for msg in held:
+        standby.applier.on_message(msg)
     wait_for(lambda: in_step(active, standby) and not active.replicator.lagging, "the catch-up")
     assert_same(active, standby)
 
