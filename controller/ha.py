@@ -140,11 +140,12 @@ class Pair:
         reason = self.writable()  # re-checked right before acknowledging: role, generation, the peer's state
         if reason:
             raise NotActive(reason)
-        why = self.replicator.confirm(changes, meta)
+        solo = self.solo["enabled"]  # read once: the replicator keeps an unconfirmed write only if it is committed
+        why = self.replicator.confirm(changes, meta, solo=solo)
         if why is None:
             return
         first, last = changes[0].seq, changes[-1].seq
-        if self.solo["enabled"]:
+        if solo:
             log.warning("solo mode: acknowledging changes %d-%d without the standby (%s)", first, last, why)
             return
         self.refused_writes += 1

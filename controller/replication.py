@@ -48,7 +48,8 @@ class Replicator:
     {"t": "ack", "seq": >= last, "history": [seq, ts]} on our history (the write's own ts counts). It
     returns None once the standby holds the write, else why not: at once when no standby is connected (both
     link directions) or the standby refused the write ({"t": "refused", "seq", "ts", "reason"}), or after the
-    timeout (the standby is then ``lagging`` and is caught up when it next reports its position).
+    timeout (the standby is then ``lagging`` and is caught up when it next reports its position: caught up once it
+    holds our last change, or the unconfirmed write a solo-mode caller commits after confirm() returns).
 
     on_message handles the standby's "ack" and "refused", and the "hello", "hb" and "resync" maps that carry
     its position ("seq" and "history"): behind on our history, it gets the missing changes (in batches of
@@ -73,15 +74,15 @@ class Replicator:
         self._sent_epoch = -1
         self._sent_at = 0.0
         self._sent_window = self.resend_after
-        self._pending: list[Change] = []  # the write being confirmed (numbered; in our store once committed)
+        self._pending: list[Change] = []  # the write being confirmed, then committed (solo mode: unconfirmed too)
         self._pending_meta: dict = {}
         self._refusal: str | None = None  # why the standby refused the pending write
         self._cond = threading.Condition(threading.RLock())
 
     @property
     def synced(self) -> bool:
-        """The connected standby verifiably holds our whole history."""
-        return self._known and self.acked_seq >= self.store.last_seq()
+        """The connected standby verifiably holds our whole history, the write being committed included."""
+        return self._known and self.acked_seq >= self._last()
 
     def lag(self) -> int:
         """How many committed changes the standby is behind (by what it acknowledged); read without waiting for a
@@ -94,21 +95,26 @@ class Replicator:
         return self.ack_timeout + count * ACK_PER_CHANGE
 
     # ------------------------------------------------------------------ confirming a write
-    def confirm(self, changes: list[Change], meta: dict) -> str | None:
-        """Get a numbered write (seq from our last_seq() + 1 on) onto the standby; None when it holds it."""
+    def confirm(self, changes: list[Change], meta: dict, solo: bool = False) -> str | None:
+        """Get a numbered write (seq from our last_seq() + 1 on) onto the standby; None when it holds it. ``solo``:
+        the caller commits the write even when the standby does not confirm it (solo mode), so it stays the newest
+        position the standby must hold (it is caught up to it); otherwise an unconfirmed write is forgotten."""
         if not changes:
             return None
         last = changes[-1].seq
-        if not (self.link.connected_out and self.link.connected_in):
-            self._mark_lagging(last, "no standby connected")
-            return "the standby is not connected on the HA link"
         with self._cond:
-            self._pending, self._pending_meta, self._refusal = list(changes), meta, None
-            why = self._wait_for(last, self.timeout_for(len(changes)))
+            if self.link.connected_out and self.link.connected_in:
+                self._pending, self._pending_meta, self._refusal = list(changes), meta, None
+                why = self._wait_for(last, self.timeout_for(len(changes)))
+                if why is not None and not solo:
+                    self.forget(changes)
+            else:
+                why = "the standby is not connected on the HA link"
+                if solo:
+                    self._pending, self._pending_meta, self._refusal = list(changes), meta, None
             if why is not None:
-                self.forget(changes)
-        if why is not None:
-            self._mark_lagging(last, why)
+                self._sent_epoch = -1  # what was sent is not on its way: the standby's next report gets it again
+                self._mark_lagging(last, why)  # before the lock is let go: a report meanwhile must not end it at once
         return why
 
     def forget(self, changes: list[Change]) -> None:
@@ -161,7 +167,7 @@ class Replicator:
             elif self._known or kind == "hello":
                 self.log.warning("standby position %r is not on our history: it gets a snapshot", history)
             self._known = self._known and verified
-            if verified and self.acked_seq >= self.store.last_seq() and self.lagging:
+            if verified and self.acked_seq >= self._last() and self.lagging:
                 self.log.info("standby caught up at seq %d", self.acked_seq)
                 self.lagging = False
             self._cond.notify_all()
@@ -187,8 +193,11 @@ class Replicator:
         return None  # compacted away (cannot tell: a snapshot), or never ours
 
     def _last(self) -> int:
-        """The newest position the standby should hold: our last change, or the write being confirmed."""
-        return max(self.store.last_seq(), self._pending[-1].seq if self._pending else 0)
+        """The newest position the standby should hold: our last change, or the write being confirmed or committed
+        (confirmed, or in solo mode unconfirmed: it is committed after confirm() returns). Read without the lock
+        (``synced``): ``_pending`` is read once."""
+        pending = self._pending
+        return max(self.store.last_seq(), pending[-1].seq if pending else 0)
 
     def _verified(self, seq: int, history) -> bool:
         """Whether the standby's position (seq, ts) lies on our history."""

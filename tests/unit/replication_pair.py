@@ -64,7 +64,7 @@ class Node:
         (self.replicator or self.applier).on_message(msg)
 
     def _replicate(self, changes, meta):
-        why = self.replicator.confirm(changes, meta)
+        why = self.replicator.confirm(changes, meta, solo=self.solo)
         self.shipped.append(why is None)
         if why is not None and not self.solo:
             raise NotActive(why, code="not_replicated")

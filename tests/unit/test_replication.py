@@ -134,6 +134,67 @@ def test_a_standby_that_stops_acknowledging_lags_then_catches_up(pair):
     assert_same(active, standby)
 
 
+def _report_before_commit(active, position):
+    """Make the active's store hear ``position`` (the standby's report, an "hb") right before it commits the next
+    write, after confirm() returned: the interleaving a heartbeat may take. Returns what the replicator said then."""
+    seen = {}
+    commit = active.store.apply_replicated
+
+    def report_then_commit(changes, meta, what="a replicated batch"):
+        active.replicator.on_message({"t": "hb", **position})
+        seen.update(lagging=active.replicator.lagging, synced=active.replicator.synced)
+        return commit(changes, meta, what)
+
+    active.store.apply_replicated = report_then_commit
+    return seen
+
+
+def test_a_report_of_the_old_position_before_an_unconfirmed_solo_write_commits_leaves_the_standby_lagging(pair):
+    # the flake of the test above made certain: the standby's heartbeat lands after confirm() gave up, before the commit
+    active, standby = pair("active", solo=True), pair("standby")
+    active.link.start()
+    standby.link.start()
+    wait_for(lambda: in_step(active, standby), "the pair to connect")
+    active.tenant("a")
+    old = standby.applier.hello()  # at seq 1, confirmed
+    held = []
+    standby.link.on_message = held.append  # alive, but what the active sends waits (a standby far behind),
+    standby.link.heartbeat = dict  # and its heartbeats carry no position: the test delivers its report
+    active.replicator.ack_timeout = 0.05  # it will not confirm: no need to wait long
+    sent, send = [], active.link.send
+    active.link.send = lambda msg: sent.append(msg) or send(msg)
+    seen = _report_before_commit(active, old)
+    active.tenant("b")  # unconfirmed, committed anyway (solo mode)
+    assert active.shipped == [True, False] and standby.store.last_seq() == 1
+    assert seen == {"lagging": True, "synced": False}  # the standby lacks seq 2, which is being committed
+    assert active.replicator.lagging and not active.replicator.synced
+    # sent by confirm(), then at once again at the report: unconfirmed, it no longer counts as on its way
+    assert [[c["seq"] for c in m["changes"]] for m in sent if m["t"] == "changes"] == [[2], [2]]
+    standby.link.on_message = standby.applier.on_message
+    standby.link.heartbeat = standby.applier.hello
+    for msg in held:
+        standby.applier.on_message(msg)
+    wait_for(lambda: in_step(active, standby) and not active.replicator.lagging, "the catch-up")
+    assert_same(active, standby)
+
+
+@pytest.mark.parametrize("solo", [True, False], ids=["solo", "refused"])
+def test_without_a_standby_only_a_committed_write_keeps_the_standby_lagging(pair, solo):
+    active = pair("active", solo=solo)  # the link is not started: no standby connected
+    seen = _report_before_commit(active, {"seq": 0, "history": [0, None]})
+    if solo:  # committed: the standby must hold seq 1 before it is in step
+        active.tenant("a")
+        assert seen == {"lagging": True, "synced": False} and active.replicator.lagging
+        ts = active.store.change_at(1).ts
+        active.replicator.on_message({"t": "hb", "seq": 1, "history": [1, ts]})
+    else:  # refused, nothing committed: the standby at seq 0 holds everything
+        with pytest.raises(NotActive):
+            active.tenant("a")
+        assert seen == {} and active.store.last_seq() == 0 and active.replicator.lagging
+        active.replicator.on_message({"t": "hb", "seq": 0, "history": [0, None]})
+    assert not active.replicator.lagging and active.replicator.synced
+
+
 # ------------------------------------------------------------------ the service hooks
 
 def test_a_node_that_is_not_writable_refuses_every_write_and_changes_nothing(tmp_path):
