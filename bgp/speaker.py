@@ -46,7 +46,7 @@ from bgp.received import Local
 from bgp.routebook import RouteBook
 from bgp.speakerconf import Neighbor, SpeakerConfig, exabgp_env, render_config, write_config
 from bgp.speakerfail import FirstTime, exit_reason, one_line, size
-from bgp.speakerproc import die_with_parent, listen_unix, parent_pid, peer_pid, wake_pair
+from bgp.speakerproc import die_with_parent, listen_unix, parent_pid, peer_pid, terminate_group, wake_pair
 from bgp.watchdog import PROBE, PROBE_NOW, RESTART, SILENT, ApiWatchdog
 from controller.loglimit import warn_limited
 
@@ -79,7 +79,8 @@ class Speaker:
         self._book = RouteBook(config.neighbors, log=self.log, local=Local(config.asn, config.router_id),
                                graceful=config.graceful_restart)
         self._outbuf = bytearray()  # command bytes for the relay, written by the I/O thread
-        self._thread: threading.Thread | None = None
+        self._thread: threading.Thread | None = None  # not started (ident None): start() could not, _retry will
+        self._retrying = threading.Lock()  # one _retry at a time
         self._stopping = False
         self._listener: socket.socket | None = None
         self._wake_r: socket.socket | None = None
@@ -106,14 +107,34 @@ class Speaker:
     def start(self) -> None:
         """Start the thread that runs ExaBGP. Its every start renders exabgp.conf (and opens the relay socket and the
         wake pair): what stops that (an unusable data directory, no file descriptor left) is a failure of the speaker
-        like an exit, shown and retried on the back-off (``_start_failed``), never an error of the caller's start."""
+        like an exit, shown and retried on the back-off (``_start_failed``), never an error of the caller's start. So is
+        the thread itself not starting (``RuntimeError: can't start new thread``): ``_retry`` starts it again."""
         with self._lock:
             if self._thread is not None:
                 return
             self._stopping = False
         self._next_start = 0.0
-        self._thread = threading.Thread(target=self._run, name="canopy-bgp-speaker", daemon=True)
-        self._thread.start()
+        self._start_thread()
+
+    def _start_thread(self) -> None:
+        self._thread = thread = threading.Thread(target=self._run, name="canopy-bgp-speaker", daemon=True)
+        try:
+            thread.start()
+        except RuntimeError as error:  # no thread to be had (ulimit -u, memory): shown, and retried by _retry
+            self._start_failed(error, "could not start the BGP speaker's thread: ")
+
+    def _retry(self) -> None:
+        """Start the thread start() could not, once the back-off is over: called by ``status``, ``peers`` (/v1/status,
+        the image's HEALTHCHECK, /metrics ask them) and every route change or ``reconfigure`` (``_wake``)."""
+        thread = self._thread
+        if thread is None or thread.ident is not None or self._stopping or time.monotonic() < self._next_start:
+            return
+        if self._retrying.acquire(blocking=False):
+            try:
+                if self._thread is thread and not self._stopping:
+                    self._start_thread()
+            finally:
+                self._retrying.release()
 
     def reconfigure(self, config: SpeakerConfig, check: Callable[[], None] | None = None) -> bool:
         """Start ExaBGP at once with ``config`` (SIGHUP's new settings, same workdir) if none is up now: its start
@@ -141,7 +162,8 @@ class Speaker:
             return
         self._stopping = True
         self._wake()
-        thread.join(timeout=3 * TERM_GRACE)
+        if thread.ident is not None:  # else start() could not start it
+            thread.join(timeout=3 * TERM_GRACE)
         if thread.is_alive():
             self.log.error("BGP speaker thread did not stop in time; terminating ExaBGP from stop()")
             self._terminate_child()
@@ -213,6 +235,7 @@ class Speaker:
 
     def peers(self) -> list[dict]:
         """One row per configured neighbor: address, asn, state, since, uptime, received, sent, last_error."""
+        self._retry()
         with self._lock:
             rows = self._book.peer_rows()
             why = self._watchdog.why_down() or self._failure
@@ -222,6 +245,7 @@ class Speaker:
 
     def status(self) -> dict:
         """The ExaBGP process and the API conversation with it."""
+        self._retry()
         with self._lock:
             proc, book = self._proc, self._book
             running = proc is not None and proc.returncode is None
@@ -345,11 +369,11 @@ class Speaker:
             self._backoff = BACKOFF_MIN
         self._record_exit(f"{reason} (pid {proc.pid})")
 
-    def _start_failed(self, error: Exception) -> None:
-        """Starting ExaBGP raised: the reason, one line, is recorded as for an exit and retried with the same back-off.
-        An unexpected error (a bug, not an OSError) has its traceback logged the first time that reason occurs."""
+    def _start_failed(self, error: Exception, what: str = "could not start exabgp: ") -> None:
+        """Starting ExaBGP (or the thread) raised: the reason, one line, is recorded as for an exit and retried with the
+        same back-off. An unexpected error (not an OSError) has its traceback logged the first time that reason occurs."""
         unexpected = not isinstance(error, OSError)
-        reason = "could not start exabgp: " + one_line(error, named=unexpected)
+        reason = what + one_line(error, named=unexpected)
         self._record_exit(reason, trace=unexpected and self._traced.first(reason))
 
     def _record_exit(self, reason: str, trace: bool = False) -> None:
@@ -368,22 +392,11 @@ class Speaker:
 
     def _terminate_child(self) -> None:
         """SIGTERM ExaBGP's process group, wait, then SIGKILL it; the exit is reaped by ``_reap``."""
-        proc = self._proc
-        if proc is None or proc.poll() is not None:
-            return
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(proc.pid, sig)  # its own group (start_new_session): only what we started
-            except ProcessLookupError:
-                return
-            try:
-                proc.wait(timeout=TERM_GRACE)
-                return
-            except subprocess.TimeoutExpired:
-                self.log.warning("BGP speaker: exabgp (pid %d) ignored %s", proc.pid, sig.name)
+        terminate_group(self._proc, TERM_GRACE, self.log)
 
     # ------------------------------------------------------------------ sockets
     def _wake(self) -> None:
+        self._retry()
         wake = self._wake_w
         if wake is not None:
             try:

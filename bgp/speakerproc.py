@@ -1,5 +1,6 @@
 """The operating-system side of ``bgp.speaker``: ExaBGP's death signal, who is at the other end of the relay's
-socket, and the sockets the speaker's thread opens (the relay's listener, the pair that wakes the thread).
+socket, the sockets the speaker's thread opens (the relay's listener, the pair that wakes the thread), and ending
+ExaBGP's process group.
 
 Part of ``bgp.speaker``, apart so that module stays about supervising ExaBGP and the conversation with it.
 """
@@ -11,6 +12,7 @@ import os
 import signal
 import socket
 import struct
+import subprocess
 from pathlib import Path
 
 _LIBC = ctypes.CDLL(None, use_errno=True)
@@ -61,3 +63,20 @@ def wake_pair() -> tuple[socket.socket, socket.socket]:
     for sock in pair:
         sock.setblocking(False)
     return pair
+
+
+def terminate_group(proc: subprocess.Popen | None, grace: float, log) -> None:
+    """SIGTERM ``proc``'s process group (its own: started with start_new_session, so only what the speaker started),
+    wait ``grace`` seconds, then SIGKILL it and wait as long; nothing if it exited already (it is not reaped here)."""
+    if proc is None or proc.poll() is not None:
+        return
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=grace)
+            return
+        except subprocess.TimeoutExpired:
+            log.warning("BGP speaker: exabgp (pid %d) ignored %s", proc.pid, sig.name)

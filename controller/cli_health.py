@@ -15,6 +15,8 @@ point, whatever arguments replaced the image's default ``CMD``), else the built-
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import sys
 import urllib.error
 import urllib.request
@@ -67,7 +69,10 @@ def _check(args) -> str | None:
 
 def main_settings_file(path: str) -> str | None:
     """The ``--config`` of the ``canopy run`` in the command line stored at ``path`` (NUL-separated, as
-    /proc/PID/cmdline), directly or behind tini; None when it is none (or has no --config, or cannot be read)."""
+    /proc/PID/cmdline), directly or behind tini; None when it is none (or has no --config, or cannot be read). A
+    ``canopy run`` canopy would not accept (``--config`` without its value, ``--help``) is one without --config: the
+    built-in defaults, and the check's one line says why those fail (a controller cannot have started with it);
+    argparse's usage or help is not printed (the check's output stays one line)."""
     from controller import cli
 
     try:
@@ -82,7 +87,8 @@ def main_settings_file(path: str) -> str | None:
     if not rest or rest[0] != "run":
         return None
     try:
-        parsed, _ = cli._parser().parse_known_args(rest)
+        with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+            parsed, _ = cli._parser().parse_known_args(rest)
     except SystemExit:  # not a command line canopy accepts
         return None
     return parsed.config

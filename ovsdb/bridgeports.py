@@ -64,6 +64,7 @@ class BridgePorts:
         self.bridge_key = None  # the bridge row these ports are of (None: none yet)
         self._bridge_name = ""
         self._members: dict = {}  # port key -> tuple of its interface keys
+        self._rows: dict = {}  # port key -> its Port row (names the ports of a refused claim without a walk)
         self._iface_port: dict = {}  # interface key -> port key (the port holding it)
         self._others: dict = {}  # interface key -> set of the other ports claiming it (refused), while there are
         self.refused_claims = getattr(self, "refused_claims", 0)  # claims refused and reported (ever)
@@ -106,7 +107,7 @@ class BridgePorts:
         finally:
             self._reuse, self._bulk = {}, False
         self._settle_claims(held_before)
-        self._tell_refused(bridge)
+        self._tell_refused()
         self._names = sorted(self._by_name)
         self.ports = tuple(map(self._by_name.__getitem__, self._names))
         if previous is None:
@@ -140,7 +141,7 @@ class BridgePorts:
             if key in self._iface_port and key not in done and not change.deleted:
                 self._update_iface(key, change.row, changed, change.columns)
         if self._untold:
-            self._tell_refused(bridge)
+            self._tell_refused()
         if changed:
             self.ports = tuple(map(self._by_name.__getitem__, self._names))
         return frozenset(changed)
@@ -168,6 +169,7 @@ class BridgePorts:
         keys = [row_key(i) for i in ifaces]
         port_key = row_key(port)
         self._members[port_key] = tuple(keys)
+        self._rows[port_key] = port
         read = []
         for key, iface in zip(keys, ifaces):
             if key in known:
@@ -182,6 +184,7 @@ class BridgePorts:
         return read
 
     def _drop_port(self, port_key, changed: set) -> None:
+        self._rows.pop(port_key, None)
         for key in self._members.pop(port_key, ()):
             self._release(key, port_key, changed)
 
@@ -218,19 +221,21 @@ class BridgePorts:
                 self._untold.add((key, holder))
         self._told = {(key, port) for key, port in self._told if port in self._others.get(key, ())}
 
-    def _tell_refused(self, bridge) -> None:
-        """Report each refused claim not reported yet, naming the interface and both ports (the bridge's ports are
-        looked up only when there is one)."""
+    def _tell_refused(self) -> None:
+        """Report each refused claim not reported yet, naming the interface and both ports, read from their rows (kept
+        by ``_add_port``): O(1) per claim, not a walk of the bridge's ports per update bringing one (a hostile peer's
+        update after update, each log line then throttled, made that O(ports) each)."""
         new = [(key, port) for key, port in self._untold
                if port in self._others.get(key, ()) and (key, port) not in self._told]
         self._untold.clear()
-        if not new:
-            return
-        names = {row_key(p): column_value(p, "name") for p in referenced_rows(bridge, "ports")}
         for key, port in new:
             self._told.add((key, port))
             self.refused_claims += 1
-            self._refused(self._infos[key].name, names.get(port, str(port)), names.get(self._iface_port[key], "?"))
+            self._refused(self._infos[key].name, self._port_name(port), self._port_name(self._iface_port[key]))
+
+    def _port_name(self, port_key) -> str:
+        row = self._rows.get(port_key)
+        return str(port_key) if row is None else column_value(row, "name", str(port_key))
 
     def _reset_port(self, port, changed: set) -> list:
         """``port``'s interfaces changed: drop the ones it no longer has, read the new ones; returns the keys of

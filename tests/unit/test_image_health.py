@@ -191,3 +191,22 @@ def test_the_settings_file_is_the_one_pid_1_runs_canopy_with(tmp_path, argv, con
     path.write_bytes("\0".join(argv).encode() + b"\0")
     assert cli_health.main_settings_file(str(path)) == config
     assert cli_health.main_settings_file(str(tmp_path / "absent")) is None
+
+
+@pytest.mark.parametrize("run_args", [["--config"], ["--config", "--accept-store"], ["--help"]])
+def test_a_pid_1_command_line_canopy_refuses_is_no_config_and_the_check_stays_one_line(tmp_path, monkeypatch, capsys,
+                                                                                       run_args):
+    """argparse printed its usage (or help) for PID 1's ``canopy run --config`` without a value: the check's output was
+    several lines. Such a command line is one without --config (the defaults) and the check says why in one line."""
+    for name in ("CANOPY_READ_TOKEN", "CANOPY_CA_FILE", "SSL_CERT_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    cmdline = tmp_path / "pid1-cmdline"
+    cmdline.write_bytes("\0".join(["/usr/bin/tini", "--", "/opt/canopy/venv/bin/canopy", "run", *run_args]).encode())
+    monkeypatch.setattr(cli_health, "MAIN_CMDLINE", str(cmdline))
+    with socket_closed() as free:
+        monkeypatch.setenv("CANOPY_URL", f"http://127.0.0.1:{free}")
+        monkeypatch.setenv("CANOPY_TOKEN", TOKEN)
+        capsys.readouterr()
+        code = cli.main(["health"])
+    out, err = capsys.readouterr()
+    assert code == 1 and out == "" and f"cannot reach the controller at http://127.0.0.1:{free}" in _one_line(err)

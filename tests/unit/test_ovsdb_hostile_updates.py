@@ -482,3 +482,32 @@ def test_a_fresh_read_of_two_claims_gives_the_interface_to_the_smallest_port_uui
     assert names == [f"ovsdb:peer (10.0.0.1:1): interface if1 is referenced by port {refused} and by port {holder}: "
                      f"it stays {holder}'s, the claim of {refused} is refused"]
     assert [p.name for p in reporter.last.ports] == ["if1", "if2"] and reporter.refused_claims == 1
+
+
+def test_a_refused_claim_is_told_without_walking_the_bridges_ports(caplog, monkeypatch):
+    """Naming the two ports of a refused claim read every port of the bridge (unpaced) on each update bringing one, even
+    when its line was then throttled: a peer adding claim after claim made each update cost O(ports). The names are
+    read from the two ports' rows now: an update bringing a claim (and one taking it over) walks no port list."""
+    from ovsdb import bridgeports
+
+    db = TwoClaims(caplog)
+    reporter = db.reporter()
+    walks = []
+
+    def walk(row, column):
+        walks.append(column)
+        raise AssertionError(f"walked {column}")
+
+    for name, number in (("evil", 0x61), ("evil2", 0x62)):
+        db.claim(name, number)
+        caplog.clear()
+        with monkeypatch.context() as patch:
+            patch.setattr(bridgeports, "referenced_rows", walk)
+            reporter.refresh(db.rows(), db.replica.changes)
+        db.replica.changes = RowChanges()
+        db.now += 60
+        assert walks == [] and [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+            f"ovsdb:peer (10.0.0.1:1): interface if1 is referenced by port {name} and by port p1: it stays p1's, the "
+            f"claim of {name} is refused"]
+    db.delete("p1")  # evil takes if1 over; evil2's claim, told already, is not told again
+    assert db.step(reporter) == (["if1", "if2"], []) and reporter.refused_claims == 2

@@ -6,6 +6,7 @@ import dataclasses
 import functools
 import logging
 import os
+import threading
 import time
 import types
 
@@ -229,5 +230,57 @@ def test_a_stop_ends_the_failure_and_its_back_off(ctl, tmp_path, clock, monkeypa
         speaker.start()
         assert wait_for(lambda: len(env.calls) == 3 and speaker.status()["restart_in"])
         assert speaker.status()["restart_in"] == 0.5 and speaker.status()["failure"] == reason
+    finally:
+        speaker.stop()
+
+
+class FlakyThread(threading.Thread):
+    """The speaker's thread, whose start raises as with no thread to be had while ``failing``; counts the attempts."""
+
+    failing, attempts = True, []
+
+    def start(self):
+        FlakyThread.attempts.append(time.monotonic())
+        if FlakyThread.failing:
+            raise RuntimeError("can't start new thread")
+        super().start()
+
+
+def test_a_thread_that_cannot_start_is_a_failure_shown_and_retried_not_an_error_of_the_start(ctl, tmp_path,
+                                                                                               monkeypatch):
+    """``Thread.start`` raising (no thread left: ulimit -u, memory) escaped start() to the controller's start. Now it is
+    a start failure like the others: shown (last_error, the peers, /v1/status), retried on the back-off when the
+    speaker is next asked or used, and the speaker recovers (a real ExaBGP, a passive peer) once a thread starts. A
+    stop meanwhile ends the failure."""
+    monkeypatch.setattr(bgp.speaker, "threading", types.SimpleNamespace(Thread=FlakyThread, Lock=threading.Lock))
+    monkeypatch.setattr(FlakyThread, "attempts", [])
+    monkeypatch.setattr(FlakyThread, "failing", True)
+    reason = "could not start the BGP speaker's thread: RuntimeError: can't start new thread"
+    stopped = Speaker(SpeakerConfig(asn=65000, router_id="10.0.0.1", neighbors=(), workdir=str(tmp_path / "other")))
+    stopped.start()
+    assert stopped.status()["failure"] == reason
+    stopped.stop()
+    assert (stopped.status()["failure"], stopped.status()["last_error"]) == (None, reason)
+    FlakyThread.attempts.clear()
+
+    federation = federation_of(ctl, tmp_path)
+    speaker = federation.speaker
+    speaker.config = dataclasses.replace(speaker.config, neighbors=(Neighbor(PEER, 65002, passive=True),))
+    federation.start()
+    try:
+        status = speaker.status()
+        assert (status["last_error"], status["failure"], status["running"]) == (reason, reason, False)
+        assert len(FlakyThread.attempts) == 1  # asked again within the back-off: not retried yet
+        [peer] = federation.peers()
+        assert (peer["state"], peer["last_error"]) == ("down", reason)
+        reply = ctl.call("GET", "/v1/status")[1]
+        assert reply["health"] == "degraded" and reply["degraded_reason"] == f"BGP speaker: {reason}"
+        assert wait_for(lambda: speaker.status() and len(FlakyThread.attempts) == 2)
+        assert FlakyThread.attempts[1] - FlakyThread.attempts[0] >= 0.5  # BACKOFF_MIN
+        FlakyThread.failing = False
+        assert wait_for(lambda: speaker.status()["api_connected"])
+        status = speaker.status()
+        assert status["running"] and status["failure"] is None and status["last_error"] == reason
+        assert len(FlakyThread.attempts) == 3 and ctl.call("GET", "/v1/status")[1]["health"] == "ok"
     finally:
         speaker.stop()
