@@ -232,6 +232,17 @@ def test_a_local_endpoint_wins_over_a_remote_one_for_its_mac_and_ips():
     assert [(e.mac, e.ips) for e in evpn] == [("02:00:00:00:01:77", (RIP,))]
 
 
+def imported_arp_answers(federation, state, prog) -> list:
+    """Import what the speaker received, run a pass (checked against a from-scratch compile) and return the MACs
+    hv1's ARP responder answers vm1's ARP request for RIP with."""
+    federation._received_changed()
+    federation.refresh_import()
+    prog.refresh()
+    view = derive(state.policy, state.locations, state.vrs, state.vtep_ip_of, state.vteps, state.remote)
+    assert prog.desired["hv1"].all_flows() == compile_switch(view, "hv1").all_flows()
+    return [pkt["arp_sha"] for _, pkt in arp_from_vm(prog, "hv1", RIP)]
+
+
 def test_an_ip_that_moves_to_a_new_mac_is_answered_with_the_newer_binding_while_the_old_route_lingers():
     """RFC 7432 section 15 and RFC 9135 (ARP entries): an IP two remote MACs announce follows the higher MAC
     mobility sequence number, then the route received later, whatever the MACs' order (before: the lower MAC).
@@ -254,12 +265,7 @@ def test_an_ip_that_moves_to_a_new_mac_is_answered_with_the_newer_binding_while_
     def answer(*received):
         for item in received:
             speaker.receive(*item) if isinstance(item, tuple) else speaker.receive(item)
-        federation._received_changed()
-        federation.refresh_import()
-        prog.refresh()
-        view = derive(state.policy, state.locations, state.vrs, state.vtep_ip_of, state.vteps, state.remote)
-        assert prog.desired["hv1"].all_flows() == compile_switch(view, "hv1").all_flows()
-        return [pkt["arp_sha"] for _, pkt in arp_from_vm(prog, "hv1", RIP)]
+        return imported_arp_answers(federation, state, prog)
 
     assert answer(route(old)) == [old]
     assert answer(route(new)) == [new]  # the VM came back with a new MAC; the old MAC's route lingers
@@ -291,12 +297,7 @@ def test_a_second_reflectors_copy_of_the_old_route_does_not_take_the_ip_back():
     def answer(*received):
         for mac, peer, *action in received:
             speaker.receive(route(mac), *action, peer=peer)
-        federation._received_changed()
-        federation.refresh_import()
-        prog.refresh()
-        view = derive(state.policy, state.locations, state.vrs, state.vtep_ip_of, state.vteps, state.remote)
-        assert prog.desired["hv1"].all_flows() == compile_switch(view, "hv1").all_flows()
-        return [pkt["arp_sha"] for _, pkt in arp_from_vm(prog, "hv1", RIP)]
+        return imported_arp_answers(federation, state, prog)
 
     assert answer((old, rr1)) == [old]
     assert answer((new, rr1), (new, rr2)) == [new]
