@@ -150,10 +150,13 @@ class Pair:
             return
         self.refused_writes += 1
         log.warning("refused a write (changes %d-%d, nothing committed): %s", first, last, why)
+        if self.solo["enabled"]:  # turned on while this write waited: it was confirmed as a write outside solo mode
+            advice = "solo mode was turned on while this write waited for the standby: retry it"
+        else:
+            advice = ("retry, or if the standby is down for good put this node in solo mode: PUT /v1/ha/solo "
+                      "{\"solo\": true}")
         raise NotActive(f"the write was refused and nothing was changed: {why} (the standby "
-                        f"{self.settings.peer} must hold every acknowledged write; retry, or if the standby is "
-                        "down for good put this node in solo mode: PUT /v1/ha/solo {\"solo\": true})",
-                        code="not_replicated")
+                        f"{self.settings.peer} must hold every acknowledged write; {advice})", code="not_replicated")
 
     def set_solo(self, enabled: bool, by: str) -> dict:
         """Solo mode on or off (the operator's decision, logged); returns the solo status."""

@@ -24,7 +24,7 @@ from controller import policydoc
 from controller.commits import CommitBusy
 from controller.model import KINDS, PolicyError, Problem, normalise
 from controller.pacer import NEVER, Pacer, collector_paused
-from controller.store import Change, StoreFault
+from controller.store import Change
 
 log = logging.getLogger("canopy.policy")
 FREEZE_CHANGES = 1000  # an apply committing this many changes freezes what exists out of the cyclic collector
@@ -78,7 +78,7 @@ class PolicyService:
     replicate: Callable[[list[Change], dict], None] | None = None
     # None or a function returning None (writes allowed) or the reason this node refuses them
     writable: Callable[[], str | None] | None = None
-    # called with a write ``replicate`` got onto the standby that this node's store then refused (StoreFault)
+    # called with a write ``replicate`` took (confirmed, or kept in solo mode) that this node then failed to commit
     unreplicated: Callable[[list[Change]], None] | None = None
 
     def __init__(self, store, state, settings):
@@ -115,12 +115,13 @@ class PolicyService:
         return done
 
     def _commit_replicated(self, done: list[Change], meta: dict) -> None:
-        """Commit a write the standby holds already. If this store refuses it (StoreFault: nothing written here),
-        ``unreplicated`` tells the pair, which gives the standby this store back (its next report is not on our
-        history any more: a snapshot), so the pair does not keep a write the active refused."""
+        """Commit a write the standby holds already (or, in solo mode, may be sent). If the commit fails (StoreFault:
+        nothing written here; or any other error), ``unreplicated`` tells the pair, which gives the standby this store
+        back (its next report is not on our history any more: a snapshot) and stops counting the write as one the
+        standby must hold, so the pair neither keeps nor sends on a write the active did not commit."""
         try:
             self.store.apply_replicated(done, meta, what="a write")
-        except StoreFault:
+        except BaseException:  # any failure: the write's REST caller is told it failed, so no node may keep it
             if self.unreplicated is not None:
                 self.unreplicated(done)
             raise

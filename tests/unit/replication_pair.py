@@ -56,6 +56,7 @@ class Node:
         if role == "active":
             self.replicator = Replicator(self.store, self.link, ack_timeout=ack_timeout)
             self.service.replicate = self._replicate
+            self.service.unreplicated = self.replicator.forget  # as controller/app.py wires it
         else:
             self.applier = Applier(self.store, self.state, self.link)
             self.link.heartbeat = self.applier.hello

@@ -171,6 +171,25 @@ def test_an_active_without_a_confirming_standby_refuses_writes_unless_solo(node)
     assert node.status()["refused_writes"] == 1
 
 
+def test_a_write_refused_as_solo_mode_was_turned_on_while_it_waited_says_so(node):
+    node._decide(node.started + STARTUP_DEAD_INTERVALS * DEAD)
+    confirm = node.replicator.confirm
+
+    def operator_turns_solo_on_meanwhile(changes, meta, solo):
+        node.set_solo(True, "a test")
+        return confirm(changes, meta, solo=solo)
+
+    node.replicator.confirm = operator_turns_solo_on_meanwhile
+    with pytest.raises(NotActive) as refused:
+        node.replicate(_write(node), {})
+    reason = refused.value.reason
+    assert refused.value.code == "not_replicated" and "nothing was changed" in reason
+    assert "solo mode was turned on while this write waited" in reason and "retry it" in reason
+    assert "PUT /v1/ha/solo" not in reason  # it is on already
+    node.replicator.confirm = confirm
+    node.replicate(_write(node), {})  # the retry stands alone
+
+
 def test_solo_mode_from_the_settings(tmp_path):
     settings = settings_mod.from_doc(Doc("<t>", {"data_dir": str(tmp_path / "d"), "ha": {
         "peer": "10.250.0.1", "secret": SECRET, "solo": True}}))

@@ -16,6 +16,7 @@ import pytest
 
 from controller.policy import Policy
 from controller.service import NotActive
+from controller.store import StoreError, StoreFault
 
 from .replication_pair import BOUND, Node, assert_same, free_port, in_step, pair, wait_for  # noqa: F401 - a fixture
 
@@ -192,6 +193,27 @@ def test_without_a_standby_only_a_committed_write_keeps_the_standby_lagging(pair
             active.tenant("a")
         assert seen == {} and active.store.last_seq() == 0 and active.replicator.lagging
         active.replicator.on_message({"t": "hb", "seq": 0, "history": [0, None]})
+    assert not active.replicator.lagging and active.replicator.synced
+
+
+@pytest.mark.parametrize("error", [StoreFault("store.db", "a write", OSError("disk full")), StoreError("a bug")],
+                         ids=["store_fault", "other_error"])
+def test_an_unconfirmed_solo_write_that_fails_to_commit_is_not_a_position_the_standby_must_hold(pair, error):
+    # the write's caller was told it failed: the standby must neither be sent it nor be held lagging until it has it
+    active = pair("active", solo=True)  # no standby connected: each write goes unconfirmed
+    active.tenant("a")
+    commit = active.store.apply_replicated
+
+    def fail(*args, **kw):
+        raise error
+
+    active.store.apply_replicated = fail
+    with pytest.raises(type(error)):
+        active.tenant("b")
+    active.store.apply_replicated = commit
+    assert active.store.last_seq() == 1 and active.replicator.lagging
+    ts = active.store.change_at(1).ts
+    active.replicator.on_message({"t": "hb", "seq": 1, "history": [1, ts]})  # the standby holds all we committed
     assert not active.replicator.lagging and active.replicator.synced
 
 
