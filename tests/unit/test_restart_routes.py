@@ -33,6 +33,16 @@ def test_a_peer_without_graceful_restart_is_not_awaited_once_up():
     assert b.awaited() == []
 
 
+def test_without_graceful_restart_here_a_peer_is_not_awaited_once_up():
+    """Nothing negotiated: the peer need not send End-of-RIB (RFC 4724 section 2), the hold would wait to its end."""
+    from bgp.routebook import GracefulRestart
+
+    b = book(graceful=GracefulRestart(enabled=False))
+    for text in (open_message(), state("up")):
+        b.handle_line(text)
+    assert b.awaited() == []
+
+
 def test_the_federation_awaits_a_peer_as_of_the_routes_it_imported():
     from bgp.federation import Federation
 
