@@ -213,7 +213,8 @@ class StartupHold:
 
     @staticmethod
     def _listing(missing) -> list[dict]:
-        return [{"kind": kind, "name": name} for kind in ("vrs", "vtep", "bgp peer") for name in sorted(missing.get(kind, ()))]
+        return [{"kind": kind, "name": name} for kind in ("vrs", "vtep", "bgp peer")
+                for name in sorted(missing.get(kind, ()))]
 
     @staticmethod
     def _describe(missing) -> str:
