@@ -113,6 +113,12 @@ class Federation:
             pending = len(self._changes)
         self.state.bgp_received(pending)
 
+    def awaited_now(self) -> list[str]:
+        """The peers whose routes may not all be in as of the route changes taken so far (the next import's;
+        ``awaited`` is as of the last import): the start-up hold waits for the next pass when it has them."""
+        with self._lock:
+            return self._awaited
+
     # ------------------------------------------------------------------ programming loop steps
     def refresh_import(self) -> bool:
         """Import what peers sent since the last round (from scratch when the policy changed); True when

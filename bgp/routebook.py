@@ -501,9 +501,12 @@ class RouteBook:
     def awaited(self) -> list[str]:
         """The configured peers whose routes may not all be in yet: not up, or up with graceful restart for l2vpn
         evpn in their OPEN and no End-of-RIB on this session (RFC 4724 4.2: a restarting speaker defers its route
-        selection until it has End-of-RIB from each peer that does graceful restart; the start-up hold waits so)."""
+        selection until it has End-of-RIB from each peer that does graceful restart; the start-up hold waits so).
+        Only with graceful restart on here too: without it nothing is negotiated, and End-of-RIB is only
+        recommended (RFC 4724 section 2), so a peer need not send it."""
+        graceful = self.graceful.enabled
         return sorted(peer.address for peer in self.peers.values()
-                      if peer.state != "up" or (peer.restart_time is not None and not peer.end_of_rib))
+                      if peer.state != "up" or (graceful and peer.restart_time is not None and not peer.end_of_rib))
 
     # ------------------------------------------------------------------ inspection
     def peer_rows(self) -> list[dict]:

@@ -287,8 +287,9 @@ class CanopyApp(RyuApp):
         start-up hold; None while it lasts (controller/startup_hold.py)."""
         if not self.hold.holding:
             return touched
-        peers = self.federation.awaited if self.federation is not None else ()  # as of the View's import
-        if self.hold.check(*self._reported(), arrived=self._arrived(), peers=peers):
+        federation = self.federation
+        peers, now = (federation.awaited, federation.awaited_now()) if federation is not None else ((), None)
+        if self.hold.check(*self._reported(), arrived=self._arrived(), peers=peers, peers_now=now):
             self.ovsdb.release()
             return set(self.programmer.desired)
         return None

@@ -396,6 +396,7 @@ def from_doc(doc: yamldoc.Doc) -> Settings:
         if hold_max is not None and hold_max < raw["restart"]["hold_time"]:
             problems.append(_problem("restart.hold_max", "must be at least restart.hold_time "
                                      f"({raw['restart']['hold_time']} s)"))
+        problems += _restart_time_problems(raw)
         if raw["rest"]["read_token"] and raw["rest"]["read_token_file"]:
             problems.append(_problem("rest.read_token_file", "set rest.read_token or rest.read_token_file, not both"))
         problems += _ha_secret(ha)
@@ -550,6 +551,18 @@ def _hold_max(restart: dict) -> float:
     HOLD_MAX before hold_max existed loads as it did (the hold ends hold_time after the start at the latest)."""
     given = restart["hold_max"]
     return float(given if given is not None else max(HOLD_MAX, restart["hold_time"]))
+
+
+def _restart_time_problems(raw) -> list:
+    """Canopy sends End-of-RIB restart_time after a session came up at the latest, its routes announced again or not
+    (bgp/endofrib.py), and the start-up hold keeps them back until hold_max after the start at the latest: below it,
+    End-of-RIB could go first, and the peers drop the routes they kept for Canopy until they are announced again."""
+    graceful, hold_max = raw["bgp"]["graceful_restart"], _hold_max(raw["restart"]) if raw["restart"]["hold_time"] else 0
+    if not raw["bgp"]["neighbors"] or not graceful["enabled"] or graceful["restart_time"] >= hold_max:
+        return []
+    return [_problem("bgp.graceful_restart.restart_time", f"must be at least restart.hold_max ({hold_max:g} s): "
+                     "End-of-RIB goes that long after a session came up at the latest, and the start-up hold can keep "
+                     "the routes back until hold_max (the peers would drop them meanwhile)")]
 
 
 def _problem(path, reason):

@@ -87,7 +87,7 @@ class StartupHold:
         return min(self._progress + self.hold_time, self._started + self.hold_max)
 
     def check(self, vrs: Iterable[str], vteps: Iterable[str], arrived: tuple[Iterable[str], Iterable[str]] = ((), ()),
-              peers: Iterable[str] = ()) -> bool:
+              peers: Iterable[str] = (), peers_now: Iterable[str] | None = None) -> bool:
         """Given the chassis of the VRS and the names of the VTEPs that have reported (in the desired state
         about to be handed out), release the hold when all expected ones have, or when the hold ends: no
         remembered switch came back for hold_time, or hold_max is reached. True only on the call that releases.
@@ -104,7 +104,10 @@ class StartupHold:
         that does graceful restart: ``bgp.routebook.RouteBook.awaited``). Writing before their routes are in would
         remove the flows towards their endpoints, to add them again moments later (RFC 4724 4.2: the restarting
         speaker defers its route selection until its peers' End-of-RIB). The hold waits for them as for a missing
-        switch, to the same end (a peer is not a switch coming back: it moves no deadline)."""
+        switch, to the same end (a peer is not a switch coming back: it moves no deadline). ``peers_now``: those
+        awaited as of the routes taken since (the next pass imports them; None: as ``peers``). A hold that ends while
+        the routes of a missing peer are in by then waits for that pass as for an arrived switch: releasing with the
+        View that lacks them would remove the flows towards the peer's endpoints, to add them again one pass later."""
         if not self.holding:
             return False
         vrs, vteps = set(vrs), set(vteps)
@@ -115,7 +118,8 @@ class StartupHold:
         if not any(self._missing.values()):
             self._release(f"all {self.total} switches connected before have reported"
                           + (", every BGP peer's routes are in" if peers != () else ""))
-        elif now >= self._deadline and not self._waits_for(arrived, now):
+        elif now >= self._deadline and not self._waits_for(arrived, set(peers if peers_now is None else peers_now),
+                                                             now):
             self._release(self._ended_why())
         elif now >= self._started + self.hold_time and not self._extended:
             self._extended = True
@@ -138,10 +142,11 @@ class StartupHold:
             return f"no switch connected before came back for {self.hold_time:g} s (hold time); {missing}"
         return f"hold time of {self.hold_time:g} s over; {missing}"
 
-    def _waits_for(self, arrived, now: float) -> bool:
-        """The hold is over but waits for the next pass: every missing switch is among ``arrived`` (before hold_max
-        as often as that is so, after it once)."""
-        if not self._arriving(arrived):
+    def _waits_for(self, arrived, peers_now: set, now: float) -> bool:
+        """The hold is over but waits for the next pass: every missing switch is among ``arrived``, and that pass has
+        more (those switches, or a missing peer's routes: not in ``peers_now``); before hold_max as often as that is
+        so, after it once."""
+        if not self._arriving(arrived, peers_now):
             return False
         if now >= self._started + self.hold_max:
             if self._waited_past_max:
@@ -149,11 +154,14 @@ class StartupHold:
             self._waited_past_max = True
         return True
 
-    def _arriving(self, arrived) -> bool:
-        """Every missing switch has reported since the pass being checked was computed."""
+    def _arriving(self, arrived, peers_now: set) -> bool:
+        """Every missing switch has reported since the pass being checked was computed, and the next pass has more
+        than it: those switches, or the routes of a missing BGP peer that are in now."""
         vrs, vteps = arrived
         missing_vrs, missing_vteps = self._missing["vrs"], self._missing["vtep"]
-        return bool(missing_vrs or missing_vteps) and missing_vrs <= set(vrs) and missing_vteps <= set(vteps)
+        if not (missing_vrs <= set(vrs) and missing_vteps <= set(vteps)):
+            return False
+        return bool(missing_vrs or missing_vteps or self._missing["bgp peer"] - peers_now)
 
     def waiting(self) -> dict[str, int]:
         """{"vrs": n, "vtep": n}: remembered switches that have not reported yet (0 each once released)."""
@@ -205,7 +213,8 @@ class StartupHold:
 
     @staticmethod
     def _listing(missing) -> list[dict]:
-        return [{"kind": kind, "name": name} for kind in ("vrs", "vtep", "bgp peer") for name in sorted(missing.get(kind, ()))]
+        return [{"kind": kind, "name": name} for kind in ("vrs", "vtep", "bgp peer")
+                for name in sorted(missing.get(kind, ()))]
 
     @staticmethod
     def _describe(missing) -> str:

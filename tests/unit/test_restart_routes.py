@@ -33,6 +33,16 @@ def test_a_peer_without_graceful_restart_is_not_awaited_once_up():
     assert b.awaited() == []
 
 
+def test_without_graceful_restart_here_a_peer_is_not_awaited_once_up():
+    """Nothing negotiated: the peer need not send End-of-RIB (RFC 4724 section 2), the hold would wait to its end."""
+    from bgp.routebook import GracefulRestart
+
+    b = book(graceful=GracefulRestart(enabled=False))
+    for text in (open_message(), state("up")):
+        b.handle_line(text)
+    assert b.awaited() == []
+
+
 def test_the_federation_awaits_a_peer_as_of_the_routes_it_imported():
     from bgp.federation import Federation
 
@@ -47,8 +57,9 @@ def test_the_federation_awaits_a_peer_as_of_the_routes_it_imported():
     federation._received_changed()
     speaker.book.handle_line(EOR)  # after the changes were taken: the next import has it
     federation.refresh_import()
-    assert federation.awaited == ["127.0.0.1"]
+    assert federation.awaited == ["127.0.0.1"] == federation.awaited_now()
     federation._received_changed()
+    assert federation.awaited == ["127.0.0.1"] and federation.awaited_now() == []  # the next import's
     federation.refresh_import()
     assert federation.awaited == [] and state_.remote == speaker.imported(state_.policy)
 
@@ -74,3 +85,36 @@ def test_a_peer_that_never_sends_end_of_rib_holds_only_to_the_hold_time(tmp_path
     clock.now += 15.0  # hold_time after the switch came back
     assert h.check({"hv1"}, set(), arrived=({"hv1"}, set()), peers=["10.0.0.2"])
     assert "still missing bgp peer 10.0.0.2" in h.status()["message"]
+
+
+def test_a_hold_ending_when_a_missing_peer_s_routes_are_just_in_waits_for_the_pass_that_imports_them(tmp_path):
+    """The pass being checked imported before the peer's End-of-RIB (``peers``), which was taken since (``peers_now``):
+    releasing now would hand out the View without its routes (the flows towards its endpoints removed for a pass)."""
+    store, clock = Store(str(tmp_path)), Clock()
+    store.set_meta(KEY, {"vrs": ["hv1"], "vteps": []})
+    h = hold(store, clock)
+    assert not h.check({"hv1"}, set(), peers=["10.0.0.2"], peers_now=["10.0.0.2"])
+    clock.now += 15.0  # the hold's end
+    assert not h.check({"hv1"}, set(), peers=["10.0.0.2"], peers_now=[])  # the next pass has its routes
+    assert h.check({"hv1"}, set(), peers=[], peers_now=[])
+    assert "every BGP peer's routes are in" in h.status()["message"]
+
+
+def test_past_hold_max_a_peer_s_routes_coming_in_are_waited_for_once(tmp_path):
+    store, clock = Store(str(tmp_path)), Clock()
+    store.set_meta(KEY, {"vrs": ["hv1"], "vteps": []})
+    h = hold(store, clock)
+    clock.now += 60.0  # hold_max
+    assert not h.check({"hv1"}, set(), peers=["10.0.0.2"], peers_now=[])
+    assert h.check({"hv1"}, set(), peers=["10.0.0.2"], peers_now=[])  # (its session dropped again meanwhile)
+    assert "still missing bgp peer 10.0.0.2" in h.status()["message"]
+
+
+def test_a_hold_ending_while_a_missing_peer_is_still_awaited_releases(tmp_path):
+    """Nothing more comes with the next pass: no reason to wait for it (the hold's usual end)."""
+    store, clock = Store(str(tmp_path)), Clock()
+    store.set_meta(KEY, {"vrs": ["hv1"], "vteps": []})
+    h = hold(store, clock)
+    assert not h.check({"hv1"}, set(), peers=["10.0.0.2"], peers_now=["10.0.0.2"])
+    clock.now += 15.0
+    assert h.check({"hv1"}, set(), peers=["10.0.0.2"], peers_now=["10.0.0.2"])

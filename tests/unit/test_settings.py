@@ -191,6 +191,21 @@ def test_graceful_restart_settings(tmp_path):
     assert s.bgp.graceful_restart == settings_mod.GracefulRestartSettings(False, 30, 90)
 
 
+@pytest.mark.parametrize("text", [
+    "graceful_restart: {restart_time: 60}",  # restart.hold_max's default: End-of-RIB cannot go before the hold ends
+    "graceful_restart: {enabled: false, restart_time: 30}",  # no End-of-RIB of Canopy's waited for
+])
+def test_restart_time_at_least_the_hold_max_or_without_graceful_restart(tmp_path, text):
+    s = load(tmp_path, f"bgp: {{router_id: 1.1.1.1, neighbors: [{{address: 10.0.0.1, asn: 1}}], {text}}}\n")
+    assert s.bgp.graceful_restart.restart_time in (60, 30)
+
+
+def test_a_short_restart_time_is_taken_without_a_start_up_hold(tmp_path):
+    s = load(tmp_path, "bgp: {router_id: 1.1.1.1, neighbors: [{address: 10.0.0.1, asn: 1}], graceful_restart: "
+                       "{restart_time: 10}}\nrestart: {hold_time: 0}\n")
+    assert s.bgp.graceful_restart.restart_time == 10 and s.restart_hold == 0
+
+
 def test_duplicate_mac_detection_settings_default_to_rfc_7432(tmp_path):
     """bgp.duplicate_mac (RFC 7432 section 15.1: M = 5 moves within N = 180 s) reaches the Federation's Mobility."""
     from bgp.federation import Federation
@@ -235,6 +250,11 @@ def test_exabgp_watchdog_bounds_reach_the_speaker(tmp_path):
     ("bgp:\n  duplicate_mac: {moves: 3}\n", "bgp.duplicate_mac.moves: unknown field"),
     ("bgp:\n  graceful_restart:\n    restart_time: 5000\n", ":3: bgp.graceful_restart.restart_time: must be "
      "between 1 and 4095"),
+    ("bgp:\n  router_id: 1.1.1.1\n  neighbors: [{address: 10.0.0.1, asn: 1}]\n  graceful_restart: {restart_time: 59}\n",
+     ":4: bgp.graceful_restart.restart_time: must be at least restart.hold_max (60 s)"),
+    ("bgp: {router_id: 1.1.1.1, neighbors: [{address: 10.0.0.1, asn: 1}], graceful_restart: {restart_time: 90}}\n"
+     "restart: {hold_time: 15, hold_max: 100}\n", "bgp.graceful_restart.restart_time: must be at least "
+     "restart.hold_max (100 s)"),
     ("bgp:\n  graceful_restart: {enable: true}\n", "bgp.graceful_restart.enable: unknown"),
     ("bgp:\n  graceful_restart: {enabled: 3}\n", "bgp.graceful_restart.enabled:"),
     ("bgp: {api_timeout: 0}\n", "bgp.api_timeout: must be between 1 and 600"),
