@@ -387,6 +387,8 @@ class Pair:
         return (self.peer.generation, theirs) > (self.generation, mine)
 
     def _become(self, role: str, reason: str) -> None:
+        if role == "active":  # not active yet (_decide): no write of this term has started
+            self.replicator.reset()
         with self._lock:
             if role == "active":
                 self._remember_generation(max(self.generation, self.peer.generation, self.switch_generation) + 1)

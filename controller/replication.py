@@ -124,6 +124,13 @@ class Replicator:
             self._pending, self._sent_epoch = [], -1
             self.acked_seq = min(self.acked_seq, changes[0].seq - 1)
 
+    def reset(self) -> None:
+        """This node becomes the active (again): forget the write of an earlier term, which may have been
+        replaced meanwhile (an unconfirmed solo-mode write the peer's snapshot took away): it is neither a
+        position the standby must hold nor a change to send it. Called before any write can start."""
+        with self._cond:
+            self._pending, self._pending_meta, self._refusal, self._sent_epoch = [], {}, None, -1
+
     def _wait_for(self, last: int, timeout: float) -> str | None:
         deadline = time.monotonic() + timeout
         while True:

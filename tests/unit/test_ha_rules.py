@@ -190,6 +190,17 @@ def test_a_write_refused_as_solo_mode_was_turned_on_while_it_waited_says_so(node
     node.replicate(_write(node), {})  # the retry stands alone
 
 
+def test_a_node_that_becomes_active_forgets_the_unconfirmed_write_of_its_earlier_term(node):
+    # a solo-mode write no standby confirmed, which a snapshot of the peer then took away (the store never had it)
+    node.set_solo(True, "a test")
+    node._decide(node.started + STARTUP_DEAD_INTERVALS * DEAD)
+    node.replicate(_write(node), {})  # acknowledged alone; the replicator waits for the standby to hold seq 1
+    node._become("standby", "the peer is active")
+    node._become("active", "the peer is silent")
+    node.replicator.on_message({"t": "hb", "seq": 0, "history": [0, None]})  # the standby holds all the store has
+    assert node.replicator.synced and not node.replicator.lagging
+
+
 def test_solo_mode_from_the_settings(tmp_path):
     settings = settings_mod.from_doc(Doc("<t>", {"data_dir": str(tmp_path / "d"), "ha": {
         "peer": "10.250.0.1", "secret": SECRET, "solo": True}}))

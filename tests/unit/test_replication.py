@@ -217,6 +217,26 @@ def test_an_unconfirmed_solo_write_that_fails_to_commit_is_not_a_position_the_st
     assert not active.replicator.lagging and active.replicator.synced
 
 
+def test_an_unconfirmed_solo_write_a_snapshot_took_away_is_neither_awaited_nor_sent_when_active_again(pair):
+    # committed alone, then the node stepped down and the peer (never given it) replaced its store with a snapshot
+    active, standby = pair("active", solo=True), pair("standby")
+    active.link.start()
+    standby.link.start()
+    wait_for(lambda: in_step(active, standby), "the pair to connect")
+    standby.link.on_message = lambda msg: None  # the write never reaches the standby,
+    standby.link.heartbeat = dict  # whose heartbeats carry no position: the test delivers its report
+    active.replicator.ack_timeout = 0.05
+    active.tenant("a")  # unconfirmed, committed anyway (solo mode)
+    assert active.shipped == [False] and active.store.last_seq() == 1
+    active.store.restore(standby.store.snapshot())  # as the standby: the peer's history, at seq 0
+    active.replicator.reset()  # active again (controller.ha.Pair._become)
+    sent, send = [], active.link.send
+    active.link.send = lambda msg: sent.append(msg) or send(msg)
+    active.replicator.on_message({"t": "hb", **standby.applier.hello()})  # at seq 0: all the store has
+    assert active.replicator.synced and not active.replicator.lagging
+    assert [m for m in sent if m["t"] in ("changes", "snapshot")] == []  # the discarded write is not sent
+
+
 # ------------------------------------------------------------------ the service hooks
 
 def test_a_node_that_is_not_writable_refuses_every_write_and_changes_nothing(tmp_path):
