@@ -79,6 +79,15 @@ def received_from(policy, *routes, peer="10.250.0.9"):
     return {(peer, r.key): r for r in routes}
 
 
+def winner(state, *routes):
+    """The VTEP of the one MAC imported from ``routes``, each received from a peer of its own."""
+    received = {}
+    for i, r in enumerate(routes):
+        received.update(received_from(state.policy, r, peer=f"10.250.0.{i + 1}"))
+    [mac] = import_routes(received, state.policy).table.macs
+    return mac.vtep_ip
+
+
 def test_import_by_route_target_and_vni():
     state, _ = setup_view()
     web, dom = state.policy.find("subnet", "acme/web"), state.policy.find("domain", "acme/prod")
@@ -123,18 +132,13 @@ def test_import_picks_highest_sequence_then_lowest_vtep_ip():
         return MacIpRoute(rd=f"6500{nh[-1]}:1", mac="02:aa:00:00:00:01", l2_vni=web["vni"], next_hop=nh,
                           route_targets=tuple(web["import_rts"]), mobility_seq=seq)
 
-    def winner(*routes):
-        received = {}
-        for i, r in enumerate(routes):
-            received.update(received_from(state.policy, r, peer=f"10.250.0.{i + 1}"))
-        [mac] = import_routes(received, state.policy).table.macs
-        return mac.vtep_ip
 
-    assert winner(route("10.251.0.7", 1), route("10.251.0.5", 0)) == "10.251.0.7"
-    assert winner(route("10.251.0.7", 2), route("10.251.0.5", 2)) == "10.251.0.5"
+    assert winner(state, route("10.251.0.7", 1), route("10.251.0.5", 0)) == "10.251.0.7"
+    assert winner(state, route("10.251.0.7", 2), route("10.251.0.5", 2)) == "10.251.0.5"
     # a sticky (static) MAC cannot move (RFC 7432 section 15.2): it wins over any sequence number and VTEP IP
     static = MacIpRoute(**{**vars(route("10.251.0.7", 0)), "sticky": True})
-    assert winner(static, route("10.251.0.5", 9)) == winner(route("10.251.0.5", 9), static) == "10.251.0.7"
+    late = route("10.251.0.5", 9)
+    assert winner(state, static, late) == winner(state, late, static) == "10.251.0.7"
     mac_only = route("10.251.0.7", 0)  # the same MAC at the same VTEP from another peer, not sticky: still static
     [mac] = import_routes({**received_from(state.policy, static), **received_from(state.policy, mac_only, peer="p2")},
                           state.policy).table.macs
@@ -303,17 +307,11 @@ def test_two_sticky_locations_of_one_mac_rank_by_sequence_then_vtep_ip():
         return MacIpRoute(rd=f"{vtep}:1", mac="02:00:00:00:00:99", l2_vni=web["vni"], next_hop=vtep,
                           mobility_seq=seq, sticky=True, route_targets=tuple(web["import_rts"]))
 
-    def winner(*routes):
-        received = {}
-        for i, r in enumerate(routes):
-            received.update(received_from(state.policy, r, peer=f"p{i}"))
-        [mac] = import_routes(received, state.policy).table.macs
-        return mac.vtep_ip
 
-    assert winner(route("10.251.0.7", 1), route("10.251.0.5", 0)) == "10.251.0.7"
-    assert winner(route("10.251.0.5", 0), route("10.251.0.7", 1)) == "10.251.0.7"
-    assert winner(route("10.251.0.7", 2), route("10.251.0.5", 2)) == "10.251.0.5"
-    assert winner(route("10.251.0.5", 2), route("10.251.0.7", 2)) == "10.251.0.5"
+    assert winner(state, route("10.251.0.7", 1), route("10.251.0.5", 0)) == "10.251.0.7"
+    assert winner(state, route("10.251.0.5", 0), route("10.251.0.7", 1)) == "10.251.0.7"
+    assert winner(state, route("10.251.0.7", 2), route("10.251.0.5", 2)) == "10.251.0.5"
+    assert winner(state, route("10.251.0.5", 2), route("10.251.0.7", 2)) == "10.251.0.5"
 
 
 def test_originate_skips_macs_a_peer_won():
