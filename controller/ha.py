@@ -409,8 +409,8 @@ class Pair:
         return (self.peer.generation, theirs) > (self.generation, mine)
 
     def _become(self, role: str, reason: str) -> None:
-        if role == "active":  # not active yet (_decide): no write of this term has started
-            self.replicator.reset()
+        if role == "active":  # not active yet (_decide): no write of this term has started (one of an earlier
+            self.replicator.reset()  # term may still be waiting or committing: the replicator keeps it)
         with self._lock:
             if role == "active":
                 self._remember_generation(max(self.generation, self.peer.generation, self.switch_generation) + 1)

@@ -72,7 +72,8 @@ class Replicator:
         self._sent_epoch = -1
         self._sent_at = 0.0
         self._sent_window = self.resend_after
-        self._pending: list[Change] = []  # the write being confirmed, then committed (solo mode: unconfirmed too)
+        self._pending: list[Change] = []  # the write being confirmed, then committed (solo mode: unconfirmed too),
+        # until its commit ended (committed(), or forget() when it failed or was refused)
         self._pending_meta: dict = {}
         self._refusal: str | None = None  # why the standby refused the pending write
         self._cond = threading.Condition(threading.RLock())
@@ -122,12 +123,23 @@ class Replicator:
             self._pending, self._sent_epoch = [], -1
             self.acked_seq = min(self.acked_seq, changes[0].seq - 1)
 
-    def reset(self) -> None:
-        """This node becomes the active (again): forget the write of an earlier term, which may have been
-        replaced meanwhile (an unconfirmed solo-mode write the peer's snapshot took away): it is neither a
-        position the standby must hold nor a change to send it. Called before any write can start."""
+    def committed(self, changes: list[Change]) -> None:
+        """The write confirm() returned for is in our store now: the store holds the position (and the changes to
+        send), so it is pending no longer. A solo-mode write kept pending after its commit would outlive a snapshot
+        of the peer that replaced our store while this node was the standby (awaited, and sent, on a history that
+        no longer has it)."""
         with self._cond:
-            self._pending, self._pending_meta, self._refusal, self._sent_epoch = [], {}, None, -1
+            if self._pending and _same_write(self._pending, changes):
+                self._pending, self._pending_meta = [], {}
+
+    def reset(self) -> None:
+        """This node becomes the active (again): what was sent in an earlier term is not on its way, and a refusal
+        then is none of this term's. A write still pending is kept: its confirm() returned, or is still waiting, and
+        its commit has not ended (``committed`` or ``forget`` ends it; the service holds the commit section until
+        then, so no snapshot of the peer replaced our store meanwhile): it lands in our store, so the standby must
+        hold it, and a report of it is on our history."""
+        with self._cond:
+            self._refusal, self._sent_epoch = None, -1
 
     def _wait_for(self, last: int, timeout: float) -> str | None:
         deadline = time.monotonic() + timeout
@@ -476,6 +488,11 @@ class Applier:
             return  # asked already; the heartbeats carry the position anyway
         self._last_resync = (position["seq"], time.monotonic())
         self.link.send({"t": "resync", **position})
+
+
+def _same_write(pending: list[Change], changes: list[Change]) -> bool:
+    """Whether ``changes`` are the pending write (its last change's position)."""
+    return bool(changes) and (pending[-1].seq, pending[-1].ts) == (changes[-1].seq, changes[-1].ts)
 
 
 def _holding(msg: dict) -> str:

@@ -47,10 +47,12 @@ def ha(tmp_path):
     pair = Pair(settings.ha, store, state, lambda role, gen: None)
     service.replicate = pair.replicate
     service.unreplicated = pair.replicator.forget
+    service.committed = pair.replicator.committed
     service.writable = pair.writable
     pair._decide(pair.started + STARTUP_DEAD_INTERVALS * DEAD)
     assert pair.role == "active"
     pair.wire = pair.replicator.link = Wire()
+    pair.replicator.on_message({"t": "hello", "seq": 0, "history": [0, None]})  # the standby: an empty store
     pair.service = service
     yield pair
     store.close()
@@ -137,3 +139,48 @@ def test_a_write_the_standby_confirmed_while_its_node_stepped_down_is_acknowledg
     assert ha.writable()  # it did step down
     change = ha.wire.sent[-1]["changes"][-1]
     assert ha.store.history() == (1, change["ts"]) and ha.state.policy.get("tenant", tenant["id"])
+
+
+def test_a_takeover_while_a_solo_write_commits_keeps_it_a_position_the_standby_must_hold(ha):
+    """The node steps down and takes over again (Pair._become: Replicator.reset) while an unconfirmed solo-mode
+    write is being committed: the write lands in our store, so the standby is in step only once it holds it."""
+    ha.wire.on_send = lambda msg: confirming(ha, msg)
+    ha.service.create("tenant", {"name": "kept"})  # the standby holds seq 1
+    held = {"seq": 1, "history": list(ha.store.history())}
+    ha.set_solo(True, "a test")
+    ha.wire.connected_out = False  # the standby is gone: the next write stands alone
+    commit, seen = ha.store.apply_replicated, {}
+
+    def takeover_then_commit(changes, meta, what="a replicated batch"):
+        ha._become("standby", "this node did not run for 2.0 s (a test)")
+        ha._become("active", "the peer is silent (a test)")
+        ha.replicator.on_message({"t": "hb", **held})  # the standby reports what it holds: seq 1, not this write
+        seen.update(lagging=ha.replicator.lagging, synced=ha.replicator.synced)
+        return commit(changes, meta, what)
+
+    ha.store.apply_replicated = takeover_then_commit
+    ha.service.create("tenant", {"name": "alone"})
+    ha.store.apply_replicated = commit
+    assert ha.store.last_seq() == 2
+    assert seen == {"lagging": True, "synced": False}  # seq 2 is being committed: the standby lacks it
+    ha.replicator.on_message({"t": "hb", **held})
+    assert ha.replicator.lagging and not ha.replicator.synced
+    ha.replicator.on_message({"t": "hb", "seq": 2, "history": list(ha.store.history())})
+    assert ha.replicator.synced and not ha.replicator.lagging
+
+
+def test_a_write_confirmed_while_its_node_stepped_down_and_took_over_again_stands(ha):
+    """The role changes twice inside the wait (Replicator.reset on taking over): the write is still this node's
+    to confirm, and the standby's acknowledgement of it is on our history (no snapshot takes it away)."""
+
+    def confirmed_across_a_takeover(msg):
+        if msg["t"] == "changes":
+            ha._become("standby", "this node did not run for 2.0 s (a test)")
+            ha._become("active", "the peer is silent (a test)")
+            ack(ha, msg["changes"][-1])
+
+    ha.wire.on_send = confirmed_across_a_takeover
+    tenant = ha.service.create("tenant", {"name": "acme"})
+    assert ha.wire.kinds() == ["changes"] and ha.writable() is None and ha.replicator.synced
+    assert ha.store.history() == (1, ha.wire.sent[-1]["changes"][-1]["ts"])
+    assert ha.state.policy.get("tenant", tenant["id"])
