@@ -140,7 +140,7 @@ class Pair:
         holds it (or, in solo mode, after trying); raises NotActive when this node may not acknowledge it:
         not (or no longer) the active, or the standby did not confirm (code ``not_replicated``), or this node
         stepped down while it waited and the standby did not confirm (``not_active``; docs/ha.md "Writes")."""
-        reason = self.writable()  # re-checked right before acknowledging: role, generation, the peer's state
+        reason = self.writable()  # checked before the write goes out: role, generation, the peer's state
         if reason:
             raise NotActive(reason)
         solo = self.solo["enabled"]  # read once: the replicator keeps an unconfirmed write only if it is committed
