@@ -7,8 +7,8 @@
   missing changes first, or a snapshot of the whole store when those are compacted away or the standby's
   history diverged from ours.
 - ``Applier`` (standby side) validates what arrives with the rules of a REST write (controller.replicacheck:
-  controller.model normalise, controller.policy check), writes it into its own store and State and acknowledges it; what
-  fails validation is refused (logged, told to the active), never applied.
+  controller.model normalise, controller.policy check), writes it into its own store and State and acknowledges
+  it; what fails validation is refused (logged, told to the active), never applied.
 
 Positions in history are (seq, ts) pairs (Store.history()): the standby reports its own in every
 heartbeat and acknowledgement, and the active trusts a position only if its own change at that seq (or
@@ -286,6 +286,11 @@ class Replicator:
         self._sent_window = self.resend_after + count * ACK_PER_CHANGE
 
 
+def _same_write(pending: list[Change], changes: list[Change]) -> bool:
+    """Whether ``changes`` are the pending write (its last change's position)."""
+    return bool(changes) and (pending[-1].seq, pending[-1].ts) == (changes[-1].seq, changes[-1].ts)
+
+
 # ---------------------------------------------------------------------------------------------- standby
 
 class Applier:
@@ -488,11 +493,6 @@ class Applier:
             return  # asked already; the heartbeats carry the position anyway
         self._last_resync = (position["seq"], time.monotonic())
         self.link.send({"t": "resync", **position})
-
-
-def _same_write(pending: list[Change], changes: list[Change]) -> bool:
-    """Whether ``changes`` are the pending write (its last change's position)."""
-    return bool(changes) and (pending[-1].seq, pending[-1].ts) == (changes[-1].seq, changes[-1].ts)
 
 
 def _holding(msg: dict) -> str:
