@@ -31,7 +31,9 @@ wins, so an acknowledged write is never overwritten by a stale copy.
 Writes: an acknowledged write is on both nodes. ``replicate`` (the service's hook, called before the active
 commits) re-checks the role, then waits for the standby to hold the write, and refuses it (NotActive,
 code ``not_replicated``) when the standby does not confirm, unless the operator put the node in solo mode
-(``ha.solo`` or PUT /v1/ha/solo), which acknowledges without the standby and says so in the log.
+(``ha.solo`` or PUT /v1/ha/solo), which acknowledges without the standby and says so in the log. Once the wait
+ended it checks the role again: a node that stepped down meanwhile refuses a write the standby did not confirm
+(``not_active``, solo mode too: the new active never got it) and acknowledges one it did (the standby holds it).
 """
 
 from __future__ import annotations
@@ -136,15 +138,22 @@ class Pair:
     def replicate(self, changes, meta) -> None:
         """Service hook, called with a numbered write before this node commits it: returns once the standby
         holds it (or, in solo mode, after trying); raises NotActive when this node may not acknowledge it:
-        not (or no longer) the active, or the standby did not confirm (code ``not_replicated``)."""
-        reason = self.writable()  # re-checked right before acknowledging: role, generation, the peer's state
+        not (or no longer) the active, or the standby did not confirm (code ``not_replicated``), or this node
+        stepped down while it waited and the standby did not confirm (``not_active``; docs/ha.md "Writes")."""
+        reason = self.writable()  # checked before the write goes out: role, generation, the peer's state
         if reason:
             raise NotActive(reason)
         solo = self.solo["enabled"]  # read once: the replicator keeps an unconfirmed write only if it is committed
         why = self.replicator.confirm(changes, meta, solo=solo)
+        stepped = self.writable()  # again: the node may have stepped down (or been superseded) while it waited
         if why is None:
+            if stepped:  # the standby holds it and is, or becomes, the active: refusing would be untrue (docs/ha.md)
+                log.warning("acknowledging changes %d-%d, which the standby confirmed, although this node stepped "
+                            "down while they waited: %s", changes[0].seq, changes[-1].seq, stepped)
             return
         first, last = changes[0].seq, changes[-1].seq
+        if stepped:
+            self._refuse_stepped_down(changes, why, stepped)
         if solo:
             log.warning("solo mode: acknowledging changes %d-%d without the standby (%s)", first, last, why)
             return
@@ -157,6 +166,19 @@ class Pair:
                       "{\"solo\": true}")
         raise NotActive(f"the write was refused and nothing was changed: {why} (the standby "
                         f"{self.settings.peer} must hold every acknowledged write; {advice})", code="not_replicated")
+
+    def _refuse_stepped_down(self, changes, why: str, stepped: str) -> None:
+        """Refuse an unconfirmed write whose node stopped being the active while it waited (solo mode too: the new
+        active never got it, so acknowledging it would lose it). Not committed here, and forgotten by the
+        replicator (solo mode kept it as a position the standby must hold): a standby that got it is not on our
+        history any more and gets a snapshot. Raises NotActive (``not_active``: retry at the active)."""
+        self.replicator.forget(changes)
+        first, last = changes[0].seq, changes[-1].seq
+        log.warning("refused a write (changes %d-%d, not committed here): this node stepped down while it waited "
+                    "for the standby (%s): %s", first, last, why, stepped)
+        raise NotActive(f"the write was refused and not committed: this controller stepped down while the write "
+                        f"waited for the standby ({why}): {stepped}. The standby may hold it if it got it before "
+                        f"it took over: read it back there before retrying")
 
     def set_solo(self, enabled: bool, by: str) -> dict:
         """Solo mode on or off (the operator's decision, logged); returns the solo status."""
@@ -387,8 +409,8 @@ class Pair:
         return (self.peer.generation, theirs) > (self.generation, mine)
 
     def _become(self, role: str, reason: str) -> None:
-        if role == "active":  # not active yet (_decide): no write of this term has started
-            self.replicator.reset()
+        if role == "active":  # not active yet (_decide): no write of this term has started (one of an earlier
+            self.replicator.reset()  # term may still be waiting or committing: the replicator keeps it)
         with self._lock:
             if role == "active":
                 self._remember_generation(max(self.generation, self.peer.generation, self.switch_generation) + 1)

@@ -6,9 +6,9 @@
   acknowledges) only after it, and refuses the write otherwise. When the standby is behind it sends the
   missing changes first, or a snapshot of the whole store when those are compacted away or the standby's
   history diverged from ours.
-- ``Applier`` (standby side) validates what arrives with the rules of a REST write (controller.model
-  normalise, controller.policy check), writes it into its own store and State and acknowledges it; what
-  fails validation is refused (logged, told to the active), never applied.
+- ``Applier`` (standby side) validates what arrives with the rules of a REST write (controller.replicacheck:
+  controller.model normalise, controller.policy check), writes it into its own store and State and acknowledges
+  it; what fails validation is refused (logged, told to the active), never applied.
 
 Positions in history are (seq, ts) pairs (Store.history()): the standby reports its own in every
 heartbeat and acknowledgement, and the active trusts a position only if its own change at that seq (or
@@ -26,17 +26,15 @@ import threading
 import time
 from collections import deque
 
-from controller import policy as pol
-from controller.model import KINDS, MANAGED, PolicyError, normalise
 from controller.pacer import NEVER, Pacer
 from controller.pairlink import PairLink
 from controller.policy import Policy
+from controller.replicacheck import InvalidReplica, check_meta, checked_changes, checked_snapshot
 from controller.store import Change, StoreError, StoreFault
 
 POLL = 0.2                       # how often a waiting confirm() looks again
 BATCH = 500                      # changes per catch-up message
 RESYNC_HOLDOFF = 0.5             # the standby asks again for the same position no sooner than this
-MAX_ID = 255                     # the longest object id a replica accepts
 ACK_PER_CHANGE = 0.0005          # seconds a write's confirmation may take per change, beyond ack_timeout
 
 
@@ -74,7 +72,8 @@ class Replicator:
         self._sent_epoch = -1
         self._sent_at = 0.0
         self._sent_window = self.resend_after
-        self._pending: list[Change] = []  # the write being confirmed, then committed (solo mode: unconfirmed too)
+        self._pending: list[Change] = []  # the write being confirmed, then committed (solo mode: unconfirmed too),
+        # until its commit ended (committed(), or forget() when it failed or was refused)
         self._pending_meta: dict = {}
         self._refusal: str | None = None  # why the standby refused the pending write
         self._cond = threading.Condition(threading.RLock())
@@ -124,12 +123,23 @@ class Replicator:
             self._pending, self._sent_epoch = [], -1
             self.acked_seq = min(self.acked_seq, changes[0].seq - 1)
 
-    def reset(self) -> None:
-        """This node becomes the active (again): forget the write of an earlier term, which may have been
-        replaced meanwhile (an unconfirmed solo-mode write the peer's snapshot took away): it is neither a
-        position the standby must hold nor a change to send it. Called before any write can start."""
+    def committed(self, changes: list[Change]) -> None:
+        """The write confirm() returned for is in our store now: the store holds the position (and the changes to
+        send), so it is pending no longer. A solo-mode write kept pending after its commit would outlive a snapshot
+        of the peer that replaced our store while this node was the standby (awaited, and sent, on a history that
+        no longer has it)."""
         with self._cond:
-            self._pending, self._pending_meta, self._refusal, self._sent_epoch = [], {}, None, -1
+            if self._pending and _same_write(self._pending, changes):
+                self._pending, self._pending_meta = [], {}
+
+    def reset(self) -> None:
+        """This node becomes the active (again): what was sent in an earlier term is not on its way, and a refusal
+        then is none of this term's. A write still pending is kept: its confirm() returned, or is still waiting, and
+        its commit has not ended (``committed`` or ``forget`` ends it; the service holds the commit section until
+        then, so no snapshot of the peer replaced our store meanwhile): it lands in our store, so the standby must
+        hold it, and a report of it is on our history."""
+        with self._cond:
+            self._refusal, self._sent_epoch = None, -1
 
     def _wait_for(self, last: int, timeout: float) -> str | None:
         deadline = time.monotonic() + timeout
@@ -276,16 +286,18 @@ class Replicator:
         self._sent_window = self.resend_after + count * ACK_PER_CHANGE
 
 
+def _same_write(pending: list[Change], changes: list[Change]) -> bool:
+    """Whether ``changes`` are the pending write (its last change's position)."""
+    return bool(changes) and (pending[-1].seq, pending[-1].ts) == (changes[-1].seq, changes[-1].ts)
+
+
 # ---------------------------------------------------------------------------------------------- standby
-
-class InvalidReplica(ValueError):
-    """Replicated data that a REST write with the same content would be refused for."""
-
 
 class Applier:
     """Standby side. on_message handles "changes" and "snapshot" (see the module docstring): each is first
-    checked with the rules of a REST write: every object body through controller.model.normalise (with its
-    id and source as the store keeps them), the resulting policy through controller.policy.check. What
+    checked with the rules of a REST write (controller.replicacheck): every object body through
+    controller.model.normalise (with its id and source as the store keeps them), the resulting policy through
+    controller.policy.check. What
     passes goes into the store (store.apply_replicated / store.restore) and State, then {"t": "ack", "seq":
     last, "history": [seq, ts]}. What fails is logged and refused ({"t": "refused", "seq", "ts", "reason"}:
     the first refused change, when it is one), and
@@ -489,96 +501,6 @@ def _holding(msg: dict) -> str:
         return "replicated snapshot of the active being restored"
     changes = msg.get("changes")
     return f"replicated batch being applied ({len(changes) if isinstance(changes, list) else '?'} changes)"
-
-
-# ---------------------------------------------------------------------------------------------- validation
-
-def stored_object(kind, oid, body) -> dict:
-    """A replicated object body checked as a REST write would check it, with the managed fields (id, source)
-    the store keeps; raises InvalidReplica naming the object and the reason."""
-    _check_ref(kind, oid)
-    where = f"{kind} {oid!r}"
-    if not isinstance(body, dict):
-        raise InvalidReplica(f"{where}: the body is not an object")
-    if body.get("id") != oid:
-        raise InvalidReplica(f"{where}: id: the body's id {body.get('id')!r:.80} differs")
-    source = body.get("source")
-    if source is not None and not isinstance(source, str):
-        raise InvalidReplica(f"{where}: source: must be a string or null")
-    try:
-        obj = normalise(kind, {k: v for k, v in body.items() if k not in MANAGED}, ref=str(body.get("name", "")))
-    except PolicyError as exc:
-        raise InvalidReplica(f"{where}: " + "; ".join(p.describe() for p in exc.problems)) from None
-    obj.update(id=oid, source=source)
-    return obj
-
-
-def _check_ref(kind, oid) -> None:
-    if kind not in KINDS:
-        raise InvalidReplica(f"unknown kind {kind!r:.40}")
-    if not isinstance(oid, str) or not oid or len(oid) > MAX_ID:
-        raise InvalidReplica(f"{kind}: id {oid!r:.80} is not an object id")
-
-
-def checked_changes(changes: list[Change], policy: Policy, pacer: Pacer = NEVER) -> tuple[list[Change], Policy]:
-    """The changes with checked bodies, and the policy they lead to from ``policy`` (which passed the checks:
-    the standby's policy only ever holds checked data), checked with the rules a REST write is checked with
-    (controller.policy.check_changes); raises InvalidReplica. ``pacer`` is ticked per change."""
-    candidate, out = policy.copy(), []
-    for change in changes:
-        pacer.tick()
-        if change.op == "put":
-            body = stored_object(change.kind, change.id, change.body)
-            candidate.put(change.kind, body)
-        elif change.op == "delete" and change.body is None:
-            _check_ref(change.kind, change.id)
-            body = None
-            candidate.remove(change.kind, change.id)
-        else:
-            raise InvalidReplica(f"change {change.seq}: op {change.op!r:.40} is not put or delete")
-        out.append(Change(change.kind, change.id, change.op, body, change.seq, change.txn, change.ts))
-    _report(pol.check_changes(candidate, [(c.kind, c.id) for c in out], pacer))
-    return out, candidate
-
-
-def checked_snapshot(snapshot) -> Policy:
-    """The policy a snapshot holds, every object and the whole checked; raises InvalidReplica."""
-    if not isinstance(snapshot, dict) or not isinstance(snapshot.get("objects"), dict):
-        raise InvalidReplica("the snapshot has no objects map")
-    objects = {}
-    for kind, bodies in snapshot["objects"].items():
-        if not isinstance(bodies, dict):
-            raise InvalidReplica(f"snapshot: {kind!r:.40}: not a map of objects")
-        objects[kind] = {oid: stored_object(kind, oid, body) for oid, body in bodies.items()}
-    check_meta(snapshot.get("meta"))
-    policy = Policy(objects)
-    _check_policy(policy)
-    snapshot["objects"] = objects  # what the store restores: the checked bodies
-    return policy
-
-
-def check_meta(meta) -> None:
-    """The replicated meta values the write path reads back (allocation counters, last_txn) have their type."""
-    if not isinstance(meta, dict):
-        raise InvalidReplica("meta is not a map")
-    counters = meta.get("counters", {})
-    if not isinstance(counters, dict) or not all(
-            isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 0
-            for k, v in counters.items()):
-        raise InvalidReplica(f"meta: counters: {counters!r:.80} is not a map of non-negative integers")
-    txn = meta.get("last_txn", 0)
-    if not isinstance(txn, int) or isinstance(txn, bool) or txn < 0:
-        raise InvalidReplica(f"meta: last_txn: {txn!r:.40} is not a non-negative integer")
-
-
-def _check_policy(policy: Policy) -> None:
-    _report(pol.check(policy))
-
-
-def _report(problems) -> None:
-    if problems:
-        raise InvalidReplica("; ".join(p.describe() for p in problems[:5])
-                             + (f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""))
 
 
 def _json_clean(change: Change) -> Change:

@@ -80,6 +80,8 @@ class PolicyService:
     writable: Callable[[], str | None] | None = None
     # called with a write ``replicate`` took (confirmed, or kept in solo mode) that this node then failed to commit
     unreplicated: Callable[[list[Change]], None] | None = None
+    # called with a write ``replicate`` took once this node committed it (the store holds it now)
+    committed: Callable[[list[Change]], None] | None = None
 
     def __init__(self, store, state, settings):
         self.store = store
@@ -118,13 +120,16 @@ class PolicyService:
         """Commit a write the standby holds already (or, in solo mode, may be sent). If the commit fails (StoreFault:
         nothing written here; or any other error), ``unreplicated`` tells the pair, which gives the standby this store
         back (its next report is not on our history any more: a snapshot) and stops counting the write as one the
-        standby must hold, so the pair neither keeps nor sends on a write the active did not commit."""
+        standby must hold, so the pair neither keeps nor sends on a write the active did not commit. Once committed,
+        ``committed`` tells the pair, whose store holds the write's position from then on."""
         try:
             self.store.apply_replicated(done, meta, what="a write")
         except BaseException:  # any failure: the write's REST caller is told it failed, so no node may keep it
             if self.unreplicated is not None:
                 self.unreplicated(done)
             raise
+        if self.committed is not None:
+            self.committed(done)
 
     def _numbered(self, changes: list[Change]) -> list[Change]:
         """The changes with the seq, txn and ts the store's next commit would give them."""

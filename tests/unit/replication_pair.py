@@ -56,7 +56,8 @@ class Node:
         if role == "active":
             self.replicator = Replicator(self.store, self.link, ack_timeout=ack_timeout)
             self.service.replicate = self._replicate
-            self.service.unreplicated = self.replicator.forget  # as controller/app.py wires it
+            self.service.unreplicated = self.replicator.forget  # as controller/app.py wires them
+            self.service.committed = self.replicator.committed
         else:
             self.applier = Applier(self.store, self.state, self.link)
             self.link.heartbeat = self.applier.hello

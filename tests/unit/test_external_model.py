@@ -2,7 +2,7 @@
 
 import pytest
 
-from controller import binding, extnet, replication
+from controller import binding, extnet, replicacheck
 from controller import policy as pol
 from controller.discovery import PortInfo, VrsSnapshot
 from controller.store import Change
@@ -162,10 +162,10 @@ def test_the_standby_checks_replicated_floating_ips_like_a_write():
     fip = {"id": "f1", "source": None, "tenant_id": "t1", "name": "a", "description": "",
            "external_network_id": "n1", "address": "203.0.113.1", "vport_id": None}
     policy.put("tenant", {"id": "t1", "source": None, "name": "acme", "description": ""})
-    with pytest.raises(replication.InvalidReplica, match="gateway"):
-        replication.checked_changes([Change("floating_ip", "f1", "put", fip, 1, 1, 1.0)], policy)
+    with pytest.raises(replicacheck.InvalidReplica, match="gateway"):
+        replicacheck.checked_changes([Change("floating_ip", "f1", "put", fip, 1, 1, 1.0)], policy)
     fip["address"] = "203.0.113.7"
-    out, cand = replication.checked_changes([Change("floating_ip", "f1", "put", fip, 1, 1, 1.0)], policy)
+    out, cand = replicacheck.checked_changes([Change("floating_ip", "f1", "put", fip, 1, 1, 1.0)], policy)
     assert cand.get("floating_ip", "f1")["address"] == "203.0.113.7"
 
 

@@ -191,11 +191,16 @@ def test_a_write_refused_as_solo_mode_was_turned_on_while_it_waited_says_so(node
 
 
 def test_a_node_that_becomes_active_forgets_the_unconfirmed_write_of_its_earlier_term(node):
-    # a solo-mode write no standby confirmed, which a snapshot of the peer then took away (the store never had it)
+    # a solo-mode write no standby confirmed, which a snapshot of the peer then took away
+    peers = node.store.snapshot()  # the peer's store: without the write
     node.set_solo(True, "a test")
     node._decide(node.started + STARTUP_DEAD_INTERVALS * DEAD)
-    node.replicate(_write(node), {})  # acknowledged alone; the replicator waits for the standby to hold seq 1
+    write = _write(node)
+    node.replicate(write, {})  # acknowledged alone; the replicator waits for the standby to hold seq 1
+    node.store.apply_replicated(write, {})  # committed, as the service does (controller/service.py)
+    node.replicator.committed(write)
     node._become("standby", "the peer is active")
+    node.store.restore(peers)  # the peer's snapshot replaced our store
     node._become("active", "the peer is silent")
     node.replicator.on_message({"t": "hb", "seq": 0, "history": [0, None]})  # the standby holds all the store has
     assert node.replicator.synced and not node.replicator.lagging

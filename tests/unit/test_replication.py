@@ -237,6 +237,34 @@ def test_an_unconfirmed_solo_write_a_snapshot_took_away_is_neither_awaited_nor_s
     assert [m for m in sent if m["t"] in ("changes", "snapshot")] == []  # the discarded write is not sent
 
 
+def test_a_takeover_while_a_confirmed_write_commits_does_not_take_the_write_from_the_standby(pair):
+    # the node stepped down and became active again (controller.ha.Pair._become: reset) while the write the standby
+    # had confirmed was being committed, and the standby's report of it arrived before the commit landed
+    active, standby = pair("active"), pair("standby")
+    active.link.start()
+    standby.link.start()
+    wait_for(lambda: in_step(active, standby), "the pair to connect")
+    active.tenant("a")
+    sent, send = [], active.link.send
+    active.link.send = lambda msg: sent.append(msg) or send(msg)
+    commit, seen = active.store.apply_replicated, {}
+
+    def takeover_then_commit(changes, meta, what="a replicated batch"):
+        active.replicator.reset()
+        active.replicator.on_message({"t": "hb", **standby.applier.hello()})  # it holds seq 2, this write
+        seen.update(synced=active.replicator.synced)
+        return commit(changes, meta, what)
+
+    active.store.apply_replicated = takeover_then_commit
+    active.tenant("b")
+    active.store.apply_replicated = commit
+    assert active.shipped == [True, True] and seen == {"synced": True}
+    # the report is on our history: no snapshot that would take the acknowledged write away from the standby
+    assert [m["t"] for m in sent if m["t"] in ("changes", "snapshot")] == ["changes"]
+    wait_for(lambda: in_step(active, standby), "the pair in step")
+    assert_same(active, standby)
+
+
 # ------------------------------------------------------------------ the service hooks
 
 def test_a_node_that_is_not_writable_refuses_every_write_and_changes_nothing(tmp_path):

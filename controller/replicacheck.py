@@ -1,0 +1,106 @@
+"""Replicated data checked with the rules of a REST write, before it touches a standby's store or State
+(controller.replication.Applier): every object body through controller.model.normalise (with the id and source
+the store keeps), the resulting policy through controller.policy's checks, the replicated meta values' types.
+What fails raises InvalidReplica naming the object and the reason."""
+
+from __future__ import annotations
+
+from controller import policy as pol
+from controller.model import KINDS, MANAGED, PolicyError, normalise
+from controller.pacer import NEVER, Pacer
+from controller.policy import Policy
+from controller.store import Change
+
+MAX_ID = 255                     # the longest object id a replica accepts
+
+
+class InvalidReplica(ValueError):
+    """Replicated data that a REST write with the same content would be refused for."""
+
+
+def stored_object(kind, oid, body) -> dict:
+    """A replicated object body checked as a REST write would check it, with the managed fields (id, source)
+    the store keeps; raises InvalidReplica naming the object and the reason."""
+    _check_ref(kind, oid)
+    where = f"{kind} {oid!r}"
+    if not isinstance(body, dict):
+        raise InvalidReplica(f"{where}: the body is not an object")
+    if body.get("id") != oid:
+        raise InvalidReplica(f"{where}: id: the body's id {body.get('id')!r:.80} differs")
+    source = body.get("source")
+    if source is not None and not isinstance(source, str):
+        raise InvalidReplica(f"{where}: source: must be a string or null")
+    try:
+        obj = normalise(kind, {k: v for k, v in body.items() if k not in MANAGED}, ref=str(body.get("name", "")))
+    except PolicyError as exc:
+        raise InvalidReplica(f"{where}: " + "; ".join(p.describe() for p in exc.problems)) from None
+    obj.update(id=oid, source=source)
+    return obj
+
+
+def _check_ref(kind, oid) -> None:
+    if kind not in KINDS:
+        raise InvalidReplica(f"unknown kind {kind!r:.40}")
+    if not isinstance(oid, str) or not oid or len(oid) > MAX_ID:
+        raise InvalidReplica(f"{kind}: id {oid!r:.80} is not an object id")
+
+
+def checked_changes(changes: list[Change], policy: Policy, pacer: Pacer = NEVER) -> tuple[list[Change], Policy]:
+    """The changes with checked bodies, and the policy they lead to from ``policy`` (which passed the checks:
+    the standby's policy only ever holds checked data), checked with the rules a REST write is checked with
+    (controller.policy.check_changes); raises InvalidReplica. ``pacer`` is ticked per change."""
+    candidate, out = policy.copy(), []
+    for change in changes:
+        pacer.tick()
+        if change.op == "put":
+            body = stored_object(change.kind, change.id, change.body)
+            candidate.put(change.kind, body)
+        elif change.op == "delete" and change.body is None:
+            _check_ref(change.kind, change.id)
+            body = None
+            candidate.remove(change.kind, change.id)
+        else:
+            raise InvalidReplica(f"change {change.seq}: op {change.op!r:.40} is not put or delete")
+        out.append(Change(change.kind, change.id, change.op, body, change.seq, change.txn, change.ts))
+    _report(pol.check_changes(candidate, [(c.kind, c.id) for c in out], pacer))
+    return out, candidate
+
+
+def checked_snapshot(snapshot) -> Policy:
+    """The policy a snapshot holds, every object and the whole checked; raises InvalidReplica."""
+    if not isinstance(snapshot, dict) or not isinstance(snapshot.get("objects"), dict):
+        raise InvalidReplica("the snapshot has no objects map")
+    objects = {}
+    for kind, bodies in snapshot["objects"].items():
+        if not isinstance(bodies, dict):
+            raise InvalidReplica(f"snapshot: {kind!r:.40}: not a map of objects")
+        objects[kind] = {oid: stored_object(kind, oid, body) for oid, body in bodies.items()}
+    check_meta(snapshot.get("meta"))
+    policy = Policy(objects)
+    _check_policy(policy)
+    snapshot["objects"] = objects  # what the store restores: the checked bodies
+    return policy
+
+
+def check_meta(meta) -> None:
+    """The replicated meta values the write path reads back (allocation counters, last_txn) have their type."""
+    if not isinstance(meta, dict):
+        raise InvalidReplica("meta is not a map")
+    counters = meta.get("counters", {})
+    if not isinstance(counters, dict) or not all(
+            isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 0
+            for k, v in counters.items()):
+        raise InvalidReplica(f"meta: counters: {counters!r:.80} is not a map of non-negative integers")
+    txn = meta.get("last_txn", 0)
+    if not isinstance(txn, int) or isinstance(txn, bool) or txn < 0:
+        raise InvalidReplica(f"meta: last_txn: {txn!r:.40} is not a non-negative integer")
+
+
+def _check_policy(policy: Policy) -> None:
+    _report(pol.check(policy))
+
+
+def _report(problems) -> None:
+    if problems:
+        raise InvalidReplica("; ".join(p.describe() for p in problems[:5])
+                             + (f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""))
