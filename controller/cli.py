@@ -127,7 +127,7 @@ def _parser():
             cmd.add_argument("file", help="the policy document; - reads it from standard input")
             cmd.add_argument("--wait", action="store_true",
                              help="after the commit, follow the switches until they are programmed")
-            cmd.add_argument("--wait-timeout", type=float, default=300.0, metavar="SECONDS",
+            cmd.add_argument("--wait-timeout", type=cli_remote.seconds, default=300.0, metavar="SECONDS",
                              help="give up waiting after this long (exit code 5)")
             cmd.add_argument("--prune", action="store_true",
                              help="delete objects an earlier apply of this source created that the file no longer has")

@@ -21,6 +21,8 @@ import sys
 import urllib.error
 import urllib.request
 
+from controller import cli_remote
+
 MAIN_CMDLINE = "/proc/1/cmdline"  # the container's main process: tini, running canopy
 EXIT_HEALTHY, EXIT_UNHEALTHY = 0, 1
 
@@ -29,7 +31,8 @@ def add_parser(sub) -> None:
     cmd = sub.add_parser("health", help="exit 0 if the controller answers GET /v1/status (the image's HEALTHCHECK)")
     cmd.add_argument("--config", help="the controller's settings (default: those of the 'canopy run' that is the "
                      "container's main process, else the built-in defaults)")
-    cmd.add_argument("--timeout", type=float, default=3.0, metavar="SECONDS", help="how long to wait for the answer")
+    cmd.add_argument("--timeout", type=cli_remote.seconds, default=3.0, metavar="SECONDS",
+                     help="how long to wait for the answer")
     cmd.set_defaults(func=cmd_health)
 
 
@@ -45,8 +48,6 @@ def cmd_health(args) -> int:
 
 
 def _check(args) -> str | None:
-    from controller import cli_remote
-
     remote = argparse.Namespace(url=None, token=None, read_token=None, ca_file=None,
                                 config=args.config or main_settings_file(MAIN_CMDLINE))
     problem = cli_remote.resolve(remote)

@@ -26,6 +26,21 @@ GIVE_WRITE = "give --config with the controller's settings file, or --token (CAN
 GIVE_READ = "or, for reads, --read-token (CANOPY_READ_TOKEN)"
 
 
+def seconds(text: str) -> float:
+    """An argparse type: a number of seconds above 0 (``--timeout -1`` reached urllib as "ValueError: Timeout value
+    out of range"; ``nan`` or ``inf`` never ended a wait)."""
+    import argparse
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, not {text!r}")
+    return value
+
+
 def add_arguments(cmd) -> None:
     """The options of every command that talks to a running controller."""
     cmd.add_argument("--url", help="controller REST base URL (default: the REST address of --config's settings, "

@@ -123,10 +123,24 @@ class StartupHold:
             self._release(self._ended_why())
         elif now >= self._started + self.hold_time and not self._extended:
             self._extended = True
+            self._log_extended()
+        return not self.holding
+
+    def _switches_missing(self) -> bool:
+        return bool(self._missing["vrs"] or self._missing["vtep"])
+
+    def _log_extended(self) -> None:
+        """Once, when hold_time since the start is over and the hold goes on: for switches still coming back, or,
+        every switch back, for BGP peers' routes (up to hold_time after the last switch came back)."""
+        if self._switches_missing():
             log.info("hold time of %g s over, but switches connected before are still coming back (%d of %d back): "
                      "holding while they do, until %s at the latest (restart.hold_max %g s)", self.hold_time,
                      self._back, self.total, _iso(self._started_wall + self.hold_max), self.hold_max)
-        return not self.holding
+        else:
+            log.info("hold time of %g s over; every switch connected before is back (%d of %d), not yet the routes of "
+                     "%s: holding for them until %s at the latest (restart.hold_time after the last switch came back)",
+                     self.hold_time, self._back, self.total, self._describe(self._missing),
+                     _iso(self._started_wall + self._deadline - self._started))
 
     def _note_progress(self, vrs: set, vteps: set) -> None:
         """A remembered switch that came back since the last check moves the hold's end to hold_time from now."""
@@ -138,6 +152,9 @@ class StartupHold:
         missing = f"still missing {self._describe(self._missing)}"
         if self._progress + self.hold_time > self._started + self.hold_max:
             return f"restart.hold_max of {self.hold_max:g} s reached while switches were coming back; {missing}"
+        if not self._switches_missing():
+            return (f"every switch connected before is back, and {self.hold_time:g} s (hold time) passed since the "
+                    f"last one came back; {missing}")
         if self._back:
             return f"no switch connected before came back for {self.hold_time:g} s (hold time); {missing}"
         return f"hold time of {self.hold_time:g} s over; {missing}"

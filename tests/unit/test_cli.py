@@ -456,3 +456,22 @@ def test_a_write_with_only_the_read_only_token_is_one_message_naming_it_and_chan
     request = urllib.request.Request(f"{url}/v1/tenants", headers={"Authorization": f"Bearer {READ}"})
     with urllib.request.urlopen(request, timeout=30) as resp:
         assert json.loads(resp.read())["items"] == []
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "nan", "inf", "soon"])
+@pytest.mark.parametrize("argv", [["health", "--timeout"], ["apply", "-", "--wait", "--wait-timeout"]])
+def test_a_timeout_that_is_no_positive_number_of_seconds_is_refused_naming_the_option(capsys, argv, value):
+    """``canopy health --timeout -1`` reported "unhealthy: ValueError: Timeout value out of range", naming no option;
+    nan and inf were taken (a wait that never ends). A wrong command line: exit code 2, the option named."""
+    with pytest.raises(SystemExit) as exc:
+        cli.main([*argv, value])
+    assert exc.value.code == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert f"argument {argv[-1]}: must be a number of seconds above 0, not '{value}'" in err
+    assert "Traceback" not in err
+
+
+def test_a_timeout_in_seconds_is_taken():
+    from controller.cli_remote import seconds
+
+    assert seconds("0.5") == 0.5 and seconds("300") == 300.0

@@ -118,3 +118,28 @@ def test_a_hold_ending_while_a_missing_peer_is_still_awaited_releases(tmp_path):
     assert not h.check({"hv1"}, set(), peers=["10.0.0.2"], peers_now=["10.0.0.2"])
     clock.now += 15.0
     assert h.check({"hv1"}, set(), peers=["10.0.0.2"], peers_now=["10.0.0.2"])
+
+
+def test_a_hold_that_waits_only_for_a_peer_says_so_not_that_switches_are_coming_back(tmp_path, caplog):
+    """Every switch back, a configured peer down (a second reflector): the log and the release reason name the peer
+    the hold waits for; they said "switches ... are still coming back (1 of 1 back)", then "no switch connected before
+    came back for 15 s", which sent an operator looking for a switch."""
+    import logging
+
+    store, clock = Store(str(tmp_path)), Clock()
+    store.set_meta(KEY, {"vrs": ["hv1"], "vteps": []})
+    h = hold(store, clock)
+    clock.now += 5
+    assert not h.check({"hv1"}, set(), peers=["10.0.0.12"])  # back at 5 s: the hold lasts until 20 s
+    clock.now += 10  # the hold time since the start is over
+    with caplog.at_level(logging.INFO, logger="canopy.hold"):
+        caplog.clear()  # the start's line, when an earlier test left canopy.hold at info
+        assert not h.check({"hv1"}, set(), peers=["10.0.0.12"])
+    [line] = [r.getMessage() for r in caplog.records if r.name == "canopy.hold"]
+    assert line == ("hold time of 15 s over; every switch connected before is back (1 of 1), not yet the routes of bgp "
+                    "peer 10.0.0.12: holding for them until 2027-01-15T08:02:00+00:00 at the latest (restart.hold_time "
+                    "after the last switch came back)")
+    clock.now += 5
+    assert h.check({"hv1"}, set(), peers=["10.0.0.12"])
+    assert h.status()["message"] == ("every switch connected before is back, and 15 s (hold time) passed since the last "
+                                     "one came back; still missing bgp peer 10.0.0.12")
