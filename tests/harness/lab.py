@@ -167,6 +167,9 @@ class Lab:
         if name in self._host_names:
             raise ValueError(f"host name {name!r} already used in this lab")
         self._host_names.add(name)
+        # each host may hold a neighbour entry for every other one on each of its two networks, in a table the
+        # kernel shares between namespaces (netns.neighbour_room)
+        netns.neighbour_room(2 * len(self._host_names) ** 2)
         return self._new_namespace(name), next(self._host_numbers)
 
     def _join_fabric(self, ns: str, name: str, bridge: str, ifname: str) -> None:
