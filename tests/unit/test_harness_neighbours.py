@@ -4,6 +4,7 @@ namespace, and a kernel holding no room for an asker's entry does not answer its
 
 import logging
 
+from tests.benchmarks.vrs_scale_probes import neighbour_table_fulls
 from tests.harness import lab as lab_module
 from tests.harness import netns
 from tests.harness.lab import Lab
@@ -50,3 +51,16 @@ def test_a_lab_makes_room_for_every_host_to_know_every_other_on_both_networks(mo
         lab._new_host(name)
     assert len(asked) == 52 and asked == sorted(asked)  # grows with the lab
     assert asked[-1] >= 50 * 49 + 2 * 2 * 50
+
+
+def test_vrs_scale_reads_the_overflows_of_every_cpu(tmp_path):
+    """/proc/net/stat/arp_cache: one row per CPU, in hex; the benchmark's "table full N times" is their sum."""
+    stat = tmp_path / "arp_cache"
+    stat.write_text("entries  allocs   destroys hash_grows lookups  hits     res_failed rcv_probes_mcast "
+                    "rcv_probes_ucast periodic_gc_runs forced_gc_runs unresolved_discards table_fulls\n"
+                    "00000400 0000e4e6 0000dcbd 00000004 002b8d4f 000e25a9 00000034 00000000 00000000 00000000 "
+                    "00002434 00000000 00001e98\n"
+                    "00000400 0000dd19 0000e53d 00000004 002995ad 000d25d6 00000037 00000000 00000000 000005d6 "
+                    "000022af 00000000 0000000a\n")
+    assert neighbour_table_fulls(str(stat)) == 0x1E98 + 0xA
+    assert neighbour_table_fulls() >= 0  # this machine's own table reads too
