@@ -31,6 +31,7 @@ _IFNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _libc = ctypes.CDLL(None, use_errno=True)
 T = TypeVar("T")
 log = logging.getLogger(__name__)
+_unraised: set[Path] = set()  # neighbour_room's tables that could not be raised (warned once each)
 
 
 class CommandError(RuntimeError):
@@ -162,10 +163,11 @@ def neighbour_room(entries: int, sysctl: Path = NEIGH_SYSCTL) -> None:
     The table's limits (``gc_thresh3``: no entry beyond it; ``gc_thresh2``: above it, entries idle for 5 s are
     evicted) are the kernel's, shared by every namespace, where each real host has a table of its own. A full table
     makes the kernel ignore an ARP request for its own address (it answers only once it holds an entry for the
-    asker): 50 lab hypervisors resolving each other's VTEP over the flat underlay need 2,450 entries, and a cold
-    start of tests/benchmarks/vrs_scale.py left hundreds of tunnel neighbours unresolved (``table_fulls`` in
-    /proc/net/stat/arp_cache). Written only where larger than now: other labs on the machine may need more. Where
-    it cannot be written (a read-only /proc/sys), a warning says so and the lab goes on with the table it has."""
+    asker): 50 lab hypervisors resolving each other's VTEP over the flat underlay need 2,450 entries, twice over
+    (each kernel answers on br-phy and on ul0), and a cold start of tests/benchmarks/vrs_scale.py left hundreds of
+    tunnel neighbours unresolved (``table_fulls`` in /proc/net/stat/arp_cache). Written only where larger than now:
+    other labs on the machine may need more. Where it cannot be written (a read-only /proc/sys), a warning says so
+    (once per process) and the lab goes on with the table it has."""
     hard = 1024 + entries
     for name, value in (("gc_thresh3", hard), ("gc_thresh2", hard // 2)):
         path = sysctl / name
@@ -173,6 +175,9 @@ def neighbour_room(entries: int, sysctl: Path = NEIGH_SYSCTL) -> None:
             if int(path.read_text()) < value:
                 path.write_text(f"{value}\n")
         except (OSError, ValueError) as exc:
+            if sysctl in _unraised:
+                return
+            _unraised.add(sysctl)
             log.warning("the kernel's neighbour table stays as it is (%s not raised to %d: %s): a large lab's "
                         "ARP may go unanswered", path, value, exc)
             return
