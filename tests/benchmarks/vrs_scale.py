@@ -44,7 +44,8 @@ ovs-vswitchd lines about the survivor only: the killed node's connections end by
 and load averages. ``--stretches N``: also each phase's N longest stretches of the controller's CPU between two
 turns of its event loop (controller/stretchtrace.py; for (c) the survivor's, from the kill). After (a): when every
 hypervisor's tunnel neighbour cache held every other VTEP (the tunnel probes' work, polled each second for at most
-120 s; else how many entries it held) with the CPU until then, and the upcalls of every ovs-vswitchd so far.
+120 s; else how many entries it held) with the CPU until then, the upcalls of every ovs-vswitchd so far, and how
+often the kernel's neighbour table, which every namespace shares, was too full to answer an ARP request.
 
 Needs root and Open vSwitch, like the integration tests. Not collected by pytest.
 """
@@ -66,8 +67,8 @@ from tests.benchmarks import health
 from tests.benchmarks.ha_takeover import Node, ha_settings, machine, progress
 from tests.benchmarks.port_to_ping import add_present_ports
 from tests.benchmarks.takeover_witness import ControllerTable, connected_as
-from tests.benchmarks.vrs_scale_probes import (Spy, cpu_seconds, loop_thread, machine_busy, niceness, peak_rss_mb, sent,
-                                               switches)
+from tests.benchmarks.vrs_scale_probes import (Spy, cpu_seconds, loop_thread, machine_busy, neighbour_table_fulls,
+                                               niceness, peak_rss_mb, sent, switches)
 from tests.harness.hosts import BR_INT
 from tests.harness.lab import Lab
 from tests.harness.process import renice
@@ -269,14 +270,14 @@ class Scale:
     def cold_start(self) -> dict:
         proc = self.single.proc
         since = health.log_offsets(proc.log_path, *self.ovs_logs)
-        cpu0 = self.cpu()
+        cpu0, fulls0 = self.cpu(), neighbour_table_fulls()
         t0 = time.monotonic()
         proc.start(START_TIMEOUT)
         follow = Follow(self.single, self.dpids, len(self.ports), t0)
         out = self.phase(self.single, follow, self.args.timeout, "cold start: every switch in sync",
                          [proc.log_path], since=since, cpu0=cpu0)
         out["resolved_s"] = resolved(self.hvs, t0, RESOLVE_TIMEOUT)
-        out["upcalls"] = upcalls(self.hvs)
+        out["upcalls"], out["table_fulls"] = upcalls(self.hvs), neighbour_table_fulls() - fulls0
         cpu1 = self.cpu(self.single)
         out["cpu_s_resolved"] = {k: round(cpu1[k] - v, 1) for k, v in cpu0.items()}
         return out
@@ -486,7 +487,8 @@ def phase_lines(name: str, ph: dict, a: dict) -> list[str]:
                      f"whole machine {rc['machine']} s")
     if "upcalls" in ph:
         lines.append(f"    datapath misses handled by an upcall in the {a['vrs']} ovs-vswitchd: "
-                     f"{ph['upcalls']['success']:,} ({ph['upcalls']['failed']:,} failed)")
+                     f"{ph['upcalls']['success']:,} ({ph['upcalls']['failed']:,} failed); the kernel's neighbour "
+                     f"table full {ph.get('table_fulls', '?')} times (an ARP request unanswered each)")
     lines.append("    " + health.disconnects_line(ph["disconnects"]))
     if ph.get("stretches"):
         lines += stretch_lines(name, ph["stretches"])

@@ -1,6 +1,7 @@
 """What the VRS scale benchmark (tests/benchmarks/vrs_scale.py) reads besides REST: each switch's sync state and
 messages sent from a controller's /metrics, its process's figures from /proc (peak RSS, CPU seconds, niceness, its
-event loop's time on and waiting for a CPU), the machine's busy CPU seconds, and py-spy profiles of a phase."""
+event loop's time on and waiting for a CPU), the machine's busy CPU seconds, the kernel's neighbour table overflows,
+and py-spy profiles of a phase."""
 
 from __future__ import annotations
 
@@ -93,6 +94,15 @@ def loop_thread(pid: int) -> tuple[float, float]:
     except (OSError, ValueError):
         return 0.0, 0.0
     return int(on_cpu) / 1e9, int(waited) / 1e9
+
+
+def neighbour_table_fulls(path: str = "/proc/net/stat/arp_cache") -> int:
+    """How often since boot the kernel's IPv4 neighbour table, shared by every namespace, was too full for a new
+    entry (``table_fulls``, summed over the per-CPU rows of ``path``, in hex): each time an ARP request for a lab
+    host's own address went unanswered (tests.harness.netns.neighbour_room)."""
+    head, *rows = open(path).read().split("\n")
+    column = head.split().index("table_fulls")
+    return sum(int(row.split()[column], 16) for row in rows if row.strip())
 
 
 def machine_busy() -> float:

@@ -167,6 +167,10 @@ class Lab:
         if name in self._host_names:
             raise ValueError(f"host name {name!r} already used in this lab")
         self._host_names.add(name)
+        # room in the neighbour table the kernel shares between namespaces (netns.neighbour_room): a hypervisor's
+        # kernel keeps an entry for every other host that asks for its VTEP address, twice (it answers on br-phy and
+        # on ul0, a kernel interface too), and the management network one per host at each end
+        netns.neighbour_room(2 * len(self._host_names) ** 2)
         return self._new_namespace(name), next(self._host_numbers)
 
     def _join_fabric(self, ns: str, name: str, bridge: str, ifname: str) -> None:
