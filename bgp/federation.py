@@ -126,7 +126,7 @@ class Federation:
         return True
 
     def set_duplicate_mac(self, settings) -> None:
-        """New bgp.duplicate_mac settings (SIGHUP): flags kept, the
+        """New bgp.duplicate_mac settings (SIGHUP, also while ExaBGP is up: only Canopy uses them): flags kept, the
         moves from now on counted with these; a pass at once, which clears the flags older than a new recovery."""
         self.mobility.duplicates.configure(settings)
         self.state.bgp_received(0)

@@ -1,6 +1,7 @@
 """Duplicate MAC flags as an operator of an EVPN fabric expects them (RFC 7432 section 15.1; docs/evpn.md): cleared by
 themselves after ``bgp.duplicate_mac.recovery`` seconds if set (FRR's ``freeze <secs>``, Junos's
-``auto-recovery-time``), kept across a restart and handed to the HA standby (bgp/dupkeep.py), bounded."""
+``auto-recovery-time``), kept across a restart and handed to the HA standby (bgp/dupkeep.py), bounded, and
+``bgp.duplicate_mac`` applied by SIGHUP while ExaBGP is up (only Canopy uses it)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 from bgp import dupkeep
 from bgp.dupkeep import FILE_NAME, MESSAGE
 from bgp.federation import Federation
-from controller import loglimit
+from controller import lifecycle, loglimit, resttoken, runtime
 from controller import settings as settings_mod
 from controller.yamldoc import Doc
 from tests.unit.replication_pair import free_port, link, wait_for
@@ -351,3 +352,52 @@ def test_a_standby_refuses_the_delete_the_active_replicates_it(tmp_path):
         assert status == 503 and body["error"]["code"] == "not_active" and flagged(fed)
     finally:
         store.close()
+
+
+# ------------------------------------------------------------------------------------ SIGHUP
+
+class UpSpeaker(BookedSpeaker):
+    """ExaBGP up: the speaker takes no new bgp settings (Speaker.reconfigure)."""
+
+    def reconfigure(self, config, check=None):
+        return False
+
+
+def _settings_file(tmp_path, extra=""):
+    path = tmp_path / "canopy.yaml"
+    path.write_text(f"data_dir: {tmp_path}\nbgp:\n  router_id: 10.250.0.1\n{extra}"
+                    "  neighbors:\n    - {address: 10.250.0.2, asn: 65002}\n")
+    return str(path)
+
+
+@pytest.fixture
+def up(tmp_path):
+    runtime.SETTINGS = resttoken.resolved(settings_mod.load(_settings_file(tmp_path)))
+    fed = Federation(runtime.SETTINGS.bgp, str(tmp_path), setup_view()[0], speaker=UpSpeaker())
+    runtime.FEDERATION = fed
+    yield fed
+    runtime.SETTINGS = runtime.FEDERATION = None
+
+
+def test_sighup_applies_duplicate_mac_while_exabgp_is_up(tmp_path, up, caplog):
+    woken = []
+    up.state.subscribe(lambda what, detail: woken.append(what))
+    with caplog.at_level(logging.INFO, logger="canopy.lifecycle"):
+        lifecycle.reload(_settings_file(tmp_path, "  duplicate_mac: {max_moves: 3, recovery: 900}\n"))
+    duplicates = up.mobility.duplicates
+    assert (duplicates.max_moves, duplicates.window, duplicates.recovery) == (3, 180.0, 900.0)
+    assert woken == ["bgp"]  # a pass: flags older than the new recovery clear now
+    assert "bgp.duplicate_mac applied (max_moves 5 -> 3, recovery permanent -> 900)" in caplog.text
+    assert "SIGHUP: bgp changed" not in caplog.text  # nothing else waits
+    assert runtime.SETTINGS.bgp.duplicate_mac == settings_mod.DuplicateMacSettings(max_moves=3, recovery=900)
+
+
+def test_sighup_applies_duplicate_mac_and_leaves_the_rest_of_bgp_for_a_restart_while_exabgp_is_up(tmp_path, up,
+                                                                                                   caplog):
+    with caplog.at_level(logging.INFO, logger="canopy.lifecycle"):
+        lifecycle.reload(_settings_file(tmp_path, "  api_timeout: 7\n  duplicate_mac: {enabled: false}\n"))
+    assert up.mobility.duplicates.enabled is False
+    assert "bgp.duplicate_mac applied (enabled True -> False)" in caplog.text
+    [line] = [r.getMessage() for r in caplog.records if "SIGHUP: bgp changed" in r.getMessage()]
+    assert "(bgp.api_timeout changed); not applied" in line
+    assert runtime.SETTINGS.bgp.api_timeout == 5 and runtime.SETTINGS.bgp.duplicate_mac.enabled is False
