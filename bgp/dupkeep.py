@@ -24,6 +24,7 @@ replaces them all). DESIGN.md keeps config and runtime state apart. So:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -114,6 +115,8 @@ class DuplicateKeeper:
                 json.dump({"flags": rows}, fh, separators=(",", ":"))
             os.replace(part, self.path)
         except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(part)
             warn_limited(log, ("duplicate MACs file",), "duplicate MAC flags not written to %s (they hold in memory; "
                          "a restart forgets them): %s", self.path, exc)
 

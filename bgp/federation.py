@@ -81,8 +81,8 @@ class Federation:
         if dup is not None:
             self.mobility.duplicates.configure(dup)
         # the flags outlive a restart (a file in the data directory) and reach the HA standby (pair_with)
-        self.keeper = DuplicateKeeper(lambda: self.mobility.duplicates, bgp_settings and os.path.join(
-            data_dir, FILE_NAME), wake=lambda: state.bgp_received(0))
+        path = os.path.join(data_dir, FILE_NAME) if bgp_settings is not None else None
+        self.keeper = DuplicateKeeper(lambda: self.mobility.duplicates, path, wake=lambda: state.bgp_received(0))
         self.later = _later  # (delay, function) -> a timer with cancel(): wakes a pass when a flag is to recover
         self._recovery: tuple | None = None  # (due, timer) armed
         self.originating = True  # False on an HA standby: only the active announces

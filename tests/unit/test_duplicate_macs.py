@@ -194,6 +194,19 @@ def test_an_unreadable_flags_file_is_logged_and_ignored_never_a_failed_start(tmp
     assert announced(fed)
 
 
+def test_a_flags_file_that_cannot_be_written_is_logged_and_the_flags_hold_in_memory(tmp_path, caplog):
+    now = [1000.0]
+    fed = federation(tmp_path / "a", now)
+    (tmp_path / "a" / FILE_NAME).mkdir()  # a directory where the file goes: the rename fails
+    with caplog.at_level(logging.WARNING, logger="canopy.bgp"):
+        for host in ("hv1", "hv2", "hv1"):
+            at(fed, host)
+    assert flagged(fed) and not announced(fed)
+    assert f"duplicate MAC flags not written to {tmp_path / 'a' / FILE_NAME} (they hold in memory; a restart " \
+           "forgets them)" in caplog.text
+    assert [p.name for p in (tmp_path / "a").iterdir()] == [FILE_NAME]  # no part file left
+
+
 def test_malformed_rows_are_dropped_and_counted_the_good_ones_kept(tmp_path):
     now = [1000.0]
     good = {"subnet_id": "s1", "mac": "02:00:00:00:00:AA", "took": 3, "last_move": "away", "window": 60,
