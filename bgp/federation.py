@@ -35,6 +35,7 @@ import os
 import threading
 
 from bgp import routes as bgp_routes
+from bgp.dupkeep import FILE_NAME, DuplicateKeeper
 from bgp.duplicates import DuplicateMacs
 from bgp.early import EarlyAnnounce
 from bgp.evpn import ImportResult, Mobility, originate
@@ -47,6 +48,14 @@ from controller.pacer import NEVER
 from controller.remote import RemoteTable
 
 log = logging.getLogger("canopy.bgp")
+RECOVERY_MIN = 0.05  # seconds: the soonest a pass is woken for a flag's recovery
+
+
+def _later(delay: float, function):
+    timer = threading.Timer(delay, function)  # a green thread under ryu-manager (threads are monkey-patched)
+    timer.daemon = True
+    timer.start()
+    return timer
 
 
 def speaker_config(bgp, data_dir: str) -> SpeakerConfig:
@@ -67,8 +76,15 @@ class Federation:
         self.state = state
         self.speaker = speaker or Speaker(speaker_config(bgp_settings, data_dir),
                                           on_change=self._received_changed, log=log)
+        self.mobility = Mobility(DuplicateMacs())
         dup = getattr(bgp_settings, "duplicate_mac", None)
-        self.mobility = Mobility(DuplicateMacs(dup.max_moves, float(dup.window), dup.enabled) if dup else None)
+        if dup is not None:
+            self.mobility.duplicates.configure(dup)
+        # the flags outlive a restart (a file in the data directory) and reach the HA standby (pair_with)
+        path = os.path.join(data_dir, FILE_NAME) if bgp_settings is not None else None
+        self.keeper = DuplicateKeeper(lambda: self.mobility.duplicates, path, wake=lambda: state.bgp_received(0))
+        self.later = _later  # (delay, function) -> a timer with cancel(): wakes a pass when a flag is to recover
+        self._recovery: tuple | None = None  # (due, timer) armed
         self.originating = True  # False on an HA standby: only the active announces
         self.remote_delta: RemoteDelta | None = None  # what the last import changed (None: from scratch)
         self._lock = threading.Lock()  # the receive handler runs in the speaker's thread
@@ -90,7 +106,14 @@ class Federation:
         self.speaker.start()
 
     def stop(self):
+        if self._recovery is not None:
+            self._recovery[1].cancel()
         self.speaker.stop()
+
+    def pair_with(self, pair) -> None:
+        """Hand the duplicate MAC flags to the HA standby, and take the active's there (``bgp.dupkeep``)."""
+        self.keeper.link = pair.link
+        pair.listeners.append(self.keeper.on_peer_message)
 
     def reconfigure(self, bgp_settings, data_dir: str, check=None) -> bool:
         """Hand new bgp settings (SIGHUP) to a speaker with no ExaBGP up, which starts one at once with them
@@ -99,10 +122,14 @@ class Federation:
         if not self.speaker.reconfigure(speaker_config(bgp_settings, data_dir), check):
             return False
         self.settings = bgp_settings
-        dup = bgp_settings.duplicate_mac  # flags kept; the moves from now on are counted with these
-        duplicates = self.mobility.duplicates
-        duplicates.max_moves, duplicates.window, duplicates.enabled = dup.max_moves, float(dup.window), dup.enabled
+        self.set_duplicate_mac(bgp_settings.duplicate_mac)
         return True
+
+    def set_duplicate_mac(self, settings) -> None:
+        """New bgp.duplicate_mac settings (SIGHUP, also while ExaBGP is up: only Canopy uses them): flags kept, the
+        moves from now on counted with these; a pass at once, which clears the flags older than a new recovery."""
+        self.mobility.duplicates.configure(settings)
+        self.state.bgp_received(0)
 
     # ------------------------------------------------------------------ receive (handler -> State)
     def _received_changed(self):
@@ -182,7 +209,10 @@ class Federation:
         the restarting side: ``bgp.endofrib``)."""
         settled = self.settled()  # read with ``originating``: a role decided later publishes again
         pacer, policy, originating, origins = self.pacer, self.state.policy, self.originating, Origins()
+        self.keeper.take_incoming(originating)  # the HA active's flags (a standby)
         seqs = self.mobility.update(view, self.state.remote_index, pacer)
+        self.keeper.sync(originating)
+        self._arm_recovery()
         desired = originate(view, policy, seqs, pacer, origins) if originating else {}
         for route in desired.values():
             if bgp_routes.encode(route):  # each new route's command text made here, not under the speaker's lock
@@ -224,6 +254,24 @@ class Federation:
             log.info("duplicate MAC flag cleared for %d MAC(s)", len(cleared))
             self.state.bgp_received(0)  # a pass: MAC mobility again with the flags gone
         return cleared
+
+    def _arm_recovery(self) -> None:
+        """Wake a pass when the oldest flag is to be cleared by bgp.duplicate_mac.recovery (no pass may come
+        otherwise): one timer, re-armed when a flag is due sooner."""
+        duplicates = self.mobility.duplicates
+        delay = duplicates.next_recovery()
+        if delay is None:
+            return
+        due = duplicates.wall() + max(delay, RECOVERY_MIN)  # the flags' clock
+        if self._recovery is not None and self._recovery[0] <= due:
+            return
+        if self._recovery is not None:
+            self._recovery[1].cancel()
+        self._recovery = (due, self.later(max(delay, RECOVERY_MIN), self._recovery_due))
+
+    def _recovery_due(self) -> None:
+        self._recovery = None
+        self.state.bgp_received(0)
 
     # ------------------------------------------------------------------ inspection (REST)
     def peers(self) -> list[dict]:

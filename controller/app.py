@@ -125,6 +125,7 @@ class CanopyApp(RyuApp):
             self.pair = Pair(settings.ha, self.store, self.state, self._on_role)
             if self.federation is not None:  # End-of-RIB only once the role says what this node announces
                 self.federation.settled = lambda: self.pair.role in ("active", "standby")
+                self.federation.pair_with(self.pair)  # duplicate MAC flags go to the standby
             self.pair.applier.pacer = Pacer(give_way, 100)  # a standby checking a big batch pauses (per change)
             self.service.replicate = self.pair.replicate
             self.service.unreplicated = self.pair.replicator.forget  # our store refused a write the standby took

@@ -259,3 +259,17 @@ def one_of(*choices):
 
     check.choices = choices
     return check
+
+
+def seconds_or_permanent(low, high):
+    """A checker for a number of seconds in [low, high], or "permanent" (also "off", and false: YAML's unquoted
+    off), which it returns as "permanent"."""
+
+    def check(value):
+        if value is False or value in ("permanent", "off"):  # YAML reads an unquoted off as false
+            return "permanent"
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise Invalid(f"must be seconds (an integer from {low} to {high}), or permanent (also off)")
+        return value
+
+    return check

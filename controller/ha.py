@@ -102,6 +102,7 @@ class Pair:
         self.replicator = Replicator(store, self.link, settings.ack_timeout, log)
         self.applier = Applier(store, state, self.link, log)
         self.applier.accepting = lambda: self.role != "active"
+        self.listeners: list[Callable[[dict, str], None]] = []  # (message, role) for each from the peer: bgp.dupkeep
         self.applier.hello()
         self._stop = threading.Event()
         self._thread = None
@@ -311,6 +312,8 @@ class Pair:
             self.replicator.on_message(msg)
         else:
             self.applier.on_message(msg)
+        for listener in self.listeners:  # runtime state that is not the store's (docs/ha.md)
+            listener(msg, self.role)
 
     def _learn_generation(self) -> None:
         """Remember the peer's generation if it is newer than ours and this node is not the active."""

@@ -7,7 +7,8 @@
   change live (``reload``); the rest is named in the log as waiting for a restart (BGP changes neighbor by
   neighbor, with the reason: ``BGP_RESTART``), except the bgp section while the BGP speaker has no ExaBGP up (its
   start failed, or it exited: a rejected exabgp.conf): then it starts one at once with the new section
-  (``_apply_bgp``), bgp.asn apart (it also derives route distinguishers and targets).
+  (``_apply_bgp``), bgp.asn apart (it also derives route distinguishers and targets); and bgp.duplicate_mac, which
+  only Canopy uses, always (``_apply_duplicate_mac``).
 """
 
 from __future__ import annotations
@@ -171,6 +172,10 @@ def reload(config_path: str | None) -> list[str]:
         log.error("SIGHUP: %s not reloaded; the running settings stay: %s", where, exc)
         return []
     done = []
+    dup = None if bgp_applied else _apply_duplicate_mac(running, new)
+    if dup:
+        bgp.remove("bgp.duplicate_mac changed")
+        done.append(dup)
     level = logs.current_level()
     if new.log_format != running.log_format:
         logs.setup(new.log_level, new.log_format)
@@ -187,6 +192,8 @@ def reload(config_path: str | None) -> list[str]:
     live = dataclasses.replace(running, **{name: getattr(new, name) for name in LIVE})
     if bgp_applied:
         live = dataclasses.replace(live, bgp=new.bgp)
+    elif dup:
+        live = dataclasses.replace(live, bgp=dataclasses.replace(live.bgp, duplicate_mac=new.bgp.duplicate_mac))
     runtime.SETTINGS = live
     if runtime.API is not None:
         runtime.API.settings = dataclasses.replace(runtime.API.settings, **{n: getattr(new, n) for n in LIVE})
@@ -212,6 +219,18 @@ def _apply_bgp(running, new) -> bool:
     if federation is None or not new.bgp.enabled or new.bgp.asn != running.bgp.asn:
         return False
     return federation.reconfigure(new.bgp, running.data_dir, lambda: _check_bgp_listener(running.bgp, new.bgp))
+
+
+def _apply_duplicate_mac(running, new) -> str | None:
+    """Hand a changed bgp.duplicate_mac to MAC mobility, also while ExaBGP is up: only Canopy uses it (it is not
+    in exabgp.conf: bgp.federation.speaker_config); what was done, for the log, or None."""
+    was, now = running.bgp.duplicate_mac, new.bgp.duplicate_mac
+    if runtime.FEDERATION is None or was == now:
+        return None
+    runtime.FEDERATION.set_duplicate_mac(now)
+    changed = [f"{f.name} {getattr(was, f.name)} -> {getattr(now, f.name)}" for f in dataclasses.fields(now)
+               if getattr(was, f.name) != getattr(now, f.name)]
+    return f"bgp.duplicate_mac applied ({', '.join(changed)})"
 
 
 def _check_bgp_listener(old, new) -> None:

@@ -311,6 +311,11 @@ def _bgp(federation):
                  [(("sequence",), mobility["not_announced"] - mobility["sticky"]), (("sticky",), mobility["sticky"])])
     yield _gauge("canopy_evpn_duplicate_macs", "MACs flagged duplicate (RFC 7432 section 15.1: moved bgp.duplicate_mac."
                  "max_moves times within its window): not announced until cleared", (), [((), mobility["duplicate"])])
+    kept = federation.keeper.counts()
+    yield _gauge("canopy_evpn_duplicate_macs_not_kept", "MACs flagged duplicate beyond those kept across a restart "
+                 "and sent to the HA standby (bgp/dupkeep.py KEPT)", (), [((), kept["duplicate_not_kept"])])
+    yield _counter("canopy_evpn_duplicate_mac_flags_dropped", "malformed duplicate MAC flags read from the file or "
+                   "received from the HA active, dropped", (), [((), kept["duplicate_dropped"])])
 
 
 def _ha(pair):

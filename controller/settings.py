@@ -175,6 +175,9 @@ SETTINGS = (
                   "live migration moves once)", lambda v: f.integer(v, 2, 1000), default=5, nullable=False),
             Field("window", "integer", "seconds the moves are counted over", lambda v: f.integer(v, 1, 86400),
                   default=180, nullable=False),
+            Field("recovery", "integer", "seconds a flag lasts: then it is cleared and the MAC's moves counted anew; "
+                  "permanent (or off): until cleared by DELETE /v1/bgp/duplicate-macs",
+                  f.seconds_or_permanent(1, 604800), default="permanent", nullable=False),
         ), default=dict, nullable=False),
         Field("api_timeout", "integer", "seconds ExaBGP may leave its API commands unacknowledged before its peers "
               "are reported down (a frozen or wedged ExaBGP: bgp/watchdog.py)", lambda v: f.integer(v, 1, 600),
@@ -265,6 +268,7 @@ class DuplicateMacSettings:
     enabled: bool = True
     max_moves: int = 5
     window: int = 180
+    recovery: int | str = "permanent"  # seconds, or "permanent"
 
 
 @dataclass(frozen=True)

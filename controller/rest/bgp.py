@@ -27,6 +27,7 @@ def routes(federation, pause=None) -> list[Route]:
             body["speaker"] = {k: v for k, v in federation.speaker.status().items() if k not in PRIVATE}
             body["import"] = federation.import_counts()
             body["mobility"] = federation.mobility.counts()  # local MACs a peer's route wins (sticky ones apart)
+            body["mobility"].update(federation.keeper.counts())  # flags not kept across a restart, rows dropped
             body["mobility"]["duplicate_macs"] = federation.mobility.duplicates.rows()
         return Response(200, body)
 
@@ -62,7 +63,7 @@ def routes(federation, pause=None) -> list[Route]:
     return [Route("GET", "/v1/bgp/peers", peers, "BGP neighbors: state, uptime, routes received and sent"),
             Route("DELETE", "/v1/bgp/duplicate-macs", clear_duplicates,
                   "clear duplicate MAC flags (RFC 7432 section 15.1): those MACs are announced again", write=True,
-                  query=(("subnet_id", "only this subnet's"), ("mac", "only this MAC")), local=True),
+                  query=(("subnet_id", "only this subnet's"), ("mac", "only this MAC"))),
             Route("GET", "/v1/bgp/routes", bgp_routes, "EVPN routes received from peers (in) or announced (out)",
                   query=(("direction", "in (default) or out"), ("type", "only this route type: 2, 3 or 5")))]
 

@@ -7,7 +7,8 @@ reflectors, and a third peer at A sending raw UPDATEs encoded by ExaBGP, ``tests
 - MAC mobility against that peer: a MAC moving to a local VM, a peer winning a local MAC, a local MAC the peer
   announces sticky (static);
 - that peer's session reset: its routes go at once, and come back when it sends them again;
-- an IP that moves to a new MAC answered by ARP with the newer MAC.
+- an IP that moves to a new MAC answered by ARP with the newer MAC;
+- a local MAC the peer wins twice flagged duplicate (``bgp.duplicate_mac`` set by SIGHUP), the flag kept across a restart.
 """
 
 from __future__ import annotations
@@ -211,10 +212,12 @@ def test_a_local_mac_a_peer_announces_sticky_is_withdrawn_here_and_the_operator_
     lab.wait_until(lambda: MACS["a2"] not in received_macs(b.api), timeout=30, what="A withdrawing a2's route")
     assert "announced static (sticky)" in a.log_tail(400)
     assert a.api.get("/v1/bgp/peers").json["mobility"] == {"not_announced": 1, "sticky": 1, "duplicate": 0,
+                                                           "duplicate_not_kept": 0, "duplicate_dropped": 0,
                                                            "duplicate_macs": []}
     send("withdraw")
     lab.wait_until(lambda: MACS["a2"] in received_macs(b.api), timeout=30, what="A announcing a2 again")
     assert a.api.get("/v1/bgp/peers").json["mobility"] == {"not_announced": 0, "sticky": 0, "duplicate": 0,
+                                                           "duplicate_not_kept": 0, "duplicate_dropped": 0,
                                                            "duplicate_macs": []}
     reach(lab, vms["b2"], "10.0.2.11", timeout=30)
 
@@ -343,3 +346,66 @@ def test_an_ip_that_moves_to_a_new_mac_is_answered_by_arp_with_the_newer_mac(fed
     send(old, 1, "withdraw")
     send(new, 0, "withdraw")
     lab.wait_until(lambda: answered() is None, timeout=30, what="no answer once both are withdrawn")
+
+
+def test_a_duplicate_mac_flag_survives_a_restart_and_sighup_sets_duplicate_mac_while_exabgp_is_up(fed):
+    """docs/evpn.md "Duplicate MACs": SIGHUP applies bgp.duplicate_mac (max_moves 2) while ExaBGP is up; the raw peer
+    wins a2 twice (two moves away from A): A flags a2 and stops announcing it, and after a restart still holds the
+    flag (its data directory) and does not announce a2 while announcing a1; DELETE /v1/bgp/duplicate-macs announces
+    it again. The settings file and the flag are put back at the end. a2, not a1: the tests before moved a1 within
+    the window (the raw peer won it, and replayed that after its restart), a2's static route is not a move."""
+    import signal
+
+    from bgp import exabgp_ext
+    from bgp.routes import MacIpRoute
+    from tests.integration.test_federation import DB_VNI
+
+    lab, a, b, _, vms, _, (raw, raw_updates, _) = fed
+    lab.wait_until(lambda: peers(a.api)[raw.ip]["state"] == "up", timeout=60, what="A's session with the raw peer")
+    lab.wait_until(lambda: MACS["a2"] in received_macs(b.api), timeout=30, what="a2's route at B")
+
+    def announced():
+        return {r["mac"] for r in a.api.get("/v1/bgp/routes?direction=out&type=2").json["items"]}
+
+    def duplicates():
+        return [row["mac"] for row in a.api.get("/v1/bgp/peers").json["mobility"]["duplicate_macs"]]
+
+    seq = max(r["mobility_seq"] or 0 for r in received(b.api, 2) if r["mac"] == MACS["a2"])
+    stolen = MacIpRoute(rd=f"{raw.ip}:11", mac=MACS["a2"], ip="10.0.2.11", l2_vni=DB_VNI, next_hop=BOGUS_VTEP,
+                        route_targets=(f"65000:{DB_VNI}",), mobility_seq=seq + 1)
+
+    def send(action):
+        with raw_updates.open("a") as handle:
+            handle.write(exabgp_ext.encode_update(stolen, action, local_as=RAW_ASN, peer_as=ASN).hex() + "\n")
+
+    original = a.config_path.read_text()
+    settings = yaml.safe_load(original)
+    settings["bgp"]["duplicate_mac"] = {"max_moves": 2}
+    a.config_path.write_text(yaml.safe_dump(settings))
+    try:
+        a.child.send(signal.SIGHUP)
+        lab.wait_until(lambda: "bgp.duplicate_mac applied (max_moves 5 -> 2)" in a.log_tail(400), timeout=30,
+                       what="the SIGHUP applying duplicate_mac")
+        assert "SIGHUP: bgp changed" not in a.log_tail(400)  # nothing else waits for a restart
+        send("announce")  # the first move away
+        lab.wait_until(lambda: MACS["a2"] not in announced(), timeout=30, what="A withdrawing a2 (the peer won)")
+        send("withdraw")
+        lab.wait_until(lambda: MACS["a2"] in announced(), timeout=30, what="A announcing a2 again")
+        assert duplicates() == []
+        send("announce")  # the second: a duplicate
+        lab.wait_until(lambda: duplicates() == [MACS["a2"]], timeout=30, what="a2 flagged duplicate at A")
+        send("withdraw")
+        lab.wait_until(lambda: MACS["a2"] not in {r["mac"] for r in received(a.api, 2) if r["peer"] == raw.ip},
+                       timeout=30, what="the peer's a2 route gone at A")
+        assert MACS["a2"] not in announced()
+        a.restart()
+        assert duplicates() == [MACS["a2"]]  # read back at start
+        lab.wait_until(lambda: MACS["a1"] in announced(), timeout=60, what="A announcing its routes again")
+        assert MACS["a2"] not in announced()
+        assert a.api.delete("/v1/bgp/duplicate-macs").json["count"] == 1
+        lab.wait_until(lambda: MACS["a2"] in received_macs(b.api), timeout=30, what="a2 announced again, at B")
+    finally:
+        a.config_path.write_text(original)
+        if a.alive():
+            a.child.send(signal.SIGHUP)
+            a.api.delete("/v1/bgp/duplicate-macs")

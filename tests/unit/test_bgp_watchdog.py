@@ -138,6 +138,7 @@ def test_a_silent_exabgp_shows_its_peers_down_in_rest_status_and_metrics(tmp_pat
     whose watchdog runs on an injected clock."""
     from types import SimpleNamespace
 
+    from bgp.dupkeep import DuplicateKeeper
     from bgp.evpn import Mobility
     from bgp.speaker import Neighbor, Speaker, SpeakerConfig
     from controller.metrics import _bgp
@@ -147,7 +148,9 @@ def test_a_silent_exabgp_shows_its_peers_down_in_rest_status_and_metrics(tmp_pat
                                     neighbors=(Neighbor("192.0.2.1", 65001),)))
     speaker._book.peers["192.0.2.1"].change("up")
     speaker._watchdog, clock = watchdog(timeout=5.0)
-    federation = SimpleNamespace(speaker=speaker, peers=speaker.peers, mobility=Mobility())
+    mobility = Mobility()
+    federation = SimpleNamespace(speaker=speaker, peers=speaker.peers, mobility=mobility,
+                                 keeper=DuplicateKeeper(lambda: mobility.duplicates, None))
     assert status_part(federation) == {"peers": {"192.0.2.1": "up"}, "api_silent_for": None, "restarts": 0,
                                         "failure": None}
     speaker._watchdog.probed()

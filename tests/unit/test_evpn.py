@@ -543,8 +543,8 @@ def test_publishing_walks_the_local_endpoints_not_the_macs_peers_sent():
 
 def test_an_ha_standby_flags_duplicate_macs_on_its_own():
     """A standby's publish runs MAC mobility on the same ports and routes as the active's, only announcing nothing:
-    it flags a MAC moving too often by itself, so a takeover keeps the flag, and clearing it on one node leaves the
-    other's (docs/evpn.md: clear on both)."""
+    it flags a MAC moving too often by itself, so a takeover keeps the flag (between two of the active's messages of
+    its flags, which the standby then holds: tests/unit/test_duplicate_macs.py)."""
     from bgp.duplicates import DuplicateMacs
     from bgp.federation import Federation
     from tests.unit.test_evpn_early_withdraw import BookedSpeaker

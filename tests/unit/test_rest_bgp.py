@@ -48,10 +48,12 @@ def test_configured_peers_and_routes(ctl, tmp_path):
     status, body = ctl.call("GET", "/v1/bgp/peers")
     assert status == 200 and body["enabled"] is True
     assert str(tmp_path) not in json.dumps(body) and "pid" not in body["speaker"]  # no paths, no pid
-    assert body["mobility"] == {"not_announced": 0, "sticky": 0, "duplicate": 0, "duplicate_macs": []}
+    assert body["mobility"] == {"not_announced": 0, "sticky": 0, "duplicate": 0, "duplicate_not_kept": 0,
+                                "duplicate_dropped": 0, "duplicate_macs": []}
     federation.mobility.lost |= {("s", "02:00:00:00:00:01"), ("s", "02:00:00:00:00:02")}
     federation.mobility.lost_to_sticky.add(("s", "02:00:00:00:00:02"))
     assert ctl.call("GET", "/v1/bgp/peers")[1]["mobility"] == {"not_announced": 2, "sticky": 1, "duplicate": 0,
+                                                                "duplicate_not_kept": 0, "duplicate_dropped": 0,
                                                                 "duplicate_macs": []}
     from controller.metrics import _bgp
 

@@ -1,0 +1,162 @@
+"""Duplicate MAC flags kept across a restart and handed to the HA standby (``bgp.duplicates``).
+
+Where they are kept, and why not in the store: the store (controller/store.py) holds the policy, and what it
+replicates is a policy write: validated on the standby with the rules of a REST write, numbered in the change
+history (which GET /v1/changes lists and a pair's election compares: the node with the newest change wins), and
+acknowledged only once the standby confirmed it (refused otherwise). A flag is runtime state the programming loop
+sets in the middle of a pass: it must not wait for the standby, be refused when the standby is away, nor make a node
+look newer to the election; and the store's meta values travel only with a policy write or a snapshot (which
+replaces them all). DESIGN.md keeps config and runtime state apart. So:
+
+- **Restart**: each node writes its flags to ``<data_dir>/evpn-duplicate-macs.json`` (write, rename; no fsync: a
+  crash of the process loses nothing, a power cut may lose the last change) whenever they changed, after the pass
+  that changed them, and reads them back at start. A file that cannot be read or parsed is logged and ignored (the
+  MACs are detected anew), never a failed start.
+- **HA**: the active sends its flags to the standby over the HA link (``{"t": "duplicate_macs", "flags": [...]}``)
+  whenever they changed and again on each new link connection (the peer's heartbeats tell it whether the last one
+  went out on the current connection); the standby holds exactly those (its own detection runs too, between two
+  messages) and writes them to its own file. A takeover so keeps the active's flags, and a DELETE
+  /v1/bgp/duplicate-macs on the active clears both (a standby refuses the write, as any other).
+- **Bounded**: at most ``KEPT`` flags are written and sent, the oldest first (a flood of new flags never pushes out
+  those set before it); the rest stay in memory (not announced) and are counted (``not_kept``, logged); rows read or
+  received that are malformed are dropped and counted (``dropped``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+
+from controller import fields
+from controller.loglimit import warn_limited
+
+log = logging.getLogger("canopy.bgp")
+KEPT = 1000  # flags written to the file and sent to the standby (~170 bytes each)
+FILE_NAME = "evpn-duplicate-macs.json"
+MESSAGE = "duplicate_macs"
+MAX_FILE = 1 << 20  # bytes read from the file at most
+
+
+class DuplicateKeeper:
+    def __init__(self, duplicates, path: str | None, wake=lambda: None):
+        """``duplicates()``: the DuplicateMacs to keep (MAC mobility's); ``path``: the file (None: none); ``wake``:
+        start a programming pass (which takes the flags the active sent)."""
+        self._duplicates, self.path, self.wake = duplicates, path, wake
+        self.link = None  # the HA link (controller.pairlink.PairLink) once paired: Federation.pair_with
+        self.not_kept = 0  # flags held now beyond KEPT: neither in the file nor on the standby
+        self.dropped = 0  # malformed rows read from the file or received from the active, not taken
+        self._written = self._sent = None  # duplicates.version last written; (version, link epoch) last sent
+        self._incoming: tuple | None = None  # (the active's flags, our version then), taken by the next pass
+        self._load()
+
+    @property
+    def duplicates(self):
+        return self._duplicates()
+
+    def counts(self) -> dict:
+        return {"duplicate_not_kept": self.not_kept, "duplicate_dropped": self.dropped}
+
+    # ------------------------------------------------------------------ the programming loop's steps
+    def take_incoming(self, active: bool) -> None:
+        """Before MAC mobility: hold the flags the active sent last, if any came since; not on a node that has taken
+        over since and changed its own flags meanwhile (a DELETE on it: newer than what the old active sent)."""
+        incoming, self._incoming = self._incoming, None
+        if incoming is not None and not (active and incoming[1] != self.duplicates.version):
+            self.duplicates.replace(incoming[0])
+
+    def sync(self, active: bool) -> None:
+        """After MAC mobility: write the flags if they changed, and send them to the standby (``active``)."""
+        version = self.duplicates.version
+        if version != self._written:
+            rows = self._kept()
+            self._write(rows)
+            self._written = version
+        if active:
+            self._offer()
+
+    # ------------------------------------------------------------------ the HA link (event loop)
+    def on_peer_message(self, msg: dict, role: str) -> None:
+        """Every message from the HA peer (controller.ha.Pair.listeners): an active offers its flags on each
+        heartbeat (sent once per change and connection); a standby takes the active's."""
+        kind = msg.get("t")
+        if role == "active" and kind in ("hb", "hello"):
+            self._offer()
+        elif role != "active" and kind == MESSAGE:
+            self._incoming = (self._valid(msg.get("flags"), "the HA active"), self.duplicates.version)
+            self.wake()
+
+    def _offer(self) -> None:
+        link = self.link
+        if link is None:
+            return
+        sent = (self.duplicates.version, link.out_epoch)
+        if sent != self._sent and link.send({"t": MESSAGE, "flags": self._kept()}):
+            self._sent = sent
+
+    # ------------------------------------------------------------------ the file
+    def _kept(self) -> list[dict]:
+        rows = self.duplicates.oldest(KEPT)
+        self.not_kept = len(self.duplicates.flagged) - len(rows)
+        if self.not_kept:
+            warn_limited(log, ("duplicate MACs not kept",), "%d duplicate MAC flag(s) beyond the %d kept across a "
+                         "restart and sent to the HA standby: they hold here until this process ends",
+                         self.not_kept, KEPT)
+        return rows
+
+    def _write(self, rows: list[dict]) -> None:
+        if self.path is None:
+            return
+        part = self.path + ".part"
+        try:
+            with open(part, "w", encoding="utf-8") as fh:
+                json.dump({"flags": rows}, fh, separators=(",", ":"))
+            os.replace(part, self.path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(part)
+            warn_limited(log, ("duplicate MACs file",), "duplicate MAC flags not written to %s (they hold in memory; "
+                         "a restart forgets them): %s", self.path, exc)
+
+    def _load(self) -> None:
+        if self.path is None:
+            return
+        try:
+            with open(self.path, "rb") as fh:
+                data = json.loads(fh.read(MAX_FILE + 1)[:MAX_FILE])
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as exc:
+            log.warning("duplicate MAC flags in %s not read (ignored: the MACs are detected anew): %s", self.path, exc)
+            return
+        rows = self._valid(data.get("flags") if isinstance(data, dict) else None, self.path)
+        self.duplicates.replace(rows)
+        self._written = self.duplicates.version
+        if rows:
+            log.info("%d duplicate MAC flag(s) read from %s: still not announced", len(rows), self.path)
+
+    def _valid(self, rows, where: str) -> list[dict]:
+        """The well-formed rows of ``rows`` (at most KEPT), normalised; the others dropped, counted and logged."""
+        if not isinstance(rows, list):
+            rows = [rows]
+        out = [row for row in map(_row, rows[:KEPT]) if row is not None]
+        bad = len(rows) - len(out)
+        if bad:
+            self.dropped += bad
+            log.warning("%d duplicate MAC flag(s) from %s dropped: malformed, or beyond the %d kept", bad, where, KEPT)
+        return out
+
+
+def _row(row) -> dict | None:
+    """A flag as ``DuplicateMacs`` holds it, or None if ``row`` is not one."""
+    try:
+        subnet_id, mac, how = row["subnet_id"], fields.mac(row["mac"]), row["last_move"]
+        since, took, window = (float(row[k]) for k in ("since", "took", "window"))
+    except (TypeError, KeyError, ValueError, fields.Invalid):
+        return None
+    if not (isinstance(subnet_id, str) and 0 < len(subnet_id) <= 255 and isinstance(how, str) and len(how) <= 255
+            and all(map(math.isfinite, (since, took, window)))):
+        return None
+    return {"subnet_id": subnet_id, "mac": mac, "took": took, "last_move": how, "window": window, "since": since}
