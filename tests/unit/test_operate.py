@@ -521,9 +521,11 @@ class _Federation:
     def __init__(self):
         from types import SimpleNamespace
 
+        from bgp.dupkeep import DuplicateKeeper
         from bgp.evpn import Mobility
 
         self.mobility = Mobility()
+        self.keeper = DuplicateKeeper(lambda: self.mobility.duplicates, None)
         self.speaker = SimpleNamespace(status=lambda: {"announced": 0, "restarts": 0})
 
     def peers(self):
