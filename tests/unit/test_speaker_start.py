@@ -399,3 +399,32 @@ def test_with_real_timers_a_thread_that_could_not_start_runs_once_it_can_with_no
         assert wait_for(lambda: speaker._thread is not None and speaker._thread.ident is not None)
     finally:
         speaker.stop()
+
+
+class NoTimer(Unfired):
+    def start(self):
+        raise RuntimeError("can't start new thread")
+
+
+def test_a_timer_that_cannot_start_is_logged_once_and_asking_the_speaker_still_retries(tmp_path, clock, monkeypatch,
+                                                                                        caplog):
+    monkeypatch.setattr(bgp.speakerthread, "threading", types.SimpleNamespace(Thread=HeldThread, Lock=threading.Lock,
+                                                                              Timer=NoTimer))
+    monkeypatch.setattr(bgp.speakerthread, "time", bgp.speaker.time)
+    monkeypatch.setattr(HeldThread, "attempts", [])
+    monkeypatch.setattr(HeldThread, "failing", True)
+    caplog.set_level(logging.INFO, logger="canopy.bgp")
+    speaker = Speaker(SpeakerConfig(asn=65000, router_id="10.0.0.1", neighbors=(), workdir=str(tmp_path)))
+    speaker.start()
+    for _ in range(3):
+        clock[0] += BACKOFF_MAX
+        speaker.status()
+    assert len(HeldThread.attempts) == 4
+    warned = [r.getMessage() for r in caplog.records if "no timer" in r.getMessage()]
+    assert warned == ["BGP speaker: no timer to start its thread again (RuntimeError: can't start new thread); "
+                      "retried when it is next asked or given a change"]
+    HeldThread.failing = False
+    clock[0] += BACKOFF_MAX
+    speaker.status()
+    assert speaker._thread.ident is not None
+    speaker.stop()
