@@ -21,9 +21,9 @@ Unix socket in the speaker's workdir. One thread of the speaker's own does all t
 
 Its settings (``Neighbor``, ``SpeakerConfig``) and ``exabgp.conf`` rendered from them: ``bgp.speakerconf``, re-exported
 here; why it has no ExaBGP running, one line each: ``bgp.speakerfail``; its sockets and the child's death signal:
-``bgp.speakerproc``; its own thread's start, again after the back-off when it could not: ``bgp.speakerthread``. ``RouteBook`` is the bookkeeping behind it
-(what is desired, sent, acknowledged, received, and each peer's state); it does no I/O and is unit tested on its own
-with real ExaBGP JSON.
+``bgp.speakerproc``; its own thread's start, again after the back-off when it could not: ``bgp.speakerthread``.
+``RouteBook`` is the bookkeeping behind it (what is desired, sent, acknowledged, received, and each peer's state); it
+does no I/O and is unit tested on its own with real ExaBGP JSON.
 
 Only the standard library's threading, socket, subprocess and select are used, so this runs
 unchanged under ryu-manager's eventlet monkey patching. No ExaBGP import here (STYLE rule 7).
