@@ -2,17 +2,21 @@
 being opened: Linux's inotify reports every open of the watched inode (``IN_OPEN``, sent by the kernel in the open
 call itself, before it returns), and never a stat. The standard library has no inotify: its three libc calls through
 ctypes. Watch a node of the test's own (a FIFO, or a device node made with mknod): an inode another process opens
-too (the system's /dev/null) would count its opens as well."""
+too (the system's /dev/null) would count its opens as well. The unpatched os reads the events: eventlet's (after a
+test, or ``canopy run``, monkey-patched os) waits on its hub for an event instead of saying there is none yet."""
 
 import contextlib
 import ctypes
 import os
 import struct
 
+from eventlet import patcher
+
 IN_OPEN = 0x20
 IN_NONBLOCK = os.O_NONBLOCK
 _EVENT = struct.Struct("iIII")  # wd, mask, cookie, len (then len bytes of name: none for a watched file)
 _libc = ctypes.CDLL(None, use_errno=True)
+_os = patcher.original("os")
 
 
 @contextlib.contextmanager
@@ -27,7 +31,7 @@ def opens_of(path):
     def count() -> int:
         while watching[0]:  # every event queued so far: the kernel queued each before its open returned
             try:
-                data = os.read(fd, 4096)
+                data = _os.read(fd, 4096)
             except BlockingIOError:
                 break
             offset = 0
@@ -44,4 +48,4 @@ def opens_of(path):
     finally:
         count()
         watching[0] = False
-        os.close(fd)
+        _os.close(fd)
