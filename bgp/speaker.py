@@ -21,9 +21,9 @@ Unix socket in the speaker's workdir. One thread of the speaker's own does all t
 
 Its settings (``Neighbor``, ``SpeakerConfig``) and ``exabgp.conf`` rendered from them: ``bgp.speakerconf``, re-exported
 here; why it has no ExaBGP running, one line each: ``bgp.speakerfail``; its sockets and the child's death signal:
-``bgp.speakerproc``. ``RouteBook`` is the bookkeeping behind it
-(what is desired, sent, acknowledged, received, and each peer's state); it does no I/O and is unit tested on its own
-with real ExaBGP JSON.
+``bgp.speakerproc``; its own thread's start, again after the back-off when it could not: ``bgp.speakerthread``.
+``RouteBook`` is the bookkeeping behind it (what is desired, sent, acknowledged, received, and each peer's state); it
+does no I/O and is unit tested on its own with real ExaBGP JSON.
 
 Only the standard library's threading, socket, subprocess and select are used, so this runs
 unchanged under ryu-manager's eventlet monkey patching. No ExaBGP import here (STYLE rule 7).
@@ -47,6 +47,7 @@ from bgp.routebook import RouteBook
 from bgp.speakerconf import Neighbor, SpeakerConfig, exabgp_env, render_config, write_config
 from bgp.speakerfail import FirstTime, exit_reason, one_line, size
 from bgp.speakerproc import die_with_parent, listen_unix, parent_pid, peer_pid, terminate_group, wake_pair
+from bgp.speakerthread import SpeakerThread
 from bgp.watchdog import PROBE, PROBE_NOW, RESTART, SILENT, ApiWatchdog
 from controller.loglimit import warn_limited
 
@@ -63,7 +64,7 @@ READ_BURST = 1 << 18  # bytes read from the relay per turn of the I/O thread bef
 NOTIFY_EVERY = 0.25  # seconds: while ExaBGP has more to say, on_change is called at most this often
 
 
-class Speaker:
+class Speaker(SpeakerThread):
     """ExaBGP as a supervised child process, with the desired, announced and received EVPN routes.
 
     ``on_change()`` is called from the speaker's thread after received routes or peer states
@@ -79,8 +80,7 @@ class Speaker:
         self._book = RouteBook(config.neighbors, log=self.log, local=Local(config.asn, config.router_id),
                                graceful=config.graceful_restart)
         self._outbuf = bytearray()  # command bytes for the relay, written by the I/O thread
-        self._thread: threading.Thread | None = None  # not started (ident None): start() could not, _retry will
-        self._retrying = threading.Lock()  # one _retry at a time
+        self._init_thread()  # bgp.speakerthread
         self._stopping = False
         self._listener: socket.socket | None = None
         self._wake_r: socket.socket | None = None
@@ -108,33 +108,13 @@ class Speaker:
         """Start the thread that runs ExaBGP. Its every start renders exabgp.conf (and opens the relay socket and the
         wake pair): what stops that (an unusable data directory, no file descriptor left) is a failure of the speaker
         like an exit, shown and retried on the back-off (``_start_failed``), never an error of the caller's start. So is
-        the thread itself not starting (``RuntimeError: can't start new thread``): ``_retry`` starts it again."""
+        the thread itself not starting (``RuntimeError: can't start new thread``): started again (bgp.speakerthread)."""
         with self._lock:
             if self._thread is not None:
                 return
             self._stopping = False
         self._next_start = 0.0
         self._start_thread()
-
-    def _start_thread(self) -> None:
-        self._thread = thread = threading.Thread(target=self._run, name="canopy-bgp-speaker", daemon=True)
-        try:
-            thread.start()
-        except RuntimeError as error:  # no thread to be had (ulimit -u, memory): shown, and retried by _retry
-            self._start_failed(error, "could not start the BGP speaker's thread: ")
-
-    def _retry(self) -> None:
-        """Start the thread start() could not, once the back-off is over: called by ``status``, ``peers`` (/v1/status,
-        the image's HEALTHCHECK, /metrics ask them) and every route change or ``reconfigure`` (``_wake``)."""
-        thread = self._thread
-        if thread is None or thread.ident is not None or self._stopping or time.monotonic() < self._next_start:
-            return
-        if self._retrying.acquire(blocking=False):
-            try:
-                if self._thread is thread and not self._stopping:
-                    self._start_thread()
-            finally:
-                self._retrying.release()
 
     def reconfigure(self, config: SpeakerConfig, check: Callable[[], None] | None = None) -> bool:
         """Start ExaBGP at once with ``config`` (SIGHUP's new settings, same workdir) if none is up now: its start
@@ -161,6 +141,7 @@ class Speaker:
         if thread is None:
             return
         self._stopping = True
+        self._cancel_retry()
         self._wake()
         if thread.ident is not None:  # else start() could not start it
             thread.join(timeout=3 * TERM_GRACE)

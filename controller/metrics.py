@@ -277,6 +277,9 @@ def _ovsdb(server):
     kinds = server.session_kinds()  # counted, not described: a scrape costs one look per session
     yield _gauge("canopy_ovsdb_sessions", "open OVSDB manager connections, by what the peer is", ("kind",),
                  [((k,), n) for k, n in sorted(kinds.items())])
+    yield _counter("canopy_ovsdb_refused_interface_claims", "Port rows a VRS's OVSDB peer sent referencing an "
+                   "Interface row another port holds: refused, the interface stays with its holder (GET "
+                   "/v1/ovsdb/sessions names the session)", (), [((), server.claims.refused_interface_claims)])
 
 
 def _hold(hold):

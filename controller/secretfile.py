@@ -13,10 +13,12 @@ instead of using it silently. The rule is PostgreSQL's:
 - the owner: anything (0600 and 0400: what the README's and ha.md's commands make, and the token Canopy generates).
 
 A secret file is a regular file of at most ``MAX_BYTES``, UTF-8 text. It is read at start and at every SIGHUP, on
-the controller's event loop: a FIFO, a device or a socket could block the open or the read, or never end, so the
-file is opened without blocking and refused unless fstat says it is a regular file (stat names one that cannot be
-opened at all, a socket); a larger one is refused before it is read (a secret is tens of bytes: a larger file is the
-wrong one). A secret (``read_secret``) is one line, white space around it aside.
+the controller's event loop: a FIFO, a device or a socket could block the open or the read, or never end, and opening
+a device can itself do something (a tape rewinds, a modem line is raised), so stat (following links, as open does)
+refuses what is no regular file without opening it; the file is then opened without blocking and refused unless fstat
+says it is a regular file (another file may have been put at the path between the two); a larger one is refused
+before it is read (a secret is tens of bytes: a larger file is the wrong one). A secret (``read_secret``) is one
+line, white space around it aside.
 
 A REST token (``read_token``, ``token_problem``) travels in an HTTP header: it is printable ASCII without spaces,
 and a token file holds the token and at most one line end, LF or CRLF (what ``echo TOKEN >file``, Canopy's
@@ -77,17 +79,17 @@ def read_secret(key: str, path: str, reader: str = "Canopy") -> str:
 def read_text(key: str, path: str, reader: str = "Canopy") -> str:
     """The whole text of the file ``path`` that the setting ``key`` names, read by the service ``reader``. Raises
     Unusable naming the key, the file and why: it does not exist, cannot be opened or read, is no regular file, is
-    larger than MAX_BYTES, is too open (``too_open``) or is not UTF-8. Never blocks on a FIFO or a device."""
+    larger than MAX_BYTES, is too open (``too_open``) or is not UTF-8. Never opens a FIFO, a device or a socket (stat
+    first), and never blocks on one put at the path between that stat and the open."""
     try:
+        _refuse(key, path, os.stat(path), reader)  # what the path names now: no FIFO or device is opened
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise Unusable(key, f"{path} does not exist") from None
     except OSError as exc:
-        raise _unopened(key, path, exc, reader) from None
+        raise _unopened(key, path, exc) from None
     try:
-        problem = file_problem(os.fstat(fd), reader)  # the file that was opened, not one put there meanwhile
-        if problem:
-            raise Unusable(key, f"{path} {problem}")
+        # the file that was opened: another may have been put at the path since the stat (non-blocking, so a FIFO
+        # or a device put there meanwhile is opened, but never waited for)
+        _refuse(key, path, os.fstat(fd), reader)
         data = _read_upto(fd, MAX_BYTES + 1)
     except OSError as exc:
         raise Unusable(key, f"cannot read {path}: {exc.strerror or exc}") from None
@@ -145,15 +147,18 @@ def too_open(st: os.stat_result, reader: str = "Canopy") -> str | None:
     return None
 
 
-def _unopened(key: str, path: str, exc: OSError, reader: str) -> Unusable:
-    """Why ``path`` could not be opened (``exc``): what it is when it is no regular file (a socket's open fails,
-    ENXIO, so fstat never comes), else the error, ``denied`` when it is this user's (EACCES, EPERM)."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        st = None
-    if st is not None and not stat.S_ISREG(st.st_mode):
-        return Unusable(key, f"{path} {file_problem(st, reader)}")
+def _refuse(key: str, path: str, st: os.stat_result, reader: str) -> None:
+    """Raise Unusable when a file with this status cannot hold a secret (``file_problem``)."""
+    problem = file_problem(st, reader)
+    if problem:
+        raise Unusable(key, f"{path} {problem}")
+
+
+def _unopened(key: str, path: str, exc: OSError) -> Unusable:
+    """Why ``path`` could not be looked at or opened (``exc``): it does not exist, or the error, ``denied`` when it is
+    this user's (EACCES, EPERM)."""
+    if isinstance(exc, FileNotFoundError):
+        return Unusable(key, f"{path} does not exist")
     return Unusable(key, f"cannot read {path}: {exc.strerror or exc}", denied=exc.errno in (errno.EACCES, errno.EPERM))
 
 

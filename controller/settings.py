@@ -152,7 +152,7 @@ SETTINGS = (
                   Field("port", "integer", "the peer's TCP port", values.port, default=179, nullable=False),
                   Field("local_address", "string", "our source address for the session", f.ipv4),
                   Field("md5_password", "string", "TCP MD5 signature password (RFC 2385)",
-                        values.filled(80, "leave md5_password out for a session without TCP MD5")),
+                        values.password(80, "leave md5_password out for a session without TCP MD5")),
                   Field("hold_time", "integer", "hold time in seconds (0 or 3..65535)", values.hold_time, default=90,
                         nullable=False),
                   Field("passive", "boolean", "only accept the session (needs bgp.listen)", f.boolean,

@@ -15,9 +15,31 @@ def listen(value):
 
 
 def secret(value):
-    value = f.text(value, 4096)
+    """ha.secret given inline: one line (``one_line``) of at least MIN_SECRET characters."""
+    value = one_line(f.text(value, 4096))
     if len(value) < MIN_SECRET:
         raise f.Invalid(f"must be at least {MIN_SECRET} characters")
+    return value
+
+
+def password(limit, instead):
+    """A checker for a password given inline (bgp.neighbors[].md5_password): one line (``one_line``), then 1 to
+    ``limit`` characters (``filled``)."""
+    fill = filled(limit, instead)
+    return lambda value: fill(one_line(f.text(value, limit + 1)))
+
+
+def one_line(value: str) -> str:
+    """A secret given inline, as one line: without the one line end a YAML block scalar (``secret: |``) ends with,
+    as a secret file may end with one; any other line break is refused (LF, CR or any other ``str.splitlines``
+    counts), as in a secret file (controller/secretfile.py ``read_secret``): kept, it was part of the secret, and
+    the HA nodes (or the BGP peer) disagreed on it with no word why."""
+    if value.endswith("\n"):
+        value = value[:-1]
+    lines = len((value + ".").splitlines())  # a line break at its end starts a line too
+    if lines > 1:
+        raise f.Invalid(f"holds {lines} lines: a secret is one line (a line break inside is no part of a secret; "
+                        "the one line end of a block scalar, key: |, is dropped, as a secret file's is)")
     return value
 
 

@@ -86,6 +86,9 @@ class VrsClaims:
         self._last: dict[str, VrsSnapshot] = {}  # key -> the snapshot last reported
         self._leaving: dict[str, float] = {}  # key -> when to report it gone
         self._forwarding: set[str] = set()  # leaving keys kept past their grace by their OpenFlow connection
+        # Port rows refused an Interface row another Port held (ovsdb/bridgeports.py), by every session ever: the
+        # sessions share these claims, and the count outlives each (/metrics: a counter never goes down)
+        self.refused_interface_claims = 0
 
     def _send_update(self, snap) -> None:
         self._sink.vrs_update(snap)

@@ -349,7 +349,9 @@ class VrsReporter(Claimant):
 
     def _refused_claim(self, iface: str, port: str, holder: str) -> None:
         # one key for every claim: a peer making many (the same again and again, or new ones) is one line a minute
-        # per session, the next saying how many were held back (refused_claims counts each)
+        # per session, the next saying how many were held back (refused_claims counts each, and the claims every
+        # session's together)
+        self._claims.refused_interface_claims += 1
         self._bad.warning("interface claim", "%s (%s): interface %s is referenced by port %s and by port %s: it "
                           "stays %s's, the claim of %s is refused", self.session, self.peer, iface, port, holder,
                           holder, port)

@@ -12,6 +12,7 @@ from controller.discovery import DiscoverySink
 from ovsdb import server
 from tests.unit.helpers import Controller
 from tests.unit.test_operate import samples, scrape
+from tests.unit.test_ovsdb_hostile_updates import Sink, TwoClaims
 
 SESSIONS = 300  # 200 VRS, 60 hardware VTEPs, 40 not identified yet
 
@@ -59,3 +60,25 @@ def test_with_no_session_every_kind_is_listed_as_zero(ctl):
     got = samples(scrape(ctl.api))
     assert {k: got[("canopy_ovsdb_sessions", frozenset({("kind", k)}))] for k in ("vrs", "vtep", "unidentified")} \
         == {"vrs": 0, "vtep": 0, "unidentified": 0}
+
+
+def test_refused_interface_claims_are_a_counter_of_every_session_that_outlives_each(ctl, caplog):
+    """A hostile OVSDB peer claiming an interface another port holds was counted only in /v1/ovsdb/sessions (per open
+    session, gone with it): now a Prometheus counter too, of every session together, that a session closing does
+    not take down. Read in one look at the sessions' shared claims, not per session."""
+    manager = server.OvsdbManagerServer("127.0.0.1", 0, Sink())
+    ctl.api.metrics.attach(ovsdb=manager)
+    refused = ("canopy_ovsdb_refused_interface_claims_total", frozenset())
+    assert samples(scrape(ctl.api))[refused] == 0
+    first, second = TwoClaims(caplog), TwoClaims(caplog)
+    one = first.reporter(manager.claims)
+    first.claim("evil", 0x60)
+    first.step(one)
+    first.claim("evil2", 0x61)
+    first.step(one)
+    assert one.refused_claims == 2 and samples(scrape(ctl.api))[refused] == 2
+    one.gone()
+    other = second.reporter(manager.claims)
+    second.claim("evil", 0x60)
+    second.step(other)
+    assert samples(scrape(ctl.api))[refused] == 3

@@ -389,8 +389,8 @@ class TwoClaims:
     def rows(self):
         return list(self.replica.tables["Open_vSwitch"].rows.values())
 
-    def reporter(self):
-        reporter = self.vrs.VrsReporter(Sink(), "ovsdb:peer", "10.0.0.1:1")
+    def reporter(self, claims=None):
+        reporter = self.vrs.VrsReporter(Sink(), "ovsdb:peer", "10.0.0.1:1", claims=claims)
         self.now = 0.0
         reporter._bad._clock = lambda: self.now  # the warnings' throttle (logs.Throttle), on the test's clock
         reporter.refresh(self.rows(), self.replica.changes)

@@ -4,7 +4,9 @@ and token_file, and the Neutron driver's [canopy] token_file. Each refusal names
 regular file (opening a FIFO blocked until a writer came, and its read until the writer ended), larger than 64 KiB,
 a CR that is not part of one trailing CRLF, not UTF-8."""
 
+import os
 import socket
+import stat
 import sys
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from controller import metadata_agent as ma
 from controller import settings as settings_mod
 from tests.unit.fifo import fifo_without_writer
 from tests.unit.helpers import TOKEN, Controller
+from tests.unit.opens import opens_of
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "networking_canopy"))
 from networking_canopy import client  # noqa: E402 (the driver package lives in its own folder)
@@ -58,6 +61,38 @@ def test_a_directory_and_a_device_are_refused_as_no_regular_file(tmp_path, key, 
     assert refusal(read, str(tmp_path)) == directory
     assert refusal(read, "/dev/zero") == (f"{key}: /dev/zero is a character device, not a regular file: a secret file "
                                           f"must be one (reading a character device could block {reader} or never end)")
+
+
+def test_a_fifo_and_a_device_are_refused_without_being_opened(tmp_path):
+    """They were opened (without blocking) and refused by fstat: opening a device can do something by itself (a tape
+    rewinds), and opening a FIFO wakes a writer waiting for a reader. stat refuses them first; the kernel's count of
+    opens (inotify) shows none. A node of /dev/null's own (the system's is opened by everyone all the time), reached
+    directly and through a link (stat follows it, as open would)."""
+    os.mkfifo(tmp_path / "fifo", 0o600)
+    os.mknod(tmp_path / "null", 0o600 | stat.S_IFCHR, os.stat("/dev/null").st_rdev)
+    os.symlink(tmp_path / "null", tmp_path / "link")
+    device = "is a character device, not a regular file: a secret file must be one (reading a character device"
+    for name, kind in (("fifo", FIFO), ("null", device), ("link", device)):
+        path = str(tmp_path / name)
+        with opens_of(path) as opens, pytest.raises(secretfile.Unusable) as refused:
+            secretfile.read_text("ha.secret_file", path)
+        assert str(refused.value).startswith(f"ha.secret_file: {path} {kind}") and opens() == 0, name
+    secret = private(tmp_path / "secret", b"a secret\n")
+    with opens_of(secret) as opens:  # what a reader's open does to the count
+        assert secretfile.read_secret("ha.secret_file", secret) == "a secret" and opens() == 1
+    with pytest.raises(secretfile.Unusable) as refused:
+        secretfile.read_text("ha.secret_file", "/dev/null")
+    assert str(refused.value).startswith(f"ha.secret_file: /dev/null {device}")
+
+
+def test_a_fifo_put_at_the_path_after_the_stat_is_refused_by_fstat_without_blocking(tmp_path, monkeypatch):
+    """The path may name another file at the open than at the stat: what was opened is checked again (fstat), and
+    the open does not wait for a writer. The stat here sees a regular private file, the open a FIFO."""
+    regular, swapped, real = os.stat(private(tmp_path / "secret", b"a secret\n")), str(tmp_path / "fifo"), os.stat
+    monkeypatch.setattr(os, "stat", lambda path, **kw: regular if path == swapped else real(path, **kw))
+    with fifo_without_writer(swapped) as fifo, pytest.raises(secretfile.Unusable) as refused:
+        secretfile.read_secret("ha.secret_file", fifo)
+    assert str(refused.value) == f"ha.secret_file: {fifo} {FIFO} Canopy or never end)"
 
 
 @EACH_READER

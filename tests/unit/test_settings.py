@@ -352,3 +352,37 @@ def test_config_canopy_yaml_names_every_setting_in_its_section():
 def test_tunnel_probes_are_paced_at_500_a_second_unless_set(tmp_path):
     assert settings_mod.defaults().tunnel_probe_rate == 500
     assert load(tmp_path, "vrs: {tunnel_probe_rate: 50}\n").tunnel_probe_rate == 50
+
+
+NEIGHBOR = "bgp:\n  router_id: 10.0.0.9\n  neighbors:\n    - address: 10.0.0.1\n      asn: 1\n      md5_password: "
+
+
+def test_an_inline_secret_given_as_a_block_scalar_is_the_secret_its_file_would_hold(tmp_path):
+    """``secret: |`` (a YAML block scalar) ends with a line end: it was kept as part of the HA secret, so a node with
+    the same secret in ha.secret_file (where the file's line end is dropped) disagreed with it on the link's secret.
+    The block scalar's one line end is dropped as the file's; so is an inline md5_password's (a peer given the
+    password without it refused the session)."""
+    path = tmp_path / "secret"
+    path.write_text("0123456789abcdef\n")
+    path.chmod(0o600)
+    from_file = load(tmp_path, f"ha: {{peer: 127.0.0.2, secret_file: {path}}}\n").ha.secret
+    inline = load(tmp_path, "ha:\n  peer: 127.0.0.2\n  secret: |\n    0123456789abcdef\n").ha.secret
+    assert inline == from_file == "0123456789abcdef"
+    bgp = load(tmp_path, f"{NEIGHBOR}|\n        s3cret\n").bgp
+    assert bgp.neighbors[0].md5_password == "s3cret"
+
+
+@pytest.mark.parametrize("value, lines", [  # {i}: the block's indentation
+    ("|\n{i}0123456789abcdef\n{i}and a second line\n", 2), ("|+\n{i}0123456789abcdef\n\n", 2),
+    ('"0123456789abcdef\\r"\n', 2), ('"0123456789abcdef\\rand more\\n"\n', 2), ('"01234567\\u2028\\n89abcdef\\n"\n', 3),
+], ids=["two-lines", "kept-blank-line", "trailing-CR", "CR-inside", "unicode-line-separator"])
+def test_an_inline_secret_over_more_than_one_line_is_refused_naming_the_key_and_the_lines(tmp_path, value, lines):
+    """A line break inside ha.secret (or an md5_password) was kept as part of it with no word: the nodes (or the
+    BGP peer) then disagreed on the secret. A secret file over more than one line was refused already."""
+    why = f"holds {lines} lines: a secret is one line (a line break inside is no part of a secret; the one line end"
+    with pytest.raises(settings_mod.SettingsError) as info:
+        load(tmp_path, "ha:\n  peer: 127.0.0.2\n  secret: " + value.format(i="    "))
+    assert f"canopy.yaml:3: ha.secret: {why}" in str(info.value)
+    with pytest.raises(settings_mod.SettingsError) as info:
+        load(tmp_path, NEIGHBOR + value.format(i="        "))
+    assert f"canopy.yaml:6: bgp.neighbors[0].md5_password: {why}" in str(info.value)

@@ -13,6 +13,7 @@ import types
 import pytest
 
 import bgp.speaker
+import bgp.speakerthread
 from bgp.federation import Federation
 from bgp.speaker import BACKOFF_MAX, POLL_INTERVAL, Neighbor, Speaker, SpeakerConfig, exabgp_env
 from bgp.speakerfail import REASON_CHARS, FirstTime, exit_reason, one_line
@@ -234,6 +235,19 @@ def test_a_stop_ends_the_failure_and_its_back_off(ctl, tmp_path, clock, monkeypa
         speaker.stop()
 
 
+class Unfired:
+    """A ``threading.Timer`` that never fires: the speaker is retried only when asked."""
+
+    def __init__(self, interval, function):
+        self.interval, self.function, self.daemon = interval, function, False
+
+    def start(self):
+        pass
+
+    def cancel(self):
+        pass
+
+
 class FlakyThread(threading.Thread):
     """The speaker's thread, whose start raises as with no thread to be had while ``failing``; counts the attempts."""
 
@@ -252,7 +266,8 @@ def test_a_thread_that_cannot_start_is_a_failure_shown_and_retried_not_an_error_
     a start failure like the others: shown (last_error, the peers, /v1/status), retried on the back-off when the
     speaker is next asked or used, and the speaker recovers (a real ExaBGP, a passive peer) once a thread starts. A
     stop meanwhile ends the failure."""
-    monkeypatch.setattr(bgp.speaker, "threading", types.SimpleNamespace(Thread=FlakyThread, Lock=threading.Lock))
+    monkeypatch.setattr(bgp.speakerthread, "threading", types.SimpleNamespace(Thread=FlakyThread, Lock=threading.Lock,
+                                                                              Timer=Unfired))  # asked, not timed
     monkeypatch.setattr(FlakyThread, "attempts", [])
     monkeypatch.setattr(FlakyThread, "failing", True)
     reason = "could not start the BGP speaker's thread: RuntimeError: can't start new thread"
@@ -284,3 +299,132 @@ def test_a_thread_that_cannot_start_is_a_failure_shown_and_retried_not_an_error_
         assert len(FlakyThread.attempts) == 3 and ctl.call("GET", "/v1/status")[1]["health"] == "ok"
     finally:
         speaker.stop()
+
+
+class HeldTimer(Unfired):
+    """A ``threading.Timer`` the test fires; every one made is in ``made``."""
+
+    made: list = []
+
+    def __init__(self, interval, function):
+        super().__init__(interval, function)
+        self.started = self.cancelled = False
+        HeldTimer.made.append(self)
+
+    def start(self):
+        self.started = True
+
+    def cancel(self):
+        self.cancelled = True
+
+
+class HeldThread:
+    """The speaker's thread: its start raises as with no thread to be had while ``failing``, else it only looks
+    started (no ExaBGP); counts the attempts."""
+
+    failing, attempts = True, []
+
+    def __init__(self, target, name, daemon):
+        self.ident = None
+
+    def start(self):
+        HeldThread.attempts.append(1)
+        if HeldThread.failing:
+            raise RuntimeError("can't start new thread")
+        self.ident = 1
+
+    def join(self, timeout=None):
+        pass
+
+    def is_alive(self):
+        return False
+
+
+def test_a_thread_that_cannot_start_is_started_again_by_a_timer_with_nobody_asking(tmp_path, clock, monkeypatch):
+    """A speaker whose thread could not start was started again only when something asked it (status, peers, a route
+    change, SIGHUP): a controller with no REST client, no scrape and no route change kept a dead speaker for ever.
+    A timer now starts it once the back-off is over (the speaker's clock moved by the test, its timers fired by the
+    test: nothing else asks it here), a failure arming the next on the bounded back-off, one timer at a time; a timer
+    due early waits again; once the thread runs, or the speaker is stopped, no timer starts anything."""
+    monkeypatch.setattr(bgp.speakerthread, "threading", types.SimpleNamespace(Thread=HeldThread, Lock=threading.Lock,
+                                                                              Timer=HeldTimer))
+    monkeypatch.setattr(bgp.speakerthread, "time", bgp.speaker.time)  # the test's clock
+    monkeypatch.setattr(HeldTimer, "made", [])
+    monkeypatch.setattr(HeldThread, "attempts", [])
+    monkeypatch.setattr(HeldThread, "failing", True)
+    speaker = Speaker(SpeakerConfig(asn=65000, router_id="10.0.0.1", neighbors=(), workdir=str(tmp_path)))
+    speaker.start()
+    delays = []
+    for _ in range(9):
+        timer = HeldTimer.made[-1]
+        assert timer.started and timer.daemon and not timer.cancelled
+        delays.append(timer.interval)
+        clock[0] += timer.interval
+        timer.function()
+    assert delays == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, BACKOFF_MAX, BACKOFF_MAX, BACKOFF_MAX]
+    assert len(HeldThread.attempts) == 10 and len(HeldTimer.made) == 10
+
+    clock[0] += 10.0
+    HeldTimer.made[-1].function()  # early (a back-off that moved on): the rest waited for, no attempt
+    assert len(HeldThread.attempts) == 10 and HeldTimer.made[-1].interval == BACKOFF_MAX - 10.0
+    HeldThread.failing = False
+    clock[0] += BACKOFF_MAX
+    HeldTimer.made[-1].function()
+    assert len(HeldThread.attempts) == 11 and speaker._thread.ident is not None and len(HeldTimer.made) == 11
+    speaker.stop()
+
+    HeldThread.failing = True
+    speaker.start()
+    pending = HeldTimer.made[-1]
+    assert pending.interval == 0.5 and not pending.cancelled
+    speaker.stop()
+    assert pending.cancelled
+    clock[0] += 1.0
+    pending.function()  # had it fired meanwhile: nothing starts
+    assert len(HeldThread.attempts) == 12 and len(HeldTimer.made) == 12
+
+
+def test_with_real_timers_a_thread_that_could_not_start_runs_once_it_can_with_nobody_asking(tmp_path, monkeypatch):
+    """The same with the speaker's real clock and timers, and its real thread once it starts (no peer: ExaBGP with
+    no neighbor). Nothing asks the speaker while it waits."""
+    monkeypatch.setattr(bgp.speakerthread, "threading", types.SimpleNamespace(
+        Thread=FlakyThread, Lock=threading.Lock, Timer=threading.Timer))
+    monkeypatch.setattr(FlakyThread, "attempts", [])
+    monkeypatch.setattr(FlakyThread, "failing", True)
+    speaker = Speaker(SpeakerConfig(asn=65000, router_id="10.0.0.1", neighbors=(), workdir=str(tmp_path)))
+    speaker.start()
+    try:
+        assert wait_for(lambda: len(FlakyThread.attempts) >= 2)
+        FlakyThread.failing = False
+        assert wait_for(lambda: speaker._thread is not None and speaker._thread.ident is not None)
+    finally:
+        speaker.stop()
+
+
+class NoTimer(Unfired):
+    def start(self):
+        raise RuntimeError("can't start new thread")
+
+
+def test_a_timer_that_cannot_start_is_logged_once_and_asking_the_speaker_still_retries(tmp_path, clock, monkeypatch,
+                                                                                        caplog):
+    monkeypatch.setattr(bgp.speakerthread, "threading", types.SimpleNamespace(Thread=HeldThread, Lock=threading.Lock,
+                                                                              Timer=NoTimer))
+    monkeypatch.setattr(bgp.speakerthread, "time", bgp.speaker.time)
+    monkeypatch.setattr(HeldThread, "attempts", [])
+    monkeypatch.setattr(HeldThread, "failing", True)
+    caplog.set_level(logging.INFO, logger="canopy.bgp")
+    speaker = Speaker(SpeakerConfig(asn=65000, router_id="10.0.0.1", neighbors=(), workdir=str(tmp_path)))
+    speaker.start()
+    for _ in range(3):
+        clock[0] += BACKOFF_MAX
+        speaker.status()
+    assert len(HeldThread.attempts) == 4
+    warned = [r.getMessage() for r in caplog.records if "no timer" in r.getMessage()]
+    assert warned == ["BGP speaker: no timer to start its thread again (RuntimeError: can't start new thread); "
+                      "retried when it is next asked or given a change"]
+    HeldThread.failing = False
+    clock[0] += BACKOFF_MAX
+    speaker.status()
+    assert speaker._thread.ident is not None
+    speaker.stop()
