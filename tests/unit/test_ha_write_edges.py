@@ -4,6 +4,7 @@ A real store, State and PolicyService wired as controller/app.py wires them; the
 connected standby, driven from the test's own thread (what the active sends triggers the role change, so it happens
 inside the wait, every run). Docs: docs/ha.md "Writes"."""
 
+import sqlite3
 import time
 
 import pytest
@@ -184,3 +185,31 @@ def test_a_write_confirmed_while_its_node_stepped_down_and_took_over_again_stand
     assert ha.wire.kinds() == ["changes"] and ha.writable() is None and ha.replicator.synced
     assert ha.store.history() == (1, ha.wire.sent[-1]["changes"][-1]["ts"])
     assert ha.state.policy.get("tenant", tenant["id"])
+
+
+def test_a_write_whose_wait_for_the_standby_fails_leaves_nothing_to_send_or_await(ha):
+    """The wait itself raises (here the store cannot read its replicated meta for the send: a failing disk): the
+    write's caller gets the error and nothing is committed, so the replicator must neither wait for the standby to
+    hold it nor send it on later, in this term or after a takeover (a standby given it would keep a write that no
+    node acknowledged)."""
+    ha.wire.on_send = lambda msg: confirming(ha, msg)
+    ha.service.create("tenant", {"name": "kept"})  # the standby holds seq 1
+    before, read = position(ha), ha.store.replicated_meta
+
+    def failing_read():
+        raise sqlite3.OperationalError("disk I/O error")
+
+    ha.store.replicated_meta = failing_read
+    with pytest.raises(sqlite3.OperationalError):
+        ha.service.create("tenant", {"name": "failed"})
+    ha.store.replicated_meta = read
+    assert position(ha) == before
+    ha.wire.sent.clear()
+    ha.wire.on_send = lambda msg: None
+    held = {"t": "hb", "seq": 1, "history": list(ha.store.history())}  # the standby holds all we hold
+    ha.replicator.on_message(held)
+    assert ha.replicator.synced and ha.wire.kinds() == []
+    ha._become("standby", "this node did not run for 2.0 s (a test)")
+    ha._become("active", "the peer is silent (a test)")
+    ha.replicator.on_message(held)
+    assert ha.replicator.synced and ha.wire.kinds() == []
