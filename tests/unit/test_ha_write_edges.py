@@ -105,6 +105,7 @@ def test_an_unconfirmed_write_whose_node_steps_down_while_it_waits_is_refused_an
     assert refused.value.code == "not_active"  # retry at the active, not "put this node in solo mode"
     reason = refused.value.reason
     assert "stepped down while" in reason and "not committed" in reason and ha.writable() in reason
+    assert ha.status()["refused_writes"] == 1  # refused for want of the standby's confirmation (docs/ha.md)
     assert position(ha) == before  # nothing in the store, its history, meta or State
     # no trace in the replicator: a standby that applied the refused write is not on our history (a snapshot
     # removes it), and a standby at our last commit holds everything: nothing is awaited
