@@ -216,3 +216,24 @@ def test_a_write_whose_wait_for_the_standby_fails_leaves_nothing_to_send_or_awai
     ha._become("active", "the peer is silent (a test)")
     ha.replicator.on_message(held)
     assert ha.replicator.synced and ha.wire.kinds() == []
+
+
+def test_a_refusal_of_a_write_still_waiting_when_its_node_took_over_again_still_refuses_it_at_once(ha):
+    """The standby refused the write, and the node stepped down and took over again before the write's wait saw the
+    refusal (Replicator.reset): the write is still this node's, so is the refusal: refused with the standby's
+    reason, not after the whole wait as a write the standby never answered."""
+
+    def refused_across_a_takeover(msg):
+        if msg["t"] == "changes":
+            change = msg["changes"][-1]
+            ha.replicator.on_message({"t": "refused", "seq": change["seq"], "ts": change["ts"],
+                                      "reason": "tenant 'x': name: a test's refusal"})
+            ha._become("standby", "this node did not run for 2.0 s (a test)")
+            ha._become("active", "the peer is silent (a test)")
+
+    ha.wire.on_send = refused_across_a_takeover
+    with pytest.raises(NotActive) as refused:
+        ha.service.create("tenant", {"name": "x"})
+    assert refused.value.code == "not_replicated"
+    assert "the standby refused it: tenant 'x': name: a test's refusal" in refused.value.reason
+    assert ha.store.history() == (0, None) and ha.state.policy.count("tenant") == 0  # nothing committed
