@@ -128,7 +128,7 @@ class CanopyApp(RyuApp):
                 self.federation.pair_with(self.pair)  # duplicate MAC flags go to the standby
             self.pair.applier.pacer = Pacer(give_way, 100)  # a standby checking a big batch pauses (per change)
             self.service.replicate = self.pair.replicate
-            self.service.unreplicated = self.pair.replicator.forget  # our store refused a write the standby took
+            self.service.unreplicated = self.pair.replicator.forget  # a write refused or failed: not in our store
             self.service.committed = self.pair.replicator.committed  # our store holds the write from now on
             self.service.writable = self.pair.writable
             self.ovsdb.writes_enabled = False  # until this node is the active one

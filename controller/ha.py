@@ -88,7 +88,7 @@ class Pair:
         self.changed_at = time.time()
         self.reason = "starting"
         self.takeovers = 0
-        self.refused_writes = 0  # writes refused because the standby did not confirm them
+        self.refused_writes = 0  # writes refused because the standby did not confirm them (stepped down or not)
         self.solo = {"enabled": False, "since": None, "by": None}
         if settings.solo:
             self.set_solo(True, "settings (ha.solo)")
@@ -174,6 +174,7 @@ class Pair:
         replicator (solo mode kept it as a position the standby must hold): a standby that got it is not on our
         history any more and gets a snapshot. Raises NotActive (``not_active``: retry at the active)."""
         self.replicator.forget(changes)
+        self.refused_writes += 1
         first, last = changes[0].seq, changes[-1].seq
         log.warning("refused a write (changes %d-%d, not committed here): this node stepped down while it waited "
                     "for the standby (%s): %s", first, last, why, stepped)

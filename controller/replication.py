@@ -133,13 +133,14 @@ class Replicator:
                 self._pending, self._pending_meta = [], {}
 
     def reset(self) -> None:
-        """This node becomes the active (again): what was sent in an earlier term is not on its way, and a refusal
-        then is none of this term's. A write still pending is kept: its confirm() returned, or is still waiting, and
-        its commit has not ended (``committed`` or ``forget`` ends it; the service holds the commit section until
-        then, so no snapshot of the peer replaced our store meanwhile): it lands in our store, so the standby must
-        hold it, and a report of it is on our history."""
+        """This node becomes the active (again): what was sent in an earlier term is not on its way. A write still
+        pending is kept: its confirm() returned, or is still waiting, and its commit has not ended (``committed`` or
+        ``forget`` ends it; the service holds the commit section until then, so no snapshot of the peer replaced our
+        store meanwhile): it lands in our store, so the standby must hold it, and a report of it is on our history.
+        So is the standby's refusal of it (confirm() sets none aside but the pending write's): a write still
+        waiting is refused with the standby's reason at once."""
         with self._cond:
-            self._refusal, self._sent_epoch = None, -1
+            self._sent_epoch = -1
 
     def _wait_for(self, last: int, timeout: float) -> str | None:
         deadline = time.monotonic() + timeout

@@ -78,7 +78,7 @@ class PolicyService:
     replicate: Callable[[list[Change], dict], None] | None = None
     # None or a function returning None (writes allowed) or the reason this node refuses them
     writable: Callable[[], str | None] | None = None
-    # called with a write ``replicate`` took (confirmed, or kept in solo mode) that this node then failed to commit
+    # called with a write this node did not commit: ``replicate`` refused it or failed, or the commit failed
     unreplicated: Callable[[list[Change]], None] | None = None
     # called with a write ``replicate`` took once this node committed it (the store holds it now)
     committed: Callable[[list[Change]], None] | None = None
@@ -110,19 +110,20 @@ class PolicyService:
         else:  # numbered here, on the standby first (or refused), then committed with the same numbers
             done = self._numbered(changes)
             meta["last_txn"] = done[-1].txn
-            self.replicate(done, meta)
             self._commit_replicated(done, meta)
         self.state.policy_committed(candidate, done)
         log.info("committed %d change(s), seq %d-%d", len(done), done[0].seq, done[-1].seq)
         return done
 
     def _commit_replicated(self, done: list[Change], meta: dict) -> None:
-        """Commit a write the standby holds already (or, in solo mode, may be sent). If the commit fails (StoreFault:
-        nothing written here; or any other error), ``unreplicated`` tells the pair, which gives the standby this store
-        back (its next report is not on our history any more: a snapshot) and stops counting the write as one the
-        standby must hold, so the pair neither keeps nor sends on a write the active did not commit. Once committed,
-        ``committed`` tells the pair, whose store holds the write's position from then on."""
+        """Get a numbered write onto the standby (``replicate``), then commit it. If either fails (NotActive: refused;
+        StoreFault: nothing written here; or any other error, the wait for the standby's confirmation included),
+        ``unreplicated`` tells the pair, which gives the standby this store back (its next report is not on our
+        history any more: a snapshot) and stops counting the write as one the standby must hold, so the pair neither
+        keeps nor sends on a write the active did not commit. Once committed, ``committed`` tells the pair, whose
+        store holds the write's position from then on."""
         try:
+            self.replicate(done, meta)
             self.store.apply_replicated(done, meta, what="a write")
         except BaseException:  # any failure: the write's REST caller is told it failed, so no node may keep it
             if self.unreplicated is not None:

@@ -4,6 +4,7 @@ A real store, State and PolicyService wired as controller/app.py wires them; the
 connected standby, driven from the test's own thread (what the active sends triggers the role change, so it happens
 inside the wait, every run). Docs: docs/ha.md "Writes"."""
 
+import sqlite3
 import time
 
 import pytest
@@ -75,10 +76,12 @@ def position(pair) -> tuple:
             pair.state.policy.objects, pair.state.last_seq)
 
 
+LATER = 3600.0  # a peer heard this far ahead stays alive however slowly the test runs (no dead interval elapses)
 STEP_DOWNS = {  # how the node stops being the active while a write waits; each leaves writable() saying why
     "stepped_down": lambda pair: pair._become("standby", "the peer is active"),
     "demoted_by_a_switch": lambda pair: pair.switch_reported(pair.generation + 1, "slave"),
-    "superseded_by_the_peer": lambda pair: hear(pair, time.monotonic(), "active", generation=pair.generation + 1),
+    "superseded_by_the_peer": lambda pair: hear(pair, time.monotonic() + LATER, "active",
+                                                generation=pair.generation + 1),
 }
 
 
@@ -104,6 +107,7 @@ def test_an_unconfirmed_write_whose_node_steps_down_while_it_waits_is_refused_an
     assert refused.value.code == "not_active"  # retry at the active, not "put this node in solo mode"
     reason = refused.value.reason
     assert "stepped down while" in reason and "not committed" in reason and ha.writable() in reason
+    assert ha.status()["refused_writes"] == 1  # refused for want of the standby's confirmation (docs/ha.md)
     assert position(ha) == before  # nothing in the store, its history, meta or State
     # no trace in the replicator: a standby that applied the refused write is not on our history (a snapshot
     # removes it), and a standby at our last commit holds everything: nothing is awaited
@@ -184,3 +188,52 @@ def test_a_write_confirmed_while_its_node_stepped_down_and_took_over_again_stand
     assert ha.wire.kinds() == ["changes"] and ha.writable() is None and ha.replicator.synced
     assert ha.store.history() == (1, ha.wire.sent[-1]["changes"][-1]["ts"])
     assert ha.state.policy.get("tenant", tenant["id"])
+
+
+def test_a_write_whose_wait_for_the_standby_fails_leaves_nothing_to_send_or_await(ha):
+    """The wait itself raises (here the store cannot read its replicated meta for the send: a failing disk): the
+    write's caller gets the error and nothing is committed, so the replicator must neither wait for the standby to
+    hold it nor send it on later, in this term or after a takeover (a standby given it would keep a write that no
+    node acknowledged)."""
+    ha.wire.on_send = lambda msg: confirming(ha, msg)
+    ha.service.create("tenant", {"name": "kept"})  # the standby holds seq 1
+    before, read = position(ha), ha.store.replicated_meta
+
+    def failing_read():
+        raise sqlite3.OperationalError("disk I/O error")
+
+    ha.store.replicated_meta = failing_read
+    with pytest.raises(sqlite3.OperationalError):
+        ha.service.create("tenant", {"name": "failed"})
+    ha.store.replicated_meta = read
+    assert position(ha) == before
+    ha.wire.sent.clear()
+    ha.wire.on_send = lambda msg: None
+    held = {"t": "hb", "seq": 1, "history": list(ha.store.history())}  # the standby holds all we hold
+    ha.replicator.on_message(held)
+    assert ha.replicator.synced and ha.wire.kinds() == []
+    ha._become("standby", "this node did not run for 2.0 s (a test)")
+    ha._become("active", "the peer is silent (a test)")
+    ha.replicator.on_message(held)
+    assert ha.replicator.synced and ha.wire.kinds() == []
+
+
+def test_a_refusal_of_a_write_still_waiting_when_its_node_took_over_again_still_refuses_it_at_once(ha):
+    """The standby refused the write, and the node stepped down and took over again before the write's wait saw the
+    refusal (Replicator.reset): the write is still this node's, so is the refusal: refused with the standby's
+    reason, not after the whole wait as a write the standby never answered."""
+
+    def refused_across_a_takeover(msg):
+        if msg["t"] == "changes":
+            change = msg["changes"][-1]
+            ha.replicator.on_message({"t": "refused", "seq": change["seq"], "ts": change["ts"],
+                                      "reason": "tenant 'x': name: a test's refusal"})
+            ha._become("standby", "this node did not run for 2.0 s (a test)")
+            ha._become("active", "the peer is silent (a test)")
+
+    ha.wire.on_send = refused_across_a_takeover
+    with pytest.raises(NotActive) as refused:
+        ha.service.create("tenant", {"name": "x"})
+    assert refused.value.code == "not_replicated"
+    assert "the standby refused it: tenant 'x': name: a test's refusal" in refused.value.reason
+    assert ha.store.history() == (0, None) and ha.state.policy.count("tenant") == 0  # nothing committed
