@@ -131,7 +131,8 @@ class StartupHold:
 
     def _log_extended(self) -> None:
         """Once, when hold_time since the start is over and the hold goes on: for switches still coming back, or,
-        every switch back, for BGP peers' routes (up to hold_time after the last switch came back)."""
+        every switch back, for BGP peers' routes (up to hold_time after the last switch came back, hold_max after the
+        start at most)."""
         if self._switches_missing():
             log.info("hold time of %g s over, but switches connected before are still coming back (%d of %d back): "
                      "holding while they do, until %s at the latest (restart.hold_max %g s)", self.hold_time,
