@@ -39,9 +39,9 @@ SAME = ("is the write token (rest.token or rest.token_file): a read-only token m
 
 def file_problems(settings: Settings) -> list[str]:
     """What ``canopy run`` would refuse in the token files, checked offline (check-settings), each line starting
-    with where its key is set (FILE:LINE, ``Settings.where``) and the key: a configured file missing, one other users can read, or (when this user may read it:
-    check-settings may run as another user than Canopy) one that holds no single token (secretfile.read_token); and
-    the read-only token equal to the write token, when both can be read."""
+    with where its key is set (FILE:LINE, ``Settings.where``) and the key: a configured file missing, one other users
+    can read, or (when this user may read it: check-settings may run as another user than Canopy) one that holds no
+    single token (secretfile.read_token); and the read-only token equal to the write token, when both can be read."""
     problems = []
     if not settings.rest_token:
         generated = settings.rest_token_file == token_path(settings.data_dir)
