@@ -236,7 +236,7 @@ def cmd_check_settings(args) -> int:
         return EXIT_INVALID
     problems = resttoken.file_problems(settings)
     for problem in problems:
-        print(f"{args.file}: {problem}", file=sys.stderr)
+        print(problem, file=sys.stderr)  # FILE:LINE: KEY: why
     if problems:
         return EXIT_INVALID
     parts = [f"OpenFlow {settings.openflow_listen}:{settings.openflow_port}",

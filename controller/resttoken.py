@@ -26,9 +26,10 @@ def resolved(settings: Settings) -> Settings:
     SettingsError naming the key when a file cannot be used or the two tokens are the same."""
     settings = _with_write_token(settings)
     if settings.rest_read_token_file:
-        settings = replace(settings, rest_read_token=_read("rest.read_token_file", settings.rest_read_token_file))
+        settings = replace(settings, rest_read_token=_read(settings, "rest.read_token_file",
+                                                           settings.rest_read_token_file))
     if settings.rest_read_token is not None and settings.rest_read_token == settings.rest_token:
-        raise SettingsError(f"{_read_key(settings)}: {SAME}")
+        raise SettingsError(_at(settings, _read_key(settings), SAME))
     return settings
 
 
@@ -38,20 +39,20 @@ SAME = ("is the write token (rest.token or rest.token_file): a read-only token m
 
 def file_problems(settings: Settings) -> list[str]:
     """What ``canopy run`` would refuse in the token files, checked offline (check-settings), each line starting
-    with its key: a configured file missing, one other users can read, or (when this user may read it:
-    check-settings may run as another user than Canopy) one that holds no single token (secretfile.read_token); and
-    the read-only token equal to the write token, when both can be read."""
+    with where its key is set (FILE:LINE, ``Settings.where``) and the key: a configured file missing, one other users
+    can read, or (when this user may read it: check-settings may run as another user than Canopy) one that holds no
+    single token (secretfile.read_token); and the read-only token equal to the write token, when both can be read."""
     problems = []
     if not settings.rest_token:
         generated = settings.rest_token_file == token_path(settings.data_dir)
-        problems += [p for p in [_file_problem("rest.token_file", settings.rest_token_file, generated)] if p]
+        problems += [p for p in [_file_problem(settings, "rest.token_file", settings.rest_token_file, generated)] if p]
     if settings.rest_read_token_file:
-        problems += [p for p in [_file_problem("rest.read_token_file", settings.rest_read_token_file)] if p]
+        problems += [p for p in [_file_problem(settings, "rest.read_token_file", settings.rest_read_token_file)] if p]
     if not problems:
         write = settings.rest_token or _peek(settings.rest_token_file)
         read = settings.rest_read_token or (settings.rest_read_token_file and _peek(settings.rest_read_token_file))
         if read and read == write:
-            problems.append(f"{_read_key(settings)}: {SAME}")
+            problems.append(_at(settings, _read_key(settings), SAME))
     return problems
 
 
@@ -60,9 +61,9 @@ def _with_write_token(settings: Settings) -> Settings:
         return settings
     path = settings.rest_token_file
     if os.path.exists(path):
-        return replace(settings, rest_token=_read("rest.token_file", path))
+        return replace(settings, rest_token=_read(settings, "rest.token_file", path))
     if path != token_path(settings.data_dir):
-        raise SettingsError(f"rest.token_file: {path} does not exist")
+        raise SettingsError(_at(settings, "rest.token_file", f"{path} does not exist"))
     os.makedirs(settings.data_dir, mode=0o750, exist_ok=True)
     token = secrets.token_hex(32)  # not urlsafe: a token starting with "-" is an option to `--token TOKEN`
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -71,27 +72,32 @@ def _with_write_token(settings: Settings) -> Settings:
     return replace(settings, rest_token=token)
 
 
-def _read(key: str, path: str) -> str:
+def _at(settings: Settings, key: str, problem: str) -> str:
+    """``problem`` of the setting ``key``, as load's errors name it: FILE:LINE: KEY: PROBLEM."""
+    return f"{settings.where(key)}: {key}: {problem}"
+
+
+def _read(settings: Settings, key: str, path: str) -> str:
     """The token in the file ``path`` that the setting ``key`` names; SettingsError naming both when unusable."""
     try:
         return secretfile.read_token(key, path)
     except secretfile.Unusable as exc:
-        raise SettingsError(str(exc)) from None
+        raise SettingsError(_at(settings, key, exc.problem)) from None
 
 
-def _file_problem(key: str, path: str, may_be_absent: bool = False) -> str | None:
+def _file_problem(settings: Settings, key: str, path: str, may_be_absent: bool = False) -> str | None:
     if may_be_absent and not os.path.exists(path):
         return None
     try:
         secretfile.read_token(key, path)
     except secretfile.Unusable as exc:
         if not exc.denied:
-            return str(exc)
+            return _at(settings, key, exc.problem)
         try:  # not ours to open (check-settings may run as another user than Canopy): what its status tells
             problem = secretfile.file_problem(os.stat(path))
         except OSError:  # nor to look at: Canopy may
             return None
-        return f"{key}: {path} {problem}" if problem else None
+        return _at(settings, key, f"{path} {problem}") if problem else None
     return None
 
 

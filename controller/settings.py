@@ -362,6 +362,15 @@ class Settings:
     # every setting by its key as the file names it ("restart.hold_time"), after defaults: what a reload compares,
     # so that it names the keys an operator wrote, not these attributes
     keys: tuple = field(default=(), compare=False, repr=False)
+    # the line of each key the file writes ({"rest.token_file": 7}): what is checked after loading (the token files,
+    # controller/resttoken.py) names it as load's errors do
+    lines: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def where(self, key: str) -> str:
+        """Where ``key`` is set: FILE:LINE, FILE when the file does not write it, or the built-in settings."""
+        if self.source == "<defaults>":
+            return "the built-in settings"
+        return f"{self.source}:{self.lines[key]}" if key in self.lines else self.source
 
 
 def defaults() -> Settings:
@@ -428,6 +437,7 @@ def from_doc(doc: yamldoc.Doc) -> Settings:
         tls=_tls_files(raw["tls"]), openflow_tls=_tls_on(raw, "openflow"), ovsdb_tls=_tls_on(raw, "ovsdb"),
         rest_tls=_tls_on(raw, "rest"), gateway_arp_refresh=raw["vrs"]["gateway_arp_refresh_ms"] / 1000,
         gateway_arp_timeout=raw["vrs"]["gateway_arp_timeout_ms"] / 1000, keys=written,
+        lines={key: doc.lines[key] for key, _ in written if key in doc.lines},
         rest_read_token=rest["read_token"],
         rest_read_token_file=rest["read_token_file"] and os.path.abspath(rest["read_token_file"]))
 

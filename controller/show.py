@@ -131,7 +131,8 @@ def gather_tree(get) -> dict:
                                  "programmed": b["programmed"]} for b in v.get("bindings", [])],
                    "gateways": v.get("gateways", [])} for v in vteps],
         "bgp": {"enabled": bgp.get("enabled", False),
-                "peers": [{k: p.get(k) for k in ("address", "asn", "state", "received", "sent", "last_error")}
+                "peers": [{k: p.get(k) for k in ("address", "asn", "state", "since", "received", "sent",
+                                                 "last_error")}
                           for p in bgp.get("items", [])]},
     }
 
@@ -259,12 +260,22 @@ def format_tree(tree) -> str:
     bgp = tree["bgp"]
     if bgp["enabled"]:
         for p in bgp["peers"]:
-            err = f"  last error: {p['last_error']}" if p.get("last_error") else ""
             lines.append(f"bgp peer {p['address']}  as {p['asn']}  {p['state']}  routes in {p['received']} "
-                         f"out {p['sent']}{err}")
+                         f"out {p['sent']}{_peer_error(p)}")
     else:
         lines.append("bgp: no neighbors configured")
     return "\n".join(lines)
+
+
+def _peer_error(peer) -> str:
+    """A peer's last error (its last session's end, or why none came up): why it is not up, or, once it is, a past
+    one, said so with the time it came up (an up peer showed "last error: ..." as if it were failing)."""
+    error = peer.get("last_error")
+    if not error:
+        return ""
+    if peer["state"] != "up":
+        return f"  last error: {error}"
+    return f"  up since {_when(peer.get('since'))}, down before: {error}"
 
 
 def _subnet_lines(subnets, indent, l2=False):

@@ -131,16 +131,18 @@ class StartupHold:
 
     def _log_extended(self) -> None:
         """Once, when hold_time since the start is over and the hold goes on: for switches still coming back, or,
-        every switch back, for BGP peers' routes (up to hold_time after the last switch came back)."""
+        every switch back, for BGP peers' routes (up to hold_time after the last switch came back, hold_max after the
+        start at most)."""
         if self._switches_missing():
             log.info("hold time of %g s over, but switches connected before are still coming back (%d of %d back): "
                      "holding while they do, until %s at the latest (restart.hold_max %g s)", self.hold_time,
                      self._back, self.total, _iso(self._started_wall + self.hold_max), self.hold_max)
         else:
             log.info("hold time of %g s over; every switch connected before is back (%d of %d), not yet the routes of "
-                     "%s: holding for them until %s at the latest (restart.hold_time after the last switch came back)",
-                     self.hold_time, self._back, self.total, self._describe(self._missing),
-                     _iso(self._started_wall + self._deadline - self._started))
+                     "%s: holding for them until %s at the latest (%s)", self.hold_time, self._back, self.total,
+                     self._describe(self._missing), _iso(self._started_wall + self._deadline - self._started),
+                     f"restart.hold_max {self.hold_max:g} s" if self._max_bounds() else
+                     "restart.hold_time after the last switch came back")
 
     def _note_progress(self, vrs: set, vteps: set) -> None:
         """A remembered switch that came back since the last check moves the hold's end to hold_time from now."""
@@ -148,10 +150,16 @@ class StartupHold:
         if back > self._back:
             self._back, self._progress = back, self._clock()
 
+    def _max_bounds(self) -> bool:
+        """The last switch came back so late that hold_max, not hold_time after it, ends the hold."""
+        return self._progress + self.hold_time > self._started + self.hold_max
+
     def _ended_why(self) -> str:
         missing = f"still missing {self._describe(self._missing)}"
-        if self._progress + self.hold_time > self._started + self.hold_max:
-            return f"restart.hold_max of {self.hold_max:g} s reached while switches were coming back; {missing}"
+        if self._max_bounds():
+            waiting = ("while switches were coming back" if self._switches_missing() else
+                       "with every switch connected before back, waiting for BGP peers' routes")
+            return f"restart.hold_max of {self.hold_max:g} s reached {waiting}; {missing}"
         if not self._switches_missing():
             return (f"every switch connected before is back, and {self.hold_time:g} s (hold time) passed since the "
                     f"last one came back; {missing}")

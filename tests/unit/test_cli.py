@@ -448,6 +448,8 @@ def test_a_write_with_only_the_read_only_token_is_one_message_naming_it_and_chan
     assert cli.main(argv) == cli.EXIT_INVALID
     err = capsys.readouterr().err
     given = "the read-only token given by --read-token" if how == "--read-token" else "the token given by --token"
+    assert err.splitlines()[-2].startswith("canopy: 403: POST /v1/apply changes state, and the bearer token is the "
+                                           "read-only one")  # the controller's answer, as docs/rest.md shows it
     assert err.splitlines()[-1] == (
         f"canopy: this command writes, and {given} is the controller's read-only token (rest.read_token), which only "
         "reads; the write token (rest.token) is needed: give --config with the controller's settings file, or --token "

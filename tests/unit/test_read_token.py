@@ -5,6 +5,7 @@ tests/unit/test_settings.py runs those for both keys."""
 from __future__ import annotations
 
 import ast
+import dataclasses
 import hmac
 import json
 import pathlib
@@ -167,9 +168,9 @@ def test_a_read_token_equal_to_the_write_token_is_refused_at_start_and_by_check_
     config = write(tmp_path, f"data_dir: {data}\nrest: {rest}\n")
     with pytest.raises(settings_mod.SettingsError) as refused:
         resttoken.resolved(settings_mod.load(str(config)))
-    assert str(refused.value) == f"{key}: {resttoken.SAME}"
+    assert str(refused.value) == f"{config}:2: {key}: {resttoken.SAME}"  # the line of rest.read_token(_file)
     assert cli.main(["check-settings", str(config)]) == cli.EXIT_INVALID
-    assert capsys.readouterr().err == f"{config}: {key}: {resttoken.SAME}\n"
+    assert capsys.readouterr().err == f"{config}:2: {key}: {resttoken.SAME}\n"
     write(data, "another-token\n", "rest-token")
     config.write_text(config.read_text().replace("token: same-token,", "token: another-token,"))
     assert resttoken.resolved(settings_mod.load(str(config))).rest_read_token == "same-token"
@@ -181,10 +182,10 @@ def test_check_settings_refuses_a_read_token_file_others_can_read_or_that_is_mis
     token.chmod(0o644)
     config = write(tmp_path, f"data_dir: {tmp_path}/d\nrest: {{token: w, read_token_file: {token}}}\n")
     assert cli.main(["check-settings", str(config)]) == cli.EXIT_INVALID
-    assert f"{config}: rest.read_token_file: {token} has mode 0644" in capsys.readouterr().err
+    assert f"{config}:2: rest.read_token_file: {token} has mode 0644" in capsys.readouterr().err
     token.unlink()
     assert cli.main(["check-settings", str(config)]) == cli.EXIT_INVALID
-    assert capsys.readouterr().err == f"{config}: rest.read_token_file: {token} does not exist\n"
+    assert capsys.readouterr().err == f"{config}:2: rest.read_token_file: {token} does not exist\n"
 
 
 @pytest.mark.parametrize("key", ["token_file", "read_token_file"])
@@ -198,8 +199,8 @@ def test_run_stops_on_a_token_file_it_cannot_read_as_a_settings_error_naming_the
     config = write(tmp_path, f"data_dir: {tmp_path}/d\nrest: {{{rest}}}\n")
     assert cli.main(["run", "--config", str(config)]) == cli.EXIT_USAGE
     err = capsys.readouterr().err
-    assert f"cannot start: rest.{key}: {unreadable} is a directory, not a regular file: a secret file must be one\n" \
-        in err
+    assert (f"cannot start: {config}:2: rest.{key}: {unreadable} is a directory, not a regular file: a secret file "
+            "must be one\n") in err
     assert "Traceback" not in err
 
 
@@ -227,7 +228,7 @@ def test_sighup_replaces_adds_and_removes_the_read_token_and_keeps_it_when_refus
         assert call(ctl, "POST", "/v1/tenants", "second-read", {"name": "a"})[0] == 403
         write(tmp_path, f"{TOKEN}\n", "read-token")
         assert reload(f"read_token_file: {token}") == []  # refused: the running tokens stay
-        assert f"rest.read_token_file: {resttoken.SAME}" in caplog.text
+        assert f"{config}:3: rest.read_token_file: {resttoken.SAME}" in caplog.text
         assert call(ctl, "GET", "/v1/tenants", "second-read")[0] == 200
         assert call(ctl, "POST", "/v1/tenants", TOKEN, {"name": "a"})[0] == 201
         assert "read-only REST token unchanged (inline)" in reload("read_token: second-read")
@@ -237,3 +238,26 @@ def test_sighup_replaces_adds_and_removes_the_read_token_and_keeps_it_when_refus
         runtime.SETTINGS = runtime.API = None
         logs.set_level(level)
         ctl.close()
+
+
+def test_a_token_file_refused_names_the_settings_file_and_the_line_of_its_key(tmp_path, capsys):
+    """As ha.secret_file's refusals do (README: bad settings are refused with file, line and reason); they named the
+    settings file only. A key the file does not write (data_dir's generated token file): the settings file alone;
+    no settings file: the built-in settings."""
+    missing = tmp_path / "missing-token"
+    config = write(tmp_path, f"data_dir: {tmp_path}/d\nlog_level: info\nrest:\n  port: 8080\n"
+                             f"  token_file: {missing}\n")
+    assert cli.main(["check-settings", str(config)]) == cli.EXIT_INVALID
+    assert capsys.readouterr().err == f"{config}:5: rest.token_file: {missing} does not exist\n"
+    with pytest.raises(settings_mod.SettingsError) as refused:
+        resttoken.resolved(settings_mod.load(str(config)))  # canopy run, and a SIGHUP
+    assert str(refused.value) == f"{config}:5: rest.token_file: {missing} does not exist"
+    (tmp_path / "d").mkdir()
+    generated = write(tmp_path / "d", "a-token\n", "rest-token")
+    generated.chmod(0o644)
+    config.write_text(f"data_dir: {tmp_path}/d\n")
+    assert cli.main(["check-settings", str(config)]) == cli.EXIT_INVALID
+    assert capsys.readouterr().err.startswith(f"{config}: rest.token_file: {generated} has mode 0644")
+    defaults = dataclasses.replace(settings_mod.defaults(), rest_token_file=str(generated))
+    with pytest.raises(settings_mod.SettingsError, match=f"^the built-in settings: rest.token_file: {generated} has"):
+        resttoken.resolved(defaults)

@@ -143,3 +143,27 @@ def test_a_hold_that_waits_only_for_a_peer_says_so_not_that_switches_are_coming_
     assert h.check({"hv1"}, set(), peers=["10.0.0.12"])
     assert h.status()["message"] == ("every switch connected before is back, and 15 s (hold time) passed since the last "
                                      "one came back; still missing bgp peer 10.0.0.12")
+
+
+def test_a_hold_that_hold_max_ends_while_only_a_peer_is_missing_names_the_peer_not_switches(tmp_path, caplog):
+    """The last switch back so late that hold_max ends the hold (not hold_time after it): the log named
+    restart.hold_time as the bound, and the release said "reached while switches were coming back" with every switch
+    back and only a BGP peer's routes missing."""
+    import logging
+
+    store, clock = Store(str(tmp_path)), Clock()
+    store.set_meta(KEY, {"vrs": ["hv1"], "vteps": []})
+    h = hold(store, clock, hold_max=20.0)
+    clock.now += 10
+    assert not h.check({"hv1"}, set(), peers=["10.0.0.12"])  # back at 10 s: hold_time after it is past hold_max
+    clock.now += 5
+    with caplog.at_level(logging.INFO, logger="canopy.hold"):
+        caplog.clear()
+        assert not h.check({"hv1"}, set(), peers=["10.0.0.12"])
+    [line] = [r.getMessage() for r in caplog.records if r.name == "canopy.hold"]
+    assert line.endswith("not yet the routes of bgp peer 10.0.0.12: holding for them until 2027-01-15T08:02:00+00:00 "
+                         "at the latest (restart.hold_max 20 s)")
+    clock.now += 5
+    assert h.check({"hv1"}, set(), peers=["10.0.0.12"])
+    assert h.status()["message"] == ("restart.hold_max of 20 s reached with every switch connected before back, "
+                                     "waiting for BGP peers' routes; still missing bgp peer 10.0.0.12")

@@ -9,6 +9,7 @@ import socket
 import stat
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -23,8 +24,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "networking_canopy"
 from networking_canopy import client  # noqa: E402 (the driver package lives in its own folder)
 
 FIFO = "is a FIFO, not a regular file: a secret file must be one (reading a FIFO could block"
+SET_AT = SimpleNamespace(where=lambda key: "canopy.yaml:3")  # settings whose keys are on line 3 (Settings.where)
 READERS = [  # (the setting as the error names it, read the file at path, the service named) for each token reader
-    ("rest.read_token_file", lambda path: resttoken._read("rest.read_token_file", path), "Canopy"),
+    ("canopy.yaml:3: rest.read_token_file", lambda path: resttoken._read(SET_AT, "rest.read_token_file", path),
+     "Canopy"),
     ("token_file", lambda path: ma.AgentSettings("http://n", "/s", ("http://c",), path).token(), "the metadata agent"),
     ("[canopy] token_file", lambda path: client.token_from(None, path), "Neutron"),
 ]
@@ -176,7 +179,8 @@ def test_canopy_run_stops_on_a_fifo_token_file_with_exit_2_naming_it(tmp_path, c
         config.write_text(f"data_dir: {tmp_path}/d\nrest: {{{rest}}}\n")
         assert cli.main(["run", "--config", str(config)]) == cli.EXIT_USAGE
     err = capsys.readouterr().err
-    assert f"cannot start: rest.{key}: {fifo} {FIFO} Canopy or never end)\n" in err and "Traceback" not in err
+    assert f"cannot start: {config}:2: rest.{key}: {fifo} {FIFO} Canopy or never end)\n" in err
+    assert "Traceback" not in err
 
 
 @pytest.mark.parametrize("key", ["token_file", "read_token_file"])
@@ -185,11 +189,11 @@ def test_check_settings_refuses_a_fifo_token_file_and_one_over_64_kib(tmp_path, 
     with fifo_without_writer(tmp_path / "token") as fifo:
         config.write_text(f"data_dir: {tmp_path}/d\nrest: {{{key}: {fifo}}}\n")
         assert cli.main(["check-settings", str(config)]) == cli.EXIT_INVALID
-    assert capsys.readouterr().err.startswith(f"{config}: rest.{key}: {fifo} {FIFO}")
+    assert capsys.readouterr().err.startswith(f"{config}:2: rest.{key}: {fifo} {FIFO}")
     big = private(tmp_path / "big", b"t" * (secretfile.MAX_BYTES + 1))
     config.write_text(f"data_dir: {tmp_path}/d\nrest: {{{key}: {big}}}\n")
     assert cli.main(["check-settings", str(config)]) == cli.EXIT_INVALID
-    assert f"rest.{key}: {big} holds 65537 bytes" in capsys.readouterr().err
+    assert f"{config}:2: rest.{key}: {big} holds 65537 bytes" in capsys.readouterr().err
 
 
 def test_check_settings_names_a_token_file_under_a_file_as_canopy_run_does(tmp_path, capsys):
@@ -199,9 +203,10 @@ def test_check_settings_names_a_token_file_under_a_file_as_canopy_run_does(tmp_p
     config = tmp_path / "canopy.yaml"
     config.write_text(f"data_dir: {tmp_path}/d\nrest: {{token: w, read_token_file: {under}}}\n")
     assert cli.main(["check-settings", str(config)]) == cli.EXIT_INVALID
-    assert f"rest.read_token_file: cannot read {under}: Not a directory" in capsys.readouterr().err
+    assert f"{config}:2: rest.read_token_file: cannot read {under}: Not a directory" in capsys.readouterr().err
     assert cli.main(["run", "--config", str(config)]) == cli.EXIT_USAGE
-    assert f"cannot start: rest.read_token_file: cannot read {under}: Not a directory\n" in capsys.readouterr().err
+    assert (f"cannot start: {config}:2: rest.read_token_file: cannot read {under}: Not a directory\n"
+            in capsys.readouterr().err)
 
 
 def test_check_settings_names_an_ha_secret_file_that_is_no_utf8_or_a_fifo_without_a_traceback(tmp_path, capsys):
@@ -226,7 +231,7 @@ def test_a_sighup_refuses_a_fifo_token_file_and_keeps_the_running_tokens(tmp_pat
         with fifo_without_writer(tmp_path / "read-token") as fifo:
             config.write_text(f"data_dir: {tmp_path / 'data'}\nrest: {{token: {TOKEN}, read_token_file: {fifo}}}\n")
             assert lifecycle.reload(str(config)) == []
-        assert f"rest.read_token_file: {fifo} {FIFO}" in caplog.text
+        assert f"{config}:2: rest.read_token_file: {fifo} {FIFO}" in caplog.text
         assert runtime.SETTINGS.rest_read_token is None and runtime.SETTINGS.rest_token == TOKEN
     finally:
         runtime.SETTINGS = runtime.API = None

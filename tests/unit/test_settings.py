@@ -153,7 +153,7 @@ def test_a_token_file_holding_more_than_the_token_and_one_newline_is_refused(tmp
     s = load(tmp_path, f"data_dir: {tmp_path}/d\nrest: {{{key}: {token}}}\n")
     with pytest.raises(settings_mod.SettingsError) as refused:
         resttoken.resolved(s)
-    assert str(refused.value).startswith(f"rest.{key}: {token}: the token in it {reason}")
+    assert str(refused.value).startswith(f"{s.source}:2: rest.{key}: {token}: the token in it {reason}")
     for fine in ("tok\n", "tok"):  # one trailing newline, or none
         token.write_text(fine)
         assert resolved_token(s, key) == "tok"
@@ -162,7 +162,8 @@ def test_a_token_file_holding_more_than_the_token_and_one_newline_is_refused(tmp
 @FILE_KEYS
 def test_configured_token_file_must_exist(tmp_path, key):
     s = load(tmp_path, f"data_dir: {tmp_path}/d\nrest: {{{key}: {tmp_path}/missing}}\n")
-    with pytest.raises(settings_mod.SettingsError, match=f"^rest.{key}: {tmp_path}/missing does not exist$"):
+    with pytest.raises(settings_mod.SettingsError, match=f"^{s.source}:2: rest.{key}: {tmp_path}/missing does not "
+                       "exist$"):
         resttoken.resolved(s)
 
 

@@ -192,3 +192,30 @@ def test_show_puts_a_bare_metal_server_behind_the_hardware_vteps_bound_to_its_su
     ctl.service.create("vtep_binding", {"switch": "tor1", "port": "p9", "vlan": 0, "subnet_id": web["id"]})
     assert where()[1] == "    status unbound  bare metal behind hardware VTEPs tor1, tor2"
     ctl.close()
+
+
+def test_show_says_a_peer_is_up_not_failing_when_its_last_error_is_past(tmp_path):
+    """An up peer was printed "up ... last error: connection refused", as if failing now: its last error (from before
+    it came up; /v1/bgp/peers keeps it) is said to be past, with the time it came up; a peer not up shows it as why."""
+    from tests.unit.test_routebook import book, state
+
+    ctl = Controller(tmp_path)
+    routes = rest_vteps.routes(ctl.state, Programmer(ctl.state)) + rest_bgp.routes(None) + \
+        [Route("GET", "/v1/ha", lambda req: Response(200, {"role": "standalone"}), "HA")]
+    api = Api(ctl.service, ctl.state, ctl.settings, extra_routes=routes)
+    peers = book()
+
+    def fetch(path):
+        if path == "/v1/bgp/peers":
+            return {"items": peers.peer_rows(), "enabled": True}
+        return json.loads(api.handle(Request("GET", path)).encoded())
+
+    peers.handle_line(state("down", "connection refused"))
+    [line] = show.format_tree(show.gather_tree(fetch)).splitlines()[1:]
+    assert line == "bgp peer 127.0.0.1  as 65001  down  routes in 0 out 0  last error: connection refused"
+    peers.handle_line(state("up"))
+    [row] = peers.peer_rows()
+    [line] = show.format_tree(show.gather_tree(fetch)).splitlines()[1:]
+    assert line == (f"bgp peer 127.0.0.1  as 65001  up  routes in 0 out 0  up since {show._when(row['since'])}, "
+                    "down before: connection refused")
+    ctl.close()
