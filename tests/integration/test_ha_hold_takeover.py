@@ -27,7 +27,7 @@ import pytest
 from tests.harness.hosts import BR_INT
 from tests.integration import gobgp
 from tests.integration.test_evpn_frr import ASN, MACS, Pinger, bgp_settings, controller_policy, peers, received_macs
-from tests.integration.test_evpn_gr_restart import Reflector, held_back
+from tests.integration.test_evpn_gr_restart import Reflector, Watcher, held_back
 from tests.integration.test_ha import HA_SECRET, evpn_sources, masters, role
 from tests.integration.test_hitless_restart import Watch
 from tests.integration.test_overlay import dhcp, reach
@@ -124,17 +124,20 @@ def kill(node) -> float:
 
 class Looks:
     """The restarted standby's (role, start-up hold state), looked at again by each ``see``, with when each was
-    first seen."""
+    first and last seen."""
 
     def __init__(self, node):
         self.node = node
         self.last = (None, None)
         self.first: dict[str, float] = {}
+        self.last_seen: dict[str, float] = {}
 
     def see(self) -> tuple:
         self.last = (role(self.node), hold(self.node)["state"])
+        now = time.monotonic()
         for thing in self.last:
-            self.first.setdefault(thing, time.monotonic())
+            self.first.setdefault(thing, now)
+            self.last_seen[thing] = now
         return self.last
 
     def when(self, thing: str) -> float:
@@ -163,13 +166,14 @@ def test_the_active_dying_in_or_at_the_end_of_the_standbys_start_up_hold_touches
     lab.wait_until(lambda: monitor.peek().strip(), timeout=10, what="the flow monitor on hva (its first reply)")
     monitor.take()
     pinger = Pinger(vms["a1"], vms["b1"], "10.0.1.21")
-    looks = Looks(new)
+    looks, routes, failure = Looks(new), None, None
     try:
         pinger.wait_replies(lab, 100)
+        routes = Watcher(reflector, c.api, {MACS["a1"]})  # the pair's route of a1, at the reflector and at C
         with held_back(reflector, hosts[sby].ip):
             new.stop()
             new.start()
-            lab.wait_until(lambda: role(new) == "standby" and hold(new)["state"] == "syncing"
+            lab.wait_until(lambda: looks.see() == ("standby", "syncing")
                            and {"kind": "bgp peer", "name": reflector.host.ip} in hold(new)["waiting_for"],
                            timeout=30, what=f"{sby} standby, its start-up hold waiting for the reflector")
             if when == "during":
@@ -195,19 +199,25 @@ def test_the_active_dying_in_or_at_the_end_of_the_standbys_start_up_hold_touches
         lab.wait_until(lambda: hosts[sby].ip in evpn_sources(reflector.host), timeout=30,
                        what=f"the pair's routes at the reflector from {sby}")
         pinger.wait_replies(lab, 200)  # 2 s more, once the new active programs hva
-    except AssertionError as exc:  # say what the traffic and hva saw meanwhile
+    except AssertionError as exc:  # said below with what the traffic and hva saw meanwhile
+        failure = exc
+    finally:
+        if routes is not None:
+            routes.stop()
         sent, got = pinger.stop()
-        raise AssertionError(f"{exc}; meanwhile {sent - got} of {sent} pings lost, flow changes on hva: "
+    if failure is not None:
+        raise AssertionError(f"{failure}; meanwhile {sent - got} of {sent} pings lost, flow changes on hva: "
                              f"{flow_changes(monitor)[:5]}") from None
-    except BaseException:
-        pinger.stop()
-        raise
-    sent, got = pinger.stop()
-    print(f"\n{when}: {act} killed; {sby} active {took_over:.2f} s later, its hold over by {released:.2f} s "
-          f"({hold(new)['message']}); {sent} pings, {got} replies, {sent - got} lost")
+    ended = (f"hold over {released:.2f} s after the kill" if when == "during" else
+             f"hold seen over within {killed - looks.last_seen['syncing']:.3f} s before the kill")
+    print(f"\n{when}: {act} killed; {sby} active {took_over:.2f} s later, {ended} ({hold(new)['message']}); "
+          f"{sent} pings, {got} replies, {sent - got} lost; a1's route missing in {len(routes.missing)} of "
+          f"{routes.looks} looks")
     changes = flow_changes(monitor)
     assert not changes, f"{len(changes)} flow changes on hva across the takeover ({when}): {changes[:5]}"
     pinger.check(sent, got, 300, f"across the takeover {when} {sby}'s start-up hold")
+    assert routes.looks > 10
+    assert not routes.missing, f"a1's route left the reflector or C: {routes.missing[:3]}, {len(routes.missing)} looks"
     name, mac, ip = LATE[when]  # the new active programs what comes next: a VM plugged now
     vm = vms[name] = lab.add_vm(hva, name, mac=mac, vnic_id=name)
     assert dhcp(lab, vm).get("ip") == ip, f"{name}: no DHCP lease from {sby}"
