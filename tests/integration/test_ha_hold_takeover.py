@@ -12,9 +12,10 @@ killed (SIGKILL):
 
 What an operator relies on (docs/ha.md): the standby takes over; no ping is lost; nothing on hva changes (no flow
 added, modified or deleted: ``ovs-ofctl monitor``), so the flows towards C's VM are never removed while the new
-active waits; after the hold the new active announces the pair's routes, is in sync with hva, and programs what
-comes next (a VM plugged afterwards gets DHCP and reaches b1 through C). Each case restarts the killed node first
-when the previous case left it dead, so the two cases alternate which node is active.
+active waits; a1's route never leaves the reflector nor C (graceful restart keeps the dead active's); after the
+hold the new active announces the pair's routes, is in sync with hva, and programs what comes next (a VM plugged
+afterwards gets DHCP and reaches b1 through C). Each case restarts the killed node first when the previous case left
+it dead, so the two cases alternate which node is active.
 """
 
 from __future__ import annotations
