@@ -84,10 +84,10 @@ class Reflector:
 
 class Watcher:
     """Looks, every WATCH_EVERY seconds until stopped, at the reflector's EVPN table and B's received routes, and
-    records each look (its time) where one of A's MACs was missing from either."""
+    records each look (its time) where one of ``macs`` (default: A's VMs') was missing from either."""
 
-    def __init__(self, reflector, b_api):
-        self.reflector, self.b_api = reflector, b_api
+    def __init__(self, reflector, b_api, macs=A_MACS):
+        self.reflector, self.b_api, self.macs = reflector, b_api, set(macs)
         self.looks, self.missing = 0, []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -96,7 +96,7 @@ class Watcher:
     def _run(self):
         while not self._stop.is_set():
             at = time.strftime("%H:%M:%S") + f".{int(time.time() * 1000) % 1000:03d}"
-            gone = {"reflector": A_MACS - self.reflector.evpn_macs(), "B": A_MACS - received_macs(self.b_api)}
+            gone = {"reflector": self.macs - self.reflector.evpn_macs(), "B": self.macs - received_macs(self.b_api)}
             if any(gone.values()):
                 self.missing.append((at, {where: sorted(macs) for where, macs in gone.items() if macs}))
             self.looks += 1
