@@ -243,3 +243,22 @@ def test_the_metadata_agent_refuses_a_fifo_shared_secret_with_exit_2(tmp_path, c
         assert cli.main(["metadata-agent", "--config", str(config)]) == cli.EXIT_USAGE
     err = capsys.readouterr().err
     assert f"shared_secret_file: {fifo} {FIFO} the metadata agent or never end)" in err and "Traceback" not in err
+
+
+def test_sighup_with_an_inline_token_never_opens_a_fifo_at_the_generated_token_file(tmp_path):
+    """The reload's summary says whether the write token came from its file (rest.token_file, else the generated
+    data_dir/rest-token): that file was opened with a plain open, on the event loop, so a FIFO there (with rest.token
+    inline nothing else reads it) held the loop until a writer came. It is read as every token file is."""
+    ctl = Controller(tmp_path, open_reads="never")
+    config, data = tmp_path / "canopy.yaml", tmp_path / "data"
+    Path(resttoken.token_path(str(data))).unlink(missing_ok=True)
+    config.write_text(f"data_dir: {data}\nrest: {{token: {TOKEN}, open_reads: never}}\n")
+    runtime.SETTINGS, runtime.API, level = ctl.settings, ctl.api, logs.current_level()
+    try:
+        with fifo_without_writer(resttoken.token_path(str(data))):
+            done = lifecycle.reload(str(config))
+        assert "REST token unchanged (inline)" in done
+    finally:
+        runtime.SETTINGS = runtime.API = None
+        logs.set_level(level)
+        ctl.close()
