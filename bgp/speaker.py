@@ -350,23 +350,27 @@ class Speaker(SpeakerThread):
             self._backoff = BACKOFF_MIN
         self._record_exit(f"{reason} (pid {proc.pid})")
 
-    def _start_failed(self, error: Exception, what: str = "could not start exabgp: ") -> None:
+    def _start_failed(self, error: Exception, what: str = "could not start exabgp: ", at_once: bool = True) -> None:
         """Starting ExaBGP (or the thread) raised: the reason, one line, is recorded as for an exit and retried with the
-        same back-off. An unexpected error (not an OSError) has its traceback logged the first time that reason occurs."""
+        same back-off. An unexpected error (not an OSError) has its traceback logged the first time that reason occurs.
+        ``at_once``: as ``_record_exit``."""
         unexpected = not isinstance(error, OSError)
         reason = what + one_line(error, named=unexpected)
-        self._record_exit(reason, trace=unexpected and self._traced.first(reason))
+        self._record_exit(reason, trace=unexpected and self._traced.first(reason), at_once=at_once)
 
-    def _record_exit(self, reason: str, trace: bool = False) -> None:
+    def _record_exit(self, reason: str, trace: bool = False, at_once: bool = True) -> None:
         """Why no ExaBGP is up; the next start after the back-off (at once with settings reconfigure() handed over
-        meanwhile: under the lock, so either order of the two starts them at once)."""
+        meanwhile: under the lock, so either order of the two starts them at once). Not at once (``at_once`` False)
+        when what failed was the speaker's thread, which takes them: they stay handed over, and every retry at once
+        was a retry without a back-off (bgp.speakerthread)."""
         with self._lock:
             self._last_error = self._failure = reason
             self._changed = True  # its peers are reported down for this reason (peers())
             reloaded = self._next_config is not None
-            delay = 0.0 if reloaded else self._backoff
+            immediate = reloaded and at_once
+            delay = 0.0 if immediate else self._backoff
             self._next_start = time.monotonic() + delay
-            if not reloaded:
+            if not immediate:
                 self._backoff = min(self._backoff * 2, BACKOFF_MAX)
         self.log.error("BGP speaker: %s; restarting in %.1fs%s", reason, delay,
                        " with the reloaded bgp settings" if reloaded else "", exc_info=trace)

@@ -36,7 +36,8 @@ class SpeakerThread:
         try:
             thread.start()
         except RuntimeError as error:  # no thread to be had (ulimit -u, memory): shown, and retried
-            self._start_failed(error, "could not start the BGP speaker's thread: ")
+            # on the back-off even with SIGHUP's settings handed over: they wait for this thread (Speaker._take_config)
+            self._start_failed(error, "could not start the BGP speaker's thread: ", at_once=False)
             self._retry_later()
 
     def _retry(self) -> None:

@@ -301,8 +301,5 @@ def _read_token_change(running, new) -> str | None:
 
 
 def _token_from_file(settings) -> bool:
-    try:
-        with open(settings.rest_token_file, encoding="utf-8") as fh:
-            return fh.read().strip() == settings.rest_token
-    except OSError:
-        return False
+    # read as every token file is (controller/secretfile.py): on the event loop, a FIFO's open waited for a writer
+    return resttoken.peek(settings.rest_token_file) == settings.rest_token

@@ -49,8 +49,8 @@ def file_problems(settings: Settings) -> list[str]:
     if settings.rest_read_token_file:
         problems += [p for p in [_file_problem(settings, "rest.read_token_file", settings.rest_read_token_file)] if p]
     if not problems:
-        write = settings.rest_token or _peek(settings.rest_token_file)
-        read = settings.rest_read_token or (settings.rest_read_token_file and _peek(settings.rest_read_token_file))
+        write = settings.rest_token or peek(settings.rest_token_file)
+        read = settings.rest_read_token or (settings.rest_read_token_file and peek(settings.rest_read_token_file))
         if read and read == write:
             problems.append(_at(settings, _read_key(settings), SAME))
     return problems
@@ -101,7 +101,7 @@ def _file_problem(settings: Settings, key: str, path: str, may_be_absent: bool =
     return None
 
 
-def _peek(path: str) -> str | None:
+def peek(path: str) -> str | None:
     """The token in ``path``, or None when this user cannot read it (check-settings) or it is absent."""
     try:
         return secretfile.read_token("", path)

@@ -24,9 +24,9 @@ def secret(value):
 
 def password(limit, instead):
     """A checker for a password given inline (bgp.neighbors[].md5_password): one line (``one_line``), then 1 to
-    ``limit`` characters (``filled``)."""
+    ``limit`` characters (``filled``: its error names ``limit``, the line end of a block scalar not counted)."""
     fill = filled(limit, instead)
-    return lambda value: fill(one_line(f.text(value, limit + 1)))
+    return lambda value: fill(one_line(f.text(value, 4096)))
 
 
 def one_line(value: str) -> str:

@@ -1,9 +1,10 @@
-"""Counting the opens of one file, for the tests that a secret file which is a FIFO or a device is refused without
-being opened: Linux's inotify reports every open of the watched inode (``IN_OPEN``, sent by the kernel in the open
-call itself, before it returns), and never a stat. The standard library has no inotify: its three libc calls through
-ctypes. Watch a node of the test's own (a FIFO, or a device node made with mknod): an inode another process opens
-too (the system's /dev/null) would count its opens as well. The unpatched os reads the events: eventlet's (after a
-test, or ``canopy run``, monkey-patched os) waits on its hub for an event instead of saying there is none yet."""
+"""Counting the opens of one file, for the tests that a secret file which is a FIFO is refused without being opened:
+Linux's inotify reports every open of the watched inode (``IN_OPEN``, sent by the kernel in the open call itself,
+before it returns), and never a stat. The standard library has no inotify: its three libc calls through ctypes.
+Watch a node of the test's own (a FIFO): an inode another process opens too (the system's /dev/null) would count its
+opens as well, and a device node of the test's own needs root (mknod), which the unit tests do not have. The
+unpatched os reads the events: eventlet's (after a test, or ``canopy run``, monkey-patched os) waits on its hub for
+an event instead of saying there is none yet."""
 
 import contextlib
 import ctypes

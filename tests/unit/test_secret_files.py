@@ -6,7 +6,6 @@ a CR that is not part of one trailing CRLF, not UTF-8."""
 
 import os
 import socket
-import stat
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -66,26 +65,33 @@ def test_a_directory_and_a_device_are_refused_as_no_regular_file(tmp_path, key, 
                                           f"must be one (reading a character device could block {reader} or never end)")
 
 
-def test_a_fifo_and_a_device_are_refused_without_being_opened(tmp_path):
+def test_a_fifo_and_a_device_are_refused_without_being_opened(tmp_path, monkeypatch):
     """They were opened (without blocking) and refused by fstat: opening a device can do something by itself (a tape
-    rewinds), and opening a FIFO wakes a writer waiting for a reader. stat refuses them first; the kernel's count of
-    opens (inotify) shows none. A node of /dev/null's own (the system's is opened by everyone all the time), reached
-    directly and through a link (stat follows it, as open would)."""
+    rewinds), and opening a FIFO wakes a writer waiting for a reader. stat refuses them first, reached directly and
+    through a link (stat follows it, as open would). A FIFO of the test's own: the kernel's count of its opens
+    (inotify) shows none. A device: the system's /dev/null (a node of the test's own needs root, mknod, and the unit
+    tests need none), which everyone opens all the time, so the opens counted are this process's, by what each
+    reached; a regular file's read shows what both counts see of a reader's open."""
     os.mkfifo(tmp_path / "fifo", 0o600)
-    os.mknod(tmp_path / "null", 0o600 | stat.S_IFCHR, os.stat("/dev/null").st_rdev)
-    os.symlink(tmp_path / "null", tmp_path / "link")
-    device = "is a character device, not a regular file: a secret file must be one (reading a character device"
-    for name, kind in (("fifo", FIFO), ("null", device), ("link", device)):
-        path = str(tmp_path / name)
+    os.symlink(tmp_path / "fifo", tmp_path / "fifo-link")
+    os.symlink("/dev/null", tmp_path / "null-link")
+    real_open, reached = os.open, []
+    monkeypatch.setattr(os, "open", lambda path, *args, **kw: reached.append(os.path.realpath(path))
+                        or real_open(path, *args, **kw))
+    for path in (str(tmp_path / "fifo"), str(tmp_path / "fifo-link")):
         with opens_of(path) as opens, pytest.raises(secretfile.Unusable) as refused:
             secretfile.read_text("ha.secret_file", path)
-        assert str(refused.value).startswith(f"ha.secret_file: {path} {kind}") and opens() == 0, name
+        assert str(refused.value).startswith(f"ha.secret_file: {path} {FIFO}") and opens() == 0, path
+    device = "is a character device, not a regular file: a secret file must be one (reading a character device"
+    for path in ("/dev/null", str(tmp_path / "null-link")):
+        with pytest.raises(secretfile.Unusable) as refused:
+            secretfile.read_text("ha.secret_file", path)
+        assert str(refused.value).startswith(f"ha.secret_file: {path} {device}"), path
+    assert reached == []
     secret = private(tmp_path / "secret", b"a secret\n")
-    with opens_of(secret) as opens:  # what a reader's open does to the count
+    with opens_of(secret) as opens:  # what a reader's open does to either count
         assert secretfile.read_secret("ha.secret_file", secret) == "a secret" and opens() == 1
-    with pytest.raises(secretfile.Unusable) as refused:
-        secretfile.read_text("ha.secret_file", "/dev/null")
-    assert str(refused.value).startswith(f"ha.secret_file: /dev/null {device}")
+    assert reached == [os.path.realpath(secret)]
 
 
 def test_a_fifo_put_at_the_path_after_the_stat_is_refused_by_fstat_without_blocking(tmp_path, monkeypatch):
@@ -248,3 +254,22 @@ def test_the_metadata_agent_refuses_a_fifo_shared_secret_with_exit_2(tmp_path, c
         assert cli.main(["metadata-agent", "--config", str(config)]) == cli.EXIT_USAGE
     err = capsys.readouterr().err
     assert f"shared_secret_file: {fifo} {FIFO} the metadata agent or never end)" in err and "Traceback" not in err
+
+
+def test_sighup_with_an_inline_token_never_opens_a_fifo_at_the_generated_token_file(tmp_path):
+    """The reload's summary says whether the write token came from its file (rest.token_file, else the generated
+    data_dir/rest-token): that file was opened with a plain open, on the event loop, so a FIFO there (with rest.token
+    inline nothing else reads it) held the loop until a writer came. It is read as every token file is."""
+    ctl = Controller(tmp_path, open_reads="never")
+    config, data = tmp_path / "canopy.yaml", tmp_path / "data"
+    Path(resttoken.token_path(str(data))).unlink(missing_ok=True)
+    config.write_text(f"data_dir: {data}\nrest: {{token: {TOKEN}, open_reads: never}}\n")
+    runtime.SETTINGS, runtime.API, level = ctl.settings, ctl.api, logs.current_level()
+    try:
+        with fifo_without_writer(resttoken.token_path(str(data))):
+            done = lifecycle.reload(str(config))
+        assert "REST token unchanged (inline)" in done
+    finally:
+        runtime.SETTINGS = runtime.API = None
+        logs.set_level(level)
+        ctl.close()

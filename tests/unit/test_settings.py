@@ -387,3 +387,13 @@ def test_an_inline_secret_over_more_than_one_line_is_refused_naming_the_key_and_
     with pytest.raises(settings_mod.SettingsError) as info:
         load(tmp_path, NEIGHBOR + value.format(i="        "))
     assert f"canopy.yaml:6: bgp.neighbors[0].md5_password: {why}" in str(info.value)
+
+
+def test_an_md5_password_too_long_is_refused_naming_its_limit(tmp_path):
+    """The limit is 80 characters, a block scalar's line end not counted: a longer password was refused as "must be at
+    most 81 characters" (the limit of the text before that line end was dropped)."""
+    assert load(tmp_path, f"{NEIGHBOR}|\n        {'p' * 80}\n").bgp.neighbors[0].md5_password == "p" * 80
+    for length in (81, 82, 200):
+        with pytest.raises(settings_mod.SettingsError) as info:
+            load(tmp_path, NEIGHBOR + "p" * length + "\n")
+        assert "canopy.yaml:6: bgp.neighbors[0].md5_password: must be at most 80 characters" in str(info.value)

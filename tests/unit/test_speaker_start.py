@@ -428,3 +428,39 @@ def test_a_timer_that_cannot_start_is_logged_once_and_asking_the_speaker_still_r
     speaker.status()
     assert speaker._thread.ident is not None
     speaker.stop()
+
+
+def test_a_sighup_while_the_thread_cannot_start_keeps_the_back_off(tmp_path, clock, monkeypatch):
+    """SIGHUP's settings handed over (``reconfigure``) while the speaker's thread could not start: its every failure
+    was then a restart "at once" (the settings wait for that thread, so they stayed handed over), and its timer fired
+    at once again and again: a retry without a back-off (a loop of starts and error lines), or, its timer firing
+    while the failed retry still held the retry lock, no timer left at all. reconfigure tries at once; each failure
+    after it waits on the back-off, which starts over; the settings stay handed over for the thread that starts."""
+    monkeypatch.setattr(bgp.speakerthread, "threading", types.SimpleNamespace(Thread=HeldThread, Lock=threading.Lock,
+                                                                              Timer=HeldTimer))
+    monkeypatch.setattr(bgp.speakerthread, "time", bgp.speaker.time)
+    monkeypatch.setattr(HeldTimer, "made", [])
+    monkeypatch.setattr(HeldThread, "attempts", [])
+    monkeypatch.setattr(HeldThread, "failing", True)
+    speaker = Speaker(SpeakerConfig(asn=65000, router_id="10.0.0.1", neighbors=(), workdir=str(tmp_path)))
+    speaker.start()
+    for _ in range(3):
+        clock[0] += HeldTimer.made[-1].interval
+        HeldTimer.made[-1].function()
+    assert len(HeldThread.attempts) == 4 and HeldTimer.made[-1].interval == 4.0
+    reloaded = dataclasses.replace(speaker.config, asn=65001)
+    assert speaker.reconfigure(reloaded)
+    assert len(HeldThread.attempts) == 5  # at once
+    delays = []
+    for _ in range(3):
+        timer = HeldTimer.made[-1]
+        delays.append(timer.interval)
+        clock[0] += timer.interval
+        timer.function()
+    assert delays == [0.5, 1.0, 2.0] and len(HeldThread.attempts) == 8
+    assert speaker.status()["restart_in"] == 4.0 and speaker._next_config is reloaded
+    HeldThread.failing = False
+    clock[0] += 4.0
+    HeldTimer.made[-1].function()
+    assert speaker._thread.ident is not None and speaker._next_config is reloaded  # the thread takes them
+    speaker.stop()
