@@ -33,13 +33,13 @@ from typing import Callable
 
 import yaml
 
-from tests.harness import netns, process
+from tests.harness import neighbour_table, netns, process
 from tests.harness.controller import ControllerProcess, deep_merge, default_settings
 from tests.harness.hosts import BR_INT, BR_PHY, ControllerHost, Hypervisor, PortGroup, Vm
 from tests.harness.http import RestClient
 from tests.harness.ovs import OvsInstance
 from tests.harness.process import Child
-from tests.harness.runrecord import RunRecord, sweep_stale
+from tests.harness.runrecord import RunRecord, live_run_ids, sweep_stale
 from tests.harness.vports import FLAVOURS
 from tests.harness.vtep import AccessSwitch, BareMetal, HardwareVtep, VtepOvs, vtep_unavailable
 from tests.harness.wait import wait_until
@@ -104,6 +104,7 @@ class Lab:
             self._step("remove workdir", shutil.rmtree, self.workdir)
         if self.record is not None:
             self._step("remove run record", self.record.remove)
+        neighbour_table.give_back(live_run_ids)  # the last lab on the machine to close (never raises)
 
     @staticmethod
     def _step(what: str, action: Callable, *args) -> None:
@@ -167,10 +168,10 @@ class Lab:
         if name in self._host_names:
             raise ValueError(f"host name {name!r} already used in this lab")
         self._host_names.add(name)
-        # room in the neighbour table the kernel shares between namespaces (netns.neighbour_room): a hypervisor's
-        # kernel keeps an entry for every other host that asks for its VTEP address, twice (it answers on br-phy and
-        # on ul0, a kernel interface too), and the management network one per host at each end
-        netns.neighbour_room(2 * len(self._host_names) ** 2)
+        # room in the neighbour table the kernel shares between namespaces (tests.harness.neighbour_table): a
+        # hypervisor's kernel keeps an entry for every other host that asks for its VTEP address, twice (it answers on
+        # br-phy and on ul0, a kernel interface too), and the management network one per host at each end
+        neighbour_table.room(2 * len(self._host_names) ** 2)
         return self._new_namespace(name), next(self._host_numbers)
 
     def _join_fabric(self, ns: str, name: str, bridge: str, ifname: str) -> None:
