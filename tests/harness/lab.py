@@ -169,8 +169,8 @@ class Lab:
             raise ValueError(f"host name {name!r} already used in this lab")
         self._host_names.add(name)
         # room in the neighbour table the kernel shares between namespaces (tests.harness.neighbour_table): a
-        # hypervisor's kernel keeps an entry for every other host that asks for its VTEP address, twice (it answers on
-        # br-phy and on ul0, a kernel interface too), and the management network one per host at each end
+        # hypervisor's kernel keeps an entry for every other host that asks for its VTEP address, and hosts on the
+        # management network one for each other they talk to: at most one per pair of hosts on each network
         neighbour_table.room(2 * len(self._host_names) ** 2)
         return self._new_namespace(name), next(self._host_numbers)
 
@@ -199,6 +199,9 @@ class Lab:
         self._join_fabric(ns, name, "ul", "ul0")
         ovs.add_bridge(BR_PHY, "fail_mode=standalone")
         ovs.vsctl("add-port", BR_PHY, "ul0")
+        # ul0 is the hypervisor's uplink: only Open vSwitch answers ARP through it (for br-phy's address), as on a
+        # hypervisor whose NIC is OVS's (DPDK) and not also a kernel interface (docs/vrs.md, "two answers")
+        netns.sysctl(ns, "net.ipv4.conf.ul0.arp_ignore", "8")
         netns.add_address(ns, BR_PHY, f"{tunnel_ip}/{UNDERLAY_NET.prefixlen}")
         return tunnel_ip
 

@@ -150,3 +150,8 @@ def disable_tx_checksum(ns: str, ifname: str) -> None:
             fcntl.ioctl(sock.fileno(), SIOCETHTOOL, ifreq)
 
     call_in(ns, ioctl)
+
+
+def sysctl(ns: str, key: str, value: str) -> None:
+    """Set the network sysctl ``key`` (``net.ipv4.conf.<ifname>.<name>``) to ``value`` in namespace ``ns`` only."""
+    run(["sysctl", "-q", "-w", f"{key}={value}"], ns=ns)
