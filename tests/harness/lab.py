@@ -104,7 +104,8 @@ class Lab:
             self._step("remove workdir", shutil.rmtree, self.workdir)
         if self.record is not None:
             self._step("remove run record", self.record.remove)
-        neighbour_table.give_back(live_run_ids)  # the last lab on the machine to close (never raises)
+        # after the record: this lab is not one of the live runs that keep the neighbour table raised
+        self._step("give the neighbour table back", neighbour_table.give_back, live_run_ids)
 
     @staticmethod
     def _step(what: str, action: Callable, *args) -> None:
