@@ -99,7 +99,7 @@ def loop_thread(pid: int) -> tuple[float, float]:
 def neighbour_table_fulls(path: str = "/proc/net/stat/arp_cache") -> int:
     """How often since boot the kernel's IPv4 neighbour table, shared by every namespace, was too full for a new
     entry (``table_fulls``, summed over the per-CPU rows of ``path``, in hex): each time an ARP request for a lab
-    host's own address went unanswered (tests.harness.netns.neighbour_room)."""
+    host's own address went unanswered (tests.harness.neighbour_table)."""
     head, *rows = open(path).read().split("\n")
     column = head.split().index("table_fulls")
     return sum(int(row.split()[column], 16) for row in rows if row.strip())

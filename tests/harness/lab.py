@@ -33,13 +33,13 @@ from typing import Callable
 
 import yaml
 
-from tests.harness import netns, process
+from tests.harness import neighbour_table, netns, process
 from tests.harness.controller import ControllerProcess, deep_merge, default_settings
 from tests.harness.hosts import BR_INT, BR_PHY, ControllerHost, Hypervisor, PortGroup, Vm
 from tests.harness.http import RestClient
 from tests.harness.ovs import OvsInstance
 from tests.harness.process import Child
-from tests.harness.runrecord import RunRecord, sweep_stale
+from tests.harness.runrecord import RunRecord, live_run_ids, sweep_stale
 from tests.harness.vports import FLAVOURS
 from tests.harness.vtep import AccessSwitch, BareMetal, HardwareVtep, VtepOvs, vtep_unavailable
 from tests.harness.wait import wait_until
@@ -104,6 +104,8 @@ class Lab:
             self._step("remove workdir", shutil.rmtree, self.workdir)
         if self.record is not None:
             self._step("remove run record", self.record.remove)
+        # after the record: this lab is not one of the live runs that keep the neighbour table raised
+        self._step("give the neighbour table back", neighbour_table.give_back, live_run_ids)
 
     @staticmethod
     def _step(what: str, action: Callable, *args) -> None:
@@ -167,10 +169,10 @@ class Lab:
         if name in self._host_names:
             raise ValueError(f"host name {name!r} already used in this lab")
         self._host_names.add(name)
-        # room in the neighbour table the kernel shares between namespaces (netns.neighbour_room): a hypervisor's
-        # kernel keeps an entry for every other host that asks for its VTEP address, twice (it answers on br-phy and
-        # on ul0, a kernel interface too), and the management network one per host at each end
-        netns.neighbour_room(2 * len(self._host_names) ** 2)
+        # room in the neighbour table the kernel shares between namespaces (tests.harness.neighbour_table): a
+        # hypervisor's kernel keeps an entry for every other host that asks for its VTEP address, and hosts on the
+        # management network one for each other they talk to: at most one per pair of hosts on each network
+        neighbour_table.room(2 * len(self._host_names) ** 2)
         return self._new_namespace(name), next(self._host_numbers)
 
     def _join_fabric(self, ns: str, name: str, bridge: str, ifname: str) -> None:
@@ -198,6 +200,9 @@ class Lab:
         self._join_fabric(ns, name, "ul", "ul0")
         ovs.add_bridge(BR_PHY, "fail_mode=standalone")
         ovs.vsctl("add-port", BR_PHY, "ul0")
+        # ul0 is the hypervisor's uplink: only Open vSwitch answers ARP through it (for br-phy's address), as on a
+        # hypervisor whose NIC is OVS's (DPDK) and not also a kernel interface (docs/vrs.md, "two answers")
+        netns.sysctl(ns, "net.ipv4.conf.ul0.arp_ignore", "8")
         netns.add_address(ns, BR_PHY, f"{tunnel_ip}/{UNDERLAY_NET.prefixlen}")
         return tunnel_ip
 

@@ -1,16 +1,14 @@
 """Network namespaces, veth pairs and commands run inside them.
 
 Nothing here touches the root namespace's network configuration: every ``ip`` command is scoped
-with ``ip -n <ns>`` and veth pairs are created with both ends placed directly in namespaces. The one
-machine-wide setting changed is the IPv4 neighbour table's size (``neighbour_room``), which every
-namespace shares; it is only ever raised.
+with ``ip -n <ns>`` and veth pairs are created with both ends placed directly in namespaces. (The
+IPv4 neighbour table's size, which every namespace shares, is tests.harness.neighbour_table's.)
 """
 
 from __future__ import annotations
 
 import ctypes
 import fcntl
-import logging
 import re
 import socket
 import struct
@@ -22,7 +20,6 @@ from typing import Callable, TypeVar
 from tests.harness.process import netns_argv
 
 NETNS_DIR = Path("/run/netns")
-NEIGH_SYSCTL = Path("/proc/sys/net/ipv4/neigh/default")
 CLONE_NEWNET = 0x40000000
 SIOCETHTOOL = 0x8946
 ETHTOOL_STXCSUM = 0x17  # set TX checksum offload; data 0 = off
@@ -30,8 +27,6 @@ IFNAMSIZ = 15
 _IFNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _libc = ctypes.CDLL(None, use_errno=True)
 T = TypeVar("T")
-log = logging.getLogger(__name__)
-_unraised: set[Path] = set()  # neighbour_room's tables that could not be raised (warned once each)
 
 
 class CommandError(RuntimeError):
@@ -157,27 +152,6 @@ def disable_tx_checksum(ns: str, ifname: str) -> None:
     call_in(ns, ioctl)
 
 
-def neighbour_room(entries: int, sysctl: Path = NEIGH_SYSCTL) -> None:
-    """Let the kernel's IPv4 neighbour table hold ``entries`` more than a machine's default (1,024), never lowering it.
-
-    The table's limits (``gc_thresh3``: no entry beyond it; ``gc_thresh2``: above it, entries idle for 5 s are
-    evicted) are the kernel's, shared by every namespace, where each real host has a table of its own. A full table
-    makes the kernel ignore an ARP request for its own address (it answers only once it holds an entry for the
-    asker): 50 lab hypervisors resolving each other's VTEP over the flat underlay need 2,450 entries, twice over
-    (each kernel answers on br-phy and on ul0), and a cold start of tests/benchmarks/vrs_scale.py left hundreds of
-    tunnel neighbours unresolved (``table_fulls`` in /proc/net/stat/arp_cache). Written only where larger than now:
-    other labs on the machine may need more. Where it cannot be written (a read-only /proc/sys), a warning says so
-    (once per process) and the lab goes on with the table it has."""
-    hard = 1024 + entries
-    for name, value in (("gc_thresh3", hard), ("gc_thresh2", hard // 2)):
-        path = sysctl / name
-        try:
-            if int(path.read_text()) < value:
-                path.write_text(f"{value}\n")
-        except (OSError, ValueError) as exc:
-            if sysctl in _unraised:
-                return
-            _unraised.add(sysctl)
-            log.warning("the kernel's neighbour table stays as it is (%s not raised to %d: %s): a large lab's "
-                        "ARP may go unanswered", path, value, exc)
-            return
+def sysctl(ns: str, key: str, value: str) -> None:
+    """Set the network sysctl ``key`` (``net.ipv4.conf.<ifname>.<name>``) to ``value`` in namespace ``ns`` only."""
+    run(["sysctl", "-q", "-w", f"{key}={value}"], ns=ns)

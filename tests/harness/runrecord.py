@@ -86,9 +86,8 @@ def sweep_stale() -> list[str]:
     """Clean up after dead runs; return a description of each thing removed."""
     removed: list[str] = []
     live_ids: set[str] = set()
-    for path in sorted(RECORD_DIR.glob("*.json")) if RECORD_DIR.is_dir() else []:
-        data = _load(path)
-        if data is not None and is_running(*data["owner"]):
+    for path, data, live in _runs(RECORD_DIR):
+        if live:
             live_ids.add(path.stem)
             continue
         removed += _clean_dead_run(path, data)
@@ -98,6 +97,18 @@ def sweep_stale() -> list[str]:
             _quietly(netns.delete, name)
             removed.append(f"namespace {name}")
     return removed
+
+
+def live_run_ids(directory: Path = RECORD_DIR) -> set[str]:
+    """The ids of the runs on this machine whose owner is alive (this process's open labs included)."""
+    return {path.stem for path, _, live in _runs(directory) if live}
+
+
+def _runs(directory: Path):
+    """(record path, its data or None if unreadable, whether its owner is alive) for every run record."""
+    for path in sorted(directory.glob("*.json")) if directory.is_dir() else []:
+        data = _load(path)
+        yield path, data, data is not None and is_running(*data["owner"])
 
 
 def _load(path: Path) -> dict | None:

@@ -7,6 +7,7 @@ OpenFlow and OVSDB connections and answers REST requests with what it saw.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -91,6 +92,17 @@ def test_hypervisors_come_up_and_reach_each_other_over_the_underlay(lab):
         assert hv.datapath_id() > 0
     assert hv1.datapath_id() != hv2.datapath_id()
     assert hv1.ping(hv2.vtep_ip) and hv2.ping(hv1.vtep_ip)
+
+
+def test_a_vtep_address_is_answered_for_by_br_phy_only_as_on_a_hypervisor_whose_uplink_is_ovs_s(lab):
+    """ul0, br-phy's uplink, is also a kernel interface in the lab: unless told not to, the kernel answered each ARP
+    request for the VTEP address on it too, with ul0's MAC, and kept an entry for the asker there (docs/vrs.md)."""
+    hv1, hv2 = lab.add_hypervisor("hv1"), lab.add_hypervisor("hv2")
+    assert hv1.ping(hv2.vtep_ip)
+    [link] = json.loads(netns.ip(hv2.ns, "-j", "link", "show", "br-phy"))
+    entries = json.loads(netns.ip(hv1.ns, "-j", "neigh", "show", hv2.vtep_ip))
+    assert [(e["dev"], e.get("lladdr")) for e in entries] == [("br-phy", link["address"])]
+    assert netns.ip(hv2.ns, "neigh", "show", "dev", "ul0") == ""
 
 
 def test_controller_host_reaches_hypervisors_and_they_connect_to_it(lab, monkeypatch):
