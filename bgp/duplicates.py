@@ -102,8 +102,12 @@ class DuplicateMacs:
         return [self.flagged.pop(key) for key in sorted(keys)]
 
     def replace(self, rows: list[dict]) -> None:
-        """Hold exactly these flags (rows as ``rows()`` gives them: the HA active's, or those kept on disk)."""
-        self.flagged = {(row["subnet_id"], row["mac"]): dict(row) for row in rows}
+        """Hold exactly these flags (rows as ``rows()`` gives them: the HA active's, or those kept on disk); the same
+        flags again (the active's sent anew on each connection of the HA link) are no change."""
+        flagged = {(row["subnet_id"], row["mac"]): dict(row) for row in rows}
+        if flagged == self.flagged:
+            return
+        self.flagged = flagged
         for key in self.flagged:
             self.moves.pop(key, None)
         self.version += 1
