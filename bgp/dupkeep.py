@@ -83,6 +83,8 @@ class DuplicateKeeper:
         """Every message from the HA peer (controller.ha.Pair.listeners): an active offers its flags on each
         heartbeat (sent once per change and connection); a standby takes the active's."""
         kind = msg.get("t")
+        if role != "active":
+            self._sent = None  # this node sends its flags anew once it is the active again, whatever it sent before
         if role == "active" and kind in ("hb", "hello"):
             self._offer()
         elif role != "active" and kind == MESSAGE:

@@ -108,6 +108,25 @@ def test_a_flag_older_than_recovery_is_cleared_at_a_pass_a_timer_wakes_and_the_m
     assert fed.later.asked[-1][0] == 600  # armed again for the new flag
 
 
+def test_a_clock_set_back_delays_a_recovery_by_recovery_at_most(tmp_path, caplog):
+    """Wall-clock ages (they go on across a restart): a clock set back leaves a flag set in the future; its age then
+    counts from the pass that sees it (was: the recovery came as much later as the clock went back, years for a
+    clock corrected by years)."""
+    now = [1000.0]
+    fed = federation(tmp_path / "a", now, recovery=600)
+    for host in ("hv1", "hv2", "hv1"):
+        at(fed, host)
+    now[0] = 1000.0 - 86400 * 365  # set back a year
+    with caplog.at_level(logging.WARNING, logger="canopy.bgp"):
+        at(fed, "hv1")
+    assert flagged(fed) and "1 duplicate MAC flag(s) set later than this host's clock" in caplog.text
+    assert fed.later.asked[-1][0] == 600
+    assert json.loads((tmp_path / "a" / FILE_NAME).read_text())["flags"][0]["since"] == now[0]  # written, sent
+    now[0] += 600
+    at(fed, "hv1")
+    assert not flagged(fed) and announced(fed)
+
+
 def test_without_recovery_a_flag_is_permanent_until_cleared(tmp_path, caplog):
     now = [1000.0]
     fed = federation(tmp_path / "a", now)
@@ -397,6 +416,32 @@ def test_the_pair_hands_the_peers_messages_to_the_flags_keeper(tmp_path):
         assert len(sent) == 1  # sent once per change and connection
     finally:
         store.close()
+
+
+def test_a_node_active_again_sends_its_flags_again(tmp_path):
+    """Active, then standby (given the other's flags, the same as its own), then active again on the same link
+    connection: it sends its flags anew (the other may have changed its own meanwhile and not sent them)."""
+    fed = federation(tmp_path / "a", [1000.0])
+    for host in ("hv1", "hv2", "hv1"):
+        at(fed, host)
+    sent = []
+
+    class Link:
+        out_epoch = 1
+
+        def send(self, msg):
+            sent.append(msg)
+            return True
+
+    fed.keeper.link = Link()
+    fed.keeper.on_peer_message({"t": "hb"}, "active")
+    fed.keeper.on_peer_message({"t": MESSAGE, "flags": fed.mobility.duplicates.rows()}, "standby")
+    fed.originating = False
+    at(fed, "hv1")
+    fed.originating = True
+    at(fed, "hv1")
+    fed.keeper.on_peer_message({"t": "hb"}, "active")
+    assert len(sent) == 2 and sent[0] == sent[1] and flagged(fed)
 
 
 def test_a_standby_refuses_the_delete_the_active_replicates_it(tmp_path):
