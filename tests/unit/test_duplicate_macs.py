@@ -193,6 +193,19 @@ def test_flags_survive_a_restart_and_their_age_goes_on(tmp_path, caplog):
     assert not flagged(federation(tmp_path / "a", now, fed.state))  # the clearing was written too
 
 
+def test_passes_that_change_no_flag_write_no_file(tmp_path):
+    """The file is written after a pass that changed a flag, never on every pass: a flagged MAC still flapping (a
+    peer winning it and losing it again, or a loop) moves in each pass, and nothing is written."""
+    fed = federation(tmp_path / "a", [1000.0], recovery=600)
+    for host in ("hv1", "hv2", "hv1"):
+        at(fed, host)
+    path = tmp_path / "a" / FILE_NAME
+    path.unlink()
+    for host in ("hv2", "hv1") * 50:
+        at(fed, host)
+    assert flagged(fed) and not path.exists()
+
+
 def test_a_flag_cleared_by_rest_stays_cleared_after_a_restart(tmp_path):
     now = [1000.0]
     fed = federation(tmp_path / "a", now)
