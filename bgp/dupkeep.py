@@ -13,10 +13,11 @@ replaces them all). DESIGN.md keeps config and runtime state apart. So:
   that changed them, and reads them back at start. A file that cannot be read or parsed is logged and ignored (the
   MACs are detected anew), never a failed start.
 - **HA**: the active sends its flags to the standby over the HA link (``{"t": "duplicate_macs", "flags": [...]}``)
-  whenever they changed and again on each new link connection (the peer's heartbeats tell it whether the last one
-  went out on the current connection); the standby holds exactly those (its own detection runs too, between two
-  messages) and writes them to its own file (when they differ). A takeover so keeps the active's flags, and a DELETE
-  /v1/bgp/duplicate-macs on the active clears both (a standby refuses the write, as any other).
+  whenever they changed, again on each new link connection (the peer's heartbeats tell it whether the last one
+  went out on the current connection) and once it is the active again; the standby holds exactly those (its own
+  detection runs too, between two messages) and writes them to its own file (when they differ). A takeover so keeps
+  the active's flags, and a DELETE /v1/bgp/duplicate-macs on the active clears both (a standby refuses the write, as
+  any other).
 - **Bounded**: at most ``KEPT`` flags are written and sent, the oldest first (a flood of new flags never pushes out
   those set before it); the rest stay in memory (not announced) and are counted (``not_kept``, logged); rows read or
   received that are malformed are dropped and counted (``dropped``); a message without a list of flags is dropped
