@@ -13,13 +13,15 @@ replaces them all). DESIGN.md keeps config and runtime state apart. So:
   that changed them, and reads them back at start. A file that cannot be read or parsed is logged and ignored (the
   MACs are detected anew), never a failed start.
 - **HA**: the active sends its flags to the standby over the HA link (``{"t": "duplicate_macs", "flags": [...]}``)
-  whenever they changed and again on each new link connection (the peer's heartbeats tell it whether the last one
-  went out on the current connection); the standby holds exactly those (its own detection runs too, between two
-  messages) and writes them to its own file. A takeover so keeps the active's flags, and a DELETE
-  /v1/bgp/duplicate-macs on the active clears both (a standby refuses the write, as any other).
+  whenever they changed, again on each new link connection (the peer's heartbeats tell it whether the last one
+  went out on the current connection) and once it is the active again; the standby holds exactly those (its own
+  detection runs too, between two messages) and writes them to its own file (when they differ). A takeover so keeps
+  the active's flags, and a DELETE /v1/bgp/duplicate-macs on the active clears both (a standby refuses the write, as
+  any other).
 - **Bounded**: at most ``KEPT`` flags are written and sent, the oldest first (a flood of new flags never pushes out
   those set before it); the rest stay in memory (not announced) and are counted (``not_kept``, logged); rows read or
-  received that are malformed are dropped and counted (``dropped``).
+  received that are malformed are dropped and counted (``dropped``); a message without a list of flags is dropped
+  whole (the standby's kept).
 """
 
 from __future__ import annotations
@@ -82,11 +84,15 @@ class DuplicateKeeper:
         """Every message from the HA peer (controller.ha.Pair.listeners): an active offers its flags on each
         heartbeat (sent once per change and connection); a standby takes the active's."""
         kind = msg.get("t")
+        if role != "active":
+            self._sent = None  # this node sends its flags anew once it is the active again, whatever it sent before
         if role == "active" and kind in ("hb", "hello"):
             self._offer()
         elif role != "active" and kind == MESSAGE:
-            self._incoming = (self._valid(msg.get("flags"), "the HA active"), self.duplicates.version)
-            self.wake()
+            rows = self._valid(msg.get("flags"), "the HA active")
+            if rows is not None:  # not a list: no word on the flags; those held stay
+                self._incoming = (rows, self.duplicates.version)
+                self.wake()
 
     def _offer(self) -> None:
         link = self.link
@@ -110,9 +116,11 @@ class DuplicateKeeper:
         if self.path is None:
             return
         part = self.path + ".part"
+        # dumps: C's encoder, a few calls; json.dump's to a file is Python's, ~170 calls a row (on the event loop)
+        text = json.dumps({"flags": rows}, separators=(",", ":"))
         try:
             with open(part, "w", encoding="utf-8") as fh:
-                json.dump({"flags": rows}, fh, separators=(",", ":"))
+                fh.write(text)
             os.replace(part, self.path)
         except OSError as exc:
             with contextlib.suppress(OSError):
@@ -128,19 +136,22 @@ class DuplicateKeeper:
                 data = json.loads(fh.read(MAX_FILE + 1)[:MAX_FILE])
         except FileNotFoundError:
             return
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:  # RecursionError: JSON nested too deep
             log.warning("duplicate MAC flags in %s not read (ignored: the MACs are detected anew): %s", self.path, exc)
             return
-        rows = self._valid(data.get("flags") if isinstance(data, dict) else None, self.path)
+        rows = self._valid(data.get("flags") if isinstance(data, dict) else None, self.path) or []
         self.duplicates.replace(rows)
         self._written = self.duplicates.version
         if rows:
             log.info("%d duplicate MAC flag(s) read from %s: still not announced", len(rows), self.path)
 
-    def _valid(self, rows, where: str) -> list[dict]:
-        """The well-formed rows of ``rows`` (at most KEPT), normalised; the others dropped, counted and logged."""
+    def _valid(self, rows, where: str) -> list[dict] | None:
+        """The well-formed rows of ``rows`` (at most KEPT), normalised; the others dropped, counted and logged. None
+        if ``rows`` is not a list (counted as one row dropped)."""
         if not isinstance(rows, list):
-            rows = [rows]
+            self.dropped += 1
+            log.warning("duplicate MAC flags from %s dropped: not a list of flags", where)
+            return None
         out = [row for row in map(_row, rows[:KEPT]) if row is not None]
         bad = len(rows) - len(out)
         if bad:
@@ -154,7 +165,7 @@ def _row(row) -> dict | None:
     try:
         subnet_id, mac, how = row["subnet_id"], fields.mac(row["mac"]), row["last_move"]
         since, took, window = (float(row[k]) for k in ("since", "took", "window"))
-    except (TypeError, KeyError, ValueError, fields.Invalid):
+    except (TypeError, KeyError, ValueError, OverflowError, fields.Invalid):  # OverflowError: an int beyond a float
         return None
     if not (isinstance(subnet_id, str) and 0 < len(subnet_id) <= 255 and isinstance(how, str) and len(how) <= 255
             and all(map(math.isfinite, (since, took, window)))):

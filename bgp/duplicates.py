@@ -76,7 +76,21 @@ class DuplicateMacs:
         for key in [k for k, times in self.moves.items() if now - times[-1] > self.window]:
             del self.moves[key]
         if self.recovery is not None and self.flagged:
-            self._recover(self.wall() - self.recovery)
+            wall = self.wall()
+            self._restamp(wall)
+            self._recover(wall - self.recovery)
+
+    def _restamp(self, wall: float) -> None:
+        """A flag set later than ``wall`` (this host's clock set back since, or the HA active's clock ahead of ours)
+        counts its age from now: it clears ``recovery`` seconds later at the latest, not as much later as the clock
+        went back (a clock corrected by years would make every flag permanent)."""
+        ahead = [row for row in self.flagged.values() if row["since"] > wall]
+        for row in ahead:
+            row["since"] = round(wall, 3)
+        if ahead:
+            self.version += 1
+            warn_limited(log, ("duplicate MAC clock",), "%d duplicate MAC flag(s) set later than this host's clock "
+                         "(set back since?): their age counted from now", len(ahead))
 
     def _recover(self, before: float) -> None:
         """Clear the flags set before ``before`` (epoch seconds): their MACs are announced and counted anew."""
@@ -102,8 +116,12 @@ class DuplicateMacs:
         return [self.flagged.pop(key) for key in sorted(keys)]
 
     def replace(self, rows: list[dict]) -> None:
-        """Hold exactly these flags (rows as ``rows()`` gives them: the HA active's, or those kept on disk)."""
-        self.flagged = {(row["subnet_id"], row["mac"]): dict(row) for row in rows}
+        """Hold exactly these flags (rows as ``rows()`` gives them: the HA active's, or those kept on disk); the same
+        flags again (the active's sent anew on each connection of the HA link) are no change."""
+        flagged = {(row["subnet_id"], row["mac"]): dict(row) for row in rows}
+        if flagged == self.flagged:
+            return
+        self.flagged = flagged
         for key in self.flagged:
             self.moves.pop(key, None)
         self.version += 1
