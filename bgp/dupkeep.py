@@ -31,6 +31,7 @@ import json
 import logging
 import math
 import os
+import stat
 
 from controller import fields
 from controller.loglimit import warn_limited
@@ -132,8 +133,7 @@ class DuplicateKeeper:
         if self.path is None:
             return
         try:
-            with open(self.path, "rb") as fh:
-                data = json.loads(fh.read(MAX_FILE + 1)[:MAX_FILE])
+            data = json.loads(_read_regular(self.path, MAX_FILE))
         except FileNotFoundError:
             return
         except (OSError, ValueError, RecursionError) as exc:  # RecursionError: JSON nested too deep
@@ -171,3 +171,19 @@ def _row(row) -> dict | None:
             and all(map(math.isfinite, (since, took, window)))):
         return None
     return {"subnet_id": subnet_id, "mac": mac, "took": took, "last_move": how, "window": window, "since": since}
+
+
+def _read_regular(path: str, limit: int) -> bytes:
+    """Up to ``limit`` bytes of the regular file at ``path``. Never opens a FIFO, a device or a socket put there (stat
+    first), and never waits on one put there between that stat and the open (non-blocking open, then fstat): a FIFO
+    at the path would otherwise hold the controller's start until a writer came."""
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise OSError(f"{path} is not a regular file")
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{path} is not a regular file")
+        with os.fdopen(os.dup(fd), "rb") as fh:
+            return fh.read(limit + 1)[:limit]
+    finally:
+        os.close(fd)

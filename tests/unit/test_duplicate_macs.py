@@ -18,6 +18,7 @@ from bgp.federation import Federation
 from controller import lifecycle, loglimit, resttoken, runtime
 from controller import settings as settings_mod
 from controller.yamldoc import Doc
+from tests.unit.fifo import fifo_without_writer
 from tests.unit.replication_pair import free_port, link, wait_for
 from tests.unit.test_evpn import place, setup_view
 from tests.unit.test_evpn_early_withdraw import BookedSpeaker
@@ -520,3 +521,17 @@ def test_sighup_applies_duplicate_mac_and_leaves_the_rest_of_bgp_for_a_restart_w
     [line] = [r.getMessage() for r in caplog.records if "SIGHUP: bgp changed" in r.getMessage()]
     assert "(bgp.api_timeout changed); not applied" in line
     assert runtime.SETTINGS.bgp.api_timeout == 5 and runtime.SETTINGS.bgp.duplicate_mac.enabled is False
+
+
+def test_a_fifo_at_the_flags_file_is_ignored_without_waiting_for_a_writer(tmp_path, caplog):
+    """A FIFO put where the flags file goes held the controller's start until a writer came (review32d): the file
+    is read only if it is a regular file, opened without waiting. A reader that blocks is released by the test
+    (tests/unit/fifo.py) and the test fails."""
+    (tmp_path / "a").mkdir()
+    now = [1000.0]
+    with caplog.at_level(logging.WARNING, logger="canopy.bgp"):
+        with fifo_without_writer(tmp_path / "a" / FILE_NAME):
+            fed = federation(tmp_path / "a", now)
+    assert not fed.mobility.duplicates.flagged and "not a regular file" in caplog.text
+    at(fed, "hv1")
+    assert announced(fed)
