@@ -3,8 +3,8 @@
 Handlers here only translate events into State changes or hand replies to their switch's reconciler
 (STYLE.md rule 1). State changes wake one green thread that refreshes the desired flows (the
 programmer: derive, recompile what changed) and hands each changed switch its new desired state; the
-switch's reconciler sends only the difference. After a start, nothing is handed to any switch, VTEP or
-BGP peer until the start-up hold ends (controller/startup_hold.py: the switches connected before have
+switch's reconciler sends only the difference. After a start, nothing is handed to any switch or VTEP
+(BGP peers: controller/routepass.py) until the start-up hold ends (controller/startup_hold.py: the switches connected before have
 reported, or they stopped coming back: restart.hold_time, restart.hold_max). The store, State, the policy
 service, the REST API and the OVSDB manager listener are built once, from the Settings that ``canopy run``
 parked in controller.runtime.
