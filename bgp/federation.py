@@ -194,7 +194,7 @@ class Federation:
             return ImportResult(RemoteTable(), 0, 0)
         return ImportResult(importer.table(), importer.imported, importer.ignored)
 
-    def publish(self, view) -> None:
+    def publish(self, view, complete: bool = True) -> None:
         """Announce what this View originates, and withdraw what it no longer does.
 
         Paced (10,000 routes: 0.4 s of CPU the first time, more on a loaded machine): MAC mobility, originate and
@@ -206,7 +206,8 @@ class Federation:
 
         The first publish (after the start-up hold, the HA role decided) hands over every route announced after
         this start: the speaker sends each peer End-of-RIB once ExaBGP holds them (graceful restart, RFC 4724,
-        the restarting side: ``bgp.endofrib``)."""
+        the restarting side: ``bgp.endofrib``). ``complete`` False (a publish during the start-up hold, of the
+        routes of what its View knows: controller/routepass.py): the set is not complete, no End-of-RIB follows."""
         settled = self.settled()  # read with ``originating``: a role decided later publishes again
         pacer, policy, originating, origins = self.pacer, self.state.policy, self.originating, Origins()
         self.keeper.take_incoming(originating)  # the HA active's flags (a standby)
@@ -225,7 +226,7 @@ class Federation:
             self._early.remember(view, policy, originating)
             self._origins = origins
             self.speaker.set_desired(desired)
-        if settled:
+        if settled and complete:
             self.speaker.complete()  # End-of-RIB follows once ExaBGP holds these (bgp/endofrib.py)
 
     def _locations_changed(self, what, vport_ids) -> None:

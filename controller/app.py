@@ -3,8 +3,8 @@
 Handlers here only translate events into State changes or hand replies to their switch's reconciler
 (STYLE.md rule 1). State changes wake one green thread that refreshes the desired flows (the
 programmer: derive, recompile what changed) and hands each changed switch its new desired state; the
-switch's reconciler sends only the difference. After a start, nothing is handed to any switch, VTEP or
-BGP peer until the start-up hold ends (controller/startup_hold.py: the switches connected before have
+switch's reconciler sends only the difference. After a start, nothing is handed to any switch or VTEP
+(BGP peers: controller/routepass.py) until the start-up hold ends (controller/startup_hold.py: the switches connected before have
 reported, or they stopped coming back: restart.hold_time, restart.hold_max). The store, State, the policy
 service, the REST API and the OVSDB manager listener are built once, from the Settings that ``canopy run``
 parked in controller.runtime.
@@ -21,6 +21,7 @@ from controller.core import build_core
 from controller.lagcause import LateSamples
 from controller.programloop import ProgramLoop
 from controller.programmer import Programmer
+from controller.routepass import RoutePass
 from controller.rest import bgp as rest_bgp
 from controller.rest import dataplane as rest_dataplane
 from controller.rest import external as rest_external
@@ -81,8 +82,6 @@ class CanopyApp(RyuApp):
         self.hold = StartupHold(self.store, settings.restart_hold, hold_max=settings.restart_hold_max)
         self.programmer = Programmer(self.state)
         self.programmer.pacer = Pacer(give_way)  # a pass never holds the hub: it pauses inside derive and compile
-        self.programmer.on_view = self._view_ready  # the EVPN routes go out before the pass compiles
-        self._published = False  # this pass has published the EVPN routes already (_view_ready)
         self.service.pacer = Pacer(give_way, 40)  # planning a big apply pauses (a vport placed: ~0.25 ms)
         self.state.pacer = Pacer(give_way, STATE_EVERY)  # a report of 10,000 ports, a commit of 10,000 vports
         self.reconcilers: dict[int, SwitchReconciler] = {}
@@ -118,6 +117,8 @@ class CanopyApp(RyuApp):
             self.federation = Federation(settings.bgp, settings.data_dir, self.state)
             self.federation.pacer = self.programmer.pacer  # importing and originating 10,000 routes pause too
         extra += rest_bgp.routes(self.federation, self.rest_lane.pause)  # listing 10,000 routes pauses
+        self.routes = RoutePass(self.federation, self.programmer, self.hold, lambda: self.program_loop.started)
+        self.programmer.on_view = self.routes.view_ready  # the EVPN routes go out before the pass compiles
         self.pair = None
         if settings.ha is not None and settings.ha.enabled:
             from controller.ha import Pair
@@ -230,7 +231,7 @@ class CanopyApp(RyuApp):
         switch report State is taking across its pauses (``State.reports_taking``), and for the rest of an OVSDB
         update reported in slices (``OvsdbManagerServer.slicing``: one pass after its last), while they progress and
         nothing but their switches' reports changed (bounded: ``ProgramLoop._report_taken``)."""
-        loop = ProgramLoop(self.programmer, self._wake, self._hand_out, prepare=self._import_remote, sleep=hub.sleep,
+        loop = ProgramLoop(self.programmer, self._wake, self._hand_out, prepare=self.routes.import_remote, sleep=hub.sleep,
                            taking=lambda: self.state.reports_taking > 0, slicing=lambda: bool(self.ovsdb.slicing),
                            turns=lambda: self.ovsdb.slicing_turns, due=lambda: self.hold.latest())
 
@@ -253,8 +254,7 @@ class CanopyApp(RyuApp):
         touched = self._after_hold(touched)
         if touched is None:
             return  # the start-up hold: nothing is written anywhere yet
-        if not self._published:  # first: ExaBGP works on the routes while the reconcilers send the flows
-            self._publish_routes()
+        self.routes.hand_out()
         with self.tunnels.reading():  # the tunnel probes read a flow set shared by switches once per pass
             for session in touched:
                 self._push(session)
@@ -295,32 +295,6 @@ class CanopyApp(RyuApp):
             self.ovsdb.release()
             return set(self.programmer.desired)
         return None
-
-    def _view_ready(self):
-        """The pass's View is up to date and nothing is compiled yet: a pass that will hand its result out (not
-        the first, not during the start-up hold) publishes the EVPN routes now, so ExaBGP and the peers take them
-        in while the flows compile (10,000 new vports: a second or more). The routes follow the View, as they
-        did when published first in ``_hand_out``; a pass failing in its compile has published them all the
-        same (the next pass, from scratch, publishes again)."""
-        if self.program_loop.started and not self.hold.holding:
-            self._publish_routes()
-            self._published = True
-
-    def _import_remote(self):
-        self._published = False  # a new pass (its first step)
-        if self.federation is not None:
-            try:
-                self.federation.refresh_import()
-            except Exception:  # a bad route or an import bug must not stop programming
-                log.exception("importing EVPN routes failed; keeping the previous remote table")
-
-    def _publish_routes(self):
-        if self.federation is not None:
-            self.federation.early = True  # passes hand out now: routes may also go as vports are bound
-            try:
-                self.federation.publish(self.programmer.view)
-            except Exception:
-                log.exception("computing the EVPN routes to announce failed")
 
     def _push(self, session):
         sw = self.programmer.view.switches.get(session)

@@ -4,8 +4,9 @@ After a restart, switches reconnect one by one. Desired state computed from the 
 incomplete (the VMs of hypervisors not yet back, the MACs a hardware VTEP learned), and writing it
 would delete flows and rows that are right, to add them again moments later. So Canopy remembers, in
 its store (meta key ``known_devices``), the hypervisors (by chassis, their system-id) and hardware VTEPs
-(by Physical_Switch name) that were connected, and after a start it writes nothing, to no switch,
-VTEP or BGP peer, until every one of them has reported its state over OVSDB again. It waits only while
+(by Physical_Switch name) that were connected, and after a start it writes nothing, to no switch or
+VTEP (to BGP peers only the routes of what it knows, no End-of-RIB: controller/routepass.py), until every
+one of them has reported its state over OVSDB again. It waits only while
 they are coming back: ``hold_time`` seconds after the start, or after the last of them came back if that
 is later (a loaded machine brings them back slowly, and releasing between two of them would rewrite the
 flows of those not back yet), and never longer than ``hold_max`` seconds after the start. Then it is

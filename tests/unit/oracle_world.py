@@ -19,7 +19,7 @@ class World(Inputs):
         events = ["vport", "vport", "vport", "place", "place", "place", "subnet", "domain", "binding", "vrs", "tor",
                   "evpn", "mismatch", "external", "external", "security", "security", "security", "move", "numbered"]
         if self.inside_a_pass:  # received routes are imported by the programming loop itself, between passes
-            events.remove("evpn")  # (controller/app.py _import_remote), never while a pass is paused
+            events.remove("evpn")  # (controller/routepass.py import_remote), never while a pass is paused
         event = rng.choice(events)
         getattr(self, "ev_" + event)()
 

@@ -409,7 +409,8 @@ def _apps_loop(monkeypatch, slicing=(), hold=None):
     programmer.refresh = lambda full=False: (passes.append((state.reports_taking, len(state.locations))),
                                              refresh(full=full))[1]
     glue = SimpleNamespace(state=state, programmer=programmer, _wake=hub.Event(), _hand_out=lambda touched: None,
-                           _import_remote=lambda: None, ovsdb=SimpleNamespace(slicing=set(slicing), slicing_turns=0),
+                           routes=SimpleNamespace(import_remote=lambda: None),
+                           ovsdb=SimpleNamespace(slicing=set(slicing), slicing_turns=0),
                            hold=hold or SimpleNamespace(latest=lambda: None))
     glue.ovsdb.slicing_switches = lambda: {"s1"} if glue.ovsdb.slicing else set()  # kvm1 reports switch s1
     return state, app.CanopyApp._programming(glue), passes, glue.ovsdb.slicing

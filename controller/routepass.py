@@ -1,0 +1,91 @@
+"""The EVPN routes' steps in a programming pass: import what the peers sent (the pass's first step), and publish
+what the pass's View originates (``bgp.federation``).
+
+A pass that will hand its result out (not the first, not during the start-up hold) publishes the routes as soon as
+its View is up to date and nothing is compiled yet (``view_ready``), so ExaBGP and the peers take them in while the
+flows compile (10,000 new vports: a second or more); a pass that did not (``hand_out``) publishes before it hands
+the flows out. The app builds one (controller/app.py); ``federation`` is None without BGP.
+
+During the start-up hold (controller/startup_hold.py) nothing is written to any switch, but the routes of what the
+View knows (the switches that have reported) are announced on every pass (``view_ready``): a peer without graceful
+restart for EVPN (FRR 8.4) dropped them when Canopy went away and would otherwise get them back only when the hold
+ends, up to ``restart.hold_max`` later, black-holing the traffic to our VMs that long. What the hold protects stays:
+
+- End-of-RIB: these publishes are not complete (``Federation.publish(complete=False)``); it still follows the first
+  publish after the hold, once every route is announced (bgp/endofrib.py). A peer with graceful restart (RFC 4724)
+  replaces its stale copies by the routes announced meanwhile, and keeps the others stale until then.
+- Withdrawals: only of routes announced since this start (ExaBGP is new; the speaker sends differences): one
+  announced during the hold whose port goes (unbound, or its switch left: after OVSDB's reconnect grace) is
+  withdrawn, as after the hold. The routes of a switch not back are not in the View, so never announced, never
+  withdrawn: a peer with graceful restart keeps them stale until End-of-RIB, one without has dropped them already.
+- MAC mobility: a sequence number computed while a peer's routes are still arriving would be too low for good (a
+  MAC that moved here while Canopy was away would get 0, and lose to the peer's older route once that arrives). So
+  nothing is announced during the hold while a peer's routes may not all be in (``Federation.awaited`` as of this
+  pass's import: a peer not up, or one with graceful restart that has not sent End-of-RIB), the same measure the
+  hold waits by.
+- A standby announces nothing (not originating, or the HA role not decided yet); a node that becomes active during
+  its hold announces from the pass its role change wakes.
+- Announcing at bind (``Federation.early``) stays off until the hold ends: the hold's passes announce the routes of
+  the vports bound meanwhile.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+log = logging.getLogger("canopy.app")
+
+
+class RoutePass:
+    def __init__(self, federation, programmer, hold, started: Callable[[], bool]):
+        self.federation, self.programmer, self.hold = federation, programmer, hold
+        self.started = started  # the programming loop's first (full, not handed out) pass succeeded
+        self.published = False  # this pass has published the complete set of EVPN routes already (view_ready)
+
+    def import_remote(self) -> None:
+        """A new pass (its first step): import what the peers sent since the last."""
+        self.published = False
+        if self.federation is not None:
+            try:
+                self.federation.refresh_import()
+            except Exception:  # a bad route or an import bug must not stop programming
+                log.exception("importing EVPN routes failed; keeping the previous remote table")
+
+    def view_ready(self) -> None:
+        """The pass's View is up to date and nothing is compiled yet: a pass that will hand its result out
+        publishes the EVPN routes now; one during the start-up hold, the routes of what its View knows (see the
+        module docstring). The routes follow the View, as they did when published in ``hand_out``; a pass failing
+        in its compile has published them all the same (the next pass, from scratch, publishes again)."""
+        if not self.started():
+            return
+        if not self.hold.holding:
+            self.publish()
+            self.published = True
+        elif self._announces_held():
+            self.publish(complete=False)
+
+    def hand_out(self) -> None:
+        """The pass hands its result out: the routes go first (ExaBGP works on them while the reconcilers send the
+        flows), unless ``view_ready`` published them (not on the pass that released the hold: its ``view_ready``
+        ran during the hold)."""
+        if not self.published:
+            self.publish()
+
+    def _announces_held(self) -> bool:
+        """During the start-up hold: this node originates (the HA active, its role decided) and every peer's routes
+        are in as of this pass's import."""
+        federation = self.federation
+        return (federation is not None and federation.originating and federation.settled()
+                and not federation.awaited)
+
+    def publish(self, complete: bool = True) -> None:
+        """Announce the View's routes; ``complete`` (after the start-up hold): every route, End-of-RIB may follow, and
+        routes may also go as vports are bound (``Federation.early``)."""
+        if self.federation is not None:
+            if complete:
+                self.federation.early = True
+            try:
+                self.federation.publish(self.programmer.view, complete=complete)
+            except Exception:
+                log.exception("computing the EVPN routes to announce failed")
