@@ -14,9 +14,9 @@ and is what ``ovsdb.idl`` gives every connection instead:
 - ``finish`` decodes the framed text with the standard library's C decoder: in one call, or, for a message longer
   than ``PACED_CHARS`` (an update of 10,000 ports and interfaces: 3.5 MB, ~32 ms of CPU in one call), walking its
   outer ``SPLIT_DEPTH`` levels here (a table's rows in one loop: ``_Paced._rows``) and decoding each value below
-  them (a row, in an OVSDB update) in C, ticking
-  ``pacer`` once per ``CHARS_PER_TICK`` characters decoded, so the event loop gets its turns meanwhile. The value is
-  the same; on any error the whole text is decoded again in one call, for the decoder's own message;
+  them (a row, in an OVSDB update) in C, ticking ``pacer`` once per ``CHARS_PER_TICK`` characters decoded, so the
+  event loop gets its turns meanwhile. The value is the same; on any error the whole text is decoded again in one
+  call, for the decoder's own message;
 - a message longer than ``max_chars`` characters (UTF-8 text: bytes for ASCII), or nested deeper than
   ``MAX_DEPTH``, is an error at once, without reading the rest; the connection then drops (EPROTO);
 - the bytes read are decoded from UTF-8 by ``ovs.jsonrpc.Connection.recv`` with a decoder of its own per call: a
