@@ -185,9 +185,11 @@ class _ReadBudget:
         self.budget = READ_BUDGET
 
     def recv(self, n):
+        """Up to what is left of the budget, in one read: ``Connection.recv`` asks for 4 KiB at a time (ovs 4.0.0),
+        and each read is a call through the stream, the green socket and the framing (a 1.58 MB update: 386 reads)."""
         if self.budget <= 0:
             return errno.EAGAIN, ""
-        error, data = self._stream.recv(n)
+        error, data = self._stream.recv(max(n, self.budget))
         if data:
             self.budget -= len(data)
             data = self._held + data

@@ -42,6 +42,23 @@ _MALFORMED = (ovs.db.error.Error, AttributeError, TypeError, KeyError, IndexErro
 REASON_CHARS = 400  # of a refusal's reason, logged at each dropped session: ovs's message quotes the bad value whole
 
 
+_ABSENT = object()
+
+
+def _diff(datum, diff):
+    """``datum.diff(diff)``: update2's difference of a column applied (ovs 4.0.0's ``Datum.diff``), a set's elements
+    toggled with one lookup each. ovs looks each element up three times (``in``, ``[]``, ``del``), each an ``Atom``'s
+    hash and comparison in Python, and a uuid's under it: a big delete's bridge ``ports``, 10,000 elements. A map's
+    difference (a key's value replaced or removed) and a scalar's are ovs's own."""
+    values = datum.values
+    if datum.type.is_map() or (datum.type.n_max <= 1 and values):
+        return datum.diff(diff)
+    for atom in diff.values:
+        if values.pop(atom, _ABSENT) is _ABSENT:
+            values[atom] = None
+    return datum
+
+
 class _PacedIdl(ovs.db.idl.Idl):
     """An Idl that ticks ``pacer`` (controller/pacer.py) for each row of an update it processes: ovs 4.0.0 calls
     its ``cooperative_yield`` hook once per row in ``__do_parse_update`` (checked by tests/unit/test_ovsdb_idl.py),
@@ -124,7 +141,7 @@ class _PacedIdl(ovs.db.idl.Idl):
             held = dict.get(data, name)
             current = held if held is not None else default.copy()  # a copy: diff changes the datum in place
             old_row[name] = current.copy()
-            datum = current.diff(diff)  # changes a datum the row holds in place; a scalar's: a new one
+            datum = _diff(current, diff)  # changes a datum the row holds in place; a scalar's: a new one
             if datum != (default if held is None else held):
                 data[name] = datum
         return old_row

@@ -20,11 +20,11 @@ and nothing else. A table with a custom index (``Idl.index_create``: Canopy make
 
 from __future__ import annotations
 
-import uuid
-
 import ovs.db.error
 import ovs.db.idl
 import ovs.ovsuuid
+
+from ovsdb.idl.datums import uuid_of
 
 # HACK (ovs 4.0.0): the pattern is_valid_string and from_string match (ovs.ovsuuid.uuidRE); from_string's uuid is
 # uuid.UUID of the same text.
@@ -55,7 +55,7 @@ def apply(idl, table_updates, tables) -> None:
             if not _UUID_TEXT.match(text):
                 raise ovs.db.error.Error('<table-update> for table "%s" contains bad UUID "%s" as member name'
                                          % (table_name, text), table_update)
-            key = uuid.UUID(text)
+            key = uuid_of(text)
             if not isinstance(row_update, dict):
                 raise ovs.db.error.Error('<table-update> for table "%s" contains <row-update> for %s that is not '
                                          'an object' % (table_name, text))

@@ -41,6 +41,7 @@ from __future__ import annotations
 import collections
 import itertools
 import uuid
+from collections.abc import Iterator
 
 from controller.pacer import NEVER, Pacer
 
@@ -52,11 +53,12 @@ ITEMS_PER_TICK = 5  # ports, interfaces or rows looked at count as one row of th
 INSERT, DELETE = "insert", "delete"
 
 
-def plan(update, tables, slice_ports: int | None = None, pacer: Pacer = NEVER) -> list[dict] | None:
-    """The slices of ``update`` (update2/update3's ``<table-updates>``), in order, the rest last; None when it is not
-    a pure big insert or delete of ports (then it is applied whole). ``tables``: the Idl's tables (the rows now);
-    ``slice_ports``: the first slice's ports (default ``SLICE_PORTS``); ``pacer``: ticked per ``ITEMS_PER_TICK``
-    ports, interfaces or rows looked at (10,000 ports deleted: ~20-40 ms of planning, with the event loop's turns)."""
+def plan(update, tables, slice_ports: int | None = None, pacer: Pacer = NEVER) -> Iterator[dict] | None:
+    """The slices of ``update`` (update2/update3's ``<table-updates>``), in order (each built when reached: ``_parts``),
+    the rest last; None when it is not a pure big insert or delete of ports (then it is applied whole). ``tables``: the
+    Idl's tables (the rows now); ``slice_ports``: the first slice's ports (default ``SLICE_PORTS``); ``pacer``: ticked
+    per ``ITEMS_PER_TICK`` ports, interfaces or rows looked at (10,000 ports deleted: ~20-40 ms of planning, with the
+    event loop's turns)."""
     def walk(items):
         return _walk(items, pacer)
 
@@ -82,7 +84,7 @@ def _walk(items, pacer: Pacer, chunk: int = 100 * ITEMS_PER_TICK):
     return itertools.chain.from_iterable(chunks())
 
 
-def _plan(update, tables, slice_ports: int, walk) -> list[dict] | None:
+def _plan(update, tables, slice_ports: int, walk) -> Iterator[dict] | None:
     if not isinstance(update, dict) or not {"Port", "Interface", "Bridge"} <= tables.keys():
         return None
     ports, ifaces = update.get("Port"), update.get("Interface", {})
@@ -97,12 +99,21 @@ def _plan(update, tables, slice_ports: int, walk) -> list[dict] | None:
     chosen = _sliceable(ports, ifaces, held, owner, walk)
     if len(chosen) <= slice_ports:
         return None
-    slices, start = [], 0
-    for size in sizes(len(chosen), slice_ports):
-        slices.append(_slice(walk(chosen[start:start + size]), update, held, owner))
-        start += size
-    rest = _rest(update, chosen, held, walk)
-    return slices + [rest] if rest else slices
+    rest = _rest(update, chosen, held, walk)  # here, not lazily: a shape it reads is checked inside plan's try
+    return _parts(chosen, sizes(len(chosen), slice_ports), update, held, owner, walk, rest)
+
+
+def _parts(chosen: list[str], counts: list[int], update: dict, held: dict, owner: dict, walk, rest: dict):
+    """The slices of ``chosen`` (``counts`` ports each), each built when the reader reaches it, then ``rest``
+    (when not empty): the first withdrawal of a big delete waits for its own slice only (building all eight of 10,000
+    ports was ~7 ms of CPU before it). A slice reads only what the plan checked (each port's rows, interfaces and
+    bridge), so building it later raises nothing; nothing it reads is changed by applying the slices before it."""
+    start = 0
+    for count in counts:
+        yield _slice(walk(chosen[start:start + count]), update, held, owner)
+        start += count
+    if rest:
+        yield rest
 
 
 def sizes(count: int, first: int) -> list[int]:

@@ -479,8 +479,9 @@ def announce_withdraw(b: Bench) -> dict:
 
     ops, wall = delete_ports_ops(b.hv, {v["name"] for v in vports}), time.time()
     draining = Filling(b.a, base + n + 1, n, base)
-    back = b.timed("withdraw", lambda: transact(b.hv, ops), {"gobgp": draining, "acked": acked(base)},
-                   ("gobgp", "acked"), A=b.a.count, speaker=lambda: speaker(b.canopy)["speaker"])
+    with b.spied("withdraw"):
+        back = b.timed("withdraw", lambda: transact(b.hv, ops), {"gobgp": draining, "acked": acked(base)},
+                       ("gobgp", "acked"), A=b.a.count, speaker=lambda: speaker(b.canopy)["speaker"])
     back["filling"] = draining.shares(back["started"])
     back["logged"] = logged(b.canopy, wall, "unbound", n)
 
@@ -557,7 +558,7 @@ def main(argv=None) -> int:
     parser.add_argument("--py-spy", nargs=2, metavar=("BIN", "DIR"), help="sample the controller and ExaBGP with "
                         "py-spy BIN during one phase (--py-spy-phase) into DIR (collapsed stacks; py-spy's sampling "
                         "costs the processes it samples, so that run's figures are not comparable)")
-    parser.add_argument("--py-spy-phase", choices=("announce", "receive_withdraw"), default="announce",
+    parser.add_argument("--py-spy-phase", choices=("announce", "withdraw", "receive_withdraw"), default="announce",
                         help="the phase --py-spy samples (default: announce)")
     args = parser.parse_args(argv)
     if args.stretches:

@@ -12,7 +12,7 @@ import ovs.db.error
 import ovs.db.schema
 import pytest
 
-from ovsdb.idl.datums import datum_parser
+from ovsdb.idl.datums import datum_parser, uuid_of
 from ovsdb.idl.rows import _to_python
 
 SCHEMA = ovs.db.schema.DbSchema.from_json(json.loads(Path("/usr/share/openvswitch/vswitch.ovsschema").read_text()))
@@ -26,7 +26,7 @@ MALFORMED_AND_EDGE = [
     ["set", [["uuid", U1]]], ["set", [["uuid", U1], ["uuid", U1]]], ["set", [["uuid", U1], ["uuid", U2]]],
     ["set", (["uuid", U1],)], ("set", []),
     ["uuid", U1], ["uuid", U1.upper()], ["uuid", "not-a-uuid"], ["uuid", 5], ["uuid", U1, 1], ["uuid"],
-    ["uuid", U1 + "0"], ["named-uuid", "row1"], ["UUID", U1],
+    ["uuid", U1 + "0"], ["uuid", "{%s}" % U1], ["named-uuid", "row1"], ["UUID", U1],
     ["map", []], ["map", [["a", "b"]]], ["map", [["a", "b"], ["c", "d"]]], ["map", [["a", "b"], ["a", "c"]]],
     ["map", [["a"]]], ["map", [["a", "b", "c"]]], ["map", [("a", "b")]], ["map", [["a", 1]]], ["map", [[1, "b"]]],
     ["map", [[1, 2]]], ["map", [["a", None]]], ["map", "x"], ["map", [["a", "b"]], 1], ["map"], ["map", {}],
@@ -159,3 +159,45 @@ def test_a_long_reference_set_paced_by_longsets_takes_the_fast_path_and_still_pa
     assert parsed.to_json() == expected.to_json()
     assert calls == []
     assert ticks.n == len(refs) // ATOMS_PER_TICK
+
+
+def test_a_uuid_is_made_as_uuid_makes_it_without_its_generic_parser(monkeypatch):
+    """``uuid_of`` (the references of every update, each row's uuid in ovsdb/idl/rowloop.py): the same uuid.UUID as
+    ``uuid.UUID(text)`` (number, hash, text, is_safe, pickled), without ``UUID.__init__``; a text ovs's pattern takes
+    that UUID refuses (a final newline: the pattern's "$") is refused as UUID refuses it."""
+    import pickle
+
+    texts = [str(uuid.uuid4()) for _ in range(20)] + [U1, U1.upper(), "0123ABCD-ef01-4567-89ab-CDEF01234567"]
+    expected = [uuid.UUID(text) for text in texts]
+    made = []
+    real = uuid.UUID.__init__
+    monkeypatch.setattr(uuid.UUID, "__init__", lambda self, *a, **k: made.append(a) or real(self, *a, **k))
+    ours = [uuid_of(text) for text in texts]
+    assert made == []
+    for mine, theirs in zip(ours, expected):
+        assert type(mine) is uuid.UUID and mine == theirs and hash(mine) == hash(theirs)
+        assert (str(mine), repr(mine), mine.int, mine.is_safe) == (str(theirs), repr(theirs), theirs.int,
+                                                                   theirs.is_safe)
+        assert pickle.loads(pickle.dumps(mine)) == theirs
+    with pytest.raises(ValueError):
+        uuid_of(U1 + "\n")
+    column = SCHEMA.tables["Port"].columns["interfaces"]
+    for value in (["uuid", U1 + "\n"], ["set", [["uuid", U1], ["uuid", U2 + "\n"]]]):  # ValueError, as ovs raises
+        assert outcome(lambda _type, js: datum_parser(column.type)(js), column.type, value) == \
+            outcome(ovs.db.data.Datum.from_json, column.type, value)
+
+
+def test_a_set_of_references_looks_each_atom_up_once(monkeypatch):
+    """A bridge's ``ports`` of 10,000 references: each atom hashed once (ovs: twice, an Atom's hash and a uuid's under
+    it, both in Python), duplicates still left to ovs to refuse."""
+    column = SCHEMA.tables["Bridge"].columns["ports"]
+    refs = ["set", [["uuid", str(uuid.UUID(int=k + 1))] for k in range(50)]]
+    expected = ovs.db.data.Datum.from_json(column.type, refs).to_json()
+    hashed = []
+    real = ovs.db.data.Atom.__hash__
+    monkeypatch.setattr(ovs.db.data.Atom, "__hash__", lambda atom: hashed.append(atom) or real(atom))
+    parse = datum_parser(column.type)
+    assert parse(refs).to_json() == expected
+    assert len(hashed) == 50
+    with pytest.raises(ovs.db.error.Error):
+        parse(["set", [["uuid", U1], ["uuid", U2], ["uuid", U1]]])

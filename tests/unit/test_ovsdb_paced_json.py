@@ -62,10 +62,35 @@ def test_every_message_decodes_as_the_c_decoder_does_when_walked(monkeypatch, sa
 
 
 @pytest.mark.parametrize("text", ['{"a": 1,}', '{"a" 1}', '{"a": [1}}', '[1 2]', '[NaN]', '{"a": {"b": Infinity}}',
-                                  '{1: 2}', '[1,]', '{"a": "\x01"}'])
+                                  '{1: 2}', '[1,]', '{"a": "\x01"}',
+                                  # a table's rows (one level above SPLIT_DEPTH: _Paced._rows)
+                                  '[[{"t": {"a": 1,}}]]', '[[{"t": {"a" 1}}]]', '[[{"t": {"a": }}]]',
+                                  '[[{"t": {"a": NaN}}]]', '[[{"t": {"a": 1 "b": 2}}]]', '[[{"t": {"a": 1}x}]]',
+                                  '[[{"t": {"a": {"b": 1}, 2: 3}}]]'])
 def test_a_malformed_long_message_fails_as_the_c_decoder_says(monkeypatch, text):
     monkeypatch.setattr(jsonstream, "PACED_CHARS", 0)
     got = decoded(text)
     assert isinstance(got, str) and got.startswith("invalid JSON: ")
     monkeypatch.setattr(jsonstream, "PACED_CHARS", 1 << 30)
     assert decoded(text) == got  # the same message as decoding in one call
+
+
+def test_a_tables_rows_are_decoded_without_a_python_call_per_row(monkeypatch):
+    """The rows of a table (one level above SPLIT_DEPTH) are read in one loop, each row decoded in C: a big delete's
+    20,000 rows of ``{"delete":null}`` cost ~1.3 µs each through a walk of six Python calls per row. The same value,
+    whitespace or none, and the pauses as before."""
+    rows = 3000
+    message = {"id": None, "method": "update3", "params": [["monid", "Open_vSwitch"], "txn-1", {
+        "Port": {f"{i:08x}-0000-4000-8000-000000000002": {"delete": None} for i in range(rows)},
+        "Interface": {f"{i:08x}-0000-4000-8000-000000000001": {"delete": None} for i in range(rows)}}]}
+    walked = []
+    real = jsonstream._Paced._value
+    monkeypatch.setattr(jsonstream._Paced, "_value", lambda self, i, depth: walked.append(depth) or real(self, i, depth))
+    monkeypatch.setattr(jsonstream, "PACED_CHARS", 0)
+    for indent in (None, 1):
+        text = json.dumps(message, indent=indent)
+        walked.clear()
+        turns = []
+        assert decoded(text, Pacer(lambda: turns.append(1), 1)) == message
+        assert len(walked) < 20, len(walked)  # the message, its params, the tables: not the 6,000 rows
+        assert len(turns) >= len(json.dumps(list(message["params"][2]["Port"].values()))) // jsonstream.CHARS_PER_TICK

@@ -285,7 +285,7 @@ def test_the_slices_grow_and_each_holds_ports_with_their_interfaces_and_their_br
     db = Database(random.Random(1))
     replica = db.fresh()
     update = db.insert_ports(30)
-    parts = slices.plan(json.loads(json.dumps(update)), replica.tables)
+    parts = list(slices.plan(json.loads(json.dumps(update)), replica.tables))
     assert [len(part["Port"]) for part in parts] == [4, 8, 9, 5, 4]  # growing, then at most half of what is left
     for part in parts:
         ports = set(part["Port"])
@@ -420,10 +420,36 @@ def test_planning_a_big_delete_gives_the_event_loop_turns_and_plans_the_same():
     replica = db.fresh()
     update = db.delete_ports(3000)
     pauses = []
-    paced = slices.plan(json.loads(json.dumps(update)), replica.tables, pacer=Pacer(lambda: pauses.append(1), 100))
-    assert paced == slices.plan(json.loads(json.dumps(update)), replica.tables)
+    paced = list(slices.plan(json.loads(json.dumps(update)), replica.tables,
+                             pacer=Pacer(lambda: pauses.append(1), 100)))
+    assert paced == list(slices.plan(json.loads(json.dumps(update)), replica.tables))
     assert [len(part["Port"]) for part in paced] == [500, 1000, 750, 500, 250]  # the last slice small (sizes)
     assert len(pauses) >= 3000 * 3 // (100 * slices.ITEMS_PER_TICK)  # ports, interfaces and rows, each looked at
+
+
+def test_the_slices_after_the_first_are_built_when_the_reader_reaches_them():
+    """A big delete's first withdrawal waits for its own slice only, not for the other slices to be built (~7 ms of
+    CPU for 10,000 ports): the plan hands the first out, then builds each of the others when it is reached (its
+    ports walked then, ticking the pacer); the same slices as built at once."""
+    class Units:  # the units ticked
+        n = 0
+
+        def tick(self, units=1):
+            self.n += units
+
+    db = Database(random.Random(7))
+    db._apply(db.insert_ports(3000))
+    replica = db.fresh()
+    update = db.delete_ports(3000)
+    ticks = Units()
+    parts = iter(slices.plan(json.loads(json.dumps(update)), replica.tables, pacer=ticks))
+    first = next(parts)
+    planned = ticks.n
+    rest = list(parts)
+    built = ticks.n
+    assert [len(part["Port"]) for part in [first, *rest]] == [500, 1000, 750, 500, 250]
+    assert built - planned >= 2500 // slices.ITEMS_PER_TICK  # the other slices' 2,500 ports walked after the first
+    assert [first, *rest] == list(slices.plan(json.loads(json.dumps(update)), replica.tables))
 
 
 def test_planning_a_big_delete_reads_the_ports_without_the_rows_mapping(monkeypatch):
@@ -441,7 +467,7 @@ def test_planning_a_big_delete_reads_the_ports_without_the_rows_mapping(monkeypa
     calls = []
     real = custom_index.IndexedRows.__getitem__
     monkeypatch.setattr(custom_index.IndexedRows, "__getitem__", lambda *args: calls.append(1) or real(*args))
-    paced = slices.plan(json.loads(json.dumps(update)), replica.tables)
+    paced = list(slices.plan(json.loads(json.dumps(update)), replica.tables))
     assert [len(part["Port"]) for part in paced] == [500, 500, 200]
     assert len(calls) <= len(db.bridges)  # a bridge's row, for its members: not one call per port
     assert [[sorted(part.get(table, {})) for table in TABLES] for part in paced] == expected

@@ -55,3 +55,37 @@ def test_a_character_across_the_read_budget_arrives_whole(character, offset):
     finally:
         ours.close()
         theirs.close()
+
+
+def test_a_long_message_is_read_a_budget_at_a_time_not_in_4_kib_reads():
+    """``ovs.jsonrpc.Connection.recv`` asks its stream for 4 KiB at a time: a 1.58 MB update (10,000 ports deleted)
+    was 386 reads, each through the stream, the green socket and the framing. Each read takes what is left of the
+    read budget, so a message of 16 budgets arrives in about 16 reads (and the session still yields between them)."""
+    ours, theirs = socket.socketpair()
+    try:
+        ours.setblocking(False)
+        items = READ_BUDGET // 3
+        text = '{"id":1,"result":[' + ",".join(['"%s"' % ("é" * 28)] * items) + '],"error":null}'
+        data = text.encode()
+        assert len(data) > 15 * READ_BUDGET
+        stream = ovs.stream.Stream(ours, "unix:test", 0)
+        reads = []
+        real = stream.recv
+        stream.recv = lambda n: reads.append(n) or real(n)
+        rpc = BoundedConnection(stream, 1 << 22)
+        sent, turns = 0, 0
+        while turns < 1000:  # bounded: one call per read budget, the peer writing what its socket takes meanwhile
+            turns += 1
+            if sent < len(data):
+                try:
+                    sent += theirs.send(data[sent:sent + READ_BUDGET])
+                except BlockingIOError:
+                    pass
+            status, msg = rpc.recv()
+            if status != errno.EAGAIN:
+                break
+        assert status == 0 and msg.result == ["é" * 28] * items
+        assert len([n for n in reads if n > 0]) <= 2 * len(data) // READ_BUDGET + 2  # 4 KiB reads: 16 per budget
+    finally:
+        ours.close()
+        theirs.close()
