@@ -2,10 +2,10 @@
 
 Two Canopy controllers in one AS, each an iBGP client of one GoBGP route reflector with graceful restart for l2vpn
 evpn (FRR 8.4 keeps a restarting peer's routes for unicast and L3VPN families only, not for EVPN: its graceful restart
-loop stops at SAFI_MPLS_VPN). A VM under A pings a VM under B: the replies reach A's VM only through flows B built from A's routes,
-which B has only while the reflector holds them. A is restarted (SIGTERM, SIGKILL, and SIGKILL with its new session
-held back until its switch is back: "late"): while it is gone the
-reflector keeps A's routes, stale; when A's new session comes up the reflector waits for A's End-of-RIB, and A sends
+loop stops at SAFI_MPLS_VPN). A VM under A pings a VM under B: the replies reach A's VM only through flows B built
+from A's routes, which B has only while the reflector holds them. A is restarted (SIGTERM, SIGKILL, and SIGKILL with
+its new session held back until its switch is back: "late"): while it is gone the reflector keeps A's routes,
+stale; when A's new session comes up the reflector waits for A's End-of-RIB, and A sends
 it only once it has injected every route it announces after the restart (after its start-up hold). Throughout, A's
 routes never leave the reflector's table nor B's received routes, and no ping is lost: A writes its switch only once
 the reflector's routes are in (its End-of-RIB; controller/startup_hold.py), or the flows towards B's VMs would go.
@@ -155,6 +155,7 @@ def test_a_restarting_controller_keeps_its_routes_at_the_peer_and_loses_no_ping(
             watcher.stop()
         sent, got = pinger.stop()
     assert watcher.looks > 10
-    assert not watcher.missing, f"A's routes left the reflector or B after the {how} restart: {watcher.missing[:3]} ... {watcher.missing[-2:]}, {len(watcher.missing)} looks"
+    assert not watcher.missing, (f"A's routes left the reflector or B after the {how} restart: "
+                                 f"{watcher.missing[:3]} ... {watcher.missing[-2:]}, {len(watcher.missing)} looks")
     pinger.check(sent, got, 300, f"across A's {how} restart")
 

@@ -42,7 +42,8 @@ class Timers:
 
 def bgp_settings(**duplicate_mac):
     return settings_mod.from_doc(Doc("<t>", {"bgp": {"router_id": "10.250.0.1", "neighbors": [
-        {"address": "10.250.0.2", "asn": 65002}], "duplicate_mac": {"max_moves": 2, "window": 60, **duplicate_mac}}})).bgp
+        {"address": "10.250.0.2", "asn": 65002}],
+        "duplicate_mac": {"max_moves": 2, "window": 60, **duplicate_mac}}})).bgp
 
 
 def federation(data_dir, now, state=None, **duplicate_mac):

@@ -269,7 +269,8 @@ def test_a_peer_whose_heartbeats_arrive_is_alive_while_busy_and_gone_once_stuck(
 @pytest.mark.parametrize("ha, error", [
     ({"peer": "10.250.0.1"}, "ha.secret: is required with ha.peer"),
     ({"peer": "10.250.0.1", "secret": "short"}, "ha.secret: must be at least 16 characters"),
-    ({"peer": "10.250.0.1", "secret_file": "/nonexistent/secret"}, "ha.secret_file: /nonexistent/secret does not exist"),
+    ({"peer": "10.250.0.1", "secret_file": "/nonexistent/secret"},
+     "ha.secret_file: /nonexistent/secret does not exist"),
     ({"peer": "10.250.0.1", "secret": SECRET, "secret_file": "/x"}, "not both"),
 ], ids=["missing", "short", "no-file", "both"])
 def test_a_pair_needs_a_shared_secret(tmp_path, ha, error):

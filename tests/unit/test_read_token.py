@@ -83,7 +83,8 @@ def declared_routes():
     found = []
     for path in sorted(root.rglob("*.py")):
         text = path.read_text()
-        if path != root / "rest" / "api.py" and not re.search(r"from controller\.rest\.api import [^\n]*\bRoute\b", text):
+        if path != root / "rest" / "api.py" and not re.search(
+                r"from controller\.rest\.api import [^\n]*\bRoute\b", text):
             continue  # derive.py's Route is a FIB entry, not this one
         for node in ast.walk(ast.parse(text)):
             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Route":
