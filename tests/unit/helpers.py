@@ -93,3 +93,16 @@ def trace(desired, packet):
     assert not result.ambiguous, f"ambiguous match: {result.ambiguous}"
     return [(e.packet["in_port"] if e.port == "in_port" else e.port, e.packet) for e in result.exits
             if e.kind != "drop"]
+
+
+class FederationStandIn:
+    """What /metrics and /v1/status read of a bgp.federation.Federation: the given speaker and its peers, a fresh
+    Mobility and the DuplicateKeeper over its flags (no data directory, no HA link)."""
+
+    def __init__(self, speaker, peers):
+        from bgp.dupkeep import DuplicateKeeper
+        from bgp.evpn import Mobility
+
+        self.speaker, self.peers = speaker, peers
+        self.mobility = Mobility()
+        self.keeper = DuplicateKeeper(lambda: self.mobility.duplicates, None)
