@@ -21,11 +21,16 @@ DEAD = 0.5
 SECRET = "unit-test-pair-secret"
 
 
-@pytest.fixture
-def node(tmp_path):
-    settings = settings_mod.from_doc(Doc("<t>", {"data_dir": str(tmp_path / "d"), "ha": {
+def ha_settings(tmp_path):
+    """Node b of a pair with 10.250.0.1, its data in ``tmp_path``/d, dead after DEAD seconds."""
+    return settings_mod.from_doc(Doc("<t>", {"data_dir": str(tmp_path / "d"), "ha": {
         "node_id": "b", "peer": "10.250.0.1", "priority": 100, "heartbeat_interval_ms": 100,
         "dead_interval_ms": int(DEAD * 1000), "secret": SECRET}}))
+
+
+@pytest.fixture
+def node(tmp_path):
+    settings = ha_settings(tmp_path)
     store, state, _ = build_core(settings)
     roles = []
     pair = Pair(settings.ha, store, state, lambda role, gen: roles.append((role, gen)))
