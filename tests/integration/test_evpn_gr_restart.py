@@ -22,8 +22,9 @@ import time
 import pytest
 
 from tests.integration import gobgp
-from tests.integration.test_evpn_frr import ASN, MACS, Pinger, bgp_settings, controller_policy, peers, received_macs
-from tests.integration.test_overlay import dhcp, reach
+from tests.integration.test_evpn_frr import (ASN, MACS, Pinger, apply_policies, bgp_settings, controller_policy, peers,
+                                             received_macs, sessions_and_leases)
+from tests.integration.test_overlay import reach
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(not gobgp.AVAILABLE and os.environ.get("CI") != "true",
@@ -45,18 +46,13 @@ def grlab(lab_capable):
         # a start-up hold long enough to outlast the reflector's session held back (see "late"), on a loaded machine
         a = lab.start_controller(ctl_a, {**bgp_settings(ctl_a, (rr,)), "restart": {"hold_time": 30}}, name="canopya")
         b = lab.start_controller(ctl_b, bgp_settings(ctl_b, (rr,)), name="canopyb")
-        for api, me in ((a.api, ctl_a), (b.api, ctl_b)):
-            reply = api.post("/v1/apply", {"document": controller_policy(me), "source": "gr"})
-            assert reply.status == 200, reply.text
+        apply_policies(((a.api, controller_policy(ctl_a)), (b.api, controller_policy(ctl_b))), "gr")
         hva, hvb = lab.add_hypervisor("hva", "kvm"), lab.add_hypervisor("hvb", "kvm")
         hva.connect(ctl_a)
         hvb.connect(ctl_b)
         vms = {name: lab.add_vm(hv, name, mac=MACS[name], vnic_id=name)
                for name, hv in (("a1", hva), ("a2", hva), ("b1", hvb), ("b2", hvb))}
-        lab.wait_until(lambda: all(peers(api)[rr.ip]["state"] == "up" for api in (a.api, b.api)), timeout=60,
-                       what="both controllers' sessions with the reflector")
-        for name, vm in vms.items():
-            assert dhcp(lab, vm).get("ip"), f"{name} got no DHCP lease"
+        sessions_and_leases(lab, (a.api, b.api), (rr.ip,), vms, "both controllers' sessions with the reflector")
         lab.wait_until(lambda: A_MACS <= received_macs(b.api), timeout=30, what="A's VMs in B's received routes")
         reach(lab, vms["a1"], "10.0.1.21", timeout=30)
         yield lab, a, b, vms, reflector, ctl_a.ip
