@@ -1,7 +1,9 @@
 """Small builders shared by the unit tests."""
 
+import contextlib
 import json
 
+from controller import logs, runtime
 from controller import policy as pol
 from controller import policydoc, yamldoc
 from controller import settings as settings_mod
@@ -43,6 +45,19 @@ class Controller:
 
     def close(self):
         self.store.close()
+
+
+@contextlib.contextmanager
+def running(ctl):
+    """``ctl`` as the running controller (runtime.SETTINGS, runtime.API: what lifecycle.reload changes); yields the
+    log level, put back after, and closes ``ctl``."""
+    runtime.SETTINGS, runtime.API, level = ctl.settings, ctl.api, logs.current_level()
+    try:
+        yield level
+    finally:
+        runtime.SETTINGS = runtime.API = None
+        logs.set_level(level)
+        ctl.close()
 
 
 def demo_net(ctl):
