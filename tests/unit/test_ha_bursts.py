@@ -2,7 +2,8 @@
 the batch is applied on the applier's own thread while the link's receiving thread goes on delivering
 heartbeats, every frame from the peer counts as a sign of life, the standby does not take over while it holds
 a batch, and the active gets its acknowledgement. Real store and State, the HA link not started (messages are
-delivered as the link delivers them: ``_on_frame`` as its receiving thread does, then ``_on_message``); every wait is bounded, nothing depends on how fast it ran."""
+delivered as the link delivers them: ``_on_frame`` as its receiving thread does, then ``_on_message``); every wait
+is bounded, nothing depends on how fast it ran."""
 
 import threading
 
