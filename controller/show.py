@@ -178,7 +178,8 @@ def gather_vport(get, key) -> dict:
     acls = [get(f"/v1/acls/{_q(a)}") for a in vport.get("acls") or []]
     groups = [get(f"/v1/policy-groups/{_q(g)}")["ref"] for g in vport.get("policy_groups") or []]
     bare = vport["binding"]["flavour"] == "baremetal"
-    out = {"policy_groups": groups, "vport": vport, "subnet": {k: subnet.get(k) for k in ("id", "ref", "cidr", "gateway", "vni")},
+    out = {"policy_groups": groups, "vport": vport,
+           "subnet": {k: subnet.get(k) for k in ("id", "ref", "cidr", "gateway", "vni")},
            "vteps": bound_vteps(get("/v1/vteps")["items"], subnet["id"]) if bare else [],
            "domain": {k: domain.get(k) for k in ("id", "ref", "l3_vni", "gateway_mac")} if domain else None,
            "acls": [{"id": a["id"], "ref": a["ref"], "default_action": a.get("default_action"),

@@ -14,10 +14,10 @@ only this module makes it. It outlives the OVSDB connection that reported it:
   silent, and a warning names both. If the speaker goes while the other is still connected, the other
   speaks again at once (its current rows, as a delta). Writers (tunnel port, bridge fail-secure) keep
   working on each session's own database.
-- A VRS whose bridge still answers over OpenFlow when its grace ends (``forwarding``, given the datapath ids, asked together) is
-  not gone: its ovsdb-server hangs or restarts slowly while ovs-vswitchd forwards, with ports that cannot change
-  without ovsdb-server, so the last snapshot stays true. It stays known (a warning says so, once), asked again
-  every grace, until a session of it comes back or its bridge no longer answers.
+- A VRS whose bridge still answers over OpenFlow when its grace ends (``forwarding``, given the datapath ids, asked
+  together) is not gone: its ovsdb-server hangs or restarts slowly while ovs-vswitchd forwards, with ports that
+  cannot change without ovsdb-server, so the last snapshot stays true. It stays known (a warning says so, once),
+  asked again every grace, until a session of it comes back or its bridge no longer answers.
 - ``flush`` (the manager stopping) reports every switch whose grace is pending gone at once.
 
 Hardware VTEPs are claimed the same way (``VtepClaims``): keyed ``vtep:<Physical_Switch name>``

@@ -68,6 +68,21 @@ def received_macs(api):
     return {r["mac"] for r in received(api, 2)}
 
 
+def apply_policies(documents, source):
+    """Each controller's policy: ``documents`` holds (api, document) pairs."""
+    for api, doc in documents:
+        reply = api.post("/v1/apply", {"document": doc, "source": source})
+        assert reply.status == 200, reply.text
+
+
+def sessions_and_leases(lab, apis, reflector_ips, vms, what):
+    """Waits until every controller's session with every reflector is up, then gives every VM its DHCP lease."""
+    lab.wait_until(lambda: all(peers(api)[ip]["state"] == "up" for api in apis for ip in reflector_ips), timeout=60,
+                   what=what)
+    for name, vm in vms.items():
+        assert dhcp(lab, vm).get("ip"), f"{name} got no DHCP lease"
+
+
 def flows(hv):
     return hv.ofctl("dump-flows", "br-int").lower()
 
@@ -101,21 +116,14 @@ def fed(lab_capable):
         raw_neighbor = {"address": raw.ip, "asn": RAW_ASN, "local_address": ctl_a.ip, "hold_time": 9}
         a = lab.start_controller(ctl_a, bgp_settings(ctl_a, (rr1, rr2), [raw_neighbor]), name="canopya")
         b = lab.start_controller(ctl_b, bgp_settings(ctl_b, (rr1, rr2)), name="canopyb")
-        for api, me in ((a.api, ctl_a), (b.api, ctl_b)):
-            reply = api.post("/v1/apply", {"document": controller_policy(me), "source": "fed"})
-            assert reply.status == 200, reply.text
+        apply_policies(((a.api, controller_policy(ctl_a)), (b.api, controller_policy(ctl_b))), "fed")
         hva, hvb = lab.add_hypervisor("hva", "kvm"), lab.add_hypervisor("hvb", "kvm")
         hva.connect(ctl_a)
         hvb.connect(ctl_b)
         vms = {name: lab.add_vm(hv, name, mac=MACS[name], vnic_id=name)
                for name, hv in (("a1", hva), ("a2", hva), ("b1", hvb), ("b2", hvb))}
-
-        def sessions_up():
-            return all(peers(api)[rr.ip]["state"] == "up" for api in (a.api, b.api) for rr in (rr1, rr2))
-
-        lab.wait_until(sessions_up, timeout=60, what="both controllers' sessions with both reflectors")
-        for name, vm in vms.items():
-            assert dhcp(lab, vm).get("ip"), f"{name} got no DHCP lease"
+        sessions_and_leases(lab, (a.api, b.api), (rr1.ip, rr2.ip), vms,
+                            "both controllers' sessions with both reflectors")
         yield lab, a, b, (hva, hvb), vms, reflectors, (raw, raw_updates, kill_raw)
 
 

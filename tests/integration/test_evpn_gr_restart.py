@@ -2,10 +2,10 @@
 
 Two Canopy controllers in one AS, each an iBGP client of one GoBGP route reflector with graceful restart for l2vpn
 evpn (FRR 8.4 keeps a restarting peer's routes for unicast and L3VPN families only, not for EVPN: its graceful restart
-loop stops at SAFI_MPLS_VPN). A VM under A pings a VM under B: the replies reach A's VM only through flows B built from A's routes,
-which B has only while the reflector holds them. A is restarted (SIGTERM, SIGKILL, and SIGKILL with its new session
-held back until its switch is back: "late"): while it is gone the
-reflector keeps A's routes, stale; when A's new session comes up the reflector waits for A's End-of-RIB, and A sends
+loop stops at SAFI_MPLS_VPN). A VM under A pings a VM under B: the replies reach A's VM only through flows B built
+from A's routes, which B has only while the reflector holds them. A is restarted (SIGTERM, SIGKILL, and SIGKILL with
+its new session held back until its switch is back: "late"): while it is gone the reflector keeps A's routes,
+stale; when A's new session comes up the reflector waits for A's End-of-RIB, and A sends
 it only once it has injected every route it announces after the restart (after its start-up hold). Throughout, A's
 routes never leave the reflector's table nor B's received routes, and no ping is lost: A writes its switch only once
 the reflector's routes are in (its End-of-RIB; controller/startup_hold.py), or the flows towards B's VMs would go.
@@ -22,8 +22,9 @@ import time
 import pytest
 
 from tests.integration import gobgp
-from tests.integration.test_evpn_frr import ASN, MACS, Pinger, bgp_settings, controller_policy, peers, received_macs
-from tests.integration.test_overlay import dhcp, reach
+from tests.integration.test_evpn_frr import (ASN, MACS, Pinger, apply_policies, bgp_settings, controller_policy, peers,
+                                             received_macs, sessions_and_leases)
+from tests.integration.test_overlay import reach
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(not gobgp.AVAILABLE and os.environ.get("CI") != "true",
@@ -45,18 +46,13 @@ def grlab(lab_capable):
         # a start-up hold long enough to outlast the reflector's session held back (see "late"), on a loaded machine
         a = lab.start_controller(ctl_a, {**bgp_settings(ctl_a, (rr,)), "restart": {"hold_time": 30}}, name="canopya")
         b = lab.start_controller(ctl_b, bgp_settings(ctl_b, (rr,)), name="canopyb")
-        for api, me in ((a.api, ctl_a), (b.api, ctl_b)):
-            reply = api.post("/v1/apply", {"document": controller_policy(me), "source": "gr"})
-            assert reply.status == 200, reply.text
+        apply_policies(((a.api, controller_policy(ctl_a)), (b.api, controller_policy(ctl_b))), "gr")
         hva, hvb = lab.add_hypervisor("hva", "kvm"), lab.add_hypervisor("hvb", "kvm")
         hva.connect(ctl_a)
         hvb.connect(ctl_b)
         vms = {name: lab.add_vm(hv, name, mac=MACS[name], vnic_id=name)
                for name, hv in (("a1", hva), ("a2", hva), ("b1", hvb), ("b2", hvb))}
-        lab.wait_until(lambda: all(peers(api)[rr.ip]["state"] == "up" for api in (a.api, b.api)), timeout=60,
-                       what="both controllers' sessions with the reflector")
-        for name, vm in vms.items():
-            assert dhcp(lab, vm).get("ip"), f"{name} got no DHCP lease"
+        sessions_and_leases(lab, (a.api, b.api), (rr.ip,), vms, "both controllers' sessions with the reflector")
         lab.wait_until(lambda: A_MACS <= received_macs(b.api), timeout=30, what="A's VMs in B's received routes")
         reach(lab, vms["a1"], "10.0.1.21", timeout=30)
         yield lab, a, b, vms, reflector, ctl_a.ip
@@ -155,6 +151,7 @@ def test_a_restarting_controller_keeps_its_routes_at_the_peer_and_loses_no_ping(
             watcher.stop()
         sent, got = pinger.stop()
     assert watcher.looks > 10
-    assert not watcher.missing, f"A's routes left the reflector or B after the {how} restart: {watcher.missing[:3]} ... {watcher.missing[-2:]}, {len(watcher.missing)} looks"
+    assert not watcher.missing, (f"A's routes left the reflector or B after the {how} restart: "
+                                 f"{watcher.missing[:3]} ... {watcher.missing[-2:]}, {len(watcher.missing)} looks")
     pinger.check(sent, got, 300, f"across A's {how} restart")
 

@@ -17,8 +17,9 @@ import time
 import pytest
 
 from tests.integration import frr
-from tests.integration.test_evpn_frr import ASN, MACS, bgp_settings, controller_policy, peers, received_macs
-from tests.integration.test_overlay import dhcp, reach
+from tests.integration.test_evpn_frr import (ASN, MACS, apply_policies, bgp_settings, controller_policy, peers,
+                                             received_macs, sessions_and_leases)
+from tests.integration.test_overlay import reach
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(not frr.AVAILABLE and os.environ.get("CI") != "true",
@@ -37,18 +38,13 @@ def frrlab(lab_capable):
         rr = frr.start_route_reflector(lab, rr_host, ASN, [ctl_a.ip, ctl_b.ip])
         a = lab.start_controller(ctl_a, {**bgp_settings(ctl_a, (rr_host,)), **HOLD}, name="canopya")
         b = lab.start_controller(ctl_b, bgp_settings(ctl_b, (rr_host,)), name="canopyb")
-        for api, me in ((a.api, ctl_a), (b.api, ctl_b)):
-            reply = api.post("/v1/apply", {"document": controller_policy(me), "source": "holdannounce"})
-            assert reply.status == 200, reply.text
+        apply_policies(((a.api, controller_policy(ctl_a)), (b.api, controller_policy(ctl_b))), "holdannounce")
         hva, hva2, hvb = (lab.add_hypervisor(name, "kvm") for name in ("hva", "hva2", "hvb"))
         for hv, ctl in ((hva, ctl_a), (hva2, ctl_a), (hvb, ctl_b)):
             hv.connect(ctl)
         vms = {name: lab.add_vm(hv, name, mac=MACS[name], vnic_id=name)
                for name, hv in (("a1", hva), ("a2", hva2), ("b1", hvb))}
-        lab.wait_until(lambda: all(peers(api)[rr_host.ip]["state"] == "up" for api in (a.api, b.api)), timeout=60,
-                       what="both controllers' sessions with the reflector")
-        for name, vm in vms.items():
-            assert dhcp(lab, vm).get("ip"), f"{name} got no DHCP lease"
+        sessions_and_leases(lab, (a.api, b.api), (rr_host.ip,), vms, "both controllers' sessions with the reflector")
         yield lab, a, b, vms, rr, ctl_a, hva2
 
 

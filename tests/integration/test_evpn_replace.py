@@ -8,7 +8,8 @@ reflectors, and a third peer at A sending raw UPDATEs encoded by ExaBGP, ``tests
   announces sticky (static);
 - that peer's session reset: its routes go at once, and come back when it sends them again;
 - an IP that moves to a new MAC answered by ARP with the newer MAC;
-- a local MAC the peer wins twice flagged duplicate (``bgp.duplicate_mac`` set by SIGHUP), the flag kept across a restart.
+- a local MAC the peer wins twice flagged duplicate (``bgp.duplicate_mac`` set by SIGHUP), the flag kept across a
+  restart.
 """
 
 from __future__ import annotations

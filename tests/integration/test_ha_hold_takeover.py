@@ -27,7 +27,8 @@ import pytest
 
 from tests.harness.hosts import BR_INT
 from tests.integration import gobgp
-from tests.integration.test_evpn_frr import ASN, MACS, Pinger, bgp_settings, controller_policy, peers, received_macs
+from tests.integration.test_evpn_frr import (ASN, MACS, Pinger, apply_policies, bgp_settings, controller_policy, peers,
+                                             received_macs, sessions_and_leases)
 from tests.integration.test_evpn_gr_restart import Reflector, Watcher, held_back
 from tests.integration.test_ha import HA_SECRET, evpn_sources, masters, role
 from tests.integration.test_hitless_restart import Watch
@@ -71,17 +72,13 @@ def holdlab(lab_capable):
         c = lab.start_controller(ctl_c, bgp_settings(ctl_c, (reflector.host,)), name="canopyc")
         lab.wait_until(lambda: role(nodes["a"]) == "active" and role(nodes["b"]) == "standby", timeout=30,
                        what="A active, B standby")
-        for api, doc in ((nodes["a"].api, pair_policy(ctl_a)), (c.api, controller_policy(ctl_c))):
-            reply = api.post("/v1/apply", {"document": doc, "source": "holdtake"})
-            assert reply.status == 200, reply.text
+        apply_policies(((nodes["a"].api, pair_policy(ctl_a)), (c.api, controller_policy(ctl_c))), "holdtake")
         hva, hvb = lab.add_hypervisor("hva", "kvm"), lab.add_hypervisor("hvb", "kvm")
         hva.connect([ctl_a, ctl_b])
         hvb.connect(ctl_c)
         vms = {name: lab.add_vm(hv, name, mac=MACS[name], vnic_id=name) for name, hv in (("a1", hva), ("b1", hvb))}
-        lab.wait_until(lambda: all(peers(ctl.api)[reflector.host.ip]["state"] == "up" for ctl in (*nodes.values(), c)),
-                       timeout=60, what="the three controllers' sessions with the reflector")
-        for name, vm in vms.items():
-            assert dhcp(lab, vm).get("ip"), f"{name} got no DHCP lease"
+        sessions_and_leases(lab, [ctl.api for ctl in (*nodes.values(), c)], (reflector.host.ip,), vms,
+                            "the three controllers' sessions with the reflector")
         reach(lab, vms["a1"], "10.0.1.21", timeout=30)
         yield lab, nodes, {"a": ctl_a, "b": ctl_b}, c, hva, vms, reflector
 

@@ -1,7 +1,9 @@
 """Small builders shared by the unit tests."""
 
+import contextlib
 import json
 
+from controller import logs, runtime
 from controller import policy as pol
 from controller import policydoc, yamldoc
 from controller import settings as settings_mod
@@ -43,6 +45,19 @@ class Controller:
 
     def close(self):
         self.store.close()
+
+
+@contextlib.contextmanager
+def running(ctl):
+    """``ctl`` as the running controller (runtime.SETTINGS, runtime.API: what lifecycle.reload changes); yields the
+    log level, put back after, and closes ``ctl``."""
+    runtime.SETTINGS, runtime.API, level = ctl.settings, ctl.api, logs.current_level()
+    try:
+        yield level
+    finally:
+        runtime.SETTINGS = runtime.API = None
+        logs.set_level(level)
+        ctl.close()
 
 
 def demo_net(ctl):
@@ -93,3 +108,16 @@ def trace(desired, packet):
     assert not result.ambiguous, f"ambiguous match: {result.ambiguous}"
     return [(e.packet["in_port"] if e.port == "in_port" else e.port, e.packet) for e in result.exits
             if e.kind != "drop"]
+
+
+class FederationStandIn:
+    """What /metrics and /v1/status read of a bgp.federation.Federation: the given speaker and its peers, a fresh
+    Mobility and the DuplicateKeeper over its flags (no data directory, no HA link)."""
+
+    def __init__(self, speaker, peers):
+        from bgp.dupkeep import DuplicateKeeper
+        from bgp.evpn import Mobility
+
+        self.speaker, self.peers = speaker, peers
+        self.mobility = Mobility()
+        self.keeper = DuplicateKeeper(lambda: self.mobility.duplicates, None)

@@ -101,6 +101,13 @@ def in_step(active, standby):
             and standby.store.history() == active.store.history())
 
 
+def connected(active, standby):
+    """Starts both nodes' links and waits until the pair is in step."""
+    active.link.start()
+    standby.link.start()
+    wait_for(lambda: in_step(active, standby), "the pair to connect")
+
+
 def assert_same(active, standby, log=True):
     """The standby is a faithful copy: objects, position in history, change log, in-memory policy."""
     assert standby.store.load_objects() == active.store.load_objects()

@@ -136,21 +136,16 @@ def test_the_probe_is_the_command_the_extension_registers():
 def test_a_silent_exabgp_shows_its_peers_down_in_rest_status_and_metrics(tmp_path):
     """Speaker.peers() (GET /v1/bgp/peers, /metrics) and /v1/status's bgp part, from a real Speaker (not started)
     whose watchdog runs on an injected clock."""
-    from types import SimpleNamespace
-
-    from bgp.dupkeep import DuplicateKeeper
-    from bgp.evpn import Mobility
     from bgp.speaker import Neighbor, Speaker, SpeakerConfig
     from controller.metrics import _bgp
     from controller.rest.bgp import status_part
+    from tests.unit.helpers import FederationStandIn
 
     speaker = Speaker(SpeakerConfig(asn=65000, router_id="192.0.2.9", workdir=str(tmp_path),
                                     neighbors=(Neighbor("192.0.2.1", 65001),)))
     speaker._book.peers["192.0.2.1"].change("up")
     speaker._watchdog, clock = watchdog(timeout=5.0)
-    mobility = Mobility()
-    federation = SimpleNamespace(speaker=speaker, peers=speaker.peers, mobility=mobility,
-                                 keeper=DuplicateKeeper(lambda: mobility.duplicates, None))
+    federation = FederationStandIn(speaker, speaker.peers)
     assert status_part(federation) == {"peers": {"192.0.2.1": "up"}, "api_silent_for": None, "restarts": 0,
                                         "failure": None}
     speaker._watchdog.probed()

@@ -349,8 +349,8 @@ def test_a_token_that_is_no_http_header_value_is_refused_naming_where_it_came_fr
     assert capsys.readouterr().err.startswith("canopy: the token given by --token: holds '\\n' at character 4: ")
     monkeypatch.setenv("CANOPY_TOKEN", "a b")
     assert cli.main(["show", "--url", url]) == cli.EXIT_USAGE
-    assert capsys.readouterr().err == ("canopy: the token of CANOPY_TOKEN: holds ' ' at character 2: a token is printable "
-                                       "ASCII without spaces (it is sent in an HTTP Authorization header)\n")
+    assert capsys.readouterr().err == ("canopy: the token of CANOPY_TOKEN: holds ' ' at character 2: a token is "
+                                       "printable ASCII without spaces (it is sent in an HTTP Authorization header)\n")
     token.write_bytes(b"tok\n")  # the token and one newline, as the controller reads it: sent
     assert cli.main(["status", "--url", url, "--config", config]) == cli.EXIT_UNREACHABLE
     assert "cannot reach the controller at http://127.0.0.1:9" in capsys.readouterr().err

@@ -42,7 +42,8 @@ class Timers:
 
 def bgp_settings(**duplicate_mac):
     return settings_mod.from_doc(Doc("<t>", {"bgp": {"router_id": "10.250.0.1", "neighbors": [
-        {"address": "10.250.0.2", "asn": 65002}], "duplicate_mac": {"max_moves": 2, "window": 60, **duplicate_mac}}})).bgp
+        {"address": "10.250.0.2", "asn": 65002}],
+        "duplicate_mac": {"max_moves": 2, "window": 60, **duplicate_mac}}})).bgp
 
 
 def federation(data_dir, now, state=None, **duplicate_mac):
@@ -60,6 +61,12 @@ def federation(data_dir, now, state=None, **duplicate_mac):
 def at(fed, host):
     """One pass's publish with vm1 on ``host``."""
     fed.publish(place(fed.state, {host: [("vm1", 10)]}))
+
+
+def moved_twice(fed):
+    """vm1 on hv1, hv2, then hv1 again: two moves within the window, a duplicate under bgp_settings' max_moves 2."""
+    for host in ("hv1", "hv2", "hv1"):
+        at(fed, host)
 
 
 def announced(fed) -> bool:
@@ -84,8 +91,7 @@ def fresh_log_limits(monkeypatch):
 def test_a_flag_older_than_recovery_is_cleared_at_a_pass_a_timer_wakes_and_the_mac_is_counted_anew(tmp_path, caplog):
     now = [1000.0]
     fed = federation(tmp_path / "a", now, recovery=600)
-    for host in ("hv1", "hv2", "hv1"):  # two moves within the window: a duplicate
-        at(fed, host)
+    moved_twice(fed)  # two moves within the window: a duplicate
     assert flagged(fed) and not announced(fed)
     [(delay, wake)] = fed.later.asked  # no pass may come otherwise: a timer wakes one when the flag is due
     assert delay == 600
@@ -115,8 +121,7 @@ def test_a_clock_set_back_delays_a_recovery_by_recovery_at_most(tmp_path, caplog
     clock corrected by years)."""
     now = [1000.0]
     fed = federation(tmp_path / "a", now, recovery=600)
-    for host in ("hv1", "hv2", "hv1"):
-        at(fed, host)
+    moved_twice(fed)
     now[0] = 1000.0 - 86400 * 365  # set back a year
     with caplog.at_level(logging.WARNING, logger="canopy.bgp"):
         at(fed, "hv1")
@@ -132,8 +137,7 @@ def test_without_recovery_a_flag_is_permanent_until_cleared(tmp_path, caplog):
     now = [1000.0]
     fed = federation(tmp_path / "a", now)
     with caplog.at_level(logging.WARNING, logger="canopy.bgp"):
-        for host in ("hv1", "hv2", "hv1"):
-            at(fed, host)
+        moved_twice(fed)
     assert "until cleared (DELETE /v1/bgp/duplicate-macs)\n" in caplog.text + "\n"
     now[0] += 10 * 86400
     at(fed, "hv1")
@@ -147,8 +151,7 @@ def test_the_warning_says_when_a_flag_clears_itself(tmp_path, caplog):
     now = [1000.0]
     fed = federation(tmp_path / "a", now, recovery=300)
     with caplog.at_level(logging.WARNING, logger="canopy.bgp"):
-        for host in ("hv1", "hv2", "hv1"):
-            at(fed, host)
+        moved_twice(fed)
     assert "until cleared (DELETE /v1/bgp/duplicate-macs) or 300s old (bgp.duplicate_mac.recovery)" in caplog.text
 
 
@@ -178,8 +181,7 @@ def test_a_bad_recovery_is_refused_naming_the_field(tmp_path, value):
 def test_flags_survive_a_restart_and_their_age_goes_on(tmp_path, caplog):
     now = [1000.0]
     fed = federation(tmp_path / "a", now, recovery=600)
-    for host in ("hv1", "hv2", "hv1"):
-        at(fed, host)
+    moved_twice(fed)
     assert flagged(fed)
     now[0] = 1300.0  # restarted: a new process, State and Federation on the same data directory
     with caplog.at_level(logging.INFO, logger="canopy.bgp"):
@@ -198,8 +200,7 @@ def test_passes_that_change_no_flag_write_no_file(tmp_path):
     """The file is written after a pass that changed a flag, never on every pass: a flagged MAC still flapping (a
     peer winning it and losing it again, or a loop) moves in each pass, and nothing is written."""
     fed = federation(tmp_path / "a", [1000.0], recovery=600)
-    for host in ("hv1", "hv2", "hv1"):
-        at(fed, host)
+    moved_twice(fed)
     path = tmp_path / "a" / FILE_NAME
     path.unlink()
     for host in ("hv2", "hv1") * 50:
@@ -210,8 +211,7 @@ def test_passes_that_change_no_flag_write_no_file(tmp_path):
 def test_a_flag_cleared_by_rest_stays_cleared_after_a_restart(tmp_path):
     now = [1000.0]
     fed = federation(tmp_path / "a", now)
-    for host in ("hv1", "hv2", "hv1"):
-        at(fed, host)
+    moved_twice(fed)
     fed.clear_duplicates()
     at(fed, "hv1")  # the pass the DELETE wakes
     assert announced(fed) and not flagged(federation(tmp_path / "a", now, fed.state))
@@ -235,8 +235,7 @@ def test_a_flags_file_that_cannot_be_written_is_logged_and_the_flags_hold_in_mem
     fed = federation(tmp_path / "a", now)
     (tmp_path / "a" / FILE_NAME).mkdir()  # a directory where the file goes: the rename fails
     with caplog.at_level(logging.WARNING, logger="canopy.bgp"):
-        for host in ("hv1", "hv2", "hv1"):
-            at(fed, host)
+        moved_twice(fed)
     assert flagged(fed) and not announced(fed)
     assert f"duplicate MAC flags not written to {tmp_path / 'a' / FILE_NAME} (they hold in memory; a restart " \
            "forgets them)" in caplog.text
@@ -319,8 +318,7 @@ def test_the_standby_holds_the_actives_flags_over_a_real_link_and_a_takeover_kee
     try:
         wait_for(lambda: link_a.connected_out and link_b.connected_out, "both directions")
         at(standby, "hv1")  # its own pass: vm1 at hv1, where it stays (no move)
-        for host in ("hv1", "hv2", "hv1"):  # the active flags vm1
-            at(active, host)
+        moved_twice(active)  # the active flags vm1
         # (each heartbeat before made the active offer its flags, none then: the standby may have those first)
         wait_for(lambda: (standby.keeper._incoming or [[]])[0], "the active's flag at the standby")
         at(standby, "hv1")  # the pass the message woke
@@ -436,8 +434,7 @@ def test_a_node_active_again_sends_its_flags_again(tmp_path):
     """Active, then standby (given the other's flags, the same as its own), then active again on the same link
     connection: it sends its flags anew (the other may have changed its own meanwhile and not sent them)."""
     fed = federation(tmp_path / "a", [1000.0])
-    for host in ("hv1", "hv2", "hv1"):
-        at(fed, host)
+    moved_twice(fed)
     sent = []
 
     class Link:
@@ -463,8 +460,7 @@ def test_a_standby_refuses_the_delete_the_active_replicates_it(tmp_path):
     from tests.unit.test_ha_rules import rest_node
 
     fed = federation(tmp_path / "f", [1000.0])
-    for host in ("hv1", "hv2", "hv1"):
-        at(fed, host)
+    moved_twice(fed)
     store, _, pair, call = rest_node(tmp_path, extra_routes=rest_bgp.routes(fed))
     try:
         assert pair.writable()  # not the active

@@ -2,33 +2,30 @@
 the batch is applied on the applier's own thread while the link's receiving thread goes on delivering
 heartbeats, every frame from the peer counts as a sign of life, the standby does not take over while it holds
 a batch, and the active gets its acknowledgement. Real store and State, the HA link not started (messages are
-delivered as the link delivers them: ``_on_frame`` as its receiving thread does, then ``_on_message``); every wait is bounded, nothing depends on how fast it ran."""
+delivered as the link delivers them: ``_on_frame`` as its receiving thread does, then ``_on_message``); every wait
+is bounded, nothing depends on how fast it ran."""
 
 import threading
 
 import pytest
 
-from controller import settings as settings_mod
 from controller.core import build_core
 from controller.ha import Pair
 from controller.pacer import Pacer
 from controller import replication
 from controller.replication import ACK_PER_CHANGE, Replicator
-from controller.yamldoc import Doc
 
 from tests.unit.replication_pair import wait_for
+from tests.unit.test_ha_rules import DEAD, ha_settings
 
 BOUND = 20.0
-DEAD = 0.5
 BATCH = 60
 HEARTBEATS = 5
 
 
 @pytest.fixture
 def standby(tmp_path):
-    settings = settings_mod.from_doc(Doc("<t>", {"data_dir": str(tmp_path / "d"), "ha": {
-        "node_id": "b", "peer": "10.250.0.1", "priority": 100, "heartbeat_interval_ms": 100,
-        "dead_interval_ms": int(DEAD * 1000), "secret": "unit-test-pair-secret"}}))
+    settings = ha_settings(tmp_path)
     store, state, _ = build_core(settings)
     pair = Pair(settings.ha, store, state, lambda role, gen: None)
     pair.sent = []

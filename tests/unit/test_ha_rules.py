@@ -21,11 +21,16 @@ DEAD = 0.5
 SECRET = "unit-test-pair-secret"
 
 
-@pytest.fixture
-def node(tmp_path):
-    settings = settings_mod.from_doc(Doc("<t>", {"data_dir": str(tmp_path / "d"), "ha": {
+def ha_settings(tmp_path):
+    """Node b of a pair with 10.250.0.1, its data in ``tmp_path``/d, dead after DEAD seconds."""
+    return settings_mod.from_doc(Doc("<t>", {"data_dir": str(tmp_path / "d"), "ha": {
         "node_id": "b", "peer": "10.250.0.1", "priority": 100, "heartbeat_interval_ms": 100,
         "dead_interval_ms": int(DEAD * 1000), "secret": SECRET}}))
+
+
+@pytest.fixture
+def node(tmp_path):
+    settings = ha_settings(tmp_path)
     store, state, _ = build_core(settings)
     roles = []
     pair = Pair(settings.ha, store, state, lambda role, gen: roles.append((role, gen)))
@@ -269,7 +274,8 @@ def test_a_peer_whose_heartbeats_arrive_is_alive_while_busy_and_gone_once_stuck(
 @pytest.mark.parametrize("ha, error", [
     ({"peer": "10.250.0.1"}, "ha.secret: is required with ha.peer"),
     ({"peer": "10.250.0.1", "secret": "short"}, "ha.secret: must be at least 16 characters"),
-    ({"peer": "10.250.0.1", "secret_file": "/nonexistent/secret"}, "ha.secret_file: /nonexistent/secret does not exist"),
+    ({"peer": "10.250.0.1", "secret_file": "/nonexistent/secret"},
+     "ha.secret_file: /nonexistent/secret does not exist"),
     ({"peer": "10.250.0.1", "secret": SECRET, "secret_file": "/x"}, "not both"),
 ], ids=["missing", "short", "no-file", "both"])
 def test_a_pair_needs_a_shared_secret(tmp_path, ha, error):

@@ -9,12 +9,10 @@ import time
 
 import pytest
 
-from controller import settings as settings_mod
 from controller.core import build_core
 from controller.ha import STARTUP_DEAD_INTERVALS, Pair
 from controller.service import NotActive
-from controller.yamldoc import Doc
-from tests.unit.test_ha_rules import DEAD, SECRET, hear
+from tests.unit.test_ha_rules import DEAD, ha_settings, hear
 
 
 class Wire:
@@ -41,9 +39,7 @@ class Wire:
 @pytest.fixture
 def ha(tmp_path):
     """An active Pair (alone, then given the Wire as its standby link) with its PolicyService wired as in app.py."""
-    settings = settings_mod.from_doc(Doc("<t>", {"data_dir": str(tmp_path / "d"), "ha": {
-        "node_id": "b", "peer": "10.250.0.1", "priority": 100, "heartbeat_interval_ms": 100,
-        "dead_interval_ms": int(DEAD * 1000), "secret": SECRET}}))
+    settings = ha_settings(tmp_path)
     store, state, service = build_core(settings)
     pair = Pair(settings.ha, store, state, lambda role, gen: None)
     service.replicate = pair.replicate

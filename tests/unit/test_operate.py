@@ -10,6 +10,7 @@ import logging
 import socket
 import sys
 import threading
+from types import SimpleNamespace
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -19,7 +20,7 @@ from controller.cli_status import render_status, wait_programmed
 from controller.rest import dataplane as rest_dataplane
 from controller.rest.api import Api, Request
 from controller.programmer import Programmer
-from tests.unit.helpers import TOKEN, Controller, demo_net
+from tests.unit.helpers import TOKEN, Controller, FederationStandIn, demo_net
 
 
 @pytest.fixture
@@ -508,28 +509,14 @@ def test_dashboard_and_served_metrics_are_documented(ctl):
     assert {strip.sub("", n) for n in used} - documented == set()
     from controller.collector import Collections
 
-    ctl.api.metrics.attach(reconcilers=dict, collector=Collections(), federation=_Federation())
+    # the BGP families too: without them canopy_evpn_duplicate_macs was served by every controller with BGP
+    # neighbors and listed in no table
+    federation = FederationStandIn(SimpleNamespace(status=lambda: {"announced": 0, "restarts": 0}), lambda: [
+        {"address": "192.0.2.1", "asn": 65001, "state": "up", "received": 0, "sent": 0}])
+    ctl.api.metrics.attach(reconcilers=dict, collector=Collections(), federation=federation)
     served = {family.name for family in text_string_to_metric_families(scrape(ctl.api).encoded().decode())
               if family.name.startswith("canopy_")}
     assert served and {n if n in documented else n + "_total" for n in served} <= documented
-
-
-class _Federation:
-    """What the BGP families read (bgp.federation.Federation), so that /metrics serves them too: without it
-    canopy_evpn_duplicate_macs was served by every controller with BGP neighbors and listed in no table."""
-
-    def __init__(self):
-        from types import SimpleNamespace
-
-        from bgp.dupkeep import DuplicateKeeper
-        from bgp.evpn import Mobility
-
-        self.mobility = Mobility()
-        self.keeper = DuplicateKeeper(lambda: self.mobility.duplicates, None)
-        self.speaker = SimpleNamespace(status=lambda: {"announced": 0, "restarts": 0})
-
-    def peers(self):
-        return [{"address": "192.0.2.1", "asn": 65001, "state": "up", "received": 0, "sent": 0}]
 
 
 def test_openapi_lists_the_operations_routes(ctl):

@@ -85,7 +85,8 @@ def test_a_tables_rows_are_decoded_without_a_python_call_per_row(monkeypatch):
         "Interface": {f"{i:08x}-0000-4000-8000-000000000001": {"delete": None} for i in range(rows)}}]}
     walked = []
     real = jsonstream._Paced._value
-    monkeypatch.setattr(jsonstream._Paced, "_value", lambda self, i, depth: walked.append(depth) or real(self, i, depth))
+    monkeypatch.setattr(jsonstream._Paced, "_value",
+                        lambda self, i, depth: walked.append(depth) or real(self, i, depth))
     monkeypatch.setattr(jsonstream, "PACED_CHARS", 0)
     for indent in (None, 1):
         text = json.dumps(message, indent=indent)

@@ -13,7 +13,7 @@ import re
 
 import pytest
 
-from controller import cli, lifecycle, logs, resttoken, runtime
+from controller import cli, lifecycle, resttoken
 from controller import settings as settings_mod
 from controller.programmer import Programmer
 from controller.rest import bgp as rest_bgp
@@ -24,7 +24,7 @@ from controller.rest import api as api_mod
 from controller.rest.api import Api, Request
 from controller.stretchtrace import StretchTracer
 from controller.stretchtrace import routes as stretch_routes
-from tests.unit.helpers import TOKEN, Controller, demo_net
+from tests.unit.helpers import TOKEN, Controller, demo_net, running
 from tests.unit.test_rest import snapshot
 
 READ = "read-only-token"
@@ -83,7 +83,8 @@ def declared_routes():
     found = []
     for path in sorted(root.rglob("*.py")):
         text = path.read_text()
-        if path != root / "rest" / "api.py" and not re.search(r"from controller\.rest\.api import [^\n]*\bRoute\b", text):
+        if path != root / "rest" / "api.py" and not re.search(
+                r"from controller\.rest\.api import [^\n]*\bRoute\b", text):
             continue  # derive.py's Route is a FIB entry, not this one
         for node in ast.walk(ast.parse(text)):
             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Route":
@@ -216,8 +217,7 @@ def test_sighup_replaces_adds_and_removes_the_read_token_and_keeps_it_when_refus
                           f"rest: {{token: {TOKEN}, open_reads: never, {rest}}}\n")
         return lifecycle.reload(str(config))
 
-    runtime.SETTINGS, runtime.API, level = ctl.settings, ctl.api, logs.current_level()
-    try:
+    with running(ctl) as level:
         assert call(ctl, "GET", "/v1/tenants", "first-read")[0] == 401  # none yet
         assert f"read-only REST token added ({token})" in reload(f"read_token_file: {token}")
         assert call(ctl, "GET", "/v1/tenants", "first-read")[0] == 200
@@ -234,10 +234,6 @@ def test_sighup_replaces_adds_and_removes_the_read_token_and_keeps_it_when_refus
         assert "read-only REST token unchanged (inline)" in reload("read_token: second-read")
         assert "read-only REST token removed" in reload("access_log: false")
         assert call(ctl, "GET", "/v1/tenants", "second-read")[0] == 401
-    finally:
-        runtime.SETTINGS = runtime.API = None
-        logs.set_level(level)
-        ctl.close()
 
 
 def test_a_token_file_refused_names_the_settings_file_and_the_line_of_its_key(tmp_path, capsys):

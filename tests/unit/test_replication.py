@@ -18,13 +18,12 @@ from controller.policy import Policy
 from controller.service import NotActive
 from controller.store import StoreError, StoreFault
 
-from .replication_pair import BOUND, Node, assert_same, free_port, in_step, pair, wait_for  # noqa: F401 - a fixture
+from .replication_pair import (BOUND, Node, assert_same, connected, free_port, in_step, pair,  # noqa: F401 - a fixture
+                               wait_for)
 
 def test_writes_reach_the_standby_before_they_are_acknowledged(pair):
     active, standby = pair("active"), pair("standby")
-    active.link.start()
-    standby.link.start()
-    wait_for(lambda: in_step(active, standby), "the pair to connect")
+    connected(active, standby)
     tenant = active.tenant("acme")
     domain = active.service.create("domain", {"tenant_id": tenant["id"], "name": "prod"})
     subnet = active.service.create("subnet", {"tenant_id": tenant["id"], "domain_id": domain["id"], "name": "web",
@@ -123,9 +122,7 @@ def test_in_solo_mode_without_a_standby_the_write_stands_at_once(pair):
 
 def test_a_standby_that_stops_acknowledging_lags_then_catches_up(pair):
     active, standby = pair("active", ack_timeout=0.2, solo=True), pair("standby")
-    active.link.start()
-    standby.link.start()
-    wait_for(lambda: in_step(active, standby), "the pair to connect")
+    connected(active, standby)
     standby.link.on_message = lambda msg: None  # alive (heartbeats) but applying nothing
     active.tenant("a")
     assert active.shipped == [False] and active.replicator.lagging and active.replicator.lag() == 1
@@ -153,9 +150,7 @@ def _report_before_commit(active, position):
 def test_a_report_of_the_old_position_before_an_unconfirmed_solo_write_commits_leaves_the_standby_lagging(pair):
     # the flake of the test above made certain: the standby's heartbeat lands after confirm() gave up, before the commit
     active, standby = pair("active", solo=True), pair("standby")
-    active.link.start()
-    standby.link.start()
-    wait_for(lambda: in_step(active, standby), "the pair to connect")
+    connected(active, standby)
     active.tenant("a")
     old = standby.applier.hello()  # at seq 1, confirmed
     held = []
@@ -220,9 +215,7 @@ def test_an_unconfirmed_solo_write_that_fails_to_commit_is_not_a_position_the_st
 def test_an_unconfirmed_solo_write_a_snapshot_took_away_is_neither_awaited_nor_sent_when_active_again(pair):
     # committed alone, then the node stepped down and the peer (never given it) replaced its store with a snapshot
     active, standby = pair("active", solo=True), pair("standby")
-    active.link.start()
-    standby.link.start()
-    wait_for(lambda: in_step(active, standby), "the pair to connect")
+    connected(active, standby)
     standby.link.on_message = lambda msg: None  # the write never reaches the standby,
     standby.link.heartbeat = dict  # whose heartbeats carry no position: the test delivers its report
     active.replicator.ack_timeout = 0.05
@@ -241,9 +234,7 @@ def test_a_takeover_while_a_confirmed_write_commits_does_not_take_the_write_from
     # the node stepped down and became active again (controller.ha.Pair._become: reset) while the write the standby
     # had confirmed was being committed, and the standby's report of it arrived before the commit landed
     active, standby = pair("active"), pair("standby")
-    active.link.start()
-    standby.link.start()
-    wait_for(lambda: in_step(active, standby), "the pair to connect")
+    connected(active, standby)
     active.tenant("a")
     sent, send = [], active.link.send
     active.link.send = lambda msg: sent.append(msg) or send(msg)
@@ -364,9 +355,7 @@ def test_the_pair_works_under_eventlet_monkey_patching(tmp_path):
 
 def test_a_write_the_standby_got_but_did_not_confirm_in_time_is_refused_and_removed_from_it(pair):
     active, standby = pair("active", ack_timeout=0.3), pair("standby")
-    active.link.start()
-    standby.link.start()
-    wait_for(lambda: in_step(active, standby), "the pair to connect")
+    connected(active, standby)
     kept = active.tenant("kept")
     standby.link.send = lambda msg: False  # it applies the write, but nothing it says arrives any more:
     standby.link.heartbeat = dict  # its heartbeats (sent by the link's own thread) carry no position either

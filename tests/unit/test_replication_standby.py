@@ -8,7 +8,7 @@ import pytest
 
 from controller.policy import Policy
 
-from .replication_pair import BOUND, Node, Sent, free_port, in_step, pair, wait_for  # noqa: F401 - pair: a fixture
+from .replication_pair import BOUND, Node, Sent, connected, free_port, pair, wait_for  # noqa: F401 - pair: a fixture
 
 # ------------------------------------------------------------------ what the standby accepts
 
@@ -32,9 +32,7 @@ BAD_CHANGES = {
 @pytest.mark.parametrize("changes", BAD_CHANGES.values(), ids=BAD_CHANGES.keys())
 def test_replicated_changes_that_a_rest_write_would_refuse_are_refused_and_change_nothing(pair, changes):
     active, standby = pair("active"), pair("standby")
-    active.link.start()
-    standby.link.start()
-    wait_for(lambda: in_step(active, standby), "the pair to connect")
+    connected(active, standby)
     before = (standby.store.load_objects(), standby.store.history(), dict(standby.state.policy.objects))
     assert active.link.send({"t": "changes", "changes": changes, "meta": {}})
     wait_for(lambda: standby.applier.refused == 1, "the standby to refuse the changes")
@@ -54,9 +52,7 @@ def test_replicated_changes_that_a_rest_write_would_refuse_are_refused_and_chang
 def test_a_snapshot_that_breaks_a_rule_is_refused_and_changes_nothing(pair, snapshot):
     active, standby = pair("active", solo=True), pair("standby")
     active.tenant("acme")
-    active.link.start()
-    standby.link.start()
-    wait_for(lambda: in_step(active, standby), "the pair to connect")
+    connected(active, standby)
     before = (standby.store.load_objects(), standby.store.history(), dict(standby.state.policy.objects))
     assert active.link.send({"t": "snapshot", "snapshot": snapshot})
     wait_for(lambda: standby.applier.refused == 1, "the standby to refuse the snapshot")

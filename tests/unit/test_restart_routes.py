@@ -141,8 +141,8 @@ def test_a_hold_that_waits_only_for_a_peer_says_so_not_that_switches_are_coming_
                     "after the last switch came back)")
     clock.now += 5
     assert h.check({"hv1"}, set(), peers=["10.0.0.12"])
-    assert h.status()["message"] == ("every switch connected before is back, and 15 s (hold time) passed since the last "
-                                     "one came back; still missing bgp peer 10.0.0.12")
+    assert h.status()["message"] == ("every switch connected before is back, and 15 s (hold time) passed since the "
+                                     "last one came back; still missing bgp peer 10.0.0.12")
 
 
 def test_a_hold_that_hold_max_ends_while_only_a_peer_is_missing_names_the_peer_not_switches(tmp_path, caplog):

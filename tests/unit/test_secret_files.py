@@ -12,11 +12,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from controller import cli, lifecycle, logs, resttoken, runtime, secretfile
+from controller import cli, lifecycle, resttoken, runtime, secretfile
 from controller import metadata_agent as ma
 from controller import settings as settings_mod
 from tests.unit.fifo import fifo_without_writer
-from tests.unit.helpers import TOKEN, Controller
+from tests.unit.helpers import TOKEN, Controller, running
 from tests.unit.opens import opens_of
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "networking_canopy"))
@@ -232,17 +232,12 @@ def test_a_sighup_refuses_a_fifo_token_file_and_keeps_the_running_tokens(tmp_pat
     """The reload runs on the event loop: a FIFO there stalled every switch until someone wrote to it."""
     ctl = Controller(tmp_path)
     config = tmp_path / "canopy.yaml"
-    runtime.SETTINGS, runtime.API, level = ctl.settings, ctl.api, logs.current_level()
-    try:
+    with running(ctl):
         with fifo_without_writer(tmp_path / "read-token") as fifo:
             config.write_text(f"data_dir: {tmp_path / 'data'}\nrest: {{token: {TOKEN}, read_token_file: {fifo}}}\n")
             assert lifecycle.reload(str(config)) == []
         assert f"{config}:2: rest.read_token_file: {fifo} {FIFO}" in caplog.text
         assert runtime.SETTINGS.rest_read_token is None and runtime.SETTINGS.rest_token == TOKEN
-    finally:
-        runtime.SETTINGS = runtime.API = None
-        logs.set_level(level)
-        ctl.close()
 
 
 def test_the_metadata_agent_refuses_a_fifo_shared_secret_with_exit_2(tmp_path, capsys):
@@ -264,12 +259,7 @@ def test_sighup_with_an_inline_token_never_opens_a_fifo_at_the_generated_token_f
     config, data = tmp_path / "canopy.yaml", tmp_path / "data"
     Path(resttoken.token_path(str(data))).unlink(missing_ok=True)
     config.write_text(f"data_dir: {data}\nrest: {{token: {TOKEN}, open_reads: never}}\n")
-    runtime.SETTINGS, runtime.API, level = ctl.settings, ctl.api, logs.current_level()
-    try:
+    with running(ctl):
         with fifo_without_writer(resttoken.token_path(str(data))):
             done = lifecycle.reload(str(config))
         assert "REST token unchanged (inline)" in done
-    finally:
-        runtime.SETTINGS = runtime.API = None
-        logs.set_level(level)
-        ctl.close()

@@ -76,11 +76,16 @@ def test_show_tree_lists_tenants_to_vports_with_where_each_is_bound(get):
     assert json.loads(json.dumps(tree)) == tree  # --json prints exactly this
 
 
-def test_show_tree_of_an_empty_controller(tmp_path):
-    ctl = Controller(tmp_path)
+def tree_api(ctl):
+    """The controller's API with the routes ``canopy show`` reads beyond the core's: VTEPs, BGP (none), HA."""
     routes = rest_vteps.routes(ctl.state, Programmer(ctl.state)) + rest_bgp.routes(None) + \
         [Route("GET", "/v1/ha", lambda req: Response(200, {"role": "standalone"}), "HA")]
-    api = Api(ctl.service, ctl.state, ctl.settings, extra_routes=routes)
+    return Api(ctl.service, ctl.state, ctl.settings, extra_routes=routes)
+
+
+def test_show_tree_of_an_empty_controller(tmp_path):
+    ctl = Controller(tmp_path)
+    api = tree_api(ctl)
 
     def fetch(path):
         return json.loads(api.handle(Request("GET", path)).encoded())
@@ -200,9 +205,7 @@ def test_show_says_a_peer_is_up_not_failing_when_its_last_error_is_past(tmp_path
     from tests.unit.test_routebook import book, state
 
     ctl = Controller(tmp_path)
-    routes = rest_vteps.routes(ctl.state, Programmer(ctl.state)) + rest_bgp.routes(None) + \
-        [Route("GET", "/v1/ha", lambda req: Response(200, {"role": "standalone"}), "HA")]
-    api = Api(ctl.service, ctl.state, ctl.settings, extra_routes=routes)
+    api = tree_api(ctl)
     peers = book()
 
     def fetch(path):

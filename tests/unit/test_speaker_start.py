@@ -340,18 +340,24 @@ class HeldThread:
         return False
 
 
+def held_threads(monkeypatch, timer=HeldTimer):
+    """The speaker's threads are HeldThreads (failing, none attempted yet) and its timers ``timer``, on the test's
+    clock (the ``clock`` fixture)."""
+    monkeypatch.setattr(bgp.speakerthread, "threading", types.SimpleNamespace(Thread=HeldThread, Lock=threading.Lock,
+                                                                              Timer=timer))
+    monkeypatch.setattr(bgp.speakerthread, "time", bgp.speaker.time)
+    monkeypatch.setattr(HeldTimer, "made", [])
+    monkeypatch.setattr(HeldThread, "attempts", [])
+    monkeypatch.setattr(HeldThread, "failing", True)
+
+
 def test_a_thread_that_cannot_start_is_started_again_by_a_timer_with_nobody_asking(tmp_path, clock, monkeypatch):
     """A speaker whose thread could not start was started again only when something asked it (status, peers, a route
     change, SIGHUP): a controller with no REST client, no scrape and no route change kept a dead speaker for ever.
     A timer now starts it once the back-off is over (the speaker's clock moved by the test, its timers fired by the
     test: nothing else asks it here), a failure arming the next on the bounded back-off, one timer at a time; a timer
     due early waits again; once the thread runs, or the speaker is stopped, no timer starts anything."""
-    monkeypatch.setattr(bgp.speakerthread, "threading", types.SimpleNamespace(Thread=HeldThread, Lock=threading.Lock,
-                                                                              Timer=HeldTimer))
-    monkeypatch.setattr(bgp.speakerthread, "time", bgp.speaker.time)  # the test's clock
-    monkeypatch.setattr(HeldTimer, "made", [])
-    monkeypatch.setattr(HeldThread, "attempts", [])
-    monkeypatch.setattr(HeldThread, "failing", True)
+    held_threads(monkeypatch)
     speaker = Speaker(SpeakerConfig(asn=65000, router_id="10.0.0.1", neighbors=(), workdir=str(tmp_path)))
     speaker.start()
     delays = []
@@ -408,11 +414,7 @@ class NoTimer(Unfired):
 
 def test_a_timer_that_cannot_start_is_logged_once_and_asking_the_speaker_still_retries(tmp_path, clock, monkeypatch,
                                                                                         caplog):
-    monkeypatch.setattr(bgp.speakerthread, "threading", types.SimpleNamespace(Thread=HeldThread, Lock=threading.Lock,
-                                                                              Timer=NoTimer))
-    monkeypatch.setattr(bgp.speakerthread, "time", bgp.speaker.time)
-    monkeypatch.setattr(HeldThread, "attempts", [])
-    monkeypatch.setattr(HeldThread, "failing", True)
+    held_threads(monkeypatch, timer=NoTimer)
     caplog.set_level(logging.INFO, logger="canopy.bgp")
     speaker = Speaker(SpeakerConfig(asn=65000, router_id="10.0.0.1", neighbors=(), workdir=str(tmp_path)))
     speaker.start()
@@ -436,12 +438,7 @@ def test_a_sighup_while_the_thread_cannot_start_keeps_the_back_off(tmp_path, clo
     at once again and again: a retry without a back-off (a loop of starts and error lines), or, its timer firing
     while the failed retry still held the retry lock, no timer left at all. reconfigure tries at once; each failure
     after it waits on the back-off, which starts over; the settings stay handed over for the thread that starts."""
-    monkeypatch.setattr(bgp.speakerthread, "threading", types.SimpleNamespace(Thread=HeldThread, Lock=threading.Lock,
-                                                                              Timer=HeldTimer))
-    monkeypatch.setattr(bgp.speakerthread, "time", bgp.speaker.time)
-    monkeypatch.setattr(HeldTimer, "made", [])
-    monkeypatch.setattr(HeldThread, "attempts", [])
-    monkeypatch.setattr(HeldThread, "failing", True)
+    held_threads(monkeypatch)
     speaker = Speaker(SpeakerConfig(asn=65000, router_id="10.0.0.1", neighbors=(), workdir=str(tmp_path)))
     speaker.start()
     for _ in range(3):
