@@ -31,9 +31,8 @@ import json
 import logging
 import math
 import os
-import stat
 
-from controller import fields
+from controller import fields, secretfile
 from controller.loglimit import warn_limited
 
 log = logging.getLogger("canopy.bgp")
@@ -174,16 +173,7 @@ def _row(row) -> dict | None:
 
 
 def _read_regular(path: str, limit: int) -> bytes:
-    """Up to ``limit`` bytes of the regular file at ``path``. Never opens a FIFO, a device or a socket put there (stat
-    first), and never waits on one put there between that stat and the open (non-blocking open, then fstat): a FIFO
-    at the path would otherwise hold the controller's start until a writer came."""
-    if not stat.S_ISREG(os.stat(path).st_mode):
-        raise OSError(f"{path} is not a regular file")
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(f"{path} is not a regular file")
-        with os.fdopen(os.dup(fd), "rb") as fh:
-            return fh.read(limit + 1)[:limit]
-    finally:
-        os.close(fd)
+    """Up to ``limit`` bytes of the regular file at ``path`` (secretfile.open_regular: a FIFO put there would otherwise
+    hold the controller's start until a writer came)."""
+    with os.fdopen(secretfile.open_regular(path), "rb") as fh:
+        return fh.read(limit + 1)[:limit]

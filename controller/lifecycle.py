@@ -8,7 +8,8 @@
   neighbor, with the reason: ``BGP_RESTART``), except the bgp section while the BGP speaker has no ExaBGP up (its
   start failed, or it exited: a rejected exabgp.conf): then it starts one at once with the new section
   (``_apply_bgp``), bgp.asn apart (it also derives route distinguishers and targets); and bgp.duplicate_mac, which
-  only Canopy uses, always (``_apply_duplicate_mac``).
+  only Canopy uses, always (``_apply_duplicate_mac``): changed alone, it goes to MAC mobility only (the speaker, its
+  ExaBGP down or not, is left as it is: no start at once, its back-off kept).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ LIVE = ("log_level", "log_format", "rest_token", "rest_token_file", "rest_read_t
         "access_log")  # applied by reload
 LIVE_KEYS = ("log_level", "log_format", "rest.token", "rest.token_file", "rest.read_token", "rest.read_token_file",
              "rest.access_log")  # the same, as keys
+DUPLICATE_MAC_CHANGED = "bgp.duplicate_mac changed"  # what bgp_changes says of it
 BGP_RESTART = ("exabgp is up, and the BGP speaker gives ExaBGP its neighbors only when it starts it, with no live "
                "reconfiguration; restarting the speaker alone would reset every session, unchanged ones included")
 
@@ -167,14 +169,15 @@ def reload(config_path: str | None) -> list[str]:
         return []
     bgp = bgp_changes(running.bgp, new.bgp)
     try:
-        bgp_applied = bool(bgp) and _apply_bgp(running, new)
+        # duplicate_mac alone is no change of the speaker's: it does not start ExaBGP or reset its back-off
+        bgp_applied = bool(set(bgp) - {DUPLICATE_MAC_CHANGED}) and _apply_bgp(running, new)
     except StartError as exc:  # a new bgp.listen or bgp.port this host refuses, as at start
         log.error("SIGHUP: %s not reloaded; the running settings stay: %s", where, exc)
         return []
     done = []
     dup = None if bgp_applied else _apply_duplicate_mac(running, new)
     if dup:
-        bgp.remove("bgp.duplicate_mac changed")
+        bgp.remove(DUPLICATE_MAC_CHANGED)
         done.append(dup)
     level = logs.current_level()
     if new.log_format != running.log_format:

@@ -25,6 +25,10 @@ and a token file holds the token and at most one line end, LF or CRLF (what ``ec
 generated file and an editor on Windows write); a NUL, a CR elsewhere, a second line or spaces are refused, never
 cut off silently.
 
+``open_regular`` (and ``check_regular``) is that stat, non-blocking open and fstat for any file a setting names that
+must be a regular file: the TLS key and certificates (controller/tls.py, the Neutron driver's ``ca_file``) and the
+duplicate MAC flags (bgp/dupkeep.py) too.
+
 This module is also the Neutron driver's (networking_canopy/networking_canopy/secretfile.py is a link to it: the
 driver runs in Neutron's environment, where Canopy is not installed), so it imports nothing of Canopy's.
 """
@@ -38,6 +42,14 @@ import stat
 MAX_BYTES = 64 * 1024
 _KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
           (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+
+
+class NotRegular(OSError):
+    """The file at ``path`` is ``kind`` (a FIFO, a directory, ...), not a regular file (``open_regular``)."""
+
+    def __init__(self, path: str, kind: str):
+        super().__init__(f"{path} is {kind}, not a regular file")
+        self.path, self.kind = path, kind
 
 
 class Unusable(ValueError):
@@ -82,14 +94,10 @@ def read_text(key: str, path: str, reader: str = "Canopy") -> str:
     larger than MAX_BYTES, is too open (``too_open``) or is not UTF-8. Never opens a FIFO, a device or a socket (stat
     first), and never blocks on one put at the path between that stat and the open."""
     try:
-        _refuse(key, path, os.stat(path), reader)  # what the path names now: no FIFO or device is opened
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+        fd = open_regular(path, lambda st: _refuse(key, path, st, reader))
     except OSError as exc:
         raise _unopened(key, path, exc) from None
     try:
-        # the file that was opened: another may have been put at the path since the stat (non-blocking, so a FIFO
-        # or a device put there meanwhile is opened, but never waited for)
-        _refuse(key, path, os.fstat(fd), reader)
         data = _read_upto(fd, MAX_BYTES + 1)
     except OSError as exc:
         raise Unusable(key, f"cannot read {path}: {exc.strerror or exc}") from None
@@ -101,6 +109,30 @@ def read_text(key: str, path: str, reader: str = "Canopy") -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise Unusable(key, f"{path} is not UTF-8 text (byte {exc.start + 1} is {data[exc.start]:#04x})") from None
+
+
+def open_regular(path: str, refuse=None) -> int:
+    """A descriptor of the file at ``path`` opened read-only, which the caller closes. ``refuse(stat_result)`` raises
+    for a file that may not be opened; by default NotRegular (an OSError) for what is no regular file. Never opens a
+    FIFO, a device or a socket (stat first, following links as open does: opening a device can itself do something,
+    a FIFO's open waits for a writer), and never blocks on one put at the path between that stat and the open: the
+    open does not wait, and ``refuse`` then looks at the file that was opened (fstat). OSError as os.open raises it."""
+    refuse = refuse or (lambda st: _regular(path, st))
+    refuse(os.stat(path))  # what the path names now: no FIFO or device is opened
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        refuse(os.fstat(fd))  # the file opened: another may have been put at the path since the stat
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def check_regular(path: str) -> None:
+    """OSError unless ``path`` is a regular file this user may open for reading (NotRegular when it is none): for
+    a file whose path a library then opens itself (ssl's load_cert_chain), looked at without blocking
+    (``open_regular``). What remains is a file put at the path between this check and that open."""
+    os.close(open_regular(path))
 
 
 def token_in(text: str) -> str:
@@ -126,10 +158,9 @@ def token_problem(token: str) -> str | None:
 def file_problem(st: os.stat_result, reader: str = "Canopy") -> str | None:
     """Why a file with this status cannot hold a secret ``reader`` (the service) reads, or None: it is no regular
     file, is larger than MAX_BYTES or is too open (``too_open``)."""
-    if not stat.S_ISREG(st.st_mode):
-        kind = next((kind for is_kind, kind in _KINDS if is_kind(st.st_mode)), "something else")
-        why = "" if stat.S_ISDIR(st.st_mode) else f" (reading {kind} could block {reader} or never end)"
-        return f"is {kind}, not a regular file: a secret file must be one{why}"
+    kind = _kind(st)
+    if kind:
+        return f"is {kind}, not a regular file: a secret file must be one{blocking_note(kind, reader)}"
     if st.st_size > MAX_BYTES:
         return _too_large(st.st_size)
     return too_open(st, reader)
@@ -145,6 +176,24 @@ def too_open(st: os.stat_result, reader: str = "Canopy") -> str | None:
         return (f"has mode {mode:04o}: its group can read it, and only a file root owns may be shared with a "
                 f"group; chmod 600 it (or chown root and chgrp it to the group of the user {reader} runs as)")
     return None
+
+
+def blocking_note(kind: str, reader: str = "Canopy") -> str:
+    """Why a file of this ``kind`` (NotRegular.kind) is not read, for an error message: "" for a directory."""
+    return "" if kind == "a directory" else f" (reading {kind} could block {reader} or never end)"
+
+
+def _kind(st: os.stat_result) -> str | None:
+    """What a file with this status is when it is no regular file ("a FIFO", "a directory", ...), else None."""
+    if stat.S_ISREG(st.st_mode):
+        return None
+    return next((kind for is_kind, kind in _KINDS if is_kind(st.st_mode)), "something else")
+
+
+def _regular(path: str, st: os.stat_result) -> None:
+    kind = _kind(st)
+    if kind:
+        raise NotRegular(path, kind)
 
 
 def _refuse(key: str, path: str, st: os.stat_result, reader: str) -> None:

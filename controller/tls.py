@@ -14,6 +14,8 @@ from __future__ import annotations
 import ssl
 from dataclasses import dataclass
 
+from controller import secretfile
+
 MIN_VERSION = ssl.TLSVersion.TLSv1_2
 
 
@@ -40,11 +42,7 @@ def server_context(files: TlsFiles, mutual: bool) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = MIN_VERSION
     for name, path in (("key", files.key), ("cert", files.cert), ("ca_cert", files.ca_cert)):
-        try:
-            with open(path, "rb"):
-                pass
-        except OSError as exc:
-            raise TlsError(name, f"cannot read {path}: {exc.strerror or exc}") from None
+        _check_file(name, path)
     try:
         context.load_cert_chain(files.cert, files.key)
     except ssl.SSLError as exc:
@@ -57,6 +55,20 @@ def server_context(files: TlsFiles, mutual: bool) -> ssl.SSLContext:
             raise TlsError("ca_cert", f"{files.ca_cert}: no PEM CA certificate in it ({exc.reason or exc})") from None
         context.verify_mode = ssl.CERT_REQUIRED
     return context
+
+
+def _check_file(name: str, path: str) -> None:
+    """TlsError naming the setting ``name`` unless ``path`` is a regular file this user can open. Read at start and by
+    ``check-settings`` on the event loop: a FIFO put at the path would block it until a writer came (and opening a
+    device can do something), so nothing but a regular file is opened (secretfile.check_regular: stat, then an open
+    that does not wait). ssl's loaders take a path and open it themselves: a FIFO put at the path between this check
+    and their open would still block them; that swap is what remains."""
+    try:
+        secretfile.check_regular(path)
+    except secretfile.NotRegular as exc:
+        raise TlsError(name, f"{exc}{secretfile.blocking_note(exc.kind)}") from None
+    except OSError as exc:
+        raise TlsError(name, f"cannot read {path}: {exc.strerror or exc}") from None
 
 
 def check(files: TlsFiles) -> None:

@@ -39,14 +39,20 @@ def token_from(token: str | None, token_file: str | None) -> str | None:
 
 def tls_context(ca_file: str | None) -> ssl.SSLContext | None:
     """A context that trusts the CA certificates in ``[canopy] ca_file`` (None without one: the system's store);
-    ConfigError naming the option when the file cannot be read or holds no PEM certificate (it raised OSError or
-    SSLError out of the driver's start, naming nothing)."""
+    ConfigError naming the option when the file cannot be read, is no regular file (a FIFO there held the driver's
+    start until a writer came) or holds no PEM certificate (it raised OSError or SSLError out of the driver's start,
+    naming nothing)."""
     if not ca_file:
         return None
     try:
+        # no FIFO or device is opened (the driver's start would wait on it); ssl opens the path itself after this
+        # check: a FIFO put at the path between the two would still block it
+        secretfile.check_regular(ca_file)
         return ssl.create_default_context(cafile=ca_file)
     except ssl.SSLError as exc:  # an OSError too: first
         raise ConfigError(f"[canopy] ca_file: {ca_file} holds no PEM CA certificate ({exc.reason or exc})") from None
+    except secretfile.NotRegular as exc:
+        raise ConfigError(f"[canopy] ca_file: {exc}{secretfile.blocking_note(exc.kind, 'Neutron')}") from None
     except OSError as exc:
         raise ConfigError(f"[canopy] ca_file: cannot read {ca_file}: {exc.strerror or exc}") from None
 

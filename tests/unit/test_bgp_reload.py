@@ -245,6 +245,29 @@ def test_sighup_applies_duplicate_mac_with_the_rest_of_the_bgp_section(ctl, tmp_
     """The log says every bgp key but asn applied: duplicate_mac (evpnmob) was left to the detector made at start."""
     federation, _ = _failing(ctl, tmp_path, clock, monkeypatch)
     runtime.FEDERATION = federation
-    lifecycle.reload(_settings(tmp_path, PEER, extra="  duplicate_mac: {max_moves: 3, window: 60, enabled: false}\n"))
+    lifecycle.reload(_settings(tmp_path, NEW_PEER,
+                               extra="  duplicate_mac: {max_moves: 3, window: 60, enabled: false}\n"))
     duplicates = federation.mobility.duplicates
     assert (duplicates.max_moves, duplicates.window, duplicates.enabled) == (3, 60.0, False)
+    # with another bgp key changed, the speaker takes the section at once (duplicate_mac alone: the test below)
+    assert [n.address for n in federation.speaker._next_config.neighbors] == [NEW_PEER]
+    assert runtime.SETTINGS.bgp.duplicate_mac.max_moves == 3
+
+
+def test_sighup_changing_only_duplicate_mac_leaves_a_failed_speakers_retry_alone(ctl, tmp_path, clock, monkeypatch,
+                                                                                 running, caplog):
+    """review32: duplicate_mac alone re-applied the whole bgp section: ExaBGP started at once, its back-off reset."""
+    federation, env = _failing(ctl, tmp_path, clock, monkeypatch)
+    runtime.FEDERATION = federation
+    speaker = federation.speaker
+    due, backoff, config = speaker._next_start, speaker._backoff, speaker.config
+    caplog.set_level(logging.INFO, logger="canopy.lifecycle")
+    lifecycle.reload(_settings(tmp_path, PEER, extra="  duplicate_mac: {max_moves: 3, enabled: false}\n"))
+    duplicates = federation.mobility.duplicates
+    assert (duplicates.max_moves, duplicates.enabled) == (3, False)  # applied to MAC mobility
+    assert runtime.SETTINGS.bgp.duplicate_mac.max_moves == 3  # the next SIGHUP compares with these
+    assert "bgp.duplicate_mac applied (enabled True -> False, max_moves 5 -> 3)" in caplog.text
+    assert "SIGHUP: bgp changed" not in caplog.text  # nothing else of bgp changed
+    assert (speaker._next_start, speaker._backoff, speaker._next_config) == (due, backoff, None)  # retry as it was
+    speaker._supervise()
+    assert len(env.calls) == 2 and speaker.config is config  # not started at once

@@ -72,3 +72,15 @@ def test_a_ca_file_that_cannot_be_used_names_its_option(tmp_path):
     with pytest.raises(client.ConfigError, match=rf"^\[canopy\] ca_file: {not_pem} holds no PEM CA certificate"):
         client.CanopyClient("https://canopy.example:8080", "t0ken", ca_file=str(not_pem))
     assert client.CanopyClient("http://canopy.example:8080", "t0ken").context is None  # the system's store
+
+
+def test_a_fifo_at_ca_file_is_refused_naming_its_option_without_waiting_for_a_writer(tmp_path):
+    """ssl opened a FIFO at ca_file and held the driver's start until a writer came (review32); a reader that blocks
+    is released by the test (tests/unit/fifo.py) and the test fails."""
+    from tests.unit.fifo import fifo_without_writer
+
+    fifo = tmp_path / "ca.pem"
+    with fifo_without_writer(fifo), pytest.raises(client.ConfigError) as refused:
+        client.CanopyClient("https://canopy.example:8080", "t0ken", ca_file=str(fifo))
+    assert str(refused.value) == (f"[canopy] ca_file: {fifo} is a FIFO, not a regular file (reading a FIFO could "
+                                  "block Neutron or never end)")

@@ -108,3 +108,18 @@ def test_the_container_settings_do_not_open_reads_on_all_addresses():
     raw = yaml.safe_load((REPO / "config" / "container.yaml").read_text())
     s = settings_mod.load(str(REPO / "config" / "container.yaml"))
     assert raw["rest"]["listen"] != "0.0.0.0" or s.open_reads == "never"
+
+
+def test_a_fifo_or_a_directory_at_a_certificate_setting_is_refused_without_opening_it(tmp_path, pki):
+    """A FIFO at tls.cert held the load (the controller's start, check-settings) until a writer came (review32): only
+    a regular file is opened. A reader that blocks is released by the test (tests/unit/fifo.py) and the test fails."""
+    from tests.unit.fifo import fifo_without_writer
+
+    fifo = tmp_path / "cert.pem"
+    with fifo_without_writer(fifo), pytest.raises(settings_mod.SettingsError) as info:
+        load(tmp_path, tls_section(pki, cert=fifo))
+    assert str(info.value) == (f"{tmp_path}/canopy.yaml:3: tls.cert: {fifo} is a FIFO, not a regular file (reading a "
+                               "FIFO could block Canopy or never end)")
+    with pytest.raises(settings_mod.SettingsError) as info:
+        load(tmp_path, tls_section(pki, ca_cert=tmp_path))
+    assert str(info.value) == f"{tmp_path}/canopy.yaml:4: tls.ca_cert: {tmp_path} is a directory, not a regular file"
