@@ -152,7 +152,7 @@ def cmd_metadata_agent(args) -> int:
 
     try:
         settings = metadata_agent.load_settings(args.config)
-        settings.secret(), settings.token()
+        settings.secret(), settings.token(), settings.tls_context()
     except metadata_agent.SettingsError as exc:
         print(f"canopy metadata-agent: invalid settings:\n{exc}", file=sys.stderr)
         return EXIT_USAGE

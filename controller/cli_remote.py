@@ -117,7 +117,10 @@ def client_tls(path, where) -> tuple:
     if not path:
         return None, None
     try:
+        secretfile.check_regular(path)  # a FIFO there held the CLI until a writer came (ssl opens the path itself)
         return ssl.create_default_context(cafile=path), None
+    except secretfile.NotRegular as exc:
+        return None, f"{where}: {exc}{secretfile.blocking_note(exc.kind, 'the CLI')}"
     except ssl.SSLError as exc:  # an OSError too: first
         return None, f"{where}: {path} holds no PEM CA certificate ({exc.reason or exc})"
     except OSError as exc:

@@ -67,6 +67,24 @@ class AgentSettings:
         """Canopy's read-only REST token, refused as the controller refuses its own token files."""
         return _read(secretfile.read_token, "token_file", self.token_file)
 
+    def tls_context(self) -> ssl.SSLContext | None:
+        """The context for https URLs: only ``ca_file``'s CA certificates, or None (the system's). Refused
+        (SettingsError naming ``ca_file``) when it is no regular file (a FIFO there held the agent's start until a
+        writer came), cannot be read or holds no PEM certificate. ssl opens the path itself after the check: a file
+        put at the path between the two is what remains."""
+        if not self.ca_file:
+            return None
+        try:
+            secretfile.check_regular(self.ca_file)
+            return ssl.create_default_context(cafile=self.ca_file)
+        except secretfile.NotRegular as exc:
+            problem = f"{exc}{secretfile.blocking_note(exc.kind, 'the metadata agent')}"
+        except ssl.SSLError as exc:  # an OSError too: first
+            problem = f"{self.ca_file} holds no PEM CA certificate ({exc.reason or exc})"
+        except OSError as exc:
+            problem = f"cannot read {self.ca_file}: {exc.strerror or exc}"
+        raise SettingsError(f"ca_file: {problem}")
+
 
 _REQUIRED = ("nova_metadata_url", "shared_secret_file", "canopy_url", "token_file")
 _OPTIONAL = ("bridge", "port", "ovsdb", "ca_file", "timeout")
@@ -359,7 +377,7 @@ def serve(settings: AgentSettings) -> None:
     secret, token = settings.secret(), settings.token()
     port = AgentPort(settings)
     port.create()
-    context = ssl.create_default_context(cafile=settings.ca_file) if settings.ca_file else None
+    context = settings.tls_context()
     agent = Agent(settings, port.datapath_id, secret, CanopyReader(settings, token, context), context)
     server = ThreadingHTTPServer((metadata.METADATA_IP, metadata.METADATA_PORT), handler_for(agent))
     server.daemon_threads = True

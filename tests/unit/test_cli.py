@@ -477,3 +477,14 @@ def test_a_timeout_in_seconds_is_taken():
     from controller.cli_remote import seconds
 
     assert seconds("0.5") == 0.5 and seconds("300") == 300.0
+
+
+def test_a_fifo_given_as_ca_file_is_refused_naming_where_it_came_from_without_waiting(tmp_path):
+    """ssl opened a FIFO given as --ca-file and the CLI waited for a writer: the file is looked at first (a reader
+    that blocks is released by the test, tests/unit/fifo.py, and the test fails)."""
+    from controller.cli_remote import client_tls
+    from tests.unit.fifo import fifo_without_writer
+
+    with fifo_without_writer(tmp_path / "ca.pem") as fifo:
+        context, problem = client_tls(fifo, "--ca-file")
+    assert context is None and problem.startswith(f"--ca-file: {fifo} is a FIFO, not a regular file (reading a FIFO")

@@ -370,3 +370,19 @@ def test_a_nova_answer_that_is_no_http_is_a_502(canopy, odd_node):
     status, _, body = agent(canopy, "http://" + odd_node["url"]).handle("GET", "/latest/meta-data/instance-id",
                                                                         source_address(7, None), None)
     assert status == 502 and b"cannot be reached" in body
+
+
+def test_a_fifo_at_ca_file_is_refused_naming_it_without_waiting_for_a_writer(tmp_path):
+    """ssl opened a FIFO at ``ca_file`` and the agent's start waited for a writer: the file is looked at first (a
+    reader that blocks is released by the test, tests/unit/fifo.py, and the test fails)."""
+    from tests.unit.fifo import fifo_without_writer
+
+    with fifo_without_writer(tmp_path / "ca.pem") as fifo:
+        with pytest.raises(ma.SettingsError, match=f"^ca_file: {fifo} is a FIFO, not a regular file"):
+            _settings("http://192.0.2.11", ca_file=fifo).tls_context()
+    with pytest.raises(ma.SettingsError, match="^ca_file: cannot read .*missing.pem"):
+        _settings("http://192.0.2.11", ca_file=str(tmp_path / "missing.pem")).tls_context()
+    (tmp_path / "empty.pem").write_text("")
+    with pytest.raises(ma.SettingsError, match="^ca_file: .*empty.pem holds no PEM CA certificate"):
+        _settings("http://192.0.2.11", ca_file=str(tmp_path / "empty.pem")).tls_context()
+    assert _settings("http://192.0.2.11").tls_context() is None
