@@ -24,7 +24,8 @@ ends, up to ``restart.hold_max`` later, black-holing the traffic to our VMs that
   pass's import: a peer not up, or one with graceful restart that has not sent End-of-RIB), the same measure the
   hold waits by.
 - A standby announces nothing (not originating, or the HA role not decided yet); a node that becomes active during
-  its hold announces from the pass its role change wakes.
+  its hold announces from the pass its role change wakes, and one that steps down during its hold, after it
+  announced, withdraws them all in the pass its role change wakes (not only when its hold ends).
 - Announcing at bind (``Federation.early``) stays off until the hold ends: the hold's passes announce the routes of
   the vports bound meanwhile.
 """
@@ -42,6 +43,7 @@ class RoutePass:
         self.federation, self.programmer, self.hold = federation, programmer, hold
         self.started = started  # the programming loop's first (full, not handed out) pass succeeded
         self.published = False  # this pass has published the complete set of EVPN routes already (view_ready)
+        self.held_announced = False  # a publish during the start-up hold has handed routes to the speaker
 
     def import_remote(self) -> None:
         """A new pass (its first step): import what the peers sent since the last."""
@@ -62,8 +64,9 @@ class RoutePass:
         if not self.hold.holding:
             self.publish()
             self.published = True
-        elif self._announces_held():
-            self.publish(complete=False)
+        elif self._announces_held() or (self.held_announced and not self.federation.originating):
+            self.publish(complete=False)  # a node demoted during its hold withdraws what it announced in it
+            self.held_announced = True
 
     def hand_out(self) -> None:
         """The pass hands its result out: the routes go first (ExaBGP works on them while the reconcilers send the

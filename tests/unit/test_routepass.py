@@ -100,3 +100,16 @@ def test_nothing_goes_before_the_first_pass():
     routes.import_remote()
     routes.view_ready()
     assert fed.speaker.desired == {}
+
+
+def test_a_node_demoted_during_its_hold_withdraws_what_it_announced_in_it():
+    """Its standby role would otherwise leave them announced until its hold ends (restart.hold_max at most), beside
+    the new active's: a vport unbound meanwhile, or moved, stays announced from here."""
+    state, fed, hold, programmer, routes = holding()
+    a_pass(routes)
+    assert macs(fed.speaker.commands) == ["02:00:00:00:00:01"]
+    fed.speaker.commands.clear()
+    fed.originating = False  # controller/app.py _on_role: this node is the standby now
+    a_pass(routes)  # the pass the role change wakes, still during the hold
+    assert fed.speaker.desired == {}
+    assert macs(fed.speaker.commands) == ["02:00:00:00:00:01"] and fed.speaker.commands[0].startswith(WITHDRAW)
