@@ -4,8 +4,9 @@ Handlers here only translate events into State changes or hand replies to their 
 (STYLE.md rule 1). State changes wake one green thread that refreshes the desired flows (the
 programmer: derive, recompile what changed) and hands each changed switch its new desired state; the
 switch's reconciler sends only the difference. After a start, nothing is handed to any switch or VTEP
-(BGP peers: controller/routepass.py) until the start-up hold ends (controller/startup_hold.py: the switches connected before have
-reported, or they stopped coming back: restart.hold_time, restart.hold_max). The store, State, the policy
+(BGP peers: controller/routepass.py) until the start-up hold ends (controller/startup_hold.py: the
+switches connected before have reported, or they stopped coming back: restart.hold_time,
+restart.hold_max). The store, State, the policy
 service, the REST API and the OVSDB manager listener are built once, from the Settings that ``canopy run``
 parked in controller.runtime.
 """
@@ -231,9 +232,10 @@ class CanopyApp(RyuApp):
         switch report State is taking across its pauses (``State.reports_taking``), and for the rest of an OVSDB
         update reported in slices (``OvsdbManagerServer.slicing``: one pass after its last), while they progress and
         nothing but their switches' reports changed (bounded: ``ProgramLoop._report_taken``)."""
-        loop = ProgramLoop(self.programmer, self._wake, self._hand_out, prepare=self.routes.import_remote, sleep=hub.sleep,
-                           taking=lambda: self.state.reports_taking > 0, slicing=lambda: bool(self.ovsdb.slicing),
-                           turns=lambda: self.ovsdb.slicing_turns, due=lambda: self.hold.latest())
+        loop = ProgramLoop(self.programmer, self._wake, self._hand_out, prepare=self.routes.import_remote,
+                           sleep=hub.sleep, taking=lambda: self.state.reports_taking > 0,
+                           slicing=lambda: bool(self.ovsdb.slicing), turns=lambda: self.ovsdb.slicing_turns,
+                           due=lambda: self.hold.latest())
 
         def changed(what, detail):
             loop.noted(what, sliced=what == "locations" or what == "vrs" and detail in self.ovsdb.slicing_switches())

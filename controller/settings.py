@@ -187,8 +187,9 @@ SETTINGS = (
     ), default=dict, nullable=False),
     Field("restart", "object", "hitless restarts (docs/pipeline.md)", fields=(
         Field("hold_time", "integer", "after a start nothing is written to switches or hardware VTEPs (only the EVPN "
-              "routes of the switches back are announced, no End-of-RIB) until every switch connected before has reported, or until none of them came back for this many "
-              "seconds (0: no hold)", lambda v: f.integer(v, 0, 600), default=15, nullable=False),
+              "routes of the switches back are announced, no End-of-RIB) until every switch connected before has "
+              "reported, or until none of them came back for this many seconds (0: no hold)",
+              lambda v: f.integer(v, 0, 600), default=15, nullable=False),
         Field("hold_max", "integer", "seconds after a start the hold ends at the latest, however slowly the "
               f"switches connected before come back (at least hold_time; absent: {HOLD_MAX:g}, or hold_time if "
               "larger)", lambda v: f.integer(v, 0, 3600)),
