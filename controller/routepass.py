@@ -44,7 +44,7 @@ class RoutePass:
         self.federation, self.programmer, self.hold = federation, programmer, hold
         self.started = started  # the programming loop's first (full, not handed out) pass succeeded
         self.published = False  # this pass has published the complete set of EVPN routes already (view_ready)
-        self.held_announced = False  # a publish during the start-up hold has handed routes to the speaker
+        self.held_announced = False  # the last publish during the start-up hold handed routes to the speaker
         self.held_as: tuple | None = None  # (originating, policy) of this pass's publish during the hold (None: none)
 
     def import_remote(self) -> None:
@@ -69,7 +69,7 @@ class RoutePass:
         elif self._announces_held() or (self.held_announced and not self.federation.originating):
             held_as = (self.federation.originating, self.federation.state.policy)  # what this publish reads
             if self.publish(complete=False):  # a node demoted during its hold withdraws what it announced in it
-                self.held_announced, self.held_as = True, held_as
+                self.held_announced, self.held_as = held_as[0], held_as  # withdrawn all: nothing left to withdraw
 
     def hand_out(self) -> None:
         """The pass hands its result out: the routes go first (ExaBGP works on them while the reconcilers send the

@@ -113,6 +113,9 @@ def test_a_node_demoted_during_its_hold_withdraws_what_it_announced_in_it():
     a_pass(routes)  # the pass the role change wakes, still during the hold
     assert fed.speaker.desired == {}
     assert macs(fed.speaker.commands) == ["02:00:00:00:00:01"] and fed.speaker.commands[0].startswith(WITHDRAW)
+    calls = counting_publishes(fed)
+    a_pass(routes)  # a standby's later passes in its hold: nothing left to withdraw, no publish
+    assert calls == []
 
 
 def counting_publishes(fed):
