@@ -13,8 +13,8 @@ ends, up to ``restart.hold_max`` later, black-holing the traffic to our VMs that
 
 - End-of-RIB: these publishes are not complete (``Federation.publish(complete=False)``); it still follows the first
   publish after the hold, once every route is announced (bgp/endofrib.py; on the pass that releases the hold, its
-  publish of the same View during the hold is handed over as complete: ``hand_out``). A peer with graceful restart (RFC 4724)
-  replaces its stale copies by the routes announced meanwhile, and keeps the others stale until then.
+  publish of the same View during the hold is handed over as complete: ``hand_out``). A peer with graceful restart
+  (RFC 4724) replaces its stale copies by the routes announced meanwhile, and keeps the others stale until then.
 - Withdrawals: only of routes announced since this start (ExaBGP is new; the speaker sends differences): one
   announced during the hold whose port goes (unbound, or its switch left: after OVSDB's reconnect grace) is
   withdrawn, as after the hold. The routes of a switch not back are not in the View, so never announced, never
