@@ -7,8 +7,9 @@ flows compile (10,000 new vports: a second or more); a pass that did not (``hand
 the flows out. The app builds one (controller/app.py); ``federation`` is None without BGP.
 
 During the start-up hold (controller/startup_hold.py) nothing is written to any switch, but the routes of what the
-View knows (the switches that have reported) are announced on every pass (``view_ready``): a peer without graceful
-restart for EVPN (FRR 8.4) dropped them when Canopy went away and would otherwise get them back only when the hold
+View knows (the switches that have reported) are announced on every pass that changes the View (``view_ready``),
+and on one that changes only the HA role or lets the last peer's routes in (``held``: Programmer.refresh calls no
+``view_ready`` when its View did not change): a peer without graceful restart for EVPN (FRR 8.4) dropped them when Canopy went away and would otherwise get them back only when the hold
 ends, up to ``restart.hold_max`` later, black-holing the traffic to our VMs that long. What the hold protects stays:
 
 - End-of-RIB: these publishes are not complete (``Federation.publish(complete=False)``); it still follows the first
@@ -45,11 +46,14 @@ class RoutePass:
         self.started = started  # the programming loop's first (full, not handed out) pass succeeded
         self.published = False  # this pass has published the complete set of EVPN routes already (view_ready)
         self.held_announced = False  # the last publish during the start-up hold handed routes to the speaker
-        self.held_as: tuple | None = None  # (originating, policy) of this pass's publish during the hold (None: none)
+        # (originating, policy) of the last publish during the hold, while the speaker holds what it made of the View
+        # as it is (None: none yet, or the View changed since without a publish)
+        self.held_as: tuple | None = None
+        self.viewed = False  # this pass's View changed (view_ready ran)
 
     def import_remote(self) -> None:
         """A new pass (its first step): import what the peers sent since the last."""
-        self.published, self.held_as = False, None
+        self.published = self.viewed = False
         if self.federation is not None:
             try:
                 self.federation.refresh_import()
@@ -61,26 +65,47 @@ class RoutePass:
         publishes the EVPN routes now; one during the start-up hold, the routes of what its View knows (see the
         module docstring). The routes follow the View, as they did when published in ``hand_out``; a pass failing
         in its compile has published them all the same (the next pass, from scratch, publishes again)."""
+        self.viewed = True
         if not self.started():
             return
         if not self.hold.holding:
             self.publish()
             self.published = True
-        elif self._announces_held() or (self.held_announced and not self.federation.originating):
-            held_as = (self.federation.originating, self.federation.state.policy)  # what this publish reads
-            if self.publish(complete=False):  # a node demoted during its hold withdraws what it announced in it
-                self.held_announced, self.held_as = held_as[0], held_as  # withdrawn all: nothing left to withdraw
+        else:
+            self.held_as = None  # the View changed
+            self._publish_held()
+
+    def held(self) -> None:
+        """The pass is held (the start-up hold: the app hands nothing out). One whose View did not change calls no
+        ``view_ready``; a role change, a peer's End-of-RIB or the hold's timer wakes such passes: publish here when
+        the role or policy changed since the last publish during the hold, or the View since (its pass did not
+        publish: a peer's routes were not all in yet)."""
+        federation = self.federation
+        if (federation is not None and not self.viewed and self.started()
+                and self.held_as != (federation.originating, federation.state.policy)):
+            self._publish_held()
+
+    def _publish_held(self) -> None:
+        """During the hold: the routes of what the View knows, when this node announces them (``_announces_held``),
+        or none, when a node that did is demoted."""
+        federation = self.federation
+        if federation is None or not (self._announces_held() or (self.held_announced and not federation.originating)):
+            return
+        held_as = (federation.originating, federation.state.policy)  # what this publish reads
+        if self.publish(complete=False):  # a node demoted during its hold withdraws what it announced in it
+            self.held_announced, self.held_as = held_as[0], held_as  # withdrawn all: nothing left to withdraw
 
     def hand_out(self) -> None:
         """The pass hands its result out: the routes go first (ExaBGP works on them while the reconcilers send the
         flows), unless ``view_ready`` published them (not on the pass that released the hold: its ``view_ready``
-        ran during the hold). On that pass, when its ``view_ready`` published this View with the role and policy of
-        now, those routes are the complete set already: only End-of-RIB follows (publishing the same View again
-        would cost as much: 10,000 routes, 520,000 calls)."""
+        ran during the hold). On that pass, when a publish during the hold made the routes of this View with the role
+        and policy of now, those routes are the complete set already: only End-of-RIB follows (publishing the same
+        View again would cost as much: 10,000 routes, 520,000 calls)."""
+        held_as, self.held_as = self.held_as, None  # the hold is over: every pass from now on publishes in full
         if self.published:
             return
         federation = self.federation
-        if federation is not None and self.held_as == (federation.originating, federation.state.policy):
+        if federation is not None and held_as == (federation.originating, federation.state.policy):
             federation.early = True
             federation.handed_over()
             return

@@ -152,3 +152,54 @@ def test_the_releasing_pass_publishes_again_if_the_role_or_policy_changed_since_
         routes.hand_out()
         assert len(calls) == 2 and fed.speaker.book.eor.handed, change
         assert (fed.speaker.desired == {}) == (change == "role"), change
+
+
+def a_pass_unchanged(routes):
+    """A pass whose View did not change (Programmer.refresh calls no on_view): a role change, a peer's End-of-RIB or
+    the hold's timer woke it."""
+    routes.import_remote()
+    if routes.hold.holding:
+        routes.held()
+    else:
+        routes.hand_out()
+
+
+def test_a_pass_that_changes_no_view_during_the_hold_publishes_when_the_role_or_the_peers_routes_do():
+    state, fed, hold, programmer, routes = holding()
+    fed.originating = False  # the standby
+    a_pass(routes)
+    assert fed.speaker.desired == {}
+    fed.originating = True  # controller/app.py _on_role: active, inside its hold; the pass it wakes changes no View
+    a_pass_unchanged(routes)
+    assert macs(fed.speaker.commands) == ["02:00:00:00:00:01"]
+    state, fed, hold, programmer, routes = holding()
+    fed._received_changed()  # its peer 127.0.0.1 is not up
+    a_pass(routes)
+    assert fed.speaker.desired == {}
+    up(fed.speaker.book, "127.0.0.1")  # up (no route changes: the pass changes no View)
+    fed._received_changed()
+    a_pass_unchanged(routes)
+    assert macs(fed.speaker.commands) == ["02:00:00:00:00:01"]
+
+
+def test_an_unchanged_pass_during_the_hold_publishes_nothing_again_and_one_after_it_publishes_in_full():
+    """The hold's timer passes cost nothing; after the hold every pass publishes (a flag's recovery needs one)."""
+    state, fed, hold, programmer, routes = holding()
+    a_pass(routes)
+    calls = counting_publishes(fed)
+    a_pass_unchanged(routes)
+    assert calls == []
+    hold.holding = False
+    a_pass_unchanged(routes)  # the releasing pass: End-of-RIB, no publish again
+    assert calls == [] and fed.speaker.book.eor.handed
+    a_pass_unchanged(routes)
+    assert calls == [1]
+
+
+def test_the_app_hands_a_held_pass_to_the_routes():
+    from controller.app import CanopyApp
+
+    held = []
+    glue = SimpleNamespace(_after_hold=lambda touched: None, routes=SimpleNamespace(held=lambda: held.append(1)))
+    CanopyApp._hand_out(glue, {"s1"})
+    assert held == [1]
