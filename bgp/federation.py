@@ -229,6 +229,13 @@ class Federation:
         if settled and complete:
             self.speaker.complete()  # End-of-RIB follows once ExaBGP holds these (bgp/endofrib.py)
 
+    def handed_over(self) -> None:
+        """What the last publish handed to the speaker is complete (it was published with ``complete`` False, and
+        nothing it read has changed since: controller/routepass.py): End-of-RIB follows as after a complete publish,
+        once the HA role is decided."""
+        if self.settled():
+            self.speaker.complete()
+
     def _locations_changed(self, what, vport_ids) -> None:
         """State's subscriber: withdraw now the routes only vports it no longer locates stood behind (those it
         locates again pin theirs: ``Origins.bound``), and announce those of the vports it binds that ``bgp.early``

@@ -254,7 +254,8 @@ class CanopyApp(RyuApp):
         while the start-up hold lasts, and every switch when it ends."""
         touched = self._after_hold(touched)
         if touched is None:
-            return  # the start-up hold: nothing is written anywhere yet
+            self.routes.held()  # the start-up hold: nothing is written anywhere yet (but EVPN routes: routepass.py)
+            return
         self.routes.hand_out()
         with self.tunnels.reading():  # the tunnel probes read a flow set shared by switches once per pass
             for session in touched:

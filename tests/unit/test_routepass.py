@@ -100,3 +100,106 @@ def test_nothing_goes_before_the_first_pass():
     routes.import_remote()
     routes.view_ready()
     assert fed.speaker.desired == {}
+
+
+def test_a_node_demoted_during_its_hold_withdraws_what_it_announced_in_it():
+    """Its standby role would otherwise leave them announced until its hold ends (restart.hold_max at most), beside
+    the new active's: a vport unbound meanwhile, or moved, stays announced from here."""
+    state, fed, hold, programmer, routes = holding()
+    a_pass(routes)
+    assert macs(fed.speaker.commands) == ["02:00:00:00:00:01"]
+    fed.speaker.commands.clear()
+    fed.originating = False  # controller/app.py _on_role: this node is the standby now
+    a_pass(routes)  # the pass the role change wakes, still during the hold
+    assert fed.speaker.desired == {}
+    assert macs(fed.speaker.commands) == ["02:00:00:00:00:01"] and fed.speaker.commands[0].startswith(WITHDRAW)
+    calls = counting_publishes(fed)
+    a_pass(routes)  # a standby's later passes in its hold: nothing left to withdraw, no publish
+    assert calls == []
+
+
+def counting_publishes(fed):
+    calls = []
+    update = fed.mobility.update
+    fed.mobility.update = lambda *args: (calls.append(1), update(*args))[1]
+    return calls
+
+
+def test_the_pass_that_releases_the_hold_publishes_its_view_once_then_end_of_rib():
+    """Its view_ready published the View during the hold; hand_out, the hold released, only hands it over as complete
+    (publishing it again costs as much as the first: 10,000 routes, 520,000 calls)."""
+    state, fed, hold, programmer, routes = holding()
+    calls = counting_publishes(fed)
+    routes.import_remote()
+    routes.view_ready()
+    hold.holding = False  # released by this pass (controller/app.py _after_hold)
+    routes.hand_out()
+    assert len(calls) == 1 and macs(fed.speaker.commands) == ["02:00:00:00:00:01"]
+    assert fed.speaker.book.eor.handed and fed.early
+
+
+def test_the_releasing_pass_publishes_again_if_the_role_or_policy_changed_since_its_view_ready():
+    for change in ("role", "policy"):
+        state, fed, hold, programmer, routes = holding()
+        calls = counting_publishes(fed)
+        routes.import_remote()
+        routes.view_ready()
+        if change == "role":
+            fed.originating = False  # demoted while the pass compiled
+        else:
+            state.policy = state.policy.copy()  # a REST commit while the pass compiled
+        hold.holding = False
+        routes.hand_out()
+        assert len(calls) == 2 and fed.speaker.book.eor.handed, change
+        assert (fed.speaker.desired == {}) == (change == "role"), change
+
+
+def a_pass_unchanged(routes):
+    """A pass whose View did not change (Programmer.refresh calls no on_view): a role change, a peer's End-of-RIB or
+    the hold's timer woke it."""
+    routes.import_remote()
+    if routes.hold.holding:
+        routes.held()
+    else:
+        routes.hand_out()
+
+
+def test_a_pass_that_changes_no_view_during_the_hold_publishes_when_the_role_or_the_peers_routes_do():
+    state, fed, hold, programmer, routes = holding()
+    fed.originating = False  # the standby
+    a_pass(routes)
+    assert fed.speaker.desired == {}
+    fed.originating = True  # controller/app.py _on_role: active, inside its hold; the pass it wakes changes no View
+    a_pass_unchanged(routes)
+    assert macs(fed.speaker.commands) == ["02:00:00:00:00:01"]
+    state, fed, hold, programmer, routes = holding()
+    fed._received_changed()  # its peer 127.0.0.1 is not up
+    a_pass(routes)
+    assert fed.speaker.desired == {}
+    up(fed.speaker.book, "127.0.0.1")  # up (no route changes: the pass changes no View)
+    fed._received_changed()
+    a_pass_unchanged(routes)
+    assert macs(fed.speaker.commands) == ["02:00:00:00:00:01"]
+
+
+def test_an_unchanged_pass_during_the_hold_publishes_nothing_again_and_one_after_it_publishes_in_full():
+    """The hold's timer passes cost nothing; after the hold every pass publishes (a flag's recovery needs one)."""
+    state, fed, hold, programmer, routes = holding()
+    a_pass(routes)
+    calls = counting_publishes(fed)
+    a_pass_unchanged(routes)
+    assert calls == []
+    hold.holding = False
+    a_pass_unchanged(routes)  # the releasing pass: End-of-RIB, no publish again
+    assert calls == [] and fed.speaker.book.eor.handed
+    a_pass_unchanged(routes)
+    assert calls == [1]
+
+
+def test_the_app_hands_a_held_pass_to_the_routes():
+    from controller.app import CanopyApp
+
+    held = []
+    glue = SimpleNamespace(_after_hold=lambda touched: None, routes=SimpleNamespace(held=lambda: held.append(1)))
+    CanopyApp._hand_out(glue, {"s1"})
+    assert held == [1]
