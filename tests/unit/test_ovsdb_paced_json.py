@@ -94,3 +94,32 @@ def test_a_tables_rows_are_decoded_without_a_python_call_per_row(monkeypatch):
         assert decoded(text, Pacer(lambda: turns.append(1), 1)) == message
         assert len(walked) < 20, len(walked)  # the message, its params, the tables: not the 6,000 rows
         assert len(turns) >= len(json.dumps(list(message["params"][2]["Port"].values()))) // jsonstream.CHARS_PER_TICK
+
+
+@pytest.mark.parametrize("shape", ["long keys", "empty containers", "whitespace"])
+def test_a_long_message_ticks_per_character_walked_whatever_its_shape(monkeypatch, shape):
+    """A peer may send any shape: the pacer is ticked once per CHARS_PER_TICK characters of the text walked, keys,
+    separators, whitespace and empty containers included. Counted by the values decoded alone, a table of rows
+    ``"<key>":0`` (one character of value a row) or a list of ``[]`` (none) was walked without a pause."""
+    class Units:  # the units ticked
+        n = 0
+
+        def tick(self, units=1):
+            self.n += units
+
+    rows = 20_000
+    if shape == "long keys":
+        table = {f"{i:08x}-0000-4000-8000-000000000002" + "k" * 40: 0 for i in range(rows)}
+        message = {"id": None, "method": "update3", "params": [["m", "Open_vSwitch"], "t", {"Port": table}]}
+    elif shape == "empty containers":
+        message = {"id": None, "method": "update3", "params": [[[] for _ in range(rows)], {}, [{}] * rows]}
+    else:
+        message = {"id": None, "method": "update3", "params": [list(range(rows)), "t", {"Port": {"k": list(range(9))}}]}
+    text = json.dumps(message)
+    if shape == "whitespace":
+        text = text.replace(",", "," + " " * 64)
+    assert len(text) > 10 * jsonstream.CHARS_PER_TICK
+    monkeypatch.setattr(jsonstream, "PACED_CHARS", 0)
+    units = Units()
+    assert decoded(text, units) == message
+    assert units.n >= len(text) // jsonstream.CHARS_PER_TICK - 1
