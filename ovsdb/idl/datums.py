@@ -148,8 +148,10 @@ def _uuid_reader(base):
     atom, kind, match, make = ovs.db.data.Atom, base.type, _UUID_RE.match, uuid_of
 
     def read(json):
+        # 36 characters: the pattern takes a final newline too (its "$"), a text UUID refuses; left to ovs, which
+        # refuses it in its own order (a duplicate before it: "set contains duplicate", not UUID's ValueError)
         if type(json) is list and len(json) == 2 and json[0] == "uuid" and type(json[1]) is str \
-                and match(json[1]) is not None:
+                and len(json[1]) == 36 and match(json[1]) is not None:
             return atom(kind, make(json[1]))
         return _FALLBACK
     return read

@@ -198,9 +198,10 @@ class _PacedIdl(ovs.db.idl.Idl):
         else:
             super()._Idl__do_parse_update(table_updates, version, tables)
 
-    def _slices(self, update, version, tables) -> list:
+    def _slices(self, update, version, tables) -> Iterable:
         """The parts to apply ``update`` in: its slices (ovsdb/idl/slices.py) when a reader takes them
-        (``on_slice``) and the first copy is in, else the update whole."""
+        (``on_slice``) and the first copy is in, else the update whole. A slice is built when the loop reaches it,
+        outside the loop's ``try``: building one raises nothing (it reads only what the plan checked, ``_parts``)."""
         if self.on_slice is None or tables is not self.tables or self.state != self.IDL_S_MONITORING or \
                 version == ovs.db.idl.OVSDB_UPDATE:
             return [update]

@@ -4,6 +4,7 @@ to the C decoder, the same errors, and turns for the event loop while it is deco
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -95,3 +96,90 @@ def test_a_tables_rows_are_decoded_without_a_python_call_per_row(monkeypatch):
         assert decoded(text, Pacer(lambda: turns.append(1), 1)) == message
         assert len(walked) < 20, len(walked)  # the message, its params, the tables: not the 6,000 rows
         assert len(turns) >= len(json.dumps(list(message["params"][2]["Port"].values()))) // jsonstream.CHARS_PER_TICK
+
+
+@pytest.mark.parametrize("shape", ["long keys", "empty containers", "whitespace"])
+def test_a_long_message_ticks_per_character_walked_whatever_its_shape(monkeypatch, shape):
+    """A peer may send any shape: the pacer is ticked once per CHARS_PER_TICK characters of the text walked, keys,
+    separators, whitespace and empty containers included. Counted by the values decoded alone, a table of rows
+    ``"<key>":0`` (one character of value a row) or a list of ``[]`` (none) was walked without a pause."""
+    class Units:  # the units ticked
+        n = 0
+
+        def tick(self, units=1):
+            self.n += units
+
+    rows = 20_000
+    if shape == "long keys":
+        table = {f"{i:08x}-0000-4000-8000-000000000002" + "k" * 40: 0 for i in range(rows)}
+        message = {"id": None, "method": "update3", "params": [["m", "Open_vSwitch"], "t", {"Port": table}]}
+    elif shape == "empty containers":
+        message = {"id": None, "method": "update3", "params": [[[] for _ in range(rows)], {}, [{}] * rows]}
+    else:
+        message = {"id": None, "method": "update3", "params": [list(range(rows)), "t", {"Port": {"k": list(range(9))}}]}
+    text = json.dumps(message)
+    if shape == "whitespace":
+        text = text.replace(",", "," + " " * 64)
+    assert len(text) > 10 * jsonstream.CHARS_PER_TICK
+    monkeypatch.setattr(jsonstream, "PACED_CHARS", 0)
+    units = Units()
+    assert decoded(text, units) == message
+    assert units.n >= len(text) // jsonstream.CHARS_PER_TICK - 1
+
+
+def outcome(text: str):
+    """What a Parser makes of ``text`` fed whole: (characters taken, done, the value or the error's text)."""
+    parser = Parser(1 << 26)
+    taken = parser.feed(text)
+    return taken, parser.is_done(), parser.finish()
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_mutated_updates_decode_walked_as_in_one_call(monkeypatch, seed):
+    """A peer may send anything: updates with characters deleted, inserted, replaced or moved, at random (seeded),
+    walked (every message longer than PACED_CHARS, here all) give what decoding in one call gives: the same value,
+    or the same error, and the same characters taken."""
+    import random
+
+    rng = random.Random(seed)
+    message = update3(3)
+    message["params"][2]["Port"].update({f"{i:08x}-0000-4000-8000-00000000000d": {"delete": None} for i in range(2)})
+    bases = [json.dumps(message), json.dumps(message, indent=1), json.dumps(message, separators=(",", ":"))]
+    alphabet = '{}[]",: \t\n0a-.\\eE+1u'
+    for _ in range(400):
+        text = rng.choice(bases)
+        for _ in range(rng.choice([1, 1, 2, 3])):
+            marks = [m.start() for m in re.finditer(r'[{}\[\]",:]', text)]  # mostly next to the structure
+            k = min(rng.choice(marks) + rng.randrange(-1, 2), len(text) - 1) if rng.random() < 0.7 else \
+                rng.randrange(len(text))
+            change = rng.randrange(4)
+            if change == 0:
+                text = text[:k] + text[k + 1:]
+            elif change == 1:
+                text = text[:k] + rng.choice(alphabet) + text[k:]
+            elif change == 2:
+                text = text[:k] + rng.choice(alphabet) + text[k + 1:]
+            else:
+                j = rng.randrange(len(text))
+                text = text[:k] + text[j:j + rng.randrange(1, 40)] + text[k:]
+        monkeypatch.setattr(jsonstream, "PACED_CHARS", 1 << 30)
+        whole = outcome(text)
+        monkeypatch.setattr(jsonstream, "PACED_CHARS", 0)
+        assert outcome(text) == whole, text
+
+
+def test_every_one_character_edit_of_a_small_update_decodes_walked_as_in_one_call(monkeypatch):
+    """Exhaustively: each character of a small update deleted, and each of ``{}[]",: 0`` inserted before it or put in
+    its place: walked, the same value or error as in one call (a table's rows are read by _Paced._rows)."""
+    text = ('{"id":null,"method":"update3","params":[["m","O"],"t",{"Port":{"a":{"delete":null},"b":{"x":[1]}},'
+            '"Bridge":{"c":{"modify":{"ports":["set",[]]}}}}]}')
+    edits = []
+    for k in range(len(text)):
+        edits.append(text[:k] + text[k + 1:])
+        for c in '{}[]",: 0':
+            edits += [text[:k] + c + text[k:], text[:k] + c + text[k + 1:]]
+    for edited in edits:
+        monkeypatch.setattr(jsonstream, "PACED_CHARS", 1 << 30)
+        whole = outcome(edited)
+        monkeypatch.setattr(jsonstream, "PACED_CHARS", 0)
+        assert outcome(edited) == whole, edited

@@ -471,3 +471,19 @@ def test_planning_a_big_delete_reads_the_ports_without_the_rows_mapping(monkeypa
     assert [len(part["Port"]) for part in paced] == [500, 500, 200]
     assert len(calls) <= len(db.bridges)  # a bridge's row, for its members: not one call per port
     assert [[sorted(part.get(table, {})) for table in TABLES] for part in paced] == expected
+
+
+def test_a_later_slice_is_what_the_plan_read_whatever_the_replica_holds_when_it_is_reached():
+    """Between two slices the reader runs and the event loop turns: the replica's rows may change meanwhile (a slice
+    applied, or all of them gone as a fresh copy begins). A later slice is built from what the plan read (each
+    port's interfaces and bridge, the update's rows), never from the rows then: the same slices as planned at once."""
+    db = Database(random.Random(7))
+    db._apply(db.insert_ports(3000))
+    replica = db.fresh()
+    update = db.delete_ports(3000)
+    expected = list(slices.plan(json.loads(json.dumps(update)), db.fresh().tables))
+    parts = slices.plan(json.loads(json.dumps(update)), replica.tables)
+    first = next(parts)
+    for table in replica.tables.values():  # as ovs's __clear leaves them
+        table.rows = type(table.rows)(table)
+    assert [first, *parts] == expected and len(expected) == 5
