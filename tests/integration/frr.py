@@ -84,17 +84,24 @@ class Bgpd:
         peers = self.json("show bgp l2vpn evpn summary json").get("peers", {})
         return peers.get(neighbor, {}).get("state") == "Established"
 
-    def evpn_macs(self) -> set[str]:
-        """MACs of the type 2 routes in bgpd's EVPN table."""
-        table = self.json("show bgp l2vpn evpn route type macip json")
-        macs = set()
+    def evpn_paths(self, kind: str = "macip") -> list[dict]:
+        """The paths of the routes of type ``kind`` (macip, multicast, prefix) in bgpd's EVPN table."""
+        table = self.json(f"show bgp l2vpn evpn route type {kind} json")
+        found = []
         for rd, entries in table.items():
             for prefix, paths in (entries.items() if isinstance(entries, dict) else ()):
                 for path in paths.get("paths", []) if isinstance(paths, dict) else []:
-                    for hop in path if isinstance(path, list) else [path]:
-                        if isinstance(hop, dict) and hop.get("mac"):
-                            macs.add(hop["mac"].lower())
-        return macs
+                    found += [hop for hop in (path if isinstance(path, list) else [path]) if isinstance(hop, dict)]
+        return found
+
+    def evpn_macs(self, source: str | None = None) -> set[str]:
+        """MACs of the type 2 routes in bgpd's EVPN table (``source``: of those it holds from that neighbor)."""
+        return {path["mac"].lower() for path in self.evpn_paths()
+                if path.get("mac") and source in (None, path.get("peerId"))}
+
+    def evpn_sources(self) -> set[str]:
+        """The neighbors bgpd holds type 2 routes from."""
+        return {path["peerId"] for path in self.evpn_paths() if path.get("peerId")}
 
 
 def start_route_reflector(lab, host: ControllerHost, asn: int, clients: list[str], restart_time: int = 120) -> Bgpd:

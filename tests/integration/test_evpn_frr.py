@@ -241,6 +241,11 @@ class Pinger:
         """The requests before the last reply that got none."""
         return sorted(set(range(1, max(self.seqs, default=0) + 1)) - self.seqs)
 
+    def lost_sent(self) -> dict[int, float | None]:
+        """The requests before the last reply that got none, each with the wall-clock time its successor went (None:
+        ping did not say)."""
+        return {seq: float(self.unanswered[seq]) if seq in self.unanswered else None for seq in self.missing()}
+
     def lost(self) -> str:
         """The requests before the last reply that got none, each with the UTC time its successor went."""
         said = [line.strip() for line in self.lines if _complaint(line)]

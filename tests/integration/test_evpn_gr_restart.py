@@ -24,6 +24,7 @@ import pytest
 from tests.integration import gobgp
 from tests.integration.test_evpn_frr import (ASN, MACS, Pinger, apply_policies, bgp_settings, controller_policy, peers,
                                              received_macs, sessions_and_leases)
+from tests.integration.test_ha import evpn_sources
 from tests.integration.test_overlay import reach
 
 pytestmark = [pytest.mark.integration,
@@ -73,6 +74,10 @@ class Reflector:
         return {path["nlri"]["value"]["mac"].lower() for paths in table.values() for path in paths
                 if path["nlri"]["type"] == 2}
 
+    def evpn_sources(self) -> set[str]:
+        """The neighbors it holds EVPN routes from."""
+        return evpn_sources(self.host)
+
     def graceful_restart(self, neighbor: str) -> dict:
         """What gobgpd negotiated with ``neighbor`` (its "graceful_restart" state)."""
         return json.loads(self.cli("neighbor", neighbor, "-j") or "{}").get("graceful_restart", {})
@@ -80,21 +85,23 @@ class Reflector:
 
 class Watcher:
     """Looks, every WATCH_EVERY seconds until stopped, at the reflector's EVPN table and B's received routes, and
-    records each look (its time) where one of ``macs`` (default: A's VMs') was missing from either."""
+    records each look (its time, and in ``missing_at`` its time on the monotonic clock) where one of ``macs``
+    (default: A's VMs') was missing from either."""
 
     def __init__(self, reflector, b_api, macs=A_MACS):
         self.reflector, self.b_api, self.macs = reflector, b_api, set(macs)
-        self.looks, self.missing = 0, []
+        self.looks, self.missing, self.missing_at = 0, [], []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self):
         while not self._stop.is_set():
-            at = time.strftime("%H:%M:%S") + f".{int(time.time() * 1000) % 1000:03d}"
+            at, started = time.strftime("%H:%M:%S") + f".{int(time.time() * 1000) % 1000:03d}", time.monotonic()
             gone = {"reflector": self.macs - self.reflector.evpn_macs(), "B": self.macs - received_macs(self.b_api)}
             if any(gone.values()):
                 self.missing.append((at, {where: sorted(macs) for where, macs in gone.items() if macs}))
+                self.missing_at.append(started)
             self.looks += 1
             self._stop.wait(WATCH_EVERY)
 
@@ -115,14 +122,20 @@ def restarted(lab, a, reflector):
 
 
 @contextlib.contextmanager
-def held_back(reflector, source: str):
-    """While inside, the reflector drops every BGP packet from ``source`` (a filter in its own namespace)."""
-    rule = ["INPUT", "-s", source, "-p", "tcp", "--dport", "179", "-j", "DROP"]
-    reflector.host.exec("iptables", "-I", *rule, timeout=10, check=True)
+def dropping(host, source: str, *match: str):
+    """While inside, ``host`` drops every packet from ``source`` that ``match`` (iptables options) selects (a filter
+    in its own namespace)."""
+    rule = ["INPUT", "-s", source, *match, "-j", "DROP"]
+    host.exec("iptables", "-I", *rule, timeout=10, check=True)
     try:
         yield
     finally:
-        reflector.host.exec("iptables", "-D", *rule, timeout=10, check=True)
+        host.exec("iptables", "-D", *rule, timeout=10, check=True)
+
+
+def held_back(reflector, source: str):
+    """While inside, the reflector drops every BGP packet from ``source``."""
+    return dropping(reflector.host, source, "-p", "tcp", "--dport", "179")
 
 
 @pytest.mark.parametrize("how", ["sigterm", "sigkill", "late"])

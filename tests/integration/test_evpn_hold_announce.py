@@ -19,6 +19,7 @@ import pytest
 from tests.integration import frr
 from tests.integration.test_evpn_frr import (ASN, MACS, apply_policies, bgp_settings, controller_policy, peers,
                                              received_macs, sessions_and_leases)
+from tests.integration.test_evpn_gr_restart import dropping
 from tests.integration.test_overlay import reach
 
 pytestmark = [pytest.mark.integration,
@@ -59,9 +60,7 @@ def test_a_restarting_controller_announces_what_it_knows_during_its_hold(frrlab)
                    what="A's VMs at the reflector and B")
     reach(lab, vms["b1"], "10.0.1.11", timeout=30)  # b1 -> a1
     a.kill()
-    rule = ["INPUT", "-s", hva2.mgmt_ip, "-j", "DROP"]  # hva2 stays away from A's new process
-    ctl_a.exec("iptables", "-I", *rule, timeout=10, check=True)
-    try:
+    with dropping(ctl_a, hva2.mgmt_ip):  # hva2 stays away from A's new process
         lab.wait_until(lambda: not {a1, a2} & rr.evpn_macs(), timeout=30,
                        what="the reflector (no graceful restart for EVPN) to drop A's routes")
         a.start()
@@ -76,8 +75,6 @@ def test_a_restarting_controller_announces_what_it_knows_during_its_hold(frrlab)
         assert hold_state(a.api) == "syncing", "the hold ended before the test could look: raise its hold_time"
         assert a2 not in rr.evpn_macs() and a2 not in received_macs(b.api)  # its switch is not back
         assert not peers(a.api)[rr.host.ip]["end_of_rib_sent"]  # End-of-RIB only once every route is announced
-    finally:
-        ctl_a.exec("iptables", "-D", *rule, timeout=10, check=True)
     lab.wait_until(lambda: hold_state(a.api) == "synced", timeout=90, what="A's hold to end with hva2 back")
     lab.wait_until(lambda: a2 in rr.evpn_macs() and a2 in received_macs(b.api), timeout=30,
                    what="a2's route at the reflector and B after the hold")

@@ -30,7 +30,7 @@ from tests.integration import gobgp
 from tests.integration.test_evpn_frr import (ASN, MACS, Pinger, apply_policies, bgp_settings, controller_policy, peers,
                                              received_macs, sessions_and_leases)
 from tests.integration.test_evpn_gr_restart import Reflector, Watcher, held_back
-from tests.integration.test_ha import HA_SECRET, evpn_sources, masters, role
+from tests.integration.test_ha import HA_SECRET, masters, role
 from tests.integration.test_hitless_restart import Watch
 from tests.integration.test_overlay import dhcp, reach
 
@@ -43,10 +43,10 @@ LATE = {"during": ("late1", "02:00:00:0d:00:01", "10.0.1.41"), "at_end": ("late2
 POLL = {"during": 0.1, "at_end": 0.02}  # seconds between two looks at the standby's role / hold
 
 
-def pair_settings(node, me, peer, priority, reflector):
+def pair_settings(node, me, peer, priority, reflector, restart=None):
     return {"ha": {"node_id": node, "peer": peer.ip, "priority": priority, "heartbeat_interval_ms": 100,
                    "dead_interval_ms": 500, "secret": HA_SECRET},
-            **bgp_settings(me, (reflector,)), "restart": {"hold_time": HOLD_TIME}}
+            **bgp_settings(me, (reflector,)), "restart": restart or {"hold_time": HOLD_TIME}}
 
 
 def pair_policy(me):
@@ -65,14 +65,7 @@ def holdlab(lab_capable):
     with Lab() as lab:
         ctl_a, ctl_b, ctl_c = (lab.add_controller_host(name) for name in ("ctla", "ctlb", "ctlc"))
         reflector = Reflector(gobgp.lab_gobgp_reflector(lab, ASN, (ctl_a, ctl_b, ctl_c), graceful=True))
-        nodes = {"a": lab.start_controller(ctl_a, pair_settings("a", ctl_a, ctl_b, 200, reflector.host),
-                                           name="canopya"),
-                 "b": lab.start_controller(ctl_b, pair_settings("b", ctl_b, ctl_a, 100, reflector.host),
-                                           name="canopyb")}
-        c = lab.start_controller(ctl_c, bgp_settings(ctl_c, (reflector.host,)), name="canopyc")
-        lab.wait_until(lambda: role(nodes["a"]) == "active" and role(nodes["b"]) == "standby", timeout=30,
-                       what="A active, B standby")
-        apply_policies(((nodes["a"].api, pair_policy(ctl_a)), (c.api, controller_policy(ctl_c))), "holdtake")
+        nodes, c = start_pair_and_c(lab, (ctl_a, ctl_b, ctl_c), reflector.host, None, "holdtake")
         hva, hvb = lab.add_hypervisor("hva", "kvm"), lab.add_hypervisor("hvb", "kvm")
         hva.connect([ctl_a, ctl_b])
         hvb.connect(ctl_c)
@@ -81,6 +74,22 @@ def holdlab(lab_capable):
                             "the three controllers' sessions with the reflector")
         reach(lab, vms["a1"], "10.0.1.21", timeout=30)
         yield lab, nodes, {"a": ctl_a, "b": ctl_b}, c, hva, vms, reflector
+
+
+def start_pair_and_c(lab, hosts, reflector_host, restart, source) -> tuple[dict, object]:
+    """({"a": A, "b": B}, C): the pair on ``hosts``' first two (A active, B standby; ``restart``: their restart
+    settings, None: HOLD_TIME) and C on the third, clients of the reflector on ``reflector_host``, with their
+    policies applied."""
+    ctl_a, ctl_b, ctl_c = hosts
+    nodes = {"a": lab.start_controller(ctl_a, pair_settings("a", ctl_a, ctl_b, 200, reflector_host, restart),
+                                       name="canopya"),
+             "b": lab.start_controller(ctl_b, pair_settings("b", ctl_b, ctl_a, 100, reflector_host, restart),
+                                       name="canopyb")}
+    c = lab.start_controller(ctl_c, bgp_settings(ctl_c, (reflector_host,)), name="canopyc")
+    lab.wait_until(lambda: role(nodes["a"]) == "active" and role(nodes["b"]) == "standby", timeout=30,
+                   what="A active, B standby")
+    apply_policies(((nodes["a"].api, pair_policy(ctl_a)), (c.api, controller_policy(ctl_c))), source)
+    return nodes, c
 
 
 def hold(node) -> dict:
@@ -109,7 +118,7 @@ def settled_pair(lab, nodes, hosts, reflector, hva) -> tuple[str, str]:
                    what="both nodes back: hold released, End-of-RIB sent")
     lab.wait_until(lambda: masters(hva) == [f"tcp:{hosts[act].ip}:6653"], timeout=15, what=f"{act} master of hva")
     pair_ips = {host.ip for host in hosts.values()}
-    lab.wait_until(lambda: evpn_sources(reflector.host) & pair_ips == {hosts[act].ip}, timeout=60,
+    lab.wait_until(lambda: reflector.evpn_sources() & pair_ips == {hosts[act].ip}, timeout=60,
                    what="the pair's routes at the reflector from the active only")
     return act, sby
 
@@ -142,6 +151,16 @@ class Looks:
         return self.first[thing]
 
 
+def flow_monitor(lab, hv, name) -> Watch:
+    """``ovs-ofctl monitor`` of every flow change on ``hv``'s br-int from now on (read by ``flow_changes``)."""
+    log_path = lab.workdir / f"{name}.log"
+    lab.spawn(name, ["ovs-ofctl", "-O", "OpenFlow13", "monitor", BR_INT, "watch:"], log_path, None, hv.ovs.env)
+    monitor = Watch(log_path)
+    lab.wait_until(lambda: monitor.peek().strip(), timeout=10, what=f"the flow monitor on {hv.name} (its first reply)")
+    monitor.take()
+    return monitor
+
+
 def flow_changes(monitor) -> list[str]:
     """The flow changes the monitor reported since the last look."""
     return [line for line in monitor.take().splitlines() if "event=" in line]
@@ -157,12 +176,7 @@ def test_the_active_dying_in_or_at_the_end_of_the_standbys_start_up_hold_touches
     lab, nodes, hosts, c, hva, vms, reflector = holdlab
     act, sby = settled_pair(lab, nodes, hosts, reflector, hva)
     new = nodes[sby]
-    monitor_log = lab.workdir / f"monitor-{when}.log"
-    lab.spawn(f"monitor-{when}", ["ovs-ofctl", "-O", "OpenFlow13", "monitor", BR_INT, "watch:"], monitor_log, None,
-              hva.ovs.env)
-    monitor = Watch(monitor_log)
-    lab.wait_until(lambda: monitor.peek().strip(), timeout=10, what="the flow monitor on hva (its first reply)")
-    monitor.take()
+    monitor = flow_monitor(lab, hva, f"monitor-{when}")
     pinger = Pinger(vms["a1"], vms["b1"], "10.0.1.21")
     looks, routes, failure = Looks(new), None, None
     try:
@@ -194,7 +208,7 @@ def test_the_active_dying_in_or_at_the_end_of_the_standbys_start_up_hold_touches
         lab.wait_until(lambda: masters(hva) == [f"tcp:{hosts[sby].ip}:6653"], timeout=15,
                        what=f"{sby} master of hva")
         lab.wait_until(lambda: in_sync(new, hva), timeout=30, what=f"hva in sync with {sby}")
-        lab.wait_until(lambda: hosts[sby].ip in evpn_sources(reflector.host), timeout=30,
+        lab.wait_until(lambda: hosts[sby].ip in reflector.evpn_sources(), timeout=30,
                        what=f"the pair's routes at the reflector from {sby}")
         pinger.wait_replies(lab, 200)  # 2 s more, once the new active programs hva
     except AssertionError as exc:  # said below with what the traffic and hva saw meanwhile
