@@ -9,9 +9,10 @@ the flows out. The app builds one (controller/app.py); ``federation`` is None wi
 During the start-up hold (controller/startup_hold.py) nothing is written to any switch, but the routes of what the
 View knows (the switches that have reported) are announced on every pass that changes the View (``view_ready``),
 and on one that changes only the HA role, lets the last peer's routes in or changes the duplicate MAC flags (a
-recovery fallen due, a DELETE: ``held``; Programmer.refresh calls no ``view_ready`` when its View did not change): a peer without graceful restart for EVPN (FRR 8.4) dropped them when
-Canopy went away and would otherwise get them back only when the hold ends, up to ``restart.hold_max`` later,
-black-holing the traffic to our VMs that long. What the hold protects stays:
+recovery fallen due, a DELETE: ``held``; Programmer.refresh calls no ``view_ready`` when its View did not
+change): a peer without graceful restart for EVPN (FRR 8.4) dropped them when Canopy went away and would otherwise
+get them back only when the hold ends, up to ``restart.hold_max`` later, black-holing the traffic to our VMs that
+long. What the hold protects stays:
 
 - End-of-RIB: these publishes are not complete (``Federation.publish(complete=False)``); it still follows the first
   publish after the hold, once every route is announced (bgp/endofrib.py; on the pass that releases the hold, its

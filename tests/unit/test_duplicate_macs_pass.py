@@ -22,7 +22,7 @@ from tests.unit.test_routepass import ImportingSpeaker
 
 
 def opcodes(function) -> int:
-    """The Python bytecodes ``function()`` runs (every frame it calls, traced): its work, whatever the machine's load."""
+    """The Python bytecodes ``function()`` runs (every frame it calls, traced): its work, whatever the load."""
     count = [0]
 
     def trace(frame, event, _arg):
