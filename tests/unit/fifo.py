@@ -35,7 +35,7 @@ def fifo_without_writer(path, data=b"released\nby the test\n"):
 def fifo_without_reader(path):
     """A FIFO at ``path`` with no reader, for code that must not open it for writing (that open waits for a reader):
     AssertionError on leaving the block if the code run in it, on this thread, blocked in such an open. It is
-    released by a reader that opens the FIFO and closes it at once (the write that follows fails, EPIPE)."""
+    released by a reader that opens the FIFO and closes it at once (a write after that fails, EPIPE)."""
     return _guarded(path, lambda: _release_writer(path), "a reader")
 
 
@@ -96,12 +96,18 @@ def _release(path, data) -> bool:
 
 
 def _release_writer(path) -> bool:
-    """Open ``path`` for reading and close it at once: a writer waiting in its open goes on (then EPIPE). False:
-    whether a writer waited cannot be told from the reading side (where wchan does not tell, a blocked writer is
-    released at BOUND all the same, and the test's own checks of what was written fail)."""
+    """Whether a writer had ``path`` open (waiting in its open, or not): a reader opens it and closes it at once, so a
+    writer waiting in its open goes on (its write then fails, EPIPE). A writer counts from the start of its open, so
+    the reader's first read tells: EAGAIN (a writer, no data), data (a writer), or the end (none)."""
     try:
-        fd = _os.open(path, _os.O_RDONLY | _os.O_NONBLOCK)
+        fd = _os.open(path, _os.O_RDONLY | _os.O_NONBLOCK)  # a FIFO's read side never waits
     except OSError:
         return False
-    _os.close(fd)
-    return False
+    try:
+        return _os.read(fd, 1) != b""
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        _os.close(fd)
