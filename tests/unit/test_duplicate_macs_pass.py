@@ -151,10 +151,12 @@ def unchanged_pass(routes):
     routes.held()
 
 
-@pytest.mark.parametrize("awaited", [False, True], ids=["announcing", "peer-awaited"])
-def test_a_recovery_falling_due_during_the_hold_takes_effect_in_the_pass_its_timer_wakes(tmp_path, awaited):
+@pytest.mark.parametrize("awaited, standby", [(False, False), (True, False), (False, True)],
+                         ids=["announcing", "peer-awaited", "standby"])
+def test_a_recovery_falling_due_during_the_hold_takes_effect_in_the_pass_its_timer_wakes(tmp_path, awaited, standby):
     now = [1000.0]
     fed, routes = held_routes(tmp_path, now)
+    fed.originating = not standby
     if not awaited:
         peer_up(fed)
     routes.import_remote()  # the first pass after the restart
@@ -167,7 +169,7 @@ def test_a_recovery_falling_due_during_the_hold_takes_effect_in_the_pass_its_tim
     unchanged_pass(routes)
     assert not flagged(fed)
     assert not json.loads((tmp_path / FILE_NAME).read_text())["flags"]  # written: a restart keeps it cleared
-    assert announced(fed) is not awaited  # announced at once, or when the peer's routes are in
+    assert announced(fed) is not (awaited or standby)  # announced at once, or when the peer's routes are in
     if awaited:
         peer_up(fed)
         unchanged_pass(routes)
