@@ -8,10 +8,13 @@ sets in the middle of a pass: it must not wait for the standby, be refused when 
 look newer to the election; and the store's meta values travel only with a policy write or a snapshot (which
 replaces them all). DESIGN.md keeps config and runtime state apart. So:
 
-- **Restart**: each node writes its flags to ``<data_dir>/evpn-duplicate-macs.json`` (write, rename; no fsync: a
-  crash of the process loses nothing, a power cut may lose the last change) whenever they changed, after the pass
-  that changed them, and reads them back at start. A file that cannot be read or parsed is logged and ignored (the
-  MACs are detected anew), never a failed start.
+- **Restart**: each node writes its flags to ``<data_dir>/evpn-duplicate-macs.json`` whenever they changed, after
+  the pass that changed them, and reads them back at start. Written safely (``write_file``): to
+  ``evpn-duplicate-macs.json.part`` created anew (whatever was at that path removed first, never opened: a FIFO
+  there would block the write, a symbolic link redirect it), fsynced, renamed over the file, then the directory
+  fsynced (a power cut leaves the old file or the new one, whole); off the event loop (``offload``: the app's
+  ``blocking``, eventlet's OS threads: an fsync can take seconds on a busy disk). A file that cannot be read or
+  parsed is logged and ignored (the MACs are detected anew), never a failed start.
 - **HA**: the active sends its flags to the standby over the HA link (``{"t": "duplicate_macs", "flags": [...]}``)
   whenever they changed, again on each new link connection (the peer's heartbeats tell it whether the last one
   went out on the current connection) and once it is the active again; the standby holds exactly those (its own
@@ -52,6 +55,7 @@ class DuplicateKeeper:
         self.dropped = 0  # malformed rows read from the file or received from the active, not taken
         self._written = self._sent = None  # duplicates.version last written; (version, link epoch) last sent
         self._incoming: tuple | None = None  # (the active's flags, our version then), taken by the next pass
+        self.offload = lambda function, *args: function(*args)  # the app's ``blocking``: the write off the loop
         self._load()
 
     @property
@@ -115,16 +119,10 @@ class DuplicateKeeper:
     def _write(self, rows: list[dict]) -> None:
         if self.path is None:
             return
-        part = self.path + ".part"
         # dumps: C's encoder, a few calls; json.dump's to a file is Python's, ~170 calls a row (on the event loop)
-        text = json.dumps({"flags": rows}, separators=(",", ":"))
-        try:
-            with open(part, "w", encoding="utf-8") as fh:
-                fh.write(text)
-            os.replace(part, self.path)
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(part)
+        data = json.dumps({"flags": rows}, separators=(",", ":")).encode("utf-8")
+        exc = self.offload(write_file, self.path, data)
+        if exc is not None:
             warn_limited(log, ("duplicate MACs file",), "duplicate MAC flags not written to %s (they hold in memory; "
                          "a restart forgets them): %s", self.path, exc)
 
@@ -157,6 +155,40 @@ class DuplicateKeeper:
             self.dropped += bad
             log.warning("%d duplicate MAC flag(s) from %s dropped: malformed, or beyond the %d kept", bad, where, KEPT)
         return out
+
+
+def write_file(path: str, data: bytes) -> OSError | None:
+    """Replace the file at ``path`` by one holding ``data``, whole or not at all, also across a power cut; the error,
+    or None. Runs in an OS thread (DuplicateKeeper.offload): no logging, no green lock. The ``.part`` file is made
+    anew (O_EXCL, O_NOFOLLOW) after removing whatever is at its path (unlink removes a link or a FIFO itself, never
+    what it names or opens it); fsynced before the rename, and the directory after it (the rename durable too)."""
+    part = path + ".part"
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(part)  # a stale one (a crash mid-write), or anything put there
+        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(part, path)
+        _fsync_directory(os.path.dirname(path) or ".")
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(part)
+        return exc
+    return None
+
+
+def _fsync_directory(directory: str) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _row(row) -> dict | None:

@@ -10,13 +10,22 @@ local MAC). A VM live migration is one move.
 
 The flags outlive a restart and reach the HA standby (``bgp.dupkeep``); the moves being counted do not. ``since``
 is wall-clock time (epoch seconds) for that reason: a flag's age goes on across a restart and a takeover.
+
+Work per programming pass: what changed and what is due, not what is held. The flags are also kept in ``since``
+order (``_order``: the next to recover is the first, a flag set in the future is among the last, and ``oldest`` is
+a slice), and the MACs being counted in the order of their last move (the first are the first to expire), so
+``prune`` and ``next_recovery`` look only at the flags and moves they clear, and at one more.
 """
 
 from __future__ import annotations
 
+import heapq
 import logging
 import time
-from collections import deque
+from collections import OrderedDict, deque
+from itertools import islice, takewhile
+
+from sortedcontainers import SortedList
 
 from controller.loglimit import log_limited, warn_limited
 
@@ -29,8 +38,10 @@ class DuplicateMacs:
                  recovery: float | None = None, wall=time.time):
         self.max_moves, self.window, self.enabled, self.clock = max_moves, window, enabled, clock
         self.recovery, self.wall = recovery, wall  # recovery: seconds a flag lasts (None: until cleared)
-        self.moves: dict[tuple[str, str], deque] = {}  # (subnet, MAC) -> when it moved, within the window
+        # (subnet, MAC) -> when it moved, within the window; the MAC moved last is the last (``clock`` is monotonic)
+        self.moves: OrderedDict[tuple[str, str], deque] = OrderedDict()
         self.flagged: dict[tuple[str, str], dict] = {}  # (subnet, MAC) -> {"took", "last_move", "window", "since"}
+        self._order = SortedList()  # (since, (subnet, MAC)) of every flag, the oldest first
         self.version = 0  # raised by every change of ``flagged`` (bgp.dupkeep writes and sends the flags then)
 
     def __contains__(self, key) -> bool:
@@ -47,7 +58,11 @@ class DuplicateMacs:
         if key in self.flagged or not self.enabled:
             return key in self.flagged
         now = self.clock()
-        times = self.moves.setdefault(key, deque())
+        times = self.moves.get(key)
+        if times is None:
+            times = self.moves[key] = deque()
+        else:
+            self.moves.move_to_end(key)
         times.append(now)
         while now - times[0] > self.window:
             times.popleft()
@@ -55,8 +70,8 @@ class DuplicateMacs:
             return False
         del self.moves[key]
         # took: seconds from the first of the max_moves moves to this one (how fast it moves); since: epoch seconds
-        self.flagged[key] = {"subnet_id": key[0], "mac": key[1], "took": round(now - times[0], 3), "last_move": how,
-                             "window": self.window, "since": round(self.wall(), 3)}
+        self._flag(key, {"subnet_id": key[0], "mac": key[1], "took": round(now - times[0], 3), "last_move": how,
+                         "window": self.window, "since": round(self.wall(), 3)})
         self.version += 1
         # a loop can make every local MAC a duplicate at once: one line per LOG_EVERY, counting those left out (GET
         # /v1/bgp/peers lists them)
@@ -69,12 +84,21 @@ class DuplicateMacs:
         cleared = "cleared (DELETE /v1/bgp/duplicate-macs)"
         return cleared if self.recovery is None else f"{cleared} or {self.recovery:g}s old (bgp.duplicate_mac.recovery)"
 
+    def _flag(self, key, row: dict) -> None:
+        self.flagged[key] = row
+        self._order.add((row["since"], key))
+
+    def _unflag(self, key) -> dict:
+        row = self.flagged.pop(key)
+        self._order.remove((row["since"], key))
+        return row
+
     def prune(self) -> None:
         """Forget the moves older than the window (what is kept grows with the MACs moving, not all that ever moved),
-        and the flags older than ``recovery``."""
-        now = self.clock()
-        for key in [k for k, times in self.moves.items() if now - times[-1] > self.window]:
-            del self.moves[key]
+        and the flags older than ``recovery``: each looked at only if it goes, and one more of each."""
+        now, moves = self.clock(), self.moves
+        while moves and now - moves[next(iter(moves))][-1] > self.window:
+            moves.popitem(last=False)
         if self.recovery is not None and self.flagged:
             wall = self.wall()
             self._restamp(wall)
@@ -84,9 +108,11 @@ class DuplicateMacs:
         """A flag set later than ``wall`` (this host's clock set back since, or the HA active's clock ahead of ours)
         counts its age from now: it clears ``recovery`` seconds later at the latest, not as much later as the clock
         went back (a clock corrected by years would make every flag permanent)."""
-        ahead = [row for row in self.flagged.values() if row["since"] > wall]
-        for row in ahead:
+        ahead = list(takewhile(lambda item: item[0] > wall, reversed(self._order)))
+        for _since, key in ahead:
+            row = self._unflag(key)
             row["since"] = round(wall, 3)
+            self._flag(key, row)
         if ahead:
             self.version += 1
             warn_limited(log, ("duplicate MAC clock",), "%d duplicate MAC flag(s) set later than this host's clock "
@@ -94,8 +120,8 @@ class DuplicateMacs:
 
     def _recover(self, before: float) -> None:
         """Clear the flags set before ``before`` (epoch seconds): their MACs are announced and counted anew."""
-        for key in [k for k, row in self.flagged.items() if row["since"] <= before]:
-            del self.flagged[key]
+        for _since, key in list(takewhile(lambda item: item[0] <= before, self._order)):
+            self._unflag(key)
             self.version += 1
             log_limited(log, logging.INFO, ("duplicate MAC recovered",), "duplicate MAC %s in subnet %s: flag cleared "
                         "after %gs (bgp.duplicate_mac.recovery): announced again, its moves counted anew", key[1],
@@ -105,15 +131,17 @@ class DuplicateMacs:
         """Seconds until the oldest flag is to be cleared by ``recovery`` (None: no flag, or no recovery)."""
         if self.recovery is None or not self.flagged:
             return None
-        oldest = min(row["since"] for row in self.flagged.values())
-        return max(0.0, oldest + self.recovery - self.wall())
+        return max(0.0, self._order[0][0] + self.recovery - self.wall())
 
     def clear(self, subnet_id: str | None = None, mac: str | None = None) -> list[dict]:
         """Unflag the duplicates of ``subnet_id`` and ``mac`` (None: any); the rows cleared."""
-        keys = [k for k in self.flagged if subnet_id in (None, k[0]) and mac in (None, k[1])]
+        if subnet_id is not None and mac is not None:  # one flag: looked up, not searched
+            keys = [(subnet_id, mac)] if (subnet_id, mac) in self.flagged else []
+        else:
+            keys = [k for k in self.flagged if subnet_id in (None, k[0]) and mac in (None, k[1])]
         if keys:
             self.version += 1
-        return [self.flagged.pop(key) for key in sorted(keys)]
+        return [self._unflag(key) for key in sorted(keys)]
 
     def replace(self, rows: list[dict]) -> None:
         """Hold exactly these flags (rows as ``rows()`` gives them: the HA active's, or those kept on disk); the same
@@ -122,16 +150,17 @@ class DuplicateMacs:
         if flagged == self.flagged:
             return
         self.flagged = flagged
+        self._order = SortedList((row["since"], key) for key, row in flagged.items())
         for key in self.flagged:
             self.moves.pop(key, None)
         self.version += 1
 
     def rows(self, limit: int | None = LISTED) -> list[dict]:
         """The flagged MACs (at most ``limit``), in subnet and MAC order."""
-        return [dict(self.flagged[key]) for key in sorted(self.flagged)[:limit]]
+        keys = sorted(self.flagged) if limit is None else heapq.nsmallest(limit, self.flagged)
+        return [dict(self.flagged[key]) for key in keys]
 
     def oldest(self, limit: int) -> list[dict]:
         """At most ``limit`` flags, the oldest first (what is kept across a restart and sent to the standby: a flood
         of new flags never pushes out those set before it)."""
-        keys = sorted(self.flagged, key=lambda k: (self.flagged[k]["since"], k))[:limit]
-        return [dict(self.flagged[key]) for key in keys]
+        return [dict(self.flagged[key]) for _since, key in islice(self._order, limit)]

@@ -85,6 +85,9 @@ class Federation:
         self.keeper = DuplicateKeeper(lambda: self.mobility.duplicates, path, wake=lambda: state.bgp_received(0))
         self.later = _later  # (delay, function) -> a timer with cancel(): wakes a pass when a flag is to recover
         self._recovery: tuple | None = None  # (due, timer) armed
+        # raised when the flags change outside a publish (a recovery or the active's flags at a pass's start, a
+        # DELETE): a publish made before is out of date (controller/routepass.py, during the start-up hold)
+        self.flag_changes = 0
         self.originating = True  # False on an HA standby: only the active announces
         self.remote_delta: RemoteDelta | None = None  # what the last import changed (None: from scratch)
         self._lock = threading.Lock()  # the receive handler runs in the speaker's thread
@@ -147,6 +150,19 @@ class Federation:
             return self._awaited
 
     # ------------------------------------------------------------------ programming loop steps
+    def tend_flags(self) -> None:
+        """Every pass's first step, whether it publishes or not (during the start-up hold, on a standby): take the
+        flags the HA active sent, clear those whose recovery is due, write and send them if they changed, and arm
+        the timer that wakes a pass when the next is due. Costs what changed and what is due (``bgp.duplicates``)."""
+        duplicates = self.mobility.duplicates
+        before = duplicates.version
+        self.keeper.take_incoming(self.originating)
+        duplicates.prune()
+        self.keeper.sync(self.originating)
+        self._arm_recovery()
+        if duplicates.version != before:
+            self.flag_changes += 1
+
     def refresh_import(self) -> bool:
         """Import what peers sent since the last round (from scratch when the policy changed); True when
         State.remote changed. A round hands State only its delta (``State.remote_changed``). The import pauses
@@ -259,6 +275,7 @@ class Federation:
         those still local here; the rows cleared."""
         cleared = self.mobility.duplicates.clear(subnet_id, mac)
         if cleared:
+            self.flag_changes += 1
             log.info("duplicate MAC flag cleared for %d MAC(s)", len(cleared))
             self.state.bgp_received(0)  # a pass: MAC mobility again with the flags gone
         return cleared

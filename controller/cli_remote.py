@@ -117,8 +117,8 @@ def client_tls(path, where) -> tuple:
     if not path:
         return None, None
     try:
-        secretfile.check_regular(path)  # a FIFO there held the CLI until a writer came (ssl opens the path itself)
-        return ssl.create_default_context(cafile=path), None
+        with secretfile.checked_path(path) as checked:  # a FIFO there held the CLI until a writer came; ssl loads
+            return ssl.create_default_context(cafile=checked), None  # the file checked, not one put there since
     except secretfile.NotRegular as exc:
         return None, f"{where}: {exc}{secretfile.blocking_note(exc.kind, 'the CLI')}"
     except ssl.SSLError as exc:  # an OSError too: first

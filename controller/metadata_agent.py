@@ -70,13 +70,13 @@ class AgentSettings:
     def tls_context(self) -> ssl.SSLContext | None:
         """The context for https URLs: only ``ca_file``'s CA certificates, or None (the system's). Refused
         (SettingsError naming ``ca_file``) when it is no regular file (a FIFO there held the agent's start until a
-        writer came), cannot be read or holds no PEM certificate. ssl opens the path itself after the check: a file
-        put at the path between the two is what remains."""
+        writer came), cannot be read or holds no PEM certificate. ssl loads the file checked, not one put at the path
+        since (secretfile.checked_path)."""
         if not self.ca_file:
             return None
         try:
-            secretfile.check_regular(self.ca_file)
-            return ssl.create_default_context(cafile=self.ca_file)
+            with secretfile.checked_path(self.ca_file) as checked:
+                return ssl.create_default_context(cafile=checked)
         except secretfile.NotRegular as exc:
             problem = f"{exc}{secretfile.blocking_note(exc.kind, 'the metadata agent')}"
         except ssl.SSLError as exc:  # an OSError too: first

@@ -45,6 +45,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from controller.pacer import Pacer
+from controller.tls import TlsFiles, server_context
 
 import eventlet.patcher
 import eventlet.wsgi  # (its deprecation warning is filtered by the package: controller/__init__.py)
@@ -522,13 +523,9 @@ def _guarded_handler(base, limits: OpenFlowGuard):
             """Listen where Ryu would: TLS on ``ssl_port`` when a key and certificate are configured
             (clients must then hold a certificate of ``ca_certs`` if that is set), else TCP on ``tcp_port``."""
             conf, tls = cfg.CONF, None
-            if conf.ctl_privkey is not None and conf.ctl_cert is not None:
-                tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-                tls.minimum_version = ssl.TLSVersion.TLSv1_2
-                tls.load_cert_chain(conf.ctl_cert, conf.ctl_privkey)
-                if conf.ca_certs is not None:
-                    tls.verify_mode = ssl.CERT_REQUIRED
-                    tls.load_verify_locations(conf.ca_certs)
+            if conf.ctl_privkey is not None and conf.ctl_cert is not None:  # the files loaded as checked (tls.py)
+                tls = server_context(TlsFiles(conf.ctl_privkey, conf.ctl_cert, conf.ca_certs),
+                                     mutual=conf.ca_certs is not None)
             host, port = conf.ofp_listen_host, ssl_port if tls is not None else tcp_port
             sock = guard.listen(host, port)
             log.info("OpenFlow listening on %s:%d%s", host, port, " (TLS)" if tls is not None else "")

@@ -25,9 +25,10 @@ and a token file holds the token and at most one line end, LF or CRLF (what ``ec
 generated file and an editor on Windows write); a NUL, a CR elsewhere, a second line or spaces are refused, never
 cut off silently.
 
-``open_regular`` (and ``check_regular``) is that stat, non-blocking open and fstat for any file a setting names that
-must be a regular file: the TLS key and certificates (controller/tls.py, the Neutron driver's ``ca_file``) and the
-duplicate MAC flags (bgp/dupkeep.py) too.
+``open_regular`` is that stat, non-blocking open and fstat for any file a setting names that must be a regular file:
+the duplicate MAC flags (bgp/dupkeep.py) too. A library that opens a path itself (ssl's loaders: the TLS key and
+certificates of controller/tls.py, the CA file of the CLI, the metadata agent and the Neutron driver) is given
+``checked_path``'s: the file checked, not whatever is at the path by the time the library opens it.
 
 This module is also the Neutron driver's (networking_canopy/networking_canopy/secretfile.py is a link to it: the
 driver runs in Neutron's environment, where Canopy is not installed), so it imports nothing of Canopy's.
@@ -35,6 +36,7 @@ driver runs in Neutron's environment, where Canopy is not installed), so it impo
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -128,11 +130,25 @@ def open_regular(path: str, refuse=None) -> int:
     return fd
 
 
-def check_regular(path: str) -> None:
-    """OSError unless ``path`` is a regular file this user may open for reading (NotRegular when it is none): for
-    a file whose path a library then opens itself (ssl's load_cert_chain), looked at without blocking
-    (``open_regular``). What remains is a file put at the path between this check and that open."""
-    os.close(open_regular(path))
+@contextlib.contextmanager
+def checked_path(path: str):
+    """A path to give a library that opens a path itself (ssl's loaders), valid within the block: ``/proc/self/fd/N``
+    of the regular file at ``path`` opened by ``open_regular`` (OSError, NotRegular, as it raises them). Opening it
+    opens that same file: one put at ``path`` after the check (a FIFO that would block the library's open, another
+    certificate) is not what the library reads. OSError naming /proc when it is not there to say so."""
+    fd = open_regular(path)
+    try:
+        proc = f"/proc/self/fd/{fd}"
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(proc))
+        except FileNotFoundError:
+            same = False
+        if not same:
+            raise OSError(errno.ENOENT, f"{proc} does not name it (is /proc mounted?): it is needed to load the file "
+                                        "that was checked, and no other put at its path since")
+        yield proc
+    finally:
+        os.close(fd)
 
 
 def token_in(text: str) -> str:

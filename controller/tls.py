@@ -11,6 +11,7 @@ TLS 1.2 is the oldest version offered. Standard library only.
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 from dataclasses import dataclass
 
@@ -25,7 +26,7 @@ class TlsFiles:
 
     key: str
     cert: str
-    ca_cert: str
+    ca_cert: str | None  # None: no client certificates checked (a context that is not ``mutual`` only)
 
 
 class TlsError(ValueError):
@@ -41,30 +42,35 @@ def server_context(files: TlsFiles, mutual: bool) -> ssl.SSLContext:
     certificate signed by ``files.ca_cert``. Raises TlsError naming the file that is unusable."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = MIN_VERSION
-    for name, path in (("key", files.key), ("cert", files.cert), ("ca_cert", files.ca_cert)):
-        _check_file(name, path)
-    try:
-        context.load_cert_chain(files.cert, files.key)
-    except ssl.SSLError as exc:
-        raise TlsError("cert", f"{files.cert} with key {files.key}: not a PEM certificate and its matching "
-                               f"private key ({exc.reason or exc})") from None
-    if mutual:
+    with contextlib.ExitStack() as opened:
+        if mutual and files.ca_cert is None:
+            raise TlsError("ca_cert", "not set: clients' certificates are checked against it")
+        key, cert, ca_cert = (path and _checked(opened, name, path) for name, path in
+                              (("key", files.key), ("cert", files.cert), ("ca_cert", files.ca_cert)))
         try:
-            context.load_verify_locations(files.ca_cert)
+            context.load_cert_chain(cert, key)
         except ssl.SSLError as exc:
-            raise TlsError("ca_cert", f"{files.ca_cert}: no PEM CA certificate in it ({exc.reason or exc})") from None
-        context.verify_mode = ssl.CERT_REQUIRED
+            raise TlsError("cert", f"{files.cert} with key {files.key}: not a PEM certificate and its matching "
+                                   f"private key ({exc.reason or exc})") from None
+        if mutual:
+            try:
+                context.load_verify_locations(ca_cert)
+            except ssl.SSLError as exc:
+                raise TlsError("ca_cert", f"{files.ca_cert}: no PEM CA certificate in it ({exc.reason or exc})") \
+                    from None
+            context.verify_mode = ssl.CERT_REQUIRED
     return context
 
 
-def _check_file(name: str, path: str) -> None:
-    """TlsError naming the setting ``name`` unless ``path`` is a regular file this user can open. Read at start and by
-    ``check-settings`` on the event loop: a FIFO put at the path would block it until a writer came (and opening a
-    device can do something), so nothing but a regular file is opened (secretfile.check_regular: stat, then an open
-    that does not wait). ssl's loaders take a path and open it themselves: a FIFO put at the path between this check
-    and their open would still block them; that swap is what remains."""
+def _checked(opened: contextlib.ExitStack, name: str, path: str) -> str:
+    """The path ssl is to load ``path`` by (secretfile.checked_path, open until ``opened`` closes); TlsError naming
+    the setting ``name`` unless it is a regular file this user can open. Read at start and by ``check-settings`` on
+    the event loop: a FIFO put at the path would block it until a writer came (and opening a device can do
+    something), so nothing but a regular file is opened (stat, then an open that does not wait), and ssl's loaders,
+    which open a path themselves, are given that file's /proc/self/fd path: a file put at the path after the check
+    (a FIFO, another certificate) is not what they load."""
     try:
-        secretfile.check_regular(path)
+        return opened.enter_context(secretfile.checked_path(path))
     except secretfile.NotRegular as exc:
         raise TlsError(name, f"{exc}{secretfile.blocking_note(exc.kind)}") from None
     except OSError as exc:

@@ -45,10 +45,10 @@ def tls_context(ca_file: str | None) -> ssl.SSLContext | None:
     if not ca_file:
         return None
     try:
-        # no FIFO or device is opened (the driver's start would wait on it); ssl opens the path itself after this
-        # check: a FIFO put at the path between the two would still block it
-        secretfile.check_regular(ca_file)
-        return ssl.create_default_context(cafile=ca_file)
+        # no FIFO or device is opened (the driver's start would wait on it), and ssl loads the file checked, not one
+        # put at the path since (secretfile.checked_path)
+        with secretfile.checked_path(ca_file) as checked:
+            return ssl.create_default_context(cafile=checked)
     except ssl.SSLError as exc:  # an OSError too: first
         raise ConfigError(f"[canopy] ca_file: {ca_file} holds no PEM CA certificate ({exc.reason or exc})") from None
     except secretfile.NotRegular as exc:

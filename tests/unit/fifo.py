@@ -11,7 +11,8 @@ at once: it holds the FIFO open for microseconds, not from one try to the next, 
 the bound; only a try landing within those microseconds of a run already over ``BOUND`` seconds would). The
 watcher is an OS thread with the OS's own sleep, open and write even after eventlet monkey-patched threading, time
 and os (``canopy run`` does, and some tests: eventlet's write, run on this thread, waited on a hub of its own and
-tried again for ever once the reader had gone, EPIPE)."""
+tried again for ever once the reader had gone, EPIPE). ``fifo_without_reader`` is the same for code that must not
+open a FIFO for writing (that open waits for a reader)."""
 
 import contextlib
 import os
@@ -25,10 +26,22 @@ BOUND = 60.0  # seconds after which a reader holding the FIFO open is released, 
 TRY_EVERY = 0.1  # seconds between those tries
 
 
-@contextlib.contextmanager
 def fifo_without_writer(path, data=b"released\nby the test\n"):
     """A FIFO at ``path`` (mode 0600: only its kind is wrong) with no writer. The code run in the block, on this
     thread, must not block in its open: AssertionError on leaving the block if it did (it was released)."""
+    return _guarded(path, lambda: _release(path, data), "a writer")
+
+
+def fifo_without_reader(path):
+    """A FIFO at ``path`` with no reader, for code that must not open it for writing (that open waits for a reader):
+    AssertionError on leaving the block if the code run in it, on this thread, blocked in such an open. It is
+    released by a reader that opens the FIFO and closes it at once (a write after that fails, EPIPE)."""
+    return _guarded(path, lambda: _release_writer(path), "a reader")
+
+
+@contextlib.contextmanager
+def _guarded(path, release, partner):
+    """A FIFO at ``path`` whose blocked open on this thread ``release()`` ends (True if someone had it open)."""
     os.mkfifo(path, 0o600)
     wchan = f"/proc/self/task/{threading.get_native_id()}/wchan"
     done, blocked, ended = [False], [None], _thread.allocate_lock()
@@ -39,12 +52,12 @@ def fifo_without_writer(path, data=b"released\nby the test\n"):
         try:
             while not done[0]:  # ends when the block does; the block ends because a blocked open is released
                 if _read(wchan) == BLOCKED_IN_OPEN:
-                    blocked[0] = "blocked until a writer came"
-                    _release(path, data)
+                    blocked[0] = f"blocked until {partner} came"
+                    release()
                 elif _time.monotonic() > next_try:
                     next_try += TRY_EVERY
-                    if _release(path, data):
-                        blocked[0] = f"still held it open after {BOUND:g} s, when a writer came"
+                    if release():
+                        blocked[0] = f"still held it open after {BOUND:g} s, when {partner} came"
                 _time.sleep(0.001)
         finally:
             ended.release()
@@ -55,7 +68,7 @@ def fifo_without_writer(path, data=b"released\nby the test\n"):
     finally:
         done[0] = True
         ended.acquire()
-    assert not blocked[0], f"the reader of {path} {blocked[0]} (released by the test)"
+    assert not blocked[0], f"the code opening {path} {blocked[0]} (released by the test)"
 
 
 def _read(proc_file):
@@ -80,3 +93,21 @@ def _release(path, data) -> bool:
     finally:
         _os.close(fd)
     return True
+
+
+def _release_writer(path) -> bool:
+    """Whether a writer had ``path`` open (waiting in its open, or not): a reader opens it and closes it at once, so a
+    writer waiting in its open goes on (its write then fails, EPIPE). A writer counts from the start of its open, so
+    the reader's first read tells: EAGAIN (a writer, no data), data (a writer), or the end (none)."""
+    try:
+        fd = _os.open(path, _os.O_RDONLY | _os.O_NONBLOCK)  # a FIFO's read side never waits
+    except OSError:
+        return False
+    try:
+        return _os.read(fd, 1) != b""
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        _os.close(fd)

@@ -1,5 +1,6 @@
 """The FIFO of tests/unit/fifo.py fails a reader that blocks in its open, and releases it, so that such a reader
-fails the test instead of hanging the run, whatever the kernel shows in wchan."""
+fails the test instead of hanging the run, whatever the kernel shows in wchan; ``fifo_without_reader`` the same for a
+writer."""
 
 import contextlib
 import os
@@ -12,7 +13,7 @@ RESCUE = fifo.BOUND + 30.0  # seconds: this test's own release, only for a helpe
 
 
 @contextlib.contextmanager
-def rescued(path):
+def rescued(path, release=lambda path: fifo._release(path, b"")):
     """Releases a reader of ``path`` still waiting after RESCUE seconds: only a helper that failed leaves one that
     long, and this test then fails (the helper said nothing) instead of hanging. An OS thread, as the helper's."""
     done, ended = [False], fifo._thread.allocate_lock()
@@ -21,7 +22,7 @@ def rescued(path):
     def rescue():
         try:
             until = fifo._time.monotonic() + RESCUE
-            while not done[0] and (fifo._time.monotonic() < until or not fifo._release(path, b"")):
+            while not done[0] and (fifo._time.monotonic() < until or not release(path)):
                 fifo._time.sleep(0.01)
         finally:
             ended.release()
@@ -66,3 +67,29 @@ def test_a_reader_that_opens_without_waiting_passes_however_long_the_block_lasts
     with fifo.fifo_without_writer(tmp_path / "fifo") as name:
         os.close(os.open(name, os.O_RDONLY | os.O_NONBLOCK))
         fifo._time.sleep(3 * fifo.TRY_EVERY)  # a run slower than the bound: the watcher tries, and finds no reader
+
+
+def blocking_write(path):
+    """What the flags' writer must not do (bgp/dupkeep.py): open a FIFO for writing, waiting for a reader."""
+    with open(path, "wb") as fh:
+        fh.write(b"flags")
+
+
+@pytest.mark.parametrize("wchan", [True, False], ids=["wchan", "bound"])
+def test_a_writer_waiting_in_the_open_fails_the_test(tmp_path, monkeypatch, wchan):
+    """At once where wchan shows the wait, else after BOUND (made short here)."""
+    if not wchan:
+        monkeypatch.setattr(fifo, "BLOCKED_IN_OPEN", "a wait no kernel shows")
+        monkeypatch.setattr(fifo, "BOUND", 0.05)
+    path = tmp_path / "fifo"
+    with rescued(path, fifo._release_writer), pytest.raises(AssertionError, match=r"\(released by the test\)$"):
+        with fifo.fifo_without_reader(path) as name:
+            with contextlib.suppress(BrokenPipeError):  # unless the write came before the reader closed
+                blocking_write(name)
+
+
+def test_a_writer_that_never_opens_it_passes_however_long_the_block_lasts(tmp_path, monkeypatch):
+    monkeypatch.setattr(fifo, "BOUND", 0.0)
+    with fifo.fifo_without_reader(tmp_path / "fifo") as name:
+        os.unlink(name)  # what bgp/dupkeep.py does with whatever is at its .part path
+        fifo._time.sleep(3 * fifo.TRY_EVERY)
