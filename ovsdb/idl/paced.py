@@ -72,6 +72,7 @@ class _PacedIdl(ovs.db.idl.Idl):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.long_sets = longsets.long_set_columns(self.tables)
+        self.plain_sets = refusals.plain_set_columns(self.tables)
         self._defaults_json: dict[str, dict] = {}  # table -> {column: JSON of its default}, as __add_default adds
         # (table, a diff?) -> {column name: (Column, its datum_parser, its default Datum)}, learnt column by column
         self._columns: dict[tuple[str, bool], dict[str, tuple]] = {}
@@ -173,7 +174,8 @@ class _PacedIdl(ovs.db.idl.Idl):
         # HACK (ovs 4.0.0): Idl.run hands every update of the database (update, update2, update3, and the replies to
         # its monitor requests) to the private __parse_update, which runs __do_parse_update and logs what it raises
         # to the silent vlog. The same here, but the long reference sets in it are made to pause inside their row
-        # first (ovsdb/longsets.py), an old protocol row is checked whole first, and a malformed update is refused.
+        # first (ovsdb/longsets.py), a set of plain values longer than refusals.MAX_PLAIN and an old protocol row
+        # without every column are refused first, and so is a malformed update.
         # Checked by tests/unit/test_ovsdb_idl.py and tests/unit/test_ovsdb_idl_parse.py.
         tables = tables or self.tables
         self.version = version
@@ -182,6 +184,7 @@ class _PacedIdl(ovs.db.idl.Idl):
                 self.on_slice()  # outside the try: what the reader raises is no refusal of the peer's update
             try:
                 if tables is self.tables:
+                    refusals.check_plain_sets(part, self.plain_sets)
                     longsets.pace_long_sets(part, self.long_sets, self.pacer)
                 if version == ovs.db.idl.OVSDB_UPDATE:
                     refusals.check_whole_rows(part, tables, self.readonly)
