@@ -14,7 +14,8 @@ ovsdb/idl/slices.py): each slice is parsed, applied and notified like an update 
 between them. A refusal in a slice leaves the slices before it reported (each a state smaller transactions could have
 produced: whole ports with their interfaces, and the bridge's ports with them); nothing of the refused slice or
 after it is. The session is closed as for any refusal, and the next session's first read reports the database as it
-is, against what was reported (tests/unit/test_ovsdb_slices.py).
+is, against what was reported (tests/unit/test_ovsdb_slices.py). A set or map of plain values longer than
+``refusals.MAX_PLAIN`` is looked for in the whole update first: it refuses the update before any slice.
 """
 
 from __future__ import annotations
@@ -179,12 +180,17 @@ class _PacedIdl(ovs.db.idl.Idl):
         # Checked by tests/unit/test_ovsdb_idl.py and tests/unit/test_ovsdb_idl_parse.py.
         tables = tables or self.tables
         self.version = version
+        if tables is self.tables:
+            try:
+                refusals.check_plain_sets(update, self.plain_sets)  # the whole update, before any slice is applied
+            except refusals.UpdateRefused as exc:
+                self._refuse(exc, update, version, tables)
+                return
         for k, part in enumerate(self._slices(update, version, tables)):
             if k:
                 self.on_slice()  # outside the try: what the reader raises is no refusal of the peer's update
             try:
                 if tables is self.tables:
-                    refusals.check_plain_sets(part, self.plain_sets)
                     longsets.pace_long_sets(part, self.long_sets, self.pacer)
                 if version == ovs.db.idl.OVSDB_UPDATE:
                     refusals.check_whole_rows(part, tables, self.readonly)
