@@ -54,6 +54,7 @@ PACED_CHARS = 256 * 1024  # longer messages are decoded with pauses (a few ms of
 SPLIT_DEPTH = 4  # levels walked here in any long message: message, params, <table-updates>, a table's rows
 WINDOW = 512 * 1024  # characters the C decoder reads at once in a long message (~20 ms of CPU at worst); longer: walked
 CHARS_PER_TICK = 2048  # characters walked count as one unit of the pacer (a row of the IDL: idl.PAUSE_ROWS a pause)
+MAX_NUMBER = WINDOW  # characters in a number: a real is converted in one call (30 MB: ~60 ms of CPU); none is so long
 MEMBER_CHARS = 32  # a member or element walked here costs as much as this many characters decoded in C
 # Members of one object of a long message (a table's rows in an update): the dict the 699,051st goes into doubles,
 # copying every member in one C call (~40 ms of CPU here; ~80 ms at 1.4 million). A legitimate update of 32 MiB
@@ -75,6 +76,8 @@ def _no_constants(name):
 _DECODER = json.JSONDecoder(parse_constant=_no_constants)
 _WS = re.compile(r"[ \t\n\r]*")
 _SPACES = " \t\n\r"  # (and "": the end of a text)
+_NUMBER_START = frozenset("-0123456789")
+_NUMBER = re.compile(r"[-+0-9.eE]*")  # what a number's text may hold (the C decoder says whether it is one)
 _scanstring = json.decoder.scanstring
 _SCAN = _DECODER.scan_once  # raw_decode without its Python frame: (value, end), StopIteration where no value starts
 _UNSET = object()  # Parser._value before (or without) a decoding in feed
@@ -298,8 +301,8 @@ class _Paced:
 
     def _value(self, i: int, depth: int, tried: bool = False):
         """(the value starting at ``i``, where it ends): from ``SPLIT_DEPTH`` down, decoded in C when the window holds
-        it; else walked here (a container) or decoded in C from the whole text (a long string or number: one value,
-        read at the speed of a copy)."""
+        it; else walked here (a container) or decoded in C from the whole text (a long string: one value, read at the
+        speed of a copy); a number longer than ``MAX_NUMBER`` refuses the message."""
         if depth >= SPLIT_DEPTH:
             found = self._bounded(i, tried)
             if found is not None:
@@ -310,7 +313,9 @@ class _Paced:
             return self._object(i, depth)
         if opening == "[":
             return self._array(i, depth)
-        return _SCAN(text, i)
+        if opening in _NUMBER_START and _NUMBER.match(text, i, i + MAX_NUMBER + 1).end() - i > MAX_NUMBER:
+            raise TooBig("%s: a number longer than %d characters" % (self._where(), MAX_NUMBER))
+        return _SCAN(text, i)  # a string is read at the speed of a copy (30 MB: ~30 ms of CPU here; escaped ~50)
 
     def _bounded(self, i: int, tried: bool):
         """(the value at ``i``, where it ends) when the C decoder reads it within the window (made afresh at ``i``

@@ -178,3 +178,19 @@ def test_the_connection_says_why_a_long_message_dropped_it(monkeypatch, case):
     finally:
         ours.close()
         theirs.close()
+
+
+@pytest.mark.parametrize("where", ["in a row", "above the rows"])
+def test_a_number_longer_than_the_window_refuses_the_message(reads, where, monkeypatch):
+    """A real's digits are converted in one call (30 MB: ~60 ms of CPU); no OVSDB number is that long."""
+    monkeypatch.setattr(jsonstream, "PACED_CHARS", 0)
+    monkeypatch.setattr(jsonstream, "MAX_NUMBER", WINDOW, raising=False)  # as long as the window, as it is
+    number = "1." + "5" * (2 * WINDOW)
+    text = row_update(number) if where == "in a row" else \
+        '{"id":null,"method":"update3","params":[' + number + ',"t",{}]}'
+    parser, got = decode(text, reads)
+    assert got == parser.error and got.startswith("message refused: ") and \
+        got.endswith(f": a number longer than {WINDOW} characters"), got
+    assert reads.largest <= WINDOW
+    _, fits = decode(row_update("1." + "5" * (WINDOW // 2)), reads)
+    assert fits["params"][2]["Port"]["u"]["insert"]["c"] == ["set", [float("1." + "5" * (WINDOW // 2))]]
