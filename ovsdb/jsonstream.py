@@ -24,10 +24,11 @@ and is what ``ovsdb.idl`` gives every connection instead:
   meanwhile. The value is the same, and so is an error: the walk raises what the C decoder raises on the whole text,
   the same message at the same position (decoding it all again to learn them held the loop as long as the text);
 - an object of a long message with more than ``MAX_MEMBERS`` members (a table's rows in one update) refuses the
-  message (``message refused: params/2/Port: more than 699050 members in one object``): the dict holding them would
+  message (``message refused: params/2/Port: more than 698000 members in one object``): the dict holding them would
   double in one C call, copying them all (~40 ms of CPU at 700,000, ~80 ms at 1.4 million), and an update within the
   default ``max_chars`` (32 MiB) cannot hold that many legitimate rows (each takes 42 characters or more: its uuid,
-  quoted, and a value). ``finish``'s error is also kept in ``error``, so the connection says why it dropped;
+  quoted, and a value); so does a number longer than ``MAX_NUMBER`` (a real's digits are converted in one call).
+  ``finish``'s error is also kept in ``error``, so the connection says why it dropped;
 - a message longer than ``max_chars`` characters (UTF-8 text: bytes for ASCII), or nested deeper than
   ``MAX_DEPTH``, is an error at once, without reading the rest; the connection then drops (EPROTO);
 - the bytes read are decoded from UTF-8 by ``ovs.jsonrpc.Connection.recv`` with a decoder of its own per call: a
@@ -57,9 +58,11 @@ CHARS_PER_TICK = 2048  # characters walked count as one unit of the pacer (a row
 MAX_NUMBER = WINDOW  # characters in a number: a real is converted in one call (30 MB: ~60 ms of CPU); none is so long
 MEMBER_CHARS = 32  # a member or element walked here costs as much as this many characters decoded in C
 # Members of one object of a long message (a table's rows in an update): the dict the 699,051st goes into doubles,
-# copying every member in one C call (~40 ms of CPU here; ~80 ms at 1.4 million). A legitimate update of 32 MiB
-# (ovsdb.max_message_bytes) holds fewer: a row takes 42 characters or more (its uuid, quoted, and a value).
-MAX_MEMBERS = 699_050
+# copying every member in one C call (~40 ms of CPU here; ~80 ms at 1.4 million). Checked at each tick (at most
+# CHARS_PER_TICK // MEMBER_CHARS + 1 members apart) and at the object's end: the bound leaves room for those between.
+# A legitimate update of 32 MiB (ovsdb.max_message_bytes) holds fewer: a row takes 42 characters or more (its uuid,
+# quoted, and a value).
+MAX_MEMBERS = 698_000
 _OUTSIDE = re.compile(r'[\[\]{}"]')
 _INSIDE = re.compile(r'["\\]')
 _SPACE = re.compile(r"[ \t\r\n]*")
@@ -349,12 +352,13 @@ class _Paced:
         """(the object at ``i``, where it ends), its members read in one loop, each value decoded in the window where
         it fits (a table's rows, in an update: through ``_value`` each would cost three Python calls more). Inside a
         container ``i`` never reaches the end of the text: framed, it ends where its first bracket is closed."""
-        text, scan, scanstring = self.text, _SCAN, _scanstring
+        text, scan, scanstring, spaces = self.text, _SCAN, _scanstring, _SPACES
+        member, tick, most = MEMBER_CHARS, CHARS_PER_TICK, MAX_MEMBERS
         out = {}
         i = _skip(text, i + 1)
         if text[i] == "}":
             return out, i + 1
-        window, offset, members, units, mark = self.window, self.offset, 0, self.units, i  # mark: counted up to
+        window, offset, units, mark = self.window, self.offset, self.units, i  # mark: counted up to
         last = -1 if offset + len(window) == len(text) else offset + len(window)  # a value ending there may go on
         split = depth + 1 < SPLIT_DEPTH
         while True:
@@ -366,7 +370,7 @@ class _Paced:
                 if text[i] != ":":
                     raise json.JSONDecodeError("Expecting ':' delimiter", text, i)
             i += 1
-            if text[i] in _SPACES:
+            if text[i] in spaces:
                 i = _skip(text, i)
             try:
                 if split:
@@ -375,7 +379,7 @@ class _Paced:
                 end += offset
                 if end == last:
                     raise ValueError("the window's end")
-                units += MEMBER_CHARS + end - mark
+                units += member + end - mark
                 i = mark = end
             except (StopIteration, ValueError):
                 self.units, self.counted = units + MEMBER_CHARS + i - mark, i
@@ -383,22 +387,24 @@ class _Paced:
                 units, mark = self.units + i - self.counted, i
                 window, offset = self.window, self.offset
                 last = -1 if offset + len(window) == len(text) else offset + len(window)
-            members += 1
-            if members > MAX_MEMBERS:
-                raise TooBig("%s: more than %d members in one object" % (self._where(), MAX_MEMBERS))
             c = text[i]
-            if c != "," and c != "}":
-                i = _skip(text, i)
-                c = text[i]
-            if c == "}":
-                self._counted(units + i + 1 - mark, i + 1)
-                return out, i + 1
             if c != ",":
-                raise json.JSONDecodeError("Expecting ',' delimiter", text, i)
+                if c != "}":
+                    i = _skip(text, i)
+                    c = text[i]
+                if c == "}":
+                    if len(out) > most:
+                        raise TooBig("%s: more than %d members in one object" % (self._where(), most))
+                    self._counted(units + i + 1 - mark, i + 1)
+                    return out, i + 1
+                if c != ",":
+                    raise json.JSONDecodeError("Expecting ',' delimiter", text, i)
             i += 1
-            if text[i] in _SPACES:
+            if text[i] in spaces:
                 i = _skip(text, i)
-            if units >= CHARS_PER_TICK:
+            if units >= tick:  # at most tick // member members since the last check: the dict stays below its doubling
+                if len(out) > most:
+                    raise TooBig("%s: more than %d members in one object" % (self._where(), most))
                 units, mark = self._counted(units + i - mark, i), i
 
     def _array(self, i: int, depth: int):

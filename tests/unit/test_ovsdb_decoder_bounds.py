@@ -20,7 +20,7 @@ class Reads:
     """Wraps the C decoder's scanner: how many characters each call read, and those read since the last pause."""
 
     def __init__(self, monkeypatch):
-        self.largest = 0
+        self.largest = self.total = 0
         self.since_pause = 0
         self.worst_stretch = 0
         real = jsonstream._SCAN
@@ -39,6 +39,7 @@ class Reads:
         monkeypatch.setattr(json, "loads", lambda text, **kw: self.loads.append(len(text)) or real_loads(text, **kw))
 
     def _read(self, chars: int) -> None:
+        self.total += chars
         self.largest = max(self.largest, chars)
         self.since_pause += chars
         self.worst_stretch = max(self.worst_stretch, self.since_pause)
@@ -121,6 +122,11 @@ def test_a_table_of_more_rows_than_an_object_takes_is_refused_naming_it(reads, m
     assert len(value["params"][2]["Port"]) == 1000
     parser, got = decode(table(1001), reads)
     assert got == parser.error == "message refused: params/2/Port: more than 1000 members in one object"
+    reads.total = 0
+    text = table(50_000)
+    _, got = decode(text, reads)  # refused as the rows come, not at their end: the dict never doubles past the bound
+    assert got == "message refused: params/2/Port: more than 1000 members in one object"
+    assert reads.total < 1100 * len(text) // 50_000
 
 
 def test_a_table_of_many_tiny_rows_is_paced_per_row(reads, monkeypatch):
@@ -153,7 +159,7 @@ def test_the_connection_says_why_a_long_message_dropped_it(monkeypatch, case):
     from ovsdb.idl.links import BoundedConnection
 
     monkeypatch.setattr(jsonstream, "MAX_MEMBERS", 1000, raising=False)
-    monkeypatch.setattr(jsonstream, "PACED_CHARS", 0)  # (a shorter message cannot hold 699,051 members)
+    monkeypatch.setattr(jsonstream, "PACED_CHARS", 0)  # (a shorter message cannot hold 698,001 members)
     text = table(1001) if case == "refused" else row_update(",".join(["7"] * 200_000) + " x")
     data = text.encode()
     ours, theirs = socket.socketpair()
