@@ -105,7 +105,7 @@ def _skip(text: str, i: int) -> int:
 
 
 class TooBig(ValueError):
-    """A long message holds more than the decoder takes (``MAX_MEMBERS``)."""
+    """A long message holds more than the decoder takes (``MAX_MEMBERS``, ``MAX_NUMBER``)."""
 
 
 class Parser:
@@ -274,7 +274,7 @@ class Parser:
             return json.loads(text, parse_constant=_no_constants)
         except TooBig as exc:
             self.error = f"message refused: {exc}"
-        except (ValueError, RecursionError) as exc:
+        except (ValueError, IndexError, RecursionError) as exc:  # IndexError: none known (the walk stays in the text)
             self.error = f"invalid JSON: {exc}"
         return self.error
 
