@@ -13,11 +13,22 @@ and is what ``ovsdb.idl`` gives every connection instead:
   to the next quote or backslash), so work is linear and mostly in C;
 - ``finish`` decodes the framed text with the standard library's C decoder: in one call, or, for a message longer
   than ``PACED_CHARS`` (an update of 10,000 ports and interfaces: 3.5 MB, ~32 ms of CPU in one call), walking its
-  outer ``SPLIT_DEPTH`` levels here (a table's rows in one loop: ``_Paced._rows``) and decoding each value below
-  them (a row, in an OVSDB update) in C, ticking ``pacer`` once per ``CHARS_PER_TICK`` characters walked (keys,
-  separators, whitespace and empty containers too: a peer's table of 2.6 million rows ``"k":0``, counted by its
-  values alone, held the event loop ~240 ms between two pauses), so the event loop gets its turns meanwhile. The
-  value is the same; on any error the whole text is decoded again in one call, for the decoder's own message;
+  outer ``SPLIT_DEPTH`` levels here (a table's rows in one loop: ``_Paced._object``) and decoding each value below
+  them (a row, in an OVSDB update) in C, given at most ``WINDOW`` characters of the text at a time (the C decoder
+  reads 1 MiB of ``[[[0]]]`` in ~40 ms, of ``{"a":1}`` ~28 ms, of UUID pairs ~3 ms): a value longer than that (one
+  row of 5 million small ints held the event loop ~205 ms) is walked here too, level by level, down to values that
+  fit. ``pacer`` is ticked once per ``CHARS_PER_TICK`` units of work: each character walked or read by the C
+  decoder (in vain too, where a value went on beyond the window), keys, separators, whitespace and empty containers
+  included (a table of 2.6 million rows ``"k":0``, counted by its values alone, held the event loop ~240 ms between
+  two pauses), and ``MEMBER_CHARS`` more for each member or element walked here; so the event loop gets its turns
+  meanwhile. The value is the same, and so is an error: the walk raises what the C decoder raises on the whole text,
+  the same message at the same position (decoding it all again to learn them held the loop as long as the text);
+- an object of a long message with more than ``MAX_MEMBERS`` members (a table's rows in one update) refuses the
+  message (``message refused: params/2/Port: more than 698000 members in one object``): the dict holding them would
+  double in one C call, copying them all (~40 ms of CPU at 700,000, ~80 ms at 1.4 million), and an update within the
+  default ``max_chars`` (32 MiB) cannot hold that many legitimate rows (each takes 42 characters or more: its uuid,
+  quoted, and a value); so does a number longer than ``MAX_NUMBER`` (a real's digits are converted in one call).
+  ``finish``'s error is also kept in ``error``, so the connection says why it dropped;
 - a message longer than ``max_chars`` characters (UTF-8 text: bytes for ASCII), or nested deeper than
   ``MAX_DEPTH``, is an error at once, without reading the rest; the connection then drops (EPROTO);
 - the bytes read are decoded from UTF-8 by ``ovs.jsonrpc.Connection.recv`` with a decoder of its own per call: a
@@ -40,9 +51,18 @@ import re
 from controller.pacer import NEVER
 
 MAX_DEPTH = 128  # OVSDB messages nest about 8 deep; the C decoder must never reach the recursion limit
-PACED_CHARS = 256 * 1024  # longer messages are decoded a value at a time (a few ms of CPU in one call below this)
-SPLIT_DEPTH = 4  # levels walked in Python: message, params, <table-updates>, a table's rows; a row is decoded whole
+PACED_CHARS = 256 * 1024  # longer messages are decoded with pauses (a few ms of CPU in one call below this)
+SPLIT_DEPTH = 4  # levels walked here in any long message: message, params, <table-updates>, a table's rows
+WINDOW = 512 * 1024  # characters the C decoder reads at once in a long message (~20 ms of CPU at worst); longer: walked
 CHARS_PER_TICK = 2048  # characters walked count as one unit of the pacer (a row of the IDL: idl.PAUSE_ROWS a pause)
+MAX_NUMBER = WINDOW  # characters in a number: a real is converted in one call (30 MB: ~60 ms of CPU); none is so long
+MEMBER_CHARS = 32  # a member or element walked here costs as much as this many characters decoded in C
+# Members of one object of a long message (a table's rows in an update): the dict the 699,051st goes into doubles,
+# copying every member in one C call (~40 ms of CPU here; ~80 ms at 1.4 million). Checked at each tick (at most
+# CHARS_PER_TICK // MEMBER_CHARS + 1 members apart) and at the object's end: the bound leaves room for those between.
+# A legitimate update of 32 MiB (ovsdb.max_message_bytes) holds fewer: a row takes 42 characters or more (its uuid,
+# quoted, and a value).
+MAX_MEMBERS = 698_000
 _OUTSIDE = re.compile(r'[\[\]{}"]')
 _INSIDE = re.compile(r'["\\]')
 _SPACE = re.compile(r"[ \t\r\n]*")
@@ -58,6 +78,9 @@ def _no_constants(name):
 
 _DECODER = json.JSONDecoder(parse_constant=_no_constants)
 _WS = re.compile(r"[ \t\n\r]*")
+_SPACES = " \t\n\r"  # (and "": the end of a text)
+_NUMBER_START = frozenset("-0123456789")
+_NUMBER = re.compile(r"[-+0-9.eE]*")  # what a number's text may hold (the C decoder says whether it is one)
 _scanstring = json.decoder.scanstring
 _SCAN = _DECODER.scan_once  # raw_decode without its Python frame: (value, end), StopIteration where no value starts
 _UNSET = object()  # Parser._value before (or without) a decoding in feed
@@ -77,8 +100,12 @@ def whole_characters(data: bytes) -> int:
 
 
 def _skip(text: str, i: int) -> int:
-    """Past the whitespace at ``i`` (ovsdb-server sends none)."""
-    return _WS.match(text, i).end() if text[i] in " \t\n\r" else i
+    """Past the whitespace at ``i`` (ovsdb-server sends none); ``i`` may be the end of ``text``."""
+    return _WS.match(text, i).end() if text[i:i + 1] in _SPACES else i
+
+
+class TooBig(ValueError):
+    """A long message holds more than the decoder takes (``MAX_MEMBERS``, ``MAX_NUMBER``)."""
 
 
 class Parser:
@@ -241,104 +268,220 @@ class Parser:
             return value
         text = "".join(self.parts)
         self.parts = []
-        if len(text) > PACED_CHARS:
-            try:
-                return _Paced(text, self.pacer).decode()
-            except (ValueError, IndexError, RecursionError):
-                pass  # decoded again below, in one call, for the decoder's own message
         try:
+            if len(text) > PACED_CHARS:
+                return _Paced(text, self.pacer).decode()
             return json.loads(text, parse_constant=_no_constants)
-        except (ValueError, RecursionError) as exc:
-            return f"invalid JSON: {exc}"
+        except TooBig as exc:
+            self.error = f"message refused: {exc}"
+        except (ValueError, IndexError, RecursionError) as exc:  # IndexError: none known (the walk stays in the text)
+            self.error = f"invalid JSON: {exc}"
+        return self.error
 
 
 class _Paced:
-    """One long JSON text decoded a value at a time (see the module docstring); raises on anything malformed."""
+    """One long JSON text decoded with pauses (see the module docstring); raises on anything malformed what the C
+    decoder raises on the whole text (the same message and position), or ``TooBig``."""
 
     def __init__(self, text: str, pacer):
-        self.text, self.pacer, self.chars = text, pacer, 0
-        self.counted = 0  # the text before this is counted (``chars``, ticked)
+        self.text, self.pacer = text, pacer
+        self.units = 0  # work not yet ticked, in characters (a member or element walked: MEMBER_CHARS more)
+        self.counted = 0  # the text before this is counted
+        self.size = WINDOW
+        self.window, self.offset = "", 0  # text[offset:offset + len(window)]: what the C decoder is given
+        self.path: list = []  # the keys and indexes of the containers walked below SPLIT_DEPTH or beyond a window
 
     def decode(self):
-        value, end = self._value(0, 0)
-        if end != len(self.text):
-            raise ValueError("extra data")
+        text = self.text
+        try:
+            value, end = self._value(0, 0)
+        except StopIteration as stop:
+            raise json.JSONDecodeError("Expecting value", text, stop.value) from None
+        end = _skip(text, end)
+        if end != len(text):
+            raise json.JSONDecodeError("Extra data", text, end)
         return value
 
-    def _value(self, i: int, depth: int):
-        """(the value starting at ``i``, where it ends)."""
+    def _value(self, i: int, depth: int, tried: bool = False):
+        """(the value starting at ``i``, where it ends): from ``SPLIT_DEPTH`` down, decoded in C when the window holds
+        it; else walked here (a container) or decoded in C from the whole text (a long string: one value, read at the
+        speed of a copy); a number longer than ``MAX_NUMBER`` refuses the message."""
+        if depth >= SPLIT_DEPTH:
+            found = self._bounded(i, tried)
+            if found is not None:
+                return found
         text = self.text
-        opening = text[i]
-        if depth >= SPLIT_DEPTH or opening not in "[{":
-            return _DECODER.raw_decode(text, i)  # counted where the loop it is in reaches its end (_reached)
-        closing = "}" if opening == "{" else "]"
-        out = {} if opening == "{" else []
-        i = _skip(text, i + 1)
-        if text[i] == closing:
-            return out, i + 1
-        if opening == "{" and depth + 1 == SPLIT_DEPTH:
-            return self._rows(out, i)
-        while True:
-            if opening == "{":
-                if text[i] != '"':
-                    raise ValueError("a key is expected")
-                key, i = _scanstring(text, i + 1, True)
-                i = _skip(text, i)
-                if text[i] != ":":
-                    raise ValueError("':' is expected")
-                out[key], i = self._value(_skip(text, i + 1), depth + 1)
-            else:
-                value, i = self._value(i, depth + 1)
-                out.append(value)
-            self._reached(i)
-            i = _skip(text, i)
-            if text[i] == closing:
-                return out, i + 1
-            if text[i] != ",":
-                raise ValueError("',' is expected")
-            i = _skip(text, i + 1)
+        opening = text[i:i + 1]
+        if opening == "{":
+            return self._object(i, depth)
+        if opening == "[":
+            return self._array(i, depth)
+        if opening in _NUMBER_START and _NUMBER.match(text, i, i + MAX_NUMBER + 1).end() - i > MAX_NUMBER:
+            raise TooBig("%s: a number longer than %d characters" % (self._where(), MAX_NUMBER))
+        return _SCAN(text, i)  # a string is read at the speed of a copy (30 MB: ~30 ms of CPU here; escaped ~50)
 
-    def _rows(self, out: dict, i: int):
-        """(the object whose first key is at ``i``, where it ends): an object one level above ``SPLIT_DEPTH`` (a table's
-        rows, in an OVSDB update), each of its values decoded in C, read in one loop: through ``_value`` each row cost
-        six Python calls (a big delete's 20,000 rows of ``{"delete":null}``: ~1.3 µs each, two thirds of the decoding).
-        The same value, the same errors, the same pacing (every character counted once: ``_reached``)."""
-        text, scan, scanstring, counted = self.text, _SCAN, _scanstring, self.counted
+    def _bounded(self, i: int, tried: bool):
+        """(the value at ``i``, where it ends) when the C decoder reads it within the window (made afresh at ``i``
+        once if the current one does not hold it, or ``tried``), else None. An error is raised only where the window
+        reaches the end of the text: elsewhere it may be the window's end (the walk then finds the error, if any)."""
+        text, window, offset = self.text, self.window, self.offset
+        for fresh in (tried, True):
+            if fresh:
+                if offset == i:
+                    return None
+                window, offset = self.window, self.offset = text[i:i + self.size], i
+            final = offset + len(window) == len(text)
+            try:
+                value, end = _SCAN(window, i - offset)
+            except StopIteration as stop:
+                if final:
+                    raise StopIteration(stop.value + offset) from None
+            except json.JSONDecodeError as exc:
+                if final:
+                    raise json.JSONDecodeError(exc.msg, text, exc.pos + offset) from None
+            except ValueError:
+                if final:
+                    raise
+            else:
+                if end < len(window) or final:
+                    return value, end + offset
+            self._wasted(i)
+        return None
+
+    def _object(self, i: int, depth: int):
+        """(the object at ``i``, where it ends), its members read in one loop, each value decoded in the window where
+        it fits (a table's rows, in an update: through ``_value`` each would cost three Python calls more). Inside a
+        container ``i`` never reaches the end of the text: framed, it ends where its first bracket is closed."""
+        text, scan, scanstring, spaces = self.text, _SCAN, _scanstring, _SPACES
+        member, tick, most = MEMBER_CHARS, CHARS_PER_TICK, MAX_MEMBERS
+        out = {}
+        i = _skip(text, i + 1)
+        if text[i] == "}":
+            return out, i + 1
+        window, offset, units, mark = self.window, self.offset, self.units, i  # mark: counted up to
+        last = -1 if offset + len(window) == len(text) else offset + len(window)  # a value ending there may go on
+        split = depth + 1 < SPLIT_DEPTH
         while True:
             if text[i] != '"':
-                raise ValueError("a key is expected")
+                raise json.JSONDecodeError("Expecting property name enclosed in double quotes", text, i)
             key, i = scanstring(text, i + 1, True)
             if text[i] != ":":
                 i = _skip(text, i)  # whitespace: ovsdb-server sends none
                 if text[i] != ":":
-                    raise ValueError("':' is expected")
-            start = i + 1
-            if text[start] in " \t\n\r":
-                start = _skip(text, start)
-            try:
-                out[key], i = scan(text, start)
-            except StopIteration:
-                raise ValueError("a value is expected") from None
-            self.chars += i - counted  # the row's key and value, and what was before it
-            counted = i
-            if self.chars >= CHARS_PER_TICK:
-                self.counted = counted
-                self._reached(i)
-            if text[i] != ",":
-                i = _skip(text, i)
-                if text[i] == "}":
-                    self.counted = counted
-                    return out, i + 1
-                if text[i] != ",":
-                    raise ValueError("',' is expected")
+                    raise json.JSONDecodeError("Expecting ':' delimiter", text, i)
             i += 1
-            if text[i] in " \t\n\r":
+            if text[i] in spaces:
                 i = _skip(text, i)
+            try:
+                if split:
+                    raise ValueError("walked")
+                out[key], end = scan(window, i - offset)  # i - offset < 0: a ValueError
+                end += offset
+                if end == last:
+                    raise ValueError("the window's end")
+                units += member + end - mark
+                i = mark = end
+            except (StopIteration, ValueError):
+                self.units, self.counted = units + MEMBER_CHARS + i - mark, i
+                out[key], i = self._beyond(i, depth + 1, key)
+                units, mark = self.units + i - self.counted, i
+                window, offset = self.window, self.offset
+                last = -1 if offset + len(window) == len(text) else offset + len(window)
+            c = text[i]
+            if c != ",":
+                if c != "}":
+                    i = _skip(text, i)
+                    c = text[i]
+                if c == "}":
+                    if len(out) > most:
+                        raise TooBig("%s: more than %d members in one object" % (self._where(), most))
+                    self._counted(units + i + 1 - mark, i + 1)
+                    return out, i + 1
+                if c != ",":
+                    raise json.JSONDecodeError("Expecting ',' delimiter", text, i)
+            i += 1
+            if text[i] in spaces:
+                i = _skip(text, i)
+            if units >= tick:  # at most tick // member members since the last check: the dict stays below its doubling
+                if len(out) > most:
+                    raise TooBig("%s: more than %d members in one object" % (self._where(), most))
+                units, mark = self._counted(units + i - mark, i), i
+
+    def _array(self, i: int, depth: int):
+        """(the array at ``i``, where it ends), as ``_object`` reads an object."""
+        text, scan = self.text, _SCAN
+        out = []
+        append = out.append
+        i = _skip(text, i + 1)
+        if text[i] == "]":
+            return out, i + 1
+        window, offset, units, mark = self.window, self.offset, self.units, i
+        last = -1 if offset + len(window) == len(text) else offset + len(window)
+        split = depth + 1 < SPLIT_DEPTH
+        while True:
+            try:
+                if split:
+                    raise ValueError("walked")
+                value, end = scan(window, i - offset)
+                end += offset
+                if end == last:
+                    raise ValueError("the window's end")
+                units += MEMBER_CHARS + end - mark
+                i = mark = end
+            except (StopIteration, ValueError):
+                self.units, self.counted = units + MEMBER_CHARS + i - mark, i
+                value, i = self._beyond(i, depth + 1, len(out))
+                units, mark = self.units + i - self.counted, i
+                window, offset = self.window, self.offset
+                last = -1 if offset + len(window) == len(text) else offset + len(window)
+            append(value)
+            c = text[i]
+            if c != "," and c != "]":
+                i = _skip(text, i)
+                c = text[i]
+            if c == "]":
+                self._counted(units + i + 1 - mark, i + 1)
+                return out, i + 1
+            if c != ",":
+                raise json.JSONDecodeError("Expecting ',' delimiter", text, i)
+            i += 1
+            if text[i] in _SPACES:
+                i = _skip(text, i)
+            if units >= CHARS_PER_TICK:
+                units, mark = self._counted(units + i - mark, i), i
+
+    def _counted(self, units: int, i: int) -> int:
+        """A loop's ``units`` of work, the text up to ``i`` counted in them: ticked (see ``_reached``); those left."""
+        self.units, self.counted = units, i
+        self._reached(i)
+        return self.units
+
+    def _beyond(self, i: int, depth: int, step):
+        """(the value at ``i``, where it ends: key or index ``step`` of a container walked) where the loop did not
+        decode it in the window: above ``SPLIT_DEPTH``, or the window did not hold it (tried once more in a window
+        made afresh at ``i``; in one that reaches the end of the text, its error is the value's own)."""
+        tried = depth >= SPLIT_DEPTH and (self.offset + len(self.window) != len(self.text) or not self.window)
+        if tried:
+            self._wasted(i)
+        self.path.append(step)
+        value = self._value(i, depth, tried)
+        self.path.pop()
+        return value
+
+    def _wasted(self, i: int) -> None:
+        """The C decoder may have read the window from ``i`` to its end in vain: counted as work done."""
+        self._reached(self.offset + len(self.window))
+        self.counted = i
+
+    def _where(self) -> str:
+        """Where the object walked sits in the message: its keys and indexes (params/2/Port: a table's rows)."""
+        return "/".join(str(step) for step in self.path) or "the message"
 
     def _reached(self, i: int) -> None:
-        """The text up to ``i`` walked: counted, and ``pacer`` ticked per ``CHARS_PER_TICK`` characters of it."""
-        self.chars += i - self.counted
-        self.counted = i
-        if self.chars >= CHARS_PER_TICK:
-            self.pacer.tick(self.chars // CHARS_PER_TICK)
-            self.chars %= CHARS_PER_TICK
+        """The text up to ``i`` walked: counted, and ``pacer`` ticked per ``CHARS_PER_TICK`` units of work."""
+        if i > self.counted:
+            self.units += i - self.counted
+            self.counted = i
+        if self.units >= CHARS_PER_TICK:
+            self.pacer.tick(self.units // CHARS_PER_TICK)
+            self.units %= CHARS_PER_TICK

@@ -14,7 +14,8 @@ ovsdb/idl/slices.py): each slice is parsed, applied and notified like an update 
 between them. A refusal in a slice leaves the slices before it reported (each a state smaller transactions could have
 produced: whole ports with their interfaces, and the bridge's ports with them); nothing of the refused slice or
 after it is. The session is closed as for any refusal, and the next session's first read reports the database as it
-is, against what was reported (tests/unit/test_ovsdb_slices.py).
+is, against what was reported (tests/unit/test_ovsdb_slices.py). A set or map of plain values longer than
+``refusals.MAX_PLAIN`` is looked for in the whole update first: it refuses the update before any slice.
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ class _PacedIdl(ovs.db.idl.Idl):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.long_sets = longsets.long_set_columns(self.tables)
+        self.plain_sets = refusals.plain_set_columns(self.tables)
         self._defaults_json: dict[str, dict] = {}  # table -> {column: JSON of its default}, as __add_default adds
         # (table, a diff?) -> {column name: (Column, its datum_parser, its default Datum)}, learnt column by column
         self._columns: dict[tuple[str, bool], dict[str, tuple]] = {}
@@ -173,10 +175,17 @@ class _PacedIdl(ovs.db.idl.Idl):
         # HACK (ovs 4.0.0): Idl.run hands every update of the database (update, update2, update3, and the replies to
         # its monitor requests) to the private __parse_update, which runs __do_parse_update and logs what it raises
         # to the silent vlog. The same here, but the long reference sets in it are made to pause inside their row
-        # first (ovsdb/longsets.py), an old protocol row is checked whole first, and a malformed update is refused.
+        # first (ovsdb/longsets.py), a set of plain values longer than refusals.MAX_PLAIN and an old protocol row
+        # without every column are refused first, and so is a malformed update.
         # Checked by tests/unit/test_ovsdb_idl.py and tests/unit/test_ovsdb_idl_parse.py.
         tables = tables or self.tables
         self.version = version
+        if tables is self.tables:
+            try:
+                refusals.check_plain_sets(update, self.plain_sets)  # the whole update, before any slice is applied
+            except refusals.UpdateRefused as exc:
+                self._refuse(exc, update, version, tables)
+                return
         for k, part in enumerate(self._slices(update, version, tables)):
             if k:
                 self.on_slice()  # outside the try: what the reader raises is no refusal of the peer's update

@@ -2,6 +2,7 @@
 the table, row and column, for what it raises without saying where.
 
 - ``check_whole_rows``: run before an old protocol (``update``) update is applied.
+- ``check_plain_sets``: run before any update is applied (``plain_set_columns``: which columns it reads).
 - ``describe``: run only once ovs has raised, to say where the update broke the protocol (ovs's message names
   neither the row nor, for a part of the wrong shape, anything at all).
 """
@@ -14,8 +15,49 @@ import ovs.ovsuuid
 UPDATE2_OPERATIONS = ("delete", "insert", "initial", "modify")
 
 
+# Elements of a set or map column that references no rows (external_ids, options, tunnel_ips): a real one holds a
+# few; a broken or hostile peer's may hold millions (a 32 MiB message: 2.6 million pairs), and each is converted,
+# diffed and read in Python without a pause (one of a million: ~0.9 s of CPU to convert). The reference sets that
+# grow with the database (a bridge's ports) are paced instead (ovsdb/longsets.py).
+MAX_PLAIN = 10_000
+
+
 class UpdateRefused(ValueError):
-    """An update that breaks the protocol (what ovs 4.0.0 would let through, or raise without saying where)."""
+    """An update that breaks the protocol (what ovs 4.0.0 would let through, or raise without saying where), or
+    exceeds a bound of Canopy's (``MAX_PLAIN``)."""
+
+
+def plain_set_columns(tables) -> dict[str, tuple[str, ...]]:
+    """{table: (column, ...)} of the set and map columns of ``tables`` (an Idl's ``tables``) that reference no rows
+    and may hold more than ``MAX_PLAIN`` elements."""
+    found = {}
+    for name, table in tables.items():
+        columns = tuple(column.name for column in table.columns.values()
+                        if column.type.n_max > MAX_PLAIN and column.type.key.ref_table_name is None
+                        and (column.type.value is None or column.type.value.ref_table_name is None))
+        if columns:
+            found[name] = columns
+    return found
+
+
+def check_plain_sets(update, columns: dict[str, tuple[str, ...]]) -> None:
+    """Raise ``UpdateRefused``, naming the table, row and column, if a set or map of ``columns`` in ``update`` (its
+    ``<table-updates>``, any protocol) holds more than ``MAX_PLAIN`` elements. Other shapes are left to ovs."""
+    if type(update) is not dict:
+        return
+    for table_name, names in columns.items():
+        rows = update.get(table_name)
+        if type(rows) is not dict:
+            continue
+        for uuid, row_update in rows.items():
+            for part in (row_update.values() if type(row_update) is dict else ()):  # insert/modify/...; old/new
+                if type(part) is dict:
+                    for name in names:
+                        value = part.get(name)  # ["set", [...]] or ["map", [...]]
+                        if type(value) is list and len(value) == 2 and isinstance(value[1], list) and \
+                                len(value[1]) > MAX_PLAIN:
+                            raise UpdateRefused("%s row %s: column %s: %d elements, more than %d" % (
+                                table_name, uuid, name, len(value[1]), MAX_PLAIN))
 
 
 def check_whole_rows(update, tables, readonly) -> None:

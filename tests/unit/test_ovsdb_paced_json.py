@@ -56,8 +56,10 @@ def test_a_short_message_is_decoded_in_one_call():
     [[], {}, [{}], {"a": []}],
 ])
 @pytest.mark.parametrize("indent", [None, 1])
-def test_every_message_decodes_as_the_c_decoder_does_when_walked(monkeypatch, sample, indent):
+@pytest.mark.parametrize("window", [0, 7, 1 << 20])
+def test_every_message_decodes_as_the_c_decoder_does_when_walked(monkeypatch, sample, indent, window):
     monkeypatch.setattr(jsonstream, "PACED_CHARS", 0)  # every message walked
+    monkeypatch.setattr(jsonstream, "WINDOW", window)  # 0: every container; 7: values cut by the window's end
     text = json.dumps(sample, indent=indent, ensure_ascii=indent is None)
     assert decoded(text) == json.loads(text)
 
@@ -68,8 +70,10 @@ def test_every_message_decodes_as_the_c_decoder_does_when_walked(monkeypatch, sa
                                   '[[{"t": {"a": 1,}}]]', '[[{"t": {"a" 1}}]]', '[[{"t": {"a": }}]]',
                                   '[[{"t": {"a": NaN}}]]', '[[{"t": {"a": 1 "b": 2}}]]', '[[{"t": {"a": 1}x}]]',
                                   '[[{"t": {"a": {"b": 1}, 2: 3}}]]'])
-def test_a_malformed_long_message_fails_as_the_c_decoder_says(monkeypatch, text):
+@pytest.mark.parametrize("window", [0, 5, 1 << 20])
+def test_a_malformed_long_message_fails_as_the_c_decoder_says(monkeypatch, text, window):
     monkeypatch.setattr(jsonstream, "PACED_CHARS", 0)
+    monkeypatch.setattr(jsonstream, "WINDOW", window)
     got = decoded(text)
     assert isinstance(got, str) and got.startswith("invalid JSON: ")
     monkeypatch.setattr(jsonstream, "PACED_CHARS", 1 << 30)
@@ -87,7 +91,7 @@ def test_a_tables_rows_are_decoded_without_a_python_call_per_row(monkeypatch):
     walked = []
     real = jsonstream._Paced._value
     monkeypatch.setattr(jsonstream._Paced, "_value",
-                        lambda self, i, depth: walked.append(depth) or real(self, i, depth))
+                        lambda self, i, depth, *tried: walked.append(depth) or real(self, i, depth, *tried))
     monkeypatch.setattr(jsonstream, "PACED_CHARS", 0)
     for indent in (None, 1):
         text = json.dumps(message, indent=indent)
@@ -135,13 +139,15 @@ def outcome(text: str):
 
 
 @pytest.mark.parametrize("seed", range(3))
-def test_mutated_updates_decode_walked_as_in_one_call(monkeypatch, seed):
+@pytest.mark.parametrize("window", [0, 11, 1 << 20])
+def test_mutated_updates_decode_walked_as_in_one_call(monkeypatch, seed, window):
     """A peer may send anything: updates with characters deleted, inserted, replaced or moved, at random (seeded),
     walked (every message longer than PACED_CHARS, here all) give what decoding in one call gives: the same value,
     or the same error, and the same characters taken."""
     import random
 
     rng = random.Random(seed)
+    monkeypatch.setattr(jsonstream, "WINDOW", window)
     message = update3(3)
     message["params"][2]["Port"].update({f"{i:08x}-0000-4000-8000-00000000000d": {"delete": None} for i in range(2)})
     bases = [json.dumps(message), json.dumps(message, indent=1), json.dumps(message, separators=(",", ":"))]
@@ -168,9 +174,11 @@ def test_mutated_updates_decode_walked_as_in_one_call(monkeypatch, seed):
         assert outcome(text) == whole, text
 
 
-def test_every_one_character_edit_of_a_small_update_decodes_walked_as_in_one_call(monkeypatch):
+@pytest.mark.parametrize("window", [0, 9, 1 << 20])
+def test_every_one_character_edit_of_a_small_update_decodes_walked_as_in_one_call(monkeypatch, window):
     """Exhaustively: each character of a small update deleted, and each of ``{}[]",: 0`` inserted before it or put in
     its place: walked, the same value or error as in one call (a table's rows are read by _Paced._rows)."""
+    monkeypatch.setattr(jsonstream, "WINDOW", window)
     text = ('{"id":null,"method":"update3","params":[["m","O"],"t",{"Port":{"a":{"delete":null},"b":{"x":[1]}},'
             '"Bridge":{"c":{"modify":{"ports":["set",[]]}}}}]}')
     edits = []

@@ -487,3 +487,21 @@ def test_a_later_slice_is_what_the_plan_read_whatever_the_replica_holds_when_it_
     for table in replica.tables.values():  # as ovs's __clear leaves them
         table.rows = type(table.rows)(table)
     assert [first, *parts] == expected and len(expected) == 5
+
+
+def test_a_plain_map_over_the_bound_in_a_later_slice_refuses_the_update_before_any_slice(small_slices, monkeypatch):
+    """refusals.MAX_PLAIN is checked on the whole update: no slice of it is applied or reported."""
+    from ovsdb.idl import refusals
+
+    monkeypatch.setattr(refusals, "MAX_PLAIN", 3)
+    db = Database(random.Random(3))
+    replica = db.fresh()
+    before = contents(replica)
+    update = db.insert_ports(30)
+    last = list(update["Interface"])[-1]
+    update["Interface"][last]["insert"]["external_ids"] = ["map", [[f"k{i}", "v"] for i in range(4)]]
+    calls = []
+    replica.on_slice = lambda: calls.append(1)
+    replica._Idl__parse_update(json.loads(json.dumps(update)), UPDATE2)
+    assert replica.refused == "update refused: Interface row %s: column external_ids: 4 elements, more than 3" % last
+    assert not calls and contents(replica) == before
