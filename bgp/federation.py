@@ -45,7 +45,7 @@ from bgp.routebook import GracefulRestart
 from bgp.speaker import Neighbor, Speaker, SpeakerConfig
 from controller.derive import own_vtep_ips
 from controller.pacer import NEVER
-from controller.remote import RemoteTable
+from controller.remote import RemoteTable, same_tables
 
 log = logging.getLogger("canopy.bgp")
 RECOVERY_MIN = 0.05  # seconds: the soonest a pass is woken for a flag's recovery
@@ -178,10 +178,16 @@ class Federation:
             # everything received (read after taking the changes, so it holds them; what arrives meanwhile is
             # also in the next round's changes, and applying a change twice gives the same table)
             received, received_order = self.speaker.received_in_order()
-            self._importer.apply(received, self.pacer, received_order)
+            pacer = self.pacer
+            self._importer.apply(received, pacer, received_order)
             self.remote_delta = None
+            # a pause after each sort of every MAC and per slice compared: with the import and the comparison, one
+            # stretch of 37.7 ms of CPU for 10,000 received MACs at each policy commit (bursts, stop 33)
             table = self._importer.table()
-            if table == self.state.remote:
+            pacer.tick(pacer.every)
+            current = self.state.remote
+            pacer.tick(pacer.every)
+            if same_tables(table, current, pacer):
                 return False
             self.state.remote = table
             return True

@@ -201,11 +201,17 @@ class RouteBook:
         return commands
 
     def _sync(self) -> list[str]:
+        """The commands that move ExaBGP from ``expected`` to ``desired``. A route is compared by identity first:
+        a publish hands over the same objects for the routes that did not change (bgp.evpn keeps them), and
+        comparing each one field by field was ~10 ms of CPU per 10,000 routes (~1.5 ms by identity; load 7) under
+        the speaker's lock, in one stretch of the event loop, at every publish (bursts, stop 33)."""
         withdraw = [self.expected.pop(k) for k in [k for k in self.expected if k not in self.desired]]
         announce = []
+        expected, failed = self.expected, self.failed
         for key, route in self.desired.items():
-            if self.expected.get(key) != route and self.failed.get(key) != route:
-                self.expected[key] = route
+            sent = expected.get(key)
+            if sent is not route and sent != route and failed.get(key) != route:
+                expected[key] = route
                 announce.append(route)
         return self._send_all(bgp_routes.WITHDRAW, withdraw) + self._send_all(bgp_routes.ANNOUNCE, announce)
 

@@ -45,6 +45,19 @@ class RemoteMac:
         return self.seq, order
 
 
+def same_tables(a: RemoteTable, b: RemoteTable, pacer) -> bool:
+    """``a == b``, ticking ``pacer`` per MAC compared: two tables of 10,000 MACs imported apart (different objects,
+    each compared field by field) are ~7-8 ms of CPU, in one stretch with the sorts before it."""
+    if len(a.macs) != len(b.macs) or a.floods != b.floods or a.prefixes != b.prefixes:
+        return False
+    step = max(1, pacer.every)
+    for at in range(0, len(a.macs), step):
+        if a.macs[at:at + step] != b.macs[at:at + step]:
+            return False
+        pacer.tick(min(step, len(a.macs) - at))
+    return True
+
+
 def ip_holder(wanting: dict):
     """Which of the remote MACs announcing one IP gets it: ``wanting`` is {(subnet id, MAC): its ``ip_rank``}; the
     highest rank, then the lowest (subnet, MAC), so the result does not depend on the order they came in."""

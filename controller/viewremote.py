@@ -106,7 +106,9 @@ class RemoteEndpoints:
         if macs:
             scope = self.live._scope(sid)
             claims, wanted = self.live.claims.get(scope, EMPTY_COUNTS), self.by_ip.get(scope, {})
+            tick = self.live.pacer.tick
             for mac in macs:
+                tick()  # a subnet of 10,000 MACs made again: 58-66 ms in one stretch before (bursts, stop 33)
                 key = (sid, mac.mac)
                 out.append(d.evpn_endpoint(mac, tuple(ip for ip in self.want[key][1] if not claims.get(ip) and
                                                       ip_holder(wanted[ip]) == key)))

@@ -370,3 +370,28 @@ def test_routes_swept_when_a_session_ends_are_in_the_delta():
     b.handle_line(state("down", "closing connection"))
     assert b.take_received_changes() == {(PEER, ROUTE.key): None, (PEER, OTHER.key): None}
     assert b.received == {} and b.peer_rows()[0]["received"] == 0
+
+
+def test_handing_over_the_same_routes_again_compares_none_of_them_field_by_field(monkeypatch):
+    """A publish hands over every route it wants, mostly the same objects as the last time (bgp.evpn keeps them):
+    comparing each one field by field was ~20 ms of CPU for 20,000 routes, under the speaker's lock, at every
+    publish. Counted: route comparisons; what is sent is as before (an equal copy is not sent again, a changed
+    route is)."""
+    from dataclasses import replace
+
+    routes = {r.key: r for r in (replace(ROUTE, mac=f"52:54:00:00:{i >> 8:02x}:{i & 0xff:02x}", ip=None)
+                                 for i in range(300))}
+    book = RouteBook((Neighbor(PEER, 65001),))
+    book.attach()
+    assert len(book.set_desired(routes)) == 1  # one line of 300 (``batch``)
+    compared = []
+    equal = MacIpRoute.__eq__
+    monkeypatch.setattr(MacIpRoute, "__eq__", lambda self, other: compared.append(1) or equal(self, other))
+    assert book.set_desired(dict(routes)) == [] and not compared
+    copies = {key: replace(route) for key, route in routes.items()}
+    assert book.set_desired(copies) == [] and len(compared) == len(routes)  # equal, not the same: compared
+    changed = dict(copies)
+    first = next(iter(changed))
+    changed[first] = replace(changed[first], next_hop="192.0.2.9")
+    sent = book.set_desired(changed)
+    assert len(sent) == 1 and "192.0.2.9" in sent[0] and book.expected == changed
