@@ -105,6 +105,19 @@ def test_a_vtep_address_is_answered_for_by_br_phy_only_as_on_a_hypervisor_whose_
     assert netns.ip(hv2.ns, "neigh", "show", "dev", "ul0") == ""
 
 
+def test_a_hypervisor_has_no_ipv6_so_nothing_changes_its_routes_after_its_links_are_made(lab):
+    """Open vSwitch's userspace datapath reloads its route table on each route, address or link change in its
+    namespace and loses tunnelled packets meanwhile (docs/vrs.md, "Route and link changes on a hypervisor"). With
+    IPv6 on, each new link's IPv6 link-local address and its route came 1-2 s after the link (duplicate address
+    detection): on every hypervisor, while the tests' first pings went."""
+    hv = lab.add_hypervisor("hv1")
+    lab.add_vm(hv, "vm1")
+    assert [(link["ifname"], a["local"]) for link in json.loads(netns.ip(hv.ns, "-j", "-6", "addr", "show"))
+            for a in link.get("addr_info", ())] == []
+    assert netns.ip(hv.ns, "-6", "route", "show", "table", "all") == ""
+    assert netns.run(["sysctl", "-n", "net.ipv6.conf.default.disable_ipv6"], ns=hv.ns).stdout.strip() == "1"
+
+
 def test_controller_host_reaches_hypervisors_and_they_connect_to_it(lab, monkeypatch):
     ctl1, ctl2 = lab.add_controller_host("ctl1"), lab.add_controller_host("ctl2")
     hv = lab.add_hypervisor("hv1")
