@@ -153,7 +153,7 @@ def disable_tx_checksum(ns: str, ifname: str) -> None:
 
 
 def sysctl(ns: str, key: str, value: str) -> None:
-    """Set the network sysctl ``key`` (``net.ipv4.conf.<ifname>.<name>``) to ``value`` in namespace ``ns`` only."""
+    """Set the network sysctl ``key`` (``net.ipv4.conf.ul0.arp_ignore``, say) to ``value`` in namespace ``ns`` only."""
     run(["sysctl", "-q", "-w", f"{key}={value}"], ns=ns)
 
 

@@ -118,6 +118,22 @@ def test_a_hypervisor_has_no_ipv6_so_nothing_changes_its_routes_after_its_links_
     assert netns.run(["sysctl", "-n", "net.ipv6.conf.default.disable_ipv6"], ns=hv.ns).stdout.strip() == "1"
 
 
+def test_a_lost_pings_evidence_names_a_route_change_on_a_hypervisor_of_the_path(lab):
+    """tests.harness.path_evidence, which a failing ping count quotes: the kernel's route changes in the namespace."""
+    from tests.harness.path_evidence import PathEvidence
+
+    hv = lab.add_hypervisor("hv1")
+    evidence = PathEvidence([hv])
+
+    def flapped():  # again until seen: the monitor may start listening after the first change
+        netns.ip(hv.ns, "route", "add", "192.0.2.0/24", "dev", "mgmt0")
+        netns.ip(hv.ns, "route", "del", "192.0.2.0/24", "dev", "mgmt0")
+        return any("Deleted 192.0.2.0/24 dev mgmt0" in line for line in evidence.events(hv.name))
+
+    lab.wait_until(flapped, timeout=10, what="a route change on hv1 in its evidence")
+    assert "192.0.2.0/24" in evidence.report() and evidence.report().startswith("hv1: counters moved")
+
+
 def test_controller_host_reaches_hypervisors_and_they_connect_to_it(lab, monkeypatch):
     ctl1, ctl2 = lab.add_controller_host("ctl1"), lab.add_controller_host("ctl2")
     hv = lab.add_hypervisor("hv1")
