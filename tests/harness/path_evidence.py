@@ -11,8 +11,9 @@ tunnel endpoint for that moment (docs/vrs.md, "Route and link changes on a hyper
   with no route, a neighbour cache miss, an OpenFlow drop) and ``rev_reconfigure`` (full revalidations).
 
 Cheap and bounded: two reads of each counter set, one idle ``ip monitor`` per hypervisor (for WATCH_LIMIT seconds
-at most) writing to a temporary file, of which ``report()`` quotes the last ``EVENTS`` lines. Coverage counters of OVS's other threads reach
-``coverage/show`` within about a second, so a count read just after the loss may still miss one.
+at most) writing to a temporary file, of which ``report()`` quotes the last ``EVENTS`` lines. What it may miss: a
+change in the few milliseconds before a monitor listens, and counts of OVS's other threads, which reach
+``coverage/show`` within about a second (a count read just after the loss may lack it).
 """
 
 from __future__ import annotations
