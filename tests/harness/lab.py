@@ -189,6 +189,11 @@ class Lab:
         return address
 
     def _start_ovs(self, ns: str, rundir: Path, kind: type[OvsInstance] = OvsInstance) -> OvsInstance:
+        # Open vSwitch's userspace datapath reloads its route table on each route, address or link change in its
+        # namespace and forgets its tunnel endpoint meanwhile (docs/vrs.md, "Route and link changes on a
+        # hypervisor"): without IPv6, no address or route appears in the seconds after a link is made (IPv6
+        # duplicate address detection), and a namespace running OVS changes only when the lab changes it
+        netns.disable_ipv6(ns)
         ovs = kind(ns, rundir)
         self._ovs.append(ovs)
         ovs.start(self.spawn)

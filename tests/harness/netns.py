@@ -153,5 +153,11 @@ def disable_tx_checksum(ns: str, ifname: str) -> None:
 
 
 def sysctl(ns: str, key: str, value: str) -> None:
-    """Set the network sysctl ``key`` (``net.ipv4.conf.<ifname>.<name>``) to ``value`` in namespace ``ns`` only."""
+    """Set the network sysctl ``key`` (``net.ipv4.conf.ul0.arp_ignore``, say) to ``value`` in namespace ``ns`` only."""
     run(["sysctl", "-q", "-w", f"{key}={value}"], ns=ns)
+
+
+def disable_ipv6(ns: str) -> None:
+    """No IPv6 in namespace ``ns``: off on the interfaces it has (``all``) and on those made later (``default``)."""
+    for scope in ("all", "default"):
+        sysctl(ns, f"net.ipv6.conf.{scope}.disable_ipv6", "1")

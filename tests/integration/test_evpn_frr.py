@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.harness.path_evidence import PathEvidence
 from tests.integration import frr
 from tests.integration.test_federation import L3_VNI, VPORTS, policy
 from tests.integration.test_overlay import dhcp, reach
@@ -164,7 +165,11 @@ class Pinger:
     Nor does it count a request (or its reply) in flight while a VM was plugged into a hypervisor on its path
     (``excuse(vm.plugged)``: its link made, its port added): a link appearing there can lose such a packet even when
     no flow changes (docs/vrs.md, "A packet in flight when a port is added"). A request is in that window when its
-    successor left after the plugging began and at most one interval after it ended."""
+    successor left after the plugging began and at most one interval after it ended.
+
+    A failure names what moved meanwhile on the hypervisors of the path (tests.harness.path_evidence): where Open
+    vSwitch dropped a packet or handed a VXLAN packet to the hypervisor's kernel, and the kernel's route, address and
+    link changes in their namespaces."""
 
     INTERVAL = 0.01
 
@@ -175,6 +180,7 @@ class Pinger:
         self.responder = responder
         self.windows: list[tuple[float, float]] = []
         self.counters = responder.icmp_counters()
+        self.evidence = PathEvidence([host.hv for host in (vm, responder) if hasattr(host, "hv")])
         self.proc = subprocess.Popen(["ip", "netns", "exec", vm.ns, "ping", "-n", "-D", "-O", "-i", str(self.INTERVAL),
                                       "-w", "600", ip],
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -203,6 +209,7 @@ class Pinger:
         self.proc.send_signal(signal.SIGINT)
         self.proc.wait(timeout=10)
         self.reader.join(timeout=10)
+        self.evidence.stop()
         after = self.responder.icmp_counters()
         self.counters = {name: after[name] - self.counters[name] for name in after}
         if not self.seqs:
@@ -247,11 +254,14 @@ class Pinger:
         return {seq: float(self.unanswered[seq]) if seq in self.unanswered else None for seq in self.missing()}
 
     def lost(self) -> str:
-        """The requests before the last reply that got none, each with the UTC time its successor went."""
+        """The requests before the last reply that got none, each with the UTC time its successor went, and what
+        moved on the path's hypervisors."""
         said = [line.strip() for line in self.lines if _complaint(line)]
         added = [f"{_utc(str(start))}-{_utc(str(end))}" for start, end in self.windows]
+        evidence = self.evidence.report()
         return ", ".join(f"icmp_seq={seq} (next sent {_utc(self.unanswered.get(seq))})" for seq in self.missing()) + (
-            f"; ports added {', '.join(added)}" if added else "") + (f"; ping said: {said[:5]}" if said else "")
+            f"; ports added {', '.join(added)}" if added else "") + (f"; ping said: {said[:5]}" if said else "") + (
+            f"; {evidence}" if evidence else "")
 
 
 def _complaint(line: str) -> bool:

@@ -105,6 +105,35 @@ def test_a_vtep_address_is_answered_for_by_br_phy_only_as_on_a_hypervisor_whose_
     assert netns.ip(hv2.ns, "neigh", "show", "dev", "ul0") == ""
 
 
+def test_a_hypervisor_has_no_ipv6_so_nothing_changes_its_routes_after_its_links_are_made(lab):
+    """Open vSwitch's userspace datapath reloads its route table on each route, address or link change in its
+    namespace and loses tunnelled packets meanwhile (docs/vrs.md, "Route and link changes on a hypervisor"). With
+    IPv6 on, each new link's IPv6 link-local address and its route came 1-2 s after the link (duplicate address
+    detection): on every hypervisor, while the tests' first pings went."""
+    hv = lab.add_hypervisor("hv1")
+    lab.add_vm(hv, "vm1")
+    assert [(link["ifname"], a["local"]) for link in json.loads(netns.ip(hv.ns, "-j", "-6", "addr", "show"))
+            for a in link.get("addr_info", ())] == []
+    assert netns.ip(hv.ns, "-6", "route", "show", "table", "all") == ""
+    assert netns.run(["sysctl", "-n", "net.ipv6.conf.default.disable_ipv6"], ns=hv.ns).stdout.strip() == "1"
+
+
+def test_a_lost_pings_evidence_names_a_route_change_on_a_hypervisor_of_the_path(lab):
+    """tests.harness.path_evidence, which a failing ping count quotes: the kernel's route changes in the namespace."""
+    from tests.harness.path_evidence import PathEvidence
+
+    hv = lab.add_hypervisor("hv1")
+    evidence = PathEvidence([hv])
+
+    def flapped():  # again until seen: the monitor may start listening after the first change
+        netns.ip(hv.ns, "route", "add", "192.0.2.0/24", "dev", "mgmt0")
+        netns.ip(hv.ns, "route", "del", "192.0.2.0/24", "dev", "mgmt0")
+        return any("Deleted 192.0.2.0/24 dev mgmt0" in line for line in evidence.events(hv.name))
+
+    lab.wait_until(flapped, timeout=10, what="a route change on hv1 in its evidence")
+    assert "192.0.2.0/24" in evidence.report() and evidence.report().startswith("hv1: counters moved")
+
+
 def test_controller_host_reaches_hypervisors_and_they_connect_to_it(lab, monkeypatch):
     ctl1, ctl2 = lab.add_controller_host("ctl1"), lab.add_controller_host("ctl2")
     hv = lab.add_hypervisor("hv1")

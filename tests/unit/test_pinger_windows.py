@@ -14,6 +14,7 @@ def pinger(lost_seq=108, next_sent="100.065", sent=200):
     p.windows, p.lines = [], []
     p.counters = {"InEchos": sent - 1, "OutErrors": 0}
     p.responder = type("Responder", (), {"name": "a1"})()
+    p.evidence = type("NoEvidence", (), {"report": lambda self: ""})()  # nothing moved on the path
     return p
 
 
