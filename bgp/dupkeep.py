@@ -121,7 +121,10 @@ class DuplicateKeeper:
             return
         # dumps: C's encoder, a few calls; json.dump's to a file is Python's, ~170 calls a row (on the event loop)
         data = json.dumps({"flags": rows}, separators=(",", ":")).encode("utf-8")
-        exc = self.offload(write_file, self.path, data)
+        try:
+            exc = self.offload(write_file, self.path, data)
+        except Exception as error:  # not an OSError (write_file returns those), raised in the pool's thread and
+            exc = error  # re-raised here: it failed the pass's publish too, every pass until a write succeeded
         if exc is not None:
             warn_limited(log, ("duplicate MACs file",), "duplicate MAC flags not written to %s (they hold in memory; "
                          "a restart forgets them): %s", self.path, exc)
