@@ -209,7 +209,8 @@ def test_an_unchanged_pass_during_the_hold_with_no_flag_change_publishes_nothing
     assert calls == [] and flagged(fed)
 
 
-def test_a_write_that_raises_in_the_pool_thread_stops_neither_the_recovery_nor_the_routes(tmp_path, caplog):
+def test_a_write_that_raises_in_the_pool_thread_stops_neither_the_recovery_nor_the_routes(tmp_path, monkeypatch,
+                                                                                         caplog):
     """eventlet's pool raises the thread's exception in the caller: one that is no OSError (write_file returns those)
     is logged like a failed write. Was: out of every pass's publish too (no route announced) until a write succeeded,
     and the timer for the next recovery not armed."""
@@ -226,6 +227,7 @@ def test_a_write_that_raises_in_the_pool_thread_stops_neither_the_recovery_nor_t
         raise RuntimeError("the pool thread failed")
 
     fed.keeper.offload = broken
+    monkeypatch.setattr(loglimit, "_last_logged", {})  # the warning logged here, whatever other tests logged before
     now[0] = 1600.0
     fed.later.asked[-1][1]()
     unchanged_pass(routes)  # vm1's flag recovered: the flags written (raises), the routes published
