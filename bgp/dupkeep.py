@@ -13,8 +13,9 @@ replaces them all). DESIGN.md keeps config and runtime state apart. So:
   ``evpn-duplicate-macs.json.part`` created anew (whatever was at that path removed first, never opened: a FIFO
   there would block the write, a symbolic link redirect it), fsynced, renamed over the file, then the directory
   fsynced (a power cut leaves the old file or the new one, whole); off the event loop (``offload``: the app's
-  ``blocking``, eventlet's OS threads: an fsync can take seconds on a busy disk). A file that cannot be read or
-  parsed is logged and ignored (the MACs are detected anew), never a failed start.
+  ``blocking``, eventlet's OS threads: an fsync can take seconds on a busy disk; the pass waits for it, the event
+  loop does not). A file that cannot be read or parsed is logged and ignored (the MACs are detected anew), never a
+  failed start.
 - **HA**: the active sends its flags to the standby over the HA link (``{"t": "duplicate_macs", "flags": [...]}``)
   whenever they changed, again on each new link connection (the peer's heartbeats tell it whether the last one
   went out on the current connection) and once it is the active again; the standby holds exactly those (its own
@@ -121,7 +122,10 @@ class DuplicateKeeper:
             return
         # dumps: C's encoder, a few calls; json.dump's to a file is Python's, ~170 calls a row (on the event loop)
         data = json.dumps({"flags": rows}, separators=(",", ":")).encode("utf-8")
-        exc = self.offload(write_file, self.path, data)
+        try:
+            exc = self.offload(write_file, self.path, data)
+        except Exception as error:  # not an OSError (write_file returns those), raised in the pool's thread and
+            exc = error  # re-raised here: it failed the pass's publish too, every pass until a write succeeded
         if exc is not None:
             warn_limited(log, ("duplicate MACs file",), "duplicate MAC flags not written to %s (they hold in memory; "
                          "a restart forgets them): %s", self.path, exc)

@@ -65,14 +65,17 @@ def ca_names(context) -> list[str]:
     return [dict(rdn[0] for rdn in cert["subject"])["commonName"] for cert in context.get_ca_certs()]
 
 
+@pytest.mark.parametrize("name", ["key", "cert", "ca_cert"])
 @pytest.mark.parametrize("swap", ["other", "fifo"])
-def test_the_listeners_files_are_loaded_as_checked(tmp_path, monkeypatch, pkis, swap):
+def test_the_listeners_files_are_loaded_as_checked(tmp_path, monkeypatch, pkis, swap, name):
+    """One file swapped at a time: another key or certificate loaded by its path would not match the one loaded as
+    checked (refused), another CA would be listed, a FIFO would block the load (released: the test fails)."""
     ours, other = pkis
     files = copies(tmp_path, ours)
     theirs = {"key": other[1].key, "cert": other[1].cert, "ca_cert": other[0].ca_cert}
     with contextlib.ExitStack() as stack:
         stack.enter_context(swapped_after_check(monkeypatch, secretfile, {
-            files[name]: "fifo" if swap == "fifo" else theirs[name] for name in ("cert", "ca_cert")}, stack))
+            files[name]: "fifo" if swap == "fifo" else theirs[name]}, stack))
         context = tls.server_context(tls.TlsFiles(**files), mutual=True)
     assert ca_names(context) == ["ours-ca"]  # and the certificate with our key: loaded, not refused as mismatched
 
