@@ -77,10 +77,8 @@ class DuplicateKeeper:
     def sync(self, active: bool) -> None:
         """After MAC mobility: write the flags if they changed, and send them to the standby (``active``)."""
         version = self.duplicates.version
-        if version != self._written:
-            rows = self._kept()
-            self._write(rows)
-            self._written = version
+        if version != self._written and self._write(self._kept()):
+            self._written = version  # not after a failed write: the next pass tries again
         if active:
             self._offer()
 
@@ -117,9 +115,10 @@ class DuplicateKeeper:
                          self.not_kept, KEPT)
         return rows
 
-    def _write(self, rows: list[dict]) -> None:
+    def _write(self, rows: list[dict]) -> bool:
+        """Whether the flags' file now holds ``rows`` (or there is no file to keep)."""
         if self.path is None:
-            return
+            return True
         # dumps: C's encoder, a few calls; json.dump's to a file is Python's, ~170 calls a row (on the event loop)
         data = json.dumps({"flags": rows}, separators=(",", ":")).encode("utf-8")
         try:
@@ -128,7 +127,9 @@ class DuplicateKeeper:
             exc = error  # re-raised here: it failed the pass's publish too, every pass until a write succeeded
         if exc is not None:
             warn_limited(log, ("duplicate MACs file",), "duplicate MAC flags not written to %s (they hold in memory; "
-                         "a restart forgets them): %s", self.path, exc)
+                         "tried again at the next pass; a restart meanwhile reads the file last written): %s",
+                         self.path, exc)
+        return exc is None
 
     def _load(self) -> None:
         if self.path is None:

@@ -237,9 +237,25 @@ def test_a_flags_file_that_cannot_be_written_is_logged_and_the_flags_hold_in_mem
     with caplog.at_level(logging.WARNING, logger="canopy.bgp"):
         moved_twice(fed)
     assert flagged(fed) and not announced(fed)
-    assert f"duplicate MAC flags not written to {tmp_path / 'a' / FILE_NAME} (they hold in memory; a restart " \
-           "forgets them)" in caplog.text
+    assert f"duplicate MAC flags not written to {tmp_path / 'a' / FILE_NAME} (they hold in memory; tried again " \
+           "at the next pass; a restart meanwhile reads the file last written)" in caplog.text
     assert [p.name for p in (tmp_path / "a").iterdir()] == [FILE_NAME]  # no part file left
+
+
+def test_a_flags_write_that_failed_is_tried_again_at_the_next_pass_without_a_new_change(tmp_path):
+    """Before, a failed write counted as written: the file kept the older flags until the next change of flags, and
+    a restart meanwhile read them back (a cleared flag came back)."""
+    now = [1000.0]
+    fed = federation(tmp_path / "a", now)
+    (tmp_path / "a" / FILE_NAME).mkdir()
+    moved_twice(fed)
+    assert flagged(fed)
+    (tmp_path / "a" / FILE_NAME).rmdir()  # the fault is gone; the flags have not changed since
+    version = fed.mobility.duplicates.version
+    at(fed, "hv1")  # vm1 stays on hv1: no move, no flag change
+    assert fed.mobility.duplicates.version == version
+    written = json.loads((tmp_path / "a" / FILE_NAME).read_text())["flags"]
+    assert [(row["subnet_id"], row["mac"]) for row in written] == [key_of(fed)]
 
 
 def test_malformed_rows_are_dropped_and_counted_the_good_ones_kept(tmp_path):
