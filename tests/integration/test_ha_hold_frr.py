@@ -56,20 +56,13 @@ def frrpair(lab_capable):
         hvs = {name: lab.add_hypervisor(name, "kvm") for name in ("hva", "hva2", "hva3", "hvb")}
         for name, hv in hvs.items():
             hv.connect(ctl_c if name == "hvb" else [ctl_a, ctl_b])
-        reconnect_fast(hvs["hva2"])
+        hvs["hva2"].set_max_backoff(RECONNECT_MS)
         vms = {name: lab.add_vm(hvs[hv], name, mac=MACS[name], vnic_id=name)
                for name, hv in (("a1", "hva"), ("a2", "hva2"), ("b1", "hvb"))}
         sessions_and_leases(lab, [ctl.api for ctl in (*nodes.values(), c)], (rr_host.ip,), vms,
                             "the three controllers' sessions with the reflector")
         reach(lab, vms["a1"], "10.0.1.21", timeout=30)
         yield lab, nodes, {"a": ctl_a, "b": ctl_b}, c, hvs, vms, rr
-
-
-def reconnect_fast(hv) -> None:
-    """``hv`` tries its controllers and managers again at least every RECONNECT_MS."""
-    for table in ("Controller", "Manager"):
-        for uuid in hv.vsctl("--bare", "--columns=_uuid", "list", table).split():
-            hv.vsctl("set", table, uuid, f"max_backoff={RECONNECT_MS}")
 
 
 def lost_apart(pinger, start: float, end: float) -> list[int]:
