@@ -131,11 +131,8 @@ def connect(hv, controllers, max_backoff_ms: int) -> None:
     ``max_backoff_ms`` is 0) ``max_backoff`` on every Controller and Manager row, so that OVS retries a controller
     that is down every second instead of every 8 s."""
     hv.connect(controllers)
-    if not max_backoff_ms:
-        return
-    for table in ("Controller", "Manager"):
-        for uuid in hv.vsctl("--bare", "--columns=_uuid", "list", table).split():
-            hv.vsctl("set", table, uuid, f"max_backoff={max_backoff_ms}")
+    if max_backoff_ms:
+        hv.set_max_backoff(max_backoff_ms)
 
 
 # ---------------------------------------------------------------------------------------------- following a controller

@@ -11,10 +11,11 @@ restart for EVPN), so C withdraws a1 and the replies are lost until the new acti
 inside its hold (controller/routepass.py), not when the hold ends.
 
 What is proven: the standby takes over inside its hold; a1's route is back at the reflector (from the new active) and
-at C within ROUTE_BACK_WITHIN of the kill, and the pings pass again within the same bound (the replies lost meanwhile
-are counted and printed; no request is lost); a2's route (hva2 not back) is not announced and no End-of-RIB is sent
-while the hold lasts; nothing on hva changes (no flow added, modified or deleted: ``ovs-ofctl monitor``) before or
-after the hold ends. Once hva2 is let back the hold ends (every switch reported), End-of-RIB and a2's route follow.
+at C within ROUTE_BACK_WITHIN of the kill, and the replies lost meanwhile are lost in one window of consecutive
+requests within the same bound (counted and printed; a second window, e.g. when the hold ends, fails; no request is
+lost); a2's route (hva2 not back) is not announced and no End-of-RIB is sent while the hold lasts; nothing on hva
+changes (no flow added, modified or deleted: ``ovs-ofctl monitor``) before or after the hold ends. Once hva2 is let
+back the hold ends (every switch reported), End-of-RIB and a2's route follow.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def frrpair(lab_capable):
         hvs = {name: lab.add_hypervisor(name, "kvm") for name in ("hva", "hva2", "hva3", "hvb")}
         for name, hv in hvs.items():
             hv.connect(ctl_c if name == "hvb" else [ctl_a, ctl_b])
-        reconnect_fast(hvs["hva2"])
+        hvs["hva2"].set_max_backoff(RECONNECT_MS)
         vms = {name: lab.add_vm(hvs[hv], name, mac=MACS[name], vnic_id=name)
                for name, hv in (("a1", "hva"), ("a2", "hva2"), ("b1", "hvb"))}
         sessions_and_leases(lab, [ctl.api for ctl in (*nodes.values(), c)], (rr_host.ip,), vms,
@@ -64,16 +65,18 @@ def frrpair(lab_capable):
         yield lab, nodes, {"a": ctl_a, "b": ctl_b}, c, hvs, vms, rr
 
 
-def reconnect_fast(hv) -> None:
-    """``hv`` tries its controllers and managers again at least every RECONNECT_MS."""
-    for table in ("Controller", "Manager"):
-        for uuid in hv.vsctl("--bare", "--columns=_uuid", "list", table).split():
-            hv.vsctl("set", table, uuid, f"max_backoff={RECONNECT_MS}")
-
-
-def lost_outside(pinger, start: float, end: float) -> list[int]:
-    """The lost requests whose successor did not go between ``start`` and ``end`` (wall clock)."""
-    return [seq for seq, at in pinger.lost_sent().items() if at is None or not start <= at <= end]
+def lost_apart(pinger, start: float, end: float) -> list[int]:
+    """The lost requests but those of one window: the longest run of consecutive lost requests whose successors
+    went between ``start`` and ``end`` (wall clock)."""
+    runs: list[list[int]] = []
+    for seq, at in pinger.lost_sent().items():
+        if at is not None and start <= at <= end:
+            if runs and runs[-1][-1] == seq - 1:
+                runs[-1].append(seq)
+            else:
+                runs.append([seq])
+    window = set(max(runs, key=len, default=[]))
+    return [seq for seq in pinger.missing() if seq not in window]
 
 
 def test_a_takeover_inside_the_standbys_hold_behind_frr_announces_what_it_knows_at_once(frrpair):
@@ -97,7 +100,8 @@ def test_a_takeover_inside_the_standbys_hold_behind_frr_announces_what_it_knows_
                            and peers(new.api)[rr.host.ip]["state"] == "up", timeout=30,
                            what=f"{sby} standby, its session with the reflector up, its hold waiting for hva2 only")
             routes = Watcher(rr, c.api, {a1})  # a1's route at the reflector and at C, every 0.1 s
-            killed, killed_wall = kill(nodes[act]), time.time()
+            killed_wall = time.time()  # before the signal: no loss it causes can come before
+            killed = kill(nodes[act])
             lab.wait_until(lambda: looks.see()[0] == "active", timeout=30, what=f"{sby} takes over")
             took_over = looks.when("active") - killed
             assert looks.last == ("active", "syncing"), f"{sby} did not take over inside its hold: {looks.last}"
@@ -125,7 +129,9 @@ def test_a_takeover_inside_the_standbys_hold_behind_frr_announces_what_it_knows_
     if failure is not None:
         raise AssertionError(f"{failure}; meanwhile b1 received {pinger.counters['InEchos']} requests, {got} got a "
                              f"reply; flow changes on hva: {flow_changes(monitor)[:5]}") from None
-    lost = [at - killed_wall for at in pinger.lost_sent().values() if at is not None]  # when their successors went
+    # each lost request with when its successor went, in seconds after the kill (None: ping did not say)
+    after_kill = {seq: None if at is None else round(at - killed_wall, 2) for seq, at in pinger.lost_sent().items()}
+    lost = [at for at in after_kill.values() if at is not None]
     window = f"{min(lost):.2f}-{max(lost):.2f} s after the kill" if lost else "none"
     gone = routes.missing_at
     print(f"\n{act} killed; {sby} active {took_over:.2f} s later inside its hold; a1's route back at the reflector "
@@ -138,6 +144,10 @@ def test_a_takeover_inside_the_standbys_hold_behind_frr_announces_what_it_knows_
     assert hold(new)["message"].startswith("all 3 switches connected before have reported"), hold(new)["message"]
     assert route_back <= ROUTE_BACK_WITHIN, f"a1's route back {route_back:.2f} s after the kill"
     assert pinger.counters["InEchos"] >= sent, f"{sent - pinger.counters['InEchos']} requests never reached b1"
-    outside = lost_outside(pinger, killed_wall, killed_wall + ROUTE_BACK_WITHIN)
-    assert len(outside) <= pinger.counters["OutErrors"], (
-        f"{len(outside)} pings lost outside the {ROUTE_BACK_WITHIN} s after the kill: {pinger.lost()}")
+    # One window: a second one (or a loss before the kill, or after ROUTE_BACK_WITHIN) is a fault, e.g. the routes
+    # withdrawn again when the hold ends (9.8-14.1 s after the kill in the runs of docs/benchmarks.md)
+    apart = lost_apart(pinger, killed_wall, killed_wall + ROUTE_BACK_WITHIN)
+    assert len(apart) <= pinger.counters["OutErrors"], (
+        f"{len(apart)} pings lost apart from one window in the {ROUTE_BACK_WITHIN} s after the kill "
+        f"({pinger.counters['OutErrors']} replies not sent by b1's kernel), the first (icmp_seq, seconds after the "
+        f"kill its successor went): {[(seq, after_kill[seq]) for seq in apart[:10]]}")
