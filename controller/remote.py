@@ -46,15 +46,18 @@ class RemoteMac:
 
 
 def same_tables(a: RemoteTable, b: RemoteTable, pacer) -> bool:
-    """``a == b``, ticking ``pacer`` per MAC compared: two tables of 10,000 MACs imported apart (different objects,
-    each compared field by field) are ~7-8 ms of CPU, in one stretch with the sorts before it."""
-    if len(a.macs) != len(b.macs) or a.floods != b.floods or a.prefixes != b.prefixes:
+    """``a == b``, ticking ``pacer`` per entry compared (MAC, flood target, prefix): two tables of 10,000 MACs imported
+    apart (different objects, each compared field by field) are ~7-8 ms of CPU, in one stretch with the sorts before
+    it; 10,000 type 5 prefixes cost about as much."""
+    parts = ((a.macs, b.macs), (a.floods, b.floods), (a.prefixes, b.prefixes))
+    if any(len(ours) != len(theirs) for ours, theirs in parts):
         return False
     step = max(1, pacer.every)
-    for at in range(0, len(a.macs), step):
-        if a.macs[at:at + step] != b.macs[at:at + step]:
-            return False
-        pacer.tick(min(step, len(a.macs) - at))
+    for ours, theirs in parts:
+        for at in range(0, len(ours), step):
+            if ours[at:at + step] != theirs[at:at + step]:
+                return False
+            pacer.tick(min(step, len(ours) - at))
     return True
 
 

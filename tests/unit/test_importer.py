@@ -214,3 +214,45 @@ def test_an_import_from_scratch_compares_the_tables_between_pauses(monkeypatch):
     state.policy = state.policy.copy()
     assert federation.refresh_import() and len(state.remote.macs) == count - 1
     assert state.remote == speaker.imported(state.policy)
+
+
+def test_routes_and_commits_landing_in_an_import_from_scratchs_pauses_reach_the_next_round():
+    """An import from scratch pauses (the import, its sorts, the comparison with State's table): meanwhile the
+    speaker's thread takes routes in and a REST commit may replace the policy. The round takes what it read (its
+    result may miss them); the next round, which they wake, ends where an import from scratch of everything then
+    received does. Randomised: announcements, withdrawals and commits inside every pause of the rounds."""
+    from bgp.federation import Federation
+    from controller.pacer import Pacer
+
+    landed = 0
+    for seed in range(15):
+        rng = random.Random(seed)
+        state, _ = setup_view()
+        routes = candidates(state.policy)
+        speaker = BookSpeaker()
+        federation = Federation(None, "/nonexistent", state, speaker=speaker)
+        inside = {"left": 0}
+
+        def pause():  # as the speaker's thread or a REST commit would, while the loop is paused
+            nonlocal landed
+            if inside["left"] and rng.random() < 0.5:
+                inside["left"] -= 1
+                landed += 1
+                if rng.random() < 0.2:
+                    state.policy = state.policy.copy()  # a commit: the next round imports from scratch again
+                else:
+                    speaker.receive(rng.choice(routes), rng.choice(("announce", "announce", "withdraw")))
+                    federation._received_changed()
+
+        for route in rng.sample(routes, 12):
+            speaker.receive(route)
+        federation._received_changed()
+        federation.pacer = Pacer(pause, rng.choice((1, 2, 5)))
+        for step in range(12):
+            state.policy = state.policy.copy()  # this round imports from scratch
+            inside["left"] = rng.randrange(1, 5)
+            federation.refresh_import()
+            inside["left"] = 0
+            federation.refresh_import()  # takes what landed during the pauses
+            assert state.remote == speaker.imported(state.policy), f"seed {seed} step {step}"
+    assert landed >= 100  # routes and commits did land inside the rounds
