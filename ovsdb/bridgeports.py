@@ -31,15 +31,10 @@ from controller.discovery import PortInfo
 from controller.pacer import NEVER, Pacer
 from openflow.installed import paced
 from ovsdb.idl import column_value, reference_count, referenced_rows, references
+from ovsdb.rowchanges import row_key
 
 LOG = logging.getLogger(__name__)
 ROWS_PER_TICK = 10  # changed rows only looked at (read already, or not this bridge's), or ports dropped: one read
-
-
-def row_key(row):
-    """A row's identity across changes: its uuid (IDL rows), else the object (plain stand-ins)."""
-    uuid = getattr(row, "uuid", None)
-    return uuid if uuid is not None else id(row)
 
 
 class BridgePorts:

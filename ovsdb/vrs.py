@@ -30,9 +30,10 @@ from controller.discovery import (
 )
 from controller.logs import Throttle
 from controller.pacer import NEVER, Pacer
-from ovsdb.bridgeports import BridgePorts, row_key
+from ovsdb.bridgeports import BridgePorts
 from ovsdb.claims import Claimant, VrsClaims, switch_key
 from ovsdb.idl import column_value
+from ovsdb.rowchanges import row_key
 
 DATABASE = "Open_vSwitch"
 DEFAULT_BRIDGE = "br-int"

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from controller.discovery import DiscoverySink, VtepMac, VtepSnapshot, mac_order
 from controller.logs import Throttle
 from ovsdb.claims import Claimant, VtepClaims, vtep_key
+from ovsdb.rowchanges import row_key
 from ovsdb.vtep import SNAPSHOT_TABLES, build_vtep_snapshot, local_mac
 
 
@@ -22,13 +23,13 @@ class LocalMacs:
 
     def __init__(self, rows: Iterable, read):
         self._read = read  # row -> VtepMac or None
-        self._of: dict = {}  # uuid (or the row) -> VtepMac
+        self._of: dict = {}  # row_key -> VtepMac
         self._count: dict[VtepMac, int] = {}
         self._sorted: list[VtepMac] = []
         self._appeared_or_went: set[VtepMac] = set()  # since take_changed
         self._keys: list[tuple] = []  # mac_order of _sorted, for bisect
         for row in rows:
-            self.row_changed(getattr(row, "uuid", None) or id(row), row)
+            self.row_changed(row_key(row), row)
 
     def sorted(self) -> tuple[VtepMac, ...]:
         return tuple(self._sorted)

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 
 from controller.discovery import VtepDesired
+from ovsdb.rowchanges import row_key
 from ovsdb.tunnel import backoff_delay
 from ovsdb.vtep import (
     ENCAPSULATION,
@@ -65,10 +66,10 @@ class RemoteMacs:
     reconciler needs to plan only the remote MACs a change reaches."""
 
     def __init__(self, rows, desired: VtepDesired):
-        self._rows: dict[tuple, dict] = {}  # key -> {uuid: row}
-        self._key_of: dict = {}  # uuid -> key
+        self._rows: dict[tuple, dict] = {}  # key -> {row_key: row}
+        self._key_of: dict = {}  # row_key -> key
         for row in rows:
-            self.row_changed(row.uuid, row)
+            self.row_changed(row_key(row), row)
         self.desired = desired
         self._desired_set = set(desired.remote_macs)
         self._want: dict[tuple, dict] = {}  # key -> {(ip, locator): None}, every desired value of it
@@ -87,7 +88,8 @@ class RemoteMacs:
         return _WantView(self._want)
 
     def row_changed(self, uuid, row) -> set:
-        """Ucast_Macs_Remote ``uuid`` is now ``row`` (None: deleted); returns the keys it touched."""
+        """The Ucast_Macs_Remote row whose ``row_key`` is ``uuid`` is now ``row`` (None: deleted); returns the keys it
+        touched."""
         touched = set()
         old = self._key_of.pop(uuid, None)
         if old is not None:

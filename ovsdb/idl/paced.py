@@ -231,13 +231,13 @@ class _PacedIdl(ovs.db.idl.Idl):
 
 class _TrackingIdl(_PacedIdl):
     """An Idl that records every row change its ``notify`` hook is told of (``changes``) and keeps, for
-    the tables in ``named``, an index name -> {uuid: row}."""
+    the tables in ``named``, an index name -> {row_key: row}."""
 
     def __init__(self, *args, named: Iterable[str] = (), **kwargs):
         super().__init__(*args, **kwargs)
         self.changes = RowChanges()
         self.names: dict[str, dict[str, dict]] = {table: {} for table in named}
-        self._name_of: dict[str, dict] = {table: {} for table in named}  # table -> {uuid: its name in ``names``}
+        self._name_of: dict[str, dict] = {table: {} for table in named}  # table -> {row_key: its name in ``names``}
 
     def notify(self, event, row, updates=None):
         self.pacer.tick()  # ovs calls notify for every changed row once the update is applied: pace that too
@@ -249,7 +249,7 @@ class _TrackingIdl(_PacedIdl):
             # update2/update3: the old values of the columns the update changed. The old protocol's "old" should
             # say the same, but only "new" (every column) is applied: what it lists is no bound on what changed.
             columns = frozenset(updates.__dict__.get("_data") or ()) or None
-        self.changes.record(table, row.uuid, RowChange(row, event == ovs.db.idl.ROW_DELETE, columns))
+        self.changes.record(table, row.uuid.int, RowChange(row, event == ovs.db.idl.ROW_DELETE, columns))  # row_key
         index = self.names.get(table)
         if index is not None and (columns is None or "name" in columns):
             self._index(index, self._name_of[table], event, row)
@@ -267,13 +267,15 @@ class _TrackingIdl(_PacedIdl):
     @staticmethod
     def _index(index: dict, name_of: dict, event, row) -> None:
         """Move ``row`` to its name in ``index``, from the name it was indexed under (an insert of a row that exists
-        replaces it, whatever the notification says)."""
-        old = name_of.pop(row.uuid, None)
+        replaces it, whatever the notification says). Keyed by the uuid's number (``row_key``: a uuid.UUID's hash is
+        a Python call)."""
+        key = row.uuid.int
+        old = name_of.pop(key, None)
         named = index.get(old)
         if named is not None:
-            named.pop(row.uuid, None)
+            named.pop(key, None)
             if not named:
                 del index[old]
         if event != ovs.db.idl.ROW_DELETE:
-            name = name_of[row.uuid] = column_value(row, "name")
-            index.setdefault(name, {})[row.uuid] = row
+            name = name_of[key] = column_value(row, "name")
+            index.setdefault(name, {})[key] = row

@@ -73,12 +73,15 @@ def apply(idl, table_updates, tables) -> None:
 
 def _delete(stacks: dict, key, table_name: str):
     """The row ``key`` taken out of its table (``stacks``: its ``IndexedRows.data``), as (ROW_DELETE, row); False
-    (ovs's warning logged) when the table lacks it."""
-    stack = stacks.get(key)
+    (ovs's warning logged) when the table lacks it. One lookup of ``key`` (a uuid.UUID equal to the table's key, not
+    the same object: a Python ``__hash__`` and ``__eq__`` per lookup) when the row is not stacked, the usual case; a
+    stacked row (an insert of a row that existed: only a peer's mistake) moves to the table's end, the one below it the
+    row now (the rows' order is the table's dict's, which no reader of the replica depends on)."""
+    stack = stacks.pop(key, None)
     if not stack:
         _OVS_LOG.warn("cannot delete missing row %s from table%s" % (key, table_name))  # ovs's words, its typo too
         return False
     row = stack.pop()
-    if not stack:
-        del stacks[key]
+    if stack:
+        stacks[key] = stack
     return _ROW_DELETE, row

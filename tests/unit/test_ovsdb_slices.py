@@ -185,7 +185,7 @@ def contents(replica):
 
 
 def names(replica):
-    return {table: {n: sorted(str(u) for u in rows) for n, rows in replica.names[table].items()}
+    return {table: {n: sorted(str(uuid.UUID(int=u)) for u in rows) for n, rows in replica.names[table].items()}
             for table in ("Port", "Interface")}
 
 

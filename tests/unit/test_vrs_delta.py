@@ -11,7 +11,7 @@ import pytest
 from controller.discovery import DiscoverySink
 from ovsdb import vrs
 from ovsdb.claims import VrsClaims
-from ovsdb.rowchanges import RowChange, RowChanges
+from ovsdb.rowchanges import RowChange, RowChanges, row_key
 from ovsdb.vrs import VrsReporter, bridge_ports
 
 PEER_A, PEER_B = "10.250.0.11:51034", "10.250.0.11:51999"
@@ -50,36 +50,36 @@ class Db:
         i = iface(name, len(self.bridge.ports), ext)
         p = port(name, i)
         self.bridge.ports = self.bridge.ports + [p]
-        self.changes.record("Interface", i.uuid, RowChange(i))
-        self.changes.record("Port", p.uuid, RowChange(p))
-        self.changes.record("Bridge", self.bridge.uuid, RowChange(self.bridge, columns=frozenset({"ports"})))
+        self.changes.record("Interface", row_key(i), RowChange(i))
+        self.changes.record("Port", row_key(p), RowChange(p))
+        self.changes.record("Bridge", row_key(self.bridge), RowChange(self.bridge, columns=frozenset({"ports"})))
 
     def remove(self, name):
         p = next(p for p in self.bridge.ports if p.name == name)
         self.bridge.ports = [q for q in self.bridge.ports if q is not p]
-        self.changes.record("Bridge", self.bridge.uuid, RowChange(self.bridge, columns=frozenset({"ports"})))
-        self.changes.record("Port", p.uuid, RowChange(p, deleted=True))
+        self.changes.record("Bridge", row_key(self.bridge), RowChange(self.bridge, columns=frozenset({"ports"})))
+        self.changes.record("Port", row_key(p), RowChange(p, deleted=True))
         for i in p.interfaces:
-            self.changes.record("Interface", i.uuid, RowChange(i, deleted=True))
+            self.changes.record("Interface", row_key(i), RowChange(i, deleted=True))
 
     def bond(self, name, member):
         """Port ``name`` gains an interface ``member`` (a bond): one change of its ``interfaces`` column."""
         p = next(p for p in self.bridge.ports if p.name == name)
         i = iface(member, 500 + len(p.interfaces))
         p.interfaces = p.interfaces + [i]
-        self.changes.record("Interface", i.uuid, RowChange(i))
-        self.changes.record("Port", p.uuid, RowChange(p, columns=frozenset({"interfaces"})))
+        self.changes.record("Interface", row_key(i), RowChange(i))
+        self.changes.record("Port", row_key(p), RowChange(p, columns=frozenset({"interfaces"})))
 
     def set_iface(self, which, **columns):
         i = next(i for p in self.bridge.ports for i in p.interfaces if i.name == which)
         for column, value in columns.items():
             setattr(i, column, value)
-        self.changes.record("Interface", i.uuid, RowChange(i, columns=frozenset(columns)))
+        self.changes.record("Interface", row_key(i), RowChange(i, columns=frozenset(columns)))
 
     def touch_bridge(self, **columns):
         for column, value in columns.items():
             setattr(self.bridge, column, value)
-        self.changes.record("Bridge", self.bridge.uuid, RowChange(self.bridge, columns=frozenset(columns)))
+        self.changes.record("Bridge", row_key(self.bridge), RowChange(self.bridge, columns=frozenset(columns)))
 
 
 class Sink(DiscoverySink):
@@ -174,15 +174,15 @@ def test_an_interface_moved_between_ports_in_one_update_stays_whichever_port_is_
     if to_new_port:
         taking = port("bond9", moved)
         db.bridge.ports = [p for p in db.bridge.ports if p is not losing] + [taking]
-        db.changes.record("Bridge", db.bridge.uuid, RowChange(db.bridge, columns=frozenset({"ports"})))
+        db.changes.record("Bridge", row_key(db.bridge), RowChange(db.bridge, columns=frozenset({"ports"})))
         taken, lost = RowChange(taking), RowChange(losing, deleted=True)
     else:
         taking = next(p for p in db.bridge.ports if p.name == "tap2")
         taking.interfaces, losing.interfaces = taking.interfaces + [moved], [instead]
-        db.changes.record("Interface", instead.uuid, RowChange(instead))
+        db.changes.record("Interface", row_key(instead), RowChange(instead))
         taken, lost = (RowChange(p, columns=frozenset({"interfaces"})) for p in (taking, losing))
     for change in (taken, lost) if destination_first else (lost, taken):
-        db.changes.record("Port", change.row.uuid, change)
+        db.changes.record("Port", row_key(change.row), change)
     reporter.refresh([db.root], db.take())
     assert reporter.last.ports == bridge_ports(db.bridge) and "tap1" in by_name(reporter.last)
 
@@ -381,7 +381,7 @@ def test_a_port_moved_from_another_bridge_is_found_by_the_port_count():
     reporter = follow(db, sink)
     moved = port("tapm", iface("tapm", 9, {"iface-id": "vpm"}))  # was on another bridge: no Port row created
     db.bridge.ports = db.bridge.ports + [moved]
-    db.changes.record("Bridge", db.bridge.uuid, RowChange(db.bridge, columns=frozenset({"ports"})))
+    db.changes.record("Bridge", row_key(db.bridge), RowChange(db.bridge, columns=frozenset({"ports"})))
     reporter.refresh([db.root], db.take())
     snap = sink.calls[-1][1]
     assert snap.changed == {"tapm"} and by_name(snap)["tapm"].ext("iface-id") == "vpm"

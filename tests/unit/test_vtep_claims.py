@@ -5,7 +5,7 @@ recomputed, nothing to push again), and one learned MAC reaches only its own VNI
 from controller.derive import vtep_desired
 from controller.programmer import Programmer
 from ovsdb.claims import VtepClaims
-from ovsdb.rowchanges import RowChange, RowChanges
+from ovsdb.rowchanges import RowChange, RowChanges, row_key
 from ovsdb.vtep_reporter import VtepReporter
 from tests.unit.helpers import state_from, vrs_snapshot
 from tests.unit.vtep_fakes import FakeVtepDb, Row
@@ -95,7 +95,7 @@ def test_two_sessions_of_one_switch_name_the_newest_speaks():
     assert (first.speaking, second.speaking, state.vteps[KEY].peer) == (False, True, PEER_B)
     row = db.switch_learns(5001, "02:00:00:00:0b:03")
     changes = RowChanges()
-    changes.record("Ucast_Macs_Local", row.uuid, RowChange(row))
+    changes.record("Ucast_Macs_Local", row_key(row), RowChange(row))
     # silent while the other speaks
     assert first.refresh(db.all("Physical_Switch"), lambda: db.all("Ucast_Macs_Local"), changes) is False
     assert "02:00:00:00:0b:03" not in {m.mac for m in state.vteps[KEY].local_macs}
@@ -125,7 +125,7 @@ def test_one_learned_mac_reaches_only_its_vni_and_its_owner():
 
     row = db.switch_learns(5001, "02:00:00:00:0b:09")
     changes = RowChanges()
-    changes.record("Ucast_Macs_Local", row.uuid, RowChange(row))
+    changes.record("Ucast_Macs_Local", row_key(row), RowChange(row))
 
     def every_local_mac():
         raise AssertionError("every local MAC was read again")

@@ -4,7 +4,7 @@ replica reports changed and the difference between two desired states, not every
 import random
 
 from controller.discovery import VtepDesired
-from ovsdb.rowchanges import RowChange, RowChanges
+from ovsdb.rowchanges import RowChange, RowChanges, row_key
 from ovsdb.vtep import plan_vtep
 from ovsdb.vtep_sync import VtepReconciler
 from tests.unit.vtep_fakes import HV1, HV2, HV3, Clock, FakeReplica, FakeVtepDb
@@ -22,7 +22,7 @@ class TrackingReplica(FakeReplica):
         self._seen = self._state()
 
     def _state(self):
-        return {t: {r.uuid: (r, tuple(sorted((k, repr(v)) for k, v in vars(r).items())))
+        return {t: {row_key(r): (r, tuple(sorted((k, repr(v)) for k, v in vars(r).items())))
                     for r in self.db.all(t)} for t in TRACKED}
 
     def rows(self, table):
@@ -141,11 +141,11 @@ def test_the_macs_a_vtep_learns_are_applied_one_row_at_a_time():
         changes = RowChanges()
         if rng.random() < 0.6 or not db.all("Ucast_Macs_Local"):
             row = db.switch_learns(rng.choice([5001, 5002]), mac(rng.randrange(50)))
-            changes.record("Ucast_Macs_Local", row.uuid, RowChange(row))
+            changes.record("Ucast_Macs_Local", row_key(row), RowChange(row))
         else:
             row = rng.choice(db.all("Ucast_Macs_Local"))
             db.tables["Ucast_Macs_Local"].remove(row)
-            changes.record("Ucast_Macs_Local", row.uuid, RowChange(row, deleted=True))
+            changes.record("Ucast_Macs_Local", row_key(row), RowChange(row, deleted=True))
         reporter.refresh(db.all("Physical_Switch"), boom, changes)
         scratch = build_vtep_snapshot("vtep:tor1", "10.0.0.9:1", db.all("Physical_Switch"), db.all("Ucast_Macs_Local"))
         assert sink.snaps[-1] == scratch

@@ -9,6 +9,7 @@ reconciler the ``Replica`` interface over it, with scripted transaction outcomes
 from __future__ import annotations
 
 import itertools
+import uuid
 
 from controller.discovery import VtepDesired
 from ovsdb import idl
@@ -39,7 +40,7 @@ class Row:
     """An IDL-like row: attributes are columns; ``uuid`` is unique."""
 
     def __init__(self, table: str, **columns):
-        self.uuid = "%08d" % next(_uuids)
+        self.uuid = uuid.UUID(int=next(_uuids))  # as an IDL row's
         self.table = table
         self.__dict__.update(columns)
 
