@@ -4,6 +4,7 @@ pass), in the from-scratch derive, a scope derived whole and a round of route de
 and the lines of controller/viewremote.py run (gathering the MACs sharing each changed MAC's IP was O(n^2))."""
 
 import sys
+from collections import defaultdict
 
 import pytest
 
@@ -97,5 +98,37 @@ def test_a_round_of_many_macs_announcing_one_ip_gathers_them_once(compared):
     assert holders_of_rip(prog.view) == [expected_holder(macs)]
     assert sum(compared) <= MACS  # before: MACS calls of MACS ranks each
     assert lines <= 100 * MACS  # ~50 a MAC; before: > MACS * MACS (each changed MAC gathered every MAC sharing its IP)
+    compared.clear()
+    assert_matches_full(prog)
+
+
+class CountingSet(set):
+    added = 0
+
+    def update(self, *others):
+        for other in others:
+            CountingSet.added += len(other)
+        super().update(*others)
+
+
+def test_a_subnet_changed_under_many_macs_announcing_one_ip_rechecks_each_once(compared):
+    """A subnet whose info changes forgets its EVPN MACs (``forget_subnet``) and the MACs sharing their IPs are
+    checked again: gathered after each MAC forgotten, they were MACS * MACS / 2 set insertions."""
+    state, prog = setup()
+    macs = announcing_one_ip(state)
+    db = RemoteMac(ids(state)[1], "0a:00:00:01:00:01", (RIP,), PEER, seq=9)  # the holder, in another subnet
+    state.remote = RemoteTable(macs=macs + (db,))
+    prog.refresh()
+    assert holders_of_rip(prog.view) == [db.mac]
+    prog.live.remote.recheck = defaultdict(CountingSet)
+    CountingSet.added = 0
+    policy = state.policy.copy()
+    sub = dict(policy.find("subnet", "acme/web"))
+    sub["dhcp"] = dict(sub["dhcp"], enabled=not sub["dhcp"]["enabled"])
+    policy.put("subnet", sub)
+    state.policy_committed(policy, [])
+    prog.refresh()
+    assert holders_of_rip(prog.view) == [db.mac]
+    assert CountingSet.added <= 2 * MACS  # before: ~MACS * MACS / 2
     compared.clear()
     assert_matches_full(prog)
