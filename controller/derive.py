@@ -385,10 +385,13 @@ def _add_remote(view, remote, own_ips) -> dict[str, list]:
         for ip in mac.ips:
             if _ipv4(ip) and (scope(sid), ip) not in claimed:
                 wanting[(scope(sid), ip)][(sid, mac.mac)] = mac.ip_rank(ip)
+    holders = {}  # (scope, IP) -> its holder, found once (10,000 MACs on one IP: not 10,000 times among 10,000)
     for mac in taken:  # an IP two remote MACs announce goes to the newer binding (``RemoteMac.ip_rank``)
         sid = mac.subnet_id
-        ips = tuple(ip for ip in mac.ips if (scope(sid), ip) in wanting and
-                    ip_holder(wanting[(scope(sid), ip)]) == (sid, mac.mac))
+        for ip in mac.ips:
+            if (scope(sid), ip) in wanting and (scope(sid), ip) not in holders:
+                holders[(scope(sid), ip)] = ip_holder(wanting[(scope(sid), ip)])
+        ips = tuple(ip for ip in mac.ips if holders.get((scope(sid), ip)) == (sid, mac.mac))
         ep = evpn_endpoint(mac, ips)
         _add_endpoint(view, ep)
         view.remote_vteps[ep.session] = mac.vtep_ip
