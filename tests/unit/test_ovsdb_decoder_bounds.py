@@ -200,3 +200,17 @@ def test_a_number_longer_than_the_window_refuses_the_message(reads, where, monke
     assert reads.largest <= WINDOW
     _, fits = decode(row_update("1." + "5" * (WINDOW // 2)), reads)
     assert fits["params"][2]["Port"]["u"]["insert"]["c"] == ["set", [float("1." + "5" * (WINDOW // 2))]]
+
+
+
+@pytest.mark.parametrize("number", ["1.5", "-0.25e-3", "2E+10", "7e5"])
+def test_a_real_cut_by_the_windows_end_decodes_whole(reads, number, monkeypatch):
+    """A real's prefix is a number too ("1." of "1.5" decodes as 1, "7e" of "7e5" as 7, leaving "."/"e" behind):
+    with the window's end on each character of the reals, in a row and in a value walked below it, it decodes as in
+    one call (it was refused as malformed)."""
+    monkeypatch.setattr(jsonstream, "PACED_CHARS", 0)
+    reals = ",".join([number] * 3 * WINDOW)
+    for shift in range(len(number) + 2):
+        for text in (row_update(" " * shift + reals), row_update('{"a":[' + " " * shift + reals + "]}")):
+            parser, value = decode(text, reads)
+            assert parser.error is None and value == json.loads(text)
