@@ -26,8 +26,9 @@ and is what ``ovsdb.idl`` gives every connection instead:
 - an object of a long message with more than ``MAX_MEMBERS`` members (a table's rows in one update) refuses the
   message (``message refused: params/2/Port: more than 698000 members in one object``): the dict holding them would
   double in one C call, copying them all (~40 ms of CPU at 700,000, ~80 ms at 1.4 million), and an update within the
-  default ``max_chars`` (32 MiB) cannot hold that many legitimate rows (each takes 42 characters or more: its uuid,
-  quoted, and a value); so does a number longer than ``MAX_NUMBER`` (a real's digits are converted in one call).
+  default ``max_chars`` (32 MiB) cannot hold that many legitimate rows (each takes 50 characters or more: its uuid,
+  quoted, a colon, a row update such as ``{"new":{}}`` and a comma); so does a number longer than ``MAX_NUMBER``
+  (a real's digits are converted in one call).
   ``finish``'s error is also kept in ``error``, so the connection says why it dropped;
 - a message longer than ``max_chars`` characters (UTF-8 text: bytes for ASCII), or nested deeper than
   ``MAX_DEPTH``, is an error at once, without reading the rest; the connection then drops (EPROTO);
@@ -61,8 +62,8 @@ MEMBER_CHARS = 32  # a member or element walked here costs as much as this many 
 # Members of one object of a long message (a table's rows in an update): the dict the 699,051st goes into doubles,
 # copying every member in one C call (~40 ms of CPU here; ~80 ms at 1.4 million). Checked at each tick (at most
 # CHARS_PER_TICK // MEMBER_CHARS + 1 members apart) and at the object's end: the bound leaves room for those between.
-# A legitimate update of 32 MiB (ovsdb.max_message_bytes) holds fewer: a row takes 42 characters or more (its uuid,
-# quoted, and a value).
+# A legitimate update of 32 MiB (ovsdb.max_message_bytes) holds fewer: a row takes 50 characters or more (its uuid,
+# quoted, a colon, a row update such as {"new":{}} and a comma): tests/unit/test_ovsdb_decoder_bounds.py.
 MAX_MEMBERS = 698_000
 _OUTSIDE = re.compile(r'[\[\]{}"]')
 _INSIDE = re.compile(r'["\\]')

@@ -16,9 +16,10 @@ UPDATE2_OPERATIONS = ("delete", "insert", "initial", "modify")
 
 
 # Elements of a set or map column that references no rows (external_ids, options, tunnel_ips): a real one holds a
-# few; a broken or hostile peer's may hold millions (a 32 MiB message: 2.6 million pairs), and each is converted,
-# diffed and read in Python without a pause (one of a million: ~0.9 s of CPU to convert). The reference sets that
-# grow with the database (a bridge's ports) are paced instead (ovsdb/longsets.py).
+# few (one exception known: ovn-controller's integration bridge's external_ids, a ct-zone-* key per conntrack zone,
+# up to 65,535: docs/limits.md); a broken or hostile peer's may hold millions (a 32 MiB message: 2.6 million pairs),
+# and each is converted, diffed and read in Python without a pause (one of a million: ~0.9 s of CPU to convert). The
+# reference sets that grow with the database (a bridge's ports) are paced instead (ovsdb/longsets.py).
 MAX_PLAIN = 10_000
 
 

@@ -214,3 +214,12 @@ def test_a_real_cut_by_the_windows_end_decodes_whole(reads, number, monkeypatch)
         for text in (row_update(" " * shift + reals), row_update('{"a":[' + " " * shift + reals + "]}")):
             parser, value = decode(text, reads)
             assert parser.error is None and value == json.loads(text)
+
+
+def test_a_table_of_the_default_message_size_holds_fewer_rows_than_an_object_takes():
+    """What makes MAX_MEMBERS safe for a real update: the smallest row update ovsdb-server may send (old protocol,
+    no column: 50 characters with its uuid and comma) does not fit MAX_MEMBERS times in ovsdb.max_message_bytes."""
+    from ovsdb.idl.links import DEFAULT_MAX_MESSAGE
+
+    smallest = '"%s":{"new":{}},' % ("0" * 8 + "-0000-4000-8000-" + "0" * 12)
+    assert len(smallest) == 50 and DEFAULT_MAX_MESSAGE // len(smallest) < jsonstream.MAX_MEMBERS
