@@ -26,8 +26,9 @@ and is what ``ovsdb.idl`` gives every connection instead:
 - an object of a long message with more than ``MAX_MEMBERS`` members (a table's rows in one update) refuses the
   message (``message refused: params/2/Port: more than 698000 members in one object``): the dict holding them would
   double in one C call, copying them all (~40 ms of CPU at 700,000, ~80 ms at 1.4 million), and an update within the
-  default ``max_chars`` (32 MiB) cannot hold that many legitimate rows (each takes 42 characters or more: its uuid,
-  quoted, and a value); so does a number longer than ``MAX_NUMBER`` (a real's digits are converted in one call).
+  default ``max_chars`` (32 MiB) cannot hold that many legitimate rows (each takes 50 characters or more: its uuid,
+  quoted, a colon, a row update such as ``{"new":{}}`` and a comma); so does a number longer than ``MAX_NUMBER``
+  (a real's digits are converted in one call).
   ``finish``'s error is also kept in ``error``, so the connection says why it dropped;
 - a message longer than ``max_chars`` characters (UTF-8 text: bytes for ASCII), or nested deeper than
   ``MAX_DEPTH``, is an error at once, without reading the rest; the connection then drops (EPROTO);
@@ -55,13 +56,14 @@ PACED_CHARS = 256 * 1024  # longer messages are decoded with pauses (a few ms of
 SPLIT_DEPTH = 4  # levels walked here in any long message: message, params, <table-updates>, a table's rows
 WINDOW = 512 * 1024  # characters the C decoder reads at once in a long message (~20 ms of CPU at worst); longer: walked
 CHARS_PER_TICK = 2048  # characters walked count as one unit of the pacer (a row of the IDL: idl.PAUSE_ROWS a pause)
+CUT = 2  # characters a number cut by the window's end may lose and still decode ("e+" of 1e+5): _Paced._edge
 MAX_NUMBER = WINDOW  # characters in a number: a real is converted in one call (30 MB: ~60 ms of CPU); none is so long
 MEMBER_CHARS = 32  # a member or element walked here costs as much as this many characters decoded in C
 # Members of one object of a long message (a table's rows in an update): the dict the 699,051st goes into doubles,
 # copying every member in one C call (~40 ms of CPU here; ~80 ms at 1.4 million). Checked at each tick (at most
 # CHARS_PER_TICK // MEMBER_CHARS + 1 members apart) and at the object's end: the bound leaves room for those between.
-# A legitimate update of 32 MiB (ovsdb.max_message_bytes) holds fewer: a row takes 42 characters or more (its uuid,
-# quoted, and a value).
+# A legitimate update of 32 MiB (ovsdb.max_message_bytes) holds fewer: a row takes 50 characters or more (its uuid,
+# quoted, a colon, a row update such as {"new":{}} and a comma): tests/unit/test_ovsdb_decoder_bounds.py.
 MAX_MEMBERS = 698_000
 _OUTSIDE = re.compile(r'[\[\]{}"]')
 _INSIDE = re.compile(r'["\\]')
@@ -331,6 +333,7 @@ class _Paced:
                     return None
                 window, offset = self.window, self.offset = text[i:i + self.size], i
             final = offset + len(window) == len(text)
+            edge = self._edge()
             try:
                 value, end = _SCAN(window, i - offset)
             except StopIteration as stop:
@@ -343,7 +346,7 @@ class _Paced:
                 if final:
                     raise
             else:
-                if end < len(window) or final:
+                if end + offset < edge:
                     return value, end + offset
             self._wasted(i)
         return None
@@ -359,7 +362,7 @@ class _Paced:
         if text[i] == "}":
             return out, i + 1
         window, offset, units, mark = self.window, self.offset, self.units, i  # mark: counted up to
-        last = -1 if offset + len(window) == len(text) else offset + len(window)  # a value ending there may go on
+        edge = self._edge()
         split = depth + 1 < SPLIT_DEPTH
         while True:
             if text[i] != '"':
@@ -377,7 +380,7 @@ class _Paced:
                     raise ValueError("walked")
                 out[key], end = scan(window, i - offset)  # i - offset < 0: a ValueError
                 end += offset
-                if end == last:
+                if end >= edge:
                     raise ValueError("the window's end")
                 units += member + end - mark
                 i = mark = end
@@ -386,7 +389,7 @@ class _Paced:
                 out[key], i = self._beyond(i, depth + 1, key)
                 units, mark = self.units + i - self.counted, i
                 window, offset = self.window, self.offset
-                last = -1 if offset + len(window) == len(text) else offset + len(window)
+                edge = self._edge()
             c = text[i]
             if c != ",":
                 if c != "}":
@@ -416,7 +419,7 @@ class _Paced:
         if text[i] == "]":
             return out, i + 1
         window, offset, units, mark = self.window, self.offset, self.units, i
-        last = -1 if offset + len(window) == len(text) else offset + len(window)
+        edge = self._edge()
         split = depth + 1 < SPLIT_DEPTH
         while True:
             try:
@@ -424,7 +427,7 @@ class _Paced:
                     raise ValueError("walked")
                 value, end = scan(window, i - offset)
                 end += offset
-                if end == last:
+                if end >= edge:
                     raise ValueError("the window's end")
                 units += MEMBER_CHARS + end - mark
                 i = mark = end
@@ -433,7 +436,7 @@ class _Paced:
                 value, i = self._beyond(i, depth + 1, len(out))
                 units, mark = self.units + i - self.counted, i
                 window, offset = self.window, self.offset
-                last = -1 if offset + len(window) == len(text) else offset + len(window)
+                edge = self._edge()
             append(value)
             c = text[i]
             if c != "," and c != "]":
@@ -449,6 +452,13 @@ class _Paced:
                 i = _skip(text, i)
             if units >= CHARS_PER_TICK:
                 units, mark = self._counted(units + i - mark, i), i
+
+    def _edge(self) -> int:
+        """Where a value decoded in the window may have been cut by its end, and is decoded again: one that ends there
+        or ``CUT`` characters before (a number: ``1.`` of ``1.5`` decodes as 1, ``1e+`` of ``1e+5`` as 1, the rest
+        left for the walk, which then saw a malformed message); past the text when the window reaches its end."""
+        end = self.offset + len(self.window)
+        return len(self.text) + 1 if end == len(self.text) else end - CUT
 
     def _counted(self, units: int, i: int) -> int:
         """A loop's ``units`` of work, the text up to ``i`` counted in them: ticked (see ``_reached``); those left."""

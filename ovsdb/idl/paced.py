@@ -125,9 +125,10 @@ class _PacedIdl(ovs.db.idl.Idl):
 
     def _Idl__apply_diff(self, table, row, row_diff):
         # HACK (ovs 4.0.0): ovs's __apply_diff (update2's "modify"), but a difference that does not parse refuses the
-        # update, as in __row_update above, and a column at its default starts from a copy of the default Datum made
-        # once per column (ovs: three made per row and column, by the row's ColumnDefaultDict: 30,000 when ovs-vswitchd
-        # sets ofport on 10,000 new ports).
+        # update, as in __row_update above, so does a set or map of plain values it grows past refusals.MAX_PLAIN
+        # (whole ones are checked first: refusals.check_plain_sets), and a column at its default starts from a copy of
+        # the default Datum made once per column (ovs: three made per row and column, by the row's ColumnDefaultDict:
+        # 30,000 when ovs-vswitchd sets ofport on 10,000 new ports).
         old_row = {}
         data = row._data
         known = self._columns.get((table.name, True)) or self._known(table, True)
@@ -144,6 +145,9 @@ class _PacedIdl(ovs.db.idl.Idl):
             current = held if held is not None else default.copy()  # a copy: diff changes the datum in place
             old_row[name] = current.copy()
             datum = _diff(current, diff)  # changes a datum the row holds in place; a scalar's: a new one
+            if len(datum.values) > refusals.MAX_PLAIN and name in self.plain_sets.get(table.name, ()):
+                raise refusals.UpdateRefused("%s row %s: column %s: %d elements once changed, more than %d" % (
+                    table.name, row.uuid, name, len(datum.values), refusals.MAX_PLAIN))  # grown by differences
             if datum != (default if held is None else held):
                 data[name] = datum
         return old_row

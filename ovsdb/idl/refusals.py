@@ -16,9 +16,10 @@ UPDATE2_OPERATIONS = ("delete", "insert", "initial", "modify")
 
 
 # Elements of a set or map column that references no rows (external_ids, options, tunnel_ips): a real one holds a
-# few; a broken or hostile peer's may hold millions (a 32 MiB message: 2.6 million pairs), and each is converted,
-# diffed and read in Python without a pause (one of a million: ~0.9 s of CPU to convert). The reference sets that
-# grow with the database (a bridge's ports) are paced instead (ovsdb/longsets.py).
+# few (one exception known: ovn-controller's integration bridge's external_ids, a ct-zone-* key per conntrack zone,
+# up to 65,535: docs/limits.md); a broken or hostile peer's may hold millions (a 32 MiB message: 2.6 million pairs),
+# and each is converted, diffed and read in Python without a pause (one of a million: ~0.9 s of CPU to convert). The
+# reference sets that grow with the database (a bridge's ports) are paced instead (ovsdb/longsets.py).
 MAX_PLAIN = 10_000
 
 
@@ -42,7 +43,9 @@ def plain_set_columns(tables) -> dict[str, tuple[str, ...]]:
 
 def check_plain_sets(update, columns: dict[str, tuple[str, ...]]) -> None:
     """Raise ``UpdateRefused``, naming the table, row and column, if a set or map of ``columns`` in ``update`` (its
-    ``<table-updates>``, any protocol) holds more than ``MAX_PLAIN`` elements. Other shapes are left to ovs."""
+    ``<table-updates>``, any protocol) holds more than ``MAX_PLAIN`` elements, or an update2/3 ``modify`` more than
+    twice that: its difference lists the elements removed and those added, so rewriting a set of up to ``MAX_PLAIN``
+    takes up to ``2 * MAX_PLAIN`` (ovsdb-server's ovsdb_datum_diff). Other shapes are left to ovs."""
     if type(update) is not dict:
         return
     for table_name, names in columns.items():
@@ -50,14 +53,16 @@ def check_plain_sets(update, columns: dict[str, tuple[str, ...]]) -> None:
         if type(rows) is not dict:
             continue
         for uuid, row_update in rows.items():
-            for part in (row_update.values() if type(row_update) is dict else ()):  # insert/modify/...; old/new
+            for operation, part in (row_update.items() if type(row_update) is dict else ()):  # insert/...; old/new
                 if type(part) is dict:
+                    most = 2 * MAX_PLAIN if operation == "modify" else MAX_PLAIN
                     for name in names:
                         value = part.get(name)  # ["set", [...]] or ["map", [...]]
                         if type(value) is list and len(value) == 2 and isinstance(value[1], list) and \
-                                len(value[1]) > MAX_PLAIN:
-                            raise UpdateRefused("%s row %s: column %s: %d elements, more than %d" % (
-                                table_name, uuid, name, len(value[1]), MAX_PLAIN))
+                                len(value[1]) > most:
+                            raise UpdateRefused("%s row %s: column %s: %d elements%s, more than %d" % (
+                                table_name, uuid, name, len(value[1]), " in a difference" if most > MAX_PLAIN else "",
+                                most))
 
 
 def check_whole_rows(update, tables, readonly) -> None:

@@ -200,3 +200,26 @@ def test_a_number_longer_than_the_window_refuses_the_message(reads, where, monke
     assert reads.largest <= WINDOW
     _, fits = decode(row_update("1." + "5" * (WINDOW // 2)), reads)
     assert fits["params"][2]["Port"]["u"]["insert"]["c"] == ["set", [float("1." + "5" * (WINDOW // 2))]]
+
+
+
+@pytest.mark.parametrize("number", ["1.5", "-0.25e-3", "2E+10", "7e5"])
+def test_a_real_cut_by_the_windows_end_decodes_whole(reads, number, monkeypatch):
+    """A real's prefix is a number too ("1." of "1.5" decodes as 1, "7e" of "7e5" as 7, leaving "."/"e" behind):
+    with the window's end on each character of the reals, in a row and in a value walked below it, it decodes as in
+    one call (it was refused as malformed)."""
+    monkeypatch.setattr(jsonstream, "PACED_CHARS", 0)
+    reals = ",".join([number] * 3 * WINDOW)
+    for shift in range(len(number) + 2):
+        for text in (row_update(" " * shift + reals), row_update('{"a":[' + " " * shift + reals + "]}")):
+            parser, value = decode(text, reads)
+            assert parser.error is None and value == json.loads(text)
+
+
+def test_a_table_of_the_default_message_size_holds_fewer_rows_than_an_object_takes():
+    """What makes MAX_MEMBERS safe for a real update: the smallest row update ovsdb-server may send (old protocol,
+    no column: 50 characters with its uuid and comma) does not fit MAX_MEMBERS times in ovsdb.max_message_bytes."""
+    from ovsdb.idl.links import DEFAULT_MAX_MESSAGE
+
+    smallest = '"%s":{"new":{}},' % ("0" * 8 + "-0000-4000-8000-" + "0" * 12)
+    assert len(smallest) == 50 and DEFAULT_MAX_MESSAGE // len(smallest) < jsonstream.MAX_MEMBERS

@@ -129,6 +129,41 @@ def test_a_map_of_plain_values_longer_than_the_bound_is_refused_naming_its_colum
     assert index(replica) == {"p1": [P1]} and not replica._session.is_connected()  # nothing of it applied
 
 
+def test_a_difference_rewriting_a_map_within_the_bound_is_applied(monkeypatch):
+    """update2's modify lists the pairs removed and those added: rewriting a map of MAX_PLAIN pairs takes twice as
+    many, and is no map longer than the bound; a difference longer than that is refused, naming where."""
+    from ovsdb.idl import refusals
+
+    monkeypatch.setattr(refusals, "MAX_PLAIN", 3)
+    replica = tracking()
+    feed(replica, {"Port": {P1: {"insert": whole_port("p1", a="1", b="2", c="3")}}})
+    feed(replica, {"Port": {P1: {"modify": {"external_ids": ["map", [["a", "1"], ["b", "2"], ["c", "3"], ["d", "4"],
+                                                                     ["e", "5"], ["f", "6"]]]}}}})
+    assert replica.refused is None
+    (row,) = replica.tables["Port"].rows.values()
+    assert row.external_ids == {"d": "4", "e": "5", "f": "6"}
+    feed(replica, {"Port": {P1: {"modify": {"external_ids": ["map", [[k, "0"] for k in "abcdefg"]]}}}})
+    assert replica.refused == "update refused: Port row %s: column external_ids: 7 elements in a difference, more " \
+        "than 6" % P1
+    assert row.external_ids == {"d": "4", "e": "5", "f": "6"} and not replica._session.is_connected()
+
+
+def test_a_map_of_plain_values_grown_past_the_bound_by_differences_is_refused(monkeypatch):
+    """Differences within the bound, one pair at a time, may not build a map longer than it (each change then
+    copied and read it whole)."""
+    from ovsdb.idl import refusals
+
+    monkeypatch.setattr(refusals, "MAX_PLAIN", 3)
+    replica = tracking()
+    feed(replica, {"Port": {P1: {"insert": whole_port("p1", a="1", b="2")}}})
+    feed(replica, {"Port": {P1: {"modify": {"external_ids": ["map", [["c", "3"]]]}}}})
+    assert replica.refused is None
+    feed(replica, {"Port": {P1: {"modify": {"external_ids": ["map", [["d", "4"]]]}}}})
+    assert replica.refused == "update refused: Port row %s: column external_ids: 4 elements once changed, more " \
+        "than 3" % P1
+    assert not replica._session.is_connected()
+
+
 @pytest.mark.parametrize("value", [["set", ["x" * 1000000, "y"]], "x" * 1000000])
 def test_a_refusal_quoting_a_huge_value_says_where_in_a_few_hundred_characters(value):
     """ovs's message quotes the value that did not parse (its JSON, or the string broken); the reason is logged each
