@@ -44,8 +44,9 @@ DEFAULT_BRIDGE = "br-int"
 # integration bridge's fail_mode and protocols.
 COLUMNS = {
     "Open_vSwitch": ("external_ids", "ovs_version", "bridges"),
-    "Bridge": ("name", "datapath_id", "ports", "datapath_type", "external_ids", "controller", "fail_mode",
-               "protocols"),
+    # not the bridge's external_ids: unread, and ovn-controller keeps a key per conntrack zone there (up to 65,535,
+    # more than a plain map may hold: docs/limits.md), so replicating it refused such a hypervisor at every session
+    "Bridge": ("name", "datapath_id", "ports", "datapath_type", "controller", "fail_mode", "protocols"),
     "Controller": ("target", "is_connected", "role"),
     "Port": ("name", "interfaces", "external_ids"),
     "Interface": ("name", "ofport", "external_ids", "mac_in_use", "type", "options"),

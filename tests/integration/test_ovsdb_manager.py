@@ -213,6 +213,21 @@ def test_ports_come_and_go_within_a_second(manager, spawn):
     assert info["full_reads"] == full_reads, info
 
 
+def test_a_bridge_with_more_external_ids_than_a_plain_map_may_hold_is_managed(manager, spawn):
+    """ovn-controller keeps a ``ct-zone-*`` key per conntrack zone (up to 65,535) in its integration bridge's
+    external_ids: more than the 10,000 elements a replicated plain map may hold (docs/limits.md). Canopy does not
+    replicate that column, so such a hypervisor is read and followed; before, every session was refused."""
+    hv = spawn(Hypervisor, "hv-ovn-zones")
+    zones = [f"external_ids:ct-zone-{n:08x}-0000-0000-0000-000000000000_dnat={n}" for n in range(1, 12_001)]
+    hv.vsctl("add-br", "br-int", "--", "set", "Bridge", "br-int", *zones)
+    session = connect_vrs(manager, hv)["session"]
+    hv.vsctl("add-port", "br-int", "tap1", "--", "set", "Interface", "tap1", "type=internal",
+             "external_ids:iface-id=vp1", "external_ids:attached-mac=02:00:00:00:00:01")
+    manager.wait_latest(session, lambda s: s["bridge_present"] and _names(s) == ["tap1"], SLOW, "tap1 reported")
+    [info] = [s for s in manager.sessions() if s["key"] == session]
+    assert info["state"] == "synced", info
+
+
 def test_two_vrs_are_two_sessions_and_a_killed_one_goes_exactly_once(manager, spawn):
     hv_a, hv_b = spawn(Hypervisor, "hv-a"), spawn(Hypervisor, "hv-b")
     session_a = connect_vrs(manager, hv_a)["session"]
