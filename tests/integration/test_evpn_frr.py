@@ -181,9 +181,13 @@ class Pinger:
         self.windows: list[tuple[float, float]] = []
         self.counters = responder.icmp_counters()
         self.evidence = PathEvidence([host.hv for host in (vm, responder) if hasattr(host, "hv")])
-        self.proc = subprocess.Popen(["ip", "netns", "exec", vm.ns, "ping", "-n", "-D", "-O", "-i", str(self.INTERVAL),
-                                      "-w", "600", ip],
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            self.proc = subprocess.Popen(["ip", "netns", "exec", vm.ns, "ping", "-n", "-D", "-O", "-i",
+                                          str(self.INTERVAL), "-w", "600", ip],
+                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        except BaseException:  # no ping, no stop(): the evidence's monitors end here
+            self.evidence.stop()
+            raise
         self.lines: list[str] = []
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
@@ -206,10 +210,12 @@ class Pinger:
         lab.wait_until(lambda: self.replies >= target, timeout=60, what=f"{count} more ping replies")
 
     def stop(self) -> tuple[int, int]:
-        self.proc.send_signal(signal.SIGINT)
-        self.proc.wait(timeout=10)
-        self.reader.join(timeout=10)
-        self.evidence.stop()
+        try:
+            self.proc.send_signal(signal.SIGINT)
+            self.proc.wait(timeout=10)
+            self.reader.join(timeout=10)
+        finally:  # the evidence's monitors end whatever ping did
+            self.evidence.stop()
         after = self.responder.icmp_counters()
         self.counters = {name: after[name] - self.counters[name] for name in after}
         if not self.seqs:

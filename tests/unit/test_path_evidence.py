@@ -1,8 +1,13 @@
 """What a lost ping's report says of the path's hypervisors (tests.harness.path_evidence): the counters kept and
 compared, read from the texts Open vSwitch 3.1 and the kernel print."""
 
+import os
+import signal
+import subprocess
+
 import pytest
 
+from tests.harness import path_evidence
 from tests.harness.path_evidence import counters, coverage_totals, moved, snmp_counters
 from tests.integration.test_evpn_frr import Pinger
 
@@ -60,3 +65,107 @@ def test_a_lost_request_is_reported_with_what_moved_on_the_path():
     p.evidence = Evidence()
     with pytest.raises(AssertionError, match=r"icmp_seq=41 \(next sent .*\); hvb: counters moved \{'Udp:NoPorts': 1\}"):
         p.check(200, 199, 200, "now")
+
+
+def test_a_monitors_line_lands_after_the_older_ones_though_the_reader_sought_back():
+    """The monitor writes through the file description it inherited: its offset is the reader's."""
+    log = path_evidence.event_log()
+    os.write(log.fileno(), b"[1] first\n")
+    log.seek(0)  # events() reads from the start: the monitor's offset moves too
+    os.write(log.fileno(), b"[2] second\n")
+    log.seek(0)
+    assert log.read().splitlines() == ["[1] first", "[2] second"]
+
+
+class Monitor:
+    """A monitor process that ends on SIGTERM, or only on SIGKILL if ``stubborn``."""
+
+    def __init__(self, stubborn=False):
+        self.stubborn, self.returncode = stubborn, None
+
+    def poll(self):
+        return self.returncode
+
+    def terminate(self):
+        if not self.stubborn:
+            self.returncode = -signal.SIGTERM
+
+    def kill(self):
+        self.returncode = -signal.SIGKILL
+
+    def wait(self, timeout=None):
+        if self.returncode is None:
+            raise subprocess.TimeoutExpired("ip", timeout)
+        return self.returncode
+
+
+class Hv:
+    def __init__(self, name):
+        self.name, self.ns = name, f"lab-{name}"
+        self.ovs = type("Ovs", (), {"appctl": lambda _, *args: COVERAGE})()
+
+    def exec(self, *argv):
+        return type("Done", (), {"stdout": SNMP})()
+
+
+def monitors_started(monkeypatch, *outcomes):
+    """subprocess.Popen as PathEvidence sees it: each call the next of ``outcomes`` (a Monitor, or an exception to
+    raise); returns the list of the monitors it started."""
+    started, queue = [], list(outcomes)
+
+    def popen(argv, **_):
+        outcome = queue.pop(0)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        started.append(outcome)
+        return outcome
+
+    monkeypatch.setattr(path_evidence.subprocess, "Popen", popen)
+    return started
+
+
+def test_a_monitor_that_does_not_end_when_asked_is_killed_and_the_others_end_too(monkeypatch):
+    started = monitors_started(monkeypatch, Monitor(stubborn=True), Monitor())
+    evidence = path_evidence.PathEvidence([Hv("hva"), Hv("hvb")])
+    evidence.stop()
+    assert [m.returncode for m in started] == [-signal.SIGKILL, -signal.SIGTERM]
+    assert evidence.moved() == {"hva": {}, "hvb": {}}
+
+
+def test_a_monitor_that_cannot_start_leaves_none_of_the_others_running(monkeypatch):
+    started = monitors_started(monkeypatch, Monitor(), OSError("no ip"))
+    with pytest.raises(OSError, match="no ip"):
+        path_evidence.PathEvidence([Hv("hva"), Hv("hvb")])
+    assert [m.returncode for m in started] == [-signal.SIGTERM]
+
+
+class Stopped:
+    """Evidence that only says whether it was stopped."""
+
+    stopped = False
+
+    def stop(self):
+        self.stopped = True
+
+
+def test_a_ping_that_does_not_stop_still_ends_the_evidences_monitors():
+    p = Pinger.__new__(Pinger)
+    p.proc, p.evidence = Monitor(stubborn=True), Stopped()
+    p.proc.send_signal = lambda sig: None  # SIGINT, ignored
+    with pytest.raises(subprocess.TimeoutExpired):
+        p.stop()
+    assert p.evidence.stopped
+
+
+def test_a_ping_that_cannot_start_ends_the_evidences_monitors(monkeypatch):
+    import tests.integration.test_evpn_frr as module
+
+    evidence = Stopped()
+    monkeypatch.setattr(module, "PathEvidence", lambda hypervisors: evidence)
+    monkeypatch.setattr(module.subprocess, "Popen", lambda *a, **k: (_ for _ in ()).throw(OSError("no ping")))
+    responder = type("Responder", (), {"icmp_counters": lambda self: {"InEchos": 0, "OutErrors": 0}})()
+    vm = type("Vm", (), {"ns": "lab-a1"})()
+    with pytest.raises(OSError, match="no ping"):
+        Pinger(vm, responder, "10.0.1.21")
+    assert evidence.stopped
+
