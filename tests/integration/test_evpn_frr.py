@@ -240,15 +240,20 @@ class Pinger:
         """At least ``minimum`` requests, all of them received by the responder, and every one before the last
         reply answered but for the replies the responder's kernel counted as not sent and the requests in flight
         while a port was added (see the class)."""
-        received, unsent = self.counters["InEchos"], self.counters["OutErrors"]
-        excused = len(self.in_a_window())
+        unsent, excused = self.counters["OutErrors"], len(self.in_a_window())
         assert sent >= minimum, f"only {sent} pings {when}"
-        assert received + excused >= sent, (f"{sent - received} of {sent} echo requests never reached "
-                                            f"{self.responder.name} {when} ({excused} while a port was added): "
-                                            f"{self.lost()}")
+        self.check_reached(sent, when)
         assert sent - got <= unsent + excused, (f"{sent - got} of {sent} pings lost {when} ({unsent} replies not sent "
                                                 f"by {self.responder.name}'s kernel, {excused} while a port was "
                                                 f"added): {self.lost()}")
+
+    def check_reached(self, sent: int, when: str) -> None:
+        """Every one of ``sent`` requests received by the responder but for those in flight while a port was added
+        (see the class); a failure names the lost requests and what moved on the path (``lost()``)."""
+        received, excused = self.counters["InEchos"], len(self.in_a_window())
+        assert received + excused >= sent, (f"{sent - received} of {sent} echo requests never reached "
+                                            f"{self.responder.name} {when} ({excused} while a port was added): "
+                                            f"{self.lost()}")
 
     def missing(self) -> list[int]:
         """The requests before the last reply that got none."""

@@ -169,3 +169,16 @@ def test_a_ping_that_cannot_start_ends_the_evidences_monitors(monkeypatch):
         Pinger(vm, responder, "10.0.1.21")
     assert evidence.stopped
 
+
+def test_a_request_that_never_reached_the_responder_is_named_with_what_moved_even_if_replies_may_be_lost():
+    """check_reached, as tests/integration/test_ha_hold_frr.py uses it: replies lost pass, a request lost does not."""
+    p = Pinger.__new__(Pinger)
+    p.seqs, p.unanswered, p.windows, p.lines = set(range(1, 201)) - {41, 42}, {41: "100.065"}, [], []
+    p.counters = {"InEchos": 200, "OutErrors": 0}  # 41 and 42: their replies were lost
+    p.responder = type("Responder", (), {"name": "b1"})()
+    p.evidence = Evidence()
+    p.check_reached(200, "across the takeover")
+    p.counters["InEchos"] = 199
+    with pytest.raises(AssertionError, match=r"1 of 200 echo requests never reached b1 across the takeover .*"
+                                             r"icmp_seq=41 .*hvb: counters moved \{'Udp:NoPorts': 1\}"):
+        p.check_reached(200, "across the takeover")
