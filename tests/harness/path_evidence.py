@@ -11,12 +11,12 @@ tunnel endpoint for that moment (docs/vrs.md, "Route and link changes on a hyper
   with no route, a neighbour cache miss, an OpenFlow drop) and ``rev_reconfigure`` (full revalidations).
 
 Cheap and bounded: two reads of each counter set, one idle ``ip monitor`` per hypervisor writing to a temporary
-file, of which ``report()`` quotes the last ``EVENTS`` lines. ``stop()`` ends the monitors (SIGTERM, SIGKILL after
-STOP_WAIT seconds); one never stopped (its owner failed before it could) ends by itself after WATCH_LIMIT seconds
-(``timeout``); a failure to start one ends those already started. The Lab does not know them: the owner (a
-``Pinger``) stops them in ``finally``. What it may miss: a change in the few milliseconds before a monitor listens,
-and counts of OVS's other threads, which reach ``coverage/show`` within about a second (a count read just after the
-loss may lack it).
+file, of which ``report()`` quotes the last ``EVENTS`` lines. ``stop()`` ends the monitors (SIGTERM; after STOP_WAIT
+seconds SIGKILL to each one's process group); one never stopped (its owner failed before it could) ends by itself
+after WATCH_LIMIT seconds (``timeout``); a failure to start one ends those already started. The Lab does not know
+them: the owner (a ``Pinger``) stops them in ``finally``. What it may miss: a change in the few milliseconds before a
+monitor listens, and counts of OVS's other threads, which reach ``coverage/show`` within about a second (a count
+read just after the loss may lack it).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import signal
 import subprocess
 import tempfile
 
@@ -84,8 +85,9 @@ class PathEvidence:
         self._monitors: dict[str, subprocess.Popen] = {}
         try:
             for hv in self.hypervisors:
+                # a session of its own: ``timeout`` and the ``ip monitor`` it runs are one process group to kill
                 self._monitors[hv.name] = subprocess.Popen(netns_argv(hv.ns, watch), stdout=self._logs[hv.name],
-                                                           stderr=subprocess.STDOUT)
+                                                           stderr=subprocess.STDOUT, start_new_session=True)
         except BaseException:  # the monitors already started end with it: none left behind
             self._end_monitors()
             raise
@@ -104,7 +106,9 @@ class PathEvidence:
             self.after = {hv.name: self._read(hv) for hv in self.hypervisors}
 
     def _end_monitors(self) -> None:
-        """Every monitor still running asked to end (SIGTERM), killed if it has not within STOP_WAIT seconds."""
+        """Every monitor still running asked to end (SIGTERM: ``timeout`` passes it on), killed with its child if it
+        has not within STOP_WAIT seconds (SIGKILL to its process group: ``timeout`` killed alone would leave its
+        ``ip monitor`` running with no time limit)."""
         running = [monitor for monitor in self._monitors.values() if monitor.poll() is None]
         for monitor in running:
             monitor.terminate()
@@ -112,7 +116,7 @@ class PathEvidence:
             try:
                 monitor.wait(timeout=STOP_WAIT)
             except subprocess.TimeoutExpired:
-                monitor.kill()
+                os.killpg(monitor.pid, signal.SIGKILL)
                 monitor.wait()
 
     def events(self, name: str) -> list[str]:

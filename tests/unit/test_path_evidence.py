@@ -4,11 +4,13 @@ compared, read from the texts Open vSwitch 3.1 and the kernel print."""
 import os
 import signal
 import subprocess
+from pathlib import Path
 
 import pytest
 
 from tests.harness import path_evidence
 from tests.harness.path_evidence import counters, coverage_totals, moved, snmp_counters
+from tests.harness.wait import wait_until
 from tests.integration.test_evpn_frr import Pinger
 
 # the shape of lib/coverage.c's lines ("%-24s %5.1f/sec %9.3f/sec %13.4f/sec   total: %llu")
@@ -78,7 +80,7 @@ def test_a_monitors_line_lands_after_the_older_ones_though_the_reader_sought_bac
 
 
 class Monitor:
-    """A monitor process that ends on SIGTERM, or only on SIGKILL if ``stubborn``."""
+    """A monitor process that ends on SIGTERM, or not at all if ``stubborn``."""
 
     def __init__(self, stubborn=False):
         self.stubborn, self.returncode = stubborn, None
@@ -89,9 +91,6 @@ class Monitor:
     def terminate(self):
         if not self.stubborn:
             self.returncode = -signal.SIGTERM
-
-    def kill(self):
-        self.returncode = -signal.SIGKILL
 
     def wait(self, timeout=None):
         if self.returncode is None:
@@ -124,11 +123,22 @@ def monitors_started(monkeypatch, *outcomes):
     return started
 
 
-def test_a_monitor_that_does_not_end_when_asked_is_killed_and_the_others_end_too(monkeypatch):
-    started = monitors_started(monkeypatch, Monitor(stubborn=True), Monitor())
+def test_a_monitor_that_does_not_end_when_asked_is_killed_with_its_child_and_the_others_end_too(monkeypatch):
+    """Real processes: ``timeout`` running a child that ignores SIGTERM (as the monitors' ``timeout`` runs ``ip``)."""
+    stubborn = "trap '' TERM; echo ready $$; exec sleep 60"  # sleep keeps the pid and the ignored SIGTERM
+    argv = {"lab-hva": ["timeout", "60", "sh", "-c", stubborn], "lab-hvb": ["sleep", "60"]}
+    monkeypatch.setattr(path_evidence, "netns_argv", lambda ns, watch: argv[ns])
+    monkeypatch.setattr(path_evidence, "STOP_WAIT", 0.2)
     evidence = path_evidence.PathEvidence([Hv("hva"), Hv("hvb")])
-    evidence.stop()
-    assert [m.returncode for m in started] == [-signal.SIGKILL, -signal.SIGTERM]
+    log = evidence._logs["hva"]
+    try:
+        said = wait_until(lambda: log.seek(0) == 0 and log.read().split(), timeout=10, what="the child's trap set")
+    finally:
+        evidence.stop()
+    assert all(monitor.poll() is not None for monitor in evidence._monitors.values())
+    child = Path(f"/proc/{said[1]}/status")
+    wait_until(lambda: not child.exists() or "State:\tZ" in child.read_text(), timeout=10,
+               what=f"timeout's child {said[1]} killed too")  # gone, or dead and not yet reaped
     assert evidence.moved() == {"hva": {}, "hvb": {}}
 
 
