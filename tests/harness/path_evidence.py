@@ -10,15 +10,21 @@ tunnel endpoint for that moment (docs/vrs.md, "Route and link changes on a hyper
 - Open vSwitch's ``drop_action_*`` and ``datapath_drop_*`` coverage counters (a datapath flow that drops: a tunnel
   with no route, a neighbour cache miss, an OpenFlow drop) and ``rev_reconfigure`` (full revalidations).
 
-Cheap and bounded: two reads of each counter set, one idle ``ip monitor`` per hypervisor (for WATCH_LIMIT seconds
-at most) writing to a temporary file, of which ``report()`` quotes the last ``EVENTS`` lines. What it may miss: a
-change in the few milliseconds before a monitor listens, and counts of OVS's other threads, which reach
-``coverage/show`` within about a second (a count read just after the loss may lack it).
+Cheap and bounded: two reads of each counter set, one idle ``ip monitor`` per hypervisor writing to a temporary
+file, of which ``report()`` quotes the last ``EVENTS`` lines. ``stop()`` ends the monitors (SIGTERM; after STOP_WAIT
+seconds SIGKILL to each one's process group); one never stopped (its owner failed before it could) ends by itself
+after WATCH_LIMIT seconds (``timeout``); a failure to start one ends those already started. The Lab does not know
+them: the owner (a ``Pinger``) stops them in ``finally``. What it may miss: a change in the few milliseconds before a
+monitor listens, and counts of OVS's other threads, which reach ``coverage/show`` within about a second (a count
+read just after the loss may lack it).
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
 import re
+import signal
 import subprocess
 import tempfile
 
@@ -26,7 +32,17 @@ from tests.harness.process import netns_argv
 
 EVENTS = 12  # netlink event lines quoted per hypervisor
 WATCH_LIMIT = 660  # seconds a monitor runs at most if never stopped (a Pinger's ping stops after 600)
+STOP_WAIT = 10  # seconds a monitor has to end once asked before it is killed
 _TOTAL = re.compile(r"^(\S+)\s.*\btotal:\s*(\d+)\s*$")
+
+
+def event_log():
+    """A temporary file for a monitor's lines, written only at its end (O_APPEND): the monitor inherits its file
+    description, offset included, so otherwise a line would land where ``events()`` last sought, over older lines.
+    (``TemporaryFile(mode="a+")`` does not set O_APPEND.)"""
+    log = tempfile.TemporaryFile(mode="w+")
+    fcntl.fcntl(log.fileno(), fcntl.F_SETFL, fcntl.fcntl(log.fileno(), fcntl.F_GETFL) | os.O_APPEND)
+    return log
 
 
 def coverage_totals(text: str) -> dict[str, int]:
@@ -64,11 +80,17 @@ class PathEvidence:
         self.hypervisors = list({hv.name: hv for hv in hypervisors}.values())
         self.before = {hv.name: self._read(hv) for hv in self.hypervisors}
         self.after: dict[str, dict[str, int]] = {}
-        self._logs = {hv.name: tempfile.TemporaryFile(mode="w+") for hv in self.hypervisors}
+        self._logs = {hv.name: event_log() for hv in self.hypervisors}
         watch = ["timeout", str(WATCH_LIMIT), "ip", "-ts", "monitor", "link", "address", "route"]
-        self._monitors = {hv.name: subprocess.Popen(netns_argv(hv.ns, watch), stdout=self._logs[hv.name],
-                                                    stderr=subprocess.STDOUT)
-                          for hv in self.hypervisors}
+        self._monitors: dict[str, subprocess.Popen] = {}
+        try:
+            for hv in self.hypervisors:
+                # a session of its own: ``timeout`` and the ``ip monitor`` it runs are one process group to kill
+                self._monitors[hv.name] = subprocess.Popen(netns_argv(hv.ns, watch), stdout=self._logs[hv.name],
+                                                           stderr=subprocess.STDOUT, start_new_session=True)
+        except BaseException:  # the monitors already started end with it: none left behind
+            self._end_monitors()
+            raise
 
     @staticmethod
     def _read(hv) -> dict[str, int]:
@@ -79,12 +101,23 @@ class PathEvidence:
 
     def stop(self) -> None:
         """Stop watching (idempotent): the monitors end, the counters are read again."""
-        for monitor in self._monitors.values():
-            if monitor.poll() is None:
-                monitor.terminate()
-                monitor.wait(timeout=10)
+        self._end_monitors()
         if not self.after:
             self.after = {hv.name: self._read(hv) for hv in self.hypervisors}
+
+    def _end_monitors(self) -> None:
+        """Every monitor still running asked to end (SIGTERM: ``timeout`` passes it on), killed with its child if it
+        has not within STOP_WAIT seconds (SIGKILL to its process group: ``timeout`` killed alone would leave its
+        ``ip monitor`` running with no time limit)."""
+        running = [monitor for monitor in self._monitors.values() if monitor.poll() is None]
+        for monitor in running:
+            monitor.terminate()
+        for monitor in running:
+            try:
+                monitor.wait(timeout=STOP_WAIT)
+            except subprocess.TimeoutExpired:
+                os.killpg(monitor.pid, signal.SIGKILL)
+                monitor.wait()
 
     def events(self, name: str) -> list[str]:
         """The last EVENTS netlink event lines seen in hypervisor ``name``'s namespace."""

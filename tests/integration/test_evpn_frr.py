@@ -181,9 +181,13 @@ class Pinger:
         self.windows: list[tuple[float, float]] = []
         self.counters = responder.icmp_counters()
         self.evidence = PathEvidence([host.hv for host in (vm, responder) if hasattr(host, "hv")])
-        self.proc = subprocess.Popen(["ip", "netns", "exec", vm.ns, "ping", "-n", "-D", "-O", "-i", str(self.INTERVAL),
-                                      "-w", "600", ip],
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            self.proc = subprocess.Popen(["ip", "netns", "exec", vm.ns, "ping", "-n", "-D", "-O", "-i",
+                                          str(self.INTERVAL), "-w", "600", ip],
+                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        except BaseException:  # no ping, no stop(): the evidence's monitors end here
+            self.evidence.stop()
+            raise
         self.lines: list[str] = []
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
@@ -206,10 +210,12 @@ class Pinger:
         lab.wait_until(lambda: self.replies >= target, timeout=60, what=f"{count} more ping replies")
 
     def stop(self) -> tuple[int, int]:
-        self.proc.send_signal(signal.SIGINT)
-        self.proc.wait(timeout=10)
-        self.reader.join(timeout=10)
-        self.evidence.stop()
+        try:
+            self.proc.send_signal(signal.SIGINT)
+            self.proc.wait(timeout=10)
+            self.reader.join(timeout=10)
+        finally:  # the evidence's monitors end whatever ping did
+            self.evidence.stop()
         after = self.responder.icmp_counters()
         self.counters = {name: after[name] - self.counters[name] for name in after}
         if not self.seqs:
@@ -234,15 +240,20 @@ class Pinger:
         """At least ``minimum`` requests, all of them received by the responder, and every one before the last
         reply answered but for the replies the responder's kernel counted as not sent and the requests in flight
         while a port was added (see the class)."""
-        received, unsent = self.counters["InEchos"], self.counters["OutErrors"]
-        excused = len(self.in_a_window())
+        unsent, excused = self.counters["OutErrors"], len(self.in_a_window())
         assert sent >= minimum, f"only {sent} pings {when}"
-        assert received + excused >= sent, (f"{sent - received} of {sent} echo requests never reached "
-                                            f"{self.responder.name} {when} ({excused} while a port was added): "
-                                            f"{self.lost()}")
+        self.check_reached(sent, when)
         assert sent - got <= unsent + excused, (f"{sent - got} of {sent} pings lost {when} ({unsent} replies not sent "
                                                 f"by {self.responder.name}'s kernel, {excused} while a port was "
                                                 f"added): {self.lost()}")
+
+    def check_reached(self, sent: int, when: str) -> None:
+        """Every one of ``sent`` requests received by the responder but for those in flight while a port was added
+        (see the class); a failure names the lost requests and what moved on the path (``lost()``)."""
+        received, excused = self.counters["InEchos"], len(self.in_a_window())
+        assert received + excused >= sent, (f"{sent - received} of {sent} echo requests never reached "
+                                            f"{self.responder.name} {when} ({excused} while a port was added): "
+                                            f"{self.lost()}")
 
     def missing(self) -> list[int]:
         """The requests before the last reply that got none."""

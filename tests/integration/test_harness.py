@@ -130,7 +130,10 @@ def test_a_lost_pings_evidence_names_a_route_change_on_a_hypervisor_of_the_path(
         netns.ip(hv.ns, "route", "del", "192.0.2.0/24", "dev", "mgmt0")
         return any("Deleted 192.0.2.0/24 dev mgmt0" in line for line in evidence.events(hv.name))
 
-    lab.wait_until(flapped, timeout=10, what="a route change on hv1 in its evidence")
+    try:
+        lab.wait_until(flapped, timeout=10, what="a route change on hv1 in its evidence")
+    finally:  # its monitor ends whatever the wait did (PathEvidence)
+        evidence.stop()
     assert "192.0.2.0/24" in evidence.report() and evidence.report().startswith("hv1: counters moved")
 
 
