@@ -297,13 +297,15 @@ def test_a_table_with_a_custom_index_deletes_through_ovs_and_keeps_its_index():
 
 def test_a_stacked_row_deleted_leaves_the_copy_below_it_as_ovs_does():
     """A row stacked on another of its uuid (``IndexedRows.__setitem__`` appends: ovs's transaction code may put a
-    row back while its table holds one) is popped by a delete, the copy below it is the row then, as through ovs's
-    ``IndexedRows.__delitem__``; a second delete takes that one, a third finds none. Only the rows' order may differ
-    (ovsdb/idl/rowloop.py moves the key to the table's end)."""
+    row back while its table holds one; an update's insert of a row that exists replaces it) is popped by a delete,
+    the copy below it is the row then, as through ovs's ``IndexedRows.__delitem__``; a second delete takes that one,
+    a third finds none. Only the rows' order may differ (ovsdb/idl/rowloop.py moves the key to the table's end)."""
     key = uuid.UUID(U[5])
     plain, paced = both()
     for recorded in (plain, paced):
         recorded.feed(UPDATES[0])
+        recorded.feed({"Interface": {U[5]: {"insert": {"name": "p1"}}}})  # replaced: no stack
+        assert len(recorded.idl.tables["Interface"].rows.data[key]) == 1
         table = recorded.idl.tables["Interface"]
         data = dict(table.rows[key]._data)
         data["name"] = ovs.db.data.Datum.from_json(table.columns["name"].type, "on top")
