@@ -12,9 +12,11 @@ notices notified at the end), and ``change_seqno`` counts the same (tests/unit/t
 rows, notifications and the replica's changes with a plain ``ovs.db.idl.Idl`` fed the same updates).
 
 What ovs does with a deleted row, and so does this: the row leaves ``table.rows`` (``IndexedRows.data``, uuid ->
-[row, ...]: the last one is the row; an insert of a row that exists stacks the new one on top) and is notified as
-ROW_DELETE with the row as it was; nothing else is touched (the references to it from other rows are their own
-columns, which the same update changes: a bridge's ``ports``). A delete of a row the table lacks is ovs's warning
+[row, ...]: the last one is the row; ``IndexedRows.__setitem__`` of a uuid the table holds stacks the new one on
+top, which only ovs's transaction code does, a row a transaction deleted put back over a copy an update brought
+meanwhile: an update's insert of a row that exists replaces it) and is notified as ROW_DELETE with the row as it was;
+nothing else is touched (the references to it from other rows are their own columns, which the same update changes:
+a bridge's ``ports``). A delete of a row the table lacks is ovs's warning
 and nothing else. A table with a custom index (``Idl.index_create``: Canopy makes none) goes through ovs's own path.
 """
 
@@ -75,8 +77,9 @@ def _delete(stacks: dict, key, table_name: str):
     """The row ``key`` taken out of its table (``stacks``: its ``IndexedRows.data``), as (ROW_DELETE, row); False
     (ovs's warning logged) when the table lacks it. One lookup of ``key`` (a uuid.UUID equal to the table's key, not
     the same object: a Python ``__hash__`` and ``__eq__`` per lookup) when the row is not stacked, the usual case; a
-    stacked row (an insert of a row that existed: only a peer's mistake) moves to the table's end, the one below it the
-    row now (the rows' order is the table's dict's, which no reader of the replica depends on)."""
+    stacked row (see the module docstring) moves to the table's end, the one below it the row now (the rows' order is
+    the table's dict's, which no reader of the replica depends on; ovs's own modify moves a row to the end too).
+    Checked against ovs's delete by tests/unit/test_ovsdb_idl_parse.py."""
     stack = stacks.pop(key, None)
     if not stack:
         _OVS_LOG.warn("cannot delete missing row %s from table%s" % (key, table_name))  # ovs's words, its typo too

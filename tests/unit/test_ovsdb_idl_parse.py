@@ -295,6 +295,38 @@ def test_a_table_with_a_custom_index_deletes_through_ovs_and_keeps_its_index():
     assert paced.data() == plain.data() and paced.notices == plain.notices
 
 
+def test_a_stacked_row_deleted_leaves_the_copy_below_it_as_ovs_does():
+    """A row stacked on another of its uuid (``IndexedRows.__setitem__`` appends: ovs's transaction code may put a
+    row back while its table holds one; an update's insert of a row that exists replaces it) is popped by a delete,
+    the copy below it is the row then, as through ovs's ``IndexedRows.__delitem__``; a second delete takes that one,
+    a third finds none. Only the rows' order may differ (ovsdb/idl/rowloop.py moves the key to the table's end)."""
+    key = uuid.UUID(U[5])
+    plain, paced = both()
+    for recorded in (plain, paced):
+        recorded.feed(UPDATES[0])
+        recorded.feed({"Interface": {U[5]: {"insert": {"name": "p1"}}}})  # replaced: no stack
+        assert len(recorded.idl.tables["Interface"].rows.data[key]) == 1
+        table = recorded.idl.tables["Interface"]
+        data = dict(table.rows[key]._data)
+        data["name"] = ovs.db.data.Datum.from_json(table.columns["name"].type, "on top")
+        table.rows[key] = ovs.db.idl.Row(recorded.idl, table, key, data)
+
+    def stack(recorded):
+        return [row.name for row in recorded.idl.tables["Interface"].rows.data.get(key, [])]
+
+    assert stack(paced) == stack(plain) == ["p1", "on top"]
+    before = len(paced.notices)
+    for left, deleted in ((["p1"], "on top"), ([], "p1"), ([], None)):
+        paced.idl.changes = type(paced.idl.changes)()
+        for recorded in (plain, paced):
+            recorded.feed({"Interface": {U[5]: {"delete": None}}})
+        assert stack(paced) == stack(plain) == left
+        assert paced.data() == plain.data() and paced.notices == plain.notices
+        change = paced.idl.changes.table("Interface").get(key.int)
+        assert (change.row.name, change.deleted) == (deleted, True) if deleted else change is None
+    assert [notice[:3] for notice in paced.notices[before:]] == [(ovs.db.idl.ROW_DELETE, "Interface", U[5])] * 2
+
+
 def test_the_server_database_changes_are_applied_and_not_notified_as_ovs_does():
     server = ovs.db.schema.DbSchema.from_json({"name": "_Server", "version": "1.0.0", "tables": {
         "Database": {"columns": {"name": {"type": "string"}, "model": {"type": "string"}}}}})

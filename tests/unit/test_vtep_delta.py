@@ -130,6 +130,8 @@ def test_the_macs_a_vtep_learns_are_applied_one_row_at_a_time():
     db = FakeVtepDb()
     for vni in (5001, 5002):
         db.logical_switch(f"canopy-{vni}", vni)
+    for k in range(10):  # learnt before the first read: read whole, then changed and deleted row by row
+        db.switch_learns(rng.choice([5001, 5002]), mac(k))
     sink = Sink()
     reporter = VtepReporter(sink, "v1", "10.0.0.9:1")
     reporter.refresh(db.all("Physical_Switch"), db.all("Ucast_Macs_Local"))
