@@ -458,31 +458,46 @@ def test_importing_many_routes_pauses_and_imports_the_same():
     assert len(pauses) == 2 * 300 // 10 and paced.table() == plain.table() and len(plain.table().macs) == 300
 
 
-def test_a_pass_taking_many_received_routes_pauses_in_the_views_evpn_part():
-    """10,000 received routes reach as many MACs in the View (controller/viewremote.py): ~0.15 s in one stretch
-    before it paused per MAC. Counted: pauses made from inside it, and the flows equal a full recompute."""
-    import traceback
+def received_copies(count: int):
+    """(state, its Programmer, received routes): ``count`` vports on hv1, programmed, and as many type 2 routes a
+    peer (10.250.0.9) sends for other MACs (ours with another first byte) in the same subnets."""
     from dataclasses import replace
 
-    from bgp.importer import RouteImport
-    from controller.pacer import Pacer
-    from tests.unit.test_compiler import assert_matches_full
     from tests.unit.test_pacing import vports_state
 
-    state = vports_state(300)
-    state.vrs_update(snapshot("hv1", HV1, [(f"vm{i}", 10 + i) for i in range(300)]))
+    state = vports_state(count)
+    state.vrs_update(snapshot("hv1", HV1, [(f"vm{i}", 10 + i) for i in range(count)]))
     prog = Programmer(state)
     prog.refresh(full=True)
     view = prog.derive()
     ours = originate(view, state.policy, Mobility().update(view, state.remote_index))
     received = {("10.250.0.9", r.key): replace(r, mac="0a" + r.mac[2:], next_hop="10.251.0.200")
                 for r in by_type(ours, 2)}
-    inside = []
-    prog.pacer = Pacer(lambda: inside.append(any(f.filename.endswith("viewremote.py")
-                                                 for f in traceback.extract_stack())), 10)
+    return state, prog, received
+
+
+def receive(state, received) -> None:
+    """``received`` taken in by a fresh import, as the federation's first does."""
+    from bgp.importer import RouteImport
+
     importer = RouteImport(state.policy)
     importer.apply({})
     state.remote_changed(importer.apply(received))
+
+
+def test_a_pass_taking_many_received_routes_pauses_in_the_views_evpn_part():
+    """10,000 received routes reach as many MACs in the View (controller/viewremote.py): ~0.15 s in one stretch
+    before it paused per MAC. Counted: pauses made from inside it, and the flows equal a full recompute."""
+    import traceback
+
+    from controller.pacer import Pacer
+    from tests.unit.test_compiler import assert_matches_full
+
+    state, prog, received = received_copies(300)
+    inside = []
+    prog.pacer = Pacer(lambda: inside.append(any(f.filename.endswith("viewremote.py")
+                                                 for f in traceback.extract_stack())), 10)
+    receive(state, received)
     prog.refresh()
     assert sum(ep.kind == "evpn" for ep in prog.view.endpoints.values()) == 300
     assert sum(inside) >= 300 // 10

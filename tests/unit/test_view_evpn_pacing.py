@@ -1,15 +1,10 @@
 """The View's EVPN part (controller/viewremote.py) pauses inside a subnet's endpoints made again whole."""
 
 import sys
-from dataclasses import replace
 
-from bgp.evpn import Mobility, originate
-from bgp.importer import RouteImport
 from controller.pacer import Pacer
-from controller.programmer import Programmer
 from tests.unit.test_compiler import assert_matches_full, snapshot
-from tests.unit.test_evpn import HV1, by_type
-from tests.unit.test_pacing import vports_state
+from tests.unit.test_evpn import HV1, receive, received_copies
 
 MACS = 300
 EVERY = 10
@@ -27,18 +22,9 @@ def test_a_local_vport_leaving_a_subnet_of_many_evpn_macs_pauses_while_its_endpo
     """A local endpoint of a scope that changes derives the scope's EVPN endpoints again, whole (``update``): the
     loop making a subnet's endpoints (``_endpoints``) ran without a pause, 58-66 ms of CPU for 10,000 received MACs
     in the bursts benchmark. Counted: pauses made from that loop itself, and the flows equal a full recompute."""
-    state = vports_state(MACS)
+    state, prog, received = received_copies(MACS)
     ports = [(f"vm{i}", 10 + i) for i in range(MACS)]
-    state.vrs_update(snapshot("hv1", HV1, ports))
-    prog = Programmer(state)
-    prog.refresh(full=True)
-    view = prog.derive()
-    ours = originate(view, state.policy, Mobility().update(view, state.remote_index))
-    received = {("10.250.0.9", r.key): replace(r, mac="0a" + r.mac[2:], next_hop="10.251.0.200")
-                for r in by_type(ours, 2)}
-    importer = RouteImport(state.policy)
-    importer.apply({})
-    state.remote_changed(importer.apply(received))
+    receive(state, received)
     prog.refresh()
     assert sum(ep.kind == "evpn" for ep in prog.view.endpoints.values()) == MACS
 
