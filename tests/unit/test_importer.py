@@ -178,20 +178,10 @@ def test_an_import_from_scratch_compares_the_tables_between_pauses(monkeypatch):
     table is the same, and a table that differs is still taken."""
     from bgp.federation import Federation
     from controller.pacer import Pacer
-    from controller.remote import RemoteMac
+
+    from tests.unit.test_remote_compare import counted_comparisons
 
     every, count = 10, 300
-    compared = [0, 0]  # since the last pause, the most between two pauses
-    equal = RemoteMac.__eq__
-
-    def counted(self, other):
-        compared[0] += 1
-        compared[1] = max(compared)
-        return equal(self, other)
-
-    def pause():
-        compared[0] = 0
-
     state, _ = setup_view()
     speaker = BookSpeaker()
     federation = Federation(None, "/nonexistent", state, speaker=speaker)
@@ -201,12 +191,12 @@ def test_an_import_from_scratch_compares_the_tables_between_pauses(monkeypatch):
                                    l2_vni=web["vni"], next_hop="10.251.0.9", route_targets=tuple(web["import_rts"])))
     federation._received_changed()
     assert federation.refresh_import()
-    federation.pacer = Pacer(pause, every)
-    monkeypatch.setattr(RemoteMac, "__eq__", counted)
-    state.policy = state.policy.copy()  # as a policy commit swaps it: imported again from scratch, the same table
-    assert not federation.refresh_import()
+    with monkeypatch.context() as patched:
+        compared = counted_comparisons(patched, RemoteMac)  # [since the last pause, the most between two pauses]
+        federation.pacer = Pacer(lambda: compared.__setitem__(0, 0), every)
+        state.policy = state.policy.copy()  # as a policy commit swaps it: imported again from scratch, the same table
+        assert not federation.refresh_import()
     most = compared[1]
-    monkeypatch.setattr(RemoteMac, "__eq__", equal)
     assert most <= every and len(state.remote.macs) == count and state.remote == speaker.imported(state.policy)
     speaker.receive(MacIpRoute(rd="10.251.0.9:1", mac="02:aa:00:00:00:00", l2_vni=web["vni"], next_hop="10.251.0.9",
                                route_targets=tuple(web["import_rts"])), "withdraw")

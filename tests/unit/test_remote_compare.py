@@ -35,6 +35,20 @@ def _changed(rng, table: RemoteTable) -> RemoteTable:
     return replace(table, **{part: tuple(entries)})
 
 
+def counted_comparisons(monkeypatch, cls) -> list[int]:
+    """[comparisons since the last pause (the caller's pause sets it to 0), the most between two pauses]: counted
+    by ``cls.__eq__`` for as long as ``monkeypatch`` keeps it patched."""
+    compared, equal = [0, 0], cls.__eq__
+
+    def counted(self, other):
+        compared[0] += 1
+        compared[1] = max(compared)
+        return equal(self, other)
+
+    monkeypatch.setattr(cls, "__eq__", counted)
+    return compared
+
+
 def test_the_paced_comparison_answers_as_equality():
     for seed in range(200):
         rng = random.Random(seed)
@@ -51,16 +65,8 @@ def test_the_prefixes_are_compared_between_pauses_too(monkeypatch):
     """10,000 type 5 prefixes compared field by field cost about what 10,000 MACs do (~2 ms of CPU, load 10): they
     were compared in one stretch before the MACs' first pause. Counted: prefixes compared between two pauses."""
     every = 10
-    compared = [0, 0]  # since the last pause, the most between two pauses
-    equal = RemotePrefix.__eq__
-
-    def counted(self, other):
-        compared[0] += 1
-        compared[1] = max(compared)
-        return equal(self, other)
-
     a, b = _table(30, 3, 300), _table(30, 3, 300)
-    monkeypatch.setattr(RemotePrefix, "__eq__", counted)
+    compared = counted_comparisons(monkeypatch, RemotePrefix)
     pacer = Pacer(lambda: compared.__setitem__(0, 0), every)
     assert same_tables(a, b, pacer)
     assert compared[1] <= every and pacer.pauses >= 300 // every
