@@ -178,7 +178,6 @@ def test_an_import_from_scratch_compares_the_tables_between_pauses(monkeypatch):
     table is the same, and a table that differs is still taken."""
     from bgp.federation import Federation
     from controller.pacer import Pacer
-
     from tests.unit.test_remote_compare import counted_comparisons
 
     every, count = 10, 300
