@@ -74,7 +74,7 @@ class RemoteEndpoints:
             self._macs(scope, keys)
         recheck, self.recheck = self.recheck, defaultdict(set)  # an IP freed by a MAC no longer taken
         for scope, keys in sorted(recheck.items()):
-            self._macs(scope, {k for k in keys if self.want.get(k, (None,))[0] == scope}, recheck=False)
+            self._macs(scope, {k for k in keys if self.want.get(k, (None,))[0] == scope})
         for sid in subnets:
             ips = index.subnet_floods(sid)
             floods = frozenset(ip for ip in ips if sid in v.subnets and d._ipv4(ip) and ip not in self.live.own_ips)
@@ -174,7 +174,7 @@ class RemoteEndpoints:
             self.by_ip.pop(scope, None)
         return tuple((scope, ip) for ip in ips)
 
-    def _macs(self, scope, keys, recheck=True):
+    def _macs(self, scope, keys):
         """The EVPN endpoints of the MACs whose routes changed in one scope, and of the MACs that want one of
         the same IPs (an IP goes to its holder among the MACs wanting it, ``ip_holder``, as in derive)."""
         index = self.live.state.remote_index
