@@ -168,7 +168,16 @@ class Federation:
         State.remote changed. A round hands State only its delta (``State.remote_changed``). The import pauses
         per route (``pacer``): meanwhile the speaker's thread may add changes (taken by the next round) and a REST
         commit may replace the policy (the importer keeps the one it was built with; the next round, which the
-        commit wakes, imports again from scratch)."""
+        commit wakes, imports again from scratch). A round that raises (the caller logs it; State does not take its
+        changes) leaves the importer half changed and its changes taken: the next round imports from scratch (else its
+        delta would miss the failed round's changes and could add a MAC State holds elsewhere without removing it)."""
+        try:
+            return self._import()
+        except BaseException:
+            self._importer = None
+            raise
+
+    def _import(self) -> bool:
         with self._lock:
             changes, self._changes = self._changes, {}
             order, self._order = self._order, {}
