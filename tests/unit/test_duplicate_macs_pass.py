@@ -226,7 +226,7 @@ def test_a_write_that_raises_in_the_pool_thread_stops_neither_the_recovery_nor_t
     def broken(function, *args):
         raise RuntimeError("the pool thread failed")
 
-    fed.keeper.offload = broken
+    fed.keeper.file.offload = broken
     monkeypatch.setattr(loglimit, "_last_logged", {})  # the warning logged here, whatever other tests logged before
     now[0] = 1600.0
     fed.later.asked[-1][1]()
