@@ -45,6 +45,16 @@ class Timer:
         pass
 
 
+def failed_once(path) -> Writer:
+    """A Writer whose write of b"one" (version 1) failed; its fault gone since."""
+    w = Writer(path)
+    w.fail = True
+    w.file.put(1, b"one")
+    w.run()
+    w.fail = False
+    return w
+
+
 def test_put_returns_before_the_write_which_the_writer_then_does(tmp_path):
     w = Writer(tmp_path / "f")
     w.file.put(1, b"one")
@@ -67,14 +77,10 @@ def test_content_put_during_a_write_is_coalesced_and_the_newest_written_last(tmp
 
 def test_a_failed_write_is_logged_and_tried_again_later(tmp_path, monkeypatch, caplog):
     monkeypatch.setattr(loglimit, "_last_logged", {})
-    w = Writer(tmp_path / "f")
-    w.fail = True
-    w.file.put(1, b"one")
-    w.run()
+    w = failed_once(tmp_path / "f")
     assert w.file.behind() and w.file.written is None and w.file.failures == 1
     assert "test flags not written to" in caplog.text and "No space left on device" in caplog.text
     assert [delay for delay, _ in w.timers] == [writebehind.RETRY] and not w.spawned
-    w.fail = False
     w.timers.pop()[1]()  # the retry: a writer again, the same content
     w.run()
     assert (tmp_path / "f").read_bytes() == b"one" and w.file.written == 1 and w.file.failures == 0
@@ -94,11 +100,7 @@ def test_a_failed_write_never_overwrites_newer_content_put_during_it(tmp_path):
 
 
 def test_new_content_after_a_failure_is_written_at_once(tmp_path):
-    w = Writer(tmp_path / "f")
-    w.fail = True
-    w.file.put(1, b"one")
-    w.run()
-    w.fail = False
+    w = failed_once(tmp_path / "f")
     w.file.put(2, b"two")  # a change before the retry is due
     w.run()
     assert (tmp_path / "f").read_bytes() == b"two" and w.file.written == 2
@@ -107,11 +109,7 @@ def test_new_content_after_a_failure_is_written_at_once(tmp_path):
 
 
 def test_close_tries_a_failed_write_once_more_and_arms_no_timer(tmp_path):
-    w = Writer(tmp_path / "f")
-    w.fail = True
-    w.file.put(1, b"one")
-    w.run()
-    w.fail = False
+    w = failed_once(tmp_path / "f")
     w.file.spawn = lambda function: function()  # close waits for the writer it starts
     assert w.file.close(wait=0) and (tmp_path / "f").read_bytes() == b"one"
     w.fail = True
