@@ -8,14 +8,16 @@ sets in the middle of a pass: it must not wait for the standby, be refused when 
 look newer to the election; and the store's meta values travel only with a policy write or a snapshot (which
 replaces them all). DESIGN.md keeps config and runtime state apart. So:
 
-- **Restart**: each node writes its flags to ``<data_dir>/evpn-duplicate-macs.json`` whenever they changed, after
-  the pass that changed them, and reads them back at start. Written safely (``write_file``): to
-  ``evpn-duplicate-macs.json.part`` created anew (whatever was at that path removed first, never opened: a FIFO
-  there would block the write, a symbolic link redirect it), fsynced, renamed over the file, then the directory
-  fsynced (a power cut leaves the old file or the new one, whole); off the event loop (``offload``: the app's
-  ``blocking``, eventlet's OS threads: an fsync can take seconds on a busy disk; the pass waits for it, the event
-  loop does not). A file that cannot be read or parsed is logged and ignored (the MACs are detected anew), never a
-  failed start.
+- **Restart**: each node writes its flags to ``<data_dir>/evpn-duplicate-macs.json`` whenever they changed, and
+  reads them back at start. Written behind the pass (``controller.writebehind``: the pass hands the newest flags
+  over and goes on; one write at a time, in an OS thread, the newest flags written last, a failed write tried again)
+  and safely (``write_file``): to ``evpn-duplicate-macs.json.part`` created anew (whatever was at that path removed
+  first, never opened: a FIFO there would block the write, a symbolic link redirect it), fsynced, renamed over the
+  file, then the directory fsynced (a power cut leaves the old file or the new one, whole). Neither the pass (its
+  flows and routes) nor the event loop waits for a disk; a crash loses the changes since the last write that
+  completed (a restart reads that file: a flag set since is detected anew, a flag cleared since comes back until
+  cleared again); a stop waits a few seconds for the newest. A file that cannot be read or parsed is logged and
+  ignored (the MACs are detected anew), never a failed start.
 - **HA**: the active sends its flags to the standby over the HA link (``{"t": "duplicate_macs", "flags": [...]}``)
   whenever they changed, again on each new link connection (the peer's heartbeats tell it whether the last one
   went out on the current connection) and once it is the active again; the standby holds exactly those (its own
@@ -30,7 +32,6 @@ replaces them all). DESIGN.md keeps config and runtime state apart. So:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
@@ -38,6 +39,7 @@ import os
 
 from controller import fields, secretfile
 from controller.loglimit import warn_limited
+from controller.writebehind import WriteBehind
 
 log = logging.getLogger("canopy.bgp")
 KEPT = 1000  # flags written to the file and sent to the standby (~170 bytes each)
@@ -54,9 +56,10 @@ class DuplicateKeeper:
         self.link = None  # the HA link (controller.pairlink.PairLink) once paired: Federation.pair_with
         self.not_kept = 0  # flags held now beyond KEPT: neither in the file nor on the standby
         self.dropped = 0  # malformed rows read from the file or received from the active, not taken
-        self._written = self._sent = None  # duplicates.version last written; (version, link epoch) last sent
+        self._queued = self._sent = None  # duplicates.version last handed to the file; (version, link epoch) last sent
         self._incoming: tuple | None = None  # (the active's flags, our version then), taken by the next pass
-        self.offload = lambda function, *args: function(*args)  # the app's ``blocking``: the write off the loop
+        # the file, written behind the pass: the app sets its ``spawn`` and ``offload`` (controller/app.py)
+        self.file = WriteBehind(path, log, "duplicate MAC flags") if path is not None else None
         self._load()
 
     @property
@@ -75,10 +78,12 @@ class DuplicateKeeper:
             self.duplicates.replace(incoming[0])
 
     def sync(self, active: bool) -> None:
-        """After MAC mobility: write the flags if they changed, and send them to the standby (``active``)."""
+        """After MAC mobility: have the flags written if they changed (behind the pass: ``self.file``), and send them
+        to the standby (``active``)."""
         version = self.duplicates.version
-        if version != self._written and self._write(self._kept()):
-            self._written = version  # not after a failed write: the next pass tries again
+        if version != self._queued:
+            self._write(version, self._kept())
+            self._queued = version
         if active:
             self._offer()
 
@@ -115,21 +120,17 @@ class DuplicateKeeper:
                          self.not_kept, KEPT)
         return rows
 
-    def _write(self, rows: list[dict]) -> bool:
-        """Whether the flags' file now holds ``rows`` (or there is no file to keep)."""
-        if self.path is None:
-            return True
+    def _write(self, version: int, rows: list[dict]) -> None:
+        """Hand ``rows`` (the flags at ``version``) to the file, which writes them behind the pass."""
+        if self.file is None:
+            return
         # dumps: C's encoder, a few calls; json.dump's to a file is Python's, ~170 calls a row (on the event loop)
-        data = json.dumps({"flags": rows}, separators=(",", ":")).encode("utf-8")
-        try:
-            exc = self.offload(write_file, self.path, data)
-        except Exception as error:  # not an OSError (write_file returns those), raised in the pool's thread and
-            exc = error  # re-raised here: it failed the pass's publish too, every pass until a write succeeded
-        if exc is not None:
-            warn_limited(log, ("duplicate MACs file",), "duplicate MAC flags not written to %s (they hold in memory; "
-                         "tried again at the next pass; a restart meanwhile reads the file last written): %s",
-                         self.path, exc)
-        return exc is None
+        self.file.put(version, json.dumps({"flags": rows}, separators=(",", ":")).encode("utf-8"))
+
+    def close(self) -> None:
+        """On stop: wait a few seconds for the newest flags to be written (``WriteBehind.close``)."""
+        if self.file is not None:
+            self.file.close()
 
     def _load(self) -> None:
         if self.path is None:
@@ -143,7 +144,7 @@ class DuplicateKeeper:
             return
         rows = self._valid(data.get("flags") if isinstance(data, dict) else None, self.path) or []
         self.duplicates.replace(rows)
-        self._written = self.duplicates.version
+        self._queued = self.file.written = self.duplicates.version
         if rows:
             log.info("%d duplicate MAC flag(s) read from %s: still not announced", len(rows), self.path)
 
@@ -160,40 +161,6 @@ class DuplicateKeeper:
             self.dropped += bad
             log.warning("%d duplicate MAC flag(s) from %s dropped: malformed, or beyond the %d kept", bad, where, KEPT)
         return out
-
-
-def write_file(path: str, data: bytes) -> OSError | None:
-    """Replace the file at ``path`` by one holding ``data``, whole or not at all, also across a power cut; the error,
-    or None. Runs in an OS thread (DuplicateKeeper.offload): no logging, no green lock. The ``.part`` file is made
-    anew (O_EXCL, O_NOFOLLOW) after removing whatever is at its path (unlink removes a link or a FIFO itself, never
-    what it names or opens it); fsynced before the rename, and the directory after it (the rename durable too)."""
-    part = path + ".part"
-    try:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(part)  # a stale one (a crash mid-write), or anything put there
-        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(part, path)
-        _fsync_directory(os.path.dirname(path) or ".")
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(part)
-        return exc
-    return None
-
-
-def _fsync_directory(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _row(row) -> dict | None:

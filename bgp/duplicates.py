@@ -14,7 +14,9 @@ is wall-clock time (epoch seconds) for that reason: a flag's age goes on across 
 Work per programming pass: what changed and what is due, not what is held. The flags are also kept in ``since``
 order (``_order``: the next to recover is the first, a flag set in the future is among the last, and ``oldest`` is
 a slice), and the MACs being counted in the order of their last move (the first are the first to expire), so
-``prune`` and ``next_recovery`` look only at the flags and moves they clear, and at one more.
+``prune`` and ``next_recovery`` look only at the flags and moves they clear, and at one more. Many flags leaving
+that order at once (thousands due together after a loop flagged every local MAC, a DELETE of them all) leave it in
+one rebuild from the rest, not one removal each (``_cut``, ``_many``).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from controller.loglimit import log_limited, warn_limited
 
 log = logging.getLogger("canopy.bgp")
 LISTED = 100  # flagged MACs listed in GET /v1/bgp/peers (all are counted)
+MANY = 64  # flags taken out of the order at once from which a rebuild of the order is tried (``_many``)
 
 
 class DuplicateMacs:
@@ -88,11 +91,6 @@ class DuplicateMacs:
         self.flagged[key] = row
         self._order.add((row["since"], key))
 
-    def _unflag(self, key) -> dict:
-        row = self.flagged.pop(key)
-        self._order.remove((row["since"], key))
-        return row
-
     def prune(self) -> None:
         """Forget the moves older than the window (what is kept grows with the MACs moving, not all that ever moved),
         and the flags older than ``recovery``: each looked at only if it goes, and one more of each."""
@@ -107,25 +105,53 @@ class DuplicateMacs:
     def _restamp(self, wall: float) -> None:
         """A flag set later than ``wall`` (this host's clock set back since, or the HA active's clock ahead of ours)
         counts its age from now: it clears ``recovery`` seconds later at the latest, not as much later as the clock
-        went back (a clock corrected by years would make every flag permanent)."""
+        went back (a clock corrected by years would make every flag permanent). They are the last of the order: cut
+        off and put back at ``wall`` (``_cut``)."""
         ahead = list(takewhile(lambda item: item[0] > wall, reversed(self._order)))
+        if not ahead:
+            return
+        self._cut(ahead, len(self._order) - len(ahead))
+        since = round(wall, 3)
         for _since, key in ahead:
-            row = self._unflag(key)
-            row["since"] = round(wall, 3)
-            self._flag(key, row)
-        if ahead:
-            self.version += 1
-            warn_limited(log, ("duplicate MAC clock",), "%d duplicate MAC flag(s) set later than this host's clock "
-                         "(set back since?): their age counted from now", len(ahead))
+            self.flagged[key]["since"] = since
+        if self._many(len(ahead)):
+            self._order.update((since, key) for _since, key in ahead)  # sortedcontainers: many, one rebuild
+        else:
+            for _since, key in ahead:
+                self._order.add((since, key))
+        self.version += 1
+        warn_limited(log, ("duplicate MAC clock",), "%d duplicate MAC flag(s) set later than this host's clock "
+                     "(set back since?): their age counted from now", len(ahead))
 
     def _recover(self, before: float) -> None:
-        """Clear the flags set before ``before`` (epoch seconds): their MACs are announced and counted anew."""
-        for _since, key in list(takewhile(lambda item: item[0] <= before, self._order)):
-            self._unflag(key)
-            self.version += 1
+        """Clear the flags set before ``before`` (epoch seconds): their MACs are announced and counted anew. They are
+        the first of the order (``_cut``)."""
+        due = list(takewhile(lambda item: item[0] <= before, self._order))
+        if not due:
+            return
+        self._cut(due, 0)
+        for _since, key in due:
+            del self.flagged[key]
             log_limited(log, logging.INFO, ("duplicate MAC recovered",), "duplicate MAC %s in subnet %s: flag cleared "
                         "after %gs (bgp.duplicate_mac.recovery): announced again, its moves counted anew", key[1],
                         key[0], self.recovery)
+        self.version += 1
+
+    def _cut(self, items: list, start: int) -> None:
+        """Take ``items``, the order's from ``start`` on, out of the order (not out of ``flagged``). Many (``_many``):
+        one slice deleted, which SortedList rebuilds from the rest, not one ``remove`` each (a bisect and a
+        rebalance: ~190 bytecodes a flag; 10,000 flags due at once held the event loop 50-100 ms); a few: removed one
+        by one, so that their cost does not grow with the flags held."""
+        if self._many(len(items)):
+            del self._order[start:start + len(items)]  # sortedcontainers: an eighth or more, a rebuild from the rest
+        else:
+            for item in items:
+                self._order.remove(item)
+
+    def _many(self, count: int) -> bool:
+        """Whether taking ``count`` flags out of the order is cheaper as a rebuild from the rest (one sorted pass, in
+        C) than as ``count`` removals."""
+        return count >= MANY and 8 * count >= len(self._order)
 
     def next_recovery(self) -> float | None:
         """Seconds until the oldest flag is to be cleared by ``recovery`` (None: no flag, or no recovery)."""
@@ -134,14 +160,24 @@ class DuplicateMacs:
         return max(0.0, self._order[0][0] + self.recovery - self.wall())
 
     def clear(self, subnet_id: str | None = None, mac: str | None = None) -> list[dict]:
-        """Unflag the duplicates of ``subnet_id`` and ``mac`` (None: any); the rows cleared."""
+        """Unflag the duplicates of ``subnet_id`` and ``mac`` (None: any); the rows cleared. Many at once (a DELETE of
+        every flag, of a subnet's): the order rebuilt from the flags left, in one sorted pass, not one ``remove``
+        each (``_cut``)."""
         if subnet_id is not None and mac is not None:  # one flag: looked up, not searched
             keys = [(subnet_id, mac)] if (subnet_id, mac) in self.flagged else []
         else:
-            keys = [k for k in self.flagged if subnet_id in (None, k[0]) and mac in (None, k[1])]
-        if keys:
-            self.version += 1
-        return [self._unflag(key) for key in sorted(keys)]
+            keys = sorted(k for k in self.flagged if subnet_id in (None, k[0]) and mac in (None, k[1]))
+        if not keys:
+            return []
+        self.version += 1
+        rows = [self.flagged.pop(key) for key in keys]
+        if self._many(len(rows)):
+            flagged = self.flagged
+            self._order = SortedList(item for item in self._order if item[1] in flagged)
+        else:
+            for row, key in zip(rows, keys):
+                self._order.remove((row["since"], key))
+        return rows
 
     def replace(self, rows: list[dict]) -> None:
         """Hold exactly these flags (rows as ``rows()`` gives them: the HA active's, or those kept on disk); the same

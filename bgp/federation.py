@@ -112,6 +112,7 @@ class Federation:
         if self._recovery is not None:
             self._recovery[1].cancel()
         self.speaker.stop()
+        self.keeper.close()  # the newest duplicate MAC flags written (a few seconds at most)
 
     def pair_with(self, pair) -> None:
         """Hand the duplicate MAC flags to the HA standby, and take the active's there (``bgp.dupkeep``)."""

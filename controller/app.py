@@ -116,7 +116,8 @@ class CanopyApp(RyuApp):
 
             self.federation = Federation(settings.bgp, settings.data_dir, self.state)
             self.federation.pacer = self.programmer.pacer  # importing and originating 10,000 routes pause too
-            self.federation.keeper.offload = blocking  # the duplicate MAC flags' file and its fsyncs off the loop
+            flags = self.federation.keeper.file  # the duplicate MAC flags' file (bgp/dupkeep.py):
+            flags.spawn, flags.offload = hub.spawn, blocking  # written behind the pass, its fsyncs off the loop
         extra += rest_bgp.routes(self.federation, self.rest_lane.pause)  # listing 10,000 routes pauses
         self.routes = RoutePass(self.federation, self.programmer, self.hold, lambda: self.program_loop.started)
         self.programmer.on_view = self.routes.view_ready  # the EVPN routes go out before the pass compiles

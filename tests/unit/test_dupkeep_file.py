@@ -1,6 +1,7 @@
-"""The duplicate MAC flags' file (bgp/dupkeep.py ``write_file``): whatever is put at the ``.part`` path (a FIFO, a
-symbolic link) neither blocks the write nor redirects it; the file is fsynced before the rename and the directory
-after; and the write, fsyncs included, runs off the event loop (the app's ``blocking``)."""
+"""The duplicate MAC flags' file (bgp/dupkeep.py, controller/writebehind.py ``write_file``): whatever is put at the
+``.part`` path (a FIFO, a symbolic link) neither blocks the write nor redirects it; the file is fsynced before the
+rename and the directory after; and in the app the write, fsyncs included, runs behind the pass and off the event
+loop (its ``spawn`` and ``blocking``)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,9 @@ ROWS = [{"subnet_id": "s", "mac": "02:00:00:00:00:01", "took": 1.0, "last_move":
 
 
 def keeper(tmp_path):
-    return dupkeep.DuplicateKeeper(DuplicateMacs, str(tmp_path / FILE_NAME))
+    keep = dupkeep.DuplicateKeeper(DuplicateMacs, str(tmp_path / FILE_NAME))
+    keep.file.later = lambda delay, function: None  # a failed write's retry: not started here
+    return keep
 
 
 def written(tmp_path):
@@ -35,7 +38,7 @@ def test_a_fifo_at_the_part_path_neither_blocks_the_write_nor_takes_it(tmp_path)
     opened. A blocked open is released by the test (tests/unit/fifo.py) and the test fails."""
     keep = keeper(tmp_path)
     with fifo_without_reader(tmp_path / (FILE_NAME + ".part")):
-        keep._write(ROWS)
+        keep._write(1, ROWS)
     assert written(tmp_path) == ROWS
     assert sorted(os.listdir(tmp_path)) == [FILE_NAME]
 
@@ -46,7 +49,7 @@ def test_a_symlink_at_the_part_path_does_not_redirect_the_write(tmp_path):
     victim = tmp_path / "elsewhere"
     victim.write_text("not yours\n")
     (tmp_path / (FILE_NAME + ".part")).symlink_to(victim)
-    keeper(tmp_path)._write(ROWS)
+    keeper(tmp_path)._write(1, ROWS)
     assert written(tmp_path) == ROWS and victim.read_text() == "not yours\n"
     assert sorted(os.listdir(tmp_path)) == ["elsewhere", FILE_NAME]
 
@@ -71,54 +74,71 @@ def test_the_file_is_fsynced_before_the_rename_and_the_directory_after(tmp_path,
 
     monkeypatch.setattr(os, "fsync", synced)
     monkeypatch.setattr(os, "replace", lambda a, b: (events.append("renamed"), replace(a, b))[1])
-    keeper(tmp_path)._write(ROWS)
+    keeper(tmp_path)._write(1, ROWS)
     assert events == ["part fsynced, whole", "renamed", "directory fsynced"]
     assert written(tmp_path) == ROWS
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_part(tmp_path, monkeypatch, caplog):
     keep = keeper(tmp_path)
-    keep._write(ROWS)
+    keep._write(1, ROWS)
 
     def full(fd):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", full)
-    keep._write(ROWS + [dict(ROWS[0], mac="02:00:00:00:00:02")])
+    keep._write(2, ROWS + [dict(ROWS[0], mac="02:00:00:00:00:02")])
     assert written(tmp_path) == ROWS and sorted(os.listdir(tmp_path)) == [FILE_NAME]
     assert "No space left on device" in caplog.text
 
 
-GREEN_WRITE = textwrap.dedent("""
+APP_WRITE = textwrap.dedent("""
     import os, sys
     sys.path.insert(0, {root!r})
-    from controller.ryu_compat import blocking, hub
+    from controller.ryu_compat import hub
     hub.patch(thread=True)                    # as run_manager does before the apps exist
     from eventlet import patcher
-    from bgp.dupkeep import DuplicateKeeper
-    from bgp.duplicates import DuplicateMacs
+    from controller import runtime, settings
+    from controller.yamldoc import Doc
 
-    ran = patcher.original("threading").Event()  # set by a green thread: only when the hub is free
-    real_fsync = os.fsync
+    runtime.SETTINGS = settings.from_doc(Doc("<t>", {{"data_dir": {data!r}, "bgp": {{
+        "router_id": "10.250.0.1", "neighbors": [{{"address": "10.250.0.2", "asn": 65002}}]}}}}))
+    from controller.app import CanopyApp
+    fed = CanopyApp().federation              # wired as ryu-manager builds the app
+    os_threading = patcher.original("threading")
+    loop, released, real_fsync = os_threading.get_ident(), os_threading.Event(), os.fsync
 
-    def fsync(fd):                            # a slow disk: done only once another green thread has run
-        if not ran.wait({bound}):
-            print("the write held the event loop", flush=True)
+    def fsync(fd):                            # a slow disk: done once the test has seen the pass end
+        if os_threading.get_ident() == loop:
+            print("the write ran on the event loop", flush=True)
+        elif not released.wait({bound}):
+            print("the pass waited for the write", flush=True)
         real_fsync(fd)
 
     os.fsync = fsync
-    keeper = DuplicateKeeper(DuplicateMacs, {path!r})
-    keeper.offload = {offload}                # as controller/app.py sets it
-    hub.spawn(ran.set)
-    keeper._write([])
+    fed.mobility.duplicates.replace({rows!r})
+    fed.tend_flags()                          # a pass's first step: the flags changed
+    print("pass done, file written:", os.path.exists({path!r}), flush=True)
+    released.set()
+    for _ in range({bound} * 100):
+        if not fed.keeper.file.behind():
+            break
+        hub.sleep(0.01)
     print(open({path!r}).read(), flush=True)
 """)
 
 
-def test_the_write_and_its_fsyncs_leave_the_event_loop_free(tmp_path):
-    """The fsync waits (in the test) until another green thread has run: through ``blocking`` (eventlet's OS
-    threads) it does at once; run on the event loop, it would wait for ever (bounded by the test: then it says so)."""
-    code = GREEN_WRITE.format(root=os.getcwd(), path=str(tmp_path / FILE_NAME), offload="blocking", bound=60)
+def test_the_app_writes_the_flags_behind_the_pass_and_off_the_event_loop(tmp_path):
+    """The app as ryu-manager builds it (controller/app.py wires the flags' file): a pass that changed the flags
+    hands them over and goes on, its flows and routes not waiting for a disk (was: the pass waited for both
+    fsyncs), and the write, fsyncs included, runs in an OS thread, never on the event loop. The fsync waits (in
+    the test) until the pass has returned: a pass that waited for it, or a write on the event loop, is reported
+    (bounded), and the test fails."""
+    data = tmp_path / "data"
+    data.mkdir()
+    path = data / FILE_NAME
+    code = APP_WRITE.format(root=os.getcwd(), data=str(data), path=str(path), rows=ROWS, bound=10)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert done.stdout == '{"flags":[]}\n'
+    assert done.stdout.splitlines() == ["pass done, file written: False", json.dumps({"flags": ROWS},
+                                                                                     separators=(",", ":"))]

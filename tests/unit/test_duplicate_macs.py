@@ -15,7 +15,7 @@ import pytest
 from bgp import dupkeep
 from bgp.dupkeep import FILE_NAME, MESSAGE
 from bgp.federation import Federation
-from controller import lifecycle, loglimit, resttoken, runtime
+from controller import lifecycle, loglimit, resttoken, runtime, writebehind
 from controller import settings as settings_mod
 from controller.yamldoc import Doc
 from tests.unit.fifo import fifo_without_writer
@@ -55,6 +55,8 @@ def federation(data_dir, now, state=None, **duplicate_mac):
     duplicates = fed.mobility.duplicates
     duplicates.clock = duplicates.wall = lambda: now[0]
     fed.later = Timers()
+    if fed.keeper.file is not None:
+        fed.keeper.file.later = Timers()  # a failed write's retry (controller/writebehind.py), none started
     return fed
 
 
@@ -196,6 +198,21 @@ def test_flags_survive_a_restart_and_their_age_goes_on(tmp_path, caplog):
     assert not flagged(federation(tmp_path / "a", now, fed.state))  # the clearing was written too
 
 
+def test_a_stop_writes_the_flags_a_pass_handed_over_and_a_restart_reads_them(tmp_path):
+    """A pass hands its flags to the writer and goes on (controller/writebehind.py); the stop (Federation.stop, from
+    the app's shut-down) waits for the writer: a restart after a clean stop reads the newest flags back."""
+    now = [1000.0]
+    fed = federation(tmp_path / "a", now)
+    writers = []
+    fed.keeper.file.spawn = writers.append  # the writer's green thread: not run by the pass
+    moved_twice(fed)
+    assert flagged(fed) and not (tmp_path / "a" / FILE_NAME).exists() and len(writers) == 1
+    fed.keeper.file.sleep = lambda _seconds: writers and writers.pop()()  # its turn comes while the stop waits
+    fed.speaker.stop = lambda: None
+    fed.stop()
+    assert flagged(federation(tmp_path / "a", now, fed.state))
+
+
 def test_passes_that_change_no_flag_write_no_file(tmp_path):
     """The file is written after a pass that changed a flag, never on every pass: a flagged MAC still flapping (a
     peer winning it and losing it again, or a loop) moves in each pass, and nothing is written."""
@@ -238,24 +255,28 @@ def test_a_flags_file_that_cannot_be_written_is_logged_and_the_flags_hold_in_mem
         moved_twice(fed)
     assert flagged(fed) and not announced(fed)
     assert f"duplicate MAC flags not written to {tmp_path / 'a' / FILE_NAME} (they hold in memory; tried again " \
-           "at the next pass; a restart meanwhile reads the file last written)" in caplog.text
+           "in 5s or with the next change; a restart meanwhile reads the file last written)" in caplog.text
     assert [p.name for p in (tmp_path / "a").iterdir()] == [FILE_NAME]  # no part file left
 
 
-def test_a_flags_write_that_failed_is_tried_again_at_the_next_pass_without_a_new_change(tmp_path):
+def test_a_flags_write_that_failed_is_tried_again_later_without_a_new_change(tmp_path):
     """Before, a failed write counted as written: the file kept the older flags until the next change of flags, and
-    a restart meanwhile read them back (a cleared flag came back)."""
+    a restart meanwhile read them back (a cleared flag came back). Now the writer's timer tries it again."""
     now = [1000.0]
     fed = federation(tmp_path / "a", now)
     (tmp_path / "a" / FILE_NAME).mkdir()
     moved_twice(fed)
-    assert flagged(fed)
+    assert flagged(fed) and fed.keeper.file.behind()
     (tmp_path / "a" / FILE_NAME).rmdir()  # the fault is gone; the flags have not changed since
     version = fed.mobility.duplicates.version
-    at(fed, "hv1")  # vm1 stays on hv1: no move, no flag change
-    assert fed.mobility.duplicates.version == version
+    at(fed, "hv1")  # vm1 stays on hv1: no move, no flag change, no write
+    assert fed.mobility.duplicates.version == version and not (tmp_path / "a" / FILE_NAME).exists()
+    delay, retry = fed.keeper.file.later.asked[-1]
+    assert delay == writebehind.RETRY
+    retry()
     written = json.loads((tmp_path / "a" / FILE_NAME).read_text())["flags"]
     assert [(row["subnet_id"], row["mac"]) for row in written] == [key_of(fed)]
+    assert not fed.keeper.file.behind() and fed.keeper.file.written == version
 
 
 def test_malformed_rows_are_dropped_and_counted_the_good_ones_kept(tmp_path):
@@ -278,7 +299,7 @@ def test_a_thousand_flags_are_written_with_a_few_calls_not_a_few_per_row(tmp_pat
     rows = [{"subnet_id": "s", "mac": f"02:00:00:00:{i // 256:02x}:{i % 256:02x}", "took": 1.5,
              "last_move": "away, to 10.251.0.9", "window": 60.0, "since": 999.5} for i in range(dupkeep.KEPT)]
     profile = cProfile.Profile()
-    profile.runcall(fed.keeper._write, rows)
+    profile.runcall(fed.keeper._write, 1, rows)
     assert json.loads((tmp_path / "a" / FILE_NAME).read_text())["flags"] == rows
     assert pstats.Stats(profile).total_calls < 100
 

@@ -71,7 +71,7 @@ def test_a_reader_that_opens_without_waiting_passes_however_long_the_block_lasts
 
 
 def blocking_write(path):
-    """What the flags' writer must not do (bgp/dupkeep.py): open a FIFO for writing, waiting for a reader."""
+    """What the flags' writer must not do (controller/writebehind.py): open a FIFO for writing, waiting for a reader."""
     with open(path, "wb") as fh:
         fh.write(b"flags")
 
@@ -92,5 +92,5 @@ def test_a_writer_waiting_in_the_open_fails_the_test(tmp_path, monkeypatch, wcha
 def test_a_writer_that_never_opens_it_passes_however_long_the_block_lasts(tmp_path, monkeypatch):
     monkeypatch.setattr(fifo, "BOUND", 0.0)
     with fifo.fifo_without_reader(tmp_path / "fifo") as name:
-        os.unlink(name)  # what bgp/dupkeep.py does with whatever is at its .part path
+        os.unlink(name)  # what controller/writebehind.py does with whatever is at its .part path
         fifo._time.sleep(3 * fifo.TRY_EVERY)
