@@ -25,6 +25,7 @@ import time
 
 import pytest
 
+from tests.harness.watched import Watched
 from tests.integration import frr
 from tests.integration.test_evpn_frr import ASN, MACS, Pinger, peers, received_macs, sessions_and_leases
 from tests.integration.test_evpn_gr_restart import Watcher, dropping
@@ -88,9 +89,8 @@ def test_a_takeover_inside_the_standbys_hold_behind_frr_announces_what_it_knows_
     lab.wait_until(lambda: {a1, a2} <= rr.evpn_macs(hosts[act].ip) and {a1, a2} <= received_macs(c.api), timeout=30,
                    what="the pair's VMs at the reflector and C")
     monitor = flow_monitor(lab, hva, "monitor-holdfrr")
-    pinger = Pinger(vms["a1"], vms["b1"], "10.0.1.21")
-    looks, routes, failure = Looks(new), None, None
-    try:
+    looks, pinger = Looks(new), Pinger(vms["a1"], vms["b1"], "10.0.1.21")
+    with Watched(pinger, lambda: flow_changes(monitor), "hva") as watched:
         pinger.wait_replies(lab, 100)
         with dropping(hosts[sby], hva2.mgmt_ip):  # hva2 stays away from the standby's new process
             new.stop()
@@ -99,7 +99,7 @@ def test_a_takeover_inside_the_standbys_hold_behind_frr_announces_what_it_knows_
                            and hold(new)["waiting_for"] == [{"kind": "vrs", "name": "hva2"}]
                            and peers(new.api)[rr.host.ip]["state"] == "up", timeout=30,
                            what=f"{sby} standby, its session with the reflector up, its hold waiting for hva2 only")
-            routes = Watcher(rr, c.api, {a1})  # a1's route at the reflector and at C, every 0.1 s
+            routes = watched.routes = Watcher(rr, c.api, {a1})  # a1's route at the reflector and at C, every 0.1 s
             killed_wall = time.time()  # before the signal: no loss it causes can come before
             killed = kill(nodes[act])
             lab.wait_until(lambda: looks.see()[0] == "active", timeout=30, what=f"{sby} takes over")
@@ -120,15 +120,7 @@ def test_a_takeover_inside_the_standbys_hold_behind_frr_announces_what_it_knows_
                        what=f"a2's route at the reflector from {sby} and at C after the hold")
         lab.wait_until(lambda: in_sync(new, hva), timeout=30, what=f"hva in sync with {sby}")
         pinger.wait_replies(lab, 200)  # 2 s more, once the new active may write hva
-    except AssertionError as exc:  # said below with what the traffic and hva saw meanwhile
-        failure = exc
-    finally:
-        if routes is not None:
-            routes.stop()
-        sent, got = pinger.stop()
-    if failure is not None:
-        raise AssertionError(f"{failure}; meanwhile b1 received {pinger.counters['InEchos']} requests, {got} got a "
-                             f"reply; flow changes on hva: {flow_changes(monitor)[:5]}") from None
+    sent, got = watched.sent, watched.got
     # each lost request with when its successor went, in seconds after the kill (None: ping did not say)
     after_kill = {seq: None if at is None else round(at - killed_wall, 2) for seq, at in pinger.lost_sent().items()}
     lost = [at for at in after_kill.values() if at is not None]
