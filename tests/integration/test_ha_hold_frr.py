@@ -10,10 +10,11 @@ standby is restarted with hva2's packets to it dropped, so that its start-up hol
 restart for EVPN), so C withdraws a1 and the replies are lost until the new active announces a1 again: it does so
 inside its hold (controller/routepass.py), not when the hold ends.
 
-What is proven: the standby takes over inside its hold; a1's route is back at the reflector (from the new active) and
-at C within ROUTE_BACK_WITHIN of the kill, and the replies lost meanwhile are lost in one window of consecutive
-requests within the same bound (counted and printed; a second window, e.g. when the hold ends, fails; no request is
-lost); a2's route (hva2 not back) is not announced and no End-of-RIB is sent while the hold lasts; nothing on hva
+What is proven: the standby takes over inside its hold, within TAKEOVER_WITHIN of the kill; a1's route is back at the
+reflector (from the new active) and at C within ROUTE_BACK_AFTER of the takeover (not only of the kill: a route
+announced late, with a later pass, fails), and the replies lost meanwhile are lost in one window of consecutive
+requests, from the kill to the same bound (counted and printed; a second window, e.g. when the hold ends, fails; no
+request is lost); a2's route (hva2 not back) is not announced and no End-of-RIB is sent while the hold lasts; nothing on hva
 changes (no flow added, modified or deleted: ``ovs-ofctl monitor``) before or after the hold ends. Once hva2 is let
 back the hold ends (every switch reported), End-of-RIB and a2's route follow.
 """
@@ -38,11 +39,15 @@ pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(not frr.AVAILABLE and os.environ.get("CI") != "true",
                                  reason="FRR bgpd (Debian package frr) not installed")]
 
-HOLD = {"hold_time": 45, "hold_max": 60}  # long against what the test waits for inside the hold (ROUTE_BACK_WITHIN)
-# Seconds after the kill by which a1's route is back at the reflector and C, and the pings pass again: the takeover
-# (up to ~5 s: OVS reports the dead master with its statistics, every 5 s: docs/ha.md), one programming pass and the
-# route's way through ExaBGP, the reflector and C's pass (1.2-1.9 s in test_evpn_hold_announce), on a loaded machine.
-ROUTE_BACK_WITHIN = 15
+HOLD = {"hold_time": 45, "hold_max": 60}  # long against what the test waits for inside the hold (the bounds below)
+# Seconds after the kill by which the standby is seen active: up to ~5 s (OVS reports the dead master with its
+# statistics, every 5 s: docs/ha.md), on a loaded machine.
+TAKEOVER_WITHIN = 15
+# Seconds after the takeover was seen by which a1's route is back at the reflector and C (the first look that found it
+# began), and the pings pass again: one programming pass and the route's way through ExaBGP, the reflector and C's
+# pass. 0.07-0.30 s in 16 runs at load 5.8-14.6 (docs/benchmarks.md, branch holdfrr, and the runs of branch tidy);
+# announced with the next pass whose View changed instead (``RoutePass.held`` doing nothing): 4.27 s.
+ROUTE_BACK_AFTER = 3
 RECONNECT_MS = 1000  # hva2's reconnection back-off once let back (OVS's default grows to 8 s)
 
 
@@ -64,6 +69,15 @@ def frrpair(lab_capable):
                             "the three controllers' sessions with the reflector")
         reach(lab, vms["a1"], "10.0.1.21", timeout=30)
         yield lab, nodes, {"a": ctl_a, "b": ctl_b}, c, hvs, vms, rr
+
+
+def first_seen(lab, check, what: str) -> float:
+    """When (monotonic) the first look that found ``check()`` true began (a look's own time, a reflector's table read
+    through vtysh, is not counted against what it looks for)."""
+    def look():
+        at = time.monotonic()
+        return check() and at
+    return lab.wait_until(look, timeout=30, what=what)
 
 
 def lost_apart(pinger, start: float, end: float) -> list[int]:
@@ -105,9 +119,9 @@ def test_a_takeover_inside_the_standbys_hold_behind_frr_announces_what_it_knows_
             lab.wait_until(lambda: looks.see()[0] == "active", timeout=30, what=f"{sby} takes over")
             took_over = looks.when("active") - killed
             assert looks.last == ("active", "syncing"), f"{sby} did not take over inside its hold: {looks.last}"
-            lab.wait_until(lambda: a1 in rr.evpn_macs(new_ip) and a1 in received_macs(c.api), timeout=30,
-                           what=f"a1's route at the reflector from {sby} and at C")
-            route_back = time.monotonic() - killed
+            back_at = first_seen(lab, lambda: a1 in rr.evpn_macs(new_ip) and a1 in received_macs(c.api),
+                                 f"a1's route at the reflector from {sby} and at C")
+            route_back, after_takeover = back_at - killed, back_at - looks.when("active")
             lab.wait_until(lambda: masters(hva) == [f"tcp:{new_ip}:6653"], timeout=15, what=f"{sby} master of hva")
             pinger.wait_replies(lab, 200)  # 2 s of pings with a1's route back
             assert looks.see() == ("active", "syncing"), f"{sby}'s hold ended before the test could look: raise HOLD"
@@ -127,19 +141,22 @@ def test_a_takeover_inside_the_standbys_hold_behind_frr_announces_what_it_knows_
     window = f"{min(lost):.2f}-{max(lost):.2f} s after the kill" if lost else "none"
     gone = routes.missing_at
     print(f"\n{act} killed; {sby} active {took_over:.2f} s later inside its hold; a1's route back at the reflector "
-          f"and C {route_back:.2f} s after the kill (missing in {len(gone)} of {routes.looks} looks, the last "
+          f"and C {route_back:.2f} s after the kill, {after_takeover:.2f} s after the takeover (missing in {len(gone)} of {routes.looks} looks, the last "
           f"{(max(gone, default=killed) - killed):.2f} s after it); {sent} pings, {got} replies, {sent - got} lost "
           f"({window}); hold over {released:.2f} s after the kill ({hold(new)['message']})")
     assert not in_hold, f"{len(in_hold)} flow changes on hva inside {sby}'s hold: {in_hold[:5]}"
     changes = flow_changes(monitor)
     assert not changes, f"{len(changes)} flow changes on hva once {sby}'s hold ended: {changes[:5]}"
     assert hold(new)["message"].startswith("all 3 switches connected before have reported"), hold(new)["message"]
-    assert route_back <= ROUTE_BACK_WITHIN, f"a1's route back {route_back:.2f} s after the kill"
+    assert took_over <= TAKEOVER_WITHIN, f"{sby} active {took_over:.2f} s after the kill"
+    assert after_takeover <= ROUTE_BACK_AFTER, (f"a1's route back {after_takeover:.2f} s after the takeover "
+                                                f"({route_back:.2f} s after the kill)")
     pinger.check_reached(sent, "across the takeover")
-    # One window: a second one (or a loss before the kill, or after ROUTE_BACK_WITHIN) is a fault, e.g. the routes
-    # withdrawn again when the hold ends (9.8-14.1 s after the kill in the runs of docs/benchmarks.md)
-    apart = lost_apart(pinger, killed_wall, killed_wall + ROUTE_BACK_WITHIN)
+    # One window: a second one (or a loss before the kill, or after ROUTE_BACK_AFTER from the takeover) is a fault,
+    # e.g. the routes withdrawn again when the hold ends (9.8-14.1 s after the kill in the runs of docs/benchmarks.md)
+    window_end = killed_wall + took_over + ROUTE_BACK_AFTER
+    apart = lost_apart(pinger, killed_wall, window_end)
     assert len(apart) <= pinger.counters["OutErrors"], (
-        f"{len(apart)} pings lost apart from one window in the {ROUTE_BACK_WITHIN} s after the kill "
+        f"{len(apart)} pings lost apart from one window from the kill to {window_end - killed_wall:.2f} s after it "
         f"({pinger.counters['OutErrors']} replies not sent by b1's kernel), the first (icmp_seq, seconds after the "
         f"kill its successor went): {[(seq, after_kill[seq]) for seq in apart[:10]]}")
