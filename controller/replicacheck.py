@@ -49,7 +49,7 @@ def _one_kind(policy: Policy, kind: str, oid: str) -> None:
     """Raise InvalidReplica if ``oid`` is also the id of an object of another kind. A REST write never makes one (the
     controller gives each object a new UUID; "id" is not writable), and Canopy keys some things by id alone: a
     domain's and an L2-only subnet's IPs share one namespace per id (controller/viewremote.py, controller/derive.py:
-    the "scope"), so one id would join two tenants' address spaces."""
+    the "scope"): one id made them one (a VM's IP in the domain took it from a remote MAC in the subnet)."""
     for other, objects in policy.objects.items():
         if oid in objects and other != kind:
             raise InvalidReplica(_two_kinds(kind, oid, other))
