@@ -110,10 +110,18 @@ def test_a_takeover_inside_the_standbys_hold_behind_frr_announces_what_it_knows_
         with dropping(hosts[sby], hva2.mgmt_ip):  # hva2 stays away from the standby's new process
             new.stop()
             new.start()
-            lab.wait_until(lambda: looks.see() == ("standby", "syncing")
-                           and hold(new)["waiting_for"] == [{"kind": "vrs", "name": "hva2"}]
-                           and peers(new.api)[rr.host.ip]["state"] == "up", timeout=30,
-                           what=f"{sby} standby, its session with the reflector up, its hold waiting for hva2 only")
+            seen = {}  # the last look, for a timeout's message (a run at load 10-16 timed out here once)
+
+            def restarted():
+                seen.update(role=looks.see(), waiting=hold(new)["waiting_for"],
+                            session=peers(new.api).get(rr.host.ip, {}).get("state"))
+                return seen["role"] == ("standby", "syncing") and seen["session"] == "up" and \
+                    seen["waiting"] == [{"kind": "vrs", "name": "hva2"}]
+            try:
+                lab.wait_until(restarted, timeout=30, what=f"{sby} standby, its session with the reflector up, its "
+                               "hold waiting for hva2 only")
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}; last seen: {seen}") from None
             routes = watched.routes = Watcher(rr, c.api, {a1})  # a1's route at the reflector and at C, every 0.1 s
             killed_wall = time.time()  # before the signal: no loss it causes can come before
             killed = kill(nodes[act])
