@@ -45,10 +45,24 @@ def _check_ref(kind, oid) -> None:
         raise InvalidReplica(f"{kind}: id {oid!r:.80} is not an object id")
 
 
+def _one_kind(policy: Policy, kind: str, oid: str) -> None:
+    """Raise InvalidReplica if ``oid`` is also the id of an object of another kind. A REST write never makes one (the
+    controller gives each object a new UUID; "id" is not writable), and Canopy keys some things by id alone: a
+    domain's and an L2-only subnet's IPs share one namespace per id (controller/viewremote.py, controller/derive.py:
+    the "scope"): one id made them one (a VM's IP in the domain took it from a remote MAC in the subnet)."""
+    for other, objects in policy.objects.items():
+        if oid in objects and other != kind:
+            raise InvalidReplica(_two_kinds(kind, oid, other))
+
+
+def _two_kinds(kind, oid, other) -> str:
+    return f"{kind} {oid!r:.80}: id: also the id of a {other} (an id names one object)"
+
+
 def checked_changes(changes: list[Change], policy: Policy, pacer: Pacer = NEVER) -> tuple[list[Change], Policy]:
     """The changes with checked bodies, and the policy they lead to from ``policy`` (which passed the checks:
     the standby's policy only ever holds checked data), checked with the rules a REST write is checked with
-    (controller.policy.check_changes); raises InvalidReplica. ``pacer`` is ticked per change."""
+    (controller.policy.check_changes); raises InvalidReplica. ``pacer`` is ticked per change (twice per put)."""
     candidate, out = policy.copy(), []
     for change in changes:
         pacer.tick()
@@ -62,6 +76,10 @@ def checked_changes(changes: list[Change], policy: Policy, pacer: Pacer = NEVER)
         else:
             raise InvalidReplica(f"change {change.seq}: op {change.op!r:.40} is not put or delete")
         out.append(Change(change.kind, change.id, change.op, body, change.seq, change.txn, change.ts))
+    for change in out:  # once all are in: a batch may delete one object and put another kind's with its id
+        if change.op == "put":
+            pacer.tick()
+            _one_kind(candidate, change.kind, change.id)
     _report(pol.check_changes(candidate, [(c.kind, c.id) for c in out], pacer))
     return out, candidate
 
@@ -76,6 +94,11 @@ def checked_snapshot(snapshot) -> Policy:
             raise InvalidReplica(f"snapshot: {kind!r:.40}: not a map of objects")
         objects[kind] = {oid: stored_object(kind, oid, body) for oid, body in bodies.items()}
     check_meta(snapshot.get("meta"))
+    kinds: dict[str, str] = {}  # id -> the kind first seen with it: one pass over the objects
+    for kind, bodies in objects.items():
+        for oid in bodies:
+            if kinds.setdefault(oid, kind) != kind:
+                raise InvalidReplica(_two_kinds(kind, oid, kinds[oid]))
     policy = Policy(objects)
     _check_policy(policy)
     snapshot["objects"] = objects  # what the store restores: the checked bodies

@@ -16,8 +16,10 @@ What ovs does with a deleted row, and so does this: the row leaves ``table.rows`
 top, which only ovs's transaction code does, a row a transaction deleted put back over a copy an update brought
 meanwhile: an update's insert of a row that exists replaces it) and is notified as ROW_DELETE with the row as it was;
 nothing else is touched (the references to it from other rows are their own columns, which the same update changes:
-a bridge's ``ports``). A delete of a row the table lacks is ovs's warning
-and nothing else. A table with a custom index (``Idl.index_create``: Canopy makes none) goes through ovs's own path.
+a bridge's ``ports``). A copy left below a deleted row is the row then: it is noted in ``idl.uncovered``, which the
+tracking IDL's notify reads (its name index and changes follow the table: ovsdb/idl/paced.py). A delete of a row the
+table lacks is ovs's warning and nothing else. A table with a custom index (``Idl.index_create``: Canopy makes none)
+goes through ovs's own path.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ def apply(idl, table_updates, tables) -> None:
     notices = []
     tracked = tables is not idl.server_tables  # ovs notifies no change of the _Server database
     process = idl._Idl__process_update2  # HACK (ovs 4.0.0): the private method applying one row's update
+    uncovered = idl.uncovered
     tick = idl.cooperative_yield
     for table_name, table_update in table_updates.items():
         table = tables.get(table_name)
@@ -63,9 +66,11 @@ def apply(idl, table_updates, tables) -> None:
                                          'an object' % (table_name, text))
             tick()
             if stacks is not None and "delete" in row_update:  # ovs: any row update naming "delete" is one
-                notice = _delete(stacks, key, table_name)
+                notice = _delete(stacks, key, table_name, uncovered)
             else:
                 notice = process(table, key, row_update)
+                if stacks is None and notice and notice.event == _ROW_DELETE and key in rows:  # ovs's own delete
+                    uncovered[table_name, key.int] = rows[key]
             if notice and tracked:
                 notices.append(notice)
                 idl.change_seqno += 1
@@ -73,13 +78,14 @@ def apply(idl, table_updates, tables) -> None:
         idl.notify(*notice)
 
 
-def _delete(stacks: dict, key, table_name: str):
+def _delete(stacks: dict, key, table_name: str, uncovered: dict):
     """The row ``key`` taken out of its table (``stacks``: its ``IndexedRows.data``), as (ROW_DELETE, row); False
     (ovs's warning logged) when the table lacks it. One lookup of ``key`` (a uuid.UUID equal to the table's key, not
     the same object: a Python ``__hash__`` and ``__eq__`` per lookup) when the row is not stacked, the usual case; a
     stacked row (see the module docstring) moves to the table's end, the one below it the row now (the rows' order is
-    the table's dict's, which no reader of the replica depends on; ovs's own modify moves a row to the end too).
-    Checked against ovs's delete by tests/unit/test_ovsdb_idl_parse.py."""
+    the table's dict's, which no reader of the replica depends on; ovs's own modify moves a row to the end too), and
+    in ``uncovered`` by (table, row key) for the tracking IDL's notify (``_PacedIdl.uncovered``). Checked against
+    ovs's delete by tests/unit/test_ovsdb_idl_parse.py."""
     stack = stacks.pop(key, None)
     if not stack:
         _OVS_LOG.warn("cannot delete missing row %s from table%s" % (key, table_name))  # ovs's words, its typo too
@@ -87,4 +93,5 @@ def _delete(stacks: dict, key, table_name: str):
     row = stack.pop()
     if stack:
         stacks[key] = stack
+        uncovered[table_name, key.int] = stack[-1]
     return _ROW_DELETE, row

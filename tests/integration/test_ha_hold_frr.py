@@ -10,11 +10,12 @@ standby is restarted with hva2's packets to it dropped, so that its start-up hol
 restart for EVPN), so C withdraws a1 and the replies are lost until the new active announces a1 again: it does so
 inside its hold (controller/routepass.py), not when the hold ends.
 
-What is proven: the standby takes over inside its hold; a1's route is back at the reflector (from the new active) and
-at C within ROUTE_BACK_WITHIN of the kill, and the replies lost meanwhile are lost in one window of consecutive
-requests within the same bound (counted and printed; a second window, e.g. when the hold ends, fails; no request is
-lost); a2's route (hva2 not back) is not announced and no End-of-RIB is sent while the hold lasts; nothing on hva
-changes (no flow added, modified or deleted: ``ovs-ofctl monitor``) before or after the hold ends. Once hva2 is let
+What is proven: the standby takes over inside its hold, within TAKEOVER_WITHIN of the kill; a1's route is back at the
+reflector (from the new active) and at C within ROUTE_BACK_AFTER of the takeover (not only of the kill: a route
+announced late, with a later pass, fails), and the replies lost meanwhile are lost in one window of consecutive
+requests, from the kill to the same bound (counted and printed; a second window, e.g. when the hold ends, fails; no
+request is lost); a2's route (hva2 not back) is not announced and no End-of-RIB is sent while the hold lasts; nothing
+on hva changes (no flow added, modified or deleted: ``ovs-ofctl monitor``) before or after the hold ends. Once hva2 is let
 back the hold ends (every switch reported), End-of-RIB and a2's route follow.
 """
 
@@ -25,6 +26,7 @@ import time
 
 import pytest
 
+from tests.harness.watched import Watched
 from tests.integration import frr
 from tests.integration.test_evpn_frr import ASN, MACS, Pinger, peers, received_macs, sessions_and_leases
 from tests.integration.test_evpn_gr_restart import Watcher, dropping
@@ -37,11 +39,16 @@ pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(not frr.AVAILABLE and os.environ.get("CI") != "true",
                                  reason="FRR bgpd (Debian package frr) not installed")]
 
-HOLD = {"hold_time": 45, "hold_max": 60}  # long against what the test waits for inside the hold (ROUTE_BACK_WITHIN)
-# Seconds after the kill by which a1's route is back at the reflector and C, and the pings pass again: the takeover
-# (up to ~5 s: OVS reports the dead master with its statistics, every 5 s: docs/ha.md), one programming pass and the
-# route's way through ExaBGP, the reflector and C's pass (1.2-1.9 s in test_evpn_hold_announce), on a loaded machine.
-ROUTE_BACK_WITHIN = 15
+HOLD = {"hold_time": 45, "hold_max": 60}  # long against what the test waits for inside the hold (the bounds below)
+# Seconds after the kill by which the standby is seen active: up to ~5 s (OVS reports the dead master with its
+# statistics, every 5 s: docs/ha.md), on a loaded machine.
+TAKEOVER_WITHIN = 15
+# Seconds after the takeover was seen by which a1's route is back at the reflector and C (the first look that found it
+# began), and the pings pass again: one programming pass and the route's way through ExaBGP, the reflector and C's
+# pass. 0.07-0.30 s in the 10 runs of branch holdfrr (load 5.8-14.6, each look's end); 0.00 s in 8 runs of branch
+# tidy (load 9.9-21.4: the first look after the takeover was seen found it); a route announced 5 s late (a scratch
+# delay in RoutePass): 5.00 s, refused here, passed the former bound of 15 s from the kill (docs/benchmarks.md, tidy).
+ROUTE_BACK_AFTER = 3
 RECONNECT_MS = 1000  # hva2's reconnection back-off once let back (OVS's default grows to 8 s)
 
 
@@ -63,6 +70,15 @@ def frrpair(lab_capable):
                             "the three controllers' sessions with the reflector")
         reach(lab, vms["a1"], "10.0.1.21", timeout=30)
         yield lab, nodes, {"a": ctl_a, "b": ctl_b}, c, hvs, vms, rr
+
+
+def first_seen(lab, check, what: str) -> float:
+    """When (monotonic) the first look that found ``check()`` true began (a look's own time, a reflector's table read
+    through vtysh, is not counted against what it looks for)."""
+    def look():
+        at = time.monotonic()
+        return check() and at
+    return lab.wait_until(look, timeout=30, what=what)
 
 
 def lost_apart(pinger, start: float, end: float) -> list[int]:
@@ -88,26 +104,33 @@ def test_a_takeover_inside_the_standbys_hold_behind_frr_announces_what_it_knows_
     lab.wait_until(lambda: {a1, a2} <= rr.evpn_macs(hosts[act].ip) and {a1, a2} <= received_macs(c.api), timeout=30,
                    what="the pair's VMs at the reflector and C")
     monitor = flow_monitor(lab, hva, "monitor-holdfrr")
-    pinger = Pinger(vms["a1"], vms["b1"], "10.0.1.21")
-    looks, routes, failure = Looks(new), None, None
-    try:
+    looks, pinger = Looks(new), Pinger(vms["a1"], vms["b1"], "10.0.1.21")
+    with Watched(pinger, lambda: flow_changes(monitor), "hva") as watched:
         pinger.wait_replies(lab, 100)
         with dropping(hosts[sby], hva2.mgmt_ip):  # hva2 stays away from the standby's new process
             new.stop()
             new.start()
-            lab.wait_until(lambda: looks.see() == ("standby", "syncing")
-                           and hold(new)["waiting_for"] == [{"kind": "vrs", "name": "hva2"}]
-                           and peers(new.api)[rr.host.ip]["state"] == "up", timeout=30,
-                           what=f"{sby} standby, its session with the reflector up, its hold waiting for hva2 only")
-            routes = Watcher(rr, c.api, {a1})  # a1's route at the reflector and at C, every 0.1 s
+            seen = {}  # the last look, for a timeout's message (a run at load 10-16 timed out here once)
+
+            def restarted():
+                seen.update(role=looks.see(), waiting=hold(new)["waiting_for"],
+                            session=peers(new.api).get(rr.host.ip, {}).get("state"))
+                return seen["role"] == ("standby", "syncing") and seen["session"] == "up" and \
+                    seen["waiting"] == [{"kind": "vrs", "name": "hva2"}]
+            try:
+                lab.wait_until(restarted, timeout=30, what=f"{sby} standby, its session with the reflector up, its "
+                               "hold waiting for hva2 only")
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}; last seen: {seen}") from None
+            routes = watched.routes = Watcher(rr, c.api, {a1})  # a1's route at the reflector and at C, every 0.1 s
             killed_wall = time.time()  # before the signal: no loss it causes can come before
             killed = kill(nodes[act])
             lab.wait_until(lambda: looks.see()[0] == "active", timeout=30, what=f"{sby} takes over")
             took_over = looks.when("active") - killed
             assert looks.last == ("active", "syncing"), f"{sby} did not take over inside its hold: {looks.last}"
-            lab.wait_until(lambda: a1 in rr.evpn_macs(new_ip) and a1 in received_macs(c.api), timeout=30,
-                           what=f"a1's route at the reflector from {sby} and at C")
-            route_back = time.monotonic() - killed
+            back_at = first_seen(lab, lambda: a1 in rr.evpn_macs(new_ip) and a1 in received_macs(c.api),
+                                 f"a1's route at the reflector from {sby} and at C")
+            route_back, after_takeover = back_at - killed, back_at - looks.when("active")
             lab.wait_until(lambda: masters(hva) == [f"tcp:{new_ip}:6653"], timeout=15, what=f"{sby} master of hva")
             pinger.wait_replies(lab, 200)  # 2 s of pings with a1's route back
             assert looks.see() == ("active", "syncing"), f"{sby}'s hold ended before the test could look: raise HOLD"
@@ -120,34 +143,30 @@ def test_a_takeover_inside_the_standbys_hold_behind_frr_announces_what_it_knows_
                        what=f"a2's route at the reflector from {sby} and at C after the hold")
         lab.wait_until(lambda: in_sync(new, hva), timeout=30, what=f"hva in sync with {sby}")
         pinger.wait_replies(lab, 200)  # 2 s more, once the new active may write hva
-    except AssertionError as exc:  # said below with what the traffic and hva saw meanwhile
-        failure = exc
-    finally:
-        if routes is not None:
-            routes.stop()
-        sent, got = pinger.stop()
-    if failure is not None:
-        raise AssertionError(f"{failure}; meanwhile b1 received {pinger.counters['InEchos']} requests, {got} got a "
-                             f"reply; flow changes on hva: {flow_changes(monitor)[:5]}") from None
+    sent, got = watched.sent, watched.got
     # each lost request with when its successor went, in seconds after the kill (None: ping did not say)
     after_kill = {seq: None if at is None else round(at - killed_wall, 2) for seq, at in pinger.lost_sent().items()}
     lost = [at for at in after_kill.values() if at is not None]
     window = f"{min(lost):.2f}-{max(lost):.2f} s after the kill" if lost else "none"
     gone = routes.missing_at
     print(f"\n{act} killed; {sby} active {took_over:.2f} s later inside its hold; a1's route back at the reflector "
-          f"and C {route_back:.2f} s after the kill (missing in {len(gone)} of {routes.looks} looks, the last "
+          f"and C {route_back:.2f} s after the kill, {after_takeover:.2f} s after the takeover (missing in {len(gone)} "
+          f"of {routes.looks} looks, the last "
           f"{(max(gone, default=killed) - killed):.2f} s after it); {sent} pings, {got} replies, {sent - got} lost "
           f"({window}); hold over {released:.2f} s after the kill ({hold(new)['message']})")
     assert not in_hold, f"{len(in_hold)} flow changes on hva inside {sby}'s hold: {in_hold[:5]}"
     changes = flow_changes(monitor)
     assert not changes, f"{len(changes)} flow changes on hva once {sby}'s hold ended: {changes[:5]}"
     assert hold(new)["message"].startswith("all 3 switches connected before have reported"), hold(new)["message"]
-    assert route_back <= ROUTE_BACK_WITHIN, f"a1's route back {route_back:.2f} s after the kill"
+    assert took_over <= TAKEOVER_WITHIN, f"{sby} active {took_over:.2f} s after the kill"
+    assert after_takeover <= ROUTE_BACK_AFTER, (f"a1's route back {after_takeover:.2f} s after the takeover "
+                                                f"({route_back:.2f} s after the kill)")
     pinger.check_reached(sent, "across the takeover")
-    # One window: a second one (or a loss before the kill, or after ROUTE_BACK_WITHIN) is a fault, e.g. the routes
-    # withdrawn again when the hold ends (9.8-14.1 s after the kill in the runs of docs/benchmarks.md)
-    apart = lost_apart(pinger, killed_wall, killed_wall + ROUTE_BACK_WITHIN)
+    # One window: a second one (or a loss before the kill, or after ROUTE_BACK_AFTER from the takeover) is a fault,
+    # e.g. the routes withdrawn again when the hold ends (9.8-14.1 s after the kill in the runs of docs/benchmarks.md)
+    window_end = killed_wall + took_over + ROUTE_BACK_AFTER
+    apart = lost_apart(pinger, killed_wall, window_end)
     assert len(apart) <= pinger.counters["OutErrors"], (
-        f"{len(apart)} pings lost apart from one window in the {ROUTE_BACK_WITHIN} s after the kill "
+        f"{len(apart)} pings lost apart from one window from the kill to {window_end - killed_wall:.2f} s after it "
         f"({pinger.counters['OutErrors']} replies not sent by b1's kernel), the first (icmp_seq, seconds after the "
         f"kill its successor went): {[(seq, after_kill[seq]) for seq in apart[:10]]}")

@@ -26,6 +26,7 @@ import time
 import pytest
 
 from tests.harness.hosts import BR_INT
+from tests.harness.watched import Watched
 from tests.integration import gobgp
 from tests.integration.test_evpn_frr import (ASN, MACS, Pinger, apply_policies, bgp_settings, controller_policy, peers,
                                              received_macs, sessions_and_leases)
@@ -177,11 +178,10 @@ def test_the_active_dying_in_or_at_the_end_of_the_standbys_start_up_hold_touches
     act, sby = settled_pair(lab, nodes, hosts, reflector, hva)
     new = nodes[sby]
     monitor = flow_monitor(lab, hva, f"monitor-{when}")
-    pinger = Pinger(vms["a1"], vms["b1"], "10.0.1.21")
-    looks, routes, failure = Looks(new), None, None
-    try:
+    looks, pinger = Looks(new), Pinger(vms["a1"], vms["b1"], "10.0.1.21")
+    with Watched(pinger, lambda: flow_changes(monitor), "hva") as watched:
         pinger.wait_replies(lab, 100)
-        routes = Watcher(reflector, c.api, {MACS["a1"]})  # the pair's route of a1, at the reflector and at C
+        routes = watched.routes = Watcher(reflector, c.api, {MACS["a1"]})  # a1's route at the reflector and at C
         with held_back(reflector, hosts[sby].ip):
             new.stop()
             new.start()
@@ -211,15 +211,7 @@ def test_the_active_dying_in_or_at_the_end_of_the_standbys_start_up_hold_touches
         lab.wait_until(lambda: hosts[sby].ip in reflector.evpn_sources(), timeout=30,
                        what=f"the pair's routes at the reflector from {sby}")
         pinger.wait_replies(lab, 200)  # 2 s more, once the new active programs hva
-    except AssertionError as exc:  # said below with what the traffic and hva saw meanwhile
-        failure = exc
-    finally:
-        if routes is not None:
-            routes.stop()
-        sent, got = pinger.stop()
-    if failure is not None:
-        raise AssertionError(f"{failure}; meanwhile {sent - got} of {sent} pings lost, flow changes on hva: "
-                             f"{flow_changes(monitor)[:5]}") from None
+    sent, got = watched.sent, watched.got
     ended = (f"hold over {released:.2f} s after the kill" if when == "during" else
              f"hold seen over within {killed - looks.last_seen['syncing']:.3f} s before the kill")
     print(f"\n{when}: {act} killed; {sby} active {took_over:.2f} s later, {ended} ({hold(new)['message']}); "

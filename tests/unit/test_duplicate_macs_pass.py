@@ -171,6 +171,18 @@ def peer_up(fed):
     fed._received_changed()
 
 
+@pytest.fixture
+def ready(tmp_path):
+    """(fed, routes, now): ``held_routes`` with its peer up and its first pass's View ready (vm1 flagged, so not
+    announced); ``now[0]`` 1300."""
+    now = [1000.0]
+    fed, routes = held_routes(tmp_path, now)
+    peer_up(fed)
+    routes.import_remote()
+    routes.view_ready()
+    return fed, routes, now
+
+
 def unchanged_pass(routes):
     """A pass during the hold whose View did not change (a timer woke it): no view_ready."""
     routes.import_remote()
@@ -202,12 +214,8 @@ def test_a_recovery_falling_due_during_the_hold_takes_effect_in_the_pass_its_tim
         assert announced(fed)
 
 
-def test_a_delete_during_the_hold_announces_the_mac_in_the_pass_it_wakes(tmp_path):
-    now = [1000.0]
-    fed, routes = held_routes(tmp_path, now)
-    peer_up(fed)
-    routes.import_remote()
-    routes.view_ready()
+def test_a_delete_during_the_hold_announces_the_mac_in_the_pass_it_wakes(ready):
+    fed, routes, _ = ready
     assert not announced(fed)
     fed.clear_duplicates()
     unchanged_pass(routes)
@@ -221,12 +229,8 @@ def test_a_delete_during_the_hold_announces_the_mac_in_the_pass_it_wakes(tmp_pat
     assert calls == [] and fed.speaker.book.eor.handed
 
 
-def test_an_unchanged_pass_during_the_hold_with_no_flag_change_publishes_nothing_again(tmp_path):
-    now = [1000.0]
-    fed, routes = held_routes(tmp_path, now)
-    peer_up(fed)
-    routes.import_remote()
-    routes.view_ready()
+def test_an_unchanged_pass_during_the_hold_with_no_flag_change_publishes_nothing_again(ready):
+    fed, routes, now = ready
     calls = []
     update = fed.mobility.update
     fed.mobility.update = lambda *args: (calls.append(1), update(*args))[1]

@@ -239,3 +239,22 @@ def test_dhcp_routes_are_capped():
     routes = [{"prefix": f"192.168.{i}.0/24", "next_hop": "10.0.0.5"} for i in range(17)]
     assert "dhcp.routes" in fields_of("subnet", {"tenant_id": "t", "name": "s", "cidr": "10.0.0.0/24",
                                                  "dhcp": {"routes": routes}})
+
+
+def test_an_object_id_is_the_controllers_so_a_domain_and_a_subnet_never_share_one():
+    """A domain's and an L2-only subnet's IPs are each kept under the object's id (the "scope" of
+    controller/viewremote.py and controller/derive.py): two objects with one id would share their IPs. A write
+    cannot choose an id (the controller gives each new object a UUID: controller/service.py, policydoc.py), neither in
+    a create nor in an update; replicated data is checked apart (tests/unit/test_replication_standby.py)."""
+    from tests.unit.helpers import state_from
+
+    assert problems_of("domain", {"tenant_id": "t", "name": "prod", "id": "x"}) == {
+        ("id", "is set by the controller and cannot be written")}
+    current = normalise("subnet", {"tenant_id": "t", "name": "lan"})
+    current["id"] = "s1"
+    assert ("id", "is set by the controller and cannot be written") in problems_of("subnet", {"id": "x"}, current)
+    with pytest.raises(PolicyError, match="id: is set by the controller"):
+        state_from("tenants: [{name: acme, domains: [{name: prod, id: x}]}]")
+    state = state_from("tenants: [{name: acme, domains: [{name: lan}], subnets: [{name: lan}]}]")  # one name
+    ids = [obj["id"] for kind in ("tenant", "domain", "subnet") for obj in state.policy.all(kind)]
+    assert len(set(ids)) == len(ids) == 3

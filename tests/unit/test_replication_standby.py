@@ -26,6 +26,11 @@ BAD_CHANGES = {
     "duplicate-name": [_wire("tenant", "t1", {"id": "t1", "source": None, "name": "acme"}),
                        _wire("tenant", "t2", {"id": "t2", "source": None, "name": "acme"}, seq=2)],
     "not-a-body": [_wire("tenant", "t1", ["a", "list"])],
+    # a domain and an L2-only subnet are both "scopes" of IPs, keyed by their id (controller/viewremote.py, derive):
+    # one id would make them one; a REST write never gives two objects one id (each a new UUID, "id" not writable)
+    "id-of-two-kinds": [_wire("tenant", "t1", {"id": "t1", "source": None, "name": "acme"}),
+                        _wire("domain", "x", {"id": "x", "source": None, "name": "prod", "tenant_id": "t1"}, seq=2),
+                        _wire("subnet", "x", {"id": "x", "source": None, "name": "l2", "tenant_id": "t1"}, seq=3)],
 }
 
 
@@ -48,7 +53,11 @@ def test_replicated_changes_that_a_rest_write_would_refuse_are_refused_and_chang
      "last_seq": 1, "history": [1, 1001.0]},
     {"objects": {}, "meta": {"counters": {"vni": "many"}}, "last_seq": 1, "history": [1, 1001.0]},
     {"objects": "all of them", "meta": {}, "last_seq": 1},
-], ids=["unknown-field", "dangling-reference", "bad-counters", "not-a-map"])
+    {"objects": {"tenant": {"t1": {"id": "t1", "source": None, "name": "acme"}},
+                 "domain": {"x": {"id": "x", "source": None, "name": "prod", "tenant_id": "t1"}},
+                 "subnet": {"x": {"id": "x", "source": None, "name": "l2", "tenant_id": "t1"}}}, "meta": {},
+     "last_seq": 1, "history": [1, 1001.0]},
+], ids=["unknown-field", "dangling-reference", "bad-counters", "not-a-map", "id-of-two-kinds"])
 def test_a_snapshot_that_breaks_a_rule_is_refused_and_changes_nothing(pair, snapshot):
     active, standby = pair("active", solo=True), pair("standby")
     active.tenant("acme")
