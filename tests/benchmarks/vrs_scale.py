@@ -332,6 +332,7 @@ class Scale:
         since = health.log_offsets(standby.proc.log_path, *self.ovs_logs)
         spy = Spy(lab, standby, args.profile, "takeover")
         cpu0 = self.cpu(standby)
+        build = self.stretches(standby)  # the standby's from its start: its lag "since start" happened there
         self.stretches(standby, reset=True)  # the survivor's stretches of the takeover only
         t0 = time.monotonic()
         active.proc.kill()
@@ -344,7 +345,7 @@ class Scale:
         master = connected_as(standby.target, "master")
         lab.wait_until(lambda: all(master(t.poll()) for t in tables), 60, 0.5,
                        "OVS's Controller tables showing the survivor master everywhere")
-        out.update(pair_setup_s=setup, pair_disconnects_before_kill=steady, pair_role_changes_before_kill=changes,
+        out.update(pair_setup_s=setup, standby_before_kill=build, pair_disconnects_before_kill=steady, pair_role_changes_before_kill=changes,
                    controller_tables=f"{standby.name} master everywhere", lag_before_kill_1m_ms=quiet,
                    killed=active.name, survivor=standby.name)
         return out

@@ -83,12 +83,20 @@ def phase_lines(name: str, ph: dict, a: dict) -> list[str]:
         lines.append(f"    {ph['killed']} killed, {ph['survivor']} took over; HA role changes after the first "
                      f"election, before the kill: {len(ph['pair_role_changes_before_kill'])}")
         lines += [f"      {line}" for line in ph["pair_role_changes_before_kill"]]
+        if (ph.get("standby_before_kill") or {}).get("late_samples"):
+            lines.append(f"    {ph['survivor']} from its start to the kill (its lag since start; at (s): from its start):")
+            lines += _printed(health.print_late_samples, ph["standby_before_kill"]["late_samples"])
     return lines
 
 
 def stretch_lines(name: str, traced: dict) -> list[str]:
     """The phase's longest stretches of the controller's CPU (tests.benchmarks.bursts prints them)."""
+    return _printed(health.print_stretches, name, traced)
+
+
+def _printed(printer, *args) -> list[str]:
+    """What ``printer(*args)`` prints (a tests.benchmarks.health printer), as lines indented two more."""
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        health.print_stretches(name, traced)
+        printer(*args)
     return ["  " + line for line in out.getvalue().splitlines()]
