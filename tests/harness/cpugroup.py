@@ -53,8 +53,10 @@ class CpuGroup:
         self.value = value
 
     def wrap(self, argv: list[str]) -> list[str]:
-        """``argv`` run in this group: a shell moves itself in, then runs the command in its place."""
-        procs = self.path / "cgroup.procs"
+        """``argv`` run in this group: a shell moves itself in, then runs the command in its place. The group is
+        named through this process's root (``/proc/<pid>/root``): ``ip netns exec``, which runs the lab's
+        controllers, mounts a /sys of the namespace's own, without the cgroup file system."""
+        procs = f"/proc/{os.getpid()}/root{self.path}/cgroup.procs"
         return ["sh", "-c", f'echo $$ > {procs} && exec "$@"', "in-cpu-group", *argv]
 
     def describe(self) -> str:

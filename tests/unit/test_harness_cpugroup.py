@@ -9,9 +9,14 @@ import pytest
 from tests.harness.cpugroup import ROOT, CpuGroup, CpuGroupError, cpu_group_of, group_name, shares_of
 
 
-def test_a_wrapped_command_runs_in_the_group_with_the_weight():
+# as ``ip netns exec`` runs the lab's controllers: a mount namespace of their own where /sys/fs/cgroup holds no group
+OWN_SYS = ["unshare", "--mount", "sh", "-c", 'mount -t tmpfs none /sys/fs/cgroup && exec "$@"', "own-sys"]
+
+
+@pytest.mark.parametrize("inside", [[], OWN_SYS], ids=["here", "own-sys"])
+def test_a_wrapped_command_runs_in_the_group_with_the_weight(inside):
     with CpuGroup(group_name("unit-test"), 1000) as group:
-        child = subprocess.Popen(group.wrap(["sleep", "60"]))
+        child = subprocess.Popen(inside + group.wrap(["sleep", "60"]))
         try:
             path = f"/{group.path.name}"
             want = "cpu.weight 1000" if group.knob == "cpu.weight" else f"cpu.shares {shares_of(1000)}"
