@@ -345,7 +345,8 @@ class Scale:
         master = connected_as(standby.target, "master")
         lab.wait_until(lambda: all(master(t.poll()) for t in tables), 60, 0.5,
                        "OVS's Controller tables showing the survivor master everywhere")
-        out.update(pair_setup_s=setup, standby_before_kill=build, pair_disconnects_before_kill=steady, pair_role_changes_before_kill=changes,
+        out.update(pair_setup_s=setup, standby_before_kill=build, pair_disconnects_before_kill=steady,
+                   pair_role_changes_before_kill=changes,
                    controller_tables=f"{standby.name} master everywhere", lag_before_kill_1m_ms=quiet,
                    killed=active.name, survivor=standby.name)
         return out

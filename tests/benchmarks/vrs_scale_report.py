@@ -84,7 +84,8 @@ def phase_lines(name: str, ph: dict, a: dict) -> list[str]:
                      f"election, before the kill: {len(ph['pair_role_changes_before_kill'])}")
         lines += [f"      {line}" for line in ph["pair_role_changes_before_kill"]]
         if (ph.get("standby_before_kill") or {}).get("late_samples"):
-            lines.append(f"    {ph['survivor']} from its start to the kill (its lag since start; at (s): from its start):")
+            lines.append(f"    {ph['survivor']} from its start to the kill (its lag since start; at (s): from its "
+                         "start):")
             lines += _printed(health.print_late_samples, ph["standby_before_kill"]["late_samples"])
     return lines
 
