@@ -18,6 +18,7 @@ import time
 
 from controller import collector, guard, ofports, runtime, sdnotify, stretchtrace
 from controller.core import build_core
+from controller.garps import send_repeated
 from controller.lagcause import LateSamples
 from controller.programloop import ProgramLoop
 from controller.programmer import Programmer
@@ -62,7 +63,6 @@ from ovsdb.server import OvsdbManagerServer, give_way
 log = logging.getLogger("canopy.app")
 ROLE_RETRY = 0.2  # seconds before asking a switch again for a role it did not confirm
 HOLD_TIMER_SLACK = 0.05  # seconds after the start-up hold's deadline at which the loop is woken
-GARP_PAUSES = (0.0, 0.5, 1.0, 2.0)  # seconds before each gratuitous ARP (a floating IP, a subnet's gateway)
 STATE_EVERY = 500  # ports read or vports re-resolved by State between two pauses (controller/state.py; a few ms)
 RECONCILE_EVERY = 1000  # flows planned, diffed or encoded by a switch reconciler between two pauses (a few ms)
 
@@ -318,8 +318,9 @@ class CanopyApp(RyuApp):
         or changed (openflow/gateway_garp.py); the active controller only."""
         if self.pair is not None and self.pair.role != "active":
             return
-        for actions, frame in self.gateway_garp.due(self.programmer.view, session, changed):
-            hub.spawn(self._send_garp, rec, actions, frame, "a subnet's gateway")
+        due = self.gateway_garp.due(self.programmer.view, session, changed)
+        if due:  # one green thread for the hand-out's batch (controller/garps.py)
+            hub.spawn(send_repeated, rec, due, "a subnet's gateway", hub.sleep, self.programmer.pacer.tick)
 
     def _warm_tunnels(self, rec, sw, desired, changed):
         """A probe through the VXLAN port towards each VTEP this switch tunnels to for the first time on this
@@ -359,19 +360,9 @@ class CanopyApp(RyuApp):
                 self.garp.sent(info)
                 hub.spawn(self._garp, rec, info)
 
-    def _garp(self, rec, info):
-        self._send_garp(rec, external.garp_actions(info), external.garp_frame(info), info.address)
-
     @staticmethod
-    def _send_garp(rec, actions, frame, what):
-        """One gratuitous ARP a few times (GARP_PAUSES): the flows it announces may still be on their way."""
-        for pause in GARP_PAUSES:
-            hub.sleep(pause)
-            try:
-                rec.packet_out(actions, frame)
-            except Exception:  # a connection that closed meanwhile: the next change announces again
-                log.debug("gratuitous ARP for %s not sent", what, exc_info=True)
-                return
+    def _garp(rec, info):
+        send_repeated(rec, [(external.garp_actions(info), external.garp_frame(info))], info.address, hub.sleep)
 
     def _push_vteps(self):
         """Hand the hardware VTEPs whose desired rows changed (the programmer keeps them by delta:

@@ -47,6 +47,12 @@ hypervisor's tunnel neighbour cache held every other VTEP (the tunnel probes' wo
 120 s; else how many entries it held) with the CPU until then, the upcalls of every ovs-vswitchd so far, and how
 often the kernel's neighbour table, which every namespace shares, was too full to answer an ARP request.
 
+The lab's 100 OVS daemons share the controller's CPUs, where real hypervisors have their own. ``--controller-cpu-weight
+W`` runs the controllers in a CPU cgroup of their own with systemd's ``CPUWeight=W`` (tests/harness/cpugroup.py; what
+deploy/systemd/canopy.service gives it), ``--controller-nice N`` at nice N with their session's scheduling group,
+``--ovs-nice N`` the OVS daemons at nice N; each phase prints the controller's nice, its group's and its cgroup's
+weight, and the event loop's thread's seconds on a CPU and runnable waiting for one.
+
 Needs root and Open vSwitch, like the integration tests. Not collected by pytest.
 """
 
@@ -54,7 +60,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import ipaddress
 import json
 import os
@@ -67,8 +72,10 @@ from tests.benchmarks import health
 from tests.benchmarks.ha_takeover import Node, ha_settings, machine, progress
 from tests.benchmarks.port_to_ping import add_present_ports
 from tests.benchmarks.takeover_witness import ControllerTable, connected_as
+from tests.benchmarks.vrs_scale_report import PHASES, phase_lines, report
 from tests.benchmarks.vrs_scale_probes import (Spy, cpu_seconds, loop_thread, machine_busy, neighbour_table_fulls,
                                                niceness, peak_rss_mb, sent, switches)
+from tests.harness.cpugroup import MAX_WEIGHT, CpuGroup, CpuGroupError, cpu_group_of, group_name
 from tests.harness.hosts import BR_INT
 from tests.harness.lab import Lab
 from tests.harness.process import renice
@@ -248,7 +255,7 @@ class Scale:
             now = {k: v - baseline[k] for k, v in now.items()}
         lag = health.lag_from_status(node.get("/v1/status")) or {}
         return {"milestones": follow.milestones, **now, "peak_rss_mb": peak_rss_mb(node), "cpu_s": used,
-                "nice": niceness(node.proc.pid),
+                "nice": niceness(node.proc.pid), "cpu_group": cpu_group_of(node.proc.pid),
                 "stretches": self.stretches(node),
                 "lag_max_ms": lag.get("max_ms"), "lag_max_1m_ms": lag.get("max_1m_ms"),
                 "disconnects": health.disconnects(logs, self.ovs_logs, since=since, ovs_filter=ovs_filter)}
@@ -325,6 +332,7 @@ class Scale:
         since = health.log_offsets(standby.proc.log_path, *self.ovs_logs)
         spy = Spy(lab, standby, args.profile, "takeover")
         cpu0 = self.cpu(standby)
+        build = self.stretches(standby)  # the standby's from its start: its lag "since start" happened there
         self.stretches(standby, reset=True)  # the survivor's stretches of the takeover only
         t0 = time.monotonic()
         active.proc.kill()
@@ -337,7 +345,8 @@ class Scale:
         master = connected_as(standby.target, "master")
         lab.wait_until(lambda: all(master(t.poll()) for t in tables), 60, 0.5,
                        "OVS's Controller tables showing the survivor master everywhere")
-        out.update(pair_setup_s=setup, pair_disconnects_before_kill=steady, pair_role_changes_before_kill=changes,
+        out.update(pair_setup_s=setup, standby_before_kill=build, pair_disconnects_before_kill=steady,
+                   pair_role_changes_before_kill=changes,
                    controller_tables=f"{standby.name} master everywhere", lag_before_kill_1m_ms=quiet,
                    killed=active.name, survivor=standby.name)
         return out
@@ -426,101 +435,25 @@ def _caught_up(active: Node, standby: Node) -> bool:
     return seq is not None and rep.get("seq") == seq and rep.get("lag") == 0
 
 
-# ---------------------------------------------------------------------------------------------- report
-
-TARGETS = {"cold_start": "every switch in sync <= 30 s", "restart": "0 flow-mods, 0 disconnects",
-           "takeover": "0 disconnects of the survivor, 0 flow-mods"}
-
-
-PHASES = (("cold_start", "(a) cold start"), ("restart", "(b) restart"),
-          ("takeover", "(c) HA takeover (SIGKILL of the active)"))
-
-
-def report(result: dict) -> list[str]:
-    a = result["settings"]
-    lines = [f"vrs_scale: {a['vrs']} VRS (userspace OVS), {a['vports']} vports bound as internal ports "
-             f"({a['vports'] // a['vrs']} per VRS), one tenant, one domain, {len(document_subnets(a['vports']))} "
-             f"/22 subnets; max_backoff of OVS's Controller and Manager rows: "
-             f"{a.get('max_backoff_ms') or 'unset (8 s)'}{' ms' if a.get('max_backoff_ms') else ''}; the OVS daemons "
-             f"at nice {a.get('ovs_nice') or 0}" + (" (--ovs-nice: they yield the CPUs to the controller)"
-                                                     if a.get("ovs_nice") else " (as the controller)")
-             + (f"; the controllers at nice {a['controller_nice']}" if a.get("controller_nice") else "")]
-    lines.append("  setup: " + ", ".join(f"{k} {v} s" for k, v in result["setup"].items()))
-    for name, _ in PHASES:
-        if result.get(name) is not None:
-            lines += phase_lines(name, result[name], a)
-    m = result["machine"]
-    lines.append(f"machine: {m['cpus']} CPUs ({m['cpu']}), kernel {m['kernel']}, Python {m['python']}, load "
-                 f"average {m['load_average']} at start, {m.get('load_average_end')} at the end")
-    return lines
-
-
-def phase_lines(name: str, ph: dict, a: dict) -> list[str]:
-    label = dict(PHASES)[name]
-    if "error" in ph:
-        return [f"{label}: FAILED: {ph['error']}"]
-    lines = [f"{label}: target {TARGETS[name]}"]
-    for what, seconds in sorted(ph["milestones"].items(), key=lambda kv: kv[1]):
-        lines.append(f"    {seconds:8.2f} s  {what}")
-    lines.append(f"    flow-mods {ph['flow_mods']:,}, group-mods {ph['group_mods']:,}; peak RSS "
-                 f"{ph['peak_rss_mb']} MB; max event-loop lag {ph['lag_max_ms']} ms since start, "
-                 f"{ph['lag_max_1m_ms']} ms in the last minute")
-    cpu = ph.get("cpu_s") or {}
-    if cpu:
-        lines.append(f"    CPU during the phase ({cpu['wall']} s): controller {cpu['controller']} s, the "
-                     f"{a['vrs'] * 2} OVS daemons {cpu['ovs']} s, the whole machine {cpu['machine']} s of "
-                     f"{round(cpu['wall'] * (os.cpu_count() or 1), 1)} s")
-        if "loop_wait" in cpu:
-            nice, group = ph.get("nice") or [None, None]
-            lines.append(f"    the event loop's thread: {cpu['loop_cpu']} s on a CPU, {cpu['loop_wait']} s runnable "
-                         f"and waiting for one (the machine's share of the lag, not the controller's work); the "
-                         f"controller at nice {nice}, its scheduling group at nice {group}")
-    if "resolved_s" in ph:
-        rc = ph["cpu_s_resolved"]
-        r = ph["resolved_s"]
-        lines.append(f"    every VRS resolved every other VTEP (tnl/neigh/show): {r['s']} s ({r['entries']:,} of "
-                     f"{r['of']:,} entries); CPU until then "
-                     f"({rc['wall']} s): controller {rc['controller']} s, the OVS daemons {rc['ovs']} s, the "
-                     f"whole machine {rc['machine']} s")
-    if "upcalls" in ph:
-        lines.append(f"    datapath misses handled by an upcall in the {a['vrs']} ovs-vswitchd: "
-                     f"{ph['upcalls']['success']:,} ({ph['upcalls']['failed']:,} failed); the kernel's neighbour "
-                     f"table full {ph.get('table_fulls', '?')} times (an ARP request unanswered each)")
-    lines.append("    " + health.disconnects_line(ph["disconnects"]))
-    if ph.get("stretches"):
-        lines += stretch_lines(name, ph["stretches"])
-    if "pair_setup_s" in ph:
-        lines.append(f"    pair built, policy applied, ready in {ph['pair_setup_s']} s; before the kill: "
-                     + health.disconnects_line(ph["pair_disconnects_before_kill"]) +
-                     f"; OVS's Controller tables: {ph['controller_tables']}; the standby's max lag in the "
-                     f"minute before the kill {ph['lag_before_kill_1m_ms']} ms")
-        lines.append(f"    {ph['killed']} killed, {ph['survivor']} took over; HA role changes after the first "
-                     f"election, before the kill: {len(ph['pair_role_changes_before_kill'])}")
-        lines += [f"      {line}" for line in ph["pair_role_changes_before_kill"]]
-    return lines
-
-
-def stretch_lines(name: str, traced: dict) -> list[str]:
-    """The phase's longest stretches of the controller's CPU (tests.benchmarks.bursts prints them)."""
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        health.print_stretches(name, traced)
-    return ["  " + line for line in out.getvalue().splitlines()]
-
-
 def document_subnets(total: int) -> range:
     return range((total + PER_SUBNET - 1) // PER_SUBNET)
 
 
 def run(args) -> dict:
-    result = {"machine": machine(), "settings": {k: v for k, v in vars(args).items() if k != "json"}}
+    result = {"machine": machine(), "settings": {k: v for k, v in vars(args).items() if k != "json"},
+              "subnets": len(document_subnets(args.vports))}
     if args.stretches:
         os.environ["CANOPY_STRETCH_TRACE"] = str(args.stretches)  # the controllers the lab starts inherit it
-    with Lab() as lab:
+    with contextlib.ExitStack() as groups, Lab() as lab:  # the group is removed after the lab stopped its processes
         if args.code:
             health.run_code(lab, args.code)
         if args.controller_nice:
             health.run_niced(lab, args.controller_nice)
+        if args.controller_cpu_weight:
+            group = groups.enter_context(CpuGroup(group_name("controllers"), args.controller_cpu_weight))
+            argv = lab.controller_argv
+            lab.controller_argv = lambda path: group.wrap(argv(path))
+            result["cpu_group"] = group.describe()
         progress(f"building the lab: {args.vrs} VRS, {args.vports} vports")
         scale = Scale(lab, args)
         result["setup"] = scale.setup
@@ -561,6 +494,9 @@ def main(argv=None) -> int:
     parser.add_argument("--controller-nice", type=int, default=0, metavar="N", help="run the controllers at nice N "
                         "(-20 to 0; below 0 needs root): their share of CPUs shared with the 100 OVS daemons and "
                         "other work, as an operator's own cores or a CPU weight give it (default 0)")
+    parser.add_argument("--controller-cpu-weight", type=int, default=0, metavar="W", help="run the controllers in a "
+                        "CPU cgroup of their own with weight W (1-10000, systemd's CPUWeight=; every other group "
+                        "weighs 100; deploy/systemd/canopy.service ships 1000; needs root; default: none)")
     parser.add_argument("--timeout", type=float, default=600.0, help="bound of every wait for sync (s)")
     parser.add_argument("--heartbeat-ms", type=int, default=200, help="HA heartbeat (the controller's default)")
     parser.add_argument("--dead-ms", type=int, default=1000, help="HA dead interval (the controller's default)")
@@ -581,9 +517,14 @@ def main(argv=None) -> int:
         parser.error("--ovs-nice must be 0 to 19")
     if not -20 <= args.controller_nice <= 0:
         parser.error("--controller-nice must be -20 to 0")
+    if args.controller_cpu_weight and not 1 <= args.controller_cpu_weight <= MAX_WEIGHT:
+        parser.error(f"--controller-cpu-weight must be 1 to {MAX_WEIGHT}")
     if len(document_subnets(args.vports)) > 64:
         parser.error(f"at most {64 * PER_SUBNET} vports")
-    result = run(args)
+    try:
+        result = run(args)
+    except CpuGroupError as exc:
+        parser.error(f"--controller-cpu-weight: {exc}")
     print("\n".join(report(result)), flush=True)
     if args.json:
         print(json.dumps(result, indent=1))

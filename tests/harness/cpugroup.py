@@ -1,0 +1,106 @@
+"""A CPU cgroup of its own for processes a benchmark starts, with a CPU weight: what systemd's ``CPUWeight=``
+(deploy/systemd/canopy.service) or a container's CPU shares give a service, in the lab (tests.benchmarks.vrs_scale
+``--controller-cpu-weight``).
+
+The weight is systemd's: 1-10,000, 100 the default of every other group. On the cgroup v2 hierarchy it is written to
+``cpu.weight``; on v1's ``cpu`` controller it becomes ``cpu.shares`` as systemd converts it (weight x 1024 / 100,
+1,024 the default). Either way the kernel first shares contended CPUs between the groups at one level by their
+weights (processes outside any group of their own are grouped by session where ``sched_autogroup_enabled``: each
+such group weighs as a nice-0 process), then between the processes inside each."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path("/sys/fs/cgroup")
+DEFAULT_WEIGHT = 100
+MAX_WEIGHT = 10_000
+
+
+class CpuGroupError(RuntimeError):
+    pass
+
+
+def shares_of(weight: int) -> int:
+    """cgroup v1 ``cpu.shares`` for a systemd ``CPUWeight=`` (systemd's conversion: 100 -> 1,024)."""
+    return weight * 1024 // DEFAULT_WEIGHT
+
+
+class CpuGroup:
+    """``/sys/fs/cgroup/[cpu/]<name>`` made with ``weight``; ``wrap(argv)`` runs a command in it; ``close`` removes it
+    once its processes are gone. Needs root and a writable cgroup file system."""
+
+    def __init__(self, name: str, weight: int, root: Path = ROOT):
+        if not 1 <= weight <= MAX_WEIGHT:
+            raise CpuGroupError(f"CPU weight {weight}: must be 1 to {MAX_WEIGHT:,} (systemd's CPUWeight=)")
+        self.weight = weight
+        if (root / "cgroup.controllers").exists():  # the v2 (unified) hierarchy
+            self.path, self.knob, value = root / name, "cpu.weight", weight
+            if "cpu" not in (root / "cgroup.subtree_control").read_text().split():
+                raise CpuGroupError(f"the cpu controller is not enabled in {root}/cgroup.subtree_control")
+        elif (root / "cpu" / "cpu.shares").exists():
+            self.path, self.knob, value = root / "cpu" / name, "cpu.shares", shares_of(weight)
+        else:
+            raise CpuGroupError(f"no cgroup cpu controller under {root} (neither v2 nor v1's cpu hierarchy)")
+        try:
+            self.path.mkdir()
+            (self.path / self.knob).write_text(f"{value}\n")
+        except OSError as exc:
+            self.close()
+            raise CpuGroupError(f"cannot make {self.path} with {self.knob} {value}: {exc}") from exc
+        self.value = value
+
+    def wrap(self, argv: list[str]) -> list[str]:
+        """``argv`` run in this group: a shell moves itself in, then runs the command in its place. The group is
+        named through this process's root (``/proc/<pid>/root``): ``ip netns exec``, which runs the lab's
+        controllers, mounts a /sys of the namespace's own, without the cgroup file system."""
+        procs = f"/proc/{os.getpid()}/root{self.path}/cgroup.procs"
+        return ["sh", "-c", f'echo $$ > {procs} && exec "$@"', "in-cpu-group", *argv]
+
+    def describe(self) -> str:
+        return f"CPU weight {self.weight} ({self.knob} {self.value}, {self.path})"
+
+    def close(self) -> None:
+        """Remove the group (it must hold no process by then: the lab has stopped what it started)."""
+        try:
+            self.path.rmdir()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:  # a process left in it: say so, the run's figures stand
+            print(f"cpu group {self.path} left in place: {exc}", file=sys.stderr)
+
+    def __enter__(self) -> CpuGroup:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def cpu_group_of(pid: int, root: Path = ROOT) -> str | None:
+    """The weight of process ``pid``'s CPU cgroup as ``"<path>: cpu.weight W"`` (v2) or ``"<path>: cpu.shares S"``
+    (v1); None when it cannot be read (the process gone, no cpu controller)."""
+    try:
+        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "" and (root / "cgroup.controllers").exists():
+            knob, base = "cpu.weight", root
+        elif "cpu" in controllers.split(","):
+            knob, base = "cpu.shares", root / "cpu"
+        else:
+            continue
+        try:
+            value = (base / path.lstrip("/") / knob).read_text().strip()
+        except OSError:
+            value = "default" if path == "/" else "?"  # the root group has no cpu.weight of its own
+        return f"{path}: {knob} {value}"
+    return None
+
+
+def group_name(what: str) -> str:
+    """A name of this process's own, so that concurrent benchmarks never share a group."""
+    return f"canopy-{what}-{os.getpid()}"

@@ -1,0 +1,50 @@
+"""tests.harness.cpugroup: a command wrapped by a CpuGroup runs in a CPU cgroup of its own with systemd's CPUWeight=
+converted as systemd does (vrs_scale's ``--controller-cpu-weight``); a bad weight makes nothing; the group goes at
+close."""
+
+import subprocess
+
+import pytest
+
+from tests.harness.cpugroup import ROOT, CpuGroup, CpuGroupError, cpu_group_of, group_name, shares_of
+
+
+# as ``ip netns exec`` runs the lab's controllers: a mount namespace of their own where /sys/fs/cgroup holds no group
+OWN_SYS = ["unshare", "--mount", "sh", "-c", 'mount -t tmpfs none /sys/fs/cgroup && exec "$@"', "own-sys"]
+
+
+@pytest.mark.parametrize("inside", [[], OWN_SYS], ids=["here", "own-sys"])
+def test_a_wrapped_command_runs_in_the_group_with_the_weight(inside):
+    with CpuGroup(group_name("unit-test"), 1000) as group:
+        child = subprocess.Popen(inside + group.wrap(["sleep", "60"]))
+        try:
+            path = f"/{group.path.name}"
+            want = "cpu.weight 1000" if group.knob == "cpu.weight" else f"cpu.shares {shares_of(1000)}"
+            # the shell moved itself in, then became sleep: the same process
+            for _ in range(200):
+                if cpu_group_of(child.pid) == f"{path}: {want}":
+                    break
+                subprocess.run(["sleep", "0.05"], check=True)
+            assert cpu_group_of(child.pid) == f"{path}: {want}"
+            assert open(f"/proc/{child.pid}/comm").read().strip() == "sleep"
+            assert str(child.pid) in (group.path / "cgroup.procs").read_text().split()
+        finally:
+            child.kill()
+            child.wait(timeout=10)
+        assert group.path.is_dir()
+    assert not group.path.exists()
+
+
+def test_systemd_conversion_to_v1_shares():
+    assert shares_of(100) == 1024  # every other group's default
+    assert shares_of(1000) == 10240  # deploy/systemd/canopy.service's CPUWeight=1000
+    assert shares_of(1) == 10
+
+
+@pytest.mark.parametrize("weight", [0, -5, 10_001])
+def test_a_weight_out_of_range_is_refused_and_makes_nothing(weight):
+    name = group_name("unit-test-bad")
+    with pytest.raises(CpuGroupError, match=f"CPU weight {weight}: must be 1 to 10,000"):
+        CpuGroup(name, weight)
+    assert not (ROOT / name).exists() and not (ROOT / "cpu" / name).exists()
+

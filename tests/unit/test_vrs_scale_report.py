@@ -1,0 +1,40 @@
+"""tests.benchmarks.vrs_scale_report: a phase says how the controller was run (nice, its scheduling group's, its CPU
+cgroup's weight), and the takeover says when the survivor's lag since its start happened (its late samples before
+the kill)."""
+
+from tests.benchmarks.vrs_scale_report import phase_lines, report
+
+SAMPLE = {"lag_ms": 104.9, "wall_ms": 204.9, "cpu_ms": 150.0, "run_delay_ms": 50.0, "off_cpu_ms": 4.0,
+          "others_cpu_ms": 0.9, "turns": 240, "longest_ms": 6.1, "at_s": 12.3, "threads": [], "green_threads": []}
+
+
+def takeover(**more) -> dict:
+    return {"milestones": {"EVERY SWITCH IN SYNC": 6.4}, "flow_mods": 0, "group_mods": 0, "peak_rss_mb": 700,
+            "lag_max_ms": 104.9, "lag_max_1m_ms": 30.6, "disconnects": {},
+            "cpu_s": {"wall": 6.4, "controller": 5.6, "ovs": 2.2, "machine": 7.8, "loop_cpu": 5.4, "loop_wait": 0.4},
+            "nice": [0, -10], "cpu_group": "/canopy-controllers-1: cpu.shares 10240",
+            "pair_setup_s": 29.1, "pair_disconnects_before_kill": {}, "pair_role_changes_before_kill": [],
+            "controller_tables": "canopyb master everywhere", "lag_before_kill_1m_ms": 39.4, "killed": "canopya",
+            "survivor": "canopyb", **more}
+
+
+def test_a_phase_says_how_the_controller_was_run():
+    text = "\n".join(phase_lines("takeover", takeover(), {"vrs": 50}))
+    assert ("the controller at nice 0, its scheduling group at nice -10, its CPU cgroup "
+            "/canopy-controllers-1: cpu.shares 10240") in text
+
+
+def test_the_takeover_gives_the_survivors_late_samples_before_the_kill():
+    text = "\n".join(phase_lines("takeover", takeover(standby_before_kill={"late_samples": [SAMPLE]}), {"vrs": 50}))
+    assert "canopyb from its start to the kill" in text
+    assert "   104.9   204.9     150.0      50.0      4.0     0.9    240      6.1    12.3" in text
+    assert "from its start to the kill" not in "\n".join(phase_lines("takeover", takeover(), {"vrs": 50}))
+
+
+def test_the_run_line_names_the_cpu_group():
+    result = {"settings": {"vrs": 50, "vports": 5000, "max_backoff_ms": 1000, "controller_nice": 0},
+              "subnets": 8, "setup": {}, "cpu_group": "CPU weight 1000 (cpu.shares 10240, /sys/fs/cgroup/cpu/x)",
+              "machine": {"cpus": 2, "cpu": "?", "kernel": "?", "python": "?", "load_average": [0, 0, 0]}}
+    first = report(result)[0]
+    assert "8 /22 subnets" in first
+    assert "the controllers in a CPU cgroup of their own, CPU weight 1000 (cpu.shares 10240" in first
