@@ -46,6 +46,7 @@ class WriteBehind:
         self.spawn = lambda function: function()  # the app's ``hub.spawn``: the caller does not wait for the write
         self.later = _timer  # (delay, function) -> a timer with cancel(): a failed write tried again
         self.sleep = time.sleep  # green under ryu-manager: ``close`` waits without holding the loop
+        self.clock = time.monotonic  # ``close``'s bound
         self.written = None  # the version the file is known to hold (None: none written by this process)
         self.failures = 0  # writes failed in a row
         self._pending: tuple | None = None  # (version, data) to write next: the newest put and not written
@@ -70,8 +71,8 @@ class WriteBehind:
             self._retry.cancel()
             self._retry = None
         self._start()
-        deadline = time.monotonic() + wait
-        while self._busy and time.monotonic() < deadline:
+        deadline = self.clock() + wait
+        while self._busy and self.clock() < deadline:
             self.sleep(POLL)
         if self.behind():
             self.log.warning("%s not written to %s before the stop: a restart reads the file last written",

@@ -127,3 +127,25 @@ def test_close_waits_for_the_write_in_flight_and_the_newest(tmp_path):
     w.file.sleep = lambda _seconds: w.spawned and w.run()  # the writer's turn comes while close sleeps
     assert w.file._busy
     assert w.file.close() and (tmp_path / "f").read_bytes() == b"two" and w.writes == [b"two"]
+
+
+def test_close_gives_up_at_its_bound_on_a_write_that_never_ends(tmp_path, monkeypatch, caplog):
+    """A write hung in its OS thread (a dead disk): the stop waits ``wait`` seconds (its sleeps: the event loop's
+    turns), then logs that the newest flags were not written and goes on. Bounded here: a close that went on
+    waiting fails the test."""
+    monkeypatch.setattr(loglimit, "_last_logged", {})
+    w = Writer(tmp_path / "f")
+    w.file.put(1, b"one")  # the writer spawned, never to finish
+    clock, slept = [0.0], []
+
+    def sleep(seconds):
+        slept.append(seconds)
+        assert len(slept) <= 1000, "close went on waiting past its bound"
+        clock[0] += seconds
+
+    w.file.sleep, w.file.clock = sleep, lambda: clock[0]
+    assert not w.file.close(wait=writebehind.CLOSE_WAIT) and w.file.behind()
+    assert writebehind.CLOSE_WAIT <= sum(slept) < writebehind.CLOSE_WAIT + 2 * writebehind.POLL
+    assert set(slept) == {writebehind.POLL}
+    assert f"test flags not written to {tmp_path / 'f'} before the stop: a restart reads the file last written" \
+        in caplog.text
