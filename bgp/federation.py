@@ -46,16 +46,10 @@ from bgp.speaker import Neighbor, Speaker, SpeakerConfig
 from controller.derive import own_vtep_ips
 from controller.pacer import NEVER
 from controller.remote import RemoteTable, same_tables
+from controller.writebehind import later
 
 log = logging.getLogger("canopy.bgp")
 RECOVERY_MIN = 0.05  # seconds: the soonest a pass is woken for a flag's recovery
-
-
-def _later(delay: float, function):
-    timer = threading.Timer(delay, function)  # a green thread under ryu-manager (threads are monkey-patched)
-    timer.daemon = True
-    timer.start()
-    return timer
 
 
 def speaker_config(bgp, data_dir: str) -> SpeakerConfig:
@@ -83,7 +77,7 @@ class Federation:
         # the flags outlive a restart (a file in the data directory) and reach the HA standby (pair_with)
         path = os.path.join(data_dir, FILE_NAME) if bgp_settings is not None else None
         self.keeper = DuplicateKeeper(lambda: self.mobility.duplicates, path, wake=lambda: state.bgp_received(0))
-        self.later = _later  # (delay, function) -> a timer with cancel(): wakes a pass when a flag is to recover
+        self.later = later  # (delay, function) -> a timer with cancel(): wakes a pass when a flag is to recover
         self._recovery: tuple | None = None  # (due, timer) armed
         # raised when the flags change outside a publish (a recovery or the active's flags at a pass's start, a
         # DELETE): a publish made before is out of date (controller/routepass.py, during the start-up hold)

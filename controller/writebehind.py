@@ -31,7 +31,8 @@ CLOSE_WAIT = 5.0  # seconds ``close`` waits at most for the newest content to be
 POLL = 0.02  # seconds between two looks of ``close`` at the writer
 
 
-def _timer(delay: float, function):
+def later(delay: float, function):
+    """Run ``function()`` in ``delay`` seconds; the timer (``cancel()``). Also bgp/federation.py's recovery timer."""
     timer = threading.Timer(delay, function)  # a green thread under ryu-manager (threads are monkey-patched)
     timer.daemon = True
     timer.start()
@@ -44,8 +45,9 @@ class WriteBehind:
         self.path, self.log, self.what = path, log, what
         self.offload = lambda function, *args: function(*args)  # the app's ``blocking``: the write off the loop
         self.spawn = lambda function: function()  # the app's ``hub.spawn``: the caller does not wait for the write
-        self.later = _timer  # (delay, function) -> a timer with cancel(): a failed write tried again
+        self.later = later  # (delay, function) -> a timer with cancel(): a failed write tried again
         self.sleep = time.sleep  # green under ryu-manager: ``close`` waits without holding the loop
+        self.clock = time.monotonic  # ``close``'s bound
         self.written = None  # the version the file is known to hold (None: none written by this process)
         self.failures = 0  # writes failed in a row
         self._pending: tuple | None = None  # (version, data) to write next: the newest put and not written
@@ -70,8 +72,8 @@ class WriteBehind:
             self._retry.cancel()
             self._retry = None
         self._start()
-        deadline = time.monotonic() + wait
-        while self._busy and time.monotonic() < deadline:
+        deadline = self.clock() + wait
+        while self._busy and self.clock() < deadline:
             self.sleep(POLL)
         if self.behind():
             self.log.warning("%s not written to %s before the stop: a restart reads the file last written",

@@ -96,7 +96,8 @@ APP_WRITE = textwrap.dedent("""
     import os, sys
     sys.path.insert(0, {root!r})
     from controller.ryu_compat import hub
-    hub.patch(thread=True)                    # as run_manager does before the apps exist
+    from ryu.cmd import manager               # as run_manager does before the apps exist: its import patches
+    hub.patch(thread=True)                    # all but threads (time.sleep green), then threads
     from eventlet import patcher
     from controller import runtime, settings
     from controller.yamldoc import Doc
@@ -119,11 +120,8 @@ APP_WRITE = textwrap.dedent("""
     fed.mobility.duplicates.replace({rows!r})
     fed.tend_flags()                          # a pass's first step: the flags changed
     print("pass done, file written:", os.path.exists({path!r}), flush=True)
-    released.set()
-    for _ in range({bound} * 100):
-        if not fed.keeper.file.behind():
-            break
-        hub.sleep(0.01)
+    hub.spawn(released.set)                   # the disk is released only on an event loop's turn:
+    print("stopped, written:", fed.keeper.file.close(), flush=True)  # the stop's wait gives the loop turns
     print(open({path!r}).read(), flush=True)
 """)
 
@@ -131,14 +129,16 @@ APP_WRITE = textwrap.dedent("""
 def test_the_app_writes_the_flags_behind_the_pass_and_off_the_event_loop(tmp_path):
     """The app as ryu-manager builds it (controller/app.py wires the flags' file): a pass that changed the flags
     hands them over and goes on, its flows and routes not waiting for a disk (was: the pass waited for both
-    fsyncs), and the write, fsyncs included, runs in an OS thread, never on the event loop. The fsync waits (in
-    the test) until the pass has returned: a pass that waited for it, or a write on the event loop, is reported
-    (bounded), and the test fails."""
+    fsyncs), and the write, fsyncs included, runs in an OS thread, never on the event loop; the stop waits for it
+    without holding the event loop. The fsync waits (in the test) until the pass has returned, then until a green
+    thread has run: a pass that waited for it, a write on the event loop, or a stop whose wait holds the event loop
+    (the green thread never runs: the write not done when ``close`` gives up), is reported (bounded), and the test
+    fails."""
     data = tmp_path / "data"
     data.mkdir()
     path = data / FILE_NAME
     code = APP_WRITE.format(root=os.getcwd(), data=str(data), path=str(path), rows=ROWS, bound=10)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == ["pass done, file written: False", json.dumps({"flags": ROWS},
-                                                                                     separators=(",", ":"))]
+    assert done.stdout.splitlines() == ["pass done, file written: False", "stopped, written: True",
+                                        json.dumps({"flags": ROWS}, separators=(",", ":"))]

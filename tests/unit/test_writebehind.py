@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 
+import pytest
+
 from controller import loglimit, writebehind
 from controller.writebehind import WriteBehind
 
@@ -27,6 +29,8 @@ class Writer:
 
     def offload(self, function, *args):
         self.writes.append(args[1])
+        if len(self.writes) >= 100:  # bounded: a writer that never stops fails the test (not an Exception: the
+            pytest.fail("a busy loop of writes")  # writer takes those for a failed write)
         for step in self.during:  # what the event loop does while the OS thread writes
             step()
         self.during = []
@@ -127,3 +131,43 @@ def test_close_waits_for_the_write_in_flight_and_the_newest(tmp_path):
     w.file.sleep = lambda _seconds: w.spawned and w.run()  # the writer's turn comes while close sleeps
     assert w.file._busy
     assert w.file.close() and (tmp_path / "f").read_bytes() == b"two" and w.writes == [b"two"]
+
+
+def test_close_gives_up_at_its_bound_on_a_write_that_never_ends(tmp_path, monkeypatch, caplog):
+    """A write hung in its OS thread (a dead disk): the stop waits ``wait`` seconds (its sleeps: the event loop's
+    turns), then logs that the newest flags were not written and goes on. Bounded here: a close that went on
+    waiting fails the test."""
+    monkeypatch.setattr(loglimit, "_last_logged", {})
+    w = Writer(tmp_path / "f")
+    w.file.put(1, b"one")  # the writer spawned, never to finish
+    clock, slept = [0.0], []
+
+    def sleep(seconds):
+        slept.append(seconds)
+        assert len(slept) <= 1000, "close went on waiting past its bound"
+        clock[0] += seconds
+
+    w.file.sleep, w.file.clock = sleep, lambda: clock[0]
+    assert not w.file.close(wait=writebehind.CLOSE_WAIT) and w.file.behind()
+    assert writebehind.CLOSE_WAIT <= sum(slept) < writebehind.CLOSE_WAIT + 2 * writebehind.POLL
+    assert set(slept) == {writebehind.POLL}
+    assert f"test flags not written to {tmp_path / 'f'} before the stop: a restart reads the file last written" \
+        in caplog.text
+
+
+def test_a_write_failing_forever_keeps_one_timer_and_no_writer_between_tries(tmp_path):
+    """A disk that never takes the write: one try every RETRY seconds, and one at once per newer content, never a
+    second timer armed beside the first nor a writer left running between two tries (no busy loop, no pile-up)."""
+    w = Writer(tmp_path / "f")
+    w.fail = True
+    w.file.put(1, b"one")
+    w.run()
+    for version in range(2, 7):
+        assert len(w.timers) == 1 and not w.spawned and not w.file._busy
+        w.file.put(version, b"newer")  # a change while the retry is armed: tried at once, no second timer
+        w.run()
+        assert len(w.timers) == 1 and not w.spawned
+        w.timers.pop()[1]()  # the retry
+        w.run()
+    assert len(w.timers) == 1 and not w.spawned and w.file.failures == 11 and len(w.writes) == 11
+    assert w.file.behind() and w.file.written is None and not (tmp_path / "f").exists()
