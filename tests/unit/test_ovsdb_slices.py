@@ -342,6 +342,9 @@ def test_a_replica_reading_another_reference_to_ports_applies_a_big_delete_whole
     lambda u: next(iter(u["Bridge"].values()))["modify"].update(ports=["map", []]),
     lambda u: next(iter(u["Bridge"].values()))["modify"]["ports"][1].append(["named-uuid", "x"]),
     lambda u: u["Bridge"].update({_uuid(): None}),
+    # what the rest (made after the slices: _check_rest) reads: a bridge with another column, a table of rows
+    lambda u: u["Bridge"].update({_uuid(): {"modify": {"name": "br-x", "ports": ["map", []]}}}),
+    lambda u: u.update(Mirror=[]),
 ])
 def test_a_shape_the_planner_does_not_expect_is_left_whole_to_ovs(broken, small_slices):
     db = Database(random.Random(3))
@@ -505,3 +508,36 @@ def test_a_plain_map_over_the_bound_in_a_later_slice_refuses_the_update_before_a
     replica._Idl__parse_update(json.loads(json.dumps(update)), UPDATE2)
     assert replica.refused == "update refused: Interface row %s: column external_ids: 4 elements, more than 3" % last
     assert not calls and contents(replica) == before
+
+
+def test_the_rest_of_a_big_delete_is_made_after_its_slices(monkeypatch):
+    """The rest walks every row of the update (10,000 ports deleted: ~6 ms of CPU): it is made when the reader reaches
+    it, after the slices, not before the first slice (which holds the first withdrawal); the same parts."""
+    db = Database(random.Random(7))
+    db._apply(db.insert_ports(3000))
+    update = db.delete_ports(3000)
+    update["Open_vSwitch"] = {db.root: {"modify": {"bridges": ["set", []]}}}  # a row the rest holds
+    replica = db.fresh()
+    expected = list(slices.plan(json.loads(json.dumps(update)), replica.tables))
+    made, handed = [], []
+    real = slices._rest
+    monkeypatch.setattr(slices, "_rest", lambda *args: made.append(len(handed)) or real(*args))
+    for part in slices.plan(json.loads(json.dumps(update)), replica.tables):
+        handed.append(part)
+    assert handed == expected and list(handed[-1]) == ["Open_vSwitch"]
+    assert made == [5] and [len(part.get("Port", ())) for part in handed] == [500, 1000, 750, 500, 250, 0]
+
+
+def test_planning_a_big_delete_reads_each_uuid_text_once(monkeypatch):
+    """A deleted port's uuid text is made a number once (for its bridge's members and for its row), an interface's
+    once: 10,000 ports deleted made 30,000 numbers, a seventh of the plan before the first withdrawal."""
+    db = Database(random.Random(9))
+    db._apply(db.insert_ports(1200))
+    replica = db.fresh()
+    update = db.delete_ports(1200)
+    expected = list(slices.plan(json.loads(json.dumps(update)), replica.tables))
+    calls = []
+    real = slices._number
+    monkeypatch.setattr(slices, "_number", lambda text: calls.append(text) or real(text))
+    assert list(slices.plan(json.loads(json.dumps(update)), replica.tables)) == expected
+    assert len(calls) == len(update["Port"]) + len(update["Interface"]) == len(set(calls))
