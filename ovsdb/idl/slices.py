@@ -60,9 +60,8 @@ def plan(update, tables, slice_ports: int | None = None, pacer: Pacer = NEVER) -
     """The slices of ``update`` (update2/update3's ``<table-updates>``), in order (each built when reached: ``_parts``),
     the rest last; None when it is not a pure big insert or delete of ports (then it is applied whole). ``tables``: the
     Idl's tables (the rows now); ``slice_ports``: the ports of the slice after the lead (default ``SLICE_PORTS``; the
-    lead: ``LEAD_PORTS``, at most that); ``pacer``: ticked
-    per ``ITEMS_PER_TICK`` ports, interfaces or rows looked at (10,000 ports deleted: ~20-40 ms of planning, with the
-    event loop's turns)."""
+    lead: ``LEAD_PORTS``, at most that); ``pacer``: ticked per ``ITEMS_PER_TICK`` ports, interfaces or rows looked at
+    (10,000 ports deleted: ~20-40 ms of planning, with the event loop's turns)."""
     def walk(items):
         return _walk(items, pacer)
 
@@ -112,8 +111,8 @@ def _plan(update, tables, slice_ports: int, walk) -> Iterator[dict] | None:
 def _parts(chosen: list[str], counts: list[int], update: dict, held: dict, owner: dict, walk):
     """The slices of ``chosen`` (``counts`` ports each), each built when the reader reaches it, then the rest
     (when not empty, also made when reached): the first withdrawal of a big delete waits for its own slice only
-    (building all eight of 10,000 ports was ~7 ms of CPU before it; the rest, which walks every row of the update,
-    ~6 ms). A slice and the rest read only what the plan checked (each port's rows, interfaces and bridge; the
+    (building all the slices of 10,000 ports was ~7 ms of CPU before it; the rest, which walks every row of the
+    update, ~6 ms). A slice and the rest read only what the plan checked (each port's rows, interfaces and bridge; the
     update's tables and bridges), so building them later raises nothing; nothing they read is changed by applying
     the slices before them."""
     start = 0
