@@ -3,8 +3,8 @@
 Why: 10,000 ports added to a bridge in one transaction arrive as one update of 20,001 rows. Applied whole, nothing of
 it is reported before every row is parsed and applied (~0.5 s of CPU in the IDL, then ~0.2 s in the reporter):
 the first vport is bound, and its route announced, only after that (evpn_routes' announce phase, docs/benchmarks.md).
-Applied in slices of ``SLICE_PORTS`` ports, the replica's reader (``Replica``'s ``on_slice``) reports each slice as
-it lands.
+Applied in slices (``LEAD_PORTS`` ports first, then from ``SLICE_PORTS`` on: ``sizes``), the replica's reader
+(``Replica``'s ``on_slice``) reports each slice as it lands.
 
 Only a *pure* big insert or a *pure* big delete of ports is cut (``plan``): every Port and Interface row of the
 update is inserted (or every one deleted), and a port goes into a slice only when
@@ -45,7 +45,10 @@ from collections.abc import Iterator
 
 from controller.pacer import NEVER, Pacer
 
-SLICE_PORTS = 500  # ports (with their interfaces) in the first slice; an update with fewer sliceable ports: whole
+SLICE_PORTS = 500  # ports (with their interfaces) in the slice after the lead; an update with fewer sliceable ports:
+# whole
+LEAD_PORTS = 100  # ports in the first slice (the lead; at most SLICE_PORTS): a big delete's first withdrawal waits for
+# its slice alone (10,000 ports deleted: the first withdrawal ~10 ms of CPU sooner than after a first slice of 500)
 GROWTH = 2  # each slice holds up to this many times the ports of the one before: each report's cost that grows with
 # the bridge (the reporter's and State's sorted tuples of every port) is paid a few times, not once per 500 ports;
 # and at most half of the ports left (but SLICE_PORTS): the slices shrink again towards the end (``sizes``)
@@ -56,9 +59,9 @@ INSERT, DELETE = "insert", "delete"
 def plan(update, tables, slice_ports: int | None = None, pacer: Pacer = NEVER) -> Iterator[dict] | None:
     """The slices of ``update`` (update2/update3's ``<table-updates>``), in order (each built when reached: ``_parts``),
     the rest last; None when it is not a pure big insert or delete of ports (then it is applied whole). ``tables``: the
-    Idl's tables (the rows now); ``slice_ports``: the first slice's ports (default ``SLICE_PORTS``); ``pacer``: ticked
-    per ``ITEMS_PER_TICK`` ports, interfaces or rows looked at (10,000 ports deleted: ~20-40 ms of planning, with the
-    event loop's turns)."""
+    Idl's tables (the rows now); ``slice_ports``: the ports of the slice after the lead (default ``SLICE_PORTS``; the
+    lead: ``LEAD_PORTS``, at most that); ``pacer``: ticked per ``ITEMS_PER_TICK`` ports, interfaces or rows looked at
+    (10,000 ports deleted: ~20-40 ms of planning, with the event loop's turns)."""
     def walk(items):
         return _walk(items, pacer)
 
@@ -94,24 +97,29 @@ def _plan(update, tables, slice_ports: int, walk) -> Iterator[dict] | None:
     if operation is None or not _root_keeps_its_values(update.get("Open_vSwitch", {})) or \
             _references_to_ports(tables) != _SLICED_REFERENCES:
         return None
-    owner = _bridge_of(update.get("Bridge", {}), tables["Bridge"].rows, operation, walk)
-    held = _interfaces_held(ports, ifaces, tables["Port"].rows, operation, walk)
+    numbers: dict[str, int] = {}  # a port's uuid text -> its number, for the bridge and the interfaces alike
+    owner = _bridge_of(update.get("Bridge", {}), tables["Bridge"].rows, operation, walk, numbers)
+    held = _interfaces_held(ports, ifaces, tables["Port"].rows, operation, walk, numbers)
     chosen = _sliceable(ports, ifaces, held, owner, walk)
     if len(chosen) <= slice_ports:
         return None
-    rest = _rest(update, chosen, held, walk)  # here, not lazily: a shape it reads is checked inside plan's try
-    return _parts(chosen, sizes(len(chosen), slice_ports), update, held, owner, walk, rest)
+    _check_rest(update)  # what ``_rest`` reads, checked here (inside plan's try): the rest is made when reached
+    lead = min(LEAD_PORTS, slice_ports)
+    return _parts(chosen, [lead, *sizes(len(chosen) - lead, slice_ports)], update, held, owner, walk)
 
 
-def _parts(chosen: list[str], counts: list[int], update: dict, held: dict, owner: dict, walk, rest: dict):
-    """The slices of ``chosen`` (``counts`` ports each), each built when the reader reaches it, then ``rest``
-    (when not empty): the first withdrawal of a big delete waits for its own slice only (building all eight of 10,000
-    ports was ~7 ms of CPU before it). A slice reads only what the plan checked (each port's rows, interfaces and
-    bridge), so building it later raises nothing; nothing it reads is changed by applying the slices before it."""
+def _parts(chosen: list[str], counts: list[int], update: dict, held: dict, owner: dict, walk):
+    """The slices of ``chosen`` (``counts`` ports each), each built when the reader reaches it, then the rest
+    (when not empty, also made when reached): the first withdrawal of a big delete waits for its own slice only
+    (building all the slices of 10,000 ports was ~7 ms of CPU before it; the rest, which walks every row of the
+    update, ~6 ms). A slice and the rest read only what the plan checked (each port's rows, interfaces and bridge; the
+    update's tables and bridges), so building them later raises nothing; nothing they read is changed by applying
+    the slices before them."""
     start = 0
     for count in counts:
         yield _slice(walk(chosen[start:start + count]), update, held, owner)
         start += count
+    rest = _rest(update, chosen, held, walk)
     if rest:
         yield rest
 
@@ -180,8 +188,9 @@ def _uuids(value) -> list[str]:
     return out
 
 
-def _bridge_of(bridges: dict, rows, operation: str, walk) -> dict[str, str]:
-    """{port uuid: the bridge whose ``ports`` difference alone names it}; for a delete only the current members."""
+def _bridge_of(bridges: dict, rows, operation: str, walk, numbers: dict[str, int]) -> dict[str, str]:
+    """{port uuid: the bridge whose ``ports`` difference alone names it}; for a delete only the current members (the
+    ports' numbers kept in ``numbers``)."""
     owner, twice = {}, set()
     for bridge, row_update in bridges.items():
         if not isinstance(row_update, dict):
@@ -193,8 +202,12 @@ def _bridge_of(bridges: dict, rows, operation: str, walk) -> dict[str, str]:
         for port in walk(_uuids(diff["ports"])):
             if port in owner:
                 twice.add(port)
-            elif operation == INSERT or _number(port) in members:
+            elif operation == INSERT:
                 owner[port] = bridge
+            else:
+                number = numbers[port] = _number(port)
+                if number in members:
+                    owner[port] = bridge
     for port in twice:
         owner.pop(port, None)
     return owner
@@ -214,18 +227,25 @@ def _number(text: str) -> int:
     return int(text.replace("-", ""), 16)
 
 
-def _interfaces_held(ports: dict, ifaces: dict, rows, operation: str, walk) -> dict[str, list]:
-    """{port uuid: its interfaces' uuids}: inserted, from the update; deleted, from the replica's row (an interface
-    the update does not delete as None; a port the replica lacks is left out)."""
+def _interfaces_held(ports: dict, ifaces: dict, rows, operation: str, walk, numbers: dict[str, int]) -> dict:
+    """{port uuid: its interfaces' uuids (a list or tuple)}: inserted, from the update; deleted, from the replica's row
+    (an interface the update does not delete as None; a port the replica lacks is left out). ``numbers``: the
+    ports' numbers ``_bridge_of`` made (each made once: 10,000 ports deleted)."""
     if operation == INSERT:
         return {port: _uuids(row_update[INSERT]["interfaces"]) for port, row_update in walk(ports.items())}
     current = _rows_by_number(rows, walk)
     text = {_number(iface): iface for iface in walk(ifaces)}
-    held = {}
+    get, held = text.get, {}
     for port in walk(ports):
-        row = current.get(_number(port))
+        number = numbers.get(port)
+        row = current.get(_number(port) if number is None else number)
         if row is not None:
-            held[port] = [text.get(atom.value.int) for atom in row._data["interfaces"].values]
+            atoms = row._data["interfaces"].values
+            if len(atoms) == 1:  # the usual port: one interface, without a list comprehension's call
+                for atom in atoms:
+                    held[port] = (get(atom.value.int),)
+            else:
+                held[port] = tuple(get(atom.value.int) for atom in atoms)
     return held
 
 
@@ -240,11 +260,12 @@ def _rows_by_number(rows, walk) -> dict[int, object]:
 
 
 def _sliceable(ports: dict, ifaces: dict, held: dict, owner: dict, walk) -> list[str]:
-    """The ports of the update that may go into a slice (see the module docstring), in the update's order."""
-    claims = collections.Counter(iface for interfaces in held.values() for iface in interfaces)
+    """The ports of the update that may go into a slice (see the module docstring), in the update's order: each
+    held interface in the update and held by that port alone (``barred``: those that are not, found once)."""
+    claims = collections.Counter(itertools.chain.from_iterable(held.values()))
+    barred = {iface for iface, count in claims.items() if count > 1 or iface not in ifaces}
     return [port for port in walk(ports)
-            if port in owner and held.get(port) and
-            all(iface in ifaces and claims[iface] == 1 for iface in held[port])]
+            if port in owner and held.get(port) and barred.isdisjoint(held[port])]
 
 
 def _slice(ports, update: dict, held: dict, owner: dict) -> dict:
@@ -258,6 +279,19 @@ def _slice(ports, update: dict, held: dict, owner: dict) -> dict:
         out_bridges.setdefault(owner[port], []).append(["uuid", port])
     return {"Interface": out_ifaces, "Port": out_ports,
             "Bridge": {bridge: {"modify": {"ports": ["set", added]}} for bridge, added in out_bridges.items()}}
+
+
+def _check_rest(update: dict) -> None:
+    """Raise what ``_rest`` would raise on ``update`` (a table's rows not an object, a bridge's ``ports`` difference
+    of a shape not expected): it runs after the slices, outside plan's try. The bridges' differences of ``ports``
+    alone were read by ``_bridge_of``; a bridge's row is an object (``_bridge_of``)."""
+    for rows in update.values():
+        if not isinstance(rows, dict):
+            raise ValueError(rows)
+    for row_update in update.get("Bridge", {}).values():
+        diff = row_update.get("modify")
+        if isinstance(diff, dict) and "ports" in diff and diff.keys() != {"ports"}:
+            _uuids(diff["ports"])
 
 
 def _rest(update: dict, chosen: list[str], held: dict, walk) -> dict:

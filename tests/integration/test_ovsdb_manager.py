@@ -391,10 +391,10 @@ def _transact(hv: Hypervisor, ops: list) -> None:
 
 def test_ports_added_or_deleted_in_one_big_transaction_are_reported_in_growing_consistent_slices(manager, spawn):
     """1,200 ports added to br-int in one transaction arrive as one update of 2,401 rows; it is reported a slice at a
-    time (ovsdb/idl/slices.py: 500 ports, 500 more (at most half of what is left), then the last 200), each report a
-    state smaller transactions could have given: the first ports, each with its interface's iface-id and MAC, and
-    none of the others. Deleted in one transaction: 500 go first, then 500, then the last 200."""
-    from ovsdb.idl.slices import SLICE_PORTS, sizes
+    time (ovsdb/idl/slices.py: a lead of 100 ports, then 500, 500 more (at most half of what is left), then the last
+    100), each report a state smaller transactions could have given: the first ports, each with its interface's
+    iface-id and MAC, and none of the others. Deleted in one transaction: 100 go first, then 500, 500, the last 100."""
+    from ovsdb.idl.slices import LEAD_PORTS, SLICE_PORTS, sizes
 
     hv = spawn(Hypervisor, "hv-slices")
     session = connect_vrs(manager, hv)["session"]
@@ -421,10 +421,10 @@ def test_ports_added_or_deleted_in_one_big_transaction_are_reported_in_growing_c
     # and no longer once the last is reported (else every pass would wait REPORT_WAIT for it, for ever)
     [name] = [s["session"] for s in manager.sessions() if s["key"] == session]
     reports = [e for e in manager.snapshot() if e["ev"] == "update" and e["snap"]["session"] == session]
-    assert sizes(n, SLICE_PORTS) == [500, 500, 200]
-    assert [name in e["slicing"] for e in reports[seen:]] == [True, True, True]
+    assert [LEAD_PORTS, *sizes(n - LEAD_PORTS, SLICE_PORTS)] == [100, 500, 500, 100]
+    assert [name in e["slicing"] for e in reports[seen:]] == [True, True, True, True]
     poll_until(lambda: name not in manager.slicing(), FAST, "the session out of slicing", manager.context)
-    assert [len(s["ports"]) for s in added] == [500, 1000, n]
+    assert [len(s["ports"]) for s in added] == [100, 600, 1100, n]
     for snap in added:
         for port in snap["ports"]:
             k = int(port["name"][3:])
@@ -433,7 +433,7 @@ def test_ports_added_or_deleted_in_one_big_transaction_are_reported_in_growing_c
     _transact(hv, [{"op": "update", "table": "Bridge", "where": [["name", "==", "br-int"]],
                     "row": {"ports": ["set", [["uuid", p] for p in _bridge_own_port(hv)]]}}])
     manager.wait_latest(session, lambda s: s["ports"] == [], SLOW, "every port gone")
-    assert [len(s["ports"]) for s in manager.updates(session)[seen:]] == [n - 500, n - 1000, 0]
+    assert [len(s["ports"]) for s in manager.updates(session)[seen:]] == [n - 100, n - 600, n - 1100, 0]
 
 
 def _bridge_own_port(hv: Hypervisor) -> list[str]:

@@ -21,7 +21,7 @@ from ovsdb.claims import VrsClaims
 from ovsdb.rowchanges import RowChange, RowChanges, row_key
 from tests.unit.test_ovsdb_slices import Database, Sink, root_rows, session, take
 
-PORTS = 1200  # more than two slices (500, 500, 200)
+PORTS = 1200  # more than two slices (100, 500, 500, 100)
 
 
 class UuidCalls:
