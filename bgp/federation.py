@@ -39,7 +39,7 @@ from bgp.dupkeep import FILE_NAME, DuplicateKeeper
 from bgp.duplicates import DuplicateMacs
 from bgp.early import EarlyAnnounce
 from bgp.evpn import ImportResult, Mobility, originate
-from bgp.importer import RemoteDelta, RouteImport
+from bgp.importer import ImportTally, RemoteDelta, RouteImport
 from bgp.origins import Origins
 from bgp.routebook import GracefulRestart
 from bgp.speaker import Neighbor, Speaker, SpeakerConfig
@@ -88,6 +88,7 @@ class Federation:
         self._changes: dict = {}  # {(peer, key): route or None} reported and not imported yet
         self._order: dict = {}  # {(peer, key): n} when those routes were received (RouteBook.order_of)
         self._importer: RouteImport | None = None
+        self._held = ImportTally()  # the counts of the last import State took, while ``_importer`` is dropped
         # peers whose routes may not all be in (RouteBook.awaited), as of the changes taken and as of the last import
         # (what the start-up hold waits for: its View holds every route of the others)
         self._awaited = self.awaited = sorted(str(n.address) for n in getattr(bgp_settings, "neighbors", ()))
@@ -165,11 +166,14 @@ class Federation:
         commit may replace the policy (the importer keeps the one it was built with; the next round, which the
         commit wakes, imports again from scratch). A round that raises (the caller logs it; State does not take its
         changes) leaves the importer half changed and its changes taken: the next round imports from scratch (else its
-        delta would miss the failed round's changes and could add a MAC State holds elsewhere without removing it)."""
+        delta would miss the failed round's changes and could add a MAC State holds elsewhere without removing it);
+        until then the import counts are those of the import State holds (``import_counts``)."""
+        importer = self._importer
+        held = importer.tally() if importer is not None else self._held
         try:
             return self._import()
         except BaseException:
-            self._importer = None
+            self._importer, self._held = None, held
             raise
 
     def _import(self) -> bool:
@@ -208,9 +212,9 @@ class Federation:
         a standby counted its pair's routes, reflected back by a route reflector, as imported, though its View
         drops them as its own."""
         importer, state = self._importer, self.state
-        if importer is None:
-            return {"imported": 0, "own_vtep": 0, "ignored": 0}
-        return importer.counts(own_vtep_ips(map(state.vtep_ip_of, state.vrs.values()), state.vteps))
+        counted = importer if importer is not None else self._held  # dropped after a round that raised: the counts
+        # of the import State still holds (it did not take that round's changes)
+        return counted.counts(own_vtep_ips(map(state.vtep_ip_of, state.vrs.values()), state.vteps))
 
     @property
     def result(self) -> ImportResult:

@@ -3,6 +3,8 @@ the oracle (randomised sequences of announcements, replacements and withdrawals 
 
 import random
 
+import pytest
+
 from bgp.evpn import import_routes
 from bgp.importer import RouteImport
 from bgp.routes import InclusiveMulticastRoute, IpPrefixRoute, MacIpRoute
@@ -245,3 +247,42 @@ def test_routes_and_commits_landing_in_an_import_from_scratchs_pauses_reach_the_
             federation.refresh_import()  # takes what landed during the pauses
             assert state.remote == speaker.imported(state.policy), f"seed {seed} step {step}"
     assert landed >= 100  # routes and commits did land inside the rounds
+
+
+def test_the_counts_stay_those_of_the_import_state_holds_while_it_is_dropped(monkeypatch):
+    """A round whose import raises drops the importer (the next round imports from scratch: test_remote_import_
+    invariant.py); GET /v1/bgp/peers then said 0 imported, 0 own, 0 ignored until the next round, though State kept
+    every route of the import before. Now: that import's counts, until the next round's; then the new ones."""
+    import bgp.importer
+    from bgp.federation import Federation
+    from tests.unit.test_evpn import HV1
+
+    state, _ = setup_view()
+    speaker = BookSpeaker()
+    federation = Federation(None, "/nonexistent", state, speaker=speaker)
+    web = state.policy.find("subnet", "acme/web")
+    for i, vtep in enumerate((HV1, "10.251.0.9", "10.251.0.9")):
+        speaker.receive(MacIpRoute(rd=f"{vtep}:1", mac=f"02:aa:00:00:00:0{i}", l2_vni=web["vni"], next_hop=vtep,
+                                   route_targets=tuple(web["import_rts"])))
+    speaker.receive(MacIpRoute(rd="65001:9", mac="02:aa:00:00:00:0f", l2_vni=7, next_hop=HV1,
+                               route_targets=("65999:1",)))  # ignored
+    federation._received_changed()
+    federation.refresh_import()
+    held = {"imported": 2, "own_vtep": 1, "ignored": 1}
+    assert federation.import_counts() == held
+    more = MacIpRoute(rd="10.251.0.9:1", mac="02:aa:00:00:00:0e", l2_vni=web["vni"], next_hop="10.251.0.9",
+                      route_targets=tuple(web["import_rts"]))
+    with monkeypatch.context() as patched:
+        patched.setattr(bgp.importer, "_merged", lambda *a: (_ for _ in ()).throw(RuntimeError("an import bug")))
+        speaker.receive(more)
+        federation._received_changed()
+        with pytest.raises(RuntimeError):
+            federation.refresh_import()
+        assert federation.import_counts() == held  # what State holds: the round before's
+        state.policy = state.policy.copy()  # a commit: from scratch, failing again
+        with pytest.raises(RuntimeError):
+            federation.refresh_import()
+        assert federation.import_counts() == held
+    federation.refresh_import()  # from scratch: every route received, the failed rounds' too
+    assert federation.import_counts() == {"imported": 3, "own_vtep": 1, "ignored": 1}
+    assert state.remote == speaker.imported(state.policy)
