@@ -38,7 +38,8 @@ from bgp import routes as bgp_routes
 from bgp.dupkeep import FILE_NAME, DuplicateKeeper
 from bgp.duplicates import DuplicateMacs
 from bgp.early import EarlyAnnounce
-from bgp.evpn import ImportResult, Mobility, originate
+from bgp.evpn import ImportResult, originate
+from bgp.mobility import Mobility
 from bgp.importer import ImportTally, RemoteDelta, RouteImport
 from bgp.origins import Origins
 from bgp.routebook import GracefulRestart

@@ -21,6 +21,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from functools import cached_property
 
+from controller.feed import Feeds
 from controller.keyed import discard_from
 
 
@@ -152,6 +153,7 @@ class RemoteIndex:
         self.floods: dict[str, set[str]] = defaultdict(set)
         self.prefixes: dict[str, dict[RemotePrefix, None]] = defaultdict(dict)  # an ordered set per domain
         self._extra: dict[tuple[str, str], list[RemoteMac]] = {}  # a table with two locations for one MAC
+        self.feeds = Feeds()  # the (subnet, MAC) pairs each delta reached, for readers keeping results by delta
         for mac in table.macs:
             self._add_mac(mac)
         for sid, ip in table.floods:
@@ -192,6 +194,7 @@ class RemoteIndex:
                 subnets.add(entry[0])
         if delta:
             self._table = None
+        self.feeds.record(macs)
         return macs, subnets, domains
 
     def delta_to(self, table: RemoteTable, pacer) -> RemoteDelta | None:
