@@ -4,7 +4,7 @@ where it was (no further moves counted), logs one warning, and counts it (GET /v
 until the operator clears it (DELETE /v1/bgp/duplicate-macs) or, with ``recovery`` set (bgp.duplicate_mac.recovery),
 until the flag is that many seconds old: then it is cleared, logged, and the MAC's moves are counted anew (FRR's
 ``dup-addr-detection freeze <secs>``, Junos's ``auto-recovery-time``; without it the flag is permanent, FRR's
-``freeze permanent``). ``bgp.evpn.Mobility`` reports the moves it sees of local MACs: into Canopy (a MAC a peer
+``freeze permanent``). ``bgp.mobility.Mobility`` reports the moves it sees of local MACs: into Canopy (a MAC a peer
 announced appearing on a local port), between two of its VRS, and away (a peer's higher sequence number winning a
 local MAC). A VM live migration is one move.
 
@@ -29,6 +29,7 @@ from itertools import islice, takewhile
 
 from sortedcontainers import SortedList
 
+from controller.feed import Feeds
 from controller.loglimit import log_limited, warn_limited
 
 log = logging.getLogger("canopy.bgp")
@@ -46,6 +47,7 @@ class DuplicateMacs:
         self.flagged: dict[tuple[str, str], dict] = {}  # (subnet, MAC) -> {"took", "last_move", "window", "since"}
         self._order = SortedList()  # (since, (subnet, MAC)) of every flag, the oldest first
         self.version = 0  # raised by every change of ``flagged`` (bgp.dupkeep writes and sends the flags then)
+        self.feeds = Feeds()  # the keys flagged or unflagged (MAC mobility takes them again: bgp/mobility.py)
 
     def __contains__(self, key) -> bool:
         return key in self.flagged
@@ -76,6 +78,7 @@ class DuplicateMacs:
         self._flag(key, {"subnet_id": key[0], "mac": key[1], "took": round(now - times[0], 3), "last_move": how,
                          "window": self.window, "since": round(self.wall(), 3)})
         self.version += 1
+        self.feeds.record((key,))
         # a loop can make every local MAC a duplicate at once: one line per LOG_EVERY, counting those left out (GET
         # /v1/bgp/peers lists them)
         warn_limited(log, ("duplicate MAC",), "duplicate MAC %s in subnet %s: %d moves within %ss (the last %s): no "
@@ -130,6 +133,7 @@ class DuplicateMacs:
         if not due:
             return
         self._cut(due, 0)
+        self.feeds.record([key for _since, key in due])
         for _since, key in due:
             del self.flagged[key]
             log_limited(log, logging.INFO, ("duplicate MAC recovered",), "duplicate MAC %s in subnet %s: flag cleared "
@@ -170,6 +174,7 @@ class DuplicateMacs:
         if not keys:
             return []
         self.version += 1
+        self.feeds.record(keys)
         rows = [self.flagged.pop(key) for key in keys]
         if self._many(len(rows)):
             flagged = self.flagged
@@ -185,6 +190,7 @@ class DuplicateMacs:
         flagged = {(row["subnet_id"], row["mac"]): dict(row) for row in rows}
         if flagged == self.flagged:
             return
+        self.feeds.record(flagged.keys() ^ self.flagged.keys())
         self.flagged = flagged
         self._order = SortedList((row["since"], key) for key, row in flagged.items())
         for key in self.flagged:

@@ -10,27 +10,20 @@
   targets of our subnets and domains (and the VNI for L2), hence remote endpoints, flood targets and
   prefixes. Everything else is counted as ignored. From scratch; ``bgp.importer.RouteImport`` does the
   same route by route (the programming loop's import, by delta).
-- ``Mobility``: MAC mobility sequence numbers (RFC 7432 section 15): a MAC that appears here while a peer
-  announces it gets that sequence + 1; a local move increments ours; a peer with a higher number (or the
-  same number from a lower VTEP IP), or one announcing it sticky (static, section 15.2), wins and we stop
-  announcing it.
+
+MAC mobility sequence numbers (the ``seqs`` of ``originate``) are ``bgp.mobility.Mobility``'s.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import logging
 from dataclasses import dataclass
 
-from bgp.duplicates import DuplicateMacs
-from bgp.importer import RouteImport, beats
+from bgp.importer import RouteImport
 from bgp.origins import Origins
 from bgp.routes import InclusiveMulticastRoute, IpPrefixRoute, MacIpRoute, encode_host
-from controller.loglimit import log_limited, warn_limited
 from controller.pacer import NEVER, Pacer
-from controller.remote import RemoteMac, RemoteTable
-
-log = logging.getLogger("canopy.bgp")
+from controller.remote import RemoteTable
 
 
 # ------------------------------------------------------------------------------------ originate
@@ -202,97 +195,3 @@ def import_routes(received: dict, policy, order: dict | None = None) -> ImportRe
     importer = RouteImport(policy)
     importer.apply(received, order=order)
     return ImportResult(importer.table(), importer.imported, importer.ignored)
-
-
-# ------------------------------------------------------------------------------------ MAC mobility
-
-class Mobility:
-    """Sequence numbers of the MACs Canopy announces, kept between rounds (runtime state, not policy)."""
-
-    def __init__(self, duplicates: DuplicateMacs | None = None):
-        self.duplicates = duplicates if duplicates is not None else DuplicateMacs()  # RFC 7432 section 15.1
-        self.entries: dict[tuple[str, str], tuple[int, str]] = {}  # (subnet, MAC) -> (seq, our VTEP IP)
-        self.lost: set[tuple[str, str]] = set()  # (subnet, MAC) local but not announced: a peer's route wins
-        self.lost_to_sticky: set[tuple[str, str]] = set()  # of those, the ones a peer announces sticky (static)
-
-    def counts(self) -> dict:
-        """{"not_announced": local MACs not announced because a peer's route wins, "sticky": of those, the ones a
-        peer announces sticky} (GET /v1/bgp/peers ``mobility``, /metrics): a peer announcing many local MACs
-        sticky takes them all away from Canopy's announcements, and its warnings are rate limited."""
-        return {"not_announced": len(self.lost), "sticky": len(self.lost_to_sticky),
-                "duplicate": len(self.duplicates.flagged)}
-
-    def update(self, view, remote, pacer: Pacer = NEVER) -> dict:
-        """(subnet id, MAC) -> sequence number to announce, or None where a peer's route wins. ``remote``: a
-        RemoteTable or State's RemoteIndex (``macs_at(subnet, MAC)``: the remote locations of one MAC).
-        ``pacer`` is ticked per local MAC in each of the three walks over them; ``view`` and ``remote`` must not
-        change during its pauses (the programming loop's View, and State's index, which only the same loop's
-        import changes), and no other caller may update this Mobility meanwhile (one programming loop)."""
-        ours = {}
-        for ep in view.local.values():
-            ip = view.tunnel_ip_of(ep.session)
-            if ip:
-                ours[(ep.subnet_id, ep.mac)] = ip
-            pacer.tick()
-        our_vteps = set(ours.values())
-        theirs = {}
-        for key in ours:  # a remote location at one of our own VTEPs is our route
-            elsewhere = [m for m in remote.macs_at(*key) if m.vtep_ip not in our_vteps]
-            if elsewhere:
-                theirs[key] = elsewhere[-1]
-            pacer.tick()
-        seqs, duplicates = {}, self.duplicates
-        duplicates.prune()
-        for key, ip in ours.items():
-            pacer.tick()
-            if key in duplicates:  # not announced, its sequence number frozen, until cleared
-                seqs[key] = None
-                continue
-            other = theirs.get(key)
-            prev = self.entries.get(key)
-            moved = None
-            if prev is None:  # new here: if a peer has it, the MAC moved to us
-                seq = other.seq + 1 if other else 0
-                moved = "into this controller" if other else None
-            elif prev[1] != ip:  # moved between our own VTEPs
-                seq = max(prev[0], other.seq if other else -1) + 1
-                moved = "between two of its VRS"
-            else:
-                seq = prev[0]
-            self.entries[key] = (seq, ip)
-            if other is not None and beats(other, RemoteMac(key[0], key[1], (), ip, seq=seq)):
-                if key not in self.lost and not other.sticky:
-                    moved = f"away, to {other.vtep_ip}"
-                if moved and duplicates.moved(key, moved):
-                    self.lost.discard(key)
-                    self.lost_to_sticky.discard(key)
-                    seqs[key] = None
-                    continue
-                if key not in self.lost or (other.sticky and key not in self.lost_to_sticky):
-                    _log_lost(key, other, seq)
-                self.lost.add(key)
-                (self.lost_to_sticky.add if other.sticky else self.lost_to_sticky.discard)(key)
-                seqs[key] = None
-            else:
-                self.lost.discard(key)
-                self.lost_to_sticky.discard(key)
-                seqs[key] = None if moved and duplicates.moved(key, moved) else seq
-        for key in set(self.entries) - set(ours):
-            del self.entries[key]
-            self.lost.discard(key)
-            self.lost_to_sticky.discard(key)
-        return seqs
-
-
-def _log_lost(key, other, seq) -> None:
-    """A peer's route for one of our MACs wins: a sticky one is a conflict to alert the operator to (RFC 7432
-    section 15.2: a static MAC cannot move), a higher sequence number a move. Both lines are rate limited per
-    peer (``controller.loglimit``): a peer announcing every local MAC sticky, or every one with a higher sequence
-    number, logs one line, not one per MAC (``Mobility.counts`` has the number)."""
-    if other.sticky:
-        warn_limited(log, ("sticky", other.peer), "MAC %s of subnet %s is announced static (sticky) at %s by peer %s, "
-                     "and is also a local port here: not announcing ours (a duplicate MAC, or the static one is "
-                     "wrong; GET /v1/bgp/peers mobility counts them)", key[1], key[0], other.vtep_ip, other.peer)
-    else:
-        log_limited(log, logging.INFO, ("outbid", other.peer), "MAC %s of subnet %s is at %s with sequence %d (ours "
-                    "%d) from peer %s: not announcing ours", key[1], key[0], other.vtep_ip, other.seq, seq, other.peer)

@@ -146,8 +146,11 @@ class RouteImport:
         """{"imported", "own_vtep", "ignored"}: received routes used by a subnet or domain (and naming a VTEP not
         ours), those naming one of our own VTEPs (``own_ips``: ours come back, which the View ignores; on an HA
         standby behind a route reflector, the active's), and those nothing imports. Costs one look-up per own IP."""
-        own = sum(self._used_at.get(ip, 0) for ip in own_ips)
-        return {"imported": self.imported - own, "own_vtep": own, "ignored": self.ignored}
+        return self.tally().counts(own_ips)
+
+    def tally(self) -> ImportTally:
+        """What ``counts`` reads, as of now (a copy: the next ``apply`` does not change it). Costs the VTEPs named."""
+        return ImportTally(self.imported, self.ignored, dict(self._used_at))
 
     # ------------------------------------------------------------------ the table
     def table(self) -> RemoteTable:
@@ -157,6 +160,21 @@ class RouteImport:
                 floods=tuple(sorted(self._floods)),
                 prefixes=tuple(sorted(self._prefixes, key=prefix_order)))
         return self._table
+
+
+@dataclass(frozen=True)
+class ImportTally:
+    """The counts of one import as it stood (``RouteImport.tally``): what the status reports while the import
+    is dropped after a round that raised (State holds what that import gave it, bgp/federation.py)."""
+
+    imported: int = 0
+    ignored: int = 0
+    used_at: dict = field(default_factory=dict)  # VTEP IP -> used routes naming it
+
+    def counts(self, own_ips) -> dict:
+        """``RouteImport.counts`` as of the tally."""
+        own = sum(self.used_at.get(ip, 0) for ip in own_ips)
+        return {"imported": self.imported - own, "own_vtep": own, "ignored": self.ignored}
 
 
 def _vtep(route) -> str:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 
 from controller.discovery import METADATA_AGENT_KEY
+from controller.feed import Feeds
 from controller.policy import dhcp_server_ip
 from controller.remote import ip_holder
 from controller.extnet import ExternalView, external_view
@@ -136,6 +137,10 @@ class View:
     # kept by controller.viewdelta.LiveView (None in a View derived from scratch): subnet -> sessions with
     # endpoints there (counts)
     _holders: dict | None = field(default=None, repr=False, compare=False)
+    # kept by a LiveView (None in a View derived from scratch): the local endpoints whose ids ("endpoint", id) changed
+    # and the sessions whose tunnel IP ("tunnel", session) changed, for readers that keep results by delta (MAC
+    # mobility: bgp/mobility.py)
+    local_feeds: Feeds | None = field(default=None, repr=False, compare=False)
 
     def subnets_on(self, session) -> set[str]:
         """Subnets with at least one endpoint on this switch."""

@@ -3,8 +3,10 @@
 ``bgp.evpn.import_routes`` turns received routes into one ``RemoteTable``; ``controller.derive`` turns it
 into remote endpoints (type 2), extra BUM replication targets (type 3) and domain FIB entries (type 5 and
 type 2 host routes of subnets that are not imported at L2). Frozen values: equal tables compile alike.
-``changed_scopes`` gives the subnets and domains whose routes were added or withdrawn between two tables:
-State records them in its change journal, so the View re-derives only those.
+An import from scratch (at start, after a policy change) is taken by delta too: ``RemoteIndex.delta_to`` compares
+the new table with the index entry by entry, with pauses. Only a table given whole with two locations for one
+(subnet, MAC) replaces the index whole; ``changed_scopes`` then gives the subnets and domains whose routes were added
+or withdrawn, which State records in its change journal, so the View re-derives only those.
 
 The import runs by delta (``bgp.importer.RouteImport``): a round of received routes becomes a ``RemoteDelta``
 (the table entries added and removed), and State keeps a ``RemoteIndex`` (subnet -> MAC -> RemoteMac, subnet ->
@@ -19,6 +21,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from functools import cached_property
 
+from controller.feed import Feeds
 from controller.keyed import discard_from
 
 
@@ -43,22 +46,6 @@ class RemoteMac:
         route received later (higher wins)."""
         order = self.ip_order[self.ips.index(ip)] if self.ip_order else 0
         return self.seq, order
-
-
-def same_tables(a: RemoteTable, b: RemoteTable, pacer) -> bool:
-    """``a == b``, ticking ``pacer`` per entry compared (MAC, flood target, prefix): two tables of 10,000 MACs imported
-    apart (different objects, each compared field by field) are ~7-8 ms of CPU, in one stretch with the sorts before
-    it; 10,000 type 5 prefixes cost about as much."""
-    parts = ((a.macs, b.macs), (a.floods, b.floods), (a.prefixes, b.prefixes))
-    if any(len(ours) != len(theirs) for ours, theirs in parts):
-        return False
-    step = max(1, pacer.every)
-    for ours, theirs in parts:
-        for at in range(0, len(ours), step):
-            if ours[at:at + step] != theirs[at:at + step]:
-                return False
-            pacer.tick(min(step, len(ours) - at))
-    return True
 
 
 def ip_holder(wanting: dict):
@@ -166,6 +153,7 @@ class RemoteIndex:
         self.floods: dict[str, set[str]] = defaultdict(set)
         self.prefixes: dict[str, dict[RemotePrefix, None]] = defaultdict(dict)  # an ordered set per domain
         self._extra: dict[tuple[str, str], list[RemoteMac]] = {}  # a table with two locations for one MAC
+        self.feeds = Feeds()  # the (subnet, MAC) pairs each delta reached, for readers keeping results by delta
         for mac in table.macs:
             self._add_mac(mac)
         for sid, ip in table.floods:
@@ -206,7 +194,54 @@ class RemoteIndex:
                 subnets.add(entry[0])
         if delta:
             self._table = None
+        self.feeds.record(macs)
         return macs, subnets, domains
+
+    def delta_to(self, table: RemoteTable, pacer) -> RemoteDelta | None:
+        """The delta that makes this index hold ``table`` (an import from scratch: State takes it as any other),
+        found entry by entry, ``pacer`` ticked per entry compared (10,000 MACs: ~10-40 ms of CPU); None when this index
+        or ``table`` has two locations for one (subnet, MAC) (only a table given whole: it is then taken whole).
+        Neither may change during the pauses (the programming loop's import, or a caller holding both)."""
+        if self._extra:
+            return None
+        added, removed, seen = set(), set(), set()
+        tick = pacer.tick
+        for mac in table.macs:
+            key = (mac.subnet_id, mac.mac)
+            if key in seen:
+                return None
+            seen.add(key)
+            old = self.mac(*key)
+            if old is not mac and old != mac:
+                added.add(mac)
+                if old is not None:
+                    removed.add(old)
+            tick()
+        for sid, here in self.macs.items():
+            for mac, old in here.items():
+                if (sid, mac) not in seen:
+                    removed.add(old)
+                tick()
+        floods, prefixes = set(), set()
+        for sid, ip in table.floods:
+            floods.add((sid, ip))
+            if ip not in self.floods.get(sid, ()):
+                added.add((sid, ip))
+            tick()
+        for sid, ips in self.floods.items():
+            removed.update((sid, ip) for ip in ips if (sid, ip) not in floods)
+            tick(len(ips))
+        for prefix in table.prefixes:
+            prefixes.add(prefix)
+            if prefix not in self.prefixes.get(prefix.domain_id, ()):
+                added.add(prefix)
+            tick()
+        for here in self.prefixes.values():
+            for prefix in here:
+                if prefix not in prefixes:
+                    removed.add(prefix)
+                tick()
+        return RemoteDelta(frozenset(added), frozenset(removed))
 
     def _drop_mac(self, mac: RemoteMac) -> None:
         key = (mac.subnet_id, mac.mac)

@@ -127,12 +127,27 @@ class State(StateReport, DiscoverySink):
 
     @remote.setter
     def remote(self, table: RemoteTable) -> None:
-        """EVPN routes after import policy, from scratch (bgp.federation, at start and after a policy change):
-        the journal gets the subnets and domains whose entries were added or withdrawn."""
+        """EVPN routes after import policy, whole (tests, tools): ``take_remote`` with State's pacer."""
+        self.take_remote(table)
+
+    def take_remote(self, table: RemoteTable, pacer: Pacer | None = None) -> bool:
+        """EVPN routes after import policy, from scratch (bgp.federation, at start and after a policy change); True
+        when they changed. Compared with the index entry by entry, ``pacer`` (default: State's) ticked per entry
+        (``RemoteIndex.delta_to``), and taken as the delta found (``remote_changed``): the index, the journal and
+        its readers get only what changed. A table with two locations for one (subnet, MAC), which the import never
+        makes (only a table given whole), replaces the index whole: the journal gets the subnets and domains whose
+        entries were added or withdrawn. Neither the index nor ``table`` may change during the pauses (the
+        programming loop's import)."""
+        delta = self.remote_index.delta_to(table, self.pacer if pacer is None else pacer)
+        if delta is not None:
+            if delta:
+                self.remote_changed(delta)
+            return bool(delta)
         subnets, domains = changed_scopes(self.remote_index.table(), table)
         self.remote_index = RemoteIndex(table)
         self._record("remote_subnets", subnets)
         self._record("remote_domains", domains)
+        return bool(subnets or domains)
 
     def remote_changed(self, delta: RemoteDelta) -> None:
         """EVPN routes added and withdrawn after import policy (bgp.federation, every round of received

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 from controller import derive as d
 from controller.extdelta import ExternalDelta
+from controller.feed import Feeds
 from controller.journal import Journal
 from controller.keyed import EMPTY_COUNTS, add_to, count_in, count_of, discard_from
 from controller.pacer import NEVER, Pacer
@@ -98,6 +99,7 @@ class LiveView(OwnerReach):
         self.sec = LiveSecurity()  # view.security and its indexes (controller/security.py)
         self.ext_delta = ExternalDelta()  # view.external by delta (controller/extdelta.py)
         v._dom_subnets = self.dom_subnets
+        v.local_feeds = Feeds()
 
     # ------------------------------------------------------------------------------------------ build
     def build(self) -> Reach:
@@ -121,11 +123,19 @@ class LiveView(OwnerReach):
             return self._apply(j, owners)
         finally:
             self.state = state
+            self._feed_local()
+
+    def _feed_local(self) -> None:
+        """Tell the View's readers (``View.local_feeds``) which local endpoints and tunnel IPs this pass changed, also
+        when it failed part way (what it changed stays changed)."""
+        changed = [("endpoint", eid) for eid in getattr(self, "local_changed", ())]
+        self.view.local_feeds.record(changed + [("tunnel", session) for session in getattr(self, "tunnels", ())])
 
     def _apply(self, j: Journal, owners: bool) -> Reach:
         self.r = Reach()
         self.listing = owners
         self.changed = {}  # endpoint id -> (old, new)
+        self.local_changed = set()  # ids of the endpoints of view.local that changed (came, went or changed)
         self.presence = defaultdict(set)  # session -> subnets and ("d", domain) whose presence there changed
         self.on_before = {}  # ("s", subnet) or ("d", domain) whose switches changed -> its switches at the start
         self.holders_changed = set()  # subnets whose set of endpoint sessions changed
@@ -401,6 +411,8 @@ class LiveView(OwnerReach):
         changed is recorded from what the view held, not from ``old`` and ``new``."""
         v = self.view
         first = self.changed[eid][0] if eid in self.changed else v.endpoints.get(eid)
+        if eid in v.local or (new is not None and new.kind in d.LOCAL_KINDS):
+            self.local_changed.add(eid)
         if old is not None:
             self.was_at[eid] = self.was_at.get(eid, set()) | self._where(old)
             self._count(old, -1)

@@ -116,7 +116,7 @@ class FederationStandIn:
 
     def __init__(self, speaker, peers):
         from bgp.dupkeep import DuplicateKeeper
-        from bgp.evpn import Mobility
+        from bgp.mobility import Mobility
 
         self.speaker, self.peers = speaker, peers
         self.mobility = Mobility()

@@ -2,7 +2,8 @@
 pass: the route the pass will publish, kept by a publish whose View does not have the vport yet, and only in the
 plain case (nothing else new, allowed by the app, Canopy originating)."""
 
-from bgp.evpn import Mobility, originate
+from bgp.evpn import originate
+from bgp.mobility import Mobility
 from bgp.federation import Federation
 from bgp.routes import ANNOUNCE, WITHDRAW, MacIpRoute
 from controller.programmer import Programmer

@@ -1,0 +1,253 @@
+"""MAC mobility (RFC 7432 section 15): the sequence number Canopy announces for each local MAC.
+
+A MAC that appears here while a peer announces it gets that sequence + 1; a local move (between two of our VTEPs)
+increments ours; a peer with a higher number (or the same number from a lower VTEP IP), or one announcing it sticky
+(static, section 15.2), wins and we stop announcing it. Moves are counted by ``bgp.duplicates``: a MAC that moves too
+often is flagged a duplicate, not announced, its number frozen.
+
+Work per programming pass: what changed, not every local MAC. ``Mobility.update`` keeps what it last saw (each local
+endpoint's (subnet, MAC) and session, each local MAC's VTEP IP, our VTEP IPs counted, the VTEPs peers announce each
+local MAC at) and takes again only the MACs whose inputs changed, as change feeds (controller/feed.py) tell it: the
+local endpoints and tunnel IPs the LiveView changed (``View.local_feeds``), the (subnet, MAC) pairs a delta of State's
+remote index reached (``RemoteIndex.feeds``), the duplicate flags set or cleared (``DuplicateMacs.feeds``), and the
+MACs peers announce at a VTEP that became or stopped being one of ours. A View or remote index it does not follow yet
+(the first pass, a View built again from scratch, a table given whole, a View or table without feeds) is walked whole
+once. Taking again a MAC whose inputs did not change changes nothing, so the result is the full walk's
+(tests/unit/test_mobility_oracle.py holds the full walk as it was and checks the two agree).
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+
+from bgp.duplicates import DuplicateMacs
+from bgp.importer import beats
+from controller.loglimit import log_limited, warn_limited
+from controller.pacer import NEVER, Pacer
+from controller.remote import RemoteMac
+
+log = logging.getLogger("canopy.bgp")
+
+
+class Mobility:
+    """Sequence numbers of the MACs Canopy announces, kept between rounds (runtime state, not policy)."""
+
+    def __init__(self, duplicates: DuplicateMacs | None = None):
+        self.duplicates = duplicates if duplicates is not None else DuplicateMacs()  # RFC 7432 section 15.1
+        self.entries: dict[tuple[str, str], tuple[int, str]] = {}  # (subnet, MAC) -> (seq, our VTEP IP)
+        self.lost: set[tuple[str, str]] = set()  # (subnet, MAC) local but not announced: a peer's route wins
+        self.lost_to_sticky: set[tuple[str, str]] = set()  # of those, the ones a peer announces sticky (static)
+        self.seqs: dict[tuple[str, str], int | None] = {}  # what ``update`` returns, kept from pass to pass
+        # what the last update saw (see the module docstring)
+        self._eps: dict[str, tuple] = {}  # local endpoint id -> ((subnet, MAC), session)
+        self._by_session: dict[str, set[str]] = {}  # session -> its local endpoint ids
+        self._keyed: dict[tuple, set[str]] = {}  # (subnet, MAC) -> its local endpoint ids (one: policy, derive)
+        self._ours: dict[tuple, str] = {}  # local (subnet, MAC) whose session has a tunnel IP -> that IP
+        self._our_vteps: dict[str, int] = {}  # tunnel IP -> local MACs there
+        self._heard: dict[tuple, frozenset] = {}  # local (subnet, MAC) -> the VTEP IPs peers announce it at
+        self._heard_at: dict[str, set] = {}  # VTEP IP -> the local (subnet, MAC) peers announce there
+        self._view = self._remote = _unfollowed  # () -> the View / remote index followed (weakly), or None
+        self._view_feed = self._remote_feed = None
+        self._flag_feed = self.duplicates.feeds.follow()
+
+    def counts(self) -> dict:
+        """{"not_announced": local MACs not announced because a peer's route wins, "sticky": of those, the ones a
+        peer announces sticky} (GET /v1/bgp/peers ``mobility``, /metrics): a peer announcing many local MACs
+        sticky takes them all away from Canopy's announcements, and its warnings are rate limited."""
+        return {"not_announced": len(self.lost), "sticky": len(self.lost_to_sticky),
+                "duplicate": len(self.duplicates.flagged)}
+
+    def update(self, view, remote, pacer: Pacer = NEVER) -> dict:
+        """(subnet id, MAC) -> sequence number to announce, or None where a peer's route wins, for every local MAC
+        whose session has a tunnel IP: ``seqs``, changed in place by the next update. ``remote``: State's RemoteIndex
+        or a RemoteTable (``macs_at(subnet, MAC)``: the remote locations of one MAC). ``pacer`` is ticked per local
+        endpoint and per MAC taken again; ``view`` and ``remote`` must not change during its pauses (the programming
+        loop's View, and State's index, which only the same loop's import changes), and no other caller may update
+        this Mobility meanwhile (one programming loop). Flags set or cleared meanwhile (a DELETE) are taken at the
+        next update (the DELETE wakes a pass). An update that raises is followed by a whole walk."""
+        try:
+            return self._update(view, remote, pacer)
+        except BaseException:
+            self._view = _unfollowed  # what it took from the feeds is lost: the next update walks everything
+            raise
+
+    def _update(self, view, remote, pacer: Pacer) -> dict:
+        endpoints, heard = self._changes(view, remote)
+        self.duplicates.prune()
+        flags = self._flag_feed.take()
+        moved, vteps = self._locals(view, endpoints, pacer)
+        if endpoints is None or heard is None or flags is None:  # everything: every MAC taken again
+            keys = set(self._ours) | set(self.entries) | set(self.seqs) | moved
+        else:
+            keys = moved | heard | flags
+            for ip in vteps:  # a VTEP became ours or stopped being: the MACs peers announce there
+                keys |= self._heard_at.get(ip, set())
+        for key in keys:
+            self._take(key, remote)
+            pacer.tick()
+        return self.seqs
+
+    # ------------------------------------------------------------------ what changed
+    def _changes(self, view, remote) -> tuple[set | None, set | None]:
+        """(local endpoint ids, remote (subnet, MAC) pairs) changed since the last update; None: not known, all."""
+        if self._view() is not view:
+            self._view, self._view_feed = _follow(view, getattr(view, "local_feeds", None))
+            endpoints = None
+        else:
+            endpoints = self._view_feed.take() if self._view_feed is not None else None
+        if endpoints is not None:
+            ids = set()
+            for kind, item in endpoints:
+                if kind == "tunnel":
+                    ids |= self._by_session.get(item, set())
+                else:
+                    ids.add(item)
+            endpoints = ids
+        if self._remote() is not remote:
+            self._remote, self._remote_feed = _follow(remote, getattr(remote, "feeds", None))
+            heard = None
+        else:
+            heard = self._remote_feed.take() if self._remote_feed is not None else None
+        return endpoints, heard
+
+    def _locals(self, view, ids: set | None, pacer: Pacer) -> tuple[set, set]:
+        """Take the local endpoints ``ids`` (None: every one, seen before or now) again; returns the (subnet, MAC)
+        pairs whose local side may have changed and the tunnel IPs that became or stopped being ours."""
+        if ids is None:
+            ids = set(self._eps) | set(view.local)
+        keys = set()
+        for eid in ids:
+            old = self._eps.pop(eid, None)
+            if old is not None:
+                _drop(self._by_session, old[1], eid)
+                _drop(self._keyed, old[0], eid)
+                keys.add(old[0])
+            ep = view.local.get(eid)
+            if ep is not None:
+                key = (ep.subnet_id, ep.mac)
+                self._eps[eid] = (key, ep.session)
+                self._by_session.setdefault(ep.session, set()).add(eid)
+                self._keyed.setdefault(key, set()).add(eid)
+                keys.add(key)
+            pacer.tick()
+        vteps = set()
+        for key in keys:
+            ip = None
+            for eid in sorted(self._keyed.get(key, ())):  # the last with a tunnel IP (one endpoint per MAC)
+                ip = view.tunnel_ip_of(self._eps[eid][1]) or ip
+            old = self._ours.pop(key, None)
+            if ip:
+                self._ours[key] = ip
+            if old != ip:
+                if old and _count(self._our_vteps, old, -1) == 0:
+                    vteps.add(old)
+                if ip and _count(self._our_vteps, ip, 1) == 1:
+                    vteps.add(ip)
+        return keys, vteps
+
+    # ------------------------------------------------------------------ one MAC
+    def _take(self, key, remote) -> None:
+        """The MAC's sequence number (or None) from its inputs now."""
+        ip = self._ours.get(key)
+        locations = remote.macs_at(*key) if ip is not None else ()
+        self._hear(key, locations)
+        if ip is None:  # not local (any more): forgotten
+            self.seqs.pop(key, None)
+            if key in self.entries:
+                del self.entries[key]
+                self.lost.discard(key)
+                self.lost_to_sticky.discard(key)
+            return
+        elsewhere = [m for m in locations if m.vtep_ip not in self._our_vteps]  # at our own VTEP: our route
+        self.seqs[key] = self._seq(key, ip, elsewhere[-1] if elsewhere else None)
+
+    def _hear(self, key, locations) -> None:
+        """Note the VTEPs peers announce ``key`` at (``_heard_at``: which MACs a VTEP becoming ours reaches)."""
+        ips = frozenset(m.vtep_ip for m in locations)
+        before = self._heard.pop(key, frozenset())
+        if ips:
+            self._heard[key] = ips
+        for ip in before - ips:
+            _drop(self._heard_at, ip, key)
+        for ip in ips - before:
+            self._heard_at.setdefault(ip, set()).add(key)
+
+    def _seq(self, key, ip: str, other: RemoteMac | None) -> int | None:
+        """The sequence number of local MAC ``key`` at our VTEP ``ip``, ``other`` the peer's location of it not at
+        one of our VTEPs (the last, if several); None: not announced (a peer wins, or a duplicate)."""
+        duplicates = self.duplicates
+        if key in duplicates:  # not announced, its sequence number frozen, until cleared
+            return None
+        prev = self.entries.get(key)
+        moved = None
+        if prev is None:  # new here: if a peer has it, the MAC moved to us
+            seq = other.seq + 1 if other else 0
+            moved = "into this controller" if other else None
+        elif prev[1] != ip:  # moved between our own VTEPs
+            seq = max(prev[0], other.seq if other else -1) + 1
+            moved = "between two of its VRS"
+        else:
+            seq = prev[0]
+        self.entries[key] = (seq, ip)
+        if other is not None and beats(other, RemoteMac(key[0], key[1], (), ip, seq=seq)):
+            if key not in self.lost and not other.sticky:
+                moved = f"away, to {other.vtep_ip}"
+            if moved and duplicates.moved(key, moved):
+                self.lost.discard(key)
+                self.lost_to_sticky.discard(key)
+                return None
+            if key not in self.lost or (other.sticky and key not in self.lost_to_sticky):
+                _log_lost(key, other, seq)
+            self.lost.add(key)
+            (self.lost_to_sticky.add if other.sticky else self.lost_to_sticky.discard)(key)
+            return None
+        self.lost.discard(key)
+        self.lost_to_sticky.discard(key)
+        return None if moved and duplicates.moved(key, moved) else seq
+
+
+def _unfollowed():
+    """What a Mobility follows before its first update: nothing."""
+    return None
+
+
+def _follow(obj, feeds):
+    """(a weak reference to ``obj``, or a function giving None when it cannot have one; its feed, or None)."""
+    try:
+        ref = weakref.ref(obj)
+    except TypeError:  # (a stand-in object of a test): walked whole every time
+        return _unfollowed, None
+    return ref, feeds.follow() if feeds is not None else None
+
+
+def _drop(index: dict, key, item) -> None:
+    items = index.get(key)
+    if items is not None:
+        items.discard(item)
+        if not items:
+            del index[key]
+
+
+def _count(counts: dict, key, step: int) -> int:
+    """``counts[key] += step``, the entry gone at 0; the count now."""
+    n = counts.get(key, 0) + step
+    if n:
+        counts[key] = n
+    else:
+        del counts[key]
+    return n
+
+
+def _log_lost(key, other, seq) -> None:
+    """A peer's route for one of our MACs wins: a sticky one is a conflict to alert the operator to (RFC 7432
+    section 15.2: a static MAC cannot move), a higher sequence number a move. Both lines are rate limited per
+    peer (``controller.loglimit``): a peer announcing every local MAC sticky, or every one with a higher sequence
+    number, logs one line, not one per MAC (``Mobility.counts`` has the number)."""
+    if other.sticky:
+        warn_limited(log, ("sticky", other.peer), "MAC %s of subnet %s is announced static (sticky) at %s by peer %s, "
+                     "and is also a local port here: not announcing ours (a duplicate MAC, or the static one is "
+                     "wrong; GET /v1/bgp/peers mobility counts them)", key[1], key[0], other.vtep_ip, other.peer)
+    else:
+        log_limited(log, logging.INFO, ("outbid", other.peer), "MAC %s of subnet %s is at %s with sequence %d (ours "
+                    "%d) from peer %s: not announcing ours", key[1], key[0], other.vtep_ip, other.seq, seq, other.peer)
