@@ -407,7 +407,8 @@ class LiveView(OwnerReach):
             was, where = self.was_at.get(eid), self._where(old)  # (shared: never changed in place)
             self.was_at[eid] = where if was is None or was <= where else was | where
             self._count(old, -1)
-            if v.endpoints.get(eid) == old:
+            held = v.endpoints.get(eid)
+            if held is old or held == old:  # (a dataclass's == compares every field, even of the same object)
                 del v.endpoints[eid]
                 v.local.pop(eid, None)
         if new is not None:
