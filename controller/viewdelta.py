@@ -96,6 +96,7 @@ class LiveView(OwnerReach):
         self.vtep_tunnels: dict[str, tuple] = {}
         self.own_ips: Counter = Counter()
         self.present_dom: dict[tuple, str | None] = {}  # (session, subnet) present -> the subnet's domain then
+        self.places: dict[tuple, set] = {}  # OwnerReach._where's answers, until a presence changes
         self.sec = LiveSecurity()  # view.security and its indexes (controller/security.py)
         self.ext_delta = ExternalDelta()  # view.external by delta (controller/extdelta.py)
         v._dom_subnets = self.dom_subnets
@@ -138,11 +139,12 @@ class LiveView(OwnerReach):
         self.local_changed = set()  # ids of the endpoints of view.local that changed (came, went or changed)
         self.presence = defaultdict(set)  # session -> subnets and ("d", domain) whose presence there changed
         self.on_before = {}  # ("s", subnet) or ("d", domain) whose switches changed -> its switches at the start
+        self.places = {}  # OwnerReach._where's answers, until a presence changes
         self.holders_changed = set()  # subnets whose set of endpoint sessions changed
         self.tunnels = set()  # sessions whose tunnel IP (or tunnel port) changed
         self.switches_changed = False
         self.redo = set()  # vports of subnets whose SubnetInfo changed
-        self.was_at = {}  # endpoint id -> where its owner had flows before it changed
+        self.was_at = {}  # endpoint id -> where its owner had flows before it changed (sets shared: not changed)
         self.tails = set()  # subnets whose hardware VTEP or EVPN endpoints changed
         self.routes.start()
         own_before = set(self.own_ips)
@@ -414,9 +416,11 @@ class LiveView(OwnerReach):
         if eid in v.local or (new is not None and new.kind in d.LOCAL_KINDS):
             self.local_changed.add(eid)
         if old is not None:
-            self.was_at[eid] = self.was_at.get(eid, set()) | self._where(old)
+            was, where = self.was_at.get(eid), self._where(old)  # (shared: never changed in place)
+            self.was_at[eid] = where if was is None or was <= where else was | where
             self._count(old, -1)
-            if v.endpoints.get(eid) == old:
+            held = v.endpoints.get(eid)
+            if held is old or held == old:  # (a dataclass's == compares every field, even of the same object)
                 del v.endpoints[eid]
                 v.local.pop(eid, None)
         if new is not None:
@@ -486,6 +490,7 @@ class LiveView(OwnerReach):
             return
         subnets, domains = v._on.setdefault(session, (set(), set()))
         self.presence[session].add(sid)
+        self.places = {}  # what _where read changes below
         self.on_before.setdefault(("s", sid), set(self.sub_on.get(sid, ())))
         if here:
             sub = v.subnets.get(sid)

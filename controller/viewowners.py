@@ -64,11 +64,18 @@ class OwnerReach:
     def _where(self, ep) -> set[str]:
         """The switches where an endpoint's owner may have flows: its own, and those its subnet or domain is on, or
         was on when the pass began (a subnet and so its domain can leave a switch and come back within one pass:
-        an endpoint that left meanwhile had flows there)."""
-        out = {ep.session} | self.sub_on.get(ep.subnet_id, set()) | self.on_before.get(("s", ep.subnet_id), set())
+        an endpoint that left meanwhile had flows there). Shared by the endpoints of one session, subnet and domain
+        until a presence changes (``places``, emptied by ``_presence`` and at a pass's start): not to be changed."""
         sub = self.view.subnets.get(ep.subnet_id)
-        if sub is not None and sub.domain_id:
-            out |= self.dom_on.get(sub.domain_id, set()) | self.on_before.get(("d", sub.domain_id), set())
+        domain = sub.domain_id if sub is not None else None
+        place = (ep.session, ep.subnet_id, domain)
+        out = self.places.get(place)
+        if out is None:
+            out = {ep.session} | self.sub_on.get(ep.subnet_id, set()) | \
+                self.on_before.get(("s", ep.subnet_id), set())
+            if domain:
+                out |= self.dom_on.get(domain, set()) | self.on_before.get(("d", domain), set())
+            self.places[place] = out
         return out
 
     def _add(self, owner, sessions):
@@ -121,7 +128,9 @@ class OwnerReach:
                 domains.add(sub.domain_id)
         listed = defaultdict(list)  # session -> the endpoints' owners there, added to its set below
         for (eid, _), ep in endpoints.items():
-            where = self._where(ep) | self.was_at.get(eid, set())
+            where, was = self._where(ep), self.was_at.get(eid)
+            if was is not None and not was <= where:  # (most often it is: a new set per endpoint less)
+                where = where | was
             self.pacer.tick(1 + len(where) // SESSIONS_PER_UNIT)
             self.r.touched.add(ep.owner)
             for session in where:

@@ -193,7 +193,11 @@ class RemoteEndpoints:
         wanted = self.by_ip.get(scope, {})  # the keys sharing a touched IP, gathered once per IP: only keys
         reached = set(keys).union(*(wanted.get(ip, ()) for ip in touched))  # in ``keys`` came or went
         held = self._held_by(scope, {})
-        for key in sorted(reached):
+        # the endpoints that go first, from the end of each subnet's sorted list (ascending, each removal moved the
+        # rest of the list: 10,000 withdrawn MACs of one subnet, 50 million moves), then the others ascending (an
+        # insertion into an empty list lands at its end)
+        going = sorted((key for key in reached if key not in self.want), reverse=True)
+        for key in going + sorted(key for key in reached if key in self.want):
             self.live.pacer.tick()
             sid, mac = key
             new = d.evpn_endpoint(index.mac(sid, mac), held(key)) if key in self.want else None

@@ -68,7 +68,7 @@ def check(world: World, where: str, read_fib: bool = True):
 PASS_NOTES = {"state", "pacer", "live", "view", "r", "listing", "changed", "presence", "on_before", "holders_changed",
               "tunnels", "local_changed", "switches_changed", "redo", "was_at", "tails", "bound_changed",
               "hw_vtep_subnets", "vtep_names", "acl_reach", "touched", "touched_ips", "_build", "_keys_changed",
-              "recheck"}
+              "recheck", "places"}
 
 
 def indexes(obj):
