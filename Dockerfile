@@ -8,7 +8,8 @@
 # token, generated on first start into the data volume (rest-token); or mount your own settings file with
 # rest.token_file (and a tls section: docs/security.md) and pass "run --config /path/to/it".
 # The controller's CPU share is the runtime's to give, not the image's: on a host shared with busy work,
-# --cgroup-conf=cpu.weight=1000 (podman, cgroup v2) or --cpu-shares (docs/operations.md "Giving the controller a CPU").
+# --cgroup-conf=cpu.weight=1000 (podman, cgroup v2) or --cpu-shares=10240 (cgroup v1; not on v2: runtimes convert
+# shares to a weight differently) (docs/operations.md "Giving the controller a CPU when it needs one").
 # BASE must be in local storage or pullable; both stages use it (the venv links to its Python).
 ARG BASE=docker.io/library/python:3.11-slim-bookworm
 

@@ -18,14 +18,24 @@ GARP_PAUSES = (0.0, 0.5, 1.0, 2.0)  # seconds before each round of a batch
 def send_repeated(rec, packets: list[tuple[list, bytes]], what: str, sleep: Callable[[float], None],
                   tick: Callable[[], None] = lambda: None) -> None:
     """Send every (actions, frame) of ``packets`` through reconciler ``rec``, in order, once after each pause of
-    ``GARP_PAUSES`` (``sleep``), ticking ``tick`` (a pacer's) per packet. A connection that closed meanwhile ends
-    the batch: the next change announces again."""
+    ``GARP_PAUSES`` (``sleep``), ticking ``tick`` (a pacer's) per packet. A packet whose send fails (one that
+    cannot be encoded; Ryu discards what is sent on a connection that closed, without an error) is left out of the
+    later rounds and the others go on, as when each packet was a green thread of its own."""
+    left = list(packets)
     for pause in GARP_PAUSES:
+        if not left:
+            return
         sleep(pause)
-        for actions, frame in packets:
-            try:
-                rec.packet_out(actions, frame)
-            except Exception:  # noqa: BLE001 - a connection that closed meanwhile
-                log.debug("gratuitous ARP for %s not sent", what, exc_info=True)
-                return
-            tick()
+        left = [packet for packet in left if _sent(rec, packet, what, tick)]
+
+
+def _sent(rec, packet: tuple[list, bytes], what: str, tick: Callable[[], None]) -> bool:
+    """Whether ``packet`` went out through ``rec`` (a failure logged); ``tick`` either way."""
+    try:
+        rec.packet_out(*packet)
+        sent = True
+    except Exception:  # noqa: BLE001 - this packet only: the VM's next announcement comes with a change
+        log.debug("gratuitous ARP for %s not sent", what, exc_info=True)
+        sent = False
+    tick()
+    return sent

@@ -46,10 +46,13 @@ class CpuGroup:
             raise CpuGroupError(f"no cgroup cpu controller under {root} (neither v2 nor v1's cpu hierarchy)")
         try:
             self.path.mkdir()
+        except OSError as exc:  # one that exists is another's: left alone
+            raise CpuGroupError(f"cannot make {self.path}: {exc}") from exc
+        try:
             (self.path / self.knob).write_text(f"{value}\n")
         except OSError as exc:
             self.close()
-            raise CpuGroupError(f"cannot make {self.path} with {self.knob} {value}: {exc}") from exc
+            raise CpuGroupError(f"cannot set {self.knob} {value} in {self.path}: {exc}") from exc
         self.value = value
 
     def wrap(self, argv: list[str]) -> list[str]:

@@ -48,3 +48,15 @@ def test_a_weight_out_of_range_is_refused_and_makes_nothing(weight):
         CpuGroup(name, weight)
     assert not (ROOT / name).exists() and not (ROOT / "cpu" / name).exists()
 
+
+def test_a_group_that_exists_is_refused_and_left_alone():
+    name = group_name("unit-test-theirs")
+    theirs = (ROOT / name) if (ROOT / "cgroup.controllers").exists() else (ROOT / "cpu" / name)
+    theirs.mkdir()  # another's group of the same name (a run before whose pid this one reuses)
+    try:
+        with pytest.raises(CpuGroupError, match="File exists"):
+            CpuGroup(name, 1000)
+        assert theirs.is_dir()
+    finally:
+        if theirs.exists():
+            theirs.rmdir()
