@@ -18,11 +18,11 @@ and is what ``ovsdb.idl`` gives every connection instead:
   reads 1 MiB of ``[[[0]]]`` in ~40 ms, of ``{"a":1}`` ~28 ms, of UUID pairs ~3 ms): a value longer than that (one
   row of 5 million small ints held the event loop ~205 ms) is walked here too, level by level, down to values that
   fit; a longer string (a value or a key) or run of whitespace is read a window at a time (``ovsdb/jsonruns.py``:
-  30 MB in one call held the loop ~30-50 ms). ``pacer`` is ticked once per ``CHARS_PER_TICK`` units of work: each character walked or read by the C
-  decoder (in vain too, where a value went on beyond the window), keys, separators, whitespace and empty containers
-  included (a table of 2.6 million rows ``"k":0``, counted by its values alone, held the event loop ~240 ms between
-  two pauses), and ``MEMBER_CHARS`` more for each member or element walked here; so the event loop gets its turns
-  meanwhile. The value is the same, and so is an error: the walk raises what the C decoder raises on the whole text,
+  30 MB in one call held the loop ~30-50 ms). ``pacer`` is ticked once per ``CHARS_PER_TICK`` units of work: each
+  character walked or read by the C decoder (in vain too, where a value went on beyond the window; a long string's
+  twice), keys, separators, whitespace and empty containers included (a table of 2.6 million rows ``"k":0``, counted
+  by its values alone, held the event loop ~240 ms between two pauses), and ``MEMBER_CHARS`` more for each member or
+  element walked here; so the event loop gets its turns meanwhile. The value is the same, and so is an error: the walk raises what the C decoder raises on the whole text,
   the same message at the same position (decoding it all again to learn them held the loop as long as the text);
 - an object of a long message with more than ``MAX_MEMBERS`` members (a table's rows in one update) refuses the
   message (``message refused: params/2/Port: more than 698000 members in one object``): the dict holding them would

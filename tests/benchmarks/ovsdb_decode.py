@@ -80,6 +80,8 @@ def measure(shape: str) -> dict:
     from controller.pacer import Pacer
     from ovsdb import jsonstream
 
+    assert jsonstream.__file__.startswith(os.getcwd()), jsonstream.__file__
+
     text = message(shape)
     stretches = [0.0]
     since = [0.0]
@@ -107,9 +109,10 @@ def measure(shape: str) -> dict:
 
 def run(code: str, shape: str) -> dict:
     env = dict(os.environ, PYTHONPATH=code)
-    out = subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(REPO)!r}); "
-                          "from tests.benchmarks.ovsdb_decode import measure; import json; "
-                          f"print(json.dumps(measure({shape!r})))"],
+    load = ("import importlib.util, json; spec = importlib.util.spec_from_file_location('bench', "
+            f"{__file__!r}); bench = importlib.util.module_from_spec(spec); spec.loader.exec_module(bench); "
+            f"print(json.dumps(bench.measure({shape!r})))")  # this file by its path: the checkout's modules first
+    out = subprocess.run([sys.executable, "-c", load],
                          env=env, cwd=code, check=True, capture_output=True, text=True)
     return json.loads(out.stdout)
 

@@ -37,7 +37,7 @@ class Reads:
         for module in (jsonstream, jsonruns):  # the strings and whitespace read outside the scanner
             if hasattr(module, "_scanstring"):
                 monkeypatch.setattr(module, "_scanstring", self._scanstring(module._scanstring))
-            for name in ("_WS", "_BODY"):
+            for name in ("_WS",):
                 if hasattr(module, name):
                     monkeypatch.setattr(module, name, _Pattern(getattr(module, name), self._read))
         self.loads = []
