@@ -17,11 +17,12 @@ and is what ``ovsdb.idl`` gives every connection instead:
   them (a row, in an OVSDB update) in C, given at most ``WINDOW`` characters of the text at a time (the C decoder
   reads 1 MiB of ``[[[0]]]`` in ~40 ms, of ``{"a":1}`` ~28 ms, of UUID pairs ~3 ms): a value longer than that (one
   row of 5 million small ints held the event loop ~205 ms) is walked here too, level by level, down to values that
-  fit. ``pacer`` is ticked once per ``CHARS_PER_TICK`` units of work: each character walked or read by the C
-  decoder (in vain too, where a value went on beyond the window), keys, separators, whitespace and empty containers
-  included (a table of 2.6 million rows ``"k":0``, counted by its values alone, held the event loop ~240 ms between
-  two pauses), and ``MEMBER_CHARS`` more for each member or element walked here; so the event loop gets its turns
-  meanwhile. The value is the same, and so is an error: the walk raises what the C decoder raises on the whole text,
+  fit; a longer string (a value or a key) or run of whitespace is read a window at a time (``ovsdb/jsonruns.py``:
+  30 MB in one call held the loop ~30-50 ms). ``pacer`` is ticked once per ``CHARS_PER_TICK`` units of work: each
+  character walked or read by the C decoder (in vain too, where a value went on beyond the window; a long string's
+  twice), keys, separators, whitespace and empty containers included (a table of 2.6 million rows ``"k":0``, counted
+  by its values alone, held the event loop ~240 ms between two pauses), and ``MEMBER_CHARS`` more for each member or
+  element walked here; so the event loop gets its turns meanwhile. The value is the same, and so is an error: the walk raises what the C decoder raises on the whole text,
   the same message at the same position (decoding it all again to learn them held the loop as long as the text);
 - an object of a long message with more than ``MAX_MEMBERS`` members (a table's rows in one update) refuses the
   message (``message refused: params/2/Port: more than 698000 members in one object``): the dict holding them would
@@ -50,6 +51,7 @@ import json
 import re
 
 from controller.pacer import NEVER
+from ovsdb import jsonruns
 
 MAX_DEPTH = 128  # OVSDB messages nest about 8 deep; the C decoder must never reach the recursion limit
 PACED_CHARS = 256 * 1024  # longer messages are decoded with pauses (a few ms of CPU in one call below this)
@@ -79,7 +81,6 @@ def _no_constants(name):
 
 
 _DECODER = json.JSONDecoder(parse_constant=_no_constants)
-_WS = re.compile(r"[ \t\n\r]*")
 _SPACES = " \t\n\r"  # (and "": the end of a text)
 _NUMBER_START = frozenset("-0123456789")
 _NUMBER = re.compile(r"[-+0-9.eE]*")  # what a number's text may hold (the C decoder says whether it is one)
@@ -99,11 +100,6 @@ def whole_characters(data: bytes) -> int:
             needed = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
             return len(data) - back if back < needed else len(data)
     return len(data)
-
-
-def _skip(text: str, i: int) -> int:
-    """Past the whitespace at ``i`` (ovsdb-server sends none); ``i`` may be the end of ``text``."""
-    return _WS.match(text, i).end() if text[i:i + 1] in _SPACES else i
 
 
 class TooBig(ValueError):
@@ -299,15 +295,15 @@ class _Paced:
             value, end = self._value(0, 0)
         except StopIteration as stop:
             raise json.JSONDecodeError("Expecting value", text, stop.value) from None
-        end = _skip(text, end)
+        end = self._skip(end)
         if end != len(text):
             raise json.JSONDecodeError("Extra data", text, end)
         return value
 
     def _value(self, i: int, depth: int, tried: bool = False):
         """(the value starting at ``i``, where it ends): from ``SPLIT_DEPTH`` down, decoded in C when the window holds
-        it; else walked here (a container) or decoded in C from the whole text (a long string: one value, read at the
-        speed of a copy); a number longer than ``MAX_NUMBER`` refuses the message."""
+        it; else walked here (a container), read a window at a time (a string: ovsdb/jsonruns.py), or decoded in C
+        from the whole text (a number, at most ``MAX_NUMBER`` characters: a longer one refuses the message)."""
         if depth >= SPLIT_DEPTH:
             found = self._bounded(i, tried)
             if found is not None:
@@ -320,7 +316,9 @@ class _Paced:
             return self._array(i, depth)
         if opening in _NUMBER_START and _NUMBER.match(text, i, i + MAX_NUMBER + 1).end() - i > MAX_NUMBER:
             raise TooBig("%s: a number longer than %d characters" % (self._where(), MAX_NUMBER))
-        return _SCAN(text, i)  # a string is read at the speed of a copy (30 MB: ~30 ms of CPU here; escaped ~50)
+        if opening == '"':
+            return jsonruns.string(text, i, self.size, self._pieced)
+        return _SCAN(text, i)
 
     def _bounded(self, i: int, tried: bool):
         """(the value at ``i``, where it ends) when the C decoder reads it within the window (made afresh at ``i``
@@ -358,23 +356,36 @@ class _Paced:
         text, scan, scanstring, spaces = self.text, _SCAN, _scanstring, _SPACES
         member, tick, most = MEMBER_CHARS, CHARS_PER_TICK, MAX_MEMBERS
         out = {}
-        i = _skip(text, i + 1)
+        i = self._skip(i + 1)
         if text[i] == "}":
             return out, i + 1
         window, offset, units, mark = self.window, self.offset, self.units, i  # mark: counted up to
-        edge = self._edge()
         split = depth + 1 < SPLIT_DEPTH
+        if depth + 1 == SPLIT_DEPTH and offset + len(window) < min(i + self.size, len(text)):
+            # a table's rows: in a window made where they start, a row that fits is not first read in vain where the
+            # window another table left ends in it (a 10,000-port delete's bridge row: ~440 KB, ~1.5 ms)
+            window, offset = self.window, self.offset = text[i:i + self.size], i
+        edge, near = self._limits(split)
         while True:
+            if i >= near:  # a member starting this close to the window's end: a fresh window rather than one read in
+                window, offset = self.window, self.offset = text[i:i + self.size], i  # vain (and the error's lines
+                edge, near = self._limits(split)  # counted in it: ~0.3 ms)
             if text[i] != '"':
                 raise json.JSONDecodeError("Expecting property name enclosed in double quotes", text, i)
-            key, i = scanstring(text, i + 1, True)
+            try:  # in the window: a key it does not hold (or a malformed one) is read from the text, in pieces
+                key, end = scanstring(window, i + 1 - offset, True)
+                i = end + offset
+            except ValueError:
+                self.units, self.counted = units + i - mark, i
+                key, i = jsonruns.string(text, i, self.size, self._pieced)
+                units, mark = self.units + i - self.counted, i
             if text[i] != ":":
-                i = _skip(text, i)  # whitespace: ovsdb-server sends none
+                i = self._skip(i)  # whitespace: ovsdb-server sends none
                 if text[i] != ":":
                     raise json.JSONDecodeError("Expecting ':' delimiter", text, i)
             i += 1
             if text[i] in spaces:
-                i = _skip(text, i)
+                i = self._skip(i)
             try:
                 if split:
                     raise ValueError("walked")
@@ -389,11 +400,11 @@ class _Paced:
                 out[key], i = self._beyond(i, depth + 1, key)
                 units, mark = self.units + i - self.counted, i
                 window, offset = self.window, self.offset
-                edge = self._edge()
+                edge, near = self._limits(split)
             c = text[i]
             if c != ",":
                 if c != "}":
-                    i = _skip(text, i)
+                    i = self._skip(i)
                     c = text[i]
                 if c == "}":
                     if len(out) > most:
@@ -404,7 +415,7 @@ class _Paced:
                     raise json.JSONDecodeError("Expecting ',' delimiter", text, i)
             i += 1
             if text[i] in spaces:
-                i = _skip(text, i)
+                i = self._skip(i)
             if units >= tick:  # at most tick // member members since the last check: the dict stays below its doubling
                 if len(out) > most:
                     raise TooBig("%s: more than %d members in one object" % (self._where(), most))
@@ -415,7 +426,7 @@ class _Paced:
         text, scan = self.text, _SCAN
         out = []
         append = out.append
-        i = _skip(text, i + 1)
+        i = self._skip(i + 1)
         if text[i] == "]":
             return out, i + 1
         window, offset, units, mark = self.window, self.offset, self.units, i
@@ -440,7 +451,7 @@ class _Paced:
             append(value)
             c = text[i]
             if c != "," and c != "]":
-                i = _skip(text, i)
+                i = self._skip(i)
                 c = text[i]
             if c == "]":
                 self._counted(units + i + 1 - mark, i + 1)
@@ -449,9 +460,24 @@ class _Paced:
                 raise json.JSONDecodeError("Expecting ',' delimiter", text, i)
             i += 1
             if text[i] in _SPACES:
-                i = _skip(text, i)
+                i = self._skip(i)
             if units >= CHARS_PER_TICK:
                 units, mark = self._counted(units + i - mark, i), i
+
+    def _skip(self, i: int) -> int:
+        """Past the whitespace at ``i`` (ovsdb-server sends none; ``i`` may be the end of the text), read a window at a
+        time, the pacer ticked for each (the loop it is in counts these characters again: paced twice as often)."""
+        if self.text[i:i + 1] not in _SPACES:
+            return i
+        return jsonruns.spaces(self.text, i, self.size, self._spaced)
+
+    def _pieced(self, j: int) -> None:
+        """A string read up to ``j`` (ovsdb/jsonruns.py): each piece is read twice (where it may end, then decoded)."""
+        self.units += j - self.counted
+        self._reached(j)
+
+    def _spaced(self, _j: int) -> None:
+        self.pacer.tick(max(1, self.size // CHARS_PER_TICK))
 
     def _edge(self) -> int:
         """Where a value decoded in the window may have been cut by its end, and is decoded again: one that ends there
@@ -459,6 +485,12 @@ class _Paced:
         left for the walk, which then saw a malformed message); past the text when the window reaches its end."""
         end = self.offset + len(self.window)
         return len(self.text) + 1 if end == len(self.text) else end - CUT
+
+    def _limits(self, split: bool) -> tuple[int, int]:
+        """(``_edge``, where a member of an object whose members are decoded in the window gets a fresh one: the last
+        eighth of a window that does not reach the text's end)."""
+        edge = self._edge()
+        return edge, (edge - self.size // 8 if edge <= len(self.text) and not split else len(self.text) + 2)
 
     def _counted(self, units: int, i: int) -> int:
         """A loop's ``units`` of work, the text up to ``i`` counted in them: ticked (see ``_reached``); those left."""

@@ -10,7 +10,7 @@ import json
 import pytest
 
 from controller.pacer import Pacer
-from ovsdb import jsonstream
+from ovsdb import jsonruns, jsonstream
 from ovsdb.jsonstream import Parser
 
 WINDOW = 4096  # small, so that small texts show the shapes
@@ -21,6 +21,7 @@ class Reads:
 
     def __init__(self, monkeypatch):
         self.largest = self.total = 0
+        self.in_vain = 0  # calls of the scanner that read part of the text and failed (a value cut by the window)
         self.since_pause = 0
         self.worst_stretch = 0
         real = jsonstream._SCAN
@@ -29,14 +30,32 @@ class Reads:
             try:
                 value, end = real(text, i)
             except (StopIteration, ValueError):
-                self._read(len(text) - i)  # at most the rest of the text
+                self._read(max(0, len(text) - i))  # at most the rest of the text (none: i beyond it)
+                self.in_vain += i < len(text)
                 raise
             self._read(end - i)
             return value, end
         monkeypatch.setattr(jsonstream, "_SCAN", scan)
+        for module in (jsonstream, jsonruns):  # the strings and whitespace read outside the scanner
+            if hasattr(module, "_scanstring"):
+                monkeypatch.setattr(module, "_scanstring", self._scanstring(module._scanstring))
+            for name in ("_WS",):
+                if hasattr(module, name):
+                    monkeypatch.setattr(module, name, _Pattern(getattr(module, name), self._read))
         self.loads = []
         real_loads = json.loads
         monkeypatch.setattr(json, "loads", lambda text, **kw: self.loads.append(len(text)) or real_loads(text, **kw))
+
+    def _scanstring(self, real):
+        def scanstring(text, start, strict=True):
+            try:
+                value, end = real(text, start, strict)
+            except ValueError:
+                self._read(max(0, len(text) - start))  # at most the rest of the text
+                raise
+            self._read(end - start)
+            return value, end
+        return scanstring
 
     def _read(self, chars: int) -> None:
         self.total += chars
@@ -46,6 +65,18 @@ class Reads:
 
     def pause(self) -> None:
         self.since_pause = 0
+
+
+class _Pattern:
+    """A compiled regular expression whose ``match`` says how far it read."""
+
+    def __init__(self, pattern, read):
+        self.pattern, self.read = pattern, read
+
+    def match(self, text, pos=0, endpos=1 << 62):
+        found = self.pattern.match(text, pos, endpos)
+        self.read(found.end() - pos)
+        return found
 
 
 def decode(text: str, reads: Reads, every: int = 10):
@@ -87,6 +118,30 @@ def test_any_long_value_below_the_rows_is_read_in_windows(reads, shape):
     _, value = decode(text, reads)
     assert value == json.loads(text)
     assert reads.largest <= WINDOW
+    assert reads.worst_stretch <= 10 * jsonstream.CHARS_PER_TICK + 2 * WINDOW
+
+
+LONG = 100_000  # characters of one string or run of whitespace: many windows
+
+
+@pytest.mark.parametrize("shape", ["a string in a row", "a key in a row", "a string above the rows",
+                                   "a key above the rows", "whitespace in a row", "whitespace above the rows",
+                                   "escapes in a row"])
+def test_a_long_string_or_whitespace_is_read_a_window_at_a_time(reads, shape, monkeypatch):
+    """One string or run of whitespace as long as a message takes (30 MB: ~30-50 ms of CPU in one call) is read a
+    window at a time, with pauses, into the same value."""
+    monkeypatch.setattr(jsonstream, "PACED_CHARS", 0)
+    long, pairs = '"' + "s" * LONG + '"', '"' + "\\ud83d\\ude00\\u00e9" * (LONG // 18) + '"'
+    text = {"a string in a row": row_update(long), "a key in a row": row_update('["map",{' + long + ':1}]'),
+            "a string above the rows": '{"id":null,"method":"update3","params":[' + long + ',"t",{}]}',
+            "a key above the rows": '{"id":null,"method":"update3","params":[["m","O"],"t",{' + long + ':{}}]}',
+            "whitespace in a row": row_update("1," + " " * LONG + "2"),
+            "whitespace above the rows": '{"id":null,"method":"update3","params":[' + " " * LONG + '1,"t",{}]}',
+            "escapes in a row": row_update(pairs)}[shape]
+    _, value = decode(text, reads)
+    assert value == json.loads(text)
+    assert reads.total >= LONG  # read by the calls counted here
+    assert reads.largest <= WINDOW + 1, reads.largest  # and a string's closing quote
     assert reads.worst_stretch <= 10 * jsonstream.CHARS_PER_TICK + 2 * WINDOW
 
 
@@ -223,3 +278,17 @@ def test_a_table_of_the_default_message_size_holds_fewer_rows_than_an_object_tak
 
     smallest = '"%s":{"new":{}},' % ("0" * 8 + "-0000-4000-8000-" + "0" * 12)
     assert len(smallest) == 50 and DEFAULT_MAX_MESSAGE // len(smallest) < jsonstream.MAX_MEMBERS
+
+
+def test_rows_that_fit_the_window_are_never_read_in_vain(reads, monkeypatch):
+    """A table's rows start in a window made where they start, and a row starting in a window's last eighth gets a
+    fresh one: no row that fits a window is first read up to a window's end in vain (the 10,000-port delete's 460 KB
+    bridge row was; each such read also raised an error whose line count read the window again)."""
+    monkeypatch.setattr(jsonstream, "PACED_CHARS", 0)
+    ports = [f'["uuid","{i:08x}-0000-4000-8000-000000000002"]' for i in range(60)]  # a row of ~3 KB
+    rows = ",".join(f'"{i:08x}-0000-4000-8000-000000000001":{{"delete":null}}' for i in range(500))
+    text = ('{"id":null,"method":"update3","params":[["m","Open_vSwitch"],"t",{"Interface":{' + rows
+            + '},"Bridge":{"b":{"modify":{"ports":["set",[' + ",".join(ports) + ']]}}}}]}')
+    _, value = decode(text, reads)
+    assert value == json.loads(text)
+    assert reads.in_vain == 0 and reads.total <= len(text)

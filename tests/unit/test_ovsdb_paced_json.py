@@ -54,9 +54,10 @@ def test_a_short_message_is_decoded_in_one_call():
     ["a\\\"b", {"k": [[], {}, [[[]]]], "\\": "\\\\"}, -3, 2.5e10, False, None, "\u2603 snow"],
     {"result": ["x" * 5000, "y\\n\\u0041" * 100], "error": None, "id": "echo", "d\u00e9j\u00e0": {"": {}}},
     [[], {}, [{}], {"a": []}],
+    {"\U0001f600 key \u00e9" * 9: ["\U0001f600" * 40, "\u00e9\\\"\n" * 20, {"\ud83d x \ude00" * 5: "\\u0041" * 9}]},
 ])
 @pytest.mark.parametrize("indent", [None, 1])
-@pytest.mark.parametrize("window", [0, 7, 1 << 20])
+@pytest.mark.parametrize("window", [0, 7, 13, 25, 1 << 20])
 def test_every_message_decodes_as_the_c_decoder_does_when_walked(monkeypatch, sample, indent, window):
     monkeypatch.setattr(jsonstream, "PACED_CHARS", 0)  # every message walked
     monkeypatch.setattr(jsonstream, "WINDOW", window)  # 0: every container; 7: values cut by the window's end
@@ -191,3 +192,26 @@ def test_every_one_character_edit_of_a_small_update_decodes_walked_as_in_one_cal
         whole = outcome(edited)
         monkeypatch.setattr(jsonstream, "PACED_CHARS", 0)
         assert outcome(edited) == whole, edited
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("window", [0, 25, 29])
+def test_messages_of_random_strings_decode_walked_as_in_one_call(monkeypatch, seed, window):
+    """Strings (keys and values, above and below the rows) of characters, escapes, surrogate pairs and lone halves,
+    some malformed (a control character, an escape the decoder refuses), read a piece at a time (ovsdb/jsonruns.py:
+    the pieces no longer than the window, so cut everywhere) give what decoding in one call gives."""
+    import random
+
+    from tests.unit.test_ovsdb_json_runs import random_body
+
+    rng = random.Random(seed)
+    monkeypatch.setattr(jsonstream, "WINDOW", window)
+    for _ in range(150):
+        def q():
+            return '"' + random_body(rng, valid=rng.random() < 0.9) + '"'
+        text = ('{"id":null,' + q() + ':' + q() + ',"params":[["m",' + q() + '],"t",{"Port":{' + q() + ':{'
+                + q() + ':[' + q() + ',' + q() + '],"c":' + q() + '}}}]}')
+        monkeypatch.setattr(jsonstream, "PACED_CHARS", 1 << 30)
+        whole = outcome(text)
+        monkeypatch.setattr(jsonstream, "PACED_CHARS", 0)
+        assert outcome(text) == whole, text
