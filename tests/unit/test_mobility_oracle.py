@@ -288,3 +288,32 @@ def test_a_feed_holding_too_much_walks_everything_once(monkeypatch):
     assert sum(seq is None for seq in expected.values()) == 8
     assert mobility.update(prog.view, state.remote_index) == expected
     assert mobility.entries == full.entries and mobility.lost == full.lost
+
+
+class _RaiseOnce:
+    """A pacer whose ``at``-th tick raises (a pause that ends in an exception: a shutdown's GreenletExit)."""
+
+    every = 1
+
+    def __init__(self, at: int):
+        self.left = at
+
+    def tick(self, n: int = 1) -> None:
+        self.left -= 1
+        if self.left == 0:
+            raise RuntimeError("stopped in a pause")
+
+
+def test_an_update_that_raises_part_way_is_repaired_by_the_next(monkeypatch):
+    """An update stopped in a pause after it took in a local endpoint's new MAC (before it took the MAC the endpoint
+    had): the next update walks everything and ends where the full walk does (the old MAC is no longer announced)."""
+    monkeypatch.setattr(loglimit, "_last_logged", {})
+    state, prog = local_macs(5)
+    mobility, full = Mobility(), FullWalk(DuplicateMacs())
+    assert mobility.update(prog.view, state.remote_index) == full.update(prog.view, state.remote_index)
+    one_port_changed(state, prog, "vm1")
+    with pytest.raises(RuntimeError):
+        mobility.update(prog.view, state.remote_index, _RaiseOnce(1))
+    expected = full.update(prog.view, state.remote_index)
+    assert mobility.update(prog.view, state.remote_index) == expected
+    assert mobility.entries == full.entries
