@@ -4,7 +4,7 @@ it was until stop 33, every local MAC three times a pass), and the work a pass c
 The oracle: random sequences of the incremental oracle's events (tests/unit/oracle_world.py: vports placed, moved
 and deleted, VRS and hardware VTEPs coming, going and changing tunnel IP, EVPN tables and deltas), and of events of
 its own: peers announcing local MACs (higher and lower sequence numbers, sticky, at our own VTEPs: reflected) by
-delta and by whole tables, duplicate flags cleared one by one or all, replaced (the HA active's), recovering as the
+delta and by whole tables (some with two locations of one MAC: State's index replaced whole), duplicate flags cleared one by one or all, replaced (the HA active's), recovering as the
 clock moves on (moves counted with ``max_moves`` 2, so MACs get flagged), and Views built again from scratch. After
 every pass both get the same View and remote index: the sequence numbers, the entries, the MACs lost (and to sticky
 routes), the flags and the moves being counted must be the same."""
@@ -119,7 +119,9 @@ class Driver(World):
                     del macs[key]
                 else:
                     macs[key] = self._remote(key)
-            self.state.remote = RemoteTable(tuple(macs.values()), table.floods, table.prefixes)
+            extra = [self._remote(rng.choice(keys))] if rng.random() < 0.5 else []  # two locations of one MAC:
+            # State replaces its index whole (a new object, followed anew)
+            self.state.remote = RemoteTable(tuple(macs.values()) + tuple(extra), table.floods, table.prefixes)
             return
         added, removed = set(), set()
         for key in rng.sample(keys, min(len(keys), rng.randrange(1, 4))):
@@ -171,7 +173,8 @@ def run(seed: int) -> dict:
     world = Driver(rng)
     world.commit()
     world.prog.refresh(full=True)
-    seen = {"lost": 0, "sticky": 0, "flagged": 0, "moved in": 0}
+    seen = {"lost": 0, "sticky": 0, "flagged": 0, "moved in": 0, "index replaced": 0}
+    index = world.state.remote_index
     for step in range(STEPS):
         world.step()
         if rng.random() < 0.25:
@@ -182,6 +185,8 @@ def run(seed: int) -> dict:
         seen["sticky"] += bool(world.full.lost_to_sticky)
         seen["flagged"] += bool(world.full.duplicates.flagged)
         seen["moved in"] += any(seq for seq in seqs.values())
+        seen["index replaced"] += world.state.remote_index is not index
+        index = world.state.remote_index
     return seen
 
 
