@@ -4,8 +4,9 @@ it was until stop 33, every local MAC three times a pass), and the work a pass c
 The oracle: random sequences of the incremental oracle's events (tests/unit/oracle_world.py: vports placed, moved
 and deleted, VRS and hardware VTEPs coming, going and changing tunnel IP, EVPN tables and deltas), and of events of
 its own: peers announcing local MACs (higher and lower sequence numbers, sticky, at our own VTEPs: reflected) by
-delta and by whole tables (some with two locations of one MAC: State's index replaced whole), duplicate flags cleared one by one or all, replaced (the HA active's), recovering as the
-clock moves on (moves counted with ``max_moves`` 2, so MACs get flagged), and Views built again from scratch. After
+delta and by whole tables (some with two locations of one MAC: State's index replaced whole), duplicate flags
+cleared one by one or all, replaced (the HA active's), recovering as the clock moves on (moves counted with
+``max_moves`` 2, so MACs get flagged), and Views built again from scratch. After
 every pass both get the same View and remote index: the sequence numbers, the entries, the MACs lost (and to sticky
 routes), the flags and the moves being counted must be the same."""
 
