@@ -183,19 +183,23 @@ class Federation:
             order, self._order = self._order, {}
             self.awaited = self._awaited
         if self._importer is None or self._importer.policy is not self.state.policy:
-            self._importer = RouteImport(self.state.policy)
+            # the new import is ours once State has taken it: until then (its pauses) the counts are those of the
+            # import State holds
+            importer = RouteImport(self.state.policy)
             # everything received (read after taking the changes, so it holds them; what arrives meanwhile is
             # also in the next round's changes, and applying a change twice gives the same table)
             received, received_order = self.speaker.received_in_order()
             pacer = self.pacer
-            self._importer.apply(received, pacer, received_order)
+            importer.apply(received, pacer, received_order)
             self.remote_delta = None
             # a pause after the sort of every MAC, and per entry compared with State's: with the import and the
             # comparison, one stretch of 37.7 ms of CPU for 10,000 received MACs at each policy commit (bursts, stop
             # 33); State takes what differs as a delta (a table that changed was taken whole, unpaced, before)
-            table = self._importer.table()
+            table = importer.table()
             pacer.tick(pacer.every)
-            return self.state.take_remote(table, pacer)
+            changed = self.state.take_remote(table, pacer)
+            self._importer = importer
+            return changed
         if not changes:
             return False
         self.remote_delta = self._importer.apply(changes, self.pacer, order)

@@ -39,7 +39,12 @@ class Mobility:
         self.lost: set[tuple[str, str]] = set()  # (subnet, MAC) local but not announced: a peer's route wins
         self.lost_to_sticky: set[tuple[str, str]] = set()  # of those, the ones a peer announces sticky (static)
         self.seqs: dict[tuple[str, str], int | None] = {}  # what ``update`` returns, kept from pass to pass
-        # what the last update saw (see the module docstring)
+        self._flag_feed = self.duplicates.feeds.follow()
+        self._forget()
+
+    def _forget(self) -> None:
+        """Forget what the last update saw (see the module docstring): the next walks every local MAC, and takes every
+        MAC of ``entries`` and ``seqs`` again (the results kept)."""
         self._eps: dict[str, tuple] = {}  # local endpoint id -> ((subnet, MAC), session)
         self._by_session: dict[str, set[str]] = {}  # session -> its local endpoint ids
         self._keyed: dict[tuple, set[str]] = {}  # (subnet, MAC) -> its local endpoint ids (one: policy, derive)
@@ -49,7 +54,6 @@ class Mobility:
         self._heard_at: dict[str, set] = {}  # VTEP IP -> the local (subnet, MAC) peers announce there
         self._view = self._remote = _unfollowed  # () -> the View / remote index followed (weakly), or None
         self._view_feed = self._remote_feed = None
-        self._flag_feed = self.duplicates.feeds.follow()
 
     def counts(self) -> dict:
         """{"not_announced": local MACs not announced because a peer's route wins, "sticky": of those, the ones a
@@ -68,8 +72,8 @@ class Mobility:
         next update (the DELETE wakes a pass). An update that raises is followed by a whole walk."""
         try:
             return self._update(view, remote, pacer)
-        except BaseException:
-            self._view = _unfollowed  # what it took from the feeds is lost: the next update walks everything
+        except BaseException:  # what it took from the feeds is lost, and what it saw may be half changed (an
+            self._forget()  # endpoint taken in, its old MAC not yet): the next update walks everything afresh
             raise
 
     def _update(self, view, remote, pacer: Pacer) -> dict:

@@ -290,3 +290,34 @@ def test_the_counts_stay_those_of_the_import_state_holds_while_it_is_dropped(mon
     federation.refresh_import()  # from scratch: every route received, the failed rounds' too
     assert federation.import_counts() == {"imported": 3, "own_vtep": 1, "ignored": 1}
     assert state.remote == speaker.imported(state.policy)
+
+
+def test_the_counts_during_an_import_from_scratchs_pauses_are_those_of_the_import_state_holds():
+    """An import from scratch (a commit) pauses while it imports every received route and while State compares the
+    table: GET /v1/bgp/peers read meanwhile said the counts of the half-done import (0 imported at its first pause),
+    though State still held the import before. Now: that one's counts in every pause, the new ones once taken."""
+    from bgp.federation import Federation
+    from controller.pacer import Pacer
+    from tests.unit.test_evpn import HV1
+
+    state, _ = setup_view()
+    speaker = BookSpeaker()
+    federation = Federation(None, "/nonexistent", state, speaker=speaker)
+    web = state.policy.find("subnet", "acme/web")
+    for i in range(20):
+        vtep = HV1 if i == 0 else "10.251.0.9"
+        speaker.receive(MacIpRoute(rd=f"{vtep}:1", mac=f"02:aa:00:00:00:{i:02x}", l2_vni=web["vni"], next_hop=vtep,
+                                   route_targets=tuple(web["import_rts"])))
+    federation._received_changed()
+    federation.refresh_import()
+    held = {"imported": 19, "own_vtep": 1, "ignored": 0}
+    assert federation.import_counts() == held
+    speaker.receive(MacIpRoute(rd="10.251.0.9:1", mac="02:aa:00:00:00:ee", l2_vni=web["vni"], next_hop="10.251.0.9",
+                               route_targets=tuple(web["import_rts"])))
+    federation._received_changed()
+    seen = []
+    federation.pacer = Pacer(lambda: seen.append(federation.import_counts()), 1)
+    state.policy = state.policy.copy()  # as a policy commit swaps it: imported again from scratch
+    assert federation.refresh_import()
+    assert len(seen) > 20 and all(counts == held for counts in seen), seen
+    assert federation.import_counts() == {"imported": 20, "own_vtep": 1, "ignored": 0}

@@ -4,8 +4,9 @@ it was until stop 33, every local MAC three times a pass), and the work a pass c
 The oracle: random sequences of the incremental oracle's events (tests/unit/oracle_world.py: vports placed, moved
 and deleted, VRS and hardware VTEPs coming, going and changing tunnel IP, EVPN tables and deltas), and of events of
 its own: peers announcing local MACs (higher and lower sequence numbers, sticky, at our own VTEPs: reflected) by
-delta and by whole tables, duplicate flags cleared one by one or all, replaced (the HA active's), recovering as the
-clock moves on (moves counted with ``max_moves`` 2, so MACs get flagged), and Views built again from scratch. After
+delta and by whole tables (some with two locations of one MAC: State's index replaced whole), duplicate flags
+cleared one by one or all, replaced (the HA active's), recovering as the clock moves on (moves counted with
+``max_moves`` 2, so MACs get flagged), and Views built again from scratch. After
 every pass both get the same View and remote index: the sequence numbers, the entries, the MACs lost (and to sticky
 routes), the flags and the moves being counted must be the same."""
 
@@ -119,7 +120,9 @@ class Driver(World):
                     del macs[key]
                 else:
                     macs[key] = self._remote(key)
-            self.state.remote = RemoteTable(tuple(macs.values()), table.floods, table.prefixes)
+            extra = [self._remote(rng.choice(keys))] if rng.random() < 0.5 else []  # two locations of one MAC:
+            # State replaces its index whole (a new object, followed anew)
+            self.state.remote = RemoteTable(tuple(macs.values()) + tuple(extra), table.floods, table.prefixes)
             return
         added, removed = set(), set()
         for key in rng.sample(keys, min(len(keys), rng.randrange(1, 4))):
@@ -171,7 +174,8 @@ def run(seed: int) -> dict:
     world = Driver(rng)
     world.commit()
     world.prog.refresh(full=True)
-    seen = {"lost": 0, "sticky": 0, "flagged": 0, "moved in": 0}
+    seen = {"lost": 0, "sticky": 0, "flagged": 0, "moved in": 0, "index replaced": 0}
+    index = world.state.remote_index
     for step in range(STEPS):
         world.step()
         if rng.random() < 0.25:
@@ -182,6 +186,8 @@ def run(seed: int) -> dict:
         seen["sticky"] += bool(world.full.lost_to_sticky)
         seen["flagged"] += bool(world.full.duplicates.flagged)
         seen["moved in"] += any(seq for seq in seqs.values())
+        seen["index replaced"] += world.state.remote_index is not index
+        index = world.state.remote_index
     return seen
 
 
@@ -288,3 +294,32 @@ def test_a_feed_holding_too_much_walks_everything_once(monkeypatch):
     assert sum(seq is None for seq in expected.values()) == 8
     assert mobility.update(prog.view, state.remote_index) == expected
     assert mobility.entries == full.entries and mobility.lost == full.lost
+
+
+class _RaiseOnce:
+    """A pacer whose ``at``-th tick raises (a pause that ends in an exception: a shutdown's GreenletExit)."""
+
+    every = 1
+
+    def __init__(self, at: int):
+        self.left = at
+
+    def tick(self, n: int = 1) -> None:
+        self.left -= 1
+        if self.left == 0:
+            raise RuntimeError("stopped in a pause")
+
+
+def test_an_update_that_raises_part_way_is_repaired_by_the_next(monkeypatch):
+    """An update stopped in a pause after it took in a local endpoint's new MAC (before it took the MAC the endpoint
+    had): the next update walks everything and ends where the full walk does (the old MAC is no longer announced)."""
+    monkeypatch.setattr(loglimit, "_last_logged", {})
+    state, prog = local_macs(5)
+    mobility, full = Mobility(), FullWalk(DuplicateMacs())
+    assert mobility.update(prog.view, state.remote_index) == full.update(prog.view, state.remote_index)
+    one_port_changed(state, prog, "vm1")
+    with pytest.raises(RuntimeError):
+        mobility.update(prog.view, state.remote_index, _RaiseOnce(1))
+    expected = full.update(prog.view, state.remote_index)
+    assert mobility.update(prog.view, state.remote_index) == expected
+    assert mobility.entries == full.entries
