@@ -90,7 +90,7 @@ class CanopyApp(RyuApp):
         self.gateway_garp = GatewayAnnouncer()  # gateway MACs told to VMs (openflow/gateway_garp.py)
         self.tunnels = TunnelWarmer()  # VTEPs each VRS resolves before a VM needs them (openflow/tunnel_warm.py)
         self.probes = ProbeSender(hub.spawn, lambda: self.pair is None or self.pair.role == "active",
-                                  settings.tunnel_probe_rate)
+                                  settings.tunnel_probe_rate, settings.tunnel_probe_retry)
         self.gateway_arp = GatewayResolver(settings.gateway_arp_refresh, settings.gateway_arp_timeout)
         limits = settings.limits
         self.ovsdb = OvsdbManagerServer(settings.ovsdb_listen, settings.ovsdb_port, self.state,

@@ -126,6 +126,8 @@ SETTINGS = (
                "below Open vSwitch's tnl/neigh/aging (docs/vrs.md)", 1000, 3600000, 300000),
         _limit("tunnel_probe_rate", "tunnel probes sent per second on average, all VRS together (a switch's leave "
                "together); a switch's wait until its flows are in (docs/vrs.md)", 1, 100000, 500),
+        _limit("tunnel_probe_retry_ms", "each tunnel probe is sent once more this long after it left, in case its ARP "
+               "request or reply was lost (docs/vrs.md); 0: never", 0, 3600000, 10000),
         Field("hosts", "array", "per-hypervisor overrides of what its OVSDB says", items=Field(
             "host", "object", "", fields=(
                 Field("chassis", "string", "the hypervisor's system-id", values.filled(255, CHASSIS_HINT),
@@ -358,6 +360,7 @@ class Settings:
     gateway_arp_timeout: float = 100.0  # seconds: vrs.gateway_arp_timeout_ms
     tunnel_probe_refresh: float = 300.0  # seconds: vrs.tunnel_probe_refresh_ms
     tunnel_probe_rate: int = 500  # probes per second, every VRS's together: vrs.tunnel_probe_rate
+    tunnel_probe_retry: float = 10.0  # seconds: vrs.tunnel_probe_retry_ms (0: no second probe)
     # the read-only REST token: rest.read_token, or (once resttoken.resolved read it) rest.read_token_file's content
     rest_read_token: str | None = field(default=None, repr=False)
     rest_read_token_file: str | None = None  # absolute
@@ -435,6 +438,7 @@ def from_doc(doc: yamldoc.Doc) -> Settings:
         restart_hold_max=_hold_max(raw["restart"]),
         source=doc.filename, limits=_limits(raw), tunnel_probe_refresh=raw["vrs"]["tunnel_probe_refresh_ms"] / 1000,
         tunnel_probe_rate=raw["vrs"]["tunnel_probe_rate"],
+        tunnel_probe_retry=raw["vrs"]["tunnel_probe_retry_ms"] / 1000,
         log_format=raw["log_format"], access_log=rest["access_log"],
         tls=_tls_files(raw["tls"]), openflow_tls=_tls_on(raw, "openflow"), ovsdb_tls=_tls_on(raw, "ovsdb"),
         rest_tls=_tls_on(raw, "rest"), gateway_arp_refresh=raw["vrs"]["gateway_arp_refresh_ms"] / 1000,

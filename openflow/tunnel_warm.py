@@ -20,7 +20,8 @@ tunnels to again (``again``), and two hypervisors quiet for longer than the agei
 
 ``TunnelWarmer`` is pure bookkeeping; ``ProbeSender`` sends, from a green thread per switch (controller/app.py), once
 the switch was first in sync on that connection and at most ``vrs.tunnel_probe_rate`` a second on average for all
-switches, each switch's together.
+switches, each switch's together, and each probe once more ``vrs.tunnel_probe_retry_ms`` after it left (its ARP
+request or reply may have been lost).
 """
 
 from __future__ import annotations
@@ -170,11 +171,18 @@ class ProbeSender:
     switch to switch in turn spread each switch's answers out, and the OVS daemons worked about twice as long.
 
     A queue holds probes for one VXLAN port (``send``'s ``port``): probes for another port replace it (the port was
-    re-created meanwhile: the old number is stale), and a switch without one drops its queue."""
+    re-created meanwhile: the old number is stale), and a switch without one drops its queue.
 
-    def __init__(self, spawn, may_send, rate: float, clock=time.monotonic, sleep=hub.sleep):
-        self._spawn, self._may_send = spawn, may_send
-        self._gap, self._clock, self._sleep = 1.0 / rate, clock, sleep
+    Each probe is sent once more ``retry`` seconds after it left (``vrs.tunnel_probe_retry_ms``; 0: never), paced as
+    the others: a probe whose ARP request or reply was lost (hypervisors starved of CPU at a cold start) would
+    otherwise wait for the next refresh round, and a VM's first packet to that VTEP would be dropped meanwhile.
+    Resolved by then, the second probe costs no ARP: it reaches the VTEP and is dropped there. While only such
+    second probes wait, the switch's sender sleeps until the first is due or a new probe comes (``wait``)."""
+
+    def __init__(self, spawn, may_send, rate: float, retry: float = 0.0, clock=time.monotonic, sleep=hub.sleep,
+                 wait=lambda event, seconds: event.wait(seconds)):
+        self._spawn, self._may_send, self._retry = spawn, may_send, retry
+        self._gap, self._clock, self._sleep, self._wait = 1.0 / rate, clock, sleep, wait
         self._burst = max(1, int(rate))  # a switch's probes that leave together at most: one second's
         self._next = 0.0  # when the next probe of any switch may leave (clock)
         self.queued: dict = {}  # reconciler -> _Queue of probes not sent yet, while its sender runs
@@ -183,9 +191,11 @@ class ProbeSender:
         """Queue ``probes`` ((actions, frame) packet-outs through VXLAN port ``port``) for reconciler ``rec``'s
         switch; never blocks."""
         queue = self.queued.get(rec)
-        if queue is not None and queue.port != port:
-            queue.probes.clear()
-            queue.port = port
+        if queue is not None:
+            queue.woken.set()  # its sender may be waiting for second probes: it looks at the queue again
+            if queue.port != port:
+                queue.clear()
+                queue.port = port
         if not probes or not port:
             return
         if queue is None:
@@ -205,14 +215,26 @@ class ProbeSender:
     def _run(self, rec, queue) -> None:
         try:
             rec.first_sync.wait()
-            while queue.probes and self._may_send() and rec.state != "stopped":
-                count = min(len(queue.probes), self._burst)
+            while self._may_send() and rec.state != "stopped":
+                pending = queue.probes or queue.take_due(self._clock())
+                if not pending:
+                    if not queue.later:
+                        break
+                    queue.woken.clear()
+                    self._wait(queue.woken, max(0.0, queue.next_due() - self._clock()))
+                    continue
+                count = min(len(pending), self._burst)
                 self._pace(count)
                 for _ in range(count):
-                    if not queue.probes or not self._may_send():  # the port went, or this node is standby now
+                    pending = queue.probes or queue.again
+                    if not pending or not self._may_send():  # the port went, or this node is standby now
                         break
-                    actions = next(iter(queue.probes))
-                    rec.packet_out(actions, queue.probes.pop(actions))
+                    actions = next(iter(pending))
+                    frame = pending.pop(actions)
+                    rec.packet_out(actions, frame)
+                    if pending is queue.probes and self._retry > 0:
+                        queue.later.pop(actions, None)  # (kept in the order they are due)
+                        queue.later[actions] = (frame, self._clock() + self._retry)
         except Exception:  # a connection that closed meanwhile: the next connection probes again
             log.debug("tunnel probe not sent", exc_info=True)
         finally:
@@ -221,7 +243,24 @@ class ProbeSender:
 
 
 class _Queue:
-    """One switch's probes not sent yet, all through VXLAN port ``port``: actions -> frame."""
+    """One switch's probes not sent yet, all through VXLAN port ``port``: ``probes`` (actions -> frame) to send a
+    first time, ``again`` to send a second time now, ``later`` (actions -> (frame, when)) a second time when due."""
 
     def __init__(self, port):
-        self.port, self.probes = port, {}
+        self.port, self.probes, self.again, self.later = port, {}, {}, {}
+        self.woken = hub.Event()  # set by each ``send`` to this queue
+
+    def clear(self) -> None:
+        self.probes.clear()
+        self.again.clear()
+        self.later.clear()
+
+    def next_due(self) -> float:
+        return next(iter(self.later.values()))[1]
+
+    def take_due(self, now: float) -> dict:
+        """``again``, with the second probes due by ``now`` moved into it."""
+        while self.later and self.next_due() <= now:
+            actions = next(iter(self.later))
+            self.again[actions] = self.later.pop(actions)[0]
+        return self.again

@@ -74,7 +74,7 @@ from tests.benchmarks.port_to_ping import add_present_ports
 from tests.benchmarks.takeover_witness import ControllerTable, connected_as
 from tests.benchmarks.vrs_scale_report import PHASES, phase_lines, report
 from tests.benchmarks.vrs_scale_probes import (Spy, cpu_seconds, loop_thread, machine_busy, neighbour_table_fulls,
-                                               niceness, peak_rss_mb, sent, switches)
+                                               niceness, peak_rss_mb, sent, switches, unresolved)
 from tests.harness.cpugroup import MAX_WEIGHT, CpuGroup, CpuGroupError, cpu_group_of, group_name
 from tests.harness.hosts import BR_INT
 from tests.harness.lab import Lab
@@ -380,7 +380,7 @@ def resolved(hvs, t0: float, timeout: float) -> dict:
         time.sleep(1.0)
     done = all(n >= len(hvs) - 1 for n in held.values())
     return {"s": round(time.monotonic() - t0, 2) if done else None, "entries": sum(held.values()),
-            "of": len(hvs) * (len(hvs) - 1)}
+            "of": len(hvs) * (len(hvs) - 1), "unresolved": None if done else unresolved(hvs)}
 
 
 def upcalls(hvs) -> dict:

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from typing import TYPE_CHECKING
 
+from tests.harness import netns
 from tests.harness.process import autogroup_nice
 
 if TYPE_CHECKING:
@@ -94,6 +95,27 @@ def loop_thread(pid: int) -> tuple[float, float]:
     except (OSError, ValueError):
         return 0.0, 0.0
     return int(on_cpu) / 1e9, int(waited) / 1e9
+
+
+_IPV4_AT_START = re.compile(r"^(\d+\.\d+\.\d+\.\d+)\s", re.M)  # an entry of tnl/neigh/show or ip neigh
+
+
+def unresolved(hvs) -> dict:
+    """The hypervisor pairs whose asker's tunnel neighbour cache (``tnl/neigh/show``) lacks the far side's VTEP:
+    {"pairs": how many, "askers": distinct askers, "fars": distinct far sides, "far_kernel_knows": of the pairs,
+    those whose far side's kernel holds an entry for the asker on br-phy}. A kernel makes such an entry when an ARP
+    request for its own address comes from the asker (Open vSwitch sends the requests, so the far kernel makes none
+    of its own): the request got there, and the reply was lost on the way back or not taken in. Entries idle for a
+    minute may have been collected meanwhile: a pair not counted there is no proof its request was lost."""
+    kernel = {hv.vtep_ip: set(_IPV4_AT_START.findall(netns.ip(hv.ns, "-4", "neigh", "show", "dev", "br-phy")))
+              for hv in hvs}
+    pairs = []
+    for hv in hvs:
+        held = set(_IPV4_AT_START.findall(hv.ovs.appctl("tnl/neigh/show")))
+        pairs += [(hv, far) for far in hvs if far is not hv and far.vtep_ip not in held]
+    return {"pairs": len(pairs), "askers": len({hv.name for hv, _ in pairs}),
+            "fars": len({far.name for _, far in pairs}),
+            "far_kernel_knows": sum(hv.vtep_ip in kernel[far.vtep_ip] for hv, far in pairs)}
 
 
 def neighbour_table_fulls(path: str = "/proc/net/stat/arp_cache") -> int:

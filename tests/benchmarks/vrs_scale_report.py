@@ -68,6 +68,10 @@ def phase_lines(name: str, ph: dict, a: dict) -> list[str]:
                      f"{r['of']:,} entries); CPU until then "
                      f"({rc['wall']} s): controller {rc['controller']} s, the OVS daemons {rc['ovs']} s, the "
                      f"whole machine {rc['machine']} s")
+        if r.get("unresolved"):
+            u = r["unresolved"]
+            lines.append(f"    unresolved then: {u['pairs']} pairs, {u['askers']} askers, {u['fars']} far sides; the "
+                         f"far side's kernel held the asker (its ARP request got there) in {u['far_kernel_knows']}")
     if "upcalls" in ph:
         lines.append(f"    datapath misses handled by an upcall in the {a['vrs']} ovs-vswitchd: "
                      f"{ph['upcalls']['success']:,} ({ph['upcalls']['failed']:,} failed); the kernel's neighbour "

@@ -6,7 +6,8 @@ between VMs on two hypervisors that had not exchanged traffic lost its first req
 were bound. Here the first ping of each pair of hypervisors, sent as soon as both switches are in sync, must be
 answered in full: bridged within a subnet, and routed between hypervisors that share no subnet (only the domain's
 routes name the other VTEP there, no flood list does); and after a quiet spell longer than Open vSwitch's ageing of
-those entries (the periodic refresh)."""
+those entries (the periodic refresh); and after the first ARP replies towards a hypervisor were lost (the probes
+sent once more)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import time
 
 import pytest
 
+from tests.harness import netns
 from tests.integration.test_federation import VPORTS, policy
 
 pytestmark = pytest.mark.integration
@@ -83,3 +85,30 @@ def test_first_ping_after_a_quiet_spell_longer_than_the_neighbour_ageing_loses_n
     hosts, vms = build(lab, {"vrs": {"tunnel_probe_refresh_ms": 1000}}, aging=AGING)
     time.sleep(4 * AGING)  # nothing between the VMs meanwhile
     first_ping(vms["b1"], ADDRESSES["a1"][1], hosts)
+
+
+RETRY = 5  # seconds: vrs.tunnel_probe_retry_ms in the lost-replies test
+DROP_REPLIES_TO_HVA = ["FORWARD", "-o", "u-hva", "-p", "ARP", "--arp-op", "Reply", "-j", "DROP"]  # on the fabric
+
+
+def replies_dropped(lab) -> int:
+    out = netns.run(["ebtables", "-L", "FORWARD", "--Lc"], ns=lab.fabric_ns).stdout
+    counted = re.search(r"-o u-hva --arp-op Reply -j DROP , pcnt = (\d+)", out)
+    assert counted, out
+    return int(counted.group(1))
+
+
+def test_first_ping_after_the_first_arp_replies_to_a_hypervisor_were_lost_loses_nothing(lab):
+    """The underlay switch drops every ARP reply towards hva until it has dropped two (hvb's and hvc's answers to
+    hva's probes), as a starved hypervisor loses them: hva resolved neither. Its probes sent once more
+    vrs.tunnel_probe_retry_ms later resolve them, and the first ping from hva after that is answered in full;
+    sent once only, they would be sent again at the next refresh round (5 min), and the ping's first request lost."""
+    netns.run(["ebtables", "-A", *DROP_REPLIES_TO_HVA], ns=lab.fabric_ns)
+    hosts, vms = build(lab, {"vrs": {"tunnel_probe_retry_ms": RETRY * 1000}})
+    lab.wait_until(lambda: replies_dropped(lab) >= 2, timeout=RETRY, interval=0.05,
+                   what="hvb's and hvc's ARP replies to hva's probes dropped")
+    netns.run(["ebtables", "-D", *DROP_REPLIES_TO_HVA], ns=lab.fabric_ns)
+    cache = hosts["hva"].ovs.appctl("tnl/neigh/show")
+    assert hosts["hvb"].vtep_ip not in cache, cache  # really lost: hva does not know hvb's MAC
+    time.sleep(RETRY + 1)
+    first_ping(vms["a1"], ADDRESSES["b1"][1], hosts)

@@ -57,6 +57,7 @@ def test_a_hold_time_raised_before_hold_max_existed_still_loads(tmp_path):
     ("allocation: {vni_min: 500, vni_max: 100}\n", "canopy.yaml:1: allocation.vni_min: must not be above vni_max"),
     ("log_level: loud\n", "canopy.yaml:1: log_level: must be one of debug, info, warning, error"),
     ("vrs:\n  tunnel_probe_rate: 0\n", "canopy.yaml:2: vrs.tunnel_probe_rate: must be between 1 and 100000"),
+    ("vrs: {tunnel_probe_retry_ms: -1}\n", "canopy.yaml:1: vrs.tunnel_probe_retry_ms: must be between 0 and 3600000"),
     ("data_dir: /tmp\nrestart:\n  hold_time: 601\n", "canopy.yaml:3: restart.hold_time: must be between 0 and 600"),
     ("restart: {hold_time: soon}\n", "canopy.yaml:1: restart.hold_time:"),
     ("restart:\n  hold_time: 30\n  hold_max: 20\n",
@@ -353,6 +354,12 @@ def test_config_canopy_yaml_names_every_setting_in_its_section():
 def test_tunnel_probes_are_paced_at_500_a_second_unless_set(tmp_path):
     assert settings_mod.defaults().tunnel_probe_rate == 500
     assert load(tmp_path, "vrs: {tunnel_probe_rate: 50}\n").tunnel_probe_rate == 50
+
+
+def test_a_tunnel_probe_is_sent_once_more_after_10_s_unless_set(tmp_path):
+    assert settings_mod.defaults().tunnel_probe_retry == 10.0
+    assert load(tmp_path, "vrs: {tunnel_probe_retry_ms: 2500}\n").tunnel_probe_retry == 2.5
+    assert load(tmp_path, "vrs: {tunnel_probe_retry_ms: 0}\n").tunnel_probe_retry == 0.0
 
 
 NEIGHBOR = "bgp:\n  router_id: 10.0.0.9\n  neighbors:\n    - address: 10.0.0.1\n      asn: 1\n      md5_password: "

@@ -38,3 +38,16 @@ def test_the_run_line_names_the_cpu_group():
     first = report(result)[0]
     assert "8 /22 subnets" in first
     assert "the controllers in a CPU cgroup of their own, CPU weight 1000 (cpu.shares 10240" in first
+
+
+def test_a_cold_start_that_left_entries_unresolved_says_which_and_where_the_arp_got():
+    resolved = {"s": None, "entries": 2417, "of": 2450,
+                "unresolved": {"pairs": 33, "askers": 9, "fars": 20, "far_kernel_knows": 31}}
+    cold = takeover(resolved_s=resolved, cpu_s_resolved={"wall": 141.3, "controller": 13.6, "ovs": 41.4,
+                                                         "machine": 264.4})
+    text = "\n".join(phase_lines("cold_start", cold, {"vrs": 50}))
+    assert "None s (2,417 of 2,450 entries)" in text
+    assert ("unresolved then: 33 pairs, 9 askers, 20 far sides; the far side's kernel held the asker (its ARP "
+            "request got there) in 31") in text
+    done = takeover(resolved_s={**resolved, "s": 20.7, "unresolved": None}, cpu_s_resolved=cold["cpu_s_resolved"])
+    assert "unresolved then" not in "\n".join(phase_lines("cold_start", done, {"vrs": 50}))
