@@ -175,8 +175,11 @@ def _root_keeps_its_values(roots: dict) -> bool:
 
 
 def _uuids(value) -> list[str]:
-    """The uuids of a reference set's JSON (``["uuid", u]`` or ``["set", [["uuid", u], ...]]``); ValueError else."""
+    """The uuids of a reference set's JSON (``["uuid", u]`` or ``["set", [["uuid", u], ...]]``); ValueError else
+    (a uuid not text: ``_rest`` hashes each, after the slices, outside plan's try)."""
     if value[0] == "uuid":
+        if not isinstance(value[1], str):
+            raise ValueError(value)
         return [value[1]]
     if value[0] != "set":
         raise ValueError(value)
@@ -318,7 +321,11 @@ def _without(bridges: dict, ports: set) -> dict:
         if not isinstance(diff, dict) or "ports" not in diff:
             out[bridge] = row_update
             continue
-        left = [["uuid", port] for port in _uuids(diff["ports"]) if port not in ports]
+        named = _uuids(diff["ports"])
+        left = [["uuid", port] for port in named if port not in ports]
+        if len(left) == len(named):  # none sliced: as it came (an empty difference too: of a row that may not exist)
+            out[bridge] = row_update
+            continue
         diff = {column: value for column, value in diff.items() if column != "ports"}
         if left:
             diff["ports"] = ["set", left]

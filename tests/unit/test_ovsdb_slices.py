@@ -347,6 +347,7 @@ def test_a_replica_reading_another_reference_to_ports_applies_a_big_delete_whole
     # what the rest (made after the slices: _check_rest) reads: a bridge with another column, a table of rows
     lambda u: u["Bridge"].update({_uuid(): {"modify": {"name": "br-x", "ports": ["map", []]}}}),
     lambda u: u.update(Mirror=[]),
+    lambda u: u["Bridge"].update({_uuid(): {"modify": {"name": "br-x", "ports": ["uuid", ["x"]]}}}),  # unhashable
 ])
 def test_a_shape_the_planner_does_not_expect_is_left_whole_to_ovs(broken, small_slices):
     db = Database(random.Random(3))
