@@ -71,11 +71,15 @@ class OwnerReach:
         place = (ep.session, ep.subnet_id, domain)
         out = self.places.get(place)
         if out is None:
-            out = {ep.session} | self.sub_on.get(ep.subnet_id, set()) | \
-                self.on_before.get(("s", ep.subnet_id), set())
-            if domain:
-                out |= self.dom_on.get(domain, set()) | self.on_before.get(("d", domain), set())
-            self.places[place] = out
+            out = self.places[place] = self._where_of(place)
+        return out
+
+    def _where_of(self, place) -> set[str]:
+        """``_where`` worked out for one (session, subnet, domain), as the pass's notes stand now."""
+        session, sid, domain = place
+        out = {session} | self.sub_on.get(sid, set()) | self.on_before.get(("s", sid), set())
+        if domain:
+            out |= self.dom_on.get(domain, set()) | self.on_before.get(("d", domain), set())
         return out
 
     def _add(self, owner, sessions):

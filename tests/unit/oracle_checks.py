@@ -45,6 +45,8 @@ def check(world: World, where: str, read_fib: bool = True):
                 wrong = {o for o in set(inc[part]) | set(full[part]) if inc[part].get(o) != full[part].get(o)}
                 raise AssertionError(f"{where}: {session}: {name} of {sorted(wrong, key=str)} differ")
     check_vteps(state, prog, view, where)
+    stale = {place for place, out in prog.live.places.items() if out != prog.live._where_of(place)}
+    assert not stale, f"{where}: places kept by the pass that a presence change made untrue: {sorted(stale, key=str)[:3]}"
     if read_fib:
         assert prog.view.fib == view.fib, where
     assert prog.view.bm_gateways == view.bm_gateways, where

@@ -146,7 +146,7 @@ class _CountingGets(dict):
     gets = 0
 
     def get(self, *args):
-        type(self).gets += 1
+        self.gets += 1
         return super().get(*args)
 
 
@@ -156,7 +156,7 @@ class _Removals(list):
     moved = 0
 
     def __delitem__(self, at):
-        type(self).moved += len(self) - 1 - at
+        self.moved += len(self) - 1 - at
         super().__delitem__(at)
 
 
@@ -174,14 +174,14 @@ def test_withdrawing_a_subnets_remote_macs_costs_per_mac_not_per_mac_times_the_s
     state.remote_changed(RemoteDelta(added=frozenset(many)))
     prog.refresh()
     live = prog.live
-    live.sub_on = _CountingGets(live.sub_on)
-    live.ev[web["id"]] = _Removals(live.ev[web["id"]])
+    sub_on = live.sub_on = _CountingGets(live.sub_on)
+    listed = live.ev[web["id"]] = _Removals(live.ev[web["id"]])
     state.remote_changed(RemoteDelta(removed=frozenset(many)))
     compared = []
     real = derive_module.Endpoint.__eq__
     with patch.object(derive_module.Endpoint, "__eq__", lambda a, b: compared.append(b is not None) or real(a, b)):
         prog.refresh()
-    assert web["id"] not in live.ev and _Removals.moved == 0
+    assert web["id"] not in live.ev and listed.moved == 0
     assert not any(compared)  # an endpoint that went is the View's: found by identity, not compared field by field
-    assert _CountingGets.gets <= 12  # a few per place; 400 more before (each MAC: when it went, when listed)
+    assert sub_on.gets <= 12  # a few per place; 400 more before (each MAC: when it went, when listed)
     assert_matches_full(prog)
