@@ -332,8 +332,9 @@ class PairLink:
         return _Session(self.secret, mine, theirs)
 
     def _dial_failed(self, exc):
+        """Record why a dial failed: ``last_dial_error`` before ``_refused_at``, so that a reader in another thread
+        that sees ``refused()`` also sees its reason."""
         refused = isinstance(exc, ConnectionRefusedError)
-        self._refused_at = time.monotonic() if refused else None
         if isinstance(exc, AuthError):
             error = f"authentication failed: {exc}"
         elif refused:
@@ -345,6 +346,7 @@ class PairLink:
             self._say(logging.INFO, "HA link %s: cannot reach peer %s:%d: %s", self.node_id, self.peer_address,
                       self.peer_port, error)
         self.last_dial_error = error
+        self._refused_at = time.monotonic() if refused else None
 
     def _run_out(self, sock):
         """Send what send() queued, and a heartbeat every interval, on a dialled connection until it fails or

@@ -83,6 +83,21 @@ def test_dialling_a_port_nobody_listens_on_reports_refused(tmp_path):
         me.stop()
 
 
+def test_a_refused_dial_is_never_seen_without_its_reason(tmp_path):
+    """The dialler's thread records the reason before the refusal: a reader seeing ``refused()`` sees why (was: the
+    refusal first, then a log line, then the reason, and a loaded machine showed a reader refused with no reason)."""
+    me = link("me", 0, free_port())
+    seen = []
+    say = me._say
+    me._say = lambda *args: (seen.append((me.refused(), me.last_dial_error)), say(*args))[1]
+    me.start()
+    try:
+        wait_for(me.refused, "a refused dial")
+        assert seen and (True, None) not in seen
+    finally:
+        me.stop()
+
+
 def test_the_peer_coming_up_ends_refused(tmp_path):
     port = free_port()
     me = link("me", 0, port)
