@@ -3,8 +3,8 @@
 After a restart, switches reconnect one by one. Desired state computed from the first of them is
 incomplete (the VMs of hypervisors not yet back, the MACs a hardware VTEP learned), and writing it
 would delete flows and rows that are right, to add them again moments later. So Canopy remembers, in
-its store (meta key ``known_devices``), the hypervisors (by chassis, their system-id) and hardware VTEPs
-(by Physical_Switch name) that were connected, and after a start it writes nothing, to no switch or
+its store (meta key ``known_devices``: each node of an HA pair its own, never replicated), the hypervisors (by
+chassis, their system-id) and hardware VTEPs (by Physical_Switch name) that were connected, and after a start it writes nothing, to no switch or
 VTEP (to BGP peers only the routes of what it knows, no End-of-RIB: controller/routepass.py), until every
 one of them has reported its state over OVSDB again. It waits only while
 they are coming back: ``hold_time`` seconds after the start, or after the last of them came back if that
@@ -23,7 +23,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 
-KEY = "known_devices"  # store meta: {"vrs": [chassis, ...], "vteps": [name, ...]}
+from controller.store import KNOWN_DEVICES as KEY  # store meta: {"vrs": [chassis, ...], "vteps": [name, ...]}
 DEFAULT_HOLD_TIME = 15.0  # seconds; > Open vSwitch's 8 s maximum reconnection back-off
 DEFAULT_HOLD_MAX = 60.0  # seconds after the start the hold never outlasts, however slowly switches come back
 

@@ -64,8 +64,13 @@ _DDL = (
 )
 
 
-# meta keys that describe this store's own log, never copied from another store
-LOCAL_META = ("schema_version", "compacted_seq", "compacted_ts", "store_id")
+# the devices connected to this node (controller/startup_hold.py): each node of a pair holds, after its restart, for
+# the switches that connect to it, so neither a replicated batch nor a snapshot copies or replaces it
+KNOWN_DEVICES = "known_devices"
+# meta keys a snapshot restore keeps: the store's own identity and this node's own memory
+KEPT_META = ("schema_version", "store_id", KNOWN_DEVICES)
+# meta keys that describe this store's own log or this node, never copied from another store
+LOCAL_META = KEPT_META + ("compacted_seq", "compacted_ts")
 DB_NAME = "canopy.db"
 MARKER_NAME = DB_NAME + ".marker"
 
@@ -441,7 +446,7 @@ class Store:
                     "history": [seq, ts] if ts is not None else None}
 
     def restore(self, snapshot: dict) -> None:
-        """Replace every object and meta value (schema_version and store_id stay) with a snapshot's and empty
+        """Replace every object and meta value (KEPT_META's stay) with a snapshot's and empty
         the change log, so last_seq() and history() equal the snapshot's. One transaction: a malformed snapshot
         raises StoreError and leaves the store as it was."""
         try:
@@ -457,7 +462,7 @@ class Store:
             with self._txn():
                 self._db.execute("DELETE FROM objects")
                 self._db.execute("DELETE FROM changes")
-                self._db.execute("DELETE FROM meta WHERE key NOT IN ('schema_version', 'store_id')")
+                self._db.execute("DELETE FROM meta WHERE key NOT IN (%s)" % ",".join("?" * len(KEPT_META)), KEPT_META)
                 for kind, bodies in objects.items():
                     for oid, body in bodies.items():
                         if not (isinstance(kind, str) and isinstance(oid, str) and isinstance(body, dict)):

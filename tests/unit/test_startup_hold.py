@@ -2,7 +2,7 @@
 memory kept in the store as switches come and go, and what /v1/status shows."""
 
 from controller.startup_hold import KEY, StartupHold
-from controller.store import Store
+from controller.store import Change, Store
 
 
 class Clock:
@@ -171,3 +171,24 @@ def test_hold_time_zero_never_holds_and_garbage_in_the_store_is_ignored(tmp_path
     assert h.expected == {"vrs": frozenset(), "vtep": frozenset({"tor1"})}
     store.set_meta(KEY, ["not", "a", "map"])
     assert not hold(store, clock).holding
+
+
+def test_a_standby_holds_for_the_switches_it_knew_not_for_those_the_active_knew(tmp_path):
+    """Each node of a pair remembers what connected to it: the active's record, copied by replication (batches and
+    snapshots), would make a restarted standby wait for switches that never come to it, or release without its
+    own. A snapshot replacing the standby's store keeps the standby's record."""
+    active, standby = Store(str(tmp_path / "active")), Store(str(tmp_path / "standby"))
+    mine = hold(standby, Clock())
+    mine.remember({"hv1", "hv2"}, {"tor1"})
+    active.set_meta(KEY, {"vrs": ["hv1", "hv9"], "vteps": []})
+    active.commit([Change("tenant", "a", "put", {"id": "a", "name": "acme"})], meta={"counters": {"vni": 1}})
+    assert standby.apply_replicated(active.changes_since(0), active.replicated_meta()) == 1
+    assert standby.get_meta("counters") == {"vni": 1}  # the batch's meta came with it
+    mine.remember({"hv1", "hv2"}, {"tor1"})  # unchanged in memory: nothing written again
+    active.commit([Change("tenant", "b", "put", {"id": "b", "name": "b"})])
+    standby.restore(active.snapshot())
+    assert standby.load_objects() == active.load_objects()
+    restarted = hold(standby, Clock())
+    assert restarted.expected == {"vrs": {"hv1", "hv2"}, "vtep": {"tor1"}}
+    assert not restarted.check({"hv1", "hv9"}, set())
+    assert restarted.check({"hv1", "hv2"}, {"tor1"})

@@ -296,3 +296,21 @@ def test_a_bug_in_using_sqlite_is_not_reported_as_the_disk_s_fault(tmp_path, mon
         store.commit([Change("tenant", "a", "put", {"id": "a"})])
     assert not isinstance(raised.value, StoreFault) and store.fault is None and store.faults == 0
     store.close()
+
+
+def test_the_node_s_own_meta_is_neither_copied_nor_replaced(tmp_path):
+    """known_devices (controller/startup_hold.py) is what connected to this node: a batch's meta, a snapshot and a
+    restore leave the replica's value as it was, and the source does not send its own."""
+    source = _source_with_history(tmp_path)
+    source.set_meta("known_devices", {"vrs": ["hv9"], "vteps": []})
+    replica = Store(str(tmp_path / "replica"))
+    replica.set_meta("known_devices", {"vrs": ["hv1"], "vteps": []})
+    assert "known_devices" not in source.replicated_meta()
+    replica.apply_replicated(source.changes_since(0), dict(source.replicated_meta(), known_devices={"vrs": []}))
+    assert replica.get_meta("known_devices") == {"vrs": ["hv1"], "vteps": []}
+    replica.restore(source.snapshot())
+    assert replica.load_objects() == source.load_objects() and replica.get_meta("counters") == {"vni": 2}
+    assert replica.get_meta("known_devices") == {"vrs": ["hv1"], "vteps": []}
+    fresh = Store(str(tmp_path / "fresh"))
+    fresh.restore(source.snapshot())
+    assert fresh.get_meta("known_devices") is None
