@@ -212,7 +212,7 @@ class CanopyApp(RyuApp):
             self.federation.stop()
         self.ovsdb.stop()
         for rec in self.reconcilers.values():
-            rec.stop()
+            self._stop(rec)
         if self._worker is not None:
             hub.kill(self._worker)
         self.store.close()
@@ -344,7 +344,7 @@ class CanopyApp(RyuApp):
         try:
             for rec, port, probes in self.tunnels.again(self.programmer.view, self.programmer.desired,
                                                         self.reconcilers.get, self.programmer.pacer):
-                self.probes.send(rec, port, probes)
+                self.probes.send(rec, port, probes, retry=False)
         except Exception:  # a bug: the next round probes again
             log.exception("refreshing the tunnel probes failed")
 
@@ -388,7 +388,7 @@ class CanopyApp(RyuApp):
         elif ev.state == DEAD_DISPATCHER:
             rec = self.reconcilers.get(dp.id)
             if rec is not None and rec.datapath is dp:
-                rec.stop()
+                self._stop(rec)
                 del self.reconcilers[dp.id]
             self.tunnels.disconnected(dp)
             self.state.datapath_down(dp.id, conn=id(dp))
@@ -413,12 +413,17 @@ class CanopyApp(RyuApp):
         if not keep_old and dp.is_active:
             self._adopt(dp)
 
+    def _stop(self, rec):
+        """A switch's reconciler whose connection closed or was replaced: it and its probes' sender end."""
+        rec.stop()
+        self.probes.disconnected(rec)
+
     def _adopt(self, dp):
         """Make ``dp`` the session of its datapath: a reconciler of its own, programmed as desired."""
         if dp.id is not None:
             old = self.reconcilers.pop(dp.id, None)
             if old is not None:
-                old.stop()
+                self._stop(old)
             rec = SwitchReconciler(dp, on_sync=self.watch.note_synced, pacer=Pacer(give_way, RECONCILE_EVERY))
             self.reconcilers[dp.id] = rec
             rec.keep_stale(self._keep_stale)

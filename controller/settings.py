@@ -126,8 +126,8 @@ SETTINGS = (
                "below Open vSwitch's tnl/neigh/aging (docs/vrs.md)", 1000, 3600000, 300000),
         _limit("tunnel_probe_rate", "tunnel probes sent per second on average, all VRS together (a switch's leave "
                "together); a switch's wait until its flows are in (docs/vrs.md)", 1, 100000, 500),
-        _limit("tunnel_probe_retry_ms", "each tunnel probe is sent once more this long after it left, in case its ARP "
-               "request or reply was lost (docs/vrs.md); 0: never", 0, 3600000, 10000),
+        _limit("tunnel_probe_retry_ms", "each first tunnel probe towards a VTEP is sent once more this long after it left, "
+               "in case its ARP request or reply was lost (not the refresh round's: docs/vrs.md); 0: never", 0, 3600000, 10000),
         Field("hosts", "array", "per-hypervisor overrides of what its OVSDB says", items=Field(
             "host", "object", "", fields=(
                 Field("chassis", "string", "the hypervisor's system-id", values.filled(255, CHASSIS_HINT),

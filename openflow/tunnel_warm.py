@@ -20,8 +20,8 @@ tunnels to again (``again``), and two hypervisors quiet for longer than the agei
 
 ``TunnelWarmer`` is pure bookkeeping; ``ProbeSender`` sends, from a green thread per switch (controller/app.py), once
 the switch was first in sync on that connection and at most ``vrs.tunnel_probe_rate`` a second on average for all
-switches, each switch's together, and each probe once more ``vrs.tunnel_probe_retry_ms`` after it left (its ARP
-request or reply may have been lost).
+switches, each switch's together, and each first probe towards a VTEP once more ``vrs.tunnel_probe_retry_ms``
+after it left (its ARP request or reply may have been lost).
 """
 
 from __future__ import annotations
@@ -173,11 +173,13 @@ class ProbeSender:
     A queue holds probes for one VXLAN port (``send``'s ``port``): probes for another port replace it (the port was
     re-created meanwhile: the old number is stale), and a switch without one drops its queue.
 
-    Each probe is sent once more ``retry`` seconds after it left (``vrs.tunnel_probe_retry_ms``; 0: never), paced as
-    the others: a probe whose ARP request or reply was lost (hypervisors starved of CPU at a cold start) would
-    otherwise wait for the next refresh round, and a VM's first packet to that VTEP would be dropped meanwhile.
-    Resolved by then, the second probe costs no ARP: it reaches the VTEP and is dropped there. While only such
-    second probes wait, the switch's sender sleeps until the first is due or a new probe comes (``wait``)."""
+    Each first probe towards a VTEP on a connection is sent once more ``retry`` seconds after it left
+    (``vrs.tunnel_probe_retry_ms``; 0: never), paced as the others: a probe whose ARP request or reply was lost
+    (hypervisors starved of CPU at a cold start) would otherwise wait for the next refresh round, and a VM's first
+    packet to that VTEP would be dropped meanwhile. Resolved by then, the second probe costs no ARP: it reaches the
+    VTEP and is dropped there. The refresh round's probes are sent once (``send``'s ``retry``): their VTEPs were
+    resolved, a look-up costs no ARP, and the round itself comes again. While only second probes wait, the
+    switch's sender sleeps until the first is due, a new probe comes or the switch disconnects (``wait``)."""
 
     def __init__(self, spawn, may_send, rate: float, retry: float = 0.0, clock=time.monotonic, sleep=hub.sleep,
                  wait=lambda event, seconds: event.wait(seconds)):
@@ -187,9 +189,10 @@ class ProbeSender:
         self._next = 0.0  # when the next probe of any switch may leave (clock)
         self.queued: dict = {}  # reconciler -> _Queue of probes not sent yet, while its sender runs
 
-    def send(self, rec, port, probes) -> None:
+    def send(self, rec, port, probes, retry: bool = True) -> None:
         """Queue ``probes`` ((actions, frame) packet-outs through VXLAN port ``port``) for reconciler ``rec``'s
-        switch; never blocks."""
+        switch; never blocks. ``retry``: each sent once more after ``vrs.tunnel_probe_retry_ms`` (not the refresh
+        round's: their VTEPs were resolved before, so they cost no ARP that could be lost)."""
         queue = self.queued.get(rec)
         if queue is not None:
             queue.woken.set()  # its sender may be waiting for second probes: it looks at the queue again
@@ -201,7 +204,20 @@ class ProbeSender:
         if queue is None:
             queue = self.queued[rec] = _Queue(port)
             self._spawn(self._run, rec, queue)
-        queue.probes.update(probes)
+        for actions, frame in probes:  # queued by both a first probe and a refresh before it left: sent twice
+            if retry:
+                queue.once.discard(actions)
+            elif actions not in queue.probes:
+                queue.once.add(actions)
+            queue.probes[actions] = frame
+
+    def disconnected(self, rec) -> None:
+        """Reconciler ``rec``'s OpenFlow connection closed (``rec`` stopped): its sender ends now, not once its
+        next second probe is due, and keeps neither ``rec`` nor its connection meanwhile."""
+        queue = self.queued.get(rec)
+        if queue is not None:
+            queue.clear()
+            queue.woken.set()
 
     def _pace(self, count: int) -> None:
         """Wait for the turn of ``count`` probes among every switch's: they leave together, and the next ones
@@ -211,6 +227,13 @@ class ProbeSender:
         self._next = at + count * self._gap
         if at > now:
             self._sleep(at - now)
+
+    def _once(self, queue, actions) -> bool:
+        """Whether a probe that just left for the first time is not to be sent again (and it is no longer queued)."""
+        if actions in queue.once:
+            queue.once.discard(actions)
+            return True
+        return self._retry <= 0
 
     def _run(self, rec, queue) -> None:
         try:
@@ -232,7 +255,7 @@ class ProbeSender:
                     actions = next(iter(pending))
                     frame = pending.pop(actions)
                     rec.packet_out(actions, frame)
-                    if pending is queue.probes and self._retry > 0:
+                    if pending is queue.probes and not self._once(queue, actions):
                         queue.later.pop(actions, None)  # (kept in the order they are due)
                         queue.later[actions] = (frame, self._clock() + self._retry)
         except Exception:  # a connection that closed meanwhile: the next connection probes again
@@ -248,10 +271,12 @@ class _Queue:
 
     def __init__(self, port):
         self.port, self.probes, self.again, self.later = port, {}, {}, {}
-        self.woken = hub.Event()  # set by each ``send`` to this queue
+        self.once: set = set()  # of ``probes``: the refresh round's, sent once only
+        self.woken = hub.Event()  # set by each ``send`` to this queue, and when its switch disconnected
 
     def clear(self) -> None:
         self.probes.clear()
+        self.once.clear()
         self.again.clear()
         self.later.clear()
 

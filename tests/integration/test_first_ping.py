@@ -87,7 +87,7 @@ def test_first_ping_after_a_quiet_spell_longer_than_the_neighbour_ageing_loses_n
     first_ping(vms["b1"], ADDRESSES["a1"][1], hosts)
 
 
-RETRY = 5  # seconds: vrs.tunnel_probe_retry_ms in the lost-replies test
+RETRY = 10  # seconds: vrs.tunnel_probe_retry_ms in the lost-replies test (the rule must go before the retry)
 DROP_REPLIES_TO_HVA = ["FORWARD", "-o", "u-hva", "-p", "ARP", "--arp-op", "Reply", "-j", "DROP"]  # on the fabric
 
 
@@ -102,13 +102,16 @@ def test_first_ping_after_the_first_arp_replies_to_a_hypervisor_were_lost_loses_
     """The underlay switch drops every ARP reply towards hva until it has dropped two (hvb's and hvc's answers to
     hva's probes), as a starved hypervisor loses them: hva resolved neither. Its probes sent once more
     vrs.tunnel_probe_retry_ms later resolve them, and the first ping from hva after that is answered in full;
-    sent once only, they would be sent again at the next refresh round (5 min), and the ping's first request lost."""
+    sent once only, they would be sent again at the next refresh round (5 min), and the ping's first request lost.
+    The ebtables rule goes with the lab's fabric namespace if the test fails before it deletes it."""
     netns.run(["ebtables", "-A", *DROP_REPLIES_TO_HVA], ns=lab.fabric_ns)
     hosts, vms = build(lab, {"vrs": {"tunnel_probe_retry_ms": RETRY * 1000}})
     lab.wait_until(lambda: replies_dropped(lab) >= 2, timeout=RETRY, interval=0.05,
                    what="hvb's and hvc's ARP replies to hva's probes dropped")
+    dropped = replies_dropped(lab)  # more than 2: the second probes' too (the rule went too late: raise RETRY)
     netns.run(["ebtables", "-D", *DROP_REPLIES_TO_HVA], ns=lab.fabric_ns)
     cache = hosts["hva"].ovs.appctl("tnl/neigh/show")
     assert hosts["hvb"].vtep_ip not in cache, cache  # really lost: hva does not know hvb's MAC
-    time.sleep(RETRY + 1)
+    lab.wait_until(lambda: hosts["hvb"].vtep_ip in hosts["hva"].ovs.appctl("tnl/neigh/show"), timeout=3 * RETRY,
+                   interval=0.2, what=f"hva resolved hvb by its second probe ({dropped} ARP replies dropped)")
     first_ping(vms["a1"], ADDRESSES["b1"][1], hosts)

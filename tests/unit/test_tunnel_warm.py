@@ -437,3 +437,66 @@ def test_second_probes_through_a_vxlan_port_re_created_meanwhile_are_dropped():
     settle(600)
     assert rec.sent == [a for a, _ in probes_to(IPS["hv2"], port=1) + probes_to(IPS["hv3"], IPS["hv3"], port=7)]
     assert out.queued == {}
+
+
+def test_the_refresh_rounds_probes_are_sent_once():
+    """A refresh round's VTEPs were resolved before (the look-up renews them, no ARP that could be lost): no second
+    probe, so a round costs one packet-out per VTEP as before; a first probe queued with them is still sent twice."""
+    clock = FakeClock()
+    out, rec = sender(rate=100.0, clock=clock, retry=5.0), TimedSwitch(clock)
+    out.send(rec, 1, probes_to(IPS["hv2"], IPS["hv3"]), retry=False)
+    out.send(rec, 1, probes_to(IPS["hv3"], IPS["hv4"]))
+    settle(600)
+    assert targets([(a, b"") for a in rec.sent]) == [IPS["hv2"], IPS["hv3"], IPS["hv4"], IPS["hv3"], IPS["hv4"]]
+    assert out.queued == {}
+
+
+def test_a_disconnected_switchs_sender_ends_at_once_and_sends_no_second_probe():
+    """Its connection closed (controller/app.py stops its reconciler): the sender waiting for a second probe due
+    later ends now, holding neither the reconciler nor its connection until then (one per reconnect)."""
+    clock, ended = FakeClock(), []
+    out = ProbeSender(lambda f, *a: hub.spawn(lambda: (f(*a), ended.append(clock.now()))), lambda: True, 100.0,
+                      3600.0, clock=clock.now, sleep=clock.sleep, wait=clock.wait)
+    rec = TimedSwitch(clock)
+    out.send(rec, 1, probes_to(IPS["hv2"]))
+
+    def disconnect():
+        clock.sleep(1.0)
+        rec.state = "stopped"
+        out.disconnected(rec)
+
+    hub.spawn(disconnect)
+    settle(600)
+    assert ended == [1.0] and out.queued == {} and rec.times == [0.0]
+
+
+def test_the_controller_stops_a_closed_connections_sender_and_sends_the_refresh_round_once():
+    """controller/app.py: the OpenFlow connection's end stops its reconciler and its probes' sender together; the
+    refresh round hands its probes over to be sent once."""
+    from controller.ryu_compat import DEAD_DISPATCHER
+
+    clock, ended, conn = FakeClock(), [], Connection()
+    rec = TimedSwitch(clock)
+    rec.datapath, rec.stop = conn, lambda: setattr(rec, "state", "stopped")
+    glue = SimpleNamespace(reconcilers={conn.id: rec}, tunnels=TunnelWarmer(), pair=None,
+                           state=SimpleNamespace(datapath_down=lambda dpid, conn: None),
+                           probes=ProbeSender(lambda f, *a: hub.spawn(lambda: (f(*a), ended.append(clock.now()))),
+                                              lambda: True, 100.0, 3600.0, clock=clock.now, sleep=clock.sleep,
+                                              wait=clock.wait))
+    glue._stop = lambda r: CanopyApp._stop(glue, r)
+    glue.probes.send(rec, 1, probes_to(IPS["hv2"]))
+
+    def close():
+        clock.sleep(1.0)
+        CanopyApp._datapath_state(glue, SimpleNamespace(datapath=conn, state=DEAD_DISPATCHER))
+
+    hub.spawn(close)
+    settle(600)
+    assert ended == [1.0] and glue.probes.queued == {} and rec.state == "stopped" and glue.reconcilers == {}
+
+    handed = []
+    glue.hold, glue.programmer = SimpleNamespace(holding=False), SimpleNamespace(view=None, desired={}, pacer=None)
+    glue.tunnels = SimpleNamespace(again=lambda *a: iter([(rec, 1, probes_to(IPS["hv3"]))]))
+    glue.probes = SimpleNamespace(send=lambda *a, **kw: handed.append((a, kw)))
+    CanopyApp._probe_tunnels_again(glue)
+    assert handed == [((rec, 1, probes_to(IPS["hv3"])), {"retry": False})]
