@@ -4,35 +4,34 @@ Hypervisors run ``ovs-vsctl set-manager tcp:CANOPY:6640`` (``ssl:`` with TLS, do
 ovsdb-server connects here. For each accepted connection a green thread:
 
 1. asks the peer which databases it serves (``list_dbs``, bounded by ``handshake_timeout``);
-2. ``hardware_vtep`` (served by hardware VTEPs and the ovs-vtep emulator, which also serve an
-   Open_vSwitch database, hence it wins): replicates the tables in ``ovsdb.vtep.COLUMNS`` and reports
-   ``VtepSnapshot``s, keyed by Physical_Switch name with the local MACs that changed, to the sink
-   (``ovsdb.vtep_reporter.VtepReporter``, ``ovsdb.claims``) until the connection drops; unless
-   ``program_vteps`` is off, ``ovsdb.vtep_sync.VtepReconciler`` keeps Canopy's rows there as the
-   controller wants them (``set_vtep_desired``, keyed by the Physical_Switch name). It is never
-   reported as a VRS;
-3. ``Open_vSwitch``: waits for its turn to read the peer's database (ovsdb/firstreads.py), fetches the peer's
-   own schema, replicates the tables in ``ovsdb.vrs.COLUMNS`` and
-   reports ``VrsSnapshot``s, keyed by chassis and applied from the rows the IDL says changed, to the
-   sink (``ovsdb.vrs.VrsReporter``, ``ovsdb.claims``) until the connection drops; after
-   each refresh, unless ``provision_tunnel`` is off, ``ovsdb.tunnel.TunnelReconciler`` keeps the VRS's
-   VXLAN tunnel port as desired, and unless ``secure_bridge`` is off, ``ovsdb.bridge.BridgeReconciler``
-   keeps its integration bridge fail-secure (the only things Canopy writes to a VRS database; only
-   while ``may_write``: on the HA active, once the controller's start-up hold is over);
-4. anything else, garbage, or silence: logged with the peer address, and that connection is dropped;
-   so is a peer whose first full copy of its database has not arrived within ``sync_timeout`` (not counting
-   the time its session waited for its turn to ask for it: ovsdb/firstreads.py), one
-   that sends a message longer than ``max_message`` (ovsdb/jsonstream.py), and a connection from an
-   address already holding ``per_source`` sessions (docs/limits.md).
+2. ``hardware_vtep`` (served by hardware VTEPs and the ovs-vtep emulator, which also serve an Open_vSwitch database,
+   hence it wins): replicates the tables in ``ovsdb.vtep.COLUMNS`` and reports ``VtepSnapshot``s, keyed by
+   Physical_Switch name with the local MACs that changed, to the sink (``ovsdb.vtep_reporter.VtepReporter``,
+   ``ovsdb.claims``) until the connection drops; unless ``program_vteps`` is off, ``ovsdb.vtep_sync.VtepReconciler``
+   keeps Canopy's rows there as the controller wants them (``set_vtep_desired``, keyed by the Physical_Switch name).
+   It is never reported as a VRS;
+3. ``Open_vSwitch``: waits for its turn to read the peer's database (ovsdb/firstreads.py), fetches the peer's own
+   schema, replicates the tables in ``ovsdb.vrs.COLUMNS`` and reports ``VrsSnapshot``s, keyed by chassis and applied
+   from the rows the IDL says changed, to the sink (``ovsdb.vrs.VrsReporter``, ``ovsdb.claims``) until the
+   connection drops; after each refresh, unless ``provision_tunnel`` is off, ``ovsdb.tunnel.TunnelReconciler`` keeps
+   the VRS's VXLAN tunnel port as desired, and unless ``secure_bridge`` is off, ``ovsdb.bridge.BridgeReconciler``
+   keeps its integration bridge fail-secure (the only things Canopy writes to a VRS database; only while
+   ``may_write``: on the HA active, once the controller's start-up hold is over);
+4. anything else, garbage, or silence: logged with the peer address, and that connection is dropped; so is a peer
+   whose first full copy of its database has not arrived within ``sync_timeout`` (not counting the time its session
+   waited for its turn to ask for it: ovsdb/firstreads.py), one that sends a message longer than ``max_message``
+   (ovsdb/jsonstream.py), and a connection from an address already holding ``per_source`` sessions (docs/limits.md).
 
-Nothing a peer sends can stop the listener or another session. Every wait is bounded (``WAKE_MS``). A big
-update (10,000 ports added in one transaction: 20,000 rows) never holds the event loop in one stretch: the replica
-gives it a turn every ``idl.PAUSE_ROWS`` rows and the reporter every ``PAUSE_PORTS`` ports it reads
-(``pause``; nothing but the session's own green thread touches its replica and reporter meanwhile), and sends
-the peer an echo request about once a second meanwhile (``idl.Replica.keepalive``): ovsdb-server's own probes wait
-behind the update, and it drops a manager it has heard nothing from for two probe intervals. Such an update, when
-it only adds or only deletes ports, is reported a slice at a time as it is applied (ovsdb/idl/slices.py); while
-one is, ``slicing`` names its session (the programming loop waits for its last slice: controller/app.py).
+Nothing a peer sends can stop the listener or another session, nor can an unexpected error in one session: that session
+ends (logged once, naming its switch and the error) with its replica, and the peer's next session reads its database
+afresh. Every wait is bounded (``WAKE_MS``). A big update (10,000 ports added in one transaction: 20,000 rows) never
+holds the event loop in one stretch: the replica gives it a turn every ``idl.PAUSE_ROWS`` rows and the reporter every
+``PAUSE_PORTS`` ports it reads (``pause``; nothing but the session's own green thread touches its replica and reporter
+meanwhile), and sends the peer an echo request about once a second meanwhile (``idl.Replica.keepalive``):
+ovsdb-server's own probes wait behind the update, and it drops a manager it has heard nothing from for two probe
+intervals. Such an update, when it only adds or only deletes ports, is reported a slice at a time as it is applied
+(ovsdb/idl/slices.py); while one is, ``slicing`` names its session (the programming loop waits for its last slice:
+controller/app.py).
 """
 
 from __future__ import annotations
@@ -176,8 +175,9 @@ class _PeerSession:
         except idl.PeerError as exc:
             limit = getattr(self._conn, "limit_error", None)
             self._log.warning("ovsdb %s: dropping connection: %s", self.peer, limit or exc)
-        except Exception:  # a bug or a sink failure must not take the server down
-            self._log.exception("ovsdb %s: unexpected error, dropping connection", self.peer)
+        except Exception as exc:  # a bug or a sink failure ends this session only (its replica with it: read afresh)
+            self._log.exception("ovsdb %s (%s): unexpected error, dropping connection: %r", self.peer,
+                                self.key or self._vtep_reporter.key or "unidentified", exc)
         finally:
             self._finish()
 
