@@ -483,11 +483,22 @@ class LiveView(OwnerReach):
                 v.by_subnet.pop(sid, None)
 
     def _presence(self, session, sid):
-        """Whether the subnet (and so its domain) is on this session now; records a change."""
+        """Whether the subnet (and so its domain) is on this session now; records a change. A subnet that stays
+        there while its domain changed (its gateway VRS keeps it; a replicated put or snapshot can change a
+        subnet's domain_id, which a REST write refuses: controller/replicacheck.py) leaves under the domain it was
+        counted under and comes back under its new one."""
         v = self.view
         here = count_of(self.ep_count, sid, session) > 0 or v.bm_gateways.get(sid) == session
-        if here == (sid in v._on.get(session, NOWHERE)[0]):
+        was = sid in v._on.get(session, NOWHERE)[0]
+        if here and was and self.present_dom.get((session, sid)) != getattr(v.subnets.get(sid), "domain_id", None):
+            self._present(session, sid, False)
+        elif here == was:
             return
+        self._present(session, sid, here)
+
+    def _present(self, session, sid, here):
+        """The subnet arrives on this session (``here``) or leaves it: the indexes and the pass's notes."""
+        v = self.view
         subnets, domains = v._on.setdefault(session, (set(), set()))
         self.presence[session].add(sid)
         self.places = {}  # what _where read changes below
@@ -527,7 +538,7 @@ class LiveView(OwnerReach):
         changed = {sid for sid in set(new) | set(v.bm_gateways) if new.get(sid) != v.bm_gateways.get(sid)}
         old = v.bm_gateways
         v.bm_gateways = new
-        for sid in changed:
+        for sid in changed | (info_changed & new.keys()):  # (a gateway kept: its subnet's domain may have changed)
             for session in {old.get(sid), new.get(sid)} - {None}:
                 self._presence(session, sid)
         return changed

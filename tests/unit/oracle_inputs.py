@@ -11,7 +11,7 @@ import random
 from dataclasses import replace
 
 from controller import policy as pol
-from controller import policydoc
+from controller import policydoc, replicacheck
 from controller.discovery import PortInfo, VrsSnapshot, VtepSnapshot
 from controller.programmer import Programmer
 from controller.state import State
@@ -145,10 +145,23 @@ class Inputs:
         plan = policydoc.plan(self.state.policy, self.document(), "oracle",
                               pol.Allocator({}, 65000, (10000, 20000)), prune=True)
         seq = self.state.last_seq
-        changes = [Change(c.kind, c.id, c.op, c.body, seq + n) for n, c in enumerate(plan.changes, 1)]
+        self.take(plan.policy, [Change(c.kind, c.id, c.op, c.body, seq + n) for n, c in enumerate(plan.changes, 1)])
+
+    def replicate(self, kind, body) -> bool:
+        """A standby takes one put from its active (controller/replication.py ``Applier``): checked as it checks
+        it (controller/replicacheck.py), then given to State; False when refused."""
+        try:
+            changes, policy = replicacheck.checked_changes([Change(kind, body["id"], "put", body,
+                                                                   self.state.last_seq + 1)], self.state.policy)
+        except replicacheck.InvalidReplica:
+            return False
+        self.take(policy, changes)
+        return True
+
+    def take(self, policy, changes):
         self.committing = True  # writes are one at a time (the service's write lock): none lands in this one's pauses
         try:
-            self.state.policy_committed(plan.policy, changes)
+            self.state.policy_committed(policy, changes)
         finally:
             self.committing = False
 

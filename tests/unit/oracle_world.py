@@ -17,7 +17,8 @@ class World(Inputs):
     def step(self):
         rng = self.rng
         events = ["vport", "vport", "vport", "place", "place", "place", "subnet", "domain", "binding", "vrs", "tor",
-                  "evpn", "mismatch", "external", "external", "security", "security", "security", "move", "numbered"]
+                  "evpn", "mismatch", "external", "external", "security", "security", "security", "move", "numbered",
+                  "replicated"]
         if self.inside_a_pass:  # received routes are imported by the programming loop itself, between passes
             events.remove("evpn")  # (controller/routepass.py import_remote), never while a pass is paused
         event = rng.choice(events)
@@ -185,6 +186,22 @@ class World(Inputs):
         self.subnets[name] = {**kept, "vni": vni}
         self.vports = vports
         self.commit()
+
+    def ev_replicated(self):
+        """A standby takes its active's puts (controller/replication.py): one changes a subnet's domain_id in place
+        (to another domain or none), which a REST write refuses but controller/replicacheck.py accepts; a second
+        puts it back (the world's document stays true); half of the time a programming pass between."""
+        rng, p = self.rng, self.state.policy
+        subnets = p.all("subnet")
+        if not subnets:
+            return
+        sub = rng.choice(sorted(subnets, key=lambda s: s["name"]))  # (by name: ids are new on every run)
+        target = rng.choice([None] + [d["id"] for d in sorted(p.all("domain"), key=lambda d: d["name"])])
+        if target == sub["domain_id"] or not self.replicate("subnet", {**sub, "domain_id": target}):
+            return
+        if rng.random() < 0.5 and not self.inside_a_pass:
+            self.prog.refresh()
+        assert self.replicate("subnet", sub)
 
     def ev_domain(self):
         """A domain's static routes change, or its anycast gateway MAC (every subnet's info in it changes); a domain

@@ -12,7 +12,8 @@ incremental Programmer, and after every programming pass the incremental result 
 Events: policy create/update/delete (subnets routed and L2-only, domains and their static routes, vports of every
 flavour, hardware VTEP bindings, DHCP and gateway chassis) applied as documents with their commit's change list; a
 routed subnet leaving its domain and joining it again (deleted with its vports and created again with the same VNI,
-as a Neutron router interface removed and added makes it); a domain's gateway MAC changing; ports appearing, leaving
+as a Neutron router interface removed and added makes it); a subnet's domain changed in place and back by a
+standby's replicated puts (which a REST write refuses); a domain's gateway MAC changing; ports appearing, leaving
 and moving across KVM, Hyper-V and ESXi hypervisors (vNIC keys and static trunk bindings, MAC mismatches); VRS
 connecting, disconnecting, changing tunnel port or VTEP IP; two hardware VTEPs connecting, leaving, changing tunnel
 IP and learning MACs (and a third bound in policy, never connected); EVPN routes (types 2, 3, 5) arriving and
@@ -193,6 +194,35 @@ def test_a_vport_gone_while_its_domain_left_a_switch_and_came_back_in_one_pass_l
     world.move("web", pass_between=False)
     world.prog.refresh()
     check(world, "db changed, web left its domain")
+
+
+@pytest.mark.parametrize("target", ["dev", None])
+@pytest.mark.parametrize("holds", [False, True])
+def test_a_subnets_domain_changed_in_place_while_its_gateway_vrs_keeps_it(target, holds):
+    """A replicated put changes subnet web's domain_id in place (controller/replicacheck.py accepts it; a REST write
+    refuses it). hv1, web's bare-metal gateway for hardware VTEP tor1 (holding a vport of web or not), stays its
+    gateway: the switch now serves web's new domain (or none), no longer the old one."""
+    world = World(random.Random(5))
+    world.domains["dev"], world.subnets["app"] = {"static": []}, {"dhcp": True, "chassis": []}
+    world.vports = {"k1": {"subnet": "web", "mac": 0, "ip": 30}} if holds else {}
+    world.bindings = {("tor1", "p1", 100, "web")}
+    world.commit()
+    world.hosts["hv1"] = {"tunnel": 1, "vtep": "10.251.0.1"}
+    if holds:
+        world.placed["k1"], world.ofports["k1"] = "hv1", 12
+    world.push("hv1")
+    world.tors["tor1"] = []
+    world.push_tor("tor1")
+    world.prog.refresh(full=True)
+    p = world.state.policy
+    web, prod = p.find("subnet", "acme/web"), p.find("domain", "acme/prod")["id"]
+    assert world.prog.view.bm_gateways == {web["id"]: "ovsdb:hv1"} and world.prog.view.domains_on("ovsdb:hv1") == {prod}
+    domain = p.find("domain", f"acme/{target}")["id"] if target else None
+    assert world.replicate("subnet", {**web, "domain_id": domain})
+    world.prog.refresh()
+    assert world.prog.view.bm_gateways == {web["id"]: "ovsdb:hv1"}
+    assert world.prog.view.domains_on("ovsdb:hv1") == ({domain} if domain else set())
+    check(world, f"web moved to {target} in place")
 
 
 def test_an_external_change_derives_only_the_floating_ips_and_switches_it_reaches(monkeypatch):
