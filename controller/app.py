@@ -67,6 +67,13 @@ STATE_EVERY = 500  # ports read or vports re-resolved by State between two pause
 RECONCILE_EVERY = 1000  # flows planned, diffed or encoded by a switch reconciler between two pauses (a few ms)
 
 
+def may_announce(pair, rec) -> bool:
+    """Whether a gratuitous ARP may go out through reconciler ``rec`` now: this node is the active one (or not
+    paired) and the switch's reconciler was not stopped (it left, or the controller is shutting down). Asked
+    before every packet of a batch (controller/garps.py): a node demoted while a batch pauses sends no more."""
+    return (pair is None or pair.role == "active") and rec.state != "stopped"
+
+
 class CanopyApp(RyuApp):
     OFP_VERSIONS = [ofproto_v1_3.OFP_VERSION, ofproto_v1_4.OFP_VERSION]
 
@@ -315,12 +322,13 @@ class CanopyApp(RyuApp):
 
     def _announce_gateways(self, rec, session, changed):
         """Gratuitous ARP to a subnet's VMs on this switch when the MAC answering its gateway address there is new
-        or changed (openflow/gateway_garp.py); the active controller only."""
-        if self.pair is not None and self.pair.role != "active":
+        or changed (openflow/gateway_garp.py); the active controller only, while it is (controller/garps.py)."""
+        if not may_announce(self.pair, rec):
             return
         due = self.gateway_garp.due(self.programmer.view, session, changed)
         if due:  # one green thread for the hand-out's batch (controller/garps.py)
-            hub.spawn(send_repeated, rec, due, "a subnet's gateway", hub.sleep, self.programmer.pacer.tick)
+            hub.spawn(send_repeated, rec, due, "a subnet's gateway", hub.sleep, lambda: may_announce(self.pair, rec),
+                      self.programmer.pacer.tick)
 
     def _warm_tunnels(self, rec, sw, desired, changed):
         """A probe through the VXLAN port towards each VTEP this switch tunnels to for the first time on this
@@ -350,7 +358,7 @@ class CanopyApp(RyuApp):
 
     def _announce_floating_ips(self):
         """Gratuitous ARP from the VRS where a floating IP became active (openflow/external.py), a few times:
-        the flows it announces may still be on their way to the switch."""
+        the flows it announces may still be on their way to the switch; the active controller only, while it is."""
         if self.pair is not None and self.pair.role != "active":
             return
         for info in self.garp.due(self.programmer.view):
@@ -358,11 +366,8 @@ class CanopyApp(RyuApp):
             rec = self.reconcilers.get(sw.datapath_id) if sw and sw.datapath_id is not None else None
             if rec is not None:
                 self.garp.sent(info)
-                hub.spawn(self._garp, rec, info)
-
-    @staticmethod
-    def _garp(rec, info):
-        send_repeated(rec, [(external.garp_actions(info), external.garp_frame(info))], info.address, hub.sleep)
+                hub.spawn(send_repeated, rec, [(external.garp_actions(info), external.garp_frame(info))],
+                          info.address, hub.sleep, lambda rec=rec: may_announce(self.pair, rec))
 
     def _push_vteps(self):
         """Hand the hardware VTEPs whose desired rows changed (the programmer keeps them by delta:

@@ -3,7 +3,11 @@ switch. A batch (every packet one hand-out to a switch made due: a subnet's gate
 there, or a floating IP) is sent by one green thread, each round of the batch back to back with a pacer tick per
 packet, not by a green thread per packet: before, a cold start made a green thread per VM whose subnet was new on
 its switch, each woken four times, and one late sample of the event loop's lag held 304 turns of 248 of them
-(docs/benchmarks.md, "vrsprio, stop 34")."""
+(docs/benchmarks.md, "vrsprio, stop 34").
+
+A batch asks ``may_send`` before every packet: a node demoted to standby (or shutting down, its switch's reconciler
+stopped) while a batch pauses sends none of the rest. The new active announces the gateways itself, and a switch
+without the OpenFlow roles set would take the old active's packet-outs as well (docs/ha.md)."""
 
 from __future__ import annotations
 
@@ -16,17 +20,24 @@ GARP_PAUSES = (0.0, 0.5, 1.0, 2.0)  # seconds before each round of a batch
 
 
 def send_repeated(rec, packets: list[tuple[list, bytes]], what: str, sleep: Callable[[float], None],
-                  tick: Callable[[], None] = lambda: None) -> None:
+                  may_send: Callable[[], bool], tick: Callable[[], None] = lambda: None) -> None:
     """Send every (actions, frame) of ``packets`` through reconciler ``rec``, in order, once after each pause of
-    ``GARP_PAUSES`` (``sleep``), ticking ``tick`` (a pacer's) per packet. A packet whose send fails (one that
-    cannot be encoded; Ryu discards what is sent on a connection that closed, without an error) is left out of the
-    later rounds and the others go on, as when each packet was a green thread of its own."""
+    ``GARP_PAUSES`` (``sleep``), ticking ``tick`` (a pacer's) per packet, while ``may_send()`` (asked before each
+    packet; once it says no the batch ends). A packet whose send fails (one that cannot be encoded; Ryu discards
+    what is sent on a connection that closed, without an error) is left out of the later rounds and the others go
+    on, as when each packet was a green thread of its own."""
     left = list(packets)
     for pause in GARP_PAUSES:
         if not left:
             return
         sleep(pause)
-        left = [packet for packet in left if _sent(rec, packet, what, tick)]
+        kept = []
+        for packet in left:
+            if not may_send():
+                return
+            if _sent(rec, packet, what, tick):
+                kept.append(packet)
+        left = kept
 
 
 def _sent(rec, packet: tuple[list, bytes], what: str, tick: Callable[[], None]) -> bool:

@@ -248,9 +248,9 @@ class ProbeSender:
                     continue
                 count = min(len(pending), self._burst)
                 self._pace(count)
-                for _ in range(count):
-                    pending = queue.probes or queue.again
-                    if not pending or not self._may_send():  # the port went, or this node is standby now
+                for _ in range(count):  # asked again after the pause: the port went, this node is standby now,
+                    pending = queue.probes or queue.again  # or the switch left (its reconciler stopped)
+                    if not pending or not self._may_send() or rec.state == "stopped":
                         break
                     actions = next(iter(pending))
                     frame = pending.pop(actions)

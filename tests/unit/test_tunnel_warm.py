@@ -336,6 +336,20 @@ def test_a_node_that_is_standby_now_sends_no_more_of_a_switch_s_probes_leaving_t
     assert len(rec.sent) == 1 and out.queued == {}
 
 
+def test_a_switch_stopped_while_its_probes_wait_their_turn_gets_none_of_them():
+    """The controller shutting down (or the switch leaving: its reconciler stopped) during the rate's pause: the
+    probes that were waiting for it stay unsent."""
+    rec = Switch()
+
+    def pause(seconds):
+        rec.state = "stopped"
+
+    out = ProbeSender(hub.spawn, lambda: True, 1.0, clock=lambda: 0.0, sleep=pause)  # one probe a second
+    out.send(rec, 1, probes_to(IPS["hv2"], IPS["hv3"], IPS["hv4"]))
+    settle()
+    assert rec.sent == [probes_to(IPS["hv2"])[0][0]] and out.queued == {}
+
+
 def test_a_switch_is_probed_only_once_its_flows_are_in():
     """Its first sync on this connection first: the probes' ARP would compete with its flow-mods, and a VM's packet
     needs the flows anyway."""
