@@ -22,8 +22,9 @@ and is what ``ovsdb.idl`` gives every connection instead:
   character walked or read by the C decoder (in vain too, where a value went on beyond the window; a long string's
   twice), keys, separators, whitespace and empty containers included (a table of 2.6 million rows ``"k":0``, counted
   by its values alone, held the event loop ~240 ms between two pauses), and ``MEMBER_CHARS`` more for each member or
-  element walked here; so the event loop gets its turns meanwhile. The value is the same, and so is an error: the walk raises what the C decoder raises on the whole text,
-  the same message at the same position (decoding it all again to learn them held the loop as long as the text);
+  element walked here; so the event loop gets its turns meanwhile. The value is the same, and so is an error: the
+  walk raises what the C decoder raises on the whole text, the same message at the same position (decoding it all
+  again to learn them held the loop as long as the text);
 - an object of a long message with more than ``MAX_MEMBERS`` members (a table's rows in one update) refuses the
   message (``message refused: params/2/Port: more than 698000 members in one object``): the dict holding them would
   double in one C call, copying them all (~40 ms of CPU at 700,000, ~80 ms at 1.4 million), and an update within the
