@@ -292,3 +292,26 @@ def test_rows_that_fit_the_window_are_never_read_in_vain(reads, monkeypatch):
     _, value = decode(text, reads)
     assert value == json.loads(text)
     assert reads.in_vain == 0 and reads.total <= len(text)
+
+
+class _Sliced(str):
+    """A text that counts the characters its slices copy (the windows made for the C decoder among them)."""
+
+    copied = 0
+
+    def __getitem__(self, key):
+        part = str.__getitem__(self, key)
+        if isinstance(key, slice):
+            self.copied += len(part)
+        return part
+
+
+def test_many_small_tables_do_not_each_copy_a_window(monkeypatch):
+    """The rows of a table start in a window made where they start, unless the window was made less than an eighth of
+    one before: an update of many tiny tables copied a whole window for each (600,000 tables in 10 MB: ~9.5 s of CPU
+    instead of ~1.5), its copying now bounded by a few times the text."""
+    monkeypatch.setattr(jsonstream, "WINDOW", WINDOW)
+    tables = ",".join('"%d":{"r":0}' % k for k in range(3000))
+    text = _Sliced('{"id":null,"method":"update3","params":[["m","O"],"t",{' + tables + '}]}')
+    assert jsonstream._Paced(text, Pacer(lambda: None, 10)).decode() == json.loads(text)
+    assert text.copied <= 10 * len(text), (text.copied, len(text))

@@ -59,8 +59,12 @@ def pieces(size: int, reads: list):
     def read(text, i):
         seen = [i + 1]  # the first piece starts after the quote
         reads.clear()
+
+        def done(j):
+            assert j > seen[-1], ("no progress", seen, j)  # a piece that made none: the loop would never end
+            seen.append(j)
         try:
-            return jsonruns.string(text, i, size, lambda j: seen.append(j))
+            return jsonruns.string(text, i, size, done)
         finally:
             assert seen == sorted(set(seen)), seen
             assert all(b - a <= max(size, jsonruns.PIECE_MIN) for a, b in zip(seen, seen[1:]))
