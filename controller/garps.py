@@ -6,8 +6,8 @@ its switch, each woken four times, and one late sample of the event loop's lag h
 (docs/benchmarks.md, "vrsprio, stop 34").
 
 A batch asks ``may_send`` before every packet: a node demoted to standby (or shutting down, its switch's reconciler
-stopped) while a batch pauses sends none of the rest. The new active announces the gateways itself, and a switch
-without the OpenFlow roles set would take the old active's packet-outs as well (docs/ha.md)."""
+stopped) while a batch pauses sends none of the rest: a switch without the OpenFlow roles set would take the old
+active's packet-outs as well (docs/ha.md)."""
 
 from __future__ import annotations
 
