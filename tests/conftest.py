@@ -7,6 +7,8 @@ eventlet's WSGI module is imported here, before any test: imported later, from i
 module imports it), it leaves the standard library's ``http`` modules it re-imports green for every test after it,
 and a later test that serves HTTP from an OS thread (tests/unit/test_operate.py) then waits forever on a hub that
 never runs its server.
+
+Logging set up by a test (``canopy run`` does) is put back after it: tests/logsetup.py.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import os
 
 import eventlet.wsgi  # noqa: F401  (the docstring: imported first, once)
 import pytest
+
+from tests.logsetup import logging_put_back
 
 _IN_CI = os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
 
@@ -27,3 +31,10 @@ def pytest_runtest_makereport(item, call):
         report.outcome = "failed"
         report.longrepr = f"skipped where CI=true (a skip must not hide a missing part): {reason}"
     return report
+
+
+@pytest.fixture(autouse=True)
+def _logging_put_back():
+    """tests/logsetup.py: no test leaves Canopy's logging set-up (a handler on a closed stream) to the tests after it."""
+    with logging_put_back():
+        yield

@@ -181,6 +181,18 @@ def scripted_replicas(monkeypatch, made):
     monkeypatch.setattr(real, "wait", lambda self, timeout_ms, doorbell=None: eventlet.sleep(0.001))
 
 
+def started(manager, *links, again=False):
+    """A session per link, named as the manager names a peer's (``#2``: its next connection), registered with the
+    manager and started (each serves its link in a green thread of its own)."""
+    sessions = []
+    for link in links:
+        session = server._PeerSession(manager, "ovsdb:" + link.peer + ("#2" if again else ""), link)
+        manager._sessions[session.name] = session
+        session.start()
+        sessions.append(session)
+    return sessions
+
+
 def test_an_exception_applying_an_update_drops_only_that_session_and_the_next_one_reads_afresh(monkeypatch, caplog):
     made = {}
     scripted_replicas(monkeypatch, made)
@@ -190,12 +202,8 @@ def test_an_exception_applying_an_update_drops_only_that_session_and_the_next_on
     rows1, bridge1 = database("kvm1", ("p1", "vp1"))
     rows2, bridge2 = database("kvm2", ("q1", "vq1"))
     one, two = Link("192.0.2.1:6640", rows1), Link("192.0.2.2:6640", rows2)
-    first = server._PeerSession(manager, "ovsdb:" + one.peer, one)
-    other = server._PeerSession(manager, "ovsdb:" + two.peer, two)
-    manager._sessions.update({first.name: first, other.name: other})
     with caplog.at_level(logging.INFO, logger="test.ovsdb"):
-        first.start()
-        other.start()
+        first, other = started(manager, one, two)
         turns_until(lambda: {"kvm1", "kvm2"} <= set(sink.snaps))
         assert ports(sink.snaps["kvm1"]) == [("p1", "vp1")]
         restore = fail_once(monkeypatch)
@@ -218,9 +226,7 @@ def test_an_exception_applying_an_update_drops_only_that_session_and_the_next_on
         # the peer reconnects: a new session, a new replica read from scratch (the update it sent, in its copy)
         rows1_now, _ = database("kvm1", ("p1", "vp1"), ("p2", "vp2"))
         again = Link(one.peer, rows1_now)
-        second = server._PeerSession(manager, "ovsdb:" + again.peer + "#2", again)
-        manager._sessions[second.name] = second
-        second.start()
+        second, = started(manager, again, again=True)
         turns_until(lambda: len(sink.snaps["kvm1"].ports) == 2)
         assert ports(sink.snaps["kvm1"]) == [("p1", "vp1"), ("p2", "vp2")] and second.state == server.SYNCED
         assert made[one.peer][1] is not made[one.peer][0]
@@ -243,12 +249,8 @@ def test_an_exception_applying_a_hardware_vteps_update_drops_its_session_and_the
     manager = server.OvsdbManagerServer("127.0.0.1", 0, sink, program_vteps=False, log=logging.getLogger("test.ovsdb"))
     (rows1, switch1), (rows2, switch2) = vtep_rows("sw1", "10.0.0.1"), vtep_rows("sw2")
     one, two = Link("192.0.2.1:6640", rows1, VTEP_SCHEMA), Link("192.0.2.2:6640", rows2, VTEP_SCHEMA)
-    first = server._PeerSession(manager, "ovsdb:" + one.peer, one)
-    other = server._PeerSession(manager, "ovsdb:" + two.peer, two)
-    manager._sessions.update({first.name: first, other.name: other})
     with caplog.at_level(logging.INFO, logger="test.ovsdb"):
-        first.start()
-        other.start()
+        first, other = started(manager, one, two)
         turns_until(lambda: {"sw1", "sw2"} <= set(sink.snaps))
         restore = fail_once(monkeypatch)
         one.send({"Physical_Switch": {switch1: {"modify": {"tunnel_ips": ["set", ["10.0.0.2"]]}}}})
@@ -265,9 +267,7 @@ def test_an_exception_applying_a_hardware_vteps_update_drops_its_session_and_the
         assert other.state == server.SYNCED
 
         again = Link(one.peer, vtep_rows("sw1", "10.0.0.2")[0], VTEP_SCHEMA)
-        second = server._PeerSession(manager, "ovsdb:" + again.peer + "#2", again)
-        manager._sessions[second.name] = second
-        second.start()
+        second, = started(manager, again, again=True)
         turns_until(lambda: sink.snaps["sw1"].tunnel_ips == ("10.0.0.2",))  # a new replica, read from scratch
         assert made[one.peer][1] is not made[one.peer][0] and second.state == server.SYNCED
         assert manager.vtep_claims.pending() == [] and sink.gone == []
@@ -292,10 +292,8 @@ def test_a_reporter_failing_between_the_slices_of_a_big_update_drops_the_session
                                         log=logging.getLogger("test.ovsdb"))
     rows, bridge = database("kvm1", ("p0", "vp0"))
     one = Link("192.0.2.1:6640", rows)
-    first = server._PeerSession(manager, "ovsdb:" + one.peer, one)
-    manager._sessions[first.name] = first
     with caplog.at_level(logging.INFO, logger="test.ovsdb"):
-        first.start()
+        first, = started(manager, one)
         turns_until(lambda: "kvm1" in sink.snaps)
         big = {"Port": {}, "Interface": {}, "Bridge": {bridge: {"modify": {"ports": ["set", []]}}}}
         for number in range(1, 11):
@@ -322,9 +320,7 @@ def test_a_reporter_failing_between_the_slices_of_a_big_update_drops_the_session
 
         now, _ = database("kvm1", *(("p%d" % n, "vp%d" % n) for n in range(11)))
         again = Link(one.peer, now)
-        second = server._PeerSession(manager, "ovsdb:" + again.peer + "#2", again)
-        manager._sessions[second.name] = second
-        second.start()
+        second, = started(manager, again, again=True)
         turns_until(lambda: len(sink.snaps["kvm1"].ports) == 11)
         assert ports(sink.snaps["kvm1"]) == sorted(("p%d" % n, "vp%d" % n) for n in range(11)) and sink.gone == []
     second.close()

@@ -58,7 +58,7 @@ def test_replicated_changes_that_a_rest_write_would_refuse_are_refused_and_chang
                  "subnet": {"x": {"id": "x", "source": None, "name": "l2", "tenant_id": "t1"}}}, "meta": {},
      "last_seq": 1, "history": [1, 1001.0]},
 ], ids=["unknown-field", "dangling-reference", "bad-counters", "not-a-map", "id-of-two-kinds"])
-def test_a_snapshot_that_breaks_a_rule_is_refused_and_changes_nothing(pair, snapshot):
+def test_a_snapshot_that_breaks_a_rule_is_refused_and_changes_nothing(pair, snapshot, caplog):
     active, standby = pair("active", solo=True), pair("standby")
     active.tenant("acme")
     connected(active, standby)
@@ -66,6 +66,11 @@ def test_a_snapshot_that_breaks_a_rule_is_refused_and_changes_nothing(pair, snap
     assert active.link.send({"t": "snapshot", "snapshot": snapshot})
     wait_for(lambda: standby.applier.refused == 1, "the standby to refuse the snapshot")
     assert (standby.store.load_objects(), standby.store.history(), dict(standby.state.policy.objects)) == before
+    # the refusal is counted before it is logged: the standby's delivery thread logged it after the test had ended
+    wait_for(lambda: any(r.getMessage().startswith("refused replicated data") for r in caplog.records),
+             "the standby to log the refusal")
+    for node in (active, standby):  # their delivery threads end here, not after the test
+        node.link.stop()
 
 
 # ------------------------------------------------------------------ REST writes during a takeover
