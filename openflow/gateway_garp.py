@@ -14,8 +14,9 @@ Ryu app sends (controller/app.py).
 An HA standby keeps the same record without sending (its passes see every change the active's do), and remembers
 when each answer last changed: a node that takes over cannot know whether the old active sent an announcement due
 just before it died or was demoted, so it sends again those due within the last ``RECENT`` seconds (``recent``;
-docs/ha.md): that covers a takeover's detection (up to ~15 s after an active froze) and a batch's 3.5 s with room,
-not every announcement ever made (the cost of a takeover does not grow with the number of VMs).
+docs/ha.md): that covers a takeover's detection (up to ~15 s after an active froze) and a batch's 3.5 s with room.
+Not every announcement ever made: a takeover sends at most what the old active itself sent in the last ``RECENT``
+seconds, and nothing after a quiet spell, whatever the number of VMs.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from __future__ import annotations
 from openflow.compiler import arp_answer, egress_actions
 from openflow.external import garp
 
-RECENT = 60.0  # seconds: an answer that changed this recently is announced again by a node taking over
+RECENT = 30.0  # seconds: an answer that changed this recently is announced again by a node taking over
 
 
 class GatewayAnnouncer:

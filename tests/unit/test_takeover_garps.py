@@ -56,7 +56,8 @@ def app(prog, recs, role):
                            reconcilers={rec.datapath.id: rec for rec in recs.values()},
                            garp=external.Announcer(), gateway_garp=GatewayAnnouncer(), _takeover_due={},
                            gateway_arp=GatewayResolver(10.0, 30.0), state=prog.state,
-                           ovsdb=SimpleNamespace(set_writes=lambda on: None), _roles_wake=SimpleNamespace(set=lambda: None),
+                           ovsdb=SimpleNamespace(set_writes=lambda on: None),
+                           _roles_wake=SimpleNamespace(set=lambda: None),
                            program_loop=SimpleNamespace(urge=lambda: None))
     for name in BOUND:
         if hasattr(CanopyApp, name):
