@@ -12,7 +12,7 @@ import subprocess
 import pytest
 
 from tests.harness.external import external_segment, join_external, outside_host
-from tests.integration.test_ha_writes import masters, pair_settings, role, settle
+from tests.integration.test_ha_writes import connect_to_pair, masters, role, settle, start_pair
 
 pytestmark = pytest.mark.integration
 
@@ -41,19 +41,13 @@ def test_a_node_active_again_after_a_demotion_announces_the_floating_ip(lab_capa
     from tests.harness.lab import Lab
 
     with Lab() as lab:
-        hosts = {"a": lab.add_controller_host("ctla"), "b": lab.add_controller_host("ctlb")}
-        ctls = {"a": lab.start_controller(hosts["a"], pair_settings("a", hosts["b"], 200), name="canopya"),
-                "b": lab.start_controller(hosts["b"], pair_settings("b", hosts["a"], 100), name="canopyb")}
-        lab.wait_until(lambda: role(ctls["a"]) == "active" and role(ctls["b"]) == "standby", timeout=30,
-                       what="A active, B standby")
+        hosts, ctls = start_pair(lab)
         reply = ctls["a"].api.post("/v1/apply", {"document": POLICY, "source": "garps"})
         assert reply.status == 200, reply.text
         hv = lab.add_hypervisor("hv1", "kvm")
         segment = external_segment(lab)
         join_external(segment, hv, "public", "203.0.113.101")
-        hv.connect([hosts["a"], hosts["b"]])
-        for uuid in hv.vsctl("--bare", "--columns=_uuid", "list", "Controller").split():
-            hv.vsctl("set", "Controller", uuid, "inactivity_probe=1000")  # a frozen controller is dropped in ~2 s
+        connect_to_pair(hv, hosts)
         outside = outside_host(lab, segment, f"{OUTSIDE_IP}/24", OUTSIDE_MAC)
         vm = lab.add_vm(hv, "vm1", mac=VM_MAC, ip="10.0.1.11/24", vnic_id="vm1")
         vm.exec("ip", "route", "add", "default", "via", "10.0.1.1", check=True)
