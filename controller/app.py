@@ -18,7 +18,7 @@ import time
 
 from controller import collector, guard, ofports, runtime, sdnotify, stretchtrace
 from controller.core import build_core
-from controller.garps import send_repeated
+from controller.garps import after_takeover, send_repeated
 from controller.lagcause import LateSamples
 from controller.programloop import ProgramLoop
 from controller.programmer import Programmer
@@ -147,6 +147,7 @@ class CanopyApp(RyuApp):
         self.stretches = stretchtrace.from_environment()  # None unless CANOPY_STRETCH_TRACE asks for it
         extra += stretchtrace.routes(self.stretches)
         self._roles_wake = hub.Event()
+        self._takeover_due: dict = {}  # datapath id -> reconciler that announces once it takes this node as master
         parts, faults = {"startup_hold": self.hold.status, "programmer": self._programmer_counts}, {}
         if self.federation is not None:
             parts["bgp"] = functools.partial(rest_bgp.status_part, self.federation)
@@ -322,11 +323,10 @@ class CanopyApp(RyuApp):
 
     def _announce_gateways(self, rec, session, changed):
         """Gratuitous ARP to a subnet's VMs on this switch when the MAC answering its gateway address there is new
-        or changed (openflow/gateway_garp.py); the active controller only, while it is (controller/garps.py)."""
-        if not may_announce(self.pair, rec):
-            return
-        due = self.gateway_garp.due(self.programmer.view, session, changed)
-        if due:  # one green thread for the hand-out's batch (controller/garps.py)
+        or changed (openflow/gateway_garp.py); the active controller only, while it is (controller/garps.py). A
+        standby keeps the record without sending, for a takeover (``_announce_after_takeover``)."""
+        due = self.gateway_garp.due(self.programmer.view, session, changed, time.monotonic())
+        if due and may_announce(self.pair, rec):  # one green thread for the hand-out's batch (controller/garps.py)
             hub.spawn(send_repeated, rec, due, "a subnet's gateway", hub.sleep, lambda: may_announce(self.pair, rec),
                       self.programmer.pacer.tick)
 
@@ -358,16 +358,29 @@ class CanopyApp(RyuApp):
 
     def _announce_floating_ips(self):
         """Gratuitous ARP from the VRS where a floating IP became active (openflow/external.py), a few times:
-        the flows it announces may still be on their way to the switch; the active controller only, while it is."""
-        if self.pair is not None and self.pair.role != "active":
-            return
+        the flows it announces may still be on their way to the switch; the active controller only, while it is. A
+        standby keeps the record without sending: a takeover announces every floating IP (controller/garps.py)."""
+        active = self.pair is None or self.pair.role == "active"
         for info in self.garp.due(self.programmer.view):
-            sw = self.programmer.view.switches.get(info.session)
-            rec = self.reconcilers.get(sw.datapath_id) if sw and sw.datapath_id is not None else None
+            rec = self._reconciler_of_session(info.session)
             if rec is not None:
                 self.garp.sent(info)
-                hub.spawn(send_repeated, rec, [(external.garp_actions(info), external.garp_frame(info))],
-                          info.address, hub.sleep, lambda rec=rec: may_announce(self.pair, rec))
+                if active:
+                    hub.spawn(send_repeated, rec, [(external.garp_actions(info), external.garp_frame(info))],
+                              info.address, hub.sleep, lambda rec=rec: may_announce(self.pair, rec))
+
+    def _announce_after_takeover(self, rec):
+        """A switch took this node, which has just become active, as master: what the old active may not have
+        finished announcing there goes out now, one batch (controller/garps.py ``after_takeover``)."""
+        session, view = self._session_of(rec.datapath.id), self.programmer.view
+        due = after_takeover(view, session, self.garp, self.gateway_garp, time.monotonic()) if session else []
+        if due:
+            hub.spawn(send_repeated, rec, due, "the announcements after a takeover", hub.sleep,
+                      lambda: may_announce(self.pair, rec), self.programmer.pacer.tick)
+
+    def _reconciler_of_session(self, session):
+        sw = self.programmer.view.switches.get(session)
+        return self.reconcilers.get(sw.datapath_id) if sw and sw.datapath_id is not None else None
 
     def _push_vteps(self):
         """Hand the hardware VTEPs whose desired rows changed (the programmer keeps them by delta:
@@ -482,6 +495,7 @@ class CanopyApp(RyuApp):
     def _on_role(self, role, generation):
         """The pair decided this node's role (called from the pair's thread): apply it everywhere."""
         active = role == "active"
+        self._takeover_due = dict(self.reconcilers) if active else {}  # each announces once it takes MASTER
         self.ovsdb.set_writes(active)
         if self.federation is not None:
             self.federation.originating = active
@@ -510,6 +524,9 @@ class CanopyApp(RyuApp):
         ok, error = rec.request_role(role, generation)
         if ok:
             rec.hold(role != "master")
+            if role == "master" and self._takeover_due.get(rec.datapath.id) is rec:
+                del self._takeover_due[rec.datapath.id]
+                self._announce_after_takeover(rec)
         elif error and "STALE" in error.upper():
             log.warning("switch %016x refused %s with generation %d as stale", rec.datapath.id or 0, role,
                         generation)
@@ -530,18 +547,22 @@ class CanopyApp(RyuApp):
             if self.pair is not None and self.pair.role != "active":
                 continue
             try:
-                now = time.monotonic()
-                for need in resolver.due(self.programmer.view, now):
-                    sw = self.programmer.view.switches.get(need.session)
-                    rec = self.reconcilers.get(sw.datapath_id) if sw and sw.datapath_id is not None else None
-                    if rec is not None:
-                        rec.packet_out(request_actions(need), request_frame(need))
-                        resolver.sent(need, now)
-                for session, net_id in resolver.expired(dict(self.state.gateway_macs), now):
-                    log.info("external gateway of %s on %s did not answer ARP: forgotten", net_id, session)
-                    self.state.gateway_learned(session, net_id, None)
+                self._ask_gateways(time.monotonic())
             except Exception:  # a switch that went away meanwhile: the next round asks again
                 log.exception("resolving external gateways failed")
+
+    def _ask_gateways(self, now):
+        """One round of ``_resolve_gateways``: each request asks ``may_announce`` just before it leaves (a node
+        demoted meanwhile sends none of the rest); the MACs no longer confirmed are forgotten."""
+        resolver = self.gateway_arp
+        for need in resolver.due(self.programmer.view, now):
+            rec = self._reconciler_of_session(need.session)
+            if rec is not None and may_announce(self.pair, rec):
+                rec.packet_out(request_actions(need), request_frame(need))
+                resolver.sent(need, now)
+        for session, net_id in resolver.expired(dict(self.state.gateway_macs), now):
+            log.info("external gateway of %s on %s did not answer ARP: forgotten", net_id, session)
+            self.state.gateway_learned(session, net_id, None)
 
     def _gateway_answer(self, msg):
         view = self.programmer.view

@@ -7,12 +7,20 @@ its switch, each woken four times, and one late sample of the event loop's lag h
 
 A batch asks ``may_send`` before every packet: a node demoted to standby (or shutting down, its switch's reconciler
 stopped) while a batch pauses sends none of the rest: a switch without the OpenFlow roles set would take the old
-active's packet-outs as well (docs/ha.md)."""
+active's packet-outs as well (docs/ha.md).
+
+A node that takes over sends each switch, once the switch has taken it as master, what the old active may not
+have finished announcing (``after_takeover``): every floating IP active there (a handful of packets, as a restart
+does) and the gateway answers that changed there recently (openflow/gateway_garp.py ``recent``). The MACs
+themselves do not change with a takeover (the domains' gateway MACs are policy, a floating IP's MAC is made from its
+address), so nothing else is due."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+
+from openflow import external
 
 log = logging.getLogger("canopy.app")
 
@@ -50,3 +58,14 @@ def _sent(rec, packet: tuple[list, bytes], what: str, tick: Callable[[], None]) 
         sent = False
     tick()
     return sent
+
+
+def after_takeover(view, session: str, garp, gateway_garp, now: float) -> list[tuple[list, bytes]]:
+    """(actions, frame) a node that took over sends switch ``session`` once it is master there: its active floating
+    IPs (out of their uplinks; noted as sent in ``garp``, an openflow.external.Announcer, so that a pass after does
+    not send them again) and the gateway announcements due there within the last ``RECENT`` seconds (to the VMs)."""
+    fips = sorted(view.external.by_session.get(session, {}).values(), key=lambda f: f.address)
+    for info in fips:
+        garp.sent(info)
+    return [(external.garp_actions(f), external.garp_frame(f)) for f in fips] + \
+        gateway_garp.recent(view, session, now)

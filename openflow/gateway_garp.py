@@ -10,6 +10,13 @@ Neutron's L3 agent does when it plugs a router port, the controller announces th
 gratuitous ARP to the subnet's VMs on a VRS when the answer for that VNI there is new or changed: an existing
 neighbour entry takes the new MAC (Linux creates none from it unless arp_accept is set). Pure bookkeeping here; the
 Ryu app sends (controller/app.py).
+
+An HA standby keeps the same record without sending (its passes see every change the active's do), and remembers
+when each answer last changed: a node that takes over cannot know whether the old active sent an announcement due
+just before it died or was demoted, so it sends again those due within the last ``RECENT`` seconds (``recent``;
+docs/ha.md): that covers a takeover's detection (up to ~15 s after an active froze) and a batch's 3.5 s with room.
+Not every announcement ever made: a takeover sends at most what the old active itself sent in the last ``RECENT``
+seconds, and nothing after a quiet spell, whatever the number of VMs.
 """
 
 from __future__ import annotations
@@ -17,18 +24,21 @@ from __future__ import annotations
 from openflow.compiler import arp_answer, egress_actions
 from openflow.external import garp
 
+RECENT = 30.0  # seconds: an answer that changed this recently is announced again by a node taking over
+
 
 class GatewayAnnouncer:
     """What each VRS's responder answered per VNI, and the announcements a change there is due."""
 
     def __init__(self):
         self.answered: dict[tuple[str, int], tuple[str, str] | None] = {}  # (session, VNI) -> (address, MAC)
+        self.changed_at: dict[str, dict[int, tuple[float, str]]] = {}  # session -> {VNI: (when, subnet id)}
 
-    def due(self, view, session: str, changed) -> list[tuple[list, bytes]]:
+    def due(self, view, session: str, changed, now: float = 0.0) -> list[tuple[list, bytes]]:
         """(actions, frame) packet-outs for ``session`` after its desired state was handed out. ``changed``: the
         owners handed out (their subnets are looked at; a subnet new there is announced), or None when the switch
         was compiled whole (then every subnet on it is looked at and only a changed answer is announced: a
-        reconnect or a restart changes no MAC)."""
+        reconnect or a restart changes no MAC). ``now`` (time.monotonic()): when, for ``recent``."""
         present = view.subnets_on(session)
         if changed is None:
             sids = sorted(present)
@@ -45,11 +55,28 @@ class GatewayAnnouncer:
             self.answered[key] = answer
             if answer is None or before == answer or (changed is None and before == "unknown"):
                 continue
-            frame = garp(answer[1], answer[0])
-            out += [(egress_actions(ep), frame) for ep in view.by_subnet.get(sid, ())
-                    if ep.kind == "vport" and ep.session == session and ep.ofport]
+            self.changed_at.setdefault(session, {})[sub.vni] = (now, sid)
+            out += _to_vms(view, session, sid, answer)
+        return out
+
+    def recent(self, view, session: str, now: float) -> list[tuple[list, bytes]]:
+        """The announcements due on ``session`` within the last ``RECENT`` seconds before ``now``, with what answers
+        there now: for a node that took over (the old active may not have sent them)."""
+        out, changes = [], self.changed_at.get(session, {})
+        for vni, (when, sid) in sorted(changes.items()):
+            sub, answer = view.subnets.get(sid), self.answered.get((session, vni))
+            if now - when <= RECENT and sub is not None and sub.vni == vni and answer:
+                out += _to_vms(view, session, sid, answer)
         return out
 
     def forget(self, session: str) -> None:
         """A VRS that left: what it answered is no longer known."""
         self.answered = {k: v for k, v in self.answered.items() if k[0] != session}
+        self.changed_at.pop(session, None)
+
+
+def _to_vms(view, session: str, sid: str, answer: tuple[str, str]) -> list[tuple[list, bytes]]:
+    """A gratuitous ARP of ``answer`` (address, MAC) to each VM of subnet ``sid`` on ``session``."""
+    frame = garp(answer[1], answer[0])
+    return [(egress_actions(ep), frame) for ep in view.by_subnet.get(sid, ())
+            if ep.kind == "vport" and ep.session == session and ep.ofport]

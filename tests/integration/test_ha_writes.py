@@ -114,20 +114,31 @@ class Ledger:
         assert not set(self.refused) & on_active, f"refused writes present: {sorted(set(self.refused) & on_active)}"
 
 
+def start_pair(lab):
+    """(hosts, controllers) of a pair started in ``lab``, once A is active and B standby."""
+    hosts = {"a": lab.add_controller_host("ctla"), "b": lab.add_controller_host("ctlb")}
+    ctls = {"a": lab.start_controller(hosts["a"], pair_settings("a", hosts["b"], 200), name="canopya"),
+            "b": lab.start_controller(hosts["b"], pair_settings("b", hosts["a"], 100), name="canopyb")}
+    lab.wait_until(lambda: role(ctls["a"]) == "active" and role(ctls["b"]) == "standby", timeout=30,
+                   what="A active, B standby")
+    return hosts, ctls
+
+
+def connect_to_pair(hv, hosts):
+    """``hv`` connected to both nodes, each dropped ~2 s after it froze (the Controller rows' inactivity probe)."""
+    hv.connect([hosts["a"], hosts["b"]])
+    for uuid in hv.vsctl("--bare", "--columns=_uuid", "list", "Controller").split():
+        hv.vsctl("set", "Controller", uuid, "inactivity_probe=1000")
+
+
 @pytest.fixture(scope="module")
 def pair(lab_capable):
     from tests.harness.lab import Lab
 
     with Lab() as lab:
-        hosts = {"a": lab.add_controller_host("ctla"), "b": lab.add_controller_host("ctlb")}
-        ctls = {"a": lab.start_controller(hosts["a"], pair_settings("a", hosts["b"], 200), name="canopya"),
-                "b": lab.start_controller(hosts["b"], pair_settings("b", hosts["a"], 100), name="canopyb")}
-        lab.wait_until(lambda: role(ctls["a"]) == "active" and role(ctls["b"]) == "standby", timeout=30,
-                       what="A active, B standby")
+        hosts, ctls = start_pair(lab)
         hv = lab.add_hypervisor("hv1", "kvm")
-        hv.connect([hosts["a"], hosts["b"]])
-        for uuid in hv.vsctl("--bare", "--columns=_uuid", "list", "Controller").split():
-            hv.vsctl("set", "Controller", uuid, "inactivity_probe=1000")  # a frozen controller is dropped in ~2 s
+        connect_to_pair(hv, hosts)
         lab.wait_until(lambda: masters(hv) == [f"tcp:{hosts['a'].ip}:6653"], timeout=30, what="A master of hv1")
         lab.wait_until(lambda: all(c.api.get("/v1/ha").json["switches"]["reporting_a_master"] == 1
                                    for c in ctls.values()), timeout=30, what="both nodes see hv1's master")

@@ -72,7 +72,7 @@ def test_a_batch_whose_every_packet_failed_ends():
 
 def test_a_hand_outs_gateway_announcements_are_one_green_thread(monkeypatch):
     glue = SimpleNamespace(pair=None, programmer=SimpleNamespace(view=object(), pacer=Pacer()),
-                           gateway_garp=SimpleNamespace(due=lambda view, session, changed: list(PACKETS)),
+                           gateway_garp=SimpleNamespace(due=lambda view, session, changed, now: list(PACKETS)),
                            during_pause=lambda s: None)
     rec = Rec()
     spawn_batch(monkeypatch, glue, lambda: CanopyApp._announce_gateways(glue, rec, "ovsdb:hv1", None))
@@ -84,7 +84,7 @@ def test_only_the_active_announces(monkeypatch, role, sent):
     spawned = []
     monkeypatch.setattr(app_module.hub, "spawn", lambda fn, *args: spawned.append(fn))
     glue = SimpleNamespace(pair=SimpleNamespace(role=role), programmer=SimpleNamespace(view=object(), pacer=Pacer()),
-                           gateway_garp=SimpleNamespace(due=lambda view, session, changed: list(PACKETS)))
+                           gateway_garp=SimpleNamespace(due=lambda view, session, changed, now: list(PACKETS)))
     CanopyApp._announce_gateways(glue, Rec(), "ovsdb:hv1", None)
     assert len(spawned) == sent
 
@@ -103,7 +103,7 @@ def test_a_batch_ends_when_sending_is_no_longer_allowed_between_rounds_or_within
 @pytest.mark.parametrize("change", ["demoted", "switch stopped"])
 def test_a_gateway_batch_stops_when_the_node_is_demoted_or_the_switch_stopped(monkeypatch, change):
     """HA: the node stepped down (or shuts down: its reconcilers stopped) while the batch paused: none of the later
-    rounds leave; the new active announces the gateways itself (docs/ha.md)."""
+    rounds leave; the new active announces again what changed recently (tests/unit/test_takeover_garps.py)."""
     rec = Rec()
 
     def during_pause(seconds):
@@ -115,7 +115,7 @@ def test_a_gateway_batch_stops_when_the_node_is_demoted_or_the_switch_stopped(mo
 
     glue = SimpleNamespace(pair=SimpleNamespace(role="active"), during_pause=during_pause,
                            programmer=SimpleNamespace(view=object(), pacer=Pacer()),
-                           gateway_garp=SimpleNamespace(due=lambda view, session, changed: list(PACKETS)))
+                           gateway_garp=SimpleNamespace(due=lambda view, session, changed, now: list(PACKETS)))
     spawn_batch(monkeypatch, glue, lambda: CanopyApp._announce_gateways(glue, rec, "ovsdb:hv1", None))
     assert rec.sent == FRAMES
 
@@ -134,5 +134,6 @@ def test_a_floating_ip_batch_stops_when_the_node_is_demoted(monkeypatch):
                            programmer=SimpleNamespace(view=SimpleNamespace(
                                switches={"ovsdb:hv1": SimpleNamespace(datapath_id=7)})),
                            garp=SimpleNamespace(due=lambda view: [info], sent=lambda i: None))
+    glue._reconciler_of_session = lambda session: CanopyApp._reconciler_of_session(glue, session)
     spawn_batch(monkeypatch, glue, lambda: CanopyApp._announce_floating_ips(glue))
     assert rec.sent == [b"fip"]
