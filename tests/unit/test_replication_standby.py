@@ -31,6 +31,11 @@ BAD_CHANGES = {
     "id-of-two-kinds": [_wire("tenant", "t1", {"id": "t1", "source": None, "name": "acme"}),
                         _wire("domain", "x", {"id": "x", "source": None, "name": "prod", "tenant_id": "t1"}, seq=2),
                         _wire("subnet", "x", {"id": "x", "source": None, "name": "l2", "tenant_id": "t1"}, seq=3)],
+    # a field a REST update may not change (controller/model.py ``immutable``), on an object an earlier put holds
+    "immutable-field": [_wire("tenant", "t1", {"id": "t1", "source": None, "name": "acme"}),
+                        _wire("tenant", "t2", {"id": "t2", "source": None, "name": "other"}, seq=2),
+                        _wire("domain", "d1", {"id": "d1", "source": None, "name": "prod", "tenant_id": "t1"}, seq=3),
+                        _wire("domain", "d1", {"id": "d1", "source": None, "name": "prod", "tenant_id": "t2"}, seq=4)],
 }
 
 
