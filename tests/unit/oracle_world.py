@@ -287,11 +287,20 @@ class World(Inputs):
 
     def ev_evpn(self):
         """EVPN routes after import: half the time a whole new table, half the time a delta of a few routes
-        added, replaced and withdrawn (what bgp.federation hands State every round of received routes)."""
-        if self.rng.random() < 0.5:
-            self.evpn_table()
-        else:
-            self.evpn_delta()
+        added, replaced and withdrawn (what bgp.federation hands State every round of received routes).
+
+        The import is a programming pass's first step (controller/routepass.py ``import_remote``), on the programming
+        loop: events landing in its pauses (a whole table is compared with State's index pausing: ``State.take_remote``)
+        are those of a pass's pauses, no import and no pass of their own (``RemoteIndex.delta_to`` compares an index
+        that nothing else changes meanwhile)."""
+        importing, self.inside_a_pass = self.inside_a_pass, True
+        try:
+            if self.rng.random() < 0.5:
+                self.evpn_table()
+            else:
+                self.evpn_delta()
+        finally:
+            self.inside_a_pass = importing
 
     def evpn_delta(self):
         """A few MACs (their IPs shared with other MACs and vports of the scope), floods and prefixes added,
