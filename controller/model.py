@@ -333,9 +333,7 @@ def normalise(kind: str, data, current: dict | None = None, ref: str = "") -> di
             problems.append(Problem(kind, ref, key, "is set by the controller and cannot be written"))
     data = {k: v for k, v in data.items() if k not in MANAGED}
     if current is not None:
-        for spec in SCHEMA[kind]:
-            if spec.immutable and spec.name in data and data[spec.name] != current.get(spec.name):
-                problems.append(Problem(kind, ref, spec.name, "cannot be changed after creation"))
+        problems.extend(immutable_problems(kind, data, current, ref))
         merged = {k: v for k, v in current.items() if k not in MANAGED}
         merged.update(data)
         data = merged
@@ -348,6 +346,13 @@ def normalise(kind: str, data, current: dict | None = None, ref: str = "") -> di
         if current is not None and key in current:
             obj[key] = current[key]
     return obj
+
+
+def immutable_problems(kind: str, data: dict, current: dict, ref: str = "") -> list[Problem]:
+    """The fields declared ``immutable`` that ``data`` gives a value other than the stored object ``current``'s:
+    the one rule for an update, of a REST write (normalise) and of a replicated put (controller/replicacheck.py)."""
+    return [Problem(kind, ref, spec.name, "cannot be changed after creation") for spec in SCHEMA[kind]
+            if spec.immutable and spec.name in data and data[spec.name] != current.get(spec.name)]
 
 
 def _object_rules(kind, obj, ref):

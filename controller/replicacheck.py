@@ -1,12 +1,13 @@
 """Replicated data checked with the rules of a REST write, before it touches a standby's store or State
 (controller.replication.Applier): every object body through controller.model.normalise (with the id and source
-the store keeps), the resulting policy through controller.policy's checks, the replicated meta values' types.
-What fails raises InvalidReplica naming the object and the reason."""
+the store keeps), a put of an object the standby holds through the update rule of a REST write (its immutable
+fields keep their value: controller.model.immutable_problems), the resulting policy through controller.policy's
+checks, the replicated meta values' types. What fails raises InvalidReplica naming the object and the reason."""
 
 from __future__ import annotations
 
 from controller import policy as pol
-from controller.model import KINDS, MANAGED, PolicyError, normalise
+from controller.model import KINDS, MANAGED, PolicyError, immutable_problems, normalise
 from controller.pacer import NEVER, Pacer
 from controller.policy import Policy
 from controller.store import Change
@@ -18,10 +19,12 @@ class InvalidReplica(ValueError):
     """Replicated data that a REST write with the same content would be refused for."""
 
 
-def stored_object(kind, oid, body) -> dict:
+def stored_object(kind, oid, body, held: Policy | None = None) -> dict:
     """A replicated object body checked as a REST write would check it, with the managed fields (id, source)
-    the store keeps; raises InvalidReplica naming the object and the reason."""
+    the store keeps: as a creation, or as an update when ``held`` (the policy it goes into) holds the object, whose
+    immutable fields then keep their value; raises InvalidReplica naming the object and the reason."""
     _check_ref(kind, oid)
+    current = held.get(kind, oid) if held is not None else None
     where = f"{kind} {oid!r}"
     if not isinstance(body, dict):
         raise InvalidReplica(f"{where}: the body is not an object")
@@ -34,8 +37,19 @@ def stored_object(kind, oid, body) -> dict:
         obj = normalise(kind, {k: v for k, v in body.items() if k not in MANAGED}, ref=str(body.get("name", "")))
     except PolicyError as exc:
         raise InvalidReplica(f"{where}: " + "; ".join(p.describe() for p in exc.problems)) from None
+    if current is not None:
+        _check_unchanged(where, kind, obj, current)
     obj.update(id=oid, source=source)
     return obj
+
+
+def _check_unchanged(where, kind, obj, current) -> None:
+    """Raise InvalidReplica if the put changes a field a REST update may not change, naming each with both values."""
+    changed = immutable_problems(kind, obj, current, ref=str(obj.get("name", "")))
+    if changed:
+        raise InvalidReplica(f"{where}: " + "; ".join(
+            f"{p.describe()} (held here: {current.get(p.field)!r:.80}, replicated: {obj[p.field]!r:.80})"
+            for p in changed))
 
 
 def _check_ref(kind, oid) -> None:
@@ -62,12 +76,14 @@ def _two_kinds(kind, oid, other) -> str:
 def checked_changes(changes: list[Change], policy: Policy, pacer: Pacer = NEVER) -> tuple[list[Change], Policy]:
     """The changes with checked bodies, and the policy they lead to from ``policy`` (which passed the checks:
     the standby's policy only ever holds checked data), checked with the rules a REST write is checked with
-    (controller.policy.check_changes); raises InvalidReplica. ``pacer`` is ticked per change (twice per put)."""
+    (controller.policy.check_changes); raises InvalidReplica. A put of an object the candidate holds (the policy with
+    the batch's earlier changes) is an update: its immutable fields keep their value. One the batch deleted first is a
+    creation, as it would be in a later batch. ``pacer`` is ticked per change (twice per put)."""
     candidate, out = policy.copy(), []
     for change in changes:
         pacer.tick()
         if change.op == "put":
-            body = stored_object(change.kind, change.id, change.body)
+            body = stored_object(change.kind, change.id, change.body, candidate)
             candidate.put(change.kind, body)
         elif change.op == "delete" and change.body is None:
             _check_ref(change.kind, change.id)

@@ -7,8 +7,8 @@
   missing changes first, or a snapshot of the whole store when those are compacted away or the standby's
   history diverged from ours.
 - ``Applier`` (standby side) validates what arrives with the rules of a REST write (controller.replicacheck:
-  controller.model normalise, controller.policy check), writes it into its own store and State and acknowledges
-  it; what fails validation is refused (logged, told to the active), never applied.
+  controller.model normalise, a held object's immutable fields, controller.policy check), writes it into its own
+  store and State and acknowledges it; what fails validation is refused (logged, told to the active), never applied.
 
 Positions in history are (seq, ts) pairs (Store.history()): the standby reports its own in every
 heartbeat and acknowledgement, and the active trusts a position only if its own change at that seq (or
@@ -297,8 +297,9 @@ def _same_write(pending: list[Change], changes: list[Change]) -> bool:
 class Applier:
     """Standby side. on_message handles "changes" and "snapshot" (see the module docstring): each is first
     checked with the rules of a REST write (controller.replicacheck): every object body through
-    controller.model.normalise (with its id and source as the store keeps them), the resulting policy through
-    controller.policy.check. What
+    controller.model.normalise (with its id and source as the store keeps them), a put of an object the standby
+    holds as an update (its immutable fields unchanged; not a snapshot's objects, which replace what it holds), the
+    resulting policy through controller.policy.check. What
     passes goes into the store (store.apply_replicated / store.restore) and State, then {"t": "ack", "seq":
     last, "history": [seq, ts]}. What fails is logged and refused ({"t": "refused", "seq", "ts", "reason"}:
     the first refused change, when it is one), and

@@ -484,9 +484,9 @@ class LiveView(OwnerReach):
 
     def _presence(self, session, sid):
         """Whether the subnet (and so its domain) is on this session now; records a change. A subnet that stays
-        there while its domain changed (its gateway VRS keeps it; a replicated put or snapshot can change a
-        subnet's domain_id, which a REST write refuses: controller/replicacheck.py) leaves under the domain it was
-        counted under and comes back under its new one."""
+        there while its domain changed (its gateway VRS keeps it; a snapshot restored on a standby can change a
+        subnet's domain_id, which a REST write and a replicated put refuse: controller/replicacheck.py) leaves under
+        the domain it was counted under and comes back under its new one."""
         v = self.view
         here = count_of(self.ep_count, sid, session) > 0 or v.bm_gateways.get(sid) == session
         was = sid in v._on.get(session, NOWHERE)[0]

@@ -147,16 +147,15 @@ class Inputs:
         seq = self.state.last_seq
         self.take(plan.policy, [Change(c.kind, c.id, c.op, c.body, seq + n) for n, c in enumerate(plan.changes, 1)])
 
-    def replicate(self, kind, body) -> bool:
-        """A standby takes one put from its active (controller/replication.py ``Applier``): checked as it checks
-        it (controller/replicacheck.py), then given to State; False when refused."""
-        try:
-            changes, policy = replicacheck.checked_changes([Change(kind, body["id"], "put", body,
-                                                                   self.state.last_seq + 1)], self.state.policy)
-        except replicacheck.InvalidReplica:
-            return False
-        self.take(policy, changes)
-        return True
+    def restore(self, kind, body) -> None:
+        """A standby's store replaced by its active's snapshot, which holds ``body`` (controller/replication.py
+        ``Applier._restore``): checked as it checks one (controller/replicacheck.py), then given to State wholesale
+        (no change list: State compares the two policies). A snapshot replaces what the standby held, so an
+        object's immutable fields may differ there (a replicated put changing one is refused:
+        tests/unit/test_replicacheck.py)."""
+        snapshot = {"objects": {k: dict(objs) for k, objs in self.state.policy.objects.items()}, "meta": {}}
+        snapshot["objects"][kind][body["id"]] = body
+        self.take(replicacheck.checked_snapshot(snapshot), [])
 
     def take(self, policy, changes):
         self.committing = True  # writes are one at a time (the service's write lock): none lands in this one's pauses

@@ -12,17 +12,17 @@ incremental Programmer, and after every programming pass the incremental result 
 Events: policy create/update/delete (subnets routed and L2-only, domains and their static routes, vports of every
 flavour, hardware VTEP bindings, DHCP and gateway chassis) applied as documents with their commit's change list; a
 routed subnet leaving its domain and joining it again (deleted with its vports and created again with the same VNI,
-as a Neutron router interface removed and added makes it); a subnet's domain changed in place and back by a
-standby's replicated puts (which a REST write refuses); a domain's gateway MAC changing; ports appearing, leaving
-and moving across KVM, Hyper-V and ESXi hypervisors (vNIC keys and static trunk bindings, MAC mismatches); VRS
-connecting, disconnecting, changing tunnel port or VTEP IP; two hardware VTEPs connecting, leaving, changing tunnel
-IP and learning MACs (and a third bound in policy, never connected); EVPN routes (types 2, 3, 5) arriving and
-withdrawn; an external network (its gateway MAC and uplinks, from policy and from OVSDB), floating IPs attached,
-moved and freed, domains translated to the underlay or not (controller/extnet.py, docs/external.md); security
-policies: ACLs created, changed and deleted (rules naming policy groups, subnets and prefixes; applied to groups and
-to vports directly), vports joining and leaving policy groups, groups created and deleted, a domain's default ACL
-action, an ESXi trunk whose ofport makes its vports' conntrack zones allocated (controller/security.py). Seeded: a
-failure names its seed and step. ``CANOPY_ORACLE_SEEDS`` / ``CANOPY_ORACLE_STEPS`` make longer runs.
+as a Neutron router interface removed and added makes it); a subnet's domain changed in place and back by snapshots
+restored on a standby (which a REST write and a replicated put refuse); a domain's gateway MAC changing; ports
+appearing, leaving and moving across KVM, Hyper-V and ESXi hypervisors (vNIC keys and static trunk bindings, MAC
+mismatches); VRS connecting, disconnecting, changing tunnel port or VTEP IP; two hardware VTEPs connecting, leaving,
+changing tunnel IP and learning MACs (and a third bound in policy, never connected); EVPN routes (types 2, 3, 5)
+arriving and withdrawn; an external network (its gateway MAC and uplinks, from policy and from OVSDB), floating IPs
+attached, moved and freed, domains translated to the underlay or not (controller/extnet.py, docs/external.md);
+security policies: ACLs created, changed and deleted (rules naming policy groups, subnets and prefixes; applied to
+groups and to vports directly), vports joining and leaving policy groups, groups created and deleted, a domain's
+default ACL action, an ESXi trunk whose ofport makes its vports' conntrack zones allocated (controller/security.py).
+Seeded: a failure names its seed and step. ``CANOPY_ORACLE_SEEDS`` / ``CANOPY_ORACLE_STEPS`` make longer runs.
 
 The world and its inputs to State: tests/unit/oracle_inputs.py; its random events: tests/unit/oracle_world.py; the
 comparisons with a from-scratch recompute: tests/unit/oracle_checks.py.
@@ -199,9 +199,10 @@ def test_a_vport_gone_while_its_domain_left_a_switch_and_came_back_in_one_pass_l
 @pytest.mark.parametrize("target", ["dev", None])
 @pytest.mark.parametrize("holds", [False, True])
 def test_a_subnets_domain_changed_in_place_while_its_gateway_vrs_keeps_it(target, holds):
-    """A replicated put changes subnet web's domain_id in place (controller/replicacheck.py accepts it; a REST write
-    refuses it). hv1, web's bare-metal gateway for hardware VTEP tor1 (holding a vport of web or not), stays its
-    gateway: the switch now serves web's new domain (or none), no longer the old one."""
+    """A snapshot restored on a standby changes subnet web's domain_id in place (controller/replicacheck.py accepts
+    it in a snapshot; a REST write and a replicated put refuse it). hv1, web's bare-metal gateway for hardware VTEP
+    tor1 (holding a vport of web or not), stays its gateway: the switch now serves web's new domain (or none), no
+    longer the old one."""
     world = World(random.Random(5))
     world.domains["dev"], world.subnets["app"] = {"static": []}, {"dhcp": True, "chassis": []}
     world.vports = {"k1": {"subnet": "web", "mac": 0, "ip": 30}} if holds else {}
@@ -218,7 +219,7 @@ def test_a_subnets_domain_changed_in_place_while_its_gateway_vrs_keeps_it(target
     web, prod = p.find("subnet", "acme/web"), p.find("domain", "acme/prod")["id"]
     assert world.prog.view.bm_gateways == {web["id"]: "ovsdb:hv1"} and world.prog.view.domains_on("ovsdb:hv1") == {prod}
     domain = p.find("domain", f"acme/{target}")["id"] if target else None
-    assert world.replicate("subnet", {**web, "domain_id": domain})
+    world.restore("subnet", {**web, "domain_id": domain})
     world.prog.refresh()
     assert world.prog.view.bm_gateways == {web["id"]: "ovsdb:hv1"}
     assert world.prog.view.domains_on("ovsdb:hv1") == ({domain} if domain else set())

@@ -243,3 +243,13 @@ def test_updates_carry_field_diffs_with_nested_fields_and_names_for_references()
     assert diffs["acme/web/vm1"] == [{"field": "acls", "old": ["acme/web-in"], "new": []}]
     assert {"field": "dhcp.enabled", "old": True, "new": False} in diffs["acme/web"]
     assert all(c["op"] == "update" for c in second.summary)
+
+
+def test_a_document_cannot_move_an_object_to_another_parent():
+    """A subnet's domain is fixed at creation (controller/model.py ``immutable``; docs/policy.md): a document that
+    moves one (L2-only into a domain) is refused at the subnet's place and changes nothing."""
+    first = plan(pol.Policy(), DOC).policy
+    moved = DOC.replace("    subnets:\n      - name: lan\n", "").replace(
+        "        subnets:\n", "        subnets:\n          - {name: lan, cidr: 10.0.9.0/24, gateway: 10.0.9.1}\n", 1)
+    assert errors(first, moved) == [(10, "tenants[0].domains[0].subnets[0]", "cannot be changed after creation")]
+    assert first.find("subnet", "acme/lan")["domain_id"] is None

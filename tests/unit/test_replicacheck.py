@@ -1,9 +1,12 @@
 """controller/replicacheck.py's refusal of an id that two kinds' objects share judges the state a batch leads to,
 not each change on its way: an id freed by a delete may be another kind's in the same batch (in either order) or a
-later one; only an id two objects hold once the batch is in is refused, naming the object, the field and why."""
+later one; only an id two objects hold once the batch is in is refused, naming the object, the field and why.
+A replicated put of an object the standby holds is an update: a field a REST update may not change (declared
+``immutable`` in controller/model.py) is refused, naming the object, the field, both values and why."""
 
 import pytest
 
+from controller.model import SCHEMA, PolicyError, normalise
 from controller.policy import Policy
 from controller.replicacheck import InvalidReplica, checked_changes
 from controller.store import Change
@@ -45,3 +48,123 @@ def test_an_id_held_by_two_kinds_once_the_batch_is_in_is_refused_and_the_policy_
     with pytest.raises(InvalidReplica, match=r"^subnet 'x': id: also the id of a domain \(an id names one object\)$"):
         checked_changes([put_subnet(3)], policy)
     assert policy.get("domain", "x") and policy.get("subnet", "x") is None
+
+
+# ------------------------------------------------------------------ the fields a REST update may not change
+
+def _body(oid, **fields):
+    return {"id": oid, "source": None, **fields}
+
+
+HELD = {  # kind -> {id: body}: every kind, in an order a creation accepts, and a second of each parent to move to
+    "tenant": {"t1": _body("t1", name="acme"), "t2": _body("t2", name="other")},
+    "external_network": {"e1": _body("e1", name="pub", cidr="203.0.113.0/24", gateway="203.0.113.1"),
+                         "e2": _body("e2", name="pub2", cidr="198.51.100.0/24", gateway="198.51.100.1")},
+    "domain": {"d1": _body("d1", name="prod", tenant_id="t1"), "d2": _body("d2", name="dev", tenant_id="t1")},
+    "subnet": {"s1": _body("s1", name="web", tenant_id="t1", domain_id="d1", cidr="10.0.1.0/24", gateway="10.0.1.1"),
+               "l2": _body("l2", name="lan", tenant_id="t1"), "l3": _body("l3", name="lan2", tenant_id="t1")},
+    "vport": {"v1": _body("v1", name="vm1", subnet_id="l2", mac="02:00:00:00:00:01", binding={"flavour": "kvm"})},
+    "acl": {"a1": _body("a1", name="web-in", tenant_id="t1")},
+    "policy_group": {"g1": _body("g1", name="web", tenant_id="t1")},
+    "floating_ip": {"f1": _body("f1", name="fip", tenant_id="t1", external_network_id="e1", address="203.0.113.10")},
+    "vtep_binding": {"b1": _body("b1", switch="tor1", port="p1", vlan=100, subnet_id="l2")},
+}
+
+# kind, id, the put's changed fields -> the fields named, as "field (held here: old, replicated: new)"
+IMMUTABLE = {
+    "domain.tenant_id": ("domain", "d2", {"tenant_id": "t2"}),
+    "subnet.tenant_id": ("subnet", "l3", {"tenant_id": "t2"}),
+    "subnet.domain_id": ("subnet", "s1", {"domain_id": "d2"}),
+    "subnet.domain_id-to-none": ("subnet", "s1", {"domain_id": None}),
+    "vport.subnet_id": ("vport", "v1", {"subnet_id": "l3"}),
+    "acl.tenant_id": ("acl", "a1", {"tenant_id": "t2"}),
+    "policy_group.tenant_id": ("policy_group", "g1", {"tenant_id": "t2"}),
+    "floating_ip.tenant_id": ("floating_ip", "f1", {"tenant_id": "t2"}),
+    "floating_ip.external_network_id": ("floating_ip", "f1", {"external_network_id": "e2",
+                                                              "address": "198.51.100.10"}),
+    "floating_ip.address": ("floating_ip", "f1", {"address": "203.0.113.11"}),
+}
+
+
+def held() -> Policy:
+    bodies = [(kind, oid, body) for kind, objs in HELD.items() for oid, body in objs.items()]
+    changes = [Change(kind, oid, "put", dict(body), n, n, float(n)) for n, (kind, oid, body) in enumerate(bodies, 1)]
+    return checked_changes(changes, Policy())[1]
+
+
+def put(policy, kind, oid, seq=100, **changed):
+    return Change(kind, oid, "put", {**policy.get(kind, oid), **changed}, seq, seq, float(seq))
+
+
+def test_the_cases_cover_every_field_the_model_declares_immutable():
+    declared = {f"{kind}.{spec.name}" for kind, specs in SCHEMA.items() for spec in specs if spec.immutable}
+    assert declared == {case.split("-")[0] for case in IMMUTABLE}
+
+
+@pytest.mark.parametrize("case", IMMUTABLE, ids=IMMUTABLE)
+def test_a_replicated_put_that_changes_an_immutable_field_is_refused_naming_it_and_the_policy_is_untouched(case):
+    kind, oid, changed = IMMUTABLE[case]
+    policy = held()
+    before = {k: dict(objs) for k, objs in policy.objects.items()}
+    with pytest.raises(InvalidReplica) as refused:
+        checked_changes([put(policy, kind, oid, **changed)], policy)
+    name = HELD[kind][oid]["name"]
+    assert str(refused.value) == f"{kind} {oid!r}: " + "; ".join(
+        f"{kind} {name!r}: {field}: cannot be changed after creation (held here: "
+        f"{policy.get(kind, oid)[field]!r}, replicated: {value!r})" for field, value in changed.items())
+    assert policy.objects == before
+
+
+@pytest.mark.parametrize("case", IMMUTABLE, ids=IMMUTABLE)
+def test_a_rest_update_refuses_the_same_change(case):
+    """The same rule (controller.model.immutable_problems) as a REST PATCH of the object, through normalise."""
+    kind, oid, changed = IMMUTABLE[case]
+    current = held().get(kind, oid)
+    with pytest.raises(PolicyError) as refused:
+        normalise(kind, changed, current=current)
+    assert [(p.field, p.reason) for p in refused.value.problems] == [
+        (field, "cannot be changed after creation") for field in changed]
+
+
+def test_a_refused_put_refuses_its_whole_batch():
+    """A batch is refused as a whole: the legal put before the bad one is not kept either."""
+    policy = held()
+    with pytest.raises(InvalidReplica, match=r"^vport 'v1': vport 'vm1': subnet_id: cannot be changed"):
+        checked_changes([put(policy, "tenant", "t1", 100, description="legal"),
+                         put(policy, "vport", "v1", 101, subnet_id="l3")], policy)
+    assert policy.get("tenant", "t1")["description"] == ""
+
+
+def test_a_put_that_changes_what_an_earlier_put_of_the_batch_created_is_refused():
+    policy = held()
+    fresh = _body("v2", name="vm2", subnet_id="l2", mac="02:00:00:00:00:02", binding={"flavour": "kvm"})
+    with pytest.raises(InvalidReplica, match=r"^vport 'v2': vport 'vm2': subnet_id: cannot be changed after creation "
+                                             r"\(held here: 'l2', replicated: 'l3'\)$"):
+        checked_changes([Change("vport", "v2", "put", fresh, 100, 100, 100.0),
+                         Change("vport", "v2", "put", {**fresh, "subnet_id": "l3"}, 101, 101, 101.0)], policy)
+
+
+@pytest.mark.parametrize("kind, oid, field, value", [
+    ("tenant", "t1", "name", "acme2"), ("domain", "d1", "description", "the prod domain"),
+    ("subnet", "s1", "gateway", "10.0.1.254"), ("vport", "v1", "mac", "02:00:00:00:00:09"),
+    ("acl", "a1", "priority", 5), ("policy_group", "g1", "name", "web2"), ("floating_ip", "f1", "name", "fip2"),
+    ("external_network", "e1", "gateway", "203.0.113.254"), ("subnet", "s1", "vni", 5001),
+    ("vtep_binding", "b1", "subnet_id", "l3")])
+def test_a_legal_replicated_put_of_a_held_object_applies(kind, oid, field, value):
+    """Mutable fields (auto ones included: a REST PATCH may set them; a hardware VTEP binding's subnet) change; the
+    immutable ones are given unchanged."""
+    policy = held()
+    out, after = checked_changes([put(policy, kind, oid, **{field: value})], policy)
+    assert after.get(kind, oid)[field] == value and out[0].body[field] == value
+    assert policy.get(kind, oid)[field] != value
+
+
+def test_an_object_deleted_earlier_in_the_batch_is_created_again_as_in_a_later_batch():
+    """The check judges a batch as the same changes in several batches: an object the batch deleted is not held when
+    it is put again (a REST write never puts an id again: each object gets a new UUID)."""
+    policy = held()
+    moved = put(policy, "vport", "v1", 101, subnet_id="l3")
+    _, one = checked_changes([Change("vport", "v1", "delete", None, 100, 100, 100.0), moved], policy)
+    _, first = checked_changes([Change("vport", "v1", "delete", None, 100, 100, 100.0)], policy)
+    _, two = checked_changes([moved], first)
+    assert one.get("vport", "v1")["subnet_id"] == two.get("vport", "v1")["subnet_id"] == "l3"
