@@ -2,15 +2,15 @@
 
 The lag probe (controller/lagprobe.py) sees a stall only once it is over, and its sample says how long, not where.
 The stall watch is the probe's ``cause`` (``begin()`` before each of its sleeps, ``end(lag)`` after): an OS thread
-of its own wakes every quarter of the report threshold and, once the probe's sleep is overdue by half of it, takes
-the stack of the event loop's OS thread (``sys._current_frames()``: the green thread running at that moment), up
-to ``MAX_STACKS`` per stall. When the probe wakes ``report`` seconds late or later, the sample is split
+of its own wakes when the probe's sleep would be overdue by half the report threshold and, if it is (the probe has
+not begun another sleep since), takes the stack of the event loop's OS thread (``sys._current_frames()``: the green
+thread running at that moment), then again every quarter of the threshold, up to ``MAX_STACKS`` per stall. When the probe wakes ``report`` seconds late or later, the sample is split
 (controller/lagcause.py: the loop's CPU, its wait for a CPU, its time off CPU, the collector's share) and logged
 with those stacks at warning (at most once per ``LOG_EVERY`` seconds, with a count of those left out); the longest
 since the start stays in ``/v1/status`` (``event_loop_lag.worst``) with its stacks.
 
-Cheap when nothing stalls: the OS thread compares two floats 40 times a second (at 100 ms) and briefly takes the
-GIL to do it; no stack is walked. A stack is the loop's position when the watch got the GIL: a C call that holds
+Cheap when nothing stalls: the OS thread wakes about once per probe interval (10 times a second), briefly takes
+the GIL and compares two floats; no stack is walked. A stack is the loop's position when the watch got the GIL: a C call that holds
 the GIL throughout (a full collection of the cyclic collector) ends before the watch can look, which is why the
 split names the collector's CPU apart. ``report`` None (``stall_report_ms: 0``): no OS thread, and the split of
 the worst sample only (``LateSamples`` alone).
@@ -35,6 +35,7 @@ REPORT = 0.1  # seconds: the default threshold (``stall_report_ms``): issue 15's
 MAX_STACKS = 8  # stacks kept per stall (the rest are counted)
 DEPTH = 12  # frames per stack
 LOG_EVERY = 10.0  # seconds between two logged stalls, at least
+MIN_WAIT = 0.001  # seconds: the shortest sleep of the watching thread
 
 
 class StallWatch:
@@ -92,28 +93,33 @@ class StallWatch:
 
     # ------------------------------------------------------------------------------------- the OS thread
     def _run(self) -> None:
-        check = self.report / 4
         while self._running:
-            self._sleep(check)
             try:
-                self.look()
+                wait = self.look()
             except Exception:  # noqa: BLE001 - a diagnostic must never end: the next look tries again
-                continue
+                wait = self.report / 4
+            self._sleep(wait)
 
-    def look(self) -> None:
-        """One look (the OS thread's, every quarter of ``report``): the loop's stack if the sleep is overdue."""
+    def look(self) -> float:
+        """One look (the OS thread's): the loop's stack if the probe's sleep is overdue by half of ``report``; the
+        seconds until the next look: a quarter of ``report`` while overdue, else until the sleep would be."""
         watch = self._watch
-        if watch is None or self._clock() < watch[0]:
-            return
+        if watch is None or self.report is None:
+            return REPORT / 4
+        check = self.report / 4
+        now = self._clock()
+        if now < watch[0]:
+            return max(watch[0] - now, MIN_WAIT)
         if len(watch[1]) >= MAX_STACKS:
             watch[2][0] += 1
-            return
+            return check
         frame = self._frames().get(self._loop_thread)
         if frame is not None:
             from controller.stretchtrace import stack  # the tracer's formatting (its module imports greenlet)
 
-            watch[1].append({"overdue_ms": round((self._clock() - watch[0]) * 1000 + self.report * 500, 1),
+            watch[1].append({"overdue_ms": round((now - watch[0]) * 1000 + self.report * 500, 1),
                              "stack": stack(frame, depth=DEPTH)})
+        return check
 
 
 def described(stacks: list[dict], not_kept: int = 0) -> str:

@@ -139,3 +139,12 @@ def test_a_bad_setting_is_refused_naming_it(tmp_path, value):
     path.write_text(f"stall_report_ms: {value}\n")
     with pytest.raises(settings_mod.SettingsError, match=r"canopy.yaml:1: stall_report_ms: must"):
         settings_mod.load(str(path))
+
+
+def test_the_watch_sleeps_until_the_probes_sleep_would_be_overdue_then_looks_every_quarter():
+    watch, probe, clock = watched()
+    assert watch.look() == pytest.approx(0.025)  # no sleep begun yet
+    watch.begin()  # the probe sleeps 0.1 s: half the threshold overdue at 0.15
+    assert watch.look() == pytest.approx(0.15) and watch._watch[1] == []
+    clock.now = 0.16
+    assert watch.look() == pytest.approx(0.025) and len(watch._watch[1]) == 1
