@@ -19,6 +19,7 @@ from controller.stallwatch import MAX_STACKS, StallWatch, described
 class Clock:
     def __init__(self):
         self.now = 0.0
+        self.cpu = 0.0  # the loop thread's CPU seconds
 
     def __call__(self):
         return self.now
@@ -31,7 +32,7 @@ def _the_loops_work():
 def watched(report=0.1, frames=None):
     clock = Clock()
     probe = LagProbe(interval=0.1, clock=clock)
-    late = LateSamples(4, wall=clock, cpu=lambda: 0.0, process=lambda: 0.0, delay=lambda: 0.0,
+    late = LateSamples(4, wall=clock, cpu=lambda: clock.cpu, process=lambda: clock.cpu, delay=lambda: 0.0,
                        per_thread=dict, names=dict, collected=lambda: 0.0)
     frame = _the_loops_work()
     watch = StallWatch(probe, late, report, frames=frames or (lambda: {os_threading.get_ident(): frame}),
@@ -49,16 +50,32 @@ def test_a_stall_is_logged_with_the_loops_stack_and_its_split(caplog):
         clock.now += step
         watch.look()
     clock.now += 0.2
-    with caplog.at_level(logging.WARNING, logger="canopy.stall"):
+    with caplog.at_level(logging.INFO, logger="canopy.stall"):
         watch.end(0.295)
     (record,) = [r for r in caplog.records if r.name == "canopy.stall"]
     text = record.getMessage()
+    assert record.levelno == logging.INFO and "mostly not the controller's work" in text  # no CPU of the loop's
     assert "did not turn for 295 ms" in text and "_the_loops_work" in text and "at 70 ms overdue" in text
     assert "(the same at 95 ms)" in text  # a repeated stack is not printed twice
     assert watch.stalls == 1
     worst = probe.status()["worst"]
     assert worst["lag_ms"] == 295.0 and [s["overdue_ms"] for s in worst["stacks"]] == [70.0, 95.0]
     assert any("_the_loops_work" in frame for frame in worst["stacks"][0]["stack"])
+
+
+@pytest.mark.parametrize("cpu, level", [(0.049, logging.INFO), (0.05, logging.WARNING), (0.3, logging.WARNING)])
+def test_a_stall_of_the_loops_own_cpu_is_a_warning(caplog, cpu, level):
+    """Half the threshold of the loop's own CPU in the interval: the controller's work held it (a stretch that does
+    not yield); less, the loop mostly waited (for a CPU, the GIL): the machine's, told at info."""
+    watch, probe, clock = watched()
+    watch.begin()
+    clock.now += 0.1 + 0.2
+    clock.cpu += cpu
+    with caplog.at_level(logging.INFO, logger="canopy.stall"):
+        watch.end(0.2)
+    (record,) = [r for r in caplog.records if r.name == "canopy.stall"]
+    assert record.levelno == level
+    assert ("the controller's own work" in record.getMessage()) == (level == logging.WARNING)
 
 
 def test_nothing_is_taken_or_logged_when_the_loop_turns_in_time(caplog):
@@ -68,7 +85,7 @@ def test_nothing_is_taken_or_logged_when_the_loop_turns_in_time(caplog):
         watch.begin()
         clock.now += 0.1 + 0.03  # 30 ms late: under half the threshold
         watch.look()
-        with caplog.at_level(logging.WARNING, logger="canopy.stall"):
+        with caplog.at_level(logging.INFO, logger="canopy.stall"):
             watch.end(0.03)
     assert looked == [] and watch.stalls == 0 and not caplog.records  # no frame was even asked for
     assert probe.status()["worst"]["lag_ms"] == 30.0 and "stacks" not in probe.status()["worst"]
@@ -112,7 +129,7 @@ def test_the_watch_thread_finds_a_green_thread_that_holds_the_real_hub(caplog):
     sampler = eventlet.spawn(probe.run, eventlet.sleep)
     try:
         eventlet.sleep(0.05)  # the probe is sleeping: its sleep is watched
-        with caplog.at_level(logging.WARNING, logger="canopy.stall"):
+        with caplog.at_level(logging.INFO, logger="canopy.stall"):
             _hold_the_loop(watch, time.monotonic() + 30)
             for _ in range(100):  # the probe wakes, late, and reports (bounded)
                 eventlet.sleep(0.01)
