@@ -6,10 +6,10 @@ of its own wakes when the probe's sleep would be overdue by half the report thre
 not begun another sleep since), takes the stack of the event loop's OS thread (``sys._current_frames()``: the green
 thread running at that moment), then again every quarter of the threshold, up to ``MAX_STACKS`` per stall. When the probe wakes ``report`` seconds late or later, the sample is split
 (controller/lagcause.py: the loop's CPU, its wait for a CPU, its time off CPU, the collector's share) and logged
-with those stacks (at most once per ``LOG_EVERY`` seconds, with a count of those left out): at warning when the
-loop's own CPU in the interval reached ``OWN_SHARE`` of ``report`` (the controller's work held it), else at info
-(the machine's: it waited for a CPU, or for the GIL); the longest since the start stays in ``/v1/status``
-(``event_loop_lag.worst``) with its stacks.
+with those stacks (at most once per ``LOG_EVERY`` seconds, with a count of those left out): at info when the loop
+waited for a CPU for at least ``MACHINE_SHARE`` of the lag (the machine's load: other processes had the CPUs), else
+at warning (the controller's own: its work, a blocking call, or the GIL held by another of its threads); the
+longest since the start stays in ``/v1/status`` (``event_loop_lag.worst``) with its stacks.
 
 Cheap when nothing stalls: the OS thread wakes about once per probe interval (10 times a second), briefly takes
 the GIL and compares two floats; no stack is walked. A stack is the loop's position when the watch got the GIL: a C call that holds
@@ -38,7 +38,7 @@ MAX_STACKS = 8  # stacks kept per stall (the rest are counted)
 DEPTH = 12  # frames per stack
 LOG_EVERY = 10.0  # seconds between two logged stalls, at least
 MIN_WAIT = 0.001  # seconds: the shortest sleep of the watching thread
-OWN_SHARE = 0.5  # a stall whose interval held this share of ``report`` in the loop's own CPU is logged at warning
+MACHINE_SHARE = 0.5  # a stall at least this share of whose lag the loop waited for a CPU is the machine's (info)
 
 
 class StallWatch:
@@ -89,12 +89,13 @@ class StallWatch:
         sample["stacks"], sample["stacks_not_kept"] = watch[1], watch[2][0]
         if stalled:
             self.stalls += 1
-            own = sample["cpu_ms"] >= self.report * 1000 * OWN_SHARE
+            own = sample["run_delay_ms"] < sample["lag_ms"] * MACHINE_SHARE
             log_limited(self._log, logging.WARNING if own else logging.INFO, ("stall", own, id(self)),
                         "the event loop did not turn for %.0f ms (its CPU %.1f ms, of which the collector %.1f; "
                         "waiting for a CPU %.1f ms; off CPU %.1f ms: %s); where it was:%s", sample["lag_ms"],
                         sample["cpu_ms"], sample["collector_ms"], sample["run_delay_ms"], sample["off_cpu_ms"],
-                        "the controller's own work" if own else "mostly not the controller's work",
+                        "the controller's own: its work, a blocking call or another thread's GIL" if own else
+                        "mostly waiting for a CPU: the machine's load",
                         described(watch[1], watch[2][0]))
 
     # ------------------------------------------------------------------------------------- the OS thread
