@@ -20,6 +20,7 @@ from controller import collector, guard, ofports, runtime, sdnotify, stretchtrac
 from controller.core import build_core
 from controller.garps import after_takeover, send_repeated
 from controller.lagcause import LateSamples
+from controller.stallwatch import StallWatch
 from controller.programloop import ProgramLoop
 from controller.programmer import Programmer
 from controller.routepass import RoutePass
@@ -145,6 +146,7 @@ class CanopyApp(RyuApp):
             if self.federation is not None:
                 self.federation.originating = False
         self.stretches = stretchtrace.from_environment()  # None unless CANOPY_STRETCH_TRACE asks for it
+        self.stall = None  # the stall watch, from start()
         extra += stretchtrace.routes(self.stretches)
         self._roles_wake = hub.Event()
         self._takeover_due: dict = {}  # datapath id -> reconciler that announces once it takes this node as master
@@ -181,9 +183,13 @@ class CanopyApp(RyuApp):
 
     def start(self):
         self.api.metrics.attach(collector=collector.install())  # the collector's policy (controller/collector.py)
+        late = LateSamples(stretchtrace.LATE_KEEP, self.stretches)  # the lag's split, the tracer's figures if on
         if self.stretches is not None:
             self.stretches.start()
-            self.api.metrics.lag.cause = self.stretches.late = LateSamples(stretchtrace.LATE_KEEP, self.stretches)
+            self.stretches.late = late
+        self.stall = StallWatch(self.api.metrics.lag, late, self.settings.stall_report)  # controller/stallwatch.py
+        self.api.metrics.lag.cause = self.stall
+        self.stall.start()
         thread = super().start()
         hub.spawn(collector.Refresher(collector.WATCH, self._quiet, hub.sleep).run)
         self._worker = hub.spawn(self._program_loop)
@@ -225,6 +231,8 @@ class CanopyApp(RyuApp):
             hub.kill(self._worker)
         self.store.close()
         collector.WATCH.uninstall()  # the process ends, or (tests) another controller starts in it
+        if self.stall is not None:
+            self.stall.stop()
         if self.stretches is not None:
             self.stretches.stop()
             log.info("the longest stretches between two turns of the event loop:\n%s", self.stretches.summary())

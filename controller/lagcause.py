@@ -1,5 +1,5 @@
 """Why a lag sample was late: what the event loop's OS thread and the others did over the late interval
-(opt-in diagnostics, on with the stretch tracer).
+(always on: cheap; with the stretch tracer, also its figures).
 
 The lag probe (controller/lagprobe.py) measures wall clock: a sleep of 100 ms that ended 140 ms late. The stretch
 tracer (controller/stretchtrace.py) measures the CPU of each turn of one green thread. When every traced stretch is
@@ -14,12 +14,16 @@ wake-up says where, split four ways:
 - ``off_cpu_ms``: neither: the thread slept: the hub's idle poll (expected: the probe asked for ``interval`` of
   it), a blocking system call, or waiting for the GIL that another thread of the process held. ``others_cpu_ms``
   (the process's CPU minus this thread's) and ``threads`` (the busiest other threads by name) tell the GIL apart.
+- ``collector_ms``: of ``cpu_ms``, what the cyclic garbage collector took (controller/collector.py, when its policy
+  is installed: a collection holds the GIL, so no other thread, the stall watch included, runs meanwhile).
 - ``longest_ms`` and ``turns``: the longest traced stretch of the interval and how many turns it held (the tracer's).
 - ``at_s``: when the sample ended, in seconds from the start of tracing (the controller's start).
 
 ``LateSamples`` keeps the ``keep`` longest samples, each with that split; ``listed()`` is JSON-ready
-(``GET /v1/stretches`` carries it as ``late_samples``). A sample costs a few clock reads and one ``pread`` of this
-thread's ``schedstat`` (some 10 microseconds every ``interval``, 100 ms), and nothing when the tracer is off. Each
+(``GET /v1/stretches`` carries it as ``late_samples``), and ``worst`` (the longest since the start, never reset: the
+``worst`` of ``/v1/status``'s ``event_loop_lag``). The controller always has one (controller/stallwatch.py), with
+the stretch tracer's figures when that is on. A sample costs a few clock reads and one ``pread`` of this
+thread's ``schedstat`` (some 10 microseconds every ``interval``, 100 ms). Each
 thread's CPU (a ``/proc`` file per thread, some 30 in the controller: ~1 ms) is read only for the samples after one
 in which the other threads used ``THREADS_FROM`` of CPU, so a busy thread is named from its second sample on.
 """
@@ -31,6 +35,7 @@ import itertools
 import os
 import time
 
+from controller import collector
 from controller.osthread import os_os, os_threading
 
 SCHEDSTAT = "/proc/thread-self/schedstat"  # on-CPU ns, run-queue wait ns, timeslices (Linux)
@@ -88,17 +93,19 @@ class LateSamples:
     loop's OS thread; ``tracer``: the stretch tracer (its ``switches`` and ``window_longest``), or None."""
 
     def __init__(self, keep: int, tracer=None, wall=time.monotonic, cpu=time.thread_time,
-                 process=time.process_time, delay=None, per_thread=threads_cpu, names=thread_names):
+                 process=time.process_time, delay=None, per_thread=threads_cpu, names=thread_names,
+                 collected=lambda: collector.WATCH.total):
         self.keep = keep
         self.tracer = tracer
         self._wall, self._cpu, self._process, self._delay = wall, cpu, process, delay or Schedstat().run_delay
-        self._per_thread, self._names = per_thread, names
+        self._per_thread, self._names, self._collected = per_thread, names, collected
         self._kept: list = []  # a min-heap of (lag, order, sample dict)
         self._order = itertools.count()
         self._started = wall()  # samples say when they ended from here on (``at_s``): the start of tracing
         self._begun = None
         self._name_threads = False  # the last sample's other threads used THREADS_FROM: read each thread's CPU
         self.samples = 0
+        self.worst: dict | None = None  # the longest sample since the start (``reset`` keeps it)
 
     def begin(self) -> None:
         tracer = self.tracer
@@ -107,33 +114,42 @@ class LateSamples:
             tracer.window = {}
         threads = self._per_thread() if self._name_threads else None
         self._begun = (self._wall(), self._cpu(), self._process(), self._delay(), threads,
-                       tracer.turns if tracer is not None else 0)
+                       tracer.turns if tracer is not None else 0, self._collected())
 
-    def end(self, lag: float) -> None:
-        """The sample just taken (seconds late); kept with its split when it is among the ``keep`` longest."""
+    def end(self, lag: float, split_from: float | None = None) -> dict | None:
+        """The sample just taken (seconds late): split and kept when it is among the ``keep`` longest (or the
+        longest since the start: ``worst``); also split, not kept, when at least ``split_from`` seconds. The split
+        (a dict, kept by reference: a caller may add to it), or None when it was not made."""
         if self._begun is None:
-            return
+            return None
         self.samples += 1
-        wall0, cpu0, process0, delay0, threads0, turns0 = self._begun
+        wall0, cpu0, process0, delay0, threads0, turns0, collected0 = self._begun
         self._begun = None
         cpu, process = self._cpu() - cpu0, self._process() - process0
         self._name_threads = process - cpu >= THREADS_FROM
-        if len(self._kept) >= self.keep and lag <= self._kept[0][0]:
-            return
+        kept = len(self._kept) < self.keep or lag > self._kept[0][0]
+        worst = self.worst is None or lag * 1000 > self.worst["lag_ms"]
+        if not kept and not worst and (split_from is None or lag < split_from):
+            return None
         now = self._wall()
         wall, delay = now - wall0, self._delay() - delay0
         sample = {"lag_ms": _ms(lag), "wall_ms": _ms(wall), "cpu_ms": _ms(cpu), "run_delay_ms": _ms(delay),
                   "off_cpu_ms": _ms(max(0.0, wall - cpu - delay)), "others_cpu_ms": _ms(max(0.0, process - cpu)),
+                  "collector_ms": _ms(self._collected() - collected0),
                   "ended": round(time.time(), 3), "at_s": round(now - self._started, 2),
                   "threads": self._busiest(threads0) if threads0 is not None else []}
         if self.tracer is not None:
             sample.update(turns=self.tracer.turns - turns0, longest_ms=_ms(self.tracer.window_longest),
                           green_threads=green_threads(self.tracer))
-        entry = (lag, next(self._order), sample)
-        if len(self._kept) < self.keep:
-            heapq.heappush(self._kept, entry)
-        else:
-            heapq.heapreplace(self._kept, entry)
+        if worst:
+            self.worst = sample
+        if kept:
+            entry = (lag, next(self._order), sample)
+            if len(self._kept) < self.keep:
+                heapq.heappush(self._kept, entry)
+            else:
+                heapq.heapreplace(self._kept, entry)
+        return sample
 
     def _busiest(self, before: dict[int, float]) -> list[dict]:
         """The other threads that used the most CPU since ``before`` (the event loop's own thread left out)."""

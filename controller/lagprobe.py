@@ -9,8 +9,9 @@ again, and records each overshoot. ``status()`` gives the latest sample and the 
 A sample is taken only when the probe wakes, so a stall shows up once it is over (then as its whole
 length); while the hub is held nothing, REST included, can answer anyway.
 
-``cause`` (optional, controller/lagcause.py ``LateSamples``) is told when each sleep begins and how late it
-ended: it splits the late interval into the thread's CPU, its wait for a CPU and its time off CPU.
+``cause`` (optional: the controller's stall watch, controller/stallwatch.py, or a ``LateSamples`` of
+controller/lagcause.py) is told when each sleep begins and how late it ended: it splits the late interval into the
+thread's CPU, its wait for a CPU and its time off CPU, and takes the loop's stack while a sleep is overdue.
 """
 
 from __future__ import annotations
@@ -74,7 +75,12 @@ class LagProbe:
             self._peaks.popleft()
 
     def status(self) -> dict:
-        """JSON-ready, in milliseconds: current (latest sample), max over the window, max since start."""
-        return {"current_ms": round(self.current * 1000, 1), "max_1m_ms": round(self.max_recent() * 1000, 1),
-                "max_ms": round(self.max_ever * 1000, 1), "interval_ms": round(self.interval * 1000, 1),
-                "window_s": self.window, "samples": self.samples}
+        """JSON-ready, in milliseconds: current (latest sample), max over the window, max since start; ``worst``:
+        the longest sample split, from a cause that keeps one (controller/stallwatch.py)."""
+        out = {"current_ms": round(self.current * 1000, 1), "max_1m_ms": round(self.max_recent() * 1000, 1),
+               "max_ms": round(self.max_ever * 1000, 1), "interval_ms": round(self.interval * 1000, 1),
+               "window_s": self.window, "samples": self.samples}
+        worst = getattr(self.cause, "worst", None)
+        if worst is not None:
+            out["worst"] = worst
+        return out

@@ -84,6 +84,8 @@ SETTINGS = (
           default="info", nullable=False),
     Field("log_format", "string", "text (one line per record) or json (one JSON object per line)",
           f.one_of("text", "json"), default="text", nullable=False),
+    Field("stall_report_ms", "integer", "log the event loop's stack and lag split when it did not turn for this long "
+          "(docs/operations.md; 0: off)", values.stall_report_ms, default=100, nullable=False),
     Field("openflow", "object", "OpenFlow listener for VRS bridges",
           fields=_endpoint("0.0.0.0", 6653, "OpenFlow") + (_tls_switch("OpenFlow"),) + OPENFLOW_LIMITS,
           default=dict, nullable=False),
@@ -351,6 +353,7 @@ class Settings:
     source: str = "<defaults>"
     limits: Limits = Limits()
     log_format: str = "text"
+    stall_report: float | None = 0.1  # seconds: stall_report_ms (None: off)
     access_log: bool = False
     tls: TlsFiles | None = None  # the tls section's files; None: no TLS anywhere
     openflow_tls: bool = False  # serve OpenFlow over TLS (mutual: the switch's certificate is checked)
@@ -439,7 +442,7 @@ def from_doc(doc: yamldoc.Doc) -> Settings:
         source=doc.filename, limits=_limits(raw), tunnel_probe_refresh=raw["vrs"]["tunnel_probe_refresh_ms"] / 1000,
         tunnel_probe_rate=raw["vrs"]["tunnel_probe_rate"],
         tunnel_probe_retry=raw["vrs"]["tunnel_probe_retry_ms"] / 1000,
-        log_format=raw["log_format"], access_log=rest["access_log"],
+        log_format=raw["log_format"], access_log=rest["access_log"], stall_report=raw["stall_report_ms"] / 1000 or None,
         tls=_tls_files(raw["tls"]), openflow_tls=_tls_on(raw, "openflow"), ovsdb_tls=_tls_on(raw, "ovsdb"),
         rest_tls=_tls_on(raw, "rest"), gateway_arp_refresh=raw["vrs"]["gateway_arp_refresh_ms"] / 1000,
         gateway_arp_timeout=raw["vrs"]["gateway_arp_timeout_ms"] / 1000, keys=written,

@@ -105,3 +105,10 @@ def dead_after_ms(value):
         raise f.Invalid("must be 0 (never) or at least 2000: TCP keepalive counts whole seconds, and a shorter bound "
                         "on unacknowledged data would drop switches on a busy network")
     return value
+
+
+def stall_report_ms(value):
+    value = f.integer(value, 0, 60000)
+    if 0 < value < 20:
+        raise f.Invalid("must be 0 (off) or at least 20: the stall watch looks every quarter of it")
+    return value

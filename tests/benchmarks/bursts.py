@@ -63,7 +63,7 @@ from tests.benchmarks.evpn_routes import (A_ASN, CANOPY_ASN, FEED_ASN, IN_NET, I
                                           add_ports_ops, encode, evpn_l2_flows, host_ip, mac, open_feeder, py_spy,
                                           remote_routes, speaker, transact)
 from tests.benchmarks.ha_takeover import ha_settings
-from tests.harness import netns
+from tests.harness import cpugroup, netns
 from tests.harness.lab import Lab
 
 APPLY_NET, APPLY_VNI = "10.3", 6103
@@ -371,7 +371,8 @@ def print_table(result: dict) -> None:
     print(f"bursts of {result['count']:,} ({result['code']}): {'an HA pair' if result['ha'] else 'one controller'}, "
           f"one KVM hypervisor "
           f"(userspace OVS, {result['port_type']} ports), GoBGP A; machine: {m['cpus']} CPUs {m['cpu']}, Python "
-          f"{m['python']}, load average at the end {', '.join(f'{x:.2f}' for x in m['load_average'])}")
+          f"{m['python']}, load average at the end {', '.join(f'{x:.2f}' for x in m['load_average'])}; the "
+          f"controllers' CPU: {result.get('cpu_group') or 'no group of its own (the default weight)'}")
     print(f"  {'burst':7} {'done s':>7} {'max lag ms':>10}   {'GET /v1/status ms: idle p50/p95/max':>36}   "
           f"{'burst p50/p95/max':>22} {'n':>5}   disconnects  load")
     for name, r in result["bursts"].items():
@@ -439,7 +440,9 @@ def main(argv=None) -> int:
                         "at the end (the lab's own are removed with it)")
     parser.add_argument("--stretches", type=int, default=10, metavar="N", help="trace the controllers' stretches "
                         "of CPU between two turns of the event loop and print each burst's N longest (0: off)")
+    cpugroup.add_option(parser)
     args = parser.parse_args(argv)
+    cpugroup.check_option(parser, args)
     if args.stretches:
         os.environ["CANOPY_STRETCH_TRACE"] = str(args.stretches)  # the controllers the lab starts inherit it
     if not 1 <= args.count <= MAX_COUNT:
@@ -448,9 +451,10 @@ def main(argv=None) -> int:
     if not wanted or set(wanted) - {"ports", "apply", "routes"}:
         parser.error("--only takes ports, apply and routes")
     args.no_ha = not args.ha
-    with Lab() as lab:
+    with contextlib.ExitStack() as groups, Lab() as lab:  # the group is removed after the lab stopped its processes
         if args.code:
             health.run_code(lab, args.code)
+        group = cpugroup.weigh_controllers(groups, lab, args.controller_cpu_weight)
         bench = Bursts(lab, args)
         bench.build()
         spied = py_spy(args.py_spy[0], {bench.canopy.pid: args.py_spy[1]}, "speedscope") if args.py_spy else \
@@ -468,7 +472,8 @@ def main(argv=None) -> int:
         result = {"count": args.count, "code": args.code or "this checkout", "ha": not args.no_ha,
                   "port_type": args.port_type, "bursts": bench.results,
                   "setup_seconds": bench.setup, "disconnects": disconnects,
-                  "lag": health.lag_from_status(bench.canopy.api.get("/v1/status").json), "machine": machine()}
+                  "lag": health.lag_from_status(bench.canopy.api.get("/v1/status").json), "machine": machine(),
+                  "cpu_group": group}
     if args.json:
         print(json.dumps(result, indent=2, default=str))
     else:

@@ -70,6 +70,7 @@ from tests.benchmarks import health
 from tests.benchmarks.bgp_peers import Feeder, GoBGP
 from tests.benchmarks.evpn_routes_report import print_table, report
 from tests.harness.process import child_running, children_of
+from tests.harness import cpugroup
 from tests.harness.lab import Lab
 
 CANOPY_ASN, A_ASN, Y_ASN, FEED_ASN = 65000, 65099, 65102, 65010
@@ -560,14 +561,17 @@ def main(argv=None) -> int:
                         "costs the processes it samples, so that run's figures are not comparable)")
     parser.add_argument("--py-spy-phase", choices=("announce", "withdraw", "receive_withdraw"), default="announce",
                         help="the phase --py-spy samples (default: announce)")
+    cpugroup.add_option(parser)
     args = parser.parse_args(argv)
+    cpugroup.check_option(parser, args)
     if args.stretches:
         os.environ["CANOPY_STRETCH_TRACE"] = str(args.stretches)  # the controller the lab starts inherits it
     if not 1 <= args.routes <= MAX_ROUTES:
         parser.error(f"--routes must be 1..{MAX_ROUTES} (a /16 per direction)")
-    with Lab() as lab:
+    with contextlib.ExitStack() as groups, Lab() as lab:  # the group is removed after the lab stopped its processes
         if args.code:
             health.run_code(lab, args.code)
+        group = cpugroup.weigh_controllers(groups, lab, args.controller_cpu_weight)
         bench = Bench(lab, args)
         try:
             bench.build()
@@ -578,6 +582,7 @@ def main(argv=None) -> int:
             if args.keep_logs:
                 keep_logs(bench, args.keep_logs)
         result = report(bench, phases)
+        result["cpu_group"] = group
     if args.json:
         print(json.dumps(result, indent=2))
     else:

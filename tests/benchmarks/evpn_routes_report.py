@@ -47,7 +47,8 @@ def print_table(result: dict) -> None:
     rows = {row["phase"]: row for row in result["rows"]}
     print(f"EVPN type-2 routes, N = {result['routes']:,}: one controller (ExaBGP), one KVM hypervisor (userspace "
           f"OVS), {result['gobgpd']}; controller: {result['code']}; load average at the end "
-          f"{', '.join(f'{x:.2f}' for x in result['machine']['load_average'])}")
+          f"{', '.join(f'{x:.2f}' for x in result['machine']['load_average'])}; the controller's CPU: "
+          f"{result.get('cpu_group') or 'no group of its own (the default weight)'}")
     print(f"  {'phase':17} {'seconds':>8} {'routes/s':>9}   {'baseline s':>10} {'routes/s':>9}   {'rate ratio':>10}")
     for row in result["rows"]:
         print(f"  {row['phase']:17} {row['seconds']:8.2f} {row['routes_per_s']:9,.0f}   {row['baseline_seconds']:10.2f}"

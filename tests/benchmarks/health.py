@@ -36,7 +36,21 @@ def lag_line(lag: dict | None, label: str = "controller") -> str:
     if not lag:
         return f"max event-loop lag ({label}): not reported"
     return (f"max event-loop lag ({label}): {lag['max_ms']:,.1f} ms since start, {lag['max_1m_ms']:,.1f} ms in the "
-            f"last minute ({lag['samples']:,} samples every {lag['interval_ms']:g} ms)")
+            f"last minute ({lag['samples']:,} samples every {lag['interval_ms']:g} ms)" + worst_line(lag.get("worst")))
+
+
+def worst_line(worst: dict | None) -> str:
+    """The longest sample's split (``/v1/status`` ``event_loop_lag.worst``, controller/stallwatch.py), with the
+    innermost frames of the loop's first stack taken while it stalled."""
+    if not worst:
+        return ""
+    line = (f"; the worst, at {worst['at_s']:,.1f} s from start: {worst['cpu_ms']:.1f} ms of the loop's CPU (collector "
+            f"{worst.get('collector_ms', 0.0):.1f}) + {worst['run_delay_ms']:.1f} waiting for a CPU + "
+            f"{worst['off_cpu_ms']:.1f} off CPU")
+    stacks = worst.get("stacks") or []
+    if stacks:
+        line += f"; at {stacks[0]['overdue_ms']:.0f} ms overdue the loop was in " + " < ".join(stacks[0]["stack"][:4])
+    return line
 
 
 class HubProbe:

@@ -75,7 +75,8 @@ from tests.benchmarks.takeover_witness import ControllerTable, connected_as
 from tests.benchmarks.vrs_scale_report import PHASES, phase_lines, report
 from tests.benchmarks.vrs_scale_probes import (Spy, cpu_seconds, loop_thread, machine_busy, neighbour_table_fulls,
                                                niceness, peak_rss_mb, sent, switches, unresolved)
-from tests.harness.cpugroup import MAX_WEIGHT, CpuGroup, CpuGroupError, cpu_group_of, group_name
+from tests.harness import cpugroup
+from tests.harness.cpugroup import CpuGroupError, cpu_group_of
 from tests.harness.hosts import BR_INT
 from tests.harness.lab import Lab
 from tests.harness.process import renice
@@ -450,10 +451,7 @@ def run(args) -> dict:
         if args.controller_nice:
             health.run_niced(lab, args.controller_nice)
         if args.controller_cpu_weight:
-            group = groups.enter_context(CpuGroup(group_name("controllers"), args.controller_cpu_weight))
-            argv = lab.controller_argv
-            lab.controller_argv = lambda path: group.wrap(argv(path))
-            result["cpu_group"] = group.describe()
+            result["cpu_group"] = cpugroup.weigh_controllers(groups, lab, args.controller_cpu_weight)
         progress(f"building the lab: {args.vrs} VRS, {args.vports} vports")
         scale = Scale(lab, args)
         result["setup"] = scale.setup
@@ -494,9 +492,7 @@ def main(argv=None) -> int:
     parser.add_argument("--controller-nice", type=int, default=0, metavar="N", help="run the controllers at nice N "
                         "(-20 to 0; below 0 needs root): their share of CPUs shared with the 100 OVS daemons and "
                         "other work, as an operator's own cores or a CPU weight give it (default 0)")
-    parser.add_argument("--controller-cpu-weight", type=int, default=0, metavar="W", help="run the controllers in a "
-                        "CPU cgroup of their own with weight W (1-10000, systemd's CPUWeight=; every other group "
-                        "weighs 100; deploy/systemd/canopy.service ships 1000; needs root; default: none)")
+    cpugroup.add_option(parser)
     parser.add_argument("--timeout", type=float, default=600.0, help="bound of every wait for sync (s)")
     parser.add_argument("--heartbeat-ms", type=int, default=200, help="HA heartbeat (the controller's default)")
     parser.add_argument("--dead-ms", type=int, default=1000, help="HA dead interval (the controller's default)")
@@ -517,8 +513,7 @@ def main(argv=None) -> int:
         parser.error("--ovs-nice must be 0 to 19")
     if not -20 <= args.controller_nice <= 0:
         parser.error("--controller-nice must be -20 to 0")
-    if args.controller_cpu_weight and not 1 <= args.controller_cpu_weight <= MAX_WEIGHT:
-        parser.error(f"--controller-cpu-weight must be 1 to {MAX_WEIGHT}")
+    cpugroup.check_option(parser, args)
     if len(document_subnets(args.vports)) > 64:
         parser.error(f"at most {64 * PER_SUBNET} vports")
     try:

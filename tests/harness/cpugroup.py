@@ -1,6 +1,6 @@
 """A CPU cgroup of its own for processes a benchmark starts, with a CPU weight: what systemd's ``CPUWeight=``
-(deploy/systemd/canopy.service) or a container's CPU shares give a service, in the lab (tests.benchmarks.vrs_scale
-``--controller-cpu-weight``).
+(deploy/systemd/canopy.service) or a container's CPU shares give a service, in the lab (``--controller-cpu-weight``
+of tests.benchmarks.vrs_scale, bursts and evpn_routes: ``add_option``, ``check_option``, ``weigh_controllers``).
 
 The weight is systemd's: 1-10,000, 100 the default of every other group. On the cgroup v2 hierarchy it is written to
 ``cpu.weight``; on v1's ``cpu`` controller it becomes ``cpu.shares`` as systemd converts it (weight x 1024 / 100,
@@ -10,6 +10,8 @@ such group weighs as a nice-0 process), then between the processes inside each."
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -107,3 +109,28 @@ def cpu_group_of(pid: int, root: Path = ROOT) -> str | None:
 def group_name(what: str) -> str:
     """A name of this process's own, so that concurrent benchmarks never share a group."""
     return f"canopy-{what}-{os.getpid()}"
+
+
+def add_option(parser: argparse.ArgumentParser) -> None:
+    """A benchmark's ``--controller-cpu-weight W`` (0: none, the default)."""
+    parser.add_argument("--controller-cpu-weight", type=int, default=0, metavar="W", help="run the controllers (and "
+                        "what they start: ExaBGP) in a CPU cgroup of their own with weight W (1-10000, systemd's "
+                        "CPUWeight=; every other group weighs 100; deploy/systemd/canopy.service ships 1000; needs "
+                        "root; default: none)")
+
+
+def check_option(parser: argparse.ArgumentParser, args) -> None:
+    if args.controller_cpu_weight and not 1 <= args.controller_cpu_weight <= MAX_WEIGHT:
+        parser.error(f"--controller-cpu-weight must be 1 to {MAX_WEIGHT}")
+
+
+def weigh_controllers(groups: contextlib.ExitStack, lab, weight: int) -> str | None:
+    """With ``weight`` (else nothing: None), every controller ``lab`` starts from now on runs in a CPU group of that
+    weight, removed when ``groups`` closes (enter it before the lab, so that the lab's processes are gone by then);
+    the group described."""
+    if not weight:
+        return None
+    group = groups.enter_context(CpuGroup(group_name("controllers"), weight))
+    argv = lab.controller_argv
+    lab.controller_argv = lambda path: group.wrap(argv(path))
+    return group.describe()

@@ -3,6 +3,7 @@ converted as systemd does (vrs_scale's ``--controller-cpu-weight``); a bad weigh
 close."""
 
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -63,3 +64,37 @@ def test_a_group_that_exists_is_refused_and_left_alone():
     finally:
         if theirs.exists():
             theirs.rmdir()
+
+
+def test_the_three_benchmarks_share_the_option_and_the_group_wraps_the_labs_controllers():
+    """bursts, evpn_routes and vrs_scale take ``--controller-cpu-weight`` from one place; ``weigh_controllers`` wraps
+    the lab's controller command in the group until the stack closes (then the group is gone); 0 changes nothing."""
+    import argparse
+    import contextlib
+
+    from tests.harness import cpugroup
+
+    for module in ("bursts", "evpn_routes", "vrs_scale"):
+        source = open(f"tests/benchmarks/{module}.py").read()
+        assert "cpugroup.add_option(parser)" in source and "cpugroup.check_option(parser, args)" in source
+        assert "cpugroup.weigh_controllers(" in source
+    parser = argparse.ArgumentParser()
+    cpugroup.add_option(parser)
+    with pytest.raises(SystemExit):
+        cpugroup.check_option(parser, parser.parse_args(["--controller-cpu-weight", "10001"]))
+
+    class Lab:
+        def controller_argv(self, path):
+            return ["canopy", "run", path]
+
+    lab = Lab()
+    with contextlib.ExitStack() as groups:
+        assert cpugroup.weigh_controllers(groups, lab, 0) is None
+        assert lab.controller_argv("c.yaml") == ["canopy", "run", "c.yaml"]
+        described = cpugroup.weigh_controllers(groups, lab, 1000)
+        assert "CPU weight 1000" in described
+        argv = lab.controller_argv("c.yaml")
+        assert argv[:2] == ["sh", "-c"] and argv[-3:] == ["canopy", "run", "c.yaml"]
+        group_dir = argv[2].split("> ")[1].split("/cgroup.procs")[0].split("/root", 1)[1]  # echo $$ > .../cgroup.procs
+        assert Path(group_dir).is_dir()
+    assert not Path(group_dir).exists()

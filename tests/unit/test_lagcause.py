@@ -14,7 +14,7 @@ class Clocks:
     """Fake clocks the test moves: wall, this thread's CPU, the process's CPU, run-queue wait, per-thread CPU."""
 
     def __init__(self):
-        self.wall = self.cpu = self.process = self.delay = 0.0
+        self.wall = self.cpu = self.process = self.delay = self.collected = 0.0
         self.threads = {1: 0.0, 2: 0.0}
 
     def advance(self, wall=0.0, cpu=0.0, delay=0.0, others=None):
@@ -28,7 +28,8 @@ class Clocks:
     def samples(self, keep=3, tracer=None):
         return LateSamples(keep, tracer, wall=lambda: self.wall, cpu=lambda: self.cpu,
                            process=lambda: self.process, delay=lambda: self.delay,
-                           per_thread=lambda: dict(self.threads), names=lambda: {1: "ha-heartbeat", 2: "tpool"})
+                           per_thread=lambda: dict(self.threads), names=lambda: {1: "ha-heartbeat", 2: "tpool"},
+                           collected=lambda: self.collected)
 
 
 def test_a_late_interval_is_split_into_cpu_wait_off_cpu_and_other_threads():
@@ -67,6 +68,30 @@ def test_only_the_longest_samples_are_kept_longest_first():
     assert [s["lag_ms"] for s in late.listed()] == [300.0, 200.0] and late.samples == 5
     late.reset()
     assert late.listed() == []
+
+
+def test_the_collectors_share_of_the_loops_cpu_is_named():
+    clocks = Clocks()
+    late = clocks.samples()
+    late.begin()
+    clocks.advance(wall=0.3, cpu=0.2)
+    clocks.collected += 0.15  # a collection of 150 ms inside the interval (controller/collector.py's total)
+    late.end(0.2)
+    assert late.listed()[0]["collector_ms"] == 150.0 and late.listed()[0]["cpu_ms"] == 200.0
+
+
+def test_the_worst_sample_since_the_start_outlives_a_reset_and_a_long_one_is_split_beyond_keep():
+    clocks = Clocks()
+    late = clocks.samples(keep=1)
+    made = []
+    for lag in (0.3, 0.2, 0.01):
+        late.begin()
+        clocks.advance(wall=0.1 + lag, cpu=lag)
+        made.append(late.end(lag, split_from=0.1))
+    assert made[0]["lag_ms"] == 300.0 and made[1]["lag_ms"] == 200.0  # not kept (keep=1), split all the same
+    assert made[2] is None  # short, not kept: not split at all (the common case costs nothing more)
+    late.reset()  # a benchmark's next step (DELETE /v1/stretches)
+    assert late.listed() == [] and late.worst["lag_ms"] == 300.0
 
 
 def test_the_tracer_says_how_many_turns_and_the_longest_of_the_interval():
