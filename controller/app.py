@@ -216,10 +216,15 @@ class CanopyApp(RyuApp):
 
     def _shut_down(self):
         """Everything but Ryu's own threads, in order: REST first (a request reads the store; one that arrives or
-        fails from now on gets 503 ``stopping``, not 500: controller/rest/server.py ``stop``), the store last."""
+        fails from now on gets 503 ``stopping``, not 500: controller/rest/server.py ``stop``); the programming loop
+        (no pass starts from now on, one under way is abandoned at its next turn: nothing is handed to the speaker or
+        the switches after they are told to stop; the stop of BGP below waits, up to a few seconds, for the duplicate
+        MAC flags' last write); then the HA pair, BGP, the switches; the store last."""
         self.hold.close()  # the sessions closed below are not switches leaving
         sdnotify.notify("STOPPING=1")
         self.rest.stop()
+        if self._worker is not None:
+            hub.kill(self._worker)
         if self.pair is not None:
             self.pair.stop()
         if self.federation is not None:
@@ -227,8 +232,6 @@ class CanopyApp(RyuApp):
         self.ovsdb.stop()
         for rec in self.reconcilers.values():
             self._stop(rec)
-        if self._worker is not None:
-            hub.kill(self._worker)
         self.store.close()
         collector.WATCH.uninstall()  # the process ends, or (tests) another controller starts in it
         if self.stall is not None:

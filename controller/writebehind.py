@@ -14,6 +14,15 @@ write, its fsyncs included, happens later, off the event loop (the duplicate MAC
 What a crash loses: the content put since the last acknowledged write (a restart reads the file last written). The
 defaults (``spawn`` and ``offload`` run the function at once) write before ``put`` returns: tests, and tools that
 have no event loop.
+
+One green thread at a time, assumed: ``put``, ``close`` and the writer share ``_pending`` and ``_busy`` without a
+lock (``_start``'s check-and-set of ``_busy`` is not atomic across OS threads). Under ryu-manager (threads
+monkey-patched) the default ``later`` is a green thread too. Outside it, a failed write's retry would run ``_start``
+from the OS thread of a real ``threading.Timer``, racing ``put``: no such caller exists (2026-12-05: the only
+WriteBehind is the duplicate MAC flags' file, bgp/dupkeep.py, built by bgp/federation.py; the app sets its
+``spawn`` and ``offload``; the benchmarks build a Federation without bgp settings, so without a file; no CLI
+command builds one; the unit tests that make a write fail replace ``later``). A tool that writes with it without
+ryu-manager must pass a ``later`` that runs on its own thread (or take a lock around ``put``).
 """
 
 from __future__ import annotations

@@ -16,6 +16,9 @@ Layout (every box is a network namespace named ``cnp<run id>-...``)::
 
 Teardown (``close``) stops controllers and other helper processes, deletes VMs, stops OVS, deletes
 the remaining namespaces and the workdir, and never raises: a failed step is logged and skipped.
+With ``CANOPY_KEEP_LOGS=DIR`` in the environment it first copies the workdir's logs and configs (every ``*.log`` and
+``*.yaml``: the controllers', OVS's, gobgpd's...) to ``DIR/<prefix>-<time>/``, keeping their relative paths, to read
+after a run that failed (or passed: nothing else changes).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 import ipaddress
 import itertools
 import logging
+import os
 import shutil
 import ssl
 import sys
@@ -46,6 +50,7 @@ from tests.harness.wait import wait_until
 
 MGMT_NET = ipaddress.ip_network("10.250.0.0/16")
 UNDERLAY_NET = ipaddress.ip_network("10.251.0.0/16")
+KEEP_LOGS = "CANOPY_KEEP_LOGS"  # environment variable: a directory the logs are copied to at teardown
 HELPER_GRACE = 5.0  # seconds a controller or helper process gets to exit on SIGTERM
 OVS_GRACE = 3.0
 log = logging.getLogger(__name__)
@@ -98,6 +103,8 @@ class Lab:
             self._step(f"delete VM {vm.name}", netns.delete, vm.ns)
         self._step("stop Open vSwitch", process.stop,
                    [c for c in self._children if c.pid in ovs_pids], OVS_GRACE)
+        if self.workdir is not None and os.environ.get(KEEP_LOGS):
+            self._step("keep the logs", self._keep_logs, Path(os.environ[KEEP_LOGS]))
         for ns in reversed(self.namespaces):
             self._step(f"delete namespace {ns}", netns.delete, ns)
         if self.workdir is not None:
@@ -106,6 +113,16 @@ class Lab:
             self._step("remove run record", self.record.remove)
         # after the record: this lab is not one of the live runs that keep the neighbour table raised
         self._step("give the neighbour table back", neighbour_table.give_back, live_run_ids)
+
+    def _keep_logs(self, target: Path) -> None:
+        """Copy the workdir's ``*.log`` and ``*.yaml`` files under ``target`` (module docstring)."""
+        into = target / f"{self.prefix}-{time.strftime('%Y%m%dT%H%M%S')}"
+        for path in sorted(self.workdir.rglob("*")):
+            if path.suffix in (".log", ".yaml") and path.is_file():
+                copy = into / path.relative_to(self.workdir)
+                copy.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(path, copy)
+        log.warning("logs kept in %s", into)
 
     @staticmethod
     def _step(what: str, action: Callable, *args) -> None:
