@@ -19,12 +19,11 @@ class InvalidReplica(ValueError):
     """Replicated data that a REST write with the same content would be refused for."""
 
 
-def stored_object(kind, oid, body, held: Policy | None = None) -> dict:
+def stored_object(kind, oid, body, current: dict | None = None) -> dict:
     """A replicated object body checked as a REST write would check it, with the managed fields (id, source)
-    the store keeps: as a creation, or as an update when ``held`` (the policy it goes into) holds the object, whose
+    the store keeps: as a creation, or as an update of ``current`` (the object as the standby holds it), whose
     immutable fields then keep their value; raises InvalidReplica naming the object and the reason."""
     _check_ref(kind, oid)
-    current = held.get(kind, oid) if held is not None else None
     where = f"{kind} {oid!r}"
     if not isinstance(body, dict):
         raise InvalidReplica(f"{where}: the body is not an object")
@@ -76,14 +75,18 @@ def _two_kinds(kind, oid, other) -> str:
 def checked_changes(changes: list[Change], policy: Policy, pacer: Pacer = NEVER) -> tuple[list[Change], Policy]:
     """The changes with checked bodies, and the policy they lead to from ``policy`` (which passed the checks:
     the standby's policy only ever holds checked data), checked with the rules a REST write is checked with
-    (controller.policy.check_changes); raises InvalidReplica. A put of an object the candidate holds (the policy with
-    the batch's earlier changes) is an update: its immutable fields keep their value. One the batch deleted first is a
-    creation, as it would be in a later batch. ``pacer`` is ticked per change (twice per put)."""
+    (controller.policy.check_changes); raises InvalidReplica. A put of an object the candidate (the policy with the
+    batch's earlier changes) or ``policy`` holds is an update: its immutable fields keep their value, also when the
+    batch deleted it first (State, comparing each object before and after the batch, would see it changed in place,
+    and check_changes presumes they stay: a subnet deleted and put again in another tenant or domain escaped the rules
+    a deletion is checked with). ``pacer`` is ticked per change (twice per put)."""
     candidate, out = policy.copy(), []
     for change in changes:
         pacer.tick()
         if change.op == "put":
-            body = stored_object(change.kind, change.id, change.body, candidate)
+            _check_ref(change.kind, change.id)
+            held = candidate.get(change.kind, change.id) or policy.get(change.kind, change.id)
+            body = stored_object(change.kind, change.id, change.body, held)
             candidate.put(change.kind, body)
         elif change.op == "delete" and change.body is None:
             _check_ref(change.kind, change.id)
