@@ -88,11 +88,60 @@ class Publishing(Driver):
         self.fed.mobility = self.mobility
         self.ref.mobility = self.full = Mobility(_duplicates(self.now))
 
+        self.rts: dict = {}  # ("domain" or "subnet", name) -> its export route targets in the policy (else the default)
+
+    def step(self):
+        if self.rng.random() < 0.06:
+            self.ev_rts()
+        else:
+            super().step()
+
+    def ev_rts(self):
+        """A domain's or a subnet's export route targets change (nothing else does: its routes are made again)."""
+        rng = self.rng
+        what = rng.choice([("domain", name) for name in sorted(self.domains)] +
+                          [("subnet", name) for name in sorted(self.subnets)])
+        self.rts[what] = rng.choice([None, ["65000:777"], ["65000:777", "65000:778"]])
+        self.commit()
+
+    def document(self) -> dict:
+        doc = super().document()
+        for tenant in doc["tenants"]:
+            for dom in tenant["domains"]:
+                self._rts(dom, "domain")
+                for sub in dom["subnets"]:
+                    self._rts(sub, "subnet")
+            for sub in tenant["subnets"]:
+                self._rts(sub, "subnet")
+        return doc
+
+    def _rts(self, body: dict, kind: str) -> None:
+        rts = getattr(self, "rts", {}).get((kind, body["name"]))
+        if rts is not None:
+            body["export_rts"] = list(rts)
+
     def publish(self, where: str) -> None:
-        view = self.prog.view
-        for fed in (self.ref, self.fed):
+        view, fed = self.prog.view, self.fed
+        self.ref.publish(view)
+        # what the last publish's Origins says is what unbinding withdraws until the next hand-over: the Originator
+        # changing what it keeps (during this publish's pauses) must not change it
+        keys = set(fed.speaker.desired) | set(fed._origins._count) | set(fed._origins._pins)
+        vports = set(fed._origins._keys_of) | set(fed.originator._of_vport)
+        before, origins, update = said(fed._origins, keys, vports), fed._origins, fed.originator.update
+
+        def checked(*args):
+            try:
+                return update(*args)
+            finally:
+                assert said(origins, keys, vports) == before, f"{where}: the last publish's Origins changed"
+
+        fed.originator.update = checked
+        try:
             fed.publish(view)
-            fed.early = True
+        finally:
+            del fed.originator.update
+        for each in (self.ref, fed):
+            each.early = True
         self.compare(where)
 
     def compare(self, where: str) -> None:
@@ -116,7 +165,7 @@ def run(seed: int) -> dict:
     world = Publishing(rng)
     world.commit()
     world.prog.refresh(full=True)
-    seen = {"by delta": 0, "left out": 0, "carried": 0, "not originating": 0}
+    seen = {"by delta": 0, "left out": 0, "carried": 0, "not originating": 0, "route targets": 0}
     for step in range(STEPS):
         world.step()
         if rng.random() < 0.25:
@@ -132,6 +181,7 @@ def run(seed: int) -> dict:
         seen["by delta"] += bool(before) and world.fed.originator._view() is before
         seen["carried"] += bool(world.fed._early._routes)
         seen["not originating"] += not world.fed.originating
+        seen["route targets"] = len([rts for rts in world.rts.values() if rts])
     seen["left out"] = world.ref.left_out
     return seen
 
