@@ -262,11 +262,12 @@ class Federation:
         except BaseException:  # the sequence numbers ``Mobility.taken`` named are not taken: start from scratch
             self.originator.forget()
             raise
-        routes = self.originator.routes if delta is not _FULL else self._full
-        for key in routes if delta is None or delta is _FULL else delta:
-            route = routes.get(key)
-            if route is not None and bgp_routes.encode(route):  # each new route's command text made here, not
-                pacer.tick()  # under the speaker's lock
+        if originating:
+            routes = self.originator.routes if delta is not _FULL else self._full
+            for key in routes if delta is None or delta is _FULL else delta:
+                route = routes.get(key)
+                if route is not None and bgp_routes.encode(route):  # each new route's command text made here,
+                    pacer.tick()  # not under the speaker's lock
         with self._origins_lock:  # no pause from here to the speaker: see the module docstring
             self._hand_over(view, policy, originating, delta)
         if settled and complete:
