@@ -254,24 +254,40 @@ class Federation:
         settled = self.settled()  # read with ``originating``: a role decided later publishes again
         pacer, policy, originating = self.pacer, self.state.policy, self.originating
         self.keeper.take_incoming(originating)  # the HA active's flags (a standby)
-        try:
+        try:  # (raising, the sequence numbers ``Mobility.taken`` named or the routes kept since are not handed over:
+            # the next publish starts from scratch)
             seqs = self.mobility.update(view, self.state.remote_index, pacer)
             self.keeper.sync(originating)
             self._arm_recovery()
             delta = self._originate(view, policy, seqs, pacer) if originating else None
-        except BaseException:  # the sequence numbers ``Mobility.taken`` named are not taken: start from scratch
+            plan = self._encode(delta, pacer) if originating else None
+        except BaseException:
             self.originator.forget()
             raise
-        if originating:
-            routes = self.originator.routes if delta is not _FULL else self._full
-            for key in routes if delta is None or delta is _FULL else delta:
-                route = routes.get(key)
-                if route is not None and bgp_routes.encode(route):  # each new route's command text made here,
-                    pacer.tick()  # not under the speaker's lock
         with self._origins_lock:  # no pause from here to the speaker: see the module docstring
-            self._hand_over(view, policy, originating, delta)
+            self._hand_over(view, policy, originating, delta, plan)
         if settled and complete:
             self.speaker.complete()  # End-of-RIB follows once ExaBGP holds these (bgp/endofrib.py)
+
+    def _encode(self, delta, pacer) -> tuple | None:
+        """Each new route's command text, made here, not under the speaker's lock; with a ``delta``, what its keys are
+        to the speaker (announced {key: route}, withdrawn {key}: the plan ``_hand_over`` completes)."""
+        routes = self.originator.routes if delta is not _FULL else self._full
+        if delta is None or delta is _FULL:
+            for route in routes.values():
+                if bgp_routes.encode(route):
+                    pacer.tick()
+            return None
+        announce, withdraw = {}, set()
+        for key in delta:
+            route = routes.get(key)
+            if route is None:
+                withdraw.add(key)
+            else:
+                announce[key] = route
+                bgp_routes.encode(route)
+            pacer.tick()
+        return announce, withdraw
 
     def _originate(self, view, policy, seqs, pacer):
         """The routes of this View (``originator.routes``, by delta): the keys that changed, or None (taken from
@@ -284,12 +300,14 @@ class Federation:
             self._full = originate(view, policy, seqs, pacer, self._full_origins)
             return _FULL
 
-    def _hand_over(self, view, policy, originating: bool, delta) -> None:
+    def _hand_over(self, view, policy, originating: bool, delta, plan) -> None:
         """Under ``_origins_lock``: this publish's Origins (on the Originator's routes), the routes of vports unbound
         meanwhile left out and those announced at bind carried (``bgp.early``), and the speaker told. After a
         publish from scratch (or not originating, or the full ``originate``) the speaker gets every route
         (``set_desired``); else only the keys that changed, those this publish's or the last one's Origins left
-        out or carried, and those withdrawn or announced at bind since the last publish (``_touched``)."""
+        out or carried, and those withdrawn or announced at bind since the last publish (``_touched``). ``plan``:
+        (announced, withdrawn) of the changed keys, made before the lock as the kept routes say; only the others
+        are looked at here."""
         originator = self.originator
         if not originating:
             originator.forget()
@@ -313,12 +331,14 @@ class Federation:
             full.update(desired.carried)
             self.speaker.set_desired(full)
         else:
-            announce, withdraw = {}, []
-            for key in delta | self._touched | left_out | desired.carried.keys():
+            announce, withdraw = plan
+            for key in self._touched | left_out | desired.carried.keys():
                 route = desired.get(key)
                 if route is None:
-                    withdraw.append(key)
+                    announce.pop(key, None)
+                    withdraw.add(key)
                 else:
+                    withdraw.discard(key)
                     announce[key] = route
             if withdraw:
                 self.speaker.withdraw(withdraw)

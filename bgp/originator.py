@@ -143,6 +143,7 @@ class Originator:
         groups = set()
         for eid in eids:
             self._drop(eid, changed, groups)
+            pacer.tick()
         for eid in eids:
             self._take(view.local.get(eid), eid, view, policy, seqs, changed, groups)
             pacer.tick()

@@ -12,6 +12,7 @@ says stands behind every route (which is what unbinding withdraws at once)."""
 from __future__ import annotations
 
 import random
+import sys
 
 import pytest
 
@@ -224,3 +225,39 @@ def test_a_publish_costs_what_changed_not_the_local_endpoints(n, monkeypatch):
         assert fed.speaker.desired == originate(prog.view, state.policy, fed.mobility.seqs)
     small, big = costs
     assert big <= small + 100, costs
+
+
+class _RaiseIn:
+    """A pacer whose first tick in ``function`` of ``module`` raises (a pause that ends in an exception: a shutdown's
+    GreenletExit)."""
+
+    every = 1
+
+    def __init__(self, module: str, function: str):
+        self.where = (module, function)
+
+    def tick(self, n: int = 1) -> None:
+        caller = sys._getframe(1)
+        if (caller.f_globals["__name__"], caller.f_code.co_name) == self.where:
+            raise RuntimeError("stopped in a pause")
+
+
+@pytest.mark.parametrize("where", [("bgp.mobility", "_locals"), ("bgp.mobility", "_update"),
+                                   ("bgp.originator", "_update"), ("bgp.federation", "_encode")])
+def test_a_publish_stopped_in_a_pause_is_repaired_by_the_next(where, monkeypatch):
+    """A publish stopped in a pause (a shutdown's GreenletExit): in MAC mobility, in the origination, or after it,
+    before the speaker was told. The next publish hands over what the full publish would."""
+    from controller.pacer import NEVER
+
+    monkeypatch.setattr(loglimit, "_last_logged", {})
+    state, prog = local_macs(20)
+    fed = Federation(None, "/unused", state, speaker=DictSpeaker())
+    fed.publish(prog.view)
+    for name in ("vm1", "vm2", "vm3"):
+        one_port_changed(state, prog, name)
+    fed.pacer = _RaiseIn(*where)
+    with pytest.raises(RuntimeError):
+        fed.publish(prog.view)
+    fed.pacer = NEVER
+    fed.publish(prog.view)
+    assert fed.speaker.desired == originate(prog.view, state.policy, fed.mobility.seqs)
