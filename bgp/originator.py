@@ -119,8 +119,8 @@ class Originator:
         """Bring ``routes`` to ``originate(view, policy, seqs)``; the keys that changed (came, went or changed), or
         None when everything was taken from scratch. ``taken``: the (subnet, MAC) pairs whose ``seqs`` entry may have
         changed since the last update (None: any). ``pacer`` is ticked per endpoint dropped and taken again; the
-        View, policy and ``seqs`` must not change during its pauses (``originate``'s rule). Raises ``Clash`` (see the module
-        docstring); an update that raises is followed by one from scratch."""
+        View, policy and ``seqs`` must not change during its pauses (``originate``'s rule). Raises ``Clash`` (see the
+        module docstring); an update that raises is followed by one from scratch."""
         try:
             return self._update(view, policy, seqs, taken, pacer)
         except BaseException:
