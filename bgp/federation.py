@@ -42,6 +42,7 @@ from bgp.evpn import ImportResult, originate
 from bgp.mobility import Mobility
 from bgp.importer import ImportTally, RemoteDelta, RouteImport
 from bgp.origins import Origins
+from bgp.originator import Clash, Originator
 from bgp.routebook import GracefulRestart
 from bgp.speaker import Neighbor, Speaker, SpeakerConfig
 from controller.derive import own_vtep_ips
@@ -50,6 +51,7 @@ from controller.remote import RemoteTable
 from controller.writebehind import later
 
 log = logging.getLogger("canopy.bgp")
+_FULL = object()  # ``_originate``'s answer when the full originate made the routes
 RECOVERY_MIN = 0.05  # seconds: the soonest a pass is woken for a flag's recovery
 
 
@@ -94,7 +96,13 @@ class Federation:
         # (what the start-up hold waits for: its View holds every route of the others)
         self._awaited = self.awaited = sorted(str(n.address) for n in getattr(bgp_settings, "neighbors", ()))
         self.pacer = NEVER  # the programming loop's (controller/app.py): its steps here pause every so many routes
+        self.originator = Originator()  # the routes this node originates, kept by delta (bgp/originator.py)
         self._origins = Origins()  # what stands behind the routes the last publish handed to the speaker
+        self._unlocated: set = set()  # vports State unbound, not bound since, that the last publish's routes name
+        # (or unbound since it): what the next publish's Origins may have to leave out (``Origins.settle``)
+        self._touched: set = set()  # keys the speaker was told of outside ``originator.routes`` since the last
+        # publish's hand-over (left out, carried, withdrawn or announced at bind): told again at the next
+        self._full = self._full_origins = None  # the full originate's routes and Origins (a ``Clash``)
         self._origins_lock = threading.Lock()
         self.early = False  # announce at bind (bgp/early.py): the app allows it once passes hand out
         self.settled = lambda: True  # the HA role is decided (the app's): what a publish hands over is complete
@@ -233,32 +241,110 @@ class Federation:
         replace State's policy and an HA role change may flip ``originating``; both are read once, here, and the
         pass the change wakes publishes again with the new ones. The View and State's remote index change only
         in the programming loop, which is running this pass; the speaker's thread only reads ExaBGP meanwhile (the
-        speaker's lock is taken once, by ``set_desired``, after the last pause).
+        speaker is told after the last pause: ``_hand_over``).
+
+        Work in proportion to what changed: the routes are kept by delta (``bgp.originator``), only the changed ones
+        are encoded, and the speaker is handed only the keys that changed (``set_desired``, every route, only after an
+        origination from scratch).
 
         The first publish (after the start-up hold, the HA role decided) hands over every route announced after
         this start: the speaker sends each peer End-of-RIB once ExaBGP holds them (graceful restart, RFC 4724,
         the restarting side: ``bgp.endofrib``). ``complete`` False (a publish during the start-up hold, of the
         routes of what its View knows: controller/routepass.py): the set is not complete, no End-of-RIB follows."""
         settled = self.settled()  # read with ``originating``: a role decided later publishes again
-        pacer, policy, originating, origins = self.pacer, self.state.policy, self.originating, Origins()
+        pacer, policy, originating = self.pacer, self.state.policy, self.originating
         self.keeper.take_incoming(originating)  # the HA active's flags (a standby)
-        seqs = self.mobility.update(view, self.state.remote_index, pacer)
-        self.keeper.sync(originating)
-        self._arm_recovery()
-        desired = originate(view, policy, seqs, pacer, origins) if originating else {}
-        for route in desired.values():
-            if bgp_routes.encode(route):  # each new route's command text made here, not under the speaker's lock
-                pacer.tick()
+        try:  # (raising, the sequence numbers ``Mobility.taken`` named or the routes kept since are not handed over:
+            # the next publish starts from scratch)
+            seqs = self.mobility.update(view, self.state.remote_index, pacer)
+            self.keeper.sync(originating)
+            self._arm_recovery()
+            delta = self._originate(view, policy, seqs, pacer) if originating else None
+            plan = self._encode(delta, pacer) if originating else None
+        except BaseException:
+            self.originator.forget()
+            raise
         with self._origins_lock:  # no pause from here to the speaker: see the module docstring
-            for key in origins.settle(self.state.locations):  # vports unbound while this View was published
-                del desired[key]
-            if originating:
-                self._early.carry(desired, origins)  # announced at bind, not in this View yet
-            self._early.remember(view, policy, originating)
-            self._origins = origins
-            self.speaker.set_desired(desired)
+            self._hand_over(view, policy, originating, delta, plan)
         if settled and complete:
             self.speaker.complete()  # End-of-RIB follows once ExaBGP holds these (bgp/endofrib.py)
+
+    def _encode(self, delta, pacer) -> tuple | None:
+        """Each new route's command text, made here, not under the speaker's lock; with a ``delta``, what its keys are
+        to the speaker (announced {key: route}, withdrawn {key}: the plan ``_hand_over`` completes)."""
+        routes = self.originator.routes if delta is not _FULL else self._full
+        if delta is None or delta is _FULL:
+            for route in routes.values():
+                if bgp_routes.encode(route):
+                    pacer.tick()
+            return None
+        announce, withdraw = {}, set()
+        for key in delta:
+            route = routes.get(key)
+            if route is None:
+                withdraw.add(key)
+            else:
+                announce[key] = route
+                bgp_routes.encode(route)
+            pacer.tick()
+        return announce, withdraw
+
+    def _originate(self, view, policy, seqs, pacer):
+        """The routes of this View (``originator.routes``, by delta): the keys that changed, or None (taken from
+        scratch); ``_FULL`` when the Originator cannot keep them (``Clash``): the full ``originate`` in ``_full``,
+        with its ``Origins`` in ``_full_origins``."""
+        try:
+            return self.originator.update(view, policy, seqs, self.mobility.taken, pacer)
+        except Clash:
+            self._full_origins = Origins()
+            self._full = originate(view, policy, seqs, pacer, self._full_origins)
+            return _FULL
+
+    def _hand_over(self, view, policy, originating: bool, delta, plan) -> None:
+        """Under ``_origins_lock``: this publish's Origins (on the Originator's routes), the routes of vports unbound
+        meanwhile left out and those announced at bind carried (``bgp.early``), and the speaker told. After a
+        publish from scratch (or not originating, or the full ``originate``) the speaker gets every route
+        (``set_desired``); else only the keys that changed, those this publish's or the last one's Origins left
+        out or carried, and those withdrawn or announced at bind since the last publish (``_touched``). ``plan``:
+        (announced, withdrawn) of the changed keys, made before the lock as the kept routes say; only the others
+        are looked at here."""
+        originator = self.originator
+        if not originating:
+            originator.forget()
+            origins, routes, candidates = Origins(), {}, None
+        elif delta is _FULL:
+            origins, routes, candidates = self._full_origins, self._full, None
+            self._full = self._full_origins = None
+        else:
+            origins, routes = Origins(originator), originator.routes
+            candidates = self._unlocated if delta is not None else None
+        originator.watcher = origins if routes is originator.routes else None
+        left_out = set(origins.settle(self.state.locations, candidates))  # vports unbound while this View was made
+        self._unlocated = {vid for vid in self._unlocated if origins.has(vid)}
+        desired = _Handed(routes, left_out)
+        if originating:
+            self._early.carry(desired, origins)  # announced at bind, not in this View yet
+        self._early.remember(view, policy, originating)
+        self._origins = origins
+        if delta is None or delta is _FULL:
+            full = {key: route for key, route in routes.items() if key not in left_out}
+            full.update(desired.carried)
+            self.speaker.set_desired(full)
+        else:
+            announce, withdraw = plan
+            for key in self._touched | left_out | desired.carried.keys():
+                route = desired.get(key)
+                if route is None:
+                    announce.pop(key, None)
+                    withdraw.add(key)
+                else:
+                    withdraw.discard(key)
+                    announce[key] = route
+            if withdraw:
+                self.speaker.withdraw(withdraw)
+            if announce:
+                self.speaker.announce(announce)
+        self._touched = left_out | desired.carried.keys()
 
     def handed_over(self) -> None:
         """What the last publish handed to the speaker is complete (it was published with ``complete`` False, and
@@ -276,13 +362,17 @@ class Federation:
         locations = self.state.locations
         bound = [vid for vid in vport_ids if vid in locations]
         with self._origins_lock:
+            self._unlocated.update(vid for vid in vport_ids if vid not in locations)
+            self._unlocated.difference_update(bound)
             gone = self._origins.unbound([vid for vid in vport_ids if vid not in locations])
             self._origins.bound(bound)
             if gone:
+                self._touched.update(gone)
                 self.speaker.withdraw(gone)
             if self.early and self.originating:
                 new = self._early.bound(bound, self._origins)
                 if new:
+                    self._touched.update(new)
                     self.speaker.announce(new)
 
     def clear_duplicates(self, subnet_id: str | None = None, mac: str | None = None) -> list[dict]:
@@ -336,3 +426,23 @@ class Federation:
             pacer.tick()
         keyed.sort(key=lambda pair: pair[0])
         return [entry for _, entry in keyed]
+
+
+class _Handed:
+    """What a publish hands over, for ``EarlyAnnounce.carry``: ``routes`` without ``left_out``, plus what is carried
+    (``carried``), read without copying ``routes``."""
+
+    def __init__(self, routes: dict, left_out: set):
+        self.routes, self.left_out, self.carried = routes, left_out, {}
+
+    def __contains__(self, key) -> bool:
+        return key in self.carried or (key in self.routes and key not in self.left_out)
+
+    def __setitem__(self, key, route) -> None:
+        self.carried[key] = route
+
+    def get(self, key):
+        route = self.carried.get(key)
+        if route is None and key not in self.left_out:
+            route = self.routes.get(key)
+        return route

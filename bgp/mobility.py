@@ -54,6 +54,8 @@ class Mobility:
         self._heard_at: dict[str, set] = {}  # VTEP IP -> the local (subnet, MAC) peers announce there
         self._view = self._remote = _unfollowed  # () -> the View / remote index followed (weakly), or None
         self._view_feed = self._remote_feed = None
+        self.taken: set | None = None  # the (subnet, MAC) pairs the last update took again (None: every one); only
+        # those may have another ``seqs`` entry than before it (bgp/originator.py takes their routes again)
 
     def counts(self) -> dict:
         """{"not_announced": local MACs not announced because a peer's route wins, "sticky": of those, the ones a
@@ -87,9 +89,11 @@ class Mobility:
             keys = moved | heard | flags
             for ip in vteps:  # a VTEP became ours or stopped being: the MACs peers announce there
                 keys |= self._heard_at.get(ip, set())
+        self.taken = None
         for key in keys:
             self._take(key, remote)
             pacer.tick()
+        self.taken = None if endpoints is None or heard is None or flags is None else keys
         return self.seqs
 
     # ------------------------------------------------------------------ what changed

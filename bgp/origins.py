@@ -18,49 +18,97 @@ behind, so that another vport going later does not take them away while it is th
 from __future__ import annotations
 
 
-class Origins:
-    """The vports behind each originated route of one ``publish`` (filled by ``bgp.evpn.originate``)."""
+class _NoBase:
+    """The base of an Origins filled by ``add`` only: nothing."""
 
-    def __init__(self):
-        self._keys_of: dict[str, list] = {}  # vport id -> keys of the routes it stands behind
-        self._behind: dict[tuple, int] = {}  # route key -> how many of its vports are still bound
-        self._pinned: set[tuple] = set()  # keys with something other than a vport behind them too
+    @staticmethod
+    def keys_of(vport_id) -> tuple:
+        return ()
+
+    @staticmethod
+    def behind(key) -> int:
+        return 0
+
+    @staticmethod
+    def pinned(key) -> bool:
+        return False
+
+    @staticmethod
+    def vports():
+        return ()
+
+
+class Origins:
+    """The vports behind each originated route of one ``publish``: those ``add`` records (``bgp.evpn.originate``,
+    ``bgp.early``), on top of a ``base`` (``bgp.originator.Originator``: what it keeps by delta between publishes,
+    read here, never copied whole). The base may change after this publish (the next one's origination) while this
+    Origins still answers for the routes handed over: it calls ``keep`` first, for what it is about to change, so
+    that this Origins goes on seeing the base as it was."""
+
+    def __init__(self, base=None):
+        self._base = base if base is not None else _NoBase
+        self._keys_of: dict[str, list] = {}  # vport id -> keys of the routes it stands behind (base's kept or added)
+        self._count: dict[tuple, int] = {}  # route key -> how many of its vports are still bound (else the base's)
+        self._pins: dict[tuple, bool] = {}  # route key -> pinned: something other than a vport behind it too (else
+        # the base's)
         self._unbound: set[str] = set()  # vports no longer counted behind their routes (``unbound``)
+
+    def keep(self, vport_ids=(), keys=()) -> None:
+        """The base is about to change what it says of these vports and route keys: hold what it says now."""
+        base = self._base
+        for vid in vport_ids:
+            if vid not in self._keys_of:
+                self._keys_of[vid] = list(base.keys_of(vid))
+        for key in keys:
+            if key not in self._count:
+                self._count[key] = base.behind(key)
+            if key not in self._pins:
+                self._pins[key] = base.pinned(key)
+
+    def _keys(self, vid) -> list:
+        keys = self._keys_of.get(vid)
+        return keys if keys is not None else self._base.keys_of(vid)
+
+    def _left(self, key) -> int:
+        left = self._count.get(key)
+        return left if left is not None else self._base.behind(key)
+
+    def _pinned(self, key) -> bool:
+        pinned = self._pins.get(key)
+        return pinned if pinned is not None else self._base.pinned(key)
 
     def add(self, key: tuple, sources) -> None:
         """``sources`` stand behind the route ``key``: endpoints of kind "vport" (counted by vport id; each vport
         once per route), or anything else (a hardware VTEP's endpoint or session), which pins the route."""
-        keys_of, behind = self._keys_of, 0
+        behind = 0
         for source in sources:
             if getattr(source, "kind", None) != "vport":
-                self._pinned.add(key)
+                self._pins[key] = True
                 continue
-            keys = keys_of.get(source.vport_id)
-            if keys is None:
-                keys_of[source.vport_id] = [key]
-            else:
-                keys.append(key)
+            vid = source.vport_id
+            if vid not in self._keys_of:
+                self._keys_of[vid] = list(self._base.keys_of(vid))
+            self._keys_of[vid].append(key)
             behind += 1
         if behind:
-            self._behind[key] = self._behind.get(key, 0) + behind
+            self._count[key] = self._left(key) + behind
 
     def has(self, vport_id) -> bool:
         """Whether routes of the last publish (or announced since) name this vport, unbound since or not."""
-        return vport_id in self._keys_of
+        return bool(self._keys(vport_id))
 
     def unbound(self, vport_ids) -> list[tuple]:
         """``vport_ids`` no longer stand behind their routes (State no longer locates them); the keys of the routes
         nothing stands behind now."""
         gone = []
         for vid in vport_ids:
-            keys = self._keys_of.get(vid)
-            if keys is None or vid in self._unbound:
+            keys = self._keys(vid)
+            if not keys or vid in self._unbound:
                 continue
             self._unbound.add(vid)
             for key in keys:
-                left = self._behind[key] - 1
-                self._behind[key] = left
-                if not left and key not in self._pinned:
+                left = self._count[key] = self._left(key) - 1
+                if not left and not self._pinned(key):
                     gone.append(key)
         return gone
 
@@ -69,9 +117,13 @@ class Origins:
         counted, they would let another vport's unbinding withdraw a route they are behind) until the next pass."""
         for vid in vport_ids:
             if vid in self._unbound:
-                self._pinned.update(self._keys_of.get(vid, ()))
+                for key in self._keys(vid):
+                    self._pins[key] = True
 
-    def settle(self, locations) -> list[tuple]:
+    def settle(self, locations, candidates=None) -> list[tuple]:
         """``unbound`` for every vport not in ``locations`` (State's, now): what was unbound while the routes
-        were being made, to be left out of what is announced."""
-        return self.unbound([vid for vid in self._keys_of if vid not in locations])
+        were being made, to be left out of what is announced. ``candidates``: the vports whose location changed
+        since the routes' View was made (None: not known, every vport behind a route is looked at)."""
+        if candidates is None:
+            candidates = set(self._keys_of) | set(self._base.vports())
+        return self.unbound([vid for vid in candidates if vid not in locations])

@@ -176,9 +176,11 @@ class RouteBook:
         if not self.connected:
             return []
         new = []
-        for key, route in routes.items():
-            if self.expected.get(key) != route and self.failed.get(key) != route:
-                self.expected[key] = route
+        expected, failed = self.expected, self.failed
+        for key, route in routes.items():  # by identity first, as ``_sync`` (a publish hands over kept objects)
+            sent = expected.get(key)
+            if sent is not route and sent != route and failed.get(key) != route:
+                expected[key] = route
                 new.append(route)
         return self._send_all(bgp_routes.ANNOUNCE, new)
 

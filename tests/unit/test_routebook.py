@@ -395,3 +395,21 @@ def test_handing_over_the_same_routes_again_compares_none_of_them_field_by_field
     changed[first] = replace(changed[first], next_hop="192.0.2.9")
     sent = book.set_desired(changed)
     assert len(sent) == 1 and "192.0.2.9" in sent[0] and book.expected == changed
+
+
+def test_announcing_the_same_routes_again_compares_none_of_them_field_by_field(monkeypatch):
+    """A publish by delta hands ``announce`` the kept objects of the routes it tells again (those announced at bind
+    among them: 10,000 in evpn_routes' announce phase): compared by identity first, as ``set_desired`` does."""
+    from dataclasses import replace
+
+    routes = {r.key: r for r in (replace(ROUTE, mac=f"52:54:00:00:{i >> 8:02x}:{i & 0xff:02x}", ip=None)
+                                 for i in range(300))}
+    book = RouteBook((Neighbor(PEER, 65001),))
+    book.attach()
+    assert len(book.announce(routes)) == 1
+    compared = []
+    equal = MacIpRoute.__eq__
+    monkeypatch.setattr(MacIpRoute, "__eq__", lambda self, other: compared.append(1) or equal(self, other))
+    assert book.announce(dict(routes)) == [] and not compared
+    copies = {key: replace(route) for key, route in routes.items()}
+    assert book.announce(copies) == [] and len(compared) == len(routes)  # equal, not the same: compared

@@ -1,0 +1,263 @@
+"""Publishing by delta (bgp/originator.py, ``Federation.publish``) against the full publish it replaced
+(``FullPublish``: ``Federation.publish`` as it was until stop 34, the full ``originate`` and a fresh ``Origins``
+each time, every route handed over with ``set_desired``), and the work a publish costs.
+
+The oracle: random sequences of MAC mobility's oracle events (tests/unit/test_mobility_oracle.py ``Driver``: the
+incremental oracle's world, peers contesting local MACs, duplicate flags changing, tunnel IPs changing, Views built
+again from scratch), some of them landing between a pass's View and its publish (vports unbound or bound meanwhile:
+left out, or announced at bind and carried), and the HA role flipping. Two Federations follow one State: after
+every publish, and after every event, what each speaker holds must be the same, and so must what each ``Origins``
+says stands behind every route (which is what unbinding withdraws at once)."""
+
+from __future__ import annotations
+
+import random
+import sys
+
+import pytest
+
+from bgp import routes as bgp_routes
+from bgp.evpn import originate
+from bgp.federation import Federation
+from bgp.mobility import Mobility
+from bgp.origins import Origins
+from controller import loglimit
+from tests.unit.test_duplicate_macs_pass import opcodes
+from tests.unit.test_mobility_oracle import Driver, _duplicates, local_macs, one_port_changed
+
+SEEDS, STEPS = 12, 100
+
+
+class DictSpeaker:
+    """A speaker that holds what it is told to announce."""
+
+    def __init__(self):
+        self.desired: dict = {}
+
+    def set_desired(self, routes):
+        self.desired = dict(routes)
+
+    def announce(self, routes):
+        self.desired.update(routes)
+
+    def withdraw(self, keys):
+        for key in keys:
+            self.desired.pop(key, None)
+
+    def complete(self):
+        pass
+
+
+class FullPublish(Federation):
+    """``Federation.publish`` as it was (stop 34): everything originated and handed over at every publish."""
+
+    left_out = 0  # publishes that left out routes of vports unbound meanwhile
+
+    def publish(self, view, complete: bool = True) -> None:
+        pacer, policy, originating, origins = self.pacer, self.state.policy, self.originating, Origins()
+        self.keeper.take_incoming(originating)
+        seqs = self.mobility.update(view, self.state.remote_index, pacer)
+        self.keeper.sync(originating)
+        desired = originate(view, policy, seqs, pacer, origins) if originating else {}
+        for route in desired.values():
+            bgp_routes.encode(route)
+        with self._origins_lock:
+            left_out = origins.settle(self.state.locations)
+            self.left_out += bool(left_out)
+            for key in left_out:
+                del desired[key]
+            if originating:
+                self._early.carry(desired, origins)
+            self._early.remember(view, policy, originating)
+            self._origins = origins
+            self.speaker.set_desired(desired)
+
+
+def said(origins: Origins, keys, vports) -> tuple:
+    """What ``origins`` says of these vports (the keys they stand behind) and route keys (vports behind, pinned)."""
+    return ({vid: sorted(origins._keys(vid)) for vid in vports if origins._keys(vid)},
+            {key: (origins._left(key), origins._pinned(key)) for key in keys})
+
+
+class Publishing(Driver):
+    """MAC mobility's driver with two Federations on its State: by delta (``fed``) and the full one (``ref``)."""
+
+    def __init__(self, rng):
+        super().__init__(rng)
+        self.fed = Federation(None, "/unused", self.state, speaker=DictSpeaker())
+        self.ref = FullPublish(None, "/unused", self.state, speaker=DictSpeaker())
+        self.fed.mobility = self.mobility
+        self.ref.mobility = self.full = Mobility(_duplicates(self.now))
+
+        self.rts: dict = {}  # ("domain" or "subnet", name) -> its export route targets in the policy (else the default)
+
+    def step(self):
+        if self.rng.random() < 0.06:
+            self.ev_rts()
+        else:
+            super().step()
+
+    def ev_rts(self):
+        """A domain's or a subnet's export route targets change (nothing else does: its routes are made again)."""
+        rng = self.rng
+        what = rng.choice([("domain", name) for name in sorted(self.domains)] +
+                          [("subnet", name) for name in sorted(self.subnets)])
+        self.rts[what] = rng.choice([None, ["65000:777"], ["65000:777", "65000:778"]])
+        self.commit()
+
+    def document(self) -> dict:
+        doc = super().document()
+        for tenant in doc["tenants"]:
+            for dom in tenant["domains"]:
+                self._rts(dom, "domain")
+                for sub in dom["subnets"]:
+                    self._rts(sub, "subnet")
+            for sub in tenant["subnets"]:
+                self._rts(sub, "subnet")
+        return doc
+
+    def _rts(self, body: dict, kind: str) -> None:
+        rts = getattr(self, "rts", {}).get((kind, body["name"]))
+        if rts is not None:
+            body["export_rts"] = list(rts)
+
+    def publish(self, where: str) -> None:
+        view, fed = self.prog.view, self.fed
+        self.ref.publish(view)
+        # what the last publish's Origins says is what unbinding withdraws until the next hand-over: the Originator
+        # changing what it keeps (during this publish's pauses) must not change it
+        keys = set(fed.speaker.desired) | set(fed._origins._count) | set(fed._origins._pins)
+        vports = set(fed._origins._keys_of) | set(fed.originator._of_vport)
+        before, origins, update = said(fed._origins, keys, vports), fed._origins, fed.originator.update
+
+        def checked(*args):
+            try:
+                return update(*args)
+            finally:
+                assert said(origins, keys, vports) == before, f"{where}: the last publish's Origins changed"
+
+        fed.originator.update = checked
+        try:
+            fed.publish(view)
+        finally:
+            del fed.originator.update
+        for each in (self.ref, fed):
+            each.early = True
+        self.compare(where)
+
+    def compare(self, where: str) -> None:
+        ref, fed = self.ref, self.fed
+        assert fed.speaker.desired == ref.speaker.desired, where
+        assert fed.mobility.seqs == ref.mobility.seqs, where
+        keys = set(ref.speaker.desired) | set(ref._origins._count) | set(ref._origins._pins)
+        vports = set(ref._origins._keys_of) | set(fed._origins._keys_of) | set(fed.originator._of_vport)
+        assert said(fed._origins, keys, vports) == said(ref._origins, keys, vports), where
+
+    def role(self) -> None:
+        """An HA standby (not originating) for a pass or two, or the active again."""
+        originating = not self.fed.originating or self.rng.random() < 0.5
+        for fed in (self.ref, self.fed):
+            fed.originating = originating
+
+
+def run(seed: int) -> dict:
+    """One seeded sequence, compared after every publish and every event between a View and its publish."""
+    rng = random.Random(seed)
+    world = Publishing(rng)
+    world.commit()
+    world.prog.refresh(full=True)
+    seen = {"by delta": 0, "left out": 0, "carried": 0, "not originating": 0, "route targets": 0}
+    for step in range(STEPS):
+        world.step()
+        if rng.random() < 0.25:
+            world.step()  # two events in one pass
+        if rng.random() < 0.05 or not world.fed.originating:
+            world.role()
+        world.prog.refresh()
+        for _ in range(rng.choice((0, 0, 1, 3))):  # events between the View and its publish (unbinding, binding:
+            world.ev_place()  # early)
+            world.compare(f"seed {seed} step {step} (between)")
+        before = world.fed.originator.routes and world.fed.originator._view()
+        world.publish(f"seed {seed} step {step}")
+        seen["by delta"] += bool(before) and world.fed.originator._view() is before
+        seen["carried"] += bool(world.fed._early._routes)
+        seen["not originating"] += not world.fed.originating
+        seen["route targets"] = len([rts for rts in world.rts.values() if rts])
+    seen["left out"] = world.ref.left_out
+    return seen
+
+
+@pytest.mark.parametrize("seed", range(SEEDS))
+def test_by_delta_hands_over_what_the_full_publish_does(seed, monkeypatch):
+    monkeypatch.setattr(loglimit, "_last_logged", {})
+    run(seed)
+
+
+def test_the_sequences_reach_every_case(monkeypatch):
+    """The driver is worth its time: within a few seeds, publishes by delta, routes left out (vports unbound between
+    a View and its publish), routes carried (announced at bind), and publishes of a node not originating."""
+    monkeypatch.setattr(loglimit, "_last_logged", {})
+    seen = {}
+    for seed in range(SEEDS, SEEDS + 8):
+        for case, passes in run(seed).items():
+            seen[case] = seen.get(case, 0) + passes
+        if all(seen.values()):
+            break
+    assert all(seen.values()), seen
+
+
+# ------------------------------------------------------------------------------------ the work per publish
+
+@pytest.mark.parametrize("n", [10_000])
+def test_a_publish_costs_what_changed_not_the_local_endpoints(n, monkeypatch):
+    """One port changing among ``n`` local endpoints: the same bytecodes as among 100 (the full publish: 4,868,564 at
+    10,000; docs/benchmarks.md "originate, stop 35")."""
+    costs = []
+    for size in (100, n):
+        monkeypatch.setattr(loglimit, "_last_logged", {})
+        state, prog = local_macs(size)
+        fed = Federation(None, "/unused", state, speaker=DictSpeaker())
+        fed.publish(prog.view)
+        one_port_changed(state, prog, f"vm{size - 1}")
+        fed.publish(prog.view)  # (the first by delta: what is kept settles)
+        one_port_changed(state, prog, f"vm{size - 1}")
+        costs.append(opcodes(lambda: fed.publish(prog.view)))
+        assert fed.speaker.desired == originate(prog.view, state.policy, fed.mobility.seqs)
+    small, big = costs
+    assert big <= small + 100, costs
+
+
+class _RaiseIn:
+    """A pacer whose first tick in ``function`` of ``module`` raises (a pause that ends in an exception: a shutdown's
+    GreenletExit)."""
+
+    every = 1
+
+    def __init__(self, module: str, function: str):
+        self.where = (module, function)
+
+    def tick(self, n: int = 1) -> None:
+        caller = sys._getframe(1)
+        if (caller.f_globals["__name__"], caller.f_code.co_name) == self.where:
+            raise RuntimeError("stopped in a pause")
+
+
+@pytest.mark.parametrize("where", [("bgp.mobility", "_locals"), ("bgp.mobility", "_update"),
+                                   ("bgp.originator", "_update"), ("bgp.federation", "_encode")])
+def test_a_publish_stopped_in_a_pause_is_repaired_by_the_next(where, monkeypatch):
+    """A publish stopped in a pause (a shutdown's GreenletExit): in MAC mobility, in the origination, or after it,
+    before the speaker was told. The next publish hands over what the full publish would."""
+    from controller.pacer import NEVER
+
+    monkeypatch.setattr(loglimit, "_last_logged", {})
+    state, prog = local_macs(20)
+    fed = Federation(None, "/unused", state, speaker=DictSpeaker())
+    fed.publish(prog.view)
+    for name in ("vm1", "vm2", "vm3"):
+        one_port_changed(state, prog, name)
+    fed.pacer = _RaiseIn(*where)
+    with pytest.raises(RuntimeError):
+        fed.publish(prog.view)
+    fed.pacer = NEVER
+    fed.publish(prog.view)
+    assert fed.speaker.desired == originate(prog.view, state.policy, fed.mobility.seqs)
