@@ -7,7 +7,7 @@ switch's reconciler sends only the difference. After a start, nothing is handed 
 (BGP peers: controller/routepass.py) until the start-up hold ends (controller/startup_hold.py: the switches
 connected before have reported, or they stopped coming back: restart.hold_time, restart.hold_max). The store,
 State, the policy service, the REST API and the OVSDB manager listener are built once, from the Settings that
-``canopy run`` parked in controller.runtime.
+``canopy run`` parked in controller.runtime. This node's HA role, applied to the switches: controller/approles.py.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import time
 
 from controller import collector, guard, ofports, runtime, sdnotify, stretchtrace
 from controller.core import build_core
+from controller.approles import RoleWiring
 from controller.garps import after_takeover, send_repeated
 from controller.lagcause import LateSamples
 from controller.stallwatch import StallWatch
@@ -62,7 +63,6 @@ from openflow.reconciler import REPLY_EVENTS, SwitchReconciler
 from ovsdb.server import OvsdbManagerServer, give_way
 
 log = logging.getLogger("canopy.app")
-ROLE_RETRY = 0.2  # seconds before asking a switch again for a role it did not confirm
 HOLD_TIMER_SLACK = 0.05  # seconds after the start-up hold's deadline at which the loop is woken
 STATE_EVERY = 500  # ports read or vports re-resolved by State between two pauses (controller/state.py; a few ms)
 RECONCILE_EVERY = 1000  # flows planned, diffed or encoded by a switch reconciler between two pauses (a few ms)
@@ -75,7 +75,7 @@ def may_announce(pair, rec) -> bool:
     return (pair is None or pair.role == "active") and rec.state != "stopped"
 
 
-class CanopyApp(RyuApp):
+class CanopyApp(RoleWiring, RyuApp):
     OFP_VERSIONS = [ofproto_v1_3.OFP_VERSION, ofproto_v1_4.OFP_VERSION]
 
     def __init__(self, *args, **kwargs):
@@ -502,53 +502,7 @@ class CanopyApp(RyuApp):
         finished reconfiguring and written it to OVSDB (controller/ofports.py)."""
         ofports.port_status(self.state, ev.msg)
 
-    # ------------------------------------------------------------------ HA roles
-    def _on_role(self, role, generation):
-        """The pair decided this node's role (called from the pair's thread): apply it everywhere."""
-        active = role == "active"
-        self._takeover_due = dict(self.reconcilers) if active else {}  # each announces once it takes MASTER
-        self.ovsdb.set_writes(active)
-        if self.federation is not None:
-            self.federation.originating = active
-        for rec in list(self.reconcilers.values()):
-            if not active:
-                rec.hold(True)
-        self._roles_wake.set()
-        self.program_loop.urge()  # republish BGP routes and VTEP rows under the new role, not behind slices
-
-    def _role_keeper(self):
-        """Keep every switch's OpenFlow role equal to this node's HA role: MASTER (then sync) on the
-        active, SLAVE on the standby, each with the pair's generation id. All switches are asked at once
-        (one green thread each); unconfirmed ones are asked again."""
-        while True:
-            self._roles_wake.wait(1.0)
-            self._roles_wake.clear()
-            role = {"active": "master", "standby": "slave"}.get(self.pair.role)
-            if role is None:
-                continue
-            generation = self.pair.generation
-            asks = [hub.spawn(self._ask_role, rec, role, generation) for rec in list(self.reconcilers.values())
-                    if not (rec.role == role and rec.role_generation == generation)]
-            hub.joinall(asks)
-
-    def _ask_role(self, rec, role, generation):
-        ok, error = rec.request_role(role, generation)
-        if ok:
-            rec.hold(role != "master")
-            if role == "master" and self._takeover_due.get(rec.datapath.id) is rec:
-                del self._takeover_due[rec.datapath.id]
-                self._announce_after_takeover(rec)
-        elif error and "STALE" in error.upper():
-            log.warning("switch %016x refused %s with generation %d as stale", rec.datapath.id or 0, role,
-                        generation)
-            self.pair.switch_reported(generation + 1, "slave")
-            hub.sleep(ROLE_RETRY)
-            self._roles_wake.set()
-        else:
-            log.warning("switch %016x did not confirm the %s role: %s", rec.datapath.id or 0, role, error)
-            hub.sleep(ROLE_RETRY)
-            self._roles_wake.set()
-
+    # ------------------------------------------------------------------ external gateways
     def _resolve_gateways(self):
         """Ask external gateways for their MAC by ARP from the VRSs that need it, and forget the MACs no longer
         confirmed (openflow/gateway_arp.py); the active controller only. The thread never ends."""

@@ -16,7 +16,7 @@ from .test_programloop import Clock, _apps_loop, while_s1_slices
 
 
 def test_the_apps_loop_runs_a_pass_for_an_ha_role_taken_while_an_update_is_still_slicing(monkeypatch):
-    """A standby turned active (controller/app.py ``_on_role``) while kvm1 reports an update in slices: the pass
+    """A standby turned active (controller/approles.py ``_on_role``) while kvm1 reports an update in slices: the pass
     that publishes the routes and VTEP rows under the new role runs at once (before: it waited behind the slices,
     REPORT_WAIT_MAX at most: the role change woke the loop without saying it was not a report)."""
     from types import SimpleNamespace

@@ -109,7 +109,7 @@ def test_a_node_demoted_during_its_hold_withdraws_what_it_announced_in_it():
     a_pass(routes)
     assert macs(fed.speaker.commands) == ["02:00:00:00:00:01"]
     fed.speaker.commands.clear()
-    fed.originating = False  # controller/app.py _on_role: this node is the standby now
+    fed.originating = False  # controller/approles.py _on_role: this node is the standby now
     a_pass(routes)  # the pass the role change wakes, still during the hold
     assert fed.speaker.desired == {}
     assert macs(fed.speaker.commands) == ["02:00:00:00:00:01"] and fed.speaker.commands[0].startswith(WITHDRAW)
@@ -169,7 +169,7 @@ def test_a_pass_that_changes_no_view_during_the_hold_publishes_when_the_role_or_
     fed.originating = False  # the standby
     a_pass(routes)
     assert fed.speaker.desired == {}
-    fed.originating = True  # controller/app.py _on_role: active, inside its hold; the pass it wakes changes no View
+    fed.originating = True  # approles.py _on_role: active, inside its hold; the pass it wakes changes no View
     a_pass_unchanged(routes)
     assert macs(fed.speaker.commands) == ["02:00:00:00:00:01"]
     state, fed, hold, programmer, routes = holding()

@@ -5,11 +5,14 @@ worst in the probe's status."""
 import logging
 import sys
 import time
+from types import SimpleNamespace
 
 import eventlet
 import pytest
 
+from controller import loglimit
 from controller import settings as settings_mod
+from controller import stallwatch as stallwatch_mod
 from controller.lagcause import LateSamples
 from controller.lagprobe import LagProbe
 from controller.osthread import os_threading
@@ -169,3 +172,88 @@ def test_the_watch_sleeps_until_the_probes_sleep_would_be_overdue_then_looks_eve
     assert watch.look() == pytest.approx(0.15) and watch._watch[1] == []
     clock.now = 0.16
     assert watch.look() == pytest.approx(0.025) and len(watch._watch[1]) == 1
+
+
+def stall(watch, clock, cpu=0.2, delay=0.0, lag=0.2):
+    """One probe sleep that ended ``lag`` late, the loop's CPU and its wait for a CPU meanwhile as given."""
+    watch.begin()
+    clock.now += 0.1 + lag
+    clock.cpu += cpu
+    clock.delay += delay
+    watch.end(lag)
+
+
+def stall_lines(caplog):
+    return [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "canopy.stall"]
+
+
+def test_a_stall_that_repeats_is_logged_at_most_once_per_10_s_at_each_level(caplog, monkeypatch):
+    """The same stall again and again (the same stack) is one line per 10 s with a count of those left out; a
+    warning (the controller's own) is never hidden behind an info (the machine's load) logged just before."""
+    now = [1000.0]
+    monkeypatch.setattr(loglimit, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    monkeypatch.setattr(loglimit, "_last_logged", {})
+    watch, probe, clock = watched()
+    with caplog.at_level(logging.INFO, logger="canopy.stall"):
+        for _ in range(5):  # the controller's own, at 1000, 1001, ... 1004: the first logged
+            stall(watch, clock)
+            now[0] += 1
+        stall(watch, clock, cpu=0.0, delay=0.2)  # the machine's, at 1005: logged (its own limit)
+        now[0] = 1009.9
+        stall(watch, clock)  # under 10 s since the warning: left out
+        now[0] = 1010.0
+        stall(watch, clock)
+    lines = stall_lines(caplog)
+    assert [level for level, _ in lines] == [logging.WARNING, logging.INFO, logging.WARNING]
+    assert "(5 more like it not logged)" in lines[2][1] and watch.stalls == 8
+
+
+def test_a_new_watch_logs_its_first_stall_whatever_an_old_one_logged(caplog, monkeypatch):
+    """A controller started again in one process (tests): its watch may sit where a freed one was (the same
+    ``id()``); its first stall is logged all the same."""
+    monkeypatch.setattr(loglimit, "_last_logged", {})
+    monkeypatch.setattr(stallwatch_mod, "id", lambda obj: 1, raising=False)  # both watches at one address
+    with caplog.at_level(logging.INFO, logger="canopy.stall"):
+        for _ in range(2):
+            watch, probe, clock = watched()
+            stall(watch, clock)
+    assert len(stall_lines(caplog)) == 2
+
+
+def test_a_look_still_under_way_when_the_sleep_ends_adds_nothing_to_its_sample(caplog):
+    """The OS thread read the watched sleep, then the loop woke and ended the sample before the look added its
+    stack: the sample, logged and kept as the worst, has only the stacks taken while it was overdue."""
+    frame, ended = _the_loops_work(), []
+
+    def frames_after_the_end():
+        if not ended:
+            ended.append(True)
+            watch.end(0.2)  # the loop turns between the thread's read of the watch and its append
+        return {os_threading.get_ident(): frame}
+
+    watch, probe, clock = watched(frames=frames_after_the_end)
+    watch.begin()
+    clock.now += 0.1 + 0.2
+    with caplog.at_level(logging.INFO, logger="canopy.stall"):
+        watch.look()
+    assert ended and probe.status()["worst"]["stacks"] == []
+    assert "no stack taken" in stall_lines(caplog)[0][1]
+
+
+def test_after_stop_the_thread_has_ended_and_no_stall_is_logged(caplog):
+    """The controller's shutdown stops the watch (controller/app.py): its thread is gone when ``stop()`` returns, and
+    a stall after it (a shutdown step that holds the loop) is neither looked at nor logged; the split goes on."""
+    looked = []
+    watch, probe, clock = watched(frames=lambda: looked.append(1) or {})
+    watch.start()
+    thread = watch._thread
+    assert thread.is_alive()
+    watch.stop()
+    assert not thread.is_alive()
+    with caplog.at_level(logging.INFO, logger="canopy.stall"):
+        watch.begin()
+        clock.now += 0.1 + 0.4
+        watch.look()
+        watch.end(0.4)
+    assert looked == [] and stall_lines(caplog) == [] and watch.stalls == 0
+    assert probe.status()["worst"]["lag_ms"] == 400.0
