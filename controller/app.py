@@ -522,9 +522,10 @@ class CanopyApp(RyuApp):
 
     def _ask_role(self, rec, role, generation):
         ok, error = rec.request_role(role, generation)
-        if ok:
-            rec.hold(role != "master")
-            if role == "master" and self._takeover_due.get(rec.datapath.id) is rec:
+        if ok:  # a MASTER confirmed after a demotion (the pair decided while the switch answered) releases nothing
+            master = role == "master" and self.pair.role == "active"  # and the keeper's next round asks SLAVE
+            rec.hold(not master)
+            if master and self._takeover_due.get(rec.datapath.id) is rec:
                 del self._takeover_due[rec.datapath.id]
                 self._announce_after_takeover(rec)
         elif error and "STALE" in error.upper():

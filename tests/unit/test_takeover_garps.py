@@ -208,3 +208,24 @@ def test_floating_ips_announced_on_takeover_are_not_announced_again_by_the_first
     hub.run()
     fips = sorted(prog.view.external.floating.values(), key=lambda f: f.address)
     assert frames(recs[1]) == [external.garp_frame(f) for f in fips] * len(GARP_PAUSES)
+
+
+def test_a_master_confirmation_arriving_after_a_demotion_keeps_the_switch_held_and_announces_nothing(hub):
+    """The node took over and asked the switch for MASTER; the pair demoted it again before the switch answered. The
+    late confirmation must neither release the reconciler's hold (a standby syncs nothing: the role keeper asks for
+    SLAVE next) nor start the takeover's batch."""
+    state, prog = fip_world({"vm0": "hv1"})
+    recs = {1: Rec(1)}
+    glue = app(prog, recs, "standby")
+    holds = []
+    recs[1].hold = holds.append
+
+    def demoted_meanwhile(role, generation):
+        glue.pair.role = "standby"
+        CanopyApp._on_role(glue, "standby", generation + 1)
+        return True, None
+
+    recs[1].request_role = demoted_meanwhile
+    take_over(glue)
+    hub.run()
+    assert holds == [True, True] and recs[1].sent == []
