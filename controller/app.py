@@ -147,7 +147,7 @@ class CanopyApp(RyuApp):
         self.stretches = stretchtrace.from_environment()  # None unless CANOPY_STRETCH_TRACE asks for it
         extra += stretchtrace.routes(self.stretches)
         self._roles_wake = hub.Event()
-        self._takeover_due: dict = {}  # datapath id -> reconciler that announces once it takes this node as master
+        self._takeover_due: set = set()  # datapath ids each announced to once it takes this node as master
         parts, faults = {"startup_hold": self.hold.status, "programmer": self._programmer_counts}, {}
         if self.federation is not None:
             parts["bgp"] = functools.partial(rest_bgp.status_part, self.federation)
@@ -495,7 +495,8 @@ class CanopyApp(RyuApp):
     def _on_role(self, role, generation):
         """The pair decided this node's role (called from the pair's thread): apply it everywhere."""
         active = role == "active"
-        self._takeover_due = dict(self.reconcilers) if active else {}  # each announces once it takes MASTER
+        known = {sw.datapath_id for sw in list(self.programmer.view.switches.values())} | set(self.reconcilers)
+        self._takeover_due = known - {None} if active else set()  # a batch at each one's first MASTER, any connection
         self.ovsdb.set_writes(active)
         if self.federation is not None:
             self.federation.originating = active
@@ -525,8 +526,8 @@ class CanopyApp(RyuApp):
         if ok:  # a MASTER confirmed after a demotion (the pair decided while the switch answered) releases nothing
             master = role == "master" and self.pair.role == "active"  # and the keeper's next round asks SLAVE
             rec.hold(not master)
-            if master and self._takeover_due.get(rec.datapath.id) is rec:
-                del self._takeover_due[rec.datapath.id]
+            if master and rec.datapath.id in self._takeover_due and may_announce(self.pair, rec):  # not replaced
+                self._takeover_due.discard(rec.datapath.id)
                 self._announce_after_takeover(rec)
         elif error and "STALE" in error.upper():
             log.warning("switch %016x refused %s with generation %d as stale", rec.datapath.id or 0, role,
