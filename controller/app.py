@@ -18,7 +18,7 @@ import time
 
 from controller import collector, guard, ofports, runtime, sdnotify, stretchtrace
 from controller.core import build_core
-from controller.approles import RoleWiring
+from controller.approles import RoleWiring, may_announce
 from controller.garps import after_takeover, send_repeated
 from controller.lagcause import LateSamples
 from controller.stallwatch import StallWatch
@@ -66,13 +66,6 @@ log = logging.getLogger("canopy.app")
 HOLD_TIMER_SLACK = 0.05  # seconds after the start-up hold's deadline at which the loop is woken
 STATE_EVERY = 500  # ports read or vports re-resolved by State between two pauses (controller/state.py; a few ms)
 RECONCILE_EVERY = 1000  # flows planned, diffed or encoded by a switch reconciler between two pauses (a few ms)
-
-
-def may_announce(pair, rec) -> bool:
-    """Whether a gratuitous ARP may go out through reconciler ``rec`` now: this node is the active one (or not
-    paired) and the switch's reconciler was not stopped (it left, or the controller is shutting down). Asked
-    before every packet of a batch (controller/garps.py): a node demoted while a batch pauses sends no more."""
-    return (pair is None or pair.role == "active") and rec.state != "stopped"
 
 
 class CanopyApp(RoleWiring, RyuApp):
@@ -149,7 +142,7 @@ class CanopyApp(RoleWiring, RyuApp):
         self.stall = None  # the stall watch, from start()
         extra += stretchtrace.routes(self.stretches)
         self._roles_wake = hub.Event()
-        self._takeover_due: dict = {}  # datapath id -> reconciler that announces once it takes this node as master
+        self._takeover_due: set = set()  # datapath ids each announced to once it takes this node as master
         parts, faults = {"startup_hold": self.hold.status, "programmer": self._programmer_counts}, {}
         if self.federation is not None:
             parts["bgp"] = functools.partial(rest_bgp.status_part, self.federation)

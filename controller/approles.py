@@ -7,8 +7,8 @@ active, SLAVE on the standby, with the pair's generation id), again until each c
 node, just become active, as master gets what the old active may not have finished announcing
 (``_announce_after_takeover``: controller/garps.py).
 
-``RoleWiring`` is a mixin of ``CanopyApp``: it uses the app's ``pair``, ``reconcilers``, ``ovsdb``, ``federation``,
-``program_loop``, ``_roles_wake`` and ``_takeover_due``.
+``RoleWiring`` is a mixin of ``CanopyApp``: it uses the app's ``pair``, ``reconcilers``, ``programmer``, ``ovsdb``,
+``federation``, ``program_loop``, ``_roles_wake`` and ``_takeover_due`` (datapath ids owed a batch).
 """
 
 from __future__ import annotations
@@ -21,13 +21,21 @@ log = logging.getLogger("canopy.app")
 ROLE_RETRY = 0.2  # seconds before asking a switch again for a role it did not confirm
 
 
+def may_announce(pair, rec) -> bool:
+    """Whether a gratuitous ARP may go out through reconciler ``rec`` now: this node is the active one (or not
+    paired) and the switch's reconciler was not stopped (it left, or the controller is shutting down). Asked
+    before every packet of a batch (controller/garps.py): a node demoted while a batch pauses sends no more."""
+    return (pair is None or pair.role == "active") and rec.state != "stopped"
+
+
 class RoleWiring:
     """See the module docstring."""
 
     def _on_role(self, role, generation):
         """The pair decided this node's role (called from the pair's thread): apply it everywhere."""
         active = role == "active"
-        self._takeover_due = dict(self.reconcilers) if active else {}  # each announces once it takes MASTER
+        known = {sw.datapath_id for sw in list(self.programmer.view.switches.values())} | set(self.reconcilers)
+        self._takeover_due = known - {None} if active else set()  # a batch at each one's first MASTER, any connection
         self.ovsdb.set_writes(active)
         if self.federation is not None:
             self.federation.originating = active
@@ -54,10 +62,11 @@ class RoleWiring:
 
     def _ask_role(self, rec, role, generation):
         ok, error = rec.request_role(role, generation)
-        if ok:
-            rec.hold(role != "master")
-            if role == "master" and self._takeover_due.get(rec.datapath.id) is rec:
-                del self._takeover_due[rec.datapath.id]
+        if ok:  # a MASTER confirmed after a demotion (the pair decided while the switch answered) releases nothing
+            master = role == "master" and self.pair.role == "active"  # and the keeper's next round asks SLAVE
+            rec.hold(not master)
+            if master and rec.datapath.id in self._takeover_due and may_announce(self.pair, rec):  # not replaced
+                self._takeover_due.discard(rec.datapath.id)
                 self._announce_after_takeover(rec)
         elif error and "STALE" in error.upper():
             log.warning("switch %016x refused %s with generation %d as stale", rec.datapath.id or 0, role,

@@ -26,7 +26,8 @@ def test_the_apps_loop_runs_a_pass_for_an_ha_role_taken_while_an_update_is_still
 
     def role_taken(state, loop):
         glue = SimpleNamespace(ovsdb=SimpleNamespace(set_writes=lambda active: None), federation=None,
-                               reconcilers={}, _roles_wake=hub.Event(), _wake=loop._wake, program_loop=loop)
+                               reconcilers={}, _roles_wake=hub.Event(), _wake=loop._wake, program_loop=loop,
+                               programmer=SimpleNamespace(view=SimpleNamespace(switches={})))
         app.CanopyApp._on_role(glue, "active", 2)
 
     passes, slicing = while_s1_slices(monkeypatch, role_taken)

@@ -54,7 +54,7 @@ def app(prog, recs, role):
     prog.pacer = Pacer()
     glue = SimpleNamespace(pair=SimpleNamespace(role=role), programmer=prog, federation=None,
                            reconcilers={rec.datapath.id: rec for rec in recs.values()},
-                           garp=external.Announcer(), gateway_garp=GatewayAnnouncer(), _takeover_due={},
+                           garp=external.Announcer(), gateway_garp=GatewayAnnouncer(), _takeover_due=set(),
                            gateway_arp=GatewayResolver(10.0, 30.0), state=prog.state,
                            ovsdb=SimpleNamespace(set_writes=lambda on: None),
                            _roles_wake=SimpleNamespace(set=lambda: None),
@@ -208,3 +208,52 @@ def test_floating_ips_announced_on_takeover_are_not_announced_again_by_the_first
     hub.run()
     fips = sorted(prog.view.external.floating.values(), key=lambda f: f.address)
     assert frames(recs[1]) == [external.garp_frame(f) for f in fips] * len(GARP_PAUSES)
+
+
+def test_a_master_confirmation_arriving_after_a_demotion_keeps_the_switch_held_and_announces_nothing(hub):
+    """The node took over and asked the switch for MASTER; the pair demoted it again before the switch answered. The
+    late confirmation must neither release the reconciler's hold (a standby syncs nothing: the role keeper asks for
+    SLAVE next) nor start the takeover's batch."""
+    state, prog = fip_world({"vm0": "hv1"})
+    recs = {1: Rec(1)}
+    glue = app(prog, recs, "standby")
+    holds = []
+    recs[1].hold = holds.append
+
+    def demoted_meanwhile(role, generation):
+        glue.pair.role = "standby"
+        CanopyApp._on_role(glue, "standby", generation + 1)
+        return True, None
+
+    recs[1].request_role = demoted_meanwhile
+    take_over(glue)
+    hub.run()
+    assert holds == [True, True] and recs[1].sent == []
+
+
+def replaced_while_answering(rec):
+    rec.state = "stopped"  # the switch reconnected meanwhile: this reconciler was stopped (app._stop)
+    return True, None
+
+
+@pytest.mark.parametrize("when", ["reconnected before MASTER", "replaced while it answered MASTER",
+                                  "connected after the role change"])
+def test_a_switch_whose_connection_is_new_since_the_takeover_gets_the_batch_at_its_first_master(hub, when):
+    """The batch is owed to the switch, not to its connection at the role change: one that reconnected before it
+    confirmed MASTER (a new reconciler), or that was not connected to this node then, gets it once too."""
+    state, prog = fip_world({"vm0": "hv1"})
+    recs = {1: Rec(1)}
+    glue = app(prog, recs, "standby")
+    if when == "connected after the role change":
+        glue.reconcilers.clear()
+    recs[1].request_role = lambda role, generation: (False, "no answer")
+    if when == "replaced while it answered MASTER":
+        recs[1].request_role = lambda role, generation: replaced_while_answering(recs[1])
+    take_over(glue)  # the switches connected now are asked for MASTER: none, or one that does not answer
+    hub.run()
+    new = glue.reconcilers[1] = Rec(1)
+    CanopyApp._ask_role(glue, new, "master", 7)
+    CanopyApp._ask_role(glue, new, "master", 7)
+    hub.run()
+    [info] = prog.view.external.floating.values()
+    assert frames(new) == [external.garp_frame(info)] * len(GARP_PAUSES)
