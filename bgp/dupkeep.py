@@ -80,12 +80,16 @@ class DuplicateKeeper:
     def sync(self, active: bool) -> None:
         """After MAC mobility: have the flags written if they changed (behind the pass: ``self.file``), and send them
         to the standby (``active``)."""
+        self._hand_to_file()
+        if active:
+            self._offer()
+
+    def _hand_to_file(self) -> None:
+        """The flags to the file if they changed since they were last handed to it."""
         version = self.duplicates.version
         if version != self._queued:
             self._write(version, self._kept())
             self._queued = version
-        if active:
-            self._offer()
 
     # ------------------------------------------------------------------ the HA link (event loop)
     def on_peer_message(self, msg: dict, role: str) -> None:
@@ -128,8 +132,12 @@ class DuplicateKeeper:
         self.file.put(version, json.dumps({"flags": rows}, separators=(",", ":")).encode("utf-8"))
 
     def close(self) -> None:
-        """On stop: wait a few seconds for the newest flags to be written (``WriteBehind.close``)."""
+        """On stop: hand the file the flags held now, then wait a few seconds for them to be written
+        (``WriteBehind.close``). The programming loop is stopped by then (controller/app.py ``_shut_down``): flags
+        changed since its last ``sync`` (a DELETE not yet taken by a pass; MAC mobility of a pass abandoned part way)
+        are handed over here, else the file would keep older ones."""
         if self.file is not None:
+            self._hand_to_file()
             self.file.close()
 
     def _load(self) -> None:
