@@ -61,6 +61,7 @@ class DuplicateKeeper:
         # the file, written behind the pass: the app sets its ``spawn`` and ``offload`` (controller/app.py)
         self.file = WriteBehind(path, log, "duplicate MAC flags") if path is not None else None
         self._load()
+        self._read = self.duplicates.version  # the flags as read at start: a stop before any change writes nothing
 
     @property
     def duplicates(self):
@@ -84,10 +85,11 @@ class DuplicateKeeper:
         if active:
             self._offer()
 
-    def _hand_to_file(self) -> None:
-        """The flags to the file if they changed since they were last handed to it."""
+    def _hand_to_file(self, since=None) -> None:
+        """The flags to the file if they changed since they were last handed to it (``since``: the version to
+        compare with when none was)."""
         version = self.duplicates.version
-        if version != self._queued:
+        if version != (self._queued if self._queued is not None else since):
             self._write(version, self._kept())
             self._queued = version
 
@@ -137,7 +139,7 @@ class DuplicateKeeper:
         changed since its last ``sync`` (a DELETE not yet taken by a pass; MAC mobility of a pass abandoned part way)
         are handed over here, else the file would keep older ones."""
         if self.file is not None:
-            self._hand_to_file()
+            self._hand_to_file(since=self._read)
             self.file.close()
 
     def _load(self) -> None:

@@ -227,6 +227,13 @@ def test_a_stop_writes_the_flags_changed_after_the_last_pass(tmp_path):
     assert not flagged(federation(tmp_path / "a", now, fed.state))
 
 
+def test_a_stop_before_any_flag_changed_writes_no_file(tmp_path):
+    fed = federation(tmp_path / "a", [1000.0])
+    fed.speaker.stop = lambda: None
+    fed.stop()
+    assert not (tmp_path / "a" / FILE_NAME).exists()
+
+
 def test_passes_that_change_no_flag_write_no_file(tmp_path):
     """The file is written after a pass that changed a flag, never on every pass: a flagged MAC still flapping (a
     peer winning it and losing it again, or a loop) moves in each pass, and nothing is written."""
