@@ -61,6 +61,7 @@ class DuplicateKeeper:
         # the file, written behind the pass: the app sets its ``spawn`` and ``offload`` (controller/app.py)
         self.file = WriteBehind(path, log, "duplicate MAC flags") if path is not None else None
         self._load()
+        self._read = self.duplicates.version  # the flags as read at start: a stop before any change writes nothing
 
     @property
     def duplicates(self):
@@ -80,12 +81,17 @@ class DuplicateKeeper:
     def sync(self, active: bool) -> None:
         """After MAC mobility: have the flags written if they changed (behind the pass: ``self.file``), and send them
         to the standby (``active``)."""
-        version = self.duplicates.version
-        if version != self._queued:
-            self._write(version, self._kept())
-            self._queued = version
+        self._hand_to_file()
         if active:
             self._offer()
+
+    def _hand_to_file(self, since=None) -> None:
+        """The flags to the file if they changed since they were last handed to it (``since``: the version to
+        compare with when none was)."""
+        version = self.duplicates.version
+        if version != (self._queued if self._queued is not None else since):
+            self._write(version, self._kept())
+            self._queued = version
 
     # ------------------------------------------------------------------ the HA link (event loop)
     def on_peer_message(self, msg: dict, role: str) -> None:
@@ -128,8 +134,12 @@ class DuplicateKeeper:
         self.file.put(version, json.dumps({"flags": rows}, separators=(",", ":")).encode("utf-8"))
 
     def close(self) -> None:
-        """On stop: wait a few seconds for the newest flags to be written (``WriteBehind.close``)."""
+        """On stop: hand the file the flags held now, then wait a few seconds for them to be written
+        (``WriteBehind.close``). The programming loop is stopped by then (controller/app.py ``_shut_down``): flags
+        changed since its last ``sync`` (a DELETE not yet taken by a pass; MAC mobility of a pass abandoned part way)
+        are handed over here, else the file would keep older ones."""
         if self.file is not None:
+            self._hand_to_file(since=self._read)
             self.file.close()
 
     def _load(self) -> None:

@@ -210,9 +210,9 @@ class CanopyApp(RoleWiring, RyuApp):
     def _shut_down(self):
         """Everything but Ryu's own threads, in order: REST first (a request reads the store; one that arrives or
         fails from now on gets 503 ``stopping``, not 500: controller/rest/server.py ``stop``); the programming loop
-        (no pass starts from now on, one under way is abandoned at its next turn: nothing is handed to the speaker or
-        the switches after they are told to stop; the stop of BGP below waits, up to a few seconds, for the duplicate
-        MAC flags' last write); then the HA pair, BGP, the switches; the store last."""
+        (no pass starts from now on, one under way is abandoned where it paused: no pass hands anything to the speaker
+        or the switches after they are told to stop; the stop of BGP below waits, up to a few seconds, for the
+        duplicate MAC flags' last write); then the HA pair, BGP, the switches; the store last."""
         self.hold.close()  # the sessions closed below are not switches leaving
         sdnotify.notify("STOPPING=1")
         self.rest.stop()

@@ -71,6 +71,7 @@ from ryu.ofproto import ofproto_parser, ofproto_protocol, ofproto_v1_3, ofproto_
 from ryu.ofproto import ofproto_v1_3_parser, ofproto_v1_4_parser  # noqa: E402
 
 RyuApp = app_manager.RyuApp
+KILLED_WAIT, KILLED_WAITS = 0.01, 500  # a killed ``blocking`` caller looks at its function every 10 ms, 5 s at most
 _select = eventlet.patcher.original("select")  # a poll that never gives the hub a turn (PacedSocket)
 READ_PAUSE_BYTES = 512 * 1024  # bytes read from one switch between two turns of the event loop (~3,400 flow stats)
 STREAMS_AT_ONCE = 2  # connections parsing multipart replies at the same time (StreamGate)
@@ -102,13 +103,31 @@ def blocking(function, *args):
     Only once threads are monkey-patched (run_manager does it before the apps exist): until then a
     ``threading`` lock is the OS thread's, which every green thread already holds, so a caller's lock around
     this call would let two green threads into it at once (two SQLite transactions on one connection). Then
-    ``function`` runs here, holding the hub."""
+    ``function`` runs here, holding the hub.
+
+    A caller killed while it waits (the programming loop at a stop: controller/app.py) waits on, in turns of the hub
+    (``KILLED_WAITS`` at most), for ``function`` to end: its locks (the store's) stay held while a transaction runs."""
     import eventlet.patcher
     import eventlet.tpool
 
     if not eventlet.patcher.is_monkey_patched("thread"):
         return function(*args)
-    return eventlet.tpool.execute(function, *args)
+    ended = []  # appended to in the OS thread (atomic under the GIL)
+
+    def run():
+        try:
+            return function(*args)
+        finally:
+            ended.append(True)
+
+    try:
+        return eventlet.tpool.execute(run)
+    except BaseException:  # function's own error (it has ended), or the caller killed while function runs
+        for _ in range(KILLED_WAITS):
+            if ended:
+                break
+            hub.sleep(KILLED_WAIT)
+        raise
 
 class LazyFlowStats:
     """One entry of a flow-stats reply, with Ryu's OFPFlowStats attributes: the fixed fields unpacked at once (one

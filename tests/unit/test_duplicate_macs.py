@@ -213,6 +213,27 @@ def test_a_stop_writes_the_flags_a_pass_handed_over_and_a_restart_reads_them(tmp
     assert flagged(federation(tmp_path / "a", now, fed.state))
 
 
+def test_a_stop_writes_the_flags_changed_after_the_last_pass(tmp_path):
+    """The app's stop kills the programming loop before BGP stops (controller/app.py ``_shut_down``): a flag cleared
+    (a DELETE) or set after the last pass's ``sync`` is handed to the file by the stop itself, not left unwritten
+    (a restart would read the older flags back)."""
+    now = [1000.0]
+    fed = federation(tmp_path / "a", now)
+    moved_twice(fed)
+    assert flagged(federation(tmp_path / "a", now, fed.state))  # written by the pass (the writer runs at once here)
+    fed.clear_duplicates()  # the pass it wakes never runs: the loop is stopped
+    fed.speaker.stop = lambda: None
+    fed.stop()
+    assert not flagged(federation(tmp_path / "a", now, fed.state))
+
+
+def test_a_stop_before_any_flag_changed_writes_no_file(tmp_path):
+    fed = federation(tmp_path / "a", [1000.0])
+    fed.speaker.stop = lambda: None
+    fed.stop()
+    assert not (tmp_path / "a" / FILE_NAME).exists()
+
+
 def test_passes_that_change_no_flag_write_no_file(tmp_path):
     """The file is written after a pass that changed a flag, never on every pass: a flagged MAC still flapping (a
     peer winning it and losing it again, or a loop) moves in each pass, and nothing is written."""
