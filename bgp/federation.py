@@ -254,18 +254,18 @@ class Federation:
         settled = self.settled()  # read with ``originating``: a role decided later publishes again
         pacer, policy, originating = self.pacer, self.state.policy, self.originating
         self.keeper.take_incoming(originating)  # the HA active's flags (a standby)
-        try:  # (raising, the sequence numbers ``Mobility.taken`` named or the routes kept since are not handed over:
-            # the next publish starts from scratch)
+        try:  # (raising, up to the speaker told, the sequence numbers ``Mobility.taken`` named or the routes kept
+            # since may not be handed over: the next publish starts from scratch)
             seqs = self.mobility.update(view, self.state.remote_index, pacer)
             self.keeper.sync(originating)
             self._arm_recovery()
             delta = self._originate(view, policy, seqs, pacer) if originating else None
             plan = self._encode(delta, pacer) if originating else None
+            with self._origins_lock:  # no pause from here to the speaker: see the module docstring
+                self._hand_over(view, policy, originating, delta, plan)
         except BaseException:
             self.originator.forget()
             raise
-        with self._origins_lock:  # no pause from here to the speaker: see the module docstring
-            self._hand_over(view, policy, originating, delta, plan)
         if settled and complete:
             self.speaker.complete()  # End-of-RIB follows once ExaBGP holds these (bgp/endofrib.py)
 
@@ -318,14 +318,14 @@ class Federation:
         else:
             origins, routes = Origins(originator), originator.routes
             candidates = self._unlocated if delta is not None else None
-        originator.watcher = origins if routes is originator.routes else None
         left_out = set(origins.settle(self.state.locations, candidates))  # vports unbound while this View was made
         self._unlocated = {vid for vid in self._unlocated if origins.has(vid)}
         desired = _Handed(routes, left_out)
         if originating:
             self._early.carry(desired, origins)  # announced at bind, not in this View yet
         self._early.remember(view, policy, originating)
-        self._origins = origins
+        self._origins = origins  # (with the watcher: the Origins ``_locations_changed`` reads is the one told)
+        originator.watcher = origins if routes is originator.routes else None
         if delta is None or delta is _FULL:
             full = {key: route for key, route in routes.items() if key not in left_out}
             full.update(desired.carried)

@@ -261,3 +261,39 @@ def test_a_publish_stopped_in_a_pause_is_repaired_by_the_next(where, monkeypatch
     fed.pacer = NEVER
     fed.publish(prog.view)
     assert fed.speaker.desired == originate(prog.view, state.policy, fed.mobility.seqs)
+
+
+class _FailingOnce(DictSpeaker):
+    """A speaker whose first ``step`` ("announce" or "withdraw") raises (an error telling it: nothing taken)."""
+
+    def __init__(self, step: str):
+        super().__init__()
+        self.fail = {step}
+
+    def announce(self, routes):
+        self._raise("announce")
+        super().announce(routes)
+
+    def withdraw(self, keys):
+        self._raise("withdraw")
+        super().withdraw(keys)
+
+    def _raise(self, step: str) -> None:
+        if step in self.fail:
+            self.fail.discard(step)
+            raise RuntimeError(f"{step} failed")
+
+
+@pytest.mark.parametrize("step", ["announce", "withdraw"])
+def test_a_publish_whose_hand_over_raised_is_repaired_by_the_next(step, monkeypatch):
+    """Telling the speaker raised (after the origination took its delta): the next publish hands over what the full
+    publish would, not only what changed since."""
+    monkeypatch.setattr(loglimit, "_last_logged", {})
+    state, prog = local_macs(20)
+    fed = Federation(None, "/unused", state, speaker=_FailingOnce(step))
+    fed.publish(prog.view)  # (from scratch: ``set_desired``; by delta from here)
+    one_port_changed(state, prog, "vm1")
+    with pytest.raises(RuntimeError):
+        fed.publish(prog.view)
+    fed.publish(prog.view)
+    assert fed.speaker.desired == originate(prog.view, state.policy, fed.mobility.seqs)
