@@ -297,3 +297,42 @@ def test_a_publish_whose_hand_over_raised_is_repaired_by_the_next(step, monkeypa
         fed.publish(prog.view)
     fed.publish(prog.view)
     assert fed.speaker.desired == originate(prog.view, state.policy, fed.mobility.seqs)
+
+
+class _Recording(DictSpeaker):
+    """A speaker that also records the keys each call names."""
+
+    def __init__(self):
+        super().__init__()
+        self.told: list = []
+
+    def announce(self, routes):
+        self.told.extend(routes)
+        super().announce(routes)
+
+    def withdraw(self, keys):
+        self.told.extend(keys)
+        super().withdraw(keys)
+
+
+def test_routes_withdrawn_at_unbind_are_not_told_again_by_the_publish(monkeypatch):
+    """Every port gone from its VRS: their routes are withdrawn at unbind; the pass's publish (the View without them
+    now) leaves the speaker's table as the full publish would without telling it those keys again."""
+    from tests.unit.test_evpn import HV1, snapshot
+
+    monkeypatch.setattr(loglimit, "_last_logged", {})
+    state, prog = local_macs(20)
+    fed = Federation(None, "/unused", state, speaker=_Recording())
+    fed.publish(prog.view)
+    one_port_changed(state, prog, "vm1")
+    fed.publish(prog.view)  # (by delta from here)
+    had = set(fed.speaker.desired)
+    fed.speaker.told.clear()
+    state.vrs_update(snapshot("hv1", HV1, []))
+    withdrawn = set(fed.speaker.told)
+    assert withdrawn and withdrawn <= had
+    prog.refresh()
+    fed.speaker.told.clear()
+    fed.publish(prog.view)
+    assert fed.speaker.desired == originate(prog.view, state.policy, fed.mobility.seqs)
+    assert not withdrawn & set(fed.speaker.told)
