@@ -192,8 +192,7 @@ class Originator:
             if session not in self._on_session:
                 del fps[session]  # no local endpoint there now: those it had are taken again already
                 continue
-            switch = view.switches.get(session)
-            fp = (view.tunnel_ip_of(session), switch.router_mac if switch is not None else None, switch is not None)
+            fp = _session_facts(view, session)
             if fps.get(session) != fp:
                 changed.add(session)
                 fps[session] = fp
@@ -227,6 +226,8 @@ class Originator:
         sid, key = ep.subnet_id, (ep.subnet_id, ep.mac)
         self._in_subnet.setdefault(sid, set()).add(eid)
         self._on_session.setdefault(ep.session, set()).add(eid)
+        if ep.session not in self._session_fp:  # its facts as this View has them (what its routes are made of)
+            self._session_fp[ep.session] = _session_facts(view, ep.session)
         self._by_mac.setdefault(key, set()).add(eid)
         if ep.kind == "vport":
             self._keep_vport(ep.vport_id)
@@ -383,6 +384,12 @@ def _follow(view):
     except TypeError:
         return _unfollowed, None
     return ref, feeds.follow() if feeds is not None else None
+
+
+def _session_facts(view, session) -> tuple:
+    """What a session's local endpoints' routes read of it: its tunnel IP, Router's MAC, and whether it is a VRS."""
+    switch = view.switches.get(session)
+    return view.tunnel_ip_of(session), switch.router_mac if switch is not None else None, switch is not None
 
 
 def _discard(index: dict, key, item) -> None:
