@@ -239,6 +239,7 @@ class Originator:
                 rkey = route.key
                 if rkey in self.routes:
                     raise Clash(rkey)
+                self._keep_key(rkey)  # (the last publish's Origins may name it: carried, say)
                 self.routes[rkey] = route
                 self._owner[rkey] = eid
                 keys.append(rkey)
