@@ -17,8 +17,9 @@ are made again every update (they grow with the subnets, static routes and switc
 
 A View not followed yet (the first update, a View built again from scratch, one without feeds), a feed that overflowed,
 ``Mobility`` having walked everything, or an update that raised: everything is taken from scratch. Two sources giving
-routes of one key (two subnets sharing an RD and a MAC, say) are not kept by delta: ``update`` raises ``Clash`` (after
-forgetting everything) and the caller uses the full ``originate``. tests/unit/test_originator_oracle.py checks the
+routes of one key are not kept by delta: ``update`` raises ``Clash`` (after forgetting everything) and the caller uses
+the full ``originate`` (a policy's RDs are unique, and the keys that go are removed before those that come are added: a
+subnet deleted and another given its RD in one pass is no clash). tests/unit/test_originator_oracle.py checks the
 routes and what stands behind them against ``originate`` after every step of random event sequences.
 """
 
@@ -151,8 +152,9 @@ class Originator:
             self._rebind(sid, view, groups)
             groups.update((sid, ip) for ip in self._groups.get(sid, ()))
             groups.update((sid, ip) for ip in self._t3.get(sid, ()))
-        for sid, ip in groups:
-            self._multicast(sid, ip, view, policy, changed)
+        new = [made for sid, ip in groups if (made := self._multicast(sid, ip, view, policy, changed))]
+        for sid, ip, route in new:  # (after every key that goes went: a subnet deleted, another given its RD)
+            self._add_multicast(sid, ip, route, changed)
         self._prefixes(view, changed)
         return None if scratch else changed
 
@@ -276,8 +278,9 @@ class Originator:
         if bound:
             self._bound[sid] = bound
 
-    def _multicast(self, sid, ip, view, policy, changed: set) -> None:
-        """The type 3 route of subnet ``sid`` at tunnel IP ``ip`` again (``bgp.evpn._multicast_routes``)."""
+    def _multicast(self, sid, ip, view, policy, changed: set) -> tuple | None:
+        """The type 3 route of subnet ``sid`` at tunnel IP ``ip`` again (``bgp.evpn._multicast_routes``): the old
+        one replaced or gone; (sid, ip, route) when a route of another key is to come (``_add_multicast``)."""
         at = self._groups.get(sid, {}).get(ip)
         subnet = policy.get("subnet", sid)
         route = None
@@ -289,7 +292,7 @@ class Originator:
             if self.routes[old] is not route:
                 self.routes[old] = route
                 changed.add(old)
-            return
+            return None
         if old is not None:
             self._keep_key(old, moved=True)  # the key its vports stand behind goes
             del self.routes[old], self._group_of[old], self._t3[sid][ip]
@@ -301,14 +304,15 @@ class Originator:
                 del self._groups[sid][ip]
                 if not self._groups[sid]:
                     del self._groups[sid]
-            return
-        if route is None:
-            return
+            return None
+        return None if route is None else (sid, ip, route)
+
+    def _add_multicast(self, sid, ip, route, changed: set) -> None:
         key = route.key
         if key in self.routes:
             raise Clash(key)
         self._keep_key(key)
-        for vid in at.vports.values():  # a key they stand behind comes
+        for vid in self._groups[sid][ip].vports.values():  # a key they stand behind comes
             self._keep_vport(vid)
         self.routes[key] = route
         self._group_of[key] = (sid, ip)
