@@ -371,3 +371,24 @@ def test_routes_withdrawn_at_unbind_are_not_told_again_by_the_publish(monkeypatc
     fed.publish(prog.view)
     assert fed.speaker.desired == originate(prog.view, state.policy, fed.mobility.seqs)
     assert not withdrawn & set(fed.speaker.told)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_clash_hands_over_the_full_originate(seed, monkeypatch):
+    """Two sources of one route key (``Clash``: none in these sequences, so raised here at random, as ``update``
+    does, after forgetting): that publish hands over the full ``originate``'s routes, the next starts from scratch."""
+    from bgp.originator import Clash, Originator
+
+    monkeypatch.setattr(loglimit, "_last_logged", {})
+    rng, real, clashes = random.Random(-seed), Originator.update, []
+
+    def update(self, *args):
+        if rng.random() < 0.15:
+            self.forget()
+            clashes.append(1)
+            raise Clash(("forced",))
+        return real(self, *args)
+
+    monkeypatch.setattr(Originator, "update", update)
+    run(seed)
+    assert clashes
