@@ -100,8 +100,9 @@ class Federation:
         self._origins = Origins()  # what stands behind the routes the last publish handed to the speaker
         self._unlocated: set = set()  # vports State unbound, not bound since, that the last publish's routes name
         # (or unbound since it): what the next publish's Origins may have to leave out (``Origins.settle``)
-        self._touched: set = set()  # keys the speaker was told of outside ``originator.routes`` since the last
-        # publish's hand-over (left out, carried, withdrawn or announced at bind): told again at the next
+        self._told: dict = {}  # key -> the route (None: none) the speaker holds for it, for the keys told otherwise
+        # than ``originator.routes`` say since the last publish's hand-over (left out, carried, withdrawn or
+        # announced at bind): looked at again at the next, and told only if it wants something else
         self._full = self._full_origins = None  # the full originate's routes and Origins (a ``Clash``)
         self._origins_lock = threading.Lock()
         self.early = False  # announce at bind (bgp/early.py): the app allows it once passes hand out
@@ -254,18 +255,18 @@ class Federation:
         settled = self.settled()  # read with ``originating``: a role decided later publishes again
         pacer, policy, originating = self.pacer, self.state.policy, self.originating
         self.keeper.take_incoming(originating)  # the HA active's flags (a standby)
-        try:  # (raising, the sequence numbers ``Mobility.taken`` named or the routes kept since are not handed over:
-            # the next publish starts from scratch)
+        try:  # (raising, up to the speaker told, the sequence numbers ``Mobility.taken`` named or the routes kept
+            # since may not be handed over: the next publish starts from scratch)
             seqs = self.mobility.update(view, self.state.remote_index, pacer)
             self.keeper.sync(originating)
             self._arm_recovery()
             delta = self._originate(view, policy, seqs, pacer) if originating else None
             plan = self._encode(delta, pacer) if originating else None
+            with self._origins_lock:  # no pause from here to the speaker: see the module docstring
+                self._hand_over(view, policy, originating, delta, plan)
         except BaseException:
             self.originator.forget()
             raise
-        with self._origins_lock:  # no pause from here to the speaker: see the module docstring
-            self._hand_over(view, policy, originating, delta, plan)
         if settled and complete:
             self.speaker.complete()  # End-of-RIB follows once ExaBGP holds these (bgp/endofrib.py)
 
@@ -305,7 +306,8 @@ class Federation:
         meanwhile left out and those announced at bind carried (``bgp.early``), and the speaker told. After a
         publish from scratch (or not originating, or the full ``originate``) the speaker gets every route
         (``set_desired``); else only the keys that changed, those this publish's or the last one's Origins left
-        out or carried, and those withdrawn or announced at bind since the last publish (``_touched``). ``plan``:
+        out or carried, and those withdrawn or announced at bind since the last publish (``_told``), each only if
+        the speaker holds something else for it (10,000 keys withdrawn at unbind are not told again). ``plan``:
         (announced, withdrawn) of the changed keys, made before the lock as the kept routes say; only the others
         are looked at here."""
         originator = self.originator
@@ -318,23 +320,29 @@ class Federation:
         else:
             origins, routes = Origins(originator), originator.routes
             candidates = self._unlocated if delta is not None else None
-        originator.watcher = origins if routes is originator.routes else None
+        if candidates is not None:  # (those no route names now, dropped by the delta, are not looked at again)
+            candidates = self._unlocated = {vid for vid in candidates if origins.has(vid)}
         left_out = set(origins.settle(self.state.locations, candidates))  # vports unbound while this View was made
-        self._unlocated = {vid for vid in self._unlocated if origins.has(vid)}
+        if candidates is None:
+            self._unlocated = {vid for vid in self._unlocated if origins.has(vid)}
         desired = _Handed(routes, left_out)
         if originating:
             self._early.carry(desired, origins)  # announced at bind, not in this View yet
         self._early.remember(view, policy, originating)
-        self._origins = origins
+        self._origins = origins  # (with the watcher: the Origins ``_locations_changed`` reads is the one told)
+        originator.watcher = origins if routes is originator.routes else None
         if delta is None or delta is _FULL:
             full = {key: route for key, route in routes.items() if key not in left_out}
             full.update(desired.carried)
             self.speaker.set_desired(full)
         else:
-            announce, withdraw = plan
-            for key in self._touched | left_out | desired.carried.keys():
+            announce, withdraw, told = *plan, self._told
+            for key in told.keys() | left_out | desired.carried.keys():
                 route = desired.get(key)
-                if route is None:
+                if key in told and (told[key] is route or told[key] == route):  # the speaker holds it already
+                    announce.pop(key, None)
+                    withdraw.discard(key)
+                elif route is None:
                     announce.pop(key, None)
                     withdraw.add(key)
                 else:
@@ -344,7 +352,8 @@ class Federation:
                 self.speaker.withdraw(withdraw)
             if announce:
                 self.speaker.announce(announce)
-        self._touched = left_out | desired.carried.keys()
+        self._told = dict.fromkeys(left_out)  # what the speaker holds for them now
+        self._told.update(desired.carried)
 
     def handed_over(self) -> None:
         """What the last publish handed to the speaker is complete (it was published with ``complete`` False, and
@@ -367,12 +376,12 @@ class Federation:
             gone = self._origins.unbound([vid for vid in vport_ids if vid not in locations])
             self._origins.bound(bound)
             if gone:
-                self._touched.update(gone)
+                self._told.update(dict.fromkeys(gone))
                 self.speaker.withdraw(gone)
             if self.early and self.originating:
                 new = self._early.bound(bound, self._origins)
                 if new:
-                    self._touched.update(new)
+                    self._told.update(new)
                     self.speaker.announce(new)
 
     def clear_duplicates(self, subnet_id: str | None = None, mac: str | None = None) -> list[dict]:

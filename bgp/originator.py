@@ -17,8 +17,9 @@ are made again every update (they grow with the subnets, static routes and switc
 
 A View not followed yet (the first update, a View built again from scratch, one without feeds), a feed that overflowed,
 ``Mobility`` having walked everything, or an update that raised: everything is taken from scratch. Two sources giving
-routes of one key (two subnets sharing an RD and a MAC, say) are not kept by delta: ``update`` raises ``Clash`` (after
-forgetting everything) and the caller uses the full ``originate``. tests/unit/test_originator_oracle.py checks the
+routes of one key are not kept by delta: ``update`` raises ``Clash`` (after forgetting everything) and the caller uses
+the full ``originate`` (a policy's RDs are unique, and the keys that go are removed before those that come are added: a
+subnet deleted and another given its RD in one pass is no clash). tests/unit/test_originator_oracle.py checks the
 routes and what stands behind them against ``originate`` after every step of random event sequences.
 """
 
@@ -151,8 +152,9 @@ class Originator:
             self._rebind(sid, view, groups)
             groups.update((sid, ip) for ip in self._groups.get(sid, ()))
             groups.update((sid, ip) for ip in self._t3.get(sid, ()))
-        for sid, ip in groups:
-            self._multicast(sid, ip, view, policy, changed)
+        new = [made for sid, ip in groups if (made := self._multicast(sid, ip, view, policy, changed))]
+        for sid, ip, route in new:  # (after every key that goes went: a subnet deleted, another given its RD)
+            self._add_multicast(sid, ip, route, changed)
         self._prefixes(view, changed)
         return None if scratch else changed
 
@@ -192,8 +194,7 @@ class Originator:
             if session not in self._on_session:
                 del fps[session]  # no local endpoint there now: those it had are taken again already
                 continue
-            switch = view.switches.get(session)
-            fp = (view.tunnel_ip_of(session), switch.router_mac if switch is not None else None, switch is not None)
+            fp = _session_facts(view, session)
             if fps.get(session) != fp:
                 changed.add(session)
                 fps[session] = fp
@@ -227,6 +228,8 @@ class Originator:
         sid, key = ep.subnet_id, (ep.subnet_id, ep.mac)
         self._in_subnet.setdefault(sid, set()).add(eid)
         self._on_session.setdefault(ep.session, set()).add(eid)
+        if ep.session not in self._session_fp:  # its facts as this View has them (what its routes are made of)
+            self._session_fp[ep.session] = _session_facts(view, ep.session)
         self._by_mac.setdefault(key, set()).add(eid)
         if ep.kind == "vport":
             self._keep_vport(ep.vport_id)
@@ -238,6 +241,7 @@ class Originator:
                 rkey = route.key
                 if rkey in self.routes:
                     raise Clash(rkey)
+                self._keep_key(rkey)  # (the last publish's Origins may name it: carried, say)
                 self.routes[rkey] = route
                 self._owner[rkey] = eid
                 keys.append(rkey)
@@ -274,8 +278,9 @@ class Originator:
         if bound:
             self._bound[sid] = bound
 
-    def _multicast(self, sid, ip, view, policy, changed: set) -> None:
-        """The type 3 route of subnet ``sid`` at tunnel IP ``ip`` again (``bgp.evpn._multicast_routes``)."""
+    def _multicast(self, sid, ip, view, policy, changed: set) -> tuple | None:
+        """The type 3 route of subnet ``sid`` at tunnel IP ``ip`` again (``bgp.evpn._multicast_routes``): the old
+        one replaced or gone; (sid, ip, route) when a route of another key is to come (``_add_multicast``)."""
         at = self._groups.get(sid, {}).get(ip)
         subnet = policy.get("subnet", sid)
         route = None
@@ -287,7 +292,7 @@ class Originator:
             if self.routes[old] is not route:
                 self.routes[old] = route
                 changed.add(old)
-            return
+            return None
         if old is not None:
             self._keep_key(old, moved=True)  # the key its vports stand behind goes
             del self.routes[old], self._group_of[old], self._t3[sid][ip]
@@ -299,14 +304,15 @@ class Originator:
                 del self._groups[sid][ip]
                 if not self._groups[sid]:
                     del self._groups[sid]
-            return
-        if route is None:
-            return
+            return None
+        return None if route is None else (sid, ip, route)
+
+    def _add_multicast(self, sid, ip, route, changed: set) -> None:
         key = route.key
         if key in self.routes:
             raise Clash(key)
         self._keep_key(key)
-        for vid in at.vports.values():  # a key they stand behind comes
+        for vid in self._groups[sid][ip].vports.values():  # a key they stand behind comes
             self._keep_vport(vid)
         self.routes[key] = route
         self._group_of[key] = (sid, ip)
@@ -383,6 +389,12 @@ def _follow(view):
     except TypeError:
         return _unfollowed, None
     return ref, feeds.follow() if feeds is not None else None
+
+
+def _session_facts(view, session) -> tuple:
+    """What a session's local endpoints' routes read of it: its tunnel IP, Router's MAC, and whether it is a VRS."""
+    switch = view.switches.get(session)
+    return view.tunnel_ip_of(session), switch.router_mac if switch is not None else None, switch is not None
 
 
 def _discard(index: dict, key, item) -> None:

@@ -102,14 +102,22 @@ class Origins:
         nothing stands behind now."""
         gone = []
         for vid in vport_ids:
-            keys = self._keys(vid)
-            if not keys or vid in self._unbound:
+            if vid in self._unbound:
+                continue
+            keys = self._keys_of.get(vid)
+            if keys is None:  # held from here (as ``keep`` would: the base drops it at the next origination)
+                keys = self._base.keys_of(vid)
+                if keys:
+                    self._keys_of[vid] = keys
+            if not keys:
                 continue
             self._unbound.add(vid)
             for key in keys:
                 left = self._count[key] = self._left(key) - 1
-                if not left and not self._pinned(key):
-                    gone.append(key)
+                if not left:
+                    pinned = self._pins[key] = self._pinned(key)
+                    if not pinned:
+                        gone.append(key)
         return gone
 
     def bound(self, vport_ids) -> None:
