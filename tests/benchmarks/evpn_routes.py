@@ -157,9 +157,14 @@ def open_feeder(feed_host, gobgp: GoBGP) -> Feeder | None:
 
 def transact(hv, ops: list, timeout: float = 120) -> list:
     """One OVSDB transaction on the hypervisor's database (JSON-RPC on its unix socket)."""
+    return transact_at(hv.ovs.db_socket, ops, timeout)
+
+
+def transact_at(db_socket, ops: list, timeout: float = 120) -> list:
+    """One OVSDB transaction on the database behind unix socket ``db_socket``; its result (SystemExit on an error)."""
     with socket.socket(socket.AF_UNIX) as sock:
         sock.settimeout(timeout)
-        sock.connect(str(hv.ovs.db_socket))
+        sock.connect(str(db_socket))
         sock.sendall(json.dumps({"method": "transact", "params": ["Open_vSwitch", *ops], "id": 0}).encode())
         decoder, buf = json.JSONDecoder(), ""
         while True:

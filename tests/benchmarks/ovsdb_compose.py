@@ -21,10 +21,8 @@ Needs Open vSwitch's ovsdb-server and ovsdb-tool. Not collected by pytest.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,7 +33,7 @@ import ovs.db.idl
 import ovs.poller
 
 from ovsdb.vrs import COLUMNS
-from tests.benchmarks.evpn_routes import add_ports_ops, out_vport
+from tests.benchmarks.evpn_routes import add_ports_ops, out_vport, transact_at
 
 SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
 TIMEOUT = 120.0  # seconds, any one wait
@@ -57,20 +55,7 @@ class Server:
         self.transact(add_ports_ops([out_vport(i) for i in range(ports)]))
 
     def transact(self, ops: list) -> list:
-        with socket.socket(socket.AF_UNIX) as sock:
-            sock.settimeout(TIMEOUT)
-            sock.connect(str(self.socket))
-            sock.sendall(json.dumps({"method": "transact", "params": ["Open_vSwitch", *ops], "id": 0}).encode())
-            decoder, buf = json.JSONDecoder(), ""
-            while True:
-                chunk = sock.recv(1 << 20)
-                if not chunk:
-                    raise SystemExit("ovsdb-server closed the connection during a transaction")
-                buf += chunk.decode()
-                try:
-                    return decoder.raw_decode(buf)[0]["result"]
-                except ValueError:
-                    continue
+        return transact_at(self.socket, ops, TIMEOUT)
 
     def cpu(self) -> float:
         """ovsdb-server's CPU seconds (user + system) so far."""
