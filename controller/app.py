@@ -528,8 +528,12 @@ class CanopyApp(RoleWiring, RyuApp):
         self._forget_gateways(now)
 
     def _forget_gateways(self, now):
-        for session, net_id in self.gateway_arp.expired(dict(self.state.gateway_macs), now):
-            log.info("external gateway of %s on %s did not answer ARP: forgotten", net_id, session)
+        """The MACs whose gateway did not confirm them for the timeout forgotten (by this node's ARP, or the HA
+        active's as it sent them: controller/gatewaykeep.py)."""
+        resolver = self.gateway_arp
+        for session, net_id in resolver.expired(dict(self.state.gateway_macs), now):
+            log.info("external gateway of %s on %s not confirmed by ARP for %g s: forgotten", net_id, session,
+                     resolver.timeout)
             self.state.gateway_learned(session, net_id, None)
 
     def _gateway_answer(self, msg):
