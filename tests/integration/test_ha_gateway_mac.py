@@ -3,9 +3,10 @@
 gateway_mac, so the active resolves the outside host (the gateway) by ARP and sends the MAC to the standby. The
 outside host then stops answering ARP (arptables in its namespace drops its replies) and the active is killed: the
 new active, which cannot resolve the gateway itself, still sends the VM's translated traffic to it (the VM pings
-the outside host by its floating IP and gets answers), shows the MAC as ``replicated``, and forgets it once the
-timeout has passed since the old active last heard it; when the gateway answers again it is ``arp``. Before this
-change the new active sent nothing translated out until the gateway answered its ARP."""
+the outside host by its floating IP and gets answers), changes no flow on the hypervisor (its compiled flows were
+the old active's), shows the MAC as ``replicated``, and forgets it once the timeout has passed since the old active
+last heard it; when the gateway answers again it is ``arp``. Before this change the new active sent nothing
+translated out until the gateway answered its ARP, and its first pass removed the translation flows."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import time
 import pytest
 
 from tests.harness.external import external_segment, join_external, outside_host
+from tests.integration.test_ha_hold_takeover import flow_changes, flow_monitor, in_sync
 from tests.integration.test_ha_writes import connect_to_pair, masters, pair_settings, role, settle
 
 pytestmark = pytest.mark.integration
@@ -71,6 +73,7 @@ def test_a_new_active_sends_translated_traffic_to_the_gateway_mac_the_old_one_re
                        what="B holds the MAC A resolved")
         lab.wait_until(lambda: vm.ping(OUTSIDE_IP, timeout=1), timeout=20, what="vm1 reaches the outside under A")
 
+        monitor = flow_monitor(lab, hv, "monitor-hv1")
         outside.exec("arptables", "-A", *DROP_REPLIES, check=True)
         blocked = time.monotonic()  # A heard the gateway last at most about a refresh before this
         ctls["a"].kill()
@@ -81,6 +84,11 @@ def test_a_new_active_sends_translated_traffic_to_the_gateway_mac_the_old_one_re
         lab.wait_until(lambda: vm.ping(OUTSIDE_IP, timeout=1), timeout=left,
                        what="vm1 reaches the outside under B, the gateway not answering ARP")
         assert gateway(ctls["b"]) == (OUTSIDE_MAC, "replicated")  # B heard no answer itself
+        lab.wait_until(lambda: in_sync(ctls["b"], hv), timeout=20, what="B in sync with hv1")
+        time.sleep(1)  # a pass that would still send something
+        changes = flow_changes(monitor)
+        assert time.monotonic() < blocked + TIMEOUT_MS / 1000 - 2, "the takeover took too long to look at the flows"
+        assert not changes, f"{len(changes)} flow changes on hv1 across the takeover: {changes[:5]}"
 
         lab.wait_until(lambda: gateway(ctls["b"]) == (None, "unresolved"), timeout=TIMEOUT_MS / 1000 + 20,
                        what="the silent gateway forgotten by B")
