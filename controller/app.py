@@ -20,6 +20,7 @@ from controller import collector, guard, ofports, runtime, sdnotify, stretchtrac
 from controller.core import build_core
 from controller.approles import RoleWiring, may_announce
 from controller.garps import after_takeover, send_repeated
+from controller.gatewaykeep import GatewayKeeper
 from controller.lagcause import LateSamples
 from controller.stallwatch import StallWatch
 from controller.programloop import ProgramLoop
@@ -93,6 +94,7 @@ class CanopyApp(RoleWiring, RyuApp):
         self.probes = ProbeSender(hub.spawn, lambda: self.pair is None or self.pair.role == "active",
                                   settings.tunnel_probe_rate, settings.tunnel_probe_retry)
         self.gateway_arp = GatewayResolver(settings.gateway_arp_refresh, settings.gateway_arp_timeout)
+        self.gateway_keep = GatewayKeeper(self.state, self.gateway_arp)  # resolved MACs to the HA standby
         limits = settings.limits
         self.ovsdb = OvsdbManagerServer(settings.ovsdb_listen, settings.ovsdb_port, self.state,
                                         bridge=settings.bridge, log=logging.getLogger("canopy.ovsdb"),
@@ -130,6 +132,8 @@ class CanopyApp(RoleWiring, RyuApp):
             if self.federation is not None:  # End-of-RIB only once the role says what this node announces
                 self.federation.settled = lambda: self.pair.role in ("active", "standby")
                 self.federation.pair_with(self.pair)  # duplicate MAC flags go to the standby
+            self.gateway_keep.link = self.pair.link  # and the external gateways' resolved MACs
+            self.pair.listeners.append(self.gateway_keep.on_peer_message)
             self.pair.applier.pacer = Pacer(give_way, 100)  # a standby checking a big batch pauses (per change)
             self.service.replicate = self.pair.replicate
             self.service.unreplicated = self.pair.replicator.forget  # a write refused or failed: not in our store
@@ -497,15 +501,17 @@ class CanopyApp(RoleWiring, RyuApp):
 
     # ------------------------------------------------------------------ external gateways
     def _resolve_gateways(self):
-        """Ask external gateways for their MAC by ARP from the VRSs that need it, and forget the MACs no longer
-        confirmed (openflow/gateway_arp.py); the active controller only. The thread never ends."""
+        """Ask external gateways for their MAC by ARP from the VRSs that need it (the active controller only), and
+        forget the MACs no longer confirmed (openflow/gateway_arp.py; on a standby, those the active sent:
+        controller/gatewaykeep.py). The thread never ends."""
         resolver = self.gateway_arp
         while True:
             hub.sleep(min(1.0, resolver.refresh / 4))
-            if self.pair is not None and self.pair.role != "active":
-                continue
             try:
-                self._ask_gateways(time.monotonic())
+                if self.pair is None or self.pair.role == "active":
+                    self._ask_gateways(time.monotonic())
+                else:
+                    self._forget_gateways(time.monotonic())
             except Exception:  # a switch that went away meanwhile: the next round asks again
                 log.exception("resolving external gateways failed")
 
@@ -513,13 +519,21 @@ class CanopyApp(RoleWiring, RyuApp):
         """One round of ``_resolve_gateways``: each request asks ``may_announce`` just before it leaves (a node
         demoted meanwhile sends none of the rest); the MACs no longer confirmed are forgotten."""
         resolver = self.gateway_arp
+        self.gateway_keep.take_held()  # what the old active sent and State lacks (once: then nothing is held)
         for need in resolver.due(self.programmer.view, now):
             rec = self._reconciler_of_session(need.session)
             if rec is not None and may_announce(self.pair, rec):
                 rec.packet_out(request_actions(need), request_frame(need))
                 resolver.sent(need, now)
+        self._forget_gateways(now)
+
+    def _forget_gateways(self, now):
+        """The MACs whose gateway did not confirm them for the timeout forgotten (by this node's ARP, or the HA
+        active's as it sent them: controller/gatewaykeep.py)."""
+        resolver = self.gateway_arp
         for session, net_id in resolver.expired(dict(self.state.gateway_macs), now):
-            log.info("external gateway of %s on %s did not answer ARP: forgotten", net_id, session)
+            log.info("external gateway of %s on %s not confirmed by ARP for %g s: forgotten", net_id, session,
+                     resolver.timeout)
             self.state.gateway_learned(session, net_id, None)
 
     def _gateway_answer(self, msg):

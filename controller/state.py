@@ -45,6 +45,8 @@ class State(StateReport, DiscoverySink):
         self.mismatched: dict[str, binding.Location] = {}  # located, but the hypervisor reports another MAC
         self._warned: dict[str, tuple] = {}  # vport id -> the mismatch last logged for it
         self.gateway_macs: dict[tuple[str, str], str] = {}  # (VRS session, external network id) -> MAC by ARP
+        self.gateway_replicated: set[tuple[str, str]] = set()  # those of gateway_macs the HA active sent, not heard
+        self.gateway_version = 0  # raised by every change of gateway_macs (controller/gatewaykeep.py sends them)
         self.remote_index = RemoteIndex()  # what of it our import policy takes (kept by bgp.federation)
         self._seen: dict[tuple, int] = {}  # (session, port, vlan) -> order of first appearance
         self._seen_ports: dict[str, dict[str, list]] = {}  # session -> port name -> its keys in _seen
@@ -106,16 +108,22 @@ class State(StateReport, DiscoverySink):
         for journal in self._journals:
             journal.external = True
 
-    def gateway_learned(self, session: str, network_id: str, mac: str | None) -> None:
-        """What a VRS's ARP resolution found for an external network's gateway (openflow/gateway_arp.py); None:
-        forgotten (no answer in time). A MAC that did not change is no change."""
+    def gateway_learned(self, session: str, network_id: str, mac: str | None, replicated: bool = False) -> None:
+        """What a VRS's ARP resolution found for an external network's gateway (openflow/gateway_arp.py), or what
+        the HA active said it found (``replicated``: controller/gatewaykeep.py); None: forgotten (no answer in
+        time). A MAC that did not change is no change (only where it came from is noted)."""
         key = (session, network_id)
+        if replicated and mac is not None:
+            self.gateway_replicated.add(key)
+        else:
+            self.gateway_replicated.discard(key)
         if self.gateway_macs.get(key) == mac:
             return
         if mac is None:
             del self.gateway_macs[key]
         else:
             self.gateway_macs[key] = mac
+        self.gateway_version += 1
         self._record_external()
         self._record("gateways", [key])
         self._notify("external", key)
@@ -295,6 +303,8 @@ class State(StateReport, DiscoverySink):
             del self._dpid_session[snap.datapath_id]
         for key in [k for k in self.gateway_macs if k[0] == session]:
             del self.gateway_macs[key]
+            self.gateway_replicated.discard(key)
+            self.gateway_version += 1
         self.vrs_since.pop(session, None)
         self._rank.pop(session, None)
         self.tunnel_ports.pop(session, None)

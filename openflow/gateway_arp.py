@@ -6,7 +6,8 @@ floating IP active there) is sent out of the uplink by packet-out, again every `
 answer comes back by packet-in (the uplink owner's flow in ``external_in``, openflow/external.py) and becomes
 State (``State.gateway_learned``), from which the translation flows take it. A MAC not confirmed for ``timeout``
 seconds is forgotten: outbound translation stops until the gateway answers again. Pure bookkeeping here; the Ryu
-app sends and receives (controller/app.py).
+app sends and receives (controller/app.py). The resolved MACs and when each was last confirmed also go to the HA
+standby (controller/gatewaykeep.py), whose ``heard`` then holds the active's confirmation times.
 """
 
 from __future__ import annotations
@@ -47,14 +48,15 @@ class GatewayResolver:
     def __init__(self, refresh: float, timeout: float):
         self.refresh, self.timeout = refresh, timeout
         self.asked: dict[tuple[str, str], float] = {}  # last request sent
-        self.heard: dict[tuple[str, str], float] = {}  # last answer accepted
+        self.heard: dict[tuple[str, str], float] = {}  # last answer accepted (or the HA active's, replicated)
+        self.confirmed = 0  # answers accepted so far: the HA active sends the confirmation times again after one
 
     def due(self, view, now: float) -> list[GatewayNeed]:
-        """The needs to ask for now (never asked, or asked ``refresh`` ago); forgets keys no longer needed."""
+        """The needs to ask for now (never asked, or asked ``refresh`` ago); forgets when it asked for keys no longer
+        needed (when they were last heard is kept until ``expired`` forgets them: a MAC no longer needed ages out)."""
         needs = {(s, n): need for s, by_net in view.external.gateways.items() for n, need in by_net.items()}
-        for book in (self.asked, self.heard):
-            for key in [k for k in book if k not in needs]:
-                del book[key]
+        for key in [k for k in self.asked if k not in needs]:
+            del self.asked[key]
         return [need for key, need in sorted(needs.items()) if now - self.asked.get(key, -self.refresh) >= self.refresh]
 
     def sent(self, need: GatewayNeed, now: float) -> None:
@@ -69,11 +71,15 @@ class GatewayResolver:
         for net_id, need in view.external.gateways.get(session, {}).items():
             if need.uplink_ofport == in_port and need.gateway_ip == got[0]:
                 self.heard[(session, net_id)] = now
+                self.confirmed += 1
                 return net_id, got[1]
         return None
 
     def expired(self, resolved, now: float) -> list[tuple[str, str]]:
-        """Resolved keys whose answer is older than ``timeout`` (or never heard by this controller)."""
+        """Resolved keys whose answer is older than ``timeout`` (or never heard by this controller); forgets when
+        keys no longer resolved were heard."""
+        for key in [k for k in self.heard if k not in resolved]:
+            del self.heard[key]
         out = []
         for key in resolved:
             heard = self.heard.setdefault(key, now)  # learnt before this resolver existed: a full timeout from now

@@ -72,14 +72,17 @@ def routes(state, programmer, reconcilers) -> list[Route]:
 
 def _gateways(state, view, net_obj) -> list[dict]:
     """Per VRS that translates to the network: the gateway MAC it sends to and where that comes from (``static``:
-    the network's gateway_mac; ``arp``: resolved by the VRS; ``unresolved``: nothing goes out yet)."""
+    the network's gateway_mac; ``arp``: resolved by the VRS; ``replicated``: resolved by the HA active and sent over
+    the HA link, not yet heard by this node (controller/gatewaykeep.py); ``unresolved``: nothing goes out yet)."""
     sessions = {s for s, by_net in view.external.gateways.items() if net_obj["id"] in by_net} | \
         {f.session for f in view.external.floating.values() if f.network_id == net_obj["id"]} | \
         {s for s, n in view.external.pat if n == net_obj["id"]}
     out = []
     for session in sorted(sessions, key=lambda s: view.switches[s].chassis if s in view.switches else s):
-        mac = net_obj.get("gateway_mac") or state.gateway_macs.get((session, net_obj["id"]))
-        origin = "static" if net_obj.get("gateway_mac") else "arp" if mac else "unresolved"
+        key = (session, net_obj["id"])
+        mac = net_obj.get("gateway_mac") or state.gateway_macs.get(key)
+        origin = "static" if net_obj.get("gateway_mac") else "unresolved" if not mac else \
+            "replicated" if key in state.gateway_replicated else "arp"
         chassis = view.switches[session].chassis if session in view.switches else None
         out.append({"chassis": chassis, "gateway": net_obj["gateway"], "mac": mac, "origin": origin})
     return out

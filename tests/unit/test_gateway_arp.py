@@ -52,6 +52,20 @@ def test_answers_count_from_the_awaited_gateway_on_the_uplink_only_and_are_refre
     assert resolver.due(view_with(), 40) == [] and resolver.asked == {}  # no longer needed: forgotten
 
 
+def test_a_mac_no_longer_needed_is_still_forgotten_after_the_timeout():
+    """A VRS that stops translating to the network (its floating IP detached, the network deleted): its resolved MAC
+    is no longer asked for and is forgotten once not confirmed for the timeout (before, forgetting when it was
+    asked also forgot when it was heard, and the expiry then counted a full timeout from each round: never)."""
+    resolver, view = ga.GatewayResolver(refresh=10, timeout=30), view_with(NEED)
+    resolver.sent(NEED, 0)
+    assert resolver.answer(view, "hv1", UPLINK, reply(), 1) == ("n1", GW_MAC)
+    resolved = {("hv1", "n1"): GW_MAC}
+    for now in range(2, 31):
+        assert resolver.due(view_with(), now) == [] and resolver.expired(resolved, now) == []
+    assert resolver.due(view_with(), 31) == [] and resolver.expired(resolved, 31) == [("hv1", "n1")]
+    assert resolver.expired({}, 32) == [] and resolver.heard == {}  # forgotten: nothing kept for it
+
+
 def test_without_a_static_mac_nothing_goes_out_until_the_gateway_answered():
     state, prog = setup({"vm0": "hv1", "vm1": "hv2", "vm2": "hv2"})
     policy = state.policy.copy()

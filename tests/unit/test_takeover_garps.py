@@ -13,6 +13,7 @@ import controller.app as app_module
 from controller.app import CanopyApp
 from controller.extnet import GatewayNeed
 from controller.garps import GARP_PAUSES
+from controller.gatewaykeep import GatewayKeeper
 from controller.pacer import Pacer
 from openflow import external
 from openflow.external import garp
@@ -23,7 +24,7 @@ from .test_external_flows import setup as fip_world
 from .test_gateway_garp import world_with_vms
 
 BOUND = ("_announce_after_takeover", "_reconciler_of_session", "_session_of", "_announce_gateways",
-         "_announce_floating_ips", "_ask_gateways")
+         "_announce_floating_ips", "_ask_gateways", "_forget_gateways")
 
 
 class Rec:
@@ -52,10 +53,11 @@ def vrs_recs(world):
 def app(prog, recs, role):
     """The parts of CanopyApp the announcements use, its own methods bound to them."""
     prog.pacer = Pacer()
+    resolver = GatewayResolver(10.0, 30.0)
     glue = SimpleNamespace(pair=SimpleNamespace(role=role), programmer=prog, federation=None,
                            reconcilers={rec.datapath.id: rec for rec in recs.values()},
                            garp=external.Announcer(), gateway_garp=GatewayAnnouncer(), _takeover_due=set(),
-                           gateway_arp=GatewayResolver(10.0, 30.0), state=prog.state,
+                           gateway_arp=resolver, gateway_keep=GatewayKeeper(prog.state, resolver), state=prog.state,
                            ovsdb=SimpleNamespace(set_writes=lambda on: None),
                            _roles_wake=SimpleNamespace(set=lambda: None),
                            program_loop=SimpleNamespace(urge=lambda: None))

@@ -1,0 +1,167 @@
+"""The external gateways' MACs resolved by ARP, handed to the HA standby (docs/external.md "The gateway's MAC",
+docs/ha.md "ARP after a takeover").
+
+Each VRS that translates to an external network without a static ``gateway_mac`` resolves the gateway by ARP
+(openflow/gateway_arp.py); what it found is runtime state of the active (``State.gateway_macs``), not policy: like
+the duplicate MAC flags (bgp/dupkeep.py) it travels beside the store's stream, never as a write to confirm. So:
+
+- **The active** sends the whole table, ``{"t": "gateway_macs", "macs": [{"switch", "network", "mac", "age"}]}``
+  (``age``: seconds since the gateway last confirmed the MAC, as the active's clock says when it sends; no clock is
+  compared across nodes), whenever a MAC was learnt, changed or forgotten or a gateway confirmed one (looked at on
+  each of the standby's heartbeats: at most one table per heartbeat interval), again on each new connection of the
+  link, and once it is the active again. At most ``KEPT`` entries (the rest counted and logged, not sent).
+- **The standby** holds the last table whole (each entry's confirmation time on its own clock: now - age) and
+  takes into its State those not older than ``vrs.gateway_arp_timeout_ms``, of switches it sees and external
+  networks its policy holds (so its flows are the active's: a takeover sends no translation flow again), as
+  ``replicated``; what it held before and the table no longer lists is forgotten. Entries age there as on the
+  active (the app's resolver loop forgets those the timeout passed on either role).
+- **On takeover** the new active already has the table in its State; at its first round of requests (within a
+  second) it takes what else it holds (switches seen again since the table came) and resolves as always: its
+  first request goes out at once, an answer makes the origin ``arp`` (a new MAC is taken then), and a gateway that
+  stays silent is forgotten ``timeout`` after the old active last heard it.
+- **Refused**: a message whose table is not a list of at most ``KEPT`` well-formed entries (the four fields, no
+  other; a unicast MAC; a finite age >= 0; no entry twice) is refused whole with one warning naming the entry, the
+  field and why, and counted (``refused``): nothing changes, the table held stays.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+from controller import fields
+from controller.loglimit import warn_limited
+
+log = logging.getLogger("canopy.ha")
+MESSAGE = "gateway_macs"
+KEPT = 4096  # entries sent and held (~90 bytes each): switches x external networks that resolve by ARP
+ROW_KEYS = frozenset(("switch", "network", "mac", "age"))
+MAX_NAME = 255  # characters of a switch key or an external network id
+
+
+class Refused(ValueError):
+    """Why a gateway_macs message is refused (the entry, the field, the reason)."""
+
+
+class GatewayKeeper:
+    def __init__(self, state, resolver, clock=time.monotonic):
+        """``state``: State (its ``gateway_macs``); ``resolver``: the app's GatewayResolver (its ``heard`` times and
+        ``timeout``)."""
+        self.state, self.resolver, self.clock = state, resolver, clock
+        self.link = None  # the HA link (controller.pairlink.PairLink): controller/app.py
+        self.held: dict[tuple[str, str], tuple[str, float]] = {}  # (switch, network) -> (MAC, heard): the active's
+        self.refused = 0  # messages refused whole (malformed or hostile)
+        self.not_kept = 0  # entries beyond KEPT in the last table built here: not sent
+        self._sent = None  # (State.gateway_version, resolver.confirmed, link epoch) of the last table sent
+
+    # ------------------------------------------------------------------ the HA link (event loop)
+    def on_peer_message(self, msg: dict, role: str) -> None:
+        """Every message from the HA peer (controller.ha.Pair.listeners): an active offers its table on each
+        heartbeat (sent once per change and connection); any other node takes the active's."""
+        kind = msg.get("t")
+        if role != "active":
+            self._sent = None  # sent anew once this node is the active again, whatever it sent before
+        if role == "active" and kind in ("hb", "hello"):
+            self.offer()
+        elif role != "active" and kind == MESSAGE:
+            try:
+                rows = parse(msg.get("macs"))
+            except Refused as exc:
+                self.refused += 1
+                warn_limited(log, ("gateway macs refused",), "gateway MACs from the HA peer refused, nothing "
+                             "changed (%d refused so far): %s", self.refused, exc)
+                return
+            self.take(rows)
+
+    def offer(self) -> None:
+        """The table to the standby if it changed (or the link reconnected) since it was last sent."""
+        link = self.link
+        if link is None:
+            return
+        sent = (self.state.gateway_version, self.resolver.confirmed, link.out_epoch)
+        if sent != self._sent and link.send({"t": MESSAGE, "macs": self.table()}):
+            self._sent = sent
+
+    def table(self) -> list[dict]:
+        """What the active sends: each resolved MAC with how long ago its gateway confirmed it (at most KEPT)."""
+        now, heard = self.clock(), self.resolver.heard
+        items = sorted(self.state.gateway_macs.items())
+        self.not_kept = max(0, len(items) - KEPT)
+        if self.not_kept:
+            warn_limited(log, ("gateway macs not kept",), "%d external gateway MAC(s) beyond the %d sent to the HA "
+                         "standby: a takeover resolves them again", self.not_kept, KEPT)
+        return [{"switch": switch, "network": network, "mac": mac,
+                 "age": round(max(0.0, now - heard.get((switch, network), now)), 3)}
+                for (switch, network), mac in items[:KEPT]]
+
+    # ------------------------------------------------------------------ the standby's side
+    def take(self, rows: list[tuple[str, str, str, float]]) -> None:
+        """Hold the active's table (``parse``d) and take what of it applies into State; entries held before and no
+        longer listed are forgotten there."""
+        now = self.clock()
+        self.held = {(switch, network): (mac, now - age) for switch, network, mac, age in rows}
+        usable = self._usable(now)
+        for key in [k for k in self.state.gateway_macs if k not in usable]:
+            self.state.gateway_learned(key[0], key[1], None)
+        self._learn(usable)
+
+    def take_held(self) -> None:
+        """This node is the active (called before each round of requests): take what it holds and State lacks (a
+        switch seen again since the table came), then hold nothing (its own resolution is the truth from now on)."""
+        if not self.held:
+            return
+        usable = self._usable(self.clock())
+        self._learn({k: v for k, v in usable.items() if k not in self.state.gateway_macs})
+        self.held = {}
+
+    def _usable(self, now: float) -> dict:
+        """The held entries not aged past the timeout, of switches State sees and networks its policy holds."""
+        state, timeout = self.state, self.resolver.timeout
+        return {key: (mac, heard) for key, (mac, heard) in self.held.items()
+                if now - heard < timeout and key[0] in state.vrs
+                and state.policy.get("external_network", key[1]) is not None}
+
+    def _learn(self, entries: dict) -> None:
+        for key, (mac, heard) in entries.items():
+            self.resolver.heard[key] = heard
+            self.state.gateway_learned(key[0], key[1], mac, replicated=True)
+
+
+def parse(macs) -> list[tuple[str, str, str, float]]:
+    """(switch, network, MAC, age) of each entry of a ``gateway_macs`` message; raises Refused naming the first
+    entry that is not well-formed (the whole message is refused: nothing is taken from it)."""
+    if not isinstance(macs, list):
+        raise Refused(f"macs: must be a list, not {type(macs).__name__}")
+    if len(macs) > KEPT:
+        raise Refused(f"macs: {len(macs)} entries, more than the {KEPT} an active sends")
+    out, seen = [], set()
+    for i, row in enumerate(macs):
+        entry = _entry(i, row)
+        if entry[:2] in seen:
+            raise Refused(f"macs[{i}]: switch {entry[0]!r} and network {entry[1]!r} listed twice")
+        seen.add(entry[:2])
+        out.append(entry)
+    return out
+
+
+def _entry(i: int, row) -> tuple[str, str, str, float]:
+    where = f"macs[{i}]"
+    if not isinstance(row, dict):
+        raise Refused(f"{where}: must be a map, not {type(row).__name__}")
+    if set(row) != ROW_KEYS:
+        missing, extra = sorted(ROW_KEYS - set(row)), sorted(map(repr, set(row) - ROW_KEYS))
+        raise Refused(f"{where}: " + "; ".join(filter(None, (missing and f"missing {', '.join(missing)}",
+                                                            extra and f"unknown {', '.join(extra)}"))))
+    for name in ("switch", "network"):
+        value = row[name]
+        if not (isinstance(value, str) and 0 < len(value) <= MAX_NAME):
+            raise Refused(f"{where}.{name}: must be a string of 1-{MAX_NAME} characters, not {value!r:.80}")
+    try:
+        mac = fields.mac(row["mac"])
+    except fields.Invalid as exc:
+        raise Refused(f"{where}.mac: {exc}") from None
+    age = row["age"]
+    if isinstance(age, bool) or not isinstance(age, (int, float)) or not math.isfinite(age) or age < 0:
+        raise Refused(f"{where}.age: must be a finite number of seconds >= 0, not {age!r:.80}")
+    return row["switch"], row["network"], mac, float(age)
