@@ -19,7 +19,8 @@ a. **ports**: ``--count`` ports (Port + Interface rows with ``external_ids:iface
    flows are in sync. ``--port-type internal`` makes them internal ports (ovs-vswitchd then creates a device
    for each; the default ``absent`` leaves the device missing, as evpn_routes does, see docs/benchmarks.md).
 b. **apply**: ``--count`` vports of a new subnet ``apply`` in ONE ``POST /v1/apply``; their ports (iface-ids
-   ``a<i>``) were put on br-int before the clock, so the apply binds them all. Done when the apply answered, all
+   ``a<i>``) were put on br-int before the clock (and read by every controller, ``GET /v1/ovsdb/sessions``
+   ``ports``, before the idle polling), so the apply binds them all. Done when the apply answered, all
    are bound and the switch is in sync.
 c. **routes** (run first: GoBGP's intake slows down with the routes the other bursts make Canopy announce): the
    feeder loads ``--count`` type-2 routes into A while the lab is built (A holds them back from Canopy), then A
