@@ -14,6 +14,10 @@ wake-up says where, split four ways:
 - ``off_cpu_ms``: neither: the thread slept: the hub's idle poll (expected: the probe asked for ``interval`` of
   it), a blocking system call, or waiting for the GIL that another thread of the process held. ``others_cpu_ms``
   (the process's CPU minus this thread's) and ``threads`` (the busiest other threads by name) tell the GIL apart.
+- ``off_cpu_late_ms``: of ``off_cpu_ms``, what cannot have been the probe's own sleep: the lag less the thread's
+  CPU and wait over the whole interval (at least this long the thread was off CPU after the sleep fell due: a
+  blocking call or another thread's GIL). 0 when the time off CPU fits in the sleep (the hub's idle poll while
+  the probe slept: a stack taken later, in a CPU wait, is where the loop was then, not a block).
 - ``collector_ms``: of ``cpu_ms``, what the cyclic garbage collector took (controller/collector.py, when its policy
   is installed: a collection holds the GIL, so no other thread, the stall watch included, runs meanwhile).
 - ``longest_ms`` and ``turns``: the longest traced stretch of the interval and how many turns it held (the tracer's).
@@ -134,7 +138,8 @@ class LateSamples:
         now = self._wall()
         wall, delay = now - wall0, self._delay() - delay0
         sample = {"lag_ms": _ms(lag), "wall_ms": _ms(wall), "cpu_ms": _ms(cpu), "run_delay_ms": _ms(delay),
-                  "off_cpu_ms": _ms(max(0.0, wall - cpu - delay)), "others_cpu_ms": _ms(max(0.0, process - cpu)),
+                  "off_cpu_ms": _ms(max(0.0, wall - cpu - delay)), "off_cpu_late_ms": _ms(max(0.0, lag - cpu - delay)),
+                  "others_cpu_ms": _ms(max(0.0, process - cpu)),
                   "collector_ms": _ms(self._collected() - collected0),
                   "ended": round(time.time(), 3), "at_s": round(now - self._started, 2),
                   "threads": self._busiest(threads0) if threads0 is not None else []}

@@ -104,8 +104,9 @@ class StallWatch:
             own = sample["run_delay_ms"] < sample["lag_ms"] * MACHINE_SHARE
             log_limited(self._log, logging.WARNING if own else logging.INFO, (*self._log_key, own),
                         "the event loop did not turn for %.0f ms (its CPU %.1f ms, of which the collector %.1f; "
-                        "waiting for a CPU %.1f ms; off CPU %.1f ms: %s); where it was:%s", sample["lag_ms"],
-                        sample["cpu_ms"], sample["collector_ms"], sample["run_delay_ms"], sample["off_cpu_ms"],
+                        "waiting for a CPU %.1f ms; off CPU %.1f ms, of which past the probe's sleep %.1f: %s); "
+                        "where it was:%s", sample["lag_ms"], sample["cpu_ms"], sample["collector_ms"],
+                        sample["run_delay_ms"], sample["off_cpu_ms"], sample["off_cpu_late_ms"],
                         "the controller's own: its work, a blocking call or another thread's GIL" if own else
                         "mostly waiting for a CPU: the machine's load",
                         described(stacks, not_kept))

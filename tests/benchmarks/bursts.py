@@ -19,7 +19,8 @@ a. **ports**: ``--count`` ports (Port + Interface rows with ``external_ids:iface
    flows are in sync. ``--port-type internal`` makes them internal ports (ovs-vswitchd then creates a device
    for each; the default ``absent`` leaves the device missing, as evpn_routes does, see docs/benchmarks.md).
 b. **apply**: ``--count`` vports of a new subnet ``apply`` in ONE ``POST /v1/apply``; their ports (iface-ids
-   ``a<i>``) were put on br-int before the clock, so the apply binds them all. Done when the apply answered, all
+   ``a<i>``) were put on br-int before the clock (and read by every controller, ``GET /v1/ovsdb/sessions``
+   ``ports``, before the idle polling), so the apply binds them all. Done when the apply answered, all
    are bound and the switch is in sync.
 c. **routes** (run first: GoBGP's intake slows down with the routes the other bursts make Canopy announce): the
    feeder loads ``--count`` type-2 routes into A while the lab is built (A holds them back from Canopy), then A
@@ -241,6 +242,18 @@ class Bursts:
                 counts[kind] = float(line.rsplit(None, 1)[1])
         return counts
 
+    def controllers(self) -> list:
+        return [self.canopy] + ([self.standby] if self.standby is not None else [])
+
+    @staticmethod
+    def ports_read(canopy) -> int | None:
+        """kvm1's ports as ``canopy`` last read them (GET /v1/ovsdb/sessions: kvm1 is its one VRS); None from a
+        controller that does not say (``--code`` of a checkout before stop 36)."""
+        items = canopy.api.get("/v1/ovsdb/sessions").json["items"]
+        if any("ports" not in item for item in items):
+            return None
+        return sum(item["ports"] or 0 for item in items)
+
     def settled(self, bound: int, flows_at_least: int = 0) -> bool:
         """``bound`` vports bound, kvm1's desired flows at least ``flows_at_least`` and every one installed."""
         status = self.canopy.api.get("/v1/status").json
@@ -319,9 +332,14 @@ class Bursts:
     def apply(self) -> None:
         t = time.monotonic()
         vports = [vport("a", APPLY_NET, i, "0a") for i in range(self.n)]
+        ports = {c.name: self.ports_read(c) for c in self.controllers()}
+        ports = {name: None if seen is None else seen + self.n for name, seen in ports.items()}
         transact(self.hv, port_ops(vports, self.args.port_type), timeout=600)  # unknown iface-ids: nothing binds
         bound = self.canopy.api.get("/v1/status").json["vports_bound"]
-        self.lab.wait_until(lambda: self.settled(bound), SETUP_TIMEOUT, 0.5, "the apply burst's ports seen")
+        # read by every controller before the idle polling: nothing binds, so settled() alone held before they were
+        # (stop 35's 105.6 ms "idle" sample before this burst could have been the active one reading them)
+        self.lab.wait_until(lambda: all(ports[c.name] in (None, self.ports_read(c)) for c in self.controllers())
+                            and self.settled(bound), SETUP_TIMEOUT, 0.5, "the apply burst's ports seen")
         flows = self.flow_counts()["desired"] + self.n
         self.setup["apply burst's ports on br-int"] = time.monotonic() - t
         body = {"document": document(self.n, True), "source": "bench"}

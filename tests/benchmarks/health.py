@@ -47,6 +47,8 @@ def worst_line(worst: dict | None) -> str:
     line = (f"; the worst, at {worst['at_s']:,.1f} s from start: {worst['cpu_ms']:.1f} ms of the loop's CPU (collector "
             f"{worst.get('collector_ms', 0.0):.1f}) + {worst['run_delay_ms']:.1f} waiting for a CPU + "
             f"{worst['off_cpu_ms']:.1f} off CPU")
+    if "off_cpu_late_ms" in worst:  # a controller older than stop 36 does not say
+        line += f" ({worst['off_cpu_late_ms']:.1f} past the probe's sleep)"
     stacks = worst.get("stacks") or []
     if stacks:
         line += f"; at {stacks[0]['overdue_ms']:.0f} ms overdue the loop was in " + " < ".join(stacks[0]["stack"][:4])

@@ -205,12 +205,14 @@ def test_ports_come_and_go_within_a_second(manager, spawn):
     assert snap["changed"] == ["tap1"]  # the ports whose rows changed since the previous snapshot
     assert tap1["mac"] == "02:00:00:00:00:01" and tap1["type"] == "internal"
     assert ["iface-id", "vp1"] in tap1["external_ids"]
+    [info] = [s for s in manager.sessions() if s["key"] == session]
+    assert info["ports"] == 1  # GET /v1/ovsdb/sessions: the ports as last reported (tests.benchmarks.bursts waits on it)
 
     hv.vsctl("del-port", "br-int", "tap1")
     manager.wait_latest(session, lambda s: s["bridge_present"] and s["ports"] == [], FAST, "tap1 removed")
     # applied from the rows the IDL reported changed: the bridge's ports were not read again
     [info] = [s for s in manager.sessions() if s["key"] == session]
-    assert info["full_reads"] == full_reads, info
+    assert info["full_reads"] == full_reads and info["ports"] == 0, info
 
 
 def test_a_bridge_with_more_external_ids_than_a_plain_map_may_hold_is_managed(manager, spawn):

@@ -45,6 +45,29 @@ def test_a_late_interval_is_split_into_cpu_wait_off_cpu_and_other_threads():
     assert sample["at_s"] == 0.25
 
 
+def test_off_cpu_within_the_probes_own_sleep_is_not_counted_as_past_it():
+    """evpn_routes (stop 35): 124 ms late, 24 ms of the loop's CPU, 140 waiting for a CPU, 60 off CPU with the loop's
+    stack in a REST read: the 60 ms fit in the probe's 100 ms sleep (the hub's idle poll), nothing blocked after."""
+    clocks = Clocks()
+    late = clocks.samples()
+    late.begin()
+    clocks.advance(wall=0.224, cpu=0.024, delay=0.14)
+    late.end(0.124)
+    (sample,) = late.listed()
+    assert sample["off_cpu_ms"] == 60.0 and sample["off_cpu_late_ms"] == 0.0
+
+
+def test_off_cpu_the_sleep_cannot_hold_is_counted_as_past_it():
+    """A blocking call of 140 ms after the sleep fell due: the lag less the loop's CPU and wait."""
+    clocks = Clocks()
+    late = clocks.samples()
+    late.begin()
+    clocks.advance(wall=0.25, cpu=0.01)
+    late.end(0.15)
+    (sample,) = late.listed()
+    assert sample["off_cpu_ms"] == 240.0 and sample["off_cpu_late_ms"] == 140.0
+
+
 def test_the_busiest_other_threads_are_named_from_the_sample_after_one_where_they_ran():
     clocks = Clocks()
     late = clocks.samples(keep=4)

@@ -30,7 +30,7 @@ def _fleet() -> server.OvsdbManagerServer:
         name = f"ovsdb:{i:03d}"
         session = server._PeerSession(manager, name, SimpleNamespace(peer=f"192.0.2.{i % 250}:{6640 + i}"))
         if i < 200:
-            session._reporter.last = SimpleNamespace(chassis=f"hv{i}", session=f"hv{i}")
+            session._reporter.last = SimpleNamespace(chassis=f"hv{i}", session=f"hv{i}", ports=())
         elif i < 260:
             session._vtep_reporter.last = SimpleNamespace(name=f"tor{i}")
         manager._sessions[name] = session

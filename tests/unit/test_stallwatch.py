@@ -62,6 +62,7 @@ def test_a_stall_is_logged_with_the_loops_stack_and_its_split(caplog):
     assert record.levelno == logging.WARNING and "the controller's own" in text  # no wait for a CPU
     assert "did not turn for 295 ms" in text and "_the_loops_work" in text and "at 70 ms overdue" in text
     assert "(the same at 95 ms)" in text  # a repeated stack is not printed twice
+    assert "off CPU 105.0 ms, of which past the probe's sleep 5.0" in text  # 100 ms of it: the probe's own sleep
     assert watch.stalls == 1
     worst = probe.status()["worst"]
     assert worst["lag_ms"] == 295.0 and [s["overdue_ms"] for s in worst["stacks"]] == [70.0, 95.0]
