@@ -35,6 +35,8 @@ from controller.store import Change, StoreError, StoreFault
 POLL = 0.2                       # how often a waiting confirm() looks again
 BATCH = 500                      # changes per catch-up message
 RESYNC_HOLDOFF = 0.5             # the standby asks again for the same position no sooner than this
+REFUSED_HOLDOFF = 0.5            # a catch-up the standby's store refused is sent again no sooner than this
+STORE_REFUSED = "the standby's store could not take it"  # how a refusal by the standby's store (its disk) begins
 ACK_PER_CHANGE = 0.0005          # seconds a write's confirmation may take per change, beyond ack_timeout
 
 
@@ -54,7 +56,7 @@ class Replicator:
     BATCH); behind a compacted log, or diverged from our history (a write we refused after it got there
     included), a {"t": "snapshot", "snapshot": store.snapshot()}. Other message types are ignored. What was
     sent recently on the current connection counts as on its way, so a heartbeat does not trigger the same
-    catch-up twice.
+    catch-up twice (one the standby's store refused, for REFUSED_HOLDOFF only).
 
     on_message and confirm() share one lock; ``synced``, ``lag()`` and ``acked_seq`` read without it, so a
     link heartbeat() may call them."""
@@ -193,11 +195,17 @@ class Replicator:
                 self._advance()
 
     def _on_refused(self, msg):
+        """The pending write refused: its confirm() returns why. A catch-up refused (the standby's full disk) is not
+        on its way: it is sent again at a heartbeat at least REFUSED_HOLDOFF later, not after the whole
+        ``resend_after`` (ack_timeout), so a standby whose disk was freed meanwhile catches up at once."""
         reason, seq, ts = msg.get("reason"), msg.get("seq"), msg.get("ts")
         with self._cond:
             if any(c.seq == seq and c.ts == ts for c in self._pending):
                 self._refusal = str(reason)[:500]
                 self._cond.notify_all()
+            elif (isinstance(seq, int) and self.acked_seq < seq <= self._sent_upto
+                  and str(reason).startswith(STORE_REFUSED)):
+                self._sent_window = min(self._sent_window, time.monotonic() - self._sent_at + REFUSED_HOLDOFF)
 
     def _ts_at(self, seq: int):
         """The commit time of our change at seq (the pending write included); None if we do not have it."""
@@ -440,7 +448,7 @@ class Applier:
         except StoreFault as exc:  # our disk refused it: the active refuses the write rather than hold it alone
             self.store_refusals += 1
             self.log.warning("could not store replicated changes (nothing applied): %s", exc)
-            self._tell_refused(new[0] if new else None, f"the standby's store could not take it: {exc}")
+            self._tell_refused(new[0] if new else None, f"{STORE_REFUSED}: {exc}")
             return False
         except (StoreError, TypeError, ValueError) as exc:
             self.log.warning("cannot apply replicated changes: %s; asking the active to resync", exc)
