@@ -310,7 +310,7 @@ class Applier:
     resulting policy through controller.policy.check. What
     passes goes into the store (store.apply_replicated / store.restore) and State, then {"t": "ack", "seq":
     last, "history": [seq, ts]}. What fails is logged and refused ({"t": "refused", "seq", "ts", "reason"}:
-    the first refused change, when it is one), and
+    the change that broke the rule, else the batch's first new change), and
     changes nothing. A gap, or a message the store cannot apply, makes it ask for catch-up: {"t":
     "resync", "seq": last_seq, "history": store.history()}. Other message types are ignored. Bodies pass
     through JSON on the way in, so State holds exactly what a restart would load from the store.
@@ -440,8 +440,8 @@ class Applier:
         try:
             checked, policy = checked_changes(new, self.state.policy, self.pacer)
             check_meta(meta)
-        except InvalidReplica as exc:
-            self._refuse(new[0] if new else None, exc)
+        except InvalidReplica as exc:  # named by the change that broke the rule, else the batch's first new one
+            self._refuse(exc.change or (new[0] if new else None), exc)
             return False
         try:
             last = self.store.apply_replicated([c for c in changes if c.seq <= before] + checked, meta)
