@@ -203,8 +203,9 @@ class Replicator:
             if any(c.seq == seq and c.ts == ts for c in self._pending):
                 self._refusal = str(reason)[:500]
                 self._cond.notify_all()
-            elif (isinstance(seq, int) and self.acked_seq < seq <= self._sent_upto
-                  and str(reason).startswith(STORE_REFUSED)):
+            # also the pending write sent again by a heartbeat after its confirm() returned, before its commit ended
+            if (isinstance(seq, int) and self.acked_seq < seq <= self._sent_upto
+                    and str(reason).startswith(STORE_REFUSED)):
                 self._sent_window = min(self._sent_window, time.monotonic() - self._sent_at + REFUSED_HOLDOFF)
 
     def _ts_at(self, seq: int):
