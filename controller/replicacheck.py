@@ -93,11 +93,11 @@ def checked_changes(changes: list[Change], policy: Policy, pacer: Pacer = NEVER)
     """The changes with checked bodies, and the policy they lead to from ``policy`` (which passed the checks:
     the standby's policy only ever holds checked data), checked with the rules a REST write is checked with
     (controller.policy.check_changes); raises InvalidReplica naming the change that broke a rule (its ``change``:
-    the put or delete refused, or the batch's last put of the object a policy rule names). A put of an object the candidate (the policy with the
-    batch's earlier changes) or ``policy`` holds is an update: its immutable fields keep their value, also when the
-    batch deleted it first (State, comparing each object before and after the batch, would see it changed in place,
-    and check_changes presumes they stay: a subnet deleted and put again in another tenant or domain escaped the rules
-    a deletion is checked with). ``pacer`` is ticked per change (twice per put)."""
+    the put or delete refused, or the batch's last put of the object a policy rule names). A put of an object the
+    candidate (the policy with the batch's earlier changes) or ``policy`` holds is an update: its immutable fields keep
+    their value, also when the batch deleted it first (State, comparing each object before and after the batch, would
+    see it changed in place, and check_changes presumes they stay: a subnet deleted and put again in another tenant or
+    domain escaped the rules a deletion is checked with). ``pacer`` is ticked per change (twice per put)."""
     candidate, out = policy.copy(), []
     for change in changes:
         pacer.tick()
