@@ -25,12 +25,15 @@ def _audit(event, args):
                                             "shutil.copytree") else args[0])
 
 
-sys.addaudithook(_audit)  # an audit hook cannot be removed: it records only while _WRITES is a list
+_HOOKED: list = []  # the audit hook, once added (it cannot be removed: it records only while _WRITES is a list)
 
 
 def _written_outside(tmp_path, close) -> list:
     """The places ``close()`` wrote to outside ``tmp_path`` (files opened for writing, directories made, copies)."""
     global _WRITES
+    if not _HOOKED:
+        sys.addaudithook(_audit)
+        _HOOKED.append(_audit)
     _WRITES = []
     try:
         close()
