@@ -42,8 +42,19 @@ class RoleWiring:
         for rec in list(self.reconcilers.values()):
             if not active:
                 rec.hold(True)
+        if active:  # the pair made the role visible before this call: a switch may have confirmed MASTER meanwhile
+            for rec in list(self.reconcilers.values()):
+                if rec.role == "master" and rec.role_generation == generation:
+                    self._announce_if_due(rec)
         self._roles_wake.set()
         self.program_loop.urge()  # republish BGP routes and VTEP rows under the new role, not behind slices
+
+    def _announce_if_due(self, rec):
+        """The takeover's batch to a switch that confirmed MASTER of this term, once, if it is owed one and the
+        reconciler may send (not replaced)."""
+        if rec.datapath.id in self._takeover_due and may_announce(self.pair, rec):
+            self._takeover_due.discard(rec.datapath.id)
+            self._announce_after_takeover(rec)
 
     def _role_keeper(self):
         """Keep every switch's OpenFlow role equal to this node's HA role: MASTER (then sync) on the
@@ -65,9 +76,8 @@ class RoleWiring:
         if ok:  # a MASTER confirmed after a demotion (the pair decided while the switch answered) releases nothing
             master = role == "master" and self.pair.role == "active"  # and the keeper's next round asks SLAVE
             rec.hold(not master)
-            if master and rec.datapath.id in self._takeover_due and may_announce(self.pair, rec):  # not replaced
-                self._takeover_due.discard(rec.datapath.id)
-                self._announce_after_takeover(rec)
+            if master:
+                self._announce_if_due(rec)
         elif error and "STALE" in error.upper():
             log.warning("switch %016x refused %s with generation %d as stale", rec.datapath.id or 0, role,
                         generation)

@@ -428,8 +428,8 @@ def _to_doc_path(p: Problem, paths) -> Problem:
     base = paths.get((p.kind, p.ref))
     if base is None:
         return p
-    fld = "subnet" if (p.kind == "vtep_binding" and p.field == "subnet_id") else p.field
-    if p.kind == "subnet" and fld == "domain_id":
-        fld = ""
+    fld, reason = "subnet" if (p.kind == "vtep_binding" and p.field == "subnet_id") else p.field, p.reason
+    if p.kind == "subnet" and fld == "domain_id":  # no such key in a document: the domain the subnet is placed under
+        fld, reason = "", f"domain_id (the domain it is placed under): {reason}"
     fld = DOC_NAMES.get((p.kind, fld), fld)
-    return Problem(p.kind, p.ref, join(base, fld) if fld else base, p.reason, p.code)
+    return Problem(p.kind, p.ref, join(base, fld) if fld else base, reason, p.code)

@@ -142,6 +142,13 @@ class RemoteDelta:
         return subnets, domains
 
 
+COMPARE_TRIES = 3  # RemoteIndex.delta_to: comparisons started before it gives up on an index that keeps changing
+
+
+class IndexChanged(RuntimeError):
+    """The remote index kept changing while ``RemoteIndex.delta_to`` compared it (a caller broke its rule)."""
+
+
 class RemoteIndex:
     """The RemoteTable kept as indexes updated by ``RemoteDelta``s (State's copy of what the import took):
     subnet -> MAC -> RemoteMac, subnet -> flood VTEP IPs, domain -> prefixes. ``table()`` builds the frozen
@@ -154,6 +161,7 @@ class RemoteIndex:
         self.prefixes: dict[str, dict[RemotePrefix, None]] = defaultdict(dict)  # an ordered set per domain
         self._extra: dict[tuple[str, str], list[RemoteMac]] = {}  # a table with two locations for one MAC
         self.feeds = Feeds()  # the (subnet, MAC) pairs each delta reached, for readers keeping results by delta
+        self.generation = 0  # deltas taken: ``delta_to`` knows by it whether the index changed during its pauses
         for mac in table.macs:
             self._add_mac(mac)
         for sid, ip in table.floods:
@@ -194,6 +202,7 @@ class RemoteIndex:
                 subnets.add(entry[0])
         if delta:
             self._table = None
+            self.generation += 1
         self.feeds.record(macs)
         return macs, subnets, domains
 
@@ -201,7 +210,25 @@ class RemoteIndex:
         """The delta that makes this index hold ``table`` (an import from scratch: State takes it as any other),
         found entry by entry, ``pacer`` ticked per entry compared (10,000 MACs: ~10-40 ms of CPU); None when this index
         or ``table`` has two locations for one (subnet, MAC) (only a table given whole: it is then taken whole).
-        Neither may change during the pauses (the programming loop's import, or a caller holding both)."""
+        The index should not change during the pauses (only the programming loop imports; ``table`` is frozen): if a
+        delta was taken meanwhile (``generation``), the comparison starts again on the index as it is then, at most
+        COMPARE_TRIES times in all, then raises IndexChanged (a delta found on an index that changed under it could
+        miss or repeat entries)."""
+        for _ in range(COMPARE_TRIES):
+            generation = self.generation
+            try:
+                delta = self._delta_to(table, pacer)
+            except RuntimeError:  # "dictionary changed size during iteration", if the index changed in a pause
+                if self.generation == generation:
+                    raise
+                continue
+            if self.generation == generation:
+                return delta
+        raise IndexChanged(f"the remote index took a delta during each of {COMPARE_TRIES} comparisons with an "
+                           "imported table: something besides the import changes it")
+
+    def _delta_to(self, table: RemoteTable, pacer) -> RemoteDelta | None:
+        """``delta_to`` once, on an index that does not change meanwhile."""
         if self._extra:
             return None
         added, removed, seen = set(), set(), set()

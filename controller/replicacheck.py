@@ -6,6 +6,8 @@ checks, the replicated meta values' types. What fails raises InvalidReplica nami
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from controller import policy as pol
 from controller.model import KINDS, MANAGED, PolicyError, immutable_problems, normalise
 from controller.pacer import NEVER, Pacer
@@ -16,7 +18,22 @@ MAX_ID = 255                     # the longest object id a replica accepts
 
 
 class InvalidReplica(ValueError):
-    """Replicated data that a REST write with the same content would be refused for."""
+    """Replicated data that a REST write with the same content would be refused for; ``change``: the change of a
+    batch that broke the rule, when one can be named (None: the batch as a whole, or a snapshot)."""
+
+    def __init__(self, message: str, change: Change | None = None):
+        super().__init__(message)
+        self.change = change
+
+
+@contextmanager
+def _naming(change: Change):
+    """An InvalidReplica raised inside names ``change`` (unless it names one already)."""
+    try:
+        yield
+    except InvalidReplica as exc:
+        exc.change = exc.change or change
+        raise
 
 
 def stored_object(kind, oid, body, current: dict | None = None) -> dict:
@@ -75,32 +92,50 @@ def _two_kinds(kind, oid, other) -> str:
 def checked_changes(changes: list[Change], policy: Policy, pacer: Pacer = NEVER) -> tuple[list[Change], Policy]:
     """The changes with checked bodies, and the policy they lead to from ``policy`` (which passed the checks:
     the standby's policy only ever holds checked data), checked with the rules a REST write is checked with
-    (controller.policy.check_changes); raises InvalidReplica. A put of an object the candidate (the policy with the
-    batch's earlier changes) or ``policy`` holds is an update: its immutable fields keep their value, also when the
-    batch deleted it first (State, comparing each object before and after the batch, would see it changed in place,
-    and check_changes presumes they stay: a subnet deleted and put again in another tenant or domain escaped the rules
-    a deletion is checked with). ``pacer`` is ticked per change (twice per put)."""
+    (controller.policy.check_changes); raises InvalidReplica naming the change that broke a rule (its ``change``:
+    the put or delete refused, or the batch's last put of the object a policy rule names). A put of an object the
+    candidate (the policy with the batch's earlier changes) or ``policy`` holds is an update: its immutable fields keep
+    their value, also when the batch deleted it first (State, comparing each object before and after the batch, would
+    see it changed in place, and check_changes presumes they stay: a subnet deleted and put again in another tenant or
+    domain escaped the rules a deletion is checked with). ``pacer`` is ticked per change (twice per put)."""
     candidate, out = policy.copy(), []
     for change in changes:
         pacer.tick()
-        if change.op == "put":
-            _check_ref(change.kind, change.id)
-            held = candidate.get(change.kind, change.id) or policy.get(change.kind, change.id)
-            body = stored_object(change.kind, change.id, change.body, held)
-            candidate.put(change.kind, body)
-        elif change.op == "delete" and change.body is None:
-            _check_ref(change.kind, change.id)
-            body = None
-            candidate.remove(change.kind, change.id)
-        else:
-            raise InvalidReplica(f"change {change.seq}: op {change.op!r:.40} is not put or delete")
+        with _naming(change):
+            body = _checked_change(change, candidate, policy)
         out.append(Change(change.kind, change.id, change.op, body, change.seq, change.txn, change.ts))
     for change in out:  # once all are in: a batch may delete one object and put another kind's with its id
         if change.op == "put":
             pacer.tick()
-            _one_kind(candidate, change.kind, change.id)
-    _report(pol.check_changes(candidate, [(c.kind, c.id) for c in out], pacer))
+            with _naming(change):
+                _one_kind(candidate, change.kind, change.id)
+    problems = pol.check_changes(candidate, [(c.kind, c.id) for c in out], pacer)
+    _report(problems, _change_of(problems[0], out, candidate) if problems else None)
     return out, candidate
+
+
+def _checked_change(change: Change, candidate: Policy, policy: Policy) -> dict | None:
+    """One change's checked body (None for a delete), applied to ``candidate``; raises InvalidReplica."""
+    if change.op == "put":
+        _check_ref(change.kind, change.id)
+        held = candidate.get(change.kind, change.id) or policy.get(change.kind, change.id)
+        body = stored_object(change.kind, change.id, change.body, held)
+        candidate.put(change.kind, body)
+        return body
+    if change.op == "delete" and change.body is None:
+        _check_ref(change.kind, change.id)
+        candidate.remove(change.kind, change.id)
+        return None
+    raise InvalidReplica(f"change {change.seq}: op {change.op!r:.40} is not put or delete")
+
+
+def _change_of(problem, changes: list[Change], candidate: Policy) -> Change | None:
+    """The batch's last put of the object a policy problem is about (its kind and name path), if the batch put it."""
+    for change in reversed(changes):
+        if (change.op == "put" and change.kind == problem.kind
+                and candidate.ref(change.kind, change.body) == problem.ref):
+            return change
+    return None
 
 
 def checked_snapshot(snapshot) -> Policy:
@@ -142,7 +177,9 @@ def _check_policy(policy: Policy) -> None:
     _report(pol.check(policy))
 
 
-def _report(problems) -> None:
+def _report(problems, change: Change | None = None) -> None:
+    """Raise InvalidReplica for ``problems`` (if any); ``change``: the batch's change they are about, named first."""
     if problems:
-        raise InvalidReplica("; ".join(p.describe() for p in problems[:5])
-                             + (f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""))
+        where = f"{change.kind} {change.id!r}: " if change is not None else ""
+        raise InvalidReplica(where + "; ".join(p.describe() for p in problems[:5])
+                             + (f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""), change)

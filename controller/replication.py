@@ -35,6 +35,8 @@ from controller.store import Change, StoreError, StoreFault
 POLL = 0.2                       # how often a waiting confirm() looks again
 BATCH = 500                      # changes per catch-up message
 RESYNC_HOLDOFF = 0.5             # the standby asks again for the same position no sooner than this
+REFUSED_HOLDOFF = 0.5            # a catch-up the standby's store refused is sent again no sooner than this
+STORE_REFUSED = "the standby's store could not take it"  # how a refusal by the standby's store (its disk) begins
 ACK_PER_CHANGE = 0.0005          # seconds a write's confirmation may take per change, beyond ack_timeout
 
 
@@ -54,7 +56,7 @@ class Replicator:
     BATCH); behind a compacted log, or diverged from our history (a write we refused after it got there
     included), a {"t": "snapshot", "snapshot": store.snapshot()}. Other message types are ignored. What was
     sent recently on the current connection counts as on its way, so a heartbeat does not trigger the same
-    catch-up twice.
+    catch-up twice (one the standby's store refused, for REFUSED_HOLDOFF only).
 
     on_message and confirm() share one lock; ``synced``, ``lag()`` and ``acked_seq`` read without it, so a
     link heartbeat() may call them."""
@@ -193,11 +195,18 @@ class Replicator:
                 self._advance()
 
     def _on_refused(self, msg):
+        """The pending write refused: its confirm() returns why. A catch-up refused (the standby's full disk) is not
+        on its way: it is sent again at a heartbeat at least REFUSED_HOLDOFF later, not after the whole
+        ``resend_after`` (ack_timeout), so a standby whose disk was freed meanwhile catches up at once."""
         reason, seq, ts = msg.get("reason"), msg.get("seq"), msg.get("ts")
         with self._cond:
             if any(c.seq == seq and c.ts == ts for c in self._pending):
                 self._refusal = str(reason)[:500]
                 self._cond.notify_all()
+            # also the pending write sent again by a heartbeat after its confirm() returned, before its commit ended
+            if (isinstance(seq, int) and self.acked_seq < seq <= self._sent_upto
+                    and str(reason).startswith(STORE_REFUSED)):
+                self._sent_window = min(self._sent_window, time.monotonic() - self._sent_at + REFUSED_HOLDOFF)
 
     def _ts_at(self, seq: int):
         """The commit time of our change at seq (the pending write included); None if we do not have it."""
@@ -302,7 +311,7 @@ class Applier:
     resulting policy through controller.policy.check. What
     passes goes into the store (store.apply_replicated / store.restore) and State, then {"t": "ack", "seq":
     last, "history": [seq, ts]}. What fails is logged and refused ({"t": "refused", "seq", "ts", "reason"}:
-    the first refused change, when it is one), and
+    the change that broke the rule, else the batch's first new change), and
     changes nothing. A gap, or a message the store cannot apply, makes it ask for catch-up: {"t":
     "resync", "seq": last_seq, "history": store.history()}. Other message types are ignored. Bodies pass
     through JSON on the way in, so State holds exactly what a restart would load from the store.
@@ -432,15 +441,15 @@ class Applier:
         try:
             checked, policy = checked_changes(new, self.state.policy, self.pacer)
             check_meta(meta)
-        except InvalidReplica as exc:
-            self._refuse(new[0] if new else None, exc)
+        except InvalidReplica as exc:  # named by the change that broke the rule, else the batch's first new one
+            self._refuse(exc.change or (new[0] if new else None), exc)
             return False
         try:
             last = self.store.apply_replicated([c for c in changes if c.seq <= before] + checked, meta)
         except StoreFault as exc:  # our disk refused it: the active refuses the write rather than hold it alone
             self.store_refusals += 1
             self.log.warning("could not store replicated changes (nothing applied): %s", exc)
-            self._tell_refused(new[0] if new else None, f"the standby's store could not take it: {exc}")
+            self._tell_refused(new[0] if new else None, f"{STORE_REFUSED}: {exc}")
             return False
         except (StoreError, TypeError, ValueError) as exc:
             self.log.warning("cannot apply replicated changes: %s; asking the active to resync", exc)

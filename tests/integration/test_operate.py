@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -21,6 +22,18 @@ from tests.harness.wait import wait_until
 pytestmark = pytest.mark.integration
 
 CANOPY = str(Path(sys.executable).parent / "canopy")
+# the stall watch's report of the controller's own stall (controller/stallwatch.py): a timing on this machine
+STALL = re.compile(r" WARNING canopy\.stall: the event loop did not turn for (\d+) ms \(")
+STALL_TOLERATED_MS = 1000  # a start-up stall of the controller's own this long is a fault, however loaded the machine
+
+
+def alarming(log_text: str) -> list[str]:
+    """The log's WARNING and ERROR lines but the stall watch's reports of stalls shorter than STALL_TOLERATED_MS.
+    A start-up stall of the controller's own CPU over ``stall_report_ms`` (100 ms) is logged at warning, and a loaded
+    CI machine can make one (its length is the benchmarks' target, issue 15, not this test's); any other warning, on
+    any logger, and a stall of a second or more still count."""
+    return [line for line in log_text.splitlines() if (" WARNING " in line or " ERROR " in line)
+            and not ((stall := STALL.search(line)) and int(stall.group(1)) < STALL_TOLERATED_MS)]
 
 
 def metrics(api):
@@ -85,7 +98,7 @@ def test_metrics_after_real_switches_connect(lab):
     assert value(got, "canopy_ha_role", role="standalone") == 1
     worst = api.get("/v1/status").json["event_loop_lag"]["worst"]  # the stall watch's split (controller/stallwatch.py)
     assert {"lag_ms", "cpu_ms", "collector_ms", "run_delay_ms", "off_cpu_ms", "off_cpu_late_ms", "at_s"} <= worst.keys()
-    noise = [line for line in canopy.log_path.read_text().splitlines() if " WARNING " in line or " ERROR " in line]
+    noise = alarming(canopy.log_path.read_text())
     assert noise == [], noise  # a clean start and a switch connecting say nothing alarming
 
     hv.vsctl("del-controller", "br-int")  # the switch drops its OpenFlow connection
@@ -254,3 +267,16 @@ def test_json_log_format_covers_every_logger_and_hides_queries(lab_capable, tmp_
     assert "very-secret-name" not in log_path.read_text() and "accepted" not in log_path.read_text()
     access = [r for r in records if r["logger"] == "canopy.rest.access" and "/v1/tenants" in r["message"]]
     assert access and access[0]["level"] == "info" and "GET /v1/tenants -> 200" in access[0]["message"]
+
+
+def test_only_the_stall_watchs_reports_of_short_stalls_are_left_out_of_the_alarming_lines():
+    """The filter of the start-up check above: a start-up stall of the controller's own under a second is a timing
+    of the machine; another warning, an error, or a stall of a second or more is alarming."""
+    stall = ("2026-12-06 03:00:00,000 WARNING canopy.stall: the event loop did not turn for {} ms (its CPU 120.0 ms, "
+             "of which the collector 0.0; waiting for a CPU 10.0 ms; off CPU 2.0 ms: the controller's own: its work, a "
+             "blocking call or another thread's GIL); where it was:")
+    other = "2026-12-06 03:00:00,000 WARNING canopy.app: switch 0000000000000001 did not confirm the master role"
+    error = "2026-12-06 03:00:00,000 ERROR   canopy.store: the store could not commit"
+    info = stall.format(450).replace(" WARNING ", " INFO    ")
+    text = "\n".join([stall.format(132), "  File x.py, line 1, in compile", info, other, stall.format(1000), error])
+    assert alarming(text) == [other, stall.format(1000), error]

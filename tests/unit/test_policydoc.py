@@ -247,9 +247,11 @@ def test_updates_carry_field_diffs_with_nested_fields_and_names_for_references()
 
 def test_a_document_cannot_move_an_object_to_another_parent():
     """A subnet's domain is fixed at creation (controller/model.py ``immutable``; docs/policy.md): a document that
-    moves one (L2-only into a domain) is refused at the subnet's place and changes nothing."""
+    moves one (L2-only into a domain) is refused at the subnet's place, naming the field as a REST update does, and
+    changes nothing."""
     first = plan(pol.Policy(), DOC).policy
     moved = DOC.replace("    subnets:\n      - name: lan\n", "").replace(
         "        subnets:\n", "        subnets:\n          - {name: lan, cidr: 10.0.9.0/24, gateway: 10.0.9.1}\n", 1)
-    assert errors(first, moved) == [(10, "tenants[0].domains[0].subnets[0]", "cannot be changed after creation")]
+    assert errors(first, moved) == [(10, "tenants[0].domains[0].subnets[0]",
+                                     "domain_id (the domain it is placed under): cannot be changed after creation")]
     assert first.find("subnet", "acme/lan")["domain_id"] is None

@@ -1,13 +1,16 @@
 """``controller.remote.RemoteIndex.delta_to``: the paced comparison of State's remote index with a table imported from
 scratch (bgp/federation.py, ``State.take_remote``): the delta it finds turns the index into that table, it is the
-tables' set difference, it is found with pauses (every kind of entry), and a table with two locations for one MAC is
-left to be taken whole."""
+tables' set difference, it is found with pauses (every kind of entry), a table with two locations for one MAC is
+left to be taken whole, and an index changed during its pauses is compared again (or, changing at every pause, a
+clear error)."""
 
 import random
 from dataclasses import replace
 
+import pytest
+
 from controller.pacer import Pacer
-from controller.remote import RemoteIndex, RemoteMac, RemotePrefix, RemoteTable
+from controller.remote import IndexChanged, RemoteDelta, RemoteIndex, RemoteMac, RemotePrefix, RemoteTable
 
 
 def _table(macs: int, floods: int, prefixes: int) -> RemoteTable:
@@ -108,3 +111,46 @@ def test_every_kind_of_entry_is_compared_between_pauses(monkeypatch):
                 compared[:] = [0, 0]
                 index.delta_to(b, pacer)
                 assert compared[1] <= 3 * every and pacer.pauses >= 600 // every, (cls, compared)
+
+
+def _meddle(rng, index: RemoteIndex) -> None:
+    """A delta taken by the index, as a caller breaking delta_to's rule would make it during a pause: one entry of
+    one part added or removed (a new MAC, flood or prefix, or one the index holds)."""
+    new = _table(1, 1, 1)
+    fresh = replace(new.macs[0], mac=f"02:bb:00:00:00:{rng.randrange(256):02x}")
+    held = list(index.table().macs) + list(index.table().floods) + list(index.table().prefixes)
+    choices = [("add", fresh), ("add", ("s", f"10.251.2.{rng.randrange(256)}")),
+               ("add", replace(new.prefixes[0], prefix=f"172.17.0.{rng.randrange(256)}/32"))]
+    choices += [("remove", entry) for entry in held[:3] + held[-3:]]
+    how, entry = rng.choice(choices)
+    index.apply(RemoteDelta(frozenset({entry}) if how == "add" else frozenset(),
+                            frozenset({entry}) if how == "remove" else frozenset()))
+
+
+def test_an_index_changed_during_the_pauses_is_compared_again_and_the_delta_still_makes_it_the_table():
+    """The guard (``generation``): a delta taken during one of the comparison's pauses makes it start again."""
+    for seed in range(200):
+        rng = random.Random(seed)
+        every = rng.choice((1, 3, 7, 10))
+        a = _table(rng.randrange(1, 40), rng.randrange(1, 8), rng.randrange(1, 40))
+        b = _changed(rng, _table(len(a.macs), len(a.floods), len(a.prefixes)))
+        index = RemoteIndex(a)
+        at, pauses = rng.randrange(1, 1 + (len(a.macs) + len(a.floods) + len(a.prefixes)) // every), [0]
+
+        def pause():
+            pauses[0] += 1
+            if pauses[0] == at:
+                _meddle(rng, index)
+
+        delta = index.delta_to(b, Pacer(pause, every))
+        assert pauses[0] >= at, f"seed {seed}: no delta was taken during a pause"
+        index.apply(delta)
+        assert _entries(index.table()) == _entries(b), f"seed {seed}"
+
+
+def test_an_index_that_keeps_changing_during_the_pauses_is_a_clear_error():
+    rng = random.Random(1)
+    a = _table(30, 3, 30)
+    index = RemoteIndex(a)
+    with pytest.raises(IndexChanged, match="took a delta during each of 3 comparisons"):
+        index.delta_to(_table(30, 3, 30), Pacer(lambda: _meddle(rng, index), 5))

@@ -203,3 +203,24 @@ def test_an_object_the_batch_created_and_deleted_is_created_again_as_new():
                                 Change("vport", "v2", "delete", None, 101, 101, 101.0),
                                 Change("vport", "v2", "put", {**fresh, "subnet_id": "l3"}, 102, 102, 102.0)], policy)
     assert after.get("vport", "v2")["subnet_id"] == "l3"
+
+
+# ------------------------------------------------------------------ which change the refusal names
+
+def test_a_refusal_names_the_change_that_broke_the_rule_not_the_batchs_first():
+    """The standby tells the active which change it refused (controller/replication.py Applier: its seq and ts)."""
+    policy = held()
+    legal, bad = put(policy, "tenant", "t1", 100, description="legal"), put(policy, "vport", "v1", 101, subnet_id="l3")
+    with pytest.raises(InvalidReplica) as refused:
+        checked_changes([legal, bad], policy)
+    assert (refused.value.change.seq, refused.value.change.ts) == (101, 101.0)
+
+
+def test_a_policy_rule_a_batch_breaks_names_the_put_of_the_object_it_is_about():
+    policy = held()
+    legal = put(policy, "tenant", "t1", 100, description="legal")
+    dangling = Change("domain", "d9", "put", _body("d9", name="lost", tenant_id="nope"), 101, 101, 101.0)
+    with pytest.raises(InvalidReplica) as refused:
+        checked_changes([legal, dangling, put(policy, "tenant", "t2", 102, description="legal too")], policy)
+    assert str(refused.value) == "domain 'd9': domain 'nope/lost': tenant_id: no tenant with id 'nope'"
+    assert (refused.value.change.seq, refused.value.change.ts) == (101, 101.0)

@@ -51,6 +51,17 @@ def test_replicated_changes_that_a_rest_write_would_refuse_are_refused_and_chang
     assert standby.state.policy.get("tenant", tenant["id"]) and active.shipped == [True]
 
 
+def test_the_refusal_told_to_the_active_names_the_change_that_broke_the_rule(tmp_path):
+    """Its seq and ts (the active matches them to the write it waits for) and its kind, id and field in the reason."""
+    node = Node(tmp_path, "standby", "standby", free_port(), free_port())
+    node.applier.link = sent = Sent()
+    node.applier.on_message({"t": "changes", "changes": BAD_CHANGES["immutable-field"], "meta": {}})
+    assert sent.messages == [{"t": "refused", "seq": 4, "ts": 1004.0, "reason": (
+        "domain 'd1': domain 'prod': tenant_id: cannot be changed after creation (held here: 't1', "
+        "replicated: 't2')")}]
+    node.close()
+
+
 @pytest.mark.parametrize("snapshot", [
     {"objects": {"tenant": {"t1": {"id": "t1", "source": None, "name": "acme", "evil": 1}}}, "meta": {},
      "last_seq": 1, "history": [1, 1001.0]},

@@ -23,7 +23,7 @@ from openflow.gateway_garp import RECENT, GatewayAnnouncer
 from .test_external_flows import setup as fip_world
 from .test_gateway_garp import world_with_vms
 
-BOUND = ("_announce_after_takeover", "_reconciler_of_session", "_session_of", "_announce_gateways",
+BOUND = ("_announce_after_takeover", "_announce_if_due", "_reconciler_of_session", "_session_of", "_announce_gateways",
          "_announce_floating_ips", "_ask_gateways", "_forget_gateways")
 
 
@@ -32,9 +32,10 @@ class Rec:
 
     def __init__(self, dpid):
         self.datapath, self.state, self.sent, self.role = SimpleNamespace(id=dpid), "in_sync", [], "slave"
+        self.role_generation = None
 
     def request_role(self, role, generation):
-        self.role = role
+        self.role, self.role_generation = role, generation
         return True, None
 
     def hold(self, on):
@@ -259,3 +260,21 @@ def test_a_switch_whose_connection_is_new_since_the_takeover_gets_the_batch_at_i
     hub.run()
     [info] = prog.view.external.floating.values()
     assert frames(new) == [external.garp_frame(info)] * len(GARP_PAUSES)
+
+
+def test_a_master_confirmation_between_the_role_change_and_on_role_still_gets_the_batch(hub):
+    """controller/ha.py ``_become`` makes the role visible, logs, then calls ``on_role``: the role keeper may ask the
+    switch for MASTER of the new generation and have it confirmed in that gap, before the batch is owed; ``_on_role``
+    then sends it to a switch already master of its generation, once."""
+    state, prog = fip_world({"vm0": "hv1"})
+    recs = {1: Rec(1)}
+    glue = app(prog, recs, "standby")
+    glue.pair.role = "active"
+    CanopyApp._ask_role(glue, recs[1], "master", 7)  # confirmed in the gap
+    CanopyApp._on_role(glue, "active", 7)  # the role keeper asks no switch that confirmed this role and generation
+    hub.run()
+    [info] = prog.view.external.floating.values()
+    assert frames(recs[1]) == [external.garp_frame(info)] * len(GARP_PAUSES)
+    CanopyApp._ask_role(glue, recs[1], "master", 7)  # asked again all the same (a reconnect): no second batch
+    hub.run()
+    assert len(recs[1].sent) == len(GARP_PAUSES)

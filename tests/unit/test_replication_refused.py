@@ -1,0 +1,80 @@
+"""A catch-up the standby's store refused (its disk full) is sent again at a heartbeat REFUSED_HOLDOFF later, not
+only once the whole ``resend_after`` (the ack timeout) has passed: a standby whose disk is freed meanwhile catches up
+at once (tests/integration/test_store_full.py failed when the heartbeat's catch-up came before the disk was freed).
+Also when the refused change is the write still pending (its confirm() returned, its commit not ended yet)."""
+
+import pytest
+
+import controller.replication as replication
+from controller.replication import REFUSED_HOLDOFF, STORE_REFUSED
+
+from .replication_pair import Node, free_port
+
+
+class Link:
+    """The active's side of the HA link: connected, records what is sent."""
+
+    connected_out = connected_in = True
+    out_epoch = 1
+
+    def __init__(self):
+        self.sent = []
+
+    def send(self, msg):
+        self.sent.append(msg)
+        return True
+
+
+@pytest.mark.parametrize("pending", [False, True], ids=["committed", "still-pending"])
+def test_a_catch_up_the_standbys_store_refused_is_sent_again_after_the_holdoff(tmp_path, monkeypatch, pending):
+    clock = [1000.0]
+    monkeypatch.setattr(replication.time, "monotonic", lambda: clock[0])
+    node = Node(tmp_path, "active", "active", free_port(), free_port())
+    node.service.replicate = None  # its writes commit without a standby
+    node.tenant("both")
+    rep = node.replicator
+    rep.link = link = Link()
+    assert rep.resend_after > 10 * REFUSED_HOLDOFF
+    rep.on_message({"t": "hello", **_position(node, 1)})  # the standby holds seq 1
+    node.tenant("solo")  # seq 2: the standby lacks it
+    if pending:  # as after a solo-mode confirm() the standby refused, before the commit ended
+        rep._pending = node.store.changes_since(1)
+    rep.on_message({"t": "hb", **_position(node, 1)})
+    assert _sent_changes(link) == [[2]]
+    [change] = node.store.changes_since(1)
+    rep.on_message({"t": "refused", "seq": 2, "ts": change.ts, "reason": f"{STORE_REFUSED}: the disk is full"})
+    rep.on_message({"t": "hb", **_position(node, 1)})
+    assert _sent_changes(link) == [[2]]  # not at once
+    clock[0] += REFUSED_HOLDOFF + 0.01
+    rep.on_message({"t": "hb", **_position(node, 1)})
+    assert _sent_changes(link) == [[2], [2]]  # at the first heartbeat after the holdoff, not after resend_after
+    node.close()
+
+
+def test_a_catch_up_refused_as_invalid_waits_the_whole_resend_after(tmp_path, monkeypatch):
+    """Data the standby refuses as invalid is refused again: not sent more often than before."""
+    clock = [1000.0]
+    monkeypatch.setattr(replication.time, "monotonic", lambda: clock[0])
+    node = Node(tmp_path, "active", "active", free_port(), free_port())
+    node.service.replicate = None
+    node.tenant("both")
+    rep = node.replicator
+    rep.link = link = Link()
+    rep.on_message({"t": "hello", **_position(node, 1)})
+    node.tenant("solo")
+    rep.on_message({"t": "hb", **_position(node, 1)})
+    [change] = node.store.changes_since(1)
+    rep.on_message({"t": "refused", "seq": 2, "ts": change.ts, "reason": "tenant 'x': name: bad"})
+    clock[0] += REFUSED_HOLDOFF + 0.01
+    rep.on_message({"t": "hb", **_position(node, 1)})
+    assert _sent_changes(link) == [[2]]
+    node.close()
+
+
+def _position(node, seq):
+    change = node.store.change_at(seq)
+    return {"seq": seq, "history": [seq, change.ts]}
+
+
+def _sent_changes(link):
+    return [[c["seq"] for c in msg["changes"]] for msg in link.sent if msg["t"] == "changes"]
