@@ -146,7 +146,7 @@ class Publishing(Driver):
         # what the last publish's Origins says is what unbinding withdraws until the next hand-over: the Originator
         # changing what it keeps (during this publish's pauses) must not change it
         keys = set(fed.speaker.desired) | set(fed._origins._count) | set(fed._origins._pins)
-        vports = set(fed._origins._keys_of) | set(fed.originator._of_vport)
+        vports = set(fed._origins._keys_of) | set(fed.originator._eps)
         before, origins, update = said(fed._origins, keys, vports), fed._origins, fed.originator.update
 
         def checked(*args):
@@ -169,7 +169,7 @@ class Publishing(Driver):
         assert fed.speaker.desired == ref.speaker.desired, where
         assert fed.mobility.seqs == ref.mobility.seqs, where
         keys = set(ref.speaker.desired) | set(ref._origins._count) | set(ref._origins._pins)
-        vports = set(ref._origins._keys_of) | set(fed._origins._keys_of) | set(fed.originator._of_vport)
+        vports = set(ref._origins._keys_of) | set(fed._origins._keys_of) | set(fed.originator._eps)
         assert said(fed._origins, keys, vports) == said(ref._origins, keys, vports), where
 
     def role(self) -> None:
@@ -256,6 +256,42 @@ def test_a_publish_costs_what_changed_not_the_local_endpoints(n, monkeypatch):
     assert big <= small + 100, costs
 
 
+
+def _bulk(n: int, bound: int):
+    """A Federation publishing by delta (with a real RouteBook) after State gave hv1 ``bound`` of ``n`` vports."""
+    from controller.programmer import Programmer
+    from tests.unit.test_evpn import HV1, snapshot
+    from tests.unit.test_evpn_early_withdraw import BookedSpeaker
+    from tests.unit.test_pacing import vports_state
+
+    state = vports_state(n)
+    state.vrs_update(snapshot("hv1", HV1, [(f"vm{i}", 10 + i) for i in range(bound)]))
+    prog = Programmer(state)
+    prog.refresh(full=True)
+    fed = Federation(None, "/unused", state, speaker=BookedSpeaker())
+    fed.publish(prog.view)
+    fed.early = True
+    prog.refresh()
+    fed.publish(prog.view)  # (by delta from here)
+    return state, prog, fed
+
+
+@pytest.mark.parametrize("case, per_endpoint", [("gone", 700), ("new", 1_200)])
+def test_a_bulk_publish_costs_less_per_endpoint_than_in_stop_35(case, per_endpoint, monkeypatch):
+    """Every one of 1,000 ports gone (withdrawn at unbind), or 1,000 new ones (announced at bind): the publish's
+    bytecodes per endpoint (MAC mobility, the Originator, the encoding, the hand-over to a real RouteBook). Stop 35's
+    publish: 907 and 1,291; before the Originator (2be0b12) 307 and 904 (docs/benchmarks.md "originate, stop 36")."""
+    from tests.unit.test_evpn import HV1, snapshot
+
+    monkeypatch.setattr(loglimit, "_last_logged", {})
+    n = 1_000
+    state, prog, fed = _bulk(n, n if case == "gone" else 0)
+    state.vrs_update(snapshot("hv1", HV1, [] if case == "gone" else [(f"vm{i}", 10 + i) for i in range(n)]))
+    prog.refresh()
+    cost = opcodes(lambda: fed.publish(prog.view))
+    assert fed.speaker.desired == originate(prog.view, state.policy, fed.mobility.seqs)
+    assert cost <= per_endpoint * n, cost
+
 class _RaiseIn:
     """A pacer whose first tick in ``function`` of ``module`` raises (a pause that ends in an exception: a shutdown's
     GreenletExit)."""
@@ -272,7 +308,8 @@ class _RaiseIn:
 
 
 @pytest.mark.parametrize("where", [("bgp.mobility", "_locals"), ("bgp.mobility", "_update"),
-                                   ("bgp.originator", "_update"), ("bgp.federation", "_encode")])
+                                   ("bgp.originator", "_drop"), ("bgp.originator", "_take"),
+                                   ("bgp.federation", "_encode")])
 def test_a_publish_stopped_in_a_pause_is_repaired_by_the_next(where, monkeypatch):
     """A publish stopped in a pause (a shutdown's GreenletExit): in MAC mobility, in the origination, or after it,
     before the speaker was told. The next publish hands over what the full publish would."""
