@@ -291,7 +291,7 @@ class Federation:
         scratch); ``_FULL`` when the Originator cannot keep them (``Clash``): the full ``originate`` in ``_full``,
         with its ``Origins`` in ``_full_origins``."""
         try:
-            return self.originator.update(view, policy, seqs, self.mobility.taken, pacer)
+            return self.originator.update(view, policy, self.mobility, pacer)
         except Clash:
             self._full_origins = Origins()
             self._full = originate(view, policy, seqs, pacer, self._full_origins)

@@ -29,6 +29,7 @@ from controller.pacer import NEVER, Pacer
 from controller.remote import RemoteMac
 
 log = logging.getLogger("canopy.bgp")
+_NONE = frozenset()
 
 
 class Mobility:
@@ -57,6 +58,14 @@ class Mobility:
         self._view_feed = self._remote_feed = None
         self.taken: set | None = None  # the (subnet, MAC) pairs the last update took again (None: every one); only
         # those may have another ``seqs`` entry than before it (bgp/originator.py takes their routes again)
+
+    def endpoints_of(self, key) -> set | frozenset:
+        """The ids of the View's local endpoints of (subnet, MAC) ``key`` as of the last update (read, not changed)."""
+        return self._keyed.get(key, _NONE)
+
+    def endpoints_on(self, session) -> set | frozenset:
+        """The ids of the View's local endpoints on ``session`` as of the last update (read, not changed)."""
+        return self._by_session.get(session, _NONE)
 
     def counts(self) -> dict:
         """{"not_announced": local MACs not announced because a peer's route wins, "sticky": of those, the ones a

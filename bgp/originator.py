@@ -6,6 +6,8 @@ What each route depends on, and how a change of it is found:
 
 - a local endpoint (``view.local``): the View's change feed (``View.local_feeds``, controller/feed.py);
 - its MAC's mobility sequence number: the (subnet, MAC) pairs ``Mobility.update`` took again (``Mobility.taken``);
+  their endpoints, and those of a session whose facts changed, are read from MAC mobility's index of the same View
+  (``Mobility.endpoints_of``, ``endpoints_on``: one index of the local endpoints, not two);
 - its session's tunnel IP and, on a VRS, Router's MAC: compared per session holding local endpoints, every update;
 - its subnet (the policy's RD and export RTs, the View's ``SubnetInfo``, whether the View has the subnet at all,
   the hardware VTEPs bound to it and their tunnel IPs, its domain's export RTs): compared per subnet, every update.
@@ -74,8 +76,6 @@ class Originator:
         self._eps: dict = {}  # endpoint id -> (endpoint, its type 2 keys, its type 3 group's (subnet, tunnel IP)); a
         # View keys its endpoints by vport id (controller/derive.py), so a vport's endpoint id is the vport's id
         self._in_subnet: dict = {}  # subnet -> endpoint ids
-        self._on_session: dict = {}  # session -> endpoint ids
-        self._by_mac: dict = {}  # (subnet, MAC) -> endpoint ids
         self._owner: dict = {}  # type 2 key -> endpoint id
         self._groups: dict = {}  # subnet -> tunnel IP -> _Group
         self._t3: dict = {}  # subnet -> tunnel IP -> its type 3 key
@@ -115,29 +115,32 @@ class Originator:
         return [vid for vid, (ep, _t2, _group) in self._eps.items() if ep.kind == "vport" and self.keys_of(vid)]
 
     # ------------------------------------------------------------------ update
-    def update(self, view, policy, seqs: dict, taken, pacer: Pacer = NEVER) -> set | None:
-        """Bring ``routes`` to ``originate(view, policy, seqs)``; the keys that changed (came, went or changed), or
-        None when everything was taken from scratch. ``taken``: the (subnet, MAC) pairs whose ``seqs`` entry may have
-        changed since the last update (None: any). ``pacer`` is ticked per endpoint dropped and taken again; the
+    def update(self, view, policy, mobility, pacer: Pacer = NEVER) -> set | None:
+        """Bring ``routes`` to ``originate(view, policy, mobility.seqs)``; the keys that changed (came, went or
+        changed), or None when everything was taken from scratch. ``mobility``: the ``Mobility`` just updated with this
+        View (its ``taken``: the (subnet, MAC) pairs whose ``seqs`` entry may have changed since the last update; its
+        index of the View's local endpoints by (subnet, MAC) and by session, which this reads instead of keeping its
+        own). ``pacer`` is ticked per endpoint dropped and taken again; the
         View, policy and ``seqs`` must not change during its pauses (``originate``'s rule). Raises ``Clash`` (see the
         module docstring); an update that raises is followed by one from scratch."""
         try:
-            return self._update(view, policy, seqs, taken, pacer)
+            return self._update(view, policy, mobility, pacer)
         except BaseException:
             self.forget()  # what changed was kept (``watcher``) before it changed; the rest as the last publish saw it
             raise
 
-    def _update(self, view, policy, seqs, taken, pacer) -> set | None:
+    def _update(self, view, policy, mobility, pacer) -> set | None:
         changed: set = set()
-        eids = self._changes(view, taken)
+        seqs = mobility.seqs
+        eids = self._changes(view, mobility)
         scratch = eids is None
         if scratch:
             self.forget()
             self._view, self._feed = _follow(view)
             eids = set(view.local)
         subnets = self._subnets_changed(view, policy)
-        for session in self._sessions_changed(view):
-            eids |= self._on_session.get(session, set())
+        for session in self._sessions_changed(view, mobility):  # (its endpoints now; those gone are in the feed)
+            eids |= mobility.endpoints_on(session)
         for sid in subnets:
             eids |= self._in_subnet.get(sid, set())
         groups = set()
@@ -153,16 +156,16 @@ class Originator:
         self._prefixes(view, changed)
         return None if scratch else changed
 
-    def _changes(self, view, taken) -> set | None:
+    def _changes(self, view, mobility) -> set | None:
         """The local endpoint ids whose routes may have changed (None: start from scratch)."""
         if self._view() is not view or self._feed is None:
             return None
-        items = self._feed.take()
+        items, taken = self._feed.take(), mobility.taken
         if items is None or taken is None:
             return None
         eids = {item for kind, item in items if kind == "endpoint"}
-        for key in taken:
-            eids |= self._by_mac.get(key, set())
+        for key in taken:  # (its endpoints now; those gone are in the feed)
+            eids |= mobility.endpoints_of(key)
         return eids
 
     def _subnets_changed(self, view, policy) -> set:
@@ -182,11 +185,11 @@ class Originator:
                 del fps[sid]
         return changed
 
-    def _sessions_changed(self, view) -> set:
+    def _sessions_changed(self, view, mobility) -> set:
         changed = set()
         fps = self._session_fp
-        for session in set(fps) | set(self._on_session):
-            if session not in self._on_session:
+        for session in list(fps):  # (every session an endpoint was taken on)
+            if not mobility.endpoints_on(session):
                 del fps[session]  # no local endpoint there now: those it had are taken again already
                 continue
             fp = _session_facts(view, session)
@@ -203,15 +206,13 @@ class Originator:
         if self.watcher is not None:
             self._keep_dropped(held)
         routes, owner, grouped = self.routes, self._owner, self._groups
-        in_subnet, on_session, by_mac = self._in_subnet, self._on_session, self._by_mac
+        in_subnet = self._in_subnet
         for eid, (ep, keys, group) in held:
             del eps[eid]
             for key in keys:
                 del routes[key], owner[key]
             changed.update(keys)
             discard_from(in_subnet, ep.subnet_id, eid)
-            discard_from(on_session, ep.session, eid)
-            discard_from(by_mac, (ep.subnet_id, ep.mac), eid)
             if group:
                 at = grouped[group[0]][group[1]]
                 if ep.kind == "vport":
@@ -260,11 +261,9 @@ class Originator:
             if session not in self._session_fp:  # its facts as this View has them (what its routes are made of)
                 self._session_fp[session] = _session_facts(view, session)
         owner, grouped, eps = self._owner, self._groups, self._eps
-        in_subnet, on_session, by_mac = self._in_subnet, self._on_session, self._by_mac
+        in_subnet = self._in_subnet
         for eid, ep, routes, group in made:
             add_to(in_subnet, ep.subnet_id, eid)
-            add_to(on_session, ep.session, eid)
-            add_to(by_mac, (ep.subnet_id, ep.mac), eid)
             for rkey in routes:
                 if rkey in held:  # (two endpoints of this update)
                     raise Clash(rkey)
