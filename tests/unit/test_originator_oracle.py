@@ -292,6 +292,42 @@ def test_a_bulk_publish_costs_less_per_endpoint_than_in_stop_35(case, per_endpoi
     assert fed.speaker.desired == originate(prog.view, state.policy, fed.mobility.seqs)
     assert cost <= per_endpoint * n, cost
 
+
+def _subnets(n: int):
+    """State and a LiveView: ``n`` routed subnets of one domain, one vport each, all on hv1."""
+    from controller import policy as pol
+    from controller import policydoc
+    from controller.programmer import Programmer
+    from controller.state import State
+    from tests.unit.test_compiler import add_vport, snapshot
+
+    subnets = [{"name": f"s{i}", "cidr": f"10.{i >> 8}.{i & 255}.0/24", "gateway": f"10.{i >> 8}.{i & 255}.1"}
+               for i in range(n)]
+    doc = {"tenants": [{"name": "acme", "domains": [{"name": "prod", "subnets": subnets}]}]}
+    state = State(policydoc.plan(pol.Policy(), doc, "t", pol.Allocator({}, 65000, (10000, 20000))).policy)
+    for i in range(n):
+        add_vport(state, f"acme/s{i}", f"vm{i}", f"02:00:00:00:{i >> 8:02x}:{i & 255:02x}", f"10.{i >> 8}.{i & 255}.10")
+    state.vrs_update(snapshot("hv1", "10.251.0.1", [(f"vm{i}", 10 + i) for i in range(n)]))
+    prog = Programmer(state)
+    prog.refresh(full=True)
+    return state, prog
+
+
+def test_a_one_port_publish_among_many_subnets_builds_no_type_5_route_again(monkeypatch):
+    """One port changing among 1,000 subnets: the type 5 routes (one per subnet prefix) are looked up, not built
+    and validated again each publish (1,791,519 bytecodes before; docs/benchmarks.md "originate, stop 36"). The
+    per-subnet comparisons remain (about 300 bytecodes a subnet)."""
+    monkeypatch.setattr(loglimit, "_last_logged", {})
+    state, prog = _subnets(1_000)
+    fed = Federation(None, "/unused", state, speaker=DictSpeaker())
+    fed.publish(prog.view)
+    one_port_changed(state, prog, "vm0")
+    fed.publish(prog.view)  # (by delta from here)
+    one_port_changed(state, prog, "vm0")
+    cost = opcodes(lambda: fed.publish(prog.view))
+    assert fed.speaker.desired == originate(prog.view, state.policy, fed.mobility.seqs)
+    assert cost <= 400 * 1_000, cost
+
 class _RaiseIn:
     """A pacer whose first tick in ``function`` of ``module`` raises (a pause that ends in an exception: a shutdown's
     GreenletExit)."""
