@@ -59,9 +59,13 @@ class Mobility:
         self.taken: set | None = None  # the (subnet, MAC) pairs the last update took again (None: every one); only
         # those may have another ``seqs`` entry than before it (bgp/originator.py takes their routes again)
 
-    def endpoints_of(self, key) -> set | frozenset:
-        """The ids of the View's local endpoints of (subnet, MAC) ``key`` as of the last update (read, not changed)."""
-        return self._keyed.get(key, _NONE)
+    def endpoints_of(self, keys) -> set:
+        """The ids of the View's local endpoints of the (subnet, MAC) pairs ``keys`` as of the last update."""
+        keyed, ids = self._keyed, set()
+        for key in keys:
+            if key in keyed:
+                ids |= keyed[key]
+        return ids
 
     def endpoints_on(self, session) -> set | frozenset:
         """The ids of the View's local endpoints on ``session`` as of the last update (read, not changed)."""

@@ -164,9 +164,7 @@ class Originator:
         if items is None or taken is None:
             return None
         eids = {item for kind, item in items if kind == "endpoint"}
-        for key in taken:  # (its endpoints now; those gone are in the feed)
-            eids |= mobility.endpoints_of(key)
-        return eids
+        return eids | mobility.endpoints_of(taken)  # (their endpoints now; those gone are in the feed)
 
     def _subnets_changed(self, view, policy) -> set:
         """The subnets whose facts (see the module docstring) changed since the last update."""
