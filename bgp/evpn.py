@@ -158,13 +158,14 @@ def _prefix_routes(view):
             if not sub.cidr:
                 continue
             having = [s for s in present if sid in view.subnets_on(s.session)] or present
-            yield IpPrefixRoute(prefix=sub.cidr, next_hop=having[0].vtep_ip, router_mac=having[0].router_mac,
-                                **common)
+            yield _route(IpPrefixRoute, prefix=sub.cidr, next_hop=having[0].vtep_ip, router_mac=having[0].router_mac,
+                         **common)
         for route in view.static.get(dom_id, ()):
             target = view.endpoints.get(route.vport_id) if route.vport_id else None
             sw = view.switches.get(target.session) if target and target.kind == "vport" else None
             if sw and sw.vtep_ip:
-                yield IpPrefixRoute(prefix=route.prefix, next_hop=sw.vtep_ip, router_mac=sw.router_mac, **common)
+                yield _route(IpPrefixRoute, prefix=route.prefix, next_hop=sw.vtep_ip, router_mac=sw.router_mac,
+                             **common)
 
 
 def _floating_routes(view):
@@ -173,8 +174,8 @@ def _floating_routes(view):
     for info in view.external.floating.values():
         dom, sw = view.domains.get(info.domain_id), view.switches.get(info.session)
         if dom and sw and sw.vtep_ip:
-            yield IpPrefixRoute(prefix=f"{info.address}/32", next_hop=sw.vtep_ip, router_mac=sw.router_mac,
-                                rd=dom["rd"], l3_vni=dom["l3_vni"], route_targets=_rts(dom))
+            yield _route(IpPrefixRoute, prefix=f"{info.address}/32", next_hop=sw.vtep_ip, router_mac=sw.router_mac,
+                         rd=dom["rd"], l3_vni=dom["l3_vni"], route_targets=_rts(dom))
 
 
 # ------------------------------------------------------------------------------------ import

@@ -279,14 +279,10 @@ class Federation:
                 if bgp_routes.encode(route):
                     pacer.tick()
             return None
-        announce, withdraw = {}, set()
-        for key in delta:
-            route = routes.get(key)
-            if route is None:
-                withdraw.add(key)
-            else:
-                announce[key] = route
-                bgp_routes.encode(route)
+        withdraw = delta.difference(routes)
+        announce = {key: routes[key] for key in delta - withdraw}
+        for route in announce.values():
+            bgp_routes.encode(route)
             pacer.tick()
         return announce, withdraw
 
@@ -295,7 +291,7 @@ class Federation:
         scratch); ``_FULL`` when the Originator cannot keep them (``Clash``): the full ``originate`` in ``_full``,
         with its ``Origins`` in ``_full_origins``."""
         try:
-            return self.originator.update(view, policy, seqs, self.mobility.taken, pacer)
+            return self.originator.update(view, policy, self.mobility, pacer)
         except Clash:
             self._full_origins = Origins()
             self._full = originate(view, policy, seqs, pacer, self._full_origins)
@@ -321,10 +317,10 @@ class Federation:
             origins, routes = Origins(originator), originator.routes
             candidates = self._unlocated if delta is not None else None
         if candidates is not None:  # (those no route names now, dropped by the delta, are not looked at again)
-            candidates = self._unlocated = {vid for vid in candidates if origins.has(vid)}
+            candidates = self._unlocated = origins.named(candidates)
         left_out = set(origins.settle(self.state.locations, candidates))  # vports unbound while this View was made
         if candidates is None:
-            self._unlocated = {vid for vid in self._unlocated if origins.has(vid)}
+            self._unlocated = origins.named(self._unlocated)
         desired = _Handed(routes, left_out)
         if originating:
             self._early.carry(desired, origins)  # announced at bind, not in this View yet
@@ -337,8 +333,9 @@ class Federation:
             self.speaker.set_desired(full)
         else:
             announce, withdraw, told = *plan, self._told
+            get = desired.get if left_out or desired.carried else routes.get  # (the same answers)
             for key in told.keys() | left_out | desired.carried.keys():
-                route = desired.get(key)
+                route = get(key)
                 if key in told and (told[key] is route or told[key] == route):  # the speaker holds it already
                     announce.pop(key, None)
                     withdraw.discard(key)

@@ -23,11 +23,13 @@ import weakref
 
 from bgp.duplicates import DuplicateMacs
 from bgp.importer import beats
+from controller.keyed import add_to, discard_from
 from controller.loglimit import log_limited, warn_limited
 from controller.pacer import NEVER, Pacer
 from controller.remote import RemoteMac
 
 log = logging.getLogger("canopy.bgp")
+_NONE = frozenset()
 
 
 class Mobility:
@@ -56,6 +58,18 @@ class Mobility:
         self._view_feed = self._remote_feed = None
         self.taken: set | None = None  # the (subnet, MAC) pairs the last update took again (None: every one); only
         # those may have another ``seqs`` entry than before it (bgp/originator.py takes their routes again)
+
+    def endpoints_of(self, keys) -> set:
+        """The ids of the View's local endpoints of the (subnet, MAC) pairs ``keys`` as of the last update."""
+        keyed, ids = self._keyed, set()
+        for key in keys:
+            if key in keyed:
+                ids |= keyed[key]
+        return ids
+
+    def endpoints_on(self, session) -> set | frozenset:
+        """The ids of the View's local endpoints on ``session`` as of the last update (read, not changed)."""
+        return self._by_session.get(session, _NONE)
 
     def counts(self) -> dict:
         """{"not_announced": local MACs not announced because a peer's route wins, "sticky": of those, the ones a
@@ -124,29 +138,31 @@ class Mobility:
         pairs whose local side may have changed and the tunnel IPs that became or stopped being ours."""
         if ids is None:
             ids = set(self._eps) | set(view.local)
-        keys = set()
+        keys, eps, local, by_session, keyed = set(), self._eps, view.local, self._by_session, self._keyed
         for eid in ids:
-            old = self._eps.pop(eid, None)
+            old = eps.pop(eid, None)
             if old is not None:
-                _drop(self._by_session, old[1], eid)
-                _drop(self._keyed, old[0], eid)
+                discard_from(by_session, old[1], eid)
+                discard_from(keyed, old[0], eid)
                 keys.add(old[0])
-            ep = view.local.get(eid)
+            ep = local.get(eid)
             if ep is not None:
                 key = (ep.subnet_id, ep.mac)
-                self._eps[eid] = (key, ep.session)
-                self._by_session.setdefault(ep.session, set()).add(eid)
-                self._keyed.setdefault(key, set()).add(eid)
+                eps[eid] = (key, ep.session)
+                add_to(by_session, ep.session, eid)
+                add_to(keyed, key, eid)
                 keys.add(key)
             pacer.tick()
-        vteps = set()
+        vteps, ours, hops = set(), self._ours, {}
         for key in keys:
             ip = None
-            for eid in sorted(self._keyed.get(key, ())):  # the last with a tunnel IP (one endpoint per MAC)
-                ip = view.tunnel_ip_of(self._eps[eid][1]) or ip
-            old = self._ours.pop(key, None)
+            for eid in sorted(keyed.get(key, ())):  # the last with a tunnel IP (one endpoint per MAC)
+                session = eps[eid][1]
+                hop = hops[session] if session in hops else hops.setdefault(session, view.tunnel_ip_of(session))
+                ip = hop or ip
+            old = ours.pop(key, None)
             if ip:
-                self._ours[key] = ip
+                ours[key] = ip
             if old != ip:
                 if old and _count(self._our_vteps, old, -1) == 0:
                     vteps.add(old)
@@ -162,8 +178,7 @@ class Mobility:
         self._hear(key, locations)
         if ip is None:  # not local (any more): forgotten
             self.seqs.pop(key, None)
-            if key in self.entries:
-                del self.entries[key]
+            if self.entries.pop(key, None) is not None:
                 self.lost.discard(key)
                 self.lost_to_sticky.discard(key)
             return
@@ -172,14 +187,16 @@ class Mobility:
 
     def _hear(self, key, locations) -> None:
         """Note the VTEPs peers announce ``key`` at (``_heard_at``: which MACs a VTEP becoming ours reaches)."""
+        if not locations and key not in self._heard:  # (most local MACs: no peer has them)
+            return
         ips = frozenset(m.vtep_ip for m in locations)
         before = self._heard.pop(key, frozenset())
         if ips:
             self._heard[key] = ips
         for ip in before - ips:
-            _drop(self._heard_at, ip, key)
+            discard_from(self._heard_at, ip, key)
         for ip in ips - before:
-            self._heard_at.setdefault(ip, set()).add(key)
+            add_to(self._heard_at, ip, key)
 
     def _seq(self, key, ip: str, other: RemoteMac | None) -> int | None:
         """The sequence number of local MAC ``key`` at our VTEP ``ip``, ``other`` the peer's location of it not at
@@ -227,14 +244,6 @@ def _follow(obj, feeds):
     except TypeError:  # (a stand-in object of a test): walked whole every time
         return _unfollowed, None
     return ref, feeds.follow() if feeds is not None else None
-
-
-def _drop(index: dict, key, item) -> None:
-    items = index.get(key)
-    if items is not None:
-        items.discard(item)
-        if not items:
-            del index[key]
 
 
 def _count(counts: dict, key, step: int) -> int:

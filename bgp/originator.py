@@ -6,6 +6,8 @@ What each route depends on, and how a change of it is found:
 
 - a local endpoint (``view.local``): the View's change feed (``View.local_feeds``, controller/feed.py);
 - its MAC's mobility sequence number: the (subnet, MAC) pairs ``Mobility.update`` took again (``Mobility.taken``);
+  their endpoints, and those of a session whose facts changed, are read from MAC mobility's index of the same View
+  (``Mobility.endpoints_of``, ``endpoints_on``: one index of the local endpoints, not two);
 - its session's tunnel IP and, on a VRS, Router's MAC: compared per session holding local endpoints, every update;
 - its subnet (the policy's RD and export RTs, the View's ``SubnetInfo``, whether the View has the subnet at all,
   the hardware VTEPs bound to it and their tunnel IPs, its domain's export RTs): compared per subnet, every update.
@@ -29,6 +31,7 @@ import weakref
 
 from bgp.evpn import _floating_routes, _prefix_routes, _route, _rts, mac_ip_routes
 from bgp.routes import InclusiveMulticastRoute
+from controller.keyed import add_to, discard_from
 from controller.pacer import NEVER, Pacer
 
 
@@ -70,11 +73,9 @@ class Originator:
         self.routes: dict = {}  # key -> route
         self._view = _unfollowed
         self._feed = None
-        self._eps: dict = {}  # endpoint id -> (endpoint, its type 2 keys, its type 3 group's (subnet, tunnel IP))
+        self._eps: dict = {}  # endpoint id -> (endpoint, its type 2 keys, its type 3 group's (subnet, tunnel IP)); a
+        # View keys its endpoints by vport id (controller/derive.py), so a vport's endpoint id is the vport's id
         self._in_subnet: dict = {}  # subnet -> endpoint ids
-        self._on_session: dict = {}  # session -> endpoint ids
-        self._by_mac: dict = {}  # (subnet, MAC) -> endpoint ids
-        self._of_vport: dict = {}  # vport id -> endpoint ids of kind vport
         self._owner: dict = {}  # type 2 key -> endpoint id
         self._groups: dict = {}  # subnet -> tunnel IP -> _Group
         self._t3: dict = {}  # subnet -> tunnel IP -> its type 3 key
@@ -86,14 +87,12 @@ class Originator:
 
     # ------------------------------------------------------------------ the base of Origins
     def keys_of(self, vport_id) -> list:
-        keys = []
-        for eid in self._of_vport.get(vport_id, ()):
-            _ep, t2, group = self._eps[eid]
-            keys.extend(t2)
-            key = self._t3.get(group[0], {}).get(group[1]) if group else None
-            if key is not None:
-                keys.append(key)
-        return keys
+        held = self._eps.get(vport_id)
+        if held is None or held[0].kind != "vport":
+            return []
+        _ep, t2, group = held
+        key = self._t3.get(group[0], {}).get(group[1]) if group else None
+        return [*t2, key] if key is not None else list(t2)
 
     def behind(self, key) -> int:
         eid = self._owner.get(key)
@@ -113,41 +112,40 @@ class Originator:
         return bool(group.others or group.sessions)
 
     def vports(self):
-        return [vid for vid in self._of_vport if self.keys_of(vid)]
+        return [vid for vid, (ep, _t2, _group) in self._eps.items() if ep.kind == "vport" and self.keys_of(vid)]
 
     # ------------------------------------------------------------------ update
-    def update(self, view, policy, seqs: dict, taken, pacer: Pacer = NEVER) -> set | None:
-        """Bring ``routes`` to ``originate(view, policy, seqs)``; the keys that changed (came, went or changed), or
-        None when everything was taken from scratch. ``taken``: the (subnet, MAC) pairs whose ``seqs`` entry may have
-        changed since the last update (None: any). ``pacer`` is ticked per endpoint dropped and taken again; the
+    def update(self, view, policy, mobility, pacer: Pacer = NEVER) -> set | None:
+        """Bring ``routes`` to ``originate(view, policy, mobility.seqs)``; the keys that changed (came, went or
+        changed), or None when everything was taken from scratch. ``mobility``: the ``Mobility`` just updated with this
+        View (its ``taken``: the (subnet, MAC) pairs whose ``seqs`` entry may have changed since the last update; its
+        index of the View's local endpoints by (subnet, MAC) and by session, which this reads instead of keeping its
+        own). ``pacer`` is ticked per endpoint dropped and taken again; the
         View, policy and ``seqs`` must not change during its pauses (``originate``'s rule). Raises ``Clash`` (see the
         module docstring); an update that raises is followed by one from scratch."""
         try:
-            return self._update(view, policy, seqs, taken, pacer)
+            return self._update(view, policy, mobility, pacer)
         except BaseException:
             self.forget()  # what changed was kept (``watcher``) before it changed; the rest as the last publish saw it
             raise
 
-    def _update(self, view, policy, seqs, taken, pacer) -> set | None:
+    def _update(self, view, policy, mobility, pacer) -> set | None:
         changed: set = set()
-        eids = self._changes(view, taken)
+        seqs = mobility.seqs
+        eids = self._changes(view, mobility)
         scratch = eids is None
         if scratch:
             self.forget()
             self._view, self._feed = _follow(view)
             eids = set(view.local)
         subnets = self._subnets_changed(view, policy)
-        for session in self._sessions_changed(view):
-            eids |= self._on_session.get(session, set())
+        for session in self._sessions_changed(view, mobility):  # (its endpoints now; those gone are in the feed)
+            eids |= mobility.endpoints_on(session)
         for sid in subnets:
             eids |= self._in_subnet.get(sid, set())
         groups = set()
-        for eid in eids:
-            self._drop(eid, changed, groups)
-            pacer.tick()
-        for eid in eids:
-            self._take(view.local.get(eid), eid, view, policy, seqs, changed, groups)
-            pacer.tick()
+        self._drop(eids, changed, groups, pacer)
+        self._take(eids, view, policy, seqs, changed, groups, pacer)
         for sid in subnets:
             self._rebind(sid, view, groups)
             groups.update((sid, ip) for ip in self._groups.get(sid, ()))
@@ -158,17 +156,15 @@ class Originator:
         self._prefixes(view, changed)
         return None if scratch else changed
 
-    def _changes(self, view, taken) -> set | None:
+    def _changes(self, view, mobility) -> set | None:
         """The local endpoint ids whose routes may have changed (None: start from scratch)."""
         if self._view() is not view or self._feed is None:
             return None
-        items = self._feed.take()
+        items, taken = self._feed.take(), mobility.taken
         if items is None or taken is None:
             return None
         eids = {item for kind, item in items if kind == "endpoint"}
-        for key in taken:
-            eids |= self._by_mac.get(key, set())
-        return eids
+        return eids | mobility.endpoints_of(taken)  # (their endpoints now; those gone are in the feed)
 
     def _subnets_changed(self, view, policy) -> set:
         """The subnets whose facts (see the module docstring) changed since the last update."""
@@ -187,11 +183,11 @@ class Originator:
                 del fps[sid]
         return changed
 
-    def _sessions_changed(self, view) -> set:
+    def _sessions_changed(self, view, mobility) -> set:
         changed = set()
         fps = self._session_fp
-        for session in set(fps) | set(self._on_session):
-            if session not in self._on_session:
+        for session in list(fps):  # (every session an endpoint was taken on)
+            if not mobility.endpoints_on(session):
                 del fps[session]  # no local endpoint there now: those it had are taken again already
                 continue
             fp = _session_facts(view, session)
@@ -200,63 +196,105 @@ class Originator:
                 fps[session] = fp
         return changed
 
-    # ------------------------------------------------------------------ one endpoint
-    def _drop(self, eid, changed: set, groups: set) -> None:
-        old = self._eps.get(eid)
-        if old is None:
-            return
-        ep, keys, group = old
-        self._keep(ep, keys, group)
-        del self._eps[eid]
-        for key in keys:
-            del self.routes[key], self._owner[key]
-            changed.add(key)
-        _discard(self._in_subnet, ep.subnet_id, eid)
-        _discard(self._on_session, ep.session, eid)
-        _discard(self._by_mac, (ep.subnet_id, ep.mac), eid)
-        if ep.kind == "vport":
-            _discard(self._of_vport, ep.vport_id, eid)
-        if group:
-            at = self._groups[group[0]][group[1]]
-            at.vports.pop(eid, None)
-            at.others.discard(eid)
-            groups.add(group)
+    # ------------------------------------------------------------------ endpoints
+    def _drop(self, eids, changed: set, groups: set, pacer: Pacer) -> None:
+        """Forget the routes of the endpoints ``eids`` (those held), the last publish's Origins told first."""
+        eps = self._eps
+        held = [(eid, old) for eid in eids if (old := eps.get(eid)) is not None]
+        if self.watcher is not None:
+            self._keep_dropped(held)
+        routes, owner, grouped = self.routes, self._owner, self._groups
+        in_subnet = self._in_subnet
+        for eid, (ep, keys, group) in held:
+            del eps[eid]
+            for key in keys:
+                del routes[key], owner[key]
+            changed.update(keys)
+            discard_from(in_subnet, ep.subnet_id, eid)
+            if group:
+                at = grouped[group[0]][group[1]]
+                if ep.kind == "vport":
+                    del at.vports[eid]
+                else:
+                    at.others.discard(eid)
+                groups.add(group)
+            pacer.tick()
 
-    def _take(self, ep, eid, view, policy, seqs, changed: set, groups: set) -> None:
-        if ep is None:
-            return
-        sid, key = ep.subnet_id, (ep.subnet_id, ep.mac)
-        self._in_subnet.setdefault(sid, set()).add(eid)
-        self._on_session.setdefault(ep.session, set()).add(eid)
-        if ep.session not in self._session_fp:  # its facts as this View has them (what its routes are made of)
-            self._session_fp[ep.session] = _session_facts(view, ep.session)
-        self._by_mac.setdefault(key, set()).add(eid)
-        if ep.kind == "vport":
-            self._keep_vport(ep.vport_id)
-            self._of_vport.setdefault(ep.vport_id, set()).add(eid)
-        next_hop, subnet = view.tunnel_ip_of(ep.session), policy.get("subnet", sid)
-        keys = []
-        if not (next_hop is None or subnet is None or (key in seqs and seqs[key] is None)):
-            for route in mac_ip_routes(view, ep, subnet, next_hop, seqs.get(key) or None):
-                rkey = route.key
-                if rkey in self.routes:
-                    raise Clash(rkey)
-                self._keep_key(rkey)  # (the last publish's Origins may name it: carried, say)
-                self.routes[rkey] = route
-                self._owner[rkey] = eid
-                keys.append(rkey)
-                changed.add(rkey)
-        group = None
-        if next_hop is not None:
-            group = (sid, next_hop)
-            self._keep_group(group)
-            at = self._groups.setdefault(sid, {}).setdefault(next_hop, _Group())
+    def _keep_dropped(self, held) -> None:
+        """The watcher holds what it reads of the endpoints about to be dropped: their vports' keys, their type 2
+        keys and their type 3 groups' keys."""
+        vports, keys, seen = [], [], set()
+        for eid, (ep, t2, group) in held:
             if ep.kind == "vport":
-                at.vports[eid] = ep.vport_id
-            else:
-                at.others.add(eid)
-            groups.add(group)
-        self._eps[eid] = (ep, tuple(keys), group)
+                vports.append(eid)
+            keys.extend(t2)
+            if group and group not in seen:
+                seen.add(group)
+                key = self._t3.get(group[0], {}).get(group[1])
+                if key is not None:
+                    keys.append(key)
+        self.watcher.keep(vports, keys)
+
+    def _take(self, eids, view, policy, seqs, changed: set, groups: set, pacer: Pacer) -> None:
+        """Make the routes of the endpoints ``eids`` the View has (none held: ``_drop`` first). Made first, kept
+        after: the last publish's Origins is told of every key and group they change before the first changes."""
+        made, hops, subnets, local, held = [], {}, {}, view.local, self.routes
+        for eid in eids:
+            ep = local.get(eid)
+            if ep is None:
+                continue
+            sid, session, key = ep.subnet_id, ep.session, (ep.subnet_id, ep.mac)
+            next_hop = hops[session] if session in hops else hops.setdefault(session, view.tunnel_ip_of(session))
+            subnet = subnets[sid] if sid in subnets else subnets.setdefault(sid, policy.get("subnet", sid))
+            routes = () if next_hop is None or subnet is None or (key in seqs and seqs[key] is None) else \
+                {route.key: route for route in mac_ip_routes(view, ep, subnet, next_hop, seqs.get(key) or None)}
+            for rkey in routes:
+                if rkey in held:
+                    raise Clash(rkey)
+            made.append((eid, ep, routes, None if next_hop is None else (sid, next_hop)))
+            pacer.tick()
+        if self.watcher is not None:
+            self._keep_taken(made)
+        for session in hops:
+            if session not in self._session_fp:  # its facts as this View has them (what its routes are made of)
+                self._session_fp[session] = _session_facts(view, session)
+        owner, grouped, eps = self._owner, self._groups, self._eps
+        in_subnet = self._in_subnet
+        for eid, ep, routes, group in made:
+            add_to(in_subnet, ep.subnet_id, eid)
+            for rkey in routes:
+                if rkey in held:  # (two endpoints of this update)
+                    raise Clash(rkey)
+                owner[rkey] = eid
+            held.update(routes)
+            changed.update(routes)
+            if group is not None:
+                at = grouped.get(group[0], {}).get(group[1])
+                if at is None:
+                    at = grouped.setdefault(group[0], {})[group[1]] = _Group()
+                if ep.kind == "vport":
+                    at.vports[eid] = ep.vport_id
+                else:
+                    at.others.add(eid)
+                groups.add(group)
+            eps[eid] = (ep, tuple(routes), group)
+            pacer.tick()
+
+    def _keep_taken(self, made) -> None:
+        """The watcher holds what it reads of the vports, type 2 keys and type 3 groups the endpoints ``made`` are
+        about to change. Their vports and keys are new here (dropped first; a key held is a ``Clash``)."""
+        vports, keys, groups, seen = [], [], [], set()
+        for eid, ep, routes, group in made:
+            if ep.kind == "vport":
+                vports.append(eid)
+            keys.extend(routes)  # (the last publish's Origins may name one: carried, say)
+            if group is not None and group not in seen:
+                seen.add(group)
+                key = self._t3.get(group[0], {}).get(group[1])
+                if key is not None:
+                    groups.append(key)
+        self.watcher.keep_absent(vports, keys)
+        self.watcher.keep(keys=groups)
 
     # ------------------------------------------------------------------ type 3, type 5
     def _rebind(self, sid, view, groups: set) -> None:
@@ -312,8 +350,8 @@ class Originator:
         if key in self.routes:
             raise Clash(key)
         self._keep_key(key)
-        for vid in self._groups[sid][ip].vports.values():  # a key they stand behind comes
-            self._keep_vport(vid)
+        if self.watcher is not None:  # a key they stand behind comes
+            self.watcher.keep(vport_ids=self._groups[sid][ip].vports.values())
         self.routes[key] = route
         self._group_of[key] = (sid, ip)
         self._t3.setdefault(sid, {})[ip] = key
@@ -339,25 +377,10 @@ class Originator:
         self._t5 = set(made)
 
     # ------------------------------------------------------------------ the last publish's Origins
-    def _keep(self, ep, keys, group) -> None:
-        if self.watcher is None:
-            return
-        if ep.kind == "vport":
-            self._keep_vport(ep.vport_id)
-        self.watcher.keep(keys=keys)
-        if group:
-            key = self._t3.get(group[0], {}).get(group[1])
-            if key is not None:
-                self._keep_key(key)
-
     def _keep_group(self, group) -> None:
         key = self._t3.get(group[0], {}).get(group[1])
         if key is not None:
             self._keep_key(key)
-
-    def _keep_vport(self, vid) -> None:
-        if self.watcher is not None:
-            self.watcher.keep(vport_ids=(vid,))
 
     def _keep_key(self, key, moved: bool = False) -> None:
         """The watcher holds the vports behind ``key`` and whether it is pinned, and (``moved``: the key itself
@@ -396,10 +419,3 @@ def _session_facts(view, session) -> tuple:
     switch = view.switches.get(session)
     return view.tunnel_ip_of(session), switch.router_mac if switch is not None else None, switch is not None
 
-
-def _discard(index: dict, key, item) -> None:
-    items = index.get(key)
-    if items is not None:
-        items.discard(item)
-        if not items:
-            del index[key]

@@ -65,6 +65,19 @@ class Origins:
             if key not in self._pins:
                 self._pins[key] = base.pinned(key)
 
+    def keep_absent(self, vport_ids=(), keys=()) -> None:
+        """``keep`` for vports and route keys the base does not have and is about to take: no keys for the vports,
+        nothing behind the keys and no pin (what the base says of them now, without asking it each)."""
+        keys_of, count, pins = self._keys_of, self._count, self._pins
+        for vid in vport_ids:
+            if vid not in keys_of:
+                keys_of[vid] = []
+        for key in keys:
+            if key not in count:
+                count[key] = 0
+            if key not in pins:
+                pins[key] = False
+
     def _keys(self, vid) -> list:
         keys = self._keys_of.get(vid)
         return keys if keys is not None else self._base.keys_of(vid)
@@ -96,6 +109,11 @@ class Origins:
     def has(self, vport_id) -> bool:
         """Whether routes of the last publish (or announced since) name this vport, unbound since or not."""
         return bool(self._keys(vport_id))
+
+    def named(self, vport_ids) -> set:
+        """Those of ``vport_ids`` that ``has``."""
+        keys_of, base = self._keys_of, self._base
+        return {vid for vid in vport_ids if (keys_of[vid] if vid in keys_of else base.keys_of(vid))}
 
     def unbound(self, vport_ids) -> list[tuple]:
         """``vport_ids`` no longer stand behind their routes (State no longer locates them); the keys of the routes

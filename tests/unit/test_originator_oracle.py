@@ -146,7 +146,7 @@ class Publishing(Driver):
         # what the last publish's Origins says is what unbinding withdraws until the next hand-over: the Originator
         # changing what it keeps (during this publish's pauses) must not change it
         keys = set(fed.speaker.desired) | set(fed._origins._count) | set(fed._origins._pins)
-        vports = set(fed._origins._keys_of) | set(fed.originator._of_vport)
+        vports = set(fed._origins._keys_of) | set(fed.originator._eps)
         before, origins, update = said(fed._origins, keys, vports), fed._origins, fed.originator.update
 
         def checked(*args):
@@ -169,7 +169,7 @@ class Publishing(Driver):
         assert fed.speaker.desired == ref.speaker.desired, where
         assert fed.mobility.seqs == ref.mobility.seqs, where
         keys = set(ref.speaker.desired) | set(ref._origins._count) | set(ref._origins._pins)
-        vports = set(ref._origins._keys_of) | set(fed._origins._keys_of) | set(fed.originator._of_vport)
+        vports = set(ref._origins._keys_of) | set(fed._origins._keys_of) | set(fed.originator._eps)
         assert said(fed._origins, keys, vports) == said(ref._origins, keys, vports), where
 
     def role(self) -> None:
@@ -256,6 +256,78 @@ def test_a_publish_costs_what_changed_not_the_local_endpoints(n, monkeypatch):
     assert big <= small + 100, costs
 
 
+
+def _bulk(n: int, bound: int):
+    """A Federation publishing by delta (with a real RouteBook) after State gave hv1 ``bound`` of ``n`` vports."""
+    from controller.programmer import Programmer
+    from tests.unit.test_evpn import HV1, snapshot
+    from tests.unit.test_evpn_early_withdraw import BookedSpeaker
+    from tests.unit.test_pacing import vports_state
+
+    state = vports_state(n)
+    state.vrs_update(snapshot("hv1", HV1, [(f"vm{i}", 10 + i) for i in range(bound)]))
+    prog = Programmer(state)
+    prog.refresh(full=True)
+    fed = Federation(None, "/unused", state, speaker=BookedSpeaker())
+    fed.publish(prog.view)
+    fed.early = True
+    prog.refresh()
+    fed.publish(prog.view)  # (by delta from here)
+    return state, prog, fed
+
+
+@pytest.mark.parametrize("case, per_endpoint", [("gone", 700), ("new", 1_200)])
+def test_a_bulk_publish_costs_less_per_endpoint_than_in_stop_35(case, per_endpoint, monkeypatch):
+    """Every one of 1,000 ports gone (withdrawn at unbind), or 1,000 new ones (announced at bind): the publish's
+    bytecodes per endpoint (MAC mobility, the Originator, the encoding, the hand-over to a real RouteBook). Stop 35's
+    publish: 907 and 1,291; before the Originator (2be0b12) 307 and 904 (docs/benchmarks.md "originate, stop 36")."""
+    from tests.unit.test_evpn import HV1, snapshot
+
+    monkeypatch.setattr(loglimit, "_last_logged", {})
+    n = 1_000
+    state, prog, fed = _bulk(n, n if case == "gone" else 0)
+    state.vrs_update(snapshot("hv1", HV1, [] if case == "gone" else [(f"vm{i}", 10 + i) for i in range(n)]))
+    prog.refresh()
+    cost = opcodes(lambda: fed.publish(prog.view))
+    assert fed.speaker.desired == originate(prog.view, state.policy, fed.mobility.seqs)
+    assert cost <= per_endpoint * n, cost
+
+
+def _subnets(n: int):
+    """State and a LiveView: ``n`` routed subnets of one domain, one vport each, all on hv1."""
+    from controller import policy as pol
+    from controller import policydoc
+    from controller.programmer import Programmer
+    from controller.state import State
+    from tests.unit.test_compiler import add_vport, snapshot
+
+    subnets = [{"name": f"s{i}", "cidr": f"10.{i >> 8}.{i & 255}.0/24", "gateway": f"10.{i >> 8}.{i & 255}.1"}
+               for i in range(n)]
+    doc = {"tenants": [{"name": "acme", "domains": [{"name": "prod", "subnets": subnets}]}]}
+    state = State(policydoc.plan(pol.Policy(), doc, "t", pol.Allocator({}, 65000, (10000, 20000))).policy)
+    for i in range(n):
+        add_vport(state, f"acme/s{i}", f"vm{i}", f"02:00:00:00:{i >> 8:02x}:{i & 255:02x}", f"10.{i >> 8}.{i & 255}.10")
+    state.vrs_update(snapshot("hv1", "10.251.0.1", [(f"vm{i}", 10 + i) for i in range(n)]))
+    prog = Programmer(state)
+    prog.refresh(full=True)
+    return state, prog
+
+
+def test_a_one_port_publish_among_many_subnets_builds_no_type_5_route_again(monkeypatch):
+    """One port changing among 1,000 subnets: the type 5 routes (one per subnet prefix) are looked up, not built
+    and validated again each publish (1,791,519 bytecodes before; docs/benchmarks.md "originate, stop 36"). The
+    per-subnet comparisons remain (about 300 bytecodes a subnet)."""
+    monkeypatch.setattr(loglimit, "_last_logged", {})
+    state, prog = _subnets(1_000)
+    fed = Federation(None, "/unused", state, speaker=DictSpeaker())
+    fed.publish(prog.view)
+    one_port_changed(state, prog, "vm0")
+    fed.publish(prog.view)  # (by delta from here)
+    one_port_changed(state, prog, "vm0")
+    cost = opcodes(lambda: fed.publish(prog.view))
+    assert fed.speaker.desired == originate(prog.view, state.policy, fed.mobility.seqs)
+    assert cost <= 400 * 1_000, cost
+
 class _RaiseIn:
     """A pacer whose first tick in ``function`` of ``module`` raises (a pause that ends in an exception: a shutdown's
     GreenletExit)."""
@@ -272,7 +344,8 @@ class _RaiseIn:
 
 
 @pytest.mark.parametrize("where", [("bgp.mobility", "_locals"), ("bgp.mobility", "_update"),
-                                   ("bgp.originator", "_update"), ("bgp.federation", "_encode")])
+                                   ("bgp.originator", "_drop"), ("bgp.originator", "_take"),
+                                   ("bgp.federation", "_encode")])
 def test_a_publish_stopped_in_a_pause_is_repaired_by_the_next(where, monkeypatch):
     """A publish stopped in a pause (a shutdown's GreenletExit): in MAC mobility, in the origination, or after it,
     before the speaker was told. The next publish hands over what the full publish would."""
