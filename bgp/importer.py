@@ -81,7 +81,8 @@ class RouteImport:
             pacer.tick()
         for group in touched:
             pacer.tick()
-            old, new = self._macs.pop(group, None), _merged(group, self._groups.get(group, {}), self._order)
+            routes = self._groups.get(group)  # none left: the MAC withdrawn (no merge)
+            old, new = self._macs.pop(group, None), _merged(group, routes, self._order) if routes else None
             if new is not None:
                 self._macs[group] = new
             if old != new:
@@ -99,17 +100,22 @@ class RouteImport:
             return
         contribution = self._contributions.pop(pk)
         self._order.pop(pk, None)
-        self.imported -= contribution.used
-        self.ignored -= not contribution.used
-        if contribution.used:
-            _count_down(self._used_at, (_vtep(route),), set())
+        used = contribution.used
+        self.imported -= used
+        self.ignored -= not used
+        if used:
+            _count_down(self._used_at, (_vtep(route),), removed=None)
+        groups = self._groups
         for group in contribution.macs:
-            del self._groups[group][pk]
-            if not self._groups[group]:
-                del self._groups[group]
+            routes = groups[group]
+            del routes[pk]
+            if not routes:
+                del groups[group]
             touched.add(group)
-        _count_down(self._floods, contribution.floods, removed)
-        _count_down(self._prefixes, contribution.prefixes, removed)
+        if contribution.floods:
+            _count_down(self._floods, contribution.floods, removed)
+        if contribution.prefixes:
+            _count_down(self._prefixes, contribution.prefixes, removed)
 
     def _announce(self, pk, route, added, removed, touched) -> None:
         contribution = self._contribution(pk[0], route)
@@ -197,12 +203,16 @@ def _count_up(counter: Counter, entries, added: set) -> None:
             added.add(entry)
 
 
-def _count_down(counter: Counter, entries, removed: set) -> None:
+def _count_down(counter: Counter, entries, removed: set | None) -> None:
+    """Count ``entries`` down; those at zero leave ``counter`` and go into ``removed`` (unless None)."""
     for entry in entries:
-        counter[entry] -= 1
-        if not counter[entry]:
+        n = counter[entry] - 1
+        if n:
+            counter[entry] = n
+        else:
             del counter[entry]
-            removed.add(entry)
+            if removed is not None:
+                removed.add(entry)
 
 
 def _merged(group, routes: dict, order: dict) -> RemoteMac | None:

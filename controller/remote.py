@@ -248,7 +248,8 @@ class RemoteIndex:
         extra = self._extra.get(key)
         if extra and mac in extra:
             extra.remove(mac)
-        elif self.macs.get(mac.subnet_id, {}).get(mac.mac) == mac:
+        elif (held := self.macs.get(mac.subnet_id, {}).get(mac.mac)) is mac or held == mac:  # (a dataclass's ==
+            # compares every field, even of the same object: the delta's MAC is the one held)
             if extra:
                 self.macs[mac.subnet_id][mac.mac] = extra.pop(0)
             else:
