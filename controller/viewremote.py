@@ -55,11 +55,16 @@ class RemoteEndpoints:
         scopes = {self.live._scope(sid) for sid in subnets if sid in v.subnets} | \
             {sid for sid in subnets if sid not in v.subnets}
         fast = defaultdict(set)  # scope -> its (subnet, MAC) whose routes changed
+        several, scope_of = index.several(), {}  # subnet -> its scope, found once per subnet (not per MAC)
         for sid, mac in j.remote_macs:
-            if sid not in v.subnets or index.several():
+            if sid not in v.subnets or several:
                 scopes.add(sid if sid not in v.subnets else self.live._scope(sid))
-            elif self.live._scope(sid) not in scopes:
-                fast[self.live._scope(sid)].add((sid, mac))
+                continue
+            scope = scope_of.get(sid)
+            if scope is None:
+                scope = scope_of[sid] = self.live._scope(sid)
+            if scope not in scopes:
+                fast[scope].add((sid, mac))
         for scope in sorted(scopes):
             sids = sorted({sid for sid in remote | set(self.ev) if sid == scope or
                            (sid in v.subnets and v.subnets[sid].domain_id == scope)})
