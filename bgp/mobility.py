@@ -172,8 +172,8 @@ class Mobility:
 
     def _hear(self, key, locations) -> None:
         """Note the VTEPs peers announce ``key`` at (``_heard_at``: which MACs a VTEP becoming ours reaches)."""
-        ips = frozenset(m.vtep_ip for m in locations)
-        before = self._heard.pop(key, frozenset())
+        ips = frozenset(m.vtep_ip for m in locations) if locations else _NOWHERE  # (a withdrawn MAC: none)
+        before = self._heard.pop(key, _NOWHERE)
         if ips:
             self._heard[key] = ips
         for ip in before - ips:
@@ -227,6 +227,9 @@ def _follow(obj, feeds):
     except TypeError:  # (a stand-in object of a test): walked whole every time
         return _unfollowed, None
     return ref, feeds.follow() if feeds is not None else None
+
+
+_NOWHERE = frozenset()  # heard at no VTEP
 
 
 def _drop(index: dict, key, item) -> None:

@@ -302,7 +302,7 @@ def _mac_ip_key(v: bytes) -> tuple:
     """``route_key(2, _decode_mac_ip(v))`` without decoding what the key leaves out (the ESI, the labels)."""
     ip_len = _mac_ip_length(v)
     return (2, _rd(v[:8]), int.from_bytes(v[18:22], "big"), v[23:29].hex(":"),
-            _address(v[30:30 + ip_len]) if ip_len else None)
+            _ipv4(v[30:34]) if ip_len == 4 else _address(v[30:30 + ip_len]) if ip_len else None)
 
 
 def _decode_mac_ip(v: bytes) -> dict:

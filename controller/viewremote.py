@@ -156,15 +156,16 @@ class RemoteEndpoints:
         ones left after each, 50,000,000 set insertions)."""
         touched = set()  # (scope, IP)
         for key in self.wanted.pop(sid, ()):
-            touched.update(self._unwant(key, keep_subnet=True))
+            scope, ips = self._unwant(key, keep_subnet=True)
+            touched.update((scope, ip) for ip in ips)
         for scope, ip in touched:
             self.recheck[scope].update(self.by_ip.get(scope, {}).get(ip, ()))
 
     def _unwant(self, key, keep_subnet=False) -> tuple:
-        """``key`` no longer wants its IPs: the (scope, IP) it wanted, for the caller to check the other MACs
+        """``key`` no longer wants its IPs: (the scope, the IPs) it wanted, for the caller to check the other MACs
         wanting them again."""
         if key not in self.want:
-            return ()
+            return None, ()
         scope, ips = self.want.pop(key)
         if not keep_subnet:
             discard_from(self.wanted, key[0], key)
@@ -177,7 +178,7 @@ class RemoteEndpoints:
                     del wanted[ip]
         if not wanted:
             self.by_ip.pop(scope, None)
-        return tuple((scope, ip) for ip in ips)
+        return scope, ips
 
     def _macs(self, scope, keys):
         """The EVPN endpoints of the MACs whose routes changed in one scope, and of the MACs that want one of
