@@ -85,9 +85,11 @@ class RouteImport:
             old, new = self._macs.pop(group, None), _merged(group, routes, self._order) if routes else None
             if new is not None:
                 self._macs[group] = new
-            if old != new:
-                removed.update(() if old is None else (old,))
-                added.update(() if new is None else (new,))
+            if old is not new and old != new:
+                if old is not None:
+                    removed.add(old)
+                if new is not None:
+                    added.add(new)
         both = added & removed  # added back what was removed (or the reverse): no change
         delta = RemoteDelta(frozenset(added - both), frozenset(removed - both))
         if delta or pacer.pauses:
@@ -104,7 +106,12 @@ class RouteImport:
         self.imported -= used
         self.ignored -= not used
         if used:
-            _count_down(self._used_at, (_vtep(route),), removed=None)
+            vtep, used_at = _vtep(route), self._used_at
+            n = used_at[vtep] - 1
+            if n:
+                used_at[vtep] = n
+            else:
+                del used_at[vtep]
         groups = self._groups
         for group in contribution.macs:
             routes = groups[group]
@@ -203,16 +210,12 @@ def _count_up(counter: Counter, entries, added: set) -> None:
             added.add(entry)
 
 
-def _count_down(counter: Counter, entries, removed: set | None) -> None:
-    """Count ``entries`` down; those at zero leave ``counter`` and go into ``removed`` (unless None)."""
+def _count_down(counter: Counter, entries, removed: set) -> None:
     for entry in entries:
-        n = counter[entry] - 1
-        if n:
-            counter[entry] = n
-        else:
+        counter[entry] -= 1
+        if not counter[entry]:
             del counter[entry]
-            if removed is not None:
-                removed.add(entry)
+            removed.add(entry)
 
 
 def _merged(group, routes: dict, order: dict) -> RemoteMac | None:
