@@ -85,7 +85,7 @@ class RouteImport:
             old, new = self._macs.pop(group, None), _merged(group, routes, self._order) if routes else None
             if new is not None:
                 self._macs[group] = new
-            if old is not new and old != new:
+            if old is not new and (old is None or new is None or old != new):
                 if old is not None:
                     removed.add(old)
                 if new is not None:

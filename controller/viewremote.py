@@ -214,7 +214,7 @@ class RemoteEndpoints:
         eps = self.ev.setdefault(sid, [])
         at = bisect.bisect_left(eps, mac, key=_MAC)
         old = eps[at] if at < len(eps) and eps[at].mac == mac else None
-        if old == new:
+        if old is new or (old is not None and new is not None and old == new):
             if not eps:
                 del self.ev[sid]
             return
