@@ -81,12 +81,15 @@ class RouteImport:
             pacer.tick()
         for group in touched:
             pacer.tick()
-            old, new = self._macs.pop(group, None), _merged(group, self._groups.get(group, {}), self._order)
+            routes = self._groups.get(group)  # none left: the MAC withdrawn (no merge)
+            old, new = self._macs.pop(group, None), _merged(group, routes, self._order) if routes else None
             if new is not None:
                 self._macs[group] = new
-            if old != new:
-                removed.update(() if old is None else (old,))
-                added.update(() if new is None else (new,))
+            if old is not new and (old is None or new is None or old != new):
+                if old is not None:
+                    removed.add(old)
+                if new is not None:
+                    added.add(new)
         both = added & removed  # added back what was removed (or the reverse): no change
         delta = RemoteDelta(frozenset(added - both), frozenset(removed - both))
         if delta or pacer.pauses:
@@ -99,17 +102,27 @@ class RouteImport:
             return
         contribution = self._contributions.pop(pk)
         self._order.pop(pk, None)
-        self.imported -= contribution.used
-        self.ignored -= not contribution.used
-        if contribution.used:
-            _count_down(self._used_at, (_vtep(route),), set())
+        used = contribution.used
+        self.imported -= used
+        self.ignored -= not used
+        if used:
+            vtep, used_at = _vtep(route), self._used_at
+            n = used_at[vtep] - 1
+            if n:
+                used_at[vtep] = n
+            else:
+                del used_at[vtep]
+        groups = self._groups
         for group in contribution.macs:
-            del self._groups[group][pk]
-            if not self._groups[group]:
-                del self._groups[group]
+            routes = groups[group]
+            del routes[pk]
+            if not routes:
+                del groups[group]
             touched.add(group)
-        _count_down(self._floods, contribution.floods, removed)
-        _count_down(self._prefixes, contribution.prefixes, removed)
+        if contribution.floods:
+            _count_down(self._floods, contribution.floods, removed)
+        if contribution.prefixes:
+            _count_down(self._prefixes, contribution.prefixes, removed)
 
     def _announce(self, pk, route, added, removed, touched) -> None:
         contribution = self._contribution(pk[0], route)

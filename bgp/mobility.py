@@ -189,8 +189,8 @@ class Mobility:
         """Note the VTEPs peers announce ``key`` at (``_heard_at``: which MACs a VTEP becoming ours reaches)."""
         if not locations and key not in self._heard:  # (most local MACs: no peer has them)
             return
-        ips = frozenset(m.vtep_ip for m in locations)
-        before = self._heard.pop(key, frozenset())
+        ips = frozenset(m.vtep_ip for m in locations) if locations else _NOWHERE  # (a withdrawn MAC: none)
+        before = self._heard.pop(key, _NOWHERE)
         if ips:
             self._heard[key] = ips
         for ip in before - ips:
@@ -244,6 +244,9 @@ def _follow(obj, feeds):
     except TypeError:  # (a stand-in object of a test): walked whole every time
         return _unfollowed, None
     return ref, feeds.follow() if feeds is not None else None
+
+
+_NOWHERE = frozenset()  # heard at no VTEP
 
 
 def _count(counts: dict, key, step: int) -> int:

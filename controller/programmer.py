@@ -37,6 +37,7 @@ from controller.viewdelta import LiveView
 from controller.viewvteps import LiveVteps
 from openflow.compiler import Desired, Shared, compile_owners, compile_switch
 
+_NONE = frozenset()  # an owner's flows where it has none
 log = logging.getLogger("canopy.programmer")
 SWITCH_UNITS = 20  # pacer units for compiling one switch whole (merging its shared owner sets) beyond its owners
 COMPARE_UNIT = 200  # owners compared (old desired against new) per pacer unit
@@ -153,10 +154,10 @@ class Programmer:
         touched = set()
         for session, owners in work.items():
             current = self.desired.setdefault(session, Desired())
-            before = {o: (current.flows.get(o, frozenset()), current.groups.get(o, ())) for o in owners}
+            flows, groups = current.flows, current.groups  # (update changes both in place)
+            before = {o: (flows.get(o, _NONE), groups.get(o, ())) for o in owners}
             current.update(compile_owners(view, session, owners, self.shared), owners)
-            changed = {o for o in owners
-                       if (current.flows.get(o, frozenset()), current.groups.get(o, ())) != before[o]}
+            changed = {o for o in owners if (flows.get(o, _NONE), groups.get(o, ())) != before[o]}
             if changed:  # noted before the pause: a switch connecting meanwhile is handed them with its state
                 touched.add(session)
                 self._note(session, changed)

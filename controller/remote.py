@@ -271,11 +271,19 @@ class RemoteIndex:
         return RemoteDelta(frozenset(added), frozenset(removed))
 
     def _drop_mac(self, mac: RemoteMac) -> None:
+        if not self._extra:  # one location per (subnet, MAC): the import's case (10,000 withdrawn, one at a time)
+            here = self.macs.get(mac.subnet_id)
+            if here is not None and ((held := here.get(mac.mac)) is mac or (held is not None and held == mac)):
+                del here[mac.mac]
+                if not here:
+                    del self.macs[mac.subnet_id]
+            return
         key = (mac.subnet_id, mac.mac)
         extra = self._extra.get(key)
         if extra and mac in extra:
             extra.remove(mac)
-        elif self.macs.get(mac.subnet_id, {}).get(mac.mac) == mac:
+        elif (held := self.macs.get(mac.subnet_id, {}).get(mac.mac)) is mac or held == mac:  # (a dataclass's ==
+            # compares every field, even of the same object: the delta's MAC is the one held)
             if extra:
                 self.macs[mac.subnet_id][mac.mac] = extra.pop(0)
             else:

@@ -113,10 +113,12 @@ class OwnerReach:
             for ep in pair:
                 if ep is None:
                     continue
-                endpoints[(eid, ep)] = ep
+                endpoints[(eid, id(ep))] = ep  # (by identity: an Endpoint's hash is its eleven fields' in Python)
                 if ep.kind == "vport" and ep.key:  # its subnet's local flood buckets there
                     self._add(Owner("subnet", ep.subnet_id), {ep.session})
-            domains |= self.routes.targets.get(eid, set())
+            targets = self.routes.targets.get(eid)  # (most often none: no empty set made per endpoint)
+            if targets:
+                domains |= targets
         for session in self.tunnels:
             for eid in self.by_session.get(session, ()):
                 endpoints[(eid, None)] = v.endpoints[eid]

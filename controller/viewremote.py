@@ -55,11 +55,16 @@ class RemoteEndpoints:
         scopes = {self.live._scope(sid) for sid in subnets if sid in v.subnets} | \
             {sid for sid in subnets if sid not in v.subnets}
         fast = defaultdict(set)  # scope -> its (subnet, MAC) whose routes changed
+        several, scope_of = index.several(), {}  # subnet -> its scope, found once per subnet (not per MAC)
         for sid, mac in j.remote_macs:
-            if sid not in v.subnets or index.several():
+            if sid not in v.subnets or several:
                 scopes.add(sid if sid not in v.subnets else self.live._scope(sid))
-            elif self.live._scope(sid) not in scopes:
-                fast[self.live._scope(sid)].add((sid, mac))
+                continue
+            scope = scope_of.get(sid)
+            if scope is None:
+                scope = scope_of[sid] = self.live._scope(sid)
+            if scope not in scopes:
+                fast[scope].add((sid, mac))
         for scope in sorted(scopes):
             sids = sorted({sid for sid in remote | set(self.ev) if sid == scope or
                            (sid in v.subnets and v.subnets[sid].domain_id == scope)})
@@ -151,15 +156,16 @@ class RemoteEndpoints:
         ones left after each, 50,000,000 set insertions)."""
         touched = set()  # (scope, IP)
         for key in self.wanted.pop(sid, ()):
-            touched.update(self._unwant(key, keep_subnet=True))
+            scope, ips = self._unwant(key, keep_subnet=True)
+            touched.update((scope, ip) for ip in ips)
         for scope, ip in touched:
             self.recheck[scope].update(self.by_ip.get(scope, {}).get(ip, ()))
 
     def _unwant(self, key, keep_subnet=False) -> tuple:
-        """``key`` no longer wants its IPs: the (scope, IP) it wanted, for the caller to check the other MACs
+        """``key`` no longer wants its IPs: (the scope, the IPs) it wanted, for the caller to check the other MACs
         wanting them again."""
         if key not in self.want:
-            return ()
+            return None, ()
         scope, ips = self.want.pop(key)
         if not keep_subnet:
             discard_from(self.wanted, key[0], key)
@@ -172,7 +178,7 @@ class RemoteEndpoints:
                     del wanted[ip]
         if not wanted:
             self.by_ip.pop(scope, None)
-        return tuple((scope, ip) for ip in ips)
+        return scope, ips
 
     def _macs(self, scope, keys):
         """The EVPN endpoints of the MACs whose routes changed in one scope, and of the MACs that want one of
@@ -208,7 +214,7 @@ class RemoteEndpoints:
         eps = self.ev.setdefault(sid, [])
         at = bisect.bisect_left(eps, mac, key=_MAC)
         old = eps[at] if at < len(eps) and eps[at].mac == mac else None
-        if old == new:
+        if old is new or (old is not None and new is not None and old == new):
             if not eps:
                 del self.ev[sid]
             return

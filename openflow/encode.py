@@ -290,6 +290,7 @@ class _Field:
 _FLOW_HEADER = struct.Struct("!BBHI")  # an OpenFlow header: version, type, length, xid
 _BUNDLED_FLOW_HEADER = struct.Struct("!BBHII2xHBBHI")  # a bundle add's header, then its flow-mod's own header
 _FLOW_HEAD = struct.Struct("!QQBBHHHIIIHH")  # ofp_flow_mod after its header, up to its match: 40 bytes
+_BUNDLED_FLOW_MOD = struct.Struct(_BUNDLED_FLOW_HEADER.format + _FLOW_HEAD.format[1:])  # both, one pack: a delete
 _RANKED = operator.itemgetter(0)
 _VERSION_SLOTS = {4: 0, 5: 1}  # OpenFlow 1.3, 1.4: where a Flow keeps its bytes of that version (``Flow._wire``)
 
@@ -396,13 +397,14 @@ class WireEncoder:
         slot, version, flow_mod, strict = self._slot, self.version, self.ofp.OFPT_FLOW_MOD, self.ofp.OFPFC_DELETE_STRICT
         if bundle_id is not None:  # OpenFlow 1.4 only
             bundle_add, flags = self.ofp.OFPT_BUNDLE_ADD_MESSAGE, self.ofp.OFPBF_ATOMIC | self.ofp.OFPBF_ORDERED
-        bundled, plain, head, skip = _BUNDLED_FLOW_HEADER.pack, _FLOW_HEADER.pack, _FLOW_HEAD.pack, _FLOW_HEAD.size
+        bundled, plain, skip = _BUNDLED_FLOW_MOD.pack, _FLOW_MOD.pack, _FLOW_HEAD.size
+        length_at = skip + 2  # the match's length in an add's tail (``flow_tail``): 16 bits, unpadded
         fresh, errors = 0, {}
         for position, ((table, priority, cookie), item) in enumerate(items):
             cached = getattr(item, "_wire", None)
             tail = cached[slot] if cached is not None else None
             if tail is not None:  # the match as its add carried it, padded (``flow_match``)
-                match = tail[skip:skip + ((int.from_bytes(tail[skip + 2:skip + 4], "big") + 7) & ~7)]
+                match = tail[skip:skip + (((tail[length_at] << 8 | tail[length_at + 1]) + 7) & ~7)]
             else:
                 try:
                     match = self.match(item.match) if isinstance(item, Flow) else ryu_match_bytes(item.match)
@@ -413,10 +415,11 @@ class WireEncoder:
                 fresh += 1
             length = 48 + len(match)
             if bundle_id is None:
-                out += plain(version, flow_mod, length, xid)
+                out += plain(version, flow_mod, length, xid, cookie, ALL_ONES, table, strict, 0, 0, priority,
+                             OFP_NO_BUFFER, OFPP_ANY, OFPG_ANY, 0, 0)
             else:
-                out += bundled(version, bundle_add, 16 + length, xid, bundle_id, flags, version, flow_mod, length, xid)
-            out += head(cookie, ALL_ONES, table, strict, 0, 0, priority, OFP_NO_BUFFER, OFPP_ANY, OFPG_ANY, 0, 0)
+                out += bundled(version, bundle_add, 16 + length, xid, bundle_id, flags, version, flow_mod, length, xid,
+                               cookie, ALL_ONES, table, strict, 0, 0, priority, OFP_NO_BUFFER, OFPP_ANY, OFPG_ANY, 0, 0)
             out += match
             xid = (xid + 1) & 0xFFFFFFFF
         return fresh, errors
