@@ -11,6 +11,8 @@ from openflow.flows import Owner
 
 def present(view: View, session: str, owner: Owner) -> bool:
     """Whether an owner has flows on this switch (the same rule as owners_of, for one owner)."""
+    if owner.kind in ENDPOINT_KINDS:  # the most of a big delta's owners: asked first
+        return _endpoint_present(view, session, owner)
     if owner.kind == "switch":
         return owner.id == session
     if owner.kind == "subnet":
@@ -23,6 +25,13 @@ def present(view: View, session: str, owner: Owner) -> bool:
         return external.present(view, session, owner)
     if owner.kind in metadata.OWNER_KINDS:  # the metadata service: openflow/metadata.py
         return metadata.present(view, session, owner)
+    return _endpoint_present(view, session, owner)
+
+
+ENDPOINT_KINDS = frozenset({"vport", "vtep_mac", "evpn"})  # the owners of endpoints (derive.Endpoint.kind)
+
+
+def _endpoint_present(view: View, session: str, owner: Owner) -> bool:
     ep = view.endpoints.get(owner.id)
     if ep is None:
         return False
