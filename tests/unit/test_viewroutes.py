@@ -101,3 +101,26 @@ def test_host_routes_that_come_are_put_in_order_together_when_read():
     for n in (10, 20, 30):
         fib.remove_host(f"10.0.0.{n}", f"v{n}")
     assert fib.empty()
+
+
+def test_a_host_routes_order_is_read_without_ipaddress(monkeypatch):
+    """derive._ip_order (a host route's place in the FIB) reads a dotted quad in C, as ``ipaddress`` reads it; what
+    that refuses still goes to ``ipaddress`` and is refused as before."""
+    import ipaddress
+
+    import pytest
+
+    from controller import derive
+
+    cases = ["10.0.0.1", "0.0.0.0", "255.255.255.255", "192.168.7.33"]
+    expected = [int(ipaddress.IPv4Address(ip)) for ip in cases]
+    derive._ip_order.cache_clear()
+
+    def refuse(_ip):
+        raise AssertionError("ipaddress used")
+    with monkeypatch.context() as patched:
+        patched.setattr(derive.ipaddress, "IPv4Address", refuse)
+        assert [derive._ip_order(ip) for ip in cases] == expected
+    for bad in ("010.0.0.1", "1.2.3", "1.2.3.4 ", "::1"):
+        with pytest.raises(ipaddress.AddressValueError):
+            derive._ip_order(bad)
