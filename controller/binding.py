@@ -26,9 +26,11 @@ from dataclasses import dataclass
 
 from controller.discovery import VrsSnapshot
 from controller.fields import Invalid, mac as parse_mac
+from controller.frozen import one_step_init
 from controller.model import binding_key, esxi_static_key
 
 
+@one_step_init  # built by the ten thousand (controller/frozen.py)
 @dataclass(frozen=True)
 class Location:
     vport_id: str

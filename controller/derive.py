@@ -22,6 +22,7 @@ from functools import cached_property, lru_cache
 
 from controller.discovery import METADATA_AGENT_KEY
 from controller.feed import Feeds
+from controller.frozen import one_step_init
 from controller.policy import dhcp_server_ip
 from controller.remote import ip_holder
 from controller.extnet import ExternalView, external_view
@@ -59,6 +60,7 @@ class VtepInfo:
     tunnel_ip: str | None
 
 
+@one_step_init  # built by the ten thousand (controller/frozen.py)
 @dataclass(frozen=True)
 class Endpoint:
     """A MAC in a subnet and where it is: a bound vport on a VRS, a MAC a hardware VTEP learned
@@ -103,6 +105,7 @@ class SubnetInfo:
     dhcp_server: str | None  # the DHCP server address (the gateway, or reserved on L2-only subnets)
 
 
+@one_step_init
 @dataclass(frozen=True)
 class Route:
     prefix: str
