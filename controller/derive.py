@@ -22,7 +22,7 @@ from functools import cached_property, lru_cache
 
 from controller.discovery import METADATA_AGENT_KEY
 from controller.feed import Feeds
-from controller.frozen import one_step_init
+from controller.frozen import cached_attribute, one_step_init
 from controller.policy import dhcp_server_ip
 from controller.remote import ip_holder
 from controller.extnet import ExternalView, external_view
@@ -78,7 +78,7 @@ class Endpoint:
     router_mac: str | None = None  # evpn: the remote VTEP's Router's MAC (symmetric IRB), None: L2 only
     l3_vni: int = 0  # evpn: the L3 VNI to route to it over, 0: L2 only
 
-    @cached_property
+    @cached_attribute
     def owner(self) -> Owner:
         """Its flows' owner, made once per endpoint (a pass that removes 10,000 EVPN MACs asks for each several
         times: finding the owners to recompile, their switches, their presence)."""

@@ -84,3 +84,28 @@ def test_what_it_would_get_wrong_is_refused():
     for cls in (Factory, Post, Hidden, Thawed):
         with pytest.raises(TypeError):
             one_step_init(cls)
+
+
+def test_a_cached_attribute_is_computed_once_and_kept_on_the_instance():
+    from controller.discovery import PortInfo
+    from controller.frozen import cached_attribute
+
+    calls = []
+
+    @dataclasses.dataclass(frozen=True)
+    class Holder:
+        a: int
+
+        @cached_attribute
+        def double(self):
+            calls.append(self.a)
+            return self.a * 2
+
+    one = Holder(3)
+    assert (one.double, one.double, Holder(4).double) == (6, 6, 8) and calls == [3, 4]
+    assert vars(one)["double"] == 6 and Holder.double.__doc__ is None and one == Holder(3)
+    port = PortInfo(name="tap1", external_ids=(("iface-id", "vm1"),))
+    assert port.ext("iface-id") == "vm1" and port.ext("vm-uuid") is None and port == PortInfo(
+        name="tap1", external_ids=(("iface-id", "vm1"),))
+    ep = Endpoint("v", "s", "02:00:00:00:00:01", (), True, "hv1", 5, None)
+    assert ep.owner is ep.owner and ep.owner == ("vport", "v")
