@@ -23,6 +23,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+
 from controller.frozen import cached_attribute
 
 FLAVOURS = ("kvm", "hyperv", "esxi")
