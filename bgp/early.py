@@ -82,26 +82,31 @@ class EarlyAnnounce:
         ctx, state = self.context, self.state
         if ctx is None or state.policy is not ctx.policy:
             return {}
-        out = {}
+        out, memo, vtep_ips = {}, {}, {}  # (both for this call: ctx and State's switches stay as they are in it)
         for vid in vport_ids:
-            endpoint = self._endpoint(ctx, vid)
+            endpoint = self._endpoint(ctx, vid, vtep_ips)
             if endpoint is None or origins.has(endpoint.vport_id):
                 continue
             for route in mac_ip_routes(ctx, endpoint, ctx.policy.get("subnet", endpoint.subnet_id),
-                                       ctx.switches[endpoint.session].vtep_ip, None):
+                                       ctx.switches[endpoint.session].vtep_ip, None, memo):
                 key = route.key
                 out[key] = route
                 self._routes[key] = _Early(route, endpoint, True)
                 origins.add(key, (endpoint,))
         return out
 
-    def _endpoint(self, ctx: Context, vid):
-        """The vport's endpoint where State binds it, or None when its route is left to the pass."""
+    def _endpoint(self, ctx: Context, vid, vtep_ips: dict):
+        """The vport's endpoint where State binds it, or None when its route is left to the pass. ``vtep_ips``: the
+        caller's, session -> the switch's VTEP IP now, or None (State's snapshot of it is gone)."""
         loc, vport = self.state.locations.get(vid), ctx.policy.get("vport", vid)
         if loc is None or vport is None or not ctx.subnet_agrees(vport["subnet_id"]):
             return None
-        switch, snap = ctx.switches.get(loc.session), self.state.vrs.get(loc.session)
-        if switch is None or snap is None or not switch.vtep_ip or switch.vtep_ip != self.state.vtep_ip_of(snap):
+        switch = ctx.switches.get(loc.session)
+        if loc.session not in vtep_ips:
+            snap = self.state.vrs.get(loc.session)
+            vtep_ips[loc.session] = None if snap is None else self.state.vtep_ip_of(snap)
+        if switch is None or vtep_ips[loc.session] is None or not switch.vtep_ip or \
+                switch.vtep_ip != vtep_ips[loc.session]:
             return None
         endpoint = vport_endpoint(vport, loc)
         key = (endpoint.subnet_id, endpoint.mac)

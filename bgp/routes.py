@@ -187,8 +187,10 @@ class MacIpRoute:
 
     @property
     def key(self) -> tuple:
-        """RFC 7432 section 7.2: RD, Ethernet tag, MAC and IP; not the ESI nor the labels."""
-        return route_key(2, vars(self))
+        """RFC 7432 section 7.2: RD, Ethernet tag, MAC and IP; not the ESI nor the labels (``route_key``'s, without
+        its generator: asked of every type 2 route made, 10,000 for 10,000 ports bound)."""
+        fields = vars(self)
+        return 2, fields["rd"], fields["ethernet_tag"], fields["mac"], fields["ip"]
 
 
 @dataclass(frozen=True, kw_only=True)

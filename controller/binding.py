@@ -26,9 +26,11 @@ from dataclasses import dataclass
 
 from controller.discovery import VrsSnapshot
 from controller.fields import Invalid, mac as parse_mac
+from controller.frozen import one_step_init
 from controller.model import binding_key, esxi_static_key
 
 
+@one_step_init  # built by the ten thousand (controller/frozen.py)
 @dataclass(frozen=True)
 class Location:
     vport_id: str
@@ -197,7 +199,6 @@ class BindingIndex:
     # ---------------------------------------------------------------- resolution
     def locate(self, vid: str, seen_order) -> Location | None:
         """Where vport ``vid`` is now (see ``resolve``), or None."""
-        best, best_rank = None, None
         key = self.key_of.get(vid)
         candidates = []
         for (session, name, vlan), where in self.sightings.get(key, {}).items() if key else ():
@@ -205,14 +206,13 @@ class BindingIndex:
         skey = self.static_of.get(vid)
         if skey:
             candidates += [(session, skey[2], where) for session, where in self.trunks.get(skey[:2], {}).items()]
+        if len(candidates) > 1:  # the latest appearance first (one port showing it, the common case: no order)
+            candidates = [max(candidates, key=lambda c: (seen_order(c[0], c[2][1].name, c[1]), -c[2][0]))]
         for session, vlan, where in candidates:
             rank, port, flavour, chassis, dpid = where
-            order = (seen_order(session, port.name, vlan), -rank)
-            if best_rank is None or order > best_rank:
-                best_rank = order
-                best = Location(vid, session, chassis, dpid, port.name, port.ofport, vlan, flavour, port.mac,
-                                None if vlan is not None else attached_mac(port))
-        return best
+            return Location(vid, session, chassis, dpid, port.name, port.ofport, vlan, flavour, port.mac,
+                            None if vlan is not None else attached_mac(port))
+        return None
 
 
 def port_keys(port, flavour: str) -> list[tuple[tuple, int | None]]:

@@ -20,7 +20,7 @@ from controller.pacer import NEVER, Pacer
 from controller.policy import Policy
 from controller.store import Change
 
-RECORDS = ("vports", "subnets", "domains", "acls", "groups", "floating_ips", "external_networks")
+RECORDS = ("vports", "vport_policies", "subnets", "domains", "acls", "groups", "floating_ips", "external_networks")
 
 
 @dataclass
@@ -129,6 +129,7 @@ def read_changes(old: Policy, new: Policy, changes, pacer: Pacer = NEVER) -> Com
             read.vports.append((before, after, keys))
             read.reached.add(change.id)
             records["vports"].add(change.id)
+            records["vport_policies"].add(change.id)
             records["subnets"].update(o["subnet_id"] for o in (before, after)
                                       if o is not None and o["binding"]["flavour"] == "baremetal")
         elif change.kind in ("subnet", "domain"):

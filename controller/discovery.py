@@ -23,7 +23,8 @@ from __future__ import annotations
 import bisect
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
+
+from controller.frozen import cached_attribute
 
 FLAVOURS = ("kvm", "hyperv", "esxi")
 
@@ -65,7 +66,7 @@ class PortInfo:
     def ext(self, key: str) -> str | None:
         return self._ext.get(key)
 
-    @cached_property
+    @cached_attribute  # (controller/frozen.py: no lock)
     def _ext(self) -> dict[str, str]:
         return dict(self.external_ids)
 

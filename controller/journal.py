@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 @dataclass(eq=False)
 class Journal:
     vports: set[str] = field(default_factory=set)  # policy or location changed
+    vport_policies: set[str] = field(default_factory=set)  # of those, the ones whose policy changed (a move alone
+    # changes nothing security or the bare-metal servers read: 10,000 ports bound are 10,000 vports, no policy)
     subnets: set[str] = field(default_factory=set)  # policy changed (vtep bindings and bare-metal servers too)
     domains: set[str] = field(default_factory=set)  # policy changed
     switches: set[str] = field(default_factory=set)  # VRS sessions updated, connected or gone

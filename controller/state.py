@@ -487,7 +487,8 @@ class State(StateReport, DiscoverySink):
                 warn.add(vid)
             elif self.mismatched.pop(vid, None) is not None:
                 self._warned.pop(vid, None)
-            if bound != self.locations.get(vid):
+            was = self.locations.get(vid)
+            if (bound is None) != (was is None) or (bound is not None and bound != was):  # (new: no __eq__ call)
                 moved.add(vid)
                 if bound is None:
                     del self.locations[vid]

@@ -109,8 +109,8 @@ class LiveView(OwnerReach):
         s = self.state
         kinds = ("vport", "subnet", "domain", "acl", "policy_group")
         ids = {kind: {x["id"] for x in s.policy.all(kind)} for kind in kinds}
-        j = Journal(vports=set(s.locations) | ids["vport"], subnets=ids["subnet"], domains=ids["domain"],
-                    switches=set(s.vrs), vteps=set(s.vteps), remote_subnets=s.remote_index.subnets(),
+        j = Journal(vports=set(s.locations) | ids["vport"], vport_policies=ids["vport"], subnets=ids["subnet"],
+                    domains=ids["domain"], switches=set(s.vrs), vteps=set(s.vteps), remote_subnets=s.remote_index.subnets(),
                     remote_domains=s.remote_index.domains(), acls=ids["acl"], groups=ids["policy_group"])
         return self.apply(j, owners=False)
 
@@ -153,7 +153,7 @@ class LiveView(OwnerReach):
         self._vtep_vnis(j.vtep_vnis, j.vteps)
         info_changed = self._policy(j)
         own_changed = set(self.own_ips) != own_before
-        self._vport_eps(j.vports | self.redo, j.vports)
+        self._vport_eps(j.vports | self.redo, j.vport_policies)
         hw_dirty = set(j.subnets) | info_changed | self.bound_changed | self.hw_vtep_subnets
         hw_dirty |= {ep.subnet_id for pair in list(self.changed.values()) for ep in pair if ep is not None
                      and (self.view.bound_vteps.get(ep.subnet_id) or self.servers.get(ep.subnet_id))}

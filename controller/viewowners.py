@@ -28,7 +28,7 @@ class OwnerReach:
         reached: a changed ACL on the switches using it; a vport's chain and its ACLs where it was and is; the
         chain of a vport whose zone moved."""
         self.sec.pacer = self.pacer  # it reads the pinned policy and its own indexes only: pausing is safe
-        acls, ports = self.sec.update(self.state.policy, j.vports, j.acls, j.groups, j.subnets, j.domains)
+        acls, ports = self.sec.update(self.state.policy, j.vport_policies, j.acls, j.groups, j.subnets, j.domains)
         self.view.security = self.sec.view
         local, reached = self.sec.view.local, defaultdict(set)
         for aid in acls:

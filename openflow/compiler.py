@@ -526,14 +526,13 @@ def via_tunnel(vni: int, vtep_ip: str, table: int = p.TUNNEL_OUT) -> tuple:
 
 def route_to(view: View, sw, target: Endpoint, prefix: str, dom: dict, owner: Owner) -> list[Flow]:
     """Route a prefix in the domain to an endpoint: delivered locally, or over the L3 VNI to its VTEP."""
-    match, prefixlen = _prefix_match(prefix)
-    priority = HOST_ROUTE_BASE + prefixlen
-    dst = {"reg4": dom["l3_vni"], "eth_type": ETH_IP, "ipv4_dst": match}
-    tsub = view.subnets[target.subnet_id]
     if target.session == sw.session:
-        if not target.key:
+        if not target.key:  # (before the prefix is parsed: 10,000 ports bound before OVS numbered them)
             return []
-        return [flow(p.L3_ROUTING, priority, dst, [
+        match, prefixlen = _prefix_match(prefix)
+        dst = {"reg4": dom["l3_vni"], "eth_type": ETH_IP, "ipv4_dst": match}
+        tsub = view.subnets[target.subnet_id]
+        return [flow(p.L3_ROUTING, HOST_ROUTE_BASE + prefixlen, dst, [
             ("set", "eth_src", dom["gateway_mac"]), ("set", "eth_dst", target.mac), ("dec_ttl",),
             ("set", p.REG_L2, tsub.vni), ("set", p.REG_OUT, target.key), ("goto", p.EGRESS_ACL)], owner)]
     if target.kind == "evpn":  # without a Router's MAC and L3 VNI the peer offers L2 only

@@ -11,8 +11,8 @@ from controller.discovery import PortInfo, VrsSnapshot
 from controller.programmer import Programmer
 from controller.remote import RemoteMac, RemotePrefix, RemoteTable
 from controller.state import State
-from openflow.compiler import compile_switch
-from openflow.flows import is_ours
+from openflow.compiler import compile_owners, compile_switch
+from openflow.flows import Owner, is_ours
 
 DOC = """
 tenants:
@@ -178,3 +178,17 @@ def test_a_flows_match_is_in_one_order_whatever_order_its_names_were_given_in():
             wanted = tuple(item for item in read_back if item[0] in names)
             for _ in range(2):
                 assert flow(1, 100, {n: values[n] for n in names}, [], Owner("vport", "v")).match == wanted, names
+
+
+def test_a_local_vport_without_a_port_number_parses_no_prefix():
+    """Its host route waits for its port number (route_to returns nothing): its prefix is not parsed for it (10,000
+    ports bound before OVS numbered them were 10,000 IPv4Network parses for no flow)."""
+    from openflow import compiler
+
+    state = base_state()
+    add_vport(state, "acme/web", "vm1", "02:00:00:00:01:01", "10.0.1.77")
+    state.vrs_update(snapshot("hv1", "10.251.0.1", [("vm1", None)]))
+    view = Programmer(state).derive()
+    compiler._prefix_match.cache_clear()
+    compile_owners(view, "hv1", [Owner("vport", "vm1")])
+    assert compiler._prefix_match.cache_info().misses == 0

@@ -312,6 +312,8 @@ def test_a_value_of_the_wrong_type_is_a_bug_raised_not_a_message_left_out(versio
     (flow(pipeline.EGRESS, 100, {"reg7": 5}, [("output", "7")], Owner("vport", "v")), "output port '7' is neither"),
     (flow(pipeline.EGRESS, 100, {"reg7": None}, [("output", 7)], Owner("vport", "v")), "match field reg7 has no value"),
     (flow(pipeline.EGRESS, 100, {"reg7": 5}, [("group", None)], Owner("vport", "v")), "action group has no value"),
+    (flow(pipeline.EGRESS, 100, {"reg7": 5}, [("set", "reg6", None), ("output", 7)], Owner("vport", "v")),
+     "action set has no value"),
 ])
 def test_a_value_missing_where_the_encoder_needs_one_is_a_compiler_bug_raised_at_check_time(bug, says):
     """None as a priority or an output port made ``struct`` raise in the encoder, which leaves out a message whose

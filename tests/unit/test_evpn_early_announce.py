@@ -126,3 +126,30 @@ def test_a_node_that_stopped_originating_forgets_what_it_announced_at_bind():
     fed.originating = True
     fed.publish(stale)
     assert not vm1_type2(fed.speaker.desired)
+
+
+def test_vports_of_one_subnet_bound_together_share_their_routes_fields_worked_out_once():
+    """20 vports of subnet web bound by one report on hv1: each announced at bind as the pass will make it, and what
+    their routes share (RD, VNIs, next hop, route targets, Router's MAC) worked out once for the 20 (was: once per
+    vport, 10,000 times for 10,000 ports bound)."""
+    from unittest.mock import patch
+
+    from bgp import evpn
+    from tests.unit.test_compiler import add_vport
+    from tests.unit.test_evpn import place
+
+    state, _ = setup_view(WITHOUT_VM1)
+    extra = [(f"vm{n}", 100 + n) for n in range(10, 30)]
+    for name, _ofport in extra:
+        add_vport(state, "acme/web", name, f"02:00:00:00:01:{int(name[2:]):02x}", f"10.0.1.{int(name[2:])}")
+    view = place(state, WITHOUT_VM1)
+    fed = Federation(None, "/unused", state, speaker=BookedSpeaker())
+    fed.publish(view)
+    fed.early = True
+    with patch.object(evpn, "_shared_fields", wraps=evpn._shared_fields) as shared:
+        state.vrs_update(snapshot("hv1", HV1, WITHOUT_VM1["hv1"] + extra))
+    assert shared.call_count == 1
+    _, expected = the_pass(state, fed)
+    macs = {f"02:00:00:00:01:{n:02x}" for n in range(10, 30)}
+    early = {k: r for k, r in fed.speaker.desired.items() if isinstance(r, MacIpRoute) and r.mac in macs}
+    assert len(early) == 20 and early == {k: r for k, r in expected.items() if k in early}

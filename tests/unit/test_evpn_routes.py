@@ -361,3 +361,13 @@ def test_a_route_for_another_host_is_encoded_whole_when_the_first_s_text_is_not_
     routes_module._HOST_CUTS[id(first)] = (first, None)
     routes_module.encode_host(route, first)
     assert routes_module.payload(route) == routes_module._PAYLOAD_JSON(route_to_dict(route))
+
+
+def test_a_type2_key_is_route_keys_for_every_route_made():
+    """MacIpRoute.key (written out, no generator) is ``route_key``'s, for a route built whole and one made from it."""
+    from bgp.routes import MacIpRoute, route_key
+
+    first = MacIpRoute(rd="65000:1", mac="02:00:00:00:00:01", ip="10.0.0.1", l2_vni=10, next_hop="10.1.1.1",
+                       route_targets=("65000:1",), ethernet_tag=7)
+    for route in (first, first.with_host("02:00:00:00:00:02", None), first.with_host("02:00:00:00:00:03", "10.0.0.3")):
+        assert route.key == route_key(2, vars(route)) == (2, "65000:1", 7, route.mac, route.ip)
