@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import collections
 import itertools
+import operator
 import uuid
 from collections.abc import Iterator
 
@@ -54,6 +55,7 @@ GROWTH = 2  # each slice holds up to this many times the ports of the one before
 # and at most half of the ports left (but SLICE_PORTS): the slices shrink again towards the end (``sizes``)
 ITEMS_PER_TICK = 5  # ports, interfaces or rows looked at count as one row of the replica's pacer (idl.PAUSE_ROWS)
 INSERT, DELETE = "insert", "delete"
+_FIRST, _SECOND = operator.itemgetter(0), operator.itemgetter(1)
 
 
 def plan(update, tables, slice_ports: int | None = None, pacer: Pacer = NEVER) -> Iterator[dict] | None:
@@ -153,15 +155,16 @@ def _references_to_ports(tables) -> set[tuple[str, str]]:
 
 
 def _operation(ports: dict, ifaces: dict) -> str | None:
-    """INSERT or DELETE when every Port and Interface row of the update is that, else None."""
+    """INSERT or DELETE when every Port and Interface row of the update is that, else None. Each row's update looked at
+    by C loops (``map``): 20,000 rows of a big delete, ~30 bytecodes each in a Python loop."""
     found = set()
     for rows in (ports, ifaces):
-        for row_update in rows.values():
-            if not isinstance(row_update, dict) or len(row_update) != 1:
-                return None
-            found.update(row_update)
-            if len(found) > 1:
-                return None
+        updates = rows.values()
+        if not all(map(isinstance, updates, itertools.repeat(dict))) or not set(map(len, updates)) <= {1}:
+            return None
+        found.update(map(next, map(iter, updates)))  # each one's only key
+        if len(found) > 1:
+            return None
     (operation,) = found
     return operation if operation in (INSERT, DELETE) else None
 
@@ -183,11 +186,10 @@ def _uuids(value) -> list[str]:
         return [value[1]]
     if value[0] != "set":
         raise ValueError(value)
-    out = []
-    for atom in value[1]:
-        if atom[0] != "uuid" or not isinstance(atom[1], str):
-            raise ValueError(atom)
-        out.append(atom[1])
+    atoms = value[1]  # each looked at by C loops (``map``): a big delete's bridge difference, 10,000 atoms, read twice
+    out = list(map(_SECOND, atoms))
+    if not set(map(_FIRST, atoms)) <= {"uuid"} or not all(map(isinstance, out, itertools.repeat(str))):
+        raise ValueError(next(atom for atom in atoms if atom[0] != "uuid" or not isinstance(atom[1], str)))
     return out
 
 
@@ -202,13 +204,14 @@ def _bridge_of(bridges: dict, rows, operation: str, walk, numbers: dict[str, int
         if not isinstance(diff, dict) or diff.keys() != {"ports"}:  # its other columns too: order unknown, whole
             continue
         members = _members(rows, bridge) if operation == DELETE else frozenset()
-        for port in walk(_uuids(diff["ports"])):
+        listed = list(walk(_uuids(diff["ports"])))
+        for port, number in zip(listed, _numbers(listed) if operation == DELETE else itertools.repeat(None)):
             if port in owner:
                 twice.add(port)
             elif operation == INSERT:
                 owner[port] = bridge
             else:
-                number = numbers[port] = _number(port)
+                numbers[port] = number
                 if number in members:
                     owner[port] = bridge
     for port in twice:
@@ -230,6 +233,13 @@ def _number(text: str) -> int:
     return int(text.replace("-", ""), 16)
 
 
+def _numbers(texts: list[str]) -> list[int]:
+    """``_number`` of each of ``texts``, in C loops (``map``: 10,000 ports and 10,000 interfaces of a big delete)."""
+    if not set(map(len, texts)) <= {36}:
+        raise ValueError(next(text for text in texts if len(text) != 36))
+    return list(map(int, map(str.replace, texts, itertools.repeat("-"), itertools.repeat("")), itertools.repeat(16)))
+
+
 def _interfaces_held(ports: dict, ifaces: dict, rows, operation: str, walk, numbers: dict[str, int]) -> dict:
     """{port uuid: its interfaces' uuids (a list or tuple)}: inserted, from the update; deleted, from the replica's row
     (an interface the update does not delete as None; a port the replica lacks is left out). ``numbers``: the
@@ -237,7 +247,8 @@ def _interfaces_held(ports: dict, ifaces: dict, rows, operation: str, walk, numb
     if operation == INSERT:
         return {port: _uuids(row_update[INSERT]["interfaces"]) for port, row_update in walk(ports.items())}
     current = _rows_by_number(rows, walk)
-    text = {_number(iface): iface for iface in walk(ifaces)}
+    listed = list(walk(ifaces))
+    text = dict(zip(_numbers(listed), listed))
     get, held = text.get, {}
     for port in walk(ports):
         number = numbers.get(port)

@@ -20,7 +20,8 @@ and a first pass done. Then evpn_routes' two transactions, sent by the harness a
 
 No ovs-vswitchd runs, so nothing follows the transaction (in the lab it sets ``ofport`` -1 and the interface's
 error, a second, smaller update); no reconciler, no ExaBGP process. ``--profile FILE``: cProfile of the first
-run's two phases (one profile, green threads included; ``--profile-phase withdraw``: that phase's only). Run with
+run's two phases (one profile, green threads included; ``--profile-phase withdraw``: that phase's only;
+``--profile-to-routes``: each until the speaker holds its routes, without the View delta and publish). Run with
 PYTHONPATH naming the checkout to measure (a git archive of main for "before"). Not collected by pytest.
 """
 
@@ -136,7 +137,7 @@ class FirstChange:
         return self.at is not None
 
 
-def run(n: int, profiler=None, profiled=("announce", "withdraw")) -> dict:
+def run(n: int, profiler=None, profiled=("announce", "withdraw"), to_routes: bool = False) -> dict:
     import bgp.evpn
     from bgp.federation import Federation
     from controller import policy as pol
@@ -187,6 +188,8 @@ def run(n: int, profiler=None, profiled=("announce", "withdraw")) -> dict:
             cpu[f"{phase}: OVSDB update to the speaker's first route changed"] = first.at - start
             cpu[f"{phase}: OVSDB update to the speaker's routes (IDL, reporter, State, routes at bind)"] = \
                 time.thread_time() - start
+            if profiler is not None and phase in profiled and to_routes:
+                profiler.disable()
             step = time.thread_time()
             programmer.live.apply(programmer.journal.take())
             cpu[f"{phase}: View delta"] = time.thread_time() - step
@@ -216,6 +219,8 @@ def main(argv=None) -> int:
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--profile", help="cProfile of the first run's phases into this file")
     parser.add_argument("--profile-phase", choices=("announce", "withdraw"), help="profile this phase only")
+    parser.add_argument("--profile-to-routes", action="store_true",
+                        help="profile each phase until the speaker holds its routes (not the View delta, publish)")
     args = parser.parse_args(argv)
     import logging
 
@@ -228,7 +233,7 @@ def main(argv=None) -> int:
     runs = []
     for k in range(args.repeat):
         profiled = (args.profile_phase,) if args.profile_phase else ("announce", "withdraw")
-        runs.append(run(args.ports, profiler if k == 0 else None, profiled))
+        runs.append(run(args.ports, profiler if k == 0 else None, profiled, args.profile_to_routes))
         if k == 0 and profiler is not None:
             profiler.dump_stats(args.profile)
     print(f"{args.ports:,} ports added, then deleted, each in one OVSDB transaction: CPU ms, median (min-max) of "

@@ -555,3 +555,28 @@ def test_a_set_difference_looks_each_element_up_once_and_gives_what_ovs_gives(mo
     assert ports == {U[3], U[4], *P[30:], U[0]}
     # each element: hashed once parsing the difference, once toggled in the row's set (and a new one once more)
     assert sum(1 for value in hashed if isinstance(value, uuid.UUID)) == 2 * 31 + 1
+
+
+def test_a_deleted_rows_change_is_recorded_without_a_call_per_row(monkeypatch):
+    """A big delete notifies 20,000 rows (10,000 ports and their interfaces): each one's change is written straight
+    into the tracked changes (``RowChanges.rows``, ``rowchanges.deletion``), not through ``RowChanges.record`` and
+    the named tuple's ``__new__``; the changes and name index are those ovs's own loop gives (the test above)."""
+    from ovsdb.rowchanges import RowChanges
+
+    _, paced = both()
+    paced.feed(UPDATES[0])
+    paced.feed(DELETES[0])
+    del paced.idl.notify  # the tracking IDL's own
+    paced.idl.changes = RowChanges()
+    recorded = []
+    real = RowChanges.record
+    monkeypatch.setattr(RowChanges, "record", lambda *args: recorded.append(args[1]) or real(*args))
+    paced.feed({"Port": {p: {"delete": None} for p in P}, "Interface": {i: {"delete": None} for i in I},
+                "Bridge": {U[1]: {"modify": {"ports": ["set", [["uuid", p] for p in P]]}}}})
+    assert recorded == ["Bridge"]
+    changes = paced.idl.changes
+    assert {str(uuid.UUID(int=key)) for key in changes.table("Port")} == set(P)
+    assert all(change.deleted and change.columns is None and type(change).__name__ == "RowChange"
+               for table in ("Port", "Interface") for change in changes.table(table).values())
+    indexed = {key for rows in paced.idl.names["Port"].values() for key in rows}
+    assert indexed and not indexed & {uuid.UUID(p).int for p in P}

@@ -534,3 +534,27 @@ def test_ports_deleted_at_once_give_the_event_loop_turns_while_they_are_dropped(
     reporter.refresh([db.root], db.take())
     assert pacer.pauses - before == 3 * 200 // ROWS_PER_TICK  # 200 ports dropped, 400 rows looked at again
     assert not {f"old{i}" for i in range(200)} & set(by_name(sink.calls[-1][1]))
+
+
+@pytest.mark.parametrize("gone", [3, 400])
+def test_ports_deleted_at_once_leave_the_sorted_names_by_one_filter_and_equal_a_rebuild(monkeypatch, gone):
+    """Many ports deleted in one update (10,000 in slices: evpn_routes' withdraw) leave the bridge's sorted names by
+    one pass over them, not a bisection and a deletion from the list each (which moved half the list per port); a
+    few still by bisection. Either way the ports are what a fresh read gives, sorted, a name gone and back included."""
+    from ovsdb import bridgeports
+
+    db, sink = Db(ports=1000), Sink()
+    reporter = follow(db, sink)
+    rng = random.Random(gone)
+    names = rng.sample([f"tap{i}" for i in range(1000)], gone)
+    for name in names:
+        db.remove(name)
+    db.add(names[0], {"iface-id": "again"})  # gone and back in the same update
+    bisected = []
+    real = bridgeports.bisect.bisect_left
+    monkeypatch.setattr(bridgeports.bisect, "bisect_left", lambda *args: bisected.append(1) or real(*args))
+    reporter.refresh([db.root], db.take())
+    snap = sink.calls[-1][1]
+    assert len(bisected) <= bridgeports.FEW_GONE
+    assert snap.ports == bridge_ports(db.bridge) and [p.name for p in snap.ports] == sorted(by_name(snap))
+    assert snap.changed == set(names) and by_name(snap)[names[0]].ext("iface-id") == "again"
