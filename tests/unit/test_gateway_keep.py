@@ -235,3 +235,17 @@ def test_at_most_kept_entries_are_sent(monkeypatch):
     hear(active, "hv2", GW_MAC, 1000.0)
     active.keeper.on_peer_message({"t": "hb"}, "active")
     assert active.keeper.link.sent == [table(("hv1", "n1", GW_MAC, 0.0))] and active.keeper.not_kept == 1
+
+
+@pytest.mark.parametrize("mac", ["x" * 100_000, " " * 100_000 + "ff:ff:ff:ff:ff:ff"],
+                         ids=["long", "padded"])
+def test_a_hostile_mac_of_any_length_is_refused_with_a_line_of_bounded_length(mac, caplog, monkeypatch):
+    """The HA peer may send up to pairlink.MAX_MESSAGE bytes: the refusal names the field and quotes the start of
+    the value, never the whole of it (a log line of megabytes)."""
+    monkeypatch.setattr(loglimit, "_last_logged", {})
+    standby = node(Clock())
+    with caplog.at_level(logging.WARNING, logger="canopy.ha"):
+        standby.keeper.on_peer_message({"t": gk.MESSAGE, "macs": [dict(GOOD, mac=mac)]}, "standby")
+    [line] = [r.getMessage() for r in caplog.records if r.name == "canopy.ha"]
+    assert "macs[0].mac: " in line and len(line) < 400, line[:400]
+    assert standby.keeper.refused == 1 and standby.state.gateway_macs == {}
