@@ -38,6 +38,7 @@ MESSAGE = "gateway_macs"
 KEPT = 4096  # entries sent and held (~90 bytes each): switches x external networks that resolve by ARP
 ROW_KEYS = frozenset(("switch", "network", "mac", "age"))
 MAX_NAME = 255  # characters of a switch key or an external network id
+SHOWN = 3  # unknown fields of an entry named in its refusal (the rest counted)
 
 
 class Refused(ValueError):
@@ -151,8 +152,10 @@ def _entry(i: int, row) -> tuple[str, str, str, float]:
         raise Refused(f"{where}: must be a map, not {type(row).__name__}")
     if set(row) != ROW_KEYS:
         missing, extra = sorted(ROW_KEYS - set(row)), sorted(map(repr, set(row) - ROW_KEYS))
+        unknown = ", ".join(f"{name:.40}" for name in extra[:SHOWN]) + \
+            (f", ... ({len(extra)} in all)" if len(extra) > SHOWN else "")  # a hostile peer's: a bounded line
         raise Refused(f"{where}: " + "; ".join(filter(None, (missing and f"missing {', '.join(missing)}",
-                                                            extra and f"unknown {', '.join(extra)}"))))
+                                                            extra and f"unknown {unknown}"))))
     for name in ("switch", "network"):
         value = row[name]
         if not (isinstance(value, str) and 0 < len(value) <= MAX_NAME):

@@ -237,6 +237,20 @@ def test_at_most_kept_entries_are_sent(monkeypatch):
     assert active.keeper.link.sent == [table(("hv1", "n1", GW_MAC, 0.0))] and active.keeper.not_kept == 1
 
 
+def test_hostile_unknown_fields_are_named_in_a_line_of_bounded_length(caplog, monkeypatch):
+    """An entry with a huge unknown key, or thousands of them: the refusal names a few, shortened, and counts the
+    rest (the whole table is still refused)."""
+    monkeypatch.setattr(loglimit, "_last_logged", {})
+    standby = node(Clock())
+    row = dict(GOOD, **{"k" * 100_000: 1}, **{f"extra{i}": i for i in range(10_000)})
+    with caplog.at_level(logging.WARNING, logger="canopy.ha"):
+        standby.keeper.on_peer_message({"t": gk.MESSAGE, "macs": [row]}, "standby")
+    [line] = [r.getMessage() for r in caplog.records if r.name == "canopy.ha"]
+    assert "macs[0]: unknown 'extra0', 'extra1', " in line and "(10001 in all)" in line and len(line) < 400, \
+        line[:400]
+    assert standby.keeper.refused == 1 and standby.state.gateway_macs == {}
+
+
 @pytest.mark.parametrize("mac", ["x" * 100_000, " " * 100_000 + "ff:ff:ff:ff:ff:ff"],
                          ids=["long", "padded"])
 def test_a_hostile_mac_of_any_length_is_refused_with_a_line_of_bounded_length(mac, caplog, monkeypatch):
