@@ -13,8 +13,9 @@ the duplicate MAC flags (bgp/dupkeep.py) it travels beside the store's stream, n
 - **The standby** holds the last table whole (each entry's confirmation time on its own clock: now - age) and
   takes into its State those not older than ``vrs.gateway_arp_timeout_ms``, of switches it sees and external
   networks its policy holds (so its flows are the active's: a takeover sends no translation flow again), as
-  ``replicated``; what it held before and the table no longer lists is forgotten. Entries age there as on the
-  active (the app's resolver loop forgets those the timeout passed on either role).
+  ``replicated``; what it held before and the table no longer lists is forgotten. An entry of a switch it sees or a
+  network it holds only later is taken at the active's next heartbeat (``take_waiting``). Entries age there as on
+  the active (the app's resolver loop forgets those the timeout passed on either role).
 - **On takeover** the new active already has the table in its State; at its first round of requests (within a
   second) it takes what else it holds (switches seen again since the table came) and resolves as always: its
   first request goes out at once, an answer makes the origin ``arp`` (a new MAC is taken then), and a gateway that
@@ -52,6 +53,7 @@ class GatewayKeeper:
         self.state, self.resolver, self.clock = state, resolver, clock
         self.link = None  # the HA link (controller.pairlink.PairLink): controller/app.py
         self.held: dict[tuple[str, str], tuple[str, float]] = {}  # (switch, network) -> (MAC, heard): the active's
+        self.waiting: set[tuple[str, str]] = set()  # those of held not applicable when they came (switch, network)
         self.refused = 0  # messages refused whole (malformed or hostile)
         self.not_kept = 0  # entries beyond KEPT in the last table built here: not sent
         self._sent = None  # (State.gateway_version, resolver.confirmed, link epoch) of the last table sent
@@ -65,6 +67,8 @@ class GatewayKeeper:
             self._sent = None  # sent anew once this node is the active again, whatever it sent before
         if role == "active" and kind in ("hb", "hello"):
             self.offer()
+        elif role != "active" and kind in ("hb", "hello"):
+            self.take_waiting()
         elif role != "active" and kind == MESSAGE:
             try:
                 rows = parse(msg.get("macs"))
@@ -102,9 +106,21 @@ class GatewayKeeper:
         longer listed are forgotten there."""
         now = self.clock()
         self.held = {(switch, network): (mac, now - age) for switch, network, mac, age in rows}
-        usable = self._usable(now)
+        usable = self._usable(now, self.held)
         for key in [k for k in self.state.gateway_macs if k not in usable]:
             self.state.gateway_learned(key[0], key[1], None)
+        self._learn(usable)
+        self.waiting = set(self.held) - set(usable)
+
+    def take_waiting(self) -> None:
+        """Not the active (at each of the active's heartbeats): take the held entries that apply since the table came
+        (their switch seen, their network held), so the flows are the active's without waiting for its next table
+        (its next confirmation: up to a refresh); those aged past the timeout are no longer waited for."""
+        if not self.waiting:
+            return
+        now, timeout = self.clock(), self.resolver.timeout
+        usable = self._usable(now, {key: self.held[key] for key in self.waiting})
+        self.waiting = {key for key in self.waiting if key not in usable and now - self.held[key][1] < timeout}
         self._learn(usable)
 
     def take_held(self) -> None:
@@ -112,14 +128,15 @@ class GatewayKeeper:
         switch seen again since the table came), then hold nothing (its own resolution is the truth from now on)."""
         if not self.held:
             return
-        usable = self._usable(self.clock())
+        usable = self._usable(self.clock(), self.held)
         self._learn({k: v for k, v in usable.items() if k not in self.state.gateway_macs})
-        self.held = {}
+        self.held, self.waiting = {}, set()
 
-    def _usable(self, now: float) -> dict:
-        """The held entries not aged past the timeout, of switches State sees and networks its policy holds."""
+    def _usable(self, now: float, entries: dict) -> dict:
+        """Those of the held ``entries`` not aged past the timeout, of switches State sees and networks its policy
+        holds."""
         state, timeout = self.state, self.resolver.timeout
-        return {key: (mac, heard) for key, (mac, heard) in self.held.items()
+        return {key: (mac, heard) for key, (mac, heard) in entries.items()
                 if now - heard < timeout and key[0] in state.vrs
                 and state.policy.get("external_network", key[1]) is not None}
 

@@ -149,6 +149,32 @@ def test_only_entries_of_switches_seen_and_networks_held_are_taken_and_a_switch_
     assert ("hv1", "n1") not in standby.state.gateway_macs and ("hv1", "n1") not in standby.state.gateway_replicated
 
 
+def test_the_standby_takes_an_entry_once_its_switch_is_seen_or_its_network_held_at_the_next_heartbeat():
+    """The table may come before the standby sees the VRS (its own OVSDB session is later) or holds the network (the
+    store's stream behind): the active sends it again only at its next change or confirmation (a refresh, 30 s by
+    default), so meanwhile the standby's flows lacked the MAC and a takeover then sent them twice (without, with)."""
+    clock = Clock()
+    standby = node(clock)
+    standby.keeper.on_peer_message(table(("hv3", "n1", NEW_MAC, 1), ("hv1", "n2", NEW_MAC, 1),
+                                         ("hv2", "n1", GW_MAC, 1)), "standby")
+    assert standby.state.gateway_macs == {("hv2", "n1"): GW_MAC}
+    standby.state.vrs_update(snapshot("hv3", "10.251.0.3", []))
+    policy = standby.state.policy.copy()
+    policy.put("external_network", dict(NET, id="n2", name="public2", gateway_mac=None))
+    standby.state.policy_committed(policy, [])
+    clock.now += 1
+    standby.keeper.on_peer_message({"t": "hb"}, "standby")  # the active's next heartbeat
+    assert standby.state.gateway_macs == {("hv2", "n1"): GW_MAC, ("hv3", "n1"): NEW_MAC, ("hv1", "n2"): NEW_MAC}
+    assert standby.state.gateway_replicated == set(standby.state.gateway_macs)
+    assert standby.resolver.heard[("hv3", "n1")] == 1000.0 - 1  # aged from when the active heard it
+    assert standby.keeper.waiting == set()
+    standby.keeper.on_peer_message(table(("hv4", "n1", NEW_MAC, 1)), "standby")
+    clock.now += 30  # aged meanwhile: never taken, no longer waited for
+    standby.state.vrs_update(snapshot("hv4", "10.251.0.4", []))
+    standby.keeper.on_peer_message({"t": "hb"}, "standby")
+    assert standby.state.gateway_macs == {} and standby.keeper.waiting == set()
+
+
 def test_an_entry_older_than_the_timeout_is_not_used_and_one_that_ages_there_is_forgotten_on_the_standby():
     clock = Clock()
     standby = node(clock)
