@@ -7,9 +7,10 @@ the duplicate MAC flags (bgp/dupkeep.py) it travels beside the store's stream, n
 
 - **The active** sends the whole table, ``{"t": "gateway_macs", "macs": [{"switch", "network", "mac", "age"}]}``
   (``age``: seconds since the gateway last confirmed the MAC, as the active's clock says when it sends; no clock is
-  compared across nodes), whenever a MAC was learnt, changed or forgotten or a gateway confirmed one (looked at on
-  each of the standby's heartbeats: at most one table per heartbeat interval), again on each new connection of the
-  link, and once it is the active again. At most ``KEPT`` entries (the rest counted and logged, not sent).
+  compared across nodes), whenever a MAC was learnt, changed or forgotten (looked at on each of the standby's
+  heartbeats: at most one table per heartbeat interval), when gateways only confirmed theirs at most every half
+  refresh (``offer``), again on each new connection of the link, and once it is the active again. At most ``KEPT``
+  entries (the rest counted and logged, not sent).
 - **The standby** holds the last table whole (each entry's confirmation time on its own clock: now - age) and
   takes into its State those not older than ``vrs.gateway_arp_timeout_ms``, of switches it sees and external
   networks its policy holds (so its flows are the active's: a takeover sends no translation flow again), as
@@ -19,7 +20,8 @@ the duplicate MAC flags (bgp/dupkeep.py) it travels beside the store's stream, n
 - **On takeover** the new active already has the table in its State; at its first round of requests (within a
   second) it takes what else it holds (switches seen again since the table came) and resolves as always: its
   first request goes out at once, an answer makes the origin ``arp`` (a new MAC is taken then), and a gateway that
-  stays silent is forgotten ``timeout`` after the old active last heard it.
+  stays silent is forgotten ``timeout`` after the old active last heard it (up to half a refresh earlier: the
+  confirmation times the standby holds are at most that late).
 - **Refused**: a message whose table is not a list of at most ``KEPT`` well-formed entries (the four fields, no
   other; a unicast MAC; a finite age >= 0; no entry twice) is refused whole with one warning naming the entry, the
   field and why, and counted (``refused``): nothing changes, the table held stays.
@@ -56,7 +58,8 @@ class GatewayKeeper:
         self.waiting: set[tuple[str, str]] = set()  # those of held not applicable when they came (switch, network)
         self.refused = 0  # messages refused whole (malformed or hostile)
         self.not_kept = 0  # entries beyond KEPT in the last table built here: not sent
-        self._sent = None  # (State.gateway_version, resolver.confirmed, link epoch) of the last table sent
+        self._sent = None  # (State.gateway_version, link epoch, resolver.confirmed) of the last table sent
+        self._sent_at = 0.0  # when (self.clock)
 
     # ------------------------------------------------------------------ the HA link (event loop)
     def on_peer_message(self, msg: dict, role: str) -> None:
@@ -80,13 +83,20 @@ class GatewayKeeper:
             self.take(rows)
 
     def offer(self) -> None:
-        """The table to the standby if it changed (or the link reconnected) since it was last sent."""
+        """The table to the standby if it changed (or the link reconnected) since it was last sent; if only gateways
+        confirmed their MACs, at most every half refresh (with many VRSs an answer comes at every heartbeat, and the
+        whole table went with each: ~25 ms of the standby's event loop at KEPT entries). The standby's confirmation
+        times are then at most half a refresh old: its entries, confirmed every refresh, do not age out there
+        (the timeout is at least two refreshes)."""
         link = self.link
         if link is None:
             return
-        sent = (self.state.gateway_version, self.resolver.confirmed, link.out_epoch)
-        if sent != self._sent and link.send({"t": MESSAGE, "macs": self.table()}):
-            self._sent = sent
+        sent, now = (self.state.gateway_version, link.out_epoch, self.resolver.confirmed), self.clock()
+        last = self._sent or (None, None, None)
+        if sent == last or (sent[:2] == last[:2] and now - self._sent_at < self.resolver.refresh / 2):
+            return
+        if link.send({"t": MESSAGE, "macs": self.table()}):
+            self._sent, self._sent_at = sent, now
 
     def table(self) -> list[dict]:
         """What the active sends: each resolved MAC with how long ago its gateway confirmed it (at most KEPT)."""

@@ -108,6 +108,36 @@ def test_the_active_sends_its_resolved_macs_with_their_age_once_per_change_confi
     assert active.state.gateway_macs == {}
 
 
+def test_confirmations_alone_are_sent_at_most_every_half_refresh_a_change_at_the_next_heartbeat():
+    """Each answer is a confirmation; with many VRSs they come at every heartbeat (5 a second), and the whole table
+    (up to KEPT entries: ~25 ms to take on the standby, ~5 ms to build) went with each. The standby needs a
+    confirmation only before its entry ages out: half a refresh late is enough (timeout >= two refreshes)."""
+    clock = Clock()
+    active = node(clock)
+    hear(active, "hv1", GW_MAC, 1000.0)
+    hear(active, "hv2", GW_MAC, 1000.0)
+    sent = active.keeper.link.sent
+    active.keeper.on_peer_message({"t": "hb"}, "active")
+    assert len(sent) == 1
+    for tick in range(1, 25):  # 4.8 s of heartbeats, a confirmation at each (refresh 10 s)
+        clock.now = 1000.0 + tick * 0.2
+        hear(active, ("hv1", "hv2")[tick % 2], GW_MAC, clock.now)
+        active.keeper.on_peer_message({"t": "hb"}, "active")
+    assert len(sent) == 1
+    clock.now = 1005.0
+    hear(active, "hv1", GW_MAC, clock.now)
+    active.keeper.on_peer_message({"t": "hb"}, "active")  # half a refresh since the last table: sent
+    assert sent[-1] == table(("hv1", "n1", GW_MAC, 0.0), ("hv2", "n1", GW_MAC, 0.4)) and len(sent) == 2
+    clock.now = 1005.2
+    hear(active, "hv2", NEW_MAC, clock.now)  # a changed MAC goes at the next heartbeat
+    active.keeper.on_peer_message({"t": "hb"}, "active")
+    assert sent[-1] == table(("hv1", "n1", GW_MAC, 0.2), ("hv2", "n1", NEW_MAC, 0.0)) and len(sent) == 3
+    clock.now = 1005.4
+    active.keeper.link.out_epoch += 1  # and a new connection
+    active.keeper.on_peer_message({"t": "hb"}, "active")
+    assert len(sent) == 4
+
+
 def test_the_standby_keeps_them_so_its_flows_equal_the_actives_and_forgets_what_the_active_forgot():
     clock = Clock()
     active, standby = node(clock), node(clock)
