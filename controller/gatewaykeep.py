@@ -56,6 +56,7 @@ class GatewayKeeper:
         self.link = None  # the HA link (controller.pairlink.PairLink): controller/app.py
         self.held: dict[tuple[str, str], tuple[str, float]] = {}  # (switch, network) -> (MAC, heard): the active's
         self.waiting: set[tuple[str, str]] = set()  # those of held not applicable when they came (switch, network)
+        self._waited = None  # State.version when ``waiting`` was last looked at (no change since: nothing applies)
         self.refused = 0  # messages refused whole (malformed or hostile)
         self.not_kept = 0  # entries beyond KEPT in the last table built here: not sent
         self._sent = None  # (State.gateway_version, link epoch, resolver.confirmed) of the last table sent
@@ -120,14 +121,15 @@ class GatewayKeeper:
         for key in [k for k in self.state.gateway_macs if k not in usable]:
             self.state.gateway_learned(key[0], key[1], None)
         self._learn(usable)
-        self.waiting = set(self.held) - set(usable)
+        self.waiting, self._waited = set(self.held) - set(usable), None
 
     def take_waiting(self) -> None:
         """Not the active (at each of the active's heartbeats): take the held entries that apply since the table came
         (their switch seen, their network held), so the flows are the active's without waiting for its next table
         (its next confirmation: up to a refresh); those aged past the timeout are no longer waited for."""
-        if not self.waiting:
+        if not self.waiting or self._waited == self.state.version:
             return
+        self._waited = self.state.version
         now, timeout = self.clock(), self.resolver.timeout
         usable = self._usable(now, {key: self.held[key] for key in self.waiting})
         self.waiting = {key for key in self.waiting if key not in usable and now - self.held[key][1] < timeout}

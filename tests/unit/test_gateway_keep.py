@@ -205,6 +205,22 @@ def test_the_standby_takes_an_entry_once_its_switch_is_seen_or_its_network_held_
     assert standby.state.gateway_macs == {} and standby.keeper.waiting == set()
 
 
+def test_entries_waiting_for_their_switch_are_looked_at_again_only_once_state_changed():
+    """A standby that never sees some of the active's VRSs: up to KEPT entries wait; a heartbeat (5 a second) looks
+    at them again only if State changed since."""
+    standby = node(Clock())
+    standby.keeper.on_peer_message(table(*((f"hv{i}", "n1", NEW_MAC, 1) for i in range(3, 100))), "standby")
+    looked = []
+    usable = standby.keeper._usable
+    standby.keeper._usable = lambda now, entries: looked.append(len(entries)) or usable(now, entries)
+    for _ in range(5):
+        standby.keeper.on_peer_message({"t": "hb"}, "standby")
+    assert looked == [97] and len(standby.keeper.waiting) == 97
+    standby.state.vrs_update(snapshot("hv3", "10.251.0.3", []))
+    standby.keeper.on_peer_message({"t": "hb"}, "standby")
+    assert looked == [97, 97] and standby.state.gateway_macs == {("hv3", "n1"): NEW_MAC}
+
+
 def test_an_entry_older_than_the_timeout_is_not_used_and_one_that_ages_there_is_forgotten_on_the_standby():
     clock = Clock()
     standby = node(clock)
