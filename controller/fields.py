@@ -94,9 +94,9 @@ def mac(value):
         raise Invalid("must be a MAC address string like 02:00:00:00:00:01")
     norm = value.strip().lower().replace("-", ":")
     if not MAC_RE.fullmatch(norm):
-        raise Invalid(f"{value!r} is not a MAC address (expected six hex octets like 02:00:00:00:00:01)")
+        raise Invalid(f"{value[:64]!r} is not a MAC address (expected six hex octets like 02:00:00:00:00:01)")
     if int(norm[:2], 16) & 1:
-        raise Invalid(f"{value!r} is a multicast MAC address; a port needs a unicast one")
+        raise Invalid(f"{norm!r} is a multicast MAC address; a port needs a unicast one")
     if norm == "00:00:00:00:00:00":
         raise Invalid("the all-zero MAC address is not allowed")
     return norm

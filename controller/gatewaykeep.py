@@ -7,18 +7,21 @@ the duplicate MAC flags (bgp/dupkeep.py) it travels beside the store's stream, n
 
 - **The active** sends the whole table, ``{"t": "gateway_macs", "macs": [{"switch", "network", "mac", "age"}]}``
   (``age``: seconds since the gateway last confirmed the MAC, as the active's clock says when it sends; no clock is
-  compared across nodes), whenever a MAC was learnt, changed or forgotten or a gateway confirmed one (looked at on
-  each of the standby's heartbeats: at most one table per heartbeat interval), again on each new connection of the
-  link, and once it is the active again. At most ``KEPT`` entries (the rest counted and logged, not sent).
+  compared across nodes), whenever a MAC was learnt, changed or forgotten (looked at on each of the standby's
+  heartbeats: at most one table per heartbeat interval), when gateways only confirmed theirs at most every half
+  refresh (``offer``), again on each new connection of the link, and once it is the active again. At most ``KEPT``
+  entries (the rest counted and logged, not sent).
 - **The standby** holds the last table whole (each entry's confirmation time on its own clock: now - age) and
   takes into its State those not older than ``vrs.gateway_arp_timeout_ms``, of switches it sees and external
   networks its policy holds (so its flows are the active's: a takeover sends no translation flow again), as
-  ``replicated``; what it held before and the table no longer lists is forgotten. Entries age there as on the
-  active (the app's resolver loop forgets those the timeout passed on either role).
+  ``replicated``; what it held before and the table no longer lists is forgotten. An entry of a switch it sees or a
+  network it holds only later is taken at the active's next heartbeat (``take_waiting``). Entries age there as on
+  the active (the app's resolver loop forgets those the timeout passed on either role).
 - **On takeover** the new active already has the table in its State; at its first round of requests (within a
   second) it takes what else it holds (switches seen again since the table came) and resolves as always: its
   first request goes out at once, an answer makes the origin ``arp`` (a new MAC is taken then), and a gateway that
-  stays silent is forgotten ``timeout`` after the old active last heard it.
+  stays silent is forgotten ``timeout`` after the old active last heard it (up to half a refresh earlier: the
+  confirmation times the standby holds are at most that late).
 - **Refused**: a message whose table is not a list of at most ``KEPT`` well-formed entries (the four fields, no
   other; a unicast MAC; a finite age >= 0; no entry twice) is refused whole with one warning naming the entry, the
   field and why, and counted (``refused``): nothing changes, the table held stays.
@@ -38,6 +41,7 @@ MESSAGE = "gateway_macs"
 KEPT = 4096  # entries sent and held (~90 bytes each): switches x external networks that resolve by ARP
 ROW_KEYS = frozenset(("switch", "network", "mac", "age"))
 MAX_NAME = 255  # characters of a switch key or an external network id
+SHOWN = 3  # unknown fields of an entry named in its refusal (the rest counted)
 
 
 class Refused(ValueError):
@@ -51,9 +55,12 @@ class GatewayKeeper:
         self.state, self.resolver, self.clock = state, resolver, clock
         self.link = None  # the HA link (controller.pairlink.PairLink): controller/app.py
         self.held: dict[tuple[str, str], tuple[str, float]] = {}  # (switch, network) -> (MAC, heard): the active's
+        self.waiting: set[tuple[str, str]] = set()  # those of held not applicable when they came (switch, network)
+        self._waited = None  # State.version when ``waiting`` was last looked at (no change since: nothing applies)
         self.refused = 0  # messages refused whole (malformed or hostile)
         self.not_kept = 0  # entries beyond KEPT in the last table built here: not sent
-        self._sent = None  # (State.gateway_version, resolver.confirmed, link epoch) of the last table sent
+        self._sent = None  # (State.gateway_version, link epoch, resolver.confirmed) of the last table sent
+        self._sent_at = 0.0  # when (self.clock)
 
     # ------------------------------------------------------------------ the HA link (event loop)
     def on_peer_message(self, msg: dict, role: str) -> None:
@@ -64,6 +71,8 @@ class GatewayKeeper:
             self._sent = None  # sent anew once this node is the active again, whatever it sent before
         if role == "active" and kind in ("hb", "hello"):
             self.offer()
+        elif role != "active" and kind in ("hb", "hello"):
+            self.take_waiting()
         elif role != "active" and kind == MESSAGE:
             try:
                 rows = parse(msg.get("macs"))
@@ -75,13 +84,20 @@ class GatewayKeeper:
             self.take(rows)
 
     def offer(self) -> None:
-        """The table to the standby if it changed (or the link reconnected) since it was last sent."""
+        """The table to the standby if it changed (or the link reconnected) since it was last sent; if only gateways
+        confirmed their MACs, at most every half refresh (with many VRSs an answer comes at every heartbeat, and the
+        whole table went with each: ~25 ms of the standby's event loop at KEPT entries). The standby's confirmation
+        times are then at most half a refresh old: its entries, confirmed every refresh, do not age out there
+        (the timeout is at least two refreshes)."""
         link = self.link
         if link is None:
             return
-        sent = (self.state.gateway_version, self.resolver.confirmed, link.out_epoch)
-        if sent != self._sent and link.send({"t": MESSAGE, "macs": self.table()}):
-            self._sent = sent
+        sent, now = (self.state.gateway_version, link.out_epoch, self.resolver.confirmed), self.clock()
+        last = self._sent or (None, None, None)
+        if sent == last or (sent[:2] == last[:2] and now - self._sent_at < self.resolver.refresh / 2):
+            return
+        if link.send({"t": MESSAGE, "macs": self.table()}):
+            self._sent, self._sent_at = sent, now
 
     def table(self) -> list[dict]:
         """What the active sends: each resolved MAC with how long ago its gateway confirmed it (at most KEPT)."""
@@ -101,9 +117,22 @@ class GatewayKeeper:
         longer listed are forgotten there."""
         now = self.clock()
         self.held = {(switch, network): (mac, now - age) for switch, network, mac, age in rows}
-        usable = self._usable(now)
+        usable = self._usable(now, self.held)
         for key in [k for k in self.state.gateway_macs if k not in usable]:
             self.state.gateway_learned(key[0], key[1], None)
+        self._learn(usable)
+        self.waiting, self._waited = set(self.held) - set(usable), None
+
+    def take_waiting(self) -> None:
+        """Not the active (at each of the active's heartbeats): take the held entries that apply since the table came
+        (their switch seen, their network held), so the flows are the active's without waiting for its next table
+        (its next confirmation: up to a refresh); those aged past the timeout are no longer waited for."""
+        if not self.waiting or self._waited == self.state.version:
+            return
+        self._waited = self.state.version
+        now, timeout = self.clock(), self.resolver.timeout
+        usable = self._usable(now, {key: self.held[key] for key in self.waiting})
+        self.waiting = {key for key in self.waiting if key not in usable and now - self.held[key][1] < timeout}
         self._learn(usable)
 
     def take_held(self) -> None:
@@ -111,14 +140,15 @@ class GatewayKeeper:
         switch seen again since the table came), then hold nothing (its own resolution is the truth from now on)."""
         if not self.held:
             return
-        usable = self._usable(self.clock())
+        usable = self._usable(self.clock(), self.held)
         self._learn({k: v for k, v in usable.items() if k not in self.state.gateway_macs})
-        self.held = {}
+        self.held, self.waiting = {}, set()
 
-    def _usable(self, now: float) -> dict:
-        """The held entries not aged past the timeout, of switches State sees and networks its policy holds."""
+    def _usable(self, now: float, entries: dict) -> dict:
+        """Those of the held ``entries`` not aged past the timeout, of switches State sees and networks its policy
+        holds."""
         state, timeout = self.state, self.resolver.timeout
-        return {key: (mac, heard) for key, (mac, heard) in self.held.items()
+        return {key: (mac, heard) for key, (mac, heard) in entries.items()
                 if now - heard < timeout and key[0] in state.vrs
                 and state.policy.get("external_network", key[1]) is not None}
 
@@ -151,8 +181,10 @@ def _entry(i: int, row) -> tuple[str, str, str, float]:
         raise Refused(f"{where}: must be a map, not {type(row).__name__}")
     if set(row) != ROW_KEYS:
         missing, extra = sorted(ROW_KEYS - set(row)), sorted(map(repr, set(row) - ROW_KEYS))
+        unknown = ", ".join(f"{name:.40}" for name in extra[:SHOWN]) + \
+            (f", ... ({len(extra)} in all)" if len(extra) > SHOWN else "")  # a hostile peer's: a bounded line
         raise Refused(f"{where}: " + "; ".join(filter(None, (missing and f"missing {', '.join(missing)}",
-                                                            extra and f"unknown {', '.join(extra)}"))))
+                                                            extra and f"unknown {unknown}"))))
     for name in ("switch", "network"):
         value = row[name]
         if not (isinstance(value, str) and 0 < len(value) <= MAX_NAME):

@@ -108,6 +108,36 @@ def test_the_active_sends_its_resolved_macs_with_their_age_once_per_change_confi
     assert active.state.gateway_macs == {}
 
 
+def test_confirmations_alone_are_sent_at_most_every_half_refresh_a_change_at_the_next_heartbeat():
+    """Each answer is a confirmation; with many VRSs they come at every heartbeat (5 a second), and the whole table
+    (up to KEPT entries: ~25 ms to take on the standby, ~5 ms to build) went with each. The standby needs a
+    confirmation only before its entry ages out: half a refresh late is enough (timeout >= two refreshes)."""
+    clock = Clock()
+    active = node(clock)
+    hear(active, "hv1", GW_MAC, 1000.0)
+    hear(active, "hv2", GW_MAC, 1000.0)
+    sent = active.keeper.link.sent
+    active.keeper.on_peer_message({"t": "hb"}, "active")
+    assert len(sent) == 1
+    for tick in range(1, 25):  # 4.8 s of heartbeats, a confirmation at each (refresh 10 s)
+        clock.now = 1000.0 + tick * 0.2
+        hear(active, ("hv1", "hv2")[tick % 2], GW_MAC, clock.now)
+        active.keeper.on_peer_message({"t": "hb"}, "active")
+    assert len(sent) == 1
+    clock.now = 1005.0
+    hear(active, "hv1", GW_MAC, clock.now)
+    active.keeper.on_peer_message({"t": "hb"}, "active")  # half a refresh since the last table: sent
+    assert sent[-1] == table(("hv1", "n1", GW_MAC, 0.0), ("hv2", "n1", GW_MAC, 0.4)) and len(sent) == 2
+    clock.now = 1005.2
+    hear(active, "hv2", NEW_MAC, clock.now)  # a changed MAC goes at the next heartbeat
+    active.keeper.on_peer_message({"t": "hb"}, "active")
+    assert sent[-1] == table(("hv1", "n1", GW_MAC, 0.2), ("hv2", "n1", NEW_MAC, 0.0)) and len(sent) == 3
+    clock.now = 1005.4
+    active.keeper.link.out_epoch += 1  # and a new connection
+    active.keeper.on_peer_message({"t": "hb"}, "active")
+    assert len(sent) == 4
+
+
 def test_the_standby_keeps_them_so_its_flows_equal_the_actives_and_forgets_what_the_active_forgot():
     clock = Clock()
     active, standby = node(clock), node(clock)
@@ -147,6 +177,48 @@ def test_only_entries_of_switches_seen_and_networks_held_are_taken_and_a_switch_
     assert standby.keeper.held == {}  # nothing held on an active
     standby.state.vrs_gone("hv1")  # a switch gone: its entry too
     assert ("hv1", "n1") not in standby.state.gateway_macs and ("hv1", "n1") not in standby.state.gateway_replicated
+
+
+def test_the_standby_takes_an_entry_once_its_switch_is_seen_or_its_network_held_at_the_next_heartbeat():
+    """The table may come before the standby sees the VRS (its own OVSDB session is later) or holds the network (the
+    store's stream behind): the active sends it again only at its next change or confirmation (a refresh, 30 s by
+    default), so meanwhile the standby's flows lacked the MAC and a takeover then sent them twice (without, with)."""
+    clock = Clock()
+    standby = node(clock)
+    standby.keeper.on_peer_message(table(("hv3", "n1", NEW_MAC, 1), ("hv1", "n2", NEW_MAC, 1),
+                                         ("hv2", "n1", GW_MAC, 1)), "standby")
+    assert standby.state.gateway_macs == {("hv2", "n1"): GW_MAC}
+    standby.state.vrs_update(snapshot("hv3", "10.251.0.3", []))
+    policy = standby.state.policy.copy()
+    policy.put("external_network", dict(NET, id="n2", name="public2", gateway_mac=None))
+    standby.state.policy_committed(policy, [])
+    clock.now += 1
+    standby.keeper.on_peer_message({"t": "hb"}, "standby")  # the active's next heartbeat
+    assert standby.state.gateway_macs == {("hv2", "n1"): GW_MAC, ("hv3", "n1"): NEW_MAC, ("hv1", "n2"): NEW_MAC}
+    assert standby.state.gateway_replicated == set(standby.state.gateway_macs)
+    assert standby.resolver.heard[("hv3", "n1")] == 1000.0 - 1  # aged from when the active heard it
+    assert standby.keeper.waiting == set()
+    standby.keeper.on_peer_message(table(("hv4", "n1", NEW_MAC, 1)), "standby")
+    clock.now += 30  # aged meanwhile: never taken, no longer waited for
+    standby.state.vrs_update(snapshot("hv4", "10.251.0.4", []))
+    standby.keeper.on_peer_message({"t": "hb"}, "standby")
+    assert standby.state.gateway_macs == {} and standby.keeper.waiting == set()
+
+
+def test_entries_waiting_for_their_switch_are_looked_at_again_only_once_state_changed():
+    """A standby that never sees some of the active's VRSs: up to KEPT entries wait; a heartbeat (5 a second) looks
+    at them again only if State changed since."""
+    standby = node(Clock())
+    standby.keeper.on_peer_message(table(*((f"hv{i}", "n1", NEW_MAC, 1) for i in range(3, 100))), "standby")
+    looked = []
+    usable = standby.keeper._usable
+    standby.keeper._usable = lambda now, entries: looked.append(len(entries)) or usable(now, entries)
+    for _ in range(5):
+        standby.keeper.on_peer_message({"t": "hb"}, "standby")
+    assert looked == [97] and len(standby.keeper.waiting) == 97
+    standby.state.vrs_update(snapshot("hv3", "10.251.0.3", []))
+    standby.keeper.on_peer_message({"t": "hb"}, "standby")
+    assert looked == [97, 97] and standby.state.gateway_macs == {("hv3", "n1"): NEW_MAC}
 
 
 def test_an_entry_older_than_the_timeout_is_not_used_and_one_that_ages_there_is_forgotten_on_the_standby():
@@ -235,3 +307,31 @@ def test_at_most_kept_entries_are_sent(monkeypatch):
     hear(active, "hv2", GW_MAC, 1000.0)
     active.keeper.on_peer_message({"t": "hb"}, "active")
     assert active.keeper.link.sent == [table(("hv1", "n1", GW_MAC, 0.0))] and active.keeper.not_kept == 1
+
+
+def test_hostile_unknown_fields_are_named_in_a_line_of_bounded_length(caplog, monkeypatch):
+    """An entry with a huge unknown key, or thousands of them: the refusal names a few, shortened, and counts the
+    rest (the whole table is still refused)."""
+    monkeypatch.setattr(loglimit, "_last_logged", {})
+    standby = node(Clock())
+    row = dict(GOOD, **{"k" * 100_000: 1}, **{f"extra{i}": i for i in range(10_000)})
+    with caplog.at_level(logging.WARNING, logger="canopy.ha"):
+        standby.keeper.on_peer_message({"t": gk.MESSAGE, "macs": [row]}, "standby")
+    [line] = [r.getMessage() for r in caplog.records if r.name == "canopy.ha"]
+    assert "macs[0]: unknown 'extra0', 'extra1', " in line and "(10001 in all)" in line and len(line) < 400, \
+        line[:400]
+    assert standby.keeper.refused == 1 and standby.state.gateway_macs == {}
+
+
+@pytest.mark.parametrize("mac", ["x" * 100_000, " " * 100_000 + "ff:ff:ff:ff:ff:ff"],
+                         ids=["long", "padded"])
+def test_a_hostile_mac_of_any_length_is_refused_with_a_line_of_bounded_length(mac, caplog, monkeypatch):
+    """The HA peer may send up to pairlink.MAX_MESSAGE bytes: the refusal names the field and quotes the start of
+    the value, never the whole of it (a log line of megabytes)."""
+    monkeypatch.setattr(loglimit, "_last_logged", {})
+    standby = node(Clock())
+    with caplog.at_level(logging.WARNING, logger="canopy.ha"):
+        standby.keeper.on_peer_message({"t": gk.MESSAGE, "macs": [dict(GOOD, mac=mac)]}, "standby")
+    [line] = [r.getMessage() for r in caplog.records if r.name == "canopy.ha"]
+    assert "macs[0].mac: " in line and len(line) < 400, line[:400]
+    assert standby.keeper.refused == 1 and standby.state.gateway_macs == {}
