@@ -26,6 +26,7 @@ import threading
 import time
 from collections import deque
 
+from controller.loglimit import warn_limited
 from controller.pacer import NEVER, Pacer
 from controller.pairlink import PairLink
 from controller.policy import Policy
@@ -435,7 +436,8 @@ class Applier:
 
     def _commit_changes(self, changes, meta) -> bool:
         """Check the changes the store does not hold yet against State's policy, then commit them to the store and
-        State; False when refused or the store could not take them (the active was told)."""
+        State; False when refused or the store could not take them (the active was told; that warning is logged at
+        most once per 10 s, controller/loglimit.py: the active sends them again every REFUSED_HOLDOFF meanwhile)."""
         before = self.store.last_seq()
         new = [c for c in changes if c.seq > before]
         try:
@@ -447,8 +449,9 @@ class Applier:
         try:
             last = self.store.apply_replicated([c for c in changes if c.seq <= before] + checked, meta)
         except StoreFault as exc:  # our disk refused it: the active refuses the write rather than hold it alone
-            self.store_refusals += 1
-            self.log.warning("could not store replicated changes (nothing applied): %s", exc)
+            self.store_refusals += 1  # the active sends it again every REFUSED_HOLDOFF while the disk stays full
+            warn_limited(self.log, ("replicated changes refused by the store", self.store.path),
+                         "could not store replicated changes (nothing applied): %s", exc)
             self._tell_refused(new[0] if new else None, f"{STORE_REFUSED}: {exc}")
             return False
         except (StoreError, TypeError, ValueError) as exc:
