@@ -104,3 +104,19 @@ def test_a_standby_whose_store_keeps_refusing_the_catch_up_warns_once_per_log_in
     warned = [r for r in caplog.records if r.getMessage().startswith("could not store replicated changes")]
     assert len(warned) == 1, [r.getMessage() for r in warned]
     node.close()
+
+
+def test_the_batches_after_one_the_store_refused_warn_once_per_log_interval(tmp_path, caplog):
+    """A catch-up of more than BATCH changes to a standby whose disk is full: every batch after the refused first is a
+    gap (a resync asked, limited by RESYNC_HOLDOFF), sent again at every round: one warning per LOG_EVERY."""
+    node = Node(tmp_path, "standby", "standby", free_port(), free_port())
+    node.applier.link = link = Link()
+    body = {"id": "t2", "source": None, "name": "acme"}
+    wire = {"seq": 2, "txn": 2, "ts": 1002.0, "kind": "tenant", "id": "t2", "op": "put", "body": body}  # seq 1 lacks
+    with caplog.at_level(logging.WARNING, logger="canopy.ha"):
+        for _ in range(5):
+            node.applier.on_message({"t": "changes", "changes": [wire], "meta": {}})
+    assert node.store.last_seq() == 0 and [m["t"] for m in link.sent] == ["resync"]  # (RESYNC_HOLDOFF)
+    warned = [r for r in caplog.records if r.getMessage().startswith("cannot apply replicated changes")]
+    assert len(warned) == 1, [r.getMessage() for r in warned]
+    node.close()
