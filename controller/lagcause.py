@@ -16,8 +16,9 @@ wake-up says where, split four ways:
   (the process's CPU minus this thread's) and ``threads`` (the busiest other threads by name) tell the GIL apart.
 - ``off_cpu_late_ms``: of ``off_cpu_ms``, what cannot have been the probe's own sleep: the lag less the thread's
   CPU and wait over the whole interval (at least this long the thread was off CPU after the sleep fell due: a
-  blocking call or another thread's GIL). 0 when the time off CPU fits in the sleep (the hub's idle poll while
-  the probe slept: a stack taken later, in a CPU wait, is where the loop was then, not a block).
+  blocking call or another thread's GIL). A lower bound: 0 when the time off CPU can fit in the sleep (the hub's
+  idle poll while the probe slept), which does not rule a block out: the loop's CPU and wait during the sleep count
+  too (100 ms of work while the probe slept, then a 100 ms block: lag 100, CPU 100, so 0 past the sleep).
 - ``collector_ms``: of ``cpu_ms``, what the cyclic garbage collector took (controller/collector.py, when its policy
   is installed: a collection holds the GIL, so no other thread, the stall watch included, runs meanwhile).
 - ``longest_ms`` and ``turns``: the longest traced stretch of the interval and how many turns it held (the tracer's).

@@ -93,11 +93,12 @@ def checked_changes(changes: list[Change], policy: Policy, pacer: Pacer = NEVER)
     """The changes with checked bodies, and the policy they lead to from ``policy`` (which passed the checks:
     the standby's policy only ever holds checked data), checked with the rules a REST write is checked with
     (controller.policy.check_changes); raises InvalidReplica naming the change that broke a rule (its ``change``:
-    the put or delete refused, or the batch's last put of the object a policy rule names). A put of an object the
-    candidate (the policy with the batch's earlier changes) or ``policy`` holds is an update: its immutable fields keep
-    their value, also when the batch deleted it first (State, comparing each object before and after the batch, would
-    see it changed in place, and check_changes presumes they stay: a subnet deleted and put again in another tenant or
-    domain escaped the rules a deletion is checked with). ``pacer`` is ticked per change (twice per put)."""
+    the put or delete refused, or for a policy rule ``_change_of``: the batch's last put of the object the rule names,
+    else its delete of an object that one refers to). A put of an object the candidate (the policy with the batch's
+    earlier changes) or ``policy`` holds is an update: its immutable fields keep their value, also when the batch
+    deleted it first (State, comparing each object before and after the batch, would see it changed in place, and
+    check_changes presumes they stay: a subnet deleted and put again in another tenant or domain escaped the rules a
+    deletion is checked with). ``pacer`` is ticked per change (twice per put)."""
     candidate, out = policy.copy(), []
     for change in changes:
         pacer.tick()
@@ -130,12 +131,31 @@ def _checked_change(change: Change, candidate: Policy, policy: Policy) -> dict |
 
 
 def _change_of(problem, changes: list[Change], candidate: Policy) -> Change | None:
-    """The batch's last put of the object a policy problem is about (its kind and name path), if the batch put it."""
+    """The batch's change a policy problem is about: its last put of the object the problem names (its kind and name
+    path), else its last delete of an object that one refers to (a deletion that left a reference dangling); None if
+    neither. The second looks through the problem's kind once (a refusal's cost, not every batch's)."""
     for change in reversed(changes):
         if (change.op == "put" and change.kind == problem.kind
                 and candidate.ref(change.kind, change.body) == problem.ref):
             return change
-    return None
+    deleted = {change.id for change in changes if change.op == "delete"}
+    if not deleted:
+        return None
+    named = [obj for obj in candidate.objects.get(problem.kind, {}).values()
+             if candidate.ref(problem.kind, obj) == problem.ref]
+    referred = set().union(*(_strings(obj) for obj in named)) & deleted
+    return next((change for change in reversed(changes) if change.op == "delete" and change.id in referred), None)
+
+
+def _strings(value) -> set[str]:
+    """Every string in a stored body (the ids it refers to among them)."""
+    if isinstance(value, str):
+        return {value}
+    if isinstance(value, dict):
+        value = value.values()
+    elif not isinstance(value, (list, tuple)):
+        return set()
+    return set().union(*map(_strings, value))
 
 
 def checked_snapshot(snapshot) -> Policy:

@@ -26,6 +26,7 @@ import threading
 import time
 from collections import deque
 
+from controller.loglimit import warn_limited
 from controller.pacer import NEVER, Pacer
 from controller.pairlink import PairLink
 from controller.policy import Policy
@@ -435,7 +436,10 @@ class Applier:
 
     def _commit_changes(self, changes, meta) -> bool:
         """Check the changes the store does not hold yet against State's policy, then commit them to the store and
-        State; False when refused or the store could not take them (the active was told)."""
+        State; False when refused or the store could not take them (the active was told), or they do not follow the
+        store's last change (a resync asked). The last two warnings are logged at most once per 10 s each
+        (controller/loglimit.py): while the disk stays full the active sends its whole catch-up again every
+        REFUSED_HOLDOFF or resync, and each batch after the first is a gap."""
         before = self.store.last_seq()
         new = [c for c in changes if c.seq > before]
         try:
@@ -447,12 +451,14 @@ class Applier:
         try:
             last = self.store.apply_replicated([c for c in changes if c.seq <= before] + checked, meta)
         except StoreFault as exc:  # our disk refused it: the active refuses the write rather than hold it alone
-            self.store_refusals += 1
-            self.log.warning("could not store replicated changes (nothing applied): %s", exc)
+            self.store_refusals += 1  # the active sends it again every REFUSED_HOLDOFF while the disk stays full
+            warn_limited(self.log, ("replicated changes refused by the store", self.store.path),
+                         "could not store replicated changes (nothing applied): %s", exc)
             self._tell_refused(new[0] if new else None, f"{STORE_REFUSED}: {exc}")
             return False
-        except (StoreError, TypeError, ValueError) as exc:
-            self.log.warning("cannot apply replicated changes: %s; asking the active to resync", exc)
+        except (StoreError, TypeError, ValueError) as exc:  # a gap: each batch after one the disk refused, too
+            warn_limited(self.log, ("replicated changes not applied", self.store.path),
+                         "cannot apply replicated changes: %s; asking the active to resync", exc)
             self._resync()
             return False
         if checked:

@@ -4,6 +4,7 @@ SIGHUP, and SIGTERM to Canopy as PID 1), one-line start errors, and the one log 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import signal
@@ -18,22 +19,29 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.harness.policy import acme_web, create
 from tests.harness.wait import wait_until
+from tests.unit.test_stallwatch import watched
 
 pytestmark = pytest.mark.integration
 
 CANOPY = str(Path(sys.executable).parent / "canopy")
-# the stall watch's report of the controller's own stall (controller/stallwatch.py): a timing on this machine
-STALL = re.compile(r" WARNING canopy\.stall: the event loop did not turn for (\d+) ms \(")
+# the stall watch's report of the controller's own stall (controller/stallwatch.py): a timing on this machine, unless
+# its time off CPU past the probe's sleep (off_cpu_late_ms: a blocking call, or another thread's GIL) is long
+STALL = re.compile(r" WARNING canopy\.stall: the event loop did not turn for (\d+) ms \(.*?"
+                   r"off CPU [\d.]+ ms, of which past the probe's sleep ([\d.]+):")
 STALL_TOLERATED_MS = 1000  # a start-up stall of the controller's own this long is a fault, however loaded the machine
+BLOCK_TOLERATED_MS = 100  # off CPU past the probe's sleep this long (stall_report_ms) is a block on the hub: a fault
+# (0.0 in each of the 35 samples of vrs_scale and bursts at load 8-20: docs/benchmarks.md "lag, stop 36")
 
 
 def alarming(log_text: str) -> list[str]:
-    """The log's WARNING and ERROR lines but the stall watch's reports of stalls shorter than STALL_TOLERATED_MS.
-    A start-up stall of the controller's own CPU over ``stall_report_ms`` (100 ms) is logged at warning, and a loaded
-    CI machine can make one (its length is the benchmarks' target, issue 15, not this test's); any other warning, on
-    any logger, and a stall of a second or more still count."""
+    """The log's WARNING and ERROR lines but the stall watch's reports of stalls shorter than STALL_TOLERATED_MS whose
+    time off CPU past the probe's sleep is under BLOCK_TOLERATED_MS. A start-up stall of the controller's own CPU over
+    ``stall_report_ms`` (100 ms) is logged at warning, and a loaded CI machine can make one (its length is the
+    benchmarks' target, issue 15, not this test's); any other warning, on any logger, a stall of a second or more,
+    and one that blocked (a blocking call on the hub is a bug however short the stall) still count."""
     return [line for line in log_text.splitlines() if (" WARNING " in line or " ERROR " in line)
-            and not ((stall := STALL.search(line)) and int(stall.group(1)) < STALL_TOLERATED_MS)]
+            and not ((stall := STALL.search(line)) and int(stall.group(1)) < STALL_TOLERATED_MS
+                     and float(stall.group(2)) < BLOCK_TOLERATED_MS)]
 
 
 def metrics(api):
@@ -269,14 +277,28 @@ def test_json_log_format_covers_every_logger_and_hides_queries(lab_capable, tmp_
     assert access and access[0]["level"] == "info" and "GET /v1/tenants -> 200" in access[0]["message"]
 
 
-def test_only_the_stall_watchs_reports_of_short_stalls_are_left_out_of_the_alarming_lines():
-    """The filter of the start-up check above: a start-up stall of the controller's own under a second is a timing
-    of the machine; another warning, an error, or a stall of a second or more is alarming."""
-    stall = ("2026-12-06 03:00:00,000 WARNING canopy.stall: the event loop did not turn for {} ms (its CPU 120.0 ms, "
-             "of which the collector 0.0; waiting for a CPU 10.0 ms; off CPU 2.0 ms: the controller's own: its work, a "
-             "blocking call or another thread's GIL); where it was:")
+def _stall_line(caplog, lag, cpu):
+    """The stall watch's log line (controller/stallwatch.py, its own words) for a stall of ``lag`` seconds with
+    ``cpu`` of the loop's CPU and no wait for one (the rest off CPU past the probe's sleep), as the log file has it."""
+    watch, _probe, clock = watched()
+    watch.begin()
+    clock.now += 0.1 + lag
+    clock.cpu += cpu
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="canopy.stall"):
+        watch.end(lag)
+    (record,) = [r for r in caplog.records if r.name == "canopy.stall"]
+    return f"2026-12-06 03:00:00,000 {record.levelname:<7} canopy.stall: {record.getMessage()}".splitlines()[0]
+
+
+def test_only_the_stall_watchs_reports_of_short_stalls_are_left_out_of_the_alarming_lines(caplog):
+    """The filter of the start-up check above: a start-up stall of the controller's own CPU under a second is a
+    timing of the machine; another warning, an error, a stall of a second or more, or one that blocked is alarming."""
+    own, long = _stall_line(caplog, 0.132, 0.132), _stall_line(caplog, 1.0, 1.0)
+    blocked = _stall_line(caplog, 0.25, 0.13)  # a blocking call of 120 ms after the probe's sleep fell due
+    assert "past the probe's sleep 120.0" in blocked
     other = "2026-12-06 03:00:00,000 WARNING canopy.app: switch 0000000000000001 did not confirm the master role"
     error = "2026-12-06 03:00:00,000 ERROR   canopy.store: the store could not commit"
-    info = stall.format(450).replace(" WARNING ", " INFO    ")
-    text = "\n".join([stall.format(132), "  File x.py, line 1, in compile", info, other, stall.format(1000), error])
-    assert alarming(text) == [other, stall.format(1000), error]
+    info = own.replace(" WARNING ", " INFO    ")
+    text = "\n".join([own, "  File x.py, line 1, in compile", info, other, long, blocked, error])
+    assert alarming(text) == [other, long, blocked, error]

@@ -224,3 +224,15 @@ def test_a_policy_rule_a_batch_breaks_names_the_put_of_the_object_it_is_about():
         checked_changes([legal, dangling, put(policy, "tenant", "t2", 102, description="legal too")], policy)
     assert str(refused.value) == "domain 'd9': domain 'nope/lost': tenant_id: no tenant with id 'nope'"
     assert (refused.value.change.seq, refused.value.change.ts) == (101, 101.0)
+
+
+def test_a_deletion_that_leaves_a_reference_dangling_is_the_change_named():
+    """The object the rule names is held, not put by the batch: the change that broke it is the batch's delete of what
+    it refers to (tenant t1, which the held domains and subnets name), not the batch's first change."""
+    policy = held()
+    legal = put(policy, "tenant", "t2", 100, description="legal")
+    unrelated = Change("vport", "gone", "delete", None, 101, 101, 101.0)  # a delete the problems do not refer to
+    with pytest.raises(InvalidReplica) as refused:
+        checked_changes([legal, Change("tenant", "t1", "delete", None, 102, 102, 102.0), unrelated], policy)
+    assert (refused.value.change.seq, refused.value.change.ts) == (102, 102.0)
+    assert str(refused.value).startswith("tenant 't1': domain 't1/prod': tenant_id: no tenant with id 't1'")

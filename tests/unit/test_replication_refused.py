@@ -3,10 +3,13 @@ only once the whole ``resend_after`` (the ack timeout) has passed: a standby who
 at once (tests/integration/test_store_full.py failed when the heartbeat's catch-up came before the disk was freed).
 Also when the refused change is the write still pending (its confirm() returned, its commit not ended yet)."""
 
+import logging
+
 import pytest
 
 import controller.replication as replication
 from controller.replication import REFUSED_HOLDOFF, STORE_REFUSED
+from controller.store import StoreFault
 
 from .replication_pair import Node, free_port
 
@@ -78,3 +81,42 @@ def _position(node, seq):
 
 def _sent_changes(link):
     return [[c["seq"] for c in msg["changes"]] for msg in link.sent if msg["t"] == "changes"]
+
+
+def test_a_standby_whose_store_keeps_refusing_the_catch_up_warns_once_per_log_interval(tmp_path, monkeypatch, caplog):
+    """The active sends a refused catch-up again every REFUSED_HOLDOFF (0.5 s) while the standby's disk stays full:
+    each is refused and told to the active, but the standby's log gets one warning per LOG_EVERY (the store's own
+    warning is limited so already), with a count of those left out, not two lines a second for the whole outage."""
+    node = Node(tmp_path, "standby", "standby", free_port(), free_port())
+    node.applier.link = link = Link()
+
+    def full(changes, meta):
+        raise StoreFault(node.store.path, "a replicated batch", OSError(28, "No space left on device"))
+
+    monkeypatch.setattr(node.store, "apply_replicated", full)
+    body = {"id": "t1", "source": None, "name": "acme"}
+    wire = {"seq": 1, "txn": 1, "ts": 1001.0, "kind": "tenant", "id": "t1", "op": "put", "body": body}
+    with caplog.at_level(logging.WARNING, logger="canopy.ha"):
+        for _ in range(5):
+            node.applier.on_message({"t": "changes", "changes": [wire], "meta": {}})
+    assert node.applier.store_refusals == 5
+    assert [m["reason"].startswith(STORE_REFUSED) for m in link.sent if m["t"] == "refused"] == [True] * 5
+    warned = [r for r in caplog.records if r.getMessage().startswith("could not store replicated changes")]
+    assert len(warned) == 1, [r.getMessage() for r in warned]
+    node.close()
+
+
+def test_the_batches_after_one_the_store_refused_warn_once_per_log_interval(tmp_path, caplog):
+    """A catch-up of more than BATCH changes to a standby whose disk is full: every batch after the refused first is a
+    gap (a resync asked, limited by RESYNC_HOLDOFF), sent again at every round: one warning per LOG_EVERY."""
+    node = Node(tmp_path, "standby", "standby", free_port(), free_port())
+    node.applier.link = link = Link()
+    body = {"id": "t2", "source": None, "name": "acme"}
+    wire = {"seq": 2, "txn": 2, "ts": 1002.0, "kind": "tenant", "id": "t2", "op": "put", "body": body}  # seq 1 lacks
+    with caplog.at_level(logging.WARNING, logger="canopy.ha"):
+        for _ in range(5):
+            node.applier.on_message({"t": "changes", "changes": [wire], "meta": {}})
+    assert node.store.last_seq() == 0 and [m["t"] for m in link.sent] == ["resync"]  # (RESYNC_HOLDOFF)
+    warned = [r for r in caplog.records if r.getMessage().startswith("cannot apply replicated changes")]
+    assert len(warned) == 1, [r.getMessage() for r in warned]
+    node.close()
