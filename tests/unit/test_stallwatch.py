@@ -129,7 +129,10 @@ def _hold_the_loop(watch, deadline):
         sum(range(100))
 
 
-def test_the_watch_thread_finds_a_green_thread_that_holds_the_real_hub(caplog):
+def test_the_watch_thread_finds_a_green_thread_that_holds_the_real_hub(caplog, monkeypatch):
+    # every stall logged: on a loaded machine the probe's first sleep can stall too (waiting for a CPU), and the log
+    # limit (one line per level per 10 s) then kept the hold's own line back (1 failure in the unit suite, load 13)
+    monkeypatch.setattr(loglimit, "LOG_EVERY", 0.0)
     probe = LagProbe(interval=0.01)
     watch = StallWatch(probe, LateSamples(2), report=0.04)
     probe.cause = watch
@@ -138,15 +141,16 @@ def test_the_watch_thread_finds_a_green_thread_that_holds_the_real_hub(caplog):
     try:
         eventlet.sleep(0.05)  # the probe is sleeping: its sleep is watched
         with caplog.at_level(logging.INFO, logger="canopy.stall"):
+            before = watch.stalls
             _hold_the_loop(watch, time.monotonic() + 30)
             for _ in range(100):  # the probe wakes, late, and reports (bounded)
                 eventlet.sleep(0.01)
-                if watch.stalls:
+                if watch.stalls > before:
                     break
     finally:
         sampler.kill()
         watch.stop()
-    assert watch.stalls >= 1
+    assert watch.stalls > before
     assert any("_hold_the_loop" in r.getMessage() for r in caplog.records if r.name == "canopy.stall")
 
 
