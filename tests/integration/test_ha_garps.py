@@ -38,6 +38,23 @@ def capture(ns: str) -> subprocess.Popen:
                              "0xcb00710b"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def floating_ip_world(lab, ctls: dict, hosts: dict, policy: dict, source: str) -> tuple:
+    """``policy`` applied at A (vm1 on hv1 with a floating IP on the external network "public"), hv1 on that network
+    and connected to the pair, the outside host (the network's gateway, OUTSIDE_IP) on it, vm1 routed through its
+    subnet's gateway; the pair settled with A active. Returns (hv1, the outside host, vm1)."""
+    reply = ctls["a"].api.post("/v1/apply", {"document": policy, "source": source})
+    assert reply.status == 200, reply.text
+    hv = lab.add_hypervisor("hv1", "kvm")
+    segment = external_segment(lab)
+    join_external(segment, hv, "public", "203.0.113.101")
+    connect_to_pair(hv, hosts)
+    outside = outside_host(lab, segment, f"{OUTSIDE_IP}/24", OUTSIDE_MAC)
+    vm = lab.add_vm(hv, "vm1", mac=VM_MAC, ip="10.0.1.11/24", vnic_id="vm1")
+    vm.exec("ip", "route", "add", "default", "via", "10.0.1.1", check=True)
+    settle(lab, ctls, hosts, hv, "a", "b")
+    return hv, outside, vm
+
+
 def seen_after(out: str, since: float) -> list[str]:
     """The captured frames (``capture``'s lines) seen at ``since`` or later: B's own takeover batch (four rounds
     over 3.5 s from when hv1 took it as master) may still be going when the capture starts. Lines that do not start
@@ -50,16 +67,7 @@ def test_a_node_active_again_after_a_demotion_announces_the_floating_ip(lab_capa
 
     with Lab() as lab:
         hosts, ctls = start_pair(lab)
-        reply = ctls["a"].api.post("/v1/apply", {"document": POLICY, "source": "garps"})
-        assert reply.status == 200, reply.text
-        hv = lab.add_hypervisor("hv1", "kvm")
-        segment = external_segment(lab)
-        join_external(segment, hv, "public", "203.0.113.101")
-        connect_to_pair(hv, hosts)
-        outside = outside_host(lab, segment, f"{OUTSIDE_IP}/24", OUTSIDE_MAC)
-        vm = lab.add_vm(hv, "vm1", mac=VM_MAC, ip="10.0.1.11/24", vnic_id="vm1")
-        vm.exec("ip", "route", "add", "default", "via", "10.0.1.1", check=True)
-        settle(lab, ctls, hosts, hv, "a", "b")
+        hv, outside, _ = floating_ip_world(lab, ctls, hosts, POLICY, "garps")
         lab.wait_until(lambda: outside.ping(FIP, timeout=1), timeout=20, what="outside pings vm1 by its floating IP")
 
         frozen = ctls["a"].child  # A steps down on resume, without a restart: it keeps what it recorded

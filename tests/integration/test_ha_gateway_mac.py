@@ -14,13 +14,13 @@ import time
 
 import pytest
 
-from tests.harness.external import external_segment, join_external, outside_host
+from tests.integration.test_ha_garps import OUTSIDE_IP, OUTSIDE_MAC, VM_MAC, floating_ip_world
 from tests.integration.test_ha_hold_takeover import flow_changes, flow_monitor, in_sync
-from tests.integration.test_ha_writes import connect_to_pair, masters, pair_settings, role, settle
+from tests.integration.test_ha_writes import masters, pair_settings, role
 
 pytestmark = pytest.mark.integration
 
-OUTSIDE_IP, OUTSIDE_MAC, FIP, VM_MAC = "203.0.113.1", "02:00:00:ee:00:01", "203.0.113.11", "02:00:00:00:01:01"
+FIP = "203.0.113.11"
 REFRESH_MS, TIMEOUT_MS = 1000, 30000  # vrs.gateway_arp_refresh_ms, vrs.gateway_arp_timeout_ms of both nodes
 DROP_REPLIES = ["OUTPUT", "--opcode", "2", "-j", "DROP"]  # the outside host's ARP replies
 POLICY = {
@@ -58,16 +58,7 @@ def test_a_new_active_sends_translated_traffic_to_the_gateway_mac_the_old_one_re
                 "b": lab.start_controller(hosts["b"], settings("b", hosts["a"], 100), name="canopyb")}
         lab.wait_until(lambda: role(ctls["a"]) == "active" and role(ctls["b"]) == "standby", timeout=30,
                        what="A active, B standby")
-        reply = ctls["a"].api.post("/v1/apply", {"document": POLICY, "source": "gwmac"})
-        assert reply.status == 200, reply.text
-        hv = lab.add_hypervisor("hv1", "kvm")
-        segment = external_segment(lab)
-        join_external(segment, hv, "public", "203.0.113.101")
-        connect_to_pair(hv, hosts)
-        outside = outside_host(lab, segment, f"{OUTSIDE_IP}/24", OUTSIDE_MAC)
-        vm = lab.add_vm(hv, "vm1", mac=VM_MAC, ip="10.0.1.11/24", vnic_id="vm1")
-        vm.exec("ip", "route", "add", "default", "via", "10.0.1.1", check=True)
-        settle(lab, ctls, hosts, hv, "a", "b")
+        hv, outside, vm = floating_ip_world(lab, ctls, hosts, POLICY, "gwmac")
         lab.wait_until(lambda: gateway(ctls["a"]) == (OUTSIDE_MAC, "arp"), timeout=30, what="A resolved the gateway")
         lab.wait_until(lambda: gateway(ctls["b"]) == (OUTSIDE_MAC, "replicated"), timeout=30,
                        what="B holds the MAC A resolved")
