@@ -83,13 +83,14 @@ class RouteImport:
             pacer.tick()
             routes = self._groups.get(group)  # none left: the MAC withdrawn (no merge)
             old, new = self._macs.pop(group, None), _merged(group, routes, self._order) if routes else None
+            if old is not None and new is not None and old == new:  # (a route sent again: merged anew, the same)
+                self._macs[group] = old  # the object State holds kept: a later withdrawal finds it by identity
+                continue
             if new is not None:
                 self._macs[group] = new
-            if old is not new and (old is None or new is None or old != new):
-                if old is not None:
-                    removed.add(old)
-                if new is not None:
-                    added.add(new)
+                added.add(new)
+            if old is not None:
+                removed.add(old)
         both = added & removed  # added back what was removed (or the reverse): no change
         delta = RemoteDelta(frozenset(added - both), frozenset(removed - both))
         if delta or pacer.pauses:

@@ -29,7 +29,7 @@ from controller.pacer import NEVER, Pacer
 from controller.remote import RemoteMac
 
 log = logging.getLogger("canopy.bgp")
-_NONE = frozenset()
+_NONE = frozenset()  # no endpoints on a session, a MAC heard at no VTEP (shared: never changed)
 
 
 class Mobility:
@@ -189,8 +189,8 @@ class Mobility:
         """Note the VTEPs peers announce ``key`` at (``_heard_at``: which MACs a VTEP becoming ours reaches)."""
         if not locations and key not in self._heard:  # (most local MACs: no peer has them)
             return
-        ips = frozenset(m.vtep_ip for m in locations) if locations else _NOWHERE  # (a withdrawn MAC: none)
-        before = self._heard.pop(key, _NOWHERE)
+        ips = frozenset(m.vtep_ip for m in locations) if locations else _NONE  # (a withdrawn MAC: heard nowhere)
+        before = self._heard.pop(key, _NONE)
         if ips:
             self._heard[key] = ips
         for ip in before - ips:
@@ -244,9 +244,6 @@ def _follow(obj, feeds):
     except TypeError:  # (a stand-in object of a test): walked whole every time
         return _unfollowed, None
     return ref, feeds.follow() if feeds is not None else None
-
-
-_NOWHERE = frozenset()  # heard at no VTEP
 
 
 def _count(counts: dict, key, step: int) -> int:

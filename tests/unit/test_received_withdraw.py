@@ -86,3 +86,54 @@ def test_a_withdrawn_mac_ip_route_decodes_neither_its_labels_nor_its_esi(monkeyp
 def test_a_refused_withdrawal_names_why():
     with pytest.raises(_Refuse, match="^NLRI: MAC/IP route too short"):
         bgp.received._withdrawn_key({"raw": "0203" + "00" * 3})
+
+
+def _type2(ip_bits: int, ip: bytes, labels: bytes, rd_type: int = 0, mac_bits: int = 48) -> str:
+    """A type 2 NLRI's raw hex: RD 65001:100 (of ``rd_type``), no ESI, tag 7, MAC 52:54:00:aa:bb:cc."""
+    value = bytes([0, rd_type]) + bytes.fromhex("FDE900000064") + bytes(10) + (7).to_bytes(4, "big") \
+        + bytes([mac_bits]) + bytes.fromhex("525400AABBCC") + bytes([ip_bits]) + ip + labels
+    return (bytes([2, len(value)]) + value).hex()
+
+
+_LABEL = b"\x00\x13\x89"
+_MAPPED = bytes(10) + b"\xff\xff" + bytes([10, 1, 0, 9])
+_NOT_THREE, _COUNT = "label field is not a multiple of 3 bytes", "MAC/IP route has a bad IP length or label count"
+
+
+@pytest.mark.parametrize("raw,outcome", [
+    (_type2(0, b"", _LABEL), (2, "65001:100", 7, "52:54:00:aa:bb:cc", None)),
+    (_type2(32, bytes([10, 1, 0, 9]), _LABEL * 2), (2, "65001:100", 7, "52:54:00:aa:bb:cc", "10.1.0.9")),
+    (_type2(128, bytes.fromhex("20010db8" + "00" * 11 + "09"), _LABEL), (2, "65001:100", 7, "52:54:00:aa:bb:cc",
+                                                                         "2001:db8::9")),
+    (_type2(128, _MAPPED, _LABEL), (2, "65001:100", 7, "52:54:00:aa:bb:cc", "10.1.0.9")),
+    (_type2(32, bytes([10, 1, 0, 9]), b""), _COUNT),  # no label
+    (_type2(0, b"", b""), "MAC/IP route too short or MAC length is not 48"),  # no IP, no label: 30 bytes
+    (_type2(0, b"", _LABEL * 3), _COUNT),  # three labels
+    (_type2(32, bytes([10, 1, 0, 9]), _LABEL + b"\x00"), _NOT_THREE),
+    (_type2(32, bytes([10, 1, 0, 9]), _LABEL[:2]), _NOT_THREE),
+    (_type2(24, bytes([10, 1, 0]), _LABEL), _COUNT),  # a 3-byte IP
+    (_type2(32, b"", _LABEL), _COUNT),  # the IP's length says 4 bytes: the label is taken for them
+    (_type2(128, bytes(4), _LABEL), _COUNT),  # says 16 bytes, has 4
+    (_type2(0, b"", _LABEL, mac_bits=40), "MAC/IP route too short or MAC length is not 48"),
+    (_type2(0, b"", _LABEL)[:-8], "MAC/IP route too short or MAC length is not 48"),  # cut short, its length fixed
+    (_type2(0, b"", _LABEL, rd_type=3), "unknown route distinguisher type 3"),
+])
+def test_a_mac_ip_nlri_is_read_or_refused_alike_announced_and_withdrawn(raw, outcome):
+    """Hand-written cases (independent of the decoder's own length checks, which the whole decode and the key alone
+    share): each type 2 NLRI withdrawn gives this key or is refused as malformed with this reason, and announced
+    gives a route of that key or the same refusal."""
+    data = bytearray.fromhex(raw)
+    data[1] = len(data) - 2  # (the truncated case: its header's length made to agree)
+    nlri = {"code": 2, "raw": data.hex()}
+    withdrawn = decode_message(_withdrawal([nlri]))
+    announced = decode_message({"neighbor": {"message": {"update": {
+        "attribute": {"extended-community": [{"value": 0x030C000000000008, "string": "encap:VXLAN"}]},
+        "announce": {"l2vpn evpn": {"192.0.2.9": [nlri]}}}}}})
+    if isinstance(outcome, tuple):
+        assert (withdrawn.withdrawn, withdrawn.refused) == ([outcome], [])
+        assert [route.key for route in announced.announced] == [outcome] and not announced.refused
+    else:
+        for decoded in (withdrawn, announced):
+            (refused,) = decoded.refused
+            assert (refused.reason, refused.detail.split(" (")[0]) == ("malformed", f"NLRI: {outcome}")
+            assert not decoded.withdrawn and not decoded.announced

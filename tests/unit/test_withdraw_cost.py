@@ -36,6 +36,22 @@ def test_a_withdrawn_macs_group_is_not_merged_again():
     assert importer.table().macs == () and importer.imported == 0 and not importer.tally().used_at
 
 
+def test_a_route_sent_again_keeps_the_winner_state_holds_so_its_withdrawal_is_that_object():
+    """A peer sending its routes again (a route refresh, a session back): each MAC merged anew equals its winner, and
+    the import keeps the winner it gave State, not an equal copy: the MAC's withdrawal later hands State the very
+    object it holds (found by identity, not compared field by field)."""
+    state, _ = setup_view()
+    web = state.policy.find("subnet", "acme/web")
+    importer = RouteImport(state.policy)
+    routes = [MacIpRoute(rd="10.251.0.9:1", mac=f"02:aa:00:00:00:{i:02x}", ip=f"10.0.1.{100 + i}", l2_vni=web["vni"],
+                         next_hop="10.251.0.9", route_targets=tuple(web["import_rts"])) for i in range(20)]
+    given = importer.apply({("p", route.key): route for route in routes}).added
+    again = importer.apply({("p", route.key): MacIpRoute(**vars(route)) for route in routes})  # equal, new objects
+    assert not again and importer.imported == 20
+    gone = importer.apply({("p", route.key): None for route in routes})
+    assert gone.removed == given and {id(mac) for mac in gone.removed} == {id(mac) for mac in given}
+
+
 def test_a_pass_withdrawing_remote_macs_hashes_no_endpoint_and_finds_each_mac_by_identity():
     """A pass withdrawing 200 remote MACs: the owners to recompile are gathered by endpoint identity (an Endpoint's
     hash is its eleven fields', in Python), and State's remote index finds each withdrawn MAC as the object it holds
