@@ -121,6 +121,6 @@ def test_a_host_routes_order_is_read_without_ipaddress(monkeypatch):
     with monkeypatch.context() as patched:
         patched.setattr(derive.ipaddress, "IPv4Address", refuse)
         assert [derive._ip_order(ip) for ip in cases] == expected
-    for bad in ("010.0.0.1", "1.2.3", "1.2.3.4 ", "::1"):
-        with pytest.raises(ipaddress.AddressValueError):
+    for bad in ("010.0.0.1", "1.2.3", "1.2.3.4 ", "::1", "1.2.3.4\x00", "1.2.3.\udc80"):  # (the last two: inet_pton's
+        with pytest.raises(ipaddress.AddressValueError):  # own ValueError before C, a NUL or a lone surrogate)
             derive._ip_order(bad)
