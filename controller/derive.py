@@ -486,10 +486,10 @@ def _evpn_routes(routes, remote_prefixes) -> list[Route]:
 def _ip_order(ip: str) -> int:
     """``int(ipaddress.IPv4Address(ip))``: inet_pton takes exactly the dotted quads it takes (no leading zeros, no
     spaces) in C; anything else goes to ``ipaddress``, which raises as before (10,000 new host routes: 10,000
-    parses in Python)."""
+    parses in Python). ValueError: what inet_pton cannot even pass to C (a NUL, a lone surrogate)."""
     try:
         return int.from_bytes(socket.inet_pton(socket.AF_INET, ip), "big")
-    except (OSError, TypeError):
+    except (OSError, TypeError, ValueError):
         return int(ipaddress.IPv4Address(ip))
 
 

@@ -4,7 +4,10 @@
 refuses): an Endpoint is 11 calls, and 10,000 ports bound at once build 10,000 locations, 20,000 endpoints and
 10,000 host routes. ``one_step_init`` gives such a class an ``__init__`` with the same parameters and defaults that
 sets the instance's ``__dict__`` whole in one call; the instances are the same (fields, equality, hash, repr,
-``dataclasses.replace``, pickling, a ``cached_property`` filled later).
+``dataclasses.replace``, pickling, a ``cached_property`` filled later). Not the same in memory: the dict set whole is
+the instance's own, not CPython's inline values sharing the class's keys (an Endpoint: ~530 bytes, not ~180; 10,000
+ports bound: ~14 MB more for their 40,000 endpoints, locations and host routes), and a field read goes through it
+(a little slower than an inline one).
 """
 
 from __future__ import annotations

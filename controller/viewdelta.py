@@ -110,8 +110,9 @@ class LiveView(OwnerReach):
         kinds = ("vport", "subnet", "domain", "acl", "policy_group")
         ids = {kind: {x["id"] for x in s.policy.all(kind)} for kind in kinds}
         j = Journal(vports=set(s.locations) | ids["vport"], vport_policies=ids["vport"], subnets=ids["subnet"],
-                    domains=ids["domain"], switches=set(s.vrs), vteps=set(s.vteps), remote_subnets=s.remote_index.subnets(),
-                    remote_domains=s.remote_index.domains(), acls=ids["acl"], groups=ids["policy_group"])
+                    domains=ids["domain"], switches=set(s.vrs), vteps=set(s.vteps),
+                    remote_subnets=s.remote_index.subnets(), remote_domains=s.remote_index.domains(), acls=ids["acl"],
+                    groups=ids["policy_group"])
         return self.apply(j, owners=False)
 
     # ------------------------------------------------------------------------------------------ apply

@@ -109,3 +109,19 @@ def test_a_cached_attribute_is_computed_once_and_kept_on_the_instance():
         name="tap1", external_ids=(("iface-id", "vm1"),))
     ep = Endpoint("v", "s", "02:00:00:00:00:01", (), True, "hv1", 5, None)
     assert ep.owner is ep.owner and ep.owner == ("vport", "v")
+
+
+def test_a_hot_instance_with_its_cached_owner_copies_pickles_and_replaces_as_before():
+    """An Endpoint whose owner was read: copied, deep-copied and pickled it is equal, hashes the same and keeps that
+    owner; replaced, the new one's owner is its own (not the cached one carried over)."""
+    import copy
+
+    ep = Endpoint("v", "s", "02:00:00:00:00:01", ("10.0.0.1",), True, "hv1", 5, None)
+    assert ep.owner == ("vport", "v")
+    for made in (copy.copy(ep), copy.deepcopy(ep), pickle.loads(pickle.dumps(ep))):
+        assert made == ep and hash(made) == hash(ep) and made.owner == ep.owner and vars(made) == vars(ep)
+    other = dataclasses.replace(ep, vport_id="w")
+    assert "owner" not in vars(other) and other.owner == ("vport", "w") and other != ep
+    for cls, made in ((Location, Location("v", "hv1", "c", 1, "tap", 5, None, "kvm", None)),
+                      (Route, Route("10.0.0.1/32", "host", None, "v", "s"))):
+        assert pickle.loads(pickle.dumps(made)) == made == copy.copy(made) and isinstance(made, cls)

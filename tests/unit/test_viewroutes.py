@@ -121,6 +121,45 @@ def test_a_host_routes_order_is_read_without_ipaddress(monkeypatch):
     with monkeypatch.context() as patched:
         patched.setattr(derive.ipaddress, "IPv4Address", refuse)
         assert [derive._ip_order(ip) for ip in cases] == expected
-    for bad in ("010.0.0.1", "1.2.3", "1.2.3.4 ", "::1"):
-        with pytest.raises(ipaddress.AddressValueError):
+    for bad in ("010.0.0.1", "1.2.3", "1.2.3.4 ", "::1", "1.2.3.4\x00", "1.2.3.\udc80"):  # (the last two: inet_pton's
+        with pytest.raises(ipaddress.AddressValueError):  # own ValueError before C, a NUL or a lone surrogate)
             derive._ip_order(bad)
+
+
+def test_host_routes_coming_and_going_in_any_order_read_as_a_sorted_table():
+    """Random host routes come and go (also twice, and back before a read) between reads and own-route updates: each
+    read is the table sorted afresh, and the counts of routes per address are those of the routes held once settled."""
+    import random
+    from collections import Counter
+    from types import SimpleNamespace
+
+    from controller import derive as d
+    from controller.viewroutes import OrderedFib
+
+    rng = random.Random(36)
+    for _ in range(200):
+        fib, held, own = OrderedFib(), {}, []
+        fib.set_own((), (), ())
+        for _step in range(rng.randint(1, 40)):
+            ip, vid = f"10.0.0.{rng.randint(1, 6)}", f"v{rng.randint(1, 3)}"
+            key = (-32, d._ip_order(ip), 0, vid)
+            roll = rng.random()
+            if roll < 0.45 and key not in held:
+                fib.add_host(ip, SimpleNamespace(vport_id=vid, subnet_id="s"))
+                held[key] = f"{ip}/32"
+            elif roll < 0.8 and key in held:
+                fib.remove_host(ip, vid)
+                del held[key]
+            elif roll < 0.9:
+                own = [d.Route(f"10.0.{rng.randint(0, 1)}.0/24", "connected", None, None, "s")][:rng.randint(0, 1)]
+                fib.set_own(own, (), ())
+            else:
+                fib.settle()
+            assert fib.empty() == (not held and not own)
+        keys = sorted(held) + [(*d._route_order(r.prefix), 0, "") for r in own]
+        wanted = Counter(key[:2] for key in keys)
+        fib.settle()  # (a route that went is counted until taken out)
+        assert fib.local == wanted and fib.ties == sum(1 for n in wanted.values() if n > 1)
+        if not fib.ties:
+            routes = {**{k: p for k, p in held.items()}, **{(*d._route_order(r.prefix), 0, ""): r.prefix for r in own}}
+            assert [r.prefix for r in fib.ordered()] == [routes[k] for k in sorted(routes)]
