@@ -99,21 +99,33 @@ def test_a_vport_moving_recompiles_its_owner_and_its_subnet_only_where_it_left_a
     assert_matches_full(prog)
 
 
+def remote_mac(web: dict, dom: dict, i: int, ip: str | None = None) -> RemoteMac:
+    """Remote MAC number ``i`` of subnet ``web``, behind one of two remote VTEPs (alternately)."""
+    return RemoteMac(web["id"], f"02:aa:00:00:{i >> 8:02x}:{i & 0xff:02x}", (ip or f"10.0.1.{50 + i}",),
+                     f"10.99.0.{1 + i % 2}", "02:dd:00:00:00:01", dom["l3_vni"])
+
+
+def remote_macs_world(count: int = 200):
+    """``world(vports=6)`` with ``count`` remote MACs in acme/web (``remote_mac``), received and programmed:
+    (state, programmer, the subnet, its domain, the MACs)."""
+    state, prog = world(vports=6)
+    web = state.policy.find("subnet", "acme/web")
+    dom = state.policy.get("domain", web["domain_id"])
+    many = {remote_mac(web, dom, i) for i in range(count)}
+    state.remote_changed(RemoteDelta(added=frozenset(many)))
+    prog.refresh()
+    return state, prog, web, dom, many
+
+
 def test_an_evpn_route_delta_re_derives_and_recompiles_only_the_macs_it_reaches():
     """Received EVPN routes reach State as deltas (State.remote_changed): one MAC added, moved or withdrawn among
     two hundred in the same subnet re-derives that MAC's endpoint only and recompiles only its owner, and a MAC
     taking an IP another remote MAC held gives that one's endpoint back without it."""
-    state, prog = world(vports=6)
-    web = state.policy.find("subnet", "acme/web")
-    dom = state.policy.get("domain", web["domain_id"])
+    state, prog, web, dom, many = remote_macs_world()
 
-    def remote(i, ip=None):  # behind two remote VTEPs, alternately
-        return RemoteMac(web["id"], f"02:aa:00:00:{i >> 8:02x}:{i & 0xff:02x}", (ip or f"10.0.1.{50 + i}",),
-                         f"10.99.0.{1 + i % 2}", "02:dd:00:00:00:01", dom["l3_vni"])
+    def remote(i, ip=None):
+        return remote_mac(web, dom, i, ip)
 
-    many = {remote(i) for i in range(200)}
-    state.remote_changed(RemoteDelta(added=frozenset(many)))
-    prog.refresh()
     assert_matches_full(prog)
     for session in prog.desired:
         prog.take_changes(session)  # handed out
@@ -166,13 +178,7 @@ def test_withdrawing_a_subnets_remote_macs_costs_per_mac_not_per_mac_times_the_s
     subnet's sorted list from the end (no endpoint after it is moved: in ascending order, 10,000 withdrawn MACs
     moved the rest of the list at each, 50 million moves), and finds it in the View by identity; the result is a full
     recompute's."""
-    state, prog = world(vports=6)
-    web = state.policy.find("subnet", "acme/web")
-    dom = state.policy.get("domain", web["domain_id"])
-    many = {RemoteMac(web["id"], f"02:aa:00:00:{i >> 8:02x}:{i & 0xff:02x}", (f"10.0.1.{50 + i}",),
-                      f"10.99.0.{1 + i % 2}", "02:dd:00:00:00:01", dom["l3_vni"]) for i in range(200)}
-    state.remote_changed(RemoteDelta(added=frozenset(many)))
-    prog.refresh()
+    state, prog, web, _, many = remote_macs_world()
     live = prog.live
     sub_on = live.sub_on = _CountingGets(live.sub_on)
     listed = live.ev[web["id"]] = _Removals(live.ev[web["id"]])

@@ -15,7 +15,7 @@ from controller.remote import RemoteDelta, RemoteMac
 from tests.unit.test_evpn import setup_view
 
 from .test_compiler import assert_matches_full
-from .test_incremental_reach import world
+from .test_incremental_reach import remote_macs_world, world
 
 
 def test_a_withdrawn_macs_group_is_not_merged_again():
@@ -56,13 +56,7 @@ def test_a_pass_withdrawing_remote_macs_hashes_no_endpoint_and_finds_each_mac_by
     """A pass withdrawing 200 remote MACs: the owners to recompile are gathered by endpoint identity (an Endpoint's
     hash is its eleven fields', in Python), and State's remote index finds each withdrawn MAC as the object it holds
     (the delta's), not by comparing every field of a frozen dataclass; the result is a full recompute's."""
-    state, prog = world(vports=6)
-    web = state.policy.find("subnet", "acme/web")
-    dom = state.policy.get("domain", web["domain_id"])
-    many = {RemoteMac(web["id"], f"02:aa:00:00:{i >> 8:02x}:{i & 0xff:02x}", (f"10.0.1.{50 + i}",),
-                      f"10.99.0.{1 + i % 2}", "02:dd:00:00:00:01", dom["l3_vni"]) for i in range(200)}
-    state.remote_changed(RemoteDelta(added=frozenset(many)))
-    prog.refresh()
+    state, prog, web, _, many = remote_macs_world()
     hashed, compared = [], []
     real_hash, real_eq = derive_module.Endpoint.__hash__, remote_module.RemoteMac.__eq__
     with patch.object(derive_module.Endpoint, "__hash__", lambda ep: hashed.append(ep) or real_hash(ep)), \
