@@ -14,23 +14,17 @@ import time
 
 import pytest
 
-from tests.integration.test_ha_garps import OUTSIDE_IP, OUTSIDE_MAC, VM_MAC, floating_ip_world
+from tests.integration.test_ha_garps import OUTSIDE_IP, OUTSIDE_MAC, floating_ip_world
+from tests.integration.test_ha_garps import POLICY as GARPS_POLICY
 from tests.integration.test_ha_hold_takeover import flow_changes, flow_monitor, in_sync
 from tests.integration.test_ha_writes import masters, pair_settings, role
 
 pytestmark = pytest.mark.integration
 
-FIP = "203.0.113.11"
 REFRESH_MS, TIMEOUT_MS = 1000, 30000  # vrs.gateway_arp_refresh_ms, vrs.gateway_arp_timeout_ms of both nodes
 DROP_REPLIES = ["OUTPUT", "--opcode", "2", "-j", "DROP"]  # the outside host's ARP replies
-POLICY = {
-    "external_networks": [{"name": "public", "cidr": "203.0.113.0/24", "gateway": OUTSIDE_IP}],
-    "tenants": [{"name": "acme",
-                 "floating_ips": [{"name": "fip-vm1", "external_network": "public", "address": FIP,
-                                   "vport": "web/vm1"}],
-                 "domains": [{"name": "prod", "external_network": "public", "subnets": [
-                     {"name": "web", "cidr": "10.0.1.0/24", "gateway": "10.0.1.1", "vports": [
-                         {"name": "vm1", "mac": VM_MAC, "ips": ["10.0.1.11"], "binding": {"flavour": "kvm"}}]}]}]}]}
+POLICY = {**GARPS_POLICY,  # the same world, the gateway's MAC not given: the active resolves it by ARP
+          "external_networks": [{"name": "public", "cidr": "203.0.113.0/24", "gateway": OUTSIDE_IP}]}
 
 
 def settings(node, peer, priority):
