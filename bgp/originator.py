@@ -18,7 +18,8 @@ endpoint moving changes the two sets it leaves and joins. Type 5 routes (subnet 
 are made again every update (they grow with the subnets, static routes and switches, not the endpoints) and compared.
 
 A View not followed yet (the first update, a View built again from scratch, one without feeds), a feed that overflowed,
-``Mobility`` having walked everything, or an update that raised: everything is taken from scratch. Two sources giving
+``Mobility`` having walked everything or not updated exactly once with this View since the last update read it
+(``Mobility.last_update``), or an update that raised: everything is taken from scratch. Two sources giving
 routes of one key are not kept by delta: ``update`` raises ``Clash`` (after forgetting everything) and the caller uses
 the full ``originate`` (a policy's RDs are unique, and the keys that go are removed before those that come are added: a
 subnet deleted and another given its RD in one pass is no clash). tests/unit/test_originator_oracle.py checks the
@@ -84,6 +85,7 @@ class Originator:
         self._t5: set = set()  # keys of the type 5 routes
         self._subnet_fp: dict = {}
         self._session_fp: dict = {}
+        self._after = None  # (the Mobility, its update number) the last update read (``_changes``)
 
     # ------------------------------------------------------------------ the base of Origins
     def keys_of(self, vport_id) -> list:
@@ -120,11 +122,14 @@ class Originator:
         changed), or None when everything was taken from scratch. ``mobility``: the ``Mobility`` just updated with this
         View (its ``taken``: the (subnet, MAC) pairs whose ``seqs`` entry may have changed since the last update; its
         index of the View's local endpoints by (subnet, MAC) and by session, which this reads instead of keeping its
-        own). ``pacer`` is ticked per endpoint dropped and taken again; the
-        View, policy and ``seqs`` must not change during its pauses (``originate``'s rule). Raises ``Clash`` (see the
-        module docstring); an update that raises is followed by one from scratch."""
+        own; any other than its next update of this View after the one read last: from scratch). ``pacer`` is ticked
+        per endpoint dropped and taken again; the View, policy and ``seqs`` must not change during its pauses
+        (``originate``'s rule). Raises ``Clash`` (see the module docstring); an update that raises is followed by one
+        from scratch."""
         try:
-            return self._update(view, policy, mobility, pacer)
+            changed = self._update(view, policy, mobility, pacer)
+            self._after = (mobility, mobility.updates)
+            return changed
         except BaseException:
             self.forget()  # what changed was kept (``watcher``) before it changed; the rest as the last publish saw it
             raise
@@ -158,8 +163,11 @@ class Originator:
 
     def _changes(self, view, mobility) -> set | None:
         """The local endpoint ids whose routes may have changed (None: start from scratch)."""
-        if self._view() is not view or self._feed is None:
+        if self._view() is not view or self._feed is None or self._after is None:
             return None
+        last, seen = self._after
+        if last is not mobility or mobility.last_update(view) != seen + 1:  # not MAC mobility's next update, of this
+            return None  # View: its ``taken`` and index do not tell what changed since the one read last
         items, taken = self._feed.take(), mobility.taken
         if items is None or taken is None:
             return None

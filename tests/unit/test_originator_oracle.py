@@ -401,6 +401,27 @@ def test_a_publish_whose_hand_over_raised_is_repaired_by_the_next(step, monkeypa
     assert fed.speaker.desired == originate(prog.view, state.policy, fed.mobility.seqs)
 
 
+def test_mac_mobility_updated_twice_between_two_publishes_takes_everything_again(monkeypatch):
+    """The Originator reads MAC mobility's ``taken`` and index of its last update only: when another update came
+    between (a peer's route won a local MAC in it, nothing changed in the last), the next publish starts from scratch
+    instead of keeping the route that is no longer to be announced."""
+    from controller.remote import RemoteDelta, RemoteMac
+
+    monkeypatch.setattr(loglimit, "_last_logged", {})
+    state, prog = local_macs(20)
+    fed = Federation(None, "/unused", state, speaker=DictSpeaker())
+    fed.publish(prog.view)
+    one_port_changed(state, prog, "vm1")
+    fed.publish(prog.view)  # (by delta from here)
+    ep = next(ep for ep in prog.view.local.values() if ep.vport_id == "vm2")
+    moved = RemoteMac(ep.subnet_id, ep.mac, (), "10.99.0.9", seq=3, peer="10.250.0.1")
+    state.remote_changed(RemoteDelta(frozenset({moved}), frozenset()))
+    fed.mobility.update(prog.view, state.remote_index)  # (another caller: the peer's later route wins here)
+    assert fed.mobility.seqs[(ep.subnet_id, ep.mac)] is None
+    fed.publish(prog.view)
+    assert fed.speaker.desired == originate(prog.view, state.policy, fed.mobility.seqs)
+
+
 class _Recording(DictSpeaker):
     """A speaker that also records the keys each call names."""
 
