@@ -157,7 +157,7 @@ class Originator:
             groups.update((sid, ip) for ip in self._t3.get(sid, ()))
         new = [made for sid, ip in groups if (made := self._multicast(sid, ip, view, policy, changed))]
         for sid, ip, route in new:  # (after every key that goes went: a subnet deleted, another given its RD)
-            self._add_multicast(sid, ip, route, changed)
+            self._add_multicast(sid, ip, route, changed, pacer)
         self._prefixes(view, changed)
         return None if scratch else changed
 
@@ -210,7 +210,7 @@ class Originator:
         eps = self._eps
         held = [(eid, old) for eid in eids if (old := eps.get(eid)) is not None]
         if self.watcher is not None:
-            self._keep_dropped(held)
+            self._keep_dropped(held, pacer)
         routes, owner, grouped = self.routes, self._owner, self._groups
         in_subnet = self._in_subnet
         for eid, (ep, keys, group) in held:
@@ -228,7 +228,7 @@ class Originator:
                 groups.add(group)
             pacer.tick()
 
-    def _keep_dropped(self, held) -> None:
+    def _keep_dropped(self, held, pacer: Pacer) -> None:
         """The watcher holds what it reads of the endpoints about to be dropped: their vports' keys, their type 2
         keys and their type 3 groups' keys."""
         vports, keys, seen = [], [], set()
@@ -241,7 +241,7 @@ class Originator:
                 key = self._t3.get(group[0], {}).get(group[1])
                 if key is not None:
                     keys.append(key)
-        self.watcher.keep(vports, keys)
+        _in_slices(self.watcher.keep, vports, keys, pacer)
 
     def _take(self, eids, view, policy, seqs, changed: set, groups: set, pacer: Pacer) -> None:
         """Make the routes of the endpoints ``eids`` the View has (none held: ``_drop`` first). Made first, kept
@@ -262,7 +262,7 @@ class Originator:
             made.append((eid, ep, routes, None if next_hop is None else (sid, next_hop)))
             pacer.tick()
         if self.watcher is not None:
-            self._keep_taken(made)
+            self._keep_taken(made, pacer)
         for session in hops:
             if session not in self._session_fp:  # its facts as this View has them (what its routes are made of)
                 self._session_fp[session] = _session_facts(view, session)
@@ -288,7 +288,7 @@ class Originator:
             eps[eid] = (ep, tuple(routes), group)
             pacer.tick()
 
-    def _keep_taken(self, made) -> None:
+    def _keep_taken(self, made, pacer: Pacer) -> None:
         """The watcher holds what it reads of the vports, type 2 keys and type 3 groups the endpoints ``made`` are
         about to change. Their vports and keys are new here (dropped first; a key held is a ``Clash``)."""
         vports, keys, groups, seen = [], [], [], set()
@@ -301,7 +301,7 @@ class Originator:
                 key = self._t3.get(group[0], {}).get(group[1])
                 if key is not None:
                     groups.append(key)
-        self.watcher.keep_absent(vports, keys)
+        _in_slices(self.watcher.keep_absent, vports, keys, pacer)
         self.watcher.keep(keys=groups)
 
     # ------------------------------------------------------------------ type 3, type 5
@@ -353,13 +353,13 @@ class Originator:
             return None
         return None if route is None else (sid, ip, route)
 
-    def _add_multicast(self, sid, ip, route, changed: set) -> None:
+    def _add_multicast(self, sid, ip, route, changed: set, pacer: Pacer) -> None:
         key = route.key
         if key in self.routes:
             raise Clash(key)
         self._keep_key(key)
         if self.watcher is not None:  # a key they stand behind comes
-            self.watcher.keep(vport_ids=self._groups[sid][ip].vports.values())
+            _in_slices(self.watcher.keep, list(self._groups[sid][ip].vports.values()), [], pacer)
         self.routes[key] = route
         self._group_of[key] = (sid, ip)
         self._t3.setdefault(sid, {})[ip] = key
@@ -420,6 +420,17 @@ def _follow(view):
     except TypeError:
         return _unfollowed, None
     return ref, feeds.follow() if feeds is not None else None
+
+
+def _in_slices(tell, vports: list, keys: list, pacer: Pacer) -> None:
+    """``tell(vports, keys)`` (the watcher's ``keep``) a pacer's ``every`` of each at a time, ticking as many: the
+    endpoints dropped or taken, or the vports behind a new type 3 key, of 10,000 ports gone or new were one unpaused
+    stretch of ~13-21 ms of CPU (load 8). Nothing it reads has changed yet, so what the last publish's Origins
+    answers during the pauses is the same."""
+    step = pacer.every
+    for i in range(0, max(len(vports), len(keys)), step):
+        tell(vports[i:i + step], keys[i:i + step])
+        pacer.tick(step)
 
 
 def _session_facts(view, session) -> tuple:

@@ -294,6 +294,43 @@ def test_a_bulk_publish_costs_less_per_endpoint_than_in_stop_35(case, per_endpoi
     assert cost <= per_endpoint * n, cost
 
 
+@pytest.mark.parametrize("case", ["gone", "new"])
+def test_a_bulk_publish_tells_the_last_origins_between_pauses(case, monkeypatch):
+    """1,000 ports gone or new: the last publish's Origins is told what the Originator is about to change a pacer's
+    ``every`` at a time, pausing between (one call of all of them was an unpaused stretch in proportion to the ports);
+    what it says (what unbinding withdraws during a pause) stays what it said before the publish, in every pause."""
+    from controller.pacer import Pacer
+    from tests.unit.test_evpn import HV1, snapshot
+
+    monkeypatch.setattr(loglimit, "_last_logged", {})
+    n, every = 1_000, 50
+    state, prog, fed = _bulk(n, n if case == "gone" else 0)
+    origins, told, most = fed._origins, [0], [0]
+
+    def counted(real):
+        def tell(vport_ids=(), keys=()):
+            told[0] += len(vport_ids) + len(keys)
+            return real(vport_ids, keys)
+        return tell
+
+    def pause():
+        most[0], told[0] = max(most[0], told[0]), 0
+        if origins is fed._origins:  # (until the hand-over)
+            assert said(origins, keys, vports) == before
+
+    origins.keep, origins.keep_absent = counted(origins.keep), counted(origins.keep_absent)
+    fed.pacer, keys, vports, before = Pacer(pause, every), set(), set(), None
+    state.vrs_update(snapshot("hv1", HV1, [] if case == "gone" else [(f"vm{i}", 10 + i) for i in range(n)]))
+    prog.refresh()
+    keys = set(fed.speaker.desired) | set(origins._count) | set(origins._pins) | set(fed.originator.routes)
+    vports = set(origins._keys_of) | set(fed.originator._eps) | set(prog.view.local)
+    before = said(origins, keys, vports)
+    fed.publish(prog.view)
+    assert fed.speaker.desired == originate(prog.view, state.policy, fed.mobility.seqs)
+    assert said(origins, keys, vports) == before
+    assert 0 < max(most[0], told[0]) <= 3 * every, (most, told)
+
+
 def _subnets(n: int):
     """State and a LiveView: ``n`` routed subnets of one domain, one vport each, all on hv1."""
     from controller import policy as pol
