@@ -42,6 +42,7 @@ class Mobility:
         self.lost_to_sticky: set[tuple[str, str]] = set()  # of those, the ones a peer announces sticky (static)
         self.seqs: dict[tuple[str, str], int | None] = {}  # what ``update`` returns, kept from pass to pass
         self._flag_feed = self.duplicates.feeds.follow()
+        self.updates = 0  # updates that completed (``last_update``)
         self._forget()
 
     def _forget(self) -> None:
@@ -58,6 +59,12 @@ class Mobility:
         self._view_feed = self._remote_feed = None
         self.taken: set | None = None  # the (subnet, MAC) pairs the last update took again (None: every one); only
         # those may have another ``seqs`` entry than before it (bgp/originator.py takes their routes again)
+
+    def last_update(self, view) -> int | None:
+        """The number of the last update (``updates``) when it completed with ``view``, else None. ``taken`` and the
+        index (``endpoints_of``, ``endpoints_on``) tell of that update of that View only: bgp/originator.py reads them
+        only right after the update that follows the one it read last."""
+        return self.updates if self._view() is view else None
 
     def endpoints_of(self, keys) -> set:
         """The ids of the View's local endpoints of the (subnet, MAC) pairs ``keys`` as of the last update."""
@@ -108,6 +115,7 @@ class Mobility:
             self._take(key, remote)
             pacer.tick()
         self.taken = None if endpoints is None or heard is None or flags is None else keys
+        self.updates += 1
         return self.seqs
 
     # ------------------------------------------------------------------ what changed
