@@ -351,16 +351,23 @@ def _subnets(n: int):
     return state, prog
 
 
+def publishing_by_delta(state, prog, vport: str) -> Federation:
+    """A Federation over a DictSpeaker that has published from scratch, then once more after ``vport`` changed:
+    its next publish is by delta."""
+    fed = Federation(None, "/unused", state, speaker=DictSpeaker())
+    fed.publish(prog.view)
+    one_port_changed(state, prog, vport)
+    fed.publish(prog.view)
+    return fed
+
+
 def test_a_one_port_publish_among_many_subnets_builds_no_type_5_route_again(monkeypatch):
     """One port changing among 1,000 subnets: the type 5 routes (one per subnet prefix) are looked up, not built
     and validated again each publish (1,791,519 bytecodes before; docs/benchmarks.md "originate, stop 36"). The
     per-subnet comparisons remain (316 bytecodes a subnet at 2e6aeb8, the bound ~10% above)."""
     monkeypatch.setattr(loglimit, "_last_logged", {})
     state, prog = _subnets(1_000)
-    fed = Federation(None, "/unused", state, speaker=DictSpeaker())
-    fed.publish(prog.view)
-    one_port_changed(state, prog, "vm0")
-    fed.publish(prog.view)  # (by delta from here)
+    fed = publishing_by_delta(state, prog, "vm0")
     one_port_changed(state, prog, "vm0")
     cost = opcodes(lambda: fed.publish(prog.view))
     assert fed.speaker.desired == originate(prog.view, state.policy, fed.mobility.seqs)
@@ -447,10 +454,7 @@ def test_mac_mobility_updated_twice_between_two_publishes_takes_everything_again
 
     monkeypatch.setattr(loglimit, "_last_logged", {})
     state, prog = local_macs(20)
-    fed = Federation(None, "/unused", state, speaker=DictSpeaker())
-    fed.publish(prog.view)
-    one_port_changed(state, prog, "vm1")
-    fed.publish(prog.view)  # (by delta from here)
+    fed = publishing_by_delta(state, prog, "vm1")
     ep = next(ep for ep in prog.view.local.values() if ep.vport_id == "vm2")
     moved = RemoteMac(ep.subnet_id, ep.mac, (), "10.99.0.9", seq=3, peer="10.250.0.1")
     state.remote_changed(RemoteDelta(frozenset({moved}), frozenset()))
