@@ -71,7 +71,8 @@ class DuplicateKeeper(OverLink):
         return self._duplicates()
 
     def counts(self) -> dict:
-        return {"duplicate_not_kept": self.not_kept, "duplicate_dropped": self.dropped}
+        """What GET /v1/ha shows (``runtime``) and, prefixed ``duplicate_``, GET /v1/bgp/peers (``mobility``)."""
+        return {"not_kept": self.not_kept, "dropped": self.dropped}
 
     # ------------------------------------------------------------------ the programming loop's steps
     def take_incoming(self, active: bool) -> None:

@@ -24,7 +24,7 @@ the duplicate MAC flags (bgp/dupkeep.py) it travels beside the store's stream, n
   confirmation times the standby holds are at most that late).
 - **Refused**: a message whose table is not a list of at most ``KEPT`` well-formed entries (the four fields, no
   other; a unicast MAC; a finite age >= 0; no entry twice) is refused whole with one warning naming the entry, the
-  field and why, and counted (``refused``): nothing changes, the table held stays.
+  field and why, and counted (``refused``, shown in GET /v1/ha and /metrics): nothing changes, the table held stays.
 """
 
 from __future__ import annotations
@@ -95,6 +95,9 @@ class GatewayKeeper(OverLink):
 
     def heartbeat(self) -> None:
         self.take_waiting()
+
+    def counts(self) -> dict:
+        return {"refused": self.refused, "not_kept": self.not_kept}
 
     def table(self) -> list[dict]:
         """What the active sends: each resolved MAC with how long ago its gateway confirmed it (at most KEPT)."""

@@ -9,7 +9,7 @@ the active again it sends anew (the other may have changed its own meanwhile and
 
 A subclass says what it sends (``MESSAGE``, ``FIELD``, ``rows``), what names the table's version (``version``: a
 table is sent once per version and link connection), and what a standby does with a table (``receive``) and with
-the active's heartbeats (``heartbeat``).
+the active's heartbeats (``heartbeat``); ``counts`` is what ``GET /v1/ha`` shows of it (``runtime``).
 """
 
 from __future__ import annotations
@@ -26,9 +26,11 @@ class OverLink:
         self._sent = None  # the version last sent (``version``), None: nothing sent since this node was the active
 
     def pair_with(self, pair) -> None:
-        """Send over ``pair``'s link (controller.ha.Pair) and hear its peer's messages."""
+        """Send over ``pair``'s link (controller.ha.Pair), hear its peer's messages, and show in its ``status``
+        (``runtime``, under ``MESSAGE``: ``counts``)."""
         self.link = pair.link
         pair.listeners.append(self.on_peer_message)
+        pair.runtime[self.MESSAGE] = self.counts
 
     def on_peer_message(self, msg: dict, role: str) -> None:
         """Every message from the HA peer (controller.ha.Pair.listeners): an active offers its table on each
@@ -68,6 +70,10 @@ class OverLink:
 
     def receive(self, rows) -> None:
         """Not the active: the active's table (the message's ``FIELD``, unchecked)."""
+        raise NotImplementedError
+
+    def counts(self) -> dict:
+        """What ``GET /v1/ha`` shows of it (``runtime``, under ``MESSAGE``): what was refused or not kept."""
         raise NotImplementedError
 
     def hold(self, version: tuple, last: tuple | None) -> bool:
