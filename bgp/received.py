@@ -241,7 +241,13 @@ def from_exabgp_json(message) -> list[tuple[str, Route]]:
 
 
 def decode_nlri(data: bytes) -> dict:
-    """Decode one EVPN NLRI (type, length, value) into route fields; ValueError if malformed."""
+    """Decode one EVPN NLRI (type, length, value: bytes or any bytes-like object) into route fields; ValueError if
+    malformed, TypeError if not bytes-like."""
+    if type(data) is not bytes:  # a bytearray's slices are unhashable: _rd remembers RDs by their bytes
+        try:
+            data = bytes(memoryview(data))
+        except TypeError:
+            raise TypeError(f"EVPN NLRI: bytes expected, not {type(data).__name__}") from None
     if len(data) < 2 or len(data) != data[1] + 2:
         raise ValueError("EVPN NLRI length does not match its header")
     route_type, value = data[0], data[2:]
