@@ -142,7 +142,7 @@ def _announce(decoded: Decoded, nlri, next_hop, attributes: dict, problem: _Refu
 
 def _nlri_fields(nlri) -> dict:
     try:
-        fields = decode_nlri(bytes.fromhex(nlri["raw"]))
+        fields = _decode_nlri(bytes.fromhex(nlri["raw"]))
     except (ValueError, TypeError, KeyError, IndexError) as error:
         raise _Refuse("malformed", f"NLRI: {error}") from None
     if fields["type"] not in ROUTE_CLASSES:
@@ -248,6 +248,11 @@ def decode_nlri(data: bytes) -> dict:
             data = bytes(memoryview(data))
         except TypeError:
             raise TypeError(f"EVPN NLRI: bytes expected, not {type(data).__name__}") from None
+    return _decode_nlri(data)
+
+
+def _decode_nlri(data: bytes) -> dict:
+    """``decode_nlri`` of bytes (every received route's NLRI, from its hex: no other type to check)."""
     if len(data) < 2 or len(data) != data[1] + 2:
         raise ValueError("EVPN NLRI length does not match its header")
     route_type, value = data[0], data[2:]
