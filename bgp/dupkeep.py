@@ -39,6 +39,7 @@ import os
 
 from controller import fields, secretfile
 from controller.loglimit import warn_limited
+from controller.overlink import OverLink
 from controller.writebehind import WriteBehind
 
 log = logging.getLogger("canopy.bgp")
@@ -48,15 +49,17 @@ MESSAGE = "duplicate_macs"
 MAX_FILE = 1 << 20  # bytes read from the file at most
 
 
-class DuplicateKeeper:
+class DuplicateKeeper(OverLink):
+    MESSAGE, FIELD = MESSAGE, "flags"
+
     def __init__(self, duplicates, path: str | None, wake=lambda: None):
         """``duplicates()``: the DuplicateMacs to keep (MAC mobility's); ``path``: the file (None: none); ``wake``:
         start a programming pass (which takes the flags the active sent)."""
+        super().__init__()  # the HA link once paired (Federation.pair_with), what was sent on it
         self._duplicates, self.path, self.wake = duplicates, path, wake
-        self.link = None  # the HA link (controller.pairlink.PairLink) once paired: Federation.pair_with
         self.not_kept = 0  # flags held now beyond KEPT: neither in the file nor on the standby
         self.dropped = 0  # malformed rows read from the file or received from the active, not taken
-        self._queued = self._sent = None  # duplicates.version last handed to the file; (version, link epoch) last sent
+        self._queued = None  # duplicates.version last handed to the file
         self._incoming: tuple | None = None  # (the active's flags, our version then), taken by the next pass
         # the file, written behind the pass: the app sets its ``spawn`` and ``offload`` (controller/app.py)
         self.file = WriteBehind(path, log, "duplicate MAC flags") if path is not None else None
@@ -68,7 +71,8 @@ class DuplicateKeeper:
         return self._duplicates()
 
     def counts(self) -> dict:
-        return {"duplicate_not_kept": self.not_kept, "duplicate_dropped": self.dropped}
+        """What GET /v1/ha shows (``runtime``) and, prefixed ``duplicate_``, GET /v1/bgp/peers (``mobility``)."""
+        return {"not_kept": self.not_kept, "dropped": self.dropped}
 
     # ------------------------------------------------------------------ the programming loop's steps
     def take_incoming(self, active: bool) -> None:
@@ -83,7 +87,7 @@ class DuplicateKeeper:
         to the standby (``active``)."""
         self._hand_to_file()
         if active:
-            self._offer()
+            self.offer()
 
     def _hand_to_file(self, since=None) -> None:
         """The flags to the file if they changed since they were last handed to it (``since``: the version to
@@ -93,28 +97,19 @@ class DuplicateKeeper:
             self._write(version, self._kept())
             self._queued = version
 
-    # ------------------------------------------------------------------ the HA link (event loop)
-    def on_peer_message(self, msg: dict, role: str) -> None:
-        """Every message from the HA peer (controller.ha.Pair.listeners): an active offers its flags on each
-        heartbeat (sent once per change and connection); a standby takes the active's."""
-        kind = msg.get("t")
-        if role != "active":
-            self._sent = None  # this node sends its flags anew once it is the active again, whatever it sent before
-        if role == "active" and kind in ("hb", "hello"):
-            self._offer()
-        elif role != "active" and kind == MESSAGE:
-            rows = self._valid(msg.get("flags"), "the HA active")
-            if rows is not None:  # not a list: no word on the flags; those held stay
-                self._incoming = (rows, self.duplicates.version)
-                self.wake()
+    # ------------------------------------------------------------------ the HA link (event loop): OverLink's steps
+    def version(self, link) -> tuple:
+        return self.duplicates.version, link.out_epoch
 
-    def _offer(self) -> None:
-        link = self.link
-        if link is None:
-            return
-        sent = (self.duplicates.version, link.out_epoch)
-        if sent != self._sent and link.send({"t": MESSAGE, "flags": self._kept()}):
-            self._sent = sent
+    def rows(self) -> list[dict]:
+        return self._kept()
+
+    def receive(self, rows) -> None:
+        """The active's flags: held until the next pass takes them (``take_incoming``)."""
+        rows = self._valid(rows, "the HA active")
+        if rows is not None:  # not a list: no word on the flags; those held stay
+            self._incoming = (rows, self.duplicates.version)
+            self.wake()
 
     # ------------------------------------------------------------------ the file
     def _kept(self) -> list[dict]:

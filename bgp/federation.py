@@ -121,8 +121,7 @@ class Federation:
 
     def pair_with(self, pair) -> None:
         """Hand the duplicate MAC flags to the HA standby, and take the active's there (``bgp.dupkeep``)."""
-        self.keeper.link = pair.link
-        pair.listeners.append(self.keeper.on_peer_message)
+        self.keeper.pair_with(pair)
 
     def reconfigure(self, bgp_settings, data_dir: str, check=None) -> bool:
         """Hand new bgp settings (SIGHUP) to a speaker with no ExaBGP up, which starts one at once with them

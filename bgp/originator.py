@@ -335,9 +335,10 @@ class Originator:
                            route_targets=_rts(subnet))
         old = self._t3.get(sid, {}).get(ip)
         if route is not None and route.key == old:
-            if self.routes[old] is not route:
-                self.routes[old] = route
-                changed.add(old)
+            if (held := self.routes[old]) is not route:
+                self.routes[old] = route  # (the cache's from now on: compared by identity next time)
+                if held != route:  # an equal one built anew (the route cache cleared): no change
+                    changed.add(old)
             return None
         if old is not None:
             self._keep_key(old, moved=True)  # the key its vports stand behind goes

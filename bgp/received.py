@@ -7,7 +7,7 @@ removes what the peer sent before under that key); nothing a peer sends raises o
 session. Refused:
 
 - ``malformed``: the NLRI or an attribute cannot be decoded (for an attribute: every route of the
-  update, RFC 7606 section 7.14);
+  update, RFC 7606 section 7.14), an IP Address Length field RFC 7432 does not allow included;
 - ``not_vxlan``: no VXLAN encapsulation extended community (RFC 8365 section 5.1.3: MPLS is assumed
   when it is absent) or another tunnel type;
 - ``next_hop``: a next hop that is not IPv4 (an IPv4-mapped IPv6 address counts as its IPv4 address), or a type
@@ -142,7 +142,7 @@ def _announce(decoded: Decoded, nlri, next_hop, attributes: dict, problem: _Refu
 
 def _nlri_fields(nlri) -> dict:
     try:
-        fields = decode_nlri(bytes.fromhex(nlri["raw"]))
+        fields = _decode_nlri(bytes.fromhex(nlri["raw"]))
     except (ValueError, TypeError, KeyError, IndexError) as error:
         raise _Refuse("malformed", f"NLRI: {error}") from None
     if fields["type"] not in ROUTE_CLASSES:
@@ -241,7 +241,18 @@ def from_exabgp_json(message) -> list[tuple[str, Route]]:
 
 
 def decode_nlri(data: bytes) -> dict:
-    """Decode one EVPN NLRI (type, length, value) into route fields; ValueError if malformed."""
+    """Decode one EVPN NLRI (type, length, value: bytes or any bytes-like object) into route fields; ValueError if
+    malformed, TypeError if not bytes-like."""
+    if type(data) is not bytes:  # a bytearray's slices are unhashable: _rd remembers RDs by their bytes
+        try:
+            data = bytes(memoryview(data))
+        except TypeError:
+            raise TypeError(f"EVPN NLRI: bytes expected, not {type(data).__name__}") from None
+    return _decode_nlri(data)
+
+
+def _decode_nlri(data: bytes) -> dict:
+    """``decode_nlri`` of bytes (every received route's NLRI, from its hex: no other type to check)."""
     if len(data) < 2 or len(data) != data[1] + 2:
         raise ValueError("EVPN NLRI length does not match its header")
     route_type, value = data[0], data[2:]
@@ -285,15 +296,27 @@ def _address(data: bytes) -> str:
     return str(getattr(address, "ipv4_mapped", None) or address)
 
 
+def _bad_ip_length(bits: int, route: str) -> ValueError:
+    """Why an IP Address Length field of ``bits`` is refused: RFC 7432 allows only those of _IP_LENGTHS (a length of
+    33 bits was read as 4 bytes). Checked in line by the callers: every received route's, most of them well-formed."""
+    section, allowed = _IP_LENGTHS[route]
+    return ValueError(f"{route} route's IP Address Length is {bits} bits: RFC 7432 section {section} allows {allowed}")
+
+
+_IP_LENGTHS = {"MAC/IP": ("7.2", "0, 32 or 128"), "inclusive multicast": ("7.3", "32 or 128")}
+
+
 def _mac_ip_length(v: bytes) -> int:
     """A type 2 NLRI value's IP length in bytes (0, 4 or 16), its lengths checked; ValueError if malformed."""
     if len(v) < 33 or v[22] != 48:
         raise ValueError("MAC/IP route too short or MAC length is not 48")
+    if v[29] not in (0, 32, 128):
+        raise _bad_ip_length(v[29], "MAC/IP")
     ip_len = v[29] // 8
     labels = max(len(v) - 30 - ip_len, 0)  # bytes of labels after the IP: one or two of 3 bytes
     if labels % 3:
         raise ValueError("label field is not a multiple of 3 bytes")
-    if labels not in (3, 6) or ip_len not in (0, 4, 16):
+    if labels not in (3, 6):
         raise ValueError("MAC/IP route has a bad IP length or label count")
     return ip_len
 
@@ -317,6 +340,8 @@ def _decode_mac_ip(v: bytes) -> dict:
 
 
 def _decode_multicast(v: bytes) -> dict:
+    if len(v) > 12 and v[12] not in (32, 128):
+        raise _bad_ip_length(v[12], "inclusive multicast")
     if len(v) < 13 or len(v) != 13 + v[12] // 8:
         raise ValueError("inclusive multicast route has a bad length")
     return {"rd": _rd(v[:8]), "ethernet_tag": int.from_bytes(v[8:12], "big"),

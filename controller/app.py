@@ -132,8 +132,7 @@ class CanopyApp(RoleWiring, RyuApp):
             if self.federation is not None:  # End-of-RIB only once the role says what this node announces
                 self.federation.settled = lambda: self.pair.role in ("active", "standby")
                 self.federation.pair_with(self.pair)  # duplicate MAC flags go to the standby
-            self.gateway_keep.link = self.pair.link  # and the external gateways' resolved MACs
-            self.pair.listeners.append(self.gateway_keep.on_peer_message)
+            self.gateway_keep.pair_with(self.pair)  # and the external gateways' resolved MACs
             self.pair.applier.pacer = Pacer(give_way, 100)  # a standby checking a big batch pauses (per change)
             self.service.replicate = self.pair.replicate
             self.service.unreplicated = self.pair.replicator.forget  # a write refused or failed: not in our store

@@ -24,7 +24,7 @@ the duplicate MAC flags (bgp/dupkeep.py) it travels beside the store's stream, n
   confirmation times the standby holds are at most that late).
 - **Refused**: a message whose table is not a list of at most ``KEPT`` well-formed entries (the four fields, no
   other; a unicast MAC; a finite age >= 0; no entry twice) is refused whole with one warning naming the entry, the
-  field and why, and counted (``refused``): nothing changes, the table held stays.
+  field and why, and counted (``refused``, shown in GET /v1/ha and /metrics): nothing changes, the table held stays.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ import time
 
 from controller import fields
 from controller.loglimit import warn_limited
+from controller.overlink import OverLink
 
 log = logging.getLogger("canopy.ha")
 MESSAGE = "gateway_macs"
@@ -48,56 +49,55 @@ class Refused(ValueError):
     """Why a gateway_macs message is refused (the entry, the field, the reason)."""
 
 
-class GatewayKeeper:
+class GatewayKeeper(OverLink):
+    MESSAGE, FIELD = MESSAGE, "macs"
+
     def __init__(self, state, resolver, clock=time.monotonic):
         """``state``: State (its ``gateway_macs``); ``resolver``: the app's GatewayResolver (its ``heard`` times and
         ``timeout``)."""
+        super().__init__()  # the HA link once paired (controller/app.py), what was sent on it
         self.state, self.resolver, self.clock = state, resolver, clock
-        self.link = None  # the HA link (controller.pairlink.PairLink): controller/app.py
         self.held: dict[tuple[str, str], tuple[str, float]] = {}  # (switch, network) -> (MAC, heard): the active's
         self.waiting: set[tuple[str, str]] = set()  # those of held not applicable when they came (switch, network)
         self._waited = None  # State.version when ``waiting`` was last looked at (no change since: nothing applies)
         self.refused = 0  # messages refused whole (malformed or hostile)
         self.not_kept = 0  # entries beyond KEPT in the last table built here: not sent
-        self._sent = None  # (State.gateway_version, link epoch, resolver.confirmed) of the last table sent
-        self._sent_at = 0.0  # when (self.clock)
+        self._sent_at = 0.0  # when the last table was sent (self.clock)
 
-    # ------------------------------------------------------------------ the HA link (event loop)
-    def on_peer_message(self, msg: dict, role: str) -> None:
-        """Every message from the HA peer (controller.ha.Pair.listeners): an active offers its table on each
-        heartbeat (sent once per change and connection); any other node takes the active's."""
-        kind = msg.get("t")
-        if role != "active":
-            self._sent = None  # sent anew once this node is the active again, whatever it sent before
-        if role == "active" and kind in ("hb", "hello"):
-            self.offer()
-        elif role != "active" and kind in ("hb", "hello"):
-            self.take_waiting()
-        elif role != "active" and kind == MESSAGE:
-            try:
-                rows = parse(msg.get("macs"))
-            except Refused as exc:
-                self.refused += 1
-                warn_limited(log, ("gateway macs refused",), "gateway MACs from the HA peer refused, nothing "
-                             "changed (%d refused so far): %s", self.refused, exc)
-                return
-            self.take(rows)
+    # ------------------------------------------------------------------ the HA link (event loop): OverLink's steps
+    def version(self, link) -> tuple:
+        return self.state.gateway_version, link.out_epoch, self.resolver.confirmed
 
-    def offer(self) -> None:
-        """The table to the standby if it changed (or the link reconnected) since it was last sent; if only gateways
-        confirmed their MACs, at most every half refresh (with many VRSs an answer comes at every heartbeat, and the
-        whole table went with each: ~25 ms of the standby's event loop at KEPT entries). The standby's confirmation
-        times are then at most half a refresh old: its entries, confirmed every refresh, do not age out there
-        (the timeout is at least two refreshes)."""
-        link = self.link
-        if link is None:
+    def hold(self, version: tuple, last: tuple | None) -> bool:
+        """If only gateways confirmed their MACs, the table goes at most every half refresh (with many VRSs an answer
+        comes at every heartbeat, and the whole table went with each: ~25 ms of the standby's event loop at KEPT
+        entries). The standby's confirmation times are then at most half a refresh old: its entries, confirmed every
+        refresh, do not age out there (the timeout is at least two refreshes)."""
+        return last is not None and version[:2] == last[:2] and \
+            self.clock() - self._sent_at < self.resolver.refresh / 2
+
+    def sent(self) -> None:
+        self._sent_at = self.clock()
+
+    def rows(self) -> list[dict]:
+        return self.table()
+
+    def receive(self, rows) -> None:
+        """Not the active: the active's table, taken (``take``) or refused whole."""
+        try:
+            rows = parse(rows)
+        except Refused as exc:
+            self.refused += 1
+            warn_limited(log, ("gateway macs refused",), "gateway MACs from the HA peer refused, nothing "
+                         "changed (%d refused so far): %s", self.refused, exc)
             return
-        sent, now = (self.state.gateway_version, link.out_epoch, self.resolver.confirmed), self.clock()
-        last = self._sent or (None, None, None)
-        if sent == last or (sent[:2] == last[:2] and now - self._sent_at < self.resolver.refresh / 2):
-            return
-        if link.send({"t": MESSAGE, "macs": self.table()}):
-            self._sent, self._sent_at = sent, now
+        self.take(rows)
+
+    def heartbeat(self) -> None:
+        self.take_waiting()
+
+    def counts(self) -> dict:
+        return {"refused": self.refused, "not_kept": self.not_kept}
 
     def table(self) -> list[dict]:
         """What the active sends: each resolved MAC with how long ago its gateway confirmed it (at most KEPT)."""

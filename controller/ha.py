@@ -103,6 +103,7 @@ class Pair:
         self.applier = Applier(store, state, self.link, log)
         self.applier.accepting = lambda: self.role != "active"
         self.listeners: list[Callable[[dict, str], None]] = []  # (message, role) for each from the peer: bgp.dupkeep
+        self.runtime: dict[str, Callable[[], dict]] = {}  # what status() shows of those (controller/overlink.py)
         self.applier.hello()
         self._stop = threading.Event()
         self._thread = None
@@ -260,6 +261,7 @@ class Pair:
                      "event_loop_lag": peer.hub_lag,
                      "generation_id": peer.generation, "priority": peer.priority},
             "replication": self._replication(),
+            "runtime": {name: counts() for name, counts in self.runtime.items()},
             "switches": self._switch_view(),
         }
 

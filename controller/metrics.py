@@ -316,9 +316,9 @@ def _bgp(federation):
                  "max_moves times within its window): not announced until cleared", (), [((), mobility["duplicate"])])
     kept = federation.keeper.counts()
     yield _gauge("canopy_evpn_duplicate_macs_not_kept", "MACs flagged duplicate beyond those kept across a restart "
-                 "and sent to the HA standby (bgp/dupkeep.py KEPT)", (), [((), kept["duplicate_not_kept"])])
+                 "and sent to the HA standby (bgp/dupkeep.py KEPT)", (), [((), kept["not_kept"])])
     yield _counter("canopy_evpn_duplicate_mac_flags_dropped", "malformed duplicate MAC flags read from the file or "
-                   "received from the HA active, dropped", (), [((), kept["duplicate_dropped"])])
+                   "received from the HA active, dropped", (), [((), kept["dropped"])])
 
 
 def _ha(pair):
@@ -336,3 +336,10 @@ def _ha(pair):
     yield _gauge("canopy_ha_peer_alive", "1 while the peer's heartbeats arrive", (),
                  [((), 1 if (status.get("peer") or {}).get("alive") else 0)])
     yield _counter("canopy_ha_takeovers", "times this node became active", (), [((), status.get("takeovers") or 0)])
+    gateways = status["runtime"].get("gateway_macs")
+    if gateways is not None:
+        yield _counter("canopy_ha_gateway_macs_refused", "tables of external gateways' MACs from the HA peer refused "
+                       "whole (malformed or hostile): nothing taken", (), [((), gateways["refused"])])
+        yield _gauge("canopy_ha_gateway_macs_not_kept", "external gateways' MACs beyond those sent to the HA standby "
+                     "(controller/gatewaykeep.py KEPT): a takeover resolves them again", (),
+                     [((), gateways["not_kept"])])

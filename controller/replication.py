@@ -480,7 +480,8 @@ class Applier:
             return False
         except StoreFault as exc:  # our disk refused it: the active sends it again when its heartbeat says so (paced)
             self.store_refusals += 1
-            self.log.warning("could not store the active's snapshot (nothing applied): %s", exc)
+            warn_limited(self.log, ("replicated snapshot refused by the store", self.store.path),
+                         "could not store the active's snapshot (nothing applied): %s", exc)
             return False
         except (StoreError, KeyError, TypeError, AttributeError) as exc:
             self.log.warning("cannot restore the active's snapshot: %s; asking the active to resync", exc)

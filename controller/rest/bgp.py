@@ -27,7 +27,8 @@ def routes(federation, pause=None) -> list[Route]:
             body["speaker"] = {k: v for k, v in federation.speaker.status().items() if k not in PRIVATE}
             body["import"] = federation.import_counts()
             body["mobility"] = federation.mobility.counts()  # local MACs a peer's route wins (sticky ones apart)
-            body["mobility"].update(federation.keeper.counts())  # flags not kept across a restart, rows dropped
+            kept = federation.keeper.counts()  # flags not kept across a restart, rows dropped
+            body["mobility"].update({f"duplicate_{k}": n for k, n in kept.items()})
             body["mobility"]["duplicate_macs"] = federation.mobility.duplicates.rows()
         return Response(200, body)
 

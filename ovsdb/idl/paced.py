@@ -33,10 +33,9 @@ from ovsdb import longsets
 from ovsdb.idl import refusals, rowloop, slices
 from ovsdb.idl.datums import datum_parser
 from ovsdb.idl.rows import column_value
-from ovsdb.rowchanges import RowChange, RowChanges, deletion
+from ovsdb.rowchanges import RowChange, RowChanges, deletion as _deletion
 
 _ROW_DELETE = ovs.db.idl.ROW_DELETE
-_deletion = deletion
 _OVS_LOG = ovs.db.idl.vlog  # the ovs IDL's own log (silent unless ovs.vlog is initialised), for its own warnings
 # What ovs 4.0.0 raises on a malformed update: its own Error, and Python's where a part of it has the wrong shape (a
 # row's "insert" that is not an object, a set's elements that are not an array, ...). Peer input: the update is refused.

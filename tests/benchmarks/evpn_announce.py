@@ -84,7 +84,21 @@ def run(n: int, early: bool = True) -> dict:
     snap, stamps = report(n), Stamps(federation.speaker, n)
     gc.collect()
     gc.freeze()
+    enabled = gc.isenabled()
     gc.disable()  # as in the controller: its OVSDB updates and programming passes run with the collector paused
+    try:
+        cpu = _steps(state, programmer, federation, snap, stamps)
+    finally:  # the collector as it was, whatever a step raised (a caller's process runs on with it)
+        if enabled:
+            gc.enable()
+        gc.unfreeze()
+    if sum(1 for route in federation.speaker.desired.values() if route.TYPE == 2) != n + 1:
+        raise SystemExit("the speaker does not hold a type 2 route per vport")
+    return cpu
+
+
+def _steps(state, programmer, federation, snap, stamps) -> dict:
+    """The CPU of each of a pass's steps from ``snap`` on (the collector paused by the caller)."""
     cpu, start = {}, time.thread_time()
     state.vrs_update(snap)
     cpu["State takes the report (binding; routes at bind)"] = time.thread_time() - start
@@ -100,10 +114,6 @@ def run(n: int, early: bool = True) -> dict:
     cpu["publish (mobility, originate, command text)"] = time.thread_time() - step
     cpu["from the report: the speaker has a first new route"] = stamps.marks["first"] - start
     cpu["from the report: the speaker has all new routes"] = stamps.marks["all"] - start
-    gc.enable()
-    gc.unfreeze()
-    if sum(1 for route in federation.speaker.desired.values() if route.TYPE == 2) != n + 1:
-        raise SystemExit("the speaker does not hold a type 2 route per vport")
     return cpu
 
 

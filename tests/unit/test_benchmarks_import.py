@@ -34,3 +34,36 @@ def test_the_in_process_receive_withdraw_runs():
     finally:
         logging.getLogger("canopy").setLevel(level)  # the benchmark quiets Canopy's log: not for the tests after this
     assert counts["flow deletes"] >= 50 and "publish: MAC mobility, originate" in cpu
+
+
+@pytest.mark.parametrize("enabled", [True, False], ids=["collector-on", "collector-off"])
+@pytest.mark.parametrize("fails", [False, True], ids=["runs", "a-step-raises"])
+def test_the_announce_benchmark_leaves_the_cyclic_collector_as_it_found_it(enabled, fails, monkeypatch):
+    """evpn_announce pauses the collector (and freezes what exists) around the steps it measures: afterwards, or when
+    a step raised, the collector is on or off as before and nothing is left frozen (the process runs on: tests)."""
+    import gc
+
+    from controller.state import State
+    from tests.benchmarks import evpn_announce
+
+    calls, real = [], State.vrs_update
+
+    def vrs_update(state, snap):  # the second report is the measured one
+        calls.append(snap)
+        if fails and len(calls) == 2:
+            raise RuntimeError("a step failed")
+        return real(state, snap)
+
+    monkeypatch.setattr(State, "vrs_update", vrs_update)
+    was = gc.isenabled()
+    (gc.enable if enabled else gc.disable)()
+    try:
+        if fails:
+            with pytest.raises(RuntimeError, match="a step failed"):
+                evpn_announce.run(3)
+        else:
+            assert evpn_announce.run(3)["compile"] >= 0
+        assert (gc.isenabled(), gc.get_freeze_count(), len(calls)) == (enabled, 0, 2)
+    finally:
+        gc.unfreeze()
+        (gc.enable if was else gc.disable)()

@@ -310,7 +310,7 @@ def test_malformed_rows_are_dropped_and_counted_the_good_ones_kept(tmp_path):
     (tmp_path / "a" / FILE_NAME).write_text(json.dumps({"flags": [good] + bad}))
     fed = federation(tmp_path / "a", now)
     assert fed.mobility.duplicates.rows() == [{**good, "mac": "02:00:00:00:00:aa", "took": 3.0, "window": 60.0}]
-    assert fed.keeper.counts() == {"duplicate_not_kept": 0, "duplicate_dropped": len(bad)}
+    assert fed.keeper.counts() == {"not_kept": 0, "dropped": len(bad)}
 
 
 def test_a_thousand_flags_are_written_with_a_few_calls_not_a_few_per_row(tmp_path):
@@ -342,7 +342,7 @@ def test_stored_flags_are_bounded_the_oldest_kept_and_the_rest_counted(tmp_path,
         at(fed, "hv1")
     stored = json.loads((tmp_path / "a" / FILE_NAME).read_text())["flags"]
     assert [row["mac"] for row in stored] == [f"02:00:00:00:01:{i:02x}" for i in range(3)]
-    assert len(duplicates.flagged) == 5 and fed.keeper.counts()["duplicate_not_kept"] == 2
+    assert len(duplicates.flagged) == 5 and fed.keeper.counts()["not_kept"] == 2
     assert "2 duplicate MAC flag(s) beyond the 3 kept across a restart and sent to the HA standby" in caplog.text
     fed.speaker.peers, fed.speaker.status = list, lambda: {"announced": 0, "restarts": 0}
     assert {m.name: m.samples[0].value for m in _bgp(fed) if m.name.startswith("canopy_evpn_duplicate_mac")} == {
@@ -409,7 +409,7 @@ def test_a_standby_drops_malformed_flags_from_the_active_and_an_active_takes_non
     row = {"subnet_id": key_of(fed)[0], "mac": MAC, "took": 1, "last_move": "away", "window": 60, "since": 999}
     fed.keeper.on_peer_message({"t": MESSAGE, "flags": [row, {"mac": 1}]}, "standby")
     at(fed, "hv1")
-    assert flagged(fed) and fed.keeper.counts()["duplicate_dropped"] == 1
+    assert flagged(fed) and fed.keeper.counts()["dropped"] == 1
     fed.keeper.on_peer_message({"t": MESSAGE, "flags": []}, "active")  # two actives: never taken
     at(fed, "hv1")
     assert flagged(fed)
@@ -427,7 +427,7 @@ def test_a_message_from_the_active_without_a_list_of_flags_leaves_the_standbys_f
     at(fed, "hv1")
     fed.keeper.on_peer_message(message, "standby")
     at(fed, "hv1")
-    assert flagged(fed) and not announced(fed) and fed.keeper.counts()["duplicate_dropped"] == 1
+    assert flagged(fed) and not announced(fed) and fed.keeper.counts()["dropped"] == 1
 
 
 def test_the_same_flags_sent_again_write_no_file(tmp_path):
@@ -484,6 +484,7 @@ def test_the_pair_hands_the_peers_messages_to_the_flags_keeper(tmp_path):
         assert sent == [{"t": MESSAGE, "flags": fed.mobility.duplicates.rows()}]
         pair._on_message({"t": "hb", "role": "standby", "generation": 0, "seq": 0})
         assert len(sent) == 1  # sent once per change and connection
+        assert pair.status()["runtime"] == {"duplicate_macs": {"not_kept": 0, "dropped": 0}}  # GET /v1/ha
     finally:
         store.close()
 

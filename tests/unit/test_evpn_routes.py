@@ -198,6 +198,16 @@ def test_decode_nlri_reads_both_labels():
     assert (fields["l2_vni"], fields["l3_vni"], fields["rd"]) == (5001, 9001, "65001:100")
 
 
+def test_decode_nlri_reads_any_bytes_like_input_and_refuses_other_input_clearly():
+    raw = bytes.fromhex("02280000FDE900000064000000000000000000000000000030525400AABBDD200A01000A001389002329")
+    multicast = bytes.fromhex("03110000FDE90000006400000000207F000002")
+    for data in (raw, multicast):
+        assert decode_nlri(bytearray(data)) == decode_nlri(memoryview(data)) == decode_nlri(data)
+    for bad in (raw.hex(), 7, None, [2, 0]):
+        with pytest.raises(TypeError, match=f"^EVPN NLRI: bytes expected, not {type(bad).__name__}$"):
+            decode_nlri(bad)
+
+
 @pytest.mark.parametrize("route_type", [2, 3])
 def test_ipv4_fields_are_read_without_ipaddress_objects_and_read_as_before(route_type, monkeypatch):
     """An IPv4 RD, IP or next hop in a received NLRI is formatted from its bytes (building an ipaddress object

@@ -335,3 +335,27 @@ def test_a_hostile_mac_of_any_length_is_refused_with_a_line_of_bounded_length(ma
     [line] = [r.getMessage() for r in caplog.records if r.name == "canopy.ha"]
     assert "macs[0].mac: " in line and len(line) < 400, line[:400]
     assert standby.keeper.refused == 1 and standby.state.gateway_macs == {}
+
+
+def test_refused_tables_show_in_the_ha_status_and_the_metrics(tmp_path, monkeypatch):
+    """What the standby refused (and the active did not send) is counted in ``GET /v1/ha`` (``runtime``) and
+    ``/metrics``, beside the duplicate MAC flags' counts (bgp/dupkeep.py), not only in memory."""
+    from tests.unit.test_ha_rules import rest_node
+    from tests.unit.test_operate import samples, scrape
+
+    monkeypatch.setattr(loglimit, "_last_logged", {})
+    standby = node(Clock())
+    store, _, pair, call = rest_node(tmp_path)
+    try:
+        standby.keeper.pair_with(pair)
+        pair._on_message({"t": gk.MESSAGE, "macs": [dict(GOOD, age=-1)]})  # a node still starting: not the active
+        pair._on_message({"t": gk.MESSAGE, "macs": "nonsense"})
+        assert standby.keeper.refused == 2
+        status, body = call("GET", "/v1/ha", None)
+        assert status == 200 and body["runtime"] == {"gateway_macs": {"refused": 2, "not_kept": 0}}
+        call.api.metrics.attach(pair=pair)
+        got = samples(scrape(call.api, token="t0ken"))
+        assert got[("canopy_ha_gateway_macs_refused_total", frozenset())] == 2
+        assert got[("canopy_ha_gateway_macs_not_kept", frozenset())] == 0
+    finally:
+        store.close()

@@ -111,7 +111,10 @@ _NOT_THREE, _COUNT = "label field is not a multiple of 3 bytes", "MAC/IP route h
     (_type2(0, b"", _LABEL * 3), _COUNT),  # three labels
     (_type2(32, bytes([10, 1, 0, 9]), _LABEL + b"\x00"), _NOT_THREE),
     (_type2(32, bytes([10, 1, 0, 9]), _LABEL[:2]), _NOT_THREE),
-    (_type2(24, bytes([10, 1, 0]), _LABEL), _COUNT),  # a 3-byte IP
+    (_type2(24, bytes([10, 1, 0]), _LABEL),  # a 3-byte IP
+     "MAC/IP route's IP Address Length is 24 bits: RFC 7432 section 7.2 allows 0, 32 or 128"),
+    (_type2(33, bytes([10, 1, 0, 9]), _LABEL),  # read as 4 bytes before
+     "MAC/IP route's IP Address Length is 33 bits: RFC 7432 section 7.2 allows 0, 32 or 128"),
     (_type2(32, b"", _LABEL), _COUNT),  # the IP's length says 4 bytes: the label is taken for them
     (_type2(128, bytes(4), _LABEL), _COUNT),  # says 16 bytes, has 4
     (_type2(0, b"", _LABEL, mac_bits=40), "MAC/IP route too short or MAC length is not 48"),

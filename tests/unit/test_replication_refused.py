@@ -120,3 +120,26 @@ def test_the_batches_after_one_the_store_refused_warn_once_per_log_interval(tmp_
     warned = [r for r in caplog.records if r.getMessage().startswith("cannot apply replicated changes")]
     assert len(warned) == 1, [r.getMessage() for r in warned]
     node.close()
+
+
+def test_a_standby_whose_store_keeps_refusing_the_snapshot_warns_once_per_log_interval(tmp_path, monkeypatch, caplog):
+    """The active sends its snapshot again while the standby's disk stays full (its heartbeat says so, paced): each
+    is refused, nothing applied, but the log gets one warning per LOG_EVERY, with a count of those left out."""
+    active = Node(tmp_path / "a", "active", "active", free_port(), free_port())
+    active.service.replicate = None
+    active.tenant("acme")
+    node = Node(tmp_path / "s", "standby", "standby", free_port(), free_port())
+    node.applier.link = Link()
+
+    def full(snapshot):
+        raise StoreFault(node.store.path, "a snapshot", OSError(28, "No space left on device"))
+
+    monkeypatch.setattr(node.store, "restore", full)
+    with caplog.at_level(logging.WARNING, logger="canopy.ha"):
+        for _ in range(20):
+            node.applier.on_message({"t": "snapshot", "snapshot": active.store.snapshot()})
+    assert node.applier.store_refusals == 20 and node.store.last_seq() == 0 and node.state.policy.count("tenant") == 0
+    warned = [r for r in caplog.records if r.getMessage().startswith("could not store the active's snapshot")]
+    assert len(warned) == 1, [r.getMessage() for r in warned]
+    active.close()
+    node.close()
