@@ -88,9 +88,10 @@ def main(argv=None) -> int:
     parser.add_argument("--verbose", action="store_true", help="print each step as it runs (on stderr)")
     parser.add_argument("--code", metavar="DIR", help="run the controller of the checkout at DIR with this venv")
     args = parser.parse_args(argv)
-    sizes = [int(s) for s in args.sizes.split(",")]
-    if not 1 <= args.routes <= er.MAX_ROUTES or not all(1 <= s <= 4096 for s in sizes) or args.rounds < 1:
-        parser.error("--routes 1..60000, --sizes 1..4096 each, --rounds >= 1")
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip().isdigit()]
+    if not 1 <= args.routes <= er.MAX_ROUTES or len(sizes) != len(args.sizes.split(",")) or \
+            not all(1 <= s <= 4096 for s in sizes) or args.rounds < 1:
+        parser.error("--routes 1..60000, --sizes integers 1..4096 separated by commas, --rounds >= 1")
     with Lab() as lab:
         if args.code:
             er.health.run_code(lab, args.code)
