@@ -3,7 +3,7 @@ it finds Canopy's command in a line.
 
 Part of the extension (``bgp.exabgp_ext`` checks the pin before importing this module, and its ``install``
 calls ``install`` here); nothing else in Canopy imports it. It changes how ExaBGP 5.0.15 hands received
-messages to its API process (Canopy's relay), never what goes on the wire:
+messages to its API process (Canopy's relay) and finds the command in a line from it, never what goes on the wire:
 
 - **held writes**: ExaBGP writes (and flushes) each API message on its own: one system call and one wake-up of
   the relay (then of the speaker) per received UPDATE, which GoBGP sends one route at a time. Messages are held
