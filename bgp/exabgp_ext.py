@@ -99,6 +99,7 @@ try:
     from exabgp.environment import getenv
     from exabgp.logger import log as _exabgp_log
     from exabgp.reactor.api.response import Response
+    from exabgp.reactor.api import API
     from exabgp.bgp.message import Message
     from exabgp.reactor.api.processes import Processes
     from exabgp.reactor.daemon import Daemon
@@ -152,6 +153,8 @@ def check_pin() -> None:
         callable(Processes._dispatch.get(Message.CODE.UPDATE)) and callable(getattr(Processes, "_notify", None))
         and "_encoder" in Processes.__init__.__code__.co_names + Processes.clean.__code__.co_names,
         "Daemon.drop_privileges(self)": Daemon.drop_privileges.__code__.co_varnames[:1] == ("self",),
+        "API.response(self, reactor, service, command, use_json)": API.response.__code__.co_varnames[:5]
+        == ("self", "reactor", "service", "command", "use_json"),
         "Update.unpack_message(cls, data, direction, negotiated)":
         Update.unpack_message.__func__.__code__.co_varnames[:4] == ("cls", "data", "direction", "negotiated"),
     }
