@@ -92,10 +92,10 @@ def run(flows: int, switches: int, counted: bool = True) -> dict:
     for f in shared:
         f.key  # noqa: B018 - the cookies computed once, as the first switch's plan does for the others
     totals = {"parse": [0.0, 0], "take in": [0.0, 0], "plan": [0.0, 0]}
+    data = replies(reconciler()[1], shared)  # what every switch answers (encoded once: not counted per switch)
     for profiled in (False,) * switches + (True,) * (switches if counted else 0):  # CPU, then the calls
         rec, switch = reconciler()
         rec.set_desired_owners(want, [Group(7, ())])
-        data = replies(switch, shared)
         entries, cpu, calls = measure(lambda: parse(switch, data), profiled)
         assert len(entries) == len(shared)
         _, cpu2, calls2 = measure(lambda: rec._take_in(entries, []), profiled)
