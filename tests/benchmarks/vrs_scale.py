@@ -40,8 +40,9 @@ was cached, a scrape right after the read-backs cost about a second: 50 full dif
 Printed for each phase: the milestones (s), flow-mods and group-mods sent, the controller's peak RSS (VmHWM), its
 max event-loop lag (tests.benchmarks.health; since start for (a) and (b), the last minute for (c)) and the
 OpenFlow, OVSDB and HA disconnects in the controller's and every ovs-vswitchd's log during the phase (for (c), the
-ovs-vswitchd lines about the survivor only: the killed node's connections end by design). With the machine line
-and load averages. ``--stretches N``: also each phase's N longest stretches of the controller's CPU between two
+ovs-vswitchd lines about the survivor only: the killed node's connections end by design), and the machine's speed
+before and after the phase (vrs_scale_probes.fixed_work_ms: a CPU second of a shared VM is not a fixed amount of
+work). With the machine line and load averages. ``--stretches N``: also each phase's N longest stretches of the controller's CPU between two
 turns of its event loop (controller/stretchtrace.py; for (c) the survivor's, from the kill). After (a): when every
 hypervisor's tunnel neighbour cache held every other VTEP (the tunnel probes' work, polled each second for at most
 120 s; else how many entries it held) with the CPU until then, the upcalls of every ovs-vswitchd so far, and how
