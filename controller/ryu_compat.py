@@ -14,11 +14,8 @@ connections per source address capped, a peer that has not finished the HELLO/fe
 ``OpenFlowGuard.handshake_timeout`` seconds dropped), and every service thread is essential: if one ends,
 the process exits with controller.guard.EXIT_FATAL instead of 0.
 
-Flow-stats replies are parsed lazily (``LazyFlowStats``): an entry's fixed fields at once, its match and
-instructions only when asked for. A read-back of a switch needs table, priority and cookie of each flow; Ryu's
-parser builds the match and every instruction and action as objects (tens of microseconds a flow, on the event
-loop), so 50 switches read back at once with 16,000 flows each held the loop long enough for OVS to drop them
-(tests/benchmarks/vrs_scale.py).
+Flow-stats replies are parsed lazily (controller/flowstats.py ``LazyFlowStats``): an entry's fixed fields at once,
+its match and instructions only when asked for.
 
 A switch's connection gives the event loop a turn every ``READ_PAUSE_BYTES`` read (``PacedSocket``): Ryu's receive
 loop parses whatever the socket holds and yields only every 2,048 messages, so a read-back already in the socket's
@@ -44,6 +41,7 @@ import struct
 from collections import deque
 from dataclasses import dataclass
 
+from controller.flowstats import lazy_flow_stats
 from controller.pacer import Pacer
 from controller.tls import TlsFiles, server_context
 
@@ -129,57 +127,11 @@ def blocking(function, *args):
             hub.sleep(KILLED_WAIT)
         raise
 
-class LazyFlowStats:
-    """One entry of a flow-stats reply, with Ryu's OFPFlowStats attributes: the fixed fields unpacked at once (one
-    tuple; each version's subclass names them), ``match`` and ``instructions`` parsed by Ryu's own parser on first
-    use, from a copy of the entry's bytes."""
-
-    __slots__ = ("_fixed", "_raw", "_full")
-    HEADER: struct.Struct
-    RYU: type  # the version's OFPFlowStats
-
-    @classmethod
-    def parser(cls, buf, offset: int):
-        entry = cls.__new__(cls)
-        fixed = entry._fixed = cls.HEADER.unpack_from(buf, offset)
-        entry._raw = bytes(buf[offset:offset + fixed[0]])
-        entry._full = None
-        return entry
-
-    def _parsed(self):
-        if self._full is None:
-            self._full = self.RYU.parser(self._raw, 0)
-        return self._full
-
-    @property
-    def match(self):
-        return self._parsed().match
-
-    @property
-    def instructions(self):
-        return self._parsed().instructions
-
-    def __repr__(self) -> str:
-        return repr(self._parsed())
-
-
-def _field(index: int) -> property:
-    return property(lambda entry: entry._fixed[index])
-
-
-def _lazy_flow_stats(version, parser, fields: tuple) -> None:
-    """Make ``parser``'s flow-stats replies carry LazyFlowStats entries (``fields``: the fixed part, in order)."""
-    names = {name: _field(index) for index, name in enumerate(fields)}
-    lazy = type(f"LazyFlowStats{version.OFP_VERSION:02x}", (LazyFlowStats,),
-                {"__slots__": (), "HEADER": struct.Struct(version.OFP_FLOW_STATS_0_PACK_STR),
-                 "RYU": parser.OFPFlowStats, **names})
-    parser.OFPFlowStatsReply.cls_stats_body_cls = lazy
-
 
 _FLOW_STATS_13 = ("length", "table_id", "duration_sec", "duration_nsec", "priority", "idle_timeout",
                   "hard_timeout", "flags", "cookie", "packet_count", "byte_count")
-_lazy_flow_stats(ofproto_v1_3, ofproto_v1_3_parser, _FLOW_STATS_13)
-_lazy_flow_stats(ofproto_v1_4, ofproto_v1_4_parser, _FLOW_STATS_13[:8] + ("importance",) + _FLOW_STATS_13[8:])
+lazy_flow_stats(ofproto_v1_3, ofproto_v1_3_parser, _FLOW_STATS_13)
+lazy_flow_stats(ofproto_v1_4, ofproto_v1_4_parser, _FLOW_STATS_13[:8] + ("importance",) + _FLOW_STATS_13[8:])
 
 __all__ = [
     "CONFIG_DISPATCHER",

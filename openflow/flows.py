@@ -126,8 +126,10 @@ class Flow:
 
     @property
     def key(self):
-        """What identifies this exact flow on a switch."""
-        return (self.table, self.priority, self.cookie)
+        """What identifies this exact flow on a switch (the cookie read without a second call once computed: every
+        full plan keys every flow desired, 800,000 after a restart of 50 switches of 16,000 flows)."""
+        cookie = self._cookie
+        return (self.table, self.priority, self.cookie if cookie is None else cookie)
 
     def __str__(self):
         return render_flow(self)

@@ -75,6 +75,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import operator
 import time
 
 from controller.logs import Throttle
@@ -84,11 +85,12 @@ from openflow import decode, encode
 from openflow.atonce import PLANS as _PLANS, READ_BACKS as _READ_BACKS, READ_BACKS_AT_ONCE, plan_slot  # noqa: F401
 from openflow.changeset import ChangeSet
 from openflow.flows import Group, render_group
-from openflow.installed import FlowBook, paced
+from openflow.installed import FlowBook, chunked, paced
 from openflow.reconciler_report import OPENFLOW_NAMES, SwitchReport
 from openflow.reconciler_send import REPLY_RATE, REPLY_TIMEOUT, ChangeSender, Waiter  # noqa: F401  (as before)
 
 CANOPY_GROUPS = range(2 << 24)
+_STATS_KEY = operator.attrgetter("table_id", "priority", "cookie")  # a flow read back as Flow.key names it
 #: The replies the app must forward to ``SwitchReconciler.handle`` (a list, as set_ev_cls wants).
 REPLY_EVENTS = [ofp_event.EventOFPFlowStatsReply, ofp_event.EventOFPGroupDescStatsReply,
                 ofp_event.EventOFPBarrierReply, ofp_event.EventOFPBundleCtrlMsg, ofp_event.EventOFPErrorMsg,
@@ -340,13 +342,11 @@ class SwitchReconciler(ChangeSender, SwitchReport):
 
     def _take_in(self, flows: list, groups: list) -> None:
         """Make what the switch answered the book's installed flows and groups."""
-        installed = {}
-        for stats in paced(flows, self.pacer.tick):
-            key = (stats.table_id, stats.priority, stats.cookie)
-            if key in installed:
-                self._log.warning("two installed flows share table, priority and cookie: %s",
-                                  decode.describe_stats(self.ofp, stats))
-            installed[key] = stats
+        installed: dict = {}
+        for part in chunked(flows, self.pacer.tick):  # keyed in C (controller/flowstats.py: fields read in C too)
+            installed.update(zip(map(_STATS_KEY, part), part))
+        if len(installed) < len(flows):
+            self._warn_shared_keys(flows)
         self._book.read_back(installed)
         self._installed_groups = {g.group_id: decode.decode_group(self.ofp, g) for g in paced(groups, self.pacer.tick)
                                   if g.group_id in self._owned}
@@ -355,6 +355,16 @@ class SwitchReconciler(ChangeSender, SwitchReport):
         self.counters["read_backs"] += 1
         self._log.info("read back %d Canopy flows and %d Canopy groups (OpenFlow %s)", len(installed),
                        len(self._installed_groups), OPENFLOW_NAMES.get(self.ofp.OFP_VERSION, "?"))
+
+    def _warn_shared_keys(self, flows: list) -> None:
+        """Each entry read back after another with its table, priority and cookie (the last one is kept)."""
+        seen = set()
+        for stats in flows:
+            key = _STATS_KEY(stats)
+            if key in seen:
+                self._log.warning("two installed flows share table, priority and cookie: %s",
+                                  decode.describe_stats(self.ofp, stats))
+            seen.add(key)
 
     # ------------------------------------------------------------------------------ planning
 

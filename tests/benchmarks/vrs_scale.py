@@ -40,8 +40,9 @@ was cached, a scrape right after the read-backs cost about a second: 50 full dif
 Printed for each phase: the milestones (s), flow-mods and group-mods sent, the controller's peak RSS (VmHWM), its
 max event-loop lag (tests.benchmarks.health; since start for (a) and (b), the last minute for (c)) and the
 OpenFlow, OVSDB and HA disconnects in the controller's and every ovs-vswitchd's log during the phase (for (c), the
-ovs-vswitchd lines about the survivor only: the killed node's connections end by design). With the machine line
-and load averages. ``--stretches N``: also each phase's N longest stretches of the controller's CPU between two
+ovs-vswitchd lines about the survivor only: the killed node's connections end by design), and the machine's speed
+before and after the phase (vrs_scale_probes.fixed_work_ms: a CPU second of a shared VM is not a fixed amount of
+work). With the machine line and load averages. ``--stretches N``: also each phase's N longest stretches of the controller's CPU between two
 turns of its event loop (controller/stretchtrace.py; for (c) the survivor's, from the kill). After (a): when every
 hypervisor's tunnel neighbour cache held every other VTEP (the tunnel probes' work, polled each second for at most
 120 s; else how many entries it held) with the CPU until then, the upcalls of every ovs-vswitchd so far, and how
@@ -73,8 +74,9 @@ from tests.benchmarks.ha_takeover import Node, ha_settings, machine, progress
 from tests.benchmarks.port_to_ping import add_present_ports
 from tests.benchmarks.takeover_witness import ControllerTable, connected_as
 from tests.benchmarks.vrs_scale_report import PHASES, phase_lines, report
-from tests.benchmarks.vrs_scale_probes import (Spy, cpu_seconds, loop_thread, machine_busy, neighbour_table_fulls,
-                                               niceness, peak_rss_mb, sent, switches, unresolved)
+from tests.benchmarks.vrs_scale_probes import (Spy, cpu_seconds, fixed_work_ms, loop_thread, machine_busy,
+                                               neighbour_table_fulls, niceness, peak_rss_mb, sent, switches,
+                                               unresolved)
 from tests.harness import cpugroup
 from tests.harness.cpugroup import CpuGroupError, cpu_group_of
 from tests.harness.hosts import BR_INT
@@ -243,7 +245,8 @@ class Scale:
                 "machine": machine_busy(), "wall": time.monotonic(), "loop_cpu": loop_cpu, "loop_wait": loop_wait}
 
     def phase(self, node: Node, follow: Follow, timeout: float, what: str, logs, ovs_filter=None,
-              since=None, baseline=None, spy: Spy | None = None, cpu0: dict | None = None) -> dict:
+              since=None, baseline=None, spy: Spy | None = None, cpu0: dict | None = None,
+              speed: float | None = None) -> dict:
         spy = spy or Spy(self.lab, node, self.args.profile, what.split(":")[0].replace(" ", "-"))
         try:
             follow.wait(self.lab, timeout, what)
@@ -251,11 +254,13 @@ class Scale:
             spy.stop()
         cpu1 = self.cpu(node)
         used = {k: round(cpu1[k] - v, 1) for k, v in (cpu0 or {}).items()}
+        speeds = [speed, fixed_work_ms()]  # the machine's speed before the phase (the caller's) and after it
         now = sent(follow.switches)
         if baseline:
             now = {k: v - baseline[k] for k, v in now.items()}
         lag = health.lag_from_status(node.get("/v1/status")) or {}
         return {"milestones": follow.milestones, **now, "peak_rss_mb": peak_rss_mb(node), "cpu_s": used,
+                "fixed_work_ms": speeds,
                 "nice": niceness(node.proc.pid), "cpu_group": cpu_group_of(node.proc.pid),
                 "stretches": self.stretches(node),
                 "lag_max_ms": lag.get("max_ms"), "lag_max_1m_ms": lag.get("max_1m_ms"),
@@ -275,12 +280,13 @@ class Scale:
     def cold_start(self) -> dict:
         proc = self.single.proc
         since = health.log_offsets(proc.log_path, *self.ovs_logs)
+        speed = fixed_work_ms()
         cpu0, fulls0 = self.cpu(), neighbour_table_fulls()
         t0 = time.monotonic()
         proc.start(START_TIMEOUT)
         follow = Follow(self.single, self.dpids, len(self.ports), t0)
         out = self.phase(self.single, follow, self.args.timeout, "cold start: every switch in sync",
-                         [proc.log_path], since=since, cpu0=cpu0)
+                         [proc.log_path], since=since, cpu0=cpu0, speed=speed)
         out["resolved_s"] = resolved(self.hvs, t0, RESOLVE_TIMEOUT)
         out["upcalls"], out["table_fulls"] = upcalls(self.hvs), neighbour_table_fulls() - fulls0
         cpu1 = self.cpu(self.single)
@@ -291,6 +297,7 @@ class Scale:
         proc = self.single.proc
         proc.stop()
         since = health.log_offsets(proc.log_path)
+        speed = fixed_work_ms()
         cpu0 = self.cpu()
         t0 = time.monotonic()
         proc.start(START_TIMEOUT)
@@ -299,7 +306,7 @@ class Scale:
         since.update(health.log_offsets(*self.ovs_logs))
         follow = Follow(self.single, self.dpids, len(self.ports), t0, read_back=True)
         return self.phase(self.single, follow, self.args.timeout, "restart: every switch read back, in sync",
-                          [proc.log_path], since=since, cpu0=cpu0)
+                          [proc.log_path], since=since, cpu0=cpu0, speed=speed)
 
     def takeover(self) -> dict:
         """(c): the pair built and ready; SIGKILL of the active; the survivor active and in sync everywhere."""
@@ -332,6 +339,7 @@ class Scale:
         before = sent(switches(standby) or {})
         since = health.log_offsets(standby.proc.log_path, *self.ovs_logs)
         spy = Spy(lab, standby, args.profile, "takeover")
+        speed = fixed_work_ms()
         cpu0 = self.cpu(standby)
         build = self.stretches(standby)  # the standby's from its start: its lag "since start" happened there
         self.stretches(standby, reset=True)  # the survivor's stretches of the takeover only
@@ -340,7 +348,7 @@ class Scale:
         follow = Follow(standby, self.dpids, len(self.ports), t0, active=True)
         out = self.phase(standby, follow, args.timeout, "takeover: the survivor active, every switch in sync",
                          [standby.proc.log_path], ovs_filter=standby.host.ip, since=since, baseline=before, spy=spy,
-                         cpu0=cpu0)
+                         cpu0=cpu0, speed=speed)
         out["disconnects"].pop("HA link (controller log)")  # the link to the killed node ends by design
         tables = [ControllerTable(lab, hv, lab.workdir / f"{hv.name}-controller-table.csv") for hv in self.hvs]
         master = connected_as(standby.target, "master")

@@ -5,11 +5,13 @@ and py-spy profiles of a phase."""
 
 from __future__ import annotations
 
+import gc
 import os
 import re
 import signal
 import subprocess
 import sys
+import time
 from typing import TYPE_CHECKING
 
 from tests.harness import netns
@@ -125,6 +127,31 @@ def neighbour_table_fulls(path: str = "/proc/net/stat/arp_cache") -> int:
     head, *rows = open(path).read().split("\n")
     column = head.split().index("table_fulls")
     return sum(int(row.split()[column], 16) for row in rows if row.strip())
+
+
+FIXED_WORK_ROUNDS = 300_000
+
+
+def fixed_work_ms(rounds: int = FIXED_WORK_ROUNDS) -> float:
+    """CPU milliseconds this process takes for a fixed piece of pure-Python work (tuples hashed into a dict and
+    looked up, as much of the controller's work is): the machine's speed at that moment. A CPU second of this shared
+    virtual machine is not a fixed amount of work: the same controller code took 30-40 % more CPU in every phase at
+    stop 36 than at stop 35's end, and so did GoBGP's own baseline, which runs no Canopy code (docs/benchmarks.md,
+    "restart CPU, stop 37"). Two runs' CPU figures compare only at about the same speed."""
+    collecting = gc.isenabled()
+    gc.disable()  # the cyclic collector's passes over this process's own heap (which grows with the run) not counted
+    try:
+        started = time.thread_time()
+        table = {}
+        for i in range(rounds):
+            table[(i & 1023, i)] = i
+        hits = sum(1 for i in range(rounds) if (i & 1023, i) in table)
+        used = time.thread_time() - started
+    finally:
+        if collecting:
+            gc.enable()
+    assert hits == rounds
+    return round(used * 1000, 1)
 
 
 def machine_busy() -> float:

@@ -61,6 +61,10 @@ def phase_lines(name: str, ph: dict, a: dict) -> list[str]:
                          f"and waiting for one (the machine's share of the lag, not the controller's work); the "
                          f"controller at nice {nice}, its scheduling group at nice {group}, its CPU cgroup "
                          f"{ph.get('cpu_group')}")
+    if ph.get("fixed_work_ms"):
+        before, after = ph["fixed_work_ms"]
+        lines.append(f"    the machine's speed: a fixed piece of Python work took {before} ms of CPU before the phase, "
+                     f"{after} ms after it (vrs_scale_probes.fixed_work_ms: CPU figures compare at equal speed)")
     if "resolved_s" in ph:
         rc = ph["cpu_s_resolved"]
         r = ph["resolved_s"]

@@ -1,6 +1,6 @@
 """tests.benchmarks.vrs_scale_report: a phase says how the controller was run (nice, its scheduling group's, its CPU
 cgroup's weight), and the takeover says when the survivor's lag since its start happened (its late samples before
-the kill)."""
+the kill), and each phase the machine's speed before and after it (a fixed piece of Python work's CPU)."""
 
 from tests.benchmarks.vrs_scale_report import phase_lines, report
 
@@ -51,3 +51,14 @@ def test_a_cold_start_that_left_entries_unresolved_says_which_and_where_the_arp_
             "request got there) in 31") in text
     done = takeover(resolved_s={**resolved, "s": 20.7, "unresolved": None}, cpu_s_resolved=cold["cpu_s_resolved"])
     assert "unresolved then" not in "\n".join(phase_lines("cold_start", done, {"vrs": 50}))
+
+
+def test_a_phase_gives_the_machines_speed_before_and_after_it():
+    text = "\n".join(phase_lines("restart", takeover(fixed_work_ms=[118.2, 131.7]), {"vrs": 50}))
+    assert "a fixed piece of Python work took 118.2 ms of CPU before the phase, 131.7 ms after it" in text
+    assert "the machine's speed" not in "\n".join(phase_lines("restart", takeover(), {"vrs": 50}))
+
+
+def test_the_fixed_work_is_measured_in_cpu_milliseconds():
+    from tests.benchmarks.vrs_scale_probes import fixed_work_ms
+    assert 0 < fixed_work_ms(rounds=20_000) < fixed_work_ms(rounds=400_000)

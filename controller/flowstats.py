@@ -1,0 +1,66 @@
+"""Flow-stats entries as a read-back parses them: the fixed fields at once, the match and instructions on first use.
+
+Part of the door to Ryu (controller/ryu_compat.py installs ``LazyFlowStats`` as each OpenFlow version's flow-stats
+body: ``lazy_flow_stats``). A read-back of a switch needs table, priority and cookie of each flow; Ryu's parser
+builds the match and every instruction and action as objects (tens of microseconds a flow, on the event loop), so
+50 switches read back at once with 16,000 flows each held the loop long enough for OVS to drop them
+(tests/benchmarks/vrs_scale.py).
+
+An entry is a tuple of its fixed fields (in the version's ``OFP_FLOW_STATS_0_PACK_STR`` order) and its bytes, whose
+named fields are read by ``operator.itemgetter``: in C, without a Python call. A restart of vrs_scale parses and
+keys 800,000 entries (50 switches of 16,000 flows), and Ryu's parse loop reads ``length`` twice and the read-back
+``table_id``, ``priority`` and ``cookie`` once each: five Python calls an entry, when they were properties of
+functions (tests/benchmarks/read_back_cost.py: docs/benchmarks.md, "restart CPU, stop 37").
+"""
+
+from __future__ import annotations
+
+import operator
+import struct
+
+
+class LazyFlowStats(tuple):
+    """One entry of a flow-stats reply with Ryu's OFPFlowStats attributes: the fixed fields, then the entry's bytes
+    (a copy), whose ``match`` and ``instructions`` Ryu's own parser builds on first use (kept in the instance's
+    dict: a tuple subclass has no slots of its own). Each version's subclass names its fields (``lazy_flow_stats``)."""
+
+    HEADER: struct.Struct
+    RYU: type  # the version's OFPFlowStats
+
+    @classmethod
+    def parser(cls, buf, offset: int):
+        fixed = cls.HEADER.unpack_from(buf, offset)
+        return tuple.__new__(cls, (*fixed, bytes(buf[offset:offset + fixed[0]])))
+
+    def _parsed(self):
+        try:
+            return self._full
+        except AttributeError:
+            full = self._full = self.RYU.parser(self[-1], 0)
+            return full
+
+    @property
+    def match(self):
+        return self._parsed().match
+
+    @property
+    def instructions(self):
+        return self._parsed().instructions
+
+    def __repr__(self) -> str:
+        return repr(self._parsed())
+
+    # compared and hashed as the objects Ryu makes are (by identity), not as tuples of their bytes
+    __eq__ = object.__eq__
+    __ne__ = object.__ne__
+    __hash__ = object.__hash__
+
+
+def lazy_flow_stats(version, parser, fields: tuple) -> type:
+    """Make ``parser``'s flow-stats replies carry LazyFlowStats entries (``version``: its ofproto module; ``fields``:
+    the fixed part's names, in order). The class made."""
+    names = {name: property(operator.itemgetter(index)) for index, name in enumerate(fields)}
+    lazy = type(f"LazyFlowStats{version.OFP_VERSION:02x}", (LazyFlowStats,),
+                {"HEADER": struct.Struct(version.OFP_FLOW_STATS_0_PACK_STR), "RYU": parser.OFPFlowStats, **names})
+    parser.OFPFlowStatsReply.cls_stats_body_cls = lazy
+    return lazy
