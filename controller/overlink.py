@@ -3,9 +3,10 @@ MAC flags (bgp/dupkeep.py) and the external gateways' resolved MACs (controller/
 
 Neither is policy: it is never a write to confirm, never refused for a standby away, never numbered in the change
 history. The active sends its whole table as one message, ``{"t": MESSAGE, FIELD: [...]}``, whenever it changed and
-again on each new connection of the link (looked at on each of the standby's heartbeats: at most one table per
-heartbeat interval); the standby takes the active's. A node that is not the active forgets what it sent: once it is
-the active again it sends anew (the other may have changed its own meanwhile and not sent it).
+again on each new connection of the link (looked at on each of the standby's heartbeats, ``offer``: from there at
+most one table per heartbeat interval; the duplicate MAC flags also offer theirs after each programming pass that
+changed them, bgp/dupkeep.py ``sync``); the standby takes the active's. A node that is not the active forgets what
+it sent: once it is the active again it sends anew (the other may have changed its own meanwhile and not sent it).
 
 A subclass says what it sends (``MESSAGE``, ``FIELD``, ``rows``), what names the table's version (``version``: a
 table is sent once per version and link connection), and what a standby does with a table (``receive``) and with

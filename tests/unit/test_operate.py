@@ -496,9 +496,13 @@ def test_wait_programmed_reports_progress_until_nothing_is_pending():
                            out=io.StringIO()) == cli.EXIT_TIMEOUT
 
 
-def test_dashboard_and_served_metrics_are_documented(ctl):
+def test_dashboard_and_served_metrics_are_documented(ctl, tmp_path):
     import re
     from pathlib import Path
+
+    from controller.gatewaykeep import GatewayKeeper
+    from openflow.gateway_arp import GatewayResolver
+    from tests.unit.test_ha_rules import rest_node
 
     root = Path(__file__).resolve().parents[2]
     documented = set(re.findall(r"`(canopy_\w+)`", (root / "docs/operations.md").read_text()))
@@ -513,10 +517,17 @@ def test_dashboard_and_served_metrics_are_documented(ctl):
     # neighbors and listed in no table
     federation = FederationStandIn(SimpleNamespace(status=lambda: {"announced": 0, "restarts": 0}), lambda: [
         {"address": "192.0.2.1", "asn": 65001, "state": "up", "received": 0, "sent": 0}])
-    ctl.api.metrics.attach(reconcilers=dict, collector=Collections(), federation=federation)
-    served = {family.name for family in text_string_to_metric_families(scrape(ctl.api).encoded().decode())
-              if family.name.startswith("canopy_")}
-    assert served and {n if n in documented else n + "_total" for n in served} <= documented
+    # and a pair's, with the runtime state it carries (controller/overlink.py): the gateway MACs' counts
+    store, state, pair, _ = rest_node(tmp_path / "pair")
+    try:
+        GatewayKeeper(state, GatewayResolver(refresh=10, timeout=30)).pair_with(pair)
+        ctl.api.metrics.attach(reconcilers=dict, collector=Collections(), federation=federation, pair=pair)
+        served = {family.name for family in text_string_to_metric_families(scrape(ctl.api).encoded().decode())
+                  if family.name.startswith("canopy_")}
+    finally:
+        store.close()
+    assert {"canopy_ha_takeovers", "canopy_ha_gateway_macs_refused", "canopy_ha_gateway_macs_not_kept"} <= served
+    assert {n if n in documented else n + "_total" for n in served} <= documented
 
 
 def test_openapi_lists_the_operations_routes(ctl):

@@ -4,10 +4,12 @@ at once (tests/integration/test_store_full.py failed when the heartbeat's catch-
 Also when the refused change is the write still pending (its confirm() returned, its commit not ended yet)."""
 
 import logging
+from types import SimpleNamespace
 
 import pytest
 
 import controller.replication as replication
+from controller import loglimit
 from controller.replication import REFUSED_HOLDOFF, STORE_REFUSED
 from controller.store import StoreFault
 
@@ -135,11 +137,16 @@ def test_a_standby_whose_store_keeps_refusing_the_snapshot_warns_once_per_log_in
         raise StoreFault(node.store.path, "a snapshot", OSError(28, "No space left on device"))
 
     monkeypatch.setattr(node.store, "restore", full)
+    clock = [1000.0]  # the limiter's clock: the flood within one LOG_EVERY however slow the machine, then one past it
+    monkeypatch.setattr(loglimit, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    monkeypatch.setattr(loglimit, "_last_logged", {})
     with caplog.at_level(logging.WARNING, logger="canopy.ha"):
         for _ in range(20):
             node.applier.on_message({"t": "snapshot", "snapshot": active.store.snapshot()})
-    assert node.applier.store_refusals == 20 and node.store.last_seq() == 0 and node.state.policy.count("tenant") == 0
-    warned = [r for r in caplog.records if r.getMessage().startswith("could not store the active's snapshot")]
-    assert len(warned) == 1, [r.getMessage() for r in warned]
+        clock[0] += loglimit.LOG_EVERY
+        node.applier.on_message({"t": "snapshot", "snapshot": active.store.snapshot()})
+    assert node.applier.store_refusals == 21 and node.store.last_seq() == 0 and node.state.policy.count("tenant") == 0
+    warned = [r.getMessage() for r in caplog.records if r.getMessage().startswith("could not store the active's")]
+    assert len(warned) == 2 and "(19 more like it not logged)" in warned[1], warned
     active.close()
     node.close()
