@@ -34,7 +34,7 @@ class OwnerReach:
         for aid in acls:
             for session in local.acl_on.get(aid, ()):
                 reached[session].add(Owner("acl", aid))
-        for vid in set(ports) | {eid for eid, (_, new) in self.changed.items() if new is None or new.kind == "vport"}:
+        for vid in self._policed(ports, local):
             was = local.drop(vid)
             ep, port = self.view.endpoints.get(vid), self.sec.view.ports.get(vid)
             if port is not None and ep is not None and ep.kind == "vport" and ep.key:
@@ -49,15 +49,33 @@ class OwnerReach:
             reached[session] |= {Owner("acl_port", vid) for vid in vids}
         self.acl_reach = reached
 
+    def _policed(self, ports, local) -> set:
+        """The vports to look at again for their security: those whose policy changed (``ports``) and, of the vport
+        endpoints this pass changed (gone ones included), those policed before or now (one that is neither has
+        nothing to drop or put; found by set operations, C loops: 10,000 unpoliced vports gone were ~40 bytecodes
+        each)."""
+        changed = self.changed
+        out = set(ports)
+        for vid in (local.at.keys() & changed.keys()) | (self.sec.view.ports.keys() & changed.keys()):
+            new = changed[vid][1]
+            if new is None or new.kind == "vport":
+                out.add(vid)
+        return out
+
     def _metadata(self):
         """A vport endpoint that changed (came, went, moved): its metadata steering where it was and is, on
         switches with a metadata agent port (openflow/metadata.py; a switch whose agent port changed is compiled
         whole)."""
         switches = self.view.switches
+        agents = {session for session, sw in switches.items() if getattr(sw, "metadata_port", None)} \
+            if len(switches) < len(self.changed) else None  # (many endpoints: the few switches looked at first)
+        if agents is not None and not agents:  # (most often: no switch has an agent port, nothing to steer)
+            return
         for eid, pair in self.changed.items():
             self.pacer.tick()
             sessions = {ep.session for ep in pair if ep is not None and ep.kind == "vport" and
-                        getattr(switches.get(ep.session), "metadata_port", None)}
+                        (ep.session in agents if agents is not None else
+                         getattr(switches.get(ep.session), "metadata_port", None))}
             if sessions:
                 self._add(Owner("metadata", eid), sessions)
 
