@@ -326,22 +326,25 @@ class LiveView(OwnerReach, SubnetPlaces):
 
     # ------------------------------------------------------------------------------------------ endpoints
     def _vport_eps(self, vids, policy_changed):
-        p, s, v = self.state.policy, self.state, self.view
+        p, v = self.state.policy, self.view
+        # (State's and the View's tables are changed in place, never replaced: read once, not through _Pinned per vport)
+        locations, endpoints, switches, subnets, tick = self.state.locations, v.endpoints, v.switches, v.subnets, \
+            self.pacer.tick
         self.leaving = {}  # subnet -> vport ids leaving its sorted vports, taken out together (_unplace)
         try:
             for vid in sorted(vids):
-                self.pacer.tick()
+                tick()
                 vport = p.get("vport", vid)
                 if vid in policy_changed:
                     self._server(vid, vport)
-                loc = s.locations.get(vid)
+                loc = locations.get(vid)
                 new = None
-                if vport is not None and loc is not None and loc.session in v.switches and \
-                        vport["subnet_id"] in v.subnets:
+                if vport is not None and loc is not None and loc.session in switches and \
+                        vport["subnet_id"] in subnets:
                     new = d.vport_endpoint(vport, loc)
-                old = v.endpoints.get(vid)
+                old = endpoints.get(vid)
                 old = old if old is not None and old.kind == "vport" else None
-                if old != new:
+                if (old is None) != (new is None) or (old is not None and old != new):  # (gone: no __eq__ call)
                     self._swap(vid, old, new)
                     if old is not None:
                         self._place(old, remove=True)

@@ -125,16 +125,16 @@ class OwnerReach:
         v = self.view
         subnets = set(info_changed) | self.holders_changed | self.bound_changed | bm_changed
         domains = set(self.routes.changed)
-        endpoints = {}
+        endpoints, tick, targets_of = {}, self.pacer.tick, self.routes.targets  # (read once: 10,000 endpoints)
         for eid, pair in self.changed.items():
-            self.pacer.tick()
+            tick()
             for ep in pair:
                 if ep is None:
                     continue
                 endpoints[(eid, id(ep))] = ep  # (by identity: an Endpoint's hash is its eleven fields' in Python)
                 if ep.kind == "vport" and ep.key:  # its subnet's local flood buckets there
                     self._add(Owner("subnet", ep.subnet_id), {ep.session})
-            targets = self.routes.targets.get(eid)  # (most often none: no empty set made per endpoint)
+            targets = targets_of.get(eid)  # (most often none: no empty set made per endpoint)
             if targets:
                 domains |= targets
         for session in self.tunnels:
@@ -151,14 +151,15 @@ class OwnerReach:
             if sub is not None and sub.domain_id:
                 domains.add(sub.domain_id)
         listed = defaultdict(list)  # session -> the endpoints' owners there, added to its set below
+        where_of, was_at, touched = self._where, self.was_at, self.r.touched
         for (eid, _), ep in endpoints.items():
-            where, was = self._where(ep), self.was_at.get(eid)
+            where, was, owner = where_of(ep), was_at.get(eid), ep.owner
             if was is not None and not was <= where:  # (most often it is: a new set per endpoint less)
                 where = where | was
-            self.pacer.tick(1 + len(where) // SESSIONS_PER_UNIT)
-            self.r.touched.add(ep.owner)
+            tick(1 + len(where) // SESSIONS_PER_UNIT)
+            touched.add(owner)
             for session in where:
-                listed[session].append(ep.owner)
+                listed[session].append(owner)
         self._add_listed(listed)
         for sid in subnets:
             self._add(Owner("subnet", sid), self.sub_on.get(sid, ()))
