@@ -365,11 +365,12 @@ class Federation:
         if what != "locations" or not vport_ids:
             return
         locations = self.state.locations
-        bound = [vid for vid in vport_ids if vid in locations]
+        unbound = [vid for vid in vport_ids if vid not in locations]
+        bound = [vid for vid in vport_ids if vid in locations] if len(unbound) < len(vport_ids) else []
         with self._origins_lock:
-            self._unlocated.update(vid for vid in vport_ids if vid not in locations)
+            self._unlocated.update(unbound)
             self._unlocated.difference_update(bound)
-            gone = self._origins.unbound([vid for vid in vport_ids if vid not in locations])
+            gone = self._origins.unbound(unbound)
             self._origins.bound(bound)
             if gone:
                 self._told.update(dict.fromkeys(gone))

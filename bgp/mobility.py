@@ -183,7 +183,8 @@ class Mobility:
         """The MAC's sequence number (or None) from its inputs now."""
         ip = self._ours.get(key)
         locations = remote.macs_at(*key) if ip is not None else ()
-        self._hear(key, locations)
+        if locations or key in self._heard:  # (most local MACs: no peer has them, nothing to note)
+            self._hear(key, locations)
         if ip is None:  # not local (any more): forgotten
             self.seqs.pop(key, None)
             if self.entries.pop(key, None) is not None:
@@ -194,9 +195,8 @@ class Mobility:
         self.seqs[key] = self._seq(key, ip, elsewhere[-1] if elsewhere else None)
 
     def _hear(self, key, locations) -> None:
-        """Note the VTEPs peers announce ``key`` at (``_heard_at``: which MACs a VTEP becoming ours reaches)."""
-        if not locations and key not in self._heard:  # (most local MACs: no peer has them)
-            return
+        """Note the VTEPs peers announce ``key`` at (``_heard_at``: which MACs a VTEP becoming ours reaches): called
+        when some do, or did."""
         ips = frozenset(m.vtep_ip for m in locations) if locations else _NONE  # (a withdrawn MAC: heard nowhere)
         before = self._heard.pop(key, _NONE)
         if ips:

@@ -155,23 +155,29 @@ class BindingIndex:
     def forget_port(self, session: str, name: str, chassis: str, reached: set) -> None:
         """Drop what a port showed; the vport ids it showed are added to ``reached``. A switch's entry goes with its
         last port (nothing is kept per switch that went)."""
+        self.forget_ports(session, (name,), reached)
+
+    def forget_ports(self, session: str, names, reached: set) -> None:
+        """``forget_port`` for each of ``names`` (a report's ports gone: 10,000 at once)."""
         ports = self.shown.get(session, {})
-        shown = ports.pop(name, ())
+        sightings, vport_at, trunks = self.sightings, self.vport_at, self.trunks
+        for name in names:
+            for kind, key in ports.pop(name, ()):
+                if kind == "trunk":
+                    trunks[key].pop(session, None)
+                    if not trunks[key]:
+                        del trunks[key]
+                    reached.update(self.static_at.get(key, ()))
+                    continue
+                spot, bkey = key
+                spots = sightings[bkey]
+                spots.pop(spot, None)
+                if not spots:
+                    del sightings[bkey]
+                if bkey in vport_at:
+                    reached.add(vport_at[bkey])
         if not ports:
             self.shown.pop(session, None)
-        for kind, key in shown:
-            if kind == "trunk":
-                self.trunks[key].pop(session, None)
-                if not self.trunks[key]:
-                    del self.trunks[key]
-                reached.update(self.static_at.get(key, ()))
-            else:
-                spot, bkey = key
-                self.sightings[bkey].pop(spot, None)
-                if not self.sightings[bkey]:
-                    del self.sightings[bkey]
-                if bkey in self.vport_at:
-                    reached.add(self.vport_at[bkey])
 
     def learn_port(self, snap, rank: int, flavour: str, port, reached: set, keys=None) -> None:
         """Record what a port shows on its VRS; the vport ids it shows are added to ``reached``. ``keys``: the
@@ -199,11 +205,13 @@ class BindingIndex:
     # ---------------------------------------------------------------- resolution
     def locate(self, vid: str, seen_order) -> Location | None:
         """Where vport ``vid`` is now (see ``resolve``), or None."""
-        key = self.key_of.get(vid)
+        key, skey = self.key_of.get(vid), self.static_of.get(vid)
+        spots = self.sightings.get(key) if key else None
+        if not spots and not skey:  # (shown nowhere: 10,000 vports unbound at once)
+            return None
         candidates = []
-        for (session, name, vlan), where in self.sightings.get(key, {}).items() if key else ():
+        for (session, name, vlan), where in spots.items() if spots else ():
             candidates.append((session, vlan, where))
-        skey = self.static_of.get(vid)
         if skey:
             candidates += [(session, skey[2], where) for session, where in self.trunks.get(skey[:2], {}).items()]
         if len(candidates) > 1:  # the latest appearance first (one port showing it, the common case: no order)

@@ -27,10 +27,10 @@ def discard_from(index: dict, key, item) -> None:
     """``item`` out of the set (or the dict: its key) ``index[key]``; the entry goes with its last item."""
     items = index.get(key)
     if items is not None:
-        if isinstance(items, dict):
-            items.pop(item, None)
-        else:
+        try:  # (a set, most often: no type check per call, 10,000 endpoints gone at once)
             items.discard(item)
+        except AttributeError:  # a dict
+            items.pop(item, None)
         if not items:
             del index[key]
 

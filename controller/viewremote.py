@@ -49,7 +49,7 @@ class RemoteEndpoints:
         v, index = self.live.view, self.live.state.remote_index
         remote = index.subnets()
         subnets = set(j.remote_subnets) | info_changed
-        subnets |= {ep.subnet_id for pair in self.live.changed.values() for ep in pair if ep is not None}
+        subnets |= self.live.changed_subnets()
         if own_changed:
             subnets |= remote | set(v.remote_floods) | set(self.ev)
         scopes = {self.live._scope(sid) for sid in subnets if sid in v.subnets} | \

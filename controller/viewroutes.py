@@ -149,11 +149,14 @@ class OrderedFib:
         self.resolved = True
 
     def _count(self, where, step) -> None:
-        before = self.local[where]
-        self.local[where] += step
-        self.ties += (self.local[where] > 1) - (before > 1)
-        if not self.local[where]:
-            del self.local[where]
+        local = self.local
+        before = local.get(where, 0)
+        now = before + step
+        self.ties += (now > 1) - (before > 1)
+        if now:
+            local[where] = now
+        else:
+            local.pop(where, None)  # (the dict's: Counter's ``del`` is Python)
 
     def ordered(self) -> list | None:
         self.settle()
@@ -181,14 +184,15 @@ class Routes:
 
     def count(self, ep, dom, step):
         """An endpoint of a routed subnet (with a CIDR) of domain ``dom`` came (step 1) or went (-1)."""
-        for ip in ep.ips:
-            if step > 0:
+        if step > 0:
+            for ip in ep.ips:
                 self.host_eps[dom][ip][ep.vport_id] = ep
                 self.ordered[dom].add_host(ip, ep)
-            else:
-                self._remove_host(dom, ip, ep.vport_id)
-        if dom in self.view.domains:
-            self.view.fib.stale(dom)
+        elif ep.ips:
+            self._remove_hosts(dom, ep.ips, ep.vport_id)
+        fib = self.view.fib
+        if dom not in fib._stale and dom in self.view.domains:  # (stale already: 10,000 endpoints of one domain)
+            fib.stale(dom)
         self.touched_ips[dom].update(ep.ips)
 
     def update(self, j, own_changed):
@@ -248,18 +252,25 @@ class Routes:
         self._set_targets(did, {r.vport_id for r in static if r.vport_id})
         v.fib.stale(did)
 
-    def _remove_host(self, dom, ip, vport_id):
-        """A host route out; a domain's entries go with its last route (none is kept per domain ever seen)."""
-        eps = self.host_eps.get(dom, {})
-        if ip in eps:
-            eps[ip].pop(vport_id, None)
-            if not eps[ip]:
-                del eps[ip]
+    def _remove_hosts(self, dom, ips, vport_id):
+        """An endpoint's host routes out; a domain's entries go with its last route (none is kept per domain ever
+        seen)."""
+        eps = self.host_eps.get(dom)
+        if eps is not None:
+            for ip in ips:
+                held = eps.get(ip)
+                if held is not None:
+                    held.pop(vport_id, None)
+                    if not held:
+                        del eps[ip]
             if not eps:
                 del self.host_eps[dom]
-        if dom in self.ordered:
-            self.ordered[dom].remove_host(ip, vport_id)
-            self._forget_if_empty(dom)
+        ordered = self.ordered.get(dom)  # (a defaultdict: not made by a read)
+        if ordered is not None:
+            for ip in ips:
+                ordered.remove_host(ip, vport_id)
+            if ordered.empty():
+                del self.ordered[dom]
 
     def _forget_if_empty(self, did):
         """An OrderedFib without routes is not kept: a domain's FIB with none is empty read either way (``fib``)."""

@@ -46,7 +46,7 @@ def reach(live, j, info_changed: set[str], bm_changed: set[str]) -> VtepReach:
     """The VTEP part of what a pass of ``live`` (a ``LiveView``, after it applied the journal ``j``) reached."""
     v = live.view
     subnets = set(j.subnets) | info_changed | bm_changed | live.holders_changed | live.bound_changed
-    subnets |= {ep.subnet_id for pair in live.changed.values() for ep in pair if ep is not None}
+    subnets |= live.changed_subnets()
     for session in live.tunnels:  # its endpoints' locators, and the flood lists it is in
         subnets |= v._on.get(session, (set(), set()))[0]
         subnets |= {sid for sid, bound in v.bound_vteps.items() if session in bound}

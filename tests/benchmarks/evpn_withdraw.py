@@ -1,0 +1,157 @@
+"""In-process CPU and Python bytecodes of evpn_routes' withdraw after the OVSDB IDL: N bound vports' ports gone in one
+VRS report, then a programming pass's steps.
+
+    PYTHONPATH=CHECKOUT .venv/bin/python -P tests/benchmarks/evpn_withdraw.py [--routes 10000] [--repeat 3]
+                                                                            [--count] [--profile FILE]
+
+evpn_routes' policy (tests/benchmarks/evpn_routes.py: N vports in subnet ``out`` of a routed domain), one VRS
+reporting w1 and the N ports (tests/benchmarks/evpn_announce.py ``report``), a pass done and its routes published
+(by delta, withdrawing at unbind as the app allows once passes hand out). Then one report without the N ports, as
+the VRS reporter makes it (``changed`` names them, ``changed_ports`` holds none of them): CPU (``time.thread_time``)
+of each step as a pass takes them: State taking the report (the binding index, the vports re-resolved, the
+Federation's unbinding: MAC mobility, the Originator, the speaker's withdrawals at unbind), the View delta, the
+compile, ``Federation.publish``. State's pacer ticks as the app's (``STATE_EVERY``) and pauses into nothing. The
+collector is off as in the controller. ``--count``: each step's Python bytecodes (``sys.settrace`` opcodes) in a
+run of its own after the timed ones (independent of the machine's load). ``--profile FILE``: cProfile of the
+first run's steps. Neither the IDL's parsing nor the reconciler's push is in it (tests/benchmarks/ovsdb_announce.py
+has the IDL). Run it with PYTHONPATH naming the checkout to measure (a git archive of main for "before"). Not
+collected by pytest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import gc
+import statistics
+import sys
+import time
+
+STEPS = ("State takes the report (unbinding; withdrawn at unbind)", "View delta", "compile", "publish")
+
+
+class Opcodes:
+    """Python bytecodes run inside ``with`` (``sys.settrace`` with per-opcode events)."""
+
+    def __init__(self):
+        self.count = 0
+
+    def _trace(self, frame, event, _arg):
+        frame.f_trace_opcodes = True
+        if event == "opcode":
+            self.count += 1
+        return self._trace
+
+    def __enter__(self):
+        sys.settrace(self._trace)
+        return self
+
+    def __exit__(self, *_exc):
+        sys.settrace(None)
+
+
+class Clock:
+    """Thread CPU time inside ``with``."""
+
+    def __enter__(self):
+        self.start = time.thread_time()
+        return self
+
+    def __exit__(self, *_exc):
+        self.count = time.thread_time() - self.start
+
+
+def run(n: int, meter=Clock, profiler=None) -> dict:
+    import bgp.evpn
+    from bgp.federation import Federation
+    from controller import policy as pol
+    from controller import policydoc
+    from controller.app import STATE_EVERY
+    from controller.pacer import Pacer
+    from controller.programmer import Programmer
+    from controller.state import State
+    from tests.benchmarks.evpn_announce import report
+    from tests.benchmarks.evpn_routes import policy
+    from tests.unit.test_evpn_early_withdraw import BookedSpeaker
+
+    bgp.evpn._BUILT.clear()  # routes built (and validated) once: a fresh run builds them all
+    plan = policydoc.plan(pol.Policy(), policy(n), "bench", pol.Allocator({}, 65000, (10000, 20000)))
+    state = State(plan.policy)
+    programmer = Programmer(state)
+    federation = Federation(None, "/unused", state, speaker=BookedSpeaker())
+    state.vrs_update(report(0))
+    programmer.refresh(full=True)
+    federation.publish(programmer.view)
+    federation.early = True  # the app's, once passes hand out
+    full = report(n)
+    state.vrs_update(full)
+    programmer.refresh()
+    federation.publish(programmer.view)
+    state.pacer = Pacer(lambda: None, STATE_EVERY)  # ticks as the app's; the pauses run nothing here
+    kept = full.ports[:2]  # the tunnel port and w1
+    gone = frozenset(port.name for port in full.ports[2:])
+    snap = dataclasses.replace(full, ports=kept, changed=gone, changed_ports={})
+    gc.collect()
+    gc.freeze()
+    gc.disable()  # as in the controller: its OVSDB updates and programming passes run with the collector paused
+    out = {}
+    if profiler is not None:
+        profiler.enable()
+    with meter() as m:
+        state.vrs_update(snap)
+    out[STEPS[0]] = m.count
+    with meter() as m:
+        reach = programmer.live.apply(programmer.journal.take())
+    out[STEPS[1]] = m.count
+    view = programmer.view
+    with meter() as m:
+        work = {s: owners for s, owners in reach.owners.items()
+                if owners and s not in reach.rebuild and s in view.switches}
+        programmer._recompile(view, work, set().union(*reach.owners.values()))
+    out[STEPS[2]] = m.count
+    with meter() as m:
+        federation.publish(view)
+    out[STEPS[3]] = m.count
+    if profiler is not None:
+        profiler.disable()
+    gc.enable()
+    gc.unfreeze()
+    if sum(1 for route in federation.speaker.desired.values() if route.TYPE == 2) != 1:
+        raise SystemExit("the speaker holds other type 2 routes than w1's")
+    if len(state.locations) != 1:
+        raise SystemExit("State locates other vports than w1")
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--routes", type=int, default=10000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--count", action="store_true", help="also each step's Python bytecodes (one more run)")
+    parser.add_argument("--profile", help="cProfile of the first run's steps into this file")
+    args = parser.parse_args(argv)
+    profiler = None
+    if args.profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+    runs = [run(args.routes, Clock, profiler if k == 0 else None) for k in range(args.repeat)]
+    if profiler is not None:
+        profiler.dump_stats(args.profile)
+    print(f"{args.routes:,} bound vports' ports gone in one report: CPU ms, median (min-max) of {args.repeat} runs")
+    for step in STEPS:
+        values = sorted(r[step] * 1000 for r in runs)
+        print(f"  {step:58s} {statistics.median(values):8.1f} ({values[0]:.1f}-{values[-1]:.1f})")
+    total = sorted(sum(r.values()) * 1000 for r in runs)
+    print(f"  {'all four':58s} {statistics.median(total):8.1f} ({total[0]:.1f}-{total[-1]:.1f})")
+    if args.count:
+        counted = run(args.routes, Opcodes)
+        print("Python bytecodes")
+        for step in STEPS:
+            print(f"  {step:58s} {counted[step]:>12,}")
+        print(f"  {'all four':58s} {sum(counted.values()):>12,}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
