@@ -3,12 +3,13 @@
 import os
 import pwd
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from bgp.received import from_exabgp_json
-from bgp.routes import InclusiveMulticastRoute, IpPrefixRoute, MacIpRoute, to_command
+from bgp.routes import InclusiveMulticastRoute, IpPrefixRoute, MacIpRoute, to_batch_command, to_command
 from tests.harness.process import spawn, stop
 from tests.harness.wait import wait_until
 from tests.integration.gobgp import AVAILABLE, GoBGPNeighbor, start_gobgpd
@@ -26,11 +27,11 @@ commands, received = sys.argv[1], sys.argv[2]
 done = 0
 with open(received, "a") as out:
     while True:
-        if select.select([sys.stdin], [], [], 0.1)[0]:
-            line = sys.stdin.readline()
-            if not line:
+        if select.select([0], [], [], 0.1)[0]:
+            data = os.read(0, 65536)  # all that is there: readline() would leave lines in its buffer unseen by select
+            if not data:
                 break
-            out.write(line); out.flush()
+            out.write(data.decode()); out.flush()
         lines = open(commands).read().splitlines() if os.path.exists(commands) else []
         for line in lines[done:]:
             sys.stdout.write(line + "\\n"); sys.stdout.flush()
@@ -114,3 +115,34 @@ def test_exabgp_announces_to_gobgp_and_receives_from_it(peers):
     assert action == "announce"
     assert (route.mac, route.ip, route.l2_vni, route.rd) == ("52:54:00:aa:bb:cc", "10.1.0.9", 5001, "65001:100")
     assert route.route_targets == ("65001:5001",) and route.next_hop == "192.0.2.2"
+
+
+def test_every_line_form_reaches_its_command_and_a_bad_line_is_an_error_exabgp_survives(peers):
+    """The evpn commands as ExaBGP accepts them with the extension's dispatch by their head (bgp/exabgp_ext_api.py):
+    with or without a ``neighbor <ip>`` prefix, with selectors or several neighbours (ExaBGP's own dispatch), and
+    malformed or for no known neighbour: each answered once ("done" or "error"), the good ones in GoBGP, ExaBGP
+    still there for the next line (review37b)."""
+    gobgp, commands, received, tmp = peers
+    wait_until(lambda: gobgp.established(EXABGP_IP), timeout=30, what="BGP session")
+    other = replace(TYPE2, mac="52:54:00:12:34:57", ip="10.1.0.6")
+    good = [to_command(TYPE2, "announce", neighbor=GOBGP_IP),
+            f"neighbor {GOBGP_IP} local-ip {EXABGP_IP} " + to_command(TYPE3, "announce"),
+            f"neighbor 127.0.0.99, neighbor {GOBGP_IP} " + to_command(TYPE5, "announce"),
+            "neighbor * " + to_batch_command([other], "announce"), to_batch_command([other, TYPE3], "withdraw")]
+    bad = ["announce evpn {", "withdraw evpn nonsense", "announce evpn", to_command(TYPE2, "announce", "127.0.0.99"),
+           to_command(TYPE2, "announce").replace('"65000:100"', '"show neighbor x"', 1)]
+    send(commands, *bad[:3], *good, *bad[3:])
+
+    def acks():
+        lines = received.read_text().splitlines() if received.exists() else []
+        return [line for line in lines if line in ("done", "error")]
+
+    answered = wait_until(lambda: len(a := acks()) >= len(good) + len(bad) and a, timeout=30, what="every answer")
+    assert sorted(answered) == sorted(["done"] * len(good) + ["error"] * len(bad))
+
+    def types():
+        return sorted(path["nlri"]["type"] for paths in gobgp.rib().values() for path in paths)
+
+    wait_until(lambda: types() == [2, 5], timeout=30, what="the type 2 and 5 announced, in GoBGP, and only them")
+    send(commands, to_command(TYPE5, "withdraw", neighbor=GOBGP_IP))
+    wait_until(lambda: types() == [2], timeout=30, what="type 5 withdrawn: ExaBGP still takes commands")

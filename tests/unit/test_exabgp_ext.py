@@ -36,6 +36,14 @@ def test_pin_fails_loudly_when_an_internal_moves(monkeypatch):
         exabgp_ext.check_pin()
 
 
+def test_pin_fails_loudly_when_the_command_dispatch_moves(monkeypatch):
+    """bgp/exabgp_ext_api.py replaces API.response (Canopy's command lines found by their head) and calls ExaBGP's
+    with the same arguments: another signature is a moved internal, named (review37b)."""
+    monkeypatch.setattr(exabgp_ext.API, "response", lambda self, reactor, command, service, use_json: None)
+    with pytest.raises(exabgp_ext.ExaBGPPinError, match=r"API\.response"):
+        exabgp_ext.check_pin()
+
+
 def test_only_the_extension_imports_exabgp():
     bgp_dir = Path(exabgp_ext.__file__).parent
     importers = {p.name for p in bgp_dir.glob("*.py") if "import exabgp" in p.read_text()

@@ -78,7 +78,6 @@ def test_command_for_unknown_neighbor_answers_error():
     assert reactor.acks == ["error"] and reactor.injected == []
 
 
-
 @pytest.mark.parametrize("action, name", [("announce", "show neighbor"), ("withdraw", "withdraw route")])
 def test_an_evpn_line_goes_to_its_command_whatever_other_command_names_its_payload_holds(action, name, monkeypatch):
     """ExaBGP tries each registered command's name against the whole line (``name + " " in line``) and the first
@@ -96,6 +95,7 @@ def test_an_evpn_line_goes_to_its_command_whatever_other_command_names_its_paylo
     assert other == [] and reactor.acks == ["error"] and reactor.injected == []  # the bad RD refused by evpn's parser
     dispatch(reactor, f"{name} 10.0.0.0/24 next-hop 127.0.0.1")  # another command's line still goes to it
     assert len(other) == 1
+
 
 def test_the_ping_probe_is_answered_in_order_with_the_evpn_commands_before_it():
     """bgp.watchdog's probe: scheduled in ExaBGP's real command scheduler like the evpn commands, so its "done"
