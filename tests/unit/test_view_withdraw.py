@@ -5,6 +5,8 @@ with EVPN endpoints behind the vports in ``by_subnet``."""
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from controller.discovery import VtepMac, VtepPort, VtepSnapshot
@@ -56,6 +58,32 @@ def test_vports_leaving_a_subnet_in_one_pass_leave_the_view_as_derived(case):
     assert prog.view.fib == derived.fib  # (read: the host routes that went are taken out)
     assert_matches_full(prog)
     check_indexes(state, prog.live, case)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_vports_leaving_coming_and_moving_at_random_leave_the_view_as_derived(seed):
+    """Passes of 1 to 60 vports placed anew at random (another hypervisor, or none: few or many of a subnet leaving,
+    some coming back in the same pass), half the seeds with pauses that read the FIBs: after each pass the View and
+    the LiveView's indexes equal those derived and built from scratch."""
+    rng = random.Random(seed)
+    state, prog = evpn_world()
+    hosts = list(HOSTS)
+    where = {i: hosts[i % 3] for i in range(VPORTS)}
+    if seed % 2:
+        prog.pacer = Pacer(lambda: rng.random() < 0.3 and [prog.view.fib.get(did) for did in list(prog.view.domains)],
+                           every=1)
+    for step in range(12):
+        for _ in range(rng.choice((1, 2, 5, 20, 60))):
+            where[rng.randrange(VPORTS)] = rng.choice(hosts + [None, None])
+        for n, host in enumerate(hosts):
+            ports = [(f"vm{i}", 10 + i + 100 * n) for i in range(VPORTS) if where[i] == host]
+            state.vrs_update(snapshot(host, HOSTS[host], ports))
+        prog.refresh()
+        derived = prog.derive()
+        assert (prog.view.by_subnet, prog.view.endpoints) == (derived.by_subnet, derived.endpoints), step
+        assert prog.view.fib == derived.fib, step
+        check_indexes(state, prog.live, f"seed {seed} step {step}")
+    assert_matches_full(prog)
 
 
 def tied_world():
