@@ -77,8 +77,9 @@ def test_the_events_reach_every_kind_of_owner():
 @pytest.mark.parametrize("seed", range(SEEDS // 2))
 def test_events_during_a_passs_pauses_reach_the_next_pass(seed):
     """A pass pauses (controller/pacer.py) while it derives and compiles, and handlers change State meanwhile (every
-    kind of event of ``World.step``): the pass after it still ends where a from-scratch compile of the State then
-    does, and the paused pass itself compiled one consistent State (no error)."""
+    kind of event of ``World.step``) and read the FIBs (a REST GET): the pass after it still ends where a
+    from-scratch compile of the State then does, and the paused pass itself compiled one consistent State (no
+    error)."""
     rng = random.Random(1000 + seed)
     world = World(rng)
     world.commit()
