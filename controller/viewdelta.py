@@ -126,12 +126,14 @@ class LiveView(OwnerReach, SubnetPlaces):
     def apply(self, j: Journal, owners: bool = True) -> Reach:
         """Update the View for what the journal names; returns what that reaches (owners: per switch, the
         owners to recompile; not needed when everything is compiled anyway)."""
-        state = self.state
+        state, fib = self.state, self.view.fib
         self.state = _Pinned(state)  # one policy for the whole pass, however long it pauses
+        fib.passing = True  # the View is whole again at the pass's end: a FIB read in a pause is not kept till then
         try:
             return self._apply(j, owners)
         finally:
             self.state = state
+            fib.passing = False
             self._feed_local()
 
     def changed_subnets(self) -> set[str]:

@@ -7,7 +7,11 @@ vports (``LiveView._vport_eps``) those leaving are noted per subnet and taken ou
 comes to the same subnet (``_unplace``: one filtering copy of the lists when many leave): 10,000 vports leaving one
 by one were 10,000 searches and deletions from the front of two lists of 10,000, each moving the rest. In the walk's
 pauses ``by_subnet`` may still hold vports whose endpoints went (as its hardware VTEP and EVPN tails wait for
-``_by_subnet``): the View is whole again when the pass ends.
+``_by_subnet``): the View is whole again when the pass ends. What reads it in those pauses reads the View as it is
+then (a REST trace or a hardware VTEP's rows shown, a gratuitous ARP to a switch that connected or took this node
+as master: as to the vports the walk has not reached yet); nothing read there is kept past the pass (a domain's FIB
+read in a pause is made, not kept: ``LazyFib.passing``, controller/viewroutes.py), and the compile and the EVPN
+routes read the View after the pass.
 """
 
 from __future__ import annotations

@@ -34,6 +34,7 @@ class LazyFib(dict):
         self._build = build
         self._own = own  # domain id -> its routes but the host routes, or None (own_routes)
         self._stale = set()
+        self.passing = False  # within a LiveView pass: a FIB read in one of its pauses is made, not kept (__getitem__)
 
     def own(self, did) -> list | None:
         """``own_routes`` without building the FIB; None when only the whole FIB tells."""
@@ -49,6 +50,8 @@ class LazyFib(dict):
 
     def __getitem__(self, did):
         if did in self._stale:
+            if self.passing:  # (a REST read in a pass's pause: by_subnet is whole again only when the pass ends,
+                return self._build(did)  # controller/viewplaces.py; kept, it held a gone vport's host route after)
             self._stale.discard(did)
             dict.__setitem__(self, did, self._build(did))
         return dict.__getitem__(self, did)

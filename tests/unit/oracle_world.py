@@ -281,7 +281,8 @@ class World(Inputs):
             pool = [VtepMac(mac_of("b1"), self.vni_of("web"), "10.0.1.21", ip),
                     VtepMac(mac_of("b2", 1), self.vni_of("lan"), None, ip),
                     VtepMac("02:00:00:00:0b:07", self.vni_of("web"), "10.0.1.77", ip),
-                    VtepMac(mac_of("k1"), self.vni_of("web"), "10.0.1.32", ip)]  # a vport's MAC
+                    VtepMac(mac_of("k1"), self.vni_of("web"), "10.0.1.32", ip),  # a vport's MAC
+                    VtepMac("02:00:00:00:0b:08", self.vni_of("web"), "10.0.1.34", ip)]  # k2's IP at times: two host routes
             self.tors[name] = rng.sample(pool, rng.randrange(len(pool) + 1))
         self.push_tor(name)
 

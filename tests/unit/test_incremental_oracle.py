@@ -77,15 +77,20 @@ def test_the_events_reach_every_kind_of_owner():
 @pytest.mark.parametrize("seed", range(SEEDS // 2))
 def test_events_during_a_passs_pauses_reach_the_next_pass(seed):
     """A pass pauses (controller/pacer.py) while it derives and compiles, and handlers change State meanwhile (every
-    kind of event of ``World.step``): the pass after it still ends where a from-scratch compile of the State then
-    does, and the paused pass itself compiled one consistent State (no error)."""
+    kind of event of ``World.step``) and read the FIBs (a REST GET): the pass after it still ends where a
+    from-scratch compile of the State then does, and the paused pass itself compiled one consistent State (no
+    error)."""
     rng = random.Random(1000 + seed)
     world = World(rng)
     world.commit()
     world.prog.refresh(full=True)
     inside = {"left": 0, "events": 0}
+    reads = random.Random(-1000 - seed)  # whether a pause reads the FIBs (as GET /v1/domains/{id}/fib would)
 
     def pause():  # an event handled while the pass is paused (as a green thread would)
+        if reads.random() < 0.25:  # a FIB read in a pause is not kept: the View is whole only when the pass ends
+            for did in list(world.prog.view.domains):
+                world.prog.view.fib.get(did)
         if inside["left"] and rng.random() < 0.5:
             inside["left"] -= 1
             inside["events"] += 1
