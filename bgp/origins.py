@@ -116,9 +116,9 @@ class Origins:
 
     def named(self, vport_ids) -> set:
         """Those of ``vport_ids`` that ``has``."""
-        keys_of = self._keys_of
-        held = set(filter(keys_of.__contains__, vport_ids))  # (the rest asked of the base at once)
-        return {vid for vid in held if keys_of[vid]} | self._base.named(set(vport_ids).difference(held))
+        keys_of, ids = self._keys_of, set(vport_ids)
+        held = set(filter(keys_of.__contains__, ids))  # (the rest asked of the base at once)
+        return {vid for vid in held if keys_of[vid]} | self._base.named(ids.difference(held))
 
     def unbound(self, vport_ids) -> list[tuple]:
         """``vport_ids`` no longer stand behind their routes (State no longer locates them); the keys of the routes
