@@ -57,12 +57,15 @@ class Mobility:
         self._heard_at: dict[str, set] = {}  # VTEP IP -> the local (subnet, MAC) peers announce there
         self._view = self._remote = _unfollowed  # () -> the View / remote index followed (weakly), or None
         self._view_feed = self._remote_feed = None
+        self._fed = None  # ``fed`` of the update under way
         self.taken: set | None = None  # the (subnet, MAC) pairs the last update took again (None: every one); only
         # those may have another ``seqs`` entry than before it (bgp/originator.py takes their routes again)
+        self.fed: set | None = None  # the local endpoint ids the View's feed named to the last update (None: it
+        # walked every one): bgp/originator.py reads them instead of walking a feed of its own (read, not changed)
 
     def last_update(self, view) -> int | None:
-        """The number of the last update (``updates``) when it completed with ``view``, else None. ``taken`` and the
-        index (``endpoints_of``, ``endpoints_on``) tell of that update of that View only: bgp/originator.py reads them
+        """The number of the last update (``updates``) when it completed with ``view``, else None. ``taken``, ``fed`` and
+        the index (``endpoints_of``, ``endpoints_on``) tell of that update of that View only: bgp/originator.py reads them
         only right after the update that follows the one it read last."""
         return self.updates if self._view() is view else None
 
@@ -110,11 +113,14 @@ class Mobility:
             keys = moved | heard | flags
             for ip in vteps:  # a VTEP became ours or stopped being: the MACs peers announce there
                 keys |= self._heard_at.get(ip, set())
-        self.taken = None
-        for key in keys:
+        self.taken = self.fed = None
+        gone = keys.difference(self._ours)  # (C loops: 10,000 ports gone take no Python step each here)
+        self._forget_keys(gone, pacer)
+        for key in keys - gone if gone else keys:
             self._take(key, remote)
             pacer.tick()
-        self.taken = None if endpoints is None or heard is None or flags is None else keys
+        if endpoints is not None and heard is not None and flags is not None:
+            self.taken, self.fed = keys, self._fed
         self.updates += 1
         return self.seqs
 
@@ -126,14 +132,19 @@ class Mobility:
             endpoints = None
         else:
             endpoints = self._view_feed.take() if self._view_feed is not None else None
-        if endpoints is not None:
-            ids = set()
+        self._fed = None
+        if endpoints is not None:  # (the endpoints named, kept as ``fed``; those of a tunnel IP's session added)
+            ids, tunnels = set(), []
             for kind, item in endpoints:
                 if kind == "tunnel":
-                    ids |= self._by_session.get(item, set())
+                    tunnels.append(item)
                 else:
                     ids.add(item)
-            endpoints = ids
+            self._fed = endpoints = ids
+            if tunnels:
+                endpoints = set(ids)
+                for session in tunnels:
+                    endpoints |= self._by_session.get(session, _NONE)
         if self._remote() is not remote:
             self._remote, self._remote_feed = _follow(remote, getattr(remote, "feeds", None))
             heard = None
@@ -180,19 +191,25 @@ class Mobility:
 
     # ------------------------------------------------------------------ one MAC
     def _take(self, key, remote) -> None:
-        """The MAC's sequence number (or None) from its inputs now."""
-        ip = self._ours.get(key)
-        locations = remote.macs_at(*key) if ip is not None else ()
+        """The sequence number (or None) of local MAC ``key`` (``_ours``) from its inputs now."""
+        ip = self._ours[key]
+        locations = remote.macs_at(*key)
         if locations or key in self._heard:  # (most local MACs: no peer has them, nothing to note)
             self._hear(key, locations)
-        if ip is None:  # not local (any more): forgotten
-            self.seqs.pop(key, None)
-            if self.entries.pop(key, None) is not None:
-                self.lost.discard(key)
-                self.lost_to_sticky.discard(key)
-            return
         elsewhere = [m for m in locations if m.vtep_ip not in self._our_vteps]  # at our own VTEP: our route
         self.seqs[key] = self._seq(key, ip, elsewhere[-1] if elsewhere else None)
+
+    def _forget_keys(self, keys, pacer: Pacer) -> None:
+        """The MACs ``keys``, not local (any more): forgotten, with the VTEPs peers announced them at."""
+        seqs, entries, heard = self.seqs, self.entries, self._heard
+        for key in keys:
+            if key in heard:
+                self._hear(key, ())
+            seqs.pop(key, None)
+            if entries.pop(key, None) is not None:
+                self.lost.discard(key)
+                self.lost_to_sticky.discard(key)
+            pacer.tick()
 
     def _hear(self, key, locations) -> None:
         """Note the VTEPs peers announce ``key`` at (``_heard_at``: which MACs a VTEP becoming ours reaches): called

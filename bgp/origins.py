@@ -37,6 +37,10 @@ class _NoBase:
     def vports():
         return ()
 
+    @staticmethod
+    def named(vport_ids) -> set:
+        return set()
+
 
 class Origins:
     """The vports behind each originated route of one ``publish``: those ``add`` records (``bgp.evpn.originate``,
@@ -112,8 +116,9 @@ class Origins:
 
     def named(self, vport_ids) -> set:
         """Those of ``vport_ids`` that ``has``."""
-        keys_of, base = self._keys_of, self._base
-        return {vid for vid in vport_ids if (keys_of[vid] if vid in keys_of else base.keys_of(vid))}
+        keys_of, ids = self._keys_of, set(vport_ids)
+        held = set(filter(keys_of.__contains__, ids))  # (the rest asked of the base at once)
+        return {vid for vid in held if keys_of[vid]} | self._base.named(ids.difference(held))
 
     def unbound(self, vport_ids) -> list[tuple]:
         """``vport_ids`` no longer stand behind their routes (State no longer locates them); the keys of the routes

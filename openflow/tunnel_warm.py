@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import logging
+import operator
 import time
 
 from controller.ryu_compat import hub
@@ -61,6 +62,9 @@ def probe_frame(vtep_ip: str | None) -> bytes:
     return (mac + mac + PROBE_ETHERTYPE.to_bytes(2, "big")).ljust(60, b"\0")
 
 
+_second = operator.itemgetter(1)
+
+
 def _targets(actions) -> list[str]:
     return [a[2] for a in actions if a[0] == "set" and a[1] == TUNNEL_DST]
 
@@ -88,18 +92,27 @@ class TunnelWarmer:
             self._read = None
 
     def tunnel_ips(self, desired, owners, pacer=None) -> set[str]:
-        """The VTEP addresses the flows and groups of ``owners`` in ``desired`` (openflow.compiler.Desired) send
-        to; ``pacer`` ticks once per owner."""
-        out: set[str] = set()
+        """The VTEP addresses the flows and groups of ``owners`` (None: every owner) in ``desired``
+        (openflow.compiler.Desired) send to; ``pacer`` ticks once per flow set read and per owner's groups read.
+        Within ``reading`` a flow set read for one switch is not read again for the next, nor walked per owner:
+        after the start-up hold 50 switches of 5,000 owners each were 250,000 Python steps (~0.4 s), now each switch
+        costs C loops over its owners and Python steps only for the flow sets no switch had before."""
+        flows_of, groups_of = desired.flows, desired.groups
+        if owners is None:
+            sets, grouped = list(flows_of.values()), list(groups_of.values())
+        else:
+            owners = list(owners)  # (C loops: none of Python's steps per owner)
+            sets, grouped = list(filter(None, map(flows_of.get, owners))), list(filter(None, map(groups_of.get, owners)))
         shared = self._read if self._read is not None else {}
-        for owner in owners:
-            flows = desired.flows.get(owner)
-            if flows:
-                read = shared.get(id(flows))
-                if read is None or read[0] is not flows:
-                    read = shared[id(flows)] = (flows, frozenset(ip for f in flows for ip in _targets(f.actions)))
-                out |= read[1]
-            for group in desired.groups.get(owner, ()):
+        by_id = dict(zip(map(id, sets), sets))  # (a set held in ``shared`` is alive: its id names it alone)
+        for key in by_id.keys() - shared.keys():
+            flows = by_id[key]
+            shared[key] = (flows, frozenset(ip for f in flows for ip in _targets(f.actions)))
+            if pacer is not None:
+                pacer.tick()
+        out: set[str] = set().union(*map(_second, map(shared.__getitem__, by_id)))
+        for groups in grouped:
+            for group in groups:
                 for bucket in group.buckets:
                     out.update(_targets(bucket))
             if pacer is not None:
@@ -119,8 +132,7 @@ class TunnelWarmer:
         if again or known is None or known[0] != (connection, sw.tunnel_ofport):
             known = self.probed[sw.session] = ((connection, sw.tunnel_ofport), set())
             changed = None
-        owners = desired.flows.keys() | desired.groups.keys() if changed is None else changed
-        new = self.tunnel_ips(desired, owners, pacer) - known[1] - {sw.vtep_ip, None}
+        new = self.tunnel_ips(desired, changed, pacer) - known[1] - {sw.vtep_ip, None}
         known[1].update(new)
         frame = probe_frame(sw.vtep_ip)
         return [(to_vtep(PROBE_VNI, ip, sw), frame) for ip in sorted(new)]

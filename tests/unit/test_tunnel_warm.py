@@ -225,11 +225,11 @@ def test_a_refresh_round_forgets_a_switch_that_left_during_it():
 
 def test_a_pass_reads_only_the_owners_it_changed():
     """The work per programming pass follows the change: one owner changed, one owner's flows read (the pacer ticks
-    once per owner read), not every owner of the switch."""
+    once per flow set read and per owner's groups read), not every owner of the switch."""
     world, warmer, conn = three_hosts(), TunnelWarmer(), object()
     reads = Pacer(lambda: None, every=1)
     desired, sw = world.prog.desired[HV1], world.prog.view.switches[HV1]
-    assert warmer.due(sw, conn, desired, None, reads) and reads.pauses == len(desired.flows.keys() | desired.groups.keys())
+    assert warmer.due(sw, conn, desired, None, reads) and reads.pauses == len(desired.flows) + len(desired.groups)
     assert len(desired.flows) > 5
     reads.pauses = 0
     assert warmer.due(sw, conn, desired, {Owner("switch", HV1)}, reads) == [] and reads.pauses == 1
