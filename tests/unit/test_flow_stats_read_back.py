@@ -1,4 +1,5 @@
-"""Flow-stats replies as the reconciler reads them back (controller.ryu_compat.LazyFlowStats).
+"""Flow-stats replies as the reconciler reads them back (controller.flowstats.LazyFlowStats, through the door to Ryu:
+controller.ryu_compat).
 
 A reply is built on the wire from the sample flows (the fixed part of ofp_flow_stats, then the match and
 instructions exactly as the WireEncoder writes them in a flow-mod) and parsed by Ryu's message parser:
@@ -68,3 +69,13 @@ def test_match_and_instructions_are_parsed_only_when_asked_for(version, monkeypa
     keys = {(e.table_id, e.priority, e.cookie) for e in msg.body}  # what a read-back looks at
     assert keys == {f.key for f in FLOWS} and parsed == []
     assert msg.body[3].match is msg.body[3].match and len(parsed) == 1  # parsed once, on first use
+
+
+def test_the_door_to_ryu_exports_every_name_it_lists():
+    import controller.ryu_compat as ryu_compat
+    from controller.flowstats import LazyFlowStats
+
+    namespace: dict = {}
+    exec("from controller.ryu_compat import *", namespace)  # raised AttributeError when a listed name was gone
+    assert set(ryu_compat.__all__) <= namespace.keys()
+    assert namespace["LazyFlowStats"] is LazyFlowStats
