@@ -29,8 +29,15 @@ class LazyFlowStats(tuple):
 
     @classmethod
     def parser(cls, buf, offset: int):
+        """The entry at ``offset`` of a reply's bytes; ValueError if its length is below its fixed part or beyond the
+        message (Ryu's parse loop steps by it: a length of 0 spun there for ever, the event loop held and the entries
+        piling up; Ryu logs the error and drops the message)."""
         fixed = cls.HEADER.unpack_from(buf, offset)
-        return tuple.__new__(cls, (*fixed, bytes(buf[offset:offset + fixed[0]])))
+        length = fixed[0]
+        if not cls.HEADER.size <= length <= len(buf) - offset:
+            raise ValueError(f"flow stats entry at byte {offset}: length {length} is not between its fixed part's "
+                             f"{cls.HEADER.size} bytes and the {len(buf) - offset} left in the message")
+        return tuple.__new__(cls, (*fixed, bytes(buf[offset:offset + length])))
 
     def _parsed(self):
         try:

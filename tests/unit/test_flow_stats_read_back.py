@@ -79,3 +79,22 @@ def test_the_door_to_ryu_exports_every_name_it_lists():
     exec("from controller.ryu_compat import *", namespace)  # raised AttributeError when a listed name was gone
     assert set(ryu_compat.__all__) <= namespace.keys()
     assert namespace["LazyFlowStats"] is LazyFlowStats
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("length", [0, 47, 10_000])
+def test_an_entry_whose_length_is_below_its_fixed_part_or_beyond_the_message_is_refused(version, length,
+                                                                                         monkeypatch):
+    dp = ofproto_protocol.ProtocolDesc(version)
+    data = bytearray(flow_stats_reply(dp, FLOWS[:3]))
+    struct.pack_into("!H", data, 16, length)  # the first entry's length (after the headers: 8 + 8 bytes)
+    lazy = dp.ofproto_parser.OFPFlowStatsReply.cls_stats_body_cls
+    with pytest.raises(ValueError, match=f"flow stats entry at byte 16: length {length} is not between its fixed "
+                                         f"part's {lazy.HEADER.size} bytes and the {len(data) - 16} left"):
+        lazy.parser(data, 16)
+    entries = []  # Ryu's parse loop steps by the length: 0 spun there for ever (bounded here: 100 entries)
+    original = lazy.parser
+    monkeypatch.setattr(lazy, "parser", classmethod(
+        lambda cls, buf, offset: entries.append(offset) or len(entries) > 100 or original(buf, offset)))
+    assert parse(dp, bytes(data)) is None  # Ryu logs the error and drops the message
+    assert entries == [16]
