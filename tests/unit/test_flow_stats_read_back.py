@@ -98,3 +98,40 @@ def test_an_entry_whose_length_is_below_its_fixed_part_or_beyond_the_message_is_
         lambda cls, buf, offset: entries.append(offset) or len(entries) > 100 or original(buf, offset)))
     assert parse(dp, bytes(data)) is None  # Ryu logs the error and drops the message
     assert entries == [16]
+
+
+def first_instruction(data: bytes) -> int:
+    """The offset of the first entry's first instruction in a reply of flow_stats_reply (after its match)."""
+    match_length = struct.unpack_from("!H", data, 16 + 48 + 2)[0]
+    return 16 + 48 + (match_length + 7) // 8 * 8
+
+
+def bounded(monkeypatch, cls, calls: list) -> None:
+    """``cls.parser`` (Ryu's instruction or action parser) raises after 100 calls: a loop of Ryu's that does not move
+    on ends (a test that fails, not one that hangs)."""
+    original = cls.parser
+    monkeypatch.setattr(cls, "parser", classmethod(lambda _, buf, offset: calls.append(offset) or (
+        original(buf, offset) if len(calls) <= 100 else pytest.fail("Ryu's parser did not move on"))))
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("where, length", [("instruction", 0), ("instruction", 4), ("instruction", 4096),
+                                           ("action", 0), ("action", 4096)])
+def test_an_instruction_or_action_whose_length_is_out_of_bounds_is_refused_on_first_use(version, where, length,
+                                                                                          monkeypatch):
+    dp = ofproto_protocol.ProtocolDesc(version)
+    data = bytearray(flow_stats_reply(dp, FLOWS[:1]))  # an apply-actions instruction, its first action a set-field
+    at = first_instruction(data)
+    assert struct.unpack_from("!H", data, at)[0] == dp.ofproto.OFPIT_APPLY_ACTIONS
+    at += 8 if where == "action" else 0
+    struct.pack_into("!H", data, at + 2, length)
+    entry = parse(dp, bytes(data)).body[0]
+    assert entry.cookie == FLOWS[0].cookie  # the fixed fields read as before
+    calls = []
+    bounded(monkeypatch, dp.ofproto_parser.OFPInstruction, calls)
+    bounded(monkeypatch, dp.ofproto_parser.OFPAction, calls)
+    for field in ("instructions", "match"):
+        with pytest.raises(ValueError, match=f"flow stats entry: the {where} at byte {at - 16} has a length of "
+                                             f"{length}, not between 8 and the "):
+            getattr(entry, field)
+    assert calls == []  # refused before Ryu's parser ran
