@@ -8,7 +8,10 @@ instructions exactly as the WireEncoder writes them in a flow-mod) and parsed by
   decode to the flow it came from;
 - the match and instructions are parsed only when asked for: a read-back needs (table, priority, cookie) only,
   and Ryu's parse of every action of tens of thousands of flows held the event loop long enough for OVS to drop
-  50 switches read back at once (tests/benchmarks/vrs_scale.py).
+  50 switches read back at once (tests/benchmarks/vrs_scale.py);
+- an entry whose length is below its fixed part or beyond the message is refused (Ryu drops the message), and an
+  instruction or action whose length is out of bounds when the match or instructions are first used (a stale
+  entry's delete is left out, not encodable, the rest sent): a length of 0 spun Ryu's parser for ever.
 """
 
 import struct
@@ -135,3 +138,21 @@ def test_an_instruction_or_action_whose_length_is_out_of_bounds_is_refused_on_fi
                                              f"{length}, not between 8 and the "):
             getattr(entry, field)
     assert calls == []  # refused before Ryu's parser ran
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_a_stale_entrys_delete_with_an_instruction_of_length_0_is_left_out_and_the_rest_sent(version, monkeypatch):
+    from openflow.changeset import ChangeSet, encode_all
+
+    dp = ofproto_protocol.ProtocolDesc(version)
+    data = bytearray(flow_stats_reply(dp, FLOWS[:2]))
+    struct.pack_into("!H", data, first_instruction(data) + 2, 0)
+    bad, good = parse(dp, bytes(data)).body
+    calls = []
+    bounded(monkeypatch, dp.ofproto_parser.OFPInstruction, calls)
+    wire = encode.WireEncoder(dp.ofproto)
+    keyed = [((e.table_id, e.priority, e.cookie), e) for e in (bad, good)]
+    encoded = encode_all(wire, ChangeSet({"flow_delete": keyed}), 100, None, lambda n: None)
+    assert list(encoded.errors) == [0]
+    assert encoded.errors[0].startswith("not encodable: flow stats entry: the instruction at byte ")
+    assert encoded.sent == {"flow_delete": 1}
