@@ -14,6 +14,7 @@ instructions exactly as the WireEncoder writes them in a flow-mod) and parsed by
   entry's delete is left out, not encodable, the rest sent): a length of 0 spun Ryu's parser for ever.
 """
 
+import logging
 import struct
 
 import pytest
@@ -103,10 +104,11 @@ def test_an_entry_whose_length_is_below_its_fixed_part_or_beyond_the_message_is_
     assert entries == [16]
 
 
-def first_instruction(data: bytes) -> int:
-    """The offset of the first entry's first instruction in a reply of flow_stats_reply (after its match)."""
-    match_length = struct.unpack_from("!H", data, 16 + 48 + 2)[0]
-    return 16 + 48 + (match_length + 7) // 8 * 8
+def first_instruction(data: bytes, entry: int = 16) -> int:
+    """The offset of an entry's first instruction in a reply of flow_stats_reply (after its match; ``entry``: where
+    the entry starts, by default the first one, after the headers)."""
+    match_length = struct.unpack_from("!H", data, entry + 48 + 2)[0]
+    return entry + 48 + (match_length + 7) // 8 * 8
 
 
 def bounded(monkeypatch, cls, calls: list) -> None:
@@ -156,3 +158,24 @@ def test_a_stale_entrys_delete_with_an_instruction_of_length_0_is_left_out_and_t
     assert list(encoded.errors) == [0]
     assert encoded.errors[0].startswith("not encodable: flow stats entry: the instruction at byte ")
     assert encoded.sent == {"flow_delete": 1}
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_entries_sharing_a_key_are_logged_even_when_one_cannot_be_parsed(version, caplog):
+    from tests.unit.test_reconcile_pacing import reconciler
+
+    dp = ofproto_protocol.ProtocolDesc(version)
+    data = bytearray(flow_stats_reply(dp, FLOWS[:1] * 2))  # the same flow twice: one key
+    second = 16 + struct.unpack_from("!H", data, 16)[0]
+    at = first_instruction(data, second)
+    struct.pack_into("!H", data, at + 2, 0)  # the second's first instruction (the one the warning describes)
+    entries = parse(dp, bytes(data)).body
+    rec, _ = reconciler()
+    with caplog.at_level(logging.WARNING, logger="test.reconciler"):
+        rec._take_in(entries, [])  # raised out of the read-back (its warning's description), read again and again
+    assert rec._book.loose == {FLOWS[0].key: entries[1]}
+    assert [r.getMessage() for r in caplog.records] == [
+        f"two installed flows share table, priority and cookie: cookie={FLOWS[0].cookie:#x},table={FLOWS[0].table},"
+        f"priority={FLOWS[0].priority},not parsed: ValueError: flow stats entry: the instruction at byte "
+        f"{at - second} has a length of 0, not between 8 and the "
+        f"{len(entries[1][-1]) - at + second} bytes left for it"]
