@@ -88,7 +88,7 @@ def decode_match(match) -> tuple:
 
 def describe_stats(ofp, stats) -> str:
     """One flow-stats entry in ovs-ofctl syntax (render_flow), or Ryu's own text if it is foreign, or why its match
-    and instructions could not be parsed (a switch's malformed entry: controller/flowstats.py). Never raises."""
+    and instructions could not be parsed (a switch's malformed entry: controller/flowstats.py)."""
     head = f"cookie={stats.cookie:#x},table={stats.table_id},priority={stats.priority},"
     try:
         match, instructions = stats.match, stats.instructions
