@@ -29,14 +29,23 @@ class LazyFlowStats(tuple):
 
     @classmethod
     def parser(cls, buf, offset: int):
+        """The entry at ``offset`` of a reply's bytes; ValueError if its length is below its fixed part or beyond the
+        message (Ryu's parse loop steps by it: a length of 0 spun there for ever, the event loop held and the entries
+        piling up; Ryu logs the error and drops the message)."""
         fixed = cls.HEADER.unpack_from(buf, offset)
-        return tuple.__new__(cls, (*fixed, bytes(buf[offset:offset + fixed[0]])))
+        length = fixed[0]
+        if not cls.HEADER.size <= length <= len(buf) - offset:
+            raise ValueError(f"flow stats entry at byte {offset}: length {length} is not between its fixed part's "
+                             f"{cls.HEADER.size} bytes and the {len(buf) - offset} left in the message")
+        return tuple.__new__(cls, (*fixed, bytes(buf[offset:offset + length])))
 
     def _parsed(self):
         try:
             return self._full
         except AttributeError:
-            full = self._full = self.RYU.parser(self[-1], 0)
+            raw = self[-1]
+            check_framing(raw, self.HEADER.size)
+            full = self._full = self.RYU.parser(raw, 0)
             return full
 
     @property
@@ -54,6 +63,37 @@ class LazyFlowStats(tuple):
     __eq__ = object.__eq__
     __ne__ = object.__ne__
     __hash__ = object.__hash__
+
+
+_TLV = struct.Struct("!HH")  # a match's, an instruction's or an action's type and length
+_SHORTEST = 8  # bytes of the shortest instruction or action OpenFlow has
+_ACTION_LISTS = (3, 4)  # OFPIT_WRITE_ACTIONS, OFPIT_APPLY_ACTIONS (the same in OpenFlow 1.3 and 1.4)
+
+
+def check_framing(raw: bytes, at: int) -> None:
+    """ValueError, naming it, at the first instruction of the entry ``raw`` (its match at byte ``at``), or action of a
+    write- or apply-actions instruction, shorter than 8 bytes or running past what holds it. Ryu's parser steps by
+    each length: a length of 0 spun there for ever on first use of the entry's match or instructions (a stale flow's
+    delete, a REST listing), the event loop held and the list growing. Actions nested in a Nicira action (ct's) are
+    not looked at."""
+    if len(raw) < at + _TLV.size:
+        return  # no match header: Ryu's parser raises on its own
+    at += -(-_TLV.unpack_from(raw, at)[1] // 8) * 8  # the match, padded to 8 bytes
+    for kind, start, end in _framed(raw, at, len(raw), "instruction"):
+        if kind in _ACTION_LISTS:
+            for _ in _framed(raw, start + _SHORTEST, end, "action"):
+                pass
+
+
+def _framed(raw: bytes, at: int, end: int, what: str):
+    """(type, start, end) of each instruction or action in ``raw[at:end]``."""
+    while at < end:
+        kind, length = _TLV.unpack_from(raw, at) if end - at >= _TLV.size else (None, end - at)
+        if not _SHORTEST <= length <= end - at:
+            raise ValueError(f"flow stats entry: the {what} at byte {at} has a length of {length}, not between "
+                             f"{_SHORTEST} and the {end - at} bytes left for it")
+        yield kind, at, at + length
+        at += length
 
 
 def lazy_flow_stats(version, parser, fields: tuple) -> type:

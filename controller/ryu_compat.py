@@ -41,7 +41,7 @@ import struct
 from collections import deque
 from dataclasses import dataclass
 
-from controller.flowstats import lazy_flow_stats
+from controller.flowstats import LazyFlowStats, lazy_flow_stats
 from controller.pacer import Pacer
 from controller.tls import TlsFiles, server_context
 

@@ -87,14 +87,18 @@ def decode_match(match) -> tuple:
 
 
 def describe_stats(ofp, stats) -> str:
-    """One flow-stats entry in ovs-ofctl syntax (render_flow), or Ryu's own text if it is foreign."""
+    """One flow-stats entry in ovs-ofctl syntax (render_flow), or Ryu's own text if it is foreign, or why its match
+    and instructions could not be parsed (a switch's malformed entry: controller/flowstats.py)."""
+    head = f"cookie={stats.cookie:#x},table={stats.table_id},priority={stats.priority},"
     try:
-        f = Flow(stats.table_id, stats.priority, decode_match(stats.match),
-                 decode_actions(ofp, stats.instructions))
+        match, instructions = stats.match, stats.instructions
+    except Exception as exc:  # Ryu's parser raises struct.error, its own exceptions, ValueError, AssertionError...
+        return f"{head}not parsed: {type(exc).__name__}: {exc}"
+    try:
+        f = Flow(stats.table_id, stats.priority, decode_match(match), decode_actions(ofp, instructions))
         return f"cookie={stats.cookie:#x}," + render_flow(f, with_cookie=False)
     except (EncodeError, ValueError, KeyError, AttributeError):
-        return f"cookie={stats.cookie:#x},table={stats.table_id},priority={stats.priority}," \
-               f"{stats.match},{stats.instructions}"
+        return f"{head}{match},{instructions}"
 
 
 def echoed_message(ofp, error_type: int, data) -> str:

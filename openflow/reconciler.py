@@ -357,9 +357,10 @@ class SwitchReconciler(ChangeSender, SwitchReport):
                        len(self._installed_groups), OPENFLOW_NAMES.get(self.ofp.OFP_VERSION, "?"))
 
     def _warn_shared_keys(self, flows: list) -> None:
-        """Each entry read back after another with its table, priority and cookie (the last one is kept)."""
+        """Each entry read back after another with its table, priority and cookie (the last one is kept). Paced: each
+        is described (its match and instructions parsed), and a switch may answer thousands of them."""
         seen = set()
-        for stats in flows:
+        for stats in paced(flows, self.pacer.tick):
             key = _STATS_KEY(stats)
             if key in seen:
                 self._log.warning("two installed flows share table, priority and cookie: %s",

@@ -6,7 +6,8 @@ CPU (docs/benchmarks.md, "restart CPU, stop 37"; tests/benchmarks/read_back_cost
   in C (controller/flowstats.py), where each was a property of a function;
 - the reconciler keys the entries read back (table, priority, cookie) in C, a few calls per CHUNK of them;
 - the full plan that follows makes about one call a flow desired (its key) besides its work per owner;
-- entries still compare and hash by identity, and entries sharing a key are each logged, the last one kept.
+- entries still compare and hash by identity, and entries sharing a key are each logged, the last one kept, with
+  the event loop given turns between them (each is described: its match and instructions parsed).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import logging
 import sys
 
 from controller.ryu_compat import ofproto_protocol
+from openflow import decode
 from openflow.flows import Group
 from openflow.installed import CHUNK
 from tests.benchmarks.read_back_cost import parse, replies
@@ -113,3 +115,18 @@ def test_entries_sharing_a_key_are_each_logged_and_the_last_kept(caplog):
     assert all(f"cookie={f.cookie:#x}," in line for f, line in zip(flows[:3], shared))
     assert all(rec._book.loose[f.key] is e for f, e in zip(flows[:3], again))
     assert len(rec._book.loose) == len(flows)
+
+
+def test_entries_sharing_a_key_are_logged_with_pauses_between(monkeypatch):
+    described = []
+    pauses = []
+    rec, switch = reconciler(pause=lambda: pauses.append(len(described)), every=CHUNK)
+    want = desired(count=OWNERS)
+    rec.set_desired_owners(want, [Group(7, ())])
+    entries = parse(switch, replies(switch, [f for fs in want.values() for f in fs]))
+    describe = decode.describe_stats
+    monkeypatch.setattr(decode, "describe_stats", lambda ofp, stats: described.append(1) or describe(ofp, stats))
+    rec._take_in(entries + entries, [])  # a switch that answers every flow twice
+    assert len(described) == len(entries)
+    marks = [0] + pauses + [len(described)]
+    assert max(b - a for a, b in zip(marks, marks[1:])) <= CHUNK  # a pause at least every CHUNK described
