@@ -121,7 +121,7 @@ class _PacedIdl(ovs.db.idl.Idl):
             except ovs.db.error.Error as exc:
                 raise self._refusal(table, row, name, exc) from exc
             old = dict.get(data, name)
-            if datum != (default if old is None else old):
+            if datum.values != (default if old is None else old).values:  # Datum.__eq__'s comparison, without its call
                 data[name] = datum
                 if column.alert:
                     changed = True
@@ -152,7 +152,7 @@ class _PacedIdl(ovs.db.idl.Idl):
             if len(datum.values) > refusals.MAX_PLAIN and name in self.plain_sets.get(table.name, ()):
                 raise refusals.UpdateRefused("%s row %s: column %s: %d elements once changed, more than %d" % (
                     table.name, row.uuid, name, len(datum.values), refusals.MAX_PLAIN))  # grown by differences
-            if datum != (default if held is None else held):
+            if datum.values != (default if held is None else held).values:  # (Datum.__eq__'s, as above)
                 data[name] = datum
         return old_row
 
