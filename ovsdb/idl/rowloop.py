@@ -1,6 +1,6 @@
 """An update2/update3 update's rows applied as ovs 4.0.0's ``Idl.__do_parse_update`` applies them, with a row that is
-only deleted taken on a fast path, and a new row or a modified one put in its table directly (``apply``: ``_PacedIdl``'s,
-ovsdb/idl/paced.py).
+only deleted taken on a fast path, and a new row or a modified one put in its table directly (``apply``:
+``_PacedIdl``'s, ovsdb/idl/paced.py).
 
 Why: a big delete (evpn_routes' withdraw: 10,000 ports and their interfaces in one transaction) is 20,000 rows of
 ``{"delete": null}``. ovs parses each one's uuid twice (``ovsuuid.from_string`` matches the pattern again after
