@@ -76,3 +76,32 @@ def test_the_insert_and_modify_repeated_are_ovs_own():
     assert process.index(insert[0]) < process.index(modify[0])
     assert "self.data[key].append(item)" in inspect.getsource(custom_index.IndexedRows.__setitem__)
     assert "del self.data[key]" in inspect.getsource(custom_index.IndexedRows.__delitem__)
+
+
+def test_a_row_changed_again_in_the_same_span_has_its_changes_merged(monkeypatch):
+    """The tracking IDL writes a row's first change in a span straight into the changes (``rowchanges.change``); a
+    second one is merged through ``RowChanges.record``: the columns of both, or the whole row for a row created in
+    the span; the name index follows the last name."""
+    from ovsdb.rowchanges import RowChanges
+
+    _, paced = both()
+    paced.feed(UPDATES[0])
+    paced.feed(INSERT)
+    paced.idl.changes = RowChanges()
+    recorded = []
+    real = RowChanges.record
+    monkeypatch.setattr(RowChanges, "record", lambda *args: recorded.append(args[1]) or real(*args))
+    paced.feed({"Interface": {IFACES[0]: {"modify": {"ofport": 3}}, U[5]: {"modify": {"ofport": 4}}}})
+    assert recorded == []
+    new = str(uuid.UUID(int=8888))
+    paced.feed({"Interface": {IFACES[0]: {"modify": {"name": "renamed"}}, U[5]: {"modify": {"ofport": 5}},
+                              new: {"insert": {"name": "fresh"}}}})
+    paced.feed({"Interface": {new: {"modify": {"ofport": 9}}}})
+    assert sorted(recorded) == ["Interface"] * 3
+    changes = paced.idl.changes.table("Interface")
+    assert changes[uuid.UUID(IFACES[0]).int].columns == {"ofport", "name"}
+    assert changes[uuid.UUID(U[5]).int].columns == {"ofport"}
+    assert changes[uuid.UUID(new).int].columns is None and not changes[uuid.UUID(new).int].deleted
+    assert type(changes[uuid.UUID(IFACES[0]).int]).__name__ == "RowChange"
+    names = paced.idl.names["Interface"]
+    assert "p0" not in names and list(names["renamed"]) == [uuid.UUID(IFACES[0]).int]
