@@ -33,6 +33,14 @@ def datum_parser(type_: ovs.db.types.Type):
     value = _atom_reader(type_.value) if type_.value is not None else None
     if key is None or (type_.value is not None and value is None):
         return lambda json: generic(type_, json)
+    if type_.value is not None and _plain_string(type_.key) and _plain_string(type_.value):
+        bounds = (type_.key.type, type_.key.min_length, type_.key.max_length, type_.value.type,
+                  type_.value.min_length, type_.value.max_length)
+
+        def parse_strings(json):
+            datum = _string_map(type_, json, *bounds)
+            return generic(type_, json) if datum is None else datum
+        return parse_strings
 
     def parse(json):
         datum = _fast(type_, json, key, value)
@@ -75,6 +83,29 @@ def _map(type_, json, key, value):
         if k is _FALLBACK or v is _FALLBACK:
             return None
         values[k] = v
+    if len(values) != len(json[1]):  # a duplicate key
+        return None
+    return ovs.db.data.Datum(type_, values) if type_.n_min <= len(values) <= type_.n_max else None
+
+
+def _plain_string(base: ovs.db.types.BaseType) -> bool:
+    return base.type == ovs.db.types.StringType and base.enum is None
+
+
+def _string_map(type_, json, key_kind, key_low, key_high, value_kind, value_low, value_high, _atom=ovs.db.data.Atom):
+    """``_map`` of a map of strings to strings without an ``enum`` (external_ids, options: three pairs per new
+    interface), each pair's strings checked here rather than by a reader call per atom; None when ovs must decide."""
+    if type(json) is not list or len(json) != 2 or json[0] != "map" or not isinstance(json[1], list):
+        return None
+    values = {}
+    for pair in json[1]:
+        if type(pair) is not list or len(pair) != 2:
+            return None
+        k, v = pair
+        if type(k) is not str or type(v) is not str or not key_low <= len(k) <= key_high or \
+                not value_low <= len(v) <= value_high:
+            return None
+        values[_atom(key_kind, k)] = _atom(value_kind, v)
     if len(values) != len(json[1]):  # a duplicate key
         return None
     return ovs.db.data.Datum(type_, values) if type_.n_min <= len(values) <= type_.n_max else None

@@ -33,7 +33,7 @@ from ovsdb import longsets
 from ovsdb.idl import refusals, rowloop, slices
 from ovsdb.idl.datums import datum_parser
 from ovsdb.idl.rows import column_value
-from ovsdb.rowchanges import RowChange, RowChanges, deletion as _deletion
+from ovsdb.rowchanges import RowChange, RowChanges, change as _change, deletion as _deletion
 
 _ROW_DELETE = ovs.db.idl.ROW_DELETE
 _OVS_LOG = ovs.db.idl.vlog  # the ovs IDL's own log (silent unless ovs.vlog is initialised), for its own warnings
@@ -121,7 +121,7 @@ class _PacedIdl(ovs.db.idl.Idl):
             except ovs.db.error.Error as exc:
                 raise self._refusal(table, row, name, exc) from exc
             old = dict.get(data, name)
-            if datum != (default if old is None else old):
+            if datum.values != (default if old is None else old).values:  # Datum.__eq__'s comparison, without its call
                 data[name] = datum
                 if column.alert:
                     changed = True
@@ -152,7 +152,7 @@ class _PacedIdl(ovs.db.idl.Idl):
             if len(datum.values) > refusals.MAX_PLAIN and name in self.plain_sets.get(table.name, ()):
                 raise refusals.UpdateRefused("%s row %s: column %s: %d elements once changed, more than %d" % (
                     table.name, row.uuid, name, len(datum.values), refusals.MAX_PLAIN))  # grown by differences
-            if datum != (default if held is None else held):
+            if datum.values != (default if held is None else held).values:  # (Datum.__eq__'s, as above)
                 data[name] = datum
         return old_row
 
@@ -272,7 +272,12 @@ class _TrackingIdl(_PacedIdl):
             # update2/update3: the old values of the columns the update changed. The old protocol's "old" should
             # say the same, but only "new" (every column) is applied: what it lists is no bound on what changed.
             columns = frozenset(updates.__dict__.get("_data") or ()) or None
-        self.changes.record(table, row.uuid.int, RowChange(row, False, columns))  # row_key
+        key = row.uuid.int  # row_key
+        recorded = self.changes.rows(table)
+        if key in recorded:  # a change of it recorded before: merged with it
+            self.changes.record(table, key, RowChange(row, False, columns))
+        else:  # the usual row, changed once in the span: without record's call (20,000 rows of new ports)
+            recorded[key] = _change(row, columns)
         index = self.names.get(table)
         if index is not None and (columns is None or "name" in columns):
             self._index(index, self._name_of[table], row)
@@ -304,7 +309,8 @@ class _TrackingIdl(_PacedIdl):
         it was indexed under (an insert of a row that exists replaces it, whatever the notification says). Keyed by
         the uuid's number (``row_key``: a uuid.UUID's hash is a Python call)."""
         key = row.uuid.int
-        _TrackingIdl._unindex(index, name_of, key)
+        if key in name_of:  # indexed before (a new row is not: no call)
+            _TrackingIdl._unindex(index, name_of, key)
         name = name_of[key] = column_value(row, "name")
         index.setdefault(name, {})[key] = row
 

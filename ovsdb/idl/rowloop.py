@@ -1,5 +1,6 @@
 """An update2/update3 update's rows applied as ovs 4.0.0's ``Idl.__do_parse_update`` applies them, with a row that is
-only deleted taken on a fast path (``apply``: ``_PacedIdl``'s, ovsdb/idl/paced.py).
+only deleted taken on a fast path, and a new row or a modified one put in its table directly (``apply``:
+``_PacedIdl``'s, ovsdb/idl/paced.py).
 
 Why: a big delete (evpn_routes' withdraw: 10,000 ports and their interfaces in one transaction) is 20,000 rows of
 ``{"delete": null}``. ovs parses each one's uuid twice (``ovsuuid.from_string`` matches the pattern again after
@@ -20,6 +21,13 @@ a bridge's ``ports``). A copy left below a deleted row is the row then: it is no
 tracking IDL's notify reads (its name index and changes follow the table: ovsdb/idl/paced.py). A delete of a row the
 table lacks is ovs's warning and nothing else. A table with a custom index (``Idl.index_create``: Canopy makes none)
 goes through ovs's own path.
+
+Inserts and modifies (evpn_routes' announce: 20,000 rows inserted, then ovs-vswitchd's ``ofport`` on the 10,000 new
+interfaces; a session's first read: every row "initial") are ovs's own too (the Idl's ``__create_row``,
+``__add_default``, ``__row_update``, ``__apply_diff``), but the row is found and put back in ``IndexedRows.data``
+directly, not through ``Mapping.get``, ``IndexedRows.__getitem__``, ``__setitem__`` and ``__delitem__``: ~4 Python
+calls a row (docs/benchmarks.md "announce OVSDB side, stop 37"). An insert of a row the table holds (ovs replaces
+it, with a warning) and an unknown operation (ovs's error) go to ovs's ``__process_update2``.
 """
 
 from __future__ import annotations
@@ -33,7 +41,8 @@ from ovsdb.idl.datums import uuid_of
 # HACK (ovs 4.0.0): the pattern is_valid_string and from_string match (ovs.ovsuuid.uuidRE); from_string's uuid is
 # uuid.UUID of the same text.
 _UUID_TEXT = ovs.ovsuuid.uuidRE
-_ROW_DELETE = ovs.db.idl.ROW_DELETE
+_ROW_DELETE, _ROW_CREATE, _ROW_UPDATE, _ROW = (ovs.db.idl.ROW_DELETE, ovs.db.idl.ROW_CREATE, ovs.db.idl.ROW_UPDATE,
+                                             ovs.db.idl.Row)
 _OVS_LOG = ovs.db.idl.vlog
 
 
@@ -65,17 +74,58 @@ def apply(idl, table_updates, tables) -> None:
                 raise ovs.db.error.Error('<table-update> for table "%s" contains <row-update> for %s that is not '
                                          'an object' % (table_name, text))
             tick()
-            if stacks is not None and "delete" in row_update:  # ovs: any row update naming "delete" is one
-                notice = _delete(stacks, key, table_name, uncovered)
-            else:
+            # ovs's order: a row update naming "delete" is one, else one naming "insert" or "initial", else "modify"
+            if stacks is None:
                 notice = process(table, key, row_update)
-                if stacks is None and notice and notice.event == _ROW_DELETE and key in rows:  # ovs's own delete
+                if notice and notice.event == _ROW_DELETE and key in rows:  # ovs's own delete
                     uncovered[table_name, key.int] = rows[key]
+            elif "delete" in row_update:
+                notice = _delete(stacks, key, table_name, uncovered)
+            elif "insert" in row_update or "initial" in row_update:  # of a row that exists: ovs's (it replaces it)
+                notice = _insert(idl, table, stacks, key, row_update) if key not in stacks else \
+                    process(table, key, row_update)
+            elif "modify" in row_update:
+                notice = _modify(idl, table, stacks, key, row_update["modify"])
+            else:
+                notice = process(table, key, row_update)  # ovs's error
             if notice and tracked:
                 notices.append(notice)
                 idl.change_seqno += 1
     for notice in notices:
         idl.notify(*notice)
+
+
+def _insert(idl, table, stacks: dict, key, row_update: dict):
+    """A new row ``key`` (the table lacks it) made from ``row_update``'s "insert" (else its "initial"), as ovs's
+    ``__process_update2`` makes it (its ``__create_row``, ``__add_default`` and ``__row_update``, the Idl's own), put
+    in the table directly (``IndexedRows.data``: a new stack of one row); (ROW_CREATE, row) if a column changed, else
+    False. Without ovs's lookup of the row through ``Mapping.get`` and ``IndexedRows.__getitem__``, nor its
+    ``__setitem__``: 20,000 rows for 10,000 new ports, a session's first read of them as many."""
+    row = idl._Idl__create_row(table, key)
+    body = row_update["insert"] if "insert" in row_update else row_update["initial"]
+    idl._Idl__add_default(table, body)
+    changed = idl._Idl__row_update(table, row, body)
+    stacks[key] = [row]
+    return (_ROW_CREATE, row) if changed else False
+
+
+def _modify(idl, table, stacks: dict, key, row_diff):
+    """update2's "modify" of the row ``key`` applied as ovs's ``__process_update2`` applies it: the row taken out of
+    its table, its difference applied (the Idl's ``__apply_diff``), the row put back (a row alone in its stack moves to
+    the table's end, as there); (ROW_UPDATE, row, the old values as a Row). ``ovs.db.error.Error`` for a row the table
+    lacks, as ovs raises. Without ovs's ``Mapping.get``, ``IndexedRows.__getitem__``, ``__delitem__`` and
+    ``__setitem__`` per row: ovs-vswitchd's ``ofport`` on 10,000 new interfaces."""
+    stack = stacks.get(key)
+    if not stack:
+        raise ovs.db.error.Error('Modify non-existing row')
+    row = stack.pop()
+    if not stack:
+        del stacks[key]
+    old = idl._Idl__apply_diff(table, row, row_diff)
+    stack.append(row)
+    if len(stack) == 1:
+        stacks[key] = stack
+    return _ROW_UPDATE, row, _ROW(idl, table, key, old)
 
 
 def _delete(stacks: dict, key, table_name: str, uncovered: dict):

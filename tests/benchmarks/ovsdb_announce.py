@@ -18,9 +18,13 @@ and a first pass done. Then evpn_routes' two transactions, sent by the harness a
   State has taken the report and the speaker holds none of them (withdrawn at unbind); then the View delta and
   publish.
 
-No ovs-vswitchd runs, so nothing follows the transaction (in the lab it sets ``ofport`` -1 and the interface's
-error, a second, smaller update); no reconciler, no ExaBGP process. ``--profile FILE``: cProfile of the first
-run's two phases (one profile, green threads included; ``--profile-phase withdraw``: that phase's only;
+- **ofport** (between them): what ovs-vswitchd writes after the announce in the lab for taps without a device,
+  ``ofport`` -1 on the N new interfaces (one transaction: ``ofport_ops``); CPU until State holds a second
+  transaction's change (w1's ``ofport``), which marks the first one's end.
+
+No ovs-vswitchd runs (the harness writes its ``ofport``, not the interfaces' error); no reconciler, no ExaBGP
+process. ``--profile FILE``: cProfile of the first run's phases (one profile, green threads included;
+``--profile-phase withdraw``: that phase's only;
 ``--profile-to-routes``: each until the speaker holds its routes, without the View delta and publish). Run with
 PYTHONPATH naming the checkout to measure (a git archive of main for "before"). Not collected by pytest.
 """
@@ -171,8 +175,12 @@ def run(n: int, profiler=None, profiled=("announce", "withdraw"), to_routes: boo
         speaker = federation.speaker
         vports = [out_vport(i) for i in range(n)]
         phases = (("announce", add_ports_ops(vports), n + 1),
+                  ("ofport", ofport_ops(), n + 1),
                   ("withdraw", None, 1))
         for phase, ops, routes in phases:
+            if phase == "ofport":
+                cpu.update(ofport_phase(db, state, ops, profiler if phase in profiled else None))
+                continue
             if ops is None:
                 ops = delete_ports_ops(Hv(db), {v["name"] for v in vports})
             request = json.dumps({"method": "transact", "params": ["Open_vSwitch", *ops], "id": 0}).encode()
@@ -206,6 +214,43 @@ def run(n: int, profiler=None, profiled=("announce", "withdraw"), to_routes: boo
     return cpu
 
 
+def ofport_ops() -> list:
+    """What ovs-vswitchd writes after the announce for ports it cannot open (the lab's taps have no device): ``ofport``
+    -1 on every interface but w1's; then w1's ``ofport`` 5 -> 6, a second transaction whose report marks the first's
+    end (updates are applied in order; the first changes no port's ``PortInfo``: -1 reads as no ofport, as the new
+    interfaces' empty ``ofport`` did)."""
+    return [[{"op": "update", "table": "Interface", "where": [["name", "!=", "tapw1"]], "row": {"ofport": -1}}],
+            [{"op": "update", "table": "Interface", "where": [["name", "==", "tapw1"]], "row": {"ofport": 6}}]]
+
+
+def ofport_phase(db: Database, state, transactions: list, profiler=None) -> dict:
+    """CPU (``thread_time``) from ovs-vswitchd's ``ofport`` update (``ofport_ops``) until State holds w1's new ofport:
+    the IDL's modify of the 10,000 interfaces and the reporter's reread (``BridgePorts._update_iface``)."""
+    requests = [json.dumps({"method": "transact", "params": ["Open_vSwitch", *ops], "id": 0}).encode()
+                for ops in transactions]
+
+    seen = {}  # snapshot id -> w1 renumbered in it (each new snapshot searched once: the polls' CPU is counted)
+
+    def w1_renumbered() -> bool:
+        found = False
+        for snap in state.vrs.values():
+            if id(snap) not in seen:
+                seen[id(snap)] = any(p.name == "tapw1" and p.ofport == 6 for p in snap.ports)
+            found = found or seen[id(snap)]
+        return found and state.reports_taking == 0
+
+    gc.collect()
+    if profiler is not None:
+        profiler.enable()
+    start = time.thread_time()
+    hub.spawn(lambda: [db.send(request) for request in requests])  # in order: each reply read before the next
+    wait(w1_renumbered, "ofport: w1's ofport 6 reported")
+    spent = time.thread_time() - start
+    if profiler is not None:
+        profiler.disable()
+    return {"ofport: OVSDB update (ofport -1 on N interfaces) to State holding the next one's": spent}
+
+
 class Hv:
     """What evpn_routes.delete_ports_ops reads of a hypervisor: its database socket."""
 
@@ -218,7 +263,7 @@ def main(argv=None) -> int:
     parser.add_argument("--ports", type=int, default=10000)
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--profile", help="cProfile of the first run's phases into this file")
-    parser.add_argument("--profile-phase", choices=("announce", "withdraw"), help="profile this phase only")
+    parser.add_argument("--profile-phase", choices=("announce", "ofport", "withdraw"), help="profile this phase only")
     parser.add_argument("--profile-to-routes", action="store_true",
                         help="profile each phase until the speaker holds its routes (not the View delta, publish)")
     args = parser.parse_args(argv)
@@ -232,7 +277,7 @@ def main(argv=None) -> int:
         profiler = cProfile.Profile()
     runs = []
     for k in range(args.repeat):
-        profiled = (args.profile_phase,) if args.profile_phase else ("announce", "withdraw")
+        profiled = (args.profile_phase,) if args.profile_phase else ("announce", "ofport", "withdraw")
         runs.append(run(args.ports, profiler if k == 0 else None, profiled, args.profile_to_routes))
         if k == 0 and profiler is not None:
             profiler.dump_stats(args.profile)
