@@ -21,6 +21,7 @@ pytest.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import statistics
 import sys
@@ -62,7 +63,9 @@ class Stamps:
         return call
 
 
-def run(n: int, early: bool = True) -> dict:
+def world(n: int):
+    """State, Programmer and Federation over evpn_routes' policy for ``n`` vports, programmed and published once with
+    no port bound yet (the speaker a booked one): what the announce and withdraw harnesses start from."""
     import bgp.evpn
     from bgp.federation import Federation
     from controller import policy as pol
@@ -80,18 +83,32 @@ def run(n: int, early: bool = True) -> dict:
     state.vrs_update(report(0))
     programmer.refresh(full=True)
     federation.publish(programmer.view)
-    federation.early = early  # the app's, once passes hand out (an attribute nothing reads before bgp/early.py)
-    snap, stamps = report(n), Stamps(federation.speaker, n)
+    return state, programmer, federation
+
+
+@contextlib.contextmanager
+def collector_off():
+    """The cyclic collector off (after a collection and a freeze), as in the controller, whose OVSDB updates and
+    programming passes run with it paused; put back as it was whatever the block raised (a caller's process runs
+    on with it)."""
     gc.collect()
     gc.freeze()
     enabled = gc.isenabled()
-    gc.disable()  # as in the controller: its OVSDB updates and programming passes run with the collector paused
+    gc.disable()
     try:
-        cpu = _steps(state, programmer, federation, snap, stamps)
-    finally:  # the collector as it was, whatever a step raised (a caller's process runs on with it)
+        yield
+    finally:
         if enabled:
             gc.enable()
         gc.unfreeze()
+
+
+def run(n: int, early: bool = True) -> dict:
+    state, programmer, federation = world(n)
+    federation.early = early  # the app's, once passes hand out (an attribute nothing reads before bgp/early.py)
+    snap, stamps = report(n), Stamps(federation.speaker, n)
+    with collector_off():
+        cpu = _steps(state, programmer, federation, snap, stamps)
     if sum(1 for route in federation.speaker.desired.values() if route.TYPE == 2) != n + 1:
         raise SystemExit("the speaker does not hold a type 2 route per vport")
     return cpu

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import gc
 import statistics
 import sys
 import time
@@ -62,26 +61,11 @@ class Clock:
 
 
 def run(n: int, meter=Clock, profiler=None) -> dict:
-    import bgp.evpn
-    from bgp.federation import Federation
-    from controller import policy as pol
-    from controller import policydoc
     from controller.app import STATE_EVERY
     from controller.pacer import Pacer
-    from controller.programmer import Programmer
-    from controller.state import State
-    from tests.benchmarks.evpn_announce import report
-    from tests.benchmarks.evpn_routes import policy
-    from tests.unit.test_evpn_early_withdraw import BookedSpeaker
+    from tests.benchmarks.evpn_announce import collector_off, report, world
 
-    bgp.evpn._BUILT.clear()  # routes built (and validated) once: a fresh run builds them all
-    plan = policydoc.plan(pol.Policy(), policy(n), "bench", pol.Allocator({}, 65000, (10000, 20000)))
-    state = State(plan.policy)
-    programmer = Programmer(state)
-    federation = Federation(None, "/unused", state, speaker=BookedSpeaker())
-    state.vrs_update(report(0))
-    programmer.refresh(full=True)
-    federation.publish(programmer.view)
+    state, programmer, federation = world(n)
     federation.early = True  # the app's, once passes hand out
     full = report(n)
     state.vrs_update(full)
@@ -91,31 +75,29 @@ def run(n: int, meter=Clock, profiler=None) -> dict:
     kept = full.ports[:2]  # the tunnel port and w1
     gone = frozenset(port.name for port in full.ports[2:])
     snap = dataclasses.replace(full, ports=kept, changed=gone, changed_ports={})
-    gc.collect()
-    gc.freeze()
-    gc.disable()  # as in the controller: its OVSDB updates and programming passes run with the collector paused
     out = {}
-    if profiler is not None:
-        profiler.enable()
-    with meter() as m:
-        state.vrs_update(snap)
-    out[STEPS[0]] = m.count
-    with meter() as m:
-        reach = programmer.live.apply(programmer.journal.take())
-    out[STEPS[1]] = m.count
-    view = programmer.view
-    with meter() as m:
-        work = {s: owners for s, owners in reach.owners.items()
-                if owners and s not in reach.rebuild and s in view.switches}
-        programmer._recompile(view, work, set().union(*reach.owners.values()))
-    out[STEPS[2]] = m.count
-    with meter() as m:
-        federation.publish(view)
-    out[STEPS[3]] = m.count
-    if profiler is not None:
-        profiler.disable()
-    gc.enable()
-    gc.unfreeze()
+    with collector_off():
+        if profiler is not None:
+            profiler.enable()
+        try:
+            with meter() as m:
+                state.vrs_update(snap)
+            out[STEPS[0]] = m.count
+            with meter() as m:
+                reach = programmer.live.apply(programmer.journal.take())
+            out[STEPS[1]] = m.count
+            view = programmer.view
+            with meter() as m:
+                work = {s: owners for s, owners in reach.owners.items()
+                        if owners and s not in reach.rebuild and s in view.switches}
+                programmer._recompile(view, work, set().union(*reach.owners.values()))
+            out[STEPS[2]] = m.count
+            with meter() as m:
+                federation.publish(view)
+            out[STEPS[3]] = m.count
+        finally:
+            if profiler is not None:
+                profiler.disable()
     if sum(1 for route in federation.speaker.desired.values() if route.TYPE == 2) != 1:
         raise SystemExit("the speaker holds other type 2 routes than w1's")
     if len(state.locations) != 1:
