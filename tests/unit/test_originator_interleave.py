@@ -23,6 +23,7 @@ from bgp.mobility import Mobility
 from bgp.originator import Originator
 from controller import feed, loglimit
 from controller.programmer import Programmer
+from tests.unit.test_mobility_oracle import assert_every_case_reached
 from tests.unit.test_originator_oracle import DictSpeaker, FullPublish, Publishing, _not_full
 
 SEEDS, STEPS = 12, 80
@@ -68,7 +69,7 @@ class Interleaving(Publishing):
     def interleave(self, what, other) -> None:
         rng, fed = self.rng, self.fed
         view, remote = self.prog.view, self.state.remote_index
-        self.seen[what] += 1
+        self.seen[what] += what not in ("mobility stopped", "publish stopped")  # (those: when a pause stopped them)
         if what == "mobility again":  # (the same View and index: taken again, nothing changes)
             for _ in range(rng.choice((1, 2))):
                 fed.mobility.update(view, remote)
@@ -78,15 +79,15 @@ class Interleaving(Publishing):
                 fed.mobility.update(view, remote)
         elif what == "mobility stopped":
             try:
-                fed.mobility.update(view, remote, _StopAt(rng.randrange(1, 40)))
+                fed.mobility.update(view, remote, _StopAt(rng.randrange(1, 6)))
             except Stopped:
-                pass
+                self.seen[what] += 1
         elif what == "publish stopped":  # (the speaker not told: the next publish, this pass's, repairs it)
-            fed.pacer = _StopAt(rng.randrange(1, 60))
+            fed.pacer = _StopAt(rng.randrange(1, 12))
             try:
                 fed.publish(view)
             except Stopped:
-                pass
+                self.seen[what] += 1
             finally:
                 fed.pacer = self.ref.pacer
         elif what == "forgotten":
@@ -158,6 +159,7 @@ def test_feeds_that_overflow_at_once_start_from_scratch(seed, monkeypatch):
 
 
 def test_the_interleavings_are_all_reached(monkeypatch):
+    """Within a few seeds each interleaving happens (an update or publish stopped: a pause stopped it), and publishes
+    by delta."""
     monkeypatch.setattr(loglimit, "_last_logged", {})
-    seen = run(0, monkeypatch)
-    assert all(seen.values()), seen
+    assert_every_case_reached(lambda seed: run(seed, monkeypatch), 0)
