@@ -8,7 +8,8 @@ delta and by whole tables (some with two locations of one MAC: State's index rep
 cleared one by one or all, replaced (the HA active's), recovering as the clock moves on (moves counted with
 ``max_moves`` 2, so MACs get flagged), and Views built again from scratch. After
 every pass both get the same View and remote index: the sequence numbers, the entries, the MACs lost (and to sticky
-routes), the flags and the moves being counted must be the same."""
+routes), the flags and the moves being counted must be the same, and the VTEPs peers announce MACs at are kept for
+local MACs only (a MAC forgotten, in bulk since stop 37, leaves no entry behind)."""
 
 from __future__ import annotations
 
@@ -165,6 +166,10 @@ class Driver(World):
         mine, theirs = self.mobility.duplicates, self.full.duplicates
         # (the moves of one pass come in another order: one clock reading apart at most)
         assert mine.flagged == theirs.flagged and dict(mine.moves) == dict(theirs.moves), where
+        heard, at = self.mobility._heard, self.mobility._heard_at  # (only local MACs', each VTEP's their inverse:
+        # a MAC forgotten leaves neither behind)
+        assert heard.keys() <= self.mobility._ours.keys(), f"{where}: heard of MACs not local"
+        assert at == {ip: {k for k, ips in heard.items() if ip in ips} for ip in set().union(*heard.values())}, where
         return expected
 
 
