@@ -31,9 +31,10 @@ def _map_type(key_low=0, key_high=sys.maxsize, value_low=0, value_high=sys.maxsi
 
 def _schema_string_maps() -> list:
     schema = ovs.db.schema.DbSchema.from_json(json.loads(Path("/usr/share/openvswitch/vswitch.ovsschema").read_text()))
+    def plain(base) -> bool:
+        return base is not None and base.type == _STRING and base.enum is None
     return [column.type for table in schema.tables.values() for column in table.columns.values()
-            if column.type.value is not None and datums._plain_string(column.type.key)
-            and datums._plain_string(column.type.value)]
+            if plain(column.type.key) and plain(column.type.value)]
 
 
 TYPES = [_schema_string_maps()[0], _map_type(), _map_type(1, 4, 0, 3, 1, 3), _map_type(2, 2, 5, 8, 0, 2)]
