@@ -12,8 +12,8 @@ dialling a server), so this package adapts it, and it is the only part of Canopy
 - ``paced``: the ``Idl`` subclasses ``Replica`` runs, the one place that overrides ovs's private methods.
 - ``refusals``: why an update from the peer is refused (``paced`` refuses it and closes the session).
 - ``datums``: a column's JSON parsed into a Datum as ovs parses it, cheaper for plainly valid values (``paced``'s).
-- ``rowloop``: an update2/update3 update's rows applied as ovs applies them, a row only deleted on a fast path
-  (``paced``'s).
+- ``rowloop``: an update2/update3 update's rows applied as ovs applies them, a row deleted, inserted or modified
+  put in or taken from its table directly (``paced``'s).
 
 Everything here is cooperative under eventlet: ``ovs.poller`` switches to a ``select.select`` based
 poller when eventlet has patched ``select``, so ``wait()`` yields to other green threads.

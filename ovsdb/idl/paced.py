@@ -1,8 +1,8 @@
 """The ``ovs.db.idl.Idl`` subclasses a ``Replica`` runs: every override of ovs 4.0.0's private methods in one place.
 
 - ``_PacedIdl``: pauses every ``PAUSE_ROWS`` rows of an update (and inside long reference sets), parses an
-  update's new rows with one default per column, not per row, and takes its deleted rows on a fast path
-  (ovsdb/idl/rowloop.py).
+  update's new rows with one default per column, not per row, and puts its deleted, new and modified rows in or out
+  of their tables directly (ovsdb/idl/rowloop.py).
 - ``_TrackingIdl``: also records the rows each update changed (``RowChanges``) and indexes named tables by name.
 
 An update that breaks the protocol is refused whole (``refused`` says why, naming the table, row and column) and the
@@ -209,8 +209,9 @@ class _PacedIdl(ovs.db.idl.Idl):
                 return
 
     def _Idl__do_parse_update(self, table_updates, version, tables):
-        # HACK (ovs 4.0.0): update2/update3's rows applied by ovsdb/idl/rowloop.py, ovs's loop with a fast path for a
-        # row that is only deleted (a big delete's 20,000 rows); the old protocol's by ovs itself.
+        # HACK (ovs 4.0.0): update2/update3's rows applied by ovsdb/idl/rowloop.py, ovs's loop with the rows deleted,
+        # inserted and modified put in or taken from their table directly (a big insert's or delete's 20,000 rows);
+        # the old protocol's by ovs itself.
         if version in (ovs.db.idl.OVSDB_UPDATE2, ovs.db.idl.OVSDB_UPDATE3):
             rowloop.apply(self, table_updates, tables)
         else:

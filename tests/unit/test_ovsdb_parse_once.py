@@ -41,3 +41,30 @@ def test_a_map_of_strings_is_parsed_without_a_reader_call_per_atom(monkeypatch):
     value = ["map", [["attached-mac", "02:00:00:00:00:01"], ["iface-id", "vp1"], ["iface-status", "active"]]]
     assert parse(value).to_json() == ovs.db.data.Datum.from_json(type_, value).to_json()
     assert calls == []
+
+
+def test_each_replica_reads_a_column_by_its_own_schemas_type():
+    """The conversion is kept on the replica's own column (an IdlColumn per Idl): two sessions whose peers' schemas
+    type a column differently (two OVS versions: Interface.ofport optional in one, a scalar in the other) each read
+    it by their own type, in any order."""
+    import copy
+    import json
+    import uuid
+
+    import ovs.db.idl
+
+    from ovsdb import vrs
+    from tests.unit.test_ovsdb_idl_parse import SCHEMA as JSON
+
+    scalar = copy.deepcopy(JSON)
+    scalar["tables"]["Interface"]["columns"]["ofport"] = {"type": "integer"}
+    row = str(uuid.UUID(int=1))
+    replicas = []
+    for schema in (JSON, scalar, JSON):
+        replica = idl._TrackingIdl("tcp:127.0.0.1:1", idl.schema_helper(schema, vrs.COLUMNS), leader_only=False,
+                                   named=("Interface",))
+        replica._Idl__parse_update(json.loads(json.dumps(
+            {"Interface": {row: {"initial": {"name": "p1", "ofport": 7}}}})), ovs.db.idl.OVSDB_UPDATE2)
+        replicas.append(next(iter(replica.tables["Interface"].rows.values())))
+    assert [idl.column_value(found, "ofport") for found in replicas] == [[7], 7, [7]]
+    assert [found.ofport for found in replicas] == [[7], 7, [7]]

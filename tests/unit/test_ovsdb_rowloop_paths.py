@@ -55,7 +55,7 @@ def test_new_and_changed_rows_go_into_their_table_without_ovs_row_mapping(monkey
     changes = paced.idl.changes.table("Interface")
     assert all(changes[uuid.UUID(i).int].columns is None for i in IFACES)  # created in the same span: whole rows
     assert [list(row) for row in (paced.idl.tables["Interface"].rows, plain.idl.tables["Interface"].rows)] == \
-        [list(plain.idl.tables["Interface"].rows)] * 2  # the rows' order too (a modified row moves to the end)
+        [list(plain.idl.tables["Interface"].rows)] * 2  # the order too (a move to the end: the test below)
     paced.feed({"Interface": {str(uuid.UUID(int=7777)): {"modify": {"ofport": 1}}}}, version)
     assert "modify of a row that does not exist" in (paced.idl.refused or "")
 
@@ -105,3 +105,42 @@ def test_a_row_changed_again_in_the_same_span_has_its_changes_merged(monkeypatch
     assert type(changes[uuid.UUID(IFACES[0]).int]).__name__ == "RowChange"
     names = paced.idl.names["Interface"]
     assert "p0" not in names and list(names["renamed"]) == [uuid.UUID(IFACES[0]).int]
+
+
+def test_a_table_with_a_custom_index_takes_its_inserts_and_modifies_through_ovs():
+    """``Idl.index_create`` (Canopy makes none): ovs's ``IndexedRows`` keeps the index as rows go in and out, so such
+    a table's new and modified rows go through ovs's own path; the index follows a renamed row as ovs's does."""
+    plain, paced = both()
+    for recorded in (plain, paced):
+        recorded.idl.index_create("Interface", "by name").add_column("name")
+        for update in (UPDATES[0], INSERT, OFPORT, {"Interface": {IFACES[0]: {"modify": {"name": "renamed"}}}}):
+            recorded.feed(update)
+    names = [[row.name for row in recorded.idl.tables["Interface"].rows.indexes["by name"]]
+             for recorded in (plain, paced)]
+    assert names[0] == names[1] and "renamed" in names[1] and "p0" not in names[1]
+    assert paced.data() == plain.data() and paced.notices == plain.notices
+
+
+def test_rows_keep_ovs_order_and_stacks_when_modified_or_inserted_again():
+    """The rows' order and stacks as ovs leaves them: a modified row moves to its table's end (ovs takes it out and
+    puts it back), so does a row inserted again (ovs replaces it); a row stacked on a copy of itself (ovs's
+    transaction code may put one back) inserted again has its top replaced, the copy below kept."""
+    from tests.unit.test_ovsdb_idl_parse import stacked
+
+    plain, paced = both()
+    for recorded in (plain, paced):
+        recorded.feed(UPDATES[0])
+        recorded.feed(INSERT)
+        stacked(recorded, uuid.UUID(IFACES[3]), "on top")
+        recorded.feed({"Interface": {IFACES[1]: {"modify": {"ofport": 2}}, U[5]: {"modify": {"ofport": 3}}}})
+        recorded.feed({"Interface": {IFACES[2]: {"insert": {"name": "again"}},
+                                     IFACES[3]: {"insert": {"name": "replaced"}}}})
+
+    def rows(recorded) -> list:
+        return [(str(key), [row.name for row in stack])
+                for key, stack in recorded.idl.tables["Interface"].rows.data.items()]
+
+    assert rows(paced) == rows(plain)
+    assert [key for key, _ in rows(plain)][-3:] == [IFACES[1], U[5], IFACES[2]]
+    assert dict(rows(plain))[IFACES[3]] == ["p3", "replaced"]
+    assert paced.data() == plain.data() and paced.notices == plain.notices
