@@ -58,6 +58,18 @@ def _fast(type_, json, key, value):
     return None if atom is _FALLBACK else ovs.db.data.Datum(type_, {atom: None})
 
 
+def _is_map(json) -> bool:
+    return type(json) is list and len(json) == 2 and json[0] == "map" and isinstance(json[1], list)
+
+
+def _datum(type_, values: dict, given: list):
+    """The Datum of ``values`` read from ``given``, or None (ovs must decide) when ``given`` held a duplicate (fewer
+    values than elements) or their number is outside the type's bounds."""
+    if len(values) != len(given):
+        return None
+    return ovs.db.data.Datum(type_, values) if type_.n_min <= len(values) <= type_.n_max else None
+
+
 def _set(type_, json, key):
     if not isinstance(json[1], list):  # a list, or a list's subclass: ovsdb/longsets.py's PacedArray (a long set)
         return None
@@ -67,13 +79,11 @@ def _set(type_, json, key):
         if atom is _FALLBACK:
             return None
         values[atom] = None
-    if len(values) != len(json[1]):  # a duplicate (one lookup per atom: each an Atom and a uuid hash in Python)
-        return None
-    return ovs.db.data.Datum(type_, values) if type_.n_min <= len(values) <= type_.n_max else None
+    return _datum(type_, values, json[1])  # a duplicate: one lookup per atom (each an Atom and a uuid hash in Python)
 
 
 def _map(type_, json, key, value):
-    if type(json) is not list or len(json) != 2 or json[0] != "map" or not isinstance(json[1], list):
+    if not _is_map(json):
         return None
     values = {}
     for pair in json[1]:
@@ -83,9 +93,7 @@ def _map(type_, json, key, value):
         if k is _FALLBACK or v is _FALLBACK:
             return None
         values[k] = v
-    if len(values) != len(json[1]):  # a duplicate key
-        return None
-    return ovs.db.data.Datum(type_, values) if type_.n_min <= len(values) <= type_.n_max else None
+    return _datum(type_, values, json[1])
 
 
 def _plain_string(base: ovs.db.types.BaseType) -> bool:
@@ -95,7 +103,7 @@ def _plain_string(base: ovs.db.types.BaseType) -> bool:
 def _string_map(type_, json, key_kind, key_low, key_high, value_kind, value_low, value_high, _atom=ovs.db.data.Atom):
     """``_map`` of a map of strings to strings without an ``enum`` (external_ids, options: three pairs per new
     interface), each pair's strings checked here rather than by a reader call per atom; None when ovs must decide."""
-    if type(json) is not list or len(json) != 2 or json[0] != "map" or not isinstance(json[1], list):
+    if not _is_map(json):
         return None
     values = {}
     for pair in json[1]:
@@ -106,9 +114,7 @@ def _string_map(type_, json, key_kind, key_low, key_high, value_kind, value_low,
                 not value_low <= len(v) <= value_high:
             return None
         values[_atom(key_kind, k)] = _atom(value_kind, v)
-    if len(values) != len(json[1]):  # a duplicate key
-        return None
-    return ovs.db.data.Datum(type_, values) if type_.n_min <= len(values) <= type_.n_max else None
+    return _datum(type_, values, json[1])
 
 
 def _atom_reader(base: ovs.db.types.BaseType):
