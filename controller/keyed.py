@@ -35,6 +35,22 @@ def discard_from(index: dict, key, item) -> None:
             del index[key]
 
 
+def discard_under(index: dict, scope, keys, item) -> None:
+    """``item`` out of the dict ``index[scope][key]`` for each of ``keys`` (an endpoint's IPs, a MAC's wanted IPs);
+    an entry goes with its last item, the scope's with its last entry."""
+    inner = index.get(scope)
+    if inner is None:
+        return
+    for key in keys:
+        items = inner.get(key)
+        if items is not None:
+            items.pop(item, None)
+            if not items:
+                del inner[key]
+    if not inner:
+        del index[scope]
+
+
 def count_in(index: dict, key, item, step: int) -> int:
     """``index[key][item] += step`` (a Counter per key); a count at zero or below and an entry without counts are
     not kept. Returns the new count (0 when gone)."""

@@ -21,7 +21,7 @@ from collections import defaultdict
 from operator import attrgetter
 
 from controller import derive as d
-from controller.keyed import EMPTY_COUNTS, add_to, count_of, discard_from
+from controller.keyed import EMPTY_COUNTS, add_to, count_of, discard_from, discard_under
 from controller.remote import ip_holder
 
 _MAC = attrgetter("mac")  # an endpoint's MAC: the sort key of a subnet's EVPN endpoints (in C, not a lambda)
@@ -169,15 +169,7 @@ class RemoteEndpoints:
         scope, ips = self.want.pop(key)
         if not keep_subnet:
             discard_from(self.wanted, key[0], key)
-        wanted = self.by_ip.get(scope, {})
-        for ip in ips:
-            keys = wanted.get(ip)
-            if keys is not None:
-                keys.pop(key, None)
-                if not keys:
-                    del wanted[ip]
-        if not wanted:
-            self.by_ip.pop(scope, None)
+        discard_under(self.by_ip, scope, ips, key)
         return scope, ips
 
     def _macs(self, scope, keys):

@@ -15,6 +15,7 @@ from collections import Counter, defaultdict
 from sortedcontainers import SortedDict
 
 from controller import derive as d
+from controller.keyed import discard_under
 
 
 def own_routes(view, did) -> list:
@@ -258,16 +259,7 @@ class Routes:
     def _remove_hosts(self, dom, ips, vport_id):
         """An endpoint's host routes out; a domain's entries go with its last route (none is kept per domain ever
         seen)."""
-        eps = self.host_eps.get(dom)
-        if eps is not None:
-            for ip in ips:
-                held = eps.get(ip)
-                if held is not None:
-                    held.pop(vport_id, None)
-                    if not held:
-                        del eps[ip]
-            if not eps:
-                del self.host_eps[dom]
+        discard_under(self.host_eps, dom, ips, vport_id)
         ordered = self.ordered.get(dom)  # (a defaultdict: not made by a read)
         if ordered is not None:
             for ip in ips:
