@@ -148,7 +148,7 @@ class ProgramLoop:
         OpenFlow meanwhile end this wait: nothing is handed to it before the hold ends). A pass started on the first of
         50 switches back (a restart) took as long as their first reads did, interleaved with them, and the hold
         could end only on the pass after it (vrs_scale: 5.3 s after the last switch had reported, at load 10,
-        docs/benchmarks.md "hold38")."""
+        docs/benchmarks.md "hold38"; first reads lasting longer than REPORT_WAIT_MAX still see one such pass)."""
         started = self._timer()
         progressed, seen = started, (self._reported, self._turns())
         while not self._urgent:
