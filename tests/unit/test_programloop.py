@@ -410,7 +410,8 @@ def _apps_loop(monkeypatch, slicing=(), hold=None, first_reads=lambda: 0):
                                              refresh(full=full))[1]
     glue = SimpleNamespace(state=state, programmer=programmer, _wake=hub.Event(), _hand_out=lambda touched: None,
                            routes=SimpleNamespace(import_remote=lambda: None),
-                           ovsdb=SimpleNamespace(slicing=set(slicing), slicing_turns=0, first_reads_pending=first_reads),
+                           ovsdb=SimpleNamespace(slicing=set(slicing), slicing_turns=0,
+                                                 first_reads_pending=first_reads),
                            hold=hold or SimpleNamespace(latest=lambda: None, holding=False))
     glue.ovsdb.slicing_switches = lambda: {"s1"} if glue.ovsdb.slicing else set()  # kvm1 reports switch s1
     return state, app.CanopyApp._programming(glue), passes, glue.ovsdb.slicing
