@@ -61,7 +61,7 @@ def _views(monkeypatch, remembered=SWITCHES, connect_openflow=True):
 def test_the_holds_passes_wait_for_the_first_reads_of_the_switches_it_waits_for(monkeypatch):
     """Three switches remembered, back one after another (each first read a turn after the last, each switch's
     OpenFlow connection meanwhile): the pass after the start is computed with all three, so the hold can end on it
-    (before: a pass with s1 alone, then one with the rest: the hold ended one pass later than needed)."""
+    (before: passes with [s1], [s1, s2], then all three: the hold ended two passes later than needed)."""
     views, hold = _views(monkeypatch)
     assert views[0] == []  # the start's pass
     assert views[1:] == [list(SWITCHES)]
