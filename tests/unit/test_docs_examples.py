@@ -1,0 +1,134 @@
+"""Every YAML example in README.md and docs/*.md is valid for the current code, read by the product's own loaders
+(docs/testing.md, "The docs' examples"): an operator who copies one gets no error, and the docs cannot drift.
+
+A fenced ```yaml block is either settings (its top-level keys are settings sections: read by
+controller.settings.from_doc, as `canopy check-settings` does) or a policy document (read and planned by
+controller.policydoc, as `canopy check` does). A policy fragment that lists only `vports` or `vtep_bindings`
+(as docs/vtep.md shows a bare-metal server) is placed into config/examples/demo.yaml, whose subnets it names.
+Files the examples name under /etc/canopy/ are made in a temporary directory (a secret, a key, certificates).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from controller import policy as pol
+from controller import policydoc, yamldoc
+from controller import settings as settings_mod
+from controller.model import PolicyError
+
+REPO = Path(__file__).resolve().parents[2]
+DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+SETTINGS_KEYS = {spec.name for spec in settings_mod.SETTINGS}
+POLICY_KEYS = {"source", "tenants", "vtep_bindings", "external_networks"}
+FENCE = re.compile(r"^```(\w*)[ \t]*\n(.*?)^```[ \t]*$", re.M | re.S)
+
+
+def yaml_examples():
+    """(file:line, text) of every ```yaml block of the docs; the text starts on that line (blank lines before it),
+    so the loaders' errors name the line of the doc."""
+    found = []
+    for path in DOCS:
+        text = path.read_text()
+        for match in FENCE.finditer(text):
+            if match.group(1) == "yaml":
+                line = text.count("\n", 0, match.start()) + 2  # the block's first line
+                found.append((f"{path.relative_to(REPO)}:{line}", "\n" * (line - 1) + match.group(2)))
+    return found
+
+
+EXAMPLES = yaml_examples()
+
+
+def test_the_docs_have_yaml_examples_to_check():
+    """The pattern finds the blocks (README's bgp and ha, docs/policy.md's document, ...): a test that checks
+    nothing would pass for ever."""
+    where = [w for w, _ in EXAMPLES]
+    assert len(EXAMPLES) >= 10
+    assert any(w.startswith("README.md:") for w in where) and any(w.startswith("docs/policy.md:") for w in where)
+
+
+@pytest.fixture(scope="module")
+def etc_canopy(tmp_path_factory):
+    """A stand-in for /etc/canopy: the HA secret, and a CA, key and certificates for the tls section."""
+    from tests.harness.pki import Pki
+
+    root = tmp_path_factory.mktemp("etc-canopy")
+    secret = root / "ha-secret"
+    secret.write_text("0123456789abcdef" * 4 + "\n")
+    secret.chmod(0o600)
+    ca = Pki(root, "ca")
+    own = ca.issue("controller", ips=("127.0.0.1",))
+    return root, {"privkey": own.key, "cert": own.cert, "cacert": ca.ca_cert, "secret": secret}
+
+
+def _files_at_hand(text, etc_canopy):
+    """``text`` with each /etc/canopy/NAME replaced by a file of its kind in the stand-in directory."""
+    _, files = etc_canopy
+
+    def stand_in(match):
+        name = match.group(1)
+        kind = next((k for k in ("privkey", "cacert", "cert") if name.endswith(f"{k}.pem")), "secret")
+        return str(files[kind])
+    return re.sub(r"/etc/canopy/([\w.-]+)", stand_in, text)
+
+
+def _demo_with(fragment: dict) -> dict:
+    """config/examples/demo.yaml with the fragment's vports in acme/prod/web and its vtep_bindings added."""
+    data = yamldoc.load_file(str(REPO / "config" / "examples" / "demo.yaml")).data
+    web = data["tenants"][0]["domains"][0]["subnets"][0]
+    assert web["name"] == "web"
+    web["vports"] += fragment.get("vports", [])
+    data["vtep_bindings"] += fragment.get("vtep_bindings", [])
+    return data
+
+
+def check_example(where: str, text: str, etc_canopy, monkeypatch) -> str:
+    """Read ``text`` with the loader its keys call for; returns which (raises what the loader raises)."""
+    where = where.split(":")[0]  # the file: lines are the doc's own
+    doc = yamldoc.load(text, where)
+    keys = set(doc.data)
+    if keys <= SETTINGS_KEYS:
+        # ha.listen's default is the address towards ha.peer: the examples' peers need no route on this host
+        monkeypatch.setattr(settings_mod, "source_address", lambda peer: "127.0.0.1")
+        settings_mod.from_doc(yamldoc.load(_files_at_hand(text, etc_canopy), where))
+        return "settings"
+    if keys <= {"vports", "vtep_bindings"}:
+        data, kind = _demo_with(doc.data), "policy fragment"
+    elif keys <= POLICY_KEYS:
+        data, kind = doc.data, "policy"
+    else:
+        raise AssertionError(f"{where}: neither settings nor a policy document: top-level keys {sorted(keys)}")
+    try:
+        policydoc.plan(pol.Policy(), data, where, pol.Allocator({}, 65000, (10000, 20000)))
+    except PolicyError as exc:
+        raise AssertionError(f"{where}: {[(p.field, p.reason) for p in exc.problems]}") from None
+    return kind
+
+
+@pytest.mark.parametrize("where,text", EXAMPLES, ids=[w for w, _ in EXAMPLES])
+def test_every_yaml_example_in_the_docs_is_valid(where, text, etc_canopy, monkeypatch):
+    check_example(where, text, etc_canopy, monkeypatch)
+
+
+@pytest.mark.parametrize("name", ["config/canopy.yaml", "config/container.yaml", "deploy/pair/ctl-a.yaml",
+                                  "deploy/pair/ctl-b.yaml"])
+def test_every_settings_file_the_docs_point_at_is_valid(name, etc_canopy, monkeypatch):
+    """README and docs/deploy.md send operators to these files: they load (their /etc/canopy files stood in)."""
+    assert check_example(name, (REPO / name).read_text(), etc_canopy, monkeypatch) == "settings"
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("\nha:\n  priority: high\n", "x.md:3: ha.priority"),                       # a settings example gone wrong
+    ("tenants:\n  - name: a\n    colour: red\n", "colour"),                   # a policy example gone wrong
+    ("vports:\n  - {name: v, mac: nope, binding: {flavour: kvm}}\n", "mac"),  # a fragment gone wrong
+    ("hosts: [hv1]\n", "neither settings nor a policy document"),            # neither
+])
+def test_an_example_that_drifted_from_the_code_fails(text, expected, etc_canopy, monkeypatch):
+    """The check can fail: each kind of example, made invalid, is refused naming what is wrong."""
+    with pytest.raises((AssertionError, settings_mod.SettingsError)) as info:
+        check_example("x.md:1", text, etc_canopy, monkeypatch)
+    assert expected in str(info.value)
