@@ -132,3 +132,49 @@ def test_an_example_that_drifted_from_the_code_fails(text, expected, etc_canopy,
     with pytest.raises((AssertionError, settings_mod.SettingsError)) as info:
         check_example("x.md:1", text, etc_canopy, monkeypatch)
     assert expected in str(info.value)
+
+
+def _served_routes(tmp_path):
+    """The routes controller/app.py serves (as it assembles them; BGP's without a speaker)."""
+    from controller.programmer import Programmer
+    from controller.rest import bgp as rest_bgp
+    from controller.rest import dataplane as rest_dataplane
+    from controller.rest import external as rest_external
+    from controller.rest import inspection as rest_inspect
+    from controller.rest import security as rest_security
+    from controller.rest import sessions as rest_sessions
+    from controller.rest import vteps as rest_vteps
+    from controller.rest.api import Api
+    from controller.rest.watch import VportWatch
+
+    from .helpers import Controller
+
+    ctl = Controller(tmp_path)
+    try:
+        prog = Programmer(ctl.state)
+        extra = (rest_sessions.routes(None) + rest_dataplane.routes(ctl.state, prog, dict)
+                 + rest_security.routes(ctl.state, prog, dict) + rest_external.routes(ctl.state, prog, dict)
+                 + rest_vteps.routes(ctl.state, prog) + rest_inspect.routes(ctl.state, prog)
+                 + [VportWatch(ctl.state, dict).route()] + rest_bgp.routes(None))
+        return [regex for _, regex in Api(ctl.service, ctl.state, ctl.settings, extra_routes=extra)._compiled]
+    finally:
+        ctl.close()
+
+
+def test_every_endpoint_the_docs_name_is_served(tmp_path):
+    """Each /v1 path README.md and docs/*.md name ("/v1/switches/<dpid>/flows", "/v1/vteps/{name}") is a route of
+    the API, or one that a setting turns on (controller/rest/api.py SWITCHED_OFF: /v1/ha/solo, /v1/stretches)."""
+    from controller.rest.api import SWITCHED_OFF
+
+    served = _served_routes(tmp_path)
+    named = {}
+    for path in DOCS:
+        for match in re.finditer(r"/v1/[\w{}<>/.-]*", path.read_text()):
+            named.setdefault(match.group(0).rstrip("./").replace("<collection>", "tenants"),
+                             f"{path.relative_to(REPO)}")
+    assert len(named) > 30
+    # a placeholder (<dpid>, {id}, <collection>) stands for one path segment
+    unknown = {p: where for p, where in named.items()
+               if p not in SWITCHED_OFF
+               and not any(regex.fullmatch(re.sub(r"<[^>/]+>|\{[^}/]+\}", "x", p)) for regex in served)}
+    assert unknown == {}
