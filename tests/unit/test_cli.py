@@ -178,6 +178,21 @@ def served_https(tmp_path):
         yield url, str(ca.ca_cert), str(other.ca_cert)
 
 
+def test_a_certificate_that_does_not_name_the_address_is_said_so_not_blamed_on_the_ca(capsys, monkeypatch,
+                                                                                     served_https):
+    """docs/security.md's ovs-pki certificates name no address: asked with the right --ca-file, the refusal told the
+    operator to give --ca-file, which they had. A name mismatch now says the certificate does not name the address."""
+    url, ca, _ = served_https
+    monkeypatch.delenv("CANOPY_CA_FILE", raising=False)
+    by_name = url.replace("127.0.0.1", "localhost")  # the certificate names IP:127.0.0.1 only
+    assert cli.main(["status", "--url", by_name, "--ca-file", ca]) == cli.EXIT_UNREACHABLE
+    err = capsys.readouterr().err
+    assert "the controller's certificate does not name localhost: issue it with subjectAltName" in err
+    assert "give --ca-file" not in err
+    assert cli.main(["status", "--url", url, "--json"]) == cli.EXIT_UNREACHABLE  # no CA given: the CA advice stays
+    assert "give --ca-file (or CANOPY_CA_FILE)" in capsys.readouterr().err
+
+
 def tenant_source(url, name):
     with urllib.request.urlopen(f"{url}/v1/tenants?name={name}", timeout=30) as resp:
         return json.loads(resp.read())["items"][0]["source"]
