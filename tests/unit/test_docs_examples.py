@@ -27,17 +27,36 @@ POLICY_KEYS = {"source", "tenants", "vtep_bindings", "external_networks"}
 FENCE = re.compile(r"^```(\w*)[ \t]*\n(.*?)^```[ \t]*$", re.M | re.S)
 
 
-def yaml_examples():
-    """(file:line, text) of every ```yaml block of the docs; the text starts on that line (blank lines before it),
-    so the loaders' errors name the line of the doc."""
+def examples(lang: str):
+    """(file:line, text) of every ```<lang> block of the docs."""
     found = []
     for path in DOCS:
         text = path.read_text()
         for match in FENCE.finditer(text):
-            if match.group(1) == "yaml":
-                line = text.count("\n", 0, match.start()) + 2  # the block's first line
-                found.append((f"{path.relative_to(REPO)}:{line}", "\n" * (line - 1) + match.group(2)))
+            if match.group(1) == lang:
+                found.append((f"{path.relative_to(REPO)}:{text.count(chr(10), 0, match.start()) + 2}", match.group(2)))
     return found
+
+
+OTHERS = [(lang, where, text) for lang in ("toml", "json", "ini") for where, text in examples(lang)]
+
+
+@pytest.mark.parametrize("lang,where,text", OTHERS, ids=[w for _, w, _ in OTHERS])
+def test_the_other_programs_examples_parse(lang, where, text):
+    """GoBGP's gobgpd.toml (docs/evpn.md), Neutron's ini files (docs/openstack.md) and JSON bodies parse as what
+    their block says they are (their meaning is the other program's: the integration tests run them)."""
+    import configparser
+    import json
+    import tomllib
+
+    {"toml": tomllib.loads, "json": json.loads,
+     "ini": configparser.ConfigParser(interpolation=None).read_string}[lang](text)
+
+
+def yaml_examples():
+    """(file:line, text) of every ```yaml block of the docs; the text starts on that line (blank lines before it),
+    so the loaders' errors name the line of the doc."""
+    return [(where, "\n" * (int(where.rsplit(":", 1)[1]) - 1) + text) for where, text in examples("yaml")]
 
 
 EXAMPLES = yaml_examples()
@@ -46,6 +65,7 @@ EXAMPLES = yaml_examples()
 def test_the_docs_have_yaml_examples_to_check():
     """The pattern finds the blocks (README's bgp and ha, docs/policy.md's document, ...): a test that checks
     nothing would pass for ever."""
+    assert {lang for lang, _, _ in OTHERS} == {"toml", "json", "ini"}
     where = [w for w, _ in EXAMPLES]
     assert len(EXAMPLES) >= 10
     assert any(w.startswith("README.md:") for w in where) and any(w.startswith("docs/policy.md:") for w in where)
