@@ -448,4 +448,6 @@ def _to_doc_path(p: Problem, paths) -> Problem:
     if p.kind == "subnet" and fld == "domain_id":  # no such key in a document: the domain the subnet is placed under
         fld, reason = "", f"domain_id (the domain it is placed under): {reason}"
     fld = DOC_NAMES.get((p.kind, fld), fld)
+    if reason == "unknown field" and p.kind in NESTED:  # a document nests objects by these names too ("subnet:")
+        reason += did_you_mean(fld, NESTED[p.kind])
     return Problem(p.kind, p.ref, join(base, fld) if fld else base, reason, p.code)

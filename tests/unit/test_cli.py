@@ -100,6 +100,10 @@ def test_an_unknown_key_one_typo_from_a_known_one_is_named(tmp_path, capsys):
     assert cli.main(["check", path]) == cli.EXIT_INVALID
     assert "tenant: unknown top-level key; expected [" in (err := capsys.readouterr().err)
     assert err.strip().endswith("(did you mean 'tenants'?)")
+    path = write(tmp_path, "n.yaml", "tenants:\n  - name: acme\n    domains:\n      - name: prod\n        subnet: []\n")
+    assert cli.main(["check", path]) == cli.EXIT_INVALID  # the objects a document nests are named too
+    assert capsys.readouterr().err.strip() == (f"{path}:5: domain 'acme/prod': subnet: unknown field "
+                                               "(did you mean 'subnets'?)")
 
 
 def test_apply_reports_unreachable_controller(tmp_path, capsys):
