@@ -66,7 +66,8 @@ def _check(args) -> str | None:
         return f"GET {url} answered {exc.code} {exc.reason}{told}"
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        return f"cannot reach the controller at {remote.url}: {reason}{cli_remote.tls_hint(reason, remote.url, 'CANOPY_CA_FILE')}"
+        hint = cli_remote.tls_hint(reason, remote.url, "CANOPY_CA_FILE")  # health takes no --ca-file
+        return f"cannot reach the controller at {remote.url}: {reason}{hint}"
 
 
 def main_settings_file(path: str) -> str | None:

@@ -113,9 +113,11 @@ def read(data, default_source: str, pacer: Pacer = NEVER) -> tuple[str, list[Des
 def _settings_file(data: dict) -> str | None:
     """The likely mistake of giving the controller's settings file where a policy document goes: one problem that
     says so (instead of one "unknown top-level key" per section), or None."""
+    if not data or any(key in DOC_KEYS for key in data):
+        return None
     from controller.settings import SETTINGS  # only here: the settings do not belong to the documents' model
 
-    if not data or any(key in DOC_KEYS for key in data) or not any(s.name in data for s in SETTINGS):
+    if not any(s.name in data for s in SETTINGS):
         return None
     return ("this is a settings file of the controller (" + ", ".join(map(str, list(data)[:3])) + "), not a policy "
             "document: check it with 'canopy check-settings FILE' and start the controller with 'canopy run --config "
