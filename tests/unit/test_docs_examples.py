@@ -198,3 +198,28 @@ def test_every_endpoint_the_docs_name_is_served(tmp_path):
                if p not in SWITCHED_OFF
                and not any(regex.fullmatch(re.sub(r"<[^>/]+>|\{[^}/]+\}", "x", p)) for regex in served)}
     assert unknown == {}
+
+
+def _anchors(path: Path) -> set:
+    """The anchors GitHub makes of a Markdown file's headings (lower case, punctuation but - and _ dropped, spaces
+    to -); headings inside fenced blocks are none."""
+    text = re.sub(r"^```.*?^```", "", path.read_text(), flags=re.M | re.S)
+    return {re.sub(r"[^\w\- ]", "", m.group(1).strip().lower()).replace(" ", "-")
+            for m in re.finditer(r"^#+\s+(.*)$", text, re.M)}
+
+
+def test_every_link_between_the_docs_reaches_its_file_and_heading():
+    """README's and the docs' relative links (docs/store.md#a-full-or-failing-disk, ../deploy/pair/ctl-a.yaml) point
+    at a file that exists and, with an anchor, at a heading it has: renaming a heading breaks none silently."""
+    broken, anchored = [], 0
+    for path in DOCS:
+        for match in re.finditer(r"\]\(([^)\s]+)\)", path.read_text()):
+            target = match.group(1)
+            if re.match(r"[a-z]+:", target):
+                continue
+            file, _, anchor = target.partition("#")
+            dest = (path.parent / file).resolve() if file else path
+            anchored += bool(anchor)
+            if not dest.exists() or anchor and dest.suffix == ".md" and anchor not in _anchors(dest):
+                broken.append(f"{path.relative_to(REPO)}: {target}")
+    assert anchored > 20 and broken == []
