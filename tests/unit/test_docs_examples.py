@@ -223,3 +223,24 @@ def test_every_link_between_the_docs_reaches_its_file_and_heading():
             if not dest.exists() or anchor and dest.suffix == ".md" and anchor not in _anchors(dest):
                 broken.append(f"{path.relative_to(REPO)}: {target}")
     assert anchored > 20 and broken == []
+
+
+def test_every_canopy_command_and_option_the_docs_write_exists():
+    """`canopy apply b.yaml --adopt --dry-run`, `canopy backup FILE --config ...`: each option written after a canopy
+    command in README.md and the docs is one that command takes (its argparse parser, controller/cli.py)."""
+    import argparse
+
+    from controller import cli
+
+    commands = next(a for a in cli._parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    unknown, checked = [], 0
+    for path in DOCS:
+        for match in re.finditer(r"canopy ([a-z][a-z-]+)((?:[ \t]+(?:\\\n)?[^\s`|;&)#'\"]+)*)", path.read_text()):
+            command, rest = match.groups()
+            if command not in commands:
+                continue
+            for option in re.findall(r"(?<![\w-])(--[a-z][a-z-]*)", rest):
+                checked += 1
+                if option not in commands[command]._option_string_actions:
+                    unknown.append(f"{path.relative_to(REPO)}: canopy {command} {option}")
+    assert checked > 20 and unknown == []
