@@ -334,7 +334,7 @@ def _print_problems(doc, problems):
         leaf = _leaf(p.field)
         what = p.field if p.kind == "document" else f"{p.kind} {p.ref!r}" + (f": {leaf}" if leaf else "")
         also = f" (first at {doc.where(p.also) if doc else p.also})" if p.also else ""
-        print(f"{place}: {what}: {p.reason}{also}", file=sys.stderr)
+        print(f"{place}: {what + ': ' if what else ''}{p.reason}{also}", file=sys.stderr)
 
 
 def _leaf(path):

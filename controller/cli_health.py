@@ -65,7 +65,9 @@ def _check(args) -> str | None:
         told = f"; {token_from} was refused" if exc.code == 401 else ""
         return f"GET {url} answered {exc.code} {exc.reason}{told}"
     except (urllib.error.URLError, OSError) as exc:
-        return f"cannot reach the controller at {remote.url}: {getattr(exc, 'reason', exc)}"
+        reason = getattr(exc, "reason", exc)
+        hint = cli_remote.tls_hint(reason, remote.url, "CANOPY_CA_FILE")  # health takes no --ca-file
+        return f"cannot reach the controller at {remote.url}: {reason}{hint}"
 
 
 def main_settings_file(path: str) -> str | None:

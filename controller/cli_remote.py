@@ -16,6 +16,7 @@ import os
 import ssl
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 
 from controller import secretfile, yamldoc
@@ -205,7 +206,22 @@ def request(args, method, path, body, write: bool | None = None):
             return exc.code, None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        hint = ("; give --ca-file (or CANOPY_CA_FILE) with the CA that signed the controller's certificate"
-                if isinstance(reason, ssl.SSLCertVerificationError) else "")
-        print(f"canopy: cannot reach the controller at {args.url}: {reason}{hint}", file=sys.stderr)
+        print(f"canopy: cannot reach the controller at {args.url}: {reason}{tls_hint(reason, args.url)}",
+              file=sys.stderr)
         return None, None
+
+
+# OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH and X509_V_ERR_IP_ADDRESS_MISMATCH: the chain is trusted, the name is not in it
+NAME_MISMATCH = (62, 64)
+
+
+def tls_hint(reason, url: str, ca_from: str = "--ca-file (or CANOPY_CA_FILE)") -> str:
+    """What to do about a certificate the client refused (empty for any other failure). A certificate that does not
+    name the address asked for (ovs-pki's have no subjectAltName) is not a CA problem: another --ca-file cannot help."""
+    if not isinstance(reason, ssl.SSLCertVerificationError):
+        return ""
+    if getattr(reason, "verify_code", None) in NAME_MISMATCH:
+        host = urllib.parse.urlsplit(url).hostname
+        return (f"; the controller's certificate does not name {host}: issue it with subjectAltName IP:{host} (or "
+                "DNS:) from its CA, or ask for an address it names (docs/security.md, \"5. REST over HTTPS\")")
+    return f"; give {ca_from} with the CA that signed the controller's certificate"

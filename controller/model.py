@@ -10,6 +10,7 @@ Cross-object rules (uniqueness, references, overlaps) live in controller/policy.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -297,12 +298,18 @@ def _normalise_value(spec: Field, value, path, problems, kind, ref):
         return None
 
 
+def did_you_mean(key, known) -> str:
+    """" (did you mean 'listen'?)" for a key one typo away from a known one ("lisen", "neighbours"), else ""."""
+    close = difflib.get_close_matches(str(key), sorted(known), n=1, cutoff=0.75)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def normalise_fields(specs, data, prefix, problems, kind, ref=""):
     """Check ``data`` against field specs; append Problems; return the normalised dict (defaults filled)."""
     known = {s.name for s in specs}
     for key in data:
         if key not in known:
-            problems.append(_problem(kind, ref, prefix + str(key), "unknown field"))
+            problems.append(_problem(kind, ref, prefix + str(key), "unknown field" + did_you_mean(key, known)))
     out = {}
     for spec in specs:
         path = prefix + spec.name

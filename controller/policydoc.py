@@ -40,7 +40,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from controller import policy as pol
-from controller.model import MANAGED, SCHEMA, PolicyError, Problem, normalise
+from controller.model import MANAGED, SCHEMA, PolicyError, Problem, did_you_mean, normalise
 from controller.pacer import NEVER, Pacer
 from controller.store import Change
 from controller.yamldoc import join
@@ -82,9 +82,13 @@ def read(data, default_source: str, pacer: Pacer = NEVER) -> tuple[str, list[Des
     problems: list[Problem] = []
     if not isinstance(data, dict):
         return default_source, [], [Problem("document", "", "", "must be a mapping with 'tenants'")]
+    settings_file = _settings_file(data)
+    if settings_file:
+        return default_source, [], [Problem("document", "", "", settings_file)]
     for key in data:
         if key not in DOC_KEYS:
-            problems.append(Problem("document", "", str(key), f"unknown top-level key; expected {sorted(DOC_KEYS)}"))
+            problems.append(Problem("document", "", str(key), f"unknown top-level key; expected {sorted(DOC_KEYS)}"
+                                    + did_you_mean(key, DOC_KEYS)))
     source = data.get("source", default_source)
     if not isinstance(source, str) or not source:
         problems.append(Problem("document", "", "source", "must be a non-empty string"))
@@ -104,6 +108,20 @@ def read(data, default_source: str, pacer: Pacer = NEVER) -> tuple[str, list[Des
     problems.extend(_duplicates(out, pacer))
     out.sort(key=lambda d: ORDER.index(d.kind))
     return source, out, problems
+
+
+def _settings_file(data: dict) -> str | None:
+    """The likely mistake of giving the controller's settings file where a policy document goes: one problem that
+    says so (instead of one "unknown top-level key" per section), or None."""
+    if not data or any(key in DOC_KEYS for key in data):
+        return None
+    from controller.settings import SETTINGS  # only here: the settings do not belong to the documents' model
+
+    if not any(s.name in data for s in SETTINGS):
+        return None
+    return ("this is a settings file of the controller (" + ", ".join(map(str, list(data)[:3])) + "), not a policy "
+            "document: check it with 'canopy check-settings FILE' and start the controller with 'canopy run --config "
+            "FILE'; a policy document lists tenants (config/examples/demo.yaml)")
 
 
 def _read_tenant(tenant, path, out, problems, pacer):
@@ -432,4 +450,6 @@ def _to_doc_path(p: Problem, paths) -> Problem:
     if p.kind == "subnet" and fld == "domain_id":  # no such key in a document: the domain the subnet is placed under
         fld, reason = "", f"domain_id (the domain it is placed under): {reason}"
     fld = DOC_NAMES.get((p.kind, fld), fld)
+    if reason == "unknown field" and p.kind in NESTED:  # a document nests objects by these names too ("subnet:")
+        reason += did_you_mean(fld, NESTED[p.kind])
     return Problem(p.kind, p.ref, join(base, fld) if fld else base, reason, p.code)

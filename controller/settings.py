@@ -395,6 +395,13 @@ def from_doc(doc: yamldoc.Doc) -> Settings:
     data = doc.data if doc.data is not None else {}
     if not isinstance(data, dict):
         raise SettingsError(f"{doc.where('')}: settings must be a mapping")
+    if data and not any(spec.name in data for spec in SETTINGS):
+        from controller.policydoc import DOC_KEYS  # only for this refusal: a policy document given as the settings
+
+        if set(data) <= DOC_KEYS:
+            raise SettingsError(f"{doc.where('')}: this is a policy document ({', '.join(map(str, data))}), not the "
+                                "controller's settings: check it with 'canopy check FILE' and apply it to the running "
+                                "controller with 'canopy apply FILE'; the settings are config/canopy.yaml's keys")
     problems = []
     raw = normalise_fields(SETTINGS, data, "", problems, "settings")
     written = () if problems else tuple(_keyed(raw))  # before ha.secret (from its file) and ha.listen are derived

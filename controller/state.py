@@ -264,6 +264,7 @@ class State(StateReport, DiscoverySink):
         self.vrs[snap.session] = snap
         self._rank.setdefault(snap.session, next(self._ranks))
         _log_bridge_safety(old, snap)
+        self._log_vtep_ip(old, snap)
         self._mark_seen(snap, changed, read.seen)
         self._track_tunnels(snap, changed, read)
         reached = self._index_ports(old, snap, changed, found, read.keys, self.pacer if pacer is None else pacer)
@@ -459,6 +460,16 @@ class State(StateReport, DiscoverySink):
 
     def vtep_ip_of(self, snap: VrsSnapshot) -> str | None:
         return self.hosts.get(snap.chassis, {}).get("vtep_ip") or snap.vtep_ip
+
+    def _log_vtep_ip(self, old, snap) -> None:
+        """One warning when a VRS has no VTEP IP (a likely slip: the key left out or misspelt), one line once it has:
+        without it no other switch has a tunnel to its VMs, and nothing else says so."""
+        had = old is not None and self.vtep_ip_of(old) is not None
+        if self.vtep_ip_of(snap) is None and (old is None or had):
+            log.warning("VRS %s has no VTEP IP (external_ids:canopy-vtep-ip, or vrs.hosts in the settings): other "
+                        "hypervisors, VTEPs and EVPN peers cannot reach its VMs (docs/vrs.md)", snap.chassis)
+        elif old is not None and not had and self.vtep_ip_of(snap) is not None:
+            log.info("VRS %s: VTEP IP %s", snap.chassis, self.vtep_ip_of(snap))
 
     def _relocate(self, reached):
         """Re-resolve the vports a change reached (binding.BindingIndex); the rest keep their location. Done in

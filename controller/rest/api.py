@@ -120,6 +120,15 @@ class Route:
         return re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", self.pattern) + "$")
 
 
+# Endpoints the docs name that exist only when a setting turns them on, and what turns each on: their 404 says so
+# (an operator following README.md's /v1/stretches got "no such endpoint", and /v1/openapi.json does not list it)
+SWITCHED_OFF = {
+    "/v1/ha/solo": "this controller is not one of an HA pair (no ha.peer in its settings; docs/ha.md)",
+    "/v1/stretches": "the stretch trace is off; start the controller with CANOPY_STRETCH_TRACE=N, the number of "
+                     "stretches to keep (docs/operations.md)",
+}
+
+
 class Api:
     # None or a function (datapath id as int) -> that switch's programming status (its reconciler's
     # counts: state, desired, installed, pending) or None when it has no OpenFlow connection
@@ -247,6 +256,8 @@ class Api:
         if allowed:
             raise ApiError(405, "method_not_allowed", f"{req.method} is not allowed here; use {', '.join(allowed)}",
                            headers={"Allow": ", ".join(sorted(set(allowed)))})
+        if path in SWITCHED_OFF:  # a documented endpoint this controller serves only with a setting it lacks
+            raise ApiError(404, "not_found", f"{path} is not served here: {SWITCHED_OFF[path]}")
         raise ApiError(404, "not_found", f"no such endpoint: {req.path!r} (see /v1/openapi.json)")
 
     def _dispatch(self, req):

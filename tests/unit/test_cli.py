@@ -71,6 +71,41 @@ def test_run_refuses_bad_settings_before_starting(tmp_path, capsys):
     assert f"{path}:1: openflow.port: must be between 1 and 65535" in capsys.readouterr().err
 
 
+def test_the_settings_file_and_a_policy_document_given_for_each_other_are_named_so_in_one_line(tmp_path, capsys):
+    """A new operator's likely mistake (README has `canopy check FILE` and `canopy run --config FILE` side by side):
+    the settings file to `check` printed one "unknown top-level key" per section, a policy document to `run --config`
+    or `check-settings` one "unknown field" per key. Now one line says which file it is and the command it is for."""
+    assert cli.main(["check", "config/canopy.yaml"]) == cli.EXIT_INVALID
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("config/canopy.yaml:3: this is a settings file of the controller")
+    assert "'canopy check-settings FILE'" in err[0] and "'canopy run --config FILE'" in err[0]
+    for argv, exit_code in ((["check-settings"], cli.EXIT_INVALID), (["run", "--config"], cli.EXIT_USAGE)):
+        assert cli.main([*argv, "config/examples/demo.yaml"]) == exit_code
+        err = [line for line in capsys.readouterr().err.strip().splitlines() if "demo.yaml" in line]
+        assert len(err) == 1 and "demo.yaml:5: this is a policy document (source, tenants, vtep_bindings)" in err[0]
+        assert "'canopy apply FILE'" in err[0]
+    mixed = write(tmp_path, "mixed.yaml", "rest: {port: 8080}\ntenants: []\n")  # a setting in it: the usual errors
+    assert cli.main(["check-settings", mixed]) == cli.EXIT_INVALID
+    assert capsys.readouterr().err.strip() == f"{mixed}:2: tenants: unknown field"
+
+
+def test_an_unknown_key_one_typo_from_a_known_one_is_named(tmp_path, capsys):
+    """`rest.lisen` or `tenant:` was "unknown field" only: the key meant is named when one is that close."""
+    path = write(tmp_path, "s.yaml", "rest: {lisen: 0.0.0.0}\nbgp: {neighbours: []}\nha: {colour: red}\n")
+    assert cli.main(["check-settings", path]) == cli.EXIT_INVALID
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"{path}:1: rest.lisen: unknown field (did you mean 'listen'?)",
+        f"{path}:2: bgp.neighbours: unknown field (did you mean 'neighbors'?)", f"{path}:3: ha.colour: unknown field"]
+    path = write(tmp_path, "d.yaml", "tenant: [{name: acme}]\n")
+    assert cli.main(["check", path]) == cli.EXIT_INVALID
+    assert "tenant: unknown top-level key; expected [" in (err := capsys.readouterr().err)
+    assert err.strip().endswith("(did you mean 'tenants'?)")
+    path = write(tmp_path, "n.yaml", "tenants:\n  - name: acme\n    domains:\n      - name: prod\n        subnet: []\n")
+    assert cli.main(["check", path]) == cli.EXIT_INVALID  # the objects a document nests are named too
+    assert capsys.readouterr().err.strip() == (f"{path}:5: domain 'acme/prod': subnet: unknown field "
+                                               "(did you mean 'subnets'?)")
+
+
 def test_apply_reports_unreachable_controller(tmp_path, capsys):
     path = write(tmp_path, "a.yaml", "tenants: [{name: acme}]\n")
     assert cli.main(["apply", path, "--url", "http://127.0.0.1:9", "--token", "x"]) == cli.EXIT_UNREACHABLE
@@ -176,6 +211,21 @@ def served_https(tmp_path):
     ca, other = Pki(tmp_path, "canopy-ca"), Pki(tmp_path, "other-ca")
     for url in _serve(tmp_path, tls=ca.issue("controller", ips=("127.0.0.1",))):
         yield url, str(ca.ca_cert), str(other.ca_cert)
+
+
+def test_a_certificate_that_does_not_name_the_address_is_said_so_not_blamed_on_the_ca(capsys, monkeypatch,
+                                                                                     served_https):
+    """docs/security.md's ovs-pki certificates name no address: asked with the right --ca-file, the refusal told the
+    operator to give --ca-file, which they had. A name mismatch now says the certificate does not name the address."""
+    url, ca, _ = served_https
+    monkeypatch.delenv("CANOPY_CA_FILE", raising=False)
+    by_name = url.replace("127.0.0.1", "localhost")  # the certificate names IP:127.0.0.1 only
+    assert cli.main(["status", "--url", by_name, "--ca-file", ca]) == cli.EXIT_UNREACHABLE
+    err = capsys.readouterr().err
+    assert "the controller's certificate does not name localhost: issue it with subjectAltName" in err
+    assert "give --ca-file" not in err
+    assert cli.main(["status", "--url", url, "--json"]) == cli.EXIT_UNREACHABLE  # no CA given: the CA advice stays
+    assert "give --ca-file (or CANOPY_CA_FILE)" in capsys.readouterr().err
 
 
 def tenant_source(url, name):

@@ -108,6 +108,27 @@ def test_unknown_path_method_and_query(ctl):
     assert ctl.call("GET", "/v1/switches/zz")[0] == 400
 
 
+def test_a_documented_endpoint_a_setting_turns_on_says_which_setting_when_off(ctl):
+    """README sends operators to GET /v1/stretches and PUT /v1/ha/solo; without CANOPY_STRETCH_TRACE or ha.peer
+    they answered "no such endpoint". The 404 stays; its reason says what turns each on."""
+    status, reply = ctl.call("GET", "/v1/stretches")
+    assert status == 404 and reply["error"]["code"] == "not_found"
+    assert "CANOPY_STRETCH_TRACE" in reply["error"]["reason"]
+    status, reply = ctl.call("PUT", "/v1/ha/solo", {"solo": True})
+    assert status == 404 and "not one of an HA pair" in reply["error"]["reason"]
+    assert "no such endpoint" in ctl.call("GET", "/v1/stretch")[1]["error"]["reason"]
+
+
+def test_the_settings_file_posted_as_a_document_is_named_so_and_changes_nothing(ctl):
+    """POST /v1/apply with config/canopy.yaml's content: one problem saying it is the settings file (it was one
+    "unknown top-level key" per section), a 422, and nothing written."""
+    before = snapshot(ctl)
+    status, reply = ctl.call("POST", "/v1/apply", {"document": {"data_dir": "/var/lib/canopy", "rest": {"port": 8080}}})
+    assert status == 422 and len(reply["error"]["errors"]) == 1
+    assert reply["error"]["reason"].startswith("this is a settings file of the controller (data_dir, rest)")
+    assert snapshot(ctl) == before
+
+
 def test_internal_errors_are_json_500_without_traceback(ctl, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("secret detail")
