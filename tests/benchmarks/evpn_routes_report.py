@@ -118,10 +118,11 @@ def fmt(value) -> str:
 def print_floor(row: dict) -> None:
     """The withdraw's floor (tests/benchmarks/evpn_routes_floor.py): its pieces, their stamps and CPU, the ratios."""
     ovsdb, packed, result = row["marks"]["floor_ovsdb"], row["marks"]["floor_intake"], row["floor"]
-    print(f"  withdraw floor (a): the same delete on {FLOOR_HV} (a hypervisor of its own), answered at "
-          f"{fmt(ovsdb['answer'])} s, a bare monitor of Canopy's columns had the update's first bytes at "
-          f"{fmt(ovsdb['first_bytes'])} s, all {ovsdb['bytes']:,} at {ovsdb['update']:.2f} s (CPU s: "
-          + ", ".join(f"{name} {cpu:.2f}" for name, cpu in ovsdb["cpu"].items()) + ")")
+    print(f"  withdraw floor (a): the same delete on {FLOOR_HV} (a hypervisor of its own), {len(ovsdb['runs'])} times;"
+          f" the median: answered at {fmt(ovsdb['answer'])} s, a bare monitor of Canopy's columns had the update's "
+          f"first bytes at {fmt(ovsdb['first_bytes'])} s, all {ovsdb['bytes']:,} at {ovsdb['update']:.2f} s (CPU s: "
+          + ", ".join(f"{name} {cpu:.2f}" for name, cpu in ovsdb["cpu"].items()) + "); each (answer / update, load): "
+          + ", ".join(f"{fmt(run['answer'])} / {run['update']:.2f} ({run['load']:.1f})" for run in ovsdb["runs"]))
     cpu = packed["cpu"]
     print(f"  withdraw floor (b): A's intake of Canopy's withdrawals packed as its ExaBGP packs them "
           f"({packed['updates']:,} UPDATEs, {packed['bytes']:,} bytes), fed at once: first fewer, a quarter, half, "
@@ -130,4 +131,5 @@ def print_floor(row: dict) -> None:
           f"ExaBGP {cpu['exabgp']:.2f})")
     print(f"  withdraw floor = (a) + (b) = {result['ovsdb']:.2f} + {result['intake']:.2f} = {result['seconds']:.2f} s:"
           f" floor/baseline rate ratio {result['floor_ratio']:.2f}x; Canopy's rate over the floor's "
-          f"{result['canopy_over_floor']:.2f}x")
+          f"{result['canopy_over_floor']:.2f}x; Canopy behind the floor before A's first withdrawal "
+          f"{fmt(result['behind_before_first'])} s, in A's intake after it {fmt(result['behind_in_intake'])} s")
