@@ -32,6 +32,8 @@ ExaBGP decodes EVPN but has no API command to announce it. This module:
   received EVPN NLRIs read and written cheaply (a withdrawn one kept as its bytes, JSON of code and raw hex only),
   and received EVPN withdrawals read without ExaBGP's attribute machinery and handed over a batch per message;
 - lets ExaBGP run under a uid other than root's as it is (``_drop_privileges``);
+- runs ExaBGP's hold timer, keepalives and reconnect back-off on the monotonic clock (``_MONOTONIC``): on the
+  wall clock, a step forward past the hold time reset every session and a step back stopped the keepalives;
 - ``main(argv)``: install, then run ExaBGP's own main: ``python -m bgp.exabgp_ext <config>``.
 """
 
@@ -39,8 +41,11 @@ from __future__ import annotations
 
 import copy
 import functools
+import inspect
 import os
+import re
 import sys
+import time
 
 from bgp import routes
 from bgp.evpnwire import evpn_next_hop
@@ -104,8 +109,15 @@ try:
     from exabgp.reactor.api.processes import Processes
     from exabgp.reactor.daemon import Daemon
     from exabgp.reactor.loop import Reactor
+    from exabgp.bgp import timer as _exabgp_timer
+    from exabgp.reactor import delay as _exabgp_delay
 except ImportError as _error:  # pragma: no cover - exercised only on a broken install
     raise _pin_failure(f"import failed ({_error})") from _error
+
+# What ExaBGP's timer and delay modules call ``time``: they use only ``time.time()``, and for durations only
+# (docs/operations.md "When a part fails": the wall clock stepped).
+_MONOTONIC = type(sys)("exabgp_monotonic_time")
+_MONOTONIC.time = time.monotonic
 
 
 def check_pin() -> None:
@@ -152,6 +164,9 @@ def check_pin() -> None:
         "Processes._dispatch[UPDATE](self, peer, direction, update, negotiated, header, body), ._notify, ._encoder":
         callable(Processes._dispatch.get(Message.CODE.UPDATE)) and callable(getattr(Processes, "_notify", None))
         and "_encoder" in Processes.__init__.__code__.co_names + Processes.clean.__code__.co_names,
+        "exabgp.bgp.timer, exabgp.reactor.delay: time.time() only": all(
+            module.time in (time, _MONOTONIC) and set(re.findall(r"\btime\.(\w+)", inspect.getsource(module)))
+            == {"time"} for module in (_exabgp_timer, _exabgp_delay)),
         "Daemon.drop_privileges(self)": Daemon.drop_privileges.__code__.co_varnames[:1] == ("self",),
         "API.response(self, reactor, service, command, use_json)": API.response.__code__.co_varnames[:5]
         == ("self", "reactor", "service", "command", "use_json"),
@@ -512,6 +527,7 @@ def install() -> None:
     exabgp_ext_api.install()
     if Daemon.drop_privileges is not _drop_privileges:
         Daemon.drop_privileges = _drop_privileges
+    _exabgp_timer.time = _exabgp_delay.time = _MONOTONIC
     for name in COMMANDS:
         if Command.callback["text"].get(name) is not _evpn_handler:
             Command.register(name, json_support=True)(_evpn_handler)

@@ -69,6 +69,14 @@ STATE_EVERY = 500  # ports read or vports re-resolved by State between two pause
 RECONCILE_EVERY = 1000  # flows planned, diffed or encoded by a switch reconciler between two pauses (a few ms)
 
 
+def awaited_first_reads(hold, ovsdb, state) -> bool:
+    """The start-up hold waits for a switch State has no report of yet, and an OVSDB session's first read is under
+    way: a pass computed now could not end the hold (the programming loop waits for them, bounded)."""
+    return (hold.holding and ovsdb.first_reads_pending() > 0
+            and hold.awaits({snap.chassis for snap in state.vrs.values()},
+                            {snap.name for snap in state.vteps.values() if snap.name}))
+
+
 class CanopyApp(RoleWiring, RyuApp):
     OFP_VERSIONS = [ofproto_v1_3.OFP_VERSION, ofproto_v1_4.OFP_VERSION]
 
@@ -251,7 +259,8 @@ class CanopyApp(RoleWiring, RyuApp):
         loop = ProgramLoop(self.programmer, self._wake, self._hand_out, prepare=self.routes.import_remote,
                            sleep=hub.sleep, taking=lambda: self.state.reports_taking > 0,
                            slicing=lambda: bool(self.ovsdb.slicing), turns=lambda: self.ovsdb.slicing_turns,
-                           due=lambda: self.hold.latest())
+                           due=lambda: self.hold.latest(),
+                           arriving=lambda: awaited_first_reads(self.hold, self.ovsdb, self.state))
 
         def changed(what, detail):
             loop.noted(what, sliced=what == "locations" or what == "vrs" and detail in self.ovsdb.slicing_switches())

@@ -53,16 +53,19 @@ class ProgramLoop:
     switch slicing), so the wait for reports knows whether they progress and whether anything else is waiting for
     the pass; ``urge()``: a pass is needed now for something else. ``clock``: the wall clock (``since``);
     ``timer``: monotonic, for the wait; ``due``: on that timer, when a pass must run whatever reports are being taken
-    (the start-up hold's hold_max: the pass that ends the hold), None: no such time.
+    (the start-up hold's hold_max: the pass that ends the hold), None: no such time. ``arriving``: True while the
+    start-up hold waits for a switch that has not reported and an OVSDB session's first read is under way (a pass
+    now would be computed without that switch, and could not end the hold: controller/app.py).
     """
 
     def __init__(self, programmer, wake, hand_out: Callable[[set], None], prepare: Callable[[], None] = lambda: None,
                  sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.time,
                  taking: Callable[[], bool] = lambda: False, slicing: Callable[[], bool] = lambda: False,
                  turns: Callable[[], int] = lambda: 0, timer: Callable[[], float] = time.monotonic,
-                 due: Callable[[], float | None] = lambda: None):
+                 due: Callable[[], float | None] = lambda: None, arriving: Callable[[], bool] = lambda: False):
         self.programmer = programmer
         self._due = due
+        self._arriving = arriving
         self._taking = taking
         self._slicing = slicing
         self._turns = turns
@@ -88,6 +91,8 @@ class ProgramLoop:
         of the vports it moved; a hardware VTEP never slices): a switch report's progress, or a change that must not
         wait for others' slices."""
         if what not in REPORTS:
+            if what == "datapath" and self._arriving():
+                return  # a switch connecting over OpenFlow in the start-up hold: nothing is handed to it before it ends
             self._urgent = True
             return
         self._reported += 1
@@ -135,11 +140,22 @@ class ProgramLoop:
         report noted or a turn of a slicing session); and after ``REPORT_WAIT_MAX`` in all, on the monotonic timer
         (a pass runs at least that often while reports keep coming; it is incremental, and the next pass takes only
         what came after it); and when ``due`` is reached (the start-up hold ends then at the latest: waiting on for
-        reports would stretch it past restart.hold_max, by REPORT_WAIT_MAX at most before)."""
+        reports would stretch it past restart.hold_max, by REPORT_WAIT_MAX at most before).
+
+        During the start-up hold it also waits, bounded alike, while switches it waits for are still to report and
+        OVSDB sessions are reading their first copies (``arriving``), whether or not a report is being taken: nothing
+        is written before the hold ends, and the pass it ends on must have them all (nor does a switch connecting over
+        OpenFlow meanwhile end this wait: nothing is handed to it before the hold ends). A pass started on the first of
+        50 switches back (a restart) took as long as their first reads did, interleaved with them, and the hold
+        could end only on the pass after it (vrs_scale: 5.3 s after the last switch had reported, at load 10,
+        docs/benchmarks.md "hold38"; first reads lasting longer than REPORT_WAIT_MAX still see one such pass)."""
         started = self._timer()
         progressed, seen = started, (self._reported, self._turns())
-        while (self._taking() or self._slicing()) and not self._urgent:
-            if self._unsliced and not self._taking():
+        while not self._urgent:
+            arriving = self._arriving()
+            if not (arriving or self._taking() or self._slicing()):
+                return
+            if self._unsliced and not self._taking() and not arriving:
                 return  # taken whole: that switch's pass does not wait for another's slices
             now = self._timer()
             if (self._reported, self._turns()) != seen:

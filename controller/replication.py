@@ -60,7 +60,9 @@ class Replicator:
     catch-up twice (one the standby's store refused, for REFUSED_HOLDOFF only).
 
     on_message and confirm() share one lock; ``synced``, ``lag()`` and ``acked_seq`` read without it, so a
-    link heartbeat() may call them."""
+    link heartbeat() may call them. Its warnings about the standby (out of step, a bad seq, a position not on our
+    history) are logged at most once per 10 s each (controller/loglimit.py): a standby that keeps sending them
+    (each heartbeat, each resync) or keeps falling behind and catching up does not flood the log."""
 
     def __init__(self, store, link: PairLink, ack_timeout: float = 2.0, log=None):
         self.store = store
@@ -161,8 +163,9 @@ class Replicator:
             self._cond.wait(min(remaining, POLL))
 
     def _mark_lagging(self, seq, why):
-        if not self.lagging:
-            self.log.warning("standby not in step at seq %d (%s); it will be caught up", seq, why)
+        if not self.lagging:  # once a lagging spell; at most once per LOG_EVERY however often it starts again
+            warn_limited(self.log, ("standby not in step", self.store.path),
+                         "standby not in step at seq %d (%s); it will be caught up", seq, why)
         self.lagging = True
 
     # ------------------------------------------------------------------ the standby's reports
@@ -175,7 +178,8 @@ class Replicator:
             return
         seq, history = msg["seq"], msg.get("history")
         if not isinstance(seq, int):
-            self.log.warning("standby sent %s with seq %r", kind, seq)
+            warn_limited(self.log, ("standby sent a bad seq", self.store.path), "standby sent %s with seq %r", kind,
+                         seq)
             return
         with self._cond:
             verified = self._verified(seq, history)
@@ -186,7 +190,8 @@ class Replicator:
                 self.acked_seq = max(self.acked_seq, seq)
                 self._known = True
             elif self._known or kind == "hello":
-                self.log.warning("standby position %r is not on our history: it gets a snapshot", history)
+                warn_limited(self.log, ("standby position not on our history", self.store.path),
+                             "standby position %r is not on our history: it gets a snapshot", history)
             self._known = self._known and verified
             if verified and self.acked_seq >= self._last() and self.lagging:
                 self.log.info("standby caught up at seq %d", self.acked_seq)

@@ -154,5 +154,6 @@ def described(stacks: list[dict], not_kept: int = 0) -> str:
                                                          if same else "") + ":" + "".join(f"\n    {f}" for f in frames)
                    for first, frames, same in runs)
     if not stacks:
-        text = " no stack taken (the loop held the GIL throughout, or the stall was shorter than the watch's look)"
+        text = (" no stack taken (the loop held the GIL throughout, the stall was shorter than the watch's look, or the"
+                " process did not run: stopped, e.g. SIGSTOP or a paused VM, the watch's thread with it)")
     return text + (f"\n  ({not_kept} more looks, their stacks not kept)" if not_kept else "")

@@ -189,6 +189,13 @@ class StartupHold:
             return False
         return bool(missing_vrs or missing_vteps or self._missing["bgp peer"] - peers_now)
 
+    def awaits(self, vrs: Iterable[str], vteps: Iterable[str]) -> bool:
+        """Holding, its end not reached (a pass then may end it), and a switch connected before is not among ``vrs``
+        (chassis) and ``vteps`` (names): those that have reported (State's): a pass computed now could not end the
+        hold on that account."""
+        return (self.holding and self._clock() < self._deadline
+                and bool(self.expected["vrs"] - set(vrs) or self.expected["vtep"] - set(vteps)))
+
     def waiting(self) -> dict[str, int]:
         """{"vrs": n, "vtep": n}: remembered switches that have not reported yet (0 each once released)."""
         return {kind: len(self._missing[kind]) if self.holding else 0 for kind in ("vrs", "vtep")}

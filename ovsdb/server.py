@@ -460,6 +460,11 @@ class OvsdbManagerServer:
         self.vtep_claims.flush()
         self.log.info("ovsdb: manager on %s:%d stopped", self.listen, self.port)
 
+    def first_reads_pending(self) -> int:
+        """Sessions whose first copy of their peer's database is not reported yet (in their handshake, queued for a
+        first-read slot, or reading): switches about to report (the start-up hold's passes wait for them)."""
+        return sum(1 for session in self._sessions.values() if session.state in (HANDSHAKE, QUEUED, SYNCING))
+
     def slicing_switches(self) -> set[str]:
         """The switch keys (``VrsSnapshot.session``) the sessions in ``slicing`` report for."""
         keys = set()

@@ -1,7 +1,7 @@
 """No acknowledged write is lost, and no write refused with 503 resurfaces, when the pair's HA link is cut or a
 node freezes: a real Canopy pair in namespaces, one hypervisor (the switches are the pair's witnesses), the HA
 link cut with iptables (REJECT with a TCP reset or an ICMP port unreachable, then DROP), the active SIGKILLed,
-frozen with SIGSTOP and resumed. Every scenario samples both nodes' /v1/ha throughout: never two actives. And a
+frozen with SIGSTOP and resumed (the active, or the standby). Every scenario samples both nodes' /v1/ha throughout: never two actives. And a
 client without the pair's secret can neither inject replicated data nor displace the peer."""
 
 from __future__ import annotations
@@ -259,6 +259,33 @@ def test_a_frozen_active_replaced_meanwhile_acknowledges_none_of_its_queued_writ
     assert len(ledger.refused) >= 4 and not ledger.other, (ledger.refused, ledger.other)
     assert ledger.write(ctls[standby]) == 201
     ledger.check(lab, ctls[standby], ctls[active])
+
+
+def test_a_frozen_standby_changes_no_role_and_none_of_the_writes_meanwhile_is_acknowledged(pair):
+    """(d) The standby SIGSTOPped for eight dead intervals (its switch connection dropped meanwhile, its peer's
+    heartbeats unread): the active stays active and refuses every write (the one in flight when the standby froze
+    too: it cannot confirm it); at SIGCONT the standby is caught up (a snapshot, as it may hold that write) without
+    a role change, and the pair acknowledges writes again (faults38)."""
+    lab, ctls, hosts, hv = pair
+    active, standby = current(lab, ctls)
+    ledger = Ledger()
+    assert ledger.write(ctls[active]) == 201
+    frozen = ctls[standby].child
+    with RoleSampler(ctls) as sampler:
+        frozen.send(signal.SIGSTOP)
+        try:
+            deadline = time.monotonic() + 4.0
+            while time.monotonic() < deadline:
+                assert ledger.write(ctls[active]) == 503
+                time.sleep(0.2)
+            assert role(ctls[active]) == "active" and masters(hv) == [f"tcp:{hosts[active].ip}:6653"]
+        finally:
+            frozen.send(signal.SIGCONT)
+        settle(lab, ctls, hosts, hv, active, standby)
+    assert not sampler.both_active(), sampler.both_active()
+    assert not [r for r in sampler.rounds if r.get(active) not in ("active", None)], sampler.rounds
+    assert ledger.write(ctls[active]) == 201
+    ledger.check(lab, ctls[active], ctls[standby])
 
 
 def test_a_client_without_the_secret_cannot_inject_or_displace_the_peer(pair):

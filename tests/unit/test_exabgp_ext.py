@@ -269,3 +269,48 @@ def test_exabgp_runs_under_an_unnamed_uid_in_the_root_group_and_drops_root_as_be
     monkeypatch.setattr(os, "setuid", lambda uid: calls.append(("setuid", uid)))
     assert Daemon.drop_privileges(types.SimpleNamespace(user="root")) is True
     assert calls == [("setgid", 0), ("setuid", 0)]
+
+
+# --------------------------------------------------------------------------- clock
+
+
+def test_exabgps_hold_timer_keepalives_and_back_off_follow_elapsed_time_not_the_wall_clock(monkeypatch):
+    """A wall clock stepped ten minutes forward made ExaBGP's hold timer expire at once (NOTIFICATION, session
+    reset); stepped back, its keepalives stopped until the clock caught up (the peer reset the session) and a
+    reconnect waited as long (tests/integration/test_wall_clock_step.py proves it against GoBGP). Elapsed time is
+    simulated by moving the timers' own marks back."""
+    import time
+    from types import SimpleNamespace
+
+    from exabgp.bgp import timer
+    from exabgp.bgp.message import Notify
+    from exabgp.bgp.timer import ReceiveTimer, SendTimer
+    from exabgp.reactor.delay import Delay
+
+    exabgp_ext.install()
+    monkeypatch.setattr(timer, "log", SimpleNamespace(debug=lambda *args, **kwargs: None))  # its logger is not set up
+    receive = ReceiveTimer(lambda: "peer", 9, 4, 0, "hold timer expired")
+    send, delay = SendTimer(lambda: "peer", SimpleNamespace(keepalive=lambda: 3)), Delay()
+    delay.increase()
+    delay.increase()  # the next attempt 1 s from now
+    wall = time.time()
+    for step in (600.0, -600.0):
+        monkeypatch.setattr(time, "time", lambda step=step: wall + step)
+        receive.check_ka_timer()  # no Notify: no time passed
+        assert not send.need_ka() and delay.backoff()
+    send.last_sent -= 3  # 3 s later: a keepalive is due
+    delay._time -= 1.01  # 1 s later: the back-off is over
+    assert send.need_ka() and not delay.backoff()
+    receive.last_read -= 10  # 10 s without a message: past the hold time
+    with pytest.raises(Notify):
+        receive.check_ka_timer()
+
+
+def test_pin_fails_loudly_when_exabgps_timers_take_their_clock_from_elsewhere(monkeypatch):
+    from types import SimpleNamespace
+
+    from exabgp.bgp import timer
+
+    monkeypatch.setattr(timer, "time", SimpleNamespace(time=lambda: 0.0))
+    with pytest.raises(exabgp_ext.ExaBGPPinError, match="exabgp.bgp.timer, exabgp.reactor.delay"):
+        exabgp_ext.check_pin()

@@ -385,11 +385,11 @@ def test_a_report_that_fails_in_a_pause_is_not_counted_as_being_taken_any_more()
     assert state.reports_taking == 0
 
 
-def _apps_loop(monkeypatch, slicing=(), hold=None):
+def _apps_loop(monkeypatch, slicing=(), hold=None, first_reads=lambda: 0):
     """The app's programming loop (its wiring, controller/app.py ``_programming``) over a State of 40 vports that
     none of its switches binds yet, reports taken with pauses as the app paces State: (state, loop, passes: the
     (reports being taken, vports located) at each pass, the OVSDB server's ``slicing``). ``hold``: the app's start-up
-    hold (default: released)."""
+    hold (default: released); ``first_reads``: the OVSDB server's sessions whose first read is under way."""
     from types import SimpleNamespace
 
     from controller import app
@@ -410,8 +410,9 @@ def _apps_loop(monkeypatch, slicing=(), hold=None):
                                              refresh(full=full))[1]
     glue = SimpleNamespace(state=state, programmer=programmer, _wake=hub.Event(), _hand_out=lambda touched: None,
                            routes=SimpleNamespace(import_remote=lambda: None),
-                           ovsdb=SimpleNamespace(slicing=set(slicing), slicing_turns=0),
-                           hold=hold or SimpleNamespace(latest=lambda: None))
+                           ovsdb=SimpleNamespace(slicing=set(slicing), slicing_turns=0,
+                                                 first_reads_pending=first_reads),
+                           hold=hold or SimpleNamespace(latest=lambda: None, holding=False))
     glue.ovsdb.slicing_switches = lambda: {"s1"} if glue.ovsdb.slicing else set()  # kvm1 reports switch s1
     return state, app.CanopyApp._programming(glue), passes, glue.ovsdb.slicing
 

@@ -243,6 +243,7 @@ def test_a_look_still_under_way_when_the_sleep_ends_adds_nothing_to_its_sample(c
         watch.look()
     assert ended and probe.status()["worst"]["stacks"] == []
     assert "no stack taken" in stall_lines(caplog)[0][1]
+    assert "or the process did not run: stopped" in stall_lines(caplog)[0][1]  # a SIGSTOP looks the same (faults38)
 
 
 def test_after_stop_the_thread_has_ended_and_no_stall_is_logged(caplog):

@@ -192,3 +192,18 @@ def test_a_standby_holds_for_the_switches_it_knew_not_for_those_the_active_knew(
     assert restarted.expected == {"vrs": {"hv1", "hv2"}, "vtep": {"tor1"}}
     assert not restarted.check({"hv1", "hv9"}, set())
     assert restarted.check({"hv1", "hv2"}, {"tor1"})
+
+
+def test_the_hold_awaits_switches_not_reported_until_its_end_and_never_once_released(tmp_path):
+    """``awaits`` (the programming loop's wait for first reads, controller/app.py): True while a remembered switch is
+    not among those that have reported, the hold's end not reached; False at its end (the pass then may end it),
+    with every switch reported, and once released."""
+    store, clock = Store(str(tmp_path)), Clock()
+    store.set_meta(KEY, {"vrs": ["hv1", "hv2"], "vteps": ["tor1"]})
+    h = hold(store, clock)
+    assert h.awaits({"hv1"}, {"tor1"}) and h.awaits({"hv1", "hv2"}, set())
+    assert not h.awaits({"hv1", "hv2", "hv9"}, {"tor1"})
+    clock.now += 15
+    assert not h.awaits({"hv1"}, set())  # hold_time over: a pass must run now
+    h = hold(store, clock)
+    assert h.check({"hv1", "hv2"}, {"tor1"}) and not h.awaits(set(), set())
