@@ -1,6 +1,6 @@
 """The withdraw phase's floor in the EVPN route benchmark (tests/benchmarks/evpn_routes.py): what deleting N ports
 and withdrawing their N routes at A costs this lab with a controller that costs nothing (docs/benchmarks.md,
-"withdraw floor, stop 38").
+"wdfloor38, stop 38").
 
 Two pieces, each measured on its own with nothing else of the benchmark running, added:
 
@@ -17,7 +17,8 @@ Two pieces, each measured on its own with nothing else of the benchmark running,
     of ``bgp.routes.BATCH_ROUTES`` routes: MP_UNREACH_NLRI filling each UPDATE of 4,096 bytes), until A holds none.
 
 floor = (a) + (b): the withdraw phase, were the controller, its ExaBGP and kvm1's ovs-vswitchd's port removal free
-and the withdrawals sent the moment the update arrived. Not collected by pytest.
+and the withdrawals sent the moment the update arrived. (b) carries one cost the phase has not: A sends the feeder's
+withdrawals on to Canopy's ExaBGP (held, as in the baseline), which takes them in. Not collected by pytest.
 """
 
 from __future__ import annotations
