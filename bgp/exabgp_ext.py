@@ -584,11 +584,16 @@ def encode_update(route: routes.Route, action: str, local_as: int = 65000, peer_
     return b"".join(Update([change.nlri], change.attributes).messages(negotiated))
 
 
-def encode_rib_updates(batch, action: str, local_as: int = 65000, peer_as: int = 65001) -> list[bytes]:
+def encode_rib_updates(batch, action: str, local_as: int = 65000, peer_as: int = 65001,
+                       message_size: int | None = None) -> list[bytes]:
     """The BGP UPDATE messages (with headers) ExaBGP sends when ``action`` on every route of ``batch`` is in
-    a peer's outgoing RIB at once: what one batched API command puts on the wire."""
+    a peer's outgoing RIB at once: what one batched API command puts on the wire. ``message_size``: the session's
+    (4,096 without RFC 8654's extended messages, as with GoBGP); by default the codec's, which negotiates them."""
     install()
     neighbor, negotiated = _codec(local_as, peer_as)
+    if message_size is not None:
+        negotiated = copy.copy(negotiated)
+        negotiated.msg_size = message_size
     rib = OutgoingRIB(neighbor.rib.outgoing.cache, neighbor.families())
     for route in batch:
         rib.add_to_rib(build_change(route, action), force=True)

@@ -27,7 +27,8 @@ reported per phase):
    with nothing else running: the announce's floor once the ports are in OVSDB.
 2. withdraw: the N ports deleted in one transaction, until A holds none; baseline: the feeder's withdrawals.
    Also stamped, for both: when A first held fewer, a quarter, half, three quarters gone, and from the first
-   route A dropped to the last: A's own intake of the withdrawals.
+   route A dropped to the last: A's own intake of the withdrawals. Its floor (evpn_routes_floor): the delete on a
+   hypervisor of its own to a bare monitor's whole update, plus A's intake of Canopy's withdrawals, packed.
 3. receive: the feeder loads N type-2 routes into A (MACs and IPs in subnet ``in``, L2 + L3 VNI, Router's
    MAC, next hop a VTEP in the underlay range); A releases them to Y (baseline: until Y's RIB holds them),
    then to Canopy: until br-int has an l2_lookup flow (owner cookie kind evpn) for each MAC, counted with
@@ -66,7 +67,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from tests.benchmarks import health
+from tests.benchmarks import evpn_routes_floor as floor, health
 from tests.benchmarks.bgp_peers import Feeder, GoBGP
 from tests.benchmarks.evpn_routes_report import print_table, report
 from tests.harness.process import child_running, children_of
@@ -426,9 +427,8 @@ class Bench:
 
     @contextlib.contextmanager
     def spied(self, phase: str):
-        """With ``--py-spy BIN DIR``: py-spy samples the controller and ExaBGP during ``phase`` (when it is
-        ``--py-spy-phase``) into DIR/PHASE-controller.txt and DIR/PHASE-exabgp.txt (collapsed stacks: one line per
-        stack, its count)."""
+        """With ``--py-spy BIN DIR``: py-spy samples the controller and ExaBGP during ``phase`` (``--py-spy-phase``)
+        into DIR/PHASE-controller.txt and DIR/PHASE-exabgp.txt (collapsed stacks: one line per stack, its count)."""
         if not self.args.py_spy or phase != self.args.py_spy_phase:
             yield
             return
@@ -500,11 +500,11 @@ def announce_withdraw(b: Bench) -> dict:
     base_back["filling"] = draining.shares(base_back["started"])
     # A's own intake of Canopy's routes as Canopy's ExaBGP packs them, fed at once on an otherwise idle machine: what
     # the announce would take if the routes reached A the moment the ports were added and nothing else ran
-    filling = Filling(b.a, base, n, base + n)
-    packed = b.timed("A's intake, packed", b.feed(encode_packed([route_from_dict(r) for r in routes])),
-                     {"gobgp": filling}, ("gobgp",), A=b.a.count)
+    filling, canopy_routes = Filling(b.a, base, n, base + n), [route_from_dict(r) for r in routes]
+    packed = b.timed("A's intake, packed", b.feed(encode_packed(canopy_routes)), {"gobgp": filling}, ("gobgp",),
+                     A=b.a.count)
     out["packed"] = dict(filling.shares(packed["started"]), all=packed["gobgp"], cpu=packed["cpu"]["gobgpd A"])
-    b.timed("withdrawing them", b.feed(withdraw), {"gobgp": lambda: b.a.count() == base}, ("gobgp",))
+    back["floor_intake"] = floor.intake(b, canopy_routes)  # the withdraw floor's (b); A holds none of them after
     return {"announce": (out, out["gobgp"], base_out, base_out["gobgp"]),
             "withdraw": (back, back["gobgp"], base_back, base_back["gobgp"])}
 
@@ -582,6 +582,7 @@ def main(argv=None) -> int:
             bench.build()
             bench.progress(f"set up: A holds {bench.base} routes from Canopy (w1's)")
             phases = {**announce_withdraw(bench), **receive(bench)}
+            phases["withdraw"][0]["floor_ovsdb"] = floor.ovsdb(bench)  # the withdraw floor's (a)
             bench.feeder.close()
         finally:
             if args.keep_logs:

@@ -9,6 +9,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from tests.benchmarks import health
+from tests.benchmarks.evpn_routes_floor import FLOOR_HV, floor as withdraw_floor
 
 if TYPE_CHECKING:
     from tests.benchmarks.evpn_routes import Bench
@@ -34,6 +35,8 @@ def report(b: Bench, phases: dict) -> dict:
                      "baseline_seconds": base_seconds, "baseline_routes_per_s": b.n / base_seconds,
                      "ratio": base_seconds / seconds, "canopy": ROWS[key][0], "baseline": ROWS[key][1],
                      "marks": marks, "baseline_marks": base_marks})
+        if "floor_ovsdb" in marks:  # the withdraw's floor: its two pieces, summed
+            rows[-1]["floor"] = withdraw_floor(marks, base_seconds, seconds)
     done = subprocess.run(["gobgpd", "--version"], capture_output=True, text=True, timeout=10)
     return {"routes": b.n, "code": b.args.code or "this checkout", "rows": rows, "setup_seconds": b.setup,
             "gobgpd": done.stdout.strip(),
@@ -71,6 +74,8 @@ def print_table(result: dict) -> None:
               f"(gobgpd A {packed['cpu']:.2f} CPU s)")
     print("  withdraw: A held none " + intake(rows["withdraw"], "seconds", "marks") + " after it first held fewer; "
           "baseline: " + intake(rows["withdraw"], "baseline_seconds", "baseline_marks"))
+    if "floor" in rows["withdraw"]:
+        print_floor(rows["withdraw"])
     for key in ("receive", "receive_withdraw"):
         print(f"  {key}: Canopy's speaker had {'all' if key == 'receive' else 'none'} of the routes at "
               f"{fmt(rows[key]['marks']['received'])} s")
@@ -108,3 +113,23 @@ def fmt_lag(lag) -> str:
 
 def fmt(value) -> str:
     return "?" if value is None else f"{value:.2f}"
+
+
+def print_floor(row: dict) -> None:
+    """The withdraw's floor (tests/benchmarks/evpn_routes_floor.py): its pieces, their stamps and CPU, the ratios."""
+    ovsdb, packed, result = row["marks"]["floor_ovsdb"], row["marks"]["floor_intake"], row["floor"]
+    print(f"  withdraw floor (a): the same delete on {FLOOR_HV} (a hypervisor of its own), {len(ovsdb['runs'])} times;"
+          f" the median: answered at {fmt(ovsdb['answer'])} s, a bare monitor of Canopy's columns had the update's "
+          f"first bytes at {fmt(ovsdb['first_bytes'])} s, all {ovsdb['bytes']:,} at {ovsdb['update']:.2f} s (CPU s: "
+          + ", ".join(f"{name} {cpu:.2f}" for name, cpu in ovsdb["cpu"].items()) + "); each (answer / update, load): "
+          + ", ".join(f"{fmt(run['answer'])} / {run['update']:.2f} ({run['load']:.1f})" for run in ovsdb["runs"]))
+    cpu = packed["cpu"]
+    print(f"  withdraw floor (b): A's intake of Canopy's withdrawals packed as its ExaBGP packs them "
+          f"({packed['updates']:,} UPDATEs, {packed['bytes']:,} bytes), fed at once: first fewer, a quarter, half, "
+          "three quarters gone, none at " + ", ".join(fmt(at) for at in packed["filling"].values())
+          + f", {packed['gobgp']:.2f} s (CPU s: gobgpd A {cpu['gobgpd A']:.2f}, Y {cpu['gobgpd Y']:.2f}, "
+          f"ExaBGP {cpu['exabgp']:.2f})")
+    print(f"  withdraw floor = (a) + (b) = {result['ovsdb']:.2f} + {result['intake']:.2f} = {result['seconds']:.2f} s:"
+          f" floor/baseline rate ratio {result['floor_ratio']:.2f}x; Canopy's rate over the floor's "
+          f"{result['canopy_over_floor']:.2f}x; Canopy behind the floor before A's first withdrawal "
+          f"{fmt(result['behind_before_first'])} s, in A's intake after it {fmt(result['behind_in_intake'])} s")
