@@ -107,7 +107,7 @@ class Federation:
         self._origins_lock = threading.Lock()
         self.early = False  # announce at bind (bgp/early.py): the app allows it once passes hand out
         self.settled = lambda: True  # the HA role is decided (the app's): what a publish hands over is complete
-        self._early = EarlyAnnounce(state, self.mobility)
+        self._early = EarlyAnnounce(state, lambda: self.mobility)  # (the MAC mobility held when a vport binds)
         state.subscribe(self._locations_changed)
 
     def start(self):
