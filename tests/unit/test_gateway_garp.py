@@ -79,9 +79,10 @@ def ids(world, vm, subnet):
     return p.find("vport", f"acme/{subnet}/{vm}")["id"], p.find("subnet", f"acme/{subnet}")["id"]
 
 
-def k1_leaves_and_k2_of_db_takes_its_port():
-    """hv1 with k1 (web, port 11) and k3 (web, port 14); k1 leaves and k2, of db (another gateway MAC
-    answers 10.0.2.1 there), comes on port 11 in the same report."""
+def a_vm_leaves_and_k2_of_db_takes_its_port():
+    """hv1 with k1 (web, port 11) and k3 (web, port 14); ``move`` makes one of them leave (``gone``: the one whose
+    id sorts first, as a pass walks vports) and k2, of db (another gateway MAC answers 10.0.2.1 there), come on its
+    port in the same report, and the other one (``stays``) get another IP: a pass walks ``stays`` after ``gone``."""
     world = world_with_vms()
     world.vports["k2"] = {"subnet": "db", "mac": 0, "ip": 40}
     world.vports["k3"] = {"subnet": "web", "mac": 0, "ip": 50}
@@ -89,8 +90,15 @@ def k1_leaves_and_k2_of_db_takes_its_port():
     world.placed["k3"], world.ofports["k3"] = "hv1", 14
     world.push("hv1")
     world.prog.refresh()
-    return world, lambda: (world.placed.pop("k1"), world.placed.update(k2="hv1"), world.ofports.update(k2=11),
-                           world.push("hv1"))
+    gone, stays = sorted(("k1", "k3"), key=lambda vm: ids(world, vm, "web")[0])
+
+    def move():
+        world.vports[stays]["ip"] = 60
+        world.commit()
+        world.placed.pop(gone)
+        world.placed["k2"], world.ofports["k2"] = "hv1", world.ofports[gone]
+        world.push("hv1")
+    return world, move, world.ofports[gone], world.ofports[stays], ids(world, gone, "web")[0]
 
 
 def batch_of(monkeypatch, world, sleep=lambda seconds: None):
@@ -105,13 +113,13 @@ def batch_of(monkeypatch, world, sleep=lambda seconds: None):
 
 
 def test_a_batch_made_in_a_passs_pause_leaves_out_a_vm_gone_in_that_pass(monkeypatch):
-    world, move = k1_leaves_and_k2_of_db_takes_its_port()
-    k1, web = ids(world, "k1", "web")
+    world, move, gone_port, stays_port, gone = a_vm_leaves_and_k2_of_db_takes_its_port()
+    _, web = ids(world, "k1", "web")
     rec, batches, announce = batch_of(monkeypatch, world)
 
-    def pause():  # hv1 connects while the pass pauses with k1 gone from the View's endpoints, not yet from web's
+    def pause():  # hv1 connects while the pass pauses with a VM gone from the View's endpoints, not from web's
         view = world.prog.view
-        if not batches and k1 not in view.endpoints and any(ep.vport_id == k1 for ep in view.by_subnet[web]):
+        if not batches and gone not in view.endpoints and any(ep.vport_id == gone for ep in view.by_subnet[web]):
             announce()
             fn, args = batches[0]
             fn(*args)  # every round of it inside this pause
@@ -119,15 +127,15 @@ def test_a_batch_made_in_a_passs_pause_leaves_out_a_vm_gone_in_that_pass(monkeyp
     move()
     world.prog.pacer = Pacer(pause, every=1)
     world.prog.refresh()
-    assert batches  # the pause came: by_subnet still held k1
-    assert {tuple(actions) for actions, _ in rec.sent} == {(("output", 14),)}  # k3 only, not port 11 (k2 now)
+    assert batches  # the pause came: by_subnet still held the VM gone
+    assert {tuple(actions) for actions, _ in rec.sent} == {(("output", stays_port),)}  # not to k2 now
     assert len(rec.sent) == len(GARP_PAUSES)
 
 
 def test_a_batchs_later_rounds_leave_out_a_vm_gone_meanwhile(monkeypatch):
-    world, move = k1_leaves_and_k2_of_db_takes_its_port()
+    world, move, gone_port, stays_port, _ = a_vm_leaves_and_k2_of_db_takes_its_port()
 
-    def sleep(seconds):  # k1 leaves, k2 takes its port, during the batch's second pause
+    def sleep(seconds):  # a VM leaves, k2 takes its port, during the batch's second pause
         if seconds == GARP_PAUSES[1]:
             move()
             world.prog.refresh()
@@ -136,6 +144,6 @@ def test_a_batchs_later_rounds_leave_out_a_vm_gone_meanwhile(monkeypatch):
     announce()
     fn, args = batches[0]
     fn(*args)
-    to_11 = [frame for actions, frame in rec.sent if actions == [("output", 11)]]
-    assert len(to_11) == 1  # the first round's, while k1 was there
-    assert [actions for actions, _ in rec.sent].count([("output", 14)]) == len(GARP_PAUSES)
+    sent_to = [actions for actions, _ in rec.sent]
+    assert sent_to.count([("output", gone_port)]) == 1  # the first round's, while the VM was there
+    assert sent_to.count([("output", stays_port)]) == len(GARP_PAUSES)
