@@ -24,9 +24,11 @@ ran) and it is still on the switch it was bound at; a second publish without it 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bgp.evpn import mac_ip_routes
+from bgp.mobility import Mobility
 from controller.derive import subnet_info, vport_endpoint
 
 
@@ -61,9 +63,9 @@ class _Early:
 
 
 class EarlyAnnounce:
-    def __init__(self, state, mobility):
+    def __init__(self, state, mobility: Callable[[], Mobility]):
         self.state = state
-        self.mobility = mobility
+        self.mobility = mobility  # () -> the Federation's MAC mobility now (one it was given later included)
         self.context: Context | None = None
         self._routes: dict = {}  # key -> _Early: announced here, not yet in a publish
 
@@ -110,7 +112,8 @@ class EarlyAnnounce:
             return None
         endpoint = vport_endpoint(vport, loc)
         key = (endpoint.subnet_id, endpoint.mac)
-        if key in self.mobility.entries or key in self.mobility.duplicates or self.state.remote_index.macs_at(*key):
+        mobility = self.mobility()
+        if key in mobility.entries or key in mobility.duplicates or self.state.remote_index.macs_at(*key):
             return None
         return endpoint
 

@@ -107,7 +107,7 @@ class Federation:
         self._origins_lock = threading.Lock()
         self.early = False  # announce at bind (bgp/early.py): the app allows it once passes hand out
         self.settled = lambda: True  # the HA role is decided (the app's): what a publish hands over is complete
-        self._early = EarlyAnnounce(state, self.mobility)
+        self._early = EarlyAnnounce(state, lambda: self.mobility)  # (the MAC mobility held when a vport binds)
         state.subscribe(self._locations_changed)
 
     def start(self):
@@ -259,8 +259,12 @@ class Federation:
             seqs = self.mobility.update(view, self.state.remote_index, pacer)
             self.keeper.sync(originating)
             self._arm_recovery()
-            delta = self._originate(view, policy, seqs, pacer) if originating else None
-            plan = self._encode(delta, pacer) if originating else None
+            if originating:
+                delta = self._originate(view, policy, seqs, pacer)
+                plan = self._encode(delta, pacer)
+            else:  # what the Originator held goes, paced here, not in ``_hand_over`` (its forgetting: nothing left)
+                self.originator.forget(pacer)
+                delta = plan = None
             with self._origins_lock:  # no pause from here to the speaker: see the module docstring
                 self._hand_over(view, policy, originating, delta, plan)
         except BaseException:

@@ -56,10 +56,11 @@ from controller.startup_hold import StartupHold
 from openflow import claims, external
 from openflow.flows import owner_kind_of
 from openflow.gateway_arp import GatewayResolver, request_actions, request_frame
-from openflow.gateway_garp import GatewayAnnouncer
+from openflow.gateway_garp import GatewayAnnouncer, still_placed
 from openflow.tunnel_warm import ProbeSender, TunnelWarmer
 from openflow.dhcp_service import DhcpService
 from openflow.encode import role_name
+from openflow.external import Garp
 from openflow.reconciler import REPLY_EVENTS, SwitchReconciler
 from ovsdb.server import OvsdbManagerServer, give_way
 
@@ -344,7 +345,7 @@ class CanopyApp(RoleWiring, RyuApp):
         due = self.gateway_garp.due(self.programmer.view, session, changed, time.monotonic())
         if due and may_announce(self.pair, rec):  # one green thread for the hand-out's batch (controller/garps.py)
             hub.spawn(send_repeated, rec, due, "a subnet's gateway", hub.sleep, lambda: may_announce(self.pair, rec),
-                      self.programmer.pacer.tick)
+                      self.programmer.pacer.tick, lambda packet: still_placed(self.programmer.view, packet.vport))
 
     def _warm_tunnels(self, rec, sw, desired, changed):
         """A probe through the VXLAN port towards each VTEP this switch tunnels to for the first time on this
@@ -382,7 +383,7 @@ class CanopyApp(RoleWiring, RyuApp):
             if rec is not None:
                 self.garp.sent(info)
                 if active:
-                    hub.spawn(send_repeated, rec, [(external.garp_actions(info), external.garp_frame(info))],
+                    hub.spawn(send_repeated, rec, [Garp(external.garp_actions(info), external.garp_frame(info))],
                               info.address, hub.sleep, lambda rec=rec: may_announce(self.pair, rec))
 
     def _announce_after_takeover(self, rec):
@@ -392,7 +393,8 @@ class CanopyApp(RoleWiring, RyuApp):
         due = after_takeover(view, session, self.garp, self.gateway_garp, time.monotonic()) if session else []
         if due:
             hub.spawn(send_repeated, rec, due, "the announcements after a takeover", hub.sleep,
-                      lambda: may_announce(self.pair, rec), self.programmer.pacer.tick)
+                      lambda: may_announce(self.pair, rec), self.programmer.pacer.tick,
+                      lambda packet: still_placed(self.programmer.view, packet.vport))
 
     def _reconciler_of_session(self, session):
         sw = self.programmer.view.switches.get(session)

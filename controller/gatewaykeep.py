@@ -6,11 +6,13 @@ Each VRS that translates to an external network without a static ``gateway_mac``
 the duplicate MAC flags (bgp/dupkeep.py) it travels beside the store's stream, never as a write to confirm. So:
 
 - **The active** sends the whole table, ``{"t": "gateway_macs", "macs": [{"switch", "network", "mac", "age"}]}``
-  (``age``: seconds since the gateway last confirmed the MAC, as the active's clock says when it sends; no clock is
-  compared across nodes), whenever a MAC was learnt, changed or forgotten (looked at on each of the standby's
-  heartbeats: at most one table per heartbeat interval), when gateways only confirmed theirs at most every half
-  refresh (``offer``), again on each new connection of the link, and once it is the active again. At most ``KEPT``
-  entries (the rest counted and logged, not sent).
+  (``age``: seconds since the gateway last confirmed the MAC, as the active's clock says when it builds the table;
+  no clock is compared across nodes, so the time the table then waits on the HA link and in the standby's queue is
+  not counted: an entry is that much younger on the standby, which is not shown anywhere and only keeps a silent
+  gateway's MAC in use that much longer; docs/external.md), whenever a MAC was learnt, changed or forgotten
+  (looked at on each of the standby's heartbeats: at most one table per heartbeat interval), when gateways only
+  confirmed theirs at most every half refresh (``offer``), again on each new connection of the link, and once it
+  is the active again. At most ``KEPT`` entries (the rest counted and logged, not sent).
 - **The standby** holds the last table whole (each entry's confirmation time on its own clock: now - age) and
   takes into its State those not older than ``vrs.gateway_arp_timeout_ms``, of switches it sees and external
   networks its policy holds (so its flows are the active's: a takeover sends no translation flow again), as
@@ -21,7 +23,7 @@ the duplicate MAC flags (bgp/dupkeep.py) it travels beside the store's stream, n
   second) it takes what else it holds (switches seen again since the table came) and resolves as always: its
   first request goes out at once, an answer makes the origin ``arp`` (a new MAC is taken then), and a gateway that
   stays silent is forgotten ``timeout`` after the old active last heard it (up to half a refresh earlier: the
-  confirmation times the standby holds are at most that late).
+  confirmation times the standby holds are at most that late; later by the time the table waited, above).
 - **Refused**: a message whose table is not a list of at most ``KEPT`` well-formed entries (the four fields, no
   other; a unicast MAC; a finite age >= 0; no entry twice) is refused whole with one warning naming the entry, the
   field and why, and counted (``refused``, shown in GET /v1/ha and /metrics): nothing changes, the table held stays.

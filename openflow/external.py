@@ -26,6 +26,7 @@ match other flows; its packet count is the number of connections opened (REST ``
 from __future__ import annotations
 
 import ipaddress
+from typing import NamedTuple
 
 from controller.extnet import SHARED_NAT_ZONE, FloatingInfo, PatInfo
 from openflow import pipeline as p
@@ -218,6 +219,15 @@ def _network(cidr):
 
 
 COMPILERS = {"uplink": _uplink, "fip": _floating, "pat": _translation}
+
+
+class Garp(NamedTuple):
+    """A gratuitous ARP to send to a switch (controller/garps.py): its actions and frame, and the vport endpoint it
+    is for (None: out of an uplink), asked again before each send (openflow/gateway_garp.py ``still_placed``)."""
+
+    actions: list
+    frame: bytes
+    vport: object = None
 
 
 def garp_frame(info: FloatingInfo) -> bytes:

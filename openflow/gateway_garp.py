@@ -17,12 +17,18 @@ just before it died or was demoted, so it sends again those due within the last 
 docs/ha.md): that covers a takeover's detection (up to ~15 s after an active froze) and a batch's 3.5 s with room.
 Not every announcement ever made: a takeover sends at most what the old active itself sent in the last ``RECENT``
 seconds, and nothing after a quiet spell, whatever the number of VMs.
+
+Each announcement names the VM it goes to, and is sent only while the View still has that VM where it was
+(``still_placed``, asked before every send of a batch's rounds): a VM gone meanwhile (or moved to another port) is
+left out. A batch lasts 3.5 s, and one made while a programming pass pauses reads a subnet's VMs before the pass
+has taken out those that left (``View.by_subnet`` is whole only at the pass's end); the port of a VM gone may be
+given to another VM already, perhaps of another tenant whose gateway has the same address.
 """
 
 from __future__ import annotations
 
 from openflow.compiler import arp_answer, egress_actions
-from openflow.external import garp
+from openflow.external import Garp, garp
 
 RECENT = 30.0  # seconds: an answer that changed this recently is announced again by a node taking over
 
@@ -34,7 +40,7 @@ class GatewayAnnouncer:
         self.answered: dict[tuple[str, int], tuple[str, str] | None] = {}  # (session, VNI) -> (address, MAC)
         self.changed_at: dict[str, dict[int, tuple[float, str]]] = {}  # session -> {VNI: (when, subnet id)}
 
-    def due(self, view, session: str, changed, now: float = 0.0) -> list[tuple[list, bytes]]:
+    def due(self, view, session: str, changed, now: float = 0.0) -> list[Garp]:
         """(actions, frame) packet-outs for ``session`` after its desired state was handed out. ``changed``: the
         owners handed out (their subnets are looked at; a subnet new there is announced), or None when the switch
         was compiled whole (then every subnet on it is looked at and only a changed answer is announced: a
@@ -59,7 +65,7 @@ class GatewayAnnouncer:
             out += _to_vms(view, session, sid, answer)
         return out
 
-    def recent(self, view, session: str, now: float) -> list[tuple[list, bytes]]:
+    def recent(self, view, session: str, now: float) -> list[Garp]:
         """The announcements due on ``session`` within the last ``RECENT`` seconds before ``now``, with what answers
         there now: for a node that took over (the old active may not have sent them)."""
         out, changes = [], self.changed_at.get(session, {})
@@ -75,8 +81,22 @@ class GatewayAnnouncer:
         self.changed_at.pop(session, None)
 
 
-def _to_vms(view, session: str, sid: str, answer: tuple[str, str]) -> list[tuple[list, bytes]]:
-    """A gratuitous ARP of ``answer`` (address, MAC) to each VM of subnet ``sid`` on ``session``."""
+def _to_vms(view, session: str, sid: str, answer: tuple[str, str]) -> list[Garp]:
+    """A gratuitous ARP of ``answer`` (address, MAC) to each VM of subnet ``sid`` on ``session`` (while a pass pauses,
+    ``by_subnet`` may still hold VMs gone: ``still_placed`` leaves them out when sending)."""
     frame = garp(answer[1], answer[0])
-    return [(egress_actions(ep), frame) for ep in view.by_subnet.get(sid, ())
+    return [Garp(egress_actions(ep), frame, ep) for ep in view.by_subnet.get(sid, ())
             if ep.kind == "vport" and ep.session == session and ep.ofport]
+
+
+def still_placed(view, vport) -> bool:
+    """Whether the View holds vport endpoint ``vport`` where it was: on its switch, in its subnet, at its port and
+    VLAN (``vport`` None: a packet for no vport, always)."""
+    if vport is None:
+        return True
+    now = view.endpoints.get(vport.vport_id)
+    return now is vport or now is not None and now.kind == "vport" and _place(now) == _place(vport)
+
+
+def _place(ep) -> tuple:
+    return ep.session, ep.subnet_id, ep.ofport, ep.vlan

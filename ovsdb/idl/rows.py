@@ -105,21 +105,6 @@ def _reader(type_):
     return elements
 
 
-class _Resolver:
-    """What a reader takes of a row: its ``_uuid_to_row``."""
-
-    __slots__ = ("_uuid_to_row",)
-
-    def __init__(self, uuid_to_row):
-        self._uuid_to_row = uuid_to_row
-
-
-def _to_python(datum, uuid_to_row):
-    """``datum.to_python(uuid_to_row)`` through the reader of its type (tests/unit/test_ovsdb_datums.py compares them
-    for every column of the schema)."""
-    return _reader(datum.type)(datum, _Resolver(uuid_to_row))
-
-
 def reference_count(row, column: str) -> int:
     """How many references ``row``'s set column ``column`` holds, without converting it."""
     datum = _datum(row, column)

@@ -11,6 +11,7 @@ import controller.app as app_module
 from controller.app import CanopyApp
 from controller.garps import GARP_PAUSES, send_repeated
 from controller.pacer import Pacer
+from openflow.external import Garp
 
 
 class Rec:
@@ -26,8 +27,8 @@ class Rec:
             self.log.append(("out", frame))
 
 
-PACKETS = [([("output", n)], b"garp%d" % n) for n in range(5)]
-FRAMES = [f for _, f in PACKETS]
+PACKETS = [Garp([("output", n)], b"garp%d" % n) for n in range(5)]
+FRAMES = [p.frame for p in PACKETS]
 
 
 def ALWAYS():  # noqa: N802 - a constant predicate
@@ -49,7 +50,7 @@ def test_every_packet_once_after_each_pause_in_order_a_tick_each():
     rec, log, pacer = Rec(), [], Pacer(lambda: None, every=1)
     rec.log = log
     send_repeated(rec, PACKETS, "test", lambda s: log.append(("sleep", s)), ALWAYS, pacer.tick)
-    frames = [f for _, f in PACKETS]
+    frames = list(FRAMES)
     assert log == [entry for pause in GARP_PAUSES for entry in [("sleep", pause)] + [("out", f) for f in frames]]
     assert pacer.pauses == len(GARP_PAUSES) * len(PACKETS)
 
@@ -58,7 +59,7 @@ def test_a_packet_that_fails_is_dropped_and_the_others_go_on():
     # as when each packet was a green thread of its own: the failing one tried once, the others every round
     rec, pacer = Rec(bad=b"garp1"), Pacer(lambda: None, every=1)
     send_repeated(rec, PACKETS, "test", lambda s: None, ALWAYS, pacer.tick)
-    others = [f for _, f in PACKETS if f != b"garp1"]
+    others = [f for f in FRAMES if f != b"garp1"]
     assert rec.sent == [f for _ in GARP_PAUSES for f in others]
     assert rec.tried.count(b"garp1") == 1
     assert pacer.pauses == len(rec.tried)
@@ -76,7 +77,7 @@ def test_a_hand_outs_gateway_announcements_are_one_green_thread(monkeypatch):
                            during_pause=lambda s: None)
     rec = Rec()
     spawn_batch(monkeypatch, glue, lambda: CanopyApp._announce_gateways(glue, rec, "ovsdb:hv1", None))
-    assert rec.sent == [f for _ in GARP_PAUSES for _, f in PACKETS]
+    assert rec.sent == [f for _ in GARP_PAUSES for f in FRAMES]
 
 
 @pytest.mark.parametrize("role, sent", [("standby", 0), ("active", 1)])

@@ -1,13 +1,20 @@
 """Gratuitous ARP for a subnet's gateway address (openflow/gateway_garp.py): a routed subnet that leaves its domain
 and joins it again (deleted and created again with the same VNI, as a Neutron router interface removed and added
 makes it) has its VMs told the MAC that answers the gateway address now, each time it changes; a switch compiled
-whole with nothing changed announces nothing."""
+whole with nothing changed announces nothing; an announcement goes only to a VM the View holds where it was when it
+is sent (not one gone, whose port another VM may hold now), whether the batch was made in a programming pass's pause
+or the VM left between its rounds."""
 
 import random
+from types import SimpleNamespace
 
+import controller.app as app_module
+from controller.app import CanopyApp
 from controller.derive import L2_SERVER_MAC
+from controller.garps import GARP_PAUSES
+from controller.pacer import Pacer
 from openflow.external import garp
-from openflow.flows import OFPVID_PRESENT
+from openflow.flows import OFPVID_PRESENT, Owner
 from openflow.gateway_garp import GatewayAnnouncer
 from tests.unit.oracle_world import World
 
@@ -26,7 +33,7 @@ def world_with_vms():
 
 def announced(world, announcer, session, whole=False):
     changed = world.prog.take_changes(session)
-    return announcer.due(world.prog.view, session, None if whole else changed)
+    return [(p.actions, p.frame) for p in announcer.due(world.prog.view, session, None if whole else changed)]
 
 
 def test_vms_are_told_the_gateway_mac_each_time_their_subnet_leaves_and_joins_its_domain():
@@ -57,3 +64,86 @@ def test_a_vm_arriving_in_a_subnet_new_on_the_switch_is_told_its_gateway_and_one
     world.prog.refresh()
     mac = world.state.policy.find("domain", "acme/prod")["gateway_mac"]
     assert announced(world, announcer, "ovsdb:hv1") == [([("output", 13)], garp(mac, "10.0.2.1"))]
+
+
+class Rec:
+    def __init__(self):
+        self.sent, self.state = [], "in_sync"
+
+    def packet_out(self, actions, frame):
+        self.sent.append((actions, frame))
+
+
+def ids(world, vm, subnet):
+    p = world.state.policy
+    return p.find("vport", f"acme/{subnet}/{vm}")["id"], p.find("subnet", f"acme/{subnet}")["id"]
+
+
+def a_vm_leaves_and_k2_of_db_takes_its_port():
+    """hv1 with k1 (web, port 11) and k3 (web, port 14); ``move`` makes one of them leave (``gone``: the one whose
+    id sorts first, as a pass walks vports) and k2, of db (another gateway MAC answers 10.0.2.1 there), come on its
+    port in the same report, and the other one (``stays``) get another IP: a pass walks ``stays`` after ``gone``."""
+    world = world_with_vms()
+    world.vports["k2"] = {"subnet": "db", "mac": 0, "ip": 40}
+    world.vports["k3"] = {"subnet": "web", "mac": 0, "ip": 50}
+    world.commit()
+    world.placed["k3"], world.ofports["k3"] = "hv1", 14
+    world.push("hv1")
+    world.prog.refresh()
+    gone, stays = sorted(("k1", "k3"), key=lambda vm: ids(world, vm, "web")[0])
+
+    def move():
+        world.vports[stays]["ip"] = 60
+        world.commit()
+        world.placed.pop(gone)
+        world.placed["k2"], world.ofports["k2"] = "hv1", world.ofports[gone]
+        world.push("hv1")
+    return world, move, world.ofports[gone], world.ofports[stays], ids(world, gone, "web")[0]
+
+
+def batch_of(monkeypatch, world, sleep=lambda seconds: None):
+    """The app's glue announcing web's gateway on hv1 as new (a switch connecting with web among its changed
+    owners), its batch spawned into ``batches`` and run by the caller; the batch's pauses call ``sleep``."""
+    batches, rec = [], Rec()
+    monkeypatch.setattr(app_module.hub, "spawn", lambda fn, *args: batches.append((fn, args)))
+    monkeypatch.setattr(app_module.hub, "sleep", sleep)
+    glue = SimpleNamespace(pair=None, programmer=world.prog, gateway_garp=GatewayAnnouncer())
+    _, web = ids(world, "k1", "web")
+    return rec, batches, lambda: CanopyApp._announce_gateways(glue, rec, "ovsdb:hv1", {Owner("subnet", web)})
+
+
+def test_a_batch_made_in_a_passs_pause_leaves_out_a_vm_gone_in_that_pass(monkeypatch):
+    world, move, gone_port, stays_port, gone = a_vm_leaves_and_k2_of_db_takes_its_port()
+    _, web = ids(world, "k1", "web")
+    rec, batches, announce = batch_of(monkeypatch, world)
+
+    def pause():  # hv1 connects while the pass pauses with a VM gone from the View's endpoints, not from web's
+        view = world.prog.view
+        if not batches and gone not in view.endpoints and any(ep.vport_id == gone for ep in view.by_subnet[web]):
+            announce()
+            fn, args = batches[0]
+            fn(*args)  # every round of it inside this pause
+
+    move()
+    world.prog.pacer = Pacer(pause, every=1)
+    world.prog.refresh()
+    assert batches  # the pause came: by_subnet still held the VM gone
+    assert {tuple(actions) for actions, _ in rec.sent} == {(("output", stays_port),)}  # not to k2 now
+    assert len(rec.sent) == len(GARP_PAUSES)
+
+
+def test_a_batchs_later_rounds_leave_out_a_vm_gone_meanwhile(monkeypatch):
+    world, move, gone_port, stays_port, _ = a_vm_leaves_and_k2_of_db_takes_its_port()
+
+    def sleep(seconds):  # a VM leaves, k2 takes its port, during the batch's second pause
+        if seconds == GARP_PAUSES[1]:
+            move()
+            world.prog.refresh()
+
+    rec, batches, announce = batch_of(monkeypatch, world, sleep)
+    announce()
+    fn, args = batches[0]
+    fn(*args)
+    sent_to = [actions for actions, _ in rec.sent]
+    assert sent_to.count([("output", gone_port)]) == 1  # the first round's, while the VM was there
+    assert sent_to.count([("output", stays_port)]) == len(GARP_PAUSES)

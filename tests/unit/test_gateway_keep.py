@@ -233,6 +233,24 @@ def test_an_entry_older_than_the_timeout_is_not_used_and_one_that_ages_there_is_
     assert standby.requests == []  # a standby asks nothing
 
 
+def test_a_table_that_waited_on_the_link_ages_on_the_standby_from_its_arrival():
+    """The age is the active's when it built the table; the time the table then waited (queued behind other messages
+    on the HA link, in transit, behind the messages the standby handles before it) is not counted: the standby's
+    entry ages out that much later than the active's (docs/external.md "The gateway's MAC")."""
+    clock = Clock()
+    active, standby = node(clock), node(clock)
+    hear(active, "hv1", GW_MAC, 1000.0)
+    clock.now = 1005.0
+    active.keeper.on_peer_message({"t": "hb"}, "active")  # built at 1005: confirmed 5 s ago
+    clock.now = 1008.0  # delivered 3 s later
+    standby.keeper.on_peer_message(active.keeper.link.sent[-1], "standby")
+    for n in (active, standby):
+        CanopyApp._forget_gateways(n.glue, 1030.0)  # 30 s after the gateway confirmed it
+    assert active.state.gateway_macs == {} and standby.state.gateway_macs == {("hv1", "n1"): GW_MAC}
+    CanopyApp._forget_gateways(standby.glue, 1033.0)  # and the 3 s the table waited
+    assert standby.state.gateway_macs == {}
+
+
 def test_a_new_active_uses_them_at_once_asks_again_takes_a_new_mac_and_forgets_a_silent_gateway_in_time():
     clock = Clock()
     standby = node(clock)

@@ -6,6 +6,7 @@ ovsdb/idl/rows.py's conversion of a datum to Python (``column_value``'s) gives w
 import json
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 
 import ovs.db.data
 import ovs.db.error
@@ -13,7 +14,7 @@ import ovs.db.schema
 import pytest
 
 from ovsdb.idl.datums import datum_parser, uuid_of
-from ovsdb.idl.rows import _to_python
+from ovsdb.idl.rows import _reader
 
 SCHEMA = ovs.db.schema.DbSchema.from_json(json.loads(Path("/usr/share/openvswitch/vswitch.ovsschema").read_text()))
 COLUMNS = [(table.name, column) for table in SCHEMA.tables.values() for column in table.columns.values()]
@@ -35,6 +36,12 @@ MALFORMED_AND_EDGE = [
     "x" * 300, ["set", ["x" * 300]], ["map", [["k", "x" * 300]]], 65280, 65279, 0, -2 ** 63, 2 ** 63,
     "up", "down", "internal", "vxlan", "secure", "standalone", "OpenFlow13", ["set", ["OpenFlow13", "OpenFlow14"]],
 ]
+
+
+def to_python(datum, uuid_to_row):
+    """``datum.to_python(uuid_to_row)`` through the reader ``column_value`` keeps for the datum's type
+    (ovsdb/idl/rows.py ``_reader``), given what a reader takes of an IDL row: its ``_uuid_to_row``."""
+    return _reader(datum.type)(datum, SimpleNamespace(_uuid_to_row=uuid_to_row))
 
 
 def per_type_values(type_) -> list:
@@ -120,7 +127,7 @@ def test_a_value_it_does_not_take_is_left_to_ovs_and_rejected_there(monkeypatch)
 
 @pytest.mark.parametrize("table,column", COLUMNS, ids=[f"{t}.{c.name}" for t, c in COLUMNS])
 def test_a_datum_of_every_column_reads_as_ovs_to_python_gives_it(table, column):
-    """ovsdb/idl/rows.py ``_to_python`` (``column_value``'s conversion) against ovs's ``Datum.to_python``."""
+    """ovsdb/idl/rows.py's conversion (``column_value``'s: ``to_python`` here) against ovs's ``Datum.to_python``."""
     rows = {uuid.UUID(U1): "row 1"}  # a reference resolves to a stand-in row; U2 to none (a dangling one)
 
     def uuid_to_row(value, base):
@@ -134,7 +141,7 @@ def test_a_datum_of_every_column_reads_as_ovs_to_python_gives_it(table, column):
             pass
     for datum in datums:
         theirs = datum.to_python(uuid_to_row)
-        ours = _to_python(datum, uuid_to_row)
+        ours = to_python(datum, uuid_to_row)
         assert (ours, type(ours)) == (theirs, type(theirs)), (table, column.name, datum.to_json())
 
 

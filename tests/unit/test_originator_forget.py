@@ -1,0 +1,99 @@
+"""The Originator forgetting everything (bgp/originator.py ``forget``: a View built again from scratch, or a node that
+no longer originates, an HA standby) tells the last publish's Origins what it reads a pacer's ``every`` at a time,
+pausing between (``_keep_all`` was one unpaused walk of every local endpoint and route); what that Origins says (what
+unbinding withdraws meanwhile) stays what it said before, in every pause."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from bgp.evpn import originate
+from controller import loglimit
+from controller.pacer import Pacer
+from tests.unit.test_originator_oracle import _bulk, said
+
+EVERY = 50
+
+
+class Stretches:
+    """A pacer's pause that records the Python bytecodes run since the one before (all frames, traced) and checks
+    that the last publish's Origins says what it said before, in every pause."""
+
+    def __init__(self, fed, check=True):
+        self.fed, self.origins, self.count, self.most, self.pauses = fed, fed._origins, 0, 0, 0
+        self.keys = set(fed.speaker.desired) | set(self.origins._count) | set(self.origins._pins) | \
+            set(fed.originator.routes)
+        self.vports = set(self.origins._keys_of) | set(fed.originator._eps)
+        self.before = said(self.origins, self.keys, self.vports) if check else None
+
+    def pause(self) -> None:
+        self.most, self.pauses = max(self.most, self.count), self.pauses + 1
+        if self.before is not None and self.origins is self.fed._origins:  # (until the hand-over)
+            assert said(self.origins, self.keys, self.vports) == self.before
+        self.count = 0  # (the check's own bytecodes are the pause's, not the work's)
+
+    def run(self, function) -> int:
+        """``function()`` traced; the most bytecodes between two pauses (or before the first, after the last)."""
+        def trace(frame, event, _arg):
+            frame.f_trace_opcodes = True
+            if event == "opcode":
+                self.count += 1
+            return trace
+
+        before = sys.gettrace()
+        sys.settrace(trace)
+        try:
+            function()
+        finally:
+            sys.settrace(before)
+        return max(self.most, self.count)
+
+
+def forgetting(n: int) -> tuple[int, int]:
+    """(the most bytecodes between two pauses, the pauses) of ``forget`` with ``n`` vports bound, each with routes."""
+    _state, _prog, fed = _bulk(n, n)
+    assert fed.originator.watcher is fed._origins and len(fed.originator.routes) > n
+    stretches = Stretches(fed)
+    most = stretches.run(lambda: fed.originator.forget(Pacer(stretches.pause, EVERY)))
+    assert not fed.originator.routes and said(stretches.origins, stretches.keys, stretches.vports) == stretches.before
+    return most, stretches.pauses
+
+
+def test_forgetting_pauses_every_so_many_whatever_the_endpoints(monkeypatch):
+    """3,000 local endpoints: the most bytecodes between two pauses are those of 300 (the walk of everything was
+    one stretch: 10 times as long), and the Origins says what it said in every pause."""
+    monkeypatch.setattr(loglimit, "_last_logged", {})
+    small, small_pauses = forgetting(300)
+    big, big_pauses = forgetting(3_000)
+    assert small_pauses >= 300 // EVERY and big_pauses >= 3_000 // EVERY
+    assert big <= small * 1.1, (small, big)
+
+
+@pytest.mark.parametrize("case", ["standby", "view built again"])
+def test_a_publish_that_forgets_everything_tells_the_last_origins_between_pauses(case, monkeypatch):
+    """A node that stops originating (an HA standby), or a View built again from scratch: the publish's forgetting
+    tells the last publish's Origins a pacer's ``every`` at a time (as dropping and taking do), and the publish ends
+    where the full ``originate`` does."""
+    monkeypatch.setattr(loglimit, "_last_logged", {})
+    n = 1_000
+    state, prog, fed = _bulk(n, n)
+    origins, told, most = fed._origins, [0], [0]
+    real = origins.keep
+
+    def keep(vport_ids=(), keys=()):
+        told[0] += len(vport_ids) + len(keys)
+        return real(vport_ids, keys)
+
+    def pause():
+        most[0], told[0] = max(most[0], told[0]), 0
+
+    origins.keep, fed.pacer = keep, Pacer(pause, EVERY)
+    if case == "standby":
+        fed.originating = False
+    else:
+        prog.refresh(full=True)  # a new View: the Originator starts from scratch
+    fed.publish(prog.view)
+    assert fed.speaker.desired == (originate(prog.view, state.policy, fed.mobility.seqs) if fed.originating else {})
+    assert 0 < max(most[0], told[0]) <= 2 * EVERY, (most, told)
