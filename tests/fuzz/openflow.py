@@ -230,11 +230,14 @@ def _table_features(ofp) -> bytes:
     return body
 
 
-def mutants(buf: bytes):
-    """Every 16-bit field set to each length a parse loop might step by, and the message cut at every 8th byte
-    (its header's length fixed up to match)."""
+LENGTHS = (0, 1, 4, 0xFFFF)  # values every 16-bit field is set to: lengths a parse loop might step by
+
+
+def mutants(buf: bytes, lengths=LENGTHS):
+    """Every 16-bit field set to each of ``lengths``, and the message cut at every 8th byte (its header's length
+    fixed up to match)."""
     for at in range(8, len(buf) - 1):
-        for value in (0, 1, 4, 0xffff):
+        for value in lengths:
             yield buf[:at] + struct.pack("!H", value) + buf[at + 2:]
     for end in range(16, len(buf), 8):
         yield buf[:2] + struct.pack("!H", end) + buf[4:end]
@@ -251,7 +254,7 @@ def random_mutants(buf: bytes, rng: random.Random, count: int):
 
 
 def run(seed: int = 1, random_count: int = 200, budget: float = BUDGET_MS / 1000, guard: bool = True,
-        lines: int | None = None) -> dict:
+        lines: int | None = None, lengths=LENGTHS) -> dict:
     """Parse every seed's mutants; {(seed name, outcome, where): count}."""
     rng = random.Random(seed)
     found: Counter = Counter()
@@ -260,7 +263,7 @@ def run(seed: int = 1, random_count: int = 200, budget: float = BUDGET_MS / 1000
     with (contextlib.nullcontext() if guard else ofcheck.uninstalled()):
         for ofp in (ofproto_v1_3, ofproto_v1_4):
             for name, buf in seeds(ofp):
-                for mutant in (*mutants(buf), *random_mutants(buf, rng, random_count)):
+                for mutant in (*mutants(buf, lengths), *random_mutants(buf, rng, random_count)):
                     outcome, where = parse(mutant, budget, lines)
                     found[(f"{ofp.OFP_VERSION:#x} {name}", outcome, where)] += 1
     return dict(found)
