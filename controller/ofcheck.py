@@ -14,6 +14,10 @@ negotiation's), and a message of a kind a switch has no reason to send Canopy (R
 features reply or an experimenter message for no handler; each kind is parser code a switch could reach). What is
 let through: ``ALLOWED`` and ``ALLOWED_MULTIPART``.
 
+A multipart reply's part that is refused here, or that Ryu's parser fails on, is remembered by its xid
+(``lost_part``): the parts after it are still dispatched and the last ends the reply, so a read-back asks before it
+believes it is whole (openflow/reconciler.py ``handle``: it reads again).
+
 Flow-stats entries are not walked here (a read-back's 16,000 entries would cost a walk each): their lengths are
 checked as they are parsed and their match and instructions at first use (controller/flowstats.py), with
 ``check_actions`` below.
@@ -41,6 +45,7 @@ ALLOWED = {0x04: {HELLO, ERROR, ECHO_REQUEST, ECHO_REPLY, FEATURES_REPLY, PACKET
                   BARRIER_REPLY, ROLE_REPLY, ROLE_STATUS, BUNDLE_CONTROL}}
 MP_FLOW, MP_GROUP_DESC, MP_PORT_DESC = 1, 7, 13
 ALLOWED_MULTIPART = {MP_FLOW, MP_GROUP_DESC, MP_PORT_DESC}  # the replies Canopy asks for (a read-back, a handshake)
+LOST_KEPT = 64  # xids of multipart replies with a part dropped, kept per switch until asked for (``lost_part``)
 NESTED_DEPTH = 4  # Nicira ct actions inside ct actions (Canopy nests none; Ryu's parser recurses)
 
 _TLV = struct.Struct("!HH")
@@ -197,10 +202,35 @@ def _guarded(version: int, parse):
             check_message(buf, version_, msg_type)
         except Refused as refused:
             _warn(datapath, refused)
+            _note_lost(datapath, msg_type, xid)
             return None  # as Ryu returns a message it could not parse: nothing dispatched, the connection goes on
-        return parse(datapath, version_, msg_type, msg_len, xid, buf)
+        try:
+            return parse(datapath, version_, msg_type, msg_len, xid, buf)
+        except Exception:  # Ryu logs it and drops the message (or ends the connection: OFPTruncatedMessage)
+            _note_lost(datapath, msg_type, xid)
+            raise
     guarded.ryu = parse
     return guarded
+
+
+def _note_lost(datapath, msg_type: int, xid: int) -> None:
+    """Remember that a part of multipart reply ``xid`` was dropped (``lost_part``); at most LOST_KEPT xids."""
+    if msg_type != MULTIPART_REPLY:
+        return
+    lost = getattr(datapath, "canopy_lost_parts", None)
+    if lost is None:
+        lost = datapath.canopy_lost_parts = {}
+    lost[xid] = None
+    if len(lost) > LOST_KEPT:
+        del lost[next(iter(lost))]
+
+
+def lost_part(datapath, xid: int) -> bool:
+    """Whether a part of the multipart reply ``xid`` from ``datapath`` was refused or could not be parsed (forgotten
+    once asked). The parts that follow it are still dispatched, and the last one ends the reply as if it were
+    whole: a read-back must ask this before it believes it (openflow/reconciler.py ``handle``)."""
+    lost = getattr(datapath, "canopy_lost_parts", None)
+    return bool(lost) and lost.pop(xid, False) is None
 
 
 def _warn(datapath, refused: Refused) -> None:
