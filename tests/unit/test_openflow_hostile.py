@@ -61,18 +61,30 @@ def _flow_stats(version, actions: bytes) -> bytes:
 OUTPUT = _action(struct.pack("!IH6x", 3, 0xFFE5), kind=0)  # output:3, 16 bytes
 ZERO = struct.pack("!HHII4x", 25, 0, 0x80000004, 3)  # a set-field action (in_port=3) of length 0
 
+_PORT14 = struct.pack("!IH2x", 3, 48) + b"\0" * 32 + struct.pack("!HH4x", 0x1234, 0)  # a property of length 0
+_FEATURES = struct.pack("!HB5x32sQQII", 64, 0, b"t", 0, 0, 0, 1) + b"\0" * 8
 SPINS = {  # name: (message, what the refusal names)
-    "hello element of length 0": (_msg(4, 0, struct.pack("!HHI", 1, 0, 0x30)), "hello element at byte 8 has a length of 0"),
-    "group description of length 0": (_msg(4, 19, struct.pack("!HH4x", 7, 0) + b"\0" * 8), "group description at byte 16 has a length of 0"),
-    "bucket of length 0": (_msg(4, 19, struct.pack("!HH4x", 7, 0) + struct.pack("!HBxI", 24, 1, 5) + b"\0" * 16), "bucket at byte 24 has a length of 0"),
+    "hello element of length 0":
+        (_msg(4, 0, struct.pack("!HHI", 1, 0, 0x30)), "hello element at byte 8 has a length of 0"),
+    "group description of length 0":
+        (_msg(4, 19, struct.pack("!HH4x", 7, 0) + b"\0" * 8), "group description at byte 16 has a length of 0"),
+    "bucket of length 0":
+        (_msg(4, 19, struct.pack("!HH4x", 7, 0) + struct.pack("!HBxI", 24, 1, 5) + b"\0" * 16),
+         "bucket at byte 24 has a length of 0"),
     "bucket action of length 0": (_group_desc(4, ZERO), "action at byte 40 has a length of 0"),
     "action nested in ct of length 0 (group)": (_group_desc(4, _ct(ZERO)), "action at byte 64 has a length of 0"),
-    "controller2 property of length 0 (group)": (_group_desc(4, _controller2(struct.pack("!HH", 3, 0))), "controller2 property at byte 56 has a length of 0"),
-    "OpenFlow 1.4 port of length 0": (_msg(5, 19, struct.pack("!HH4x", 13, 0) + b"\0" * 40), "port at byte 16 has a length of 0"),
-    "OpenFlow 1.4 port property of length 0": (_msg(5, 12, struct.pack("!B7x", 0) + struct.pack("!IH2x", 3, 48) + b"\0" * 32 + struct.pack("!HH4x", 0x1234, 0)), "port property at byte 56 has a length of 0"),
-    "role status property of length 0": (_msg(5, 30, struct.pack("!IB3xQ", 2, 0, 5) + b"\0" * 8), "role status property at byte 24 has a length of 0"),
-    "bundle control property of length 0": (_msg(5, 33, struct.pack("!IHH", 1, 1, 0) + b"\0" * 8), "bundle control property at byte 16 has a length of 0"),
-    "table features reply (not asked for)": (_msg(4, 19, struct.pack("!HH4x", 12, 0) + struct.pack("!HB5x32sQQII", 64, 0, b"t", 0, 0, 0, 1) + b"\0" * 8), "multipart reply of type 12"),
+    "controller2 property of length 0 (group)":
+        (_group_desc(4, _controller2(struct.pack("!HH", 3, 0))), "controller2 property at byte 56 has a length of 0"),
+    "OpenFlow 1.4 port of length 0":
+        (_msg(5, 19, struct.pack("!HH4x", 13, 0) + b"\0" * 40), "port at byte 16 has a length of 0"),
+    "OpenFlow 1.4 port property of length 0":
+        (_msg(5, 12, struct.pack("!B7x", 0) + _PORT14), "port property at byte 56 has a length of 0"),
+    "role status property of length 0":
+        (_msg(5, 30, struct.pack("!IB3xQ", 2, 0, 5) + b"\0" * 8), "role status property at byte 24 has a length of 0"),
+    "bundle control property of length 0":
+        (_msg(5, 33, struct.pack("!IHH", 1, 1, 0) + b"\0" * 8), "bundle control property at byte 16 has a length of 0"),
+    "table features reply (not asked for)":
+        (_msg(4, 19, struct.pack("!HH4x", 12, 0) + _FEATURES), "multipart reply of type 12"),
 }
 
 
