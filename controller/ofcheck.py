@@ -46,7 +46,7 @@ ALLOWED = {0x04: {HELLO, ERROR, ECHO_REQUEST, ECHO_REPLY, FEATURES_REPLY, PACKET
 MP_FLOW, MP_GROUP_DESC, MP_PORT_DESC = 1, 7, 13
 ALLOWED_MULTIPART = {MP_FLOW, MP_GROUP_DESC, MP_PORT_DESC}  # the replies Canopy asks for (a read-back, a handshake)
 LOST_KEPT = 64  # xids of multipart replies with a part dropped, kept per switch until asked for (``lost_part``)
-NESTED_DEPTH = 4  # Nicira ct actions inside ct actions (Canopy nests none; Ryu's parser recurses)
+NESTED_DEPTH = 4  # Nicira ct actions inside ct actions (Canopy puts no ct in a ct; Ryu's parser recurses)
 
 _TLV = struct.Struct("!HH")
 _NX = struct.Struct("!HHIH")  # an experimenter action's type, length, experimenter and Nicira subtype
@@ -196,7 +196,7 @@ def check_message(raw, version: int, kind: int) -> None:
     return None
 
 
-def _guarded(version: int, parse):
+def _guarded(parse):
     def guarded(datapath, version_, msg_type, msg_len, xid, buf):
         try:
             check_message(buf, version_, msg_type)
@@ -244,7 +244,7 @@ def install() -> None:
     parsers = ofproto_parser._MSG_PARSERS  # noqa: SLF001 - the one table Ryu's receive loop parses through
     for version, parse in list(parsers.items()):
         if not hasattr(parse, "ryu"):
-            parsers[version] = _guarded(version, parse)
+            parsers[version] = _guarded(parse)
 
 
 @contextlib.contextmanager

@@ -129,7 +129,7 @@ def test_a_refusal_is_logged_naming_the_switch(caplog):
         address = ("192.0.2.7", 40000)
     message = SPINS["hello element of length 0"][0]
     with caplog.at_level(logging.WARNING, logger="canopy.openflow"):
-        assert ofcheck._guarded(4, None)(Switch(), 4, 0, len(message), 9, message) is None
+        assert ofcheck._guarded(None)(Switch(), 4, 0, len(message), 9, message) is None
     assert "openflow 192.0.2.7:40000: message refused before parsing: hello element at byte 8" in caplog.text
 
 
