@@ -18,6 +18,8 @@ from __future__ import annotations
 import operator
 import struct
 
+from controller.ofcheck import Refused, check_actions
+
 
 class LazyFlowStats(tuple):
     """One entry of a flow-stats reply with Ryu's OFPFlowStats attributes: the fixed fields, then the entry's bytes
@@ -72,21 +74,23 @@ _ACTION_LISTS = (3, 4)  # OFPIT_WRITE_ACTIONS, OFPIT_APPLY_ACTIONS (the same in 
 
 def check_framing(raw: bytes, at: int) -> None:
     """ValueError, naming it, at the first instruction of the entry ``raw`` (its match at byte ``at``), or action of a
-    write- or apply-actions instruction, shorter than 8 bytes or running past what holds it. Ryu's parser steps by
-    each length: a length of 0 spun there for ever on first use of the entry's match or instructions (a stale flow's
-    delete, a REST listing), the event loop held and the list growing. Actions nested in a Nicira action (ct's) are
-    not looked at."""
+    write- or apply-actions instruction (and, in those, an action nested in a Nicira ct action or a Nicira
+    controller2 action's property: controller/ofcheck.py ``check_actions``), shorter than its header or running past
+    what holds it. Ryu's parser steps by each length: a length of 0 spun there for ever on first use of the entry's
+    match or instructions (a stale flow's delete, a REST listing), the event loop held and the list growing."""
     if len(raw) < at + _TLV.size:
         return  # no match header: Ryu's parser raises on its own
     at += -(-_TLV.unpack_from(raw, at)[1] // 8) * 8  # the match, padded to 8 bytes
     for kind, start, end in _framed(raw, at, len(raw), "instruction"):
         if kind in _ACTION_LISTS:
-            for _ in _framed(raw, start + _SHORTEST, end, "action"):
-                pass
+            try:
+                check_actions(raw, start + _SHORTEST, end)
+            except Refused as refused:
+                raise ValueError(f"flow stats entry: the {refused}") from None
 
 
 def _framed(raw: bytes, at: int, end: int, what: str):
-    """(type, start, end) of each instruction or action in ``raw[at:end]``."""
+    """(type, start, end) of each instruction in ``raw[at:end]``."""
     while at < end:
         kind, length = _TLV.unpack_from(raw, at) if end - at >= _TLV.size else (None, end - at)
         if not _SHORTEST <= length <= end - at:

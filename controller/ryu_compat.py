@@ -41,6 +41,7 @@ import struct
 from collections import deque
 from dataclasses import dataclass
 
+from controller import ofcheck
 from controller.flowstats import LazyFlowStats, lazy_flow_stats
 from controller.pacer import Pacer
 from controller.tls import TlsFiles, server_context
@@ -132,6 +133,7 @@ _FLOW_STATS_13 = ("length", "table_id", "duration_sec", "duration_nsec", "priori
                   "hard_timeout", "flags", "cookie", "packet_count", "byte_count")
 lazy_flow_stats(ofproto_v1_3, ofproto_v1_3_parser, _FLOW_STATS_13)
 lazy_flow_stats(ofproto_v1_4, ofproto_v1_4_parser, _FLOW_STATS_13[:8] + ("importance",) + _FLOW_STATS_13[8:])
+ofcheck.install()  # every message a switch sends is checked before Ryu parses it (controller/ofcheck.py)
 
 __all__ = [
     "CONFIG_DISPATCHER",

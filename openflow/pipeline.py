@@ -137,6 +137,29 @@ class PipelineError(ValueError):
 OUTPUT_NAMES = ("in_port", "controller")  # the ports an output action may name instead of a number
 
 
+ADDRESS_FIELDS = frozenset((  # fields whose value may be written as text (a MAC or IP address), else an integer
+    "eth_src", "eth_dst", "arp_sha", "arp_tha", "ipv4_src", "ipv4_dst", "arp_spa", "arp_tpa", "tun_ipv4_src",
+    "tun_ipv4_dst", "ipv6_src", "ipv6_dst", "ipv6_nd_target", "ipv6_nd_sll", "ipv6_nd_tll"))
+
+
+def _check_value(flow, what: str, name: str, value) -> None:
+    """PipelineError unless ``value`` (not an int) is a value of field ``name``: text for an address field, a
+    (value, mask) pair of such. A float equal to an int, a bool or text for an integer field is refused: the
+    encoder's caches are keyed by the value, and ``1.0 == 1 == True`` would give one key two encodings (the
+    float raised in a fresh encoder, and was written as the int once the int's bytes were cached)."""
+    if value is None:
+        raise PipelineError(f"{flow}: {what} {name} has no value (None)")
+    if type(value) is tuple and len(value) == 2:  # a masked value
+        for part in value:
+            if type(part) is not int:
+                _check_value(flow, what, name, part)
+        return
+    if type(value) is str and name in ADDRESS_FIELDS:
+        return
+    raise PipelineError(f"{flow}: {what} {name} has the value {value!r} of type {type(value).__name__}, not an "
+                        f"integer{' or an address as text' if name in ADDRESS_FIELDS else ''}")
+
+
 def check_flow(flow) -> None:
     """Raise PipelineError when a flow breaks the declaration. One pass over the match and one over the actions,
     allocating nothing for a valid flow: every distinct flow of a full compile (150,000 at 10,000 vports) is
@@ -157,14 +180,17 @@ def check_flow(flow) -> None:
         if name not in allowed:
             extra = {name for name, _ in flow.match} - allowed
             raise PipelineError(f"{flow}: table {table.name} may not match {sorted(extra)}")
-        if value is None:
-            raise PipelineError(f"{flow}: match field {name} has no value (None)")
+        if type(value) is not int:
+            _check_value(flow, "match field", name, value)
     goto_before_last = False
     last = len(flow.actions) - 1
     for n, action in enumerate(flow.actions):
         kind = action[0]
         if kind == "set" or kind == "move":  # the most common (an ARP answer: 7 of its 10 actions), asked first
-            if (action[2] is None) if kind == "set" else (None in action):  # set: the common one, its value
+            if kind == "set":  # the common one: its value
+                if type(action[2]) is not int:
+                    _check_value(flow, "action set of field", action[1], action[2])
+            elif None in action:
                 raise PipelineError(f"{flow}: action {kind} has no value (None) in {action!r}")
             continue
         if kind == "output":

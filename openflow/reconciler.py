@@ -78,6 +78,7 @@ import logging
 import operator
 import time
 
+from controller import ofcheck
 from controller.logs import Throttle
 from controller.pacer import Pacer, collector_paused
 from controller.ryu_compat import hub, ofp_event
@@ -259,6 +260,10 @@ class SwitchReconciler(ChangeSender, SwitchReport):
         if waiter is None:
             return False
         if msg.msg_type == self.ofp.OFPT_MULTIPART_REPLY:
+            if ofcheck.lost_part(self.datapath, msg.xid):  # an earlier part was dropped: the read is not whole
+                waiter.error = "a part of the reply was refused or could not be parsed (logged): read again"
+                waiter.event.set()
+                return True
             waiter.replies.extend(msg.body)
             if msg.flags & self.ofp.OFPMPF_REPLY_MORE:
                 return True

@@ -1,0 +1,170 @@
+"""A hostile or broken switch cannot hold the event loop or end its own connection through Ryu's parser.
+
+Each message here spun Ryu's parser for ever (a length of 0 that a parse loop steps by) or raised out of its receive
+loop, and is now refused before Ryu sees it (controller/ofcheck.py). Parses are bounded by a count of Python lines
+(tests/fuzz/openflow.py ``steps``), so a spin fails the test instead of hanging it.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+
+import pytest
+
+from controller import ofcheck
+from controller.ryu_compat import ofproto_v1_3, ofproto_v1_3_parser, ofproto_v1_4, ofproto_v1_4_parser
+from tests.fuzz import openflow as fuzz
+
+LINES = 200_000  # Python lines one parse may run: a real message of these takes a few thousand
+
+
+def parse(buf: bytes) -> tuple[str, str]:
+    return fuzz.parse(buf, lines=LINES)
+
+
+def _msg(version, kind, body=b""):
+    return struct.pack("!BBHI", version, kind, 8 + len(body), 9) + body
+
+
+def _action(payload: bytes, kind=0xFFFF) -> bytes:
+    return struct.pack("!HH", kind, 4 + len(payload)) + payload
+
+
+def _ct(nested: bytes) -> bytes:
+    """A Nicira ct action holding ``nested`` actions."""
+    return _action(struct.pack("!IH", 0x2320, 35) + struct.pack("!H4sHB3xH", 0, b"\0" * 4, 0, 0xFF, 0) + nested)
+
+
+def _controller2(props: bytes) -> bytes:
+    body = struct.pack("!IH", 0x2320, 37) + b"\0" * 6 + props
+    return _action(body + b"\0" * (-(len(body) + 4) % 8))
+
+
+def _group_desc(version, actions: bytes) -> bytes:
+    bucket = struct.pack("!HHII4x", 16 + len(actions), 1, 0xFFFFFFFF, 0xFFFFFFFF) + actions
+    group = struct.pack("!HBxI", 8 + len(bucket), 1, 5) + bucket
+    return _msg(version, 19, struct.pack("!HH4x", 7, 0) + group)
+
+
+def _flow_stats(version, actions: bytes) -> bytes:
+    match = struct.pack("!HH", 1, 4) + b"\0" * 4
+    insts = struct.pack("!HH4x", 4, 8 + len(actions)) + actions
+    head = struct.pack("!HBxIIHHHH4xQQQ", 0, 0, 1, 2, 100, 0, 0, 0, 0xABC, 10, 1000)
+    if version == 5:
+        head = struct.pack("!HBxIIHHHHH2xQQQ", 0, 0, 1, 2, 100, 0, 0, 0, 0, 0xABC, 10, 1000)
+    entry = head + match + insts
+    entry = struct.pack("!H", len(entry)) + entry[2:]
+    return _msg(version, 19, struct.pack("!HH4x", 1, 0) + entry)
+
+
+OUTPUT = _action(struct.pack("!IH6x", 3, 0xFFE5), kind=0)  # output:3, 16 bytes
+ZERO = struct.pack("!HHII4x", 25, 0, 0x80000004, 3)  # a set-field action (in_port=3) of length 0
+
+_PORT14 = struct.pack("!IH2x", 3, 48) + b"\0" * 32 + struct.pack("!HH4x", 0x1234, 0)  # a property of length 0
+_FEATURES = struct.pack("!HB5x32sQQII", 64, 0, b"t", 0, 0, 0, 1) + b"\0" * 8
+SPINS = {  # name: (message, what the refusal names)
+    "hello element of length 0":
+        (_msg(4, 0, struct.pack("!HHI", 1, 0, 0x30)), "hello element at byte 8 has a length of 0"),
+    "group description of length 0":
+        (_msg(4, 19, struct.pack("!HH4x", 7, 0) + b"\0" * 8), "group description at byte 16 has a length of 0"),
+    "bucket of length 0":
+        (_msg(4, 19, struct.pack("!HH4x", 7, 0) + struct.pack("!HBxI", 24, 1, 5) + b"\0" * 16),
+         "bucket at byte 24 has a length of 0"),
+    "bucket action of length 0": (_group_desc(4, ZERO), "action at byte 40 has a length of 0"),
+    "action nested in ct of length 0 (group)": (_group_desc(4, _ct(ZERO)), "action at byte 64 has a length of 0"),
+    "controller2 property of length 0 (group)":
+        (_group_desc(4, _controller2(struct.pack("!HH", 3, 0))), "controller2 property at byte 56 has a length of 0"),
+    "OpenFlow 1.4 port of length 0":
+        (_msg(5, 19, struct.pack("!HH4x", 13, 0) + b"\0" * 40), "port at byte 16 has a length of 0"),
+    "OpenFlow 1.4 port property of length 0":
+        (_msg(5, 12, struct.pack("!B7x", 0) + _PORT14), "port property at byte 56 has a length of 0"),
+    "role status property of length 0":
+        (_msg(5, 30, struct.pack("!IB3xQ", 2, 0, 5) + b"\0" * 8), "role status property at byte 24 has a length of 0"),
+    "bundle control property of length 0":
+        (_msg(5, 33, struct.pack("!IHH", 1, 1, 0) + b"\0" * 8), "bundle control property at byte 16 has a length of 0"),
+    "table features reply (not asked for)":
+        (_msg(4, 19, struct.pack("!HH4x", 12, 0) + _FEATURES), "multipart reply of type 12"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SPINS))
+def test_a_message_that_spun_ryus_parser_is_refused_naming_its_field(name, caplog):
+    message, named = SPINS[name]
+    assert parse(message) == ("dropped", "")
+    with pytest.raises(ofcheck.Refused, match=named):
+        ofcheck.check_message(message, message[0], message[1])
+
+
+@pytest.mark.parametrize("name", sorted(SPINS))
+def test_ryus_parser_alone_spins_on_it_or_raises(name):
+    """Why each guard is there (and that the line budget finds a spin): without it, Ryu spins, except on a table
+    features reply of a length it reads safely (refused anyway: nothing asked for it)."""
+    with ofcheck.uninstalled():
+        outcome, _ = parse(SPINS[name][0])
+    assert outcome == ("dropped" if name.startswith("table features") else "spin")
+
+
+def test_a_truncated_packet_in_match_is_refused_instead_of_ending_the_connection():
+    match = struct.pack("!HH", 1, 12) + struct.pack("!I", 0x80000004)  # in_port's field, its 4-byte value cut off
+    message = _msg(4, 10, struct.pack("!IHBBQ", 0xFFFFFFFF, 0, 0, 0, 1) + match)
+    with ofcheck.uninstalled():
+        assert parse(message) == ("raised", "OFPTruncatedMessage")  # out of Ryu's receive loop: the session ends
+    assert parse(message) == ("dropped", "")
+    with pytest.raises(ofcheck.Refused, match="match at byte 24 has a length of 12, not between 4 and the 8 bytes"):
+        ofcheck.check_message(message, 4, 10)
+
+
+@pytest.mark.parametrize("version, kind", [(1, 10), (3, 10), (6, 10), (4, 14), (4, 4), (5, 11)])
+def test_a_version_or_kind_canopy_does_not_take_is_refused(version, kind):
+    """A packet-in of OpenFlow 1.0, 1.2 or 1.5 on a 1.3 session, a flow-mod, an experimenter message and a
+    flow-removed: parser code a switch has no reason to reach."""
+    assert parse(_msg(version, kind, b"\0" * 32)) == ("dropped", "")
+    with pytest.raises(ofcheck.Refused, match="not one"):
+        ofcheck.check_message(_msg(version, kind, b"\0" * 32), version, kind)
+
+
+def test_a_refusal_is_logged_naming_the_switch(caplog):
+    class Switch:
+        address = ("192.0.2.7", 40000)
+    message = SPINS["hello element of length 0"][0]
+    with caplog.at_level(logging.WARNING, logger="canopy.openflow"):
+        assert ofcheck._guarded(None)(Switch(), 4, 0, len(message), 9, message) is None
+    assert "openflow 192.0.2.7:40000: message refused before parsing: hello element at byte 8" in caplog.text
+
+
+@pytest.mark.parametrize("ofp", [ofproto_v1_3, ofproto_v1_4])
+def test_real_messages_of_every_kind_canopy_takes_still_parse(ofp):
+    taken = {name: buf for name, buf in fuzz.seeds(ofp) if not name.startswith(("experimenter", "get-",
+                                                                                 "flow-removed", "table-status"))
+             and name not in ("mp-desc", "mp-aggregate", "mp-experimenter", "mp-table-features")}
+    assert {name: parse(buf)[0] for name, buf in taken.items()} == dict.fromkeys(taken, "parsed")
+
+
+@pytest.mark.parametrize("version", [4, 5])
+def test_a_flow_stats_entry_with_a_bad_nested_action_is_refused_at_first_use(version):
+    for actions, named in ((_ct(ZERO), "action at byte"), (_controller2(struct.pack("!HH", 3, 0)),
+                                                           "controller2 property at byte")):
+        message = _flow_stats(version, actions)
+        assert parse(message) == ("use-refused", "")
+        with ofcheck.uninstalled():  # the entry's own check (at first use) is flowstats', kept when uninstalled
+            assert parse(message) == ("use-refused", "")
+        from controller.ryu_compat import ofproto_parser, ofproto_protocol
+        msg = ofproto_parser.msg(ofproto_protocol.ProtocolDesc(version), version, 19, len(message), 9, message)
+        with pytest.raises(ValueError, match=named):
+            msg.body[0].instructions
+
+
+def test_ct_actions_nested_too_deep_are_refused():
+    nested = OUTPUT
+    for _ in range(ofcheck.NESTED_DEPTH + 1):
+        nested = _ct(nested)
+    assert parse(_group_desc(4, nested)) == ("dropped", "")
+    assert parse(_group_desc(4, _ct(_ct(OUTPUT)))) == ("parsed", "")
+
+
+def test_a_seeded_fuzz_run_finds_no_spin_and_nothing_raised_out_of_ryu():
+    found = fuzz.run(seed=38, random_count=3, lines=LINES, lengths=(0,))
+    bad = {key: n for key, n in found.items() if key[1] in ("spin", "raised")}
+    assert bad == {}
+    assert sum(n for key, n in found.items() if key[1] == "parsed") > 1000  # not everything refused
