@@ -30,6 +30,8 @@ routes and what stands behind them against ``originate`` after every step of ran
 from __future__ import annotations
 
 import weakref
+from itertools import chain
+from operator import add, attrgetter, itemgetter
 
 from bgp.evpn import _floating_routes, _prefix_routes, _route, _rts, mac_ip_routes
 from bgp.routes import InclusiveMulticastRoute
@@ -37,6 +39,7 @@ from controller.keyed import add_to, discard_from
 from controller.pacer import NEVER, Pacer
 
 
+_FIRST, _SECOND, _THIRD, _KIND = itemgetter(0), itemgetter(1), itemgetter(2), attrgetter("kind")
 _NO_SUBNET = (None, None, False, (), None)  # the facts of a subnet nothing here has (its entry goes)
 
 
@@ -115,6 +118,23 @@ class Originator:
 
     def vports(self):
         return [vid for vid, (ep, _t2, _group) in self._eps.items() if ep.kind == "vport" and self.keys_of(vid)]
+
+    def standing(self, vport_ids) -> tuple[dict, list, list]:
+        """What ``keys_of`` says of each of ``vport_ids`` (those it names keys for), with those keys apart: their
+        type 2 keys (one vport behind each, unpinned: ``behind`` 1, ``pinned`` False) and their type 3 keys (one per
+        vport standing behind one). For ``Origins.unbound``: 10,000 vports unbound at once, one call, not three
+        per key."""
+        eps, t3, ids = self._eps, self._t3, list(vport_ids)
+        found = dict(filter(_SECOND, zip(ids, map(eps.get, ids))))  # (in C: no Python step per vport)
+        if set(map(_KIND, map(_FIRST, found.values()))) - {"vport"}:
+            found = {vid: at for vid, at in found.items() if at[0].kind == "vport"}
+        t2s, groups = list(map(_SECOND, found.values())), list(map(_THIRD, found.values()))
+        key_of = {group: t3.get(group[0], {}).get(group[1]) if group else None for group in set(groups)}
+        tail = {group: () if key is None else (key,) for group, key in key_of.items()}
+        held = dict(zip(found, map(list, map(add, t2s, map(tail.__getitem__, groups)))))
+        if [] in held.values():  # (an endpoint without routes: its vport names none)
+            held = {vid: keys for vid, keys in held.items() if keys}
+        return held, list(chain.from_iterable(t2s)), list(filter(None, map(key_of.__getitem__, groups)))
 
     def named(self, vport_ids) -> set:
         """Those of ``vport_ids`` that ``keys_of`` names keys for (those held here looked at only)."""
