@@ -66,15 +66,14 @@ class Origins:
 
     def keep(self, vport_ids=(), keys=()) -> None:
         """The base is about to change what it says of these vports and route keys: hold what it says now."""
-        base = self._base
-        for vid in vport_ids:
-            if vid not in self._keys_of:
-                self._keys_of[vid] = list(base.keys_of(vid))
-        for key in keys:
-            if key not in self._count:
-                self._count[key] = base.behind(key)
-            if key not in self._pins:
-                self._pins[key] = base.pinned(key)
+        base, keys_of, count, pins = self._base, self._keys_of, self._count, self._pins
+        for vid in filterfalse(keys_of.__contains__, vport_ids):  # (those held already passed over in C)
+            keys_of[vid] = list(base.keys_of(vid))
+        keys = keys if isinstance(keys, (list, tuple)) else list(keys)  # (walked twice)
+        for key in filterfalse(count.__contains__, keys):
+            count[key] = base.behind(key)
+        for key in filterfalse(pins.__contains__, keys):
+            pins[key] = base.pinned(key)
 
     def keep_absent(self, vport_ids=(), keys=()) -> None:
         """``keep`` for vports and route keys the base does not have and is about to take: no keys for the vports,
@@ -130,6 +129,8 @@ class Origins:
     def unbound(self, vport_ids) -> list[tuple]:
         """``vport_ids`` no longer stand behind their routes (State no longer locates them); the keys of the routes
         nothing stands behind now (in no particular order)."""
+        if not vport_ids:  # (vports bound: State's chunks call with none unbound)
+            return []
         unbound, keys_of, count, pins = self._unbound, self._keys_of, self._count, self._pins
         ids = dict.fromkeys(filterfalse(unbound.__contains__, vport_ids))
         mine = list(filter(None, map(keys_of.get, ids)))  # (vports held here: ``add``, ``keep``; few)
@@ -137,7 +138,7 @@ class Origins:
         keys_of.update(held)  # held from here (as ``keep`` would: the base drops them at the next origination)
         unbound.update(filter(keys_of.get, ids))
         others = list(chain.from_iterable(mine))
-        odd = count.keys() & quick | set(others).intersection(quick)  # (keys counted here, or named by a vport held here too)
+        odd = count.keys() & quick | set(others).intersection(quick)  # (counted here, or named by a vport held here)
         if odd:
             quick = [key for key in quick if key not in odd]
             others.extend(odd)
