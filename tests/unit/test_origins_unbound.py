@@ -102,7 +102,8 @@ def test_unbinding_many_at_once_is_unbinding_them_one_at_a_time(seed):
             pin = ["a VTEP's session"] if not sources or rng.random() < 0.2 else []
             origins.add(rng.choice(all_keys), sources + pin)
         elif roll < 0.35:  # the base is about to change
-            origins.keep(rng.sample(names, rng.randrange(4)), rng.sample(all_keys, rng.randrange(min(4, len(all_keys) + 1))))
+            keys = rng.sample(all_keys, rng.randrange(min(4, len(all_keys) + 1)))
+            origins.keep(rng.sample(names, rng.randrange(4)), keys)
         elif roll < 0.45:
             origins.bound(rng.sample(names, rng.randrange(4)))
         else:
