@@ -48,3 +48,9 @@ def test_removing_at_random_leaves_what_one_by_one_removal_leaves():
             discard_from(expected, where[item], item)
         remove_all(index, [where[item] for item in gone], gone)
         assert index == expected
+
+
+def test_an_absent_scope_is_passed_over():
+    index = {"a": {1}}
+    remove_all(index, ["b", "a"], [2, 1])
+    assert index == {}
