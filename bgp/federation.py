@@ -33,6 +33,7 @@ import json
 import logging
 import os
 import threading
+from itertools import filterfalse
 
 from bgp import routes as bgp_routes
 from bgp.dupkeep import FILE_NAME, DuplicateKeeper
@@ -369,8 +370,8 @@ class Federation:
         if what != "locations" or not vport_ids:
             return
         locations = self.state.locations
-        unbound = [vid for vid in vport_ids if vid not in locations]
-        bound = [vid for vid in vport_ids if vid in locations] if len(unbound) < len(vport_ids) else []
+        unbound = list(filterfalse(locations.__contains__, vport_ids))  # (C loops: 10,000 vports at once)
+        bound = list(filter(locations.__contains__, vport_ids)) if len(unbound) < len(vport_ids) else []
         with self._origins_lock:
             self._unlocated.update(unbound)
             self._unlocated.difference_update(bound)

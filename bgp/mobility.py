@@ -20,15 +20,19 @@ from __future__ import annotations
 
 import logging
 import weakref
+from collections import Counter, deque
+from itertools import compress, filterfalse, repeat
+from operator import itemgetter
 
 from bgp.duplicates import DuplicateMacs
 from bgp.importer import beats
-from controller.keyed import add_to, discard_from
+from controller.keyed import add_to, discard_from, remove_all
 from controller.loglimit import log_limited, warn_limited
-from controller.pacer import NEVER, Pacer
+from controller.pacer import NEVER, Pacer, runs
 from controller.remote import RemoteMac
 
 log = logging.getLogger("canopy.bgp")
+_FIRST, _SECOND = itemgetter(0), itemgetter(1)
 _NONE = frozenset()  # no endpoints on a session, a MAC heard at no VTEP (shared: never changed)
 
 
@@ -158,24 +162,45 @@ class Mobility:
         if ids is None:
             ids = set(self._eps) | set(view.local)
         keys, eps, local, by_session, keyed = set(), self._eps, view.local, self._by_session, self._keyed
-        for eid in ids:
+        for run in runs(pacer, list(filterfalse(local.__contains__, ids))):  # gone: no Python step each
+            self._gone(run, keys)
+            pacer.tick(len(run))
+        for eid in filter(local.__contains__, ids):
             old = eps.pop(eid, None)
             if old is not None:
                 discard_from(by_session, old[1], eid)
                 discard_from(keyed, old[0], eid)
                 keys.add(old[0])
-            ep = local.get(eid)
-            if ep is not None:
-                key = (ep.subnet_id, ep.mac)
-                eps[eid] = (key, ep.session)
-                add_to(by_session, ep.session, eid)
-                add_to(keyed, key, eid)
-                keys.add(key)
+            ep = local[eid]
+            key = (ep.subnet_id, ep.mac)
+            eps[eid] = (key, ep.session)
+            add_to(by_session, ep.session, eid)
+            add_to(keyed, key, eid)
+            keys.add(key)
             pacer.tick()
-        vteps, ours, hops = set(), self._ours, {}
-        for key in keys:
+        return keys, self._ours_again(view, keys)
+
+    def _gone(self, eids: list, keys: set) -> None:
+        """The endpoints ``eids``, no longer in the View, out of the index; their (subnet, MAC) pairs into ``keys``."""
+        eps = self._eps
+        olds = list(map(eps.pop, eids, repeat(None)))
+        if None in olds:  # (ids never here)
+            eids, olds = [e for e, old in zip(eids, olds) if old is not None], [old for old in olds if old is not None]
+        macs = list(map(_FIRST, olds))
+        keys.update(macs)
+        remove_all(self._keyed, macs, eids)
+        remove_all(self._by_session, list(map(_SECOND, olds)), eids)
+
+    def _ours_again(self, view, keys: set) -> set:
+        """``_ours`` again for the (subnet, MAC) pairs ``keys``; the tunnel IPs that became or stopped being ours."""
+        vteps, ours, hops, keyed, eps = set(), self._ours, {}, self._keyed, self._eps
+        gone = list(filterfalse(keyed.__contains__, keys))  # no local endpoint now: not ours (in C loops)
+        for ip, n in Counter(filter(None, map(ours.pop, gone, repeat(None)))).items():
+            if _count(self._our_vteps, ip, -n) == 0:
+                vteps.add(ip)
+        for key in filter(keyed.__contains__, keys):
             ip = None
-            for eid in sorted(keyed.get(key, ())):  # the last with a tunnel IP (one endpoint per MAC)
+            for eid in sorted(keyed[key]):  # the last with a tunnel IP (one endpoint per MAC)
                 session = eps[eid][1]
                 hop = hops[session] if session in hops else hops.setdefault(session, view.tunnel_ip_of(session))
                 ip = hop or ip
@@ -187,7 +212,7 @@ class Mobility:
                     vteps.add(old)
                 if ip and _count(self._our_vteps, ip, 1) == 1:
                     vteps.add(ip)
-        return keys, vteps
+        return vteps
 
     # ------------------------------------------------------------------ one MAC
     def _take(self, key, remote) -> None:
@@ -202,14 +227,14 @@ class Mobility:
     def _forget_keys(self, keys, pacer: Pacer) -> None:
         """The MACs ``keys``, not local (any more): forgotten, with the VTEPs peers announced them at."""
         seqs, entries, heard = self.seqs, self.entries, self._heard
-        for key in keys:
-            if key in heard:
+        for run in runs(pacer, list(keys)):  # (10,000 ports gone: C loops, no Python step each)
+            for key in filter(heard.__contains__, run):
                 self._hear(key, ())
-            seqs.pop(key, None)
-            if entries.pop(key, None) is not None:
-                self.lost.discard(key)
-                self.lost_to_sticky.discard(key)
-            pacer.tick()
+            deque(map(seqs.pop, run, repeat(None)), maxlen=0)
+            held = list(compress(run, map(entries.pop, run, repeat(None))))  # (an entry: a (seq, ip) pair)
+            self.lost.difference_update(held)
+            self.lost_to_sticky.difference_update(held)
+            pacer.tick(len(run))
 
     def _hear(self, key, locations) -> None:
         """Note the VTEPs peers announce ``key`` at (``_heard_at``: which MACs a VTEP becoming ours reaches): called

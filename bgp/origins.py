@@ -17,6 +17,9 @@ behind, so that another vport going later does not take them away while it is th
 
 from __future__ import annotations
 
+from collections import Counter
+from itertools import chain, filterfalse
+
 
 class _NoBase:
     """The base of an Origins filled by ``add`` only: nothing."""
@@ -41,6 +44,10 @@ class _NoBase:
     def named(vport_ids) -> set:
         return set()
 
+    @staticmethod
+    def standing(vport_ids) -> tuple:
+        return {}, (), ()
+
 
 class Origins:
     """The vports behind each originated route of one ``publish``: those ``add`` records (``bgp.evpn.originate``,
@@ -59,15 +66,14 @@ class Origins:
 
     def keep(self, vport_ids=(), keys=()) -> None:
         """The base is about to change what it says of these vports and route keys: hold what it says now."""
-        base = self._base
-        for vid in vport_ids:
-            if vid not in self._keys_of:
-                self._keys_of[vid] = list(base.keys_of(vid))
-        for key in keys:
-            if key not in self._count:
-                self._count[key] = base.behind(key)
-            if key not in self._pins:
-                self._pins[key] = base.pinned(key)
+        base, keys_of, count, pins = self._base, self._keys_of, self._count, self._pins
+        for vid in filterfalse(keys_of.__contains__, vport_ids):  # (those held already passed over in C)
+            keys_of[vid] = list(base.keys_of(vid))
+        keys = keys if isinstance(keys, (list, tuple)) else list(keys)  # (walked twice)
+        for key in filterfalse(count.__contains__, keys):
+            count[key] = base.behind(key)
+        for key in filterfalse(pins.__contains__, keys):
+            pins[key] = base.pinned(key)
 
     def keep_absent(self, vport_ids=(), keys=()) -> None:
         """``keep`` for vports and route keys the base does not have and is about to take: no keys for the vports,
@@ -122,28 +128,34 @@ class Origins:
 
     def unbound(self, vport_ids) -> list[tuple]:
         """``vport_ids`` no longer stand behind their routes (State no longer locates them); the keys of the routes
-        nothing stands behind now."""
-        gone = []
-        unbound, keys_of, count, pins, base = self._unbound, self._keys_of, self._count, self._pins, self._base
-        for vid in vport_ids:  # (``_keys``, ``_left`` and ``_pinned`` inline: 10,000 vports unbound at once)
-            if vid in unbound:
-                continue
-            keys = keys_of.get(vid)
-            if keys is None:  # held from here (as ``keep`` would: the base drops it at the next origination)
-                keys = base.keys_of(vid)
-                if keys:
-                    keys_of[vid] = keys
-            if not keys:
-                continue
-            unbound.add(vid)
-            for key in keys:
-                left = count.get(key)
-                left = count[key] = (base.behind(key) if left is None else left) - 1
-                if not left:
-                    pinned = pins.get(key)
-                    pinned = pins[key] = base.pinned(key) if pinned is None else pinned
-                    if not pinned:
-                        gone.append(key)
+        nothing stands behind now (in no particular order)."""
+        if not vport_ids:  # (vports bound: State's chunks call with none unbound)
+            return []
+        unbound, keys_of, count, pins = self._unbound, self._keys_of, self._count, self._pins
+        ids = dict.fromkeys(filterfalse(unbound.__contains__, vport_ids))
+        mine = list(filter(None, map(keys_of.get, ids)))  # (vports held here: ``add``, ``keep``; few)
+        held, quick, grouped = self._base.standing(filterfalse(keys_of.__contains__, ids))
+        keys_of.update(held)  # held from here (as ``keep`` would: the base drops them at the next origination)
+        unbound.update(filter(keys_of.get, ids))
+        others = list(chain.from_iterable(mine))
+        odd = count.keys() & quick | set(others).intersection(quick)  # (counted here, or named by a vport held here)
+        if odd:
+            quick = [key for key in quick if key not in odd]
+            others.extend(odd)
+        # the base's keys with one vport behind each and nothing pinning them: nothing behind them now
+        count.update(dict.fromkeys(quick, 0))
+        pins.update(dict.fromkeys(filterfalse(pins.__contains__, quick), False))
+        gone = list(filterfalse(pins.__getitem__, quick))
+        for key, n in Counter(chain(grouped, others)).items():  # (``_left`` and ``_pinned`` inline)
+            left = count.get(key)
+            if left is None:
+                left = self._base.behind(key)
+            count[key] = left - n
+            if 0 < left <= n:  # (it reached nothing behind it with one of these vports)
+                pinned = pins.get(key)
+                pinned = pins[key] = self._base.pinned(key) if pinned is None else pinned
+                if not pinned:
+                    gone.append(key)
         return gone
 
     def bound(self, vport_ids) -> None:

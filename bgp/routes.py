@@ -29,6 +29,7 @@ import ipaddress
 import json
 import re
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 from controller import fields
 
@@ -331,11 +332,15 @@ def to_batch_command(batch, action: str, neighbor: str | None = None) -> str:
     batch = list(batch)
     if len(batch) == 1:
         return to_command(batch[0], action, neighbor)
-    return _command("[" + ",".join(payload(route) for route in batch) + "]", action, neighbor)
+    held = list(map(_PAYLOADS.get, map(id, batch)))  # (each made already, most often: looked up in C loops)
+    if None in held or list(map(_FIRST, held)) != batch:
+        return _command("[" + ",".join(map(payload, batch)) + "]", action, neighbor)
+    return _command("[" + ",".join(map(_SECOND, held)) + "]", action, neighbor)
 
 
 _PAYLOADS: dict = {}  # id(route) -> (route, its payload): the route is kept, so its id is not reused meanwhile
 _PAYLOADS_SIZE = 1 << 18
+_FIRST, _SECOND = itemgetter(0), itemgetter(1)
 _PAYLOAD_JSON = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode  # ``json.dumps`` with these
 # arguments, without making an encoder per call (10,000 new routes: 10,000 calls)
 

@@ -9,7 +9,9 @@ Readers use ``dict.get``: a read never adds an entry.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
+from itertools import compress
+from operator import eq
 from types import MappingProxyType
 
 EMPTY_COUNTS = MappingProxyType({})  # what a read of an absent entry's counts sees (read-only: shared by all)
@@ -33,6 +35,24 @@ def discard_from(index: dict, key, item) -> None:
             items.pop(item, None)
         if not items:
             del index[key]
+
+
+def remove_all(index: dict, scopes: list, items: list) -> None:
+    """Each of ``items`` (distinct) out of the set ``index`` holds it in under its scope (``scopes``, in the same
+    order; each item in one set, the one of its scope); an entry goes with its last item, an absent scope is passed
+    over. In C loops: a scope losing every item goes at once, the others lose theirs by set difference (each costs
+    the fewer of its items and those gone)."""
+    counts = Counter(scopes)
+    held = list(filter(index.__contains__, counts))
+    whole = set(compress(held, map(eq, map(len, map(index.__getitem__, held)), map(counts.__getitem__, held))))
+    deque(map(index.__delitem__, whole), maxlen=0)
+    if len(whole) < len(held):
+        gone = set(items)
+        for scope in set(held) - whole:
+            left = index[scope]
+            left.difference_update(left.intersection(gone))
+            if not left:
+                del index[scope]
 
 
 def discard_under(index: dict, scope, keys, item) -> None:

@@ -45,7 +45,24 @@ class Pacer:
                 self.pauses += 1
                 self.pause()
 
+    def due(self) -> int:
+        """Units left until the next pause (at least 1)."""
+        return max(self._left, 1)
+
 NEVER = Pacer()  # counts, never pauses: the default wherever no pause is wired in
+
+
+def runs(pacer: Pacer, items: list):
+    """``items`` in runs that end where a ``tick`` per item would pause: the caller ticks each run's length once it
+    has done the run (``for run in runs(pacer, items): work(run); pacer.tick(len(run))``), and work done a run at a
+    time in C loops pauses where, and as often as, work done an item at a time. A pacer without ``due`` (a test's
+    stand-in) gets runs of one."""
+    due = getattr(pacer, "due", None)
+    start, end = 0, len(items)
+    while start < end:
+        stop = start + (due() if due is not None else 1)
+        yield items[start:stop]
+        start = stop
 
 
 def release(mapping: dict, pacer: Pacer) -> None:

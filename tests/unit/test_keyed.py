@@ -1,8 +1,9 @@
 """controller/keyed.py's two-level removal (``discard_under``): what it removes, what it keeps, what it never adds."""
 
+import random
 from collections import defaultdict
 
-from controller.keyed import discard_under
+from controller.keyed import discard_from, discard_under, remove_all
 
 
 def test_an_item_leaves_each_named_entry_and_empty_entries_and_scopes_go():
@@ -24,3 +25,32 @@ def test_an_absent_scope_key_or_item_adds_nothing_even_to_a_defaultdict():
     discard_under(index, "d1", ("ip",), "v9")
     plain = {scope: {k: dict(v) for k, v in inner.items()} for scope, inner in index.items()}
     assert plain == {"d1": {"ip": {"v1": 1}}}
+
+
+def test_items_leave_their_scopes_whole_or_in_part_and_emptied_scopes_go():
+    index = {"a": {1, 2}, "b": {3, 4, 5}, "c": {6}, "d": {7}}
+    remove_all(index, ["a", "b", "a", "c", "b"], [1, 3, 2, 6, 5])
+    assert index == {"b": {4}, "d": {7}}
+    remove_all(index, [], [])
+    assert index == {"b": {4}, "d": {7}}
+
+
+def test_removing_at_random_leaves_what_one_by_one_removal_leaves():
+    rng = random.Random(7)
+    for _ in range(200):
+        index, where = {}, {}
+        for item in range(rng.randrange(1, 40)):
+            where[item] = scope = rng.randrange(6)
+            index.setdefault(scope, set()).add(item)
+        gone = rng.sample(sorted(where), rng.randrange(len(where) + 1))
+        expected = {scope: set(items) for scope, items in index.items()}
+        for item in gone:
+            discard_from(expected, where[item], item)
+        remove_all(index, [where[item] for item in gone], gone)
+        assert index == expected
+
+
+def test_an_absent_scope_is_passed_over():
+    index = {"a": {1}}
+    remove_all(index, ["b", "a"], [2, 1])
+    assert index == {}

@@ -7,7 +7,7 @@ import pytest
 
 from controller import policy as pol
 from controller import policydoc
-from controller.pacer import Pacer
+from controller.pacer import Pacer, runs
 from controller.programmer import Programmer
 from tests.unit.test_compiler import add_vport, base_state, snapshot
 
@@ -134,6 +134,29 @@ def test_a_pacer_pauses_once_every_so_many_units():
     silent = Pacer(every=1)
     silent.tick(100)
     assert silent.pauses == 0  # no pause wired in: only counts
+
+
+@pytest.mark.parametrize("every, before", [(3, 0), (3, 2), (7, 5), (1, 0)])
+def test_work_done_a_run_at_a_time_pauses_where_a_tick_per_item_would(every, before):
+    """``runs``: the pauses fall after the same items as with a tick per item, and no run crosses a pause."""
+    def pauses_after(by_runs: bool) -> list:
+        done, where = [], []
+        pacer = Pacer(lambda: where.append(len(done)), every=every)
+        pacer.tick(before)
+        items = list(range(20))
+        if by_runs:
+            for run in runs(pacer, items):
+                done.extend(run)
+                pacer.tick(len(run))
+        else:
+            for item in items:
+                done.append(item)
+                pacer.tick()
+        return where
+
+    assert pauses_after(True) == pauses_after(False) and pauses_after(True)
+    stand_in = type("StandIn", (), {"every": 5})()  # (a test's pacer without ``due``: runs of one)
+    assert list(runs(stand_in, [1, 2, 3])) == [[1], [2], [3]]
 
 
 def test_a_policy_committed_during_a_pause_is_read_by_the_next_pass_not_half_by_this_one():
