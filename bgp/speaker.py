@@ -46,7 +46,8 @@ from bgp.received import Local
 from bgp.routebook import RouteBook
 from bgp.speakerconf import Neighbor, SpeakerConfig, exabgp_env, render_config, write_config
 from bgp.speakerfail import FirstTime, exit_reason, one_line, size
-from bgp.speakerproc import die_with_parent, listen_unix, parent_pid, peer_pid, terminate_group, wake_pair
+from bgp.speakerproc import (die_with_parent, listen_unix, parent_pid, peer_pid, terminate_group, wait_exit,
+                            wake_pair)
 from bgp.speakerthread import SpeakerThread
 from bgp.watchdog import PROBE, PROBE_NOW, RESTART, SILENT, ApiWatchdog
 from controller.loglimit import warn_limited
@@ -512,7 +513,7 @@ class Speaker(SpeakerThread):
         proc = self._proc
         if proc is not None and not self._stopping:
             try:
-                proc.wait(timeout=1.0)
+                wait_exit(proc, 1.0)
             except subprocess.TimeoutExpired:
                 self.log.error("BGP speaker: exabgp API connection closed; restarting exabgp (pid %d)", proc.pid)
                 self._terminate_child()
@@ -555,7 +556,7 @@ class Speaker(SpeakerThread):
         self.log.error("BGP speaker: exabgp (pid %d): %s: killing it to restart it", proc.pid, why)
         try:
             os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=TERM_GRACE)
+            wait_exit(proc, TERM_GRACE)
         except (ProcessLookupError, subprocess.TimeoutExpired) as error:
             self.log.warning("BGP speaker: killing exabgp (pid %d): %r", proc.pid, error)
         self._drop_connection()

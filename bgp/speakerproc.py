@@ -13,10 +13,12 @@ import signal
 import socket
 import struct
 import subprocess
+import time
 from pathlib import Path
 
 _LIBC = ctypes.CDLL(None, use_errno=True)
 PR_SET_PDEATHSIG = 1
+WAIT_LOOK = 0.01  # seconds between looks at a child's exit in wait_exit (eventlet's green wait looks as often)
 
 
 def die_with_parent() -> None:
@@ -65,6 +67,23 @@ def wake_pair() -> tuple[socket.socket, socket.socket]:
     return pair
 
 
+def wait_exit(proc: subprocess.Popen, timeout: float) -> int:
+    """``proc.wait(timeout=timeout)`` timed on the monotonic clock: the controller's Popen is eventlet's green one
+    (ryu-manager monkey-patches subprocess), whose wait times ``timeout`` with ``time.time()``, so a wall clock stepped
+    back while the speaker waited on ExaBGP made the wait last as long as the step (the speaker's thread held, a stop
+    not ending), and one stepped forward ended it at once (SIGKILL without SIGTERM's grace). Looks every WAIT_LOOK s
+    (a sleep: the hub's turn under eventlet)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = proc.poll()
+        if status is not None:
+            return status
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise subprocess.TimeoutExpired(proc.args, timeout)
+        time.sleep(min(WAIT_LOOK, left))
+
+
 def terminate_group(proc: subprocess.Popen | None, grace: float, log) -> None:
     """SIGTERM ``proc``'s process group (its own: started with start_new_session, so only what the speaker started),
     wait ``grace`` seconds, then SIGKILL it and wait as long; nothing if it exited already (it is not reaped here)."""
@@ -76,7 +95,7 @@ def terminate_group(proc: subprocess.Popen | None, grace: float, log) -> None:
         except ProcessLookupError:
             return
         try:
-            proc.wait(timeout=grace)
+            wait_exit(proc, grace)
             return
         except subprocess.TimeoutExpired:
             log.warning("BGP speaker: exabgp (pid %d) ignored %s", proc.pid, sig.name)

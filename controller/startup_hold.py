@@ -23,6 +23,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 
+from controller.loglimit import warn_limited
 from controller.store import KNOWN_DEVICES as KEY  # store meta: {"vrs": [chassis, ...], "vteps": [name, ...]}
 DEFAULT_HOLD_TIME = 15.0  # seconds; > Open vSwitch's 8 s maximum reconnection back-off
 DEFAULT_HOLD_MAX = 60.0  # seconds after the start the hold never outlasts, however slowly switches come back
@@ -57,6 +58,7 @@ class StartupHold:
         stored = stored if isinstance(stored, dict) else {}
         self.expected = {"vrs": _names(stored.get("vrs")), "vtep": _names(stored.get("vteps"))}
         self._recorded = (self.expected["vrs"], self.expected["vtep"])
+        self._record_failed = False  # the last try to record them failed: its traceback is logged already
         self._started, self._started_wall = clock(), wall()
         self._progress = self._started  # when the last remembered switch came back (the start until one does)
         self._back = 0  # remembered switches back so far
@@ -219,10 +221,16 @@ class StartupHold:
             return
         try:
             self._store.set_meta(KEY, {"vrs": sorted(now[0]), "vteps": sorted(now[1])})
-        except Exception:  # the store is closing or full: memory is best effort, never stops programming
-            log.exception("could not record the connected switches")
+        except Exception as error:  # the store is closing, full or read-only: memory is best effort, never stops
+            # programming; tried again after every pass, so a traceback the first time, then a line per LOG_EVERY
+            if self._record_failed:
+                warn_limited(log, ("could not record the connected switches", id(self)),
+                             "could not record the connected switches: %s: %s", type(error).__name__, error)
+            else:
+                log.exception("could not record the connected switches (tried again after every programming pass)")
+            self._record_failed = True
             return
-        self._recorded = now
+        self._recorded, self._record_failed = now, False
 
     def close(self) -> None:
         """The controller is stopping: the sessions it closes are not devices leaving; forget nothing."""

@@ -162,6 +162,38 @@ def test_closing_keeps_the_memory_of_a_stopping_controller(tmp_path):
     assert store.get_meta(KEY) == {"vrs": ["hv1"], "vteps": ["tor1"]}
 
 
+def test_a_store_that_refuses_the_memory_logs_one_traceback_not_one_per_pass(tmp_path, caplog, monkeypatch):
+    """remember() runs after every programming pass and tries again while the store refuses (read-only, full): one
+    traceback, then at most a line per LOG_EVERY; a success, then a new refusal, is traced again (review38b)."""
+    import sqlite3
+
+    from controller import loglimit
+
+    monkeypatch.setattr(loglimit, "_last_logged", {})
+    store, clock = Store(str(tmp_path)), Clock()
+    h = hold(store, clock)
+    set_meta = store.set_meta
+
+    def refused(*args):
+        raise sqlite3.OperationalError("attempt to write a readonly database")
+
+    monkeypatch.setattr(store, "set_meta", refused)
+    with caplog.at_level("WARNING", logger="canopy.hold"):
+        for i in range(50):
+            h.remember({"hv1", f"hv{i % 3 + 2}"}, set())
+    records = [r for r in caplog.records if r.name == "canopy.hold"]
+    assert [bool(r.exc_info) for r in records] == [True, False], [r.getMessage() for r in records]
+    assert "readonly database" in records[1].getMessage()
+    monkeypatch.setattr(store, "set_meta", set_meta)
+    h.remember({"hv1"}, set())
+    assert store.get_meta(KEY) == {"vrs": ["hv1"], "vteps": []}
+    monkeypatch.setattr(store, "set_meta", refused)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="canopy.hold"):
+        h.remember({"hv2"}, set())
+    assert [bool(r.exc_info) for r in caplog.records if r.name == "canopy.hold"] == [True]
+
+
 def test_hold_time_zero_never_holds_and_garbage_in_the_store_is_ignored(tmp_path):
     store, clock = Store(str(tmp_path)), Clock()
     store.set_meta(KEY, {"vrs": ["hv1"]})
