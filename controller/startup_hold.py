@@ -114,7 +114,8 @@ class StartupHold:
         was computed (controller/state.py ``vrs_update``: some of their VMs not located yet). A remembered one has not
         reported (it has arrived), and the hold never ends on such a pass, not at its end, not past hold_max: it would
         delete the flows of that switch's other VMs everywhere (and their routes with End-of-RIB). State takes a
-        report in bounded time and then wakes the loop for the pass that sees it whole."""
+        report in bounded time and then wakes the loop for the pass that sees it whole; a switch whose first reports
+        keep coming (its session ending and starting again) holds it hold_time past hold_max at most."""
         if not self.holding:
             return False
         partial = set(partial) & self.expected["vrs"]
@@ -127,7 +128,7 @@ class StartupHold:
         if not any(self._missing.values()):
             self._release(f"all {self.total} switches connected before have reported"
                           + (", every BGP peer's routes are in" if peers != () else ""))
-        elif now >= self._deadline and not partial and \
+        elif now >= self._deadline and not (partial and now < self._started + self.hold_max + self.hold_time) and \
                 not self._waits_for(arrived, set(peers if peers_now is None else peers_now), now):
             self._release(self._ended_why())
         elif now >= self._started + self.hold_time and not self._extended:

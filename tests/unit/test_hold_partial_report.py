@@ -27,7 +27,7 @@ def _hold_over_a_first_report(monkeypatch, remembered=("s1",), later=0.0, ends_i
     app's ``_after_hold`` on the programmer's View) runs in each of State's pauses and once after the report. Returns
     (the hold, s1's vports in the View of each pass that has s1, and in that of the pass that released the hold).
     ``later``: seconds on the hold's clock from its start to the report; ``ends_in_take``: the clock is past hold_max
-    from the first pause in which State has s1."""
+    (by less than hold_time) from the first pause in which State has s1."""
     monkeypatch.setattr(state_module, "RELOCATE_CHUNK", 2)  # s1's vports located 2 at a time, pausing between
     state = base_state()
     for i in range(VMS):
@@ -49,7 +49,7 @@ def _hold_over_a_first_report(monkeypatch, remembered=("s1",), later=0.0, ends_i
         if not hold.holding:
             return
         if ends_in_take and "s1" in state.vrs:
-            now[0] = 100.0
+            now[0] = 70.0
         programmer.refresh()
         placed = len(programmer.live.by_session.get("s1", ()))
         if "s1" in programmer.view.switches:
