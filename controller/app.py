@@ -313,6 +313,12 @@ class CanopyApp(RoleWiring, RyuApp):
         return ({snap.chassis for snap in self.state.vrs.values()},
                 {snap.name for snap in self.state.vteps.values() if snap.name})
 
+    def _partial(self):
+        """Chassis of the VRS in the programmer's view whose first report State was still taking when that view was
+        computed (``Programmer.partial``): only some of their vports may be in it."""
+        switches = self.programmer.view.switches
+        return {switches[session].chassis for session in self.programmer.partial if session in switches}
+
     def _after_hold(self, touched):
         """The sessions to hand their desired state: ``touched``; every one on the pass that releases the
         start-up hold; None while it lasts (controller/startup_hold.py)."""
@@ -320,7 +326,8 @@ class CanopyApp(RoleWiring, RyuApp):
             return touched
         federation = self.federation
         peers, now = (federation.awaited, federation.awaited_now()) if federation is not None else ((), None)
-        if self.hold.check(*self._reported(), arrived=self._arrived(), peers=peers, peers_now=now):
+        if self.hold.check(*self._reported(), arrived=self._arrived(), peers=peers, peers_now=now,
+                           partial=self._partial()):
             self.ovsdb.release()
             return set(self.programmer.desired)
         return None

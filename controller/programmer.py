@@ -57,6 +57,8 @@ class Programmer:
         self.timings: dict[str, float] = {}  # the last refresh: seconds in derive, finding owners, compiling (and CPU)
         self.pacer: Pacer = NEVER  # ticked while compiling (see the module docstring)
         self.on_view = _nothing  # called once a refresh's View is up to date, before it compiles (see refresh)
+        self.partial: frozenset[str] = frozenset()  # the sessions State was taking a first report of when the last
+        # refresh took its journal (State.partial): the View may hold them with only some of their vports
         self._passing = False  # inside refresh()
         self.vteps = LiveVteps()  # each hardware VTEP's desired rows, by the same delta (controller/viewvteps.py)
 
@@ -93,6 +95,7 @@ class Programmer:
         started = time.perf_counter()
         self.shared.pacer = self.live.pacer = self.pacer
         journal = self.journal.take() if self.journal is not None else None
+        self.partial = frozenset(getattr(self.state, "partial", ()))  # (a full build reads State before any pause too)
         policy = self.state.policy  # the one the View's pass reads (viewdelta._Pinned)
         if full or not self._built or journal is None:
             self._built = False

@@ -90,7 +90,7 @@ class StartupHold:
         return min(self._progress + self.hold_time, self._started + self.hold_max)
 
     def check(self, vrs: Iterable[str], vteps: Iterable[str], arrived: tuple[Iterable[str], Iterable[str]] = ((), ()),
-              peers: Iterable[str] = (), peers_now: Iterable[str] | None = None) -> bool:
+              peers: Iterable[str] = (), peers_now: Iterable[str] | None = None, partial: Iterable[str] = ()) -> bool:
         """Given the chassis of the VRS and the names of the VTEPs that have reported (in the desired state
         about to be handed out), release the hold when all expected ones have, or when the hold ends: no
         remembered switch came back for hold_time, or hold_max is reached. True only on the call that releases.
@@ -110,10 +110,19 @@ class StartupHold:
         switch, to the same end (a peer is not a switch coming back: it moves no deadline). ``peers_now``: those
         awaited as of the routes taken since (the next pass imports them; None: as ``peers``). A hold that ends while
         the routes of a missing peer are in by then waits for that pass as for an arrived switch: releasing with the
-        View that lacks them would remove the flows towards the peer's endpoints, to add them again one pass later."""
+        View that lacks them would remove the flows towards the peer's endpoints, to add them again one pass later.
+
+        ``partial``: chassis among ``vrs`` whose first report State had only partly taken in when that desired state
+        was computed (controller/state.py ``vrs_update``: some of their VMs not located yet). A remembered one has not
+        reported (it has arrived), and the hold never ends on such a pass, not at its end, not past hold_max: it would
+        delete the flows of that switch's other VMs everywhere (and their routes with End-of-RIB). State takes a
+        report in bounded time and then wakes the loop for the pass that sees it whole; a switch whose first reports
+        keep coming (its session ending and starting again) holds it hold_time past hold_max at most."""
         if not self.holding:
             return False
-        vrs, vteps = set(vrs), set(vteps)
+        partial = set(partial) & self.expected["vrs"]
+        vrs, vteps = set(vrs) - partial, set(vteps)
+        arrived = (set(arrived[0]) | partial, arrived[1])
         self._missing = {"vrs": set(self.expected["vrs"] - vrs), "vtep": set(self.expected["vtep"] - vteps),
                          "bgp peer": set(peers)}
         self._note_progress(vrs | set(arrived[0]), vteps | set(arrived[1]))
@@ -121,8 +130,8 @@ class StartupHold:
         if not any(self._missing.values()):
             self._release(f"all {self.total} switches connected before have reported"
                           + (", every BGP peer's routes are in" if peers != () else ""))
-        elif now >= self._deadline and not self._waits_for(arrived, set(peers if peers_now is None else peers_now),
-                                                             now):
+        elif now >= self._deadline and not (partial and now < self._started + self.hold_max + self.hold_time) and \
+                not self._waits_for(arrived, set(peers if peers_now is None else peers_now), now):
             self._release(self._ended_why())
         elif now >= self._started + self.hold_time and not self._extended:
             self._extended = True

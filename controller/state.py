@@ -59,6 +59,8 @@ class State(StateReport, DiscoverySink):
         self._ranks = itertools.count(1)
         self.index = binding.BindingIndex()
         self.reports_taking = 0  # VRS reports being taken now (vrs_update, across its pauses)
+        self.partial: dict[str, int] = {}  # VRS session -> its first reports being taken now (vrs_update): in a pause
+        # the switch may be in ``vrs`` (and the journals) with only some of its vports located
         self.pacer: Pacer = NEVER  # big reports and commits pause (the app: hub.sleep(0)); see _port_keys, _relocate
         self._journals = weakref.WeakSet()
         self._commits = commits.OneAtATime()  # policy commits taken one after another (policy_committed)
@@ -218,12 +220,26 @@ class State(StateReport, DiscoverySink):
     # ------------------------------------------------------------------ discovery (DiscoverySink)
     def vrs_update(self, snap: VrsSnapshot) -> None:
         """A VRS's report (its ports' numbers completed by what the switch announced before OVSDB had them);
-        ``reports_taking`` counts the reports being taken (a big one pauses: the programming loop waits for it)."""
+        ``reports_taking`` counts the reports being taken (a big one pauses: the programming loop waits for it).
+
+        A switch's first report (State does not know it) is named in ``partial`` while it is taken: in its pauses the
+        switch is known with only some of its vports located, and a programming pass then sees it so (the start-up
+        hold does not end on such a pass: controller/app.py ``_partial``). If it paused, State's last change is
+        notified again once it is taken whole: the pass that sees it whole runs even if nothing else changes."""
+        session, first, pauses = snap.session, snap.session not in self.vrs, self.pacer.pauses
         self.reports_taking += 1
+        if first:
+            self.partial[session] = self.partial.get(session, 0) + 1
         try:
-            self._vrs_apply(self.ofport_hints.apply(snap, self.vrs.get(snap.session)))
+            self._vrs_apply(self.ofport_hints.apply(snap, self.vrs.get(session)))
         finally:
             self.reports_taking -= 1
+            if first:
+                self.partial[session] -= 1
+                if not self.partial[session]:
+                    del self.partial[session]
+        if first and session not in self.partial and session in self.vrs and self.pacer.pauses != pauses:
+            self._notify("vrs", session)
 
     def _vrs_apply(self, snap: VrsSnapshot) -> None:
         """What its changed ports show is read first (_read_ports), pausing (``pacer``) every so many ports: that

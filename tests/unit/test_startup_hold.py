@@ -239,3 +239,26 @@ def test_the_hold_awaits_switches_not_reported_until_its_end_and_never_once_rele
     assert not h.awaits({"hv1"}, set())  # hold_time over: a pass must run now
     h = hold(store, clock)
     assert h.check({"hv1", "hv2"}, {"tor1"}) and not h.awaits(set(), set())
+
+
+def test_a_switch_partly_taken_in_has_not_reported_and_holds_the_hold_hold_time_past_hold_max_at_most(tmp_path):
+    """``partial`` (controller/app.py ``_partial``: State was taking hv2's first report when the View was computed):
+    hv2 has not reported; the hold does not end on that pass, at its end nor past hold_max, and it has come back (the
+    end moves); hold_time past hold_max it ends, on the pass after (hv2's first reports keep coming, every pass sees one
+    partly)."""
+    store, clock = Store(str(tmp_path)), Clock()
+    store.set_meta(KEY, {"vrs": ["hv1", "hv2"]})
+    h = hold(store, clock)
+    clock.now += 5
+    assert not h.check({"hv1", "hv2"}, set(), partial={"hv2"}) and h.waiting() == {"vrs": 1, "vtep": 0}
+    assert h.seconds_left() == 15  # hv2 came back: hold_time from now
+    clock.now += 60
+    assert not h.check({"hv1", "hv2"}, set(), partial={"hv2", "hv9"})  # past hold_max
+    assert not h.check({"hv1", "hv2"}, set(), partial={"hv2"})  # again (no one pass only, as for an arrived switch)
+    clock.now += 10  # hold_max + hold_time: it waits as for an arrived switch, for one pass past hold_max
+    assert not h.check({"hv1", "hv2"}, set(), partial={"hv2"})
+    assert h.check({"hv1", "hv2"}, set(), partial={"hv2"})
+    assert h.reason.endswith("still missing vrs hv2")
+    h = hold(store, clock)
+    clock.now += 5
+    assert h.check({"hv1", "hv2"}, set(), partial={"hv9"})  # a switch not remembered: as before
