@@ -141,6 +141,8 @@ class PeerSession:
     def _handshake_and_follow(self) -> None:
         timeout_ms = self._server.handshake_timeout_ms
         databases = self._conn.list_dbs(timeout_ms)
+        if self._server.tls is not None:  # its handshake done: it is connected (not before: ovsdb/server.py)
+            self._log.info("ovsdb %s: connected over TLS (session %s)", self.peer, self.name)
         self.database = classify(databases)
         if self.database is None:
             raise idl.PeerError("serves %s, neither %s nor %s" % (reprlib.repr(databases), vrs.DATABASE,

@@ -277,7 +277,10 @@ class OvsdbManagerServer:
                 continue
             session = PeerSession(self, self._session_name(link.peer), link)
             self._sessions[session.name] = session
-            self.log.info("ovsdb %s: connected (session %s)", link.peer, session.name)
+            if self.tls is None:
+                self.log.info("ovsdb %s: connected (session %s)", link.peer, session.name)
+            else:  # "connected" once it speaks OVSDB over TLS (PeerSession): a plain-TCP peer here never does
+                self.log.debug("ovsdb %s: accepted (session %s), its TLS handshake next", link.peer, session.name)
             session.start()
 
     def _admit(self, link: idl.PeerLink) -> bool:

@@ -248,7 +248,7 @@ def _vrs_session(reads):
 
     from ovsdb import server
     owner = SimpleNamespace(log=logging.getLogger("test.ovsdb"), sink=None, bridge="br-int", claims=None,
-                            vtep_claims=None, first_reads=reads, handshake_timeout_ms=5000, slicing=set())
+                            vtep_claims=None, first_reads=reads, handshake_timeout_ms=5000, slicing=set(), tls=None)
     link = _VrsLink()
     return server.PeerSession(owner, "ovsdb:" + link.peer, link), link
 
