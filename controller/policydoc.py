@@ -112,14 +112,17 @@ def read(data, default_source: str, pacer: Pacer = NEVER) -> tuple[str, list[Des
 
 def _settings_file(data: dict) -> str | None:
     """The likely mistake of giving the controller's settings file where a policy document goes: one problem that
-    says so (instead of one "unknown top-level key" per section), or None."""
+    says so (instead of one "unknown top-level key" per section) naming the sections it has, or None. A mapping
+    mostly of other keys is not called one (one of its keys a section's name is no sign)."""
     if not data or any(key in DOC_KEYS for key in data):
         return None
     from controller.settings import SETTINGS  # only here: the settings do not belong to the documents' model
 
-    if not any(s.name in data for s in SETTINGS):
+    names = {s.name for s in SETTINGS}
+    found = [str(key) for key in data if key in names]  # named, not the other keys (they may be anything)
+    if 2 * len(found) < len(data):  # mostly other keys: the usual errors, one per key
         return None
-    return ("this is a settings file of the controller (" + ", ".join(map(str, list(data)[:3])) + "), not a policy "
+    return ("this is a settings file of the controller (" + ", ".join(found[:3]) + "), not a policy "
             "document: check it with 'canopy check-settings FILE' and start the controller with 'canopy run --config "
             "FILE'; a policy document lists tenants (config/examples/demo.yaml)")
 

@@ -15,7 +15,7 @@ controller is away. OpenFlow 1.3 is Canopy's floor and 1.4 gives it native bundl
 - ``plan_bridge`` (pure): the bridge row -> the ``BridgeChange`` that makes it safe, or None.
 - ``apply_bridge``: writes it (fail_mode set, each missing protocol added by a server-side mutation,
   so a protocol the operator adds meanwhile is kept).
-- ``BridgeReconciler``: the session loop's driver (ovsdb/server.py), on ``ovsdb.rowsync``: restores
+- ``BridgeReconciler``: the session loop's driver (ovsdb/peersession.py), on ``ovsdb.rowsync``: restores
   the settings whenever someone changes them, retries failed writes with back-off. The session loop
   calls it only while this node may write (the HA active, or a standalone controller).
 

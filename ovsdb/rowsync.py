@@ -2,7 +2,7 @@
 
 A ``RowReconciler`` keeps one thing in one hypervisor's Open_vSwitch database as Canopy wants it (the
 tunnel port, ovsdb/tunnel.py; the integration bridge's fail-secure settings, ovsdb/bridge.py). The
-session loop (ovsdb/server.py) calls ``step(snapshot)`` after each ``Replica.run()``; a subclass says
+session loop (ovsdb/peersession.py) calls ``step(snapshot)`` after each ``Replica.run()``; a subclass says
 what to change (``_plan``) and how to write it (``_apply``).
 
 - It re-plans when the replica changes, and has at most one transaction in flight.

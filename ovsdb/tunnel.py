@@ -15,7 +15,7 @@ Three layers, in the order data flows (docs/DESIGN.md):
   Canopy only ever modifies an interface carrying ``canopy-owned=true``. A same-named foreign
   interface that already matches exactly is adopted (the key is added); one that differs, or a
   name clash of another shape, is a CONFLICT: reported, never written.
-- ``TunnelReconciler``: driven by the VRS session loop (ovsdb/server.py), on the machinery of
+- ``TunnelReconciler``: driven by the VRS session loop (ovsdb/peersession.py), on the machinery of
   ``ovsdb.rowsync.RowReconciler``: at most one transaction in flight; failures retry with bounded
   exponential back-off; conflicts are logged once.
 

@@ -5,7 +5,7 @@ reconciler that keeps one VTEP's database as desired.
 - ``apply_plan``: writes a plan through an ``ovsdb.idl.RowWriter``. Existing logical switches and
   locators are referenced, never duplicated; a locator or switch a plan needs twice is inserted once.
   Every read-modify-write is verified, so a concurrent change makes the transaction TRY_AGAIN.
-- ``VtepReconciler``: driven by the session loop (ovsdb/server.py) like ``ovsdb.tunnel.TunnelReconciler``:
+- ``VtepReconciler``: driven by the session loop (ovsdb/peersession.py) like ``ovsdb.tunnel.TunnelReconciler``:
   it re-plans when the replica or the desired state changes, has at most one transaction in flight,
   retries with bounded exponential back-off, and logs each conflict once (and its resolution).
 

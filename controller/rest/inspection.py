@@ -94,6 +94,11 @@ def run_trace(state, view, desired, body) -> dict:
     out = result.to_json()
     for step in out["steps"]:
         step["owner_ref"] = _owner_ref(state.policy, step["owner"])
+    for exit_, shown in zip(result.exits, out["exits"]):  # a drop names its flow's owner by ref, as its step does
+        step = out["steps"][exit_.step] if exit_.kind == "drop" and exit_.step is not None else None
+        if step and step["owner"] and shown["reason"] and step["owner_ref"] != step["owner"]["id"]:
+            kind, ref = step["owner"]["kind"], step["owner_ref"]
+            shown["reason"] = shown["reason"].replace(f"{kind} {step['owner']['id']}", f"{kind} {ref}")
     out["exits"] = [_describe_exit(state, view, session, e, j) for e, j in zip(result.exits, out["exits"])]
     snap = state.vrs.get(session)
     out["switch"] = {"chassis": sw.chassis, "datapath_id": f"{sw.datapath_id:016x}" if sw.datapath_id else None,
@@ -208,7 +213,7 @@ def _describe_exit(state, view, session, exit_, out):
         dhcp_ = exit_.packet.get("udp_dst") == 67
         out["summary"] = "to the controller" + (" (DHCP, answered by Canopy)" if dhcp_ else "")
     else:
-        out["summary"] = f"drop: {exit_.reason}"
+        out["summary"] = f"drop: {out['reason'] or ''}"
     return out
 
 
@@ -234,11 +239,15 @@ def _vni_owner(policy, vni):
     return None
 
 
+# a flow owner's kind -> the kind of policy object its id is (acl_port: the vport whose ACL flows they are)
+OWNER_OBJECTS = {"subnet": "subnet", "domain": "domain", "vport": "vport", "acl_port": "vport", "acl": "acl"}
+
+
 def _owner_ref(policy, owner):
     if not owner:
         return None
-    kind = owner["kind"]
-    obj = policy.get(kind, owner["id"]) if kind in ("subnet", "domain", "vport") else None
+    kind = OWNER_OBJECTS.get(owner["kind"])
+    obj = policy.get(kind, owner["id"]) if kind else None
     return policy.ref(kind, obj) if obj else owner["id"]
 
 

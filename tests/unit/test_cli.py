@@ -89,6 +89,19 @@ def test_the_settings_file_and_a_policy_document_given_for_each_other_are_named_
     assert capsys.readouterr().err.strip() == f"{mixed}:2: tenants: unknown field"
 
 
+def test_only_a_mapping_mostly_of_settings_sections_is_called_the_settings_file_naming_those_only(tmp_path, capsys):
+    """One key that is a section's name among others is no settings file: a document of junk keys and `bgp:` got
+    "this is a settings file of the controller (foo, bar, bgp)", naming keys that are no settings at all."""
+    junk = write(tmp_path, "junk.yaml", "foo: 1\nbar: 2\nbgp: {}\n")
+    assert cli.main(["check", junk]) == cli.EXIT_INVALID
+    err = capsys.readouterr().err
+    assert "settings file" not in err and len(err.strip().splitlines()) == 3, err
+    typo = write(tmp_path, "typo.yaml", "data_dir: /x\nrest: {}\nrets: {}\n")  # a settings file, one key misspelt
+    assert cli.main(["check", typo]) == cli.EXIT_INVALID
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "this is a settings file of the controller (data_dir, rest), not" in err[0], err
+
+
 def test_an_unknown_key_one_typo_from_a_known_one_is_named(tmp_path, capsys):
     """`rest.lisen` or `tenant:` was "unknown field" only: the key meant is named when one is that close."""
     path = write(tmp_path, "s.yaml", "rest: {lisen: 0.0.0.0}\nbgp: {neighbours: []}\nha: {colour: red}\n")

@@ -69,6 +69,13 @@ def test_the_docs_have_yaml_examples_to_check():
     where = [w for w, _ in EXAMPLES]
     assert len(EXAMPLES) >= 10
     assert any(w.startswith("README.md:") for w in where) and any(w.startswith("docs/policy.md:") for w in where)
+    # and every block opened as one is read: an indented fence, ```yml or ```yaml with a title is not FENCE's and
+    # (worse) its closing fence would pair with the next block's, skipping that too
+    for langs, found in (("ya?ml", EXAMPLES), ("toml|json|ini", OTHERS)):
+        opened = [f"{path.relative_to(REPO)}:{line}" for path in DOCS
+                  for line, text in enumerate(path.read_text().splitlines(), 1)
+                  if re.match(rf"[ \t>]*```[ \t]*({langs})\b", text, re.I)]
+        assert len(found) == len(opened), opened
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,7 @@ def _fleet() -> server.OvsdbManagerServer:
     manager = server.OvsdbManagerServer("127.0.0.1", 0, DiscoverySink())
     for i in range(SESSIONS):
         name = f"ovsdb:{i:03d}"
-        session = server._PeerSession(manager, name, SimpleNamespace(peer=f"192.0.2.{i % 250}:{6640 + i}"))
+        session = server.PeerSession(manager, name, SimpleNamespace(peer=f"192.0.2.{i % 250}:{6640 + i}"))
         if i < 200:
             session._reporter.last = SimpleNamespace(chassis=f"hv{i}", session=f"hv{i}", ports=())
         elif i < 260:
@@ -40,8 +40,8 @@ def _fleet() -> server.OvsdbManagerServer:
 def test_a_scrape_counts_ovsdb_sessions_by_kind_without_describing_any(ctl, monkeypatch):
     manager = _fleet()
     described = []
-    real = server._PeerSession.describe
-    monkeypatch.setattr(server._PeerSession, "describe", lambda self: described.append(self.name) or real(self))
+    real = server.PeerSession.describe
+    monkeypatch.setattr(server.PeerSession, "describe", lambda self: described.append(self.name) or real(self))
     ctl.api.metrics.attach(ovsdb=manager)
     got = samples(scrape(ctl.api))
     counts = {kind: got[("canopy_ovsdb_sessions", frozenset({("kind", kind)}))]

@@ -126,10 +126,10 @@ def test_a_session_holding_a_slot_wakes_when_it_is_due_back(monkeypatch):
     slot up to HOLD_S + 1 s. It wakes when HOLD_S ends instead."""
     from types import SimpleNamespace
 
-    from ovsdb import firstreads, server
+    from ovsdb import firstreads, peersession, server
 
-    monkeypatch.setattr(server, "time", SimpleNamespace(monotonic=lambda: 100.0))
-    session = server._PeerSession.__new__(server._PeerSession)
+    monkeypatch.setattr(peersession, "time", SimpleNamespace(monotonic=lambda: 100.0))
+    session = server.PeerSession.__new__(server.PeerSession)
     session._bridge = session._tunnel = session._vtep = None
     session._reading = 100.0 - firstreads.HOLD_S + 0.25  # taken HOLD_S - 0.25 s ago
     assert session._wake_ms() == 251
@@ -146,7 +146,7 @@ def test_a_slot_taken_back_from_a_slow_peer_is_logged(caplog):
 
     reads = FirstReads(limit=1)
     reads.admit(lambda: None)
-    session = server._PeerSession.__new__(server._PeerSession)
+    session = server.PeerSession.__new__(server.PeerSession)
     session._server, session.peer = SimpleNamespace(first_reads=reads), "192.0.2.7:6640"
     session._log = logging.getLogger("test.ovsdb")
     session._reading = 10.0
@@ -169,7 +169,7 @@ def test_the_server_names_the_switches_its_slicing_sessions_report_for():
 
     manager = server.OvsdbManagerServer("127.0.0.1", 0, DiscoverySink())
     for name, key in (("ovsdb:a", "chassis-a"), ("ovsdb:b", None), ("ovsdb:c", "chassis-c")):
-        session = server._PeerSession.__new__(server._PeerSession)
+        session = server.PeerSession.__new__(server.PeerSession)
         session._reporter = SimpleNamespace(key=key)
         manager._sessions[name] = session
     manager.slicing.update({"ovsdb:a", "ovsdb:b", "ovsdb:gone"})
@@ -184,7 +184,7 @@ def test_a_slicing_sessions_turns_are_counted_as_its_progress():
 
     manager = server.OvsdbManagerServer("127.0.0.1", 0, DiscoverySink())
     manager.pause = lambda: None
-    session = server._PeerSession.__new__(server._PeerSession)
+    session = server.PeerSession.__new__(server.PeerSession)
     session._server, session.name, session._conn = manager, "ovsdb:a", None
     session._give_way()
     assert manager.slicing_turns == 0
@@ -201,13 +201,13 @@ def test_the_sync_deadline_counts_elapsed_time_not_the_wall_clock(monkeypatch):
     import logging
     from types import SimpleNamespace
 
-    from ovsdb import idl, server
+    from ovsdb import idl, peersession, server
     clock = {"wall": 1_800_000_000.0, "monotonic": 500.0}
-    monkeypatch.setattr(server, "time", SimpleNamespace(time=lambda: clock["wall"],
+    monkeypatch.setattr(peersession, "time", SimpleNamespace(time=lambda: clock["wall"],
                                                         monotonic=lambda: clock["monotonic"]))
     owner = SimpleNamespace(log=logging.getLogger("test"), sink=None, bridge="br-int", claims=None, vtep_claims=None,
                             sync_timeout=120.0)
-    session = server._PeerSession(owner, "ovsdb:192.0.2.7:6640", SimpleNamespace(peer="192.0.2.7:6640"))
+    session = server.PeerSession(owner, "ovsdb:192.0.2.7:6640", SimpleNamespace(peer="192.0.2.7:6640"))
     clock["wall"] += 3600.0  # stepped forward
     clock["monotonic"] += 1.0
     session._check_sync_deadline()  # one second has passed: no error
@@ -248,9 +248,9 @@ def _vrs_session(reads):
 
     from ovsdb import server
     owner = SimpleNamespace(log=logging.getLogger("test.ovsdb"), sink=None, bridge="br-int", claims=None,
-                            vtep_claims=None, first_reads=reads, handshake_timeout_ms=5000, slicing=set())
+                            vtep_claims=None, first_reads=reads, handshake_timeout_ms=5000, slicing=set(), tls=None)
     link = _VrsLink()
-    return server._PeerSession(owner, "ovsdb:" + link.peer, link), link
+    return server.PeerSession(owner, "ovsdb:" + link.peer, link), link
 
 
 def test_a_queued_session_asks_for_its_schema_only_in_its_turn():

@@ -1,5 +1,5 @@
-"""An unexpected exception while an OVSDB session applies its peer's update (ovsdb/server.py ``_PeerSession``): not a
-refusal (ovsdb/idl/paced.py refuses what the peer got wrong), a bug in applying a valid update. It ends that session
+"""An unexpected exception while an OVSDB session applies its peer's update (ovsdb/peersession.py ``PeerSession``):
+not a refusal (ovsdb/idl/paced.py refuses what the peer got wrong), a bug in applying a valid update. It ends that session
 only: logged once naming the peer, its switch and the reason, the half-applied replica dropped with it, the switch
 kept through its reconnect grace (ovsdb/claims.py: nothing it reported withdrawn). The peer's next session reads the
 database from scratch and reports it as it is; another session meanwhile goes on reporting its peer's updates.
@@ -186,7 +186,7 @@ def started(manager, *links, again=False):
     manager and started (each serves its link in a green thread of its own)."""
     sessions = []
     for link in links:
-        session = server._PeerSession(manager, "ovsdb:" + link.peer + ("#2" if again else ""), link)
+        session = server.PeerSession(manager, "ovsdb:" + link.peer + ("#2" if again else ""), link)
         manager._sessions[session.name] = session
         session.start()
         sessions.append(session)

@@ -233,3 +233,22 @@ def test_openapi_documents_the_trace_body(api):
     assert set(body["properties"]) == {"switch", "vport", "vni", "remote_ip", "packet"}
     assert "/v1/vports/{id}/dhcp" in doc["paths"]
     assert TOKEN  # the trace is a read: no token needed from loopback (post() sends none)
+
+
+def test_rest_trace_names_the_vport_whose_acl_dropped_the_packet_not_its_uuid():
+    """A packet a vport's ACLs refuse: the drop said "dropped by a flow of acl_port 7f14...-... in egress_acl_verdict"
+    and the steps' owner_ref the same UUID; both now name the vport (acme/db/d1), as the other steps do."""
+    from tests.unit.test_security_policy import _traced_switch
+
+    _, state = _traced_switch()
+    prog = Programmer(state)
+    prog.refresh(full=True)
+    d1 = state.policy.find("vport", "acme/db/d1")["id"]
+    out = rest_inspect.run_trace(state, prog.view, prog.desired,
+                                 {"vport": "acme/web/w1", "packet": "tcp,nw_dst=10.0.2.11,tp_dst=23"})
+    [drop] = out["exits"]
+    assert drop["summary"] == "drop: dropped by a flow of acl_port acme/db/d1 in egress_acl_verdict", drop
+    assert drop["reason"] == drop["summary"][len("drop: "):] and d1 not in str(drop)
+    acl_steps = [step for step in out["steps"] if step["owner"]["kind"] == "acl_port"]
+    assert acl_steps and {step["owner_ref"] for step in acl_steps} == {"acme/db/d1"}
+    assert {step["owner"]["id"] for step in acl_steps} == {d1}  # the id stays in owner, for tools

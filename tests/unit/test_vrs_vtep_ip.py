@@ -43,3 +43,18 @@ def test_a_vtep_ip_from_the_settings_is_one(caplog):
     with caplog.at_level(logging.INFO, "canopy.state"):
         state.vrs_update(snapshot())
     assert vtep_lines(caplog) == []
+
+
+def test_a_vrs_that_goes_and_comes_back_is_warned_of_once_per_connection_and_nothing_is_kept_for_it(caplog):
+    """The warning keeps no state of its own (it compares the switch's last snapshot): gone, nothing of it is left to
+    grow; back without an IP, one warning again; back with one, no line (it was never said to lack one)."""
+    state = State(Policy())
+    with caplog.at_level(logging.INFO, "canopy.state"):
+        for _ in range(3):
+            state.vrs_update(snapshot())
+            state.vrs_update(replace(snapshot(), ports=()))
+            assert [line.split(" (")[0] for line in vtep_lines(caplog)] == ["VRS hv2 has no VTEP IP"]
+            state.vrs_gone(snapshot().session)
+            assert snapshot().session not in state.vrs
+        state.vrs_update(snapshot("192.0.2.12"))
+        assert vtep_lines(caplog) == []
