@@ -6,7 +6,7 @@ entries and buckets of a multipart reply, actions, the actions nested in a Nicir
 Nicira controller2 action. A length of 0 (or, for some, below a header) spun there for ever, on the one event loop
 every switch and REST shares; a truncated match raised out of Ryu's receive loop and ended the connection
 (tests/fuzz/openflow.py found them). Each is checked here first. A message that fails is refused: not parsed, a
-warning naming the switch, the field, its byte, its length and the bounds (once a minute per switch and reason), and
+warning naming the switch, the field, its byte, its length and the bounds (once every 10 s per switch and reason), and
 dropped, as Ryu drops a message it cannot parse; the connection goes on.
 
 Refused as well, whole: a message of a version Canopy does not speak (only a hello may be of another: the version
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import struct
 
 from ryu.ofproto import nicira_ext, ofproto_common, ofproto_parser
@@ -233,10 +234,16 @@ def lost_part(datapath, xid: int) -> bool:
     return bool(lost) and lost.pop(xid, False) is None
 
 
+_NUMBER = re.compile(r"\s+(0x[0-9a-f]+|\d+)$")  # the version or type a refusal names: one reason whatever it is
+
+
 def _warn(datapath, refused: Refused) -> None:
+    """Rate-limited per switch and reason: the field refused, or the version, type or multipart type refused
+    whatever its number (a switch cycling through 65,536 multipart types is one reason, one key)."""
     address = getattr(datapath, "address", None) or ("?", 0)
-    warn_limited(log, ("refused", address[0], str(refused).split(" at byte")[0].split(":")[0]),
-                       "openflow %s:%s: message refused before parsing: %s", *address[:2], refused)
+    reason = _NUMBER.sub("", str(refused).split(" at byte")[0].split(":")[0])
+    warn_limited(log, ("refused", address[0], reason),
+                 "openflow %s:%s: message refused before parsing: %s", *address[:2], refused)
 
 
 def install() -> None:
