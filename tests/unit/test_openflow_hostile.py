@@ -185,3 +185,21 @@ def test_refusals_of_many_kinds_from_one_switch_log_once_and_keep_one_key(caplog
             assert ofcheck._guarded(None)(Switch(), message[0], message[1], len(message), 9, message) is None
     assert len([r for r in caplog.records if "192.0.2.8" in r.getMessage()]) <= 3  # type, multipart type, version
     assert len({key for key in set(loglimit._last_logged) - before if "192.0.2.8" in key}) <= 3
+
+
+def test_a_message_ryu_cannot_parse_is_logged_once_and_short_not_dumped_whole_each_time(caplog):
+    """Ryu logged each message it could not parse with its whole bytes in hex and a traceback (a 64 KiB reply: 190
+    KiB of log, every time): a switch sending them flooded the log. Now one warning per switch and type, short."""
+    from controller.ryu_compat import ofproto_parser, ofproto_protocol
+
+    class Switch(ofproto_protocol.ProtocolDesc):
+        address = ("192.0.2.9", 40000)
+    entry = struct.pack("!HBxIIHHHH4xQQQ", 0, 0, 1, 2, 100, 0, 0, 0, 1, 10, 1000) + struct.pack("!HH4x", 1, 4)
+    message = _msg(4, 19, struct.pack("!HH4x", 1, 0) + entry * 1000)  # the first entry's length is 0: not parsed
+    with caplog.at_level(logging.DEBUG):
+        for _ in range(20):
+            assert ofproto_parser.msg(Switch(4), 4, 19, len(message), 9, bytearray(message)) is None
+    assert len(caplog.records) == 1
+    text = caplog.records[0].getMessage()
+    assert "openflow 192.0.2.9:40000: message of type 19 (56016 bytes) could not be parsed, dropped" in text
+    assert "flow stats entry" in text and len(text) < 600
