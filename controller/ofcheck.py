@@ -6,7 +6,7 @@ entries and buckets of a multipart reply, actions, the actions nested in a Nicir
 Nicira controller2 action. A length of 0 (or, for some, below a header) spun there for ever, on the one event loop
 every switch and REST shares; a truncated match raised out of Ryu's receive loop and ended the connection
 (tests/fuzz/openflow.py found them). Each is checked here first. A message that fails is refused: not parsed, a
-warning naming the switch, the field, its byte, its length and the bounds (once a minute per switch and reason), and
+warning naming the switch, the field, its byte, its length and the bounds (once every 10 s per switch and reason), and
 dropped, as Ryu drops a message it cannot parse; the connection goes on.
 
 Refused as well, whole: a message of a version Canopy does not speak (only a hello may be of another: the version
@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import struct
 
+from ryu.exception import OFPTruncatedMessage
 from ryu.ofproto import nicira_ext, ofproto_common, ofproto_parser
 
 from controller.loglimit import warn_limited
@@ -46,6 +48,7 @@ ALLOWED = {0x04: {HELLO, ERROR, ECHO_REQUEST, ECHO_REPLY, FEATURES_REPLY, PACKET
 MP_FLOW, MP_GROUP_DESC, MP_PORT_DESC = 1, 7, 13
 ALLOWED_MULTIPART = {MP_FLOW, MP_GROUP_DESC, MP_PORT_DESC}  # the replies Canopy asks for (a read-back, a handshake)
 LOST_KEPT = 64  # xids of multipart replies with a part dropped, kept per switch until asked for (``lost_part``)
+UNPARSED_SHOWN = 64  # bytes of a message Ryu could not parse shown in the warning (Ryu's own line showed all)
 NESTED_DEPTH = 4  # Nicira ct actions inside ct actions (Canopy puts no ct in a ct; Ryu's parser recurses)
 
 _TLV = struct.Struct("!HH")
@@ -206,9 +209,13 @@ def _guarded(parse):
             return None  # as Ryu returns a message it could not parse: nothing dispatched, the connection goes on
         try:
             return parse(datapath, version_, msg_type, msg_len, xid, buf)
-        except Exception:  # Ryu logs it and drops the message (or ends the connection: OFPTruncatedMessage)
+        except OFPTruncatedMessage:  # Ryu ends the connection on it
             _note_lost(datapath, msg_type, xid)
             raise
+        except Exception as exc:  # Ryu would log the whole message in hex, each time: logged here, limited
+            _note_lost(datapath, msg_type, xid)
+            _warn_unparsed(datapath, msg_type, buf, exc)
+            return None  # as Ryu returns it: nothing dispatched, the connection goes on
     guarded.ryu = parse
     return guarded
 
@@ -233,10 +240,26 @@ def lost_part(datapath, xid: int) -> bool:
     return bool(lost) and lost.pop(xid, False) is None
 
 
+_NUMBER = re.compile(r"\s+(0x[0-9a-f]+|\d+)$")  # the version or type a refusal names: one reason whatever it is
+
+
 def _warn(datapath, refused: Refused) -> None:
+    """Rate-limited per switch and reason: the field refused, or the version, type or multipart type refused
+    whatever its number (a switch cycling through 65,536 multipart types is one reason, one key)."""
     address = getattr(datapath, "address", None) or ("?", 0)
-    warn_limited(log, ("refused", address[0], str(refused).split(" at byte")[0].split(":")[0]),
-                       "openflow %s:%s: message refused before parsing: %s", *address[:2], refused)
+    reason = _NUMBER.sub("", str(refused).split(" at byte")[0].split(":")[0])
+    warn_limited(log, ("refused", address[0], reason),
+                 "openflow %s:%s: message refused before parsing: %s", *address[:2], refused)
+
+
+def _warn_unparsed(datapath, msg_type: int, buf, exc: Exception) -> None:
+    """Rate-limited per switch and type (a type let through: a handful), with the error and the first bytes only;
+    Ryu's own line held the whole message in hex and a traceback, for every one (a flood a switch could send)."""
+    address = getattr(datapath, "address", None) or ("?", 0)
+    warn_limited(log, ("unparsed", address[0], msg_type),
+                 "openflow %s:%s: message of type %d (%d bytes) could not be parsed, dropped: %s: %.200s; "
+                 "its first %d bytes: %s", *address[:2], msg_type, len(buf), type(exc).__name__, exc,
+                 min(len(buf), UNPARSED_SHOWN), bytes(buf[:UNPARSED_SHOWN]).hex())
 
 
 def install() -> None:

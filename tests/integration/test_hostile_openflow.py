@@ -126,3 +126,6 @@ def test_hostile_openflow_messages_are_refused_and_the_controller_goes_on(lab):
                  "group description at byte 16 has a length of 0", "match at byte 24 has a length of 12",
                  "message type 14: not one a switch sends Canopy"):
         assert says in log, says
+    dropped = [line for line in log.splitlines() if "refused before parsing" in line or "could not be parsed" in line]
+    assert all(line.split("openflow ", 1)[1].startswith(("127.0.0.2:", "127.0.0.3:")) for line in dropped), \
+        dropped  # only the fakes': nothing the real Open vSwitch sent (handshake, bundles, read-backs, ports)

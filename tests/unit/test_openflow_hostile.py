@@ -168,3 +168,38 @@ def test_a_seeded_fuzz_run_finds_no_spin_and_nothing_raised_out_of_ryu():
     bad = {key: n for key, n in found.items() if key[1] in ("spin", "raised")}
     assert bad == {}
     assert sum(n for key, n in found.items() if key[1] == "parsed") > 1000  # not everything refused
+
+
+def test_refusals_of_many_kinds_from_one_switch_log_once_and_keep_one_key(caplog):
+    """A switch cycling through the types a refusal names (65,536 multipart types, 256 message types and versions)
+    is one reason to the rate limit: one warning, one key kept, not one of each."""
+    from controller import loglimit
+
+    class Switch:
+        address = ("192.0.2.8", 40000)
+    before = set(loglimit._last_logged)
+    messages = [_msg(4, 19, struct.pack("!HH4x", kind, 0)) for kind in range(100, 400)]
+    messages += [_msg(4, kind, b"\0" * 8) for kind in range(40, 140)] + [_msg(v, 10, b"\0" * 8) for v in range(6, 60)]
+    with caplog.at_level(logging.WARNING, logger="canopy.openflow"):
+        for message in messages:
+            assert ofcheck._guarded(None)(Switch(), message[0], message[1], len(message), 9, message) is None
+    assert len([r for r in caplog.records if "192.0.2.8" in r.getMessage()]) <= 3  # type, multipart type, version
+    assert len({key for key in set(loglimit._last_logged) - before if "192.0.2.8" in key}) <= 3
+
+
+def test_a_message_ryu_cannot_parse_is_logged_once_and_short_not_dumped_whole_each_time(caplog):
+    """Ryu logged each message it could not parse with its whole bytes in hex and a traceback (a 64 KiB reply: 190
+    KiB of log, every time): a switch sending them flooded the log. Now one warning per switch and type, short."""
+    from controller.ryu_compat import ofproto_parser, ofproto_protocol
+
+    class Switch(ofproto_protocol.ProtocolDesc):
+        address = ("192.0.2.9", 40000)
+    entry = struct.pack("!HBxIIHHHH4xQQQ", 0, 0, 1, 2, 100, 0, 0, 0, 1, 10, 1000) + struct.pack("!HH4x", 1, 4)
+    message = _msg(4, 19, struct.pack("!HH4x", 1, 0) + entry * 1000)  # the first entry's length is 0: not parsed
+    with caplog.at_level(logging.DEBUG):
+        for _ in range(20):
+            assert ofproto_parser.msg(Switch(4), 4, 19, len(message), 9, bytearray(message)) is None
+    assert len(caplog.records) == 1
+    text = caplog.records[0].getMessage()
+    assert "openflow 192.0.2.9:40000: message of type 19 (56016 bytes) could not be parsed, dropped" in text
+    assert "flow stats entry" in text and len(text) < 600
