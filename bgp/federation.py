@@ -42,7 +42,7 @@ from bgp.evpn import ImportResult, originate
 from bgp.mobility import Mobility
 from bgp.importer import ImportTally, RemoteDelta, RouteImport
 from bgp.origins import Origins
-from bgp.originator import Clash, Originator
+from bgp.originator import Clash, Originator, paced
 from bgp.routebook import GracefulRestart
 from bgp.speaker import Neighbor, Speaker, SpeakerConfig
 from controller.derive import own_vtep_ips
@@ -267,8 +267,8 @@ class Federation:
                 delta = plan = None
             with self._origins_lock:  # no pause from here to the speaker: see the module docstring
                 self._hand_over(view, policy, originating, delta, plan)
-        except BaseException:
-            self.originator.forget()
+        except BaseException as exc:
+            self.originator.forget(paced(pacer, exc))
             raise
         if settled and complete:
             self.speaker.complete()  # End-of-RIB follows once ExaBGP holds these (bgp/endofrib.py)

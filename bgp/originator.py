@@ -137,8 +137,8 @@ class Originator:
             changed = self._update(view, policy, mobility, pacer)
             self._after = (mobility, mobility.updates)
             return changed
-        except BaseException:
-            self.forget()  # what changed was kept (``watcher``) before it changed; the rest as the last publish saw it
+        except BaseException as exc:  # what changed was kept (``watcher``) before it changed; the rest as the last
+            self.forget(paced(pacer, exc))  # publish saw it (nothing changes in the pauses: the same answers)
             raise
 
     def _update(self, view, policy, mobility, pacer) -> set | None:
@@ -413,6 +413,12 @@ class Originator:
         if self.watcher is not None:
             _in_slices(self.watcher.keep, (eid for eid, held in self._eps.items() if held[0].kind == "vport"),
                        (key for key in self.routes if key not in self._t5), pacer)
+
+
+def paced(pacer: Pacer, exc: BaseException) -> Pacer:
+    """The pacer of a ``forget`` after ``exc`` (a Clash, a bug: 10,000 endpoints are one walk): ``pacer``, unless
+    ``exc`` ends the green thread (GreenletExit, KeyboardInterrupt, SystemExit: no pause then)."""
+    return pacer if isinstance(exc, Exception) else NEVER
 
 
 def _unfollowed():

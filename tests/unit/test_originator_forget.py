@@ -97,3 +97,44 @@ def test_a_publish_that_forgets_everything_tells_the_last_origins_between_pauses
     fed.publish(prog.view)
     assert fed.speaker.desired == (originate(prog.view, state.policy, fed.mobility.seqs) if fed.originating else {})
     assert 0 < max(most[0], told[0]) <= 2 * EVERY, (most, told)
+
+
+@pytest.mark.parametrize("where", ["the Originator's update", "the encoding"])
+def test_a_publish_that_raises_forgets_between_pauses_too(where, monkeypatch):
+    """A publish that raises partway (a bug; the Originator's ``Clash`` does the same in ``update``) forgets everything
+    (the next one starts from scratch): the last publish's Origins is told a pacer's ``every`` at a time there too,
+    not in one walk of every local endpoint, and says what it said before in every pause."""
+    from bgp.originator import Originator
+    from tests.unit.test_evpn import HV1, snapshot
+
+    monkeypatch.setattr(loglimit, "_last_logged", {})
+    n = 1_000
+    state, prog, fed = _bulk(n, n)
+    state.vrs_update(snapshot("hv1", HV1, [(f"vm{i}", 10 + i + (i == 0)) for i in range(n)]))  # one port changes
+    prog.refresh()
+
+    def fail(*_args):
+        raise RuntimeError("a bug")
+    if where == "the encoding":
+        monkeypatch.setattr(fed, "_encode", fail)
+    else:
+        monkeypatch.setattr(Originator, "_prefixes", fail)  # the update's last step
+    origins, told, most, total = fed._origins, [0], [0], [0]
+    stretches = Stretches(fed)
+    real = origins.keep
+
+    def keep(vport_ids=(), keys=()):
+        told[0] += len(vport_ids) + len(keys)
+        total[0] += len(vport_ids) + len(keys)
+        return real(vport_ids, keys)
+
+    def pause():
+        most[0], told[0] = max(most[0], told[0]), 0
+        stretches.pause()
+
+    origins.keep, fed.pacer = keep, Pacer(pause, EVERY)
+    with pytest.raises(RuntimeError):
+        fed.publish(prog.view)
+    assert not fed.originator.routes and fed._origins is origins
+    assert said(origins, stretches.keys, stretches.vports) == stretches.before
+    assert total[0] >= 2 * n and max(most[0], told[0]) <= 2 * EVERY + 10, (total, most, told)  # (+ the port's own)
