@@ -70,9 +70,15 @@ class Originator:
 
     def forget(self, pacer: Pacer = NEVER) -> None:
         """Drop everything (the last publish's Origins keeps what it reads, ``pacer`` ticked: ``_keep_all``): the next
-        update starts from scratch."""
-        self._keep_all(pacer)
-        self._reset()
+        update starts from scratch. A pause that raises (a shutdown's) has the rest kept at once, and everything
+        dropped all the same, before the exception goes on."""
+        try:
+            self._keep_all(pacer)
+        except BaseException:
+            self._keep_all(NEVER)  # (``keep`` skips what it holds already)
+            raise
+        finally:
+            self._reset()
 
     def _reset(self) -> None:
         self.routes: dict = {}  # key -> route

@@ -138,3 +138,22 @@ def test_a_publish_that_raises_forgets_between_pauses_too(where, monkeypatch):
     assert not fed.originator.routes and fed._origins is origins
     assert said(origins, stretches.keys, stretches.vports) == stretches.before
     assert total[0] >= 2 * n and max(most[0], told[0]) <= 2 * EVERY + 10, (total, most, told)  # (+ the port's own)
+
+
+class Stopped(Exception):
+    """A pause that raises (as a shutdown's GreenletExit does; tests/unit/test_originator_interleave.py)."""
+
+
+def test_forgetting_stopped_in_a_pause_keeps_the_rest_at_once_and_drops_everything(monkeypatch):
+    """The cleanup of a publish that raised forgets paced as well: when one of its pauses raises too, the rest is kept
+    at once and everything dropped all the same (left in place, the next update went on by delta from half of it)."""
+    monkeypatch.setattr(loglimit, "_last_logged", {})
+    _state, _prog, fed = _bulk(300, 300)
+    stretches = Stretches(fed)
+
+    def pause():
+        raise Stopped()
+    with pytest.raises(Stopped):
+        fed.originator.forget(Pacer(pause, EVERY))
+    assert not fed.originator.routes and not fed.originator._eps and fed.originator._view() is None
+    assert said(stretches.origins, stretches.keys, stretches.vports) == stretches.before
