@@ -414,8 +414,9 @@ class Originator:
     def _keep_all(self, pacer: Pacer) -> None:
         """Everything is about to go: the last publish's Origins holds what it reads of it (every vport held, every
         key but type 5's), a pacer's ``every`` of each at a time (``_in_slices``): a View built again from scratch
-        or a demotion with 10,000 local endpoints was one unpaused stretch of 2.2 million bytecodes (at most 8,503
-        between two pauses now with a pause every 50, whatever the endpoints: tests/unit/test_originator_forget.py)."""
+        with 10,000 local endpoints was one unpaused stretch of 2.2 million bytecodes (at most 8,503 between two
+        pauses now with a pause every 50, whatever the endpoints: tests/unit/test_originator_forget.py). (A demotion
+        tells nothing: its hand-over replaces the watcher under the lock, then forgets; bgp/federation.py.)"""
         if self.watcher is not None:
             _in_slices(self.watcher.keep, (eid for eid, held in self._eps.items() if held[0].kind == "vport"),
                        (key for key in self.routes if key not in self._t5), pacer)
