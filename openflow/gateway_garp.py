@@ -99,4 +99,4 @@ def still_placed(view, vport) -> bool:
 
 
 def _place(ep) -> tuple:
-    return ep.session, ep.subnet_id, ep.ofport, ep.vlan
+    return ep.session, ep.subnet_id, ep.ofport, ep.vlan or 0  # (VLAN 0 and None: untagged, ``egress_actions``)
