@@ -167,3 +167,26 @@ def test_still_placed_is_the_same_switch_subnet_port_and_vlan_untagged_either_wa
         view.endpoints["v1"] = now
         assert still_placed(view, ep) is placed, now
         assert still_placed(view, replace(ep, vlan=0)) is placed, now
+
+
+def test_a_vm_back_where_it_was_by_a_later_round_is_sent_to_again(monkeypatch):
+    """k1 leaves hv1 before the batch's second round and is back on its port before the third: it is sent to in the
+    first, third and fourth (a port flapping; left out for good, it missed the rest of its gateway's announcement)."""
+    world = world_with_vms()
+    port = world.ofports["k1"]
+
+    def sleep(seconds):
+        if seconds == GARP_PAUSES[1]:
+            world.placed.pop("k1")
+        elif seconds == GARP_PAUSES[2]:
+            world.placed["k1"], world.ofports["k1"] = "hv1", port
+        else:
+            return
+        world.push("hv1")
+        world.prog.refresh()
+
+    rec, batches, announce = batch_of(monkeypatch, world, sleep)
+    announce()
+    fn, args = batches[0]
+    fn(*args)
+    assert [actions for actions, _ in rec.sent] == [[("output", port)]] * (len(GARP_PAUSES) - 1)
