@@ -75,9 +75,15 @@ class Originator:
 
     def forget(self, pacer: Pacer = NEVER) -> None:
         """Drop everything (the last publish's Origins keeps what it reads, ``pacer`` ticked: ``_keep_all``): the next
-        update starts from scratch."""
-        self._keep_all(pacer)
-        self._reset()
+        update starts from scratch. A pause that raises (a shutdown's) has the rest kept at once, and everything
+        dropped all the same, before the exception goes on."""
+        try:
+            self._keep_all(pacer)
+        except BaseException:
+            self._keep_all(NEVER)  # (``keep`` skips what it holds already)
+            raise
+        finally:
+            self._reset()
 
     def _reset(self) -> None:
         self.routes: dict = {}  # key -> route
@@ -159,8 +165,8 @@ class Originator:
             changed = self._update(view, policy, mobility, pacer)
             self._after = (mobility, mobility.updates)
             return changed
-        except BaseException:
-            self.forget()  # what changed was kept (``watcher``) before it changed; the rest as the last publish saw it
+        except BaseException as exc:  # what changed was kept (``watcher``) before it changed; the rest as the last
+            self.forget(paced(pacer, exc))  # publish saw it (nothing changes in the pauses: the same answers)
             raise
 
     def _update(self, view, policy, mobility, pacer) -> set | None:
@@ -440,11 +446,18 @@ class Originator:
     def _keep_all(self, pacer: Pacer) -> None:
         """Everything is about to go: the last publish's Origins holds what it reads of it (every vport held, every
         key but type 5's), a pacer's ``every`` of each at a time (``_in_slices``): a View built again from scratch
-        or a demotion with 10,000 local endpoints was one unpaused stretch of 2.2 million bytecodes (at most 8,503
-        between two pauses now with a pause every 50, whatever the endpoints: tests/unit/test_originator_forget.py)."""
+        with 10,000 local endpoints was one unpaused stretch of 2.2 million bytecodes (at most 8,503 between two
+        pauses now with a pause every 50, whatever the endpoints: tests/unit/test_originator_forget.py). (A demotion
+        tells nothing: its hand-over replaces the watcher under the lock, then forgets; bgp/federation.py.)"""
         if self.watcher is not None:
             _in_slices(self.watcher.keep, (eid for eid, held in self._eps.items() if held[0].kind == "vport"),
                        (key for key in self.routes if key not in self._t5), pacer)
+
+
+def paced(pacer: Pacer, exc: BaseException) -> Pacer:
+    """The pacer of a ``forget`` after ``exc`` (a Clash, a bug: 10,000 endpoints are one walk): ``pacer``, unless
+    ``exc`` ends the green thread (GreenletExit, KeyboardInterrupt, SystemExit: no pause then)."""
+    return pacer if isinstance(exc, Exception) else NEVER
 
 
 def _unfollowed():

@@ -20,9 +20,10 @@ seconds, and nothing after a quiet spell, whatever the number of VMs.
 
 Each announcement names the VM it goes to, and is sent only while the View still has that VM where it was
 (``still_placed``, asked before every send of a batch's rounds): a VM gone meanwhile (or moved to another port) is
-left out. A batch lasts 3.5 s, and one made while a programming pass pauses reads a subnet's VMs before the pass
-has taken out those that left (``View.by_subnet`` is whole only at the pass's end); the port of a VM gone may be
-given to another VM already, perhaps of another tenant whose gateway has the same address.
+left out of that round (one back where it was by a later round is sent to again). A batch lasts 3.5 s, and one
+made while a programming pass pauses reads a subnet's VMs before the pass has taken out those that left
+(``View.by_subnet`` is whole only at the pass's end); the port of a VM gone may be given to another VM already,
+perhaps of another tenant whose gateway has the same address.
 """
 
 from __future__ import annotations
@@ -99,4 +100,4 @@ def still_placed(view, vport) -> bool:
 
 
 def _place(ep) -> tuple:
-    return ep.session, ep.subnet_id, ep.ofport, ep.vlan
+    return ep.session, ep.subnet_id, ep.ofport, ep.vlan or 0  # (VLAN 0 and None: untagged, ``egress_actions``)

@@ -55,11 +55,14 @@ class ContestedBinds:
 
     def ev_bind_contested(self, rng: random.Random) -> None:
         """Between a View and its publish: a VM no route of the last publish names, whose MAC MAC mobility numbers
-        (learned by a hardware VTEP) or a peer claims, is bound on a VRS (it came back); the announcement at bind
-        must leave it to the pass, whose number is above 0 (``rfc_seq``)."""
+        (learned by a hardware VTEP) or flags a duplicate, or a peer claims, is bound on a VRS (it came back); the
+        announcement at bind must leave it to the pass, whose number is above 0 or which announces none
+        (``rfc_seq``)."""
         remote, origins, entries = self.state.remote_index, self.fed._origins, self.mobility.entries
+        flagged = self.mobility.duplicates  # (a flag outlives the MAC's entry: a MAC gone from here, then back)
         names = sorted(name for mac, name in self._vms().items() if not origins.has(self._vport_id(name)) and
-                       (mac in entries or remote.macs_at(*mac)) and name not in self.wrong_mac | self.unnumbered)
+                       (mac in entries or mac in flagged or remote.macs_at(*mac)) and
+                       name not in self.wrong_mac | self.unnumbered)
         if not names:
             return
         name = rng.choice(names)
@@ -90,7 +93,8 @@ class ContestedBinds:
         for vid in bound:
             vport = policy.get("vport", vid)
             mac = (vport["subnet_id"], vport["mac"]) if vport is not None else None
-            contested += mac is not None and (mac in self.mobility.entries or bool(remote.macs_at(*mac)))
+            contested += mac is not None and (mac in self.mobility.entries or mac in self.mobility.duplicates or
+                                              bool(remote.macs_at(*mac)))
         return contested
 
 

@@ -138,3 +138,11 @@ def test_a_floating_ip_batch_stops_when_the_node_is_demoted(monkeypatch):
     glue._reconciler_of_session = lambda session: CanopyApp._reconciler_of_session(glue, session)
     spawn_batch(monkeypatch, glue, lambda: CanopyApp._announce_floating_ips(glue))
     assert rec.sent == [b"fip"]
+
+
+def test_a_packet_left_out_as_its_vm_is_gone_ticks_too():
+    # a takeover's batch of 5,000 VMs all gone meanwhile: 5,000 checks, paced as the sends are, not one stretch
+    rec, pacer = Rec(), Pacer(lambda: None, every=1)
+    send_repeated(rec, PACKETS, "test", lambda s: None, ALWAYS, pacer.tick, lambda packet: packet.frame == b"garp2")
+    assert rec.sent == [b"garp2"] * len(GARP_PAUSES)
+    assert pacer.pauses == len(PACKETS) * len(GARP_PAUSES)  # (each asked again every round: a VM may come back)

@@ -129,6 +129,29 @@ def test_a_gateway_change_the_standby_saw_is_announced_by_it_once_it_takes_over(
     assert recs[3].sent == []
 
 
+
+def test_a_takeover_batch_leaves_out_a_vm_gone_during_it(hub, monkeypatch):
+    """The takeover's batch asks the View before each send too (openflow/gateway_garp.py ``still_placed``): e1 leaves
+    hv3 during the batch's second pause, so it has its gateway announced in the first round only."""
+    world = world_with_vms()
+    recs = vrs_recs(world)
+    glue = app(world.prog, recs, "standby")
+    pass_on(glue, "ovsdb:hv3", whole=True)
+    world.move("db", False)
+    world.prog.refresh()
+    pass_on(glue, "ovsdb:hv3")
+    hub.run()
+
+    def sleep(seconds):
+        if seconds == GARP_PAUSES[1]:  # e1 leaves hv3
+            world.placed.pop("e1")
+            world.push("hv3")
+            world.prog.refresh()
+    monkeypatch.setattr(app_module.hub, "sleep", sleep)
+    take_over(glue)
+    hub.run()
+    assert len(recs[3].sent) == 1 and recs[1].sent == []
+
 def test_a_gateway_change_older_than_recent_is_not_sent_again_on_takeover(hub):
     world = world_with_vms()
     recs = vrs_recs(world)
