@@ -283,6 +283,7 @@ class CanopyApp(RoleWiring, RyuApp):
         if touched is None:
             self.routes.held()  # the start-up hold: nothing is written anywhere yet (but EVPN routes: routepass.py)
             return
+        touched = self.programmer.due(touched)  # none to a switch State has only partly read (Programmer.due)
         self.routes.hand_out()
         with self.tunnels.reading():  # the tunnel probes read a flow set shared by switches once per pass
             for session in touched:
@@ -476,7 +477,8 @@ class CanopyApp(RoleWiring, RyuApp):
             rec.start()
             session = self._session_of(dp.id)
             if session is not None and not self.hold.holding:  # known over OVSDB, and so its desired state
-                self._push(session)
+                for due in self.programmer.due({session}):  # (not if State has only partly read it)
+                    self._push(due)
             self.state.datapath_up(dp.id, claims.peer(dp), conn=id(dp))
 
     def _first_policy(self, what, detail):

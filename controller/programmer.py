@@ -59,6 +59,7 @@ class Programmer:
         self.on_view = _nothing  # called once a refresh's View is up to date, before it compiles (see refresh)
         self.partial: frozenset[str] = frozenset()  # the sessions State was taking a first report of when the last
         # refresh took its journal (State.partial): the View may hold them with only some of their vports
+        self.withheld: set[str] = set()  # sessions whose desired state is not handed out yet: partial (see due)
         self._passing = False  # inside refresh()
         self.vteps = LiveVteps()  # each hardware VTEP's desired rows, by the same delta (controller/viewvteps.py)
 
@@ -211,6 +212,18 @@ class Programmer:
         pending = self._changes.setdefault(session, set())
         if pending is not None:
             pending.update(owners)
+
+    def due(self, sessions) -> set[str]:
+        """Of ``sessions`` (a pass's touched ones, every one at the start-up hold's end, one connecting over
+        OpenFlow), those whose desired state may be handed out now, with those withheld before that now may. A switch
+        in ``partial`` is withheld: its desired state lacks the VMs State has not located yet (a switch back after its
+        reconnect grace is read again from scratch), and handed out it would delete their flows from the switch,
+        where they still run, until the pass that sees them. It is handed out on the first pass that sees it whole
+        (State wakes the loop for it), with every change it holds (``take_changes`` keeps them meanwhile)."""
+        partial, sessions = self.partial, set(sessions)
+        due = (sessions | self.withheld) - partial
+        self.withheld = (self.withheld | sessions) & partial
+        return due
 
     def take_changes(self, session: str) -> set | None:
         """The owners whose desired flows or groups on this switch changed since the last call (and so since
