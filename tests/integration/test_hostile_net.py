@@ -323,16 +323,20 @@ class FakeSwitch:
             if not data:
                 break
             buf += data
-            while len(buf) >= 8:
+            while len(buf) >= 8 and len(buf) >= struct.unpack("!H", buf[2:4])[0]:  # whole messages only
                 _version, kind, length, xid = struct.unpack("!BBHI", buf[:8])
-                msg, buf = buf[:length], buf[length:]
-                if kind == OFP_FEATURES_REQUEST:
-                    self._reply(OFP_FEATURES_REPLY, xid, struct.pack("!QIBB2xII", self.dpid, 256, 254, 0, 0x4f, 0))
-                elif kind == OFP_MULTIPART_REQUEST and struct.unpack("!H", msg[8:10])[0] == OFPMP_PORT_DESC:
-                    self._reply(OFP_MULTIPART_REPLY, xid, struct.pack("!HH4x", OFPMP_PORT_DESC, 0))
-                elif kind == OFP_ECHO_REQUEST:
-                    self._reply(OFP_ECHO_REPLY, xid, msg[8:])
+                msg, buf = buf[:max(length, 8)], buf[max(length, 8):]
+                self._answer(kind, xid, msg)
         self.closed.set()
+
+    def _answer(self, kind, xid, msg):
+        """The handshake's answers (features, port descriptions) and echo replies."""
+        if kind == OFP_FEATURES_REQUEST:
+            self._reply(OFP_FEATURES_REPLY, xid, struct.pack("!QIBB2xII", self.dpid, 256, 254, 0, 0x4f, 0))
+        elif kind == OFP_MULTIPART_REQUEST and struct.unpack("!H", msg[8:10])[0] == OFPMP_PORT_DESC:
+            self._reply(OFP_MULTIPART_REPLY, xid, struct.pack("!HH4x", OFPMP_PORT_DESC, 0))
+        elif kind == OFP_ECHO_REQUEST:
+            self._reply(OFP_ECHO_REPLY, xid, msg[8:])
 
     def close(self):
         self.stop.set()

@@ -16,9 +16,9 @@ import pytest
 
 from tests.harness.policy import acme_web, create
 from tests.harness.wait import wait_until
-from tests.integration.test_hostile_net import (FakeSwitch, OFP_ECHO_REPLY, OFP_ECHO_REQUEST, OFP_FEATURES_REPLY,
-                                                OFP_FEATURES_REQUEST, OFP_MULTIPART_REPLY, OFP_MULTIPART_REQUEST,
-                                                OFPMP_PORT_DESC, connect_from, connected, flows_with, in_ns, log_of)
+from tests.integration.test_hostile_net import (FakeSwitch, OFP_ECHO_REPLY, OFP_ECHO_REQUEST, OFP_MULTIPART_REPLY,
+                                                OFP_MULTIPART_REQUEST, OFPMP_PORT_DESC, connect_from, connected,
+                                                flows_with, in_ns, log_of)
 
 pytestmark = pytest.mark.integration
 
@@ -54,32 +54,12 @@ class HostileSwitch(FakeSwitch):
         self.handshaken = threading.Event()  # the controller asked for its port descriptions
         super().__init__(sock, dpid)
 
-    def _serve(self):
-        buf = b""
-        self.sock.settimeout(0.2)
-        while not self.stop.is_set():
-            try:
-                data = self.sock.recv(65536)
-            except socket.timeout:
-                continue
-            except OSError:
-                break
-            if not data:
-                break
-            buf += data
-            while len(buf) >= 8 and len(buf) >= struct.unpack("!H", buf[2:4])[0]:
-                _version, kind, length, xid = struct.unpack("!BBHI", buf[:8])
-                msg, buf = buf[:length], buf[length:]
-                if kind == OFP_FEATURES_REQUEST:
-                    self._reply(OFP_FEATURES_REPLY, xid, struct.pack("!QIBB2xII", self.dpid, 256, 254, 0, 0x4F, 0))
-                elif kind == OFP_MULTIPART_REQUEST and struct.unpack("!H", msg[8:10])[0] == OFPMP_PORT_DESC:
-                    self._reply(OFP_MULTIPART_REPLY, xid, struct.pack("!HH4x", OFPMP_PORT_DESC, 0))
-                    self.handshaken.set()
-                elif kind == OFP_ECHO_REQUEST:
-                    self._reply(OFP_ECHO_REPLY, xid, msg[8:])
-                elif kind == OFP_ECHO_REPLY:
-                    self.echoes.add(xid)
-        self.closed.set()
+    def _answer(self, kind, xid, msg):
+        super()._answer(kind, xid, msg)
+        if kind == OFP_MULTIPART_REQUEST and struct.unpack("!H", msg[8:10])[0] == OFPMP_PORT_DESC:
+            self.handshaken.set()
+        elif kind == OFP_ECHO_REPLY:
+            self.echoes.add(xid)
 
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
