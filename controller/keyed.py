@@ -14,6 +14,7 @@ from itertools import compress
 from operator import eq
 from types import MappingProxyType
 
+_FEW_SCOPES = 8  # scopes losing some of their items in one ``remove_all``: at most these by set difference
 EMPTY_COUNTS = MappingProxyType({})  # what a read of an absent entry's counts sees (read-only: shared by all)
 
 
@@ -40,19 +41,28 @@ def discard_from(index: dict, key, item) -> None:
 def remove_all(index: dict, scopes: list, items: list) -> None:
     """Each of ``items`` (distinct) out of the set ``index`` holds it in under its scope (``scopes``, in the same
     order; each item in one set, the one of its scope); an entry goes with its last item, an absent scope is passed
-    over. In C loops: a scope losing every item goes at once, the others lose theirs by set difference (each costs
-    the fewer of its items and those gone)."""
+    over. In C loops: a scope losing every item goes at once; a few others lose theirs by set difference (each
+    costs the fewer of its items and those gone); past ``_FEW_SCOPES`` of those, a discard per item of theirs (a set
+    difference per scope walks every item once per scope: 200 items from 200 scopes, 40,000 probes)."""
     counts = Counter(scopes)
     held = list(filter(index.__contains__, counts))
     whole = set(compress(held, map(eq, map(len, map(index.__getitem__, held)), map(counts.__getitem__, held))))
     deque(map(index.__delitem__, whole), maxlen=0)
-    if len(whole) < len(held):
+    if len(whole) == len(held):
+        return
+    partial = set(held) - whole
+    if len(partial) > _FEW_SCOPES:
+        for scope, item in zip(scopes, items):
+            if scope in partial:
+                index[scope].discard(item)
+    else:
         gone = set(items)
-        for scope in set(held) - whole:
+        for scope in partial:
             left = index[scope]
             left.difference_update(left.intersection(gone))
-            if not left:
-                del index[scope]
+    for scope in partial:
+        if not index[scope]:
+            del index[scope]
 
 
 def discard_under(index: dict, scope, keys, item) -> None:

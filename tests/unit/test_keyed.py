@@ -3,6 +3,8 @@
 import random
 from collections import defaultdict
 
+import pytest
+
 from controller.keyed import discard_from, discard_under, remove_all
 
 
@@ -35,12 +37,13 @@ def test_items_leave_their_scopes_whole_or_in_part_and_emptied_scopes_go():
     assert index == {"b": {4}, "d": {7}}
 
 
-def test_removing_at_random_leaves_what_one_by_one_removal_leaves():
+@pytest.mark.parametrize("scopes", [6, 40])  # (40: past ``_FEW_SCOPES`` scopes losing some items, often)
+def test_removing_at_random_leaves_what_one_by_one_removal_leaves(scopes):
     rng = random.Random(7)
     for _ in range(200):
         index, where = {}, {}
-        for item in range(rng.randrange(1, 40)):
-            where[item] = scope = rng.randrange(6)
+        for item in range(rng.randrange(1, 120)):
+            where[item] = scope = rng.randrange(scopes)
             index.setdefault(scope, set()).add(item)
         gone = rng.sample(sorted(where), rng.randrange(len(where) + 1))
         expected = {scope: set(items) for scope, items in index.items()}
@@ -54,3 +57,33 @@ def test_an_absent_scope_is_passed_over():
     index = {"a": {1}}
     remove_all(index, ["b", "a"], [2, 1])
     assert index == {}
+
+
+class _Costed(set):
+    """A set that adds up what ``remove_all`` makes it walk: a set operation the smaller of the two sets, a discard 1."""
+
+    cost = 0
+
+    def intersection(self, other):
+        _Costed.cost += min(len(self), len(other))
+        return set.intersection(self, other)
+
+    def difference_update(self, other):
+        _Costed.cost += min(len(self), len(other))
+        set.difference_update(self, other)
+
+    def discard(self, item):
+        _Costed.cost += 1
+        set.discard(self, item)
+
+
+def test_many_scopes_each_losing_a_few_cost_the_items_not_the_items_times_the_scopes(monkeypatch):
+    """200 endpoints gone, one from each of 200 sessions keeping 1,000 each (a tenant's VMs spread over the
+    hypervisors): a set difference per scope with every item gone walked the 200 items 200 times (40,000 probes, ~2.7
+    ms of one unpaused run, load 6), where a discard per item costs 200."""
+    monkeypatch.setattr(_Costed, "cost", 0)
+    index = {s: _Costed(f"{s}-{i}" for i in range(1_000)) for s in range(200)}
+    scopes, items = list(range(200)), [f"{s}-0" for s in range(200)]
+    remove_all(index, scopes, items)
+    assert all(len(index[s]) == 999 and f"{s}-0" not in index[s] for s in range(200))
+    assert _Costed.cost <= 4 * len(items), _Costed.cost
