@@ -39,7 +39,7 @@ from types import SimpleNamespace
 from tests.unit.test_importer import BookSpeaker as RouteBookSpeaker
 
 SESSION = "vrs:kvm1"
-PEER = "127.0.0.1"  # the codec's neighbor (bgp.exabgp_ext._codec): where the withdrawals come from
+PEER = "127.0.0.1"  # the codec's neighbor (bgp.exabgp_codec._codec): where the withdrawals come from
 
 
 class Pipe:
@@ -57,7 +57,7 @@ class Pipe:
 
 def exabgp_processes():
     """ExaBGP's Processes (the checkout's extension installed) with one JSON API process, every UPDATE to it."""
-    from bgp import exabgp_ext
+    from bgp import exabgp_codec, exabgp_ext
 
     exabgp_ext.install()
     processes, pipe = exabgp_ext.Processes(), Pipe()
@@ -69,7 +69,7 @@ def exabgp_processes():
 
 def flush_api():
     """The extension's flush of held API messages (in bgp.exabgp_ext_api, or bgp.exabgp_ext before it)."""
-    from bgp import exabgp_ext
+    from bgp import exabgp_codec, exabgp_ext
 
     api = sys.modules.get("bgp.exabgp_ext_api")
     return api.flush_api if api is not None else exabgp_ext.flush_api
@@ -77,7 +77,7 @@ def flush_api():
 
 def mp_unreach(route) -> bytes:
     """An UPDATE body withdrawing ``route`` as GoBGP does: one MP_UNREACH_NLRI and nothing else."""
-    from bgp import exabgp_ext
+    from bgp import exabgp_codec, exabgp_ext
 
     value = struct.pack("!HB", 25, 70) + exabgp_ext.build_nlri(route, "withdraw").pack_nlri()
     attribute = bytes([0x90, 15]) + struct.pack("!H", len(value)) + value
@@ -89,9 +89,9 @@ def exabgp_lines(bodies: list) -> tuple[list, float]:
     from exabgp.bgp.message import Message
     from exabgp.bgp.message.direction import Direction
 
-    from bgp import exabgp_ext
+    from bgp import exabgp_codec, exabgp_ext
 
-    neighbor, negotiated = exabgp_ext._codec(65000, 65001)
+    neighbor, negotiated = exabgp_codec._codec(65000, 65001)
     processes, pipe = exabgp_processes()
     started = time.thread_time()
     for body in bodies:
@@ -106,12 +106,12 @@ def announce_lines(routes) -> list:
     from exabgp.bgp.message import Message
     from exabgp.bgp.message.direction import Direction
 
-    from bgp import exabgp_ext
+    from bgp import exabgp_codec, exabgp_ext
 
-    neighbor, negotiated = exabgp_ext._codec(65000, 65001)
+    neighbor, negotiated = exabgp_codec._codec(65000, 65001)
     processes, pipe = exabgp_processes()
     for route in routes:
-        body = exabgp_ext.encode_update(route, "announce")[19:]
+        body = exabgp_codec.encode_update(route, "announce")[19:]
         update = exabgp_ext.Update.unpack_message(body, Direction.IN, negotiated)
         processes.message(Message.CODE.UPDATE, neighbor, "receive", update, None, b"", b"")
     flush_api()(processes)

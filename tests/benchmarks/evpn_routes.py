@@ -8,7 +8,7 @@ Lab (tests.harness.lab): one controller (``bgp:`` settings, its ExaBGP child), o
 with one VM (w1) in the subnet Canopy imports into, and three BGP speakers, each in a namespace of its own:
 gobgpd A (Canopy's EVPN neighbor, passive, as in the GoBGP interop test), gobgpd Y (A's other peer, the
 baseline receiver) and the feeder: this process writing UPDATEs made by ExaBGP's own encoder
-(``bgp.exabgp_ext.encode_update``, one route per UPDATE, encoded before any clock starts) on a BGP session
+(``bgp.exabgp_codec.encode_update``, one route per UPDATE, encoded before any clock starts) on a BGP session
 to A. That is how N routes get into GoBGP fast: ``gobgp global rib add`` is a process per route, and
 ``gobgp mrt inject`` only takes IPv4/IPv6 unicast RIB records. A's export policy keeps next hops unchanged
 (as an EVPN spine does) and holds back every route from the peers in its neighbor-set ``held`` (at first
@@ -129,7 +129,7 @@ def remote_routes(count: int) -> list:
 
 def encode(routes, action: str) -> bytes:
     """BGP UPDATE messages from the feeder to A, one route each, made by ExaBGP's encoder."""
-    from bgp.exabgp_ext import encode_update
+    from bgp.exabgp_codec import encode_update
 
     return b"".join(encode_update(route, action, FEED_ASN, A_ASN) for route in routes)
 
@@ -137,7 +137,7 @@ def encode(routes, action: str) -> bytes:
 def encode_packed(routes) -> bytes:
     """The announcements of ``routes`` from the feeder to A packed as Canopy's ExaBGP packs them (bgp.exabgp_ext:
     ANNOUNCED_PER_UPDATE routes with the same attributes to an UPDATE)."""
-    from bgp.exabgp_ext import encode_rib_updates
+    from bgp.exabgp_codec import encode_rib_updates
 
     return b"".join(encode_rib_updates(routes, "announce", FEED_ASN, A_ASN))
 

@@ -43,7 +43,7 @@ MESSAGE_SIZE = 4096  # BGP's without RFC 8654's extended messages, which GoBGP d
 def packed_withdrawals(routes, local_as: int, peer_as: int) -> bytes:
     """The withdrawals of ``routes`` as Canopy's ExaBGP sends them: one batch command of BATCH_ROUTES at most at a
     time, each put on the wire as ExaBGP's outgoing RIB (with bgp.exabgp_ext's grouping) packs it."""
-    from bgp.exabgp_ext import encode_rib_updates
+    from bgp.exabgp_codec import encode_rib_updates
     from bgp.routes import BATCH_ROUTES
 
     return b"".join(message for k in range(0, len(routes), BATCH_ROUTES) for message in

@@ -351,7 +351,7 @@ def test_a_route_with_an_ipv4_mapped_ipv6_next_hop_leaves_the_sessions_up_and_tr
     own type 5 routes), and one with a plain IPv6 next hop: ExaBGP 5.0.15 alone resets the session with
     NOTIFICATION 3/9 for each. Now the first is imported at the IPv4 VTEP, the second is treated as
     withdrawn (counted), and no session goes down."""
-    from bgp import exabgp_ext
+    from bgp import exabgp_codec
     from bgp.routes import IpPrefixRoute
     from tests.harness.bgpraw import with_next_hop
 
@@ -362,7 +362,7 @@ def test_a_route_with_an_ipv4_mapped_ipv6_next_hop_leaves_the_sessions_up_and_tr
                   router_mac=router_mac)
     mapped = bytes(10) + b"\xff\xff" + ipaddress.IPv4Address(hvb.vtep_ip).packed
     ipv6 = ipaddress.IPv6Address("2001:db8::1").packed
-    updates = [with_next_hop(exabgp_ext.encode_update(IpPrefixRoute(prefix=prefix, **common), "announce",
+    updates = [with_next_hop(exabgp_codec.encode_update(IpPrefixRoute(prefix=prefix, **common), "announce",
                                                       local_as=RAW_ASN, peer_as=ASN), hop)
                for prefix, hop in (("172.16.50.0/24", mapped), ("172.16.51.0/24", ipv6))]
     rr_uptimes = {ip: peers(a.api)[ip]["uptime"] for ip in (reflectors["rr1"].host.ip, reflectors["rr2"].host.ip)}

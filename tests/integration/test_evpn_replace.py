@@ -46,7 +46,7 @@ def test_a_peer_replacing_its_routes_without_withdrawing_them_moves_flows_and_tr
     reflectors' copies stay), a type 5 and a type 3 route replaced (the type 3 with a PMSI tunnel identifier other
     than its originating IP: flooded there) and withdrawn. Every
     step checked in A's REST and flows, the data-plane ones by ping; the raw session never resets."""
-    from bgp import exabgp_ext
+    from bgp import exabgp_codec
     from bgp.routes import InclusiveMulticastRoute, IpPrefixRoute, MacIpRoute
     from tests.harness.bgpraw import joined
     from tests.integration.test_federation import WEB_VNI
@@ -66,7 +66,7 @@ def test_a_peer_replacing_its_routes_without_withdrawing_them_moves_flows_and_tr
             handle.write("".join(update.hex() + "\n" for update in updates))
 
     def encoded(route, action="announce"):
-        return exabgp_ext.encode_update(route, action, local_as=RAW_ASN, peer_as=ASN)
+        return exabgp_codec.encode_update(route, action, local_as=RAW_ASN, peer_as=ASN)
 
     def raw_routes(kind):
         return [r for r in received(a.api, kind) if r["peer"] == raw.ip]
@@ -151,7 +151,7 @@ def test_a_mac_a_peer_announces_moves_to_a_local_vm_and_a_peer_winning_a_local_m
     at hva. The peer then announces a1's MAC with a higher sequence number than A's: A withdraws its own route (B
     loses a1's route and flows; b1 may still reach a1 by flooding, as EVPN allows for an unknown MAC), while at A a1's
 port still wins; when the peer withdraws, A announces a1 again and b1 reaches it."""
-    from bgp import exabgp_ext
+    from bgp import exabgp_codec
     from bgp.routes import MacIpRoute
     from tests.integration.test_federation import WEB_VNI
 
@@ -161,7 +161,7 @@ port still wins; when the peer withdraws, A announces a1 again and b1 reaches it
 
     def send(route, action="announce"):
         with raw_updates.open("a") as handle:
-            handle.write(exabgp_ext.encode_update(route, action, local_as=RAW_ASN, peer_as=ASN).hex() + "\n")
+            handle.write(exabgp_codec.encode_update(route, action, local_as=RAW_ASN, peer_as=ASN).hex() + "\n")
 
     def at_b(name):
         return next((r for r in received(b.api, 2) if r["mac"] == MACS[name] and r["ip"]), None)
@@ -193,7 +193,7 @@ def test_a_local_mac_a_peer_announces_sticky_is_withdrawn_here_and_the_operator_
     """RFC 7432 section 15.2: the raw peer announces a2's MAC as static (sticky, sequence 0) at a VTEP that does not
     exist. A static MAC cannot move: A stops announcing a2 (whose sequence 0 and lower VTEP IP would otherwise win),
     logs a warning, counts it in GET /v1/bgp/peers (``mobility``), and announces it again once the peer withdraws."""
-    from bgp import exabgp_ext
+    from bgp import exabgp_codec
     from bgp.routes import MacIpRoute
     from tests.integration.test_federation import DB_VNI
 
@@ -205,7 +205,7 @@ def test_a_local_mac_a_peer_announces_sticky_is_withdrawn_here_and_the_operator_
 
     def send(action):
         with raw_updates.open("a") as handle:
-            handle.write(exabgp_ext.encode_update(static, action, local_as=RAW_ASN, peer_as=ASN).hex() + "\n")
+            handle.write(exabgp_codec.encode_update(static, action, local_as=RAW_ASN, peer_as=ASN).hex() + "\n")
 
     send("announce")
     lab.wait_until(lambda: any(r["mac"] == MACS["a2"] and r.get("sticky") for r in received(a.api, 2)), timeout=30,
@@ -227,7 +227,7 @@ def test_a_peer_whose_session_resets_loses_its_routes_at_once_and_has_them_back_
     """The raw peer (no graceful restart in its OPEN) is killed: its kernel closes the session, and A drops every
     route it sent at once (flows and FIB included). Started again, it sends every UPDATE of its file again, in
     order: A ends with what the peer last said of each route (the routes the earlier tests withdrew stay gone)."""
-    from bgp import exabgp_ext
+    from bgp import exabgp_codec
     from bgp.routes import IpPrefixRoute, MacIpRoute
     from tests.integration.test_federation import WEB_VNI
 
@@ -239,7 +239,7 @@ def test_a_peer_whose_session_resets_loses_its_routes_at_once_and_has_them_back_
               MacIpRoute(rd=f"{raw.ip}:12", mac="02:00:00:0e:00:01", l2_vni=WEB_VNI, next_hop=BOGUS_VTEP,
                          route_targets=(f"65000:{WEB_VNI}",))]
     with raw_updates.open("a") as handle:
-        handle.write("".join(exabgp_ext.encode_update(route, "announce", local_as=RAW_ASN, peer_as=ASN).hex() + "\n"
+        handle.write("".join(exabgp_codec.encode_update(route, "announce", local_as=RAW_ASN, peer_as=ASN).hex() + "\n"
                              for route in routes))
 
     def raw_macs():
@@ -261,7 +261,7 @@ def test_a_peer_whose_session_resets_loses_its_routes_at_once_and_has_them_back_
     assert not [r for r in received(a.api, 3) if r["peer"] == raw.ip]
     reach(lab, vms["a1"], "10.0.1.21", timeout=30)
     with raw_updates.open("a") as handle:  # leave nothing behind for the next test
-        handle.write("".join(exabgp_ext.encode_update(route, "withdraw", local_as=RAW_ASN, peer_as=ASN).hex() + "\n"
+        handle.write("".join(exabgp_codec.encode_update(route, "withdraw", local_as=RAW_ASN, peer_as=ASN).hex() + "\n"
                              for route in routes))
     lab.wait_until(lambda: not raw_macs() and not fib_vteps(a.api, "172.16.70.0/24"), timeout=30,
                    what="the raw peer's routes withdrawn")
@@ -271,7 +271,7 @@ def test_a_hardware_vtep_follows_a_peer_replacing_its_routes(fed):
     """A hardware VTEP (ovs-vtep) bound to web at A: its Ucast_Macs_Remote row of b1 follows the raw peer's b1 (a
     higher sequence number at a VTEP that does not exist, then out of the import set: back at hvb), and its
     unknown-dst flood list a type 3 with a PMSI tunnel identifier other than its originating IP, until withdrawn."""
-    from bgp import exabgp_ext
+    from bgp import exabgp_codec
     from bgp.routes import InclusiveMulticastRoute, MacIpRoute
     from tests.integration.test_federation import WEB_VNI
 
@@ -295,7 +295,7 @@ def test_a_hardware_vtep_follows_a_peer_replacing_its_routes(fed):
 
     def send(*changes):
         with raw_updates.open("a") as handle:
-            handle.write("".join(exabgp_ext.encode_update(route, action, local_as=RAW_ASN, peer_as=ASN).hex() + "\n"
+            handle.write("".join(exabgp_codec.encode_update(route, action, local_as=RAW_ASN, peer_as=ASN).hex() + "\n"
                                  for route, action in changes))
 
     def unknown_dst():
@@ -318,7 +318,7 @@ def test_an_ip_that_moves_to_a_new_mac_is_answered_by_arp_with_the_newer_mac(fed
     with a new MAC, the old route lingering) behind a higher MAC, same sequence number: a VM at A asking for the IP
     gets the newer MAC from A's ARP responder (before: the lower, older one). The old MAC again with a higher sequence
     number takes the IP back."""
-    from bgp import exabgp_ext
+    from bgp import exabgp_codec
     from bgp.routes import MacIpRoute
     from tests.integration.test_federation import WEB_VNI
 
@@ -330,7 +330,7 @@ def test_an_ip_that_moves_to_a_new_mac_is_answered_by_arp_with_the_newer_mac(fed
         route = MacIpRoute(rd=f"{raw.ip}:{mac[-1]}", mac=mac, ip=ip, l2_vni=WEB_VNI, next_hop=BOGUS_VTEP,
                            route_targets=(f"65000:{WEB_VNI}",), mobility_seq=seq)
         with raw_updates.open("a") as handle:
-            handle.write(exabgp_ext.encode_update(route, action, local_as=RAW_ASN, peer_as=ASN).hex() + "\n")
+            handle.write(exabgp_codec.encode_update(route, action, local_as=RAW_ASN, peer_as=ASN).hex() + "\n")
 
     def answered():
         vms["a1"].exec("ip", "neigh", "flush", "to", ip)
@@ -357,7 +357,7 @@ def test_a_duplicate_mac_flag_survives_a_restart_and_sighup_sets_duplicate_mac_w
     the window (the raw peer won it, and replayed that after its restart), a2's static route is not a move."""
     import signal
 
-    from bgp import exabgp_ext
+    from bgp import exabgp_codec
     from bgp.routes import MacIpRoute
     from tests.integration.test_federation import DB_VNI
 
@@ -377,7 +377,7 @@ def test_a_duplicate_mac_flag_survives_a_restart_and_sighup_sets_duplicate_mac_w
 
     def send(action):
         with raw_updates.open("a") as handle:
-            handle.write(exabgp_ext.encode_update(stolen, action, local_as=RAW_ASN, peer_as=ASN).hex() + "\n")
+            handle.write(exabgp_codec.encode_update(stolen, action, local_as=RAW_ASN, peer_as=ASN).hex() + "\n")
 
     original = a.config_path.read_text()
     settings = yaml.safe_load(original)

@@ -4,7 +4,7 @@ ExaBGP's reactor and API processes with just enough of them, UPDATE bodies as Go
 import copy
 import struct
 
-from bgp import exabgp_ext, exabgp_ext_api
+from bgp import exabgp_codec, exabgp_ext, exabgp_ext_api
 from bgp.routes import InclusiveMulticastRoute, IpPrefixRoute, MacIpRoute
 
 TYPE2 = MacIpRoute(rd="65000:100", mac="52:54:00:12:34:56", ip="10.1.0.5", l2_vni=5001, l3_vni=9001,
@@ -48,7 +48,7 @@ class FakeReactor:
         self.processes = self
         self.configuration = self
         self.asynchronous = self
-        template, _ = exabgp_ext._codec(65000, 65001)
+        template, _ = exabgp_codec._codec(65000, 65001)
         neighbor = copy.deepcopy(template)
         neighbor.make_rib()
         neighbor.rib.outgoing.clear()  # ExaBGP keeps one RIB per neighbor name, shared between tests
@@ -132,6 +132,6 @@ def received(processes, body: bytes, neighbor=None) -> None:
     """ExaBGP's reactor handing a received UPDATE body to its API processes (parsed, as Canopy configures)."""
     from exabgp.bgp.message.direction import Direction
 
-    codec_neighbor, negotiated = exabgp_ext._codec(65000, 65001)
+    codec_neighbor, negotiated = exabgp_codec._codec(65000, 65001)
     update = exabgp_ext.Update.unpack_message(body, Direction.IN, negotiated)
     processes.message(exabgp_ext.Message.CODE.UPDATE, neighbor or codec_neighbor, "receive", update, None, b"", b"")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bgp import evpnwire, exabgp_ext
+from bgp import evpnwire, exabgp_codec, exabgp_ext
 from bgp.received import from_exabgp_json
 from bgp.routes import InclusiveMulticastRoute, MacIpRoute
 from tests.harness.bgpraw import with_next_hop
@@ -48,7 +48,7 @@ def test_only_the_extension_imports_exabgp():
     bgp_dir = Path(exabgp_ext.__file__).parent
     importers = {p.name for p in bgp_dir.glob("*.py") if "import exabgp" in p.read_text()
                  or "from exabgp" in p.read_text()}
-    assert importers == {"exabgp_ext.py", "exabgp_ext_api.py"}
+    assert importers == {"exabgp_codec.py", "exabgp_ext.py", "exabgp_ext_api.py"}
 
 
 # --------------------------------------------------------------------------- wire
@@ -56,8 +56,8 @@ def test_only_the_extension_imports_exabgp():
 
 @pytest.mark.parametrize("route", ALL, ids=lambda r: f"type{r.TYPE}")
 def test_packed_by_exabgp_and_decoded_back(route):
-    wire = exabgp_ext.encode_update(route, "announce")
-    printed = exabgp_ext.decode_update(wire)
+    wire = exabgp_codec.encode_update(route, "announce")
+    printed = exabgp_codec.decode_update(wire)
     assert from_exabgp_json(printed) == [("announce", route)]
     assert 3 not in attributes(wire), "no NEXT_HOP attribute: the next hop is in MP_REACH_NLRI"
     mp_reach = attributes(wire)[14]
@@ -65,14 +65,14 @@ def test_packed_by_exabgp_and_decoded_back(route):
 
 
 def test_type2_labels_are_raw_vnis_two_for_symmetric_irb():
-    mp_reach = attributes(exabgp_ext.encode_update(TYPE2, "announce"))[14]
+    mp_reach = attributes(exabgp_codec.encode_update(TYPE2, "announce"))[14]
     assert mp_reach.endswith(bytes.fromhex("525400123456" "20" "0a010005" "001389" "002329"))
-    mp_reach = attributes(exabgp_ext.encode_update(TYPE2_L2, "announce"))[14]
+    mp_reach = attributes(exabgp_codec.encode_update(TYPE2_L2, "announce"))[14]
     assert mp_reach.endswith(bytes.fromhex("525400123457" "00" "001388"))  # even VNI, no IP
 
 
 def test_type2_communities():
-    assert communities(exabgp_ext.encode_update(TYPE2, "announce")) == {
+    assert communities(exabgp_codec.encode_update(TYPE2, "announce")) == {
         bytes.fromhex("0002fde800001389"), bytes.fromhex("0002fde800002329"),  # RT 65000:5001/9001
         bytes.fromhex("030c000000000008"),                                     # encapsulation VXLAN
         bytes.fromhex("0600000000000003"),                                     # MAC mobility seq 3
@@ -81,13 +81,13 @@ def test_type2_communities():
 
 
 def test_type3_pmsi_ingress_replication_label_is_the_vni():
-    wire = exabgp_ext.encode_update(TYPE3, "announce")
+    wire = exabgp_codec.encode_update(TYPE3, "announce")
     assert attributes(wire)[22] == bytes.fromhex("00" "06" "001389" "c0000201")
     assert bytes.fromhex("030c000000000008") in communities(wire)
 
 
 def test_type5_nlri_and_router_mac():
-    wire = exabgp_ext.encode_update(TYPE5, "announce")
+    wire = exabgp_codec.encode_update(TYPE5, "announce")
     assert attributes(wire)[14].endswith(bytes.fromhex("18" "0a010000" "00000000" "002329"))
     assert bytes.fromhex("0603020000000001") in communities(wire)
 
@@ -97,9 +97,9 @@ def test_withdraw_repeats_the_announced_nlri(route):
     announce = exabgp_ext.build_nlri(route, "announce")
     withdraw = exabgp_ext.build_nlri(route, "withdraw")
     assert withdraw.index() == announce.index()
-    wire = exabgp_ext.encode_update(route, "withdraw")
+    wire = exabgp_codec.encode_update(route, "withdraw")
     assert attributes(wire)[15][3:] == announce.pack_nlri()
-    decoded = from_exabgp_json(exabgp_ext.decode_update(wire))
+    decoded = from_exabgp_json(exabgp_codec.decode_update(wire))
     assert decoded == [("withdraw", route.key)]
 
 
@@ -119,14 +119,14 @@ def test_same_fields_as_gobgp_received_from_exabgp():
                        next_hop="127.0.0.3", route_targets=("65000:5001",),
                        router_mac="02:00:00:00:00:01", mobility_seq=3)
     assert mac["nlri"]["value"]["labels"] == [route.l2_vni]
-    wire = exabgp_ext.encode_update(route, "announce")
+    wire = exabgp_codec.encode_update(route, "announce")
     gobgp_communities = next(a["value"] for a in mac["attrs"] if a["type"] == 16)
     assert len(gobgp_communities) == len(communities(wire)) == 4
     assert {"type": 3, "subtype": 12, "tunnel_type": 8} in gobgp_communities
     assert {"type": 6, "subtype": 3, "mac": route.router_mac} in gobgp_communities
     multicast = rib["[type:multicast][rd:65000:100][etag:0][ip:127.0.0.3]"][0]
     pmsi = next(a for a in multicast["attrs"] if a["type"] == 22)
-    wire = exabgp_ext.encode_update(InclusiveMulticastRoute(rd="65000:100", vni=5001, next_hop="127.0.0.3"),
+    wire = exabgp_codec.encode_update(InclusiveMulticastRoute(rd="65000:100", vni=5001, next_hop="127.0.0.3"),
                                     "announce")
     assert pmsi["label"] == int.from_bytes(attributes(wire)[22][2:5], "big") == 5001
     assert pmsi["tunnel-type"] == attributes(wire)[22][1] == 6
@@ -141,22 +141,22 @@ MAPPED = bytes(10) + b"\xff\xff" + bytes([192, 0, 2, 1])  # ::ffff:192.0.2.1, as
 @pytest.mark.parametrize("route", ALL, ids=lambda r: f"type{r.TYPE}")
 def test_an_ipv4_mapped_ipv6_next_hop_is_read_as_its_ipv4_address(route):
     """ExaBGP 5.0.15 alone answers this UPDATE with NOTIFICATION 3/9 (and resets the session)."""
-    wire = with_next_hop(exabgp_ext.encode_update(route, "announce"), MAPPED)
+    wire = with_next_hop(exabgp_codec.encode_update(route, "announce"), MAPPED)
     assert attributes(wire)[14][3] == 16
-    assert from_exabgp_json(exabgp_ext.decode_update(wire)) == [("announce", route)]
+    assert from_exabgp_json(exabgp_codec.decode_update(wire)) == [("announce", route)]
     global_and_link_local = MAPPED + bytes.fromhex("fe800000000000000000000000000001")
-    assert from_exabgp_json(exabgp_ext.decode_update(with_next_hop(wire, global_and_link_local))) == [
+    assert from_exabgp_json(exabgp_codec.decode_update(with_next_hop(wire, global_and_link_local))) == [
         ("announce", route)]
 
 
 def test_an_ipv6_next_hop_is_refused_as_withdrawn_and_a_bad_length_withdraws():
     from bgp.received import decode_message
 
-    wire = with_next_hop(exabgp_ext.encode_update(TYPE2, "announce"), bytes.fromhex("20010db8" + "00" * 11 + "01"))
-    decoded = decode_message(exabgp_ext.decode_update(wire))
+    wire = with_next_hop(exabgp_codec.encode_update(TYPE2, "announce"), bytes.fromhex("20010db8" + "00" * 11 + "01"))
+    decoded = decode_message(exabgp_codec.decode_update(wire))
     assert decoded.announced == [] and [(r.key, r.reason) for r in decoded.refused] == [(TYPE2.key, "next_hop")]
     odd = with_next_hop(wire, bytes(7))  # neither 4, 16 nor 32 bytes: RFC 7606 treat-as-withdraw
-    assert from_exabgp_json(exabgp_ext.decode_update(odd)) == [("withdraw", TYPE2.key)]
+    assert from_exabgp_json(exabgp_codec.decode_update(odd)) == [("withdraw", TYPE2.key)]
 
 
 def test_evpn_next_hop_leaves_other_families_and_ipv4_alone():
@@ -175,7 +175,7 @@ def test_evpn_next_hop_leaves_other_families_and_ipv4_alone():
 def test_received_nlri_raw_hex_is_exabgps_text(route):
     """The "raw" field of a received route (formatted with bytes.hex by the extension) is the text ExaBGP's own
     byte-by-byte formatting gives: the NLRI's bytes in upper-case hex."""
-    printed = json.loads(exabgp_ext.decode_update(exabgp_ext.encode_update(route, "announce")))
+    printed = json.loads(exabgp_codec.decode_update(exabgp_codec.encode_update(route, "announce")))
     [nlri] = [n for nlris in printed["neighbor"]["message"]["update"]["announce"]["l2vpn evpn"].values() for n in nlris]
     packed = exabgp_ext.build_nlri(route, "announce").pack_nlri()
     assert nlri["raw"] == "".join(f"{byte:02X}" for byte in packed)
@@ -186,7 +186,7 @@ def test_received_nlri_json_is_its_code_and_raw_hex_only_and_decodes_the_same(ro
     """ExaBGP writes a received EVPN NLRI as its code and raw hex (what bgp.received reads), not every parsed
     field: announced and withdrawn, Canopy decodes the same route and key from it."""
     for action, section in (("announce", "announce"), ("withdraw", "withdraw")):
-        printed = exabgp_ext.decode_update(exabgp_ext.encode_update(route, action))
+        printed = exabgp_codec.decode_update(exabgp_codec.encode_update(route, action))
         nlris = json.loads(printed)["neighbor"]["message"]["update"][section]["l2vpn evpn"]
         [nlri] = [n for group in nlris.values() for n in group] if isinstance(nlris, dict) else nlris
         assert set(nlri) == {"code", "raw"} and nlri["code"] == route.TYPE
@@ -200,12 +200,12 @@ def test_a_withdrawn_nlri_is_kept_as_its_bytes_not_parsed(route, monkeypatch):
     decodes the same key; an announcement is still parsed by ExaBGP."""
     from exabgp.bgp.message.update.nlri.evpn import MAC, Multicast, Prefix
 
-    withdrawal, announcement = (exabgp_ext.encode_update(route, action) for action in ("withdraw", "announce"))
+    withdrawal, announcement = (exabgp_codec.encode_update(route, action) for action in ("withdraw", "announce"))
     for cls in (MAC, Multicast, Prefix):
         monkeypatch.setattr(cls, "unpack", classmethod(lambda cls, data: pytest.fail("parsed")))
-    assert from_exabgp_json(exabgp_ext.decode_update(withdrawal)) == [("withdraw", route.key)]
+    assert from_exabgp_json(exabgp_codec.decode_update(withdrawal)) == [("withdraw", route.key)]
     with pytest.raises(BaseException, match="parsed"):
-        exabgp_ext.decode_update(announcement)
+        exabgp_codec.decode_update(announcement)
 
 
 # --------------------------------------------------------------------------- NLRIs built cheaply

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from bgp import exabgp_ext, exabgp_ext_api
+from bgp import exabgp_codec, exabgp_ext, exabgp_ext_api
 from bgp.received import from_exabgp_json
 from tests.unit.exabgp_cases import TYPE2_L2, TYPE3, TYPE5, RecordingPipe, api_processes, mp_unreach, received
 
@@ -21,7 +21,7 @@ def _read(unpack, body: bytes, negotiated) -> tuple[str, str]:
     exception's type and text: ExaBGP's Notify ends the session, anything else is its Notify(1, 0))."""
     from exabgp.bgp.message.direction import Direction
 
-    neighbor = exabgp_ext._codec(65000, 65001)[0]
+    neighbor = exabgp_codec._codec(65000, 65001)[0]
     try:
         update = unpack(exabgp_ext.Update, body, Direction.IN, negotiated)
     except Exception as error:  # noqa: BLE001 - the outcome compared, whatever it is
@@ -78,7 +78,7 @@ def unpacked_json(body: bytes, unpack) -> tuple[str, str]:
     host, pids and counter)."""
     from exabgp.bgp.message.direction import Direction
 
-    neighbor, negotiated = exabgp_ext._codec(65000, 65001)
+    neighbor, negotiated = exabgp_codec._codec(65000, 65001)
     update = unpack(exabgp_ext.Update, body, Direction.IN, negotiated)
     text = exabgp_ext.Response.JSON("5.0.0").update(neighbor, "receive", update, None, "", "")
     return text, text.split('"type"')[1]
@@ -115,7 +115,7 @@ def test_anything_but_a_plain_evpn_withdrawal_is_left_to_exabgps_unpack(body, mo
     monkeypatch.setitem(exabgp_ext_api._THROUGH, "unpack_update", exabgps)
     from exabgp.bgp.message.direction import Direction
 
-    _, negotiated = exabgp_ext._codec(65000, 65001)
+    _, negotiated = exabgp_codec._codec(65000, 65001)
     assert exabgp_ext.Update.unpack_message(body, Direction.IN, negotiated) == "exabgp's" and calls == [body]
 
 
@@ -125,7 +125,7 @@ def test_mangled_withdrawals_are_read_exactly_as_exabgps_own_unpack_reads_them()
     same Update or the same error as through ExaBGP's own; the fast path takes a share of them (those still well
     formed), never one it reads differently."""
     exabgp_ext.install()
-    negotiated = exabgp_ext._codec(65000, 65001)[1]
+    negotiated = exabgp_codec._codec(65000, 65001)[1]
     ours, exabgps = exabgp_ext.Update.unpack_message.__func__, exabgp_ext_api._THROUGH["unpack_update"]
     end_of_rib = bytes([0, 0, 0, 7, 0x90, 15, 0, 3, 0, 25, 70])
     bases = [mp_unreach(TYPE2_L2, TYPE3, TYPE5), mp_unreach(TYPE3, flags=0x80), mp_unreach(TYPE2_L2), end_of_rib]
@@ -149,7 +149,7 @@ def test_withdrawals_with_add_path_identifiers_are_left_to_exabgps_unpack():
     from exabgp.bgp.message.direction import Direction
 
     exabgp_ext.install()
-    negotiated = copy.copy(exabgp_ext._codec(65000, 65001)[1])
+    negotiated = copy.copy(exabgp_codec._codec(65000, 65001)[1])
     negotiated.addpath = SimpleNamespace(receive=lambda afi, safi: True, send=lambda afi, safi: True)
     value = struct.pack("!HB", 25, 70) + b"".join(
         struct.pack("!I", path) + exabgp_ext.build_nlri(route, "withdraw").pack_nlri()
@@ -171,8 +171,8 @@ def test_consecutive_withdrawals_of_a_peer_reach_canopy_as_one_message_in_order(
     batch = [replace(TYPE2_L2, mac=f"52:54:00:00:01:{i:02x}") for i in range(5)]
     for route in batch[:3]:
         received(processes, mp_unreach(route))
-    received(processes, exabgp_ext.encode_update(TYPE3, "announce")[19:])
-    other = copy.copy(exabgp_ext._codec(65000, 65001)[0])
+    received(processes, exabgp_codec.encode_update(TYPE3, "announce")[19:])
+    other = copy.copy(exabgp_codec._codec(65000, 65001)[0])
     received(processes, mp_unreach(batch[3]))
     received(processes, mp_unreach(batch[4]), neighbor=other)
     exabgp_ext_api.flush_api(processes, idle=False)

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from bgp import exabgp_ext, routes
+from bgp import exabgp_codec, exabgp_ext, routes
 from bgp.received import from_exabgp_json
 from bgp.routes import to_batch_command, to_command
 from tests.unit.exabgp_cases import ALL, TYPE2, TYPE3, TYPE5, FakeReactor, batch_of, dispatch
@@ -128,12 +128,12 @@ def test_routes_sharing_attributes_share_updates_split_by_next_hop(action):
     """ExaBGP 5.0.15 sends one UPDATE per EVPN route; installed, routes queued together with the same
     attributes go in one UPDATE per next hop (while they fit), and decode back to the same routes."""
     routes = batch_of(200, next_hops=("192.0.2.1", "192.0.2.2"))
-    messages = exabgp_ext.encode_rib_updates(routes, action)
+    messages = exabgp_codec.encode_rib_updates(routes, action)
     # announced: per next hop, ANNOUNCED_PER_UPDATE routes an UPDATE (below); withdrawn: one (MP_UNREACH_NLRI
     # has no next hop); the codec negotiates extended messages, so all fit
     per_hop = -(-100 // exabgp_ext.ANNOUNCED_PER_UPDATE)
     assert len(messages) == (2 * per_hop if action == "announce" else 1)
-    decoded = [item for message in messages for item in from_exabgp_json(exabgp_ext.decode_update(message))]
+    decoded = [item for message in messages for item in from_exabgp_json(exabgp_codec.decode_update(message))]
     if action == "announce":
         assert sorted(route.mac for _, route in decoded) == sorted(r.mac for r in routes)
         assert {route for _, route in decoded} == set(routes)
@@ -148,29 +148,29 @@ def test_announcements_take_a_few_routes_per_update_withdrawals_fill_it():
     cap = exabgp_ext.ANNOUNCED_PER_UPDATE
     assert 1 < cap <= 16
     routes = batch_of(250)
-    announced = [len(from_exabgp_json(exabgp_ext.decode_update(m))) for m in exabgp_ext.encode_rib_updates(routes,
+    announced = [len(from_exabgp_json(exabgp_codec.decode_update(m))) for m in exabgp_codec.encode_rib_updates(routes,
                                                                                                           "announce")]
     assert sum(announced) == 250 and max(announced) == cap and len(announced) == -(-250 // cap)
-    withdrawn = exabgp_ext.encode_rib_updates(routes, "withdraw")
-    assert len(withdrawn) == 1 and len(from_exabgp_json(exabgp_ext.decode_update(withdrawn[0]))) == 250
+    withdrawn = exabgp_codec.encode_rib_updates(routes, "withdraw")
+    assert len(withdrawn) == 1 and len(from_exabgp_json(exabgp_codec.decode_update(withdrawn[0]))) == 250
 
 
 def test_withdrawals_fill_a_session_s_message_size_when_given():
     """Without extended messages (a GoBGP session) withdrawals fill 4,096-byte UPDATEs: the same routes, more
     messages (the benchmarks' packed feeds must be what GoBGP accepts)."""
     routes = batch_of(250)
-    messages = exabgp_ext.encode_rib_updates(routes, "withdraw", message_size=4096)
+    messages = exabgp_codec.encode_rib_updates(routes, "withdraw", message_size=4096)
     assert len(messages) > 1 and max(len(m) for m in messages) <= 4096
-    decoded = [key for m in messages for _, key in from_exabgp_json(exabgp_ext.decode_update(m))]
+    decoded = [key for m in messages for _, key in from_exabgp_json(exabgp_codec.decode_update(m))]
     assert sorted(decoded) == sorted(r.key for r in routes)
-    assert len(exabgp_ext.encode_rib_updates(routes, "withdraw")) == 1  # the codec's own size: not changed
+    assert len(exabgp_codec.encode_rib_updates(routes, "withdraw")) == 1  # the codec's own size: not changed
 
 
 def test_routes_with_other_attributes_get_updates_of_their_own():
     routes = batch_of(4)
     routes[2] = replace(routes[2], route_targets=("65000:5002",))
-    messages = exabgp_ext.encode_rib_updates(routes, "announce")
-    assert sorted(len(from_exabgp_json(exabgp_ext.decode_update(m))) for m in messages) == [1, 3]
+    messages = exabgp_codec.encode_rib_updates(routes, "announce")
+    assert sorted(len(from_exabgp_json(exabgp_codec.decode_update(m))) for m in messages) == [1, 3]
 
 
 # --------------------------------------------------------------------------- a withdrawal reuses its announcement

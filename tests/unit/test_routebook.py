@@ -9,7 +9,7 @@ import logging
 
 import pytest
 
-from bgp import exabgp_ext
+from bgp import exabgp_codec
 from bgp.received import Local, decode_message
 from bgp.routebook import GracefulRestart, RouteBook
 from bgp.routes import InclusiveMulticastRoute, IpPrefixRoute, MacIpRoute
@@ -48,8 +48,8 @@ EOR = line("update", '"direction": "receive", "message": { "eor": { "afi" : "l2v
 
 def update(route, action: str = "announce") -> str:
     """What ExaBGP prints for ``route`` received on the wire (packed and decoded by ExaBGP itself)."""
-    message = exabgp_ext.encode_update(route, action, local_as=65001, peer_as=65000)
-    return json.dumps(json.loads(exabgp_ext.decode_update(message, local_as=65000, peer_as=65001)))
+    message = exabgp_codec.encode_update(route, action, local_as=65001, peer_as=65000)
+    return json.dumps(json.loads(exabgp_codec.decode_update(message, local_as=65000, peer_as=65001)))
 
 
 def book(**kwargs) -> RouteBook:
@@ -76,9 +76,9 @@ def joined_update(withdrawn, announced) -> str:
     """ExaBGP's JSON for one UPDATE that withdraws ``withdrawn`` and announces ``announced`` (its own encoder's)."""
     from tests.harness.bgpraw import joined
 
-    message = joined(*(exabgp_ext.encode_update(route, action, local_as=65001, peer_as=65000)
+    message = joined(*(exabgp_codec.encode_update(route, action, local_as=65001, peer_as=65000)
                        for route, action in ((withdrawn, "withdraw"), (announced, "announce"))))
-    return json.dumps(json.loads(exabgp_ext.decode_update(message, local_as=65000, peer_as=65001)))
+    return json.dumps(json.loads(exabgp_codec.decode_update(message, local_as=65000, peer_as=65001)))
 
 
 def test_a_route_withdrawn_and_announced_in_one_update_is_announced():
@@ -113,10 +113,10 @@ def test_a_type3_pmsi_tunnel_identifier_other_than_the_originator_is_where_bum_g
     # on the wire: ExaBGP prints a tunnel identifier of any length but 4 bytes as hex, and drops its label's low bits
     from tests.harness.bgpraw import with_pmsi_tunnel
 
-    encoded = exabgp_ext.encode_update(other, "announce", local_as=65001, peer_as=65000)
+    encoded = exabgp_codec.encode_update(other, "announce", local_as=65001, peer_as=65000)
     for tunnel in ("20010db8000000000000000000000007", "00000000000000000000ffffc0000207", "c00002", ""):
         b.handle_line(update(plain))
-        message = exabgp_ext.decode_update(with_pmsi_tunnel(encoded, bytes.fromhex(tunnel)), local_as=65000,
+        message = exabgp_codec.decode_update(with_pmsi_tunnel(encoded, bytes.fromhex(tunnel)), local_as=65000,
                                            peer_as=65001)
         b.handle_line(json.dumps(json.loads(message)))
         assert b.received == {}, tunnel
