@@ -348,11 +348,13 @@ def flows_with(hv, mac: str) -> int:
     return sum(1 for line in hv.ofctl("dump-flows", "br-int").splitlines() if mac in line)
 
 
-def test_a_spoofed_datapath_id_does_not_take_the_switch_over(lab):
+def hv1_with_vm1(lab):
+    """A controller on ctl1, hypervisor hv1 connected to it, vm1 and vm2 declared in acme/web and vm1 running on hv1
+    with its flows there: what the hostile-switch tests start from. (ctl, canopy, hv)"""
     ctl = lab.add_controller_host("ctl1")
     canopy = lab.start_controller(ctl)
     api = canopy.api
-    tenant, domain, subnet = acme_web(api)
+    _tenant, _domain, subnet = acme_web(api)
     hv = lab.add_hypervisor("hv1")
     hv.connect(ctl)
     wait_until(lambda: connected(api, hv), 30, what="hv1 connected")
@@ -361,6 +363,12 @@ def test_a_spoofed_datapath_id_does_not_take_the_switch_over(lab):
                                "binding": {"flavour": "kvm", "iface_id": f"vm{n}"}})
     lab.add_vm(hv, "vm1", mac="02:00:00:00:01:01", vnic_id="vm1")
     wait_until(lambda: flows_with(hv, "02:00:00:00:01:01"), 30, what="vm1's flows on hv1")
+    return ctl, canopy, hv
+
+
+def test_a_spoofed_datapath_id_does_not_take_the_switch_over(lab):
+    ctl, canopy, hv = hv1_with_vm1(lab)
+    api = canopy.api
 
     fake = FakeSwitch(in_ns(ctl, lambda: connect_from("127.0.0.1", 6653)), hv.datapath_id())
     try:

@@ -14,11 +14,10 @@ import threading
 
 import pytest
 
-from tests.harness.policy import acme_web, create
 from tests.harness.wait import wait_until
 from tests.integration.test_hostile_net import (FakeSwitch, OFP_ECHO_REPLY, OFP_ECHO_REQUEST, OFP_MULTIPART_REPLY,
                                                 OFP_MULTIPART_REQUEST, OFPMP_PORT_DESC, connect_from, connected,
-                                                flows_with, in_ns, log_of)
+                                                flows_with, hv1_with_vm1, in_ns, log_of)
 
 pytestmark = pytest.mark.integration
 
@@ -66,18 +65,8 @@ class HostileSwitch(FakeSwitch):
 
 
 def test_hostile_openflow_messages_are_refused_and_the_controller_goes_on(lab):
-    ctl = lab.add_controller_host("ctl1")
-    canopy = lab.start_controller(ctl)
+    ctl, canopy, hv = hv1_with_vm1(lab)
     api = canopy.api
-    tenant, domain, subnet = acme_web(api)
-    hv = lab.add_hypervisor("hv1")
-    hv.connect(ctl)
-    wait_until(lambda: connected(api, hv), 30, what="hv1 connected")
-    for n in (1, 2):
-        create(api, "vports", {"subnet_id": subnet["id"], "name": f"vm{n}", "mac": f"02:00:00:00:01:0{n}",
-                               "binding": {"flavour": "kvm", "iface_id": f"vm{n}"}})
-    lab.add_vm(hv, "vm1", mac="02:00:00:00:01:01", vnic_id="vm1")
-    wait_until(lambda: flows_with(hv, "02:00:00:00:01:01"), 30, what="vm1's flows on hv1")
 
     # A peer's first message, a hello whose element has a length of 0 (no handshake, no certificate needed without
     # TLS): refused; the peer is dropped by the handshake timeout later, and everything below still runs.
