@@ -104,6 +104,18 @@ def frames(rec):
     return [frame for _, frame in rec.sent]
 
 
+def standby_after_db_moved():
+    """A standby's app that has handed hv3 its state twice, the second time after db moved away: (world, recs, glue)."""
+    world = world_with_vms()
+    recs = vrs_recs(world)
+    glue = app(world.prog, recs, "standby")
+    pass_on(glue, "ovsdb:hv3", whole=True)
+    world.move("db", False)
+    world.prog.refresh()
+    pass_on(glue, "ovsdb:hv3")
+    return world, recs, glue
+
+
 def test_a_gateway_change_the_standby_saw_is_announced_by_it_once_it_takes_over(hub):
     world = world_with_vms()
     recs = vrs_recs(world)
@@ -133,13 +145,7 @@ def test_a_gateway_change_the_standby_saw_is_announced_by_it_once_it_takes_over(
 def test_a_takeover_batch_leaves_out_a_vm_gone_during_it(hub, monkeypatch):
     """The takeover's batch asks the View before each send too (openflow/gateway_garp.py ``still_placed``): e1 leaves
     hv3 during the batch's second pause, so it has its gateway announced in the first round only."""
-    world = world_with_vms()
-    recs = vrs_recs(world)
-    glue = app(world.prog, recs, "standby")
-    pass_on(glue, "ovsdb:hv3", whole=True)
-    world.move("db", False)
-    world.prog.refresh()
-    pass_on(glue, "ovsdb:hv3")
+    world, recs, glue = standby_after_db_moved()
     hub.run()
 
     def sleep(seconds):
@@ -152,14 +158,9 @@ def test_a_takeover_batch_leaves_out_a_vm_gone_during_it(hub, monkeypatch):
     hub.run()
     assert len(recs[3].sent) == 1 and recs[1].sent == []
 
+
 def test_a_gateway_change_older_than_recent_is_not_sent_again_on_takeover(hub):
-    world = world_with_vms()
-    recs = vrs_recs(world)
-    glue = app(world.prog, recs, "standby")
-    pass_on(glue, "ovsdb:hv3", whole=True)
-    world.move("db", False)
-    world.prog.refresh()
-    pass_on(glue, "ovsdb:hv3")
+    world, recs, glue = standby_after_db_moved()
     hub.clock[0] += RECENT + 1
     take_over(glue)
     hub.run()
