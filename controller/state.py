@@ -15,13 +15,14 @@ import logging
 import time
 import weakref
 
-from controller import binding, commits, derive
+from controller import binding, commits
 from controller.discovery import DiscoverySink, VrsSnapshot, VtepSnapshot
 from controller.journal import Journal
 from controller.ofports import OfportHints
 from controller.pacer import NEVER, Pacer
 from controller.policy import Policy
 from controller.remote import RemoteDelta, RemoteIndex, RemoteTable, changed_scopes
+from controller.state_ports import ReportPorts, changed_ports, log_bridge_safety
 from controller.state_report import StateReport, dpid_str
 from controller.store import Change
 
@@ -31,7 +32,7 @@ RELOCATE_CHUNK = 250  # vports re-resolved (and recorded) between two chances to
 INDEX_CHUNK = 250  # ports of a report forgotten and learnt by the binding index between two chances to pause
 
 
-class State(StateReport, DiscoverySink):
+class State(ReportPorts, StateReport, DiscoverySink):
     def __init__(self, policy: Policy, default_flavour: str = "kvm", last_seq: int = 0, hosts=()):
         self.policy = policy
         self.last_seq = last_seq
@@ -247,7 +248,7 @@ class State(StateReport, DiscoverySink):
         chunks, pausing between them), and the vports it reaches are re-resolved in chunks (_relocate, pausing
         before and between them)."""
         old = self.vrs.get(snap.session)
-        changed = _changed_ports(old, snap, self.flavour_of)
+        changed = changed_ports(old, snap, self.flavour_of)
         found = None if changed is None else snap.ports_named(changed)  # the changed ports still there
         read = self._read_ports(snap, changed, found, self.pacer)
         if self.vrs.get(snap.session) is not old:
@@ -279,7 +280,7 @@ class State(StateReport, DiscoverySink):
                      snap.bridge, dpid_str(snap.datapath_id))
         self.vrs[snap.session] = snap
         self._rank.setdefault(snap.session, next(self._ranks))
-        _log_bridge_safety(old, snap)
+        log_bridge_safety(old, snap)
         self._log_vtep_ip(old, snap)
         self._mark_seen(snap, changed, read.seen)
         self._track_tunnels(snap, changed, read)
@@ -339,40 +340,16 @@ class State(StateReport, DiscoverySink):
             self._notify("vrs", session)
             self._relocate(reached)
 
-    def _track_tunnels(self, snap, changed, read) -> None:
-        """Keep ``tunnel_ports`` and ``agent_ports`` of the switch current from the ports that changed (all of
-        them: None); ``read``: those ports' own (_read_ports)."""
-        for kept, own in ((self.tunnel_ports, read.tunnels), (self.agent_ports, read.agents)):
-            if changed is None:
-                kept[snap.session] = own
-                continue
-            ports = kept.setdefault(snap.session, {})
-            for name in changed.intersection(ports):  # (a walk of the few such ports, not of 10,000 changed)
-                del ports[name]
-            ports.update(own)
-
-    def _read_ports(self, snap, changed, found, pacer: Pacer) -> "_Read":
-        """What State takes from the ports that changed (None: all of them), read before anything changes, ticking
-        ``pacer`` per port: this reads only the snapshot, so anything may change during the pauses."""
-        flavour, read = self.flavour_of(snap), _Read()
-        for port in snap.ports if changed is None else found.values():
-            read.keys[port.name] = binding.port_keys(port, flavour)
-            read.seen[port.name] = [(snap.session, port.name, None)] + \
-                [(snap.session, port.name, vlan) for vlan in port.vnic_vlans()]
-            read.tunnels.update(derive.tunnel_ports((port,)))
-            read.agents.update(derive.agent_ports((port,)))
-            pacer.tick()
-        return read
-
     def _index_ports(self, old, snap, changed, found, keys, pacer: Pacer) -> set[str]:
         """Update the binding index for the ports that changed (``keys``: theirs, from _read_ports); returns the
         vport ids they reach. A port that changed or came is forgotten and learnt at once, in chunks of
         INDEX_CHUNK ports, ``pacer`` ticked per port; the ports that went are forgotten last, in chunks too, each
         with its order of first appearance. So in a pause every port shows either what it showed or what it shows
         now, and a vport moving from a port that went to one that came is never found nowhere: what a handler
-        resolves in a pause is a state the switch could have reported (the report in parts). Stops after a pause in which another report of the switch, or its end, landed (the
-        caller then takes the switch whole). A switch taken whole after it was known (its chassis, datapath or
-        flavour changed) is not paused: its ports are forgotten all at once first."""
+        resolves in a pause is a state the switch could have reported (the report in parts). Stops after a pause in
+        which another report of the switch, or its end, landed (the caller then takes the switch whole). A switch
+        taken whole after it was known (its chassis, datapath or flavour changed) is not paused: its ports are
+        forgotten all at once first."""
         reached = set()
         if changed is None:
             if old is not None:
@@ -442,33 +419,6 @@ class State(StateReport, DiscoverySink):
         self.connects["openflow_down"] += 1
         log.info("datapath %s disconnected", dpid_str(dpid))
         self._notify("datapath", dpid)
-
-    def _mark_seen(self, snap, changed, seen):
-        """Order of first appearance of the (session, port, vlan) keys of the changed ports (None: all); ``seen``:
-        the keys of those still there (_read_ports). The changed ports that went are forgotten with the binding
-        index (_index_ports, paced), not here."""
-        ports = self._seen_ports.setdefault(snap.session, {})
-        names = set(ports) | set(seen) if changed is None else [name for name in changed if name in seen] if seen \
-            else ()  # (a report of ports gone only)
-        for name in names:
-            keys = seen.get(name, ())
-            for key in keys:
-                self._seen.setdefault(key, next(self._clock))
-            before = ports.get(name)
-            if before is not None and before != keys:
-                for key in set(before).difference(keys):
-                    self._seen.pop(key, None)
-            if keys:
-                ports[name] = keys
-            else:
-                ports.pop(name, None)
-
-    def _forget_seen(self, session: str, names) -> None:
-        """The ports ``names`` of ``session`` went: their keys' order of first appearance is forgotten."""
-        ports, seen = self._seen_ports.get(session, {}), self._seen
-        for name in names:
-            for key in ports.pop(name, ()):
-                seen.pop(key, None)
 
     # ------------------------------------------------------------------ derived views
     def flavour_of(self, snap: VrsSnapshot) -> str:
@@ -558,43 +508,3 @@ class State(StateReport, DiscoverySink):
                             "(external_ids:attached-mac); not programmed until they agree",
                             self.policy.ref("vport", vport), loc.chassis, loc.port, vport["mac"], loc.attached_mac)
             self._warned[vid] = key
-
-
-class _Read:
-    """What a VRS report's changed ports show (State._read_ports): port name -> binding keys and sighting keys, and
-    the tunnel and metadata agent ports among them."""
-
-    def __init__(self):
-        self.keys: dict[str, list] = {}
-        self.seen: dict[str, list] = {}
-        self.tunnels: dict[str, int] = {}
-        self.agents: dict[str, tuple] = {}
-
-
-def _changed_ports(old, snap, flavour_of) -> frozenset[str] | None:
-    """Names of the ports whose rows changed since ``old`` (``VrsSnapshot.changed``), or None when every
-    port counts as changed: a new switch, or one whose chassis, datapath or flavour changed (every
-    location on it says those)."""
-    if old is None or (old.chassis, old.datapath_id, flavour_of(old)) != \
-            (snap.chassis, snap.datapath_id, flavour_of(snap)):
-        return None
-    changed = getattr(snap, "changed", None)
-    if changed is not None:
-        return frozenset(changed)
-    before = {p.name: p for p in old.ports}
-    names = set()
-    for port in snap.ports:
-        was = before.pop(port.name, None)
-        if was is not port and was != port:  # an unchanged port is usually the same object
-            names.add(port.name)
-    return frozenset(names | set(before))
-
-
-def _log_bridge_safety(old, snap):
-    """One line when a VRS's integration bridge becomes unsafe (or its problems change), one when it is safe."""
-    problems = snap.bridge_problems()
-    before = old.bridge_problems() if old is not None else ()
-    if problems and problems != before:
-        log.warning("VRS %s: bridge %s is NOT safe: %s", snap.chassis, snap.bridge, "; ".join(problems))
-    elif before and not problems and snap.bridge_present:
-        log.info("VRS %s: bridge %s is fail-secure with %s", snap.chassis, snap.bridge, ",".join(snap.protocols))
