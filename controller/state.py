@@ -62,6 +62,7 @@ class State(ReportPorts, StateReport, DiscoverySink):
         self.reports_taking = 0  # VRS reports being taken now (vrs_update, across its pauses)
         self.partial: dict[str, int] = {}  # VRS session -> its first reports being taken now (vrs_update): in a pause
         # the switch may be in ``vrs`` (and the journals) with only some of its vports located
+        self._ended: dict[str, int] = {}  # VRS session in ``partial`` -> times it went (vrs_gone) since (_vrs_apply)
         self.pacer: Pacer = NEVER  # big reports and commits pause (the app: hub.sleep(0)); see _port_keys, _relocate
         self._journals = weakref.WeakSet()
         self._commits = commits.OneAtATime()  # policy commits taken one after another (policy_committed)
@@ -226,19 +227,26 @@ class State(ReportPorts, StateReport, DiscoverySink):
         A switch's first report (State does not know it) is named in ``partial`` while it is taken: in its pauses the
         switch is known with only some of its vports located, and a programming pass then sees it so (the start-up
         hold does not end on such a pass: controller/app.py ``_partial``). If it paused, State's last change is
-        notified again once it is taken whole: the pass that sees it whole runs even if nothing else changes."""
+        notified again once it is taken whole: the pass that sees it whole runs even if nothing else changes.
+
+        A report that fails (raises) leaves no switch half taken in: the switch is forgotten (``_failed``), and its
+        next report, a first one, is taken whole."""
         session, first, pauses = snap.session, snap.session not in self.vrs, self.pacer.pauses
         self.reports_taking += 1
         if first:
             self.partial[session] = self.partial.get(session, 0) + 1
         try:
             self._vrs_apply(self.ofport_hints.apply(snap, self.vrs.get(session)))
+        except BaseException as exc:  # (GreenletExit too: its OVSDB session killed in a pause)
+            self._failed(snap, exc)
+            raise
         finally:
             self.reports_taking -= 1
             if first:
                 self.partial[session] -= 1
                 if not self.partial[session]:
                     del self.partial[session]
+                    self._ended.pop(session, None)
         if first and session not in self.partial and session in self.vrs and self.pacer.pauses != pauses:
             self._notify("vrs", session)
 
@@ -246,15 +254,31 @@ class State(ReportPorts, StateReport, DiscoverySink):
         """What its changed ports show is read first (_read_ports), pausing (``pacer``) every so many ports: that
         reads only ``snap`` and changes nothing. Then State takes the report (_take: the binding index is updated in
         chunks, pausing between them), and the vports it reaches are re-resolved in chunks (_relocate, pausing
-        before and between them)."""
+        before and between them). The switch's end landing while a first report is read drops that report (the
+        switch is not kept as present: ``_ended``)."""
         old = self.vrs.get(snap.session)
+        ends = self._ended.get(snap.session, 0)
         changed = changed_ports(old, snap, self.flavour_of)
         found = None if changed is None else snap.ports_named(changed)  # the changed ports still there
         read = self._read_ports(snap, changed, found, self.pacer)
         if self.vrs.get(snap.session) is not old:
             self._superseded(snap)
-            return
-        self._take(old, snap, changed, found, read)
+        elif old is None and self._ended.get(snap.session, 0) != ends:
+            log.info("VRS %s: its first report is dropped: the switch went while it was read", snap.chassis)
+        else:
+            self._take(old, snap, changed, found, read)
+
+    def _failed(self, snap, exc: BaseException) -> None:
+        """Taking ``snap`` raised, State may hold its switch half taken in (some ports indexed, some vports located):
+        the switch is forgotten, as if gone, so that it is never kept so. Its OVSDB session ends on the error
+        (ovsdb/peersession.py), and the report of the session that comes back, a delta against the report that
+        failed (ovsdb/claims.py), is a first one to State: taken whole (``changed_ports``)."""
+        log.warning("VRS %s: its report could not be taken (%s: %.200s): forgotten until it is reported again, then "
+                    "taken whole", snap.chassis, type(exc).__name__, exc)
+        try:
+            self.vrs_gone(snap.session)
+        except Exception:  # (the report's error is the one raised)
+            log.exception("VRS %s: forgetting it after its failed report failed too", snap.chassis)
 
     def _superseded(self, snap) -> None:
         """Another report of this switch (another OVSDB session speaking for it) or its end landed while ``snap`` was
@@ -315,6 +339,10 @@ class State(ReportPorts, StateReport, DiscoverySink):
             self.ofport_hints.forget(session, name)
 
     def vrs_gone(self, session: str) -> None:
+        """The switch went (its OVSDB session's grace over: ovsdb/claims.py). A first report of it being read now
+        is dropped (``_ended``)."""
+        if session in self.partial:
+            self._ended[session] = self._ended.get(session, 0) + 1
         self.ofport_hints.gone(session)
         snap = self.vrs.pop(session, None)
         if snap is not None and self._dpid_session.get(snap.datapath_id) == session:
