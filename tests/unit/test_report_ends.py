@@ -9,6 +9,8 @@ State had not located stayed unbound.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
 from controller import binding
@@ -122,3 +124,37 @@ def test_after_a_report_state_failed_on_the_switch_back_binds_every_vm(failing_p
     fresh = vports_state("vp")
     fresh.vrs_update(claims.last("vrs:hv1"))
     assert state.locations == fresh.locations and set(state.vrs) == set(fresh.vrs) == {"vrs:hv1"}
+
+
+def test_a_datapath_whose_connection_closes_while_it_is_adopted_is_not_kept_connected(monkeypatch):
+    """A second OpenFlow connection claiming a datapath is adopted from a green thread of its own (controller/app.py
+    ``_contest``): handing the switch its desired state there may pause, and the connection's close may be handled
+    in that pause (``_datapath_state``, DEAD). State must not keep the datapath connected afterwards (on main it
+    was marked connected after the push, so after its close: for good)."""
+    from controller import app
+    from controller.ryu_compat import DEAD_DISPATCHER
+    from tests.unit.test_partial_report_withheld import _glue, _Rec
+
+    state = vports_state()
+    state.vrs_update(snapshot("hv1", "10.251.0.1", PORTS))
+    programmer = Programmer(state)
+    programmer.refresh(full=True)
+    glue = _glue(state, programmer)
+    glue.tunnels.disconnected = lambda dp: None
+    dp = SimpleNamespace(id=1, address=("127.0.0.2", 40000), is_active=True)
+    closed = []
+
+    class Closing(_Rec):
+        def set_desired_owners(self, flows, groups, changed):  # a pause in the push: the close is handled there
+            super().set_desired_owners(flows, groups, changed)
+            if not closed:
+                closed.append(True)
+                app.CanopyApp._datapath_state(glue, SimpleNamespace(datapath=dp, state=DEAD_DISPATCHER))
+
+        def stop(self):
+            pass
+
+    monkeypatch.setattr(app, "SwitchReconciler", lambda datapath, **kw: Closing(datapath))
+    glue._adopt(dp)
+    assert closed and 1 not in glue.reconcilers
+    assert 1 not in state.datapaths  # on main: kept connected
