@@ -273,8 +273,9 @@ class State(ReportPorts, StateReport, DiscoverySink):
         the switch is forgotten, as if gone, so that it is never kept so. Its OVSDB session ends on the error
         (ovsdb/peersession.py), and the report of the session that comes back, a delta against the report that
         failed (ovsdb/claims.py), is a first one to State: taken whole (``changed_ports``)."""
-        log.warning("VRS %s: its report could not be taken (%s: %.200s): forgotten until it is reported again, then "
-                    "taken whole", snap.chassis, type(exc).__name__, exc)
+        log.log(logging.WARNING if isinstance(exc, Exception) else logging.INFO,  # (not: its session killed, a stop)
+                "VRS %s: its report could not be taken (%s: %.200s): forgotten until it is reported again, then taken "
+                "whole", snap.chassis, type(exc).__name__, exc)
         try:
             self.vrs_gone(snap.session)
         except Exception:  # (the report's error is the one raised)

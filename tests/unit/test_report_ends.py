@@ -158,3 +158,35 @@ def test_a_datapath_whose_connection_closes_while_it_is_adopted_is_not_kept_conn
     glue._adopt(dp)
     assert closed and 1 not in glue.reconcilers
     assert 1 not in state.datapaths  # on main: kept connected
+
+
+def test_a_report_cut_in_any_pause_by_its_sessions_end_leaves_no_switch_half_taken_in():
+    """The OVSDB session taking a report is killed in a pause (the controller stopping, a session closed: eventlet
+    raises GreenletExit there): State forgets the switch rather than keep it half taken in."""
+    import greenlet
+
+    def cut(at: int, known: int):
+        state = vports_state()
+        if known:
+            state.vrs_update(snapshot("hv1", "10.251.0.1", PORTS[:known]))
+        pauses = []
+
+        def pause():
+            pauses.append(1)
+            if len(pauses) == at:
+                raise greenlet.GreenletExit()
+
+        state.pacer = Pacer(pause, every=1)
+        try:
+            state.vrs_update(snapshot("hv1", "10.251.0.1", PORTS))
+        except greenlet.GreenletExit:
+            assert state.vrs == {} and state.locations == {} and state.partial == {} and state.reports_taking == 0
+            return len(pauses)
+        assert at == 0
+        return len(pauses)
+
+    for known in (0, 2):  # its first report, a later one
+        total = cut(0, known)
+        assert total > 3
+        for at in range(1, total + 1):
+            cut(at, known)
