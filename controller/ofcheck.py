@@ -18,6 +18,9 @@ A multipart reply's part that is refused here, or that Ryu's parser fails on, is
 (``lost_part``): the parts after it are still dispatched and the last ends the reply, so a read-back asks before it
 believes it is whole (openflow/reconciler.py ``handle``: it reads again).
 
+The errors a switch sends are logged here too, in place of Ryu's own handler (``error_received``: Ryu's raised on some
+and wrote three lines for others, each time).
+
 Flow-stats entries are not walked here (a read-back's 16,000 entries would cost a walk each): their lengths are
 checked as they are parsed and their match and instructions at first use (controller/flowstats.py), with
 ``check_actions`` below.
