@@ -475,11 +475,12 @@ class CanopyApp(RoleWiring, RyuApp):
                 rec.hold(self.pair.role != "active")  # a standby (or undecided) node never writes
                 self._roles_wake.set()
             rec.start()
+            self.state.datapath_up(dp.id, claims.peer(dp), conn=id(dp))  # before the push: it may pause (_contest's
+            # thread), and the connection's close handled then (_datapath_state) must find it to take it away
             session = self._session_of(dp.id)
             if session is not None and not self.hold.holding:  # known over OVSDB, and so its desired state
                 for due in self.programmer.due({session}):  # (not if State has only partly read it)
                     self._push(due)
-            self.state.datapath_up(dp.id, claims.peer(dp), conn=id(dp))
 
     def _first_policy(self, what, detail):
         """The first policy change (made here or replicated) lets the switches be synced fully."""

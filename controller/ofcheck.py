@@ -18,6 +18,9 @@ A multipart reply's part that is refused here, or that Ryu's parser fails on, is
 (``lost_part``): the parts after it are still dispatched and the last ends the reply, so a read-back asks before it
 believes it is whole (openflow/reconciler.py ``handle``: it reads again).
 
+The errors a switch sends are logged here too, in place of Ryu's own handler (``error_received``: Ryu's raised on some
+and wrote three lines for others, each time).
+
 Flow-stats entries are not walked here (a read-back's 16,000 entries would cost a walk each): their lengths are
 checked as they are parsed and their match and instructions at first use (controller/flowstats.py), with
 ``check_actions`` below.
@@ -41,6 +44,7 @@ SPOKEN = (0x04, 0x05)  # OpenFlow 1.3 and 1.4 (controller/app.py OFP_VERSIONS)
 HELLO, ERROR, ECHO_REQUEST, ECHO_REPLY, FEATURES_REPLY = 0, 1, 2, 3, 6
 PACKET_IN, PORT_STATUS, MULTIPART_REPLY, BARRIER_REPLY, ROLE_REPLY = 10, 12, 19, 21, 25
 ROLE_STATUS, BUNDLE_CONTROL = 30, 33  # OpenFlow 1.4
+ERROR_HELLO_FAILED, ERROR_EXPERIMENTER = 0, 0xFFFF  # OFPT_ERROR types (the same in OpenFlow 1.3 and 1.4)
 ALLOWED = {0x04: {HELLO, ERROR, ECHO_REQUEST, ECHO_REPLY, FEATURES_REPLY, PACKET_IN, PORT_STATUS, MULTIPART_REPLY,
                   BARRIER_REPLY, ROLE_REPLY},
            0x05: {HELLO, ERROR, ECHO_REQUEST, ECHO_REPLY, FEATURES_REPLY, PACKET_IN, PORT_STATUS, MULTIPART_REPLY,
@@ -260,6 +264,35 @@ def _warn_unparsed(datapath, msg_type: int, buf, exc: Exception) -> None:
                  "openflow %s:%s: message of type %d (%d bytes) could not be parsed, dropped: %s: %.200s; "
                  "its first %d bytes: %s", *address[:2], msg_type, len(buf), type(exc).__name__, exc,
                  min(len(buf), UNPARSED_SHOWN), bytes(buf[:UNPARSED_SHOWN]).hex())
+
+
+def error_received(msg) -> None:
+    """An OFPT_ERROR a switch sent, logged in place of Ryu's own handler (ryu/controller/ofp_handler.py
+    ``error_msg_handler``; controller/ryu_compat.py installs this one). Ryu's decoded a HELLO_FAILED error's text as
+    ASCII and raised on any other byte, in the switch's receive loop: the connection ended. And it warned in three
+    lines for every error echoing less than the failed request's header, a flood a switch could send. Here: never
+    raises; the text shown as bytes (escaped), the data's first bytes in hex; a HELLO_FAILED error (the switch
+    failed the version negotiation: it closes the connection itself, OpenFlow 1.3's "Connection Setup") and an error
+    echoing less than a header are warnings, once every 10 s per switch and reason (with a count of those left out);
+    every other error is logged at debug level, as Ryu did (openflow/reconciler.py matches them to the requests it
+    sent). The session is kept, as Ryu keeps it (its handler never closes one): a switch failing the hello closes the
+    connection, and one that does not finish the handshake is dropped by its timeout (controller/ryu_compat.py
+    ``OpenFlowGuard``)."""
+    datapath = getattr(msg, "datapath", None)
+    address = getattr(datapath, "address", None) or ("?", 0)
+    kind, code = getattr(msg, "type", None), getattr(msg, "code", None)
+    data = bytes(getattr(msg, "data", None) or b"")
+    if kind == ERROR_HELLO_FAILED:
+        warn_limited(log, ("hello failed", address[0]), "openflow %s:%s: the switch failed the hello (error code %s): "
+                     "%r; it closes the connection (docs/operations.md)", *address[:2], code, data[:UNPARSED_SHOWN])
+    elif kind != ERROR_EXPERIMENTER and len(data) < ofproto_common.OFP_HEADER_SIZE:
+        warn_limited(log, ("short error", address[0]), "openflow %s:%s: error type %s code %s echoes %d bytes of the "
+                     "failed request, less than its %d-byte header (OpenFlow asks for at least 64): a switch's bug, "
+                     "the request it failed unknown: %s", *address[:2], kind, code, len(data),
+                     ofproto_common.OFP_HEADER_SIZE, data.hex())
+    elif log.isEnabledFor(logging.DEBUG):
+        log.debug("openflow %s:%s: error type %s code %s, %d bytes of data: %s", *address[:2], kind, code, len(data),
+                  data[:UNPARSED_SHOWN].hex())
 
 
 def install() -> None:

@@ -8,11 +8,12 @@ Ryu 4.34 is unmaintained and needs two workarounds on Python 3.11 (both document
 
 Every other Canopy module imports Ryu names from here, so a move to os-ken touches this file only.
 
-``run_manager`` is ryu-manager's main loop, with two changes (docs/limits.md):
+``run_manager`` is ryu-manager's main loop, with three changes (docs/limits.md):
 Ryu's OpenFlow listener is replaced by Canopy's guarded accept loop (controller.guard: EMFILE survived,
 connections per source address capped, a peer that has not finished the HELLO/features handshake within
 ``OpenFlowGuard.handshake_timeout`` seconds dropped), and every service thread is essential: if one ends,
-the process exits with controller.guard.EXIT_FATAL instead of 0.
+the process exits with controller.guard.EXIT_FATAL instead of 0. And a switch's OFPT_ERROR is logged by
+controller/ofcheck.py ``error_received``, not by Ryu's handler (which raised on some and flooded the log with others).
 
 Flow-stats replies are parsed lazily (controller/flowstats.py ``LazyFlowStats``): an entry's fixed fields at once,
 its match and instructions only when asked for.
@@ -57,8 +58,10 @@ from ryu.controller import ofp_event  # noqa: E402
 from ryu.controller.handler import (  # noqa: E402
     CONFIG_DISPATCHER,
     DEAD_DISPATCHER,
+    HANDSHAKE_DISPATCHER,
     MAIN_DISPATCHER,
     set_ev_cls,
+    set_ev_handler,
 )
 from ryu.lib import hub, type_desc  # noqa: E402
 from ryu.lib.packet import dhcp as pkt_dhcp  # noqa: E402
@@ -510,6 +513,11 @@ def _guarded_handler(base, limits: OpenFlowGuard):
             super(base, self).start()  # RyuApp.start; OFPHandler.start would build Ryu's own listener
             self.controller = GuardedOpenFlowController()
             return hub.spawn(self.controller)
+
+        @set_ev_handler(ofp_event.EventOFPErrorMsg, [HANDSHAKE_DISPATCHER, CONFIG_DISPATCHER, MAIN_DISPATCHER])
+        def error_msg_handler(self, ev):
+            """Ryu's own raised (ending the connection) or flooded the log on some errors: ofcheck.error_received."""
+            ofcheck.error_received(ev.msg)
 
     return GuardedOFPHandler
 

@@ -15,13 +15,14 @@ import logging
 import time
 import weakref
 
-from controller import binding, commits, derive
+from controller import binding, commits
 from controller.discovery import DiscoverySink, VrsSnapshot, VtepSnapshot
 from controller.journal import Journal
 from controller.ofports import OfportHints
 from controller.pacer import NEVER, Pacer
 from controller.policy import Policy
 from controller.remote import RemoteDelta, RemoteIndex, RemoteTable, changed_scopes
+from controller.state_ports import ReportPorts, changed_ports, log_bridge_safety
 from controller.state_report import StateReport, dpid_str
 from controller.store import Change
 
@@ -31,7 +32,7 @@ RELOCATE_CHUNK = 250  # vports re-resolved (and recorded) between two chances to
 INDEX_CHUNK = 250  # ports of a report forgotten and learnt by the binding index between two chances to pause
 
 
-class State(StateReport, DiscoverySink):
+class State(ReportPorts, StateReport, DiscoverySink):
     def __init__(self, policy: Policy, default_flavour: str = "kvm", last_seq: int = 0, hosts=()):
         self.policy = policy
         self.last_seq = last_seq
@@ -61,6 +62,7 @@ class State(StateReport, DiscoverySink):
         self.reports_taking = 0  # VRS reports being taken now (vrs_update, across its pauses)
         self.partial: dict[str, int] = {}  # VRS session -> its first reports being taken now (vrs_update): in a pause
         # the switch may be in ``vrs`` (and the journals) with only some of its vports located
+        self._ended: dict[str, int] = {}  # VRS session in ``partial`` -> times it went (vrs_gone) since (_vrs_apply)
         self.pacer: Pacer = NEVER  # big reports and commits pause (the app: hub.sleep(0)); see _port_keys, _relocate
         self._journals = weakref.WeakSet()
         self._commits = commits.OneAtATime()  # policy commits taken one after another (policy_committed)
@@ -225,19 +227,26 @@ class State(StateReport, DiscoverySink):
         A switch's first report (State does not know it) is named in ``partial`` while it is taken: in its pauses the
         switch is known with only some of its vports located, and a programming pass then sees it so (the start-up
         hold does not end on such a pass: controller/app.py ``_partial``). If it paused, State's last change is
-        notified again once it is taken whole: the pass that sees it whole runs even if nothing else changes."""
+        notified again once it is taken whole: the pass that sees it whole runs even if nothing else changes.
+
+        A report that fails (raises) leaves no switch half taken in: the switch is forgotten (``_failed``), and its
+        next report, a first one, is taken whole."""
         session, first, pauses = snap.session, snap.session not in self.vrs, self.pacer.pauses
         self.reports_taking += 1
         if first:
             self.partial[session] = self.partial.get(session, 0) + 1
         try:
             self._vrs_apply(self.ofport_hints.apply(snap, self.vrs.get(session)))
+        except BaseException as exc:  # (GreenletExit too: its OVSDB session killed in a pause)
+            self._failed(snap, exc)
+            raise
         finally:
             self.reports_taking -= 1
             if first:
                 self.partial[session] -= 1
                 if not self.partial[session]:
                     del self.partial[session]
+                    self._ended.pop(session, None)
         if first and session not in self.partial and session in self.vrs and self.pacer.pauses != pauses:
             self._notify("vrs", session)
 
@@ -245,15 +254,32 @@ class State(StateReport, DiscoverySink):
         """What its changed ports show is read first (_read_ports), pausing (``pacer``) every so many ports: that
         reads only ``snap`` and changes nothing. Then State takes the report (_take: the binding index is updated in
         chunks, pausing between them), and the vports it reaches are re-resolved in chunks (_relocate, pausing
-        before and between them)."""
+        before and between them). The switch's end landing while a first report is read drops that report (the
+        switch is not kept as present: ``_ended``)."""
         old = self.vrs.get(snap.session)
-        changed = _changed_ports(old, snap, self.flavour_of)
+        ends = self._ended.get(snap.session, 0)
+        changed = changed_ports(old, snap, self.flavour_of)
         found = None if changed is None else snap.ports_named(changed)  # the changed ports still there
         read = self._read_ports(snap, changed, found, self.pacer)
         if self.vrs.get(snap.session) is not old:
             self._superseded(snap)
-            return
-        self._take(old, snap, changed, found, read)
+        elif old is None and self._ended.get(snap.session, 0) != ends:
+            log.info("VRS %s: its first report is dropped: the switch went while it was read", snap.chassis)
+        else:
+            self._take(old, snap, changed, found, read)
+
+    def _failed(self, snap, exc: BaseException) -> None:
+        """Taking ``snap`` raised, State may hold its switch half taken in (some ports indexed, some vports located):
+        the switch is forgotten, as if gone, so that it is never kept so. Its OVSDB session ends on the error
+        (ovsdb/peersession.py), and the report of the session that comes back, a delta against the report that
+        failed (ovsdb/claims.py), is a first one to State: taken whole (``changed_ports``)."""
+        log.log(logging.WARNING if isinstance(exc, Exception) else logging.INFO,  # (not: its session killed, a stop)
+                "VRS %s: its report could not be taken (%s: %.200s): forgotten until it is reported again, then taken "
+                "whole", snap.chassis, type(exc).__name__, exc)
+        try:
+            self.vrs_gone(snap.session)
+        except Exception:  # (the report's error is the one raised)
+            log.exception("VRS %s: forgetting it after its failed report failed too", snap.chassis)
 
     def _superseded(self, snap) -> None:
         """Another report of this switch (another OVSDB session speaking for it) or its end landed while ``snap`` was
@@ -279,7 +305,7 @@ class State(StateReport, DiscoverySink):
                      snap.bridge, dpid_str(snap.datapath_id))
         self.vrs[snap.session] = snap
         self._rank.setdefault(snap.session, next(self._ranks))
-        _log_bridge_safety(old, snap)
+        log_bridge_safety(old, snap)
         self._log_vtep_ip(old, snap)
         self._mark_seen(snap, changed, read.seen)
         self._track_tunnels(snap, changed, read)
@@ -314,6 +340,10 @@ class State(StateReport, DiscoverySink):
             self.ofport_hints.forget(session, name)
 
     def vrs_gone(self, session: str) -> None:
+        """The switch went (its OVSDB session's grace over: ovsdb/claims.py). A first report of it being read now
+        is dropped (``_ended``)."""
+        if session in self.partial:
+            self._ended[session] = self._ended.get(session, 0) + 1
         self.ofport_hints.gone(session)
         snap = self.vrs.pop(session, None)
         if snap is not None and self._dpid_session.get(snap.datapath_id) == session:
@@ -339,40 +369,16 @@ class State(StateReport, DiscoverySink):
             self._notify("vrs", session)
             self._relocate(reached)
 
-    def _track_tunnels(self, snap, changed, read) -> None:
-        """Keep ``tunnel_ports`` and ``agent_ports`` of the switch current from the ports that changed (all of
-        them: None); ``read``: those ports' own (_read_ports)."""
-        for kept, own in ((self.tunnel_ports, read.tunnels), (self.agent_ports, read.agents)):
-            if changed is None:
-                kept[snap.session] = own
-                continue
-            ports = kept.setdefault(snap.session, {})
-            for name in changed.intersection(ports):  # (a walk of the few such ports, not of 10,000 changed)
-                del ports[name]
-            ports.update(own)
-
-    def _read_ports(self, snap, changed, found, pacer: Pacer) -> "_Read":
-        """What State takes from the ports that changed (None: all of them), read before anything changes, ticking
-        ``pacer`` per port: this reads only the snapshot, so anything may change during the pauses."""
-        flavour, read = self.flavour_of(snap), _Read()
-        for port in snap.ports if changed is None else found.values():
-            read.keys[port.name] = binding.port_keys(port, flavour)
-            read.seen[port.name] = [(snap.session, port.name, None)] + \
-                [(snap.session, port.name, vlan) for vlan in port.vnic_vlans()]
-            read.tunnels.update(derive.tunnel_ports((port,)))
-            read.agents.update(derive.agent_ports((port,)))
-            pacer.tick()
-        return read
-
     def _index_ports(self, old, snap, changed, found, keys, pacer: Pacer) -> set[str]:
         """Update the binding index for the ports that changed (``keys``: theirs, from _read_ports); returns the
         vport ids they reach. A port that changed or came is forgotten and learnt at once, in chunks of
         INDEX_CHUNK ports, ``pacer`` ticked per port; the ports that went are forgotten last, in chunks too, each
         with its order of first appearance. So in a pause every port shows either what it showed or what it shows
         now, and a vport moving from a port that went to one that came is never found nowhere: what a handler
-        resolves in a pause is a state the switch could have reported (the report in parts). Stops after a pause in which another report of the switch, or its end, landed (the
-        caller then takes the switch whole). A switch taken whole after it was known (its chassis, datapath or
-        flavour changed) is not paused: its ports are forgotten all at once first."""
+        resolves in a pause is a state the switch could have reported (the report in parts). Stops after a pause in
+        which another report of the switch, or its end, landed (the caller then takes the switch whole). A switch
+        taken whole after it was known (its chassis, datapath or flavour changed) is not paused: its ports are
+        forgotten all at once first."""
         reached = set()
         if changed is None:
             if old is not None:
@@ -442,33 +448,6 @@ class State(StateReport, DiscoverySink):
         self.connects["openflow_down"] += 1
         log.info("datapath %s disconnected", dpid_str(dpid))
         self._notify("datapath", dpid)
-
-    def _mark_seen(self, snap, changed, seen):
-        """Order of first appearance of the (session, port, vlan) keys of the changed ports (None: all); ``seen``:
-        the keys of those still there (_read_ports). The changed ports that went are forgotten with the binding
-        index (_index_ports, paced), not here."""
-        ports = self._seen_ports.setdefault(snap.session, {})
-        names = set(ports) | set(seen) if changed is None else [name for name in changed if name in seen] if seen \
-            else ()  # (a report of ports gone only)
-        for name in names:
-            keys = seen.get(name, ())
-            for key in keys:
-                self._seen.setdefault(key, next(self._clock))
-            before = ports.get(name)
-            if before is not None and before != keys:
-                for key in set(before).difference(keys):
-                    self._seen.pop(key, None)
-            if keys:
-                ports[name] = keys
-            else:
-                ports.pop(name, None)
-
-    def _forget_seen(self, session: str, names) -> None:
-        """The ports ``names`` of ``session`` went: their keys' order of first appearance is forgotten."""
-        ports, seen = self._seen_ports.get(session, {}), self._seen
-        for name in names:
-            for key in ports.pop(name, ()):
-                seen.pop(key, None)
 
     # ------------------------------------------------------------------ derived views
     def flavour_of(self, snap: VrsSnapshot) -> str:
@@ -558,43 +537,3 @@ class State(StateReport, DiscoverySink):
                             "(external_ids:attached-mac); not programmed until they agree",
                             self.policy.ref("vport", vport), loc.chassis, loc.port, vport["mac"], loc.attached_mac)
             self._warned[vid] = key
-
-
-class _Read:
-    """What a VRS report's changed ports show (State._read_ports): port name -> binding keys and sighting keys, and
-    the tunnel and metadata agent ports among them."""
-
-    def __init__(self):
-        self.keys: dict[str, list] = {}
-        self.seen: dict[str, list] = {}
-        self.tunnels: dict[str, int] = {}
-        self.agents: dict[str, tuple] = {}
-
-
-def _changed_ports(old, snap, flavour_of) -> frozenset[str] | None:
-    """Names of the ports whose rows changed since ``old`` (``VrsSnapshot.changed``), or None when every
-    port counts as changed: a new switch, or one whose chassis, datapath or flavour changed (every
-    location on it says those)."""
-    if old is None or (old.chassis, old.datapath_id, flavour_of(old)) != \
-            (snap.chassis, snap.datapath_id, flavour_of(snap)):
-        return None
-    changed = getattr(snap, "changed", None)
-    if changed is not None:
-        return frozenset(changed)
-    before = {p.name: p for p in old.ports}
-    names = set()
-    for port in snap.ports:
-        was = before.pop(port.name, None)
-        if was is not port and was != port:  # an unchanged port is usually the same object
-            names.add(port.name)
-    return frozenset(names | set(before))
-
-
-def _log_bridge_safety(old, snap):
-    """One line when a VRS's integration bridge becomes unsafe (or its problems change), one when it is safe."""
-    problems = snap.bridge_problems()
-    before = old.bridge_problems() if old is not None else ()
-    if problems and problems != before:
-        log.warning("VRS %s: bridge %s is NOT safe: %s", snap.chassis, snap.bridge, "; ".join(problems))
-    elif before and not problems and snap.bridge_present:
-        log.info("VRS %s: bridge %s is fail-secure with %s", snap.chassis, snap.bridge, ",".join(snap.protocols))

@@ -98,3 +98,39 @@ def test_hostile_openflow_messages_are_refused_and_the_controller_goes_on(lab):
     dropped = [line for line in log.splitlines() if "refused before parsing" in line or "could not be parsed" in line]
     assert all(line.split("openflow ", 1)[1].startswith(("127.0.0.2:", "127.0.0.3:")) for line in dropped), \
         dropped  # only the fakes': nothing the real Open vSwitch sent (handshake, bundles, read-backs, ports)
+
+
+OFP_ERROR, OFPET_HELLO_FAILED, OFPET_BAD_REQUEST = 1, 0, 1
+SHORT_ERRORS = 300
+
+
+def test_a_switchs_errors_neither_end_its_connection_nor_flood_the_log(lab):
+    """A HELLO_FAILED error whose text is not ASCII ended the switch's connection (Ryu's error handler decoded it as
+    ASCII in the receive loop), and every error echoing less than a header was a 3-line warning (a switch sending
+    thousands flooded the log). Now: the connection goes on (its echo requests answered), and each is one warning
+    line, at most once every 10 s per switch and reason (controller/ofcheck.py ``error_received``)."""
+    ctl = lab.add_controller_host("ctl1")
+    canopy = lab.start_controller(ctl)
+    fake = HostileSwitch(in_ns(ctl, lambda: connect_from("127.0.0.2", 6653)), 0xFEED)
+    try:
+        assert fake.handshaken.wait(30), "the fake switch's handshake"
+        fake.send(_msg(OFP_ERROR, struct.pack("!HH", OFPET_HELLO_FAILED, 0) + "caf\u00e9 \xff".encode("latin-1"),
+                       xid=400))
+        fake.send(_msg(OFP_ECHO_REQUEST, b"after the hello failed", xid=401))
+        wait_until(lambda: 401 in fake.echoes, 20,
+                   what=f"an echo reply after a HELLO_FAILED error not in ASCII (closed: {fake.closed.is_set()})")
+        for n in range(SHORT_ERRORS):
+            fake.send(_msg(OFP_ERROR, struct.pack("!HH", OFPET_BAD_REQUEST, 1) + b"\x04", xid=500 + n))
+        fake.send(_msg(OFP_ECHO_REQUEST, b"after the short errors", xid=402))
+        wait_until(lambda: 402 in fake.echoes, 20, what="an echo reply after the errors echoing a byte")
+        assert not fake.closed.is_set()
+        assert canopy.api.get("/v1/switches").status == 200
+    finally:
+        fake.close()
+    log = log_of(canopy)
+    failed = [line for line in log.splitlines() if "the switch failed the hello" in line]
+    assert len(failed) == 1 and "127.0.0.2:" in failed[0] and "b'caf\\xe9 \\xff'" in failed[0], failed
+    short = [line for line in log.splitlines() if "echoes 1 bytes of the failed request" in line]
+    assert 1 <= len(short) <= 2, short  # rate-limited: once every 10 s (the test sends them within a few)
+    assert "data field sent from the switch is too short" not in log  # Ryu's own 3-line warning, once per error
+    assert "UnicodeDecodeError" not in log
