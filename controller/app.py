@@ -56,11 +56,10 @@ from controller.startup_hold import StartupHold
 from openflow import claims, external
 from openflow.flows import owner_kind_of
 from openflow.gateway_arp import GatewayResolver, request_actions, request_frame
-from openflow.gateway_garp import GatewayAnnouncer, still_placed
+from openflow.gateway_garp import GatewayAnnouncer, still_due
 from openflow.tunnel_warm import ProbeSender, TunnelWarmer
 from openflow.dhcp_service import DhcpService
 from openflow.encode import role_name
-from openflow.external import Garp
 from openflow.reconciler import REPLY_EVENTS, SwitchReconciler
 from ovsdb.server import OvsdbManagerServer, give_way
 
@@ -353,7 +352,7 @@ class CanopyApp(RoleWiring, RyuApp):
         due = self.gateway_garp.due(self.programmer.view, session, changed, time.monotonic())
         if due and may_announce(self.pair, rec):  # one green thread for the hand-out's batch (controller/garps.py)
             hub.spawn(send_repeated, rec, due, "a subnet's gateway", hub.sleep, lambda: may_announce(self.pair, rec),
-                      self.programmer.pacer.tick, lambda packet: still_placed(self.programmer.view, packet.vport))
+                      self.programmer.pacer.tick, lambda packet: still_due(self.programmer.view, packet))
 
     def _warm_tunnels(self, rec, sw, desired, changed):
         """A probe through the VXLAN port towards each VTEP this switch tunnels to for the first time on this
@@ -391,8 +390,9 @@ class CanopyApp(RoleWiring, RyuApp):
             if rec is not None:
                 self.garp.sent(info)
                 if active:
-                    hub.spawn(send_repeated, rec, [Garp(external.garp_actions(info), external.garp_frame(info))],
-                              info.address, hub.sleep, lambda rec=rec: may_announce(self.pair, rec))
+                    hub.spawn(send_repeated, rec, [external.fip_garp(info)], info.address, hub.sleep,
+                              lambda rec=rec: may_announce(self.pair, rec), self.programmer.pacer.tick,
+                              lambda packet: still_due(self.programmer.view, packet))
 
     def _announce_after_takeover(self, rec):
         """A switch took this node, which has just become active, as master: what the old active may not have
@@ -402,7 +402,7 @@ class CanopyApp(RoleWiring, RyuApp):
         if due:
             hub.spawn(send_repeated, rec, due, "the announcements after a takeover", hub.sleep,
                       lambda: may_announce(self.pair, rec), self.programmer.pacer.tick,
-                      lambda packet: still_placed(self.programmer.view, packet.vport))
+                      lambda packet: still_due(self.programmer.view, packet))
 
     def _reconciler_of_session(self, session):
         sw = self.programmer.view.switches.get(session)
