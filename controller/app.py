@@ -52,7 +52,7 @@ from controller.ryu_compat import (
     set_ev_cls,
 )
 from controller.pacer import Pacer, paused_now
-from controller.startup_hold import StartupHold
+from controller.startup_hold import AwaitedFirstReads, StartupHold
 from openflow import claims, external
 from openflow.flows import owner_kind_of
 from openflow.gateway_arp import GatewayResolver, request_actions, request_frame
@@ -67,14 +67,6 @@ log = logging.getLogger("canopy.app")
 HOLD_TIMER_SLACK = 0.05  # seconds after the start-up hold's deadline at which the loop is woken
 STATE_EVERY = 500  # ports read or vports re-resolved by State between two pauses (controller/state.py; a few ms)
 RECONCILE_EVERY = 1000  # flows planned, diffed or encoded by a switch reconciler between two pauses (a few ms)
-
-
-def awaited_first_reads(hold, ovsdb, state) -> bool:
-    """The start-up hold waits for a switch State has no report of yet, and an OVSDB session's first read is under
-    way: a pass computed now could not end the hold (the programming loop waits for them, bounded)."""
-    return (hold.holding and ovsdb.first_reads_pending() > 0
-            and hold.awaits({snap.chassis for snap in state.vrs.values()},
-                            {snap.name for snap in state.vteps.values() if snap.name}))
 
 
 class CanopyApp(RoleWiring, RyuApp):
@@ -260,7 +252,7 @@ class CanopyApp(RoleWiring, RyuApp):
                            sleep=hub.sleep, taking=lambda: self.state.reports_taking > 0,
                            slicing=lambda: bool(self.ovsdb.slicing), turns=lambda: self.ovsdb.slicing_turns,
                            due=lambda: self.hold.latest(),
-                           arriving=lambda: awaited_first_reads(self.hold, self.ovsdb, self.state))
+                           arriving=AwaitedFirstReads(self.hold, self.ovsdb, self.state))
 
         def changed(what, detail):
             loop.noted(what, sliced=what == "locations" or what == "vrs" and detail in self.ovsdb.slicing_switches())

@@ -6,8 +6,10 @@ its switch, each woken four times, and one late sample of the event loop's lag h
 (docs/benchmarks.md, "vrsprio, stop 34").
 
 A batch asks before every packet whether the View still has the VM it is for where it was, or the floating IP it
-announces active where it was (``here``; openflow/gateway_garp.py ``still_due``): the batch was made up to 3.5 s before, perhaps while a programming pass paused
-with a subnet's VMs not yet up to date, and the port of a VM gone may hold another VM now. It asks ``may_send`` too:
+announces active where it was (``here``; openflow/gateway_garp.py ``still_due``): the batch was made up to 3.5 s
+before, perhaps while a programming pass paused with a subnet's VMs not yet up to date, and the port of a VM gone may
+hold another VM now (and a floating IP's VM may have moved: announced from its old place, the external network's
+switches would learn that place again). It asks ``may_send`` too:
 a node demoted to standby (or shutting down, its switch's reconciler stopped) while a batch pauses sends none of the
 rest: a switch without the OpenFlow roles set would take the old active's packet-outs as well (docs/ha.md).
 

@@ -1,6 +1,7 @@
 """What the EVPN route benchmark (tests/benchmarks/evpn_routes.py) reports: its phases' rates against the baseline's,
 the clocks stamped inside each phase, CPU seconds, stretches, lag and disconnects, as a dict (``--json``) or a table.
-A result recorded with ``--json`` prints as the table again with ``python -m tests.benchmarks.evpn_routes_report FILE``."""
+A result recorded with ``--json`` prints as the table again:
+``python -m tests.benchmarks.evpn_routes_report FILE``."""
 
 from __future__ import annotations
 

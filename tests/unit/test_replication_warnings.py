@@ -1,6 +1,7 @@
 """The active's warnings about its standby (controller/replication.py ``Replicator``) are rate-limited
 (controller/loglimit.py): a standby that keeps reporting a bad position, a bad seq, or keeps falling out of step and
-catching up again (its "caught up" line at info too), logs one line per LOG_EVERY seconds with a count of those left out, not one a message."""
+catching up again (its "caught up" line at info too), logs one line per LOG_EVERY seconds with a count of those left
+out, not one a message."""
 
 import logging
 
