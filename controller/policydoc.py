@@ -292,8 +292,15 @@ def plan(current: pol.Policy, data, default_source: str, allocator: pol.Allocato
         problems.extend(_prune(result, {(d.kind, d.ref) for d in desired}, source))
     problems.extend(pol.check_changes(cand, [(c.kind, c.id) for c in result.changes], pacer))
     if problems:
-        raise PolicyError([_to_doc_path(p, result.paths) for p in problems])
+        raise PolicyError(_without_echoes([_to_doc_path(p, result.paths) for p in problems]))
     return result
+
+
+def _without_echoes(problems: list[Problem]) -> list[Problem]:
+    """The problems, less the echo of a reference not found: its id is left empty, so the field check says again, at
+    the same place, that it "must not be null" (an operator read two problems for one misspelt name)."""
+    not_found = {p.field for p in problems if p.code == "not_found"}
+    return [p for p in problems if not (p.reason == "must not be null" and p.field in not_found)]
 
 
 def _resolve_refs(d: Desired, index, failed, problems):

@@ -129,6 +129,7 @@ def test_unknown_acl_name_and_unknown_vtep_subnet_are_named():
     found = errors(pol.Policy(), bad)
     assert (17, "tenants[0].domains[0].subnets[0].vports[0].acls[0]", "no acl named 'acme/nope'") in found
     assert (24, "vtep_bindings[0].subnet", "no subnet named 'acme/ghost'") in found
+    assert len(found) == 2  # not also "must not be null" at each of the two places (the id left empty)
 
 
 def test_shape_errors():
