@@ -52,15 +52,14 @@ from controller.ryu_compat import (
     set_ev_cls,
 )
 from controller.pacer import Pacer, paused_now
-from controller.startup_hold import StartupHold
+from controller.startup_hold import AwaitedFirstReads, StartupHold
 from openflow import claims, external
 from openflow.flows import owner_kind_of
 from openflow.gateway_arp import GatewayResolver, request_actions, request_frame
-from openflow.gateway_garp import GatewayAnnouncer, still_placed
+from openflow.gateway_garp import GatewayAnnouncer, still_due
 from openflow.tunnel_warm import ProbeSender, TunnelWarmer
 from openflow.dhcp_service import DhcpService
 from openflow.encode import role_name
-from openflow.external import Garp
 from openflow.reconciler import REPLY_EVENTS, SwitchReconciler
 from ovsdb.server import OvsdbManagerServer, give_way
 
@@ -68,14 +67,6 @@ log = logging.getLogger("canopy.app")
 HOLD_TIMER_SLACK = 0.05  # seconds after the start-up hold's deadline at which the loop is woken
 STATE_EVERY = 500  # ports read or vports re-resolved by State between two pauses (controller/state.py; a few ms)
 RECONCILE_EVERY = 1000  # flows planned, diffed or encoded by a switch reconciler between two pauses (a few ms)
-
-
-def awaited_first_reads(hold, ovsdb, state) -> bool:
-    """The start-up hold waits for a switch State has no report of yet, and an OVSDB session's first read is under
-    way: a pass computed now could not end the hold (the programming loop waits for them, bounded)."""
-    return (hold.holding and ovsdb.first_reads_pending() > 0
-            and hold.awaits({snap.chassis for snap in state.vrs.values()},
-                            {snap.name for snap in state.vteps.values() if snap.name}))
 
 
 class CanopyApp(RoleWiring, RyuApp):
@@ -261,7 +252,7 @@ class CanopyApp(RoleWiring, RyuApp):
                            sleep=hub.sleep, taking=lambda: self.state.reports_taking > 0,
                            slicing=lambda: bool(self.ovsdb.slicing), turns=lambda: self.ovsdb.slicing_turns,
                            due=lambda: self.hold.latest(),
-                           arriving=lambda: awaited_first_reads(self.hold, self.ovsdb, self.state))
+                           arriving=AwaitedFirstReads(self.hold, self.ovsdb, self.state))
 
         def changed(what, detail):
             loop.noted(what, sliced=what == "locations" or what == "vrs" and detail in self.ovsdb.slicing_switches())
@@ -353,7 +344,7 @@ class CanopyApp(RoleWiring, RyuApp):
         due = self.gateway_garp.due(self.programmer.view, session, changed, time.monotonic())
         if due and may_announce(self.pair, rec):  # one green thread for the hand-out's batch (controller/garps.py)
             hub.spawn(send_repeated, rec, due, "a subnet's gateway", hub.sleep, lambda: may_announce(self.pair, rec),
-                      self.programmer.pacer.tick, lambda packet: still_placed(self.programmer.view, packet.vport))
+                      self.programmer.pacer.tick, lambda packet: still_due(self.programmer.view, packet))
 
     def _warm_tunnels(self, rec, sw, desired, changed):
         """A probe through the VXLAN port towards each VTEP this switch tunnels to for the first time on this
@@ -391,8 +382,9 @@ class CanopyApp(RoleWiring, RyuApp):
             if rec is not None:
                 self.garp.sent(info)
                 if active:
-                    hub.spawn(send_repeated, rec, [Garp(external.garp_actions(info), external.garp_frame(info))],
-                              info.address, hub.sleep, lambda rec=rec: may_announce(self.pair, rec))
+                    hub.spawn(send_repeated, rec, [external.fip_garp(info)], info.address, hub.sleep,
+                              lambda rec=rec: may_announce(self.pair, rec), self.programmer.pacer.tick,
+                              lambda packet: still_due(self.programmer.view, packet))
 
     def _announce_after_takeover(self, rec):
         """A switch took this node, which has just become active, as master: what the old active may not have
@@ -402,7 +394,7 @@ class CanopyApp(RoleWiring, RyuApp):
         if due:
             hub.spawn(send_repeated, rec, due, "the announcements after a takeover", hub.sleep,
                       lambda: may_announce(self.pair, rec), self.programmer.pacer.tick,
-                      lambda packet: still_placed(self.programmer.view, packet.vport))
+                      lambda packet: still_due(self.programmer.view, packet))
 
     def _reconciler_of_session(self, session):
         sw = self.programmer.view.switches.get(session)

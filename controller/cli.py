@@ -332,7 +332,8 @@ def _print_problems(doc, problems):
     for p in problems:
         place = doc.where(p.field) if doc else ""
         leaf = _leaf(p.field)
-        what = p.field if p.kind == "document" else f"{p.kind} {p.ref!r}" + (f": {leaf}" if leaf else "")
+        named = p.kind != "document" and p.ref  # no ref: an object without a name, known by its place (field)
+        what = f"{p.kind} {p.ref!r}" + (f": {leaf}" if leaf else "") if named else p.field
         also = f" (first at {doc.where(p.also) if doc else p.also})" if p.also else ""
         print(f"{place}: {what + ': ' if what else ''}{p.reason}{also}", file=sys.stderr)
 

@@ -5,9 +5,11 @@ packet, not by a green thread per packet: before, a cold start made a green thre
 its switch, each woken four times, and one late sample of the event loop's lag held 304 turns of 248 of them
 (docs/benchmarks.md, "vrsprio, stop 34").
 
-A batch asks before every packet whether the View still has the VM it is for where it was (``here``; openflow/
-gateway_garp.py ``still_placed``): the batch was made up to 3.5 s before, perhaps while a programming pass paused
-with a subnet's VMs not yet up to date, and the port of a VM gone may hold another VM now. It asks ``may_send`` too:
+A batch asks before every packet whether the View still has the VM it is for where it was, or the floating IP it
+announces active where it was (``here``; openflow/gateway_garp.py ``still_due``): the batch was made up to 3.5 s
+before, perhaps while a programming pass paused with a subnet's VMs not yet up to date, and the port of a VM gone may
+hold another VM now (and a floating IP's VM may have moved: announced from its old place, the external network's
+switches would learn that place again). It asks ``may_send`` too:
 a node demoted to standby (or shutting down, its switch's reconciler stopped) while a batch pauses sends none of the
 rest: a switch without the OpenFlow roles set would take the old active's packet-outs as well (docs/ha.md).
 
@@ -75,5 +77,5 @@ def after_takeover(view, session: str, garp, gateway_garp, now: float) -> list[G
     fips = sorted(view.external.by_session.get(session, {}).values(), key=lambda f: f.address)
     for info in fips:
         garp.sent(info)
-    return [Garp(external.garp_actions(f), external.garp_frame(f)) for f in fips] + \
+    return [external.fip_garp(f) for f in fips] + \
         gateway_garp.recent(view, session, now)

@@ -97,14 +97,13 @@ def read(data, default_source: str, pacer: Pacer = NEVER) -> tuple[str, list[Des
     for i, net in enumerate(_list(data, "external_networks", "", problems)):
         path = join("external_networks", i)
         if _is_mapping(net, path, problems):
-            out.append(Desired("external_network", str(net.get("name")), path, dict(net)))
+            out.append(Desired("external_network", _ref(net, path), path, dict(net)))
     for i, tenant in enumerate(_list(data, "tenants", "", problems)):
         _read_tenant(tenant, join("tenants", i), out, problems, pacer)
     for i, binding in enumerate(_list(data, "vtep_bindings", "", problems)):
         path = join("vtep_bindings", i)
         if _is_mapping(binding, path, problems):
-            ref = f"{binding.get('switch')}/{binding.get('port')}/{binding.get('vlan')}"  # as Policy.ref()
-            out.append(Desired("vtep_binding", ref, path, dict(binding)))
+            out.append(Desired("vtep_binding", _binding_ref(binding, path), path, dict(binding)))
     problems.extend(_duplicates(out, pacer))
     out.sort(key=lambda d: ORDER.index(d.kind))
     return source, out, problems
@@ -130,24 +129,25 @@ def _settings_file(data: dict) -> str | None:
 def _read_tenant(tenant, path, out, problems, pacer):
     if not _is_mapping(tenant, path, problems):
         return
-    ref = str(tenant.get("name"))
+    ref = _ref(tenant, path)
     out.append(Desired("tenant", ref, path, _own_fields("tenant", tenant)))
     for i, acl in enumerate(_list(tenant, "acls", path, problems)):
-        if _is_mapping(acl, join(join(path, "acls"), i), problems):
-            out.append(Desired("acl", f"{ref}/{acl.get('name')}", join(join(path, "acls"), i), dict(acl), ref))
+        apath = join(join(path, "acls"), i)
+        if _is_mapping(acl, apath, problems):
+            out.append(Desired("acl", _ref(acl, apath, ref), apath, dict(acl), ref))
     for i, group in enumerate(_list(tenant, "policy_groups", path, problems)):
         gpath = join(join(path, "policy_groups"), i)
         if _is_mapping(group, gpath, problems):
-            out.append(Desired("policy_group", f"{ref}/{group.get('name')}", gpath, dict(group), ref))
+            out.append(Desired("policy_group", _ref(group, gpath, ref), gpath, dict(group), ref))
     for i, fip in enumerate(_list(tenant, "floating_ips", path, problems)):
         fpath = join(join(path, "floating_ips"), i)
         if _is_mapping(fip, fpath, problems):
-            out.append(Desired("floating_ip", f"{ref}/{fip.get('name')}", fpath, dict(fip), ref))
+            out.append(Desired("floating_ip", _ref(fip, fpath, ref), fpath, dict(fip), ref))
     for i, dom in enumerate(_list(tenant, "domains", path, problems)):
         dpath = join(join(path, "domains"), i)
         if not _is_mapping(dom, dpath, problems):
             continue
-        dref = f"{ref}/{dom.get('name')}"
+        dref = _ref(dom, dpath, ref)
         out.append(Desired("domain", dref, dpath, _own_fields("domain", dom), ref))
         for j, sub in enumerate(_list(dom, "subnets", dpath, problems)):
             _read_subnet(sub, join(join(dpath, "subnets"), j), ref, dref, out, problems, pacer)
@@ -158,7 +158,7 @@ def _read_tenant(tenant, path, out, problems, pacer):
 def _read_subnet(sub, path, tenant_ref, domain_ref, out, problems, pacer):
     if not _is_mapping(sub, path, problems):
         return
-    sref = f"{tenant_ref}/{sub.get('name')}"
+    sref = _ref(sub, path, tenant_ref)
     body = _own_fields("subnet", sub)
     body["domain_id"] = domain_ref  # resolved to an id in plan()
     out.append(Desired("subnet", sref, path, body, tenant_ref))
@@ -166,7 +166,30 @@ def _read_subnet(sub, path, tenant_ref, domain_ref, out, problems, pacer):
         pacer.tick()
         vpath = join(join(path, "vports"), i)
         if _is_mapping(vport, vpath, problems):
-            out.append(Desired("vport", f"{sref}/{vport.get('name')}", vpath, dict(vport), sref))
+            out.append(Desired("vport", _ref(vport, vpath, sref), vpath, dict(vport), sref))
+
+
+def _ref(obj: dict, path: str, parent_ref: str | None = None) -> str:
+    """The object's name path, as Policy.ref() makes it. An object without a string name is known by its place in
+    the document instead ("tenants[0]"; no name can look like that, controller/fields.py): its problems then name
+    that place, not "None", and two unnamed objects never share a ref (nor one problem's place)."""
+    name = obj.get("name")
+    if not isinstance(name, str):
+        return path
+    return name if parent_ref is None else f"{parent_ref}/{name}"
+
+
+def _binding_ref(binding: dict, path: str) -> str:
+    """A vtep binding's switch/port/vlan, as Policy.ref() makes it; its place in the document when one is missing."""
+    switch, port, vlan = binding.get("switch"), binding.get("port"), binding.get("vlan")
+    if not isinstance(switch, str) or not isinstance(port, str) or not isinstance(vlan, int):
+        return path
+    return f"{switch}/{port}/{vlan}"
+
+
+def unnamed(ref: str) -> bool:
+    """Whether a Desired ref is a place in the document (the object, or a parent, has no usable name)."""
+    return "[" in ref
 
 
 def named(desired):
@@ -269,8 +292,15 @@ def plan(current: pol.Policy, data, default_source: str, allocator: pol.Allocato
         problems.extend(_prune(result, {(d.kind, d.ref) for d in desired}, source))
     problems.extend(pol.check_changes(cand, [(c.kind, c.id) for c in result.changes], pacer))
     if problems:
-        raise PolicyError([_to_doc_path(p, result.paths) for p in problems])
+        raise PolicyError(_without_echoes([_to_doc_path(p, result.paths) for p in problems]))
     return result
+
+
+def _without_echoes(problems: list[Problem]) -> list[Problem]:
+    """The problems, less the echo of a reference not found: its id is left empty, so the field check says again, at
+    the same place, that it "must not be null" (an operator read two problems for one misspelt name)."""
+    not_found = {p.field for p in problems if p.code == "not_found"}
+    return [p for p in problems if not (p.reason == "must not be null" and p.field in not_found)]
 
 
 def _resolve_refs(d: Desired, index, failed, problems):
@@ -449,10 +479,11 @@ def _to_doc_path(p: Problem, paths) -> Problem:
     base = paths.get((p.kind, p.ref))
     if base is None:
         return p
+    ref = "" if unnamed(p.ref) else p.ref  # no name: the field's place in the document says which object
     fld, reason = "subnet" if (p.kind == "vtep_binding" and p.field == "subnet_id") else p.field, p.reason
     if p.kind == "subnet" and fld == "domain_id":  # no such key in a document: the domain the subnet is placed under
         fld, reason = "", f"domain_id (the domain it is placed under): {reason}"
     fld = DOC_NAMES.get((p.kind, fld), fld)
     if reason == "unknown field" and p.kind in NESTED:  # a document nests objects by these names too ("subnet:")
         reason += did_you_mean(fld, NESTED[p.kind])
-    return Problem(p.kind, p.ref, join(base, fld) if fld else base, reason, p.code)
+    return Problem(p.kind, ref, join(base, fld) if fld else base, reason, p.code)

@@ -26,7 +26,7 @@ import threading
 import time
 from collections import deque
 
-from controller.loglimit import warn_limited
+from controller.loglimit import log_limited, warn_limited
 from controller.pacer import NEVER, Pacer
 from controller.pairlink import PairLink
 from controller.policy import Policy
@@ -194,7 +194,8 @@ class Replicator:
                              "standby position %r is not on our history: it gets a snapshot", history)
             self._known = self._known and verified
             if verified and self.acked_seq >= self._last() and self.lagging:
-                self.log.info("standby caught up at seq %d", self.acked_seq)
+                log_limited(self.log, logging.INFO, ("standby caught up", self.store.path),  # a flapping link
+                            "standby caught up at seq %d", self.acked_seq)
                 self.lagging = False
             self._cond.notify_all()
             if kind != "ack" or not verified:

@@ -222,12 +222,14 @@ COMPILERS = {"uplink": _uplink, "fip": _floating, "pat": _translation}
 
 
 class Garp(NamedTuple):
-    """A gratuitous ARP to send to a switch (controller/garps.py): its actions and frame, and the vport endpoint it
-    is for (None: out of an uplink), asked again before each send (openflow/gateway_garp.py ``still_placed``)."""
+    """A gratuitous ARP to send to a switch (controller/garps.py): its actions and frame, and what is asked again
+    before each send (openflow/gateway_garp.py ``still_due``): the vport endpoint it is for (None: out of an uplink)
+    or the floating IP it announces out of an uplink (None: to a VM)."""
 
     actions: list
     frame: bytes
     vport: object = None
+    fip: FloatingInfo | None = None
 
 
 def garp_frame(info: FloatingInfo) -> bytes:
@@ -246,6 +248,20 @@ def garp(mac: str, address: str) -> bytes:
 
 def garp_actions(info: FloatingInfo) -> list:
     return _to_uplink(info.vlan, info.uplink_ofport)
+
+
+def fip_garp(info: FloatingInfo) -> Garp:
+    """The gratuitous ARP announcing floating IP ``info`` out of its uplink; sent while ``still_active``."""
+    return Garp(garp_actions(info), garp_frame(info), fip=info)
+
+
+def still_active(view, info: FloatingInfo) -> bool:
+    """Whether floating IP ``info`` is still active where it was announced from (its switch, uplink and VLAN, with
+    its address and MAC): a batch lasts 3.5 s, and its VM may have left or moved meanwhile; an announcement from the
+    old place then would point the external network's switches back at it."""
+    now = view.external.floating.get(info.id)
+    return now is info or now is not None and _where(now) + (now.address, now.mac) == _where(info) + (info.address,
+                                                                                                      info.mac)
 
 
 class Announcer:

@@ -29,7 +29,7 @@ perhaps of another tenant whose gateway has the same address.
 from __future__ import annotations
 
 from openflow.compiler import arp_answer, egress_actions
-from openflow.external import Garp, garp
+from openflow.external import Garp, garp, still_active
 
 RECENT = 30.0  # seconds: an answer that changed this recently is announced again by a node taking over
 
@@ -97,6 +97,12 @@ def still_placed(view, vport) -> bool:
         return True
     now = view.endpoints.get(vport.vport_id)
     return now is vport or now is not None and now.kind == "vport" and _place(now) == _place(vport)
+
+
+def still_due(view, packet: Garp) -> bool:
+    """Whether ``packet`` is still to be sent: its VM where it was (``still_placed``) and its floating IP still active
+    where it was announced from (openflow/external.py ``still_active``)."""
+    return still_placed(view, packet.vport) and (packet.fip is None or still_active(view, packet.fip))
 
 
 def _place(ep) -> tuple:

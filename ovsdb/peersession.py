@@ -22,6 +22,7 @@ FREEZE_ROWS = 2000  # rows changed by one batch of updates from which what exist
 
 # Session states shown in sessions().
 HANDSHAKE, QUEUED, SYNCING, SYNCED, CLOSED = "handshake", "queued", "syncing", "synced", "closed"
+FIRST_READ_PENDING = frozenset((HANDSHAKE, QUEUED, SYNCING))  # its peer's first copy not reported yet
 
 
 def classify(databases: list[str]) -> str | None:
@@ -41,6 +42,7 @@ class PeerSession:
         self.name = name
         self.peer = link.peer
         self.database: str | None = None
+        self._state = CLOSED  # (until the next line: the server counts the sessions before their first report)
         self.state = HANDSHAKE
         self.connected_since = time.time()  # shown (describe); the sync deadline counts from _connected_at
         self._connected_at = time.monotonic()  # a step of the wall clock (NTP at boot) must not end or extend it
@@ -58,6 +60,20 @@ class PeerSession:
         self._reading: float | None = None  # when it took one of the server's first-read slots (ovsdb/firstreads.py)
         self._queued: float | None = None  # when it began waiting for a first-read slot
         self.queued_s = 0.0  # seconds it waited for that slot: not counted against sync_timeout
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+    @state.setter
+    def state(self, new: str) -> None:
+        """Every change of state goes by here: the server keeps the names of the sessions whose first copy of their
+        peer's database is not reported yet (``first_reads_pending``, asked every 5 ms in the start-up hold)."""
+        self._state = new
+        if new in FIRST_READ_PENDING:
+            self._server.first_read_pending.add(self.name)
+        else:
+            self._server.first_read_pending.discard(self.name)
 
     def start(self) -> None:
         """Serve the connection in its own green thread."""

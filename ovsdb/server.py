@@ -112,6 +112,7 @@ class OvsdbManagerServer:
         self.vtep_claims = claims.VtepClaims(sink, reconnect_grace, self.log)
         self.writes_enabled = True  # False on an HA standby: replicate and report, write nothing
         self.first_reads = FirstReads()  # a few sessions read their peer's whole database at a time
+        self.first_read_pending: set[str] = set()  # sessions before their first report (PeerSession.state keeps it)
         self.pause = give_way  # a big update (rows, then bridge ports) gives the event loop a turn this way
         self.held = False  # True until the controller's start-up hold ends (release()): write nothing
         self.slicing: set[str] = set()  # sessions reporting a big update in slices (ovsdb/idl/slices.py) now
@@ -160,8 +161,9 @@ class OvsdbManagerServer:
 
     def first_reads_pending(self) -> int:
         """Sessions whose first copy of their peer's database is not reported yet (in their handshake, queued for a
-        first-read slot, or reading): switches about to report (the start-up hold's passes wait for them)."""
-        return sum(1 for session in self._sessions.values() if session.state in (HANDSHAKE, QUEUED, SYNCING))
+        first-read slot, or reading): switches about to report (the start-up hold's passes wait for them). O(1):
+        kept by each session's changes of state (ovsdb/peersession.py), not counted over the sessions."""
+        return len(self.first_read_pending)
 
     def slicing_switches(self) -> set[str]:
         """The switch keys (``VrsSnapshot.session``) the sessions in ``slicing`` report for."""
@@ -305,3 +307,4 @@ class OvsdbManagerServer:
     def _forget(self, session: PeerSession) -> None:
         if self._sessions.get(session.name) is session:
             del self._sessions[session.name]
+            self.first_read_pending.discard(session.name)

@@ -232,13 +232,23 @@ class Api:
         unknown path (404), a method the path does not take (405 with Allow), a missing or wrong token (401) or a
         write with the read-only token (403); None if the request may go on."""
         try:
-            route, _ = self._match(req)
-            self._authorise(req, route)
+            self._authorised_route(req)
         except ApiError as exc:
             resp = _error(exc.status, exc.code, exc.reason, exc.field, exc.errors)
             resp.headers.update(exc.headers)
             return resp
         return None
+
+    def _authorised_route(self, req):
+        """(route, path parameters) for a request its token allows. The token is checked first: without one a client
+        learns nothing of the API's shape (which paths exist, which methods each takes), 401 before 404 and 405."""
+        try:
+            route, params = self._match(req)
+        except ApiError:
+            self._authorise(req, None)
+            raise
+        self._authorise(req, route)
+        return route, params
 
     def _match(self, req):
         """(route, path parameters) for the request; ApiError 404 or 405 (with Allow) if none."""
@@ -261,8 +271,7 @@ class Api:
         raise ApiError(404, "not_found", f"no such endpoint: {req.path!r} (see /v1/openapi.json)")
 
     def _dispatch(self, req):
-        route, params = self._match(req)
-        self._authorise(req, route)
+        route, params = self._authorised_route(req)
         if (route.write and not route.local or route.active) and self.ha is not None:
             reason = self.ha.writable()
             if reason:
@@ -270,7 +279,10 @@ class Api:
         return route.handler(req, **params)
 
     def _authorise(self, req, route):
-        if not route.write and self._open_read(req.remote):
+        """401 or 403 unless the token (or an open read) allows ``route``; None: nothing serves the path and method,
+        a GET or HEAD is a read, any other method needs either token (the read-only one may read the OpenAPI)."""
+        write = route.write if route is not None else req.method not in ("GET", "HEAD")
+        if not write and self._open_read(req.remote):
             return
         header = req.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
@@ -279,7 +291,7 @@ class Api:
         token, read_token = token.strip(), self.settings.rest_read_token
         writer = _same(token, self.settings.rest_token or "")
         reader = _same(token, read_token or "") and read_token is not None  # both compared: the time tells neither
-        if writer or (reader and not route.write):
+        if writer or (reader and (route is None or not route.write)):
             return
         if reader:
             raise ApiError(403, "read_only_token", f"{req.method} {route.pattern} changes state, and the bearer token "

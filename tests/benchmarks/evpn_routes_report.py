@@ -1,8 +1,11 @@
 """What the EVPN route benchmark (tests/benchmarks/evpn_routes.py) reports: its phases' rates against the baseline's,
-the clocks stamped inside each phase, CPU seconds, stretches, lag and disconnects, as a dict (``--json``) or a table."""
+the clocks stamped inside each phase, CPU seconds, stretches, lag and disconnects, as a dict (``--json``) or a table.
+A result recorded with ``--json`` prints as the table again:
+``python -m tests.benchmarks.evpn_routes_report FILE``."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -46,7 +49,14 @@ def report(b: Bench, phases: dict) -> dict:
                         "python": sys.version.split()[0]}}
 
 
+def as_recorded(result: dict) -> dict:
+    """``result`` as ``--json`` records it (the share stamps' float keys, 0.0 to 0.75, become "0.0" to "0.75"): the
+    table reads that form only, so a live result and one loaded back from a file print alike."""
+    return json.loads(json.dumps(result))
+
+
 def print_table(result: dict) -> None:
+    result = as_recorded(result)
     rows = {row["phase"]: row for row in result["rows"]}
     print(f"EVPN type-2 routes, N = {result['routes']:,}: one controller (ExaBGP), one KVM hypervisor (userspace "
           f"OVS), {result['gobgpd']}; controller: {result['code']}; load average at the end "
@@ -70,7 +80,7 @@ def print_table(result: dict) -> None:
     packed = rows["announce"]["marks"].get("packed")
     if packed:
         print("  A's intake of Canopy's routes packed as its ExaBGP packs them, fed at once: first, a quarter, half, "
-              f"three quarters, all at {', '.join(fmt(packed[k]) for k in (0.0, 0.25, 0.5, 0.75, 'all'))} s "
+              f"three quarters, all at {', '.join(fmt(packed[k]) for k in ('0.0', '0.25', '0.5', '0.75', 'all'))} s "
               f"(gobgpd A {packed['cpu']:.2f} CPU s)")
     print("  withdraw: A held none " + intake(rows["withdraw"], "seconds", "marks") + " after it first held fewer; "
           "baseline: " + intake(rows["withdraw"], "baseline_seconds", "baseline_marks"))
@@ -103,7 +113,7 @@ def print_table(result: dict) -> None:
 
 def intake(row: dict, seconds: str, marks: str) -> str:
     """How long A took from the first route it dropped to the last (its intake of the withdrawals)."""
-    first = row[marks]["filling"][0.0]
+    first = row[marks]["filling"]["0.0"]
     return "?" if first is None else f"{row[seconds] - first:.2f} s"
 
 
@@ -133,3 +143,18 @@ def print_floor(row: dict) -> None:
           f" floor/baseline rate ratio {result['floor_ratio']:.2f}x; Canopy's rate over the floor's "
           f"{result['canopy_over_floor']:.2f}x; Canopy behind the floor before A's first withdrawal "
           f"{fmt(result['behind_before_first'])} s, in A's intake after it {fmt(result['behind_in_intake'])} s")
+
+
+def main(argv=None) -> int:
+    """Print the table of a result ``evpn_routes --json`` recorded (a file, or - for standard input)."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m tests.benchmarks.evpn_routes_report FILE (a result of evpn_routes --json; - for stdin)",
+              file=sys.stderr)
+        return 2
+    print_table(json.load(sys.stdin if args[0] == "-" else open(args[0], encoding="utf-8")))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

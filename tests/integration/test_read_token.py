@@ -42,6 +42,11 @@ def test_writes_with_the_read_token_are_refused_403_changing_nothing_and_sighup_
         assert error["code"] == "read_only_token" and "rest.read_token" in error["reason"], (method, path, error)
     assert state(api, READ) == before
     assert api.get("/v1/tenants").status == 401  # open_reads never: a read needs one of the tokens
+    # the token before the path: without one, nothing tells which paths exist or which methods they take
+    assert [api.request(m, p, token=t).status for m, p, t in (("GET", "/v1/nothing", None),
+            ("DELETE", "/v1/status", None), ("GET", "/v1/nothing", READ), ("DELETE", "/v1/status", READ))] == [
+        401, 401, 404, 405]
+    assert api.get("/ui/").status == 200  # the page's static files (no data) need no token
     assert api.get("/v1/watch/vports", token=READ).status == 200
     assert api.get("/metrics", token=READ).status == 200
     assert api.request("DELETE", f"/v1/subnets/{subnet['id']}").status == 200  # the write token writes

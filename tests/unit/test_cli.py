@@ -551,3 +551,12 @@ def test_a_fifo_given_as_ca_file_is_refused_naming_where_it_came_from_without_wa
     with fifo_without_writer(tmp_path / "ca.pem") as fifo:
         context, problem = client_tls(fifo, "--ca-file")
     assert context is None and problem.startswith(f"--ca-file: {fifo} is a FIFO, not a regular file (reading a FIFO")
+
+
+def test_check_names_an_object_without_a_name_by_its_place_and_line(tmp_path, capsys):
+    """A misspelt `name` printed "tenant 'None'", at the line of the last unnamed tenant for all of them."""
+    path = write(tmp_path, "n.yaml", "tenants:\n  - nmae: acme\n  - name: ok\n  - nmae: beta\n")
+    assert cli.main(["check", path]) == cli.EXIT_INVALID
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"{path}:2: tenants[0].nmae: unknown field (did you mean 'name'?)", f"{path}:2: tenants[0].name: is required",
+        f"{path}:4: tenants[2].nmae: unknown field (did you mean 'name'?)", f"{path}:4: tenants[2].name: is required"]

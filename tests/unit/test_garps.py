@@ -123,7 +123,7 @@ def test_a_gateway_batch_stops_when_the_node_is_demoted_or_the_switch_stopped(mo
 
 def test_a_floating_ip_batch_stops_when_the_node_is_demoted(monkeypatch):
     rec = Rec()
-    info = SimpleNamespace(session="ovsdb:hv1", address="203.0.113.5")
+    info = SimpleNamespace(id="f1", session="ovsdb:hv1", address="203.0.113.5")
     monkeypatch.setattr(app_module.external, "garp_actions", lambda i: [("output", 1)])
     monkeypatch.setattr(app_module.external, "garp_frame", lambda i: b"fip")
 
@@ -132,8 +132,9 @@ def test_a_floating_ip_batch_stops_when_the_node_is_demoted(monkeypatch):
             glue.pair.role = "standby"
 
     glue = SimpleNamespace(pair=SimpleNamespace(role="active"), during_pause=during_pause, reconcilers={7: rec},
-                           programmer=SimpleNamespace(view=SimpleNamespace(
-                               switches={"ovsdb:hv1": SimpleNamespace(datapath_id=7)})),
+                           programmer=SimpleNamespace(pacer=Pacer(), view=SimpleNamespace(
+                               switches={"ovsdb:hv1": SimpleNamespace(datapath_id=7)},
+                               external=SimpleNamespace(floating={"f1": info}))),
                            garp=SimpleNamespace(due=lambda view: [info], sent=lambda i: None))
     glue._reconciler_of_session = lambda session: CanopyApp._reconciler_of_session(glue, session)
     spawn_batch(monkeypatch, glue, lambda: CanopyApp._announce_floating_ips(glue))

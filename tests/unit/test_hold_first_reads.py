@@ -1,8 +1,8 @@
 """The start-up hold's passes wait for the first reads of the switches it waits for (controller/programloop.py
-``_report_taken``, ``arriving``; controller/app.py ``awaited_first_reads``): after a restart the hold can end only on a
-pass computed with every switch connected before, and a pass started on the first switch back (computed without the
-others, while their first reads go on) only put the end off until the pass after it (vrs_scale's restart, branch hold38
-in docs/benchmarks.md)."""
+``_report_taken``, ``arriving``; controller/startup_hold.py ``AwaitedFirstReads``): after a restart the hold can end
+only on a pass computed with every switch connected before, and a pass started on the first switch back (computed
+without the others, while their first reads go on) only put the end off until the pass after it (vrs_scale's restart,
+branch hold38 in docs/benchmarks.md)."""
 
 from __future__ import annotations
 

@@ -386,3 +386,27 @@ def test_a_fifo_at_ca_file_is_refused_naming_it_without_waiting_for_a_writer(tmp
     with pytest.raises(ma.SettingsError, match="^ca_file: .*empty.pem holds no PEM CA certificate"):
         _settings("http://192.0.2.11", ca_file=str(tmp_path / "empty.pem")).tls_context()
     assert _settings("http://192.0.2.11").tls_context() is None
+
+
+def test_the_wait_for_the_agents_port_counts_elapsed_time_not_the_wall_clock(monkeypatch):
+    """The agent's only wait of its own (its port appearing after ovs-vsctl add-port) runs on the monotonic clock, as
+    the controller's do (tests/harness/wallclock); its other waits are timeouts of subprocess, urllib and the HTTP
+    server, which count elapsed time. A wall clock stepped back an hour at each look neither stretches it past
+    10 s nor, stepped forward, cuts it short."""
+    from types import SimpleNamespace
+
+    clock = {"wall": 1_800_000_000.0, "monotonic": 100.0, "looks": 0}
+
+    def sleep(seconds):
+        clock["monotonic"] += seconds
+        clock["wall"] += -3600.0 if clock["looks"] % 2 else 3600.0
+        clock["looks"] += 1
+
+    monkeypatch.setattr(ma, "time", SimpleNamespace(time=lambda: clock["wall"], monotonic=lambda: clock["monotonic"],
+                                                    sleep=sleep))
+    monkeypatch.setattr(ma, "_run", lambda argv: "")  # ovs-vsctl, ip: done
+    monkeypatch.setattr(ma.subprocess, "run", lambda *a, **k: SimpleNamespace(returncode=1))  # the link never shows
+    port = ma.AgentPort(ma.AgentSettings("http://n", "s", ("http://c",), "t"))
+    with pytest.raises(RuntimeError, match="did not appear"):
+        port.create()
+    assert 10.0 < clock["monotonic"] - 100.0 <= 10.1 and clock["looks"] == 201

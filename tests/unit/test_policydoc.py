@@ -129,6 +129,7 @@ def test_unknown_acl_name_and_unknown_vtep_subnet_are_named():
     found = errors(pol.Policy(), bad)
     assert (17, "tenants[0].domains[0].subnets[0].vports[0].acls[0]", "no acl named 'acme/nope'") in found
     assert (24, "vtep_bindings[0].subnet", "no subnet named 'acme/ghost'") in found
+    assert len(found) == 2  # not also "must not be null" at each of the two places (the id left empty)
 
 
 def test_shape_errors():
@@ -255,3 +256,63 @@ def test_a_document_cannot_move_an_object_to_another_parent():
     assert errors(first, moved) == [(10, "tenants[0].domains[0].subnets[0]",
                                      "domain_id (the domain it is placed under): cannot be changed after creation")]
     assert first.find("subnet", "acme/lan")["domain_id"] is None
+
+
+UNNAMED = """\
+tenants:
+  - nmae: acme
+    domains: [{name: prod}]
+    subnets: [{name: lan}]
+  - name: ok
+  - nmae: beta
+    description: 5
+"""
+
+
+def test_an_object_without_a_name_is_known_by_its_place_not_as_none():
+    """A misspelt `name` gave "tenant 'None'", and two unnamed tenants shared that ref, so the first one's problems
+    pointed at the second one's lines. Each is now known by its place in the list; children add no noise."""
+    current = plan(pol.Policy(), "tenants: [{name: old}]\n").policy
+    before = {k: dict(v) for k, v in current.objects.items()}
+    doc = yamldoc.load(UNNAMED, "lab.yaml")
+    with pytest.raises(PolicyError) as info:
+        policydoc.plan(current, doc.data, "lab.yaml", pol.Allocator({}, 65000, (10000, 20000)))
+    found = [(doc.line_of(p.field), p.field, p.reason, p.ref) for p in info.value.problems]
+    assert found == [(2, "tenants[0].nmae", "unknown field (did you mean 'name'?)", ""),
+                     (2, "tenants[0].name", "is required", ""),
+                     (6, "tenants[2].nmae", "unknown field (did you mean 'name'?)", ""),
+                     (6, "tenants[2].name", "is required", ""),
+                     (7, "tenants[2].description", "must be a string", "")]
+    assert "None" not in str(info.value) and "tenant: tenants[0].name: is required" in str(info.value)
+    assert {k: dict(v) for k, v in current.objects.items()} == before
+
+
+@pytest.mark.parametrize("text, where", [
+    ("external_networks: [{nmae: pub, cidr: 203.0.113.0/24, gateway: 203.0.113.1}]\n", "external_networks[0]"),
+    ("tenants: [{name: a, domains: [{nmae: d}]}]\n", "tenants[0].domains[0]"),
+    ("tenants: [{name: a, subnets: [{nmae: s}]}]\n", "tenants[0].subnets[0]"),
+    ("tenants: [{name: a, subnets: [{name: s, vports: [{nmae: v, binding: {flavour: kvm}}]}]}]\n",
+     "tenants[0].subnets[0].vports[0]"),
+    ("tenants: [{name: a, acls: [{nmae: x}]}]\n", "tenants[0].acls[0]"),
+    ("tenants: [{name: a, policy_groups: [{nmae: x}]}]\n", "tenants[0].policy_groups[0]"),
+    ("tenants: [{name: a, floating_ips: [{nmae: x, external_network: null}]}]\n", "tenants[0].floating_ips[0]"),
+    ("tenants: [{name: 5}]\n", "tenants[0]"),
+])
+def test_every_kind_without_a_name_names_the_field_at_its_place(text, where):
+    found = errors(pol.Policy(), text)
+    with pytest.raises(PolicyError) as info:
+        policydoc.plan(pol.Policy(), yamldoc.load(text, "x").data, "x", pol.Allocator({}, 65000, (10000, 20000)))
+    assert {p.ref for p in info.value.problems} == {""}  # not "None", "a/None", "5"
+    assert (1, f"{where}.name", "must be a string" if "name: 5" in text else "is required") in found
+    if "nmae" in text:
+        assert (1, f"{where}.nmae", "unknown field (did you mean 'name'?)") in found
+
+
+def test_a_vtep_binding_without_its_switch_is_known_by_its_place():
+    doc = yamldoc.load("tenants: [{name: a, subnets: [{name: s}]}]\nvtep_bindings:\n  - {swtch: t, port: p, vlan: 1, "
+                       "subnet: a/s}\n", "lab.yaml")
+    with pytest.raises(PolicyError) as info:
+        policydoc.plan(pol.Policy(), doc.data, "lab.yaml", pol.Allocator({}, 65000, (10000, 20000)))
+    assert [(p.ref, p.field, p.reason) for p in info.value.problems] == [
+        ("", "vtep_bindings[0].swtch", "unknown field (did you mean 'switch'?)"),
+        ("", "vtep_bindings[0].switch", "is required")]

@@ -257,3 +257,31 @@ def test_a_token_file_refused_names_the_settings_file_and_the_line_of_its_key(tm
     defaults = dataclasses.replace(settings_mod.defaults(), rest_token_file=str(generated))
     with pytest.raises(settings_mod.SettingsError, match=f"^the built-in settings: rest.token_file: {generated} has"):
         resttoken.resolved(defaults)
+
+
+def test_the_token_is_checked_before_the_path_so_without_one_the_api_shape_is_not_told(ctl):
+    """An unknown path got 404 (and a method a path does not take 405 with Allow) before the token was looked at:
+    without a token a client could map which paths exist. Now 401 comes first, for every path the API serves."""
+    unknown = [("GET", "/v1/nothing"), ("POST", "/v1/nothing"), ("DELETE", "/v1/status"), ("PUT", "/v1/tenants"),
+               ("GET", "/nothing"), ("HEAD", "/v1/status")]
+    for method, path in unknown:
+        for token in ("", "wrong"):
+            status, reply = call(ctl, method, path, token)
+            assert (status, reply["error"]["code"]) == (401, "unauthorized"), (method, path, token)
+        for token in (READ, TOKEN):  # either token: the API's shape is no secret to it (it reads the OpenAPI)
+            assert call(ctl, method, path, token)[0] == (404 if "nothing" in path else 405), (method, path, token)
+        refused = ctl.api.preflight(Request(method, path, {}, {}, b"", AFAR))  # from the headers too
+        assert refused.status == 401, (method, path)
+
+
+def test_where_reads_are_open_an_unknown_read_is_404_and_an_unknown_write_still_needs_a_token(tmp_path):
+    c = Controller(tmp_path, open_reads="loopback")
+    try:
+        def anonymous(method, path, remote="127.0.0.1"):
+            return c.api.handle(Request(method, path, {}, {}, b"", remote)).status
+
+        assert anonymous("GET", "/v1/nothing") == 404 and anonymous("GET", "/v1/status") == 200
+        assert anonymous("POST", "/v1/nothing") == 401 and anonymous("DELETE", "/v1/status") == 401
+        assert anonymous("GET", "/v1/nothing", AFAR) == 401  # not loopback: reads are closed
+    finally:
+        c.close()

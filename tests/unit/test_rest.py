@@ -256,3 +256,12 @@ def test_uptime_does_not_follow_a_step_of_the_wall_clock(tmp_path, monkeypatch):
         assert status == 200 and 0 <= reply["uptime"] < 3600
     finally:
         ctl.close()
+
+
+def test_apply_names_a_tenant_without_a_name_by_its_place_and_changes_nothing(ctl):
+    before = snapshot(ctl)
+    status, reply = ctl.call("POST", "/v1/apply", {"document": {"tenants": [{"nmae": "acme"}]}, "source": "t"})
+    assert status == 422 and "None" not in str(reply)
+    assert [(e["ref"], e["field"], e["reason"]) for e in reply["error"]["errors"]] == [
+        ("", "tenants[0].nmae", "unknown field (did you mean 'name'?)"), ("", "tenants[0].name", "is required")]
+    assert snapshot(ctl) == before

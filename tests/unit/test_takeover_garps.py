@@ -302,3 +302,45 @@ def test_a_master_confirmation_between_the_role_change_and_on_role_still_gets_th
     CanopyApp._ask_role(glue, recs[1], "master", 7)  # asked again all the same (a reconnect): no second batch
     hub.run()
     assert len(recs[1].sent) == len(GARP_PAUSES)
+
+
+def migrate_during_second_pause(monkeypatch, state, prog):
+    """vm0 moves from hv1 to hv2 while a batch waits for its second round: its floating IP is active on hv2 now."""
+    from .test_external_flows import snapshot
+
+    def sleep(seconds):
+        if seconds == GARP_PAUSES[1]:
+            state.vrs_update(snapshot("hv1", "10.251.0.1", [("vm1", 11)]))
+            state.vrs_update(snapshot("hv2", "10.251.0.2", [("vm0", 10)]))
+            prog.refresh()
+    monkeypatch.setattr(app_module.hub, "sleep", sleep)
+
+
+def test_a_takeover_batch_leaves_out_a_floating_ip_whose_vm_left_during_it(hub, monkeypatch):
+    """The floating IPs of a takeover's batch are asked before each send as its VMs are (openflow/gateway_garp.py
+    ``still_due``): vm0 leaves hv1 during the batch, so hv1 announces its floating IP in the first round only (later,
+    it would point the external network back at hv1); vm1's goes out every round."""
+    state, prog = fip_world({"vm0": "hv1", "vm1": "hv1"})
+    recs = {1: Rec(1)}
+    glue = app(prog, recs, "standby")
+    glue._announce_floating_ips()
+    fips = {f.vm_ip: f for f in prog.view.external.floating.values()}
+    vm0, vm1 = external.garp_frame(fips["10.0.1.10"]), external.garp_frame(fips["10.0.1.11"])
+    migrate_during_second_pause(monkeypatch, state, prog)
+    take_over(glue)
+    hub.run()
+    assert frames(recs[1]) == [vm0, vm1] + [vm1] * (len(GARP_PAUSES) - 1)
+    assert prog.view.external.floating[fips["10.0.1.10"].id].session == "hv2"  # announced there by its pass
+
+
+def test_a_floating_ip_batch_stops_once_its_vm_moved_away(hub, monkeypatch):
+    """The same for an active's announcement of a floating IP that became active (controller/app.py)."""
+    state, prog = fip_world({"vm0": "hv1", "vm1": "hv1"})
+    recs = {1: Rec(1)}
+    glue = app(prog, recs, "active")
+    fips = {f.vm_ip: f for f in prog.view.external.floating.values()}
+    vm0, vm1 = external.garp_frame(fips["10.0.1.10"]), external.garp_frame(fips["10.0.1.11"])
+    migrate_during_second_pause(monkeypatch, state, prog)
+    glue._announce_floating_ips()
+    hub.run()
+    assert sorted(frames(recs[1])) == sorted([vm0, vm1] + [vm1] * (len(GARP_PAUSES) - 1))
