@@ -67,8 +67,8 @@ def plan(update, tables, slice_ports: int | None = None, pacer: Pacer = NEVER,
     lead: ``LEAD_PORTS``, at most that); ``pacer``: ticked per ``ITEMS_PER_TICK`` ports, interfaces or rows looked at
     (10,000 ports deleted: ~20-40 ms of planning, with the event loop's turns). ``between``: called when the part after
     a slice is asked for, before it is built (the reader's report of the slice applied: the lead's withdrawals do not
-    wait for the next slice, nor for the sliceable ports found after the lead); also before the rest, which may turn
-    out empty (the slice before it then reported twice: the second report finds nothing changed)."""
+    wait for the next slice, nor for the sliceable ports found after the lead); before the rest once it is made, and
+    not when it is empty."""
     def walk(items):
         return _walk(items, pacer)
 
@@ -139,9 +139,9 @@ def _parts(ahead: list[str], more: Iterator[str], sizing: tuple[int, int], updat
             between()
         yield _slice(walk(chosen[start:start + count]), update, held, owner)
         start += count
-    between()
     rest = _rest(update, chosen, held, walk)
-    if rest:
+    if rest:  # (else the last slice is the update's last part: its reader reports it after the update, as a whole one)
+        between()
         yield rest
 
 
