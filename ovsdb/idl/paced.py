@@ -11,11 +11,12 @@ notification, and logs the reason to its own log, which is silent. The peer's ne
 
 A big pure insert or delete of ports is applied in slices when the replica's reader takes them (``on_slice``,
 ovsdb/idl/slices.py): each slice is parsed, applied and notified like an update of its own, and the reader is called
-between them. A refusal in a slice leaves the slices before it reported (each a state smaller transactions could have
-produced: whole ports with their interfaces, and the bridge's ports with them); nothing of the refused slice or
-after it is. The session is closed as for any refusal, and the next session's first read reports the database as it
-is, against what was reported (tests/unit/test_ovsdb_slices.py). A set or map of plain values longer than
-``refusals.MAX_PLAIN`` is looked for in the whole update first: it refuses the update before any slice.
+between them, before the next is built (a big delete's first withdrawals wait for its lead slice alone). A refusal
+in a slice leaves the slices before it reported (each a state smaller transactions could have produced: whole ports
+with their interfaces, and the bridge's ports with them); nothing of the refused slice or after it is. The session
+is closed as for any refusal, and the next session's first read reports the database as it is, against what was
+reported (tests/unit/test_ovsdb_slices.py). A set or map of plain values longer than ``refusals.MAX_PLAIN`` is looked
+for in the whole update first: it refuses the update before any slice.
 """
 
 from __future__ import annotations
@@ -195,9 +196,7 @@ class _PacedIdl(ovs.db.idl.Idl):
             except refusals.UpdateRefused as exc:
                 self._refuse(exc, update, version, tables)
                 return
-        for k, part in enumerate(self._slices(update, version, tables)):
-            if k:
-                self.on_slice()  # outside the try: what the reader raises is no refusal of the peer's update
+        for part in self._slices(update, version, tables):  # (the slices call on_slice between them: _slices)
             try:
                 if tables is self.tables:
                     longsets.pace_long_sets(part, self.long_sets, self.pacer)
@@ -232,7 +231,7 @@ class _PacedIdl(ovs.db.idl.Idl):
         if self.on_slice is None or tables is not self.tables or self.state != self.IDL_S_MONITORING or \
                 version == ovs.db.idl.OVSDB_UPDATE:
             return [update]
-        return slices.plan(update, tables, pacer=self.pacer) or [update]
+        return slices.plan(update, tables, pacer=self.pacer, between=self.on_slice) or [update]
 
     def _refuse(self, exc: Exception, update, version, tables) -> None:
         """Refuse the update (``refused`` says why) and close the session: the replica no longer follows the peer's

@@ -9,6 +9,8 @@ the table, row and column, for what it raises without saying where.
 
 from __future__ import annotations
 
+from itertools import chain
+
 import ovs.db.idl
 import ovs.ovsuuid
 
@@ -50,7 +52,7 @@ def check_plain_sets(update, columns: dict[str, tuple[str, ...]]) -> None:
         return
     for table_name, names in columns.items():
         rows = update.get(table_name)
-        if type(rows) is not dict:
+        if type(rows) is not dict or _nothing_to_read(rows.values()):
             continue
         for uuid, row_update in rows.items():
             for operation, part in (row_update.items() if type(row_update) is dict else ()):  # insert/...; old/new
@@ -63,6 +65,15 @@ def check_plain_sets(update, columns: dict[str, tuple[str, ...]]) -> None:
                             raise UpdateRefused("%s row %s: column %s: %d elements%s, more than %d" % (
                                 table_name, uuid, name, len(value[1]), " in a difference" if most > MAX_PLAIN else "",
                                 most))
+
+
+def _nothing_to_read(row_updates) -> bool:
+    """True when every row update is an object none of whose parts is one (every row deleted: 10,000 ports deleted,
+    20,000 rows looked at in C loops, ~35 bytecodes a row in the loop of ``check_plain_sets``)."""
+    try:  # (stops at the first object: a big insert's first row)
+        return not any(map(dict.__instancecheck__, chain.from_iterable(map(dict.values, row_updates))))
+    except TypeError:  # a row update not an object: the loop's to judge
+        return False
 
 
 def check_whole_rows(update, tables, readonly) -> None:

@@ -42,7 +42,7 @@ import collections
 import itertools
 import operator
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from controller.pacer import NEVER, Pacer
 
@@ -56,21 +56,30 @@ GROWTH = 2  # each slice holds up to this many times the ports of the one before
 ITEMS_PER_TICK = 5  # ports, interfaces or rows looked at count as one row of the replica's pacer (idl.PAUSE_ROWS)
 INSERT, DELETE = "insert", "delete"
 _FIRST, _SECOND = operator.itemgetter(0), operator.itemgetter(1)
+_VALUE_INT = operator.attrgetter("value.int")  # an atom's uuid's number
 
 
-def plan(update, tables, slice_ports: int | None = None, pacer: Pacer = NEVER) -> Iterator[dict] | None:
+def plan(update, tables, slice_ports: int | None = None, pacer: Pacer = NEVER,
+         between: Callable[[], None] | None = None) -> Iterator[dict] | None:
     """The slices of ``update`` (update2/update3's ``<table-updates>``), in order (each built when reached: ``_parts``),
     the rest last; None when it is not a pure big insert or delete of ports (then it is applied whole). ``tables``: the
     Idl's tables (the rows now); ``slice_ports``: the ports of the slice after the lead (default ``SLICE_PORTS``; the
     lead: ``LEAD_PORTS``, at most that); ``pacer``: ticked per ``ITEMS_PER_TICK`` ports, interfaces or rows looked at
-    (10,000 ports deleted: ~20-40 ms of planning, with the event loop's turns)."""
+    (10,000 ports deleted: ~20-40 ms of planning, with the event loop's turns). ``between``: called when the part after
+    a slice is asked for, before it is built (the reader's report of the slice applied: the lead's withdrawals do not
+    wait for the next slice, nor for the sliceable ports found after the lead); before the rest once it is made, and
+    not when it is empty."""
     def walk(items):
         return _walk(items, pacer)
 
     try:
-        return _plan(update, tables, slice_ports or SLICE_PORTS, walk)
+        return _plan(update, tables, slice_ports or SLICE_PORTS, walk, between or _nothing)
     except (AttributeError, TypeError, KeyError, IndexError, ValueError):  # a shape not expected: ovs judges it whole
         return None
+
+
+def _nothing() -> None:
+    """``plan``'s ``between`` when none is given."""
 
 
 def _walk(items, pacer: Pacer, chunk: int = 100 * ITEMS_PER_TICK):
@@ -89,7 +98,7 @@ def _walk(items, pacer: Pacer, chunk: int = 100 * ITEMS_PER_TICK):
     return itertools.chain.from_iterable(chunks())
 
 
-def _plan(update, tables, slice_ports: int, walk) -> Iterator[dict] | None:
+def _plan(update, tables, slice_ports: int, walk, between: Callable[[], None]) -> Iterator[dict] | None:
     if not isinstance(update, dict) or not {"Port", "Interface", "Bridge"} <= tables.keys():
         return None
     ports, ifaces = update.get("Port"), update.get("Interface", {})
@@ -102,27 +111,37 @@ def _plan(update, tables, slice_ports: int, walk) -> Iterator[dict] | None:
     numbers: dict[str, int] = {}  # a port's uuid text -> its number, for the bridge and the interfaces alike
     owner = _bridge_of(update.get("Bridge", {}), tables["Bridge"].rows, operation, walk, numbers)
     held = _interfaces_held(ports, ifaces, tables["Port"].rows, operation, walk, numbers)
-    chosen = _sliceable(ports, ifaces, held, owner, walk)
-    if len(chosen) <= slice_ports:
+    sliceable = _sliceable(ports, ifaces, held, owner, walk)
+    ahead = list(itertools.islice(sliceable, slice_ports + 1))  # enough to cut: the others are found after the lead
+    if len(ahead) <= slice_ports:
         return None
     _check_rest(update)  # what ``_rest`` reads, checked here (inside plan's try): the rest is made when reached
-    lead = min(LEAD_PORTS, slice_ports)
-    return _parts(chosen, [lead, *sizes(len(chosen) - lead, slice_ports)], update, held, owner, walk)
+    return _parts(ahead, sliceable, (min(LEAD_PORTS, slice_ports), slice_ports), update, held, owner, walk, between)
 
 
-def _parts(chosen: list[str], counts: list[int], update: dict, held: dict, owner: dict, walk):
-    """The slices of ``chosen`` (``counts`` ports each), each built when the reader reaches it, then the rest
-    (when not empty, also made when reached): the first withdrawal of a big delete waits for its own slice only
-    (building all the slices of 10,000 ports was ~7 ms of CPU before it; the rest, which walks every row of the
-    update, ~6 ms). A slice and the rest read only what the plan checked (each port's rows, interfaces and bridge; the
-    update's tables and bridges), so building them later raises nothing; nothing they read is changed by applying
-    the slices before them."""
-    start = 0
-    for count in counts:
+def _parts(ahead: list[str], more: Iterator[str], sizing: tuple[int, int], update: dict, held: dict, owner: dict,
+           walk, between: Callable[[], None]):
+    """The slices of the sliceable ports (``ahead``: the first of them, found by the plan; ``more``: the others, found
+    once the lead is reported), ``sizing`` (the lead's ports, the first slice's after it: ``sizes``), each built when
+    the reader reaches it (after ``between``), then the rest (when not empty, also made when reached): the first
+    withdrawal of a big delete waits for its own slice only (building all the slices of 10,000 ports was ~7 ms of CPU
+    before it; the rest, which walks every row of the update, ~6 ms; finding every sliceable port, ~5 ms). A slice and
+    the rest read only what the plan checked (each port's rows, interfaces and bridge; the update's tables and
+    bridges), so building them later raises nothing; nothing they read is changed by applying the slices before
+    them."""
+    lead, slice_ports = sizing
+    yield _slice(walk(ahead[:lead]), update, held, owner)
+    between()
+    chosen = ahead + list(more)
+    start = lead
+    for k, count in enumerate(sizes(len(chosen) - lead, slice_ports)):
+        if k:
+            between()
         yield _slice(walk(chosen[start:start + count]), update, held, owner)
         start += count
     rest = _rest(update, chosen, held, walk)
-    if rest:
+    if rest:  # (else the last slice is the update's last part: its reader reports it after the update, as a whole one)
+        between()
         yield rest
 
 
@@ -222,7 +241,7 @@ def _bridge_of(bridges: dict, rows, operation: str, walk, numbers: dict[str, int
 def _members(rows, bridge: str) -> frozenset[int]:
     """The ports ``bridge`` holds now (``_number``s; none when the replica lacks it)."""
     row = rows.get(uuid.UUID(bridge))
-    return frozenset(atom.value.int for atom in row._data["ports"].values) if row is not None else frozenset()
+    return frozenset(map(_VALUE_INT, row._data["ports"].values)) if row is not None else frozenset()  # (C loops)
 
 
 def _number(text: str) -> int:
@@ -242,19 +261,24 @@ def _numbers(texts: list[str]) -> list[int]:
 
 def _interfaces_held(ports: dict, ifaces: dict, rows, operation: str, walk, numbers: dict[str, int]) -> dict:
     """{port uuid: its interfaces' uuids (a list or tuple)}: inserted, from the update; deleted, from the replica's row
-    (an interface the update does not delete as None; a port the replica lacks is left out). ``numbers``: the
-    ports' numbers ``_bridge_of`` made (each made once: 10,000 ports deleted)."""
+    (an interface the update does not delete as None; a port the replica lacks is left out), in the table's order.
+    ``numbers``: the ports' numbers ``_bridge_of`` made (each made once: 10,000 ports deleted). A delete's ports are
+    found in one walk of the table's rows, each row read where it is reached: looked up by number in a map of every
+    row made first, each was reached twice, its objects out of the CPU's caches the second time (10,000 ports deleted:
+    the plan ~30 % dearer; docs/benchmarks.md "wdfirst39")."""
     if operation == INSERT:
         return {port: _uuids(row_update[INSERT]["interfaces"]) for port, row_update in walk(ports.items())}
-    current = _rows_by_number(rows, walk)
     listed = list(walk(ifaces))
     text = dict(zip(_numbers(listed), listed))
-    get, held = text.get, {}
-    for port in walk(ports):
-        number = numbers.get(port)
-        row = current.get(_number(port) if number is None else number)
-        if row is not None:
-            atoms = row._data["interfaces"].values
+    names = list(walk(ports))
+    got = list(map(numbers.get, names))
+    if None in got:  # (a port no bridge's difference named: its number made here)
+        got = [_number(port) if number is None else number for port, number in zip(names, got)]
+    wanted, get, held = dict(zip(got, names)), text.get, {}
+    for key, stack in _table_rows(rows, walk):
+        port = wanted.get(key.int)
+        if port is not None and stack:
+            atoms = stack[-1]._data["interfaces"].values
             if len(atoms) == 1:  # the usual port: one interface, without a list comprehension's call
                 for atom in atoms:
                     held[port] = (get(atom.value.int),)
@@ -263,23 +287,29 @@ def _interfaces_held(ports: dict, ifaces: dict, rows, operation: str, walk, numb
     return held
 
 
-def _rows_by_number(rows, walk) -> dict[int, object]:
-    """{uuid number: row} of a table's rows. HACK (ovs 4.0.0): read from ``IndexedRows.data`` (uuid -> [row, ...],
-    the last one the row, as ovsdb/idl/rowloop.py reads it): the mapping's ``values()`` fetch each row through
-    ``IndexedRows.__getitem__``, a Python call and a uuid hash per row (10,000 ports deleted: a fifth of the plan)."""
+def _table_rows(rows, walk) -> Iterator[tuple]:
+    """(uuid, [..., row]) of a table's rows (an empty list: none). HACK (ovs 4.0.0): read from ``IndexedRows.data``
+    (uuid -> [row, ...], the last one the row, as ovsdb/idl/rowloop.py reads it): the mapping's ``values()`` fetch
+    each row through ``IndexedRows.__getitem__``, a Python call and a uuid hash per row (10,000 ports deleted: a fifth
+    of the plan)."""
     stacks = getattr(rows, "data", None)
     if not isinstance(stacks, dict):
-        return {row.uuid.int: row for row in walk(rows.values())}
-    return {key.int: stack[-1] for key, stack in walk(stacks.items()) if stack}
+        return ((row.uuid, [row]) for row in walk(rows.values()))
+    return walk(stacks.items())
 
 
-def _sliceable(ports: dict, ifaces: dict, held: dict, owner: dict, walk) -> list[str]:
-    """The ports of the update that may go into a slice (see the module docstring), in the update's order: each
-    held interface in the update and held by that port alone (``barred``: those that are not, found once)."""
-    claims = collections.Counter(itertools.chain.from_iterable(held.values()))
-    barred = {iface for iface, count in claims.items() if count > 1 or iface not in ifaces}
-    return [port for port in walk(ports)
-            if port in owner and held.get(port) and barred.isdisjoint(held[port])]
+def _sliceable(ports: dict, ifaces: dict, held: dict, owner: dict, walk) -> Iterator[str]:
+    """The ports of the update that may go into a slice (see the module docstring), in the update's order, found as
+    they are taken: each held interface in the update and held by that port alone (``barred``: those that are not,
+    found once, in C loops when no interface is held twice: the usual)."""
+    claimed = list(itertools.chain.from_iterable(held.values()))
+    barred = set(claimed)
+    if len(barred) == len(claimed):
+        barred.difference_update(ifaces)
+    else:
+        claims = collections.Counter(claimed)
+        barred = {iface for iface, count in claims.items() if count > 1 or iface not in ifaces}
+    return (port for port in walk(ports) if port in owner and held.get(port) and barred.isdisjoint(held[port]))
 
 
 def _slice(ports, update: dict, held: dict, owner: dict) -> dict:
