@@ -18,6 +18,7 @@ check (every commit does).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 
 from controller.model import SCHEMA, binding_key, esxi_static_key
@@ -149,10 +150,21 @@ def _domain(policy, index, obj) -> bool:
 
 def _stranded_routes(policy, index, dom) -> bool:
     """A static route whose next hop is in none of the domain's subnets."""
-    nets = [ipaddress.IPv4Network(s["cidr"]) for s in (policy.get("subnet", sid) for sid in
-                                                       index.ids("subnet", "in_domain", dom["id"]))
-            if s is not None and s["cidr"]]
-    return any(not any(ipaddress.IPv4Address(r["next_hop"]) in net for net in nets) for r in dom["static_routes"])
+    if not dom["static_routes"]:
+        return False
+    spans = [_span(s["cidr"]) for s in (policy.get("subnet", sid) for sid in
+                                        index.ids("subnet", "in_domain", dom["id"]))
+             if s is not None and s["cidr"]]
+    hops = [int(ipaddress.IPv4Address(r["next_hop"])) for r in dom["static_routes"]]
+    return any(not any(lo <= hop <= hi for lo, hi in spans) for hop in hops)
+
+
+@functools.lru_cache(maxsize=65_536)
+def _span(cidr: str) -> tuple[int, int]:
+    """A CIDR's first and last address as integers, parsed once: a subnet's checks compare it with every sibling
+    of its domain, and parsing each again made a document of 1,000 subnets in one domain plan in ~50 s."""
+    net = ipaddress.IPv4Network(cidr)
+    return int(net.network_address), int(net.broadcast_address)
 
 
 def _subnet(policy, index, sub) -> bool:
@@ -184,12 +196,13 @@ def _subnet_vports(policy, sub, pacer=NEVER) -> bool:
 def _overlaps_sibling(policy, index, sub) -> bool:
     if not sub["cidr"]:
         return False
-    net = ipaddress.IPv4Network(sub["cidr"])
+    lo, hi = _span(sub["cidr"])
     for sid in index.ids("subnet", "in_domain", sub["domain_id"]):
         other = policy.get("subnet", sid)
-        if sid != sub["id"] and other is not None and other["cidr"] and \
-                net.overlaps(ipaddress.IPv4Network(other["cidr"])):
-            return True
+        if sid != sub["id"] and other is not None and other["cidr"]:
+            other_lo, other_hi = _span(other["cidr"])
+            if lo <= other_hi and other_lo <= hi:
+                return True
     return False
 
 

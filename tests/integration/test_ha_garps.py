@@ -9,6 +9,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -30,12 +31,14 @@ POLICY = {
                          {"name": "vm1", "mac": VM_MAC, "ips": ["10.0.1.11"], "binding": {"flavour": "kvm"}}]}]}]}]}
 
 
-def capture(ns: str) -> subprocess.Popen:
+def capture(ns: str, out: Path) -> subprocess.Popen:
     """tcpdump on the outside host for the floating IP's gratuitous ARP (a request for itself from its address),
-    for WATCH seconds; its output lines are the frames seen, each after its time (seconds since the epoch)."""
-    return subprocess.Popen(["ip", "netns", "exec", ns, "timeout", str(WATCH), "tcpdump", "-i", "eth0", "-nn", "-e",
-                             "-tt", "-l", "arp", "and", "arp[14:4]", "=", "0xcb00710b", "and", "arp[24:4]", "=",
-                             "0xcb00710b"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for WATCH seconds at most; its output lines, written to ``out`` as they come, are the frames seen, each after its
+    time (seconds since the epoch); what it says on stderr goes to ``out`` with ".err" added."""
+    with open(out, "w") as sink, open(f"{out}.err", "w") as errors:
+        return subprocess.Popen(["ip", "netns", "exec", ns, "timeout", str(WATCH), "tcpdump", "-i", "eth0", "-nn",
+                                 "-e", "-tt", "-l", "arp", "and", "arp[14:4]", "=", "0xcb00710b", "and", "arp[24:4]",
+                                 "=", "0xcb00710b"], stdout=sink, stderr=errors)
 
 
 def floating_ip_world(lab, ctls: dict, hosts: dict, policy: dict, source: str) -> tuple:
@@ -79,13 +82,20 @@ def test_a_node_active_again_after_a_demotion_announces_the_floating_ip(lab_capa
         settle(lab, ctls, hosts, hv, "b", "a")
         lab.wait_until(lambda: outside.ping(FIP, timeout=1), timeout=20, what="outside pings vm1 under B")
 
-        seen = capture(outside.ns)
+        out = lab.workdir / "garps.out"
+        seen = capture(outside.ns, out)
         killed = time.time()
-        ctls["b"].kill()
-        lab.wait_until(lambda: role(ctls["a"]) == "active", timeout=30, what="A takes over again")
-        lab.wait_until(lambda: masters(hv) == [f"tcp:{hosts['a'].ip}:6653"], timeout=30, what="A master of hv1")
-        out, err = seen.communicate(timeout=WATCH + 10)
-        frames = seen_after(out, killed)
-        assert frames, f"no gratuitous ARP for {FIP} after B was killed: {out[-300:]} {err[-300:]}"
+        try:
+            ctls["b"].kill()
+            lab.wait_until(lambda: role(ctls["a"]) == "active", timeout=30, what="A takes over again")
+            lab.wait_until(lambda: masters(hv) == [f"tcp:{hosts['a'].ip}:6653"], timeout=30, what="A master of hv1")
+            lab.wait_until(lambda: seen_after(out.read_text(), killed) or seen.poll() is not None, timeout=WATCH + 10,
+                           what="a gratuitous ARP after B was killed, or the capture's end")
+        finally:  # (the capture ends at the first frame seen after the kill, not WATCH seconds after its start)
+            seen.terminate()
+            seen.wait(timeout=10)
+        frames = seen_after(out.read_text(), killed)
+        assert frames, f"no gratuitous ARP for {FIP} after B was killed: {out.read_text()[-300:]} " \
+                       f"{Path(f'{out}.err').read_text()[-300:]}"
         assert "02:cf:cb:00:71:0b" in frames[0], frames  # the floating IP's MAC (controller/extnet.py floating_mac)
         lab.wait_until(lambda: outside.ping(FIP, timeout=1), timeout=20, what="outside pings vm1 under A again")
