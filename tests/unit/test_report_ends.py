@@ -289,3 +289,30 @@ def test_a_report_cut_in_any_pause_by_its_sessions_end_leaves_no_switch_half_tak
         assert total > 3
         for at in range(1, total + 1):
             cut(at, known)
+
+
+def test_a_first_report_failing_while_another_of_its_switch_is_taken_does_not_drop_that_one(failing_keys):
+    """Two first reports of hv1 taken at once in green threads (a newer session's, B, read while the older one's,
+    A, is: ovsdb/claims.py lets the newest speak); A's fails on a bad row while B's is taken. The switch did not go:
+    B's report is taken, not dropped as if hv1 had left while it was read (stop 39's first fix counted the failure as
+    an end: hv1 was then absent, its VMs unbound, until B reported a change)."""
+    import eventlet
+
+    failing_keys.append("p-vm4")
+    state = vports_state()
+    state.pacer = Pacer(lambda: eventlet.sleep(0), every=1)
+    newer = snapshot("hv1", "10.251.0.1", PORTS[:2] + [("vm8", 30)])
+    failed = []
+
+    def a():
+        try:
+            state.vrs_update(snapshot("hv1", "10.251.0.1", PORTS))
+        except Bad:
+            failed.append(True)
+
+    threads = [eventlet.spawn(a), eventlet.spawn(state.vrs_update, newer)]
+    for thread in threads:
+        thread.wait()
+    state.pacer = Pacer()
+    assert failed and state.vrs == {"hv1": newer} and sorted(state.locations) == ["vm0", "vm1", "vm8"]
+    assert state.partial == {} and state.reports_taking == 0
