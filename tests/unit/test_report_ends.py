@@ -316,3 +316,24 @@ def test_a_first_report_failing_while_another_of_its_switch_is_taken_does_not_dr
     state.pacer = Pacer()
     assert failed and state.vrs == {"hv1": newer} and sorted(state.locations) == ["vm0", "vm1", "vm8"]
     assert state.partial == {} and state.reports_taking == 0
+
+
+def test_a_port_failing_halfway_through_its_keys_leaves_no_sighting_behind(monkeypatch):
+    """hv1's later report raises in the binding index halfway through one port's keys (the second cannot be taken):
+    State takes its last report again whole, and nothing of that port stays in the index (its first key's sighting
+    was left there, out of the port's record: the VM would be located on it at its next re-resolution)."""
+    keys = binding.port_keys
+
+    def port_keys(port, flavour):
+        found = keys(port, flavour)
+        return found + [(["not", "hashable"], None)] if port.name == "p-vm3" else found
+
+    state = vports_state()
+    state.vrs_update(snapshot("hv1", "10.251.0.1", PORTS[:2]))
+    before = dict(state.locations)
+    monkeypatch.setattr(binding, "port_keys", port_keys)
+    with pytest.raises(TypeError):
+        state.vrs_update(snapshot("hv1", "10.251.0.1", PORTS))
+    assert state.locations == before
+    assert not [spot for spots in state.index.sightings.values() for spot in spots if spot[1] == "p-vm3"]
+    assert state.index.locate("vm3", lambda *key: 0) is None
