@@ -181,8 +181,10 @@ class BindingIndex:
 
     def learn_port(self, snap, rank: int, flavour: str, port, reached: set, keys=None) -> None:
         """Record what a port shows on its VRS; the vport ids it shows are added to ``reached``. ``keys``: the
-        port's ``port_keys`` if computed already (they read only the port)."""
-        shown = []
+        port's ``port_keys`` if computed already (they read only the port). Each sighting is in ``shown`` as soon as
+        it is made: a key that raises (State then takes the switch again whole: controller/state.py ``_failed``)
+        leaves none that forgetting the port would not find."""
+        shown = self.shown[snap.session][port.name] = []
         where = (rank, port, flavour, snap.chassis, snap.datapath_id)
         if flavour == "esxi":
             trunk = (snap.chassis, port.name)
@@ -195,7 +197,6 @@ class BindingIndex:
             shown.append(("key", (spot, bkey)))
             if bkey in self.vport_at:
                 reached.add(self.vport_at[bkey])
-        self.shown[snap.session][port.name] = shown
 
     def forget_session(self, session: str, chassis: str, reached: set) -> None:
         for name in list(self.shown.get(session, ())):

@@ -63,6 +63,7 @@ class State(ReportPorts, StateReport, DiscoverySink):
         self.partial: dict[str, int] = {}  # VRS session -> its first reports being taken now (vrs_update): in a pause
         # the switch may be in ``vrs`` (and the journals) with only some of its vports located
         self._ended: dict[str, int] = {}  # VRS session in ``partial`` -> times it went (vrs_gone) since (_vrs_apply)
+        self._whole: set[str] = set()  # VRS sessions whose next report is taken whole (a report failed: _failed)
         self.pacer: Pacer = NEVER  # big reports and commits pause (the app: hub.sleep(0)); see _port_keys, _relocate
         self._journals = weakref.WeakSet()
         self._commits = commits.OneAtATime()  # policy commits taken one after another (policy_committed)
@@ -229,16 +230,20 @@ class State(ReportPorts, StateReport, DiscoverySink):
         hold does not end on such a pass: controller/app.py ``_partial``). If it paused, State's last change is
         notified again once it is taken whole: the pass that sees it whole runs even if nothing else changes.
 
-        A report that fails (raises) leaves no switch half taken in: the switch is forgotten (``_failed``), and its
-        next report, a first one, is taken whole."""
-        session, first, pauses = snap.session, snap.session not in self.vrs, self.pacer.pauses
+        A report that fails (raises) leaves no switch half taken in (``_failed``): State goes back to what it last
+        held whole of the switch (its VMs stay bound), and the switch's next report is taken whole."""
+        session, old, pauses = snap.session, self.vrs.get(snap.session), self.pacer.pauses
+        first, whole, taking = old is None, snap.session in self._whole, snap
         self.reports_taking += 1
         if first:
             self.partial[session] = self.partial.get(session, 0) + 1
         try:
-            self._vrs_apply(self.ofport_hints.apply(snap, self.vrs.get(session)))
+            taking = self.ofport_hints.apply(snap, old)
+            self._vrs_apply(taking, whole)
+            if whole and self.vrs.get(session) is taking:
+                self._whole.discard(session)
         except BaseException as exc:  # (GreenletExit too: its OVSDB session killed in a pause)
-            self._failed(snap, exc)
+            self._failed(taking, old, exc)
             raise
         finally:
             self.reports_taking -= 1
@@ -250,15 +255,15 @@ class State(ReportPorts, StateReport, DiscoverySink):
         if first and session not in self.partial and session in self.vrs and self.pacer.pauses != pauses:
             self._notify("vrs", session)
 
-    def _vrs_apply(self, snap: VrsSnapshot) -> None:
+    def _vrs_apply(self, snap: VrsSnapshot, whole: bool = False) -> None:
         """What its changed ports show is read first (_read_ports), pausing (``pacer``) every so many ports: that
         reads only ``snap`` and changes nothing. Then State takes the report (_take: the binding index is updated in
         chunks, pausing between them), and the vports it reaches are re-resolved in chunks (_relocate, pausing
         before and between them). The switch's end landing while a first report is read drops that report (the
-        switch is not kept as present: ``_ended``)."""
+        switch is not kept as present: ``_ended``). ``whole``: every port counts as changed (``_failed``)."""
         old = self.vrs.get(snap.session)
         ends = self._ended.get(snap.session, 0)
-        changed = changed_ports(old, snap, self.flavour_of)
+        changed = None if whole else changed_ports(old, snap, self.flavour_of)
         found = None if changed is None else snap.ports_named(changed)  # the changed ports still there
         read = self._read_ports(snap, changed, found, self.pacer)
         if self.vrs.get(snap.session) is not old:
@@ -268,18 +273,36 @@ class State(ReportPorts, StateReport, DiscoverySink):
         else:
             self._take(old, snap, changed, found, read)
 
-    def _failed(self, snap, exc: BaseException) -> None:
-        """Taking ``snap`` raised, State may hold its switch half taken in (some ports indexed, some vports located):
-        the switch is forgotten, as if gone, so that it is never kept so. Its OVSDB session ends on the error
-        (ovsdb/peersession.py), and the report of the session that comes back, a delta against the report that
-        failed (ovsdb/claims.py), is a first one to State: taken whole (``changed_ports``)."""
+    def _failed(self, snap, old, exc: BaseException) -> None:
+        """Taking ``snap`` raised: State may hold its switch half taken in (some ports indexed, some vports located),
+        and what its reporter reports next is a delta against ``snap`` (ovsdb/claims.py keeps it as reported). So State
+        takes again, whole and at once, what it last held whole of the switch: ``old`` (its report before), or the
+        report that superseded ``snap`` in a pause; and marks the switch (``_whole``): its next report is taken whole,
+        every port re-read. Its VMs stay bound meanwhile, through its OVSDB session's reconnect grace (the session ends
+        on the error: ovsdb/peersession.py). A switch State held nothing whole of (``snap`` was its first report), or
+        whose retaking fails too, is forgotten: never kept half taken in. Not an end of the switch (``_ended``): a
+        report of it read meanwhile is taken."""
+        current = self.vrs.get(snap.session)
+        keep = old if current is snap else current
         log.log(logging.WARNING if isinstance(exc, Exception) else logging.INFO,  # (not: its session killed, a stop)
-                "VRS %s: its report could not be taken (%s: %.200s): forgotten until it is reported again, then taken "
-                "whole", snap.chassis, type(exc).__name__, exc)
+                "VRS %s: its report could not be taken (%s: %.200s): %s", snap.chassis, type(exc).__name__, exc,
+                "forgotten until it is reported again, then taken whole" if keep is None else
+                "its last report taken whole is kept (its VMs stay bound), its next one is taken whole")
         try:
-            self.vrs_gone(snap.session)
+            if keep is None:
+                self._forget(snap.session)
+                return
+            self._whole.add(snap.session)
+            if snap.datapath_id != keep.datapath_id and self._dpid_session.get(snap.datapath_id) == snap.session:
+                del self._dpid_session[snap.datapath_id]
+            self._take(keep, keep, None, None, self._read_ports(keep, None, None, NEVER), NEVER)
         except Exception:  # (the report's error is the one raised)
-            log.exception("VRS %s: forgetting it after its failed report failed too", snap.chassis)
+            log.exception("VRS %s: taking its last report again after the failed one failed too: forgotten",
+                          snap.chassis)
+            try:
+                self._forget(snap.session)
+            except Exception:
+                log.exception("VRS %s: forgetting it failed too", snap.chassis)
 
     def _superseded(self, snap) -> None:
         """Another report of this switch (another OVSDB session speaking for it) or its end landed while ``snap`` was
@@ -344,6 +367,11 @@ class State(ReportPorts, StateReport, DiscoverySink):
         is dropped (``_ended``)."""
         if session in self.partial:
             self._ended[session] = self._ended.get(session, 0) + 1
+        self._forget(session)
+
+    def _forget(self, session: str) -> None:
+        """Everything State holds of a VRS goes (``vrs_gone``, ``_failed``)."""
+        self._whole.discard(session)
         self.ofport_hints.gone(session)
         snap = self.vrs.pop(session, None)
         if snap is not None and self._dpid_session.get(snap.datapath_id) == session:

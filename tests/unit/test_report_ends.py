@@ -9,12 +9,14 @@ State had not located stayed unbound.
 
 from __future__ import annotations
 
+import dataclasses
 from types import SimpleNamespace
 
 import pytest
 
 from controller import binding
 from controller.pacer import Pacer
+from bgp.evpn import originate
 from controller.programmer import Programmer
 from ovsdb.claims import VrsClaims
 from tests.unit.test_compiler import add_vport, base_state, snapshot
@@ -97,33 +99,119 @@ def failing_port(monkeypatch):
     return failing
 
 
+@pytest.fixture
+def failing_keys(monkeypatch):
+    """While ``failing`` holds a port name, reading that port's binding keys raises (State._read_ports: before State
+    changes anything)."""
+    failing = []
+    keys = binding.port_keys
+
+    def port_keys(port, flavour):
+        if port.name in failing:
+            raise Bad(f"bad row {port.name}")
+        return keys(port, flavour)
+
+    monkeypatch.setattr(binding, "port_keys", port_keys)
+    return failing
+
+
+def _seen(state, programmer):
+    """What other switches and BGP peers see of hv1's VMs: hv2's desired flows and the EVPN routes announced."""
+    programmer.refresh()
+    return programmer.desired["hv2"].all_flows(), originate(programmer.derive(), state.policy)
+
+
+@pytest.mark.parametrize("where", ["indexing", "reading"])
 @pytest.mark.parametrize("which", ["a first report", "a later report"])
-def test_after_a_report_state_failed_on_the_switch_back_binds_every_vm(failing_port, which):
+def test_after_a_report_state_failed_on_the_switch_back_binds_every_vm(failing_port, failing_keys, which, where):
     """hv1's OVSDB session reports its VMs through the claims (ovsdb/claims.py, a grace of 10 s) to State, which
-    raises on one port (tap3) of that report (its first, or one adding VMs to those it bound); the session ends on
-    the error (ovsdb/peersession.py), and a new session of hv1 reports the same rows within the grace: every VM is
-    bound, none half (on main: those after tap3 stayed unbound)."""
+    raises on one port (tap3) of that report (its first, or one adding VMs to those it bound), while indexing it
+    (some ports taken) or reading it (none yet); the session ends on the error (ovsdb/peersession.py), and a new
+    session of hv1 reports the same rows within the grace: every VM is bound, none half (on main before stop 39:
+    those after tap3 stayed unbound). And the VMs bound before the failed report stay bound in every pause of it,
+    their flows on hv2 and their EVPN routes kept, until the switch is back (stop 39's first fix forgot the switch at
+    once: all withdrawn until the session came back)."""
     state = vports_state("vp")
+    state.hosts = {"hv1": {"vtep_ip": "10.251.0.1"}}
+    state.vrs_update(snapshot("hv2", "10.251.0.2", [("vp8", 10)]))  # a VM of the same subnet: hv2 sends to hv1's
+    programmer = Programmer(state)
+    programmer.refresh(full=True)
     db = Db(ports=0)
     claims = VrsClaims(state, grace=10.0, clock=lambda: 0.0)
+    kept = []
     if which == "a later report":
         for i in range(2):
             db.add(f"tap{i}", {"iface-id": f"vp{i}"})
         follow(db, state, claims, PEER_A).gone()  # bound, then the session ends (a reconnect, say)
-        assert sorted(state.locations) == ["vp0", "vp1"]
+        kept = ["vp0", "vp1"]
+        assert sorted(state.locations) == kept + ["vp8"]
+    before, bound = _seen(state, programmer), dict(state.locations)
+    macs = {getattr(route, "mac", None) for route in before[1].values()}
+    for vid in kept:  # (what the test watches: hv2 sends to hv1's VMs, and they are announced)
+        mac = next(v["mac"] for v in state.policy.all("vport") if v["id"] == vid)
+        assert mac in macs and any(mac in repr(flow.match) for flow in before[0]), vid
     for i in range(2 if which == "a later report" else 0, VMS):
         db.add(f"tap{i}", {"iface-id": f"vp{i}"})
-    failing_port.append("tap3")
+    (failing_port if where == "indexing" else failing_keys).append("tap3")
+    pauses = []
+
+    def pause():
+        pauses.append({vid: state.locations.get(vid) for vid in kept})
+        programmer.refresh()
+
+    state.pacer = Pacer(pause, every=1)
     with pytest.raises(Bad):
         follow(db, state, claims, PEER_A)  # the sink's error ends that session (below: as peersession does)
-    assert state.vrs == {} and state.locations == {} and state.partial == {}  # not half taken in: forgotten
-    failing_port.clear()
+    state.pacer = Pacer()
+    assert pauses and all(seen == {vid: bound[vid] for vid in kept} for seen in pauses)  # bound in every pause
+    assert state.partial == {} and state.reports_taking == 0
+    if which == "a later report":  # what it held whole before, kept: bound, flows and routes as they were
+        assert state.locations == bound
+        assert _seen(state, programmer) == before
+    else:  # nothing held whole of it before: forgotten, not half taken in
+        assert "vrs:hv1" not in state.vrs and state.locations == bound
     claims.leave("vrs:hv1", claims.speaker("vrs:hv1"))
-    follow(db, state, claims, PEER_B)  # hv1 back within its grace, the same rows
-    assert sorted(state.locations) == [f"vp{i}" for i in range(VMS)]
+    with pytest.raises(Bad):
+        follow(db, state, claims, PEER_B)  # hv1 back, the bad row still there: its report (whole) fails again
+    assert state.locations == bound and state.partial == {} and state.reports_taking == 0
+    failing_port.clear()
+    failing_keys.clear()
+    claims.leave("vrs:hv1", claims.speaker("vrs:hv1"))
+    follow(db, state, claims, PEER_A)  # hv1 back within its grace, the same rows, the row fixed
+    assert sorted(state.locations) == [f"vp{i}" for i in range(VMS)] + ["vp8"]
     fresh = vports_state("vp")
+    fresh.hosts = state.hosts
+    fresh.vrs_update(snapshot("hv2", "10.251.0.2", [("vp8", 10)]))
     fresh.vrs_update(claims.last("vrs:hv1"))
-    assert state.locations == fresh.locations and set(state.vrs) == set(fresh.vrs) == {"vrs:hv1"}
+    assert state.locations == fresh.locations and set(state.vrs) == set(fresh.vrs) == {"hv2", "vrs:hv1"}
+    fresh_programmer = Programmer(fresh)
+    fresh_programmer.refresh(full=True)
+    assert _seen(state, programmer) == _seen(fresh, fresh_programmer)
+
+
+def test_a_report_failing_after_a_newer_one_was_taken_keeps_the_newer_one(failing_keys):
+    """hv1's first report (session A) is read with pauses; in one, a report of hv1 from a newer session (B, which
+    speaks for it now: ovsdb/claims.py) is taken whole; then A's report fails on a bad row. B's report is the switch
+    as it is: kept, and bound (stop 39's first fix forgot the switch: absent until B reported a change)."""
+    newer = snapshot("hv1", "10.251.0.1", PORTS[:2] + [("vm8", 30)])
+    failing_keys.append("p-vm4")
+    state = vports_state()
+    pauses = []
+
+    def pause():
+        pauses.append(1)
+        if len(pauses) == 2:
+            state.vrs_update(newer)
+
+    state.pacer = Pacer(pause, every=1)
+    with pytest.raises(Bad):
+        state.vrs_update(snapshot("hv1", "10.251.0.1", PORTS))
+    state.pacer = Pacer()
+    assert state.vrs == {"hv1": newer} and sorted(state.locations) == ["vm0", "vm1", "vm8"]
+    assert state.partial == {} and state.reports_taking == 0
+    fresh = vports_state()
+    fresh.vrs_update(newer)
+    assert state.locations == fresh.locations
 
 
 def test_a_datapath_whose_connection_closes_while_it_is_adopted_is_not_kept_connected(monkeypatch):
@@ -162,13 +250,18 @@ def test_a_datapath_whose_connection_closes_while_it_is_adopted_is_not_kept_conn
 
 def test_a_report_cut_in_any_pause_by_its_sessions_end_leaves_no_switch_half_taken_in():
     """The OVSDB session taking a report is killed in a pause (the controller stopping, a session closed: eventlet
-    raises GreenletExit there): State forgets the switch rather than keep it half taken in."""
+    raises GreenletExit there): State keeps no switch half taken in. Its first report: forgotten; a later one: State
+    keeps the report it took before (its VMs bound through the reconnect grace), and the switch's next report, a
+    delta against the cut one (ovsdb/claims.py: no port changed), is taken whole: every VM bound."""
     import greenlet
+
+    whole = snapshot("hv1", "10.251.0.1", PORTS)
 
     def cut(at: int, known: int):
         state = vports_state()
         if known:
             state.vrs_update(snapshot("hv1", "10.251.0.1", PORTS[:known]))
+        before = dict(state.locations)
         pauses = []
 
         def pause():
@@ -178,9 +271,15 @@ def test_a_report_cut_in_any_pause_by_its_sessions_end_leaves_no_switch_half_tak
 
         state.pacer = Pacer(pause, every=1)
         try:
-            state.vrs_update(snapshot("hv1", "10.251.0.1", PORTS))
+            state.vrs_update(whole)
         except greenlet.GreenletExit:
-            assert state.vrs == {} and state.locations == {} and state.partial == {} and state.reports_taking == 0
+            state.pacer = Pacer()
+            assert state.locations == before and state.partial == {} and state.reports_taking == 0, at
+            assert sorted(state.vrs) == (["hv1"] if known else []), at
+            state.vrs_update(dataclasses.replace(whole, changed=frozenset()))  # the session back: nothing changed
+            fresh = vports_state()
+            fresh.vrs_update(whole)
+            assert state.locations == fresh.locations and sorted(state.locations) == [f"vm{i}" for i in range(VMS)]
             return len(pauses)
         assert at == 0
         return len(pauses)
@@ -190,3 +289,51 @@ def test_a_report_cut_in_any_pause_by_its_sessions_end_leaves_no_switch_half_tak
         assert total > 3
         for at in range(1, total + 1):
             cut(at, known)
+
+
+def test_a_first_report_failing_while_another_of_its_switch_is_taken_does_not_drop_that_one(failing_keys):
+    """Two first reports of hv1 taken at once in green threads (a newer session's, B, read while the older one's,
+    A, is: ovsdb/claims.py lets the newest speak); A's fails on a bad row while B's is taken. The switch did not go:
+    B's report is taken, not dropped as if hv1 had left while it was read (stop 39's first fix counted the failure as
+    an end: hv1 was then absent, its VMs unbound, until B reported a change)."""
+    import eventlet
+
+    failing_keys.append("p-vm4")
+    state = vports_state()
+    state.pacer = Pacer(lambda: eventlet.sleep(0), every=1)
+    newer = snapshot("hv1", "10.251.0.1", PORTS[:2] + [("vm8", 30)])
+    failed = []
+
+    def a():
+        try:
+            state.vrs_update(snapshot("hv1", "10.251.0.1", PORTS))
+        except Bad:
+            failed.append(True)
+
+    threads = [eventlet.spawn(a), eventlet.spawn(state.vrs_update, newer)]
+    for thread in threads:
+        thread.wait()
+    state.pacer = Pacer()
+    assert failed and state.vrs == {"hv1": newer} and sorted(state.locations) == ["vm0", "vm1", "vm8"]
+    assert state.partial == {} and state.reports_taking == 0
+
+
+def test_a_port_failing_halfway_through_its_keys_leaves_no_sighting_behind(monkeypatch):
+    """hv1's later report raises in the binding index halfway through one port's keys (the second cannot be taken):
+    State takes its last report again whole, and nothing of that port stays in the index (its first key's sighting
+    was left there, out of the port's record: the VM would be located on it at its next re-resolution)."""
+    keys = binding.port_keys
+
+    def port_keys(port, flavour):
+        found = keys(port, flavour)
+        return found + [(["not", "hashable"], None)] if port.name == "p-vm3" else found
+
+    state = vports_state()
+    state.vrs_update(snapshot("hv1", "10.251.0.1", PORTS[:2]))
+    before = dict(state.locations)
+    monkeypatch.setattr(binding, "port_keys", port_keys)
+    with pytest.raises(TypeError):
+        state.vrs_update(snapshot("hv1", "10.251.0.1", PORTS))
+    assert state.locations == before
+    assert not [spot for spots in state.index.sightings.values() for spot in spots if spot[1] == "p-vm3"]
+    assert state.index.locate("vm3", lambda *key: 0) is None
