@@ -290,19 +290,21 @@ class Originator:
     def _take(self, eids, view, policy, seqs, changed: set, groups: set, pacer: Pacer) -> None:
         """Make the routes of the endpoints ``eids`` the View has (none held: ``_drop`` first). Made first, kept
         after: the last publish's Origins is told of every key and group they change before the first changes."""
-        made, hops, subnets, local, held = [], {}, {}, view.local, self.routes
-        for eid in filter(local.__contains__, eids):  # (10,000 endpoints gone: no Python step each)
-            ep = local[eid]
-            sid, session, key = ep.subnet_id, ep.session, (ep.subnet_id, ep.mac)
-            next_hop = hops[session] if session in hops else hops.setdefault(session, view.tunnel_ip_of(session))
-            subnet = subnets[sid] if sid in subnets else subnets.setdefault(sid, policy.get("subnet", sid))
-            routes = () if next_hop is None or subnet is None or (key in seqs and seqs[key] is None) else \
-                {route.key: route for route in mac_ip_routes(view, ep, subnet, next_hop, seqs.get(key) or None)}
-            for rkey in routes:
-                if rkey in held:
-                    raise Clash(rkey)
-            made.append((eid, ep, routes, None if next_hop is None else (sid, next_hop)))
-            pacer.tick()
+        made, hops, subnets, memo, local, held = [], {}, {}, {}, view.local, self.routes
+        for run in runs(pacer, list(filter(local.__contains__, eids))):  # (a tick per endpoint, in runs)
+            for eid in run:
+                ep = local[eid]
+                sid, session, key = ep.subnet_id, ep.session, (ep.subnet_id, ep.mac)
+                next_hop = hops[session] if session in hops else hops.setdefault(session, view.tunnel_ip_of(session))
+                subnet = subnets[sid] if sid in subnets else subnets.setdefault(sid, policy.get("subnet", sid))
+                routes = () if next_hop is None or subnet is None or (key in seqs and seqs[key] is None) else {
+                    route.key: route for route in mac_ip_routes(view, ep, subnet, next_hop, seqs.get(key) or None,
+                                                                memo)}
+                for rkey in routes:
+                    if rkey in held:
+                        raise Clash(rkey)
+                made.append((eid, ep, routes, None if next_hop is None else (sid, next_hop)))
+            pacer.tick(len(run))
         if self.watcher is not None:
             self._keep_taken(made, pacer)
         for session in hops:
@@ -310,25 +312,26 @@ class Originator:
                 self._session_fp[session] = _session_facts(view, session)
         owner, grouped, eps = self._owner, self._groups, self._eps
         in_subnet = self._in_subnet
-        for eid, ep, routes, group in made:
-            add_to(in_subnet, ep.subnet_id, eid)
-            for rkey in routes:
-                if rkey in held:  # (two endpoints of this update)
-                    raise Clash(rkey)
-                owner[rkey] = eid
-            held.update(routes)
-            changed.update(routes)
-            if group is not None:
-                at = grouped.get(group[0], {}).get(group[1])
-                if at is None:
-                    at = grouped.setdefault(group[0], {})[group[1]] = _Group()
-                if ep.kind == "vport":
-                    at.vports[eid] = ep.vport_id
-                else:
-                    at.others.add(eid)
-                groups.add(group)
-            eps[eid] = (ep, tuple(routes), group)
-            pacer.tick()
+        for run in runs(pacer, made):
+            for eid, ep, routes, group in run:
+                add_to(in_subnet, ep.subnet_id, eid)
+                for rkey in routes:
+                    if rkey in held:  # (two endpoints of this update)
+                        raise Clash(rkey)
+                    owner[rkey] = eid
+                held.update(routes)
+                changed.update(routes)
+                if group is not None:
+                    at = grouped.get(group[0], {}).get(group[1])
+                    if at is None:
+                        at = grouped.setdefault(group[0], {})[group[1]] = _Group()
+                    if ep.kind == "vport":
+                        at.vports[eid] = ep.vport_id
+                    else:
+                        at.others.add(eid)
+                    groups.add(group)
+                eps[eid] = (ep, tuple(routes), group)
+            pacer.tick(len(run))
 
     def _keep_taken(self, made, pacer: Pacer) -> None:
         """The watcher holds what it reads of the vports, type 2 keys and type 3 groups the endpoints ``made`` are

@@ -14,12 +14,13 @@ import itertools
 import logging
 import time
 import weakref
+from collections import deque
 
 from controller import binding, commits, derive
 from controller.discovery import DiscoverySink, VrsSnapshot, VtepSnapshot
 from controller.journal import Journal
 from controller.ofports import OfportHints
-from controller.pacer import NEVER, Pacer
+from controller.pacer import NEVER, Pacer, runs
 from controller.policy import Policy
 from controller.remote import RemoteDelta, RemoteIndex, RemoteTable, changed_scopes
 from controller.state_report import StateReport, dpid_str
@@ -354,14 +355,15 @@ class State(StateReport, DiscoverySink):
     def _read_ports(self, snap, changed, found, pacer: Pacer) -> "_Read":
         """What State takes from the ports that changed (None: all of them), read before anything changes, ticking
         ``pacer`` per port: this reads only the snapshot, so anything may change during the pauses."""
-        flavour, read = self.flavour_of(snap), _Read()
-        for port in snap.ports if changed is None else found.values():
-            read.keys[port.name] = binding.port_keys(port, flavour)
-            read.seen[port.name] = [(snap.session, port.name, None)] + \
-                [(snap.session, port.name, vlan) for vlan in port.vnic_vlans()]
-            read.tunnels.update(derive.tunnel_ports((port,)))
-            read.agents.update(derive.agent_ports((port,)))
-            pacer.tick()
+        flavour, read, session = self.flavour_of(snap), _Read(), snap.session
+        for run in runs(pacer, list(snap.ports if changed is None else found.values())):  # (a tick per port)
+            for port in run:
+                read.keys[port.name] = binding.port_keys(port, flavour)
+                read.seen[port.name] = [(session, port.name, None)] + \
+                    [(session, port.name, vlan) for vlan in port.vnic_vlans()]
+            read.tunnels.update(derive.tunnel_ports(run))
+            read.agents.update(derive.agent_ports(run))
+            pacer.tick(len(run))
         return read
 
     def _index_ports(self, old, snap, changed, found, keys, pacer: Pacer) -> set[str]:
@@ -384,9 +386,9 @@ class State(StateReport, DiscoverySink):
         flavour, rank = self.flavour_of(snap), self._rank[snap.session]
         for start in range(0, len(ports), INDEX_CHUNK):
             chunk = ports[start:start + INDEX_CHUNK]
+            if changed is not None:  # (what each port showed forgotten first: no port's reaches another's)
+                self.index.forget_ports(snap.session, [port.name for port in chunk], reached)
             for port in chunk:
-                if changed is not None:
-                    self.index.forget_port(snap.session, port.name, snap.chassis, reached)
                 self.index.learn_port(snap, rank, flavour, port, reached, keys[port.name])
             pacer.tick(len(chunk))
             if self.vrs.get(snap.session) is not snap:
@@ -450,6 +452,11 @@ class State(StateReport, DiscoverySink):
         ports = self._seen_ports.setdefault(snap.session, {})
         names = set(ports) | set(seen) if changed is None else [name for name in changed if name in seen] if seen \
             else ()  # (a report of ports gone only)
+        if changed is not None and names and ports.keys().isdisjoint(names):  # all new (10,000 ports): C loops
+            keys, clock = list(map(seen.get, names, itertools.repeat(()))), itertools.repeat(self._clock)
+            deque(map(self._seen.setdefault, itertools.chain.from_iterable(keys), map(next, clock)), maxlen=0)
+            ports.update(itertools.compress(zip(names, keys), keys))
+            return
         for name in names:
             keys = seen.get(name, ())
             for key in keys:
