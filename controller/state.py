@@ -355,12 +355,12 @@ class State(StateReport, DiscoverySink):
     def _read_ports(self, snap, changed, found, pacer: Pacer) -> "_Read":
         """What State takes from the ports that changed (None: all of them), read before anything changes, ticking
         ``pacer`` per port: this reads only the snapshot, so anything may change during the pauses."""
-        flavour, read, session = self.flavour_of(snap), _Read(), snap.session
+        flavour, read, session, port_keys = self.flavour_of(snap), _Read(), snap.session, binding.port_keys
+        keys, seen = read.keys, read.seen
         for run in runs(pacer, list(snap.ports if changed is None else found.values())):  # (a tick per port)
             for port in run:
-                read.keys[port.name] = binding.port_keys(port, flavour)
-                read.seen[port.name] = [(session, port.name, None)] + \
-                    [(session, port.name, vlan) for vlan in port.vnic_vlans()]
+                keys[name := port.name] = port_keys(port, flavour)
+                seen[name] = [(session, name, None)] + [(session, name, vlan) for vlan in port.vnic_vlans()]
             read.tunnels.update(derive.tunnel_ports(run))
             read.agents.update(derive.agent_ports(run))
             pacer.tick(len(run))
@@ -515,9 +515,10 @@ class State(StateReport, DiscoverySink):
 
         moved, warn = set(), set()
         index, locations, mismatched = self.index, self.locations, self.mismatched
+        vports = self.policy.objects["vport"]  # (``Policy.get``'s, without its call per vport)
         for vid in vids:
             loc = index.locate(vid, seen_order) if vid in index.key_of else None
-            bound = None if loc is None or binding.is_mismatch(self.policy.get("vport", vid), loc) else loc
+            bound = None if loc is None or binding.is_mismatch(vports.get(vid), loc) else loc
             if loc is not None and bound is None:
                 mismatched[vid] = loc
                 warn.add(vid)
@@ -592,7 +593,7 @@ def _changed_ports(old, snap, flavour_of) -> frozenset[str] | None:
     names = set()
     for port in snap.ports:
         was = before.pop(port.name, None)
-        if was is not port and was != port:  # an unchanged port is usually the same object
+        if was is None or (was is not port and was != port):  # an unchanged port is usually the same object
             names.add(port.name)
     return frozenset(names | set(before))
 
