@@ -26,7 +26,6 @@ no two routing flows of equal priority and match compete.
 from __future__ import annotations
 
 import ipaddress
-from collections import deque
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -163,7 +162,8 @@ class Shared:
 
 
 def _checked(flows) -> frozenset:
-    deque(map(p.check_flow, flows), maxlen=0)  # (each flow checked; no Python step per flow here)
+    for f in flows:
+        p.check_flow(f)
     return frozenset(flows) if flows else EMPTY
 
 

@@ -29,9 +29,6 @@ trunk port.
 
 from __future__ import annotations
 
-from itertools import chain, filterfalse
-from operator import itemgetter
-
 from dataclasses import dataclass
 
 REG_FLAGS, REG_L3, REG_L2, REG_IN, REG_OUT = "reg0", "reg4", "reg5", "reg6", "reg7"
@@ -163,81 +160,8 @@ def _check_value(flow, what: str, name: str, value) -> None:
                         f"integer{' or an address as text' if name in ADDRESS_FIELDS else ''}")
 
 
-_EXACT = frozenset((int, str))  # the only types of a flow's values the fast path takes (``check_flow``)
-_PAIRS_SEEN: set = set()  # match (field, value) pairs of exact int or str values whose value check passed
-_PLAIN_SEEN: set = set()  # set, move and output actions of exact int or str values that passed their check
-SEEN_LIMIT = 8192  # either set emptied when it grows past this (per-vport values come and go; constants come back)
-_first = itemgetter(0)
-_kind_field = itemgetter(0, 1)
-_TWO = frozenset((2,))
-
-
-_ADDRESS_SETS = frozenset(("set", name) for name in ADDRESS_FIELDS)
-
-
 def check_flow(flow) -> None:
-    """Raise PipelineError when a flow breaks the declaration (``_check_flow``, which names what is wrong). A flow
-    whose every value (its priority, its match's and its actions' items) is exactly an ``int`` or a ``str`` takes a
-    shorter way first: its match's fields are looked up in the table's at once, and the match pairs and the set,
-    move and output actions that passed before (``_PAIRS_SEEN``, ``_PLAIN_SEEN``: none depends on the table) are
-    passed over in C; only the others, and a last goto's target, are looked at in Python. Anything that way does not
-    accept outright goes through ``_check_flow`` whole. Exact types only: ``1 == 1.0 == True`` and a ``str``
-    subclass equal to a ``str`` would find a pair or an action seen before that ``_check_flow`` refuses. Every
-    distinct flow of a compile is checked (10,000 ARP answers for 10,000 new ports, ~440 Python bytecodes each
-    the whole way)."""
-    try:
-        if _passes(flow):
-            return
-    except Exception:  # a flow of an odd shape: the whole way says what is wrong (or takes it)
-        pass
-    _check_flow(flow)
-
-
-def _passes(flow) -> bool:
-    """True: ``_check_flow`` takes ``flow`` (see ``check_flow``); False: it may not (or it raised: the same)."""
-    table = BY_ID.get(flow.table)
-    match, actions = flow.match, flow.actions
-    if table is None or type(flow.priority) is not int or not actions \
-            or not _EXACT.issuperset(map(type, chain(chain.from_iterable(match), chain.from_iterable(actions)))) \
-            or not table.matches.issuperset(map(_first, match)):
-        return False
-    pairs = list(filterfalse(_PAIRS_SEEN.__contains__, match))
-    if pairs and _TWO.issuperset(map(len, pairs)) and ADDRESS_FIELDS.issuperset(map(_first, pairs)):
-        pairs = ()  # address fields' pairs (new per vport: an IP) taken at once, not kept
-    for pair in pairs:
-        if len(pair) != 2 or (type(pair[1]) is not int and pair[0] not in ADDRESS_FIELDS):
-            return False
-    last = actions[-1]
-    if last[0] == "goto":  # the common last action: its target checked here (a goto elsewhere is not plain)
-        if len(last) != 2 or last[1] not in table.next or last[1] <= flow.table:
-            return False
-        actions = actions[:-1]
-    plain = list(filterfalse(_PLAIN_SEEN.__contains__, actions))
-    if plain and _ADDRESS_SETS.issuperset(map(_kind_field, plain)) and min(map(len, plain)) > 2:
-        plain = ()  # sets of address fields (new per vport: a MAC, an IP) taken at once, not kept
-    for action in plain:
-        kind = action[0]
-        if kind == "set":
-            if len(action) < 3 or (type(action[2]) is not int and action[1] not in ADDRESS_FIELDS):
-                return False
-        elif kind == "output":
-            if len(action) < 2 or (type(action[1]) is not int and action[1] not in OUTPUT_NAMES):
-                return False
-        elif kind != "move":  # a move of exact values holds no None
-            return False
-    if pairs:
-        if len(_PAIRS_SEEN) > SEEN_LIMIT:
-            _PAIRS_SEEN.clear()
-        _PAIRS_SEEN.update(pairs)
-    if plain:
-        if len(_PLAIN_SEEN) > SEEN_LIMIT:
-            _PLAIN_SEEN.clear()
-        _PLAIN_SEEN.update(plain)
-    return True
-
-
-def _check_flow(flow) -> None:
-    """``check_flow`` the whole way, naming what is wrong. One pass over the match and one over the actions,
+    """Raise PipelineError when a flow breaks the declaration. One pass over the match and one over the actions,
     allocating nothing for a valid flow: every distinct flow of a full compile (150,000 at 10,000 vports) is
     checked, and a set and two generators per flow were a fifth of that compile.
 
