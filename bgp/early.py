@@ -84,23 +84,26 @@ class EarlyAnnounce:
         ctx, state = self.context, self.state
         if ctx is None or state.policy is not ctx.policy:
             return {}
-        out, memo, vtep_ips = {}, {}, {}  # (both for this call: ctx and State's switches stay as they are in it)
+        out, memo, vtep_ips, subnets = {}, {}, {}, {}  # (for this call: ctx and State's switches stay as they are)
+        mobility = self.mobility()
         for vid in vport_ids:
-            endpoint = self._endpoint(ctx, vid, vtep_ips)
+            endpoint = self._endpoint(ctx, vid, vtep_ips, mobility)
             if endpoint is None or origins.has(endpoint.vport_id):
                 continue
-            for route in mac_ip_routes(ctx, endpoint, ctx.policy.get("subnet", endpoint.subnet_id),
-                                       ctx.switches[endpoint.session].vtep_ip, None, memo):
+            sid = endpoint.subnet_id
+            subnet = subnets[sid] if sid in subnets else subnets.setdefault(sid, ctx.policy.get("subnet", sid))
+            for route in mac_ip_routes(ctx, endpoint, subnet, ctx.switches[endpoint.session].vtep_ip, None, memo):
                 key = route.key
                 out[key] = route
                 self._routes[key] = _Early(route, endpoint, True)
                 origins.add(key, (endpoint,))
         return out
 
-    def _endpoint(self, ctx: Context, vid, vtep_ips: dict):
+    def _endpoint(self, ctx: Context, vid, vtep_ips: dict, mobility: Mobility):
         """The vport's endpoint where State binds it, or None when its route is left to the pass. ``vtep_ips``: the
-        caller's, session -> the switch's VTEP IP now, or None (State's snapshot of it is gone)."""
-        loc, vport = self.state.locations.get(vid), ctx.policy.get("vport", vid)
+        caller's, session -> the switch's VTEP IP now, or None (State's snapshot of it is gone); ``mobility``: the
+        Federation's MAC mobility now."""
+        loc, vport = self.state.locations.get(vid), ctx.policy.objects["vport"].get(vid)  # (Policy.get, no call)
         if loc is None or vport is None or not ctx.subnet_agrees(vport["subnet_id"]):
             return None
         switch = ctx.switches.get(loc.session)
@@ -112,7 +115,6 @@ class EarlyAnnounce:
             return None
         endpoint = vport_endpoint(vport, loc)
         key = (endpoint.subnet_id, endpoint.mac)
-        mobility = self.mobility()
         if key in mobility.entries or key in mobility.duplicates or self.state.remote_index.macs_at(*key):
             return None
         return endpoint

@@ -22,17 +22,18 @@ import logging
 import weakref
 from collections import Counter, deque
 from itertools import compress, filterfalse, repeat
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 
 from bgp.duplicates import DuplicateMacs
 from bgp.importer import beats
-from controller.keyed import add_to, discard_from, remove_all
+from controller.keyed import add_all, add_to, discard_from, remove_all
 from controller.loglimit import log_limited, warn_limited
 from controller.pacer import NEVER, Pacer, runs
 from controller.remote import RemoteMac
 
 log = logging.getLogger("canopy.bgp")
 _FIRST, _SECOND = itemgetter(0), itemgetter(1)
+_KEY, _SESSION = attrgetter("subnet_id", "mac"), attrgetter("session")  # an endpoint's (subnet, MAC) pair, session
 _NONE = frozenset()  # no endpoints on a session, a MAC heard at no VTEP (shared: never changed)
 
 
@@ -120,9 +121,9 @@ class Mobility:
         self.taken = self.fed = None
         gone = keys.difference(self._ours)  # (C loops: 10,000 ports gone take no Python step each here)
         self._forget_keys(gone, pacer)
-        for key in keys - gone if gone else keys:
-            self._take(key, remote)
-            pacer.tick()
+        for run in runs(pacer, list(keys - gone if gone else keys)):  # (a tick per MAC, in runs)
+            self._take_all(run, remote)
+            pacer.tick(len(run))
         if endpoints is not None and heard is not None and flags is not None:
             self.taken, self.fed = keys, self._fed
         self.updates += 1
@@ -165,20 +166,40 @@ class Mobility:
         for run in runs(pacer, list(filterfalse(local.__contains__, ids))):  # gone: no Python step each
             self._gone(run, keys)
             pacer.tick(len(run))
-        for eid in filter(local.__contains__, ids):
-            old = eps.pop(eid, None)
-            if old is not None:
-                discard_from(by_session, old[1], eid)
-                discard_from(keyed, old[0], eid)
-                keys.add(old[0])
-            ep = local[eid]
-            key = (ep.subnet_id, ep.mac)
-            eps[eid] = (key, ep.session)
-            add_to(by_session, ep.session, eid)
-            add_to(keyed, key, eid)
-            keys.add(key)
-            pacer.tick()
+        for run in runs(pacer, list(filter(local.__contains__, ids))):  # (a tick per endpoint, in runs)
+            olds = list(map(eps.pop, run, repeat(None)))
+            if olds.count(None) == len(olds):  # all new here (10,000 ports bound): C loops
+                self._new(run, list(map(local.__getitem__, run)), keys)
+                pacer.tick(len(run))
+                continue
+            for eid, old in zip(run, olds):
+                if old is not None:
+                    discard_from(by_session, old[1], eid)
+                    discard_from(keyed, old[0], eid)
+                    keys.add(old[0])
+                ep = local[eid]
+                key = (ep.subnet_id, ep.mac)
+                eps[eid] = (key, ep.session)
+                add_to(by_session, ep.session, eid)
+                add_to(keyed, key, eid)
+                keys.add(key)
+            pacer.tick(len(run))
         return keys, self._ours_again(view, keys)
+
+    def _new(self, eids: list, endpoints: list, keys: set) -> None:
+        """The endpoints ``eids`` (``endpoints`` theirs), none in the index, into it; their (subnet, MAC) pairs into
+        ``keys``: what ``_locals`` does an endpoint at a time, in C loops."""
+        pairs, sessions, keyed = list(map(_KEY, endpoints)), list(map(_SESSION, endpoints)), self._keyed
+        self._eps.update(zip(eids, zip(pairs, sessions)))
+        if len(set(sessions)) == 1:
+            add_all(self._by_session, sessions[0], eids)
+        else:
+            deque(map(add_to, repeat(self._by_session), sessions, eids), maxlen=0)
+        if keyed.keys().isdisjoint(pairs) and len(set(pairs)) == len(pairs):  # a MAC each, none held: a set each
+            keyed.update(zip(pairs, map(set, zip(eids))))
+        else:
+            deque(map(add_to, repeat(keyed), pairs, eids), maxlen=0)
+        keys.update(pairs)
 
     def _gone(self, eids: list, keys: set) -> None:
         """The endpoints ``eids``, no longer in the View, out of the index; their (subnet, MAC) pairs into ``keys``."""
@@ -223,6 +244,20 @@ class Mobility:
             self._hear(key, locations)
         elsewhere = [m for m in locations if m.vtep_ip not in self._our_vteps]  # at our own VTEP: our route
         self.seqs[key] = self._seq(key, ip, elsewhere[-1] if elsewhere else None)
+
+    def _take_all(self, keys: list, remote) -> None:
+        """``_take`` of each of the local MACs ``keys``; when none is held, flagged, heard of or at a peer (new local
+        MACs: 10,000 ports bound), what ``_take`` does for each (sequence number 0) in C loops."""
+        entries = self.entries
+        if any(map(remote.macs_at, map(_FIRST, keys), map(_SECOND, keys))) or not entries.keys().isdisjoint(keys) \
+                or not self._heard.keys().isdisjoint(keys) or any(map(self.duplicates.flagged.__contains__, keys)):
+            for key in keys:
+                self._take(key, remote)
+            return
+        entries.update(zip(keys, zip(repeat(0), map(self._ours.__getitem__, keys))))
+        self.lost.difference_update(keys)
+        self.lost_to_sticky.difference_update(keys)
+        self.seqs.update(zip(keys, repeat(0)))
 
     def _forget_keys(self, keys, pacer: Pacer) -> None:
         """The MACs ``keys``, not local (any more): forgotten, with the VTEPs peers announced them at."""

@@ -32,17 +32,18 @@ from __future__ import annotations
 import weakref
 from collections import deque
 from collections.abc import Iterable
-from itertools import chain, compress, islice
+from itertools import chain, compress, islice, repeat
 from operator import add, attrgetter, itemgetter
 
 from bgp.evpn import _floating_routes, _prefix_routes, _route, _rts, mac_ip_routes
 from bgp.routes import InclusiveMulticastRoute
-from controller.keyed import add_to, remove_all
+from controller.keyed import add_all, add_to, remove_all
 from controller.pacer import NEVER, Pacer, runs
 
 
 _FIRST, _SECOND, _THIRD, _KIND = itemgetter(0), itemgetter(1), itemgetter(2), attrgetter("kind")
 _SUBNET = attrgetter("subnet_id")
+_FOURTH, _VPORT_ID = itemgetter(3), attrgetter("vport_id")
 _FEW_GROUPS = 8  # type 3 groups of a run of endpoints dropped: at most these, each group's endpoints found in C
 _NO_SUBNET = (None, None, False, (), None)  # the facts of a subnet nothing here has (its entry goes)
 
@@ -290,19 +291,22 @@ class Originator:
     def _take(self, eids, view, policy, seqs, changed: set, groups: set, pacer: Pacer) -> None:
         """Make the routes of the endpoints ``eids`` the View has (none held: ``_drop`` first). Made first, kept
         after: the last publish's Origins is told of every key and group they change before the first changes."""
-        made, hops, subnets, local, held = [], {}, {}, view.local, self.routes
-        for eid in filter(local.__contains__, eids):  # (10,000 endpoints gone: no Python step each)
-            ep = local[eid]
-            sid, session, key = ep.subnet_id, ep.session, (ep.subnet_id, ep.mac)
-            next_hop = hops[session] if session in hops else hops.setdefault(session, view.tunnel_ip_of(session))
-            subnet = subnets[sid] if sid in subnets else subnets.setdefault(sid, policy.get("subnet", sid))
-            routes = () if next_hop is None or subnet is None or (key in seqs and seqs[key] is None) else \
-                {route.key: route for route in mac_ip_routes(view, ep, subnet, next_hop, seqs.get(key) or None)}
-            for rkey in routes:
-                if rkey in held:
-                    raise Clash(rkey)
-            made.append((eid, ep, routes, None if next_hop is None else (sid, next_hop)))
-            pacer.tick()
+        made, hops, subnets, memo, local, held = [], {}, {}, {}, view.local, self.routes
+        for run in runs(pacer, list(filter(local.__contains__, eids))):  # (a tick per endpoint, in runs)
+            for eid in run:
+                ep = local[eid]
+                sid, session = ep.subnet_id, ep.session
+                key = (sid, ep.mac)
+                next_hop = hops[session] if session in hops else hops.setdefault(session, view.tunnel_ip_of(session))
+                subnet = subnets[sid] if sid in subnets else subnets.setdefault(sid, policy.get("subnet", sid))
+                routes = () if next_hop is None or subnet is None or (key in seqs and seqs[key] is None) else {
+                    route.key: route for route in mac_ip_routes(view, ep, subnet, next_hop, seqs.get(key) or None,
+                                                                memo)}
+                for rkey in routes:
+                    if rkey in held:
+                        raise Clash(rkey)
+                made.append((eid, ep, routes, None if next_hop is None else (sid, next_hop)))
+            pacer.tick(len(run))
         if self.watcher is not None:
             self._keep_taken(made, pacer)
         for session in hops:
@@ -310,36 +314,59 @@ class Originator:
                 self._session_fp[session] = _session_facts(view, session)
         owner, grouped, eps = self._owner, self._groups, self._eps
         in_subnet = self._in_subnet
-        for eid, ep, routes, group in made:
-            add_to(in_subnet, ep.subnet_id, eid)
-            for rkey in routes:
-                if rkey in held:  # (two endpoints of this update)
-                    raise Clash(rkey)
-                owner[rkey] = eid
-            held.update(routes)
-            changed.update(routes)
-            if group is not None:
-                at = grouped.get(group[0], {}).get(group[1])
-                if at is None:
-                    at = grouped.setdefault(group[0], {})[group[1]] = _Group()
-                if ep.kind == "vport":
-                    at.vports[eid] = ep.vport_id
-                else:
-                    at.others.add(eid)
-                groups.add(group)
-            eps[eid] = (ep, tuple(routes), group)
-            pacer.tick()
+        for run in runs(pacer, made):
+            if self._held_at_once(run, changed, groups):
+                pacer.tick(len(run))
+                continue
+            for eid, ep, routes, group in run:
+                add_to(in_subnet, ep.subnet_id, eid)
+                for rkey in routes:
+                    if rkey in held:  # (two endpoints of this update)
+                        raise Clash(rkey)
+                    owner[rkey] = eid
+                held.update(routes)
+                changed.update(routes)
+                if group is not None:
+                    at = grouped.get(group[0], {}).get(group[1])
+                    if at is None:
+                        at = grouped.setdefault(group[0], {})[group[1]] = _Group()
+                    if ep.kind == "vport":
+                        at.vports[eid] = ep.vport_id
+                    else:
+                        at.others.add(eid)
+                    groups.add(group)
+                eps[eid] = (ep, tuple(routes), group)
+            pacer.tick(len(run))
+
+    def _held_at_once(self, run: list, changed: set, groups: set) -> bool:
+        """What ``_take`` holds of the endpoints ``run`` (its ``made``), in C loops, when they are vports of one type 3
+        group whose route keys are new here and distinct (10,000 ports bound in one subnet); False: not done."""
+        group = run[0][3]
+        eids, eps, routes = list(map(_FIRST, run)), list(map(_SECOND, run)), list(map(_THIRD, run))
+        keys, held = list(chain.from_iterable(routes)), self.routes
+        if group is None or set(map(_FOURTH, run)) != {group} or set(map(_KIND, eps)) != {"vport"} \
+                or not held.keys().isdisjoint(keys) or len(set(keys)) != len(keys):
+            return False
+        add_all(self._in_subnet, group[0], eids)  # (a group's endpoints are of its subnet)
+        self._owner.update(zip(keys, chain.from_iterable(map(repeat, eids, map(len, routes)))))
+        deque(map(held.update, routes), maxlen=0)
+        changed.update(keys)
+        at = self._groups.get(group[0], {}).get(group[1])
+        if at is None:
+            at = self._groups.setdefault(group[0], {})[group[1]] = _Group()
+        at.vports.update(zip(eids, map(_VPORT_ID, eps)))
+        groups.add(group)
+        self._eps.update(zip(eids, zip(eps, map(tuple, routes), repeat(group))))
+        return True
 
     def _keep_taken(self, made, pacer: Pacer) -> None:
         """The watcher holds what it reads of the vports, type 2 keys and type 3 groups the endpoints ``made`` are
         about to change. Their vports and keys are new here (dropped first; a key held is a ``Clash``)."""
-        vports, keys, groups, seen = [], [], [], set()
-        for eid, ep, routes, group in made:
-            if ep.kind == "vport":
-                vports.append(eid)
-            keys.extend(routes)  # (the last publish's Origins may name one: carried, say)
-            if group is not None and group not in seen:
-                seen.add(group)
+        vports = list(compress(map(_FIRST, made), map("vport".__eq__, map(_KIND, map(_SECOND, made)))))
+        keys = list(chain.from_iterable(map(_THIRD, made)))  # (the last publish's Origins may name one: carried, say)
+        groups = []
+        for group in dict.fromkeys(map(_FOURTH, made)):  # (each once, in the order first made: C loops)
+            if group is not None:
                 key = self._t3.get(group[0], {}).get(group[1])
                 if key is not None:
                     groups.append(key)

@@ -103,22 +103,24 @@ class Origins:
     def add(self, key: tuple, sources) -> None:
         """``sources`` stand behind the route ``key``: endpoints of kind "vport" (counted by vport id; each vport
         once per route), or anything else (a hardware VTEP's endpoint or session), which pins the route."""
-        behind = 0
+        behind, keys_of = 0, self._keys_of
         for source in sources:
             if getattr(source, "kind", None) != "vport":
                 self._pins[key] = True
                 continue
             vid = source.vport_id
-            if vid not in self._keys_of:
-                self._keys_of[vid] = list(self._base.keys_of(vid))
-            self._keys_of[vid].append(key)
+            held = keys_of.get(vid)
+            if held is None:
+                held = keys_of[vid] = list(self._base.keys_of(vid))
+            held.append(key)
             behind += 1
         if behind:
             self._count[key] = self._left(key) + behind
 
     def has(self, vport_id) -> bool:
         """Whether routes of the last publish (or announced since) name this vport, unbound since or not."""
-        return bool(self._keys(vport_id))
+        keys = self._keys_of.get(vport_id)  # (``_keys``, without its call: asked of every vport bound)
+        return bool(keys if keys is not None else self._base.keys_of(vport_id))
 
     def named(self, vport_ids) -> set:
         """Those of ``vport_ids`` that ``has``."""

@@ -180,8 +180,9 @@ class RouteBook:
         new = []
         expected, failed = self.expected, self.failed
         for key, route in routes.items():  # by identity first, as ``_sync`` (a publish hands over kept objects)
-            sent = expected.get(key)
-            if sent is not route and sent != route and failed.get(key) != route:
+            sent = expected.get(key)  # (a key never sent nor failed: new, without two ``!=`` reaching __eq__)
+            if (sent is None and key not in failed and route is not None) or \
+                    (sent is not route and sent != route and failed.get(key) != route):
                 expected[key] = route
                 new.append(route)
         return self._send_all(bgp_routes.ANNOUNCE, new)
@@ -215,8 +216,9 @@ class RouteBook:
         announce = []
         expected, failed = self.expected, self.failed
         for key, route in self.desired.items():
-            sent = expected.get(key)
-            if sent is not route and sent != route and failed.get(key) != route:
+            sent = expected.get(key)  # (a key never sent nor failed: new, without two ``!=`` reaching __eq__)
+            if (sent is None and key not in failed and route is not None) or \
+                    (sent is not route and sent != route and failed.get(key) != route):
                 expected[key] = route
                 announce.append(route)
         return self._send_all(bgp_routes.WITHDRAW, withdraw) + self._send_all(bgp_routes.ANNOUNCE, announce)

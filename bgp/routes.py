@@ -342,6 +342,7 @@ _PAYLOADS: dict = {}  # id(route) -> (route, its payload): the route is kept, so
 _PAYLOADS_SIZE = 1 << 18
 _FIRST, _SECOND = itemgetter(0), itemgetter(1)
 _PAYLOAD_JSON = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode  # ``json.dumps`` with these
+_JSON_TEXT = json.encoder.encode_basestring_ascii  # what that encoder's ``encode`` returns for a str (ensure_ascii)
 # arguments, without making an encoder per call (10,000 new routes: 10,000 calls)
 
 
@@ -375,7 +376,9 @@ def encode_host(route: MacIpRoute, first: MacIpRoute) -> None:
     head, middle, tail = cuts
     if len(_PAYLOADS) >= _PAYLOADS_SIZE:
         _PAYLOADS.clear()
-    _PAYLOADS[id(route)] = (route, head + _PAYLOAD_JSON(route.ip) + middle + _PAYLOAD_JSON(route.mac) + tail)
+    ip, mac = route.ip, route.mac  # (text as the encoder writes it: its own C function, without its Python call)
+    _PAYLOADS[id(route)] = (route, head + (_JSON_TEXT(ip) if isinstance(ip, str) else _PAYLOAD_JSON(ip)) + middle +
+                            (_JSON_TEXT(mac) if isinstance(mac, str) else _PAYLOAD_JSON(mac)) + tail)
 
 
 def _host_cuts(first: MacIpRoute) -> tuple[str, str, str] | None:

@@ -210,6 +210,11 @@ class BindingIndex:
         spots = self.sightings.get(key) if key else None
         if not spots and not skey:  # (shown nowhere: 10,000 vports unbound at once)
             return None
+        if not skey and len(spots) == 1:  # one port shows it (the common case)
+            for (session, _name, vlan), where in spots.items():
+                port = where[1]
+                return Location(vid, session, where[3], where[4], port.name, port.ofport, vlan, where[2], port.mac,
+                                None if vlan is not None else attached_mac(port))
         candidates = []
         for (session, name, vlan), where in spots.items() if spots else ():
             candidates.append((session, vlan, where))

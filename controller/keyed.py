@@ -26,6 +26,16 @@ def add_to(index: dict, key, item) -> None:
     items.add(item)
 
 
+def add_all(index: dict, key, items) -> None:
+    """Each of ``items`` into the set ``index[key]`` (made when absent and ``items`` has any)."""
+    held = index.get(key)
+    if held is None:
+        if not items:
+            return
+        index[key] = held = set()
+    held.update(items)
+
+
 def discard_from(index: dict, key, item) -> None:
     """``item`` out of the set (or the dict: its key) ``index[key]``; the entry goes with its last item."""
     items = index.get(key)

@@ -418,9 +418,9 @@ class State(ReportPorts, StateReport, DiscoverySink):
         flavour, rank = self.flavour_of(snap), self._rank[snap.session]
         for start in range(0, len(ports), INDEX_CHUNK):
             chunk = ports[start:start + INDEX_CHUNK]
+            if changed is not None:  # (what each port showed forgotten first: no port's reaches another's)
+                self.index.forget_ports(snap.session, [port.name for port in chunk], reached)
             for port in chunk:
-                if changed is not None:
-                    self.index.forget_port(snap.session, port.name, snap.chassis, reached)
                 self.index.learn_port(snap, rank, flavour, port, reached, keys[port.name])
             pacer.tick(len(chunk))
             if self.vrs.get(snap.session) is not snap:
@@ -515,9 +515,10 @@ class State(ReportPorts, StateReport, DiscoverySink):
 
         moved, warn = set(), set()
         index, locations, mismatched = self.index, self.locations, self.mismatched
+        vports = self.policy.objects["vport"]  # (``Policy.get``'s, without its call per vport)
         for vid in vids:
             loc = index.locate(vid, seen_order) if vid in index.key_of else None
-            bound = None if loc is None or binding.is_mismatch(self.policy.get("vport", vid), loc) else loc
+            bound = None if loc is None or binding.is_mismatch(vports.get(vid), loc) else loc
             if loc is not None and bound is None:
                 mismatched[vid] = loc
                 warn.add(vid)

@@ -7,10 +7,12 @@ them besides the binding index (their order of first appearance, the tunnel and 
 
 from __future__ import annotations
 
+import itertools
 import logging
+from collections import deque
 
 from controller import binding, derive
-from controller.pacer import Pacer
+from controller.pacer import Pacer, runs
 
 log = logging.getLogger("canopy.state")
 
@@ -33,14 +35,15 @@ class ReportPorts:
     def _read_ports(self, snap, changed, found, pacer: Pacer) -> Read:
         """What State takes from the ports that changed (None: all of them), read before anything changes, ticking
         ``pacer`` per port: this reads only the snapshot, so anything may change during the pauses."""
-        flavour, read = self.flavour_of(snap), Read()
-        for port in snap.ports if changed is None else found.values():
-            read.keys[port.name] = binding.port_keys(port, flavour)
-            read.seen[port.name] = [(snap.session, port.name, None)] + \
-                [(snap.session, port.name, vlan) for vlan in port.vnic_vlans()]
-            read.tunnels.update(derive.tunnel_ports((port,)))
-            read.agents.update(derive.agent_ports((port,)))
-            pacer.tick()
+        flavour, read, session, port_keys = self.flavour_of(snap), Read(), snap.session, binding.port_keys
+        keys, seen = read.keys, read.seen
+        for run in runs(pacer, list(snap.ports if changed is None else found.values())):  # (a tick per port)
+            for port in run:
+                keys[name := port.name] = port_keys(port, flavour)
+                seen[name] = [(session, name, None)] + [(session, name, vlan) for vlan in port.vnic_vlans()]
+            read.tunnels.update(derive.tunnel_ports(run))
+            read.agents.update(derive.agent_ports(run))
+            pacer.tick(len(run))
         return read
 
     def _mark_seen(self, snap, changed, seen):
@@ -50,6 +53,11 @@ class ReportPorts:
         ports = self._seen_ports.setdefault(snap.session, {})
         names = set(ports) | set(seen) if changed is None else [name for name in changed if name in seen] if seen \
             else ()  # (a report of ports gone only)
+        if changed is not None and names and ports.keys().isdisjoint(names):  # all new (10,000 ports): C loops
+            keys, clock = list(map(seen.get, names, itertools.repeat(()))), itertools.repeat(self._clock)
+            deque(map(self._seen.setdefault, itertools.chain.from_iterable(keys), map(next, clock)), maxlen=0)
+            ports.update(itertools.compress(zip(names, keys), keys))
+            return
         for name in names:
             keys = seen.get(name, ())
             for key in keys:
@@ -96,7 +104,7 @@ def changed_ports(old, snap, flavour_of) -> frozenset[str] | None:
     names = set()
     for port in snap.ports:
         was = before.pop(port.name, None)
-        if was is not port and was != port:  # an unchanged port is usually the same object
+        if was is None or (was is not port and was != port):  # an unchanged port is usually the same object
             names.add(port.name)
     return frozenset(names | set(before))
 

@@ -1,7 +1,7 @@
 """In-process CPU of evpn_routes' announce: N new vports bound by one VRS report, then a programming pass's steps.
 
     PYTHONPATH=CHECKOUT .venv/bin/python -P tests/benchmarks/evpn_announce.py [--routes 10000] [--repeat 3]
-                                                                            [--no-early]
+                                                                            [--no-early] [--count] [--profile FILE]
 
 evpn_routes' policy (tests/benchmarks/evpn_routes.py: N vports in subnet ``out`` of a routed domain), one VRS
 already reporting (w1 bound, a pass done and its routes published, announcing at bind allowed where the checkout
@@ -14,8 +14,10 @@ collector off as in the controller (``collector_paused`` around an OVSDB update 
 was a fifth to a third of each step here, none of it the controller's). Neither the OVSDB
 IDL's parsing nor the reconciler's push is in it. Run it with PYTHONPATH naming the checkout to measure (a git
 archive of main for "before"). ``--no-early``: no announcing at bind (the routes come at publish), so State's
-step is the binding alone: the difference with a default run is what the routes at bind cost. Not collected by
-pytest.
+step is the binding alone: the difference with a default run is what the routes at bind cost. ``--count``: each
+step's Python bytecodes (``sys.settrace`` opcodes, tests/benchmarks/evpn_withdraw.py ``Opcodes``) in a run of its own
+after the timed ones (independent of the machine's load; the speaker's stamps are not taken in it). ``--profile
+FILE``: cProfile of the first run's steps. Not collected by pytest.
 """
 
 from __future__ import annotations
@@ -103,35 +105,66 @@ def collector_off():
         gc.unfreeze()
 
 
-def run(n: int, early: bool = True) -> dict:
+STEPS = ("State takes the report (binding; routes at bind)", "View delta", "compile",
+         "publish (mobility, originate, command text)")
+STAMPS = ("from the report: the speaker has a first new route", "from the report: the speaker has all new routes")
+
+
+def run(n: int, early: bool = True, meter=None, profiler=None) -> dict:
+    """Each step's CPU (``meter`` None: ``time.thread_time``, with the speaker's stamps) or count (``meter``: a
+    context manager class whose instance has ``count`` after the block, as evpn_withdraw's ``Opcodes``)."""
     state, programmer, federation = world(n)
     federation.early = early  # the app's, once passes hand out (an attribute nothing reads before bgp/early.py)
-    snap, stamps = report(n), Stamps(federation.speaker, n)
+    snap = report(n)
+    stamps = Stamps(federation.speaker, n) if meter is None else None
     with collector_off():
-        cpu = _steps(state, programmer, federation, snap, stamps)
+        if profiler is not None:
+            profiler.enable()
+        try:
+            out = _steps(state, programmer, federation, snap, meter or _Clock)
+        finally:
+            if profiler is not None:
+                profiler.disable()
     if sum(1 for route in federation.speaker.desired.values() if route.TYPE == 2) != n + 1:
         raise SystemExit("the speaker does not hold a type 2 route per vport")
-    return cpu
+    start = out.pop("start")
+    if stamps is not None:
+        out[STAMPS[0]] = stamps.marks["first"] - start
+        out[STAMPS[1]] = stamps.marks["all"] - start
+    return out
 
 
-def _steps(state, programmer, federation, snap, stamps) -> dict:
-    """The CPU of each of a pass's steps from ``snap`` on (the collector paused by the caller)."""
-    cpu, start = {}, time.thread_time()
-    state.vrs_update(snap)
-    cpu["State takes the report (binding; routes at bind)"] = time.thread_time() - start
-    step = time.thread_time()
-    reach = programmer.live.apply(programmer.journal.take())
-    cpu["View delta"] = time.thread_time() - step
-    view, step = programmer.view, time.thread_time()
-    work = {s: owners for s, owners in reach.owners.items() if owners and s not in reach.rebuild and s in view.switches}
-    programmer._recompile(view, work, set().union(*reach.owners.values()))
-    cpu["compile"] = time.thread_time() - step
-    step = time.thread_time()
-    federation.publish(view)
-    cpu["publish (mobility, originate, command text)"] = time.thread_time() - step
-    cpu["from the report: the speaker has a first new route"] = stamps.marks["first"] - start
-    cpu["from the report: the speaker has all new routes"] = stamps.marks["all"] - start
-    return cpu
+class _Clock:
+    """Thread CPU time inside ``with``."""
+
+    def __enter__(self):
+        self.start = time.thread_time()
+        return self
+
+    def __exit__(self, *_exc):
+        self.count = time.thread_time() - self.start
+
+
+def _steps(state, programmer, federation, snap, meter) -> dict:
+    """Each of a pass's steps from ``snap`` on, measured by ``meter`` (the collector paused by the caller); "start":
+    the CPU time when the first began."""
+    out = {"start": time.thread_time()}
+    with meter() as m:
+        state.vrs_update(snap)
+    out[STEPS[0]] = m.count
+    with meter() as m:
+        reach = programmer.live.apply(programmer.journal.take())
+    out[STEPS[1]] = m.count
+    view = programmer.view
+    with meter() as m:
+        work = {s: owners for s, owners in reach.owners.items()
+                if owners and s not in reach.rebuild and s in view.switches}
+        programmer._recompile(view, work, set().union(*reach.owners.values()))
+    out[STEPS[2]] = m.count
+    with meter() as m:
+        federation.publish(view)
+    out[STEPS[3]] = m.count
+    return out
 
 
 def main(argv=None) -> int:
@@ -139,12 +172,29 @@ def main(argv=None) -> int:
     parser.add_argument("--routes", type=int, default=10000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--no-early", action="store_true", help="no announcing at bind: State's step is binding alone")
+    parser.add_argument("--count", action="store_true", help="also each step's Python bytecodes (one more run)")
+    parser.add_argument("--profile", help="cProfile of the first run's steps into this file")
     args = parser.parse_args(argv)
-    runs = [run(args.routes, not args.no_early) for _ in range(args.repeat)]
+    profiler = None
+    if args.profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+    runs = [run(args.routes, not args.no_early, profiler=profiler if k == 0 else None) for k in range(args.repeat)]
+    if profiler is not None:
+        profiler.dump_stats(args.profile)
     print(f"{args.routes:,} vports bound by one report: CPU ms, median (min-max) of {args.repeat} runs")
-    for step in runs[0]:
-        values = sorted(r[step] * 1000 for r in runs)
+    for step in STEPS + ("the four",) + STAMPS:
+        values = sorted((sum(r[s] for s in STEPS) if step == "the four" else r[step]) * 1000 for r in runs)
         print(f"  {step:55s} {statistics.median(values):8.1f} ({values[0]:.1f}-{values[-1]:.1f})")
+    if args.count:
+        from tests.benchmarks.evpn_withdraw import Opcodes
+
+        counted = run(args.routes, not args.no_early, Opcodes)
+        print("Python bytecodes")
+        for step in STEPS:
+            print(f"  {step:55s} {counted[step]:>12,}")
+        print(f"  {'the four':55s} {sum(counted.values()):>12,}")
     return 0
 
 
