@@ -17,8 +17,11 @@ routes read the View after the pass.
 from __future__ import annotations
 
 import bisect
-from itertools import compress
-from operator import not_
+from itertools import chain, compress
+from operator import attrgetter, itemgetter, not_
+
+_FEW = 8  # vports coming to one subnet in a run: at most these by a search each (_place_all)
+_VPORT_ID, _FIRST, _SECOND = attrgetter("vport_id"), itemgetter(0), itemgetter(1)
 
 
 class SubnetPlaces:
@@ -75,6 +78,22 @@ class SubnetPlaces:
         else:
             ids.insert(at, vid)
             eps.insert(at, ep)
+
+    def _place_all(self, sid, eps: list) -> None:
+        """``_place(ep)`` for each of the vport endpoints ``eps`` coming to subnet ``sid`` (none placed there yet,
+        sorted by id): a few by a search each, more by one merge (C loops) of the subnet's sorted vports with them."""
+        leaving = self.leaving
+        if leaving is not None and sid in leaving:
+            self._unplace(sid, leaving.pop(sid))
+        if len(eps) <= _FEW:
+            for ep in eps:
+                self._place(ep)
+            return
+        v = self.view
+        ids, held = self.vports_in.get(sid, []), v.by_subnet.get(sid, [])
+        merged = sorted(chain(zip(ids, held), zip(map(_VPORT_ID, eps), eps)), key=_FIRST)
+        self.vports_in[sid] = list(map(_FIRST, merged))
+        v.by_subnet[sid] = list(map(_SECOND, merged)) + held[len(ids):]
 
     def _by_subnet(self):
         """by_subnet: the vports (kept in place by _place), then the subnet's hardware VTEP and EVPN endpoints."""
