@@ -86,16 +86,6 @@ class BatchSwaps:
         for sid, eps in grouped(list(map(_SUBNET_ID, news)), news).items():
             self._place_all(sid, eps)
 
-    def _where_all(self, eps: list) -> list:
-        """``_where`` of each of ``eps`` (a lookup of ``places`` each, worked out once per place)."""
-        subnets, places = self.view.subnets, self.places
-        sids = list(map(_SUBNET_ID, eps))
-        domains = {sid: getattr(subnets.get(sid), "domain_id", None) for sid in set(sids)}
-        keys = list(zip(map(_SESSION, eps), sids, map(domains.__getitem__, sids)))
-        for place in set(keys) - places.keys():
-            places[place] = self._where_of(place)
-        return list(map(places.__getitem__, keys))
-
     def _count_all(self, eps: list, step: int) -> None:
         """``_count(ep, step)`` for each of the vport endpoints ``eps`` (distinct, in the walk's order)."""
         subnets = self.view.subnets
