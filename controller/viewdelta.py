@@ -329,27 +329,10 @@ class LiveView(OwnerReach, SubnetPlaces, BatchSwaps):
 
     # ------------------------------------------------------------------------------------------ endpoints
     def _vport_eps(self, vids, policy_changed):
-        p, v = self.state.policy, self.view
-        # (State's and the View's tables are changed in place, never replaced: read once, not through _Pinned per vport)
-        locations, endpoints, switches, subnets = self.state.locations, v.endpoints, v.switches, v.subnets
         self.leaving = {}  # subnet -> vport ids leaving its sorted vports, taken out together (_unplace)
         try:
-            for run in runs(self.pacer, sorted(vids)):  # (swapped a run at a time: controller/viewbatch.py)
-                swaps = []
-                for vid in run:
-                    vport = p.get("vport", vid)
-                    if vid in policy_changed:
-                        self._server(vid, vport)
-                    loc = locations.get(vid)
-                    new = None
-                    if vport is not None and loc is not None and loc.session in switches and \
-                            vport["subnet_id"] in subnets:
-                        new = d.vport_endpoint(vport, loc)
-                    old = endpoints.get(vid)
-                    old = old if old is not None and old.kind == "vport" else None
-                    if (old is None) != (new is None) or (old is not None and old != new):  # (gone: no __eq__)
-                        swaps.append((vid, old, new))
-                self._swap_run(swaps)
+            for run in runs(self.pacer, sorted(vids)):  # (a run at a time: controller/viewbatch.py)
+                self._swap_run(self._run_changes(run, policy_changed))
                 self.pacer.tick(len(run))
         finally:
             leaving, self.leaving = self.leaving, None
