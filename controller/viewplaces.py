@@ -17,11 +17,10 @@ routes read the View after the pass.
 from __future__ import annotations
 
 import bisect
-from itertools import chain, compress
-from operator import attrgetter, itemgetter, not_
+from itertools import compress, repeat
+from operator import attrgetter, not_
 
-_FEW = 8  # vports coming to one subnet in a run: at most these by a search each (_place_all)
-_VPORT_ID, _FIRST, _SECOND = attrgetter("vport_id"), itemgetter(0), itemgetter(1)
+_VPORT_ID = attrgetter("vport_id")
 
 
 class SubnetPlaces:
@@ -81,19 +80,22 @@ class SubnetPlaces:
 
     def _place_all(self, sid, eps: list) -> None:
         """``_place(ep)`` for each of the vport endpoints ``eps`` coming to subnet ``sid`` (none placed there yet,
-        sorted by id): a few by a search each, more by one merge (C loops) of the subnet's sorted vports with them."""
+        sorted by id): where each goes found by C loops; when all go to one place (ids after the subnet's last, most
+        often), put in there by one slice assignment, else one by one from the last (each at its place found)."""
         leaving = self.leaving
         if leaving is not None and sid in leaving:
             self._unplace(sid, leaving.pop(sid))
-        if len(eps) <= _FEW:
-            for ep in eps:
-                self._place(ep)
-            return
         v = self.view
-        ids, held = self.vports_in.get(sid, []), v.by_subnet.get(sid, [])
-        merged = sorted(chain(zip(ids, held), zip(map(_VPORT_ID, eps), eps)), key=_FIRST)
-        self.vports_in[sid] = list(map(_FIRST, merged))
-        v.by_subnet[sid] = list(map(_SECOND, merged)) + held[len(ids):]
+        ids, held = self.vports_in.setdefault(sid, []), v.by_subnet.setdefault(sid, [])
+        vids = list(map(_VPORT_ID, eps))
+        at = list(map(bisect.bisect_left, repeat(ids), vids))
+        if at.count(at[0]) == len(at):
+            ids[at[0]:at[0]] = vids
+            held[at[0]:at[0]] = eps
+            return
+        for where, vid, ep in zip(reversed(at), reversed(vids), reversed(eps)):
+            ids.insert(where, vid)
+            held.insert(where, ep)
 
     def _by_subnet(self):
         """by_subnet: the vports (kept in place by _place), then the subnet's hardware VTEP and EVPN endpoints."""
