@@ -130,6 +130,14 @@ def count_all(index: dict, key, items: list, step: int) -> list:
     return gone
 
 
+def drop_keys(mapping: dict, keys) -> list:
+    """Those of ``keys`` that ``mapping`` holds, taken out of it in C loops (10,000 ports gone at once); returns
+    them (in the order of ``keys``)."""
+    held = list(filter(mapping.__contains__, keys))
+    deque(map(mapping.pop, held, repeat(None)), maxlen=0)
+    return held
+
+
 def count_of(index: dict, key, item) -> int:
     """``index[key][item]``, 0 when absent (adds nothing)."""
     return index.get(key, EMPTY_COUNTS).get(item, 0)
