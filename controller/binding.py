@@ -32,6 +32,7 @@ from controller.frozen import one_step_init
 from controller.model import binding_key, esxi_static_key
 
 _FIRST, _SECOND = itemgetter(0), itemgetter(1)
+_FEW = 8  # what the ports gone showed: at most so many forgotten a Python step each (forget_ports)
 
 
 @one_step_init  # built by the ten thousand (controller/frozen.py)
@@ -159,15 +160,16 @@ class BindingIndex:
     def forget_port(self, session: str, name: str, chassis: str, reached: set) -> None:
         """Drop what a port showed; the vport ids it showed are added to ``reached``. A switch's entry goes with its
         last port (nothing is kept per switch that went)."""
-        self.forget_ports(session, (name,), reached)
+        ports = self.shown.get(session, {})
+        self._forget(session, ports, ports.pop(name, ()), reached)
 
     def forget_ports(self, session: str, names, reached: set) -> None:
         """``forget_port`` for each of ``names`` (a report's ports gone: 10,000 at once, in C loops when none of them
         is an ESXi trunk)."""
         ports = self.shown.get(session, {})
-        sightings, vport_at, trunks = self.sightings, self.vport_at, self.trunks
         shown = list(chain.from_iterable(map(ports.pop, names, repeat(()))))  # (kind, key) of each
-        if "trunk" not in map(_FIRST, shown):
+        if len(shown) > _FEW and "trunk" not in map(_FIRST, shown):
+            sightings, vport_at = self.sightings, self.vport_at
             spots = list(map(_SECOND, shown))  # ((session, port, vlan), binding key) of each
             bkeys = list(map(_SECOND, spots))
             held = list(map(sightings.__getitem__, bkeys))
@@ -175,6 +177,11 @@ class BindingIndex:
             deque(map(sightings.pop, compress(bkeys, map(not_, held)), repeat(None)), maxlen=0)
             reached.update(map(vport_at.__getitem__, filter(vport_at.__contains__, bkeys)))
             shown = ()
+        self._forget(session, ports, shown, reached)
+
+    def _forget(self, session: str, ports: dict, shown, reached: set) -> None:
+        """What ports of ``session`` showed (``shown``: (kind, key) of each, taken out of ``ports``) forgotten."""
+        sightings, vport_at, trunks = self.sightings, self.vport_at, self.trunks
         for kind, key in shown:
             if kind == "trunk":
                 trunks[key].pop(session, None)
