@@ -21,13 +21,18 @@ incremental result is tested against (tests/unit/test_incremental_oracle.py).
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass
+from itertools import chain, compress, repeat
+from operator import and_, itemgetter, not_
 
 from controller.discovery import VrsSnapshot
 from controller.fields import Invalid, mac as parse_mac
 from controller.frozen import one_step_init
 from controller.model import binding_key, esxi_static_key
+
+_FIRST, _SECOND = itemgetter(0), itemgetter(1)
+_FEW = 8  # what the ports gone showed: at most so many forgotten a Python step each (forget_ports)
 
 
 @one_step_init  # built by the ten thousand (controller/frozen.py)
@@ -155,29 +160,50 @@ class BindingIndex:
     def forget_port(self, session: str, name: str, chassis: str, reached: set) -> None:
         """Drop what a port showed; the vport ids it showed are added to ``reached``. A switch's entry goes with its
         last port (nothing is kept per switch that went)."""
-        self.forget_ports(session, (name,), reached)
+        ports = self.shown.get(session, {})
+        self._forget(session, ports, ports.pop(name, ()), reached)
 
     def forget_ports(self, session: str, names, reached: set) -> None:
-        """``forget_port`` for each of ``names`` (a report's ports gone: 10,000 at once)."""
+        """``forget_port`` for each of ``names`` (a report's ports gone: 10,000 at once, in C loops when none of them
+        is an ESXi trunk)."""
         ports = self.shown.get(session, {})
+        shown = list(chain.from_iterable(map(ports.pop, names, repeat(()))))  # (kind, key) of each
+        if len(shown) > _FEW and "trunk" not in map(_FIRST, shown):
+            sightings, vport_at = self.sightings, self.vport_at
+            spots = list(map(_SECOND, shown))  # ((session, port, vlan), binding key) of each
+            bkeys = list(map(_SECOND, spots))
+            held = list(map(sightings.__getitem__, bkeys))
+            deque(map(dict.pop, held, map(_FIRST, spots), repeat(None)), maxlen=0)
+            deque(map(sightings.pop, compress(bkeys, map(not_, held)), repeat(None)), maxlen=0)
+            reached.update(map(vport_at.__getitem__, filter(vport_at.__contains__, bkeys)))
+            shown = ()
+        self._forget(session, ports, shown, reached)
+
+    def _forget(self, session: str, ports: dict, shown, reached: set) -> None:
+        """What ports of ``session`` showed (``shown``: (kind, key) of each, taken out of ``ports``) forgotten."""
         sightings, vport_at, trunks = self.sightings, self.vport_at, self.trunks
-        for name in names:
-            for kind, key in ports.pop(name, ()):
-                if kind == "trunk":
-                    trunks[key].pop(session, None)
-                    if not trunks[key]:
-                        del trunks[key]
-                    reached.update(self.static_at.get(key, ()))
-                    continue
-                spot, bkey = key
-                spots = sightings[bkey]
-                spots.pop(spot, None)
-                if not spots:
-                    del sightings[bkey]
-                if bkey in vport_at:
-                    reached.add(vport_at[bkey])
+        for kind, key in shown:
+            if kind == "trunk":
+                trunks[key].pop(session, None)
+                if not trunks[key]:
+                    del trunks[key]
+                reached.update(self.static_at.get(key, ()))
+                continue
+            spot, bkey = key
+            spots = sightings[bkey]
+            spots.pop(spot, None)
+            if not spots:
+                del sightings[bkey]
+            if bkey in vport_at:
+                reached.add(vport_at[bkey])
         if not ports:
             self.shown.pop(session, None)
+
+    def shown_nowhere(self, vids: list) -> list:
+        """Of ``vids``, those ``locate`` finds nowhere at its first look (their binding key shown on no port, no
+        static binding), in C loops (10,000 vports unbound at once)."""
+        spots = map(self.sightings.get, map(self.key_of.get, vids))
+        return list(compress(vids, map(and_, map(not_, spots), map(not_, map(self.static_of.get, vids)))))
 
     def learn_port(self, snap, rank: int, flavour: str, port, reached: set, keys=None) -> None:
         """Record what a port shows on its VRS; the vport ids it shows are added to ``reached``. ``keys``: the

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import gc
 import time
+from bisect import bisect_left
+from itertools import accumulate
 from collections.abc import Callable
 from contextlib import contextmanager
 
@@ -62,6 +64,21 @@ def runs(pacer: Pacer, items: list):
     while start < end:
         stop = start + (due() if due is not None else 1)
         yield items[start:stop]
+        start = stop
+
+
+def unit_runs(pacer: Pacer, units: list):
+    """``runs`` for items of ``units[i]`` units each: ``(start, stop)`` of runs of items that end where a
+    ``tick(units[i])`` per item would pause (the caller ticks ``sum(units[start:stop])`` once it has done the run).
+    A pacer without ``due`` gets runs of one."""
+    due = getattr(pacer, "due", None)
+    ends = list(accumulate(units))
+    start, end, done = 0, len(units), 0
+    while start < end:
+        stop = bisect_left(ends, done + due(), start) + 1 if due is not None else start + 1
+        stop = min(stop, end)
+        yield start, stop
+        done = ends[stop - 1]
         start = stop
 
 

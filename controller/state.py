@@ -18,6 +18,7 @@ import weakref
 from controller import binding, commits
 from controller.discovery import DiscoverySink, VrsSnapshot, VtepSnapshot
 from controller.journal import Journal
+from controller.keyed import drop_keys
 from controller.ofports import OfportHints
 from controller.pacer import NEVER, Pacer
 from controller.policy import Policy
@@ -508,15 +509,15 @@ class State(ReportPorts, StateReport, DiscoverySink):
         self._log_moved(moved)
 
     def _relocate_some(self, vids) -> set[str]:
-        seen = self._seen
-
-        def seen_order(session, port, vlan):
+        def seen_order(session, port, vlan, seen=self._seen):
             return seen.get((session, port, vlan), 0)
 
-        moved, warn = set(), set()
-        index, locations, mismatched = self.index, self.locations, self.mismatched
+        warn, index, locations, mismatched = set(), self.index, self.locations, self.mismatched
+        nowhere = index.shown_nowhere(vids)  # (unbound: not located one by one, 10,000 ports gone at once)
+        drop_keys(self._warned, drop_keys(mismatched, nowhere))
+        moved = set(drop_keys(locations, nowhere))
         vports = self.policy.objects["vport"]  # (``Policy.get``'s, without its call per vport)
-        for vid in vids:
+        for vid in itertools.filterfalse(set(nowhere).__contains__, vids) if nowhere else vids:
             loc = index.locate(vid, seen_order) if vid in index.key_of else None
             bound = None if loc is None or binding.is_mismatch(vports.get(vid), loc) else loc
             if loc is not None and bound is None:

@@ -12,6 +12,7 @@ import logging
 from collections import deque
 
 from controller import binding, derive
+from controller.keyed import drop_keys
 from controller.pacer import Pacer, runs
 
 log = logging.getLogger("canopy.state")
@@ -73,10 +74,8 @@ class ReportPorts:
 
     def _forget_seen(self, session: str, names) -> None:
         """The ports ``names`` of ``session`` went: their keys' order of first appearance is forgotten."""
-        ports, seen = self._seen_ports.get(session, {}), self._seen
-        for name in names:
-            for key in ports.pop(name, ()):
-                seen.pop(key, None)
+        ports = self._seen_ports.get(session, {})  # (C loops: 10,000 ports gone at once)
+        drop_keys(self._seen, itertools.chain.from_iterable(map(ports.pop, names, itertools.repeat(()))))
 
 
 class Read:

@@ -11,11 +11,19 @@ also names the owners reached on no switch (one that went: the compile cache for
 from __future__ import annotations
 
 from collections import defaultdict
+from itertools import chain, compress, repeat
+from operator import attrgetter, eq, gt, is_, is_not, itemgetter, le
 
+from controller.pacer import runs, unit_runs
+from controller.viewbatch import grouped
 from openflow.flows import Owner
 
 SESSIONS_PER_UNIT = 25  # switches an endpoint's owner is noted on per pacer unit (an owner on 100 switches: 5 units)
 OWNERS_PER_UNIT = 100  # owners added to one switch's set per pacer unit (_add_listed)
+_FIRST, _SECOND = itemgetter(0), itemgetter(1)
+_KIND, _OFPORT, _SUBNET_ID, _SESSION, _OWNER = (attrgetter(name) for name in ("kind", "ofport", "subnet_id", "session",
+                                                                                "owner"))
+_NOWHERE = frozenset()  # where an endpoint was when the pass did not note it
 
 
 class OwnerReach:
@@ -92,6 +100,16 @@ class OwnerReach:
             out = self.places[place] = self._where_of(place)
         return out
 
+    def _where_all(self, eps: list) -> list:
+        """``_where`` of each of ``eps`` (C loops: a lookup of ``places`` each, worked out once per place)."""
+        subnets, places = self.view.subnets, self.places
+        sids = list(map(_SUBNET_ID, eps))
+        domains = {sid: getattr(subnets.get(sid), "domain_id", None) for sid in set(sids)}
+        keys = list(zip(map(_SESSION, eps), sids, map(domains.__getitem__, sids)))
+        for place in set(keys) - places.keys():
+            places[place] = self._where_of(place)
+        return list(map(places.__getitem__, keys))
+
     def _where_of(self, place) -> set[str]:
         """``_where`` worked out for one (session, subnet, domain), as the pass's notes stand now."""
         session, sid, domain = place
@@ -125,18 +143,20 @@ class OwnerReach:
         v = self.view
         subnets = set(info_changed) | self.holders_changed | self.bound_changed | bm_changed
         domains = set(self.routes.changed)
-        endpoints, tick, targets_of = {}, self.pacer.tick, self.routes.targets  # (read once: 10,000 endpoints)
-        for eid, pair in self.changed.items():
-            tick()
-            for ep in pair:
-                if ep is None:
-                    continue
-                endpoints[(eid, id(ep))] = ep  # (by identity: an Endpoint's hash is its eleven fields' in Python)
-                if ep.kind == "vport" and ep.key:  # its subnet's local flood buckets there
-                    self._add(Owner("subnet", ep.subnet_id), {ep.session})
-            targets = targets_of.get(eid)  # (most often none: no empty set made per endpoint)
-            if targets:
-                domains |= targets
+        endpoints, pacer, targets_of = {}, self.pacer, self.routes.targets  # (read once: 10,000 endpoints)
+        for run in runs(pacer, list(self.changed.items())):  # (C loops: a Python step per endpoint was ~100 bytecodes)
+            eids = list(map(_FIRST, run))
+            eps = list(chain.from_iterable(map(_SECOND, run)))  # each one's (old, new)
+            keys = zip(chain.from_iterable(zip(eids, eids)), map(id, eps))  # (by identity: an Endpoint's hash is its
+            endpoints.update(compress(zip(keys, eps), map(is_not, eps, repeat(None))))  # eleven fields' in Python)
+            eps = list(filter(None, eps))
+            vports = list(compress(eps, map(eq, map(_KIND, eps), repeat("vport"))))
+            numbered = list(compress(vports, map(is_not, map(_OFPORT, vports), repeat(None))))
+            keyed = list(compress(numbered, map(gt, map(_OFPORT, numbered), repeat(0))))  # (``ep.key``: an ofport above 0)
+            for sid, session in set(zip(map(_SUBNET_ID, keyed), map(_SESSION, keyed))):  # its local flood buckets
+                self._add(Owner("subnet", sid), {session})
+            domains.update(*filter(None, map(targets_of.get, eids)))  # (most often none: no empty set made each)
+            pacer.tick(len(run))
         for session in self.tunnels:
             for eid in self.by_session.get(session, ()):
                 endpoints[(eid, None)] = v.endpoints[eid]
@@ -150,32 +170,47 @@ class OwnerReach:
             sub = v.subnets.get(sid)
             if sub is not None and sub.domain_id:
                 domains.add(sub.domain_id)
-        listed = defaultdict(list)  # session -> the endpoints' owners there, added to its set below
-        where_of, was_at, touched = self._where, self.was_at, self.r.touched
-        for (eid, _), ep in endpoints.items():
-            where, was, owner = where_of(ep), was_at.get(eid), ep.owner
-            if was is not None and not was <= where:  # (most often it is: a new set per endpoint less)
-                where = where | was
-            tick(1 + len(where) // SESSIONS_PER_UNIT)
-            touched.add(owner)
-            for session in where:
-                listed[session].append(owner)
-        self._add_listed(listed)
+        self._list_owners(list(map(_FIRST, endpoints)), list(endpoints.values()))
         for sid in subnets:
             self._add(Owner("subnet", sid), self.sub_on.get(sid, ()))
         for did in domains:
             self._add(Owner("domain", did), self.dom_on.get(did, ()))
         self._presence_owners()
 
+    def _list_owners(self, eids: list, eps: list) -> None:
+        """Each endpoint's owner (of ``eps``, their ids ``eids``) on the switches where it is or was (``_where``, and
+        ``was_at``), ticking ``1 + switches // SESSIONS_PER_UNIT`` per endpoint: a run of endpoints with the same
+        switches (most often all of them: ``_where``'s answers are shared per place) listed there at once."""
+        listed = defaultdict(list)  # session -> the endpoints' owners there, added to its set below
+        wheres = self._where_all(eps)
+        wases = list(map(self.was_at.get, eids, repeat(_NOWHERE)))
+        if not all(map(le, wases, wheres)):  # (most often they are: a new set per endpoint less)
+            wheres = [where if was <= where else where | was for where, was in zip(wheres, wases)]
+        owners = list(map(_OWNER, eps))
+        self.r.touched.update(owners)
+        units = [1 + n // SESSIONS_PER_UNIT for n in map(len, wheres)] if len(set(map(id, wheres))) > 1 else \
+            [1 + len(wheres[0]) // SESSIONS_PER_UNIT] * len(wheres) if wheres else []
+        for start, stop in unit_runs(self.pacer, units):
+            shared = wheres[start]
+            if all(map(is_, wheres[start:stop], repeat(shared))):
+                for session in shared:
+                    listed[session].extend(owners[start:stop])
+            else:
+                for where, owner in zip(wheres[start:stop], owners[start:stop]):
+                    for session in where:
+                        listed[session].append(owner)
+            self.pacer.tick(sum(units[start:stop]))
+        self._add_listed(listed)
+
     def _presence_owners(self):
         """A subnet or domain arriving on a switch or leaving it: it and every endpoint it reaches, there."""
-        v, owners = self.view, self.r.owners
+        v, owners, pacer = self.view, self.r.owners, self.pacer
         changed = defaultdict(set)  # subnet -> owners of endpoints that changed there (gone ones included)
-        for pair in self.changed.values():
-            self.pacer.tick()
-            for ep in pair:
-                if ep is not None:
-                    changed[ep.subnet_id].add(ep.owner)
+        for run in runs(pacer, list(self.changed.values())):
+            eps = list(filter(None, chain.from_iterable(run)))
+            for sid, reached in grouped(list(map(_SUBNET_ID, eps)), list(map(_OWNER, eps))).items():
+                changed[sid].update(reached)
+            pacer.tick(len(run))
         for session, items in self.presence.items():
             if session not in v.switches:
                 continue
@@ -188,9 +223,9 @@ class OwnerReach:
                     owners[session].add(Owner("subnet", item))
                     reached.add(item)
             for sid in reached:
-                for ep in v.by_subnet.get(sid, ()):
-                    owners[session].add(ep.owner)
-                    self.pacer.tick()
+                for run in runs(pacer, v.by_subnet.get(sid, [])):
+                    owners[session].update(map(_OWNER, run))
+                    pacer.tick(len(run))
                 gone = changed.get(sid, ())
                 owners[session].update(gone)
-                self.pacer.tick(1 + len(gone) // OWNERS_PER_UNIT)
+                pacer.tick(1 + len(gone) // OWNERS_PER_UNIT)

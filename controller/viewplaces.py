@@ -17,8 +17,10 @@ routes read the View after the pass.
 from __future__ import annotations
 
 import bisect
-from itertools import compress
-from operator import not_
+from itertools import compress, repeat
+from operator import attrgetter, not_
+
+_VPORT_ID = attrgetter("vport_id")
 
 
 class SubnetPlaces:
@@ -75,6 +77,25 @@ class SubnetPlaces:
         else:
             ids.insert(at, vid)
             eps.insert(at, ep)
+
+    def _place_all(self, sid, eps: list) -> None:
+        """``_place(ep)`` for each of the vport endpoints ``eps`` coming to subnet ``sid`` (none placed there yet,
+        sorted by id): where each goes found by C loops; when all go to one place (ids after the subnet's last, most
+        often), put in there by one slice assignment, else one by one from the last (each at its place found)."""
+        leaving = self.leaving
+        if leaving is not None and sid in leaving:
+            self._unplace(sid, leaving.pop(sid))
+        v = self.view
+        ids, held = self.vports_in.setdefault(sid, []), v.by_subnet.setdefault(sid, [])
+        vids = list(map(_VPORT_ID, eps))
+        at = list(map(bisect.bisect_left, repeat(ids), vids))
+        if at.count(at[0]) == len(at):
+            ids[at[0]:at[0]] = vids
+            held[at[0]:at[0]] = eps
+            return
+        for where, vid, ep in zip(reversed(at), reversed(vids), reversed(eps)):
+            ids.insert(where, vid)
+            held.insert(where, ep)
 
     def _by_subnet(self):
         """by_subnet: the vports (kept in place by _place), then the subnet's hardware VTEP and EVPN endpoints."""

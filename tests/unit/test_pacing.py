@@ -2,12 +2,14 @@
 compile of many vports and the plan of a big apply each let another green thread run many times while they work,
 and pausing changes nothing they produce. Counted, never timed: a ticker green thread counts its turns."""
 
+import random
+
 import eventlet
 import pytest
 
 from controller import policy as pol
 from controller import policydoc
-from controller.pacer import Pacer, runs
+from controller.pacer import Pacer, runs, unit_runs
 from controller.programmer import Programmer
 from tests.unit.test_compiler import add_vport, base_state, snapshot
 
@@ -157,6 +159,31 @@ def test_work_done_a_run_at_a_time_pauses_where_a_tick_per_item_would(every, bef
     assert pauses_after(True) == pauses_after(False) and pauses_after(True)
     stand_in = type("StandIn", (), {"every": 5})()  # (a test's pacer without ``due``: runs of one)
     assert list(runs(stand_in, [1, 2, 3])) == [[1], [2], [3]]
+
+
+@pytest.mark.parametrize("every, before, seed", [(3, 0, 0), (3, 2, 1), (7, 5, 2), (1, 0, 3), (10, 4, 4)])
+def test_work_of_several_units_an_item_done_a_run_at_a_time_pauses_where_a_tick_per_item_would(every, before, seed):
+    """``unit_runs``: items of 1 to 12 units each (an owner listed on as many switches): the pauses fall after the
+    same items as with ``tick(units)`` per item, and no run crosses a pause."""
+    units = [random.Random(seed).choice((1, 1, 1, 2, 5, 12)) for _ in range(40)]
+
+    def pauses_after(by_runs: bool) -> list:
+        done, where = [], []
+        pacer = Pacer(lambda: where.append(len(done)), every=every)
+        pacer.tick(before)
+        if by_runs:
+            for start, stop in unit_runs(pacer, units):
+                done.extend(range(start, stop))
+                pacer.tick(sum(units[start:stop]))
+        else:
+            for n, unit in enumerate(units):
+                done.append(n)
+                pacer.tick(unit)
+        return where
+
+    assert pauses_after(True) == pauses_after(False) and pauses_after(True)
+    stand_in = type("StandIn", (), {"every": 5})()  # (a test's pacer without ``due``: runs of one)
+    assert list(unit_runs(stand_in, [2, 1, 3])) == [(0, 1), (1, 2), (2, 3)]
 
 
 def test_a_policy_committed_during_a_pause_is_read_by_the_next_pass_not_half_by_this_one():
