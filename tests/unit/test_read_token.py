@@ -263,7 +263,8 @@ def test_the_token_is_checked_before_the_path_so_without_one_the_api_shape_is_no
     """An unknown path got 404 (and a method a path does not take 405 with Allow) before the token was looked at:
     without a token a client could map which paths exist. Now 401 comes first, for every path the API serves."""
     unknown = [("GET", "/v1/nothing"), ("POST", "/v1/nothing"), ("DELETE", "/v1/status"), ("PUT", "/v1/tenants"),
-               ("GET", "/nothing"), ("HEAD", "/v1/status")]
+               ("GET", "/nothing"), ("HEAD", "/v1/status"), ("OPTIONS", "/v1/status"), ("OPTIONS", "/v1/nothing"),
+               ("TRACE", "/v1/tenants")]
     for method, path in unknown:
         for token in ("", "wrong"):
             status, reply = call(ctl, method, path, token)

@@ -344,3 +344,31 @@ def test_a_floating_ip_batch_stops_once_its_vm_moved_away(hub, monkeypatch):
     glue._announce_floating_ips()
     hub.run()
     assert sorted(frames(recs[1])) == sorted([vm0, vm1] + [vm1] * (len(GARP_PAUSES) - 1))
+
+
+def test_a_floating_ip_whose_vm_comes_back_during_the_batch_is_announced_again_in_the_rounds_after(hub, monkeypatch):
+    """Asked again each round (controller/garps.py): vm0 leaves hv1 before the second round and is back before the
+    third (its floating IP then a new FloatingInfo, the same place, address and MAC): hv1 announces it in rounds 1, 3
+    and 4, not in round 2 (when the external network would have been pointed at the wrong VRS)."""
+    from .test_external_flows import snapshot
+
+    state, prog = fip_world({"vm0": "hv1", "vm1": "hv1"})
+    recs = {1: Rec(1)}
+    glue = app(prog, recs, "standby")
+    glue._announce_floating_ips()
+    fips = {f.vm_ip: f for f in prog.view.external.floating.values()}
+    vm0, vm1 = external.garp_frame(fips["10.0.1.10"]), external.garp_frame(fips["10.0.1.11"])
+
+    def sleep(seconds):
+        if seconds == GARP_PAUSES[1]:
+            state.vrs_update(snapshot("hv1", "10.251.0.1", [("vm1", 11)]))
+            state.vrs_update(snapshot("hv2", "10.251.0.2", [("vm0", 10)]))
+        elif seconds == GARP_PAUSES[2]:
+            state.vrs_update(snapshot("hv2", "10.251.0.2", []))
+            state.vrs_update(snapshot("hv1", "10.251.0.1", [("vm0", 10), ("vm1", 11)]))
+        prog.refresh()
+    monkeypatch.setattr(app_module.hub, "sleep", sleep)
+    take_over(glue)
+    hub.run()
+    assert frames(recs[1]) == [vm0, vm1, vm1, vm0, vm1, vm0, vm1]
+    assert prog.view.external.floating[fips["10.0.1.10"].id] is not fips["10.0.1.10"]  # asked by its place
