@@ -10,8 +10,9 @@ tests/unit/test_announce39_old_new_state.py.)
   ``Publishing``) with its full publish replaced by a Federation running the old code; the keys each update says
   changed compared too.
 
-Each side ticks a real Pacer pausing every 1-4 units; each pause records how much was done: the records must be equal
-(work done a run at a time in C loops pauses where work done an item at a time did)."""
+Each side ticks a real Pacer pausing every 1-4 units; each pause records what was done so far (what a vport bound in
+the pause would read): the records must be equal (work done a run at a time in C loops pauses where, and with what
+done, work done an item at a time did)."""
 
 from __future__ import annotations
 
@@ -204,7 +205,8 @@ class MobilityPair(Driver):
         view, remote, every = self.prog.view, self.state.remote_index, self.rng.randint(1, 4)
         sides = {}
         for name, mobility in (("old", self.full), ("new", self.mobility)):
-            pacer, records = paced(every, lambda m=mobility: (len(m._eps), len(m.seqs), len(m.entries), len(m._ours)))
+            pacer, records = paced(every, lambda m=mobility: (frozenset(m._eps), frozenset(m.seqs.items()),  # (what
+                                   frozenset(m.entries.items()), frozenset(m._ours.items())))  # a pause's bind reads)
             sides[name] = (dict(mobility.update(view, remote, pacer)), records)
         assert sides["new"] == sides["old"], where
         self.pauses += len(sides["new"][1])
@@ -288,8 +290,8 @@ class PublishingPair(originator_oracle.Publishing):
         the same objects from bgp/evpn.py's cache)."""
         every, sides = self.rng.randint(1, 4), {}
         for name, fed in (("old", self.ref), ("new", self.fed)):
-            fed.pacer, records = paced(every, lambda f=fed: (len(f.originator.routes), len(f.originator._eps),
-                                                             len(f.mobility.seqs)))
+            fed.pacer, records = paced(every, lambda o=fed.originator, m=fed.mobility: (
+                frozenset(o.routes), frozenset(o._eps), frozenset(m.seqs.items())))
             sides[name] = None
 
             def updated(*args, _update=fed.originator._update, _name=name, _records=records, _pacer=fed.pacer):
