@@ -2,7 +2,7 @@
 at a time (tests/unit/test_view_batch.py ``OneAtATime``) on the incremental oracle's random worlds
 (tests/unit/oracle_world.py): bare-metal vports and hardware VTEPs, ESXi trunks, MAC mismatches, a VRS leaving (all
 its ports gone in one run), ports moving, vports changing subnet, MAC or IP in the pass they move, EVPN MACs
-claiming IPs; the pacer's runs short (2 or 5 units) or long. Each seed runs the world twice, once with each code, and
+claiming IPs; the pacer's runs short (3 or 7 units) or long. Each seed runs the world twice, once with each code, and
 after every pass the View (in order), the LiveView's indexes and the desired flows and groups are the same; and the
 runs of ports gone or bound were swapped together (``_swap_out`` / ``_swap_in``) within the seeds."""
 
