@@ -180,26 +180,34 @@ class OwnerReach:
     def _list_owners(self, eids: list, eps: list) -> None:
         """Each endpoint's owner (of ``eps``, their ids ``eids``) on the switches where it is or was (``_where``, and
         ``was_at``), ticking ``1 + switches // SESSIONS_PER_UNIT`` per endpoint: a run of endpoints with the same
-        switches (most often all of them: ``_where``'s answers are shared per place) listed there at once."""
+        switches (most often all of them: ``_where``'s answers are shared per place) listed there at once. Each run's
+        places are worked out just before it (``_where_of``, a set union over switches each: not every place of the
+        pass before its first pause): a run ends at the next pause, within ``due()`` endpoints (one unit or more
+        each)."""
         listed = defaultdict(list)  # session -> the endpoints' owners there, added to its set below
-        wheres = self._where_all(eps)
-        wases = list(map(self.was_at.get, eids, repeat(_NOWHERE)))
-        if not all(map(le, wases, wheres)):  # (most often they are: a new set per endpoint less)
-            wheres = [where if was <= where else where | was for where, was in zip(wheres, wases)]
         owners = list(map(_OWNER, eps))
         self.r.touched.update(owners)
-        units = [1 + n // SESSIONS_PER_UNIT for n in map(len, wheres)] if len(set(map(id, wheres))) > 1 else \
-            [1 + len(wheres[0]) // SESSIONS_PER_UNIT] * len(wheres) if wheres else []
-        for start, stop in unit_runs(self.pacer, units):
-            shared = wheres[start]
-            if all(map(is_, wheres[start:stop], repeat(shared))):
+        pacer, was_at, due = self.pacer, self.was_at, getattr(self.pacer, "due", None)
+        start, end = 0, len(eps)
+        while start < end:
+            window = slice(start, min(end, start + (due() if due is not None else 1)))
+            wheres = self._where_all(eps[window])
+            wases = list(map(was_at.get, eids[window], repeat(_NOWHERE)))
+            if not all(map(le, wases, wheres)):  # (most often they are: a new set per endpoint less)
+                wheres = [where if was <= where else where | was for where, was in zip(wheres, wases)]
+            units = [1 + n // SESSIONS_PER_UNIT for n in map(len, wheres)] if len(set(map(id, wheres))) > 1 else \
+                [1 + len(wheres[0]) // SESSIONS_PER_UNIT] * len(wheres)
+            _, stop = next(unit_runs(pacer, units))  # (the run up to the next pause)
+            shared, run = wheres[0], owners[start:start + stop]
+            if all(map(is_, wheres[:stop], repeat(shared))):
                 for session in shared:
-                    listed[session].extend(owners[start:stop])
+                    listed[session].extend(run)
             else:
-                for where, owner in zip(wheres[start:stop], owners[start:stop]):
+                for where, owner in zip(wheres[:stop], run):
                     for session in where:
                         listed[session].append(owner)
-            self.pacer.tick(sum(units[start:stop]))
+            pacer.tick(sum(units[:stop]))
+            start += stop
         self._add_listed(listed)
 
     def _presence_owners(self):

@@ -165,7 +165,9 @@ def test_work_done_a_run_at_a_time_pauses_where_a_tick_per_item_would(every, bef
 def test_work_of_several_units_an_item_done_a_run_at_a_time_pauses_where_a_tick_per_item_would(every, before, seed):
     """``unit_runs``: items of 1 to 12 units each (an owner listed on as many switches): the pauses fall after the
     same items as with ``tick(units)`` per item, and no run crosses a pause."""
-    units = [random.Random(seed).choice((1, 1, 1, 2, 5, 12)) for _ in range(40)]
+    rng = random.Random(seed)  # (one generator: a new one per item gave 40 items of the same units)
+    units = [rng.choice((1, 1, 1, 2, 5, 12)) for _ in range(40)]
+    assert len(set(units)) > 1
 
     def pauses_after(by_runs: bool) -> list:
         done, where = [], []
