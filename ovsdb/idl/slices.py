@@ -214,8 +214,10 @@ def _uuids(value) -> list[str]:
 
 def _bridge_of(bridges: dict, rows, operation: str, walk, numbers: dict[str, int]) -> dict[str, str]:
     """{port uuid: the bridge whose ``ports`` difference alone names it}; for a delete only the current members (the
-    ports' numbers kept in ``numbers``)."""
+    ports' numbers kept in ``numbers``). A deleted port another bridge's difference names too, before or after its own
+    (a hostile peer's: that adds it there), has none: ``_rest`` takes a sliced port out of every bridge's difference."""
     owner, twice = {}, set()
+    named = numbers if operation == DELETE else owner  # every port the differences named so far
     for bridge, row_update in bridges.items():
         if not isinstance(row_update, dict):
             raise ValueError(row_update)  # for ovs to refuse, whole
@@ -225,7 +227,7 @@ def _bridge_of(bridges: dict, rows, operation: str, walk, numbers: dict[str, int
         members = _members(rows, bridge) if operation == DELETE else frozenset()
         listed = list(walk(_uuids(diff["ports"])))
         for port, number in zip(listed, _numbers(listed) if operation == DELETE else itertools.repeat(None)):
-            if port in owner:
+            if port in named:
                 twice.add(port)
             elif operation == INSERT:
                 owner[port] = bridge
