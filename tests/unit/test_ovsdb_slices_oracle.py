@@ -264,3 +264,31 @@ def test_a_deleted_port_another_bridge_names_too_is_left_to_the_rest(other_first
     assert seen and whole.refused is None and sliced.refused is None
     assert port in contents(whole)["Bridge"][other]["ports"]
     assert contents(sliced) == contents(whole) and sliced_ports == whole_ports
+
+
+@pytest.mark.parametrize("kind", ["insert", "delete"])
+def test_a_port_of_two_bridges_one_renamed_too_keeps_its_other_bridge_in_the_rest(kind, small_slices):
+    """A port in two bridges at once (ovsdb-server lets a database hold it), added or deleted in a big update whose
+    other bridge's row changes another column too (renamed: that bridge's difference goes whole to the rest): the
+    port is sliced with the bridge whose ``ports`` alone change, and the rest still adds it to (removes it from) the
+    renamed one (a slice took it out of every bridge's difference: the renamed bridge kept a deleted port, or lacked
+    an added one, against the whole update)."""
+    db = Database(random.Random(6))
+    db._apply(db.insert_ports(20))
+    first, second = sorted(db.bridges)
+    update = db.insert_ports(20) if kind == "insert" else db.delete_ports(20)
+    port = sorted(update["Port"])[0]
+    if kind == "delete":  # it is in both bridges now
+        for bridge in db.bridges:
+            if port not in db.members(bridge):
+                db.rows["Bridge"][bridge]["ports"][1].append(["uuid", port])
+    for bridge in db.bridges:
+        diff = update["Bridge"].setdefault(bridge, {"modify": {"ports": ["set", []]}})["modify"]
+        diff["ports"][1] = [ref for ref in diff["ports"][1] if ref[1] != port] + [["uuid", port]]
+    update["Bridge"][second]["modify"]["name"] = "br-renamed"
+    rows = json.loads(json.dumps(db.rows))
+    whole, _, whole_ports, _ = _apply(db, rows, update, sliced=False)
+    sliced, _, sliced_ports, seen = _apply(db, rows, update, sliced=True)
+    assert seen and whole.refused is None and sliced.refused is None
+    assert (port in contents(whole)["Bridge"][second]["ports"]) == (kind == "insert")
+    assert contents(sliced) == contents(whole) and sliced_ports == whole_ports
