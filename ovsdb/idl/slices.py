@@ -215,7 +215,7 @@ def _uuids(value) -> list[str]:
 def _bridge_of(bridges: dict, rows, operation: str, walk, numbers: dict[str, int]) -> dict[str, str]:
     """{port uuid: the bridge whose ``ports`` difference alone names it}; for a delete only the current members (the
     ports' numbers kept in ``numbers``). A deleted port another bridge's difference names too, before or after its own
-    (a hostile peer's: that adds it there), has none: ``_rest`` takes a sliced port out of every bridge's difference."""
+    (a hostile peer's: that adds it there), has none: it stays in the rest, with both differences."""
     owner, twice = {}, set()
     named = numbers if operation == DELETE else owner  # every port the differences named so far
     for bridge, row_update in bridges.items():
