@@ -139,7 +139,7 @@ def _parts(ahead: list[str], more: Iterator[str], sizing: tuple[int, int], updat
             between()
         yield _slice(walk(chosen[start:start + count]), update, held, owner)
         start += count
-    rest = _rest(update, chosen, held, walk)
+    rest = _rest(update, chosen, held, owner, walk)
     if rest:  # (else the last slice is the update's last part: its reader reports it after the update, as a whole one)
         between()
         yield rest
@@ -214,8 +214,10 @@ def _uuids(value) -> list[str]:
 
 def _bridge_of(bridges: dict, rows, operation: str, walk, numbers: dict[str, int]) -> dict[str, str]:
     """{port uuid: the bridge whose ``ports`` difference alone names it}; for a delete only the current members (the
-    ports' numbers kept in ``numbers``)."""
+    ports' numbers kept in ``numbers``). A deleted port another bridge's difference names too, before or after its own
+    (a hostile peer's: that adds it there), has none: it stays in the rest, with both differences."""
     owner, twice = {}, set()
+    named = numbers if operation == DELETE else owner  # every port the differences named so far
     for bridge, row_update in bridges.items():
         if not isinstance(row_update, dict):
             raise ValueError(row_update)  # for ovs to refuse, whole
@@ -225,7 +227,7 @@ def _bridge_of(bridges: dict, rows, operation: str, walk, numbers: dict[str, int
         members = _members(rows, bridge) if operation == DELETE else frozenset()
         listed = list(walk(_uuids(diff["ports"])))
         for port, number in zip(listed, _numbers(listed) if operation == DELETE else itertools.repeat(None)):
-            if port in owner:
+            if port in named:
                 twice.add(port)
             elif operation == INSERT:
                 owner[port] = bridge
@@ -338,8 +340,9 @@ def _check_rest(update: dict) -> None:
             _uuids(diff["ports"])
 
 
-def _rest(update: dict, chosen: list[str], held: dict, walk) -> dict:
-    """What the slices leave of ``update``: its other rows, and each bridge's difference without the ports sliced."""
+def _rest(update: dict, chosen: list[str], held: dict, owner: dict, walk) -> dict:
+    """What the slices leave of ``update``: its other rows, and each bridge's difference without the ports sliced
+    with it (``owner``)."""
     gone_ports = set(chosen)
     gone_ifaces = {iface for port in chosen for iface in held[port]}
     rest = {}
@@ -347,15 +350,17 @@ def _rest(update: dict, chosen: list[str], held: dict, walk) -> dict:
         gone = gone_ports if table == "Port" else gone_ifaces if table == "Interface" else ()
         kept = {key: row_update for key, row_update in walk(rows.items()) if key not in gone}
         if table == "Bridge":
-            kept = {key: row_update for key, row_update in _without(kept, gone_ports).items() if row_update}
+            kept = {key: row_update for key, row_update in _without(kept, gone_ports, owner).items() if row_update}
         if kept:
             rest[table] = kept
     return rest
 
 
-def _without(bridges: dict, ports: set) -> dict:
-    """The Bridge rows' updates with the sliced ports taken out of their ``ports`` difference (empty when nothing
-    is left of one)."""
+def _without(bridges: dict, ports: set, owner: dict) -> dict:
+    """The Bridge rows' updates with the sliced ports taken out of their ``ports`` difference, each out of its own
+    bridge's only (``owner``: another bridge's difference that names it, one whose other columns change too, keeps it;
+    a slice took it out of every one, and that bridge lost the port's addition or removal); empty when nothing is
+    left of one."""
     out = {}
     for bridge, row_update in bridges.items():  # each a dict (_bridge_of)
         diff = row_update.get("modify")
@@ -363,7 +368,7 @@ def _without(bridges: dict, ports: set) -> dict:
             out[bridge] = row_update
             continue
         named = _uuids(diff["ports"])
-        left = [["uuid", port] for port in named if port not in ports]
+        left = [["uuid", port] for port in named if port not in ports or owner[port] != bridge]
         if len(left) == len(named):  # none sliced: as it came (an empty difference too: of a row that may not exist)
             out[bridge] = row_update
             continue

@@ -164,6 +164,25 @@ def test_a_map_of_plain_values_grown_past_the_bound_by_differences_is_refused(mo
     assert not replica._session.is_connected()
 
 
+@pytest.mark.parametrize("row", ["insert", "delete and insert"])
+def test_a_map_over_the_bound_after_many_deleted_rows_is_refused(row, monkeypatch):
+    """A table whose rows are all deleted is not read for long maps (refusals.py ``_nothing_to_read``: a big delete's
+    20,000 rows); one row that carries a map among them, last, is: refused, naming it."""
+    from ovsdb.idl import refusals
+
+    monkeypatch.setattr(refusals, "MAX_PLAIN", 3)
+    replica = tracking()
+    gone = [str(uuid.UUID(int=k)) for k in range(10, 20)]
+    feed(replica, {"Port": {u: {"insert": whole_port("p%s" % u[-2:])} for u in gone}})
+    feed(replica, {"Port": {u: {"delete": None} for u in gone[:5]}})  # a pure delete: nothing to read, applied
+    assert replica.refused is None and len(replica.tables["Port"].rows) == 5
+    body = whole_port("p1", **{f"k{i}": "v" for i in range(4)})
+    feed(replica, {"Port": {**{u: {"delete": None} for u in gone[5:]},
+                            P1: {"insert": body} if row == "insert" else {"delete": None, "insert": body}}})
+    assert replica.refused == "update refused: Port row %s: column external_ids: 4 elements, more than 3" % P1
+    assert len(replica.tables["Port"].rows) == 5 and not replica._session.is_connected()
+
+
 @pytest.mark.parametrize("value", [["set", ["x" * 1000000, "y"]], "x" * 1000000])
 def test_a_refusal_quoting_a_huge_value_says_where_in_a_few_hundred_characters(value):
     """ovs's message quotes the value that did not parse (its JSON, or the string broken); the reason is logged each

@@ -3,7 +3,8 @@
 Random sequences of updates on the real schema (``test_ovsdb_slices.Database``), each applied to two replicas of
 the same rows, one whole (no reader of slices) and one in slices (a reader taking the changes at each), of every
 shape: big inserts and deletes (the lead slice, the growing ones, the rest made after them), inserts mixed with
-deletes, an interface modified too, a port moved, the root changed too, interfaces shared between ports (inserted
+deletes, an interface modified too, a port moved (with ports added or deleted), a deleted port named by another
+bridge's difference too, a deleted port's row named twice (its uuid's text in upper case too), the root changed too, interfaces shared between ports (inserted
 shared, deleted while the other port stays), a port deleted while its interface stays, an interface inserted again,
 a port inserted holding an interface the update lacks, and malformed shapes. After each: the same refusal or none;
 unrefused, the same rows, name index, row notifications (each row's, in order; a bridge's ``ports`` changes merged)
@@ -18,6 +19,7 @@ import pytest
 
 from ovsdb import vrs
 from ovsdb.claims import VrsClaims
+from ovsdb.idl import slices
 from ovsdb.rowchanges import RowChanges
 from tests.unit.test_ovsdb_slices import (SLICE, UPDATE2, Database, Sink, _refs, _uuid, contents, names, root_rows,
                                           session, small_slices, take)
@@ -68,6 +70,36 @@ def _mixed(db, update):
     for table, rows in more.items():
         for key, row_update in rows.items():
             update.setdefault(table, {}).setdefault(key, row_update)
+
+
+def _named_by_another_bridge(db, update):
+    """A deleted port also named in the other bridge's ``ports`` difference (a hostile peer's: it adds the port there,
+    a dangling reference), that bridge's row first or last in the update."""
+    if not update.get("Bridge"):
+        return
+    port = db.rng.choice(sorted(update["Port"]))
+    other = next(b for b in db.bridges if port not in db.members(b))
+    update["Bridge"].setdefault(other, {"modify": {"ports": ["set", []]}})["modify"]["ports"][1].append(["uuid", port])
+    order = sorted(update["Bridge"], key=lambda bridge: (bridge != other) == db.rng.choice((True, False)))
+    update["Bridge"] = {bridge: update["Bridge"][bridge] for bridge in order}
+
+
+def _moved_while_deleting(db, update):
+    """A port that stays, moved from one bridge to the other in a big delete."""
+    staying = [(b, p) for b in db.bridges for p in db.members(b) if p not in update["Port"]]
+    if not staying:
+        return
+    _, port = db.rng.choice(staying)
+    for bridge in db.bridges:
+        update.setdefault("Bridge", {}).setdefault(bridge, {"modify": {"ports": ["set", []]}})["modify"]["ports"][
+            1].append(["uuid", port])
+
+
+def _uuid_text_twice(db, update):
+    """A deleted port's row named again under its uuid's other text (upper case: the same row), first or last."""
+    port = db.rng.choice(sorted(update["Port"]))
+    rows = {port.upper(): {"delete": None}}
+    update["Port"] = {**rows, **update["Port"]} if db.rng.random() < 0.5 else {**update["Port"], **rows}
 
 
 def _malformed(db, update):
@@ -163,7 +195,8 @@ def test_an_update_applied_in_slices_leaves_what_it_leaves_applied_whole(seed, s
         try:  # Database's generators expect its own shapes: a port without its interfaces here makes a big insert
             if ports > SLICE and rng.random() < 0.5:
                 update = db.delete_ports(rng.randint(SLICE + 1, ports))
-                shape = rng.choice([None, None, _keep_an_interface, _mixed, _malformed])
+                shape = rng.choice([None, None, _keep_an_interface, _mixed, _malformed, _named_by_another_bridge,
+                                    _moved_while_deleting, _uuid_text_twice])
             else:
                 update, _ = db.random_update()
                 shape = rng.choice(SHAPES)
@@ -193,7 +226,6 @@ def test_an_update_applied_in_slices_leaves_what_it_leaves_applied_whole(seed, s
 
 def test_the_oracle_sees_a_slice_that_differs(small_slices, monkeypatch):
     """The oracle can fail: a slice that drops a port's interface is told apart from the update applied whole."""
-    from ovsdb.idl import slices
     real = slices._slice
 
     def lossy(ports, update, held, owner):
@@ -208,3 +240,55 @@ def test_the_oracle_sees_a_slice_that_differs(small_slices, monkeypatch):
     whole = _apply(db, rows, update, sliced=False)[0]
     sliced, _, _, seen = _apply(db, rows, update, sliced=True)
     assert seen and contents(sliced) != contents(whole)
+
+
+@pytest.mark.parametrize("other_first", [True, False])
+def test_a_deleted_port_another_bridge_names_too_is_left_to_the_rest(other_first, small_slices):
+    """A big delete whose deleted port is also added to the other bridge (a hostile peer's: a dangling reference,
+    which the whole update leaves there): that port is in no slice, whichever bridge's row comes first, and the rows
+    are the whole update's (a slice took it out of both bridges' differences, the other's addition lost)."""
+    db = Database(random.Random(3))
+    db._apply(db.insert_ports(20))
+    rows = json.loads(json.dumps(db.rows))
+    update = db.delete_ports(20)
+    port = sorted(update["Port"])[0]
+    other = next(b for b in db.bridges if port not in _refs(rows["Bridge"][b]["ports"]))
+    diff = {"modify": {"ports": ["set", [["uuid", port]]]}}
+    if other in update["Bridge"]:
+        diff["modify"]["ports"][1] += update["Bridge"].pop(other)["modify"]["ports"][1]
+    update["Bridge"] = {other: diff, **update["Bridge"]} if other_first else {**update["Bridge"], other: diff}
+    parts = list(slices.plan(json.loads(json.dumps(update)), db.fresh().tables))
+    assert len(parts) > 2 and all(port not in part.get("Port", ()) for part in parts[:-1])
+    whole, _, whole_ports, _ = _apply(db, rows, update, sliced=False)
+    sliced, _, sliced_ports, seen = _apply(db, rows, update, sliced=True)
+    assert seen and whole.refused is None and sliced.refused is None
+    assert port in contents(whole)["Bridge"][other]["ports"]
+    assert contents(sliced) == contents(whole) and sliced_ports == whole_ports
+
+
+@pytest.mark.parametrize("kind", ["insert", "delete"])
+def test_a_port_of_two_bridges_one_renamed_too_keeps_its_other_bridge_in_the_rest(kind, small_slices):
+    """A port in two bridges at once (ovsdb-server lets a database hold it), added or deleted in a big update whose
+    other bridge's row changes another column too (renamed: that bridge's difference goes whole to the rest): the
+    port is sliced with the bridge whose ``ports`` alone change, and the rest still adds it to (removes it from) the
+    renamed one (a slice took it out of every bridge's difference: the renamed bridge kept a deleted port, or lacked
+    an added one, against the whole update)."""
+    db = Database(random.Random(6))
+    db._apply(db.insert_ports(20))
+    first, second = sorted(db.bridges)
+    update = db.insert_ports(20) if kind == "insert" else db.delete_ports(20)
+    port = sorted(update["Port"])[0]
+    if kind == "delete":  # it is in both bridges now
+        for bridge in db.bridges:
+            if port not in db.members(bridge):
+                db.rows["Bridge"][bridge]["ports"][1].append(["uuid", port])
+    for bridge in db.bridges:
+        diff = update["Bridge"].setdefault(bridge, {"modify": {"ports": ["set", []]}})["modify"]
+        diff["ports"][1] = [ref for ref in diff["ports"][1] if ref[1] != port] + [["uuid", port]]
+    update["Bridge"][second]["modify"]["name"] = "br-renamed"
+    rows = json.loads(json.dumps(db.rows))
+    whole, _, whole_ports, _ = _apply(db, rows, update, sliced=False)
+    sliced, _, sliced_ports, seen = _apply(db, rows, update, sliced=True)
+    assert seen and whole.refused is None and sliced.refused is None
+    assert (port in contents(whole)["Bridge"][second]["ports"]) == (kind == "insert")
+    assert contents(sliced) == contents(whole) and sliced_ports == whole_ports
