@@ -121,7 +121,7 @@ def run(n: int, early: bool = True, meter=None, profiler=None) -> dict:
         if profiler is not None:
             profiler.enable()
         try:
-            out = _steps(state, programmer, federation, snap, meter or _Clock)
+            out = steps(state, programmer, federation, snap, meter or _Clock)
         finally:
             if profiler is not None:
                 profiler.disable()
@@ -145,25 +145,25 @@ class _Clock:
         self.count = time.thread_time() - self.start
 
 
-def _steps(state, programmer, federation, snap, meter) -> dict:
-    """Each of a pass's steps from ``snap`` on, measured by ``meter`` (the collector paused by the caller); "start":
-    the CPU time when the first began."""
+def steps(state, programmer, federation, snap, meter, names=STEPS) -> dict:
+    """Each of a pass's steps from ``snap`` on, measured by ``meter`` (the collector paused by the caller) and named
+    by ``names``; "start": the CPU time when the first began (evpn_withdraw.py takes its steps here too)."""
     out = {"start": time.thread_time()}
     with meter() as m:
         state.vrs_update(snap)
-    out[STEPS[0]] = m.count
+    out[names[0]] = m.count
     with meter() as m:
         reach = programmer.live.apply(programmer.journal.take())
-    out[STEPS[1]] = m.count
+    out[names[1]] = m.count
     view = programmer.view
     with meter() as m:
         work = {s: owners for s, owners in reach.owners.items()
                 if owners and s not in reach.rebuild and s in view.switches}
         programmer._recompile(view, work, set().union(*reach.owners.values()))
-    out[STEPS[2]] = m.count
+    out[names[2]] = m.count
     with meter() as m:
         federation.publish(view)
-    out[STEPS[3]] = m.count
+    out[names[3]] = m.count
     return out
 
 

@@ -63,7 +63,7 @@ class Clock:
 def run(n: int, meter=Clock, profiler=None) -> dict:
     from controller.app import STATE_EVERY
     from controller.pacer import Pacer
-    from tests.benchmarks.evpn_announce import collector_off, report, world
+    from tests.benchmarks.evpn_announce import collector_off, report, steps, world
 
     state, programmer, federation = world(n)
     federation.early = True  # the app's, once passes hand out
@@ -75,26 +75,12 @@ def run(n: int, meter=Clock, profiler=None) -> dict:
     kept = full.ports[:2]  # the tunnel port and w1
     gone = frozenset(port.name for port in full.ports[2:])
     snap = dataclasses.replace(full, ports=kept, changed=gone, changed_ports={})
-    out = {}
     with collector_off():
         if profiler is not None:
             profiler.enable()
         try:
-            with meter() as m:
-                state.vrs_update(snap)
-            out[STEPS[0]] = m.count
-            with meter() as m:
-                reach = programmer.live.apply(programmer.journal.take())
-            out[STEPS[1]] = m.count
-            view = programmer.view
-            with meter() as m:
-                work = {s: owners for s, owners in reach.owners.items()
-                        if owners and s not in reach.rebuild and s in view.switches}
-                programmer._recompile(view, work, set().union(*reach.owners.values()))
-            out[STEPS[2]] = m.count
-            with meter() as m:
-                federation.publish(view)
-            out[STEPS[3]] = m.count
+            out = steps(state, programmer, federation, snap, meter, STEPS)
+            del out["start"]
         finally:
             if profiler is not None:
                 profiler.disable()
