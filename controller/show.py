@@ -311,16 +311,19 @@ def _where(loc, flavour=None, vteps=()):
 
 def format_vport(data) -> str:
     v, s, d = data["vport"], data["subnet"], data["domain"]
+    # a bare-metal server's traffic enters at its hardware VTEP: no VRS enforces its own port security or ACLs
+    unenforced = "  (not enforced: bare metal, docs/vtep.md)" if (v.get("binding") or {}).get("flavour") == \
+        "baremetal" else ""
     lines = [f"vport {v['ref']} ({v['id']})",
              f"    mac {v['mac']}  ips {' '.join(v.get('ips') or []) or '-'}  port security "
-             f"{'on' if v.get('port_security') else 'off'}",
+             f"{'on' if v.get('port_security') else 'off'}" + (unenforced if v.get("port_security") else ""),
              f"    subnet {s['ref']}  {s.get('cidr') or 'no cidr'}  vni {s['vni']}"
              + (f"  gateway {s['gateway']}" if s.get("gateway") else ""),
              f"    domain {d['ref']}  l3 vni {d['l3_vni']}  gateway mac {d['gateway_mac']}" if d
              else "    domain - (L2-only subnet)",
              f"    binding {_binding(v.get('binding') or {})}",
              "    acls " + (", ".join(f"{a['ref']} ({a['rules']} rules, default {a['default_action']})"
-                                     for a in data["acls"]) or "-"),
+                                     for a in data["acls"]) + unenforced if data["acls"] else "-"),
              "    policy groups " + (", ".join(data.get("policy_groups") or ()) or "-"),
              f"    status {v.get('status')}  "
              f"{_where(v.get('location'), (v.get('binding') or {}).get('flavour'), data.get('vteps') or ())}"

@@ -265,7 +265,10 @@ def _drop_reason(flow) -> str:
         return MISS_REASONS.get(flow.table, f"table {p.BY_ID[flow.table].name}: default drop")
     if flow.table == p.EGRESS:
         return "egress: a vNIC's packet is never sent back to itself"
-    if flow.table == p.L3_ROUTING:
+    if flow.table == p.L3_ROUTING and flow.owner.kind == "pat":  # openflow/external.py, port address translation
+        return ("l3_routing: an address of one of the domain's own subnets that no endpoint has is never "
+                "translated out to the external network")
+    if flow.table == p.L3_ROUTING and flow.owner.kind == "domain":  # openflow/compiler.py, under an EVPN prefix
         return "l3_routing: an unknown address of a connected subnet is not sent to a covering EVPN prefix"
     return f"dropped by a flow of {flow.owner.kind} {flow.owner.id} in {p.BY_ID[flow.table].name}"
 

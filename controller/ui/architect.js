@@ -63,11 +63,23 @@ function tenantModel(data, tenantId) {
       flavour: loc ? loc.flavour : (vp.binding || {}).flavour || null,
     });
   }
+  // a bare-metal server declared as a vport is one endpoint: the vport, placed where a VTEP learnt its MAC
+  const declared = new Map();
+  for (const ep of [].concat(...endpoints.values())) {
+    if (ep.flavour !== "baremetal") continue;
+    Object.assign(ep, {baremetal: true, absent: "not learnt by a hardware VTEP yet"});
+    declared.set(`${ep.vport.subnet_id} ${ep.vport.mac.toLowerCase()}`, ep);
+  }
   const byVni = new Map(subnets.map((s) => [s.vni, s]));
   for (const vtep of data.vteps.items) {
     for (const m of vtep.local_macs || []) {
       const sub = byVni.get(m.vni);
       if (!sub) continue;
+      const vport = declared.get(`${sub.id} ${m.mac.toLowerCase()}`);
+      if (vport) {
+        Object.assign(vport, {status: "learnt", host: vtep.name, flavour: "bare metal", vtep});
+        continue;
+      }
       endpoints.get(sub.id).push({
         kind: "baremetal", id: `bm:${vtep.name}:${m.mac}`, name: m.mac, mac: m.mac, ip: m.ip,
         status: "learnt", host: vtep.name, flavour: "bare metal", vtep,
@@ -102,8 +114,8 @@ function diagramElements(model) {
           position: {x: x0, y}, classes: "empty"});
       }
       eps.forEach((ep, i) => {
-        elements.push({group: "nodes", classes: `endpoint ${ep.kind} ${ep.status}`,
-          data: {id: "v:" + ep.id, parent: "s:" + sub.id, label: `${ep.name}\n${ep.host || "not bound"}`},
+        elements.push({group: "nodes", classes: endpointClasses(ep),
+          data: {id: "v:" + ep.id, parent: "s:" + sub.id, label: `${ep.name}\n${ep.host || ep.absent || "not bound"}`},
           position: {x: x0 + (i % cols) * NODE_SPACING * 1.6, y: y + Math.floor(i / cols) * NODE_SPACING}});
       });
       y += (Math.ceil(Math.max(1, eps.length) / cols) + 1.5) * NODE_SPACING;
@@ -188,11 +200,11 @@ function drawTree(model) {
     const subnets = group.subnets.map((sub) => {
       const eps = model.endpoints.get(sub.id);
       count += eps.length;
-      const rows = eps.map((ep) => el("li", {class: `endpoint ${ep.kind} ${ep.status}`, "data-id": ep.id,
+      const rows = eps.map((ep) => el("li", {class: endpointClasses(ep), "data-id": ep.id,
         "data-name": ep.name, tabIndex: 0, onclick: () => select(ep.id),
         onkeydown: (e) => { if (e.key === "Enter") select(ep.id); }},
       el("span", {class: "name"}, ep.name), " ",
-      el("span", {class: "host"}, ep.host ? "on " + ep.host : "not bound"), " ",
+      el("span", {class: "host"}, ep.host ? "on " + ep.host : ep.absent || "not bound"), " ",
       el("span", {class: "muted"}, [ep.flavour, ep.status].filter(Boolean).join(", "))));
       return el("details", {class: "subnet", open: eps.length <= 200, "data-id": sub.id, "data-name": sub.name},
         el("summary", {}, `${sub.name} ${sub.cidr || ""} (VNI ${sub.vni}, ${plural(eps.length, "endpoint")})`),
@@ -203,6 +215,10 @@ function drawTree(model) {
   tree.replaceChildren(...parts);
   document.getElementById("counts").textContent =
     `(${plural(model.groups.length, "group")}, ${plural(count, "endpoint")})`;
+}
+
+function endpointClasses(ep) {
+  return `endpoint ${ep.kind} ${ep.status}${ep.baremetal ? " baremetal" : ""}`;
 }
 
 function plural(n, word) {
@@ -233,7 +249,8 @@ async function showDetails() {
     const vp = ep.vport, loc = vp.location;
     const aclNames = (vp.acls || []).map((aid) => (architect.data.acls.items.find((a) => a.id === aid) || {}).name || aid);
     rows.push(["ref", vp.ref], ["status", vp.status], ["MAC", vp.mac], ["IPs", (vp.ips || []).join(", ")],
-      ["binding", bindingText(vp.binding)], ["hypervisor", ep.host || "not bound"],
+      ["binding", bindingText(vp.binding)],
+      [ep.baremetal ? "hardware VTEP" : "hypervisor", ep.host || ep.absent || "not bound"],
       ["switch", loc ? loc.datapath_id : "-"], ["port", loc ? loc.port + (loc.vlan ? ` VLAN ${loc.vlan}` : "") : "-"],
       ["ofport", loc && loc.ofport !== null ? String(loc.ofport) : "-"],
       ["security policies", aclNames.length ? aclNames.join(", ") : "none"],

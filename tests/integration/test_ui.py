@@ -9,6 +9,7 @@ import pytest
 
 pytestmark = pytest.mark.integration
 
+DECLARED_BM_MAC = "02:00:00:00:0b:02"  # a bare-metal server declared as a vport (docs/vtep.md)
 POLICY = {
     "tenants": [
         {"name": "acme", "domains": [{"name": "prod", "subnets": [
@@ -16,6 +17,7 @@ POLICY = {
                 {"name": "webk", "mac": "02:00:00:00:01:01", "ips": ["10.0.1.11"], "binding": {"flavour": "kvm"}},
                 {"name": "webh", "mac": "02:00:00:00:01:02", "ips": ["10.0.1.12"], "binding": {"flavour": "hyperv"}},
                 {"name": "webe", "mac": "02:00:00:00:01:03", "ips": ["10.0.1.13"], "binding": {"flavour": "esxi"}},
+                {"name": "db9", "mac": DECLARED_BM_MAC, "ips": ["10.0.1.51"], "binding": {"flavour": "baremetal"}},
             ]},
             {"name": "db", "cidr": "10.0.2.0/24", "gateway": "10.0.2.1", "vni": 5002, "vports": [
                 {"name": "dbk", "mac": "02:00:00:00:02:01", "ips": ["10.0.2.11"], "binding": {"flavour": "kvm"}},
@@ -29,7 +31,8 @@ POLICY = {
 }
 BM_MAC = "02:00:00:00:0b:01"
 # where each endpoint of tenant acme must be shown: subnet -> {endpoint name: hypervisor or VTEP}
-ACME = {"web": {"webk": "kvm1", "webh": "hyv1", "webe": "esx1", BM_MAC: "tor1"}, "db": {"dbk": "kvm1"}}
+# (a declared server is its vport's one entry, not a second one for its learnt MAC)
+ACME = {"web": {"webk": "kvm1", "webh": "hyv1", "webe": "esx1", BM_MAC: "tor1", "db9": "tor1"}, "db": {"dbk": "kvm1"}}
 
 TREE = """(() => { const out = {};
   for (const sub of document.querySelectorAll('#tree details.subnet')) {
@@ -68,12 +71,15 @@ def seed(lab_capable):
         tor = lab.add_hardware_vtep("tor1", ports=("p1",))
         tor.connect(ctl)
         bm = lab.add_baremetal(tor, "bm1", port="p1", vlan=100, mac=BM_MAC, ip="10.0.1.50/24")
+        bm9 = lab.add_baremetal(tor, "db9", port="p1", vlan=100, mac=DECLARED_BM_MAC, ip="10.0.1.51/24")
         lab.wait_until(lambda: canopy.api.get("/v1/status").json["vports_bound"] == 4, timeout=30,
                        what="four vports bound")
         lab.wait_until(lambda: bm.ping("10.0.1.11", count=1, timeout=2), timeout=30, interval=0.3,
                        what="bare metal reaches the KVM VM (so the VTEP learns its MAC)")
-        lab.wait_until(lambda: canopy.api.get("/v1/vteps/tor1").json["local_macs"], timeout=20,
-                       what="tor1 reports the bare-metal MAC")
+        lab.wait_until(lambda: bm9.ping("10.0.1.11", count=1, timeout=2), timeout=30, interval=0.3,
+                       what="the declared bare-metal server reaches the KVM VM")
+        lab.wait_until(lambda: len(canopy.api.get("/v1/vteps/tor1").json["local_macs"]) == 2, timeout=20,
+                       what="tor1 reports both bare-metal MACs")
         yield lab, canopy, ctl
 
 
@@ -90,9 +96,12 @@ def page(seed):
 
 def test_every_endpoint_is_shown_under_its_subnet_with_where_it_is(page):
     lab, canopy, browser = page
-    complete = "(t => Object.values(t).reduce((n, rows) => n + Object.keys(rows).length, 0) >= 5 && t)"
+    complete = "(t => Object.values(t).reduce((n, rows) => n + Object.keys(rows).length, 0) >= 6 && t)"
     tree = browser.call("wait_js", expr=f"{complete}({TREE})", timeout=20)
     assert tree == ACME
+    # the declared server is drawn as bare metal (a square), not as a vport bound nowhere (grey)
+    assert browser.call("js", expr="document.querySelector('#tree li[data-name=\"db9\"]').className") == \
+        "endpoint vport learnt baremetal"
     diagram = browser.call("js", expr=DIAGRAM)
     assert {sub: sorted(names) for sub, names in diagram.items()} == {
         sub: sorted(names) for sub, names in ACME.items()}
@@ -185,5 +194,5 @@ def test_reads_that_need_a_token_make_the_page_ask_for_it(seed):
                                 " document.querySelector('#login button').click(), true)")
         names = browser.call("wait_js", timeout=15, expr="(n => n.length && n)([...document.querySelectorAll("
                                                           "'#tree li')].map(li => li.dataset.name))")
-        assert sorted(names) == ["dbk", "webe", "webh", "webk"]
+        assert sorted(names) == ["db9", "dbk", "webe", "webh", "webk"]
 

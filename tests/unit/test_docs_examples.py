@@ -251,3 +251,60 @@ def test_every_canopy_command_and_option_the_docs_write_exists():
                 if option not in commands[command]._option_string_actions:
                     unknown.append(f"{path.relative_to(REPO)}: canopy {command} {option}")
     assert checked > 20 and unknown == []
+
+
+# what a placeholder in a documented request body stands for, in config/examples/demo.yaml (README.md names it)
+BODY_PLACEHOLDERS = {"<subnet id>": ("subnets", "acme/web")}
+CURL = re.compile(r"curl\b(?:[^\n]*\\\n)*[^\n]*")
+
+
+def documented_requests():
+    """(file:line, method, /v1 path, JSON body text) of every `curl ... -d '{...}' .../v1/...` in README.md and the
+    docs (continued lines joined)."""
+    found = []
+    for path in DOCS:
+        text = path.read_text()
+        for match in CURL.finditer(text):
+            command = match.group(0).replace("\\\n", " ")
+            body = re.search(r"(?:-d|--data(?:-raw)?)\s+'([^']*)'", command)
+            url = re.search(r"(/v1/[\w./-]*)", command)
+            if not body or not url:
+                continue
+            method = re.search(r"-X\s*([A-Z]+)", command)
+            where = f"{path.relative_to(REPO)}:{text.count(chr(10), 0, match.start()) + 1}"
+            found.append((where, method.group(1) if method else "POST", url.group(1), body.group(1)))
+    return found
+
+
+REQUESTS = documented_requests()
+
+
+def test_the_docs_have_request_bodies_to_check():
+    assert len(REQUESTS) >= 3  # README's VTEP binding and solo mode, operations.md's log level
+
+
+@pytest.mark.parametrize("where,method,path,body", REQUESTS, ids=[r[0] for r in REQUESTS])
+def test_every_request_body_the_docs_send_is_accepted(where, method, path, body, tmp_path):
+    """A body an operator copies from the docs (`curl -XPOST .../v1/vtep-bindings -d '{...}'`) is JSON and is
+    accepted by that endpoint of a controller holding config/examples/demo.yaml, placeholders (`<subnet id>`) filled
+    in from it; an endpoint that a setting turns on (/v1/ha/solo) is checked for its JSON only."""
+    import json
+
+    from controller.rest.api import SWITCHED_OFF
+
+    from .helpers import Controller, running
+
+    ctl = Controller(tmp_path)
+    with running(ctl):
+        demo = yamldoc.load_file(str(REPO / "config/examples/demo.yaml")).data
+        assert ctl.call("POST", "/v1/apply", {"document": demo, "source": "demo"})[0] == 200
+        for placeholder, (collection, ref) in BODY_PLACEHOLDERS.items():
+            [obj] = [o for o in ctl.call("GET", f"/v1/{collection}")[1]["items"] if o["ref"] == ref]
+            body = body.replace(placeholder, obj["id"])
+        assert "<" not in body, f"{where}: a placeholder BODY_PLACEHOLDERS does not know: {body}"
+        data = json.loads(body)
+        assert isinstance(data, dict), f"{where}: not a JSON object"
+        if path in SWITCHED_OFF:
+            return
+        status, reply = ctl.call(method, path, data)
+        assert 200 <= status < 300, f"{where}: {method} {path} {body} -> {status} {reply}"

@@ -213,3 +213,22 @@ def test_a_switch_gone_from_the_view_while_the_counters_wait_is_not_a_failed_flo
     recs = {1: _Switch(prog.desired["hv1"]), 2: _Switch(prog.desired["hv2"], meanwhile=hv1_gone)}
     got = floating_counters(prog, lambda: recs)([{"id": "f0"}, {"id": "f1"}])
     assert (got["f0"]["answered"], got["f1"]["answered"]) == (False, True)
+
+
+def test_the_trace_says_why_an_own_subnet_address_is_dropped_under_translation_and_blames_no_evpn_prefix():
+    """`canopy trace` in a translated domain with no EVPN at all: an unknown address of the domain's own subnets is
+    dropped by port address translation's guard, and the reason says so (it named a covering EVPN prefix)."""
+    from openflow.trace import walk
+
+    state, prog = setup({"vm0": "hv1", "vm1": "hv2", "vm2": "hv2"})
+    policy = state.policy.copy()
+    dom = dict(policy.find("domain", "acme/prod"), external_network_id="n1", underlay_nat=True)
+    policy.put("domain", dom)
+    state.policy_committed(policy, [])
+    prog.refresh()
+    packet = {"in_port": 12, "eth_src": "02:00:00:00:00:03", "eth_dst": dom["gateway_mac"], "eth_type": 0x0800,
+              "ip_proto": 1, "ipv4_src": "10.0.1.12", "ipv4_dst": "10.0.1.99"}
+    desired = prog.desired["hv2"]
+    [drop] = walk(desired.all_flows(), desired.all_groups(), packet).exits
+    assert drop.kind == "drop" and "EVPN" not in drop.reason
+    assert drop.reason.startswith("l3_routing: an address of one of the domain's own subnets")

@@ -265,3 +265,25 @@ def test_apply_names_a_tenant_without_a_name_by_its_place_and_changes_nothing(ct
     assert [(e["ref"], e["field"], e["reason"]) for e in reply["error"]["errors"]] == [
         ("", "tenants[0].nmae", "unknown field (did you mean 'name'?)"), ("", "tenants[0].name", "is required")]
     assert snapshot(ctl) == before
+
+
+def test_a_name_where_rest_takes_an_id_is_refused_naming_the_object_and_its_id(ctl):
+    """A newcomer copies names from a policy document into a REST body (`"policy_groups": ["admins"]`): the 422 says
+    which object has that name and its id (it said only "no policy_group with id 'admins'"), and nothing changes."""
+    tenant, domain, subnet = demo_net(ctl)
+    group = ctl.create("policy-groups", {"tenant_id": tenant["id"], "name": "admins"})
+    acl = ctl.create("acls", {"tenant_id": tenant["id"], "name": "web-in"})
+    vport = ctl.create("vports", {"subnet_id": subnet["id"], "name": "vm1", "mac": "02:00:00:00:01:01",
+                                  "binding": {"flavour": "kvm"}})
+    before = snapshot(ctl)
+    status, reply = ctl.call("PATCH", f"/v1/vports/{vport['id']}", {"policy_groups": ["admins"]})
+    assert status == 422 and reply["error"]["field"] == "policy_groups[0]"
+    assert reply["error"]["reason"] == (f"no policy_group with id 'admins'; 'admins' is the name of policy_group "
+                                        f"acme/admins (id {group['id']}): REST references objects by id")
+    status, reply = ctl.call("PATCH", f"/v1/vports/{vport['id']}", {"acls": ["web-in"]})
+    assert status == 422 and f"acme/web-in (id {acl['id']})" in reply["error"]["reason"]
+    status, reply = ctl.call("POST", "/v1/subnets", {"tenant_id": "acme", "name": "db", "cidr": "10.0.2.0/24"})
+    assert status == 422 and f"tenant acme (id {tenant['id']})" in reply["error"]["reason"]
+    status, reply = ctl.call("PATCH", f"/v1/vports/{vport['id']}", {"acls": ["nothing-named-so"]})
+    assert status == 422 and reply["error"]["reason"] == "no acl with id 'nothing-named-so'"
+    assert snapshot(ctl) == before

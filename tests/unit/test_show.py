@@ -199,6 +199,25 @@ def test_show_puts_a_bare_metal_server_behind_the_hardware_vteps_bound_to_its_su
     ctl.close()
 
 
+def test_show_vport_says_a_bare_metal_servers_port_security_and_acls_are_not_enforced(tmp_path):
+    """`port security on` for a bare-metal vport read as a promise: its traffic enters at the hardware VTEP, where
+    Canopy enforces neither (docs/vtep.md, Limits); show says so, and says nothing of the kind for a VM."""
+    ctl = Controller(tmp_path)
+    ctl.service.apply(yamldoc.load(POLICY).data, "case")
+    web = ctl.state.policy.find("subnet", "acme/web")
+    acl = ctl.service.create("acl", {"tenant_id": web["tenant_id"], "name": "web-in", "rules": [
+        {"direction": "ingress", "action": "allow", "protocol": "tcp", "ports": "80"}]})
+    ctl.service.create("vport", {"subnet_id": web["id"], "name": "db7", "mac": "02:00:00:00:0b:07",
+                                 "ips": ["10.0.1.50"], "binding": {"flavour": "baremetal"}, "acls": [acl["id"]]})
+    fetch = fetcher(ctl)
+    lines = show.format_vport(show.gather_vport(fetch, "db7")).splitlines()
+    assert lines[1] == "    mac 02:00:00:00:0b:07  ips 10.0.1.50  port security on  (not enforced: bare metal, docs/vtep.md)"
+    assert lines[5] == "    acls acme/web-in (1 rules, default deny)  (not enforced: bare metal, docs/vtep.md)"
+    vm = show.format_vport(show.gather_vport(fetch, "web1")).splitlines()
+    assert "not enforced" not in "\n".join(vm)
+    ctl.close()
+
+
 def test_show_says_a_peer_is_up_not_failing_when_its_last_error_is_past(tmp_path):
     """An up peer was printed "up ... last error: connection refused", as if failing now: its last error (from before
     it came up; /v1/bgp/peers keeps it) is said to be past, with the time it came up; a peer not up shows it as why."""
