@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from functools import wraps
 
 from controller.loglimit import warn_limited
+from controller.storefile import FileWatch
 
 SCHEMA_VERSION = 1
 # SQLite errors that are Canopy's bugs (a constraint, a misused cursor or connection, bad SQL), not the disk's: they
@@ -207,6 +208,7 @@ class Store:
             if self.get_meta("store_id") is None:  # new, or made before store ids existed
                 self._set_meta("store_id", uuid.uuid4().hex)
             self._store_id = self.get_meta("store_id")  # local meta: never replaced by replication or restore
+        self.file = FileWatch(self.path, self._db.backup)  # each write first checks the path is still this file
         self.write_marker()
         self.reader = Reader(self.path)  # for the reads that must not wait for a write (REST)
 
@@ -289,6 +291,7 @@ class Store:
 
     def _commit_unlocked(self, changes, meta):
         """The commit's transaction; the caller holds the lock (this may run in another OS thread)."""
+        self.file.check()  # storefile.Moved: the path no longer names the file written to
         with _Transaction(self._db):
             return self._commit_changes(changes, meta)
 
@@ -318,6 +321,7 @@ class Store:
 
     def _set_meta_committed(self, key, value):
         """set_meta's transaction; the caller holds the lock (this may run in another OS thread)."""
+        self.file.check()
         with _Transaction(self._db):
             self._set_meta(key, value)
 
@@ -375,6 +379,7 @@ class Store:
 
     def _apply_changes(self, changes, meta):
         """The replicated batch's transaction; the caller holds the lock (this may run in another OS thread)."""
+        self.file.check()
         with _Transaction(self._db):
             last = self._last_seq()
             new = [c for c in changes if c.seq > last]
@@ -459,6 +464,8 @@ class Store:
                 hseq, ts = history
                 if hseq != last or not isinstance(ts, (int, float)):
                     raise StoreError(f"snapshot history {history!r} does not match last_seq {last}")
+            with self._lock:
+                self.file.check()  # storefile.Moved, refused below
             with self._txn():
                 self._db.execute("DELETE FROM objects")
                 self._db.execute("DELETE FROM changes")

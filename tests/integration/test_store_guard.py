@@ -119,3 +119,35 @@ def test_a_wiped_data_directory_starts_empty_and_deletes_nothing_until_told(lab)
     create(canopy.api, "tenants", {"name": "other"})  # the operator's first change: now Canopy syncs fully
     lab.wait_until(lambda: not any("02:00:00:00:01:01" in f for f in tenant_flows(hv)), timeout=20,
                    what="the flows of the vports the new store does not hold removed")
+
+
+def test_a_store_file_deleted_under_the_running_controller_refuses_writes_and_loses_none_acknowledged(lab, tmp_path):
+    """``canopy.db`` removed while the controller runs (docs/store.md "The store's file deleted or replaced"):
+    before 2026-12-06 the next write was acknowledged (201) into the deleted file and gone with the process, and the
+    restart was refused. Now it is refused (503 store_failed) and changes nothing, the switch keeps its flows, the
+    status says so, and the copy the store saved beside it, restored, holds every acknowledged write."""
+    ctl_host, canopy, hv, vms, flows = programmed(lab)
+    config = str(canopy.config_path)
+    data_dir = data_dir_of(canopy)
+    kept = create(canopy.api, "tenants", {"name": "kept"})  # acknowledged before the file goes
+    os.remove(data_dir / "canopy.db")
+
+    refused = canopy.api.post("/v1/tenants", {"name": "refused"})
+    assert refused.status == 503 and refused.json["error"]["code"] == "store_failed", refused.text
+    assert "its file was deleted" in refused.json["error"]["message"]
+    assert canopy.api.get("/v1/status").json["health"] == "degraded"
+    assert {t["name"] for t in canopy.api.get("/v1/tenants").json["items"]} == {"acme", "kept"}
+    [saved] = sorted(data_dir.glob("canopy.db.saved-*"))
+    assert str(saved) in refused.json["error"]["message"]
+    assert tenant_flows(hv) == flows and vms[0].ping("10.0.1.11"), "the switch keeps its flows and traffic"
+
+    canopy.stop()
+    restored = in_ns(ctl_host, "restore", str(saved), "--config", config)
+    assert restored.returncode == 0 and "restored the store up to change" in restored.stdout, restored.stderr
+    canopy.start()
+    assert {t["id"] for t in canopy.api.get("/v1/tenants").json["items"]} >= {kept["id"]}
+    assert "refused" not in {t["name"] for t in canopy.api.get("/v1/tenants").json["items"]}
+    assert len(canopy.api.get("/v1/vports").json["items"]) == 2
+    lab.wait_until(lambda: (s := switch_of(canopy.api, hv.name)) and s["openflow"]["connected"]
+                   and s["openflow"].get("in_sync", True), timeout=20, what="hv1 back with the restored store")
+    lab.wait_until(lambda: tenant_flows(hv) == flows, timeout=10, what="the same flows after the restore")

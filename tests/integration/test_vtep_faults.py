@@ -1,7 +1,8 @@
 """Faults on the hardware VTEP side, with the real ovs-vtep emulator and a bare-metal server pinging a VM
 (docs/operations.md "When a part fails"): its VLAN binding removed behind Canopy's back (restored), its
 Physical_Switch row deleted and created again (gone, then a VTEP again), ovs-vtep killed and restarted, and its
-ovsdb-server restarted (both: nothing written, the same VTEP), and the controller restarted while the VTEP was away."""
+ovsdb-server restarted (both: nothing written, the same VTEP), the controller restarted while the VTEP was away, and
+its database emptied while bound (reset and set up again by its operator: everything written again)."""
 
 from __future__ import annotations
 
@@ -149,3 +150,41 @@ def test_the_controller_restarted_while_the_vtep_is_away_writes_nothing_when_it_
         f.lab.wait_until(lambda: vtep(f.canopy)["bindings"][0]["programmed"], timeout=20, what="binding seen")
         assert settled(f, 3.0)[0] == before[0]  # no transaction on tor1
     assert pings.lost <= 2, pings.lost
+
+
+def test_the_vteps_database_emptied_while_bound_is_written_again_whole(fabric):
+    """tor1 reset behind Canopy's back: its ovsdb-server and ovs-vtep stopped, vtep.db made anew (empty), both
+    started again and the switch set up again as its operator would (Physical_Switch, port, manager). Canopy writes
+    its logical switch, binding and remote MACs again, and the bare-metal server reaches the VM again."""
+    f = fabric
+    reach(f.lab, f.bm, "10.0.1.11")
+    before = settled(f)
+    remote_before = f.tor.remote_macs(LS)
+    [server] = [c for c in f.tor.ovs.processes if "ovsdb-server" in c.name]  # "-again": restarted above
+    f.tor.ovs.processes.remove(server)
+    argv = server.popen.args[4:]
+    emulator_argv = f.tor.emulator.popen.args[4:]
+    for child in (f.tor.emulator, server):
+        child.send(signal.SIGKILL)
+        child.popen.wait(10)
+    f.tor.vtep_db.unlink()
+    subprocess.run(["ovsdb-tool", "create", str(f.tor.vtep_db), "/usr/share/openvswitch/vtep.ovsschema"],
+                   check=True, timeout=10)
+    f.tor.ovs.processes.append(f.lab.spawn(f"{f.tor.ns}/ovsdb-server-emptied", argv,
+                                           f.tor.ovs.rundir / "ovsdb-server-emptied.log", f.tor.ns, f.tor.ovs.env))
+    f.lab.wait_until(lambda: subprocess.run(["ip", "netns", "exec", f.tor.ns, "vtep-ctl",
+                                             f"--db=unix:{f.tor.ovs.db_socket}", "--timeout=2", "list-ps"],
+                                            capture_output=True).returncode == 0, timeout=20, what="vtep.db served")
+    f.tor.vtepctl("add-ps", "tor1")
+    f.tor.vtepctl("set", "Physical_Switch", "tor1", f"tunnel_ips={f.tor.tunnel_ip}", f"management_ips={f.tor.mgmt_ip}")
+    f.tor.vtepctl("add-port", "tor1", "p1")
+    f.tor.connect(f.ctl)
+    f.tor.emulator = f.lab.spawn(f"{f.tor.ns}/ovs-vtep-emptied", emulator_argv,
+                                 f.tor.ovs.rundir / "ovs-vtep-emptied.log", f.tor.ns, f.tor.ovs.env)
+    f.lab.wait_until(lambda: f.tor.bindings("p1") == {100: LS}, timeout=30, what="VLAN 100 bound again")
+    f.lab.wait_until(lambda: f.tor.remote_macs(LS) == remote_before, timeout=20, what="the remote MACs again")
+    reach(f.lab, f.bm, "10.0.1.11", what="the bare-metal server reaches the VM again")
+    f.lab.wait_until(lambda: vtep(f.canopy)["connected"] and vtep(f.canopy)["bindings"][0]["programmed"],
+                     timeout=20, what="tor1 shown connected and its binding programmed")
+    assert f.tor.canopy_transactions() >= 1  # the new vtep.db's log: Canopy's transactions since the reset
+    assert before

@@ -20,7 +20,7 @@ from bgp import routes as bgp_routes
 from bgp.routebook import RouteBook
 from bgp.speaker import Neighbor
 from controller import binding, state_ports
-from controller.binding import BindingIndex, Location, attached_mac
+from controller.binding import BindingIndex, Location, attached_mac, preferred
 from controller.discovery import PortInfo, VrsSnapshot
 from tests.unit.test_announce39_old_new import SEEDS, paced
 
@@ -81,7 +81,9 @@ def old_locate(self, vid, seen_order):
     if skey:
         candidates += [(session, skey[2], where) for session, where in self.trunks.get(skey[:2], {}).items()]
     if len(candidates) > 1:
-        candidates = [max(candidates, key=lambda c: (seen_order(c[0], c[2][1].name, c[1]), -c[2][0]))]
+        # the preference as it is since faults40 (controller/binding.py ``preferred``): this oracle is about the way
+        candidates = [max(candidates, key=lambda c: (preferred(c[2][1], seen_order(c[0], c[2][1].name, c[1])),
+                                                     -c[2][0]))]
     for session, vlan, where in candidates:
         rank, port, flavour, chassis, dpid = where
         return Location(vid, session, chassis, dpid, port.name, port.ofport, vlan, flavour, port.mac,

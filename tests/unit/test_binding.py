@@ -61,15 +61,45 @@ def test_esxi_static_binding():
     assert (state.locations["v1"].chassis, state.locations["v1"].vlan) == ("esx1", 300)
 
 
-def test_migration_latest_appearance_wins_and_old_host_leaving_keeps_new():
+def test_a_migration_in_flight_keeps_the_source_until_its_port_goes_or_loses_its_device():
+    """libvirt plugs the destination's port when a live migration starts; the VM runs on the source until it ends.
+    Before 2026-12-06 the latest appearance won at once: every packet to the VM went to the destination, where it
+    is not running yet, for the whole migration (tests/integration/test_migration_in_flight.py)."""
     state = State(policy(vport("v1", "vm1", {"flavour": "kvm"})))
     state.vrs_update(snap("s1", "hv1", [port("tapA", **{"iface-id": "vm1"})]))
     state.vrs_update(snap("s2", "hv2", [port("tapB", **{"iface-id": "vm1"})], dpid=2))
-    assert state.locations["v1"].chassis == "hv2"
+    assert state.locations["v1"].chassis == "hv1"  # in flight: the source keeps it
+    state.vrs_update(snap("s1", "hv1", [port("tapA", ofport=None, **{"iface-id": "vm1"})]))
+    assert state.locations["v1"].chassis == "hv2"  # the source's VM stopped: its tap is gone (OVS: ofport -1)
     state.vrs_update(snap("s1", "hv1", []))
-    assert state.locations["v1"].chassis == "hv2"
+    assert state.locations["v1"].chassis == "hv2"  # libvirt removes the source's port: nothing changes
     state.vrs_gone("s2")
     assert state.locations == {}
+
+
+def test_a_migration_aborted_or_done_moves_the_vport_where_the_port_is_left():
+    state = State(policy(vport("v1", "vm1", {"flavour": "kvm"})))
+    state.vrs_update(snap("s1", "hv1", [port("tapA", **{"iface-id": "vm1"})]))
+    state.vrs_update(snap("s2", "hv2", [port("tapB", **{"iface-id": "vm1"})], dpid=2))
+    state.vrs_update(snap("s2", "hv2", [], dpid=2))  # aborted: the destination's port goes
+    assert state.locations["v1"].chassis == "hv1"
+    state.vrs_update(snap("s2", "hv2", [port("tapB", **{"iface-id": "vm1"})], dpid=2))
+    state.vrs_update(snap("s1", "hv1", []))  # done: the source's port goes
+    assert state.locations["v1"].chassis == "hv2"
+
+
+def test_a_stale_port_without_a_device_never_holds_the_vport():
+    """A port left behind with no device (its VM gone, the row not removed) loses to any port with one, even an
+    earlier one; between ports without a device the latest wins, as before."""
+    state = State(policy(vport("v1", "vm1", {"flavour": "kvm"})))
+    state.vrs_update(snap("s1", "hv1", [port("tapA", ofport=None, **{"iface-id": "vm1"})]))
+    assert state.locations["v1"].chassis == "hv1"
+    state.vrs_update(snap("s2", "hv2", [port("tapB", ofport=None, **{"iface-id": "vm1"})], dpid=2))
+    assert state.locations["v1"].chassis == "hv2"
+    state.vrs_update(snap("s2", "hv2", [port("tapB", **{"iface-id": "vm1"})], dpid=2))
+    assert state.locations["v1"].chassis == "hv2"
+    state.vrs_update(snap("s1", "hv1", [port("tapA", **{"iface-id": "vm1"})]))
+    assert state.locations["v1"].chassis == "hv1"  # both with a device now: the earlier appearance
 
 
 def test_default_flavour_applies_when_vrs_does_not_say():

@@ -124,6 +124,7 @@ def test_a_full_recompute_tells_precise_owners_unless_it_was_asked_for():
     for session in HOSTS:
         prog.take_changes(session)
     state.vrs_update(snapshot("hv5", "10.251.0.5", [("vm0", 50)]))  # vm0 moves to a new VRS (incremental)
+    state.vrs_update(snapshot("hv1", HOSTS["hv1"], [(f"vm{i}", 10 + i) for i in range(3, 12, 3)]))  # leaving hv1
     prog.refresh()
     changed = prog.take_changes("hv2")
     assert prog.full_recomputes == 1 and Owner("vport", "vm0") in changed and Owner("vport", "vm1") not in changed

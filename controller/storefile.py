@@ -1,0 +1,99 @@
+"""Whether the store's path still names the file the running controller opened (docs/store.md "The store's file
+deleted or replaced").
+
+SQLite keeps writing to the file it opened. If ``canopy.db`` is deleted (or another file moved over it) while the
+controller runs, every later commit goes to a file no name reaches: it is acknowledged, and gone once the process
+ends (the next start is refused, as the marker names a store that is not there: controller/storeguard.py). So the
+store compares the path with the file it opened (device and inode) before each write transaction and refuses the
+write (``Moved``, an OSError: the store's ``StoreFault``, REST's ``503 store_failed``) once they differ.
+
+The first time it finds its file gone it also saves what it holds: SQLite's online backup from the open connection
+(which reads through its write-ahead log, so every committed write is in it) to a new file beside the store,
+``canopy.db.saved-<time>``, for ``canopy restore`` once the controller is stopped. Then it moves its write-ahead log
+and shared-memory index aside (``canopy.db.gone-<time>-wal``, ``-shm``): SQLite does not remove them when it closes a
+database whose file has moved, and the next opener of ``canopy.db`` (a file put in its place, or a new store made
+with ``--accept-store``) would take that log for its own and replay the lost file's pages into it.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import sqlite3
+import time
+
+log = logging.getLogger("canopy.store")
+
+
+class Moved(OSError):
+    """The store's path no longer names the file the store opened."""
+
+
+def identity(path: str) -> tuple[int, int] | None:
+    """(device, inode) of ``path``, or None when nothing is there."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+class FileWatch:
+    """The identity of the store's file at open; ``check`` raises ``Moved`` once the path named another file or none,
+    after saving a copy of the open store the first time (``save``: the open connection's contents to a file) and
+    moving its write-ahead log aside. The store's file coming back does not end it: its log is no longer beside it."""
+
+    def __init__(self, path: str, save):
+        self.path = path
+        self.opened = identity(path)
+        self.save = save
+        self.gone: str | None = None  # how the file went ("deleted", "replaced by another file"), once it did
+        self.saved: str | None = None  # where the open store was saved then
+
+    def check(self) -> None:
+        """Moved once the path named another file or none at any check: for good, as the log was moved aside."""
+        if self.gone is None:
+            now = identity(self.path)
+            if now == self.opened:
+                return
+            self.gone = "deleted" if now is None else "replaced by another file"
+            self.saved = self._save()
+            self._set_aside()
+            log.error("the store %s was %s while this controller ran: every write is refused from now on, so that "
+                      "none is acknowledged and then lost; %s", self.path, self.gone, self.advice())
+        raise Moved(errno.ESTALE, f"its file was {self.gone} while the controller ran; {self.advice()}")
+
+    def advice(self) -> str:
+        if self.saved:
+            return (f"what it held is saved in {self.saved}: stop the controller, then 'canopy restore {self.saved}'"
+                    " (docs/store.md)")
+        return "stop the controller and restore a backup (docs/store.md)"
+
+    def _set_aside(self) -> None:
+        """Move the write-ahead log and its index away from the names the path's next opener would read."""
+        stamp = time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())
+        for suffix in ("-wal", "-shm"):
+            try:
+                os.replace(self.path + suffix, f"{self.path}.gone-{stamp}{suffix}")
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                log.error("the store %s: could not move %s%s aside: %s", self.path, self.path, suffix, exc)
+
+    def _save(self) -> str | None:
+        dest = f"{self.path}.saved-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+        try:
+            out = sqlite3.connect(dest)
+            try:
+                self.save(out)
+            finally:
+                out.close()
+        except (sqlite3.Error, OSError) as exc:
+            log.error("the store %s: could not save what it holds to %s: %s", self.path, dest, exc)
+            try:
+                os.remove(dest)
+            except OSError:
+                pass
+            return None
+        return dest

@@ -1,0 +1,77 @@
+"""A live migration in flight, with real Open vSwitch (docs/vrs.md "How a vport is recognised"): libvirt plugs the
+destination's port, with the VM's iface-id and attached-mac, when the migration starts, while the VM runs on the
+source until it ends. One controller, three KVM hypervisors: vm0 on hv1, vm1 on hv2 pinging it every 0.1 s.
+
+Before 2026-12-06 the latest appearance won at once: the moment the destination's port (on hv3) appeared, every
+packet to vm0 went to hv3, where it is not running yet: 38 of 38 pings lost over 4 s, and so for the whole
+migration. Now the source's port keeps the vport until it goes or loses its device (the source's VM stopped: OVS
+sets its ofport to -1 on the kernel datapath; the userspace one keeps the number of a vanished device), so no ping
+is lost while the migration is in flight; an aborted migration (the destination's port removed) changes nothing; at
+its end (the source's VM stopped, its port removed by libvirt) the VM answers from hv3."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from tests.harness import netns
+from tests.harness.policy import acme_web, create
+from tests.integration.test_foundation import switch_of
+
+pytestmark = pytest.mark.integration
+
+MACS = ("02:00:00:00:01:01", "02:00:00:00:01:02")
+
+
+def ping_lost(vm, ip, seconds):
+    """Echo requests every 0.1 s for ``seconds``: how many were not answered."""
+    out = subprocess.run(["ip", "netns", "exec", vm.ns, "ping", "-n", "-q", "-i", "0.1", "-W", "1", "-w",
+                          str(seconds), ip], capture_output=True, text=True, timeout=seconds + 10).stdout
+    [line] = [line for line in out.splitlines() if "transmitted" in line]
+    return int(line.split()[0]) - int(line.split()[3])
+
+
+def location(api, name):
+    for item in api.get("/v1/vports").json["items"]:
+        if item["name"] == name:
+            return (item["location"] or {}).get("chassis")
+
+
+def test_a_vm_whose_migration_is_in_flight_or_aborted_keeps_its_traffic_and_answers_from_its_destination_after(lab):
+    ctl = lab.add_controller_host("ctl1")
+    canopy = lab.start_controller(ctl)
+    api = canopy.api
+    _, _, subnet = acme_web(api)
+    for i, mac in enumerate(MACS):
+        create(api, "vports", {"subnet_id": subnet["id"], "name": f"vm{i}", "mac": mac, "ips": [f"10.0.1.{10 + i}"],
+                               "binding": {"flavour": "kvm", "iface_id": f"vm{i}"}})
+    hvs = [lab.add_hypervisor(f"hv{i}") for i in (1, 2, 3)]
+    for hv in hvs:
+        hv.connect(ctl)
+    vm0 = lab.add_vm(hvs[0], "vm0", mac=MACS[0], ip="10.0.1.10/24", vnic_id="vm0")
+    vm1 = lab.add_vm(hvs[1], "vm1", mac=MACS[1], ip="10.0.1.11/24", vnic_id="vm1")
+    for hv in hvs:
+        lab.wait_until(lambda: (s := switch_of(api, hv.name)) and s["openflow"]["connected"], timeout=15,
+                       what=f"{hv.name} connected")
+    lab.wait_until(lambda: vm1.ping("10.0.1.10"), timeout=15, what="vm1 pings vm0")
+
+    dest = lab.add_vm(hvs[2], "vm0-in", mac=MACS[0], ip=None, vnic_id="vm0")  # paused until the end: answers nothing
+    lab.wait_until(lambda: hvs[2].vsctl("get", "Interface", dest.port, "ofport") not in ("[]", "-1"), timeout=10,
+                   what="the destination's port numbered")
+    assert ping_lost(vm1, "10.0.1.10", 3) == 0, "pings lost while the migration is in flight"
+    assert location(api, "vm0") == "hv1"
+
+    lab.remove_vm(dest)  # aborted
+    assert ping_lost(vm1, "10.0.1.10", 1) == 0 and location(api, "vm0") == "hv1"
+
+    dest = lab.add_vm(hvs[2], "vm0-in2", mac=MACS[0], ip=None, vnic_id="vm0")  # again, to the end this time
+    lab.wait_until(lambda: hvs[2].vsctl("get", "Interface", dest.port, "ofport") not in ("[]", "-1"), timeout=10,
+                   what="the destination's port numbered")
+    assert ping_lost(vm1, "10.0.1.10", 1) == 0
+    netns.delete(vm0.ns)  # the source's VM stops (its device goes) and it runs on hv3 ...
+    netns.add_address(dest.ns, "eth0", "10.0.1.10/24")
+    hvs[0].vsctl("--if-exists", "del-port", "br-int", vm0.port)  # ... and libvirt removes the source's port
+    lab.wait_until(lambda: location(api, "vm0") == "hv3", timeout=10, what="vm0 located on hv3")
+    lab.wait_until(lambda: vm1.ping("10.0.1.10"), timeout=10, what="vm1 reaches vm0 on hv3")
+    assert ping_lost(vm1, "10.0.1.10", 1) == 0
