@@ -79,7 +79,8 @@ def test_a_vport_coming_to_a_switch_of_10000_plain_ports_costs_the_same_as_to_on
 
 def test_trunk_vports_hashed_into_a_run_of_plain_zones_skip_it_at_once():
     """8,000 plain ports' zones (1..8,191) and 24,564 ESXi trunk vports: each trunk vport hashed into the run walked
-    it zone by zone (147 M bytecodes, 0.8 s CPU at load 0.6); now ~93 a key (2.9 M, 25 ms), most of them in the comprehensions every key passes."""
+    it zone by zone (147 M bytecodes, 0.8 s CPU at load 0.6); now ~93 a key (2.9 M, 25 ms), most of them in the
+    comprehensions every key passes."""
     keys = list(range(1, 3001)) + [(1 << 12) | v for v in range(1, 4095)] + \
         [(t << 12) | v for t in (16, 17, 33, 200, 4000, 0xFEFF) for v in range(1, 4095)]
     assert opcodes(lambda: allocate_zones(keys)) < 120 * len(keys)
