@@ -187,9 +187,11 @@ def _binding_ref(binding: dict, path: str) -> str:
     return f"{switch}/{port}/{vlan}"
 
 
-def unnamed(ref: str) -> bool:
-    """Whether a Desired ref is a place in the document (the object, or a parent, has no usable name)."""
-    return "[" in ref
+def unnamed(kind: str, ref: str, path: str) -> bool:
+    """Whether a Desired ref is a place in the document (the object, or a parent, has no usable name). No name can
+    hold "[" (controller/fields.py), but a vtep binding's port can ("eth[1]"): a binding is known by its place only
+    when its ref is its path."""
+    return ref == path if kind == "vtep_binding" else "[" in ref
 
 
 def named(desired):
@@ -479,7 +481,7 @@ def _to_doc_path(p: Problem, paths) -> Problem:
     base = paths.get((p.kind, p.ref))
     if base is None:
         return p
-    ref = "" if unnamed(p.ref) else p.ref  # no name: the field's place in the document says which object
+    ref = "" if unnamed(p.kind, p.ref, base) else p.ref  # no name: the field's place in the document says which object
     fld, reason = "subnet" if (p.kind == "vtep_binding" and p.field == "subnet_id") else p.field, p.reason
     if p.kind == "subnet" and fld == "domain_id":  # no such key in a document: the domain the subnet is placed under
         fld, reason = "", f"domain_id (the domain it is placed under): {reason}"

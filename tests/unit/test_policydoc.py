@@ -316,3 +316,14 @@ def test_a_vtep_binding_without_its_switch_is_known_by_its_place():
     assert [(p.ref, p.field, p.reason) for p in info.value.problems] == [
         ("", "vtep_bindings[0].swtch", "unknown field (did you mean 'switch'?)"),
         ("", "vtep_bindings[0].switch", "is required")]
+
+
+def test_a_vtep_binding_whose_port_holds_brackets_is_named_by_its_switch_port_and_vlan():
+    """A port named like ``eth[1]`` made the binding's ref look like a place in the document: its problem had an
+    empty ref (its field and line were right)."""
+    doc = yamldoc.load("tenants: [{name: a, subnets: [{name: s}]}]\nvtep_bindings:\n  - {switch: t, port: 'eth[1]', "
+                       "vlan: 1, subnet: a/s, colour: red}\n", "lab.yaml")
+    with pytest.raises(PolicyError) as info:
+        policydoc.plan(pol.Policy(), doc.data, "lab.yaml", pol.Allocator({}, 65000, (10000, 20000)))
+    assert [(p.kind, p.ref, p.field) for p in info.value.problems] == [
+        ("vtep_binding", "t/eth[1]/1", "vtep_bindings[0].colour")]

@@ -24,7 +24,7 @@ from openflow.installed import CHUNK
 from openflow.reconciler import MAX_REPLANS, SwitchReconciler
 from tests.unit.helpers import TOKEN, Controller
 
-OWNERS = 10_000
+OWNERS = 2_000  # (past openflow/atonce.py SMALL_CHANGE_SET and many CHUNKs of a plan, a diff, a listing)
 
 
 def owner(i):
@@ -106,7 +106,7 @@ def change_of_many_owners(rec):
 
 
 def read_back_of_many_flows(rec):
-    """After a (re)connect: half of what is desired is held, plus stale flows: a full diff of 30,000+ flows."""
+    """After a (re)connect: half of what is desired is held, plus stale flows: a full diff of 3 * 2 * OWNERS flows."""
     rec.set_desired_owners(desired(), [Group(7, ())])
     held = {f.key: f for i in range(0, OWNERS, 2) for f in flows_of(i)}
     held.update({f.key: f for i in range(OWNERS // 2) for f in flows_of(i, salt=9)})
@@ -219,8 +219,9 @@ def test_a_newer_desired_state_during_the_pauses_drops_the_change_set_unsent(dur
 
 def test_a_change_set_out_of_date_once_its_turn_to_encode_comes_is_dropped_unencoded():
     """At a cold start a planned change set waits for an encoding slot (openflow/atonce.py ENCODES) behind the other
-    switches' full ones; a newer desired state of its owners that comes meanwhile drops it before it is encoded (20,000
-    messages: tens of ms of the loop's CPU spent for nothing), and the switch ends exactly at the newer state."""
+    switches' full ones; a newer desired state of its owners that comes meanwhile drops it before it is encoded (at
+    10,000 owners 20,000 messages: tens of ms of the loop's CPU spent for nothing), and the switch ends exactly at
+    the newer state."""
     rec, switch = reconciler(give_way)
     change_of_many_owners(rec)
     ops = rec._plan()
