@@ -381,8 +381,13 @@ class FlowBook:
                     key = f.key
                     (kept if key in rejected else deletes)[key] = f
                 continue
-            if not old:
+            if not old:  # the owner came (10,000 ports bound: their flows, no key map)
                 arrivals.append(owner)
+                for f in new:
+                    key = f.key
+                    if key not in rejected:
+                        adds[key] = f
+                continue
             new_keys = {f.key: f for f in new}
             old_keys = {f.key: f for f in old}
             adds.update((k, f) for k, f in new_keys.items() if k not in old_keys and k not in rejected)
