@@ -54,6 +54,37 @@ class Pacer:
 NEVER = Pacer()  # counts, never pauses: the default wherever no pause is wired in
 
 
+class Finishing:
+    """``pacer`` for work that must not be left half done (State taking a switch's last report again after one
+    failed: controller/state.py ``_failed``): it pauses as ``pacer`` does until a pause raises (its green thread
+    killed there: GreenletExit). The work then goes on to its end without pauses, and ``raise_held`` raises what that
+    pause raised: a thread killed in such work (a second time, say) leaves nothing half done."""
+
+    def __init__(self, pacer: Pacer):
+        self.pacer = pacer
+        self.held: BaseException | None = None  # what a pause raised (pauses end there)
+
+    @property
+    def pauses(self) -> int:
+        return self.pacer.pauses
+
+    def tick(self, units: int = 1) -> None:
+        if self.held is None:
+            try:
+                self.pacer.tick(units)
+            except BaseException as exc:  # (GreenletExit too: the work finishes first)
+                self.held = exc
+
+    def due(self) -> int:
+        due = getattr(self.pacer, "due", None)
+        return 1 << 62 if self.held is not None else due() if due is not None else 1
+
+    def raise_held(self) -> None:
+        """Raise what a pause raised, if one did."""
+        if self.held is not None:
+            raise self.held
+
+
 def runs(pacer: Pacer, items: list):
     """``items`` in runs that end where a ``tick`` per item would pause: the caller ticks each run's length once it
     has done the run (``for run in runs(pacer, items): work(run); pacer.tick(len(run))``), and work done a run at a

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import operator
 import time
 import weakref
 
@@ -20,7 +21,7 @@ from controller.discovery import DiscoverySink, VrsSnapshot, VtepSnapshot
 from controller.journal import Journal
 from controller.keyed import drop_keys
 from controller.ofports import OfportHints
-from controller.pacer import NEVER, Pacer
+from controller.pacer import NEVER, Finishing, Pacer
 from controller.policy import Policy
 from controller.remote import RemoteDelta, RemoteIndex, RemoteTable, changed_scopes
 from controller.state_ports import ReportPorts, changed_ports, log_bridge_safety
@@ -31,6 +32,7 @@ log = logging.getLogger("canopy.state")
 LOG_EACH_MOVE = 50  # more vports moving in one change are summarised at info level, listed at debug
 RELOCATE_CHUNK = 250  # vports re-resolved (and recorded) between two chances to pause (``State.pacer``)
 INDEX_CHUNK = 250  # ports of a report forgotten and learnt by the binding index between two chances to pause
+_NAME = operator.attrgetter("name")
 
 
 class State(ReportPorts, StateReport, DiscoverySink):
@@ -274,52 +276,70 @@ class State(ReportPorts, StateReport, DiscoverySink):
         else:
             self._take(old, snap, changed, found, read)
 
-    def _failed(self, snap, old, exc: BaseException) -> None:
+    def _failed(self, snap, old, exc: BaseException, what: str = "its report") -> None:
         """Taking ``snap`` raised: State may hold its switch half taken in (some ports indexed, some vports located),
         and what its reporter reports next is a delta against ``snap`` (ovsdb/claims.py keeps it as reported). So State
-        takes again, whole and at once, what it last held whole of the switch: ``old`` (its report before), or the
-        report that superseded ``snap`` in a pause; and marks the switch (``_whole``): its next report is taken whole,
-        every port re-read. Its VMs stay bound meanwhile, through its OVSDB session's reconnect grace (the session ends
-        on the error: ovsdb/peersession.py). A switch State held nothing whole of (``snap`` was its first report), or
-        whose retaking fails too, is forgotten: never kept half taken in. Not an end of the switch (``_ended``): a
-        report of it read meanwhile is taken."""
+        takes again, whole, what it last held whole of the switch: ``old`` (its report before), or the report that
+        superseded ``snap`` in a pause; and marks the switch (``_whole``): its next report is taken whole, every port
+        re-read. Its VMs stay bound meanwhile, through its OVSDB session's reconnect grace (the session ends on the
+        error: ovsdb/peersession.py). A switch State held nothing whole of (``snap`` was its first report), or whose
+        retaking fails too, is forgotten: never kept half taken in. Not an end of the switch (``_ended``): a report of
+        it read meanwhile is taken. ``what``: what could not be taken (a port numbered by the switch: ofport_seen).
+
+        The retaking pauses as a report does (_take: every port State holds anything of forgotten and learnt again, in
+        chunks); a pause that raises (the green thread killed again) ends the pauses: the rest is done without them,
+        then that is raised (``Finishing``): no vport is left located from the index as it was before."""
         current = self.vrs.get(snap.session)
         keep = old if current is snap else current
         log.log(logging.WARNING if isinstance(exc, Exception) else logging.INFO,  # (not: its session killed, a stop)
-                "VRS %s: its report could not be taken (%s: %.200s): %s", snap.chassis, type(exc).__name__, exc,
+                "VRS %s: %s could not be taken (%s: %.200s): %s", snap.chassis, what, type(exc).__name__, exc,
                 "forgotten until it is reported again, then taken whole" if keep is None else
                 "its last report taken whole is kept (its VMs stay bound), its next one is taken whole")
+        pacer = Finishing(self.pacer)
         try:
             if keep is None:
-                self._forget(snap.session)
-                return
-            self._whole.add(snap.session)
-            if snap.datapath_id != keep.datapath_id and self._dpid_session.get(snap.datapath_id) == snap.session:
-                del self._dpid_session[snap.datapath_id]
-            self._take(keep, keep, None, None, self._read_ports(keep, None, None, NEVER), NEVER)
+                self._forget(snap.session, pacer)
+            else:
+                self._whole.add(snap.session)
+                if snap.datapath_id != keep.datapath_id and self._dpid_session.get(snap.datapath_id) == snap.session:
+                    del self._dpid_session[snap.datapath_id]
+                self.vrs[snap.session] = keep  # (before a pause: a report read from now on is a delta against it)
+                read = self._read_ports(keep, None, None, pacer)
+                if self.vrs.get(snap.session) is keep:
+                    self._take(keep, keep, None, None, read, pacer)
+                else:  # a report of the switch (taken whole: _whole), or its end, landed in a pause of the read
+                    self._superseded(keep, pacer)
         except Exception:  # (the report's error is the one raised)
             log.exception("VRS %s: taking its last report again after the failed one failed too: forgotten",
                           snap.chassis)
             try:
-                self._forget(snap.session)
+                self._forget(snap.session, pacer, everywhere=True)
             except Exception:
                 log.exception("VRS %s: forgetting it failed too", snap.chassis)
+        pacer.raise_held()
 
-    def _superseded(self, snap) -> None:
+    def _superseded(self, snap, pacer: Pacer | None = None) -> None:
         """Another report of this switch (another OVSDB session speaking for it) or its end landed while ``snap`` was
         read: that one is newer and wins. Its ``changed`` may have been relative to ``snap`` (its reporter's previous
         report), which State never took: the switch, if still there, is taken again whole (every port re-read in one
-        stretch; a rare race)."""
+        stretch; a rare race). ``pacer`` (default State's): ticked while the vports reached are re-resolved."""
         current = self.vrs.get(snap.session)
         log.info("VRS %s: a report was superseded while it was read (a later one, or the switch gone)", snap.chassis)
         if current is not None:
-            self._take(current, current, None, None, self._read_ports(current, None, None, NEVER), NEVER)
+            self._take(current, current, None, None, self._read_ports(current, None, None, NEVER), pacer, NEVER)
 
-    def _take(self, old, snap, changed, found, read, pacer: Pacer | None = None) -> None:
+    def _take(self, old, snap, changed, found, read, pacer: Pacer | None = None, index_pacer: Pacer | None = None):
         """State takes a report: ``changed`` names the ports that changed since ``old`` (None: all), ``found`` those
         of them still there, ``read`` what they show. ``pacer`` (default State's): ticked while the binding index
-        is updated (_index_ports); a report of the switch, or its end, landing in those pauses stops that, and
-        the switch is taken again whole, without pauses (_superseded)."""
+        is updated (_index_ports; ``index_pacer`` there if given) and the vports reached are re-resolved; a report of
+        the switch, or its end, landing in the index's pauses stops that, and the switch is taken again whole,
+        without pauses (_superseded). A switch State knew taken whole (every port changed: its chassis, datapath
+        or flavour changed, or a report failed) is taken as a delta of every port State holds anything of and every
+        port of ``snap`` (_held_names): each forgotten and learnt again in chunks, paused like any delta."""
+        pacer = self.pacer if pacer is None else pacer
+        every = changed is None
+        if every and old is not None:
+            changed, found = self._held_names(snap), dict(zip(map(_NAME, snap.ports), snap.ports))
         if snap.datapath_id is not None:
             self._dpid_session[snap.datapath_id] = snap.session
         if old is None:
@@ -333,20 +353,29 @@ class State(ReportPorts, StateReport, DiscoverySink):
         self._log_vtep_ip(old, snap)
         self._mark_seen(snap, changed, read.seen)
         self._track_tunnels(snap, changed, read)
-        reached = self._index_ports(old, snap, changed, found, read.keys, self.pacer if pacer is None else pacer)
+        reached = self._index_ports(snap, changed, found, read.keys, pacer if index_pacer is None else index_pacer)
         if self.vrs.get(snap.session) is not snap:  # that one recorded the switch; ours reached vports all the same
-            self._superseded(snap)
-            self._relocate(reached)
+            self._superseded(snap, pacer)
+            self._relocate(reached, pacer)
             return
         self._record("switches", [snap.session])
-        self._record_ports(snap.session, changed)
+        self._record_ports(snap.session, None if every else changed)
         self._notify("vrs", snap.session)
-        self.pacer.tick(len(read.keys))  # the ports taken count: a big report pauses before its vports are re-resolved
-        self._relocate(reached)
+        pacer.tick(len(read.keys))  # the ports taken count: a big report pauses before its vports are re-resolved
+        self._relocate(reached, pacer)
+
+    def _held_names(self, snap) -> set[str]:
+        """The names of the ports of ``snap`` and of every port of its switch State holds anything of (the binding
+        index, first appearances, tunnel and agent ports): a whole take forgets and learns each (_take)."""
+        names, session = set(map(_NAME, snap.ports)), snap.session
+        for held in (self.index.shown, self._seen_ports, self.tunnel_ports, self.agent_ports):
+            names.update(held.get(session, ()))
+        return names
 
     def ofport_seen(self, dpid: int, name: str, ofport: int) -> None:
         """The switch ``dpid`` announced port ``name`` as ``ofport`` (OpenFlow PORT_STATUS, reason add or modify):
-        a port OVSDB has not numbered yet is bound with it now (controller/ofports.py)."""
+        a port OVSDB has not numbered yet is bound with it now (controller/ofports.py). Taking it fails as a report
+        does (``_failed``: the switch's last report taken again whole, its next report whole; the hint dropped)."""
         session = self._dpid_session.get(dpid)
         snap = self.vrs.get(session) if session is not None else None
         if snap is None or snap.datapath_id != dpid:
@@ -354,7 +383,12 @@ class State(ReportPorts, StateReport, DiscoverySink):
         numbered = self.ofport_hints.seen(session, snap, name, ofport)
         if numbered is not None:
             log.debug("port %s of %s numbered %d by the switch before OVSDB", name, snap.chassis, ofport)
-            self._vrs_apply(numbered)
+            try:
+                self._vrs_apply(numbered)
+            except BaseException as exc:  # as a report that fails: ``snap`` taken again whole, the next report whole
+                self.ofport_hints.forget(session, name)  # (OVSDB's number follows)
+                self._failed(numbered, snap, exc, f"port {name} numbered {ofport} by the switch")
+                raise
 
     def ofport_deleted(self, dpid: int, name: str) -> None:
         """The switch ``dpid`` deleted port ``name`` (PORT_STATUS, reason delete): its hint ends (OVSDB reports the
@@ -370,8 +404,10 @@ class State(ReportPorts, StateReport, DiscoverySink):
             self._ended[session] = self._ended.get(session, 0) + 1
         self._forget(session)
 
-    def _forget(self, session: str) -> None:
-        """Everything State holds of a VRS goes (``vrs_gone``, ``_failed``)."""
+    def _forget(self, session: str, pacer: Pacer | None = None, everywhere: bool = False) -> None:
+        """Everything State holds of a VRS goes (``vrs_gone``, ``_failed``); ``pacer`` (default State's): ticked while
+        the vports it showed are re-resolved; ``everywhere``: those located on it too (the index may have lost some
+        of its ports: a failure between forgetting and learning them)."""
         self._whole.discard(session)
         self.ofport_hints.gone(session)
         snap = self.vrs.pop(session, None)
@@ -391,36 +427,33 @@ class State(ReportPorts, StateReport, DiscoverySink):
         if snap is not None:
             self.connects["vrs_down"] += 1
             log.info("VRS %s (OVSDB %s) disconnected", snap.chassis, snap.peer)
-            reached = set()
+            reached = {vid for located in (self.locations, self.mismatched) for vid, loc in located.items()
+                       if loc.session == session} if everywhere else set()
             self.index.forget_session(session, snap.chassis, reached)
             self._record("switches", [session])
             self._record_ports(session, None)
             self._notify("vrs", session)
-            self._relocate(reached)
+            self._relocate(reached, pacer)
 
-    def _index_ports(self, old, snap, changed, found, keys, pacer: Pacer) -> set[str]:
+    def _index_ports(self, snap, changed, found, keys, pacer: Pacer) -> set[str]:
         """Update the binding index for the ports that changed (``keys``: theirs, from _read_ports); returns the
         vport ids they reach. A port that changed or came is forgotten and learnt at once, in chunks of
         INDEX_CHUNK ports, ``pacer`` ticked per port; the ports that went are forgotten last, in chunks too, each
         with its order of first appearance. So in a pause every port shows either what it showed or what it shows
         now, and a vport moving from a port that went to one that came is never found nowhere: what a handler
         resolves in a pause is a state the switch could have reported (the report in parts). Stops after a pause in
-        which another report of the switch, or its end, landed (the caller then takes the switch whole). A switch
-        taken whole after it was known (its chassis, datapath or flavour changed) is not paused: its ports are
-        forgotten all at once first."""
+        which another report of the switch, or its end, landed (the caller then takes the switch whole). ``changed``
+        None: a first report (State holds none of its ports: _take)."""
         reached = set()
         if changed is None:
-            if old is not None:
-                self.index.forget_session(snap.session, old.chassis, reached)
-                pacer = NEVER
             ports, gone = snap.ports, ()
         else:
-            ports, gone = [found[name] for name in sorted(found)], sorted(set(changed).difference(found))
+            ports, gone = list(map(found.__getitem__, sorted(found))), sorted(set(changed).difference(found))
         flavour, rank = self.flavour_of(snap), self._rank[snap.session]
         for start in range(0, len(ports), INDEX_CHUNK):
             chunk = ports[start:start + INDEX_CHUNK]
             if changed is not None:  # (what each port showed forgotten first: no port's reaches another's)
-                self.index.forget_ports(snap.session, [port.name for port in chunk], reached)
+                self.index.forget_ports(snap.session, list(map(_NAME, chunk)), reached)
             for port in chunk:
                 self.index.learn_port(snap, rank, flavour, port, reached, keys[port.name])
             pacer.tick(len(chunk))
@@ -495,17 +528,19 @@ class State(ReportPorts, StateReport, DiscoverySink):
         elif old is not None and not had and self.vtep_ip_of(snap) is not None:
             log.info("VRS %s: VTEP IP %s", snap.chassis, self.vtep_ip_of(snap))
 
-    def _relocate(self, reached):
+    def _relocate(self, reached, pacer: Pacer | None = None):
         """Re-resolve the vports a change reached (binding.BindingIndex); the rest keep their location. Done in
         chunks of RELOCATE_CHUNK, each recorded in the journals and notified before ``pacer`` may pause: in a
         pause every input may change (a commit, another report, a switch gone) and a programming pass may run, but
         the binding index is whole then, and a vport's location is re-resolved from it whenever it is reached
-        (here or by the change that landed), so a vport re-resolved after a pause is resolved from the newest."""
+        (here or by the change that landed), so a vport re-resolved after a pause is resolved from the newest.
+        ``pacer``: State's unless given."""
+        pacer = self.pacer if pacer is None else pacer
         reached, moved = list(reached), set()
         for start in range(0, len(reached), RELOCATE_CHUNK):
             chunk = reached[start:start + RELOCATE_CHUNK]
             moved |= self._relocate_some(chunk)
-            self.pacer.tick(len(chunk))
+            pacer.tick(len(chunk))
         self._log_moved(moved)
 
     def _relocate_some(self, vids) -> set[str]:

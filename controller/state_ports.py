@@ -52,7 +52,7 @@ class ReportPorts:
         the keys of those still there (_read_ports). The changed ports that went are forgotten with the binding
         index (_index_ports, paced), not here."""
         ports = self._seen_ports.setdefault(snap.session, {})
-        names = set(ports) | set(seen) if changed is None else [name for name in changed if name in seen] if seen \
+        names = set(ports) | set(seen) if changed is None else list(filter(seen.__contains__, changed)) if seen \
             else ()  # (a report of ports gone only)
         if changed is not None and names and ports.keys().isdisjoint(names):  # all new (10,000 ports): C loops
             keys, clock = list(map(seen.get, names, itertools.repeat(()))), itertools.repeat(self._clock)

@@ -42,8 +42,7 @@ class PeerSession:
         self.name = name
         self.peer = link.peer
         self.database: str | None = None
-        self._state = CLOSED  # (until the next line: the server counts the sessions before their first report)
-        self.state = HANDSHAKE
+        self._state = CLOSED  # (until the end: the server counts the sessions before their first report)
         self.connected_since = time.time()  # shown (describe); the sync deadline counts from _connected_at
         self._connected_at = time.monotonic()  # a step of the wall clock (NTP at boot) must not end or extend it
         self._conn = link  # PeerLink, then Replica
@@ -60,6 +59,7 @@ class PeerSession:
         self._reading: float | None = None  # when it took one of the server's first-read slots (ovsdb/firstreads.py)
         self._queued: float | None = None  # when it began waiting for a first-read slot
         self.queued_s = 0.0  # seconds it waited for that slot: not counted against sync_timeout
+        self.state = HANDSHAKE  # last: a session whose building raised is never counted as pending (nothing ends it)
 
     @property
     def state(self) -> str:

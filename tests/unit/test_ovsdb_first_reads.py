@@ -292,3 +292,29 @@ def test_a_peer_slow_to_send_its_schema_gives_its_slot_back_after_hold_s(monkeyp
     assert session._reading is None and not link.schema_sent.ready()
     link.schema_sent.send()
     session.close()
+
+
+
+def test_a_session_that_cannot_be_built_is_not_counted_as_a_first_read_pending(monkeypatch):
+    """Building a session for an accepted connection raises (its reporters: say a bug in one; the accept loop logs
+    it): the session is never served, so nothing would end its first read. Its name must not stay among the first
+    reads pending (the start-up hold's passes each waited their bound for it: on main the name entered the set before
+    the reporters were built)."""
+    import logging
+    from types import SimpleNamespace
+
+    from controller.discovery import DiscoverySink
+    from ovsdb import peersession, server
+
+    class Broken:
+        def __init__(self, *args):
+            raise RuntimeError("a reporter that cannot be built")
+
+    links = [SimpleNamespace(peer="192.0.2.5:6640", close=lambda: None)]
+    monkeypatch.setattr(peersession.vrs, "VrsReporter", Broken)
+    manager = server.OvsdbManagerServer("127.0.0.1", 0, DiscoverySink(), log=logging.getLogger("test.ovsdb"))
+    manager._listener = SimpleNamespace(accept=lambda max_message: links.pop() if links else None)
+    with pytest.raises(RuntimeError, match="cannot be built"):
+        manager._accept_pending()  # (what the accept loop runs when a connection is pending)
+    assert manager.first_reads_pending() == 0 and manager.first_read_pending == set()
+    assert manager._sessions == {}
