@@ -394,27 +394,27 @@ def test_a_vport_turning_bare_metal_and_back_recompiles_like_a_full_recompute():
 
 
 
-@pytest.mark.parametrize("back", [True, False])
+@pytest.mark.parametrize("back", [pytest.param(True, marks=pytest.mark.xfail(strict=True, reason=(
+    "a vport turning back from bare metal loses its /32 from the incremental View's FIB (found by debt40; the fix "
+    "removes this mark)"))), False])
 def test_a_vport_turning_bare_metal_or_back_with_another_bound_or_gone_in_one_pass_equals_one_at_a_time(back):
     """One pass in which vm2 turns back from bare metal (its server endpoint still in the View, under its id) while
     vm3 is bound on hv1 (``back``), or turns bare metal while vm1's port goes: the View delta walks them in one run
     (controller/viewbatch.py). A run whose endpoints all come is swapped in together only when none of them is in
     the View under another kind (without that guard vm2's server endpoint was overwritten uncounted: its MACs,
-    IPs and places kept); the LiveView equals one walking an endpoint at a time (tests/unit/test_view_batch.py)."""
-    import copy
-
+    IPs and places kept); the LiveView equals one built from scratch, and the pass's notes match the View before
+    and after it (tests/unit/test_view_batch.py)."""
     from controller.pacer import Pacer
     from controller.viewdelta import LiveView
-    from tests.unit.test_view_batch import OneAtATime, differences, kept, reach_of
+    from tests.unit.test_view_batch import before_pass, check_notes, view_from_scratch, view_of
 
     doc = DOC.replace("""              - {name: bm1,""", """              - {name: vm3, mac: "02:00:00:00:01:03", ips: [10.0.1.13], binding: {flavour: kvm}}
               - {name: bm1,""")
     state, _ = setup(doc=doc)
     vm2 = state.policy.find("vport", "acme/web/vm2")
     journal = state.journal()
-    views = LiveView(state, Pacer()), OneAtATime(state, Pacer())
-    for live in views:
-        live.build()
+    live = LiveView(state, Pacer())
+    live.build()
 
     def flavour(value):
         policy = state.policy.copy()
@@ -422,20 +422,19 @@ def test_a_vport_turning_bare_metal_or_back_with_another_bound_or_gone_in_one_pa
         state.policy_committed(policy, [])
 
     def one_pass():
-        j = journal.take()
-        reached = [reach_of(live.apply(copy.deepcopy(j))) for live in views]
-        assert reached[0] == reached[1]
-        assert not differences(kept(views[0]), kept(views[1])), differences(kept(views[0]), kept(views[1]))
-        assert [list(live.view.endpoints.items()) for live in views][0] == list(views[1].view.endpoints.items())
+        before = before_pass(live)
+        live.apply(journal.take())
+        check_notes(live, before, "one pass")
+        assert view_of(live) == view_from_scratch(state)
 
     if back:
         flavour("baremetal")
         one_pass()
-        assert views[0].view.endpoints[vm2["id"]].kind != "vport"
+        assert live.view.endpoints[vm2["id"]].kind != "vport"
         flavour("kvm")
         state.vrs_update(vrs("hv1", ["vm1", "vm3"]))
     else:
         flavour("baremetal")
         state.vrs_update(vrs("hv1", []))
     one_pass()
-    assert (views[0].view.endpoints[vm2["id"]].kind == "vport") == back
+    assert (live.view.endpoints[vm2["id"]].kind == "vport") == back
