@@ -273,7 +273,8 @@ def documented_requests():
             body = re.search(r"(?:-d|--data(?:-raw)?)\s+'([^']*)'", command)
             url = re.search(r"(/v1/[\w./-]*)", command)
             where = f"{path.relative_to(REPO)}:{text.count(chr(10), 0, match.start()) + 1}"
-            if url and not body and SENDS_DATA.search(command):
+            open_quote = command.count("'") % 2  # its body goes on over lines without a backslash
+            if (url or open_quote) and not body and SENDS_DATA.search(command):
                 unreadable.append(where)
             if not body or not url:
                 continue
