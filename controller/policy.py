@@ -166,7 +166,7 @@ class _NoSuch:
 
     def __init__(self, policy):
         self.policy = policy
-        self.named: dict[str, dict] = {}  # kind -> {name: its first 3 objects}
+        self.named: dict[str, dict] = {}  # kind -> {name: the objects with that name}, gathered when first asked
 
     def __call__(self, target, value) -> str:
         reason = f"no {target} with id {value!r}"
