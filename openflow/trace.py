@@ -265,7 +265,7 @@ def _drop_reason(flow) -> str:
         return MISS_REASONS.get(flow.table, f"table {p.BY_ID[flow.table].name}: default drop")
     if flow.table == p.EGRESS:
         return "egress: a vNIC's packet is never sent back to itself"
-    if flow.table == p.L3_ROUTING and flow.owner.kind == "pat":  # openflow/external.py, port address translation
+    if flow.table == p.L3_ROUTING and flow.owner.kind in ("pat", "fip"):  # openflow/external.py: translations' guard
         return ("l3_routing: an address of one of the domain's own subnets that no endpoint has is never "
                 "translated out to the external network")
     if flow.table == p.L3_ROUTING and flow.owner.kind == "domain":  # openflow/compiler.py, under an EVPN prefix

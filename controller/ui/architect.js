@@ -135,6 +135,8 @@ const STYLE = [
   {selector: ".endpoint", style: {"background-color": "#2e8b57"}},
   {selector: ".unbound", style: {"background-color": "#b0b0b0"}},
   {selector: ".baremetal", style: {"shape": "rectangle", "background-color": "#8a5a2b"}},
+  // a declared bare-metal server no VTEP has learnt yet: a square, grey as any endpoint not bound
+  {selector: ".baremetal.unbound", style: {"background-color": "#b0b0b0"}},
   {selector: ".empty", style: {"background-opacity": 0, "color": "#888"}},
   {selector: ":selected", style: {"border-width": 3, "border-color": "#d33"}},
 ];

@@ -195,4 +195,10 @@ def test_reads_that_need_a_token_make_the_page_ask_for_it(seed):
         names = browser.call("wait_js", timeout=15, expr="(n => n.length && n)([...document.querySelectorAll("
                                                           "'#tree li')].map(li => li.dataset.name))")
         assert sorted(names) == ["db9", "dbk", "webe", "webh", "webk"]
+        # no VTEP here: the declared server is a grey square that says so (docs/ui.md), not a brown one
+        assert browser.call("js", expr="document.querySelector('#tree li[data-name=\"db9\"] .host').textContent") \
+            == "not learnt by a hardware VTEP yet"
+        node = browser.call("js", expr="(n => [n.style('shape'), n.style('background-color')])(window.canopyArchitect"
+                                       ".cy.nodes('.endpoint').filter(n => n.data('label').startsWith('db9\\n')))")
+        assert node == ["rectangle", "rgb(176,176,176)"]
 

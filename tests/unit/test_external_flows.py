@@ -232,3 +232,20 @@ def test_the_trace_says_why_an_own_subnet_address_is_dropped_under_translation_a
     [drop] = walk(desired.all_flows(), desired.all_groups(), packet).exits
     assert drop.kind == "drop" and "EVPN" not in drop.reason
     assert drop.reason.startswith("l3_routing: an address of one of the domain's own subnets")
+
+
+def test_the_trace_names_a_floating_ips_own_subnet_guard_as_the_translations():
+    """A VM with a floating IP sending to an address of its domain's subnets that no endpoint has meets its floating
+    IP's guard (openflow/external.py, f.inside) before any other: the trace says why, as for port address
+    translation's (it said only "dropped by a flow of fip f1 in l3_routing")."""
+    from openflow.trace import walk
+
+    state, prog = setup({"vm0": "hv1", "vm1": "hv2", "vm2": "hv2"})
+    dom = state.policy.find("domain", "acme/prod")
+    packet = {"in_port": 11, "eth_src": "02:00:00:00:00:02", "eth_dst": dom["gateway_mac"], "eth_type": 0x0800,
+              "ip_proto": 1, "ipv4_src": "10.0.1.11", "ipv4_dst": "10.0.1.99"}
+    desired = prog.desired["hv2"]
+    result = walk(desired.all_flows(), desired.all_groups(), packet)
+    [drop] = result.exits
+    assert result.steps[drop.step].owner == ("fip", "f1")
+    assert drop.kind == "drop" and drop.reason.startswith("l3_routing: an address of one of the domain's own subnets")
