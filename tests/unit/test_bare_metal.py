@@ -459,12 +459,18 @@ def test_a_vport_turning_back_from_bare_metal_is_routed_to_and_announced_through
     resolves to it again, so a packet of db1 (another subnet) to the route's prefix reaches vm2 on hv2, and the route
     is announced (EVPN type 5) at hv2's VTEP. The incremental View lost vm2's host route there (its server endpoint's
     going took the new vport endpoint's /32 out, both keyed by vm2's id): the static route resolved to nothing, its
-    flows and its type-5 route went, while a full recompute kept them."""
+    flows and its type-5 route went, while a full recompute kept them; and a peer's type-5 /32 for vm2's IP was no
+    longer filtered out (the View's host routes are what it is filtered by): its flow and vm2's own host route matched
+    alike at one priority."""
     from bgp.evpn import originate
+    from controller.remote import RemotePrefix, RemoteTable
 
     doc = DOC.replace("      - name: prod\n", "      - name: prod\n"
                       "        static_routes: [{prefix: 192.168.50.0/24, next_hop: 10.0.1.12}]\n")
     state, prog = setup(doc=doc)
+    # a peer's type-5 /32 for vm2's IP: a local host's own route wins over it (derive keeps one route per prefix)
+    state.take_remote(RemoteTable(prefixes=(RemotePrefix(dom(state)["id"], "10.0.1.12/32", "10.99.0.7",
+                                                         "02:dd:00:00:00:07", dom(state)["l3_vni"]),)))
     for flavour in ("baremetal", "kvm"):
         policy = state.policy.copy()
         vm2 = dict(policy.find("vport", "acme/web/vm2"))
@@ -473,6 +479,8 @@ def test_a_vport_turning_back_from_bare_metal_is_routed_to_and_announced_through
         prog.refresh()
     db1 = {"in_port": VM_PORT, "eth_src": "02:00:00:00:02:01", "eth_dst": dom(state)["gateway_mac"], "eth_type": 0x0800,
            "ipv4_src": "10.0.2.11", "ipv4_dst": "192.168.50.7", "ttl": 64}
+    [(port, pkt)] = trace(prog.desired["hv3"], {**db1, "ipv4_dst": "10.0.1.12"})  # to vm2 itself: hv2, not the peer
+    assert (port, pkt["tun_ipv4_dst"]) == (TUNNEL, "10.251.0.2")
     [(port, pkt)] = trace(prog.desired["hv3"], db1)
     assert (port, pkt["tun_ipv4_dst"]) == (TUNNEL, "10.251.0.2")
     [(port, pkt)] = trace(prog.desired["hv2"], {**pkt, "in_port": TUNNEL, "reg0": 0})
