@@ -74,6 +74,7 @@ _SPACE = re.compile(r"[ \t\r\n]*")
 _STRINGS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)  # a complete JSON string (its escapes included)
 _CLOSER = '\x00"'  # appended to a chunk: ends a string the chunk ends in (an escape's backslash too), else stays
 _NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_BRACKETS_ONLY = {code: None for code in range(128) if chr(code) not in "[]{}"}  # str.translate: ASCII but brackets gone
 _STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
 
 
@@ -192,13 +193,21 @@ class Parser:
 
     def _take_whole(self, s: str, i: int) -> bool:
         """Take ``s[i:]`` (``i`` outside a string) at once, when the value does not end in it and it nests no deeper
-        than ``MAX_DEPTH``: its complete strings cut out and its brackets counted in C (``re.sub``,
-        ``itertools.accumulate``), instead of a regular expression search per bracket and quote (~0.15 s of CPU for
-        the 3 MB update of 10,000 new ports). False, changing nothing, when the value may end in it (the search
-        below then finds where) or nests too deep (for its message)."""
-        rest = _STRINGS.sub("", s[i:] + _CLOSER)  # with the closer, every string matches: no search from inside one
-        open_string = not rest.endswith(_CLOSER)  # the closer ended a string that goes on in the next chunk
-        brackets = _NOT_BRACKET.sub("", rest if open_string else rest[:-len(_CLOSER)])
+        than ``MAX_DEPTH``: its complete strings cut out and its brackets counted in C (``str.split`` at the quotes
+        of a chunk without a backslash, else ``re.sub``; ``str.translate``, ``itertools.accumulate``), instead of a
+        regular expression search per bracket and quote (~0.15 s of CPU for the 3 MB update of 10,000 new ports; the
+        pattern's cut alone ~27 ms of it, the split ~8). False, changing nothing, when the value may end in it (the
+        search below then finds where) or nests too deep (for its message)."""
+        if s.find("\\", i) == -1:  # no escape: each quote opens or closes a string (what ovsdb-server mostly sends)
+            pieces = s[i:].split('"')  # outside, inside, outside, ...: in C, a third of the pattern's time below
+            open_string = len(pieces) % 2 == 0  # an odd number of quotes: a string goes on in the next chunk
+            brackets = "".join(pieces[0::2]).translate(_BRACKETS_ONLY)
+            if len(brackets) != sum(map(brackets.count, "[]{}")):  # a character the table does not drop (not ASCII)
+                brackets = _NOT_BRACKET.sub("", brackets)
+        else:
+            rest = _STRINGS.sub("", s[i:] + _CLOSER)  # with the closer, every string matches: no search from inside one
+            open_string = not rest.endswith(_CLOSER)  # the closer ended a string that goes on in the next chunk
+            brackets = _NOT_BRACKET.sub("", rest if open_string else rest[:-len(_CLOSER)])
         if brackets:
             depths = list(itertools.accumulate(map(_STEP.__getitem__, brackets), initial=self.depth))
             if min(depths) <= 0 or max(depths) > MAX_DEPTH:
