@@ -250,7 +250,7 @@ class BridgePorts:
         self.pacer.tick()
         old = self._infos.get(key)
         info = self._port_info(iface) if old is None else self._reread(old, iface, columns)
-        if old is not None and old == info:
+        if old is not None and (info is old or old == info):  # the same value handed back (an ofport -1 -> -1 etc.)
             return
         self._set(key, info, changed)
 

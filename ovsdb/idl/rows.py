@@ -122,7 +122,11 @@ def _reader(type_):
     def elements(datum, row):
         if datum is None:
             return whole(datum, row)
-        return sorted({k.value for k in datum.values})
+        values = datum.values
+        if len(values) == 1:  # an optional column's one value (an interface's ofport: 10,000 read at once)
+            for k in values:
+                return [k.value]
+        return sorted({k.value for k in values})
     return elements
 
 
