@@ -30,15 +30,15 @@ from ovsdb.idl.paced import _OVS_LOG, _PacedIdl, _TrackingIdl
 from ovsdb.idl.replica import (_FINAL, KEEPALIVE_MS, PAUSE_ROWS, TXN_ERROR, TXN_SUCCESS, TXN_TIMED_OUT, TXN_TIMEOUT_MS,
                                TXN_TRY_AGAIN, TXN_UNCHANGED, PendingTransaction, Replica, RowWriter, TxnResult,
                                schema_helper)
-from ovsdb.idl.rows import (_datum, _pending, column_value, column_values, reference_count, referenced_rows,
-                             references)
+from ovsdb.idl.rows import (_datum, _pending, column_value, column_values, reference_count, reference_keys,
+                             referenced_rows, references)
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE", "DEFAULT_PROBE_MS", "MAX_UNSOLICITED", "OVS_VERSION", "PINNED_OVS_VERSION", "READ_BUDGET",
     "BoundedConnection", "Doorbell", "IdleLink", "Listener", "PeerError", "PeerLink", "TlsStream",
     "KEEPALIVE_MS", "PAUSE_ROWS", "TXN_ERROR", "TXN_SUCCESS", "TXN_TIMED_OUT", "TXN_TIMEOUT_MS", "TXN_TRY_AGAIN",
     "TXN_UNCHANGED", "PendingTransaction", "Replica", "RowWriter", "TxnResult", "schema_helper",
-    "column_value", "column_values", "reference_count", "referenced_rows", "references",
+    "column_value", "column_values", "reference_count", "reference_keys", "referenced_rows", "references",
     # private to the package, imported by its tests
     "_FINAL", "_OVS_LOG", "_PacedIdl", "_ReadBudget", "_TrackingIdl", "_datum", "_peer_of", "_pending", "_poll",
     "_session_on",

@@ -4,10 +4,13 @@ three times, and sorts a set of rows), the same values. Plain stand-ins for rows
 - ``column_value``: a column of an IDL row as ``getattr`` gives it, converted once (``Row.__getattr__`` converts
   a set or map three times), and without ovs's conversion per atom where the column holds no reference.
 - ``column_values``: several columns of one row, as ``column_value`` reads each.
-- ``references``, ``referenced_rows``, ``reference_count``: a reference set looked up, listed unsorted, counted.
+- ``references``, ``referenced_rows``, ``reference_count``, ``reference_keys``: a reference set looked up, listed
+  unsorted, counted, its rows' keys.
 """
 
 from __future__ import annotations
+
+import operator
 
 import ovs.db.data
 import ovs.db.idl
@@ -153,6 +156,17 @@ def _rows_reader(target: str, whole):
                 found.add(stack[-1])
         return sorted(found)
     return rows
+
+
+_VALUE_INT = operator.attrgetter("value.int")  # an atom's uuid's number
+
+
+def reference_keys(row, column: str) -> set[int] | None:
+    """The uuid numbers (``row_key``s) of the rows ``row``'s reference set ``column`` holds, read in C loops from the
+    committed datum of an IDL row, as ``references`` looks them up (10,000 new ports checked on their bridge: one set
+    of the bridge's ~10,000 instead of an Atom made and compared in Python per port); None for a plain stand-in."""
+    datum = _datum(row, column)
+    return None if datum is None else set(map(_VALUE_INT, datum.values))
 
 
 def reference_count(row, column: str) -> int:
