@@ -77,7 +77,7 @@ _CLOSER = '\x00"'  # appended to a chunk: ends a string the chunk ends in (an es
 _ROW_KEY = re.compile(r'"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}":')  # a row's uuid
 _CUTS_TRIED = 4  # "}," not followed by a row's uuid skipped, back from the end of a group's characters (_members)
 _NOT_BRACKET = re.compile(r"[^\[\]{}]+")
-_BRACKETS_ONLY = {code: None for code in range(128) if chr(code) not in "[]{}"}  # str.translate: ASCII but brackets gone
+_BRACKETS_ONLY = {code: None for code in range(128) if chr(code) not in "[]{}"}  # str.translate: ASCII but brackets
 _STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
 
 
