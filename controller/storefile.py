@@ -24,6 +24,7 @@ import sqlite3
 import time
 
 log = logging.getLogger("canopy.store")
+SAVE_AGAIN = 10.0  # seconds between two tries to save the open store while none succeeded (a full disk, no directory)
 
 
 class Moved(OSError):
@@ -42,14 +43,18 @@ def identity(path: str) -> tuple[int, int] | None:
 class FileWatch:
     """The identity of the store's file at open; ``check`` raises ``Moved`` once the path named another file or none,
     after saving a copy of the open store the first time (``save``: the open connection's contents to a file) and
-    moving its write-ahead log aside. The store's file coming back does not end it: its log is no longer beside it."""
+    moving its write-ahead log aside. The store's file coming back does not end it: its log is no longer beside it.
+    A save that failed (the disk full, the directory gone) is tried again at a later check, at most every
+    ``SAVE_AGAIN`` seconds, until one succeeds: the open connection is then the only copy of what was acknowledged."""
 
-    def __init__(self, path: str, save):
+    def __init__(self, path: str, save, clock=time.monotonic):
         self.path = path
         self.opened = identity(path)
         self.save = save
+        self.clock = clock
         self.gone: str | None = None  # how the file went ("deleted", "replaced by another file"), once it did
         self.saved: str | None = None  # where the open store was saved then
+        self.tried: float | None = None  # when saving it was last tried (``clock``), while none succeeded
 
     def check(self) -> None:
         """Moved once the path named another file or none at any check: for good, as the log was moved aside."""
@@ -62,13 +67,18 @@ class FileWatch:
             self._set_aside()
             log.error("the store %s was %s while this controller ran: every write is refused from now on, so that "
                       "none is acknowledged and then lost; %s", self.path, self.gone, self.advice())
+        elif self.saved is None and self.clock() - self.tried >= SAVE_AGAIN:
+            self.saved = self._save()
+            if self.saved:
+                log.error("the store %s: %s", self.path, self.advice())
         raise Moved(errno.ESTALE, f"its file was {self.gone} while the controller ran; {self.advice()}")
 
     def advice(self) -> str:
         if self.saved:
             return (f"what it held is saved in {self.saved}: stop the controller, then 'canopy restore {self.saved}'"
                     " (docs/store.md)")
-        return "stop the controller and restore a backup (docs/store.md)"
+        return (f"it could not be saved beside it (tried again every {SAVE_AGAIN:.0f} s while writes come: free space "
+                "or make its directory again), or stop the controller and restore a backup (docs/store.md)")
 
     def _set_aside(self) -> None:
         """Move the write-ahead log and its index away from the names the path's next opener would read."""
@@ -82,6 +92,7 @@ class FileWatch:
                 log.error("the store %s: could not move %s%s aside: %s", self.path, self.path, suffix, exc)
 
     def _save(self) -> str | None:
+        self.tried = self.clock()
         dest = f"{self.path}.saved-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
         try:
             out = sqlite3.connect(dest)
