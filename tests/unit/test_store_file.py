@@ -139,3 +139,38 @@ def test_a_save_that_failed_is_tried_again_at_a_later_refusal_and_then_holds_eve
     restore(data, saved)
     again = Store(data)
     assert set(again.load_objects()["tenant"]) == {"a", "b"} and again.last_seq() == 2
+
+
+def test_a_file_deleted_after_the_last_write_is_saved_when_the_store_closes(tmp_path):
+    """No write came after the file went (a quiet controller stopped or restarted): nothing noticed it, and every
+    write acknowledged before went with the process. The store saves what it held when it closes."""
+    data = str(tmp_path / "data")
+    store = Store(data)
+    _put(store, "a")
+    _put(store, "b")
+    os.remove(store.path)
+    store.close()
+    [saved] = glob.glob(store.path + ".saved-*")
+    with pytest.raises(StoreRefused):  # the marker names a store that is not there
+        Store(data)
+    restore(data, saved)
+    again = Store(data)
+    assert set(again.load_objects()["tenant"]) == {"a", "b"} and again.last_seq() == 2
+    again.close()
+    assert [p for p in glob.glob(store.path + ".saved-*") if p[-4:] not in ("-wal", "-shm")] == [saved]  # kept: none
+
+
+def test_a_save_that_failed_is_tried_again_when_the_store_closes(tmp_path):
+    data = str(tmp_path / "data")
+    store = Store(data)
+    _put(store, "a")
+    for name in os.listdir(data):
+        os.remove(os.path.join(data, name))
+    os.rmdir(data)
+    with pytest.raises(StoreFault):
+        _put(store, "b")
+    os.mkdir(data)
+    store.close()  # at once: not SAVE_AGAIN seconds later, the last chance
+    [saved] = glob.glob(store.path + ".saved-*")
+    restore(data, saved)
+    assert set(Store(data).load_objects()["tenant"]) == {"a"}
