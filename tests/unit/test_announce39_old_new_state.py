@@ -82,7 +82,7 @@ def old_locate(self, vid, seen_order):
         candidates += [(session, skey[2], where) for session, where in self.trunks.get(skey[:2], {}).items()]
     if len(candidates) > 1:
         # the preference as it is since faults40 (controller/binding.py ``preferred``): this oracle is about the way
-        candidates = [max(candidates, key=lambda c: (preferred(c[2][1], seen_order(c[0], c[2][1].name, c[1])),
+        candidates = [max(candidates, key=lambda c: (preferred(c[2][1], seen_order(c[0], c[2][1].name, c[1]), c[1]),
                                                      -c[2][0]))]
     for session, vlan, where in candidates:
         rank, port, flavour, chassis, dpid = where
