@@ -3,7 +3,8 @@ paced as in the controller, a Pacer pausing every 1-4 units, on their oracles' r
 same as from scratch (tests/unit/test_mobility_oracle.py ``FullWalk``, tests/unit/test_originator_oracle.py
 ``FullPublish``), with pauses taken, and the ways announce39 (stop 39) added to do work a run at a time in C loops
 reached: ``Mobility._new``, ``_take_all`` at once and a MAC at a time, ``Originator._held_at_once`` both ways, routes
-announced at bind. (Until stop 40 these ran against copies of stop 38's code, test_announce39_old_new.py.)"""
+announced at bind. In each of MAC mobility's pauses every entry (a MAC's sequence number, read by a vport bound in
+the pause) is what it was before the update or what it is after. (Until stop 40 these ran against copies of stop 38's code, test_announce39_old_new.py.)"""
 
 from __future__ import annotations
 
@@ -35,8 +36,19 @@ class PacedDriver(mobility_oracle.Driver):
         self.every = random.Random(rng.random())
 
     def compare(self, where: str):
-        update, pacer = self.mobility.update, _paced(self.every)
-        self.mobility.update = lambda view, remote, _pacer=None: update(view, remote, pacer)
+        """And in each pause (where a vport bound reads its MAC's sequence number: bgp/early.py) every entry is what
+        it was before the update or what it is after it (the full walk's, made first by ``Driver.compare``)."""
+        update, every, mobility, full = self.mobility.update, self.every, self.mobility, self.full
+
+        def paced(view, remote, _pacer=None):
+            before = dict(mobility.entries)
+
+            def pause():
+                PAUSES[0] += 1
+                for key in before.keys() | mobility.entries.keys() | full.entries.keys():
+                    assert mobility.entries.get(key) in (before.get(key), full.entries.get(key)), (where, key)
+            return update(view, remote, Pacer(pause, every.randint(1, 4)))
+        self.mobility.update = paced
         try:
             return super().compare(where)
         finally:
