@@ -85,7 +85,7 @@ from controller.ryu_compat import hub, ofp_event
 from openflow import decode, encode
 from openflow.atonce import PLANS as _PLANS, READ_BACKS as _READ_BACKS, READ_BACKS_AT_ONCE, plan_slot  # noqa: F401
 from openflow.changeset import ChangeSet
-from openflow.flows import Group, render_group
+from openflow.flows import Group
 from openflow.installed import FlowBook, chunked, paced
 from openflow.reconciler_report import OPENFLOW_NAMES, SwitchReport
 from openflow.reconciler_send import REPLY_RATE, REPLY_TIMEOUT, ChangeSender, Waiter  # noqa: F401  (as before)
@@ -193,7 +193,7 @@ class SwitchReconciler(ChangeSender, SwitchReport):
         for g in groups:
             (desired_groups if g.group_id in self._owned else foreign)[g.group_id] = g
         for gid in foreign.keys() - self._rejected_groups.keys():
-            self._log.error("refusing group %s: id outside Canopy's range", render_group(foreign[gid]))
+            self._log.error("refusing %s: id outside Canopy's range", self._describe_group(foreign[gid]))
         if desired_groups != self._desired_groups:
             self._book.retry_rejected()  # flows may have been waiting for a group: retry them
             self._book.outdate()

@@ -80,3 +80,23 @@ def test_a_flood_group_too_big_for_a_message_is_left_out_and_the_rest_sent(versi
     if not fits:
         assert "over OpenFlow's 65,535" in rec._rejected_groups[FLOOD]
 
+
+def test_a_rejected_big_group_is_logged_by_id_buckets_bytes_and_reason_not_its_whole_text(caplog):
+    caplog.set_level(logging.ERROR, logger=LOG)
+    synced(5, [flood(10_000, 0)])
+    (record,) = [r for r in caplog.records if r.name == LOG]
+    line = record.getMessage()
+    assert line.startswith("switch rejected group add of group 20000 (10,000 buckets, 480,016 bytes): "
+                           "group_id=20000,type=all,bucket="), line[:300]
+    assert "... (" in line and "not encodable: a group-mod of 10,000 buckets is 480,016 bytes, over OpenFlow's " \
+        "65,535" in line, line[-300:]
+    assert len(line) < 1_300, len(line)
+
+
+def test_a_refused_foreign_group_is_logged_by_id_buckets_and_bytes_not_its_whole_text(caplog):
+    caplog.set_level(logging.ERROR, logger=LOG)
+    synced(5, [flood(10_000, 0, group_id=3 << 24)])
+    (record,) = [r for r in caplog.records if r.name == LOG]
+    line = record.getMessage()
+    assert line.startswith(f"refusing group {3 << 24} (10,000 buckets, 480,016 bytes): group_id=")
+    assert line.endswith(": id outside Canopy's range") and len(line) < 1_300, (line[:200], len(line))
