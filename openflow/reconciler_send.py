@@ -169,6 +169,8 @@ class ChangeSender:
             what = brief(what)
         else:
             self._rejected_groups[op.key] = text
+            if op.kind != "group_delete":
+                self._rejected_as[op.key] = op.item
             what = self._describe_group(op.item)
         self._log.error("switch rejected %s of %s: %s", op.kind.replace("_", " "), what, brief(text))
 

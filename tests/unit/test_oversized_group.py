@@ -100,3 +100,26 @@ def test_a_refused_foreign_group_is_logged_by_id_buckets_and_bytes_not_its_whole
     line = record.getMessage()
     assert line.startswith(f"refusing group {3 << 24} (10,000 buckets, 480,016 bytes): group_id=")
     assert line.endswith(": id outside Canopy's range") and len(line) < 1_300, (line[:200], len(line))
+
+
+def test_a_rejected_group_is_sent_again_once_it_changes_and_only_then():
+    """A subnet past the limit and back under it (ports gone): its group was left out until the switch was read
+    back again (a reconnection), however small it became; now each change of it is tried once, and an unchanged
+    one is not sent again every round."""
+
+    def sync(group) -> bool:
+        rec.set_desired(FLOWS, [group])
+        with hub.Timeout(10):
+            return rec._sync()
+
+    rec = synced(5, [flood(1_400, 0)])
+    assert FLOOD in rec._rejected_groups and FLOOD not in rec._installed_groups
+    assert not sync(flood(1_400, 0)) and rec.counters["errors"] == 1  # the same: not tried again
+    assert sync(flood(1_401, 0)) and rec.counters["errors"] == 2  # changed, still too big: tried once
+    assert not sync(flood(1_401, 0)) and rec.counters["errors"] == 2
+    assert sync(flood(1_000, 0)) and rec._installed_groups[FLOOD] == flood(1_000, 0)
+    assert not rec._rejected_groups and rec.status()["groups"]["rejected"] == 0
+    assert sync(flood(1_500, 0)) and rec.counters["group_modify"] == 0  # too big: the switch keeps 1,000 buckets
+    assert rec._installed_groups[FLOOD] == flood(1_000, 0) and FLOOD in rec._rejected_groups
+    assert sync(flood(1_001, 0)) and rec._installed_groups[FLOOD] == flood(1_001, 0) and not rec._rejected_groups
+    assert rec.counters["group_modify"] == 1 and rec.counters["errors"] == 3
