@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from bgp.early import EarlyAnnounce
 from bgp.mobility import Mobility
 from bgp.originator import Originator
@@ -17,6 +19,7 @@ from controller import loglimit
 from controller.pacer import Pacer
 from tests.unit import test_mobility_oracle as mobility_oracle
 from tests.unit import test_originator_oracle as originator_oracle
+from tests.unit.oracle_world import World
 
 SEEDS = 6
 PAUSES = [0]
@@ -80,8 +83,11 @@ def _count_paths(monkeypatch) -> dict:
     return hits
 
 
-def test_mobility_paced_in_runs_equals_the_full_walk(monkeypatch):
+@pytest.mark.parametrize("stopping", [False, True])
+def test_mobility_paced_in_runs_equals_the_full_walk(stopping, monkeypatch):
+    """(``stopping``: the world's VMs of a migration in flight also stop on the host they leave: other sequences.)"""
     monkeypatch.setattr(loglimit, "_last_logged", {})
+    monkeypatch.setattr(World, "stopping", stopping)
     monkeypatch.setattr(mobility_oracle, "Driver", PacedDriver)
     hits, PAUSES[0] = _count_paths(monkeypatch), 0
     for seed in range(SEEDS):
@@ -97,8 +103,10 @@ class PacedPublishing(originator_oracle.Publishing):
         super().publish(where)
 
 
-def test_originator_and_announce_at_bind_paced_in_runs_equal_the_full_publish(monkeypatch):
+@pytest.mark.parametrize("stopping", [False, True])
+def test_originator_and_announce_at_bind_paced_in_runs_equal_the_full_publish(stopping, monkeypatch):
     monkeypatch.setattr(loglimit, "_last_logged", {})
+    monkeypatch.setattr(World, "stopping", stopping)
     monkeypatch.setattr(originator_oracle, "Publishing", PacedPublishing)
     held, bound, PAUSES[0] = Originator._held_at_once, EarlyAnnounce.bound, 0
     hits, announced = {True: 0, False: 0}, [0]
