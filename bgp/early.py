@@ -18,12 +18,16 @@ State now. Only the plain case is announced here; everything else is left to the
 
 A route announced here is recorded in ``Origins`` like a published one (an unbinding withdraws it at once), and the
 next ``publish`` keeps it (``carry``) when its View does not have the vport yet (the vport was bound while that pass
-ran) and it is still on the switch it was bound at; a second publish without it withdraws it, as then the View had the vport
-(its binding was in the journal that pass took) and does not announce it.
+ran) and it is still on the switch it was bound at; a second publish without it withdraws it, as then the View had
+the vport (its binding was in the journal that pass took) and does not announce it. A publish whose View has taken
+no change journal of State since the last publish (``View.journals``: the same View published again, the binding not
+taken yet) carries what that one carried: counting publishes alone, it withdrew the route of a vport still bound
+there, until the publish of the next pass whose View took the binding announced it again.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -68,6 +72,7 @@ class EarlyAnnounce:
         self.mobility = mobility  # () -> the Federation's MAC mobility now (one it was given later included)
         self.context: Context | None = None
         self._routes: dict = {}  # key -> _Early: announced here, not yet in a publish
+        self._viewed = None  # (a weak reference to the View ``carry`` last read, its ``journals`` then), or None
 
     def remember(self, view, policy, originating: bool) -> None:
         """The View and policy a publish made its routes from (called by ``Federation.publish``); nothing when it
@@ -119,13 +124,14 @@ class EarlyAnnounce:
             return None
         return endpoint
 
-    def carry(self, desired: dict, origins) -> None:
+    def carry(self, desired: dict, origins, view=None) -> None:
         """At the end of a publish: the routes announced here that its View did not have yet go into ``desired``
         (and ``origins``) while their vports are still where they were bound; forgotten once a publish has them,
-        or after the next one."""
+        or after the next one whose View (``view``; None: not known) took a change of State since the last."""
         locations, kept = self.state.locations, {}
+        same = self._unchanged(view)
         for key, early in self._routes.items():
-            if key in desired or not early.fresh:
+            if key in desired or not (early.fresh or same):
                 continue
             loc = locations.get(early.endpoint.vport_id)
             if loc is not None and loc.session == early.endpoint.session:  # the route depends on the switch only
@@ -133,3 +139,17 @@ class EarlyAnnounce:
                 origins.add(key, (early.endpoint,))
                 kept[key] = _Early(early.route, early.endpoint, False)
         self._routes = kept
+
+    def _unchanged(self, view) -> bool:
+        """Whether ``view`` is the View the last ``carry`` read and has taken no change journal of State since (its
+        ``journals``): nor, then, the bindings of the vports carried then. False when not known (another View, one
+        derived from scratch, no View given)."""
+        taken = getattr(view, "journals", None)
+        last, self._viewed = self._viewed, None
+        if taken is None:
+            return False
+        try:
+            self._viewed = (weakref.ref(view), taken)
+        except TypeError:  # (a stand-in View of a test)
+            return False
+        return last is not None and last[0]() is view and last[1] == taken

@@ -322,7 +322,7 @@ class Federation:
             self._unlocated = origins.named(self._unlocated)
         desired = _Handed(routes, left_out)
         if originating:
-            self._early.carry(desired, origins)  # announced at bind, not in this View yet
+            self._early.carry(desired, origins, view)  # announced at bind, not in this View yet
         self._early.remember(view, policy, originating)
         self._origins = origins  # (with the watcher: the Origins ``_locations_changed`` reads is the one told)
         originator.watcher = origins if routes is originator.routes else None

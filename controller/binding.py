@@ -6,9 +6,10 @@ A vport is located when a VRS shows the port its binding names:
 - esxi:   on a VRS of flavour esxi, a trunk interface whose ``external_ids:canopy-vnic-<VLAN>`` = binding.vnic_id
           (written by the vCenter agent), or the static host/trunk_port/vlan of the binding.
 When the same vport shows up in two places, a port with a device (an ofport) wins over one without; among those with
-one the earliest appearance wins, among those without the latest (``preferred``). A live migration in flight is the
-case: libvirt plugs the destination's port (with the VM's iface-id) when the migration starts, while the VM runs on
-the source until it ends; the source's port keeps the vport until it goes, or loses its device with the source's VM.
+one the earliest appearance wins (an ESXi trunk's vNIC: the latest), among those without the latest (``preferred``).
+A live migration in flight is the case: libvirt plugs the destination's port (with the VM's iface-id) when the
+migration starts, while the VM runs on the source until it ends; the source's port keeps the vport until it goes, or
+loses its device with the source's VM.
 
 A located vport is bound only when the hypervisor does not contradict its MAC: when the port's
 ``external_ids:attached-mac`` (libvirt/Nova, os-vif on Hyper-V) names another MAC than the vport's policy MAC,
@@ -76,18 +77,23 @@ def resolve(policy, snapshots: dict[str, VrsSnapshot], flavour_of, seen_order) -
         for vport, port, vlan in _hits(snap, flavour, by_key, static):
             loc = Location(vport["id"], snap.session, snap.chassis, snap.datapath_id, port.name, port.ofport, vlan,
                            flavour, port.mac, None if vlan is not None else attached_mac(port))
-            order = preferred(port, seen_order(snap.session, port.name, vlan))
+            order = preferred(port, seen_order(snap.session, port.name, vlan), vlan)
             if vport["id"] not in found or order > found[vport["id"]][0]:
                 found[vport["id"]] = (order, loc)
     return {vid: loc for vid, (_, loc) in found.items()}
 
 
-def preferred(port, order: int) -> tuple:
+def preferred(port, order: int, vlan: int | None = None) -> tuple:
     """How much a port that appeared at ``order`` is preferred for a vport several ports show (the greatest wins): one
     with a device (an ofport; OVS sets -1 when the device is gone) over one without; among those with one, the
     earliest appearance, so that a VM whose live migration is in flight keeps its source's port until that goes or
-    loses its device (when the source's VM stops); among those without, the latest."""
-    return (True, -order) if port.ofport is not None else (False, order)
+    loses its device (when the source's VM stops); among those without, the latest. An ESXi vNIC on a trunk (``vlan``
+    given) is the latest appearance among trunks with a device (a trunk always has one): the agent announces it where
+    the vNIC came up, which is where the VM runs once a vMotion switched over, and its removal on the host it left
+    may come later, or never (that agent or host down)."""
+    if port.ofport is None:
+        return False, order
+    return (True, -order) if vlan is None else (True, order)
 
 
 def attached_mac(port) -> str | None:
@@ -258,7 +264,7 @@ class BindingIndex:
         if skey:
             candidates += [(session, skey[2], where) for session, where in self.trunks.get(skey[:2], {}).items()]
         if len(candidates) > 1:  # the preferred first (one port showing it, the common case: no order)
-            candidates = [max(candidates, key=lambda c: (preferred(c[2][1], seen_order(c[0], c[2][1].name, c[1])),
+            candidates = [max(candidates, key=lambda c: (preferred(c[2][1], seen_order(c[0], c[2][1].name, c[1]), c[1]),
                                                          -c[2][0]))]
         for session, vlan, where in candidates:
             rank, port, flavour, chassis, dpid = where

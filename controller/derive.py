@@ -145,6 +145,9 @@ class View:
     # and the sessions whose tunnel IP ("tunnel", session) changed, for readers that keep results by delta (MAC
     # mobility: bgp/mobility.py)
     local_feeds: Feeds | None = field(default=None, repr=False, compare=False)
+    # kept by a LiveView (None in a View derived from scratch): how many of State's change journals it has taken
+    # (``LiveView.apply``); unchanged, it has taken no change of State since (bgp/early.py ``carry``)
+    journals: int | None = field(default=None, repr=False, compare=False)
 
     def subnets_on(self, session) -> set[str]:
         """Subnets with at least one endpoint on this switch."""

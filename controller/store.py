@@ -213,6 +213,8 @@ class Store:
         self.reader = Reader(self.path)  # for the reads that must not wait for a write (REST)
 
     def close(self):
+        with self._lock:
+            self.file.closing()  # a file gone since the last write: what it held saved before the connection goes
         self.reader.close()  # first: the writer, closing last, checkpoints and removes the WAL
         self._db.close()
 

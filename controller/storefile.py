@@ -12,7 +12,9 @@ The first time it finds its file gone it also saves what it holds: SQLite's onli
 ``canopy.db.saved-<time>``, for ``canopy restore`` once the controller is stopped. Then it moves its write-ahead log
 and shared-memory index aside (``canopy.db.gone-<time>-wal``, ``-shm``): SQLite does not remove them when it closes a
 database whose file has moved, and the next opener of ``canopy.db`` (a file put in its place, or a new store made
-with ``--accept-store``) would take that log for its own and replay the lost file's pages into it.
+with ``--accept-store``) would take that log for its own and replay the lost file's pages into it. A save that failed
+is tried again (``SAVE_AGAIN``), and the store's close (the controller's stop) looks once more (``closing``): a file
+that went after the last write, which no check noticed, is saved then.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import sqlite3
 import time
 
 log = logging.getLogger("canopy.store")
+SAVE_AGAIN = 10.0  # seconds between two tries to save the open store while none succeeded (a full disk, no directory)
 
 
 class Moved(OSError):
@@ -42,17 +45,22 @@ def identity(path: str) -> tuple[int, int] | None:
 class FileWatch:
     """The identity of the store's file at open; ``check`` raises ``Moved`` once the path named another file or none,
     after saving a copy of the open store the first time (``save``: the open connection's contents to a file) and
-    moving its write-ahead log aside. The store's file coming back does not end it: its log is no longer beside it."""
+    moving its write-ahead log aside. The store's file coming back does not end it: its log is no longer beside it.
+    A save that failed (the disk full, the directory gone) is tried again at a later check, at most every
+    ``SAVE_AGAIN`` seconds, until one succeeds: the open connection is then the only copy of what was acknowledged."""
 
-    def __init__(self, path: str, save):
+    def __init__(self, path: str, save, clock=time.monotonic):
         self.path = path
         self.opened = identity(path)
         self.save = save
+        self.clock = clock
         self.gone: str | None = None  # how the file went ("deleted", "replaced by another file"), once it did
         self.saved: str | None = None  # where the open store was saved then
+        self.tried: float | None = None  # when saving it was last tried (``clock``), while none succeeded
 
-    def check(self) -> None:
-        """Moved once the path named another file or none at any check: for good, as the log was moved aside."""
+    def check(self, last: bool = False) -> None:
+        """Moved once the path named another file or none at any check: for good, as the log was moved aside.
+        ``last``: the store closes, so a save that failed is tried again at once (``closing``)."""
         if self.gone is None:
             now = identity(self.path)
             if now == self.opened:
@@ -62,13 +70,26 @@ class FileWatch:
             self._set_aside()
             log.error("the store %s was %s while this controller ran: every write is refused from now on, so that "
                       "none is acknowledged and then lost; %s", self.path, self.gone, self.advice())
+        elif self.saved is None and (last or self.clock() - self.tried >= SAVE_AGAIN):
+            self.saved = self._save()
+            if self.saved:
+                log.error("the store %s: %s", self.path, self.advice())
         raise Moved(errno.ESTALE, f"its file was {self.gone} while the controller ran; {self.advice()}")
+
+    def closing(self) -> None:
+        """The store closes (the controller stops): a file that went since the last write, which no write noticed,
+        or one whose save failed, is saved now, as its contents go with the open connection."""
+        try:
+            self.check(last=True)
+        except Moved:
+            pass
 
     def advice(self) -> str:
         if self.saved:
             return (f"what it held is saved in {self.saved}: stop the controller, then 'canopy restore {self.saved}'"
                     " (docs/store.md)")
-        return "stop the controller and restore a backup (docs/store.md)"
+        return (f"it could not be saved beside it: free space or make its directory again, before the controller stops "
+                f"(a write, at most every {SAVE_AGAIN:.0f} s, and the stop try again), or restore a backup (docs/store.md)")
 
     def _set_aside(self) -> None:
         """Move the write-ahead log and its index away from the names the path's next opener would read."""
@@ -82,6 +103,7 @@ class FileWatch:
                 log.error("the store %s: could not move %s%s aside: %s", self.path, self.path, suffix, exc)
 
     def _save(self) -> str | None:
+        self.tried = self.clock()
         dest = f"{self.path}.saved-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
         try:
             out = sqlite3.connect(dest)

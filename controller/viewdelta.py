@@ -109,6 +109,7 @@ class LiveView(OwnerReach, SubnetPlaces, BatchSwaps):
         self.ext_delta = ExternalDelta()  # view.external by delta (controller/extdelta.py)
         v._dom_subnets = self.dom_subnets
         v.local_feeds = Feeds()
+        v.journals = 0
 
     # ------------------------------------------------------------------------------------------ build
     def build(self) -> Reach:
@@ -128,6 +129,7 @@ class LiveView(OwnerReach, SubnetPlaces, BatchSwaps):
         """Update the View for what the journal names; returns what that reaches (owners: per switch, the
         owners to recompile; not needed when everything is compiled anyway)."""
         state, fib = self.state, self.view.fib
+        self.view.journals += 1  # (taken: what it names is in the View from now on, or the next pass builds it whole)
         self.state = _Pinned(state)  # one policy for the whole pass, however long it pauses
         fib.passing = True  # the View is whole again at the pass's end: a FIB read in a pause is not kept till then
         try:

@@ -146,10 +146,9 @@ def _write_each(wire: encode.WireEncoder, kind: str, batch, xid: int, out: bytea
     for position, (key, item) in enumerate(batch):
         try:
             data = encode_one(wire, Op(kind, key, item), (xid + position) & MAX_XID)
+            out += wire.bundle_add(bundle_id, data) if bundle_id is not None else data  # may not fit either
         except encode.BAD_VALUE as exc:
             failed[position] = str(exc)
-            continue
-        out += wire.bundle_add(bundle_id, data) if bundle_id is not None else data
     return failed
 
 

@@ -241,6 +241,7 @@ _GOTO = struct.Struct("!HHB3x")
 _BUNDLE_ADD = struct.Struct("!BBHII2xH")
 _GROUP_MOD = struct.Struct("!BBHIHBxI")  # header + ofp_group_mod: command, type, pad, group_id
 _BUCKET = struct.Struct("!HHII4x")  # len, weight, watch_port, watch_group, pad (then the actions)
+MAX_MESSAGE = 0xFFFF  # bytes of an OpenFlow message: its header's 16-bit length
 
 
 def _mac(value) -> bytes:
@@ -451,6 +452,9 @@ class WireEncoder:
             code = getattr(self.ofp, _GROUP_COMMANDS[command])
         except KeyError as exc:
             raise EncodeError(f"unknown group command {command!r}") from exc
+        if 16 + len(buckets) > MAX_MESSAGE:  # a flood group of ~1,360 ports or more (docs/limits.md)
+            raise EncodeError(f"a group-mod of {len(group.buckets):,} buckets is {16 + len(buckets):,} bytes, "
+                              f"over OpenFlow's {MAX_MESSAGE:,}")
         return _GROUP_MOD.pack(self.version, self.ofp.OFPT_GROUP_MOD, 16 + len(buckets), xid, code,
                                self.ofp.OFPGT_ALL, group.group_id) + buckets
 
@@ -466,6 +470,9 @@ class WireEncoder:
 
     def bundle_add(self, bundle_id: int, message: bytes) -> bytes:
         """OFPT_BUNDLE_ADD_MESSAGE (1.4) carrying ``message``, with the message's own xid as required."""
+        if 16 + len(message) > MAX_MESSAGE:  # a group-mod of 65,520 bytes or more, one that fits alone
+            raise EncodeError(f"a message of {len(message):,} bytes in a bundle add is {16 + len(message):,} "
+                              f"bytes, over OpenFlow's {MAX_MESSAGE:,}")
         xid = int.from_bytes(message[4:8], "big")
         flags = self.ofp.OFPBF_ATOMIC | self.ofp.OFPBF_ORDERED
         return _BUNDLE_ADD.pack(self.version, self.ofp.OFPT_BUNDLE_ADD_MESSAGE, 16 + len(message), xid,

@@ -85,7 +85,7 @@ from controller.ryu_compat import hub, ofp_event
 from openflow import decode, encode
 from openflow.atonce import PLANS as _PLANS, READ_BACKS as _READ_BACKS, READ_BACKS_AT_ONCE, plan_slot  # noqa: F401
 from openflow.changeset import ChangeSet
-from openflow.flows import Group, render_group
+from openflow.flows import Group
 from openflow.installed import FlowBook, chunked, paced
 from openflow.reconciler_report import OPENFLOW_NAMES, SwitchReport
 from openflow.reconciler_send import REPLY_RATE, REPLY_TIMEOUT, ChangeSender, Waiter  # noqa: F401  (as before)
@@ -129,6 +129,7 @@ class SwitchReconciler(ChangeSender, SwitchReport):
         self._desired_groups: dict = {}  # group id -> Group
         self._installed_groups: dict = {}  # group id -> Group sent or read back, None: buckets not decodable
         self._rejected_groups: dict = {}  # group id -> error text
+        self._rejected_as: dict = {}  # group id -> the Group whose add or modify was rejected (``_retry_changed``)
         self._waiters: dict = {}  # xid -> _Waiter
         self._inflight = (0, 0)  # (xid of message 0, messages) of the change set being sent: xid - first = index
         self._errors: dict = {}  # op index -> error text
@@ -193,7 +194,7 @@ class SwitchReconciler(ChangeSender, SwitchReport):
         for g in groups:
             (desired_groups if g.group_id in self._owned else foreign)[g.group_id] = g
         for gid in foreign.keys() - self._rejected_groups.keys():
-            self._log.error("refusing group %s: id outside Canopy's range", render_group(foreign[gid]))
+            self._log.error("refusing %s: id outside Canopy's range", self._describe_group(foreign[gid]))
         if desired_groups != self._desired_groups:
             self._book.retry_rejected()  # flows may have been waiting for a group: retry them
             self._book.outdate()
@@ -356,6 +357,7 @@ class SwitchReconciler(ChangeSender, SwitchReport):
         self._installed_groups = {g.group_id: decode.decode_group(self.ofp, g) for g in paced(groups, self.pacer.tick)
                                   if g.group_id in self._owned}
         self._rejected_groups = {k: v for k, v in self._rejected_groups.items() if k not in self._owned}
+        self._rejected_as.clear()
         self._need_read = False
         self.counters["read_backs"] += 1
         self._log.info("read back %d Canopy flows and %d Canopy groups (OpenFlow %s)", len(installed),
@@ -399,6 +401,7 @@ class SwitchReconciler(ChangeSender, SwitchReport):
             return self._plan_ops()
 
     def _plan_ops(self) -> ChangeSet:
+        self._retry_changed(self._desired_groups)
         # the groups as desired now, with the flows: set_desired_owners replaces these dicts, never changes them
         groups, have, refused = self._desired_groups, self._installed_groups, self._rejected_groups
         self._plan_version = self._book.version
@@ -415,6 +418,15 @@ class SwitchReconciler(ChangeSender, SwitchReport):
                              if gid in have and have[gid] != g and gid not in refused],
             "flow_add": plan.adds, "flow_delete": plan.deletes,
             "group_delete": [(gid, Group(gid, ())) for gid in have if gid not in groups and gid not in refused]})
+
+    def _retry_changed(self, groups: dict) -> None:
+        """Forget the rejection of a group's add or modify once the desired group differs from the one rejected (a
+        flood group back under OpenFlow's 64 KiB, docs/limits.md): it is sent again, once per change; one that
+        stays the same stays left out (until a read-back), not sent again every round."""
+        for gid, rejected in list(self._rejected_as.items()):
+            if groups.get(gid) != rejected:
+                del self._rejected_as[gid]
+                self._rejected_groups.pop(gid, None)
 
     def _log_kept(self, count: int) -> None:
         if count and count != self._kept_logged:

@@ -15,11 +15,18 @@ from dataclasses import dataclass, field
 from controller.ryu_compat import hub
 from openflow import decode, encode
 from openflow.changeset import MAX_XID, ChangeSet, Op, encode_all
-from openflow.flows import Flow, render_flow, render_group
+from openflow.flows import Flow, Group, render_flow, render_group
 from openflow.installed import release
 
 REPLY_TIMEOUT = 30.0  # seconds for a read-back or a change set, plus 1 s per REPLY_RATE messages
 REPLY_RATE = 5000
+LOGGED_TEXT = 1000  # characters of a flow's or group's text in an error line (a flood group of 10,000 ports: ~400 KB)
+LOGGED_BUCKETS = 16  # of a group's buckets rendered in an error line (10,000 rendered: ~12 ms of CPU, each rejection)
+
+
+def brief(text: str, limit: int = LOGGED_TEXT) -> str:
+    """``text`` as an error line carries it: its first ``limit`` characters, and how many there were."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
 
 
 @dataclass
@@ -160,10 +167,24 @@ class ChangeSender:
         if op.kind.startswith("flow"):
             self._rejected[op.key] = text
             what = render_flow(op.item) if isinstance(op.item, Flow) else decode.describe_stats(self.ofp, op.item)
+            what = brief(what)
         else:
             self._rejected_groups[op.key] = text
-            what = render_group(op.item)
-        self._log.error("switch rejected %s of %s: %s", op.kind.replace("_", " "), what, text)
+            if op.kind != "group_delete":
+                self._rejected_as[op.key] = op.item
+            what = self._describe_group(op.item)
+        self._log.error("switch rejected %s of %s: %s", op.kind.replace("_", " "), what, brief(text))
+
+    def _describe_group(self, group) -> str:
+        """A group as an error line names it: its id, buckets and group-mod bytes, then its text (``brief``)."""
+        try:
+            size = f"{16 + sum(len(self._wire.bucket(b)) for b in group.buckets):,} bytes"
+        except encode.BAD_VALUE:
+            size = "a bucket not encodable"
+        text = render_group(Group(group.group_id, group.buckets[:LOGGED_BUCKETS]))
+        if len(group.buckets) > LOGGED_BUCKETS:
+            text += f",... ({len(group.buckets) - LOGGED_BUCKETS:,} more buckets)"
+        return f"group {group.group_id} ({len(group.buckets):,} buckets, {size}): {brief(text)}"
 
     def _on_error(self, msg) -> bool:
         self.counters["errors_received"] += 1

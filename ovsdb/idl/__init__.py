@@ -8,7 +8,7 @@ dialling a server), so this package adapts it, and it is the only part of Canopy
 - ``links``: ``Listener``, ``PeerLink`` (an accepted connection's handshake calls), ``IdleLink``, ``Doorbell``.
 - ``replica``: ``Replica`` (an ``ovs.db.idl.Idl`` over an *accepted* connection), its ``RowWriter``,
   ``PendingTransaction`` and ``TxnResult``.
-- ``rows``: ``column_value`` and the reference-set readers, cheaper than ``getattr`` on an IDL row.
+- ``rows``: ``column_value``, ``column_values`` and the reference-set readers, cheaper than ``getattr`` on an IDL row.
 - ``paced``: the ``Idl`` subclasses ``Replica`` runs, the one place that overrides ovs's private methods.
 - ``refusals``: why an update from the peer is refused (``paced`` refuses it and closes the session).
 - ``datums``: a column's JSON parsed into a Datum as ovs parses it, cheaper for plainly valid values (``paced``'s).
@@ -30,14 +30,15 @@ from ovsdb.idl.paced import _OVS_LOG, _PacedIdl, _TrackingIdl
 from ovsdb.idl.replica import (_FINAL, KEEPALIVE_MS, PAUSE_ROWS, TXN_ERROR, TXN_SUCCESS, TXN_TIMED_OUT, TXN_TIMEOUT_MS,
                                TXN_TRY_AGAIN, TXN_UNCHANGED, PendingTransaction, Replica, RowWriter, TxnResult,
                                schema_helper)
-from ovsdb.idl.rows import _datum, _pending, column_value, reference_count, referenced_rows, references
+from ovsdb.idl.rows import (_datum, _pending, column_value, column_values, reference_count, reference_keys,
+                             referenced_rows, references)
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE", "DEFAULT_PROBE_MS", "MAX_UNSOLICITED", "OVS_VERSION", "PINNED_OVS_VERSION", "READ_BUDGET",
     "BoundedConnection", "Doorbell", "IdleLink", "Listener", "PeerError", "PeerLink", "TlsStream",
     "KEEPALIVE_MS", "PAUSE_ROWS", "TXN_ERROR", "TXN_SUCCESS", "TXN_TIMED_OUT", "TXN_TIMEOUT_MS", "TXN_TRY_AGAIN",
     "TXN_UNCHANGED", "PendingTransaction", "Replica", "RowWriter", "TxnResult", "schema_helper",
-    "column_value", "reference_count", "referenced_rows", "references",
+    "column_value", "column_values", "reference_count", "reference_keys", "referenced_rows", "references",
     # private to the package, imported by its tests
     "_FINAL", "_OVS_LOG", "_PacedIdl", "_ReadBudget", "_TrackingIdl", "_datum", "_peer_of", "_pending", "_poll",
     "_session_on",

@@ -119,6 +119,8 @@ def _modify(idl, table, stacks: dict, key, row_diff):
     if not stack:
         raise ovs.db.error.Error('Modify non-existing row')
     row = stack.pop()
+    key = row.uuid  # the table's own key object (equal to ``key``): the lookups below compare it by identity, not
+    # through UUID.__eq__, a Python call each (ovs-vswitchd's ofport on 10,000 interfaces)
     if not stack:
         del stacks[key]
     old = idl._Idl__apply_diff(table, row, row_diff)

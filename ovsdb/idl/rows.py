@@ -3,10 +3,14 @@ three times, and sorts a set of rows), the same values. Plain stand-ins for rows
 
 - ``column_value``: a column of an IDL row as ``getattr`` gives it, converted once (``Row.__getattr__`` converts
   a set or map three times), and without ovs's conversion per atom where the column holds no reference.
-- ``references``, ``referenced_rows``, ``reference_count``: a reference set looked up, listed unsorted, counted.
+- ``column_values``: several columns of one row, as ``column_value`` reads each.
+- ``references``, ``referenced_rows``, ``reference_count``, ``reference_keys``: a reference set looked up, listed
+  unsorted, counted, its rows' keys.
 """
 
 from __future__ import annotations
+
+import operator
 
 import ovs.db.data
 import ovs.db.idl
@@ -62,6 +66,24 @@ def column_value(row, name: str, default=None):
     return read(dict.get(data, name), row)  # HACK (ovs 4.0.0): _data is a ColumnDefaultDict; a column never set: None
 
 
+def column_values(row, names: tuple[str, ...], default=None) -> list:
+    """``[column_value(row, name, default) for name in names]``, the row's state looked at once: an interface's name,
+    external_ids, ofport and type for its ``PortInfo`` (10,000 new ports, 40,000 reads)."""
+    attrs = row.__dict__ if isinstance(row, _ROW) else None
+    data = attrs.get("_data") if attrs is not None else None
+    if not isinstance(data, _COMMITTED) or attrs.get("_changes") != {} or attrs.get("_mutations") != {}:
+        return [getattr(row, name, default) for name in names]
+    columns, out = attrs["_table"].columns, []
+    for name in names:
+        column = columns.get(name)
+        if column is None:
+            out.append(default)
+            continue
+        read = column.__dict__.get(_READ) or _reader_of(column)
+        out.append(read(dict.get(data, name), row))
+    return out
+
+
 # HACK (ovs 4.0.0): an IdlTable's columns are IdlColumns, which forward unknown attributes to their ColumnSchema
 # (a Python call each); the conversion ``column_value`` makes of the column is kept in the IdlColumn's own __dict__,
 # made once per column and session (it lives as long as the replica's table).
@@ -82,6 +104,8 @@ def _reader(type_):
 
     def whole(datum, row):
         return (datum if datum is not None else _DEFAULT(type_)).to_python(row._uuid_to_row)
+    if key.ref_table and value is None and not (type_.n_min == 1 and type_.n_max == 1):
+        return _rows_reader(key.ref_table.name, whole)
     if key.ref_table or (value is not None and value.ref_table):
         return whole
     if value is not None:
@@ -101,8 +125,48 @@ def _reader(type_):
     def elements(datum, row):
         if datum is None:
             return whole(datum, row)
-        return sorted({k.value for k in datum.values})
+        values = datum.values
+        if len(values) == 1:  # an optional column's one value (an interface's ofport: 10,000 read at once)
+            for k in values:
+                return [k.value]
+        return sorted({k.value for k in values})
     return elements
+
+
+def _rows_reader(target: str, whole):
+    """The reader of a set of references to ``target``'s rows (a port's ``interfaces``, a bridge's ``ports``): the
+    rows found, sorted, as ``Datum.to_python`` gives them, each looked up in the table's ``IndexedRows.data`` directly
+    (ovs 4.0.0's ``Row._uuid_to_row`` goes through ``Mapping.get``, ``IndexedRows.__getitem__`` and the Idl's tables
+    per atom: ~3 µs, a third of the reporter's reading of a new port). ``whole`` (ovs's conversion) for a table with
+    a custom index, one not replicated (ovs raises), and a row that is not an IDL row's."""
+    def rows(datum, row):
+        idl = row.__dict__.get("_idl") if datum is not None else None
+        table = idl.tables.get(target) if idl is not None else None
+        if table is None or table.rows.indexes:
+            return whole(datum, row)
+        stacks = table.rows.data  # HACK (ovs 4.0.0): IndexedRows keeps uuid -> [row, ...], the last one the row
+        if len(datum.values) == 1:  # a port's one interface
+            for atom in datum.values:
+                stack = stacks.get(atom.value)
+                return [stack[-1]] if stack else []
+        found = set()
+        for atom in datum.values:
+            stack = stacks.get(atom.value)
+            if stack:
+                found.add(stack[-1])
+        return sorted(found)
+    return rows
+
+
+_VALUE_INT = operator.attrgetter("value.int")  # an atom's uuid's number
+
+
+def reference_keys(row, column: str) -> set[int] | None:
+    """The uuid numbers (``row_key``s) of the rows ``row``'s reference set ``column`` holds, read in C loops from the
+    committed datum of an IDL row, as ``references`` looks them up (10,000 new ports checked on their bridge: one set
+    of the bridge's ~10,000 instead of an Atom made and compared in Python per port); None for a plain stand-in."""
+    datum = _datum(row, column)
+    return None if datum is None else set(map(_VALUE_INT, datum.values))
 
 
 def reference_count(row, column: str) -> int:

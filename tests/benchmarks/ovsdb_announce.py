@@ -25,7 +25,10 @@ and a first pass done. Then evpn_routes' two transactions, sent by the harness a
 No ovs-vswitchd runs (the harness writes its ``ofport``, not the interfaces' error); no reconciler, no ExaBGP
 process. ``--profile FILE``: cProfile of the first run's phases (one profile, green threads included;
 ``--profile-phase withdraw``: that phase's only;
-``--profile-to-routes``: each until the speaker holds its routes, without the View delta and publish). Run with
+``--profile-to-routes``: each until the speaker holds its routes, without the View delta and publish). ``--steps``:
+each phase's CPU to the speaker's routes split into the intake's steps (``Steps``: JSON decode, the IDL's parse and
+apply with its notifications, the slicing and the rest of the IDL's update, the reporter, State), each exclusive of the
+steps it calls (a few calls per update: the timers cost nothing measurable). Run with
 PYTHONPATH naming the checkout to measure (a git archive of main for "before"). Not collected by pytest.
 """
 
@@ -190,9 +193,12 @@ def run(n: int, profiler=None, profiled=("announce", "withdraw"), to_routes: boo
                 profiler.enable()
             type2 = Type2(speaker)
             first = FirstChange(type2)
+            STEPS.take()
             start = time.thread_time()
             hub.spawn(db.send, request)
             wait(lambda: first() and state.reports_taking == 0 and type2() == routes, f"{phase}: the speaker's routes")
+            for step, spent in STEPS.take().items():
+                cpu[f"{phase}: step: {step}"] = spent
             cpu[f"{phase}: OVSDB update to the speaker's first route changed"] = first.at - start
             cpu[f"{phase}: OVSDB update to the speaker's routes (IDL, reporter, State, routes at bind)"] = \
                 time.thread_time() - start
@@ -242,13 +248,65 @@ def ofport_phase(db: Database, state, transactions: list, profiler=None) -> dict
     gc.collect()
     if profiler is not None:
         profiler.enable()
+    STEPS.take()
     start = time.thread_time()
     hub.spawn(lambda: [db.send(request) for request in requests])  # in order: each reply read before the next
     wait(w1_renumbered, "ofport: w1's ofport 6 reported")
     spent = time.thread_time() - start
+    steps = STEPS.take()
     if profiler is not None:
         profiler.disable()
-    return {"ofport: OVSDB update (ofport -1 on N interfaces) to State holding the next one's": spent}
+    return {"ofport: OVSDB update (ofport -1 on N interfaces) to State holding the next one's": spent,
+            **{f"ofport: step: {step}": took for step, took in steps.items()}}
+
+
+class Steps:
+    """CPU (``time.thread_time``) of the intake's steps, each exclusive of the steps it calls: every green thread runs
+    on this OS thread, so a step also holds what other green threads did in its pauses (the harness's polls, every
+    10 ms). ``install`` wraps the steps' functions (the same names in every checkout measured); ``take`` returns the
+    totals since the last call."""
+
+    STEPS = (("decode", "ovsdb.jsonstream", "Parser", "feed"),
+             ("decode", "ovsdb.jsonstream", "Parser", "finish"),
+             ("IDL parse+apply+notify", "ovsdb.idl.rowloop", None, "apply"),
+             ("IDL slicing, checks, rest", "ovsdb.idl.paced", "_PacedIdl", "_Idl__parse_update"),
+             ("reporter (BridgePorts, port_info, snapshot)", "ovsdb.vrs", "VrsReporter", "refresh"),
+             ("State", "controller.state", "State", "vrs_update"))
+
+    def __init__(self):
+        self.totals: dict[str, float] = {}
+        self.stack: list[list] = []  # [step, start, time of the steps it called]
+
+    def install(self) -> None:
+        import importlib
+
+        for step, module, owner, name in self.STEPS:
+            where = importlib.import_module(module)
+            where = getattr(where, owner) if owner else where
+            setattr(where, name, self._wrap(step, getattr(where, name)))
+
+    def _wrap(self, step: str, function):
+        import functools
+
+        @functools.wraps(function)
+        def timed(*args, **kwargs):
+            self.stack.append([step, time.thread_time(), 0.0])
+            try:
+                return function(*args, **kwargs)
+            finally:
+                name, start, inner = self.stack.pop()
+                spent = time.thread_time() - start
+                self.totals[name] = self.totals.get(name, 0.0) + spent - inner
+                if self.stack:
+                    self.stack[-1][2] += spent
+        return timed
+
+    def take(self) -> dict[str, float]:
+        totals, self.totals = self.totals, {}
+        return totals
+
+
+STEPS = Steps()
 
 
 class Hv:
@@ -266,8 +324,12 @@ def main(argv=None) -> int:
     parser.add_argument("--profile-phase", choices=("announce", "ofport", "withdraw"), help="profile this phase only")
     parser.add_argument("--profile-to-routes", action="store_true",
                         help="profile each phase until the speaker holds its routes (not the View delta, publish)")
+    parser.add_argument("--steps", action="store_true", help="split each phase's intake into its steps (Steps)")
     args = parser.parse_args(argv)
     import logging
+
+    if args.steps:
+        STEPS.install()
 
     logging.basicConfig(level=logging.WARNING)
     profiler = None
@@ -284,7 +346,7 @@ def main(argv=None) -> int:
     print(f"{args.ports:,} ports added, then deleted, each in one OVSDB transaction: CPU ms, median (min-max) of "
           f"{args.repeat} runs")
     for step in runs[0]:
-        values = sorted(r[step] * (1 if "count" in step else 1000) for r in runs)
+        values = sorted(r.get(step, 0.0) * (1 if "count" in step else 1000) for r in runs)
         print(f"  {step:82s} {statistics.median(values):8.1f} ({values[0]:.1f}-{values[-1]:.1f})")
     return 0
 

@@ -59,6 +59,7 @@ class Inputs:
         self.lingering: dict[str, str] = {}  # vport name -> the host it left, still showing its port (migration)
         self.ofports: dict[str, int] = {}
         self.unnumbered: set[str] = set()  # KVM ports whose row OVSDB shows before ovs-vswitchd numbered them
+        self.stopped: set[str] = set()  # lingering ports whose VM stopped there: no device (ofport -1: None)
         self.wrong_mac: set[str] = set()  # the hypervisor reports another MAC for these
         self.tors: dict[str, list | None] = dict.fromkeys(TORS)  # hardware VTEP -> None (not connected) or its MACs
         self.tor_ips = {name: ips[0] for name, ips in TORS.items()}
@@ -172,8 +173,9 @@ class Inputs:
         flavour = HOSTS[host]
         ports = [PortInfo("vxlan0", h["tunnel"], None, (), "vxlan")]
         trunk = []
-        shown = sorted(self.placed.items()) + sorted(self.lingering.items())
-        for name, where in shown:
+        shown = [(n, h, False) for n, h in sorted(self.placed.items())] + \
+                [(n, h, n in self.stopped) for n, h in sorted(self.lingering.items())]
+        for name, where, stopped in shown:
             if where != host:
                 continue
             kind = VPORTS[name]
@@ -181,7 +183,7 @@ class Inputs:
                                                                                  if name in self.vports else 0)
             if kind in ("kvm", "hyperv"):
                 ext = (("attached-mac", mac),) + ((("iface-id", name),) if kind == "kvm" else ())
-                ofport = None if name in self.unnumbered else self.ofports[name]
+                ofport = None if name in self.unnumbered or stopped else self.ofports[name]
                 ports.append(PortInfo(f"tap-{name}" if kind == "kvm" else name, ofport, mac, ext))
             elif kind == "esxi":
                 trunk.append((f"canopy-vnic-{200 + self.ofports[name]}", f"vnic-{name}"))

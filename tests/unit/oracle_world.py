@@ -12,14 +12,17 @@ from tests.unit.oracle_inputs import (BINDINGS, EXT_OVSDB, EXT_UPLINKS, FIPS, HO
 
 
 class World(Inputs):
-    """The driver's world with its random events: ``step`` picks one."""
+    """The driver's world with its random events: ``step`` picks one. ``stopping``: a migration's VM may stop on the
+    host it left (``ev_stopped``); off by default, so the sequences of the other oracles' seeds stay as they were."""
+
+    stopping = False
 
 
     def step(self):
         rng = self.rng
         events = ["vport", "vport", "vport", "place", "place", "place", "subnet", "domain", "binding", "vrs", "tor",
                   "evpn", "mismatch", "external", "external", "security", "security", "security", "move", "numbered",
-                  "restored", "bare"]
+                  "restored", "bare"] + ["stopped"] * self.stopping
         if self.inside_a_pass:  # received routes are imported by the programming loop itself, between passes
             events.remove("evpn")  # (controller/routepass.py import_remote), never while a pass is paused
         event = rng.choice(events)
@@ -46,6 +49,7 @@ class World(Inputs):
             self.ofports[name] = rng.randrange(10, 20)
         if old and old != self.placed.get(name) and kind in ("kvm", "hyperv") and rng.random() < 0.4:
             self.lingering[name] = old  # a migration in flight: both hypervisors show the port for a while
+            self.stopped.discard(name)
             old = None
         for host in {old, gone, self.placed.get(name)} - {None}:
             self.push(host)
@@ -62,6 +66,15 @@ class World(Inputs):
         if rng.random() < 0.5:
             self.ev_place()
         self.commit()
+
+    def ev_stopped(self):
+        """The VM of a migration in flight stops on the host it leaves: its port stays there without a device (OVS's
+        kernel datapath sets its ofport to -1), so the port it came to takes the vport; or it gets one again (the
+        migration aborted: controller/binding.py ``preferred``)."""
+        if self.lingering:
+            name = self.rng.choice(sorted(self.lingering))
+            self.stopped ^= {name}
+            self.push(self.lingering[name])
 
     def ev_external(self):
         """A floating IP attached, moved or freed; a domain translated or not; the network's gateway MAC or an

@@ -166,3 +166,16 @@ def test_mac_in_use_and_esxi_trunks_are_not_compared():
     trunk = port("trunk0", 7, **{"canopy-vnic-101": "vnic-7", "attached-mac": "02:00:00:00:00:77"})
     state.vrs_update(snap("s1", "hv1", [tap, trunk], flavour="esxi"))
     assert set(state.locations) == {"v1", "v2"} and state.mismatched == {}
+
+
+def test_an_esxi_vnic_announced_on_two_trunks_is_where_it_came_up_last():
+    """The vCenter agent announces a vNIC on the trunk of the host where it came up (a vMotion: where the VM runs once
+    it switched over) and removes it from the host it left, maybe later, or never if that agent or host is down; a
+    trunk always has a device, so the earliest appearance (KVM's rule for a live migration in flight) would keep the
+    VM's traffic on the host it left."""
+    state = State(policy(vport("v1", "vm1", {"flavour": "esxi", "vnic_id": "vnic-7"})))
+    state.vrs_update(snap("s1", "esx1", [port("trunk0", **{"canopy-vnic-101": "vnic-7"})], flavour="esxi"))
+    state.vrs_update(snap("s2", "esx2", [port("trunk0", **{"canopy-vnic-102": "vnic-7"})], flavour="esxi", dpid=2))
+    assert (state.locations["v1"].chassis, state.locations["v1"].vlan) == ("esx2", 102)
+    state.vrs_update(snap("s1", "esx1", [port("trunk0")], flavour="esxi"))
+    assert (state.locations["v1"].chassis, state.locations["v1"].vlan) == ("esx2", 102)

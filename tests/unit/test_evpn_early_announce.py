@@ -69,6 +69,32 @@ def test_a_publish_whose_view_lacks_the_vport_keeps_its_route_the_next_one_decid
     assert not vm1_type2(fed.speaker.desired) and fed.speaker.commands[-1].startswith(WITHDRAW)
 
 
+def test_the_same_view_published_again_keeps_the_route_until_it_takes_the_binding():
+    """A LiveView (its ``local_feeds`` tell what it changed) published twice before its pass takes the binding (a
+    pass's publish repeated, one stopped after the hand-over): the second keeps the route too, as the View took no
+    change since the first (counting publishes, it withdrew the route of a vport still bound, until the next pass:
+    tests/unit/test_originator_interleave.py seed 1 with VMs stopping). Once the View has the vport it decides."""
+    state, _view = setup_view(WITHOUT_VM1)
+    prog = Programmer(state)
+    prog.refresh(full=True)
+    fed = Federation(None, "/unused", state, speaker=BookedSpeaker())
+    fed.publish(prog.view)
+    fed.early = True
+    state.vrs_update(snapshot("hv1", HV1, WITH_VM1))  # bound; the pass that takes it not run yet
+    early = vm1_type2(fed.speaker.desired)
+    assert len(early) == 1
+    fed.speaker.commands.clear()
+    for _ in range(3):
+        fed.publish(prog.view)
+        assert vm1_type2(fed.speaker.desired) == early
+    assert not any(c.startswith(WITHDRAW) for c in fed.speaker.commands)
+    prog.refresh()  # the pass that takes the binding
+    fed.publish(prog.view)
+    fed.publish(prog.view)
+    assert fed.speaker.desired == originate(prog.view, state.policy, fed.mobility.seqs)
+    assert vm1_type2(fed.speaker.desired) == early and not any(c.startswith(WITHDRAW) for c in fed.speaker.commands)
+
+
 def test_a_vport_bound_while_a_publish_pauses_is_announced_and_kept():
     state, view = setup_view(WITHOUT_VM1)
     fed = Federation(None, "/unused", state, speaker=BookedSpeaker())

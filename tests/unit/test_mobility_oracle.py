@@ -27,6 +27,7 @@ from tests.unit.oracle_world import World
 from tests.unit.test_duplicate_macs_pass import opcodes
 
 SEEDS, STEPS = 10, 120
+STOPPING_SEEDS = 10  # seeds with ``World.stopping`` on
 PEERS = ("10.250.0.1", "10.250.0.2")
 
 
@@ -199,6 +200,15 @@ def run(seed: int) -> dict:
 @pytest.mark.parametrize("seed", range(SEEDS))
 def test_by_delta_equals_the_full_walk_after_every_pass(seed, monkeypatch):
     monkeypatch.setattr(loglimit, "_last_logged", {})
+    run(seed)
+
+
+@pytest.mark.parametrize("seed", range(STOPPING_SEEDS))
+def test_by_delta_equals_the_full_walk_with_migrating_vms_stopping(seed, monkeypatch):
+    """The world's VMs of a migration in flight also stop on the host they leave (``World.stopping``: another
+    random sequence for every seed, so these run beside the seeds above, not instead of them)."""
+    monkeypatch.setattr(loglimit, "_last_logged", {})
+    monkeypatch.setattr(World, "stopping", True)
     run(seed)
 
 

@@ -3,11 +3,14 @@ paced as in the controller, a Pacer pausing every 1-4 units, on their oracles' r
 same as from scratch (tests/unit/test_mobility_oracle.py ``FullWalk``, tests/unit/test_originator_oracle.py
 ``FullPublish``), with pauses taken, and the ways announce39 (stop 39) added to do work a run at a time in C loops
 reached: ``Mobility._new``, ``_take_all`` at once and a MAC at a time, ``Originator._held_at_once`` both ways, routes
-announced at bind. (Until stop 40 these ran against copies of stop 38's code, test_announce39_old_new.py.)"""
+announced at bind. In each of MAC mobility's pauses every entry (a MAC's sequence number, read by a vport bound in
+the pause) is what it was before the update or what it is after. (Until stop 40 these ran against copies of stop 38's code, test_announce39_old_new.py.)"""
 
 from __future__ import annotations
 
 import random
+
+import pytest
 
 from bgp.early import EarlyAnnounce
 from bgp.mobility import Mobility
@@ -16,6 +19,7 @@ from controller import loglimit
 from controller.pacer import Pacer
 from tests.unit import test_mobility_oracle as mobility_oracle
 from tests.unit import test_originator_oracle as originator_oracle
+from tests.unit.oracle_world import World
 
 SEEDS = 6
 PAUSES = [0]
@@ -35,8 +39,19 @@ class PacedDriver(mobility_oracle.Driver):
         self.every = random.Random(rng.random())
 
     def compare(self, where: str):
-        update, pacer = self.mobility.update, _paced(self.every)
-        self.mobility.update = lambda view, remote, _pacer=None: update(view, remote, pacer)
+        """And in each pause (where a vport bound reads its MAC's sequence number: bgp/early.py) every entry is what
+        it was before the update or what it is after it (the full walk's, made first by ``Driver.compare``)."""
+        update, every, mobility, full = self.mobility.update, self.every, self.mobility, self.full
+
+        def paced(view, remote, _pacer=None):
+            before = dict(mobility.entries)
+
+            def pause():
+                PAUSES[0] += 1
+                for key in before.keys() | mobility.entries.keys() | full.entries.keys():
+                    assert mobility.entries.get(key) in (before.get(key), full.entries.get(key)), (where, key)
+            return update(view, remote, Pacer(pause, every.randint(1, 4)))
+        self.mobility.update = paced
         try:
             return super().compare(where)
         finally:
@@ -68,8 +83,11 @@ def _count_paths(monkeypatch) -> dict:
     return hits
 
 
-def test_mobility_paced_in_runs_equals_the_full_walk(monkeypatch):
+@pytest.mark.parametrize("stopping", [False, True])
+def test_mobility_paced_in_runs_equals_the_full_walk(stopping, monkeypatch):
+    """(``stopping``: the world's VMs of a migration in flight also stop on the host they leave: other sequences.)"""
     monkeypatch.setattr(loglimit, "_last_logged", {})
+    monkeypatch.setattr(World, "stopping", stopping)
     monkeypatch.setattr(mobility_oracle, "Driver", PacedDriver)
     hits, PAUSES[0] = _count_paths(monkeypatch), 0
     for seed in range(SEEDS):
@@ -85,8 +103,10 @@ class PacedPublishing(originator_oracle.Publishing):
         super().publish(where)
 
 
-def test_originator_and_announce_at_bind_paced_in_runs_equal_the_full_publish(monkeypatch):
+@pytest.mark.parametrize("stopping", [False, True])
+def test_originator_and_announce_at_bind_paced_in_runs_equal_the_full_publish(stopping, monkeypatch):
     monkeypatch.setattr(loglimit, "_last_logged", {})
+    monkeypatch.setattr(World, "stopping", stopping)
     monkeypatch.setattr(originator_oracle, "Publishing", PacedPublishing)
     held, bound, PAUSES[0] = Originator._held_at_once, EarlyAnnounce.bound, 0
     hits, announced = {True: 0, False: 0}, [0]

@@ -4,7 +4,9 @@ EVPN MACs; vports changing subnet): after each pass the View and the LiveView's 
 from scratch, and the pass's notes hold what changed, as found by comparing the View before and after the pass:
 every endpoint changed with what it was and is (``changed``), the local endpoints changed (``local_changed``, what
 MAC mobility and the Originator take), and where each vport endpoint changed was (``was_at``: its owner is listed
-there, so its flows go). (Until stop 40 against a copy of stop 38's code, ``OneAtATime``.) And the cost of the
+there, so its flows go), and each subnet or domain that came to or left a switch with the switches it was on at the
+start (``presence``, ``on_before``) and each subnet whose switches holding endpoints changed (``holders_changed``),
+as found from the LiveView's indexes before and after. (Until stop 40 against a copy of stop 38's code, ``OneAtATime``.) And the cost of the
 View delta in bytecodes and the places worked out between two pauses."""
 
 from __future__ import annotations
@@ -44,15 +46,23 @@ def commit_vports(state, rng, vports: dict, names) -> None:
 
 
 def before_pass(live) -> tuple:
-    """The View's endpoints and local endpoints, and where each vport endpoint is, before a pass."""
+    """The View's endpoints and local endpoints, where each vport endpoint is, and the switches each subnet and
+    domain is on and holds endpoints on, before a pass."""
     v = live.view
     return dict(v.endpoints), dict(v.local), {eid: frozenset(live._where(ep)) for eid, ep in v.endpoints.items()
-                                               if ep.kind == "vport"}
+                                               if ep.kind == "vport"}, places_of(live)
+
+
+def places_of(live) -> tuple:
+    """("s", subnet) and ("d", domain) -> the switches it is on; subnet -> the switches holding its endpoints."""
+    on = {("s", sid): set(sessions) for sid, sessions in live.sub_on.items() if sessions}
+    on.update({("d", dom): set(sessions) for dom, sessions in live.dom_on.items() if sessions})
+    return on, {sid: {s for s, n in counts.items() if n > 0} for sid, counts in live.ep_count.items()}
 
 
 def check_notes(live, before, where: str) -> None:
     """The pass's notes against the View before and after it."""
-    endpoints, local, placed = before
+    endpoints, local, placed, (on, holders) = before
     v = live.view
     moved = {eid for eid in set(endpoints) | set(v.endpoints) if endpoints.get(eid) != v.endpoints.get(eid)}
     assert moved <= set(live.changed), (where, moved - set(live.changed))
@@ -62,6 +72,16 @@ def check_notes(live, before, where: str) -> None:
     assert gone_local <= set(live.local_changed), (where, gone_local - set(live.local_changed))
     for eid in moved & set(placed):  # (where it was when swapped: a place can go earlier in the pass)
         assert eid in live.was_at, (where, eid)
+    # a subnet or domain that came to or left a switch (its flows there go or come: viewowners._presence_owners) is
+    # in ``presence`` there, with the switches it was on at the start (``on_before``: its owners are listed there)
+    on_now, holders_now = places_of(live)
+    for place in set(on) | set(on_now):
+        for session in on.get(place, set()) ^ on_now.get(place, set()):
+            assert (place[1] if place[0] == "s" else place) in live.presence.get(session, ()), (where, place, session)
+            assert live.on_before.get(place) == on.get(place, set()), (where, place)
+    for sid in set(holders) | set(holders_now):  # a subnet whose switches holding endpoints changed
+        if holders.get(sid, set()) != holders_now.get(sid, set()):
+            assert sid in live.holders_changed, (where, sid)
 
 
 def view_from_scratch(state) -> dict:
