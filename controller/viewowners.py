@@ -63,8 +63,8 @@ class OwnerReach:
         nothing to drop or put; found by set operations, C loops: 10,000 unpoliced vports gone were ~40 bytecodes
         each)."""
         changed = self.changed
-        out = set(ports)
-        for vid in (local.at.keys() & changed.keys()) | (self.sec.view.ports.keys() & changed.keys()):
+        out = set(ports) | (local.at.keys() & changed.keys())  # (policed before: a vport turning bare metal too)
+        for vid in self.sec.view.ports.keys() & changed.keys():
             new = changed[vid][1]
             if new is None or new.kind == "vport":
                 out.add(vid)

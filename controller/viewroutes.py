@@ -39,6 +39,11 @@ def _host_keys(ips: list, vids: list) -> list:
     return list(zip(repeat(-32), _ip_orders(ips), repeat(0), vids))
 
 
+def _holds(held, ep) -> bool:
+    """Whether the host route held for an IP and id (``Routes.host_eps``) is endpoint ``ep``'s."""
+    return held is ep or (held is not None and held == ep)
+
+
 def own_routes(view, did) -> list:
     """A domain's FIB without its host routes (its connected, static and EVPN routes: what the domain's own flows are
     compiled from), in no particular order. The LiveView keeps them apart (``LazyFib.own``): read through the whole
@@ -121,11 +126,12 @@ class OrderedFib:
         back = key in self.gone  # removed and not taken out yet: still counted
         self.gone.discard(key)
         route = d.Route(f"{ip}/32", "host", None, ep.vport_id, ep.subnet_id)
+        held = key in self.added or (key in self.routes and not back)  # (by another endpoint of the id: replaced)
         if key in self.routes:
             self.routes[key] = route  # (a key held already: no search)
         else:
             self.added[key] = route
-        if not back:
+        if not (back or held):
             self._count(key[:2], 1)
 
     def remove_host(self, ip: str, vport_id: str) -> None:
@@ -252,13 +258,20 @@ class Routes:
         self.changed = set()  # domains whose own flows change
 
     def count(self, ep, dom, step):
-        """An endpoint of a routed subnet (with a CIDR) of domain ``dom`` came (step 1) or went (-1)."""
+        """An endpoint of a routed subnet (with a CIDR) of domain ``dom`` came (step 1) or went (-1). A vport turning
+        bare metal or back keeps its id as it changes kind, and its new endpoint may come before the old one goes
+        (``LiveView._swap``): a host route is keyed by IP and id, so the old one's going takes out only the routes it
+        still holds (it took the new one's /32 out of the FIB)."""
         if step > 0:
             for ip in ep.ips:
                 self.host_eps[dom][ip][ep.vport_id] = ep
                 self.ordered[dom].add_host(ip, ep)
         elif ep.ips:
-            self._remove_hosts(dom, ep.ips, ep.vport_id)
+            held = self.host_eps.get(dom, {})
+            vid = ep.vport_id
+            ips = [ip for ip in ep.ips if _holds(held.get(ip, {}).get(vid), ep)]
+            if ips:
+                self._remove_hosts(dom, ips, vid)
         fib = self.view.fib
         if dom not in fib._stale and dom in self.view.domains:  # (stale already: 10,000 endpoints of one domain)
             fib.stale(dom)

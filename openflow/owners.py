@@ -32,9 +32,11 @@ ENDPOINT_KINDS = frozenset({"vport", "vtep_mac", "evpn"})  # the owners of endpo
 
 
 def _endpoint_present(view: View, session: str, owner: Owner) -> bool:
-    """An endpoint's owner: on its own switch and on those its subnet or the subnet's domain is on."""
+    """An endpoint's owner: on its own switch and on those its subnet or the subnet's domain is on. A vport turning
+    bare metal or back keeps its id and changes kind: the owner of the kind it was has no flows any more (it had the
+    new endpoint's flows filed under it as well, under its cookie)."""
     ep = view.endpoints.get(owner.id)
-    if ep is None:
+    if ep is None or ep.kind != owner.kind:
         return False
     sub = view.subnets.get(ep.subnet_id)
     return ep.session == session or ep.subnet_id in view.subnets_on(session) or \

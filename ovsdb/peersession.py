@@ -139,7 +139,9 @@ class PeerSession:
         VTEP was ever reported."""
         thread = self._thread
         if thread is not None and thread is not hub.getcurrent():
-            hub.kill(thread)  # runs the thread's cleanup (finish) before returning
+            hub.kill(thread)  # runs the thread's cleanup (finish) before returning, unless the kill landed in a report:
+            # State then takes the switch's last report again, pausing (controller/state.py ``_failed``), and the
+            # thread ends after that (a second kill: without pauses); _finish below is idempotent
         self._finish()
 
     def _serve(self) -> None:

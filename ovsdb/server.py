@@ -277,7 +277,11 @@ class OvsdbManagerServer:
                 return
             if not self._admit(link):
                 continue
-            session = PeerSession(self, self._session_name(link.peer), link)
+            try:
+                session = PeerSession(self, self._session_name(link.peer), link)
+            except BaseException:  # (never served: the connection would stay open, its descriptor held, for good)
+                link.close()
+                raise
             self._sessions[session.name] = session
             if self.tls is None:
                 self.log.info("ovsdb %s: connected (session %s)", link.peer, session.name)

@@ -52,6 +52,7 @@ class Inputs:
         self.inside_a_pass = False  # events land in a pass's pause: no pass of their own (one programming loop)
         self.committing = False  # a commit is in State's hands (it may pause)
         self.vports: dict[str, dict] = {}  # name -> {subnet, mac variant, ip}
+        self.bare: set[str] = set()  # KVM vports turned bare metal in policy (their ports may still show)
         self.bindings: set[tuple] = set()  # (switch, port, vlan, subnet)
         self.hosts: dict[str, dict] = {}  # connected: name -> {tunnel ofport, vtep ip}
         self.placed: dict[str, str] = {}  # vport name -> host it is on
@@ -115,7 +116,8 @@ class Inputs:
                 continue
             vport = self.ext["fips"][name]
             v = self.vports.get(vport)
-            ok = v is not None and v["subnet"] in self.subnets and self.domain_of(v["subnet"]) is not None
+            ok = v is not None and v["subnet"] in self.subnets and self.domain_of(v["subnet"]) is not None \
+                and vport not in self.bare
             out.append({"name": name, "external_network": "public", "address": f"203.0.113.{50 + n}",
                         **({"vport": f"{v['subnet']}/{vport}"} if ok else {})})
         return out
@@ -132,7 +134,7 @@ class Inputs:
         return {"policy_groups": [{"name": g} for g in sorted(groups)], "acls": acls}
 
     def vport_body(self, name, v, net):
-        flavour = VPORTS[name]
+        flavour = "baremetal" if name in self.bare else VPORTS[name]
         binding_ = {"flavour": "esxi" if flavour == "static" else flavour}
         if flavour == "esxi":
             binding_["vnic_id"] = f"vnic-{name}"

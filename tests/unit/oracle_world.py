@@ -22,7 +22,7 @@ class World(Inputs):
         rng = self.rng
         events = ["vport", "vport", "vport", "place", "place", "place", "subnet", "domain", "binding", "vrs", "tor",
                   "evpn", "mismatch", "external", "external", "security", "security", "security", "move", "numbered",
-                  "restored"] + ["stopped"] * self.stopping
+                  "restored", "bare"] + ["stopped"] * self.stopping
         if self.inside_a_pass:  # received routes are imported by the programming loop itself, between passes
             events.remove("evpn")  # (controller/routepass.py import_remote), never while a pass is paused
         event = rng.choice(events)
@@ -53,6 +53,19 @@ class World(Inputs):
             old = None
         for host in {old, gone, self.placed.get(name)} - {None}:
             self.push(host)
+
+    def ev_bare(self):
+        """A KVM vport turns bare metal in policy (a server behind a hardware VTEP, known under the vport's id) or
+        back, while its port may still show on its hypervisor; half of the time another port comes, goes or moves in
+        the same pass (the View delta walks them in one run: controller/viewbatch.py). Back, its vport endpoint comes
+        before its server endpoint goes (controller/viewroutes.py ``Routes.count``)."""
+        rng = self.rng
+        pool = sorted(self.bare) if self.bare and rng.random() < 0.6 else [n for n in sorted(VPORTS) if VPORTS[n] == "kvm"]
+        shown = [n for n in pool if n in self.vports and self.placed.get(n) in self.hosts]  # (bound back: the case)
+        self.bare ^= {rng.choice(shown or pool)}
+        if rng.random() < 0.5:
+            self.ev_place()
+        self.commit()
 
     def ev_stopped(self):
         """The VM of a migration in flight stops on the host it leaves: its port stays there without a device (OVS's

@@ -97,11 +97,14 @@ def arp_for(prog, session, ip):
 
 
 def assert_matches_full(prog):
+    """Per owner, with every flow's cookie (``Flow`` equality ignores the owner: a vport's flows also filed under the
+    owner of the kind it was before turning bare metal or back, under that owner's cookie, compared equal)."""
+    from tests.unit.oracle_checks import by_owner
+
     view = prog.derive()
     for session in view.switches:
         full = compile_switch(view, session)
-        assert prog.desired[session].all_flows() == full.all_flows(), session
-        assert prog.desired[session].all_groups() == full.all_groups(), session
+        assert by_owner(prog.desired[session]) == by_owner(full), session
 
 
 # ------------------------------------------------------------------------------ choosing the gateway
@@ -374,12 +377,22 @@ def test_an_l2_only_subnet_gets_dhcp_for_its_bare_metal_but_no_routing():
     assert not any(f.priority == 101 for f in prog.desired[session].all_flows())  # nothing is routed
 
 
-def test_a_vport_turning_bare_metal_and_back_recompiles_like_a_full_recompute():
+POLICED = DOC.replace("""    domains:""", """    policy_groups: [{name: web}]
+    acls: [{name: web-in, policy_groups: [web], rules: [{direction: ingress, action: allow, protocol: tcp, ports: "80",
+             remote_group: web}]}]
+    domains:""", 1).replace("ips: [10.0.1.12], binding: {flavour: kvm}}", "ips: [10.0.1.12], binding: {flavour: kvm}, "
+                            "policy_groups: [web]}")
+
+
+@pytest.mark.parametrize("doc", [DOC, POLICED], ids=["open", "policed"])
+def test_a_vport_turning_bare_metal_and_back_recompiles_like_a_full_recompute(doc):
     """Its endpoint keeps its id (the vport's) and changes kind: a server behind the VTEP, then a VM on hv2 again.
     Back on hv2, the View put the VM in before taking the server out, and recorded the change as none (nothing there
     before, nothing after): hv1 and hv3 kept sending vm2's frames and packets to the VTEP. ``View.local`` (what
-    Canopy announces) follows the kind both ways."""
-    state, prog = setup()
+    Canopy announces) follows the kind both ways. Compared per owner: the owner of the kind it was kept flows (the
+    new endpoint's, under the old owner's cookie: openflow/owners.py ``present``), and a policed VM's port ACL stayed
+    on hv2 after it turned bare metal (controller/viewowners.py ``_policed``)."""
+    state, prog = setup(doc=doc)
     vid = state.policy.find("vport", "acme/web/vm2")["id"]
     for flavour, kind in (("baremetal", "vtep_mac"), ("kvm", "vport"), ("baremetal", "vtep_mac"), ("kvm", "vport")):
         policy = state.policy.copy()
@@ -394,18 +407,18 @@ def test_a_vport_turning_bare_metal_and_back_recompiles_like_a_full_recompute():
 
 
 
-@pytest.mark.parametrize("back", [pytest.param(True, marks=pytest.mark.xfail(strict=True, reason=(
-    "a vport turning back from bare metal loses its /32 from the incremental View's FIB (found by debt40; the fix "
-    "removes this mark)"))), False])
+@pytest.mark.parametrize("back", [True, False])
 def test_a_vport_turning_bare_metal_or_back_with_another_bound_or_gone_in_one_pass_equals_one_at_a_time(back):
     """One pass in which vm2 turns back from bare metal (its server endpoint still in the View, under its id) while
     vm3 is bound on hv1 (``back``), or turns bare metal while vm1's port goes: the View delta walks them in one run
     (controller/viewbatch.py). A run whose endpoints all come is swapped in together only when none of them is in
     the View under another kind (without that guard vm2's server endpoint was overwritten uncounted: its MACs,
-    IPs and places kept); the LiveView equals one built from scratch, and the pass's notes match the View before
-    and after it (tests/unit/test_view_batch.py)."""
+    IPs and places kept); the LiveView equals one built from scratch, its indexes included (vm2's /32 kept: its
+    server endpoint's going, after its vport endpoint came, took the new /32 out of the FIB), and the pass's notes
+    match the View before and after it (tests/unit/test_view_batch.py)."""
     from controller.pacer import Pacer
     from controller.viewdelta import LiveView
+    from tests.unit.oracle_checks import check_indexes
     from tests.unit.test_view_batch import before_pass, check_notes, view_from_scratch, view_of
 
     doc = DOC.replace("""              - {name: bm1,""", """              - {name: vm3, mac: "02:00:00:00:01:03", ips: [10.0.1.13], binding: {flavour: kvm}}
@@ -426,6 +439,7 @@ def test_a_vport_turning_bare_metal_or_back_with_another_bound_or_gone_in_one_pa
         live.apply(journal.take())
         check_notes(live, before, "one pass")
         assert view_of(live) == view_from_scratch(state)
+        check_indexes(state, live, "one pass")
 
     if back:
         flavour("baremetal")
@@ -438,3 +452,42 @@ def test_a_vport_turning_bare_metal_or_back_with_another_bound_or_gone_in_one_pa
         state.vrs_update(vrs("hv1", []))
     one_pass()
     assert (live.view.endpoints[vm2["id"]].kind == "vport") == back
+
+
+def test_a_vport_turning_back_from_bare_metal_is_routed_to_and_announced_through_its_static_route():
+    """A static route whose next hop is vm2's IP, while vm2 turns bare metal and back: back on hv2, the static route
+    resolves to it again, so a packet of db1 (another subnet) to the route's prefix reaches vm2 on hv2, and the route
+    is announced (EVPN type 5) at hv2's VTEP. The incremental View lost vm2's host route there (its server endpoint's
+    going took the new vport endpoint's /32 out, both keyed by vm2's id): the static route resolved to nothing, its
+    flows and its type-5 route went, while a full recompute kept them; and a peer's type-5 /32 for vm2's IP was no
+    longer filtered out (the View's host routes are what it is filtered by): its flow and vm2's own host route matched
+    alike at one priority."""
+    from bgp.evpn import originate
+    from controller.remote import RemotePrefix, RemoteTable
+
+    doc = DOC.replace("      - name: prod\n", "      - name: prod\n"
+                      "        static_routes: [{prefix: 192.168.50.0/24, next_hop: 10.0.1.12}]\n")
+    state, prog = setup(doc=doc)
+    # a peer's type-5 /32 for vm2's IP: a local host's own route wins over it (derive keeps one route per prefix)
+    state.take_remote(RemoteTable(prefixes=(RemotePrefix(dom(state)["id"], "10.0.1.12/32", "10.99.0.7",
+                                                         "02:dd:00:00:00:07", dom(state)["l3_vni"]),)))
+    for flavour in ("baremetal", "kvm"):
+        policy = state.policy.copy()
+        vm2 = dict(policy.find("vport", "acme/web/vm2"))
+        policy.put("vport", dict(vm2, binding=dict(vm2["binding"], flavour=flavour)))
+        state.policy_committed(policy, [])
+        prog.refresh()
+    db1 = {"in_port": VM_PORT, "eth_src": "02:00:00:00:02:01", "eth_dst": dom(state)["gateway_mac"], "eth_type": 0x0800,
+           "ipv4_src": "10.0.2.11", "ipv4_dst": "192.168.50.7", "ttl": 64}
+    [(port, pkt)] = trace(prog.desired["hv3"], {**db1, "ipv4_dst": "10.0.1.12"})  # to vm2 itself: hv2, not the peer
+    assert (port, pkt["tun_ipv4_dst"]) == (TUNNEL, "10.251.0.2")
+    [(port, pkt)] = trace(prog.desired["hv3"], db1)
+    assert (port, pkt["tun_ipv4_dst"]) == (TUNNEL, "10.251.0.2")
+    [(port, pkt)] = trace(prog.desired["hv2"], {**pkt, "in_port": TUNNEL, "reg0": 0})
+    assert (port, pkt["eth_dst"]) == (VM_PORT, "02:00:00:00:01:02")
+    prefixes = {(r.prefix, r.next_hop) for r in originate(prog.view, state.policy).values()
+                if getattr(r, "prefix", None)}
+    assert ("192.168.50.0/24", "10.251.0.2") in prefixes
+    [route] = prog.view.static[dom(state)["id"]]
+    assert route.vport_id == state.policy.find("vport", "acme/web/vm2")["id"]
+    assert_matches_full(prog)

@@ -10,7 +10,8 @@ incremental Programmer, and after every programming pass the incremental result 
   ``vtep_desired`` over the View derived from scratch.
 
 Events: policy create/update/delete (subnets routed and L2-only, domains and their static routes, vports of every
-flavour, hardware VTEP bindings, DHCP and gateway chassis) applied as documents with their commit's change list; a
+flavour, hardware VTEP bindings, DHCP and gateway chassis; a KVM vport turning bare metal and back while its port
+shows, another port coming or going in the same pass) applied as documents with their commit's change list; a
 routed subnet leaving its domain and joining it again (deleted with its vports and created again with the same VNI,
 as a Neutron router interface removed and added makes it); a subnet's domain changed in place and back by snapshots
 restored on a standby (which a REST write and a replicated put refuse); a domain's gateway MAC changing; ports

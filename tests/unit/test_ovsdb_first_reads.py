@@ -299,7 +299,7 @@ def test_a_session_that_cannot_be_built_is_not_counted_as_a_first_read_pending(m
     """Building a session for an accepted connection raises (its reporters: say a bug in one; the accept loop logs
     it): the session is never served, so nothing would end its first read. Its name must not stay among the first
     reads pending (the start-up hold's passes each waited their bound for it: on main the name entered the set before
-    the reporters were built)."""
+    the reporters were built), and its connection is closed (it stayed open, its descriptor held: repeated, EMFILE)."""
     import logging
     from types import SimpleNamespace
 
@@ -310,11 +310,12 @@ def test_a_session_that_cannot_be_built_is_not_counted_as_a_first_read_pending(m
         def __init__(self, *args):
             raise RuntimeError("a reporter that cannot be built")
 
-    links = [SimpleNamespace(peer="192.0.2.5:6640", close=lambda: None)]
+    closed = []
+    links = [SimpleNamespace(peer="192.0.2.5:6640", close=lambda: closed.append(True))]
     monkeypatch.setattr(peersession.vrs, "VrsReporter", Broken)
     manager = server.OvsdbManagerServer("127.0.0.1", 0, DiscoverySink(), log=logging.getLogger("test.ovsdb"))
     manager._listener = SimpleNamespace(accept=lambda max_message: links.pop() if links else None)
     with pytest.raises(RuntimeError, match="cannot be built"):
         manager._accept_pending()  # (what the accept loop runs when a connection is pending)
     assert manager.first_reads_pending() == 0 and manager.first_read_pending == set()
-    assert manager._sessions == {}
+    assert manager._sessions == {} and closed == [True]

@@ -203,3 +203,26 @@ def test_the_retake_after_a_report_of_5000_ports_failed_pauses_like_a_report(fai
     assert raised and state.locations == before and resolved_again(state)
     retake_most = max(count for count, failed in seen if failed)
     assert retake_most <= 300_000, retake_most
+
+
+def test_a_retake_that_fails_too_forgets_the_switch_with_every_vm_located_on_it(failing_port):
+    """hv1's report changes p-vm0, which State fails on, and fails on again when it takes the switch's last report
+    again (a row that fails every time): the re-take had forgotten the index's ports of its chunk before learning
+    p-vm0 again, so the index shows none of the others. The switch is forgotten, and every VM located on it is
+    re-resolved (``_forget(everywhere=True)``), not only those the index still shows there: none is left located on a
+    switch State no longer has."""
+    failing, raised = failing_port
+    state = vports_state()
+    state.vrs_update(WHOLE)
+    assert len(state.locations) == VMS
+    failing.append("p-vm0")
+    moved = [(name, 30 if name == "vm0" else ofport) for name, ofport in PORTS]
+    new = snapshot("hv1", "10.251.0.1", moved)
+    with pytest.raises(Bad):
+        state.vrs_update(dataclasses.replace(new, changed=frozenset({"p-vm0"}),
+                                             changed_ports={"p-vm0": new.ports_named({"p-vm0"})["p-vm0"]}))
+    assert len(raised) == 2 and "hv1" not in state.vrs  # the report's failure, then the re-take's
+    assert state.locations == {} and resolved_again(state)
+    failing.clear()
+    state.vrs_update(WHOLE)  # the switch reported again (its session back)
+    assert state.locations == from_scratch(WHOLE)
