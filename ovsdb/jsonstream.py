@@ -424,7 +424,8 @@ class _Paced:
                     self.ungrouped = i + min(GROUP_CHARS, self.size)  # read the same characters again and again)
                 if found is not None:  # members decoded in one C call: the loop goes on at the "," after them
                     members, end = found
-                    if len(out) + len(members) > most:
+                    if len(out) + len(members) > most and \
+                            len(out) + len(members) - sum(map(out.__contains__, members)) > most:  # repeated: no more
                         raise TooBig("%s: more than %d members in one object" % (self._where(), most))
                     out.update(members)
                     i = end + offset
