@@ -65,7 +65,8 @@ MEMBER_CHARS = 32  # a member or element walked here costs as much as this many 
 GROUP_CHARS = 64 * 1024  # a table's rows decoded together in one C call (``_members``): ~3 ms of CPU at most
 # The characters an object's first group may span (then twice those of the one before, up to GROUP_CHARS): a group is
 # copied before it is decoded, and one that ends at its object's end copied its rest in vain (a peer's many tiny
-# tables, a row keyed by a uuid never far ahead: 64 KB copied for each, 1.6x the walk's CPU)
+# tables, a row keyed by a uuid never far ahead: 64 KB copied for each, 1.6-2.2x the walk's CPU); looked for only from
+# a member keyed by a uuid (a row's)
 FIRST_GROUP = 256
 # Members of one object of a long message (a table's rows in an update): the dict the 699,051st goes into doubles,
 # copying every member in one C call (~40 ms of CPU here; ~80 ms at 1.4 million). Checked at each tick (at most
@@ -423,7 +424,7 @@ class _Paced:
                 edge, near = self._limits(split)  # counted in it: ~0.3 ms)
             if text[i] != '"':
                 raise json.JSONDecodeError("Expecting property name enclosed in double quotes", text, i)
-            if not split and i >= self.ungrouped:
+            if not split and i >= self.ungrouped and _ROW_KEY.match(window, i - offset):  # (a row: a uuid, quoted)
                 found = _members(window, i - offset, min(group, self.size))
                 if found is None:  # none before that far: the members one by one until then (a search per member
                     self.ungrouped = i + min(group, self.size)  # read the same characters again and again)

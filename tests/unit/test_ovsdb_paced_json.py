@@ -250,7 +250,9 @@ def test_small_objects_walked_among_rows_copy_no_more_than_their_own_characters_
     """A peer's update of many tiny tables, every third holding two rows (a ``},"<uuid>":`` never far ahead): each
     tiny table's first member looked for a group of rows (``_members``) copied up to ``GROUP_CHARS`` of the text
     (64 KB, ~5 µs) to decode its few characters (13.7 MB: ~1.7 s of CPU more than the walk before it, 1.6x). The
-    characters a table's groups may span start small and double as its rows are found: the same value."""
+    characters a table's groups may span start small and double as its rows are found, and a group is looked for only
+    from a member keyed by a uuid (a row's): the same value, the characters a group may copy less than 3x the text's
+    (5.7x with groups looked for from any member, 1,400x on the merge of ins40)."""
     tables = {}
     for i in range(30_000):
         tables[f"T{i}"] = {"a": 0} if i % 3 else {f"{2 * i:08x}-0000-4000-8000-000000000001": {"a": {}},
@@ -266,4 +268,4 @@ def test_small_objects_walked_among_rows_copy_no_more_than_their_own_characters_
     monkeypatch.setattr(jsonstream, "_members", members)
     monkeypatch.setattr(jsonstream, "PACED_CHARS", 0)
     assert decoded(text) == message
-    assert sum(spans) <= 16 * len(text), (sum(spans), len(text))
+    assert sum(spans) <= 3 * len(text), (sum(spans), len(text))
