@@ -63,6 +63,11 @@ CUT = 2  # characters a number cut by the window's end may lose and still decode
 MAX_NUMBER = WINDOW  # characters in a number: a real is converted in one call (30 MB: ~60 ms of CPU); none is so long
 MEMBER_CHARS = 32  # a member or element walked here costs as much as this many characters decoded in C
 GROUP_CHARS = 64 * 1024  # a table's rows decoded together in one C call (``_members``): ~3 ms of CPU at most
+# The characters an object's first group may span (then twice those of the one before, up to GROUP_CHARS): a group is
+# copied before it is decoded, and one that ends at its object's end copied its rest in vain (a peer's many tiny
+# tables, a row keyed by a uuid never far ahead: 64 KB copied for each, 1.6-2.2x the walk's CPU); looked for only from
+# a member keyed by a uuid (a row's)
+FIRST_GROUP = 256
 # Members of one object of a long message (a table's rows in an update): the dict the 699,051st goes into doubles,
 # copying every member in one C call (~40 ms of CPU here; ~80 ms at 1.4 million). Checked at each tick (at most
 # CHARS_PER_TICK // MEMBER_CHARS + 1 members apart) and at the object's end: the bound leaves room for those between.
@@ -412,19 +417,22 @@ class _Paced:
             # 10 MB update of 600,000 tables took ~9.5 s of CPU instead of ~1.5)
             window, offset = self.window, self.offset = text[i:i + self.size], i
         edge, near = self._limits(split)
+        group = FIRST_GROUP  # the characters the next group may span (doubling: see FIRST_GROUP)
         while True:
             if i >= near:  # a member starting this close to the window's end: a fresh window rather than one read in
                 window, offset = self.window, self.offset = text[i:i + self.size], i  # vain (and the error's lines
                 edge, near = self._limits(split)  # counted in it: ~0.3 ms)
             if text[i] != '"':
                 raise json.JSONDecodeError("Expecting property name enclosed in double quotes", text, i)
-            if not split and i >= self.ungrouped:
-                found = _members(window, i - offset, min(GROUP_CHARS, self.size))
+            if not split and i >= self.ungrouped and _ROW_KEY.match(window, i - offset):  # (a row: a uuid, quoted)
+                found = _members(window, i - offset, min(group, self.size))
                 if found is None:  # none before that far: the members one by one until then (a search per member
-                    self.ungrouped = i + min(GROUP_CHARS, self.size)  # read the same characters again and again)
+                    self.ungrouped = i + min(group, self.size)  # read the same characters again and again)
+                group = min(2 * group, GROUP_CHARS)
                 if found is not None:  # members decoded in one C call: the loop goes on at the "," after them
                     members, end = found
-                    if len(out) + len(members) > most:
+                    if len(out) + len(members) > most and \
+                            len(out) + len(members) - sum(map(out.__contains__, members)) > most:  # repeated: no more
                         raise TooBig("%s: more than %d members in one object" % (self._where(), most))
                     out.update(members)
                     i = end + offset

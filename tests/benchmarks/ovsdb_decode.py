@@ -14,7 +14,9 @@ pauses (median over the runs; the stretches before the first and after the last 
 - insert: the update3 of 10,000 new ports (Interface rows with two external_ids, Port rows, the bridge's set);
 - string, escapes: one 30 MB string value in a row (plain ASCII; all ``\\u00e9`` and ``\\ud83d\\ude00``);
 - key: one 30 MB object key in a row;
-- spaces: 30 MB of whitespace between two values of a row.
+- spaces: 30 MB of whitespace between two values of a row;
+- tiny-tables: a peer's 300,000 tables, each ``{"a":0}`` but every third holding two rows keyed by uuids (13.7 MB:
+  a table's rows decoded many in one C call, ``_members``, found a group for each tiny table).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 BIG = 30_000_000
-SHAPES = ("delete", "insert", "string", "escapes", "key", "spaces")
+SHAPES = ("delete", "insert", "string", "escapes", "key", "spaces", "tiny-tables")
 
 
 def _uuid(i: int, kind: int) -> str:
@@ -62,6 +64,9 @@ def message(shape: str, ports: int = 10_000) -> str:
             "Port": {_uuid(i, 2): {"insert": {"name": f"p-o{i}", "interfaces": ["uuid", _uuid(i, 1)]}}
                      for i in range(ports)},
             "Bridge": {_uuid(0, 0): {"modify": {"ports": ["set", [["uuid", _uuid(i, 2)] for i in range(ports)]]}}}})
+    if shape == "tiny-tables":
+        return _update3({f"T{i}": {"a": 0} if i % 3 else {_uuid(2 * i, 1): {"a": {}}, _uuid(2 * i + 1, 1): {}}
+                         for i in range(30 * ports)})
     if shape == "string":
         return _row('"' + "s" * BIG + '"')
     if shape == "escapes":

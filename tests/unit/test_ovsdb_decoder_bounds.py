@@ -315,3 +315,19 @@ def test_many_small_tables_do_not_each_copy_a_window(monkeypatch):
     text = _Sliced('{"id":null,"method":"update3","params":[["m","O"],"t",{' + tables + '}]}')
     assert jsonstream._Paced(text, Pacer(lambda: None, 10)).decode() == json.loads(text)
     assert text.copied <= 10 * len(text), (text.copied, len(text))
+
+
+def test_a_table_whose_rows_repeat_is_refused_by_its_distinct_rows_only(reads, monkeypatch):
+    """A row repeated (the last one counts, as for the C decoder) is not a member more: 1,000 rows sent twice, decoded
+    many in one C call (``_members``) a group at a time, fit a bound of 1,000 as they fit json.loads's dict; 1,001
+    distinct are refused."""
+    monkeypatch.setattr(jsonstream, "MAX_MEMBERS", 1000, raising=False)
+    monkeypatch.setattr(jsonstream, "PACED_CHARS", 0)
+    monkeypatch.setattr(jsonstream, "GROUP_CHARS", 2000)  # groups of ~40 rows, the second half's all repeated
+    rows = [f'"{i:08x}-0000-4000-8000-000000000002":{{"delete":null}}' for i in range(1000)]
+    text = '{"id":null,"method":"update3","params":[["m","O"],"t",{"Port":{%s}}]}' % ",".join(rows + rows)
+    _, value = decode(text, reads)
+    assert value == json.loads(text) and len(value["params"][2]["Port"]) == 1000
+    extra = ',"ffffffff-0000-4000-8000-000000000002":{"delete":null}'
+    _, got = decode(text.replace("}}]}", extra + "}}]}"), reads)
+    assert got == "message refused: params/2/Port: more than 1000 members in one object"

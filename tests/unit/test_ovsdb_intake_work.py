@@ -97,14 +97,16 @@ def test_the_intake_of_a_big_insert_and_of_its_ofport_update_is_bounded_per_port
     None, 0, "x" * 20_001, ["map", []], ["map", [["k", "v"]] * 10_001], ["set", ["a"] * 20_001], ["set", "a" * 30_000],
     ["map"], [["k", "v"]] * 3, {"1": 2}, ["set", 5], ["set", ["a"] * 20_001, "extra"], [1, [0] * 10_000]])
 @pytest.mark.parametrize("operation", ["insert", "modify", "initial", "new"])
-def test_the_long_plain_sets_are_looked_for_as_row_by_row(value, operation):
+@pytest.mark.parametrize("deleted", [False, True])
+def test_the_long_plain_sets_are_looked_for_as_row_by_row(value, operation, deleted):
     """``refusals.check_plain_sets`` with its look in C loops first (``_all_short``: every value's second element no
     longer than MAX_PLAIN, or a shape it leaves to the row-by-row loop) refuses what the loop alone refuses, with the
-    same reason, and nothing else."""
+    same reason, and nothing else; with a row deleted too (a part that is not an object: the loop's to judge) and
+    without (the C loops judge)."""
     from ovsdb.idl import refusals
 
     update = {"Interface": {_uuid(3, 0): {operation: {"name": "a"}}, _uuid(3, 1): {operation: {"external_ids": value}},
-                            _uuid(3, 2): {"delete": None}}}
+                            **({_uuid(3, 2): {"delete": None}} if deleted else {})}}
     columns = {"Interface": ("external_ids", "options")}
 
     def outcome():
