@@ -126,13 +126,20 @@ def test_a_floating_ip_is_announced_once_where_it_becomes_active():
     assert moved.session == "hv2" and external.garp_actions(moved)[-1] == ("output", UPLINK)
 
 
-def test_a_translated_domain_leaves_behind_the_hypervisors_address_and_lets_nothing_new_in():
+def translated_domain():
+    """vm0 on hv1, vm1 and vm2 on hv2, domain acme/prod translated (``underlay_nat``) on external network n1, and
+    programmed: (state, programmer, the domain)."""
     state, prog = setup({"vm0": "hv1", "vm1": "hv2", "vm2": "hv2"})
     policy = state.policy.copy()
     dom = dict(policy.find("domain", "acme/prod"), external_network_id="n1", underlay_nat=True)
     policy.put("domain", dom)
     state.policy_committed(policy, [])
     prog.refresh()
+    return state, prog, dom
+
+
+def test_a_translated_domain_leaves_behind_the_hypervisors_address_and_lets_nothing_new_in():
+    state, prog, dom = translated_domain()
     assert_matches_full(prog)
     out = {"in_port": 12, "eth_src": "02:00:00:00:00:03", "eth_dst": dom["gateway_mac"], "eth_type": 0x0800,
            "ip_proto": 6, "tcp_src": 40000, "tcp_dst": 80, "ipv4_src": "10.0.1.12", "ipv4_dst": "198.51.100.7"}
@@ -220,12 +227,7 @@ def test_the_trace_says_why_an_own_subnet_address_is_dropped_under_translation_a
     dropped by port address translation's guard, and the reason says so (it named a covering EVPN prefix)."""
     from openflow.trace import walk
 
-    state, prog = setup({"vm0": "hv1", "vm1": "hv2", "vm2": "hv2"})
-    policy = state.policy.copy()
-    dom = dict(policy.find("domain", "acme/prod"), external_network_id="n1", underlay_nat=True)
-    policy.put("domain", dom)
-    state.policy_committed(policy, [])
-    prog.refresh()
+    state, prog, dom = translated_domain()
     packet = {"in_port": 12, "eth_src": "02:00:00:00:00:03", "eth_dst": dom["gateway_mac"], "eth_type": 0x0800,
               "ip_proto": 1, "ipv4_src": "10.0.1.12", "ipv4_dst": "10.0.1.99"}
     desired = prog.desired["hv2"]
