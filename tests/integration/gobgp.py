@@ -39,7 +39,7 @@ class GoBGPNeighbor:
     passive: bool = True
     remote_port: int = 179
     md5_password: str | None = None
-    graceful: bool = False  # graceful restart (RFC 4724) for l2vpn-evpn: a restarting peer's routes kept until End-of-RIB
+    graceful: bool = False  # graceful restart (RFC 4724), l2vpn-evpn: a restarting peer's routes kept till End-of-RIB
 
 
 @dataclass
