@@ -19,9 +19,9 @@ pytestmark = pytest.mark.integration
 
 REQUIRED = {"OpenFlow13", "OpenFlow14"}
 FAIL_OPEN_S = 15  # ovs-vswitchd's fail-open delay with the default 5 s probe interval
-# How long the controller stays away, from its stop: ovs-vswitchd fails open in the first iteration of its loop that
-# counts FAIL_OPEN_S seconds without a controller (ofproto/fail-open.c: three probe intervals from the controller's
-# last message, never later than its stop). The switches are made to try to reconnect every second meanwhile
+# How long the controller stays away, from the end of its stop: ovs-vswitchd fails open in the first iteration of its
+# loop that counts FAIL_OPEN_S seconds without a controller (ofproto/fail-open.c: three probe intervals from the
+# controller's last message, never later than that). The switches are made to try to reconnect every second meanwhile
 # (max_backoff; fail-open does not depend on it), so their loop runs at least that often: a bridge made standalone
 # had lost its flows by FAIL_OPEN_S + 1 s (checked). Was: until the switches' status said FAIL_OPEN_S + 3 s, which
 # they write ~5 s apart: ~20-23 s.
@@ -132,8 +132,8 @@ def test_a_controller_outage_keeps_flows_and_tenant_isolation(two_tenants):
 
     for hv in hvs.values():
         hv.vsctl("set", "Controller", "br-int", f"max_backoff={MAX_BACKOFF_MS}")
-    stopped = time.monotonic()
-    canopy.stop()
+    canopy.stop()  # returns once the process exited: its connections are closed by then
+    stopped = time.monotonic()  # (so the switches have counted at least this long without it)
     try:
         for hv in hvs.values():
             lab.wait_until(lambda: not connected(hv), timeout=10, what=f"{hv.name} without a controller")
