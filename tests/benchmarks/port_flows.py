@@ -119,7 +119,7 @@ def in_process(n: int, ofports: bool) -> dict:
 def bytecodes(n: int, ofports: bool) -> dict:
     """Python bytecodes (``sys.settrace`` opcodes) of kvm1's reconciler per port: {"add", "remove"} -> (plan, the
     rest: encode, send, record), for tests/unit/test_port_flows_cost.py."""
-    from tests.benchmarks.evpn_withdraw import Opcodes
+    from tests.bytecodes import Bytecodes
 
     state, programmer, bound, gone = world(n, ofports)
     rec = reconciler(Counting())
@@ -130,9 +130,9 @@ def bytecodes(n: int, ofports: bool) -> dict:
         session = next(iter(programmer.desired))
         wanted = programmer.desired[session]
         rec.set_desired_owners(wanted.flows, tuple(wanted.all_groups().values()), programmer.take_changes(session))
-        with Opcodes() as planning:
+        with Bytecodes() as planning:
             changes = rec._plan()
-        with Opcodes() as rest:
+        with Bytecodes() as rest:
             rec._execute(changes)
         out[what] = (planning.count / n, rest.count / n)
     del out["start"]
