@@ -99,13 +99,12 @@ def part_id(group_id: int, n: int) -> int:
 
 def send_rank(group_id: int) -> int:
     """The order in which the reconciler adds (and modifies) flood groups, so that a group is on the switch before
-    one that names it: parts (0), then local-only groups (1, named by a split ``2*VNI``), then the rest (2).
-    Deletes go the other way round. (Open vSwitch takes a bucket naming a missing group, and keeps it when that
-    group is deleted: the bucket then copies nothing. In a bundle the order is atomic anyway; without one, on
-    OpenFlow 1.3, it keeps a flood from missing a part while a change set is applied.)"""
-    if group_id >> PART_SHIFT:
-        return 0
-    return 1 if group_id & 1 else 2
+    one that names it: a local-only group's parts (0), the local-only group (1), which a split ``2*VNI``'s first
+    part or head names, the parts of ``2*VNI`` (2), ``2*VNI`` (3). Deletes go the other way round. (Open vSwitch
+    takes a bucket naming a missing group, and keeps it when that group is deleted: the bucket then copies nothing.
+    In a bundle the order is atomic anyway; without one, on OpenFlow 1.3, it keeps a flood from missing a part while
+    a change set is applied.)"""
+    return (0 if group_id & 1 else 2) + (not group_id >> PART_SHIFT)
 
 
 def _local_ports(view, subnet_id, memo) -> dict:
