@@ -167,3 +167,21 @@ def test_the_reconciler_adds_parts_before_the_groups_naming_them_and_deletes_the
     order = sending_order(rec)
     assert {k for k, _ in order} == {"group_delete"} and {g for _, g in order} == set(big)
     deleted_after_naming(order, big)
+
+
+def test_a_port_added_to_a_subnet_of_2500_local_ports_rewrites_one_part_not_the_whole_groups():
+    """docs/benchmarks.md "flood41": one group-mod of the last part (501 buckets, 24 KB), not two of 120 KB each."""
+    switch = Answering(5)
+    rec = switch.rec = SwitchReconciler(switch, log=logging.getLogger("test.flood_parts"))
+    rec._need_read = False
+    rec._book.read_back({})
+    rec.set_desired([], list(split_case(2500, 2).values()))
+    with hub.Timeout(10):
+        assert rec._sync()
+    sent, before = switch.sent, dict(rec.counters)
+    rec.set_desired([], list(split_case(2501, 2).values()))
+    with hub.Timeout(10):
+        assert rec._sync()
+    assert {k: rec.counters[k] - before[k] for k in ("group_add", "group_modify", "group_delete")} == \
+        {"group_add": 0, "group_modify": 1, "group_delete": 0}
+    assert switch.sent - sent < 501 * 48 + 200  # the part's buckets, its header, the bundle's open and commit
