@@ -6,7 +6,8 @@ One group-mod is at most 65,535 bytes (OpenFlow), about 1,000 buckets: a group o
 group itself (the head, the one flows name) holds one bucket ``group:PART`` per part. A split ``2*VNI`` does not
 repeat the local ports: its buckets are ``group:2*VNI+1`` and the VTEPs (split the same way if they are many).
 Part ids are stable (the n-th ``PART_BUCKETS`` buckets in the subnet's port order), so a restart's read-back
-compares equal, and a port added at the end changes the last part only. A subnet under ``PART_BUCKETS`` buckets
+compares equal; a port added changes the parts from its place on (ports are in vport id order: at the end, the
+last part only). A subnet under ``PART_BUCKETS`` buckets
 keeps its two plain groups, as before. The reconciler sends parts before the groups that name them and deletes
 them after (``send_rank``). Limits (docs/limits.md): ``MAX_PARTS`` parts per group; and Open vSwitch drops a
 packet whose translation takes more than 4,096 resubmits, two per local port (the bucket's and the egress

@@ -64,8 +64,12 @@ def remote(i: int) -> tuple:
     return ("set", "tunnel_id", VNI), ("set", "tun_ipv4_dst", f"10.1.{i // 250}.{i % 250 + 1}"), ("output", 7)
 
 
-def groups_of(n: int, remotes: int, split: bool) -> list:
-    lo, re_ = tuple(map(local, range(n))), tuple(map(remote, range(remotes)))
+def groups_of(n: int, remotes: int, split: bool, middle: int = 0) -> list:
+    """The flood groups of local ports 0..n-1 and then ``middle`` more ports placed in the middle of them (a vport's
+    place in its subnet is its id's: a random UUID's)."""
+    ports = list(range(n))
+    ports[n // 2:n // 2] = range(n, n + middle)
+    lo, re_ = tuple(map(local, ports)), tuple(map(remote, range(remotes)))
     if split:
         return list(floods.flood_groups(EVERYONE, LOCAL_ONLY, lo, re_, OWNER))
     return [Group(EVERYONE, lo + re_, OWNER), Group(LOCAL_ONLY, lo, OWNER)]
@@ -91,7 +95,7 @@ def _limited(saved) -> None:
 
 
 def one_run(n: int, remotes: int, split: bool) -> dict:
-    """Install, then one port more: {step: (group-mods, bytes, CPU seconds)}."""
+    """Install, then one port more at the end, then one in the middle: {step: (group-mods, bytes, CPU s)}."""
     saved = encode.MAX_MESSAGE, encode._GROUP_MOD, encode._BUNDLE_ADD
     if not split:
         _unlimited()
@@ -101,8 +105,9 @@ def one_run(n: int, remotes: int, split: bool) -> dict:
         rec._need_read = False
         rec._book.read_back({})
         out = {}
-        for step, ports in (("install", n), ("one port more", n + 1)):
-            groups = groups_of(ports, remotes, split)
+        for step, ports, middle in (("install", n, 0), ("one port more at the end", n + 1, 0),
+                                    ("one port more in the middle", n + 1, 1)):
+            groups = groups_of(ports, remotes, split, middle)
             mods = sum(rec.counters[k] for k in ("group_add", "group_modify", "group_delete"))
             sent = switch.sent
             cpu = time.thread_time()
