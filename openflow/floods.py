@@ -81,8 +81,8 @@ def flood_groups(everyone: int, local_only: int, local: tuple, remote: tuple, ow
 def split(group_id: int, buckets: tuple, owner, size: int | None = None) -> tuple[Group, ...]:
     """The group ``group_id`` with ``buckets``: itself if it has at most ``size`` of them, else its parts (each of
     ``size`` buckets, the last of the rest) and then itself, one ``group:PART`` bucket per part. Past ``MAX_PARTS``
-    the last part holds all the rest: the switch is then sent no more than it can take (its group-mod is left out
-    as not encodable, and named in the log: openflow/reconciler_send.py)."""
+    the last part holds all the rest: once its group-mod passes 65,535 bytes it is left out as not encodable and
+    named in the log (openflow/reconciler_send.py), as a whole flood group was before parts."""
     size = size or part_buckets
     if len(buckets) <= size:
         return (Group(group_id, buckets, owner),)
