@@ -71,11 +71,16 @@ def test_growing_by_one_port_changes_only_the_last_part():
     assert changed == {floods.part_id(LOCAL_ONLY, 3), floods.part_id(LOCAL_ONLY, 4), LOCAL_ONLY}
 
 
-def test_past_max_parts_the_last_part_holds_the_rest_and_is_refused_as_not_encodable():
+def test_past_max_parts_the_last_part_holds_the_rest_and_is_not_encodable_past_65535_bytes():
     size = floods.PART_BUCKETS
     groups = floods.split(LOCAL_ONLY, tuple(map(local, range(size * floods.MAX_PARTS + 5))), OWNER)
     assert len(groups) == floods.MAX_PARTS + 1 and len(groups[-2].buckets) == size + 5
     assert max(g.group_id for g in groups) < CANOPY_GROUPS.stop
+    wire = encode.WireEncoder(ofproto_protocol.ProtocolDesc(5).ofproto)
+    assert len(wire.group_mod(groups[-2], "add", 1)) == 16 + 48 * (size + 5)  # 1,005 local ports fit
+    groups = floods.split(LOCAL_ONLY, tuple(map(local, range(size * floods.MAX_PARTS + 400))), OWNER)
+    with pytest.raises(encode.EncodeError, match="a group-mod of 1,400 buckets is 67,216 bytes"):
+        wire.group_mod(groups[-2], "add", 1)
 
 
 @pytest.mark.parametrize("version", [4, 5], ids=["OpenFlow 1.3", "OpenFlow 1.4 (bundle)"])
