@@ -80,3 +80,17 @@ def test_a_delete_whose_match_is_over_a_message_is_refused_clearly():
     wire = encode.WireEncoder(ofproto_protocol.ProtocolDesc(5).ofproto)
     with pytest.raises(encode.EncodeError, match="a flow delete of 65,560 bytes is over OpenFlow's 65,535"):
         wire.flow_delete_strict(1, 2, 3, b"\0" * 65_512, 1)
+
+
+def test_a_refused_flow_is_not_sent_again_every_round_and_a_smaller_one_in_its_place_is():
+    big = wide(5_000)
+    rec = synced(5, FLOWS + [big])
+    assert rec.counters["errors"] == 1 and big.key in rec._rejected
+    rec.set_desired(FLOWS + [big], [])
+    with hub.Timeout(10):
+        assert not rec._sync() and rec.counters["errors"] == 1  # the same: not tried again
+    small = wide(10)  # the same owner, table, priority and match, fewer outputs: it fits
+    rec.set_desired(FLOWS + [small], [])
+    with hub.Timeout(10):
+        assert rec._sync()
+    assert rec.counters["flow_add"] == len(FLOWS) + 1 and not rec._rejected and rec.counters["errors"] == 1
