@@ -96,7 +96,7 @@ def listed(problems) -> list[Problem]:
         else:
             left[key] = [p.code, p.more or 1, p, p.ref]  # p: the field's only problem left, as it is
     for (kind, field), (code, count, alone, ref) in list(left.items())[:SUMMED]:
-        out.append(alone or Problem(kind, ref, field, f"and {count:,} more problems with {field or 'it'} (not listed)",
+        out.append(alone or Problem(kind, ref, field, f"and {count:,} more problems of this field (not listed)",
                                     code, more=count))
     rest = list(left.items())[SUMMED:]
     if rest:

@@ -83,8 +83,8 @@ def test_listed_keeps_the_first_and_sums_up_the_rest_by_field():
     out = listed(problems)
     assert out[:LISTED] == problems[:LISTED]
     assert out[LISTED:LISTED + 3] == [
-        Problem("vport", "a/b/c", "acls", "and 10 more problems with acls (not listed)", "not_found", more=10),
-        Problem("vport", "a/b/c", "ips", "and 5 more problems with ips (not listed)", more=5),
+        Problem("vport", "a/b/c", "acls", "and 10 more problems of this field (not listed)", "not_found", more=10),
+        Problem("vport", "a/b/c", "ips", "and 5 more problems of this field (not listed)", more=5),
         Problem("vport", "a/b/c", "f0", "unknown field")]  # a field's only problem left: as it is
     assert out[-1] == Problem("vport", "a/b/c", "", "and 7 more problems with 7 other fields (not listed)", more=7)
     assert len(out) == LISTED + 6 and str(PolicyError(problems)).count(";") == LISTED + 5
