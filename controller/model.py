@@ -61,6 +61,7 @@ class Problem:
         return f"{text} (first at {self.also})" if self.also else text
 
 
+MAX_ITEMS = 4096  # items of a list field without a limit of its own: a body of 1,000,000 ids held the hub ~0.5 s
 LISTED = 20  # problems one refusal lists (a list field's items, an object's unknown keys): the rest are summed up
 SUMMED = 5  # fields whose problems past the first LISTED are summed up one by one ("and N more"), then all together
 _INDEX = re.compile(r"\[\d+\]")
@@ -147,6 +148,7 @@ DHCP = (
           default=list, nullable=False, most=(MAX_DHCP_ROUTES, "routes (a DHCP reply must fit 576 bytes)")),
 )
 
+MAX_UPLINKS = 16384  # hypervisors of one external network declared in policy (more may say so in OVSDB)
 MAX_ACL_RULES = 1000  # rules of one ACL: each takes one OpenFlow priority in its table (openflow/acl.py)
 
 ACL_RULE = (
@@ -279,7 +281,7 @@ SCHEMA: dict[str, tuple[Field, ...]] = {
               "on its uplink)", f.mac),
         Field("uplinks", "array", "how each hypervisor reaches the network (a hypervisor may instead say so in "
               "OVSDB: docs/external.md)", items=Field("uplink", "object", "", fields=UPLINK), default=list,
-              nullable=False),
+              nullable=False, most=(MAX_UPLINKS, "uplinks (one per hypervisor)")),
     ),
     "floating_ip": (
         Field("tenant_id", "string", "owning tenant", f.text, required=True, immutable=True, ref="tenant"),
@@ -325,8 +327,9 @@ def _normalise_value(spec: Field, value, path, problems, kind, ref):
         if not isinstance(value, list):
             problems.append(_problem(kind, ref, path, "must be a list"))
             return None
-        if spec.most is not None and len(value) > spec.most[0]:  # refused before its items are checked, one by one
-            problems.append(_problem(kind, ref, path, f"at most {spec.most[0]} {spec.most[1]} ({len(value):,} given)"))
+        most, what = spec.most or (MAX_ITEMS, "items")
+        if len(value) > most:  # refused before its items are checked, one by one
+            problems.append(_problem(kind, ref, path, f"at most {most:,} {what} ({len(value):,} given)"))
             return None
         return _normalise_items(spec.items, value, path, problems, kind, ref)
     try:
