@@ -341,8 +341,8 @@ def _normalise_value(spec: Field, value, path, problems, kind, ref):
 
 def _normalise_items(spec: Field, value: list, path, problems, kind, ref) -> list:
     """A list's items, each checked against ``spec``; past LISTED problems the others are not checked (the list is
-    refused already: bounded work). Plain values (strings, numbers) are checked in a tight loop: a valid item of a
-    10,000-item list costs ~15 bytecodes, its path built only if it fails."""
+    refused already: bounded work). Plain values (strings, numbers) are checked in a tight loop: a valid item costs
+    ~30 bytecodes with its check, its path built only if it fails."""
     out, before, check = [], len(problems), spec.check
     plain = spec.type not in ("object", "array")
     for i, item in enumerate(value):

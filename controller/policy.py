@@ -201,12 +201,11 @@ def _references(policy):
         yield from _list_refs(policy, "vport", vport, "acls", "acl", subnet["tenant_id"] if subnet else None, no_such)
 
 
-def _list_refs(policy, kind, obj, key, target, tenant, no_such, path=None):
-    """The problems of a list of references (``obj[key]``, shown as ``path``): each must name a ``target`` of
-    ``tenant`` (None: any). The first LISTED are described, the others counted in one more problem: 10,000 bad
-    references cost 10,000 problems and their text, ~0.1 s of the hub in one stretch."""
-    path, more = path or key, 0
-    shown, objects = 0, policy.objects[target]
+def _list_refs(policy, kind, obj, key, target, tenant, no_such):
+    """The problems of a list of references (``obj[key]``): each must name a ``target`` of ``tenant`` (None: any).
+    The first LISTED are described, the others counted in one more problem: 10,000 bad references cost 10,000
+    problems and their text, ~0.1 s of the hub in one stretch."""
+    path, more, shown, objects = key, 0, 0, policy.objects[target]
     for i, tid in enumerate(obj.get(key) or ()):
         found = objects.get(tid)
         if found is not None and (tenant is None or found["tenant_id"] == tenant):
