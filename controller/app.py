@@ -16,7 +16,7 @@ import functools
 import logging
 import time
 
-from controller import collector, guard, ofports, runtime, sdnotify, stretchtrace
+from controller import collector, guard, ofports, runtime, sdnotify, security, stretchtrace
 from controller.core import build_core
 from controller.approles import RoleWiring, may_announce
 from controller.garps import after_takeover, send_repeated
@@ -160,7 +160,7 @@ class CanopyApp(RoleWiring, RyuApp):
                                tls=listener_context(settings, "rest"))
         self.api.metrics.attach(reconcilers=lambda: dict(self.reconcilers), ovsdb=self.ovsdb, dhcp=self.dhcp,
                                 federation=self.federation, pair=self.pair, hold=self.hold,
-                                pause=lambda: hub.sleep(0),
+                                pause=lambda: hub.sleep(0), zones=lambda: security.refused_zones(self.programmer.view),
                                 external=lambda: rest_external.metric_rows(self.programmer, lambda: self.reconcilers))
         runtime.API = self.api  # for SIGHUP (controller.lifecycle)
         runtime.FEDERATION = self.federation  # for SIGHUP too: a failed speaker takes the new bgp settings
@@ -577,5 +577,6 @@ class CanopyApp(RoleWiring, RyuApp):
     def _programmer_counts(self):
         """For GET /v1/status: how often the desired state was recomputed from scratch or incrementally."""
         return {"full_recomputes": self.programmer.full_recomputes,
-                "incremental_updates": self.programmer.incremental_updates}
+                "incremental_updates": self.programmer.incremental_updates,
+                "vports_without_zone": security.zones_status(self.programmer.view)}
 

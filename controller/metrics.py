@@ -125,6 +125,10 @@ class _CanopyCollector:
                                          if k != "requests"])
         if m.sources.get("hold") is not None:
             yield from _hold(m.sources["hold"])
+        if m.sources.get("zones") is not None:
+            yield _gauge("canopy_switch_vports_without_conntrack_zone", "policed vports of a switch (OVSDB session) "
+                         "that got no conntrack zone (over 65,279 on one switch): their IP traffic is dropped",
+                         ("session",), [((session,), len(vids)) for session, vids in sorted(m.sources["zones"]().items())])
         if m.sources.get("external") is not None:
             yield from _external(*m.sources["external"]())
         yield from _bgp(m.sources.get("federation"))

@@ -12,7 +12,7 @@ from collections import defaultdict
 from controller import extnet
 from controller.fields import MAX_VNI
 from controller import policyindex
-from controller.model import KINDS, MAX_ACL_TAG, PARENT, SCHEMA, Problem, binding_key, esxi_static_key
+from controller.model import KINDS, LISTED, MAX_ACL_TAG, PARENT, SCHEMA, Problem, binding_key, esxi_static_key
 from controller.pacer import NEVER, Pacer
 from controller.policyindex import PolicyIndex
 
@@ -198,12 +198,29 @@ def _references(policy):
             yield _p(policy, "subnet", sub, "domain_id", "the domain belongs to another tenant")
     for vport in policy.all("vport"):
         subnet = policy.get("subnet", vport["subnet_id"])
-        for i, acl_id in enumerate(vport["acls"]):
-            acl = policy.get("acl", acl_id)
-            if acl is None:
-                yield _p(policy, "vport", vport, f"acls[{i}]", no_such("acl", acl_id), "not_found")
-            elif subnet is not None and acl["tenant_id"] != subnet["tenant_id"]:
-                yield _p(policy, "vport", vport, f"acls[{i}]", "the acl belongs to another tenant")
+        yield from _list_refs(policy, "vport", vport, "acls", "acl", subnet["tenant_id"] if subnet else None, no_such)
+
+
+def _list_refs(policy, kind, obj, key, target, tenant, no_such):
+    """The problems of a list of references (``obj[key]``): each must name a ``target`` of ``tenant`` (None: any).
+    The first LISTED are described, the others counted in one more problem: 10,000 bad references cost 10,000
+    problems and their text, ~0.1 s of the hub in one stretch."""
+    path, more, shown, objects = key, 0, 0, policy.objects[target]
+    for i, tid in enumerate(obj.get(key) or ()):
+        found = objects.get(tid)
+        if found is not None and (tenant is None or found["tenant_id"] == tenant):
+            continue
+        if shown >= LISTED:
+            more += 1
+            continue
+        shown += 1
+        if found is None:
+            yield _p(policy, kind, obj, f"{path}[{i}]", no_such(target, tid), "not_found")
+        else:
+            yield _p(policy, kind, obj, f"{path}[{i}]", f"the {target} belongs to another tenant")
+    if more:
+        yield Problem(kind, policy.ref(kind, obj), path, f"and {more:,} more of its {target} references fail "
+                      "(not listed)", "not_found", more=more)
 
 
 def _acl_references(policy):
@@ -221,11 +238,9 @@ def _acl_references(policy):
     for vport in policy.all("vport"):
         subnet = policy.get("subnet", vport["subnet_id"])
         tenant = subnet["tenant_id"] if subnet else None
-        for i, gid in enumerate(vport.get("policy_groups") or ()):
-            yield from same_tenant("vport", vport, f"policy_groups[{i}]", "policy_group", gid, tenant)
+        yield from _list_refs(policy, "vport", vport, "policy_groups", "policy_group", tenant, no_such)
     for acl in policy.all("acl"):
-        for i, gid in enumerate(acl.get("policy_groups") or ()):
-            yield from same_tenant("acl", acl, f"policy_groups[{i}]", "policy_group", gid, acl["tenant_id"])
+        yield from _list_refs(policy, "acl", acl, "policy_groups", "policy_group", acl["tenant_id"], no_such)
         for i, rule in enumerate(acl["rules"]):
             if rule.get("remote_group") is not None:
                 yield from same_tenant("acl", acl, f"rules[{i}].remote_group", "policy_group", rule["remote_group"],

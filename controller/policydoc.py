@@ -395,7 +395,7 @@ def _place(d: Desired, body, index, source, result, created, adopt):
             obj = normalise(d.kind, {**body, **keep}, current={"id": existing["id"], **{
                 s.name: existing[s.name] for s in SCHEMA[d.kind] if s.immutable}}, ref=d.ref)
     except PolicyError as exc:
-        return [Problem(p.kind, d.ref, p.field, p.reason, p.code) for p in exc.problems]
+        return [Problem(p.kind, d.ref, p.field, p.reason, p.code, more=p.more) for p in exc.problems]
     obj["source"] = source
     ref = d.ref
     if existing is not None and existing == obj:

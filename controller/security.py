@@ -18,6 +18,7 @@ switch, the ACLs they use, and their conntrack zones (``allocate_zones``: never 
 
 from __future__ import annotations
 
+import logging
 import zlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -31,6 +32,9 @@ PROTOCOLS = {"any": None, "icmp": 1, "tcp": 6, "udp": 17}
 DEFAULT_PRIORITY = 1000  # of a rule without one, and of an ACL (model default)
 MARK_BITS = 0x3FFFFFFF  # a rule's mark: 30 bits (openflow/acl.py puts the verdict kind above)
 ZONE_LIMIT = 0xFF00  # vport zones are 1..0xFEFF; 0xFF00-0xFFFF are left to other stages (docs/pipeline.md)
+LOGGED_UNZONED = 20  # vports named in the line that says a switch has policed vports without a zone
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -77,19 +81,32 @@ class SecurityView:
     local: "Local | None" = field(default=None, repr=False, compare=False)
 
 
-def allocate_zones(keys) -> dict[int, int]:
+def allocate_zones(keys, held=None) -> dict[int, int]:
     """Conntrack zones for the policed vports of one switch, by vport key (ofport, or ofport << 12 | VLAN on an
     ESXi trunk): a function of the set of keys alone, so a restarted controller computes the same zones and
     conntrack entries stay valid. A key below ZONE_LIMIT is its own zone (no two keys of a switch are equal).
     The others (trunks with ofport >= 16) each take the first zone not taken, from a hash of the key upwards,
     in key order: never a zone another vport of the switch has. Such a vport's zone changes only when a vport
     arriving on the switch takes it (a plain port whose ofport is that zone, or a lower key whose probe meets it), or
-    one leaving frees a zone its probe passed."""
+    one leaving frees a zone its probe passed.
+
+    Past 65,279 keys there are not zones enough: the keys left get none (not in the answer; docs/limits.md). Then
+    the trunk keys that have a zone in ``held`` (the switch's zones before this change) keep it, unless a plain port
+    is that zone, and the others take what is left in key order: a vport arriving on a full switch is the one
+    refused, the established ones keep their zones and connections."""
     zones = {k: k for k in keys if 0 < k < ZONE_LIMIT}
     left = sorted(k for k in keys if not 0 < k < ZONE_LIMIT)
-    probed = hashed_zones(left, 1, ZONE_LIMIT - 1, set(zones.values()))
-    if len(probed) < len(left):
-        raise ValueError("more than 65,279 policed vports on one switch: no conntrack zone left")
+    taken = set(zones.values())
+    probed = hashed_zones(left, 1, ZONE_LIMIT - 1, taken)
+    if len(probed) < len(left) and held:
+        kept = {}
+        for key in left:
+            zone = held.get(key)
+            if zone is not None and zone not in taken:
+                kept[key] = zone
+                taken.add(zone)
+        probed = hashed_zones([k for k in left if k not in kept], 1, ZONE_LIMIT - 1, taken)
+        probed.update(kept)
     zones.update(probed)
     return zones
 
@@ -135,6 +152,7 @@ class Local:
         self.keys: dict[str, Counter] = defaultdict(Counter)  # session -> key -> policed vports with it
         self.hashed: dict[str, int] = Counter()  # session -> keys present without a zone of their own (trunks)
         self._keys_changed: dict[str, set[int]] = defaultdict(set)  # session -> keys that came or went
+        self.unzoned: dict[str, frozenset[int]] = {}  # session -> policed keys without a zone (allocate_zones)
 
     @classmethod
     def of(cls, endpoints, ports) -> "Local":
@@ -209,18 +227,59 @@ class Local:
                         del old[key]
                 self.zones[session] = old
             else:
-                ports = self.ports.get(session, {})
-                new = self.zones[session] = allocate_zones(present)
-                moved = {vid for vid, key in ports.items() if key in old and old[key] != new[key]}
+                ports, was_unzoned = self.ports.get(session, {}), self.unzoned.get(session, frozenset())
+                new = self.zones[session] = allocate_zones(present, old)
+                moved = {vid for vid, key in ports.items()
+                         if (key in old or key in was_unzoned) and old.get(key) != new.get(key)}
                 if moved:
                     out[session] = moved
+                self._note_unzoned(session, present, new, was_unzoned)
             if not self.zones[session]:
                 del self.zones[session]
         self._keys_changed = defaultdict(set)
         return out
 
-    def zone(self, session, key) -> int:
-        return self.zones[session][key]
+    def _note_unzoned(self, session, present, zones, was) -> None:
+        """Keep and log once (when it changes) which policed keys of the switch got no zone."""
+        unzoned = frozenset(present.keys() - zones.keys()) if len(zones) < len(present) else frozenset()
+        if unzoned == was:
+            return
+        if unzoned:
+            self.unzoned[session] = unzoned
+            vids = sorted(vid for vid, key in self.ports.get(session, {}).items() if key in unzoned)
+            more = f" and {len(vids) - LOGGED_UNZONED:,} more" if len(vids) > LOGGED_UNZONED else ""
+            _log.error("switch %s: %d policed vports got no conntrack zone (over %s on one switch), their IP "
+                       "traffic is dropped: %s%s", session, len(vids), f"{ZONE_LIMIT - 1:,}",
+                       ", ".join(vids[:LOGGED_UNZONED]), more)
+        else:
+            del self.unzoned[session]
+            _log.warning("switch %s: every policed vport has a conntrack zone again", session)
+
+    def zone(self, session, key) -> int | None:
+        """The key's conntrack zone; None: none left for it (``unzoned``)."""
+        return self.zones[session].get(key)
+
+    def refused(self) -> dict[str, list[str]]:
+        """Per switch (session) the policed vports without a conntrack zone, sorted (GET /v1/status, /metrics)."""
+        out = {}
+        for session, keys in self.unzoned.items():
+            out[session] = sorted(vid for vid, key in self.ports.get(session, {}).items() if key in keys)
+        return out
+
+
+def refused_zones(view) -> dict[str, list[str]]:
+    """Per switch (session) the policed vports the View's switches have no conntrack zone for (``Local.refused``)."""
+    local = view.security.local if view is not None and view.security is not None else None
+    return local.refused() if local is not None else {}
+
+
+def zones_status(view) -> dict:
+    """GET /v1/status ``programmer.vports_without_zone``: how many policed vports have no conntrack zone, and per
+    switch (session) how many and the first LOGGED_UNZONED of them."""
+    refused = refused_zones(view)
+    return {"count": sum(map(len, refused.values())),
+            "switches": {session: {"count": len(vids), "vports": vids[:LOGGED_UNZONED]}
+                         for session, vids in sorted(refused.items())}}
 
 
 def acl_tag(acl: dict) -> int:

@@ -143,7 +143,7 @@ def _subnet_node(subnet, vports, vteps):
             "vteps": bound_vteps(vteps, subnet["id"]),
             "vports": [{"name": v["name"], "id": v["id"], "mac": v["mac"], "ips": v.get("ips") or [],
                         "flavour": v["binding"]["flavour"], "status": v.get("status"), "location": v.get("location"),
-                        "mac_mismatch": v.get("mac_mismatch")}
+                        "mac_mismatch": v.get("mac_mismatch"), "learnt_on": v.get("learnt_on") or []}
                        for v in vports if v["subnet_id"] == subnet["id"]]}
 
 
@@ -286,7 +286,7 @@ def _subnet_lines(subnets, indent, l2=False):
         lines.append(f"{indent}subnet {s['name']}{' (L2 only)' if l2 else ''}  {where}  vni {s['vni']}")
         for v in s["vports"]:
             lines.append(f"{indent}    vport {v['name']}  {v['mac']}  {' '.join(v['ips']) or '-'}  {v['flavour']}  "
-                         f"{_where(v.get('location'), v['flavour'], s['vteps'])}{_mismatch(v)}")
+                         f"{_where(v.get('location'), v['flavour'], s['vteps'], v.get('learnt_on'))}{_mismatch(v)}")
     return lines
 
 
@@ -296,9 +296,15 @@ def _mismatch(vport) -> str:
     return f"  MAC MISMATCH: the hypervisor reports {wrong['hypervisor']}, not programmed" if wrong else ""
 
 
-def _where(loc, flavour=None, vteps=()):
-    """Where a vport is: on a VRS port, unbound, or (bare metal, never on a VRS port) behind the hardware VTEPs bound
-    to its subnet, if any."""
+def _where(loc, flavour=None, vteps=(), learnt_on=()):
+    """Where a vport is: on a VRS port, unbound, or (bare metal, never on a VRS port) on the hardware VTEPs that report
+    its MAC (``learnt_on``: two or more are a conflict), else behind the hardware VTEPs bound to its subnet, if any."""
+    if loc and loc.get("flavour") == "baremetal":
+        places = learnt_on or [loc]
+        text = ", ".join(_vtep_place(place) for place in places)
+        if len(places) > 1:
+            return f"bare metal on hardware VTEPs {text}: CONFLICT, its MAC is reported by {len(places)} VTEPs"
+        return f"bare metal on hardware VTEP {text}"
     if not loc and flavour == "baremetal":
         if not vteps:
             return "bare metal: no hardware VTEP bound to its subnet"
@@ -309,8 +315,17 @@ def _where(loc, flavour=None, vteps=()):
     return f"on {loc['chassis']} port {loc['port']}{vlan} (ofport {loc['ofport']})"
 
 
+def _vtep_place(place) -> str:
+    """A hardware VTEP where a bare-metal vport's MAC is: its name, and its port and VLAN when one port binds the VNI."""
+    if place.get("port") is not None:
+        return f"{place['vtep']} port {place['port']} vlan {place['vlan']}"
+    ports = place.get("ports") or ()
+    return f"{place['vtep']} ({len(ports)} ports bind its VNI)" if ports else place["vtep"]
+
+
 def format_vport(data) -> str:
     v, s, d = data["vport"], data["subnet"], data["domain"]
+    flavour = (v.get("binding") or {}).get("flavour")
     # a bare-metal server's traffic enters at its hardware VTEP: no VRS enforces its own port security or ACLs
     unenforced = "  (not enforced: bare metal, docs/vtep.md)" if (v.get("binding") or {}).get("flavour") == \
         "baremetal" else ""
@@ -326,7 +341,7 @@ def format_vport(data) -> str:
                                      for a in data["acls"]) + unenforced if data["acls"] else "-"),
              "    policy groups " + (", ".join(data.get("policy_groups") or ()) or "-"),
              f"    status {v.get('status')}  "
-             f"{_where(v.get('location'), (v.get('binding') or {}).get('flavour'), data.get('vteps') or ())}"
+             f"{_where(v.get('location'), flavour, data.get('vteps') or (), v.get('learnt_on'))}"
              f"{_mismatch(v)}"]
     sw = data.get("switch")
     if sw:

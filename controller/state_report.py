@@ -6,6 +6,14 @@
 
 from __future__ import annotations
 
+import bisect
+
+MAX_ROWS = 64  # Ucast_Macs_Local rows of one MAC in one VNI read (one per IP address the switch pairs it with)
+
+
+def _vni_mac(mac) -> tuple:
+    return (mac.vni, mac.mac)
+
 
 def _no_tick(units: int = 1) -> None:
     pass
@@ -19,7 +27,8 @@ class StateReport:
     """A vport's status and the switches' listing (module docstring)."""
 
     def vport_status(self, vid: str) -> dict:
-        """{"status": bound|mac_mismatch|unbound, "location", "mac_mismatch"} for REST."""
+        """{"status": bound|mac_mismatch|unbound, "location", "mac_mismatch"} for REST; a baremetal vport also
+        "learnt_on": where hardware VTEPs report its MAC (``vtep_places``), bound once one does."""
         loc = self.locations.get(vid)
         if loc is not None:
             return {"status": "bound", "location": loc.to_json(), "mac_mismatch": None}
@@ -28,7 +37,34 @@ class StateReport:
         if loc is not None and vport is not None:
             return {"status": "mac_mismatch", "location": loc.to_json(),
                     "mac_mismatch": {"policy": vport["mac"], "hypervisor": loc.attached_mac}}
+        if vport is not None and (vport.get("binding") or {}).get("flavour") == "baremetal":
+            places = self.vtep_places(vport)
+            return {"status": "bound" if places else "unbound", "location": places[0] if places else None,
+                    "mac_mismatch": None, "learnt_on": places}
         return {"status": "unbound", "location": None, "mac_mismatch": None}
+
+    def vtep_places(self, vport) -> list[dict]:
+        """Where hardware VTEPs report a bare-metal vport's MAC (Ucast_Macs_Local) in its subnet's VNI, by VTEP name:
+        the VTEP, and its port and VLAN when one port of it binds that VNI (else None, ``ports`` lists those that
+        do). Two places: two VTEPs claim the MAC, a conflict the operator must see. A bisection per VTEP."""
+        subnet = self.policy.get("subnet", vport.get("subnet_id"))
+        vni = subnet.get("vni") if subnet is not None else None
+        if vni is None or not isinstance(vport.get("mac"), str):
+            return []
+        mac, out = vport["mac"].lower(), []
+        for snap in sorted(getattr(self, "vteps", {}).values(), key=lambda snap: snap.name):
+            macs = snap.local_macs
+            at = bisect.bisect_left(macs, (vni, mac), key=_vni_mac)
+            rows = [m for m in macs[at:at + MAX_ROWS] if (m.vni, m.mac) == (vni, mac)]
+            if not rows:
+                continue
+            ports = [{"port": p.name, "vlan": vlan} for p in snap.ports for vlan, bound in p.vlan_bindings
+                     if bound == vni]
+            one = ports[0] if len(ports) == 1 else {"port": None, "vlan": None}
+            out.append({"chassis": None, "datapath_id": None, "ofport": None, "flavour": "baremetal", "mac_seen": mac,
+                        "vtep": snap.name, **one, "ports": ports, "vni": vni,
+                        "ips": sorted({m.ip for m in rows if m.ip}), "locators": sorted({m.locator for m in rows})})
+        return out
 
     def switches(self, tick=_no_tick, datapath_id: int | None = None) -> list[dict]:
         """Every VRS known over OVSDB or OpenFlow, joined on the integration bridge's datapath id; ``datapath_id``:

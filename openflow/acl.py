@@ -108,6 +108,8 @@ def compile_port(view, sw, owner, built=None):
     key, zone = ep.key, _local(view).zone(sw.session, ep.key)
     flows = [flow(p.INGRESS_ACL, 110, {p.REG_IN: key, "eth_type": ETH_IP, "ip_proto": UDP, "udp_src": 68,
                                        "udp_dst": 67}, [("goto", p.SERVICES)], owner)]  # DHCP always
+    if zone is None:  # no conntrack zone left on the switch (controller/security.py): its IP traffic is dropped
+        return flows + [flow(side.entry, 100, {side.reg: key, "eth_type": ETH_IP}, [], owner) for side in SIDES], []
     for side in SIDES:
         mine = {side.reg: key}
         chain = [a for _, tag in policy.acls for a in (("set", p.REG_ACL, tag), ("resubmit", side.rules))]

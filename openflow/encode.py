@@ -68,6 +68,13 @@ _GROUP_COMMANDS = {"add": "OFPGC_ADD", "modify": "OFPGC_MODIFY", "delete": "OFPG
 BAD_VALUE = (ValueError, OverflowError, OSError, struct.error)
 
 
+def too_long(what: str, size: int, bundled: bool = False) -> str:
+    """Why a message over OpenFlow's 16-bit length is left out (the reconciler names the flow)."""
+    if bundled:
+        return f"a {what} of {size:,} bytes is {size + 16:,} in a bundle add, over OpenFlow's {MAX_MESSAGE:,}"
+    return f"a {what} of {size:,} bytes is over OpenFlow's {MAX_MESSAGE:,}"
+
+
 # ----------------------------------------------------------------------------- Ryu message objects
 
 def _port(ofp, port) -> tuple[int, int]:
@@ -288,6 +295,8 @@ class WireEncoder:
         """ADD of ``f``; ``cookie``: another cookie than ``f.cookie`` (not cached), None: its own."""
         tail = self.flow_tail(f) if cookie is None or cookie == f.cookie else \
             self._encode_tail(f, cookie)
+        if len(tail) > MAX_MESSAGE - 8:
+            raise EncodeError(too_long("flow-mod", 8 + len(tail)))
         return _FLOW_HEADER.pack(self.version, self.ofp.OFPT_FLOW_MOD, 8 + len(tail), xid) + tail
 
     def flow_tail(self, f: Flow) -> bytes:
@@ -321,6 +330,7 @@ class WireEncoder:
         if bundle_id is not None:  # OpenFlow 1.4 only
             bundle_add, flags = self.ofp.OFPT_BUNDLE_ADD_MESSAGE, self.ofp.OFPBF_ATOMIC | self.ofp.OFPBF_ORDERED
         bundled, plain = _BUNDLED_FLOW_HEADER.pack, _FLOW_HEADER.pack
+        room = MAX_MESSAGE - (8 if bundle_id is None else 24)  # the longest tail whose message's length fits 16 bits
         fresh, errors = 0, {}
         for position, f in enumerate(flows):
             cached = f._wire
@@ -333,6 +343,10 @@ class WireEncoder:
                     xid = (xid + 1) & 0xFFFFFFFF
                     continue
                 fresh += 1
+            if len(tail) > room:  # a huge action list (thousands of outputs): this flow is refused, not the set
+                errors[position] = too_long("flow-mod", 8 + len(tail), bundle_id is not None)
+                xid = (xid + 1) & 0xFFFFFFFF
+                continue
             if bundle_id is None:
                 out += plain(version, flow_mod, 8 + len(tail), xid)
             else:
@@ -354,6 +368,7 @@ class WireEncoder:
             bundle_add, flags = self.ofp.OFPT_BUNDLE_ADD_MESSAGE, self.ofp.OFPBF_ATOMIC | self.ofp.OFPBF_ORDERED
         bundled, plain, skip = _BUNDLED_FLOW_MOD.pack, _FLOW_MOD.pack, _FLOW_HEAD.size
         length_at = skip + 2  # the match's length in an add's tail (``flow_tail``): 16 bits, unpadded
+        room = MAX_MESSAGE - (48 if bundle_id is None else 64)  # the longest match whose message's length fits
         fresh, errors = 0, {}
         for position, ((table, priority, cookie), item) in enumerate(items):
             cached = getattr(item, "_wire", None)
@@ -368,6 +383,10 @@ class WireEncoder:
                     xid = (xid + 1) & 0xFFFFFFFF
                     continue
                 fresh += 1
+            if len(match) > room:  # a match read back from a switch: bytes Canopy did not choose
+                errors[position] = too_long("flow delete", 48 + len(match), bundle_id is not None)
+                xid = (xid + 1) & 0xFFFFFFFF
+                continue
             length = 48 + len(match)
             if bundle_id is None:
                 out += plain(version, flow_mod, length, xid, cookie, ALL_ONES, table, strict, 0, 0, priority,
@@ -394,6 +413,8 @@ class WireEncoder:
 
     def flow_delete_strict(self, table: int, priority: int, cookie: int, match: bytes, xid: int) -> bytes:
         """DELETE_STRICT of one flow; ``match`` is an encoded ofp_match (``match`` or ``ryu_match_bytes``)."""
+        if 48 + len(match) > MAX_MESSAGE:
+            raise EncodeError(too_long("flow delete", 48 + len(match)))
         return _FLOW_MOD.pack(self.version, self.ofp.OFPT_FLOW_MOD, 48 + len(match), xid, cookie, ALL_ONES,
                               table, self.ofp.OFPFC_DELETE_STRICT, 0, 0, priority, OFP_NO_BUFFER, OFPP_ANY,
                               OFPG_ANY, 0, 0) + match
@@ -466,6 +487,9 @@ class WireEncoder:
         out = b""
         if actions:
             body = self._action_list(actions)
+            if 8 + len(body) > MAX_MESSAGE:
+                raise EncodeError(f"{len(actions):,} actions are {8 + len(body):,} bytes, over the {MAX_MESSAGE:,} "
+                                  f"of an OpenFlow message")
             out = _PLAIN.pack(self.ofp.OFPIT_APPLY_ACTIONS, 8 + len(body)) + body
         if goto is not None:
             out += _GOTO.pack(self.ofp.OFPIT_GOTO_TABLE, 8, goto)

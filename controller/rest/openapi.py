@@ -64,7 +64,11 @@ def _kind_schemas(kind):
         out["properties"]["mac_mismatch"] = {"type": "object", "nullable": True, "description": "with status "
                                              "mac_mismatch: {policy, hypervisor} MACs"}
         out["properties"]["location"] = {"type": "object", "nullable": True,
-                                         "description": "where the port is attached, when it is"}
+                                         "description": "where the port is attached, when it is (a baremetal "
+                                         "vport: the first of learnt_on)"}
+        out["properties"]["learnt_on"] = {"type": "array", "items": {"type": "object"}, "description": "a "
+                                          "baremetal vport only: each hardware VTEP reporting its MAC in its "
+                                          "subnet's VNI (vtep, port, vlan, ports); two or more are a conflict"}
     if kind == "floating_ip":
         out["properties"]["state"] = {"type": "string", "enum": ["free", "attached_unbound", "no_uplink", "active"],
                                       "description": "active: its vport is bound and its VRS, which has an uplink "

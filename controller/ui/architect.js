@@ -76,8 +76,11 @@ function tenantModel(data, tenantId) {
       const sub = byVni.get(m.vni);
       if (!sub) continue;
       const vport = declared.get(`${sub.id} ${m.mac.toLowerCase()}`);
-      if (vport) {
-        Object.assign(vport, {status: "learnt", host: vtep.name, flavour: "bare metal", vtep});
+      if (vport) {  // every VTEP that reports it: two are a conflict the operator must see, not the last one alone
+        const vteps = (vport.vteps || []).filter((v) => v.name !== vtep.name).concat([vtep]);
+        Object.assign(vport, {vteps, vtep: vteps[0], flavour: "bare metal",
+          status: vteps.length > 1 ? "conflict" : "learnt", host: vteps.map((v) => v.name).join(", "),
+          conflict: vteps.length > 1 ? `CONFLICT: ${vteps.length} hardware VTEPs report its MAC` : null});
         continue;
       }
       endpoints.get(sub.id).push({
@@ -137,6 +140,9 @@ const STYLE = [
   {selector: ".baremetal", style: {"shape": "rectangle", "background-color": "#8a5a2b"}},
   // a declared bare-metal server no VTEP has learnt yet: a square, grey as any endpoint not bound
   {selector: ".baremetal.unbound", style: {"background-color": "#b0b0b0"}},
+  // a declared bare-metal server whose MAC two or more VTEPs report: red, with a thick border
+  {selector: ".baremetal.conflict", style: {"background-color": "#c0392b", "border-width": 3,
+    "border-color": "#7b1f16"}},
   {selector: ".empty", style: {"background-opacity": 0, "color": "#888"}},
   {selector: ":selected", style: {"border-width": 3, "border-color": "#d33"}},
 ];
@@ -207,7 +213,8 @@ function drawTree(model) {
         onkeydown: (e) => { if (e.key === "Enter") select(ep.id); }},
       el("span", {class: "name"}, ep.name), " ",
       el("span", {class: "host"}, ep.host ? "on " + ep.host : ep.absent || "not bound"), " ",
-      el("span", {class: "muted"}, [ep.flavour, ep.status].filter(Boolean).join(", "))));
+      el("span", {class: "muted"}, [ep.flavour, ep.status].filter(Boolean).join(", ")),
+      ...(ep.conflict ? [" ", el("span", {class: "conflict"}, ep.conflict)] : [])));
       return el("details", {class: "subnet", open: eps.length <= 200, "data-id": sub.id, "data-name": sub.name},
         el("summary", {}, `${sub.name} ${sub.cidr || ""} (VNI ${sub.vni}, ${plural(eps.length, "endpoint")})`),
         el("ul", {}, ...rows));
@@ -221,6 +228,13 @@ function drawTree(model) {
 
 function endpointClasses(ep) {
   return `endpoint ${ep.kind} ${ep.status}${ep.baremetal ? " baremetal" : ""}`;
+}
+
+function vtepPorts(places) {
+  // a bare-metal vport's ports: per VTEP reporting its MAC, the port and VLAN binding its VNI there (REST learnt_on)
+  if (!places || !places.length) return "-";
+  return places.map((p) => `${p.vtep} ` + (p.port !== null && p.port !== undefined ? `${p.port} VLAN ${p.vlan}`
+    : (p.ports || []).map((q) => `${q.port} VLAN ${q.vlan}`).join(" or ") || "?")).join(", ");
 }
 
 function plural(n, word) {
@@ -252,9 +266,11 @@ async function showDetails() {
     const aclNames = (vp.acls || []).map((aid) => (architect.data.acls.items.find((a) => a.id === aid) || {}).name || aid);
     rows.push(["ref", vp.ref], ["status", vp.status], ["MAC", vp.mac], ["IPs", (vp.ips || []).join(", ")],
       ["binding", bindingText(vp.binding)],
-      [ep.baremetal ? "hardware VTEP" : "hypervisor", ep.host || ep.absent || "not bound"],
-      ["switch", loc ? loc.datapath_id : "-"], ["port", loc ? loc.port + (loc.vlan ? ` VLAN ${loc.vlan}` : "") : "-"],
-      ["ofport", loc && loc.ofport !== null ? String(loc.ofport) : "-"],
+      [ep.baremetal ? "hardware VTEP" : "hypervisor", (ep.host || ep.absent || "not bound") +
+        (ep.conflict ? ` (${ep.conflict})` : "")],
+      ["switch", loc && loc.datapath_id ? loc.datapath_id : "-"],
+      ["port", ep.baremetal ? vtepPorts(vp.learnt_on) : loc ? loc.port + (loc.vlan ? ` VLAN ${loc.vlan}` : "") : "-"],
+      ["ofport", loc && loc.ofport !== null && loc.ofport !== undefined ? String(loc.ofport) : "-"],
       ["security policies", aclNames.length ? aclNames.join(", ") : "none"],
       ["flows", loc && loc.datapath_id ? "…" : "-"]);
   } else {

@@ -131,6 +131,21 @@ def test_a_click_shows_the_vports_details(page):
     assert flows["count"] > 0 and details["flows"].startswith(f"{flows['count']} on its switch")
 
 
+def test_a_declared_server_is_bound_where_the_real_vtep_learnt_its_mac(page):
+    """GET /v1/vports/{id} of a baremetal vport said unbound whatever the VTEP reported: now where ovs-vtep has its
+    MAC (Ucast_Macs_Local), with the port and VLAN bound to its VNI; the page's details show the same."""
+    lab, canopy, browser = page
+    vport = canopy.api.get("/v1/vports?name=db9").json["items"][0]
+    got = canopy.api.get(f"/v1/vports/{vport['id']}").json
+    assert got["status"] == "bound" and [(p["vtep"], p["port"], p["vlan"]) for p in got["learnt_on"]] == \
+        [("tor1", "p1", 100)] and got["location"] == got["learnt_on"][0]
+    browser.call("js", expr="document.querySelector('#tree li[data-name=\"db9\"]').click() || true")
+    details = browser.call("wait_js", timeout=20, expr="""(() => {
+        const d = {}; document.querySelectorAll('#details-list dd').forEach(x => d[x.dataset.field] = x.textContent);
+        return d.name === 'db9' && d; })()""")
+    assert (details["hardware VTEP"], details["port"], details["switch"]) == ("tor1", "tor1 p1 VLAN 100", "-")
+
+
 def test_a_change_through_the_api_appears_without_a_reload(page):
     lab, canopy, browser = page
     browser.call("js", expr="window.__noReload = 'still here'")

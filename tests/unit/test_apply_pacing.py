@@ -12,6 +12,7 @@ import textwrap
 import pytest
 
 from controller.journal import Journal
+from controller.model import LISTED
 from controller.pacer import Pacer
 from controller.rest import api as rest_api
 from controller.rest import jsonbody
@@ -91,8 +92,9 @@ def served(ctl, body: bytes):
 
 @pytest.mark.parametrize("bad", [False, True])
 def test_the_answer_of_a_big_apply_is_encoded_with_pauses_and_reads_the_same(tmp_path, bad):
-    """An apply of 2,500 vports answers 2,503 changes, or (bad MACs) 2,500 problems: encoded with a pause every
-    ANSWER_EVERY of them, the same bytes as in one piece."""
+    """An apply of 2,500 vports answers 2,503 changes, encoded with a pause every ANSWER_EVERY of them, the same bytes
+    as in one piece; or (bad MACs) the first 20 of its 2,500 problems and one for the others (controller/model.py
+    ``listed``)."""
     ctl = Controller(tmp_path)
     try:
         body = apply_body(2500, lambda i: f"03:00:00:00:{i >> 8:02x}:{i & 0xff:02x}") if bad else apply_body(2500)
@@ -100,7 +102,9 @@ def test_the_answer_of_a_big_apply_is_encoded_with_pauses_and_reads_the_same(tmp
         assert status.startswith("422" if bad else "200")
         assert answer == resp.encoded()
         listed = json.loads(answer)["error"]["errors"] if bad else json.loads(answer)["changes"]
-        assert len(listed) == (2500 if bad else 2503)
+        assert len(listed) == (LISTED + 1 if bad else 2503)  # bad: the first 20 and "and 2,480 more"
+        if bad:
+            assert listed[-1]["reason"] == "and 2,480 more problems of this field (not listed)" and listed[-1]["field"].endswith("vports[].mac")
         assert encoding == len(listed) // rest_api.ANSWER_EVERY
     finally:
         ctl.close()

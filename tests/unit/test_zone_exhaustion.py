@@ -1,0 +1,108 @@
+"""Conntrack zones run out past 65,279 policed vports on one switch (ESXi trunks with thousands of VLANs each):
+allocate_zones raised in the middle of the programming pass, which failed and was retried forever, every switch
+waiting behind it. Now the vports left without a zone are a clean refusal: named once in the log, counted in
+GET /v1/status and /metrics, their IP traffic dropped (never let through unpoliced); every other vport keeps its zone
+and flows, and a vport arriving on a full switch is the one refused, not an established one (docs/limits.md)."""
+
+from __future__ import annotations
+
+import logging
+from types import SimpleNamespace
+
+from controller.security import LOGGED_UNZONED, ZONE_LIMIT, Local, allocate_zones, PortPolicy, SecurityView, zones_status
+from openflow import acl, pipeline as p
+from openflow.flows import Owner
+
+SESSION = "tcp:10.0.0.1:6640"
+ZONES = ZONE_LIMIT - 1  # 65,279
+POLICY = PortPolicy((("a1", 5),), False)
+
+
+def trunk_key(i: int) -> int:
+    """The i-th vport of trunks from ofport 100 up, 4,000 VLANs each (ofport << 12 | VLAN)."""
+    return (100 + i // 4000) << 12 | (1 + i % 4000)
+
+
+def full_switch(extra: int) -> Local:
+    local = Local()
+    for i in range(ZONES + extra):
+        local.put(f"v{i:06d}", SESSION, trunk_key(i), POLICY)
+    assert local.zones_changed() == {}
+    return local
+
+
+def test_a_switch_past_the_last_zone_refuses_the_vports_left_and_keeps_every_other_zone(caplog):
+    caplog.set_level(logging.WARNING, logger="controller.security")
+    local = full_switch(25)
+    zones = local.zones[SESSION]
+    assert len(zones) == ZONES and len(set(zones.values())) == ZONES and all(0 < z < ZONE_LIMIT for z in zones.values())
+    refused = local.refused()[SESSION]
+    assert len(refused) == 25 and refused == [f"v{i:06d}" for i in range(ZONES, ZONES + 25)]  # the highest keys
+    assert all(local.zone(SESSION, trunk_key(i)) is None for i in range(ZONES, ZONES + 25))
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert line.startswith(f"switch {SESSION}: 25 policed vports got no conntrack zone (over 65,279 on one switch), "
+                           f"their IP traffic is dropped: v{ZONES:06d}, ") and line.endswith(" and 5 more"), line
+    status = zones_status(SimpleNamespace(security=SimpleNamespace(local=local)))
+    assert status["count"] == 25 and status["switches"][SESSION]["count"] == 25
+    assert len(status["switches"][SESSION]["vports"]) == LOGGED_UNZONED
+
+    # a pass that changes nothing there: the same zones, nothing logged again
+    caplog.clear()
+    local.drop("v000000")
+    local.put("v000000", SESSION, trunk_key(0), POLICY)
+    assert local.zones_changed() == {} and local.zones[SESSION] == zones and not caplog.records
+
+
+def test_a_vport_arriving_on_a_full_switch_is_refused_and_one_leaving_gives_its_zone_to_a_refused_one(caplog):
+    caplog.set_level(logging.WARNING, logger="controller.security")
+    local = full_switch(0)
+    before = dict(local.zones[SESSION])
+    assert not local.refused() and not caplog.records
+    low = (16 << 12) | 7  # lower than every key there: it would have taken a zone first, from scratch
+    local.put("newcomer", SESSION, low, POLICY)
+    assert local.zones_changed() == {}  # no established vport moved
+    assert local.zones[SESSION] == before and local.refused() == {SESSION: ["newcomer"]}
+    assert len(caplog.records) == 1 and "1 policed vports got no conntrack zone" in caplog.records[0].getMessage()
+    local.drop("v000003")
+    moved = local.zones_changed()
+    assert not local.refused() and local.zone(SESSION, low) is not None
+    # back under the limit: the zones are a function of the set again (what a restarted controller computes), and
+    # the vports whose zone that changes are compiled again
+    assert local.zones[SESSION] == allocate_zones(local.keys[SESSION])
+    assert moved[SESSION] == {vid for vid, key in local.ports[SESSION].items()
+                              if before.get(key) != local.zone(SESSION, key)}
+    assert "newcomer" in moved[SESSION]
+    assert caplog.records[-1].getMessage() == f"switch {SESSION}: every policed vport has a conntrack zone again"
+
+
+def test_a_vport_without_a_zone_has_its_ip_traffic_dropped_and_dhcp_kept():
+    local = full_switch(1)
+    vid = f"v{ZONES:06d}"
+    view = SimpleNamespace(endpoints={vid: SimpleNamespace(key=trunk_key(ZONES))},
+                           security=SecurityView(ports={vid: POLICY}, local=local))
+    flows, groups = acl.compile_port(view, SimpleNamespace(session=SESSION), Owner("acl_port", vid))
+    assert not groups and len(flows) == 3
+    dhcp, *drops = flows
+    assert dhcp.actions == (("goto", p.SERVICES),)
+    assert {(f.table, f.priority, f.actions) for f in drops} == {(p.INGRESS_ACL, 100, ()), (p.EGRESS_ACL, 100, ())}
+    zoned = f"v{ZONES - 1:06d}"
+    view.endpoints[zoned] = SimpleNamespace(key=trunk_key(ZONES - 1))
+    view.security.ports[zoned] = POLICY
+    flows, _ = acl.compile_port(view, SimpleNamespace(session=SESSION), Owner("acl_port", zoned))
+    assert ("set", p.REG_ZONE, local.zone(SESSION, trunk_key(ZONES - 1))) in flows[1].actions
+
+
+def test_metrics_count_the_vports_without_a_zone_per_switch(tmp_path):
+    from tests.unit.helpers import Controller
+    from tests.unit.test_operate import samples, scrape
+
+    ctl = Controller(tmp_path)
+    try:
+        refused = {SESSION: ["v1", "v2", "v3"], "tcp:10.0.0.2:6640": []}
+        ctl.api.metrics.attach(zones=lambda: refused)
+        got = samples(scrape(ctl.api))
+        name = "canopy_switch_vports_without_conntrack_zone"
+        assert got[(name, frozenset({("session", SESSION)}))] == 3
+        assert got[(name, frozenset({("session", "tcp:10.0.0.2:6640")}))] == 0
+    finally:
+        ctl.close()
