@@ -50,6 +50,7 @@ from functools import wraps
 
 from controller.loglimit import warn_limited
 from controller.storefile import FileWatch
+from controller.storetxn import Transaction
 
 SCHEMA_VERSION = 1
 # SQLite errors that are Canopy's bugs (a constraint, a misused cursor or connection, bad SQL), not the disk's: they
@@ -294,7 +295,7 @@ class Store:
     def _commit_unlocked(self, changes, meta):
         """The commit's transaction; the caller holds the lock (this may run in another OS thread)."""
         self.file.check()  # storefile.Moved: the path no longer names the file written to
-        with _Transaction(self._db):
+        with Transaction(self._db):
             return self._commit_changes(changes, meta)
 
     def _commit_changes(self, changes, meta):
@@ -324,7 +325,7 @@ class Store:
     def _set_meta_committed(self, key, value):
         """set_meta's transaction; the caller holds the lock (this may run in another OS thread)."""
         self.file.check()
-        with _Transaction(self._db):
+        with Transaction(self._db):
             self._set_meta(key, value)
 
     def _set_meta(self, key, value):
@@ -340,7 +341,7 @@ class Store:
             self._set_meta("compacted_seq", max(cutoff, self._get_meta("compacted_seq") or 0))
 
     def _txn(self):
-        return _Transaction(self._db, self._lock)
+        return Transaction(self._db, self._lock)
 
     # ------------------------------------------------------------------ replication
     @_locked
@@ -382,7 +383,7 @@ class Store:
     def _apply_changes(self, changes, meta):
         """The replicated batch's transaction; the caller holds the lock (this may run in another OS thread)."""
         self.file.check()
-        with _Transaction(self._db):
+        with Transaction(self._db):
             last = self._last_seq()
             new = [c for c in changes if c.seq > last]
             if changes and not new:
@@ -537,55 +538,3 @@ class Reader:
 
 def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-class _Unlocked:
-    def acquire(self):
-        pass
-
-    def release(self):
-        pass
-
-
-class _Transaction:
-    """Take the store lock (none: the caller holds it), BEGIN IMMEDIATE ... COMMIT, rolled back on any
-    exception."""
-
-    def __init__(self, db, lock=_Unlocked()):
-        self.db = db
-        self.lock = lock
-
-    def __enter__(self):
-        self.lock.acquire()
-        try:
-            if self.db.in_transaction:  # left open by a rollback the disk refused: end it first
-                self.db.execute("ROLLBACK")
-            self.db.execute("BEGIN IMMEDIATE")
-        except BaseException:
-            self.lock.release()
-            raise
-
-    def __exit__(self, exc_type, exc, tb):
-        """COMMIT, or ROLLBACK on an exception; a COMMIT the disk refuses is rolled back and raised. SQLite may have
-        rolled back itself (SQLITE_FULL): then there is nothing to roll back, and the first error is the one raised."""
-        try:
-            if exc_type is None:
-                try:
-                    self.db.execute("COMMIT")
-                except BaseException:
-                    self._rollback()
-                    raise
-            else:
-                self._rollback()
-        finally:
-            self.lock.release()
-        return False
-
-    def _rollback(self):
-        """ROLLBACK unless SQLite already did (SQLITE_FULL ends the transaction itself); a failed one is left for
-        ``__enter__`` of the next transaction to finish."""
-        if self.db.in_transaction:
-            try:
-                self.db.execute("ROLLBACK")
-            except sqlite3.Error:
-                log.warning("rolling back a refused transaction failed too; the next one rolls it back first")
