@@ -467,32 +467,35 @@ class Store:
                 hseq, ts = history
                 if hseq != last or not isinstance(ts, (int, float)):
                     raise StoreError(f"snapshot history {history!r} does not match last_seq {last}")
-            with self._lock:
-                self.file.check()  # storefile.Moved, refused below
-            with self._txn():
-                self._db.execute("DELETE FROM objects")
-                self._db.execute("DELETE FROM changes")
-                self._db.execute("DELETE FROM meta WHERE key NOT IN (%s)" % ",".join("?" * len(KEPT_META)), KEPT_META)
-                for kind, bodies in objects.items():
-                    for oid, body in bodies.items():
-                        if not (isinstance(kind, str) and isinstance(oid, str) and isinstance(body, dict)):
-                            raise StoreError(f"snapshot object {kind!r}/{oid!r} is not an object body")
-                        self._db.execute("INSERT INTO objects (kind, id, body) VALUES (?, ?, ?)",
-                                         (kind, oid, json.dumps(body, sort_keys=True)))
-                for key, value in meta.items():
-                    if key not in LOCAL_META:
-                        self._set_meta(key, value)
-                self._set_meta("compacted_seq", last)
-                if ts is not None:
-                    self._set_meta("compacted_ts", ts)
-            self._recovered()
-            self.write_marker()
-        except StoreError:
+            with self._lock:  # held on for the marker, written once the transaction is committed
+                self._written("a snapshot restore", self._restore_unlocked, objects, meta, last, ts)
+                self.write_marker()
+        except StoreError:  # StoreFault too: the disk refused it (rolled back)
             raise
-        except (sqlite3.OperationalError, OSError) as exc:  # the disk refused it (rolled back)
-            raise self._refused("a snapshot restore", exc) from None
         except (KeyError, TypeError, ValueError, AttributeError, sqlite3.Error) as exc:
             raise StoreError(f"malformed snapshot: {exc!r}") from None
+
+    def _restore_unlocked(self, objects, meta, last, ts):
+        """restore's transaction, through ``offload`` as a commit's is (the file check, the save of a file gone, every
+        row and the fsync: seconds of the event loop for a standby's first snapshot at scale); the caller holds the
+        lock (this may run in another OS thread)."""
+        self.file.check()
+        with Transaction(self._db):
+            self._db.execute("DELETE FROM objects")
+            self._db.execute("DELETE FROM changes")
+            self._db.execute("DELETE FROM meta WHERE key NOT IN (%s)" % ",".join("?" * len(KEPT_META)), KEPT_META)
+            for kind, bodies in objects.items():
+                for oid, body in bodies.items():
+                    if not (isinstance(kind, str) and isinstance(oid, str) and isinstance(body, dict)):
+                        raise StoreError(f"snapshot object {kind!r}/{oid!r} is not an object body")
+                    self._db.execute("INSERT INTO objects (kind, id, body) VALUES (?, ?, ?)",
+                                     (kind, oid, json.dumps(body, sort_keys=True)))
+            for key, value in meta.items():
+                if key not in LOCAL_META:
+                    self._set_meta(key, value)
+            self._set_meta("compacted_seq", last)
+            if ts is not None:
+                self._set_meta("compacted_ts", ts)
 
 
 class Reader:
