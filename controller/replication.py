@@ -290,7 +290,12 @@ class Replicator:
     def _send_snapshot(self) -> int | None:
         """Send the whole store; the seq it ends at, or None if the send failed."""
         epoch = self.link.out_epoch
-        snap = self.store.snapshot()
+        try:
+            snap = self.store.snapshot()
+        except StoreError as exc:  # its file overwritten in place: what it reads is not the store (writes refused too)
+            warn_limited(self.log, ("no snapshot for the standby", self.store.path), "no snapshot for the standby: %s",
+                         exc)
+            return None
         if not self.link.send({"t": "snapshot", "snapshot": snap}):
             return None
         self._sent(snap["last_seq"], epoch, sum(len(b) for b in snap.get("objects", {}).values()))

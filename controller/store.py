@@ -47,6 +47,7 @@ import threading
 import time
 from dataclasses import dataclass
 from functools import wraps
+from pathlib import Path
 
 from controller.loglimit import warn_limited
 from controller.storefile import FileWatch
@@ -209,15 +210,23 @@ class Store:
             if self.get_meta("store_id") is None:  # new, or made before store ids existed
                 self._set_meta("store_id", uuid.uuid4().hex)
             self._store_id = self.get_meta("store_id")  # local meta: never replaced by replication or restore
-        self.file = FileWatch(self.path, self._db.backup)  # each write first checks the path is still this file
+        self.file = FileWatch(self.path, self._db.backup, self._data_version)  # each write first checks its file
         self.write_marker()
         self.reader = Reader(self.path)  # for the reads that must not wait for a write (REST)
 
     def close(self):
         with self._lock:
             self.file.closing()  # a file gone since the last write: what it held saved before the connection goes
+        if self.file.overwritten:  # the writer first: with the (read-only) reader open it checkpoints nothing into
+            self._db.close()  # the file put in place of ours, and the reader, closing last, cannot
+            self.reader.close()
+            return
         self.reader.close()  # first: the writer, closing last, checkpoints and removes the WAL
         self._db.close()
+
+    def _data_version(self) -> int:
+        """SQLite's count of commits by other connections to this file (storefile: a second writer)."""
+        return self._db.execute("PRAGMA data_version").fetchone()[0]
 
     # ------------------------------------------------------------------ reading
     @_locked
@@ -267,6 +276,8 @@ class Store:
             if isinstance(exc, _BUGS):  # a bug in how the store is used, not the disk: not a StoreFault
                 raise
             raise self._refused(what, exc) from None
+        finally:
+            self.file.wrote()  # its checkpoint writes the file: any other change of it is someone else's
         self._recovered()
         return result
 
@@ -445,7 +456,10 @@ class Store:
 
     def snapshot(self) -> dict:
         """The whole store as one value: {"objects": {kind: {id: body}}, "meta": {key: value} (all but
-        schema_version), "last_seq": int, "history": [seq, ts] of the last change or None}."""
+        schema_version), "last_seq": int, "history": [seq, ts] of the last change or None}. StoreError when the
+        file was overwritten in place: the connection reads the pages put there under its own log (storefile)."""
+        if self.file.overwritten:
+            raise StoreError(f"the store {self.path} cannot be read whole: its file was {self.file.gone}")
         with self._txn():
             meta = {key: json.loads(value) for key, value in self._db.execute("SELECT key, value FROM meta")
                     if key != "schema_version"}
@@ -507,8 +521,12 @@ class Reader:
 
     def __init__(self, path: str):
         self._lock = threading.Lock()  # one read at a time on this connection
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        # read-only (not only query_only): closing last, it never checkpoints the log into a file overwritten in place
+        self._db = sqlite3.connect(Path(os.path.abspath(path)).as_uri() + "?mode=ro", uri=True, isolation_level=None,
+                                   check_same_thread=False)
         self._db.execute("PRAGMA query_only=ON")
+        self._db.execute("PRAGMA schema_version").fetchone()  # a first read: SQLite holds the file's shared lock
+        # from now on (WAL mode), so the writer closing before it cannot checkpoint (Store.close)
 
     def close(self):
         self._db.close()
