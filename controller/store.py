@@ -50,7 +50,7 @@ from functools import wraps
 from pathlib import Path
 
 from controller.loglimit import warn_limited
-from controller.storefile import FileWatch
+from controller.storefile import FileWatch, Moved, set_aside
 from controller.storetxn import Transaction
 
 SCHEMA_VERSION = 1
@@ -195,24 +195,55 @@ class Store:
         self.fault: dict | None = None  # the last write the disk refused, until one succeeds: {what, reason, since}
         self.faults = 0  # write transactions (and markers) the disk refused since the start
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        with self._txn():
-            for ddl in _DDL:
-                self._db.execute(ddl)
-            version = self.get_meta("schema_version")
-            if version is None:
-                self._set_meta("schema_version", SCHEMA_VERSION)
-            elif version != SCHEMA_VERSION:
-                raise StoreError(f"{self.path} has store schema {version}; this Canopy reads {SCHEMA_VERSION}")
-            if self.get_meta("store_id") is None:  # new, or made before store ids existed
-                self._set_meta("store_id", uuid.uuid4().hex)
-            self._store_id = self.get_meta("store_id")  # local meta: never replaced by replication or restore
+        self._db = self._connected({})
+        self._store_id = self.get_meta("store_id")  # local meta: never replaced by replication or restore
         self.file = FileWatch(self.path, self._db.backup, self._data_version)  # each write first checks its file
         self.write_marker()
         self.reader = Reader(self.path)  # for the reads that must not wait for a write (REST)
+
+    def _connected(self, kept: dict):
+        """The writer's connection to the file at ``path``, its tables made (``kept`` meta values written into a new
+        one); the caller holds the lock (this may run in another OS thread)."""
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA foreign_keys=ON")
+        with Transaction(db):
+            for ddl in _DDL:
+                db.execute(ddl)
+            version = _meta(db, "schema_version")
+            if version is None:
+                db.execute("INSERT INTO meta (key, value) VALUES (?, ?)", ("schema_version", json.dumps(SCHEMA_VERSION)))
+            elif version != SCHEMA_VERSION:
+                raise StoreError(f"{self.path} has store schema {version}; this Canopy reads {SCHEMA_VERSION}")
+            kept = {"store_id": uuid.uuid4().hex, **kept}  # new, or made before store ids existed: a new id
+            for key, value in kept.items():
+                if _meta(db, key) is None:
+                    db.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value)))
+        return db
+
+    def renew(self) -> None:
+        """A new, empty file for a store whose file went (``file.gone``), keeping this store's id and this node's own
+        memory (KEPT_META): for an HA standby only, as the active holds every write this store took, and sends it
+        the whole store (controller/replication.py ``Applier.renew``). What is at the path is moved aside first
+        (``canopy.db.renewed-<time>``, with its log), so the old connections close without a checkpoint into it."""
+        with self._lock:
+            kept = {"store_id": self._store_id}
+            if not self.file.overwritten:  # else what it reads is not this store's
+                kept[KNOWN_DEVICES] = self._get_meta(KNOWN_DEVICES)
+            old = self.reader
+            self._db = self._written("a new file", self._renewed, {k: v for k, v in kept.items() if v is not None})
+            self.file = FileWatch(self.path, self._db.backup, self._data_version)
+            self.write_marker()
+            self.reader = Reader(self.path)
+            old.close()  # last on the old file, and read-only: no checkpoint into anything
+
+    def _renewed(self, kept):
+        """renew's file work (the caller holds the lock; this may run in another OS thread)."""
+        set_aside(self.path, "renewed")
+        db = self._connected(kept)  # refused (a full disk): the old file stays the store's, tried again later
+        self._db.close()  # another file at the path, and the old reader open: no checkpoint into anything
+        return db
 
     def close(self):
         with self._lock:
@@ -223,6 +254,17 @@ class Store:
             return
         self.reader.close()  # first: the writer, closing last, checkpoints and removes the WAL
         self._db.close()
+
+    def file_failed(self) -> bool:
+        """Whether the store's file went (storefile: deleted, replaced, changed in place, its log gone, written by
+        another process), looked at through ``offload`` (a gone file's save): an HA standby's tick, between writes."""
+        with self._lock:
+            if self.file.gone is None:
+                try:
+                    self.offload(self.file.check)
+                except Moved as exc:
+                    self._refused("its file check", exc)
+        return self.file.gone is not None
 
     def _data_version(self) -> int:
         """SQLite's count of commits by other connections to this file (storefile: a second writer)."""
@@ -529,7 +571,8 @@ class Reader:
         # from now on (WAL mode), so the writer closing before it cannot checkpoint (Store.close)
 
     def close(self):
-        self._db.close()
+        with self._lock:  # not while a read runs (a standby's store renewed: Store.renew)
+            self._db.close()
 
     def last_seq(self) -> int:
         """The last committed (durable) sequence number."""

@@ -64,6 +64,16 @@ def contents(path: str) -> tuple[int, int] | None:
     return st.st_size, st.st_mtime_ns
 
 
+def set_aside(path: str, label: str) -> None:
+    """Move the file at ``path``, its write-ahead log and index to ``<path>.<label>-<time>`` (those that are there)."""
+    stamp = time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())
+    for suffix in ("", "-wal", "-shm"):
+        try:
+            os.replace(path + suffix, f"{path}.{label}-{stamp}{suffix}")
+        except FileNotFoundError:
+            pass
+
+
 class FileWatch:
     """The identity of the store's file at open; ``check`` raises ``Moved`` once the path named another file or none,
     after saving a copy of the open store the first time (``save``: the open connection's contents to a file) and
