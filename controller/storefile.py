@@ -64,10 +64,11 @@ def contents(path: str) -> tuple[int, int] | None:
     return st.st_size, st.st_mtime_ns
 
 
-def set_aside(path: str, label: str) -> None:
-    """Move the file at ``path``, its write-ahead log and index to ``<path>.<label>-<time>`` (those that are there)."""
+def set_aside(path: str, label: str, suffixes=("", "-wal", "-shm")) -> None:
+    """Move the file at ``path`` and its write-ahead log and index (``suffixes``) to ``<path>.<label>-<time>``
+    (those that are there); OSError when one cannot be moved."""
     stamp = time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())
-    for suffix in ("", "-wal", "-shm"):
+    for suffix in suffixes:
         try:
             os.replace(path + suffix, f"{path}.{label}-{stamp}{suffix}")
         except FileNotFoundError:
@@ -79,7 +80,9 @@ class FileWatch:
     after saving a copy of the open store the first time (``save``: the open connection's contents to a file) and
     moving its write-ahead log aside. The store's file coming back does not end it: its log is no longer beside it.
     A save that failed (the disk full, the directory gone) is tried again at a later check, at most every
-    ``SAVE_AGAIN`` seconds, until one succeeds: the open connection is then the only copy of what was acknowledged."""
+    ``SAVE_AGAIN`` seconds, until one succeeds: the open connection is then the only copy of what was acknowledged.
+    Also once the file changed in place (``overwritten``: nothing saved), its log went (saved), or another connection
+    committed to it (``shared``: saved, the log left), as the module's docstring says."""
 
     def __init__(self, path: str, save, version=lambda: 0, clock=time.monotonic):
         self.path = path
@@ -92,6 +95,7 @@ class FileWatch:
         self.clock = clock
         self.gone: str | None = None  # how the file went ("deleted", "replaced by another file"), once it did
         self.overwritten = False  # changed in place: no copy of the open store is whole, and none is checkpointed
+        self.shared = False  # another connection committed to it: the file and its log are whole, and left in place
         self.saved: str | None = None  # where the open store was saved then
         self.tried: float | None = None  # when saving it was last tried (``clock``), while none succeeded
 
@@ -110,7 +114,7 @@ class FileWatch:
                 return
             if not self.overwritten:  # its pages are still the store's: a copy through the connection is whole
                 self.saved = self._save()
-            if not self.gone.startswith("written to"):  # another connection's log is the file's own: left
+            if not self.shared:  # else the log is the file's own (the other's commits are in it): left
                 self._set_aside()
             log.error("the store %s was %s while this controller ran: every write is refused from now on, so that "
                       "none is acknowledged and then lost; %s", self.path, self.gone, self.advice())
@@ -131,6 +135,7 @@ class FileWatch:
         if identity(self.path + "-wal") != self.log_opened:
             return f"left without its write-ahead log ({self.path}-wal deleted or replaced)"
         if self.version() != self.seen:
+            self.shared = True
             return "written to by another process (another SQLite connection committed to it)"
         return None
 
@@ -147,7 +152,7 @@ class FileWatch:
             return ("what it held cannot be copied from this controller (it reads through the file put there), its "
                     f"write-ahead log is kept as {self.path}.gone-<time>-wal: take a 'canopy backup' on the HA peer "
                     "(or use a backup), stop this controller and 'canopy restore' it (docs/store.md)")
-        if self.saved and self.gone.startswith("written to"):
+        if self.saved and self.shared:
             return (f"stop that process, then restart this controller: it reads the store as it is then, the other's "
                     f"writes included (a copy as this controller found it is in {self.saved}; docs/store.md)")
         if self.saved:
@@ -158,12 +163,9 @@ class FileWatch:
 
     def _set_aside(self) -> None:
         """Move the write-ahead log and its index away from the names the path's next opener would read."""
-        stamp = time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())
         for suffix in ("-wal", "-shm"):
             try:
-                os.replace(self.path + suffix, f"{self.path}.gone-{stamp}{suffix}")
-            except FileNotFoundError:
-                pass
+                set_aside(self.path, "gone", (suffix,))
             except OSError as exc:
                 log.error("the store %s: could not move %s%s aside: %s", self.path, self.path, suffix, exc)
 
