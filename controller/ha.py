@@ -342,8 +342,9 @@ class Pair:
 
     def _renew_store(self) -> None:
         """A standby whose store's file went takes a new one, filled by the active's snapshot (Applier.renew); one the
-        disk refuses is logged by the store and tried again at the next tick."""
-        if self.role == "standby":
+        disk refuses is logged by the store and tried again at the next tick. Not while a replicated message is in hand
+        (its transaction holds the store): looked at the tick after it."""
+        if self.role == "standby" and not self.applier.busy:
             try:
                 self.applier.renew()
             except StoreFault:
