@@ -212,11 +212,10 @@ class Store:
             for ddl in _DDL:
                 db.execute(ddl)
             version = _meta(db, "schema_version")
-            if version is None:
-                db.execute("INSERT INTO meta (key, value) VALUES (?, ?)", ("schema_version", json.dumps(SCHEMA_VERSION)))
-            elif version != SCHEMA_VERSION:
+            if version not in (None, SCHEMA_VERSION):
                 raise StoreError(f"{self.path} has store schema {version}; this Canopy reads {SCHEMA_VERSION}")
-            kept = {"store_id": uuid.uuid4().hex, **kept}  # new, or made before store ids existed: a new id
+            # a store id: new, or made before store ids existed
+            kept = {"schema_version": SCHEMA_VERSION, "store_id": uuid.uuid4().hex, **kept}
             for key, value in kept.items():
                 if _meta(db, key) is None:
                     db.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value)))
