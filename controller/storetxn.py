@@ -1,12 +1,31 @@
 """One write transaction of the store's connection (controller/store.py): BEGIN IMMEDIATE ... COMMIT, rolled back on
-any exception, and what to do when the disk refuses the COMMIT or the ROLLBACK."""
+any exception, what to do when the disk refuses the COMMIT or the ROLLBACK, and how a refusal is worded."""
 
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 
 log = logging.getLogger("canopy.store")
+
+
+def fault_reason(path: str, exc: BaseException) -> str:
+    """SQLite's message with its error name, or the OS error, and how much space the store's file system has left."""
+    name = getattr(exc, "sqlite_errorname", None)
+    reason = f"{exc} ({name})" if name else (exc.strerror or str(exc) if isinstance(exc, OSError) else str(exc))
+    free = free_bytes(path)
+    return reason if free is None else f"{reason}; {free} bytes free on its file system"
+
+
+def free_bytes(path) -> int | None:
+    """The space left for ``path``'s file system (what an operator must free when the store's disk is full); None
+    when the file system cannot say."""
+    try:
+        stat = os.statvfs(os.path.dirname(os.path.abspath(path)))
+    except OSError:
+        return None
+    return stat.f_bavail * stat.f_frsize
 
 
 class Unlocked:
