@@ -271,7 +271,8 @@ class Pair:
         if self.role == "active":
             return {"direction": "out", "seq": seq, "acked_seq": self.replicator.acked_seq,
                     "lag": self.replicator.lag()}
-        return {"direction": "in", "seq": seq, "peer_seq": self.peer.seq, "lag": max(0, self.peer.seq - seq)}
+        return {"direction": "in", "seq": seq, "peer_seq": self.peer.seq, "lag": max(0, self.peer.seq - seq),
+                "store_renewed": self.applier.renewed, "store_renewals": self.applier.renewals}
 
     def _switch_view(self) -> dict:
         snaps = list(self.state.vrs.values())
@@ -330,6 +331,7 @@ class Pair:
         while not self._stop.wait(interval / 2):
             try:
                 self._check_stall()
+                self._renew_store()
                 self.applier.hello()  # the position the next heartbeats carry
                 self._decide(time.monotonic())
             except StoreFault:  # the store logged the write its disk refused (one line); decided again next tick
@@ -337,6 +339,16 @@ class Pair:
             except Exception:  # never let a bug end the pair's thread
                 log.exception("HA decision failed")
             self._hub_tick = time.monotonic()
+
+    def _renew_store(self) -> None:
+        """A standby whose store's file went takes a new one, filled by the active's snapshot (Applier.renew); one the
+        disk refuses is logged by the store and tried again at the next tick. Not while a replicated message is in hand
+        (its transaction holds the store): looked at the tick after it."""
+        if self.role == "standby" and not self.applier.busy:
+            try:
+                self.applier.renew()
+            except StoreFault:
+                pass
 
     def _peer_alive(self, now: float) -> bool:
         """Heard within the dead interval, and its event loop not stuck (a busy one is alive). Silence counts
@@ -386,6 +398,8 @@ class Pair:
     def _decide(self, now: float) -> None:
         if self.role != "active" and self.applier.busy:
             return  # a replicated batch is in hand: applied (and acknowledged) before anything is decided
+        if self.role != "active" and self.applier.renewed is not None:
+            return  # its store renewed and empty until the active's snapshot is in: never active on it
         if not self._heard_since_resumed():
             return
         alive = self._peer_alive(now) and not self.link.refused()

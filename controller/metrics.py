@@ -340,6 +340,8 @@ def _ha(pair):
     yield _gauge("canopy_ha_peer_alive", "1 while the peer's heartbeats arrive", (),
                  [((), 1 if (status.get("peer") or {}).get("alive") else 0)])
     yield _counter("canopy_ha_takeovers", "times this node became active", (), [((), status.get("takeovers") or 0)])
+    yield _counter("canopy_ha_store_renewals", "times this standby's store file went and it took a new one, filled "
+                   "by the active's snapshot (docs/store.md)", (), [((), repl.get("store_renewals") or 0)])
     gateways = status["runtime"].get("gateway_macs")
     if gateways is not None:
         yield _counter("canopy_ha_gateway_macs_refused", "tables of external gateways' MACs from the HA peer refused "

@@ -39,6 +39,7 @@ RESYNC_HOLDOFF = 0.5             # the standby asks again for the same position 
 REFUSED_HOLDOFF = 0.5            # a catch-up the standby's store refused is sent again no sooner than this
 STORE_REFUSED = "the standby's store could not take it"  # how a refusal by the standby's store (its disk) begins
 ACK_PER_CHANGE = 0.0005          # seconds a write's confirmation may take per change, beyond ack_timeout
+RENEWED = {"seq": -1, "history": [-1, None]}  # a renewed standby's position: on no history, so it gets a snapshot
 
 
 # ---------------------------------------------------------------------------------------------- active
@@ -290,7 +291,12 @@ class Replicator:
     def _send_snapshot(self) -> int | None:
         """Send the whole store; the seq it ends at, or None if the send failed."""
         epoch = self.link.out_epoch
-        snap = self.store.snapshot()
+        try:
+            snap = self.store.snapshot()
+        except StoreError as exc:  # its file overwritten in place: what it reads is not the store (writes refused too)
+            warn_limited(self.log, ("no snapshot for the standby", self.store.path), "no snapshot for the standby: %s",
+                         exc)
+            return None
         if not self.link.send({"t": "snapshot", "snapshot": snap}):
             return None
         self._sent(snap["last_seq"], epoch, sum(len(b) for b in snap.get("objects", {}).values()))
@@ -342,6 +348,8 @@ class Applier:
         self.accepting = lambda: True
         self._last_resync = (None, 0.0)
         self.position: dict = {"seq": 0, "history": [0, None]}  # the store's position when hello() last looked
+        self.renewed: float | None = None  # when our store's file was renewed, until the active's snapshot is in it
+        self.renewals = 0  # store files renewed (its file went while this node was the standby)
         self._queue: deque = deque()
         self._applying = False
         self._stopping = False
@@ -387,7 +395,7 @@ class Applier:
         """This store's position: {"seq": last_seq, "history": [seq, ts]} (read from the store; remembered as
         ``position``)."""
         seq, ts = self.store.history()
-        self.position = {"seq": seq, "history": [seq, ts]}
+        self.position = {"seq": seq, "history": [seq, ts]} if self.renewed is None else dict(RENEWED)
         return self.position
 
     def beat(self) -> dict:
@@ -471,8 +479,26 @@ class Applier:
             self.state.policy_committed(policy, [c for c in checked if c.seq <= last])
         return True
 
+    def renew(self) -> bool:
+        """The pair's tick while this node is the standby: a store whose file went (deleted, replaced, changed in
+        place: docs/store.md) takes a new, empty file and asks the active for the whole store (a position on no
+        history, RENEWED, until the snapshot is in), instead of refusing every replicated write (and so the active
+        every write) until an operator restarts it; the active holds every write it took. True when renewed."""
+        if not self.store.file_failed():
+            return False
+        with self.state.committing(holder="the store's file being renewed"):
+            if not self.accepting():
+                return False
+            self.store.renew()
+            self.renewed, self.renewals = time.time(), self.renewals + 1
+        self.log.warning("the store %s went while this node was the standby: took a new file, asking the active for "
+                         "the whole store (this node does not take over until it has it)", self.store.path)
+        self._resync()
+        return True
+
     def _apply_snapshot(self, msg):
         if self._restore(msg):
+            self.renewed = None
             self.log.info("restored a snapshot of the active at seq %d", self.state.last_seq)
             self._ack()
 

@@ -47,9 +47,11 @@ import threading
 import time
 from dataclasses import dataclass
 from functools import wraps
+from pathlib import Path
 
 from controller.loglimit import warn_limited
-from controller.storefile import FileWatch
+from controller.storefile import FileWatch, Moved, set_aside
+from controller.storetxn import Transaction, fault_reason, free_bytes  # noqa: F401 - free_bytes: storeguard's
 
 SCHEMA_VERSION = 1
 # SQLite errors that are Canopy's bugs (a constraint, a misused cursor or connection, bad SQL), not the disk's: they
@@ -89,26 +91,8 @@ class StoreFault(StoreError):
 
     def __init__(self, path: str, what: str, exc: BaseException):
         self.path, self.what = path, what
-        self.reason = _fault_reason(path, exc)
+        self.reason = fault_reason(path, exc)
         super().__init__(f"the store {path} could not commit {what}: {self.reason}; nothing was written")
-
-
-def _fault_reason(path: str, exc: BaseException) -> str:
-    """SQLite's message with its error name, or the OS error, and how much space the store's file system has left."""
-    name = getattr(exc, "sqlite_errorname", None)
-    reason = f"{exc} ({name})" if name else (exc.strerror or str(exc) if isinstance(exc, OSError) else str(exc))
-    free = free_bytes(path)
-    return reason if free is None else f"{reason}; {free} bytes free on its file system"
-
-
-def free_bytes(path) -> int | None:
-    """The space left for ``path``'s file system (what an operator must free when the store's disk is full); None
-    when the file system cannot say."""
-    try:
-        stat = os.statvfs(os.path.dirname(os.path.abspath(path)))
-    except OSError:
-        return None
-    return stat.f_bavail * stat.f_frsize
 
 
 def _direct(function, *args):
@@ -131,6 +115,13 @@ def _changes_since(db, seq: int, limit: int) -> list["Change"]:
                       (seq, limit))
     return [Change(kind, oid, op, json.loads(body) if body else None, s, txn, ts)
             for s, txn, ts, kind, oid, op, body in rows]
+
+
+def _objects(db) -> dict[str, dict[str, dict]]:
+    out: dict[str, dict[str, dict]] = {}
+    for kind, oid, body in db.execute("SELECT kind, id, body FROM objects"):
+        out.setdefault(kind, {})[oid] = json.loads(body)
+    return out
 
 
 def _oldest_seq(db) -> int:
@@ -193,38 +184,86 @@ class Store:
         self.fault: dict | None = None  # the last write the disk refused, until one succeeds: {what, reason, since}
         self.faults = 0  # write transactions (and markers) the disk refused since the start
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        with self._txn():
-            for ddl in _DDL:
-                self._db.execute(ddl)
-            version = self.get_meta("schema_version")
-            if version is None:
-                self._set_meta("schema_version", SCHEMA_VERSION)
-            elif version != SCHEMA_VERSION:
-                raise StoreError(f"{self.path} has store schema {version}; this Canopy reads {SCHEMA_VERSION}")
-            if self.get_meta("store_id") is None:  # new, or made before store ids existed
-                self._set_meta("store_id", uuid.uuid4().hex)
-            self._store_id = self.get_meta("store_id")  # local meta: never replaced by replication or restore
-        self.file = FileWatch(self.path, self._db.backup)  # each write first checks the path is still this file
+        self._db = self._connected({})
+        self._store_id = self.get_meta("store_id")  # local meta: never replaced by replication or restore
+        self.file = FileWatch(self.path, self._db.backup, self._data_version)  # each write first checks its file
         self.write_marker()
         self.reader = Reader(self.path)  # for the reads that must not wait for a write (REST)
+
+    def _connected(self, kept: dict):
+        """The writer's connection to the file at ``path``, its tables made (``kept`` meta values written into a new
+        one); the caller holds the lock (this may run in another OS thread)."""
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA foreign_keys=ON")
+        with Transaction(db):
+            for ddl in _DDL:
+                db.execute(ddl)
+            version = _meta(db, "schema_version")
+            if version not in (None, SCHEMA_VERSION):
+                raise StoreError(f"{self.path} has store schema {version}; this Canopy reads {SCHEMA_VERSION}")
+            # a store id: new, or made before store ids existed
+            kept = {"schema_version": SCHEMA_VERSION, "store_id": uuid.uuid4().hex, **kept}
+            for key, value in kept.items():
+                if _meta(db, key) is None:
+                    db.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value)))
+        return db
+
+    def renew(self) -> None:
+        """A new, empty file for a store whose file went (``file.gone``), keeping this store's id and this node's own
+        memory (KEPT_META): for an HA standby only, as the active holds every write this store took, and sends it
+        the whole store (controller/replication.py ``Applier.renew``). What is at the path is moved aside first
+        (``canopy.db.renewed-<time>``, with its log), so the old connections close without a checkpoint into it."""
+        with self._lock:
+            kept = {"store_id": self._store_id}
+            if not self.file.overwritten:  # else what it reads is not this store's
+                kept[KNOWN_DEVICES] = self._get_meta(KNOWN_DEVICES)
+            old = self.reader
+            self._db = self._written("a new file", self._renewed, {k: v for k, v in kept.items() if v is not None})
+            self.file = FileWatch(self.path, self._db.backup, self._data_version)
+            self.write_marker()
+            self.reader = Reader(self.path)
+            old.close()  # last on the old file, and read-only: no checkpoint into anything
+
+    def _renewed(self, kept):
+        """renew's file work (the caller holds the lock; this may run in another OS thread)."""
+        set_aside(self.path, "renewed")
+        db = self._connected(kept)  # refused (a full disk): the old file stays the store's, tried again later
+        self._db.close()  # another file at the path, and the old reader open: no checkpoint into anything
+        return db
 
     def close(self):
         with self._lock:
             self.file.closing()  # a file gone since the last write: what it held saved before the connection goes
+        if self.file.overwritten:  # the writer first: with the (read-only) reader open it checkpoints nothing into
+            self._db.close()  # the file put in place of ours, and the reader, closing last, cannot
+            self.reader.close()
+            return
         self.reader.close()  # first: the writer, closing last, checkpoints and removes the WAL
         self._db.close()
 
+    def file_failed(self) -> bool:
+        """Whether the store's file went (storefile: deleted, replaced, changed in place, its log gone, written by
+        another process), looked at through ``offload`` (a gone file's save): an HA standby's tick, between writes."""
+        with self._lock:
+            if self.file.gone is None:
+                try:
+                    self.offload(self.file.check)
+                except Moved as exc:
+                    self._refused("its file check", exc)
+        return self.file.gone is not None
+
+    def _data_version(self) -> int:
+        """SQLite's count of commits by other connections to this file (storefile: a second writer)."""
+        return self._db.execute("PRAGMA data_version").fetchone()[0]
+
     # ------------------------------------------------------------------ reading
-    @_locked
     def load_objects(self) -> dict[str, dict[str, dict]]:
-        out: dict[str, dict[str, dict]] = {}
-        for kind, oid, body in self._db.execute("SELECT kind, id, body FROM objects"):
-            out.setdefault(kind, {})[oid] = json.loads(body)
-        return out
+        """Every object, read through ``offload`` (a standby's State after a snapshot, the snapshot sent to one):
+        5,000 vports' bodies decoded are ~50 ms of CPU."""
+        with self._lock:
+            return self.offload(_objects, self._db)
 
     @_locked
     def last_seq(self) -> int:
@@ -266,6 +305,8 @@ class Store:
             if isinstance(exc, _BUGS):  # a bug in how the store is used, not the disk: not a StoreFault
                 raise
             raise self._refused(what, exc) from None
+        finally:
+            self.file.wrote()  # its checkpoint writes the file: any other change of it is someone else's
         self._recovered()
         return result
 
@@ -294,7 +335,7 @@ class Store:
     def _commit_unlocked(self, changes, meta):
         """The commit's transaction; the caller holds the lock (this may run in another OS thread)."""
         self.file.check()  # storefile.Moved: the path no longer names the file written to
-        with _Transaction(self._db):
+        with Transaction(self._db):
             return self._commit_changes(changes, meta)
 
     def _commit_changes(self, changes, meta):
@@ -324,7 +365,7 @@ class Store:
     def _set_meta_committed(self, key, value):
         """set_meta's transaction; the caller holds the lock (this may run in another OS thread)."""
         self.file.check()
-        with _Transaction(self._db):
+        with Transaction(self._db):
             self._set_meta(key, value)
 
     def _set_meta(self, key, value):
@@ -340,7 +381,7 @@ class Store:
             self._set_meta("compacted_seq", max(cutoff, self._get_meta("compacted_seq") or 0))
 
     def _txn(self):
-        return _Transaction(self._db, self._lock)
+        return Transaction(self._db, self._lock)
 
     # ------------------------------------------------------------------ replication
     @_locked
@@ -382,7 +423,7 @@ class Store:
     def _apply_changes(self, changes, meta):
         """The replicated batch's transaction; the caller holds the lock (this may run in another OS thread)."""
         self.file.check()
-        with _Transaction(self._db):
+        with Transaction(self._db):
             last = self._last_seq()
             new = [c for c in changes if c.seq > last]
             if changes and not new:
@@ -422,7 +463,7 @@ class Store:
                 json.dump(data, fh)
             os.replace(tmp, self.marker_path)
         except OSError as exc:
-            reason = _fault_reason(self.path, exc)
+            reason = fault_reason(self.path, exc)
             self._faulty(f"its marker {self.marker_path}", reason)
             log.warning("the store %s could not replace its marker %s: %s; the write before it stands (the marker "
                         "lags the store until a later write replaces it)", self.path, self.marker_path, reason)
@@ -444,7 +485,10 @@ class Store:
 
     def snapshot(self) -> dict:
         """The whole store as one value: {"objects": {kind: {id: body}}, "meta": {key: value} (all but
-        schema_version), "last_seq": int, "history": [seq, ts] of the last change or None}."""
+        schema_version), "last_seq": int, "history": [seq, ts] of the last change or None}. StoreError when the
+        file was overwritten in place: the connection reads the pages put there under its own log (storefile)."""
+        if self.file.overwritten:
+            raise StoreError(f"the store {self.path} cannot be read whole: its file was {self.file.gone}")
         with self._txn():
             meta = {key: json.loads(value) for key, value in self._db.execute("SELECT key, value FROM meta")
                     if key != "schema_version"}
@@ -466,32 +510,35 @@ class Store:
                 hseq, ts = history
                 if hseq != last or not isinstance(ts, (int, float)):
                     raise StoreError(f"snapshot history {history!r} does not match last_seq {last}")
-            with self._lock:
-                self.file.check()  # storefile.Moved, refused below
-            with self._txn():
-                self._db.execute("DELETE FROM objects")
-                self._db.execute("DELETE FROM changes")
-                self._db.execute("DELETE FROM meta WHERE key NOT IN (%s)" % ",".join("?" * len(KEPT_META)), KEPT_META)
-                for kind, bodies in objects.items():
-                    for oid, body in bodies.items():
-                        if not (isinstance(kind, str) and isinstance(oid, str) and isinstance(body, dict)):
-                            raise StoreError(f"snapshot object {kind!r}/{oid!r} is not an object body")
-                        self._db.execute("INSERT INTO objects (kind, id, body) VALUES (?, ?, ?)",
-                                         (kind, oid, json.dumps(body, sort_keys=True)))
-                for key, value in meta.items():
-                    if key not in LOCAL_META:
-                        self._set_meta(key, value)
-                self._set_meta("compacted_seq", last)
-                if ts is not None:
-                    self._set_meta("compacted_ts", ts)
-            self._recovered()
-            self.write_marker()
-        except StoreError:
+            with self._lock:  # held on for the marker, written once the transaction is committed
+                self._written("a snapshot restore", self._restore_unlocked, objects, meta, last, ts)
+                self.write_marker()
+        except StoreError:  # StoreFault too: the disk refused it (rolled back)
             raise
-        except (sqlite3.OperationalError, OSError) as exc:  # the disk refused it (rolled back)
-            raise self._refused("a snapshot restore", exc) from None
         except (KeyError, TypeError, ValueError, AttributeError, sqlite3.Error) as exc:
             raise StoreError(f"malformed snapshot: {exc!r}") from None
+
+    def _restore_unlocked(self, objects, meta, last, ts):
+        """restore's transaction, through ``offload`` as a commit's is (the file check, the save of a file gone, every
+        row and the fsync: seconds of the event loop for a standby's first snapshot at scale); the caller holds the
+        lock (this may run in another OS thread)."""
+        self.file.check()
+        with Transaction(self._db):
+            self._db.execute("DELETE FROM objects")
+            self._db.execute("DELETE FROM changes")
+            self._db.execute("DELETE FROM meta WHERE key NOT IN (%s)" % ",".join("?" * len(KEPT_META)), KEPT_META)
+            for kind, bodies in objects.items():
+                for oid, body in bodies.items():
+                    if not (isinstance(kind, str) and isinstance(oid, str) and isinstance(body, dict)):
+                        raise StoreError(f"snapshot object {kind!r}/{oid!r} is not an object body")
+                    self._db.execute("INSERT INTO objects (kind, id, body) VALUES (?, ?, ?)",
+                                     (kind, oid, json.dumps(body, sort_keys=True)))
+            for key, value in meta.items():
+                if key not in LOCAL_META:
+                    self._set_meta(key, value)
+            self._set_meta("compacted_seq", last)
+            if ts is not None:
+                self._set_meta("compacted_ts", ts)
 
 
 class Reader:
@@ -503,11 +550,16 @@ class Reader:
 
     def __init__(self, path: str):
         self._lock = threading.Lock()  # one read at a time on this connection
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        # read-only (not only query_only): closing last, it never checkpoints the log into a file overwritten in place
+        self._db = sqlite3.connect(Path(os.path.abspath(path)).as_uri() + "?mode=ro", uri=True, isolation_level=None,
+                                   check_same_thread=False)
         self._db.execute("PRAGMA query_only=ON")
+        self._db.execute("PRAGMA schema_version").fetchone()  # a first read: SQLite holds the file's shared lock
+        # from now on (WAL mode), so the writer closing before it cannot checkpoint (Store.close)
 
     def close(self):
-        self._db.close()
+        with self._lock:  # not while a read runs (a standby's store renewed: Store.renew)
+            self._db.close()
 
     def last_seq(self) -> int:
         """The last committed (durable) sequence number."""
@@ -537,55 +589,3 @@ class Reader:
 
 def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-class _Unlocked:
-    def acquire(self):
-        pass
-
-    def release(self):
-        pass
-
-
-class _Transaction:
-    """Take the store lock (none: the caller holds it), BEGIN IMMEDIATE ... COMMIT, rolled back on any
-    exception."""
-
-    def __init__(self, db, lock=_Unlocked()):
-        self.db = db
-        self.lock = lock
-
-    def __enter__(self):
-        self.lock.acquire()
-        try:
-            if self.db.in_transaction:  # left open by a rollback the disk refused: end it first
-                self.db.execute("ROLLBACK")
-            self.db.execute("BEGIN IMMEDIATE")
-        except BaseException:
-            self.lock.release()
-            raise
-
-    def __exit__(self, exc_type, exc, tb):
-        """COMMIT, or ROLLBACK on an exception; a COMMIT the disk refuses is rolled back and raised. SQLite may have
-        rolled back itself (SQLITE_FULL): then there is nothing to roll back, and the first error is the one raised."""
-        try:
-            if exc_type is None:
-                try:
-                    self.db.execute("COMMIT")
-                except BaseException:
-                    self._rollback()
-                    raise
-            else:
-                self._rollback()
-        finally:
-            self.lock.release()
-        return False
-
-    def _rollback(self):
-        """ROLLBACK unless SQLite already did (SQLITE_FULL ends the transaction itself); a failed one is left for
-        ``__enter__`` of the next transaction to finish."""
-        if self.db.in_transaction:
-            try:
-                self.db.execute("ROLLBACK")
-            except sqlite3.Error:
-                log.warning("rolling back a refused transaction failed too; the next one rolls it back first")

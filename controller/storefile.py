@@ -15,6 +15,18 @@ database whose file has moved, and the next opener of ``canopy.db`` (a file put 
 with ``--accept-store``) would take that log for its own and replay the lost file's pages into it. A save that failed
 is tried again (``SAVE_AGAIN``), and the store's close (the controller's stop) looks once more (``closing``): a file
 that went after the last write, which no check noticed, is saved then.
+
+The same check finds the file changed in place (same inode: ``cp other.db canopy.db``, ``truncate``, a restore tool
+writing into it): in WAL mode only the store's own checkpoints write the database file, and they run inside its own
+write transactions, after which the store notes the file's size and modification time (``wrote``); either changing
+between two of them is a write by something else. The open connection then reads that file's pages under its own
+log, so no copy of it is whole: nothing is saved, the log is moved aside (kept for inspection) and, at close, the
+writer closes while the read-only reader is still open, so SQLite does not checkpoint the log into the file put
+there (``overwritten``). Its write-ahead log deleted or replaced (``canopy.db-wal``: later commits would go to a log
+no start reads) and a commit by another SQLite connection (``PRAGMA data_version``: a second controller or a tool on
+the same file) are refused likewise; the first is saved and set aside as a deleted file is, the second saved only
+(its log is the file's own). Not detectable: a write that leaves the size and the modification time as they were
+(a tool that sets the time back), and one made during the store's own write transaction (it is noted after it).
 """
 
 from __future__ import annotations
@@ -42,39 +54,90 @@ def identity(path: str) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
+def contents(path: str) -> tuple[int, int] | None:
+    """(size, modification time in ns) of ``path``: what any write into the file changes; None when nothing is
+    there."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_size, st.st_mtime_ns
+
+
+def set_aside(path: str, label: str, suffixes=("", "-wal", "-shm")) -> None:
+    """Move the file at ``path`` and its write-ahead log and index (``suffixes``) to ``<path>.<label>-<time>``
+    (those that are there); OSError when one cannot be moved."""
+    stamp = time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())
+    for suffix in suffixes:
+        try:
+            os.replace(path + suffix, f"{path}.{label}-{stamp}{suffix}")
+        except FileNotFoundError:
+            pass
+
+
 class FileWatch:
     """The identity of the store's file at open; ``check`` raises ``Moved`` once the path named another file or none,
     after saving a copy of the open store the first time (``save``: the open connection's contents to a file) and
     moving its write-ahead log aside. The store's file coming back does not end it: its log is no longer beside it.
     A save that failed (the disk full, the directory gone) is tried again at a later check, at most every
-    ``SAVE_AGAIN`` seconds, until one succeeds: the open connection is then the only copy of what was acknowledged."""
+    ``SAVE_AGAIN`` seconds, until one succeeds: the open connection is then the only copy of what was acknowledged.
+    Also once the file changed in place (``overwritten``: nothing saved), its log went (saved), or another connection
+    committed to it (``shared``: saved, the log left), as the module's docstring says."""
 
-    def __init__(self, path: str, save, clock=time.monotonic):
+    def __init__(self, path: str, save, version=lambda: 0, clock=time.monotonic):
         self.path = path
         self.opened = identity(path)
+        self.log_opened = identity(path + "-wal")
         self.save = save
+        self.version = version  # () -> PRAGMA data_version of the store's connection: other connections' commits
+        self.seen = version()
+        self.stamp = contents(path)  # as the store's last write transaction left it
         self.clock = clock
         self.gone: str | None = None  # how the file went ("deleted", "replaced by another file"), once it did
+        self.overwritten = False  # changed in place: no copy of the open store is whole, and none is checkpointed
+        self.shared = False  # another connection committed to it: the file and its log are whole, and left in place
         self.saved: str | None = None  # where the open store was saved then
         self.tried: float | None = None  # when saving it was last tried (``clock``), while none succeeded
+
+    def wrote(self) -> None:
+        """The store's write transaction ended (its checkpoint may have written the file): note the file as it left
+        it. The caller holds the store's lock."""
+        if self.gone is None:
+            self.stamp = contents(self.path)
 
     def check(self, last: bool = False) -> None:
         """Moved once the path named another file or none at any check: for good, as the log was moved aside.
         ``last``: the store closes, so a save that failed is tried again at once (``closing``)."""
         if self.gone is None:
-            now = identity(self.path)
-            if now == self.opened:
+            self.gone = self._changed()
+            if self.gone is None:
                 return
-            self.gone = "deleted" if now is None else "replaced by another file"
-            self.saved = self._save()
-            self._set_aside()
+            if not self.overwritten:  # its pages are still the store's: a copy through the connection is whole
+                self.saved = self._save()
+            if not self.shared:  # else the log is the file's own (the other's commits are in it): left
+                self._set_aside()
             log.error("the store %s was %s while this controller ran: every write is refused from now on, so that "
                       "none is acknowledged and then lost; %s", self.path, self.gone, self.advice())
-        elif self.saved is None and (last or self.clock() - self.tried >= SAVE_AGAIN):
+        elif self.saved is None and not self.overwritten and (last or self.clock() - self.tried >= SAVE_AGAIN):
             self.saved = self._save()
             if self.saved:
                 log.error("the store %s: %s", self.path, self.advice())
         raise Moved(errno.ESTALE, f"its file was {self.gone} while the controller ran; {self.advice()}")
+
+    def _changed(self) -> str | None:
+        """How the store's file changed since it was opened or last written by the store, or None."""
+        now = identity(self.path)
+        if now != self.opened:
+            return "deleted" if now is None else "replaced by another file"
+        if contents(self.path) != self.stamp:
+            self.overwritten = True
+            return "overwritten in place (its size or modification time changed outside the store's own writes)"
+        if identity(self.path + "-wal") != self.log_opened:
+            return f"left without its write-ahead log ({self.path}-wal deleted or replaced)"
+        if self.version() != self.seen:
+            self.shared = True
+            return "written to by another process (another SQLite connection committed to it)"
+        return None
 
     def closing(self) -> None:
         """The store closes (the controller stops): a file that went since the last write, which no write noticed,
@@ -85,6 +148,13 @@ class FileWatch:
             pass
 
     def advice(self) -> str:
+        if self.overwritten:
+            return ("what it held cannot be copied from this controller (it reads through the file put there), its "
+                    f"write-ahead log is kept as {self.path}.gone-<time>-wal: take a 'canopy backup' on the HA peer "
+                    "(or use a backup), stop this controller and 'canopy restore' it (docs/store.md)")
+        if self.saved and self.shared:
+            return (f"stop that process, then restart this controller: it reads the store as it is then, the other's "
+                    f"writes included (a copy as this controller found it is in {self.saved}; docs/store.md)")
         if self.saved:
             return (f"what it held is saved in {self.saved}: stop the controller, then 'canopy restore {self.saved}'"
                     " (docs/store.md)")
@@ -93,12 +163,9 @@ class FileWatch:
 
     def _set_aside(self) -> None:
         """Move the write-ahead log and its index away from the names the path's next opener would read."""
-        stamp = time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())
         for suffix in ("-wal", "-shm"):
             try:
-                os.replace(self.path + suffix, f"{self.path}.gone-{stamp}{suffix}")
-            except FileNotFoundError:
-                pass
+                set_aside(self.path, "gone", (suffix,))
             except OSError as exc:
                 log.error("the store %s: could not move %s%s aside: %s", self.path, self.path, suffix, exc)
 

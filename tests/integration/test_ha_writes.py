@@ -6,7 +6,9 @@ client without the pair's secret can neither inject replicated data nor displace
 
 from __future__ import annotations
 
+import glob
 import itertools
+import os
 import signal
 import socket
 import threading
@@ -14,6 +16,7 @@ import time
 
 import msgpack
 import pytest
+import yaml
 
 from tests.harness import netns
 from tests.harness.http import RestClient
@@ -327,3 +330,24 @@ def test_a_client_without_the_secret_cannot_inject_or_displace_the_peer(pair):
     ledger = Ledger()
     assert ledger.write(ctls[active]) == 201  # the real peer was never displaced
     ledger.check(lab, ctls[active], ctls[standby])
+
+
+def test_a_standby_whose_store_file_is_deleted_takes_the_actives_store_and_writes_go_on(pair):
+    """docs/store.md "An HA standby whose file went": the standby's canopy.db deleted under it. Before, its store
+    refused every replicated batch for good, so the active answered every write 503 not_replicated until an operator
+    restored the standby. Now the standby's tick takes a new file and the active's snapshot: writes are confirmed again
+    within a few heartbeats (100 ms here), nothing acknowledged is lost, no role changes. Its own time is that of a
+    few writes on the module's running pair."""
+    lab, ctls, hosts, hv = pair
+    active, standby = current(lab, ctls)
+    ledger = Ledger()
+    assert ledger.write(ctls[active]) == 201
+    data = yaml.safe_load(ctls[standby].config_path.read_text())["data_dir"]
+    os.remove(os.path.join(data, "canopy.db"))
+    lab.wait_until(lambda: ctls[standby].api.get("/v1/ha").json["replication"]["store_renewals"] == 1, timeout=10,
+                   what="the standby to renew its store")
+    lab.wait_until(lambda: ledger.write(ctls[active]) == 201, timeout=10, what="a write confirmed again")
+    ledger.check(lab, ctls[active], ctls[standby])
+    assert ctls[standby].api.get("/v1/ha").json["replication"]["store_renewed"] is None
+    assert (role(ctls[active]), role(ctls[standby])) == ("active", "standby")
+    assert glob.glob(os.path.join(data, "canopy.db.saved-*")) and os.path.getsize(os.path.join(data, "canopy.db"))

@@ -21,7 +21,6 @@ from __future__ import annotations
 import errno
 import os
 import re
-import sqlite3
 import subprocess
 from pathlib import Path
 
@@ -231,8 +230,10 @@ def test_a_marker_the_full_disk_refuses_does_not_fail_the_write(disk):
     ctl = Controller(disk.path)
     for i in range(20):
         ctl.create("tenants", {"name": f"t{i}-" + "x" * 50})
-    with sqlite3.connect(ctl.store.path) as other:  # the next commit writes the log from its start again
-        assert other.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()[0] == 0
+    with ctl.store._lock:  # the next commit writes the log from its start again; through the store's own connection,
+        # as another process's checkpoint writes into its file and is refused as such (controller/storefile.py)
+        assert ctl.store._db.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()[0] == 0
+        ctl.store.file.wrote()
     disk.fill()
     status, reply = ctl.call("POST", "/v1/tenants", {"name": "fits"})
     assert status == 201, reply

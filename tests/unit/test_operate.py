@@ -526,7 +526,8 @@ def test_dashboard_and_served_metrics_are_documented(ctl, tmp_path):
                   if family.name.startswith("canopy_")}
     finally:
         store.close()
-    assert {"canopy_ha_takeovers", "canopy_ha_gateway_macs_refused", "canopy_ha_gateway_macs_not_kept"} <= served
+    assert {"canopy_ha_takeovers", "canopy_ha_store_renewals", "canopy_ha_gateway_macs_refused",
+            "canopy_ha_gateway_macs_not_kept"} <= served
     assert {n if n in documented else n + "_total" for n in served} <= documented
 
 

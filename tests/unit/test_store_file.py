@@ -174,3 +174,142 @@ def test_a_save_that_failed_is_tried_again_when_the_store_closes(tmp_path):
     [saved] = glob.glob(store.path + ".saved-*")
     restore(data, saved)
     assert set(Store(data).load_objects()["tenant"]) == {"a"}
+
+
+# ------------------------------------------------------------------ the file changed in place (same inode)
+
+def _written_in_place(path, data: bytes):
+    """Write ``data`` into the store's own file (same inode), as ``cp -p other.db canopy.db`` or a restore tool does:
+    truncated and rewritten, its modification time set to the source's (a time of the past)."""
+    with open(path, "r+b") as fh:
+        fh.truncate(0)
+        fh.write(data)
+    os.utime(path, ns=(10**18, 10**18))
+
+
+def _another_store(tmp_path) -> bytes:
+    other = Store(str(tmp_path / "other"))
+    _put(other, "x")
+    other.close()
+    with open(other.path, "rb") as fh:
+        return fh.read()
+
+
+def test_a_file_overwritten_in_place_refuses_writes_saves_nothing_and_is_left_as_it_was_put(tmp_path):
+    """``cp other.db canopy.db`` under a running controller: the same inode, another store's pages. Before, SQLite
+    went on committing into its log over the foreign pages (every write 201), and its close checkpointed that log
+    into the file put there: a damaged file. Now the write is refused, no copy is made (the open store reads through
+    the foreign pages), its log is moved aside and the file put there is left byte for byte as it was put."""
+    data = str(tmp_path / "data")
+    foreign = _another_store(tmp_path)
+    store = Store(data)
+    inode = os.stat(store.path).st_ino
+    _put(store, "a")
+    _put(store, "b")
+    _written_in_place(store.path, foreign)
+    assert os.stat(store.path).st_ino == inode
+    with pytest.raises(StoreFault) as refused:
+        _put(store, "c")
+    assert "overwritten in place" in str(refused.value) and "canopy backup" in str(refused.value)
+    with pytest.raises(StoreFault):
+        store.apply_replicated([Change("tenant", "e", "put", {"id": "e"}, 3, 3, 1.0)], {})
+    with pytest.raises(StoreError):  # nothing it reads is the store: no snapshot for a standby either
+        store.snapshot()
+    assert glob.glob(store.path + ".saved-*") == [] and glob.glob(store.path + ".gone-*-wal")
+    store.close()
+    with open(store.path, "rb") as fh:
+        assert fh.read() == foreign, "the store's log was checkpointed into the file put in its place"
+    with pytest.raises(StoreRefused):  # another store than the marker names
+        Store(data)
+
+
+def test_a_file_truncated_in_place_refuses_writes_and_is_not_written_again(tmp_path):
+    data = str(tmp_path / "data")
+    store = Store(data)
+    _put(store, "a")
+    os.truncate(store.path, 0)
+    with pytest.raises(StoreFault) as refused:
+        _put(store, "b")
+    assert "overwritten in place" in str(refused.value)
+    store.close()
+    assert os.path.getsize(store.path) == 0
+    with pytest.raises(StoreRefused):  # empty
+        Store(data)
+
+
+def test_an_older_copy_of_the_same_store_written_in_place_is_refused(tmp_path):
+    """A restore tool writing last night's copy into the running store's file: the same store id, fewer changes."""
+    data = str(tmp_path / "data")
+    store = Store(data)
+    _put(store, "a")
+    copy = str(tmp_path / "copy.db")
+    out = sqlite3.connect(copy)
+    store._db.backup(out)
+    out.close()
+    with open(copy, "rb") as fh:
+        older = fh.read()
+    _put(store, "b")
+    _written_in_place(store.path, older)
+    with pytest.raises(StoreFault):
+        _put(store, "c")
+    store.close()
+    with open(store.path, "rb") as fh:
+        assert fh.read() == older
+    with pytest.raises(StoreRefused, match="fewer changes|holds change"):
+        Store(data)
+
+
+def test_the_write_ahead_log_deleted_refuses_writes_and_what_was_acknowledged_is_saved(tmp_path):
+    """``canopy.db-wal`` removed: SQLite goes on writing to the log it opened, which no start reads."""
+    data = str(tmp_path / "data")
+    store = Store(data)
+    _put(store, "a")
+    _put(store, "b")
+    os.remove(store.path + "-wal")
+    with pytest.raises(StoreFault) as refused:
+        _put(store, "c")
+    assert "write-ahead log" in str(refused.value)
+    [saved] = glob.glob(store.path + ".saved-*")
+    store.close()
+    restore(data, saved)
+    again = Store(data)
+    assert set(again.load_objects()["tenant"]) == {"a", "b"} and again.last_seq() == 2
+
+
+def test_a_commit_by_another_connection_refuses_writes_and_keeps_the_file_whole(tmp_path):
+    """A second controller (or an sqlite3 shell) committing to the same file: its change is not in this controller's
+    memory or history. Writes are refused; the file, with its log, stays whole for the restart."""
+    data = str(tmp_path / "data")
+    store = Store(data)
+    _put(store, "a")
+    other = sqlite3.connect(store.path, isolation_level=None)
+    other.execute("INSERT INTO objects (kind, id, body) VALUES ('tenant', 'z', '{\"id\": \"z\"}')")
+    other.close()
+    with pytest.raises(StoreFault) as refused:
+        _put(store, "b")
+    assert "another process" in str(refused.value)
+    assert os.path.exists(store.path + "-wal") and not glob.glob(store.path + ".gone-*")
+    store.close()
+    again = Store(data)
+    assert set(again.load_objects()["tenant"]) == {"a", "z"} and again.last_seq() == 1
+
+
+def test_the_stores_own_writes_checkpoints_reads_and_a_backup_are_not_taken_for_a_change(tmp_path):
+    """Only something else's write refuses: thousands of writes (their checkpoints write the file), snapshots,
+    replicated batches and a restore, the reader, and a ``canopy backup`` from another connection."""
+    from controller.storeguard import backup
+
+    data = str(tmp_path / "data")
+    store = Store(data)
+    size = os.path.getsize(store.path)
+    for i in range(300):
+        store.commit([Change("vport", f"v{i}-{j}", "put", {"id": f"v{i}-{j}", "pad": "x" * 400}) for j in range(10)])
+        store.reader.last_seq()
+    assert os.path.getsize(store.path) > size, "no checkpoint wrote the file: the test proves nothing"
+    store.set_meta("x", 1)
+    replica = Store(str(tmp_path / "replica"))
+    replica.restore(store.snapshot())
+    replica.apply_replicated([Change("tenant", "t", "put", {"id": "t"}, 3001, 301, 1.0)], {})
+    backup(data, str(tmp_path / "backup.db"))
+    _put(store, "a")
+    assert store.fault is None and replica.fault is None

@@ -1,0 +1,80 @@
+"""One write transaction of the store's connection (controller/store.py): BEGIN IMMEDIATE ... COMMIT, rolled back on
+any exception, what to do when the disk refuses the COMMIT or the ROLLBACK, and how a refusal is worded."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+
+log = logging.getLogger("canopy.store")
+
+
+def fault_reason(path: str, exc: BaseException) -> str:
+    """SQLite's message with its error name, or the OS error, and how much space the store's file system has left."""
+    name = getattr(exc, "sqlite_errorname", None)
+    reason = f"{exc} ({name})" if name else (exc.strerror or str(exc) if isinstance(exc, OSError) else str(exc))
+    free = free_bytes(path)
+    return reason if free is None else f"{reason}; {free} bytes free on its file system"
+
+
+def free_bytes(path) -> int | None:
+    """The space left for ``path``'s file system (what an operator must free when the store's disk is full); None
+    when the file system cannot say."""
+    try:
+        stat = os.statvfs(os.path.dirname(os.path.abspath(path)))
+    except OSError:
+        return None
+    return stat.f_bavail * stat.f_frsize
+
+
+class Unlocked:
+    def acquire(self):
+        pass
+
+    def release(self):
+        pass
+
+
+class Transaction:
+    """Take the store lock (none: the caller holds it), BEGIN IMMEDIATE ... COMMIT, rolled back on any
+    exception."""
+
+    def __init__(self, db, lock=Unlocked()):
+        self.db = db
+        self.lock = lock
+
+    def __enter__(self):
+        self.lock.acquire()
+        try:
+            if self.db.in_transaction:  # left open by a rollback the disk refused: end it first
+                self.db.execute("ROLLBACK")
+            self.db.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def __exit__(self, exc_type, exc, tb):
+        """COMMIT, or ROLLBACK on an exception; a COMMIT the disk refuses is rolled back and raised. SQLite may have
+        rolled back itself (SQLITE_FULL): then there is nothing to roll back, and the first error is the one raised."""
+        try:
+            if exc_type is None:
+                try:
+                    self.db.execute("COMMIT")
+                except BaseException:
+                    self._rollback()
+                    raise
+            else:
+                self._rollback()
+        finally:
+            self.lock.release()
+        return False
+
+    def _rollback(self):
+        """ROLLBACK unless SQLite already did (SQLITE_FULL ends the transaction itself); a failed one is left for
+        ``__enter__`` of the next transaction to finish."""
+        if self.db.in_transaction:
+            try:
+                self.db.execute("ROLLBACK")
+            except sqlite3.Error:
+                log.warning("rolling back a refused transaction failed too; the next one rolls it back first")

@@ -1,0 +1,88 @@
+"""A standby whose store's file went (deleted, or overwritten in place) while the pair ran: over a real HA link with
+real SQLite stores. Before, its store refused every replicated batch for good (storefile: the file gone), so the
+active refused every write (503 not_replicated) until an operator restarted the standby with a restored store. Now
+the standby's tick (controller/ha.py ``Pair._loop``: ``Applier.renew``) takes a new, empty file, reports a position
+on no history and gets the active's whole store, and the active's writes are confirmed again."""
+
+import os
+
+import pytest
+
+from controller.replication import RENEWED
+from controller.service import NotActive
+from controller.store import Store
+
+from .replication_pair import assert_same, connected, in_step, pair, wait_for  # noqa: F401 - pair: a fixture
+
+
+def _deleted(path):
+    os.remove(path)
+
+
+def _truncated(path):
+    os.truncate(path, 0)
+
+
+@pytest.mark.parametrize("fault", [_deleted, _truncated], ids=["deleted", "overwritten-in-place"])
+def test_a_standby_whose_file_went_renews_it_from_the_active_and_writes_are_confirmed_again(pair, fault):
+    active, standby = pair("active"), pair("standby")
+    connected(active, standby)
+    active.tenant("a")
+    active.tenant("b")
+    known = {"vrs": ["hv1"], "vteps": []}
+    standby.store.set_meta("known_devices", known)  # this node's own memory: kept by the new file
+    inode = os.stat(standby.store.path).st_ino
+    fault(standby.store.path)
+    with pytest.raises(NotActive) as refused:  # the standby's store refuses the batch: so does the active
+        active.tenant("c")
+    assert refused.value.code == "not_replicated" and "its file was" in str(refused.value)
+    assert standby.applier.renew()  # the pair's tick (Pair._loop) while this node is the standby
+    assert standby.applier.renewals == 1  # and its position RENEWED: the snapshot may be in already
+    assert os.stat(standby.store.path).st_ino != inode
+    wait_for(lambda: in_step(active, standby), "the renewed standby to get the active's store")
+    assert standby.applier.renewed is None and standby.store.fault is None
+    active.tenant("d")  # confirmed again
+    assert active.shipped[-1] is True
+    assert_same(active, standby, log=False)  # a snapshot, then a change: not the whole log
+    assert set(t["name"] for t in standby.store.load_objects()["tenant"].values()) == {"a", "b", "d"}
+    assert standby.store.get_meta("known_devices") == known or fault is _truncated
+    assert not standby.applier.renew()  # the new file is its own
+    data = os.path.dirname(standby.store.path)
+    standby.link.stop()
+    standby.store.close()
+    again = Store(data)  # the marker names the new file: its start is not refused
+    assert again.history() == active.store.history()
+    again.close()
+    standby.store = Store(data)  # for the fixture's close
+
+
+def test_a_renewed_standby_does_not_take_over_until_the_actives_store_is_in_it(tmp_path):
+    """Its new file is empty until the active's snapshot is in: a takeover meanwhile would serve an empty store (and
+    so delete every tenant's flows) while the silent active held every write. The pair's tick renews it; the node
+    says so in GET /v1/ha (``store_renewed``) and takes over a silent peer only once the snapshot is in."""
+    from controller.core import build_core
+    from controller.ha import Pair
+
+    from .test_ha_rules import DEAD, ha_settings, hear
+
+    settings = ha_settings(tmp_path)
+    store, state, _ = build_core(settings)
+    node = Pair(settings.ha, store, state, lambda role, gen: None)
+    try:
+        hear(node, node.started, "active", generation=3)
+        node._decide(node.started)
+        assert node.role == "standby"
+        os.remove(store.path)
+        node._renew_store()  # as Pair._loop does at each tick
+        assert node.applier.renewed is not None and node.status()["replication"]["store_renewals"] == 1
+        node._decide(node.started + 10 * DEAD)  # the active silent, no switch masters: a takeover but for the store
+        assert node.role == "standby" and node.status()["replication"]["store_renewed"] is not None
+        assert node.applier.hello() == RENEWED  # on no history: the active sends a snapshot, not changes from 0
+        peer = Store(str(tmp_path / "peer"))
+        node.applier.on_message({"t": "snapshot", "snapshot": peer.snapshot()})  # unstarted: applied at once
+        peer.close()
+        assert node.applier.renewed is None
+        node._decide(node.started + 20 * DEAD)
+        assert node.role == "active"
+    finally:
+        store.close()
