@@ -1,0 +1,145 @@
+"""A new row's columns kept as the JSON the peer sent, turned into ovs's atoms only when something reads them as a
+Datum; Canopy's own readers (ovsdb/idl/rows.py) take the value straight from the JSON.
+
+Why: a new port is two rows (Port, Interface) of five columns, and ovs's ``Datum`` of each is a dict of ``Atom``s
+(an interface's external_ids: six Atoms, three pairs), each made in Python, hashed in Python on insert into the
+Datum's dict, compared with the column's default: ~1,300 of the ~4,100 Python bytecodes a new port cost
+(tests/unit/test_ovsdb_intake_work.py). The reporter reads five of those columns once (name, external_ids,
+interfaces, ofport, type) and wants plain values: the Atoms were made to be taken apart again.
+
+``LazyDatum`` is an ``ovs.db.data.Datum`` (``isinstance`` holds, ``==``, ``copy``, ``to_json``, ``to_python``,
+``diff`` work) whose ``values`` are made on first use by the column's own parser (ovsdb/idl/datums.py
+``datum_parser``) from the JSON it keeps: ``values`` is the slot ovs reads, unset until then (the slot's AttributeError
+sends Python to ``__getattr__``, which fills it: from then on a plain slot read). Made (``lazy_maker``) only for JSON
+the parser is known to take on its fast path, checked here first in a few C calls: a map of plain strings (no
+``enum``), a plain string scalar, one reference (``["uuid", text]``); so the deferred parse cannot fail and makes the
+Datum an eager parse makes. Anything else is parsed at once as before (ovsdb/idl/paced.py ``_Idl__row_update``), so
+a malformed value refuses the update exactly as it did. The JSON is dropped when the values are made (a set's
+``diff`` changes ``values`` in place: the JSON would no longer say what the column holds).
+
+Only a new row's columns (ovsdb/idl/rowloop.py ``_insert``: an insert, a session's first read) are made so; a
+column stored again (a modify, an insert over an existing row) is parsed at once.
+"""
+
+from __future__ import annotations
+
+import operator
+import sys
+
+import ovs.db.data
+import ovs.db.error
+import ovs.db.types
+
+from ovsdb.idl.datums import _UUID_RE
+
+_DATUM = ovs.db.data.Datum
+SAME = object()  # the JSON parses to the column's default Datum: an eager parse stores nothing (a new row)
+_FIRST, _SECOND = operator.itemgetter(0), operator.itemgetter(1)
+_LIST_ONLY, _PAIR_ONLY, _STR_ONLY = {list}, {2}, {str}
+
+
+class LazyDatum(_DATUM):
+    """A Datum whose ``values`` are parsed from ``json`` (by ``parse``, the column's parser) when first read."""
+
+    __slots__ = ("json", "parse")
+
+    def __getattr__(self, name):
+        if name != "values":
+            raise AttributeError(name)
+        values = self.parse(self.json).values  # checked by lazy_maker: the parser's fast path, never an error
+        self.values = values
+        self.json = None  # from now on ``values`` says what the column holds (a set's diff changes them in place)
+        return values
+
+
+_LAZY = LazyDatum
+
+
+def raw(datum):
+    """The JSON a ``LazyDatum`` still keeps (its values not made yet), else None."""
+    return datum.json if datum.__class__ is _LAZY else None
+
+
+def lazy_maker(type_: ovs.db.types.Type, parse, default: ovs.db.data.Datum):
+    """A function JSON -> ``LazyDatum`` (the column's value, its atoms made when read), ``SAME`` (the JSON parses to
+    ``default``: a new row stores nothing), or None (parse it now: ``parse``, the column's ``datum_parser``, decides,
+    raising for a bad value); None when no JSON of ``type_`` is taken so."""
+    key, value = type_.key, type_.value
+
+    def make(json, _new=object.__new__, _lazy=_LAZY):
+        made = _new(_lazy)
+        made.type, made.json, made.parse = type_, json, parse
+        return made
+
+    if value is not None:
+        if not (_plain_string(key) and _plain_string(value)) or type_.n_min != 0:
+            return None
+        return _string_map(type_.n_max, key.min_length, key.max_length, value.min_length, value.max_length, make)
+    if type_.n_min == 1 and type_.n_max == 1 and _plain_string(key):
+        return _string_scalar(key.min_length, key.max_length, _same_as(parse, default, ""), make)
+    if key.type == ovs.db.types.UuidType and type_.n_min <= 1 <= type_.n_max:
+        zero = "00000000-0000-0000-0000-000000000000"
+        same = ["uuid", zero] if type_.n_min == 1 and _same_as(parse, default, ["uuid", zero]) is not None else None
+        return _one_uuid(same, make)
+    return None
+
+
+def _plain_string(base) -> bool:
+    return base.type == ovs.db.types.StringType and base.enum is None
+
+
+def _same_as(parse, default, json):
+    """``json`` if it parses to ``default`` (then a new row stores nothing), else None. ovs 4.0.0's default of a string
+    is an Atom holding an Atom: "" parses to something else, which ovs stores."""
+    try:
+        return json if parse(json).values == default.values else None
+    except ovs.db.error.Error:
+        return None
+
+
+def _string_map(n_max, key_low, key_high, value_low, value_high, make):
+    """A map of plain strings: ``["map", [[k, v], ...]]`` (an array, not a subclass: a long one is paced), every pair
+    two strings within their lengths, no key twice, at most ``n_max`` pairs (the checks of datums' ``_string_map``),
+    looked at in C loops; none: SAME (n_min is 0: the default is empty)."""
+    any_length = key_low == 0 and value_low == 0 and key_high == value_high == sys.maxsize  # (ovs's unbounded)
+
+    def take(json):
+        if type(json) is not list or len(json) != 2 or json[0] != "map":
+            return None
+        pairs = json[1]
+        if type(pairs) is not list:
+            return None
+        if not pairs:
+            return SAME
+        if len(pairs) > n_max or set(map(type, pairs)) != _LIST_ONLY or set(map(len, pairs)) != _PAIR_ONLY:
+            return None
+        keys, values = list(map(_FIRST, pairs)), list(map(_SECOND, pairs))
+        if set(map(type, keys)) != _STR_ONLY or set(map(type, values)) != _STR_ONLY or len(set(keys)) != len(keys):
+            return None
+        if not any_length and not (key_low <= min(map(len, keys)) and max(map(len, keys)) <= key_high and
+                                   value_low <= min(map(len, values)) and max(map(len, values)) <= value_high):
+            return None
+        return make(json)
+    return take
+
+
+def _string_scalar(low, high, same, make):
+    """A plain string (a bare string within its lengths); ``same``: the string that parses to the default (none)."""
+    def take(json):
+        if type(json) is not str or not low <= len(json) <= high:
+            return None
+        return SAME if json == same else make(json)
+    return take
+
+
+def _one_uuid(same, make, _match=_UUID_RE.match):
+    """One reference, ``["uuid", text]`` (36 characters matching ovs's pattern); ``same``: the JSON that parses to the
+    default (a reference that must be there: the zero uuid), else none."""
+    def take(json):
+        if type(json) is not list or len(json) != 2 or json[0] != "uuid":
+            return None
+        text = json[1]
+        if type(text) is not str or len(text) != 36 or _match(text) is None:
+            return None
+        return SAME if same is not None and json == same else make(json)
+    return take
