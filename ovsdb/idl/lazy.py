@@ -23,7 +23,6 @@ column stored again (a modify, an insert over an existing row) is parsed at once
 
 from __future__ import annotations
 
-import operator
 import sys
 
 import ovs.db.data
@@ -34,8 +33,7 @@ from ovsdb.idl.datums import _UUID_RE
 
 _DATUM = ovs.db.data.Datum
 SAME = object()  # the JSON parses to the column's default Datum: an eager parse stores nothing (a new row)
-_FIRST, _SECOND = operator.itemgetter(0), operator.itemgetter(1)
-_LIST_ONLY, _PAIR_ONLY, _STR_ONLY = {list}, {2}, {str}
+_LIST_ONLY, _STR_ONLY = {list}, {str}
 
 
 class LazyDatum(_DATUM):
@@ -65,22 +63,17 @@ def lazy_maker(type_: ovs.db.types.Type, parse, default: ovs.db.data.Datum):
     ``default``: a new row stores nothing), or None (parse it now: ``parse``, the column's ``datum_parser``, decides,
     raising for a bad value); None when no JSON of ``type_`` is taken so."""
     key, value = type_.key, type_.value
-
-    def make(json, _new=object.__new__, _lazy=_LAZY):
-        made = _new(_lazy)
-        made.type, made.json, made.parse = type_, json, parse
-        return made
-
+    made = (type_, parse)
     if value is not None:
         if not (_plain_string(key) and _plain_string(value)) or type_.n_min != 0:
             return None
-        return _string_map(type_.n_max, key.min_length, key.max_length, value.min_length, value.max_length, make)
+        return _string_map(type_.n_max, (key.min_length, key.max_length, value.min_length, value.max_length), made)
     if type_.n_min == 1 and type_.n_max == 1 and _plain_string(key):
-        return _string_scalar(key.min_length, key.max_length, _same_as(parse, default, ""), make)
+        return _string_scalar(key.min_length, key.max_length, _same_as(parse, default, ""), made)
     if key.type == ovs.db.types.UuidType and type_.n_min <= 1 <= type_.n_max:
         zero = "00000000-0000-0000-0000-000000000000"
         same = ["uuid", zero] if type_.n_min == 1 and _same_as(parse, default, ["uuid", zero]) is not None else None
-        return _one_uuid(same, make)
+        return _one_uuid(same, made)
     return None
 
 
@@ -97,10 +90,13 @@ def _same_as(parse, default, json):
         return None
 
 
-def _string_map(n_max, key_low, key_high, value_low, value_high, make):
+def _string_map(n_max, lengths, made, _new=object.__new__, _lazy=_LAZY):
     """A map of plain strings: ``["map", [[k, v], ...]]`` (an array, not a subclass: a long one is paced), every pair
-    two strings within their lengths, no key twice, at most ``n_max`` pairs (the checks of datums' ``_string_map``),
-    looked at in C loops; none: SAME (n_min is 0: the default is empty)."""
+    an array of two strings within their lengths, no key twice, at most ``n_max`` pairs (the checks of datums'
+    ``_string_map``), looked at in C loops (the pairs taken by ``dict``: an array of other than two elements, or an
+    unhashable key, raises there); none: SAME (n_min is 0: the default is empty)."""
+    type_, parse = made
+    key_low, key_high, value_low, value_high = lengths
     any_length = key_low == 0 and value_low == 0 and key_high == value_high == sys.maxsize  # (ovs's unbounded)
 
     def take(json):
@@ -111,35 +107,53 @@ def _string_map(n_max, key_low, key_high, value_low, value_high, make):
             return None
         if not pairs:
             return SAME
-        if len(pairs) > n_max or set(map(type, pairs)) != _LIST_ONLY or set(map(len, pairs)) != _PAIR_ONLY:
+        if len(pairs) > n_max or set(map(type, pairs)) != _LIST_ONLY:
             return None
-        keys, values = list(map(_FIRST, pairs)), list(map(_SECOND, pairs))
-        if set(map(type, keys)) != _STR_ONLY or set(map(type, values)) != _STR_ONLY or len(set(keys)) != len(keys):
+        try:
+            mapped = dict(pairs)
+        except (TypeError, ValueError):
             return None
-        if not any_length and not (key_low <= min(map(len, keys)) and max(map(len, keys)) <= key_high and
-                                   value_low <= min(map(len, values)) and max(map(len, values)) <= value_high):
+        if len(mapped) != len(pairs) or {*map(type, mapped), *map(type, mapped.values())} != _STR_ONLY:
+            return None  # a key twice, or other than strings
+        if not any_length and not (key_low <= min(map(len, mapped)) and max(map(len, mapped)) <= key_high and
+                                   value_low <= min(map(len, mapped.values())) and
+                                   max(map(len, mapped.values())) <= value_high):
             return None
-        return make(json)
+        datum = _new(_lazy)
+        datum.type, datum.json, datum.parse = type_, json, parse
+        return datum
     return take
 
 
-def _string_scalar(low, high, same, make):
+def _string_scalar(low, high, same, made, _new=object.__new__, _lazy=_LAZY):
     """A plain string (a bare string within its lengths); ``same``: the string that parses to the default (none)."""
+    type_, parse = made
+
     def take(json):
         if type(json) is not str or not low <= len(json) <= high:
             return None
-        return SAME if json == same else make(json)
+        if json == same:
+            return SAME
+        datum = _new(_lazy)
+        datum.type, datum.json, datum.parse = type_, json, parse
+        return datum
     return take
 
 
-def _one_uuid(same, make, _match=_UUID_RE.match):
+def _one_uuid(same, made, _match=_UUID_RE.match, _new=object.__new__, _lazy=_LAZY):
     """One reference, ``["uuid", text]`` (36 characters matching ovs's pattern); ``same``: the JSON that parses to the
     default (a reference that must be there: the zero uuid), else none."""
+    type_, parse = made
+
     def take(json):
         if type(json) is not list or len(json) != 2 or json[0] != "uuid":
             return None
         text = json[1]
         if type(text) is not str or len(text) != 36 or _match(text) is None:
             return None
-        return SAME if same is not None and json == same else make(json)
+        if same is not None and json == same:
+            return SAME
+        datum = _new(_lazy)
+        datum.type, datum.json, datum.parse = type_, json, parse
+        return datum
     return take

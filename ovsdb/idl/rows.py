@@ -121,10 +121,12 @@ def _reader(type_):
             return {k.value: v.value for k, v in datum.values.items()}
         return pairs
     if type_.n_min == 1 and type_.n_max == 1:  # a scalar: as_scalar, else the key type's default
+        string = key.type == ovs.db.types.StringType  # (a uuid's JSON is ["uuid", text])
+
         def scalar(datum, row):
             if datum is None:
                 return whole(datum, row)
-            if datum.__class__ is _LAZY and datum.json is not None:  # a new row's string as sent
+            if string and datum.__class__ is _LAZY and datum.json is not None:  # a new row's string as sent
                 return datum.json
             values = datum.values
             return next(iter(values)).value if len(values) == 1 else key.default()
