@@ -153,12 +153,18 @@ class _PacedIdl(ovs.db.idl.Idl):
             found = known.get(name) or self._learn(table, name, True)
             if found is None:
                 continue
-            _, parse, default, _ = found
+            _, parse, default, lazy_diff = found
+            held = dict.get(data, name)
+            if held is None and lazy_diff is not None:  # an optional integer set on a row at its default: the value
+                datum = lazy_diff(value)  # kept as its JSON (ovsdb/idl/lazy.py diff_maker), else parsed below
+                if datum is not None:
+                    old_row[name] = default.copy()
+                    data[name] = datum
+                    continue
             try:
                 diff = parse(value)
             except ovs.db.error.Error as exc:
                 raise self._refusal(table, row, name, exc) from exc
-            held = dict.get(data, name)
             current = held if held is not None else default.copy()  # a copy: diff changes the datum in place
             old_row[name] = current.copy()
             datum = _diff(current, diff)  # changes a datum the row holds in place; a scalar's: a new one
@@ -173,8 +179,9 @@ class _PacedIdl(ovs.db.idl.Idl):
         return self._columns.setdefault((table.name, diff), {})
 
     def _learn(self, table, name: str, diff: bool) -> tuple | None:
-        """(Column, datum_parser, default Datum, lazy maker or None: ovsdb/idl/lazy.py) of ``table``'s column
-        ``name``, kept for the next rows; None (ovs's warning logged) when the table has no such column."""
+        """(Column, datum_parser, default Datum, lazy maker or None: ovsdb/idl/lazy.py, ``diff_maker`` for a
+        difference) of ``table``'s column ``name``, kept for the next rows; None (ovs's warning logged) when the table
+        has no such column."""
         column = table.columns.get(name)
         if not column:
             _OVS_LOG.warn("unknown column %s updating table %s" % (name, table.name))
@@ -186,8 +193,9 @@ class _PacedIdl(ovs.db.idl.Idl):
             # the bounds. ovs 4.0.0 parses it with them and drops a legitimate change (now it would refuse it).
             type_ = ovs.db.types.Type(type_.key, type_.value, 0, sys.maxsize)
         parse, default = datum_parser(type_), ovs.db.data.Datum.default(column.type)
-        found = self._known(table, diff)[name] = (column, parse, default,
-                                                  None if diff else lazy.lazy_maker(type_, parse, default))
+        kept = (lazy.diff_maker(type_, parse) if type_ is column.type else None) if diff else \
+            lazy.lazy_maker(type_, parse, default)
+        found = self._known(table, diff)[name] = (column, parse, default, kept)
         return found
 
     @staticmethod

@@ -132,9 +132,13 @@ def _reader(type_):
             return next(iter(values)).value if len(values) == 1 else key.default()
         return scalar
 
+    integer = key.type == ovs.db.types.IntegerType and type_.n_max == 1
+
     def elements(datum, row):
         if datum is None:
             return whole(datum, row)
+        if integer and datum.__class__ is _LAZY and datum.json is not None:  # an optional integer set as sent
+            return [datum.json]
         values = datum.values
         if len(values) == 1:  # an optional column's one value (an interface's ofport: 10,000 read at once)
             for k in values:

@@ -141,3 +141,38 @@ def test_a_set_changed_in_place_is_read_as_changed_not_as_its_json():
     port = paced.idl.tables["Port"].rows[uuid.UUID(U[3])]
     assert sorted(column_value(iface, "name") for iface in column_value(port, "interfaces")) == ["a", "b"]
     assert paced.data() == plain.data()
+
+
+@pytest.mark.parametrize("table,column", COLUMNS + _bounded(),
+                         ids=[f"{t}.{c.name}" for t, c in COLUMNS] + [f"{t}.{n}" for t, n, _ in BOUNDED])
+def test_a_difference_kept_as_json_is_what_ovs_makes_of_the_column_at_its_default(table, column):
+    """update2's difference of a column at its default (ovs-vswitchd's ofport on a new interface): the Datum made on
+    first read is ovs's ``Datum.default(type).diff(difference)``, its reading ``to_python``'s, for every value taken."""
+    type_ = column.type
+    take = lazy.diff_maker(type_, datum_parser(type_))
+    if take is None:
+        return
+    taken = 0
+    for value in _values(type_, random.Random(table + column.name)) + [-1, 1, 65279, 65280, 2 ** 31, -(2 ** 63)]:
+        got = take(json.loads(json.dumps(value)))
+        if got is None:
+            continue
+        taken += 1
+        theirs = ovs.db.data.Datum.default(type_).diff(ovs.db.data.Datum.from_json(type_, json.loads(json.dumps(value))))
+        assert _read(got, type_) == theirs.to_python(lambda v, base: v) and lazy.raw(got) is not None, value
+        assert got == theirs and got.to_json() == theirs.to_json() and lazy.raw(got) is None, value
+    assert taken or (table, column.name) != ("Interface", "ofport")
+
+
+def test_an_ofport_set_on_a_new_interface_reads_as_ovs_and_follows_its_changes():
+    plain, paced = both()
+    new = {"Interface": {U[5]: {"insert": {"name": "a"}}, U[6]: {"insert": {"name": "b", "ofport": 3}}}}
+    for change in [new, {"Interface": {U[5]: {"modify": {"ofport": -1}}, U[6]: {"modify": {"ofport": 4}}}},
+                   {"Interface": {U[5]: {"modify": {"ofport": 7}}}}, {"Interface": {U[5]: {"modify": {"ofport": 7}}}}]:
+        for recorded in (plain, paced):
+            recorded.feed(change)
+        rows = {u: paced.idl.tables["Interface"].rows[uuid.UUID(u)] for u in (U[5], U[6])}
+        assert {u: column_value(row, "ofport") for u, row in rows.items()} == \
+            {u: plain.idl.tables["Interface"].rows[uuid.UUID(u)].ofport for u in (U[5], U[6])}
+        assert paced.data() == plain.data() and paced.notices == plain.notices
+    assert column_value(rows[U[5]], "ofport") == [7] and column_value(rows[U[6]], "ofport") == [4]
