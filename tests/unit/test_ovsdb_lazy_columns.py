@@ -176,3 +176,25 @@ def test_an_ofport_set_on_a_new_interface_reads_as_ovs_and_follows_its_changes()
             {u: plain.idl.tables["Interface"].rows[uuid.UUID(u)].ofport for u in (U[5], U[6])}
         assert paced.data() == plain.data() and paced.notices == plain.notices
     assert column_value(rows[U[5]], "ofport") == [7] and column_value(rows[U[6]], "ofport") == [4]
+
+
+def test_new_ports_read_by_the_reporter_then_deleted_in_slices_make_no_atoms(monkeypatch):
+    """The intake of 1,000 new ports, ovs-vswitchd's ofport on them, and their delete (in slices: the plan reads each
+    deleted port's interfaces, ovsdb/idl/slices.py) read the new rows' columns from their JSON: no Datum's values made
+    (each would be a parse deferred, not saved); the reporter sees the ports come and go."""
+    from tests.unit.test_ovsdb_intake_work import Session, _message, _uuid, _world
+
+    first, insert, ofport = _world(1000)
+    session = Session(first)  # (the first copy's rows: the bridge's name read through getattr, its atoms made once)
+    made = []
+    real = lazy.LazyDatum.__getattr__
+    monkeypatch.setattr(lazy.LazyDatum, "__getattr__", lambda datum, name: made.append(name) or real(datum, name))
+    session.take(insert)
+    session.take(ofport)
+    assert len(session.sink.updates[-1].ports) == 1000 and made == []
+    bridge = _uuid(2, 0)
+    delete = {"Interface": {_uuid(3, i): {"delete": None} for i in range(1000)},
+              "Port": {_uuid(4, i): {"delete": None} for i in range(1000)},
+              "Bridge": {bridge: {"modify": {"ports": ["set", [["uuid", _uuid(4, i)] for i in range(1000)]]}}}}
+    session.take(_message(delete))
+    assert session.sink.updates[-1].ports == () and made == []
