@@ -1,24 +1,29 @@
 """A new row's columns kept as the JSON the peer sent, turned into ovs's atoms only when something reads them as a
-Datum; Canopy's own readers (ovsdb/idl/rows.py) take the value straight from the JSON.
+Datum; Canopy's own readers (ovsdb/idl/rows.py, the delete's plan in ovsdb/idl/slices.py) take the value straight
+from the JSON.
 
 Why: a new port is two rows (Port, Interface) of five columns, and ovs's ``Datum`` of each is a dict of ``Atom``s
-(an interface's external_ids: six Atoms, three pairs), each made in Python, hashed in Python on insert into the
-Datum's dict, compared with the column's default: ~1,300 of the ~4,100 Python bytecodes a new port cost
-(tests/unit/test_ovsdb_intake_work.py). The reporter reads five of those columns once (name, external_ids,
-interfaces, ofport, type) and wants plain values: the Atoms were made to be taken apart again.
+(an interface's external_ids: six Atoms for three pairs), each made in Python, hashed in Python into the Datum's dict,
+compared with the column's default; the reporter then reads five of those columns once (name, external_ids,
+interfaces, ofport, type) as plain values: the Atoms were made to be taken apart again. Kept as JSON: ~4,080 -> ~3,450
+Python bytecodes a new port, ~943 -> ~785 for ovs-vswitchd's ofport on it (tests/unit/test_ovsdb_intake_work.py),
+and fewer objects made (docs/benchmarks.md "ins41").
 
-``LazyDatum`` is an ``ovs.db.data.Datum`` (``isinstance`` holds, ``==``, ``copy``, ``to_json``, ``to_python``,
+``LazyDatum`` is an ``ovs.db.data.Datum`` (``isinstance`` holds; ``==``, ``copy``, ``to_json``, ``to_python``,
 ``diff`` work) whose ``values`` are made on first use by the column's own parser (ovsdb/idl/datums.py
 ``datum_parser``) from the JSON it keeps: ``values`` is the slot ovs reads, unset until then (the slot's AttributeError
-sends Python to ``__getattr__``, which fills it: from then on a plain slot read). Made (``lazy_maker``) only for JSON
-the parser is known to take on its fast path, checked here first in a few C calls: a map of plain strings (no
-``enum``), a plain string scalar, one reference (``["uuid", text]``); so the deferred parse cannot fail and makes the
-Datum an eager parse makes. Anything else is parsed at once as before (ovsdb/idl/paced.py ``_Idl__row_update``), so
-a malformed value refuses the update exactly as it did. The JSON is dropped when the values are made (a set's
-``diff`` changes ``values`` in place: the JSON would no longer say what the column holds).
+sends Python to ``__getattr__``, which fills it: from then on a plain slot read). Made only for JSON the parser is
+known to take on its fast path, checked here first in a few C calls: a map of plain strings (no ``enum``), a plain
+string, one reference (``["uuid", text]``) (``lazy_maker``); an integer set by update2's difference on an optional
+integer column at its default (``diff_maker``). So the deferred parse cannot fail and makes the Datum an eager parse
+makes. Anything else is parsed at once as before (ovsdb/idl/paced.py ``_Idl__row_update``, ``_Idl__apply_diff``), so
+a malformed value refuses the update exactly as it did. The JSON is dropped when the values are made (a set's ``diff``
+changes ``values`` in place: the JSON would no longer say what the column holds).
 
-Only a new row's columns (ovsdb/idl/rowloop.py ``_insert``: an insert, a session's first read) are made so; a
-column stored again (a modify, an insert over an existing row) is parsed at once.
+Only a column the row does not hold yet is made so (a new row's: an insert, a session's first read; an optional
+integer at its default); a column the row holds is parsed at once when it changes. Checked against ovs's own parse for
+every column of the real schema and every value (tests/unit/test_ovsdb_lazy_columns.py), and by the oracles comparing
+the replica with a plain ``ovs.db.idl.Idl`` (tests/unit/test_ovsdb_idl_parse.py) and sliced against whole updates.
 """
 
 from __future__ import annotations

@@ -24,7 +24,8 @@ from tests.unit.test_ovsdb_idl_parse import U, UPDATES, both
 EXTRA = [["map", [["k", "v"]] * 2], ["map", [["", ""]]], ["map", [["k", "v"], ["k2", ""]]], ["uuid", U1 + "\n"],
          ["uuid", "00000000-0000-0000-0000-000000000000"], "", "\u00e9t\u00e9", ["map", [["a", "b"], ["c"]]],
          ["map", [["a", "b"], ("c", "d")]], ["map", [["a", "b"], [None, "d"]]], ["map", [["a", "b"], ["c", 1]]],
-         ["map", ["ab", "cd"]], ["map", [["a", "b"], "cd"]], ["map", [["a", "b"], ["c", ["d"]]]], ["map", [[["a"], "b"]]],
+         ["map", ["ab", "cd"]], ["map", [["a", "b"], "cd"]], ["map", [["a", "b"], ["c", ["d"]]]],
+         ["map", [[["a"], "b"]]],
          ["uuid", "g" * 36], ["uuid", U1[:-1] + "g"], ["uuid", "-" * 36], ["uuid", U1.replace("-", "0")]]
 
 
@@ -54,7 +55,8 @@ BOUNDED_VALUES = [["map", [[k, v]]] for k in ("a", "ab", "abc", "abcd") for v in
 def _bounded():
     import ovs.db.types
 
-    return [(table, SimpleNamespace(name=name, type=ovs.db.types.Type.from_json(spec))) for table, name, spec in BOUNDED]
+    return [(table, SimpleNamespace(name=name, type=ovs.db.types.Type.from_json(spec)))
+            for table, name, spec in BOUNDED]
 
 
 @pytest.mark.parametrize("table,column", COLUMNS + _bounded(),
@@ -93,7 +95,8 @@ def test_a_column_kept_as_json_is_the_datum_an_eager_parse_makes(table, column):
 def test_a_bad_value_is_parsed_at_once_and_refused_as_before():
     types = {name: c.type for t, c in COLUMNS for name in [f"{t}.{c.name}"]}
     for name, value in [("Interface.external_ids", ["map", [["a", 1]]]), ("Interface.name", 5),
-                        ("Port.interfaces", ["uuid", "nonesuch"]), ("Interface.external_ids", ["map", [["a", "b"]] * 2])]:
+                        ("Port.interfaces", ["uuid", "nonesuch"]),
+                        ("Interface.external_ids", ["map", [["a", "b"]] * 2])]:
         type_ = types[name]
         take = lazy.lazy_maker(type_, datum_parser(type_), ovs.db.data.Datum.default(type_))
         assert take(value) is None
@@ -158,7 +161,8 @@ def test_a_difference_kept_as_json_is_what_ovs_makes_of_the_column_at_its_defaul
         if got is None:
             continue
         taken += 1
-        theirs = ovs.db.data.Datum.default(type_).diff(ovs.db.data.Datum.from_json(type_, json.loads(json.dumps(value))))
+        difference = ovs.db.data.Datum.from_json(type_, json.loads(json.dumps(value)))
+        theirs = ovs.db.data.Datum.default(type_).diff(difference)
         assert _read(got, type_) == theirs.to_python(lambda v, base: v) and lazy.raw(got) is not None, value
         assert got == theirs and got.to_json() == theirs.to_json() and lazy.raw(got) is None, value
     assert taken or (table, column.name) != ("Interface", "ofport")
