@@ -14,6 +14,9 @@ dialling a server), so this package adapts it, and it is the only part of Canopy
 - ``datums``: a column's JSON parsed into a Datum as ovs parses it, cheaper for plainly valid values (``paced``'s).
 - ``rowloop``: an update2/update3 update's rows applied as ovs applies them, a row deleted, inserted or modified
   put in or taken from its table directly (``paced``'s).
+- ``lazy``: a new row's plain columns (maps of strings, strings, one reference; an optional integer set on a column
+  at its default) kept as their JSON in a ``LazyDatum``, their atoms made only when something reads them as a Datum;
+  ``rows``' readers and ``slices`` read the JSON (``paced``'s).
 
 Everything here is cooperative under eventlet: ``ovs.poller`` switches to a ``select.select`` based
 poller when eventlet has patched ``select``, so ``wait()`` yields to other green threads.

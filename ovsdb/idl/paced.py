@@ -31,12 +31,13 @@ import ovs.db.types
 
 from controller.pacer import Pacer
 from ovsdb import longsets
-from ovsdb.idl import refusals, rowloop, slices
+from ovsdb.idl import lazy, refusals, rowloop, slices
 from ovsdb.idl.datums import datum_parser
 from ovsdb.idl.rows import column_value
 from ovsdb.rowchanges import RowChange, RowChanges, change as _change, deletion as _deletion
 
 _ROW_DELETE = ovs.db.idl.ROW_DELETE
+_SAME = lazy.SAME
 _OVS_LOG = ovs.db.idl.vlog  # the ovs IDL's own log (silent unless ovs.vlog is initialised), for its own warnings
 # What ovs 4.0.0 raises on a malformed update: its own Error, and Python's where a part of it has the wrong shape (a
 # row's "insert" that is not an object, a set's elements that are not an array, ...). Peer input: the update is refused.
@@ -109,6 +110,8 @@ class _PacedIdl(ovs.db.idl.Idl):
         # default found in one lookup (``_known``), in one loop: ~20,000 rows per update of 10,000 new ports. Same
         # values stored, same answer; but a value that does not parse refuses the update (ovs keeps the column's old
         # value, which a fresh read would not give).
+        # A column the row does not hold yet (a new row's: rowloop's _insert) is kept as its JSON when ``lazy`` takes it
+        # (ovsdb/idl/lazy.py: checked in C loops, its atoms made when read as a Datum, if ever).
         changed = False
         data = row._data
         known = self._columns.get((table.name, False)) or self._known(table, False)
@@ -116,12 +119,21 @@ class _PacedIdl(ovs.db.idl.Idl):
             found = known.get(name) or self._learn(table, name, False)
             if found is None:
                 continue
-            column, parse, default = found
+            column, parse, default, lazy = found
+            old = dict.get(data, name)
+            if old is None and lazy is not None:
+                datum = lazy(value)
+                if datum is _SAME:  # equal to the default: nothing stored, as below
+                    continue
+                if datum is not None:
+                    data[name] = datum
+                    if column.alert:
+                        changed = True
+                    continue
             try:
                 datum = parse(value)
             except ovs.db.error.Error as exc:
                 raise self._refusal(table, row, name, exc) from exc
-            old = dict.get(data, name)
             if datum.values != (default if old is None else old).values:  # Datum.__eq__'s comparison, without its call
                 data[name] = datum
                 if column.alert:
@@ -141,12 +153,18 @@ class _PacedIdl(ovs.db.idl.Idl):
             found = known.get(name) or self._learn(table, name, True)
             if found is None:
                 continue
-            _, parse, default = found
+            _, parse, default, lazy_diff = found
+            held = dict.get(data, name)
+            if held is None and lazy_diff is not None:  # an optional integer set on a row at its default: the value
+                datum = lazy_diff(value)  # kept as its JSON (ovsdb/idl/lazy.py diff_maker), else parsed below
+                if datum is not None:
+                    old_row[name] = default.copy()
+                    data[name] = datum
+                    continue
             try:
                 diff = parse(value)
             except ovs.db.error.Error as exc:
                 raise self._refusal(table, row, name, exc) from exc
-            held = dict.get(data, name)
             current = held if held is not None else default.copy()  # a copy: diff changes the datum in place
             old_row[name] = current.copy()
             datum = _diff(current, diff)  # changes a datum the row holds in place; a scalar's: a new one
@@ -161,8 +179,9 @@ class _PacedIdl(ovs.db.idl.Idl):
         return self._columns.setdefault((table.name, diff), {})
 
     def _learn(self, table, name: str, diff: bool) -> tuple | None:
-        """(Column, datum_parser, default Datum) of ``table``'s column ``name``, kept for the next rows; None (ovs's
-        warning logged) when the table has no such column."""
+        """(Column, datum_parser, default Datum, lazy maker or None: ovsdb/idl/lazy.py, ``diff_maker`` for a
+        difference) of ``table``'s column ``name``, kept for the next rows; None (ovs's warning logged) when the table
+        has no such column."""
         column = table.columns.get(name)
         if not column:
             _OVS_LOG.warn("unknown column %s updating table %s" % (name, table.name))
@@ -173,7 +192,10 @@ class _PacedIdl(ovs.db.idl.Idl):
             # (ovsdb-server's ovsdb_datum_diff): more than the column may hold, and OVS's C IDL parses it without
             # the bounds. ovs 4.0.0 parses it with them and drops a legitimate change (now it would refuse it).
             type_ = ovs.db.types.Type(type_.key, type_.value, 0, sys.maxsize)
-        found = self._known(table, diff)[name] = (column, datum_parser(type_), ovs.db.data.Datum.default(column.type))
+        parse, default = datum_parser(type_), ovs.db.data.Datum.default(column.type)
+        kept = (lazy.diff_maker(type_, parse) if type_ is column.type else None) if diff else \
+            lazy.lazy_maker(type_, parse, default)
+        found = self._known(table, diff)[name] = (column, parse, default, kept)
         return found
 
     @staticmethod

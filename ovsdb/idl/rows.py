@@ -16,9 +16,13 @@ import ovs.db.data
 import ovs.db.idl
 import ovs.db.types
 
+from ovsdb.idl.datums import uuid_of
+from ovsdb.idl.lazy import LazyDatum
+
 # HACK (ovs 4.0.0): an IDL Row keeps its committed columns in __dict__["_data"], a ColumnDefaultDict, and its table in
 # __dict__["_table"]
 _ROW, _COMMITTED, _DEFAULT = ovs.db.idl.Row, ovs.db.idl.ColumnDefaultDict, ovs.db.data.Datum.default
+_LAZY = LazyDatum  # a new row's column still as its JSON (ovsdb/idl/lazy.py): read from the JSON, the same value
 
 
 def references(row, column: str, target) -> bool:
@@ -112,19 +116,29 @@ def _reader(type_):
         def pairs(datum, row):
             if datum is None:
                 return whole(datum, row)
+            if datum.__class__ is _LAZY and datum.json is not None:  # a new row's map of strings as sent: [k, v]s
+                return dict(datum.json[1])
             return {k.value: v.value for k, v in datum.values.items()}
         return pairs
     if type_.n_min == 1 and type_.n_max == 1:  # a scalar: as_scalar, else the key type's default
+        string = key.type == ovs.db.types.StringType  # (a uuid's JSON is ["uuid", text])
+
         def scalar(datum, row):
             if datum is None:
                 return whole(datum, row)
+            if string and datum.__class__ is _LAZY and datum.json is not None:  # a new row's string as sent
+                return datum.json
             values = datum.values
             return next(iter(values)).value if len(values) == 1 else key.default()
         return scalar
 
+    integer = key.type == ovs.db.types.IntegerType and type_.n_max == 1
+
     def elements(datum, row):
         if datum is None:
             return whole(datum, row)
+        if integer and datum.__class__ is _LAZY and datum.json is not None:  # an optional integer set as sent
+            return [datum.json]
         values = datum.values
         if len(values) == 1:  # an optional column's one value (an interface's ofport: 10,000 read at once)
             for k in values:
@@ -145,6 +159,9 @@ def _rows_reader(target: str, whole):
         if table is None or table.rows.indexes:
             return whole(datum, row)
         stacks = table.rows.data  # HACK (ovs 4.0.0): IndexedRows keeps uuid -> [row, ...], the last one the row
+        if datum.__class__ is _LAZY and datum.json is not None:  # a new row's one reference as sent: ["uuid", text]
+            stack = stacks.get(uuid_of(datum.json[1]))
+            return [stack[-1]] if stack else []
         if len(datum.values) == 1:  # a port's one interface
             for atom in datum.values:
                 stack = stacks.get(atom.value)

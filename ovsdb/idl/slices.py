@@ -45,6 +45,7 @@ import uuid
 from collections.abc import Callable, Iterator
 
 from controller.pacer import NEVER, Pacer
+from ovsdb.idl.lazy import LazyDatum
 
 SLICE_PORTS = 500  # ports (with their interfaces) in the slice after the lead; an update with fewer sliceable ports:
 # whole
@@ -57,6 +58,7 @@ ITEMS_PER_TICK = 5  # ports, interfaces or rows looked at count as one row of th
 INSERT, DELETE = "insert", "delete"
 _FIRST, _SECOND = operator.itemgetter(0), operator.itemgetter(1)
 _VALUE_INT = operator.attrgetter("value.int")  # an atom's uuid's number
+_LAZY = LazyDatum
 
 
 def plan(update, tables, slice_ports: int | None = None, pacer: Pacer = NEVER,
@@ -280,7 +282,11 @@ def _interfaces_held(ports: dict, ifaces: dict, rows, operation: str, walk, numb
     for key, stack in _table_rows(rows, walk):
         port = wanted.get(key.int)
         if port is not None and stack:
-            atoms = stack[-1]._data["interfaces"].values
+            datum = stack[-1]._data["interfaces"]
+            if datum.__class__ is _LAZY and datum.json is not None:  # a new port's one reference as sent, never read
+                held[port] = (get(_number(datum.json[1])),)  # as a Datum since (ovsdb/idl/lazy.py): no atoms made
+                continue
+            atoms = datum.values
             if len(atoms) == 1:  # the usual port: one interface, without a list comprehension's call
                 for atom in atoms:
                     held[port] = (get(atom.value.int),)
