@@ -336,6 +336,6 @@ class BridgePorts:
                 i = bisect.bisect_left(names, name)
                 if i < len(names) and names[i] == name:
                     del names[i]
-        else:
-            self._names = [name for name in self._names if name not in gone]
+        else:  # (C loops: the bridge's names at each slice of 10,000 ports deleted)
+            self._names = list(itertools.filterfalse(gone.__contains__, self._names))
         gone.clear()

@@ -21,6 +21,7 @@ for in the whole update first: it refuses the update before any slice.
 
 from __future__ import annotations
 
+import collections
 import itertools
 import operator
 import sys
@@ -308,14 +309,26 @@ class _TrackingIdl(_PacedIdl):
             recorded.update(zip(keys, map(tuple.__new__, itertools.repeat(RowChange),
                                           zip(run, itertools.repeat(True), itertools.repeat(None)))))  # ``_deletion``s
             if index is not None:
-                name_of = self._name_of[table]
-                for name, key in zip(map(name_of.pop, keys, itertools.repeat(None)), keys):  # (``_unindex``'s)
-                    named = index.get(name)
-                    if named is not None:
-                        named.pop(key, None)
-                        if not named:
-                            del index[name]
+                self._unindex_all(index, self._name_of[table], keys)
             pacer.tick(len(run))
+
+    @staticmethod
+    def _unindex_all(index: dict, name_of: dict, keys: list) -> None:
+        """``_unindex`` of each of ``keys``, in C loops when each was indexed (the usual); a name left with no row
+        leaves the index."""
+        names = list(map(name_of.pop, keys, itertools.repeat(None)))
+        rows = list(map(index.get, names))
+        if None in rows:  # (a row not indexed: row by row)
+            for name, key in zip(names, keys):
+                named = index.get(name)
+                if named is not None:
+                    named.pop(key, None)
+                    if not named:
+                        del index[name]
+            return
+        collections.deque(map(dict.pop, rows, keys, itertools.repeat(None)), maxlen=0)
+        collections.deque(map(index.pop, itertools.compress(names, map(operator.not_, rows)),
+                              itertools.repeat(None)), maxlen=0)
 
     def _deleted(self, table: str, row) -> None:
         """``notify`` of a row deleted (nothing left below it): what ``changes.record`` and ``_index`` do with it, in
