@@ -14,6 +14,8 @@ a bad value raises exactly the error it raises there: this module never rejects 
 
 from __future__ import annotations
 
+import collections
+import itertools
 import uuid
 
 import ovs.db.data
@@ -178,6 +180,19 @@ def uuid_of(text: str, _new=object.__new__, _set=object.__setattr__, _unknown=uu
     made = _new(uuid.UUID)
     _set(made, "int", int(text.replace("-", ""), 16))
     _set(made, "is_safe", _unknown)
+    return made
+
+
+def uuids_of(texts: list[str], _new=object.__new__, _set=object.__setattr__, _unknown=uuid.SafeUUID.unknown,
+             _repeat=itertools.repeat) -> list[uuid.UUID]:
+    """``uuid_of`` of each of ``texts`` (each matched ``_UUID_RE``), in C loops (``map``): no Python call per uuid where
+    ``uuid_of`` is one (~40 bytecodes). A big delete names 20,000 rows (ovsdb/idl/rowloop.py)."""
+    if not set(map(len, texts)) <= {36}:  # (a final newline: UUID's ValueError, as uuid_of raises it)
+        return list(map(uuid_of, texts))
+    made = list(map(_new, _repeat(uuid.UUID, len(texts))))
+    numbers = map(int, map(str.replace, texts, _repeat("-"), _repeat("")), _repeat(16))
+    collections.deque(map(_set, made, _repeat("int"), numbers), maxlen=0)
+    collections.deque(map(_set, made, _repeat("is_safe"), _repeat(_unknown)), maxlen=0)
     return made
 
 

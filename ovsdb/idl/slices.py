@@ -317,19 +317,24 @@ def _sliceable(ports: dict, ifaces: dict, held: dict, owner: dict, walk) -> Iter
     else:
         claims = collections.Counter(claimed)
         barred = {iface for iface, count in claims.items() if count > 1 or iface not in ifaces}
-    return (port for port in walk(ports) if port in owner and held.get(port) and barred.isdisjoint(held[port]))
+    found = filter(held.get, filter(owner.__contains__, walk(ports)))  # (C loops: 10,000 ports deleted)
+    return (port for port in found if barred.isdisjoint(held[port])) if barred else found
 
 
 def _slice(ports, update: dict, held: dict, owner: dict) -> dict:
     """One slice: ``ports``, their interfaces and each bridge's ``ports`` difference for them."""
     port_rows, iface_rows = update["Port"], update["Interface"]
-    out_ifaces, out_ports, out_bridges = {}, {}, {}
-    for port in ports:
-        for iface in held[port]:
-            out_ifaces[iface] = iface_rows[iface]
-        out_ports[port] = port_rows[port]
-        out_bridges.setdefault(owner[port], []).append(["uuid", port])
-    return {"Interface": out_ifaces, "Port": out_ports,
+    ports = list(ports)  # each port's rows, interfaces and bridge read in C loops (``map``: up to 3,200 ports a slice)
+    ifaces = list(itertools.chain.from_iterable(map(held.__getitem__, ports)))
+    bridges = list(map(owner.__getitem__, ports))
+    if len(set(bridges)) == 1:  # (the usual: one bridge)
+        out_bridges = {bridges[0]: list(map(list, zip(itertools.repeat("uuid"), ports)))}
+    else:
+        out_bridges = {}
+        for port, bridge in zip(ports, bridges):
+            out_bridges.setdefault(bridge, []).append(["uuid", port])
+    return {"Interface": dict(zip(ifaces, map(iface_rows.__getitem__, ifaces))),
+            "Port": dict(zip(ports, map(port_rows.__getitem__, ports))),
             "Bridge": {bridge: {"modify": {"ports": ["set", added]}} for bridge, added in out_bridges.items()}}
 
 
@@ -350,11 +355,14 @@ def _rest(update: dict, chosen: list[str], held: dict, owner: dict, walk) -> dic
     """What the slices leave of ``update``: its other rows, and each bridge's difference without the ports sliced
     with it (``owner``)."""
     gone_ports = set(chosen)
-    gone_ifaces = {iface for port in chosen for iface in held[port]}
+    gone_ifaces = set(itertools.chain.from_iterable(map(held.__getitem__, chosen)))
     rest = {}
     for table, rows in update.items():
         gone = gone_ports if table == "Port" else gone_ifaces if table == "Interface" else ()
-        kept = {key: row_update for key, row_update in walk(rows.items()) if key not in gone}
+        # the rows kept picked in C loops (``map``): made after the last slice, before its report (a big delete's
+        # last withdrawals), walking 10,000 ports and 10,000 interfaces deleted
+        kept = dict(itertools.compress(rows.items(), map(operator.not_, map(gone.__contains__, rows)))) if gone \
+            else dict(walk(rows.items()))
         if table == "Bridge":
             kept = {key: row_update for key, row_update in _without(kept, gone_ports, owner).items() if row_update}
         if kept:

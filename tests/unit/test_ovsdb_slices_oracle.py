@@ -149,6 +149,14 @@ def _apply(db, rows, update, sliced):
         note(table, row.uuid.int, replica.changes.table(table)[row.uuid.int])
 
     replica._deleted = on_deleted
+    deleted_all = replica.notify_deleted
+
+    def on_deleted_all(table, rows):  # rows only deleted, told together (rowloop.py, paced.py ``notify_deleted``)
+        deleted_all(table, rows)
+        for row in rows:
+            note(table, row.uuid.int, replica.changes.table(table)[row.uuid.int])
+
+    replica.notify_deleted = on_deleted_all
 
     def hook(changes):
         changes.record_real = changes.record
