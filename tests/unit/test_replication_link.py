@@ -156,3 +156,26 @@ def test_a_stranger_cannot_displace_or_speak_for_a_live_peer(tmp_path):
     finally:
         peer.stop()
         me.stop()
+
+
+def test_a_port_free_port_gave_is_the_links_whoever_binds_first(tmp_path):
+    """A port handed out for a node stays the node's until its link binds it (test_ha_busy's nodes bind theirs in child
+    processes a second or two later): another socket binding it meanwhile is refused, the link is not."""
+    import errno
+
+    port = free_port()
+    competitor = socket.socket()  # another test's listener, or a connection's local port, taking it first
+    try:
+        with pytest.raises(OSError) as refused:
+            competitor.bind(("127.0.0.1", port))
+        assert refused.value.errno == errno.EADDRINUSE
+    finally:
+        competitor.close()
+    me = link("me", port, free_port())
+    me.start()
+    try:
+        assert me.port == port
+        with socket.create_connection(("127.0.0.1", port), timeout=BOUND):
+            pass  # the link's listener answers on it
+    finally:
+        me.stop()
