@@ -2,7 +2,6 @@
 test_commits_wait.py, integration/test_store_full.py): real TCP on 127.0.0.1, real SQLite stores and real threads.
 Every wait is bounded (wait_for)."""
 
-import socket
 import time
 
 import pytest
@@ -13,6 +12,7 @@ from controller.replication import Applier, Replicator
 from controller.service import NotActive, PolicyService
 from controller.state import State
 from controller.store import Store
+from tests.harness.ports import reserved_port
 
 from .helpers import make_settings
 
@@ -33,21 +33,9 @@ def wait_for(condition, what, bound=BOUND):
         time.sleep(0.01)
 
 
-_RESERVED = []  # the sockets holding the ports free_port gave, for the test process's life
-
-
 def free_port():
-    """A TCP port on 127.0.0.1 kept for this test: bound (SO_REUSEADDR, not listening) for the process's life, so
-    that the listener it is meant for (PairLink, SO_REUSEADDR) binds it whenever it starts, a node started in a
-    child process too, while nothing else can take it meanwhile: another process's bind(0) or connect skips it, a bind
-    without SO_REUSEADDR is refused. (A port closed at once was free only until the node bound it, a second or two
-    for a child process on a loaded machine: test_ha_busy[standby] failed once with "Address already in use".)
-    Nothing listens on it until a link does: a dial to it is refused, as to a port nobody holds."""
-    s = socket.socket()
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("127.0.0.1", 0))
-    _RESERVED.append(s)
-    return s.getsockname()[1]
+    """A port on 127.0.0.1 kept for the node's link until it binds it (tests/harness/ports.py)."""
+    return reserved_port()
 
 
 class Node:
