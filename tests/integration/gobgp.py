@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.harness.ports import reserved_port
 from tests.harness.process import Child, log_tail, spawn, stop
 from tests.harness.wait import wait_until
 
@@ -24,10 +24,8 @@ ESTABLISHED = 6  # gobgp's session_state for Established
 
 
 def free_port(ip: str) -> int:
-    """A TCP port free on ``ip`` right now (the kernel's pick)."""
-    with socket.socket() as sock:
-        sock.bind((ip, 0))
-        return sock.getsockname()[1]
+    """A port on ``ip`` kept for gobgpd or ExaBGP until it binds it (tests/harness/ports.py)."""
+    return reserved_port(ip)
 
 
 @dataclass(frozen=True)

@@ -78,7 +78,7 @@ def test_a_vm_whose_migration_is_in_flight_or_aborted_keeps_its_traffic_and_answ
     assert ping_lost(vm1, "10.0.1.10", 1) == 0
 
 
-def test_a_port_whose_device_open_vswitch_cannot_open_never_holds_the_vport(lab):
+def test_a_port_whose_device_open_vswitch_cannot_open_holds_the_vport_only_until_one_with_a_device_shows_it(lab):
     """A port row left for a VM whose device is gone (a system interface with no such device: Open vSwitch cannot open
     it and sets its ofport to -1, on the userspace datapath too) holds vm0 only while nothing better shows it: the VM
     plugged on hv2 later takes it at once (the earliest appearance wins only among ports with a device:

@@ -2,7 +2,6 @@
 test_commits_wait.py, integration/test_store_full.py): real TCP on 127.0.0.1, real SQLite stores and real threads.
 Every wait is bounded (wait_for)."""
 
-import socket
 import time
 
 import pytest
@@ -13,6 +12,7 @@ from controller.replication import Applier, Replicator
 from controller.service import NotActive, PolicyService
 from controller.state import State
 from controller.store import Store
+from tests.harness.ports import reserved_port
 
 from .helpers import make_settings
 
@@ -34,9 +34,8 @@ def wait_for(condition, what, bound=BOUND):
 
 
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port on 127.0.0.1 kept for the node's link until it binds it (tests/harness/ports.py)."""
+    return reserved_port()
 
 
 class Node:

@@ -2,7 +2,6 @@
 started: who becomes active, when a standby must not take over (split brain), fencing by generation, and
 when an active may acknowledge a write."""
 
-import socket
 import threading
 import time
 
@@ -121,12 +120,10 @@ def test_writes_are_refused_with_the_active_named(node):
 
 
 def free_ports(n):
-    ports = []
-    for _ in range(n):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            ports.append(probe.getsockname()[1])
-    return ports
+    """``n`` ports kept for the test (tests/unit/replication_pair.py ``free_port``): the closed one stays closed."""
+    from tests.unit.replication_pair import free_port
+
+    return [free_port() for _ in range(n)]
 
 
 def test_a_refused_ha_link_alone_is_no_reason_to_take_over(tmp_path):

@@ -6,7 +6,9 @@ import socket
 import msgpack
 import pytest
 
-from .replication_pair import BOUND, free_port, link, wait_for
+from controller.pairlink import PairLink
+
+from .replication_pair import BOUND, INTERVAL, SECRET, free_port, link, wait_for
 
 # ------------------------------------------------------------------ the link itself
 
@@ -155,4 +157,31 @@ def test_a_stranger_cannot_displace_or_speak_for_a_live_peer(tmp_path):
         assert me._peer_in is real and all(m.get("node") == "peer" and m.get("x") == 1 for m in received)
     finally:
         peer.stop()
+        me.stop()
+
+
+@pytest.mark.parametrize("ip", ["127.0.0.1", "127.0.0.81"])  # (tests/integration/gobgp.py's for gobgpd: .81)
+def test_a_port_free_port_gave_is_the_links_whoever_binds_first(tmp_path, ip):
+    """A port handed out for a listener stays its own until it binds it (test_ha_busy's nodes bind theirs in child
+    processes a second or two later; gobgpd and ExaBGP theirs too): another socket binding it meanwhile is refused,
+    the link (SO_REUSEADDR) is not (tests/harness/ports.py)."""
+    import errno
+
+    from tests.harness.ports import reserved_port
+
+    port = free_port() if ip == "127.0.0.1" else reserved_port(ip)
+    competitor = socket.socket()  # another test's listener, or a connection's local port, taking it first
+    try:
+        with pytest.raises(OSError) as refused:
+            competitor.bind((ip, port))
+        assert refused.value.errno == errno.EADDRINUSE
+    finally:
+        competitor.close()
+    me = PairLink("me", ip, port, "127.0.0.1", free_port(), INTERVAL, dict, print, secret=SECRET)
+    me.start()
+    try:
+        assert me.port == port
+        with socket.create_connection((ip, port), timeout=BOUND):
+            pass  # the link's listener answers on it
+    finally:
         me.stop()
