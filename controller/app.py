@@ -562,8 +562,14 @@ class CanopyApp(RoleWiring, RyuApp):
         dp = msg.datapath
         if self.pair is not None and self.pair.role != "active":
             return  # only the active answers (an undecided node's connection is still EQUAL)
-        if owner_kind_of(msg.cookie) == "uplink":
+        kind = owner_kind_of(msg.cookie)
+        if kind == "uplink":
             self._gateway_answer(msg)
+            return
+        if kind == "activation":  # a live migration's standby port heard from its VM (controller/state_activation.py)
+            data = bytes(msg.data[6:12])
+            self.state.activate(dp.id, msg.match.get("in_port"), ":".join(f"{b:02x}" for b in data)
+                                if len(data) == 6 else "")
             return
         rec = self._reconciler_of(dp)
         answer = self.dhcp.answer(dp.id, msg.cookie, bytes(msg.data)) if rec is not None else None

@@ -1,0 +1,118 @@
+"""A live migration's destination activated by the VM's first packet (as OVN's ``activation-strategy=rarp``).
+
+While a KVM or Hyper-V vport shows on two ports with a device (libvirt plugs the destination's port when a live
+migration starts), one is its location (controller/binding.py ``preferred``) and each other one is a *standby*: the
+compiler gives it one flow (openflow/activation.py) that sends what the VM sends from its own MAC to the controller,
+and the classify table's default drops the rest. QEMU announces the VM with RARP frames the moment it resumes on the
+destination; that packet-in (controller/app.py) calls ``State.activate``, which makes that port the vport's active
+one: the vport is re-located there (normal programming follows) and the port it left becomes the standby.
+
+``Activations`` is part of State (controller/state.py ``State`` inherits it). It keeps:
+- ``activated``: vport id -> (session, port name) its VM's first packet made active; it goes when that port no
+  longer shows the vport with a device, or no other port does (at most one per vport, none once a migration is over);
+- ``standby``: session -> {port name: (ofport, MAC, vport id)}, what each switch's activation flows are built from
+  (derive.switch_info), and ``_standby_of``: vport id -> its standby ports' (session, port name, ofport).
+
+A hostile VM cannot make it work without bound: the flow matches only the vport's own MAC, a port that is not a
+standby is ignored by a dict lookup, and one vport is activated at most once per ``ACTIVATION_HOLD`` seconds (two
+ports sending from one MAC at once would otherwise move it back and forth at the packet rate); packet-ins refused
+are counted (``activation_counts``, GET /v1/status).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from itertools import compress, repeat
+
+log = logging.getLogger("canopy.state")
+ACTIVATION_HOLD = 2.0  # seconds after a vport's activation during which another packet cannot move it again
+
+
+class Activations:
+    """The activation side of State (module docstring)."""
+
+    def _init_activations(self) -> None:
+        self.activated: dict[str, tuple[str, str]] = {}
+        self.standby: dict[str, dict[str, tuple]] = {}
+        self._standby_of: dict[str, tuple] = {}
+        self._activated_at: dict[str, float] = {}  # vport id -> monotonic time of its last activation
+        self.activation_counts = dict.fromkeys(("activated", "not_standby", "held", "foreign_mac"), 0)
+
+    def activate(self, datapath_id: int, ofport: int, src_mac: str | None = None, now: float | None = None) -> str | None:
+        """The switch ``datapath_id`` sent the controller a packet its port ``ofport`` received from a standby's
+        VM (openflow/activation.py's flow): that port becomes the vport's active one. Returns the vport id, or None
+        when nothing changed (not a standby port now, ``src_mac`` not the vport's, or activated too recently)."""
+        session = self._dpid_session.get(datapath_id)
+        held = self.standby.get(session, {}) if session is not None else {}
+        hit = next(((name, entry) for name, entry in held.items() if entry[0] == ofport), None)
+        if hit is None:
+            self.activation_counts["not_standby"] += 1
+            return None
+        name, (_, mac, vid) = hit
+        if src_mac is not None and src_mac != mac:
+            self.activation_counts["foreign_mac"] += 1
+            return None
+        now = time.monotonic() if now is None else now
+        if now - self._activated_at.get(vid, -ACTIVATION_HOLD) < ACTIVATION_HOLD:
+            self.activation_counts["held"] += 1
+            return None
+        self._activated_at[vid] = now
+        self.activated[vid] = (session, name)
+        self.activation_counts["activated"] += 1
+        vport = self.policy.get("vport", vid)
+        log.info("vport %s: its VM's first packet at %s:%s (ofport %d) made that port active",
+                 self.policy.ref("vport", vport) if vport else vid, self.vrs[session].chassis, name, ofport)
+        self._relocate([vid])
+        return vid
+
+    def _track_standbys(self, vids) -> None:
+        """The standby ports of ``vids`` (just re-located) brought up to date, and their activation record dropped
+        when its port no longer shows them with a device; the switches whose standby ports changed are recorded."""
+        index, locations, standby_of, activated = self.index, self.locations, self._standby_of, self.activated
+        shown = map(index.sightings.get, map(index.key_of.get, vids), repeat(()))
+        reached = set(compress(vids, map((1).__lt__, map(len, shown))))  # shown on two ports or more (C loops)
+        if standby_of:
+            reached |= standby_of.keys() & set(vids)
+        if activated:
+            reached |= activated.keys() & set(vids)
+        sessions = set()
+        vports = self.policy.objects["vport"]
+        for vid in sorted(reached):
+            loc = locations.get(vid)
+            now = index.standbys(vid, loc)
+            before = standby_of.get(vid, ())
+            if vid in activated and (not now or activated[vid] not in {(loc.session, loc.port)} | {s[:2] for s in now}):
+                del activated[vid]
+                self._activated_at.pop(vid, None)
+            if now == before:
+                continue
+            for session, name, _ in before:
+                ports = self.standby.get(session, {})
+                ports.pop(name, None)
+                if not ports:
+                    self.standby.pop(session, None)
+                sessions.add(session)
+            if now:
+                standby_of[vid] = now
+                mac = vports[vid]["mac"]
+                for session, name, ofport in now:
+                    self.standby.setdefault(session, {})[name] = (ofport, mac, vid)
+                    sessions.add(session)
+            else:
+                standby_of.pop(vid, None)
+        if sessions:
+            self._record("switches", sessions)
+
+    def activation_report(self) -> list[dict]:
+        """For status: each vport waiting for its VM's first packet on another port (a live migration in flight)."""
+        out = []
+        for vid, ports in sorted(self._standby_of.items()):
+            vport = self.policy.get("vport", vid)
+            loc = self.locations.get(vid)
+            out.append({"vport": self.policy.ref("vport", vport) if vport else vid,
+                        "active": {"chassis": loc.chassis, "port": loc.port} if loc else None,
+                        "activated_by_packet": vid in self.activated,
+                        "pending": [{"chassis": self.vrs[s].chassis if s in self.vrs else s, "port": name,
+                                     "ofport": ofport} for s, name, ofport in ports]})
+        return out
