@@ -17,12 +17,14 @@ import logging
 import time
 
 from controller import collector, guard, ofports, runtime, sdnotify, stretchtrace
+from controller.activestore import MetaBehind
 from controller.core import build_core
 from controller.approles import RoleWiring, may_announce
 from controller.garps import after_takeover, send_repeated
 from controller.gatewaykeep import GatewayKeeper
 from controller.lagcause import LateSamples
 from controller.stallwatch import StallWatch
+from controller.state_activation import ACTIVE_KEY
 from controller.programloop import ProgramLoop
 from controller.programmer import Programmer
 from controller.routepass import RoutePass
@@ -80,6 +82,7 @@ class CanopyApp(RoleWiring, RyuApp):
         self.settings = settings
         self.store, self.state, self.service = build_core(settings)
         self.store.offload = blocking  # commits and their fsyncs off the event loop (controller/store.py)
+        self.state.on_active = MetaBehind(self.store, ACTIVE_KEY, hub.spawn).put  # controller/state_activation.py
         # nothing is written before it is released
         self.hold = StartupHold(self.store, settings.restart_hold, hold_max=settings.restart_hold_max)
         self.programmer = Programmer(self.state)

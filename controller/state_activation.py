@@ -8,10 +8,15 @@ destination; that packet-in (controller/app.py) calls ``State.activate``, which 
 one: the vport is re-located there (normal programming follows) and the port it left becomes the standby.
 
 ``Activations`` is part of State (controller/state.py ``State`` inherits it). It keeps:
-- ``activated``: vport id -> (session, port name) its VM's first packet made active; it goes when that port no
-  longer shows the vport with a device, or no other port does (at most one per vport, none once a migration is over);
+- ``activated``: vport id -> (session, port name) of its active port, for each vport shown on two ports with a
+  device (its source's by the first-appearance rule, or the one its VM's first packet made active); ``preferred``
+  puts it first. It goes when that port no longer shows the vport with a device, or no other port does (at most one
+  per vport, none once a migration is over). It is this controller's memory of a migration: ``on_active`` (the
+  app: the store's meta ``ACTIVE_KEY``, written off the event loop) is told each new content, and a restart starts
+  from what was stored (``load_active``), so that it does not order the two ports by when their switches reported
+  to it. A record whose switch has not reported yet is kept (the start-up hold programs nothing meanwhile).
 - ``standby``: session -> {port name: (ofport, MAC, vport id)}, what each switch's activation flows are built from
-  (derive.switch_info), and ``_standby_of``: vport id -> its standby ports' (session, port name, ofport).
+  (derive.switch_info), and ``standby_of``: vport id -> its standby ports' (session, port name, ofport).
 
 A hostile VM cannot make it work without bound: the flow matches only the vport's own MAC, a port that is not a
 standby is ignored by a dict lookup, and one vport is activated at most once per ``ACTIVATION_HOLD`` seconds (two
@@ -27,6 +32,7 @@ from itertools import compress, repeat
 
 log = logging.getLogger("canopy.state")
 ACTIVATION_HOLD = 2.0  # seconds after a vport's activation during which another packet cannot move it again
+ACTIVE_KEY = "active_ports"  # the store's meta key for ``activated`` (this node's own: controller/store.py LOCAL_META)
 
 
 class Activations:
@@ -35,9 +41,17 @@ class Activations:
     def _init_activations(self) -> None:
         self.activated: dict[str, tuple[str, str]] = {}
         self.standby: dict[str, dict[str, tuple]] = {}
-        self._standby_of: dict[str, tuple] = {}
+        self.standby_of: dict[str, tuple] = {}
         self._activated_at: dict[str, float] = {}  # vport id -> monotonic time of its last activation
         self.activation_counts = dict.fromkeys(("activated", "not_standby", "held", "foreign_mac"), 0)
+        self.on_active = None  # called with a copy of ``activated`` whenever it changed (the app stores it)
+
+    def load_active(self, stored) -> None:
+        """``activated`` as stored before a restart ({vport id: [session, port]}); anything malformed is skipped."""
+        for vid, where in (stored or {}).items() if isinstance(stored, dict) else ():
+            if isinstance(vid, str) and isinstance(where, (list, tuple)) and len(where) == 2 and \
+                    all(isinstance(part, str) for part in where):
+                self.activated[vid] = (where[0], where[1])
 
     def activate(self, datapath_id: int, ofport: int, src_mac: str | None = None, now: float | None = None) -> str | None:
         """The switch ``datapath_id`` sent the controller a packet its port ``ofport`` received from a standby's
@@ -64,27 +78,37 @@ class Activations:
         log.info("vport %s: its VM's first packet at %s:%s (ofport %d) made that port active",
                  self.policy.ref("vport", vport) if vport else vid, self.vrs[session].chassis, name, ofport)
         self._relocate([vid])
+        self._tell_active()
         return vid
 
     def _track_standbys(self, vids) -> None:
         """The standby ports of ``vids`` (just re-located) brought up to date, and their activation record dropped
         when its port no longer shows them with a device; the switches whose standby ports changed are recorded."""
-        index, locations, standby_of, activated = self.index, self.locations, self._standby_of, self.activated
+        index, locations, standby_of, activated = self.index, self.locations, self.standby_of, self.activated
         shown = map(index.sightings.get, map(index.key_of.get, vids), repeat(()))
         reached = set(compress(vids, map((1).__lt__, map(len, shown))))  # shown on two ports or more (C loops)
         if standby_of:
             reached |= standby_of.keys() & set(vids)
         if activated:
             reached |= activated.keys() & set(vids)
-        sessions = set()
-        vports = self.policy.objects["vport"]
+        if not reached:
+            return
+        sessions, told = set(), False
+        vports, reported = self.policy.objects["vport"], self.vrs.keys() - self.partial.keys()
         for vid in sorted(reached):
             loc = locations.get(vid)
             now = index.standbys(vid, loc)
             before = standby_of.get(vid, ())
-            if vid in activated and (not now or activated[vid] not in {(loc.session, loc.port)} | {s[:2] for s in now}):
+            record = activated.get(vid)
+            if record is not None and record[0] not in reported:
+                pass  # its switch has not reported (yet, after a restart): kept
+            elif now and record != (loc.session, loc.port):
+                activated[vid] = (loc.session, loc.port)
+                told = True
+            elif record is not None and not now:
                 del activated[vid]
                 self._activated_at.pop(vid, None)
+                told = True
             if now == before:
                 continue
             for session, name, _ in before:
@@ -103,16 +127,29 @@ class Activations:
                 standby_of.pop(vid, None)
         if sessions:
             self._record("switches", sessions)
+        if told:
+            self._tell_active()
+
+    def _tell_active(self) -> None:
+        if self.on_active is not None:
+            self.on_active({vid: list(where) for vid, where in self.activated.items()})
+
+    def migration_of(self, vid: str) -> dict | None:
+        """A bound vport's live migration in flight, for REST: None, or {"pending": the ports waiting for its VM's
+        first packet [{chassis, port, ofport}], "activated_by_packet": whether its location was made active so}."""
+        ports = self.standby_of.get(vid)
+        if not ports:
+            return None
+        return {"pending": [{"chassis": self.vrs[s].chassis if s in self.vrs else s, "port": name, "ofport": ofport}
+                            for s, name, ofport in ports], "activated_by_packet": vid in self._activated_at}
 
     def activation_report(self) -> list[dict]:
-        """For status: each vport waiting for its VM's first packet on another port (a live migration in flight)."""
+        """Each vport waiting for its VM's first packet on another port (a live migration in flight)."""
         out = []
-        for vid, ports in sorted(self._standby_of.items()):
+        for vid in sorted(self.standby_of):
             vport = self.policy.get("vport", vid)
             loc = self.locations.get(vid)
             out.append({"vport": self.policy.ref("vport", vport) if vport else vid,
                         "active": {"chassis": loc.chassis, "port": loc.port} if loc else None,
-                        "activated_by_packet": vid in self.activated,
-                        "pending": [{"chassis": self.vrs[s].chassis if s in self.vrs else s, "port": name,
-                                     "ofport": ofport} for s, name, ofport in ports]})
+                        **self.migration_of(vid)})
         return out

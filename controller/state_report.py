@@ -19,16 +19,18 @@ class StateReport:
     """A vport's status and the switches' listing (module docstring)."""
 
     def vport_status(self, vid: str) -> dict:
-        """{"status": bound|mac_mismatch|unbound, "location", "mac_mismatch"} for REST."""
+        """{"status": bound|mac_mismatch|unbound, "location", "mac_mismatch", "migration"} for REST ("migration":
+        a bound vport's live migration in flight, controller/state_activation.py ``migration_of``)."""
         loc = self.locations.get(vid)
         if loc is not None:
-            return {"status": "bound", "location": loc.to_json(), "mac_mismatch": None}
+            return {"status": "bound", "location": loc.to_json(), "mac_mismatch": None,
+                    "migration": self.migration_of(vid)}
         loc = self.mismatched.get(vid)
         vport = self.policy.get("vport", vid)
         if loc is not None and vport is not None:
             return {"status": "mac_mismatch", "location": loc.to_json(),
-                    "mac_mismatch": {"policy": vport["mac"], "hypervisor": loc.attached_mac}}
-        return {"status": "unbound", "location": None, "mac_mismatch": None}
+                    "mac_mismatch": {"policy": vport["mac"], "hypervisor": loc.attached_mac}, "migration": None}
+        return {"status": "unbound", "location": None, "mac_mismatch": None, "migration": None}
 
     def switches(self, tick=_no_tick, datapath_id: int | None = None) -> list[dict]:
         """Every VRS known over OVSDB or OpenFlow, joined on the integration bridge's datapath id; ``datapath_id``:

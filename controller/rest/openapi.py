@@ -65,6 +65,9 @@ def _kind_schemas(kind):
                                              "mac_mismatch: {policy, hypervisor} MACs"}
         out["properties"]["location"] = {"type": "object", "nullable": True,
                                          "description": "where the port is attached, when it is"}
+        out["properties"]["migration"] = {"type": "object", "nullable": True, "description": "a live migration in "
+                                          "flight: {pending: the other ports showing the vport, waiting for its VM's "
+                                          "first packet [{chassis, port, ofport}], activated_by_packet}"}
     if kind == "floating_ip":
         out["properties"]["state"] = {"type": "string", "enum": ["free", "attached_unbound", "no_uplink", "active"],
                                       "description": "active: its vport is bound and its VRS, which has an uplink "

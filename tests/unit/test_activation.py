@@ -92,3 +92,30 @@ def test_an_activated_port_that_loses_its_device_gives_the_vport_back():
     assert state.locations[web3["id"]].chassis == "hv2" and state.activated == {} and state.standby == {}
     prog.refresh()
     assert_matches_full(prog)
+
+
+def test_a_restart_keeps_the_active_port_whichever_switch_reports_first():
+    """What ``on_active`` was told is what a restarted State starts from (``load_active``): before the record,
+    a restart ordered the two ports by when their switches reported, so the destination reporting first won."""
+    state, prog, web3 = migrating()
+    told = []
+    state.on_active = told.append
+    state.activate(1, DEST, web3["mac"], now=100.0)
+    assert told[-1] == {web3["id"]: ["s1", "tapW3"]}
+    hv1, hv2 = state.vrs["s1"], state.vrs["s2"]
+    for first, then in ((hv1, hv2), (hv2, hv1)):
+        for stored in (told[-1], None):
+            restarted = type(state)(state.policy, default_flavour="kvm")
+            restarted.load_active(stored)
+            restarted.vrs_update(first)
+            restarted.vrs_update(then)
+            where = restarted.locations[web3["id"]].chassis
+            assert where == ("hv1" if stored or first is hv1 else "hv2"), (first.chassis, stored)
+
+
+def test_a_stored_record_that_is_malformed_is_skipped():
+    state = case.build_state()
+    state.load_active({"v1": ["s1", "tap"], "v2": "s1", 3: ["a", "b"], "v4": ["a", 5], "v5": ["a", "b", "c"]})
+    assert state.activated == {"v1": ("s1", "tap")}
+    state.load_active(["not", "a", "dict"])
+    assert state.activated == {"v1": ("s1", "tap")}
