@@ -220,6 +220,7 @@ class CanopyApp(RoleWiring, RyuApp):
         or the switches after they are told to stop; the stop of BGP below waits, up to a few seconds, for the
         duplicate MAC flags' last write); then the HA pair, BGP, the switches; the store last."""
         self.hold.close()  # the sessions closed below are not switches leaving
+        self.state.on_active = None  # nor migrations ending: their active ports stay stored as they are
         sdnotify.notify("STOPPING=1")
         self.rest.stop()
         if self._worker is not None:

@@ -11,7 +11,8 @@ one: the vport is re-located there (normal programming follows) and the port it 
 - ``activated``: vport id -> (session, port name) of its active port, for each vport shown on two ports with a
   device (its source's by the first-appearance rule, or the one its VM's first packet made active); ``preferred``
   puts it first. It goes when that port no longer shows the vport with a device, or no other port does (at most one
-  per vport, none once a migration is over). It is this controller's memory of a migration: ``on_active`` (the
+  per vport, none once a migration is over; kept while a switch that showed the vport went, with its port, and
+  may come back, or until the vport is deleted). It is this controller's memory of a migration: ``on_active`` (the
   app: the store's meta ``ACTIVE_KEY``, written off the event loop) is told each new content, and a restart starts
   from what was stored (``load_active``), so that it does not order the two ports by when their switches reported
   to it. A record whose switch has not reported yet is kept (the start-up hold programs nothing meanwhile).
@@ -29,9 +30,11 @@ from __future__ import annotations
 import logging
 import time
 from itertools import compress, repeat
+from operator import itemgetter
 
 log = logging.getLogger("canopy.state")
 ACTIVATION_HOLD = 2.0  # seconds after a vport's activation during which another packet cannot move it again
+_SESSION = itemgetter(0)
 ACTIVE_KEY = "active_ports"  # the store's meta key for ``activated`` (this node's own: controller/store.py LOCAL_META)
 
 
@@ -52,6 +55,9 @@ class Activations:
             if isinstance(vid, str) and isinstance(where, (list, tuple)) and len(where) == 2 and \
                     all(isinstance(part, str) for part in where):
                 self.activated[vid] = (where[0], where[1])
+        if self.activated:
+            log.info("%d vports were shown on two ports (live migrations in flight): their active ports restored",
+                     len(self.activated))
 
     def activate(self, datapath_id: int, ofport: int, src_mac: str | None = None, now: float | None = None) -> str | None:
         """The switch ``datapath_id`` sent the controller a packet its port ``ofport`` received from a standby's
@@ -105,11 +111,12 @@ class Activations:
             elif now and record != (loc.session, loc.port):
                 activated[vid] = (loc.session, loc.port)
                 told = True
-            elif record is not None and not now:
-                del activated[vid]
+            elif record is not None and not now and (vid not in vports or reported.issuperset(map(_SESSION, before))):
+                del activated[vid]  # (a switch gone with a port that showed it may come back with it: kept)
                 self._activated_at.pop(vid, None)
                 told = True
-            if now == before:
+            mac = vports[vid]["mac"] if now else None
+            if now == before and all(self.standby[s][name][1] == mac for s, name, _ in now):  # (its MAC too)
                 continue
             for session, name, _ in before:
                 ports = self.standby.get(session, {})
@@ -119,7 +126,6 @@ class Activations:
                 sessions.add(session)
             if now:
                 standby_of[vid] = now
-                mac = vports[vid]["mac"]
                 for session, name, ofport in now:
                     self.standby.setdefault(session, {})[name] = (ofport, mac, vid)
                     sessions.add(session)

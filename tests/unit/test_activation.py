@@ -8,6 +8,7 @@ from dataclasses import replace
 
 from controller.programmer import Programmer
 from controller.state_activation import ACTIVATION_HOLD
+from controller.store import Change
 
 from . import pipeline_case as case
 from .helpers import trace
@@ -119,3 +120,32 @@ def test_a_stored_record_that_is_malformed_is_skipped():
     assert state.activated == {"v1": ("s1", "tap")}
     state.load_active(["not", "a", "dict"])
     assert state.activated == {"v1": ("s1", "tap")}
+
+
+def test_a_switch_going_keeps_the_record_and_a_port_going_ends_it():
+    """A controller stopping, or a hypervisor's OVSDB session ending, is not a migration ending: the record stays
+    (its switch may come back with the port); the port removed is the end."""
+    state, prog, web3 = migrating()
+    state.activate(1, DEST, web3["mac"], now=100.0)
+    hv2 = state.vrs["s2"]
+    state.vrs_gone("s2")
+    assert state.activated == {web3["id"]: ("s1", "tapW3")} and state.standby == {}
+    state.vrs_update(hv2)
+    assert state.locations[web3["id"]].chassis == "hv1" and set(state.standby) == {"s2"}
+    state.vrs_gone("s1")
+    assert state.activated == {web3["id"]: ("s1", "tapW3")} and state.locations[web3["id"]].chassis == "hv2"
+    prog.refresh()
+    assert_matches_full(prog)
+
+
+def test_a_policy_mac_change_reaches_the_standby_flow():
+    state, prog, web3 = migrating()
+    changed = dict(web3, mac="02:00:00:00:01:33")
+    policy = state.policy.copy()
+    policy.put("vport", changed)
+    state.policy_committed(policy, [Change("vport", web3["id"], "put", changed, seq=state.last_seq + 1)])
+    assert state.standby["s1"]["tapW3"][1] == "02:00:00:00:01:33"
+    prog.refresh()
+    assert to_controller(prog, "s1", DEST, "02:00:00:00:01:33") == ["controller"]
+    assert not to_controller(prog, "s1", DEST, web3["mac"])
+    assert_matches_full(prog)
