@@ -17,6 +17,7 @@ import logging
 import time
 
 from controller import collector, guard, ofports, runtime, sdnotify, stretchtrace
+from controller.activekeep import ActiveKeeper
 from controller.activestore import MetaBehind
 from controller.core import build_core
 from controller.approles import RoleWiring, may_announce
@@ -136,6 +137,7 @@ class CanopyApp(RoleWiring, RyuApp):
                 self.federation.settled = lambda: self.pair.role in ("active", "standby")
                 self.federation.pair_with(self.pair)  # duplicate MAC flags go to the standby
             self.gateway_keep.pair_with(self.pair)  # and the external gateways' resolved MACs
+            ActiveKeeper(self.state).pair_with(self.pair)  # and the live migrations' active ports
             self.pair.applier.pacer = Pacer(give_way, 100)  # a standby checking a big batch pauses (per change)
             self.service.replicate = self.pair.replicate
             self.service.unreplicated = self.pair.replicator.forget  # a write refused or failed: not in our store

@@ -86,6 +86,21 @@ def resolve(policy, snapshots: dict[str, VrsSnapshot], flavour_of, seen_order, a
     return {vid: loc for vid, (_, loc) in found.items()}
 
 
+def standby_ports(policy, snapshots: dict[str, VrsSnapshot], flavour_of, locations: dict[str, Location]) -> dict:
+    """session -> {port name: (ofport, MAC, vport id)} of the ports with a device that show a bound KVM or Hyper-V
+    vport elsewhere than its location (a live migration's other port: controller/state_activation.py): the same rule
+    over everything at once, the reference State's ``standby`` is tested against (tests/unit/oracle_checks.py)."""
+    by_key = {binding_key(v): v for v in policy.all("vport")}
+    out: dict[str, dict] = {}
+    for snap in snapshots.values():
+        for vport, port, vlan in _hits(snap, flavour_of(snap), by_key, {}):
+            loc = locations.get(vport["id"])
+            if vlan is None and port.ofport is not None and loc is not None and loc.vlan is None and \
+                    (loc.session, loc.port) != (snap.session, port.name):
+                out.setdefault(snap.session, {})[port.name] = (port.ofport, vport["mac"], vport["id"])
+    return out
+
+
 def preferred(port, order: int, vlan: int | None = None, active: bool = False) -> tuple:
     """How much a port that appeared at ``order`` is preferred for a vport several ports show (the greatest wins): one
     with a device (an ofport; OVS sets -1 when the device is gone) over one without; among those with one, the port

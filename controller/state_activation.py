@@ -48,6 +48,7 @@ class Activations:
         self._activated_at: dict[str, float] = {}  # vport id -> monotonic time of its last activation
         self.activation_counts = dict.fromkeys(("activated", "not_standby", "held", "foreign_mac"), 0)
         self.on_active = None  # called with a copy of ``activated`` whenever it changed (the app stores it)
+        self.active_version = 0  # raised by every change of ``activated`` (controller/activekeep.py sends it)
 
     def load_active(self, stored) -> None:
         """``activated`` as stored before a restart ({vport id: [session, port]}); anything malformed is skipped."""
@@ -120,7 +121,8 @@ class Activations:
                 continue
             for session, name, _ in before:
                 ports = self.standby.get(session, {})
-                ports.pop(name, None)
+                if ports.get(name, (None, None, vid))[2] == vid:  # (not another vport's since: one re-created)
+                    ports.pop(name, None)
                 if not ports:
                     self.standby.pop(session, None)
                 sessions.add(session)
@@ -136,7 +138,21 @@ class Activations:
         if told:
             self._tell_active()
 
+    def take_active(self, table: dict) -> None:
+        """Not the HA active: the active's ``activated`` ({vport id: (session, port)}, controller/activekeep.py) taken
+        as this node's own; the vports whose record changed are re-located, so that its flows are the active's."""
+        changed = {vid for vid in self.activated.keys() | table.keys() if self.activated.get(vid) != table.get(vid)}
+        if not changed:
+            return
+        self.activated.clear()
+        self.activated.update(table)
+        for vid in changed:
+            self._activated_at.pop(vid, None)
+        self._relocate(sorted(changed))
+        self._tell_active()
+
     def _tell_active(self) -> None:
+        self.active_version += 1
         if self.on_active is not None:
             self.on_active({vid: list(where) for vid, where in self.activated.items()})
 
