@@ -149,3 +149,29 @@ def test_a_policy_mac_change_reaches_the_standby_flow():
     assert to_controller(prog, "s1", DEST, "02:00:00:00:01:33") == ["controller"]
     assert not to_controller(prog, "s1", DEST, web3["mac"])
     assert_matches_full(prog)
+
+
+def test_a_big_report_without_migrations_looks_at_no_vport_one_by_one():
+    """Standby ports are looked for per vport only for those shown on two ports or more, or holding a standby or a
+    record (C loops find them: a report of 2,000 ports with no migration calls ``BindingIndex.standbys`` not once;
+    the same vports all on a second switch call it once per vport)."""
+    from controller import policy as pol
+    from controller.discovery import PortInfo, VrsSnapshot
+    from controller.model import normalise
+    from controller.state import State
+
+    policy = pol.Policy()
+    for i in range(2000):
+        v = normalise("vport", {"subnet_id": "s", "name": f"vm{i}", "mac": f"02:00:00:00:{i >> 8:02x}:{i & 255:02x}",
+                                "binding": {"flavour": "kvm"}})
+        v.update(id=f"v{i}", source=None)
+        policy.put("vport", v)
+    ports = tuple(PortInfo(name=f"tap{i}", ofport=i + 1, external_ids=(("iface-id", f"vm{i}"),)) for i in range(2000))
+    state, calls = State(policy), []
+    real = state.index.standbys
+    state.index.standbys = lambda vid, loc: calls.append(vid) or real(vid, loc)
+    state.vrs_update(VrsSnapshot("a", "p", "hv1", datapath_id=1, bridge_present=True, ports=ports))
+    state.vrs_update(VrsSnapshot("a", "p", "hv1", datapath_id=1, bridge_present=True, ports=ports[:1000]))
+    assert calls == [] and len(state.locations) == 1000
+    state.vrs_update(VrsSnapshot("b", "p", "hv2", datapath_id=2, bridge_present=True, ports=ports))
+    assert len(calls) == 1000 and len(state.standby["b"]) == 1000  # the 1,000 shown twice: hv2's the standby
