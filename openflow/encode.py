@@ -9,6 +9,7 @@ Two encoders speak the same vocabulary:
   tests compare them), several times faster, because the flow-mod is the hot message (DESIGN "Speed") and a
   subnet's flood group, rewritten whole each time a port of the subnet comes or goes, has one bucket per port
   (with Ryu's objects a 600-bucket group-mod cost ~6 ms of CPU, ten times the rest of the port's programming).
+  How one match field or set-field is written (its rank, headers and value bytes): openflow/oxm.py.
 
 Action tuples map to OpenFlow as follows (``goto`` becomes a goto-table instruction, the others go in
 one apply-actions instruction, in order):
@@ -39,8 +40,8 @@ import operator
 import socket
 import struct
 
-from controller.ryu_compat import type_desc
 from openflow.flows import MARK, MARK_MASK, MARK_SHIFT, Flow, Group
+from openflow.oxm import EncodeError, OxmField
 
 ALL_ONES = (1 << 64) - 1
 OFPP_ANY = OFPG_ANY = 0xFFFFFFFF
@@ -56,10 +57,6 @@ CT_ZONE_OFS_NBITS = 15  # bits 0..15 of the zone register: (offset << 6) | (n_bi
 NX_IN_PORT = 0xFFF8  # OFPP_IN_PORT in the 16-bit port space of Nicira actions
 INSTRUCTION_CACHE = 65536  # action tuples (instructions, group buckets) or match fields a WireEncoder remembers
 _GROUP_COMMANDS = {"add": "OFPGC_ADD", "modify": "OFPGC_MODIFY", "delete": "OFPGC_DELETE"}
-
-
-class EncodeError(ValueError):
-    """A flow or group uses something outside the vocabulary."""
 
 
 # what packing a value that does not fit its field raises (a port number OVSDB reported as 2**33, a priority over
@@ -244,50 +241,6 @@ _BUCKET = struct.Struct("!HHII4x")  # len, weight, watch_port, watch_group, pad 
 MAX_MESSAGE = 0xFFFF  # bytes of an OpenFlow message: its header's 16-bit length
 
 
-def _mac(value) -> bytes:
-    raw = bytes.fromhex(value.replace(":", "")) if isinstance(value, str) else value.to_bytes(6, "big")
-    if len(raw) != 6:
-        raise EncodeError(f"bad MAC address {value!r}")
-    return raw
-
-
-def _ipv4(value) -> bytes:
-    return socket.inet_pton(socket.AF_INET, value) if isinstance(value, str) else value.to_bytes(4, "big")
-
-
-class _Field:
-    """How one OXM/NXM field is written: sort rank (as Ryu sorts a match), headers, value bytes."""
-
-    def __init__(self, ofp, name: str):
-        number = ofp.oxm_from_user_header(name)
-        self.rank = number[0] if isinstance(number, tuple) else number
-        self.kind = ofp.oxm_get_field_info_by_name(name)[1]
-        self.size = self.kind.size
-        self.header = self._header(ofp, number, masked=False)
-        self.masked_header = self._header(ofp, number, masked=True)
-
-    def _header(self, ofp, number, masked: bool) -> bytes:
-        """The TLV header (with experimenter id, if any) as Ryu writes it before the value."""
-        zero = b"\0" * self.size
-        buf = bytearray()
-        length = ofp.oxm_serialize(number, zero, zero if masked else None, buf, 0)
-        return bytes(buf[:length - self.size * (2 if masked else 1)])
-
-    def value(self, value) -> bytes:
-        if self.kind is type_desc.MacAddr:
-            return _mac(value)
-        if self.kind is type_desc.IPv4Addr:
-            return _ipv4(value)
-        if isinstance(value, int):
-            return value.to_bytes(self.size, "big")
-        return self.kind.from_user(value)
-
-    def tlv(self, value) -> bytes:
-        if isinstance(value, tuple):
-            return self.masked_header + self.value(value[0]) + self.value(value[1])
-        return self.header + self.value(value)
-
-
 _FLOW_HEADER = struct.Struct("!BBHI")  # an OpenFlow header: version, type, length, xid
 _BUNDLED_FLOW_HEADER = struct.Struct("!BBHII2xHBBHI")  # a bundle add's header, then its flow-mod's own header
 _FLOW_HEAD = struct.Struct("!QQBBHHHIIIHH")  # ofp_flow_mod after its header, up to its match: 40 bytes
@@ -313,7 +266,7 @@ class WireEncoder:
         if self.version not in _VERSION_SLOTS:
             raise ValueError(f"OpenFlow version 0x{self.version:02x}: Canopy speaks 1.3 and 1.4 only")
         self._slot = _VERSION_SLOTS[self.version]
-        self._fields: dict[str, _Field] = {}
+        self._fields: dict[str, OxmField] = {}
         self._instructions: dict[tuple, bytes] = {}
         self._buckets: dict[tuple, bytes] = {}
         self._tlvs: dict[tuple, tuple[int, bytes]] = {}  # (field, value) -> (sort rank, TLV)
@@ -535,11 +488,11 @@ class WireEncoder:
             raise EncodeError(f"unknown or misplaced action in {actions!r}") from exc
         return data
 
-    def _field(self, name: str) -> _Field:
+    def _field(self, name: str) -> OxmField:
         field = self._fields.get(name)
         if field is None:
             try:
-                field = self._fields[name] = _Field(self.ofp, name)
+                field = self._fields[name] = OxmField(self.ofp, name)
             except KeyError as exc:
                 raise EncodeError(f"unknown field {name!r}") from exc
         return field

@@ -35,12 +35,15 @@ What it does, in one green thread per switch:
    failed atomic bundle is sent again without it). Rejected flows are retried when the desired groups
    change (a missing group is the usual cause) and on ``resync()``.
 
-Groups: Canopy owns group ids ``0..0x1FFFFFF`` (``CANOPY_GROUPS``): every id the compiler can give a
-subnet (``compiler.group_ids``: 2*VNI and 2*VNI+1 for a 24-bit VNI). Only groups in that range are read
+Groups: Canopy owns group ids ``0..0x1FFFFFFF`` (``CANOPY_GROUPS``): every id the compiler can give a
+subnet (``compiler.group_ids``: 2*VNI and 2*VNI+1 for a 24-bit VNI) and the parts of a flood group too big for
+one message (openflow/floods.py: ``n << 25 | id`` for n up to 15). Only groups in that range are read
 back, modified or deleted as stale; groups above it are foreign and never touched, and a desired group
 outside it is refused (it could never be cleaned up). The range is a constructor argument, should the
 id scheme change. Groups read back are decoded (``decode.decode_group``) and compared with the desired
-ones: only a group whose buckets differ, or cannot be decoded, is modified.
+ones: only a group whose buckets differ, or cannot be decoded, is modified. Groups are added and modified
+parts first, so that a group is on the switch before one that names it, and deleted the other way round
+(``floods.send_rank``).
 
 Pauses: planning, the read-back's diff, encoding and counting (``status``) call ``pacer.tick`` (a
 controller/pacer.py ``Pacer``, one unit a flow or group; the app's pauses with ``hub.sleep(0)``), so one switch's
@@ -85,12 +88,13 @@ from controller.ryu_compat import hub, ofp_event
 from openflow import decode, encode
 from openflow.atonce import PLANS as _PLANS, READ_BACKS as _READ_BACKS, READ_BACKS_AT_ONCE, plan_slot  # noqa: F401
 from openflow.changeset import ChangeSet
+from openflow.floods import GROUP_RANGE, send_rank
 from openflow.flows import Group
 from openflow.installed import FlowBook, chunked, paced
 from openflow.reconciler_report import OPENFLOW_NAMES, SwitchReport
 from openflow.reconciler_send import REPLY_RATE, REPLY_TIMEOUT, ChangeSender, Waiter  # noqa: F401  (as before)
 
-CANOPY_GROUPS = range(2 << 24)
+CANOPY_GROUPS = GROUP_RANGE  # flood groups and their parts (openflow/floods.py)
 _STATS_KEY = operator.attrgetter("table_id", "priority", "cookie")  # a flow read back as Flow.key names it
 #: The replies the app must forward to ``SwitchReconciler.handle`` (a list, as set_ev_cls wants).
 REPLY_EVENTS = [ofp_event.EventOFPFlowStatsReply, ofp_event.EventOFPGroupDescStatsReply,
@@ -99,6 +103,13 @@ REPLY_EVENTS = [ofp_event.EventOFPFlowStatsReply, ofp_event.EventOFPGroupDescSta
 ROLE_TIMEOUT = 5.0  # seconds for a role request's answer
 RETRY_DELAY = 5.0  # seconds before reading back again after the switch did not answer
 MAX_REPLANS = 2  # change sets dropped in a row because a newer desired state came during their pauses (docstring)
+
+
+def _ranked(items: list, reverse: bool = False) -> list:
+    """Group changes in sending order: a group before the groups that name it (deletes: after them)."""
+    if len(items) > 1:
+        items.sort(key=lambda pair: send_rank(pair[0]), reverse=reverse)
+    return items
 
 
 class _DpidLog(logging.LoggerAdapter):
@@ -413,11 +424,12 @@ class SwitchReconciler(ChangeSender, SwitchReport):
             self._book.applied(plan)
             self._planned = None
         return ChangeSet({
-            "group_add": [(gid, g) for gid, g in groups.items() if gid not in have and gid not in refused],
-            "group_modify": [(gid, g) for gid, g in groups.items()
-                             if gid in have and have[gid] != g and gid not in refused],
+            "group_add": _ranked([(gid, g) for gid, g in groups.items() if gid not in have and gid not in refused]),
+            "group_modify": _ranked([(gid, g) for gid, g in groups.items()
+                                     if gid in have and have[gid] != g and gid not in refused]),
             "flow_add": plan.adds, "flow_delete": plan.deletes,
-            "group_delete": [(gid, Group(gid, ())) for gid in have if gid not in groups and gid not in refused]})
+            "group_delete": _ranked([(gid, Group(gid, ())) for gid in have if gid not in groups and gid not in refused],
+                                    reverse=True)})
 
     def _retry_changed(self, groups: dict) -> None:
         """Forget the rejection of a group's add or modify once the desired group differs from the one rejected (a

@@ -15,7 +15,7 @@ was a fifth to a third of each step here, none of it the controller's). Neither 
 IDL's parsing nor the reconciler's push is in it. Run it with PYTHONPATH naming the checkout to measure (a git
 archive of main for "before"). ``--no-early``: no announcing at bind (the routes come at publish), so State's
 step is the binding alone: the difference with a default run is what the routes at bind cost. ``--count``: each
-step's Python bytecodes (``sys.settrace`` opcodes, tests/benchmarks/evpn_withdraw.py ``Opcodes``) in a run of its own
+step's Python bytecodes (``sys.settrace`` opcodes, tests/bytecodes.py ``Bytecodes``) in a run of its own
 after the timed ones (independent of the machine's load; the speaker's stamps are not taken in it). ``--profile
 FILE``: cProfile of the first run's steps. Not collected by pytest.
 """
@@ -112,7 +112,7 @@ STAMPS = ("from the report: the speaker has a first new route", "from the report
 
 def run(n: int, early: bool = True, meter=None, profiler=None) -> dict:
     """Each step's CPU (``meter`` None: ``time.thread_time``, with the speaker's stamps) or count (``meter``: a
-    context manager class whose instance has ``count`` after the block, as evpn_withdraw's ``Opcodes``)."""
+    context manager class whose instance has ``count`` after the block, as tests/bytecodes.py ``Bytecodes``)."""
     state, programmer, federation = world(n)
     federation.early = early  # the app's, once passes hand out (an attribute nothing reads before bgp/early.py)
     snap = report(n)
@@ -188,9 +188,9 @@ def main(argv=None) -> int:
         values = sorted((sum(r[s] for s in STEPS) if step == "the four" else r[step]) * 1000 for r in runs)
         print(f"  {step:55s} {statistics.median(values):8.1f} ({values[0]:.1f}-{values[-1]:.1f})")
     if args.count:
-        from tests.benchmarks.evpn_withdraw import Opcodes
+        from tests.bytecodes import Bytecodes
 
-        counted = run(args.routes, not args.no_early, Opcodes)
+        counted = run(args.routes, not args.no_early, Bytecodes)
         print("Python bytecodes")
         for step in STEPS:
             print(f"  {step:55s} {counted[step]:>12,}")

@@ -26,27 +26,9 @@ import statistics
 import sys
 import time
 
+from tests.bytecodes import Bytecodes
+
 STEPS = ("State takes the report (unbinding; withdrawn at unbind)", "View delta", "compile", "publish")
-
-
-class Opcodes:
-    """Python bytecodes run inside ``with`` (``sys.settrace`` with per-opcode events)."""
-
-    def __init__(self):
-        self.count = 0
-
-    def _trace(self, frame, event, _arg):
-        frame.f_trace_opcodes = True
-        if event == "opcode":
-            self.count += 1
-        return self._trace
-
-    def __enter__(self):
-        sys.settrace(self._trace)
-        return self
-
-    def __exit__(self, *_exc):
-        sys.settrace(None)
 
 
 class Clock:
@@ -113,7 +95,7 @@ def main(argv=None) -> int:
     total = sorted(sum(r.values()) * 1000 for r in runs)
     print(f"  {'all four':58s} {statistics.median(total):8.1f} ({total[0]:.1f}-{total[-1]:.1f})")
     if args.count:
-        counted = run(args.routes, Opcodes)
+        counted = run(args.routes, Bytecodes)
         print("Python bytecodes")
         for step in STEPS:
             print(f"  {step:58s} {counted[step]:>12,}")

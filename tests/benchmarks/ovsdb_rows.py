@@ -143,7 +143,8 @@ def run(n: int, meter, profiler=None) -> dict:
 
 
 def main(argv=None) -> int:
-    from tests.benchmarks.evpn_withdraw import Clock, Opcodes
+    from tests.benchmarks.evpn_withdraw import Clock
+    from tests.bytecodes import Bytecodes
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ports", type=int, default=10000)
@@ -155,7 +156,7 @@ def main(argv=None) -> int:
         import cProfile
 
         profiler = cProfile.Profile()
-    counted = run(args.ports, Opcodes if args.meter == "opcodes" else Clock, profiler)
+    counted = run(args.ports, Bytecodes if args.meter == "opcodes" else Clock, profiler)
     if profiler is not None:
         profiler.dump_stats(args.profile)
     unit = "bytecodes per port" if args.meter == "opcodes" else "CPU us per port"

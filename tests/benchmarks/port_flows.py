@@ -18,8 +18,9 @@ reconciler of tests/integration/ofdriver.py (OpenFlow 1.4, one bundle), against 
 flows before; the CPU seconds of ovs-vswitchd (``/proc/PID/stat``: from the desired state handed to the driver, or
 ``ovs-ofctl`` started, to the driver's report of the switch in sync, or ``ovs-ofctl``'s exit, plus 0.5 s) and of the
 driver process (which diffs everything: ofdriver.py's ``set_desired``, not the controller's plan by owner). The flood
-groups of ``--ofports`` (one bucket per port: past ~2,000 ports one group-mod exceeds OpenFlow's 64 KiB message)
-are cut to their first MAX_BUCKETS buckets in the OVS part. Not collected by pytest.
+groups of ``--ofports`` (one bucket per port) are cut to their first MAX_BUCKETS buckets in the OVS part: from stop
+41 a group of more is split into parts of at most 1,000 (openflow/floods.py), so the cut changes nothing (it made
+the groups of stop 40 fit OpenFlow's 64 KiB message). Not collected by pytest.
 """
 
 from __future__ import annotations
@@ -119,7 +120,7 @@ def in_process(n: int, ofports: bool) -> dict:
 def bytecodes(n: int, ofports: bool) -> dict:
     """Python bytecodes (``sys.settrace`` opcodes) of kvm1's reconciler per port: {"add", "remove"} -> (plan, the
     rest: encode, send, record), for tests/unit/test_port_flows_cost.py."""
-    from tests.benchmarks.evpn_withdraw import Opcodes
+    from tests.bytecodes import Bytecodes
 
     state, programmer, bound, gone = world(n, ofports)
     rec = reconciler(Counting())
@@ -130,9 +131,9 @@ def bytecodes(n: int, ofports: bool) -> dict:
         session = next(iter(programmer.desired))
         wanted = programmer.desired[session]
         rec.set_desired_owners(wanted.flows, tuple(wanted.all_groups().values()), programmer.take_changes(session))
-        with Opcodes() as planning:
+        with Bytecodes() as planning:
             changes = rec._plan()
-        with Opcodes() as rest:
+        with Bytecodes() as rest:
             rec._execute(changes)
         out[what] = (planning.count / n, rest.count / n)
     del out["start"]

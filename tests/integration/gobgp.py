@@ -39,6 +39,7 @@ class GoBGPNeighbor:
     passive: bool = True
     remote_port: int = 179
     md5_password: str | None = None
+    graceful: bool = False  # graceful restart (RFC 4724), l2vpn-evpn: a restarting peer's routes kept till End-of-RIB
 
 
 @dataclass
@@ -97,6 +98,10 @@ class GoBGP:
         stop([self.child])
 
 
+GRACEFUL = "\n  [neighbors.graceful-restart.config]\n    enabled = true\n    restart-time = 120"
+GRACEFUL_AFI = "\n    [neighbors.afi-safis.mp-graceful-restart.config]\n      enabled = true"
+
+
 def _toml(address: str, asn: int, port: int, neighbors: tuple[GoBGPNeighbor, ...]) -> str:
     text = f"""
 [global.config]
@@ -118,10 +123,10 @@ def _toml(address: str, asn: int, port: int, neighbors: tuple[GoBGPNeighbor, ...
     remote-port = {n.remote_port}
   [neighbors.timers.config]
     connect-retry = 1
-    idle-hold-time-after-reset = 1
+    idle-hold-time-after-reset = 1{GRACEFUL if n.graceful else ""}
   [[neighbors.afi-safis]]
     [neighbors.afi-safis.config]
-      afi-safi-name = "l2vpn-evpn"
+      afi-safi-name = "l2vpn-evpn"{GRACEFUL_AFI if n.graceful else ""}
 """
     return text
 

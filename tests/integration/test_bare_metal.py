@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import shutil
 
 import pytest
@@ -19,10 +20,12 @@ from tests.integration.test_dhcp_client import UDHCPC_SCRIPT, _read_env, _write_
 pytestmark = pytest.mark.integration
 
 BM_MAC, BM_IP = "02:00:00:00:0b:01", "10.0.1.50"
+MOVER_MAC = "02:00:00:00:01:02"  # a VM of web on hv1 that turns bare metal (test_a_vm_turning_bare_metal_...)
 POLICY = {
     "tenants": [{"name": "acme", "domains": [{"name": "prod", "subnets": [
         {"name": "web", "cidr": "10.0.1.0/24", "gateway": "10.0.1.1", "vni": 5001, "vports": [
             {"name": "webk", "mac": "02:00:00:00:01:01", "ips": ["10.0.1.11"], "binding": {"flavour": "kvm"}},
+            {"name": "mover", "mac": MOVER_MAC, "ips": ["10.0.1.12"], "binding": {"flavour": "kvm"}},
             {"name": "bm1", "mac": BM_MAC, "ips": [BM_IP], "binding": {"flavour": "baremetal"}},
         ]},
         {"name": "db", "cidr": "10.0.2.0/24", "gateway": "10.0.2.1", "vni": 5002, "vports": [
@@ -65,6 +68,7 @@ def fabric(lab_capable):
         for hv in hosts.values():
             hv.connect(ctl)
         vms = {"webk": lab.add_vm(hosts["hv1"], "webk", mac="02:00:00:00:01:01", ip="10.0.1.11/24"),
+               "mover": lab.add_vm(hosts["hv1"], "mover", mac=MOVER_MAC, ip="10.0.1.12/24"),
                "dbk": lab.add_vm(hosts["hv2"], "dbk", mac="02:00:00:00:02:01", ip="10.0.2.11/24")}
         for vm, gw in ((vms["webk"], "10.0.1.1"), (vms["dbk"], "10.0.2.1")):
             vm.exec("ip", "route", "add", "default", "via", gw, check=True)
@@ -114,6 +118,54 @@ def test_policy_names_the_gateway_and_routing_follows(fabric):
         reach(lab, bm, "10.0.2.11", what=f"routed pings from the bare-metal server through {expected}")
         reach(lab, vms["dbk"], BM_IP, what=f"routed pings to the bare-metal server through {expected}")
         reach(lab, bm, "10.0.1.1", what=f"the bare-metal server pings its gateway at {expected}")
+
+
+COUNTERS = re.compile(r"\s*(duration|n_packets|n_bytes|idle_age|hard_age)=[^,\s]+,?")
+
+
+def flows_by_owner(hv) -> dict[int, set[str]]:
+    """Canopy's flows on br-int (cookie mark 0xca), without their counters, by owner (the cookie's top 32 bits: mark,
+    owner kind, owner hint)."""
+    out: dict[int, set[str]] = {}
+    for line in hv.ofctl("dump-flows", "br-int").splitlines():
+        cookie = re.search(r"cookie=(0x[0-9a-f]+)", line)
+        if cookie and int(cookie.group(1), 16) >> 56 == 0xCA:
+            out.setdefault(int(cookie.group(1), 16) >> 32, set()).add(COUNTERS.sub("", line).strip())
+    return out
+
+
+def test_a_vm_turning_bare_metal_leaves_no_flows_under_its_old_owner_and_touches_no_other(fabric):
+    """mover, a VM on hv1, becomes a bare-metal server behind tor1 (same MAC and IP; its VM port stays, unbound): on
+    both VRS its vport owner's flows go, its VTEP MAC owner's come (one endpoint id, another kind: on code that filed
+    the new endpoint's flows under the old owner too, hv1 kept them under the vport's cookie, openflow/owners.py
+    ``_endpoint_present``), and every other owner's flows stay as they were."""
+    lab, canopy, hosts, vms, tor, bm = fabric
+    from openflow.flows import MARK, OWNER_KINDS, Owner
+
+    mover = next(v for v in canopy.api.get("/v1/vports").json["items"] if v["name"] == "mover")
+    as_vm, as_server = ((MARK << 24) | (OWNER_KINDS[kind] << 20) | Owner(kind, mover["id"]).hint()
+                        for kind in ("vport", "vtep_mac"))
+    reach(lab, vms["mover"], "10.0.1.11", what="mover, a VM, reaches webk")
+    for hv in hosts.values():
+        dpid = f"{hv.datapath_id():016x}"
+        lab.wait_until(lambda: canopy.api.get(f"/v1/switches/{dpid}/flows").json.get("in_sync"), timeout=20,
+                       what=f"{hv.name} in sync")
+    before = {name: flows_by_owner(hv) for name, hv in hosts.items()}
+    assert as_vm in before["hv1"] and as_vm in before["hv2"] and as_server not in before["hv1"]
+
+    server = lab.add_baremetal(tor, "mover-bm", port="p1", vlan=100, mac=MOVER_MAC, ip="10.0.1.12/24")
+    reply = canopy.api.patch(f"/v1/vports/{mover['id']}", {"binding": {"flavour": "baremetal"}})
+    assert reply.status == 200, reply.text
+    reach(lab, server, "10.0.1.11", what="mover, now a server behind tor1, reaches webk")
+    for name, hv in hosts.items():
+        lab.wait_until(lambda: as_server in flows_by_owner(hv) and as_vm not in flows_by_owner(hv), timeout=20,
+                       what=f"{name}: mover's flows under its VTEP MAC owner only")
+    after = {name: flows_by_owner(hv) for name, hv in hosts.items()}
+    for name in hosts:
+        assert as_vm not in after[name], (name, sorted(after[name][as_vm]))
+        others = {owner: flows for owner, flows in before[name].items() if owner != as_vm}
+        assert {owner: after[name].get(owner) for owner in others} == others, name  # nothing else touched
+        assert set(after[name]) - set(before[name]) == {as_server}, name
 
 
 def test_another_vrs_takes_over_when_the_gateway_vrs_stops(fabric):

@@ -7,7 +7,8 @@ packet to vm0 went to hv3, where it is not running yet: 38 of 38 pings lost over
 migration. Now the source's port keeps the vport until it goes or loses its device (the source's VM stopped: OVS
 sets its ofport to -1 on the kernel datapath; the userspace one keeps the number of a vanished device), so no ping
 is lost while the migration is in flight; an aborted migration (the destination's port removed) changes nothing; at
-its end (the source's VM stopped, its port removed by libvirt) the VM answers from hv3."""
+its end (the source's VM stopped, its port removed by libvirt) the VM answers from hv3. A port whose device
+Open vSwitch cannot open (ofport -1) holds a vport only until a port with a device shows it, however late."""
 
 from __future__ import annotations
 
@@ -75,3 +76,30 @@ def test_a_vm_whose_migration_is_in_flight_or_aborted_keeps_its_traffic_and_answ
     lab.wait_until(lambda: location(api, "vm0") == "hv3", timeout=10, what="vm0 located on hv3")
     lab.wait_until(lambda: vm1.ping("10.0.1.10"), timeout=10, what="vm1 reaches vm0 on hv3")
     assert ping_lost(vm1, "10.0.1.10", 1) == 0
+
+
+def test_a_port_whose_device_open_vswitch_cannot_open_never_holds_the_vport(lab):
+    """A port row left for a VM whose device is gone (a system interface with no such device: Open vSwitch cannot open
+    it and sets its ofport to -1, on the userspace datapath too) holds vm0 only while nothing better shows it: the VM
+    plugged on hv2 later takes it at once (the earliest appearance wins only among ports with a device:
+    controller/binding.py ``preferred``), and vm1 on hv1 reaches it there."""
+    ctl = lab.add_controller_host("ctl1")
+    canopy = lab.start_controller(ctl)
+    api = canopy.api
+    _, _, subnet = acme_web(api)
+    for i, mac in enumerate(MACS):
+        create(api, "vports", {"subnet_id": subnet["id"], "name": f"vm{i}", "mac": mac, "ips": [f"10.0.1.{10 + i}"],
+                               "binding": {"flavour": "kvm", "iface_id": f"vm{i}"}})
+    hvs = [lab.add_hypervisor(f"hv{i}") for i in (1, 2)]
+    for hv in hvs:
+        hv.connect(ctl)
+    hvs[0].vsctl("add-port", "br-int", "ghost0", "--", "set", "Interface", "ghost0", "type=system",
+                 "external_ids:iface-id=vm0", f"external_ids:attached-mac={MACS[0]}")
+    lab.wait_until(lambda: hvs[0].vsctl("get", "Interface", "ghost0", "ofport").strip() == "-1", timeout=10,
+                   what="ghost0's ofport -1 (no such device)")
+    lab.wait_until(lambda: location(api, "vm0") == "hv1", timeout=15, what="vm0 held by ghost0 on hv1, alone")
+    vm1 = lab.add_vm(hvs[0], "vm1", mac=MACS[1], ip="10.0.1.11/24", vnic_id="vm1")
+    lab.add_vm(hvs[1], "vm0", mac=MACS[0], ip="10.0.1.10/24", vnic_id="vm0")
+    lab.wait_until(lambda: location(api, "vm0") == "hv2", timeout=15, what="vm0 taken by its port with a device")
+    lab.wait_until(lambda: vm1.ping("10.0.1.10"), timeout=15, what="vm1 on hv1 reaches vm0 on hv2")
+    assert location(api, "vm0") == "hv2"

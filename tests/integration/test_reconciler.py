@@ -192,7 +192,7 @@ def test_stale_flows_and_groups_go_foreign_ones_stay(rig):
     rig.connect()
     for line in (render_flow(stale), foreign, render_flow(already)):
         rig.hv.ofctl("add-flow", BR_INT, line)
-    foreign_group = (2 << 24) + 5  # above Canopy's range
+    foreign_group = (16 << 25) + 5  # above Canopy's range (flood groups and their parts)
     for g in (Group(20, ((("output", 3),),)), Group(foreign_group, ((("output", 4),),))):
         rig.hv.ofctl("add-group", BR_INT, render_group(g))
     entry = started(rig)

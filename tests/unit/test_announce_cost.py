@@ -10,9 +10,9 @@ from __future__ import annotations
 
 def test_a_thousand_new_ports_cost_state_compile_and_publish_fewer_bytecodes_each_than_at_stop_39_start():
     from tests.benchmarks.evpn_announce import STEPS, run
-    from tests.benchmarks.evpn_withdraw import Opcodes
+    from tests.bytecodes import Bytecodes
 
     n = 1_000
-    counted = run(n, True, Opcodes)
+    counted = run(n, True, Bytecodes)
     cut = counted[STEPS[0]] + counted[STEPS[2]] + counted[STEPS[3]]
     assert cut <= 3_300 * n, counted

@@ -6,7 +6,6 @@ while a peer's routes are still awaited (was: at the next change of the View, th
 from __future__ import annotations
 
 import json
-import sys
 from types import SimpleNamespace
 
 import pytest
@@ -16,29 +15,11 @@ from bgp.dupkeep import FILE_NAME
 from bgp.federation import Federation
 from controller import loglimit
 from controller.routepass import RoutePass
+from tests.bytecodes import opcodes
 from tests.unit.test_duplicate_macs import MAC, Timers, announced, bgp_settings, federation, flagged, moved_twice
 from tests.unit.test_endofrib import up
 from tests.unit.test_evpn import place
 from tests.unit.test_routepass import ImportingSpeaker
-
-
-def opcodes(function) -> int:
-    """The Python bytecodes ``function()`` runs (every frame it calls, traced): its work, whatever the load."""
-    count = [0]
-
-    def trace(frame, event, _arg):
-        frame.f_trace_opcodes = True
-        if event == "opcode":
-            count[0] += 1
-        return trace
-
-    before = sys.gettrace()
-    sys.settrace(trace)
-    try:
-        function()
-    finally:
-        sys.settrace(before)
-    return count[0]
 
 
 def holding_flags(tmp_path, flags: int, counted: int, now, expired: int = 0):

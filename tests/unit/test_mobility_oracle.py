@@ -22,9 +22,9 @@ from bgp.duplicates import DuplicateMacs
 from bgp.mobility import Mobility
 from controller import loglimit
 from controller.remote import RemoteDelta, RemoteMac, RemoteTable
+from tests.bytecodes import opcodes
 from tests.unit.oracle_inputs import HOSTS, TORS, VTEP_IPS
 from tests.unit.oracle_world import World
-from tests.unit.test_duplicate_macs_pass import opcodes
 
 SEEDS, STEPS = 10, 120
 STOPPING_SEEDS = 10  # seeds with ``World.stopping`` on

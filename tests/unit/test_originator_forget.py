@@ -6,14 +6,12 @@ tells it nothing: its hand-over replaces that Origins under the lock."""
 
 from __future__ import annotations
 
-import sys
-
 import pytest
 
 from bgp.evpn import originate
 from controller import loglimit
 from controller.pacer import Pacer
-from tests.unit.test_duplicate_macs_pass import opcodes
+from tests.bytecodes import Bytecodes, opcodes
 from tests.unit.test_originator_oracle import _bulk, said
 
 EVERY = 50
@@ -24,38 +22,23 @@ class Stretches:
     that the last publish's Origins says what it said before, in every pause."""
 
     def __init__(self, fed, check=True):
-        self.fed, self.origins, self.count, self.most, self.pauses = fed, fed._origins, 0, 0, 0
+        self.fed, self.origins, self.bytecodes, self.most, self.pauses = fed, fed._origins, Bytecodes(), 0, 0
         self.keys = set(fed.speaker.desired) | set(self.origins._count) | set(self.origins._pins) | \
             set(fed.originator.routes)
         self.vports = set(self.origins._keys_of) | set(fed.originator._eps)
         self.before = said(self.origins, self.keys, self.vports) if check else None
 
     def pause(self) -> None:
-        self.most, self.pauses = max(self.most, self.count), self.pauses + 1
+        self.most, self.pauses = max(self.most, self.bytecodes.count), self.pauses + 1
         if self.before is not None and self.origins is self.fed._origins:  # (until the hand-over)
-            tracer = sys.gettrace()
-            sys.settrace(None)  # (the check is not the work: untraced, it costs 1/50 of the time)
-            try:
+            with self.bytecodes.untraced():  # (the check is not the work: untraced, it costs 1/50 of the time)
                 assert said(self.origins, self.keys, self.vports) == self.before
-            finally:
-                sys.settrace(tracer)
-        self.count = 0  # (the check's own bytecodes are the pause's, not the work's)
+        self.bytecodes.count = 0  # (the check's own bytecodes are the pause's, not the work's)
 
     def run(self, function) -> int:
         """``function()`` traced; the most bytecodes between two pauses (or before the first, after the last)."""
-        def trace(frame, event, _arg):
-            frame.f_trace_opcodes = True
-            if event == "opcode":
-                self.count += 1
-            return trace
-
-        before = sys.gettrace()
-        sys.settrace(trace)
-        try:
-            function()
-        finally:
-            sys.settrace(before)
-        return max(self.most, self.count)
+        self.bytecodes.run(function)
+        return max(self.most, self.bytecodes.count)
 
 
 def forgetting(n: int) -> tuple[int, int]:

@@ -27,9 +27,9 @@ from bgp.federation import Federation
 from bgp.mobility import Mobility
 from bgp.origins import Origins
 from controller import loglimit
+from tests.bytecodes import opcodes
 from tests.unit.early_contest import ContestedBinds
 from tests.unit.oracle_world import World
-from tests.unit.test_duplicate_macs_pass import opcodes
 from tests.unit.test_mobility_oracle import Driver, _duplicates, assert_every_case_reached, local_macs, one_port_changed
 
 SEEDS, STEPS = 12, 100

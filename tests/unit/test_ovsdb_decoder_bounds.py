@@ -10,7 +10,7 @@ import json
 import pytest
 
 from controller.pacer import Pacer
-from ovsdb import jsonruns, jsonstream
+from ovsdb import jsonpaced, jsonruns, jsonstream
 from ovsdb.jsonstream import Parser
 
 WINDOW = 4096  # small, so that small texts show the shapes
@@ -24,7 +24,7 @@ class Reads:
         self.in_vain = 0  # calls of the scanner that read part of the text and failed (a value cut by the window)
         self.since_pause = 0
         self.worst_stretch = 0
-        real = jsonstream._SCAN
+        real = jsonpaced._SCAN
 
         def scan(text, i):
             try:
@@ -35,7 +35,7 @@ class Reads:
                 raise
             self._read(end - i)
             return value, end
-        monkeypatch.setattr(jsonstream, "_SCAN", scan)
+        monkeypatch.setattr(jsonpaced, "_SCAN", scan)
         for module in (jsonstream, jsonruns):  # the strings and whitespace read outside the scanner
             if hasattr(module, "_scanstring"):
                 monkeypatch.setattr(module, "_scanstring", self._scanstring(module._scanstring))
@@ -92,7 +92,7 @@ def row_update(values: str) -> str:
 
 @pytest.fixture
 def reads(monkeypatch):
-    monkeypatch.setattr(jsonstream, "WINDOW", WINDOW, raising=False)
+    monkeypatch.setattr(jsonpaced, "WINDOW", WINDOW, raising=False)
     return Reads(monkeypatch)
 
 
@@ -103,7 +103,7 @@ def test_one_long_row_is_decoded_a_window_at_a_time_with_pauses(reads):
     assert value == json.loads(text)
     assert reads.largest <= WINDOW
     # between two pauses: what 10 ticks count (CHARS_PER_TICK each) and a window read in vain on each side
-    assert reads.worst_stretch <= 10 * jsonstream.CHARS_PER_TICK + 2 * WINDOW
+    assert reads.worst_stretch <= 10 * jsonpaced.CHARS_PER_TICK + 2 * WINDOW
 
 
 @pytest.mark.parametrize("shape", ["nested rows", "long string keys", "empty arrays"])
@@ -118,7 +118,7 @@ def test_any_long_value_below_the_rows_is_read_in_windows(reads, shape):
     _, value = decode(text, reads)
     assert value == json.loads(text)
     assert reads.largest <= WINDOW
-    assert reads.worst_stretch <= 10 * jsonstream.CHARS_PER_TICK + 2 * WINDOW
+    assert reads.worst_stretch <= 10 * jsonpaced.CHARS_PER_TICK + 2 * WINDOW
 
 
 LONG = 100_000  # characters of one string or run of whitespace: many windows
@@ -142,7 +142,7 @@ def test_a_long_string_or_whitespace_is_read_a_window_at_a_time(reads, shape, mo
     assert value == json.loads(text)
     assert reads.total >= LONG  # read by the calls counted here
     assert reads.largest <= WINDOW + 1, reads.largest  # and a string's closing quote
-    assert reads.worst_stretch <= 10 * jsonstream.CHARS_PER_TICK + 2 * WINDOW
+    assert reads.worst_stretch <= 10 * jsonpaced.CHARS_PER_TICK + 2 * WINDOW
 
 
 def test_an_error_at_the_end_of_a_long_row_is_found_without_decoding_all_again(reads):
@@ -153,7 +153,7 @@ def test_an_error_at_the_end_of_a_long_row_is_found_without_decoding_all_again(r
     parser, got = decode(text, reads)
     assert got == whole and parser.error == whole  # the session is dropped with this reason (links.py limit_error)
     assert reads.largest <= WINDOW and not [n for n in reads.loads if n > jsonstream.PACED_CHARS]
-    assert reads.worst_stretch <= 10 * jsonstream.CHARS_PER_TICK + 2 * WINDOW
+    assert reads.worst_stretch <= 10 * jsonpaced.CHARS_PER_TICK + 2 * WINDOW
 
 
 def _error(text: str) -> Exception:
@@ -171,7 +171,7 @@ def table(rows: int) -> str:
 
 def test_a_table_of_more_rows_than_an_object_takes_is_refused_naming_it(reads, monkeypatch):
     """A dict past ~700,000 members doubles in one C call (~80 ms at 1.4 million): refused, with where it is."""
-    monkeypatch.setattr(jsonstream, "MAX_MEMBERS", 1000, raising=False)
+    monkeypatch.setattr(jsonpaced, "MAX_MEMBERS", 1000, raising=False)
     monkeypatch.setattr(jsonstream, "PACED_CHARS", 0)
     _, value = decode(table(1000), reads)
     assert len(value["params"][2]["Port"]) == 1000
@@ -213,7 +213,7 @@ def test_the_connection_says_why_a_long_message_dropped_it(monkeypatch, case):
 
     from ovsdb.idl.links import BoundedConnection
 
-    monkeypatch.setattr(jsonstream, "MAX_MEMBERS", 1000, raising=False)
+    monkeypatch.setattr(jsonpaced, "MAX_MEMBERS", 1000, raising=False)
     monkeypatch.setattr(jsonstream, "PACED_CHARS", 0)  # (a shorter message cannot hold 698,001 members)
     text = table(1001) if case == "refused" else row_update(",".join(["7"] * 200_000) + " x")
     data = text.encode()
@@ -245,7 +245,7 @@ def test_the_connection_says_why_a_long_message_dropped_it(monkeypatch, case):
 def test_a_number_longer_than_the_window_refuses_the_message(reads, where, monkeypatch):
     """A real's digits are converted in one call (30 MB: ~60 ms of CPU); no OVSDB number is that long."""
     monkeypatch.setattr(jsonstream, "PACED_CHARS", 0)
-    monkeypatch.setattr(jsonstream, "MAX_NUMBER", WINDOW, raising=False)  # as long as the window, as it is
+    monkeypatch.setattr(jsonpaced, "MAX_NUMBER", WINDOW, raising=False)  # as long as the window, as it is
     number = "1." + "5" * (2 * WINDOW)
     text = row_update(number) if where == "in a row" else \
         '{"id":null,"method":"update3","params":[' + number + ',"t",{}]}'
@@ -277,7 +277,7 @@ def test_a_table_of_the_default_message_size_holds_fewer_rows_than_an_object_tak
     from ovsdb.idl.links import DEFAULT_MAX_MESSAGE
 
     smallest = '"%s":{"new":{}},' % ("0" * 8 + "-0000-4000-8000-" + "0" * 12)
-    assert len(smallest) == 50 and DEFAULT_MAX_MESSAGE // len(smallest) < jsonstream.MAX_MEMBERS
+    assert len(smallest) == 50 and DEFAULT_MAX_MESSAGE // len(smallest) < jsonpaced.MAX_MEMBERS
 
 
 def test_rows_that_fit_the_window_are_never_read_in_vain(reads, monkeypatch):
@@ -310,10 +310,10 @@ def test_many_small_tables_do_not_each_copy_a_window(monkeypatch):
     """The rows of a table start in a window made where they start, unless the window was made less than an eighth of
     one before: an update of many tiny tables copied a whole window for each (600,000 tables in 10 MB: ~9.5 s of CPU
     instead of ~1.5), its copying now bounded by a few times the text."""
-    monkeypatch.setattr(jsonstream, "WINDOW", WINDOW)
+    monkeypatch.setattr(jsonpaced, "WINDOW", WINDOW)
     tables = ",".join('"%d":{"r":0}' % k for k in range(3000))
     text = _Sliced('{"id":null,"method":"update3","params":[["m","O"],"t",{' + tables + '}]}')
-    assert jsonstream._Paced(text, Pacer(lambda: None, 10)).decode() == json.loads(text)
+    assert jsonpaced.Paced(text, Pacer(lambda: None, 10)).decode() == json.loads(text)
     assert text.copied <= 10 * len(text), (text.copied, len(text))
 
 
@@ -321,9 +321,9 @@ def test_a_table_whose_rows_repeat_is_refused_by_its_distinct_rows_only(reads, m
     """A row repeated (the last one counts, as for the C decoder) is not a member more: 1,000 rows sent twice, decoded
     many in one C call (``_members``) a group at a time, fit a bound of 1,000 as they fit json.loads's dict; 1,001
     distinct are refused."""
-    monkeypatch.setattr(jsonstream, "MAX_MEMBERS", 1000, raising=False)
+    monkeypatch.setattr(jsonpaced, "MAX_MEMBERS", 1000, raising=False)
     monkeypatch.setattr(jsonstream, "PACED_CHARS", 0)
-    monkeypatch.setattr(jsonstream, "GROUP_CHARS", 2000)  # groups of ~40 rows, the second half's all repeated
+    monkeypatch.setattr(jsonpaced, "GROUP_CHARS", 2000)  # groups of ~40 rows, the second half's all repeated
     rows = [f'"{i:08x}-0000-4000-8000-000000000002":{{"delete":null}}' for i in range(1000)]
     text = '{"id":null,"method":"update3","params":[["m","O"],"t",{"Port":{%s}}]}' % ",".join(rows + rows)
     _, value = decode(text, reads)

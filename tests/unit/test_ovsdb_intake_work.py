@@ -12,7 +12,7 @@ import pytest
 
 from ovsdb import jsonstream, vrs
 from ovsdb.rowchanges import RowChanges
-from tests.unit.test_duplicate_macs_pass import opcodes
+from tests.bytecodes import opcodes
 from tests.unit.test_ovsdb_slices import Sink, root_rows, tracking
 
 PORTS = 1000

@@ -15,7 +15,7 @@ import uuid
 
 import pytest
 
-from ovsdb import jsonstream
+from ovsdb import jsonpaced, jsonstream
 from ovsdb.jsonstream import MAX_DEPTH, Parser
 
 _STRICT = json.JSONDecoder(parse_constant=lambda name: (_ for _ in ()).throw(ValueError(name)))
@@ -131,7 +131,7 @@ def _fed(text: str, rng: random.Random):
 def test_hostile_text_in_random_chunks_reads_as_json_reads_it(monkeypatch, seed):
     rng = random.Random(seed)
     grouped, unescaped = [], []
-    members, take_whole = jsonstream._members, Parser._take_whole
+    members, take_whole = jsonpaced._members, Parser._take_whole
 
     def counted_members(window, start, most):
         found = members(window, start, most)
@@ -141,14 +141,14 @@ def test_hostile_text_in_random_chunks_reads_as_json_reads_it(monkeypatch, seed)
     def counted_take_whole(parser, s, i):
         unescaped.append("\\" not in s[i:] and '"' in s[i:])
         return take_whole(parser, s, i)
-    monkeypatch.setattr(jsonstream, "_members", counted_members)
+    monkeypatch.setattr(jsonpaced, "_members", counted_members)
     monkeypatch.setattr(Parser, "_take_whole", counted_take_whole)
     for _ in range(700):
         text = _message(rng)
         expected = _expected(text)
         monkeypatch.setattr(jsonstream, "PACED_CHARS", rng.choice([0, 0, 40, 1 << 20]))  # 0: walked with pauses
-        monkeypatch.setattr(jsonstream, "WINDOW", rng.choice([7, 60, 300, 1 << 20]))
-        monkeypatch.setattr(jsonstream, "GROUP_CHARS", rng.choice([50, 200, 64 * 1024]))
+        monkeypatch.setattr(jsonpaced, "WINDOW", rng.choice([7, 60, 300, 1 << 20]))
+        monkeypatch.setattr(jsonpaced, "GROUP_CHARS", rng.choice([50, 200, 64 * 1024]))
         value, taken = _fed(text, rng)
         if expected is None:
             assert value is None, text

@@ -9,7 +9,7 @@ import re
 import pytest
 
 from controller.pacer import Pacer
-from ovsdb import jsonstream
+from ovsdb import jsonpaced, jsonstream
 from ovsdb.jsonstream import PACED_CHARS, Parser
 
 
@@ -60,7 +60,7 @@ def test_a_short_message_is_decoded_in_one_call():
 @pytest.mark.parametrize("window", [0, 7, 13, 25, 1 << 20])
 def test_every_message_decodes_as_the_c_decoder_does_when_walked(monkeypatch, sample, indent, window):
     monkeypatch.setattr(jsonstream, "PACED_CHARS", 0)  # every message walked
-    monkeypatch.setattr(jsonstream, "WINDOW", window)  # 0: every container; 7: values cut by the window's end
+    monkeypatch.setattr(jsonpaced, "WINDOW", window)  # 0: every container; 7: values cut by the window's end
     text = json.dumps(sample, indent=indent, ensure_ascii=indent is None)
     assert decoded(text) == json.loads(text)
 
@@ -74,7 +74,7 @@ def test_every_message_decodes_as_the_c_decoder_does_when_walked(monkeypatch, sa
 @pytest.mark.parametrize("window", [0, 5, 1 << 20])
 def test_a_malformed_long_message_fails_as_the_c_decoder_says(monkeypatch, text, window):
     monkeypatch.setattr(jsonstream, "PACED_CHARS", 0)
-    monkeypatch.setattr(jsonstream, "WINDOW", window)
+    monkeypatch.setattr(jsonpaced, "WINDOW", window)
     got = decoded(text)
     assert isinstance(got, str) and got.startswith("invalid JSON: ")
     monkeypatch.setattr(jsonstream, "PACED_CHARS", 1 << 30)
@@ -90,8 +90,8 @@ def test_a_tables_rows_are_decoded_without_a_python_call_per_row(monkeypatch):
         "Port": {f"{i:08x}-0000-4000-8000-000000000002": {"delete": None} for i in range(rows)},
         "Interface": {f"{i:08x}-0000-4000-8000-000000000001": {"delete": None} for i in range(rows)}}]}
     walked = []
-    real = jsonstream._Paced._value
-    monkeypatch.setattr(jsonstream._Paced, "_value",
+    real = jsonpaced.Paced._value
+    monkeypatch.setattr(jsonpaced.Paced, "_value",
                         lambda self, i, depth, *tried: walked.append(depth) or real(self, i, depth, *tried))
     monkeypatch.setattr(jsonstream, "PACED_CHARS", 0)
     for indent in (None, 1):
@@ -100,7 +100,7 @@ def test_a_tables_rows_are_decoded_without_a_python_call_per_row(monkeypatch):
         turns = []
         assert decoded(text, Pacer(lambda: turns.append(1), 1)) == message
         assert len(walked) < 20, len(walked)  # the message, its params, the tables: not the 6,000 rows
-        assert len(turns) >= len(json.dumps(list(message["params"][2]["Port"].values()))) // jsonstream.CHARS_PER_TICK
+        assert len(turns) >= len(json.dumps(list(message["params"][2]["Port"].values()))) // jsonpaced.CHARS_PER_TICK
 
 
 @pytest.mark.parametrize("shape", ["long keys", "empty containers", "whitespace"])
@@ -125,11 +125,11 @@ def test_a_long_message_ticks_per_character_walked_whatever_its_shape(monkeypatc
     text = json.dumps(message)
     if shape == "whitespace":
         text = text.replace(",", "," + " " * 64)
-    assert len(text) > 10 * jsonstream.CHARS_PER_TICK
+    assert len(text) > 10 * jsonpaced.CHARS_PER_TICK
     monkeypatch.setattr(jsonstream, "PACED_CHARS", 0)
     units = Units()
     assert decoded(text, units) == message
-    assert units.n >= len(text) // jsonstream.CHARS_PER_TICK - 1
+    assert units.n >= len(text) // jsonpaced.CHARS_PER_TICK - 1
 
 
 def outcome(text: str):
@@ -148,7 +148,7 @@ def test_mutated_updates_decode_walked_as_in_one_call(monkeypatch, seed, window)
     import random
 
     rng = random.Random(seed)
-    monkeypatch.setattr(jsonstream, "WINDOW", window)
+    monkeypatch.setattr(jsonpaced, "WINDOW", window)
     message = update3(3)
     message["params"][2]["Port"].update({f"{i:08x}-0000-4000-8000-00000000000d": {"delete": None} for i in range(2)})
     bases = [json.dumps(message), json.dumps(message, indent=1), json.dumps(message, separators=(",", ":"))]
@@ -179,7 +179,7 @@ def test_mutated_updates_decode_walked_as_in_one_call(monkeypatch, seed, window)
 def test_every_one_character_edit_of_a_small_update_decodes_walked_as_in_one_call(monkeypatch, window):
     """Exhaustively: each character of a small update deleted, and each of ``{}[]",: 0`` inserted before it or put in
     its place: walked, the same value or error as in one call (a table's rows are read by _Paced._rows)."""
-    monkeypatch.setattr(jsonstream, "WINDOW", window)
+    monkeypatch.setattr(jsonpaced, "WINDOW", window)
     text = ('{"id":null,"method":"update3","params":[["m","O"],"t",{"Port":{"a":{"delete":null},"b":{"x":[1]}},'
             '"Bridge":{"c":{"modify":{"ports":["set",[]]}}}}]}')
     edits = []
@@ -205,7 +205,7 @@ def test_messages_of_random_strings_decode_walked_as_in_one_call(monkeypatch, se
     from tests.unit.test_ovsdb_json_runs import random_body
 
     rng = random.Random(seed)
-    monkeypatch.setattr(jsonstream, "WINDOW", window)
+    monkeypatch.setattr(jsonpaced, "WINDOW", window)
     for _ in range(150):
         def q():
             return '"' + random_body(rng, valid=rng.random() < 0.9) + '"'
@@ -231,19 +231,19 @@ def test_a_tables_rows_as_ovsdb_server_sends_them_are_decoded_many_in_one_c_call
     message = update3(3000)
     text = json.dumps(message, separators=(",", ":"))
     calls = []
-    real = jsonstream._SCAN
+    real = jsonpaced._SCAN
 
     def scan(s, i):
         value, end = real(s, i)
         calls.append(end - i)  # the characters it decoded
         return value, end
-    monkeypatch.setattr(jsonstream, "_SCAN", scan)
+    monkeypatch.setattr(jsonpaced, "_SCAN", scan)
     monkeypatch.setattr(jsonstream, "PACED_CHARS", 0)
     units = Units()
     assert decoded(text, units) == message
-    assert len(calls) <= 4 * len(text) // jsonstream.GROUP_CHARS + 10, len(calls)
-    assert max(calls) <= jsonstream.WINDOW  # a call decodes a window at most (the bridge row: 144 KB, alone)
-    assert units.n >= len(text) // jsonstream.CHARS_PER_TICK - 1
+    assert len(calls) <= 4 * len(text) // jsonpaced.GROUP_CHARS + 10, len(calls)
+    assert max(calls) <= jsonpaced.WINDOW  # a call decodes a window at most (the bridge row: 144 KB, alone)
+    assert units.n >= len(text) // jsonpaced.CHARS_PER_TICK - 1
 
 
 def test_small_objects_walked_among_rows_copy_no_more_than_their_own_characters_for_one_c_call(monkeypatch):
@@ -260,12 +260,12 @@ def test_small_objects_walked_among_rows_copy_no_more_than_their_own_characters_
     message = {"id": None, "method": "update3", "params": [["m", "O"], "t", tables]}
     text = json.dumps(message, separators=(",", ":"))
     spans = []
-    real = jsonstream._members
+    real = jsonpaced._members
 
     def members(window, start, most):
         spans.append(min(most, len(window) - start))  # what it may copy
         return real(window, start, most)
-    monkeypatch.setattr(jsonstream, "_members", members)
+    monkeypatch.setattr(jsonpaced, "_members", members)
     monkeypatch.setattr(jsonstream, "PACED_CHARS", 0)
     assert decoded(text) == message
     assert sum(spans) <= 3 * len(text), (sum(spans), len(text))

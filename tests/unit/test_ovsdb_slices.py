@@ -570,7 +570,7 @@ def test_the_plan_reads_each_row_update_reference_and_uuid_text_in_c_loops():
     """The plan's checks of every row update (one operation, the same for all), of a bridge's reference set and the
     numbers of uuid texts run in C (``map``): their bytecodes do not grow with the rows (10,000 ports deleted: ~30,
     ~25 and ~18 bytecodes a row each in Python loops). Same answers, and the same refusals (ValueError) as before."""
-    from tests.unit.test_duplicate_macs_pass import opcodes
+    from tests.bytecodes import opcodes
 
     def counted(rows):
         ports, ifaces, refs, texts = _deleted_rows(rows)

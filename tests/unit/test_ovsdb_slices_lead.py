@@ -9,7 +9,7 @@ import json
 import random
 
 from ovsdb.idl import slices
-from tests.unit.test_duplicate_macs_pass import opcodes
+from tests.bytecodes import opcodes
 from tests.unit.test_ovsdb_slices import UPDATE2, Database
 
 PORTS = 10000

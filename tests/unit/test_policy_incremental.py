@@ -167,7 +167,7 @@ def test_a_document_of_many_subnets_in_one_domain_parses_each_cidr_once():
     """Each new subnet is compared with every sibling of its domain (overlaps, static routes' next hops): with each
     sibling's CIDR parsed again, 200 subnets took 44,784,868 bytecodes to plan (1,000: ~50 s); parsed once,
     3,753,399 (the comparisons remain, ~70 bytecodes a pair; the bound is twice that)."""
-    from tests.unit.test_duplicate_macs_pass import opcodes
+    from tests.bytecodes import opcodes
 
     subnets = [{"name": f"s{i}", "cidr": f"10.{i >> 8}.{i & 255}.0/24", "gateway": f"10.{i >> 8}.{i & 255}.1"}
                for i in range(200)]

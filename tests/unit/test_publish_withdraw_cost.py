@@ -11,8 +11,9 @@ from __future__ import annotations
 
 
 def test_a_thousand_ports_gone_cost_the_publish_fewer_bytecodes_each_than_at_stop_37_end():
-    from tests.benchmarks.evpn_withdraw import Opcodes, run
+    from tests.benchmarks.evpn_withdraw import run
+    from tests.bytecodes import Bytecodes
 
     n = 1_000
-    counted = run(n, Opcodes)
+    counted = run(n, Bytecodes)
     assert counted["publish"] <= 70 * n, counted

@@ -3,7 +3,6 @@ is found once per pass, not once per MAC among every MAC (review33d: 10,000 MACs
 pass), in the from-scratch derive, a scope derived whole and a round of route deltas. Counted: the ranks compared,
 and the lines of controller/viewremote.py run (gathering the MACs sharing each changed MAC's IP was O(n^2))."""
 
-import sys
 from collections import defaultdict
 
 import pytest
@@ -12,6 +11,7 @@ from controller import derive as derive_module
 from controller import remote, viewremote
 from controller.derive import derive
 from controller.remote import RemoteDelta, RemoteMac, RemoteTable
+from tests.bytecodes import lines_of
 from tests.unit.test_compiler import assert_matches_full
 from tests.unit.test_remote_view import PEER, RIP, ids, setup
 
@@ -43,21 +43,7 @@ def compared(monkeypatch):
 
 def viewremote_lines(run) -> int:
     """The lines of controller/viewremote.py executed while ``run()`` runs (loop iterations count once each)."""
-    lines, path = [0], viewremote.__file__
-
-    def local(frame, event, arg):
-        if event == "line":
-            lines[0] += 1
-        return local
-
-    def calls(frame, event, arg):
-        return local if frame.f_code.co_filename == path else None
-    sys.settrace(calls)
-    try:
-        run()
-    finally:
-        sys.settrace(None)
-    return lines[0]
+    return lines_of(viewremote.__file__, run)
 
 
 def holders_of_rip(view) -> list:

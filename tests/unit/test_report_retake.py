@@ -6,7 +6,6 @@ vport located from the index as it was (controller/state.py ``_failed``, control
 from __future__ import annotations
 
 import dataclasses
-import sys
 
 import eventlet
 import greenlet
@@ -15,6 +14,7 @@ import pytest
 from controller import binding
 from controller.pacer import Pacer
 from controller.state import State
+from tests.bytecodes import Bytecodes
 from tests.unit.test_compiler import snapshot
 from tests.unit.test_report_ends import PORTS, VMS, Bad, vports_state
 
@@ -149,27 +149,18 @@ def test_a_green_thread_killed_twice_by_eventlet_in_a_report_and_its_retake_leav
 def stretches(function, pacer_every: int, state, tag) -> list[tuple[int, object]]:
     """The Python bytecodes ``function()`` runs between two pauses of State's pacer (traced), each with what ``tag()``
     said as the stretch ended."""
-    count, out = [0], []
-
-    def trace(frame, event, _arg):
-        frame.f_trace_opcodes = True
-        if event == "opcode":
-            count[0] += 1
-        return trace
+    bytecodes, out = Bytecodes(), []
 
     def pause():
-        out.append((count[0], tag()))
-        count[0] = 0
+        out.append((bytecodes.count, tag()))
+        bytecodes.count = 0
 
     state.pacer = Pacer(pause, every=pacer_every)
-    before = sys.gettrace()
-    sys.settrace(trace)
     try:
-        function()
+        bytecodes.run(function)
     finally:
-        sys.settrace(before)
         state.pacer = Pacer()
-    out.append((count[0], tag()))
+    out.append((bytecodes.count, tag()))
     return out
 
 

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 
 from controller.security import ZONE_LIMIT, Local, allocate_zones, hashed_zones
-from tests.unit.test_duplicate_macs_pass import opcodes
+from tests.bytecodes import opcodes
 
 
 def _port(*acls):

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 from controller.pacer import Pacer
 from openflow.compiler import Desired
 from openflow.tunnel_warm import TUNNEL_DST, TunnelWarmer
-from tests.benchmarks.evpn_withdraw import Opcodes
+from tests.bytecodes import Bytecodes
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ def test_a_round_over_switches_sharing_flow_sets_reads_each_flow_set_once_and_wa
     everyone = {f"10.0.0.{k}" for k in range(switches)}
     warmer, desired, connection = TunnelWarmer(), hosts(switches, owners), object()
     sws = [SimpleNamespace(session=f"ovsdb:hv{k}", tunnel_ofport=1, vtep_ip=f"10.0.0.{k}") for k in range(switches)]
-    with warmer.reading(), Opcodes() as counted:
+    with warmer.reading(), Bytecodes() as counted:
         for sw, d in zip(sws, desired):  # each switch's first connection: every owner looked at
             warmer.due(sw, connection, d, {"vport0"})
     assert [warmer.probed[sw.session][1] for sw in sws] == [everyone - {sw.vtep_ip} for sw in sws]

@@ -144,7 +144,7 @@ def view_delta_cost(n: int, gone: bool) -> tuple[float, int]:
     """evpn_routes' withdraw or announce after the IDL at ``n`` ports (tests/benchmarks/evpn_withdraw.py,
     evpn_announce.py): the View delta's Python bytecodes per port gone or bound, and its pauses (every 200 units)."""
     from tests.benchmarks.evpn_announce import collector_off, report, world
-    from tests.benchmarks.evpn_withdraw import Opcodes
+    from tests.bytecodes import Bytecodes
 
     state, prog, federation = world(n)
     federation.early = True
@@ -158,7 +158,7 @@ def view_delta_cost(n: int, gone: bool) -> tuple[float, int]:
     state.vrs_update(snap)
     pauses = []
     prog.live.pacer = Pacer(lambda: pauses.append(1))
-    with collector_off(), Opcodes() as counted:
+    with collector_off(), Bytecodes() as counted:
         prog.live.apply(prog.journal.take())
     assert len(prog.view.endpoints) == (1 if gone else n + 1)
     return counted.count / n, len(pauses)

@@ -138,9 +138,10 @@ def test_a_thousand_ports_gone_cost_fewer_bytecodes_each_than_in_stop_36():
     stop 38's (the unbinding's, the withdrawal's and the publish's C loops: docs/benchmarks.md "wdpub38, stop
     38"), 95 after stop 39's (the View delta's swaps and owners, State's unbinding, a run at a time in C loops:
     "wdview39, stop 39"); the bound ~15% above. The compile (155 per port) is left out: not changed."""
-    from tests.benchmarks.evpn_withdraw import STEPS, Opcodes, run
+    from tests.benchmarks.evpn_withdraw import STEPS, run
+    from tests.bytecodes import Bytecodes
 
     n = 1_000
-    counted = run(n, Opcodes)
+    counted = run(n, Bytecodes)
     cost = sum(counted[step] for step in STEPS if step != "compile")
     assert cost <= 110 * n, counted
