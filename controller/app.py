@@ -17,12 +17,15 @@ import logging
 import time
 
 from controller import collector, guard, ofports, runtime, sdnotify, security, stretchtrace
+from controller.activekeep import ActiveKeeper
+from controller.activestore import MetaBehind
 from controller.core import build_core
 from controller.approles import RoleWiring, may_announce
 from controller.garps import after_takeover, send_repeated
 from controller.gatewaykeep import GatewayKeeper
 from controller.lagcause import LateSamples
 from controller.stallwatch import StallWatch
+from controller.state_activation import ACTIVE_KEY
 from controller.programloop import ProgramLoop
 from controller.programmer import Programmer
 from controller.routepass import RoutePass
@@ -80,6 +83,7 @@ class CanopyApp(RoleWiring, RyuApp):
         self.settings = settings
         self.store, self.state, self.service = build_core(settings)
         self.store.offload = blocking  # commits and their fsyncs off the event loop (controller/store.py)
+        self.state.on_active = MetaBehind(self.store, ACTIVE_KEY, hub.spawn).put  # controller/state_activation.py
         # nothing is written before it is released
         self.hold = StartupHold(self.store, settings.restart_hold, hold_max=settings.restart_hold_max)
         self.programmer = Programmer(self.state)
@@ -133,6 +137,7 @@ class CanopyApp(RoleWiring, RyuApp):
                 self.federation.settled = lambda: self.pair.role in ("active", "standby")
                 self.federation.pair_with(self.pair)  # duplicate MAC flags go to the standby
             self.gateway_keep.pair_with(self.pair)  # and the external gateways' resolved MACs
+            ActiveKeeper(self.state).pair_with(self.pair)  # and the live migrations' active ports
             self.pair.applier.pacer = Pacer(give_way, 100)  # a standby checking a big batch pauses (per change)
             self.service.replicate = self.pair.replicate
             self.service.unreplicated = self.pair.replicator.forget  # a write refused or failed: not in our store
@@ -217,6 +222,7 @@ class CanopyApp(RoleWiring, RyuApp):
         or the switches after they are told to stop; the stop of BGP below waits, up to a few seconds, for the
         duplicate MAC flags' last write); then the HA pair, BGP, the switches; the store last."""
         self.hold.close()  # the sessions closed below are not switches leaving
+        self.state.on_active = None  # nor migrations ending: their active ports stay stored as they are
         sdnotify.notify("STOPPING=1")
         self.rest.stop()
         if self._worker is not None:
@@ -562,8 +568,14 @@ class CanopyApp(RoleWiring, RyuApp):
         dp = msg.datapath
         if self.pair is not None and self.pair.role != "active":
             return  # only the active answers (an undecided node's connection is still EQUAL)
-        if owner_kind_of(msg.cookie) == "uplink":
+        kind = owner_kind_of(msg.cookie)
+        if kind == "uplink":
             self._gateway_answer(msg)
+            return
+        if kind == "activation":  # a live migration's standby port heard from its VM (controller/state_activation.py)
+            data = bytes(msg.data[6:12])
+            self.state.activate(dp.id, msg.match.get("in_port"), ":".join(f"{b:02x}" for b in data)
+                                if len(data) == 6 else "")
             return
         rec = self._reconciler_of(dp)
         answer = self.dhcp.answer(dp.id, msg.cookie, bytes(msg.data)) if rec is not None else None

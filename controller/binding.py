@@ -62,9 +62,11 @@ def _dpid(dpid):
     return None if dpid is None else f"{dpid:016x}"
 
 
-def resolve(policy, snapshots: dict[str, VrsSnapshot], flavour_of, seen_order) -> dict[str, Location]:
+def resolve(policy, snapshots: dict[str, VrsSnapshot], flavour_of, seen_order, activated=None) -> dict[str, Location]:
     """vport id -> Location. ``flavour_of(snap)`` gives a VRS's effective flavour; ``seen_order(session,
-    port, vlan)`` a number that grows with the time the port appeared there (the latest appearance wins)."""
+    port, vlan)`` a number that grows with the time the port appeared there (the latest appearance wins);
+    ``activated``: vport id -> the (session, port) its VM's first packet made active (``preferred``)."""
+    activated = activated or {}
     by_key = {binding_key(v): v for v in policy.all("vport")}
     static = defaultdict(list)  # (host, trunk port) -> [(vlan, vport)]
     for v in policy.all("vport"):
@@ -77,23 +79,45 @@ def resolve(policy, snapshots: dict[str, VrsSnapshot], flavour_of, seen_order) -
         for vport, port, vlan in _hits(snap, flavour, by_key, static):
             loc = Location(vport["id"], snap.session, snap.chassis, snap.datapath_id, port.name, port.ofport, vlan,
                            flavour, port.mac, None if vlan is not None else attached_mac(port))
-            order = preferred(port, seen_order(snap.session, port.name, vlan), vlan)
+            order = preferred(port, seen_order(snap.session, port.name, vlan), vlan,
+                              activated.get(vport["id"]) == (snap.session, port.name))
             if vport["id"] not in found or order > found[vport["id"]][0]:
                 found[vport["id"]] = (order, loc)
     return {vid: loc for vid, (_, loc) in found.items()}
 
 
-def preferred(port, order: int, vlan: int | None = None) -> tuple:
+def standby_ports(policy, snapshots: dict[str, VrsSnapshot], flavour_of, locations: dict[str, Location]) -> dict:
+    """session -> {port name: (ofport, MAC, vport id)} of the ports with a device that show a bound KVM or Hyper-V
+    vport elsewhere than its location (a live migration's other port: controller/state_activation.py): the same rule
+    over everything at once, the reference State's ``standby`` is tested against (tests/unit/oracle_checks.py)."""
+    by_key = {binding_key(v): v for v in policy.all("vport")}
+    out: dict[str, dict] = {}
+    for snap in snapshots.values():
+        for vport, port, vlan in _hits(snap, flavour_of(snap), by_key, {}):
+            loc = locations.get(vport["id"])
+            if vlan is None and port.ofport is not None and loc is not None and loc.vlan is None and \
+                    (loc.session, loc.port) != (snap.session, port.name):
+                out.setdefault(snap.session, {})[port.name] = (port.ofport, vport["mac"], vport["id"])
+    return out
+
+
+def preferred(port, order: int, vlan: int | None = None, active: bool = False) -> tuple:
     """How much a port that appeared at ``order`` is preferred for a vport several ports show (the greatest wins): one
-    with a device (an ofport; OVS sets -1 when the device is gone) over one without; among those with one, the
-    earliest appearance, so that a VM whose live migration is in flight keeps its source's port until that goes or
-    loses its device (when the source's VM stops); among those without, the latest. An ESXi vNIC on a trunk (``vlan``
-    given) is the latest appearance among trunks with a device (a trunk always has one): the agent announces it where
-    the vNIC came up, which is where the VM runs once a vMotion switched over, and its removal on the host it left
-    may come later, or never (that agent or host down)."""
+    with a device (an ofport; OVS sets -1 when the device is gone) over one without; among those with one, the port
+    the VM's first packet made active (``active``: controller/state_activation.py), then the earliest appearance, so
+    that a VM whose live migration is in flight keeps its source's port until its first packet from the destination,
+    or until the source's port goes or loses its device (when the source's VM stops); among those without, the latest.
+    An ESXi vNIC on a trunk (``vlan`` given) is the latest appearance among trunks with a device (a trunk always has
+    one): the agent announces it where the vNIC came up, which is where the VM runs once a vMotion switched over, and
+    its removal on the host it left may come later, or never (that agent or host down)."""
     if port.ofport is None:
         return False, order
-    return (True, -order) if vlan is None else (True, order)
+    return (True, active, -order) if vlan is None else (True, False, order)
+
+
+def has_device(port) -> bool:
+    """Whether the port has a device (an ofport; OVS sets -1 when it is gone: the IDL's stand-in reads None)."""
+    return port.ofport is not None and port.ofport > 0
 
 
 def attached_mac(port) -> str | None:
@@ -247,8 +271,9 @@ class BindingIndex:
         self.shown.pop(session, None)
 
     # ---------------------------------------------------------------- resolution
-    def locate(self, vid: str, seen_order) -> Location | None:
-        """Where vport ``vid`` is now (see ``resolve``), or None."""
+    def locate(self, vid: str, seen_order, active: tuple | None = None) -> Location | None:
+        """Where vport ``vid`` is now (see ``resolve``), or None. ``active``: the (session, port) its VM's first
+        packet made active, if any."""
         key, skey = self.key_of.get(vid), self.static_of.get(vid)
         spots = self.sightings.get(key) if key else None
         if not spots and not skey:  # (shown nowhere: 10,000 vports unbound at once)
@@ -264,13 +289,24 @@ class BindingIndex:
         if skey:
             candidates += [(session, skey[2], where) for session, where in self.trunks.get(skey[:2], {}).items()]
         if len(candidates) > 1:  # the preferred first (one port showing it, the common case: no order)
-            candidates = [max(candidates, key=lambda c: (preferred(c[2][1], seen_order(c[0], c[2][1].name, c[1]), c[1]),
-                                                         -c[2][0]))]
+            candidates = [max(candidates, key=lambda c: (preferred(c[2][1], seen_order(c[0], c[2][1].name, c[1]), c[1],
+                                                                   active == (c[0], c[2][1].name)), -c[2][0]))]
         for session, vlan, where in candidates:
             rank, port, flavour, chassis, dpid = where
             return Location(vid, session, chassis, dpid, port.name, port.ofport, vlan, flavour, port.mac,
                             None if vlan is not None else attached_mac(port))
         return None
+
+
+    def standbys(self, vid: str, loc: Location | None) -> tuple:
+        """The other ports with a device that show KVM or Hyper-V vport ``vid`` located at ``loc`` (a live migration's
+        destination, or its source once the destination is active): ((session, port name, ofport), ...), sorted.
+        Nothing when ``loc`` is None or an ESXi trunk's (one port showing it, the common case: one dict lookup)."""
+        spots = self.sightings.get(self.key_of.get(vid)) if loc is not None and loc.vlan is None else None
+        if not spots or len(spots) == 1:
+            return ()
+        return tuple(sorted((session, name, where[1].ofport) for (session, name, vlan), where in spots.items()
+                            if vlan is None and where[1].ofport is not None and (session, name) != (loc.session, loc.port)))
 
 
 def port_keys(port, flavour: str) -> list[tuple[tuple, int | None]]:

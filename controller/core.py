@@ -6,6 +6,7 @@ from controller.policy import Policy
 from controller.service import PolicyService
 from controller.settings import Settings
 from controller.state import State
+from controller.state_activation import ACTIVE_KEY
 from controller.store import Store
 
 
@@ -14,5 +15,6 @@ def build_core(settings: Settings):
     that is not safe to serve raises StoreRefused (``canopy run`` checks first and says so in one line)."""
     store = Store(settings.data_dir)
     state = State(Policy(store.load_objects()), settings.default_flavour, store.last_seq(), settings.hosts)
+    state.load_active(store.get_meta(ACTIVE_KEY))  # live migrations in flight before a restart
     service = PolicyService(store, state, settings)
     return store, state, service

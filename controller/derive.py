@@ -41,6 +41,8 @@ class SwitchInfo:
     vtep_ip: str | None
     tunnel_ofport: int | None
     metadata_port: tuple[int, str] | None = None  # (ofport, MAC) of the metadata agent's port (openflow/metadata.py)
+    standby: tuple = ()  # sorted (ofport, MAC, vport id) of the ports waiting for their VM's first packet
+    # (controller/state_activation.py; openflow/activation.py)
 
     @cached_property
     def router_mac(self) -> str:
@@ -198,16 +200,17 @@ class View:
 
 
 def switch_info(snap, vtep_ip, tunnels: dict[str, int] | None = None,
-                agents: dict[str, tuple[int, str]] | None = None) -> SwitchInfo:
+                agents: dict[str, tuple[int, str]] | None = None, standby: dict | None = None) -> SwitchInfo:
     """``tunnels`` ({name: ofport} of the switch's VXLAN ports) and ``agents`` ({name: (ofport, MAC)} of its
     metadata agent ports), when the caller keeps them (State, from deltas); else they are found in
-    ``snap.ports``. The first of each by name is used."""
+    ``snap.ports``. The first of each by name is used. ``standby``: State's for the switch ({port: (ofport, MAC,
+    vport id)})."""
     if tunnels is None:
         tunnels = tunnel_ports(snap.ports)
     if agents is None:
         agents = agent_ports(snap.ports)
     return SwitchInfo(snap.session, snap.datapath_id, snap.chassis, vtep_ip, tunnels[min(tunnels)] if tunnels else None,
-                      agents[min(agents)] if agents else None)
+                      agents[min(agents)] if agents else None, tuple(sorted(standby.values())) if standby else ())
 
 
 def tunnel_ports(ports) -> dict[str, int]:
@@ -221,13 +224,14 @@ def agent_ports(ports) -> dict[str, tuple[int, str]]:
             if p.ext(METADATA_AGENT_KEY) == "true" and p.ofport and p.ofport > 0 and p.mac}
 
 
-def derive(policy, locations, snapshots, vtep_ip_of, vteps=None, remote=None, gateways=None) -> View:
+def derive(policy, locations, snapshots, vtep_ip_of, vteps=None, remote=None, gateways=None, standby=None) -> View:
     """The View for the current State. ``vtep_ip_of(snapshot)`` applies settings overrides; ``vteps`` are
     the hardware VTEP snapshots by session; ``remote`` is the ``RemoteTable`` imported from EVPN peers;
-    ``gateways`` the external gateways' MACs resolved by the VRSs (State.gateway_macs)."""
+    ``gateways`` the external gateways' MACs resolved by the VRSs (State.gateway_macs); ``standby``: State's standby
+    ports by session (controller/state_activation.py)."""
     view = View()
     for session, snap in snapshots.items():
-        view.switches[session] = switch_info(snap, vtep_ip_of(snap))
+        view.switches[session] = switch_info(snap, vtep_ip_of(snap), standby=(standby or {}).get(session))
     for dom in policy.all("domain"):
         view.domains[dom["id"]] = dom
     for sub in policy.all("subnet"):

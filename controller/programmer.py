@@ -71,7 +71,7 @@ class Programmer:
         """A View derived from scratch (``controller.derive``): what the maintained one must equal."""
         s = self.state
         return derive(s.policy, s.locations, s.vrs, s.vtep_ip_of, s.vteps, getattr(s, "remote", None),
-                      getattr(s, "gateway_macs", None))
+                      getattr(s, "gateway_macs", None), getattr(s, "standby", None))
 
     def refresh(self, full: bool = False) -> set[str]:
         """Bring desired state up to date; returns the sessions whose desired flows or groups changed.

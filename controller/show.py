@@ -143,7 +143,8 @@ def _subnet_node(subnet, vports, vteps):
             "vteps": bound_vteps(vteps, subnet["id"]),
             "vports": [{"name": v["name"], "id": v["id"], "mac": v["mac"], "ips": v.get("ips") or [],
                         "flavour": v["binding"]["flavour"], "status": v.get("status"), "location": v.get("location"),
-                        "mac_mismatch": v.get("mac_mismatch"), "learnt_on": v.get("learnt_on") or []}
+                        "mac_mismatch": v.get("mac_mismatch"), "learnt_on": v.get("learnt_on") or [],
+                        "migration": v.get("migration")}
                        for v in vports if v["subnet_id"] == subnet["id"]]}
 
 
@@ -286,7 +287,8 @@ def _subnet_lines(subnets, indent, l2=False):
         lines.append(f"{indent}subnet {s['name']}{' (L2 only)' if l2 else ''}  {where}  vni {s['vni']}")
         for v in s["vports"]:
             lines.append(f"{indent}    vport {v['name']}  {v['mac']}  {' '.join(v['ips']) or '-'}  {v['flavour']}  "
-                         f"{_where(v.get('location'), v['flavour'], s['vteps'], v.get('learnt_on'))}{_mismatch(v)}")
+                         f"{_where(v.get('location'), v['flavour'], s['vteps'], v.get('learnt_on'))}{_mismatch(v)}"
+                         f"{_migration(v)}")
     return lines
 
 
@@ -294,6 +296,15 @@ def _mismatch(vport) -> str:
     """What a vport whose hypervisor reports another MAC shows after its location (docs/vrs.md)."""
     wrong = vport.get("mac_mismatch")
     return f"  MAC MISMATCH: the hypervisor reports {wrong['hypervisor']}, not programmed" if wrong else ""
+
+
+def _migration(vport) -> str:
+    """What a vport whose live migration is in flight shows after its location (docs/vrs.md)."""
+    moving = vport.get("migration")
+    if not moving:
+        return ""
+    pending = ", ".join(f"{p['chassis']}:{p['port']}" for p in moving["pending"])
+    return f"  MIGRATING: {pending} waits for the VM's first packet"
 
 
 def _where(loc, flavour=None, vteps=(), learnt_on=()):

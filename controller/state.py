@@ -24,6 +24,7 @@ from controller.ofports import OfportHints
 from controller.pacer import NEVER, Finishing, Pacer
 from controller.policy import Policy
 from controller.remote import RemoteDelta, RemoteIndex, RemoteTable, changed_scopes
+from controller.state_activation import Activations
 from controller.state_log import BindingLog
 from controller.state_ports import ReportPorts, changed_ports, log_bridge_safety
 from controller.state_report import StateReport, dpid_str
@@ -35,7 +36,7 @@ INDEX_CHUNK = 250  # ports of a report forgotten and learnt by the binding index
 _NAME = operator.attrgetter("name")
 
 
-class State(ReportPorts, StateReport, BindingLog, DiscoverySink):
+class State(Activations, ReportPorts, StateReport, BindingLog, DiscoverySink):
     def __init__(self, policy: Policy, default_flavour: str = "kvm", last_seq: int = 0, hosts=()):
         self.policy = policy
         self.last_seq = last_seq
@@ -58,6 +59,7 @@ class State(ReportPorts, StateReport, BindingLog, DiscoverySink):
         self._rank: dict[str, int] = {}  # VRS session -> order it connected in (ties between sightings)
         self.tunnel_ports: dict[str, dict[str, int]] = {}  # VRS session -> {VXLAN port: ofport} (derive.switch_info)
         self.agent_ports: dict[str, dict[str, tuple]] = {}  # VRS session -> {metadata agent port: (ofport, MAC)}
+        self._init_activations()  # a live migration's destination activated by its first packet
         self.ofport_hints = OfportHints()  # ports numbered by the switch before OVSDB says so (controller/ofports.py)
         self._dpid_session: dict[int, str] = {}  # datapath id -> the VRS session reporting it
         self._ranks = itertools.count(1)
@@ -542,8 +544,9 @@ class State(ReportPorts, StateReport, BindingLog, DiscoverySink):
         drop_keys(self._warned, drop_keys(mismatched, nowhere))
         moved = set(drop_keys(locations, nowhere))
         vports = self.policy.objects["vport"]  # (``Policy.get``'s, without its call per vport)
+        activated = self.activated
         for vid in itertools.filterfalse(set(nowhere).__contains__, vids) if nowhere else vids:
-            loc = index.locate(vid, seen_order) if vid in index.key_of else None
+            loc = index.locate(vid, seen_order, activated.get(vid)) if vid in index.key_of else None
             bound = None if loc is None or binding.is_mismatch(vports.get(vid), loc) else loc
             if loc is not None and bound is None:
                 mismatched[vid] = loc
@@ -559,6 +562,7 @@ class State(ReportPorts, StateReport, BindingLog, DiscoverySink):
                 else:
                     locations[vid] = bound
         self._warn_mismatches(warn)
+        self._track_standbys(vids)
         if moved:
             self._record("vports", moved)
             self._notify("locations", moved)

@@ -27,21 +27,23 @@ class StateReport:
     """A vport's status and the switches' listing (module docstring)."""
 
     def vport_status(self, vid: str) -> dict:
-        """{"status": bound|mac_mismatch|unbound, "location", "mac_mismatch"} for REST; a baremetal vport also
-        "learnt_on": where hardware VTEPs report its MAC (``vtep_places``), bound once one does."""
+        """{"status": bound|mac_mismatch|unbound, "location", "mac_mismatch", "migration"} for REST ("migration":
+        a bound vport's live migration in flight, controller/state_activation.py ``migration_of``); a baremetal
+        vport also "learnt_on": where hardware VTEPs report its MAC (``vtep_places``), bound once one does."""
         loc = self.locations.get(vid)
         if loc is not None:
-            return {"status": "bound", "location": loc.to_json(), "mac_mismatch": None}
+            return {"status": "bound", "location": loc.to_json(), "mac_mismatch": None,
+                    "migration": self.migration_of(vid)}
         loc = self.mismatched.get(vid)
         vport = self.policy.get("vport", vid)
         if loc is not None and vport is not None:
             return {"status": "mac_mismatch", "location": loc.to_json(),
-                    "mac_mismatch": {"policy": vport["mac"], "hypervisor": loc.attached_mac}}
+                    "mac_mismatch": {"policy": vport["mac"], "hypervisor": loc.attached_mac}, "migration": None}
         if vport is not None and (vport.get("binding") or {}).get("flavour") == "baremetal":
             places = self.vtep_places(vport)
             return {"status": "bound" if places else "unbound", "location": places[0] if places else None,
-                    "mac_mismatch": None, "learnt_on": places}
-        return {"status": "unbound", "location": None, "mac_mismatch": None}
+                    "mac_mismatch": None, "learnt_on": places, "migration": None}
+        return {"status": "unbound", "location": None, "mac_mismatch": None, "migration": None}
 
     def vtep_places(self, vport) -> list[dict]:
         """Where hardware VTEPs report a bare-metal vport's MAC (Ucast_Macs_Local) in its subnet's VNI, by VTEP name:

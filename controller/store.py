@@ -72,8 +72,9 @@ _DDL = (
 KNOWN_DEVICES = "known_devices"
 # meta keys a snapshot restore keeps: the store's own identity and this node's own memory
 KEPT_META = ("schema_version", "store_id", KNOWN_DEVICES)
-# meta keys that describe this store's own log or this node, never copied from another store
-LOCAL_META = KEPT_META + ("compacted_seq", "compacted_ts")
+# meta keys that describe this store's own log or this node, never copied from another store ("active_ports": the
+# live migrations this node saw, controller/state_activation.py)
+LOCAL_META = KEPT_META + ("compacted_seq", "compacted_ts", "active_ports")
 DB_NAME = "canopy.db"
 MARKER_NAME = DB_NAME + ".marker"
 

@@ -24,7 +24,7 @@ its random events inside those pauses too.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from itertools import chain, repeat
 from operator import attrgetter, is_not
@@ -204,9 +204,14 @@ class LiveView(OwnerReach, SubnetPlaces, BatchSwaps):
         for session in sessions:
             snap = s.vrs.get(session)
             old = v.switches.get(session)
-            new = (d.switch_info(snap, s.vtep_ip_of(snap), s.tunnel_ports.get(session), s.agent_ports.get(session))
-                   if snap is not None else None)
+            new = (d.switch_info(snap, s.vtep_ip_of(snap), s.tunnel_ports.get(session), s.agent_ports.get(session),
+                                 getattr(s, "standby", {}).get(session)) if snap is not None else None)
             if old == new:
+                continue
+            if old is not None and new is not None and old.standby != new.standby and \
+                    replace(old, standby=new.standby) == new:  # only its standby ports: their one owner recompiled
+                v.switches[session] = new
+                self._add(Owner("activation", session), (session,))
                 continue
             if old is not None:
                 self.own_ips[old.vtep_ip] -= 1

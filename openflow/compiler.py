@@ -32,7 +32,7 @@ from functools import lru_cache
 from controller.derive import Endpoint, View
 from controller.viewroutes import own_routes
 from controller.pacer import NEVER, Pacer
-from openflow import acl, external, metadata
+from openflow import acl, activation, external, metadata
 from openflow import pipeline as p
 from openflow.floods import group_ids, subnet_groups, to_vtep  # noqa: F401 (group_ids, to_vtep: API)
 from openflow.flows import OFPVID_PRESENT, Flow, Group, Owner, arp_reply_actions, flow
@@ -134,6 +134,8 @@ class Shared:
             return self._paced(_checked(external.COMPILERS[owner.kind](view, sw, owner)[0]))
         if owner.kind in metadata.COMPILERS:  # the metadata service (openflow/metadata.py): per switch
             return self._paced(_checked(metadata.COMPILERS[owner.kind](view, sw, owner)))
+        if owner.kind in activation.COMPILERS:  # a live migration's standby ports (openflow/activation.py)
+            return self._paced(_checked(activation.COMPILERS[owner.kind](view, sw, owner)))
         return self.variant_flows(view, sw, owner, _VARIANTS[owner.kind](view, sw, owner, self.memo))
 
     def variant_flows(self, view, sw, owner: Owner, variant) -> frozenset:
@@ -188,6 +190,8 @@ def compile_switch(view: View, session: str, shared: Shared | None = None) -> De
     for owner in external.owners_on(view, session):  # external networks: openflow/external.py
         out.flows[owner] = shared.owner_flows(view, sw, owner)
     for owner in metadata.owners_on(view, session):  # the metadata service: openflow/metadata.py
+        out.flows[owner] = shared.owner_flows(view, sw, owner)
+    for owner in activation.owners_on(view, session):  # standby ports: openflow/activation.py
         out.flows[owner] = shared.owner_flows(view, sw, owner)
     reached = set(subnets)
     for did in domains:

@@ -10,7 +10,8 @@ A flow's cookie says who owns it and what it is::
                               6 MAC behind a remote EVPN VTEP, 7 ACL rules, 8 a vport's ACL chain,
                               9 a switch's shared ACL verdict flows, 10 an uplink to an external network,
                               11 a floating IP, 12 a VRS's port address translation to one external network,
-                              13 a local vport's metadata steering, 14 a VRS's metadata agent port
+                              13 a local vport's metadata steering, 14 a VRS's metadata agent port,
+                              15 a VRS's live migration standby ports (their VM's first packet to the controller)
     bits 51-32  owner hint    20 bits of a hash of the owner id (for reading dump-flows)
     bits 31-0   content hash  of (table, priority, match, actions)
 
@@ -45,7 +46,8 @@ MARK_MASK = 0xFF << MARK_SHIFT
 OWNER_KINDS = {"switch": 1, "subnet": 2, "domain": 3, "vport": 4, "vtep_mac": 5, "evpn": 6,
                "acl": 7, "acl_port": 8, "acl_switch": 9,  # acl*: openflow/acl.py
                "uplink": 10, "fip": 11, "pat": 12,  # openflow/external.py
-               "metadata": 13, "metadata_agent": 14}  # openflow/metadata.py
+               "metadata": 13, "metadata_agent": 14,  # openflow/metadata.py
+               "activation": 15}  # openflow/activation.py
 OWNER_NAMES = {v: k for k, v in OWNER_KINDS.items()}
 OFPVID_PRESENT = 0x1000
 

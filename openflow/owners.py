@@ -5,7 +5,7 @@ and the owners of the security policy, external networks and the metadata servic
 from __future__ import annotations
 
 from controller.derive import View
-from openflow import acl, external, metadata
+from openflow import acl, activation, external, metadata
 from openflow.flows import Owner
 
 
@@ -25,6 +25,8 @@ def present(view: View, session: str, owner: Owner) -> bool:
         return external.present(view, session, owner)
     if owner.kind in metadata.OWNER_KINDS:  # the metadata service: openflow/metadata.py
         return metadata.present(view, session, owner)
+    if owner.kind in activation.OWNER_KINDS:  # a live migration's standby ports: openflow/activation.py
+        return activation.present(view, session, owner)
     return _endpoint_present(view, session, owner)
 
 
@@ -57,4 +59,5 @@ def owners_of(view: View, session: str) -> set[Owner]:
     owners |= acl.owners_on(view, session)  # security policy: openflow/acl.py
     owners |= external.owners_on(view, session)  # external networks: openflow/external.py
     owners |= metadata.owners_on(view, session)  # the metadata service: openflow/metadata.py
+    owners |= activation.owners_on(view, session)  # a live migration's standby ports: openflow/activation.py
     return owners

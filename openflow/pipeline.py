@@ -66,7 +66,7 @@ METADATA = 26  # requests of local VMs to the metadata service and the agent's r
 IRB_OUT, TUNNEL_OUT = 70, 75
 
 TABLES = (
-    Table(CLASSIFY, "classify", frozenset({"in_port", "vlan_vid", "tunnel_id"}),
+    Table(CLASSIFY, "classify", frozenset({"in_port", "vlan_vid", "tunnel_id", "eth_src"}),
           frozenset({PORT_SECURITY, SERVICES, L2_LOOKUP, L3_ROUTING, EXTERNAL_IN, METADATA}),
           "which vport (port, or trunk port + VLAN) or tunnel (VNI) a packet came from -> registers"),
     Table(PORT_SECURITY, "port_security", frozenset({"reg6"} | _L2 | _IP), frozenset({INGRESS_ACL}),

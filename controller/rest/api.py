@@ -397,6 +397,7 @@ class Api:
             "seq": self.state.last_seq, "state_version": self.state.version, "counts": self.service.counts(),
             "switches": {"ovsdb": len(self.state.vrs), "openflow": len(self.state.datapaths)},
             "vports_bound": len(self.state.locations), "vports_mac_mismatch": len(self.state.mismatched),
+            "vports_migrating": len(self.state.standby_of), "activation": dict(self.state.activation_counts),
             "event_loop_lag": self.metrics.lag.status(), "store": self._store_status(), **self._health(),
             **{key: part() for key, part in self.status_parts.items()}})
 

@@ -69,6 +69,9 @@ def _kind_schemas(kind):
         out["properties"]["learnt_on"] = {"type": "array", "items": {"type": "object"}, "description": "a "
                                           "baremetal vport only: each hardware VTEP reporting its MAC in its "
                                           "subnet's VNI (vtep, port, vlan, ports); two or more are a conflict"}
+        out["properties"]["migration"] = {"type": "object", "nullable": True, "description": "a live migration in "
+                                          "flight: {pending: the other ports showing the vport, waiting for its VM's "
+                                          "first packet [{chassis, port, ofport}], activated_by_packet}"}
     if kind == "floating_ip":
         out["properties"]["state"] = {"type": "string", "enum": ["free", "attached_unbound", "no_uplink", "active"],
                                       "description": "active: its vport is bound and its VRS, which has an uplink "

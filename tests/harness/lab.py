@@ -297,12 +297,14 @@ class Lab:
     # -- VMs ------------------------------------------------------------------------------------
 
     def add_vm(self, hv: Hypervisor, name: str, mac: str | None = None, ip: str | None = None,
-               vnic_id: str | None = None, vlan: int | None = None, plug_as: str | None = None) -> Vm:
+               vnic_id: str | None = None, vlan: int | None = None, plug_as: str | None = None,
+               paused: bool = False) -> Vm:
         """A VM on ``hv`` plugged the way ``hv.flavour`` does it (see tests.harness.vports), or the way
         ``plug_as`` does (a KVM-style tap port on an ESXi VRS's br-int, say).
 
         ``mac`` defaults to a unique locally administered address; ``ip`` is a CIDR or None;
-        ``vlan`` is required (1..4094) on esxi and refused elsewhere.
+        ``vlan`` is required (1..4094) on esxi and refused elsewhere; ``paused``: the VM sends nothing of its own
+        (no IPv6: a live migration's destination, whose VM runs only once it resumes, controller/state_activation.py).
         """
         vports = FLAVOURS[plug_as or hv.flavour]
         vm = Vm(name, hv, mac or self._next_mac(), ip, vnic_id, vlan)
@@ -310,6 +312,8 @@ class Lab:
         if vports is FLAVOURS["esxi"]:
             self._port_group(hv)
         vm.ns = self._new_namespace(f"{hv.name}-{name}")
+        if paused:
+            netns.disable_ipv6(vm.ns)
         self._vms.append(vm)
         host_ns, vm.port = vports.host_side(vm)
         started = time.time()  # a link appearing on the hypervisor can lose a packet (docs/vrs.md)

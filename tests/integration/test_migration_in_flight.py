@@ -57,7 +57,7 @@ def test_a_vm_whose_migration_is_in_flight_or_aborted_keeps_its_traffic_and_answ
                        what=f"{hv.name} connected")
     lab.wait_until(lambda: vm1.ping("10.0.1.10"), timeout=15, what="vm1 pings vm0")
 
-    dest = lab.add_vm(hvs[2], "vm0-in", mac=MACS[0], ip=None, vnic_id="vm0")  # paused until the end: answers nothing
+    dest = lab.add_vm(hvs[2], "vm0-in", mac=MACS[0], ip=None, vnic_id="vm0", paused=True)  # paused until the end: answers nothing
     lab.wait_until(lambda: hvs[2].vsctl("get", "Interface", dest.port, "ofport") not in ("[]", "-1"), timeout=10,
                    what="the destination's port numbered")
     assert ping_lost(vm1, "10.0.1.10", 3) == 0, "pings lost while the migration is in flight"
@@ -66,7 +66,7 @@ def test_a_vm_whose_migration_is_in_flight_or_aborted_keeps_its_traffic_and_answ
     lab.remove_vm(dest)  # aborted
     assert ping_lost(vm1, "10.0.1.10", 1) == 0 and location(api, "vm0") == "hv1"
 
-    dest = lab.add_vm(hvs[2], "vm0-in2", mac=MACS[0], ip=None, vnic_id="vm0")  # again, to the end this time
+    dest = lab.add_vm(hvs[2], "vm0-in2", mac=MACS[0], ip=None, vnic_id="vm0", paused=True)  # again, to the end this time
     lab.wait_until(lambda: hvs[2].vsctl("get", "Interface", dest.port, "ofport") not in ("[]", "-1"), timeout=10,
                    what="the destination's port numbered")
     assert ping_lost(vm1, "10.0.1.10", 1) == 0

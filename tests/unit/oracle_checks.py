@@ -31,12 +31,14 @@ def check(world: World, where: str, read_fib: bool = True):
     state, prog = world.state, world.prog
     seen = state._seen
     found = binding.resolve(state.policy, state.vrs, state.flavour_of,
-                            lambda session, port, vlan: seen.get((session, port, vlan), 0))
+                            lambda session, port, vlan: seen.get((session, port, vlan), 0), state.activated)
     bound, mismatched = binding.partition(state.policy, found)
     assert state.locations == bound, where
     assert state.mismatched == mismatched, where
+    standby = binding.standby_ports(state.policy, state.vrs, state.flavour_of, bound)
+    assert state.standby == standby, f"{where}: {state.standby!r:.600} != {standby!r:.600}"  # a live migration's other ports (controller/state_activation.py)
     view = derive(state.policy, state.locations, state.vrs, state.vtep_ip_of, state.vteps, state.remote,
-                  state.gateway_macs)
+                  state.gateway_macs, standby)
     assert set(prog.desired) == set(view.switches), where
     for session in view.switches:
         full, inc = by_owner(compile_switch(view, session)), by_owner(prog.desired[session])

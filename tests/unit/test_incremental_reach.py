@@ -76,7 +76,7 @@ def test_one_port_re_resolves_only_the_vport_it_shows():
     state, _ = world(60)
     located = []
     real = state.index.locate
-    state.index.locate = lambda vid, order: located.append(vid) or real(vid, order)
+    state.index.locate = lambda vid, order, active=None: located.append(vid) or real(vid, order, active)
     snap = state.vrs["hv3"]
     state.vrs_update(replace(snap, ports=snap.ports + (PortInfo("p-vm1", 77, external_ids=(("iface-id", "vm1"),)),)))
     assert located == ["vm1"]

@@ -44,7 +44,8 @@ class Racing:
         self.server.start()
         self.glue = SimpleNamespace(hold=SimpleNamespace(close=lambda: None), rest=self.server, pair=None,
                                     federation=None, ovsdb=SimpleNamespace(stop=lambda: None), reconcilers={},
-                                    _worker=None, store=self.ctl.store, stretches=None, stall=None)
+                                    _worker=None, store=self.ctl.store, stretches=None, stall=None,
+                                    state=SimpleNamespace())
         self.stopped = False
 
     def stop(self):

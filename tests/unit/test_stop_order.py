@@ -90,7 +90,7 @@ def test_the_programming_loop_stops_before_bgp_and_the_switches_while_the_flags_
     assert passes  # the loop runs
     glue = SimpleNamespace(hold=SimpleNamespace(close=lambda: None), rest=SimpleNamespace(stop=lambda: None),
                            pair=None, federation=fed, ovsdb=SimpleNamespace(stop=lambda: None), reconcilers={1: rec},
-                           _worker=worker, store=ctl.store, stretches=None, stall=None,
+                           _worker=worker, store=ctl.store, stretches=None, stall=None, state=SimpleNamespace(),
                            probes=SimpleNamespace(disconnected=lambda _rec: None))
     glue._stop = lambda rec: app.CanopyApp._stop(glue, rec)
     try:

@@ -29,10 +29,10 @@ def _counting(monkeypatch) -> None:
         REACHED["forget_ports"] += bool(names)
         return forget(self, session, names, reached)
 
-    def located(self, vid, seen_order):
+    def located(self, vid, seen_order, active=None):
         key = self.key_of.get(vid)
         REACHED["locate one port"] += bool(key and vid not in self.static_of and len(self.sightings.get(key, ())) == 1)
-        return locate(self, vid, seen_order)
+        return locate(self, vid, seen_order, active)
 
     def mark_seen(self, snap, changed, seen):
         ports = self._seen_ports.get(snap.session, {})

@@ -1,0 +1,177 @@
+"""A live migration's destination activated by the VM's first packet (as OVN's ``activation-strategy=rarp``).
+
+While a KVM or Hyper-V vport shows on two ports with a device (libvirt plugs the destination's port when a live
+migration starts), one is its location (controller/binding.py ``preferred``) and each other one is a *standby*: the
+compiler gives it one flow (openflow/activation.py) that sends what the VM sends from its own MAC to the controller,
+and the classify table's default drops the rest. QEMU announces the VM with RARP frames the moment it resumes on the
+destination; that packet-in (controller/app.py) calls ``State.activate``, which makes that port the vport's active
+one: the vport is re-located there (normal programming follows) and the port it left becomes the standby.
+
+``Activations`` is part of State (controller/state.py ``State`` inherits it). It keeps:
+- ``activated``: vport id -> (session, port name) of its active port, for each vport shown on two ports with a
+  device (its source's by the first-appearance rule, or the one its VM's first packet made active); ``preferred``
+  puts it first. It goes when that port no longer shows the vport with a device, or no other port does (at most one
+  per vport, none once a migration is over; kept while a switch that showed the vport went, with its port, and
+  may come back, or until the vport is deleted). It is this controller's memory of a migration: ``on_active`` (the
+  app: the store's meta ``ACTIVE_KEY``, written off the event loop) is told each new content, and a restart starts
+  from what was stored (``load_active``), so that it does not order the two ports by when their switches reported
+  to it. A record whose switch has not reported yet is kept (the start-up hold programs nothing meanwhile).
+- ``standby``: session -> {port name: (ofport, MAC, vport id)}, what each switch's activation flows are built from
+  (derive.switch_info), and ``standby_of``: vport id -> its standby ports' (session, port name, ofport).
+
+A hostile VM cannot make it work without bound: the flow matches only the vport's own MAC, a port that is not a
+standby is ignored by a dict lookup, and one vport is activated at most once per ``ACTIVATION_HOLD`` seconds (two
+ports sending from one MAC at once would otherwise move it back and forth at the packet rate); packet-ins refused
+are counted (``activation_counts``, GET /v1/status).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from itertools import compress, repeat
+from operator import itemgetter
+
+log = logging.getLogger("canopy.state")
+ACTIVATION_HOLD = 2.0  # seconds after a vport's activation during which another packet cannot move it again
+_SESSION = itemgetter(0)
+ACTIVE_KEY = "active_ports"  # the store's meta key for ``activated`` (this node's own: controller/store.py LOCAL_META)
+
+
+class Activations:
+    """The activation side of State (module docstring)."""
+
+    def _init_activations(self) -> None:
+        self.activated: dict[str, tuple[str, str]] = {}
+        self.standby: dict[str, dict[str, tuple]] = {}
+        self.standby_of: dict[str, tuple] = {}
+        self._activated_at: dict[str, float] = {}  # vport id -> monotonic time of its last activation
+        self.activation_counts = dict.fromkeys(("activated", "not_standby", "held", "foreign_mac"), 0)
+        self.on_active = None  # called with a copy of ``activated`` whenever it changed (the app stores it)
+        self.active_version = 0  # raised by every change of ``activated`` (controller/activekeep.py sends it)
+
+    def load_active(self, stored) -> None:
+        """``activated`` as stored before a restart ({vport id: [session, port]}); anything malformed is skipped."""
+        for vid, where in (stored or {}).items() if isinstance(stored, dict) else ():
+            if isinstance(vid, str) and isinstance(where, (list, tuple)) and len(where) == 2 and \
+                    all(isinstance(part, str) for part in where):
+                self.activated[vid] = (where[0], where[1])
+        if self.activated:
+            log.info("%d vports were shown on two ports (live migrations in flight): their active ports restored",
+                     len(self.activated))
+
+    def activate(self, datapath_id: int, ofport: int, src_mac: str | None = None, now: float | None = None) -> str | None:
+        """The switch ``datapath_id`` sent the controller a packet its port ``ofport`` received from a standby's
+        VM (openflow/activation.py's flow): that port becomes the vport's active one. Returns the vport id, or None
+        when nothing changed (not a standby port now, ``src_mac`` not the vport's, or activated too recently)."""
+        session = self._dpid_session.get(datapath_id)
+        held = self.standby.get(session, {}) if session is not None else {}
+        hit = next(((name, entry) for name, entry in held.items() if entry[0] == ofport), None)
+        if hit is None:
+            self.activation_counts["not_standby"] += 1
+            return None
+        name, (_, mac, vid) = hit
+        if src_mac is not None and src_mac != mac:
+            self.activation_counts["foreign_mac"] += 1
+            return None
+        now = time.monotonic() if now is None else now
+        if now - self._activated_at.get(vid, -ACTIVATION_HOLD) < ACTIVATION_HOLD:
+            self.activation_counts["held"] += 1
+            return None
+        self._activated_at[vid] = now
+        self.activated[vid] = (session, name)
+        self.activation_counts["activated"] += 1
+        vport = self.policy.get("vport", vid)
+        log.info("vport %s: its VM's first packet at %s:%s (ofport %d) made that port active",
+                 self.policy.ref("vport", vport) if vport else vid, self.vrs[session].chassis, name, ofport)
+        self._relocate([vid])
+        self._tell_active()
+        return vid
+
+    def _track_standbys(self, vids) -> None:
+        """The standby ports of ``vids`` (just re-located) brought up to date, and their activation record dropped
+        when its port no longer shows them with a device; the switches whose standby ports changed are recorded."""
+        index, locations, standby_of, activated = self.index, self.locations, self.standby_of, self.activated
+        shown = map(index.sightings.get, map(index.key_of.get, vids), repeat(()))
+        reached = set(compress(vids, map((1).__lt__, map(len, shown))))  # shown on two ports or more (C loops)
+        if standby_of:
+            reached |= standby_of.keys() & set(vids)
+        if activated:
+            reached |= activated.keys() & set(vids)
+        if not reached:
+            return
+        sessions, told = set(), False
+        vports, reported = self.policy.objects["vport"], self.vrs.keys() - self.partial.keys()
+        for vid in sorted(reached):
+            loc = locations.get(vid)
+            now = index.standbys(vid, loc)
+            before = standby_of.get(vid, ())
+            record = activated.get(vid)
+            if record is not None and record[0] not in reported:
+                pass  # its switch has not reported (yet, after a restart): kept
+            elif now and record != (loc.session, loc.port):
+                activated[vid] = (loc.session, loc.port)
+                told = True
+            elif record is not None and not now and (vid not in vports or reported.issuperset(map(_SESSION, before))):
+                del activated[vid]  # (a switch gone with a port that showed it may come back with it: kept)
+                self._activated_at.pop(vid, None)
+                told = True
+            mac = vports[vid]["mac"] if now else None
+            if now == before and all(self.standby[s][name][1] == mac for s, name, _ in now):  # (its MAC too)
+                continue
+            for session, name, _ in before:
+                ports = self.standby.get(session, {})
+                if ports.get(name, (None, None, vid))[2] == vid:  # (not another vport's since: one re-created)
+                    ports.pop(name, None)
+                if not ports:
+                    self.standby.pop(session, None)
+                sessions.add(session)
+            if now:
+                standby_of[vid] = now
+                for session, name, ofport in now:
+                    self.standby.setdefault(session, {})[name] = (ofport, mac, vid)
+                    sessions.add(session)
+            else:
+                standby_of.pop(vid, None)
+        if sessions:
+            self._record("switches", sessions)
+        if told:
+            self._tell_active()
+
+    def take_active(self, table: dict) -> None:
+        """Not the HA active: the active's ``activated`` ({vport id: (session, port)}, controller/activekeep.py) taken
+        as this node's own; the vports whose record changed are re-located, so that its flows are the active's."""
+        changed = {vid for vid in self.activated.keys() | table.keys() if self.activated.get(vid) != table.get(vid)}
+        if not changed:
+            return
+        self.activated.clear()
+        self.activated.update(table)
+        for vid in changed:
+            self._activated_at.pop(vid, None)
+        self._relocate(sorted(changed))
+        self._tell_active()
+
+    def _tell_active(self) -> None:
+        self.active_version += 1
+        if self.on_active is not None:
+            self.on_active({vid: list(where) for vid, where in self.activated.items()})
+
+    def migration_of(self, vid: str) -> dict | None:
+        """A bound vport's live migration in flight, for REST: None, or {"pending": the ports waiting for its VM's
+        first packet [{chassis, port, ofport}], "activated_by_packet": whether its location was made active so}."""
+        ports = self.standby_of.get(vid)
+        if not ports:
+            return None
+        return {"pending": [{"chassis": self.vrs[s].chassis if s in self.vrs else s, "port": name, "ofport": ofport}
+                            for s, name, ofport in ports], "activated_by_packet": vid in self._activated_at}
+
+    def activation_report(self) -> list[dict]:
+        """Each vport waiting for its VM's first packet on another port (a live migration in flight)."""
+        out = []
+        for vid in sorted(self.standby_of):
+            vport = self.policy.get("vport", vid)
+            loc = self.locations.get(vid)
+            out.append({"vport": self.policy.ref("vport", vport) if vport else vid,
+                        "active": {"chassis": loc.chassis, "port": loc.port} if loc else None,
+                        **self.migration_of(vid)})
+        return out
