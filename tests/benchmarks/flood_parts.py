@@ -184,7 +184,7 @@ def on_ovs(sizes, remotes: int) -> dict:
             out[f"{n} ports on OVS"] = (f"{len(groups)} groups ({dumped} dumped after one port more); vswitchd "
                                         f"CPU (10 ms ticks, 0.5 s idle included) add-groups {install:.3f} s, one "
                                         f"port more {len(changed)} group-mod(s) {sum(more):.3f} s")
-        for n in sizes + [2040, 2050]:
+        for n in sizes + [2040, 2046, 2047, 2050]:
             out[f"broadcast from a local port, {n} ports"] = flooded(lab, hv, n)
         for n, remotes_ in ((2000, 92), (2000, 93), (0, 770), (0, 800), (0, 1000)):
             out[f"broadcast from a local port, {n} ports and {remotes_} VTEPs"] = flooded(lab, hv, n, remotes_)
