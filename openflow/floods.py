@@ -11,7 +11,8 @@ last part only). A subnet under ``PART_BUCKETS`` buckets
 keeps its two plain groups, as before. The reconciler sends parts before the groups that name them and deletes
 them after (``send_rank``). Limits (docs/limits.md): ``MAX_PARTS`` parts per group; and Open vSwitch drops a
 packet whose translation takes more than 4,096 resubmits, two per local port (the bucket's and the egress
-table's), so a broadcast stops being flooded at all past about 2,000 local ports of one subnet on one switch.
+table's; on the userspace datapath one per VTEP as well), so a broadcast stops being flooded at all past about
+2,000 local ports of one subnet on one switch; and its 64 kB of datapath actions give a copy to ~780 VTEPs at most.
 
 Groups are per switch (their buckets name the switch's own ports and VXLAN port), so they are not shared like
 flows; what every switch's groups are built from (the subnet's ports by switch, its VTEPs, the buckets to

@@ -13,8 +13,11 @@ whole): a switch would refuse them, this only measures the work.
 (ovs-vswitchd's CPU, ``/proc/PID/stat``), the one-port change with ``mod-group``; and whether a broadcast from a
 local port is flooded at all (``ofproto/trace``) through Canopy's pipeline shape: 4 table hops before the flood
 group (classify, port security, ingress ACL, services, L2 lookup) and per local port the bucket's resubmit to the
-egress ACL and its hop to egress; Open vSwitch gives up past 4,096 resubmits ("Too many resubmits"). Not
-collected by pytest.
+egress ACL and its hop to egress; Open vSwitch gives up past 4,096 resubmits ("Too many resubmits"). Then (review41f)
+the same with VTEP buckets to a VXLAN port ``remote_ip=flow`` tunnelled natively over the lab's br-phy (the userspace
+datapath, as every VRS of tests/harness): each VTEP takes a resubmit too (its tunnel's translation through br-phy)
+and about 84 bytes of datapath actions, which Open vSwitch caps at 64 kB ("resubmits yielded over 64 kB of actions":
+the VTEPs past it get no copy). Not collected by pytest.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import statistics
 import struct
 import subprocess
@@ -180,31 +184,58 @@ def on_ovs(sizes, remotes: int) -> dict:
             out[f"{n} ports on OVS"] = (f"{len(groups)} groups ({dumped} dumped after one port more); vswitchd "
                                         f"CPU (10 ms ticks, 0.5 s idle included) add-groups {install:.3f} s, one "
                                         f"port more {len(changed)} group-mod(s) {sum(more):.3f} s")
-        for n in sizes + [2040, 2050]:
+        for n in sizes + [2040, 2046, 2047, 2050]:
             out[f"broadcast from a local port, {n} ports"] = flooded(lab, hv, n)
+        for n, remotes_ in ((2000, 92), (2000, 93), (0, 770), (0, 800), (0, 1000)):
+            out[f"broadcast from a local port, {n} ports and {remotes_} VTEPs"] = flooded(lab, hv, n, remotes_)
     return out
 
 
-def flooded(lab, hv, n: int) -> str:
-    """ofproto/trace of a broadcast through Canopy's pipeline shape (module docstring) at ``n`` local ports."""
-    bridge = f"br-t{n}"
+def vtep(i: int, ofport: int) -> tuple:
+    """A VTEP bucket to 10.251.4.0 + i (the lab's underlay, reached over br-phy: its neighbor entry is set)."""
+    return ("set", "tunnel_id", VNI), ("set", "tun_ipv4_dst", f"10.251.{4 + i // 250}.{i % 250 + 1}"), \
+        ("output", ofport)
+
+
+def flooded(lab, hv, n: int, remotes: int = 0) -> str:
+    """ofproto/trace of a broadcast through Canopy's pipeline shape (module docstring) at ``n`` local ports and
+    ``remotes`` VTEPs (a VXLAN port of its own, removed with the bridge after the trace: the userspace datapath
+    takes one VXLAN port on UDP 4789)."""
+    bridge = f"br-t{n}-{remotes}"
     hv.ovs.add_bridge(bridge, "fail_mode=secure", "protocols=OpenFlow13,OpenFlow14", "datapath_type=netdev")
-    hv.vsctl("add-port", bridge, f"t{n}", "--", "set", "Interface", f"t{n}", "type=internal")
-    path = lab.workdir / f"trace-groups-{n}.txt"
-    path.write_text("\n".join(map(render_group, sorted(groups_of(n, 0, True),
-                                                        key=lambda g: floods.send_rank(g.group_id)))) + "\n")
+    port = f"t{n}-{remotes}"
+    hv.vsctl("add-port", bridge, port, "--", "set", "Interface", port, "type=internal")
+    lo, vteps = tuple(map(local, range(n))), ()
+    if remotes:
+        hv.vsctl("add-port", bridge, "vx-t", "--", "set", "Interface", "vx-t", "type=vxlan", "ofport_request=100",
+                 "options:remote_ip=flow", "options:key=flow")
+        vteps = tuple(vtep(i, 100) for i in range(remotes))
+        for i in range(remotes):
+            hv.ovs.appctl("tnl/neigh/set", "br-phy", vtep(i, 100)[1][2], f"02:00:00:aa:{i >> 8:02x}:{i & 255:02x}")
+    groups = floods.flood_groups(EVERYONE, LOCAL_ONLY, lo, vteps, OWNER)
+    path = lab.workdir / f"trace-groups-{n}-{remotes}.txt"
+    path.write_text("\n".join(map(render_group, sorted(groups, key=lambda g: floods.send_rank(g.group_id)))) + "\n")
     env = {**os.environ, **hv.ovs.env}
     subprocess.run(["ovs-ofctl", "-O", "OpenFlow14", "--bundle", "add-groups", bridge, str(path)], env=env,
                    check=True, timeout=600, capture_output=True)
     flows = [f"table={a},priority=0,actions=goto_table:{b}" for a, b in ((0, 10), (10, 20), (20, 25), (25, 30))]
     flows += [f"table=30,priority=0,actions=group:{EVERYONE}", f"table={p.EGRESS_ACL},priority=0,actions=goto_table:"
               f"{p.EGRESS}", f"table={p.EGRESS},priority=0,actions=output:LOCAL"]
-    flows_path = lab.workdir / f"trace-flows-{n}.txt"
+    flows_path = lab.workdir / f"trace-flows-{n}-{remotes}.txt"
     flows_path.write_text("\n".join(flows) + "\n")
     hv.ofctl("-O", "OpenFlow14", "add-flows", bridge, str(flows_path))
-    trace = hv.ovs.appctl("ofproto/trace", bridge, f"in_port=t{n},dl_dst=ff:ff:ff:ff:ff:ff")
+    trace = hv.ovs.appctl("ofproto/trace", bridge, f"in_port={port},dl_dst=ff:ff:ff:ff:ff:ff")
+    if remotes:
+        hv.vsctl("del-br", bridge)
     failed = [line for line in trace.splitlines() if line.startswith("Translation failed")]
-    return failed[0] if failed else f"flooded ({trace.count('resubmit(,50)')} bucket resubmits traced)"
+    datapath = next((line for line in trace.splitlines() if line.startswith("Datapath actions:")), "")
+    over = sorted({m.strip(" >") for m in re.findall(r">>>> (over \d+ resubmit actions|resubmits yielded over 64 kB "
+                                                          r"of actions) <<<<", trace)})
+    if failed:
+        return failed[0]
+    copies = f", {datapath.count('tnl_push(')} of {remotes} VTEPs" if remotes else ""
+    cut = f"; cut: {', '.join(over)}" if over else ""
+    return f"flooded ({trace.count('resubmit(,50)')} bucket resubmits traced{copies}{cut})"
 
 
 def main(argv=None) -> int:
