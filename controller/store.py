@@ -51,7 +51,7 @@ from pathlib import Path
 
 from controller.loglimit import warn_limited
 from controller.storefile import FileWatch, Moved, set_aside
-from controller.storetxn import Transaction, fault_reason, free_bytes  # noqa: F401 - free_bytes: storeguard's
+from controller.storetxn import Transaction, fault_reason, flush_notes, free_bytes  # noqa: F401 - storeguard
 
 SCHEMA_VERSION = 1
 # SQLite errors that are Canopy's bugs (a constraint, a misused cursor or connection, bad SQL), not the disk's: they
@@ -236,6 +236,7 @@ class Store:
     def close(self):
         with self._lock:
             self.file.closing()  # a file gone since the last write: what it held saved before the connection goes
+            flush_notes()
         if self.file.overwritten:  # the writer first: with the (read-only) reader open it checkpoints nothing into
             self._db.close()  # the file put in place of ours, and the reader, closing last, cannot
             self.reader.close()
@@ -252,6 +253,8 @@ class Store:
                     self.offload(self.file.check)
                 except Moved as exc:
                     self._refused("its file check", exc)
+                finally:
+                    flush_notes()  # what the check logged in the thread pool
         return self.file.gone is not None
 
     def _data_version(self) -> int:
@@ -306,7 +309,7 @@ class Store:
                 raise
             raise self._refused(what, exc) from None
         finally:
-            self.file.wrote()  # its checkpoint writes the file: any other change of it is someone else's
+            flush_notes()  # what its file check logged in the thread pool
         self._recovered()
         return result
 
@@ -335,7 +338,7 @@ class Store:
     def _commit_unlocked(self, changes, meta):
         """The commit's transaction; the caller holds the lock (this may run in another OS thread)."""
         self.file.check()  # storefile.Moved: the path no longer names the file written to
-        with Transaction(self._db):
+        with self._writing():
             return self._commit_changes(changes, meta)
 
     def _commit_changes(self, changes, meta):
@@ -365,7 +368,7 @@ class Store:
     def _set_meta_committed(self, key, value):
         """set_meta's transaction; the caller holds the lock (this may run in another OS thread)."""
         self.file.check()
-        with Transaction(self._db):
+        with self._writing():
             self._set_meta(key, value)
 
     def _set_meta(self, key, value):
@@ -382,6 +385,13 @@ class Store:
 
     def _txn(self):
         return Transaction(self._db, self._lock)
+
+    def _writing(self):
+        """A write transaction of the store's own (the caller holds the lock; this may run in another OS thread): once
+        it ended, its checkpoint may have written the file, which is noted as it left it (storefile ``wrote``) here, in
+        the thread that ran it, and not by the caller: one killed while it waited stops waiting before the end
+        (ryu_compat.blocking: KILLED_WAITS), and a note taken then would take this checkpoint for someone else's."""
+        return Transaction(self._db, after=self.file.wrote)
 
     # ------------------------------------------------------------------ replication
     @_locked
@@ -423,7 +433,7 @@ class Store:
     def _apply_changes(self, changes, meta):
         """The replicated batch's transaction; the caller holds the lock (this may run in another OS thread)."""
         self.file.check()
-        with Transaction(self._db):
+        with self._writing():
             last = self._last_seq()
             new = [c for c in changes if c.seq > last]
             if changes and not new:
@@ -523,7 +533,7 @@ class Store:
         row and the fsync: seconds of the event loop for a standby's first snapshot at scale); the caller holds the
         lock (this may run in another OS thread)."""
         self.file.check()
-        with Transaction(self._db):
+        with self._writing():
             self._db.execute("DELETE FROM objects")
             self._db.execute("DELETE FROM changes")
             self._db.execute("DELETE FROM meta WHERE key NOT IN (%s)" % ",".join("?" * len(KEPT_META)), KEPT_META)

@@ -37,6 +37,8 @@ import os
 import sqlite3
 import time
 
+from controller.storetxn import note
+
 log = logging.getLogger("canopy.store")
 SAVE_AGAIN = 10.0  # seconds between two tries to save the open store while none succeeded (a full disk, no directory)
 
@@ -116,12 +118,12 @@ class FileWatch:
                 self.saved = self._save()
             if not self.shared:  # else the log is the file's own (the other's commits are in it): left
                 self._set_aside()
-            log.error("the store %s was %s while this controller ran: every write is refused from now on, so that "
-                      "none is acknowledged and then lost; %s", self.path, self.gone, self.advice())
+            note(log, logging.ERROR, "the store %s was %s while this controller ran: every write is refused from now "
+                 "on, so that none is acknowledged and then lost; %s", self.path, self.gone, self.advice())
         elif self.saved is None and not self.overwritten and (last or self.clock() - self.tried >= SAVE_AGAIN):
             self.saved = self._save()
             if self.saved:
-                log.error("the store %s: %s", self.path, self.advice())
+                note(log, logging.ERROR, "the store %s: %s", self.path, self.advice())
         raise Moved(errno.ESTALE, f"its file was {self.gone} while the controller ran; {self.advice()}")
 
     def _changed(self) -> str | None:
@@ -167,7 +169,8 @@ class FileWatch:
             try:
                 set_aside(self.path, "gone", (suffix,))
             except OSError as exc:
-                log.error("the store %s: could not move %s%s aside: %s", self.path, self.path, suffix, exc)
+                note(log, logging.ERROR, "the store %s: could not move %s%s aside: %s", self.path, self.path, suffix,
+                     exc)
 
     def _save(self) -> str | None:
         self.tried = self.clock()
@@ -179,7 +182,7 @@ class FileWatch:
             finally:
                 out.close()
         except (sqlite3.Error, OSError) as exc:
-            log.error("the store %s: could not save what it holds to %s: %s", self.path, dest, exc)
+            note(log, logging.ERROR, "the store %s: could not save what it holds to %s: %s", self.path, dest, exc)
             try:
                 os.remove(dest)
             except OSError:
