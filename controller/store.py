@@ -50,7 +50,7 @@ from functools import wraps
 from pathlib import Path
 
 from controller.loglimit import warn_limited
-from controller.storefile import FileWatch, Moved, set_aside
+from controller.storefile import FileWatch, Moved, discard, set_aside
 from controller.storetxn import Transaction, fault_reason, flush_notes, free_bytes  # noqa: F401 - storeguard
 
 SCHEMA_VERSION = 1
@@ -194,20 +194,24 @@ class Store:
         """The writer's connection to the file at ``path``, its tables made (``kept`` meta values written into a new
         one); the caller holds the lock (this may run in another OS thread)."""
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")
-        db.execute("PRAGMA foreign_keys=ON")
-        with Transaction(db):
-            for ddl in _DDL:
-                db.execute(ddl)
-            version = _meta(db, "schema_version")
-            if version not in (None, SCHEMA_VERSION):
-                raise StoreError(f"{self.path} has store schema {version}; this Canopy reads {SCHEMA_VERSION}")
-            # a store id: new, or made before store ids existed
-            kept = {"schema_version": SCHEMA_VERSION, "store_id": uuid.uuid4().hex, **kept}
-            for key, value in kept.items():
-                if _meta(db, key) is None:
-                    db.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value)))
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA foreign_keys=ON")
+            with Transaction(db):
+                for ddl in _DDL:
+                    db.execute(ddl)
+                version = _meta(db, "schema_version")
+                if version not in (None, SCHEMA_VERSION):
+                    raise StoreError(f"{self.path} has store schema {version}; this Canopy reads {SCHEMA_VERSION}")
+                # a store id: new, or made before store ids existed
+                kept = {"schema_version": SCHEMA_VERSION, "store_id": uuid.uuid4().hex, **kept}
+                for key, value in kept.items():
+                    if _meta(db, key) is None:
+                        db.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value)))
+        except BaseException:
+            db.close()  # not left to the garbage collector, a connection (and its files) per refused renewal
+            raise
         return db
 
     def renew(self) -> None:
@@ -229,7 +233,11 @@ class Store:
     def _renewed(self, kept):
         """renew's file work (the caller holds the lock; this may run in another OS thread)."""
         set_aside(self.path, "renewed")
-        db = self._connected(kept)  # refused (a full disk): the old file stays the store's, tried again later
+        try:
+            db = self._connected(kept)  # refused (a full disk): the old file stays the store's, tried again later
+        except BaseException:
+            discard(self.path)  # what the refused one made: else the next try (the next tick) moves it aside too, a
+            raise  # renewed-<time> file a second, and in the same second over the file put there, set aside first
         self._db.close()  # another file at the path, and the old reader open: no checkpoint into anything
         return db
 

@@ -77,6 +77,15 @@ def set_aside(path: str, label: str, suffixes=("", "-wal", "-shm")) -> None:
             pass
 
 
+def discard(path: str, suffixes=("", "-wal", "-shm")) -> None:
+    """Remove the file at ``path`` and its write-ahead log and index (those that are there)."""
+    for suffix in suffixes:
+        try:
+            os.remove(path + suffix)
+        except FileNotFoundError:
+            pass
+
+
 class FileWatch:
     """The identity of the store's file at open; ``check`` raises ``Moved`` once the path named another file or none,
     after saving a copy of the open store the first time (``save``: the open connection's contents to a file) and

@@ -89,3 +89,46 @@ def test_a_checkpoint_that_ends_after_its_caller_stopped_waiting_is_not_taken_fo
     again = Store(data)
     assert set(again.load_objects()["tenant"]) == {"a", "b"} and "v" in again.load_objects()["vport"]
     again.close()
+
+
+RENEW_REFUSED = textwrap.dedent("""
+    import glob, os, resource, signal, sys
+    sys.path.insert(0, {root!r})
+    from controller.store import Change, Store, StoreFault
+    store = Store({data!r})
+    store.commit([Change("tenant", "a", "put", {{"id": "a"}})])
+    with open(store.path, "r+b") as fh:               # overwritten in place: what was put there, kept for inspection
+        fh.truncate(0)
+        fh.write(b"put here by an operator's tool")
+    assert store.file_failed()
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)     # a file that may not grow: every write refused (EFBIG),
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, resource.RLIM_INFINITY))   # as on a full disk
+    refused = 0
+    for _ in range(3):                                # three ticks of the standby's pair
+        try:
+            store.renew()
+        except StoreFault:
+            refused += 1
+    resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    kept = [p for p in glob.glob(store.path + ".renewed-*") if not p.endswith(("-wal", "-shm"))]
+    foreign = [p for p in kept if open(p, "rb").read() == b"put here by an operator's tool"]
+    print(refused, int(os.path.exists(store.path)), len(kept), len(foreign), flush=True)
+    store.renew()                                     # the disk takes writes again: renewed
+    print(int(store.file_failed()), flush=True)
+""")
+
+
+def test_a_renewal_the_disk_refuses_leaves_nothing_behind_and_keeps_the_file_put_there(tmp_path):
+    """A standby's tick renews its store while the disk refuses writes: each refused try leaves nothing at the path.
+    Before, the new file each try made stayed there, so the next try moved it aside too: a renewed-<time> file (and
+    log) a second for as long as the disk stayed full, and within the same second over the file set aside first (the
+    one put in place of the store, kept for the operator)."""
+    code = RENEW_REFUSED.format(root=os.getcwd(), data=str(tmp_path / "data"))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    first, second = done.stdout.split("\n")[:2]
+    refused, at_path, kept, foreign = map(int, first.split())
+    assert refused == 3, "the disk did not refuse the renewals: the test proves nothing"
+    assert at_path == 0, "a refused renewal left its new file at the store's path"
+    assert (kept, foreign) == (1, 1), f"{kept} file(s) set aside, {foreign} with what was put there"
+    assert second == "0", "the renewal once the disk takes writes failed"
