@@ -140,15 +140,23 @@ class FileWatch:
         now = identity(self.path)
         if now != self.opened:
             return "deleted" if now is None else "replaced by another file"
+        if self._committed_by_another():  # first: its own checkpoint writes the file as an overwrite would
+            self.shared = True
+            return "written to by another process (another SQLite connection committed to it)"
         if contents(self.path) != self.stamp:
             self.overwritten = True
             return "overwritten in place (its size or modification time changed outside the store's own writes)"
         if identity(self.path + "-wal") != self.log_opened:
             return f"left without its write-ahead log ({self.path}-wal deleted or replaced)"
-        if self.version() != self.seen:
-            self.shared = True
-            return "written to by another process (another SQLite connection committed to it)"
         return None
+
+    def _committed_by_another(self) -> bool:
+        """Whether another connection committed to the file (``PRAGMA data_version``); False when SQLite cannot read
+        it (a file put there that is no database: its size or time tells)."""
+        try:
+            return self.version() != self.seen
+        except sqlite3.Error:
+            return False
 
     def closing(self) -> None:
         """The store closes (the controller stops): a file that went since the last write, which no write noticed,

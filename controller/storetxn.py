@@ -25,7 +25,7 @@ def note(logger: logging.Logger, level: int, message: str, *args) -> None:
             threading.get_native_id() != threading.main_thread().native_id:
         _held.append((logger, level, message, args))  # atomic under the GIL
     else:
-        logger.log(level, message, *args)
+        logger.log(level, message, *args, stacklevel=2)  # the caller's line in the record
 
 
 def flush_notes() -> None:
