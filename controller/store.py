@@ -73,7 +73,10 @@ KNOWN_DEVICES = "known_devices"
 # meta keys a snapshot restore keeps: the store's own identity and this node's own memory
 KEPT_META = ("schema_version", "store_id", KNOWN_DEVICES)
 # meta keys that describe this store's own log or this node, never copied from another store
-LOCAL_META = KEPT_META + ("compacted_seq", "compacted_ts")
+# when this store's file was renewed (an HA standby's: Store.renew), until a snapshot restore replaces it: a node
+# restarted on it meanwhile knows its store is empty (controller/replication.py Applier.renewed)
+RENEWED_META = "store_renewed"
+LOCAL_META = KEPT_META + ("compacted_seq", "compacted_ts", RENEWED_META)
 DB_NAME = "canopy.db"
 MARKER_NAME = DB_NAME + ".marker"
 
@@ -220,7 +223,7 @@ class Store:
         the whole store (controller/replication.py ``Applier.renew``). What is at the path is moved aside first
         (``canopy.db.renewed-<time>``, with its log), so the old connections close without a checkpoint into it."""
         with self._lock:
-            kept = {"store_id": self._store_id}
+            kept = {"store_id": self._store_id, RENEWED_META: time.time()}
             if not self.file.overwritten:  # else what it reads is not this store's
                 kept[KNOWN_DEVICES] = self._get_meta(KNOWN_DEVICES)
             old = self.reader
