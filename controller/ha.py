@@ -398,8 +398,6 @@ class Pair:
     def _decide(self, now: float) -> None:
         if self.role != "active" and self.applier.busy:
             return  # a replicated batch is in hand: applied (and acknowledged) before anything is decided
-        if self.role != "active" and self.applier.renewed is not None:
-            return  # its store renewed and empty until the active's snapshot is in: never active on it
         if not self._heard_since_resumed():
             return
         alive = self._peer_alive(now) and not self.link.refused()
@@ -413,6 +411,9 @@ class Pair:
             if self.role != "standby":
                 self._become("standby", "the peer is active")
             return
+        if self.applier.renewed is not None:
+            return  # its store renewed and empty until the active's snapshot is in: never active on it (a standby,
+            # even restarted meanwhile: Applier.renewed is in the store)
         if alive:  # both undecided or standby: elect
             if self._wins_election() and self._switches_agree():
                 self._become("active", "elected (newest data, then priority, then node id)")

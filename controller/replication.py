@@ -31,7 +31,7 @@ from controller.pacer import NEVER, Pacer
 from controller.pairlink import PairLink
 from controller.policy import Policy
 from controller.replicacheck import InvalidReplica, check_meta, checked_changes, checked_snapshot
-from controller.store import Change, StoreError, StoreFault
+from controller.store import RENEWED_META, Change, StoreError, StoreFault
 
 POLL = 0.2                       # how often a waiting confirm() looks again
 BATCH = 500                      # changes per catch-up message
@@ -348,7 +348,8 @@ class Applier:
         self.accepting = lambda: True
         self._last_resync = (None, 0.0)
         self.position: dict = {"seq": 0, "history": [0, None]}  # the store's position when hello() last looked
-        self.renewed: float | None = None  # when our store's file was renewed, until the active's snapshot is in it
+        # when our store's file was renewed, until the active's snapshot is in it (in the store: across a restart)
+        self.renewed: float | None = store.get_meta(RENEWED_META)
         self.renewals = 0  # store files renewed (its file went while this node was the standby)
         self._queue: deque = deque()
         self._applying = False
@@ -490,7 +491,7 @@ class Applier:
             if not self.accepting():
                 return False
             self.store.renew()
-            self.renewed, self.renewals = time.time(), self.renewals + 1
+            self.renewed, self.renewals = self.store.get_meta(RENEWED_META), self.renewals + 1
         self.log.warning("the store %s went while this node was the standby: took a new file, asking the active for "
                          "the whole store (this node does not take over until it has it)", self.store.path)
         self._resync()

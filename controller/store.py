@@ -50,8 +50,8 @@ from functools import wraps
 from pathlib import Path
 
 from controller.loglimit import warn_limited
-from controller.storefile import FileWatch, Moved, set_aside
-from controller.storetxn import Transaction, fault_reason, free_bytes  # noqa: F401 - free_bytes: storeguard's
+from controller.storefile import FileWatch, Moved, discard, set_aside
+from controller.storetxn import Transaction, fault_reason, flush_notes, free_bytes  # noqa: F401 - storeguard
 
 SCHEMA_VERSION = 1
 # SQLite errors that are Canopy's bugs (a constraint, a misused cursor or connection, bad SQL), not the disk's: they
@@ -74,7 +74,10 @@ KNOWN_DEVICES = "known_devices"
 KEPT_META = ("schema_version", "store_id", KNOWN_DEVICES)
 # meta keys that describe this store's own log or this node, never copied from another store ("active_ports": the
 # live migrations this node saw, controller/state_activation.py)
-LOCAL_META = KEPT_META + ("compacted_seq", "compacted_ts", "active_ports")
+# when this store's file was renewed (an HA standby's: Store.renew), until a snapshot restore replaces it: a node
+# restarted on it meanwhile knows its store is empty (controller/replication.py Applier.renewed)
+RENEWED_META = "store_renewed"
+LOCAL_META = KEPT_META + ("compacted_seq", "compacted_ts", "active_ports", RENEWED_META)
 DB_NAME = "canopy.db"
 MARKER_NAME = DB_NAME + ".marker"
 
@@ -195,20 +198,24 @@ class Store:
         """The writer's connection to the file at ``path``, its tables made (``kept`` meta values written into a new
         one); the caller holds the lock (this may run in another OS thread)."""
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")
-        db.execute("PRAGMA foreign_keys=ON")
-        with Transaction(db):
-            for ddl in _DDL:
-                db.execute(ddl)
-            version = _meta(db, "schema_version")
-            if version not in (None, SCHEMA_VERSION):
-                raise StoreError(f"{self.path} has store schema {version}; this Canopy reads {SCHEMA_VERSION}")
-            # a store id: new, or made before store ids existed
-            kept = {"schema_version": SCHEMA_VERSION, "store_id": uuid.uuid4().hex, **kept}
-            for key, value in kept.items():
-                if _meta(db, key) is None:
-                    db.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value)))
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA foreign_keys=ON")
+            with Transaction(db):
+                for ddl in _DDL:
+                    db.execute(ddl)
+                version = _meta(db, "schema_version")
+                if version not in (None, SCHEMA_VERSION):
+                    raise StoreError(f"{self.path} has store schema {version}; this Canopy reads {SCHEMA_VERSION}")
+                # a store id: new, or made before store ids existed
+                kept = {"schema_version": SCHEMA_VERSION, "store_id": uuid.uuid4().hex, **kept}
+                for key, value in kept.items():
+                    if _meta(db, key) is None:
+                        db.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value)))
+        except BaseException:
+            db.close()  # not left to the garbage collector, a connection (and its files) per refused renewal
+            raise
         return db
 
     def renew(self) -> None:
@@ -217,7 +224,7 @@ class Store:
         the whole store (controller/replication.py ``Applier.renew``). What is at the path is moved aside first
         (``canopy.db.renewed-<time>``, with its log), so the old connections close without a checkpoint into it."""
         with self._lock:
-            kept = {"store_id": self._store_id}
+            kept = {"store_id": self._store_id, RENEWED_META: time.time()}
             if not self.file.overwritten:  # else what it reads is not this store's
                 kept[KNOWN_DEVICES] = self._get_meta(KNOWN_DEVICES)
             old = self.reader
@@ -230,13 +237,18 @@ class Store:
     def _renewed(self, kept):
         """renew's file work (the caller holds the lock; this may run in another OS thread)."""
         set_aside(self.path, "renewed")
-        db = self._connected(kept)  # refused (a full disk): the old file stays the store's, tried again later
+        try:
+            db = self._connected(kept)  # refused (a full disk): the old file stays the store's, tried again later
+        except BaseException:
+            discard(self.path)  # what the refused one made: else the next try (the next tick) moves it aside too, a
+            raise  # renewed-<time> file a second, and in the same second over the file put there, set aside first
         self._db.close()  # another file at the path, and the old reader open: no checkpoint into anything
         return db
 
     def close(self):
         with self._lock:
             self.file.closing()  # a file gone since the last write: what it held saved before the connection goes
+            flush_notes()
         if self.file.overwritten:  # the writer first: with the (read-only) reader open it checkpoints nothing into
             self._db.close()  # the file put in place of ours, and the reader, closing last, cannot
             self.reader.close()
@@ -253,6 +265,8 @@ class Store:
                     self.offload(self.file.check)
                 except Moved as exc:
                     self._refused("its file check", exc)
+                finally:
+                    flush_notes()  # what the check logged in the thread pool
         return self.file.gone is not None
 
     def _data_version(self) -> int:
@@ -307,7 +321,7 @@ class Store:
                 raise
             raise self._refused(what, exc) from None
         finally:
-            self.file.wrote()  # its checkpoint writes the file: any other change of it is someone else's
+            flush_notes()  # what its file check logged in the thread pool
         self._recovered()
         return result
 
@@ -336,7 +350,7 @@ class Store:
     def _commit_unlocked(self, changes, meta):
         """The commit's transaction; the caller holds the lock (this may run in another OS thread)."""
         self.file.check()  # storefile.Moved: the path no longer names the file written to
-        with Transaction(self._db):
+        with self._writing():
             return self._commit_changes(changes, meta)
 
     def _commit_changes(self, changes, meta):
@@ -366,7 +380,7 @@ class Store:
     def _set_meta_committed(self, key, value):
         """set_meta's transaction; the caller holds the lock (this may run in another OS thread)."""
         self.file.check()
-        with Transaction(self._db):
+        with self._writing():
             self._set_meta(key, value)
 
     def _set_meta(self, key, value):
@@ -383,6 +397,13 @@ class Store:
 
     def _txn(self):
         return Transaction(self._db, self._lock)
+
+    def _writing(self):
+        """A write transaction of the store's own (the caller holds the lock; this may run in another OS thread): once
+        it ended, its checkpoint may have written the file, which is noted as it left it (storefile ``wrote``) here, in
+        the thread that ran it, and not by the caller: one killed while it waited stops waiting before the end
+        (ryu_compat.blocking: KILLED_WAITS), and a note taken then would take this checkpoint for someone else's."""
+        return Transaction(self._db, after=self.file.wrote)
 
     # ------------------------------------------------------------------ replication
     @_locked
@@ -424,7 +445,7 @@ class Store:
     def _apply_changes(self, changes, meta):
         """The replicated batch's transaction; the caller holds the lock (this may run in another OS thread)."""
         self.file.check()
-        with Transaction(self._db):
+        with self._writing():
             last = self._last_seq()
             new = [c for c in changes if c.seq > last]
             if changes and not new:
@@ -524,7 +545,7 @@ class Store:
         row and the fsync: seconds of the event loop for a standby's first snapshot at scale); the caller holds the
         lock (this may run in another OS thread)."""
         self.file.check()
-        with Transaction(self._db):
+        with self._writing():
             self._db.execute("DELETE FROM objects")
             self._db.execute("DELETE FROM changes")
             self._db.execute("DELETE FROM meta WHERE key NOT IN (%s)" % ",".join("?" * len(KEPT_META)), KEPT_META)

@@ -37,6 +37,8 @@ import os
 import sqlite3
 import time
 
+from controller.storetxn import note
+
 log = logging.getLogger("canopy.store")
 SAVE_AGAIN = 10.0  # seconds between two tries to save the open store while none succeeded (a full disk, no directory)
 
@@ -71,6 +73,15 @@ def set_aside(path: str, label: str, suffixes=("", "-wal", "-shm")) -> None:
     for suffix in suffixes:
         try:
             os.replace(path + suffix, f"{path}.{label}-{stamp}{suffix}")
+        except FileNotFoundError:
+            pass
+
+
+def discard(path: str, suffixes=("", "-wal", "-shm")) -> None:
+    """Remove the file at ``path`` and its write-ahead log and index (those that are there)."""
+    for suffix in suffixes:
+        try:
+            os.remove(path + suffix)
         except FileNotFoundError:
             pass
 
@@ -116,12 +127,12 @@ class FileWatch:
                 self.saved = self._save()
             if not self.shared:  # else the log is the file's own (the other's commits are in it): left
                 self._set_aside()
-            log.error("the store %s was %s while this controller ran: every write is refused from now on, so that "
-                      "none is acknowledged and then lost; %s", self.path, self.gone, self.advice())
+            note(log, logging.ERROR, "the store %s was %s while this controller ran: every write is refused from now "
+                 "on, so that none is acknowledged and then lost; %s", self.path, self.gone, self.advice())
         elif self.saved is None and not self.overwritten and (last or self.clock() - self.tried >= SAVE_AGAIN):
             self.saved = self._save()
             if self.saved:
-                log.error("the store %s: %s", self.path, self.advice())
+                note(log, logging.ERROR, "the store %s: %s", self.path, self.advice())
         raise Moved(errno.ESTALE, f"its file was {self.gone} while the controller ran; {self.advice()}")
 
     def _changed(self) -> str | None:
@@ -129,15 +140,23 @@ class FileWatch:
         now = identity(self.path)
         if now != self.opened:
             return "deleted" if now is None else "replaced by another file"
+        if self._committed_by_another():  # first: its own checkpoint writes the file as an overwrite would
+            self.shared = True
+            return "written to by another process (another SQLite connection committed to it)"
         if contents(self.path) != self.stamp:
             self.overwritten = True
             return "overwritten in place (its size or modification time changed outside the store's own writes)"
         if identity(self.path + "-wal") != self.log_opened:
             return f"left without its write-ahead log ({self.path}-wal deleted or replaced)"
-        if self.version() != self.seen:
-            self.shared = True
-            return "written to by another process (another SQLite connection committed to it)"
         return None
+
+    def _committed_by_another(self) -> bool:
+        """Whether another connection committed to the file (``PRAGMA data_version``); False when SQLite cannot read
+        it (a file put there that is no database: its size or time tells)."""
+        try:
+            return self.version() != self.seen
+        except sqlite3.Error:
+            return False
 
     def closing(self) -> None:
         """The store closes (the controller stops): a file that went since the last write, which no write noticed,
@@ -167,7 +186,8 @@ class FileWatch:
             try:
                 set_aside(self.path, "gone", (suffix,))
             except OSError as exc:
-                log.error("the store %s: could not move %s%s aside: %s", self.path, self.path, suffix, exc)
+                note(log, logging.ERROR, "the store %s: could not move %s%s aside: %s", self.path, self.path, suffix,
+                     exc)
 
     def _save(self) -> str | None:
         self.tried = self.clock()
@@ -179,7 +199,7 @@ class FileWatch:
             finally:
                 out.close()
         except (sqlite3.Error, OSError) as exc:
-            log.error("the store %s: could not save what it holds to %s: %s", self.path, dest, exc)
+            note(log, logging.ERROR, "the store %s: could not save what it holds to %s: %s", self.path, dest, exc)
             try:
                 os.remove(dest)
             except OSError:

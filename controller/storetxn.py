@@ -1,13 +1,38 @@
 """One write transaction of the store's connection (controller/store.py): BEGIN IMMEDIATE ... COMMIT, rolled back on
-any exception, what to do when the disk refuses the COMMIT or the ROLLBACK, and how a refusal is worded."""
+any exception, what to do when the disk refuses the COMMIT or the ROLLBACK, and how a refusal is worded; and
+``note``, the store's logging from code that may run in its thread pool."""
 
 from __future__ import annotations
 
 import logging
 import os
 import sqlite3
+import sys
+import threading
+from collections import deque
 
 log = logging.getLogger("canopy.store")
+_held: deque = deque()  # (logger, level, message, args) noted in the thread pool, logged by ``flush_notes``
+
+
+def note(logger: logging.Logger, level: int, message: str, *args) -> None:
+    """``logger.log(level, message, *args)``, or, in the store's thread pool (``ryu_compat.blocking``: an OS thread
+    other than the hub's once threads are green), kept until the hub's next ``flush_notes``: logging takes its
+    handlers' locks, green ones then, which an OS thread must not touch (one the hub holds would switch to the hub
+    from the wrong thread). The store flushes after each call through ``offload``."""
+    patcher = sys.modules.get("eventlet.patcher")
+    if patcher is not None and patcher.is_monkey_patched("thread") and \
+            threading.get_native_id() != threading.main_thread().native_id:
+        _held.append((logger, level, message, args))  # atomic under the GIL
+    else:
+        logger.log(level, message, *args, stacklevel=2)  # the caller's line in the record
+
+
+def flush_notes() -> None:
+    """Log what ``note`` kept (on the hub: the store, once its call through ``offload`` returned)."""
+    while _held:
+        logger, level, message, args = _held.popleft()
+        logger.log(level, message, *args)
 
 
 def fault_reason(path: str, exc: BaseException) -> str:
@@ -40,9 +65,10 @@ class Transaction:
     """Take the store lock (none: the caller holds it), BEGIN IMMEDIATE ... COMMIT, rolled back on any
     exception."""
 
-    def __init__(self, db, lock=Unlocked()):
+    def __init__(self, db, lock=Unlocked(), after=None):
         self.db = db
         self.lock = lock
+        self.after = after  # called once it ended, committed or not (before the lock is released)
 
     def __enter__(self):
         self.lock.acquire()
@@ -67,7 +93,11 @@ class Transaction:
             else:
                 self._rollback()
         finally:
-            self.lock.release()
+            try:
+                if self.after is not None:
+                    self.after()
+            finally:
+                self.lock.release()
         return False
 
     def _rollback(self):
@@ -77,4 +107,5 @@ class Transaction:
             try:
                 self.db.execute("ROLLBACK")
             except sqlite3.Error:
-                log.warning("rolling back a refused transaction failed too; the next one rolls it back first")
+                note(log, logging.WARNING, "rolling back a refused transaction failed too; the next one rolls it back "
+                     "first")

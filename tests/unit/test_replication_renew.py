@@ -86,3 +86,45 @@ def test_a_renewed_standby_does_not_take_over_until_the_actives_store_is_in_it(t
         assert node.role == "active"
     finally:
         store.close()
+
+
+def test_a_renewed_standby_restarted_before_the_snapshot_still_does_not_take_over(tmp_path):
+    """The renewal is remembered in the new file (a local meta value a snapshot restore removes), not only in memory:
+    a standby restarted after its renewal and before the active's snapshot (an operator answering the alarm while the
+    active is down) starts on an empty store. Before, the restarted node knew nothing of it and took over a silent
+    peer with that empty store (the marker, rewritten by the renewal, let it start): every tenant's flows deleted."""
+    from controller.core import build_core
+    from controller.ha import Pair
+
+    from .test_ha_rules import DEAD, ha_settings, hear
+
+    settings = ha_settings(tmp_path)
+    store, state, _ = build_core(settings)
+    node = Pair(settings.ha, store, state, lambda role, gen: None)
+    hear(node, node.started, "active", generation=3)
+    node._decide(node.started)
+    assert node.role == "standby"
+    os.remove(store.path)
+    node._renew_store()
+    assert node.applier.renewed is not None
+    store.close()
+    store, state, _ = build_core(settings)  # the restart
+    node = Pair(settings.ha, store, state, lambda role, gen: None)
+    try:
+        hear(node, node.started, "active", generation=3)
+        node._decide(node.started)
+        assert node.role == "standby"
+        node._decide(node.started + 10 * DEAD)  # the active silent, no switch masters
+        assert node.role == "standby", "a restarted renewed standby took over with an empty store"
+        assert node.applier.hello() == RENEWED
+        peer = Store(str(tmp_path / "peer"))
+        node.applier.on_message({"t": "snapshot", "snapshot": peer.snapshot()})
+        peer.close()
+        assert node.applier.renewed is None
+        node._decide(node.started + 20 * DEAD)
+        assert node.role == "active"
+    finally:
+        store.close()
+    again = Store(settings.data_dir)  # the snapshot's restore forgot the renewal
+    assert again.get_meta("store_renewed") is None
+    again.close()

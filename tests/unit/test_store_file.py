@@ -5,6 +5,7 @@ store that is not there). Now every write after it is refused (StoreFault: REST'
 first refusal saves what the store held, every write acknowledged before included, for ``canopy restore``."""
 
 import glob
+import json
 import os
 import sqlite3
 
@@ -313,3 +314,29 @@ def test_the_stores_own_writes_checkpoints_reads_and_a_backup_are_not_taken_for_
     backup(data, str(tmp_path / "backup.db"))
     _put(store, "a")
     assert store.fault is None and replica.fault is None
+
+
+def test_a_big_commit_by_another_connection_is_not_taken_for_an_overwrite(tmp_path):
+    """Another connection's commit big enough for its own automatic checkpoint writes the file: its size and time
+    change as an overwrite's would, but the file and its log are one SQLite store still (its commit is counted by
+    ``PRAGMA data_version``). Before, it was taken for an overwrite: the log moved aside, nothing saved, and the
+    advice to restore a backup, when the file and its log held every acknowledged write (and the close, writer first,
+    left out of the file whatever a checkpoint had not copied yet)."""
+    data = str(tmp_path / "data")
+    store = Store(data)
+    _put(store, "a")
+    _put(store, "b")
+    size = os.path.getsize(store.path)
+    other = sqlite3.connect(store.path, isolation_level=None)
+    other.execute("INSERT INTO meta (key, value) VALUES ('big', ?)", (json.dumps("x" * 6_000_000),))  # > 1,000 pages
+    other.close()
+    assert os.path.getsize(store.path) > size, "the other's commit did not checkpoint: the test proves nothing"
+    with pytest.raises(StoreFault) as refused:
+        _put(store, "c")
+    assert "another process" in str(refused.value)
+    assert os.path.exists(store.path + "-wal") and not glob.glob(store.path + ".gone-*")
+    assert glob.glob(store.path + ".saved-*")
+    store.close()
+    again = Store(data)
+    assert set(again.load_objects()["tenant"]) == {"a", "b"} and again.get_meta("big") == "x" * 6_000_000
+    again.close()
