@@ -50,7 +50,8 @@ def stored_object(kind, oid, body, current: dict | None = None) -> dict:
     if source is not None and not isinstance(source, str):
         raise InvalidReplica(f"{where}: source: must be a string or null")
     try:
-        obj = normalise(kind, {k: v for k, v in body.items() if k not in MANAGED}, ref=str(body.get("name", "")))
+        obj = normalise(kind, {k: v for k, v in body.items() if k not in MANAGED}, ref=str(body.get("name", "")),
+                        stored=current)  # (a list held here over its limit may keep its length)
     except PolicyError as exc:
         raise InvalidReplica(f"{where}: " + "; ".join(p.describe() for p in exc.problems)) from None
     if current is not None:
