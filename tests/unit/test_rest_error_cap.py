@@ -142,3 +142,16 @@ def test_a_list_held_over_its_limit_is_kept_by_an_update_a_document_applied_agai
     grown = routes[:-1] + [{"prefix": "172.17.0.0/32", "next_hop": "10.0.1.10"}] * 2
     status, reply = ctl.call("PATCH", f"/v1/domains/{domain['id']}", {"static_routes": grown})
     assert status == 422 and reply["error"]["errors"][0]["reason"] == "at most 4,096 items (5,001 given)", reply
+
+
+def test_a_snapshot_of_an_active_holding_a_list_over_its_limit_is_taken_by_the_standby():
+    """The active may hold a list stored before its limit came: its whole snapshot was refused by every standby,
+    which then never synced. A put that grows a list past its limit is still refused."""
+    from controller.replicacheck import InvalidReplica, checked_snapshot, stored_object
+
+    tenant = {"id": "t1", "source": None, "name": "acme"}
+    domain = {"id": "d1", "source": None, "tenant_id": "t1", "name": "prod", "import_rts": [f"65000:{i}" for i in range(5_000)]}
+    policy = checked_snapshot({"objects": {"tenant": {"t1": tenant}, "domain": {"d1": domain}}, "meta": {}})
+    assert len(policy.get("domain", "d1")["import_rts"]) == 5_000
+    with pytest.raises(InvalidReplica, match="import_rts: at most 4,096 items"):
+        stored_object("domain", "d1", domain)
