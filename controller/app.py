@@ -62,7 +62,7 @@ from openflow.gateway_arp import GatewayResolver, request_actions, request_frame
 from openflow.gateway_garp import GatewayAnnouncer, still_due
 from openflow.tunnel_warm import ProbeSender, TunnelWarmer
 from openflow.dhcp_service import DhcpService
-from openflow.encode import role_name
+from openflow.ryumsg import role_name
 from openflow.reconciler import REPLY_EVENTS, SwitchReconciler
 from ovsdb.server import OvsdbManagerServer, give_way
 

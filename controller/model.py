@@ -313,7 +313,8 @@ def _problem(kind, ref, path, reason):
     return Problem(kind, ref, path, reason)
 
 
-def _normalise_value(spec: Field, value, path, problems, kind, ref):
+def _normalise_value(spec: Field, value, path, problems, kind, ref, held=0):
+    """``held``: the length of the list stored in this field (an update), which it may keep over its limit."""
     if value is None:
         if spec.required or not spec.nullable:
             problems.append(_problem(kind, ref, path, "must not be null"))
@@ -328,7 +329,9 @@ def _normalise_value(spec: Field, value, path, problems, kind, ref):
             problems.append(_problem(kind, ref, path, "must be a list"))
             return None
         most, what = spec.most or (MAX_ITEMS, "items")
-        if len(value) > most:  # refused before its items are checked, one by one
+        if len(value) > most and len(value) > held:  # refused before its items are checked, one by one (a list
+            # stored before the limit, or a replica's, keeps its length: an update of another field, a document
+            # applied again)
             problems.append(_problem(kind, ref, path, f"at most {most:,} {what} ({len(value):,} given)"))
             return None
         return _normalise_items(spec.items, value, path, problems, kind, ref)
@@ -371,8 +374,9 @@ def did_you_mean(key, known) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def normalise_fields(specs, data, prefix, problems, kind, ref=""):
-    """Check ``data`` against field specs; append Problems; return the normalised dict (defaults filled)."""
+def normalise_fields(specs, data, prefix, problems, kind, ref="", stored=None):
+    """Check ``data`` against field specs; append Problems; return the normalised dict (defaults filled).
+    ``stored``: the object as stored (an update): its lists may keep their length over their limit."""
     known = {s.name for s in specs}
     unknown = [key for key in data if key not in known]
     for key in unknown[:LISTED]:  # each costs a close-match search: 10,000 unknown keys were ~0.2 s of the hub
@@ -392,16 +396,20 @@ def normalise_fields(specs, data, prefix, problems, kind, ref=""):
                 default = normalise_fields(spec.fields, {}, path + ".", problems, kind, ref)
             out[spec.name] = default
             continue
-        out[spec.name] = _normalise_value(spec, data[spec.name], path, problems, kind, ref)
+        held = stored.get(spec.name) if stored is not None and spec.type == "array" else None
+        out[spec.name] = _normalise_value(spec, data[spec.name], path, problems, kind, ref,
+                                          len(held) if isinstance(held, list) else 0)
     return out
 
 
-def normalise(kind: str, data, current: dict | None = None, ref: str = "") -> dict:
+def normalise(kind: str, data, current: dict | None = None, ref: str = "", stored: dict | None = None) -> dict:
     """Validate one object's own fields and return its full normalised form.
 
     ``current`` is the stored object for an update: fields absent from ``data`` keep their current
     value (merge semantics), immutable fields may not change, and auto fields keep their allocation.
     Raises PolicyError listing every problem; returns a new dict (with ``id`` when ``current`` has one).
+    ``stored`` (by default ``current``): the object as stored, whose list fields may keep their length over their
+    limit (MAX_ITEMS, ``Field.most``): a limit refuses a list that grows past it, never what is held already.
     """
     if not isinstance(data, dict):
         raise PolicyError([Problem(kind, ref, "", "the body must be a JSON object")])
@@ -415,7 +423,7 @@ def normalise(kind: str, data, current: dict | None = None, ref: str = "") -> di
         merged = {k: v for k, v in current.items() if k not in MANAGED}
         merged.update(data)
         data = merged
-    obj = normalise_fields(SCHEMA[kind], data, "", problems, kind, ref)
+    obj = normalise_fields(SCHEMA[kind], data, "", problems, kind, ref, current if stored is None else stored)
     if not problems:  # rules across fields only make sense once each field is valid
         problems.extend(_object_rules(kind, obj, ref))
     if problems:

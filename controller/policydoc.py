@@ -393,7 +393,7 @@ def _place(d: Desired, body, index, source, result, created, adopt):
         else:
             keep = {s.name: existing[s.name] for s in SCHEMA[d.kind] if s.auto and s.name not in body}
             obj = normalise(d.kind, {**body, **keep}, current={"id": existing["id"], **{
-                s.name: existing[s.name] for s in SCHEMA[d.kind] if s.immutable}}, ref=d.ref)
+                s.name: existing[s.name] for s in SCHEMA[d.kind] if s.immutable}}, ref=d.ref, stored=existing)
     except PolicyError as exc:
         return [Problem(p.kind, d.ref, p.field, p.reason, p.code, more=p.more) for p in exc.problems]
     obj["source"] = source

@@ -36,10 +36,12 @@ def _naming(change: Change):
         raise
 
 
-def stored_object(kind, oid, body, current: dict | None = None) -> dict:
+def stored_object(kind, oid, body, current: dict | None = None, held: bool = False) -> dict:
     """A replicated object body checked as a REST write would check it, with the managed fields (id, source)
     the store keeps: as a creation, or as an update of ``current`` (the object as the standby holds it), whose
-    immutable fields then keep their value; raises InvalidReplica naming the object and the reason."""
+    immutable fields then keep their value; raises InvalidReplica naming the object and the reason. A list may
+    keep its length over its limit (controller/model.py MAX_ITEMS) when ``current`` holds it so, or (``held``: an
+    object of a snapshot, as the active holds it) always: the active may hold one stored before the limit."""
     _check_ref(kind, oid)
     where = f"{kind} {oid!r}"
     if not isinstance(body, dict):
@@ -50,7 +52,8 @@ def stored_object(kind, oid, body, current: dict | None = None) -> dict:
     if source is not None and not isinstance(source, str):
         raise InvalidReplica(f"{where}: source: must be a string or null")
     try:
-        obj = normalise(kind, {k: v for k, v in body.items() if k not in MANAGED}, ref=str(body.get("name", "")))
+        obj = normalise(kind, {k: v for k, v in body.items() if k not in MANAGED}, ref=str(body.get("name", "")),
+                        stored=body if held else current)
     except PolicyError as exc:
         raise InvalidReplica(f"{where}: " + "; ".join(p.describe() for p in exc.problems)) from None
     if current is not None:
@@ -166,7 +169,7 @@ def checked_snapshot(snapshot) -> Policy:
     for kind, bodies in snapshot["objects"].items():
         if not isinstance(bodies, dict):
             raise InvalidReplica(f"snapshot: {kind!r:.40}: not a map of objects")
-        objects[kind] = {oid: stored_object(kind, oid, body) for oid, body in bodies.items()}
+        objects[kind] = {oid: stored_object(kind, oid, body, held=True) for oid, body in bodies.items()}
     check_meta(snapshot.get("meta"))
     kinds: dict[str, str] = {}  # id -> the kind first seen with it: one pass over the objects
     for kind, bodies in objects.items():

@@ -216,6 +216,9 @@ class Local:
         out = {}
         for session, came_or_went in self._keys_changed.items():
             present, old = self.keys.get(session, {}), self.zones.get(session, {})
+            was_unzoned = self.unzoned.get(session)
+            if was_unzoned and not was_unzoned <= present.keys():  # a vport without a zone left (no zone changed)
+                self._note_unzoned(session, present, old, was_unzoned, frozenset(was_unzoned & present.keys()))
             came_or_went = {key for key in came_or_went if (key in present) != (key in old)}
             if not came_or_went:
                 continue  # (a vport dropped and put again with its key)
@@ -239,9 +242,10 @@ class Local:
         self._keys_changed = defaultdict(set)
         return out
 
-    def _note_unzoned(self, session, present, zones, was) -> None:
-        """Keep and log once (when it changes) which policed keys of the switch got no zone."""
-        unzoned = frozenset(present.keys() - zones.keys()) if len(zones) < len(present) else frozenset()
+    def _note_unzoned(self, session, present, zones, was, unzoned=None) -> None:
+        """Keep and log once (when it changes) which policed keys of the switch got no zone (``unzoned``: known)."""
+        if unzoned is None:
+            unzoned = frozenset(present.keys() - zones.keys()) if len(zones) < len(present) else frozenset()
         if unzoned == was:
             return
         if unzoned:

@@ -85,7 +85,7 @@ from controller import ofcheck
 from controller.logs import Throttle
 from controller.pacer import Pacer, collector_paused
 from controller.ryu_compat import hub, ofp_event
-from openflow import decode, encode
+from openflow import decode, encode, ryumsg
 from openflow.atonce import PLANS as _PLANS, READ_BACKS as _READ_BACKS, READ_BACKS_AT_ONCE, plan_slot  # noqa: F401
 from openflow.changeset import ChangeSet
 from openflow.floods import GROUP_RANGE, send_rank
@@ -217,7 +217,7 @@ class SwitchReconciler(ChangeSender, SwitchReport):
     def packet_out(self, actions, frame: bytes) -> None:
         """Send one packet (e.g. a DHCP reply) through ``actions``: this reconciler is the switch's only
         sender, so replies and flow changes leave through one place."""
-        self.datapath.send_msg(encode.packet_out(self.datapath, actions, frame))
+        self.datapath.send_msg(ryumsg.packet_out(self.datapath, actions, frame))
 
     def hold(self, on: bool) -> None:
         """Standby: keep reading, send nothing (``on``); takeover: read back again and sync (``not on``)."""
@@ -242,7 +242,7 @@ class SwitchReconciler(ChangeSender, SwitchReport):
     def request_role(self, role: str, generation: int) -> tuple[bool, str | None]:
         """Ask the switch for ``role`` (master, slave, equal) with ``generation``; (confirmed, error text).
         Blocks the calling green thread until the answer (at most ROLE_TIMEOUT)."""
-        msg = encode.role_request(self.datapath, role, generation)
+        msg = ryumsg.role_request(self.datapath, role, generation)
         waiter = self._waiters[self._xid(msg)] = Waiter()
         try:
             self.datapath.send_msg(msg)
@@ -252,7 +252,7 @@ class SwitchReconciler(ChangeSender, SwitchReport):
         if waiter.error or not answered or not waiter.replies:
             return False, waiter.error or "no answer"
         reply = waiter.replies[0]
-        self.role, self.role_generation = encode.role_name(self.ofp, reply.role), generation
+        self.role, self.role_generation = ryumsg.role_name(self.ofp, reply.role), generation
         if role == "master":
             self._not_master = False
         return self.role == role, None
@@ -349,8 +349,8 @@ class SwitchReconciler(ChangeSender, SwitchReport):
         it did not answer."""
         self.state = "reading"
         with _READ_BACKS:
-            flows = self._request(encode.canopy_flow_stats_request(self.datapath))
-            groups = self._request(encode.group_desc_request(self.datapath)) if flows is not None else None
+            flows = self._request(ryumsg.canopy_flow_stats_request(self.datapath))
+            groups = self._request(ryumsg.group_desc_request(self.datapath)) if flows is not None else None
         if flows is None or groups is None:
             return False
         with _PLANS:

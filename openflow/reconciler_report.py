@@ -9,7 +9,7 @@ copies of the records.
 from __future__ import annotations
 
 from controller.pacer import Pacer, collector_paused
-from openflow import decode, encode
+from openflow import decode, ryumsg
 from openflow.flows import Flow, Owner, owner_kind_of, render_flow
 from openflow.installed import paced, sorted_paced
 from openflow.pipeline import BY_ID
@@ -45,7 +45,7 @@ class SwitchReport:
     def flow_stats(self, cookie: int, cookie_mask: int) -> dict | None:
         """{cookie: packet count} of the installed flows whose cookie matches, asked of the switch now; None
         when it does not answer (for REST counters: ACL rule hits, drops per vport)."""
-        stats = self._request(encode.flow_stats_request(self.datapath, cookie, cookie_mask))
+        stats = self._request(ryumsg.flow_stats_request(self.datapath, cookie, cookie_mask))
         if stats is None:
             return None
         out: dict = {}

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 
 from controller.ryu_compat import hub
-from openflow import decode, encode
+from openflow import decode, encode, ryumsg
 from openflow.changeset import MAX_XID, ChangeSet, Op, encode_all
 from openflow.flows import Flow, Group, render_flow, render_group
 from openflow.installed import release
@@ -121,10 +121,10 @@ class ChangeSender:
         self._errors = encoded.errors  # the switch's errors join those of encoding (_on_error)
         head = b""
         if bundle:  # its reply is not awaited: a failed open makes the commit fail too
-            opening = encode.bundle_ctrl(dp, bundle_id, "OPEN")
+            opening = ryumsg.bundle_ctrl(dp, bundle_id, "OPEN")
             self._waiters[self._xid(opening)] = Waiter()
             head = self._serialize(opening)
-        final = encode.bundle_ctrl(dp, bundle_id, "COMMIT") if bundle else dp.ofproto_parser.OFPBarrierRequest(dp)
+        final = ryumsg.bundle_ctrl(dp, bundle_id, "COMMIT") if bundle else dp.ofproto_parser.OFPBarrierRequest(dp)
         waiter = self._waiters[self._xid(final)] = Waiter()
         self._inflight = (first_xid, len(changes))
         for kind, count in encoded.sent.items():

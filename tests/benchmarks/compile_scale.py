@@ -227,7 +227,7 @@ def baselines(flows: list, sample: int) -> dict:
     """Seconds per flow of three ways of just turning the same flows into something a switch takes,
     measured on an evenly spread sample of at most ``sample`` flows."""
     from controller.ryu_compat import ofproto_protocol
-    from openflow import encode
+    from openflow import encode, ryumsg
     from openflow.flows import render_flow
 
     out = {}
@@ -245,7 +245,7 @@ def baselines(flows: list, sample: int) -> dict:
     ryu = flows[::max(1, len(flows) // RYU_SAMPLE)][:RYU_SAMPLE]
     started = time.perf_counter()
     for f in ryu:
-        msg = encode.flow_add(dp, f)
+        msg = ryumsg.flow_add(dp, f)
         msg.set_xid(1)
         msg.serialize()
     out["Ryu OFPFlowMod build + serialize"] = (time.perf_counter() - started) / len(ryu)

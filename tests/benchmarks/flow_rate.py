@@ -25,7 +25,7 @@ import sys
 import time
 
 from controller.ryu_compat import ofproto_protocol
-from openflow import encode
+from openflow import encode, ryumsg
 from openflow import pipeline as p
 from openflow.flows import Owner, flow, render_flow
 from tests.benchmarks import health
@@ -67,7 +67,7 @@ def encoder_rates(flows) -> dict:
     sample = flows[:20000]
     started = time.perf_counter()
     for f in sample:
-        msg = encode.flow_add(dp, f)
+        msg = ryumsg.flow_add(dp, f)
         msg.set_xid(1)
         msg.serialize()
     return {"wire": wire_rate, "ryu": rate(len(sample), time.perf_counter() - started)}

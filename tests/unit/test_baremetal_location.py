@@ -67,3 +67,25 @@ def test_a_bare_metal_vport_is_reported_where_a_vtep_has_its_mac_and_on_both_of_
         assert (got["status"], got["location"], got["learnt_on"]) == ("unbound", None, [])
     finally:
         ctl.close()
+
+
+def test_a_bare_metal_vport_follows_its_mac_between_vteps_and_is_unbound_when_its_vtep_goes(tmp_path):
+    """VTEP churn: the MAC moves from tor1 to tor0 (a moment on both: the conflict shown while it lasts), then tor0's
+    OVSDB session goes: unbound, nothing left of tor0."""
+    ctl, web, vport = served(tmp_path)
+    try:
+        vni, path = web["vni"], f"/v1/vports/{vport['id']}"
+        port = (VtepPort("p1", ((100, vni),)),)
+        ctl.state.vtep_update(tor("tor1", port, [VtepMac(MAC, vni, None, "192.0.2.9")]))
+        assert [p["vtep"] for p in ctl.call("GET", path)[1]["learnt_on"]] == ["tor1"]
+        ctl.state.vtep_update(tor("tor0", port, [VtepMac(MAC, vni, None, "192.0.2.8")]))
+        assert [p["vtep"] for p in ctl.call("GET", path)[1]["learnt_on"]] == ["tor0", "tor1"]
+        ctl.state.vtep_update(tor("tor1", port, []))  # tor1 aged it out
+        got = ctl.call("GET", path)[1]
+        assert got["status"] == "bound" and [p["vtep"] for p in got["learnt_on"]] == ["tor0"]
+        assert got["location"]["locators"] == ["192.0.2.8"]
+        ctl.state.vtep_gone("vtep:tor0")
+        got = ctl.call("GET", path)[1]
+        assert (got["status"], got["location"], got["learnt_on"]) == ("unbound", None, [])
+    finally:
+        ctl.close()

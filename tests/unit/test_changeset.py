@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 
 from controller.ryu_compat import hub, ofproto_protocol
-from openflow import encode, pipeline as p
+from openflow import encode, ryumsg, pipeline as p
 from openflow.changeset import ENCODE_CHUNK, SEND_CHUNK, ChangeSet, encode_all
 from openflow.flows import FIELD_ORDER, Flow, Group, Owner, flow
 from openflow.reconciler import SwitchReconciler
@@ -33,7 +33,7 @@ def ryu_bytes(dp, msg, xid: int) -> bytes:
 
 
 def ryu_add(dp, f: Flow, xid: int, bundle_id: int | None) -> bytes:
-    inner = encode.flow_add(dp, f)
+    inner = ryumsg.flow_add(dp, f)
     if bundle_id is None:
         return ryu_bytes(dp, inner, xid)
     flags = dp.ofproto.OFPBF_ATOMIC | dp.ofproto.OFPBF_ORDERED
@@ -93,7 +93,7 @@ def test_a_flow_that_cannot_be_encoded_is_named_and_its_xid_left_unused():
 
 
 def ryu_delete(dp, table: int, priority: int, cookie: int, match, xid: int, bundle_id: int | None) -> bytes:
-    inner = encode.flow_delete_strict(dp, table, priority, cookie, match)
+    inner = ryumsg.flow_delete_strict(dp, table, priority, cookie, match)
     if bundle_id is None:
         return ryu_bytes(dp, inner, xid)
     flags = dp.ofproto.OFPBF_ATOMIC | dp.ofproto.OFPBF_ORDERED
@@ -116,7 +116,7 @@ def test_deletes_written_together_are_ryus_bytes_and_reuse_the_match_of_an_encod
     first, out = MAX_XID - 5, bytearray()
     fresh, errors = wire.write_deletes(items, first, out, bundle_id)
     assert list(errors) == [2 * len(FLOWS)] and fresh == 2 * len(FLOWS)  # the cold flows and the read-back ones
-    want = [ryu_delete(dp, *key, encode.ryu_match(dp.ofproto_parser, f.match), (first + i) & MAX_XID, bundle_id)
+    want = [ryu_delete(dp, *key, ryumsg.ryu_match(dp.ofproto_parser, f.match), (first + i) & MAX_XID, bundle_id)
             for i, (key, f) in enumerate(items[:2 * len(FLOWS)])]
     want += [ryu_delete(dp, *key, e.match, (first + 2 * len(FLOWS) + 1 + i) & MAX_XID, bundle_id)
              for i, (key, e) in enumerate(items[2 * len(FLOWS) + 1:])]
@@ -126,7 +126,7 @@ def test_deletes_written_together_are_ryus_bytes_and_reuse_the_match_of_an_encod
 def read_back_entry(dp, f: Flow):
     """A flow as flow stats bring it back: table, priority, cookie and Ryu's OFPMatch."""
     return SimpleNamespace(table_id=f.table, priority=f.priority, cookie=f.cookie,
-                           match=encode.ryu_match(dp.ofproto_parser, f.match))
+                           match=ryumsg.ryu_match(dp.ofproto_parser, f.match))
 
 
 def many_flows(count: int) -> list[Flow]:
@@ -149,12 +149,12 @@ def test_a_change_set_is_each_messages_ryu_bytes_in_order_in_pieces_of_whole_mes
         "flow_add": [(f.key, f) for f in adds], "flow_delete": [(gone.key, gone), (FLOWS[4].key, entry)],
         "group_delete": [(GROUPS[0].group_id + 1, Group(GROUPS[0].group_id + 1, ()))]})
     first = 50
-    ryu = [encode.group_mod(dp, GROUPS[0], "add"), encode.group_mod(dp, modified, "modify"),
-           *(encode.flow_add(dp, f) for f in adds),
-           encode.flow_delete_strict(dp, gone.table, gone.priority, gone.cookie,
-                                     encode.ryu_match(dp.ofproto_parser, gone.match)),
-           encode.flow_delete_strict(dp, entry.table_id, entry.priority, entry.cookie, entry.match),
-           encode.group_mod(dp, Group(GROUPS[0].group_id + 1, ()), "delete")]
+    ryu = [ryumsg.group_mod(dp, GROUPS[0], "add"), ryumsg.group_mod(dp, modified, "modify"),
+           *(ryumsg.flow_add(dp, f) for f in adds),
+           ryumsg.flow_delete_strict(dp, gone.table, gone.priority, gone.cookie,
+                                     ryumsg.ryu_match(dp.ofproto_parser, gone.match)),
+           ryumsg.flow_delete_strict(dp, entry.table_id, entry.priority, entry.cookie, entry.match),
+           ryumsg.group_mod(dp, Group(GROUPS[0].group_id + 1, ()), "delete")]
     flags = getattr(dp.ofproto, "OFPBF_ATOMIC", 0) | getattr(dp.ofproto, "OFPBF_ORDERED", 0)
     want = [ryu_bytes(dp, dp.ofproto_parser.OFPBundleAddMsg(dp, bundle_id, flags, msg, []) if bundle_id else msg,
                       first + i) for i, msg in enumerate(ryu)]
@@ -246,7 +246,7 @@ def test_a_delete_of_every_match_field_plain_or_masked_is_ryus_bytes_whether_its
     dp = protocol(version)
     for value in field_values(name):
         f = Flow(p.L2_LOOKUP, 100, ((name, value),), (), Owner("vport", "v"))
-        want = ryu_delete(dp, *f.key, encode.ryu_match(dp.ofproto_parser, f.match), 9, None)
+        want = ryu_delete(dp, *f.key, ryumsg.ryu_match(dp.ofproto_parser, f.match), 9, None)
         for added in (False, True):
             wire, (item,) = encode.WireEncoder(dp.ofproto), copies([f])
             if added:

@@ -12,7 +12,7 @@ import pytest
 from controller import ofcheck
 
 from controller.ryu_compat import ofproto_parser, ofproto_protocol
-from openflow import decode, encode, pipeline
+from openflow import decode, encode, pipeline, ryumsg
 from openflow.flows import Group, Owner, flow, render_flow
 from tests.unit.flow_samples import FLOWS, GROUPS
 
@@ -57,7 +57,7 @@ def test_samples_are_valid_pipeline_flows():
 def test_wire_flow_add_is_byte_for_byte_ryu(version, f):
     dp = protocol(version)
     wire = encode.WireEncoder(dp.ofproto)
-    assert wire.flow_add(f, 0x1234) == serialized(encode.flow_add(dp, f))
+    assert wire.flow_add(f, 0x1234) == serialized(ryumsg.flow_add(dp, f))
     assert wire.flow_add(f, 0x1234, f.cookie) == wire.flow_add(f, 0x1234)
 
 
@@ -75,7 +75,7 @@ def test_a_shared_flow_is_encoded_once_for_every_switch(monkeypatch):
     messages = [wire.flow_add(shared, xid) for xid, wire in enumerate(encoders, start=1)]
     assert len(matched) == 2  # once for 1.4 (three switches), once for 1.3
     for xid, (version, data) in enumerate(zip([5, 5, 5, 4], messages), start=1):
-        assert data == serialized(encode.flow_add(protocol(version), shared), xid)
+        assert data == serialized(ryumsg.flow_add(protocol(version), shared), xid)
 
 
 @pytest.mark.parametrize("version", VERSIONS)
@@ -97,7 +97,7 @@ def test_an_action_many_flows_share_is_encoded_once(monkeypatch, version, cache)
                   [*arp_reply_actions(f"02:00:00:00:00:{i:02x}", f"10.0.0.{i}"), *pipeline.BACK_TO_PORT],
                   Owner("vport", f"v{i}")) for i in range(1, 101)]
     for f in flows:
-        assert wire.flow_add(f, 0x1234) == serialized(encode.flow_add(dp, f))
+        assert wire.flow_add(f, 0x1234) == serialized(ryumsg.flow_add(dp, f))
     per_flow = sum(a[0] == "move" for a in flows[0].actions)
     assert len(moves) == (per_flow if cache > 100 else len(flows) * per_flow)  # a cache of 4 starts over each flow
 
@@ -107,7 +107,7 @@ def test_wire_delete_strict_is_byte_for_byte_ryu(version):
     dp = protocol(version)
     wire = encode.WireEncoder(dp.ofproto)
     for f in FLOWS:
-        ryu = encode.flow_delete_strict(dp, f.table, f.priority, f.cookie, encode.ryu_match(dp.ofproto_parser, f.match))
+        ryu = ryumsg.flow_delete_strict(dp, f.table, f.priority, f.cookie, ryumsg.ryu_match(dp.ofproto_parser, f.match))
         assert wire.flow_delete_strict(f.table, f.priority, f.cookie, wire.match(f.match), 7) == serialized(ryu, 7)
 
 
@@ -151,7 +151,7 @@ def test_bundle_add_is_byte_for_byte_ryu_and_keeps_the_xid():
     dp = protocol(5)
     wire = encode.WireEncoder(dp.ofproto)
     f = FLOWS[-1]
-    inner = encode.flow_add(dp, f)
+    inner = ryumsg.flow_add(dp, f)
     ryu = dp.ofproto_parser.OFPBundleAddMsg(dp, 3, dp.ofproto.OFPBF_ATOMIC | dp.ofproto.OFPBF_ORDERED, inner, [])
     assert wire.bundle_add(3, wire.flow_add(f, 0x42)) == serialized(ryu, 0x42)
 
@@ -161,7 +161,7 @@ def test_bundle_add_is_byte_for_byte_ryu_and_keeps_the_xid():
 def test_group_mod_buckets_round_trip(version, command):
     dp = protocol(version)
     group = GROUPS[0]
-    data = serialized(encode.group_mod(dp, group, command))
+    data = serialized(ryumsg.group_mod(dp, group, command))
     ofp, parser = dp.ofproto, dp.ofproto_parser
     cmd, kind, group_id = struct.unpack_from("!HBxI", data, 8)
     assert (cmd, kind, group_id) == (getattr(ofp, f"OFPGC_{command.upper()}"), ofp.OFPGT_ALL, group.group_id)
@@ -178,7 +178,7 @@ def test_packet_out_carries_actions_and_data(version):
     dp = protocol(version)
     actions = (("set", "reg6", 3), ("output", 3))
     frame = bytes(range(64))
-    data = serialized(encode.packet_out(dp, actions, frame))
+    data = serialized(ryumsg.packet_out(dp, actions, frame))
     ofp, parser = dp.ofproto, dp.ofproto_parser
     buffer_id, in_port, actions_len = struct.unpack_from("!IIH", data, 8)
     assert (buffer_id, in_port) == (ofp.OFP_NO_BUFFER, ofp.OFPP_CONTROLLER)
@@ -190,7 +190,7 @@ def test_packet_out_carries_actions_and_data(version):
 @pytest.mark.parametrize("version", VERSIONS)
 def test_read_back_requests_select_only_canopy_cookies(version):
     dp = protocol(version)
-    data = serialized(encode.canopy_flow_stats_request(dp))
+    data = serialized(ryumsg.canopy_flow_stats_request(dp))
     table, out_port, out_group, cookie, mask = struct.unpack_from("!B3xII4xQQ", data, 16)
     ofp = dp.ofproto
     assert (table, out_port, out_group) == (ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY)
@@ -205,7 +205,7 @@ def test_unknown_vocabulary_is_refused():
     with pytest.raises(encode.EncodeError):
         wire.flow_add(flow(0, 1, {}, [("set", "no_such_field", 1)], owner), 1)
     with pytest.raises(encode.EncodeError):
-        encode.group_mod(protocol(4), Group(2, ((("goto", 3),),)), "add")
+        ryumsg.group_mod(protocol(4), Group(2, ((("goto", 3),),)), "add")
 
 
 def test_foreign_flow_is_still_described():
@@ -224,7 +224,7 @@ def test_groups_read_back_decode_to_the_groups_sent(version):
     group of another type does not decode (its buckets are not trusted)."""
     dp = protocol(version)
     for group in GROUPS:
-        data = serialized(encode.group_mod(dp, group, "add"))
+        data = serialized(ryumsg.group_mod(dp, group, "add"))
         buckets = data[16:]  # ofp_header, command, type, pad, group_id
         for kind, expected in ((dp.ofproto.OFPGT_ALL, group), (dp.ofproto.OFPGT_SELECT, None)):
             entry = struct.pack("!HBxI", 8 + len(buckets), kind, group.group_id) + buckets
@@ -238,7 +238,7 @@ def test_wire_group_mod_is_byte_for_byte_ryu(version, command):
     dp = protocol(version)
     wire = encode.WireEncoder(dp.ofproto)
     for group in GROUPS:
-        assert wire.group_mod(group, command, 0x77) == serialized(encode.group_mod(dp, group, command), 0x77)
+        assert wire.group_mod(group, command, 0x77) == serialized(ryumsg.group_mod(dp, group, command), 0x77)
     with pytest.raises(encode.EncodeError):
         wire.group_mod(Group(2, ((("goto", 3),),)), "add", 1)
 
@@ -279,7 +279,7 @@ def test_reconciler_sends_a_big_flood_group_without_building_ryu_objects(version
     encoded = encode_all(rec._wire, ChangeSet({"group_modify": [(group.group_id, group)]}), 0x99, None, lambda n: None)
     data, = encoded.chunks
     assert counting.built == 0
-    assert data == serialized(encode.group_mod(dp, group, "modify"), 0x99)
+    assert data == serialized(ryumsg.group_mod(dp, group, "modify"), 0x99)
 
 
 @pytest.mark.parametrize("version", [4, 5])

@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from openflow import encode
+from openflow import encode, ryumsg
 from openflow.flows import OFPVID_PRESENT, Group, Owner, flow
 from tests.unit.test_encode import VERSIONS, protocol, serialized
 
@@ -92,9 +92,9 @@ def test_random_flows_and_groups_are_byte_for_byte_ryu_through_one_warm_encoder(
     wire = encode.WireEncoder(dp.ofproto)
     for n in range(1500):
         f = _flow(rng)
-        assert wire.flow_add(f, n) == serialized(encode.flow_add(dp, f), n), f
+        assert wire.flow_add(f, n) == serialized(ryumsg.flow_add(dp, f), n), f
         if n % 10 == 0:
             group = Group(rng.randrange(1, 1 << 32),
                           tuple(tuple(a for a in _actions(rng) if a[0] != "goto") for _ in range(rng.randrange(4))))
-            assert wire.group_mod(group, "add", n) == serialized(encode.group_mod(dp, group, "add"), n), group
+            assert wire.group_mod(group, "add", n) == serialized(ryumsg.group_mod(dp, group, "add"), n), group
     assert len(wire._action_bytes) <= cache + 9  # bounded: cleared when full, before a list of at most 9 actions

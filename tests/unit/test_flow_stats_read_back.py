@@ -20,7 +20,7 @@ import struct
 import pytest
 
 from controller.ryu_compat import ofproto_parser, ofproto_protocol
-from openflow import decode, encode
+from openflow import decode, encode, ryumsg
 from tests.unit.flow_samples import FLOWS
 
 VERSIONS = [4, 5]  # OpenFlow 1.3, 1.4
@@ -56,7 +56,7 @@ def test_entries_carry_what_the_switch_sent(version):
         assert (entry.table_id, entry.priority, entry.cookie) == f.key
         assert (entry.packet_count, entry.byte_count, entry.duration_sec, entry.duration_nsec) == (i, 100 * i, 7, 8)
         assert decode.decode_match(entry.match) == decode.decode_match(
-            encode.ryu_match(dp.ofproto_parser, f.match))
+            ryumsg.ryu_match(dp.ofproto_parser, f.match))
         assert decode.decode_actions(dp.ofproto, entry.instructions) == tuple(f.actions)
         assert decode.describe_stats(dp.ofproto, entry).startswith(f"cookie={f.cookie:#x},table={f.table},")
 

@@ -113,3 +113,45 @@ def test_a_list_over_its_limit_is_refused_by_its_count_before_its_items_are_chec
     cost = opcodes(lambda: pytest.raises(PolicyError, normalise, "vport", body))
     assert cost < 20_000, cost  # the count, not the items (before: ~25 bytecodes an item, 5,000,000)
     assert snapshot(ctl) == before
+
+
+def test_a_list_held_over_its_limit_is_kept_by_an_update_a_document_applied_again_and_a_replica(ctl, monkeypatch):
+    """A limit refuses a list that grows past it, never one stored already (before the limit came, at stop 41): a
+    domain holding 5,000 static routes could not be renamed, nor its document applied again, nor replicated."""
+    from controller import model
+    from controller.replicacheck import stored_object
+
+    routes = [{"prefix": f"172.16.{i // 256}.{i % 256}/32", "next_hop": "10.0.1.10"} for i in range(5_000)]
+    doc = {"tenants": [{"name": "acme", "domains": [{"name": "prod", "static_routes": routes, "subnets": [
+        {"name": "web", "cidr": "10.0.1.0/24", "gateway": "10.0.1.1"}]}]}]}
+    with monkeypatch.context() as before_the_limit:
+        before_the_limit.setattr(model, "MAX_ITEMS", 10_000)
+        status, reply = ctl.call("POST", "/v1/apply", {"document": doc, "source": "ops"})
+        assert status == 200, reply
+    (domain,) = ctl.call("GET", "/v1/domains")[1]["items"]
+    assert len(domain["static_routes"]) == 5_000
+    status, reply = ctl.call("POST", "/v1/apply", {"document": doc, "source": "ops"})  # the same document again
+    assert status == 200, reply
+    status, reply = ctl.call("PATCH", f"/v1/domains/{domain['id']}", {"default_acl_action": "allow"})
+    assert status == 200, reply
+    status, reply = ctl.call("PATCH", f"/v1/domains/{domain['id']}", {"static_routes": routes[:-1]})
+    assert status == 200, reply  # (shorter: still over the limit, never longer than held)
+    held = ctl.call("GET", f"/v1/domains/{domain['id']}")[1]
+    body = {k: v for k, v in held.items() if k in {s.name for s in model.SCHEMA["domain"]} | {"id", "source"}}
+    assert stored_object("domain", domain["id"], body, current=body)["static_routes"] == routes[:-1]
+    grown = routes[:-1] + [{"prefix": "172.17.0.0/32", "next_hop": "10.0.1.10"}] * 2
+    status, reply = ctl.call("PATCH", f"/v1/domains/{domain['id']}", {"static_routes": grown})
+    assert status == 422 and reply["error"]["errors"][0]["reason"] == "at most 4,096 items (5,001 given)", reply
+
+
+def test_a_snapshot_of_an_active_holding_a_list_over_its_limit_is_taken_by_the_standby():
+    """The active may hold a list stored before its limit came: its whole snapshot was refused by every standby,
+    which then never synced. A put that grows a list past its limit is still refused."""
+    from controller.replicacheck import InvalidReplica, checked_snapshot, stored_object
+
+    tenant = {"id": "t1", "source": None, "name": "acme"}
+    domain = {"id": "d1", "source": None, "tenant_id": "t1", "name": "prod", "import_rts": [f"65000:{i}" for i in range(5_000)]}
+    policy = checked_snapshot({"objects": {"tenant": {"t1": tenant}, "domain": {"d1": domain}}, "meta": {}})
+    assert len(policy.get("domain", "d1")["import_rts"]) == 5_000
+    with pytest.raises(InvalidReplica, match="import_rts: at most 4,096 items"):
+        stored_object("domain", "d1", domain)

@@ -106,3 +106,18 @@ def test_metrics_count_the_vports_without_a_zone_per_switch(tmp_path):
         assert got[(name, frozenset({("session", "tcp:10.0.0.2:6640")}))] == 0
     finally:
         ctl.close()
+
+
+def test_a_vport_without_a_zone_leaving_is_forgotten_and_the_switch_reported_whole_again(caplog):
+    """The refused vport itself leaving changed no zone: its key stayed noted as refused, so /v1/status and /metrics
+    kept the switch (count 0, and after the switch went, forever), and the line saying every vport has a zone again
+    never came."""
+    caplog.set_level(logging.WARNING, logger="controller.security")
+    local = full_switch(1)
+    assert local.refused() == {SESSION: [f"v{ZONES:06d}"]}
+    local.drop(f"v{ZONES:06d}")
+    assert local.zones_changed() == {}
+    assert local.refused() == {} and local.unzoned == {}
+    assert caplog.records[-1].getMessage() == f"switch {SESSION}: every policed vport has a conntrack zone again"
+    status = zones_status(SimpleNamespace(security=SimpleNamespace(local=local)))
+    assert status == {"count": 0, "switches": {}}
