@@ -14,8 +14,8 @@ and fewer objects made (docs/benchmarks.md "ins41").
 ``datum_parser``) from the JSON it keeps: ``values`` is the slot ovs reads, unset until then (the slot's AttributeError
 sends Python to ``__getattr__``, which fills it: from then on a plain slot read). Made only for JSON the parser is
 known to take on its fast path, checked here first in a few C calls: a map of plain strings (no ``enum``), a plain
-string, one reference (``["uuid", text]``) (``lazy_maker``); an integer set by update2's difference on an optional
-integer column at its default (``diff_maker``). So the deferred parse cannot fail and makes the Datum an eager parse
+string, one reference (``["uuid", text]``, no ``enum``) (``lazy_maker``); an integer set by update2's difference on
+an optional integer column at its default (``diff_maker``). So the deferred parse cannot fail and makes the Datum an eager parse
 makes. Anything else is parsed at once as before (ovsdb/idl/paced.py ``_Idl__row_update``, ``_Idl__apply_diff``), so
 a malformed value refuses the update exactly as it did. The JSON is dropped when the values are made (a set's ``diff``
 changes ``values`` in place: the JSON would no longer say what the column holds).
@@ -75,7 +75,8 @@ def lazy_maker(type_: ovs.db.types.Type, parse, default: ovs.db.data.Datum):
         return _string_map(type_.n_max, (key.min_length, key.max_length, value.min_length, value.max_length), made)
     if type_.n_min == 1 and type_.n_max == 1 and _plain_string(key):
         return _string_scalar(key.min_length, key.max_length, _same_as(parse, default, ""), made)
-    if key.type == ovs.db.types.UuidType and type_.n_min <= 1 <= type_.n_max:
+    if key.type == ovs.db.types.UuidType and key.enum is None and type_.n_min <= 1 <= type_.n_max:  # (an enum: the
+        # parser checks each uuid against it, which the checks here do not)
         zero = "00000000-0000-0000-0000-000000000000"
         same = ["uuid", zero] if type_.n_min == 1 and _same_as(parse, default, ["uuid", zero]) is not None else None
         return _one_uuid(same, made)
