@@ -22,8 +22,10 @@ changes ``values`` in place: the JSON would no longer say what the column holds)
 
 Only a column the row does not hold yet is made so (a new row's: an insert, a session's first read; an optional
 integer at its default); a column the row holds is parsed at once when it changes. Checked against ovs's own parse for
-every column of the real schema and every value (tests/unit/test_ovsdb_lazy_columns.py), and by the oracles comparing
-the replica with a plain ``ovs.db.idl.Idl`` (tests/unit/test_ovsdb_idl_parse.py) and sliced against whole updates.
+every column of the real schema (and bounded types) with valid, malformed, edge and random values
+(tests/unit/test_ovsdb_lazy_columns.py, which also applies random changes to columns never read since their insert and
+compares the replica with a plain ``ovs.db.idl.Idl``), and by the oracles of tests/unit/test_ovsdb_idl_parse.py and
+sliced against whole updates.
 """
 
 from __future__ import annotations
