@@ -15,8 +15,8 @@ and fewer objects made (docs/benchmarks.md "ins41").
 sends Python to ``__getattr__``, which fills it: from then on a plain slot read). Made only for JSON the parser is
 known to take on its fast path, checked here first in a few C calls: a map of plain strings (no ``enum``), a plain
 string, one reference (``["uuid", text]``, no ``enum``) (``lazy_maker``); an integer set by update2's difference on
-an optional integer column at its default (``diff_maker``). So the deferred parse cannot fail and makes the Datum an eager parse
-makes. Anything else is parsed at once as before (ovsdb/idl/paced.py ``_Idl__row_update``, ``_Idl__apply_diff``), so
+an optional integer column at its default (``diff_maker``). So the deferred parse cannot fail and makes the Datum an
+eager parse makes. Anything else is parsed at once as before (ovsdb/idl/paced.py ``_Idl__row_update``, ``_Idl__apply_diff``), so
 a malformed value refuses the update exactly as it did. The JSON is dropped when the values are made (a set's ``diff``
 changes ``values`` in place: the JSON would no longer say what the column holds).
 
