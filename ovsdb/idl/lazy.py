@@ -9,16 +9,16 @@ interfaces, ofport, type) as plain values: the Atoms were made to be taken apart
 Python bytecodes a new port, ~943 -> ~785 for ovs-vswitchd's ofport on it (tests/unit/test_ovsdb_intake_work.py),
 and fewer objects made (docs/benchmarks.md "ins41").
 
-``LazyDatum`` is an ``ovs.db.data.Datum`` (``isinstance`` holds; ``==``, ``copy``, ``to_json``, ``to_python``,
-``diff`` work) whose ``values`` are made on first use by the column's own parser (ovsdb/idl/datums.py
-``datum_parser``) from the JSON it keeps: ``values`` is the slot ovs reads, unset until then (the slot's AttributeError
-sends Python to ``__getattr__``, which fills it: from then on a plain slot read). Made only for JSON the parser is
-known to take on its fast path, checked here first in a few C calls: a map of plain strings (no ``enum``), a plain
-string, one reference (``["uuid", text]``, no ``enum``) (``lazy_maker``); an integer set by update2's difference on
-an optional integer column at its default (``diff_maker``). So the deferred parse cannot fail and makes the Datum an
-eager parse makes. Anything else is parsed at once as before (ovsdb/idl/paced.py ``_Idl__row_update``, ``_Idl__apply_diff``), so
-a malformed value refuses the update exactly as it did. The JSON is dropped when the values are made (a set's ``diff``
-changes ``values`` in place: the JSON would no longer say what the column holds).
+``LazyDatum`` is an ``ovs.db.data.Datum`` (``isinstance`` holds; ``==``, ``copy``, ``to_json``, ``to_python``, ``diff``
+work) whose ``values`` are made on first use by the column's own parser (ovsdb/idl/datums.py ``datum_parser``) from the
+JSON it keeps: ``values`` is the slot ovs reads, unset until then (the slot's AttributeError sends Python to
+``__getattr__``, which fills it: from then on a plain slot read). Made only for JSON the parser is known to take on its
+fast path, checked here first in a few C calls: a map of plain strings (no ``enum``), a plain string, one reference
+(``["uuid", text]``, no ``enum``) (``lazy_maker``); an integer set by update2's difference on an optional integer column
+at its default (``diff_maker``). So the deferred parse cannot fail and makes the Datum an eager parse makes. Anything
+else is parsed at once as before (ovsdb/idl/paced.py ``_Idl__row_update``, ``_Idl__apply_diff``), so a malformed value
+refuses the update exactly as it did. The JSON is dropped when the values are made (a set's ``diff`` changes ``values``
+in place: the JSON would no longer say what the column holds).
 
 Only a column the row does not hold yet is made so (a new row's: an insert, a session's first read; an optional
 integer at its default); a column the row holds is parsed at once when it changes. Checked against ovs's own parse for
