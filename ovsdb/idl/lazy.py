@@ -9,21 +9,23 @@ interfaces, ofport, type) as plain values: the Atoms were made to be taken apart
 Python bytecodes a new port, ~943 -> ~785 for ovs-vswitchd's ofport on it (tests/unit/test_ovsdb_intake_work.py),
 and fewer objects made (docs/benchmarks.md "ins41").
 
-``LazyDatum`` is an ``ovs.db.data.Datum`` (``isinstance`` holds; ``==``, ``copy``, ``to_json``, ``to_python``,
-``diff`` work) whose ``values`` are made on first use by the column's own parser (ovsdb/idl/datums.py
-``datum_parser``) from the JSON it keeps: ``values`` is the slot ovs reads, unset until then (the slot's AttributeError
-sends Python to ``__getattr__``, which fills it: from then on a plain slot read). Made only for JSON the parser is
-known to take on its fast path, checked here first in a few C calls: a map of plain strings (no ``enum``), a plain
-string, one reference (``["uuid", text]``) (``lazy_maker``); an integer set by update2's difference on an optional
-integer column at its default (``diff_maker``). So the deferred parse cannot fail and makes the Datum an eager parse
-makes. Anything else is parsed at once as before (ovsdb/idl/paced.py ``_Idl__row_update``, ``_Idl__apply_diff``), so
-a malformed value refuses the update exactly as it did. The JSON is dropped when the values are made (a set's ``diff``
-changes ``values`` in place: the JSON would no longer say what the column holds).
+``LazyDatum`` is an ``ovs.db.data.Datum`` (``isinstance`` holds; ``==``, ``copy``, ``to_json``, ``to_python``, ``diff``
+work) whose ``values`` are made on first use by the column's own parser (ovsdb/idl/datums.py ``datum_parser``) from the
+JSON it keeps: ``values`` is the slot ovs reads, unset until then (the slot's AttributeError sends Python to
+``__getattr__``, which fills it: from then on a plain slot read). Made only for JSON the parser is known to take on its
+fast path, checked here first in a few C calls: a map of plain strings (no ``enum``), a plain string, one reference
+(``["uuid", text]``, no ``enum``) (``lazy_maker``); an integer set by update2's difference on an optional integer column
+at its default (``diff_maker``). So the deferred parse cannot fail and makes the Datum an eager parse makes. Anything
+else is parsed at once as before (ovsdb/idl/paced.py ``_Idl__row_update``, ``_Idl__apply_diff``), so a malformed value
+refuses the update exactly as it did. The JSON is dropped when the values are made (a set's ``diff`` changes ``values``
+in place: the JSON would no longer say what the column holds).
 
 Only a column the row does not hold yet is made so (a new row's: an insert, a session's first read; an optional
 integer at its default); a column the row holds is parsed at once when it changes. Checked against ovs's own parse for
-every column of the real schema and every value (tests/unit/test_ovsdb_lazy_columns.py), and by the oracles comparing
-the replica with a plain ``ovs.db.idl.Idl`` (tests/unit/test_ovsdb_idl_parse.py) and sliced against whole updates.
+every column of the real schema (and bounded types) with valid, malformed, edge and random values
+(tests/unit/test_ovsdb_lazy_columns.py, which also applies random changes to columns never read since their insert and
+compares the replica with a plain ``ovs.db.idl.Idl``), and by the oracles of tests/unit/test_ovsdb_idl_parse.py and
+sliced against whole updates.
 """
 
 from __future__ import annotations
@@ -75,7 +77,8 @@ def lazy_maker(type_: ovs.db.types.Type, parse, default: ovs.db.data.Datum):
         return _string_map(type_.n_max, (key.min_length, key.max_length, value.min_length, value.max_length), made)
     if type_.n_min == 1 and type_.n_max == 1 and _plain_string(key):
         return _string_scalar(key.min_length, key.max_length, _same_as(parse, default, ""), made)
-    if key.type == ovs.db.types.UuidType and type_.n_min <= 1 <= type_.n_max:
+    if key.type == ovs.db.types.UuidType and key.enum is None and type_.n_min <= 1 <= type_.n_max:  # (an enum: the
+        # parser checks each uuid against it, which the checks here do not)
         zero = "00000000-0000-0000-0000-000000000000"
         same = ["uuid", zero] if type_.n_min == 1 and _same_as(parse, default, ["uuid", zero]) is not None else None
         return _one_uuid(same, made)
