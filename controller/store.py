@@ -71,10 +71,11 @@ _DDL = (
 # the switches that connect to it, so neither a replicated batch nor a snapshot copies or replaces it
 KNOWN_DEVICES = "known_devices"
 # meta keys a snapshot restore keeps: the store's own identity and this node's own memory
-KEPT_META = ("schema_version", "store_id", KNOWN_DEVICES)
-# meta keys that describe this store's own log or this node, never copied from another store ("active_ports": the
-# live migrations this node saw, controller/state_activation.py)
-LOCAL_META = KEPT_META + ("compacted_seq", "compacted_ts", "active_ports")
+# ("active_ports": the live migrations' active ports this node holds, controller/state_activation.py: a standby's
+# snapshot restore deleted them before review41a, so a standby restarted after one lost them)
+KEPT_META = ("schema_version", "store_id", KNOWN_DEVICES, "active_ports")
+# meta keys that describe this store's own log or this node, never copied from another store
+LOCAL_META = KEPT_META + ("compacted_seq", "compacted_ts")
 DB_NAME = "canopy.db"
 MARKER_NAME = DB_NAME + ".marker"
 
