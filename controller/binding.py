@@ -88,15 +88,16 @@ def resolve(policy, snapshots: dict[str, VrsSnapshot], flavour_of, seen_order, a
 
 def standby_ports(policy, snapshots: dict[str, VrsSnapshot], flavour_of, locations: dict[str, Location]) -> dict:
     """session -> {port name: (ofport, MAC, vport id)} of the ports with a device that show a bound KVM or Hyper-V
-    vport elsewhere than its location (a live migration's other port: controller/state_activation.py): the same rule
-    over everything at once, the reference State's ``standby`` is tested against (tests/unit/oracle_checks.py)."""
+    vport elsewhere than its location (a live migration's other port: controller/state_activation.py), unless its
+    hypervisor reports another MAC for its VM (a mismatch, never activated): the same rule over everything at once,
+    the reference State's ``standby`` is tested against (tests/unit/oracle_checks.py)."""
     by_key = {binding_key(v): v for v in policy.all("vport")}
     out: dict[str, dict] = {}
     for snap in snapshots.values():
         for vport, port, vlan in _hits(snap, flavour_of(snap), by_key, {}):
             loc = locations.get(vport["id"])
             if vlan is None and port.ofport is not None and loc is not None and loc.vlan is None and \
-                    (loc.session, loc.port) != (snap.session, port.name):
+                    (loc.session, loc.port) != (snap.session, port.name) and attached_mac(port) in (None, vport["mac"]):
                 out.setdefault(snap.session, {})[port.name] = (port.ofport, vport["mac"], vport["id"])
     return out
 
@@ -298,15 +299,18 @@ class BindingIndex:
         return None
 
 
-    def standbys(self, vid: str, loc: Location | None) -> tuple:
+    def standbys(self, vid: str, loc: Location | None, mac: str | None = None) -> tuple:
         """The other ports with a device that show KVM or Hyper-V vport ``vid`` located at ``loc`` (a live migration's
         destination, or its source once the destination is active): ((session, port name, ofport), ...), sorted.
-        Nothing when ``loc`` is None or an ESXi trunk's (one port showing it, the common case: one dict lookup)."""
+        Nothing when ``loc`` is None or an ESXi trunk's (one port showing it, the common case: one dict lookup). A
+        port whose hypervisor reports another MAC than ``mac`` (the vport's) is none: activated, it would be a MAC
+        mismatch and unbind the vport (``standby_ports``)."""
         spots = self.sightings.get(self.key_of.get(vid)) if loc is not None and loc.vlan is None else None
         if not spots or len(spots) == 1:
             return ()
         return tuple(sorted((session, name, where[1].ofport) for (session, name, vlan), where in spots.items()
-                            if vlan is None and where[1].ofport is not None and (session, name) != (loc.session, loc.port)))
+                            if vlan is None and where[1].ofport is not None and (session, name) != (loc.session, loc.port)
+                            and attached_mac(where[1]) in (None, mac)))
 
 
 def port_keys(port, flavour: str) -> list[tuple[tuple, int | None]]:

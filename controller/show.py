@@ -353,7 +353,7 @@ def format_vport(data) -> str:
              "    policy groups " + (", ".join(data.get("policy_groups") or ()) or "-"),
              f"    status {v.get('status')}  "
              f"{_where(v.get('location'), flavour, data.get('vteps') or (), v.get('learnt_on'))}"
-             f"{_mismatch(v)}"]
+             f"{_mismatch(v)}{_migration(v)}"]
     sw = data.get("switch")
     if sw:
         lines.append(f"    switch {sw['name']}  chassis {sw['chassis']}  dpid {sw['datapath_id']}  vtep "

@@ -51,9 +51,11 @@ class Activations:
         self.active_version = 0  # raised by every change of ``activated`` (controller/activekeep.py sends it)
 
     def load_active(self, stored) -> None:
-        """``activated`` as stored before a restart ({vport id: [session, port]}); anything malformed is skipped."""
+        """``activated`` as stored before a restart ({vport id: [session, port]}); anything malformed, or of a vport
+        not in the policy, is skipped."""
+        vports = self.policy.objects["vport"]  # (a vport deleted while this node was down: its record dropped)
         for vid, where in (stored or {}).items() if isinstance(stored, dict) else ():
-            if isinstance(vid, str) and isinstance(where, (list, tuple)) and len(where) == 2 and \
+            if vid in vports and isinstance(where, (list, tuple)) and len(where) == 2 and \
                     all(isinstance(part, str) for part in where):
                 self.activated[vid] = (where[0], where[1])
         if self.activated:
@@ -104,15 +106,19 @@ class Activations:
         vports, reported = self.policy.objects["vport"], self.vrs.keys() - self.partial.keys()
         for vid in sorted(reached):
             loc = locations.get(vid)
-            now = index.standbys(vid, loc)
+            now = index.standbys(vid, loc, mac=(vports.get(vid) or {}).get("mac"))
             before = standby_of.get(vid, ())
             record = activated.get(vid)
-            if record is not None and record[0] not in reported:
+            if record is not None and vid not in vports:
+                del activated[vid]  # the vport deleted: whether its switch reported or not (nothing else drops it)
+                self._activated_at.pop(vid, None)
+                told = True
+            elif record is not None and record[0] not in reported:
                 pass  # its switch has not reported (yet, after a restart): kept
             elif now and record != (loc.session, loc.port):
                 activated[vid] = (loc.session, loc.port)
                 told = True
-            elif record is not None and not now and (vid not in vports or reported.issuperset(map(_SESSION, before))):
+            elif record is not None and not now and reported.issuperset(map(_SESSION, before)):
                 del activated[vid]  # (a switch gone with a port that showed it may come back with it: kept)
                 self._activated_at.pop(vid, None)
                 told = True

@@ -71,13 +71,14 @@ _DDL = (
 # the switches that connect to it, so neither a replicated batch nor a snapshot copies or replaces it
 KNOWN_DEVICES = "known_devices"
 # meta keys a snapshot restore keeps: the store's own identity and this node's own memory
-KEPT_META = ("schema_version", "store_id", KNOWN_DEVICES)
-# meta keys that describe this store's own log or this node, never copied from another store ("active_ports": the
-# live migrations this node saw, controller/state_activation.py)
+# ("active_ports": the live migrations' active ports this node holds, controller/state_activation.py: a standby's
+# snapshot restore deleted them before review41a, so a standby restarted after one lost them)
+KEPT_META = ("schema_version", "store_id", KNOWN_DEVICES, "active_ports")
+# meta keys that describe this store's own log or this node, never copied from another store
 # when this store's file was renewed (an HA standby's: Store.renew), until a snapshot restore replaces it: a node
 # restarted on it meanwhile knows its store is empty (controller/replication.py Applier.renewed)
 RENEWED_META = "store_renewed"
-LOCAL_META = KEPT_META + ("compacted_seq", "compacted_ts", "active_ports", RENEWED_META)
+LOCAL_META = KEPT_META + ("compacted_seq", "compacted_ts", RENEWED_META)
 DB_NAME = "canopy.db"
 MARKER_NAME = DB_NAME + ".marker"
 

@@ -114,12 +114,51 @@ def test_a_restart_keeps_the_active_port_whichever_switch_reports_first():
             assert where == ("hv1" if stored or first is hv1 else "hv2"), (first.chassis, stored)
 
 
-def test_a_stored_record_that_is_malformed_is_skipped():
+def test_a_stored_record_that_is_malformed_or_of_a_vport_gone_is_skipped():
     state = case.build_state()
-    state.load_active({"v1": ["s1", "tap"], "v2": "s1", 3: ["a", "b"], "v4": ["a", 5], "v5": ["a", "b", "c"]})
-    assert state.activated == {"v1": ("s1", "tap")}
+    ids = sorted(state.policy.objects["vport"])
+    state.load_active({ids[0]: ["s1", "tap"], ids[1]: "s1", 3: ["a", "b"], ids[2]: ["a", 5], ids[3]: ["a", "b", "c"],
+                       "deleted-while-down": ["s1", "tap"]})
+    assert state.activated == {ids[0]: ("s1", "tap")}
     state.load_active(["not", "a", "dict"])
-    assert state.activated == {"v1": ("s1", "tap")}
+    assert state.activated == {ids[0]: ("s1", "tap")}
+
+
+def test_a_vport_deleted_while_its_records_switch_is_gone_drops_the_record():
+    """Before review41a the record stayed (in memory, the store and the HA peer's) for ever: its switch not reported
+    kept it, and nothing reached the deleted vport again."""
+    state, prog, web3 = migrating()
+    told = []
+    state.on_active = told.append
+    state.activate(1, DEST, web3["mac"], now=100.0)
+    state.vrs_gone("s1")  # the record's switch goes (a hypervisor down), then the vport is deleted
+    assert state.activated == {web3["id"]: ("s1", "tapW3")}
+    policy = state.policy.copy()
+    policy.remove("vport", web3["id"])
+    state.policy_committed(policy, [Change("vport", web3["id"], "delete", None, seq=state.last_seq + 1)])
+    assert state.activated == {} and state._activated_at == {} and told[-1] == {}
+    assert state.standby == {} and state.standby_of == {}
+    prog.refresh()
+    assert_matches_full(prog)
+
+
+def test_a_port_whose_hypervisor_reports_another_mac_is_no_standby():
+    """A second port with the vport's iface-id whose hypervisor reports another MAC for its VM (a mismatch) gets no
+    flow and its frames activate nothing: before review41a a frame spoofing the vport's MAC made it active, the vport
+    became a MAC mismatch (unbound: the VM on the source lost its traffic) and stayed so."""
+    state = case.build_state()
+    prog = Programmer(state)
+    prog.refresh()
+    web3 = state.policy.find("vport", "acme/web/web3")
+    snap = state.vrs["s1"]
+    other = case.port("tapW3", DEST, **{"iface-id": "web3", "attached-mac": "02:99:99:99:99:99"})
+    state.vrs_update(replace(snap, ports=snap.ports + (other,)))
+    prog.refresh()
+    assert state.standby == {} and state.activation_report() == []
+    assert not to_controller(prog, "s1", DEST, web3["mac"])
+    assert state.activate(1, DEST, web3["mac"], now=100.0) is None
+    assert state.locations[web3["id"]].chassis == "hv2" and web3["id"] not in state.mismatched
+    assert_matches_full(prog)
 
 
 def test_a_switch_going_keeps_the_record_and_a_port_going_ends_it():
@@ -169,7 +208,7 @@ def test_a_big_report_without_migrations_looks_at_no_vport_one_by_one():
     ports = tuple(PortInfo(name=f"tap{i}", ofport=i + 1, external_ids=(("iface-id", f"vm{i}"),)) for i in range(2000))
     state, calls = State(policy), []
     real = state.index.standbys
-    state.index.standbys = lambda vid, loc: calls.append(vid) or real(vid, loc)
+    state.index.standbys = lambda vid, loc, **kw: calls.append(vid) or real(vid, loc, **kw)
     state.vrs_update(VrsSnapshot("a", "p", "hv1", datapath_id=1, bridge_present=True, ports=ports))
     state.vrs_update(VrsSnapshot("a", "p", "hv1", datapath_id=1, bridge_present=True, ports=ports[:1000]))
     assert calls == [] and len(state.locations) == 1000

@@ -173,6 +173,27 @@ def test_show_marks_a_vport_whose_hypervisor_reports_another_mac(tmp_path):
     ctl.close()
 
 
+def test_show_names_the_pending_port_of_a_vport_whose_live_migration_is_in_flight(tmp_path):
+    """The tree's vport line and ``show vport``'s status line (before review41a only the tree said it; no test read
+    either)."""
+    import dataclasses
+
+    from tests.unit.pipeline_case import port
+
+    ctl = Controller(tmp_path)
+    ctl.service.apply(yamldoc.load(POLICY).data, "case")
+    for snap in snapshots():
+        extra = (port("web1-in", 9, **{"iface-id": "web1"}),) if snap.chassis == "hv2" else ()
+        ctl.state.vrs_update(dataclasses.replace(snap, ports=snap.ports + extra))
+    fetch = fetcher(ctl)
+    moving = "  MIGRATING: hv2:web1-in waits for the VM's first packet"
+    assert [line for line in show.format_tree(show.gather_tree(fetch)).splitlines() if "vport web1 " in line] == [
+        "            vport web1  02:00:00:00:01:01  10.0.1.11  kvm  on hv1 port web1 (ofport 1)" + moving]
+    assert "    status bound  on hv1 port web1 (ofport 1)" + moving in \
+        show.format_vport(show.gather_vport(fetch, "web1")).splitlines()
+    ctl.close()
+
+
 def test_show_puts_a_bare_metal_server_behind_the_hardware_vteps_bound_to_its_subnet_not_unbound(tmp_path):
     """A bare-metal vport is never on a VRS port: its REST status stays unbound, and show said just that, so a
     newcomer whose server answered pings read it as broken; show then said "behind a hardware VTEP" even with no

@@ -355,3 +355,15 @@ def test_the_node_s_own_meta_is_neither_copied_nor_replaced(tmp_path):
     fresh = Store(str(tmp_path / "fresh"))
     fresh.restore(source.snapshot())
     assert fresh.get_meta("known_devices") is None
+
+
+def test_a_restore_keeps_the_node_s_live_migration_records(tmp_path):
+    """active_ports (controller/state_activation.py) is this node's own: a standby's snapshot restore kept neither
+    the source's nor, before review41a, its own (a standby restarted after a restore lost them)."""
+    source = _source_with_history(tmp_path)
+    source.set_meta("active_ports", {"v9": ["s9", "tap9"]})
+    replica = Store(str(tmp_path / "replica"))
+    replica.set_meta("active_ports", {"v1": ["s1", "tap1"]})
+    assert "active_ports" not in source.replicated_meta()
+    replica.restore(source.snapshot())
+    assert replica.get_meta("active_ports") == {"v1": ["s1", "tap1"]}
