@@ -124,7 +124,8 @@ def describe(update, version, tables) -> str | None:
         if not isinstance(rows, dict):
             return "table %s: its rows are not an object" % table_name
         for uuid, row_update in rows.items():
-            if not ovs.ovsuuid.is_valid_string(uuid):
+            # (ovs's pattern ends in "$", which takes a final newline too: uuid.UUID refuses that text)
+            if len(uuid) != 36 or not ovs.ovsuuid.is_valid_string(uuid):
                 return "table %s: row %r is not a UUID" % (table_name, uuid)
             wrong = _row_shape(tables[table_name], uuid, row_update, version)
             if wrong:
