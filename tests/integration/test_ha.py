@@ -102,9 +102,11 @@ def test_active_is_master_standby_is_slave_and_refuses_writes(pair):
     ha = a.api.get("/v1/ha").json
     assert ha["peer"]["alive"] and ha["peer"]["role"] == "standby" and ha["generation_id"] >= 1
     assert ha["replication"]["lag"] == 0
-    # the app wires both keepers of runtime state over the link (controller/overlink.py) into the pair's status
-    assert ha["runtime"] == {"duplicate_macs": {"not_kept": 0, "dropped": 0}, "gateway_macs": {"refused": 0,
-                                                                                               "not_kept": 0}}
+    # the app wires the keepers of runtime state over the link (controller/overlink.py) into the pair's status: the
+    # duplicate MACs, the gateway MACs, the live migrations' active ports (controller/activekeep.py)
+    assert ha["runtime"] == {"duplicate_macs": {"not_kept": 0, "dropped": 0},
+                             "gateway_macs": {"refused": 0, "not_kept": 0},
+                             "active_ports": {"refused": 0, "not_kept": 0}}
     lab.wait_until(lambda: evpn_sources(hosts_ctl["router"]) == {hosts_ctl["a"].ip}, timeout=30,
                    what="EVPN routes from the active only")
     lab.wait_until(lambda: b.api.get("/v1/bgp/peers").json["items"][0]["state"] == "up", timeout=30,
