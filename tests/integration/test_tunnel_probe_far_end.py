@@ -19,7 +19,8 @@ from tests.integration.test_bare_metal import BM_MAC, LS, POLICY, needs
 pytestmark = pytest.mark.integration
 
 WATCH = 5  # seconds of capture: five refresh rounds
-WEB2 = {"name": "webk2", "mac": "02:00:00:00:01:02", "ips": ["10.0.1.12"], "binding": {"flavour": "kvm"}}
+WEB2 = {"name": "webk2", "mac": "02:00:00:00:01:03", "ips": ["10.0.1.13"], "binding": {"flavour": "kvm"}}  # (not
+# test_bare_metal's mover: 02:00:00:00:01:02, 10.0.1.12)
 
 
 def policy() -> dict:
@@ -57,7 +58,7 @@ def test_no_probe_reaches_a_vm_or_a_bare_metal_server_and_a_hardware_vtep_sends_
         hv.connect(ctl)
     vms = [lab.add_vm(hosts["hv1"], "webk", mac="02:00:00:00:01:01", ip="10.0.1.11/24"),
            lab.add_vm(hosts["hv2"], "dbk", mac="02:00:00:00:02:01", ip="10.0.2.11/24"),
-           lab.add_vm(hosts["hv2"], "webk2", mac=WEB2["mac"], ip="10.0.1.12/24")]
+           lab.add_vm(hosts["hv2"], "webk2", mac=WEB2["mac"], ip="10.0.1.13/24")]
     tor = lab.add_hardware_vtep("tor1", ports=("p1",))
     tor.connect(ctl)
     bm = lab.add_baremetal(tor, "bm1", port="p1", vlan=100, mac=BM_MAC, ip="10.0.1.50/24")
