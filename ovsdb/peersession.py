@@ -13,7 +13,7 @@ import time
 
 from controller.pacer import Pacer, collector_paused
 from controller.ryu_compat import hub
-from ovsdb import bridge, firstreads, idl, tunnel, vrs, vtep, vtep_reporter, vtep_sync
+from ovsdb import bridge, firstreads, idl, laterfree, tunnel, vrs, vtep, vtep_reporter, vtep_sync
 
 VTEP_DATABASE = vtep.DATABASE
 WAKE_MS = 1000  # longest a green thread sleeps without looking at its connection
@@ -214,9 +214,13 @@ class PeerSession:
         """Replicate the VRS's Open_vSwitch database and report every change until it goes (from the session's
         first-read turn: ``_first_read``)."""
 
+        later = laterfree.LaterFree()  # the rows the slices deleted: freed after the last slice's report
+
         def report_slice():  # a big update of ports is reported as it lands, a slice at a time (idl.slices)
             self._server.slicing.add(self.name)  # until its last slice is reported (below, or the session ends)
-            self._reporter.refresh(replica.rows(vrs.DATABASE), replica.take_changes())
+            changes = replica.take_changes()
+            self._reporter.refresh(replica.rows(vrs.DATABASE), changes)
+            later.hold(changes)
 
         replica = idl.Replica(self._conn, schema, vrs.COLUMNS, self._server.probe_interval_ms,
                               named=tunnel.NAMED_TABLES, pause=self._give_way, on_slice=report_slice)
@@ -239,9 +243,14 @@ class PeerSession:
                 if replica.synced and replica.change_seqno != seen:
                     seen = replica.change_seqno
                     self.state = SYNCED
-                    self._reporter.refresh(replica.rows(vrs.DATABASE), replica.take_changes())
+                    changes = replica.take_changes()
+                    self._reporter.refresh(replica.rows(vrs.DATABASE), changes)
+                    if later:  # the last part of an update in slices: its rows go with theirs
+                        later.hold(changes)
+                    del changes
                     self._first_read_done()
                 self._server.slicing.discard(self.name)
+                later.free(self._give_way)  # after the last slice's withdrawals, a run at a time (ovsdb/laterfree.py)
                 collector.freeze = replica.change_seqno - before >= FREEZE_ROWS  # the rows stay: never scan them
             if replica.synced:
                 if self._server.may_write:

@@ -64,5 +64,14 @@ class RowChanges:
         """{row key: RowChange} of ``name`` (empty if none of its rows changed)."""
         return self._tables.get(name, {})
 
+    def take_all(self) -> list[RowChange]:
+        """Every change recorded, in a list (C loops), this one left empty: what holds the rows now
+        (ovsdb/laterfree.py frees them a run at a time)."""
+        out: list[RowChange] = []
+        for rows in self._tables.values():
+            out.extend(rows.values())
+        self._tables = {}
+        return out
+
     def __len__(self) -> int:
         return sum(len(rows) for rows in self._tables.values())
