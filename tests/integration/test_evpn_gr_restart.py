@@ -56,7 +56,6 @@ def grlab(lab_capable):
         sessions_and_leases(lab, (a.api, b.api), (rr.ip,), vms, "both controllers' sessions with the reflector")
         lab.wait_until(lambda: A_MACS <= received_macs(b.api), timeout=30, what="A's VMs in B's received routes")
         reach(lab, vms["a1"], "10.0.1.21", timeout=30)
-        hva.set_max_backoff(1000)  # back within a second of each restart of A, not after 1, 2, 4, 8 s (docs/vrs.md)
         yield lab, a, b, vms, reflector, ctl_a.ip
 
 
