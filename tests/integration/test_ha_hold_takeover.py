@@ -74,7 +74,6 @@ def holdlab(lab_capable):
         sessions_and_leases(lab, [ctl.api for ctl in (*nodes.values(), c)], (reflector.host.ip,), vms,
                             "the three controllers' sessions with the reflector")
         reach(lab, vms["a1"], "10.0.1.21", timeout=30)
-        hva.set_max_backoff(1000)  # back at a restarted node within a second, not after 1, 2, 4, 8 s (docs/vrs.md)
         yield lab, nodes, {"a": ctl_a, "b": ctl_b}, c, hva, vms, reflector
 
 
