@@ -15,6 +15,7 @@ import os
 import re
 import secrets
 import shutil
+import threading
 from pathlib import Path
 
 from tests.harness import netns
@@ -27,11 +28,13 @@ log = logging.getLogger(__name__)
 
 
 class RunRecord:
-    """The record of the current run; every change is written to disk at once (atomically)."""
+    """The record of the current run; every change is written to disk at once (atomically), also from a
+    helper thread of the test (one draft file per process: the lock keeps two threads' saves apart)."""
 
     def __init__(self, run_id: str, path: Path):
         self.run_id = run_id
         self.path = path
+        self._lock = threading.Lock()
         self.data = {"owner": [os.getpid(), start_time(os.getpid())], "workdir": None,
                      "namespaces": [], "processes": []}
 
@@ -62,13 +65,15 @@ class RunRecord:
         self._save()
 
     def add_namespace(self, name: str) -> None:
-        if name not in self.data["namespaces"]:  # a VM removed and added again reuses its name
-            self.data["namespaces"].append(name)
-            self._save()
+        with self._lock:
+            if name not in self.data["namespaces"]:  # a VM removed and added again reuses its name
+                self.data["namespaces"].append(name)
+                self._save()
 
     def add_process(self, pid: int, started: int) -> None:
-        self.data["processes"].append([pid, started])
-        self._save()
+        with self._lock:
+            self.data["processes"].append([pid, started])
+            self._save()
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)

@@ -44,6 +44,7 @@ LS = "canopy-5001"
 PAIRS = [("webk", "10.0.1.12"), ("webk", "10.0.2.11"), ("dbh", "10.0.1.13"), ("webe", "10.0.1.11"),
          ("bm", "10.0.1.11"), ("bm", "10.0.1.12"), ("bm", "10.0.1.13")]
 SWITCHES = 4  # kvm1, hyv1, esx1, tor1
+RECONNECT_MS = 1000  # max_backoff of every Controller and Manager row (docs/vrs.md): each restart waits < 1 s for them
 WRITES = re.compile(r"OFPT_(FLOW_MOD|GROUP_MOD|BUNDLE_CONTROL|BUNDLE_ADD_MESSAGE)|NXT_FLOW_MOD")
 _REPLY = re.compile(r"bytes from .*icmp_seq=(\d+)")
 _SENT = re.compile(r"(\d+) packets transmitted")
@@ -89,6 +90,10 @@ def fabric(lab_capable):
             ends[name].exec("ip", "route", "add", "default", "via", gateway, check=True)
         for src, dst in PAIRS:
             reach(f.lab, ends[src], dst, timeout=30)
+        for hv in f.hosts.values():  # each switch retries every second, not after 1, 2, 4, 8, 8... s (docs/vrs.md)
+            hv.set_max_backoff(RECONNECT_MS)
+        for uuid in f.tor.vtepctl("--bare", "--columns=_uuid", "list", "Manager").split():
+            f.tor.vtepctl("set", "Manager", uuid, f"max_backoff={RECONNECT_MS}")
         yield f.lab, f.canopy, f.hosts, ends, f.tor, f.ctl
 
 

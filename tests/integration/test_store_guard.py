@@ -51,6 +51,7 @@ def programmed(lab, settings=None):
            for i, mac in enumerate(("02:00:00:00:01:01", "02:00:00:00:01:02"))]
     lab.wait_until(lambda: (s := switch_of(api, hv.name)) and s["openflow"]["connected"], timeout=15,
                    what="hv1 connected")
+    hv.set_max_backoff(1000)  # back within a second of a restart, not after OVS's 1, 2, 4, 8 s (docs/vrs.md)
     lab.wait_until(lambda: vms[0].ping("10.0.1.11"), timeout=15, what="vm0 pings vm1 through Canopy's flows")
     flows = tenant_flows(hv)
     assert any("02:00:00:00:01:01" in f for f in flows)
