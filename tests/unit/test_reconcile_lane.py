@@ -82,14 +82,17 @@ def test_reconcilers_planning_together_take_one_stretch_a_turn_and_plan_the_same
 
 
 def test_the_app_gives_every_reconciler_the_lane():
-    """controller/app.py ``_adopt``: each switch's reconciler pauses through the app's one ``reconcile_lane``."""
+    """controller/app.py ``_adopt``: each switch's reconciler pauses through the app's one ``reconcile_lane``; the
+    OVSDB sessions (ovsdb/server.py ``pause``, every session's pacer) through one of their own."""
     import inspect
 
     from controller import app
 
     source = inspect.getsource(app.CanopyApp._adopt)
     assert "Pacer(self.reconcile_lane.pause, RECONCILE_EVERY)" in source
-    assert "self.reconcile_lane = Lane(give_way)" in inspect.getsource(app.CanopyApp.__init__)
+    init = inspect.getsource(app.CanopyApp.__init__)
+    assert "self.reconcile_lane = Lane(give_way)" in init
+    assert "self.ovsdb.pause = Lane(give_way).pause" in init  # the OVSDB sessions' pauses: a lane of their own
 
 
 @pytest.mark.parametrize("killed", ["in its turn", "waiting"])
