@@ -81,15 +81,27 @@ def test_reconcilers_planning_together_take_one_stretch_a_turn_and_plan_the_same
     assert laned_plans == plain_plans and len(laned_plans[0]) > 10 * EVERY  # the same change sets, many stretches
 
 
-def test_the_app_gives_every_reconciler_the_lane():
-    """controller/app.py ``_adopt``: each switch's reconciler pauses through the app's one ``reconcile_lane``; the
-    OVSDB sessions (ovsdb/server.py ``pause``, every session's pacer) through one of their own."""
+def test_the_app_gives_every_reconciler_the_lane(monkeypatch):
+    """controller/app.py ``_adopt``: each switch's reconciler pauses through the app's one ``reconcile_lane``, every
+    RECONCILE_EVERY flows; the OVSDB sessions (ovsdb/server.py ``pause``, every session's pacer) through one of their
+    own."""
     import inspect
+    from types import SimpleNamespace
 
     from controller import app
+    from controller.programmer import Programmer
+    from tests.unit.test_partial_report_withheld import _glue, _Rec
+    from tests.unit.test_compiler import base_state
 
-    source = inspect.getsource(app.CanopyApp._adopt)
-    assert "Pacer(self.reconcile_lane.pause, RECONCILE_EVERY)" in source
+    made = {}
+    monkeypatch.setattr(app, "SwitchReconciler", lambda dp, pacer=None, **kw: made.setdefault(dp.id, pacer) and _Rec(dp))
+    state = base_state()
+    glue = _glue(state, Programmer(state))
+    glue.reconcile_lane = Lane(lambda: hub.sleep(0))
+    for dpid in (1, 2):
+        glue._adopt(SimpleNamespace(id=dpid, address=None))
+    assert set(made) == {1, 2} and made[1] is not made[2]  # a pacer each (its own count), one lane for all
+    assert all(p.pause == glue.reconcile_lane.pause and p.every == app.RECONCILE_EVERY for p in made.values())
     init = inspect.getsource(app.CanopyApp.__init__)
     assert "self.reconcile_lane = Lane(give_way)" in init
     assert "self.ovsdb.pause = Lane(give_way).pause" in init  # the OVSDB sessions' pauses: a lane of their own
