@@ -94,7 +94,8 @@ def test_the_app_gives_every_reconciler_the_lane(monkeypatch):
     from tests.unit.test_compiler import base_state
 
     made = {}
-    monkeypatch.setattr(app, "SwitchReconciler", lambda dp, pacer=None, **kw: made.setdefault(dp.id, pacer) and _Rec(dp))
+    monkeypatch.setattr(app, "SwitchReconciler",
+                        lambda dp, pacer=None, **kw: made.setdefault(dp.id, pacer) and _Rec(dp))
     state = base_state()
     glue = _glue(state, Programmer(state))
     glue.reconcile_lane = Lane(lambda: hub.sleep(0))
