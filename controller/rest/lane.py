@@ -14,7 +14,7 @@ something else (a write waiting for the standby) holds nothing meanwhile.
 The switches' reconcilers take their turns through a lane of their own (controller/app.py ``reconcile_lane``): at a
 cold start or a restart many plan, take read-backs in or encode at once (openflow/atonce.py lets 6 plans or read-backs
 and 6 encodings run together), and each round of the loop held one stretch of each (vrs_scale: 10-20 reconcilers'
-turns, 50-90 ms of CPU, in the cold start's late lag samples). Through the lane, one reconciler's stretch a round.
+turns, 50-130 ms of CPU, in the cold start's late lag samples). Through the lane, one reconciler's stretch a round.
 A reconciler's first stretch of a step, before its first pause, takes no turn (atonce's slots bound those).
 """
 
