@@ -108,7 +108,9 @@ class CanopyApp(RoleWiring, RyuApp):
                                         reconnect_grace=limits.ovsdb_reconnect_grace,
                                         tls=listener_context(settings, "ovsdb"), forwarding=self._answers)
         self.ovsdb.held = self.hold.holding
+        self.ovsdb.pause = Lane(give_way).pause  # the OVSDB sessions' big updates (4 first reads at once) likewise
         self.rest_lane = Lane(give_way)  # big answers of many clients pause one at a time (controller/rest/lane.py)
+        self.reconcile_lane = Lane(give_way)  # and so do the switches' reconcilers: one's stretch a round, not 50
         extra = rest_sessions.routes(self.ovsdb, self.rest_lane.pause)
         extra += rest_dataplane.routes(self.state, self.programmer, lambda: self.reconcilers, self.rest_lane.pause)
         extra += rest_security.routes(self.state, self.programmer, lambda: self.reconcilers)
@@ -466,7 +468,8 @@ class CanopyApp(RoleWiring, RyuApp):
             old = self.reconcilers.pop(dp.id, None)
             if old is not None:
                 self._stop(old)
-            rec = SwitchReconciler(dp, on_sync=self.watch.note_synced, pacer=Pacer(give_way, RECONCILE_EVERY))
+            rec = SwitchReconciler(dp, on_sync=self.watch.note_synced,
+                                   pacer=Pacer(self.reconcile_lane.pause, RECONCILE_EVERY))
             self.reconcilers[dp.id] = rec
             rec.keep_stale(self._keep_stale)
             if self.pair is not None:

@@ -4,7 +4,8 @@ Each step pauses every few milliseconds of CPU (controller/pacer.py), and a paus
 next round, which runs every green thread that was ready when it began: with 50 switches doing the same step at
 once, each round held 50 turns, and every other green thread (OpenFlow echo replies, OVSDB probes, HA heartbeats,
 REST) waited for all of them. A few at a time, the work takes the same CPU and the rounds stay short; the next
-switch goes ahead as soon as one is done (or its reconciler stopped).
+switch goes ahead as soon as one is done (or its reconciler stopped). The switches that do go ahead pause through
+one lane (controller/app.py ``reconcile_lane``): one of them computes between two turns of the rest of the loop.
 """
 
 import contextlib

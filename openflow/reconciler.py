@@ -421,7 +421,7 @@ class SwitchReconciler(ChangeSender, SwitchReport):
             self._log_kept(self._book.kept_count(plan))
             have = {gid: g for gid, g in have.items() if gid in groups}
         if not (plan.adds or plan.deletes):  # no flow to send: the owners are installed as planned already
-            self._book.applied(plan)
+            self._book.applied(plan, self.pacer.tick)  # a switch read back whole: every owner (16,000 flows) pauses
             self._planned = None
         return ChangeSet({
             "group_add": _ranked([(gid, g) for gid, g in groups.items() if gid not in have and gid not in refused]),

@@ -51,8 +51,11 @@ often the kernel's neighbour table, which every namespace shares, was too full t
 The lab's 100 OVS daemons share the controller's CPUs, where real hypervisors have their own. ``--controller-cpu-weight
 W`` runs the controllers in a CPU cgroup of their own with systemd's ``CPUWeight=W`` (tests/harness/cpugroup.py; what
 deploy/systemd/canopy.service gives it), ``--controller-nice N`` at nice N with their session's scheduling group,
-``--ovs-nice N`` the OVS daemons at nice N; each phase prints the controller's nice, its group's and its cgroup's
-weight, and the event loop's thread's seconds on a CPU and runnable waiting for one.
+``--ovs-nice N`` the OVS daemons at nice N, ``--ovs-cpu-weight W`` all of them in one CPU cgroup of weight W (each
+detaches into a session of its own: where the kernel groups processes by session, 100 daemons weigh as 100 groups
+and outweigh a controller's weight of 1000 ten to one, where under systemd a host's OVS is one service); each phase
+prints the controller's nice, its group's and its cgroup's weight, and the event loop's thread's seconds on a CPU and
+runnable waiting for one.
 
 Needs root and Open vSwitch, like the integration tests. Not collected by pytest.
 """
@@ -463,6 +466,9 @@ def run(args) -> dict:
         progress(f"building the lab: {args.vrs} VRS, {args.vports} vports")
         scale = Scale(lab, args)
         result["setup"] = scale.setup
+        if args.ovs_cpu_weight:
+            result["ovs_cpu_group"] = cpugroup.weigh_processes(
+                groups, "ovs", [c.pid for hv in scale.hvs for c in hv.ovs.processes], args.ovs_cpu_weight)
         try:
             phases(scale, args, result)
         finally:
@@ -501,6 +507,10 @@ def main(argv=None) -> int:
                         "(-20 to 0; below 0 needs root): their share of CPUs shared with the 100 OVS daemons and "
                         "other work, as an operator's own cores or a CPU weight give it (default 0)")
     cpugroup.add_option(parser)
+    parser.add_argument("--ovs-cpu-weight", type=int, default=0, metavar="W", help="move the hypervisors' OVS "
+                        "daemons into one CPU cgroup with weight W (1-10000; 100: as systemd runs a service): each "
+                        "detaches into a session of its own, and where the kernel groups by session each weighs as "
+                        "a group, so 100 daemons outweigh --controller-cpu-weight 1000 ten to one (default: none)")
     parser.add_argument("--timeout", type=float, default=600.0, help="bound of every wait for sync (s)")
     parser.add_argument("--heartbeat-ms", type=int, default=200, help="HA heartbeat (the controller's default)")
     parser.add_argument("--dead-ms", type=int, default=1000, help="HA dead interval (the controller's default)")
@@ -522,6 +532,8 @@ def main(argv=None) -> int:
     if not -20 <= args.controller_nice <= 0:
         parser.error("--controller-nice must be -20 to 0")
     cpugroup.check_option(parser, args)
+    if args.ovs_cpu_weight and not 1 <= args.ovs_cpu_weight <= cpugroup.MAX_WEIGHT:
+        parser.error(f"--ovs-cpu-weight must be 1 to {cpugroup.MAX_WEIGHT}")
     if len(document_subnets(args.vports)) > 64:
         parser.error(f"at most {64 * PER_SUBNET} vports")
     try:

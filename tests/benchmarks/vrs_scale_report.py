@@ -29,7 +29,9 @@ def report(result: dict) -> list[str]:
                                                      if a.get("ovs_nice") else " (as the controller)")
              + (f"; the controllers at nice {a['controller_nice']}" if a.get("controller_nice") else "")
              + (f"; the controllers in a CPU cgroup of their own, {result['cpu_group']} (--controller-cpu-weight: "
-                "systemd's CPUWeight=)" if result.get("cpu_group") else "")]
+                "systemd's CPUWeight=)" if result.get("cpu_group") else "")
+             + (f"; the OVS daemons in one CPU cgroup, {result['ovs_cpu_group']} (--ovs-cpu-weight)"
+                if result.get("ovs_cpu_group") else "")]
     lines.append("  setup: " + ", ".join(f"{k} {v} s" for k, v in result["setup"].items()))
     for name, _ in PHASES:
         if result.get(name) is not None:

@@ -64,6 +64,15 @@ class CpuGroup:
         procs = f"/proc/{os.getpid()}/root{self.path}/cgroup.procs"
         return ["sh", "-c", f'echo $$ > {procs} && exec "$@"', "in-cpu-group", *argv]
 
+    def move(self, pid: int) -> bool:
+        """Move running process ``pid`` (every thread of it) into this group; False when it is gone. For daemons
+        that detach (ovs-vswitchd and ovsdb-server ``--detach``), which ``wrap`` cannot follow."""
+        try:
+            (self.path / "cgroup.procs").write_text(f"{pid}\n")
+        except ProcessLookupError:
+            return False
+        return True
+
     def describe(self) -> str:
         return f"CPU weight {self.weight} ({self.knob} {self.value}, {self.path})"
 
@@ -104,6 +113,16 @@ def cpu_group_of(pid: int, root: Path = ROOT) -> str | None:
             value = "default" if path == "/" else "?"  # the root group has no cpu.weight of its own
         return f"{path}: {knob} {value}"
     return None
+
+
+def weigh_processes(groups: contextlib.ExitStack, what: str, pids, weight: int) -> str:
+    """Running processes ``pids`` moved into one CPU group named after ``what`` with ``weight``, removed when
+    ``groups`` closes (the processes must be gone by then); the group described (vrs_scale's ``--ovs-cpu-weight``:
+    the lab's OVS daemons, each a session and so, where ``sched_autogroup_enabled``, a scheduling group of its own,
+    weigh as one service does under systemd)."""
+    group = groups.enter_context(CpuGroup(group_name(what), weight))
+    moved = sum(group.move(pid) for pid in pids)
+    return f"{group.describe()}: {moved} processes"
 
 
 def group_name(what: str) -> str:

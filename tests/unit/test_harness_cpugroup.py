@@ -98,3 +98,33 @@ def test_the_three_benchmarks_share_the_option_and_the_group_wraps_the_labs_cont
         group_dir = argv[2].split("> ")[1].split("/cgroup.procs")[0].split("/root", 1)[1]  # echo $$ > .../cgroup.procs
         assert Path(group_dir).is_dir()
     assert not Path(group_dir).exists()
+
+
+def test_detached_processes_are_moved_into_one_group_and_a_gone_one_is_skipped():
+    """vrs_scale's ``--ovs-cpu-weight``: daemons already running (ovs-vswitchd and ovsdb-server detach into sessions
+    of their own, so ``wrap`` cannot follow them) are moved into one group of the weight, every thread of each; a
+    process gone meanwhile is counted out, not an error; the group goes when the stack closes."""
+    import contextlib
+
+    from tests.harness import cpugroup
+
+    children = [subprocess.Popen(["setsid", "sleep", "60"]) for _ in range(2)]  # sessions of their own, as --detach
+    gone = subprocess.Popen(["true"])
+    gone.wait(timeout=10)
+    try:
+        with contextlib.ExitStack() as groups:
+            described = cpugroup.weigh_processes(groups, "unit-test-ovs", [c.pid for c in children] + [gone.pid], 100)
+            assert "CPU weight 100" in described and described.endswith(": 2 processes")
+            path = f"/{group_name('unit-test-ovs')}"
+            want = "cpu.weight 100" if "cpu.weight" in described else f"cpu.shares {shares_of(100)}"
+            for child in children:
+                assert cpu_group_of(child.pid) == f"{path}: {want}"
+            for child in children:
+                child.kill()
+                child.wait(timeout=10)
+        assert not (ROOT / path[1:]).exists() and not (ROOT / "cpu" / path[1:]).exists()
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.wait(timeout=10)
