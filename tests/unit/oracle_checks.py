@@ -37,6 +37,8 @@ def check(world: World, where: str, read_fib: bool = True):
     assert state.mismatched == mismatched, where
     standby = binding.standby_ports(state.policy, state.vrs, state.flavour_of, bound)
     assert state.standby == standby, f"{where}: {state.standby!r:.600} != {standby!r:.600}"  # a live migration's other ports (controller/state_activation.py)
+    at = {session: {entry[0]: name for name, entry in ports.items()} for session, ports in standby.items()}
+    assert state.standby_at == at, f"{where}: {state.standby_at!r:.600} != {at!r:.600}"  # the packet-in's index of them
     view = derive(state.policy, state.locations, state.vrs, state.vtep_ip_of, state.vteps, state.remote,
                   state.gateway_macs, standby)
     assert set(prog.desired) == set(view.switches), where
