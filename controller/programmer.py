@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import logging
 import time
+from itertools import compress
+from operator import attrgetter
 
 from controller.derive import View, derive
 from controller.pacer import NEVER, Pacer, collector_paused, release
@@ -39,6 +41,7 @@ from openflow.compiler import Desired, Shared, compile_owners, compile_switch
 from openflow.floodlimits import FloodWatch
 
 _NONE = frozenset()  # an owner's flows where it has none
+_KIND = attrgetter("kind")
 log = logging.getLogger("canopy.programmer")
 SWITCH_UNITS = 20  # pacer units for compiling one switch whole (merging its shared owner sets) beyond its owners
 COMPARE_UNIT = 200  # owners compared (old desired against new) per pacer unit
@@ -200,12 +203,12 @@ class Programmer:
                 held = len(desired[session].flows) if session in desired else 0
                 notes[session] = changed if len(changed) * 2 < held and not diff_all else None
         self.desired = desired  # and its changes noted, with no pause between (see the module docstring)
-        self.floods.retake(desired)
         if diff_all:
             for session in self.desired:
                 self._note(session, None)
         for session, owners in notes.items():
             self._note(session, owners)
+        self.floods.retake(desired, self.pacer.tick)  # (after the notes: it may pause)
         touched = set(notes)
         self.timings["compile"] = time.perf_counter() - started
         self.timings["compile_cpu"] = time.process_time() - cpu
@@ -213,9 +216,10 @@ class Programmer:
 
     def _check_floods(self, session: str, desired: Desired, owners: set | None) -> None:
         """The subnet owners of ``owners`` (None: all of the switch's) checked against OVS's flood limits."""
-        groups = desired.groups
-        subnets = [o for o in (groups if owners is None else owners) if o.kind == "subnet"]
-        if owners is None:
+        groups, whole = desired.groups, owners is None
+        owners = list(groups if whole else owners)
+        subnets = list(compress(owners, map("subnet".__eq__, map(_KIND, owners))))  # (C loops: 10,000 vports changed)
+        if whole:
             for key in [key for key in self.floods.over if key[0] == session and ("subnet", key[1]) not in groups]:
                 del self.floods.over[key]
         for owner in subnets:
