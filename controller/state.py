@@ -546,6 +546,8 @@ class State(Activations, ReportPorts, StateReport, BindingLog, DiscoverySink):
 
         warn, index, locations, mismatched = set(), self.index, self.locations, self.mismatched
         nowhere = index.shown_nowhere(vids)  # (unbound: not located one by one, 10,000 ports gone at once)
+        if index.conflicts:  # (shown nowhere: no port to conflict over)
+            drop_keys(index.conflicts, nowhere)
         drop_keys(self._warned, drop_keys(mismatched, nowhere))
         moved = set(drop_keys(locations, nowhere))
         vports = self.policy.objects["vport"]  # (``Policy.get``'s, without its call per vport)
