@@ -153,13 +153,15 @@ class CanopyApp(RoleWiring, RyuApp):
         extra += stretchtrace.routes(self.stretches)
         self._roles_wake = hub.Event()
         self._takeover_due: set = set()  # datapath ids each announced to once it takes this node as master
-        parts, faults = {"startup_hold": self.hold.status, "programmer": self._programmer_counts}, {}
+        parts, faults = {"startup_hold": self.hold.status, "programmer": self._programmer_counts,
+                         "flood_limits": self.programmer.floods.status}, {}  # (openflow/floodlimits.py)
         if self.federation is not None:
             parts["bgp"] = functools.partial(rest_bgp.status_part, self.federation)
             faults["BGP speaker"] = functools.partial(rest_bgp.failure, self.federation)
         self.api = Api(self.service, self.state, settings, extra_routes=extra, ha=self.pair,
                        programming=lambda: self.program_loop.status(), status_parts=parts, faults=faults)
         self.api.switch_status = self._switch_status
+        self.api.floods = self.programmer.floods
         self.api.pause = self.rest_lane.pause  # big answers (GET /v1/switches) give the event loop turns
         self.api.list_counters = {"floating_ip": rest_external.floating_counters(self.programmer,
                                                                                    lambda: self.reconcilers)}
@@ -167,7 +169,7 @@ class CanopyApp(RoleWiring, RyuApp):
                                tls=listener_context(settings, "rest"))
         self.api.metrics.attach(reconcilers=lambda: dict(self.reconcilers), ovsdb=self.ovsdb, dhcp=self.dhcp,
                                 federation=self.federation, pair=self.pair, hold=self.hold,
-                                pause=lambda: hub.sleep(0), zones=lambda: security.refused_zones(self.programmer.view),
+                                pause=lambda: hub.sleep(0), floods=self.programmer.floods, zones=lambda: security.refused_zones(self.programmer.view),
                                 external=lambda: rest_external.metric_rows(self.programmer, lambda: self.reconcilers))
         runtime.API = self.api  # for SIGHUP (controller.lifecycle)
         runtime.FEDERATION = self.federation  # for SIGHUP too: a failed speaker takes the new bgp settings

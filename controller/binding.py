@@ -5,6 +5,10 @@ A vport is located when a VRS shows the port its binding names:
 - hyperv: an interface named binding.port_name on a VRS of flavour hyperv (the port name is the identity);
 - esxi:   on a VRS of flavour esxi, a trunk interface whose ``external_ids:canopy-vnic-<VLAN>`` = binding.vnic_id
           (written by the vCenter agent), or the static host/trunk_port/vlan of the binding.
+A Hyper-V port with an ``iface-id`` that names a KVM vport shows that vport, and never the Hyper-V vport its name
+would name (``conflicting``): one port cannot classify two vports (their flows would match the same ``in_port`` and
+replace each other on the switch), and the ``iface-id`` is the port's explicit word; the Hyper-V vport stays unbound
+there, logged once and shown in its REST status (``port_conflicts``).
 When the same vport shows up in two places, a port with a device (an ofport) wins over one without; among those with
 one the earliest appearance wins (an ESXi trunk's vNIC: the latest), among those without the latest (``preferred``).
 A live migration in flight is the case: libvirt plugs the destination's port (with the VM's iface-id) when the
@@ -146,7 +150,8 @@ def _hits(snap, flavour, by_key, static):
         iface_id = port.ext("iface-id")
         if iface_id and ("kvm", iface_id) in by_key:
             yield by_key[("kvm", iface_id)], port, None
-        if flavour == "hyperv" and ("hyperv", port.name) in by_key:
+        if flavour == "hyperv" and ("hyperv", port.name) in by_key and not (
+                iface_id and ("kvm", iface_id) in by_key):  # (a KVM vport's iface-id takes the port: ``conflicting``)
             yield by_key[("hyperv", port.name)], port, None
         if flavour == "esxi":
             for vlan, vnic in port.vnic_vlans().items():
@@ -175,10 +180,13 @@ class BindingIndex:
         self.sightings: dict[tuple, dict[tuple, tuple]] = defaultdict(dict)
         self.trunks: dict[tuple, dict[str, tuple]] = defaultdict(dict)
         self.shown: dict[str, dict[str, list]] = defaultdict(dict)
+        self.conflicts: dict[str, tuple] = {}  # Hyper-V vport id -> ((session, port, KVM vport id), ...) taken from it
+        self.new_conflicts: list[tuple] = []  # (vport id, its conflicts) met since State last logged them
 
     # ---------------------------------------------------------------- policy side
     def forget_vport(self, vport: dict) -> None:
         vid = vport["id"]
+        self.conflicts.pop(vid, None)
         key = self.key_of.pop(vid, None)
         if key is not None and self.vport_at.get(key) == vid:
             del self.vport_at[key]
@@ -279,6 +287,10 @@ class BindingIndex:
         spots = self.sightings.get(key) if key else None
         if not spots and not skey:  # (shown nowhere: 10,000 vports unbound at once)
             return None
+        if key and key[0] == "hyperv" and spots:  # (a port whose iface-id names a KVM vport is that vport's: ``conflicting``)
+            spots = self._unconflicted(vid, spots)
+            if not spots:
+                return None
         if not skey and len(spots) == 1:  # one port shows it (the common case)
             for (session, _name, vlan), where in spots.items():
                 port = where[1]
@@ -305,12 +317,60 @@ class BindingIndex:
         Nothing when ``loc`` is None or an ESXi trunk's (one port showing it, the common case: one dict lookup). A
         port whose hypervisor reports another MAC than ``mac`` (the vport's) is none: activated, it would be a MAC
         mismatch and unbind the vport (``standby_ports``)."""
-        spots = self.sightings.get(self.key_of.get(vid)) if loc is not None and loc.vlan is None else None
+        key = self.key_of.get(vid)
+        spots = self.sightings.get(key) if loc is not None and loc.vlan is None else None
         if not spots or len(spots) == 1:
             return ()
         return tuple(sorted((session, name, where[1].ofport) for (session, name, vlan), where in spots.items()
                             if vlan is None and where[1].ofport is not None and (session, name) != (loc.session, loc.port)
-                            and attached_mac(where[1]) in (None, mac)))
+                            and attached_mac(where[1]) in (None, mac)
+                            and (key[0] != "hyperv" or self.conflicting(vid, where[1]) is None)))
+
+    def _unconflicted(self, vid: str, spots: dict) -> dict:
+        """Of Hyper-V vport ``vid``'s ``spots``, those no KVM vport takes (``conflicting``); a conflict not met before
+        goes to ``new_conflicts`` (State logs it once), and ``conflicts`` keeps each vport's."""
+        kept, taken = {}, []
+        for spot, where in spots.items():
+            other = self.conflicting(vid, where[1])
+            if other is None:
+                kept[spot] = where
+            else:
+                taken.append((spot[0], spot[1], other))
+        if taken:
+            taken = tuple(sorted(taken))
+            if self.conflicts.get(vid) != taken:
+                self.new_conflicts.append((vid, taken))
+            self.conflicts[vid] = taken
+        else:
+            self.conflicts.pop(vid, None)
+        return kept
+
+    def conflicting(self, vid: str, port) -> str | None:
+        """The KVM vport that takes ``port`` from Hyper-V vport ``vid`` (its ``iface-id`` names that vport), or None."""
+        iface_id = port.ext("iface-id")
+        other = self.vport_at.get(("kvm", iface_id)) if iface_id else None
+        return other if other is not None and other != vid else None
+
+    def port_conflicts(self, vid: str) -> list[tuple]:
+        """(session, port name, the KVM vport that takes it) of each port whose name shows Hyper-V vport ``vid`` but
+        whose ``iface-id`` names another vport (REST: the vport's ``port_conflicts``)."""
+        key = self.key_of.get(vid)
+        if key is None or key[0] != "hyperv":
+            return []
+        return sorted((session, name, other) for (session, name, _vlan), where in self.sightings.get(key, {}).items()
+                      if (other := self.conflicting(vid, where[1])) is not None)
+
+    def crossed(self, key: tuple | None) -> set:
+        """The Hyper-V vports shown (by name) on the ports that show KVM binding key ``key``: a KVM vport of that key
+        created or deleted takes those ports from them, or gives them back (re-resolved with it)."""
+        out = set()
+        if key is None or key[0] != "kvm":
+            return out
+        for (session, name, vlan) in self.sightings.get(key, ()):
+            vid = self.vport_at.get(("hyperv", name))
+            if vid is not None and (session, name, vlan) in self.sightings.get(("hyperv", name), ()):
+                out.add(vid)
+        return out
 
 
 def port_keys(port, flavour: str) -> list[tuple[tuple, int | None]]:

@@ -129,6 +129,8 @@ class _CanopyCollector:
             yield _gauge("canopy_switch_vports_without_conntrack_zone", "policed vports of a switch (OVSDB session) "
                          "that got no conntrack zone (over 65,279 on one switch): their IP traffic is dropped",
                          ("session",), [((session,), len(vids)) for session, vids in sorted(m.sources["zones"]().items())])
+        if m.sources.get("floods") is not None:
+            yield from _floods(m.sources["floods"])
         if m.sources.get("external") is not None:
             yield from _external(*m.sources["external"]())
         yield from _bgp(m.sources.get("federation"))
@@ -263,6 +265,16 @@ def _switches(state, reconcilers, pause):
         seconds.add_metric(list(labels), count_value=counters.get("change_sets", 0),
                            sum_value=getattr(rec, "change_seconds", 0.0))
     yield from (flows, groups, sync, sent, changes, reads, errors, faults, seconds)
+
+
+def _floods(watch):
+    """Subnets whose broadcast passes Open vSwitch's limits on a switch (openflow/floodlimits.py)."""
+    yield _gauge("canopy_subnet_flood_over_limit", "1 for a subnet whose broadcast on a switch passes one of Open "
+                 "vSwitch's limits (resubmits: the broadcast or its last VTEPs dropped; datapath_actions: VTEPs past "
+                 "~780 get no copy)", ("chassis", "subnet", "limit"),
+                 [((row["chassis"], row["subnet"], limit), 1) for row in watch.status()["over"] for limit in row["passed"]])
+    yield _counter("canopy_flood_limit_crossings", "times a subnet's broadcast on a switch came to pass one of Open "
+                   "vSwitch's limits (each logged once as a warning)", (), [((), watch.crossings)])
 
 
 def _external(fip_rows, pat_rows):

@@ -30,14 +30,18 @@ from __future__ import annotations
 
 import logging
 import time
+from itertools import compress
+from operator import attrgetter
 
 from controller.derive import View, derive
 from controller.pacer import NEVER, Pacer, collector_paused, release
 from controller.viewdelta import LiveView
 from controller.viewvteps import LiveVteps
 from openflow.compiler import Desired, Shared, compile_owners, compile_switch
+from openflow.floodlimits import FloodWatch
 
 _NONE = frozenset()  # an owner's flows where it has none
+_KIND = attrgetter("kind")
 log = logging.getLogger("canopy.programmer")
 SWITCH_UNITS = 20  # pacer units for compiling one switch whole (merging its shared owner sets) beyond its owners
 COMPARE_UNIT = 200  # owners compared (old desired against new) per pacer unit
@@ -62,6 +66,7 @@ class Programmer:
         self.withheld: set[str] = set()  # sessions whose desired state is not handed out yet: partial (see due)
         self._passing = False  # inside refresh()
         self.vteps = LiveVteps()  # each hardware VTEP's desired rows, by the same delta (controller/viewvteps.py)
+        self.floods = FloodWatch(self._chassis_of, self._subnet_ref)  # subnets past OVS's flood limits (floodlimits)
 
     @property
     def view(self) -> View:
@@ -118,6 +123,7 @@ class Programmer:
         touched = {session for session in reach.gone if self.desired.pop(session, None) is not None}
         for session in reach.gone:
             self._changes.pop(session, None)
+            self.floods.forget(session)
         changed = _union(reach.touched, reach.owners.values(), self.pacer)  # (an owner gone from every switch too)
         work = {s: owners for s, owners in reach.owners.items()
                 if owners and s not in reach.rebuild and s in view.switches}
@@ -146,6 +152,7 @@ class Programmer:
             if before is None or changed:
                 touched.add(session)
                 self._note(session, None if before is None else changed)
+                self._check_floods(session, desired, None if before is None else changed)
             self.pacer.tick(SWITCH_UNITS)
         return touched
 
@@ -165,6 +172,7 @@ class Programmer:
             if changed:  # noted before the pause: a switch connecting meanwhile is handed them with its state
                 touched.add(session)
                 self._note(session, changed)
+                self._check_floods(session, current, changed)
             release(before, self.pacer)  # the owners' old flows, freed with pauses (10,000 removed: ~90 ms)
             self.pacer.tick(1 + len(owners) // COMPARE_UNIT)
         self.timings["compile"] = time.perf_counter() - started
@@ -200,10 +208,31 @@ class Programmer:
                 self._note(session, None)
         for session, owners in notes.items():
             self._note(session, owners)
+        self.floods.retake(desired, self.pacer.tick)  # (after the notes: it may pause)
         touched = set(notes)
         self.timings["compile"] = time.perf_counter() - started
         self.timings["compile_cpu"] = time.process_time() - cpu
         return touched
+
+    def _check_floods(self, session: str, desired: Desired, owners: set | None) -> None:
+        """The subnet owners of ``owners`` (None: all of the switch's) checked against OVS's flood limits."""
+        groups, whole = desired.groups, owners is None
+        owners = list(groups if whole else owners)
+        subnets = list(compress(owners, map("subnet".__eq__, map(_KIND, owners))))  # (C loops: 10,000 vports changed)
+        if whole:
+            for key in [key for key in self.floods.over if key[0] == session and ("subnet", key[1]) not in groups]:
+                del self.floods.over[key]
+        for owner in subnets:
+            self.floods.check(session, owner.id, groups.get(owner, ()))
+
+    def _chassis_of(self, session: str) -> str:
+        snap = self.state.vrs.get(session) if hasattr(self.state, "vrs") else None
+        return snap.chassis if snap is not None else session
+
+    def _subnet_ref(self, subnet_id: str) -> str:
+        policy = self.state.policy
+        subnet = policy.get("subnet", subnet_id)
+        return policy.ref("subnet", subnet) if subnet else subnet_id
 
     def _note(self, session: str, owners: set | None) -> None:
         if owners is None:

@@ -211,11 +211,16 @@ class State(Activations, ReportPorts, StateReport, BindingLog, DiscoverySink):
     def _take_changes(self, read: commits.CommitRead) -> set[str]:
         """The binding index updated from a commit's changes as read (keys computed already), the journal told;
         returns the vports to re-resolve."""
+        crossed = set()  # Hyper-V vports on the ports of a KVM vport created or deleted (binding.py ``conflicting``)
         for before, after, keys in read.vports:
             if before is not None:
+                crossed |= self.index.crossed(self.index.key_of.get(before["id"]))
                 self.index.forget_vport(before)
             if after is not None:
                 self.index.learn_vport(after, keys)
+                crossed |= self.index.crossed(keys[0] if keys is not None else self.index.key_of.get(after["id"]))
+        if crossed:
+            read.reached |= crossed
         if read.security:
             self._record_security()
         if read.external:
@@ -541,6 +546,8 @@ class State(Activations, ReportPorts, StateReport, BindingLog, DiscoverySink):
 
         warn, index, locations, mismatched = set(), self.index, self.locations, self.mismatched
         nowhere = index.shown_nowhere(vids)  # (unbound: not located one by one, 10,000 ports gone at once)
+        if index.conflicts:  # (shown nowhere: no port to conflict over)
+            drop_keys(index.conflicts, nowhere)
         drop_keys(self._warned, drop_keys(mismatched, nowhere))
         moved = set(drop_keys(locations, nowhere))
         vports = self.policy.objects["vport"]  # (``Policy.get``'s, without its call per vport)
@@ -562,6 +569,8 @@ class State(Activations, ReportPorts, StateReport, BindingLog, DiscoverySink):
                 else:
                     locations[vid] = bound
         self._warn_mismatches(warn)
+        if index.new_conflicts:
+            self._warn_conflicts()  # (controller/state_report.py)
         self._track_standbys(vids)
         if moved:
             self._record("vports", moved)

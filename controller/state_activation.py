@@ -17,7 +17,9 @@ one: the vport is re-located there (normal programming follows) and the port it 
   from what was stored (``load_active``), so that it does not order the two ports by when their switches reported
   to it. A record whose switch has not reported yet is kept (the start-up hold programs nothing meanwhile).
 - ``standby``: session -> {port name: (ofport, MAC, vport id)}, what each switch's activation flows are built from
-  (derive.switch_info), and ``standby_of``: vport id -> its standby ports' (session, port name, ofport).
+  (derive.switch_info), ``standby_of``: vport id -> its standby ports' (session, port name, ofport), and
+  ``standby_at``: session -> {ofport: port name}, so that a packet-in finds its port by one dict lookup, however many
+  standby ports its switch has (before, each packet-in scanned them all).
 
 A hostile VM cannot make it work without bound: the flow matches only the vport's own MAC, a port that is not a
 standby is ignored by a dict lookup, and one vport is activated at most once per ``ACTIVATION_HOLD`` seconds (two
@@ -45,6 +47,7 @@ class Activations:
         self.activated: dict[str, tuple[str, str]] = {}
         self.standby: dict[str, dict[str, tuple]] = {}
         self.standby_of: dict[str, tuple] = {}
+        self.standby_at: dict[str, dict[int, str]] = {}  # session -> {ofport: port name} of its ``standby`` ports
         self._activated_at: dict[str, float] = {}  # vport id -> monotonic time of its last activation
         self.activation_counts = dict.fromkeys(("activated", "not_standby", "held", "foreign_mac"), 0)
         self.on_active = None  # called with a copy of ``activated`` whenever it changed (the app stores it)
@@ -67,12 +70,12 @@ class Activations:
         VM (openflow/activation.py's flow): that port becomes the vport's active one. Returns the vport id, or None
         when nothing changed (not a standby port now, ``src_mac`` not the vport's, or activated too recently)."""
         session = self._dpid_session.get(datapath_id)
-        held = self.standby.get(session, {}) if session is not None else {}
-        hit = next(((name, entry) for name, entry in held.items() if entry[0] == ofport), None)
-        if hit is None:
+        name = self.standby_at.get(session, {}).get(ofport) if session is not None else None
+        entry = self.standby.get(session, {}).get(name) if name is not None else None
+        if entry is None or entry[0] != ofport:
             self.activation_counts["not_standby"] += 1
             return None
-        name, (_, mac, vid) = hit
+        _, mac, vid = entry
         if src_mac is not None and src_mac != mac:
             self.activation_counts["foreign_mac"] += 1
             return None
@@ -128,14 +131,17 @@ class Activations:
             for session, name, _ in before:
                 ports = self.standby.get(session, {})
                 if ports.get(name, (None, None, vid))[2] == vid:  # (not another vport's since: one re-created)
-                    ports.pop(name, None)
+                    self._unindex(session, name, ports.pop(name, None))
                 if not ports:
                     self.standby.pop(session, None)
                 sessions.add(session)
             if now:
                 standby_of[vid] = now
                 for session, name, ofport in now:
-                    self.standby.setdefault(session, {})[name] = (ofport, mac, vid)
+                    ports = self.standby.setdefault(session, {})
+                    self._unindex(session, name, ports.get(name))
+                    ports[name] = (ofport, mac, vid)
+                    self.standby_at.setdefault(session, {})[ofport] = name
                     sessions.add(session)
             else:
                 standby_of.pop(vid, None)
@@ -143,6 +149,14 @@ class Activations:
             self._record("switches", sessions)
         if told:
             self._tell_active()
+
+    def _unindex(self, session: str, name: str, entry: tuple | None) -> None:
+        """Port ``name`` of ``session`` (its ``standby`` entry ``entry``, if it had one) out of ``standby_at``."""
+        at = self.standby_at.get(session)
+        if entry is not None and at is not None and at.get(entry[0]) == name:
+            del at[entry[0]]
+            if not at:
+                del self.standby_at[session]
 
     def take_active(self, table: dict) -> None:
         """Not the HA active: the active's ``activated`` ({vport id: (session, port)}, controller/activekeep.py) taken

@@ -1,12 +1,16 @@
 """What State reports about vports and switches, for REST: a vport's binding status, every VRS joined on its datapath.
 
 ``StateReport`` is State's read side (controller/state.py ``State`` inherits it): it reads ``locations``,
-``mismatched``, ``vrs``, ``datapaths`` and the policy, and changes nothing.
+``mismatched``, ``vrs``, ``datapaths`` and the policy, and changes nothing (but for logging the Hyper-V vports a KVM
+vport's iface-id keeps from a port, once: ``_warn_conflicts``).
 """
 
 from __future__ import annotations
 
 import bisect
+import logging
+
+log = logging.getLogger("canopy.state")
 
 MAX_ROWS = 64  # Ucast_Macs_Local rows of one MAC in one VNI read (one per IP address the switch pairs it with)
 
@@ -43,7 +47,33 @@ class StateReport:
             places = self.vtep_places(vport)
             return {"status": "bound" if places else "unbound", "location": places[0] if places else None,
                     "mac_mismatch": None, "learnt_on": places, "migration": None}
-        return {"status": "unbound", "location": None, "mac_mismatch": None, "migration": None}
+        return {"status": "unbound", "location": None, "mac_mismatch": None, "migration": None,
+                **self._conflicts_view(vid)}
+
+    def _conflicts_view(self, vid: str) -> dict:
+        """``port_conflicts`` of an unbound Hyper-V vport whose port name shows on a port that a KVM vport's iface-id
+        takes (controller/binding.py ``conflicting``): [{chassis, port, taken_by}]; nothing when there is none."""
+        taken = self.index.port_conflicts(vid)
+        if not taken:
+            return {}
+        return {"port_conflicts": [{"chassis": self.vrs[s].chassis if s in self.vrs else s, "port": name,
+                                    "taken_by": self._ref_of(other)} for s, name, other in taken]}
+
+    def _ref_of(self, vid: str) -> str:
+        vport = self.policy.get("vport", vid)
+        return self.policy.ref("vport", vport) if vport else vid
+
+    def _warn_conflicts(self) -> None:
+        """Each Hyper-V vport newly refused a port whose iface-id names a KVM vport, logged once."""
+        for vid, taken in self.index.new_conflicts:
+            if vid not in self.policy.objects["vport"]:
+                continue
+            for session, name, other in taken:
+                snap = self.vrs.get(session)
+                log.warning("vport %s (Hyper-V, port name %s) not bound on %s: the port's iface-id names vport %s, "
+                            "which takes it (one port cannot hold two vports; docs/vrs.md)", self._ref_of(vid), name,
+                            snap.chassis if snap is not None else session, self._ref_of(other))
+        self.index.new_conflicts.clear()
 
     def vtep_places(self, vport) -> list[dict]:
         """Where hardware VTEPs report a bare-metal vport's MAC (Ucast_Macs_Local) in its subnet's VNI, by VTEP name:

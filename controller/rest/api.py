@@ -152,6 +152,7 @@ class Api:
         self.ha = ha
         self.metrics = Metrics(state, service)
         self.status_parts = dict(status_parts or {})
+        self.floods = None  # the programmer's openflow.floodlimits.FloodWatch (the app sets it)
         self.faults = dict(faults or {})
         self.routes = self._object_routes() + [
             Route("GET", "/v1/status", self.status, "version, HA role, uptime and object counts"),
@@ -384,6 +385,8 @@ class Api:
             out.update(self.state.vport_status(obj["id"]))
         if kind == "acl":  # where it applies (controller/security.py)
             out["applied"] = security.applied(self.state.policy, obj, self.state.locations, reach)
+        if kind == "subnet" and self.floods is not None:  # where its broadcast passes OVS's limits (floodlimits)
+            out["flood_limits"] = self.floods.of_subnet(obj["id"])
         if kind == "floating_ip":  # where it is active (controller/extnet.py)
             out.update(extnet.floating_status(self.state.policy, obj, self.state.locations,
                                                       self.state.vrs))
@@ -442,6 +445,8 @@ class Api:
             self.switch_status is not None and item.get("datapath_id")) else None
         keys = ("state", "desired", "installed", "pending", "rejected", "kept")
         item["sync"] = {k: status[k] for k in keys if k in status} if status else None
+        if self.floods is not None and item.get("chassis"):  # its subnets past OVS's flood limits (floodlimits)
+            item["flood_limits"] = self.floods.of_chassis(item["chassis"])
         return item
 
     def switch(self, req, dpid):

@@ -72,6 +72,14 @@ def _kind_schemas(kind):
         out["properties"]["migration"] = {"type": "object", "nullable": True, "description": "a live migration in "
                                           "flight: {pending: the other ports showing the vport, waiting for its VM's "
                                           "first packet [{chassis, port, ofport}], activated_by_packet}"}
+        out["properties"]["port_conflicts"] = {"type": "array", "items": {"type": "object"}, "description": "an "
+                                               "unbound Hyper-V vport only, when there are some: the ports its port "
+                                               "name names whose iface-id names another (KVM) vport, which takes "
+                                               "them [{chassis, port, taken_by}]"}
+    if kind == "subnet":
+        out["properties"]["flood_limits"] = {"type": "array", "items": {"type": "object"}, "description": "the "
+                                             "switches where its broadcast passes Open vSwitch's flood limits "
+                                             "[{chassis, local_ports, vteps, passed}] (docs/limits.md)"}
     if kind == "floating_ip":
         out["properties"]["state"] = {"type": "string", "enum": ["free", "attached_unbound", "no_uplink", "active"],
                                       "description": "active: its vport is bound and its VRS, which has an uplink "

@@ -4,7 +4,8 @@
 
 One VRS report of ``--ports`` KVM ports (each showing its own vport) taken by a fresh State, then one report with
 every port gone; and a second switch showing every vport too (all in migration: after, a ``standby`` port each),
-then its ports gone. CPU (``time.thread_time``) of each ``State.vrs_update``, medians of ``--runs``, each run in a
+then its ports gone; between the two, 1,000 packet-ins refused from that switch (a port not pending; the last
+pending port with another MAC: stop 42's index, before it a scan of the switch's pending ports). CPU (``time.thread_time``) of each ``State.vrs_update``, medians of ``--runs``, each run in a
 child process of the checkout measured: ``--code`` (``git archive main | tar -x -C /tmp/X``) and this one,
 interleaved. Prints the figures; not collected by pytest.
 """
@@ -41,6 +42,14 @@ out = {}
 if both:
     state.vrs_update(snap("a", 1, ports))
     t = time.thread_time(); state.vrs_update(snap("b", 2, ports)); out["second switch, all migrating"] = time.thread_time() - t
+    t = time.thread_time()
+    for _ in range(1000):
+        state.activate(2, 10 ** 7, None, now=1.0)  # a packet-in from a port that is not pending
+    out["1,000 packet-ins, not pending"] = time.thread_time() - t
+    t = time.thread_time()
+    for _ in range(1000):
+        state.activate(2, n, "02:66:66:66:66:66", now=1.0)  # the last pending port, another MAC
+    out["1,000 packet-ins, foreign MAC"] = time.thread_time() - t
     t = time.thread_time(); state.vrs_update(snap("b", 2, ())); out["second switch's ports gone"] = time.thread_time() - t
 else:
     t = time.thread_time(); state.vrs_update(snap("a", 1, ports)); out["first report"] = time.thread_time() - t

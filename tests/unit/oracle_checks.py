@@ -14,6 +14,7 @@ from controller.viewdelta import LiveView
 from controller.viewroutes import LazyFib
 from openflow import acl
 from openflow.compiler import compile_switch
+from openflow.floodlimits import FloodWatch
 from tests.unit.oracle_world import World
 
 
@@ -37,15 +38,22 @@ def check(world: World, where: str, read_fib: bool = True):
     assert state.mismatched == mismatched, where
     standby = binding.standby_ports(state.policy, state.vrs, state.flavour_of, bound)
     assert state.standby == standby, f"{where}: {state.standby!r:.600} != {standby!r:.600}"  # a live migration's other ports (controller/state_activation.py)
+    at = {session: {entry[0]: name for name, entry in ports.items()} for session, ports in standby.items()}
+    assert state.standby_at == at, f"{where}: {state.standby_at!r:.600} != {at!r:.600}"  # the packet-in's index of them
     view = derive(state.policy, state.locations, state.vrs, state.vtep_ip_of, state.vteps, state.remote,
                   state.gateway_macs, standby)
     assert set(prog.desired) == set(view.switches), where
+    floods = FloodWatch()  # (openflow/floodlimits.py: the subnets past a flood limit, from the full compile)
     for session in view.switches:
-        full, inc = by_owner(compile_switch(view, session)), by_owner(prog.desired[session])
+        whole = compile_switch(view, session)
+        for owner in [o for o in whole.groups if o.kind == "subnet"]:
+            floods.check(session, owner.id, whole.groups[owner])
+        full, inc = by_owner(whole), by_owner(prog.desired[session])
         for part, name in ((0, "flows"), (1, "groups")):
             if inc[part] != full[part]:
                 wrong = {o for o in set(inc[part]) | set(full[part]) if inc[part].get(o) != full[part].get(o)}
                 raise AssertionError(f"{where}: {session}: {name} of {sorted(wrong, key=str)} differ")
+    assert prog.floods.over == floods.over, f"{where}: {prog.floods.over} != {floods.over}"
     check_vteps(state, prog, view, where)
     stale = {place for place, out in prog.live.places.items() if out != prog.live._where_of(place)}
     assert not stale, f"{where}: places kept by the pass that a presence change made untrue: {sorted(stale, key=str)[:3]}"

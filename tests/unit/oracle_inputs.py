@@ -26,6 +26,7 @@ SUBNETS = {  # name -> (domain or None for L2-only, cidr)
 # name -> (flavour, how the hypervisor shows it): kvm iface-id, hyperv port name, esxi vNIC key, esxi static
 VPORTS = {"k1": "kvm", "k2": "kvm", "k3": "kvm", "k4": "kvm", "h1": "hyperv", "h2": "hyperv", "e1": "esxi",
           "e2": "esxi", "s1": "static", "b1": "baremetal", "b2": "baremetal"}
+CROSS = {"h1": "k3", "h2": "k4"}  # a Hyper-V vport's port that may carry a KVM vport's iface-id (``crossed``)
 VTEP_IPS = ("10.99.0.1", "10.99.0.2")
 TORS = {"tor1": ("10.252.0.1", "10.252.1.1"), "tor2": ("10.252.0.2", "10.252.1.2")}  # hardware VTEP -> tunnel IPs
 BINDINGS = [("tor1", "p1", 100, "web"), ("tor1", "p1", 200, "lan"), ("tor1", "p2", 100, "db"),  # tor3: bound, never
@@ -61,6 +62,7 @@ class Inputs:
         self.unnumbered: set[str] = set()  # KVM ports whose row OVSDB shows before ovs-vswitchd numbered them
         self.stopped: set[str] = set()  # lingering ports whose VM stopped there: no device (ofport -1: None)
         self.wrong_mac: set[str] = set()  # the hypervisor reports another MAC for these
+        self.crossed: set[str] = set()  # Hyper-V vports whose port carries CROSS's iface-id (binding.py ``conflicting``)
         self.tors: dict[str, list | None] = dict.fromkeys(TORS)  # hardware VTEP -> None (not connected) or its MACs
         self.tor_ips = {name: ips[0] for name, ips in TORS.items()}
         self.tor_pushes = 0
@@ -182,7 +184,8 @@ class Inputs:
             mac = "02:ee:00:00:00:01" if name in self.wrong_mac else mac_of(name, self.vports[name]["mac"]
                                                                                  if name in self.vports else 0)
             if kind in ("kvm", "hyperv"):
-                ext = (("attached-mac", mac),) + ((("iface-id", name),) if kind == "kvm" else ())
+                ext = (("attached-mac", mac),) + ((("iface-id", name),) if kind == "kvm" else
+                                                  (("iface-id", CROSS[name]),) if name in self.crossed else ())
                 ofport = None if name in self.unnumbered or stopped else self.ofports[name]
                 ports.append(PortInfo(f"tap-{name}" if kind == "kvm" else name, ofport, mac, ext))
             elif kind == "esxi":

@@ -7,7 +7,7 @@ from __future__ import annotations
 from controller import replicacheck
 from controller.discovery import VtepMac
 from controller.remote import RemoteDelta, RemoteMac, RemotePrefix, RemoteTable
-from tests.unit.oracle_inputs import (BINDINGS, EXT_OVSDB, EXT_UPLINKS, FIPS, HOSTS, SUBNETS, TORS, VPORTS, VTEP_IPS,
+from tests.unit.oracle_inputs import (BINDINGS, CROSS, EXT_OVSDB, EXT_UPLINKS, FIPS, HOSTS, SUBNETS, TORS, VPORTS, VTEP_IPS,
                                       Inputs, mac_of)
 
 
@@ -16,13 +16,14 @@ class World(Inputs):
     host it left (``ev_stopped``); off by default, so the sequences of the other oracles' seeds stay as they were."""
 
     stopping = False
+    crossing = False  # a Hyper-V vport's port may carry a KVM vport's iface-id (``ev_crossed``); off by default too
 
 
     def step(self):
         rng = self.rng
         events = ["vport", "vport", "vport", "place", "place", "place", "subnet", "domain", "binding", "vrs", "tor",
                   "evpn", "mismatch", "external", "external", "security", "security", "security", "move", "numbered",
-                  "restored", "bare"] + ["stopped"] * self.stopping
+                  "restored", "bare"] + ["stopped"] * self.stopping + ["crossed"] * self.crossing
         if self.inside_a_pass:  # received routes are imported by the programming loop itself, between passes
             events.remove("evpn")  # (controller/routepass.py import_remote), never while a pass is paused
         event = rng.choice(events)
@@ -163,6 +164,14 @@ class World(Inputs):
         if rule["protocol"] in ("tcp", "udp") and rng.random() < 0.6:
             rule["ports"] = rng.choice(["80", "1000-1099"])
         return rule
+
+    def ev_crossed(self):
+        """A Hyper-V vport's port gets (or loses) a KVM vport's iface-id: the KVM vport takes the port, the Hyper-V
+        vport is not bound there (controller/binding.py ``conflicting``)."""
+        name = self.rng.choice(sorted(CROSS))
+        self.crossed ^= {name}
+        for host in {self.placed.get(name), self.lingering.get(name)} - {None}:
+            self.push(host)
 
     def ev_mismatch(self):
         name = self.rng.choice(["k1", "k2", "h1"])

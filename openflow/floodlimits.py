@@ -1,0 +1,146 @@
+"""How far a subnet's broadcast reaches on one switch, against Open vSwitch's two limits (docs/limits.md), and the
+report when a subnet passes one (a warning once per crossing, GET /v1/status, the subnet's and the switch's REST
+views, /metrics).
+
+Measured on the userspace datapath (flood41, review41f, stop 41; ``python -m tests.benchmarks.flood_parts --ovs``):
+- **resubmits**: OVS drops a packet whose translation takes more than 4,096 resubmits. A flood takes
+  ``TABLE_HOPS`` before the group, two per local port (its bucket's ``resubmit(,50)`` and egress's hop) and, with
+  native tunnelling, one per VTEP (its VXLAN output translated through br-phy): past ``4 + 2 x local + VTEPs >
+  4,096`` the VTEPs after the limit get no copy, and past 2,046 local ports the broadcast is dropped whole.
+- **datapath_actions**: its 64 kB cap on one packet's datapath actions gives a copy to ``MAX_VTEPS`` (~780) VTEPs
+  at most (~84 bytes each); the rest get none.
+Both are counted as the userspace datapath counts (the lab's; the kernel datapath's tunnel output is smaller and was
+not measured): a report may come early there, never late.
+
+``reach`` reads a subnet owner's compiled groups (openflow/floods.py: the local-only family ``2*VNI+1`` holds one
+bucket per local port, the ``2*VNI`` family those and one per VTEP), in work that grows with the groups (at most
+2 x 16), not their buckets; ``FloodWatch`` keeps the pairs (switch, subnet) over a limit, fed by the programmer with
+each subnet owner whose groups changed (controller/programmer.py), and logs each crossing once.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from openflow.floods import PART_SHIFT
+
+log = logging.getLogger("canopy.floods")
+RESUBMITS = 4096  # Open vSwitch's limit on one packet's translation (ofproto-dpif-xlate: "Too many resubmits")
+TABLE_HOPS = 4  # resubmits a broadcast takes before its flood group
+MAX_VTEPS = 780  # copies to VTEPs one packet's 64 kB of datapath actions hold (userspace datapath, measured)
+
+
+def reach(groups) -> tuple[int, int]:
+    """(local ports, VTEPs) a subnet's flood groups on one switch copy a broadcast to (``groups``: the subnet owner's
+    compiled groups, openflow/floods.py ``flood_groups``; none: (0, 0)). A family split into parts holds its buckets in
+    the parts (its head names them); a ``2*VNI`` of the split form starts with one bucket to ``2*VNI+1`` instead of
+    repeating the local ports."""
+    heads, parts, lead = [0, 0], [0, 0], [None, None]  # by low bit: the heads' buckets, the parts', the first group
+    for group in groups:
+        bit, n = group.group_id & 1, group.group_id >> PART_SHIFT
+        if n:
+            parts[bit] += len(group.buckets)
+            if n == 1:
+                lead[bit] = group
+        else:
+            heads[bit] += len(group.buckets)
+            if lead[bit] is None:  # (its part 1 takes its place if it has parts)
+                lead[bit] = group
+    local = parts[1] or heads[1]
+    everyone = parts[0] or heads[0]
+    first = lead[0].buckets[:1] if lead[0] is not None else ()
+    if first and first[0] == (("group", (lead[0].group_id & ((1 << PART_SHIFT) - 1)) | 1),):
+        return local, everyone - 1  # the split form: one bucket to the local-only group, then the VTEPs
+    return local, max(everyone - local, 0)
+
+
+def passed(local: int, vteps: int) -> tuple[str, ...]:
+    """The limits (``resubmits``, ``datapath_actions``) a broadcast to ``local`` ports and ``vteps`` VTEPs passes."""
+    out = ()
+    if TABLE_HOPS + 2 * local + vteps > RESUBMITS:
+        out += ("resubmits",)
+    if vteps > MAX_VTEPS:
+        out += ("datapath_actions",)
+    return out
+
+
+def _what(local: int, vteps: int, limits) -> str:
+    parts = []
+    if "resubmits" in limits:
+        whole = TABLE_HOPS + 2 * local > RESUBMITS
+        parts.append(f"{TABLE_HOPS} + 2 x {local:,} local ports + {vteps:,} VTEPs is over Open vSwitch's {RESUBMITS:,} "
+                     + ("resubmits: a broadcast is dropped whole" if whole else
+                        "resubmits: the VTEPs past the limit get no copy"))
+    if "datapath_actions" in limits:
+        parts.append(f"{vteps:,} VTEPs are over the ~{MAX_VTEPS} one packet's 64 kB of datapath actions hold: the "
+                     "rest get no copy")
+    return "; ".join(parts)
+
+
+class FloodWatch:
+    """The (switch session, subnet id) pairs whose broadcast passes a limit: ``over`` -> {"local_ports", "vteps",
+    "passed"}. ``check`` is told a subnet owner's groups on a switch whenever they changed; a pair that comes over a
+    limit (or passes another one) is logged once as a warning, one back under once as info; ``crossings`` counts the
+    warnings (a metric). ``names``: session -> chassis and subnet id -> its reference, for the log (optional)."""
+
+    def __init__(self, chassis_of=None, subnet_ref=None):
+        self.over: dict[tuple[str, str], dict] = {}
+        self.crossings = 0
+        self.chassis_of = chassis_of or (lambda session: session)
+        self.subnet_ref = subnet_ref or (lambda subnet_id: subnet_id)
+
+    def check(self, session: str, subnet_id: str, groups) -> None:
+        local, vteps = reach(groups or ())
+        limits = passed(local, vteps)
+        key = (session, subnet_id)
+        before = self.over.get(key)
+        if not limits:
+            if before is not None:
+                del self.over[key]
+                log.info("subnet %s on %s: its broadcast is within Open vSwitch's limits again (%d local ports, %d "
+                         "VTEPs)", self.subnet_ref(subnet_id), self.chassis_of(session), local, vteps)
+            return
+        self.over[key] = {"local_ports": local, "vteps": vteps, "passed": list(limits)}
+        if before is None or set(limits) - set(before["passed"]):
+            self.crossings += 1
+            log.warning("subnet %s on %s: its broadcast passes Open vSwitch's limits (docs/limits.md): %s",
+                        self.subnet_ref(subnet_id), self.chassis_of(session), _what(local, vteps, limits))
+
+    def forget(self, session: str) -> None:
+        """A switch gone from the View: its pairs dropped (nothing logged: nothing floods there)."""
+        for key in [key for key in self.over if key[0] == session]:
+            del self.over[key]
+
+    def retake(self, desired: dict, tick=None) -> None:
+        """Every switch's subnet owners checked again (a full compile: ``desired``, session -> compiler.Desired), and
+        the pairs of subnets and switches gone dropped; ``tick(units)`` (a pacer's: it may pause) once a switch, by
+        its subnets (50 switches of 1,000 subnets: ~50,000 checks)."""
+        seen = set()
+        for session, want in list(desired.items()):
+            checked = 0
+            for owner, groups in want.groups.items():
+                if owner.kind == "subnet":
+                    seen.add((session, owner.id))
+                    self.check(session, owner.id, groups)
+                    checked += 1
+            if tick is not None:
+                tick(1 + checked // 100)
+        for key in [key for key in self.over if key not in seen]:
+            del self.over[key]
+
+    def of_subnet(self, subnet_id: str) -> list[dict]:
+        """The switches where this subnet's broadcast passes a limit (its REST view's ``flood_limits``)."""
+        return [{"chassis": self.chassis_of(session), **entry}
+                for (session, sid), entry in sorted(self.over.items()) if sid == subnet_id]
+
+    def of_chassis(self, chassis: str) -> list[dict]:
+        """The subnets whose broadcast passes a limit on the switch of this chassis (its REST view's
+        ``flood_limits``)."""
+        return [{"subnet": self.subnet_ref(sid), **entry}
+                for (session, sid), entry in sorted(self.over.items()) if self.chassis_of(session) == chassis]
+
+    def status(self) -> dict:
+        """GET /v1/status ``flood_limits``: how many (switch, subnet) pairs pass a limit, and each."""
+        return {"count": len(self.over), "crossings": self.crossings,
+                "over": [{"chassis": self.chassis_of(session), "subnet": self.subnet_ref(sid), **entry}
+                         for (session, sid), entry in sorted(self.over.items())]}
