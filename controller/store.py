@@ -50,7 +50,7 @@ from functools import wraps
 from pathlib import Path
 
 from controller.loglimit import warn_limited
-from controller.storefile import FileWatch, Moved, discard, set_aside
+from controller.storefile import FileWatch, Moved, discard, remove, set_aside
 from controller.storetxn import Transaction, fault_reason, flush_notes, free_bytes  # noqa: F401 - storeguard
 
 SCHEMA_VERSION = 1
@@ -78,6 +78,7 @@ KEPT_META = ("schema_version", "store_id", KNOWN_DEVICES, "active_ports")
 # when this store's file was renewed (an HA standby's: Store.renew), until a snapshot restore replaces it: a node
 # restarted on it meanwhile knows its store is empty (controller/replication.py Applier.renewed)
 RENEWED_META = "store_renewed"
+RENEWED_KEPT = 3  # a standby keeps the files of its newest renewals (renewed-, saved-, gone-<time>) beside its store
 LOCAL_META = KEPT_META + ("compacted_seq", "compacted_ts", RENEWED_META)
 DB_NAME = "canopy.db"
 MARKER_NAME = DB_NAME + ".marker"
@@ -189,6 +190,7 @@ class Store:
         self.fault: dict | None = None  # the last write the disk refused, until one succeeds: {what, reason, since}
         self.faults = 0  # write transactions (and markers) the disk refused since the start
         self._lock = threading.RLock()
+        self._renewals: list[list[str]] = []  # per renewal (``renew``), the files set aside and saved for it
         self._db = self._connected({})
         self._store_id = self.get_meta("store_id")  # local meta: never replaced by replication or restore
         self.file = FileWatch(self.path, self._db.backup, self._data_version)  # each write first checks its file
@@ -237,13 +239,16 @@ class Store:
 
     def _renewed(self, kept):
         """renew's file work (the caller holds the lock; this may run in another OS thread)."""
-        set_aside(self.path, "renewed")
+        moved = set_aside(self.path, "renewed")
         try:
             db = self._connected(kept)  # refused (a full disk): the old file stays the store's, tried again later
         except BaseException:
             discard(self.path)  # what the refused one made: else the next try (the next tick) moves it aside too, a
             raise  # renewed-<time> file a second, and in the same second over the file put there, set aside first
         self._db.close()  # another file at the path, and the old reader open: no checkpoint into anything
+        self._renewals.append(self.file.made + moved)  # a file deleted again and again: not copies for ever
+        while len(self._renewals) > RENEWED_KEPT:
+            remove(self._renewals.pop(0), f"the files of a renewal older than the newest {RENEWED_KEPT}")
         return db
 
     def close(self):
