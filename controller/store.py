@@ -51,7 +51,8 @@ from pathlib import Path
 
 from controller.loglimit import warn_limited
 from controller.storefile import FileWatch, Moved, discard, remove, set_aside
-from controller.storetxn import Transaction, fault_reason, flush_notes, free_bytes  # noqa: F401 - storeguard
+from controller import storetxn
+from controller.storetxn import Busy, InFlight, Transaction, fault_reason, flush_notes, free_bytes  # noqa: F401
 
 SCHEMA_VERSION = 1
 # SQLite errors that are Canopy's bugs (a constraint, a misused cursor or connection, bad SQL), not the disk's: they
@@ -191,6 +192,7 @@ class Store:
         self.faults = 0  # write transactions (and markers) the disk refused since the start
         self._lock = threading.RLock()
         self._renewals: list[list[str]] = []  # per renewal (``renew``), the files set aside and saved for it
+        self._work = InFlight()  # what runs through ``offload``, until it ended (a caller killed meanwhile: a stop)
         self._db = self._connected({})
         self._store_id = self.get_meta("store_id")  # local meta: never replaced by replication or restore
         self.file = FileWatch(self.path, self._db.backup, self._data_version)  # each write first checks its file
@@ -252,7 +254,16 @@ class Store:
         return db
 
     def close(self):
+        """Close both connections, once a transaction a killed caller left in the thread pool ended (``InFlight``); if
+        it still runs after ``ABANDONED_WAIT``, the writer's connection is left open (the process ends: SQLite keeps
+        the transaction whole or rolls it back at the next open), never closed under it."""
         with self._lock:
+            if not self._work.wait():
+                log.error("the store %s: a transaction left in the thread pool by a stopped caller still runs after "
+                          "%.0f s; its connection is left open (SQLite commits it whole or rolls it back at the next "
+                          "start; it was not acknowledged)", self.path, storetxn.ABANDONED_WAIT)
+                self.reader.close()
+                return
             self.file.closing()  # a file gone since the last write: what it held saved before the connection goes
             flush_notes()
         if self.file.overwritten:  # the writer first: with the (read-only) reader open it checkpoints nothing into
@@ -268,9 +279,11 @@ class Store:
         with self._lock:
             if self.file.gone is None:
                 try:
-                    self.offload(self.file.check)
+                    self._work.run(self.offload, self.file.check)
                 except Moved as exc:
                     self._refused("its file check", exc)
+                except Busy:  # a transaction abandoned at a stop still runs: looked at again at the next tick
+                    pass
                 finally:
                     flush_notes()  # what the check logged in the thread pool
         return self.file.gone is not None
@@ -284,7 +297,7 @@ class Store:
         """Every object, read through ``offload`` (a standby's State after a snapshot, the snapshot sent to one):
         5,000 vports' bodies decoded are ~50 ms of CPU."""
         with self._lock:
-            return self.offload(_objects, self._db)
+            return self._work.run(self.offload, _objects, self._db)
 
     @_locked
     def last_seq(self) -> int:
@@ -321,7 +334,7 @@ class Store:
         """``transaction(*args)`` through ``offload`` (the caller holds the lock); StoreFault when the disk refuses it
         (SQLite rolled it back), and the store's ``fault`` follows: set by a refusal, cleared by a success."""
         try:
-            result = self.offload(transaction, *args)
+            result = self._work.run(self.offload, transaction, *args)
         except (sqlite3.DatabaseError, OSError) as exc:
             if isinstance(exc, _BUGS):  # a bug in how the store is used, not the disk: not a StoreFault
                 raise
@@ -517,6 +530,8 @@ class Store:
         file was overwritten in place: the connection reads the pages put there under its own log (storefile)."""
         if self.file.overwritten:
             raise StoreError(f"the store {self.path} cannot be read whole: its file was {self.file.gone}")
+        if not self._work.wait():  # (on this thread, not through ``offload``: not with the pool thread's transaction)
+            raise StoreError(f"the store {self.path} is still in a transaction abandoned by a stopped caller")
         with self._txn():
             meta = {key: json.loads(value) for key, value in self._db.execute("SELECT key, value FROM meta")
                     if key != "schema_version"}

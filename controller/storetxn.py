@@ -4,11 +4,13 @@ any exception, what to do when the disk refuses the COMMIT or the ROLLBACK, and 
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sqlite3
 import sys
 import threading
+import time
 from collections import deque
 
 log = logging.getLogger("canopy.store")
@@ -109,3 +111,51 @@ class Transaction:
             except sqlite3.Error:
                 note(log, logging.WARNING, "rolling back a refused transaction failed too; the next one rolls it back "
                      "first")
+
+
+ABANDONED_WAIT = 30.0  # seconds the store's next use of its connection, or its close, waits for abandoned work
+_POLL = 0.01  # seconds between two looks at whether it ended
+
+
+class Busy(OSError):
+    """The store's connection is still in work a caller abandoned (``InFlight``) after ``ABANDONED_WAIT``."""
+
+
+class InFlight:
+    """The store's work handed to its thread pool (``offload``), marked running until it ends, in the thread that runs
+    it. A caller killed while it waits (a stop: ryu_compat.blocking waits for its function ``KILLED_WAITS``, 5 s at
+    most, then raises) releases the store's lock while the pool thread is still in the transaction: the store's next
+    use of the connection (``run``, ``wait``) and its close wait for that work to end (``ABANDONED_WAIT`` at most)
+    instead of starting a second transaction on the connection, or closing it, under it. Waiting looks every 10 ms
+    with ``time.sleep``: green once threads are (the hub serves the others meanwhile)."""
+
+    def __init__(self):
+        self._ended: list | None = None  # the last work's marker: appended to when it ended (atomic under the GIL)
+
+    def running(self) -> bool:
+        return self._ended is not None and not self._ended
+
+    def wait(self, seconds: float | None = None) -> bool:
+        """Whether no work runs, once it ended or after ``seconds`` (``ABANDONED_WAIT``; False: it still runs)."""
+        deadline = time.monotonic() + (ABANDONED_WAIT if seconds is None else seconds)
+        while self.running():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(_POLL)
+        return True
+
+    def run(self, offload, function, *args):
+        """``offload(function, *args)``, marked running until ``function`` ends; ``Busy`` (nothing run) while work
+        abandoned before still runs after ``ABANDONED_WAIT``."""
+        if not self.wait():
+            raise Busy(errno.EBUSY, "a transaction abandoned by a stopped caller still runs")
+        ended: list = []
+
+        def marked():
+            try:
+                return function(*args)
+            finally:
+                ended.append(True)
+
+        self._ended = ended
+        return offload(marked)
