@@ -94,11 +94,14 @@ def test_a_write_after_an_abandoned_transaction_waits_for_it_or_is_refused(tmp_p
 
     monkeypatch.setattr(storetxn, "ABANDONED_WAIT", 5.0 if answers else 0.1)
     store = Store(str(tmp_path / "data"))
-    go, order, threads = threading.Event(), [], []
+    go, entered, order, threads = threading.Event(), threading.Event(), [], []
     real = store._commit_unlocked
 
     def commit(changes, meta):
         order.append(("begins", changes[0].id))
+        if changes[0].id == "first":
+            entered.set()
+            go.wait(30)  # a slow disk
         try:
             return real(changes, meta)
         finally:
@@ -107,10 +110,11 @@ def test_a_write_after_an_abandoned_transaction_waits_for_it_or_is_refused(tmp_p
     store._commit_unlocked = commit
 
     def abandoned(function, *args):
-        thread = threading.Thread(target=lambda: go.wait(30) and function(*args))
+        thread = threading.Thread(target=function, args=args)
         thread.start()
         threads.append(thread)
-        raise Killed()  # the caller stops waiting; the transaction runs later in its OS thread
+        assert entered.wait(30)
+        raise Killed()  # the caller stops waiting; the transaction goes on in its OS thread
 
     store.offload = abandoned
     with pytest.raises(Killed):
@@ -118,13 +122,14 @@ def test_a_write_after_an_abandoned_transaction_waits_for_it_or_is_refused(tmp_p
     store.offload = lambda function, *args: function(*args)
     try:
         if answers:
+            assert order == [("begins", "first")]
             threading.Timer(0.3, go.set).start()  # the disk answers later
             store.commit([Change("tenant", "second", "put", {"id": "second"})])
-            assert order == [("begins", "first"), ("ends", "first"), ("begins", "second"), ("ends", "second")]
+            assert order == [("begins", "first"), ("ends", "first"), ("begins", "second"), ("ends", "second")], order
         else:
             with pytest.raises(StoreFault, match="abandoned by a stopped caller"):
                 store.commit([Change("tenant", "second", "put", {"id": "second"})])
-            assert order == []
+            assert order == [("begins", "first")]
             go.set()
         threads[0].join(30)
         assert not threads[0].is_alive()
