@@ -47,7 +47,7 @@ from bgp.originator import Clash, Originator, paced
 from bgp.routebook import GracefulRestart
 from bgp.speaker import Neighbor, Speaker, SpeakerConfig
 from controller.derive import own_vtep_ips
-from controller.pacer import NEVER
+from controller.pacer import NEVER, runs
 from controller.remote import RemoteTable
 from controller.writebehind import later
 
@@ -267,6 +267,8 @@ class Federation:
         except BaseException as exc:
             self.originator.forget(paced(pacer, exc))
             raise
+        if not originating:
+            self._withdraw_all(pacer)
         if settled and complete:
             self.speaker.complete()  # End-of-RIB follows once ExaBGP holds these (bgp/endofrib.py)
 
@@ -328,7 +330,9 @@ class Federation:
         originator.watcher = origins if routes is originator.routes else None
         if not originating:  # the last Origins is read no more (replaced under the lock): the Originator forgets
             originator.forget()  # telling nothing (walking 10,000 endpoints into it was 3/4 of a demotion's publish)
-        if delta is None or delta is _FULL:
+        if not originating:
+            pass  # the speaker's routes are withdrawn after the lock, paced (``_withdraw_all``)
+        elif delta is None or delta is _FULL:
             full = {key: route for key, route in routes.items() if key not in left_out}
             full.update(desired.carried)
             self.speaker.set_desired(full)
@@ -352,6 +356,22 @@ class Federation:
                 self.speaker.announce(announce)
         self._told = dict.fromkeys(left_out)  # what the speaker holds for them now
         self._told.update(desired.carried)
+
+    def _withdraw_all(self, pacer) -> None:
+        """A node that does not originate (an HA standby, a demoted active) withdraws every route its speaker holds, a
+        pacer's run at a time (``runs``), each run under ``_origins_lock``: 10,000 routes were one stretch of ~50
+        bytecodes a route under both locks (``set_desired({})``, the commands' text included). During the pauses the
+        role may change back: once ``originating`` is set again the rest is left (the pass the promotion wakes
+        publishes from scratch, as the Originator forgot: ``set_desired`` with every route), so a route announced at
+        bind meanwhile (``_locations_changed``, which reads ``originating`` under the same lock) is never withdrawn
+        here. Unbinding withdraws nothing meanwhile (the hand-over left an empty Origins)."""
+        keys = self.speaker.desired_keys()
+        for run in runs(pacer, keys):
+            with self._origins_lock:
+                if self.originating:
+                    return
+                self.speaker.withdraw(run)
+            pacer.tick(len(run))
 
     def handed_over(self) -> None:
         """What the last publish handed to the speaker is complete (it was published with ``complete`` False, and

@@ -194,6 +194,11 @@ class Speaker(SpeakerThread):
         if commands:
             self._wake()
 
+    def desired_keys(self) -> list:
+        """The keys of the routes Canopy wants announced now (a copy: a standby withdraws them a run at a time)."""
+        with self._lock:
+            return list(self._book.desired)
+
     def announced(self) -> dict:
         """{key: route} ExaBGP acknowledged as announced."""
         with self._lock:

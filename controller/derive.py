@@ -143,6 +143,8 @@ class View:
     # kept by controller.viewdelta.LiveView (None in a View derived from scratch): subnet -> sessions with
     # endpoints there (counts)
     _holders: dict | None = field(default=None, repr=False, compare=False)
+    # kept by a LiveView (None in a View derived from scratch): session -> the ids of its endpoints
+    _sessions: dict | None = field(default=None, repr=False, compare=False)
     # kept by a LiveView (None in a View derived from scratch): the local endpoints whose ids ("endpoint", id) changed
     # and the sessions whose tunnel IP ("tunnel", session) changed, for readers that keep results by delta (MAC
     # mobility: bgp/mobility.py)

@@ -45,13 +45,14 @@ import sqlite3
 import uuid
 import threading
 import time
-from dataclasses import dataclass
 from functools import wraps
-from pathlib import Path
 
 from controller.loglimit import warn_limited
-from controller.storefile import FileWatch, Moved, discard, set_aside
-from controller.storetxn import Transaction, fault_reason, flush_notes, free_bytes  # noqa: F401 - storeguard
+from controller.storerows import (  # noqa: F401 - imported from here too
+    Change, Reader, StoreError, _changes_since, _is_int, _last_seq, _meta, _objects, _oldest_seq)
+from controller.storefile import FileWatch, Moved, discard, remove, set_aside
+from controller import storetxn
+from controller.storetxn import Busy, InFlight, Transaction, fault_reason, flush_notes, free_bytes  # noqa: F401
 
 SCHEMA_VERSION = 1
 # SQLite errors that are Canopy's bugs (a constraint, a misused cursor or connection, bad SQL), not the disk's: they
@@ -78,16 +79,13 @@ KEPT_META = ("schema_version", "store_id", KNOWN_DEVICES, "active_ports")
 # when this store's file was renewed (an HA standby's: Store.renew), until a snapshot restore replaces it: a node
 # restarted on it meanwhile knows its store is empty (controller/replication.py Applier.renewed)
 RENEWED_META = "store_renewed"
+RENEWED_KEPT = 3  # a standby keeps the files of its newest renewals (renewed-, saved-, gone-<time>) beside its store
 LOCAL_META = KEPT_META + ("compacted_seq", "compacted_ts", RENEWED_META)
 DB_NAME = "canopy.db"
 MARKER_NAME = DB_NAME + ".marker"
 
 
 log = logging.getLogger("canopy.store")
-
-
-class StoreError(RuntimeError):
-    pass
 
 
 class StoreFault(StoreError):
@@ -104,37 +102,6 @@ def _direct(function, *args):
     return function(*args)
 
 
-def _last_seq(db) -> int:
-    """The last sequence number this store has held: its newest change, or the last one compacted away."""
-    row = db.execute("SELECT MAX(seq) FROM changes").fetchone()
-    return max(row[0] or 0, _meta(db, "compacted_seq") or 0)
-
-
-def _meta(db, key, default=None):
-    row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-    return json.loads(row[0]) if row else default
-
-
-def _changes_since(db, seq: int, limit: int) -> list["Change"]:
-    rows = db.execute("SELECT seq, txn, ts, kind, id, op, body FROM changes WHERE seq > ? ORDER BY seq LIMIT ?",
-                      (seq, limit))
-    return [Change(kind, oid, op, json.loads(body) if body else None, s, txn, ts)
-            for s, txn, ts, kind, oid, op, body in rows]
-
-
-def _objects(db) -> dict[str, dict[str, dict]]:
-    out: dict[str, dict[str, dict]] = {}
-    for kind, oid, body in db.execute("SELECT kind, id, body FROM objects"):
-        out.setdefault(kind, {})[oid] = json.loads(body)
-    return out
-
-
-def _oldest_seq(db) -> int:
-    """The first change still in the log (the next one to come when the log is empty)."""
-    row = db.execute("SELECT MIN(seq) FROM changes").fetchone()
-    return row[0] or (_last_seq(db) + 1)
-
-
 def _locked(method):
     """Run a Store method under the store's lock (one SQLite connection serves several threads)."""
 
@@ -144,36 +111,6 @@ def _locked(method):
             return method(self, *args, **kwargs)
 
     return locked
-
-
-@dataclass(frozen=True)
-class Change:
-    """One object change. ``op`` is "put" (create or replace) or "delete" (body None)."""
-
-    kind: str
-    id: str
-    op: str
-    body: dict | None
-    seq: int = 0
-    txn: int = 0
-    ts: float = 0.0
-
-    def to_wire(self):
-        return {"seq": self.seq, "txn": self.txn, "ts": self.ts, "kind": self.kind, "id": self.id,
-                "op": self.op, "body": self.body}
-
-    @classmethod
-    def from_wire(cls, wire: dict) -> "Change":
-        """The inverse of to_wire(); raises StoreError on a map that is not a change."""
-        try:
-            change = cls(wire["kind"], wire["id"], wire["op"], wire["body"], wire["seq"], wire["txn"],
-                         float(wire["ts"]))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise StoreError(f"malformed change {wire!r:.200}: {exc!r}") from None
-        if not (isinstance(change.kind, str) and isinstance(change.id, str) and _is_int(change.seq)
-                and _is_int(change.txn) and (change.body is None or isinstance(change.body, dict))):
-            raise StoreError(f"malformed change {wire!r:.200}")
-        return change
 
 
 class Store:
@@ -189,6 +126,8 @@ class Store:
         self.fault: dict | None = None  # the last write the disk refused, until one succeeds: {what, reason, since}
         self.faults = 0  # write transactions (and markers) the disk refused since the start
         self._lock = threading.RLock()
+        self._renewals: list[list[str]] = []  # per renewal (``renew``), the files set aside and saved for it
+        self._work = InFlight()  # what runs through ``offload``, until it ended (a caller killed meanwhile: a stop)
         self._db = self._connected({})
         self._store_id = self.get_meta("store_id")  # local meta: never replaced by replication or restore
         self.file = FileWatch(self.path, self._db.backup, self._data_version)  # each write first checks its file
@@ -237,17 +176,29 @@ class Store:
 
     def _renewed(self, kept):
         """renew's file work (the caller holds the lock; this may run in another OS thread)."""
-        set_aside(self.path, "renewed")
+        moved = set_aside(self.path, "renewed")
         try:
             db = self._connected(kept)  # refused (a full disk): the old file stays the store's, tried again later
         except BaseException:
             discard(self.path)  # what the refused one made: else the next try (the next tick) moves it aside too, a
             raise  # renewed-<time> file a second, and in the same second over the file put there, set aside first
         self._db.close()  # another file at the path, and the old reader open: no checkpoint into anything
+        self._renewals.append(self.file.made + moved)  # a file deleted again and again: not copies for ever
+        while len(self._renewals) > RENEWED_KEPT:
+            remove(self._renewals.pop(0), f"the files of a renewal older than the newest {RENEWED_KEPT}")
         return db
 
     def close(self):
+        """Close both connections, once a transaction a killed caller left in the thread pool ended (``InFlight``); if
+        it still runs after ``ABANDONED_WAIT``, the writer's connection is left open (the process ends: SQLite keeps
+        the transaction whole or rolls it back at the next open), never closed under it."""
         with self._lock:
+            if not self._work.wait():
+                log.error("the store %s: a transaction left in the thread pool by a stopped caller still runs after "
+                          "%.0f s; its connection is left open (SQLite commits it whole or rolls it back at the next "
+                          "start; it was not acknowledged)", self.path, storetxn.ABANDONED_WAIT)
+                self.reader.close()
+                return
             self.file.closing()  # a file gone since the last write: what it held saved before the connection goes
             flush_notes()
         if self.file.overwritten:  # the writer first: with the (read-only) reader open it checkpoints nothing into
@@ -263,9 +214,11 @@ class Store:
         with self._lock:
             if self.file.gone is None:
                 try:
-                    self.offload(self.file.check)
+                    self._work.run(self.offload, self.file.check)
                 except Moved as exc:
                     self._refused("its file check", exc)
+                except Busy:  # a transaction abandoned at a stop still runs: looked at again at the next tick
+                    pass
                 finally:
                     flush_notes()  # what the check logged in the thread pool
         return self.file.gone is not None
@@ -279,7 +232,7 @@ class Store:
         """Every object, read through ``offload`` (a standby's State after a snapshot, the snapshot sent to one):
         5,000 vports' bodies decoded are ~50 ms of CPU."""
         with self._lock:
-            return self.offload(_objects, self._db)
+            return self._work.run(self.offload, _objects, self._db)
 
     @_locked
     def last_seq(self) -> int:
@@ -316,7 +269,7 @@ class Store:
         """``transaction(*args)`` through ``offload`` (the caller holds the lock); StoreFault when the disk refuses it
         (SQLite rolled it back), and the store's ``fault`` follows: set by a refusal, cleared by a success."""
         try:
-            result = self.offload(transaction, *args)
+            result = self._work.run(self.offload, transaction, *args)
         except (sqlite3.DatabaseError, OSError) as exc:
             if isinstance(exc, _BUGS):  # a bug in how the store is used, not the disk: not a StoreFault
                 raise
@@ -512,6 +465,8 @@ class Store:
         file was overwritten in place: the connection reads the pages put there under its own log (storefile)."""
         if self.file.overwritten:
             raise StoreError(f"the store {self.path} cannot be read whole: its file was {self.file.gone}")
+        if not self._work.wait():  # (on this thread, not through ``offload``: not with the pool thread's transaction)
+            raise StoreError(f"the store {self.path} is still in a transaction abandoned by a stopped caller")
         with self._txn():
             meta = {key: json.loads(value) for key, value in self._db.execute("SELECT key, value FROM meta")
                     if key != "schema_version"}
@@ -562,53 +517,3 @@ class Store:
             self._set_meta("compacted_seq", last)
             if ts is not None:
                 self._set_meta("compacted_ts", ts)
-
-
-class Reader:
-    """The store as of its last committed transaction, for reads that must not wait for a write: a second SQLite
-    connection (query_only), with a lock of its own that no write takes. The writer holds the store's lock through
-    a transaction and its fsync (up to seconds on a busy disk, or for a big replicated batch); in WAL mode a reader
-    neither waits for that transaction nor sees any of it before its COMMIT has returned. Each method reads in one
-    read transaction, so what it returns is one committed state."""
-
-    def __init__(self, path: str):
-        self._lock = threading.Lock()  # one read at a time on this connection
-        # read-only (not only query_only): closing last, it never checkpoints the log into a file overwritten in place
-        self._db = sqlite3.connect(Path(os.path.abspath(path)).as_uri() + "?mode=ro", uri=True, isolation_level=None,
-                                   check_same_thread=False)
-        self._db.execute("PRAGMA query_only=ON")
-        self._db.execute("PRAGMA schema_version").fetchone()  # a first read: SQLite holds the file's shared lock
-        # from now on (WAL mode), so the writer closing before it cannot checkpoint (Store.close)
-
-    def close(self):
-        with self._lock:  # not while a read runs (a standby's store renewed: Store.renew)
-            self._db.close()
-
-    def last_seq(self) -> int:
-        """The last committed (durable) sequence number."""
-        return self._read(_last_seq)
-
-    def changes(self, seq: int, limit: int) -> tuple[list[Change], int, int]:
-        """(up to ``limit`` changes after ``seq``, the oldest change still in the log, the last one), from one
-        committed state: State's last_seq may lag it, as State takes a commit only after its COMMIT has returned."""
-        return self._read(lambda db: (_changes_since(db, seq, limit), _oldest_seq(db), _last_seq(db)))
-
-    def _read(self, query):
-        with self._lock:
-            self._end()  # one a failed end left open (an I/O error)
-            self._db.execute("BEGIN")  # deferred: a read transaction, a snapshot of the last commit
-            try:
-                return query(self._db)
-            finally:
-                self._end()
-
-    def _end(self):
-        """End the read transaction at once (a snapshot kept open keeps checkpoints from emptying the WAL), unless
-        SQLite ended it itself (it rolls back on some errors: an I/O error): a COMMIT then would raise in place of
-        the error that ended it."""
-        if self._db.in_transaction:
-            self._db.execute("ROLLBACK")  # a read transaction: nothing to commit
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)

@@ -66,15 +66,33 @@ def contents(path: str) -> tuple[int, int] | None:
     return st.st_size, st.st_mtime_ns
 
 
-def set_aside(path: str, label: str, suffixes=("", "-wal", "-shm")) -> None:
+def stamp() -> str:
+    """The time in the names of files set aside and saved (UTC, to the second: sorted by name, sorted by time)."""
+    return time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())
+
+
+def set_aside(path: str, label: str, suffixes=("", "-wal", "-shm")) -> list[str]:
     """Move the file at ``path`` and its write-ahead log and index (``suffixes``) to ``<path>.<label>-<time>``
-    (those that are there); OSError when one cannot be moved."""
-    stamp = time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())
+    (those that are there); the paths they went to. OSError when one cannot be moved."""
+    when, moved = stamp(), []
     for suffix in suffixes:
         try:
-            os.replace(path + suffix, f"{path}.{label}-{stamp}{suffix}")
+            os.replace(path + suffix, f"{path}.{label}-{when}{suffix}")
+            moved.append(f"{path}.{label}-{when}{suffix}")
         except FileNotFoundError:
             pass
+    return moved
+
+
+def remove(paths, why: str) -> None:
+    """Remove the files ``paths`` (those that are there); one that cannot be removed is logged (``why``) and left."""
+    for path in paths:
+        try:
+            os.remove(path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            note(log, logging.WARNING, "could not remove %s (%s): %s", path, why, exc)
 
 
 def discard(path: str, suffixes=("", "-wal", "-shm")) -> None:
@@ -109,6 +127,7 @@ class FileWatch:
         self.shared = False  # another connection committed to it: the file and its log are whole, and left in place
         self.saved: str | None = None  # where the open store was saved then
         self.tried: float | None = None  # when saving it was last tried (``clock``), while none succeeded
+        self.made: list[str] = []  # the files it saved or set aside (a standby's renewal keeps the newest few)
 
     def wrote(self) -> None:
         """The store's write transaction ended (its checkpoint may have written the file): note the file as it left
@@ -184,14 +203,14 @@ class FileWatch:
         """Move the write-ahead log and its index away from the names the path's next opener would read."""
         for suffix in ("-wal", "-shm"):
             try:
-                set_aside(self.path, "gone", (suffix,))
+                self.made += set_aside(self.path, "gone", (suffix,))
             except OSError as exc:
                 note(log, logging.ERROR, "the store %s: could not move %s%s aside: %s", self.path, self.path, suffix,
                      exc)
 
     def _save(self) -> str | None:
         self.tried = self.clock()
-        dest = f"{self.path}.saved-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+        dest = f"{self.path}.saved-{stamp()}"
         try:
             out = sqlite3.connect(dest)
             try:
@@ -205,4 +224,5 @@ class FileWatch:
             except OSError:
                 pass
             return None
+        self.made.append(dest)
         return dest

@@ -4,11 +4,14 @@ any exception, what to do when the disk refuses the COMMIT or the ROLLBACK, and 
 
 from __future__ import annotations
 
+import errno
+import functools
 import logging
 import os
 import sqlite3
 import sys
 import threading
+import time
 from collections import deque
 
 log = logging.getLogger("canopy.store")
@@ -109,3 +112,61 @@ class Transaction:
             except sqlite3.Error:
                 note(log, logging.WARNING, "rolling back a refused transaction failed too; the next one rolls it back "
                      "first")
+
+
+ABANDONED_WAIT = 30.0  # seconds the store's next use of its connection, or its close, waits for abandoned work
+_POLL = 0.01  # seconds between two looks at whether it ended
+
+
+class Busy(OSError):
+    """The store's connection is still in work a caller abandoned (``InFlight``) after ``ABANDONED_WAIT``."""
+
+
+class InFlight:
+    """The store's work handed to its thread pool (``offload``), marked running from when it starts until it ends, in
+    the thread that runs it. A caller killed while it waits (a stop: ryu_compat.blocking waits for its function
+    ``KILLED_WAITS``, 5 s at most, then raises) releases the store's lock while the pool thread may still be in the
+    transaction: the store's next use of the connection (``run``, ``wait``) and its close wait for that work to end
+    (``ABANDONED_WAIT`` at most) instead of starting a second transaction on the connection, or closing it, under it.
+    Work whose caller stopped waiting before it started never starts (a queued job run later would start its
+    transaction under another's): whichever comes first, the start or the caller's exception, decides (``setdefault``
+    on one dict, atomic under the GIL). Waiting looks every 10 ms with ``time.sleep`` (green once threads are: the hub
+    serves the others meanwhile), a bounded number of times (not a clock a test may have frozen)."""
+
+    def __init__(self):
+        self._work: dict = {}  # the last work: {"by": "run" (started) or "cancel", "ended": True once it ended}
+
+    def running(self) -> bool:
+        work = self._work
+        return work.get("by") == "run" and not work.get("ended")
+
+    def wait(self, seconds: float | None = None) -> bool:
+        """Whether no work runs, once it ended or after ``seconds`` (``ABANDONED_WAIT``; False: it still runs)."""
+        for _ in range(int((ABANDONED_WAIT if seconds is None else seconds) / _POLL)):
+            if not self.running():
+                return True
+            time.sleep(_POLL)
+        return not self.running()
+
+    def run(self, offload, function, *args):
+        """``offload(function, *args)``, marked running while ``function`` runs; ``Busy`` (nothing run) while work
+        abandoned before still runs after ``ABANDONED_WAIT``."""
+        if not self.wait():
+            raise Busy(errno.EBUSY, "a transaction abandoned by a stopped caller still runs")
+        work: dict = {}
+
+        @functools.wraps(function)  # (its name, for what offload logs or counts)
+        def marked():
+            if work.setdefault("by", "run") != "run":
+                return None  # its caller stopped waiting before it started: never started
+            try:
+                return function(*args)
+            finally:
+                work["ended"] = True
+
+        self._work = work
+        try:
+            return offload(marked)
+        except BaseException:
+            work.setdefault("by", "cancel")  # (started: it runs on, ``running`` until it ended)
+            raise

@@ -90,6 +90,7 @@ class LiveView(OwnerReach, SubnetPlaces, BatchSwaps):
         self.ep_count: dict[str, Counter] = {}  # subnet -> session -> endpoints
         v._holders = self.ep_count
         self.by_session: dict[str, set[str]] = {}  # session -> endpoint ids
+        v._sessions = self.by_session
         self.vports_in: dict[str, list[str]] = {}  # subnet -> sorted located vport ids
         self.hw: dict[str, list] = {}  # subnet -> its hardware VTEP endpoints, in derive's order
         self.remote = RemoteEndpoints(self)  # EVPN endpoints (controller/viewremote.py)

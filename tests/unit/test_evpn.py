@@ -412,6 +412,9 @@ class RecordingSpeaker:
     def set_desired(self, routes):
         self.desired = routes
 
+    def desired_keys(self):
+        return list(self.desired or ())
+
     def complete(self):
         self.completed += 1
 

@@ -26,6 +26,9 @@ class BookedSpeaker:
     def desired(self):
         return self.book.desired
 
+    def desired_keys(self):
+        return list(self.book.desired)
+
     def set_desired(self, routes):
         if routes != self.book.desired:
             self.commands += self.book.set_desired(routes)

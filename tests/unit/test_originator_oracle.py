@@ -47,6 +47,9 @@ class DictSpeaker:
     def set_desired(self, routes):
         self.desired = dict(routes)
 
+    def desired_keys(self):
+        return list(self.desired)
+
     def announce(self, routes):
         self.desired.update(routes)
 

@@ -128,3 +128,44 @@ def test_a_renewed_standby_restarted_before_the_snapshot_still_does_not_take_ove
     again = Store(settings.data_dir)  # the snapshot's restore forgot the renewal
     assert again.get_meta("store_renewed") is None
     again.close()
+
+
+def test_a_standby_whose_file_goes_again_and_again_keeps_the_files_of_its_newest_renewals_only(tmp_path, monkeypatch):
+    """Each renewal leaves files beside the store: the copy saved of the file that went (``saved-<time>``), its log
+    and index (``gone-<time>-wal``, ``-shm``), and what was at the path (``renewed-<time>``, with its log). Before, a
+    file deleted or overwritten again and again (a clean-up script) left them all, for ever: now the files of the
+    newest ``RENEWED_KEPT`` renewals stay, the older ones go; the store itself, its marker and anything else in the
+    directory (an operator's file) are left."""
+    import itertools
+
+    from controller import storefile
+    from controller.store import RENEWED_KEPT, Change
+
+    ticks = itertools.count()
+    monkeypatch.setattr(storefile, "stamp", lambda: "20261206T%06dZ" % next(ticks))  # a name per second
+    data = tmp_path / "data"
+    store = Store(str(data))
+    (data / "notes.txt").write_text("an operator's")
+    made = []
+    try:
+        for round_ in range(RENEWED_KEPT + 3):
+            store.commit([Change("tenant", f"t{round_}", "put", {"id": f"t{round_}"})])
+            before = set(os.listdir(data))
+            if round_ % 2:
+                os.truncate(store.path, 0)  # overwritten in place: what was there is set aside as renewed-<time>
+            else:
+                os.remove(store.path)
+            assert store.file_failed()
+            store.renew()
+            made.append(set(os.listdir(data)) - before - {"canopy.db", "canopy.db-wal", "canopy.db-shm"})
+            assert made[-1], "a renewal that set nothing aside: the test proves nothing"
+        left = set(os.listdir(data))
+        newest = set().union(*made[-RENEWED_KEPT:])
+        oldest = set().union(*made[:-RENEWED_KEPT])
+        assert newest <= left, newest - left
+        assert not oldest & left, oldest & left
+        assert {"canopy.db", "canopy.db.marker", "notes.txt"} <= left
+        assert any(".saved-" in name for name in newest) and any(".renewed-" in name for name in newest)
+        store.commit([Change("tenant", "after", "put", {"id": "after"})])  # the renewed store takes writes
+    finally:
+        store.close()

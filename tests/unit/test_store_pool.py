@@ -64,13 +64,22 @@ def test_a_checkpoint_that_ends_after_its_caller_stopped_waiting_is_not_taken_fo
     store = Store(data)
     store.commit([Change("tenant", "a", "put", {"id": "a"})])
     store._db.execute("PRAGMA wal_autocheckpoint=1")  # every commit checkpoints: writes (and grows) the file
-    go, threads = threading.Event(), []
+    go, entered, threads = threading.Event(), threading.Event(), []
+    check = store.file.check
+
+    def slow_check(*args, **kwargs):  # the transaction's first step, held until the caller stopped waiting
+        entered.set()
+        go.wait(30)
+        return check(*args, **kwargs)
+
+    store.file.check = slow_check
 
     def abandoned(function, *args):
-        thread = threading.Thread(target=lambda: go.wait(30) and function(*args))
+        thread = threading.Thread(target=function, args=args)
         thread.start()
         threads.append(thread)
-        raise Killed()  # the caller stops waiting before the transaction even began
+        assert entered.wait(30)
+        raise Killed()  # the caller stops waiting once the transaction began (a job not started never starts)
 
     store.offload = abandoned
     size = os.path.getsize(store.path)
