@@ -78,12 +78,20 @@ class Inbox:
             out.append(self._items.popleft())
         return out
 
+    @property
+    def closed(self) -> bool:
+        return self._wake_w < 0
+
     def close(self) -> None:
-        for fd in (self._wake_r, self._wake_w):
-            try:
-                os_os.close(fd)
-            except OSError:
-                pass
+        """Close the pipe, once no OS thread uses it any more. A put after it is a no-op (a write to descriptor -1
+        fails), never a byte written into whatever file took the pipe's descriptor number meanwhile."""
+        fds, self._wake_r, self._wake_w = (self._wake_r, self._wake_w), -1, -1
+        for fd in fds:
+            if fd >= 0:
+                try:
+                    os_os.close(fd)
+                except OSError:
+                    pass
 
 
 class Pulse:

@@ -180,6 +180,8 @@ class PairLink:
             raise
         self._listener = listener
         self.port = listener.getsockname()[1]
+        if self._inbox.closed:  # started again after a stop
+            self._wake_out, self._inbox = Inbox(), Inbox()
         self._stop.clear()
         self._threads = [os_threading.Thread(target=target, name=f"canopy-ha-{name}-{self.node_id}", daemon=True)
                          for name, target in (("in", self._serve), ("out", self._dial_loop))]
@@ -192,21 +194,28 @@ class PairLink:
                       self.peer_address, self.peer_port)
 
     def stop(self):
-        """Close every socket and join the link threads (bounded)."""
+        """Close every socket and join the link threads (bounded); once they have all ended, close the wake-up
+        pipes too (they were left open: four descriptors per stopped link)."""
         self._stop.set()
         self._wake_out.put(None)
         out = self._out
         if out is not None:
             _shutdown(out)
+        ended = True
         for thread in self._threads:
             thread.join(DIAL_TIMEOUT + SEND_TIMEOUT + 1)
             if thread.is_alive():
+                ended = False
                 self.log.warning("HA link thread %s did not stop", thread.name)
         self._threads = []
         self._inbox.put(None)
         if self._deliverer is not None:
             self._deliverer.join(POLL * 5)
+            ended = ended and not self._deliverer.is_alive()
         self._deliverer = None
+        if ended:  # a thread still running may yet wait on or write to them
+            self._wake_out.close()
+            self._inbox.close()
 
     # ------------------------------------------------------------------ status
     @property

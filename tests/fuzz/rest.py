@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,7 @@ import urllib.request
 from pathlib import Path
 
 from tests.harness import process
+from tests.harness.ports import reserved_port
 from tests.harness.wait import wait_until
 
 TOKEN = "fuzz-token"
@@ -33,9 +33,8 @@ CHECKS = "not_a_server_error"
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port kept for the controller's listener until it binds it (tests/harness/ports.py)."""
+    return reserved_port()
 
 
 def settings(data_dir: Path) -> dict:

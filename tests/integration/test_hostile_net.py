@@ -22,6 +22,7 @@ import pytest
 from tests.harness import netns
 from tests.harness.http import RestClient
 from tests.harness.policy import acme_web, create
+from tests.harness.ports import reserved_port
 from tests.harness.wait import wait_until
 
 pytestmark = pytest.mark.integration
@@ -113,9 +114,8 @@ def test_idle_openflow_peers_are_dropped_and_emfile_is_survived(lab):
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port kept for the controller's listener until it binds it (tests/harness/ports.py)."""
+    return reserved_port()
 
 
 def test_a_listener_that_cannot_run_ends_the_process_with_a_failure_status(tmp_path):

@@ -18,6 +18,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.harness.policy import acme_web, create
+from tests.harness.ports import reserved_port
 from tests.harness.wait import wait_until
 from tests.unit.test_stallwatch import watched
 
@@ -189,9 +190,8 @@ def test_sigterm_stops_canopy_running_as_pid_1(lab, tmp_path):
 
 
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port kept for the controller's listener until it binds it (tests/harness/ports.py)."""
+    return reserved_port()
 
 
 def loopback_settings(tmp_path, **extra):

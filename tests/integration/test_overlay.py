@@ -240,7 +240,7 @@ def test_migration_keeps_traffic_flowing_and_remote_vrs_follow(demo):
     moved = lab.add_vm(hosts["kvm2"], "webk", mac="02:00:00:00:01:01", vnic_id="webk")
     vms["webk"] = moved
     assert dhcp(lab, moved).get("ip") == "10.0.1.11"
-    lab.wait_until(lambda: _location(canopy, "webk") == "kvm2", timeout=5, what="webk bound on kvm2")
+    lab.wait_until(lambda: _location(canopy, "webk") == "kvm2", timeout=15, what="webk bound on kvm2")
     reach(lab, vms["webh"], "10.0.1.11", what="webh reaches the moved VM")
     reach(lab, vms["dbe"], "10.0.1.11", what="a routed path reaches the moved VM")
     reach(lab, moved, "10.0.2.11", what="the moved VM reaches its old neighbour on kvm1")

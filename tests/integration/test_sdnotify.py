@@ -18,15 +18,15 @@ from pathlib import Path
 import pytest
 
 from tests.harness import process
+from tests.harness.ports import reserved_port
 from tests.harness.wait import wait_until
 
 CANOPY = str(Path(sys.executable).with_name("canopy"))
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port kept for the controller's listener until it binds it (tests/harness/ports.py)."""
+    return reserved_port()
 
 
 def status_answers(port) -> bool:

@@ -38,7 +38,12 @@ NODE = textwrap.dedent("""
         "secret": "unit-test-pair-secret"}}}}))
     store, state, _ = build_core(settings)
     roles = []
-    pair = Pair(settings.ha, store, state, lambda role, generation: roles.append(role))
+
+    def took(role, generation):
+        roles.append(role)
+        (tmp / (name + "." + role)).touch()  # what the test waits for (this node's stdout is read in turn)
+
+    pair = Pair(settings.ha, store, state, took)
     pair.start()
 
     def say(**what):
@@ -125,7 +130,12 @@ def test_an_active_stopped_with_sigstop_is_replaced_and_steps_down_on_sigcont(tm
         assert {name: read(proc)["settled"] for name, proc in procs.items()} == {"a": "active", "b": "standby"}
         procs["a"].send_signal(signal.SIGSTOP)
         try:
-            time.sleep(HOLD)  # the standby finds it silent and, with no switch to witness, takes over
+            time.sleep(HOLD)
+            # the standby finds it silent and, with no switch to witness, takes over: awaited, however slow the
+            # machine (a fixed HOLD alone let a loaded one continue the active before the standby had taken over)
+            deadline = time.monotonic() + BOUND
+            while not (tmp_path / "b.active").exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
         finally:
             procs["a"].send_signal(signal.SIGCONT)
         (tmp_path / "go").touch()

@@ -12,6 +12,7 @@ from tests.unit.test_importer import BookSpeaker, candidates, setup_view
 from tests.unit.test_routebook import EOR, ROUTE, book, open_message, state, update
 from tests.unit.test_startup_hold import Clock, hold
 from controller.store import Store
+from tests.unit.stores import stores_closed  # noqa: F401 - autouse: closes the stores a test leaves open
 
 
 def test_a_peer_is_awaited_until_up_and_its_end_of_rib_is_in_which_counts_as_a_change():

@@ -3,6 +3,7 @@ memory kept in the store as switches come and go, and what /v1/status shows."""
 
 from controller.startup_hold import KEY, StartupHold
 from controller.store import Change, Store
+from tests.unit.stores import stores_closed  # noqa: F401 - autouse: closes the stores a test leaves open
 
 
 class Clock:

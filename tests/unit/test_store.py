@@ -10,6 +10,7 @@ import textwrap
 import pytest
 
 from controller.store import Change, Store, StoreError
+from tests.unit.stores import stores_closed  # noqa: F401 - autouse: closes the stores a test leaves open
 
 
 def test_commit_round_trip_and_sequence_numbers(tmp_path):

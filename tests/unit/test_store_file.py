@@ -14,6 +14,7 @@ import pytest
 from controller import storefile
 from controller.store import Change, Store, StoreError, StoreFault
 from controller.storeguard import StoreRefused, restore
+from tests.unit.stores import stores_closed  # noqa: F401 - autouse: closes the stores a test leaves open
 
 
 def _put(store, oid):

@@ -17,6 +17,7 @@ from controller.core import build_core
 from controller.store import Change, Store
 
 from .helpers import make_settings
+from tests.unit.stores import stores_closed  # noqa: F401 - autouse: closes the stores a test leaves open
 
 TENANTS = 60
 
@@ -207,7 +208,10 @@ def test_the_core_refuses_too(data, tmp_path):
 def test_sqlite_reads_the_backup_as_a_plain_database(tmp_path, data):
     storeguard.backup(str(data), str(tmp_path / "b.db"))
     db = sqlite3.connect(tmp_path / "b.db")
-    assert db.execute("SELECT COUNT(*) FROM objects").fetchone()[0] == TENANTS
+    try:
+        assert db.execute("SELECT COUNT(*) FROM objects").fetchone()[0] == TENANTS
+    finally:
+        db.close()
 
 
 def test_any_opener_of_the_store_refuses(data):
