@@ -35,13 +35,21 @@ def base_state():
 
 
 def add_vport(state, subnet_ref, name, mac, ip, flavour="kvm"):
+    add_vports(state, [(subnet_ref, name, mac, ip)], flavour)
+
+
+def add_vports(state, vports, flavour="kvm"):
+    """Vports ``(subnet_ref, name, mac, ip)`` added in one commit: the State ``add_vport`` one by one leaves, without
+    a copy of the whole policy per vport (a test that needs thousands of vports)."""
     policy = state.policy.copy()
-    subnet = policy.find("subnet", subnet_ref)
-    obj = {"id": name, "source": None, "subnet_id": subnet["id"], "name": name, "description": "", "mac": mac,
-           "ips": [ip] if ip else [], "binding": {"flavour": flavour, "iface_id": None, "port_name": None,
-                                                    "vnic_id": None, "host": None, "trunk_port": None, "vlan": None},
-           "port_security": True, "acls": []}
-    policy.put("vport", obj)
+    for subnet_ref, name, mac, ip in vports:
+        subnet = policy.find("subnet", subnet_ref)
+        obj = {"id": name, "source": None, "subnet_id": subnet["id"], "name": name, "description": "", "mac": mac,
+               "ips": [ip] if ip else [], "binding": {"flavour": flavour, "iface_id": None, "port_name": None,
+                                                        "vnic_id": None, "host": None, "trunk_port": None,
+                                                        "vlan": None},
+               "port_security": True, "acls": []}
+        policy.put("vport", obj)
     state.policy_committed(policy, [])
 
 

@@ -72,15 +72,17 @@ def small_windows(monkeypatch):
 
 
 def test_the_value_is_json_loads_value_and_a_corrupt_text_errs_alike(small_windows):
+    """800 seeds: every arc of controller/rest/jsonbody.py that 1,500 seeds reach (185, traced) is reached by seed 758
+    (stop 42, trimU42)."""
     seen = {"value": 0, "error": 0}
-    for seed in range(1500):
+    for seed in range(800):
         r = random.Random(seed)
         text = random_text(r)
         for candidate in (text, corrupted(r, text), corrupted(r, corrupted(r, text))):
             expected = outcome(json.loads, candidate)
             assert outcome(lambda t: jsonbody.loads(t, MAX_DEPTH + 100), candidate) == expected, (seed, candidate)
             seen[expected[0]] += 1
-    assert seen["value"] > 1500 and seen["error"] > 500
+    assert seen["value"] > 800 and seen["error"] > 500
 
 
 def test_a_malformed_text_is_named_where_it_breaks(small_windows):

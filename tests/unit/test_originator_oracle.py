@@ -369,14 +369,14 @@ def _subnets(n: int):
     from controller import policydoc
     from controller.programmer import Programmer
     from controller.state import State
-    from tests.unit.test_compiler import add_vport, snapshot
+    from tests.unit.test_compiler import add_vports, snapshot
 
     subnets = [{"name": f"s{i}", "cidr": f"10.{i >> 8}.{i & 255}.0/24", "gateway": f"10.{i >> 8}.{i & 255}.1"}
                for i in range(n)]
     doc = {"tenants": [{"name": "acme", "domains": [{"name": "prod", "subnets": subnets}]}]}
     state = State(policydoc.plan(pol.Policy(), doc, "t", pol.Allocator({}, 65000, (10000, 20000))).policy)
-    for i in range(n):
-        add_vport(state, f"acme/s{i}", f"vm{i}", f"02:00:00:00:{i >> 8:02x}:{i & 255:02x}", f"10.{i >> 8}.{i & 255}.10")
+    add_vports(state, [(f"acme/s{i}", f"vm{i}", f"02:00:00:00:{i >> 8:02x}:{i & 255:02x}", f"10.{i >> 8}.{i & 255}.10")
+                       for i in range(n)])  # one commit (one by one: a policy copied per vport)
     state.vrs_update(snapshot("hv1", "10.251.0.1", [(f"vm{i}", 10 + i) for i in range(n)]))
     prog = Programmer(state)
     prog.refresh(full=True)

@@ -15,7 +15,7 @@ from controller import binding
 from controller.pacer import Pacer
 from controller.state import State
 from tests.bytecodes import Bytecodes
-from tests.unit.test_compiler import snapshot
+from tests.unit.test_compiler import add_vports, snapshot
 from tests.unit.test_report_ends import PORTS, VMS, Bad, vports_state
 
 WHOLE = snapshot("hv1", "10.251.0.1", PORTS)
@@ -174,10 +174,8 @@ def test_the_retake_after_a_report_of_5000_ports_failed_pauses_like_a_report(fai
     n = 5000
     state = State(vports_state().policy)
     ports = [(f"vm{i}", 10 + i) for i in range(2 * n)]
-    from tests.unit.test_compiler import add_vport
-
-    for i in range(VMS + 3, 2 * n):
-        add_vport(state, "acme/web", f"vm{i}", f"02:00:00:00:{i >> 8 & 255:02x}:{i & 255:02x}", "10.0.1.200")
+    add_vports(state, [("acme/web", f"vm{i}", f"02:00:00:00:{i >> 8 & 255:02x}:{i & 255:02x}", "10.0.1.200")
+                       for i in range(VMS + 3, 2 * n)])  # one commit (one by one: a policy copied per vport)
     state.vrs_update(snapshot("hv1", "10.251.0.1", ports[:n]))
     assert len(state.locations) == n
     before = dict(state.locations)
