@@ -106,7 +106,7 @@ def _uuid_set(type_, elements: list, kind):
     for start in range(0, len(every), UUID_RUN):
         run = every[start:start + UUID_RUN]
         if not set(map(type, run)) <= {list} or not set(map(len, run)) <= {2} or \
-                not set(map(_FIRST, run)) <= {"uuid"}:
+                list(map(_FIRST, run)).count("uuid") != len(run):  # (==, not a set: a tag may be an array)
             return None
         texts = list(map(_SECOND, run))
         if not set(map(type, texts)) <= {str} or not set(map(len, texts)) <= {36} or not all(map(match, texts)):

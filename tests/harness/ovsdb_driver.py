@@ -34,7 +34,11 @@ from tests.harness.wait import wait_until
 from tests.harness.process import netns_argv, start_time
 
 REPO = Path(__file__).resolve().parents[2]
-START_TIMEOUT = 10.0  # seconds for the child to listen, answer a command or stop
+START_TIMEOUT = 10.0  # seconds for the child (listening) to answer a command or stop
+# seconds for the child to listen: an interpreter started, eventlet, ovs and Canopy imported, the server started
+# (~1 s of CPU; 4.3-4.8 s of wall time at load 12-16 on 2 cores, past 10 s under a heavier load). Generous and
+# bounded; a child that exits before it listens fails the wait at once, with its exit status and log.
+LISTEN_TIMEOUT = 120.0
 
 
 # Child side.
@@ -236,11 +240,18 @@ class ManagerDriver:
         try:
             if record is not None:
                 record(self.proc.pid, start_time(self.proc.pid))
-            self.port = self.wait_event(lambda e: e["ev"] == "listening", START_TIMEOUT,
-                                        "manager listening")["port"]
+            self.port = poll_until(self._listening, LISTEN_TIMEOUT, "manager listening", self.context)["port"]
         except BaseException:
             self.close()
             raise
+
+    def _listening(self) -> dict | None:
+        """The child's "listening" event, or None while it starts; AssertionError once it has exited and everything
+        it wrote is read without one (no wait for ``LISTEN_TIMEOUT`` on a child that is gone)."""
+        found = next((e for e in self.snapshot() if e["ev"] == "listening"), None)
+        if found is None and self.proc.poll() is not None and not self._reader.is_alive():
+            raise AssertionError("the manager's child exited (status %s) before listening" % self.proc.returncode)
+        return found
 
     def _read(self):
         for line in self.proc.stdout:

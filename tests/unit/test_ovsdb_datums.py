@@ -299,3 +299,34 @@ def test_a_set_of_10000_uuids_is_read_in_at_most_15_bytecodes_an_element():
     counted = opcodes(lambda: parsed.append(parse(refs)))
     assert parsed[0].to_json() == ovs.db.data.Datum.from_json(column.type, refs).to_json()
     assert counted <= 15 * 10000, counted
+
+
+@pytest.mark.parametrize("first", [["uuid"], {"uuid": U1}, [], {}])
+def test_a_long_uuid_sets_element_whose_tag_is_an_array_or_object_gets_ovs_error(first):
+    """An element ``[<array or object>, text]`` in a set read in C loops (its tags gathered in a set: unhashable there),
+    first, in the middle, last, in the first run or after it: ovs's own error (what ``_Idl__row_update`` turns into a
+    refusal naming the table, row and column), not Python's TypeError."""
+    from ovsdb.idl import datums
+
+    column = SCHEMA.tables["Bridge"].columns["ports"]
+    parser = datum_parser(column.type)
+    for n in (datums.MANY_UUIDS, datums.UUID_RUN + 3):
+        for at in (0, n // 2, n):
+            elements = [["uuid", str(uuid.UUID(int=i + 1))] for i in range(n)]
+            elements.insert(at, [first, U1])
+            value = ["set", elements]
+            ours = outcome(lambda _type, js: parser(js), column.type, value)
+            theirs = outcome(ovs.db.data.Datum.from_json, column.type, value)
+            assert ours == theirs and theirs[0] == "error", (n, at, ours)
+
+
+def test_a_long_uuid_sets_malformed_element_refuses_the_update_naming_table_row_and_column():
+    from ovsdb.idl import datums
+    from tests.unit.test_ovsdb_idl_parse import U, UPDATES, Recorded, idl
+
+    tracking = Recorded(idl._TrackingIdl)
+    tracking.feed(UPDATES[0])
+    ports = [["uuid", str(uuid.UUID(int=1000 + i))] for i in range(datums.MANY_UUIDS)] + [[["uuid"], U[3]]]
+    tracking.feed({"Bridge": {U[1]: {"modify": {"ports": ["set", ports]}}}})
+    refused = tracking.idl.refused
+    assert "Bridge row %s: column ports: " % U[1] in refused and "syntax error" in refused, refused
