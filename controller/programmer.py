@@ -220,8 +220,7 @@ class Programmer:
         owners = list(groups if whole else owners)
         subnets = list(compress(owners, map("subnet".__eq__, map(_KIND, owners))))  # (C loops: 10,000 vports changed)
         if whole:
-            for key in [key for key in self.floods.over if key[0] == session and ("subnet", key[1]) not in groups]:
-                del self.floods.over[key]
+            self.floods.keep(session, {owner.id for owner in subnets})
         for owner in subnets:
             self.floods.check(session, owner.id, groups.get(owner, ()))
 

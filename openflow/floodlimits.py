@@ -85,6 +85,8 @@ class FloodWatch:
 
     def __init__(self, chassis_of=None, subnet_ref=None):
         self.over: dict[tuple[str, str], dict] = {}
+        self.sessions_of: dict[str, set[str]] = {}  # subnet id -> the sessions of its pairs in ``over``
+        self.subnets_on: dict[str, set[str]] = {}  # session -> the subnet ids of its pairs in ``over``
         self.crossings = 0
         self.chassis_of = chassis_of or (lambda session: session)
         self.subnet_ref = subnet_ref or (lambda subnet_id: subnet_id)
@@ -96,11 +98,14 @@ class FloodWatch:
         before = self.over.get(key)
         if not limits:
             if before is not None:
-                del self.over[key]
+                self.drop(key)
                 log.info("subnet %s on %s: its broadcast is within Open vSwitch's limits again (%d local ports, %d "
                          "VTEPs)", self.subnet_ref(subnet_id), self.chassis_of(session), local, vteps)
             return
         self.over[key] = {"local_ports": local, "vteps": vteps, "passed": list(limits)}
+        if before is None:
+            self.sessions_of.setdefault(subnet_id, set()).add(session)
+            self.subnets_on.setdefault(session, set()).add(subnet_id)
         if before is None or set(limits) - set(before["passed"]):
             self.crossings += 1
             log.warning("subnet %s on %s: its broadcast passes Open vSwitch's limits (docs/limits.md): %s",
@@ -108,8 +113,25 @@ class FloodWatch:
 
     def forget(self, session: str) -> None:
         """A switch gone from the View: its pairs dropped (nothing logged: nothing floods there)."""
-        for key in [key for key in self.over if key[0] == session]:
-            del self.over[key]
+        for subnet_id in list(self.subnets_on.get(session, ())):
+            self.drop((session, subnet_id))
+
+    def keep(self, session: str, subnet_ids) -> None:
+        """Of ``session``'s pairs, those of subnets not in ``subnet_ids`` dropped (a switch compiled whole: what it
+        no longer floods)."""
+        for subnet_id in [sid for sid in self.subnets_on.get(session, ()) if sid not in subnet_ids]:
+            self.drop((session, subnet_id))
+
+    def drop(self, key: tuple[str, str]) -> None:
+        """The pair ``key`` (session, subnet id) out of ``over`` and its indexes (nothing logged)."""
+        if self.over.pop(key, None) is None:
+            return
+        session, subnet_id = key
+        for index, outer, inner in ((self.sessions_of, subnet_id, session), (self.subnets_on, session, subnet_id)):
+            held = index[outer]
+            held.discard(inner)
+            if not held:
+                del index[outer]
 
     def retake(self, desired: dict, tick=None) -> None:
         """Every switch's subnet owners checked again (a full compile: ``desired``, session -> compiler.Desired), and
@@ -126,18 +148,26 @@ class FloodWatch:
             if tick is not None:
                 tick(1 + checked // 100)
         for key in [key for key in self.over if key not in seen]:
-            del self.over[key]
+            self.drop(key)
 
     def of_subnet(self, subnet_id: str) -> list[dict]:
         """The switches where this subnet's broadcast passes a limit (its REST view's ``flood_limits``)."""
-        return [{"chassis": self.chassis_of(session), **entry}
-                for (session, sid), entry in sorted(self.over.items()) if sid == subnet_id]
+        return [{"chassis": self.chassis_of(session), **self.over[(session, subnet_id)]}
+                for session in sorted(self.sessions_of.get(subnet_id, ()))]  # (its own pairs: 10,000 subnets listed)
 
-    def of_chassis(self, chassis: str) -> list[dict]:
+    def of_chassis(self, chassis: str, by_chassis: dict | None = None) -> list[dict]:
         """The subnets whose broadcast passes a limit on the switch of this chassis (its REST view's
-        ``flood_limits``)."""
-        return [{"subnet": self.subnet_ref(sid), **entry}
-                for (session, sid), entry in sorted(self.over.items()) if self.chassis_of(session) == chassis]
+        ``flood_limits``); ``by_chassis``: ``by_chassis()``'s, taken once for a listing of every switch."""
+        return (self.by_chassis() if by_chassis is None else by_chassis).get(chassis, [])
+
+    def by_chassis(self) -> dict[str, list[dict]]:
+        """chassis -> ``of_chassis``'s rows, in one walk over the pairs (GET /v1/switches: not one walk a switch)."""
+        out: dict[str, list[dict]] = {}
+        for session in sorted(self.subnets_on):
+            rows = out.setdefault(self.chassis_of(session), [])
+            rows += [{"subnet": self.subnet_ref(sid), **self.over[(session, sid)]}
+                     for sid in sorted(self.subnets_on[session])]
+        return out
 
     def status(self) -> dict:
         """GET /v1/status ``flood_limits``: how many (switch, subnet) pairs pass a limit, and each."""

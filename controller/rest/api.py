@@ -42,6 +42,7 @@ SWITCHES_EVERY = 1000  # list elements (switches, ports) encoded by GET /v1/swit
 CHANGES_PAGE = 1000  # changes GET /v1/changes reads and makes into their wire form between two pauses (~13 ms)
 LIST_EVERY = 500  # objects of a collection ordered, or made into views, between two pauses of GET /v1/<kind>
 LIST_CHUNK = 100  # of them between two ticks
+_SYNC_KEYS = ("state", "desired", "installed", "pending", "rejected", "kept")  # a switch's ``sync`` (``_with_sync``)
 ANSWER_EVERY = 1000  # elements of an answer's long lists encoded between two pauses (~4 ms: an apply's changes)
 MAX_DEPTH = 32  # lists and objects nested deeper than any Canopy document is refused up front
 MAX_QUERY_INT = 2**63 - 1  # the store's sequence numbers are SQLite INTEGERs
@@ -388,8 +389,7 @@ class Api:
         if kind == "subnet" and self.floods is not None:  # where its broadcast passes OVS's limits (floodlimits)
             out["flood_limits"] = self.floods.of_subnet(obj["id"])
         if kind == "floating_ip":  # where it is active (controller/extnet.py)
-            out.update(extnet.floating_status(self.state.policy, obj, self.state.locations,
-                                                      self.state.vrs))
+            out.update(extnet.floating_status(self.state.policy, obj, self.state.locations, self.state.vrs))
         return out
 
     # ------------------------------------------------------------------ other routes
@@ -436,17 +436,17 @@ class Api:
         self.take_turn()
         pacer = Pacer(self.pause, SWITCHES_EVERY)  # every port: described, then encoded, a port at a time
         with collector_paused():  # a port's dicts each, tens of thousands: freed (as bytes) before it ends
-            items = [self._with_sync(item) for item in self.state.switches(pacer.tick)]
+            floods = self.floods.by_chassis() if self.floods is not None else None  # (one walk, not one a switch)
+            items = [self._with_sync(item, floods) for item in self.state.switches(pacer.tick)]
             return Response(200, paced_json({"items": items, "count": len(items)}, pacer.tick))
 
-    def _with_sync(self, item):
+    def _with_sync(self, item, floods=None):
         """A switch's REST view plus ``sync``: its programming status (None while not connected)."""
         status = self.switch_status(int(item["datapath_id"], 16)) if (
             self.switch_status is not None and item.get("datapath_id")) else None
-        keys = ("state", "desired", "installed", "pending", "rejected", "kept")
-        item["sync"] = {k: status[k] for k in keys if k in status} if status else None
+        item["sync"] = {k: status[k] for k in _SYNC_KEYS if k in status} if status else None
         if self.floods is not None and item.get("chassis"):  # its subnets past OVS's flood limits (floodlimits)
-            item["flood_limits"] = self.floods.of_chassis(item["chassis"])
+            item["flood_limits"] = self.floods.of_chassis(item["chassis"], floods)
         return item
 
     def switch(self, req, dpid):

@@ -54,6 +54,7 @@ def check(world: World, where: str, read_fib: bool = True):
                 wrong = {o for o in set(inc[part]) | set(full[part]) if inc[part].get(o) != full[part].get(o)}
                 raise AssertionError(f"{where}: {session}: {name} of {sorted(wrong, key=str)} differ")
     assert prog.floods.over == floods.over, f"{where}: {prog.floods.over} != {floods.over}"
+    assert (prog.floods.sessions_of, prog.floods.subnets_on) == (floods.sessions_of, floods.subnets_on), where  # (REST's)
     check_vteps(state, prog, view, where)
     stale = {place for place, out in prog.live.places.items() if out != prog.live._where_of(place)}
     assert not stale, f"{where}: places kept by the pass that a presence change made untrue: {sorted(stale, key=str)[:3]}"

@@ -258,3 +258,20 @@ def test_a_packet_in_finds_its_standby_port_in_work_that_does_not_grow_with_the_
     print("activate bytecodes (no port, foreign MAC, no longer standby):", costs)
     assert costs[1000] == costs[1], costs
     assert max(costs[1000]) < 200, costs
+
+
+def test_a_port_recreated_for_another_vport_with_another_ofport_leaves_no_stale_packet_in_entry():
+    """hv2's tap1 (ofport 2, vm1's standby) is re-created in one report with vm0's iface-id and ofport 7 (tap0 gone):
+    vm0, re-tracked first, takes tap1 over, and the packet-in index holds ofport 7 only; a packet-in on ofport 2
+    activates nothing (review42c: the index is exact whatever the order the two vports are re-tracked in)."""
+    from controller.discovery import PortInfo, VrsSnapshot
+
+    state = _standbys_on_one_switch(2)
+    assert state.standby_at == {"b": {1: "tap0", 2: "tap1"}}
+    state.vrs_update(VrsSnapshot("b", "p", "hv2", datapath_id=2, bridge_present=True,
+                                 ports=(PortInfo(name="tap1", ofport=7, external_ids=(("iface-id", "vm0"),)),)))
+    mac0, mac1 = (state.policy.get("vport", vid)["mac"] for vid in ("v0", "v1"))
+    assert state.standby == {"b": {"tap1": (7, mac0, "v0")}}
+    assert state.standby_at == {"b": {7: "tap1"}}
+    assert state.activate(2, 2, mac1, now=100.0) is None and state.activation_counts["not_standby"] == 1
+    assert state.activate(2, 7, mac0, now=100.0) == "v0" and state.locations["v0"].chassis == "hv2"
