@@ -38,9 +38,15 @@ class Lane:
         return self._turn.waited
 
     def pause(self) -> None:
-        """Wait until no other paused answer is ahead, then give the event loop its turn."""
+        """Wait until no other paused answer is ahead, then give the event loop its turn: the wait was that turn if
+        there was one (a turn handed over wakes its waiter in the next round of the loop, after the hub has polled and
+        every thread then ready has run), so a waiter goes on at once. Else each stretch through a busy lane cost two
+        rounds of the loop (one to wake with the turn, one to give it back): half the lane's share of the CPU beside
+        every other ready thread (the programming pass, the OVSDB sessions), and twice the rounds for the same work."""
+        waited = self._turn.waited
         self._turn.acquire()
         try:
-            self._give_way()
+            if self._turn.waited == waited:  # not queued: nothing ran meanwhile
+                self._give_way()
         finally:
             self._turn.release()

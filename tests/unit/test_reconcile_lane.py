@@ -9,6 +9,11 @@ vrs_scale's cold start, 10-20 reconcilers' turns of ~10 ms of CPU each in the pr
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
+
 import pytest
 
 from controller.pacer import Pacer
@@ -81,31 +86,116 @@ def test_reconcilers_planning_together_take_one_stretch_a_turn_and_plan_the_same
     assert laned_plans == plain_plans and len(laned_plans[0]) > 10 * EVERY  # the same change sets, many stretches
 
 
-def test_the_app_gives_every_reconciler_the_lane(monkeypatch):
-    """controller/app.py ``_adopt``: each switch's reconciler pauses through the app's one ``reconcile_lane``, every
-    RECONCILE_EVERY flows; the OVSDB sessions (ovsdb/server.py ``pause``, every session's pacer) through one of their
-    own."""
-    import inspect
+APP_LANES = textwrap.dedent("""
+    import sys
     from types import SimpleNamespace
+    sys.path.insert(0, {root!r})
+    from controller.ryu_compat import hub
+    from ryu.cmd import manager               # as run_manager does before the apps exist: its import patches
+    hub.patch(thread=True)
+    from controller import app, runtime, settings
+    from controller.yamldoc import Doc
+    from ovsdb.server import PeerSession
 
-    from controller import app
-    from controller.programmer import Programmer
-    from tests.unit.test_partial_report_withheld import _glue, _Rec
-    from tests.unit.test_compiler import base_state
+    runtime.SETTINGS = settings.from_doc(Doc("<t>", {{"data_dir": {data!r}}}))
+    made = {{}}
 
-    made = {}
-    monkeypatch.setattr(app, "SwitchReconciler",
-                        lambda dp, pacer=None, **kw: made.setdefault(dp.id, pacer) and _Rec(dp))
-    state = base_state()
-    glue = _glue(state, Programmer(state))
-    glue.reconcile_lane = Lane(lambda: hub.sleep(0))
-    for dpid in (1, 2):
-        glue._adopt(SimpleNamespace(id=dpid, address=None))
-    assert set(made) == {1, 2} and made[1] is not made[2]  # a pacer each (its own count), one lane for all
-    assert all(p.pause == glue.reconcile_lane.pause and p.every == app.RECONCILE_EVERY for p in made.values())
-    init = inspect.getsource(app.CanopyApp.__init__)
-    assert "self.reconcile_lane = Lane(give_way)" in init
-    assert "self.ovsdb.pause = Lane(give_way).pause" in init  # the OVSDB sessions' pauses: a lane of their own
+    class Rec:                                # the reconciler's pacer kept; it never starts
+        def __init__(self, dp, pacer=None, **kw):
+            made[dp.id] = pacer
+        keep_stale = hold = lambda self, on: None
+        start = stop = lambda self: None
+
+    app.SwitchReconciler = Rec
+    canopy = app.CanopyApp()                  # wired as ryu-manager builds the app
+    for dpid in range(1, {switches} + 1):
+        canopy._adopt(SimpleNamespace(id=dpid, address=("127.0.0.1", 40000 + dpid), is_active=True))
+    sessions = []
+    for index in range({switches}):           # OVSDB sessions as the app's server holds them (their _give_way)
+        session = PeerSession.__new__(PeerSession)
+        session._server, session.name, session._conn = canopy.ovsdb, "ovsdb:%d" % index, None
+        sessions.append(session)
+
+    def most_between(pauses):
+        \"\"\"Each pause called {turns} times by a green thread of its own, a probe taking a turn whenever it can:
+        the most pauses ended between two of the probe's turns once every thread has begun.\"\"\"
+        marks, done = [], []
+
+        def work(index, pause):
+            for _ in range({turns}):
+                marks.append(index)
+                pause()
+            done.append(index)
+
+        def probe():
+            while len(done) < len(pauses):
+                marks.append("probe")
+                hub.sleep(0)
+
+        prober = hub.spawn(probe)
+        hub.sleep(0)
+        threads = [hub.spawn(work, index, pause) for index, pause in enumerate(pauses)]
+        for thread in threads + [prober]:
+            thread.wait()
+        runs, run = [], 0
+        for mark in marks:
+            if mark == "probe":
+                runs.append(run)
+                run = 0
+            else:
+                run += 1
+        runs = runs[next(i for i, n in enumerate(runs) if n):] + [run]
+        return max(runs[1:])
+
+    pacers = [made[dpid] for dpid in sorted(made)]
+    print("pacers", len(made), len({{id(p) for p in pacers}}), {{p.every for p in pacers}} == {{app.RECONCILE_EVERY}})
+    print("reconcilers", most_between([p.pause for p in pacers]))
+    print("sessions", most_between([s._give_way for s in sessions]))
+    print("both", most_between([p.pause for p in pacers] + [s._give_way for s in sessions]))
+""")
+
+
+def test_the_apps_reconcilers_and_ovsdb_sessions_pause_through_a_lane_each(tmp_path):
+    """The app as ryu-manager builds it (controller/app.py): the reconcilers ``_adopt`` makes (a pacer each, every
+    RECONCILE_EVERY flows) pause through one lane, the OVSDB sessions (``PeerSession._give_way``, through the
+    server's ``pause``) through one of their own. Counted: with ``SWITCHES`` of each pausing together, the most
+    pauses ended between two turns of a probe: 1 for the reconcilers, 1 for the sessions, 2 for both together (a
+    lane each, not one shared: an OVSDB probe's session does not wait behind the switches' plans). On main's wiring
+    (``hub.sleep(0)`` for both) every one of them in every round: SWITCHES, SWITCHES, 2 * SWITCHES."""
+    data = tmp_path / "data"
+    data.mkdir()
+    code = APP_LANES.format(root=os.getcwd(), data=str(data), switches=SWITCHES, turns=5)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [f"pacers {SWITCHES} {SWITCHES} True", "reconcilers 1", "sessions 1", "both 2"]
+
+
+def test_a_busy_lane_runs_a_stretch_every_round_not_every_other_round():
+    """Serializing the switches' stretches must not also halve the pace: a reconciler queued for the lane has given
+    the loop its turn by waiting (the turn handed to it wakes it in the next round), so it goes on at once. It used to
+    sleep one more round with the turn in hand: SWITCHES x 20 stretches took twice as many rounds of the loop (a
+    probe's turns: 241 for 120), every other round without a reconciler's stretch, and beside a busy programming pass
+    or OVSDB session the reconcilers had a third of the CPU, not half. Counted: the probe's turns while they pause."""
+    lane, turns, done = Lane(lambda: hub.sleep(0)), [], []
+
+    def work():
+        for _ in range(20):
+            lane.pause()
+        done.append(1)
+
+    def probe():
+        while len(done) < SWITCHES:
+            turns.append(1)
+            hub.sleep(0)
+
+    prober = hub.spawn(probe)
+    hub.sleep(0)
+    threads = [hub.spawn(work) for _ in range(SWITCHES)]
+    with hub.Timeout(10):
+        for thread in threads + [prober]:
+            thread.wait()
+    assert lane.queued >= SWITCHES * 19  # busy: nearly every pause waited behind another's
+    assert len(turns) <= SWITCHES * 20 + 2  # a round per stretch (and the first round, and the probe's last turn)
 
 
 @pytest.mark.parametrize("killed", ["in its turn", "waiting"])
