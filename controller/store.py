@@ -184,8 +184,10 @@ class Store:
             raise  # renewed-<time> file a second, and in the same second over the file put there, set aside first
         self._db.close()  # another file at the path, and the old reader open: no checkpoint into anything
         self._renewals.append(self.file.made + moved)  # a file deleted again and again: not copies for ever
-        while len(self._renewals) > RENEWED_KEPT:
-            remove(self._renewals.pop(0), f"the files of a renewal older than the newest {RENEWED_KEPT}")
+        while len(self._renewals) > RENEWED_KEPT:  # a name a kept renewal reused (set aside in the same second:
+            kept = set().union(*self._renewals[1:])  # names are stamped to the second) is that renewal's now
+            remove([path for path in self._renewals.pop(0) if path not in kept],
+                   f"the files of a renewal older than the newest {RENEWED_KEPT}")
         return db
 
     def close(self):
