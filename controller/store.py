@@ -103,11 +103,16 @@ def _direct(function, *args):
 
 
 def _locked(method):
-    """Run a Store method under the store's lock (one SQLite connection serves several threads)."""
+    """Run a Store method under the store's lock (one SQLite connection serves several threads), once a transaction a
+    killed caller left in the thread pool ended (``InFlight``: read under it, the connection gave its uncommitted rows,
+    and on the hub the read waited for its statement on SQLite's connection mutex, the hub's OS thread blocked);
+    StoreError while it still runs after ``ABANDONED_WAIT``."""
 
     @wraps(method)
     def locked(self, *args, **kwargs):
         with self._lock:
+            if not self._work.wait():
+                raise StoreError(f"the store {self.path} is still in a transaction abandoned by a stopped caller")
             return method(self, *args, **kwargs)
 
     return locked

@@ -138,3 +138,60 @@ def test_a_write_after_an_abandoned_transaction_waits_for_it_or_is_refused(tmp_p
     finally:
         go.set()
         store.close()
+
+
+def test_a_read_after_an_abandoned_transaction_waits_for_it_to_end(tmp_path, monkeypatch):
+    """A read on the writer's connection (``last_seq``, ``get_meta``, ``history``: the HA pair's position, the REST
+    allocator's counters) while a transaction a killed caller left runs in the pool: it waits for it to end, as a
+    write does, and reads what was committed. Before, it ran at once on the connection under that transaction (on the
+    hub: blocked on SQLite's connection mutex while the transaction's statement ran) and read its uncommitted rows: a
+    position that the transaction's rollback then took back."""
+    import threading
+    import types
+
+    from controller import storetxn
+    from controller.store import Change, Store
+
+    store = Store(str(tmp_path / "data"))
+    go, entered, threads = threading.Event(), threading.Event(), []
+    real = store._commit_changes
+
+    def commit(changes, meta):
+        real(changes, meta)  # written in the transaction, not committed
+        entered.set()
+        go.wait(30)  # a slow disk
+        raise OSError(5, "I/O error")  # refused: rolled back
+
+    store._commit_changes = commit
+
+    def abandoned(function, *args):
+        thread = threading.Thread(target=lambda: _swallow(function, *args))
+        thread.start()
+        threads.append(thread)
+        assert entered.wait(30)
+        raise Killed()
+
+    def waiting(seconds):  # the read's first look finds the transaction running: the disk answers then
+        go.set()
+        threads[0].join(30)
+
+    store.offload = abandoned
+    try:
+        with pytest.raises(Killed):
+            store.commit([Change("tenant", "first", "put", {"id": "first"})])
+        monkeypatch.setattr(storetxn, "time", types.SimpleNamespace(sleep=waiting))
+        assert store.last_seq() == 0  # before: 1, the uncommitted change's
+        assert store.get_meta("last_txn") is None
+    finally:
+        go.set()
+        for thread in threads:
+            thread.join(30)
+        store.offload = lambda function, *args: function(*args)
+        store.close()
+
+
+def _swallow(function, *args):
+    try:
+        function(*args)
+    except OSError:
+        pass
