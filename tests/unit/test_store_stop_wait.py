@@ -20,6 +20,7 @@ STOP_DURING = textwrap.dedent("""
     sys.path.insert(0, {root!r})
     from controller import ryu_compat, storetxn
     from controller.ryu_compat import blocking, hub
+    from ryu.cmd import manager                       # noqa: F401 - as run_manager: it patches all but threads
     hub.patch(thread=True)                            # as run_manager does before the apps (and their Store) exist
     from eventlet import patcher
     from controller.store import Store
@@ -52,8 +53,20 @@ STOP_DURING = textwrap.dedent("""
             break
         hub.sleep(0.01)
     os_threading.Timer(0.5, go.set).start()           # the disk answers half a second later
+    turns = []                                        # the hub's other green threads (heartbeats) meanwhile
+
+    def ticker():
+        while True:
+            turns.append(1)
+            hub.sleep(0.01)
+
+    ticking = hub.spawn(ticker)
+    hub.sleep(0)
+    before = len(turns)
     store.close()                                     # the stop closes the store
     print("at the close's end:", outcome or ["running"], flush=True)
+    print("the hub turned during the close:", len(turns) > before, flush=True)
+    hub.kill(ticking)
     go.set()
     for _ in range(6000):                             # bounded: until the transaction ended
         if outcome:
@@ -70,12 +83,14 @@ STOP_DURING = textwrap.dedent("""
 def test_a_stop_during_a_transaction_waits_for_it_or_leaves_its_connection_open(tmp_path, bound, at_close):
     """Within the bound the close waits and the transaction commits before it (then the connections close); past it
     (a bound of 0.1 s, the disk answering after 0.5 s) the close returns with the transaction running, and its COMMIT
-    still succeeds on the connection left open. Either way a new opener finds the store whole, the write in it."""
+    still succeeds on the connection left open. Either way a new opener finds the store whole, the write in it, and
+    the hub served its other green threads while the close waited (its wait is green, not a sleep of the hub's OS
+    thread: heartbeats go on)."""
     code = STOP_DURING.format(root=os.getcwd(), data=str(tmp_path / "data"), bound=bound)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == [f"at the close's end: ['{at_close}']", "the transaction: ['committed']",
-                                        "written: 1"], done.stderr[-2000:]
+    assert done.stdout.splitlines() == [f"at the close's end: ['{at_close}']", "the hub turned during the close: True",
+                                        "the transaction: ['committed']", "written: 1"], done.stderr[-2000:]
 
 
 class Killed(BaseException):
