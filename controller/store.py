@@ -50,7 +50,7 @@ from functools import wraps
 from controller.loglimit import warn_limited
 from controller.storerows import (  # noqa: F401 - imported from here too
     Change, Reader, StoreError, _changes_since, _is_int, _last_seq, _meta, _objects, _oldest_seq)
-from controller.storefile import FileWatch, Moved, discard, remove, set_aside
+from controller.storefile import FileWatch, Moved, discard, identity, remove, set_aside
 from controller import storetxn
 from controller.storetxn import Busy, InFlight, Transaction, fault_reason, flush_notes, free_bytes  # noqa: F401
 
@@ -103,11 +103,16 @@ def _direct(function, *args):
 
 
 def _locked(method):
-    """Run a Store method under the store's lock (one SQLite connection serves several threads)."""
+    """Run a Store method under the store's lock (one SQLite connection serves several threads), once a transaction a
+    killed caller left in the thread pool ended (``InFlight``: read under it, the connection gave its uncommitted rows,
+    and on the hub the read waited for its statement on SQLite's connection mutex, the hub's OS thread blocked);
+    StoreError while it still runs after ``ABANDONED_WAIT``."""
 
     @wraps(method)
     def locked(self, *args, **kwargs):
         with self._lock:
+            if not self._work.wait():
+                raise StoreError(f"the store {self.path} is still in a transaction abandoned by a stopped caller")
             return method(self, *args, **kwargs)
 
     return locked
@@ -176,6 +181,7 @@ class Store:
 
     def _renewed(self, kept):
         """renew's file work (the caller holds the lock; this may run in another OS thread)."""
+        own = identity(self.path) == self.file.opened  # else another's file was put at the path: set aside, kept
         moved = set_aside(self.path, "renewed")
         try:
             db = self._connected(kept)  # refused (a full disk): the old file stays the store's, tried again later
@@ -183,9 +189,12 @@ class Store:
             discard(self.path)  # what the refused one made: else the next try (the next tick) moves it aside too, a
             raise  # renewed-<time> file a second, and in the same second over the file put there, set aside first
         self._db.close()  # another file at the path, and the old reader open: no checkpoint into anything
-        self._renewals.append(self.file.made + moved)  # a file deleted again and again: not copies for ever
-        while len(self._renewals) > RENEWED_KEPT:
-            remove(self._renewals.pop(0), f"the files of a renewal older than the newest {RENEWED_KEPT}")
+        self._renewals.append(self.file.made + (moved if own else []))  # a file deleted again and again: not copies
+        # for ever; never one this store did not make (the only copy of an operator's file moved there, perhaps)
+        while len(self._renewals) > RENEWED_KEPT:  # a name a kept renewal reused (set aside in the same second:
+            kept = set().union(*self._renewals[1:])  # names are stamped to the second) is that renewal's now
+            remove([path for path in self._renewals.pop(0) if path not in kept],
+                   f"the files of a renewal older than the newest {RENEWED_KEPT}")
         return db
 
     def close(self):

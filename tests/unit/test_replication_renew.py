@@ -169,3 +169,60 @@ def test_a_standby_whose_file_goes_again_and_again_keeps_the_files_of_its_newest
         store.commit([Change("tenant", "after", "put", {"id": "after"})])  # the renewed store takes writes
     finally:
         store.close()
+
+
+def test_renewals_within_one_second_keep_the_newest_renewals_files(tmp_path, monkeypatch):
+    """Names are stamped to the second: renewals within one second (a clean-up script deleting the file in a loop,
+    the standby ticking ten times a second) set their files aside under the same names. Pruning the oldest renewal's
+    files must not remove those names while a kept renewal's files are there."""
+    from controller import storefile
+    from controller.store import RENEWED_KEPT, Change
+
+    monkeypatch.setattr(storefile, "stamp", lambda: "20261206T000000Z")  # every renewal within the same second
+    data = tmp_path / "data"
+    store = Store(str(data))
+    try:
+        for round_ in range(RENEWED_KEPT + 2):
+            store.commit([Change("tenant", f"t{round_}", "put", {"id": f"t{round_}"})])
+            os.remove(store.path)
+            assert store.file_failed()
+            store.renew()
+        saved = [name for name in os.listdir(data) if ".saved-" in name]
+        assert saved, f"the newest renewal's saved copy was removed: {sorted(os.listdir(data))}"
+        store.commit([Change("tenant", "after", "put", {"id": "after"})])
+    finally:
+        store.close()
+
+
+def test_a_file_put_at_the_stores_path_by_another_is_set_aside_and_never_pruned(tmp_path, monkeypatch):
+    """A file another put at the path (an operator's ``mv backup.db canopy.db`` on a running standby: replaced by
+    another file) is set aside by the renewal as ``renewed-<time>``: not the store's, it is never removed by the
+    pruning of older renewals (its only copy may be that one); the store's own files still are."""
+    import itertools
+
+    from controller import storefile
+    from controller.store import RENEWED_KEPT, Change
+
+    ticks = itertools.count()
+    monkeypatch.setattr(storefile, "stamp", lambda: "20261206T%06dZ" % next(ticks))  # a name per second
+    data = tmp_path / "data"
+    store = Store(str(data))
+    try:
+        store.commit([Change("tenant", "t", "put", {"id": "t"})])
+        theirs = tmp_path / "backup.db"
+        theirs.write_bytes(b"an operator's only copy")
+        os.replace(theirs, store.path)  # replaced by another file
+        assert store.file_failed()
+        store.renew()
+        renewed = [name for name in os.listdir(data) if ".renewed-" in name]
+        assert renewed and (data / renewed[0]).read_bytes() == b"an operator's only copy", renewed
+        for round_ in range(RENEWED_KEPT + 1):
+            store.commit([Change("tenant", f"t{round_}", "put", {"id": f"t{round_}"})])
+            os.remove(store.path)
+            assert store.file_failed()
+            store.renew()
+        assert (data / renewed[0]).read_bytes() == b"an operator's only copy", sorted(os.listdir(data))
+        saved = sorted(name for name in os.listdir(data) if ".saved-" in name)
+        assert len(saved) == RENEWED_KEPT, saved  # the store's own: pruned to the newest
+    finally:
+        store.close()

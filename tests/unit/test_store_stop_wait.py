@@ -20,6 +20,7 @@ STOP_DURING = textwrap.dedent("""
     sys.path.insert(0, {root!r})
     from controller import ryu_compat, storetxn
     from controller.ryu_compat import blocking, hub
+    from ryu.cmd import manager                       # noqa: F401 - as run_manager: it patches all but threads
     hub.patch(thread=True)                            # as run_manager does before the apps (and their Store) exist
     from eventlet import patcher
     from controller.store import Store
@@ -52,8 +53,20 @@ STOP_DURING = textwrap.dedent("""
             break
         hub.sleep(0.01)
     os_threading.Timer(0.5, go.set).start()           # the disk answers half a second later
+    turns = []                                        # the hub's other green threads (heartbeats) meanwhile
+
+    def ticker():
+        while True:
+            turns.append(1)
+            hub.sleep(0.01)
+
+    ticking = hub.spawn(ticker)
+    hub.sleep(0)
+    before = len(turns)
     store.close()                                     # the stop closes the store
     print("at the close's end:", outcome or ["running"], flush=True)
+    print("the hub turned during the close:", len(turns) > before, flush=True)
+    hub.kill(ticking)
     go.set()
     for _ in range(6000):                             # bounded: until the transaction ended
         if outcome:
@@ -70,12 +83,14 @@ STOP_DURING = textwrap.dedent("""
 def test_a_stop_during_a_transaction_waits_for_it_or_leaves_its_connection_open(tmp_path, bound, at_close):
     """Within the bound the close waits and the transaction commits before it (then the connections close); past it
     (a bound of 0.1 s, the disk answering after 0.5 s) the close returns with the transaction running, and its COMMIT
-    still succeeds on the connection left open. Either way a new opener finds the store whole, the write in it."""
+    still succeeds on the connection left open. Either way a new opener finds the store whole, the write in it, and
+    the hub served its other green threads while the close waited (its wait is green, not a sleep of the hub's OS
+    thread: heartbeats go on)."""
     code = STOP_DURING.format(root=os.getcwd(), data=str(tmp_path / "data"), bound=bound)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == [f"at the close's end: ['{at_close}']", "the transaction: ['committed']",
-                                        "written: 1"], done.stderr[-2000:]
+    assert done.stdout.splitlines() == [f"at the close's end: ['{at_close}']", "the hub turned during the close: True",
+                                        "the transaction: ['committed']", "written: 1"], done.stderr[-2000:]
 
 
 class Killed(BaseException):
@@ -138,3 +153,60 @@ def test_a_write_after_an_abandoned_transaction_waits_for_it_or_is_refused(tmp_p
     finally:
         go.set()
         store.close()
+
+
+def test_a_read_after_an_abandoned_transaction_waits_for_it_to_end(tmp_path, monkeypatch):
+    """A read on the writer's connection (``last_seq``, ``get_meta``, ``history``: the HA pair's position, the REST
+    allocator's counters) while a transaction a killed caller left runs in the pool: it waits for it to end, as a
+    write does, and reads what was committed. Before, it ran at once on the connection under that transaction (on the
+    hub: blocked on SQLite's connection mutex while the transaction's statement ran) and read its uncommitted rows: a
+    position that the transaction's rollback then took back."""
+    import threading
+    import types
+
+    from controller import storetxn
+    from controller.store import Change, Store
+
+    store = Store(str(tmp_path / "data"))
+    go, entered, threads = threading.Event(), threading.Event(), []
+    real = store._commit_changes
+
+    def commit(changes, meta):
+        real(changes, meta)  # written in the transaction, not committed
+        entered.set()
+        go.wait(30)  # a slow disk
+        raise OSError(5, "I/O error")  # refused: rolled back
+
+    store._commit_changes = commit
+
+    def abandoned(function, *args):
+        thread = threading.Thread(target=lambda: _swallow(function, *args))
+        thread.start()
+        threads.append(thread)
+        assert entered.wait(30)
+        raise Killed()
+
+    def waiting(seconds):  # the read's first look finds the transaction running: the disk answers then
+        go.set()
+        threads[0].join(30)
+
+    store.offload = abandoned
+    try:
+        with pytest.raises(Killed):
+            store.commit([Change("tenant", "first", "put", {"id": "first"})])
+        monkeypatch.setattr(storetxn, "time", types.SimpleNamespace(sleep=waiting))
+        assert store.last_seq() == 0  # before: 1, the uncommitted change's
+        assert store.get_meta("last_txn") is None
+    finally:
+        go.set()
+        for thread in threads:
+            thread.join(30)
+        store.offload = lambda function, *args: function(*args)
+        store.close()
+
+
+def _swallow(function, *args):
+    try:
+        function(*args)
+    except OSError:
+        pass
