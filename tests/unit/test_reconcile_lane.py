@@ -64,6 +64,13 @@ def most_stretches_between_probe_turns(pause) -> tuple[int, int, list]:
     threads = [hub.spawn(plan, dpid) for dpid in range(SWITCHES)]
     for thread in threads + [prober]:
         thread.wait()
+    runs = stretch_runs(marks)
+    return max(runs[1:]), runs[0], [plans[d] for d in range(SWITCHES)]
+
+
+def stretch_runs(marks: list) -> list[int]:
+    """How many pauses ended between two of the probe's turns (``"probe"`` in ``marks``, every other mark a pause),
+    from the round in which the pausing threads began."""
     runs, run = [], 0
     for mark in marks:
         if mark == "probe":
@@ -71,8 +78,7 @@ def most_stretches_between_probe_turns(pause) -> tuple[int, int, list]:
             run = 0
         else:
             run += 1
-    runs = runs[next(i for i, n in enumerate(runs) if n):] + [run]  # from the round in which they began
-    return max(runs[1:]), runs[0], [plans[d] for d in range(SWITCHES)]
+    return runs[next(i for i, n in enumerate(runs) if n):] + [run]
 
 
 def test_reconcilers_planning_together_take_one_stretch_a_turn_and_plan_the_same():
@@ -96,6 +102,7 @@ APP_LANES = textwrap.dedent("""
     from controller import app, runtime, settings
     from controller.yamldoc import Doc
     from ovsdb.server import PeerSession
+    from tests.unit.test_reconcile_lane import stretch_runs
 
     runtime.SETTINGS = settings.from_doc(Doc("<t>", {{"data_dir": {data!r}}}))
     made = {{}}
@@ -137,15 +144,7 @@ APP_LANES = textwrap.dedent("""
         threads = [hub.spawn(work, index, pause) for index, pause in enumerate(pauses)]
         for thread in threads + [prober]:
             thread.wait()
-        runs, run = [], 0
-        for mark in marks:
-            if mark == "probe":
-                runs.append(run)
-                run = 0
-            else:
-                run += 1
-        runs = runs[next(i for i, n in enumerate(runs) if n):] + [run]
-        return max(runs[1:])
+        return max(stretch_runs(marks)[1:])
 
     pacers = [made[dpid] for dpid in sorted(made)]
     print("pacers", len(made), len({{id(p) for p in pacers}}), {{p.every for p in pacers}} == {{app.RECONCILE_EVERY}})
