@@ -56,6 +56,18 @@ def test_a_standby_whose_file_went_renews_it_from_the_active_and_writes_are_conf
     standby.store = Store(data)  # for the fixture's close
 
 
+def takes_over_once_the_snapshot_is_in(node, tmp_path, dead: float) -> None:
+    """A renewed standby asks for a snapshot (on no history: not changes from 0); once the active's is in (the applier
+    unstarted: applied at once) the renewal is over and the silent active's place is taken."""
+    assert node.applier.hello() == RENEWED
+    peer = Store(str(tmp_path / "peer"))
+    node.applier.on_message({"t": "snapshot", "snapshot": peer.snapshot()})
+    peer.close()
+    assert node.applier.renewed is None
+    node._decide(node.started + 20 * dead)
+    assert node.role == "active"
+
+
 def test_a_renewed_standby_does_not_take_over_until_the_actives_store_is_in_it(tmp_path):
     """Its new file is empty until the active's snapshot is in: a takeover meanwhile would serve an empty store (and
     so delete every tenant's flows) while the silent active held every write. The pair's tick renews it; the node
@@ -77,13 +89,7 @@ def test_a_renewed_standby_does_not_take_over_until_the_actives_store_is_in_it(t
         assert node.applier.renewed is not None and node.status()["replication"]["store_renewals"] == 1
         node._decide(node.started + 10 * DEAD)  # the active silent, no switch masters: a takeover but for the store
         assert node.role == "standby" and node.status()["replication"]["store_renewed"] is not None
-        assert node.applier.hello() == RENEWED  # on no history: the active sends a snapshot, not changes from 0
-        peer = Store(str(tmp_path / "peer"))
-        node.applier.on_message({"t": "snapshot", "snapshot": peer.snapshot()})  # unstarted: applied at once
-        peer.close()
-        assert node.applier.renewed is None
-        node._decide(node.started + 20 * DEAD)
-        assert node.role == "active"
+        takes_over_once_the_snapshot_is_in(node, tmp_path, DEAD)
     finally:
         store.close()
 
@@ -116,13 +122,7 @@ def test_a_renewed_standby_restarted_before_the_snapshot_still_does_not_take_ove
         assert node.role == "standby"
         node._decide(node.started + 10 * DEAD)  # the active silent, no switch masters
         assert node.role == "standby", "a restarted renewed standby took over with an empty store"
-        assert node.applier.hello() == RENEWED
-        peer = Store(str(tmp_path / "peer"))
-        node.applier.on_message({"t": "snapshot", "snapshot": peer.snapshot()})
-        peer.close()
-        assert node.applier.renewed is None
-        node._decide(node.started + 20 * DEAD)
-        assert node.role == "active"
+        takes_over_once_the_snapshot_is_in(node, tmp_path, DEAD)
     finally:
         store.close()
     again = Store(settings.data_dir)  # the snapshot's restore forgot the renewal
