@@ -417,7 +417,7 @@ class CanopyApp(RoleWiring, RyuApp):
             self.ovsdb.set_vtep_desired(name, desired)
 
     def _session_of(self, dpid):
-        return next((s for s, sw in self.programmer.view.switches.items() if sw.datapath_id == dpid), None)
+        return self.programmer.view.session_of_datapath(dpid)  # (indexed: a takeover asks once per switch)
 
     # ------------------------------------------------------------------ Ryu events
     @set_ev_cls(ofp_event.EventOFPStateChange, [MAIN_DISPATCHER, DEAD_DISPATCHER])
@@ -561,7 +561,7 @@ class CanopyApp(RoleWiring, RyuApp):
 
     def _gateway_answer(self, msg):
         view = self.programmer.view
-        session = next((s for s, sw in view.switches.items() if sw.datapath_id == msg.datapath.id), None)
+        session = view.session_of_datapath(msg.datapath.id)
         got = self.gateway_arp.answer(view, session, msg.match.get("in_port"), bytes(msg.data), time.monotonic()) \
             if session is not None else None
         if got is not None:

@@ -53,7 +53,7 @@ def routes(state, programmer, reconcilers, pause=None) -> list[Route]:
         key = _dpid(dpid)
         pacer = Pacer(pause, LIST_EVERY)
         pacer.tick(LIST_EVERY)  # waits for its turn (controller/rest/lane.py), the collector not held off meanwhile
-        session = next((s for s, sw in programmer.view.switches.items() if sw.datapath_id == key), None)
+        session = programmer.view.session_of_datapath(key)
         reconciler = reconcilers().get(key)
         if session is None and reconciler is None:
             raise ApiError(404, "not_found", f"no switch with datapath id {key:016x}")
