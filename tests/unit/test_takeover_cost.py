@@ -1,5 +1,5 @@
 """A node that takes over asks, once per switch as each takes it as master, which session that switch is
-(controller/app.py ``_session_of``, for ``_announce_after_takeover``): the question was a walk over every switch of
+(controller/appannounce.py ``_session_of``, for ``_announce_after_takeover``): the question was a walk over every switch of
 the View, so a takeover cost switches^2 (200 switches: 40,000 switches looked at). A live View now keeps its switches
 by datapath id (controller/viewdelta.py ``by_datapath``, ``View.session_of_datapath``): the takeover's work grows with
 the switches, counted in bytecodes at 100 and 200 switches; and the answers are those of the walk, through switches
