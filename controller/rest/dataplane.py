@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 from controller.pacer import Pacer, collector_paused
-from controller.rest.api import ApiError, Response, Route
+from controller.rest.wire import ApiError, Response, Route
 from controller.rest.paced import paced_json, release
 from controller.service import NotFound
 from openflow.installed import paced, shared_flows, sorted_paced

@@ -18,7 +18,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from controller import cli, lifecycle, logs, runtime
 from controller.cli_status import render_status, wait_programmed
 from controller.rest import dataplane as rest_dataplane
-from controller.rest.api import Api, Request
+from controller.rest.api import Api
+from controller.rest.wire import Request
 from controller.programmer import Programmer
 from tests.unit.helpers import TOKEN, Controller, FederationStandIn, demo_net
 
