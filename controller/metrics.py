@@ -272,7 +272,7 @@ def _floods(watch):
     yield _gauge("canopy_subnet_flood_over_limit", "1 for a subnet whose broadcast on a switch passes one of Open "
                  "vSwitch's limits (resubmits: the broadcast or its last VTEPs dropped; datapath_actions: VTEPs past "
                  "~780 get no copy)", ("chassis", "subnet", "limit"),
-                 [((row["chassis"], row["subnet"], limit), 1) for row in watch.status()["over"] for limit in row["passed"]])
+                 [((row["chassis"], row["subnet"], limit), 1) for row in watch.rows() for limit in row["passed"]])
     yield _counter("canopy_flood_limit_crossings", "times a subnet's broadcast on a switch came to pass one of Open "
                    "vSwitch's limits (each logged once as a warning)", (), [((), watch.crossings)])
 

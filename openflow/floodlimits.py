@@ -179,6 +179,11 @@ class FloodWatch:
                      for sid in sorted(self.subnets_on[session])]
         return out
 
+    def rows(self) -> list[dict]:
+        """Every pair over a limit, as ``status`` lists its first ones (the /metrics gauge: one series a pair)."""
+        return [{"chassis": self.chassis_of(session), "subnet": self.subnet_ref(sid), **entry}
+                for (session, sid), entry in sorted(self.over.items())]
+
     def status(self) -> dict:
         """GET /v1/status ``flood_limits``: how many (switch, subnet) pairs pass a limit, the first ``STATUS_OVER`` of
         them (by switch session and subnet id) and how many more (the subnet's and the switch's views list theirs)."""

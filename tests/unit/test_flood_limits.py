@@ -190,6 +190,10 @@ def test_the_status_lists_the_first_pairs_over_and_counts_the_rest():
     assert status["count"] == 800 and status["more"] == 800 - floodlimits.STATUS_OVER
     assert [row["chassis"] for row in status["over"]] == [f"hv-s{i:03d}" for i in range(floodlimits.STATUS_OVER)]
     assert len(watch.of_subnet("big")) == 800
+    assert len(watch.rows()) == 800 and watch.rows()[:floodlimits.STATUS_OVER] == status["over"]
+    from controller.metrics import _floods  # /metrics: a series for every pair, not only those the status lists
+    gauge, _crossings = _floods(watch)
+    assert len(gauge.samples) == 800
 
 
 def test_a_subnet_removed_from_a_switch_is_logged_as_removed_not_as_within_the_limits(caplog):
