@@ -476,9 +476,11 @@ class CanopyApp(RoleWiring, Announcements, RyuApp):
         if answer is not None:
             rec.packet_out(answer.actions, answer.frame)
 
-    def _switch_status(self, dpid):
+    def _switch_status(self, dpid, tick=None):
+        """The switch's programming status for REST, counted with the REST answer's pauses (``tick``), not through
+        the reconcilers' lane (a GET /v1/switches does not wait for the switches' plans)."""
         rec = self.reconcilers.get(dpid)
-        return rec.status() if rec is not None else None
+        return rec.status(tick) if rec is not None else None
 
     def _programmer_counts(self):
         """For GET /v1/status: how often the desired state was recomputed from scratch or incrementally."""

@@ -64,9 +64,9 @@ SWITCHED_OFF = {
 
 
 class Api:
-    # None or a function (datapath id as int) -> that switch's programming status (its reconciler's
-    # counts: state, desired, installed, pending) or None when it has no OpenFlow connection
-    switch_status: Callable[[int], dict | None] | None = None
+    # None or a function (datapath id as int, the answer's pacer tick) -> that switch's programming status (its
+    # reconciler's counts: state, desired, installed, pending) or None when it has no OpenFlow connection
+    switch_status: Callable[[int, Callable], dict | None] | None = None
     pause: Callable[[], None] | None = None  # a turn for the event loop in big answers (None: never)
     stopping = False  # the controller is stopping (controller/rest/server.py ``stop``): requests get 503
     # kind -> callable(objects) -> {id: counters}: GET /v1/<kind>?counters=true adds them (read from the switches)
@@ -370,12 +370,13 @@ class Api:
         pacer = Pacer(self.pause, SWITCHES_EVERY)  # every port: described, then encoded, a port at a time
         with collector_paused():  # a port's dicts each, tens of thousands: freed (as bytes) before it ends
             floods = self.floods.by_chassis() if self.floods is not None else None  # (one walk, not one a switch)
-            items = [self._with_sync(item, floods) for item in self.state.switches(pacer.tick)]
+            items = [self._with_sync(item, floods, pacer.tick) for item in self.state.switches(pacer.tick)]
             return Response(200, paced_json({"items": items, "count": len(items)}, pacer.tick))
 
-    def _with_sync(self, item, floods=None):
-        """A switch's REST view plus ``sync``: its programming status (None while not connected)."""
-        status = self.switch_status(int(item["datapath_id"], 16)) if (
+    def _with_sync(self, item, floods=None, tick=None):
+        """A switch's REST view plus ``sync``: its programming status (None while not connected), counted with
+        ``tick``'s pauses (the answer's: not the reconcilers' lane)."""
+        status = self.switch_status(int(item["datapath_id"], 16), tick) if (
             self.switch_status is not None and item.get("datapath_id")) else None
         item["sync"] = {k: status[k] for k in _SYNC_KEYS if k in status} if status else None
         if self.floods is not None and item.get("chassis"):  # its subnets past OVS's flood limits (floodlimits)
@@ -387,7 +388,7 @@ class Api:
         if not re.fullmatch(r"[0-9a-f]{1,16}", key):
             raise ApiError(400, "bad_request", "a datapath id is up to 16 hex digits", "dpid")
         for item in self.state.switches(datapath_id=int(key, 16)):  # that switch's view only
-            return Response(200, self._with_sync(item))
+            return Response(200, self._with_sync(item, tick=Pacer(self.pause, SWITCHES_EVERY).tick))
         raise ApiError(404, "not_found", f"no switch with datapath id {key.zfill(16)}")
 
     def changes(self, req):

@@ -63,7 +63,7 @@ def routes(state, programmer, reconcilers, pause=None) -> list[Route]:
     def listing(key, session, reconciler, keep, pacer) -> bytes:
         if reconciler is not None:
             items = reconciler.flows(pacer)
-            status = reconciler.status()
+            status = reconciler.status(pacer.tick)  # the answer's pauses: not behind the reconcilers' lane
         else:  # known over OVSDB only: what Canopy wants there, nothing installed yet
             items = _desired_flows(programmer.desired.get(session), pacer)
             status = {"openflow": "disconnected", "desired": len(items), "installed": 0}

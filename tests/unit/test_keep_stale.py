@@ -48,7 +48,7 @@ def test_rest_and_metrics_show_kept_flows_as_kept(tmp_path):
     rec, _ = kept_in_sync()
     ctl = Controller(tmp_path)
     try:
-        ctl.api.switch_status = lambda dpid: rec.status()
+        ctl.api.switch_status = lambda dpid, tick: rec.status(tick)
         sync = ctl.api._with_sync({"datapath_id": f"{1:016x}"})["sync"]
         assert (sync["pending"], sync.get("kept")) == (0, 2 * STALE)
         ctl.api.metrics.attach(reconcilers=lambda: {1: rec})

@@ -120,7 +120,7 @@ class _Reconciler:
 
     change_seconds = 0.5
 
-    def status(self) -> dict:
+    def status(self, tick=None) -> dict:
         return {"desired": 16_000, "installed": 16_000, "pending": 0, "rejected": 0, "kept": 0,
                 "groups": {"desired": 16, "installed": 16, "rejected": 0}, "state": "in_sync",
                 "sent": {"flow_add": 16_000, "change_sets": 1, "read_backs": 1}}
