@@ -26,6 +26,7 @@ from prometheus_client.process_collector import ProcessCollector
 from controller import __version__
 from controller.lagcause import Schedstat
 from controller.lagprobe import LagProbe
+from controller.pacer import Pacer
 
 disable_created_metrics()  # the _created series only add noise to a long-running process
 
@@ -34,6 +35,7 @@ REST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.
 ROLES = ("standalone", "starting", "active", "standby")
 SWITCH_STATES = ("connected", "reading", "syncing", "in_sync", "standby", "not_master", "error", "stopped")
 SENT_KINDS = ("flow_add", "flow_delete", "group_add", "group_modify", "group_delete")
+COUNT_EVERY = 1000  # flows a switch's count (its status) takes between two pauses of a scrape (as RECONCILE_EVERY)
 
 
 class Metrics:
@@ -223,10 +225,10 @@ def _switches(state, reconcilers, pause):
     for dpid, chassis in sorted(names.items()):
         connected.add_metric([dpid, chassis], 1 if int(dpid, 16) in state.datapaths else 0)
     yield connected
-    rows = []
-    for dpid, rec in sorted(reconcilers.items()):
+    rows, tick = [], Pacer(pause, COUNT_EVERY).tick  # a long count pauses as the scrape does, not in the
+    for dpid, rec in sorted(reconcilers.items()):  # reconcilers' lane (controller/rest/lane.py)
         key = f"{dpid:016x}"
-        rows.append(((key, names.get(key, "")), rec, rec.status()))
+        rows.append(((key, names.get(key, "")), rec, rec.status(tick)))
         pause()
     flows = _gauge("canopy_switch_flows", "flows of a connected switch: desired, installed, pending (still to "
                    "add or remove), rejected and kept (not deleted: a new, empty store)",
@@ -272,7 +274,7 @@ def _floods(watch):
     yield _gauge("canopy_subnet_flood_over_limit", "1 for a subnet whose broadcast on a switch passes one of Open "
                  "vSwitch's limits (resubmits: the broadcast or its last VTEPs dropped; datapath_actions: VTEPs past "
                  "~780 get no copy)", ("chassis", "subnet", "limit"),
-                 [((row["chassis"], row["subnet"], limit), 1) for row in watch.status()["over"] for limit in row["passed"]])
+                 [((row["chassis"], row["subnet"], limit), 1) for row in watch.rows() for limit in row["passed"]])
     yield _counter("canopy_flood_limit_crossings", "times a subnet's broadcast on a switch came to pass one of Open "
                    "vSwitch's limits (each logged once as a warning)", (), [((), watch.crossings)])
 
