@@ -106,6 +106,7 @@ class CanopyApp(RoleWiring, Announcements, RyuApp):
                                         per_source=limits.ovsdb_per_source, max_message=limits.ovsdb_max_message,
                                         sync_timeout=limits.ovsdb_sync_timeout,
                                         reconnect_grace=limits.ovsdb_reconnect_grace,
+                                        probe_interval=limits.ovsdb_probe_interval,
                                         tls=listener_context(settings, "ovsdb"), forwarding=self._answers)
         self.ovsdb.held = self.hold.holding
         self.ovsdb.pause = Lane(give_way).pause  # the OVSDB sessions' big updates (4 first reads at once) likewise

@@ -133,8 +133,8 @@ class OvsdbManagerServer:
         self._stopping = False
         self._accept_thread = hub.spawn(self._accept_loop)
         self._expire_thread = hub.spawn(self._expire_loop)
-        self.log.info("ovsdb: manager listening on %s:%d%s", self.listen, self.port,
-                      " (TLS)" if self.tls is not None else "")
+        self.log.info("ovsdb: manager listening on %s:%d%s; a silent peer probed after %g s", self.listen, self.port,
+                      " (TLS)" if self.tls is not None else "", self.probe_interval_ms / 1000)
 
     @property
     def accept_thread(self):

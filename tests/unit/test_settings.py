@@ -293,6 +293,19 @@ def test_openflow_dead_after_is_never_or_at_least_two_seconds(tmp_path, value, o
             load(tmp_path, text)
 
 
+@pytest.mark.parametrize("value, ok", [(None, True), (1000, True), (30000, True), (0, False), (999, False),
+                                       (3600001, False), ("5s", False)])
+def test_ovsdb_probe_interval_is_one_second_to_an_hour(tmp_path, value, ok):
+    """ovsdb.probe_interval_ms (the echo a silent OVSDB peer is sent; two intervals silent drop its session): the
+    ``ovs`` library raises anything under a second to one, so a shorter one is refused rather than not applied."""
+    text = "ovsdb: {}\n" if value is None else f"ovsdb: {{probe_interval_ms: {value}}}\n"
+    if ok:
+        assert load(tmp_path, text).limits.ovsdb_probe_interval == (5.0 if value is None else value / 1000)
+    else:
+        with pytest.raises(settings_mod.SettingsError, match="ovsdb.probe_interval_ms: must"):
+            load(tmp_path, text)
+
+
 @pytest.mark.parametrize("text, expected", [
     ('data_dir: ""\n', "canopy.yaml:1: data_dir: must be a path, not empty (it meant the directory canopy started "
      "in: write that directory, or leave data_dir out for /var/lib/canopy)"),
