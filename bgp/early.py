@@ -28,11 +28,8 @@ there, until the publish of the next pass whose View took the binding announced 
 from __future__ import annotations
 
 import weakref
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from itertools import compress, filterfalse, repeat
-from operator import attrgetter, eq
 
 from bgp.evpn import mac_ip_routes
 from bgp.mobility import Mobility
@@ -69,19 +66,6 @@ class _Early:
     fresh: bool  # announced since the last publish
 
 
-_FRESH, _ROUTE, _ENDPOINT = attrgetter("fresh"), attrgetter("route"), attrgetter("endpoint")
-_VPORT_ID, _SESSION = attrgetter("vport_id"), attrgetter("session")
-
-
-class _Nowhere:
-    """Where an unbound vport is (``carry``: State's location of a vport, or this): no session."""
-
-    session = None
-
-
-_NOWHERE = _Nowhere()
-
-
 class EarlyAnnounce:
     def __init__(self, state, mobility: Callable[[], Mobility]):
         self.state = state
@@ -106,7 +90,7 @@ class EarlyAnnounce:
         if ctx is None or state.policy is not ctx.policy:
             return {}
         out, memo, vtep_ips, subnets = {}, {}, {}, {}  # (for this call: ctx and State's switches stay as they are)
-        mobility, made, endpoints = self.mobility(), self._routes, []
+        mobility = self.mobility()
         for vid in vport_ids:
             endpoint = self._endpoint(ctx, vid, vtep_ips, mobility)
             if endpoint is None or origins.has(endpoint.vport_id):
@@ -116,9 +100,8 @@ class EarlyAnnounce:
             for route in mac_ip_routes(ctx, endpoint, subnet, ctx.switches[endpoint.session].vtep_ip, None, memo):
                 key = route.key
                 out[key] = route
-                made[key] = _Early(route, endpoint, True)
-                endpoints.append(endpoint)
-        origins.add_each(list(out), endpoints)  # (in C loops: 10,000 vports bound)
+                self._routes[key] = _Early(route, endpoint, True)
+                origins.add(key, (endpoint,))
         return out
 
     def _endpoint(self, ctx: Context, vid, vtep_ips: dict, mobility: Mobility):
@@ -141,28 +124,21 @@ class EarlyAnnounce:
             return None
         return endpoint
 
-    def carry(self, desired, origins, view=None) -> None:
+    def carry(self, desired: dict, origins, view=None) -> None:
         """At the end of a publish: the routes announced here that its View did not have yet go into ``desired``
         (and ``origins``) while their vports are still where they were bound; forgotten once a publish has them,
-        or after the next one whose View (``view``; None: not known) took a change of State since the last.
-        ``desired``: a dict, or the publish's ``_Handed`` (bgp/federation.py). In C loops (a View that took 1,000 of
-        10,000 ports bound while its pass ran carried the other 9,000 in one stretch of ~1.8 million bytecodes, under
-        the Federation's lock: tests/unit/test_early_carry_cost.py)."""
-        same, routes = self._unchanged(view), self._routes
-        if not routes:
-            return
-        pool = list(routes) if same else list(compress(routes, map(_FRESH, routes.values())))
-        has = getattr(desired, "contains", desired.__contains__)  # (``_Handed``'s in C where it can be)
-        absent = list(filterfalse(has, pool))
-        earlies = list(map(routes.__getitem__, absent))
-        endpoints = list(map(_ENDPOINT, earlies))
-        there = map(self.state.locations.get, map(_VPORT_ID, endpoints), repeat(_NOWHERE))
-        still = list(map(eq, map(_SESSION, there), map(_SESSION, endpoints)))  # (the route depends on the switch only)
-        keys, earlies, endpoints = (list(compress(part, still)) for part in (absent, earlies, endpoints))
-        desired.update(zip(keys, map(_ROUTE, earlies)))
-        origins.add_each(keys, endpoints)
-        deque(map(setattr, earlies, repeat("fresh"), repeat(False)), maxlen=0)  # carried now, no longer fresh
-        self._routes = dict(zip(keys, earlies))
+        or after the next one whose View (``view``; None: not known) took a change of State since the last."""
+        locations, kept = self.state.locations, {}
+        same = self._unchanged(view)
+        for key, early in self._routes.items():
+            if key in desired or not (early.fresh or same):
+                continue
+            loc = locations.get(early.endpoint.vport_id)
+            if loc is not None and loc.session == early.endpoint.session:  # the route depends on the switch only
+                desired[key] = early.route
+                origins.add(key, (early.endpoint,))
+                kept[key] = _Early(early.route, early.endpoint, False)
+        self._routes = kept
 
     def _unchanged(self, view) -> bool:
         """Whether ``view`` is the View the last ``carry`` read and has taken no change journal of State since (its

@@ -33,9 +33,7 @@ import json
 import logging
 import os
 import threading
-from collections import deque
-from itertools import compress, filterfalse, repeat
-from operator import is_, not_
+from itertools import filterfalse
 
 from bgp import routes as bgp_routes
 from bgp.dupkeep import FILE_NAME, DuplicateKeeper
@@ -55,7 +53,6 @@ from controller.writebehind import later
 
 log = logging.getLogger("canopy.bgp")
 _FULL = object()  # ``_originate``'s answer when the full originate made the routes
-_UNTOLD = object()  # what ``_told`` holds for a key it does not name (``_hand_over``): no route is it
 RECOVERY_MIN = 0.05  # seconds: the soonest a pass is woken for a flag's recovery
 
 
@@ -341,13 +338,10 @@ class Federation:
             self.speaker.set_desired(full)
         else:
             announce, withdraw, told = *plan, self._told
-            keys, now = desired.now(told.keys() | left_out | desired.carried.keys())
-            held = list(map(is_, map(told.get, keys, repeat(_UNTOLD)), now))  # (C loops: 10,000 told or carried)
-            same = list(compress(keys, held))  # the speaker holds them already
-            deque(map(announce.pop, same, repeat(None)), maxlen=0)
-            withdraw.difference_update(same)
-            for key, route in zip(compress(keys, map(not_, held)), compress(now, map(not_, held))):
-                if key in told and told[key] == route:  # (an equal route, built again)
+            get = desired.get if left_out or desired.carried else routes.get  # (the same answers)
+            for key in told.keys() | left_out | desired.carried.keys():
+                route = get(key)
+                if key in told and (told[key] is route or told[key] == route):  # the speaker holds it already
                     announce.pop(key, None)
                     withdraw.discard(key)
                 elif route is None:
@@ -472,29 +466,11 @@ class _Handed:
     def __contains__(self, key) -> bool:
         return key in self.carried or (key in self.routes and key not in self.left_out)
 
-    @property
-    def contains(self):
-        """``__contains__``, the routes' own (a C call) when nothing is left out or carried."""
-        return self.__contains__ if self.left_out or self.carried else self.routes.__contains__
-
     def __setitem__(self, key, route) -> None:
         self.carried[key] = route
-
-    def update(self, pairs) -> None:
-        self.carried.update(pairs)
 
     def get(self, key):
         route = self.carried.get(key)
         if route is None and key not in self.left_out:
             route = self.routes.get(key)
         return route
-
-    def now(self, keys: set) -> tuple[list, list]:
-        """``keys`` as a list and what ``get`` gives each, in C loops."""
-        carried, left_out = self.carried, self.left_out
-        mine = list(keys & carried.keys())
-        rest = keys - carried.keys()
-        out = list(rest & left_out)
-        others = list(rest - left_out)
-        return mine + out + others, [*map(carried.__getitem__, mine), *repeat(None, len(out)),
-                                     *map(self.routes.get, others)]

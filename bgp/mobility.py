@@ -219,10 +219,7 @@ class Mobility:
         for ip, n in Counter(filter(None, map(ours.pop, gone, repeat(None)))).items():
             if _count(self._our_vteps, ip, -n) == 0:
                 vteps.add(ip)
-        present = list(filter(keyed.__contains__, keys))
-        if self._ours_at_once(view, present, vteps):
-            return vteps
-        for key in present:
+        for key in filter(keyed.__contains__, keys):
             ip = None
             for eid in sorted(keyed[key]):  # the last with a tunnel IP (one endpoint per MAC)
                 session = eps[eid][1]
@@ -237,26 +234,6 @@ class Mobility:
                 if ip and _count(self._our_vteps, ip, 1) == 1:
                     vteps.add(ip)
         return vteps
-
-    def _ours_at_once(self, view, keys: list, vteps: set) -> bool:
-        """What ``_ours_again``'s loop does for ``keys`` (local MACs now), in C loops, when none was ours and each has
-        one endpoint, all on one session (10,000 ports bound on one VRS: ~40 bytecodes a MAC, one unpaused stretch of
-        24 ms at load 7 in evpn_routes' announce); False: not done."""
-        ours, eps = self._ours, self._eps
-        if not keys or not ours.keys().isdisjoint(keys):
-            return False
-        held = list(map(self._keyed.__getitem__, keys))
-        if set(map(len, held)) != {1}:
-            return False
-        sessions = set(map(_SECOND, map(eps.__getitem__, map(next, map(iter, held)))))
-        if len(sessions) != 1:
-            return False
-        ip = view.tunnel_ip_of(sessions.pop())
-        if ip:
-            ours.update(dict.fromkeys(keys, ip))
-            if _count(self._our_vteps, ip, len(keys)) == len(keys):  # (none there before: it became ours)
-                vteps.add(ip)
-        return True
 
     # ------------------------------------------------------------------ one MAC
     def _take(self, key, remote) -> None:

@@ -118,10 +118,6 @@ class Originator:
         at = self._group_of.get(key)
         return len(self._groups[at[0]][at[1]].vports) if at else 0
 
-    def behind_any(self, keys) -> bool:
-        """Whether any of ``keys`` is a route held here (``behind`` may then be more than 0; a C loop)."""
-        return not (self._owner.keys().isdisjoint(keys) and self._group_of.keys().isdisjoint(keys))
-
     def pinned(self, key) -> bool:
         eid = self._owner.get(key)
         if eid is not None:

@@ -19,9 +19,6 @@ from __future__ import annotations
 
 from collections import Counter
 from itertools import chain, filterfalse
-from operator import attrgetter
-
-_VPORT_ID, _KIND = attrgetter("vport_id"), attrgetter("kind")
 
 
 class _NoBase:
@@ -50,10 +47,6 @@ class _NoBase:
     @staticmethod
     def standing(vport_ids) -> tuple:
         return {}, (), ()
-
-    @staticmethod
-    def behind_any(keys) -> bool:
-        return False
 
 
 class Origins:
@@ -123,21 +116,6 @@ class Origins:
             behind += 1
         if behind:
             self._count[key] = self._left(key) + behind
-
-    def add_each(self, keys: list, endpoints: list) -> None:
-        """``add(key, (endpoint,))`` for each pair of ``keys`` and ``endpoints`` (vport endpoints: routes announced at
-        bind, or carried), in C loops when each key and each vport comes once and neither is held here nor by the base
-        (10,000 vports bound: one Python step a route otherwise); else pair by pair."""
-        vids = list(map(_VPORT_ID, endpoints))
-        keys_of, count = self._keys_of, self._count
-        if len(set(vids)) != len(vids) or len(set(keys)) != len(keys) or set(map(_KIND, endpoints)) - {"vport"} \
-                or not keys_of.keys().isdisjoint(vids) or not count.keys().isdisjoint(keys) \
-                or self._base.named(vids) or self._base.behind_any(keys):
-            for key, endpoint in zip(keys, endpoints):
-                self.add(key, (endpoint,))
-            return
-        keys_of.update(zip(vids, map(list, zip(keys))))  # (each vport's keys: [key])
-        count.update(dict.fromkeys(keys, 1))
 
     def has(self, vport_id) -> bool:
         """Whether routes of the last publish (or announced since) name this vport, unbound since or not."""
