@@ -33,7 +33,7 @@ import json
 import logging
 import os
 import threading
-from itertools import filterfalse
+from itertools import chain, filterfalse
 
 from bgp import routes as bgp_routes
 from bgp.dupkeep import FILE_NAME, DuplicateKeeper
@@ -337,19 +337,8 @@ class Federation:
             full.update(desired.carried)
             self.speaker.set_desired(full)
         else:
-            announce, withdraw, told = *plan, self._told
-            get = desired.get if left_out or desired.carried else routes.get  # (the same answers)
-            for key in told.keys() | left_out | desired.carried.keys():
-                route = get(key)
-                if key in told and (told[key] is route or told[key] == route):  # the speaker holds it already
-                    announce.pop(key, None)
-                    withdraw.discard(key)
-                elif route is None:
-                    announce.pop(key, None)
-                    withdraw.add(key)
-                else:
-                    withdraw.discard(key)
-                    announce[key] = route
+            announce, withdraw = plan
+            _settle(announce, withdraw, self._told, desired)
             if withdraw:
                 self.speaker.withdraw(withdraw)
             if announce:
@@ -454,6 +443,38 @@ class Federation:
             pacer.tick()
         keyed.sort(key=lambda pair: pair[0])
         return [entry for _, entry in keyed]
+
+
+def _settle(announce: dict, withdraw: set, told: dict, desired: _Handed) -> None:
+    """``_hand_over``'s plan (``announce``, ``withdraw``) completed for the keys ``told`` (key -> the route the speaker
+    holds, or None), left out or carried: each told only if the speaker holds something else than ``desired.get``
+    gives. Each key's route read inline (a route key is a 5-tuple, hashed again at every dict or set operation: the
+    pass that raced 10,000 bindings has 10,000 told and 9,000 carried; tests/unit/test_early_carry_cost.py)."""
+    carried, left_out, routes = desired.carried, desired.left_out, desired.routes
+    for key, held in told.items():
+        route = carried.get(key)
+        if route is None and not (left_out and key in left_out):
+            route = routes.get(key)
+        if held is route or held == route:  # the speaker holds it already
+            if announce:
+                announce.pop(key, None)
+            if withdraw:
+                withdraw.discard(key)
+        else:
+            _tell(announce, withdraw, key, route)
+    for key in filterfalse(told.__contains__, chain(left_out, carried)):
+        _tell(announce, withdraw, key, desired.get(key))
+
+
+def _tell(announce: dict, withdraw: set, key, route) -> None:
+    """``_hand_over``'s plan for ``key``, which the speaker does not hold as ``route``: withdrawn (``route`` None) or
+    announced."""
+    if route is None:
+        announce.pop(key, None)
+        withdraw.add(key)
+    else:
+        withdraw.discard(key)
+        announce[key] = route
 
 
 class _Handed:
