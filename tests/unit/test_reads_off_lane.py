@@ -85,3 +85,48 @@ def test_a_read_answers_while_the_reconcilers_lane_is_held(world, what):
     assert answer[0]["pending"] == 4 * OWNERS
     world.rec._book._counted = None
     assert read(world, what)["pending"] == answer[0]["pending"]  # as counted once the lane is free
+
+
+SCRAPES = 4
+
+
+def test_scrapes_counting_together_take_one_count_stretch_a_turn_of_the_loop(world, monkeypatch):
+    """Off the reconcilers' lane, a scrape's count still takes turns with the other scrapes' (review43d): else
+    SCRAPES scrapes at once (reads need no token: 64 connections from one address) each held the loop for a count's
+    stretch in every round, SCRAPES times what the lane allowed before. Counted: the flows counted between two turns
+    of a probe thread, with SCRAPES scrapes counting the same 4 x OWNERS changed flows at once."""
+    from controller import metrics as metrics_mod
+    marks = []
+
+    class Marking(Pacer):  # the scrape's count pacer, marking the units it counts
+        def tick(self, units=1):
+            marks.append(units)
+            super().tick(units)
+    monkeypatch.setattr(metrics_mod, "Pacer", Marking)
+    done, metrics = [], world.ctl.api.metrics
+
+    def scrape():
+        world.rec._book._counted = None  # (each counts afresh, as scrapes that began before any count ended do)
+        done.append(metrics.exposition()[0])
+
+    def probe():
+        while len(done) < SCRAPES:
+            marks.append("probe")
+            hub.sleep(0)
+    prober = hub.spawn(probe)
+    hub.sleep(0)
+    threads = [hub.spawn(scrape) for _ in range(SCRAPES)]
+    for thread in threads + [prober]:
+        thread.wait()
+    runs, run = [], 0
+    for mark in marks:
+        if mark == "probe":
+            runs.append(run)
+            run = 0
+        else:
+            run += mark
+    pending = {next(line for line in body.decode().splitlines()
+                    if line.startswith("canopy_switch_flows{") and 'kind="pending"' in line) for body in done}
+    assert len(done) == SCRAPES and len(pending) == 1 and pending.pop().endswith(f" {4 * OWNERS}.0")
+    assert sum(runs) + run >= SCRAPES * 4 * OWNERS  # each counted the changed flows
+    assert max(runs + [run]) <= metrics_mod.COUNT_EVERY + 10, max(runs + [run])
