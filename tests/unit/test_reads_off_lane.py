@@ -24,7 +24,7 @@ from controller.rest.lane import Lane
 from controller.rest.wire import Request
 from controller.ryu_compat import hub
 from tests.unit.helpers import TOKEN, Controller
-from tests.unit.test_reconcile_pacing import OWNERS, change_of_many_owners, give_way, reconciler
+from tests.unit.test_reconcile_pacing import OWNERS, change_of_many_owners, desired, give_way, reconciler
 
 TURNS = 10_000  # turns of the loop a read may take (it takes a few hundred: a pause every 1,000 flows)
 READS = ["switches", "switch", "flows", "metrics"]
@@ -131,3 +131,38 @@ def test_reads_counting_together_take_one_count_stretch_a_turn_of_the_loop(world
     assert done == [4 * OWNERS] * AT_ONCE
     assert sum(runs) + run >= AT_ONCE * 4 * OWNERS  # each counted the changed flows
     assert max(runs + [run]) <= metrics_mod.COUNT_EVERY + 10, max(runs + [run])
+
+
+def _plan_applied(book):
+    book.applied(book.plan())
+
+
+def _new_desired(book):
+    book.set_desired(desired(salt=1, count=OWNERS // 2), changed=set(desired()))  # half the owners gone
+
+
+def _read_back(book):
+    book.read_back({})
+
+
+@pytest.mark.parametrize("change", [_plan_applied, _new_desired, _read_back])
+def test_a_count_the_reconciler_changes_the_records_under_is_that_of_the_book_when_it_began(change):
+    """Off the lane, a read's count pauses while the reconciler changes its records (a plan applied, a new desired
+    state, a read-back): the answer is the book's when the count began (it counts copies), and the next read counts
+    the book as it is now (the count kept under the state it began with, not the new one)."""
+    rec, _ = reconciler()
+    change_of_many_owners(rec)
+    counts = ("desired", "installed", "pending")
+    before = {k: rec.status()[k] for k in counts}
+    rec._book._counted = None
+    got = []
+    reader = hub.spawn(lambda: got.append(rec.status(Pacer(give_way, 200).tick)))
+    hub.sleep(0)
+    hub.sleep(0)
+    assert not got  # paused in its count
+    change(rec._book)
+    reader.wait()
+    assert {k: got[0][k] for k in counts} == before
+    now = {k: rec.status()[k] for k in counts}
+    rec._book._counted = None
+    assert now == {k: rec.status()[k] for k in counts} != before
