@@ -219,3 +219,65 @@ def test_carry_keeps_forgets_and_records_what_the_loop_it_replaced_did(seed):
         assert recorded[0].added == recorded[1].added
         assert {k: (e.route, e.endpoint, e.fresh) for k, e in new._routes.items()} == \
             {k: (e.route, e.endpoint, e.fresh) for k, e in old._routes.items()}
+
+
+def _publish_binding_in_mobility(first: int, then: int, in_pause: bool) -> tuple:
+    """evpn_announce's world: ``first`` ports bound and a pass's View of them; kvm1's report changed to ``then`` ports
+    (more: bound and announced at bind; fewer: unbound) before its publish, or (``in_pause``) in the first pause MAC
+    mobility takes inside ``_ours_again`` (a Pacer pausing every 25 units), every pause checked to be outside the
+    Federation's lock. The speaker's routes after that publish, then after the next pass's, and that pass's routes
+    from scratch."""
+    import bgp.federation as federation_module
+    from bgp.evpn import originate
+    from bgp.mobility import Mobility
+    from controller.pacer import Pacer
+    from tests.benchmarks import evpn_announce as ea
+
+    state, programmer, federation = ea.world(max(first, then))
+    federation.early = True
+    state.vrs_update(ea.report(first))
+    reach = programmer.live.apply(programmer.journal.take())
+    view = programmer.view
+    programmer._recompile(view, {s: o for s, o in reach.owners.items() if o and s in view.switches},
+                          set().union(*reach.owners.values()))
+    walking, paused = [False], [0]
+    ours_again = Mobility._ours_again
+
+    def flagged(self, *args):
+        walking[0] = True
+        try:
+            return ours_again(self, *args)
+        finally:
+            walking[0] = False
+
+    def pause():
+        assert not federation._origins_lock.locked()  # (a binding meanwhile takes it: bgp/federation.py)
+        if walking[0]:
+            paused[0] += 1
+            if paused[0] == 1:
+                state.vrs_update(ea.report(then))
+
+    if not in_pause:
+        state.vrs_update(ea.report(then))
+    federation.pacer = Pacer(pause, 25)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(federation_module.Mobility, "_ours_again", flagged)
+        federation.publish(view)
+        after_one = dict(federation.speaker.desired)
+        programmer.refresh()
+        federation.publish(programmer.view)
+    assert paused[0] or not in_pause, "MAC mobility never paused in _ours_again"
+    scratch = originate(programmer.view, state.policy, Mobility().update(programmer.view, state.remote_index))
+    return after_one, dict(federation.speaker.desired), scratch
+
+
+@pytest.mark.parametrize("first, then", [(200, 400), (200, 120), (200, 0)])
+def test_ports_bound_or_unbound_while_mac_mobility_pauses_mid_walk_publish_as_if_before(first, then):
+    """A pause inside ``_ours_again`` (new at ann43), in which kvm1's report binds more ports (announced at bind,
+    carried) or unbinds some (withdrawn at once, left out): the publish hands the speaker what it hands when the
+    report came before it, and the next pass's publish what a publish from scratch makes; no pause under the lock.
+    Fails at c1a85d3 (no pause there: ``paused`` stays 0)."""
+    paused = _publish_binding_in_mobility(first, then, True)
+    before = _publish_binding_in_mobility(first, then, False)
+    assert paused[0] == before[0] and paused[1] == before[1] == paused[2]
+    assert sum(1 for route in paused[0].values() if route.TYPE == 2) == then + 1  # (and w1's)
