@@ -97,10 +97,11 @@ class Mobility:
         """(subnet id, MAC) -> sequence number to announce, or None where a peer's route wins, for every local MAC
         whose session has a tunnel IP: ``seqs``, changed in place by the next update. ``remote``: State's RemoteIndex
         or a RemoteTable (``macs_at(subnet, MAC)``: the remote locations of one MAC). ``pacer`` is ticked per local
-        endpoint and per MAC taken again; ``view`` and ``remote`` must not change during its pauses (the programming
-        loop's View, and State's index, which only the same loop's import changes), and no other caller may update
-        this Mobility meanwhile (one programming loop). Flags set or cleared meanwhile (a DELETE) are taken at the
-        next update (the DELETE wakes a pass). An update that raises is followed by a whole walk."""
+        endpoint, per MAC still local (``_ours_again``) and per MAC taken again; ``view`` and ``remote`` must not
+        change during its pauses (the programming loop's View, and State's index, which only the same loop's import
+        changes), and no other caller may update this Mobility meanwhile (one programming loop; a vport bound
+        meanwhile reads only ``entries`` and the flags: bgp/early.py). Flags set or cleared meanwhile (a DELETE) are
+        taken at the next update (the DELETE wakes a pass). An update that raises is followed by a whole walk."""
         try:
             return self._update(view, remote, pacer)
         except BaseException:  # what it took from the feeds is lost, and what it saw may be half changed (an
