@@ -211,6 +211,10 @@ class DiscoverySink:
     def vrs_gone(self, session: str) -> None:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def vrs_leaving(self, session: str, names) -> None:
+        """The ports ``names`` of switch ``session`` are being deleted by an update its next reports take in (a hint:
+        nothing changes until those reports; controller/state_leaving.py). Default: ignored."""
+
     def vtep_update(self, snap: VtepSnapshot) -> None:  # pragma: no cover - interface
         raise NotImplementedError
 

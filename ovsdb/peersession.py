@@ -223,7 +223,8 @@ class PeerSession:
             later.hold(changes)
 
         replica = idl.Replica(self._conn, schema, vrs.COLUMNS, self._server.probe_interval_ms,
-                              named=tunnel.NAMED_TABLES, pause=self._give_way, on_slice=report_slice)
+                              named=tunnel.NAMED_TABLES, pause=self._give_way, on_slice=report_slice,
+                              on_leaving=self._reporter.leaving)  # the vports of a big delete told before its slices
         self._conn = replica
         self.state = SYNCING
         self._log.info("ovsdb %s: VRS session %s, replicating %s", self.peer, self.name, vrs.DATABASE)

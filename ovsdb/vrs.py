@@ -337,6 +337,17 @@ class VrsReporter(Claimant):
         self._changed = set()
         return True
 
+    def leaving(self, iface_keys) -> None:
+        """The update being applied deletes the Interface rows ``iface_keys`` (row keys: ovsdb/idl/slices.py, a big
+        delete of ports, before its first slice): tell the claims the integration bridge's ports they are, while this
+        session speaks for its switch and its ports are read (the vports only they show are about to be unbound:
+        controller/state_leaving.py)."""
+        if self._gone or self._resync or not self.speaking:
+            return
+        names = self._ports.names_of(iface_keys)
+        if names:
+            self._claims.leaving(self.key, names)
+
     def speak(self) -> None:
         """This session speaks for its switch again (the speaker went): report its rows as they are."""
         self._resync = True
