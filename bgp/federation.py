@@ -114,7 +114,7 @@ class Federation:
         state.subscribe(self._locations_changed)
         listen = getattr(state, "listen_leaving", None)  # (a stand-in State of a test may not tell)
         if listen is not None:
-            listen(self._ports_leaving)
+            listen(self._ports_leaving, self._ports_left)
 
     def start(self):
         self.speaker.start()
@@ -433,6 +433,19 @@ class Federation:
             if gone:
                 self._told.update(dict.fromkeys(gone))
                 self.speaker.withdraw(gone)
+
+    def _ports_left(self, session: str, names: set) -> None:
+        """State's listener: the ports ``names`` of ``session`` told leaving are no longer (their update taken: their
+        vports are unbound, nothing left here; or its session ended first): a vport still leaving there is located as
+        State says, its routes pinned as after an unbinding (``Origins.bound``), and the next publish announces them
+        while it stays located (a port found again by the next session)."""
+        with self._origins_lock:
+            if not self._leaving:
+                return
+            stale = [vid for vid, where in self._leaving.items() if where[0] == session and where[1] in names]
+            for vid in stale:
+                del self._leaving[vid]
+            self._origins.bound(stale)
 
     def _left(self, unbound: list, bound: list) -> list:
         """Under the lock: the leaving vports among ``unbound`` (their ports went) or among ``bound`` located elsewhere

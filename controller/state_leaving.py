@@ -28,25 +28,39 @@ LEAVING_CHUNK = 1000  # vports told (their withdrawals handed over) between two 
 class Leaving:
     """The ports leaving a VRS, as State's listeners hear of them (module docstring)."""
 
-    def listen_leaving(self, callback: Callable[[list], None]) -> None:
-        """``callback(vport ids)``: those vports are about to be unbound (their ports are being deleted)."""
-        self._leaving_listeners.append(callback)
+    def listen_leaving(self, callback: Callable[[list], None], left: Callable[[str, set], None]) -> None:
+        """``callback(vport ids)``: those vports are about to be unbound (their ports are being deleted);
+        ``left(session, port names)``: the update deleting those ports of switch ``session`` is taken (their vports
+        are unbound), or its session ended first: what still shows them is as State locates it."""
+        self._leaving_listeners.append((callback, left))
 
     def vrs_leaving(self, session: str, names: Iterable[str]) -> None:
         """The ports ``names`` of switch ``session`` are deleted by an update not taken yet: tell the listeners the
         vports only they show, a chunk of ``LEAVING_CHUNK`` names at a time (``pacer`` ticked between chunks)."""
         if not self._leaving_listeners:
             return
-        names = list(names)
+        names, told = list(names), 0
         for start in range(0, len(names), LEAVING_CHUNK):
             vids = self._leaving_vports(session, names[start:start + LEAVING_CHUNK])
+            told += len(vids)
             if vids:
-                for callback in self._leaving_listeners:
+                for callback, _left in self._leaving_listeners:
                     try:
                         callback(vids)
                     except Exception:  # a listener's bug must not break the intake
                         log.exception("leaving listener %r failed", callback)
             self.pacer.tick(LEAVING_CHUNK)
+        log.info("VRS %s: %d ports being deleted, %d vports bound there told before their report", session, len(names),
+                 told)
+
+    def vrs_left(self, session: str, names) -> None:
+        """The ports ``names`` of ``session`` told ``vrs_leaving`` are no longer leaving."""
+        names = set(names)
+        for _callback, left in self._leaving_listeners:
+            try:
+                left(session, names)
+            except Exception:
+                log.exception("leaving listener %r failed", left)
 
     def _leaving_vports(self, session: str, names: list[str]) -> list:
         """Of the vports the ports ``names`` of ``session`` show, those located there that nothing else shows."""

@@ -251,6 +251,7 @@ class PeerSession:
                     del changes
                     self._first_read_done()
                 self._server.slicing.discard(self.name)
+                self._reporter.leaving_done()  # (the update that deleted the ports told leaving is reported)
                 later.free(self._give_way)  # after the last slice's withdrawals, a run at a time (ovsdb/laterfree.py)
                 collector.freeze = replica.change_seqno - before >= FREEZE_ROWS  # the rows stay: never scan them
             if replica.synced:
