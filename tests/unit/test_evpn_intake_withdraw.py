@@ -165,3 +165,37 @@ def test_chunks_of_leaving_vports_pause_between_them():
     state.pacer = Counting()
     state.vrs_leaving("hv1", ["p-vm1", "p-vm2"] + ["p-none%d" % k for k in range(2500)])
     assert len(pauses) == 3
+
+
+class _Told(Exception):
+    """Raised by the leaving hook: the count ends there."""
+
+
+def test_a_big_delete_tells_every_port_after_at_most_one_bytecode_a_port():
+    """4,000 ports deleted: every deleted interface is handed to the reader (``on_leaving``: the vports' withdrawals)
+    after at most one bytecode a port from the update (~0.28 here: C loops), where before the last of them waited for the last
+    slice's report (~291 a port to the reporter's last snapshot, tests/unit/test_withdraw_intake_cost.py; the first
+    for the lead's, ~91: tests/unit/test_ovsdb_slices_lead.py)."""
+    from tests.bytecodes import opcodes
+
+    ports = 4000  # (the count per port is the point: the same at 10,000)
+    db = Database(random.Random(5))
+    db._apply(db.insert_ports(ports))
+    replica = db.fresh()
+    update = json.loads(json.dumps(db.delete_ports(ports)))
+    told = []
+
+    def leaving(numbers):
+        told.append(len(numbers))
+        raise _Told
+
+    def until_told():
+        try:
+            replica._Idl__parse_update(update, UPDATE2)
+        except _Told:
+            pass
+
+    replica.on_slice, replica.on_leaving = lambda: None, leaving
+    counted = opcodes(until_told)
+    assert told == [len(update["Interface"])] and len(replica.tables["Port"].rows) > ports  # before any slice
+    assert counted <= ports, counted
