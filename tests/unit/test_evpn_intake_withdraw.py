@@ -6,14 +6,13 @@ while the slices are still to come, never withdrawn twice, none left behind when
 import json
 import random
 
-from bgp.federation import Federation
 from bgp.routes import ANNOUNCE, WITHDRAW, MacIpRoute
 from controller.programmer import Programmer
 from ovsdb.claims import VrsClaims
 from ovsdb.idl import slices
 from tests.unit.test_compiler import snapshot
 from tests.unit.test_evpn import HV1, HV2
-from tests.unit.test_evpn_early_withdraw import WEB_HV1, BookedSpeaker, published, vm1_routes
+from tests.unit.test_evpn_early_withdraw import WEB_HV1, published, vm1_routes
 from tests.unit.test_ovsdb_slices import UPDATE2, Database, Sink, session, take
 
 HV1_ALL = [("vm1", 10), ("vm2", 11)]
