@@ -6,13 +6,14 @@ while the slices are still to come, never withdrawn twice, none left behind when
 import json
 import random
 
-from bgp.routes import ANNOUNCE, WITHDRAW, MacIpRoute
+from bgp.federation import Federation
+from bgp.routes import ANNOUNCE, WITHDRAW, InclusiveMulticastRoute, MacIpRoute
 from controller.programmer import Programmer
 from ovsdb.claims import VrsClaims
 from ovsdb.idl import slices
 from tests.unit.test_compiler import snapshot
-from tests.unit.test_evpn import HV1, HV2
-from tests.unit.test_evpn_early_withdraw import WEB_HV1, published, vm1_routes
+from tests.unit.test_evpn import HV1, HV2, setup_view
+from tests.unit.test_evpn_early_withdraw import WEB_HV1, BookedSpeaker, published, vm1_routes, web_vni
 from tests.unit.test_ovsdb_slices import UPDATE2, Database, Sink, session, take
 
 HV1_ALL = [("vm1", 10), ("vm2", 11)]
@@ -198,3 +199,22 @@ def test_a_big_delete_tells_every_port_after_at_most_one_bytecode_a_port():
     counted = opcodes(until_told)
     assert told == [len(update["Interface"])] and len(replica.tables["Port"].rows) > ports  # before any slice
     assert counted <= ports, counted
+
+
+def test_a_vport_no_longer_leaving_keeps_the_routes_it_stands_behind_when_another_goes():
+    """vm1 and vm3 (web) on hv1: web's type 3 at hv1 has both behind it. vm1 told leaving, then no longer (its update
+    never taken: vm1 still there), then vm3 unplugged before any pass: vm1 still stands behind the type 3, which must
+    stay announced (``Origins.bound`` in ``Federation._ports_left`` pins it)."""
+    state, view = setup_view({"hv1": [("vm1", 10), ("vm2", 11), ("vm3", 12)], "hv2": [("vm4", 11)]})
+    fed = Federation(None, "/unused", state, speaker=BookedSpeaker())
+    fed.publish(view)
+    web_at_hv1 = {k for k, r in fed.speaker.desired.items()
+                  if isinstance(r, InclusiveMulticastRoute) and r.next_hop == HV1 and r.vni == web_vni(
+                      fed.speaker.desired)}
+    assert len(web_at_hv1) == 1
+    state.vrs_leaving("hv1", ["p-vm1"])
+    assert web_at_hv1 <= set(fed.speaker.desired)  # (vm3 still behind it)
+    state.vrs_left("hv1", ["p-vm1"])  # (VrsReporter.gone: vm1 still located on hv1)
+    state.vrs_update(snapshot("hv1", HV1, [("vm1", 10), ("vm2", 11)]))  # vm3 unplugged: vm1 is still there
+    assert "vm1" in state.locations and web_at_hv1 <= set(fed.speaker.desired)
+
