@@ -438,7 +438,8 @@ class Federation:
         """State's listener: the ports ``names`` of ``session`` told leaving are no longer (their update taken: their
         vports are unbound, nothing left here; or its session ended first): a vport still leaving there is located as
         State says, its routes pinned as after an unbinding (``Origins.bound``), and the next publish announces them
-        while it stays located (a port found again by the next session)."""
+        while it stays located (a port found again by the next session): a pass is woken for it (nothing else may change
+        State: the grace of an ended session, ``VrsClaims``)."""
         with self._origins_lock:
             if not self._leaving:
                 return
@@ -446,6 +447,9 @@ class Federation:
             for vid in stale:
                 del self._leaving[vid]
             self._origins.bound(stale)
+            self._unlocated.difference_update(stale)  # (located: no longer a publish's candidates, as once bound)
+        if stale:  # State did not change (the switch's grace runs): a pass must publish their routes again
+            self.state.bgp_received(0)
 
     def _left(self, unbound: list, bound: list) -> list:
         """Under the lock: the leaving vports among ``unbound`` (their ports went) or among ``bound`` located elsewhere

@@ -218,3 +218,23 @@ def test_a_vport_no_longer_leaving_keeps_the_routes_it_stands_behind_when_anothe
     state.vrs_update(snapshot("hv1", HV1, [("vm1", 10), ("vm2", 11)]))  # vm3 unplugged: vm1 is still there
     assert "vm1" in state.locations and web_at_hv1 <= set(fed.speaker.desired)
 
+
+def test_ports_no_longer_leaving_with_their_vports_still_there_wake_a_pass():
+    """The update deleting the port never taken (its session ended first): State does not change (the switch's grace
+    runs), so the pass whose publish announces vm1's routes again must be woken; nothing is woken when the slices
+    unbound the vports already."""
+    state, fed = published()
+    woken = []
+    state.subscribe(lambda what, detail: woken.append(what))
+    state.vrs_leaving("hv1", ["p-vm1"])
+    assert not woken
+    state.vrs_left("hv1", ["p-vm1"])
+    assert woken
+    fed.publish(Programmer(state).derive())
+    assert vm1_routes(fed.speaker.desired)
+    woken.clear()
+    state.vrs_leaving("hv1", ["p-vm1"])
+    state.vrs_update(snapshot("hv1", HV1, WEB_HV1))  # its slice: vm1 unbound
+    woken.clear()
+    state.vrs_left("hv1", ["p-vm1"])
+    assert not woken
