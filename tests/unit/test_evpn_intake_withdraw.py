@@ -238,3 +238,36 @@ def test_ports_no_longer_leaving_with_their_vports_still_there_wake_a_pass():
     woken.clear()
     state.vrs_left("hv1", ["p-vm1"])
     assert not woken
+
+
+class _Killed(Exception):
+    """The session's green thread killed at a pause between two slices."""
+
+
+def test_a_session_ending_mid_slices_tells_its_ports_no_longer_leaving_once():
+    """The session killed after the lead slice's report (``PeerSession._finish``: ``VrsReporter.gone``): the ports told
+    leaving are told no longer leaving (what State still locates there is announced again), once."""
+    db = Database(random.Random(11))
+    db._apply(db.insert_ports(1200))
+    replica = db.fresh()
+    sink = LeavingSink()
+    reporter = session(replica, VrsClaims(sink, 0.0), sink)
+    on_bridge = sorted(p.name for p in reporter.last.ports)
+
+    def first_slice_then_killed():
+        take(replica, reporter)
+        raise _Killed
+
+    replica.on_slice, replica.on_leaving = first_slice_then_killed, reporter.leaving
+    reports = len(sink.updates)
+    try:
+        replica._Idl__parse_update(json.loads(json.dumps(db.delete_ports(1200))), UPDATE2)
+    except _Killed:
+        pass
+    assert len(sink.updates) == reports + 1 and reporter.last.ports  # (the lead only)
+    reporter.gone()
+    told = sink.told[0][2]
+    assert len(told) > slices.SLICE_PORTS and set(told) <= set(on_bridge)
+    assert sink.told == [("leaving", reports, told), ("left", reports + 1, told)]
+    reporter.leaving_done()  # (the session's loop, had it gone on)
+    assert len(sink.told) == 2
