@@ -271,3 +271,23 @@ def test_a_session_ending_mid_slices_tells_its_ports_no_longer_leaving_once():
     assert sink.told == [("leaving", reports, told), ("left", reports + 1, told)]
     reporter.leaving_done()  # (the session's loop, had it gone on)
     assert len(sink.told) == 2
+
+
+def test_a_role_change_between_leaving_and_the_slices_ends_with_exactly_what_is_there():
+    """Demoted after vm1's routes were withdrawn at intake, promoted again before its slice: the promotion's publish
+    announces vm1 (still located there), its slice withdraws it, and nothing else is missing or left."""
+    state, fed = published()
+    before = dict(fed.speaker.desired)
+    gone = vm1_routes(before)
+    state.vrs_leaving("hv1", ["p-vm1"])
+    fed.originating = False
+    fed.publish(Programmer(state).derive())
+    assert not fed.speaker.desired and not fed._leaving
+    fed.originating = True
+    fed.publish(Programmer(state).derive())
+    assert fed.speaker.desired == before  # (vm1 still there: nothing leaving on this node's word now)
+    state.vrs_update(snapshot("hv1", HV1, WEB_HV1))  # its slice
+    assert set(fed.speaker.desired) == set(before) - gone
+    state.vrs_left("hv1", ["p-vm1"])
+    fed.publish(Programmer(state).derive())
+    assert set(fed.speaker.desired) == set(before) - gone and not fed._leaving
