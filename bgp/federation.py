@@ -447,7 +447,6 @@ class Federation:
             for vid in stale:
                 del self._leaving[vid]
             self._origins.bound(stale)
-            self._unlocated.difference_update(stale)  # (located: no longer a publish's candidates, as once bound)
         if stale:  # State did not change (the switch's grace runs): a pass must publish their routes again
             self.state.bgp_received(0)
 
