@@ -124,11 +124,12 @@ class EarlyAnnounce:
             return None
         return endpoint
 
-    def carry(self, desired: dict, origins, view=None) -> None:
+    def carry(self, desired: dict, origins, view=None, locations=None) -> None:
         """At the end of a publish: the routes announced here that its View did not have yet go into ``desired``
         (and ``origins``) while their vports are still where they were bound; forgotten once a publish has them,
-        or after the next one whose View (``view``; None: not known) took a change of State since the last."""
-        locations, kept = self.state.locations, {}
+        or after the next one whose View (``view``; None: not known) took a change of State since the last.
+        ``locations``: where the vports are as the publish settles them (default: State's)."""
+        locations, kept = self.state.locations if locations is None else locations, {}
         same = self._unchanged(view)
         # (``desired``'s parts read inline when it is the publish's ``_Handed``: a route key is a 5-tuple hashed again
         # at every dict or set operation, and the pass that raced 10,000 bindings carries 9,000)

@@ -211,6 +211,14 @@ class DiscoverySink:
     def vrs_gone(self, session: str) -> None:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def vrs_leaving(self, session: str, names) -> None:
+        """The ports ``names`` of switch ``session`` are being deleted by an update its next reports take in (a hint:
+        nothing changes until those reports; controller/state_leaving.py). Default: ignored."""
+
+    def vrs_left(self, session: str, names) -> None:
+        """The ports ``names`` told ``vrs_leaving`` are no longer leaving (their update is reported, or its session
+        ended first). Default: ignored."""
+
     def vtep_update(self, snap: VtepSnapshot) -> None:  # pragma: no cover - interface
         raise NotImplementedError
 

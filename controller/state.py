@@ -25,6 +25,7 @@ from controller.pacer import NEVER, Finishing, Pacer
 from controller.policy import Policy
 from controller.remote import RemoteDelta, RemoteIndex, RemoteTable, changed_scopes
 from controller.state_activation import Activations
+from controller.state_leaving import Leaving
 from controller.state_log import BindingLog
 from controller.state_ports import ReportPorts, changed_ports, log_bridge_safety
 from controller.state_report import StateReport, dpid_str
@@ -36,7 +37,7 @@ INDEX_CHUNK = 250  # ports of a report forgotten and learnt by the binding index
 _NAME = operator.attrgetter("name")
 
 
-class State(Activations, ReportPorts, StateReport, BindingLog, DiscoverySink):
+class State(Activations, Leaving, ReportPorts, StateReport, BindingLog, DiscoverySink):
     def __init__(self, policy: Policy, default_flavour: str = "kvm", last_seq: int = 0, hosts=()):
         self.policy = policy
         self.last_seq = last_seq
@@ -74,6 +75,7 @@ class State(Activations, ReportPorts, StateReport, BindingLog, DiscoverySink):
         self._commits = commits.OneAtATime()  # policy commits taken one after another (policy_committed)
         self._learn_policy(policy)
         self._subscribers = []
+        self._leaving_listeners = []  # told of vports whose ports a VRS is deleting (controller/state_leaving.py)
         self.version = 0  # grows with every change of anything State holds (REST readers poll it)
         self.up_since = time.monotonic()  # uptime: a step of the wall clock does not change it
         # connections seen (for metrics): openflow, vrs, vtep and each kind's "_down"

@@ -223,7 +223,8 @@ class PeerSession:
             later.hold(changes)
 
         replica = idl.Replica(self._conn, schema, vrs.COLUMNS, self._server.probe_interval_ms,
-                              named=tunnel.NAMED_TABLES, pause=self._give_way, on_slice=report_slice)
+                              named=tunnel.NAMED_TABLES, pause=self._give_way, on_slice=report_slice,
+                              on_leaving=self._reporter.leaving)  # the vports of a big delete told before its slices
         self._conn = replica
         self.state = SYNCING
         self._log.info("ovsdb %s: VRS session %s, replicating %s", self.peer, self.name, vrs.DATABASE)
@@ -250,6 +251,7 @@ class PeerSession:
                     del changes
                     self._first_read_done()
                 self._server.slicing.discard(self.name)
+                self._reporter.leaving_done()  # (the update that deleted the ports told leaving is reported)
                 later.free(self._give_way)  # after the last slice's withdrawals, a run at a time (ovsdb/laterfree.py)
                 collector.freeze = replica.change_seqno - before >= FREEZE_ROWS  # the rows stay: never scan them
             if replica.synced:
