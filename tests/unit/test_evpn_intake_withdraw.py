@@ -7,13 +7,13 @@ import json
 import random
 
 from bgp.federation import Federation
-from bgp.routes import ANNOUNCE, WITHDRAW, InclusiveMulticastRoute, MacIpRoute
+from bgp.routes import ANNOUNCE, WITHDRAW, MacIpRoute
 from controller.programmer import Programmer
 from ovsdb.claims import VrsClaims
 from ovsdb.idl import slices
 from tests.unit.test_compiler import snapshot
 from tests.unit.test_evpn import HV1, HV2, setup_view
-from tests.unit.test_evpn_early_withdraw import WEB_HV1, BookedSpeaker, published, vm1_routes, web_vni
+from tests.unit.test_evpn_early_withdraw import WEB_HV1, BookedSpeaker, published, vm1_routes, web_type3_at_hv1
 from tests.unit.test_ovsdb_slices import UPDATE2, Database, Sink, session, take
 
 HV1_ALL = [("vm1", 10), ("vm2", 11)]
@@ -208,9 +208,7 @@ def test_a_vport_no_longer_leaving_keeps_the_routes_it_stands_behind_when_anothe
     state, view = setup_view({"hv1": [("vm1", 10), ("vm2", 11), ("vm3", 12)], "hv2": [("vm4", 11)]})
     fed = Federation(None, "/unused", state, speaker=BookedSpeaker())
     fed.publish(view)
-    web_at_hv1 = {k for k, r in fed.speaker.desired.items()
-                  if isinstance(r, InclusiveMulticastRoute) and r.next_hop == HV1 and r.vni == web_vni(
-                      fed.speaker.desired)}
+    web_at_hv1 = web_type3_at_hv1(fed.speaker.desired)
     assert len(web_at_hv1) == 1
     state.vrs_leaving("hv1", ["p-vm1"])
     assert web_at_hv1 <= set(fed.speaker.desired)  # (vm3 still behind it)
