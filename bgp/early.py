@@ -133,8 +133,9 @@ class EarlyAnnounce:
         same = self._unchanged(view)
         # (``desired``'s parts read inline when it is the publish's ``_Handed``: a route key is a 5-tuple hashed again
         # at every dict or set operation, and the pass that raced 10,000 bindings carries 9,000)
-        routes, left_out = (desired.routes, desired.left_out) if hasattr(desired, "carried") else (desired, ())
-        into = desired.carried if hasattr(desired, "carried") else desired
+        handed = hasattr(desired, "carried")
+        routes, left_out = (desired.routes, desired.left_out) if handed else (desired, ())
+        into = desired.carried if handed else desired
         for key, early in self._routes.items():
             if not (early.fresh or same) or key in routes and not (left_out and key in left_out):
                 continue

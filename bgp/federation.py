@@ -112,9 +112,7 @@ class Federation:
         self._leaving: dict = {}  # vport id -> (switch, port) being deleted there, its routes withdrawn at intake, while
         # State still locates it there (``_ports_leaving``): left out of what a publish announces
         state.subscribe(self._locations_changed)
-        listen = getattr(state, "listen_leaving", None)  # (a stand-in State of a test may not tell)
-        if listen is not None:
-            listen(self._ports_leaving, self._ports_left)
+        state.listen_leaving(self._ports_leaving, self._ports_left)
 
     def start(self):
         self.speaker.start()

@@ -132,16 +132,12 @@ class VrsClaims:
 
     def leaving(self, key: str, names: list[str]) -> None:
         """The speaker of ``key`` is applying an update that deletes its ports ``names`` (``VrsReporter.leaving``)."""
-        told = getattr(self._sink, "vrs_leaving", None)  # (a sink without it: the reports alone tell)
-        if told is not None:
-            told(key, names)
+        self._sink.vrs_leaving(key, names)
 
     def left(self, key: str, names: list[str]) -> None:
         """The ports ``names`` of ``key`` told ``leaving`` are no longer leaving (deleted and reported, or their
         session ended first)."""
-        told = getattr(self._sink, "vrs_left", None)
-        if told is not None:
-            told(key, names)
+        self._sink.vrs_left(key, names)
 
     def leave(self, key: str, reporter, now: bool = False) -> None:
         """``reporter`` no longer claims ``key`` (its session ended, or its chassis changed: ``now``)."""

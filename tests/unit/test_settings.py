@@ -222,6 +222,9 @@ class FakeState:
     def subscribe(self, _callback):
         pass
 
+    def listen_leaving(self, _leaving, _left):
+        pass
+
 
 def test_exabgp_watchdog_bounds_reach_the_speaker(tmp_path):
     """bgp.api_timeout and bgp.api_restart_after (bgp/watchdog.py) are the speaker's, defaults 5 and 30 s."""
