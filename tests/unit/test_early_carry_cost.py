@@ -88,21 +88,29 @@ def test_settle_plans_what_the_loop_it_replaced_planned(seed):
     assert (announce, withdraw) == before
 
 
+def _compiled_world(vports: int, reported: int) -> tuple:
+    """evpn_announce's world of ``vports`` (announcing at bind), kvm1's report of the first ``reported`` taken and
+    compiled: (state, programmer, federation, the View)."""
+    from tests.benchmarks import evpn_announce as ea
+
+    state, programmer, federation = ea.world(vports)
+    federation.early = True
+    state.vrs_update(ea.report(reported))
+    reach = programmer.live.apply(programmer.journal.take())
+    view = programmer.view
+    programmer._recompile(view, {s: o for s, o in reach.owners.items() if o and s in view.switches},
+                          set().union(*reach.owners.values()))
+    return state, programmer, federation, view
+
+
 def _longest_mobility_stretch(n: int) -> int:
     """The most bytecodes MAC mobility's update ran between two pauses of a Pacer pausing every 50 units, in
     evpn_announce's publish of ``n`` new ports (one VRS, one subnet)."""
     import bgp.federation as federation_module
     from controller.pacer import Pacer
-    from tests.benchmarks import evpn_announce as ea
     from tests.bytecodes import Bytecodes
 
-    state, programmer, federation = ea.world(n)
-    federation.early = True
-    state.vrs_update(ea.report(n))
-    reach = programmer.live.apply(programmer.journal.take())
-    view = programmer.view
-    programmer._recompile(view, {s: o for s, o in reach.owners.items() if o and s in view.switches},
-                          set().union(*reach.owners.values()))
+    state, programmer, federation, view = _compiled_world(n, n)
     counter, most = Bytecodes(), [0]
 
     def pause():
@@ -233,13 +241,7 @@ def _publish_binding_in_mobility(first: int, then: int, in_pause: bool) -> tuple
     from controller.pacer import Pacer
     from tests.benchmarks import evpn_announce as ea
 
-    state, programmer, federation = ea.world(max(first, then))
-    federation.early = True
-    state.vrs_update(ea.report(first))
-    reach = programmer.live.apply(programmer.journal.take())
-    view = programmer.view
-    programmer._recompile(view, {s: o for s, o in reach.owners.items() if o and s in view.switches},
-                          set().union(*reach.owners.values()))
+    state, programmer, federation, view = _compiled_world(max(first, then), first)
     walking, paused = [False], [0]
     ours_again = Mobility._ours_again
 
