@@ -89,9 +89,9 @@ class GoBGP:
         return done.returncode == 0 and json.loads(done.stdout).get("state", {}).get("session_state") == 6
 
     def hold(self, address: str) -> None:
-        """Hold routes back from ``address`` again and withdraw from it what it was sent (soft reset out)."""
+        """Hold routes back from ``address`` again: what A takes in from now on is not sent to it (what it was sent
+        before stays there)."""
         self.cli("policy", "neighbor", "add", "held", address)
-        self.cli("neighbor", address, "softresetout", "-a", "evpn")
 
     def release(self, address: str) -> None:
         """Stop holding routes back from ``address`` and send it everything (soft reset out)."""
