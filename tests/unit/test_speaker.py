@@ -396,6 +396,37 @@ def test_relay_takes_the_speakers_commands_while_exabgp_is_busy_and_hands_all_of
         assert relay.wait(timeout=30) == 0
 
 
+def test_the_relay_fills_a_pipe_of_a_mebibyte_to_exabgp_so_exabgp_reads_a_burst_without_waiting_for_it(tmp_path):
+    """ExaBGP reads its commands 16 KiB per turn of its reactor, and a line of 500 withdrawals is ~136 KiB: in Linux's
+    default pipe of 64 KiB, ExaBGP waited for the relay to be scheduled again several times per line (the lab's
+    two cores busy with OVS, GoBGP and the controller). The relay's pipe to ExaBGP holds a mebibyte, filled at once."""
+    import fcntl
+    import termios
+
+    from bgp import relay as relay_module
+
+    if int(Path("/proc/sys/fs/pipe-max-size").read_text()) < relay_module.PIPE_SIZE:
+        pytest.skip("this system's pipe-max-size is below the relay's pipe size")
+    commands = b"".join(b'withdraw evpn [{"n": %d, "pad": "%s"}]\n' % (i, b"x" * 200) for i in range(12000))
+    with relay_session(tmp_path, stdout=subprocess.PIPE) as (relay, conn):
+        fd = relay.stdout.fileno()
+        conn.sendall(commands)  # ~2.8 MB: the relay holds what the pipe does not
+        held = 0
+        for _ in range(300):  # bounded: 30 s
+            held = int.from_bytes(fcntl.ioctl(fd, termios.FIONREAD, b"\0" * 4), sys.byteorder)
+            if held > relay_module.PIPE_SIZE // 2:  # (a page's bytes may stay unused by a partial write)
+                break
+            select.select([], [], [], 0.1)
+        assert fcntl.fcntl(fd, relay_module.F_GETPIPE_SZ) >= relay_module.PIPE_SIZE
+        assert held > relay_module.PIPE_SIZE // 2, held  # (Linux's default pipe: 65,536 bytes at most)
+        received = bytearray()
+        while len(received) < len(commands) and (chunk := relay.stdout.read(len(commands) - len(received))):
+            received += chunk
+        assert bytes(received) == commands
+        conn.close()
+        assert relay.wait(timeout=30) == 0
+
+
 def test_the_relay_holds_at_most_max_pending_of_commands_for_an_exabgp_that_does_not_read(tmp_path):
     """An ExaBGP that stops reading (busy, or hung): the relay takes the speaker's commands until it holds
     ``MAX_PENDING`` bytes (1 MiB here), then no more: the speaker's socket fills and its own buffer keeps the rest.
