@@ -490,3 +490,34 @@ def test_the_speaker_hands_the_relay_all_its_socket_takes_in_one_turn(tmp_path):
             received += relay_end.recv(1 << 20)
         assert bytes(received) == commands[:taken]
         assert bytes(speaker._outbuf) == commands[taken:]
+
+
+def test_commands_queued_while_the_speaker_waits_are_written_in_the_turn_that_wakes_it(tmp_path, monkeypatch):
+    """The speaker's thread waits in select for what it has to write; commands queued meanwhile (the withdrawals a
+    big delete hands over at intake, a chunk between two pauses of the event loop) wake it, and that very turn
+    writes them: it used to find them only when it selected again, a turn later (after the next chunk's work)."""
+    import types
+
+    import bgp.speaker as speaker_module
+    from bgp.speakerproc import wake_pair
+
+    config = SpeakerConfig(asn=65000, router_id="192.0.2.1", neighbors=(Neighbor(PEER, 65001),),
+                           workdir=str(tmp_path))
+    speaker = Speaker(config)
+    ours, relay_end = socket.socketpair()
+    speaker._wake_r, speaker._wake_w = wake_pair()
+    with ours, relay_end, speaker._wake_r, speaker._wake_w:
+        ours.setblocking(False)
+        speaker._conn = ours
+        asked = []
+
+        def waiting(readable, writable, errors, timeout):
+            asked.append(list(writable))
+            speaker._change(lambda routes: ["withdraw evpn [1]"], None)  # queued and woken while it waits
+            return select.select(readable, writable, errors, timeout)
+
+        monkeypatch.setattr(speaker_module, "select", types.SimpleNamespace(select=waiting))
+        speaker._poll(0)
+        assert asked == [[]]  # it waited with nothing to write
+        relay_end.settimeout(5)
+        assert relay_end.recv(100) == b"withdraw evpn [1]\n" and not speaker._outbuf
