@@ -164,7 +164,33 @@ def test_chunks_of_leaving_vports_pause_between_them():
 
     state.pacer = Counting()
     state.vrs_leaving("hv1", ["p-vm1", "p-vm2"] + ["p-none%d" % k for k in range(2500)])
-    assert len(pauses) == 3
+    assert len(pauses) == 4  # the lead's 100 names, then 1,000, 1,000 and 402: a pause after each
+
+
+def test_the_first_withdrawals_of_a_big_delete_leave_after_a_lead_of_ports_not_a_whole_chunk():
+    """1,200 bound vports' ports deleted: the first withdrawals reach the speaker after the lead's ports are looked at
+    (``LEAVING_LEAD``, then a pause: they go to ExaBGP meanwhile), not a whole chunk's (``LEAVING_CHUNK``)."""
+    from controller.state_leaving import LEAVING_LEAD
+    from tests.benchmarks.evpn_announce import report, world
+    from tests.bytecodes import Bytecodes
+
+    n = 1200
+    state, programmer, federation = world(n)
+    full = report(n)
+    state.vrs_update(full)
+    programmer.refresh()
+    federation.publish(programmer.view)
+    counter, handed, pauses = Bytecodes(), [], []
+
+    def withdraw(keys):
+        handed.append((counter.count, len(pauses), len(list(keys))))
+
+    federation.speaker.withdraw = withdraw
+    state.pacer = type("Counting", (), {"tick": lambda self, units=1: pauses.append(units)})()
+    counter.run(lambda: state.vrs_leaving(full.session, [port.name for port in full.ports[2:]]))
+    first_at, paused, routes = handed[0]
+    assert paused == 0 and 0 < routes <= 2 * LEAVING_LEAD and sum(r for _, _, r in handed) >= n  # every one, in turn
+    assert first_at < counter.count / 5, (first_at, counter.count)  # (a first chunk of 1,000: ~5/6 of the count)
 
 
 class _Told(Exception):
