@@ -112,6 +112,12 @@ class BoundedPacer(Pacer):
         return max(min(self._left, self._check), 1)
 
 
+def loop_pacer(pause: Callable[[], None], every: int = EVERY) -> Pacer:
+    """The pacer of the controller's own long loops (controller/app.py: State's, the programmer's and federation's,
+    the service's): bounded by the count and by ``BUDGET`` of wall clock (``BoundedPacer``)."""
+    return BoundedPacer(pause, every, BUDGET)
+
+
 def paced(pause: Callable[[], None] | None, every: int, budget: float | None) -> Pacer:
     """A ``BoundedPacer`` of ``budget`` seconds, or a plain ``Pacer`` when ``budget`` is None."""
     return Pacer(pause, every) if budget is None else BoundedPacer(pause, every, budget)
@@ -148,15 +154,17 @@ class Finishing:
             raise self.held
 
 
-def runs(pacer: Pacer, items: list):
-    """``items`` in runs that end where a ``tick`` per item would pause: the caller ticks each run's length once it
-    has done the run (``for run in runs(pacer, items): work(run); pacer.tick(len(run))``), and work done a run at a
-    time in C loops pauses where, and as often as, work done an item at a time. A pacer without ``due`` (a test's
-    stand-in) gets runs of one."""
+def runs(pacer: Pacer, items: list, most: int | None = None):
+    """``items`` in runs that end where a ``tick`` per item would pause (or a ``BoundedPacer`` check its clock), of
+    ``most`` items at most if given: the caller ticks each run's length once it has done the run (``for run in
+    runs(pacer, items): work(run); pacer.tick(len(run))``), and work done a run at a time in C loops pauses where, and
+    as often as, work done an item at a time. A pacer without ``due`` (a test's stand-in) gets runs of one (of
+    ``most`` if given)."""
     due = getattr(pacer, "due", None)
     start, end = 0, len(items)
     while start < end:
-        stop = start + (due() if due is not None else 1)
+        size = due() if due is not None else 1 if most is None else most
+        stop = start + (size if most is None else min(size, most))
         yield items[start:stop]
         start = stop
 

@@ -1,0 +1,105 @@
+"""The controller's pacers bound a stretch by the clock too (controller/pacer.py ``BoundedPacer``, ``loop_pacer``).
+
+evpn_routes (stop 44) traced the longest stretches of its controller at 13-27 ms of CPU, each ended by a count-paced
+pause: 500 ports of State's intake, whatever each cost. Here the clock is counted, not read: a ``Bytecodes`` counter
+stands for it (``RATE`` bytecodes a second), so a bound holds whatever the machine's load."""
+
+import dataclasses
+
+import pytest
+
+from controller.pacer import BUDGET, BoundedPacer, Pacer, loop_pacer, paced, runs
+from tests.bytecodes import Bytecodes
+
+RATE = 20_000_000  # bytecodes a second the counted clock stands for (CPython here: some 20-60 million)
+
+
+class _Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_a_bounded_pacer_pauses_at_its_first_check_past_the_budget_and_at_every_units_at_most():
+    clock, paused = _Clock(), []
+    pacer = BoundedPacer(lambda: paused.append(clock.now), every=80, budget=0.010, checks=8, clock=clock)
+    assert pacer.step == 10 and pacer.due() == 10
+    for _ in range(35):  # 1 ms a unit: the check after the 10th ms pauses
+        clock.now += 0.001
+        pacer.tick()
+    assert paused == [pytest.approx(0.010), pytest.approx(0.020), pytest.approx(0.030)] and pacer.early == 3
+    for _ in range(200):  # a cheap unit: the count pauses, every 80 units
+        clock.now += 1e-6
+        pacer.tick()
+    assert pacer.pauses == 3 + 200 // 80 + (1 if 5 + 200 % 80 >= 80 else 0) and pacer.early == 3
+    pacer.tick(80)  # a tick of ``every`` units pauses, as a Pacer's
+    assert pacer.pauses == 6
+
+
+def test_a_bounded_pacer_without_pause_only_counts_and_bad_settings_are_refused():
+    clock = _Clock()
+    pacer = BoundedPacer(None, every=4, budget=0.001, clock=clock)
+    clock.now = 1.0
+    for _ in range(9):
+        pacer.tick()
+    assert pacer.pauses == 0 and pacer.early == 1  # (the clock stood still after the first)
+    for bad in ({"budget": 0.0}, {"checks": 0}, {"every": 0}):
+        with pytest.raises(ValueError):
+            BoundedPacer(lambda: None, **{"every": 10, **bad})
+
+
+def test_runs_of_a_bounded_pacer_end_at_its_checks():
+    clock = _Clock()
+    pacer = BoundedPacer(lambda: None, every=80, budget=1.0, checks=8, clock=clock)
+    assert [len(run) for run in runs(pacer, list(range(25)))] == [10, 10, 5]
+
+
+def test_paced_makes_a_plain_pacer_without_a_budget():
+    assert type(paced(None, 10, None)) is Pacer
+    bounded = paced(None, 10, 0.005)
+    assert isinstance(bounded, BoundedPacer) and bounded.budget == 0.005
+
+
+def _longest_intake_stretch(vports: int) -> tuple[int, int]:
+    """(the most bytecodes run between two pauses, pauses) while State takes kvm1's report of ``vports`` new ports
+    (evpn_routes' announce: each bound, located and its route announced at bind), with the controller's pacers
+    (``loop_pacer``: State's every ``STATE_EVERY`` units, the programmer's and federation's every 200) on a clock
+    that is the bytecodes counted."""
+    from controller.app import STATE_EVERY
+    from tests.benchmarks import evpn_announce as ea
+
+    state, programmer, federation = ea.world(vports)
+    federation.early = True
+    report = ea.report(vports)  # as the reporter (ovsdb/vrs.py) makes it: the ports that changed named
+    added = {port.name: port for port in report.ports[2:]}  # (not vxlan0 and tapw1: in the first)
+    report = dataclasses.replace(report, changed=frozenset(added), changed_ports=added)
+    counter, most, pauses = Bytecodes(), [0], [0]
+
+    def pause():
+        most[0] = max(most[0], counter.count)
+        counter.count = 0
+        pauses[0] += 1
+
+    def clock():
+        return counter.count / RATE
+
+    state.pacer = loop_pacer(pause, STATE_EVERY)
+    programmer.pacer = federation.pacer = loop_pacer(pause)
+    for pacer in (state.pacer, programmer.pacer):
+        if isinstance(pacer, BoundedPacer):
+            pacer.clock = clock
+    counter.run(lambda: state.vrs_update(report))
+    return max(most[0], counter.count), pauses[0]
+
+
+def test_state_intake_of_5_000_new_ports_pauses_within_the_budget():
+    """State's intake of new ports (``_vrs_apply``: ``_read_ports``, ``_index_ports``, ``_relocate`` locating each
+    vport and announcing its route at bind) paused every 500 ports, ``_relocate``'s every two chunks of 250: ~515,000
+    bytecodes a stretch whatever the clock (13-19 ms of CPU in evpn_routes' announce, stop 44). With the clock: the
+    budget (8 ms: 160,000 bytecodes at ``RATE``) and one check's units (``STATE_EVERY // CHECKS`` ports, ~65,000
+    bytecodes) at most. 5,000 ports (not 10,000: the tracing's time): every stretch of this intake but the first is
+    of a paced loop, so the bound does not change with the count."""
+    longest, pauses = _longest_intake_stretch(5_000)
+    assert longest <= 240_000, (longest, pauses)
