@@ -103,3 +103,30 @@ def test_state_intake_of_5_000_new_ports_pauses_within_the_budget():
     of a paced loop, so the bound does not change with the count."""
     longest, pauses = _longest_intake_stretch(5_000)
     assert longest <= 240_000, (longest, pauses)
+
+
+def _update_of(rows: int, long_at: int | None = None) -> dict:
+    """An update inserting ``rows`` Interface rows (each with external_ids), the one at ``long_at`` with one too long."""
+    from ovsdb.idl import refusals
+
+    out = {}
+    for i in range(rows):
+        pairs = [["iface-id", "v%d" % i]] if i != long_at else [["k%d" % j, "v"] for j in range(refusals.MAX_PLAIN + 1)]
+        out["%08x-0000-4000-8000-%012x" % (i, i)] = {"insert": {"name": "p%d" % i, "external_ids": ["map", pairs]}}
+    return {"Interface": out}
+
+
+def test_the_plain_set_check_of_20_000_rows_pauses_every_check_chunk_and_still_names_the_row(monkeypatch):
+    """``refusals.check_plain_sets`` looked at a big update's 20,000 rows in one stretch of C loops (~7-10 ms, before
+    any row was parsed: evpn_routes' announce, stop 44); now ``CHECK_CHUNK`` rows between two ticks of the replica's
+    pacer, and what it refuses is the same."""
+    from ovsdb.idl import refusals
+
+    seen, pauses = [], []
+    real = refusals._all_short
+    monkeypatch.setattr(refusals, "_all_short", lambda values, names: seen.append(len(values)) or real(values, names))
+    pacer = Pacer(lambda: pauses.append(len(seen)), 1)
+    refusals.check_plain_sets(_update_of(20_000), {"Interface": ("external_ids",)}, pacer)
+    assert max(seen) <= refusals.CHECK_CHUNK and sum(seen) == 20_000 and pauses == list(range(1, len(seen)))
+    with pytest.raises(refusals.UpdateRefused, match="Interface row 00004a37-.*: column external_ids: 10001 elements"):
+        refusals.check_plain_sets(_update_of(20_000, long_at=0x4a37), {"Interface": ("external_ids",)}, pacer)
