@@ -130,3 +130,21 @@ def test_the_plain_set_check_of_20_000_rows_pauses_every_check_chunk_and_still_n
     assert max(seen) <= refusals.CHECK_CHUNK and sum(seen) == 20_000 and pauses == list(range(1, len(seen)))
     with pytest.raises(refusals.UpdateRefused, match="Interface row 00004a37-.*: column external_ids: 10001 elements"):
         refusals.check_plain_sets(_update_of(20_000, long_at=0x4a37), {"Interface": ("external_ids",)}, pacer)
+
+
+def test_the_originator_tells_its_watcher_in_parts_that_end_at_the_pacers_checks():
+    """``bgp.originator._in_slices`` told a pacer's ``every`` (200) vports and keys at a time, then ticked as many:
+    with 10,000 ports gone, a stretch of 15 ms of CPU each (evpn_routes' withdraw, stop 44), whatever the clock. Now
+    a part ends where a ``BoundedPacer`` reads its clock, and the clock pauses it once the budget is spent."""
+    from bgp.originator import _in_slices
+
+    clock, parts, pauses = _Clock(), [], []
+    pacer = BoundedPacer(lambda: pauses.append(len(parts)), every=200, budget=0.008, clock=clock)
+
+    def tell(vports, keys):
+        parts.append((len(vports), len(keys)))
+        clock.now += 0.0001 * len(vports)  # 0.1 ms a vport told
+
+    _in_slices(tell, range(1_000), range(1_000), pacer)
+    assert all(n == 25 for n, _k in parts) and sum(n for n, _k in parts) == 1_000
+    assert pauses and pauses[0] == 4 and pacer.early == len(pauses)  # 4 parts: 10 ms, past 8 ms at the check
