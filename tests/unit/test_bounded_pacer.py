@@ -106,7 +106,7 @@ def test_state_intake_of_5_000_new_ports_pauses_within_the_budget():
 
 
 def _update_of(rows: int, long_at: int | None = None) -> dict:
-    """An update inserting ``rows`` Interface rows (each with external_ids), the one at ``long_at`` with one too long."""
+    """An update inserting ``rows`` Interface rows (each with external_ids), the one at ``long_at`` with too many."""
     from ovsdb.idl import refusals
 
     out = {}
