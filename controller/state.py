@@ -459,7 +459,8 @@ class State(Activations, Leaving, ReportPorts, StateReport, BindingLog, Discover
         else:
             ports, gone = list(map(found.__getitem__, sorted(found))), sorted(set(changed).difference(found))
         flavour, rank = self.flavour_of(snap), self._rank[snap.session]
-        for chunk in runs(pacer, ports, INDEX_CHUNK):  # (ending where a BoundedPacer checks its clock too)
+        for start in range(0, len(ports), INDEX_CHUNK):
+            chunk = ports[start:start + INDEX_CHUNK]
             if changed is not None:  # (what each port showed forgotten first: no port's reaches another's)
                 self.index.forget_ports(snap.session, list(map(_NAME, chunk)), reached)
             for port in chunk:
