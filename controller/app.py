@@ -54,7 +54,7 @@ from controller.ryu_compat import (
     ofproto_v1_4,
     set_ev_cls,
 )
-from controller.pacer import Pacer, paused_now
+from controller.pacer import BUDGET, Pacer, loop_pacer, paused_now
 from controller.startup_hold import AwaitedFirstReads, StartupHold
 from openflow import claims, external
 from openflow.flows import owner_kind_of
@@ -87,9 +87,10 @@ class CanopyApp(RoleWiring, Announcements, RyuApp):
         # nothing is written before it is released
         self.hold = StartupHold(self.store, settings.restart_hold, hold_max=settings.restart_hold_max)
         self.programmer = Programmer(self.state)
-        self.programmer.pacer = Pacer(give_way)  # a pass never holds the hub: it pauses inside derive and compile
-        self.service.pacer = Pacer(give_way, 40)  # planning a big apply pauses (a vport placed: ~0.25 ms)
-        self.state.pacer = Pacer(give_way, STATE_EVERY)  # a report of 10,000 ports, a commit of 10,000 vports
+        # stretches bounded by count and by the wall clock too (controller/pacer.py loop_pacer: BoundedPacer)
+        self.programmer.pacer = loop_pacer(give_way)  # a pass never holds the hub: it pauses inside derive, compile
+        self.service.pacer = loop_pacer(give_way, 40)  # planning a big apply pauses (a vport placed: ~0.25 ms)
+        self.state.pacer = loop_pacer(give_way, STATE_EVERY)  # a report of 10,000 ports, a commit of 10,000 vports
         self.reconcilers: dict[int, SwitchReconciler] = {}
         self.dhcp = DhcpService(self.state, self.programmer, settings.underlay_mtu)
         self.garp = external.Announcer()  # floating IPs announced by gratuitous ARP (openflow/external.py)
@@ -110,6 +111,7 @@ class CanopyApp(RoleWiring, Announcements, RyuApp):
                                         tls=listener_context(settings, "ovsdb"), forwarding=self._answers)
         self.ovsdb.held = self.hold.holding
         self.ovsdb.pause = Lane(give_way).pause  # the OVSDB sessions' big updates (4 first reads at once) likewise
+        self.ovsdb.budget = BUDGET  # their pacers bounded by the wall clock too (controller/pacer.py BoundedPacer)
         self.rest_lane = Lane(give_way)  # big answers of many clients pause one at a time (controller/rest/lane.py)
         self.reconcile_lane = Lane(give_way)  # and so do the switches' reconcilers: one's stretch a round, not 50
         extra = rest_sessions.routes(self.ovsdb, self.rest_lane.pause)

@@ -21,7 +21,7 @@ from controller.discovery import DiscoverySink, VrsSnapshot, VtepSnapshot
 from controller.journal import Journal
 from controller.keyed import drop_keys
 from controller.ofports import OfportHints
-from controller.pacer import NEVER, Finishing, Pacer
+from controller.pacer import NEVER, Finishing, Pacer, runs
 from controller.policy import Policy
 from controller.remote import RemoteDelta, RemoteIndex, RemoteTable, changed_scopes
 from controller.state_activation import Activations
@@ -468,8 +468,7 @@ class State(Activations, Leaving, ReportPorts, StateReport, BindingLog, Discover
             pacer.tick(len(chunk))
             if self.vrs.get(snap.session) is not snap:
                 return reached
-        for start in range(0, len(gone), INDEX_CHUNK):  # 10,000 ports deleted at once: ~50 ms in one piece
-            names = gone[start:start + INDEX_CHUNK]
+        for names in runs(pacer, gone, INDEX_CHUNK):  # 10,000 ports deleted at once: ~50 ms in one piece
             self.index.forget_ports(snap.session, names, reached)
             self._forget_seen(snap.session, names)  # with the index: in a pause a port is all there or all gone
             pacer.tick(len(names))
@@ -536,8 +535,7 @@ class State(Activations, Leaving, ReportPorts, StateReport, BindingLog, Discover
         ``pacer``: State's unless given."""
         pacer = self.pacer if pacer is None else pacer
         reached, moved = list(reached), set()
-        for start in range(0, len(reached), RELOCATE_CHUNK):
-            chunk = reached[start:start + RELOCATE_CHUNK]
+        for chunk in runs(pacer, reached, RELOCATE_CHUNK):  # (ending where a BoundedPacer checks its clock too)
             moved |= self._relocate_some(chunk)
             pacer.tick(len(chunk))
         self._log_moved(moved)

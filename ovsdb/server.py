@@ -114,6 +114,7 @@ class OvsdbManagerServer:
         self.first_reads = FirstReads()  # a few sessions read their peer's whole database at a time
         self.first_read_pending: set[str] = set()  # sessions before their first report (PeerSession.state keeps it)
         self.pause = give_way  # a big update (rows, then bridge ports) gives the event loop a turn this way
+        self.budget: float | None = None  # seconds: its sessions' pacers also pause by the wall clock (pacer.paced)
         self.held = False  # True until the controller's start-up hold ends (release()): write nothing
         self.slicing: set[str] = set()  # sessions reporting a big update in slices (ovsdb/idl/slices.py) now
         self.slicing_turns = 0  # turns those sessions gave the event loop, since the start (their progress)

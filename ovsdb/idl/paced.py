@@ -226,7 +226,7 @@ class _PacedIdl(ovs.db.idl.Idl):
         self.uncovered.clear()  # what a refused update left un-notified
         if tables is self.tables:
             try:
-                refusals.check_plain_sets(update, self.plain_sets)  # the whole update, before any slice is applied
+                refusals.check_plain_sets(update, self.plain_sets, self.pacer)  # the whole update, before any slice
             except refusals.UpdateRefused as exc:
                 self._refuse(exc, update, version, tables)
                 return

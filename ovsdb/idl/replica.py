@@ -25,7 +25,7 @@ import ovs.db.idl
 import ovs.jsonrpc
 import ovs.timeval
 
-from controller.pacer import Pacer
+from controller.pacer import paced
 from ovsdb.idl.links import (DEFAULT_PROBE_MS, OVS_VERSION, PINNED_OVS_VERSION, Doorbell, PeerError, PeerLink, _poll,
                              _session_on)
 from ovsdb.idl.paced import _PacedIdl, _TrackingIdl
@@ -163,7 +163,7 @@ class Replica:
     def __init__(self, link: PeerLink, schema_json: dict, wanted: Mapping[str, Iterable[str]],
                  probe_ms: int = DEFAULT_PROBE_MS, track: bool = False, named: Iterable[str] = (),
                  pause: Callable[[], None] | None = None, on_slice: Callable[[], None] | None = None,
-                 on_leaving: Callable[[list[int]], None] | None = None):
+                 on_leaving: Callable[[list[int]], None] | None = None, budget: float | None = None):
         """``track``: record row changes for ``take_changes``; ``named``: tables (with a name column) that
         ``named()`` looks up by name (implies ``track``); ``pause``: called every ``PAUSE_ROWS`` rows while
         ``run()`` processes an update (the session's ``hub.sleep(0)``: other green threads run meanwhile, so
@@ -182,7 +182,7 @@ class Replica:
                 self._idl = _PacedIdl("tcp:%s" % link.peer, helper, leader_only=False)
         except ovs.db.error.Error as exc:  # the peer's input, unusable: its session ends saying why
             raise PeerError("unusable %s schema: %s" % (self.database, exc)) from exc
-        self._idl.pacer = Pacer(pause, PAUSE_ROWS)
+        self._idl.pacer = paced(pause, PAUSE_ROWS, budget)  # ``budget``: also by the wall clock (controller/pacer.py)
         self._idl.on_slice = on_slice if isinstance(self._idl, _TrackingIdl) else None
         self._idl.on_leaving = on_leaving if self._idl.on_slice is not None else None
         self.pacer = link.rpc.pacer = self._idl.pacer  # a long update pauses while decoded (ovsdb/jsonstream.py) too
