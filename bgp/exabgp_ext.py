@@ -40,6 +40,7 @@ ExaBGP decodes EVPN but has no API command to announce it. This module:
 from __future__ import annotations
 
 import copy
+import copyreg
 import functools
 import inspect
 import os
@@ -310,6 +311,8 @@ def _shared(route: routes.Route, action: str) -> tuple:
 
 
 _PLAIN: dict = {}  # NLRI class -> its objects keep all their state in their __dict__ (no slots, no copy protocol)
+_COPY_PROTOCOL = ("__slots__", "__getstate__", "__setstate__", "__getnewargs__", "__getnewargs_ex__", "__copy__",
+                  "__reduce_ex__", "__reduce__")  # what copy.copy would call or read instead of the object's __dict__
 
 
 def _copied(nlri):
@@ -319,9 +322,8 @@ def _copied(nlri):
     cls = type(nlri)
     plain = _PLAIN.get(cls)
     if plain is None:
-        plain = _PLAIN[cls] = not any(name in klass.__dict__ for klass in cls.__mro__[:-1]
-                                      for name in ("__slots__", "__getstate__", "__copy__", "__reduce_ex__",
-                                                   "__reduce__"))
+        plain = _PLAIN[cls] = cls not in copyreg.dispatch_table and not any(
+            name in klass.__dict__ for klass in cls.__mro__[:-1] for name in _COPY_PROTOCOL)
     if not plain:
         return copy.copy(nlri)
     twin = cls.__new__(cls)
