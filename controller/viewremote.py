@@ -221,13 +221,15 @@ class RemoteEndpoints:
             eps = self.ev.get(sid)
             if not eps:
                 continue
-            gone = set(macs)
-            flags = list(map(gone.__contains__, map(_MAC, eps)))
+            gone = set(macs)  # looked for between the first and the last of them only (not the whole list each run)
+            lo, hi = bisect.bisect_left(eps, min(macs), key=_MAC), bisect.bisect_right(eps, max(macs), key=_MAC)
+            part = eps[lo:hi]
+            flags = list(map(gone.__contains__, map(_MAC, part)))
             if True not in flags:
                 continue
-            held = list(compress(eps, flags))
+            held = list(compress(part, flags))
             olds.update(zip(zip(repeat(sid), map(_MAC, held)), held))
-            eps[:] = compress(eps, map(not_, flags))
+            eps[lo:hi] = compress(part, map(not_, flags))
             if not eps:
                 del self.ev[sid]
             live.tails.add(sid)
