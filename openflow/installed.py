@@ -136,20 +136,6 @@ def flow_order(item) -> int:
 
 
 FLOW_SORT_CHUNK = 64 * CHUNK  # flows sorted at once by flow_order (32,768: ~10 ms)
-_second = operator.itemgetter(1)
-
-
-def sorted_flows(items: list, tick, reverse: bool = False) -> list:
-    """``sorted_paced(items, tick, reverse, FLOW_SORT_CHUNK, key=flow_order)``, the same list, with each item's
-    ``flow_order`` computed in C loops (``map`` of the int operators over the keys' fields) instead of one Python
-    call an item (30,000 deletes of withdrawn MACs: ~17 bytecodes a flow saved)."""
-    if len(items) < 2:
-        return sorted_paced(items, tick, reverse=reverse, chunk=FLOW_SORT_CHUNK, key=flow_order)
-    tables, priorities, cookies = zip(*map(_first, items))
-    orders = map(operator.or_, map(operator.or_, map(operator.lshift, tables, itertools.repeat(80)),
-                                   map(operator.lshift, priorities, itertools.repeat(64))), cookies)
-    ordered = sorted_paced(list(zip(orders, items)), tick, reverse=reverse, chunk=FLOW_SORT_CHUNK, key=_first)
-    return list(map(_second, ordered))
 
 
 @dataclass
@@ -166,26 +152,6 @@ class FlowPlan:
 
 
 ALL = frozenset({None})  # FlowBook._planning of a full plan: every owner (compared by identity)
-
-
-_TABLE, _PRIORITY, _COOKIE = (operator.attrgetter(name) for name in ("table", "priority", "_cookie"))
-
-
-def _gone_deletes(gone: list, rejected: dict, kept: dict, deletes: dict) -> None:
-    """Each flow of the sets in ``gone`` (owners that went) into ``deletes`` by its key, or into ``kept`` if the
-    key is rejected, in order, as a loop of ``f.key`` would (a later flow of the same key replacing an earlier
-    one); empties ``gone``. In C loops when every cookie is computed (an installed flow's was, when it was added) and
-    no key is rejected: 10,000 withdrawn MACs' 30,000 flows without a Python step each."""
-    flows = list(itertools.chain.from_iterable(gone))
-    gone.clear()
-    cookies = list(map(_COOKIE, flows))
-    keys = list(zip(map(_TABLE, flows), map(_PRIORITY, flows), cookies)) if None not in cookies else None
-    if keys is None or (rejected and not rejected.keys().isdisjoint(keys)):
-        for f in flows:
-            key = f.key
-            (kept if key in rejected else deletes)[key] = f
-        return
-    deletes.update(zip(keys, flows))
 
 
 def owner_bits(flows) -> int:
@@ -376,8 +342,8 @@ class FlowBook:
         if keep:
             plan.kept += plan.deletes
             plan.deletes = []
-        plan.adds = sorted_flows(plan.adds, tick, reverse=True)
-        plan.deletes = sorted_flows(plan.deletes, tick)
+        plan.adds = sorted_paced(plan.adds, tick, reverse=True, chunk=FLOW_SORT_CHUNK, key=flow_order)
+        plan.deletes = sorted_paced(plan.deletes, tick, chunk=FLOW_SORT_CHUNK, key=flow_order)
         return plan
 
     def _full(self, desired: dict, rejected: dict, tick) -> FlowPlan:
@@ -404,7 +370,6 @@ class FlowBook:
         arrivals = []  # planned owners not installed: one may want a flow a colliding owner holds
         installed = self.installed if installed is None else installed
         loose = self.loose if loose is None else loose
-        gone = []  # the flows of owners that went, not yet in ``deletes`` (``_gone_deletes``: in order, in bulk)
         for owner in owners:
             new, old = desired.get(owner, EMPTY), installed.get(owner, EMPTY)
             planned[owner] = new
@@ -412,10 +377,10 @@ class FlowBook:
             if new is old:
                 continue
             if not new:  # the owner went (10,000 EVPN MACs withdrawn: 30,000 deletes): its flows, no key map
-                gone.append(old)
+                for f in old:
+                    key = f.key
+                    (kept if key in rejected else deletes)[key] = f
                 continue
-            if gone:
-                _gone_deletes(gone, rejected, kept, deletes)
             if not old:  # the owner came (10,000 ports bound: their flows, no key map)
                 arrivals.append(owner)
                 for f in new:
@@ -429,8 +394,6 @@ class FlowBook:
             for key, item in old_keys.items():
                 if key not in new_keys:
                     (kept if key in rejected else deletes)[key] = item
-        if gone:
-            _gone_deletes(gone, rejected, kept, deletes)
         if not keep:
             deletes.update((k, v) for k, v in paced(loose.items(), tick) if k not in rejected)
         for key in adds.keys() & deletes.keys():  # moved between owners with the same cookie: keep it
