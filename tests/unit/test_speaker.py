@@ -387,13 +387,18 @@ def test_relay_takes_the_speakers_commands_while_exabgp_is_busy_and_hands_all_of
         writer.start()
         writer.join(30)  # ExaBGP reads nothing meanwhile: ~4.7 MB, far beyond the socket and pipe buffers
         assert not writer.is_alive(), "the speaker's sends blocked while ExaBGP was not reading"
-        # read until all of it came: once eventlet has patched this process (other tests), a pipe read may be short
-        received = bytearray()
-        while len(received) < len(commands) and (chunk := relay.stdout.read(len(commands) - len(received))):
-            received += chunk
-        assert bytes(received) == commands
-        conn.close()
-        assert relay.wait(timeout=30) == 0
+        read_all_then_close(relay, conn, commands)
+
+
+def read_all_then_close(relay, conn, commands: bytes) -> None:
+    """Read the relay's stdout until all of ``commands`` came (once eventlet has patched this process, in other tests,
+    a pipe read may be short), then close the speaker's side: the relay ends cleanly."""
+    received = bytearray()
+    while len(received) < len(commands) and (chunk := relay.stdout.read(len(commands) - len(received))):
+        received += chunk
+    assert bytes(received) == commands
+    conn.close()
+    assert relay.wait(timeout=30) == 0
 
 
 def test_the_relay_fills_a_pipe_of_a_mebibyte_to_exabgp_so_exabgp_reads_a_burst_without_waiting_for_it(tmp_path):
@@ -419,12 +424,7 @@ def test_the_relay_fills_a_pipe_of_a_mebibyte_to_exabgp_so_exabgp_reads_a_burst_
             select.select([], [], [], 0.1)
         assert fcntl.fcntl(fd, relay_module.F_GETPIPE_SZ) >= relay_module.PIPE_SIZE
         assert held > relay_module.PIPE_SIZE // 2, held  # (Linux's default pipe: 65,536 bytes at most)
-        received = bytearray()
-        while len(received) < len(commands) and (chunk := relay.stdout.read(len(commands) - len(received))):
-            received += chunk
-        assert bytes(received) == commands
-        conn.close()
-        assert relay.wait(timeout=30) == 0
+        read_all_then_close(relay, conn, commands)
 
 
 def test_the_relay_holds_at_most_max_pending_of_commands_for_an_exabgp_that_does_not_read(tmp_path):
