@@ -319,10 +319,12 @@ class CanopyApp(RoleWiring, Announcements, RyuApp):
                 {snap.name for snap in self.state.vteps.values() if snap.name})
 
     def _partial(self):
-        """Chassis of the VRS in the programmer's view whose first report State was still taking when that view was
-        computed (``Programmer.partial``): only some of their vports may be in it."""
+        """Chassis of the VRS whose first report State was still taking when the programmer's view was computed
+        (``Programmer.partial``, ``partial_chassis``): only some of their vports may be in it, or none, the switch not
+        in it yet (its ports read or indexed before State records it in the journal: controller/state.py ``_take``)."""
         switches = self.programmer.view.switches
-        return {switches[session].chassis for session in self.programmer.partial if session in switches}
+        return {switches[session].chassis for session in self.programmer.partial if session in switches} | \
+            self.programmer.partial_chassis
 
     def _after_hold(self, touched):
         """The sessions to hand their desired state: ``touched``; every one on the pass that releases the

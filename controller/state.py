@@ -67,7 +67,8 @@ class State(Activations, Leaving, ReportPorts, StateReport, BindingLog, Discover
         self.index = binding.BindingIndex()
         self.reports_taking = 0  # VRS reports being taken now (vrs_update, across its pauses)
         self.partial: dict[str, int] = {}  # VRS session -> its first reports being taken now (vrs_update): in a pause
-        # the switch may be in ``vrs`` (and the journals) with only some of its vports located
+        # the switch may be in ``vrs`` (and the journals) with only some of its vports located, or not yet
+        self.partial_chassis: dict[str, int] = {}  # the chassis of those reports -> how many (the start-up hold's)
         self._ended: dict[str, int] = {}  # VRS session in ``partial`` -> times it went (vrs_gone) since (_vrs_apply)
         self._whole: set[str] = set()  # VRS sessions whose next report is taken whole (a report failed: _failed)
         self.pacer: Pacer = NEVER  # big reports and commits pause (the app: hub.sleep(0)); see _port_keys, _relocate
@@ -237,10 +238,12 @@ class State(Activations, Leaving, ReportPorts, StateReport, BindingLog, Discover
         """A VRS's report (its ports' numbers completed by what the switch announced before OVSDB had them);
         ``reports_taking`` counts the reports being taken (a big one pauses: the programming loop waits for it).
 
-        A switch's first report (State does not know it) is named in ``partial`` while it is taken: in its pauses the
-        switch is known with only some of its vports located, and a programming pass then sees it so (the start-up
-        hold does not end on such a pass: controller/app.py ``_partial``). If it paused, State's last change is
-        notified again once it is taken whole: the pass that sees it whole runs even if nothing else changes.
+        A switch's first report (State does not know it) is named in ``partial`` (its chassis in ``partial_chassis``)
+        while it is taken: in its pauses the switch is not known yet (its ports read), known but not in the journals
+        (its ports indexed), or known with only some of its vports located, and a programming pass then sees it so
+        (the start-up hold does not end on such a pass, the switch in its View or not: controller/app.py
+        ``_partial``). If it paused, State's last change is notified again once it is taken whole: the pass that sees
+        it whole runs even if nothing else changes.
 
         A report that fails (raises) leaves no switch half taken in (``_failed``): State goes back to what it last
         held whole of the switch (its VMs stay bound), and the switch's next report is taken whole."""
@@ -249,6 +252,7 @@ class State(Activations, Leaving, ReportPorts, StateReport, BindingLog, Discover
         self.reports_taking += 1
         if first:
             self.partial[session] = self.partial.get(session, 0) + 1
+            self.partial_chassis[snap.chassis] = self.partial_chassis.get(snap.chassis, 0) + 1
         try:
             taking = self.ofport_hints.apply(snap, old)
             self._vrs_apply(taking, whole)
@@ -264,6 +268,9 @@ class State(Activations, Leaving, ReportPorts, StateReport, BindingLog, Discover
                 if not self.partial[session]:
                     del self.partial[session]
                     self._ended.pop(session, None)
+                self.partial_chassis[snap.chassis] -= 1
+                if not self.partial_chassis[snap.chassis]:
+                    del self.partial_chassis[snap.chassis]
         if first and session not in self.partial and session in self.vrs and self.pacer.pauses != pauses:
             self._notify("vrs", session)
 

@@ -90,6 +90,7 @@ def _longest_intake_stretch(vports: int) -> tuple[int, int]:
     for pacer in (state.pacer, programmer.pacer):
         if isinstance(pacer, BoundedPacer):
             pacer.clock = clock
+            pacer._since = clock()  # (made on perf_counter: its first stretch would be bounded by the count alone)
     counter.run(lambda: state.vrs_update(report))
     return max(most[0], counter.count), pauses[0]
 
