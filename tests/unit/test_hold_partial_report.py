@@ -24,6 +24,16 @@ from .test_compiler import add_vport, add_vports, base_state, snapshot
 VMS = 40
 
 
+
+def app_glue(state, programmer, hold):
+    """The app's hold questions (``_reported``, ``_arrived``, ``_partial``) asked of these parts, as CanopyApp asks them."""
+    glue = SimpleNamespace(state=state, programmer=programmer, hold=hold, federation=None,
+                           ovsdb=SimpleNamespace(release=lambda: None))
+    glue._reported = lambda: app.CanopyApp._reported(glue)
+    glue._arrived = lambda: app.CanopyApp._arrived(glue)
+    glue._partial = lambda: app.CanopyApp._partial(glue)
+    return glue
+
 def _hold_over_a_first_report(monkeypatch, remembered=("s1",), later=0.0, ends_in_take=False):
     """s1 reports its VMS vports (its first report) while the hold remembers ``remembered``; a programming pass (the
     app's ``_after_hold`` on the programmer's View) runs in each of State's pauses and once after the report. Returns
@@ -40,11 +50,7 @@ def _hold_over_a_first_report(monkeypatch, remembered=("s1",), later=0.0, ends_i
     now = [0.0]
     hold = StartupHold(store, 15.0, clock=lambda: now[0], hold_max=60.0)
     now[0] += later
-    glue = SimpleNamespace(state=state, programmer=programmer, hold=hold, federation=None,
-                           ovsdb=SimpleNamespace(release=lambda: None))
-    glue._reported = lambda: app.CanopyApp._reported(glue)
-    glue._arrived = lambda: app.CanopyApp._arrived(glue)
-    glue._partial = lambda: app.CanopyApp._partial(glue)
+    glue = app_glue(state, programmer, hold)
     seen, released = [], []
 
     def a_pass():  # what the programming loop does when its wait for the report is cut short in this pause
@@ -129,11 +135,7 @@ def _hold_over_a_first_report_in_its_index(monkeypatch, past_max_from: str, chun
     store = SimpleNamespace(get_meta=lambda key: {"vrs": ["s1"]}, set_meta=lambda key, value: None)
     now = [0.0]
     hold = StartupHold(store, 15.0, clock=lambda: now[0], hold_max=60.0)
-    glue = SimpleNamespace(state=state, programmer=programmer, hold=hold, federation=None,
-                           ovsdb=SimpleNamespace(release=lambda: None))
-    glue._reported = lambda: app.CanopyApp._reported(glue)
-    glue._arrived = lambda: app.CanopyApp._arrived(glue)
-    glue._partial = lambda: app.CanopyApp._partial(glue)
+    glue = app_glue(state, programmer, hold)
     seen, released = [], []
 
     def a_pass():
