@@ -11,9 +11,9 @@ The first time it finds its file gone it also saves what it holds: SQLite's onli
 (which reads through its write-ahead log, so every committed write is in it) to a new file beside the store,
 ``canopy.db.saved-<time>`` (``-2``, ... when that name is taken: ``claim``), for ``canopy restore`` once the
 controller is stopped. Then it moves its write-ahead log and shared-memory index aside (``canopy.db.gone-<time>-wal``,
-``-shm``; numbered too, never over another file: ``set_aside``): SQLite does not remove them when it closes a database whose file has moved, and the next opener of
-``canopy.db`` (a file put in its place, or a new store made with ``--accept-store``) would take that log for its own
-and replay the lost file's pages into it. A save that failed is tried again (``SAVE_AGAIN``; an HA standby's renewal
+``-shm``; numbered too, never over another file: ``set_aside``): SQLite does not remove them when it closes a
+database whose file has moved, and the next opener of ``canopy.db`` (a file put in its place, or a new store made with
+``--accept-store``) would take that log for its own and replay the lost file's pages into it. A save that failed is tried again (``SAVE_AGAIN``; an HA standby's renewal
 waits for it: ``kept``), and the store's close (the controller's stop) looks once more (``closing``): a file that
 went after the last write, which no check noticed, is saved then.
 
