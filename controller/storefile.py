@@ -13,9 +13,9 @@ The first time it finds its file gone it also saves what it holds: SQLite's onli
 controller is stopped. Then it moves its write-ahead log and shared-memory index aside (``canopy.db.gone-<time>-wal``,
 ``-shm``; numbered too, never over another file: ``set_aside``): SQLite does not remove them when it closes a
 database whose file has moved, and the next opener of ``canopy.db`` (a file put in its place, or a new store made with
-``--accept-store``) would take that log for its own and replay the lost file's pages into it. A save that failed is tried again (``SAVE_AGAIN``; an HA standby's renewal
-waits for it: ``kept``), and the store's close (the controller's stop) looks once more (``closing``): a file that
-went after the last write, which no check noticed, is saved then.
+``--accept-store``) would take that log for its own and replay the lost file's pages into it. A save that failed is
+tried again (``SAVE_AGAIN``; an HA standby's renewal waits for it: ``kept``), and the store's close (the controller's
+stop) looks once more (``closing``): a file that went after the last write, which no check noticed, is saved then.
 
 The same check finds the file changed in place (same inode: ``cp other.db canopy.db``, ``truncate``, a restore tool
 writing into it): in WAL mode only the store's own checkpoints write the database file, and they run inside its own
@@ -84,11 +84,10 @@ def claim(base: str, suffixes=("",), tries: int = 100) -> str:
                 os.close(os.open(stem + suffix, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))  # as SQLite makes one
                 made.append(suffix)
             return stem
-        except FileExistsError:
-            discard(stem, made)
-        except BaseException:
-            discard(stem, made)
-            raise
+        except BaseException as exc:
+            discard(stem, made)  # what this try made, and only that
+            if not isinstance(exc, FileExistsError):
+                raise
     raise FileExistsError(errno.EEXIST, f"{base} and {tries - 1} numbered names after it are taken")
 
 
