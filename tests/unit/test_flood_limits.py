@@ -196,7 +196,7 @@ def test_the_status_lists_the_first_pairs_over_and_counts_the_rest():
 def test_metrics_give_the_first_pairs_over_a_series_and_count_the_rest():
     """/metrics ``canopy_subnet_flood_over_limit`` had a series for every pair (switch, subnet) over a limit: many
     subnets over on many switches (ports and VTEPs added by tenants) grew every scrape without bound. Now the first
-    ``METRICS_OVER`` pairs (as the status orders them) have one; ``_pairs`` and ``_more`` count them all and the rest."""
+    ``METRICS_OVER`` pairs (as the status orders them) have one; ``_pairs`` and ``_more`` count all and the rest."""
     from controller.metrics import _floods
 
     watch = floodlimits.FloodWatch(chassis_of=lambda session: f"hv-{session}")
