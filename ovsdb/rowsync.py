@@ -11,6 +11,9 @@ what to change (``_plan``) and how to write it (``_apply``).
 - A change of kind ``CONFLICT`` is never written: it is logged once (again only if it changes).
 - An unexpected error (a bug, an unexpected schema) is logged and backed off like a failed write: it
   never ends the session.
+
+The transaction in flight and the back-off (``OneInFlight``) are shared with the hardware VTEPs' reconciler
+(ovsdb/vtep_sync.py), which plans its own way.
 """
 
 from __future__ import annotations
