@@ -112,6 +112,16 @@ def set_aside(path: str, label: str, suffixes=("", "-wal", "-shm")) -> list[str]
     return moved
 
 
+def copy_into(backup, dest: str) -> None:
+    """SQLite's online backup into a new connection to ``dest``, closed after, whatever happens: ``backup`` is the
+    source connection's ``backup`` (or any function of the new connection)."""
+    out = sqlite3.connect(dest)
+    try:
+        backup(out)
+    finally:
+        out.close()
+
+
 def remove(paths, why: str) -> None:
     """Remove the files ``paths`` (those that are there); one that cannot be removed is logged (``why``) and left."""
     for path in paths:
@@ -263,11 +273,7 @@ class FileWatch:
             note(log, logging.ERROR, "the store %s: could not save what it holds beside it: %s", self.path, exc)
             return None
         try:
-            out = sqlite3.connect(dest)
-            try:
-                self.save(out)
-            finally:
-                out.close()
+            copy_into(self.save, dest)
         except (sqlite3.Error, OSError) as exc:
             note(log, logging.ERROR, "the store %s: could not save what it holds to %s: %s", self.path, dest, exc)
             try:

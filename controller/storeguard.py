@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from controller.store import DB_NAME, MARKER_NAME, SCHEMA_VERSION, StoreError, free_bytes
-from controller.storefile import set_aside
+from controller.storefile import copy_into, set_aside
 
 LOCK_NAME = "canopy.lock"
 RECOVERY = ("restore a backup with 'canopy restore FILE' (a 'canopy backup' from this node or the HA peer), "
@@ -220,11 +220,7 @@ def backup(data_dir: str, dest: str) -> StoreFacts:
         raise StoreRefused(f"{dest} exists; name a new file")
     src = _read_only(path)
     try:
-        out = sqlite3.connect(dest)
-        try:
-            src.backup(out)
-        finally:
-            out.close()
+        copy_into(src.backup, dest)
     except sqlite3.Error as exc:
         raise StoreRefused(f"backing up {path} failed ({exc})") from None
     finally:
@@ -243,12 +239,9 @@ def restore(data_dir: str, source: str) -> tuple[StoreFacts, str | None]:
         moved = set_aside(path, "replaced")  # two restores within one second: the first's no longer replaced
         kept = moved[0].removesuffix("-wal").removesuffix("-shm") if moved else None  # (the store moved, or its log)
         src = _read_only(source)
-        out = sqlite3.connect(path)
         try:
-            src.backup(out)
-            out.execute("PRAGMA journal_mode=WAL")
+            copy_into(lambda out: (src.backup(out), out.execute("PRAGMA journal_mode=WAL")), path)
         finally:
-            out.close()
             src.close()
         with open(marker + ".tmp", "w", encoding="utf-8") as fh:
             json.dump({"store_id": facts.store_id, "seq": facts.seq, "ts": facts.ts, "written": time.time()}, fh)
