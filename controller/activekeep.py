@@ -14,19 +14,15 @@ first packet made active (a standby hears no packet-in: Open vSwitch sends them 
 
 from __future__ import annotations
 
-import logging
-
-from controller.loglimit import warn_limited
+from controller import overlink
 from controller.overlink import OverLink
 
-log = logging.getLogger("canopy.ha")
 MESSAGE = "active_ports"
 KEPT = 65536  # entries sent and held (~100 bytes each): vports whose live migration is in flight
 ROW_KEYS = frozenset(("vport", "switch", "port"))
-MAX_NAME = 255
 
 
-class Refused(ValueError):
+class Refused(overlink.Refused):
     """Why an active_ports message is refused (the entry, the field, the reason)."""
 
 
@@ -48,14 +44,7 @@ class ActiveKeeper(OverLink):
         return [{"vport": vid, "switch": session, "port": port} for vid, (session, port) in items[:KEPT]]
 
     def receive(self, rows) -> None:
-        try:
-            table = parse(rows)
-        except Refused as exc:
-            self.refused += 1
-            warn_limited(log, ("active ports refused",), "live migrations' active ports from the HA peer refused, "
-                         "nothing changed (%d refused so far): %s", self.refused, exc)
-            return
-        self.state.take_active(table)
+        self.take_or_refuse(rows, parse, self.state.take_active, "live migrations' active ports")
 
     def counts(self) -> dict:
         return {"refused": self.refused, "not_kept": self.not_kept}
@@ -64,23 +53,10 @@ class ActiveKeeper(OverLink):
 def parse(rows) -> dict[str, tuple[str, str]]:
     """{vport id: (switch, port)} of an ``active_ports`` message; raises Refused naming the first entry that is not
     well-formed (the whole message is refused)."""
-    if not isinstance(rows, list):
-        raise Refused(f"ports: must be a list, not {type(rows).__name__}")
-    if len(rows) > KEPT:
-        raise Refused(f"ports: {len(rows)} entries, more than the {KEPT} an active sends")
     out = {}
-    for i, row in enumerate(rows):
+    for i, row in enumerate(overlink.table_of("ports", rows, KEPT, Refused)):
         where = f"ports[{i}]"
-        if not isinstance(row, dict):
-            raise Refused(f"{where}: must be a map, not {type(row).__name__}")
-        if set(row) != ROW_KEYS:
-            missing, extra = sorted(ROW_KEYS - set(row)), sorted(f"{key!r:.40}" for key in set(row) - ROW_KEYS)
-            raise Refused(f"{where}: " + "; ".join(filter(None, (missing and f"missing {', '.join(missing)}",
-                                                                extra and f"unknown {', '.join(extra[:3])}"))))
-        for name in ("vport", "switch", "port"):
-            value = row[name]
-            if not (isinstance(value, str) and 0 < len(value) <= MAX_NAME):
-                raise Refused(f"{where}.{name}: must be a string of 1-{MAX_NAME} characters, not {value!r:.80}")
+        overlink.entry_of(where, row, ROW_KEYS, ("vport", "switch", "port"), Refused)
         if row["vport"] in out:
             raise Refused(f"{where}: vport {row['vport']!r} listed twice")
         out[row["vport"]] = (row["switch"], row["port"])

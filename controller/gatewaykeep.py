@@ -35,7 +35,7 @@ import logging
 import math
 import time
 
-from controller import fields
+from controller import fields, overlink
 from controller.loglimit import warn_limited
 from controller.overlink import OverLink
 
@@ -43,11 +43,9 @@ log = logging.getLogger("canopy.ha")
 MESSAGE = "gateway_macs"
 KEPT = 4096  # entries sent and held (~90 bytes each): switches x external networks that resolve by ARP
 ROW_KEYS = frozenset(("switch", "network", "mac", "age"))
-MAX_NAME = 255  # characters of a switch key or an external network id
-SHOWN = 3  # unknown fields of an entry named in its refusal (the rest counted)
 
 
-class Refused(ValueError):
+class Refused(overlink.Refused):
     """Why a gateway_macs message is refused (the entry, the field, the reason)."""
 
 
@@ -86,14 +84,7 @@ class GatewayKeeper(OverLink):
 
     def receive(self, rows) -> None:
         """Not the active: the active's table, taken (``take``) or refused whole."""
-        try:
-            rows = parse(rows)
-        except Refused as exc:
-            self.refused += 1
-            warn_limited(log, ("gateway macs refused",), "gateway MACs from the HA peer refused, nothing "
-                         "changed (%d refused so far): %s", self.refused, exc)
-            return
-        self.take(rows)
+        self.take_or_refuse(rows, parse, self.take, "gateway MACs")
 
     def heartbeat(self) -> None:
         self.take_waiting()
@@ -163,12 +154,8 @@ class GatewayKeeper(OverLink):
 def parse(macs) -> list[tuple[str, str, str, float]]:
     """(switch, network, MAC, age) of each entry of a ``gateway_macs`` message; raises Refused naming the first
     entry that is not well-formed (the whole message is refused: nothing is taken from it)."""
-    if not isinstance(macs, list):
-        raise Refused(f"macs: must be a list, not {type(macs).__name__}")
-    if len(macs) > KEPT:
-        raise Refused(f"macs: {len(macs)} entries, more than the {KEPT} an active sends")
     out, seen = [], set()
-    for i, row in enumerate(macs):
+    for i, row in enumerate(overlink.table_of("macs", macs, KEPT, Refused)):
         entry = _entry(i, row)
         if entry[:2] in seen:
             raise Refused(f"macs[{i}]: switch {entry[0]!r} and network {entry[1]!r} listed twice")
@@ -179,18 +166,7 @@ def parse(macs) -> list[tuple[str, str, str, float]]:
 
 def _entry(i: int, row) -> tuple[str, str, str, float]:
     where = f"macs[{i}]"
-    if not isinstance(row, dict):
-        raise Refused(f"{where}: must be a map, not {type(row).__name__}")
-    if set(row) != ROW_KEYS:
-        missing, extra = sorted(ROW_KEYS - set(row)), sorted(map(repr, set(row) - ROW_KEYS))
-        unknown = ", ".join(f"{name:.40}" for name in extra[:SHOWN]) + \
-            (f", ... ({len(extra)} in all)" if len(extra) > SHOWN else "")  # a hostile peer's: a bounded line
-        raise Refused(f"{where}: " + "; ".join(filter(None, (missing and f"missing {', '.join(missing)}",
-                                                            extra and f"unknown {unknown}"))))
-    for name in ("switch", "network"):
-        value = row[name]
-        if not (isinstance(value, str) and 0 < len(value) <= MAX_NAME):
-            raise Refused(f"{where}.{name}: must be a string of 1-{MAX_NAME} characters, not {value!r:.80}")
+    overlink.entry_of(where, row, ROW_KEYS, ("switch", "network"), Refused)
     try:
         mac = fields.mac(row["mac"])
     except fields.Invalid as exc:

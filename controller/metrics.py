@@ -28,6 +28,7 @@ from controller.lagcause import Schedstat
 from controller.lagprobe import LagProbe
 from controller.pacer import Pacer
 from controller.rest.lane import Lane
+from openflow import floodlimits
 
 disable_created_metrics()  # the _created series only add noise to a long-running process
 
@@ -279,11 +280,19 @@ def _switches(state, reconcilers, pause, count_pause=None):
 
 
 def _floods(watch):
-    """Subnets whose broadcast passes Open vSwitch's limits on a switch (openflow/floodlimits.py)."""
+    """Subnets whose broadcast passes Open vSwitch's limits on a switch (openflow/floodlimits.py): a series for each
+    of the first ``METRICS_OVER`` pairs (switch, subnet), the rest counted."""
+    first = watch.rows(floodlimits.METRICS_OVER)
     yield _gauge("canopy_subnet_flood_over_limit", "1 for a subnet whose broadcast on a switch passes one of Open "
                  "vSwitch's limits (resubmits: the broadcast or its last VTEPs dropped; datapath_actions: VTEPs past "
-                 "~780 get no copy)", ("chassis", "subnet", "limit"),
-                 [((row["chassis"], row["subnet"], limit), 1) for row in watch.rows() for limit in row["passed"]])
+                 f"~780 get no copy); the first {floodlimits.METRICS_OVER} (switch, subnet) pairs only",
+                 ("chassis", "subnet", "limit"),
+                 [((row["chassis"], row["subnet"], limit), 1) for row in first for limit in row["passed"]])
+    yield _gauge("canopy_subnet_flood_over_limit_pairs", "(switch, subnet) pairs whose broadcast passes one of Open "
+                 "vSwitch's limits", (), [((), len(watch.over))])
+    yield _gauge("canopy_subnet_flood_over_limit_more", "of those pairs, the ones past the first "
+                 f"{floodlimits.METRICS_OVER} given no series of their own (GET /v1/subnets/ID or /v1/switches lists "
+                 "them)", (), [((), len(watch.over) - len(first))])
     yield _counter("canopy_flood_limit_crossings", "times a subnet's broadcast on a switch came to pass one of Open "
                    "vSwitch's limits (each logged once as a warning)", (), [((), watch.crossings)])
 

@@ -48,6 +48,8 @@ from controller.yamldoc import join
 DOC_KEYS = {"source", "tenants", "vtep_bindings", "external_networks"}
 NESTED = {"tenant": {"domains", "subnets", "acls", "policy_groups", "floating_ips"}, "domain": {"subnets"},
           "subnet": {"vports"}}
+TENANT_LEAVES = (("acl", "acls"), ("policy_group", "policy_groups"), ("floating_ip", "floating_ips"))  # (kind, key)
+# of a tenant's objects that hold no others, in the order a document's are read
 ORDER = ("external_network", "tenant", "policy_group", "domain", "subnet", "acl", "vport", "floating_ip",
          "vtep_binding")
 PARENT_KIND = {"domain": "tenant", "subnet": "tenant", "acl": "tenant", "policy_group": "tenant",
@@ -131,18 +133,11 @@ def _read_tenant(tenant, path, out, problems, pacer):
         return
     ref = _ref(tenant, path)
     out.append(Desired("tenant", ref, path, _own_fields("tenant", tenant)))
-    for i, acl in enumerate(_list(tenant, "acls", path, problems)):
-        apath = join(join(path, "acls"), i)
-        if _is_mapping(acl, apath, problems):
-            out.append(Desired("acl", _ref(acl, apath, ref), apath, dict(acl), ref))
-    for i, group in enumerate(_list(tenant, "policy_groups", path, problems)):
-        gpath = join(join(path, "policy_groups"), i)
-        if _is_mapping(group, gpath, problems):
-            out.append(Desired("policy_group", _ref(group, gpath, ref), gpath, dict(group), ref))
-    for i, fip in enumerate(_list(tenant, "floating_ips", path, problems)):
-        fpath = join(join(path, "floating_ips"), i)
-        if _is_mapping(fip, fpath, problems):
-            out.append(Desired("floating_ip", _ref(fip, fpath, ref), fpath, dict(fip), ref))
+    for kind, key in TENANT_LEAVES:
+        for i, obj in enumerate(_list(tenant, key, path, problems)):
+            opath = join(join(path, key), i)
+            if _is_mapping(obj, opath, problems):
+                out.append(Desired(kind, _ref(obj, opath, ref), opath, dict(obj), ref))
     for i, dom in enumerate(_list(tenant, "domains", path, problems)):
         dpath = join(join(path, "domains"), i)
         if not _is_mapping(dom, dpath, problems):

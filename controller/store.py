@@ -194,20 +194,20 @@ class Store:
 
     def _renewed(self, kept):
         """renew's file work (the caller holds the lock; this may run in another OS thread)."""
-        own = identity(self.path) == self.file.opened  # else another's file was put at the path: set aside, kept
-        moved = set_aside(self.path, "renewed")
+        moved = set_aside(self.path, "renewed")  # never over an earlier renewal's files: storefile claim
         try:
             db = self._connected(kept)  # refused (a full disk): the old file stays the store's, tried again later
         except BaseException:
-            discard(self.path)  # what the refused one made: else the next try (the next tick) moves it aside too, a
-            raise  # renewed-<time> file a second, and in the same second over the file put there, set aside first
+            discard(self.path)  # what the refused one made: else the next try (the next tick) moves it aside too
+            raise
+        # one look, at the file moved (under a name only this store makes): a file put at the path between a look at
+        # the path and the move was taken for the store's before. Another's file is set aside and kept, never pruned
+        # (the only copy of an operator's file moved there, perhaps); ours, while the old connection holds it open
+        own = any(not path.endswith(("-wal", "-shm")) and identity(path) == self.file.opened for path in moved)
         self._db.close()  # another file at the path, and the old reader open: no checkpoint into anything
         self._renewals.append(self.file.made + (moved if own else []))  # a file deleted again and again: not copies
-        # for ever; never one this store did not make (the only copy of an operator's file moved there, perhaps)
-        while len(self._renewals) > RENEWED_KEPT:  # a name a kept renewal reused (set aside in the same second:
-            kept = set().union(*self._renewals[1:])  # names are stamped to the second) is that renewal's now
-            remove([path for path in self._renewals.pop(0) if path not in kept],
-                   f"the files of a renewal older than the newest {RENEWED_KEPT}")
+        while len(self._renewals) > RENEWED_KEPT:  # for ever (no name is reused, storefile claim: none a kept one's)
+            remove(self._renewals.pop(0), f"the files of a renewal older than the newest {RENEWED_KEPT}")
         return db
 
     def close(self):

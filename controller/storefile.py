@@ -11,11 +11,11 @@ The first time it finds its file gone it also saves what it holds: SQLite's onli
 (which reads through its write-ahead log, so every committed write is in it) to a new file beside the store,
 ``canopy.db.saved-<time>`` (``-2``, ... when that name is taken: ``claim``), for ``canopy restore`` once the
 controller is stopped. Then it moves its write-ahead log and shared-memory index aside (``canopy.db.gone-<time>-wal``,
-``-shm``): SQLite does not remove them when it closes a database whose file has moved, and the next opener of
-``canopy.db`` (a file put in its place, or a new store made with ``--accept-store``) would take that log for its own
-and replay the lost file's pages into it. A save that failed is tried again (``SAVE_AGAIN``; an HA standby's renewal
-waits for it: ``kept``), and the store's close (the controller's stop) looks once more (``closing``): a file that
-went after the last write, which no check noticed, is saved then.
+``-shm``; numbered too, never over another file: ``set_aside``): SQLite does not remove them when it closes a
+database whose file has moved, and the next opener of ``canopy.db`` (a file put in its place, or a new store made with
+``--accept-store``) would take that log for its own and replay the lost file's pages into it. A save that failed is
+tried again (``SAVE_AGAIN``; an HA standby's renewal waits for it: ``kept``), and the store's close (the controller's
+stop) looks once more (``closing``): a file that went after the last write, which no check noticed, is saved then.
 
 The same check finds the file changed in place (same inode: ``cp other.db canopy.db``, ``truncate``, a restore tool
 writing into it): in WAL mode only the store's own checkpoints write the database file, and they run inside its own
@@ -72,31 +72,54 @@ def stamp() -> str:
     return time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())
 
 
-def claim(base: str, tries: int = 100) -> str:
-    """A new, empty file named ``base`` or, when that is taken (a save within the same second: names are stamped to
-    the second), ``base-2``, ``base-3``...; its path. Never an existing file: a save that fails removes only what it
-    made, and one that succeeds overwrites no earlier copy. OSError when none can be made."""
+def claim(base: str, suffixes=("",), tries: int = 100) -> str:
+    """New, empty files named ``base`` + each of ``suffixes`` or, when one of those is taken (two within the same
+    second: names are stamped to the second), ``base-2`` + each, ``base-3``...; the stem they share. Never an existing
+    file (``O_EXCL``): a save that fails removes only what it made, one that succeeds overwrites no earlier copy, and a
+    file set aside (``set_aside``) replaces only the empty file claimed for it. OSError when none can be made."""
     for n in range(1, tries + 1):
-        path = base if n == 1 else f"{base}-{n}"
+        stem, made = base if n == 1 else f"{base}-{n}", []
         try:
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))  # as SQLite makes one
-            return path
-        except FileExistsError:
-            continue
+            for suffix in suffixes:
+                os.close(os.open(stem + suffix, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))  # as SQLite makes one
+                made.append(suffix)
+            return stem
+        except BaseException as exc:
+            discard(stem, made)  # what this try made, and only that
+            if not isinstance(exc, FileExistsError):
+                raise
     raise FileExistsError(errno.EEXIST, f"{base} and {tries - 1} numbered names after it are taken")
 
 
 def set_aside(path: str, label: str, suffixes=("", "-wal", "-shm")) -> list[str]:
-    """Move the file at ``path`` and its write-ahead log and index (``suffixes``) to ``<path>.<label>-<time>``
-    (those that are there); the paths they went to. OSError when one cannot be moved."""
-    when, moved = stamp(), []
-    for suffix in suffixes:
-        try:
-            os.replace(path + suffix, f"{path}.{label}-{when}{suffix}")
-            moved.append(f"{path}.{label}-{when}{suffix}")
-        except FileNotFoundError:
-            pass
+    """Move the file at ``path`` and its write-ahead log and index (``suffixes``: those that are there) to
+    ``<path>.<label>-<time>`` (``-2``, ``-3``... when a name is taken: ``claim``), never over an earlier one; the
+    paths they went to. OSError when one cannot be moved (those not moved yet stay where they are)."""
+    there = [suffix for suffix in suffixes if os.path.lexists(path + suffix)]
+    if not there:
+        return []
+    stem, moved = claim(f"{path}.{label}-{stamp()}", there), []
+    try:
+        for suffix in there:
+            try:
+                os.replace(path + suffix, stem + suffix)
+                moved.append(stem + suffix)
+            except FileNotFoundError:  # gone since it was looked at
+                discard(stem, (suffix,))
+    except BaseException:
+        discard(stem, [suffix for suffix in there if stem + suffix not in moved])  # the claimed names left empty
+        raise
     return moved
+
+
+def copy_into(backup, dest: str) -> None:
+    """SQLite's online backup into a new connection to ``dest``, closed after, whatever happens: ``backup`` is the
+    source connection's ``backup`` (or any function of the new connection)."""
+    out = sqlite3.connect(dest)
+    try:
+        backup(out)
+    finally:
+        out.close()
 
 
 def remove(paths, why: str) -> None:
@@ -250,11 +273,7 @@ class FileWatch:
             note(log, logging.ERROR, "the store %s: could not save what it holds beside it: %s", self.path, exc)
             return None
         try:
-            out = sqlite3.connect(dest)
-            try:
-                self.save(out)
-            finally:
-                out.close()
+            copy_into(self.save, dest)
         except (sqlite3.Error, OSError) as exc:
             note(log, logging.ERROR, "the store %s: could not save what it holds to %s: %s", self.path, dest, exc)
             try:

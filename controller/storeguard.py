@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from controller.store import DB_NAME, MARKER_NAME, SCHEMA_VERSION, StoreError, free_bytes
+from controller.storefile import copy_into, set_aside
 
 LOCK_NAME = "canopy.lock"
 RECOVERY = ("restore a backup with 'canopy restore FILE' (a 'canopy backup' from this node or the HA peer), "
@@ -144,13 +145,9 @@ def verify(data_dir: str, accept: bool = False) -> str | None:
     if not accept:
         raise StoreRefused(f"{problem}; {RECOVERY}")
     path, marker = _paths(data_dir)
-    stamp = int(time.time())
-    if os.path.exists(marker):
-        os.replace(marker, f"{marker}.replaced-{stamp}")
+    set_aside(marker, "replaced", ("",))  # (names claimed: never over an earlier one, storefile)
     if not _readable(path):
-        for suffix in ("", "-wal", "-shm"):
-            if os.path.exists(path + suffix):
-                os.replace(path + suffix, f"{path}.replaced-{stamp}{suffix}")
+        set_aside(path, "replaced")
     return f"accepted the store as it is (--accept-store): {problem}"
 
 
@@ -223,11 +220,7 @@ def backup(data_dir: str, dest: str) -> StoreFacts:
         raise StoreRefused(f"{dest} exists; name a new file")
     src = _read_only(path)
     try:
-        out = sqlite3.connect(dest)
-        try:
-            src.backup(out)
-        finally:
-            out.close()
+        copy_into(src.backup, dest)
     except sqlite3.Error as exc:
         raise StoreRefused(f"backing up {path} failed ({exc})") from None
     finally:
@@ -243,19 +236,12 @@ def restore(data_dir: str, source: str) -> tuple[StoreFacts, str | None]:
     held = lock(data_dir)
     try:
         path, marker = _paths(data_dir)
-        kept = None
-        stamp = int(time.time())
-        for suffix in ("", "-wal", "-shm"):
-            if os.path.exists(path + suffix):
-                kept = f"{path}.replaced-{stamp}"
-                os.replace(path + suffix, kept + suffix)
+        moved = set_aside(path, "replaced")  # two restores within one second: the first's no longer replaced
+        kept = moved[0].removesuffix("-wal").removesuffix("-shm") if moved else None  # (the store moved, or its log)
         src = _read_only(source)
-        out = sqlite3.connect(path)
         try:
-            src.backup(out)
-            out.execute("PRAGMA journal_mode=WAL")
+            copy_into(lambda out: (src.backup(out), out.execute("PRAGMA journal_mode=WAL")), path)
         finally:
-            out.close()
             src.close()
         with open(marker + ".tmp", "w", encoding="utf-8") as fh:
             json.dump({"store_id": facts.store_id, "seq": facts.seq, "ts": facts.ts, "written": time.time()}, fh)

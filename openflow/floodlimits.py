@@ -32,6 +32,9 @@ MAX_VTEPS = 780  # copies to VTEPs one packet's 64 kB of datapath actions hold (
 STATUS_OVER = 20  # pairs GET /v1/status lists in ``flood_limits.over`` (the first, by switch session and subnet id);
 # ``more`` counts the rest: a subnet past a limit on every one of 800 switches is 800 pairs (the subnet's and the
 # switch's own views list theirs whole)
+METRICS_OVER = 100  # pairs /metrics gives a series of their own (``canopy_subnet_flood_over_limit``; the first, as
+# ``status`` lists them): a subnet over on every switch, or many subnets over, no longer grows the scrape without bound;
+# ``canopy_subnet_flood_over_limit_more`` counts the rest (their subnets' and switches' REST views list them)
 
 
 def reach(groups) -> tuple[int, int]:
@@ -179,16 +182,14 @@ class FloodWatch:
                      for sid in sorted(self.subnets_on[session])]
         return out
 
-    def rows(self) -> list[dict]:
-        """Every pair over a limit, as ``status`` lists its first ones (the /metrics gauge: one series a pair)."""
+    def rows(self, most: int) -> list[dict]:
+        """The first ``most`` pairs over a limit, by switch session and subnet id (GET /v1/status, /metrics)."""
+        first = heapq.nsmallest(most, self.over.items())  # (keys unique: the entries are never compared)
         return [{"chassis": self.chassis_of(session), "subnet": self.subnet_ref(sid), **entry}
-                for (session, sid), entry in sorted(self.over.items())]
+                for (session, sid), entry in first]
 
     def status(self) -> dict:
         """GET /v1/status ``flood_limits``: how many (switch, subnet) pairs pass a limit, the first ``STATUS_OVER`` of
         them (by switch session and subnet id) and how many more (the subnet's and the switch's views list theirs)."""
-        first = heapq.nsmallest(STATUS_OVER, self.over.items())  # (keys unique: the entries are never compared)
-        return {"count": len(self.over), "crossings": self.crossings,
-                "over": [{"chassis": self.chassis_of(session), "subnet": self.subnet_ref(sid), **entry}
-                         for (session, sid), entry in first],
-                "more": len(self.over) - len(first)}
+        over = self.rows(STATUS_OVER)
+        return {"count": len(self.over), "crossings": self.crossings, "over": over, "more": len(self.over) - len(over)}

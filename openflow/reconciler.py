@@ -242,13 +242,7 @@ class SwitchReconciler(ChangeSender, SwitchReport):
     def request_role(self, role: str, generation: int) -> tuple[bool, str | None]:
         """Ask the switch for ``role`` (master, slave, equal) with ``generation``; (confirmed, error text).
         Blocks the calling green thread until the answer (at most ROLE_TIMEOUT)."""
-        msg = ryumsg.role_request(self.datapath, role, generation)
-        waiter = self._waiters[self._xid(msg)] = Waiter()
-        try:
-            self.datapath.send_msg(msg)
-            answered = waiter.event.wait(ROLE_TIMEOUT)
-        finally:
-            self._waiters.pop(msg.xid, None)
+        waiter, answered = self._asked(ryumsg.role_request(self.datapath, role, generation), ROLE_TIMEOUT)
         if waiter.error or not answered or not waiter.replies:
             return False, waiter.error or "no answer"
         reply = waiter.replies[0]

@@ -52,14 +52,20 @@ class ChangeSender:
 
     # ------------------------------------------------------------------------------ requests
 
-    def _request(self, msg):
-        """Send a request and return its (multipart) replies' entries, or None on error or timeout."""
+    def _asked(self, msg, timeout: float) -> tuple[Waiter, bool]:
+        """Send ``msg`` (a request) and wait for its answer, at most ``timeout``: (its waiter: replies or error,
+        whether it answered). Blocks the calling green thread."""
         waiter = self._waiters[self._xid(msg)] = Waiter()
         try:
             self.datapath.send_msg(msg)
-            answered = waiter.event.wait(REPLY_TIMEOUT)
+            answered = waiter.event.wait(timeout)
         finally:
-            del self._waiters[msg.xid]
+            self._waiters.pop(msg.xid, None)
+        return waiter, answered
+
+    def _request(self, msg):
+        """Send a request and return its (multipart) replies' entries, or None on error or timeout."""
+        waiter, answered = self._asked(msg, REPLY_TIMEOUT)
         if not answered or waiter.error or self.state == "stopped":
             self._log.error("%s failed: %s", type(msg).__name__, waiter.error or "no answer")
             return None

@@ -11,6 +11,9 @@ what to change (``_plan``) and how to write it (``_apply``).
 - A change of kind ``CONFLICT`` is never written: it is logged once (again only if it changes).
 - An unexpected error (a bug, an unexpected schema) is logged and backed off like a failed write: it
   never ends the session.
+
+The transaction in flight and the back-off (``OneInFlight``) are shared with the hardware VTEPs' reconciler
+(ovsdb/vtep_sync.py), which plans its own way.
 """
 
 from __future__ import annotations
@@ -31,7 +34,61 @@ def backoff_delay(attempts: int) -> float:
     return min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** (attempts - 1))
 
 
-class RowReconciler:
+class OneInFlight:
+    """At most one transaction in flight, and the back-off after one that failed: what ``RowReconciler`` and the
+    hardware VTEPs' reconciler (ovsdb/vtep_sync.py ``VtepReconciler``) share. The subclass holds ``_replica``,
+    ``_peer``, ``_log``, ``_clock``, ``_pending``, ``_attempts``, ``_not_before``, ``_replan``, ``state`` and
+    ``last_error``, and says what names it in logs (``_name``) and what the transaction in flight did
+    (``_committed``, ``_transaction``)."""
+
+    def _name(self) -> str:
+        raise NotImplementedError
+
+    def _committed(self) -> str:
+        """The log's words for the transaction in flight, committed."""
+        raise NotImplementedError
+
+    def _transaction(self) -> str:
+        """The log's words for the transaction in flight, failed."""
+        raise NotImplementedError
+
+    def _failed(self, what: str, error: str) -> None:
+        """Called after a failure was logged (a subclass may report it further)."""
+
+    def wake_in_ms(self) -> int | None:
+        """How soon ``step`` has work even if the peer stays silent (a back-off ending), or None."""
+        if self._pending is not None or not self._replan:
+            return None
+        return max(0, int((self._not_before - self._clock()) * 1000))
+
+    def _finish_pending(self) -> bool:
+        """True once the transaction in flight has an outcome, which is handled here."""
+        result = self._pending.poll()
+        if result is None:
+            return False
+        self._pending = None
+        if result.ok:
+            self._log.info("ovsdb %s: %s: %s", self._peer, self._name(), self._committed())
+            self.last_error, self._replan = "", True
+            # If the replica still differs once the update is in, the next attempt waits.
+            self._not_before = self._clock() + backoff_delay(self._attempts)
+        else:
+            error = result.status + (": " + result.detail if result.detail else "")
+            self._fail(self._transaction(), error, result.transient)
+        return True
+
+    def _fail(self, what: str, error: str, transient: bool = False) -> None:
+        """Log the failure of ``what`` with the peer; the next attempt waits for the back-off."""
+        delay = backoff_delay(max(1, self._attempts))
+        self.last_error, self.state, self._replan = error, "backoff", True
+        self._not_before = self._clock() + delay
+        self._log.log(logging.WARNING if transient else logging.ERROR,
+                      "ovsdb %s: %s: %s failed (%s); retrying in %.1fs",
+                      self._peer, self._name(), what, error, delay)
+        self._failed(what, error)
+
+
+class RowReconciler(OneInFlight):
     """Keeps one thing in a VRS database as desired; subclasses implement ``_plan`` and ``_apply``.
 
     ``replica``: an ``ovsdb.idl.Replica`` (``rows``, ``change_seqno``, ``transact``); ``label``
@@ -68,19 +125,19 @@ class RowReconciler:
     def _starting(self, change) -> None:
         """Called as a transaction for ``change`` starts (extra logging)."""
 
-    def _failed(self, what: str, error: str) -> None:
-        """Called after a failure was logged (a subclass may report it further)."""
+    def _name(self) -> str:
+        return self.label
+
+    def _committed(self) -> str:
+        return "%s committed" % self._change.kind
+
+    def _transaction(self) -> str:
+        return "%s transaction" % self._change.kind
 
     # ------------------------------------------------------------------ the session loop's side
     def describe(self) -> dict:
         """JSON-ready summary for sessions()."""
         return {"state": self.state, "transactions": self.transactions, "last_error": self.last_error or None}
-
-    def wake_in_ms(self) -> int | None:
-        """How soon ``step`` has work even if the peer stays silent (a back-off ending), or None."""
-        if self._pending is not None or not self._replan:
-            return None
-        return max(0, int((self._not_before - self._clock()) * 1000))
 
     def step(self, snap) -> None:
         """Finish the transaction in flight, or plan and (back-off permitting) start the next one."""
@@ -130,29 +187,3 @@ class RowReconciler:
         comment = "canopy: %s: %s" % (self.label, change.kind)
         self._pending = self._replica.transact(lambda writer: self._apply(change, writer), comment)
         self.state = "pending"
-
-    def _finish_pending(self) -> bool:
-        """True once the transaction in flight has an outcome, which is handled here."""
-        result = self._pending.poll()
-        if result is None:
-            return False
-        self._pending = None
-        if result.ok:
-            self._log.info("ovsdb %s: %s: %s committed", self._peer, self.label, self._change.kind)
-            self.last_error, self._replan = "", True
-            # If the replica still differs once the update is in, the next attempt waits.
-            self._not_before = self._clock() + backoff_delay(self._attempts)
-        else:
-            error = result.status + (": " + result.detail if result.detail else "")
-            self._fail("%s transaction" % self._change.kind, error, result.transient)
-        return True
-
-    def _fail(self, what: str, error: str, transient: bool = False) -> None:
-        """Log the failure of ``what`` with the peer; the next attempt waits for the back-off."""
-        delay = backoff_delay(max(1, self._attempts))
-        self.last_error, self.state, self._replan = error, "backoff", True
-        self._not_before = self._clock() + delay
-        self._log.log(logging.WARNING if transient else logging.ERROR,
-                      "ovsdb %s: %s: %s failed (%s); retrying in %.1fs",
-                      self._peer, self.label, what, error, delay)
-        self._failed(what, error)

@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 from controller.discovery import VtepDesired
 from ovsdb.rowchanges import row_key
-from ovsdb.tunnel import backoff_delay
+from ovsdb.rowsync import OneInFlight, backoff_delay
 from ovsdb.vtep import (
     ENCAPSULATION,
     canopy_vni,
@@ -234,7 +234,7 @@ def _write_flood(plan: VtepPlan, writer, refs: _Refs) -> None:
             writer.set(row, "locator_set", locator_set)
 
 
-class VtepReconciler:
+class VtepReconciler(OneInFlight):
     """Keeps one hardware VTEP's database as desired; call ``step`` from the session loop after ``run()``.
 
     ``replica``: an ``ovsdb.idl.Replica`` (``rows``, ``has_column``, ``change_seqno``, ``transact``).
@@ -287,12 +287,6 @@ class VtepReconciler:
         if self._macs is not None:
             for uuid, change in changes.table("Ucast_Macs_Remote").items():
                 self._touched |= self._macs.row_changed(uuid, None if change.deleted else change.row)
-
-    def wake_in_ms(self) -> int | None:
-        """How soon ``step`` has work even if nothing else happens (a back-off ending), or None."""
-        if self._pending is not None or not self._replan:
-            return None
-        return max(0, int((self._not_before - self._clock()) * 1000))
 
     def step(self, switch: str | None, desired: VtepDesired | None) -> None:
         """Finish the transaction in flight, or plan and (back-off permitting) start the next one."""
@@ -374,28 +368,14 @@ class VtepReconciler:
                                                comment)
         self.state = PENDING
 
-    def _finish_pending(self) -> bool:
-        """True once the transaction in flight has an outcome, which is handled here."""
-        result = self._pending.poll()
-        if result is None:
-            return False
-        self._pending = None
-        if result.ok:
-            self._log.info("ovsdb %s: vtep %s: committed (%s)", self._peer, self.switch, self._summary)
-            self.last_error, self._replan = "", True
-            # If the replica still differs once the update is in, the next attempt waits.
-            self._not_before = self._clock() + backoff_delay(self._attempts)
-        else:
-            error = result.status + (": " + result.detail if result.detail else "")
-            self._fail("transaction (%s)" % self._summary, error, result.transient)
-        return True
+    def _name(self) -> str:
+        return "vtep %s" % self.switch
 
-    def _fail(self, what: str, error: str, transient: bool = False) -> None:
-        """Log the failure of ``what`` with the peer; the next attempt waits for the back-off."""
+    def _committed(self) -> str:
+        return "committed (%s)" % self._summary
+
+    def _transaction(self) -> str:
+        return "transaction (%s)" % self._summary
+
+    def _failed(self, what: str, error: str) -> None:
         self._macs = None  # what was written is not known: the next plan is a full one
-        delay = backoff_delay(max(1, self._attempts))
-        self.last_error, self.state, self._replan = error, BACKOFF, True
-        self._not_before = self._clock() + delay
-        self._log.log(logging.WARNING if transient else logging.ERROR,
-                      "ovsdb %s: vtep %s: %s failed (%s); retrying in %.1fs",
-                      self._peer, self.switch, what, error, delay)

@@ -422,10 +422,7 @@ class Api:
         return Response(200, self.ha.status() if self.ha is not None else {"role": "standalone"})
 
     def apply(self, req):
-        body = _json_body(req, self.pause)
-        for key in body:
-            if key not in ("document", "source") + APPLY_FLAGS:
-                raise ApiError(422, "invalid", "unknown field", key)
+        body = _only(_json_body(req, self.pause), ("document", "source") + APPLY_FLAGS)
         source = body.get("source", "api")
         if not isinstance(source, str) or not source:
             raise ApiError(422, "invalid", "must be a non-empty string", "source")
@@ -438,10 +435,7 @@ class Api:
         return Response(200, result)
 
     def ha_solo(self, req):
-        body = _json_body(req, self.pause, QUESTION_BODY)
-        for key in body:
-            if key != "solo":
-                raise ApiError(422, "invalid", "unknown field", key)
+        body = _only(_json_body(req, self.pause, QUESTION_BODY), ("solo",))
         if not isinstance(body.get("solo"), bool):
             raise ApiError(422, "invalid", "is required: true or false", "solo")
         return Response(200, {"solo": self.ha.set_solo(body["solo"], f"REST from {req.remote}")})
@@ -454,10 +448,7 @@ class Api:
         return Response(200, {"level": logs.current_level()})
 
     def set_log_level(self, req):
-        body = _json_body(req, self.pause, QUESTION_BODY)
-        for key in body:
-            if key != "level":
-                raise ApiError(422, "invalid", "unknown field", key)
+        body = _only(_json_body(req, self.pause, QUESTION_BODY), ("level",))
         level = body.get("level")
         if level not in logs.LEVELS:
             raise ApiError(422, "invalid", f"must be one of {', '.join(logs.LEVELS)}", "level")
@@ -484,3 +475,11 @@ def _policy_error(exc: PolicyError):
                **({"also": p.also} if p.also else {})} for p in exc.problems]
     reason = f"{first.reason} (first at {first.also})" if first.also else first.reason
     return _error(status, first.code, reason, first.field or None, errors)
+
+
+def _only(body: dict, fields: tuple) -> dict:
+    """``body`` (a request's JSON object), refused (422, naming the field) when it holds a field not in ``fields``."""
+    for key in body:
+        if key not in fields:
+            raise ApiError(422, "invalid", "unknown field", key)
+    return body

@@ -105,6 +105,7 @@ def test_metrics_after_real_switches_connect(lab):
     assert value(got, "canopy_store_sequence") == api.get("/v1/status").json["seq"]
     assert value(got, "canopy_rest_requests_total", method="POST", route="/v1/vports", code="201") == 1
     assert value(got, "canopy_ha_role", role="standalone") == 1
+    assert value(got, "canopy_subnet_flood_over_limit_pairs") == value(got, "canopy_subnet_flood_over_limit_more") == 0
     worst = api.get("/v1/status").json["event_loop_lag"]["worst"]  # the stall watch's split (controller/stallwatch.py)
     assert {"lag_ms", "cpu_ms", "collector_ms", "run_delay_ms", "off_cpu_ms", "off_cpu_late_ms", "at_s"} <= worst.keys()
     noise = alarming(canopy.log_path.read_text())

@@ -82,3 +82,24 @@ def test_a_malformed_table_is_refused_whole():
                 [{"vport": "v", "switch": "s", "port": "p"}] * 2, [[1, 2, 3]]):
         k.on_peer_message({"t": ak.MESSAGE, "ports": bad}, "standby")
     assert k.refused == 7 and standby.activated == before
+
+
+def test_hostile_unknown_fields_are_named_in_a_line_of_bounded_length(caplog, monkeypatch):
+    """An entry with thousands of unknown fields: the refusal names a few, shortened, and counts them all, as the
+    gateway MACs' does (controller/overlink.py ``entry_of``, shared); before, it named three and never said how many
+    there were."""
+    import logging
+
+    from controller import loglimit
+
+    monkeypatch.setattr(loglimit, "_last_logged", {})
+    standby, _prog, _web3 = migrating()
+    k = keeper(standby)
+    row = {"vport": "v", "switch": "s", "port": "p", "k" * 100_000: 1, **{f"extra{i}": i for i in range(10_000)}}
+    with caplog.at_level(logging.WARNING, logger="canopy.ha"):
+        k.on_peer_message({"t": ak.MESSAGE, "ports": [row]}, "standby")
+    [line] = [r.getMessage() for r in caplog.records if r.name == "canopy.ha"]
+    assert "live migrations' active ports from the HA peer refused, nothing changed (1 refused so far)" in line
+    assert "ports[0]: unknown 'extra0', 'extra1', " in line and "(10001 in all)" in line and len(line) < 400, \
+        line[:400]
+    assert k.refused == 1

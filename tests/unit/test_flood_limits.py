@@ -190,10 +190,28 @@ def test_the_status_lists_the_first_pairs_over_and_counts_the_rest():
     assert status["count"] == 800 and status["more"] == 800 - floodlimits.STATUS_OVER
     assert [row["chassis"] for row in status["over"]] == [f"hv-s{i:03d}" for i in range(floodlimits.STATUS_OVER)]
     assert len(watch.of_subnet("big")) == 800
-    assert len(watch.rows()) == 800 and watch.rows()[:floodlimits.STATUS_OVER] == status["over"]
-    from controller.metrics import _floods  # /metrics: a series for every pair, not only those the status lists
-    gauge, _crossings = _floods(watch)
-    assert len(gauge.samples) == 800
+    assert watch.rows(800)[:floodlimits.STATUS_OVER] == status["over"]
+
+
+def test_metrics_give_the_first_pairs_over_a_series_and_count_the_rest():
+    """/metrics ``canopy_subnet_flood_over_limit`` had a series for every pair (switch, subnet) over a limit: many
+    subnets over on many switches (ports and VTEPs added by tenants) grew every scrape without bound. Now the first
+    ``METRICS_OVER`` pairs (as the status orders them) have one; ``_pairs`` and ``_more`` count all and the rest."""
+    from controller.metrics import _floods
+
+    watch = floodlimits.FloodWatch(chassis_of=lambda session: f"hv-{session}")
+    wide = floods.flood_groups(EVERYONE, LOCAL_ONLY, (), tuple(map(remote, range(781))), OWNER)
+    pairs = floodlimits.METRICS_OVER + 250
+    for i in range(pairs):
+        watch.check(f"s{i:03d}", "big", wide)
+    gauge, pairs_gauge, more, _crossings = _floods(watch)
+    assert [s.labels["chassis"] for s in gauge.samples] == [f"hv-s{i:03d}" for i in range(floodlimits.METRICS_OVER)]
+    assert {s.labels["limit"] for s in gauge.samples} == {"datapath_actions"}
+    assert pairs_gauge.samples[0].value == pairs and more.samples[0].value == 250
+    for i in range(pairs - 10):  # back within the limits: every pair left has its series, none more
+        watch.drop((f"s{i:03d}", "big"))
+    gauge, pairs_gauge, more, _crossings = _floods(watch)
+    assert len(gauge.samples) == 10 and pairs_gauge.samples[0].value == 10 and more.samples[0].value == 0
 
 
 def test_a_subnet_removed_from_a_switch_is_logged_as_removed_not_as_within_the_limits(caplog):

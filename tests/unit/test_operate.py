@@ -179,6 +179,9 @@ def test_log_level_changes_at_run_time_with_the_write_token(ctl, log_stream):
     assert ctl.call("PUT", "/v1/log-level", {"level": "debug"}, token=None)[0] == 401
     status, reply = ctl.call("PUT", "/v1/log-level", {"level": "loud"})
     assert status == 422 and reply["error"]["field"] == "level"
+    status, reply = ctl.call("PUT", "/v1/log-level", {"level": "debug", "loud": True})  # changes nothing
+    assert status == 422 and reply["error"]["field"] == "loud" and reply["error"]["reason"] == "unknown field"
+    assert ctl.call("GET", "/v1/log-level") == (200, {"level": "info"})
     status, reply = ctl.call("PUT", "/v1/log-level", {"level": "debug"})
     assert (status, reply) == (200, {"level": "debug", "previous": "info"})
     assert ctl.call("GET", "/v1/log-level") == (200, {"level": "debug"})

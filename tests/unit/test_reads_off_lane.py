@@ -24,6 +24,7 @@ from controller.rest.lane import Lane
 from controller.rest.wire import Request
 from controller.ryu_compat import hub
 from tests.unit.helpers import TOKEN, Controller
+from tests.unit.probeturns import beside_probe, runs_between
 from tests.unit.test_reconcile_pacing import OWNERS, change_of_many_owners, desired, give_way, reconciler
 
 TURNS = 10_000  # turns of the loop a read may take (it takes a few hundred: a pause every 1,000 flows)
@@ -112,25 +113,11 @@ def test_reads_counting_together_take_one_count_stretch_a_turn_of_the_loop(world
         world.rec._book._counted = None  # (each counts afresh, as reads that began before any count ended do)
         done.append(read(world, what)["pending"])
 
-    def probe():
-        while len(done) < AT_ONCE:
-            marks.append("probe")
-            hub.sleep(0)
-    prober = hub.spawn(probe)
-    hub.sleep(0)
-    threads = [hub.spawn(reader) for _ in range(AT_ONCE)]
-    for thread in threads + [prober]:
-        thread.wait()
-    runs, run = [], 0
-    for mark in marks:
-        if mark == "probe":
-            runs.append(run)
-            run = 0
-        else:
-            run += mark
+    beside_probe([reader] * AT_ONCE, marks)
+    runs = runs_between(marks, weight=lambda units: units)
     assert done == [4 * OWNERS] * AT_ONCE
-    assert sum(runs) + run >= AT_ONCE * 4 * OWNERS  # each counted the changed flows
-    assert max(runs + [run]) <= metrics_mod.COUNT_EVERY + 10, max(runs + [run])
+    assert sum(runs) >= AT_ONCE * 4 * OWNERS  # each counted the changed flows
+    assert max(runs) <= metrics_mod.COUNT_EVERY + 10, max(runs)
 
 
 def _plan_applied(book):

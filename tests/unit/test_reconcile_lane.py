@@ -9,6 +9,7 @@ vrs_scale's cold start, 10-20 reconcilers' turns of ~10 ms of CPU each in the pr
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from controller.pacer import Pacer
 from controller.rest.lane import Lane
 from controller.ryu_compat import hub
 from openflow.flows import Group
+from tests.unit.probeturns import beside_probe, runs_between
 from tests.unit.test_reconcile_pacing import desired, reconciler
 
 SWITCHES = 6
@@ -54,31 +56,16 @@ def most_stretches_between_probe_turns(pause) -> tuple[int, int, list]:
     def plan(dpid):
         plans[dpid] = sorted((op.kind, op.key) for op in recs[dpid]._plan())
 
-    def probe():
-        while len(plans) < SWITCHES:
-            marks.append("probe")
-            hub.sleep(0)
-
-    prober = hub.spawn(probe)
-    hub.sleep(0)
-    threads = [hub.spawn(plan, dpid) for dpid in range(SWITCHES)]
-    for thread in threads + [prober]:
-        thread.wait()
+    beside_probe([functools.partial(plan, dpid) for dpid in range(SWITCHES)], marks)
     runs = stretch_runs(marks)
     return max(runs[1:]), runs[0], [plans[d] for d in range(SWITCHES)]
 
 
 def stretch_runs(marks: list) -> list[int]:
-    """How many pauses ended between two of the probe's turns (``"probe"`` in ``marks``, every other mark a pause),
+    """How many pauses ended between two of the probe's turns (``PROBE`` in ``marks``, every other mark a pause),
     from the round in which the pausing threads began."""
-    runs, run = [], 0
-    for mark in marks:
-        if mark == "probe":
-            runs.append(run)
-            run = 0
-        else:
-            run += 1
-    return runs[next(i for i, n in enumerate(runs) if n):] + [run]
+    runs = runs_between(marks)
+    return runs[next(i for i, n in enumerate(runs) if n):]
 
 
 def test_reconcilers_planning_together_take_one_stretch_a_turn_and_plan_the_same():
@@ -102,6 +89,7 @@ APP_LANES = textwrap.dedent("""
     from controller import app, runtime, settings
     from controller.yamldoc import Doc
     from ovsdb.server import PeerSession
+    from tests.unit.probeturns import beside_probe
     from tests.unit.test_reconcile_lane import stretch_runs
 
     runtime.SETTINGS = settings.from_doc(Doc("<t>", {{"data_dir": {data!r}}}))
@@ -126,24 +114,15 @@ APP_LANES = textwrap.dedent("""
     def most_between(pauses):
         \"\"\"Each pause called {turns} times by a green thread of its own, a probe taking a turn whenever it can:
         the most pauses ended between two of the probe's turns once every thread has begun.\"\"\"
-        marks, done = [], []
+        marks = []
 
         def work(index, pause):
             for _ in range({turns}):
                 marks.append(index)
                 pause()
-            done.append(index)
 
-        def probe():
-            while len(done) < len(pauses):
-                marks.append("probe")
-                hub.sleep(0)
-
-        prober = hub.spawn(probe)
-        hub.sleep(0)
-        threads = [hub.spawn(work, index, pause) for index, pause in enumerate(pauses)]
-        for thread in threads + [prober]:
-            thread.wait()
+        beside_probe([lambda index=index, pause=pause: work(index, pause) for index, pause in enumerate(pauses)],
+                     marks)
         return max(stretch_runs(marks)[1:])
 
     pacers = [made[dpid] for dpid in sorted(made)]
@@ -175,24 +154,13 @@ def test_a_busy_lane_runs_a_stretch_every_round_not_every_other_round():
     sleep one more round with the turn in hand: SWITCHES x 20 stretches took twice as many rounds of the loop (a
     probe's turns: 241 for 120), every other round without a reconciler's stretch, and beside a busy programming pass
     or OVSDB session the reconcilers had a third of the CPU, not half. Counted: the probe's turns while they pause."""
-    lane, turns, done = Lane(lambda: hub.sleep(0)), [], []
+    lane, turns = Lane(lambda: hub.sleep(0)), []
 
     def work():
         for _ in range(20):
             lane.pause()
-        done.append(1)
 
-    def probe():
-        while len(done) < SWITCHES:
-            turns.append(1)
-            hub.sleep(0)
-
-    prober = hub.spawn(probe)
-    hub.sleep(0)
-    threads = [hub.spawn(work) for _ in range(SWITCHES)]
-    with hub.Timeout(10):
-        for thread in threads + [prober]:
-            thread.wait()
+    beside_probe([work] * SWITCHES, turns)
     assert lane.queued >= SWITCHES * 19  # busy: nearly every pause waited behind another's
     assert len(turns) <= SWITCHES * 20 + 2  # a round per stretch (and the first round, and the probe's last turn)
 

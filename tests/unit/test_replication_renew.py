@@ -173,8 +173,8 @@ def test_a_standby_whose_file_goes_again_and_again_keeps_the_files_of_its_newest
 
 def test_renewals_within_one_second_keep_the_newest_renewals_files(tmp_path, monkeypatch):
     """Names are stamped to the second: renewals within one second (a clean-up script deleting the file in a loop,
-    the standby ticking ten times a second) set their files aside under the same names. Pruning the oldest renewal's
-    files must not remove those names while a kept renewal's files are there."""
+    the standby ticking ten times a second) name their files ``-2``, ``-3``... (storefile ``claim``). Pruning the
+    oldest renewal's files leaves the kept renewals' files."""
     from controller import storefile
     from controller.store import RENEWED_KEPT, Change
 
@@ -188,8 +188,74 @@ def test_renewals_within_one_second_keep_the_newest_renewals_files(tmp_path, mon
             assert store.file_failed()
             store.renew()
         saved = [name for name in os.listdir(data) if ".saved-" in name]
-        assert saved, f"the newest renewal's saved copy was removed: {sorted(os.listdir(data))}"
+        assert len(saved) == RENEWED_KEPT, f"the newest renewals' saved copies: {sorted(os.listdir(data))}"
+        held = sorted(tenant for name in saved for tenant in _saved_tenants(data / name))  # each a copy of its own
+        assert held == [f"t{round_}" for round_ in range(2, RENEWED_KEPT + 2)], held
         store.commit([Change("tenant", "after", "put", {"id": "after"})])
+    finally:
+        store.close()
+
+
+def test_two_renewals_within_one_second_set_aside_every_file_under_its_own_name(tmp_path, monkeypatch):
+    """(flake44) ``renewed-<time>`` and ``gone-<time>-wal`` of two renewals within one second shared a name: the later
+    replaced the earlier, a file set aside lost. Now each is claimed (``O_EXCL``; ``-2``, ``-3``... when taken): every
+    file each renewal set aside is still there, itself (the same inode), once the next renewals set theirs aside."""
+    from controller import storefile
+    from controller.store import RENEWED_KEPT, Change
+
+    monkeypatch.setattr(storefile, "stamp", lambda: "20261206T000000Z")  # every renewal within the same second
+    data = tmp_path / "data"
+    store = Store(str(data))
+    inodes = {}
+    try:
+        for round_ in range(RENEWED_KEPT):  # none pruned yet
+            store.commit([Change("tenant", f"t{round_}", "put", {"id": f"t{round_}"})])
+            before = set(os.listdir(data))
+            os.truncate(store.path, 0)  # overwritten in place: the file is the store's, set aside as renewed-<time>
+            assert store.file_failed()
+            store.renew()
+            for name in set(os.listdir(data)) - before:
+                inodes[name] = os.stat(data / name).st_ino
+        names = sorted(os.listdir(data))
+        assert len([name for name in names if ".renewed-" in name and not name.endswith(("-wal", "-shm"))]) == \
+            RENEWED_KEPT, names
+        assert len([name for name in names if ".gone-" in name and name.endswith("-wal")]) == RENEWED_KEPT, names
+        assert {name: os.stat(data / name).st_ino for name in inodes if (data / name).exists()} == inodes
+    finally:
+        store.close()
+
+
+def test_a_file_put_at_the_path_while_the_renewal_moves_it_is_not_taken_for_the_stores(tmp_path, monkeypatch):
+    """The renewal looked at the path (is it the store's own file?) and then moved what was there: a file another put
+    at the path between the two was taken for the store's, and pruned with an older renewal's files. Now it looks once,
+    at the file moved: another's is kept."""
+    from controller import store as store_module
+    from controller.store import RENEWED_KEPT, Change
+
+    real = store_module.set_aside
+    data = tmp_path / "data"
+    store = Store(str(data))
+    theirs = tmp_path / "backup.db"
+
+    def swapped_first(path, label, *args):  # another's file moved over the store's just before the renewal moves it
+        theirs.write_bytes(b"an operator's only copy")
+        os.replace(theirs, path)
+        return real(path, label, *args)
+
+    try:
+        store.commit([Change("tenant", "t", "put", {"id": "t"})])
+        os.truncate(store.path, 0)  # overwritten in place: the path names the store's own file at the renewal's look
+        assert store.file_failed()
+        monkeypatch.setattr(store_module, "set_aside", swapped_first)
+        store.renew()
+        monkeypatch.setattr(store_module, "set_aside", real)
+        [renewed] = [name for name in os.listdir(data) if ".renewed-" in name and not name.endswith(("-wal", "-shm"))]
+        for round_ in range(RENEWED_KEPT + 1):
+            store.commit([Change("tenant", f"t{round_}", "put", {"id": f"t{round_}"})])
+            os.remove(store.path)
+            assert store.file_failed()
+            store.renew()
+        assert (data / renewed).read_bytes() == b"an operator's only copy", sorted(os.listdir(data))
     finally:
         store.close()
 

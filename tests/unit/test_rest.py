@@ -119,6 +119,13 @@ def test_a_documented_endpoint_a_setting_turns_on_says_which_setting_when_off(ct
     assert "no such endpoint" in ctl.call("GET", "/v1/stretch")[1]["error"]["reason"]
 
 
+def test_an_apply_with_an_unknown_field_is_refused_naming_it_and_changes_nothing(ctl):
+    before = snapshot(ctl)
+    status, reply = ctl.call("POST", "/v1/apply", {"document": {"tenants": [{"name": "acme"}]}, "purge": True})
+    assert status == 422 and reply["error"]["field"] == "purge" and reply["error"]["reason"] == "unknown field"
+    assert snapshot(ctl) == before
+
+
 def test_the_settings_file_posted_as_a_document_is_named_so_and_changes_nothing(ctl):
     """POST /v1/apply with config/canopy.yaml's content: one problem saying it is the settings file (it was one
     "unknown top-level key" per section), a 422, and nothing written."""

@@ -13,6 +13,7 @@ from controller.rest.wire import Request
 from controller.rest.lane import Lane
 
 from .helpers import Controller
+from .probeturns import beside_probe, runs_between
 
 VPORTS, CLIENTS = 40, 8
 
@@ -31,7 +32,7 @@ def controller_with_vports(tmp_path):
 def most_views_between_probe_turns(ctl, pause) -> int:
     """``CLIENTS`` green threads ask ``GET /v1/vports`` together, the Api pausing with ``pause``; a probe green thread
     takes a turn whenever it can. The most vport views built between two of its turns."""
-    marks, done = [], []
+    marks = []
     view = ctl.api._view
     ctl.api._view = lambda kind, obj: marks.append("view") or view(kind, obj)
     ctl.api.pause = pause
@@ -41,18 +42,8 @@ def most_views_between_probe_turns(ctl, pause) -> int:
         assert resp.status == 200 and len(resp.body["items"]) == VPORTS
         ctl.api.encoded(resp)
 
-    def probe():
-        while len(done) < CLIENTS:
-            marks.append("probe")
-            eventlet.sleep(0)
-
-    prober = eventlet.spawn(probe)
-    eventlet.sleep(0)
-    clients = [eventlet.spawn(lambda: client() or done.append(1)) for _ in range(CLIENTS)]
-    for thread in clients + [prober]:
-        thread.wait()
-    between = "".join("p" if m == "probe" else "v" for m in marks).split("p")
-    return max(len(run) for run in between)
+    beside_probe([client] * CLIENTS, marks)
+    return max(runs_between(marks))
 
 
 def test_many_big_answers_at_once_are_computed_one_at_a_time(tmp_path):

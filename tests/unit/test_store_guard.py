@@ -214,6 +214,29 @@ def test_sqlite_reads_the_backup_as_a_plain_database(tmp_path, data):
         db.close()
 
 
+def test_two_restores_within_one_second_keep_each_replaced_store(data, tmp_path, monkeypatch):
+    """The store a restore replaced was moved to ``canopy.db.replaced-<second>``: a second restore within the same
+    second moved the first one's store over it, and the store the first restore replaced was gone. Now the names are
+    claimed (controller/storefile.py ``set_aside``: ``-2``... when taken)."""
+    import time
+    import types
+
+    from controller import storefile
+
+    monkeypatch.setattr(storefile, "stamp", lambda: "20261207T000000Z")  # both within one second
+    monkeypatch.setattr(storeguard, "time", types.SimpleNamespace(time=lambda: 1.8e9, strftime=time.strftime,
+                                                                  gmtime=time.gmtime))
+    checkpointed(data)
+    backup = tmp_path / "backup.db"
+    storeguard.backup(str(data), str(backup))
+    original = os.stat(data / "canopy.db").st_ino
+    _, first = storeguard.restore(str(data), str(backup))
+    _, second = storeguard.restore(str(data), str(backup))
+    assert first != second and os.stat(first).st_ino == original  # the store the first restore replaced
+    assert storeguard.inspect(first).seq == storeguard.inspect(second).seq == TENANTS
+    assert storeguard.verify(str(data)) is None
+
+
 def test_any_opener_of_the_store_refuses(data):
     os.truncate(data / "canopy.db", 0)
     with pytest.raises(storeguard.StoreRefused, match="0 bytes"):

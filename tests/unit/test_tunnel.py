@@ -331,6 +331,8 @@ def test_failures_retry_with_bounded_backoff_and_are_logged_with_the_peer(clock,
     assert max(gaps) <= BACKOFF_MAX_S + 0.1 and len(started_at) < 12
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert errors and all(PEER in r.getMessage() and "boom" in r.getMessage() for r in errors)
+    assert errors[0].getMessage() == f"ovsdb {PEER}: {rec.label}: create transaction failed (error: boom); retrying " \
+        "in 0.5s", errors[0].getMessage()
     assert rec.state == "backoff" and rec.last_error == "error: boom"
 
 

@@ -305,7 +305,9 @@ def test_reconciler_backs_off_after_a_failure_and_a_new_desired_state_waits_for_
         rec.step("tor1", desired())
         rec.step("tor1", desired())
     assert rec.state == "backoff" and "constraint violation" in rec.last_error
-    assert "10.250.0.9:4000" in caplog.text
+    [line] = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert line.startswith("ovsdb 10.250.0.9:4000: vtep tor1: transaction (") and \
+        line.endswith(") failed (error: constraint violation); retrying in 0.5s"), line
     rec.step("tor1", desired(flood=()))
     assert rec.transactions == 1 and rec.wake_in_ms() == 500
     clock.now += 0.5

@@ -4,6 +4,7 @@ replica reports changed and the difference between two desired states, not every
 import random
 
 from controller.discovery import VtepDesired
+from ovsdb import idl
 from ovsdb.rowchanges import RowChange, RowChanges, row_key
 from ovsdb.vtep import plan_vtep
 from ovsdb.vtep_sync import VtepReconciler
@@ -151,3 +152,26 @@ def test_the_macs_a_vtep_learns_are_applied_one_row_at_a_time():
         reporter.refresh(db.all("Physical_Switch"), boom, changes)
         scratch = build_vtep_snapshot("vtep:tor1", "10.0.0.9:1", db.all("Physical_Switch"), db.all("Ucast_Macs_Local"))
         assert sink.snaps[-1] == scratch
+
+
+def test_a_failed_transaction_is_followed_by_a_full_plan():
+    """What a failed transaction wrote is not known: the plans after it read every MAC again, not a delta."""
+    db = FakeVtepDb()
+    replica, clock = TrackingReplica(db), Clock()
+    rec = VtepReconciler(replica, "peer", clock=clock)
+    rec.note(None)
+    macs = {(5001, mac(i), None, HV1) for i in range(50)}
+    run(rec, replica, desired(macs))
+    assert rec.state == "in-sync"
+    macs.add((5001, mac(999), "10.0.1.9", HV3))
+    replica.outcomes = [idl.TxnResult(idl.TXN_ERROR, "boom")]
+    plans = rec.delta_plans
+    rec.step("tor1", desired(macs))  # a delta plan, its transaction failing
+    assert rec.delta_plans == plans + 1
+    plans = rec.delta_plans
+    rec.step("tor1", desired(macs))  # the failure seen: backed off
+    assert rec.state == "backoff" and rec.last_error == "error: boom"
+    clock.now += 1
+    run(rec, replica, desired(macs))
+    assert remote(db) == macs and rec.state == "in-sync"
+    assert rec.delta_plans == plans  # every plan since the failure a full one
