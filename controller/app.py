@@ -54,7 +54,7 @@ from controller.ryu_compat import (
     ofproto_v1_4,
     set_ev_cls,
 )
-from controller.pacer import BUDGET, Pacer, loop_pacer, paused_now
+from controller.pacer import BUDGET, loop_pacer, paused_now
 from controller.startup_hold import AwaitedFirstReads, StartupHold
 from openflow import claims, external
 from openflow.flows import owner_kind_of
@@ -143,7 +143,7 @@ class CanopyApp(RoleWiring, Announcements, RyuApp):
                 self.federation.pair_with(self.pair)  # duplicate MAC flags go to the standby
             self.gateway_keep.pair_with(self.pair)  # and the external gateways' resolved MACs
             ActiveKeeper(self.state).pair_with(self.pair)  # and the live migrations' active ports
-            self.pair.applier.pacer = Pacer(give_way, 100)  # a standby checking a big batch pauses (per change)
+            self.pair.applier.pacer = loop_pacer(give_way, 100)  # a standby checking a big batch pauses (per change)
             self.service.replicate = self.pair.replicate
             self.service.unreplicated = self.pair.replicator.forget  # a write refused or failed: not in our store
             self.service.committed = self.pair.replicator.committed  # our store holds the write from now on
@@ -171,7 +171,7 @@ class CanopyApp(RoleWiring, Announcements, RyuApp):
         self.rest = RestServer(settings.rest_listen, settings.rest_port, self.api, limits,
                                tls=listener_context(settings, "rest"))
         self.api.metrics.attach(reconcilers=lambda: dict(self.reconcilers), ovsdb=self.ovsdb, dhcp=self.dhcp,
-                                federation=self.federation, pair=self.pair, hold=self.hold,
+                                federation=self.federation, pair=self.pair, hold=self.hold, budget=BUDGET,
                                 pause=lambda: hub.sleep(0), floods=self.programmer.floods, zones=lambda: security.refused_zones(self.programmer.view),
                                 external=lambda: rest_external.metric_rows(self.programmer, lambda: self.reconcilers))
         runtime.API = self.api  # for SIGHUP (controller.lifecycle)
@@ -410,7 +410,7 @@ class CanopyApp(RoleWiring, Announcements, RyuApp):
             if old is not None:
                 self._stop(old)
             rec = SwitchReconciler(dp, on_sync=self.watch.note_synced,
-                                   pacer=Pacer(self.reconcile_lane.pause, RECONCILE_EVERY))
+                                   pacer=loop_pacer(self.reconcile_lane.pause, RECONCILE_EVERY))
             self.reconcilers[dp.id] = rec
             rec.keep_stale(self._keep_stale)
             if self.pair is not None:

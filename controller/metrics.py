@@ -26,7 +26,7 @@ from prometheus_client.process_collector import ProcessCollector
 from controller import __version__
 from controller.lagcause import Schedstat
 from controller.lagprobe import LagProbe
-from controller.pacer import Pacer
+from controller.pacer import paced
 from controller.rest.lane import Lane
 from openflow import floodlimits
 
@@ -70,6 +70,7 @@ class Metrics:
     def attach(self, **sources) -> None:
         """Sources read at scrape time, any of: reconcilers (a function returning {dpid: SwitchReconciler}),
         pause (called after each family and between switches: the app gives the event loop a turn),
+        budget (seconds: a switch's count also pauses by the wall clock, controller/pacer.py ``BoundedPacer``),
         ovsdb (OvsdbManagerServer), federation (bgp.federation.Federation), pair (controller.ha.Pair),
         dhcp (openflow.dhcp_service.DhcpService), hold (controller.startup_hold.StartupHold),
         external (returns the rows of controller/rest/external.py ``metric_rows``),
@@ -123,7 +124,7 @@ class _CanopyCollector:
         yield from _core(m.state, m.service)
         reconcilers = m.sources.get("reconcilers")
         if reconcilers is not None:
-            yield from _switches(m.state, reconcilers(), pause, m.count_pause)
+            yield from _switches(m.state, reconcilers(), pause, m.count_pause, m.sources.get("budget"))
         if m.sources.get("ovsdb") is not None:
             yield from _ovsdb(m.sources["ovsdb"])
         if m.sources.get("dhcp") is not None:
@@ -219,12 +220,13 @@ def _core(state, service):
                    [((k,), connects.get(k + "_down", 0)) for k in ("vrs", "vtep")])
 
 
-def _switches(state, reconcilers, pause, count_pause=None):
+def _switches(state, reconcilers, pause, count_pause=None, budget: float | None = None):
     """Per-switch families; ``pause()`` between switches, while reading and while adding their samples, lets the
     event loop serve others meanwhile (50 switches' samples added in one go: 30-50 ms in vrs_scale's takeover).
     ``count_pause``: the pause of a switch's count, in a lane of the scrapes' own (``Metrics.count_pause``): not the
     reconcilers' lane (a scrape does not wait behind the switches' plans), and scrapes at once, each counting a
-    switch whose flows changed (a count is kept once it has ended), take one count's stretch a round between them."""
+    switch whose flows changed (a count is kept once it has ended), take one count's stretch a round between them.
+    ``budget``: the counts also pause once a stretch has run that many seconds (``pacer.paced``)."""
     names = {f"{dpid:016x}": "" for dpid in state.datapaths}
     names.update({f"{snap.datapath_id:016x}": snap.chassis for snap in state.vrs.values()
                   if snap.datapath_id is not None})
@@ -233,7 +235,7 @@ def _switches(state, reconcilers, pause, count_pause=None):
     for dpid, chassis in sorted(names.items()):
         connected.add_metric([dpid, chassis], 1 if int(dpid, 16) in state.datapaths else 0)
     yield connected
-    rows, tick = [], Pacer(count_pause or pause, COUNT_EVERY).tick  # a long count: in the scrapes' lane,
+    rows, tick = [], paced(count_pause or pause, COUNT_EVERY, budget).tick  # a long count: in the scrapes' lane,
     if reconcilers and count_pause is not None:  # its first stretch too: it waits for its turn (scrapes at once
         count_pause()  # would each take a first stretch in the same round)
     for dpid, rec in sorted(reconcilers.items()):

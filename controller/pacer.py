@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import gc
 import time
+from threading import get_ident
 from bisect import bisect_left
 from itertools import accumulate
 from collections.abc import Callable
@@ -29,6 +30,7 @@ FREEZE_SPAN = 0.005  # CPU seconds of collector pauses (the first one's start to
 CLOCK = time.thread_time  # this OS thread's CPU: what the paused regions and the work between them allocated with
 BUDGET = 0.008  # seconds of wall clock a BoundedPacer's stretch runs before it pauses at its next check
 CHECKS = 8  # a BoundedPacer's clock reads per ``every`` units
+_RESUMED: dict = {}  # (clock, OS thread id) -> when a BoundedPacer of that clock and thread last resumed from a pause
 
 
 class Pacer:
@@ -70,8 +72,15 @@ class BoundedPacer(Pacer):
     cores; the lag probe, woken only once the stretch under way and every ready green thread's turn are over, was
     late by that much and more (docs/benchmarks.md "lag44"). The wall clock, not this thread's CPU, is read: it is
     what the probe measures (a stretch preempted by the kernel holds the loop as long), and ``time.perf_counter`` costs
-    ~0.1 µs where ``time.thread_time`` costs ~2.4 µs here. A pacer idle since its last pause (a pass over, the next
-    one begun much later) pauses at its first check: one pause more per burst of work, which ticks may make anyway.
+    ~0.1 µs where ``time.thread_time`` costs ~2.4 µs here.
+
+    A stretch begins when its green thread gets a turn, which the pacer cannot see; what it sees is its own pauses
+    and those of every other ``BoundedPacer`` of its OS thread and clock (``_RESUMED``): one that resumed from a pause
+    after this one's last pause ran while this one's thread did not, so this one's stretch began after that. A check
+    past the budget takes the later of the two as the stretch's start (read only then: no cost at other checks). A
+    pacer idle since its last pause (a pass over, the next one begun seconds later) paused at its first check, a hub
+    switch more per burst (stop 44's debt, measured in tests/unit/test_bounded_pacer.py); now only when no other
+    pacer paused meanwhile either, that is when the loop had nothing paced to run, and a pause there costs little.
 
     ``pauses`` counts every pause; ``early``, those the clock made. Where pauses must fall at the same places for the
     same input (tests counting them), a plain ``Pacer``: the controller wires this one (controller/app.py)."""
@@ -96,16 +105,21 @@ class BoundedPacer(Pacer):
         self._check -= units
         if self._check <= 0:
             self._check = self.step
-            if self.clock() - self._since >= self.budget:
-                self.early += 1
-                self._pause()
+            now = self.clock()
+            if now - self._since >= self.budget:
+                self._since = max(self._since, _RESUMED.get((self.clock, get_ident()), self._since))
+                if now - self._since >= self.budget:
+                    self.early += 1
+                    self._pause()
 
     def _pause(self) -> None:
         self._left, self._check = self.every, self.step
         if self.pause is not None:
             self.pauses += 1
             self.pause()
-        self._since = self.clock()
+            self._since = _RESUMED[self.clock, get_ident()] = self.clock()  # a turn of the loop: see the docstring
+        else:
+            self._since = self.clock()
 
     def due(self) -> int:
         """Units left until the next check (at least 1): work done a run at a time (``runs``) is checked as often."""
@@ -114,8 +128,9 @@ class BoundedPacer(Pacer):
 
 def loop_pacer(pause: Callable[[], None], every: int = EVERY) -> Pacer:
     """The pacer of the controller's own long loops (controller/app.py: State's, the programmer's and federation's,
-    the service's): bounded by the count and by ``BUDGET`` of wall clock (``BoundedPacer``)."""
-    return BoundedPacer(pause, every, BUDGET)
+    the service's, the standby's applier, the reconcilers): bounded by the count and by ``BUDGET`` of wall clock
+    (``BoundedPacer``)."""
+    return paced(pause, every, BUDGET)
 
 
 def paced(pause: Callable[[], None] | None, every: int, budget: float | None) -> Pacer:

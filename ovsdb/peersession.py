@@ -51,7 +51,8 @@ class PeerSession:
         self._tunnel: tunnel.TunnelReconciler | None = None
         self._bridge: bridge.BridgeReconciler | None = None
         self._vtep_reporter = vtep_reporter.VtepReporter(server.sink, name, link.peer, server.log,
-                                                         server.vtep_claims)
+                                                         server.vtep_claims,
+                                                         paced(self._give_way, PAUSE_PORTS, server.budget))
         self._vtep: vtep_sync.VtepReconciler | None = None
         self._doorbell: idl.Doorbell | None = None
         self._thread = None

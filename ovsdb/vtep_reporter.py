@@ -2,6 +2,11 @@
 through the claims (ovsdb/claims.py ``VtepClaims``), with the local MACs that changed kept from row changes.
 
 The snapshot itself is read by ovsdb/vtep.py ``build_vtep_snapshot``; the rows Canopy writes are planned there too.
+
+Reading the local MACs ticks a pacer per row (the session's: ovsdb/peersession.py): a switch's 10,000 local MACs read
+whole (at connect, or when a snapshot table other than Ucast_Macs_Local changes) were one stretch of ~130 ms of CPU
+(tests/unit/test_paced_wiring.py). In its pauses another session may make this one speak (``speak``): that reads
+the same rows, already complete, whole, as ovsdb/vrs.py's reporter does.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from collections.abc import Iterable
 
 from controller.discovery import DiscoverySink, VtepMac, VtepSnapshot, mac_order
 from controller.logs import Throttle
+from controller.pacer import NEVER, Pacer
 from ovsdb.claims import Claimant, VtepClaims, vtep_key
 from ovsdb.rowchanges import row_key
 from ovsdb.vtep import SNAPSHOT_TABLES, build_vtep_snapshot, local_mac
@@ -21,7 +27,7 @@ from ovsdb.vtep import SNAPSHOT_TABLES, build_vtep_snapshot, local_mac
 class LocalMacs:
     """The ``VtepMac`` of each Ucast_Macs_Local row, kept from row changes, and their sorted set."""
 
-    def __init__(self, rows: Iterable, read):
+    def __init__(self, rows: Iterable, read, pacer: Pacer = NEVER):
         self._read = read  # row -> VtepMac or None
         self._of: dict = {}  # row_key -> VtepMac
         self._count: dict[VtepMac, int] = {}
@@ -30,6 +36,7 @@ class LocalMacs:
         self._keys: list[tuple] = []  # mac_order of _sorted, for bisect
         for row in rows:
             self.row_changed(row_key(row), row)
+            pacer.tick()
 
     def sorted(self) -> tuple[VtepMac, ...]:
         return tuple(self._sorted)
@@ -72,8 +79,9 @@ class VtepReporter(Claimant):
     """
 
     def __init__(self, sink: DiscoverySink, session: str, peer: str, log: logging.Logger | None = None,
-                 claims: VtepClaims | None = None):
+                 claims: VtepClaims | None = None, pacer: Pacer = NEVER):
         self.session = session  # the connection's name (logs, sessions())
+        self.pacer = pacer  # ticked per local MAC row read (module docstring)
         self.peer = peer
         self._log = log or logging.getLogger(__name__)
         self._claims = claims if claims is not None else VtepClaims(sink, 0.0, self._log)
@@ -104,11 +112,12 @@ class VtepReporter(Claimant):
         if changes is None or local is None or any(changes.table(t) for t in SNAPSHOT_TABLES
                                                     if t != "Ucast_Macs_Local"):
             rows = local_macs() if callable(local_macs) else local_macs
-            local = self._local = LocalMacs(rows, lambda row: local_mac(row, self._bad_value))
+            local = self._local = LocalMacs(rows, lambda row: local_mac(row, self._bad_value), self.pacer)
             self._changed = None  # compared with the last snapshot reported below
         else:
             for uuid, change in changes.table("Ucast_Macs_Local").items():
                 local.row_changed(uuid, None if change.deleted else change.row)
+                self.pacer.tick()
             if self._changed is not None:
                 self._changed |= local.take_changed()
         local.take_changed()

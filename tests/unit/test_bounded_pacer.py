@@ -149,3 +149,43 @@ def test_the_originator_tells_its_watcher_in_parts_that_end_at_the_pacers_checks
     _in_slices(tell, range(1_000), range(1_000), pacer)
     assert all(n == 25 for n, _k in parts) and sum(n for n, _k in parts) == 1_000
     assert pauses and pauses[0] == 4 and pacer.early == len(pauses)  # 4 parts: 10 ms, past 8 ms at the check
+
+
+def _bursts(others_pause: bool) -> tuple[int, int]:
+    """(pauses, early ones) of a programmer-like pacer (every 200: a check every 25 units) over 10 bursts of 100 units
+    of 10 µs each (1 ms a burst, far under the budget), a second apart; between two bursts another pacer of the same
+    clock pauses (``others_pause``: the loop ran other paced work meanwhile) or none does (an idle loop)."""
+    clock = _Clock()
+    pacer = BoundedPacer(lambda: None, every=200, budget=0.008, clock=clock)
+    other = BoundedPacer(lambda: None, every=1, budget=0.008, clock=clock)
+    for _burst in range(10):
+        clock.now += 1.0
+        if others_pause:
+            other.tick()  # (every=1: it pauses, and resumes at the clock's time)
+        for _unit in range(100):
+            clock.now += 0.00001
+            pacer.tick()
+    return pacer.pauses, pacer.early
+
+
+def test_a_bounded_pacer_idle_since_its_last_pause_does_not_pause_a_short_burst_once_the_loop_had_other_turns():
+    """Stop 44's debt (c): a ``BoundedPacer`` measured a stretch from its own last pause, so after an idle second
+    every burst paused at its first check (25 units), one hub switch more per burst, however short. Now the start
+    of a stretch is the later of its last pause and the last resume of any pacer of its clock and OS thread: over 10
+    short bursts (1,000 units) only the count's 5 pauses, none by the clock (before this change: 10, one early
+    pause a burst). With no other pacer paused in between (an idle loop, where a pause costs little) it still
+    pauses once a burst."""
+    assert _bursts(others_pause=True) == (5, 0)
+    assert _bursts(others_pause=False) == (10, 10)
+
+
+def test_a_stretch_that_began_after_another_pacers_pause_still_pauses_once_past_the_budget():
+    clock, paused = _Clock(), []
+    pacer = BoundedPacer(lambda: paused.append(clock.now), every=80, budget=0.010, checks=8, clock=clock)
+    other = BoundedPacer(lambda: None, every=1, budget=0.010, clock=clock)
+    clock.now = 5.0
+    other.tick()  # resumed at 5.0: the stretch below begins there
+    for _ in range(30):  # 1 ms a unit
+        clock.now += 0.001
+        pacer.tick()
+    assert paused == [pytest.approx(5.010), pytest.approx(5.020), pytest.approx(5.030)] and pacer.early == 3

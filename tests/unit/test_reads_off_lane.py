@@ -105,7 +105,7 @@ def test_reads_counting_together_take_one_count_stretch_a_turn_of_the_loop(world
         def tick(self, units=1):
             marks.append(units)
             super().tick(units)
-    monkeypatch.setattr(metrics_mod, "Pacer", Marking)
+    monkeypatch.setattr(metrics_mod, "paced", lambda pause, every, _budget: Marking(pause, every))
     monkeypatch.setattr(api_mod, "Pacer", Marking)
     done = []
 
