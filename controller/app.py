@@ -63,6 +63,7 @@ from openflow.gateway_garp import GatewayAnnouncer, still_due
 from openflow.tunnel_warm import ProbeSender, TunnelWarmer
 from openflow.dhcp_service import DhcpService
 from openflow.ryumsg import role_name
+from openflow.meters import desired as punt_meters
 from openflow.reconciler import REPLY_EVENTS, SwitchReconciler
 from ovsdb.server import OvsdbManagerServer, give_way
 
@@ -81,6 +82,7 @@ class CanopyApp(RoleWiring, RyuApp):
         if settings is None:
             raise RuntimeError("start Canopy with 'canopy run', which passes its settings to this app")
         self.settings = settings
+        self.meters = punt_meters(dict(settings.punt_meters))  # every switch's desired meters (openflow/meters.py)
         self.store, self.state, self.service = build_core(settings)
         self.store.offload = blocking  # commits and their fsyncs off the event loop (controller/store.py)
         self.state.on_active = MetaBehind(self.store, ACTIVE_KEY, hub.spawn).put  # controller/state_activation.py
@@ -471,7 +473,8 @@ class CanopyApp(RoleWiring, RyuApp):
             if old is not None:
                 self._stop(old)
             rec = SwitchReconciler(dp, on_sync=self.watch.note_synced,
-                                   pacer=Pacer(self.reconcile_lane.pause, RECONCILE_EVERY))
+                                   pacer=Pacer(self.reconcile_lane.pause, RECONCILE_EVERY),
+                                   desired_meters=self.meters)
             self.reconcilers[dp.id] = rec
             rec.keep_stale(self._keep_stale)
             if self.pair is not None:
@@ -574,6 +577,9 @@ class CanopyApp(RoleWiring, RyuApp):
         if self.pair is not None and self.pair.role != "active":
             return  # only the active answers (an undecided node's connection is still EQUAL)
         kind = owner_kind_of(msg.cookie)
+        counted = self._reconciler_of(dp)
+        if counted is not None:  # by meter kind (openflow/meters.py): GET /v1/switches, metrics
+            counted.count_packet_in(kind)
         if kind == "uplink":
             self._gateway_answer(msg)
             return

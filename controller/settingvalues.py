@@ -112,3 +112,9 @@ def stall_report_ms(value):
     if 0 < value < 20:
         raise f.Invalid("must be 0 (off) or at least 20: the stall watch looks every quarter of it")
     return value
+
+
+# vrs.punt_meters' defaults (openflow/meters.py): kind -> (packets per second, burst). A DHCP client needs a few
+# packets a second, a migrating VM's first frame activates its port; together under Open vSwitch's controller queue
+# (controller_queue_size, 100 packets a connection), so the metered kinds' bursts cannot overflow it on their own.
+PUNT_METER_DEFAULTS = {"activation": (30, 30), "dhcp": (50, 50), "other": (10, 10)}

@@ -85,7 +85,7 @@ from controller import ofcheck
 from controller.logs import Throttle
 from controller.pacer import Pacer, collector_paused
 from controller.ryu_compat import hub, ofp_event
-from openflow import decode, encode, ryumsg
+from openflow import decode, encode, meters, ryumsg
 from openflow.atonce import PLANS as _PLANS, READ_BACKS as _READ_BACKS, READ_BACKS_AT_ONCE, plan_slot  # noqa: F401
 from openflow.changeset import ChangeSet
 from openflow.floods import GROUP_RANGE, send_rank
@@ -98,6 +98,7 @@ CANOPY_GROUPS = GROUP_RANGE  # flood groups and their parts (openflow/floods.py)
 _STATS_KEY = operator.attrgetter("table_id", "priority", "cookie")  # a flow read back as Flow.key names it
 #: The replies the app must forward to ``SwitchReconciler.handle`` (a list, as set_ev_cls wants).
 REPLY_EVENTS = [ofp_event.EventOFPFlowStatsReply, ofp_event.EventOFPGroupDescStatsReply,
+                ofp_event.EventOFPMeterFeaturesStatsReply, ofp_event.EventOFPMeterConfigStatsReply,
                 ofp_event.EventOFPBarrierReply, ofp_event.EventOFPBundleCtrlMsg, ofp_event.EventOFPErrorMsg,
                 ofp_event.EventOFPRoleReply]
 ROLE_TIMEOUT = 5.0  # seconds for a role request's answer
@@ -120,11 +121,13 @@ class _DpidLog(logging.LoggerAdapter):
 class SwitchReconciler(ChangeSender, SwitchReport):
     """Desired versus installed flows and groups of one connected datapath (module docstring)."""
 
-    def __init__(self, datapath, log=None, on_sync=None, groups_owned=CANOPY_GROUPS, pacer: Pacer | None = None):
+    def __init__(self, datapath, log=None, on_sync=None, groups_owned=CANOPY_GROUPS, pacer: Pacer | None = None,
+                 desired_meters: dict | None = None):
         """``log``: a logger (default: canopy.reconciler with a dpid prefix); ``on_sync()`` is called (in
         the reconciler's thread) each time the switch has become equal to the desired state, minus
         rejected items; ``groups_owned``: the group ids that are Canopy's (supports ``in``); ``pacer``: pauses
-        in planning, diffing and encoding (module docstring; default: none, only counted)."""
+        in planning, diffing and encoding (module docstring; default: none, only counted); ``desired_meters``: the
+        switch's meters, {meter id: Meter} (default: openflow/meters.py ``desired()``, the default rates)."""
         self.datapath = datapath
         self.pacer = pacer or Pacer()
         self.ofp = datapath.ofproto
@@ -141,6 +144,12 @@ class SwitchReconciler(ChangeSender, SwitchReport):
         self._installed_groups: dict = {}  # group id -> Group sent or read back, None: buckets not decodable
         self._rejected_groups: dict = {}  # group id -> error text
         self._rejected_as: dict = {}  # group id -> the Group whose add or modify was rejected (``_retry_changed``)
+        self._desired_meters: dict = meters.desired() if desired_meters is None else dict(desired_meters)
+        self._installed_meters: dict = {}  # meter id (Canopy's range) -> Meter read back or sent, None: not Canopy's shape
+        self._rejected_meters: dict = {}  # meter id -> error text
+        self.meter_support: bool | None = None  # None: not read yet; False: the flows go without their meters
+        self.meter_note: str | None = None  # why the switch has no meters (status, logged once)
+        self.packet_ins = dict.fromkeys(meters.KINDS, 0)  # packets sent to the controller, by meter kind
         self._waiters: dict = {}  # xid -> _Waiter
         self._inflight = (0, 0)  # (xid of message 0, messages) of the change set being sent: xid - first = index
         self._errors: dict = {}  # op index -> error text
@@ -159,6 +168,7 @@ class SwitchReconciler(ChangeSender, SwitchReport):
         # for it: openflow/tunnel_warm.py ProbeSender)
         self.first_sync = hub.Event()
         self.counters = dict.fromkeys(("flow_add", "flow_delete", "group_add", "group_modify", "group_delete",
+                                       "meter_add", "meter_modify", "meter_delete",
                                        "change_sets", "errors", "unmatched_errors", "read_backs",
                                        "errors_received"), 0)
         self.last_change: dict = {}
@@ -351,11 +361,41 @@ class SwitchReconciler(ChangeSender, SwitchReport):
         with _READ_BACKS:
             flows = self._request(ryumsg.canopy_flow_stats_request(self.datapath))
             groups = self._request(ryumsg.group_desc_request(self.datapath)) if flows is not None else None
-        if flows is None or groups is None:
+            got = self._read_meters() if groups is not None else None
+        if flows is None or groups is None or got is None:
             return False
         with _PLANS:
             self._take_in(flows, groups)
         return True
+
+    def _read_meters(self) -> bool | None:
+        """Read the switch's meter features and, if it has meters, Canopy's meters (openflow/meters.py); False: it
+        has none (its flows go without their meter instruction, one warning); None: it did not answer."""
+        features = self._request(ryumsg.meter_features_request(self.datapath))
+        if features is None:
+            return None
+        most = getattr(features[0], "max_meter", 0) if features else 0
+        if not most:
+            note = f"the switch has no meters ({features and 'max_meter 0' or 'meter features refused'}): " \
+                   "packets to the controller are not metered (docs/vrs.md)"
+            if note != self.meter_note:
+                self._log.warning("%s", note)
+            self._set_meter_support(False, note)
+            self._installed_meters = {}
+            return False
+        config = self._request(ryumsg.meter_config_request(self.datapath))
+        if config is None:
+            return None
+        self._set_meter_support(True, None)
+        self._installed_meters = {m.meter_id: meters.decode_config(self.ofp, m) for m in config
+                                  if m.meter_id in meters.METER_RANGE}
+        self._rejected_meters = {}
+        return True
+
+    def _set_meter_support(self, on: bool, note: str | None) -> None:
+        if on != self.meter_support:
+            self._wire = encode.WireEncoder(self.ofp, meters=on)
+        self.meter_support, self.meter_note = on, note
 
     def _take_in(self, flows: list, groups: list) -> None:
         """Make what the switch answered the book's installed flows and groups."""
@@ -371,8 +411,9 @@ class SwitchReconciler(ChangeSender, SwitchReport):
         self._rejected_as.clear()
         self._need_read = False
         self.counters["read_backs"] += 1
-        self._log.info("read back %d Canopy flows and %d Canopy groups (OpenFlow %s)", len(installed),
-                       len(self._installed_groups), OPENFLOW_NAMES.get(self.ofp.OFP_VERSION, "?"))
+        self._log.info("read back %d Canopy flows, %d Canopy groups and %d Canopy meters (OpenFlow %s)",
+                       len(installed), len(self._installed_groups), len(self._installed_meters),
+                       OPENFLOW_NAMES.get(self.ofp.OFP_VERSION, "?"))
 
     def _warn_shared_keys(self, flows: list) -> None:
         """Each entry read back after another with its table, priority and cookie (the last one is kept). Paced: each
@@ -424,12 +465,26 @@ class SwitchReconciler(ChangeSender, SwitchReport):
             self._book.applied(plan, self.pacer.tick)  # a switch read back whole: every owner (16,000 flows) pauses
             self._planned = None
         return ChangeSet({
+            **self._meter_parts(),
             "group_add": _ranked([(gid, g) for gid, g in groups.items() if gid not in have and gid not in refused]),
             "group_modify": _ranked([(gid, g) for gid, g in groups.items()
                                      if gid in have and have[gid] != g and gid not in refused]),
             "flow_add": plan.adds, "flow_delete": plan.deletes,
             "group_delete": _ranked([(gid, Group(gid, ())) for gid in have if gid not in groups and gid not in refused],
                                     reverse=True)})
+
+    def _meter_parts(self) -> dict:
+        """The meter changes: adds and modifies (sent first: a meter is on the switch before the flows that name it),
+        deletes of Canopy's meters no longer desired (sent last, after the flows: a meter's delete deletes the flows
+        that name it; never while ``keep_stale``). None on a switch without meters."""
+        if not self.meter_support:
+            return {}
+        want, have, refused = self._desired_meters, self._installed_meters, self._rejected_meters
+        return {"meter_add": [(mid, m) for mid, m in sorted(want.items()) if mid not in have and mid not in refused],
+                "meter_modify": [(mid, m) for mid, m in sorted(want.items())
+                                 if mid in have and have[mid] != m and mid not in refused],
+                "meter_delete": [] if self._keep else [(mid, have[mid] or meters.Meter(mid, 0, 0)) for mid in sorted(have)
+                                                       if mid not in want and mid not in refused]}
 
     def _retry_changed(self, groups: dict) -> None:
         """Forget the rejection of a group's add or modify once the desired group differs from the one rejected (a
