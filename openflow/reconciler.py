@@ -433,6 +433,8 @@ class SwitchReconciler(ChangeSender, SwitchReport):
         collector stays paused until the plan's objects are freed (the switch's answer to a commit comes in
         milliseconds; REPLY_TIMEOUT at most): re-enabled with them alive, its first collection walked every one of
         them in one stretch (60,000 changes: ~50-100 ms of CPU, tests/benchmarks/reconcile_stretches.py)."""
+        if self._book.desired is not None and self._send_meters(("meter_add", "meter_modify")):
+            return True  # a meter before the flows that name it: in a change set of its own, first
         with collector_paused():
             with plan_slot(self._book.dirty):  # a small plan needs none (openflow/atonce.py)
                 planning = time.perf_counter()  # not counting the wait for a slot: the plan's own time
@@ -443,7 +445,20 @@ class SwitchReconciler(ChangeSender, SwitchReport):
                 self._plan_ms = (time.perf_counter() - planning) * 1000
                 self._execute(ops)
             sent, ops = bool(ops), None  # freed while the collector is paused
-        return sent
+        # a meter no longer desired goes once no flow is left to change (a meter's delete deletes the flows naming it)
+        return sent or (self._book.desired is not None and self._send_meters(("meter_delete",)))
+
+    def _send_meters(self, kinds) -> bool:
+        """Send the meter changes of ``kinds`` (``_meter_parts``) as a change set of their own, messages and a barrier
+        (Open vSwitch takes no meter-mod in a bundle), so that the flows' change sets stay atomic bundles; False if
+        there were none."""
+        parts = self._meter_parts()
+        changes = ChangeSet({kind: parts[kind] for kind in kinds if parts.get(kind)})
+        if not changes:
+            return False
+        self._plan_version = self._book.version  # (no flow planned: nothing of the book's to outdate it)
+        self._execute(changes)
+        return True
 
     def _plan(self) -> ChangeSet:
         """The ordered change set that makes installed equal to desired (minus rejected items): every flow
@@ -465,7 +480,6 @@ class SwitchReconciler(ChangeSender, SwitchReport):
             self._book.applied(plan, self.pacer.tick)  # a switch read back whole: every owner (16,000 flows) pauses
             self._planned = None
         return ChangeSet({
-            **self._meter_parts(),
             "group_add": _ranked([(gid, g) for gid, g in groups.items() if gid not in have and gid not in refused]),
             "group_modify": _ranked([(gid, g) for gid, g in groups.items()
                                      if gid in have and have[gid] != g and gid not in refused]),
@@ -474,9 +488,9 @@ class SwitchReconciler(ChangeSender, SwitchReport):
                                     reverse=True)})
 
     def _meter_parts(self) -> dict:
-        """The meter changes: adds and modifies (sent first: a meter is on the switch before the flows that name it),
-        deletes of Canopy's meters no longer desired (sent last, after the flows: a meter's delete deletes the flows
-        that name it; never while ``keep_stale``). None on a switch without meters."""
+        """The meter changes: adds and modifies (sent before the flows: a meter is on the switch before the flows that
+        name it), deletes of Canopy's meters no longer desired (sent once the flows are in: a meter's delete deletes
+        the flows that name it; never while ``keep_stale``). None on a switch without meters (``_sync``)."""
         if not self.meter_support:
             return {}
         want, have, refused = self._desired_meters, self._installed_meters, self._rejected_meters

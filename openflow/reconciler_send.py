@@ -77,8 +77,8 @@ class ChangeSender:
         started = time.monotonic()
         sent = len(changes)
         while changes:
-            # Open vSwitch takes no meter-mod in a bundle: a change set with meters goes as messages and a barrier
-            # (in order: a meter before the flows that name it; they come at a switch's first sync, or a new rate)
+            # Open vSwitch takes no meter-mod in a bundle: meters go in change sets of their own (reconciler._sync),
+            # as messages and a barrier
             bundle = self._bundles and not changes.has_meters()
             outcome = self._transact(changes, bundle)
             if outcome is None:

@@ -45,7 +45,7 @@ PAIRS = [("webk", "10.0.1.12"), ("webk", "10.0.2.11"), ("dbh", "10.0.1.13"), ("w
          ("bm", "10.0.1.11"), ("bm", "10.0.1.12"), ("bm", "10.0.1.13")]
 SWITCHES = 4  # kvm1, hyv1, esx1, tor1
 RECONNECT_MS = 1000  # max_backoff of every Controller and Manager row (docs/vrs.md): each restart waits < 1 s for them
-WRITES = re.compile(r"OFPT_(FLOW_MOD|GROUP_MOD|BUNDLE_CONTROL|BUNDLE_ADD_MESSAGE)|NXT_FLOW_MOD")
+WRITES = re.compile(r"OFPT_(FLOW_MOD|GROUP_MOD|METER_MOD|BUNDLE_CONTROL|BUNDLE_ADD_MESSAGE)|NXT_FLOW_MOD")
 _REPLY = re.compile(r"bytes from .*icmp_seq=(\d+)")
 _SENT = re.compile(r"(\d+) packets transmitted")
 

@@ -124,7 +124,7 @@ class MeterSwitch:
                     self.violations.append("a meter-mod in a bundle")
                 self._apply(inner)
             elif kind == OFPT_BARRIER_REQUEST or (kind == OFPT_BUNDLE_CONTROL and
-                                                  struct.unpack_from("!H", message, 12)[0] == 2):  # commit
+                                                  struct.unpack_from("!H", message, 12)[0] == 4):  # commit
                 for waiter in list(self.rec._waiters.values()):
                     waiter.event.set()
             else:
@@ -182,7 +182,7 @@ def test_meters_are_added_before_the_flows_that_name_them_and_never_in_a_bundle(
     assert switch.violations == []
     assert switch.meters == {m.meter_id: (m.rate, m.burst) for m in meters.desired().values()}
     assert switch.flows[PUNT.cookie] == meters.IDS["dhcp"] and switch.flows[PLAIN.cookie] is None
-    assert [k for k, _ in switch.log[:3]] == ["meter_add"] * 3
+    assert [k for k, _ in switch.log[:3]] == ["meter_add"] * 3 and rec.counters["change_sets"] == 2  # meters first
     status = rec.status()
     assert status["meters"] == {"supported": True, "desired": 3, "installed": 3, "rejected": 0, "warning": None}
     assert status["sent"]["meter_add"] == 3
