@@ -177,6 +177,10 @@ class ChangeSender:
         elif op.kind.startswith("meter"):
             self._rejected_meters[op.key] = text
             what = meters.render_meter(op.item)
+            if op.kind != "meter_delete" and self.meter_support:  # its flows must not wait for it: they go
+                self._set_meter_support(False, f"the switch refused meter {op.key:#x} ({brief(text)}): packets to "
+                                               "the controller are not metered (docs/vrs.md)")  # without meters
+                self._log.warning("%s", self.meter_note)
         else:
             self._rejected_groups[op.key] = text
             if op.kind != "group_delete":

@@ -93,11 +93,12 @@ class MeterSwitch:
     notes what a real switch would refuse: a flow naming a meter it does not hold, a meter deleted under a flow that
     names it, a meter-mod in a bundle (Open vSwitch refuses those)."""
 
-    def __init__(self, version: int, max_meter: int = 262144, held=None, refuse_features: bool = False):
+    def __init__(self, version: int, max_meter: int = 262144, held=None, refuse_features: bool = False,
+                 refuse_meters: bool = False):
         desc = ofproto_protocol.ProtocolDesc(version)
         self.id, self.ofproto, self.ofproto_parser, self.xid = 1, desc.ofproto, desc.ofproto_parser, 100
         self.address = ("10.0.0.1", 1)
-        self.max_meter, self.refuse_features = max_meter, refuse_features
+        self.max_meter, self.refuse_features, self.refuse_meters = max_meter, refuse_features, refuse_meters
         self.meters = dict(held or {})  # meter id -> (rate, burst)
         self.flows: dict = {}  # cookie -> meter id or None
         self.log: list = []  # (kind, meter id or cookie), in the order applied
@@ -132,7 +133,12 @@ class MeterSwitch:
 
     def _apply(self, message: bytes):
         kind = message[1]
-        if kind == OFPT_METER_MOD:
+        if kind == OFPT_METER_MOD and self.refuse_meters:
+            error = self.ofproto_parser.OFPErrorMsg(self, type_=self.ofproto.OFPET_METER_MOD_FAILED,
+                                                    code=self.ofproto.OFPMMFC_INVALID_METER, data=message[:16])
+            error.xid, error.msg_type, error.datapath = struct.unpack_from("!I", message, 4)[0], 1, self
+            self.rec.handle(error)
+        elif kind == OFPT_METER_MOD:
             command, _, mid = struct.unpack_from("!HHI", message, 8)
             if command == 2:  # delete
                 if mid in self.flows.values():
@@ -226,6 +232,17 @@ def test_a_switch_without_meters_gets_the_flows_without_the_meter_and_one_warnin
     assert len([r for r in caplog.records if "no meters" in r.getMessage()]) == 1
     status = rec.status()["meters"]
     assert status["supported"] is False and "not metered" in status["warning"] and status["desired"] == 0
+
+
+@pytest.mark.parametrize("version", [4, 5], ids=["1.3", "1.4"])
+def test_a_switch_refusing_the_meters_gets_the_flows_without_them_and_one_warning(caplog, version):
+    switch = MeterSwitch(version, refuse_meters=True)
+    with caplog.at_level(logging.WARNING, logger="test.punt_meters"):
+        rec = synced(switch, [PUNT, PLAIN])
+    assert switch.flows == {PUNT.cookie: None, PLAIN.cookie: None} and switch.meters == {}
+    assert rec.status()["rejected"] == 0 and rec.status()["meters"]["supported"] is False
+    assert len([r for r in caplog.records if "refused meter" in r.getMessage()]) == 1
+    assert not rec._sync()  # nothing sent again
 
 
 def test_a_change_set_with_meters_is_not_bundled():
