@@ -60,8 +60,12 @@ def test_a_flood_to_the_controller_is_bounded_by_its_meter_and_another_vms_dhcp_
     vm0 = lab.add_vm(hv1, "vm0", mac=MACS[0], ip="10.0.1.10/24", vnic_id="vm0")
     vm1 = lab.add_vm(hv1, "vm1", mac=MACS[1], ip=None, vnic_id="vm1")  # its address from DHCP, during the flood
     for hv in (hv1, hv2):
-        lab.wait_until(lambda: (s := switch_of(api, hv.name)) and (s["sync"] or {}).get("state") == "in_sync",
-                       timeout=15, what=f"{hv.name} in sync")
+        try:
+            lab.wait_until(lambda: (s := switch_of(api, hv.name)) and (s["sync"] or {}).get("state") == "in_sync",
+                           timeout=30, what=f"{hv.name} in sync")
+        except AssertionError:
+            print(f"{hv.name} not in sync: {switch_of(api, hv.name)}")
+            raise
     meters_of = switch_of(api, "hv1")["sync"]["meters"]
     assert meters_of == {"supported": True, "desired": 3, "installed": 3, "rejected": 0, "warning": None}
     dumped = hv1.ofctl("dump-meters", "br-int")
