@@ -7,21 +7,21 @@ switch's reconciler sends only the difference. After a start, nothing is handed 
 (BGP peers: controller/routepass.py) until the start-up hold ends (controller/startup_hold.py: the switches
 connected before have reported, or they stopped coming back: restart.hold_time, restart.hold_max). The store,
 State, the policy service, the REST API and the OVSDB manager listener are built once, from the Settings that
-``canopy run`` parked in controller.runtime. This node's HA role, applied to the switches: controller/approles.py.
+``canopy run`` parked in controller.runtime. This node's HA role, applied to the switches: controller/approles.py;
+what it sends into the network on its own (gratuitous ARPs, tunnel probes, external gateways' ARP): appannounce.py.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-import time
 
 from controller import collector, guard, ofports, runtime, sdnotify, security, stretchtrace
 from controller.activekeep import ActiveKeeper
+from controller.appannounce import Announcements
 from controller.activestore import MetaBehind
 from controller.core import build_core
-from controller.approles import RoleWiring, may_announce
-from controller.garps import after_takeover, send_repeated
+from controller.approles import RoleWiring
 from controller.gatewaykeep import GatewayKeeper
 from controller.lagcause import LateSamples
 from controller.stallwatch import StallWatch
@@ -58,8 +58,8 @@ from controller.pacer import Pacer, paused_now
 from controller.startup_hold import AwaitedFirstReads, StartupHold
 from openflow import claims, external
 from openflow.flows import owner_kind_of
-from openflow.gateway_arp import GatewayResolver, request_actions, request_frame
-from openflow.gateway_garp import GatewayAnnouncer, still_due
+from openflow.gateway_arp import GatewayResolver
+from openflow.gateway_garp import GatewayAnnouncer
 from openflow.tunnel_warm import ProbeSender, TunnelWarmer
 from openflow.dhcp_service import DhcpService
 from openflow.ryumsg import role_name
@@ -73,7 +73,7 @@ STATE_EVERY = 500  # ports read or vports re-resolved by State between two pause
 RECONCILE_EVERY = 1000  # flows planned, diffed or encoded by a switch reconciler between two pauses (a few ms)
 
 
-class CanopyApp(RoleWiring, RyuApp):
+class CanopyApp(RoleWiring, Announcements, RyuApp):
     OFP_VERSIONS = [ofproto_v1_3.OFP_VERSION, ofproto_v1_4.OFP_VERSION]
 
     def __init__(self, *args, **kwargs):
@@ -349,77 +349,11 @@ class CanopyApp(RoleWiring, RyuApp):
             self.gateway_garp.forget(session)
             self.tunnels.forget(session)
 
-    def _announce_gateways(self, rec, session, changed):
-        """Gratuitous ARP to a subnet's VMs on this switch when the MAC answering its gateway address there is new
-        or changed (openflow/gateway_garp.py); the active controller only, while it is (controller/garps.py). A
-        standby keeps the record without sending, for a takeover (``_announce_after_takeover``)."""
-        due = self.gateway_garp.due(self.programmer.view, session, changed, time.monotonic())
-        if due and may_announce(self.pair, rec):  # one green thread for the hand-out's batch (controller/garps.py)
-            hub.spawn(send_repeated, rec, due, "a subnet's gateway", hub.sleep, lambda: may_announce(self.pair, rec),
-                      self.programmer.pacer.tick, lambda packet: still_due(self.programmer.view, packet))
-
-    def _warm_tunnels(self, rec, sw, desired, changed):
-        """A probe through the VXLAN port towards each VTEP this switch tunnels to for the first time on this
-        connection, so that Open vSwitch resolves its address before a VM's packet needs it
-        (openflow/tunnel_warm.py); the active controller only. Sent from a green thread of the switch's own."""
-        if self.pair is None or self.pair.role == "active":
-            self.probes.send(rec, sw.tunnel_ofport,
-                             self.tunnels.due(sw, rec.datapath, desired, changed, self.programmer.pacer))
-
-    def _refresh_tunnel_probes(self):
-        """Every VRS probes every VTEP it tunnels to again each ``vrs.tunnel_probe_refresh_ms``, so that Open vSwitch's
-        tunnel neighbour entries do not age out (openflow/tunnel_warm.py); the active controller only, after the
-        start-up hold. The thread never ends."""
-        while True:
-            hub.sleep(self.settings.tunnel_probe_refresh)
-            self._probe_tunnels_again()
-
-    def _probe_tunnels_again(self):
-        if self.hold.holding or (self.pair is not None and self.pair.role != "active"):
-            return
-        try:
-            for rec, port, probes in self.tunnels.again(self.programmer.view, self.programmer.desired,
-                                                        self.reconcilers.get, self.programmer.pacer):
-                self.probes.send(rec, port, probes, retry=False)
-        except Exception:  # a bug: the next round probes again
-            log.exception("refreshing the tunnel probes failed")
-
-    def _announce_floating_ips(self):
-        """Gratuitous ARP from the VRS where a floating IP became active (openflow/external.py), a few times:
-        the flows it announces may still be on their way to the switch; the active controller only, while it is. A
-        standby keeps the record without sending: a takeover announces every floating IP (controller/garps.py)."""
-        active = self.pair is None or self.pair.role == "active"
-        for info in self.garp.due(self.programmer.view):
-            rec = self._reconciler_of_session(info.session)
-            if rec is not None:
-                self.garp.sent(info)
-                if active:
-                    hub.spawn(send_repeated, rec, [external.fip_garp(info)], info.address, hub.sleep,
-                              lambda rec=rec: may_announce(self.pair, rec), self.programmer.pacer.tick,
-                              lambda packet: still_due(self.programmer.view, packet))
-
-    def _announce_after_takeover(self, rec):
-        """A switch took this node, which has just become active, as master: what the old active may not have
-        finished announcing there goes out now, one batch (controller/garps.py ``after_takeover``)."""
-        session, view = self._session_of(rec.datapath.id), self.programmer.view
-        due = after_takeover(view, session, self.garp, self.gateway_garp, time.monotonic()) if session else []
-        if due:
-            hub.spawn(send_repeated, rec, due, "the announcements after a takeover", hub.sleep,
-                      lambda: may_announce(self.pair, rec), self.programmer.pacer.tick,
-                      lambda packet: still_due(self.programmer.view, packet))
-
-    def _reconciler_of_session(self, session):
-        sw = self.programmer.view.switches.get(session)
-        return self.reconcilers.get(sw.datapath_id) if sw and sw.datapath_id is not None else None
-
     def _push_vteps(self):
         """Hand the hardware VTEPs whose desired rows changed (the programmer keeps them by delta:
         controller/viewvteps.py) their rows; OVSDB writes only the differences."""
         for name, desired in self.programmer.vteps.take_changes().items():
             self.ovsdb.set_vtep_desired(name, desired)
-
-    def _session_of(self, dpid):
-        return next((s for s, sw in self.programmer.view.switches.items() if sw.datapath_id == dpid), None)
 
     # ------------------------------------------------------------------ Ryu events
     @set_ev_cls(ofp_event.EventOFPStateChange, [MAIN_DISPATCHER, DEAD_DISPATCHER])
@@ -525,51 +459,6 @@ class CanopyApp(RoleWiring, RyuApp):
         finished reconfiguring and written it to OVSDB (controller/ofports.py)."""
         ofports.port_status(self.state, ev.msg)
 
-    # ------------------------------------------------------------------ external gateways
-    def _resolve_gateways(self):
-        """Ask external gateways for their MAC by ARP from the VRSs that need it (the active controller only), and
-        forget the MACs no longer confirmed (openflow/gateway_arp.py; on a standby, those the active sent:
-        controller/gatewaykeep.py). The thread never ends."""
-        resolver = self.gateway_arp
-        while True:
-            hub.sleep(min(1.0, resolver.refresh / 4))
-            try:
-                if self.pair is None or self.pair.role == "active":
-                    self._ask_gateways(time.monotonic())
-                else:
-                    self._forget_gateways(time.monotonic())
-            except Exception:  # a switch that went away meanwhile: the next round asks again
-                log.exception("resolving external gateways failed")
-
-    def _ask_gateways(self, now):
-        """One round of ``_resolve_gateways``: each request asks ``may_announce`` just before it leaves (a node
-        demoted meanwhile sends none of the rest); the MACs no longer confirmed are forgotten."""
-        resolver = self.gateway_arp
-        self.gateway_keep.take_held()  # what the old active sent and State lacks (once: then nothing is held)
-        for need in resolver.due(self.programmer.view, now):
-            rec = self._reconciler_of_session(need.session)
-            if rec is not None and may_announce(self.pair, rec):
-                rec.packet_out(request_actions(need), request_frame(need))
-                resolver.sent(need, now)
-        self._forget_gateways(now)
-
-    def _forget_gateways(self, now):
-        """The MACs whose gateway did not confirm them for the timeout forgotten (by this node's ARP, or the HA
-        active's as it sent them: controller/gatewaykeep.py)."""
-        resolver = self.gateway_arp
-        for session, net_id in resolver.expired(dict(self.state.gateway_macs), now):
-            log.info("external gateway of %s on %s not confirmed by ARP for %g s: forgotten", net_id, session,
-                     resolver.timeout)
-            self.state.gateway_learned(session, net_id, None)
-
-    def _gateway_answer(self, msg):
-        view = self.programmer.view
-        session = next((s for s, sw in view.switches.items() if sw.datapath_id == msg.datapath.id), None)
-        got = self.gateway_arp.answer(view, session, msg.match.get("in_port"), bytes(msg.data), time.monotonic()) \
-            if session is not None else None
-        if got is not None:
-            self.state.gateway_learned(session, got[0], got[1])
-
     @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
     def _packet_in(self, ev):
         msg = ev.msg
@@ -593,9 +482,11 @@ class CanopyApp(RoleWiring, RyuApp):
         if answer is not None:
             rec.packet_out(answer.actions, answer.frame)
 
-    def _switch_status(self, dpid):
+    def _switch_status(self, dpid, tick=None):
+        """The switch's programming status for REST, counted with the REST answer's pauses (``tick``), not through
+        the reconcilers' lane (a GET /v1/switches does not wait for the switches' plans)."""
         rec = self.reconcilers.get(dpid)
-        return rec.status() if rec is not None else None
+        return rec.status(tick) if rec is not None else None
 
     def _programmer_counts(self):
         """For GET /v1/status: how often the desired state was recomputed from scratch or incrementally."""

@@ -145,6 +145,9 @@ class View:
     _holders: dict | None = field(default=None, repr=False, compare=False)
     # kept by a LiveView (None in a View derived from scratch): session -> the ids of its endpoints
     _sessions: dict | None = field(default=None, repr=False, compare=False)
+    # kept by a LiveView (None in a View derived from scratch): datapath id -> the sessions of switches with it, in the
+    # order they came (one, but for a switch reported again under a new session before the old one went)
+    _datapaths: dict | None = field(default=None, repr=False, compare=False)
     # kept by a LiveView (None in a View derived from scratch): the local endpoints whose ids ("endpoint", id) changed
     # and the sessions whose tunnel IP ("tunnel", session) changed, for readers that keep results by delta (MAC
     # mobility: bgp/mobility.py)
@@ -152,6 +155,21 @@ class View:
     # kept by a LiveView (None in a View derived from scratch): how many of State's change journals it has taken
     # (``LiveView.apply``); unchanged, it has taken no change of State since (bgp/early.py ``carry``)
     journals: int | None = field(default=None, repr=False, compare=False)
+
+    def session_of_datapath(self, datapath_id) -> str | None:
+        """The session of the switch with this datapath id (the first to come, if two have it); None for none. A live
+        View answers from its index (an HA takeover asks once per switch: no walk over every switch each time)."""
+        if datapath_id is None:
+            return None
+        if self._datapaths is not None:
+            sessions = self._datapaths.get(datapath_id)
+            return next(iter(sessions)) if sessions else None
+        return next((s for s, sw in self.switches.items() if sw.datapath_id == datapath_id), None)
+
+    def endpoint_ids_on(self, session) -> set[str] | None:
+        """The ids of the endpoints on this switch, from a live View's index (not to be changed); None in a View
+        derived from scratch, which keeps no such index (the caller walks the endpoints)."""
+        return self._sessions.get(session, set()) if self._sessions is not None else None
 
     def subnets_on(self, session) -> set[str]:
         """Subnets with at least one endpoint on this switch."""

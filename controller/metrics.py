@@ -26,6 +26,7 @@ from prometheus_client.process_collector import ProcessCollector
 from controller import __version__
 from controller.lagcause import Schedstat
 from controller.lagprobe import LagProbe
+from controller.pacer import Pacer
 
 disable_created_metrics()  # the _created series only add noise to a long-running process
 
@@ -35,6 +36,7 @@ ROLES = ("standalone", "starting", "active", "standby")
 SWITCH_STATES = ("connected", "reading", "syncing", "in_sync", "standby", "not_master", "error", "stopped")
 SENT_KINDS = ("flow_add", "flow_delete", "group_add", "group_modify", "group_delete", "meter_add", "meter_modify",
               "meter_delete")
+COUNT_EVERY = 1000  # flows a switch's count (its status) takes between two pauses of a scrape (as RECONCILE_EVERY)
 
 
 class Metrics:
@@ -224,10 +226,10 @@ def _switches(state, reconcilers, pause):
     for dpid, chassis in sorted(names.items()):
         connected.add_metric([dpid, chassis], 1 if int(dpid, 16) in state.datapaths else 0)
     yield connected
-    rows = []
-    for dpid, rec in sorted(reconcilers.items()):
+    rows, tick = [], Pacer(pause, COUNT_EVERY).tick  # a long count pauses as the scrape does, not in the
+    for dpid, rec in sorted(reconcilers.items()):  # reconcilers' lane (controller/rest/lane.py)
         key = f"{dpid:016x}"
-        rows.append(((key, names.get(key, "")), rec, rec.status()))
+        rows.append(((key, names.get(key, "")), rec, rec.status(tick)))
         pause()
     flows = _gauge("canopy_switch_flows", "flows of a connected switch: desired, installed, pending (still to "
                    "add or remove), rejected and kept (not deleted: a new, empty store)",
@@ -283,7 +285,7 @@ def _floods(watch):
     yield _gauge("canopy_subnet_flood_over_limit", "1 for a subnet whose broadcast on a switch passes one of Open "
                  "vSwitch's limits (resubmits: the broadcast or its last VTEPs dropped; datapath_actions: VTEPs past "
                  "~780 get no copy)", ("chassis", "subnet", "limit"),
-                 [((row["chassis"], row["subnet"], limit), 1) for row in watch.status()["over"] for limit in row["passed"]])
+                 [((row["chassis"], row["subnet"], limit), 1) for row in watch.rows() for limit in row["passed"]])
     yield _counter("canopy_flood_limit_crossings", "times a subnet's broadcast on a switch came to pass one of Open "
                    "vSwitch's limits (each logged once as a warning)", (), [((), watch.crossings)])
 

@@ -225,7 +225,7 @@ class Programmer:
             self.floods.check(session, owner.id, groups.get(owner, ()))
 
     def _chassis_of(self, session: str) -> str:
-        snap = self.state.vrs.get(session) if hasattr(self.state, "vrs") else None
+        snap = self.state.vrs.get(session)
         return snap.chassis if snap is not None else session
 
     def _subnet_ref(self, subnet_id: str) -> str:

@@ -274,7 +274,7 @@ def routes(tracer: "StretchTracer | None") -> list:
     """``GET /v1/stretches`` and ``DELETE /v1/stretches`` while tracing is on; none while off."""
     if tracer is None:
         return []
-    from controller.rest.api import Response, Route
+    from controller.rest.wire import Response, Route
 
     def listed(req):
         return Response(200, tracer.stretches())

@@ -91,6 +91,8 @@ class LiveView(OwnerReach, SubnetPlaces, BatchSwaps):
         v._holders = self.ep_count
         self.by_session: dict[str, set[str]] = {}  # session -> endpoint ids
         v._sessions = self.by_session
+        self.by_datapath: dict[int, dict[str, None]] = {}  # datapath id -> sessions of the switches with it (in order)
+        v._datapaths = self.by_datapath
         self.vports_in: dict[str, list[str]] = {}  # subnet -> sorted located vport ids
         self.hw: dict[str, list] = {}  # subnet -> its hardware VTEP endpoints, in derive's order
         self.remote = RemoteEndpoints(self)  # EVPN endpoints (controller/viewremote.py)
@@ -216,6 +218,7 @@ class LiveView(OwnerReach, SubnetPlaces, BatchSwaps):
                 continue
             if old is not None:
                 self.own_ips[old.vtep_ip] -= 1
+            self._datapath_moved(session, old, new)
             if new is None:
                 del v.switches[session]
                 self.r.gone.add(session)
@@ -227,6 +230,20 @@ class LiveView(OwnerReach, SubnetPlaces, BatchSwaps):
             if old is None or new is None or (old.vtep_ip, old.tunnel_ofport) != (new.vtep_ip, new.tunnel_ofport):
                 self.tunnels.add(session)
             self.switches_changed = True
+
+    def _datapath_moved(self, session, old, new):
+        """``by_datapath`` as the switch ``session`` goes from ``old`` to ``new`` (each a SwitchInfo or None)."""
+        before, after = old.datapath_id if old else None, new.datapath_id if new else None
+        if before == after:
+            return
+        if before is not None:
+            held = self.by_datapath.get(before)
+            if held is not None:
+                held.pop(session, None)
+                if not held:
+                    del self.by_datapath[before]
+        if after is not None:
+            self.by_datapath.setdefault(after, {})[session] = None
 
     def _vteps(self, sessions):
         s, v = self.state, self.view

@@ -20,6 +20,7 @@ each subnet owner whose groups changed (controller/programmer.py), and logs each
 
 from __future__ import annotations
 
+import heapq
 import logging
 
 from openflow.floods import PART_SHIFT
@@ -28,6 +29,9 @@ log = logging.getLogger("canopy.floods")
 RESUBMITS = 4096  # Open vSwitch's limit on one packet's translation (ofproto-dpif-xlate: "Too many resubmits")
 TABLE_HOPS = 4  # resubmits a broadcast takes before its flood group
 MAX_VTEPS = 780  # copies to VTEPs one packet's 64 kB of datapath actions hold (userspace datapath, measured)
+STATUS_OVER = 20  # pairs GET /v1/status lists in ``flood_limits.over`` (the first, by switch session and subnet id);
+# ``more`` counts the rest: a subnet past a limit on every one of 800 switches is 800 pairs (the subnet's and the
+# switch's own views list theirs whole)
 
 
 def reach(groups) -> tuple[int, int]:
@@ -80,8 +84,9 @@ def _what(local: int, vteps: int, limits) -> str:
 class FloodWatch:
     """The (switch session, subnet id) pairs whose broadcast passes a limit: ``over`` -> {"local_ports", "vteps",
     "passed"}. ``check`` is told a subnet owner's groups on a switch whenever they changed; a pair that comes over a
-    limit (or passes another one) is logged once as a warning, one back under once as info; ``crossings`` counts the
-    warnings (a metric). ``names``: session -> chassis and subnet id -> its reference, for the log (optional)."""
+    limit (or passes another one) is logged once as a warning, one back under once as info (one whose subnet went from
+    the switch: said so); ``crossings`` counts the warnings (a metric). Kept in memory only: after a restart, a pair
+    still over is warned of once more (the new process's log says what passes a limit now). ``names``: session -> chassis and subnet id -> its reference, for the log (optional)."""
 
     def __init__(self, chassis_of=None, subnet_ref=None):
         self.over: dict[tuple[str, str], dict] = {}
@@ -97,10 +102,15 @@ class FloodWatch:
         key = (session, subnet_id)
         before = self.over.get(key)
         if not limits:
-            if before is not None:
-                self.drop(key)
+            if before is None:
+                return
+            self.drop(key)
+            if groups:
                 log.info("subnet %s on %s: its broadcast is within Open vSwitch's limits again (%d local ports, %d "
                          "VTEPs)", self.subnet_ref(subnet_id), self.chassis_of(session), local, vteps)
+            else:  # no flood groups left there: the subnet was deleted, or its last port on the switch went
+                log.info("subnet %s on %s: removed from the switch (the subnet deleted, or its last port there gone): "
+                         "off the flood-limit report", self.subnet_ref(subnet_id), self.chassis_of(session))
             return
         self.over[key] = {"local_ports": local, "vteps": vteps, "passed": list(limits)}
         if before is None:
@@ -169,8 +179,16 @@ class FloodWatch:
                      for sid in sorted(self.subnets_on[session])]
         return out
 
+    def rows(self) -> list[dict]:
+        """Every pair over a limit, as ``status`` lists its first ones (the /metrics gauge: one series a pair)."""
+        return [{"chassis": self.chassis_of(session), "subnet": self.subnet_ref(sid), **entry}
+                for (session, sid), entry in sorted(self.over.items())]
+
     def status(self) -> dict:
-        """GET /v1/status ``flood_limits``: how many (switch, subnet) pairs pass a limit, and each."""
+        """GET /v1/status ``flood_limits``: how many (switch, subnet) pairs pass a limit, the first ``STATUS_OVER`` of
+        them (by switch session and subnet id) and how many more (the subnet's and the switch's views list theirs)."""
+        first = heapq.nsmallest(STATUS_OVER, self.over.items())  # (keys unique: the entries are never compared)
         return {"count": len(self.over), "crossings": self.crossings,
                 "over": [{"chassis": self.chassis_of(session), "subnet": self.subnet_ref(sid), **entry}
-                         for (session, sid), entry in sorted(self.over.items())]}
+                         for (session, sid), entry in first],
+                "more": len(self.over) - len(first)}

@@ -106,7 +106,7 @@ def _vms_on(view, session: str, sids: list[str]) -> dict[str, list]:
     if not sids:
         return {}
     subnets = sum(len(view.by_subnet.get(sid, ())) for sid in set(sids))
-    own = view._sessions.get(session, ()) if view._sessions is not None else None
+    own = view.endpoint_ids_on(session)
     if own is None or subnets <= len(own):
         return {sid: [ep for ep in view.by_subnet.get(sid, ()) if ep.kind == "vport" and ep.session == session
                       and ep.ofport] for sid in set(sids)}

@@ -22,11 +22,13 @@ OPENFLOW_NAMES = {4: "1.3", 5: "1.4"}
 class SwitchReport:
     """The reconciler's counts and listings (module docstring)."""
 
-    def status(self) -> dict:
+    def status(self, tick=None) -> dict:
         """Counts for REST: desired, installed, pending (still to add or remove), rejected, kept (installed flows
         Canopy would delete but keeps, ``keep_stale``: not pending, so a switch holding them is not behind); groups
-        alike. May
-        pause (``pacer``: counting 10,000 changed owners is long), so call it from a green thread of its own.
+        alike. May pause (counting 10,000 changed owners is long), so call it from a green thread of its own:
+        ``tick`` is the reader's (a REST answer's pacer, a scrape's), so that a read waits for the readers' turn, not
+        behind the reconcilers' lane (the reconciler's own ``pacer``, the default: controller/rest/lane.py); the count
+        is made on copies of the records, as they were when it began.
 
         ``state``: connected, reading (read-back), syncing (a change set in flight), in_sync,
         not_master (the switch refused changes) or stopped; ``sent`` counts messages by kind; ``meters``: the meters
@@ -34,7 +36,7 @@ class SwitchReport:
         without meters (``warning`` says why: its flows to the controller are not metered); ``packet_ins``: the
         packets the switch sent to the controller on this connection, by meter kind."""
         with collector_paused():  # a count's temporaries (a plan of the changed owners) are freed before it ends
-            desired, installed, pending, kept = self._book.tally(self.pacer.tick, self._keep)
+            desired, installed, pending, kept = self._book.tally(tick or self.pacer.tick, self._keep)
         return {
             "datapath": self.dpid, "openflow": OPENFLOW_NAMES.get(self.ofp.OFP_VERSION, "?"),
             "mode": "bundle" if self._bundles else "barrier", "state": self.state,

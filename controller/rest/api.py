@@ -1,6 +1,7 @@
 """The /v1 REST API, independent of any web framework.
 
-``Api.handle(Request)`` returns a ``Response``; controller/rest/server.py serves it over HTTP.
+``Api.handle(Request)`` returns a ``Response`` (both in controller/rest/wire.py, with ``ApiError`` and ``Route``);
+controller/rest/server.py serves it over HTTP.
 Routes are a table of data; the OpenAPI document (controller/rest/openapi.py) is generated from that
 same table and the model schema, so the document describes what the server does.
 
@@ -12,22 +13,21 @@ never a traceback.
 from __future__ import annotations
 
 import ipaddress
-import json
 import logging
 import re
 import time
 import uuid
-from dataclasses import dataclass, field
 from typing import Callable
 
-from controller import __version__, fields, logs
+from controller import __version__, logs
 from controller.metrics import Metrics
 from controller import extnet, security
 from controller.commits import CommitBusy
 from controller.model import KINDS, PolicyError
 from controller.pacer import Pacer, collector_paused
-from controller.rest import jsonbody
 from controller.rest.paced import paced_json
+from controller.rest.wire import (BOOL_SCHEMA, QUESTION_BODY, SEQ_SCHEMA, ApiError, Request, Response, Route,
+                                   _bool_param, _error, _int_param, _json_body, stopping)
 from controller.service import NotActive, NotFound
 from controller.store import StoreFault
 from openflow.installed import paced
@@ -36,18 +36,12 @@ log = logging.getLogger("canopy.rest")
 access_log = logging.getLogger("canopy.rest.access")
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")  # others are counted as "other"
 
-MAX_BODY = 32 * 1024 * 1024
-QUESTION_BODY = 64 * 1024  # bytes of a body that asks (a trace, a log level, HA solo): a few hundred in use
 SWITCHES_EVERY = 1000  # list elements (switches, ports) encoded by GET /v1/switches between two pauses
 CHANGES_PAGE = 1000  # changes GET /v1/changes reads and makes into their wire form between two pauses (~13 ms)
 LIST_EVERY = 500  # objects of a collection ordered, or made into views, between two pauses of GET /v1/<kind>
 LIST_CHUNK = 100  # of them between two ticks
 _SYNC_KEYS = ("state", "desired", "installed", "pending", "rejected", "kept", "meters", "packet_ins")  # ``sync`` (``_with_sync``)
 ANSWER_EVERY = 1000  # elements of an answer's long lists encoded between two pauses (~4 ms: an apply's changes)
-MAX_DEPTH = 32  # lists and objects nested deeper than any Canopy document is refused up front
-MAX_QUERY_INT = 2**63 - 1  # the store's sequence numbers are SQLite INTEGERs
-SEQ_SCHEMA = {"type": "integer", "minimum": 0, "maximum": MAX_QUERY_INT}
-BOOL_SCHEMA = {"type": "string", "enum": ["true", "false", "1", "0"]}
 COLLECTIONS = {"tenant": "tenants", "domain": "domains", "subnet": "subnets", "vport": "vports", "acl": "acls",
                "policy_group": "policy-groups", "external_network": "external-networks",
                "floating_ip": "floating-ips", "vtep_binding": "vtep-bindings"}
@@ -60,67 +54,6 @@ RETRY_BUSY = 1  # Retry-After (seconds) of a write refused because the commit se
 RETRY_STORE = 10  # Retry-After (seconds) of a write the store's disk refused (an operator frees space)
 
 
-@dataclass
-class Request:
-    method: str
-    path: str
-    query: dict[str, str] = field(default_factory=dict)
-    headers: dict[str, str] = field(default_factory=dict)  # lower-case names
-    body: bytes = b""
-    remote: str = "127.0.0.1"
-    route: str | None = None  # the matched route's pattern, set by Api (metrics and logs)
-
-
-@dataclass
-class Response:
-    status: int
-    body: object = None  # JSON-ready, or bytes sent as they are (with content_type)
-    headers: dict[str, str] = field(default_factory=dict)
-    content_type: str = "application/json"
-
-    def encoded(self, tick: Callable[[int], None] | None = None) -> bytes:
-        """The body's bytes; with ``tick`` (a controller/pacer.py ``Pacer.tick``) the same bytes written a piece at a
-        time with ticks between (rest/paced.py): an apply's answer of 10,000 changes is ~40 ms of encoding."""
-        if isinstance(self.body, bytes):
-            return self.body
-        if self.body is None:
-            return b""
-        if tick is not None:
-            return paced_json(self.body, tick)
-        return (json.dumps(self.body, indent=1, sort_keys=True) + "\n").encode()
-
-
-class ApiError(Exception):
-    def __init__(self, status, code, reason, field_name=None, errors=None, headers=None):
-        self.status, self.code, self.reason, self.field, self.errors = status, code, reason, field_name, errors
-        self.headers = headers or {}
-        super().__init__(reason)
-
-
-@dataclass(frozen=True)
-class Route:
-    method: str
-    pattern: str  # "/v1/tenants/{id}"
-    handler: Callable
-    summary: str
-    write: bool = False
-    kind: str | None = None  # the model kind for body/response schemas
-    action: str = ""  # list|create|get|update|delete for object routes
-    query: tuple[tuple, ...] = ()  # (name, description) or (name, description, JSON schema of the value)
-    media: str = "application/json"  # what a success returns
-    body: dict | None = None  # JSON schema of the request body of a route that is not an object route
-    # a write that changes only this node (its log level, its diagnostics), never the pair's data: taken on a
-    # standby. By keyword only: the object routes give write, kind and action by position
-    local: bool = field(default=False, kw_only=True)
-    # a read only the active can answer (the vport watch's "programmed": a standby sends no flows and does not
-    # see the active's): refused with 503 not_active elsewhere, so a client that follows a pair goes to the active
-    active: bool = field(default=False, kw_only=True)
-
-    @property
-    def regex(self):
-        return re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", self.pattern) + "$")
-
-
 # Endpoints the docs name that exist only when a setting turns them on, and what turns each on: their 404 says so
 # (an operator following README.md's /v1/stretches got "no such endpoint", and /v1/openapi.json does not list it)
 SWITCHED_OFF = {
@@ -131,9 +64,9 @@ SWITCHED_OFF = {
 
 
 class Api:
-    # None or a function (datapath id as int) -> that switch's programming status (its reconciler's
-    # counts: state, desired, installed, pending) or None when it has no OpenFlow connection
-    switch_status: Callable[[int], dict | None] | None = None
+    # None or a function (datapath id as int, the answer's pacer tick) -> that switch's programming status (its
+    # reconciler's counts: state, desired, installed, pending) or None when it has no OpenFlow connection
+    switch_status: Callable[[int, Callable], dict | None] | None = None
     pause: Callable[[], None] | None = None  # a turn for the event loop in big answers (None: never)
     stopping = False  # the controller is stopping (controller/rest/server.py ``stop``): requests get 503
     # kind -> callable(objects) -> {id: counters}: GET /v1/<kind>?counters=true adds them (read from the switches)
@@ -437,12 +370,13 @@ class Api:
         pacer = Pacer(self.pause, SWITCHES_EVERY)  # every port: described, then encoded, a port at a time
         with collector_paused():  # a port's dicts each, tens of thousands: freed (as bytes) before it ends
             floods = self.floods.by_chassis() if self.floods is not None else None  # (one walk, not one a switch)
-            items = [self._with_sync(item, floods) for item in self.state.switches(pacer.tick)]
+            items = [self._with_sync(item, floods, pacer.tick) for item in self.state.switches(pacer.tick)]
             return Response(200, paced_json({"items": items, "count": len(items)}, pacer.tick))
 
-    def _with_sync(self, item, floods=None):
-        """A switch's REST view plus ``sync``: its programming status (None while not connected)."""
-        status = self.switch_status(int(item["datapath_id"], 16)) if (
+    def _with_sync(self, item, floods=None, tick=None):
+        """A switch's REST view plus ``sync``: its programming status (None while not connected), counted with
+        ``tick``'s pauses (the answer's: not the reconcilers' lane)."""
+        status = self.switch_status(int(item["datapath_id"], 16), tick) if (
             self.switch_status is not None and item.get("datapath_id")) else None
         item["sync"] = {k: status[k] for k in _SYNC_KEYS if k in status} if status else None
         if self.floods is not None and item.get("chassis"):  # its subnets past OVS's flood limits (floodlimits)
@@ -454,7 +388,7 @@ class Api:
         if not re.fullmatch(r"[0-9a-f]{1,16}", key):
             raise ApiError(400, "bad_request", "a datapath id is up to 16 hex digits", "dpid")
         for item in self.state.switches(datapath_id=int(key, 16)):  # that switch's view only
-            return Response(200, self._with_sync(item))
+            return Response(200, self._with_sync(item, tick=Pacer(self.pause, SWITCHES_EVERY).tick))
         raise ApiError(404, "not_found", f"no switch with datapath id {key.zfill(16)}")
 
     def changes(self, req):
@@ -536,64 +470,10 @@ class Api:
         return Response(200, document(self.routes))
 
 
-def _json_body(req, pause: Callable[[], None] | None = None, limit: int = MAX_BODY):
-    """The request's body as a JSON object, checked against the limits (``limit`` bytes, nesting depth, sizes).
-    ``pause``: the event loop's turn (``Api.pause``): the body is turned into text, decoded and measured for its
-    nesting depth a window at a time whatever its shape (controller/rest/jsonbody.py). Only the body is read
-    meanwhile. A question (``POST /v1/trace``, the log level, HA solo) passes ``QUESTION_BODY``: a larger body is
-    refused before anything is decoded."""
-    ctype = req.headers.get("content-type", "application/json").split(";")[0].strip().lower()
-    if ctype not in ("application/json", "", "application/x-www-form-urlencoded"):  # the last: curl -d
-        raise ApiError(415, "unsupported_media_type", f"send application/json, not {ctype}")
-    if len(req.body) > limit:
-        raise ApiError(413, "too_large", f"the body is larger than {limit} bytes")
-    try:
-        data = jsonbody.loads(jsonbody.text(req.body, pause), MAX_DEPTH, pause) if req.body else None
-    except (jsonbody.TooDeep, RecursionError):
-        raise ApiError(400, "bad_json", f"the body nests deeper than {MAX_DEPTH} levels") from None
-    except jsonbody.TooMany as exc:
-        raise ApiError(400, "bad_json", f"the body has {exc}") from None
-    except (UnicodeDecodeError, ValueError) as exc:  # ValueError: also an integer of more than 4300 digits
-        raise ApiError(400, "bad_json", f"the body is not valid JSON: {str(exc)[:200]}") from None
-    if not isinstance(data, dict):
-        raise ApiError(400, "bad_json", "the body must be a JSON object")
-    return data
-
-
-def _int_param(req, name, default):
-    raw = req.query.get(name)
-    if raw is None:
-        return default
-    if not fields.is_digits(raw) or int(raw) > MAX_QUERY_INT:
-        raise ApiError(400, "bad_query", f"must be an integer from 0 to {MAX_QUERY_INT} (digits 0-9)", name)
-    return int(raw)
-
-
-def _bool_param(req, name):
-    raw = req.query.get(name, "false").lower()
-    if raw not in ("true", "false", "1", "0"):
-        raise ApiError(400, "bad_query", "must be true or false", name)
-    return raw in ("true", "1")
-
-
 def _same(a: str, b: str) -> bool:
     import hmac
 
     return hmac.compare_digest(a.encode(), b.encode())
-
-
-def _error(status, code, reason, field_name=None, errors=None):
-    message = f"{field_name}: {reason}" if field_name else reason
-    err = {"code": code, "message": message, "reason": reason, "field": field_name}
-    if errors:
-        err["errors"] = errors
-    headers = {"WWW-Authenticate": 'Bearer realm="canopy"'} if status == 401 else {}
-    return Response(status, {"error": err}, headers)
-
-
-def stopping() -> Response:
-    """The answer to a request that arrives, or fails, while the controller stops."""
-    return _error(503, "stopping", "the controller is stopping; retry against it once it is back, or its HA peer")
 
 
 def _policy_error(exc: PolicyError):

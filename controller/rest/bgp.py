@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from controller import fields
 from controller.pacer import Pacer, collector_paused
-from controller.rest.api import ApiError, Response, Route
+from controller.rest.wire import ApiError, Response, Route
 from controller.rest.paced import paced_json, release
 
 DIRECTIONS = ("in", "out")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 from controller.pacer import Pacer, collector_paused
-from controller.rest.api import ApiError, Response, Route
+from controller.rest.wire import ApiError, Response, Route
 from controller.rest.paced import paced_json, release
 from controller.service import NotFound
 from openflow.installed import paced, shared_flows, sorted_paced
@@ -53,7 +53,7 @@ def routes(state, programmer, reconcilers, pause=None) -> list[Route]:
         key = _dpid(dpid)
         pacer = Pacer(pause, LIST_EVERY)
         pacer.tick(LIST_EVERY)  # waits for its turn (controller/rest/lane.py), the collector not held off meanwhile
-        session = next((s for s, sw in programmer.view.switches.items() if sw.datapath_id == key), None)
+        session = programmer.view.session_of_datapath(key)
         reconciler = reconcilers().get(key)
         if session is None and reconciler is None:
             raise ApiError(404, "not_found", f"no switch with datapath id {key:016x}")
@@ -63,7 +63,7 @@ def routes(state, programmer, reconcilers, pause=None) -> list[Route]:
     def listing(key, session, reconciler, keep, pacer) -> bytes:
         if reconciler is not None:
             items = reconciler.flows(pacer)
-            status = reconciler.status()
+            status = reconciler.status(pacer.tick)  # the answer's pauses: not behind the reconcilers' lane
         else:  # known over OVSDB only: what Canopy wants there, nothing installed yet
             items = _desired_flows(programmer.desired.get(session), pacer)
             status = {"openflow": "disconnected", "desired": len(items), "installed": 0}

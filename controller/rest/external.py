@@ -15,7 +15,7 @@ Connections opened are the packet counts of the flows that commit a new connecti
 
 from __future__ import annotations
 
-from controller.rest.api import Response, Route
+from controller.rest.wire import Response, Route
 from controller.service import NotFound
 from openflow import external
 from openflow import pipeline as p

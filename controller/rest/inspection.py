@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from controller.rest.api import QUESTION_BODY, ApiError, Response, Route, _json_body
+from controller.rest.wire import QUESTION_BODY, ApiError, Response, Route, _json_body
 from controller.service import NotFound
 from openflow import dhcp
 from openflow.flows import OFPVID_PRESENT

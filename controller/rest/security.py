@@ -11,7 +11,7 @@ Switches that do not answer are listed in ``unanswered``; their counts are missi
 
 from __future__ import annotations
 
-from controller.rest.api import Response, Route
+from controller.rest.wire import Response, Route
 from controller.rest.flowstats import owner_counts
 from controller.service import NotFound
 from openflow import acl

@@ -27,7 +27,7 @@ import eventlet.wsgi
 
 from controller import guard
 from controller.rest import ui
-from controller.rest.api import Request, Response, _error, stopping
+from controller.rest.wire import Request, Response, _error, stopping
 
 log = logging.getLogger("canopy.rest")
 access_log = logging.getLogger("canopy.rest.access")

@@ -8,7 +8,7 @@ as the big listings do.
 from __future__ import annotations
 
 from controller.pacer import Pacer
-from controller.rest.api import Response, Route
+from controller.rest.wire import Response, Route
 
 SESSIONS_EVERY = 100  # sessions described between two pauses of GET /v1/ovsdb/sessions (a few ms)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from controller.derive import vtep_desired
 from controller.pacer import Pacer, collector_paused
-from controller.rest.api import ApiError, Response, Route
+from controller.rest.wire import ApiError, Response, Route
 from openflow.installed import paced
 
 VTEPS_EVERY = 1000  # MACs, bindings and ports made into views between two pauses of GET /v1/vteps (a few ms)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-from controller.rest.api import SEQ_SCHEMA, ApiError, Response, Route, _int_param
+from controller.rest.wire import SEQ_SCHEMA, ApiError, Response, Route, _int_param
 
 MAX_WAIT = 25  # seconds a request may stay open: under the 30 s many proxies and clients time out at
 POLL = 0.1  # seconds between looks at the cursor while a request waits (a green sleep: cheap)

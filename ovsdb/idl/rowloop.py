@@ -193,10 +193,12 @@ def _modify(idl, table, stacks: dict, key, row_diff):
     # through UUID.__eq__, a Python call each (ovs-vswitchd's ofport on 10,000 interfaces)
     if not stack:
         del stacks[key]
-    old = idl._Idl__apply_diff(table, row, row_diff)
-    stack.append(row)
-    if len(stack) == 1:
-        stacks[key] = stack
+    try:
+        old = idl._Idl__apply_diff(table, row, row_diff)
+    finally:  # put back when the difference raises too: the refusal's reason (ovsdb/idl/refusals.py ``describe``)
+        stack.append(row)  # looks the row up, and would call any malformed modify one of a row that does not exist
+        if len(stack) == 1:
+            stacks[key] = stack
     return _ROW_UPDATE, row, _ROW(idl, table, key, old)
 
 

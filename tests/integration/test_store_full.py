@@ -143,7 +143,7 @@ def test_a_store_on_a_full_disk_is_refused_as_unreadable_never_as_damaged_and_ne
 
 
 def _get(path):
-    from controller.rest.api import Request
+    from controller.rest.wire import Request
 
     return Request("GET", path)
 

@@ -9,7 +9,8 @@ from controller import policydoc, yamldoc
 from controller import settings as settings_mod
 from controller.core import build_core
 from controller.discovery import PortInfo, VrsSnapshot, VtepPort, VtepSnapshot
-from controller.rest.api import Api, Request
+from controller.rest.api import Api
+from controller.rest.wire import Request
 from controller.yamldoc import Doc
 
 TOKEN = "unit-token"

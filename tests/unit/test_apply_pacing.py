@@ -15,8 +15,9 @@ from controller.journal import Journal
 from controller.model import LISTED
 from controller.pacer import Pacer
 from controller.rest import api as rest_api
+from controller.rest import wire
 from controller.rest import jsonbody
-from controller.rest.api import ApiError, Request, _json_body
+from controller.rest.wire import ApiError, Request, _json_body
 from controller.rest.server import RestServer
 from controller.state import State
 from controller.store import Change
@@ -41,7 +42,7 @@ def test_a_big_body_is_parsed_and_measured_with_pauses_and_reads_the_same(monkey
     monkeypatch.setattr(jsonbody, "text", lambda raw, pause: (text(raw, pause), events.append("text done"))[0])
     assert _json_body(body_request(data), lambda: events.append("pause")) == data == _json_body(body_request(data))
     decoded = []  # the decoder's own pauses, on the same text
-    jsonbody.loads(json.dumps(data), rest_api.MAX_DEPTH, lambda: decoded.append(1))
+    jsonbody.loads(json.dumps(data), wire.MAX_DEPTH, lambda: decoded.append(1))
     pieces = -(-len(json.dumps(data)) // jsonbody.TEXT_EVERY)
     assert pieces >= 2 and len(decoded) >= 5
     assert events == ["pause"] * (pieces - 1) + ["text done"] + ["pause"] * len(decoded) + ["text done"]  # then unpaced

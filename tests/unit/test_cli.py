@@ -151,7 +151,7 @@ def test_check_refuses_an_object_defined_in_two_files(tmp_path, capsys):
 
 SERVE = """
 import http.server, os, pathlib, sys, urllib.parse
-from controller.rest.api import Request
+from controller.rest.wire import Request
 from tests.unit.helpers import Controller
 
 ctl = Controller(pathlib.Path(sys.argv[1]), **dict(arg.split("=", 1) for arg in sys.argv[2:]))  # rest settings

@@ -11,7 +11,7 @@ from controller.commits import CommitBusy, OneAtATime
 from controller.pacer import Pacer
 from controller.policy import Policy
 from controller.replication import Applier
-from controller.rest.api import Request
+from controller.rest.wire import Request
 from controller.store import Store
 from tests.unit.helpers import TOKEN, Controller, make_settings
 from tests.unit.interleave import BOUND, Gate, finish, run

@@ -62,7 +62,7 @@ def test_a_crossing_is_logged_once_as_a_warning_and_once_back_under(caplog):
         assert "800 VTEPs are over the ~780" in caplog.records[1].getMessage()
         assert watch.status() == {"count": 1, "crossings": 2, "over": [
             {"chassis": "s1", "subnet": "s", "local_ports": 2047, "vteps": 800,
-             "passed": ["resubmits", "datapath_actions"]}]}
+             "passed": ["resubmits", "datapath_actions"]}], "more": 0}
         watch.check("s1", "s", big)  # one limit left: nothing new to say
         watch.check("s1", "s", small)
         assert [r.levelname for r in caplog.records] == ["WARNING", "WARNING", "INFO"] and watch.over == {}
@@ -144,7 +144,7 @@ def test_the_report_shows_in_the_subnets_view_the_status_and_the_metrics(tmp_pat
         row = {"local_ports": 0, "vteps": 781, "passed": ["datapath_actions"]}
         assert ctl.call("GET", f"/v1/subnets/{subnet['id']}")[1]["flood_limits"] == [{"chassis": "s9", **row}]
         assert ctl.call("GET", "/v1/status")[1]["flood_limits"] == {
-            "count": 1, "crossings": 1, "over": [{"chassis": "s9", "subnet": "acme/web", **row}]}
+            "count": 1, "crossings": 1, "over": [{"chassis": "s9", "subnet": "acme/web", **row}], "more": 0}
         assert watch.of_chassis("s9") == [{"subnet": "acme/web", **row}] and watch.of_chassis("s1") == []
         body = ctl.api.metrics.exposition()[0].decode()
         assert 'canopy_subnet_flood_over_limit{chassis="s9",limit="datapath_actions",subnet="acme/web"} 1.0' \
@@ -177,3 +177,51 @@ def test_a_subnets_and_every_switchs_flood_limits_are_read_in_work_that_grows_wi
     watch.forget("s7")
     watch.retake({})
     assert watch.over == {} and watch.sessions_of == {} and watch.subnets_on == {}
+
+
+def test_the_status_lists_the_first_pairs_over_and_counts_the_rest():
+    """One subnet past ~780 VTEPs on 800 switches: GET /v1/status lists STATUS_OVER pairs (the first by switch session
+    and subnet id) and ``more`` for the rest (review42c: all 800, uncapped); the subnet's own view lists them all."""
+    watch = floodlimits.FloodWatch(chassis_of=lambda session: f"hv-{session}")
+    wide = floods.flood_groups(EVERYONE, LOCAL_ONLY, (), tuple(map(remote, range(781))), OWNER)
+    for i in range(800):
+        watch.check(f"s{i:03d}", "big", wide)
+    status = watch.status()
+    assert status["count"] == 800 and status["more"] == 800 - floodlimits.STATUS_OVER
+    assert [row["chassis"] for row in status["over"]] == [f"hv-s{i:03d}" for i in range(floodlimits.STATUS_OVER)]
+    assert len(watch.of_subnet("big")) == 800
+    assert len(watch.rows()) == 800 and watch.rows()[:floodlimits.STATUS_OVER] == status["over"]
+    from controller.metrics import _floods  # /metrics: a series for every pair, not only those the status lists
+    gauge, _crossings = _floods(watch)
+    assert len(gauge.samples) == 800
+
+
+def test_a_subnet_removed_from_a_switch_is_logged_as_removed_not_as_within_the_limits(caplog):
+    """A subnet over a limit whose flood groups went from the switch (the subnet deleted, or its last port there gone)
+    is said to be removed (review42c: "within Open vSwitch's limits again (0 local ports, 0 VTEPs)"); one whose
+    groups shrank under the limit is still said to be within the limits again."""
+    watch = floodlimits.FloodWatch()
+    big = floods.flood_groups(EVERYONE, LOCAL_ONLY, tuple(map(local, range(2047))), (), OWNER)
+    small = floods.flood_groups(EVERYONE, LOCAL_ONLY, tuple(map(local, range(10))), (), OWNER)
+    with caplog.at_level(logging.INFO, logger="canopy.floods"):
+        watch.check("s1", "s", big)
+        watch.check("s1", "s", ())
+        watch.check("s1", "t", big)
+        watch.check("s1", "t", small)
+    said = [r.getMessage() for r in caplog.records if r.levelname == "INFO"]
+    assert said == ["subnet s on s1: removed from the switch (the subnet deleted, or its last port there gone): off "
+                    "the flood-limit report",
+                    "subnet t on s1: its broadcast is within Open vSwitch's limits again (10 local ports, 0 VTEPs)"]
+    assert watch.over == {}
+
+
+def test_a_pair_still_over_after_a_restart_is_warned_of_once_more(caplog):
+    """The report is kept in memory only (docs/limits.md): a restarted controller's first compile warns once of each
+    pair still over (its log says what passes a limit now), then nothing more while nothing changes."""
+    big = floods.flood_groups(EVERYONE, LOCAL_ONLY, tuple(map(local, range(2047))), (), OWNER)
+    with caplog.at_level(logging.WARNING, logger="canopy.floods"):
+        for _process in range(2):
+            watch = floodlimits.FloodWatch()
+            for _ in range(3):
+                watch.check("s1", "s", big)
+    assert [r.levelname for r in caplog.records] == ["WARNING"] * 2

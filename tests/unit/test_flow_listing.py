@@ -7,8 +7,10 @@ from types import SimpleNamespace
 
 import pytest
 
+from controller.derive import SwitchInfo, View
 from controller.rest import dataplane as rest_dataplane
-from controller.rest.api import Api, Request
+from controller.rest.api import Api
+from controller.rest.wire import Request
 from openflow.compiler import Desired
 from openflow.flows import Owner
 from openflow.installed import FlowBook, shared_flows
@@ -61,11 +63,16 @@ def listing(ctl, programmer, reconcilers, query=None) -> list[dict]:
     return json.loads(resp.encoded())["flows"]
 
 
+def one_switch() -> View:
+    """A View holding switch s1 (datapath id 0xA), as derived from scratch."""
+    return View(switches={"s1": SwitchInfo("s1", 0xA, "hv1", "10.0.0.1", 99)})
+
+
 @pytest.mark.parametrize("connected", [True, False], ids=["reconciler", "over-ovsdb-only"])
 def test_the_rest_listing_names_both_owners_of_a_shared_flow(ctl, connected):
     a, b, desired = twins()
     [shared] = flows_of(a, SHARED)
-    programmer = SimpleNamespace(view=SimpleNamespace(switches={"s1": SimpleNamespace(datapath_id=0xA)}),
+    programmer = SimpleNamespace(view=one_switch(),
                                  desired={"s1": Desired(flows=desired)})
     reconcilers = {}
     if connected:
@@ -90,7 +97,7 @@ def test_a_switch_known_over_ovsdb_only_lists_its_flows_as_a_connected_one(ctl):
     two owners share (the first), whether the switch is connected or known over OVSDB only: they differ only in what
     is installed."""
     a, b, desired = twins()
-    programmer = SimpleNamespace(view=SimpleNamespace(switches={"s1": SimpleNamespace(datapath_id=0xA)}),
+    programmer = SimpleNamespace(view=one_switch(),
                                  desired={"s1": Desired(flows=desired)})
     rec = _reconciler(0xA)
     rec.set_desired_owners(desired, (), None)
@@ -110,7 +117,7 @@ def test_a_switch_known_over_ovsdb_only_is_listed_with_pauses(ctl, monkeypatch):
     owners = [Owner("vport", f"v{i}") for i in range(1000)]
     desired = {o: flows_of(o, *(f"02:00:00:00:{n >> 8:02x}:{n & 255:02x}" for n in range(3 * i, 3 * i + 3)))
                for i, o in enumerate(owners)}
-    programmer = SimpleNamespace(view=SimpleNamespace(switches={"s1": SimpleNamespace(datapath_id=0xA)}),
+    programmer = SimpleNamespace(view=one_switch(),
                                  desired={"s1": Desired(flows=desired)})
     described, stretches = [0], []
     render = flows_module.render_flow

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-import controller.app as app_module
+import controller.appannounce as announce_module
 from controller.app import CanopyApp
 from controller.garps import GARP_PAUSES, send_repeated
 from controller.pacer import Pacer
@@ -38,8 +38,8 @@ def ALWAYS():  # noqa: N802 - a constant predicate
 def spawn_batch(monkeypatch, glue, announce):
     """Run the one batch ``announce`` spawns, its pauses ``glue.during_pause(seconds)`` (no wall clock)."""
     spawned = []
-    monkeypatch.setattr(app_module.hub, "spawn", lambda fn, *args: spawned.append((fn, args)))
-    monkeypatch.setattr(app_module.hub, "sleep", glue.during_pause)  # before: the batch is handed hub.sleep
+    monkeypatch.setattr(announce_module.hub, "spawn", lambda fn, *args: spawned.append((fn, args)))
+    monkeypatch.setattr(announce_module.hub, "sleep", glue.during_pause)  # before: the batch is handed hub.sleep
     announce()
     assert len(spawned) == 1
     fn, args = spawned[0]
@@ -83,7 +83,7 @@ def test_a_hand_outs_gateway_announcements_are_one_green_thread(monkeypatch):
 @pytest.mark.parametrize("role, sent", [("standby", 0), ("active", 1)])
 def test_only_the_active_announces(monkeypatch, role, sent):
     spawned = []
-    monkeypatch.setattr(app_module.hub, "spawn", lambda fn, *args: spawned.append(fn))
+    monkeypatch.setattr(announce_module.hub, "spawn", lambda fn, *args: spawned.append(fn))
     glue = SimpleNamespace(pair=SimpleNamespace(role=role), programmer=SimpleNamespace(view=object(), pacer=Pacer()),
                            gateway_garp=SimpleNamespace(due=lambda view, session, changed, now: list(PACKETS)))
     CanopyApp._announce_gateways(glue, Rec(), "ovsdb:hv1", None)
@@ -124,8 +124,8 @@ def test_a_gateway_batch_stops_when_the_node_is_demoted_or_the_switch_stopped(mo
 def test_a_floating_ip_batch_stops_when_the_node_is_demoted(monkeypatch):
     rec = Rec()
     info = SimpleNamespace(id="f1", session="ovsdb:hv1", address="203.0.113.5")
-    monkeypatch.setattr(app_module.external, "garp_actions", lambda i: [("output", 1)])
-    monkeypatch.setattr(app_module.external, "garp_frame", lambda i: b"fip")
+    monkeypatch.setattr(announce_module.external, "garp_actions", lambda i: [("output", 1)])
+    monkeypatch.setattr(announce_module.external, "garp_frame", lambda i: b"fip")
 
     def during_pause(seconds):
         if seconds == GARP_PAUSES[1]:

@@ -8,7 +8,7 @@ or the VM left between its rounds."""
 import random
 from types import SimpleNamespace
 
-import controller.app as app_module
+import controller.appannounce as announce_module
 from controller.app import CanopyApp
 from controller.derive import L2_SERVER_MAC
 from controller.garps import GARP_PAUSES
@@ -105,8 +105,8 @@ def batch_of(monkeypatch, world, sleep=lambda seconds: None):
     """The app's glue announcing web's gateway on hv1 as new (a switch connecting with web among its changed
     owners), its batch spawned into ``batches`` and run by the caller; the batch's pauses call ``sleep``."""
     batches, rec = [], Rec()
-    monkeypatch.setattr(app_module.hub, "spawn", lambda fn, *args: batches.append((fn, args)))
-    monkeypatch.setattr(app_module.hub, "sleep", sleep)
+    monkeypatch.setattr(announce_module.hub, "spawn", lambda fn, *args: batches.append((fn, args)))
+    monkeypatch.setattr(announce_module.hub, "sleep", sleep)
     glue = SimpleNamespace(pair=None, programmer=world.prog, gateway_garp=GatewayAnnouncer())
     _, web = ids(world, "k1", "web")
     return rec, batches, lambda: CanopyApp._announce_gateways(glue, rec, "ovsdb:hv1", {Owner("subnet", web)})

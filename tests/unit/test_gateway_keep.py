@@ -65,7 +65,7 @@ def node(clock):
 
 
 def hear(n, session, mac, now):
-    """``session`` of node ``n`` gets the gateway's ARP answer (controller/app.py ``_gateway_answer``)."""
+    """``session`` of node ``n`` gets the gateway's ARP answer (controller/appannounce.py ``_gateway_answer``)."""
     got = n.resolver.answer(n.prog.view, session, UPLINK, reply(mac=mac), now)
     assert got is not None
     n.state.gateway_learned(session, *got)

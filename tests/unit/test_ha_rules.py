@@ -315,7 +315,8 @@ def rest_node(tmp_path, extra_routes=()):
     call(method, path, body, token="t0ken") -> (status, body)."""
     import json
 
-    from controller.rest.api import Api, Request
+    from controller.rest.api import Api
+    from controller.rest.wire import Request
 
     settings = settings_mod.from_doc(Doc("<t>", {"data_dir": str(tmp_path / "d"), "rest": {"token": "t0ken"},
                                                  "ha": {"peer": "10.250.0.1", "secret": SECRET}}))

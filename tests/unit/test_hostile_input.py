@@ -12,7 +12,7 @@ import pytest
 
 from controller.discovery import VrsSnapshot
 from controller.guard import ConnectionLimits
-from controller.rest.api import Request
+from controller.rest.wire import Request
 from ovsdb.jsonstream import MAX_DEPTH, Parser
 
 from .helpers import Controller

@@ -8,7 +8,7 @@ import pytest
 from controller import cli, discovery, yamldoc
 from controller import settings as settings_mod
 from controller.rest import dataplane
-from controller.rest.api import ApiError
+from controller.rest.wire import ApiError
 from ovsdb.vtep import canopy_vni
 
 from .helpers import Controller, demo_net

@@ -12,7 +12,8 @@ import pytest
 from controller.rest import jsonbody
 from controller.programmer import Programmer
 from controller.rest import inspection as rest_inspect
-from controller.rest.api import MAX_DEPTH, QUESTION_BODY, Api, ApiError, _json_body
+from controller.rest.api import Api
+from controller.rest.wire import MAX_DEPTH, QUESTION_BODY, ApiError, _json_body
 from controller.rest.server import RestServer
 from tests.unit.helpers import make_settings
 from tests.unit.pipeline_case import build_state

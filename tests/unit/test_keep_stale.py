@@ -7,8 +7,10 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
+from controller.derive import View
 from controller.rest import dataplane as rest_dataplane
-from controller.rest.api import Api, Request
+from controller.rest.api import Api
+from controller.rest.wire import Request
 from openflow.flows import Group
 
 from .test_operate import samples, scrape
@@ -46,7 +48,7 @@ def test_rest_and_metrics_show_kept_flows_as_kept(tmp_path):
     rec, _ = kept_in_sync()
     ctl = Controller(tmp_path)
     try:
-        ctl.api.switch_status = lambda dpid: rec.status()
+        ctl.api.switch_status = lambda dpid, tick: rec.status(tick)
         sync = ctl.api._with_sync({"datapath_id": f"{1:016x}"})["sync"]
         assert (sync["pending"], sync.get("kept")) == (0, 2 * STALE)
         ctl.api.metrics.attach(reconcilers=lambda: {1: rec})
@@ -65,7 +67,7 @@ def test_the_flow_listing_shows_kept_flows_as_kept_and_the_switch_in_sync(tmp_pa
     ctl = Controller(tmp_path)
     try:
         def listing():
-            programmer = SimpleNamespace(view=SimpleNamespace(switches={}), desired={})
+            programmer = SimpleNamespace(view=View(), desired={})
             api = Api(ctl.service, ctl.state, ctl.settings,
                       extra_routes=rest_dataplane.routes(ctl.state, programmer, lambda: {1: rec}))
             resp = api.handle(Request("GET", f"/v1/switches/{1:016x}/flows", {}, {}, b"", "127.0.0.1"))

@@ -18,7 +18,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from controller import cli, lifecycle, logs, runtime
 from controller.cli_status import render_status, wait_programmed
 from controller.rest import dataplane as rest_dataplane
-from controller.rest.api import Api, Request
+from controller.rest.api import Api
+from controller.rest.wire import Request
 from controller.programmer import Programmer
 from tests.unit.helpers import TOKEN, Controller, FederationStandIn, demo_net
 
@@ -119,7 +120,7 @@ class _Reconciler:
 
     change_seconds = 0.5
 
-    def status(self) -> dict:
+    def status(self, tick=None) -> dict:
         return {"desired": 16_000, "installed": 16_000, "pending": 0, "rejected": 0, "kept": 0,
                 "groups": {"desired": 16, "installed": 16, "rejected": 0}, "state": "in_sync",
                 "sent": {"flow_add": 16_000, "change_sets": 1, "read_backs": 1},

@@ -101,6 +101,22 @@ def test_a_malformed_update_is_refused_with_where_and_why_and_nothing_of_it_is_a
     assert not replica.names["Interface"] and not len(replica.changes) and not replica._session.is_connected()
 
 
+@pytest.mark.parametrize("diff, says", [
+    (["not", "an", "object"], "Port row %s: its modify is not an object" % P1),
+    ({"external_ids": ["map", [["a"]]]}, "Port row %s: column external_ids: " % P1),
+])
+def test_a_malformed_modify_of_a_row_that_exists_is_refused_with_its_own_reason(diff, says):
+    """The row loop takes the row out of its table to apply the difference (ovsdb/idl/rowloop.py ``_modify``): one
+    that raised (not an object: AttributeError, no ovs error) left the row out, and the refusal's reason, worked out
+    after, said "modify of a row that does not exist" (stop 42's debt). The row is put back: the reason is the real
+    one, and the row is still in the replica's table."""
+    replica = tracking()
+    feed(replica, {"Port": {P1: {"insert": whole_port("p1", a="b")}}})
+    feed(replica, {"Port": {P1: {"modify": diff}}})
+    assert replica.refused.startswith("update refused: " + says), replica.refused
+    assert uuid.UUID(P1) in replica.tables["Port"].rows
+
+
 def test_a_modify_whose_value_does_not_parse_is_refused_not_skipped():
     """ovs 4.0.0 skips the column and keeps its old value: a fresh read gives something else."""
     replica = tracking()

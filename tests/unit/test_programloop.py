@@ -12,7 +12,8 @@ import pytest
 from controller import programloop
 from controller.programloop import ProgramLoop
 from controller.programmer import Programmer
-from controller.rest.api import Api, Request
+from controller.rest.api import Api
+from controller.rest.wire import Request
 
 from .test_compiler import add_vport, base_state, snapshot
 

@@ -21,7 +21,8 @@ from controller.rest import dataplane as rest_dataplane
 from controller.rest import inspection as rest_inspect
 from controller.rest import vteps as rest_vteps
 from controller.rest import api as api_mod
-from controller.rest.api import Api, Request
+from controller.rest.api import Api
+from controller.rest.wire import Request
 from controller.stretchtrace import StretchTracer
 from controller.stretchtrace import routes as stretch_routes
 from tests.unit.helpers import TOKEN, Controller, demo_net, running
@@ -84,7 +85,7 @@ def declared_routes():
     for path in sorted(root.rglob("*.py")):
         text = path.read_text()
         if path != root / "rest" / "api.py" and not re.search(
-                r"from controller\.rest\.api import [^\n]*\bRoute\b", text):
+                r"from controller\.rest\.(api|wire) import [^\n]*\bRoute\b", text):
             continue  # derive.py's Route is a FIB entry, not this one
         for node in ast.walk(ast.parse(text)):
             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Route":

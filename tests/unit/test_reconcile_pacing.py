@@ -15,7 +15,8 @@ import pytest
 from controller.pacer import Pacer
 from controller.programmer import Programmer
 from controller.rest import dataplane as rest_dataplane
-from controller.rest.api import Api, Request, Response
+from controller.rest.api import Api
+from controller.rest.wire import Request, Response
 from controller.rest.paced import paced_json
 from controller.ryu_compat import hub, ofproto_protocol
 from openflow import atonce, pipeline as p

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import eventlet
 
-from controller.rest.api import Request
+from controller.rest.wire import Request
 from controller.rest.lane import Lane
 
 from .helpers import Controller

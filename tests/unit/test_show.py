@@ -11,7 +11,8 @@ from controller.rest import bgp as rest_bgp
 from controller.rest import dataplane as rest_dataplane
 from controller.rest import inspection as rest_inspect
 from controller.rest import vteps as rest_vteps
-from controller.rest.api import Api, Request, Response, Route
+from controller.rest.api import Api
+from controller.rest.wire import Request, Response, Route
 from openflow.dhcp_service import DhcpService
 from tests.unit.helpers import Controller
 from tests.unit.pipeline_case import POLICY, snapshots

@@ -6,7 +6,7 @@ import greenlet
 import pytest
 
 from controller import stretchtrace
-from controller.rest.api import Request
+from controller.rest.wire import Request
 from controller.stretchtrace import ENV, StretchTraceError, StretchTracer, from_environment, routes
 
 BURN = 2_000_000  # iterations of the long stretch

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-import controller.app as app_module
+import controller.appannounce as announce_module
 from controller.app import CanopyApp
 from controller.extnet import GatewayNeed
 from controller.garps import GARP_PAUSES
@@ -72,9 +72,9 @@ def app(prog, recs, role):
 def hub(monkeypatch):
     """Green threads run when ``run()`` is called; pauses take no time; ``clock[0]`` is time.monotonic()."""
     spawned, clock = [], [1000.0]
-    monkeypatch.setattr(app_module.hub, "spawn", lambda fn, *args: spawned.append((fn, args)))
-    monkeypatch.setattr(app_module.hub, "sleep", lambda seconds: None)
-    monkeypatch.setattr(app_module.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(announce_module.hub, "spawn", lambda fn, *args: spawned.append((fn, args)))
+    monkeypatch.setattr(announce_module.hub, "sleep", lambda seconds: None)
+    monkeypatch.setattr(announce_module.time, "monotonic", lambda: clock[0])
 
     def run():
         while spawned:
@@ -153,7 +153,7 @@ def test_a_takeover_batch_leaves_out_a_vm_gone_during_it(hub, monkeypatch):
             world.placed.pop("e1")
             world.push("hv3")
             world.prog.refresh()
-    monkeypatch.setattr(app_module.hub, "sleep", sleep)
+    monkeypatch.setattr(announce_module.hub, "sleep", sleep)
     take_over(glue)
     hub.run()
     assert len(recs[3].sent) == 1 and recs[1].sent == []
@@ -313,7 +313,7 @@ def migrate_during_second_pause(monkeypatch, state, prog):
             state.vrs_update(snapshot("hv1", "10.251.0.1", [("vm1", 11)]))
             state.vrs_update(snapshot("hv2", "10.251.0.2", [("vm0", 10)]))
             prog.refresh()
-    monkeypatch.setattr(app_module.hub, "sleep", sleep)
+    monkeypatch.setattr(announce_module.hub, "sleep", sleep)
 
 
 def test_a_takeover_batch_leaves_out_a_floating_ip_whose_vm_left_during_it(hub, monkeypatch):
@@ -367,7 +367,7 @@ def test_a_floating_ip_whose_vm_comes_back_during_the_batch_is_announced_again_i
             state.vrs_update(snapshot("hv2", "10.251.0.2", []))
             state.vrs_update(snapshot("hv1", "10.251.0.1", [("vm0", 10), ("vm1", 11)]))
         prog.refresh()
-    monkeypatch.setattr(app_module.hub, "sleep", sleep)
+    monkeypatch.setattr(announce_module.hub, "sleep", sleep)
     take_over(glue)
     hub.run()
     assert frames(recs[1]) == [vm0, vm1, vm1, vm0, vm1, vm0, vm1]

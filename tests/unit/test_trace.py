@@ -154,7 +154,7 @@ def api(tmp_path):
 def post(api, body, token=None):
     import json
 
-    from controller.rest.api import Request
+    from controller.rest.wire import Request
 
     headers = {"content-type": "application/json"}
     if token:

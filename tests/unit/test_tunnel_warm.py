@@ -197,7 +197,7 @@ def test_a_switch_slow_to_read_holds_up_neither_the_caller_nor_the_other_switche
 
 def test_probes_go_from_a_green_thread_of_their_own_and_only_from_the_active_controller():
     """The programming pass (and the OpenFlow event that adopts a switch) hand probes over, never wait for a switch
-    to read them (controller/app.py ``_warm_tunnels``); a standby neither sends nor counts a VTEP probed."""
+    to read them (controller/appannounce.py ``_warm_tunnels``); a standby neither sends nor counts a VTEP probed."""
     world = three_hosts()
     rec = Switch()
     rec.datapath = object()

@@ -60,7 +60,7 @@ def test_switches_carry_their_programming_status(ctl):
     # no VRS over OVSDB here: a switch known only over OpenFlow is listed with its reconciler's counts
     ctl.state.datapath_up(0xab, "192.0.2.1:5000", conn=1)
     assert ctl.call("GET", "/v1/switches")[1]["items"][0]["sync"] is None
-    ctl.api.switch_status = lambda dpid: {"state": "in_sync", "desired": 7, "installed": 7, "pending": 0,
+    ctl.api.switch_status = lambda dpid, tick: {"state": "in_sync", "desired": 7, "installed": 7, "pending": 0,
                                           "rejected": 0, "sent": {"flow_mod": 3}} if dpid == 0xab else None
     item = ctl.call("GET", "/v1/switches")[1]["items"][0]
     assert item["sync"] == {"state": "in_sync", "desired": 7, "installed": 7, "pending": 0, "rejected": 0}

@@ -1,0 +1,87 @@
+"""REST reads and scrapes that count a switch's flows (GET /v1/switches and /v1/switches/{dpid}, GET
+/v1/switches/{dpid}/flows, /metrics) pause with their own pacer, not the reconciler's: the reconciler's pacer pauses
+through the reconcilers' lane (controller/app.py ``reconcile_lane``, controller/rest/lane.py), so a read that counted
+through it queued behind the switches' plans and read-backs (review42b) and, with the lane held, never answered.
+
+Here the lane is held the whole time by another green thread (a reconciler in its turn), and each read, in a green
+thread of its own, must answer within a bounded number of the loop's turns (counted, not timed); its counts are the
+book's, equal to those read once the lane is free again (the count is made on copies of the records)."""
+
+from __future__ import annotations
+
+import functools
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from controller.app import CanopyApp
+from controller.discovery import VrsSnapshot
+from controller.pacer import Pacer
+from controller.programmer import Programmer
+from controller.rest import dataplane as rest_dataplane
+from controller.rest.lane import Lane
+from controller.rest.wire import Request
+from controller.ryu_compat import hub
+from tests.unit.helpers import TOKEN, Controller
+from tests.unit.test_reconcile_pacing import OWNERS, change_of_many_owners, give_way, reconciler
+
+TURNS = 10_000  # turns of the loop a read may take (it takes a few hundred: a pause every 1,000 flows)
+READS = ["switches", "switch", "flows", "metrics"]
+
+
+@pytest.fixture
+def world(tmp_path):
+    """A controller whose switch (datapath 1) has every one of OWNERS owners changed (4 x OWNERS flows to add or
+    delete: a count that pauses), its reconciler pausing through a lane; the app's ``_switch_status`` wired."""
+    lane = Lane(give_way)
+    rec, _ = reconciler()
+    rec.pacer = Pacer(lane.pause, 200)
+    change_of_many_owners(rec)
+    ctl = Controller(tmp_path)
+    ctl.state.vrs_update(VrsSnapshot(session="s1", chassis="hv1", hostname="hv1", peer="127.0.0.1:1", bridge="br-int",
+                                     bridge_present=True, datapath_id=1, vtep_ip="192.0.2.10", flavour="kvm"))
+    glue = SimpleNamespace(reconcilers={1: rec})
+    ctl.api.switch_status = functools.partial(CanopyApp._switch_status, glue)
+    ctl.api.pause = Lane(give_way).pause  # the REST lane: a lane of its own
+    ctl.api.metrics.attach(reconcilers=lambda: {1: rec}, pause=give_way)
+    routes = rest_dataplane.routes(ctl.state, Programmer(ctl.state), lambda: {1: rec}, ctl.api.pause)
+    yield SimpleNamespace(ctl=ctl, rec=rec, lane=lane, flows=routes[1].handler)
+    ctl.close()
+
+
+def read(world, what) -> dict:
+    """The pending flows the read reports for switch 1."""
+    ctl = world.ctl
+    if what == "metrics":
+        body = ctl.api.metrics.exposition()[0].decode()
+        line = next(line for line in body.splitlines()
+                    if line.startswith("canopy_switch_flows{") and 'kind="pending"' in line)
+        return {"pending": int(float(line.rsplit(" ", 1)[1]))}
+    if what == "flows":
+        return json.loads(world.flows(Request("GET", "/v1/switches/1/flows"), "0000000000000001").encoded())["status"]
+    path = "/v1/switches" if what == "switches" else "/v1/switches/0000000000000001"
+    resp = ctl.api.handle(Request("GET", path, {}, {"authorization": f"Bearer {TOKEN}"}, b"", "127.0.0.1"))
+    assert resp.status == 200, resp.encoded()
+    body = json.loads(resp.encoded())
+    return (body["items"][0] if what == "switches" else body)["sync"]
+
+
+@pytest.mark.parametrize("what", READS)
+def test_a_read_answers_while_the_reconcilers_lane_is_held(world, what):
+    world.rec._book._counted = None  # (each read counts afresh: the count is kept per state of the book)
+    world.lane._turn.acquire()  # a reconciler in its turn, for as long as the read takes
+    answer, turns = [], 0
+    reader = hub.spawn(lambda: answer.append(read(world, what)))
+    try:
+        while not answer and turns < TURNS:
+            hub.sleep(0)
+            turns += 1
+        assert answer, f"{what}: no answer in {TURNS} turns of the loop with the reconcilers' lane held"
+        assert world.lane._turn.held == 1 and world.lane._turn.waiting == 0  # it never queued there
+    finally:
+        world.lane._turn.release()
+        hub.kill(reader)
+    assert answer[0]["pending"] == 4 * OWNERS
+    world.rec._book._counted = None
+    assert read(world, what)["pending"] == answer[0]["pending"]  # as counted once the lane is free
