@@ -40,6 +40,7 @@ ExaBGP decodes EVPN but has no API command to announce it. This module:
 from __future__ import annotations
 
 import copy
+import copyreg
 import functools
 import inspect
 import os
@@ -278,7 +279,7 @@ class KeyedPrefix(_CachedIndex, Prefix):
 
 
 _ACTIONS = {routes.ANNOUNCE: Action.ANNOUNCE, routes.WITHDRAW: Action.WITHDRAW}
-_NLRIS: dict = {}  # (id(route), action) -> (route, its NLRI): the route is kept, so its id is not reused meanwhile
+_NLRIS: dict = {}  # (id(route), action) -> (route, its NLRI, its attributes): the route is kept, so its id is not reused
 _NLRIS_SIZE = 1 << 17
 
 
@@ -287,19 +288,47 @@ def shared_nlri(route: routes.Route, action: str):
     hands out the same route object for the same text, so a withdrawal reuses what its announcement built
     (the NLRI, a third of what injecting a withdrawal costs ExaBGP). An NLRI is never changed once built
     (ExaBGP's RIB copies a change before it turns it into a withdrawal)."""
+    return _shared(route, action)[1]
+
+
+def _shared(route: routes.Route, action: str) -> tuple:
+    """(route, NLRI, attributes) of ``action`` on ``route``, made once per route object and action; the other
+    action's, when made already, gives both (the same fields: its NLRI copied with this action, its attributes)."""
     entry = _NLRIS.get((id(route), action))
     if entry is not None and entry[0] is route:
-        return entry[1]
+        return entry
     other = _NLRIS.get((id(route), routes.WITHDRAW if action == routes.ANNOUNCE else routes.ANNOUNCE))
     if other is not None and other[0] is route:  # the same fields, objects and index; another action
-        nlri = copy.copy(other[1])
+        nlri = _copied(other[1])
         nlri.action = _ACTIONS[action]
+        attributes = other[2]
     else:
-        nlri = build_nlri(route, action)
+        nlri, attributes = build_nlri(route, action), shared_attributes(route)
     if len(_NLRIS) >= _NLRIS_SIZE:
         _NLRIS.clear()
-    _NLRIS[id(route), action] = (route, nlri)
-    return nlri
+    entry = _NLRIS[id(route), action] = (route, nlri, attributes)
+    return entry
+
+
+_PLAIN: dict = {}  # NLRI class -> its objects keep all their state in their __dict__ (no slots, no copy protocol)
+_COPY_PROTOCOL = ("__slots__", "__getstate__", "__setstate__", "__getnewargs__", "__getnewargs_ex__", "__copy__",
+                  "__reduce_ex__", "__reduce__")  # what copy.copy would call or read instead of the object's __dict__
+
+
+def _copied(nlri):
+    """A shallow copy of ``nlri``: what ``copy.copy`` makes of it, without the generic protocol where the class keeps
+    its state in its ``__dict__`` only (ExaBGP's EVPN NLRIs: the copy was most of what a withdrawal cost ExaBGP once
+    its announcement's NLRI existed, beyond ExaBGP's own RIB)."""
+    cls = type(nlri)
+    plain = _PLAIN.get(cls)
+    if plain is None:
+        plain = _PLAIN[cls] = cls not in copyreg.dispatch_table and not any(
+            name in klass.__dict__ for klass in cls.__mro__[:-1] for name in _COPY_PROTOCOL)
+    if not plain:
+        return copy.copy(nlri)
+    twin = cls.__new__(cls)
+    twin.__dict__.update(nlri.__dict__)
+    return twin
 
 
 def build_nlri(route: routes.Route, action: str):
@@ -364,8 +393,10 @@ def build_attributes(route: routes.Route):
 
 def build_change(route: routes.Route, action: str):
     """The ExaBGP Change (NLRI + attributes) that ``action`` on ``route`` injects in a RIB (the attributes
-    object is shared with the other routes that have the same attribute fields)."""
-    return Change(shared_nlri(route, action), shared_attributes(route))
+    object is shared with the other routes that have the same attribute fields; a withdrawal takes its
+    announcement's, as its NLRI: ``_shared``)."""
+    _route, nlri, attributes = _shared(route, action)
+    return Change(nlri, attributes)
 
 
 # --------------------------------------------------------------------------- API commands

@@ -33,7 +33,9 @@ import json
 import logging
 import os
 import threading
-from itertools import filterfalse
+from collections import deque
+from itertools import chain, compress, filterfalse, repeat
+from operator import is_, not_
 
 from bgp import routes as bgp_routes
 from bgp.dupkeep import FILE_NAME, DuplicateKeeper
@@ -109,7 +111,10 @@ class Federation:
         self.early = False  # announce at bind (bgp/early.py): the app allows it once passes hand out
         self.settled = lambda: True  # the HA role is decided (the app's): what a publish hands over is complete
         self._early = EarlyAnnounce(state, lambda: self.mobility)  # (the MAC mobility held when a vport binds)
+        self._leaving: dict = {}  # vport id -> (switch, port) being deleted there, its routes withdrawn at intake, while
+        # State still locates it there (``_ports_leaving``): left out of what a publish announces
         state.subscribe(self._locations_changed)
+        state.listen_leaving(self._ports_leaving, self._ports_left)
 
     def start(self):
         self.speaker.start()
@@ -319,12 +324,15 @@ class Federation:
             candidates = self._unlocated if delta is not None else None
         if candidates is not None:  # (those no route names now, dropped by the delta, are not looked at again)
             candidates = self._unlocated = origins.named(candidates)
-        left_out = set(origins.settle(self.state.locations, candidates))  # vports unbound while this View was made
+        if not originating:
+            self._leaving.clear()
+        located = _Without(self.state.locations, self._leaving) if self._leaving else self.state.locations
+        left_out = set(origins.settle(located, candidates))  # vports unbound (or leaving) while this View was made
         if candidates is None:
             self._unlocated = origins.named(self._unlocated)
         desired = _Handed(routes, left_out)
         if originating:
-            self._early.carry(desired, origins, view)  # announced at bind, not in this View yet
+            self._early.carry(desired, origins, view, located)  # announced at bind, not in this View yet
         self._early.remember(view, policy, originating)
         self._origins = origins  # (with the watcher: the Origins ``_locations_changed`` reads is the one told)
         originator.watcher = origins if routes is originator.routes else None
@@ -337,19 +345,8 @@ class Federation:
             full.update(desired.carried)
             self.speaker.set_desired(full)
         else:
-            announce, withdraw, told = *plan, self._told
-            get = desired.get if left_out or desired.carried else routes.get  # (the same answers)
-            for key in told.keys() | left_out | desired.carried.keys():
-                route = get(key)
-                if key in told and (told[key] is route or told[key] == route):  # the speaker holds it already
-                    announce.pop(key, None)
-                    withdraw.discard(key)
-                elif route is None:
-                    announce.pop(key, None)
-                    withdraw.add(key)
-                else:
-                    withdraw.discard(key)
-                    announce[key] = route
+            announce, withdraw = plan
+            _settle(announce, withdraw, self._told, desired)
             if withdraw:
                 self.speaker.withdraw(withdraw)
             if announce:
@@ -390,6 +387,8 @@ class Federation:
         unbound = list(filterfalse(locations.__contains__, vport_ids))  # (C loops: 10,000 vports at once)
         bound = list(filter(locations.__contains__, vport_ids)) if len(unbound) < len(vport_ids) else []
         with self._origins_lock:
+            if self._leaving:  # (their routes withdrawn at intake: ``_ports_leaving``)
+                bound = self._left(unbound, bound)
             self._unlocated.update(unbound)
             self._unlocated.difference_update(bound)
             gone = self._origins.unbound(unbound)
@@ -402,6 +401,61 @@ class Federation:
                 if new:
                     self._told.update(new)
                     self.speaker.announce(new)
+
+    def _ports_leaving(self, vport_ids: list) -> None:
+        """State's listener (controller/state_leaving.py): the ports of these vports are being deleted (a big delete,
+        before its slices unbind them): withdraw now the routes only they (or vports unbound already) stand behind, as
+        their unbinding would (``_locations_changed`` then finds them withdrawn: ``Origins.unbound`` counts each vport
+        once), and leave their routes out of what a publish announces while State still locates them there
+        (``_hand_over``). One that State locates elsewhere before its port goes (bound again) pins its routes, as after
+        an unbinding (``Origins.bound``): the next pass announces them. Nothing on an HA standby."""
+        locations = self.state.locations
+        with self._origins_lock:
+            if not self.originating:
+                return
+            for vid in vport_ids:
+                loc = locations.get(vid)
+                if loc is not None:
+                    self._leaving[vid] = (loc.session, loc.port)
+            self._unlocated.update(vport_ids)
+            gone = self._origins.unbound(vport_ids)
+            if gone:
+                self._told.update(dict.fromkeys(gone))
+                self.speaker.withdraw(gone)
+
+    def _ports_left(self, session: str, names: set) -> None:
+        """State's listener: the ports ``names`` of ``session`` told leaving are no longer (their update taken: their
+        vports are unbound, nothing left here; or its session ended first): a vport still leaving there is located as
+        State says, its routes pinned as after an unbinding (``Origins.bound``), and the next publish announces them
+        while it stays located (a port found again by the next session): a pass is woken for it (nothing else may change
+        State: the grace of an ended session, ``VrsClaims``)."""
+        with self._origins_lock:
+            if not self._leaving:
+                return
+            stale = [vid for vid, where in self._leaving.items() if where[0] == session and where[1] in names]
+            for vid in stale:
+                del self._leaving[vid]
+            self._origins.bound(stale)
+        if stale:  # State did not change (the switch's grace runs): a pass must publish their routes again
+            self.state.bgp_received(0)
+
+    def _left(self, unbound: list, bound: list) -> list:
+        """Under the lock: the leaving vports among ``unbound`` (their ports went) or among ``bound`` located elsewhere
+        than the port that was leaving are no longer leaving; ``bound`` without those still leaving where they were
+        (their location changed on that port: they are not bound again)."""
+        leaving, locations = self._leaving, self.state.locations
+        for vid in filter(leaving.__contains__, unbound):
+            del leaving[vid]
+        kept = []
+        for vid in bound:
+            where = leaving.get(vid)
+            if where is not None:
+                loc = locations.get(vid)
+                if loc is not None and (loc.session, loc.port) == where:
+                    continue
+                del leaving[vid]
+            kept.append(vid)
+        return kept
 
     def clear_duplicates(self, subnet_id: str | None = None, mac: str | None = None) -> list[dict]:
         """Unflag duplicate MACs (``bgp.duplicates``; None: any) and wake a programming pass, whose publish announces
@@ -454,6 +508,59 @@ class Federation:
             pacer.tick()
         keyed.sort(key=lambda pair: pair[0])
         return [entry for _, entry in keyed]
+
+
+def _settle(announce: dict, withdraw: set, told: dict, desired: _Handed) -> None:
+    """``_hand_over``'s plan (``announce``, ``withdraw``) completed for the keys ``told`` (key -> the route the speaker
+    holds, or None), left out or carried: each told only if the speaker holds something else than ``desired.get``
+    gives. The keys told looked at by C loops (``map``), Python only for those not carried and those whose route
+    differs (a route key is a 5-tuple, hashed again at every dict or set operation: the pass that raced 10,000
+    bindings has 10,000 told and 9,000 carried, ~15 ms of CPU in a Python loop of its own, evpn_routes' announce,
+    stop 44; tests/unit/test_early_carry_cost.py)."""
+    carried, left_out, routes = desired.carried, desired.left_out, desired.routes
+    keys, held = list(told), list(told.values())
+    got = list(map(carried.get, keys))
+    for at in list(compress(range(len(got)), map(is_, got, repeat(None)))):  # (not carried: the View's, or left out)
+        key = keys[at]
+        if not (left_out and key in left_out):
+            got[at] = routes.get(key)
+    same = list(map(is_, held, got))
+    for at in list(compress(range(len(same)), map(not_, same))):  # (not the same object: equal, or told)
+        if held[at] == got[at]:
+            same[at] = True
+        else:
+            _tell(announce, withdraw, keys[at], got[at])
+    if announce or withdraw:  # the speaker holds these already
+        kept = list(compress(keys, same))
+        if announce:
+            deque(map(announce.pop, kept, repeat(None)), maxlen=0)
+        if withdraw:
+            withdraw.difference_update(kept)
+    for key in filterfalse(told.__contains__, chain(left_out, carried)):
+        _tell(announce, withdraw, key, desired.get(key))
+
+
+def _tell(announce: dict, withdraw: set, key, route) -> None:
+    """``_hand_over``'s plan for ``key``, which the speaker does not hold as ``route``: withdrawn (``route`` None) or
+    announced."""
+    if route is None:
+        announce.pop(key, None)
+        withdraw.add(key)
+    else:
+        withdraw.discard(key)
+        announce[key] = route
+
+class _Without:
+    """State's ``locations`` as a publish settles them: without the vports leaving (``Federation._leaving``)."""
+
+    def __init__(self, locations: dict, leaving: dict):
+        self.locations, self.leaving = locations, leaving
+
+    def __contains__(self, vid) -> bool:
+        return vid in self.locations and vid not in self.leaving
+
+    def get(self, vid, default=None):
+        return default if vid in self.leaving else self.locations.get(vid, default)
 
 
 class _Handed:

@@ -507,8 +507,9 @@ def _in_slices(tell, vports: Iterable, keys: Iterable, pacer: Pacer) -> None:
     stretch of ~13-21 ms of CPU (load 8). Nothing it reads has changed yet, so what the last publish's Origins
     answers during the pauses is the same; nor has anything ``vports`` and ``keys`` walk (they may be lazy: taken a
     slice at a time too)."""
-    step, vports, keys = pacer.every, iter(vports), iter(keys)
+    every, due, vports, keys = pacer.every, getattr(pacer, "due", None), iter(vports), iter(keys)
     while True:
+        step = every if due is None else min(every, due())  # (ending where a BoundedPacer checks its clock too)
         part = list(islice(vports, step)), list(islice(keys, step))
         if not part[0] and not part[1]:
             return

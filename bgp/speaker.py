@@ -410,6 +410,10 @@ class Speaker(SpeakerThread):
                 self._wake_r.recv(4096)
             except BlockingIOError:
                 pass
+            with self._lock:  # woken for new commands: offered now (``_write`` stops where the socket is full), not at
+                fresh = self._conn is not None and self._conn not in can_write and bool(self._outbuf)  # the next turn
+            if fresh:
+                can_write = [*can_write, self._conn]
         if self._listener in ready:
             self._accept()
         if self._conn is not None and self._conn in ready:

@@ -54,7 +54,7 @@ from controller.ryu_compat import (
     ofproto_v1_4,
     set_ev_cls,
 )
-from controller.pacer import Pacer, paused_now
+from controller.pacer import BUDGET, Pacer, loop_pacer, paused_now
 from controller.startup_hold import AwaitedFirstReads, StartupHold
 from openflow import claims, external
 from openflow.flows import owner_kind_of
@@ -89,9 +89,10 @@ class CanopyApp(RoleWiring, Announcements, RyuApp):
         # nothing is written before it is released
         self.hold = StartupHold(self.store, settings.restart_hold, hold_max=settings.restart_hold_max)
         self.programmer = Programmer(self.state)
-        self.programmer.pacer = Pacer(give_way)  # a pass never holds the hub: it pauses inside derive and compile
-        self.service.pacer = Pacer(give_way, 40)  # planning a big apply pauses (a vport placed: ~0.25 ms)
-        self.state.pacer = Pacer(give_way, STATE_EVERY)  # a report of 10,000 ports, a commit of 10,000 vports
+        # stretches bounded by count and by the wall clock too (controller/pacer.py loop_pacer: BoundedPacer)
+        self.programmer.pacer = loop_pacer(give_way)  # a pass never holds the hub: it pauses inside derive, compile
+        self.service.pacer = loop_pacer(give_way, 40)  # planning a big apply pauses (a vport placed: ~0.25 ms)
+        self.state.pacer = loop_pacer(give_way, STATE_EVERY)  # a report of 10,000 ports, a commit of 10,000 vports
         self.reconcilers: dict[int, SwitchReconciler] = {}
         self.dhcp = DhcpService(self.state, self.programmer, settings.underlay_mtu)
         self.garp = external.Announcer()  # floating IPs announced by gratuitous ARP (openflow/external.py)
@@ -108,9 +109,11 @@ class CanopyApp(RoleWiring, Announcements, RyuApp):
                                         per_source=limits.ovsdb_per_source, max_message=limits.ovsdb_max_message,
                                         sync_timeout=limits.ovsdb_sync_timeout,
                                         reconnect_grace=limits.ovsdb_reconnect_grace,
+                                        probe_interval=limits.ovsdb_probe_interval,
                                         tls=listener_context(settings, "ovsdb"), forwarding=self._answers)
         self.ovsdb.held = self.hold.holding
         self.ovsdb.pause = Lane(give_way).pause  # the OVSDB sessions' big updates (4 first reads at once) likewise
+        self.ovsdb.budget = BUDGET  # their pacers bounded by the wall clock too (controller/pacer.py BoundedPacer)
         self.rest_lane = Lane(give_way)  # big answers of many clients pause one at a time (controller/rest/lane.py)
         self.reconcile_lane = Lane(give_way)  # and so do the switches' reconcilers: one's stretch a round, not 50
         extra = rest_sessions.routes(self.ovsdb, self.rest_lane.pause)
@@ -318,10 +321,12 @@ class CanopyApp(RoleWiring, Announcements, RyuApp):
                 {snap.name for snap in self.state.vteps.values() if snap.name})
 
     def _partial(self):
-        """Chassis of the VRS in the programmer's view whose first report State was still taking when that view was
-        computed (``Programmer.partial``): only some of their vports may be in it."""
+        """Chassis of the VRS whose first report State was still taking when the programmer's view was computed
+        (``Programmer.partial``, ``partial_chassis``): only some of their vports may be in it, or none, the switch not
+        in it yet (its ports read or indexed before State records it in the journal: controller/state.py ``_take``)."""
         switches = self.programmer.view.switches
-        return {switches[session].chassis for session in self.programmer.partial if session in switches}
+        return {switches[session].chassis for session in self.programmer.partial if session in switches} | \
+            self.programmer.partial_chassis
 
     def _after_hold(self, touched):
         """The sessions to hand their desired state: ``touched``; every one on the pass that releases the

@@ -117,7 +117,8 @@ class VrsSnapshot:
         if known is not None and changed is not None and changed.issuperset(names):
             if not known:  # (10,000 ports gone: none of them on the bridge, and no walk of their names)
                 return {}
-            return {name: known[name] for name in names if name in known}
+            present = list(filter(known.__contains__, names))  # (C loops: 10,000 new ports, ~4 ms in a dict display)
+            return dict(zip(present, map(known.__getitem__, present)))
         return {p.name: p for p in self.ports if p.name in names}
 
     def bridge_problems(self) -> tuple[str, ...]:
@@ -210,6 +211,14 @@ class DiscoverySink:
 
     def vrs_gone(self, session: str) -> None:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def vrs_leaving(self, session: str, names) -> None:
+        """The ports ``names`` of switch ``session`` are being deleted by an update its next reports take in (a hint:
+        nothing changes until those reports; controller/state_leaving.py). Default: ignored."""
+
+    def vrs_left(self, session: str, names) -> None:
+        """The ports ``names`` told ``vrs_leaving`` are no longer leaving (their update is reported, or its session
+        ended first). Default: ignored."""
 
     def vtep_update(self, snap: VtepSnapshot) -> None:  # pragma: no cover - interface
         raise NotImplementedError

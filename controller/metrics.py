@@ -27,6 +27,7 @@ from controller import __version__
 from controller.lagcause import Schedstat
 from controller.lagprobe import LagProbe
 from controller.pacer import Pacer
+from controller.rest.lane import Lane
 
 disable_created_metrics()  # the _created series only add noise to a long-running process
 
@@ -48,6 +49,7 @@ class Metrics:
         self.state = state
         self.service = service
         self.sources: dict = {}
+        self.count_pause = None  # the scrapes' counts take turns through it (``attach``'s pause in a lane of their own)
         self.registry = CollectorRegistry()
         self.rest_requests = Counter("canopy_rest_requests", "REST requests answered, by route and status code",
                                      ("method", "route", "code"), registry=self.registry)
@@ -73,6 +75,8 @@ class Metrics:
         external (returns the rows of controller/rest/external.py ``metric_rows``),
         collector (controller.collector.Collections: the cyclic collector's figures)."""
         self.sources.update(sources)
+        if sources.get("pause") is not None:  # scrapes at once count one stretch a round, not one each
+            self.count_pause = Lane(sources["pause"]).pause
 
     def observe_request(self, method: str, route: str, code: int, seconds: float) -> None:
         self.rest_requests.labels(method, route, str(code)).inc()
@@ -119,7 +123,7 @@ class _CanopyCollector:
         yield from _core(m.state, m.service)
         reconcilers = m.sources.get("reconcilers")
         if reconcilers is not None:
-            yield from _switches(m.state, reconcilers(), pause)
+            yield from _switches(m.state, reconcilers(), pause, m.count_pause)
         if m.sources.get("ovsdb") is not None:
             yield from _ovsdb(m.sources["ovsdb"])
         if m.sources.get("dhcp") is not None:
@@ -215,9 +219,12 @@ def _core(state, service):
                    [((k,), connects.get(k + "_down", 0)) for k in ("vrs", "vtep")])
 
 
-def _switches(state, reconcilers, pause):
+def _switches(state, reconcilers, pause, count_pause=None):
     """Per-switch families; ``pause()`` between switches, while reading and while adding their samples, lets the
-    event loop serve others meanwhile (50 switches' samples added in one go: 30-50 ms in vrs_scale's takeover)."""
+    event loop serve others meanwhile (50 switches' samples added in one go: 30-50 ms in vrs_scale's takeover).
+    ``count_pause``: the pause of a switch's count, in a lane of the scrapes' own (``Metrics.count_pause``): not the
+    reconcilers' lane (a scrape does not wait behind the switches' plans), and scrapes at once, each counting a
+    switch whose flows changed (a count is kept once it has ended), take one count's stretch a round between them."""
     names = {f"{dpid:016x}": "" for dpid in state.datapaths}
     names.update({f"{snap.datapath_id:016x}": snap.chassis for snap in state.vrs.values()
                   if snap.datapath_id is not None})
@@ -226,8 +233,10 @@ def _switches(state, reconcilers, pause):
     for dpid, chassis in sorted(names.items()):
         connected.add_metric([dpid, chassis], 1 if int(dpid, 16) in state.datapaths else 0)
     yield connected
-    rows, tick = [], Pacer(pause, COUNT_EVERY).tick  # a long count pauses as the scrape does, not in the
-    for dpid, rec in sorted(reconcilers.items()):  # reconcilers' lane (controller/rest/lane.py)
+    rows, tick = [], Pacer(count_pause or pause, COUNT_EVERY).tick  # a long count: in the scrapes' lane,
+    if reconcilers and count_pause is not None:  # its first stretch too: it waits for its turn (scrapes at once
+        count_pause()  # would each take a first stretch in the same round)
+    for dpid, rec in sorted(reconcilers.items()):
         key = f"{dpid:016x}"
         rows.append(((key, names.get(key, "")), rec, rec.status(tick)))
         pause()

@@ -5,8 +5,10 @@ programming; controller/lagprobe.py measures how late it wakes). Work whose size
 update of 20,000 rows, a full compile, an apply of 10,000 vports) calls ``tick()`` once per unit (a row, a port,
 an owner compiled, a switch compared, a vport planned) and the pacer calls ``pause`` once every ``every`` units:
 in the controller ``hub.sleep(0)``, which lets every ready green thread run (and the hub poll its sockets) before
-the work goes on. The count, not a clock, decides: the same input pauses at the same places, which is what the
-tests count (``pauses``); ``every`` is chosen so that a run of units takes a few milliseconds on this machine.
+the work goes on. The count decides: the same input pauses at the same places, which is what the tests count
+(``pauses``); ``every`` is chosen so that a run of units takes a few milliseconds on this machine. The controller's
+own pacers are ``BoundedPacer``s: they also pause once a stretch has run ``BUDGET`` of wall clock (a few checks of
+the clock every ``every`` units), whatever its units cost.
 
 A pacer without ``pause`` (pure code, offline tools, most unit tests) only counts. The work that pauses must
 tolerate other green threads running meanwhile: each caller says what may change during its pauses.
@@ -25,6 +27,8 @@ EVERY = 200  # default units between two pauses
 FREEZE_YOUNG = 50_000  # objects left in the youngest generation by a collector pause from which they are frozen
 FREEZE_SPAN = 0.005  # CPU seconds of collector pauses (the first one's start to the last one's end) that freeze too
 CLOCK = time.thread_time  # this OS thread's CPU: what the paused regions and the work between them allocated with
+BUDGET = 0.008  # seconds of wall clock a BoundedPacer's stretch runs before it pauses at its next check
+CHECKS = 8  # a BoundedPacer's clock reads per ``every`` units
 
 
 class Pacer:
@@ -52,6 +56,71 @@ class Pacer:
         return max(self._left, 1)
 
 NEVER = Pacer()  # counts, never pauses: the default wherever no pause is wired in
+
+
+class BoundedPacer(Pacer):
+    """A ``Pacer`` that also pauses early, by the wall clock: at ``checks`` checks every ``every`` units (one each
+    ``every // checks`` units ticked) it reads ``clock`` and pauses once ``budget`` seconds have passed since its last
+    pause. ``every`` stays the most units between two pauses; the checks bound the stretch whatever a unit costs.
+
+    Why: the count alone bounds a stretch by what its units cost, which is neither the same for every unit (a port
+    re-resolved and announced, ~40 µs, against one only re-indexed) nor on a loaded machine. The controller's pacers
+    paused every 200-500 units in stretches of 13-27 ms of CPU (evpn_routes, stop 44: State's ``_relocate``, the
+    federation's hand-over, the leaving vports), 40-80 ms of wall clock while five busy processes shared the two
+    cores; the lag probe, woken only once the stretch under way and every ready green thread's turn are over, was
+    late by that much and more (docs/benchmarks.md "lag44"). The wall clock, not this thread's CPU, is read: it is
+    what the probe measures (a stretch preempted by the kernel holds the loop as long), and ``time.perf_counter`` costs
+    ~0.1 µs where ``time.thread_time`` costs ~2.4 µs here. A pacer idle since its last pause (a pass over, the next
+    one begun much later) pauses at its first check: one pause more per burst of work, which ticks may make anyway.
+
+    ``pauses`` counts every pause; ``early``, those the clock made. Where pauses must fall at the same places for the
+    same input (tests counting them), a plain ``Pacer``: the controller wires this one (controller/app.py)."""
+
+    def __init__(self, pause: Callable[[], None] | None = None, every: int = EVERY, budget: float = BUDGET,
+                 checks: int = CHECKS, clock: Callable[[], float] = time.perf_counter):
+        super().__init__(pause, every)
+        if budget <= 0 or checks < 1:
+            raise ValueError("budget must be positive and checks at least 1, not %r, %r" % (budget, checks))
+        self.budget = budget
+        self.step = max(1, every // checks)
+        self.clock = clock
+        self.early = 0  # pauses the clock made, before ``every`` units
+        self._check = self.step
+        self._since = clock()
+
+    def tick(self, units: int = 1) -> None:
+        self._left -= units
+        if self._left <= 0:
+            self._pause()
+            return
+        self._check -= units
+        if self._check <= 0:
+            self._check = self.step
+            if self.clock() - self._since >= self.budget:
+                self.early += 1
+                self._pause()
+
+    def _pause(self) -> None:
+        self._left, self._check = self.every, self.step
+        if self.pause is not None:
+            self.pauses += 1
+            self.pause()
+        self._since = self.clock()
+
+    def due(self) -> int:
+        """Units left until the next check (at least 1): work done a run at a time (``runs``) is checked as often."""
+        return max(min(self._left, self._check), 1)
+
+
+def loop_pacer(pause: Callable[[], None], every: int = EVERY) -> Pacer:
+    """The pacer of the controller's own long loops (controller/app.py: State's, the programmer's and federation's,
+    the service's): bounded by the count and by ``BUDGET`` of wall clock (``BoundedPacer``)."""
+    return BoundedPacer(pause, every, BUDGET)
+
+
+def paced(pause: Callable[[], None] | None, every: int, budget: float | None) -> Pacer:
+    """A ``BoundedPacer`` of ``budget`` seconds, or a plain ``Pacer`` when ``budget`` is None."""
+    return Pacer(pause, every) if budget is None else BoundedPacer(pause, every, budget)
 
 
 class Finishing:
@@ -85,15 +154,17 @@ class Finishing:
             raise self.held
 
 
-def runs(pacer: Pacer, items: list):
-    """``items`` in runs that end where a ``tick`` per item would pause: the caller ticks each run's length once it
-    has done the run (``for run in runs(pacer, items): work(run); pacer.tick(len(run))``), and work done a run at a
-    time in C loops pauses where, and as often as, work done an item at a time. A pacer without ``due`` (a test's
-    stand-in) gets runs of one."""
+def runs(pacer: Pacer, items: list, most: int | None = None):
+    """``items`` in runs that end where a ``tick`` per item would pause (or a ``BoundedPacer`` check its clock), of
+    ``most`` items at most if given: the caller ticks each run's length once it has done the run (``for run in
+    runs(pacer, items): work(run); pacer.tick(len(run))``), and work done a run at a time in C loops pauses where, and
+    as often as, work done an item at a time. A pacer without ``due`` (a test's stand-in) gets runs of one (of
+    ``most`` if given)."""
     due = getattr(pacer, "due", None)
     start, end = 0, len(items)
     while start < end:
-        stop = start + (due() if due is not None else 1)
+        size = due() if due is not None else 1 if most is None else most
+        stop = start + (size if most is None else min(size, most))
         yield items[start:stop]
         start = stop
 

@@ -63,6 +63,7 @@ class Programmer:
         self.on_view = _nothing  # called once a refresh's View is up to date, before it compiles (see refresh)
         self.partial: frozenset[str] = frozenset()  # the sessions State was taking a first report of when the last
         # refresh took its journal (State.partial): the View may hold them with only some of their vports
+        self.partial_chassis: frozenset[str] = frozenset()  # their chassis (State.partial_chassis), in the View or not
         self.withheld: set[str] = set()  # sessions whose desired state is not handed out yet: partial (see due)
         self._passing = False  # inside refresh()
         self.vteps = LiveVteps()  # each hardware VTEP's desired rows, by the same delta (controller/viewvteps.py)
@@ -102,6 +103,7 @@ class Programmer:
         self.shared.pacer = self.live.pacer = self.pacer
         journal = self.journal.take() if self.journal is not None else None
         self.partial = frozenset(getattr(self.state, "partial", ()))  # (a full build reads State before any pause too)
+        self.partial_chassis = frozenset(getattr(self.state, "partial_chassis", ()))
         policy = self.state.policy  # the one the View's pass reads (viewdelta._Pinned)
         if full or not self._built or journal is None:
             self._built = False

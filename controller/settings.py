@@ -77,6 +77,8 @@ OVSDB_LIMITS = (
            "(its session's wait for a turn to ask for it not counted)", 1000, 3600000, 120000),
     _limit("max_connections_per_source", "open OVSDB connections per source address", 1, 100000, 16),
     _limit("max_message_bytes", "a longer OVSDB message drops its session", 65536, 1 << 31, 32 << 20),
+    _limit("probe_interval_ms", "a peer silent this long is sent an echo request; silent for two intervals, its session "
+           "is dropped (a hung ovsdb-server, or a host gone without closing the connection)", 1000, 3600000, 5000),
     _limit("reconnect_grace_ms", "a VRS or hardware VTEP whose OVSDB connection ended stays known this long: a "
            "reconnect of the same chassis (Physical_Switch name) meanwhile is the same switch (docs/vrs.md, "
            "docs/vtep.md)", 0, 600000, 10000),
@@ -235,6 +237,7 @@ class Limits:
     ovsdb_per_source: int = 16
     ovsdb_max_message: int = 32 << 20
     ovsdb_reconnect_grace: float = 10.0
+    ovsdb_probe_interval: float = 5.0
     rest_header_timeout: float = 10.0
     rest_body_timeout: float = 30.0
     rest_max_body: int = 32 << 20
@@ -251,6 +254,7 @@ def _limits(raw) -> Limits:
                   ovsdb_sync_timeout=ovsdb["sync_timeout_ms"] / 1000,
                   ovsdb_per_source=ovsdb["max_connections_per_source"], ovsdb_max_message=ovsdb["max_message_bytes"],
                   ovsdb_reconnect_grace=ovsdb["reconnect_grace_ms"] / 1000,
+                  ovsdb_probe_interval=ovsdb["probe_interval_ms"] / 1000,
                   rest_header_timeout=rest["header_timeout_ms"] / 1000,
                   rest_body_timeout=rest["body_timeout_ms"] / 1000,
                   rest_max_body=rest["max_body_bytes"], rest_max_connections=rest["max_connections"],

@@ -112,8 +112,9 @@ class StartupHold:
         the routes of a missing peer are in by then waits for that pass as for an arrived switch: releasing with the
         View that lacks them would remove the flows towards the peer's endpoints, to add them again one pass later.
 
-        ``partial``: chassis among ``vrs`` whose first report State had only partly taken in when that desired state
-        was computed (controller/state.py ``vrs_update``: some of their VMs not located yet). A remembered one has not
+        ``partial``: chassis whose first report State had only partly taken in when that desired state was computed
+        (controller/state.py ``vrs_update``: some of their VMs not located yet, or the switch not in it at all, its
+        ports still read or indexed: among ``vrs`` or not). A remembered one has not
         reported (it has arrived), and the hold never ends on such a pass, not at its end, not past hold_max: it would
         delete the flows of that switch's other VMs everywhere (and their routes with End-of-RIB). State takes a
         report in bounded time and then wakes the loop for the pass that sees it whole; a switch whose first reports

@@ -21,10 +21,11 @@ from controller.discovery import DiscoverySink, VrsSnapshot, VtepSnapshot
 from controller.journal import Journal
 from controller.keyed import drop_keys
 from controller.ofports import OfportHints
-from controller.pacer import NEVER, Finishing, Pacer
+from controller.pacer import NEVER, Finishing, Pacer, runs
 from controller.policy import Policy
 from controller.remote import RemoteDelta, RemoteIndex, RemoteTable, changed_scopes
 from controller.state_activation import Activations
+from controller.state_leaving import Leaving
 from controller.state_log import BindingLog
 from controller.state_ports import ReportPorts, changed_ports, log_bridge_safety
 from controller.state_report import StateReport, dpid_str
@@ -36,7 +37,7 @@ INDEX_CHUNK = 250  # ports of a report forgotten and learnt by the binding index
 _NAME = operator.attrgetter("name")
 
 
-class State(Activations, ReportPorts, StateReport, BindingLog, DiscoverySink):
+class State(Activations, Leaving, ReportPorts, StateReport, BindingLog, DiscoverySink):
     def __init__(self, policy: Policy, default_flavour: str = "kvm", last_seq: int = 0, hosts=()):
         self.policy = policy
         self.last_seq = last_seq
@@ -66,7 +67,8 @@ class State(Activations, ReportPorts, StateReport, BindingLog, DiscoverySink):
         self.index = binding.BindingIndex()
         self.reports_taking = 0  # VRS reports being taken now (vrs_update, across its pauses)
         self.partial: dict[str, int] = {}  # VRS session -> its first reports being taken now (vrs_update): in a pause
-        # the switch may be in ``vrs`` (and the journals) with only some of its vports located
+        # the switch may be in ``vrs`` (and the journals) with only some of its vports located, or not yet
+        self.partial_chassis: dict[str, int] = {}  # the chassis of those reports -> how many (the start-up hold's)
         self._ended: dict[str, int] = {}  # VRS session in ``partial`` -> times it went (vrs_gone) since (_vrs_apply)
         self._whole: set[str] = set()  # VRS sessions whose next report is taken whole (a report failed: _failed)
         self.pacer: Pacer = NEVER  # big reports and commits pause (the app: hub.sleep(0)); see _port_keys, _relocate
@@ -74,6 +76,7 @@ class State(Activations, ReportPorts, StateReport, BindingLog, DiscoverySink):
         self._commits = commits.OneAtATime()  # policy commits taken one after another (policy_committed)
         self._learn_policy(policy)
         self._subscribers = []
+        self._leaving_listeners = []  # told of vports whose ports a VRS is deleting (controller/state_leaving.py)
         self.version = 0  # grows with every change of anything State holds (REST readers poll it)
         self.up_since = time.monotonic()  # uptime: a step of the wall clock does not change it
         # connections seen (for metrics): openflow, vrs, vtep and each kind's "_down"
@@ -235,10 +238,12 @@ class State(Activations, ReportPorts, StateReport, BindingLog, DiscoverySink):
         """A VRS's report (its ports' numbers completed by what the switch announced before OVSDB had them);
         ``reports_taking`` counts the reports being taken (a big one pauses: the programming loop waits for it).
 
-        A switch's first report (State does not know it) is named in ``partial`` while it is taken: in its pauses the
-        switch is known with only some of its vports located, and a programming pass then sees it so (the start-up
-        hold does not end on such a pass: controller/app.py ``_partial``). If it paused, State's last change is
-        notified again once it is taken whole: the pass that sees it whole runs even if nothing else changes.
+        A switch's first report (State does not know it) is named in ``partial`` (its chassis in ``partial_chassis``)
+        while it is taken: in its pauses the switch is not known yet (its ports read), known but not in the journals
+        (its ports indexed), or known with only some of its vports located, and a programming pass then sees it so
+        (the start-up hold does not end on such a pass, the switch in its View or not: controller/app.py
+        ``_partial``). If it paused, State's last change is notified again once it is taken whole: the pass that sees
+        it whole runs even if nothing else changes.
 
         A report that fails (raises) leaves no switch half taken in (``_failed``): State goes back to what it last
         held whole of the switch (its VMs stay bound), and the switch's next report is taken whole."""
@@ -247,6 +252,7 @@ class State(Activations, ReportPorts, StateReport, BindingLog, DiscoverySink):
         self.reports_taking += 1
         if first:
             self.partial[session] = self.partial.get(session, 0) + 1
+            self.partial_chassis[snap.chassis] = self.partial_chassis.get(snap.chassis, 0) + 1
         try:
             taking = self.ofport_hints.apply(snap, old)
             self._vrs_apply(taking, whole)
@@ -262,6 +268,9 @@ class State(Activations, ReportPorts, StateReport, BindingLog, DiscoverySink):
                 if not self.partial[session]:
                     del self.partial[session]
                     self._ended.pop(session, None)
+                self.partial_chassis[snap.chassis] -= 1
+                if not self.partial_chassis[snap.chassis]:
+                    del self.partial_chassis[snap.chassis]
         if first and session not in self.partial and session in self.vrs and self.pacer.pauses != pauses:
             self._notify("vrs", session)
 
@@ -466,8 +475,7 @@ class State(Activations, ReportPorts, StateReport, BindingLog, DiscoverySink):
             pacer.tick(len(chunk))
             if self.vrs.get(snap.session) is not snap:
                 return reached
-        for start in range(0, len(gone), INDEX_CHUNK):  # 10,000 ports deleted at once: ~50 ms in one piece
-            names = gone[start:start + INDEX_CHUNK]
+        for names in runs(pacer, gone, INDEX_CHUNK):  # 10,000 ports deleted at once: ~50 ms in one piece
             self.index.forget_ports(snap.session, names, reached)
             self._forget_seen(snap.session, names)  # with the index: in a pause a port is all there or all gone
             pacer.tick(len(names))
@@ -534,8 +542,7 @@ class State(Activations, ReportPorts, StateReport, BindingLog, DiscoverySink):
         ``pacer``: State's unless given."""
         pacer = self.pacer if pacer is None else pacer
         reached, moved = list(reached), set()
-        for start in range(0, len(reached), RELOCATE_CHUNK):
-            chunk = reached[start:start + RELOCATE_CHUNK]
+        for chunk in runs(pacer, reached, RELOCATE_CHUNK):  # (ending where a BoundedPacer checks its clock too)
             moved |= self._relocate_some(chunk)
             pacer.tick(len(chunk))
         self._log_moved(moved)

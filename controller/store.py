@@ -38,6 +38,7 @@ left as it was (it may lag the store, never lead it); the write it follows stand
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -167,8 +168,20 @@ class Store:
         """A new, empty file for a store whose file went (``file.gone``), keeping this store's id and this node's own
         memory (KEPT_META): for an HA standby only, as the active holds every write this store took, and sends it
         the whole store (controller/replication.py ``Applier.renew``). What is at the path is moved aside first
-        (``canopy.db.renewed-<time>``, with its log), so the old connections close without a checkpoint into it."""
+        (``canopy.db.renewed-<time>``, with its log), so the old connections close without a checkpoint into it.
+        Not before what the old connection holds is saved (storefile ``kept``: a save that failed when the file went is
+        tried again here): StoreFault while it cannot be, and the next tick tries again (paced), as the connection
+        closed is the last copy of what this store held (before, a failed save was followed by the renewal)."""
         with self._lock:
+            try:
+                saved = self._work.run(self.offload, self.file.kept)
+            except Busy as exc:  # a transaction abandoned at a stop still runs: tried again at the next tick
+                raise self._refused("a new file", exc) from None
+            finally:
+                flush_notes()  # what the save logged in the thread pool
+            if not saved:
+                raise self._refused("a new file", OSError(errno.EIO, "what the store held is not saved yet (its save "
+                                                          "failed: see the error before)"))
             kept = {"store_id": self._store_id, RENEWED_META: time.time()}
             if not self.file.overwritten:  # else what it reads is not this store's
                 kept[KNOWN_DEVICES] = self._get_meta(KNOWN_DEVICES)

@@ -9,12 +9,13 @@ write (``Moved``, an OSError: the store's ``StoreFault``, REST's ``503 store_fai
 
 The first time it finds its file gone it also saves what it holds: SQLite's online backup from the open connection
 (which reads through its write-ahead log, so every committed write is in it) to a new file beside the store,
-``canopy.db.saved-<time>``, for ``canopy restore`` once the controller is stopped. Then it moves its write-ahead log
-and shared-memory index aside (``canopy.db.gone-<time>-wal``, ``-shm``): SQLite does not remove them when it closes a
-database whose file has moved, and the next opener of ``canopy.db`` (a file put in its place, or a new store made
-with ``--accept-store``) would take that log for its own and replay the lost file's pages into it. A save that failed
-is tried again (``SAVE_AGAIN``), and the store's close (the controller's stop) looks once more (``closing``): a file
-that went after the last write, which no check noticed, is saved then.
+``canopy.db.saved-<time>`` (``-2``, ... when that name is taken: ``claim``), for ``canopy restore`` once the
+controller is stopped. Then it moves its write-ahead log and shared-memory index aside (``canopy.db.gone-<time>-wal``,
+``-shm``): SQLite does not remove them when it closes a database whose file has moved, and the next opener of
+``canopy.db`` (a file put in its place, or a new store made with ``--accept-store``) would take that log for its own
+and replay the lost file's pages into it. A save that failed is tried again (``SAVE_AGAIN``; an HA standby's renewal
+waits for it: ``kept``), and the store's close (the controller's stop) looks once more (``closing``): a file that
+went after the last write, which no check noticed, is saved then.
 
 The same check finds the file changed in place (same inode: ``cp other.db canopy.db``, ``truncate``, a restore tool
 writing into it): in WAL mode only the store's own checkpoints write the database file, and they run inside its own
@@ -69,6 +70,20 @@ def contents(path: str) -> tuple[int, int] | None:
 def stamp() -> str:
     """The time in the names of files set aside and saved (UTC, to the second: sorted by name, sorted by time)."""
     return time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())
+
+
+def claim(base: str, tries: int = 100) -> str:
+    """A new, empty file named ``base`` or, when that is taken (a save within the same second: names are stamped to
+    the second), ``base-2``, ``base-3``...; its path. Never an existing file: a save that fails removes only what it
+    made, and one that succeeds overwrites no earlier copy. OSError when none can be made."""
+    for n in range(1, tries + 1):
+        path = base if n == 1 else f"{base}-{n}"
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))  # as SQLite makes one
+            return path
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, f"{base} and {tries - 1} numbered names after it are taken")
 
 
 def set_aside(path: str, label: str, suffixes=("", "-wal", "-shm")) -> list[str]:
@@ -127,6 +142,7 @@ class FileWatch:
         self.shared = False  # another connection committed to it: the file and its log are whole, and left in place
         self.saved: str | None = None  # where the open store was saved then
         self.tried: float | None = None  # when saving it was last tried (``clock``), while none succeeded
+        self.retried = False  # a renewal tried it again (``kept``): at once the first time, then paced
         self.made: list[str] = []  # the files it saved or set aside (a standby's renewal keeps the newest few)
 
     def wrote(self) -> None:
@@ -155,14 +171,20 @@ class FileWatch:
         raise Moved(errno.ESTALE, f"its file was {self.gone} while the controller ran; {self.advice()}")
 
     def _changed(self) -> str | None:
-        """How the store's file changed since it was opened or last written by the store, or None."""
-        now = identity(self.path)
+        """How the store's file changed since it was opened or last written by the store, or None. One ``stat`` for
+        both questions: with two, a file deleted (or replaced) between them was taken for one overwritten in place,
+        and nothing was saved (a standby's tick at load: tests/unit/test_store_file.py)."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            st = None
+        now = None if st is None else (st.st_dev, st.st_ino)
         if now != self.opened:
             return "deleted" if now is None else "replaced by another file"
         if self._committed_by_another():  # first: its own checkpoint writes the file as an overwrite would
             self.shared = True
             return "written to by another process (another SQLite connection committed to it)"
-        if contents(self.path) != self.stamp:
+        if (st.st_size, st.st_mtime_ns) != self.stamp:
             self.overwritten = True
             return "overwritten in place (its size or modification time changed outside the store's own writes)"
         if identity(self.path + "-wal") != self.log_opened:
@@ -208,9 +230,25 @@ class FileWatch:
                 note(log, logging.ERROR, "the store %s: could not move %s%s aside: %s", self.path, self.path, suffix,
                      exc)
 
+    def kept(self) -> bool:
+        """Before the open connection goes while its file is gone (an HA standby's renewal: Store.renew): whether what
+        it held is saved (or cannot be: overwritten in place). A save that failed is tried again here, at once the
+        first time (the renewal would otherwise close the only copy unsaved), then at most every ``SAVE_AGAIN``."""
+        due = not self.retried or self.clock() - self.tried >= SAVE_AGAIN
+        if self.saved is None and not self.overwritten and due:
+            self.retried = True
+            self.saved = self._save()
+            if self.saved:
+                note(log, logging.ERROR, "the store %s: %s", self.path, self.advice())
+        return self.saved is not None or self.overwritten
+
     def _save(self) -> str | None:
         self.tried = self.clock()
-        dest = f"{self.path}.saved-{stamp()}"
+        try:
+            dest = claim(f"{self.path}.saved-{stamp()}")
+        except OSError as exc:
+            note(log, logging.ERROR, "the store %s: could not save what it holds beside it: %s", self.path, exc)
+            return None
         try:
             out = sqlite3.connect(dest)
             try:

@@ -114,8 +114,17 @@ class BatchSwaps:
         for sid, eps in grouped(list(map(_SUBNET_ID, news)), news).items():
             self._place_all(sid, eps)
 
-    def _count_all(self, eps: list, step: int) -> None:
-        """``_count(ep, step)`` for each of the vport endpoints ``eps`` (distinct, in the walk's order)."""
+    def _swap_out_evpn(self, vids: list, olds: list) -> None:
+        """The EVPN endpoints ``olds`` (of ``vids``, distinct, held by the View, none changed before in the pass)
+        go: ``_swap(vid, old, None)`` for each, together (withdrawn MACs: ``RemoteEndpoints._drop_going``)."""
+        self.was_at.update(zip(vids, self._where_all(olds)))
+        self._count_all(olds, -1, evpn=True)
+        deque(map(self.view.endpoints.__delitem__, vids), maxlen=0)
+        self.changed.update(zip(vids, zip(olds, repeat(None))))
+
+    def _count_all(self, eps: list, step: int, evpn: bool = False) -> None:
+        """``_count(ep, step)`` for each of the vport endpoints ``eps`` (distinct, in the walk's order), or of EVPN
+        ones (``evpn``: no MAC or IP claimed; their sessions' remote VTEPs as the last of them leaves them)."""
         subnets = self.view.subnets
         sids, sessions = list(map(_SUBNET_ID, eps)), list(map(_SESSION, eps))
         vids = list(map(_VPORT_ID, eps))
@@ -141,6 +150,18 @@ class BatchSwaps:
         else:
             remove_all(self.by_session, sessions, vids)
         by_subnet = grouped(sids, eps)
+        if evpn:
+            vteps = self.view.remote_vteps
+            for session in dict.fromkeys(sessions):
+                if session in self.by_session:
+                    vteps[session] = session[len("evpn:"):]
+                else:  # its last endpoint went
+                    vteps.pop(session, None)
+            for sid, group in by_subnet.items():
+                sub = subnets.get(sid)
+                if sub is not None and sub.domain_id and sub.cidr:
+                    self.routes.count_all(group, sub.domain_id, step)
+            return
         for sid, group in by_subnet.items():
             count_all(self.vport_macs, sid, list(map(_MAC, group)), step)
         by_scope: dict = {}

@@ -18,13 +18,17 @@ from __future__ import annotations
 
 import bisect
 from collections import defaultdict
-from operator import attrgetter
+from itertools import compress, repeat
+from operator import attrgetter, is_, itemgetter, not_
 
 from controller import derive as d
 from controller.keyed import EMPTY_COUNTS, add_to, count_of, discard_from, discard_under
+from controller.pacer import runs
 from controller.remote import ip_holder
+from controller.viewbatch import grouped
 
 _MAC = attrgetter("mac")  # an endpoint's MAC: the sort key of a subnet's EVPN endpoints (in C, not a lambda)
+_VPORT_ID, _FIRST, _SECOND = attrgetter("vport_id"), itemgetter(0), itemgetter(1)
 
 
 class RemoteEndpoints:
@@ -194,12 +198,49 @@ class RemoteEndpoints:
         # the endpoints that go first, from the end of each subnet's sorted list (ascending, each removal moved the
         # rest of the list: 10,000 withdrawn MACs of one subnet, 50 million moves), then the others ascending (an
         # insertion into an empty list lands at its end)
-        going = sorted((key for key in reached if key not in self.want), reverse=True)
-        for key in going + sorted(key for key in reached if key in self.want):
+        self._drop_going(sorted((key for key in reached if key not in self.want), reverse=True))
+        for key in sorted(key for key in reached if key in self.want):
             self.live.pacer.tick()
             sid, mac = key
             new = d.evpn_endpoint(index.mac(sid, mac), held(key)) if key in self.want else None
             self._put(sid, mac, new)
+
+    def _drop_going(self, going: list) -> None:
+        """``_put(sid, mac, None)`` for each (subnet, MAC) of ``going`` in its order, a run at a time (``runs``:
+        pausing where a tick per key would): 10,000 withdrawn MACs' endpoints out of their subnets' lists and the
+        View together (``_drop_run``), not a bisect and a ``_swap`` each."""
+        pacer = self.live.pacer
+        for run in runs(pacer, going):
+            self._drop_run(run)
+            pacer.tick(len(run))
+
+    def _drop_run(self, keys: list) -> None:
+        live, v = self.live, self.live.view
+        olds = {}  # (subnet, MAC) -> its endpoint, of the keys held
+        for sid, macs in grouped(list(map(_FIRST, keys)), list(map(_SECOND, keys))).items():
+            eps = self.ev.get(sid)
+            if not eps:
+                continue
+            gone = set(macs)  # looked for between the first and the last of them only (not the whole list each run)
+            lo, hi = bisect.bisect_left(eps, min(macs), key=_MAC), bisect.bisect_right(eps, max(macs), key=_MAC)
+            part = eps[lo:hi]
+            flags = list(map(gone.__contains__, map(_MAC, part)))
+            if True not in flags:
+                continue
+            held = list(compress(part, flags))
+            olds.update(zip(zip(repeat(sid), map(_MAC, held)), held))
+            eps[lo:hi] = compress(part, map(not_, flags))
+            if not eps:
+                del self.ev[sid]
+            live.tails.add(sid)
+        olds = [olds[key] for key in keys if key in olds]  # (in the order of ``keys``, as ``_put`` one at a time)
+        vids = list(map(_VPORT_ID, olds))
+        if len(olds) > 1 and len(set(vids)) == len(vids) and live.changed.keys().isdisjoint(vids) and \
+                v.local.keys().isdisjoint(vids) and all(map(is_, map(v.endpoints.get, vids), olds)):
+            live._swap_out_evpn(vids, olds)
+            return
+        for vid, old in zip(vids, olds):
+            live._swap(vid, old, None)
 
     def _put(self, sid, mac, new):
         """Put one EVPN endpoint in its subnet's list (sorted by MAC), replacing or removing the old one."""

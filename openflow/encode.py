@@ -41,6 +41,7 @@ from __future__ import annotations
 import operator
 import socket
 import struct
+from itertools import chain, repeat
 
 from openflow.flows import Flow, Group
 from openflow.oxm import EncodeError, OxmField
@@ -124,6 +125,7 @@ _BUNDLED_FLOW_HEADER = struct.Struct("!BBHII2xHBBHI")  # a bundle add's header, 
 _FLOW_HEAD = struct.Struct("!QQBBHHHIIIHH")  # ofp_flow_mod after its header, up to its match: 40 bytes
 _BUNDLED_FLOW_MOD = struct.Struct(_BUNDLED_FLOW_HEADER.format + _FLOW_HEAD.format[1:])  # both, one pack: a delete
 _RANKED = operator.itemgetter(0)
+_WIRE = operator.attrgetter("_wire")  # a Flow's cached adds, one slot per version (None before its first)
 _VERSION_SLOTS = {4: 0, 5: 1}  # OpenFlow 1.3, 1.4: where a Flow keeps its bytes of that version (``Flow._wire``)
 _METER_COMMANDS = {"add": "OFPMC_ADD", "modify": "OFPMC_MODIFY", "delete": "OFPMC_DELETE"}
 
@@ -259,6 +261,8 @@ class WireEncoder:
         whose adds were encoded: ~25 ms instead of ~55). Returns (how many matches were encoded now: not from a
         cached add, {position in ``items``: error text} of those that cannot be encoded: left out, their xid
         unused)."""
+        if self._write_cached_deletes(items, xid, out, bundle_id):
+            return 0, {}
         slot, version, flow_mod, strict = self._slot, self.version, self.ofp.OFPT_FLOW_MOD, self.ofp.OFPFC_DELETE_STRICT
         if bundle_id is not None:  # OpenFlow 1.4 only
             bundle_add, flags = self.ofp.OFPT_BUNDLE_ADD_MESSAGE, self.ofp.OFPBF_ATOMIC | self.ofp.OFPBF_ORDERED
@@ -293,6 +297,45 @@ class WireEncoder:
             out += match
             xid = (xid + 1) & 0xFFFFFFFF
         return fresh, errors
+
+    def _write_cached_deletes(self, items, xid: int, out: bytearray, bundle_id: int | None) -> bool:
+        """``write_deletes``' bytes when every item is a Flow whose add of this version was encoded (the usual
+        delete: a flow this controller added) and no xid wraps, built in C loops (``map`` over the structs' packs and
+        the add's bytes, no Python per delete: a gone owner's deletes, e.g. 10,000 withdrawn MACs' 30,000, cost a
+        few bytecodes each instead of ~107). False, nothing written, otherwise (``write_deletes``' loop then)."""
+        count = len(items)
+        if count < 2 or xid + count > 0xFFFFFFFF:
+            return False
+        keys, flows = zip(*items)
+        if not all(map(isinstance, flows, repeat(Flow))):
+            return False
+        cached = list(map(_WIRE, flows))
+        if None in cached:
+            return False
+        tails = list(map(operator.itemgetter(self._slot), cached))
+        if None in tails:
+            return False
+        skip = _FLOW_HEAD.size  # the match's length (16 bits, unpadded) at skip + 2 of an add's tail
+        raw = map(int.from_bytes, map(operator.getitem, tails, repeat(slice(skip + 2, skip + 4))), repeat("big"))
+        padded = list(map(operator.and_, map(operator.add, raw, repeat(7)), repeat(~7)))
+        if max(padded) > MAX_MESSAGE - (48 if bundle_id is None else 64):
+            return False  # cannot be, for an add that was encoded; ``write_deletes`` names it
+        matches = map(operator.getitem, tails, map(slice, repeat(skip), map(operator.add, padded, repeat(skip))))
+        lengths = list(map(operator.add, padded, repeat(48)))
+        tables, priorities, cookies = zip(*keys)
+        version, flow_mod, strict = repeat(self.version), repeat(self.ofp.OFPT_FLOW_MOD), self.ofp.OFPFC_DELETE_STRICT
+        tail = (cookies, repeat(ALL_ONES), tables, repeat(strict), repeat(0), repeat(0), priorities,
+                repeat(OFP_NO_BUFFER), repeat(OFPP_ANY), repeat(OFPG_ANY), repeat(0), repeat(0))
+        xids = range(xid, xid + count)
+        if bundle_id is None:
+            heads = map(_FLOW_MOD.pack, version, flow_mod, lengths, xids, *tail)
+        else:  # OpenFlow 1.4 only
+            flags = self.ofp.OFPBF_ATOMIC | self.ofp.OFPBF_ORDERED
+            heads = map(_BUNDLED_FLOW_MOD.pack, version, repeat(self.ofp.OFPT_BUNDLE_ADD_MESSAGE),
+                        map(operator.add, lengths, repeat(16)), xids, repeat(bundle_id), repeat(flags), version,
+                        flow_mod, lengths, xids, *tail)
+        out += b"".join(chain.from_iterable(zip(heads, matches)))
+        return True
 
     def body(self, f: Flow) -> bytes:
         """``f``'s match and instructions as its add carries them (from its cached ``flow_tail``)."""

@@ -40,6 +40,7 @@ LOG = logging.getLogger(__name__)
 FEW_GONE = 32  # names gone in one update taken out of the sorted list one by one; more: the list filtered once
 ROWS_PER_TICK = 10  # changed rows only looked at (read already, or not this bridge's), or ports dropped: one read
 _DELETED = operator.attrgetter("deleted")  # of a RowChange
+_NAME = operator.attrgetter("name")  # of a PortInfo
 
 
 class BridgePorts:
@@ -82,6 +83,11 @@ class BridgePorts:
     def holds_port(self, port_row) -> bool:
         """Whether ``port_row`` is one of the bridge's ports."""
         return row_key(port_row) in self._members
+
+    def names_of(self, iface_keys) -> list[str]:
+        """The names of the ports of the Interface rows ``iface_keys`` (row keys) that are on the bridge, in C loops
+        (10,000 interfaces of a big delete)."""
+        return list(map(_NAME, filter(None, map(self._infos.get, iface_keys))))
 
     def by_name(self) -> dict[str, PortInfo]:
         """{name: PortInfo} (the live mapping: do not change it)."""

@@ -130,6 +130,15 @@ class VrsClaims:
         self._send_update(snap)
         return True
 
+    def leaving(self, key: str, names: list[str]) -> None:
+        """The speaker of ``key`` is applying an update that deletes its ports ``names`` (``VrsReporter.leaving``)."""
+        self._sink.vrs_leaving(key, names)
+
+    def left(self, key: str, names: list[str]) -> None:
+        """The ports ``names`` of ``key`` told ``leaving`` are no longer leaving (deleted and reported, or their
+        session ended first)."""
+        self._sink.vrs_left(key, names)
+
     def leave(self, key: str, reporter, now: bool = False) -> None:
         """``reporter`` no longer claims ``key`` (its session ended, or its chassis changed: ``now``)."""
         claimants = self._claimants.get(key, [])

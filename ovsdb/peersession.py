@@ -11,7 +11,7 @@ import datetime
 import reprlib
 import time
 
-from controller.pacer import Pacer, collector_paused
+from controller.pacer import collector_paused, paced
 from controller.ryu_compat import hub
 from ovsdb import bridge, firstreads, idl, laterfree, tunnel, vrs, vtep, vtep_reporter, vtep_sync
 
@@ -47,7 +47,7 @@ class PeerSession:
         self._connected_at = time.monotonic()  # a step of the wall clock (NTP at boot) must not end or extend it
         self._conn = link  # PeerLink, then Replica
         self._reporter = vrs.VrsReporter(server.sink, name, link.peer, server.bridge, server.log, server.claims,
-                                         Pacer(self._give_way, PAUSE_PORTS))
+                                         paced(self._give_way, PAUSE_PORTS, server.budget))
         self._tunnel: tunnel.TunnelReconciler | None = None
         self._bridge: bridge.BridgeReconciler | None = None
         self._vtep_reporter = vtep_reporter.VtepReporter(server.sink, name, link.peer, server.log,
@@ -223,7 +223,9 @@ class PeerSession:
             later.hold(changes)
 
         replica = idl.Replica(self._conn, schema, vrs.COLUMNS, self._server.probe_interval_ms,
-                              named=tunnel.NAMED_TABLES, pause=self._give_way, on_slice=report_slice)
+                              named=tunnel.NAMED_TABLES, pause=self._give_way, budget=self._server.budget,
+                              on_slice=report_slice,
+                              on_leaving=self._reporter.leaving)  # the vports of a big delete told before its slices
         self._conn = replica
         self.state = SYNCING
         self._log.info("ovsdb %s: VRS session %s, replicating %s", self.peer, self.name, vrs.DATABASE)
@@ -250,6 +252,7 @@ class PeerSession:
                     del changes
                     self._first_read_done()
                 self._server.slicing.discard(self.name)
+                self._reporter.leaving_done()  # (the update that deleted the ports told leaving is reported)
                 later.free(self._give_way)  # after the last slice's withdrawals, a run at a time (ovsdb/laterfree.py)
                 collector.freeze = replica.change_seqno - before >= FREEZE_ROWS  # the rows stay: never scan them
             if replica.synced:
@@ -287,7 +290,7 @@ class PeerSession:
     def _follow_vtep(self, schema: dict) -> None:
         """Replicate a hardware VTEP's database, report it and program it until it goes."""
         replica = idl.Replica(self._conn, schema, vtep.COLUMNS, self._server.probe_interval_ms, track=True,
-                              pause=self._give_way)
+                              pause=self._give_way, budget=self._server.budget)
         self._conn = replica
         self.state = SYNCING
         self._doorbell = idl.Doorbell()

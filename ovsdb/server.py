@@ -114,6 +114,7 @@ class OvsdbManagerServer:
         self.first_reads = FirstReads()  # a few sessions read their peer's whole database at a time
         self.first_read_pending: set[str] = set()  # sessions before their first report (PeerSession.state keeps it)
         self.pause = give_way  # a big update (rows, then bridge ports) gives the event loop a turn this way
+        self.budget: float | None = None  # seconds: its sessions' pacers also pause by the wall clock (pacer.paced)
         self.held = False  # True until the controller's start-up hold ends (release()): write nothing
         self.slicing: set[str] = set()  # sessions reporting a big update in slices (ovsdb/idl/slices.py) now
         self.slicing_turns = 0  # turns those sessions gave the event loop, since the start (their progress)
@@ -133,8 +134,8 @@ class OvsdbManagerServer:
         self._stopping = False
         self._accept_thread = hub.spawn(self._accept_loop)
         self._expire_thread = hub.spawn(self._expire_loop)
-        self.log.info("ovsdb: manager listening on %s:%d%s", self.listen, self.port,
-                      " (TLS)" if self.tls is not None else "")
+        self.log.info("ovsdb: manager listening on %s:%d%s; a silent peer probed after %g s", self.listen, self.port,
+                      " (TLS)" if self.tls is not None else "", self.probe_interval_ms / 1000)
 
     @property
     def accept_thread(self):

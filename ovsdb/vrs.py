@@ -291,6 +291,7 @@ class VrsReporter(Claimant):
         self._changed: set[str] | None = None  # ports changed since the switch was last reported
         self._resync = True  # the next refresh reads every port (first copy, or taking over a key)
         self._gone = False
+        self._leaving: list[str] = []  # ports told leaving (``leaving``) until the update deleting them is applied
 
     @property
     def speaking(self) -> bool:
@@ -336,6 +337,30 @@ class VrsReporter(Claimant):
             return False
         self._changed = set()
         return True
+
+    def leaving(self, iface_keys) -> None:
+        """The update being applied deletes the Interface rows ``iface_keys`` (row keys: ovsdb/idl/slices.py, a big
+        delete of ports, before its first slice): tell the claims the integration bridge's ports they are, while this
+        session speaks for its switch and its ports are read (the vports only they show are about to be unbound:
+        controller/state_leaving.py)."""
+        if self._gone or self._resync or not self.speaking:
+            return
+        names = self._ports.names_of(iface_keys)
+        if names:
+            self._leaving.extend(names)
+            self._claims.leaving(self.key, names)
+
+    def leaving_done(self) -> None:
+        """The update that deleted the ports told ``leaving`` is applied and reported, or the session ends before
+        (its update refused, the session killed): the claims are told those ports are no longer leaving (what
+        still shows them, a port the next session finds again, is bound as it is: controller/state_leaving.py)."""
+        if self._leaving:
+            names, self._leaving = self._leaving, []
+            self._claims.left(self.key, names)
+
+    def gone(self) -> None:
+        self.leaving_done()
+        super().gone()
 
     def speak(self) -> None:
         """This session speaks for its switch again (the speaker went): report its rows as they are."""

@@ -388,6 +388,7 @@ class Api:
         if not re.fullmatch(r"[0-9a-f]{1,16}", key):
             raise ApiError(400, "bad_request", "a datapath id is up to 16 hex digits", "dpid")
         for item in self.state.switches(datapath_id=int(key, 16)):  # that switch's view only
+            self.take_turn()  # its count may be long (paced by the REST lane): it waits for its turn, as a listing
             return Response(200, self._with_sync(item, tick=Pacer(self.pause, SWITCHES_EVERY).tick))
         raise ApiError(404, "not_found", f"no switch with datapath id {key.zfill(16)}")
 

@@ -87,6 +87,8 @@ class _PacedIdl(ovs.db.idl.Idl):
         self.version = None  # the protocol of the update being parsed (notify: what its old values mean)
         self.refused: str | None = None  # why the peer's update was refused (the session is then closed)
         self.on_slice: Callable[[], None] | None = None  # called between the slices of a big update (slices.py)
+        # called with the numbers of the Interface rows a big pure delete of ports deletes, before its slices (slices.py)
+        self.on_leaving: Callable[[list[int]], None] | None = None
         # (table name, row key) -> the copy a delete left below a stacked row (rowloop.py), the row now: for the
         # tracking IDL's notify of that delete; emptied at each update
         self.uncovered: dict[tuple[str, int], ovs.db.idl.Row] = {}
@@ -224,7 +226,7 @@ class _PacedIdl(ovs.db.idl.Idl):
         self.uncovered.clear()  # what a refused update left un-notified
         if tables is self.tables:
             try:
-                refusals.check_plain_sets(update, self.plain_sets)  # the whole update, before any slice is applied
+                refusals.check_plain_sets(update, self.plain_sets, self.pacer)  # the whole update, before any slice
             except refusals.UpdateRefused as exc:
                 self._refuse(exc, update, version, tables)
                 return
@@ -263,7 +265,7 @@ class _PacedIdl(ovs.db.idl.Idl):
         if self.on_slice is None or tables is not self.tables or self.state != self.IDL_S_MONITORING or \
                 version == ovs.db.idl.OVSDB_UPDATE:
             return [update]
-        return slices.plan(update, tables, pacer=self.pacer, between=self.on_slice) or [update]
+        return slices.plan(update, tables, pacer=self.pacer, between=self.on_slice, leaving=self.on_leaving) or [update]
 
     def _refuse(self, exc: Exception, update, version, tables) -> None:
         """Refuse the update (``refused`` says why) and close the session: the replica no longer follows the peer's

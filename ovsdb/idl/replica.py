@@ -25,7 +25,7 @@ import ovs.db.idl
 import ovs.jsonrpc
 import ovs.timeval
 
-from controller.pacer import Pacer
+from controller.pacer import paced
 from ovsdb.idl.links import (DEFAULT_PROBE_MS, OVS_VERSION, PINNED_OVS_VERSION, Doorbell, PeerError, PeerLink, _poll,
                              _session_on)
 from ovsdb.idl.paced import _PacedIdl, _TrackingIdl
@@ -162,13 +162,15 @@ class Replica:
 
     def __init__(self, link: PeerLink, schema_json: dict, wanted: Mapping[str, Iterable[str]],
                  probe_ms: int = DEFAULT_PROBE_MS, track: bool = False, named: Iterable[str] = (),
-                 pause: Callable[[], None] | None = None, on_slice: Callable[[], None] | None = None):
+                 pause: Callable[[], None] | None = None, on_slice: Callable[[], None] | None = None,
+                 on_leaving: Callable[[list[int]], None] | None = None, budget: float | None = None):
         """``track``: record row changes for ``take_changes``; ``named``: tables (with a name column) that
         ``named()`` looks up by name (implies ``track``); ``pause``: called every ``PAUSE_ROWS`` rows while
         ``run()`` processes an update (the session's ``hub.sleep(0)``: other green threads run meanwhile, so
         the caller must not touch this replica from them); ``on_slice`` (with ``track``): called inside ``run()``
         between the slices of a big update of ports (ovsdb/idl/slices.py), to read the rows and ``take_changes``
-        (each slice a consistent state); without it every update is applied whole."""
+        (each slice a consistent state); without it every update is applied whole. ``on_leaving`` (with ``on_slice``):
+        called with the row numbers of the Interface rows a big pure delete of ports deletes, before its first slice."""
         self.database = schema_json["name"]
         helper = schema_helper(schema_json, wanted)
         # leader_only=False: whatever the peer is (standalone, cluster member, relay), it chose to
@@ -180,8 +182,9 @@ class Replica:
                 self._idl = _PacedIdl("tcp:%s" % link.peer, helper, leader_only=False)
         except ovs.db.error.Error as exc:  # the peer's input, unusable: its session ends saying why
             raise PeerError("unusable %s schema: %s" % (self.database, exc)) from exc
-        self._idl.pacer = Pacer(pause, PAUSE_ROWS)
+        self._idl.pacer = paced(pause, PAUSE_ROWS, budget)  # ``budget``: also by the wall clock (controller/pacer.py)
         self._idl.on_slice = on_slice if isinstance(self._idl, _TrackingIdl) else None
+        self._idl.on_leaving = on_leaving if self._idl.on_slice is not None else None
         self.pacer = link.rpc.pacer = self._idl.pacer  # a long update pauses while decoded (ovsdb/jsonstream.py) too
         # HACK (ovs 4.0.0): Idl.__init__ always creates its own Session from the remote string (it
         # has not connected yet: nothing happens before run()). Swap in a Session on the accepted

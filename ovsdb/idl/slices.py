@@ -62,7 +62,8 @@ _LAZY = LazyDatum
 
 
 def plan(update, tables, slice_ports: int | None = None, pacer: Pacer = NEVER,
-         between: Callable[[], None] | None = None) -> Iterator[dict] | None:
+         between: Callable[[], None] | None = None,
+         leaving: Callable[[list[int]], None] | None = None) -> Iterator[dict] | None:
     """The slices of ``update`` (update2/update3's ``<table-updates>``), in order (each built when reached: ``_parts``),
     the rest last; None when it is not a pure big insert or delete of ports (then it is applied whole). ``tables``: the
     Idl's tables (the rows now); ``slice_ports``: the ports of the slice after the lead (default ``SLICE_PORTS``; the
@@ -70,12 +71,15 @@ def plan(update, tables, slice_ports: int | None = None, pacer: Pacer = NEVER,
     (10,000 ports deleted: ~20-40 ms of planning, with the event loop's turns). ``between``: called when the part after
     a slice is asked for, before it is built (the reader's report of the slice applied: the lead's withdrawals do not
     wait for the next slice, nor for the sliceable ports found after the lead); before the rest once it is made, and
-    not when it is empty."""
+    not when it is empty. ``leaving``: called with the numbers of the deleted Interface rows of a big pure delete of
+    ports, once its shape is checked, before any slice is planned or applied (the reader's early word: the vports
+    those interfaces stand for are about to go, controller/state_leaving.py); the update is then applied (in slices,
+    or whole when its ports do not qualify), unless the peer breaks the protocol further on (its session is closed)."""
     def walk(items):
         return _walk(items, pacer)
 
     try:
-        return _plan(update, tables, slice_ports or SLICE_PORTS, walk, between or _nothing)
+        return _plan(update, tables, slice_ports or SLICE_PORTS, walk, between or _nothing, leaving)
     except (AttributeError, TypeError, KeyError, IndexError, ValueError):  # a shape not expected: ovs judges it whole
         return None
 
@@ -100,7 +104,8 @@ def _walk(items, pacer: Pacer, chunk: int = 100 * ITEMS_PER_TICK):
     return itertools.chain.from_iterable(chunks())
 
 
-def _plan(update, tables, slice_ports: int, walk, between: Callable[[], None]) -> Iterator[dict] | None:
+def _plan(update, tables, slice_ports: int, walk, between: Callable[[], None],
+          leaving: Callable[[list[int]], None] | None = None) -> Iterator[dict] | None:
     if not isinstance(update, dict) or not {"Port", "Interface", "Bridge"} <= tables.keys():
         return None
     ports, ifaces = update.get("Port"), update.get("Interface", {})
@@ -111,8 +116,14 @@ def _plan(update, tables, slice_ports: int, walk, between: Callable[[], None]) -
             _references_to_ports(tables) != _SLICED_REFERENCES:
         return None
     numbers: dict[str, int] = {}  # a port's uuid text -> its number, for the bridge and the interfaces alike
+    deleted = None  # a delete's interfaces: (their uuid texts, their numbers), made once
+    if operation == DELETE:
+        listed = list(walk(ifaces))
+        deleted = (listed, _numbers(listed))
+        if leaving is not None:
+            leaving(deleted[1])
     owner = _bridge_of(update.get("Bridge", {}), tables["Bridge"].rows, operation, walk, numbers)
-    held = _interfaces_held(ports, ifaces, tables["Port"].rows, operation, walk, numbers)
+    held = _interfaces_held(ports, ifaces, tables["Port"].rows, operation, walk, numbers, deleted)
     sliceable = _sliceable(ports, ifaces, held, owner, walk)
     ahead = list(itertools.islice(sliceable, slice_ports + 1))  # enough to cut: the others are found after the lead
     if len(ahead) <= slice_ports:
@@ -263,17 +274,21 @@ def _numbers(texts: list[str]) -> list[int]:
     return list(map(int, map(str.replace, texts, itertools.repeat("-"), itertools.repeat("")), itertools.repeat(16)))
 
 
-def _interfaces_held(ports: dict, ifaces: dict, rows, operation: str, walk, numbers: dict[str, int]) -> dict:
+def _interfaces_held(ports: dict, ifaces: dict, rows, operation: str, walk, numbers: dict[str, int],
+                     deleted: tuple | None = None) -> dict:
     """{port uuid: its interfaces' uuids (a list or tuple)}: inserted, from the update; deleted, from the replica's row
     (an interface the update does not delete as None; a port the replica lacks is left out), in the table's order.
     ``numbers``: the ports' numbers ``_bridge_of`` made (each made once: 10,000 ports deleted). A delete's ports are
     found in one walk of the table's rows, each row read where it is reached: looked up by number in a map of every
     row made first, each was reached twice, its objects out of the CPU's caches the second time (10,000 ports deleted:
-    the plan ~30 % dearer; docs/benchmarks.md "wdfirst39")."""
+    the plan ~30 % dearer; docs/benchmarks.md "wdfirst39"). ``deleted``: the deleted interfaces' (uuid texts,
+    numbers), if made already."""
     if operation == INSERT:
         return {port: _uuids(row_update[INSERT]["interfaces"]) for port, row_update in walk(ports.items())}
-    listed = list(walk(ifaces))
-    text = dict(zip(_numbers(listed), listed))
+    if deleted is None:
+        listed = list(walk(ifaces))
+        deleted = (listed, _numbers(listed))
+    text = dict(zip(deleted[1], deleted[0]))
     names = list(walk(ports))
     got = list(map(numbers.get, names))
     if None in got:  # (a port no bridge's difference named: its number made here)

@@ -88,6 +88,11 @@ class GoBGP:
         done = self.run("neighbor", address, "-j")
         return done.returncode == 0 and json.loads(done.stdout).get("state", {}).get("session_state") == 6
 
+    def hold(self, address: str) -> None:
+        """Hold routes back from ``address`` again: what A takes in from now on is not sent to it (what it was sent
+        before stays there)."""
+        self.cli("policy", "neighbor", "add", "held", address)
+
     def release(self, address: str) -> None:
         """Stop holding routes back from ``address`` and send it everything (soft reset out)."""
         self.cli("policy", "neighbor", "del", "held", address)

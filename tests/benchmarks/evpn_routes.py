@@ -1,8 +1,8 @@
 """EVPN type-2 route rates: Canopy announcing and withdrawing N routes, and receiving N from GoBGP until the
 flows are on the VRS, against GoBGP doing the same work in the same run (docs/benchmarks.md, evpn_routes).
 
-    .venv/bin/python -m tests.benchmarks.evpn_routes [--routes 10000] [--verbose] [--json] [--keep-logs DIR]
-        [--stretches N] [--code DIR] [--py-spy BIN DIR] [--py-spy-phase PHASE]
+    .venv/bin/python -m tests.benchmarks.evpn_routes [--routes 10000] [--rounds 1] [--verbose] [--json]
+        [--keep-logs DIR] [--debug-log] [--stretches N] [--code DIR] [--py-spy BIN DIR] [--py-spy-phase PHASE]
 
 Lab (tests.harness.lab): one controller (``bgp:`` settings, its ExaBGP child), one KVM hypervisor (kvm1)
 with one VM (w1) in the subnet Canopy imports into, and three BGP speakers, each in a namespace of its own:
@@ -47,6 +47,13 @@ turns of its event loop during the step, and then those from its end until the n
 leaves running, and the benchmark's own requests between steps), with where they ran. ``--code DIR`` runs
 the controller of the checkout at DIR with this venv (a snapshot of main: before/after on one machine).
 
+With ``--rounds N`` (default 1) phases 1-2 run N times in turn (each round: announce, withdraw, then their
+baselines), then phases 3-4 N times (A holding its routes back from Y and Canopy again before each round after the
+first): each round's ratio is printed with the 1-minute load as the phase began, the median and the worst. The
+baselines' own spread (GoBGP's announce took 5.8-12.5 s on the same machine at stop 43) is larger than what one round
+can tell apart. A's packed intake and the withdraw floor are measured in the first round only; the rest of the table
+is the first round's.
+
 Needs root, Open vSwitch and gobgpd, like the integration tests. Not collected by pytest.
 """
 
@@ -62,13 +69,13 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from datetime import datetime
 from pathlib import Path
 
 from tests.benchmarks import evpn_routes_floor as floor, health
 from tests.benchmarks.bgp_peers import Feeder, GoBGP
+from tests.benchmarks.evpn_routes_clock import PHASE_TIMEOUT, Filling, clock, cpu_seconds  # noqa: F401 - (floor)
 from tests.benchmarks.evpn_routes_report import print_table, report
 from tests.harness.process import child_running, children_of
 from tests.harness import cpugroup
@@ -80,10 +87,7 @@ IN_NET, OUT_NET = "10.1", "10.2"  # a /16 each: "in" gets GoBGP's MACs, "out" ho
 REMOTE_VTEP = "10.251.0.200"  # where GoBGP's routes point (inside the lab's underlay prefix)
 REMOTE_ROUTER_MAC = "02:cb:0a:fb:00:c8"
 MAX_ROUTES = 60000
-PROBE_INTERVAL = 0.1  # seconds between polls, growing to PROBE_FRACTION of the time elapsed: a bounded error
-PROBE_FRACTION = 0.02  # and fewer polls in long phases (a RIB summary costs gobgpd ~8 ms at 10,000 routes)
 SETUP_TIMEOUT = 120
-PHASE_TIMEOUT = 900
 EVPN_L2_FLOWS = "table=30,cookie=0xca60000000000000/0xfff0000000000000"  # l2_lookup, owner kind evpn (6)
 BURST_LINE = re.compile(r"canopy\.state: (\d+) vports bound or unbound at once")
 W1 = {"name": "w1", "mac": "02:00:00:00:01:01", "ip": f"{IN_NET}.0.11"}
@@ -227,89 +231,6 @@ def check_remote_flows(hv, routes) -> None:
 
 # ---------------------------------------------------------------------------------------------- clocks, CPU
 
-class Probe(threading.Thread):
-    """Polls ``check`` every PROBE_INTERVAL s (or PROBE_FRACTION of the time elapsed, if longer); ``at``:
-    seconds from ``started`` to the middle of the first poll that found it true (about when the other side
-    answered it). An exception (a slow or refused answer) counts as "not yet"."""
-
-    def __init__(self, name: str, check, started: float, deadline: float):
-        super().__init__(name=f"probe-{name}", daemon=True)
-        self.check, self.started, self.deadline = check, started, deadline
-        self.at: float | None = None
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        while time.monotonic() < self.deadline:
-            before = time.monotonic()
-            try:
-                if self.check() is True:
-                    self.at = (before + time.monotonic()) / 2 - self.started
-                    return
-            except Exception as error:  # noqa: BLE001
-                self.error = error
-            step = max(PROBE_INTERVAL, PROBE_FRACTION * (before - self.started))
-            time.sleep(max(0.0, step - (time.monotonic() - before)))
-
-
-class Filling:
-    """A probe's check that A holds ``target`` EVPN destinations, keeping every count it polled: ``shares``, when A
-    had first taken in some, a quarter, half, three quarters of the ``n`` routes counted from ``start`` (the
-    destinations it held before: fewer of them for a withdraw), how they reached it."""
-
-    SHARES = (0.0, 0.25, 0.5, 0.75)
-
-    def __init__(self, gobgp: GoBGP, start: int, n: int, target: int):
-        self.gobgp, self.start, self.n, self.target = gobgp, start, n, target
-        self.polls: list[tuple[float, int]] = []  # (monotonic time of the poll's middle, count)
-
-    def __call__(self) -> bool:
-        before = time.monotonic()
-        count = self.gobgp.count()
-        self.polls.append(((before + time.monotonic()) / 2, count))
-        return count == self.target
-
-    def shares(self, started: float) -> dict:
-        """{share: seconds from ``started`` to the first poll that found more than that share of the routes taken
-        in (added, or for a withdraw removed)}; a poll without an answer (-1) counts as none."""
-        return {share: next((round(at - started, 2) for at, count in self.polls
-                             if count >= 0 and abs(count - self.start) > share * self.n), None)
-                for share in self.SHARES}
-
-
-def clock(action, probes: dict, until: tuple[str, ...], what: str, values: dict) -> dict:
-    """Start the probes (name -> check, True once reached), run ``action`` (the clock starts just before
-    it) and wait until the probes named in ``until`` are reached: {name: seconds or None, "action": how long
-    ``action`` took}. ``values`` (name -> callable) describe the state when the wait times out."""
-    started = time.monotonic()
-    marks = {"started": started}
-    threads = {name: Probe(name, check, started, started + PHASE_TIMEOUT) for name, check in probes.items()}
-    for thread in threads.values():
-        thread.start()
-    action()
-    marks["action"] = time.monotonic() - started
-    for name in until:
-        threads[name].join(PHASE_TIMEOUT + 1)
-        if threads[name].at is None:
-            now = {k: v() for k, v in values.items()}
-            raise SystemExit(f"{what}: {name} not reached in {PHASE_TIMEOUT}s; now {now}; {threads[name].error!r}")
-    for name, thread in threads.items():
-        thread.join(2 * PROBE_INTERVAL + 1)
-        marks[name] = thread.at
-    return marks
-
-
-def cpu_seconds(pids) -> float:
-    """User + system CPU seconds the processes (all their threads) have used; a gone one counts 0."""
-    ticks = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
 def speaker(canopy) -> dict:
     reply = canopy.api.get("/v1/bgp/peers").json
     return {"peer": reply["items"][0], "speaker": reply["speaker"]}
@@ -356,6 +277,7 @@ class Bench:
         self.lab, self.args, self.n = lab, args, args.routes
         self.setup: dict[str, float] = {}
         self.last_marks: dict = {}  # the marks of the last step clocked
+        self.receive_updates: tuple[bytes, bytes] | None = None  # the feeder's UPDATEs of the receive phases
 
     def progress(self, text: str) -> None:
         if self.args.verbose:
@@ -461,8 +383,9 @@ class Bench:
 
 # ---------------------------------------------------------------------------------------------- phases
 
-def announce_withdraw(b: Bench) -> dict:
-    """Canopy announces N routes for N new ports, then withdraws them; then the feeder does the same to A."""
+def announce_withdraw(b: Bench, extras: bool = True) -> dict:
+    """Canopy announces N routes for N new ports, then withdraws them; then the feeder does the same to A. With
+    ``extras`` (the first round), also A's intake of Canopy's routes packed, and the withdraw floor's (b)."""
     from bgp.routes import route_from_dict
 
     vports, n, base = [out_vport(i) for i in range(b.n)], b.n, b.base
@@ -498,6 +421,9 @@ def announce_withdraw(b: Bench) -> dict:
     draining = Filling(b.a, base + n, n, base)
     base_back = b.timed("baseline withdraw", b.feed(withdraw), {"gobgp": draining}, ("gobgp",), A=b.a.count)
     base_back["filling"] = draining.shares(base_back["started"])
+    if not extras:
+        return {"announce": (out, out["gobgp"], base_out, base_out["gobgp"]),
+                "withdraw": (back, back["gobgp"], base_back, base_back["gobgp"])}
     # A's own intake of Canopy's routes as Canopy's ExaBGP packs them, fed at once on an otherwise idle machine: what
     # the announce would take if the routes reached A the moment the ports were added and nothing else ran
     filling, canopy_routes = Filling(b.a, base, n, base + n), [route_from_dict(r) for r in routes]
@@ -509,13 +435,22 @@ def announce_withdraw(b: Bench) -> dict:
             "withdraw": (back, back["gobgp"], base_back, base_back["gobgp"])}
 
 
-def receive(b: Bench) -> dict:
-    """GoBGP A sends N routes to Y (baseline) and to Canopy (until the flows), then withdraws them."""
+def receive(b: Bench, again: bool = False) -> dict:
+    """GoBGP A sends N routes to Y (baseline) and to Canopy (until the flows), then withdraws them. ``again``: a
+    round after the first: A holds routes back from Y and Canopy again first."""
     routes, loaded = remote_routes(b.n), b.base + b.n
-    announce, withdraw = b.encoded(routes)
+    if b.receive_updates is None:
+        b.receive_updates = b.encoded(routes)
+    announce, withdraw = b.receive_updates
+    if again:
+        for peer in (b.y.host.ip, b.ctl.ip):
+            b.a.hold(peer)
+    y_before = b.y.count()  # none at first (held from the start); w1's routes in a later round
     load = b.timed("loading A", b.feed(announce), {"gobgp": lambda: b.a.count() == loaded}, ("gobgp",),
                    A=b.a.count)
     b.setup["GoBGP A loading the routes it sends"] = load["gobgp"]
+    if b.y.count() != y_before or speaker(b.canopy)["peer"]["received"]:
+        raise SystemExit("A did not hold its routes back from Y and Canopy while it was loaded")
 
     def flows():
         return evpn_l2_flows(b.hv)
@@ -529,11 +464,17 @@ def receive(b: Bench) -> dict:
                                                             "received": lambda: received() == b.n},
                   ("flows", "received"), flows=flows, received=received)
     check_remote_flows(b.hv, routes)
+    # each probe keeps the counts it polled: when each first held fewer, a quarter gone, half, three quarters
+    draining = {"y": Filling(b.y.count, loaded, b.n, b.base), "received": Filling(received, b.n, b.n, 0),
+                "flows": Filling(flows, b.n, b.n, 0)}
+    if b.args.debug_log:  # each programming pass's and change set's timings in the controller's log
+        b.canopy.api.put("/v1/log-level", {"level": "debug"})
     with b.spied("receive_withdraw"):
-        gone = b.timed("receive withdraw", b.feed(withdraw), {"flows": lambda: flows() == 0,
-                                                             "received": lambda: received() == 0,
-                                                             "y": lambda: b.y.count() == b.base},
-                       ("flows", "received", "y"), flows=flows, received=received, Y=b.y.count)
+        gone = b.timed("receive withdraw", b.feed(withdraw), draining, ("flows", "received", "y"), flows=flows,
+                       received=received, Y=b.y.count)
+    if b.args.debug_log:
+        b.canopy.api.put("/v1/log-level", {"level": "info"})
+    gone["filling"] = {name: probe.shares(gone["started"]) for name, probe in draining.items()}
     return {"receive": (got, got["flows"], to_y, to_y["y"]),
             "receive_withdraw": (gone, gone["flows"], gone, gone["y"])}
 
@@ -554,6 +495,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--routes", type=int, default=10000, help="type-2 routes per direction (phases shorter "
                         "than ~0.5 s, as below ~1,000, are within the probes' resolution)")
+    parser.add_argument("--rounds", type=int, default=1, metavar="N", help="each phase and its baseline N times: "
+                        "announce, withdraw and their baselines N times in turn, then receive, receive_withdraw and "
+                        "theirs; every round's ratios are printed, with their median and the worst (the table's other "
+                        "figures are the first round's)")
     parser.add_argument("--verbose", action="store_true", help="print each phase as it runs (on stderr)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of the table")
     parser.add_argument("--keep-logs", type=Path, help="copy the logs of the controller, ExaBGP, gobgpd and OVS here")
@@ -561,6 +506,8 @@ def main(argv=None) -> int:
                         "CPU between two turns of the event loop and print each step's N longest (0: off)")
     parser.add_argument("--code", metavar="DIR", help="run the controller of the checkout at DIR (e.g. a git archive "
                         "of main) with this venv: before/after comparisons on one machine")
+    parser.add_argument("--debug-log", action="store_true", help="the controller logs at debug level during "
+                        "receive_withdraw: each programming pass's and change set's timings (keep it: --keep-logs)")
     parser.add_argument("--py-spy", nargs=2, metavar=("BIN", "DIR"), help="sample the controller and ExaBGP with "
                         "py-spy BIN during one phase (--py-spy-phase) into DIR (collapsed stacks; py-spy's sampling "
                         "costs the processes it samples, so that run's figures are not comparable)")
@@ -571,6 +518,8 @@ def main(argv=None) -> int:
     cpugroup.check_option(parser, args)
     if args.stretches:
         os.environ["CANOPY_STRETCH_TRACE"] = str(args.stretches)  # the controller the lab starts inherits it
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     if not 1 <= args.routes <= MAX_ROUTES:
         parser.error(f"--routes must be 1..{MAX_ROUTES} (a /16 per direction)")
     with contextlib.ExitStack() as groups, Lab() as lab:  # the group is removed after the lab stopped its processes
@@ -581,13 +530,16 @@ def main(argv=None) -> int:
         try:
             bench.build()
             bench.progress(f"set up: A holds {bench.base} routes from Canopy (w1's)")
-            phases = {**announce_withdraw(bench), **receive(bench)}
+            rounds = [announce_withdraw(bench, extras=not k) for k in range(args.rounds)]
+            for k, phases in enumerate(rounds):
+                phases.update(receive(bench, again=k > 0))
+            phases = rounds[0]
             phases["withdraw"][0]["floor_ovsdb"] = floor.ovsdb(bench)  # the withdraw floor's (a)
             bench.feeder.close()
         finally:
             if args.keep_logs:
                 keep_logs(bench, args.keep_logs)
-        result = report(bench, phases)
+        result = report(bench, phases, rounds)
         result["cpu_group"] = group
     if args.json:
         print(json.dumps(result, indent=2))

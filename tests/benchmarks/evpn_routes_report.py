@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 from typing import TYPE_CHECKING
@@ -28,8 +29,12 @@ ROWS = {
                          "the same withdrawals, until Y holds none (same event, same time)"),
 }
 
+RECEIVE_WITHDRAW_COUNTS = {"y": "GoBGP Y's routes", "received": "Canopy's speaker's routes", "flows": "br-int's flows"}
 
-def report(b: Bench, phases: dict) -> dict:
+
+def report(b: Bench, phases: dict, rounds: list | None = None) -> dict:
+    """The result: ``phases`` (the first round's) in full; with more than one round (``--rounds``), each round's
+    seconds, baseline seconds and ratio per phase in ``rounds``."""
     b.trace_stretches(b.last_marks, "stretches_after")
     rows = []
     for key, (marks, seconds, base_marks, base_seconds) in phases.items():
@@ -44,7 +49,11 @@ def report(b: Bench, phases: dict) -> dict:
     return {"routes": b.n, "code": b.args.code or "this checkout", "rows": rows, "setup_seconds": b.setup,
             "gobgpd": done.stdout.strip(),
             "lag": health.lag_from_status(b.canopy.api.get("/v1/status").json), "disconnects": b.disconnects(),
-            "speaker": b.canopy.api.get("/v1/bgp/peers").json["speaker"],
+            "speaker": b.canopy.api.get("/v1/bgp/peers").json["speaker"], "rounds": [{
+                key: {"seconds": seconds, "baseline_seconds": base_seconds, "ratio": base_seconds / max(seconds, 1e-6),
+                      "load": marks.get("load")}
+                for key, (marks, seconds, _, base_seconds) in phases_of_round.items()}
+                for phases_of_round in (rounds or [phases])],
             "machine": {"cpus": os.cpu_count(), "cpu": health.cpu_model(), "load_average": os.getloadavg(),
                         "python": sys.version.split()[0]}}
 
@@ -67,6 +76,7 @@ def print_table(result: dict) -> None:
         print(f"  {row['phase']:17} {row['seconds']:8.2f} {row['routes_per_s']:9,.0f}   {row['baseline_seconds']:10.2f}"
               f" {row['baseline_routes_per_s']:9,.0f}   {row['ratio']:9.2f}x")
     print("  rate ratio: Canopy's routes/s over the baseline's (below 1: Canopy is slower)")
+    print_rounds(result.get("rounds") or [])
     for key, row in rows.items():
         print(f"  {key}: Canopy = {row['canopy']}; baseline = {row['baseline']}")
     for key, what in (("announce", "bound"), ("withdraw", "unbound")):
@@ -89,6 +99,11 @@ def print_table(result: dict) -> None:
     for key in ("receive", "receive_withdraw"):
         print(f"  {key}: Canopy's speaker had {'all' if key == 'receive' else 'none'} of the routes at "
               f"{fmt(rows[key]['marks']['received'])} s")
+    filling = rows["receive_withdraw"]["marks"].get("filling")
+    if filling:  # recorded since rw44 (stop 44)
+        print("  receive_withdraw: first fewer, a quarter gone, half, three quarters: " + "; ".join(
+            f"{RECEIVE_WITHDRAW_COUNTS[name]} {', '.join(fmt(at) for at in shares.values())} s"
+            for name, shares in filling.items()))
     names = list(result["rows"][0]["marks"]["cpu"])
     print(f"  CPU seconds during each phase    {''.join(f'{name:>11}' for name in names)}")
     for row in result["rows"]:
@@ -109,6 +124,21 @@ def print_table(result: dict) -> None:
     print(f"  ExaBGP restarts {speaker['restarts']}; longest wait for an acknowledgement "
           f"{speaker.get('api_longest_wait', '-')} s (the watchdog reports its peers down at 5 s: bgp/watchdog.py)")
     print("  setup: " + ", ".join(f"{label} {seconds:.1f} s" for label, seconds in result["setup_seconds"].items()))
+
+
+def print_rounds(rounds: list) -> None:
+    """With more than one round (``--rounds``): each phase's ratio in every round (Canopy's seconds / the baseline's,
+    the load average when the phase began), their median and the worst."""
+    if len(rounds) < 2:
+        return
+    print(f"  {len(rounds)} rounds (each phase and its baseline in turn); ratio (Canopy s / baseline s, 1-minute load "
+          "at the phase's start) per round; median, worst:")
+    for phase in rounds[0]:
+        ratios = [r[phase]["ratio"] for r in rounds]
+        each = ", ".join(f"{r[phase]['ratio']:.2f}x ({r[phase]['seconds']:.2f} / {r[phase]['baseline_seconds']:.2f}"
+                         + (f", {r[phase]['load']:.1f}" if r[phase].get("load") is not None else "") + ")"
+                         for r in rounds)
+        print(f"    {phase:17} {each}; median {statistics.median(ratios):.2f}x, worst {min(ratios):.2f}x")
 
 
 def intake(row: dict, seconds: str, marks: str) -> str:

@@ -56,10 +56,20 @@ OVS_GRACE = 3.0
 log = logging.getLogger(__name__)
 
 
+def this_checkout_first() -> None:
+    """The controllers a lab starts (``canopy run``: the venv's entry point) and their children import the code of
+    this checkout, not the one the venv's editable install names (/work/main's, for a test or benchmark run from
+    another worktree): its root goes first on their PYTHONPATH (a benchmark's ``--code`` sets its own)."""
+    root = str(Path(__file__).resolve().parents[2])
+    if os.environ.get("PYTHONPATH", "").split(os.pathsep)[0] != root:
+        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+
+
 class Lab:
     """A test network; use as ``with Lab() as lab:``. See the module docstring for its layout."""
 
     def __init__(self) -> None:
+        this_checkout_first()
         self.record: RunRecord | None = None
         self.workdir: Path | None = None
         self.fabric_ns = ""

@@ -105,9 +105,18 @@ def driver_main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
+    from eventlet.semaphore import Semaphore
+
+    emitting = Semaphore()
+
     def emit(**event):
-        sys.stdout.write(json.dumps(event, default=_listed) + "\n")
-        sys.stdout.flush()
+        """One whole JSON line on stdout. Not ``sys.stdout.write``: under PYTHONUNBUFFERED its text layer sits on the
+        raw file and drops what a short write left (seen once at load 10: a 290 KB update cut mid-escape, and the test
+        side's reader died on it); a green thread's write waits here while another's is under way."""
+        data = memoryview((json.dumps(event, default=_listed) + "\n").encode())
+        with emitting:
+            while data:
+                data = data[os.write(1, data):]
 
     class RecordingSink(DiscoverySink):
         def vrs_update(self, snap):

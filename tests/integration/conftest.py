@@ -8,21 +8,17 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 
-from tests.harness.lab import Lab
+from tests.harness.lab import Lab, this_checkout_first
 from tests.harness.ovs import ovs_available
 
 _CALL_FAILED = pytest.StashKey[bool]()
 
-# The controllers a test starts (``canopy run``: the venv's entry point) and their children import the code of this
-# checkout, not the one the venv's editable install names (/work/main's, for a test run from another worktree):
-# its root goes first on their PYTHONPATH.
-_ROOT = str(Path(__file__).resolve().parents[2])
-if os.environ.get("PYTHONPATH", "").split(os.pathsep)[0] != _ROOT:
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_ROOT, os.environ.get("PYTHONPATH")) if p)
+# The controllers a test starts and their children (and any process a test starts itself) import this checkout's
+# code: tests.harness.lab.this_checkout_first, at collection.
+this_checkout_first()
 
 
 @pytest.hookimpl(wrapper=True)

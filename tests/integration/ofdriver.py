@@ -5,7 +5,9 @@ OpenFlow on PORT and works with files in WORKDIR:
 
 - ``desired.pickle`` (written atomically by the test): ``(generation, flows, groups)``; loaded at start
   and again whenever it changes, then handed to every reconciler with ``set_desired``;
-- ``resync`` (created by the test): every reconciler ``resync()``s, then the file is removed;
+- ``resync`` (created by the test): every reconciler ``resync()``s, then the file is removed; a desired
+  state written before the file is loaded first (otherwise a look between the two writes would read back
+  and sync the older state, report that, and find nothing left to report for the newer one);
 - ``role`` (optional): "master" or "slave", the OpenFlow role claimed on connect and whenever the file
   changes (then followed by ``resync()``, as the app does when it becomes master);
 - ``report.json`` (written by the driver, atomically) each time a switch is in sync:
@@ -73,6 +75,7 @@ class OfDriver(RyuApp):
         trigger = self.workdir / "resync"
         if trigger.exists():
             trigger.unlink()
+            self._check_desired()
             for rec in self.reconcilers.values():
                 rec.resync()
 

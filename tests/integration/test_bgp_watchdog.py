@@ -20,13 +20,14 @@ from tests.integration.test_bgp_speaker import (CANOPY_AS, CANOPY_IP, GOBGP_AS, 
 
 pytestmark = pytest.mark.integration
 API_TIMEOUT = 2.0  # seconds: the peers reported down (well inside GoBGP's hold time of 9 s)
+SHORT_HOLD = 3  # seconds: the hold time of the test frozen past it (the session dropped by GoBGP 3-4 s in, not 9-10)
 SLACK = 5.0  # seconds the speaker's thread may take beyond the bound on a loaded machine (it turns every 0.25 s)
 
 
-def lab(tmp_path, restart_after: float):
+def lab(tmp_path, restart_after: float, hold_time: int = 9):
     gobgp = start_gobgpd(tmp_path / "gobgpd", GOBGP_IP, GOBGP_AS, (GoBGPNeighbor(CANOPY_IP, CANOPY_AS),))
     config = SpeakerConfig(asn=CANOPY_AS, router_id=CANOPY_IP, workdir=str(tmp_path / "speaker"), neighbors=(
-        Neighbor(GOBGP_IP, GOBGP_AS, port=gobgp.port, local_address=CANOPY_IP, hold_time=9),),
+        Neighbor(GOBGP_IP, GOBGP_AS, port=gobgp.port, local_address=CANOPY_IP, hold_time=hold_time),),
         api_timeout=API_TIMEOUT, api_restart_after=restart_after)
     return gobgp, Speaker(config)
 
@@ -75,14 +76,15 @@ def test_frozen_exabgp_resumed_in_time_is_up_again_not_restarted(tmp_path, caplo
 
 @needs_gobgp
 def test_frozen_past_the_hold_time_the_peer_is_reported_up_only_with_its_new_session(tmp_path, caplog, monkeypatch):
-    """Frozen longer than the hold time (9 s), the session is gone (GoBGP dropped it). At SIGCONT ExaBGP answers the
+    """Frozen longer than the hold time (SHORT_HOLD: BGP's least, so that GoBGP drops it soon; the other tests keep 9 s,
+    longer than the freezes they resume from), the session is gone (GoBGP dropped it). At SIGCONT ExaBGP answers the
     lines it had read before it runs its peers and reports the drop; the speaker reports the peer down until ExaBGP
     has answered one more probe, so no "up" it reports after the resume is the session from before the freeze: every
     one is a session that came up after SIGCONT (its uptime began then). Looked at after every read of the speaker
     from SIGCONT on. ExaBGP's answer and the drop it reports 1 ms later usually come in one read, which hid the stale
     "up" from a test that looked only at on_change: from SIGCONT the speaker reads at most one line a turn (5 bytes,
     "done" and its newline), so the answer is handled, and the row looked at, before the drop is read."""
-    gobgp, speaker = lab(tmp_path, restart_after=60.0)
+    gobgp, speaker = lab(tmp_path, restart_after=60.0, hold_time=SHORT_HOLD)
     up_since, resumed = [], []  # when the session of each "up" row read after SIGCONT came up; when SIGCONT was sent
     read = speaker._read
 

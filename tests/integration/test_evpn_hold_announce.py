@@ -26,8 +26,11 @@ pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(not frr.AVAILABLE and os.environ.get("CI") != "true",
                                  reason="FRR bgpd (Debian package frr) not installed")]
 
-HOLD = {"restart": {"hold_time": 45, "hold_max": 60}}  # long against what the test waits for (ANNOUNCED_WITHIN)
-ANNOUNCED_WITHIN = 10  # seconds after A's session with the reflector is up by which a1's route is back (loaded host)
+HOLD = {"restart": {"hold_time": 45, "hold_max": 60}}  # long against what the test waits for (a1's route back)
+# How long a1's route may take to come back after A's session with the reflector is up: what is proven is that it is
+# back while A's hold still runs (looked at when it is seen back), not how fast a loaded machine gets there; the
+# bound only ends a failing run, and is longer than the hold itself.
+ANNOUNCED_WITHIN = HOLD["restart"]["hold_max"] + 30
 
 
 @pytest.fixture(scope="module")
@@ -68,9 +71,15 @@ def test_a_restarting_controller_announces_what_it_knows_during_its_hold(frrlab)
         lab.wait_until(lambda: peers(a.api)[rr.host.ip]["state"] == "up", timeout=30,
                        what="A's new session with the reflector")
         up_at = time.monotonic()
-        lab.wait_until(lambda: a1 in rr.evpn_macs() and a1 in received_macs(b.api), timeout=ANNOUNCED_WITHIN,
-                       what="a1's route at the reflector and B during A's start-up hold")
+        held = []  # A's hold state at each look, taken before the look at the routes: the last one is when a1 came back
+
+        def a1_back() -> bool:
+            held.append(hold_state(a.api))
+            return a1 in rr.evpn_macs() and a1 in received_macs(b.api)
+
+        lab.wait_until(a1_back, timeout=ANNOUNCED_WITHIN, what="a1's route at the reflector and B")
         back_in = time.monotonic() - up_at
+        assert held[-1] == "syncing", f"a1's route came back {back_in:.1f} s after A's session, its hold over by then"
         reach(lab, vms["b1"], "10.0.1.11", timeout=10)  # b1 -> a1, whose switch is back
         assert hold_state(a.api) == "syncing", "the hold ended before the test could look: raise its hold_time"
         assert a2 not in rr.evpn_macs() and a2 not in received_macs(b.api)  # its switch is not back

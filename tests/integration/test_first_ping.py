@@ -54,9 +54,15 @@ def build(lab, settings=None, aging=None):
     return hosts, vms
 
 
-@pytest.fixture
-def fabric(lab):
-    return build(lab)
+@pytest.fixture(scope="module")
+def fabric(lab_capable):
+    """One fabric for the two tests that ping as soon as every switch is in sync: each pings between a pair of
+    hypervisors the other does not (hvb and hva; hva and hvc), and each VTEP's MAC is resolved on its own (one flat
+    underlay, no router between them), so neither's ping resolves anything the other's first ping needs."""
+    from tests.harness.lab import Lab
+
+    with Lab() as lab:
+        yield build(lab)
 
 
 def first_ping(src, dst_ip, hosts) -> str:

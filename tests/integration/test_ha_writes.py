@@ -128,7 +128,8 @@ def start_pair(lab):
 
 
 def connect_to_pair(hv, hosts):
-    """``hv`` connected to both nodes, each dropped ~2 s after it froze (the Controller rows' inactivity probe)."""
+    """``hv`` connected to both nodes, each dropped about 10 s after it froze: the Controller rows' inactivity probe
+    asks for 1 s, which OVS raises to its least, 5 s (a probe after 5 s idle, the drop 5 s later without an answer)."""
     hv.connect([hosts["a"], hosts["b"]])
     for uuid in hv.vsctl("--bare", "--columns=_uuid", "list", "Controller").split():
         hv.vsctl("set", "Controller", uuid, "inactivity_probe=1000")

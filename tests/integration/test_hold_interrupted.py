@@ -43,7 +43,9 @@ def test_a_stop_during_the_start_up_hold_records_nothing_and_the_next_start_rewr
                 started = time.monotonic()
                 canopy.stop()
                 assert canopy.child.popen.returncode == 0
-                assert time.monotonic() - started < 5.0, "a stop during the hold waits for nothing"
+                # a stop that waited for the hold would take most of restart.hold_time (15 s by default: it has just
+                # begun); a loaded machine's stop takes seconds
+                assert time.monotonic() - started < 10.0, "a stop during the hold waits for nothing"
         finally:
             kvm2.exec("iptables", "-D", *away)
         canopy.start()

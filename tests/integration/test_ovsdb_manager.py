@@ -35,7 +35,7 @@ SCHEMAS = Path("/usr/share/openvswitch")
 HANDSHAKE_TIMEOUT = 2.0  # seconds the driver gives a new peer to answer list_dbs / get_schema
 PROBE_MS = 1000  # inactivity probe we ask ovsdb-servers to use towards the manager
 FAST = 1.0  # the brief's bound for a port change to reach the sink
-SLOW = 10.0  # bound for process start-up, connection set-up and teardown
+SLOW = 30.0  # bound for process start-up, connection set-up, teardown and a big update (load 10: over 10 s)
 MANAGER_PROBE_S = 2.0  # the manager's own echo probe interval
 
 

@@ -192,10 +192,11 @@ def served(tmp_path):
     yield from _serve(tmp_path)
 
 
-@pytest.fixture
-def served_closed(tmp_path):
-    """As ``served``, with rest.open_reads never: every read needs the token."""
-    yield from _serve(tmp_path, "open_reads=never")
+@pytest.fixture(scope="module")
+def served_closed(tmp_path_factory):
+    """As ``served``, with rest.open_reads never: every read needs the token. One for the module: its tests only
+    read, with a token it refuses (nothing changes)."""
+    yield from _serve(tmp_path_factory.mktemp("closed"), "open_reads=never")
 
 
 def _serve(tmp_path, *rest, tls=None):
@@ -215,12 +216,14 @@ def served_read_token(tmp_path):
     yield from _serve(tmp_path, "open_reads=never", f"read_token={READ}")
 
 
-@pytest.fixture
-def served_https(tmp_path):
+@pytest.fixture(scope="module")
+def served_https(tmp_path_factory):
     """As ``served`` over HTTPS, with a certificate for 127.0.0.1 signed by a CA of the test's own (tests/harness/pki):
-    (the URL, the CA's certificate file, another CA's)."""
+    (the URL, the CA's certificate file, another CA's). One for the module (its keys made once): its tests only
+    read."""
     from tests.harness.pki import Pki
 
+    tmp_path = tmp_path_factory.mktemp("https")
     ca, other = Pki(tmp_path, "canopy-ca"), Pki(tmp_path, "other-ca")
     for url in _serve(tmp_path, tls=ca.issue("controller", ips=("127.0.0.1",))):
         yield url, str(ca.ca_cert), str(other.ca_cert)

@@ -75,6 +75,12 @@ def web_vni(routes):
     return next(r.l2_vni for r in routes.values() if isinstance(r, MacIpRoute) and r.mac == "02:00:00:00:00:01")
 
 
+def web_type3_at_hv1(routes) -> set:
+    """The keys of web's type 3 routes with hv1 as next hop."""
+    return {k for k, r in routes.items()
+            if isinstance(r, InclusiveMulticastRoute) and r.next_hop == HV1 and r.vni == web_vni(routes)}
+
+
 def test_unbinding_a_vport_withdraws_its_routes_at_once_and_nothing_still_present():
     state, fed = published()
     before = dict(fed.speaker.desired)
@@ -142,9 +148,7 @@ def test_a_vport_bound_again_keeps_the_routes_it_stands_behind_when_another_goes
     state, view = setup_view({"hv1": [("vm1", 10), ("vm2", 11), ("vm3", 12)], "hv2": [("vm4", 11)]})
     fed = Federation(None, "/unused", state, speaker=BookedSpeaker())
     fed.publish(view)
-    web_at_hv1 = {k for k, r in fed.speaker.desired.items()
-                  if isinstance(r, InclusiveMulticastRoute) and r.next_hop == HV1 and r.vni == web_vni(
-                      fed.speaker.desired)}
+    web_at_hv1 = web_type3_at_hv1(fed.speaker.desired)
     assert len(web_at_hv1) == 1
     state.vrs_update(snapshot("hv1", HV1, [("vm2", 11), ("vm3", 12)]))  # vm1 unplugged
     state.vrs_update(snapshot("hv1", HV1, [("vm1", 10), ("vm2", 11), ("vm3", 12)]))  # and plugged back

@@ -206,7 +206,7 @@ def test_the_sync_deadline_counts_elapsed_time_not_the_wall_clock(monkeypatch):
     monkeypatch.setattr(peersession, "time", SimpleNamespace(time=lambda: clock["wall"],
                                                         monotonic=lambda: clock["monotonic"]))
     owner = SimpleNamespace(log=logging.getLogger("test"), sink=None, bridge="br-int", claims=None, vtep_claims=None,
-                            sync_timeout=120.0, first_read_pending=set())
+                            sync_timeout=120.0, first_read_pending=set(), budget=None)
     session = server.PeerSession(owner, "ovsdb:192.0.2.7:6640", SimpleNamespace(peer="192.0.2.7:6640"))
     clock["wall"] += 3600.0  # stepped forward
     clock["monotonic"] += 1.0
@@ -249,7 +249,7 @@ def _vrs_session(reads):
     from ovsdb import server
     owner = SimpleNamespace(log=logging.getLogger("test.ovsdb"), sink=None, bridge="br-int", claims=None,
                             vtep_claims=None, first_reads=reads, handshake_timeout_ms=5000, slicing=set(), tls=None,
-                            first_read_pending=set())
+                            first_read_pending=set(), budget=None)
     link = _VrsLink()
     return server.PeerSession(owner, "ovsdb:" + link.peer, link), link
 

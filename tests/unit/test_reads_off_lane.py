@@ -24,7 +24,7 @@ from controller.rest.lane import Lane
 from controller.rest.wire import Request
 from controller.ryu_compat import hub
 from tests.unit.helpers import TOKEN, Controller
-from tests.unit.test_reconcile_pacing import OWNERS, change_of_many_owners, give_way, reconciler
+from tests.unit.test_reconcile_pacing import OWNERS, change_of_many_owners, desired, give_way, reconciler
 
 TURNS = 10_000  # turns of the loop a read may take (it takes a few hundred: a pause every 1,000 flows)
 READS = ["switches", "switch", "flows", "metrics"]
@@ -85,3 +85,84 @@ def test_a_read_answers_while_the_reconcilers_lane_is_held(world, what):
     assert answer[0]["pending"] == 4 * OWNERS
     world.rec._book._counted = None
     assert read(world, what)["pending"] == answer[0]["pending"]  # as counted once the lane is free
+
+
+AT_ONCE = 4
+
+
+@pytest.mark.parametrize("what", ["metrics", "switch"])
+def test_reads_counting_together_take_one_count_stretch_a_turn_of_the_loop(world, monkeypatch, what):
+    """Off the reconcilers' lane, a read's count still takes turns with the other reads' (review43d): else AT_ONCE
+    scrapes, or GET /v1/switches/{dpid}, at once (reads need no token: 64 connections from one address) each held the
+    loop for a count's stretch in every round, or for its first, AT_ONCE times what one lane allows. Counted: the
+    flows counted between two turns of a probe thread, AT_ONCE reads counting the same 4 x OWNERS changed flows."""
+    from controller import metrics as metrics_mod
+    from controller.rest import api as api_mod
+    marks = []
+
+    class Marking(Pacer):  # the read's count pacer, marking the units it counts
+        def tick(self, units=1):
+            marks.append(units)
+            super().tick(units)
+    monkeypatch.setattr(metrics_mod, "Pacer", Marking)
+    monkeypatch.setattr(api_mod, "Pacer", Marking)
+    done = []
+
+    def reader():
+        world.rec._book._counted = None  # (each counts afresh, as reads that began before any count ended do)
+        done.append(read(world, what)["pending"])
+
+    def probe():
+        while len(done) < AT_ONCE:
+            marks.append("probe")
+            hub.sleep(0)
+    prober = hub.spawn(probe)
+    hub.sleep(0)
+    threads = [hub.spawn(reader) for _ in range(AT_ONCE)]
+    for thread in threads + [prober]:
+        thread.wait()
+    runs, run = [], 0
+    for mark in marks:
+        if mark == "probe":
+            runs.append(run)
+            run = 0
+        else:
+            run += mark
+    assert done == [4 * OWNERS] * AT_ONCE
+    assert sum(runs) + run >= AT_ONCE * 4 * OWNERS  # each counted the changed flows
+    assert max(runs + [run]) <= metrics_mod.COUNT_EVERY + 10, max(runs + [run])
+
+
+def _plan_applied(book):
+    book.applied(book.plan())
+
+
+def _new_desired(book):
+    book.set_desired(desired(salt=1, count=OWNERS // 2), changed=set(desired()))  # half the owners gone
+
+
+def _read_back(book):
+    book.read_back({})
+
+
+@pytest.mark.parametrize("change", [_plan_applied, _new_desired, _read_back])
+def test_a_count_the_reconciler_changes_the_records_under_is_that_of_the_book_when_it_began(change):
+    """Off the lane, a read's count pauses while the reconciler changes its records (a plan applied, a new desired
+    state, a read-back): the answer is the book's when the count began (it counts copies), and the next read counts
+    the book as it is now (the count kept under the state it began with, not the new one)."""
+    rec, _ = reconciler()
+    change_of_many_owners(rec)
+    counts = ("desired", "installed", "pending")
+    before = {k: rec.status()[k] for k in counts}
+    rec._book._counted = None
+    got = []
+    reader = hub.spawn(lambda: got.append(rec.status(Pacer(give_way, 200).tick)))
+    hub.sleep(0)
+    hub.sleep(0)
+    assert not got  # paused in its count
+    change(rec._book)
+    reader.wait()
+    assert {k: got[0][k] for k in counts} == before
+    now = {k: rec.status()[k] for k in counts}
+    rec._book._counted = None
+    assert now == {k: rec.status()[k] for k in counts} != before

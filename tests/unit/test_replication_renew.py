@@ -226,3 +226,122 @@ def test_a_file_put_at_the_stores_path_by_another_is_set_aside_and_never_pruned(
         assert len(saved) == RENEWED_KEPT, saved  # the store's own: pruned to the newest
     finally:
         store.close()
+
+
+def _failing(save, fails):
+    """``save`` (the store's backup into a file), raising as a full disk would while ``fails[0]`` > 0 (counted down);
+    ``fails[1]`` counts the tries."""
+    import sqlite3
+
+    def failing(out):
+        fails[1] += 1
+        if fails[0] > 0:
+            fails[0] -= 1
+            raise sqlite3.OperationalError("database or disk is full")
+        return save(out)
+
+    return failing
+
+
+def _saved_tenants(path):
+    import sqlite3
+
+    db = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)  # (its header says WAL: no -shm made)
+    try:
+        return {row[0] for row in db.execute("SELECT id FROM objects WHERE kind = 'tenant'")}
+    finally:
+        db.close()
+
+
+def test_a_renewal_after_a_failed_save_saves_what_the_store_held_first(tmp_path):
+    """The save when the file went failed (a full disk for a moment, at load): before, the standby's next tick renewed
+    the store anyway, closing the open connection, the only copy of what it held, and no ``saved-<time>`` file was
+    ever made (a CI run at load ~10 found none). Now the renewal tries the save again first, at once."""
+    import glob
+
+    from controller.store import Change
+
+    data = tmp_path / "data"
+    store = Store(str(data))
+    try:
+        for oid in ("a", "b"):
+            store.commit([Change("tenant", oid, "put", {"id": oid})])
+        fails = [1, 0]
+        store.file.save = _failing(store.file.save, fails)
+        os.remove(store.path)
+        assert store.file_failed() and store.file.saved is None and fails == [0, 1]
+        assert glob.glob(store.path + ".saved-*") == []  # the failed try left nothing
+        store.renew()
+        [saved] = glob.glob(store.path + ".saved-*")
+        assert fails[1] == 2 and _saved_tenants(saved) == {"a", "b"}
+        store.commit([Change("tenant", "c", "put", {"id": "c"})])  # the renewed store takes writes
+    finally:
+        store.close()
+
+
+def test_a_renewal_waits_while_what_the_store_held_cannot_be_saved(tmp_path):
+    """While the save keeps failing, the renewal is refused (StoreFault: the pair's tick tries again) and the open
+    connection stays; it tries the save at once, then at most every SAVE_AGAIN seconds (a clock of the test's own:
+    not a full copy per tick), and renews once one succeeded."""
+    import glob
+
+    from controller import storefile
+    from controller.store import Change, StoreFault
+
+    data = tmp_path / "data"
+    store = Store(str(data))
+    try:
+        store.commit([Change("tenant", "a", "put", {"id": "a"})])
+        now = [0.0]
+        store.file.clock = lambda: now[0]
+        fails = [3, 0]
+        store.file.save = _failing(store.file.save, fails)
+        os.remove(store.path)
+        assert store.file_failed()
+        with pytest.raises(StoreFault):  # tried again at once: failed
+            store.renew()
+        for _ in range(3):
+            with pytest.raises(StoreFault):  # the next ticks, within SAVE_AGAIN: not tried
+                store.renew()
+        assert fails == [1, 2] and not os.path.exists(store.path)
+        now[0] = storefile.SAVE_AGAIN
+        with pytest.raises(StoreFault):
+            store.renew()
+        assert fails == [0, 3] and glob.glob(store.path + ".saved-*") == []
+        now[0] = 2 * storefile.SAVE_AGAIN
+        store.renew()
+        [saved] = glob.glob(store.path + ".saved-*")
+        assert fails[1] == 4 and _saved_tenants(saved) == {"a"} and store.fault is None
+    finally:
+        store.close()
+
+
+def test_saves_within_one_second_neither_remove_nor_overwrite_an_earlier_copy(tmp_path, monkeypatch):
+    """Names are stamped to the second: a second renewal's save within the same second took the first one's name.
+    Before, a failed save removed that name (the first renewal's copy: gone) and a successful one wrote over it. Now
+    each save makes a new file (``saved-<time>-2``...), and a failed one removes only what it made."""
+    import glob
+
+    from controller import storefile
+    from controller.store import Change
+
+    monkeypatch.setattr(storefile, "stamp", lambda: "20261207T000000Z")
+    data = tmp_path / "data"
+    store = Store(str(data))
+    try:
+        store.commit([Change("tenant", "a", "put", {"id": "a"})])
+        os.remove(store.path)
+        assert store.file_failed()
+        store.renew()
+        [first] = glob.glob(store.path + ".saved-*")
+        store.commit([Change("tenant", "b", "put", {"id": "b"})])
+        fails = [1, 0]
+        store.file.save = _failing(store.file.save, fails)
+        os.remove(store.path)
+        assert store.file_failed() and store.file.saved is None
+        assert glob.glob(store.path + ".saved-*") == [first] and _saved_tenants(first) == {"a"}
+        store.renew()  # saved again first, under a name of its own
+        [second] = set(glob.glob(store.path + ".saved-*")) - {first}
+        assert _saved_tenants(first) == {"a"} and _saved_tenants(second) == {"b"}
+    finally:
+        store.close()

@@ -63,7 +63,8 @@ def test_a_switch_gone_in_any_pause_of_its_first_report_is_not_kept_as_present()
     for at in range(1, total + 1):
         state, programmer, _ = ended_in_pause(at)
         where = f"gone in pause {at} of {total}"
-        assert state.vrs == {} and state.locations == {} and state.partial == {}, where  # on main: hv1 and its VMs
+        assert state.vrs == {} and state.locations == {}, where  # on main: hv1 and its VMs
+        assert state.partial == state.partial_chassis == {}, where
         assert "hv1" not in programmer.view.switches and "hv1" not in programmer.desired, where
         assert programmer.derive().switches == {}, where
 
@@ -164,7 +165,7 @@ def test_after_a_report_state_failed_on_the_switch_back_binds_every_vm(failing_p
         follow(db, state, claims, PEER_A)  # the sink's error ends that session (below: as peersession does)
     state.pacer = Pacer()
     assert pauses and all(seen == {vid: bound[vid] for vid in kept} for seen in pauses)  # bound in every pause
-    assert state.partial == {} and state.reports_taking == 0
+    assert state.partial == state.partial_chassis == {} and state.reports_taking == 0
     if which == "a later report":  # what it held whole before, kept: bound, flows and routes as they were
         assert state.locations == bound
         assert _seen(state, programmer) == before
@@ -173,7 +174,7 @@ def test_after_a_report_state_failed_on_the_switch_back_binds_every_vm(failing_p
     claims.leave("vrs:hv1", claims.speaker("vrs:hv1"))
     with pytest.raises(Bad):
         follow(db, state, claims, PEER_B)  # hv1 back, the bad row still there: its report (whole) fails again
-    assert state.locations == bound and state.partial == {} and state.reports_taking == 0
+    assert state.locations == bound and state.partial == state.partial_chassis == {} and state.reports_taking == 0
     failing_port.clear()
     failing_keys.clear()
     claims.leave("vrs:hv1", claims.speaker("vrs:hv1"))
@@ -208,7 +209,7 @@ def test_a_report_failing_after_a_newer_one_was_taken_keeps_the_newer_one(failin
         state.vrs_update(snapshot("hv1", "10.251.0.1", PORTS))
     state.pacer = Pacer()
     assert state.vrs == {"hv1": newer} and sorted(state.locations) == ["vm0", "vm1", "vm8"]
-    assert state.partial == {} and state.reports_taking == 0
+    assert state.partial == state.partial_chassis == {} and state.reports_taking == 0
     fresh = vports_state()
     fresh.vrs_update(newer)
     assert state.locations == fresh.locations
@@ -274,7 +275,8 @@ def test_a_report_cut_in_any_pause_by_its_sessions_end_leaves_no_switch_half_tak
             state.vrs_update(whole)
         except greenlet.GreenletExit:
             state.pacer = Pacer()
-            assert state.locations == before and state.partial == {} and state.reports_taking == 0, at
+            assert state.locations == before and state.reports_taking == 0, at
+            assert state.partial == state.partial_chassis == {}, at
             assert sorted(state.vrs) == (["hv1"] if known else []), at
             state.vrs_update(dataclasses.replace(whole, changed=frozenset()))  # the session back: nothing changed
             fresh = vports_state()
@@ -315,7 +317,7 @@ def test_a_first_report_failing_while_another_of_its_switch_is_taken_does_not_dr
         thread.wait()
     state.pacer = Pacer()
     assert failed and state.vrs == {"hv1": newer} and sorted(state.locations) == ["vm0", "vm1", "vm8"]
-    assert state.partial == {} and state.reports_taking == 0
+    assert state.partial == state.partial_chassis == {} and state.reports_taking == 0
 
 
 def test_a_port_failing_halfway_through_its_keys_leaves_no_sighting_behind(monkeypatch):

@@ -222,6 +222,9 @@ class FakeState:
     def subscribe(self, _callback):
         pass
 
+    def listen_leaving(self, _leaving, _left):
+        pass
+
 
 def test_exabgp_watchdog_bounds_reach_the_speaker(tmp_path):
     """bgp.api_timeout and bgp.api_restart_after (bgp/watchdog.py) are the speaker's, defaults 5 and 30 s."""
@@ -290,6 +293,19 @@ def test_openflow_dead_after_is_never_or_at_least_two_seconds(tmp_path, value, o
         assert load(tmp_path, text).limits.openflow_dead_after == value / 1000
     else:
         with pytest.raises(settings_mod.SettingsError, match="openflow.dead_after_ms: must"):
+            load(tmp_path, text)
+
+
+@pytest.mark.parametrize("value, ok", [(None, True), (1000, True), (30000, True), (0, False), (999, False),
+                                       (3600001, False), ("5s", False)])
+def test_ovsdb_probe_interval_is_one_second_to_an_hour(tmp_path, value, ok):
+    """ovsdb.probe_interval_ms (the echo a silent OVSDB peer is sent; two intervals silent drop its session): the
+    ``ovs`` library raises anything under a second to one, so a shorter one is refused rather than not applied."""
+    text = "ovsdb: {}\n" if value is None else f"ovsdb: {{probe_interval_ms: {value}}}\n"
+    if ok:
+        assert load(tmp_path, text).limits.ovsdb_probe_interval == (5.0 if value is None else value / 1000)
+    else:
+        with pytest.raises(settings_mod.SettingsError, match="ovsdb.probe_interval_ms: must"):
             load(tmp_path, text)
 
 

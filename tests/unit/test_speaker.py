@@ -387,13 +387,44 @@ def test_relay_takes_the_speakers_commands_while_exabgp_is_busy_and_hands_all_of
         writer.start()
         writer.join(30)  # ExaBGP reads nothing meanwhile: ~4.7 MB, far beyond the socket and pipe buffers
         assert not writer.is_alive(), "the speaker's sends blocked while ExaBGP was not reading"
-        # read until all of it came: once eventlet has patched this process (other tests), a pipe read may be short
-        received = bytearray()
-        while len(received) < len(commands) and (chunk := relay.stdout.read(len(commands) - len(received))):
-            received += chunk
-        assert bytes(received) == commands
-        conn.close()
-        assert relay.wait(timeout=30) == 0
+        read_all_then_close(relay, conn, commands)
+
+
+def read_all_then_close(relay, conn, commands: bytes) -> None:
+    """Read the relay's stdout until all of ``commands`` came (once eventlet has patched this process, in other tests,
+    a pipe read may be short), then close the speaker's side: the relay ends cleanly."""
+    received = bytearray()
+    while len(received) < len(commands) and (chunk := relay.stdout.read(len(commands) - len(received))):
+        received += chunk
+    assert bytes(received) == commands
+    conn.close()
+    assert relay.wait(timeout=30) == 0
+
+
+def test_the_relay_fills_a_pipe_of_a_mebibyte_to_exabgp_so_exabgp_reads_a_burst_without_waiting_for_it(tmp_path):
+    """ExaBGP reads its commands 16 KiB per turn of its reactor, and a line of 500 withdrawals is ~136 KiB: in Linux's
+    default pipe of 64 KiB, ExaBGP waited for the relay to be scheduled again several times per line (the lab's
+    two cores busy with OVS, GoBGP and the controller). The relay's pipe to ExaBGP holds a mebibyte, filled at once."""
+    import fcntl
+    import termios
+
+    from bgp import relay as relay_module
+
+    if int(Path("/proc/sys/fs/pipe-max-size").read_text()) < relay_module.PIPE_SIZE:
+        pytest.skip("this system's pipe-max-size is below the relay's pipe size")
+    commands = b"".join(b'withdraw evpn [{"n": %d, "pad": "%s"}]\n' % (i, b"x" * 200) for i in range(12000))
+    with relay_session(tmp_path, stdout=subprocess.PIPE) as (relay, conn):
+        fd = relay.stdout.fileno()
+        conn.sendall(commands)  # ~2.8 MB: the relay holds what the pipe does not
+        held = 0
+        for _ in range(300):  # bounded: 30 s
+            held = int.from_bytes(fcntl.ioctl(fd, termios.FIONREAD, b"\0" * 4), sys.byteorder)
+            if held > relay_module.PIPE_SIZE // 2:  # (a page's bytes may stay unused by a partial write)
+                break
+            select.select([], [], [], 0.1)
+        assert fcntl.fcntl(fd, relay_module.F_GETPIPE_SZ) >= relay_module.PIPE_SIZE
+        assert held > relay_module.PIPE_SIZE // 2, held  # (Linux's default pipe: 65,536 bytes at most)
+        read_all_then_close(relay, conn, commands)
 
 
 def test_the_relay_holds_at_most_max_pending_of_commands_for_an_exabgp_that_does_not_read(tmp_path):
@@ -459,3 +490,34 @@ def test_the_speaker_hands_the_relay_all_its_socket_takes_in_one_turn(tmp_path):
             received += relay_end.recv(1 << 20)
         assert bytes(received) == commands[:taken]
         assert bytes(speaker._outbuf) == commands[taken:]
+
+
+def test_commands_queued_while_the_speaker_waits_are_written_in_the_turn_that_wakes_it(tmp_path, monkeypatch):
+    """The speaker's thread waits in select for what it has to write; commands queued meanwhile (the withdrawals a
+    big delete hands over at intake, a chunk between two pauses of the event loop) wake it, and that very turn
+    writes them: it used to find them only when it selected again, a turn later (after the next chunk's work)."""
+    import types
+
+    import bgp.speaker as speaker_module
+    from bgp.speakerproc import wake_pair
+
+    config = SpeakerConfig(asn=65000, router_id="192.0.2.1", neighbors=(Neighbor(PEER, 65001),),
+                           workdir=str(tmp_path))
+    speaker = Speaker(config)
+    ours, relay_end = socket.socketpair()
+    speaker._wake_r, speaker._wake_w = wake_pair()
+    with ours, relay_end, speaker._wake_r, speaker._wake_w:
+        ours.setblocking(False)
+        speaker._conn = ours
+        asked = []
+
+        def waiting(readable, writable, errors, timeout):
+            asked.append(list(writable))
+            speaker._change(lambda routes: ["withdraw evpn [1]"], None)  # queued and woken while it waits
+            return select.select(readable, writable, errors, timeout)
+
+        monkeypatch.setattr(speaker_module, "select", types.SimpleNamespace(select=waiting))
+        speaker._poll(0)
+        assert asked == [[]]  # it waited with nothing to write
+        relay_end.settimeout(5)
+        assert relay_end.recv(100) == b"withdraw evpn [1]\n" and not speaker._outbuf

@@ -341,3 +341,36 @@ def test_a_big_commit_by_another_connection_is_not_taken_for_an_overwrite(tmp_pa
     again = Store(data)
     assert set(again.load_objects()["tenant"]) == {"a", "b"} and again.get_meta("big") == "x" * 6_000_000
     again.close()
+
+
+def test_a_file_deleted_while_it_is_being_checked_is_saved_not_taken_for_one_overwritten(tmp_path):
+    """The check looked at the path twice (its inode, then its size and time): a file deleted between the two (the
+    HA standby's tick racing an ``rm``, at load) was taken for one overwritten in place, whose pages are not the
+    store's, so nothing was saved, and a standby renewed its store with no ``saved-<time>`` copy (CI at load ~10).
+    The deletion is made here at that very point, from the check's own look at SQLite's data_version, between them."""
+    data = str(tmp_path / "data")
+    store = Store(data)
+    _put(store, "a")
+    version, armed = store.file.version, [True]
+
+    def deleting():  # (the check asks it after the inode, before the size and time)
+        if armed:
+            armed.clear()
+            os.remove(store.path)
+        return version()
+
+    store.file.version = deleting
+    try:
+        _put(store, "b")  # its check saw the file still there: written to the open connection (in the copy below)
+    except StoreFault:
+        pass
+    assert not armed, "the deletion was not made during a check: the test proves nothing"
+    with pytest.raises(StoreFault) as refused:
+        _put(store, "c")
+    assert not store.file.overwritten and "deleted" in str(refused.value)
+    [saved] = glob.glob(store.path + ".saved-*")
+    store.close()
+    restore(data, saved)
+    again = Store(data)
+    assert set(again.load_objects()["tenant"]) == {"a", "b"}
+    again.close()
